@@ -1,0 +1,43 @@
+"""Every error baton raises on purpose derives from :class:`BatonError`.
+
+Messages are written for the person at the terminal. Each class carries the CLI exit code it maps to,
+so the CLI turns any ``BatonError`` into a clean message and a meaningful code without a lookup table:
+0 succeeded, 1 the agent failed or timed out, 2 bad input, 3 the key is busy.
+Third-party errors are translated at the boundary with ``raise X from exc``.
+"""
+
+from __future__ import annotations
+
+
+class BatonError(Exception):
+    """Base class: a user-facing message and an exit code."""
+
+    exit_code = 1
+
+
+class BadInput(BatonError):
+    """The caller asked for something malformed or impossible; nothing was written."""
+
+    exit_code = 2
+
+
+class NotFound(BadInput):
+    """A session, run or file the caller named does not exist."""
+
+
+class Busy(BatonError):
+    """Another runner holds the key's lease and the wait ran out."""
+
+    exit_code = 3
+
+
+class GitError(BatonError):
+    """A git command failed; the message carries git's own words (never a credential)."""
+
+
+class AgentError(BatonError):
+    """The agent CLI could not be started or behaved in a way baton cannot use."""
+
+
+class StoreError(BatonError):
+    """The store could not be opened, migrated or written."""

@@ -1,0 +1,135 @@
+"""Keys: ``(agent, repo, thread)`` — one conversation and one worktree per key.
+
+Everything here is pure validation and runs before anything is written. A repo is a git URL or a
+local path; both become a *slug*, a relative path used for directories and display:
+
+- ``https://github.com/acme/api.git``, ``git@github.com:acme/api``, ``ssh://git@github.com/acme/api``
+  → ``github.com/acme/api``;
+- a local repository ``/srv/code/api`` → ``local/api-<8 hex of its real path>`` (stable for that path,
+  distinct for two repos of the same name).
+
+URLs carrying credentials are refused: tokens belong in ``BATON_GIT_TOKEN``, never in a URL that would
+end up in git's config, argv or the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from baton.errors import BadInput
+
+THREAD_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+_SCP_RE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>(?!//)[^\\]+)$")
+_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._~+-]+$")
+
+
+@dataclass(frozen=True)
+class Repo:
+    """A repository: where to fetch it from (``url``) and its ``slug``."""
+
+    url: str
+    slug: str
+    local: bool
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+@dataclass(frozen=True)
+class Key:
+    """The identity of one conversation and one worktree."""
+
+    agent: str
+    repo: Repo
+    thread: str
+
+    def __str__(self) -> str:
+        return f"{self.agent}:{self.repo.slug}:{self.thread}"
+
+    @property
+    def id(self) -> str:
+        """A flat string form, used for lease and lock names."""
+        return f"{self.agent}/{self.repo.slug}/{self.thread}"
+
+
+def validate_thread(thread: str) -> str:
+    if not thread:
+        raise BadInput("thread is empty: give 1-128 characters of letters, digits, '.', '_' or '-'")
+    if len(thread) > 128:
+        raise BadInput(f"thread is {len(thread)} characters long; the limit is 128")
+    if thread.startswith((".", "-")):
+        raise BadInput(f"thread {thread!r} must not start with '.' or '-'")
+    if not THREAD_RE.match(thread):
+        raise BadInput(
+            f"thread {thread!r} has characters that are not allowed: use letters, digits, '.', '_' or '-'"
+        )
+    return thread
+
+
+def validate_agent(agent: str, known: list[str]) -> str:
+    if agent not in known:
+        raise BadInput(f"unknown agent {agent!r}: choose one of {', '.join(sorted(known))}")
+    return agent
+
+
+def parse_repo(spec: str) -> Repo:
+    """Canonicalise a repo URL or local path; a local path must be an existing git repository."""
+    spec = spec.strip()
+    if not spec:
+        raise BadInput("repo is empty: give a git URL or the path of a local repository")
+    if any(ord(c) < 32 for c in spec):
+        raise BadInput("repo contains control characters")
+    if "://" in spec:
+        parts = urlsplit(spec)
+        if parts.scheme == "file":
+            return _local_repo(parts.path)
+        if parts.scheme not in ("https", "http", "ssh", "git"):
+            raise BadInput(f"repo URL scheme {parts.scheme!r} is not supported (use https, ssh, git or file)")
+        if parts.password is not None or (parts.username and parts.scheme in ("http", "https")):
+            raise BadInput(
+                "repo URL contains credentials; remove them and put the token in BATON_GIT_TOKEN instead"
+            )
+        if not parts.hostname:
+            raise BadInput(f"repo URL {spec!r} has no host")
+        host = parts.hostname.lower()
+        if parts.port and parts.scheme in ("http", "https"):
+            host = f"{host}_{parts.port}"
+        return Repo(url=spec, slug=_slug(host, parts.path, spec), local=False)
+    scp = _SCP_RE.match(spec)
+    if scp and not Path(spec).exists() and "." in scp.group("host"):
+        return Repo(url=spec, slug=_slug(scp.group("host").lower(), scp.group("path"), spec), local=False)
+    return _local_repo(spec)
+
+
+def _slug(host: str, path: str, spec: str) -> str:
+    path = path.strip("/")
+    if path.endswith(".git"):
+        path = path[:-4]
+    segments = [s for s in path.split("/") if s]
+    if not segments or any(s in (".", "..") or not _SEGMENT_RE.match(s) for s in segments):
+        raise BadInput(f"repo URL {spec!r} has no usable path (expected something like host/owner/name)")
+    return "/".join([host, *segments])
+
+
+def _local_repo(path_text: str) -> Repo:
+    path = Path(path_text).expanduser()
+    if not path.exists():
+        raise BadInput(f"repo {path_text!r} does not exist (not a URL and no such directory)")
+    real = path.resolve()
+    if not ((real / ".git").exists() or (real / "HEAD").is_file() and (real / "objects").is_dir()):
+        raise BadInput(f"repo {path_text!r} is not a git repository")
+    name = real.name[:-4] if real.name.endswith(".git") else real.name
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name) or "repo"
+    digest = hashlib.sha256(str(real).encode()).hexdigest()[:8]
+    return Repo(url=str(real), slug=f"local/{name}-{digest}", local=True)
+
+
+def make_key(agent: str, repo: str, thread: str, known_agents: list[str]) -> Key:
+    """Validate all three parts; raises :class:`BadInput` naming the first wrong one."""
+    validate_agent(agent, known_agents)
+    validate_thread(thread)
+    return Key(agent=agent, repo=parse_repo(repo), thread=thread)

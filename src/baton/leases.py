@@ -1,0 +1,73 @@
+"""Leases: the right to run a key, held by one runner at a time across processes and machines.
+
+A lease lives in the store with an expiry that the holder's heartbeat pushes forward. Another runner
+may take it over when it has expired, or — without waiting for expiry — when its holder ran on this
+same host and that process is gone (a SIGKILLed runner is noticed at once, not after the TTL).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from baton.errors import Busy
+from baton.models import Lease
+from baton.store.base import Store
+
+HOST = socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class LeaseHolder:
+    store: Store
+    key: str
+    ttl: float
+    holder: str = field(default_factory=lambda: f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    held: bool = False
+
+    def _can_take(self, existing: Lease) -> bool:
+        if existing.expires_at < time.time():
+            return True
+        return existing.host == HOST and existing.pid != os.getpid() and not pid_alive(existing.pid)
+
+    def acquire(self, wait: float) -> None:
+        """Take the lease, polling for up to ``wait`` seconds; raise :class:`Busy` naming the holder."""
+        deadline = time.monotonic() + max(wait, 0.0)
+        delay = 0.05
+        while True:
+            now = time.time()
+            lease = Lease(self.key, self.holder, HOST, os.getpid(), now, now + self.ttl)
+            blocker = self.store.try_lease(lease, self._can_take)
+            if blocker is None:
+                self.held = True
+                return
+            if time.monotonic() >= deadline:
+                raise Busy(
+                    f"{self.key} is busy: a run holds it (host {blocker.host}, pid {blocker.pid}, "
+                    f"since {time.strftime('%H:%M:%S', time.localtime(blocker.acquired_at))}); "
+                    "try again later or pass --wait SECONDS"
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    def renew(self) -> bool:
+        """Push the expiry forward; False when the lease was taken over (stop working on the key)."""
+        return self.store.renew_lease(self.key, self.holder, time.time() + self.ttl)
+
+    def release(self) -> None:
+        if self.held:
+            self.store.release_lease(self.key, self.holder)
+            self.held = False

@@ -1,0 +1,40 @@
+"""Advisory file locks under ``$BATON_HOME/locks`` (per repo cache, per worktree).
+
+``flock`` locks are released by the kernel when their holder dies, so a SIGKILLed runner never leaves
+one behind. They protect one machine; leases in the store protect keys across machines.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from baton.errors import Busy
+
+
+@contextmanager
+def file_lock(home: Path, name: str, timeout: float | None = None) -> Iterator[None]:
+    """Hold the named lock; wait up to ``timeout`` seconds (forever when None), else raise Busy."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:80] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    directory = home / "locks"
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / f"{safe}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline is not None else 0))
+                break
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise Busy(f"{name} is locked by another process") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,165 @@
+"""Records and statuses shared by the store, the runner and the surfaces.
+
+Times are UNIX seconds (floats) everywhere inside baton; surfaces format them. A run (one attempt) is
+its own record with a heartbeat, as in rq's executions, so a run left ``running`` by a dead runner can
+be told apart and marked ``crashed``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Mode(str, Enum):
+    """How a run starts its conversation."""
+
+    AUTO = "auto"  # let the decision matrix choose
+    FRESH = "fresh"  # a new conversation (with a pre-assigned id where the agent allows it)
+    RESUME = "resume"  # the key's conversation, by id
+    CONTINUE = "continue"  # the agent's own "latest in this directory" (only when asked)
+    FORK = "fork"  # a new id carrying a copy of the history
+    RECOVER = "recover"  # fresh, because the old conversation was lost; the prompt carries a recap
+
+
+class PromptKind(str, Enum):
+    """Which template built the prompt sent to the agent."""
+
+    FULL = "full"  # task context + instruction, for a fresh conversation
+    DELTA = "delta"  # only the new instruction, for a resumed conversation
+    RECAP = "recap"  # a recap of earlier runs + instruction, for a recovered conversation
+    INTERRUPTED = "interrupted"  # "you were interrupted, continue" + instruction
+
+
+class Outcome(str, Enum):
+    """How a run ended; ``running`` while it has not."""
+
+    RUNNING = "running"  # the agent process is (or was, if its runner died) running
+    SUCCEEDED = "succeeded"  # the agent finished its turn without error
+    FAILED = "failed"  # the agent reported an error or exited non-zero
+    TIMED_OUT = "timed_out"  # baton killed it at the run's timeout
+    CANCELLED = "cancelled"  # stopped on request (signal, API call, lost lease)
+    CRASHED = "crashed"  # its runner died mid-run; found and marked by a later runner
+    SESSION_LOST = "session_lost"  # the agent could not find the conversation; followed by a recover run
+
+    @property
+    def interrupted(self) -> bool:
+        return self in (Outcome.TIMED_OUT, Outcome.CANCELLED, Outcome.CRASHED)
+
+    @property
+    def retryable(self) -> bool:
+        return self in (Outcome.FAILED, Outcome.TIMED_OUT, Outcome.CRASHED)
+
+
+class SessionStatus(str, Enum):
+    """The state of a key's session record."""
+
+    ACTIVE = "active"  # usable; its last run has ended
+    RUNNING = "running"  # a run holds the key right now
+    ARCHIVED = "archived"  # closed by a webhook or reset; its worktree is freed
+
+
+@dataclass
+class SessionRecord:
+    """The stored record of a key."""
+
+    agent: str
+    repo: str  # slug
+    thread: str
+    repo_url: str
+    branch: str
+    worktree: str
+    agent_session_id: str | None = None
+    base: str | None = None
+    status: SessionStatus = SessionStatus.ACTIVE
+    attempts: int = 0
+    last_outcome: Outcome | None = None
+    created_at: float = 0.0
+    last_used_at: float = 0.0
+    expires_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["session_id"] = data.pop("agent_session_id")
+        data["status"] = self.status.value
+        data["last_outcome"] = self.last_outcome.value if self.last_outcome else None
+        for name in ("created_at", "last_used_at", "expires_at"):
+            data[name] = iso(data[name])
+        return data
+
+
+@dataclass
+class RunRecord:
+    """One attempt: one agent process for one key."""
+
+    id: str
+    agent: str
+    repo: str
+    thread: str
+    attempt: int
+    mode: Mode
+    prompt_kind: PromptKind
+    prompt: str
+    outcome: Outcome = Outcome.RUNNING
+    started_at: float = 0.0
+    ended_at: float | None = None
+    heartbeat_at: float | None = None
+    exit_code: int | None = None
+    session_id_in: str | None = None
+    session_id_out: str | None = None
+    result: str | None = None
+    error: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    cost_usd: float | None = None
+    log_path: str = ""
+    host: str = ""
+    runner_pid: int = 0
+    agent_pid: int | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.ended_at is None else round(self.ended_at - self.started_at, 3)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["run_id"] = data.pop("id")
+        data["mode"] = self.mode.value
+        data["prompt_kind"] = self.prompt_kind.value
+        data["outcome"] = self.outcome.value
+        data["duration_s"] = self.duration_s
+        for name in ("started_at", "ended_at", "heartbeat_at"):
+            data[name] = iso(data[name])
+        return data
+
+
+@dataclass
+class Lease:
+    """Who holds a key right now, until when."""
+
+    key: str
+    holder: str
+    host: str
+    pid: int
+    acquired_at: float
+    expires_at: float
+
+
+@dataclass
+class Snapshot:
+    """A copy of a session's transcript files: path relative to the agent home → blob hash."""
+
+    agent: str
+    repo: str
+    thread: str
+    agent_session_id: str
+    files: dict[str, str]
+    total_bytes: int
+    created_at: float
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")

@@ -1,0 +1,52 @@
+"""Prompt templates: ``full`` for a fresh conversation, ``delta`` for a resumed one, ``recap`` for a
+recovered one, ``interrupted`` after a run that did not finish.
+
+Templates are ``string.Template`` files (``$prompt``, ``$repo``, ``$thread``, ``$branch``,
+``$worktree``, ``$context``, ``$recap``, ``$reason``), shipped in the package and overridable by
+files of the same name in ``$BATON_HOME/templates/``. ``$`` in a prompt needs no escaping: only the
+template is parsed.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+from baton.errors import BadInput
+from baton.models import PromptKind, RunRecord
+
+RECAP_CHARS = 600
+
+
+def load_template(kind: PromptKind, home: Path) -> Template:
+    override = home / "templates" / f"{kind.value}.txt"
+    if override.is_file():
+        return Template(override.read_text())
+    return Template(resources.files("baton").joinpath("templates", f"{kind.value}.txt").read_text())
+
+
+def render(kind: PromptKind, home: Path, **values: str) -> str:
+    try:
+        text = load_template(kind, home).substitute(values)
+    except (KeyError, ValueError) as exc:
+        raise BadInput(f"prompt template {kind.value}.txt uses an unknown or malformed placeholder: {exc}") from exc
+    return "\n".join(line.rstrip() for line in text.strip().splitlines()) + "\n"
+
+
+def recap(runs: list[RunRecord]) -> str:
+    """A plain-text recap of earlier runs (oldest first): what was asked and what came back."""
+    lines: list[str] = []
+    for number, run in enumerate(runs, 1):
+        lines.append(f"Run {number} ({run.outcome.value}):")
+        lines.append(f"  asked: {_clip(run.prompt)}")
+        if run.result:
+            lines.append(f"  answer: {_clip(run.result)}")
+        elif run.error:
+            lines.append(f"  error: {_clip(run.error)}")
+    return "\n".join(lines) if lines else "(no earlier runs were recorded)"
+
+
+def _clip(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= RECAP_CHARS else flat[: RECAP_CHARS - 1] + "…"

@@ -1,0 +1,94 @@
+"""One settings object, resolved once: explicit overrides > environment (``BATON_*``) > config file >
+defaults.
+
+The config file is ``$BATON_HOME/config.toml`` (flat keys, the same names as the fields below). Parsing
+is strict: an unknown key or a value of the wrong type is an error naming the key and where it came
+from, never a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from baton.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything baton reads from its environment; built by :func:`load_settings`."""
+
+    home: Path
+    ttl_days: float = 30.0  # a session expires this long after its last use
+    lease_ttl: float = 30.0  # seconds a lease lives without a heartbeat
+    heartbeat: float = 5.0  # seconds between heartbeats of a running run
+    retry_backoff: float = 2.0  # first retry waits this long, doubling each time
+    kill_grace: float = 3.0  # seconds between SIGTERM and SIGKILL of a timed-out agent
+    store_url: str = ""  # empty: SQLite at $BATON_HOME/baton.db
+    claude_bin: str = ""  # empty: the claude-agent-sdk's bundled CLI, else `claude` on PATH
+    git_user_name: str = "baton ({agent})"
+    git_user_email: str = "{agent}@baton.invalid"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "baton.db"
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.db_path}"
+
+    def with_(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in ("home", "extra")}
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = _FIELDS[name].type
+    try:
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if number < 0:
+                raise ValueError
+            return number
+        return str(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"setting {name!r} from {source} must be a non-negative number, not {value!r}") from None
+
+
+def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Resolve the settings; raises :class:`BadInput` naming a bad key or value."""
+    env = os.environ if environ is None else environ
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    home_text = overrides.pop("home", None) or env.get("BATON_HOME") or platformdirs.user_data_dir("baton")
+    home = Path(home_text).expanduser().absolute()
+    values: dict[str, Any] = {}
+    config = home / "config.toml"
+    if config.is_file():
+        try:
+            data = tomllib.loads(config.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise BadInput(f"{config} is not valid TOML: {exc}") from exc
+        for name, value in data.items():
+            if name not in _FIELDS:
+                raise BadInput(f"{config}: unknown setting {name!r} (known: {', '.join(sorted(_FIELDS))})")
+            values[name] = _coerce(name, value, str(config))
+    for name in _FIELDS:
+        env_name = f"BATON_{name.upper()}"
+        if env_name in env and env[env_name] != "":
+            values[name] = _coerce(name, env[env_name], f"${env_name}")
+    for name, value in overrides.items():
+        if name not in _FIELDS:
+            raise BadInput(f"unknown setting {name!r}")
+        values[name] = _coerce(name, value, "the command line")
+    return Settings(home=home, **values)

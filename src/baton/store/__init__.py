@@ -1,0 +1,25 @@
+"""Persistence behind one Protocol; :func:`open_store` picks the backend by URL scheme."""
+
+from __future__ import annotations
+
+from baton.errors import BadInput
+from baton.store.base import Store
+from baton.store.sql import SQLStore
+
+
+def open_store(url: str) -> Store:
+    """``sqlite:///path`` or ``postgresql://...``; anything else is a clear error."""
+    scheme = url.split(":", 1)[0]
+    if scheme.startswith("sqlite"):
+        return SQLStore(url)
+    if scheme.startswith("postgres"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise BadInput("PostgreSQL support is not installed: pip install 'baton[postgres]'") from None
+        return SQLStore(url.replace("postgres://", "postgresql+psycopg://", 1).replace(
+            "postgresql://", "postgresql+psycopg://", 1))
+    raise BadInput(f"store URL scheme {scheme!r} is not supported (use sqlite:/// or postgresql://)")
+
+
+__all__ = ["SQLStore", "Store", "open_store"]

@@ -1,0 +1,51 @@
+"""Ordered, append-only schema migrations. Never edit a shipped entry; add a new one.
+
+Each entry is plain DDL that SQLite and PostgreSQL both accept, with ``{blob}`` standing for the
+binary column type, ``{real}`` for a double and ``{serial_pk}`` for an auto-numbered key (the
+spellings that differ).
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "sessions, runs, leases, blobs, snapshots, audit",
+        [
+            """CREATE TABLE sessions (
+                agent TEXT NOT NULL, repo TEXT NOT NULL, thread TEXT NOT NULL,
+                repo_url TEXT NOT NULL, branch TEXT NOT NULL, base TEXT, worktree TEXT NOT NULL,
+                agent_session_id TEXT, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                last_outcome TEXT, created_at {real} NOT NULL, last_used_at {real} NOT NULL,
+                expires_at {real} NOT NULL,
+                PRIMARY KEY (agent, repo, thread))""",
+            "CREATE INDEX sessions_expires ON sessions (expires_at)",
+            """CREATE TABLE runs (
+                id TEXT PRIMARY KEY, agent TEXT NOT NULL, repo TEXT NOT NULL, thread TEXT NOT NULL,
+                attempt INTEGER NOT NULL, mode TEXT NOT NULL, prompt_kind TEXT NOT NULL, prompt TEXT NOT NULL,
+                outcome TEXT NOT NULL, started_at {real} NOT NULL, ended_at {real}, heartbeat_at {real},
+                exit_code INTEGER, session_id_in TEXT, session_id_out TEXT, result TEXT, error TEXT,
+                usage TEXT NOT NULL DEFAULT '{{}}', cost_usd {real}, log_path TEXT NOT NULL,
+                host TEXT NOT NULL, runner_pid INTEGER NOT NULL, agent_pid INTEGER)""",
+            "CREATE INDEX runs_key ON runs (agent, repo, thread, started_at)",
+            "CREATE INDEX runs_outcome ON runs (outcome)",
+            """CREATE TABLE leases (
+                key TEXT PRIMARY KEY, holder TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+                acquired_at {real} NOT NULL, expires_at {real} NOT NULL)""",
+            """CREATE TABLE blobs (
+                digest TEXT PRIMARY KEY, size INTEGER NOT NULL, data {blob} NOT NULL)""",
+            """CREATE TABLE snapshots (
+                agent TEXT NOT NULL, repo TEXT NOT NULL, thread TEXT NOT NULL,
+                agent_session_id TEXT NOT NULL, files TEXT NOT NULL, total_bytes INTEGER NOT NULL,
+                created_at {real} NOT NULL, PRIMARY KEY (agent, repo, thread))""",
+            """CREATE TABLE audit (
+                id {serial_pk}, at {real} NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+                key TEXT NOT NULL, detail TEXT NOT NULL)""",
+        ],
+    ),
+]
+
+DIALECT_TYPES = {
+    "sqlite": {"blob": "BLOB", "real": "REAL", "serial_pk": "INTEGER PRIMARY KEY"},
+    "postgresql": {"blob": "BYTEA", "real": "DOUBLE PRECISION", "serial_pk": "BIGSERIAL PRIMARY KEY"},
+}

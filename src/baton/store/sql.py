@@ -1,0 +1,334 @@
+"""The SQL store: SQLAlchemy 2 Core over SQLite (WAL, the embedded default) or PostgreSQL.
+
+Tables are described once with lightweight ``table()``/``column()`` constructs for queries; the DDL
+lives in :mod:`baton.store.migrations`. Leases rely on the database for atomicity: SQLite takes its
+write lock up front (``BEGIN IMMEDIATE``), PostgreSQL a row lock (``SELECT ... FOR UPDATE``) inside
+one transaction, so two runners on one key can never both win.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from baton.errors import StoreError
+from baton.models import Lease, Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus, Snapshot
+from baton.store.migrations import DIALECT_TYPES, MIGRATIONS
+
+sessions = sa.table(
+    "sessions",
+    *(sa.column(n) for n in (
+        "agent", "repo", "thread", "repo_url", "branch", "base", "worktree", "agent_session_id", "status",
+        "attempts", "last_outcome", "created_at", "last_used_at", "expires_at",
+    )),
+)
+runs = sa.table(
+    "runs",
+    *(sa.column(n) for n in (
+        "id", "agent", "repo", "thread", "attempt", "mode", "prompt_kind", "prompt", "outcome", "started_at",
+        "ended_at", "heartbeat_at", "exit_code", "session_id_in", "session_id_out", "result", "error",
+        "usage", "cost_usd", "log_path", "host", "runner_pid", "agent_pid",
+    )),
+)
+leases = sa.table("leases", *(sa.column(n) for n in ("key", "holder", "host", "pid", "acquired_at", "expires_at")))
+blobs = sa.table("blobs", sa.column("digest"), sa.column("size"), sa.column("data"))
+snapshots = sa.table(
+    "snapshots",
+    *(sa.column(n) for n in (
+        "agent", "repo", "thread", "agent_session_id", "files", "total_bytes", "created_at",
+    )),
+)
+audit_log = sa.table(
+    "audit", *(sa.column(n) for n in ("id", "at", "actor", "action", "key", "detail"))
+)
+
+
+def _key_where(table: Any, agent: str, repo: str, thread: str) -> Any:
+    return sa.and_(table.c.agent == agent, table.c.repo == repo, table.c.thread == thread)
+
+
+class SQLStore:
+    """A :class:`baton.store.base.Store` over one SQLAlchemy engine."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            if url.startswith("sqlite"):
+                database = sa.engine.make_url(url).database
+                if database and database != ":memory:":
+                    Path(database).parent.mkdir(parents=True, exist_ok=True)
+                self.engine: Engine = sa.create_engine(url, connect_args={"timeout": 30})
+                event.listen(self.engine, "connect", _sqlite_on_connect)
+                event.listen(self.engine, "begin", _sqlite_on_begin)
+            else:
+                self.engine = sa.create_engine(url, pool_pre_ping=True)
+            self.migrate()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the store at {_redact(url)}: {exc.__class__.__name__}: {exc}") from exc
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"store error: {exc.orig}") from exc
+
+    # -- migrations ---------------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply pending migrations; returns the schema version."""
+        types = DIALECT_TYPES[self.dialect]
+        with self._tx() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
+            conn.execute(sa.text(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at "
+                + types["real"] + " NOT NULL)"
+            ))
+            done = {row[0] for row in conn.execute(sa.text("SELECT version FROM schema_migrations"))}
+            for version, description, statements in MIGRATIONS:
+                if version in done:
+                    continue
+                for statement in statements:
+                    conn.execute(sa.text(statement.format(**types)))
+                conn.execute(
+                    sa.text("INSERT INTO schema_migrations VALUES (:v, :d, :t)"),
+                    {"v": version, "d": description, "t": time.time()},
+                )
+        return self.schema_version()
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT max(version) FROM schema_migrations")).scalar() or 0)
+
+    # -- sessions -----------------------------------------------------------------------------------
+
+    def get_session(self, agent: str, repo: str, thread: str) -> SessionRecord | None:
+        with self._tx() as conn:
+            row = conn.execute(sa.select(sessions).where(_key_where(sessions, agent, repo, thread))).first()
+        return _session(row._mapping) if row else None
+
+    def save_session(self, session: SessionRecord) -> None:
+        values = {
+            "agent": session.agent, "repo": session.repo, "thread": session.thread,
+            "repo_url": session.repo_url, "branch": session.branch, "base": session.base,
+            "worktree": session.worktree, "agent_session_id": session.agent_session_id,
+            "status": session.status.value, "attempts": session.attempts,
+            "last_outcome": session.last_outcome.value if session.last_outcome else None,
+            "created_at": session.created_at, "last_used_at": session.last_used_at,
+            "expires_at": session.expires_at,
+        }
+        where = _key_where(sessions, session.agent, session.repo, session.thread)
+        with self._tx() as conn:
+            if conn.execute(sa.update(sessions).where(where).values(values)).rowcount == 0:
+                conn.execute(sa.insert(sessions).values(values))
+
+    def list_sessions(self, agent: str | None = None, repo: str | None = None) -> list[SessionRecord]:
+        query = sa.select(sessions).order_by(sessions.c.last_used_at.desc())
+        if agent:
+            query = query.where(sessions.c.agent == agent)
+        if repo:
+            query = query.where(sessions.c.repo == repo)
+        with self._tx() as conn:
+            return [_session(r._mapping) for r in conn.execute(query)]
+
+    def delete_session(self, agent: str, repo: str, thread: str) -> None:
+        with self._tx() as conn:
+            conn.execute(sa.delete(sessions).where(_key_where(sessions, agent, repo, thread)))
+
+    # -- runs ---------------------------------------------------------------------------------------
+
+    def add_run(self, run: RunRecord) -> None:
+        with self._tx() as conn:
+            conn.execute(sa.insert(runs).values(_run_values(run)))
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        values = {k: _db_value(k, v) for k, v in fields.items()}
+        with self._tx() as conn:
+            conn.execute(sa.update(runs).where(runs.c.id == run_id).values(values))
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._tx() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+            if row is None:  # allow a unique prefix, as people copy short ids
+                found = conn.execute(
+                    sa.select(runs).where(runs.c.id.like(run_id.replace("%", "") + "%")).limit(2)
+                ).all()
+                row = found[0] if len(found) == 1 else None
+        return _run(row._mapping) if row else None
+
+    def list_runs(
+        self, agent: str | None = None, repo: str | None = None, thread: str | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        query = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)
+        for name, value in (("agent", agent), ("repo", repo), ("thread", thread)):
+            if value is not None:
+                query = query.where(runs.c[name] == value)
+        with self._tx() as conn:
+            return [_run(r._mapping) for r in conn.execute(query)]
+
+    def delete_runs(self, agent: str, repo: str, thread: str) -> list[RunRecord]:
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(runs).where(_key_where(runs, agent, repo, thread))).all()
+            conn.execute(sa.delete(runs).where(_key_where(runs, agent, repo, thread)))
+        return [_run(r._mapping) for r in rows]
+
+    # -- leases -------------------------------------------------------------------------------------
+
+    def try_lease(self, lease: Lease, can_take: Callable[[Lease], bool]) -> Lease | None:
+        values = lease.__dict__
+        with self._tx() as conn:
+            query = sa.select(leases).where(leases.c.key == lease.key)
+            if self.dialect == "postgresql":
+                query = query.with_for_update()
+            row = conn.execute(query).first()
+            if row is None:
+                conn.execute(sa.insert(leases).values(values))
+                return None
+            existing = Lease(**row._mapping)
+            if existing.holder != lease.holder and not can_take(existing):
+                return existing
+            conn.execute(sa.update(leases).where(leases.c.key == lease.key).values(values))
+            return None
+
+    def renew_lease(self, key: str, holder: str, expires_at: float) -> bool:
+        with self._tx() as conn:
+            result = conn.execute(
+                sa.update(leases)
+                .where(leases.c.key == key, leases.c.holder == holder)
+                .values(expires_at=expires_at)
+            )
+            return bool(result.rowcount)
+
+    def release_lease(self, key: str, holder: str) -> None:
+        with self._tx() as conn:
+            conn.execute(sa.delete(leases).where(leases.c.key == key, leases.c.holder == holder))
+
+    # -- blobs and snapshots ------------------------------------------------------------------------
+
+    def put_blob(self, digest: str, data: bytes, size: int) -> None:
+        with self._tx() as conn:
+            if conn.execute(sa.select(blobs.c.digest).where(blobs.c.digest == digest)).first() is None:
+                conn.execute(sa.insert(blobs).values(digest=digest, data=data, size=size))
+
+    def get_blob(self, digest: str) -> bytes | None:
+        with self._tx() as conn:
+            data = conn.execute(sa.select(blobs.c.data).where(blobs.c.digest == digest)).scalar()
+        return bytes(data) if data is not None else None
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        values = {
+            "agent": snapshot.agent, "repo": snapshot.repo, "thread": snapshot.thread,
+            "agent_session_id": snapshot.agent_session_id, "files": json.dumps(snapshot.files),
+            "total_bytes": snapshot.total_bytes, "created_at": snapshot.created_at,
+        }
+        where = _key_where(snapshots, snapshot.agent, snapshot.repo, snapshot.thread)
+        with self._tx() as conn:
+            if conn.execute(sa.update(snapshots).where(where).values(values)).rowcount == 0:
+                conn.execute(sa.insert(snapshots).values(values))
+            self._drop_unused_blobs(conn)
+
+    def get_snapshot(self, agent: str, repo: str, thread: str) -> Snapshot | None:
+        with self._tx() as conn:
+            row = conn.execute(sa.select(snapshots).where(_key_where(snapshots, agent, repo, thread))).first()
+        if row is None:
+            return None
+        data = dict(row._mapping)
+        data["files"] = json.loads(data["files"])
+        return Snapshot(**data)
+
+    def delete_snapshot(self, agent: str, repo: str, thread: str) -> None:
+        with self._tx() as conn:
+            conn.execute(sa.delete(snapshots).where(_key_where(snapshots, agent, repo, thread)))
+            self._drop_unused_blobs(conn)
+
+    def _drop_unused_blobs(self, conn: Connection) -> None:
+        used: set[str] = set()
+        for (files,) in conn.execute(sa.select(snapshots.c.files)):
+            used.update(json.loads(files).values())
+        stored = {row[0] for row in conn.execute(sa.select(blobs.c.digest))}
+        unused = stored - used
+        if unused:
+            conn.execute(sa.delete(blobs).where(blobs.c.digest.in_(unused)))
+
+    # -- audit --------------------------------------------------------------------------------------
+
+    def audit(self, action: str, key: str, actor: str, detail: dict[str, Any]) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                sa.insert(audit_log).values(
+                    at=time.time(), actor=actor, action=action, key=key, detail=json.dumps(detail)
+                )
+            )
+
+    def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)).all()
+        return [{**r._mapping, "detail": json.loads(r._mapping["detail"])} for r in rows]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Take transactions into our own hands (pysqlite's implicit BEGIN is deferred, which lets two
+    # writers both read a free lease); WAL lets readers run beside the one writer.
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _redact(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable store URL>"
+
+
+def _db_value(name: str, value: Any) -> Any:
+    if isinstance(value, Mode | PromptKind | Outcome | SessionStatus):
+        return value.value
+    if name == "usage":
+        return json.dumps(value or {})
+    return value
+
+
+def _run_values(run: RunRecord) -> dict[str, Any]:
+    return {k: _db_value(k, v) for k, v in run.__dict__.items()}
+
+
+def _run(row: Any) -> RunRecord:
+    data = dict(row)
+    data["mode"] = Mode(data["mode"])
+    data["prompt_kind"] = PromptKind(data["prompt_kind"])
+    data["outcome"] = Outcome(data["outcome"])
+    data["usage"] = json.loads(data["usage"] or "{}")
+    return RunRecord(**data)
+
+
+def _session(row: Any) -> SessionRecord:
+    data = dict(row)
+    data["status"] = SessionStatus(data["status"])
+    data["last_outcome"] = Outcome(data["last_outcome"]) if data["last_outcome"] else None
+    return SessionRecord(**data)

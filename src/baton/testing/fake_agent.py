@@ -1,0 +1,137 @@
+"""A fast stand-in for the Claude Code CLI, for unit tests (stdlib only; run with ``python -S``).
+
+It honours the flags baton uses (``-p``, ``--output-format stream-json``, ``--verbose``,
+``--session-id``, ``--resume``, ``--fork-session``, ``--continue``, ``--version``), keeps transcripts
+where Claude does (``$CLAUDE_CONFIG_DIR/projects/<mangled cwd>/<id>.jsonl``), writes the prompt before
+"thinking" (so a kill mid-turn leaves the prompt on disk, as the real CLI does), and answers
+``fake reply: received N messages`` where N grows 2, 4, 6 across resumed turns, like the mock model.
+
+Faults, from the environment:
+- ``FAKE_AGENT_DELAY``: seconds to think before replying;
+- ``FAKE_AGENT_FAIL``: reply with an error result and exit 1;
+- ``FAKE_AGENT_FAIL_FIRST`` = N with ``FAKE_AGENT_STATE`` = a directory: fail the first N runs;
+- ``FAKE_AGENT_EXIT``: exit with this code after replying (a crash without a result line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+VERSION = "2.1.0-fake"
+NOT_FOUND = "No conversation found with session ID"
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    entries = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and entry.get("type") in ("user", "assistant"):
+            entries.append(entry)
+    return entries
+
+
+def fail(session_id: str, message: str, code: int = 1) -> None:
+    emit({"type": "result", "subtype": "error_during_execution", "is_error": True, "session_id": session_id,
+          "errors": [message]})
+    sys.stderr.write(message + "\n")
+    sys.exit(code)
+
+
+def should_fail() -> bool:
+    if os.environ.get("FAKE_AGENT_FAIL"):
+        return True
+    first = int(os.environ.get("FAKE_AGENT_FAIL_FIRST", "0") or 0)
+    state = os.environ.get("FAKE_AGENT_STATE")
+    if first and state:
+        counter = Path(state) / "runs"
+        done = int(counter.read_text()) if counter.exists() else 0
+        counter.write_text(str(done + 1))
+        return done < first
+    return False
+
+
+def main(argv: list[str]) -> None:
+    args: dict[str, Any] = {"continue": False, "fork": False}
+    i = 0
+    while i < len(argv):
+        flag = argv[i]
+        if flag == "--version":
+            print(f"{VERSION} (Claude Code)")
+            return
+        if flag in ("-p", "--print"):
+            args["prompt"] = argv[i + 1]
+            i += 1
+        elif flag in ("--session-id", "--resume", "--output-format"):
+            args[flag[2:]] = argv[i + 1]
+            i += 1
+        elif flag == "--continue":
+            args["continue"] = True
+        elif flag == "--fork-session":
+            args["fork"] = True
+        i += 1
+    home = Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude")
+    cwd = os.getcwd()
+    project = home / "projects" / re.sub(r"[^A-Za-z0-9]", "-", cwd)
+    history: list[dict[str, Any]] = []
+    resume = args.get("resume")
+    if resume:
+        found = sorted((home / "projects").glob(f"*/{resume}.jsonl"))
+        if not found or not found[0].stat().st_size:
+            fail(resume, f"{NOT_FOUND}: {resume}")
+        history = load(found[0])
+        session_id = args.get("session-id") or str(uuid.uuid4()) if args["fork"] else resume
+    elif args["continue"]:
+        candidates = sorted(project.glob("*.jsonl"), key=lambda p: p.stat().st_mtime) if project.is_dir() else []
+        session_id = candidates[-1].stem if candidates else str(uuid.uuid4())
+        history = load(candidates[-1]) if candidates else []
+    else:
+        session_id = args.get("session-id") or str(uuid.uuid4())
+        if (home / "projects").is_dir() and list((home / "projects").glob(f"*/{session_id}.jsonl")):
+            fail(session_id, f"Session ID {session_id} is already in use.")
+    project.mkdir(parents=True, exist_ok=True)
+    transcript = project / f"{session_id}.jsonl"
+    if args["fork"] and history:
+        with transcript.open("w") as fh:
+            for entry in history:
+                fh.write(json.dumps({**entry, "sessionId": session_id}) + "\n")
+    emit({"type": "system", "subtype": "init", "session_id": session_id, "cwd": cwd,
+          "claude_code_version": VERSION})
+    parent = history[-1]["uuid"] if history else None
+    prompt = args.get("prompt", "")
+    user = {"type": "user", "uuid": str(uuid.uuid4()), "parentUuid": parent, "sessionId": session_id,
+            "cwd": cwd, "timestamp": time.time(), "message": {"role": "user", "content": prompt}}
+    with transcript.open("a") as fh:
+        fh.write(json.dumps(user) + "\n")
+    time.sleep(float(os.environ.get("FAKE_AGENT_DELAY", "0") or 0))
+    if should_fail():
+        fail(session_id, "fake failure (FAKE_AGENT_FAIL)")
+    count = len(history) + 2
+    text = f"fake reply: received {count} messages"
+    reply = {"type": "assistant", "uuid": str(uuid.uuid4()), "parentUuid": user["uuid"], "sessionId": session_id,
+             "cwd": cwd, "timestamp": time.time(), "message": {"role": "assistant", "content": text}}
+    with transcript.open("a") as fh:
+        fh.write(json.dumps(reply) + "\n")
+    emit({"type": "assistant", "session_id": session_id, "message": reply["message"]})
+    if os.environ.get("FAKE_AGENT_EXIT"):
+        sys.exit(int(os.environ["FAKE_AGENT_EXIT"]))
+    emit({"type": "result", "subtype": "success", "is_error": False, "session_id": session_id, "result": text,
+          "total_cost_usd": 0.0001 * count, "usage": {"input_tokens": 10 * count, "output_tokens": 5}})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
