@@ -18,7 +18,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from baton.errors import BadInput
 
@@ -61,12 +61,18 @@ def validate_thread(thread: str) -> str:
         raise BadInput("thread is empty: give 1-128 characters of letters, digits, '.', '_' or '-'")
     if len(thread) > 128:
         raise BadInput(f"thread is {len(thread)} characters long; the limit is 128")
+    if "/" in thread or "\\" in thread:
+        raise BadInput(f"thread {thread!r} must not contain path separators ('/' or '\\')")
     if thread.startswith((".", "-")):
         raise BadInput(f"thread {thread!r} must not start with '.' or '-'")
-    if not THREAD_RE.match(thread):
+    # fullmatch, not match: ``$`` would also accept a trailing newline
+    if not THREAD_RE.fullmatch(thread):
         raise BadInput(
             f"thread {thread!r} has characters that are not allowed: use letters, digits, '.', '_' or '-'"
         )
+    # the thread is part of the branch name, so git's ref-name rules apply too
+    if ".." in thread or thread.endswith((".", ".lock")):
+        raise BadInput(f"thread {thread!r} must not contain '..' or end with '.' or '.lock'")
     return thread
 
 
@@ -86,7 +92,7 @@ def parse_repo(spec: str) -> Repo:
     if "://" in spec:
         parts = urlsplit(spec)
         if parts.scheme == "file":
-            return _local_repo(parts.path)
+            return _local_repo(unquote(parts.path))
         if parts.scheme not in ("https", "http", "ssh", "git"):
             raise BadInput(f"repo URL scheme {parts.scheme!r} is not supported (use https, ssh, git or file)")
         if parts.password is not None or (parts.username and parts.scheme in ("http", "https")):

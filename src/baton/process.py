@@ -122,6 +122,8 @@ def run_process(
                 break
         for reader in readers:
             reader.join(timeout=5)
+        proc.stdout.close()
+        proc.stderr.close()
     return ProcessResult(proc.returncode, timed_out, cancelled, "\n".join(stderr_tail))
 
 

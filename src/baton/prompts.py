@@ -2,7 +2,7 @@
 recovered one, ``interrupted`` after a run that did not finish.
 
 Templates are ``string.Template`` files (``$prompt``, ``$repo``, ``$thread``, ``$branch``,
-``$worktree``, ``$context``, ``$recap``, ``$reason``), shipped in the package and overridable by
+``$worktree``, ``$context``, ``$recap``, ``$reason``, ``$previous``), shipped in the package and overridable by
 files of the same name in ``$BATON_HOME/templates/``. ``$`` in a prompt needs no escaping: only the
 template is parsed.
 """

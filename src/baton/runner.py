@@ -178,6 +178,7 @@ class _Plan:
     session_id: str | None  # the conversation to resume or fork
     kind: PromptKind
     reason: str = ""
+    previous: str = ""  # the interrupted instruction (the agent may not have flushed it to disk)
 
 
 class _Runner:
@@ -211,8 +212,8 @@ class _Runner:
                 expires_at=now + self.settings.ttl_days * 86400,
             )
         session.worktree = str(worktree)
-        previous = self.store.list_runs(key.agent, key.repo.slug, key.thread, limit=1)
-        interrupted = previous[0].outcome if previous and previous[0].outcome.interrupted else None
+        last = self.store.list_runs(key.agent, key.repo.slug, key.thread, limit=1)
+        interrupted: RunRecord | None = last[0] if last and last[0].outcome.interrupted else None
         attempts: list[RunRecord] = []
         retries_left = request.retries
         forced: Mode | None = None
@@ -226,7 +227,7 @@ class _Runner:
                 continue
             if record.outcome.retryable and retries_left > 0 and not request.cancel.is_set():
                 retries_left -= 1
-                interrupted = record.outcome
+                interrupted = record
                 if request.cancel.wait(delay):
                     break
                 delay *= 2
@@ -236,22 +237,26 @@ class _Runner:
 
     # -- the decision matrix ------------------------------------------------------------------------
 
-    def _plan(self, session: SessionRecord, forced: Mode | None, interrupted: Outcome | None) -> _Plan:
+    def _plan(self, session: SessionRecord, forced: Mode | None, interrupted: RunRecord | None) -> _Plan:
         mode = forced or self.request.mode
         if mode == Mode.FRESH:
             return _Plan(Mode.FRESH, None, PromptKind.FULL)
         if mode == Mode.RECOVER:
             return _Plan(Mode.RECOVER, None, PromptKind.RECAP)
-        follow_up = PromptKind.INTERRUPTED if interrupted else PromptKind.DELTA
-        reason = interrupted.value.replace("_", " ") if interrupted else ""
-        if mode == Mode.CONTINUE:
-            return _Plan(Mode.CONTINUE, None, follow_up if session.agent_session_id else PromptKind.FULL, reason)
         if mode == Mode.FORK:
             return self._plan_fork(session)
+        follow_up, reason, previous = PromptKind.DELTA, "", ""
+        if interrupted is not None:
+            follow_up, reason = PromptKind.INTERRUPTED, interrupted.outcome.value.replace("_", " ")
+            if interrupted.prompt.strip() != self.request.prompt.strip():
+                previous = f"That turn's instruction was:\n\n{interrupted.prompt.strip()}\n"
+        if mode == Mode.CONTINUE:
+            kind = follow_up if session.agent_session_id else PromptKind.FULL
+            return _Plan(Mode.CONTINUE, None, kind, reason, previous)
         if not session.agent_session_id:
             return _Plan(Mode.FRESH, None, PromptKind.FULL)
         if self._ensure_local(self.key, session.agent_session_id):
-            return _Plan(Mode.RESUME, session.agent_session_id, follow_up, reason)
+            return _Plan(Mode.RESUME, session.agent_session_id, follow_up, reason, previous)
         return _Plan(Mode.RECOVER, None, PromptKind.RECAP)
 
     def _plan_fork(self, session: SessionRecord) -> _Plan:
@@ -285,6 +290,7 @@ class _Runner:
             "worktree": session.worktree,
             "context": (self.request.context or "").strip() + "\n" if self.request.context else "",
             "reason": plan.reason,
+            "previous": plan.previous,
             "recap": "",
         }
         if plan.kind == PromptKind.RECAP:

@@ -58,12 +58,14 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             number = float(value)
-            if number < 0:
+            if not number >= 0:  # also refuses NaN
                 raise ValueError
             return number
-        return str(value)
     except (TypeError, ValueError):
         raise BadInput(f"setting {name!r} from {source} must be a non-negative number, not {value!r}") from None
+    if not isinstance(value, str):
+        raise BadInput(f"setting {name!r} from {source} must be a string, not {value!r}")
+    return value
 
 
 def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:

@@ -52,7 +52,10 @@ def hydrate(store: Store, agent: Agent, key: Key, session_id: str) -> Snapshot |
         blob = store.get_blob(digest)
         if blob is None:
             raise StoreError(f"snapshot of {key} is missing blob {digest[:12]}")
-        data = zlib.decompress(blob)
+        try:
+            data = zlib.decompress(blob)
+        except zlib.error as exc:
+            raise StoreError(f"snapshot of {key}: blob {digest[:12]} is corrupt ({exc})") from exc
         if hashlib.sha256(data).hexdigest() != digest:
             raise StoreError(f"snapshot of {key}: blob {digest[:12]} is corrupt")
         target.parent.mkdir(parents=True, exist_ok=True)

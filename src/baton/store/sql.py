@@ -238,9 +238,11 @@ class SQLStore:
         }
         where = _key_where(snapshots, snapshot.agent, snapshot.repo, snapshot.thread)
         with self._tx() as conn:
+            previous = conn.execute(sa.select(snapshots.c.files).where(where)).scalar()
             if conn.execute(sa.update(snapshots).where(where).values(values)).rowcount == 0:
                 conn.execute(sa.insert(snapshots).values(values))
-            self._drop_unused_blobs(conn)
+            if previous is not None:
+                self._drop_unused_blobs(conn, set(json.loads(previous).values()))
 
     def get_snapshot(self, agent: str, repo: str, thread: str) -> Snapshot | None:
         with self._tx() as conn:
@@ -252,16 +254,22 @@ class SQLStore:
         return Snapshot(**data)
 
     def delete_snapshot(self, agent: str, repo: str, thread: str) -> None:
+        where = _key_where(snapshots, agent, repo, thread)
         with self._tx() as conn:
-            conn.execute(sa.delete(snapshots).where(_key_where(snapshots, agent, repo, thread)))
-            self._drop_unused_blobs(conn)
+            previous = conn.execute(sa.select(snapshots.c.files).where(where)).scalar()
+            conn.execute(sa.delete(snapshots).where(where))
+            if previous is not None:
+                self._drop_unused_blobs(conn, set(json.loads(previous).values()))
 
-    def _drop_unused_blobs(self, conn: Connection) -> None:
+    def _drop_unused_blobs(self, conn: Connection, candidates: set[str]) -> None:
+        # Only the blobs the replaced snapshot used are candidates: a blob another runner has just put
+        # for a snapshot it has not saved yet is in no snapshot, and must not be collected under it.
+        if not candidates:
+            return
         used: set[str] = set()
         for (files,) in conn.execute(sa.select(snapshots.c.files)):
             used.update(json.loads(files).values())
-        stored = {row[0] for row in conn.execute(sa.select(blobs.c.digest))}
-        unused = stored - used
+        unused = candidates - used
         if unused:
             conn.execute(sa.delete(blobs).where(blobs.c.digest.in_(unused)))
 

@@ -1,0 +1,89 @@
+"""Shared fixtures: a scratch BATON_HOME and settings, a source repository, the mock Anthropic API,
+the real Claude Code CLI, and a way to run the ``baton`` command as a separate process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from baton.agents.claude import bundled_claude
+from baton.settings import Settings, load_settings
+from baton.testing.mock_anthropic import MockAnthropic
+
+GIT_ID = {
+    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+}
+# Short timings so fault tests are quick; every value is still a real timer.
+FAST = {"heartbeat": 0.2, "retry_backoff": 0.01, "kill_grace": 1.0, "lease_ttl": 5.0}
+
+
+def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    for name, text in (files or {"README.md": "# demo\n", "src/app.py": "print('hi')\n"}).items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    env = {**os.environ, **GIT_ID}
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "initial"]):
+        subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "baton-home"
+
+
+@pytest.fixture
+def settings(home: Path) -> Settings:
+    return load_settings(overrides={"home": str(home), **FAST}, environ={})
+
+
+@pytest.fixture
+def src_repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "src-repo")
+
+
+@pytest.fixture
+def claude_bin() -> str:
+    binary = os.environ.get("BATON_CLAUDE_BIN") or bundled_claude()
+    if not binary:
+        pytest.fail("the real Claude Code CLI is missing: install the test extras (pip install -e '.[test]')")
+    return binary
+
+
+@pytest.fixture
+def mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockAnthropic]:
+    """The mock Anthropic API, with this process's environment pointing Claude Code at it."""
+    with MockAnthropic() as server:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        yield server
+
+
+@pytest.fixture
+def baton_env(home: Path) -> dict[str, str]:
+    """What a ``baton`` process adds to this one's environment (read at launch): BATON_HOME and the
+    FAST timings."""
+    return {"BATON_HOME": str(home), **{f"BATON_{k.upper()}": str(v) for k, v in FAST.items()}}
+
+
+BATON = [sys.executable, "-m", "baton.cli"]
+
+
+@pytest.fixture
+def cli(baton_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``baton ARGS`` as its own process and wait for it."""
+
+    def invoke(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*BATON, *args], env={**os.environ, **baton_env, **(env or {})}, capture_output=True, text=True,
+            timeout=timeout, stdin=subprocess.DEVNULL,
+        )
+
+    return invoke

@@ -1,0 +1,354 @@
+"""The SQL store over real SQLite files: migrations, sessions, runs, leases, blobs, snapshots, audit."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from baton.errors import BadInput
+from baton.models import Lease, Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus, Snapshot
+from baton.store import SQLStore, open_store
+from baton.store.migrations import MIGRATIONS
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "baton.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[SQLStore]:
+    opened = SQLStore(f"sqlite:///{db_path}")
+    yield opened
+    opened.close()
+
+
+def _session(thread: str = "issue-1", **changes: object) -> SessionRecord:
+    values: dict[str, object] = {
+        "agent": "fake", "repo": "github.com/acme/api", "thread": thread,
+        "repo_url": "https://github.com/acme/api", "branch": f"baton/fake/{thread}",
+        "worktree": f"/w/{thread}", "created_at": 100.0, "last_used_at": 100.0, "expires_at": 1000.0,
+    }
+    values.update(changes)
+    return SessionRecord(**values)  # type: ignore[arg-type]
+
+
+def _run(run_id: str, thread: str = "issue-1", started_at: float = 100.0, **changes: object) -> RunRecord:
+    values: dict[str, object] = {
+        "id": run_id, "agent": "fake", "repo": "github.com/acme/api", "thread": thread, "attempt": 1,
+        "mode": Mode.FRESH, "prompt_kind": PromptKind.FULL, "prompt": "do it", "started_at": started_at,
+        "log_path": f"/logs/{run_id}.jsonl", "host": "h", "runner_pid": 1,
+    }
+    values.update(changes)
+    return RunRecord(**values)  # type: ignore[arg-type]
+
+
+def _lease(holder: str, key: str = "k", expires_at: float = 2e9, pid: int = 1) -> Lease:
+    return Lease(key=key, holder=holder, host="h", pid=pid, acquired_at=1.0, expires_at=expires_at)
+
+
+# -- open and migrate -----------------------------------------------------------------------------
+
+
+def test_open_creates_the_parent_directory_and_migrates(db_path: Path) -> None:
+    assert not db_path.parent.exists()
+    store = open_store(f"sqlite:///{db_path}")
+    try:
+        assert db_path.is_file()
+        assert isinstance(store, SQLStore)
+        assert store.schema_version() == MIGRATIONS[-1][0]
+    finally:
+        store.close()
+
+
+def test_migrations_are_recorded_and_idempotent(store: SQLStore, db_path: Path) -> None:
+    assert store.migrate() == MIGRATIONS[-1][0]  # second run: nothing to do, no error
+    again = SQLStore(f"sqlite:///{db_path}")  # third run from a fresh engine
+    again.close()
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute("SELECT version, description FROM schema_migrations ORDER BY version").fetchall()
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    conn.close()
+    assert rows == [(version, description) for version, description, _ in MIGRATIONS]
+    assert {"sessions", "runs", "leases", "blobs", "snapshots", "audit", "schema_migrations"} <= tables
+
+
+def test_migration_versions_are_ordered_and_unique() -> None:
+    versions = [version for version, _, _ in MIGRATIONS]
+    assert versions == sorted(set(versions))
+    assert versions[0] == 1
+
+
+def test_sqlite_store_uses_wal(store: SQLStore, db_path: Path) -> None:
+    with sqlite3.connect(db_path) as conn:
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    conn.close()
+    assert mode == "wal"
+
+
+@pytest.mark.parametrize("url", ["mysql://localhost/baton", "redis://localhost", "/just/a/path"])
+def test_open_store_with_an_unknown_scheme_is_bad_input(url: str) -> None:
+    with pytest.raises(BadInput, match="not supported"):
+        open_store(url)
+
+
+# -- sessions -------------------------------------------------------------------------------------
+
+
+def test_session_save_get_round_trip(store: SQLStore) -> None:
+    assert store.get_session("fake", "github.com/acme/api", "issue-1") is None
+    session = _session(agent_session_id="sid-1", base="main", last_outcome=Outcome.FAILED, attempts=2)
+    store.save_session(session)
+    assert store.get_session("fake", "github.com/acme/api", "issue-1") == session
+
+
+def test_session_save_updates_in_place(store: SQLStore) -> None:
+    store.save_session(_session())
+    store.save_session(_session(status=SessionStatus.RUNNING, attempts=3, last_used_at=200.0))
+    got = store.get_session("fake", "github.com/acme/api", "issue-1")
+    assert got is not None
+    assert got.status is SessionStatus.RUNNING
+    assert got.attempts == 3
+    assert got.last_outcome is None
+    assert len(store.list_sessions()) == 1
+
+
+def test_list_sessions_filters_and_orders_by_last_use(store: SQLStore) -> None:
+    store.save_session(_session("old", last_used_at=1.0))
+    store.save_session(_session("new", last_used_at=3.0))
+    store.save_session(_session("mid", last_used_at=2.0, agent="claude"))
+    store.save_session(_session("other", last_used_at=4.0, repo="github.com/acme/web"))
+    assert [s.thread for s in store.list_sessions()] == ["other", "new", "mid", "old"]
+    assert [s.thread for s in store.list_sessions(agent="fake")] == ["other", "new", "old"]
+    assert [s.thread for s in store.list_sessions(repo="github.com/acme/api")] == ["new", "mid", "old"]
+    assert [s.thread for s in store.list_sessions(agent="claude", repo="github.com/acme/api")] == ["mid"]
+
+
+def test_delete_session_removes_only_that_key(store: SQLStore) -> None:
+    store.save_session(_session("a"))
+    store.save_session(_session("b"))
+    store.delete_session("fake", "github.com/acme/api", "a")
+    assert store.get_session("fake", "github.com/acme/api", "a") is None
+    assert store.get_session("fake", "github.com/acme/api", "b") is not None
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+def test_run_add_get_round_trip(store: SQLStore) -> None:
+    run = _run("r-abc", usage={"input_tokens": 3}, session_id_in="sid")
+    store.add_run(run)
+    assert store.get_run("r-abc") == run
+    assert store.get_run("missing") is None
+
+
+def test_update_run_converts_enums_and_usage(store: SQLStore) -> None:
+    store.add_run(_run("r-1"))
+    store.update_run(
+        "r-1", outcome=Outcome.SUCCEEDED, ended_at=150.0, usage={"output_tokens": 9}, cost_usd=0.25,
+        result="done", exit_code=0,
+    )
+    got = store.get_run("r-1")
+    assert got is not None
+    assert got.outcome is Outcome.SUCCEEDED
+    assert got.usage == {"output_tokens": 9}
+    assert got.cost_usd == 0.25
+    assert got.duration_s == 50.0
+    assert (got.result, got.exit_code) == ("done", 0)
+
+
+def test_get_run_by_unique_prefix(store: SQLStore) -> None:
+    store.add_run(_run("abc111"))
+    store.add_run(_run("abc222"))
+    store.add_run(_run("xyz333"))
+    found = store.get_run("abc1")
+    assert found is not None and found.id == "abc111"
+    assert store.get_run("abc") is None  # ambiguous
+    assert store.get_run("x") is not None
+    assert store.get_run("%") is None  # a LIKE wildcard is not a prefix of everything
+    assert store.get_run("") is None
+
+
+def test_list_runs_newest_first_with_filters_and_limit(store: SQLStore) -> None:
+    store.add_run(_run("r1", started_at=1.0))
+    store.add_run(_run("r3", started_at=3.0))
+    store.add_run(_run("r2", started_at=2.0, thread="issue-2"))
+    assert [r.id for r in store.list_runs()] == ["r3", "r2", "r1"]
+    assert [r.id for r in store.list_runs(thread="issue-1")] == ["r3", "r1"]
+    assert [r.id for r in store.list_runs(limit=2)] == ["r3", "r2"]
+    assert store.list_runs(agent="claude") == []
+    assert [r.id for r in store.list_runs(agent="fake", repo="github.com/acme/api", thread="issue-2")] == ["r2"]
+
+
+def test_delete_runs_returns_what_it_deleted(store: SQLStore) -> None:
+    store.add_run(_run("r1"))
+    store.add_run(_run("r2"))
+    store.add_run(_run("r3", thread="issue-2"))
+    deleted = store.delete_runs("fake", "github.com/acme/api", "issue-1")
+    assert sorted(r.id for r in deleted) == ["r1", "r2"]
+    assert [r.id for r in store.list_runs()] == ["r3"]
+
+
+# -- leases ---------------------------------------------------------------------------------------
+
+
+def test_try_lease_is_exclusive(store: SQLStore) -> None:
+    assert store.try_lease(_lease("a"), lambda _existing: False) is None
+    blocker = store.try_lease(_lease("b"), lambda _existing: False)
+    assert blocker is not None
+    assert blocker.holder == "a"
+    assert store.try_lease(_lease("b", key="other"), lambda _existing: False) is None
+
+
+def test_try_lease_takes_over_only_when_can_take_agrees(store: SQLStore) -> None:
+    store.try_lease(_lease("a", expires_at=5.0), lambda _e: False)
+    seen: list[Lease] = []
+
+    def can_take(existing: Lease) -> bool:
+        seen.append(existing)
+        return existing.expires_at < 10.0
+
+    assert store.try_lease(_lease("b"), can_take) is None
+    assert [lease.holder for lease in seen] == ["a"]
+    assert store.renew_lease("k", "a", 3e9) is False  # the old holder has lost it
+    assert store.renew_lease("k", "b", 3e9) is True
+    blocker = store.try_lease(_lease("c"), can_take)
+    assert blocker is not None and blocker.holder == "b" and blocker.expires_at == 3e9
+
+
+def test_try_lease_by_the_same_holder_refreshes_it(store: SQLStore) -> None:
+    store.try_lease(_lease("a", expires_at=5.0), lambda _e: False)
+    assert store.try_lease(_lease("a", expires_at=50.0), lambda _e: False) is None
+    blocker = store.try_lease(_lease("b"), lambda _e: False)
+    assert blocker is not None and blocker.expires_at == 50.0
+
+
+def test_release_only_by_the_holder(store: SQLStore) -> None:
+    store.try_lease(_lease("a"), lambda _e: False)
+    store.release_lease("k", "b")
+    assert store.try_lease(_lease("b"), lambda _e: False) is not None
+    store.release_lease("k", "a")
+    assert store.renew_lease("k", "a", 3e9) is False
+    assert store.try_lease(_lease("b"), lambda _e: False) is None
+
+
+def _race(url: str, holder: str, start: object, results: object) -> None:
+    store = SQLStore(url)
+    try:
+        start.wait(10)  # type: ignore[attr-defined]
+        blocker = store.try_lease(_lease(holder, key="raced"), lambda _existing: False)
+        results.put((holder, blocker is None))  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+def test_two_processes_racing_for_one_key_exactly_one_wins(store: SQLStore, db_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    results = ctx.Queue()
+    url = f"sqlite:///{db_path}"
+    procs = [ctx.Process(target=_race, args=(url, f"p{i}", start, results)) for i in range(3)]
+    for proc in procs:
+        proc.start()
+    time.sleep(0.3)  # let all of them open the store and reach the barrier
+    start.set()
+    outcomes = dict(results.get(timeout=30) for _ in procs)
+    for proc in procs:
+        proc.join(timeout=30)
+        assert proc.exitcode == 0
+    winners = [holder for holder, won in outcomes.items() if won]
+    assert len(outcomes) == 3
+    assert len(winners) == 1
+    blocker = store.try_lease(_lease("late", key="raced"), lambda _e: False)
+    assert blocker is not None and blocker.holder == winners[0]
+
+
+# -- blobs and snapshots --------------------------------------------------------------------------
+
+
+def _snapshot(files: dict[str, str], session_id: str = "sid", thread: str = "issue-1") -> Snapshot:
+    return Snapshot("fake", "github.com/acme/api", thread, session_id, files, 10, 123.0)
+
+
+def _blob_count(db_path: Path) -> int:
+    with sqlite3.connect(db_path) as conn:
+        count = int(conn.execute("SELECT count(*) FROM blobs").fetchone()[0])
+    conn.close()
+    return count
+
+
+def test_blobs_are_stored_once_per_digest(store: SQLStore, db_path: Path) -> None:
+    assert store.get_blob("d1") is None
+    store.put_blob("d1", b"first", 5)
+    store.put_blob("d1", b"second", 6)  # same digest: same content by definition, kept as is
+    assert store.get_blob("d1") == b"first"
+    assert _blob_count(db_path) == 1
+
+
+def test_snapshot_round_trip(store: SQLStore) -> None:
+    store.put_blob("d1", b"x", 1)
+    snapshot = _snapshot({"projects/p/sid.jsonl": "d1"})
+    store.save_snapshot(snapshot)
+    assert store.get_snapshot("fake", "github.com/acme/api", "issue-1") == snapshot
+    assert store.get_snapshot("fake", "github.com/acme/api", "issue-2") is None
+
+
+def test_save_snapshot_replaces_the_previous_and_drops_unused_blobs(store: SQLStore, db_path: Path) -> None:
+    for digest in ("d1", "d2", "d4"):
+        store.put_blob(digest, digest.encode(), 2)
+    store.save_snapshot(_snapshot({"a": "d1", "b": "d2"}, thread="issue-1"))
+    store.save_snapshot(_snapshot({"c": "d4", "d": "d1"}, thread="issue-2"))
+    store.save_snapshot(_snapshot({"a": "d2"}, session_id="sid-2", thread="issue-1"))
+    got = store.get_snapshot("fake", "github.com/acme/api", "issue-1")
+    assert got is not None and got.files == {"a": "d2"} and got.agent_session_id == "sid-2"
+    assert store.get_blob("d1") == b"d1"  # still used by the other key
+    store.save_snapshot(_snapshot({"c": "d4"}, thread="issue-2"))
+    assert store.get_blob("d1") is None  # nothing uses it any more
+    assert store.get_blob("d2") == b"d2"
+    assert store.get_blob("d4") == b"d4"
+    assert _blob_count(db_path) == 2
+
+
+def test_saving_a_snapshot_keeps_blobs_another_key_is_about_to_use(store: SQLStore) -> None:
+    # runner A has put its blob but not yet saved its snapshot when runner B replaces its own
+    store.put_blob("old-b", b"ob", 2)
+    store.save_snapshot(_snapshot({"x": "old-b"}, thread="issue-b"))
+    store.put_blob("new-a", b"na", 2)
+    store.put_blob("new-b", b"nb", 2)
+    store.save_snapshot(_snapshot({"x": "new-b"}, thread="issue-b"))
+    assert store.get_blob("old-b") is None
+    assert store.get_blob("new-a") == b"na"
+    store.save_snapshot(_snapshot({"x": "new-a"}, thread="issue-a"))
+    assert store.get_blob("new-a") == b"na"
+
+
+def test_blob_shared_by_two_snapshots_survives_deleting_one(store: SQLStore) -> None:
+    store.put_blob("shared", b"s", 1)
+    store.save_snapshot(_snapshot({"a": "shared"}, thread="issue-1"))
+    store.save_snapshot(_snapshot({"a": "shared"}, thread="issue-2"))
+    store.delete_snapshot("fake", "github.com/acme/api", "issue-1")
+    assert store.get_snapshot("fake", "github.com/acme/api", "issue-1") is None
+    assert store.get_blob("shared") == b"s"
+    store.delete_snapshot("fake", "github.com/acme/api", "issue-2")
+    assert store.get_blob("shared") is None
+
+
+# -- audit ----------------------------------------------------------------------------------------
+
+
+def test_audit_entries_newest_first(store: SQLStore) -> None:
+    before = time.time()
+    store.audit("reset", "fake/x/issue-1", "alice", {"scope": "all"})
+    store.audit("sweep", "fake/x/issue-2", "cron", {"freed": 10})
+    entries = store.list_audit()
+    assert [(e["action"], e["key"], e["actor"], e["detail"]) for e in entries] == [
+        ("sweep", "fake/x/issue-2", "cron", {"freed": 10}),
+        ("reset", "fake/x/issue-1", "alice", {"scope": "all"}),
+    ]
+    assert all(e["at"] >= before for e in entries)
+    assert len(store.list_audit(limit=1)) == 1
