@@ -16,8 +16,10 @@ from baton.settings import Settings, load_settings
 from baton.testing.mock_anthropic import MockAnthropic
 
 GIT_ID = {
-    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
 }
 # Short timings so fault tests are quick; every value is still a real timer.
 FAST = {"heartbeat": 0.2, "retry_backoff": 0.01, "kill_grace": 1.0, "lease_ttl": 5.0}
@@ -80,10 +82,16 @@ BATON = [sys.executable, "-m", "baton.cli"]
 def cli(baton_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``baton ARGS`` as its own process and wait for it."""
 
-    def invoke(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def invoke(
+        *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*BATON, *args], env={**os.environ, **baton_env, **(env or {})}, capture_output=True, text=True,
-            timeout=timeout, stdin=subprocess.DEVNULL,
+            [*BATON, *args],
+            env={**os.environ, **baton_env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
 
     return invoke

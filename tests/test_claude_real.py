@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,9 +26,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.real_claude]
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def go(settings: Settings, repo: Path, prompt: str, thread: str = "issue-1", **kw: object) -> dict[str, object]:
-    result = run(RunRequest(agent="claude", repo=str(repo), thread=thread, prompt=prompt, **kw),  # type: ignore[arg-type]
-                 settings=settings)
+def go(
+    settings: Settings, repo: Path, prompt: str, thread: str = "issue-1", **kw: object
+) -> dict[str, object]:
+    result = run(
+        RunRequest(agent="claude", repo=str(repo), thread=thread, prompt=prompt, **kw),  # type: ignore[arg-type]
+        settings=settings,
+    )
     return result.to_json()
 
 
@@ -60,8 +63,12 @@ def test_three_runs_one_conversation(settings: Settings, src_repo: Path, mock: M
 
 def start(baton_env: dict[str, str], *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*BATON, *args], env={**os.environ, **baton_env, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, stdin=subprocess.DEVNULL,
+        [*BATON, *args],
+        env={**os.environ, **baton_env, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -73,11 +80,26 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, dict[str, object]]:
         raise AssertionError(f"exit {proc.returncode}; stdout {stdout!r}; stderr {stderr!r}") from None
 
 
-def test_two_threads_at_once_do_not_cross(baton_env: dict[str, str], src_repo: Path, mock: MockAnthropic) -> None:
+def test_two_threads_at_once_do_not_cross(
+    baton_env: dict[str, str], src_repo: Path, mock: MockAnthropic
+) -> None:
     mock.delay = 0.5
     for round_ in range(2):
-        procs = {t: start(baton_env, "run", "-a", "claude", "-r", str(src_repo), "-t", t, "--json",
-                          f"marker-{t}-{round_}") for t in ("alpha", "beta")}
+        procs = {
+            t: start(
+                baton_env,
+                "run",
+                "-a",
+                "claude",
+                "-r",
+                str(src_repo),
+                "-t",
+                t,
+                "--json",
+                f"marker-{t}-{round_}",
+            )
+            for t in ("alpha", "beta")
+        }
         results = {t: finish(p) for t, p in procs.items()}
         assert all(code == 0 for code, _ in results.values()), results
     alpha, beta = results["alpha"][1], results["beta"][1]
@@ -86,7 +108,9 @@ def test_two_threads_at_once_do_not_cross(baton_env: dict[str, str], src_repo: P
     assert alpha["mode"] == beta["mode"] == "resume"
     for request in mock.requests:
         text = request.text()
-        assert not ("marker-alpha" in text and "marker-beta" in text), "one conversation saw the other's prompt"
+        assert not ("marker-alpha" in text and "marker-beta" in text), (
+            "one conversation saw the other's prompt"
+        )
     # each conversation carries its own two prompts and nothing else: 4 messages on the second round
     last = {t: [r for r in mock.requests if f"marker-{t}-1" in r.text()][-1] for t in ("alpha", "beta")}
     assert [len(last[t].messages) for t in ("alpha", "beta")] == [4, 4]
@@ -97,8 +121,18 @@ def test_sigkill_mid_run_then_resume_with_interrupted_prompt(
 ) -> None:
     assert go(settings, src_repo, "first task")["outcome"] == "succeeded"
     mock.delay = 60
-    runner = start(baton_env, "run", "-a", "claude", "-r", str(src_repo), "-t", "issue-1", "--json",
-                   "interrupted-task-zebra")
+    runner = start(
+        baton_env,
+        "run",
+        "-a",
+        "claude",
+        "-r",
+        str(src_repo),
+        "-t",
+        "issue-1",
+        "--json",
+        "interrupted-task-zebra",
+    )
     wait_for(lambda: any("interrupted-task-zebra" in r.text() for r in mock.requests))
     store = open_store(settings.resolved_store_url)
     running = store.list_runs(limit=1)[0]
@@ -128,7 +162,9 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def test_agent_home_deleted_hydrates_from_store(settings: Settings, src_repo: Path, mock: MockAnthropic) -> None:
+def test_agent_home_deleted_hydrates_from_store(
+    settings: Settings, src_repo: Path, mock: MockAnthropic
+) -> None:
     first = go(settings, src_repo, "one")
     go(settings, src_repo, "two")
     import shutil
@@ -169,11 +205,16 @@ def test_agent_says_not_found_then_recover(settings: Settings, src_repo: Path, m
     first = go(settings, src_repo, "start")
     store = open_store(settings.resolved_store_url)
     store.delete_snapshot("claude", str(first["repo"]), "issue-1")
-    transcript = next((settings.home / "homes" / "claude" / "projects").glob(f"*/{first['session_id']}.jsonl"))
+    transcript = next(
+        (settings.home / "homes" / "claude" / "projects").glob(f"*/{first['session_id']}.jsonl")
+    )
     transcript.write_bytes(b"\x00\x01\x02 not a transcript \xff")
-    after = run(RunRequest(agent="claude", repo=str(src_repo), thread="issue-1", prompt="again"), settings=settings)
+    after = run(
+        RunRequest(agent="claude", repo=str(src_repo), thread="issue-1", prompt="again"), settings=settings
+    )
     assert [(a.mode, a.outcome) for a in after.attempts] == [
-        (Mode.RESUME, Outcome.SESSION_LOST), (Mode.RECOVER, Outcome.SUCCEEDED)
+        (Mode.RESUME, Outcome.SESSION_LOST),
+        (Mode.RECOVER, Outcome.SUCCEEDED),
     ]
     assert after.attempts[0].error and "No conversation found" in after.attempts[0].error
     assert after.session.agent_session_id != first["session_id"]
@@ -190,8 +231,20 @@ def test_concurrent_runs_of_one_key_never_overlap(
     busy = cli("run", "-a", "claude", "-r", str(src_repo), "-t", "k", "--wait", "0", "busy one")
     assert busy.returncode == 3, busy.stderr
     assert "busy" in busy.stderr
-    waiter = start(baton_env, "run", "-a", "claude", "-r", str(src_repo), "-t", "k", "--wait", "60", "--json",
-                   "patient one")
+    waiter = start(
+        baton_env,
+        "run",
+        "-a",
+        "claude",
+        "-r",
+        str(src_repo),
+        "-t",
+        "k",
+        "--wait",
+        "60",
+        "--json",
+        "patient one",
+    )
     code_slow, slow_result = finish(slow)
     mock.delay = 0
     code_wait, wait_result = finish(waiter)
@@ -199,7 +252,7 @@ def test_concurrent_runs_of_one_key_never_overlap(
     assert slow_result["session_id"] == wait_result["session_id"]
     # one linear conversation: 2, 4, 6 — the waiter saw the slow run's turn, nothing forked
     assert mock.message_counts() == [2, 4, 6]
-    assert all(not ("busy one" in r.text()) for r in mock.requests)
+    assert all("busy one" not in r.text() for r in mock.requests)
     assert "slow one" in mock.requests[-1].text()
 
 
@@ -214,8 +267,9 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize(("override", "message"), BAD_INPUTS)
-def test_bad_input_exit_2_nothing_written(cli: Cli, home: Path, src_repo: Path, override: list[str],
-                                          message: str) -> None:
+def test_bad_input_exit_2_nothing_written(
+    cli: Cli, home: Path, src_repo: Path, override: list[str], message: str
+) -> None:
     args = {"-a": "claude", "-r": str(src_repo), "-t": "ok"}
     args.update(dict(zip(override[::2], override[1::2], strict=True)))
     flat = [part for pair in args.items() for part in pair]
@@ -226,11 +280,22 @@ def test_bad_input_exit_2_nothing_written(cli: Cli, home: Path, src_repo: Path, 
     assert not home.exists(), f"bad input wrote {list(home.rglob('*'))}"
 
 
-def test_repo_url_that_does_not_exist_writes_nothing(cli: Cli, home: Path, tmp_path: Path, mock: MockAnthropic) -> None:
+def test_repo_url_that_does_not_exist_writes_nothing(
+    cli: Cli, home: Path, tmp_path: Path, mock: MockAnthropic
+) -> None:
     with GitHttpServer(root=tmp_path / "served", token="t0ken") as server:
         (tmp_path / "served").mkdir(exist_ok=True)
-        result = cli("run", "-a", "claude", "-r", server.url("nope.git"), "-t", "x", "hello",
-                     env={"BATON_GIT_TOKEN": "t0ken"})
+        result = cli(
+            "run",
+            "-a",
+            "claude",
+            "-r",
+            server.url("nope.git"),
+            "-t",
+            "x",
+            "hello",
+            env={"BATON_GIT_TOKEN": "t0ken"},
+        )
     assert result.returncode == 2, result.stderr
     assert "cannot clone" in result.stderr
     assert not (home / "repos").exists() or not any((home / "repos").rglob("*.git"))
@@ -251,12 +316,25 @@ def test_git_token_never_in_argv_logs_or_db(
     served = tmp_path / "served"
     served.mkdir()
     subprocess.run(["git", "clone", "-q", "--bare", str(source), str(served / "app.git")], check=True)
-    subprocess.run(["git", "-C", str(served / "app.git"), "config", "uploadpack.allowFilter", "true"], check=True)
+    subprocess.run(
+        ["git", "-C", str(served / "app.git"), "config", "uploadpack.allowFilter", "true"], check=True
+    )
     mock.delay = 1.5
     seen_in_argv: list[str] = []
     with GitHttpServer(root=served, token=token) as server:
-        proc = start(baton_env, "run", "-a", "claude", "-r", server.url("app.git"), "-t", "secret-test", "--json",
-                     "hello", env={"BATON_GIT_TOKEN": token})
+        proc = start(
+            baton_env,
+            "run",
+            "-a",
+            "claude",
+            "-r",
+            server.url("app.git"),
+            "-t",
+            "secret-test",
+            "--json",
+            "hello",
+            env={"BATON_GIT_TOKEN": token},
+        )
         while proc.poll() is None:
             for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
                 try:

@@ -91,7 +91,10 @@ def test_repo_urls_canonicalise_to_one_slug(spec: str) -> None:
 
 
 def test_repo_path_case_is_kept_but_host_is_lowercased() -> None:
-    assert parse_repo("https://GitLab.Example.com/Group/Sub/Proj.git").slug == "gitlab.example.com/Group/Sub/Proj"
+    assert (
+        parse_repo("https://GitLab.Example.com/Group/Sub/Proj.git").slug
+        == "gitlab.example.com/Group/Sub/Proj"
+    )
 
 
 def test_https_port_is_part_of_the_slug() -> None:
@@ -202,7 +205,9 @@ def test_file_url_to_a_missing_path_is_rejected(tmp_path: Path) -> None:
         parse_repo(f"file://{tmp_path}/missing")
 
 
-def test_scp_like_string_that_exists_locally_is_a_local_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scp_like_string_that_exists_locally_is_a_local_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # "host.name:path" is scp syntax unless a local path of that name exists
     monkeypatch.chdir(tmp_path)
     _git_init(tmp_path / "example.com:acme")

@@ -62,7 +62,9 @@ def test_config_file_is_read_from_the_home_named_by_the_environment(tmp_path: Pa
 
 def test_none_overrides_and_empty_env_values_fall_through(tmp_path: Path) -> None:
     home = _home(tmp_path, "lease_ttl = 8\n")
-    settings = load_settings(overrides={"home": str(home), "lease_ttl": None}, environ={"BATON_LEASE_TTL": ""})
+    settings = load_settings(
+        overrides={"home": str(home), "lease_ttl": None}, environ={"BATON_LEASE_TTL": ""}
+    )
     assert settings.lease_ttl == 8.0
 
 
@@ -70,7 +72,11 @@ def test_string_settings_from_env(tmp_path: Path) -> None:
     home = _home(tmp_path)
     settings = load_settings(
         overrides={"home": str(home)},
-        environ={"BATON_CLAUDE_BIN": "/opt/claude", "BATON_GIT_USER_NAME": "bot {agent}", "BATON_NOT_A_KEY": "x"},
+        environ={
+            "BATON_CLAUDE_BIN": "/opt/claude",
+            "BATON_GIT_USER_NAME": "bot {agent}",
+            "BATON_NOT_A_KEY": "x",
+        },
     )
     assert settings.claude_bin == "/opt/claude"
     assert settings.git_user_name == "bot {agent}"
@@ -90,7 +96,7 @@ def test_unknown_override_is_an_error_naming_it(tmp_path: Path) -> None:
 
 def test_invalid_toml_is_an_error_naming_the_file(tmp_path: Path) -> None:
     home = _home(tmp_path, "ttl_days = = 3\n")
-    with pytest.raises(BadInput, match="config.toml is not valid TOML"):
+    with pytest.raises(BadInput, match=r"config\.toml is not valid TOML"):
         load_settings(overrides={"home": str(home)}, environ={})
 
 
@@ -116,7 +122,7 @@ def test_bad_override_value_names_the_key(tmp_path: Path) -> None:
 
 def test_string_setting_of_the_wrong_type_in_config_is_an_error(tmp_path: Path) -> None:
     home = _home(tmp_path, 'claude_bin = ["claude", "--x"]\n')
-    with pytest.raises(BadInput, match="setting 'claude_bin'.*must be a string"):
+    with pytest.raises(BadInput, match=r"setting 'claude_bin'.*must be a string"):
         load_settings(overrides={"home": str(home)}, environ={})
 
 
@@ -129,7 +135,9 @@ def test_bad_value_in_config_is_reported_even_when_env_overrides_it(tmp_path: Pa
 
 def test_numbers_accept_ints_and_numeric_strings(tmp_path: Path) -> None:
     home = _home(tmp_path, "ttl_days = 0\n")
-    settings = load_settings(overrides={"home": str(home), "lease_ttl": "2.5"}, environ={"BATON_HEARTBEAT": "1"})
+    settings = load_settings(
+        overrides={"home": str(home), "lease_ttl": "2.5"}, environ={"BATON_HEARTBEAT": "1"}
+    )
     assert settings.ttl_days == 0.0
     assert settings.lease_ttl == 2.5
     assert settings.heartbeat == 1.0

@@ -30,9 +30,15 @@ def store(db_path: Path) -> Iterator[SQLStore]:
 
 def _session(thread: str = "issue-1", **changes: object) -> SessionRecord:
     values: dict[str, object] = {
-        "agent": "fake", "repo": "github.com/acme/api", "thread": thread,
-        "repo_url": "https://github.com/acme/api", "branch": f"baton/fake/{thread}",
-        "worktree": f"/w/{thread}", "created_at": 100.0, "last_used_at": 100.0, "expires_at": 1000.0,
+        "agent": "fake",
+        "repo": "github.com/acme/api",
+        "thread": thread,
+        "repo_url": "https://github.com/acme/api",
+        "branch": f"baton/fake/{thread}",
+        "worktree": f"/w/{thread}",
+        "created_at": 100.0,
+        "last_used_at": 100.0,
+        "expires_at": 1000.0,
     }
     values.update(changes)
     return SessionRecord(**values)  # type: ignore[arg-type]
@@ -40,9 +46,18 @@ def _session(thread: str = "issue-1", **changes: object) -> SessionRecord:
 
 def _run(run_id: str, thread: str = "issue-1", started_at: float = 100.0, **changes: object) -> RunRecord:
     values: dict[str, object] = {
-        "id": run_id, "agent": "fake", "repo": "github.com/acme/api", "thread": thread, "attempt": 1,
-        "mode": Mode.FRESH, "prompt_kind": PromptKind.FULL, "prompt": "do it", "started_at": started_at,
-        "log_path": f"/logs/{run_id}.jsonl", "host": "h", "runner_pid": 1,
+        "id": run_id,
+        "agent": "fake",
+        "repo": "github.com/acme/api",
+        "thread": thread,
+        "attempt": 1,
+        "mode": Mode.FRESH,
+        "prompt_kind": PromptKind.FULL,
+        "prompt": "do it",
+        "started_at": started_at,
+        "log_path": f"/logs/{run_id}.jsonl",
+        "host": "h",
+        "runner_pid": 1,
     }
     values.update(changes)
     return RunRecord(**values)  # type: ignore[arg-type]
@@ -150,8 +165,13 @@ def test_run_add_get_round_trip(store: SQLStore) -> None:
 def test_update_run_converts_enums_and_usage(store: SQLStore) -> None:
     store.add_run(_run("r-1"))
     store.update_run(
-        "r-1", outcome=Outcome.SUCCEEDED, ended_at=150.0, usage={"output_tokens": 9}, cost_usd=0.25,
-        result="done", exit_code=0,
+        "r-1",
+        outcome=Outcome.SUCCEEDED,
+        ended_at=150.0,
+        usage={"output_tokens": 9},
+        cost_usd=0.25,
+        result="done",
+        exit_code=0,
     )
     got = store.get_run("r-1")
     assert got is not None
@@ -182,7 +202,9 @@ def test_list_runs_newest_first_with_filters_and_limit(store: SQLStore) -> None:
     assert [r.id for r in store.list_runs(thread="issue-1")] == ["r3", "r1"]
     assert [r.id for r in store.list_runs(limit=2)] == ["r3", "r2"]
     assert store.list_runs(agent="claude") == []
-    assert [r.id for r in store.list_runs(agent="fake", repo="github.com/acme/api", thread="issue-2")] == ["r2"]
+    assert [r.id for r in store.list_runs(agent="fake", repo="github.com/acme/api", thread="issue-2")] == [
+        "r2"
+    ]
 
 
 def test_delete_runs_returns_what_it_deleted(store: SQLStore) -> None:

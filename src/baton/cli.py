@@ -27,14 +27,18 @@ from baton.sessions import Scope, export_session, get_session, import_session, r
 from baton.settings import Settings, load_settings
 from baton.store import Store, open_store
 
-app = typer.Typer(help="Durable conversations and durable workdirs for coding agents.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="Durable conversations and durable workdirs for coding agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 sessions_app = typer.Typer(help="List, show, reset, export and import sessions.", no_args_is_help=True)
 runs_app = typer.Typer(help="List runs, show one, read or follow its log.", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(runs_app, name="runs")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT = {Outcome.SUCCEEDED: 0, Outcome.CANCELLED: 130}
 T = TypeVar("T")
@@ -73,9 +77,15 @@ def run_cmd(
     repo: RepoOpt,
     thread: ThreadOpt,
     prompt: Annotated[str | None, typer.Argument(help="the instruction")] = None,
-    prompt_file: Annotated[Path | None, typer.Option("--prompt-file", help="read the instruction from a file")] = None,
-    branch: Annotated[str | None, typer.Option(help="branch for a new worktree (default baton/AGENT/THREAD)")] = None,
-    base: Annotated[str | None, typer.Option(help="start a new worktree from this ref (default branch)")] = None,
+    prompt_file: Annotated[
+        Path | None, typer.Option("--prompt-file", help="read the instruction from a file")
+    ] = None,
+    branch: Annotated[
+        str | None, typer.Option(help="branch for a new worktree (default baton/AGENT/THREAD)")
+    ] = None,
+    base: Annotated[
+        str | None, typer.Option(help="start a new worktree from this ref (default branch)")
+    ] = None,
     mode: Annotated[Mode, typer.Option(help="auto picks fresh/resume/recover")] = Mode.AUTO,
     fork_from: Annotated[str | None, typer.Option(help="with --mode fork: branch from this thread")] = None,
     context: Annotated[str | None, typer.Option(help="task context for the first prompt")] = None,
@@ -86,7 +96,9 @@ def run_cmd(
 ) -> None:
     """Run one instruction on one key, resuming its conversation."""
     if (prompt is None) == (prompt_file is None):
-        raise BadInput("give the instruction either as an argument or with --prompt-file, not both or neither")
+        raise BadInput(
+            "give the instruction either as an argument or with --prompt-file, not both or neither"
+        )
     if prompt_file is not None:
         try:
             prompt = prompt_file.read_text()
@@ -94,8 +106,18 @@ def run_cmd(
             raise BadInput(f"cannot read --prompt-file {prompt_file}: {exc.strerror}") from exc
     assert prompt is not None
     request = RunRequest(
-        agent=agent, repo=repo, thread=thread, prompt=prompt, mode=mode, branch=branch, base=base,
-        context=context, fork_from=fork_from, timeout=timeout, retries=retries, wait=wait,
+        agent=agent,
+        repo=repo,
+        thread=thread,
+        prompt=prompt,
+        mode=mode,
+        branch=branch,
+        base=base,
+        context=context,
+        fork_from=fork_from,
+        timeout=timeout,
+        retries=retries,
+        wait=wait,
     )
     result = _with_cancel(request.cancel, lambda: _run_with_status(request, quiet=as_json))
     if as_json:
@@ -130,8 +152,11 @@ def _run_with_status(request: RunRequest, quiet: bool) -> RunResult:
 def _print_result(result: RunResult) -> None:
     r = result.run
     color = "green" if r.outcome == Outcome.SUCCEEDED else "red"
-    out.print(f"[{color}]{r.outcome.value}[/{color}]  {r.agent}:{r.repo}:{r.thread}  mode={r.mode.value} "
-              f"attempt={r.attempt} session={result.session.agent_session_id}", highlight=False)
+    out.print(
+        f"[{color}]{r.outcome.value}[/{color}]  {r.agent}:{r.repo}:{r.thread}  mode={r.mode.value} "
+        f"attempt={r.attempt} session={result.session.agent_session_id}",
+        highlight=False,
+    )
     out.print(f"worktree: {result.session.worktree}  ({r.duration_s} s)", highlight=False)
     if r.result:
         out.print(r.result, highlight=False, markup=False)
@@ -154,10 +179,21 @@ def sessions_ls(
     if as_json:
         _emit_json([s.to_json() for s in rows])
         return
-    table = Table("agent", "repo", "thread", "session", "status", "attempts", "last outcome", "last used", "expires")
+    table = Table(
+        "agent", "repo", "thread", "session", "status", "attempts", "last outcome", "last used", "expires"
+    )
     for s in rows:
-        table.add_row(s.agent, s.repo, s.thread, (s.agent_session_id or "-")[:8], s.status.value, str(s.attempts),
-                      s.last_outcome.value if s.last_outcome else "-", iso(s.last_used_at), iso(s.expires_at))
+        table.add_row(
+            s.agent,
+            s.repo,
+            s.thread,
+            (s.agent_session_id or "-")[:8],
+            s.status.value,
+            str(s.attempts),
+            s.last_outcome.value if s.last_outcome else "-",
+            iso(s.last_used_at),
+            iso(s.expires_at),
+        )
     out.print(table)
 
 
@@ -178,7 +214,9 @@ def sessions_show(agent: AgentOpt, repo: RepoOpt, thread: ThreadOpt, as_json: Js
 
 @sessions_app.command("reset")
 def sessions_reset(
-    agent: AgentOpt, repo: RepoOpt, thread: ThreadOpt,
+    agent: AgentOpt,
+    repo: RepoOpt,
+    thread: ThreadOpt,
     scope: Annotated[Scope, typer.Option(help="what to remove")] = Scope.CONVERSATION,
     as_json: JsonOpt = False,
 ) -> None:
@@ -193,7 +231,9 @@ def sessions_reset(
 
 @sessions_app.command("export")
 def sessions_export(
-    agent: AgentOpt, repo: RepoOpt, thread: ThreadOpt,
+    agent: AgentOpt,
+    repo: RepoOpt,
+    thread: ThreadOpt,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file (default stdout)")] = None,
 ) -> None:
     """Export a session (record, runs, transcript snapshot) as one JSON document."""
@@ -224,8 +264,10 @@ def sessions_import(
         raise BadInput(f"{file} is not JSON: {exc}") from exc
     with _store() as (settings, store):
         session = import_session(store, settings, document, replace=replace)
-    out.print(f"imported {session.agent}:{session.repo}:{session.thread} (session {session.agent_session_id})",
-              highlight=False)
+    out.print(
+        f"imported {session.agent}:{session.repo}:{session.thread} (session {session.agent_session_id})",
+        highlight=False,
+    )
 
 
 # -- runs ------------------------------------------------------------------------------------------
@@ -234,8 +276,18 @@ def sessions_import(
 def _runs_table(runs: list[RunRecord]) -> None:
     table = Table("run", "agent", "repo", "thread", "try", "mode", "prompt", "outcome", "started", "secs")
     for r in runs:
-        table.add_row(r.id, r.agent, r.repo, r.thread, str(r.attempt), r.mode.value, r.prompt_kind.value,
-                      r.outcome.value, iso(r.started_at), str(r.duration_s or "-"))
+        table.add_row(
+            r.id,
+            r.agent,
+            r.repo,
+            r.thread,
+            str(r.attempt),
+            r.mode.value,
+            r.prompt_kind.value,
+            r.outcome.value,
+            iso(r.started_at),
+            str(r.duration_s or "-"),
+        )
     out.print(table)
 
 

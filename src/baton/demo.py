@@ -42,8 +42,13 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 
 def make_scratch_repo(path: Path) -> Path:
     path.mkdir(parents=True)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "demo", "GIT_AUTHOR_EMAIL": "demo@example.invalid",
-           "GIT_COMMITTER_NAME": "demo", "GIT_COMMITTER_EMAIL": "demo@example.invalid"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "demo",
+        "GIT_AUTHOR_EMAIL": "demo@example.invalid",
+        "GIT_COMMITTER_NAME": "demo",
+        "GIT_COMMITTER_EMAIL": "demo@example.invalid",
+    }
     (path / "README.md").write_text("# calculator\n\nA tiny project for the baton demo.\n")
     (path / "calc.py").write_text("def add(a, b):\n    return a + b\n")
     for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "initial commit"]):
@@ -70,13 +75,19 @@ def run_demo(console: Console, keep: bool = False) -> int:
 
             def turn(prompt: str) -> RunResult:
                 before = len(mock.requests)
-                result = run(RunRequest(agent="claude", repo=str(repo), thread="issue-42", prompt=prompt),
-                             settings=settings)
+                result = run(
+                    RunRequest(agent="claude", repo=str(repo), thread="issue-42", prompt=prompt),
+                    settings=settings,
+                )
                 seen = mock.message_counts()[before:]
-                say(f"  run {result.run.id[-8:]}: mode [cyan]{result.run.mode.value}[/cyan], "
-                    f"prompt {result.run.prompt_kind.value}, outcome {result.run.outcome.value}")
-                say(f"    session {result.session.agent_session_id}; the model received "
-                    f"{seen[-1] if seen else '?'} messages; reply: {result.run.result!r}")
+                say(
+                    f"  run {result.run.id[-8:]}: mode [cyan]{result.run.mode.value}[/cyan], "
+                    f"prompt {result.run.prompt_kind.value}, outcome {result.run.outcome.value}"
+                )
+                say(
+                    f"    session {result.session.agent_session_id}; the model received "
+                    f"{seen[-1] if seen else '?'} messages; reply: {result.run.result!r}"
+                )
                 return result
 
             say("[bold]1. Three runs on thread issue-42[/bold]")
@@ -93,10 +104,21 @@ def run_demo(console: Console, keep: bool = False) -> int:
             counts = mock.message_counts()
             say(f"  hydrated from baton's store and resumed: same session id: {same}\n")
             say("[bold]What happened[/bold]")
-            say(f"  messages the model saw per run: {' → '.join(map(str, counts))} "
-                "(one conversation, growing; a fresh start would have dropped back to 2)")
-            ok = same and fourth.run.mode.value == "resume" and counts == sorted(counts) and len(set(counts)) == 4
-            say("  [green]the conversation survived the redeploy[/green]" if ok else "  [red]unexpected result[/red]")
+            say(
+                f"  messages the model saw per run: {' → '.join(map(str, counts))} "
+                "(one conversation, growing; a fresh start would have dropped back to 2)"
+            )
+            ok = (
+                same
+                and fourth.run.mode.value == "resume"
+                and counts == sorted(counts)
+                and len(set(counts)) == 4
+            )
+            say(
+                "  [green]the conversation survived the redeploy[/green]"
+                if ok
+                else "  [red]unexpected result[/red]"
+            )
             return 0 if ok else 1
     finally:
         if keep:

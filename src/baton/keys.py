@@ -126,7 +126,7 @@ def _local_repo(path_text: str) -> Repo:
     if not path.exists():
         raise BadInput(f"repo {path_text!r} does not exist (not a URL and no such directory)")
     real = path.resolve()
-    if not ((real / ".git").exists() or (real / "HEAD").is_file() and (real / "objects").is_dir()):
+    if not ((real / ".git").exists() or ((real / "HEAD").is_file() and (real / "objects").is_dir())):
         raise BadInput(f"repo {path_text!r} is not a git repository")
     name = real.name[:-4] if real.name.endswith(".git") else real.name
     name = re.sub(r"[^A-Za-z0-9._-]", "_", name) or "repo"

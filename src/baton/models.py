@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     """How a run starts its conversation."""
 
     AUTO = "auto"  # let the decision matrix choose
@@ -24,7 +24,7 @@ class Mode(str, Enum):
     RECOVER = "recover"  # fresh, because the old conversation was lost; the prompt carries a recap
 
 
-class PromptKind(str, Enum):
+class PromptKind(StrEnum):
     """Which template built the prompt sent to the agent."""
 
     FULL = "full"  # task context + instruction, for a fresh conversation
@@ -33,7 +33,7 @@ class PromptKind(str, Enum):
     INTERRUPTED = "interrupted"  # "you were interrupted, continue" + instruction
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """How a run ended; ``running`` while it has not."""
 
     RUNNING = "running"  # the agent process is (or was, if its runner died) running
@@ -53,7 +53,7 @@ class Outcome(str, Enum):
         return self in (Outcome.FAILED, Outcome.TIMED_OUT, Outcome.CRASHED)
 
 
-class SessionStatus(str, Enum):
+class SessionStatus(StrEnum):
     """The state of a key's session record."""
 
     ACTIVE = "active"  # usable; its last run has ended

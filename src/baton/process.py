@@ -9,6 +9,7 @@ next runner also kills any group it finds recorded for a crashed run (see :mod:`
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -28,10 +29,8 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the next runner's orphan sweep remains
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: rely on the next runner's orphan sweep
-        pass
 
 
 @dataclass
@@ -103,7 +102,12 @@ def run_process(
         # A blocking waitpid in its own thread wakes us the moment the agent exits (Popen.wait with a
         # timeout polls with sleeps of up to 50 ms, which would dominate baton's own overhead).
         exited = threading.Event()
-        threading.Thread(target=lambda: (proc.wait(), exited.set()), daemon=True).start()
+
+        def reap() -> None:
+            proc.wait()
+            exited.set()
+
+        threading.Thread(target=reap, daemon=True).start()
         deadline = None if not timeout else time.monotonic() + timeout
         next_beat = time.monotonic() + heartbeat_every
         timed_out = cancelled = False
@@ -141,10 +145,8 @@ def kill_group(pgid: int, grace: float, proc: subprocess.Popen[bytes] | None = N
             proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             continue
-        try:  # the leader is gone; make sure no member of its group lingers
+        with contextlib.suppress(ProcessLookupError):  # the leader is gone; no member of its group may linger
             os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         break
 
 

@@ -2,7 +2,8 @@
 recovered one, ``interrupted`` after a run that did not finish.
 
 Templates are ``string.Template`` files (``$prompt``, ``$repo``, ``$thread``, ``$branch``,
-``$worktree``, ``$context``, ``$recap``, ``$reason``, ``$previous``), shipped in the package and overridable by
+``$worktree``, ``$context``, ``$recap``, ``$reason``,
+``$previous``), shipped in the package and overridable by
 files of the same name in ``$BATON_HOME/templates/``. ``$`` in a prompt needs no escaping: only the
 template is parsed.
 """
@@ -30,7 +31,9 @@ def render(kind: PromptKind, home: Path, **values: str) -> str:
     try:
         text = load_template(kind, home).substitute(values)
     except (KeyError, ValueError) as exc:
-        raise BadInput(f"prompt template {kind.value}.txt uses an unknown or malformed placeholder: {exc}") from exc
+        raise BadInput(
+            f"prompt template {kind.value}.txt uses an unknown or malformed placeholder: {exc}"
+        ) from exc
     return "\n".join(line.rstrip() for line in text.strip().splitlines()) + "\n"
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.agents import AGENTS, Agent, Turn, get_agent
-from baton.errors import BadInput
+from baton.errors import BadInput, GitError
 from baton.keys import Key, make_key, validate_thread
 from baton.leases import HOST, LeaseHolder
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
@@ -94,7 +94,9 @@ class RunResult:
             "worktree": self.session.worktree,
             "branch": self.session.branch,
             "duration_s": run.duration_s,
-            "runs": [{"run_id": a.id, "mode": a.mode.value, "outcome": a.outcome.value} for a in self.attempts],
+            "runs": [
+                {"run_id": a.id, "mode": a.mode.value, "outcome": a.outcome.value} for a in self.attempts
+            ],
         }
 
 
@@ -132,9 +134,11 @@ def _validate(request: RunRequest) -> None:
     if request.wait < 0:
         raise BadInput(f"wait must be 0 or more, not {request.wait}")
     if request.branch is not None:
-        if not request.branch or request.branch.startswith("-") or any(c.isspace() for c in request.branch):
-            raise BadInput(f"branch {request.branch!r} is not a valid branch name")
-        if run_git(["check-ref-format", "--allow-onelevel", "--normalize", request.branch]) != request.branch:
+        try:
+            normal = run_git(["check-ref-format", "--branch", request.branch]) if request.branch else ""
+        except GitError:
+            normal = ""
+        if normal != request.branch or request.branch.startswith("-"):
             raise BadInput(f"branch {request.branch!r} is not a valid branch name")
     if request.fork_from is not None:
         validate_thread(request.fork_from)
@@ -154,7 +158,11 @@ def mark_crashed(store: Store, key: Key, settings: Settings) -> list[RunRecord]:
     for record in store.list_runs(key.agent, key.repo.slug, key.thread, limit=20):
         if record.outcome != Outcome.RUNNING:
             continue
-        if record.host == HOST and record.agent_pid and process_has_env(record.agent_pid, "BATON_RUN_ID", record.id):
+        if (
+            record.host == HOST
+            and record.agent_pid
+            and process_has_env(record.agent_pid, "BATON_RUN_ID", record.id)
+        ):
             kill_group(record.agent_pid, settings.kill_grace)
         store.update_run(
             record.id,
@@ -183,7 +191,13 @@ class _Plan:
 
 class _Runner:
     def __init__(
-        self, request: RunRequest, settings: Settings, store: Store, key: Key, agent: Agent, lease: LeaseHolder
+        self,
+        request: RunRequest,
+        settings: Settings,
+        store: Store,
+        key: Key,
+        agent: Agent,
+        lease: LeaseHolder,
     ) -> None:
         self.request = request
         self.settings = settings
@@ -197,7 +211,9 @@ class _Runner:
         key, request = self.key, self.request
         session = self.store.get_session(key.agent, key.repo.slug, key.thread)
         if session and request.branch and request.branch != session.branch:
-            raise BadInput(f"{key} already works on branch {session.branch!r}; reset its worktree to change it")
+            raise BadInput(
+                f"{key} already works on branch {session.branch!r}; reset its worktree to change it"
+            )
         if request.mode == Mode.RESUME and (session is None or not session.agent_session_id):
             raise BadInput(f"{key} has no conversation to resume")
         branch = session.branch if session else (request.branch or branch_for(key))
@@ -207,8 +223,15 @@ class _Runner:
         now = time.time()
         if session is None:
             session = SessionRecord(
-                agent=key.agent, repo=key.repo.slug, thread=key.thread, repo_url=key.repo.url, branch=branch,
-                worktree=str(worktree), base=base, created_at=now, last_used_at=now,
+                agent=key.agent,
+                repo=key.repo.slug,
+                thread=key.thread,
+                repo_url=key.repo.url,
+                branch=branch,
+                worktree=str(worktree),
+                base=base,
+                created_at=now,
+                last_used_at=now,
                 expires_at=now + self.settings.ttl_days * 86400,
             )
         session.worktree = str(worktree)
@@ -268,7 +291,9 @@ class _Runner:
         if not source_id:
             raise BadInput(f"{source_key} has no conversation to fork")
         if not self._ensure_local(source_key, source_id):
-            raise BadInput(f"the conversation of {source_key} is lost (no transcript, no snapshot); cannot fork it")
+            raise BadInput(
+                f"the conversation of {source_key} is lost (no transcript, no snapshot); cannot fork it"
+            )
         return _Plan(Mode.FORK, source_id, PromptKind.DELTA)
 
     def _ensure_local(self, key: Key, session_id: str) -> bool:
@@ -305,10 +330,20 @@ class _Runner:
         run_id = new_run_id()
         now = time.time()
         record = RunRecord(
-            id=run_id, agent=key.agent, repo=key.repo.slug, thread=key.thread, attempt=attempt, mode=plan.mode,
-            prompt_kind=plan.kind, prompt=self.request.prompt, started_at=now, heartbeat_at=now,
+            id=run_id,
+            agent=key.agent,
+            repo=key.repo.slug,
+            thread=key.thread,
+            attempt=attempt,
+            mode=plan.mode,
+            prompt_kind=plan.kind,
+            prompt=self.request.prompt,
+            started_at=now,
+            heartbeat_at=now,
             session_id_in=plan.session_id or session.agent_session_id,
-            log_path=str(self.settings.home / "logs" / f"{run_id}.jsonl"), host=HOST, runner_pid=os.getpid(),
+            log_path=str(self.settings.home / "logs" / f"{run_id}.jsonl"),
+            host=HOST,
+            runner_pid=os.getpid(),
         )
         if launch.new_session_id:
             # Pre-assigned: the agent writes the prompt under this id at once, so even if this runner
@@ -340,10 +375,17 @@ class _Runner:
             return self.lease.renew()
 
         result = run_process(
-            launch.argv, env, worktree, Path(record.log_path), on_line,
+            launch.argv,
+            env,
+            worktree,
+            Path(record.log_path),
+            on_line,
             on_start=lambda pid: store.update_run(run_id, agent_pid=pid),
-            heartbeat=heartbeat, heartbeat_every=self.settings.heartbeat, timeout=self.request.timeout,
-            cancel=self.request.cancel, kill_grace=self.settings.kill_grace,
+            heartbeat=heartbeat,
+            heartbeat_every=self.settings.heartbeat,
+            timeout=self.request.timeout,
+            cancel=self.request.cancel,
+            kill_grace=self.settings.kill_grace,
         )
         if result.timed_out:
             outcome, error = Outcome.TIMED_OUT, f"killed after the {self.request.timeout:g} s timeout"
@@ -360,10 +402,22 @@ class _Runner:
         ended = time.time()
         record.outcome, record.ended_at, record.exit_code = outcome, ended, result.exit_code
         record.session_id_out = session.agent_session_id if outcome != Outcome.SESSION_LOST else None
-        record.result, record.error, record.usage, record.cost_usd = turn.result, error, turn.usage, turn.cost_usd
+        record.result, record.error, record.usage, record.cost_usd = (
+            turn.result,
+            error,
+            turn.usage,
+            turn.cost_usd,
+        )
         store.update_run(
-            run_id, outcome=outcome, ended_at=ended, exit_code=result.exit_code, session_id_out=record.session_id_out,
-            result=turn.result, error=error, usage=turn.usage, cost_usd=turn.cost_usd,
+            run_id,
+            outcome=outcome,
+            ended_at=ended,
+            exit_code=result.exit_code,
+            session_id_out=record.session_id_out,
+            result=turn.result,
+            error=error,
+            usage=turn.usage,
+            cost_usd=turn.cost_usd,
         )
         if session.agent_session_id and outcome != Outcome.SESSION_LOST:
             take_snapshot(store, agent, key, session.agent_session_id)

@@ -9,12 +9,12 @@ the next run there hydrates the transcript and resumes the same conversation.
 from __future__ import annotations
 
 import base64
-import zlib
 import getpass
 import json
 import time
+import zlib
 from dataclasses import asdict
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from baton.workdirs import Workdirs
 EXPORT_FORMAT = "baton.session/1"
 
 
-class Scope(str, Enum):
+class Scope(StrEnum):
     """What a reset removes."""
 
     CONVERSATION = "conversation"  # the agent conversation (transcript + snapshot); the worktree stays
@@ -124,7 +124,9 @@ def export_session(store: Store, key: Key) -> dict[str, Any]:
     }
 
 
-def import_session(store: Store, settings: Settings, document: dict[str, Any], replace: bool = False) -> SessionRecord:
+def import_session(
+    store: Store, settings: Settings, document: dict[str, Any], replace: bool = False
+) -> SessionRecord:
     """Restore an exported session into this store; its worktree is rebuilt at this home's stable path."""
     if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
         raise BadInput(f"not a baton session export (expected format {EXPORT_FORMAT!r})")
@@ -135,7 +137,11 @@ def import_session(store: Store, settings: Settings, document: dict[str, Any], r
         session = SessionRecord(**data)
         validate_agent(session.agent, AGENTS)
         validate_thread(session.thread)
-        key = Key(session.agent, Repo(session.repo_url, session.repo, session.repo_url.startswith("/")), session.thread)
+        key = Key(
+            session.agent,
+            Repo(session.repo_url, session.repo, session.repo_url.startswith("/")),
+            session.thread,
+        )
         session.worktree = str(Workdirs(settings).worktree_path(key))
         runs = [_run_from(r) for r in document.get("runs", [])]
         snap = document.get("snapshot")
@@ -173,4 +179,5 @@ def _run_from(data: dict[str, Any]) -> RunRecord:
 
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(data, default=lambda v: v.value if isinstance(v, Enum) else str(v)))
+    plain: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    return plain

@@ -62,7 +62,9 @@ def _coerce(name: str, value: Any, source: str) -> Any:
                 raise ValueError
             return number
     except (TypeError, ValueError):
-        raise BadInput(f"setting {name!r} from {source} must be a non-negative number, not {value!r}") from None
+        raise BadInput(
+            f"setting {name!r} from {source} must be a non-negative number, not {value!r}"
+        ) from None
     if not isinstance(value, str):
         raise BadInput(f"setting {name!r} from {source} must be a string, not {value!r}")
     return value

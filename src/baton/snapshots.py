@@ -13,7 +13,6 @@ import hashlib
 import os
 import time
 import zlib
-from pathlib import Path
 
 from baton.agents.base import Agent
 from baton.errors import StoreError

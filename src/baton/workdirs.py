@@ -182,8 +182,9 @@ class Workdirs:
         if tree == run_git(["rev-parse", "HEAD^{tree}"], cwd=worktree):
             run_git(["update-ref", "-d", ref], cwd=worktree)
             return None
-        commit = run_git(["commit-tree", tree, "-p", "HEAD", "-m", f"baton checkpoint of {key}"], cwd=worktree,
-                         env=env)
+        commit = run_git(
+            ["commit-tree", tree, "-p", "HEAD", "-m", f"baton checkpoint of {key}"], cwd=worktree, env=env
+        )
         run_git(["update-ref", ref, commit], cwd=worktree)
         return commit
 
@@ -218,7 +219,9 @@ class Workdirs:
 def _ref_exists(repo: Path, ref: str) -> bool:
     out = subprocess.run(
         ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-        cwd=repo, capture_output=True, stdin=subprocess.DEVNULL,
+        cwd=repo,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
     )
     return out.returncode == 0
 

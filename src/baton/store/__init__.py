@@ -14,11 +14,14 @@ def open_store(url: str) -> Store:
         return SQLStore(url)
     if scheme.startswith("postgres"):
         try:
-            import psycopg  # noqa: F401
+            import psycopg  # type: ignore[import-not-found]  # noqa: F401
         except ImportError:
             raise BadInput("PostgreSQL support is not installed: pip install 'baton[postgres]'") from None
-        return SQLStore(url.replace("postgres://", "postgresql+psycopg://", 1).replace(
-            "postgresql://", "postgresql+psycopg://", 1))
+        return SQLStore(
+            url.replace("postgres://", "postgresql+psycopg://", 1).replace(
+                "postgresql://", "postgresql+psycopg://", 1
+            )
+        )
     raise BadInput(f"store URL scheme {scheme!r} is not supported (use sqlite:/// or postgresql://)")
 
 

@@ -25,30 +25,77 @@ from baton.store.migrations import DIALECT_TYPES, MIGRATIONS
 
 sessions = sa.table(
     "sessions",
-    *(sa.column(n) for n in (
-        "agent", "repo", "thread", "repo_url", "branch", "base", "worktree", "agent_session_id", "status",
-        "attempts", "last_outcome", "created_at", "last_used_at", "expires_at",
-    )),
+    *(
+        sa.column(n)
+        for n in (
+            "agent",
+            "repo",
+            "thread",
+            "repo_url",
+            "branch",
+            "base",
+            "worktree",
+            "agent_session_id",
+            "status",
+            "attempts",
+            "last_outcome",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+        )
+    ),
 )
 runs = sa.table(
     "runs",
-    *(sa.column(n) for n in (
-        "id", "agent", "repo", "thread", "attempt", "mode", "prompt_kind", "prompt", "outcome", "started_at",
-        "ended_at", "heartbeat_at", "exit_code", "session_id_in", "session_id_out", "result", "error",
-        "usage", "cost_usd", "log_path", "host", "runner_pid", "agent_pid",
-    )),
+    *(
+        sa.column(n)
+        for n in (
+            "id",
+            "agent",
+            "repo",
+            "thread",
+            "attempt",
+            "mode",
+            "prompt_kind",
+            "prompt",
+            "outcome",
+            "started_at",
+            "ended_at",
+            "heartbeat_at",
+            "exit_code",
+            "session_id_in",
+            "session_id_out",
+            "result",
+            "error",
+            "usage",
+            "cost_usd",
+            "log_path",
+            "host",
+            "runner_pid",
+            "agent_pid",
+        )
+    ),
 )
-leases = sa.table("leases", *(sa.column(n) for n in ("key", "holder", "host", "pid", "acquired_at", "expires_at")))
+leases = sa.table(
+    "leases", *(sa.column(n) for n in ("key", "holder", "host", "pid", "acquired_at", "expires_at"))
+)
 blobs = sa.table("blobs", sa.column("digest"), sa.column("size"), sa.column("data"))
 snapshots = sa.table(
     "snapshots",
-    *(sa.column(n) for n in (
-        "agent", "repo", "thread", "agent_session_id", "files", "total_bytes", "created_at",
-    )),
+    *(
+        sa.column(n)
+        for n in (
+            "agent",
+            "repo",
+            "thread",
+            "agent_session_id",
+            "files",
+            "total_bytes",
+            "created_at",
+        )
+    ),
 )
-audit_log = sa.table(
-    "audit", *(sa.column(n) for n in ("id", "at", "actor", "action", "key", "detail"))
-)
+audit_log = sa.table("audit", *(sa.column(n) for n in ("id", "at", "actor", "action", "key", "detail")))
 
 
 def _key_where(table: Any, agent: str, repo: str, thread: str) -> Any:
@@ -72,7 +119,9 @@ class SQLStore:
                 self.engine = sa.create_engine(url, pool_pre_ping=True)
             self.migrate()
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot open the store at {_redact(url)}: {exc.__class__.__name__}: {exc}") from exc
+            raise StoreError(
+                f"cannot open the store at {_redact(url)}: {exc.__class__.__name__}: {exc}"
+            ) from exc
 
     @property
     def dialect(self) -> str:
@@ -94,11 +143,14 @@ class SQLStore:
         with self._tx() as conn:
             if self.dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
-            conn.execute(sa.text(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at "
-                + types["real"] + " NOT NULL)"
-            ))
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at "
+                    + types["real"]
+                    + " NOT NULL)"
+                )
+            )
             done = {row[0] for row in conn.execute(sa.text("SELECT version FROM schema_migrations"))}
             for version, description, statements in MIGRATIONS:
                 if version in done:
@@ -124,12 +176,19 @@ class SQLStore:
 
     def save_session(self, session: SessionRecord) -> None:
         values = {
-            "agent": session.agent, "repo": session.repo, "thread": session.thread,
-            "repo_url": session.repo_url, "branch": session.branch, "base": session.base,
-            "worktree": session.worktree, "agent_session_id": session.agent_session_id,
-            "status": session.status.value, "attempts": session.attempts,
+            "agent": session.agent,
+            "repo": session.repo,
+            "thread": session.thread,
+            "repo_url": session.repo_url,
+            "branch": session.branch,
+            "base": session.base,
+            "worktree": session.worktree,
+            "agent_session_id": session.agent_session_id,
+            "status": session.status.value,
+            "attempts": session.attempts,
             "last_outcome": session.last_outcome.value if session.last_outcome else None,
-            "created_at": session.created_at, "last_used_at": session.last_used_at,
+            "created_at": session.created_at,
+            "last_used_at": session.last_used_at,
             "expires_at": session.expires_at,
         }
         where = _key_where(sessions, session.agent, session.repo, session.thread)
@@ -232,9 +291,13 @@ class SQLStore:
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         values = {
-            "agent": snapshot.agent, "repo": snapshot.repo, "thread": snapshot.thread,
-            "agent_session_id": snapshot.agent_session_id, "files": json.dumps(snapshot.files),
-            "total_bytes": snapshot.total_bytes, "created_at": snapshot.created_at,
+            "agent": snapshot.agent,
+            "repo": snapshot.repo,
+            "thread": snapshot.thread,
+            "agent_session_id": snapshot.agent_session_id,
+            "files": json.dumps(snapshot.files),
+            "total_bytes": snapshot.total_bytes,
+            "created_at": snapshot.created_at,
         }
         where = _key_where(snapshots, snapshot.agent, snapshot.repo, snapshot.thread)
         with self._tx() as conn:

@@ -46,8 +46,15 @@ def load(path: Path) -> list[dict[str, Any]]:
 
 
 def fail(session_id: str, message: str, code: int = 1) -> None:
-    emit({"type": "result", "subtype": "error_during_execution", "is_error": True, "session_id": session_id,
-          "errors": [message]})
+    emit(
+        {
+            "type": "result",
+            "subtype": "error_during_execution",
+            "is_error": True,
+            "session_id": session_id,
+            "errors": [message],
+        }
+    )
     sys.stderr.write(message + "\n")
     sys.exit(code)
 
@@ -91,12 +98,16 @@ def main(argv: list[str]) -> None:
     resume = args.get("resume")
     if resume:
         found = sorted((home / "projects").glob(f"*/{resume}.jsonl"))
-        if not found or not found[0].stat().st_size:
-            fail(resume, f"{NOT_FOUND}: {resume}")
+        if not found or not any(
+            line.startswith("{") for line in found[0].read_text(errors="replace").splitlines()
+        ):
+            fail(resume, f"{NOT_FOUND}: {resume}")  # as Claude Code does for an empty or binary file
         history = load(found[0])
         session_id = args.get("session-id") or str(uuid.uuid4()) if args["fork"] else resume
     elif args["continue"]:
-        candidates = sorted(project.glob("*.jsonl"), key=lambda p: p.stat().st_mtime) if project.is_dir() else []
+        candidates = (
+            sorted(project.glob("*.jsonl"), key=lambda p: p.stat().st_mtime) if project.is_dir() else []
+        )
         session_id = candidates[-1].stem if candidates else str(uuid.uuid4())
         history = load(candidates[-1]) if candidates else []
     else:
@@ -109,12 +120,26 @@ def main(argv: list[str]) -> None:
         with transcript.open("w") as fh:
             for entry in history:
                 fh.write(json.dumps({**entry, "sessionId": session_id}) + "\n")
-    emit({"type": "system", "subtype": "init", "session_id": session_id, "cwd": cwd,
-          "claude_code_version": VERSION})
+    emit(
+        {
+            "type": "system",
+            "subtype": "init",
+            "session_id": session_id,
+            "cwd": cwd,
+            "claude_code_version": VERSION,
+        }
+    )
     parent = history[-1]["uuid"] if history else None
     prompt = args.get("prompt", "")
-    user = {"type": "user", "uuid": str(uuid.uuid4()), "parentUuid": parent, "sessionId": session_id,
-            "cwd": cwd, "timestamp": time.time(), "message": {"role": "user", "content": prompt}}
+    user = {
+        "type": "user",
+        "uuid": str(uuid.uuid4()),
+        "parentUuid": parent,
+        "sessionId": session_id,
+        "cwd": cwd,
+        "timestamp": time.time(),
+        "message": {"role": "user", "content": prompt},
+    }
     with transcript.open("a") as fh:
         fh.write(json.dumps(user) + "\n")
     time.sleep(float(os.environ.get("FAKE_AGENT_DELAY", "0") or 0))
@@ -122,15 +147,31 @@ def main(argv: list[str]) -> None:
         fail(session_id, "fake failure (FAKE_AGENT_FAIL)")
     count = len(history) + 2
     text = f"fake reply: received {count} messages"
-    reply = {"type": "assistant", "uuid": str(uuid.uuid4()), "parentUuid": user["uuid"], "sessionId": session_id,
-             "cwd": cwd, "timestamp": time.time(), "message": {"role": "assistant", "content": text}}
+    reply = {
+        "type": "assistant",
+        "uuid": str(uuid.uuid4()),
+        "parentUuid": user["uuid"],
+        "sessionId": session_id,
+        "cwd": cwd,
+        "timestamp": time.time(),
+        "message": {"role": "assistant", "content": text},
+    }
     with transcript.open("a") as fh:
         fh.write(json.dumps(reply) + "\n")
     emit({"type": "assistant", "session_id": session_id, "message": reply["message"]})
     if os.environ.get("FAKE_AGENT_EXIT"):
         sys.exit(int(os.environ["FAKE_AGENT_EXIT"]))
-    emit({"type": "result", "subtype": "success", "is_error": False, "session_id": session_id, "result": text,
-          "total_cost_usd": 0.0001 * count, "usage": {"input_tokens": 10 * count, "output_tokens": 5}})
+    emit(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": False,
+            "session_id": session_id,
+            "result": text,
+            "total_cost_usd": 0.0001 * count,
+            "usage": {"input_tokens": 10 * count, "output_tokens": 5},
+        }
+    )
 
 
 if __name__ == "__main__":

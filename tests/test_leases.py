@@ -1,0 +1,158 @@
+"""Leases over a real SQLite store: exclusive, waitable, taken over when expired or when the holder died."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from baton.errors import Busy
+from baton.leases import HOST, LeaseHolder, pid_alive
+from baton.models import Lease
+from baton.store import SQLStore
+
+KEY = "fake/github.com/acme/api/issue-1"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLStore]:
+    opened = SQLStore(f"sqlite:///{tmp_path / 'baton.db'}")
+    yield opened
+    opened.close()
+
+
+def _foreign_lease(store: SQLStore, pid: int, host: str = HOST, expires_in: float = 3600.0) -> None:
+    """A lease held by another runner process (``pid`` on ``host``)."""
+    now = time.time()
+    lease = Lease(KEY, f"{host}:{pid}:other", host, pid, now, now + expires_in)
+    assert store.try_lease(lease, lambda _existing: False) is None
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pid = int(proc.stdout)
+    assert not pid_alive(pid)
+    return pid
+
+
+def test_pid_alive() -> None:
+    assert pid_alive(os.getpid())
+    assert not pid_alive(_dead_pid())
+
+
+def test_acquire_and_release(store: SQLStore) -> None:
+    holder = LeaseHolder(store, KEY, ttl=30)
+    holder.acquire(wait=0)
+    assert holder.held
+    assert holder.renew()
+    holder.release()
+    assert not holder.held
+    assert not holder.renew()  # nothing to renew once released
+    other = LeaseHolder(store, KEY, ttl=30)
+    other.acquire(wait=0)
+    assert other.held
+
+
+def test_second_holder_is_busy_and_told_who_holds_it(store: SQLStore) -> None:
+    first = LeaseHolder(store, KEY, ttl=30)
+    first.acquire(wait=0)
+    second = LeaseHolder(store, KEY, ttl=30)
+    started = time.monotonic()
+    with pytest.raises(Busy) as info:
+        second.acquire(wait=0)
+    assert time.monotonic() - started < 1
+    message = str(info.value)
+    assert KEY in message
+    assert f"host {HOST}" in message
+    assert f"pid {os.getpid()}" in message
+    assert "--wait" in message
+    assert not second.held
+    assert info.value.exit_code == 3
+
+
+def test_busy_after_waiting_the_given_time(store: SQLStore) -> None:
+    LeaseHolder(store, KEY, ttl=30).acquire(wait=0)
+    started = time.monotonic()
+    with pytest.raises(Busy):
+        LeaseHolder(store, KEY, ttl=30).acquire(wait=0.3)
+    assert 0.3 <= time.monotonic() - started < 2
+
+
+def test_waiting_acquire_succeeds_once_released(store: SQLStore) -> None:
+    first = LeaseHolder(store, KEY, ttl=30)
+    first.acquire(wait=0)
+    timer = threading.Timer(0.3, first.release)
+    timer.start()
+    try:
+        second = LeaseHolder(store, KEY, ttl=30)
+        started = time.monotonic()
+        second.acquire(wait=10)
+        assert second.held
+        assert 0.25 <= time.monotonic() - started < 5
+    finally:
+        timer.join()
+    assert not first.renew()
+
+
+def test_expired_lease_is_taken_over(store: SQLStore) -> None:
+    stale = LeaseHolder(store, KEY, ttl=0.05)
+    stale.acquire(wait=0)
+    time.sleep(0.1)
+    fresh = LeaseHolder(store, KEY, ttl=30)
+    fresh.acquire(wait=0)
+    assert fresh.held
+    assert not stale.renew()  # the old holder learns it lost the key
+    stale.release()  # and its release does not free the new holder's lease
+    with pytest.raises(Busy):
+        LeaseHolder(store, KEY, ttl=30).acquire(wait=0)
+
+
+def test_renew_keeps_a_short_lease_alive(store: SQLStore) -> None:
+    holder = LeaseHolder(store, KEY, ttl=0.3)
+    holder.acquire(wait=0)
+    for _ in range(3):
+        time.sleep(0.15)
+        assert holder.renew()
+    with pytest.raises(Busy):
+        LeaseHolder(store, KEY, ttl=30).acquire(wait=0)
+
+
+def test_lease_of_a_dead_process_on_this_host_is_taken_over_before_expiry(store: SQLStore) -> None:
+    _foreign_lease(store, _dead_pid())
+    holder = LeaseHolder(store, KEY, ttl=30)
+    holder.acquire(wait=0)
+    assert holder.held
+
+
+def test_lease_of_a_live_process_on_this_host_is_respected(store: SQLStore) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        _foreign_lease(store, proc.pid)
+        with pytest.raises(Busy, match=f"pid {proc.pid}"):
+            LeaseHolder(store, KEY, ttl=30).acquire(wait=0)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_lease_of_a_pid_on_another_host_waits_for_expiry(store: SQLStore) -> None:
+    # the pid means nothing here: another machine's runner may be alive
+    _foreign_lease(store, _dead_pid(), host="elsewhere.invalid")
+    with pytest.raises(Busy, match=r"host elsewhere\.invalid"):
+        LeaseHolder(store, KEY, ttl=30).acquire(wait=0)
+
+
+def test_leases_of_different_keys_are_independent(store: SQLStore) -> None:
+    one = LeaseHolder(store, KEY, ttl=30)
+    two = LeaseHolder(store, KEY + "-other", ttl=30)
+    one.acquire(wait=0)
+    two.acquire(wait=0)
+    assert one.held and two.held

@@ -1,0 +1,352 @@
+"""Workdirs with real git: cache clones, stable worktrees, checkpoints, identity and askpass, disk usage."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from baton.agents import AGENTS
+from baton.errors import BadInput
+from baton.keys import Key, make_key
+from baton.settings import Settings, load_settings
+from baton.workdirs import Workdirs, branch_for, disk_usage
+
+
+def git(cwd: Path, *args: str) -> str:
+    out = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return out.stdout.strip()
+
+
+def commit_file(repo: Path, name: str, text: str, message: str) -> str:
+    (repo / name).write_text(text)
+    git(repo, "add", name)
+    git(repo, "commit", "--quiet", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    repo = tmp_path / "origin" / "api"
+    repo.mkdir(parents=True)
+    git(repo, "init", "--quiet", "-b", "main")
+    (repo / ".gitignore").write_text("*.log\n")
+    git(repo, "add", ".gitignore")
+    commit_file(repo, "README.md", "hello\n", "first")
+    commit_file(repo, "app.py", "print(1)\n", "second")
+    return repo
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(overrides={"home": str(tmp_path / "home")}, environ={})
+
+
+@pytest.fixture
+def workdirs(settings: Settings) -> Workdirs:
+    return Workdirs(settings)
+
+
+@pytest.fixture
+def key(origin: Path) -> Key:
+    return make_key("fake", str(origin), "issue-1", AGENTS)
+
+
+def index_bytes(worktree: Path) -> bytes:
+    return Path(git(worktree, "rev-parse", "--path-format=absolute", "--git-path", "index")).read_bytes()
+
+
+# -- cache clones ---------------------------------------------------------------------------------
+
+
+def test_cache_clone_of_a_local_repo_is_bare_and_reused(workdirs: Workdirs, key: Key, origin: Path) -> None:
+    cache = workdirs.ensure_cache(key.repo, key.agent)
+    assert cache == workdirs.home / "repos" / f"{key.repo.slug}.git"
+    assert git(cache, "rev-parse", "--is-bare-repository") == "true"
+    assert git(cache, "rev-parse", "refs/remotes/origin/main") == git(origin, "rev-parse", "HEAD")
+    marker = cache / "baton-test-marker"
+    marker.write_text("x")
+    new_head = commit_file(origin, "later.txt", "later\n", "third")
+    assert workdirs.ensure_cache(key.repo, key.agent) == cache
+    assert marker.exists()  # the same clone, not a new one
+    assert git(cache, "rev-parse", "refs/remotes/origin/main") == new_head  # but fetched
+    assert not [p.name for p in cache.parent.iterdir() if p.name.startswith(".clone-")]
+
+
+def test_clone_of_an_unreachable_repo_is_bad_input(workdirs: Workdirs, tmp_path: Path) -> None:
+    repo_dir = tmp_path / "gone"
+    repo_dir.mkdir()
+    git(repo_dir, "init", "--quiet")
+    key = make_key("fake", str(repo_dir), "issue-1", AGENTS)
+    (repo_dir / ".git" / "HEAD").write_text("garbage\n")  # no longer a repository git can clone
+    with pytest.raises(BadInput, match="cannot clone repo"):
+        workdirs.ensure_cache(key.repo, key.agent)
+    assert not workdirs.cache_path(key.repo).exists()
+
+
+# -- worktrees ------------------------------------------------------------------------------------
+
+
+def test_worktree_at_the_stable_path_on_the_key_branch(workdirs: Workdirs, key: Key, origin: Path) -> None:
+    path, built = workdirs.ensure_worktree(key, branch_for(key), None)
+    assert built is True
+    assert path == workdirs.home / "worktrees" / "fake" / key.repo.slug / "issue-1"
+    assert branch_for(key) == "baton/fake/issue-1"
+    assert git(path, "rev-parse", "--abbrev-ref", "HEAD") == "baton/fake/issue-1"
+    assert git(path, "rev-parse", "HEAD") == git(origin, "rev-parse", "HEAD")
+    assert (path / "app.py").read_text() == "print(1)\n"
+
+
+def test_existing_worktree_is_reused_without_a_rebuild(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    (path / "scratch.txt").write_text("work in progress\n")
+    (path / "app.py").write_text("print(2)\n")
+    again, built = workdirs.ensure_worktree(key, branch_for(key), None)
+    assert again == path
+    assert built is False
+    assert (path / "scratch.txt").read_text() == "work in progress\n"
+    assert (path / "app.py").read_text() == "print(2)\n"
+
+
+def test_two_threads_get_separate_worktrees_and_branches(workdirs: Workdirs, key: Key, origin: Path) -> None:
+    other = make_key("fake", str(origin), "issue-2", AGENTS)
+    one, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    two, _ = workdirs.ensure_worktree(other, branch_for(other), None)
+    assert one != two
+    assert git(two, "rev-parse", "--abbrev-ref", "HEAD") == "baton/fake/issue-2"
+    (one / "only-in-one").write_text("x")
+    assert not (two / "only-in-one").exists()
+
+
+def test_base_ref_is_honoured(workdirs: Workdirs, key: Key, origin: Path) -> None:
+    git(origin, "checkout", "--quiet", "-b", "feature")
+    feature_head = commit_file(origin, "feature.txt", "f\n", "feature work")
+    git(origin, "checkout", "--quiet", "main")
+    path, built = workdirs.ensure_worktree(key, branch_for(key), "feature")
+    assert built
+    assert git(path, "rev-parse", "HEAD") == feature_head
+    assert (path / "feature.txt").is_file()
+
+
+def test_base_can_be_a_commit(workdirs: Workdirs, key: Key, origin: Path) -> None:
+    first = git(origin, "rev-parse", "HEAD~1")
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), first)
+    assert git(path, "rev-parse", "HEAD") == first
+    assert not (path / "app.py").exists()
+
+
+def test_bad_base_is_bad_input_and_leaves_no_worktree(workdirs: Workdirs, key: Key) -> None:
+    with pytest.raises(BadInput, match="base 'no-such-branch'"):
+        workdirs.ensure_worktree(key, branch_for(key), "no-such-branch")
+    assert not (workdirs.worktree_path(key) / ".git").exists()
+
+
+def test_half_made_worktree_directory_is_replaced(workdirs: Workdirs, key: Key) -> None:
+    path = workdirs.worktree_path(key)
+    path.mkdir(parents=True)
+    (path / "junk").write_text("left by a crash")
+    rebuilt, built = workdirs.ensure_worktree(key, branch_for(key), None)
+    assert built and rebuilt == path
+    assert (path / ".git").is_file()
+    assert not (path / "junk").exists()
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+
+
+def test_clean_worktree_has_no_checkpoint(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    assert workdirs.checkpoint(key, path) is None
+    (path / "debug.log").write_text("ignored by .gitignore")
+    assert workdirs.checkpoint(key, path) is None
+
+
+def test_checkpoint_captures_tracked_and_untracked_changes(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    (path / "app.py").write_text("print('changed')\n")
+    (path / "new_module.py").write_text("NEW = True\n")
+    (path / "README.md").unlink()
+    (path / "staged.txt").write_text("staged\n")
+    git(path, "add", "staged.txt")
+    (path / "out.log").write_text("ignored")
+    status_before = git(path, "status", "--porcelain")
+    index_before = index_bytes(path)
+    head = git(path, "rev-parse", "HEAD")
+
+    commit = workdirs.checkpoint(key, path)
+
+    assert commit is not None
+    assert index_bytes(path) == index_before  # the worktree's own index is untouched
+    assert git(path, "status", "--porcelain") == status_before
+    assert git(path, "rev-parse", "HEAD") == head  # nothing committed on the branch
+    cache = workdirs.cache_path(key.repo)
+    assert git(cache, "rev-parse", workdirs.checkpoint_ref(key)) == commit
+    assert git(cache, "rev-parse", f"{commit}^") == head
+    files = set(git(cache, "ls-tree", "-r", "--name-only", commit).splitlines())
+    assert files == {".gitignore", "app.py", "new_module.py", "staged.txt"}
+    assert git(cache, "show", f"{commit}:app.py") == "print('changed')"
+    assert "fake" in git(cache, "log", "-1", "--format=%an <%ae>", commit)
+
+
+def test_checkpoint_of_a_cleaned_worktree_drops_the_old_one(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    (path / "wip.txt").write_text("wip")
+    assert workdirs.checkpoint(key, path) is not None
+    (path / "wip.txt").unlink()
+    assert workdirs.checkpoint(key, path) is None
+    cache = workdirs.cache_path(key.repo)
+    listed = git(cache, "for-each-ref", "refs/baton/")
+    assert listed == ""
+
+
+def test_checkpoint_of_a_missing_worktree_is_none(workdirs: Workdirs, key: Key, tmp_path: Path) -> None:
+    assert workdirs.checkpoint(key, tmp_path / "nowhere") is None
+
+
+def test_lost_worktree_is_rebuilt_with_its_checkpoint(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    (path / "committed.txt").write_text("on the branch\n")
+    git(path, "add", "committed.txt")
+    git(path, "commit", "--quiet", "-m", "agent work")
+    branch_head = git(path, "rev-parse", "HEAD")
+    (path / "app.py").write_text("print('uncommitted')\n")
+    (path / "notes.md").write_text("untracked notes\n")
+    (path / "README.md").unlink()
+    assert workdirs.checkpoint(key, path) is not None
+
+    subprocess.run(["rm", "-rf", str(path)], check=True)
+    rebuilt, built = workdirs.ensure_worktree(key, branch_for(key), None)
+
+    assert built is True
+    assert rebuilt == path
+    assert git(path, "rev-parse", "--abbrev-ref", "HEAD") == "baton/fake/issue-1"
+    assert git(path, "rev-parse", "HEAD") == branch_head
+    assert (path / "committed.txt").read_text() == "on the branch\n"
+    assert (path / "app.py").read_text() == "print('uncommitted')\n"
+    assert (path / "notes.md").read_text() == "untracked notes\n"
+    assert not (path / "README.md").exists()
+    assert git(path, "diff", "--cached", "--name-only") == ""  # restored into the worktree only
+
+
+def test_stale_checkpoint_is_not_applied_after_the_branch_moved(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    (path / "app.py").write_text("print('old wip')\n")
+    workdirs.checkpoint(key, path)
+    git(path, "checkout", "--quiet", "--", "app.py")
+    commit_file(path, "moved.txt", "moved\n", "branch moves on")
+    subprocess.run(["rm", "-rf", str(path)], check=True)
+    workdirs.ensure_worktree(key, branch_for(key), None)
+    assert (path / "moved.txt").is_file()
+    assert (path / "app.py").read_text() == "print(1)\n"
+
+
+def test_remove_worktree_with_delete_branch(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    (path / "wip").write_text("x")
+    workdirs.checkpoint(key, path)
+    cache = workdirs.cache_path(key.repo)
+
+    assert workdirs.remove_worktree(key, delete_branch=True) is True
+
+    assert not path.exists()
+    assert not (workdirs.home / "worktrees" / "fake").exists()  # empty parents removed
+    assert git(cache, "branch", "--list", "baton/*") == ""
+    assert git(cache, "for-each-ref", "refs/baton/") == ""
+    assert git(cache, "worktree", "list", "--porcelain").count("worktree ") == 1  # only the bare clone
+    assert workdirs.remove_worktree(key, delete_branch=True) is False
+
+
+def test_remove_worktree_keeping_the_branch_resumes_it(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    head = commit_file(path, "kept.txt", "kept\n", "keep me")
+    assert workdirs.remove_worktree(key, delete_branch=False) is True
+    cache = workdirs.cache_path(key.repo)
+    assert git(cache, "rev-parse", "refs/heads/baton/fake/issue-1") == head
+    again, built = workdirs.ensure_worktree(key, branch_for(key), None)
+    assert built and git(again, "rev-parse", "HEAD") == head
+
+
+# -- identity and credentials ---------------------------------------------------------------------
+
+
+def test_git_env_gives_per_agent_identity_and_askpass(workdirs: Workdirs) -> None:
+    env = workdirs.git_env("fake")
+    assert env["GIT_AUTHOR_NAME"] == env["GIT_COMMITTER_NAME"] == "baton (fake)"
+    assert env["GIT_AUTHOR_EMAIL"] == env["GIT_COMMITTER_EMAIL"] == "fake@baton.invalid"
+    assert workdirs.git_env("claude")["GIT_AUTHOR_EMAIL"] == "claude@baton.invalid"
+    assert env["GIT_TERMINAL_PROMPT"] == "0"
+    askpass = Path(env["GIT_ASKPASS"])
+    assert askpass == workdirs.home / "bin" / "git-askpass"
+    assert askpass.stat().st_mode & 0o777 == 0o700
+
+    base = {"PATH": os.environ["PATH"]}
+    password = subprocess.run(
+        [str(askpass), "Password for 'https://x-access-token@github.com': "],
+        env={**base, "BATON_GIT_TOKEN": "tok-123"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert password.stdout == "tok-123\n"
+    user = subprocess.run(
+        [str(askpass), "Username for 'https://github.com': "],
+        env=base,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert user.stdout == "x-access-token\n"
+    assert "tok-123" not in askpass.read_text()
+
+
+def test_git_identity_follows_settings(tmp_path: Path) -> None:
+    settings = load_settings(
+        overrides={
+            "home": str(tmp_path / "h"),
+            "git_user_name": "{agent}-bot",
+            "git_user_email": "{agent}@x.test",
+        },
+        environ={},
+    )
+    env = Workdirs(settings).git_env("codex")
+    assert (env["GIT_AUTHOR_NAME"], env["GIT_AUTHOR_EMAIL"]) == ("codex-bot", "codex@x.test")
+
+
+def test_commits_in_a_worktree_carry_the_agent_identity(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    (path / "x.txt").write_text("x")
+    env = {**os.environ, **workdirs.git_env("fake")}
+    subprocess.run(["git", "add", "x.txt"], cwd=path, env=env, check=True)
+    subprocess.run(["git", "commit", "--quiet", "-m", "agent"], cwd=path, env=env, check=True)
+    assert git(path, "log", "-1", "--format=%an <%ae>") == "baton (fake) <fake@baton.invalid>"
+
+
+# -- disk usage -----------------------------------------------------------------------------------
+
+
+def test_disk_usage_counts_hard_links_once(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    root.mkdir()
+    (root / "a").write_bytes(b"x" * 100_000)
+    single = disk_usage(root)
+    assert single >= 100_000
+    os.link(root / "a", root / "hardlink")
+    assert disk_usage(root) == single
+    (root / "copy").write_bytes(b"x" * 100_000)
+    assert disk_usage(root) >= 2 * 100_000
+    assert disk_usage(tmp_path / "missing") == 0
+
+
+def test_disk_usage_of_a_worktree_and_cache(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    assert disk_usage(path) > 0
+    assert disk_usage(workdirs.cache_path(key.repo)) > 0
