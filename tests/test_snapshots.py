@@ -19,6 +19,7 @@ from baton.snapshots import hydrate, take_snapshot
 from baton.store import SQLStore
 
 SID = "6f1c2d3e-0000-4000-8000-000000000001"
+CWD = Path("/nonexistent-worktree")
 KEY = Key("fake", Repo("https://github.com/acme/api", "github.com/acme/api", local=False), "issue-1")
 TRANSCRIPT = b"".join(f'{{"type":"user","sessionId":"{SID}","n":{i}}}\n'.encode() for i in range(50))
 
@@ -82,7 +83,7 @@ def test_snapshot_then_hydrate_round_trip(store: SQLStore, agent: Agent) -> None
 
     _wipe_home(agent)
     assert agent.transcript_files(SID) == []
-    assert hydrate(store, agent, KEY, SID) == snapshot
+    assert hydrate(store, agent, KEY, SID, CWD) == snapshot
     assert original.read_bytes() == TRANSCRIPT
     assert agent.transcript_files(SID) == [original]
     assert not list(original.parent.glob(".*baton-tmp"))
@@ -108,11 +109,11 @@ def test_new_snapshot_replaces_the_old_and_drops_its_blob(store: SQLStore, agent
 
 
 def test_hydrate_without_a_snapshot_or_for_another_session_is_none(store: SQLStore, agent: Agent) -> None:
-    assert hydrate(store, agent, KEY, SID) is None
+    assert hydrate(store, agent, KEY, SID, CWD) is None
     _write_transcript(agent)
     take_snapshot(store, agent, KEY, SID)
     _wipe_home(agent)
-    assert hydrate(store, agent, KEY, "another-session") is None
+    assert hydrate(store, agent, KEY, "another-session", CWD) is None
     assert agent.transcript_files(SID) == []
 
 
@@ -121,7 +122,7 @@ def test_hydrate_keeps_a_longer_local_transcript(store: SQLStore, agent: Agent) 
     take_snapshot(store, agent, KEY, SID)
     longer = TRANSCRIPT + b'{"type":"user","n":"local"}\n'
     path.write_bytes(longer)
-    hydrate(store, agent, KEY, SID)
+    hydrate(store, agent, KEY, SID, CWD)
     assert path.read_bytes() == longer
 
 
@@ -129,7 +130,7 @@ def test_hydrate_replaces_a_truncated_local_transcript(store: SQLStore, agent: A
     path = _write_transcript(agent)
     take_snapshot(store, agent, KEY, SID)
     path.write_bytes(TRANSCRIPT[:10])
-    hydrate(store, agent, KEY, SID)
+    hydrate(store, agent, KEY, SID, CWD)
     assert path.read_bytes() == TRANSCRIPT
 
 
@@ -147,7 +148,7 @@ def test_corrupt_blob_is_detected(store: SQLStore, agent: Agent) -> None:
     rel = f"projects/-w-api/{SID}.jsonl"
     _forged(store, rel, TRANSCRIPT, stored=zlib.compress(b"tampered\n"))
     with pytest.raises(StoreError, match="corrupt"):
-        hydrate(store, agent, KEY, SID)
+        hydrate(store, agent, KEY, SID, CWD)
     assert not (agent.home / rel).exists()
 
 
@@ -155,7 +156,7 @@ def test_undecompressable_blob_is_a_store_error(store: SQLStore, agent: Agent) -
     rel = f"projects/-w-api/{SID}.jsonl"
     _forged(store, rel, TRANSCRIPT, stored=b"not zlib at all")
     with pytest.raises(StoreError, match="corrupt"):
-        hydrate(store, agent, KEY, SID)
+        hydrate(store, agent, KEY, SID, CWD)
     assert not (agent.home / rel).exists()
 
 
@@ -164,7 +165,7 @@ def test_missing_blob_is_reported(store: SQLStore, agent: Agent) -> None:
         Snapshot("fake", "github.com/acme/api", "issue-1", SID, {"projects/p/x.jsonl": "ab" * 32}, 1, 1.0)
     )
     with pytest.raises(StoreError, match="missing blob abababababab"):
-        hydrate(store, agent, KEY, SID)
+        hydrate(store, agent, KEY, SID, CWD)
 
 
 @pytest.mark.parametrize(
@@ -175,7 +176,7 @@ def test_path_escaping_the_home_is_rejected(store: SQLStore, agent: Agent, rel: 
     outside.mkdir()
     _forged(store, rel.format(outside=outside), b"evil\n")
     with pytest.raises(StoreError, match="outside the agent home"):
-        hydrate(store, agent, KEY, SID)
+        hydrate(store, agent, KEY, SID, CWD)
     assert not (agent.home.parent / "escaped.jsonl").exists()
     assert list(outside.iterdir()) == []
 
@@ -187,5 +188,5 @@ def test_symlink_out_of_the_home_is_rejected(store: SQLStore, agent: Agent, tmp_
     (agent.home / "projects").symlink_to(outside)
     _forged(store, "projects/p/x.jsonl", b"data\n")
     with pytest.raises(StoreError, match="outside the agent home"):
-        hydrate(store, agent, KEY, SID)
+        hydrate(store, agent, KEY, SID, CWD)
     assert list(outside.iterdir()) == []

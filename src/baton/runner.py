@@ -146,6 +146,12 @@ def _validate(request: RunRequest) -> None:
             raise BadInput("fork_from needs mode fork")
 
 
+def _usage_delta(total: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """Per-run usage from a thread's cumulative counters; the total is kept for the next delta."""
+    delta = {k: v - before.get(k, 0) for k, v in total.items() if isinstance(v, int | float)}
+    return {**delta, "thread_total": total}
+
+
 def new_run_id() -> str:
     """Time-ordered and unique: 12 hex digits of milliseconds, 8 random."""
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
@@ -219,6 +225,7 @@ class _Runner:
         branch = session.branch if session else (request.branch or branch_for(key))
         base = session.base if session else request.base
         worktree, _ = self.workdirs.ensure_worktree(key, branch, base)
+        self.worktree = worktree
         self.agent.prepare_home(self.settings.ttl_days)
         now = time.time()
         if session is None:
@@ -300,7 +307,7 @@ class _Runner:
         """True when the transcript is on local disk, hydrating it from the store if needed."""
         if self.agent.transcript_files(session_id):
             return True
-        return hydrate(self.store, self.agent, key, session_id) is not None and bool(
+        return hydrate(self.store, self.agent, key, session_id, self.worktree) is not None and bool(
             self.agent.transcript_files(session_id)
         )
 
@@ -322,6 +329,13 @@ class _Runner:
             earlier = self.store.list_runs(self.key.agent, self.key.repo.slug, self.key.thread, limit=20)
             values["recap"] = recap([r for r in reversed(earlier) if r.outcome != Outcome.SESSION_LOST])
         return render(plan.kind, self.settings.home, **values)
+
+    def _last_usage_total(self, session_id: str | None) -> dict[str, Any]:
+        for record in self.store.list_runs(self.key.agent, self.key.repo.slug, self.key.thread, limit=50):
+            if record.session_id_out == session_id and record.usage.get("thread_total"):
+                total: dict[str, Any] = record.usage["thread_total"]
+                return total
+        return {}
 
     def _attempt(self, session: SessionRecord, worktree: Path, plan: _Plan, attempt: int) -> RunRecord:
         key, store, agent = self.key, self.store, self.agent
@@ -397,8 +411,21 @@ class _Runner:
             if outcome != Outcome.SUCCEEDED:
                 lines = turn.errors or [line for line in result.stderr.splitlines() if line.strip()][-3:]
                 error = "; ".join(lines) or f"the agent exited with code {result.exit_code}"
+        if (
+            outcome == Outcome.SUCCEEDED
+            and plan.mode == Mode.RESUME
+            and agent.capabilities.resume_keeps_id
+            and turn.session_id not in (None, plan.session_id)
+        ):
+            # The CLI silently started a NEW conversation (Codex does when it cannot find the id):
+            # that is a lost session, never a success on the old one.
+            outcome = Outcome.SESSION_LOST
+            error = f"asked to resume {plan.session_id}, the agent started {turn.session_id} instead"
         if outcome != Outcome.SESSION_LOST and turn.session_id:
             session.agent_session_id = turn.session_id  # re-captured every run: ids can change
+        if agent.capabilities.cumulative_usage and turn.usage:
+            before = self._last_usage_total(plan.session_id) if plan.mode == Mode.RESUME else {}
+            turn.usage = _usage_delta(turn.usage, before)
         ended = time.time()
         record.outcome, record.ended_at, record.exit_code = outcome, ended, result.exit_code
         record.session_id_out = session.agent_session_id if outcome != Outcome.SESSION_LOST else None

@@ -32,6 +32,8 @@ class Settings:
     kill_grace: float = 3.0  # seconds between SIGTERM and SIGKILL of a timed-out agent
     store_url: str = ""  # empty: SQLite at $BATON_HOME/baton.db
     claude_bin: str = ""  # empty: the claude-agent-sdk's bundled CLI, else `claude` on PATH
+    codex_bin: str = ""  # empty: `codex` on PATH, else next to this Python
+    gemini_bin: str = ""  # empty: `gemini` on PATH, else next to this Python
     git_user_name: str = "baton ({agent})"
     git_user_email: str = "{agent}@baton.invalid"
     extra: dict[str, str] = field(default_factory=dict)

@@ -13,6 +13,7 @@ import hashlib
 import os
 import time
 import zlib
+from pathlib import Path
 
 from baton.agents.base import Agent
 from baton.errors import StoreError
@@ -38,7 +39,7 @@ def take_snapshot(store: Store, agent: Agent, key: Key, session_id: str) -> Snap
     return snapshot
 
 
-def hydrate(store: Store, agent: Agent, key: Key, session_id: str) -> Snapshot | None:
+def hydrate(store: Store, agent: Agent, key: Key, session_id: str, cwd: Path) -> Snapshot | None:
     """Write the key's snapshot of ``session_id`` back into the agent home; None if there is none."""
     snapshot = store.get_snapshot(key.agent, key.repo.slug, key.thread)
     if snapshot is None or snapshot.agent_session_id != session_id:
@@ -63,4 +64,5 @@ def hydrate(store: Store, agent: Agent, key: Key, session_id: str) -> Snapshot |
         tmp = target.with_name(f".{target.name}.baton-tmp")
         tmp.write_bytes(data)
         os.replace(tmp, target)
+    agent.after_hydrate(session_id, cwd)
     return snapshot

@@ -8,10 +8,13 @@ Adapters never start processes, touch git or the store: the runner does.
 
 from __future__ import annotations
 
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from baton.errors import AgentError
 from baton.models import Mode, Outcome
 
 
@@ -25,6 +28,8 @@ class Capabilities:
     fork: bool
     reports_cost: bool
     not_found: str  # how the CLI says a conversation is gone
+    resume_keeps_id: bool = True  # a resume that reports another id started a NEW conversation
+    cumulative_usage: bool = False  # usage is reported per thread, not per turn (baton records deltas)
 
     def supports(self, mode: Mode) -> bool:
         return {
@@ -46,6 +51,17 @@ class Turn:
     cost_usd: float | None = None
     version: str | None = None
     events: int = 0
+
+
+def find_binary(setting: str, name: str, env_name: str, install: str) -> list[str]:
+    """The CLI to run: the setting (``BATON_*_BIN``), else ``name`` on PATH, else next to this Python
+    (the project's set-up links the pinned npm CLIs into the virtualenv's ``bin``)."""
+    if setting:
+        return [setting]
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if not found:
+        raise AgentError(f"{name} was not found: {install}, put `{name}` on PATH, or set {env_name}")
+    return [found]
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,10 @@ class Agent(Protocol):
 
     def transcript_files(self, session_id: str) -> list[Path]:
         """The files (inside :attr:`home`) that hold the conversation; empty when it is gone."""
+        ...
+
+    def after_hydrate(self, session_id: str, cwd: Path) -> None:
+        """Make hydrated transcript files resumable from ``cwd`` (e.g. a directory index)."""
         ...
 
     def version(self) -> str | None: ...

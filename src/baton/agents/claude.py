@@ -157,19 +157,26 @@ class ClaudeAgent:
             return []
         return sorted(p for p in projects.glob(f"*/{session_id}.jsonl") if p.is_file() and p.stat().st_size)
 
+    def after_hydrate(self, session_id: str, cwd: Path) -> None:
+        """Nothing to do: ``--resume`` finds the transcript in any project folder."""
+
     def version(self) -> str | None:
-        return _version(tuple(self.command))
+        return cli_version(tuple(self.command))
 
 
 @cache
-def _version(command: tuple[str, ...]) -> str | None:
+def cli_version(command: tuple[str, ...]) -> str | None:
+    """The first word ``COMMAND --version`` prints (``2.1.327 (Claude Code)`` → ``2.1.327``)."""
     try:
         out = subprocess.run(
             [*command, "--version"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip().split(" ")[0] or None if out.returncode == 0 else None
+    words = out.stdout.strip().split()
+    if out.returncode != 0 or not words:
+        return None
+    return next((w for w in words if w[:1].isdigit()), words[0])
 
 
 def _need(session_id: str | None, mode: Mode) -> str:

@@ -1,0 +1,33 @@
+"""Offline test harness: mock model servers (one per agent's API), the fake agent CLI and an
+authenticated git smart-HTTP server. Used by the test suite, the demo and the benchmarks.
+
+Every mock implements :class:`MockModel`, so one test can drive any agent the same way: its replies
+(and :meth:`MockModel.history_counts`) reveal how much history each request carried, which is how a
+test proves that a conversation resumed rather than started over.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+
+class MockModel(Protocol):
+    delay: float  # seconds to hold each reply back (a slow model, for kill-mid-run tests)
+
+    def env(self) -> dict[str, str]:
+        """Environment that points the agent CLI at this server, with the CLI's own traffic off."""
+        ...
+
+    def configure_home(self, home: Path) -> None:
+        """Write what the agent's home needs to use this server (Codex reads its provider from
+        config.toml), keeping anything already there."""
+        ...
+
+    def history_counts(self) -> list[int]:
+        """For each conversation request (not routing or title calls): history items it carried."""
+        ...
+
+    def texts(self) -> list[str]:
+        """For each conversation request: all the text it carried."""
+        ...

@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -77,6 +78,20 @@ class MockAnthropic:
         """How many messages each conversation request carried, in order."""
         with self._lock:
             return [len(r.messages) for r in self.requests if r.path.startswith("/v1/messages")]
+
+    # -- the MockModel interface shared by the three mocks (see baton.testing) --
+
+    def history_counts(self) -> list[int]:
+        """History items each conversation request carried (messages, for this API)."""
+        return self.message_counts()
+
+    def texts(self) -> list[str]:
+        """All the text each conversation request carried, in order."""
+        with self._lock:
+            return [r.text() for r in self.requests if r.path.startswith("/v1/messages")]
+
+    def configure_home(self, home: Path) -> None:
+        """Nothing to write: Claude Code reads ANTHROPIC_BASE_URL from :meth:`env`."""
 
     def record(self, path: str, body: dict[str, Any]) -> int:
         with self._lock:
