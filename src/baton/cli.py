@@ -20,6 +20,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from baton import homes
+from baton.agents import AGENTS, describe_agent
+from baton.doctor import run_doctor
+from baton.doctor import to_json as doctor_json
 from baton.errors import BadInput, BatonError, NotFound
 from baton.models import Mode, Outcome, RunRecord, iso
 from baton.runner import RunRequest, RunResult, run
@@ -352,6 +356,71 @@ def runs_logs(
                 follow = False  # one last read picks up the tail written before it ended
                 continue
             time.sleep(0.2)
+
+
+@app.command("agents")
+def agents_cmd(as_json: JsonOpt = False) -> None:
+    """List the agents: installed or not, version, capabilities, home."""
+    settings = load_settings()
+    rows = [describe_agent(name, settings) for name in AGENTS]
+    if as_json:
+        _emit_json(rows)
+        return
+    table = Table("agent", "installed", "version", "capabilities", "home")
+    for row in rows:
+        caps = ", ".join(k for k, v in row["capabilities"].items() if v is True)
+        table.add_row(
+            row["agent"], "yes" if row["installed"] else "no", row["version"] or "-", caps, row["home"]
+        )
+    out.print(table)
+
+
+@app.command("doctor")
+def doctor_cmd(as_json: JsonOpt = False) -> None:
+    """Check that conversations will survive here; exit 1 when something is wrong."""
+    settings = load_settings()
+    checks = run_doctor(settings)
+    report = doctor_json(checks, settings)
+    if as_json:
+        _emit_json(report)
+    else:
+        marks = {"ok": "[green]ok[/green]  ", "warn": "[yellow]warn[/yellow]", "error": "[red]FAIL[/red]"}
+        for check in checks:
+            out.print(f"{marks[check.status]}  {check.name}: {check.detail}", highlight=False)
+    raise typer.Exit(0 if report["ok"] else 1)
+
+
+homes_app = typer.Typer(
+    help="Keep ~/.claude, ~/.codex, ~/.gemini on a persistent volume.", no_args_is_help=True
+)
+app.add_typer(homes_app, name="homes")
+HomesDir = Annotated[
+    Path | None, typer.Option("--to", help="persistent directory (default $BATON_HOME/user-homes)")
+]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="show what would happen, change nothing")]
+
+
+def _print_actions(actions: list[homes.Action], as_json: bool) -> None:
+    if as_json:
+        _emit_json(homes.to_json(actions))
+        return
+    for a in actions:
+        extra = f" (backup {a.backup})" if a.backup else ""
+        out.print(f"{a.name:13} {a.action:18} {a.source} -> {a.target}{extra}", highlight=False)
+
+
+@homes_app.command("link")
+def homes_link(to: HomesDir = None, dry_run: DryRun = False, as_json: JsonOpt = False) -> None:
+    """Make the agent homes symlinks into a persistent directory, moving what is there (never deleting)."""
+    actions = homes.link(to or load_settings().home / "user-homes", dry_run=dry_run)
+    _print_actions(actions, as_json)
+    raise typer.Exit(1 if any(a.action == "blocked" for a in actions) else 0)
+
+
+@homes_app.command("unlink")
+def homes_unlink(to: HomesDir = None, dry_run: DryRun = False, as_json: JsonOpt = False) -> None:
+    """Undo `homes link`: remove the symlinks and put the original directories back."""
+    _print_actions(homes.unlink(to or load_settings().home / "user-homes", dry_run=dry_run), as_json)
 
 
 @app.command("demo")

@@ -5,8 +5,12 @@ Adapters are imported when asked for, so a missing optional piece of one never b
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import Any
+
 from baton.agents.base import Agent, Capabilities, Launch, Turn
 from baton.agents.claude import ClaudeAgent, fake_agent_bin
+from baton.errors import AgentError
 from baton.settings import Settings
 
 AGENTS = ["claude", "codex", "gemini", "fake"]
@@ -29,4 +33,26 @@ def get_agent(name: str, settings: Settings) -> Agent:
     raise KeyError(name)
 
 
-__all__ = ["AGENTS", "Agent", "Capabilities", "ClaudeAgent", "Launch", "Turn", "get_agent"]
+def describe_agent(name: str, settings: Settings) -> dict[str, Any]:
+    """What `baton agents` shows: installed or not, version, capabilities, home."""
+    agent = get_agent(name, settings)
+    problem: str | None = None
+    try:
+        command: list[str] | None = agent.command
+        version = agent.version()
+    except AgentError as exc:
+        command, version, problem = None, None, str(exc)
+    else:
+        problem = None if version else "did not report a version"
+    return {
+        "agent": name,
+        "installed": version is not None,
+        "version": version,
+        "command": command,
+        "problem": problem,
+        "capabilities": asdict(agent.capabilities),
+        "home": str(agent.home),
+    }
+
+
+__all__ = ["AGENTS", "Agent", "Capabilities", "ClaudeAgent", "Launch", "Turn", "describe_agent", "get_agent"]

@@ -78,6 +78,11 @@ class Agent(Protocol):
     capabilities: Capabilities
 
     @property
+    def command(self) -> list[str]:
+        """The CLI's argv prefix; raises AgentError naming how to install it when it is missing."""
+        ...
+
+    @property
     def home(self) -> Path:
         """The agent's relocated home inside BATON_HOME."""
         ...
@@ -104,6 +109,10 @@ class Agent(Protocol):
 
     def after_hydrate(self, session_id: str, cwd: Path) -> None:
         """Make hydrated transcript files resumable from ``cwd`` (e.g. a directory index)."""
+        ...
+
+    def retention(self, ttl_days: float) -> tuple[bool, str]:
+        """Whether the CLI's own transcript retention keeps conversations at least ``ttl_days``."""
         ...
 
     def version(self) -> str | None: ...

@@ -92,12 +92,15 @@ class ClaudeAgent:
             tmp.write_text(json.dumps(settings, indent=2) + "\n")
             tmp.replace(path)
 
-    def retention_days(self) -> int | None:
+    def retention(self, ttl_days: float) -> tuple[bool, str]:
         try:
             value = json.loads((self._home / "settings.json").read_text()).get("cleanupPeriodDays")
         except (OSError, json.JSONDecodeError, AttributeError):
-            return None
-        return value if isinstance(value, int) else None
+            value = None
+        if not isinstance(value, int):
+            return False, "cleanupPeriodDays is not set: Claude Code deletes transcripts after 30 days"
+        ok = value >= ttl_days
+        return ok, f"cleanupPeriodDays = {value} ({'≥' if ok else '<'} baton TTL {ttl_days:g} days)"
 
     def launch(self, mode: Mode, prompt: str, session_id: str | None) -> Launch:
         argv = [*self.command, "-p", prompt, "--output-format", "stream-json", "--verbose"]

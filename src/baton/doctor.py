@@ -1,0 +1,148 @@
+"""``baton doctor``: is this machine set up so conversations survive?
+
+Each check is ``ok``, ``warn`` (works, but something a person should know) or ``error`` (baton's
+promises do not hold here). The checks: agent CLIs found and their versions; each agent home inside
+``BATON_HOME``; ``BATON_HOME`` on a persistent filesystem (tmpfs/ramfs is an error, an overlay root —
+a container's writable layer — a warning); each agent's own retention at least baton's TTL; git new
+enough for worktrees, partial clone and ``git restore``; the store reachable and migrated.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from baton.agents import AGENTS, get_agent
+from baton.errors import BatonError
+from baton.settings import Settings
+from baton.store import open_store
+from baton.store.migrations import MIGRATIONS
+from baton.workdirs import run_git
+
+MIN_GIT = (2, 25)  # worktrees (2.5), --filter=blob:none (2.19), git restore (2.23), stable since 2.25
+VOLATILE_FS = {"tmpfs", "ramfs"}
+REAL_AGENTS = [a for a in AGENTS if a != "fake"]
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # ok | warn | error
+    detail: str
+
+
+def mount_of(path: Path, mounts_file: Path = Path("/proc/mounts")) -> tuple[str, str]:
+    """(mount point, filesystem type) of the mount holding ``path`` (its nearest existing parent)."""
+    probe, rest = path.absolute(), Path()
+    while not probe.exists() and probe != probe.parent:
+        probe, rest = probe.parent, Path(probe.name) / rest
+    real = str(probe.resolve() / rest)
+    best = ("/", "unknown")
+    try:
+        lines = mounts_file.read_text().splitlines()
+    except OSError:
+        return best
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, fields[2])
+    return best
+
+
+def check_home(settings: Settings) -> Check:
+    point, fstype = mount_of(settings.home)
+    where = f"{settings.home} is on {fstype} (mounted at {point})"
+    if fstype in VOLATILE_FS:
+        return Check(
+            "data dir persistent", "error", f"{where}: it is lost on reboot; put BATON_HOME on a volume"
+        )
+    if fstype == "overlay" and point == "/":
+        return Check(
+            "data dir persistent",
+            "warn",
+            f"{where}: a container's writable layer is lost on redeploy; mount a volume for BATON_HOME",
+        )
+    return Check("data dir persistent", "ok", where)
+
+
+def check_git() -> Check:
+    try:
+        text = run_git(["--version"])
+    except BatonError as exc:
+        return Check("git", "error", str(exc))
+    match = re.search(r"(\d+)\.(\d+)", text)
+    version = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    if version < MIN_GIT:
+        return Check("git", "error", f"{text}: baton needs git ≥ {MIN_GIT[0]}.{MIN_GIT[1]}")
+    return Check("git", "ok", f"{text} (worktrees, partial clone, restore)")
+
+
+def check_store(settings: Settings) -> Check:
+    try:
+        store = open_store(settings.resolved_store_url)
+    except BatonError as exc:
+        return Check("store", "error", str(exc))
+    try:
+        version = getattr(store, "schema_version", lambda: -1)()
+    finally:
+        store.close()
+    latest = MIGRATIONS[-1][0]
+    if version != latest:
+        return Check("store", "error", f"schema version {version}, expected {latest}")
+    return Check(
+        "store", "ok", f"{settings.resolved_store_url.split('://')[0]} reachable, schema version {version}"
+    )
+
+
+def check_agents(settings: Settings) -> list[Check]:
+    checks: list[Check] = []
+    found = 0
+    home = settings.home.resolve() if settings.home.exists() else settings.home
+    for name in REAL_AGENTS:
+        try:
+            agent = get_agent(name, settings)
+            command = agent.command
+            version = agent.version()
+        except BatonError as exc:
+            checks.append(Check(f"{name} CLI", "warn", str(exc)))
+            continue
+        if version is None:
+            checks.append(Check(f"{name} CLI", "warn", f"{' '.join(command)} did not report a version"))
+            continue
+        found += 1
+        checks.append(Check(f"{name} CLI", "ok", f"{version} ({' '.join(command)})"))
+        agent_home = agent.home.resolve() if agent.home.exists() else agent.home
+        inside = home in agent_home.parents
+        checks.append(
+            Check(
+                f"{name} home",
+                "ok" if inside else "error",
+                f"{agent_home}" + ("" if inside else f" is outside BATON_HOME {home}"),
+            )
+        )
+        if agent.home.exists():
+            ok, detail = agent.retention(settings.ttl_days)
+        else:
+            ok, detail = True, "set on first run (home not created yet)"
+        checks.append(Check(f"{name} retention", "ok" if ok else "error", detail))
+    if not found:
+        checks.insert(0, Check("agents", "error", "no agent CLI found: run `make setup` or set BATON_*_BIN"))
+    return checks
+
+
+def run_doctor(settings: Settings) -> list[Check]:
+    return [check_home(settings), check_git(), check_store(settings), *check_agents(settings)]
+
+
+def to_json(checks: list[Check], settings: Settings) -> dict[str, Any]:
+    return {
+        "ok": all(c.status != "error" for c in checks),
+        "baton_home": str(settings.home),
+        "checks": [asdict(c) for c in checks],
+    }

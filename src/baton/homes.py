@@ -1,0 +1,153 @@
+"""``baton homes link``: for people who run the agent CLIs outside baton (the redeploy problem).
+
+The CLIs keep their conversations in ``~/.claude`` (plus ``~/.claude.json``), ``~/.codex`` and
+``~/.gemini``. On a container those live on the ephemeral disk. ``link`` turns each into a symlink to a
+directory on a persistent volume:
+
+- nothing there → create the target, link it;
+- a real directory/file there and no target yet → *move* it to the target (same data, now persistent),
+  link it;
+- a real one there and a target that already holds data (the volume remembers an earlier container)
+  → move the local one aside to ``<name>.baton-backup-<time>`` (never deleted) and link the target;
+- already linked to the target → nothing (idempotent).
+
+Every action is recorded in ``<target dir>/.baton-homes.json`` so ``unlink`` can put back exactly what
+was there: the moved directory returns to its place, a backup is restored, the symlink goes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from baton.errors import BadInput
+
+ENTRIES = [".claude", ".claude.json", ".codex", ".gemini"]
+MANIFEST = ".baton-homes.json"
+
+
+@dataclass
+class Action:
+    name: str  # e.g. ".claude"
+    action: str  # "linked", "moved+linked", "backed-up+linked", "already linked", "blocked"
+    source: str  # ~/.claude
+    target: str  # <dir>/claude
+    backup: str | None = None
+
+
+def _target(directory: Path, name: str) -> Path:
+    return directory / name.lstrip(".")
+
+
+def _load(directory: Path) -> dict[str, dict[str, str | None]]:
+    path = directory / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{path} is corrupt ({exc}); fix it by hand before linking or unlinking") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _save(directory: Path, manifest: dict[str, dict[str, str | None]]) -> None:
+    tmp = directory / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(directory / MANIFEST)
+
+
+def _move(source: Path, destination: Path) -> None:
+    """A rename when possible; across filesystems, copy everything, then remove the source."""
+    try:
+        source.rename(destination)
+    except OSError:
+        if source.is_dir() and not source.is_symlink():
+            shutil.copytree(source, destination, symlinks=True, copy_function=shutil.copy2)
+            shutil.rmtree(source)
+        else:
+            shutil.copy2(source, destination, follow_symlinks=False)
+            source.unlink()
+
+
+def _has_data(path: Path) -> bool:
+    return path.exists() and (path.is_file() or any(path.iterdir()))
+
+
+def link(directory: Path, home: Path | None = None, dry_run: bool = False) -> list[Action]:
+    """Link each agent home under ``home`` (default ``~``) to ``directory``; see the module docstring."""
+    home = home or Path.home()
+    directory = directory.expanduser().absolute()
+    if directory == home or directory in {home / n for n in ENTRIES}:
+        raise BadInput(f"{directory} cannot be the target: choose a directory on a persistent volume")
+    manifest = _load(directory) if directory.is_dir() else {}
+    actions: list[Action] = []
+    for name in ENTRIES:
+        source, target = home / name, _target(directory, name)
+        is_file = name.endswith(".json")
+        act = Action(name, "", str(source), str(target))
+        if source.is_symlink():
+            act.action = "already linked" if source.resolve() == target.resolve() else "blocked"
+            actions.append(act)
+            continue
+        if source.exists() and not _has_data(target):
+            act.action = "moved+linked"
+        elif source.exists():
+            act.action = "backed-up+linked"
+            act.backup = str(home / f"{name}.baton-backup-{time.strftime('%Y%m%d-%H%M%S')}")
+        elif is_file and not target.exists():
+            act.action = "skipped"  # no file to keep; the CLI creates it on first use
+        else:
+            act.action = "linked"
+        actions.append(act)
+        if dry_run or act.action == "skipped":
+            continue
+        directory.mkdir(parents=True, exist_ok=True)
+        if act.action == "moved+linked":
+            if target.is_dir() and not target.is_symlink():
+                target.rmdir()  # an empty directory left by an earlier unlink
+            _move(source, target)
+        elif act.action == "backed-up+linked":
+            assert act.backup is not None
+            _move(source, Path(act.backup))
+        elif not is_file:
+            target.mkdir(parents=True, exist_ok=True)
+        source.symlink_to(target, target_is_directory=not is_file)
+        manifest[name] = {"action": act.action, "source": str(source), "backup": act.backup}
+        _save(directory, manifest)
+    return actions
+
+
+def unlink(directory: Path, dry_run: bool = False) -> list[Action]:
+    """Undo :func:`link`: remove the symlinks and put back what was there."""
+    directory = directory.expanduser().absolute()
+    manifest = _load(directory)
+    actions: list[Action] = []
+    for name, entry in list(manifest.items()):
+        source, target = Path(str(entry["source"])), _target(directory, name)
+        act = Action(name, "", str(source), str(target), entry.get("backup"))
+        if not source.is_symlink() or source.resolve() != target.resolve():
+            act.action = "not linked (left alone)"
+            actions.append(act)
+            continue
+        act.action = {"moved+linked": "moved back", "backed-up+linked": "backup restored"}.get(
+            str(entry["action"]), "unlinked"
+        )
+        actions.append(act)
+        if dry_run:
+            continue
+        source.unlink()
+        if entry["action"] == "moved+linked":
+            _move(target, source)
+        elif entry["action"] == "backed-up+linked" and act.backup and os.path.lexists(act.backup):
+            _move(Path(act.backup), source)
+        del manifest[name]
+        _save(directory, manifest)
+    return actions
+
+
+def to_json(actions: list[Action]) -> list[dict[str, str | None]]:
+    return [asdict(a) for a in actions]

@@ -1,0 +1,302 @@
+"""A mock OpenAI Responses API for offline runs of the real Codex CLI.
+
+It answers ``POST /v1/responses`` on 127.0.0.1 with the server-sent event sequence Codex accepts
+(AGENT_CLIS.md): ``response.created``, ``response.in_progress``, ``response.output_item.added``,
+``response.content_part.added``, ``response.output_text.delta``, ``response.output_text.done``,
+``response.content_part.done``, ``response.output_item.done`` and ``response.completed`` with usage
+(without that last event Codex retries and fails). Every reply says how many ``input`` items the request
+carried (``mock reply #3: received 8 items``): Codex re-sends the whole history on every turn, so a
+growing count proves that a resumed conversation carried its history (4 items on a fresh thread, then
+6, 8, …) and a count of 4 proves a fresh start.
+
+Codex does not read a base URL from the environment: it reads its model provider from
+``$CODEX_HOME/config.toml``. :meth:`MockOpenAI.configure_home` merges a ``[model_providers.mock]``
+table pointing here (plus ``model_provider`` and ``model``) into that file, keeping every other key;
+:meth:`MockOpenAI.env` supplies the API key the provider names. The TOML reading and writing lives in
+:mod:`baton.agents.codex` (``read_toml``/``write_toml``), which owns the rest of that file.
+
+Every request is kept in :attr:`MockOpenAI.requests`. ``delay`` holds each reply back for that many
+seconds before the first byte (a slow model, for kill-mid-run tests); ``fail_status`` answers every
+conversation request with that HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+API_KEY_ENV = "MOCK_API_KEY"
+MODEL = "gpt-5.5"  # in Codex's built-in catalogue: an unknown name adds a metadata warning event
+
+
+@dataclass
+class MockRequest:
+    """One request the mock received."""
+
+    path: str
+    body: dict[str, Any]
+
+    @property
+    def input(self) -> list[Any]:
+        items = self.body.get("input", [])
+        return items if isinstance(items, list) else []
+
+    @property
+    def is_conversation(self) -> bool:
+        return self.path.startswith("/v1/responses")
+
+    def text(self) -> str:
+        """All the text of the request's ``input`` items, joined (for asserting what was sent)."""
+        parts: list[str] = []
+        for item in self.input:
+            _collect_text(item, parts)
+        return "\n".join(parts)
+
+
+def _collect_text(value: Any, parts: list[str]) -> None:
+    if isinstance(value, str):
+        parts.append(value)
+    elif isinstance(value, dict):
+        for key in ("text", "content", "output"):
+            if key in value:
+                _collect_text(value[key], parts)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_text(item, parts)
+
+
+@dataclass
+class MockOpenAI:
+    """A running mock server; use as a context manager or call :meth:`start`/:meth:`stop`."""
+
+    port: int = 0
+    delay: float = 0.0
+    fail_status: int | None = None
+    requests: list[MockRequest] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The provider's API key, and OpenAI's own variables cleared so nothing reaches the internet
+        (the provider itself comes from config.toml: see :meth:`configure_home`)."""
+        return {
+            API_KEY_ENV: "mock-key",
+            "OPENAI_API_KEY": "",
+            "CODEX_API_KEY": "",
+            "NO_BROWSER": "1",
+            "RUST_LOG": "error",
+        }
+
+    def provider(self) -> dict[str, Any]:
+        """The ``[model_providers.mock]`` table that points Codex here."""
+        return {
+            "name": "Mock",
+            "base_url": f"{self.url}/v1",
+            "env_key": API_KEY_ENV,  # sent as Authorization: Bearer <value>
+            "wire_api": "responses",  # Codex no longer supports "chat"
+            "request_max_retries": 0,
+            "stream_max_retries": 0,
+        }
+
+    def configure_home(self, home: Path) -> None:
+        """Merge this server as Codex's model provider into ``home/config.toml``, keeping other keys."""
+        from baton.agents.codex import read_toml, write_toml
+
+        home.mkdir(parents=True, exist_ok=True)
+        path = home / "config.toml"
+        config = read_toml(path)
+        providers = config.get("model_providers")
+        if not isinstance(providers, dict):
+            providers = config["model_providers"] = {}
+        providers["mock"] = self.provider()
+        config["model_provider"] = "mock"
+        config["model"] = MODEL
+        write_toml(path, config)
+
+    # -- the MockModel interface shared by the three mocks (see baton.testing) --
+
+    def conversation_requests(self) -> list[MockRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.is_conversation]
+
+    def history_counts(self) -> list[int]:
+        """How many ``input`` items each conversation request carried, in order."""
+        return [len(r.input) for r in self.conversation_requests()]
+
+    def texts(self) -> list[str]:
+        """All the text each conversation request carried, in order."""
+        return [r.text() for r in self.conversation_requests()]
+
+    def record(self, path: str, body: dict[str, Any]) -> int:
+        with self._lock:
+            self.requests.append(MockRequest(path, body))
+            return sum(1 for r in self.requests if r.is_conversation)
+
+    def start(self) -> MockOpenAI:
+        mock = self
+
+        class Handler(_Handler):
+            owner = mock
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> MockOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def reply_text(number: int, count: int) -> str:
+    return f"mock reply #{number}: received {count} items"
+
+
+def usage(count: int) -> dict[str, Any]:
+    """Per-request usage: input grows with the history, so cumulative totals are easy to tell apart."""
+    input_tokens, output_tokens = 100 * max(count, 1), 12
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input_tokens + output_tokens,
+    }
+
+
+def events(body: dict[str, Any], text: str, number: int, count: int) -> list[dict[str, Any]]:
+    """The Responses API streaming events for one assistant message."""
+    resp_id, item_id = f"resp_mock_{number}", f"msg_mock_{number}"
+    model = body.get("model", MODEL)
+    part = {"type": "output_text", "text": text, "annotations": []}
+    item = {"id": item_id, "type": "message", "status": "completed", "role": "assistant", "content": [part]}
+
+    def response(status: str, output: list[Any], with_usage: bool = False) -> dict[str, Any]:
+        obj: dict[str, Any] = {
+            "id": resp_id,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": status,
+            "model": model,
+            "output": output,
+        }
+        if with_usage:
+            obj["usage"] = usage(count)
+        return obj
+
+    where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+    seq: list[dict[str, Any]] = [
+        {"type": "response.created", "response": response("in_progress", [])},
+        {"type": "response.in_progress", "response": response("in_progress", [])},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {**item, "status": "in_progress", "content": []},
+        },
+        {"type": "response.content_part.added", **where, "part": {**part, "text": ""}},
+        {"type": "response.output_text.delta", **where, "delta": text},
+        {"type": "response.output_text.done", **where, "text": text},
+        {"type": "response.content_part.done", **where, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": response("completed", [item], with_usage=True)},
+    ]
+    return [{**event, "sequence_number": n} for n, event in enumerate(seq)]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: MockOpenAI
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        if path.startswith("/v1/models"):
+            self._json(200, {"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+        else:
+            self._json(404, {"error": {"message": f"no such path {path}", "type": "invalid_request_error"}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b"{}"
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            self._json(400, {"error": {"message": "body is not JSON", "type": "invalid_request_error"}})
+            return
+        if not isinstance(body, dict):
+            body = {}
+        path = self.path.split("?")[0]
+        if not path.startswith("/v1/responses"):
+            self.owner.record(path, body)
+            self._json(404, {"error": {"message": f"no such path {path}", "type": "invalid_request_error"}})
+            return
+        number = self.owner.record(path, body)
+        if self.owner.delay:
+            time.sleep(self.owner.delay)
+        if self.owner.fail_status is not None:
+            self._json(self.owner.fail_status, {"error": {"message": "mock failure", "type": "server_error"}})
+            return
+        count = len(body["input"]) if isinstance(body.get("input"), list) else 0
+        text = reply_text(number, count)
+        stream = events(body, text, number, count)
+        if body.get("stream"):
+            payload = b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in stream)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        else:
+            self._json(200, stream[-1]["response"])
+
+    def _json(self, status: int, obj: dict[str, Any]) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def main() -> None:
+    """``python -m baton.testing.mock_openai [PORT]``: serve until interrupted."""
+    import sys
+
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    with MockOpenAI(port=port) as mock:
+        print(mock.url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

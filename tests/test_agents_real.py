@@ -1,0 +1,348 @@
+"""The core guarantees, proven with each REAL agent CLI (Claude Code, Codex, Gemini) against its mock
+model server on 127.0.0.1.
+
+Each mock reports how many history items every conversation request carried: Claude's first turn
+sends 2 messages, Codex's 4 input items, Gemini's 1 content, and every resumed turn adds 2. Counts that
+grow by 2 prove that a run resumed its conversation with the full history; the first-turn count again
+proves a fresh start.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from baton import Mode, Outcome, PromptKind, RunRequest, open_store, run
+from baton.agents import get_agent
+from baton.settings import Settings
+from baton.testing import MockModel
+from baton.testing.git_http import GitHttpServer
+from tests.conftest import BATON, make_repo
+
+pytestmark = pytest.mark.slow
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+MOCKS = {
+    "claude": ("baton.testing.mock_anthropic", "MockAnthropic"),
+    "codex": ("baton.testing.mock_openai", "MockOpenAI"),
+    "gemini": ("baton.testing.mock_gemini", "MockGemini"),
+}
+FIRST = {"claude": 2, "codex": 4, "gemini": 1}  # history items on a first turn; each later turn adds 2
+
+
+@pytest.fixture(params=sorted(MOCKS))
+def agent(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def model(agent: str, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[MockModel]:
+    module, name = MOCKS[agent]
+    server = getattr(importlib.import_module(module), name)()
+    with server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        server.configure_home(settings.home / "homes" / agent)
+        yield server
+
+
+def go(settings: Settings, agent: str, repo: Path, prompt: str, thread: str = "issue-1") -> dict[str, object]:
+    result = run(RunRequest(agent=agent, repo=str(repo), thread=thread, prompt=prompt), settings=settings)
+    return result.to_json()
+
+
+def start(baton_env: dict[str, str], *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*BATON, *args],
+        env={**os.environ, **baton_env, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[int, dict[str, object]]:
+    stdout, stderr = proc.communicate(timeout=180)
+    try:
+        return proc.returncode, json.loads(stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"exit {proc.returncode}; stdout {stdout!r}; stderr {stderr!r}") from None
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+def test_cli_version(agent: str, settings: Settings) -> None:
+    version = get_agent(agent, settings).version()
+    print(f"real {agent} CLI: {version}")
+    assert version and version[0].isdigit()
+
+
+def test_three_runs_one_conversation(
+    agent: str, settings: Settings, src_repo: Path, model: MockModel
+) -> None:
+    results = [go(settings, agent, src_repo, f"step {i}") for i in range(3)]
+    assert [r["outcome"] for r in results] == ["succeeded"] * 3, results
+    assert [r["mode"] for r in results] == ["fresh", "resume", "resume"]
+    assert len({r["session_id"] for r in results}) == 1 and results[0]["session_id"]
+    first = FIRST[agent]
+    assert model.history_counts() == [first, first + 2, first + 4]
+    assert f"received {first + 4}" in str(results[2]["result"])
+    assert results[0]["worktree"] == results[2]["worktree"]
+
+
+def test_two_threads_at_once_do_not_cross(
+    agent: str, baton_env: dict[str, str], src_repo: Path, model: MockModel
+) -> None:
+    model.delay = 0.5
+    results: dict[str, tuple[int, dict[str, object]]] = {}
+    for round_ in range(2):
+        procs = {
+            t: start(
+                baton_env, "run", "-a", agent, "-r", str(src_repo), "-t", t, "--json", f"marker-{t}-{round_}"
+            )
+            for t in ("alpha", "beta")
+        }
+        results = {t: finish(p) for t, p in procs.items()}
+        assert all(code == 0 for code, _ in results.values()), results
+    alpha, beta = results["alpha"][1], results["beta"][1]
+    assert alpha["session_id"] != beta["session_id"]
+    assert alpha["worktree"] != beta["worktree"]
+    assert alpha["mode"] == beta["mode"] == "resume"
+    texts = model.texts()
+    assert not any("marker-alpha" in t and "marker-beta" in t for t in texts), (
+        "one conversation saw the other's"
+    )
+    counts = model.history_counts()
+    for thread in ("alpha", "beta"):
+        last = max(i for i, t in enumerate(texts) if f"marker-{thread}-1" in t)
+        assert f"marker-{thread}-0" in texts[last]
+        assert counts[last] == FIRST[agent] + 2
+
+
+def test_sigkill_mid_run_then_resume_with_interrupted_prompt(
+    agent: str, baton_env: dict[str, str], settings: Settings, src_repo: Path, model: MockModel
+) -> None:
+    assert go(settings, agent, src_repo, "first task")["outcome"] == "succeeded"
+    model.delay = 120
+    runner = start(
+        baton_env,
+        "run",
+        "-a",
+        agent,
+        "-r",
+        str(src_repo),
+        "-t",
+        "issue-1",
+        "--json",
+        "interrupted-task-zebra",
+    )
+    wait_for(lambda: any("interrupted-task-zebra" in t for t in model.texts()))
+    time.sleep(1.5)  # mid-turn: give the CLI time to flush the prompt to its transcript, as it would
+    store = open_store(settings.resolved_store_url)
+    running = store.list_runs(limit=1)[0]
+    assert running.outcome == Outcome.RUNNING and running.agent_pid
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.communicate(timeout=10)
+    # the agent dies with its runner (PR_SET_PDEATHSIG): nothing keeps writing the transcript
+    wait_for(lambda: _gone(running.agent_pid or 0), 10)
+    model.delay = 0
+    after = go(settings, agent, src_repo, "carry on")
+    assert after["outcome"] == "succeeded" and after["mode"] == "resume"
+    assert after["prompt_kind"] == PromptKind.INTERRUPTED.value
+    crashed = store.get_run(running.id)
+    store.close()
+    assert crashed is not None and crashed.outcome == Outcome.CRASHED
+    assert after["session_id"] == crashed.session_id_in
+    last = model.texts()[-1]
+    assert "interrupted-task-zebra" in last and "interrupted (crashed)" in last and "carry on" in last
+    # the resumed request carries the first task's turn: one conversation, not a fresh start
+    assert "first task" in last and model.history_counts()[-1] > FIRST[agent]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (OSError, IndexError):
+        return True
+
+
+def test_agent_home_deleted_hydrates_from_store(
+    agent: str, settings: Settings, src_repo: Path, model: MockModel
+) -> None:
+    first = go(settings, agent, src_repo, "one")
+    go(settings, agent, src_repo, "two")
+    shutil.rmtree(settings.home / "homes" / agent)
+    model.configure_home(settings.home / "homes" / agent)  # the user's own provider config, not baton's
+    after = go(settings, agent, src_repo, "three")
+    assert after["mode"] == "resume" and after["outcome"] == "succeeded", after
+    assert after["session_id"] == first["session_id"]
+    assert model.history_counts() == [FIRST[agent], FIRST[agent] + 2, FIRST[agent] + 4]
+    assert "one" in model.texts()[-1] and "two" in model.texts()[-1]
+
+
+def test_transcript_gone_everywhere_recovers_with_recap(
+    agent: str, settings: Settings, src_repo: Path, model: MockModel
+) -> None:
+    first = go(settings, agent, src_repo, "implement the parser")
+    go(settings, agent, src_repo, "add error messages")
+    shutil.rmtree(settings.home / "homes" / agent)
+    model.configure_home(settings.home / "homes" / agent)
+    store = open_store(settings.resolved_store_url)
+    store.delete_snapshot(agent, str(first["repo"]), "issue-1")
+    store.close()
+    after = go(settings, agent, src_repo, "write the docs")
+    assert after["mode"] == Mode.RECOVER.value and after["prompt_kind"] == "recap"
+    assert after["outcome"] == "succeeded"
+    assert after["session_id"] != first["session_id"]
+    assert model.history_counts()[-1] == FIRST[agent], "a recovered conversation starts fresh"
+    sent = model.texts()[-1]
+    assert "implement the parser" in sent and "add error messages" in sent and "write the docs" in sent
+    assert f"received {FIRST[agent] + 2}" in sent, "the recap carries earlier answers"
+    assert go(settings, agent, src_repo, "next")["mode"] == "resume"
+    assert model.history_counts()[-1] == FIRST[agent] + 2
+
+
+def test_concurrent_runs_of_one_key_never_overlap(
+    agent: str, baton_env: dict[str, str], cli: Cli, src_repo: Path, model: MockModel
+) -> None:
+    assert cli("run", "-a", agent, "-r", str(src_repo), "-t", "k", "--json", "first").returncode == 0
+    model.delay = 2.0
+    slow = start(baton_env, "run", "-a", agent, "-r", str(src_repo), "-t", "k", "--json", "slow one")
+    wait_for(lambda: any("slow one" in t for t in model.texts()))
+    busy = cli("run", "-a", agent, "-r", str(src_repo), "-t", "k", "--wait", "0", "busy one")
+    assert busy.returncode == 3, busy.stderr
+    assert "busy" in busy.stderr
+    waiter = start(
+        baton_env,
+        "run",
+        "-a",
+        agent,
+        "-r",
+        str(src_repo),
+        "-t",
+        "k",
+        "--wait",
+        "120",
+        "--json",
+        "patient one",
+    )
+    code_slow, slow_result = finish(slow)
+    model.delay = 0
+    code_wait, wait_result = finish(waiter)
+    assert code_slow == code_wait == 0
+    assert slow_result["session_id"] == wait_result["session_id"]
+    # one linear conversation — the waiter saw the slow run's turn, nothing forked
+    first = FIRST[agent]
+    assert model.history_counts() == [first, first + 2, first + 4]
+    assert not any("busy one" in t for t in model.texts())
+    assert "slow one" in model.texts()[-1]
+
+
+BAD_INPUTS = [
+    (["-t", "../x"], "thread"),
+    (["-t", ""], "thread"),
+    (["-t", "x" * 200], "thread"),
+    (["-t", "-rf"], "thread"),
+    (["-r", "/nonexistent/repo"], "does not exist"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_INPUTS)
+def test_bad_input_exit_2_nothing_written(
+    agent: str, cli: Cli, home: Path, src_repo: Path, override: list[str], message: str
+) -> None:
+    args = {"-a": agent, "-r": str(src_repo), "-t": "ok"}
+    args.update(dict(zip(override[::2], override[1::2], strict=True)))
+    result = cli("run", *[part for pair in args.items() for part in pair], "do something")
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not home.exists(), f"bad input wrote {list(home.rglob('*'))}"
+
+
+def test_unknown_agent_exit_2(cli: Cli, home: Path, src_repo: Path) -> None:
+    result = cli("run", "-a", "gpt", "-r", str(src_repo), "-t", "ok", "x")
+    assert result.returncode == 2 and "unknown agent" in result.stderr
+    assert not home.exists()
+
+
+def test_repo_url_that_does_not_exist_writes_nothing(cli: Cli, home: Path, tmp_path: Path) -> None:
+    (tmp_path / "served").mkdir()
+    with GitHttpServer(root=tmp_path / "served", token="t0ken") as server:
+        result = cli(
+            "run",
+            "-a",
+            "claude",
+            "-r",
+            server.url("nope.git"),
+            "-t",
+            "x",
+            "hello",
+            env={"BATON_GIT_TOKEN": "t0ken"},
+        )
+    assert result.returncode == 2, result.stderr
+    assert "cannot clone" in result.stderr
+    assert not (home / "repos").exists() or not any((home / "repos").rglob("*.git"))
+    assert not (home / "worktrees").exists()
+    store = open_store(f"sqlite:///{home / 'baton.db'}")
+    assert store.list_sessions() == [] and store.list_runs() == []
+    store.close()
+
+
+def test_git_token_never_in_argv_logs_or_db(
+    agent: str, baton_env: dict[str, str], home: Path, tmp_path: Path, model: MockModel
+) -> None:
+    token = "tok-" + os.urandom(8).hex()
+    make_repo(tmp_path / "origin")
+    served = tmp_path / "served"
+    served.mkdir()
+    subprocess.run(
+        ["git", "clone", "-q", "--bare", str(tmp_path / "origin"), str(served / "app.git")], check=True
+    )
+    subprocess.run(
+        ["git", "-C", str(served / "app.git"), "config", "uploadpack.allowFilter", "true"], check=True
+    )
+    model.delay = 1.5
+    seen_in_argv: list[str] = []
+    with GitHttpServer(root=served, token=token) as server:
+        proc = start(
+            baton_env,
+            "run",
+            "-a",
+            agent,
+            "-r",
+            server.url("app.git"),
+            "-t",
+            "secret-test",
+            "--json",
+            "hello",
+            env={"BATON_GIT_TOKEN": token},
+        )
+        while proc.poll() is None:
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    if token.encode() in cmdline.read_bytes():
+                        seen_in_argv.append(str(cmdline))
+                except OSError:
+                    pass
+            time.sleep(0.02)
+        code, result = finish(proc)
+        assert server.auth_attempts > 0, "the clone authenticated with the token"
+    assert code == 0 and result["outcome"] == "succeeded", result
+    assert seen_in_argv == []
+    leaks = [p for p in home.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
+    assert leaks == [], f"token written to {leaks}"

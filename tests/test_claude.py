@@ -1,0 +1,102 @@
+"""The Claude Code adapter: argv per mode, event parsing, classification, home settings — and the
+real CLI's "No conversation found" path (a corrupt transcript) ending in a recovered conversation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from baton import Mode, Outcome, RunRequest, open_store, run
+from baton.agents import Turn
+from baton.agents.claude import NOT_FOUND, ClaudeAgent
+from baton.errors import AgentError
+from baton.settings import Settings
+from baton.testing.mock_anthropic import MockAnthropic
+
+INIT = {
+    "type": "system",
+    "subtype": "init",
+    "session_id": "s-1",
+    "cwd": "/w",
+    "claude_code_version": "2.1.327",
+}
+RESULT = {
+    "type": "result",
+    "subtype": "success",
+    "is_error": False,
+    "session_id": "s-1",
+    "result": "done",
+    "total_cost_usd": 0.0012,
+    "usage": {"input_tokens": 60, "output_tokens": 12, "service_tier": "standard"},
+}
+
+
+@pytest.fixture
+def adapter(tmp_path: Path) -> ClaudeAgent:
+    return ClaudeAgent("claude", tmp_path / "home", "/bin/claude")
+
+
+def test_argv_per_mode(adapter: ClaudeAgent) -> None:
+    fresh = adapter.launch(Mode.FRESH, "-rf do it", None)
+    assert fresh.argv[:3] == ["/bin/claude", "-p", "-rf do it"]
+    assert fresh.argv[-2:] == ["--session-id", fresh.new_session_id]
+    assert fresh.env == {"CLAUDE_CONFIG_DIR": str(adapter.home)}
+    resume = adapter.launch(Mode.RESUME, "x", "abc")
+    assert resume.argv[-2:] == ["--resume", "abc"] and resume.new_session_id is None
+    fork = adapter.launch(Mode.FORK, "x", "abc")
+    assert fork.argv[-5:] == ["--resume", "abc", "--fork-session", "--session-id", fork.new_session_id]
+    assert adapter.launch(Mode.CONTINUE, "x", None).argv[-1] == "--continue"
+    with pytest.raises(AgentError):
+        adapter.launch(Mode.RESUME, "x", None)
+
+
+def test_events_and_classification(adapter: ClaudeAgent) -> None:
+    turn = Turn()
+    for event in (INIT, {"type": "assistant", "session_id": "s-1"}, RESULT):
+        adapter.read_event(json.dumps(event), turn)
+    assert adapter.read_event("not json", turn) is None
+    assert (turn.session_id, turn.result, turn.version, turn.cost_usd) == ("s-1", "done", "2.1.327", 0.0012)
+    assert turn.usage == {"input_tokens": 60, "output_tokens": 12}
+    assert adapter.classify(0, turn, "") == Outcome.SUCCEEDED
+    assert adapter.classify(1, turn, "") == Outcome.FAILED
+    lost = Turn()
+    adapter.read_event(json.dumps({"type": "result", "is_error": True, "errors": [f"{NOT_FOUND}: x"]}), lost)
+    assert adapter.classify(1, lost, "") == Outcome.SESSION_LOST
+    assert adapter.classify(1, Turn(), f"{NOT_FOUND}: y") == Outcome.SESSION_LOST
+
+
+def test_home_settings_keep_user_keys(adapter: ClaudeAgent) -> None:
+    adapter.home.mkdir(parents=True)
+    (adapter.home / "settings.json").write_text('{"theme": "dark", "cleanupPeriodDays": 400}')
+    adapter.prepare_home(30)
+    assert json.loads((adapter.home / "settings.json").read_text()) == {
+        "theme": "dark",
+        "cleanupPeriodDays": 400,
+    }
+    (adapter.home / "settings.json").write_text("{broken")
+    with pytest.raises(AgentError, match="not valid JSON"):
+        adapter.prepare_home(30)
+
+
+@pytest.mark.slow
+def test_real_cli_not_found_then_recover(
+    settings: Settings, src_repo: Path, mock: MockAnthropic, claude_bin: str
+) -> None:
+    first = run(RunRequest(agent="claude", repo=str(src_repo), thread="t", prompt="start"), settings=settings)
+    store = open_store(settings.resolved_store_url)
+    store.delete_snapshot("claude", first.run.repo, "t")
+    store.close()
+    transcript = next(
+        (settings.home / "homes" / "claude" / "projects").glob(f"*/{first.session.agent_session_id}.jsonl")
+    )
+    transcript.write_bytes(b"\x00\x01\x02 not a transcript \xff")  # present, so baton resumes; Claude can't
+    after = run(RunRequest(agent="claude", repo=str(src_repo), thread="t", prompt="again"), settings=settings)
+    assert [(a.mode, a.outcome) for a in after.attempts] == [
+        (Mode.RESUME, Outcome.SESSION_LOST),
+        (Mode.RECOVER, Outcome.SUCCEEDED),
+    ]
+    assert after.attempts[0].error and NOT_FOUND in after.attempts[0].error
+    assert after.session.agent_session_id != first.session.agent_session_id
+    assert mock.message_counts()[-1] == 2

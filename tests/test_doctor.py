@@ -1,0 +1,82 @@
+"""`baton doctor`: a volatile BATON_HOME is a problem; retention, git and store are checked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from baton.doctor import check_git, check_home, mount_of, run_doctor
+from baton.settings import Settings, load_settings
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+MOUNTS = """overlay / overlay rw,relatime 0 0
+proc /proc proc rw 0 0
+tmpfs /dev/shm tmpfs rw 0 0
+/dev/vda /data ext4 rw 0 0
+/dev/vdb /data/with\\040space xfs rw 0 0
+"""
+
+
+def test_mount_of_picks_the_longest_prefix(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(MOUNTS)
+    assert mount_of(Path("/data/x/y"), mounts) == ("/data", "ext4")
+    assert mount_of(Path("/dev/shm/baton"), mounts) == ("/dev/shm", "tmpfs")
+    assert mount_of(Path("/database"), mounts) == ("/", "overlay")
+    assert mount_of(Path("/data/with space/z"), mounts) == ("/data/with space", "xfs")
+
+
+def test_tmpfs_home_is_an_error() -> None:
+    shm = Path("/dev/shm")
+    assert mount_of(shm)[1] == "tmpfs", "this machine's /dev/shm is expected to be tmpfs"
+    check = check_home(load_settings(overrides={"home": str(shm / f"baton-{uuid.uuid4().hex}")}, environ={}))
+    assert check.status == "error" and "tmpfs" in check.detail
+
+
+def test_git_is_new_enough() -> None:
+    assert check_git().status == "ok"
+
+
+def test_doctor_json_reports_tmpfs_home(cli: Cli) -> None:
+    home = Path("/dev/shm") / f"baton-doctor-{uuid.uuid4().hex}"
+    try:
+        result = cli("doctor", "--json", env={"BATON_HOME": str(home)})
+        report = json.loads(result.stdout)
+        assert result.returncode == 1
+        assert report["ok"] is False
+        failing = [c for c in report["checks"] if c["status"] == "error"]
+        assert [c["name"] for c in failing] == ["data dir persistent"]
+    finally:
+        subprocess.run(["rm", "-rf", str(home)], check=True)
+
+
+def test_doctor_on_a_good_home(settings: Settings, src_repo: Path) -> None:
+    from baton import RunRequest, run
+
+    run(RunRequest(agent="fake", repo=str(src_repo), thread="t", prompt="x"), settings=settings)
+    checks = {c.name: c for c in run_doctor(settings)}
+    assert checks["store"].status == "ok" and "schema version" in checks["store"].detail
+    assert checks["claude CLI"].status == "ok"
+    assert checks["data dir persistent"].status in ("ok", "warn")
+
+
+@pytest.mark.parametrize("days", [30, 45])
+def test_claude_retention_follows_ttl(tmp_path: Path, days: int) -> None:
+    settings = load_settings(overrides={"home": str(tmp_path / "h"), "ttl_days": days}, environ={})
+    from baton.agents import get_agent
+
+    agent = get_agent("claude", settings)
+    agent.prepare_home(settings.ttl_days)
+    ok, detail = agent.retention(settings.ttl_days)
+    assert ok and f"cleanupPeriodDays = {days}" in detail
+    (agent.home / "settings.json").write_text('{"cleanupPeriodDays": 5, "theme": "dark"}')
+    assert agent.retention(settings.ttl_days)[0] is False
+    agent.prepare_home(settings.ttl_days)
+    data = json.loads((agent.home / "settings.json").read_text())
+    assert data == {"cleanupPeriodDays": days, "theme": "dark"}, "the user's own keys are kept"
