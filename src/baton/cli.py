@@ -47,7 +47,7 @@ err = Console(stderr=True, soft_wrap=True)
 EXIT = {Outcome.SUCCEEDED: 0, Outcome.CANCELLED: 130}
 T = TypeVar("T")
 
-AgentOpt = Annotated[str, typer.Option("--agent", "-a", help="claude (or fake, for tests)")]
+AgentOpt = Annotated[str, typer.Option("--agent", "-a", help="claude, codex, gemini (or fake, for tests)")]
 RepoOpt = Annotated[str, typer.Option("--repo", "-r", help="git URL, local path, or a stored slug")]
 ThreadOpt = Annotated[str, typer.Option("--thread", "-t", help="unit of work, e.g. issue-42")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]

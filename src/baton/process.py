@@ -160,10 +160,18 @@ def _wait_gone(pgid: int, wait: float) -> None:
         time.sleep(0.05)
 
 
-def process_has_env(pid: int, name: str, value: str) -> bool:
-    """True when process ``pid`` runs with ``name=value`` in its environment (guards against pid reuse)."""
-    try:
-        data = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    return f"{name}={value}".encode() in data.split(b"\0")
+def kill_tagged(name: str, value: str) -> list[int]:
+    """SIGKILL every process of ours whose environment holds ``name=value`` (baton tags each agent with
+    ``BATON_RUN_ID``): catches an orphaned agent and anything it started, whatever their group, and
+    never touches an unrelated process that reused a pid."""
+    needle = f"{name}={value}".encode()
+    killed = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            os.kill(int(entry.name), signal.SIGKILL)
+            killed.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return killed

@@ -32,7 +32,7 @@ from baton.errors import BadInput, GitError
 from baton.keys import Key, make_key, validate_thread
 from baton.leases import HOST, LeaseHolder
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
-from baton.process import kill_group, process_has_env, run_process
+from baton.process import kill_tagged, run_process
 from baton.prompts import recap, render
 from baton.settings import Settings, load_settings
 from baton.snapshots import hydrate, take_snapshot
@@ -115,7 +115,7 @@ def run(request: RunRequest, settings: Settings | None = None, store: Store | No
     try:
         lease.acquire(request.wait)
         try:
-            mark_crashed(store, key, settings)
+            mark_crashed(store, key)
             return _Runner(request, settings, store, key, agent, lease).execute()
         finally:
             lease.release()
@@ -148,8 +148,10 @@ def _validate(request: RunRequest) -> None:
 
 def _usage_delta(total: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
     """Per-run usage from a thread's cumulative counters; the total is kept for the next delta."""
-    delta = {k: v - before.get(k, 0) for k, v in total.items() if isinstance(v, int | float)}
-    return {**delta, "thread_total": total}
+    counters = {k: v for k, v in total.items() if isinstance(v, int | float)}
+    if any(v < before.get(k, 0) for k, v in counters.items()):
+        before = {}  # the thread's counters went back (an older transcript was restored): start over
+    return {**{k: v - before.get(k, 0) for k, v in counters.items()}, "thread_total": total}
 
 
 def new_run_id() -> str:
@@ -157,19 +159,15 @@ def new_run_id() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
 
 
-def mark_crashed(store: Store, key: Key, settings: Settings) -> list[RunRecord]:
+def mark_crashed(store: Store, key: Key) -> list[RunRecord]:
     """Runs of ``key`` still ``running`` while we hold its lease belong to dead runners: mark them
-    ``crashed`` and kill their agent if it outlived its runner on this host."""
+    ``crashed`` and kill whatever of their agent outlived its runner on this host."""
     crashed = []
     for record in store.list_runs(key.agent, key.repo.slug, key.thread, limit=20):
         if record.outcome != Outcome.RUNNING:
             continue
-        if (
-            record.host == HOST
-            and record.agent_pid
-            and process_has_env(record.agent_pid, "BATON_RUN_ID", record.id)
-        ):
-            kill_group(record.agent_pid, settings.kill_grace)
+        if record.host == HOST:
+            kill_tagged("BATON_RUN_ID", record.id)
         store.update_run(
             record.id,
             outcome=Outcome.CRASHED,

@@ -1,0 +1,443 @@
+"""Codex CLI adapter (``codex exec --json``), built on measured behaviour of Codex CLI 0.169.0.
+
+Sessions are Codex *threads*. A thread's id is a UUID that Codex chooses (it cannot be pre-assigned)
+and reports once, in the first event, ``{"type":"thread.started","thread_id":...}``. The argv:
+
+- fresh / recover: ``codex exec --json --skip-git-repo-check -- PROMPT``
+- resume:          ``codex exec --json --skip-git-repo-check resume <id> -- PROMPT``
+- continue:        ``codex exec --json --skip-git-repo-check resume --last -- PROMPT``
+
+Exec-level flags go before ``resume`` (they are not accepted after it). ``--`` ends the options, so a
+prompt that starts with ``-`` (or is literally ``resume``) is never parsed as a flag or a subcommand.
+``--skip-git-repo-check`` is always passed because a worktree may sit outside any trusted directory.
+Fork is not offered: ``codex exec`` has no fork. The process baton starts is the native binary, not
+npm's ``bin/codex.js`` wrapper, which on Node 20 spawns it as a child: a runner killed with SIGKILL
+takes its agent down through ``PR_SET_PDEATHSIG``, and with the wrapper in between Codex would
+survive, keep the thread's writer lock and fail the next resume (see :func:`native_codex`).
+``RUST_BACKTRACE`` is switched off so an error's last stderr lines (which baton reports) are the error.
+
+Codex's traps, and what guards them:
+
+- ``resume <x>`` with a non-UUID ``x`` matching no thread *name* silently starts a NEW thread (exit 0).
+  :meth:`CodexAgent.launch` refuses a non-UUID id, and :meth:`CodexAgent.transcript_files` never
+  reports one as local, so baton recovers instead of resuming it.
+- A resume can report another thread than the one asked for (a rollout file named for one id holding
+  another thread resumes *that* thread). The runner turns a resume that reports a different id into
+  ``session_lost`` (``resume_keeps_id``), never a success on the old id.
+- A missing rollout: exit 1, nothing on stdout, stderr ``no rollout found for thread id <id>``; an
+  empty, non-UTF-8 or header-less rollout: exit 1, ``failed to read session metadata``. Both are
+  ``session_lost`` (the conversation cannot be resumed), so the runner recovers with a recap.
+- Usage in ``turn.completed`` is cumulative for the thread (restored from the rollout on resume):
+  the adapter reports it as is and the runner records per-run deltas (``cumulative_usage``).
+
+Storage: ``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-<local time>-<id>.jsonl``, one file per thread,
+found here by id. Codex also keeps SQLite indexes in the home: ``state_*.sqlite`` (``threads``: id →
+absolute ``rollout_path``) and ``thread_history_*.sqlite`` (a projection of each rollout, with byte
+offsets). Measured: a home with no row for a thread finds the rollout by scanning ``sessions/``, but a
+*stale* row — pointing at a path where the file no longer is (a BATON_HOME restored at another path, a
+snapshot written under another date folder) — makes ``resume`` fail with "no rollout found" although
+the rollout is on disk. So after hydration, and before every resume, :func:`repair_index` points a
+stale row at the file that exists and drops the thread's history projection so Codex rebuilds it
+from the rollout. Model input itself is always rebuilt from the rollout (measured), never the index.
+
+The home (``CODEX_HOME``) holds a ``config.toml`` that baton manages: it forces the keys that keep
+headless runs quiet and offline (:data:`MANAGED`) and keeps every other key (a user's or the mock's
+``model_provider``). Codex 0.169 has no retention setting for its rollouts and was not seen deleting
+them, so there is nothing to align with baton's TTL. ``tomllib`` reads the file; :func:`write_toml`
+is a small writer for the plain types a config holds (no third-party dependency).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import re
+import sqlite3
+import sys
+import tempfile
+import tomllib
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from baton.agents.base import Capabilities, Launch, Turn, find_binary
+from baton.agents.claude import cli_version
+from baton.errors import AgentError
+from baton.models import Mode, Outcome
+
+NOT_FOUND = "no rollout found for thread id"
+UNREADABLE = "failed to read session metadata"  # empty, non-UTF-8 or header-less rollout
+INSTALL = "run `make setup` (npm @openai/codex 0.169.0)"
+EXEC = ["exec", "--json", "--skip-git-repo-check"]
+
+# Keys baton sets in config.toml on every run: no update check, no plugin sync (it reaches
+# github.com), no analytics, feedback or telemetry export.
+MANAGED: dict[str, Any] = {
+    "check_for_update_on_startup": False,
+    "features": {"plugins": False},
+    "analytics": {"enabled": False},
+    "feedback": {"enabled": False},
+    "otel": {"exporter": "none"},
+}
+
+
+class CodexAgent:
+    name = "codex"
+    capabilities = Capabilities(
+        preassigned_id=False,
+        resume_by_id=True,
+        continue_latest=True,
+        fork=False,
+        reports_cost=False,
+        not_found=NOT_FOUND,
+        resume_keeps_id=True,
+        cumulative_usage=True,
+    )
+
+    def __init__(self, home: Path, binary_setting: str = "") -> None:
+        self._home = home
+        self._binary_setting = binary_setting
+
+    @property
+    def home(self) -> Path:
+        return self._home
+
+    @property
+    def command(self) -> list[str]:
+        return self._resolve()[0]
+
+    def _resolve(self) -> tuple[list[str], dict[str, str]]:
+        found = find_binary(self._binary_setting, "codex", "BATON_CODEX_BIN", INSTALL)
+        native, env = native_codex(found[0])
+        return [native, *found[1:]], env
+
+    # -- home ---------------------------------------------------------------------------------------
+
+    def prepare_home(self, ttl_days: float) -> None:
+        """Create CODEX_HOME and force :data:`MANAGED` into its config.toml, keeping other keys.
+        ``ttl_days`` is unused: Codex has no rollout retention to align (see the module docstring)."""
+        self._home.mkdir(parents=True, exist_ok=True)
+        path = self._home / "config.toml"
+        config = read_toml(path)
+        merged = merge(config, MANAGED)
+        if merged != config or not path.is_file():
+            write_toml(path, merged)
+
+    def retention(self, ttl_days: float) -> tuple[bool, str]:
+        """Always kept: Codex 0.169 has no retention setting and no sweep of ``sessions/``."""
+        return True, "Codex keeps rollouts until they are deleted (no retention setting to align)"
+
+    # -- one turn -----------------------------------------------------------------------------------
+
+    def launch(self, mode: Mode, prompt: str, session_id: str | None) -> Launch:
+        command, env = self._resolve()
+        argv = [*command, *EXEC]
+        if mode in (Mode.FRESH, Mode.RECOVER):
+            argv += ["--", prompt]
+        elif mode == Mode.RESUME:
+            thread = _need_thread_id(session_id)
+            repair_index(self._home, thread)
+            argv += ["resume", thread, "--", prompt]
+        elif mode == Mode.CONTINUE:
+            argv += ["resume", "--last", "--", prompt]
+        elif mode == Mode.FORK:
+            raise AgentError("codex cannot fork a conversation (`codex exec` has no fork)")
+        else:
+            raise AgentError(f"mode {mode.value!r} cannot be launched directly")
+        # RUST_BACKTRACE off: with it on, an error's last stderr lines (which baton reports) are frames.
+        return Launch(argv=argv, env={**env, "CODEX_HOME": str(self._home), "RUST_BACKTRACE": "0"})
+
+    def read_event(self, line: str, turn: Turn) -> dict[str, Any] | None:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(event, dict):
+            return None
+        turn.events += 1
+        kind = event.get("type")
+        if kind == "thread.started":
+            if isinstance(event.get("thread_id"), str):
+                turn.session_id = event["thread_id"]
+            # Not done until ``turn.completed``: a process that stops before it did not succeed.
+            turn.is_error = True
+        elif kind == "turn.started":
+            turn.is_error = True
+        elif kind == "item.completed" and isinstance(event.get("item"), dict):
+            item = event["item"]
+            if item.get("type") == "agent_message" and isinstance(item.get("text"), str):
+                turn.result = item["text"]  # the last message of the turn is its result
+            elif item.get("type") == "error":
+                turn.errors.append(str(item.get("message") or item))
+        elif kind == "turn.completed":
+            turn.is_error = False
+            usage = event.get("usage")
+            if isinstance(usage, dict):
+                # Cumulative for the thread; the runner turns it into this run's delta.
+                turn.usage = {
+                    k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)
+                }
+        elif kind == "turn.failed":
+            turn.is_error = True
+            error = event.get("error")
+            message = error.get("message") if isinstance(error, dict) else error
+            turn.errors.append(str(message or "turn failed"))
+        elif kind == "error":
+            turn.is_error = True
+            turn.errors.append(str(event.get("message") or "error"))
+        return event
+
+    def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
+        said = "\n".join([*turn.errors, stderr])
+        if NOT_FOUND in said or UNREADABLE in said:
+            return Outcome.SESSION_LOST
+        if exit_code == 0 and not turn.is_error and turn.result is not None and turn.events:
+            return Outcome.SUCCEEDED
+        return Outcome.FAILED
+
+    # -- transcripts --------------------------------------------------------------------------------
+
+    def transcript_files(self, session_id: str) -> list[Path]:
+        """The thread's rollout file(s) under ``sessions/``; empty files are not a transcript."""
+        return rollout_files(self._home, session_id)
+
+    def after_hydrate(self, session_id: str, cwd: Path) -> None:
+        """Make the hydrated rollout the one Codex's indexes point at (see :func:`repair_index`)."""
+        repair_index(self._home, session_id, projection=True)
+
+    def version(self) -> str | None:
+        """``codex --version`` prints ``codex-cli 0.169.0``: the version is the first word that starts
+        with a digit."""
+        return cli_version(tuple(self.command))
+
+
+# The npm package's platform packages, by (sys.platform, machine): what ``bin/codex.js`` looks for.
+_TARGETS = {
+    ("linux", "x86_64"): ("codex-linux-x64", "x86_64-unknown-linux-musl"),
+    ("linux", "aarch64"): ("codex-linux-arm64", "aarch64-unknown-linux-musl"),
+    ("linux", "arm64"): ("codex-linux-arm64", "aarch64-unknown-linux-musl"),
+    ("darwin", "x86_64"): ("codex-darwin-x64", "x86_64-apple-darwin"),
+    ("darwin", "arm64"): ("codex-darwin-arm64", "aarch64-apple-darwin"),
+}
+
+
+def native_codex(path: str) -> tuple[str, dict[str, str]]:
+    """The native binary behind npm's ``bin/codex.js`` wrapper, with the environment the wrapper
+    would give it; ``path`` unchanged (and no environment) for anything else.
+
+    On Node < 22 the wrapper *spawns* the binary instead of exec'ing it, so killing the wrapper
+    (which is what dies with a SIGKILLed runner, through ``PR_SET_PDEATHSIG``) leaves Codex running:
+    it keeps the thread's writer lock, so the next resume fails with "already has an active
+    writer", and it may still append its reply to the rollout. Running the binary directly makes
+    the agent process the one that dies with its runner (measured: the lock is then released)."""
+    real = Path(path).resolve()
+    if real.name != "codex.js" or real.parent.name != "bin":
+        return path, {}
+    root = real.parent.parent
+    target = _TARGETS.get((sys.platform, platform.machine()))
+    if target is None:
+        return path, {}
+    package, triple = target
+    for vendor in (root / "node_modules" / "@openai" / package / "vendor", root.parent / package / "vendor"):
+        binary = vendor / triple / "bin" / "codex"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return str(binary), {"CODEX_MANAGED_BY_NPM": "1", "CODEX_MANAGED_PACKAGE_ROOT": str(root)}
+    return path, {}
+
+
+def is_thread_id(value: str | None) -> bool:
+    """True for a canonical UUID, the only kind of id ``resume`` treats as an id rather than a name."""
+    if not value:
+        return False
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
+def _need_thread_id(session_id: str | None) -> str:
+    if not session_id:
+        raise AgentError("mode 'resume' needs an existing session id")
+    if not is_thread_id(session_id):
+        # Codex would take it as a thread *name*, find none, and silently start a new thread.
+        raise AgentError(f"{session_id!r} is not a Codex thread id (a UUID); refusing to resume it")
+    return session_id
+
+
+def rollout_files(home: Path, session_id: str) -> list[Path]:
+    """Non-empty ``sessions/YYYY/MM/DD/rollout-*-<id>.jsonl`` files of one thread."""
+    sessions = home / "sessions"
+    if not is_thread_id(session_id) or not sessions.is_dir():
+        return []
+    found = sessions.glob(f"*/*/*/rollout-*-{session_id}.jsonl")
+    return sorted(p for p in found if p.is_file() and p.stat().st_size)
+
+
+# -- Codex's SQLite indexes ---------------------------------------------------------------------------
+
+
+def repair_index(home: Path, session_id: str, projection: bool = False) -> bool:
+    """Point a stale ``threads`` row of ``session_id`` at the rollout that is on disk, and drop the
+    thread's history projection when the row was stale or ``projection`` is asked for (Codex rebuilds
+    it from the rollout). Best effort: an index baton cannot open (locked, another schema) is left
+    alone. True if anything changed."""
+    files = rollout_files(home, session_id)
+    if not files:
+        return False
+    rollout = str(files[-1])
+
+    def fix_row(conn: sqlite3.Connection) -> bool:
+        if not _has_columns(conn, "threads", {"id", "rollout_path"}):
+            return False
+        row = conn.execute("SELECT rollout_path FROM threads WHERE id = ?", (session_id,)).fetchone()
+        if row is None or row[0] == rollout or Path(str(row[0])).is_file():
+            return False
+        conn.execute("UPDATE threads SET rollout_path = ? WHERE id = ?", (rollout, session_id))
+        return True
+
+    def drop_projection(conn: sqlite3.Connection) -> bool:
+        names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        deleted = 0
+        for table in names:
+            if str(table).startswith("thread_") and _has_columns(conn, table, {"thread_id"}):
+                deleted += conn.execute(f'DELETE FROM "{table}" WHERE thread_id = ?', (session_id,)).rowcount
+        return deleted > 0
+
+    stale = any([_with_db(db, fix_row) for db in sorted(home.glob("state_*.sqlite"))])
+    dropped = False
+    if stale or projection:
+        dropped = any([_with_db(db, drop_projection) for db in sorted(home.glob("thread_history_*.sqlite"))])
+    return stale or dropped
+
+
+def _with_db(db: Path, change: Callable[[sqlite3.Connection], bool]) -> bool:
+    """Run ``change`` in one transaction on an existing database; False if SQLite refuses."""
+    try:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=rw", uri=True, timeout=5)
+    except sqlite3.Error:
+        return False
+    try:
+        with conn:
+            return change(conn)
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
+def _has_columns(conn: sqlite3.Connection, table: str, columns: set[str]) -> bool:
+    names = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
+    return columns <= names
+
+
+# -- config.toml ----------------------------------------------------------------------------------
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The file as a dict; empty when it does not exist."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise AgentError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise AgentError(f"{path} is not valid TOML ({exc}); fix or remove it") from exc
+
+
+def merge(base: dict[str, Any], forced: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with every value of ``forced`` set, tables merged key by key (``base`` is unchanged)."""
+    out = dict(base)
+    for key, value in forced.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def write_toml(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as TOML atomically (a temp file in the same directory, then rename)."""
+    text = dumps_toml(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def dumps_toml(data: dict[str, Any]) -> str:
+    """TOML for the types ``tomllib`` produces: tables, arrays (of tables), strings, numbers,
+    booleans and dates. Plain keys first, then sub-tables as ``[a.b]``, then ``[[a.b]]``."""
+    lines: list[str] = []
+    _table(data, [], lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _string(key)
+
+
+def _string(value: str) -> str:
+    escaped = json.dumps(value, ensure_ascii=False)  # JSON escapes are valid in TOML basic strings
+    return escaped.replace("\x7f", "\\u007f")
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _table(table: dict[str, Any], prefix: list[str], lines: list[str]) -> None:
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and not _is_table_array(v)}
+    for key, value in scalars.items():
+        lines.append(f"{_key(key)} = {_value(value)}")
+    for key, value in table.items():
+        if isinstance(value, dict):
+            path = [*prefix, key]
+            subs = [v for v in value.values() if isinstance(v, dict) or _is_table_array(v)]
+            if not value or len(subs) < len(value):  # a header only when the table has plain keys
+                lines += ["", f"[{'.'.join(_key(k) for k in path)}]"]
+            _table(value, path, lines)
+    for key, value in table.items():
+        if _is_table_array(value):
+            path = [*prefix, key]
+            for item in value:
+                lines += ["", f"[[{'.'.join(_key(k) for k in path)}]]"]
+                _table(item, path, lines)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
+    raise AgentError(f"cannot write {type(value).__name__} {value!r} to TOML")
