@@ -283,29 +283,33 @@ class _Runner:
             return _Plan(Mode.CONTINUE, None, kind, reason, previous)
         if not session.agent_session_id:
             return _Plan(Mode.FRESH, None, PromptKind.FULL)
-        if self._ensure_local(self.key, session.agent_session_id):
+        if self._ensure_local(self.key, session.agent_session_id, self.worktree):
             return _Plan(Mode.RESUME, session.agent_session_id, follow_up, reason, previous)
         return _Plan(Mode.RECOVER, None, PromptKind.RECAP)
 
     def _plan_fork(self, session: SessionRecord) -> _Plan:
-        source_key, source_id = self.key, session.agent_session_id
+        source_key, source_id, source_dir = self.key, session.agent_session_id, self.worktree
         if self.request.fork_from:
             source_key = Key(self.key.agent, self.key.repo, self.request.fork_from)
             source = self.store.get_session(source_key.agent, source_key.repo.slug, source_key.thread)
             source_id = source.agent_session_id if source else None
+            source_dir = Path(source.worktree) if source else self.worktree
         if not source_id:
             raise BadInput(f"{source_key} has no conversation to fork")
-        if not self._ensure_local(source_key, source_id):
+        # hydrated for the SOURCE's directory: agents that key sessions by directory (Gemini) must keep
+        # finding the source conversation from its own worktree afterwards
+        if not self._ensure_local(source_key, source_id, source_dir):
             raise BadInput(
                 f"the conversation of {source_key} is lost (no transcript, no snapshot); cannot fork it"
             )
         return _Plan(Mode.FORK, source_id, PromptKind.DELTA)
 
-    def _ensure_local(self, key: Key, session_id: str) -> bool:
+    def _ensure_local(self, key: Key, session_id: str, cwd: Path) -> bool:
         """True when the transcript is on local disk, hydrating it from the store if needed."""
         if self.agent.transcript_files(session_id):
             return True
-        return hydrate(self.store, self.agent, key, session_id, self.worktree) is not None and bool(
+        # nothing usable locally: the snapshot overwrites whatever unusable file is there
+        return hydrate(self.store, self.agent, key, session_id, cwd, overwrite=True) is not None and bool(
             self.agent.transcript_files(session_id)
         )
 
@@ -379,6 +383,16 @@ class _Runner:
 
         def on_line(line: str) -> None:
             event = agent.read_event(line, turn)
+            if (
+                not launch.new_session_id
+                and plan.mode != Mode.RESUME
+                and turn.session_id
+                and turn.session_id != session.agent_session_id
+            ):
+                # An id the agent chose itself (Codex, Gemini forks): keep it at once, so a runner
+                # killed mid-turn still leaves the next run a conversation to resume.
+                session.agent_session_id = turn.session_id
+                store.save_session(session)
             if event is not None and self.request.on_event:
                 self.request.on_event(record, event)
 

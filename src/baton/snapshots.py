@@ -39,8 +39,12 @@ def take_snapshot(store: Store, agent: Agent, key: Key, session_id: str) -> Snap
     return snapshot
 
 
-def hydrate(store: Store, agent: Agent, key: Key, session_id: str, cwd: Path) -> Snapshot | None:
-    """Write the key's snapshot of ``session_id`` back into the agent home; None if there is none."""
+def hydrate(
+    store: Store, agent: Agent, key: Key, session_id: str, cwd: Path, overwrite: bool = False
+) -> Snapshot | None:
+    """Write the key's snapshot of ``session_id`` back into the agent home; None if there is none.
+
+    ``overwrite``: replace local files even when they are longer (the caller found them unusable)."""
     snapshot = store.get_snapshot(key.agent, key.repo.slug, key.thread)
     if snapshot is None or snapshot.agent_session_id != session_id:
         return None
@@ -59,7 +63,7 @@ def hydrate(store: Store, agent: Agent, key: Key, session_id: str, cwd: Path) ->
         if hashlib.sha256(data).hexdigest() != digest:
             raise StoreError(f"snapshot of {key}: blob {digest[:12]} is corrupt")
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists() and target.stat().st_size >= len(data):
+        if not overwrite and target.exists() and target.stat().st_size >= len(data):
             continue
         tmp = target.with_name(f".{target.name}.baton-tmp")
         tmp.write_bytes(data)

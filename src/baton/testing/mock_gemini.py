@@ -98,6 +98,7 @@ class MockGemini:
     _server: ThreadingHTTPServer | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _turns: int = field(default=0, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
     def url(self) -> str:
@@ -116,9 +117,6 @@ class MockGemini:
             "GEMINI_TELEMETRY_ENABLED": "false",
             "NO_BROWSER": "true",
             "GEMINI_CLI_NO_RELAUNCH": "true",
-            # never sent anywhere: a Vertex/Cloud setting in the outer environment would win over the key
-            "GOOGLE_GENAI_USE_VERTEXAI": "false",
-            "GOOGLE_GENAI_USE_GCA": "false",
         }
 
     def configure_home(self, home: Path) -> None:
@@ -159,13 +157,16 @@ class MockGemini:
         class Handler(_Handler):
             owner = mock
 
+        self._stopping.clear()
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
+        self._server.block_on_close = False  # a reply held back by ``delay`` must not hold up stop()
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
+        self._stopping.set()  # wakes replies still waiting out ``delay``
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -185,7 +186,7 @@ def reply_text(number: int, count: int) -> str:
 def fill_schema(schema: dict[str, Any]) -> Any:
     """A value that validates against ``schema`` (OpenAPI-style ``Type.OBJECT`` or JSON Schema).
 
-    Numbers take the lowest allowed value (at least 1: the router's ``complexity_score`` is 1–100),
+    Numbers take the lowest allowed value (at least 1: the router's ``complexity_score`` is 1 to 100),
     strings the first enum member or ``"mock"``, arrays are empty, objects get every property."""
     kind = str(schema.get("type", "object")).lower()
     if isinstance(schema.get("enum"), list) and schema["enum"]:
@@ -264,8 +265,9 @@ class _Handler(BaseHTTPRequestHandler):
         if request.schema is not None:
             text = json.dumps(fill_schema(request.schema))
         elif number:
-            if self.owner.delay:
-                time.sleep(self.owner.delay)
+            if self.owner.delay and self.owner._stopping.wait(self.owner.delay):
+                self.close_connection = True
+                return
             text = reply_text(number, count)
         else:
             text = "Mock session title"
