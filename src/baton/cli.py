@@ -6,30 +6,38 @@ Tables for people, ``--json`` for scripts. Exit codes: 0 succeeded, 1 the agent 
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from baton import homes
 from baton.agents import AGENTS, describe_agent
+from baton.cli_common import (
+    EXIT,
+    AgentOpt,
+    JsonOpt,
+    RepoOpt,
+    ThreadOpt,
+    emit_json,
+    err,
+    out,
+)
+from baton.cli_plans import plan_app
+from baton.cli_sessions import runs_app, sessions_app
 from baton.doctor import run_doctor
 from baton.doctor import to_json as doctor_json
-from baton.errors import BadInput, BatonError, NotFound
-from baton.models import Mode, Outcome, RunRecord, iso
+from baton.errors import BadInput, BatonError
+from baton.models import Mode, Outcome
 from baton.runner import RunRequest, RunResult, run
-from baton.sessions import Scope, export_session, get_session, import_session, reset_session, resolve_key
-from baton.settings import Settings, load_settings
-from baton.store import Store, open_store
+from baton.settings import load_settings
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Durable conversations and durable workdirs for coding agents.",
@@ -37,20 +45,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-sessions_app = typer.Typer(help="List, show, reset, export and import sessions.", no_args_is_help=True)
-runs_app = typer.Typer(help="List runs, show one, read or follow its log.", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(runs_app, name="runs")
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-EXIT = {Outcome.SUCCEEDED: 0, Outcome.CANCELLED: 130}
-T = TypeVar("T")
-
-AgentOpt = Annotated[str, typer.Option("--agent", "-a", help="claude, codex, gemini (or fake, for tests)")]
-RepoOpt = Annotated[str, typer.Option("--repo", "-r", help="git URL, local path, or a stored slug")]
-ThreadOpt = Annotated[str, typer.Option("--thread", "-t", help="unit of work, e.g. issue-42")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+app.add_typer(plan_app, name="plan")
 
 
 def main() -> None:
@@ -59,20 +56,6 @@ def main() -> None:
     except BatonError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(exc.exit_code)
-
-
-@contextmanager
-def _store() -> Iterator[tuple[Settings, Store]]:
-    settings = load_settings()
-    store = open_store(settings.resolved_store_url)
-    try:
-        yield settings, store
-    finally:
-        store.close()
-
-
-def _emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 @app.command("run")
@@ -125,7 +108,7 @@ def run_cmd(
     )
     result = _with_cancel(request.cancel, lambda: _run_with_status(request, quiet=as_json))
     if as_json:
-        _emit_json(result.to_json())
+        emit_json(result.to_json())
     else:
         _print_result(result)
     raise typer.Exit(EXIT.get(result.run.outcome, 1))
@@ -168,203 +151,13 @@ def _print_result(result: RunResult) -> None:
         err.print(f"error: {r.error}", highlight=False, markup=False)
 
 
-# -- sessions --------------------------------------------------------------------------------------
-
-
-@sessions_app.command("ls")
-def sessions_ls(
-    agent: Annotated[str | None, typer.Option("--agent", "-a")] = None,
-    repo: Annotated[str | None, typer.Option("--repo", "-r", help="slug")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """List sessions, most recently used first."""
-    with _store() as (_settings, store):
-        rows = store.list_sessions(agent=agent, repo=repo)
-    if as_json:
-        _emit_json([s.to_json() for s in rows])
-        return
-    table = Table(
-        "agent", "repo", "thread", "session", "status", "attempts", "last outcome", "last used", "expires"
-    )
-    for s in rows:
-        table.add_row(
-            s.agent,
-            s.repo,
-            s.thread,
-            (s.agent_session_id or "-")[:8],
-            s.status.value,
-            str(s.attempts),
-            s.last_outcome.value if s.last_outcome else "-",
-            iso(s.last_used_at),
-            iso(s.expires_at),
-        )
-    out.print(table)
-
-
-@sessions_app.command("show")
-def sessions_show(agent: AgentOpt, repo: RepoOpt, thread: ThreadOpt, as_json: JsonOpt = False) -> None:
-    """Show one session and its recent runs."""
-    with _store() as (_settings, store):
-        key = resolve_key(store, agent, repo, thread)
-        session = get_session(store, key)
-        runs = store.list_runs(key.agent, key.repo.slug, key.thread, limit=20)
-    if as_json:
-        _emit_json({**session.to_json(), "runs": [r.to_json() for r in runs]})
-        return
-    for name, value in session.to_json().items():
-        out.print(f"[bold]{name}[/bold]: {value}", highlight=False)
-    _runs_table(runs)
-
-
-@sessions_app.command("reset")
-def sessions_reset(
-    agent: AgentOpt,
-    repo: RepoOpt,
-    thread: ThreadOpt,
-    scope: Annotated[Scope, typer.Option(help="what to remove")] = Scope.CONVERSATION,
-    as_json: JsonOpt = False,
-) -> None:
-    """Reset a key: its conversation, its worktree, or all of it (audited)."""
-    with _store() as (settings, store):
-        removed = reset_session(store, settings, resolve_key(store, agent, repo, thread), scope)
-    if as_json:
-        _emit_json(removed)
-    else:
-        out.print(f"reset {removed['key']} ({scope.value}): {removed}", highlight=False)
-
-
-@sessions_app.command("export")
-def sessions_export(
-    agent: AgentOpt,
-    repo: RepoOpt,
-    thread: ThreadOpt,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="file (default stdout)")] = None,
-) -> None:
-    """Export a session (record, runs, transcript snapshot) as one JSON document."""
-    with _store() as (_settings, store):
-        document = export_session(store, resolve_key(store, agent, repo, thread))
-    text = json.dumps(document)
-    if output is None:
-        sys.stdout.write(text + "\n")
-    else:
-        tmp = output.with_name(output.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(output)
-        err.print(f"exported to {output}")
-
-
-@sessions_app.command("import")
-def sessions_import(
-    file: Annotated[Path, typer.Argument(help="an export made by `baton sessions export`; - for stdin")],
-    replace: Annotated[bool, typer.Option(help="overwrite an existing session of the same key")] = False,
-) -> None:
-    """Import an exported session; the next run resumes its conversation here."""
-    try:
-        text = sys.stdin.read() if str(file) == "-" else file.read_text()
-        document = json.loads(text)
-    except OSError as exc:
-        raise BadInput(f"cannot read {file}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{file} is not JSON: {exc}") from exc
-    with _store() as (settings, store):
-        session = import_session(store, settings, document, replace=replace)
-    out.print(
-        f"imported {session.agent}:{session.repo}:{session.thread} (session {session.agent_session_id})",
-        highlight=False,
-    )
-
-
-# -- runs ------------------------------------------------------------------------------------------
-
-
-def _runs_table(runs: list[RunRecord]) -> None:
-    table = Table("run", "agent", "repo", "thread", "try", "mode", "prompt", "outcome", "started", "secs")
-    for r in runs:
-        table.add_row(
-            r.id,
-            r.agent,
-            r.repo,
-            r.thread,
-            str(r.attempt),
-            r.mode.value,
-            r.prompt_kind.value,
-            r.outcome.value,
-            iso(r.started_at),
-            str(r.duration_s or "-"),
-        )
-    out.print(table)
-
-
-@runs_app.command("ls")
-def runs_ls(
-    agent: Annotated[str | None, typer.Option("--agent", "-a")] = None,
-    repo: Annotated[str | None, typer.Option("--repo", "-r", help="slug")] = None,
-    thread: Annotated[str | None, typer.Option("--thread", "-t")] = None,
-    limit: Annotated[int, typer.Option(help="at most N runs")] = 50,
-    as_json: JsonOpt = False,
-) -> None:
-    """List runs, newest first."""
-    with _store() as (_settings, store):
-        runs = store.list_runs(agent, repo, thread, limit=limit)
-    if as_json:
-        _emit_json([r.to_json() for r in runs])
-    else:
-        _runs_table(runs)
-
-
-def _get_run(store: Store, run_id: str) -> RunRecord:
-    record = store.get_run(run_id)
-    if record is None:
-        raise NotFound(f"no run {run_id!r}")
-    return record
-
-
-@runs_app.command("show")
-def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
-    """Show one run (a unique prefix of its id is enough)."""
-    with _store() as (_settings, store):
-        data = _get_run(store, run_id).to_json()
-    if as_json:
-        _emit_json(data)
-        return
-    for name, value in data.items():
-        out.print(f"[bold]{name}[/bold]: {value}", highlight=False)
-
-
-@runs_app.command("logs")
-def runs_logs(
-    run_id: str,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the run ends")] = False,
-) -> None:
-    """Print a run's raw event log (JSONL), optionally following it live."""
-    with _store() as (_settings, store):
-        record = _get_run(store, run_id)
-        path = Path(record.log_path)
-        position = 0
-        while True:
-            if path.exists():
-                with path.open("rb") as fh:
-                    fh.seek(position)
-                    chunk = fh.read()
-                    position += len(chunk)
-                sys.stdout.write(chunk.decode("utf-8", "replace"))
-                sys.stdout.flush()
-            if not follow:
-                return
-            current = store.get_run(record.id)
-            if current is None or current.outcome != Outcome.RUNNING:
-                follow = False  # one last read picks up the tail written before it ended
-                continue
-            time.sleep(0.2)
-
-
 @app.command("agents")
 def agents_cmd(as_json: JsonOpt = False) -> None:
     """List the agents: installed or not, version, capabilities, home."""
     settings = load_settings()
     rows = [describe_agent(name, settings) for name in AGENTS]
     if as_json:
-        _emit_json(rows)
+        emit_json(rows)
         return
     table = Table("agent", "installed", "version", "capabilities", "home")
     for row in rows:
@@ -382,7 +175,7 @@ def doctor_cmd(as_json: JsonOpt = False) -> None:
     checks = run_doctor(settings)
     report = doctor_json(checks, settings)
     if as_json:
-        _emit_json(report)
+        emit_json(report)
     else:
         marks = {"ok": "[green]ok[/green]  ", "warn": "[yellow]warn[/yellow]", "error": "[red]FAIL[/red]"}
         for check in checks:
@@ -402,7 +195,7 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="show what would happen,
 
 def _print_actions(actions: list[homes.Action], as_json: bool) -> None:
     if as_json:
-        _emit_json(homes.to_json(actions))
+        emit_json(homes.to_json(actions))
         return
     for a in actions:
         extra = f" (backup {a.backup})" if a.backup else ""

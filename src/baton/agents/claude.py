@@ -23,6 +23,7 @@ from typing import Any
 
 from baton.agents.base import Capabilities, Launch, Turn
 from baton.errors import AgentError
+from baton.files import write_json
 from baton.models import Mode, Outcome
 
 NOT_FOUND = "No conversation found with session ID"
@@ -88,9 +89,7 @@ class ClaudeAgent:
         current = settings.get("cleanupPeriodDays")
         if not isinstance(current, int) or current < want:
             settings["cleanupPeriodDays"] = want
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(settings, indent=2) + "\n")
-            tmp.replace(path)
+            write_json(path, settings)
 
     def retention(self, ttl_days: float) -> tuple[bool, str]:
         try:

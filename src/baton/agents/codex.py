@@ -43,23 +43,16 @@ from the rollout. Model input itself is always rebuilt from the rollout (measure
 The home (``CODEX_HOME``) holds a ``config.toml`` that baton manages: it forces the keys that keep
 headless runs quiet and offline (:data:`MANAGED`) and keeps every other key (a user's or the mock's
 ``model_provider``). Codex 0.169 has no retention setting for its rollouts and was not seen deleting
-them, so there is nothing to align with baton's TTL. ``tomllib`` reads the file; :func:`write_toml`
-is a small writer for the plain types a config holds (no third-party dependency).
+them, so there is nothing to align with baton's TTL. :mod:`baton.tomlw` reads and writes the file.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import json
-import math
 import os
 import platform
-import re
 import sqlite3
 import sys
-import tempfile
-import tomllib
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -68,7 +61,10 @@ from typing import Any
 from baton.agents.base import Capabilities, Launch, Turn, find_binary
 from baton.agents.claude import cli_version
 from baton.errors import AgentError
+from baton.files import merge
 from baton.models import Mode, Outcome
+from baton.tomlw import dumps_toml as dumps_toml  # re-exported: tests and the Codex mock use them
+from baton.tomlw import read_toml, write_toml
 
 NOT_FOUND = "no rollout found for thread id"
 UNREADABLE = "failed to read session metadata"  # empty, non-UTF-8 or header-less rollout
@@ -333,111 +329,3 @@ def _with_db(db: Path, change: Callable[[sqlite3.Connection], bool]) -> bool:
 def _has_columns(conn: sqlite3.Connection, table: str, columns: set[str]) -> bool:
     names = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
     return columns <= names
-
-
-# -- config.toml ----------------------------------------------------------------------------------
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """The file as a dict; empty when it does not exist."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise AgentError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise AgentError(f"{path} is not valid TOML ({exc}); fix or remove it") from exc
-
-
-def merge(base: dict[str, Any], forced: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with every value of ``forced`` set, tables merged key by key (``base`` is unchanged)."""
-    out = dict(base)
-    for key, value in forced.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def write_toml(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as TOML atomically (a temp file in the same directory, then rename)."""
-    text = dumps_toml(data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def dumps_toml(data: dict[str, Any]) -> str:
-    """TOML for the types ``tomllib`` produces: tables, arrays (of tables), strings, numbers,
-    booleans and dates. Plain keys first, then sub-tables as ``[a.b]``, then ``[[a.b]]``."""
-    lines: list[str] = []
-    _table(data, [], lines)
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _string(key)
-
-
-def _string(value: str) -> str:
-    escaped = json.dumps(value, ensure_ascii=False)  # JSON escapes are valid in TOML basic strings
-    return escaped.replace("\x7f", "\\u007f")
-
-
-def _is_table_array(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
-
-
-def _table(table: dict[str, Any], prefix: list[str], lines: list[str]) -> None:
-    scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and not _is_table_array(v)}
-    for key, value in scalars.items():
-        lines.append(f"{_key(key)} = {_value(value)}")
-    for key, value in table.items():
-        if isinstance(value, dict):
-            path = [*prefix, key]
-            subs = [v for v in value.values() if isinstance(v, dict) or _is_table_array(v)]
-            if not value or len(subs) < len(value):  # a header only when the table has plain keys
-                lines += ["", f"[{'.'.join(_key(k) for k in path)}]"]
-            _table(value, path, lines)
-    for key, value in table.items():
-        if _is_table_array(value):
-            path = [*prefix, key]
-            for item in value:
-                lines += ["", f"[[{'.'.join(_key(k) for k in path)}]]"]
-                _table(item, path, lines)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return _string(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, list):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
-    raise AgentError(f"cannot write {type(value).__name__} {value!r} to TOML")

@@ -27,14 +27,10 @@ Prompts that Gemini would not keep: a prompt starting with ``/`` runs a slash co
 or ``<hook_context>`` is sent once but dropped from the history of every later resume (measured). Such
 a prompt is sent as ``Instruction: <prompt>``.
 
-Sessions are keyed by the EXACT working directory: ``<home>/.gemini/projects.json`` maps a directory
-to a slug, and a session's chat file lives in ``tmp/<slug>/chats/session-<time>-<first 8 of id>.jsonl``
-(JSONL: a header ``{"sessionId","projectHash",…}``, message records, ``{"$set":…}`` updates). The slug
-is derived from the directory's basename (``issue-1``, ``issue-1-1``, …) and owned through a
-``.project_root`` marker. So :meth:`GeminiAgent.transcript_files` matches the FULL id in the file
-(two sessions can share the 8-character prefix) and only counts files with resumable content, and
-:meth:`GeminiAgent.after_hydrate` maps the worktree to the slug its hydrated chat file lives in —
-moving the file to a slug of its own when that one belongs to another directory on this machine.
+Sessions are keyed by the EXACT working directory, through ``projects.json`` and per-project chat
+folders under ``<home>/.gemini``: :mod:`baton.agents.gemini_files` finds a session's chat files (by
+its FULL id, counting only files with resumable content) and, after hydration, maps the worktree to
+the folder its chat file lives in (:meth:`GeminiAgent.after_hydrate`).
 
 Retention: Gemini's session cleanup runs at every start and has a data-loss bug (see
 :data:`MANAGED`), so baton turns it off and its own sweeper expires conversations.
@@ -45,19 +41,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from baton.agents.base import Capabilities, Launch, Turn, find_binary
+from baton.agents.gemini_files import IGNORED_PREFIXES, chat_files, map_project, newest
+from baton.agents.gemini_files import read_chat as read_chat  # re-exported for tests
 from baton.errors import AgentError
+from baton.files import merge, write_json
 from baton.models import Mode, Outcome
 
 NOT_FOUND = "Invalid session identifier"  # `--resume <id>`: no such session in this directory
@@ -66,10 +62,7 @@ IMPORT_FAILED = "Error importing session from file"  # `--session-file` of an un
 INSTALL = "run `make setup` (npm @google/gemini-cli 0.61.0)"
 DEFAULT_MODEL = "pro"
 MODEL_ENV = "BATON_GEMINI_MODEL"
-# Gemini drops user messages starting like this from a resumed history; "/" also runs slash commands.
-IGNORED_PREFIXES = ("/", "?", "<session_context>", "<hook_context>")
 USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "total_tokens", "tool_calls")
-LOCK_STALE_S = 10.0  # proper-lockfile's default, which Gemini uses for projects.json
 
 # Keys baton forces into <home>/.gemini/settings.json on every run; a user's other keys are kept.
 MANAGED: dict[str, Any] = {
@@ -248,79 +241,14 @@ class GeminiAgent:
     # -- transcripts --------------------------------------------------------------------------------
 
     def transcript_files(self, session_id: str) -> list[Path]:
-        """The chat files of ``session_id``: named for its short id, holding its FULL id, and with
-        content Gemini can resume. The near-empty file a resume writes in a new minute is left out
-        (alone it cannot be resumed: the runner must hydrate or recover, not resume it)."""
-        tmp = self.gemini_dir / "tmp"
-        if not session_id or not tmp.is_dir():
-            return []
-        short = session_id[:8]
-        found = []
-        for chats in tmp.glob("*/chats"):
-            with contextlib.suppress(OSError):
-                for path in chats.iterdir():
-                    name = path.name
-                    if not (
-                        name.startswith("session-") and name.endswith((f"-{short}.jsonl", f"-{short}.json"))
-                    ):
-                        continue
-                    chat = read_chat(path)
-                    if chat is not None and chat.session_id == session_id and chat.resumable:
-                        found.append(path)
-        return sorted(found)
+        """The chat files of ``session_id`` that Gemini can resume (see :func:`chat_files`)."""
+        return chat_files(self.gemini_dir, session_id)
 
     def after_hydrate(self, session_id: str, cwd: Path) -> None:
-        """Map ``cwd`` (exactly as the CLI will see it) to the slug directory holding the hydrated chat
-        files in projects.json, merging with other mappings under Gemini's own lock. If that slug
-        belongs to another directory here (another key hydrated or started first), the files move
-        to the slug ``cwd`` already has, or to a new one."""
+        """Map ``cwd`` to the project folder holding the hydrated chat files (see :func:`map_project`)."""
         files = self.transcript_files(session_id)
-        if not files:
-            return
-        root = os.path.realpath(cwd)  # the CLI keys projects by process.cwd(): the physical path
-        registry = self.gemini_dir / "projects.json"
-        with registry_lock(registry):
-            projects = read_projects(registry)
-            slug = projects.get(root)
-            if slug is None or self._owner(slug, projects) not in (None, root):
-                here = files[-1].parent.parent.name
-                slug = here if self._owner(here, projects) in (None, root) else self._new_slug(root, projects)
-            chats = self.gemini_dir / "tmp" / slug / "chats"
-            chats.mkdir(parents=True, exist_ok=True)
-            for path in files:
-                target = chats / path.name
-                if path.parent == chats:
-                    continue
-                if target.exists() and target.stat().st_size >= path.stat().st_size:
-                    path.unlink()  # the same session's file is already there, at least as long
-                else:
-                    os.replace(path, target)
-            for base in (self.gemini_dir / "tmp", self.gemini_dir / "history"):
-                marker = base / slug / ".project_root"
-                if not marker.is_file():
-                    marker.parent.mkdir(parents=True, exist_ok=True)
-                    marker.write_text(root)
-            if projects.get(root) != slug:
-                projects[root] = slug
-                write_json(registry, {"projects": projects})
-
-    def _owner(self, slug: str, projects: dict[str, str]) -> str | None:
-        """The directory that owns ``slug``: its ``.project_root`` marker, else its mapping."""
-        for base in (self.gemini_dir / "tmp", self.gemini_dir / "history"):
-            with contextlib.suppress(OSError, UnicodeDecodeError):
-                return (base / slug / ".project_root").read_text().strip()
-        return next((path for path, s in projects.items() if s == slug), None)
-
-    def _new_slug(self, root: str, projects: dict[str, str]) -> str:
-        """Gemini's own scheme: the slugified basename, then ``-1``, ``-2``… until unclaimed."""
-        base = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", os.path.basename(root).lower())).strip("-")
-        base = base or "project"
-        for n in range(10_000):
-            slug = base if n == 0 else f"{base}-{n}"
-            taken = slug in projects.values() or (self.gemini_dir / "tmp" / slug).exists()
-            if not taken and self._owner(slug, projects) in (None, root):
-                return slug
-        raise AgentError(f"no free project slug for {root} in {self.gemini_dir / 'tmp'}")
+        if files:
+            map_project(self.gemini_dir, files, cwd)
 
     def version(self) -> str | None:
         return gemini_version(tuple(self.command))
@@ -354,144 +282,6 @@ def usage_from_stats(stats: dict[str, Any]) -> dict[str, Any]:
         "tool_calls": num("tool_calls"),
     }
     return {k: v for k, v in usage.items() if v is not None}
-
-
-class Chat:
-    """What baton needs from one chat file: its session id and whether Gemini can resume it."""
-
-    def __init__(self, session_id: str | None, resumable: bool) -> None:
-        self.session_id = session_id
-        self.resumable = resumable
-
-
-def read_chat(path: Path) -> Chat | None:
-    """Replay a chat file as Gemini's loader does (header, message records, ``$set`` updates that may
-    replace the messages, ``$rewindTo``), tolerating torn or garbage lines; None if unreadable."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    meta: dict[str, Any] = {}
-    messages: dict[str, dict[str, Any]] = {}
-    with contextlib.suppress(json.JSONDecodeError):
-        whole = json.loads(text)
-        if isinstance(whole, dict) and isinstance(whole.get("messages"), list):  # legacy .json format
-            sid = whole.get("sessionId")
-            return Chat(sid if isinstance(sid, str) else None, any(map(_resumable, whole["messages"])))
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(record, dict):
-            continue
-        if isinstance(record.get("$rewindTo"), str):
-            ids = list(messages)
-            cut = ids.index(record["$rewindTo"]) if record["$rewindTo"] in ids else 0
-            for key in ids[cut:]:
-                del messages[key]
-        elif isinstance(record.get("id"), str):
-            messages[record["id"]] = record
-        elif isinstance(record.get("$set"), dict):
-            update = record["$set"]
-            if isinstance(update.get("messages"), list):
-                messages = {m["id"]: m for m in update["messages"] if isinstance(m, dict) and "id" in m}
-            meta.update(update)
-        elif isinstance(record.get("sessionId"), str) and isinstance(record.get("projectHash"), str):
-            meta.update(record)
-    sid = meta.get("sessionId")
-    if not isinstance(sid, str):
-        return None
-    return Chat(sid, any(map(_resumable, messages.values())))
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return str(content.get("text") or "")
-    if isinstance(content, list):
-        return "".join(_text(part) for part in content)
-    return ""
-
-
-def _resumable(message: Any) -> bool:
-    """Gemini's ``isResumableMessageRecord``: a real user prompt, or a model turn with any content."""
-    if not isinstance(message, dict):
-        return False
-    text = _text(message.get("content")).strip()
-    if message.get("type") == "user":
-        return bool(text) and not text.startswith(IGNORED_PREFIXES)
-    if message.get("type") == "gemini":
-        return bool(text or message.get("toolCalls") or message.get("thoughts"))
-    return False
-
-
-def newest(files: list[Path]) -> Path:
-    """The chat file Gemini would pick among several of one session: the last modified."""
-    return max(files, key=lambda p: (p.stat().st_mtime, p.name))
-
-
-def read_projects(path: Path) -> dict[str, str]:
-    """projects.json's mappings; a missing or malformed file is empty, as Gemini treats it."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    projects = data.get("projects") if isinstance(data, dict) else None
-    if not isinstance(projects, dict):
-        return {}
-    return {k: v for k, v in projects.items() if isinstance(k, str) and isinstance(v, str)}
-
-
-@contextlib.contextmanager
-def registry_lock(path: Path) -> Iterator[None]:
-    """Gemini's lock on projects.json (proper-lockfile: a ``<file>.lock`` directory, stale after 10 s
-    without a refresh), so a concurrent Gemini start never loses baton's mapping or the reverse."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        write_json(path, {"projects": {}})
-    lock = Path(os.path.realpath(path) + ".lock")
-    deadline = time.monotonic() + 2 * LOCK_STALE_S
-    while True:
-        try:
-            lock.mkdir()
-            break
-        except FileExistsError:
-            with contextlib.suppress(OSError):
-                if time.time() - lock.stat().st_mtime > LOCK_STALE_S:
-                    lock.rmdir()
-                    continue
-            if time.monotonic() > deadline:
-                raise AgentError(f"{lock} is held by another process; remove it if none runs") from None
-            time.sleep(0.05)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            lock.rmdir()
-
-
-def merge(base: dict[str, Any], forced: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``forced`` written over it, key by key into nested objects."""
-    out = dict(base)
-    for key, value in forced.items():
-        current = out.get(key)
-        out[key] = merge(current, value) if isinstance(value, dict) and isinstance(current, dict) else value
-    return out
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomically: a temporary file in the same directory, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".baton-tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @cache

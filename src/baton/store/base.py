@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from baton.models import Lease, RunRecord, SessionRecord, Snapshot
+from baton.models import Lease, PlanRecord, RunRecord, SessionRecord, Snapshot
 
 
 class Store(Protocol):
@@ -48,6 +48,11 @@ class Store(Protocol):
 
     def get_snapshot(self, agent: str, repo: str, thread: str) -> Snapshot | None: ...
     def delete_snapshot(self, agent: str, repo: str, thread: str) -> None: ...
+
+    # plans
+    def save_plan(self, plan: PlanRecord) -> None: ...
+    def get_plan(self, plan_id: str) -> PlanRecord | None: ...
+    def list_plans(self) -> list[PlanRecord]: ...
 
     # audit
     def audit(self, action: str, key: str, actor: str, detail: dict[str, Any]) -> None: ...

@@ -43,6 +43,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 key TEXT NOT NULL, detail TEXT NOT NULL)""",
         ],
     ),
+    (
+        2,
+        "plans: ordered tasks run as turns of one conversation, progress per task",
+        [
+            """CREATE TABLE plans (
+                id TEXT PRIMARY KEY, agent TEXT NOT NULL, repo TEXT NOT NULL, thread TEXT NOT NULL,
+                file TEXT NOT NULL, status TEXT NOT NULL, session_id TEXT, tasks TEXT NOT NULL,
+                created_at {real} NOT NULL, updated_at {real} NOT NULL)""",
+        ],
+    ),
 ]
 
 DIALECT_TYPES = {

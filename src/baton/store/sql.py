@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from baton.errors import StoreError
 from baton.models import Lease, Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus, Snapshot
 from baton.store.migrations import DIALECT_TYPES, MIGRATIONS
+from baton.store.sql_plans import PlanTables
 
 sessions = sa.table(
     "sessions",
@@ -102,7 +103,7 @@ def _key_where(table: Any, agent: str, repo: str, thread: str) -> Any:
     return sa.and_(table.c.agent == agent, table.c.repo == repo, table.c.thread == thread)
 
 
-class SQLStore:
+class SQLStore(PlanTables):
     """A :class:`baton.store.base.Store` over one SQLAlchemy engine."""
 
     def __init__(self, url: str) -> None:

@@ -9,7 +9,8 @@ credential helper) rather than through a token embedded in the URL or on a comma
 Design:
 
 * The HTTP side is the standard library's :class:`~http.server.ThreadingHTTPServer`, speaking HTTP/1.1
-  with keep-alive, on 127.0.0.1 only. Request logging is silenced.
+  with keep-alive, on 127.0.0.1 only, with request logging silenced: the plumbing all the test servers
+  share (:mod:`baton.testing._http`).
 * Authentication happens before git is involved. A request without correct credentials gets
   ``401`` with ``WWW-Authenticate: Basic realm="baton-test"`` and the connection is closed (so an
   unread request body can never be mistaken for the next request). git (through libcurl) answers that
@@ -44,10 +45,11 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 from urllib.parse import unquote
+
+from baton.testing._http import BackgroundServer, QuietHandler
 
 REALM = "baton-test"
 _CHUNK = 64 * 1024
@@ -71,8 +73,10 @@ class GitHttpRequest:
 
 
 @dataclass
-class GitHttpServer:
+class GitHttpServer(BackgroundServer):
     """A running git smart-HTTP server; use as a context manager or call :meth:`start`/:meth:`stop`."""
+
+    thread_name = "git-http"
 
     root: Path
     token: str
@@ -81,8 +85,6 @@ class GitHttpServer:
     rejected: int = 0
     requests: list[GitHttpRequest] = field(default_factory=list)
     backend_errors: list[str] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = field(default=None, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def url(self, name: str) -> str:
@@ -91,38 +93,13 @@ class GitHttpServer:
             raise RuntimeError("GitHttpServer is not running; call start() first")
         return f"http://127.0.0.1:{self.port}/{name.lstrip('/')}"
 
-    def start(self) -> GitHttpServer:
-        if self._server is not None:
-            return self
-        owner = self
+    def handler_class(self) -> type[_Handler]:
+        return _Handler
 
-        class Handler(_Handler):
-            server_owner = owner
-
-        self.root = Path(self.root).resolve()
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"git-http-{self.port}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def __enter__(self) -> GitHttpServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def start(self) -> Self:
+        if self._server is None:
+            self.root = Path(self.root).resolve()
+        return super().start()
 
     # -- bookkeeping used by the request handler ------------------------------------------------------
 
@@ -184,13 +161,9 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_owner: GitHttpServer
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
+    owner: GitHttpServer
     timeout = 60
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
     def do_GET(self) -> None:
         self._handle()
@@ -201,7 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- request handling ------------------------------------------------------------------------------
 
     def _handle(self) -> None:
-        owner = self.server_owner
+        owner = self.owner
         path, _, query = self.path.partition("?")
         encoding = self.headers.get("Content-Encoding")
         chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
@@ -215,14 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
         owner.record(GitHttpRequest(self.command, path, True, user, encoding, chunked, status))
 
     def _unauthorized(self) -> None:
-        payload = b"authentication required\n"
-        self.send_response(401)
-        self.send_header("WWW-Authenticate", f'Basic realm="{REALM}"')
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(payload)
+        headers = {"WWW-Authenticate": f'Basic realm="{REALM}"', "Connection": "close"}
+        self._send(401, b"authentication required\n", "text/plain", headers)
         self.close_connection = True
 
     def _read_body(self, chunked: bool) -> bytes:
@@ -240,11 +207,10 @@ class _Handler(BaseHTTPRequestHandler):
                 parts.append(self.rfile.read(size))
                 self.rfile.readline()  # CRLF after the chunk data
             return b"".join(parts)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+        return self._body()
 
     def _cgi_env(self, path: str, query: str, user: str, body: bytes) -> dict[str, str]:
-        owner = self.server_owner
+        owner = self.owner
         env = owner.backend_env()
         env.update(
             {
@@ -277,13 +243,13 @@ class _Handler(BaseHTTPRequestHandler):
             proc = subprocess.Popen(
                 ["git", "http-backend"],
                 env=env,
-                cwd=str(self.server_owner.root),
+                cwd=str(self.owner.root),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
         except OSError as exc:
-            self.server_owner.record_backend_error(f"cannot start git http-backend: {exc}")
+            self.owner.record_backend_error(f"cannot start git http-backend: {exc}")
             self._plain(500, b"cannot start git http-backend\n")
             return 500
         with proc:
@@ -310,7 +276,7 @@ class _Handler(BaseHTTPRequestHandler):
                 drainer.join(timeout=max(0.0, deadline - time.monotonic()))
             text = b"".join(errors).decode("utf-8", "replace").strip()
             if text:
-                self.server_owner.record_backend_error(text)
+                self.owner.record_backend_error(text)
         return status
 
     def _relay(self, out: IO[bytes]) -> int:
@@ -360,11 +326,7 @@ class _Handler(BaseHTTPRequestHandler):
         return status
 
     def _plain(self, status: int, payload: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        self._send(status, payload, "text/plain")
 
 
 def _feed(stream: IO[bytes], body: bytes) -> None:

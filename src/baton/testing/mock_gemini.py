@@ -21,29 +21,26 @@ carried its history: a fresh Gemini conversation sends 1, and each resumed turn 
 
 Every request is kept in :attr:`MockGemini.requests`. ``delay`` holds each conversation reply back for
 that many seconds before the first byte (a slow model, for kill-mid-run tests); ``fail_status``
-answers every request with that HTTP status.
+answers every request with that HTTP status. The server plumbing (start/stop, the request log, JSON
+and SSE replies) is shared with the other mocks in :mod:`baton.testing._http`.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
+
+from baton.testing._http import JsonHandler, MockServer, RecordedRequest
 
 STREAM = ":streamGenerateContent"
 GENERATE = ":generateContent"
 
 
 @dataclass
-class MockRequest:
+class MockRequest(RecordedRequest):
     """One request the mock received."""
-
-    path: str
-    body: dict[str, Any]
 
     @property
     def method(self) -> str:
@@ -88,28 +85,22 @@ class MockRequest:
 
 
 @dataclass
-class MockGemini:
+class MockGemini(MockServer[MockRequest]):
     """A running mock server; use as a context manager or call :meth:`start`/:meth:`stop`."""
 
-    port: int = 0
-    delay: float = 0.0
-    fail_status: int | None = None
-    requests: list[MockRequest] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _turns: int = field(default=0, repr=False)
+    block_on_close: ClassVar[bool] = False  # a reply held back by ``delay`` must not hold up stop()
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def handler_class(self) -> type[_Handler]:
+        return _Handler
 
     def env(self) -> dict[str, str]:
         """The environment that points the Gemini CLI at this server with its own traffic off.
 
         The API key only has to be present; ``GEMINI_CLI_TRUST_WORKSPACE`` avoids the untrusted-folder
         exit (55) in a fresh worktree; ``GEMINI_CLI_NO_RELAUNCH`` skips the child-process relaunch (a
-        faster start, and one process to kill)."""
+        faster start, and one process to kill). Nothing is written to the home (:meth:`configure_home`):
+        the Gemini adapter manages ``settings.json`` (auth type, telemetry, …)."""
         return {
             "GEMINI_API_KEY": "mock-key",
             "GOOGLE_GEMINI_BASE_URL": self.url,
@@ -119,64 +110,21 @@ class MockGemini:
             "GEMINI_CLI_NO_RELAUNCH": "true",
         }
 
-    def configure_home(self, home: Path) -> None:
-        """Nothing to write: the Gemini adapter manages ``settings.json`` (auth type, telemetry, …)."""
-
-    def conversation(self) -> list[MockRequest]:
-        """The conversation requests, in order (routing, title and other utility calls left out)."""
-        with self._lock:
-            return [r for r in self.requests if r.is_conversation]
-
     def content_counts(self) -> list[int]:
         """How many ``contents`` each conversation request carried, in order."""
         return [len(r.contents) for r in self.conversation()]
-
-    # -- the MockModel interface shared by the three mocks (see baton.testing) --
 
     def history_counts(self) -> list[int]:
         """History items each conversation request carried (``contents`` entries, for this API)."""
         return self.content_counts()
 
-    def texts(self) -> list[str]:
-        """All the text each conversation request carried, in order."""
-        return [r.text() for r in self.conversation()]
-
-    def record(self, path: str, body: dict[str, Any]) -> tuple[MockRequest, int]:
-        """Keep a request; returns it and, for a conversation turn, its 1-based turn number."""
-        request = MockRequest(path, body)
-        with self._lock:
-            self.requests.append(request)
-            if request.is_conversation:
-                self._turns += 1
-                return request, self._turns
-            return request, 0
-
-    def start(self) -> MockGemini:
-        mock = self
-
-        class Handler(_Handler):
-            owner = mock
-
+    def start(self) -> Self:
         self._stopping.clear()
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self._server.block_on_close = False  # a reply held back by ``delay`` must not hold up stop()
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
         self._stopping.set()  # wakes replies still waiting out ``delay``
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> MockGemini:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop()
 
 
 def reply_text(number: int, count: int) -> str:
@@ -221,37 +169,27 @@ def _response(text: str, count: int, model: str, finished: bool) -> dict[str, An
     return chunk
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     owner: MockGemini
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_HEAD(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
 
     def do_GET(self) -> None:
-        if self.path.split("?")[0].startswith("/v1beta/models"):
+        if self._route().startswith("/v1beta/models"):
             self._json(200, {"models": []})
         else:
             self._json(200, {"ok": True})
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b"{}"
         try:
-            body = json.loads(raw or b"{}")
+            body = self._json_body()
         except json.JSONDecodeError:
             self._json(400, _error(400, "INVALID_ARGUMENT", "body is not JSON"))
             return
-        path = self.path.split("?")[0]
+        path = self._route()
         if not path.startswith("/v1beta/models/") or not isinstance(body, dict):
             self._json(404, _error(404, "NOT_FOUND", f"no such method: {path}"))
             return
-        request, number = self.owner.record(path, body)
+        request = MockRequest(path, body)
+        number = self.owner.record(request)
         if self.owner.fail_status is not None:
             self._json(self.owner.fail_status, _error(self.owner.fail_status, "INTERNAL", "mock failure"))
             return
@@ -272,28 +210,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             text = "Mock session title"
         if request.method == "streamGenerateContent":
-            self._stream(text, count, request.model)
+            # two chunks, as the real API streams: the text, then an empty part with the finish reason
+            chunks = [_response(text, count, request.model, False), _response("", count, request.model, True)]
+            self._sse(f"data: {json.dumps(chunk)}\r\n\r\n" for chunk in chunks)
         else:
             self._json(200, _response(text, count, request.model, finished=True))
-
-    def _json(self, status: int, obj: dict[str, Any]) -> None:
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _stream(self, text: str, count: int, model: str) -> None:
-        # two chunks, as the real API streams: the text, then an empty part with the finish reason
-        chunks = [_response(text, count, model, finished=False), _response("", count, model, finished=True)]
-        payload = b"".join(f"data: {json.dumps(chunk)}\r\n\r\n".encode() for chunk in chunks)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
 
 
 def _error(code: int, status: str, message: str) -> dict[str, Any]:
@@ -302,16 +223,7 @@ def _error(code: int, status: str, message: str) -> dict[str, Any]:
 
 def main() -> None:
     """``python -m baton.testing.mock_gemini [PORT]``: serve until interrupted."""
-    import sys
-
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    with MockGemini(port=port) as mock:
-        print(mock.url, flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+    MockGemini.serve_until_interrupted()
 
 
 if __name__ == "__main__":

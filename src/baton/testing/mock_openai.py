@@ -12,34 +12,33 @@ growing count proves that a resumed conversation carried its history (4 items on
 Codex does not read a base URL from the environment: it reads its model provider from
 ``$CODEX_HOME/config.toml``. :meth:`MockOpenAI.configure_home` merges a ``[model_providers.mock]``
 table pointing here (plus ``model_provider`` and ``model``) into that file, keeping every other key;
-:meth:`MockOpenAI.env` supplies the API key the provider names. The TOML reading and writing lives in
-:mod:`baton.agents.codex` (``read_toml``/``write_toml``), which owns the rest of that file.
+:meth:`MockOpenAI.env` supplies the API key the provider names. The TOML reading and writing is
+:mod:`baton.tomlw`'s, as for the Codex adapter, which owns the rest of that file.
 
 Every request is kept in :attr:`MockOpenAI.requests`. ``delay`` holds each reply back for that many
 seconds before the first byte (a slow model, for kill-mid-run tests); ``fail_status`` answers every
-conversation request with that HTTP status.
+conversation request with that HTTP status. The server plumbing (start/stop, the request log, JSON
+and SSE replies) is shared with the other mocks in :mod:`baton.testing._http`.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from baton.testing._http import JsonHandler, MockServer, RecordedRequest
+from baton.tomlw import read_toml, write_toml
 
 API_KEY_ENV = "MOCK_API_KEY"
 MODEL = "gpt-5.5"  # in Codex's built-in catalogue: an unknown name adds a metadata warning event
 
 
 @dataclass
-class MockRequest:
+class MockRequest(RecordedRequest):
     """One request the mock received."""
-
-    path: str
-    body: dict[str, Any]
 
     @property
     def input(self) -> list[Any]:
@@ -71,19 +70,11 @@ def _collect_text(value: Any, parts: list[str]) -> None:
 
 
 @dataclass
-class MockOpenAI:
+class MockOpenAI(MockServer[MockRequest]):
     """A running mock server; use as a context manager or call :meth:`start`/:meth:`stop`."""
 
-    port: int = 0
-    delay: float = 0.0
-    fail_status: int | None = None
-    requests: list[MockRequest] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def handler_class(self) -> type[_Handler]:
+        return _Handler
 
     def env(self) -> dict[str, str]:
         """The API key the provider names. Nothing else is needed to keep Codex offline: the provider
@@ -105,8 +96,6 @@ class MockOpenAI:
 
     def configure_home(self, home: Path) -> None:
         """Merge this server as Codex's model provider into ``home/config.toml``, keeping other keys."""
-        from baton.agents.codex import read_toml, write_toml
-
         home.mkdir(parents=True, exist_ok=True)
         path = home / "config.toml"
         config = read_toml(path)
@@ -118,48 +107,12 @@ class MockOpenAI:
         config["model"] = MODEL
         write_toml(path, config)
 
-    # -- the MockModel interface shared by the three mocks (see baton.testing) --
-
     def conversation_requests(self) -> list[MockRequest]:
-        with self._lock:
-            return [r for r in self.requests if r.is_conversation]
+        return self.conversation()
 
     def history_counts(self) -> list[int]:
         """How many ``input`` items each conversation request carried, in order."""
-        return [len(r.input) for r in self.conversation_requests()]
-
-    def texts(self) -> list[str]:
-        """All the text each conversation request carried, in order."""
-        return [r.text() for r in self.conversation_requests()]
-
-    def record(self, path: str, body: dict[str, Any]) -> int:
-        with self._lock:
-            self.requests.append(MockRequest(path, body))
-            return sum(1 for r in self.requests if r.is_conversation)
-
-    def start(self) -> MockOpenAI:
-        mock = self
-
-        class Handler(_Handler):
-            owner = mock
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> MockOpenAI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return [len(r.input) for r in self.conversation()]
 
 
 def reply_text(number: int, count: int) -> str:
@@ -217,41 +170,29 @@ def events(body: dict[str, Any], text: str, number: int, count: int) -> list[dic
     return [{**event, "sequence_number": n} for n, event in enumerate(seq)]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     owner: MockOpenAI
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_HEAD(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
 
     def do_GET(self) -> None:
-        path = self.path.split("?")[0]
+        path = self._route()
         if path.startswith("/v1/models"):
             self._json(200, {"object": "list", "data": [{"id": MODEL, "object": "model"}]})
         else:
             self._json(404, {"error": {"message": f"no such path {path}", "type": "invalid_request_error"}})
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b"{}"
         try:
-            body = json.loads(raw or b"{}")
+            body = self._json_body()
         except json.JSONDecodeError:
             self._json(400, {"error": {"message": "body is not JSON", "type": "invalid_request_error"}})
             return
         if not isinstance(body, dict):
             body = {}
-        path = self.path.split("?")[0]
+        path = self._route()
+        number = self.owner.record(MockRequest(path, body))
         if not path.startswith("/v1/responses"):
-            self.owner.record(path, body)
             self._json(404, {"error": {"message": f"no such path {path}", "type": "invalid_request_error"}})
             return
-        number = self.owner.record(path, body)
         if self.owner.delay:
             time.sleep(self.owner.delay)
         if self.owner.fail_status is not None:
@@ -261,37 +202,14 @@ class _Handler(BaseHTTPRequestHandler):
         text = reply_text(number, count)
         stream = events(body, text, number, count)
         if body.get("stream"):
-            payload = b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in stream)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self._sse(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in stream)
         else:
             self._json(200, stream[-1]["response"])
-
-    def _json(self, status: int, obj: dict[str, Any]) -> None:
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 def main() -> None:
     """``python -m baton.testing.mock_openai [PORT]``: serve until interrupted."""
-    import sys
-
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    with MockOpenAI(port=port) as mock:
-        print(mock.url, flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+    MockOpenAI.serve_until_interrupted()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,47 @@
+"""Settings files that baton shares with an agent CLI: read them, force baton's keys into them, and
+write them back so that neither a crash nor a concurrent reader ever sees half a file.
+
+Each adapter owns its file's format and its own error messages; this module holds what they all do
+alike. :func:`merge` forces baton's keys into the user's, key by key into nested tables, so every
+other key a user (or a mock's provider table) set is kept. :func:`atomic_write_text` writes to a
+temporary file next to the target (``.<name>.*.baton-tmp``, so it is on the same file system and
+recognisably baton's) and renames it over the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def merge(base: dict[str, Any], forced: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with every value of ``forced`` set, tables merged key by key (``base`` is unchanged)."""
+    out = dict(base)
+    for key, value in forced.items():
+        current = out.get(key)
+        out[key] = merge(current, value) if isinstance(value, dict) and isinstance(current, dict) else value
+    return out
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, creating its directory: a temporary file in the
+    same directory, then a rename. The temporary file is removed if anything fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".baton-tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically (:func:`atomic_write_text`)."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,66 @@
+"""Plan progress in the SQL store: one row per plan, its tasks' states as a JSON list.
+
+A plan has a handful to a few dozen tasks and is written by one runner at a time (it holds the plan's
+lease), so rewriting the row on each task change is simple and atomic.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import AbstractContextManager
+from dataclasses import asdict
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from baton.models import PlanRecord, TaskState, TaskStatus
+
+plans = sa.table(
+    "plans",
+    *(
+        sa.column(n)
+        for n in (
+            "id",
+            "agent",
+            "repo",
+            "thread",
+            "file",
+            "status",
+            "session_id",
+            "tasks",
+            "created_at",
+            "updated_at",
+        )
+    ),
+)
+
+
+class PlanTables:
+    """Mixed into :class:`baton.store.sql.SQLStore`, which provides ``_tx``."""
+
+    def _tx(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def save_plan(self, plan: PlanRecord) -> None:
+        values = {**asdict(plan), "tasks": json.dumps([asdict(t) for t in plan.tasks])}
+        with self._tx() as conn:
+            if conn.execute(sa.update(plans).where(plans.c.id == plan.id).values(values)).rowcount == 0:
+                conn.execute(sa.insert(plans).values(values))
+
+    def get_plan(self, plan_id: str) -> PlanRecord | None:
+        with self._tx() as conn:
+            row = conn.execute(sa.select(plans).where(plans.c.id == plan_id)).first()
+        return _plan(row._mapping) if row else None
+
+    def list_plans(self) -> list[PlanRecord]:
+        with self._tx() as conn:
+            return [
+                _plan(r._mapping) for r in conn.execute(sa.select(plans).order_by(plans.c.updated_at.desc()))
+            ]
+
+
+def _plan(row: Any) -> PlanRecord:
+    data = dict(row)
+    data["tasks"] = [TaskState(**{**t, "status": TaskStatus(t["status"])}) for t in json.loads(data["tasks"])]
+    return PlanRecord(**data)

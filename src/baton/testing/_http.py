@@ -1,0 +1,215 @@
+"""The HTTP plumbing under every test server: the three mock model APIs and the git smart-HTTP server.
+
+- :class:`QuietServer`: threaded, daemon threads, 127.0.0.1 only, and quiet about clients that hang up
+  mid-reply (a killed agent CLI does exactly that in the fault tests).
+- :class:`BackgroundServer`: a QuietServer served from a daemon thread, started and stopped by
+  :meth:`~BackgroundServer.start`/:meth:`~BackgroundServer.stop` or ``with``. A subclass names its
+  request handler in :meth:`~BackgroundServer.handler_class`; the handler reaches the object that
+  started it as ``self.owner``.
+- :class:`QuietHandler`: HTTP/1.1 with keep-alive, request logging silenced, helpers to read a body
+  and send a whole reply. :class:`JsonHandler` adds what a model API speaks: JSON in, JSON or
+  server-sent events out.
+- :class:`MockServer` and :class:`RecordedRequest`: what the three mock model APIs share (``port``,
+  ``delay``, ``fail_status``, the requests kept under a lock, the numbering of conversation turns);
+  each mock adds its API's routes, replies and request fields.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", port), handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipe, ConnectionReset: the client left
+            return
+        super().handle_error(request, client_address)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that logs nothing; ``owner`` is the :class:`BackgroundServer` it serves."""
+
+    owner: Any
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _route(self) -> str:
+        """The request path without its query string."""
+        return self.path.split("?")[0]
+
+    def _body(self) -> bytes:
+        """The request body as ``Content-Length`` gives it (empty without one)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send(
+        self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        """A whole reply, with its ``Content-Length``."""
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class JsonHandler(QuietHandler):
+    """A mock model API's handler: ``HEAD`` answers 200, request bodies are JSON, replies JSON or SSE."""
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _json_body(self) -> Any:
+        """The request body parsed as JSON, ``{}`` when empty; raises :class:`json.JSONDecodeError`."""
+        return json.loads(self._body() or b"{}")
+
+    def _json(self, status: int, obj: dict[str, Any]) -> None:
+        self._send(status, json.dumps(obj).encode(), "application/json")
+
+    def _sse(self, frames: Iterable[str]) -> None:
+        """A 200 ``text/event-stream`` reply made of ``frames`` (each a whole event), sent at once."""
+        self._send(200, "".join(frames).encode(), "text/event-stream", {"Cache-Control": "no-cache"})
+
+
+class BackgroundServer:
+    """A :class:`QuietServer` served from a daemon thread; use as a context manager or call
+    :meth:`start`/:meth:`stop`. A subclass (a dataclass) has a ``port`` field: 0 asks for any free
+    port, and :meth:`start` replaces it with the port bound."""
+
+    port: int
+    thread_name: ClassVar[str] = "test-http"
+    block_on_close: ClassVar[bool] = True  # False: stop() does not wait for replies still in progress
+    _server: QuietServer | None = None
+    _thread: threading.Thread | None = None
+
+    def handler_class(self) -> type[QuietHandler]:
+        """The handler class serving requests; :meth:`start` binds a subclass of it to this server."""
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        if self._server is not None:
+            return self
+        bound = type(f"{type(self).__name__}Handler", (self.handler_class(),), {"owner": self})
+        self._server = QuietServer(self.port, cast(type[QuietHandler], bound))
+        self._server.block_on_close = self.block_on_close
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"{self.thread_name}-{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class RecordedRequest:
+    """One request a mock received; each mock's ``MockRequest`` reads its API's fields from ``body``."""
+
+    path: str
+    body: dict[str, Any]
+
+    @property
+    def is_conversation(self) -> bool:
+        """A turn of the conversation, not a routing, title or other utility call."""
+        return True
+
+    def text(self) -> str:
+        """All the text the request's history carried, joined (for asserting what was sent)."""
+        raise NotImplementedError
+
+
+R = TypeVar("R", bound=RecordedRequest)
+
+
+@dataclass
+class MockServer(BackgroundServer, Generic[R]):
+    """A mock model API: the part of :class:`baton.testing.MockModel` every mock implements alike.
+
+    ``delay`` holds each reply back for that many seconds before the first byte (a slow model, for
+    kill-mid-run tests); ``fail_status`` answers requests with that HTTP status; every request is kept
+    in :attr:`requests`."""
+
+    port: int = 0
+    delay: float = 0.0
+    fail_status: int | None = None
+    requests: list[R] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _turns: int = field(default=0, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The environment that points the agent CLI at this server, with the CLI's own traffic off."""
+        raise NotImplementedError
+
+    def configure_home(self, home: Path) -> None:
+        """Nothing to write by default: the agent finds this server through :meth:`env`."""
+
+    def history_counts(self) -> list[int]:
+        """History items each conversation request carried, in order."""
+        raise NotImplementedError
+
+    def texts(self) -> list[str]:
+        """All the text each conversation request carried, in order."""
+        return [r.text() for r in self.conversation()]
+
+    def conversation(self) -> list[R]:
+        """The conversation requests, in order (routing, title and other utility calls left out)."""
+        with self._lock:
+            return [r for r in self.requests if r.is_conversation]
+
+    def record(self, request: R) -> int:
+        """Keep a request; returns its 1-based turn number if it is a conversation request, else 0."""
+        with self._lock:
+            self.requests.append(request)
+            if not request.is_conversation:
+                return 0
+            self._turns += 1
+            return self._turns
+
+    @classmethod
+    def serve_until_interrupted(cls) -> None:
+        """``python -m baton.testing.<mock> [PORT]``: print the URL, then serve until Ctrl-C."""
+        port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+        with cls(port=port) as mock:
+            print(mock.url, flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
