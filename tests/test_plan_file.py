@@ -95,7 +95,8 @@ BAD = [
         "p.yaml:7: task 1 retries needs on_failure: retry",
     ),
     (
-        "id: x\nagent: claude\nrepo: r\ntasks:\n  - id: a\n    prompt: p\n    on_failure: retry\n    retries: yes\n",
+        "id: x\nagent: claude\nrepo: r\ntasks:\n  - id: a\n    prompt: p\n"
+        "    on_failure: retry\n    retries: yes\n",
         "retries must be a whole number",
     ),
     (

@@ -163,9 +163,7 @@ def mark_crashed(store: Store, key: Key) -> list[RunRecord]:
     """Runs of ``key`` still ``running`` while we hold its lease belong to dead runners: mark them
     ``crashed`` and kill whatever of their agent outlived its runner on this host."""
     crashed = []
-    for record in store.list_runs(key.agent, key.repo.slug, key.thread, limit=20):
-        if record.outcome != Outcome.RUNNING:
-            continue
+    for record in store.list_runs(key.agent, key.repo.slug, key.thread, limit=100, outcome=Outcome.RUNNING):
         if record.host == HOST:
             kill_tagged("BATON_RUN_ID", record.id)
         store.update_run(

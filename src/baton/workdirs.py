@@ -169,24 +169,55 @@ class Workdirs:
         raise BadInput(f"base {base!r} is not a branch, tag or commit of the repository")
 
     def checkpoint(self, key: Key, worktree: Path) -> str | None:
-        """Record the worktree's uncommitted state; returns the checkpoint commit, or None if clean."""
-        if not (worktree / ".git").is_file():
+        """Record the worktree's uncommitted state; returns the checkpoint commit, or None if clean.
+
+        A clean worktree costs one ``git status`` (which uses the index's stat cache). A dirty one is
+        staged into a *copy* of the worktree's own index — stat data included, so only changed files are
+        re-hashed — never into the index itself."""
+        dot_git = worktree / ".git"
+        if not dot_git.is_file():
+            return None
+        ref = self.checkpoint_ref(key)
+        status = run_git(
+            [
+                "status",
+                "--porcelain",
+                "-z",
+                "--untracked-files=all",
+                "--no-renames",
+                "--ignore-submodules=all",
+            ],
+            cwd=worktree,
+        )
+        if not status:
+            if self._has_checkpoint(key):
+                run_git(["update-ref", "-d", ref], cwd=worktree)
             return None
         env = self._env(key.agent)
+        gitdir = Path(dot_git.read_text().removeprefix("gitdir:").strip())
         with tempfile.TemporaryDirectory(prefix="baton-index-") as tmp:
-            idx_env = {**env, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
-            run_git(["read-tree", "HEAD"], cwd=worktree, env=idx_env)
+            index = Path(tmp) / "index"
+            idx_env = {**env, "GIT_INDEX_FILE": str(index)}
+            if (gitdir / "index").is_file():
+                shutil.copyfile(gitdir / "index", index)
+            else:
+                run_git(["read-tree", "HEAD"], cwd=worktree, env=idx_env)
             run_git(["add", "-A", "."], cwd=worktree, env=idx_env)
             tree = run_git(["write-tree"], cwd=worktree, env=idx_env)
-        ref = self.checkpoint_ref(key)
-        if tree == run_git(["rev-parse", "HEAD^{tree}"], cwd=worktree):
-            run_git(["update-ref", "-d", ref], cwd=worktree)
-            return None
         commit = run_git(
             ["commit-tree", tree, "-p", "HEAD", "-m", f"baton checkpoint of {key}"], cwd=worktree, env=env
         )
         run_git(["update-ref", ref, commit], cwd=worktree)
         return commit
+
+    def _has_checkpoint(self, key: Key) -> bool:
+        """Without a git process: the ref is a loose file, or a line of packed-refs after a gc."""
+        cache = self.cache_path(key.repo)
+        ref = self.checkpoint_ref(key)
+        if (cache / ref).is_file():
+            return True
+        packed = cache / "packed-refs"
+        return packed.is_file() and f" {ref}\n" in packed.read_text()
 
     def _restore_checkpoint(self, key: Key, cache: Path, worktree: Path) -> None:
         ref = self.checkpoint_ref(key)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from baton.models import Lease, PlanRecord, RunRecord, SessionRecord, Snapshot
+from baton.models import Lease, Outcome, PlanRecord, RunRecord, SessionRecord, Snapshot
 
 
 class Store(Protocol):
@@ -24,7 +24,12 @@ class Store(Protocol):
     def update_run(self, run_id: str, **fields: Any) -> None: ...
     def get_run(self, run_id: str) -> RunRecord | None: ...
     def list_runs(
-        self, agent: str | None = None, repo: str | None = None, thread: str | None = None, limit: int = 50
+        self,
+        agent: str | None = None,
+        repo: str | None = None,
+        thread: str | None = None,
+        limit: int = 50,
+        outcome: Outcome | None = None,
     ) -> list[RunRecord]: ...
     def delete_runs(self, agent: str, repo: str, thread: str) -> list[RunRecord]: ...
 

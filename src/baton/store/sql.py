@@ -232,10 +232,15 @@ class SQLStore(PlanTables):
         return _run(row._mapping) if row else None
 
     def list_runs(
-        self, agent: str | None = None, repo: str | None = None, thread: str | None = None, limit: int = 50
+        self,
+        agent: str | None = None,
+        repo: str | None = None,
+        thread: str | None = None,
+        limit: int = 50,
+        outcome: Outcome | None = None,
     ) -> list[RunRecord]:
         query = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)
-        for name, value in (("agent", agent), ("repo", repo), ("thread", thread)):
+        for name, value in (("agent", agent), ("repo", repo), ("thread", thread), ("outcome", outcome)):
             if value is not None:
                 query = query.where(runs.c[name] == value)
         with self._tx() as conn:
