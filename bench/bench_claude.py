@@ -1,0 +1,169 @@
+"""Benchmark 1: a resumed turn of the REAL Claude Code CLI, through baton and directly.
+
+All three variants resume an existing conversation against the in-process mock Anthropic API, in a
+git worktree of the same small repository, with their own conversation each (so every variant's
+history grows by one turn per repetition, in step with the others):
+
+- (a) ``baton.run(RunRequest(agent="claude", ...))``, the Python API, in this process;
+- (b) ``baton run -a claude -r REPO -t THREAD PROMPT``, the CLI, as a subprocess;
+- baseline: ``claude -p PROMPT --output-format stream-json --verbose --resume ID`` as a subprocess,
+  with ``CLAUDE_CONFIG_DIR`` set to its own directory.
+
+Every turn is checked: it succeeded, kept the same session id, and the mock's reply shows the request
+carried two more messages than the previous turn of that conversation (proof it really resumed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from common import Row, clean_environ, clock, interleave, median, sh
+
+from baton import Mode, RunRequest, load_settings, run
+from baton.agents import ClaudeAgent, get_agent
+from baton.settings import Settings
+from baton.testing.mock_anthropic import MockAnthropic
+
+COUNT_RE = re.compile(r"received (\d+) messages")
+
+
+@contextmanager
+def patched_environ(values: dict[str, str]) -> Iterator[None]:
+    """baton.run launches the agent with this process's environment: point it at the mock."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class History:
+    """Checks that one conversation's message count grows by exactly two per turn."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.count: int | None = None
+
+    def check(self, text: str | None) -> None:
+        match = COUNT_RE.search(text or "")
+        if not match:
+            raise RuntimeError(f"{self.label}: unexpected reply {text!r}")
+        count = int(match.group(1))
+        if self.count is not None and count != self.count + 2:
+            expected = self.count + 2
+            raise RuntimeError(f"{self.label}: the request carried {count} messages, not {expected}")
+        self.count = count
+
+
+def direct_worktree(source: Path, cache: Path, workdir: Path, branch: str) -> None:
+    """A worktree of ``source`` for the baseline, made the way baton makes its own (bare clone +
+    ``git worktree add``), so both sides run in the same kind of directory."""
+    sh(["git", "clone", "--bare", "--quiet", str(source), str(cache)])
+    sh(["git", "-C", str(cache), "worktree", "add", "--quiet", "-b", branch, str(workdir), "main"])
+
+
+def baton_cli() -> list[str]:
+    beside = Path(sys.executable).parent / "baton"
+    if beside.is_file():
+        return [str(beside)]
+    found = shutil.which("baton")
+    if not found:
+        raise RuntimeError("the `baton` command was not found next to this interpreter or on PATH")
+    return [found]
+
+
+def claude_command(settings: Settings) -> list[str]:
+    """The Claude Code binary baton itself would launch (so both sides run the same one)."""
+    agent = get_agent("claude", settings)
+    assert isinstance(agent, ClaudeAgent)
+    return agent.command
+
+
+def bench_claude(root: Path, source: Path, reps: int) -> list[Row]:
+    """Returns the rows for (a) and (b)."""
+    home = root / "baton-home"
+    settings = load_settings(overrides={"home": str(home)}, environ={})
+    claude = claude_command(settings)
+    repo = str(source)
+    prompt = "benchmark turn: reply in one line"
+
+    # The baseline's own worktree of the same repository, made the way baton makes its own.
+    direct_cache = root / "direct-cache.git"
+    workdir = root / "direct-worktree"
+    direct_worktree(source, direct_cache, workdir, "direct/bench")
+    config_dir = root / "direct-claude-home"
+
+    with MockAnthropic() as mock, patched_environ(mock.env()):
+        api_hist, cli_hist = History("(a) baton.run"), History("(b) baton run")
+        direct_hist = History("claude -p")
+        # First turns (fresh), untimed: each variant gets its own conversation to resume.
+        for thread, hist in (("bench-api", api_hist), ("bench-cli", cli_hist)):
+            request = RunRequest(agent="claude", repo=repo, thread=thread, prompt=prompt)
+            first = run(request, settings=settings)
+            if not first.ok:
+                raise RuntimeError(f"the first baton run failed: {first.run.error}")
+            hist.check(first.run.result)
+        # Same retention setting as baton's agent home, so both CLIs start from the same config.
+        config_dir.mkdir(parents=True)
+        shutil.copy(home / "homes" / "claude" / "settings.json", config_dir / "settings.json")
+        session_id = str(uuid.uuid4())
+        direct_env = {**clean_environ(), **mock.env(), "CLAUDE_CONFIG_DIR": str(config_dir)}
+        cli_env = {**clean_environ(), **mock.env(), "BATON_HOME": str(home)}
+        base_argv = [*claude, "-p", prompt, "--output-format", "stream-json", "--verbose"]
+
+        def direct(args: list[str]) -> None:
+            out = subprocess.run(
+                [*base_argv, *args], cwd=workdir, env=direct_env, capture_output=True, text=True,
+                stdin=subprocess.DEVNULL,
+            )
+            last = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
+            if out.returncode != 0 or last.get("is_error") or last.get("session_id") != session_id:
+                raise RuntimeError(f"claude -p failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+            direct_hist.check(last.get("result"))
+
+        direct(["--session-id", session_id])
+
+        def api(_rep: int) -> float:
+            request = RunRequest(agent="claude", repo=repo, thread="bench-api", prompt=prompt)
+            result, elapsed = clock(lambda: run(request, settings=settings))
+            if not result.ok or result.run.mode != Mode.RESUME:
+                raise RuntimeError(f"(a) baton.run: {result.run.outcome.value}, {result.run.error}")
+            api_hist.check(result.run.result)
+            return elapsed
+
+        def cli(_rep: int) -> float:
+            argv = [*baton_cli(), "run", "-a", "claude", "-r", repo, "-t", "bench-cli", prompt]
+            out, elapsed = clock(lambda: subprocess.run(
+                argv, env=cli_env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            ))
+            if out.returncode != 0 or "mode=resume" not in out.stdout:
+                raise RuntimeError(f"(b) baton run failed ({out.returncode}): {out.stdout} {out.stderr}")
+            cli_hist.check(out.stdout)
+            return elapsed
+
+        def baseline(_rep: int) -> float:
+            return clock(lambda: direct(["--resume", session_id]))[1]
+
+        samples = interleave({"api": api, "cli": cli, "direct": baseline}, reps)
+
+    base = median(samples["direct"])
+    rows = [
+        Row(f"1{tag} {what} resume ÷ `claude -p --resume`", "ratio", median(samples[name]), base, 1.05, reps,
+            samples={"candidate": samples[name], "baseline": samples["direct"]})
+        for tag, what, name in (("a", "`baton.run`", "api"), ("b", "`baton run` CLI", "cli"))
+    ]
+    return rows
