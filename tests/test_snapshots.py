@@ -68,7 +68,7 @@ def test_snapshot_then_hydrate_round_trip(store: SQLStore, agent: Agent) -> None
     snapshot = take_snapshot(store, agent, KEY, SID)
     assert snapshot is not None
     digest = hashlib.sha256(TRANSCRIPT).hexdigest()
-    assert snapshot.files == {f"projects/-w-api/{SID}.jsonl": digest}
+    assert snapshot.files == {f"projects/-w-api/{SID}.jsonl": [digest]}
     assert snapshot.total_bytes == len(TRANSCRIPT)
     assert (snapshot.agent, snapshot.repo, snapshot.thread, snapshot.agent_session_id) == (
         "fake",
@@ -104,8 +104,8 @@ def test_new_snapshot_replaces_the_old_and_drops_its_blob(store: SQLStore, agent
     second = take_snapshot(store, agent, KEY, SID)
     assert second is not None
     assert second.files != first.files
-    assert store.get_blob(next(iter(first.files.values()))) is None
-    assert store.get_blob(next(iter(second.files.values()))) is not None
+    assert store.get_blob(next(iter(first.files.values()))[0]) is None
+    assert store.get_blob(next(iter(second.files.values()))[0]) is not None
 
 
 def test_hydrate_without_a_snapshot_or_for_another_session_is_none(store: SQLStore, agent: Agent) -> None:
@@ -190,3 +190,37 @@ def test_symlink_out_of_the_home_is_rejected(store: SQLStore, agent: Agent, tmp_
     with pytest.raises(StoreError, match="outside the agent home"):
         hydrate(store, agent, KEY, SID, CWD)
     assert list(outside.iterdir()) == []
+
+
+def test_long_transcript_is_chunked_and_unchanged_chunks_are_not_rewritten(tmp_path: Path) -> None:
+    from baton.snapshots import CHUNK, chunks
+
+    line = b'{"type":"user","message":"' + b"x" * 1000 + b'"}\n'
+    data = line * (2 * CHUNK // len(line) + 5)
+    parts = chunks(data)
+    assert b"".join(parts) == data and len(parts) == 3
+    assert all(p.endswith(b"\n") for p in parts)
+    assert chunks(data + line)[:2] == parts[:2], "appending leaves earlier chunks byte-identical"
+
+    settings = load_settings(overrides={"home": str(tmp_path / "home")}, environ={})
+    store = SQLStore(settings.resolved_store_url)
+    agent = get_agent("fake", settings)
+    path = agent.home / "projects" / "-w-api" / f"{SID}.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    first = take_snapshot(store, agent, KEY, SID)
+    written: list[str] = []
+    original = store.put_blob
+
+    def spy(digest: str, blob: bytes, size: int) -> None:
+        written.append(digest)
+        original(digest, blob, size)
+
+    store.put_blob = spy  # type: ignore[method-assign]
+    path.write_bytes(data + line)
+    second = take_snapshot(store, agent, KEY, SID)
+    assert first is not None and second is not None
+    assert len(written) == 1, "only the changed last chunk is compressed and stored"
+    path.unlink()
+    assert hydrate(store, agent, KEY, SID, CWD) is not None
+    assert path.read_bytes() == data + line

@@ -148,15 +148,19 @@ class Lease:
 
 @dataclass
 class Snapshot:
-    """A copy of a session's transcript files: path relative to the agent home → blob hash."""
+    """A copy of a session's transcript files, as content-addressed chunks."""
 
     agent: str
     repo: str
     thread: str
     agent_session_id: str
-    files: dict[str, str]
+    files: dict[str, list[str]]  # path relative to the agent home → digests of its chunks, in order
     total_bytes: int
     created_at: float
+
+    def digests(self) -> set[str]:
+        # a plain string is a one-chunk file (the shape of the first snapshot format)
+        return {d for v in self.files.values() for d in ([v] if isinstance(v, str) else v)}
 
 
 def iso(ts: float | None) -> str | None:

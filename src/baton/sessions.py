@@ -110,7 +110,7 @@ def export_session(store: Store, key: Key) -> dict[str, Any]:
     snapshot = store.get_snapshot(key.agent, key.repo.slug, key.thread)
     blobs: dict[str, dict[str, Any]] = {}
     if snapshot is not None:
-        for digest in set(snapshot.files.values()):
+        for digest in snapshot.digests():
             data = store.get_blob(digest)
             if data is not None:
                 blobs[digest] = {"zlib_b64": base64.b64encode(data).decode()}
@@ -152,7 +152,7 @@ def import_session(
     if store.get_session(key.agent, key.repo.slug, key.thread) is not None and not replace:
         raise BadInput(f"a session for {key} already exists here; pass --replace to overwrite it")
     if snapshot is not None:
-        for digest in snapshot.files.values():
+        for digest in snapshot.digests():
             if digest not in blobs:
                 raise BadInput(f"malformed session export: blob {digest[:12]} is missing")
         for digest, blob in blobs.items():

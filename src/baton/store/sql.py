@@ -9,7 +9,9 @@ one transaction, so two runners on one key can never both win.
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,16 +111,7 @@ class SQLStore(PlanTables):
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            if url.startswith("sqlite"):
-                database = sa.engine.make_url(url).database
-                if database and database != ":memory:":
-                    Path(database).parent.mkdir(parents=True, exist_ok=True)
-                self.engine: Engine = sa.create_engine(url, connect_args={"timeout": 30})
-                event.listen(self.engine, "connect", _sqlite_on_connect)
-                event.listen(self.engine, "begin", _sqlite_on_begin)
-            else:
-                self.engine = sa.create_engine(url, pool_pre_ping=True)
-            self.migrate()
+            self.engine: Engine = _engine(url)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"cannot open the store at {_redact(url)}: {exc.__class__.__name__}: {exc}"
@@ -140,28 +133,7 @@ class SQLStore(PlanTables):
 
     def migrate(self) -> int:
         """Apply pending migrations; returns the schema version."""
-        types = DIALECT_TYPES[self.dialect]
-        with self._tx() as conn:
-            if self.dialect == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
-            conn.execute(
-                sa.text(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations "
-                    "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at "
-                    + types["real"]
-                    + " NOT NULL)"
-                )
-            )
-            done = {row[0] for row in conn.execute(sa.text("SELECT version FROM schema_migrations"))}
-            for version, description, statements in MIGRATIONS:
-                if version in done:
-                    continue
-                for statement in statements:
-                    conn.execute(sa.text(statement.format(**types)))
-                conn.execute(
-                    sa.text("INSERT INTO schema_migrations VALUES (:v, :d, :t)"),
-                    {"v": version, "d": description, "t": time.time()},
-                )
+        migrate(self.engine)
         return self.schema_version()
 
     def schema_version(self) -> int:
@@ -311,7 +283,7 @@ class SQLStore(PlanTables):
             if conn.execute(sa.update(snapshots).where(where).values(values)).rowcount == 0:
                 conn.execute(sa.insert(snapshots).values(values))
             if previous is not None:
-                self._drop_unused_blobs(conn, set(json.loads(previous).values()))
+                self._drop_unused_blobs(conn, _digests(previous) - snapshot.digests())
 
     def get_snapshot(self, agent: str, repo: str, thread: str) -> Snapshot | None:
         with self._tx() as conn:
@@ -328,17 +300,20 @@ class SQLStore(PlanTables):
             previous = conn.execute(sa.select(snapshots.c.files).where(where)).scalar()
             conn.execute(sa.delete(snapshots).where(where))
             if previous is not None:
-                self._drop_unused_blobs(conn, set(json.loads(previous).values()))
+                self._drop_unused_blobs(conn, _digests(previous))
 
     def _drop_unused_blobs(self, conn: Connection, candidates: set[str]) -> None:
         # Only the blobs the replaced snapshot used are candidates: a blob another runner has just put
         # for a snapshot it has not saved yet is in no snapshot, and must not be collected under it.
-        if not candidates:
-            return
-        used: set[str] = set()
-        for (files,) in conn.execute(sa.select(snapshots.c.files)):
-            used.update(json.loads(files).values())
-        unused = candidates - used
+        # Usually one candidate (the transcript's last chunk), looked up across snapshots in SQL.
+        unused = [
+            digest
+            for digest in candidates
+            if conn.execute(
+                sa.select(snapshots.c.thread).where(snapshots.c.files.contains(digest)).limit(1)
+            ).first()
+            is None
+        ]
         if unused:
             conn.execute(sa.delete(blobs).where(blobs.c.digest.in_(unused)))
 
@@ -358,7 +333,70 @@ class SQLStore(PlanTables):
         return [{**r._mapping, "detail": json.loads(r._mapping["detail"])} for r in rows]
 
     def close(self) -> None:
-        self.engine.dispose()
+        """Nothing to release: the engine (and its pool) is shared by every store of this URL."""
+
+
+def migrate(engine: Engine) -> None:
+    """Apply pending migrations, in order, in one transaction (PostgreSQL: under an advisory lock)."""
+    types = DIALECT_TYPES[engine.dialect.name]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at "
+                + types["real"]
+                + " NOT NULL)"
+            )
+        )
+        done = {row[0] for row in conn.execute(sa.text("SELECT version FROM schema_migrations"))}
+        for version, description, statements in MIGRATIONS:
+            if version in done:
+                continue
+            for statement in statements:
+                conn.execute(sa.text(statement.format(**types)))
+            conn.execute(
+                sa.text("INSERT INTO schema_migrations VALUES (:v, :d, :t)"),
+                {"v": version, "d": description, "t": time.time()},
+            )
+
+
+_ENGINES: OrderedDict[str, Engine] = OrderedDict()
+_ENGINES_MAX = 8
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine(url: str) -> Engine:
+    """One engine per URL per process, created and migrated once: each ``run()`` opens the store, and a
+    new engine would recompile every statement and re-check the schema (about 10 ms a run)."""
+    database = sa.engine.make_url(url).database if url.startswith("sqlite") else None
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+        if engine is not None and (database is None or database == ":memory:" or Path(database).exists()):
+            _ENGINES.move_to_end(url)
+            return engine
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if url.startswith("sqlite"):
+            engine = sa.create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_on_connect)
+            event.listen(engine, "begin", _sqlite_on_begin)
+        else:
+            engine = sa.create_engine(url, pool_pre_ping=True)
+        migrate(engine)
+        stale = _ENGINES.pop(url, None)
+        _ENGINES[url] = engine
+        if stale is not None:
+            stale.dispose()
+        while len(_ENGINES) > _ENGINES_MAX:
+            _ENGINES.popitem(last=False)[1].dispose()
+        return engine
+
+
+def _digests(files_json: str) -> set[str]:
+    files = json.loads(files_json)
+    return {d for v in files.values() for d in ([v] if isinstance(v, str) else v)}
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
