@@ -172,3 +172,18 @@ def test_export_import_moves_a_session_to_another_home(cli: Cli, src_repo: Path,
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "something else"}')
     assert cli("sessions", "import", str(bad), env=other).returncode == 2
+
+
+def test_unsupported_mode_is_bad_input(cli: Cli, src_repo: Path, home: Path) -> None:
+    result = cli("run", "-a", "codex", "-r", str(src_repo), "-t", "x", "--mode", "fork", "--fork-from", "y", "p")
+    assert result.returncode == 2
+    assert "agent 'codex' cannot run in mode 'fork'" in result.stderr
+    assert not home.exists()
+
+
+def test_agents_json_lists_capabilities(cli: Cli) -> None:
+    rows = {r["agent"]: r for r in json.loads(cli("agents", "--json").stdout)}
+    assert set(rows) == {"claude", "codex", "gemini", "fake"}
+    assert rows["codex"]["capabilities"]["fork"] is False and rows["gemini"]["capabilities"]["fork"] is True
+    assert all(r["installed"] and r["version"] for r in rows.values()), rows
+    assert rows["claude"]["home"].endswith("homes/claude")
