@@ -175,7 +175,9 @@ def test_export_import_moves_a_session_to_another_home(cli: Cli, src_repo: Path,
 
 
 def test_unsupported_mode_is_bad_input(cli: Cli, src_repo: Path, home: Path) -> None:
-    result = cli("run", "-a", "codex", "-r", str(src_repo), "-t", "x", "--mode", "fork", "--fork-from", "y", "p")
+    result = cli(
+        "run", "-a", "codex", "-r", str(src_repo), "-t", "x", "--mode", "fork", "--fork-from", "y", "p"
+    )
     assert result.returncode == 2
     assert "agent 'codex' cannot run in mode 'fork'" in result.stderr
     assert not home.exists()
