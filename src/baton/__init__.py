@@ -6,7 +6,8 @@ The Python API is the core; the CLI (and later the HTTP service and workers) cal
 from baton.errors import AgentError, BadInput, BatonError, Busy, GitError, NotFound, StoreError
 from baton.keys import Key, Repo, make_key, parse_repo
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
-from baton.runner import RunRequest, RunResult, run
+from baton.request import RunRequest, RunResult
+from baton.runner import run
 from baton.sessions import Scope, export_session, get_session, import_session, reset_session, resolve_key
 from baton.settings import Settings, load_settings
 from baton.store import Store, open_store

@@ -34,7 +34,8 @@ from baton.doctor import run_doctor
 from baton.doctor import to_json as doctor_json
 from baton.errors import BadInput, BatonError
 from baton.models import Mode, Outcome
-from baton.runner import RunRequest, RunResult, run
+from baton.request import RunRequest, RunResult
+from baton.runner import run
 from baton.settings import load_settings
 
 T = TypeVar("T")

@@ -21,7 +21,8 @@ from rich.console import Console
 
 from baton.agents.claude import ClaudeAgent
 from baton.errors import AgentError
-from baton.runner import RunRequest, RunResult, run
+from baton.request import RunRequest, RunResult
+from baton.runner import run
 from baton.settings import load_settings
 from baton.testing.mock_anthropic import MockAnthropic
 

@@ -24,7 +24,8 @@ from baton.keys import make_key
 from baton.leases import LeaseHolder
 from baton.models import Outcome, PlanRecord, RunRecord, TaskState, TaskStatus
 from baton.plan_file import Plan, Task
-from baton.runner import RunRequest, run
+from baton.request import RunRequest
+from baton.runner import run
 from baton.settings import Settings
 from baton.store.base import Store
 

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,70 +32,11 @@ from baton.leases import HOST, LeaseHolder
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
 from baton.process import kill_tagged, run_process
 from baton.prompts import recap, render
+from baton.request import RunRequest, RunResult
 from baton.settings import Settings, load_settings
 from baton.snapshots import hydrate, take_snapshot
 from baton.store import Store, open_store
 from baton.workdirs import Workdirs, branch_for, run_git
-
-EventCallback = Callable[[RunRecord, dict[str, Any]], None]
-
-
-@dataclass
-class RunRequest:
-    """What to run: a key, an instruction and how to run it."""
-
-    agent: str
-    repo: str
-    thread: str
-    prompt: str
-    mode: Mode = Mode.AUTO
-    branch: str | None = None
-    base: str | None = None
-    context: str | None = None  # task context, added to full and recap prompts only
-    fork_from: str | None = None  # with mode fork: the thread whose conversation to branch from
-    timeout: float | None = None
-    retries: int = 0
-    wait: float = 0.0
-    cancel: threading.Event = field(default_factory=threading.Event)
-    on_event: EventCallback | None = None  # live subscriber: every agent event as it arrives
-    on_start: Callable[[RunRecord], None] | None = None
-
-
-@dataclass
-class RunResult:
-    """The outcome of :func:`run`: the last attempt, every attempt, and the session after them."""
-
-    run: RunRecord
-    attempts: list[RunRecord]
-    session: SessionRecord
-
-    @property
-    def ok(self) -> bool:
-        return self.run.outcome == Outcome.SUCCEEDED
-
-    def to_json(self) -> dict[str, Any]:
-        run = self.run
-        return {
-            "run_id": run.id,
-            "agent": run.agent,
-            "repo": run.repo,
-            "thread": run.thread,
-            "session_id": self.session.agent_session_id,
-            "mode": run.mode.value,
-            "prompt_kind": run.prompt_kind.value,
-            "outcome": run.outcome.value,
-            "attempt": run.attempt,
-            "result": run.result,
-            "error": run.error,
-            "usage": run.usage,
-            "cost_usd": run.cost_usd,
-            "worktree": self.session.worktree,
-            "branch": self.session.branch,
-            "duration_s": run.duration_s,
-            "runs": [
-                {"run_id": a.id, "mode": a.mode.value, "outcome": a.outcome.value} for a in self.attempts
-            ],
-        }
 
 
 def run(request: RunRequest, settings: Settings | None = None, store: Store | None = None) -> RunResult:
