@@ -16,64 +16,18 @@ carried two more messages than the previous turn of that conversation (proof it 
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from common import Row, clean_environ, clock, interleave, median, sh
+from common import History, Row, clean_environ, clock, direct_worktree, interleave, median, patched_environ
 
 from baton import Mode, RunRequest, load_settings, run
 from baton.agents import ClaudeAgent, get_agent
 from baton.settings import Settings
 from baton.testing.mock_anthropic import MockAnthropic
-
-COUNT_RE = re.compile(r"received (\d+) messages")
-
-
-@contextmanager
-def patched_environ(values: dict[str, str]) -> Iterator[None]:
-    """baton.run launches the agent with this process's environment: point it at the mock."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-class History:
-    """Checks that one conversation's message count grows by exactly two per turn."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.count: int | None = None
-
-    def check(self, text: str | None) -> None:
-        match = COUNT_RE.search(text or "")
-        if not match:
-            raise RuntimeError(f"{self.label}: unexpected reply {text!r}")
-        count = int(match.group(1))
-        if self.count is not None and count != self.count + 2:
-            expected = self.count + 2
-            raise RuntimeError(f"{self.label}: the request carried {count} messages, not {expected}")
-        self.count = count
-
-
-def direct_worktree(source: Path, cache: Path, workdir: Path, branch: str) -> None:
-    """A worktree of ``source`` for the baseline, made the way baton makes its own (bare clone +
-    ``git worktree add``), so both sides run in the same kind of directory."""
-    sh(["git", "clone", "--bare", "--quiet", str(source), str(cache)])
-    sh(["git", "-C", str(cache), "worktree", "add", "--quiet", "-b", branch, str(workdir), "main"])
 
 
 def baton_cli() -> list[str]:
@@ -163,7 +117,7 @@ def bench_claude(root: Path, source: Path, reps: int) -> list[Row]:
     base = median(samples["direct"])
     rows = [
         Row(f"1{tag} {what} resume ÷ `claude -p --resume`", "ratio", median(samples[name]), base, 1.05, reps,
-            samples={"candidate": samples[name], "baseline": samples["direct"]})
+            samples={"candidate": samples[name], "baseline": samples["direct"]}, agent="claude")
         for tag, what, name in (("a", "`baton.run`", "api"), ("b", "`baton run` CLI", "cli"))
     ]
     return rows

@@ -23,8 +23,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from bench_claude import History, direct_worktree
-from common import Row, clean_environ, clock, interleave, median, pair_differences
+from common import History, Row, clean_environ, clock, direct_worktree, interleave, median, pair_differences
 
 from baton import Mode, RunRequest, Store, load_settings, open_store, run
 from baton.agents.claude import fake_agent_bin
@@ -94,4 +93,5 @@ def bench_fake(root: Path, source: Path, reps: int, label: str, goal_s: float = 
         samples={"candidate": samples["baton"], "baseline": samples["direct"],
                  "with_store": samples["baton+store"]},
         extra={"overhead_with_reused_store": with_store},
+        agent="fake",
     )

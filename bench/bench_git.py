@@ -9,6 +9,13 @@
    machine this was written on) the inode allocator skips inodes freed in the last minutes, and
    creating files right after deleting thousands is several times slower — a cost of the clean-up,
    not of what is being measured.
+3c. The same operation for a repository on a remote, against the status quo it replaces: the large
+   repository served over smart HTTP on 127.0.0.1 (``baton.testing.git_http.GitHttpServer``, token
+   auth that git answers through ``GIT_ASKPASS``). Candidate: ``ensure_worktree`` for a key whose repo
+   is that URL — baton's partial cache (``--filter=blob:none``) cloned and one worktree made before
+   timing, so the fetch over HTTP finds nothing new and the checkout's blobs are already local.
+   Baseline: ``git clone --filter=blob:none <url> <dir>``, a fresh partial clone per task, which
+   fetches the history's commits and trees, then the checkout's blobs, in a second request.
 4. Disk held by 20 worktrees made by baton from one cache (the cache plus the worktrees, each file
    counted once even when hard-linked: ``baton.workdirs.disk_usage``) against 20 ``git clone
    --no-local`` clones. Disk is deterministic, so it is measured once.
@@ -16,14 +23,24 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 from pathlib import Path
 
-from common import Row, clean_environ, clock, interleave, median
+from common import Row, clean_environ, clock, interleave, median, patched_environ
 
 from baton import load_settings
 from baton.keys import make_key
+from baton.testing.git_http import GitHttpServer
 from baton.workdirs import Workdirs, branch_for, disk_usage
+
+ASKPASS = """#!/bin/sh
+# the baseline's credential helper: git asks for a user name, then the password (the token)
+case "$1" in
+  Username*) echo bench ;;
+  *) printf '%s\\n' "$BENCH_GIT_TOKEN" ;;
+esac
+"""
 
 
 def bench_worktrees(root: Path, source: Path, reps: int) -> list[Row]:
@@ -67,6 +84,63 @@ def bench_worktrees(root: Path, source: Path, reps: int) -> list[Row]:
             ("b", "raw `git worktree add`", "raw", 1.2),
         )
     ]
+
+
+def bench_remote_worktree(root: Path, source: Path, reps: int) -> Row:
+    """Row 3c: ``ensure_worktree`` of a remote repo from a warm cache ÷ ``git clone --filter=blob:none``,
+    both over authenticated HTTP from the same server."""
+    served = root / "served"
+    name = "big.git"
+    # A local clone (hard-linked objects) of the generated repo, so the served copy's config can allow
+    # partial clones without touching the repository the other benchmarks use.
+    git(["clone", "--bare", "--quiet", "--local", str(source), str(served / name)], clean_environ())
+    git(["-C", str(served / name), "config", "uploadpack.allowFilter", "true"], clean_environ())
+    token = secrets.token_hex(16)
+    askpass = root / "askpass.sh"
+    askpass.write_text(ASKPASS)
+    askpass.chmod(0o700)
+    home = root / "baton-home"
+    settings = load_settings(overrides={"home": str(home)}, environ={})
+    workdirs = Workdirs(settings)
+    scratch = root / "scratch"
+    scratch.mkdir()
+    with GitHttpServer(root=served, token=token) as server, patched_environ({"BATON_GIT_TOKEN": token}):
+        url = server.url(name)
+        env = {
+            **clean_environ(), "GIT_ASKPASS": str(askpass), "GIT_TERMINAL_PROMPT": "0",
+            "BENCH_GIT_TOKEN": token,
+        }
+        # the warm cache: the partial clone, and a first worktree that fetches the checkout's blobs
+        warm = make_key("fake", url, "warm", ["fake"])
+        workdirs.ensure_worktree(warm, branch_for(warm), None)
+
+        def baton_worktree(rep: int) -> float:
+            key = make_key("fake", url, f"wt-{rep}", ["fake"])
+            (path, built), elapsed = clock(lambda: workdirs.ensure_worktree(key, branch_for(key), None))
+            if not built or not (path / ".git").is_file():
+                raise RuntimeError(f"ensure_worktree did not build {path}")
+            return elapsed
+
+        def clone(rep: int) -> float:
+            dest = scratch / f"clone-{rep}"
+            _, elapsed = clock(lambda: git(["clone", "--quiet", "--filter=blob:none", url, str(dest)], env))
+            if not (dest / ".git").is_dir():
+                raise RuntimeError(f"git clone made no repository at {dest}")
+            return elapsed
+
+        before = server.auth_attempts
+        samples = interleave({"baton": baton_worktree, "clone": clone}, reps)
+        authorised, rejected, errors = server.auth_attempts - before, server.rejected, server.backend_errors
+    if errors:
+        raise RuntimeError(f"git http-backend failed: {errors[-1][-500:]}")
+    if authorised == 0:
+        raise RuntimeError("no request to the git server carried the token")
+    return Row(
+        "3c new worktree (warm cache of a remote) ÷ `git clone --filter=blob:none` over HTTP", "ratio",
+        median(samples["baton"]), median(samples["clone"]), 0.1, reps,
+        samples={"candidate": samples["baton"], "baseline": samples["clone"]},
+        extra={"authorised_requests": authorised, "rejected_requests": rejected},
+    )
 
 
 def bench_disk(root: Path, source: Path, count: int) -> Row:

@@ -10,6 +10,7 @@ variant alike, and no variant always runs first or last.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -18,6 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from baton.demo import environ_patch
+from baton.testing._http import MockServer
+from baton.testing.mock_anthropic import MockAnthropic
+from baton.testing.mock_gemini import MockGemini
+from baton.testing.mock_openai import MockOpenAI
 
 T = TypeVar("T")
 TIMES = "\u00d7"  # the multiplication sign, written so the linter does not mistake it for an x
@@ -68,9 +75,60 @@ def rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+AGENT_HOMES = ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "GEMINI_CLI_HOME")
+
+
 def clean_environ() -> dict[str, str]:
-    """This process's environment without any BATON_* or CLAUDE_CONFIG_DIR the caller may have set."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("BATON_") and k != "CLAUDE_CONFIG_DIR"}
+    """This process's environment without any BATON_* or agent home (CLAUDE_CONFIG_DIR, CODEX_HOME,
+    GEMINI_CLI_HOME) the caller may have set."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("BATON_") and k not in AGENT_HOMES}
+
+
+# baton.run launches the agent (and git) with this process's environment: point it at a mock.
+patched_environ = environ_patch
+
+
+def direct_worktree(source: Path, cache: Path, workdir: Path, branch: str) -> None:
+    """A worktree of ``source`` for a baseline, made the way baton makes its own (bare clone +
+    ``git worktree add``), so both sides run in the same kind of directory."""
+    sh(["git", "clone", "--bare", "--quiet", str(source), str(cache)])
+    sh(["git", "-C", str(cache), "worktree", "add", "--quiet", "-b", branch, str(workdir), "main"])
+
+
+# -- the mock model servers ---------------------------------------------------------------------------
+
+# Every mock's reply says how much history the request carried: "received N messages" (Anthropic),
+# "N items" (OpenAI Responses), "N contents" (Gemini). Each resumed turn adds exactly two.
+COUNT_RE = re.compile(r"received (\d+) (?:messages|items|contents)\b")
+
+
+def make_mock(agent: str) -> MockServer[Any]:
+    """The mock model API of ``agent`` (not started)."""
+    if agent == "claude":
+        return MockAnthropic()
+    if agent == "codex":
+        return MockOpenAI()
+    if agent == "gemini":
+        return MockGemini()
+    raise KeyError(agent)
+
+
+class History:
+    """Checks that one conversation's history count grows by exactly two per turn."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.count: int | None = None
+
+    def check(self, text: str | None) -> None:
+        match = COUNT_RE.search(text or "")
+        if not match:
+            raise RuntimeError(f"{self.label}: unexpected reply {(text or '')[:200]!r}")
+        count = int(match.group(1))
+        if self.count is not None and count != self.count + 2:
+            expected = self.count + 2
+            raise RuntimeError(f"{self.label}: the request carried {count} history items, not {expected}")
+        self.count = count
 
 
 # -- results ----------------------------------------------------------------------------------------
@@ -94,6 +152,7 @@ class Row:
     overhead: float | None = None
     samples: dict[str, list[float]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    agent: str = ""  # the agent CLI the row measures ("" for git and disk rows)
 
     @property
     def ratio(self) -> float:
@@ -117,11 +176,13 @@ class Row:
         else:
             value, goal = f"{self.ratio:.3f}{TIMES}", f"≤ {self.goal:g}{TIMES}"
         n = "n=1" if self.kind == "bytes" else f"n={self.n}"
-        return [f"{self.name} ({n})", cand, base, value, goal, "✅ pass" if self.met else "❌ miss"]
+        met = "✅ pass" if self.met else "❌ miss"
+        return [f"{self.name} ({n})", self.agent or "—", cand, base, value, goal, met]
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "kind": self.kind, "candidate": self.candidate, "baseline": self.baseline,
+            "name": self.name, "agent": self.agent or None, "kind": self.kind, "candidate": self.candidate,
+            "baseline": self.baseline,
             "ratio": self.ratio, "overhead": self.overhead, "goal": self.goal, "met": self.met, "n": self.n,
             "samples": self.samples, **self.extra,
         }
@@ -136,7 +197,8 @@ def fmt_bytes(value: float) -> str:
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
-    header = ["benchmark", "candidate median", "baseline median", "ratio/overhead", "goal", "met"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * 4 + [":---:"]) + "|"]
+    header = ["benchmark", "agent", "candidate median", "baseline median", "ratio/overhead", "goal", "met"]
+    align = ["---", ":---"] + ["---:"] * 4 + [":---:"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
     return "\n".join(lines)

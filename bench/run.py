@@ -1,8 +1,9 @@
-"""baton's benchmark suite: ``python bench/run.py [--quick]`` (see bench/README.md).
+"""baton's benchmark suite: ``python bench/run.py [--quick] [--only GROUP,...]`` (see bench/README.md).
 
-Runs every benchmark in this one process, each side by side with its baseline (interleaved), prints
-a Markdown table of medians, ratios and goals, and writes it to bench/results/latest.md (raw samples
-in latest.json). Everything happens in a scratch directory that is deleted at the end.
+Runs every benchmark (or the groups named with ``--only``) in this one process, each side by side
+with its baseline (interleaved), prints a Markdown table of medians, ratios and goals, and writes it
+to bench/results/latest.md (raw samples in latest.json). Everything happens in a scratch directory
+that is deleted at the end.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import threading
@@ -21,12 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import _venv  # noqa: F401  (re-runs with .venv's interpreter when baton is missing)
+from bench_agents import bench_agent
 from bench_claude import bench_claude, claude_command
 from bench_fake import bench_fake
-from bench_git import bench_disk, bench_worktrees
+from bench_git import bench_disk, bench_remote_worktree, bench_worktrees
+from bench_hydrate import bench_hydrate
 from common import TIMES, Row, clock, markdown_table, median, rmtree, sh
 from repogen import RepoShape, generate_repo
 
+from baton.agents import get_agent
 from baton.keys import make_key
 from baton.settings import load_settings
 from baton.workdirs import Workdirs, branch_for
@@ -37,14 +42,54 @@ HERE = Path(__file__).resolve().parent
 @dataclass(frozen=True)
 class Plan:
     claude_reps: int
+    codex_reps: int
+    gemini_reps: int
+    hydrate_reps: int
+    hydrate_min_bytes: int
     fake_reps: int
     fake_big_reps: int
     worktree_reps: int
+    remote_reps: int
     disk_worktrees: int
 
 
-FULL = Plan(claude_reps=21, fake_reps=60, fake_big_reps=21, worktree_reps=11, disk_worktrees=20)
-QUICK = Plan(claude_reps=3, fake_reps=10, fake_big_reps=5, worktree_reps=3, disk_worktrees=5)
+FULL = Plan(
+    claude_reps=21, codex_reps=21, gemini_reps=15, hydrate_reps=11, hydrate_min_bytes=3 * 2**20,
+    fake_reps=60, fake_big_reps=21, worktree_reps=11, remote_reps=11, disk_worktrees=20,
+)
+QUICK = Plan(
+    claude_reps=3, codex_reps=3, gemini_reps=3, hydrate_reps=3, hydrate_min_bytes=2**20,
+    fake_reps=10, fake_big_reps=5, worktree_reps=3, remote_reps=3, disk_worktrees=5,
+)
+
+# The groups ``--only`` selects, in the order they run, with the benchmarks each holds.
+GROUPS = {
+    "claude": "1a, 1b: a resumed Claude Code turn",
+    "codex": "1c, 1d: a resumed Codex turn",
+    "gemini": "1e, 1f: a resumed Gemini turn",
+    "hydrate": "5a-5c: hydrate-then-resume vs local resume, per agent",
+    "fake": "2, 2b: runner overhead with the fake agent",
+    "git": "3a-3c, 4: worktrees vs clones, time and disk",
+}
+
+
+def parse_only(text: str | None) -> list[str]:
+    """``--only claude,git`` → the groups in run order; every group when not given."""
+    if text is None:
+        return list(GROUPS)
+    wanted = {name.strip().lower() for name in text.split(",") if name.strip()}
+    unknown = sorted(wanted - set(GROUPS))
+    if unknown or not wanted:
+        raise argparse.ArgumentTypeError(
+            f"unknown group {', '.join(unknown) or '(none)'}: choose from {', '.join(GROUPS)}"
+        )
+    return [name for name in GROUPS if name in wanted]
+
+
+def row_order(row: Row) -> tuple[int, str]:
+    """Rows sort by their number and letter: 1a, 1b, ..., 2, 2b, 3a, ..., 5c."""
+    match = re.match(r"(\d+)([a-z]?)", row.name)
+    return (int(match.group(1)), match.group(2)) if match else (99, row.name)
 
 
 def log(message: str) -> None:
@@ -80,10 +125,27 @@ def file_creation_cost(parent: Path, files: int = 2_000, reps: int = 3) -> float
     return median([clock(lambda: create(parent / f"probe-{rep}"))[1] for rep in range(reps)])  # noqa: B023
 
 
-def versions(claude: str, scratch: Path, probe: float | None) -> list[str]:
+def agent_versions(groups: list[str], scratch: Path) -> dict[str, str]:
+    """The version of every agent CLI the selected groups run (found the way baton finds them)."""
+    settings = load_settings(overrides={"home": str(scratch)}, environ={})
+    wanted = [a for a in ("claude", "codex", "gemini") if a in groups or "hydrate" in groups]
+    found: dict[str, str] = {}
+    for agent in wanted:
+        try:  # reported under the table; the benchmark itself fails with the details
+            if agent == "claude":
+                found[agent] = sh([*claude_command(settings), "--version"]).strip()
+            else:
+                found[agent] = get_agent(agent, settings).version() or "unknown version"
+        except Exception as exc:
+            found[agent] = f"not found ({exc})"
+    return found
+
+
+def versions(agents: dict[str, str], scratch: Path, probe: float | None) -> list[str]:
     fs = sh(["stat", "-f", "-c", "%T", str(scratch.parent)]).strip()
+    names = {"claude": "Claude Code", "codex": "Codex CLI", "gemini": "Gemini CLI"}
     return [
-        f"- Claude Code: {claude.strip()}",
+        *[f"- {names[agent]}: {version}" for agent, version in agents.items()],
         f"- {sh(['git', '--version']).strip()}",
         f"- Python {platform.python_version()} ({sys.executable}); baton {baton_version()} "
         f"at commit {project_commit()}",
@@ -113,6 +175,11 @@ def project_commit() -> str:
     return f"{head} + uncommitted changes in src/" if dirty else head
 
 
+def rmtrees(paths: list[Path]) -> None:
+    for path in paths:
+        rmtree(path)
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
@@ -130,21 +197,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="parent of the scratch dir ($TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory for inspection")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    parser.add_argument(
+        "--only", metavar="NAME[,NAME]", type=parse_only, default=None,
+        help="run only these groups: " + "; ".join(f"{k} ({v})" for k, v in GROUPS.items()),
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    groups: list[str] = args.only or list(GROUPS)
     started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="baton-bench-", dir=args.workdir))
-    log(f"scratch directory {scratch} ({'quick' if args.quick else 'full'} run)")
+    log(f"scratch directory {scratch} ({'quick' if args.quick else 'full'} run: {', '.join(groups)})")
     rows: list[Row] = []
     notes: list[str] = []
     failures: list[str] = []
     probe: float | None = None
     cleaner: threading.Thread | None = None
-    try:
-        scratch_settings = load_settings(overrides={"home": str(scratch)}, environ={})
-        claude = sh([*claude_command(scratch_settings), "--version"])
-    except Exception as exc:  # reported under the table; benchmark 1 will fail with the details
-        claude = f"not found ({exc})"
+    agents = agent_versions(groups, scratch)
 
     def step(name: str, work: Callable[[], None]) -> None:
         log(f"{name} ...")
@@ -160,18 +228,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         probe = file_creation_cost(scratch / "probe")
         repos: dict[str, RepoShape] = {}
+        need_big = "fake" in groups or "git" in groups
 
         def repos_step() -> None:
             repos["small"] = generate_repo(scratch / "small.git", initial_files=40, commits=20, seed=7)
-            repos["big"] = generate_repo(scratch / "big.git", initial_files=1_600, commits=1_000)
+            if need_big:
+                repos["big"] = generate_repo(scratch / "big.git", initial_files=1_600, commits=1_000)
 
         step("generate repositories", repos_step)
-        if len(repos) != 2:
+        if "small" not in repos or (need_big and "big" not in repos):
             raise RuntimeError("could not generate the test repositories")
-        small, big = repos["small"], repos["big"]
-        if big.files < 2_000 or big.commits < 1_000:
-            raise RuntimeError(f"the generated repository is too small: {big}")
-        log(f"large repo: {big.files} files, {big.commits} commits, pack {mib(big.pack_bytes)}")
+        small = repos["small"]
+        big = repos.get("big")
+        if big is not None:
+            if big.files < 2_000 or big.commits < 1_000:
+                raise RuntimeError(f"the generated repository is too small: {big}")
+            log(f"large repo: {big.files} files, {big.commits} commits, pack {mib(big.pack_bytes)}")
 
         def claude_step() -> None:
             found = bench_claude(scratch / "b1", small.path, plan.claude_reps)
@@ -187,10 +259,49 @@ def main(argv: list[str] | None = None) -> int:
                 )
             api = found[0]
             notes.append(
-                f"1: the mock model answers at once, so the baseline ({ms(api.baseline)}) is almost all "
+                f"1a: the mock model answers at once, so the baseline ({ms(api.baseline)}) is almost all "
                 f"Claude Code start-up; a real model's turn takes seconds, so the same absolute overhead "
                 f"(1a: {(api.candidate - api.baseline) * 1000:+.0f} ms) is a much smaller ratio there."
             )
+
+        def agent_step(agent: str, tags: tuple[str, str], reps: int) -> None:
+            found = bench_agent(scratch / f"b1-{agent}", small.path, agent, reps, tags)
+            rows.extend(found)
+            api, stored = found
+            notes.append(
+                f"1{tags[0]}/1{tags[1]} ({agent}): {ms(api.baseline)} baseline turn; baton adds "
+                f"{(api.candidate - api.baseline) * 1000:+.0f} ms with a store opened per call, "
+                f"{(stored.candidate - stored.baseline) * 1000:+.0f} ms with one store passed as `store=` "
+                f"(differences of medians); ≤ {api.goal:g}{TIMES} leaves baton "
+                f"{(api.goal - 1) * api.baseline * 1000:.0f} ms per run."
+            )
+
+        def hydrate_step() -> None:
+            for tag, agent in (("a", "claude"), ("b", "codex"), ("c", "gemini")):
+                log(f"  5{tag} {agent} ...")
+                try:
+                    row = bench_hydrate(
+                        scratch / f"b5-{agent}", small.path, agent, plan.hydrate_reps, tag,
+                        plan.hydrate_min_bytes,
+                    )
+                except Exception as exc:  # the other agents' rows still count
+                    traceback.print_exc()
+                    message = " ".join(str(exc).split())
+                    failures.append(f"5{tag} hydrate {agent}: {type(exc).__name__}: {message[:400]}")
+                    continue
+                rows.append(row)
+                x = row.extra
+                after, without = x["process_s"]["hydrate"], x["process_s"]["local"]
+                notes.append(
+                    f"5{tag} ({agent}): the conversation was grown by {x['growth_turns']} turns of ~96 KB "
+                    f"prompts to {mib(x['transcript_bytes_start'])} of transcript, "
+                    f"{mib(x['transcript_bytes_end'])} after the measured turns. Hydrating adds "
+                    f"{(row.candidate - row.baseline) * 1000:+.0f} ms (difference of medians); "
+                    f"`hydrate()` alone takes {ms(x['hydrate_alone_s'])} (median of 5, measured after), "
+                    f"and the agent process itself (the run records' launch-to-exit time) takes "
+                    f"{ms(after)} after a hydration against {ms(without)} without "
+                    f"({(after - without) * 1000:+.0f} ms)."
+                )
 
         def fake_step(tag: str, shape: RepoShape, reps: int) -> None:
             row = bench_fake(scratch / f"b{tag}", shape.path, reps,
@@ -205,11 +316,25 @@ def main(argv: list[str] | None = None) -> int:
                 f"{stored * 1000:+.1f} ms."
             )
 
-        def worktree_step() -> None:
-            rows.extend(bench_worktrees(scratch / "b3", big.path, plan.worktree_reps))
+        def worktree_step(shape: RepoShape) -> None:
+            rows.extend(bench_worktrees(scratch / "b3", shape.path, plan.worktree_reps))
 
-        def disk_step() -> None:
-            row = bench_disk(scratch / "b4", big.path, plan.disk_worktrees)
+        def remote_step(shape: RepoShape) -> None:
+            row = bench_remote_worktree(scratch / "b3c", shape.path, plan.remote_reps)
+            rows.append(row)
+            local = next((r for r in rows if r.name.startswith("3a")), None)
+            context = (
+                f"; 3a's candidate (a local path: no HTTP fetch) is {local.candidate / row.baseline:.3f}"
+                f"{TIMES} this clone" if local else ""
+            )
+            notes.append(
+                f"3c: `git clone --filter=blob:none` over HTTP from 127.0.0.1 (no network latency, "
+                f"{row.extra['authorised_requests']} authorised requests in all) takes {ms(row.baseline)} "
+                f"against {ms(local.baseline) if local else '?'} for 3a's `git clone --no-local`{context}."
+            )
+
+        def disk_step(shape: RepoShape) -> None:
+            row = bench_disk(scratch / "b4", shape.path, plan.disk_worktrees)
             rows.append(row)
             x = row.extra
             n, goal = plan.disk_worktrees, row.goal
@@ -225,16 +350,29 @@ def main(argv: list[str] | None = None) -> int:
                 f"a worktree's size (here {mib(need * x['per_worktree_bytes'])})."
             )
 
-        step("1 claude resume: baton.run / baton CLI / claude -p", claude_step)
-        step("2 runner overhead, small repo", lambda: fake_step("2", small, plan.fake_reps))
-        step("2b runner overhead, large repo", lambda: fake_step("2b", big, plan.fake_big_reps))
-        step("3 new worktree vs clone vs worktree add", worktree_step)
-        if not args.keep:
-            # Nothing after benchmark 3 is timed, so its ~40 checkouts can go while benchmark 4 (which
-            # only counts bytes) runs: deleting is slow on some filesystems (see bench_git.py).
-            cleaner = threading.Thread(target=rmtree, args=(scratch / "b3",), daemon=True)
-            cleaner.start()
-        step(f"4 disk of {plan.disk_worktrees} worktrees vs clones", disk_step)
+        if "claude" in groups:
+            step("1a/1b claude resume: baton.run / baton CLI / claude -p", claude_step)
+        if "codex" in groups:
+            step("1c/1d codex resume: baton.run / baton.run(store=) / codex exec resume",
+                 lambda: agent_step("codex", ("c", "d"), plan.codex_reps))
+        if "gemini" in groups:
+            step("1e/1f gemini resume: baton.run / baton.run(store=) / gemini --resume",
+                 lambda: agent_step("gemini", ("e", "f"), plan.gemini_reps))
+        if "hydrate" in groups:
+            step("5 hydrate-then-resume vs local resume (claude, codex, gemini)", hydrate_step)
+        if big is not None and "fake" in groups:
+            step("2 runner overhead, small repo", lambda: fake_step("2", small, plan.fake_reps))
+            step("2b runner overhead, large repo", lambda: fake_step("2b", big, plan.fake_big_reps))
+        if big is not None and "git" in groups:
+            step("3 new worktree vs clone vs worktree add", lambda: worktree_step(big))
+            step("3c new worktree of a remote vs partial clone over HTTP", lambda: remote_step(big))
+            if not args.keep:
+                # Nothing after benchmark 3 is timed, so its checkouts can go while benchmark 4 (which
+                # only counts bytes) runs: deleting is slow on some filesystems (see bench_git.py).
+                done = [scratch / "b3", scratch / "b3c"]
+                cleaner = threading.Thread(target=rmtrees, args=(done,), daemon=True)
+                cleaner.start()
+            step(f"4 disk of {plan.disk_worktrees} worktrees vs clones", lambda: disk_step(big))
     finally:
         if args.keep:
             log(f"kept {scratch}")
@@ -246,17 +384,18 @@ def main(argv: list[str] | None = None) -> int:
             log(f"deleted in {took:.1f} s")
 
     wall = time.perf_counter() - started
-    order = {name: i for i, name in enumerate(["1a", "1b", "2 ", "2b", "3a", "3b", "4 "])}
-    rows.sort(key=lambda r: order.get(r.name[:2], 99))
+    rows.sort(key=row_order)
     mode = "quick" if args.quick else "full"
+    only = "" if groups == list(GROUPS) else f", only {','.join(groups)}"
     lines = [
-        f"# baton benchmarks ({mode} run, {time.strftime('%Y-%m-%d %H:%M:%S')}, wall time {wall:.0f} s)",
+        f"# baton benchmarks ({mode} run{only}, {time.strftime('%Y-%m-%d %H:%M:%S')}, "
+        f"wall time {wall:.0f} s)",
         "",
         markdown_table(rows),
         "",
         "Versions:",
         "",
-        *versions(claude, scratch, probe),
+        *versions(agents, scratch, probe),
     ]
     if notes or failures:
         lines += ["", "Notes:", "", *[f"- {n}" for n in notes], *[f"- FAILED {f}" for f in failures]]
@@ -264,7 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.md").write_text(report)
     rows_json = [r.to_json() for r in rows]
-    data = {"mode": mode, "wall_s": wall, "rows": rows_json, "notes": notes, "failures": failures}
+    data = {
+        "mode": mode, "groups": groups, "wall_s": wall, "rows": rows_json, "notes": notes,
+        "failures": failures, "versions": agents,
+    }
     (args.out / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
     print(report)
     log(f"wrote {args.out / 'latest.md'} ({wall:.0f} s)")

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,7 +28,8 @@ from baton.testing.mock_anthropic import MockAnthropic
 
 
 @contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
+def environ_patch(values: Mapping[str, str]) -> Iterator[None]:
+    """Set ``values`` in this process's environment for the block (the agent inherits it)."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -71,7 +72,7 @@ def run_demo(console: Console, keep: bool = False) -> int:
     say(f"[bold]baton demo[/bold] — Claude Code {claude.version() or '?'} ({command[0]})")
     say(f"scratch repo {repo}, BATON_HOME {settings.home}\n")
     try:
-        with MockAnthropic() as mock, _environ(mock.env()):
+        with MockAnthropic() as mock, environ_patch(mock.env()):
             say(f"mock Anthropic API listening on {mock.url} (no network, no API key)\n")
 
             def turn(prompt: str) -> RunResult:

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,29 @@ class Chat:
         self.resumable = resumable
 
 
+_CHATS: OrderedDict[tuple[str, int, int, int], Chat | None] = OrderedDict()
+
+
 def read_chat(path: Path) -> Chat | None:
+    """:func:`parse_chat`, remembered per (path, inode, size, mtime): Gemini rewrites the whole message
+    list on every resumed turn, so a long chat file is megabytes, and each run looks at it twice (to
+    choose the mode, and to snapshot it)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    signature = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if signature in _CHATS:
+        _CHATS.move_to_end(signature)
+        return _CHATS[signature]
+    chat = parse_chat(path)
+    _CHATS[signature] = chat
+    while len(_CHATS) > 256:
+        _CHATS.popitem(last=False)
+    return chat
+
+
+def parse_chat(path: Path) -> Chat | None:
     """Replay a chat file as Gemini's loader does (header, message records, ``$set`` updates that may
     replace the messages, ``$rewindTo``), tolerating torn or garbage lines; None if unreadable."""
     try:

@@ -1,0 +1,257 @@
+"""Benchmark 1c-1f: a resumed turn of the REAL Codex CLI and Gemini CLI, through baton and directly.
+
+Like benchmark 1 (Claude Code, bench_claude.py): every variant resumes an existing conversation of
+its own (made by an untimed first turn) against the agent's in-process mock model API, in a git
+worktree of the same small repository:
+
+- ``baton.run(RunRequest(agent=..., ...))``, the Python API, opening its store per call;
+- ``baton.run(..., store=store)`` with one store opened up front and reused;
+- baseline: the same CLI invocation baton makes, as a plain subprocess with the agent's home in its
+  own directory (``CODEX_HOME`` / ``GEMINI_CLI_HOME``) and the same settings file baton writes there:
+
+  - Codex: ``codex exec --json --skip-git-repo-check resume <id> -- PROMPT`` — the native binary
+    behind npm's ``bin/codex.js`` (what baton runs, see ``baton.agents.codex.native_codex``), with the
+    environment baton gives it (``CODEX_HOME``, ``RUST_BACKTRACE=0``, npm's ``CODEX_MANAGED_*``);
+  - Gemini: ``gemini --prompt=PROMPT -o stream-json -m <model baton uses> --resume <id>`` with
+    ``GEMINI_CLI_HOME``, ``GEMINI_CLI_TRUST_WORKSPACE=true`` and ``GEMINI_CLI_NO_RELAUNCH=true``, in
+    the directory its conversation started in (Gemini keys sessions by the exact directory).
+
+The baseline's argv and environment are written out here and checked against what the adapter's
+``launch()`` returns, so a change in what baton runs fails the benchmark instead of skewing it.
+
+Every turn is checked: it succeeded, it was a resume (``mode=resume`` for baton), it kept the session
+id, and the mock's reply shows the request carried two more history items than that conversation's
+previous turn.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common import (
+    History,
+    Row,
+    clean_environ,
+    clock,
+    direct_worktree,
+    interleave,
+    make_mock,
+    median,
+    patched_environ,
+)
+
+from baton import Mode, RunRequest, Store, load_settings, open_store, run
+from baton.agents import get_agent
+from baton.agents.base import Launch
+from baton.agents.codex import CodexAgent
+from baton.agents.gemini import GeminiAgent
+from baton.settings import Settings
+
+PROMPT = "benchmark turn: reply in one line"
+PROBE_ID = "00000000-0000-4000-8000-000000000000"  # a well-formed id to ask the adapter for its argv
+
+
+@dataclass
+class Direct:
+    """How to run one agent CLI straight, without baton: its first turn, its resumed turns and how
+    to read what it printed (session id, success, the model's reply)."""
+
+    label: str  # the baseline's name in the row: "`codex exec resume`"
+    env: dict[str, str]  # added to the clean environment
+    fresh: Callable[[str], tuple[list[str], str | None]]  # prompt -> argv, pre-assigned id (or None)
+    resume: Callable[[str, str], list[str]]  # session id, prompt -> argv
+    parse: Callable[[str], tuple[str | None, bool, str | None]]
+
+
+def check_launch(name: str, ours: list[str], launch: Launch, env: dict[str, str]) -> None:
+    """The baseline must be exactly the CLI invocation baton makes (minus baton)."""
+    if ours != launch.argv:
+        raise RuntimeError(f"{name}: baton runs {launch.argv}, the baseline {ours}: update bench_agents.py")
+    if env != launch.env:
+        raise RuntimeError(f"{name}: baton sets {launch.env}, the baseline {env}: update bench_agents.py")
+
+
+def codex_direct(settings: Settings, home: Path) -> Direct:
+    """``codex exec --json --skip-git-repo-check resume <id> -- PROMPT`` with CODEX_HOME=``home``."""
+    agent = CodexAgent(home, settings.codex_bin)
+    command = agent.command  # the native binary baton runs, not npm's node wrapper
+    exec_ = [*command, "exec", "--json", "--skip-git-repo-check"]
+    probe = agent.launch(Mode.RESUME, PROMPT, PROBE_ID)
+    managed = {k: v for k, v in probe.env.items() if k.startswith("CODEX_MANAGED_")}  # npm's, if native
+    env = {**managed, "CODEX_HOME": str(home), "RUST_BACKTRACE": "0"}
+
+    def resume(session_id: str, prompt: str) -> list[str]:
+        return [*exec_, "resume", session_id, "--", prompt]
+
+    check_launch("codex", resume(PROBE_ID, PROMPT), probe, env)
+
+    def parse(stdout: str) -> tuple[str | None, bool, str | None]:
+        session_id, ok, reply = None, False, None
+        for event in _json_lines(stdout):
+            kind = event.get("type")
+            if kind == "thread.started":
+                session_id = event.get("thread_id")
+            elif kind == "item.completed" and (event.get("item") or {}).get("type") == "agent_message":
+                reply = event["item"].get("text")
+            elif kind == "turn.completed":
+                ok = True
+            elif kind in ("turn.failed", "error"):
+                ok = False
+        return session_id, ok, reply
+
+    return Direct(
+        "`codex exec resume`", env, lambda prompt: ([*exec_, "--", prompt], None), resume, parse
+    )
+
+
+def gemini_direct(settings: Settings, home: Path) -> Direct:
+    """``gemini --prompt=PROMPT -o stream-json -m MODEL --resume <id>`` with GEMINI_CLI_HOME=``home``,
+    MODEL being the one baton passes (read from baton's own Gemini home)."""
+    ours = get_agent("gemini", settings)
+    assert isinstance(ours, GeminiAgent)
+    model = ours.model()
+    agent = GeminiAgent(home, settings.gemini_bin)
+    base = [*agent.command]
+    env = {
+        "GEMINI_CLI_HOME": str(home),
+        "GEMINI_CLI_TRUST_WORKSPACE": "true",
+        "GEMINI_CLI_NO_RELAUNCH": "true",
+    }
+
+    def args(prompt: str) -> list[str]:
+        return [*base, f"--prompt={prompt}", "-o", "stream-json", *(["-m", model] if model else [])]
+
+    def resume(session_id: str, prompt: str) -> list[str]:
+        return [*args(prompt), "--resume", session_id]
+
+    def fresh(prompt: str) -> tuple[list[str], str | None]:
+        session_id = str(uuid.uuid4())
+        return [*args(prompt), "--session-id", session_id], session_id
+
+    if agent.model() != model:
+        raise RuntimeError(f"gemini: the baseline's home picks model {agent.model()!r}, baton's {model!r}")
+    check_launch("gemini", resume(PROBE_ID, PROMPT), agent.launch(Mode.RESUME, PROMPT, PROBE_ID), env)
+
+    def parse(stdout: str) -> tuple[str | None, bool, str | None]:
+        session_id, ok, parts = None, False, []
+        for event in _json_lines(stdout):
+            kind = event.get("type")
+            if kind == "init":
+                session_id = event.get("session_id")
+            elif kind == "message" and event.get("role") == "assistant":
+                parts.append(str(event.get("content") or ""))
+            elif kind == "result":
+                ok = event.get("status") == "success"
+        return session_id, ok, "".join(parts) if parts else None
+
+    return Direct("`gemini --resume`", env, fresh, resume, parse)
+
+
+def _json_lines(stdout: str) -> list[dict[str, Any]]:
+    events = []
+    for line in stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def copy_home_settings(agent: str, baton_home: Path, direct_home: Path) -> None:
+    """The baseline starts from the settings file baton wrote into its own agent home."""
+    rel = {"codex": Path("config.toml"), "gemini": Path(".gemini") / "settings.json"}[agent]
+    (direct_home / rel).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(baton_home / rel, direct_home / rel)
+
+
+def bench_agent(root: Path, source: Path, agent: str, reps: int, tags: tuple[str, str]) -> list[Row]:
+    """Rows ``1<tags[0]>`` (``baton.run``) and ``1<tags[1]>`` (``baton.run(store=)``) for ``agent``."""
+    home = root / "baton-home"
+    settings = load_settings(overrides={"home": str(home)}, environ={})
+    repo = str(source)
+    workdir = root / "direct-worktree"
+    direct_worktree(source, root / "direct-cache.git", workdir, f"direct/{agent}")
+    direct_home = root / f"direct-{agent}-home"
+    mock = make_mock(agent)
+    with mock, patched_environ(mock.env()):
+        mock.configure_home(home / "homes" / agent)
+        hist = {name: History(f"{agent} {name}") for name in ("baton", "baton+store", "direct")}
+        threads = {"baton": "bench-api", "baton+store": "bench-store"}
+        ids: dict[str, str] = {}
+        # First turns (fresh), untimed: each variant gets its own conversation to resume.
+        for name, thread in threads.items():
+            first = run(RunRequest(agent=agent, repo=repo, thread=thread, prompt=PROMPT), settings=settings)
+            if not first.ok or not first.run.session_id_out:
+                raise RuntimeError(f"the first baton run of {agent} failed: {first.run.error}")
+            hist[name].check(first.run.result)
+            ids[name] = first.run.session_id_out
+        copy_home_settings(agent, home / "homes" / agent, direct_home)
+        mock.configure_home(direct_home)
+        direct = (codex_direct if agent == "codex" else gemini_direct)(settings, direct_home)
+        env = {**clean_environ(), **mock.env(), **direct.env}
+
+        def call(argv: list[str]) -> tuple[str | None, str | None, float]:
+            out, elapsed = clock(lambda: subprocess.run(
+                argv, cwd=workdir, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+            ))
+            session_id, ok, reply = direct.parse(out.stdout)
+            if out.returncode != 0 or not ok:
+                raise RuntimeError(f"{direct.label} failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+            return session_id, reply, elapsed
+
+        argv, wanted = direct.fresh(PROMPT)
+        got, reply, _ = call(argv)
+        if not got or (wanted and got != wanted):
+            raise RuntimeError(f"the direct {agent} first turn reported session {got!r}, not {wanted!r}")
+        hist["direct"].check(reply)
+        direct_id = got
+        store = open_store(settings.resolved_store_url)
+
+        def api(name: str, reuse: Store | None) -> float:
+            request = RunRequest(agent=agent, repo=repo, thread=threads[name], prompt=PROMPT)
+            result, elapsed = clock(lambda: run(request, settings=settings, store=reuse))
+            rec = result.run
+            if not result.ok or rec.mode != Mode.RESUME:
+                raise RuntimeError(f"{agent} {name}: {rec.mode.value} {rec.outcome.value}, {rec.error}")
+            if rec.session_id_in != ids[name] or rec.session_id_out != ids[name]:
+                raise RuntimeError(f"{agent} {name}: session {rec.session_id_in} -> {rec.session_id_out}")
+            hist[name].check(rec.result)
+            return elapsed
+
+        def baseline(_rep: int) -> float:
+            got, reply, elapsed = call(direct.resume(direct_id, PROMPT))
+            if got != direct_id:
+                raise RuntimeError(f"{direct.label} resumed session {got!r}, not {direct_id!r}")
+            hist["direct"].check(reply)
+            return elapsed
+
+        try:
+            samples = interleave(
+                {
+                    "baton": lambda _rep: api("baton", None),
+                    "baton+store": lambda _rep: api("baton+store", store),
+                    "direct": baseline,
+                },
+                reps,
+            )
+        finally:
+            store.close()
+
+    base = median(samples["direct"])
+    return [
+        Row(f"1{tag} {what} resume ÷ {direct.label}", "ratio", median(samples[name]), base, 1.05, reps,
+            samples={"candidate": samples[name], "baseline": samples["direct"]}, agent=agent)
+        for tag, what, name in (
+            (tags[0], "`baton.run`", "baton"),
+            (tags[1], "`baton.run(store=)`", "baton+store"),
+        )
+    ]
