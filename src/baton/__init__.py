@@ -6,6 +6,8 @@ The Python API is the core; the CLI (and later the HTTP service and workers) cal
 from baton.errors import AgentError, BadInput, BatonError, Busy, GitError, NotFound, StoreError
 from baton.keys import Key, Repo, make_key, parse_repo
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
+from baton.plan_file import Plan, Task, load_plan, parse_plan
+from baton.plans import PlanResult, run_plan
 from baton.request import RunRequest, RunResult
 from baton.runner import run
 from baton.sessions import Scope, export_session, get_session, import_session, reset_session, resolve_key
@@ -22,6 +24,8 @@ __all__ = [
     "Mode",
     "NotFound",
     "Outcome",
+    "Plan",
+    "PlanResult",
     "PromptKind",
     "Repo",
     "RunRecord",
@@ -33,14 +37,18 @@ __all__ = [
     "Settings",
     "Store",
     "StoreError",
+    "Task",
     "export_session",
     "get_session",
     "import_session",
+    "load_plan",
     "load_settings",
     "make_key",
     "open_store",
+    "parse_plan",
     "parse_repo",
     "reset_session",
     "resolve_key",
     "run",
+    "run_plan",
 ]
