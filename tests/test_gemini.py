@@ -744,3 +744,36 @@ def test_fork_branches_a_conversation(settings: Settings, src_repo: Path, gemini
     assert gemini.history_counts()[-1] == 7 and "review it" in gemini.texts()[-1]
     dev_chat = agent.transcript_files(str(dev[0]["session_id"]))
     assert len(dev_chat) == 1 and "review it" not in dev_chat[0].read_text(), "the source is untouched"
+
+
+def test_leftover_stub_files_are_listed_for_reset(adapter: GeminiAgent) -> None:
+    real = write_chat(adapter, "api", f"session-2026-01-01T10-00-{SID[:8]}.jsonl", conversation(SID))
+    leftover = write_chat(adapter, "api", f"session-2026-01-01T11-00-{SID[:8]}.jsonl", stub(SID))
+    other = write_chat(adapter, "api", f"session-2026-01-01T12-00-{TWIN[:8]}.jsonl", stub(TWIN))
+    assert adapter.transcript_files(SID) == [real]
+    assert adapter.leftover_files(SID) == [leftover]
+    assert other not in adapter.leftover_files(SID)
+
+
+def test_reset_conversation_removes_the_stubs_too(tmp_path: Path) -> None:
+    from baton import Scope, reset_session
+    from baton.keys import make_key
+    from baton.models import SessionRecord
+    from baton.settings import load_settings
+    from baton.store import open_store
+    from tests.conftest import make_repo
+
+    settings = load_settings(overrides={"home": str(tmp_path / "h")}, environ={})
+    repo = make_repo(tmp_path / "repo")
+    key = make_key("gemini", str(repo), "t", ["gemini"])
+    store = open_store(settings.resolved_store_url)
+    store.save_session(
+        SessionRecord("gemini", key.repo.slug, "t", key.repo.url, "b", "/w", agent_session_id=SID)
+    )
+    agent = GeminiAgent(settings.home / "homes" / "gemini", "/bin/gemini")
+    real = write_chat(agent, "w", f"session-2026-01-01T10-00-{SID[:8]}.jsonl", conversation(SID))
+    leftover = write_chat(agent, "w", f"session-2026-01-01T11-00-{SID[:8]}.jsonl", stub(SID))
+    removed = reset_session(store, settings, key, Scope.CONVERSATION)
+    store.close()
+    assert removed["transcript_files"] == 2
+    assert not real.exists() and not leftover.exists()

@@ -88,7 +88,9 @@ def reset_session(
 def _forget_conversation(store: Store, settings: Settings, key: Key, session: SessionRecord) -> int:
     count = 0
     if session.agent_session_id:
-        for path in get_agent(key.agent, settings).transcript_files(session.agent_session_id):
+        agent = get_agent(key.agent, settings)
+        sid = session.agent_session_id
+        for path in [*agent.transcript_files(sid), *agent.leftover_files(sid)]:
             path.unlink(missing_ok=True)
             count += 1
     store.delete_snapshot(key.agent, key.repo.slug, key.thread)

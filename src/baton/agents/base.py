@@ -107,6 +107,10 @@ class Agent(Protocol):
         """The files (inside :attr:`home`) that hold the conversation; empty when it is gone."""
         ...
 
+    def leftover_files(self, session_id: str) -> list[Path]:
+        """Other files the CLI keeps for the session that are no transcript (removed by a reset)."""
+        ...
+
     def after_hydrate(self, session_id: str, cwd: Path) -> None:
         """Make hydrated transcript files resumable from ``cwd`` (e.g. a directory index)."""
         ...

@@ -159,6 +159,10 @@ class ClaudeAgent:
             return []
         return sorted(p for p in projects.glob(f"*/{session_id}.jsonl") if p.is_file() and p.stat().st_size)
 
+    def leftover_files(self, session_id: str) -> list[Path]:
+        """None: the transcript is all this CLI keeps of a session."""
+        return []
+
     def after_hydrate(self, session_id: str, cwd: Path) -> None:
         """Nothing to do: ``--resume`` finds the transcript in any project folder."""
 

@@ -202,6 +202,10 @@ class CodexAgent:
         """The thread's rollout file(s) under ``sessions/``; empty files are not a transcript."""
         return rollout_files(self._home, session_id)
 
+    def leftover_files(self, session_id: str) -> list[Path]:
+        """None: the transcript is all this CLI keeps of a session."""
+        return []
+
     def after_hydrate(self, session_id: str, cwd: Path) -> None:
         """Make the hydrated rollout the one Codex's indexes point at (see :func:`repair_index`)."""
         repair_index(self._home, session_id, projection=True)

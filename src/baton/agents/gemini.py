@@ -244,6 +244,11 @@ class GeminiAgent:
         """The chat files of ``session_id`` that Gemini can resume (see :func:`chat_files`)."""
         return chat_files(self.gemini_dir, session_id)
 
+    def leftover_files(self, session_id: str) -> list[Path]:
+        """The near-empty chat files a resume in a new minute leaves beside the real one."""
+        kept = set(self.transcript_files(session_id))
+        return [p for p in chat_files(self.gemini_dir, session_id, resumable_only=False) if p not in kept]
+
     def after_hydrate(self, session_id: str, cwd: Path) -> None:
         """Map ``cwd`` to the project folder holding the hydrated chat files (see :func:`map_project`)."""
         files = self.transcript_files(session_id)

@@ -40,10 +40,11 @@ LOCK_STALE_S = 10.0  # proper-lockfile's default, which Gemini uses for projects
 # -- chat files -------------------------------------------------------------------------------------
 
 
-def chat_files(gemini_dir: Path, session_id: str) -> list[Path]:
+def chat_files(gemini_dir: Path, session_id: str, resumable_only: bool = True) -> list[Path]:
     """The chat files of ``session_id`` under ``gemini_dir/tmp``: named for its short id, holding its
     FULL id, and with content Gemini can resume. The near-empty file a resume writes in a new minute
-    is left out (alone it cannot be resumed: the runner must hydrate or recover, not resume it)."""
+    is left out (alone it cannot be resumed: the runner must hydrate or recover, not resume it) unless
+    ``resumable_only`` is false (a reset removes those too)."""
     tmp = gemini_dir / "tmp"
     if not session_id or not tmp.is_dir():
         return []
@@ -56,7 +57,11 @@ def chat_files(gemini_dir: Path, session_id: str) -> list[Path]:
                 if not (name.startswith("session-") and name.endswith((f"-{short}.jsonl", f"-{short}.json"))):
                     continue
                 chat = read_chat(path)
-                if chat is not None and chat.session_id == session_id and chat.resumable:
+                if (
+                    chat is not None
+                    and chat.session_id == session_id
+                    and (chat.resumable or not resumable_only)
+                ):
                     found.append(path)
     return sorted(found)
 
