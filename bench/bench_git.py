@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from common import Row, clean_environ, clock, interleave, median, patched_environ
@@ -55,12 +56,7 @@ def bench_worktrees(root: Path, source: Path, reps: int) -> list[Row]:
     scratch = root / "scratch"
     scratch.mkdir()
 
-    def baton_worktree(rep: int) -> float:
-        key = make_key("fake", repo, f"wt-{rep}", ["fake"])
-        (path, built), elapsed = clock(lambda: workdirs.ensure_worktree(key, branch_for(key), None))
-        if not built or not (path / ".git").is_file():
-            raise RuntimeError(f"ensure_worktree did not build {path}")
-        return elapsed
+    baton_worktree = new_worktree(workdirs, repo)
 
     def clone(rep: int) -> float:
         dest = scratch / f"clone-{rep}"
@@ -114,12 +110,7 @@ def bench_remote_worktree(root: Path, source: Path, reps: int) -> Row:
         warm = make_key("fake", url, "warm", ["fake"])
         workdirs.ensure_worktree(warm, branch_for(warm), None)
 
-        def baton_worktree(rep: int) -> float:
-            key = make_key("fake", url, f"wt-{rep}", ["fake"])
-            (path, built), elapsed = clock(lambda: workdirs.ensure_worktree(key, branch_for(key), None))
-            if not built or not (path / ".git").is_file():
-                raise RuntimeError(f"ensure_worktree did not build {path}")
-            return elapsed
+        baton_worktree = new_worktree(workdirs, url)
 
         def clone(rep: int) -> float:
             dest = scratch / f"clone-{rep}"
@@ -170,6 +161,19 @@ def bench_disk(root: Path, source: Path, count: int) -> Row:
             "per_clone_checkout_bytes": (clone_bytes - clone_git) / count,
         },
     )
+
+
+def new_worktree(workdirs: Workdirs, repo: str) -> Callable[[int], float]:
+    """The candidate: baton builds a new key's worktree from its warm cache; returns the seconds."""
+
+    def build(rep: int) -> float:
+        key = make_key("fake", repo, f"wt-{rep}", ["fake"])
+        (path, built), elapsed = clock(lambda: workdirs.ensure_worktree(key, branch_for(key), None))
+        if not built or not (path / ".git").is_file():
+            raise RuntimeError(f"ensure_worktree did not build {path}")
+        return elapsed
+
+    return build
 
 
 def git(args: list[str], env: dict[str, str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +24,23 @@ GIT_ID = {
 }
 # Short timings so fault tests are quick; every value is still a real timer.
 FAST = {"heartbeat": 0.2, "retry_backoff": 0.01, "kill_grace": 1.0, "lease_ttl": 5.0}
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Poll ``predicate`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (or is a zombie waiting to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (OSError, IndexError):
+        return True
 
 
 def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:

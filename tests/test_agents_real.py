@@ -26,7 +26,7 @@ from baton.agents import get_agent
 from baton.settings import Settings
 from baton.testing import MockModel
 from baton.testing.git_http import GitHttpServer
-from tests.conftest import BATON, make_repo
+from tests.conftest import BATON, gone, make_repo, wait_for
 
 pytestmark = pytest.mark.slow
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -76,14 +76,6 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, dict[str, object]]:
         return proc.returncode, json.loads(stdout)
     except json.JSONDecodeError:
         raise AssertionError(f"exit {proc.returncode}; stdout {stdout!r}; stderr {stderr!r}") from None
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
 
 
 def test_cli_version(agent: str, settings: Settings) -> None:
@@ -159,7 +151,7 @@ def test_sigkill_mid_run_then_resume_with_interrupted_prompt(
     os.kill(runner.pid, signal.SIGKILL)
     runner.communicate(timeout=10)
     # the agent dies with its runner (PR_SET_PDEATHSIG): nothing keeps writing the transcript
-    wait_for(lambda: _gone(running.agent_pid or 0), 10)
+    wait_for(lambda: gone(running.agent_pid or 0), 10)
     model.delay = 0
     after = go(settings, agent, src_repo, "carry on")
     assert after["outcome"] == "succeeded" and after["mode"] == "resume"
@@ -172,13 +164,6 @@ def test_sigkill_mid_run_then_resume_with_interrupted_prompt(
     assert "interrupted-task-zebra" in last and "interrupted (crashed)" in last and "carry on" in last
     # the resumed request carries the first task's turn: one conversation, not a fresh start
     assert "first task" in last and model.history_counts()[-1] > FIRST[agent]
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except (OSError, IndexError):
-        return True
 
 
 def test_agent_home_deleted_hydrates_from_store(

@@ -17,10 +17,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import tomllib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from baton.agents.codex import (
 from baton.errors import AgentError
 from baton.settings import Settings
 from baton.testing.mock_openai import MockOpenAI
-from tests.conftest import BATON
+from tests.conftest import BATON, gone, wait_for
 
 THREAD = "01a1feaa-303a-75d0-8293-4ac0347e196e"
 
@@ -647,21 +646,6 @@ def test_silent_other_thread_is_session_lost_then_recover(
     assert after.attempts[0].error == f"asked to resume {b}, the agent started {a} instead"
     assert after.session.agent_session_id not in (a, b)
     assert openai.history_counts() == [4, 6, 4], "codex did run A's history; the recovery starts fresh"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
-
-
-def gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except (OSError, IndexError):
-        return True
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from baton.agents.gemini import MANAGED, NOT_FOUND, GeminiAgent, read_chat
 from baton.errors import AgentError
 from baton.settings import Settings
 from baton.testing.mock_gemini import MockGemini, fill_schema
-from tests.conftest import BATON, make_repo
+from tests.conftest import BATON, make_repo, wait_for
 
 SID = "5297d322-89bd-473b-acde-43c6d45dab4c"
 TWIN = "5297d322-0000-4000-8000-000000000000"  # same 8-character short id, another session
@@ -480,14 +480,6 @@ def gemini_direct(
         timeout=120,
         stdin=subprocess.DEVNULL,
     )
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
 
 
 @pytest.mark.slow

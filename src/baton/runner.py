@@ -376,25 +376,19 @@ class _Runner:
             before = self._last_usage_total(plan.session_id) if plan.mode == Mode.RESUME else {}
             turn.usage = _usage_delta(turn.usage, before)
         ended = time.time()
-        record.outcome, record.ended_at, record.exit_code = outcome, ended, result.exit_code
-        record.session_id_out = session.agent_session_id if outcome != Outcome.SESSION_LOST else None
-        record.result, record.error, record.usage, record.cost_usd = (
-            turn.result,
-            error,
-            turn.usage,
-            turn.cost_usd,
-        )
-        store.update_run(
-            run_id,
-            outcome=outcome,
-            ended_at=ended,
-            exit_code=result.exit_code,
-            session_id_out=record.session_id_out,
-            result=turn.result,
-            error=error,
-            usage=turn.usage,
-            cost_usd=turn.cost_usd,
-        )
+        final: dict[str, Any] = {
+            "outcome": outcome,
+            "ended_at": ended,
+            "exit_code": result.exit_code,
+            "session_id_out": session.agent_session_id if outcome != Outcome.SESSION_LOST else None,
+            "result": turn.result,
+            "error": error,
+            "usage": turn.usage,
+            "cost_usd": turn.cost_usd,
+        }
+        for name, value in final.items():
+            setattr(record, name, value)
+        store.update_run(run_id, **final)
         if session.agent_session_id and outcome != Outcome.SESSION_LOST:
             take_snapshot(store, agent, key, session.agent_session_id)
         self.workdirs.checkpoint(key, worktree)
