@@ -2,7 +2,8 @@
 
 Messages are written for the person at the terminal. Each class carries the CLI exit code it maps to,
 so the CLI turns any ``BatonError`` into a clean message and a meaningful code without a lookup table:
-0 succeeded, 1 the agent failed or timed out, 2 bad input, 3 the key is busy.
+0 succeeded, 1 the agent failed or timed out (or the disk is full), 2 bad input, 3 the key is busy,
+4 a remote could not be reached (network or credentials), 130 cancelled.
 Third-party errors are translated at the boundary with ``raise X from exc``.
 """
 
@@ -41,3 +42,13 @@ class AgentError(BatonError):
 
 class StoreError(BatonError):
     """The store could not be opened, migrated or written."""
+
+
+class RemoteError(GitError):
+    """A remote repository could not be reached: the network, the URL's host or the credentials."""
+
+    exit_code = 4
+
+
+class DiskFull(BatonError):
+    """No space left on the device that holds ``BATON_HOME`` (or the worktrees)."""
