@@ -65,6 +65,7 @@ def run_process(
     timeout: float | None,
     cancel: threading.Event,
     kill_grace: float,
+    stdin: bytes | None = None,
 ) -> ProcessResult:
     """Run to completion; ``heartbeat`` returning False (the lease was lost) cancels the run."""
     log_path.parent.mkdir(parents=True, exist_ok=True)

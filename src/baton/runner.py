@@ -349,6 +349,7 @@ class _Runner:
             timeout=self.request.timeout,
             cancel=self.request.cancel,
             kill_grace=self.settings.kill_grace,
+            stdin=launch.stdin,
         )
         if result.timed_out:
             outcome, error = Outcome.TIMED_OUT, f"killed after the {self.request.timeout:g} s timeout"

@@ -71,6 +71,7 @@ class Launch:
     argv: list[str]
     env: dict[str, str]
     new_session_id: str | None = None  # pre-assigned id of a fresh or forked conversation
+    stdin: bytes | None = None  # written to the agent's stdin, then closed (None: /dev/null)
 
 
 class Agent(Protocol):
