@@ -9,7 +9,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from baton.cli_common import JsonOpt, cli_store, emit_json, err, out
+from baton.cli.common import JsonOpt, cli_store, emit_json, err, out
 from baton.errors import NotFound
 from baton.models import PlanRecord, TaskStatus
 from baton.plan_file import load_plan

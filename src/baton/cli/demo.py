@@ -1,0 +1,14 @@
+"""``baton demo``: the offline demo (the work is in :mod:`baton.demo`)."""
+
+from __future__ import annotations
+
+import typer
+
+from baton.cli.common import out
+
+
+def demo_cmd() -> None:
+    """Offline demo: the real Claude CLI against a local mock model, through a simulated redeploy."""
+    from baton.demo import run_demo
+
+    raise typer.Exit(run_demo(out))
