@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from baton.agents import AGENTS
-from baton.errors import BadInput
-from baton.keys import Key, make_key
+from baton.errors import BadInput, GitError, RemoteError
+from baton.keys import Key, Repo, make_key
 from baton.settings import Settings, load_settings
-from baton.workdirs import Workdirs, branch_for, disk_usage
+from baton.testing.git_http import GitHttpServer
+from baton.workdirs import Workdirs, branch_for, disk_usage, remote_error
+
+TOKEN = "t0ken-for-the-test-server"
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -91,6 +96,91 @@ def test_clone_of_an_unreachable_repo_is_bad_input(workdirs: Workdirs, tmp_path:
     with pytest.raises(BadInput, match="cannot clone repo"):
         workdirs.ensure_cache(key.repo, key.agent)
     assert not workdirs.cache_path(key.repo).exists()
+
+
+@pytest.fixture
+def served(tmp_path: Path, origin: Path) -> Iterator[GitHttpServer]:
+    """``origin`` served over smart HTTP on 127.0.0.1 as ``api.git``, behind a Basic-auth token."""
+    root = tmp_path / "served"
+    root.mkdir()
+    git(root, "clone", "--quiet", "--bare", str(origin), "api.git")
+    git(root / "api.git", "config", "uploadpack.allowFilter", "true")
+    with GitHttpServer(root=root, token=TOKEN) as server:
+        yield server
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_clone_over_http_with_the_token(
+    workdirs: Workdirs, served: GitHttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_GIT_TOKEN", TOKEN)
+    key = make_key("fake", served.url("api.git"), "issue-1", AGENTS)
+    path, built = workdirs.ensure_worktree(key, branch_for(key), None)
+    assert built and (path / "app.py").read_text() == "print(1)\n"
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("wrong token", "Authentication failed"),
+        ("no such repository", "not found"),
+        ("connection refused", "Failed to connect"),
+    ],
+)
+def test_unreachable_remote_is_a_remote_error_naming_the_url(
+    workdirs: Workdirs, served: GitHttpServer, monkeypatch: pytest.MonkeyPatch, case: str, words: str
+) -> None:
+    monkeypatch.setenv("BATON_GIT_TOKEN", "wrong-token" if case == "wrong token" else TOKEN)
+    url = {
+        "wrong token": served.url("api.git"),
+        "no such repository": served.url("missing.git"),
+        "connection refused": f"http://127.0.0.1:{closed_port()}/api.git",
+    }[case]
+    key = make_key("fake", url, "issue-1", AGENTS)
+    with pytest.raises(RemoteError) as caught:
+        workdirs.ensure_worktree(key, branch_for(key), None)
+    message = str(caught.value)
+    assert caught.value.exit_code == 4
+    assert url in message and words in message
+    assert TOKEN not in message and "wrong-token" not in message
+    assert not workdirs.cache_path(key.repo).exists()
+    assert not workdirs.worktree_path(key).exists()
+
+
+def test_fetch_of_a_remote_gone_away_is_a_remote_error(
+    workdirs: Workdirs, served: GitHttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_GIT_TOKEN", TOKEN)
+    key = make_key("fake", served.url("api.git"), "issue-1", AGENTS)
+    workdirs.ensure_cache(key.repo, key.agent)
+    monkeypatch.setenv("BATON_GIT_TOKEN", "revoked")
+    with pytest.raises(RemoteError, match="fetch"):
+        workdirs.ensure_cache(key.repo, key.agent)
+
+
+def test_credentials_in_a_url_never_reach_the_message(workdirs: Workdirs) -> None:
+    # make_key refuses such a URL up front; a Repo built by hand (an API caller) is the last line
+    url = f"http://bot:{TOKEN}@127.0.0.1:{closed_port()}/api.git"
+    with pytest.raises(RemoteError) as caught:
+        workdirs.ensure_cache(Repo(url, "127.0.0.1/api", False), "fake")
+    assert TOKEN not in str(caught.value)
+    assert "127.0.0.1" in str(caught.value)
+
+
+def test_malformed_url_stays_bad_input() -> None:
+    error = remote_error(
+        Repo("https://[bad/x", "bad/x", False),
+        "clone",
+        GitError("git clone failed: fatal: unable to access 'https://[bad/x/': URL using bad/illegal format"),
+    )
+    assert type(error) is BadInput
 
 
 # -- worktrees ------------------------------------------------------------------------------------

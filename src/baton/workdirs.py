@@ -16,13 +16,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from baton.errors import BadInput, GitError
+from baton.errors import BadInput, BatonError, GitError, RemoteError
 from baton.keys import Key, Repo
 from baton.locks import file_lock
 from baton.settings import Settings
@@ -52,6 +53,38 @@ def run_git(args: list[str], cwd: Path | None = None, env: dict[str, str] | None
 
 def branch_for(key: Key) -> str:
     return f"baton/{key.agent}/{key.thread}"
+
+
+# git's words when the remote could not be reached or refused us: host, network, HTTP status, credentials.
+_UNREACHABLE = re.compile(
+    r"unable to access|could not resolve|connection refused|failed to connect|timed out|"
+    r"network is unreachable|authentication failed|could not read (?:username|password)|"
+    r"returned error: \d{3}|repository '[^']*' not found|repository not found|"
+    r"could not read from remote repository|permission denied|host key verification failed|"
+    r"early eof|remote end hung up",
+    re.IGNORECASE,
+)
+# ...and its words for a URL that can never work: that is the caller's input, not the network.
+_MALFORMED = re.compile(r"is not supported|bad/illegal format|malformed|invalid url|port number", re.I)
+
+
+def remote_error(repo: Repo, action: str, exc: GitError) -> BatonError:
+    """Translate a failed clone or fetch: :class:`RemoteError` (exit 4) when git could not reach the
+    remote or was refused by it, :class:`BadInput` (exit 2) for a malformed URL or a local path that is
+    no repository. The message names the URL (any ``user:password@`` removed) and quotes git."""
+    words = redact(str(exc))
+    url = redact(repo.url)
+    if repo.local or _MALFORMED.search(words) or not _UNREACHABLE.search(words):
+        return BadInput(f"cannot {action} repo {url!r}: {words}")
+    return RemoteError(
+        f"cannot reach repo {url!r} ({action}): {words} — check the URL, the network and the "
+        "credentials (BATON_GIT_TOKEN)"
+    )
+
+
+def redact(text: str) -> str:
+    """``text`` without the user-info part of any URL in it (git redacts it too; this is a safety net)."""
+    return re.sub(r"(?<=://)[^/@\s']+@", "", text)
 
 
 @dataclass
@@ -104,8 +137,14 @@ class Workdirs:
             if not (path / "HEAD").is_file():
                 self._clone(repo, path, env)
             elif fetch:
-                run_git(["fetch", "--prune", "--quiet", "origin"], cwd=path, env=env)
+                self._fetch(repo, path, env, "--prune")
         return path
+
+    def _fetch(self, repo: Repo, cache: Path, env: dict[str, str], *flags: str) -> None:
+        try:
+            run_git(["fetch", *flags, "--quiet", "origin"], cwd=cache, env=env)
+        except GitError as exc:
+            raise remote_error(repo, "fetch", exc) from exc
 
     def _clone(self, repo: Repo, path: Path, env: dict[str, str]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,9 +156,9 @@ class Workdirs:
             try:
                 run_git([*args, "--", repo.url, str(tmp)], env=env)
             except GitError as exc:
-                raise BadInput(f"cannot clone repo {repo.url!r}: {exc}") from exc
+                raise remote_error(repo, "clone", exc) from exc
             run_git(["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], cwd=tmp)
-            run_git(["fetch", "--quiet", "origin"], cwd=tmp, env=env)
+            self._fetch(repo, tmp, env)
             tmp.replace(path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
