@@ -3,17 +3,25 @@
 A lease lives in the store with an expiry that the holder's heartbeat pushes forward. Another runner
 may take it over when it has expired, or — without waiting for expiry — when its holder ran on this
 same host and that process is gone (a SIGKILLed runner is noticed at once, not after the TTL).
+
+:func:`held` is the one way to hold a lease for a piece of work (a run, a plan, a reset): it takes the
+lease, renews it from a background thread through every step — clone, hydrate, agent, snapshot,
+checkpoint — and releases it at the end. A slow step can then never let another runner take the key.
+The yielded event is set when a renewal finds the lease taken over: the holder must stop.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from baton.errors import Busy
+from baton.errors import BatonError, Busy
 from baton.models import Lease
 from baton.store.base import Store
 
@@ -71,3 +79,31 @@ class LeaseHolder:
         if self.held:
             self.store.release_lease(self.key, self.holder)
             self.held = False
+
+
+@contextmanager
+def held(lease: LeaseHolder, wait: float, every: float) -> Iterator[threading.Event]:
+    """Hold ``lease`` for the ``with`` block (acquired waiting up to ``wait`` seconds, renewed every
+    ``every`` seconds, released at the end); yields the event that is set if the lease is lost."""
+    lease.acquire(wait)
+    lost = threading.Event()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                renewed = lease.renew()
+            except BatonError:
+                continue  # the store hiccuped: try again; the TTL is several beats long
+            if not renewed:
+                lost.set()
+                return
+
+    thread = threading.Thread(target=beat, name=f"baton-lease:{lease.key}", daemon=True)
+    thread.start()
+    try:
+        yield lost
+    finally:
+        stop.set()
+        thread.join()
+        lease.release()

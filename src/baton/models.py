@@ -117,6 +117,7 @@ class RunRecord:
     host: str = ""
     runner_pid: int = 0
     agent_pid: int | None = None
+    note: str | None = None  # why the run started the way it did (hydrated, recovered, ...)
 
     @property
     def duration_s(self) -> float | None:
@@ -195,6 +196,15 @@ class TaskState:
     ended_at: float | None = None
 
 
+class PlanStatus(StrEnum):
+    """Progress of a whole plan."""
+
+    PENDING = "pending"  # stored, not started
+    RUNNING = "running"  # a runner works through its tasks (or died doing so: run it again)
+    SUCCEEDED = "succeeded"  # every task succeeded or was skipped
+    FAILED = "failed"  # a task failed (and the plan stops on failure), or tasks were left unfinished
+
+
 @dataclass
 class PlanRecord:
     """A plan's stored progress: one key (thread ``plan-<id>``), its tasks in order."""
@@ -204,7 +214,7 @@ class PlanRecord:
     repo: str  # slug
     thread: str
     file: str
-    status: str  # pending | running | succeeded | failed
+    status: PlanStatus
     tasks: list[TaskState]
     session_id: str | None = None
     created_at: float = 0.0

@@ -8,21 +8,20 @@ at the first task that has not succeeded, in the same conversation; a task left 
 runner is re-run, and the runner gives it the "you were interrupted" note. A finished task whose prompt
 changed in the file is reported, and re-run only when asked (``from_task``).
 
-A plan is held by one runner at a time: its own lease (``plan:<id>``), kept alive by a heartbeat thread
-for as long as the plan runs, on top of the key's lease each task's run takes.
+A plan is held by one runner at a time: its own lease (``plan:<id>``), kept alive by
+:func:`baton.leases.held` for as long as the plan runs, on top of the key's lease each task's run takes.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from baton.errors import BadInput
 from baton.keys import make_key
-from baton.leases import LeaseHolder
-from baton.models import Outcome, PlanRecord, RunRecord, TaskState, TaskStatus
+from baton.leases import LeaseHolder, held
+from baton.models import Outcome, PlanRecord, PlanStatus, RunRecord, TaskState, TaskStatus
 from baton.plan_file import Plan, Task
 from baton.request import RunRequest
 from baton.runner import run
@@ -38,7 +37,7 @@ class PlanResult:
 
     @property
     def ok(self) -> bool:
-        return self.record.status == "succeeded"
+        return self.record.status == PlanStatus.SUCCEEDED
 
 
 def _reconcile(plan: Plan, record: PlanRecord | None, from_task: str | None) -> list[TaskState]:
@@ -90,33 +89,25 @@ def run_plan(
     states = _reconcile(plan, record, from_task)
     now = time.time()
     record = record or PlanRecord(
-        plan.id, key.agent, key.repo.slug, key.thread, plan.file, "pending", [], created_at=now
+        plan.id, key.agent, key.repo.slug, key.thread, plan.file, PlanStatus.PENDING, [], created_at=now
     )
     record.tasks, record.file = states, plan.file
     lease = LeaseHolder(store, f"plan:{plan.id}", settings.lease_ttl)
-    lease.acquire(0)
-    stop_beating = threading.Event()
-    beat = threading.Thread(target=_keep_alive, args=(lease, settings.heartbeat, stop_beating), daemon=True)
-    beat.start()
-    try:
-        record.status = "running"
+    with held(lease, 0, settings.heartbeat):
+        record.status = PlanStatus.RUNNING
         _save(store, record, on_progress, None)
         tasks = {t.id: t for t in plan.tasks}
         for state in record.tasks:
             if state.status in (TaskStatus.SUCCEEDED, TaskStatus.SKIPPED):
                 continue
-            if record.status == "failed":
+            if record.status == PlanStatus.FAILED:
                 break
             _run_task(plan, tasks[state.id], state, record, settings, store, on_progress)
         failed = [t for t in record.tasks if t.status == TaskStatus.FAILED]
         pending = [t for t in record.tasks if t.status in (TaskStatus.PENDING, TaskStatus.RUNNING)]
-        record.status = "failed" if failed or pending else "succeeded"
+        record.status = PlanStatus.FAILED if failed or pending else PlanStatus.SUCCEEDED
         _save(store, record, on_progress, None)
         return PlanResult(record)
-    finally:
-        stop_beating.set()
-        beat.join(timeout=5)
-        lease.release()
 
 
 def _run_task(
@@ -164,7 +155,7 @@ def _run_task(
     state.status = TaskStatus.SUCCEEDED if last.outcome == Outcome.SUCCEEDED else TaskStatus.FAILED
     record.session_id = result.session.agent_session_id  # updated whenever the agent reports a new one
     if state.status == TaskStatus.FAILED and task.on_failure != "continue":
-        record.status = "failed"
+        record.status = PlanStatus.FAILED
     _save(store, record, on_progress, None)
 
 
@@ -174,7 +165,3 @@ def _save(store: Store, record: PlanRecord, on_progress: Progress | None, curren
     if on_progress is not None:
         on_progress(record, current)
 
-
-def _keep_alive(lease: LeaseHolder, every: float, stop: threading.Event) -> None:
-    while not stop.wait(every):
-        lease.renew()

@@ -40,6 +40,7 @@ class RunResult:
     run: RunRecord
     attempts: list[RunRecord]
     session: SessionRecord
+    warnings: list[str] = field(default_factory=list)  # things the caller should know (printed by the CLI)
 
     @property
     def ok(self) -> bool:
@@ -64,6 +65,8 @@ class RunResult:
             "worktree": self.session.worktree,
             "branch": self.session.branch,
             "duration_s": run.duration_s,
+            "note": run.note,
+            "warnings": self.warnings,
             "runs": [
                 {"run_id": a.id, "mode": a.mode.value, "outcome": a.outcome.value} for a in self.attempts
             ],

@@ -30,6 +30,7 @@ class Settings:
     heartbeat: float = 5.0  # seconds between heartbeats of a running run
     retry_backoff: float = 2.0  # first retry waits this long, doubling each time
     kill_grace: float = 3.0  # seconds between SIGTERM and SIGKILL of a timed-out agent
+    min_free_mb: float = 100.0  # a run refuses to start with less free space where BATON_HOME lives
     store_url: str = ""  # empty: SQLite at $BATON_HOME/baton.db
     claude_bin: str = ""  # empty: the claude-agent-sdk's bundled CLI, else `claude` on PATH
     codex_bin: str = ""  # empty: `codex` on PATH, else next to this Python

@@ -53,6 +53,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 created_at {real} NOT NULL, updated_at {real} NOT NULL)""",
         ],
     ),
+    (
+        3,
+        "runs.note: why the run started the way it did (hydrated, recovered from a corrupt snapshot, ...)",
+        ["ALTER TABLE runs ADD COLUMN note TEXT"],
+    ),
 ]
 
 DIALECT_TYPES = {

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from baton.errors import StoreError
+from baton.errors import BatonError, DiskFull, StoreError
 from baton.models import Lease, Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus, Snapshot
 from baton.store.migrations import DIALECT_TYPES, MIGRATIONS
 from baton.store.sql_plans import PlanTables
@@ -76,6 +76,7 @@ runs = sa.table(
             "host",
             "runner_pid",
             "agent_pid",
+            "note",
         )
     ),
 )
@@ -126,8 +127,8 @@ class SQLStore(PlanTables):
         try:
             with self.engine.begin() as conn:
                 yield conn
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"store error: {exc.orig}") from exc
+        except sa.exc.DBAPIError as exc:
+            raise _store_error(exc) from exc
 
     # -- migrations ---------------------------------------------------------------------------------
 
@@ -202,6 +203,19 @@ class SQLStore(PlanTables):
                 ).all()
                 row = found[0] if len(found) == 1 else None
         return _run(row._mapping) if row else None
+
+    def find_run_ids(self, fragment: str, limit: int = 20) -> list[str]:
+        """Ids of the runs whose id is, starts with or ends with ``fragment``, newest first.
+
+        People copy short ids: a prefix, or the random tail that tables show (see ``baton.runids``).
+        """
+        text = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        match = sa.or_(
+            runs.c.id.like(text + "%", escape="\\"), runs.c.id.like("%" + text, escape="\\")
+        )
+        query = sa.select(runs.c.id).where(match).order_by(runs.c.started_at.desc()).limit(limit)
+        with self._tx() as conn:
+            return [row.id for row in conn.execute(query)]
 
     def list_runs(
         self,
@@ -392,6 +406,14 @@ def _engine(url: str) -> Engine:
         while len(_ENGINES) > _ENGINES_MAX:
             _ENGINES.popitem(last=False)[1].dispose()
         return engine
+
+
+def _store_error(exc: sa.exc.DBAPIError) -> BatonError:
+    """The database's own words; a full disk gets its own error (SQLite: "database or disk is full")."""
+    words = str(exc.orig)
+    if "disk is full" in words or "No space left" in words or "could not extend file" in words:
+        return DiskFull(f"the disk holding the store is full ({words}); free some space and retry")
+    return StoreError(f"store error: {words}")
 
 
 def _digests(files_json: str) -> set[str]:

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from baton.models import PlanRecord, TaskState, TaskStatus
+from baton.models import PlanRecord, PlanStatus, TaskState, TaskStatus
 
 plans = sa.table(
     "plans",
@@ -63,4 +63,5 @@ class PlanTables:
 def _plan(row: Any) -> PlanRecord:
     data = dict(row)
     data["tasks"] = [TaskState(**{**t, "status": TaskStatus(t["status"])}) for t in json.loads(data["tasks"])]
+    data["status"] = PlanStatus(data["status"])
     return PlanRecord(**data)

@@ -1,0 +1,258 @@
+"""One attempt of a run, in named steps: start the run record → launch the agent → classify how it
+ended → finish (record, snapshot, checkpoint, session).
+
+A run always ends in the store with its real outcome: an agent that cannot even be started (E2BIG, a
+missing binary, no permission) is recorded ``failed`` with the reason at once, and any other error
+after the record was written (a full disk, a broken store) is recorded on the run before it is raised.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from baton.agents import Launch, Turn
+from baton.decide import Context, Decision
+from baton.errors import AgentError, BatonError, DiskFull
+from baton.leases import HOST
+from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
+from baton.process import ProcessResult, run_process
+from baton.prompts import recap, render
+from baton.snapshots import take_snapshot
+
+
+@dataclass
+class Ending:
+    """How an attempt ended, before it is written down."""
+
+    outcome: Outcome
+    error: str | None = None
+    exit_code: int | None = None
+
+
+def new_run_id() -> str:
+    """Time-ordered and unique: 12 hex digits of milliseconds, 8 random."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
+
+
+def run_attempt(ctx: Context, session: SessionRecord, decision: Decision, number: int) -> RunRecord:
+    text = _prompt(ctx, decision, session)
+    launch = ctx.agent.launch(decision.mode, text, decision.session_id)
+    record = _start(ctx, session, decision, number, launch)
+    turn = Turn()
+    try:
+        result = _launch(ctx, session, decision, launch, record, turn)
+    except AgentError as exc:  # the agent could not even be started
+        return _finish(ctx, session, record, turn, Ending(Outcome.FAILED, str(exc)))
+    except BaseException as exc:
+        _abandon(ctx, session, record, exc)
+        translated = _translate(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
+    return _finish(ctx, session, record, turn, _classify(ctx, decision, result, turn))
+
+
+def _prompt(ctx: Context, decision: Decision, session: SessionRecord) -> str:
+    request, key = ctx.request, ctx.key
+    values = {
+        "prompt": request.prompt,
+        "repo": key.repo.slug,
+        "thread": key.thread,
+        "branch": session.branch,
+        "worktree": session.worktree,
+        "context": (request.context or "").strip() + "\n" if request.context else "",
+        "reason": decision.reason,
+        "previous": decision.previous,
+        "recap": "",
+    }
+    if decision.kind == PromptKind.RECAP:
+        earlier = ctx.store.list_runs(key.agent, key.repo.slug, key.thread, limit=20)
+        values["recap"] = recap([r for r in reversed(earlier) if r.outcome != Outcome.SESSION_LOST])
+    return render(decision.kind, ctx.settings.home, **values)
+
+
+def _start(
+    ctx: Context, session: SessionRecord, decision: Decision, number: int, launch: Launch
+) -> RunRecord:
+    """Write the run record (``running``) and the session before the agent starts."""
+    key, now, run_id = ctx.key, time.time(), new_run_id()
+    record = RunRecord(
+        id=run_id,
+        agent=key.agent,
+        repo=key.repo.slug,
+        thread=key.thread,
+        attempt=number,
+        mode=decision.mode,
+        prompt_kind=decision.kind,
+        prompt=ctx.request.prompt,
+        started_at=now,
+        heartbeat_at=now,
+        session_id_in=decision.session_id or session.agent_session_id,
+        log_path=str(ctx.settings.home / "logs" / f"{run_id}.jsonl"),
+        host=HOST,
+        runner_pid=os.getpid(),
+        note=decision.note,
+    )
+    if launch.new_session_id:
+        # Pre-assigned: the agent writes the prompt under this id at once, so even if this runner
+        # dies mid-turn the next run resumes the right conversation.
+        session.agent_session_id = launch.new_session_id
+    session.status = SessionStatus.RUNNING
+    session.attempts += 1
+    session.last_used_at = now
+    ctx.store.save_session(session)
+    ctx.store.add_run(record)
+    if ctx.request.on_start:
+        ctx.request.on_start(record)
+    return record
+
+
+def _launch(
+    ctx: Context, session: SessionRecord, decision: Decision, launch: Launch, record: RunRecord, turn: Turn
+) -> ProcessResult:
+    """Run the agent to its end, streaming its events into ``turn`` and to the request's subscriber."""
+    store, agent = ctx.store, ctx.agent
+    env = {
+        **os.environ,
+        **ctx.workdirs.git_env(ctx.key.agent),
+        **launch.env,
+        "BATON_RUN_ID": record.id,
+        "BATON_KEY": str(ctx.key),
+    }
+
+    def on_line(line: str) -> None:
+        event = agent.read_event(line, turn)
+        chose = turn.session_id and turn.session_id != session.agent_session_id
+        if chose and not launch.new_session_id and decision.mode != Mode.RESUME:
+            # An id the agent chose itself (Codex, Gemini forks): keep it at once, so a runner
+            # killed mid-turn still leaves the next run a conversation to resume.
+            session.agent_session_id = turn.session_id
+            store.save_session(session)
+        if event is not None and ctx.request.on_event:
+            ctx.request.on_event(record, event)
+
+    def heartbeat() -> bool:
+        store.update_run(record.id, heartbeat_at=time.time())
+        return not ctx.lost.is_set()  # the lease keeps itself alive; a lost one stops the agent
+
+    return run_process(
+        launch.argv,
+        env,
+        ctx.worktree,
+        Path(record.log_path),
+        on_line,
+        on_start=lambda pid: store.update_run(record.id, agent_pid=pid),
+        heartbeat=heartbeat,
+        heartbeat_every=ctx.settings.heartbeat,
+        timeout=ctx.request.timeout,
+        cancel=ctx.request.cancel,
+        kill_grace=ctx.settings.kill_grace,
+        stdin=launch.stdin,
+    )
+
+
+def _classify(ctx: Context, decision: Decision, result: ProcessResult, turn: Turn) -> Ending:
+    agent = ctx.agent
+    if result.timed_out:
+        return Ending(
+            Outcome.TIMED_OUT, f"killed after the {ctx.request.timeout:g} s timeout", result.exit_code
+        )
+    if ctx.lost.is_set():
+        return Ending(
+            Outcome.CANCELLED, f"stopped: another runner took over the lease of {ctx.key}", result.exit_code
+        )
+    if result.cancelled:
+        return Ending(Outcome.CANCELLED, "cancelled", result.exit_code)
+    outcome = agent.classify(result.exit_code, turn, result.stderr)
+    if (
+        outcome == Outcome.SUCCEEDED
+        and decision.mode == Mode.RESUME
+        and agent.capabilities.resume_keeps_id
+        and turn.session_id not in (None, decision.session_id)
+    ):
+        # The CLI silently started a NEW conversation (Codex does when it cannot find the id):
+        # that is a lost session, never a success on the old one.
+        error = f"asked to resume {decision.session_id}, the agent started {turn.session_id} instead"
+        return Ending(Outcome.SESSION_LOST, error, result.exit_code)
+    if outcome == Outcome.SUCCEEDED:
+        return Ending(outcome, None, result.exit_code)
+    lines = turn.errors or [line for line in result.stderr.splitlines() if line.strip()][-3:]
+    return Ending(
+        outcome, "; ".join(lines) or f"the agent exited with code {result.exit_code}", result.exit_code
+    )
+
+
+def _finish(ctx: Context, session: SessionRecord, record: RunRecord, turn: Turn, ending: Ending) -> RunRecord:
+    """Write the run's final fields, then snapshot the transcript and checkpoint the worktree."""
+    lost = ending.outcome == Outcome.SESSION_LOST
+    if not lost and turn.session_id:
+        session.agent_session_id = turn.session_id  # re-captured every run: ids can change
+    usage = turn.usage
+    if ctx.agent.capabilities.cumulative_usage and usage:
+        before = _last_usage_total(ctx, record.session_id_in) if record.mode == Mode.RESUME else {}
+        usage = usage_delta(usage, before)
+    ended = time.time()
+    final: dict[str, Any] = {
+        "outcome": ending.outcome,
+        "ended_at": ended,
+        "exit_code": ending.exit_code,
+        "session_id_out": None if lost else session.agent_session_id,
+        "result": turn.result,
+        "error": ending.error,
+        "usage": usage,
+        "cost_usd": turn.cost_usd,
+    }
+    for name, value in final.items():
+        setattr(record, name, value)
+    ctx.store.update_run(record.id, **final)
+    if not ctx.lost.is_set():  # after a takeover the key's files belong to the new holder
+        if session.agent_session_id and not lost:
+            take_snapshot(ctx.store, ctx.agent, ctx.key, session.agent_session_id)
+        ctx.workdirs.checkpoint(ctx.key, ctx.worktree)
+    session.status = SessionStatus.ACTIVE
+    session.last_outcome = ending.outcome
+    session.last_used_at = ended
+    session.expires_at = ended + ctx.settings.ttl_days * 86400
+    ctx.store.save_session(session)
+    return record
+
+
+def _abandon(ctx: Context, session: SessionRecord, record: RunRecord, exc: BaseException) -> None:
+    """Best effort: record why the attempt stopped, so the run does not stay ``running``."""
+    outcome = Outcome.CANCELLED if isinstance(exc, KeyboardInterrupt) else Outcome.FAILED
+    error = str(_translate(exc)) or exc.__class__.__name__
+    try:
+        ctx.store.update_run(record.id, outcome=outcome, ended_at=time.time(), error=error)
+        session.status, session.last_outcome = SessionStatus.ACTIVE, outcome
+        ctx.store.save_session(session)
+    except BatonError:
+        pass  # the store itself is failing (a full disk): the next run marks this one crashed
+
+
+def _translate(exc: BaseException) -> BaseException:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return DiskFull(f"no space left on the device ({exc.filename or 'BATON_HOME'}); free some space")
+    return exc
+
+
+def _last_usage_total(ctx: Context, session_id: str | None) -> dict[str, Any]:
+    key = ctx.key
+    for record in ctx.store.list_runs(key.agent, key.repo.slug, key.thread, limit=50):
+        if record.session_id_out == session_id and record.usage.get("thread_total"):
+            total: dict[str, Any] = record.usage["thread_total"]
+            return total
+    return {}
+
+
+def usage_delta(total: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """Per-run usage from a thread's cumulative counters; the total is kept for the next delta."""
+    counters = {k: v for k, v in total.items() if isinstance(v, int | float)}
+    if any(v < before.get(k, 0) for k, v in counters.items()):
+        before = {}  # the thread's counters went back (an older transcript was restored): start over
+    return {**{k: v - before.get(k, 0) for k, v in counters.items()}, "thread_total": total}
