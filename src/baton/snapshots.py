@@ -3,21 +3,22 @@ so any machine (or the same machine after its agent home was wiped) can resume t
 
 A snapshot maps each file's path *relative to the agent home* to the SHA-256 digests of its chunks;
 each chunk is stored once per digest, zlib-compressed, so a long conversation costs per turn only what
-the turn appended. Only the latest snapshot of a key is kept; blobs
-no snapshot uses are dropped by the store. Hydration writes the files back atomically (temp + rename)
-and never overwrites a local file that is already newer and longer — the local transcript wins.
+the turn appended. Only the latest snapshot of a key is kept; blobs no snapshot uses are dropped by
+the store. Hydration writes the files back atomically (a temporary file of its own, then a rename)
+and never overwrites a local file that is already longer — unless the runner found it damaged
+(:func:`baton.decide.ensure_local`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import zlib
 from pathlib import Path
 
 from baton.agents.base import Agent
 from baton.errors import StoreError
+from baton.files import atomic_write_bytes
 from baton.keys import Key
 from baton.models import Snapshot
 from baton.store.base import Store
@@ -96,8 +97,6 @@ def hydrate(
         target.parent.mkdir(parents=True, exist_ok=True)
         if not overwrite and target.exists() and target.stat().st_size >= len(data):
             continue
-        tmp = target.with_name(f".{target.name}.baton-tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        atomic_write_bytes(target, data)
     agent.after_hydrate(session_id, cwd)
     return snapshot
