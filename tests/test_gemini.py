@@ -767,5 +767,5 @@ def test_reset_conversation_removes_the_stubs_too(tmp_path: Path) -> None:
     leftover = write_chat(agent, "w", f"session-2026-01-01T11-00-{SID[:8]}.jsonl", stub(SID))
     removed = reset_session(store, settings, key, Scope.CONVERSATION)
     store.close()
-    assert removed["transcript_files"] == 2
+    assert removed.transcript_files == 2
     assert not real.exists() and not leftover.exists()

@@ -345,20 +345,20 @@ def test_remove_worktree_with_delete_branch(workdirs: Workdirs, key: Key) -> Non
     workdirs.checkpoint(key, path)
     cache = workdirs.cache_path(key.repo)
 
-    assert workdirs.remove_worktree(key, delete_branch=True) is True
+    assert workdirs.remove_worktree(key, branch_for(key)) is True
 
     assert not path.exists()
     assert not (workdirs.home / "worktrees" / "fake").exists()  # empty parents removed
     assert git(cache, "branch", "--list", "baton/*") == ""
     assert git(cache, "for-each-ref", "refs/baton/") == ""
     assert git(cache, "worktree", "list", "--porcelain").count("worktree ") == 1  # only the bare clone
-    assert workdirs.remove_worktree(key, delete_branch=True) is False
+    assert workdirs.remove_worktree(key, branch_for(key)) is False
 
 
 def test_remove_worktree_keeping_the_branch_resumes_it(workdirs: Workdirs, key: Key) -> None:
     path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
     head = commit_file(path, "kept.txt", "kept\n", "keep me")
-    assert workdirs.remove_worktree(key, delete_branch=False) is True
+    assert workdirs.remove_worktree(key) is True
     cache = workdirs.cache_path(key.repo)
     assert git(cache, "rev-parse", "refs/heads/baton/fake/issue-1") == head
     again, built = workdirs.ensure_worktree(key, branch_for(key), None)

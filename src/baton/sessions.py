@@ -11,19 +11,23 @@ from __future__ import annotations
 import base64
 import getpass
 import json
+import shlex
 import time
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from baton.agents import AGENTS, get_agent
+from baton.archives import archive_stamp, archive_worktree
 from baton.errors import BadInput, NotFound
+from baton.files import write_json
 from baton.keys import Key, Repo, parse_repo, validate_agent, validate_thread
 from baton.leases import LeaseHolder
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus, Snapshot
 from baton.settings import Settings
+from baton.snapshots import take_snapshot
 from baton.store.base import Store
 from baton.workdirs import Workdirs
 
@@ -58,44 +62,166 @@ def get_session(store: Store, key: Key) -> SessionRecord:
     return session
 
 
+@dataclass
+class ResetResult:
+    """What a reset kept and what it removed. ``to_json()`` for scripts, ``describe()`` for people."""
+
+    key: str
+    scope: Scope
+    archive_ref: str | None = None  # the worktree, branch tip and checkpoint, kept in the cache clone
+    archive_commit: str | None = None
+    cache: str | None = None  # the cache clone that holds archive_ref
+    restore: str | None = None  # the git command that checks the archive out again
+    conversation_archive: str | None = None  # the session's export (transcript snapshot, runs)
+    worktree: bool = False  # a worktree directory was removed
+    branch: str | None = None  # the branch that was deleted
+    checkpoint: bool = False  # the checkpoint ref was deleted
+    transcript_files: int = 0  # transcript (and leftover) files removed from the agent's home
+    snapshot: bool = False  # the transcript snapshot was removed from the store
+    runs: int = 0  # run records removed (scope all), with their event logs
+    session: bool = False  # the session record itself was removed (scope all)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "scope": self.scope.value}
+
+    def describe(self) -> str:
+        """One sentence: what was removed, and where what it held is kept."""
+        removed = self._removed()
+        said = f"Reset {self.key} ({self.scope.value}): " + (
+            f"removed {_join(removed)}" if removed else "there was nothing to remove"
+        )
+        kept = []
+        if self.archive_ref:
+            kept.append(f"the worktree's work is kept at {self.archive_ref} (get it back: {self.restore})")
+        if self.conversation_archive:
+            kept.append(
+                f"the conversation is kept in {self.conversation_archive} "
+                f"(get it back: baton sessions import {shlex.quote(self.conversation_archive)} --replace)"
+            )
+        return said + ("; " + "; ".join(kept) if kept else "") + "."
+
+    def _removed(self) -> list[str]:
+        parts = []
+        if self.worktree:
+            parts.append("the worktree")
+        if self.branch:
+            parts.append(f"branch {self.branch}")
+        if self.checkpoint:
+            parts.append("its checkpoint")
+        if self.transcript_files:
+            parts.append(f"{self.transcript_files} transcript file(s)")
+        if self.snapshot:
+            parts.append("the transcript snapshot")
+        if self.session:
+            parts.append(f"the session record with {self.runs} run(s) and their logs")
+        return parts
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def reset_session(
     store: Store, settings: Settings, key: Key, scope: Scope, actor: str | None = None, wait: float = 0.0
-) -> dict[str, Any]:
-    """Reset one key; returns what was removed. Raises Busy while a run holds the key."""
-    session = get_session(store, key)
-    lease = LeaseHolder(store, key.id, settings.lease_ttl)
-    lease.acquire(wait)
+) -> ResetResult:
+    """Reset one key under its lease: validate, archive what would be lost, then remove (module doc).
+
+    Always audited: ``reset`` with the result, or ``reset-failed`` with what was done before the error
+    and the error itself. Raises Busy while a run holds the key."""
+    actor = actor or _actor()
+    result = ResetResult(str(key), scope)
     try:
-        removed: dict[str, Any] = {"key": str(key), "scope": scope.value}
-        if scope in (Scope.CONVERSATION, Scope.ALL):
-            removed["transcript_files"] = _forget_conversation(store, settings, key, session)
-        if scope in (Scope.WORKTREE, Scope.ALL):
-            removed["worktree"] = Workdirs(settings).remove_worktree(key, delete_branch=True)
-        if scope == Scope.ALL:
-            runs = store.delete_runs(key.agent, key.repo.slug, key.thread)
-            for record in runs:
-                Path(record.log_path).unlink(missing_ok=True)
-            removed["runs"] = len(runs)
-            store.delete_session(key.agent, key.repo.slug, key.thread)
-        else:
-            store.save_session(session)
-        store.audit("reset", str(key), actor or _actor(), removed)
-        return removed
-    finally:
-        lease.release()
+        session = get_session(store, key)
+        lease = LeaseHolder(store, key.id, settings.lease_ttl)
+        lease.acquire(wait)
+        try:
+            _reset(store, settings, key, session, result)
+        finally:
+            lease.release()
+    except Exception as exc:
+        store.audit("reset-failed", str(key), actor, {**result.to_json(), "error": str(exc)})
+        raise
+    store.audit("reset", str(key), actor, result.to_json())
+    return result
 
 
-def _forget_conversation(store: Store, settings: Settings, key: Key, session: SessionRecord) -> int:
-    count = 0
+def _reset(store: Store, settings: Settings, key: Key, session: SessionRecord, result: ResetResult) -> None:
+    workdirs = Workdirs(settings)
+    stamp = archive_stamp()
+    worktree = result.scope in (Scope.WORKTREE, Scope.ALL)
+    conversation = result.scope in (Scope.CONVERSATION, Scope.ALL)
+    if worktree:
+        _check_branch_is_its_own(store, workdirs, key, session)
+        archive = archive_worktree(workdirs, key, session.branch, stamp)
+        tip = archive.branch_tip if archive else None
+        if archive is not None:
+            result.archive_ref, result.archive_commit = archive.ref, archive.commit
+            result.cache, result.restore = str(archive.cache), archive.restore_command()
+    if conversation:
+        result.conversation_archive = _archive_conversation(store, settings, key, session, stamp)
+    if worktree:  # git first: the likeliest to fail, and nothing of the conversation is gone yet
+        result.worktree = workdirs.remove_worktree_dir(key)
+        if tip and workdirs.delete_branch(key.repo, session.branch, expected=tip):
+            result.branch = session.branch
+        result.checkpoint = workdirs.drop_checkpoint(key)
+    if conversation:
+        _forget_conversation(store, settings, key, session, result)
+    if result.scope == Scope.ALL:
+        runs = store.delete_runs(key.agent, key.repo.slug, key.thread)
+        for record in runs:
+            Path(record.log_path).unlink(missing_ok=True)
+        result.runs = len(runs)
+        store.delete_session(key.agent, key.repo.slug, key.thread)
+        result.session = True
+    else:
+        store.save_session(session)
+
+
+def _check_branch_is_its_own(store: Store, workdirs: Workdirs, key: Key, session: SessionRecord) -> None:
+    """Refuse (before anything is written) to delete a branch another session or worktree works on."""
+    own = workdirs.worktree_path(key)
+    users = [str(p) for p in workdirs.branch_worktrees(key.repo, session.branch) if p != own]
+    users += [
+        f"session {other.agent}:{other.repo}:{other.thread}"
+        for other in store.list_sessions(repo=key.repo.slug)
+        if other.branch == session.branch and (other.agent, other.thread) != (key.agent, key.thread)
+    ]
+    if users:
+        raise BadInput(
+            f"branch {session.branch!r} of {key} is also used by {', '.join(users)}; nothing was reset "
+            "(reset with --scope conversation, or reset the other key first)"
+        )
+
+
+def _archive_conversation(
+    store: Store, settings: Settings, key: Key, session: SessionRecord, stamp: str
+) -> str | None:
+    """Write the session's export (its latest transcript snapshotted first) under ``archive/``; None
+    when there is no conversation to keep."""
+    if not session.agent_session_id:
+        return None
+    take_snapshot(store, get_agent(key.agent, settings), key, session.agent_session_id)
+    path = settings.home / "archive" / key.agent / key.repo.slug / key.thread / f"{stamp}.json"
+    n = 1
+    while path.exists():
+        n += 1
+        path = path.with_name(f"{stamp}-{n}.json")
+    write_json(path, export_session(store, key))
+    return str(path)
+
+
+def _forget_conversation(
+    store: Store, settings: Settings, key: Key, session: SessionRecord, result: ResetResult
+) -> None:
     if session.agent_session_id:
         agent = get_agent(key.agent, settings)
         sid = session.agent_session_id
         for path in [*agent.transcript_files(sid), *agent.leftover_files(sid)]:
             path.unlink(missing_ok=True)
-            count += 1
+            result.transcript_files += 1
+    result.snapshot = store.get_snapshot(key.agent, key.repo.slug, key.thread) is not None
     store.delete_snapshot(key.agent, key.repo.slug, key.thread)
     session.agent_session_id = None
-    return count
 
 
 def _actor() -> str:

@@ -87,6 +87,16 @@ def redact(text: str) -> str:
     return re.sub(r"(?<=://)[^/@\s']+@", "", text)
 
 
+@dataclass(frozen=True)
+class Worktree:
+    """What :meth:`Workdirs.prepare_worktree` found or made: enough to undo exactly what it made."""
+
+    path: Path
+    built: bool  # the worktree directory was (re)built by this call (False: it existed and was reused)
+    new_branch: str | None = None  # the branch this call created; None when the branch already existed
+    start: str | None = None  # the commit that new branch was created at
+
+
 @dataclass
 class Workdirs:
     settings: Settings
@@ -176,10 +186,17 @@ class Workdirs:
     # -- worktrees ----------------------------------------------------------------------------------
 
     def ensure_worktree(self, key: Key, branch: str, base: str | None) -> tuple[Path, bool]:
-        """Return the key's worktree and whether it was (re)built now."""
+        """Return the key's worktree and whether it was (re)built now (:meth:`prepare_worktree`)."""
+        made = self.prepare_worktree(key, branch, base)
+        return made.path, made.built
+
+    def prepare_worktree(self, key: Key, branch: str, base: str | None) -> Worktree:
+        """The key's worktree at its stable path on ``branch``: reused when it exists, else (re)built —
+        on the branch if it exists (with its last checkpoint re-applied), else on a new branch from
+        ``base``. The result says what this call made, so :meth:`discard_new_worktree` can undo it."""
         path = self.worktree_path(key)
         if (path / ".git").is_file():
-            return path, False
+            return Worktree(path, built=False)
         cache = self.ensure_cache(key.repo, key.agent)
         env = self._env(key.agent)
         with file_lock(self.home, f"repo:{key.repo.slug}"):
@@ -189,15 +206,33 @@ class Workdirs:
             path.parent.mkdir(parents=True, exist_ok=True)
             if _ref_exists(cache, f"refs/heads/{branch}"):
                 run_git(["worktree", "add", "--quiet", str(path), branch], cwd=cache, env=env)
+                made = Worktree(path, built=True)
             else:
-                start = self._resolve_base(cache, base)
+                start = run_git(["rev-parse", f"{self._resolve_base(cache, base)}^{{commit}}"], cwd=cache)
                 run_git(
                     ["worktree", "add", "--quiet", "--no-track", "-b", branch, str(path), start],
                     cwd=cache,
                     env=env,
                 )
+                made = Worktree(path, built=True, new_branch=branch, start=start)
             self._restore_checkpoint(key, cache, path)
-        return path, True
+        return made
+
+    def discard_new_worktree(self, key: Key, made: Worktree) -> None:
+        """Undo :meth:`prepare_worktree` when the run finds, after it, that it cannot go on: remove the
+        worktree it built, and the branch it created while that still points where it was created (a
+        commit made since is never thrown away). A reused worktree and a pre-existing branch are kept."""
+        if not made.built:
+            return
+        cache = self.cache_path(key.repo)
+        with file_lock(self.home, f"repo:{key.repo.slug}"):
+            shutil.rmtree(made.path, ignore_errors=True)
+            run_git(["worktree", "prune"], cwd=cache)
+            if made.new_branch and made.start:
+                ref = f"refs/heads/{made.new_branch}"
+                if commit_of(cache, ref) == made.start:
+                    run_git(["update-ref", "-d", ref, made.start], cwd=cache)
+        _remove_empty_parents(made.path.parent, self.home / "worktrees")
 
     def _resolve_base(self, cache: Path, base: str | None) -> str:
         if base is None:
@@ -213,36 +248,15 @@ class Workdirs:
         A clean worktree costs one ``git status`` (which uses the index's stat cache). A dirty one is
         staged into a *copy* of the worktree's own index — stat data included, so only changed files are
         re-hashed — never into the index itself."""
-        dot_git = worktree / ".git"
-        if not dot_git.is_file():
+        if not (worktree / ".git").is_file():
             return None
         ref = self.checkpoint_ref(key)
-        status = run_git(
-            [
-                "status",
-                "--porcelain",
-                "-z",
-                "--untracked-files=all",
-                "--no-renames",
-                "--ignore-submodules=all",
-            ],
-            cwd=worktree,
-        )
-        if not status:
+        if not worktree_status(worktree):
             if self._has_checkpoint(key):
                 run_git(["update-ref", "-d", ref], cwd=worktree)
             return None
         env = self._env(key.agent)
-        gitdir = Path(dot_git.read_text().removeprefix("gitdir:").strip())
-        with tempfile.TemporaryDirectory(prefix="baton-index-") as tmp:
-            index = Path(tmp) / "index"
-            idx_env = {**env, "GIT_INDEX_FILE": str(index)}
-            if (gitdir / "index").is_file():
-                shutil.copyfile(gitdir / "index", index)
-            else:
-                run_git(["read-tree", "HEAD"], cwd=worktree, env=idx_env)
-            run_git(["add", "-A", "."], cwd=worktree, env=idx_env)
-            tree = run_git(["write-tree"], cwd=worktree, env=idx_env)
+        tree = worktree_tree(worktree, env)
         commit = run_git(
             ["commit-tree", tree, "-p", "HEAD", "-m", f"baton checkpoint of {key}"], cwd=worktree, env=env
         )
@@ -267,8 +281,17 @@ class Workdirs:
             return  # the branch moved on since: that checkpoint no longer applies
         run_git(["restore", f"--source={ref}", "--worktree", "--", ":/"], cwd=worktree)
 
-    def remove_worktree(self, key: Key, delete_branch: bool) -> bool:
-        """Remove the key's worktree (and its branch and checkpoint when asked); True if one existed."""
+    def remove_worktree(self, key: Key, branch: str | None = None) -> bool:
+        """Remove the key's worktree (and ``branch`` and the checkpoint, when a branch is given); True if a
+        worktree existed. Removes work without keeping it: archive first (:mod:`baton.archives`)."""
+        existed = self.remove_worktree_dir(key)
+        if branch is not None:
+            self.delete_branch(key.repo, branch)
+            self.drop_checkpoint(key)
+        return existed
+
+    def remove_worktree_dir(self, key: Key) -> bool:
+        """Delete the key's worktree directory and git's record of it; True if it existed."""
         path = self.worktree_path(key)
         cache = self.cache_path(key.repo)
         existed = path.exists()
@@ -277,13 +300,41 @@ class Workdirs:
                 shutil.rmtree(path)
             if (cache / "HEAD").is_file():
                 run_git(["worktree", "prune"], cwd=cache)
-                if delete_branch:
-                    branch = branch_for(key)
-                    if _ref_exists(cache, f"refs/heads/{branch}"):
-                        run_git(["branch", "-D", "--quiet", branch], cwd=cache)
-                    run_git(["update-ref", "-d", self.checkpoint_ref(key)], cwd=cache)
         _remove_empty_parents(path.parent, self.home / "worktrees")
         return existed
+
+    def delete_branch(self, repo: Repo, branch: str, expected: str | None = None) -> bool:
+        """Delete ``branch`` from the cache (only while it is at ``expected``, when given); True if it
+        existed. git refuses while a worktree has it checked out."""
+        cache = self.cache_path(repo)
+        ref = f"refs/heads/{branch}"
+        tip = commit_of(cache, ref) if (cache / "HEAD").is_file() else None
+        if tip is None:
+            return False
+        with file_lock(self.home, f"repo:{repo.slug}"):
+            run_git(["update-ref", "-d", ref, expected or tip], cwd=cache)
+        return True
+
+    def drop_checkpoint(self, key: Key) -> bool:
+        """Delete the key's checkpoint ref; True if there was one."""
+        cache = self.cache_path(key.repo)
+        if not (cache / "HEAD").is_file() or commit_of(cache, self.checkpoint_ref(key)) is None:
+            return False
+        run_git(["update-ref", "-d", self.checkpoint_ref(key)], cwd=cache)
+        return True
+
+    def branch_worktrees(self, repo: Repo, branch: str) -> list[Path]:
+        """The worktrees of the repo's cache that have ``branch`` checked out (existing directories)."""
+        cache = self.cache_path(repo)
+        if not (cache / "HEAD").is_file():
+            return []
+        listing = run_git(["worktree", "list", "--porcelain", "-z"], cwd=cache)
+        paths = []
+        for block in listing.split("\0\0"):
+            fields = dict(f.partition(" ")[::2] for f in block.split("\0") if f)
+            if fields.get("branch") == f"refs/heads/{branch}" and Path(fields["worktree"]).exists():
+                paths.append(Path(fields["worktree"]))
+        return paths
 
 
 def _ref_exists(repo: Path, ref: str) -> bool:
@@ -294,6 +345,41 @@ def _ref_exists(repo: Path, ref: str) -> bool:
         stdin=subprocess.DEVNULL,
     )
     return out.returncode == 0
+
+
+def worktree_status(worktree: Path) -> str:
+    """``git status`` of everything a checkpoint keeps; empty when the worktree is clean."""
+    return run_git(
+        ["status", "--porcelain", "-z", "--untracked-files=all", "--no-renames", "--ignore-submodules=all"],
+        cwd=worktree,
+    )
+
+
+def worktree_tree(worktree: Path, env: dict[str, str]) -> str:
+    """The tree of the worktree as it is — tracked and untracked files, .gitignore respected — staged
+    into a copy of its own index (so only changed files are re-hashed, and its index is untouched)."""
+    gitdir = Path((worktree / ".git").read_text().removeprefix("gitdir:").strip())
+    with tempfile.TemporaryDirectory(prefix="baton-index-") as tmp:
+        index = Path(tmp) / "index"
+        idx_env = {**env, "GIT_INDEX_FILE": str(index)}
+        if (gitdir / "index").is_file():
+            shutil.copyfile(gitdir / "index", index)
+        else:
+            run_git(["read-tree", "HEAD"], cwd=worktree, env=idx_env)
+        run_git(["add", "-A", "."], cwd=worktree, env=idx_env)
+        return run_git(["write-tree"], cwd=worktree, env=idx_env)
+
+
+def commit_of(repo: Path, rev: str) -> str | None:
+    """The commit ``rev`` names in ``repo``, or None when it names none."""
+    out = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def _remove_empty_parents(path: Path, stop: Path) -> None:
