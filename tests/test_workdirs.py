@@ -250,6 +250,54 @@ def test_half_made_worktree_directory_is_replaced(workdirs: Workdirs, key: Key) 
     assert not (path / "junk").exists()
 
 
+def test_discard_removes_the_worktree_and_the_branch_it_made(workdirs: Workdirs, key: Key) -> None:
+    made = workdirs.prepare_worktree(key, branch_for(key), None)
+    assert made.built and made.new_branch == "baton/fake/issue-1" and made.start
+    cache = workdirs.cache_path(key.repo)
+
+    workdirs.discard_new_worktree(key, made)
+
+    assert not made.path.exists()
+    assert not (workdirs.home / "worktrees" / "fake").exists()
+    assert git(cache, "branch", "--list", "baton/*") == ""
+    assert git(cache, "worktree", "list", "--porcelain").count("worktree ") == 1
+
+
+def test_discard_keeps_a_branch_that_existed(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    head = commit_file(path, "kept.txt", "kept\n", "earlier work")
+    workdirs.remove_worktree(key)  # the worktree is lost, the branch stays
+    made = workdirs.prepare_worktree(key, branch_for(key), None)
+    assert made.built and made.new_branch is None
+
+    workdirs.discard_new_worktree(key, made)
+
+    assert not path.exists()
+    assert git(workdirs.cache_path(key.repo), "rev-parse", "refs/heads/baton/fake/issue-1") == head
+
+
+def test_discard_keeps_a_new_branch_that_moved_on(workdirs: Workdirs, key: Key) -> None:
+    made = workdirs.prepare_worktree(key, branch_for(key), None)
+    head = commit_file(made.path, "new.txt", "new\n", "a commit since")
+    workdirs.discard_new_worktree(key, made)
+    assert git(workdirs.cache_path(key.repo), "rev-parse", "refs/heads/baton/fake/issue-1") == head
+
+
+def test_discard_of_a_reused_worktree_does_nothing(workdirs: Workdirs, key: Key) -> None:
+    workdirs.ensure_worktree(key, branch_for(key), None)
+    made = workdirs.prepare_worktree(key, branch_for(key), None)
+    (made.path / "wip.txt").write_text("wip")
+    assert not made.built
+    workdirs.discard_new_worktree(key, made)
+    assert (made.path / "wip.txt").read_text() == "wip"
+
+
+def test_branch_worktrees_lists_who_has_a_branch_checked_out(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    assert workdirs.branch_worktrees(key.repo, "baton/fake/issue-1") == [path]
+    assert workdirs.branch_worktrees(key.repo, "baton/fake/other") == []
+
+
 # -- checkpoints ----------------------------------------------------------------------------------
 
 
