@@ -93,7 +93,7 @@ def test_sessions_ls_show_and_runs(cli: Cli, src_repo: Path) -> None:
     assert [r["run_id"] for r in runs] == [first["run_id"]]
     one = json.loads(cli("runs", "show", str(first["run_id"])[:14], "--json").stdout)
     assert one["outcome"] == "succeeded" and one["prompt"] == "a"
-    logs = cli("runs", "logs", str(first["run_id"]))
+    logs = cli("runs", "logs", "--raw", str(first["run_id"]))
     events = [json.loads(line) for line in logs.stdout.splitlines()]
     assert events[0]["type"] == "system" and events[-1]["type"] == "result"
     assert cli("runs", "show", "nope").returncode == 2
@@ -132,7 +132,7 @@ def test_logs_follow_waits_for_the_end(cli: Cli, baton_env: dict[str, str], src_
         listed = json.loads(cli("runs", "ls", "--json").stdout or "[]")
         run_id = listed[0]["run_id"] if listed else ""
         time.sleep(0.1)
-    follow = cli("runs", "logs", "-f", run_id)
+    follow = cli("runs", "logs", "-f", "--raw", run_id)
     runner.communicate(timeout=30)
     assert follow.returncode == 0
     assert json.loads(follow.stdout.splitlines()[-1])["type"] == "result"
@@ -141,15 +141,15 @@ def test_logs_follow_waits_for_the_end(cli: Cli, baton_env: dict[str, str], src_
 def test_reset_scopes(cli: Cli, src_repo: Path, home: Path) -> None:
     _, first = run_json(cli, src_repo, "a")
     key = ["-a", "fake", "-r", str(first["repo"]), "-t", "issue-7"]
-    conv = json.loads(cli("sessions", "reset", *key, "--scope", "conversation", "--json").stdout)
+    conv = json.loads(cli("sessions", "reset", *key, "--scope", "conversation", "--yes", "--json").stdout)
     assert conv["transcript_files"] == 1
     _, after = run_json(cli, src_repo, "b")
     assert after["mode"] == "fresh" and after["session_id"] != first["session_id"]
-    wt = json.loads(cli("sessions", "reset", *key, "--scope", "worktree", "--json").stdout)
+    wt = json.loads(cli("sessions", "reset", *key, "--scope", "worktree", "--yes", "--json").stdout)
     assert wt["worktree"] is True and not Path(str(first["worktree"])).exists()
     _, again = run_json(cli, src_repo, "c")
     assert again["mode"] == "resume" and Path(str(again["worktree"])).is_dir()
-    everything = json.loads(cli("sessions", "reset", *key, "--scope", "all", "--json").stdout)
+    everything = json.loads(cli("sessions", "reset", *key, "--scope", "all", "--yes", "--json").stdout)
     assert everything["runs"] == 3
     assert json.loads(cli("sessions", "ls", "--json").stdout) == []
     assert not list((home / "logs").glob("*.jsonl"))

@@ -1,46 +1,72 @@
 """The ``baton`` command line: thin. Each command parses, calls one core function, prints.
 
 One module per command group (``run``, ``sessions``, ``runs``, ``plan``, ``homes``, ``doctor`` with
-``agents``, ``demo``); this module assembles them into one Typer app and turns errors into exit codes.
-Tables for people, ``--json`` for scripts. Exit codes: 0 succeeded, 1 the agent failed or timed out,
-2 bad input, 3 busy, 130 cancelled. Any :class:`BatonError` becomes one clean line on stderr.
+``agents``, ``demo``), assembled into one Typer app in :mod:`baton.cli.app`; this module is the entry
+point and turns every error into a clean message and an exit code (see ``common.EXIT_CODES``).
+
+It imports next to nothing at module level on purpose: ``main`` must be running, with its
+``KeyboardInterrupt`` handler, before the slow imports start, so a Ctrl-C during start-up exits 130
+quietly instead of printing a traceback from inside some import. ``baton.cli.app`` is still reachable
+as ``baton.cli.app`` (a module attribute, loaded on first use).
 """
 
 from __future__ import annotations
 
 import sys
-
-import typer
-
-from baton.cli.common import err
-from baton.cli.demo import demo_cmd
-from baton.cli.doctor import agents_cmd, doctor_cmd
-from baton.cli.homes import homes_app
-from baton.cli.plan import plan_app
-from baton.cli.run import run_cmd
-from baton.cli.runs import runs_app
-from baton.cli.sessions import sessions_app
-from baton.errors import BatonError
-
-app = typer.Typer(
-    help="Durable conversations and durable workdirs for coding agents.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-app.command("run")(run_cmd)
-app.add_typer(sessions_app, name="sessions")
-app.add_typer(runs_app, name="runs")
-app.add_typer(plan_app, name="plan")
-app.command("agents")(agents_cmd)
-app.command("doctor")(doctor_cmd)
-app.add_typer(homes_app, name="homes")
-app.command("demo")(demo_cmd)
+from typing import Any, NoReturn
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run ``baton ARGV`` and exit with its code; never a traceback for a user-facing error."""
+    args = sys.argv[1:] if argv is None else argv
+    as_json = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     try:
-        app()
-    except BatonError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(exc.exit_code)
+        import typer.main
+
+        from baton.cli.app import app
+        from baton.errors import BatonError
+
+        try:
+            code = typer.main.get_command(app).main(args, prog_name="baton", standalone_mode=False)
+        except BatonError as exc:
+            fail(type(exc).__name__, str(exc), exc.exit_code, as_json)
+        except typer.Abort:
+            fail("Aborted", "aborted", 1, as_json)
+        except typer.TyperException as exc:  # Click's parsing errors: unknown option, bad choice...
+            fail(type(exc).__name__, _usage_message(exc), exc.exit_code, as_json)
+    except KeyboardInterrupt:
+        # Before a run installs its own handler (imports, settings, opening the store): nothing to
+        # record yet, so leave quietly with the conventional code.
+        fail("Cancelled", "cancelled", 130, as_json, quiet=True)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def fail(kind: str, message: str, exit_code: int, as_json: bool, quiet: bool = False) -> NoReturn:
+    """Report an error (a line on stderr, and an error object on stdout with ``--json``) and exit."""
+    if as_json:
+        error = {"type": kind, "message": message, "exit_code": exit_code}
+        import json
+
+        sys.stdout.write(json.dumps({"error": error}, indent=2) + "\n")
+    if not quiet:
+        from baton.cli.common import err, esc
+
+        err().print(f"[red]error:[/red] {esc(message)}", highlight=False)
+    sys.exit(exit_code)
+
+
+def _usage_message(exc: Any) -> str:
+    message = str(exc.format_message())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:  # where to look next, as Click's own output says
+        message += f"\n  see `{ctx.command_path} --help`"
+    return message
+
+
+def __getattr__(name: str) -> Any:
+    """``baton.cli.app``: the Typer app, imported on first use."""
+    if name == "app":
+        from baton.cli.app import app
+
+        return app
+    raise AttributeError(f"module 'baton.cli' has no attribute {name!r}")

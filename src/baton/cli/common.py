@@ -1,5 +1,9 @@
 """What every ``baton`` command shares: the consoles, option types, JSON output, exit codes, and the
-settings + store a command works with."""
+settings + store a command works with.
+
+Import-light on purpose: ``baton --help`` loads this module, so Rich, the settings and the store are
+imported only when a command first uses them.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,61 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
-from baton.models import Outcome
-from baton.settings import Settings, load_settings
-from baton.store import Store, open_store
+if TYPE_CHECKING:
+    from rich.console import Console
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+    from baton.settings import Settings
+    from baton.store import Store
 
-EXIT = {Outcome.SUCCEEDED: 0, Outcome.CANCELLED: 130}
+EXIT_CODES = {
+    0: "succeeded",
+    1: "the agent failed or timed out, or the disk is full",
+    2: "bad input (nothing was written)",
+    3: "busy: another run holds the key",
+    4: "a git remote is unreachable (network or credentials)",
+    130: "cancelled (Ctrl-C or SIGTERM)",
+}
 
 AgentOpt = Annotated[str, typer.Option("--agent", "-a", help="claude, codex, gemini (or fake, for tests)")]
 RepoOpt = Annotated[str, typer.Option("--repo", "-r", help="git URL, local path, or a stored slug")]
 ThreadOpt = Annotated[str, typer.Option("--thread", "-t", help="unit of work, e.g. issue-42")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="all columns (the default fits 80 columns)")]
+
+
+@cache
+def out() -> Console:
+    """The console for results (stdout)."""
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
+@cache
+def err() -> Console:
+    """The console for progress, warnings and errors (stderr)."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+def esc(value: object) -> str:
+    """``value`` as text Rich prints literally: ``[claude]`` stays ``[claude]``, never markup."""
+    from rich.markup import escape
+
+    return escape(str(value))
 
 
 @contextmanager
 def cli_store() -> Iterator[tuple[Settings, Store]]:
+    from baton.settings import load_settings
+    from baton.store import open_store
+
     settings = load_settings()
     store = open_store(settings.resolved_store_url)
     try:
@@ -39,3 +76,23 @@ def cli_store() -> Iterator[tuple[Settings, Store]]:
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def group(help: str) -> typer.Typer:
+    """A command group, with the settings every group shares (plain Click help: see ``app.py``)."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+
+
+def ago(ts: float | None) -> str:
+    """A timestamp as a short age for tables: ``12s ago``, ``5m ago``, ``in 29d``."""
+    import time
+
+    if not ts:
+        return "-"
+    delta = time.time() - ts
+    span = abs(delta)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")):
+        if span >= size or unit == "s":
+            text = f"{int(span // size)}{unit}"
+            break
+    return f"{text} ago" if delta >= 0 else f"in {text}"

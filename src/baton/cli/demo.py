@@ -11,4 +11,4 @@ def demo_cmd() -> None:
     """Offline demo: the real Claude CLI against a local mock model, through a simulated redeploy."""
     from baton.demo import run_demo
 
-    raise typer.Exit(run_demo(out))
+    raise typer.Exit(run_demo(out()))

@@ -8,12 +8,10 @@ from typing import Annotated
 import typer
 
 from baton import homes
-from baton.cli.common import JsonOpt, emit_json, out
+from baton.cli.common import JsonOpt, emit_json, esc, group, out
 from baton.settings import load_settings
 
-homes_app = typer.Typer(
-    help="Keep ~/.claude, ~/.codex, ~/.gemini on a persistent volume.", no_args_is_help=True
-)
+homes_app = group("Keep ~/.claude, ~/.codex, ~/.gemini on a persistent volume.")
 HomesDir = Annotated[
     Path | None, typer.Option("--to", help="persistent directory (default $BATON_HOME/user-homes)")
 ]
@@ -26,7 +24,7 @@ def _print_actions(actions: list[homes.Action], as_json: bool) -> None:
         return
     for a in actions:
         extra = f" (backup {a.backup})" if a.backup else ""
-        out.print(f"{a.name:13} {a.action:18} {a.source} -> {a.target}{extra}", highlight=False)
+        out().print(esc(f"{a.name:13} {a.action:18} {a.source} -> {a.target}{extra}"), highlight=False)
 
 
 @homes_app.command("link")

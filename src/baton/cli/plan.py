@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.live import Live
-from rich.table import Table
 
-from baton.cli.common import JsonOpt, cli_store, emit_json, err, out
-from baton.errors import NotFound
-from baton.models import PlanRecord, TaskStatus
-from baton.plan_file import load_plan
-from baton.plans import run_plan
+from baton.cli.common import JsonOpt, cli_store, emit_json, err, esc, group, out
+from baton.models import TaskStatus
 
-plan_app = typer.Typer(help="Run ordered tasks as turns of one conversation.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from baton.models import PlanRecord
+    from baton.store.base import Store
+
+plan_app = group("Run ordered tasks as turns of one conversation.")
 MARKS = {
     TaskStatus.PENDING: "[dim]·[/dim]",
     TaskStatus.RUNNING: "[yellow]▶[/yellow]",
@@ -25,17 +26,25 @@ MARKS = {
 }
 
 
-def plan_table(record: PlanRecord, current: str | None = None) -> Table:
+def plan_table(store: Store, record: PlanRecord, current: str | None = None) -> Table:
+    """The plan's tasks, one row each; run ids in the short form every command accepts."""
+    from rich.table import Table
+
+    from baton.runids import short_ids
+
+    shown = short_ids(store, [t.run_id for t in record.tasks if t.run_id])
     table = Table(
-        title=f"plan {record.id} ({record.agent}, {record.repo}) — {record.status}", title_justify="left"
+        title=esc(f"plan {record.id} ({record.agent}, {record.repo}) — {record.status}"),
+        title_justify="left",
     )
     for column in ("", "task", "status", "run", "result"):
         table.add_column(column, overflow="fold")
     for task in record.tasks:
         style = "bold reverse" if task.id == current else ""
         text = (task.result or task.error or "").replace("\n", " ")
+        run = shown.get(task.run_id or "", "")
         table.add_row(
-            MARKS[task.status], task.id, task.status.value, (task.run_id or "")[-8:], text[:80], style=style
+            MARKS[task.status], esc(task.id), task.status.value, esc(run), esc(text[:80]), style=style
         )
     return table
 
@@ -47,52 +56,64 @@ def plan_run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a plan's unfinished tasks in one conversation; re-run it to continue after an interruption."""
+    from rich.live import Live
+
+    from baton.plan_file import load_plan
+    from baton.plans import run_plan
+
     plan = load_plan(file)
     with cli_store() as (settings, store):
-        if as_json or not out.is_terminal:
+        if as_json or not out().is_terminal:
             result = run_plan(plan, settings, store, from_task=from_task)
         else:
-            with Live(console=out, auto_refresh=False) as live:
+            with Live(console=out(), auto_refresh=False) as live:
 
                 def show(record: PlanRecord, current: str | None) -> None:
-                    live.update(plan_table(record, current), refresh=True)
+                    live.update(plan_table(store, record, current), refresh=True)
 
                 result = run_plan(plan, settings, store, from_task=from_task, on_progress=show)
-    record = result.record
-    if as_json:
-        emit_json(record.to_json())
-    else:
-        if not out.is_terminal:
-            out.print(plan_table(record))
+        record = result.record
+        if as_json:
+            emit_json(record.to_json())
+        elif not out().is_terminal:
+            out().print(plan_table(store, record))
+    if not as_json:
         done = sum(t.status == TaskStatus.SUCCEEDED for t in record.tasks)
         summary = f"{done}/{len(record.tasks)} tasks succeeded; session {record.session_id}"
-        (out if result.ok else err).print(f"plan {record.id} {record.status}: {summary}", highlight=False)
+        (out() if result.ok else err()).print(
+            esc(f"plan {record.id} {record.status}: {summary}"), highlight=False
+        )
     raise typer.Exit(0 if result.ok else 1)
 
 
 @plan_app.command("show")
 def plan_show(plan_id: str, as_json: JsonOpt = False) -> None:
     """Show a plan's progress, task by task."""
+    from baton.errors import NotFound
+
     with cli_store() as (_settings, store):
         record = store.get_plan(plan_id)
-    if record is None:
-        raise NotFound(f"no plan {plan_id!r}")
-    if as_json:
-        emit_json(record.to_json())
-    else:
-        out.print(plan_table(record))
+        if record is None:
+            raise NotFound(f"no plan {plan_id!r}")
+        if as_json:
+            emit_json(record.to_json())
+        else:
+            out().print(plan_table(store, record))
 
 
 @plan_app.command("ls")
 def plan_ls(as_json: JsonOpt = False) -> None:
     """List plans, most recently updated first."""
+    from baton.cli.runs import new_table
+
     with cli_store() as (_settings, store):
         records = store.list_plans()
     if as_json:
         emit_json([r.to_json() for r in records])
         return
-    table = Table("plan", "agent", "repo", "status", "tasks done", "session")
+    table = new_table("plan", "agent", "repo", "status", "tasks done", "session")
     for r in records:
         done = sum(t.status == TaskStatus.SUCCEEDED for t in r.tasks)
-        table.add_row(r.id, r.agent, r.repo, r.status, f"{done}/{len(r.tasks)}", (r.session_id or "-")[:8])
-    out.print(table)
+        cells = [r.id, r.agent, r.repo, r.status, f"{done}/{len(r.tasks)}", (r.session_id or "-")[:8]]
+        table.add_row(*map(esc, cells))
+    out().print(table)

@@ -6,17 +6,19 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from baton.cli.common import EXIT, AgentOpt, JsonOpt, RepoOpt, ThreadOpt, emit_json, err, out
-from baton.errors import BadInput
+from baton.cli.common import AgentOpt, JsonOpt, RepoOpt, ThreadOpt, emit_json, err, esc, out
 from baton.models import Mode, Outcome
-from baton.request import RunRequest, RunResult
-from baton.runner import run
+
+if TYPE_CHECKING:
+    from baton.request import RunRequest, RunResult
+    from baton.store.base import Store
 
 T = TypeVar("T")
+EXIT = {Outcome.SUCCEEDED: 0, Outcome.CANCELLED: 130}  # any other outcome exits 1
 
 
 def run_cmd(
@@ -42,21 +44,13 @@ def run_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Run one instruction on one key, resuming its conversation."""
-    if (prompt is None) == (prompt_file is None):
-        raise BadInput(
-            "give the instruction either as an argument or with --prompt-file, not both or neither"
-        )
-    if prompt_file is not None:
-        try:
-            prompt = prompt_file.read_text()
-        except OSError as exc:
-            raise BadInput(f"cannot read --prompt-file {prompt_file}: {exc.strerror}") from exc
-    assert prompt is not None
+    from baton.request import RunRequest
+
     request = RunRequest(
         agent=agent,
         repo=repo,
         thread=thread,
-        prompt=prompt,
+        prompt=_read_prompt(prompt, prompt_file),
         mode=mode,
         branch=branch,
         base=base,
@@ -74,6 +68,22 @@ def run_cmd(
     raise typer.Exit(EXIT.get(result.run.outcome, 1))
 
 
+def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
+    from baton.errors import BadInput
+
+    if (prompt is None) == (prompt_file is None):
+        raise BadInput(
+            "give the instruction either as an argument or with --prompt-file, not both or neither"
+        )
+    if prompt_file is None:
+        assert prompt is not None
+        return prompt
+    try:
+        return prompt_file.read_text()
+    except OSError as exc:
+        raise BadInput(f"cannot read --prompt-file {prompt_file}: {exc.strerror}") from exc
+
+
 def _with_cancel(cancel: threading.Event, work: Callable[[], T]) -> T:
     """SIGINT/SIGTERM cancel the run cleanly (the agent's group is killed, the outcome recorded)."""
 
@@ -89,23 +99,36 @@ def _with_cancel(cancel: threading.Event, work: Callable[[], T]) -> T:
 
 
 def _run_with_status(request: RunRequest, quiet: bool) -> RunResult:
-    if quiet or not err.is_terminal:
+    from baton.runner import run
+
+    if quiet or not err().is_terminal:
         return run(request)
-    with err.status(f"{request.agent} on {request.thread}: starting") as status:
-        request.on_start = lambda r: status.update(f"{r.agent} on {r.thread}: {r.mode.value} run {r.id[-8:]}")
+    with err().status(esc(f"{request.agent} on {request.thread}: starting")) as status:
+        request.on_start = lambda r: status.update(
+            esc(f"{r.agent} on {r.thread}: {r.mode.value} run {r.id[-8:]}")
+        )
         return run(request)
 
 
 def _print_result(result: RunResult) -> None:
+    from baton.runids import short_id
+    from baton.settings import load_settings
+    from baton.store import open_store
+
     r = result.run
+    store: Store = open_store(load_settings().resolved_store_url)
+    try:
+        run_id = short_id(store, r.id)
+    finally:
+        store.close()
     color = "green" if r.outcome == Outcome.SUCCEEDED else "red"
-    out.print(
-        f"[{color}]{r.outcome.value}[/{color}]  {r.agent}:{r.repo}:{r.thread}  mode={r.mode.value} "
-        f"attempt={r.attempt} session={result.session.agent_session_id}",
+    out().print(
+        f"[{color}]{r.outcome.value}[/{color}]  run {esc(run_id)}  {esc(f'{r.agent}:{r.repo}:{r.thread}')}  "
+        f"mode={r.mode.value} attempt={r.attempt} session={esc(result.session.agent_session_id)}",
         highlight=False,
     )
-    out.print(f"worktree: {result.session.worktree}  ({r.duration_s} s)", highlight=False)
+    out().print(f"worktree: {esc(result.session.worktree)}  ({r.duration_s} s)", highlight=False)
     if r.result:
-        out.print(r.result, highlight=False, markup=False)
+        out().print(r.result, highlight=False, markup=False)
     if r.error:
-        err.print(f"error: {r.error}", highlight=False, markup=False)
+        err().print(f"error: {r.error}", highlight=False, markup=False)

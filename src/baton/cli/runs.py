@@ -1,39 +1,56 @@
-"""``baton runs``: list runs, show one, read or follow its log."""
+"""``baton runs``: list runs, show one, read or follow its log.
+
+Ids are shown in their short form (``baton.runids``) and every command takes a full id, a prefix or
+a short form.
+"""
 
 from __future__ import annotations
 
-import sys
-import time
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from baton.cli.common import JsonOpt, cli_store, emit_json, out
-from baton.errors import NotFound
-from baton.models import Outcome, RunRecord, iso
-from baton.store import Store
+from baton.cli.common import JsonOpt, WideOpt, ago, cli_store, emit_json, esc, group, out
 
-runs_app = typer.Typer(help="List runs, show one, read or follow its log.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from baton.models import RunRecord
+    from baton.store.base import Store
+
+runs_app = group("List runs, show one, read or follow its log.")
+RunId = Annotated[str, typer.Argument(help="a run id, a prefix of it, or the short id tables show")]
 
 
-def runs_table(runs: list[RunRecord]) -> None:
-    table = Table("run", "agent", "repo", "thread", "try", "mode", "prompt", "outcome", "started", "secs")
-    for r in runs:
-        table.add_row(
-            r.id,
-            r.agent,
-            r.repo,
-            r.thread,
-            str(r.attempt),
-            r.mode.value,
-            r.prompt_kind.value,
-            r.outcome.value,
-            iso(r.started_at),
-            str(r.duration_s or "-"),
+def runs_table(store: Store, runs: list[RunRecord], wide: bool = False) -> None:
+    """Print runs as a table: at 80 columns by default, every column with ``wide``."""
+    from baton.runids import short_ids
+
+    shown = short_ids(store, [r.id for r in runs])
+    table = new_table("run", "agent", "thread", "mode", "outcome", "started", "secs")
+    if wide:
+        table = new_table(
+            "run", "agent", "repo", "thread", "try", "mode", "prompt", "outcome", "started", "secs"
         )
-    out.print(table)
+    for r in runs:
+        secs = "-" if r.duration_s is None else f"{r.duration_s:.1f}"
+        cells = [shown[r.id], r.agent, r.thread, r.mode.value, r.outcome.value, ago(r.started_at), secs]
+        if wide:
+            cells[2:3] = [r.repo, r.thread, str(r.attempt)]
+            cells.insert(6, r.prompt_kind.value)
+        table.add_row(*map(esc, cells))
+    out().print(table)
+
+
+def new_table(*columns: str) -> Table:
+    """A compact table: no outer box, long cells wrap instead of being cut."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
 
 
 @runs_app.command("ls")
@@ -43,57 +60,40 @@ def runs_ls(
     thread: Annotated[str | None, typer.Option("--thread", "-t")] = None,
     limit: Annotated[int, typer.Option(help="at most N runs")] = 50,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """List runs, newest first."""
     with cli_store() as (_settings, store):
         runs = store.list_runs(agent, repo, thread, limit=limit)
-    if as_json:
-        emit_json([r.to_json() for r in runs])
-    else:
-        runs_table(runs)
-
-
-def _get_run(store: Store, run_id: str) -> RunRecord:
-    record = store.get_run(run_id)
-    if record is None:
-        raise NotFound(f"no run {run_id!r}")
-    return record
+        if as_json:
+            emit_json([r.to_json() for r in runs])
+        else:
+            runs_table(store, runs, wide=wide)
 
 
 @runs_app.command("show")
-def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
-    """Show one run (a unique prefix of its id is enough)."""
+def runs_show(run_id: RunId, as_json: JsonOpt = False) -> None:
+    """Show one run."""
+    from baton.runids import resolve_run
+
     with cli_store() as (_settings, store):
-        data = _get_run(store, run_id).to_json()
+        data = resolve_run(store, run_id).to_json()
     if as_json:
         emit_json(data)
         return
     for name, value in data.items():
-        out.print(f"[bold]{name}[/bold]: {value}", highlight=False)
+        out().print(f"[bold]{name}[/bold]: {esc(value)}", highlight=False)
 
 
 @runs_app.command("logs")
 def runs_logs(
-    run_id: str,
+    run_id: RunId,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the run ends")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="the agent's own JSON lines, unrendered")] = False,
 ) -> None:
-    """Print a run's raw event log (JSONL), optionally following it live."""
+    """Print a run's event log (assistant text, tool calls, results, errors), optionally following it."""
+    from baton.cli.logs import print_log
+    from baton.runids import resolve_run
+
     with cli_store() as (_settings, store):
-        record = _get_run(store, run_id)
-        path = Path(record.log_path)
-        position = 0
-        while True:
-            if path.exists():
-                with path.open("rb") as fh:
-                    fh.seek(position)
-                    chunk = fh.read()
-                    position += len(chunk)
-                sys.stdout.write(chunk.decode("utf-8", "replace"))
-                sys.stdout.flush()
-            if not follow:
-                return
-            current = store.get_run(record.id)
-            if current is None or current.outcome != Outcome.RUNNING:
-                follow = False  # one last read picks up the tail written before it ended
-                continue
-            time.sleep(0.2)
+        print_log(store, resolve_run(store, run_id), follow=follow, raw=raw)

@@ -5,18 +5,35 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rich.table import Table
 
-from baton.cli.common import AgentOpt, JsonOpt, RepoOpt, ThreadOpt, cli_store, emit_json, err, out
+from baton.cli.common import (
+    AgentOpt,
+    JsonOpt,
+    RepoOpt,
+    ThreadOpt,
+    WideOpt,
+    ago,
+    cli_store,
+    emit_json,
+    err,
+    esc,
+    group,
+    out,
+)
 from baton.cli.runs import runs_table
-from baton.errors import BadInput
-from baton.models import iso
-from baton.sessions import Scope, export_session, get_session, import_session, reset_session, resolve_key
 
-sessions_app = typer.Typer(help="List, show, reset, export and import sessions.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from baton.models import SessionRecord
+
+sessions_app = group("List, show, reset, export and import sessions.")
+# The values of ``baton.sessions.Scope``, spelled here so building the CLI does not import the
+# session layer (and SQLAlchemy with it); a test keeps the two equal.
+ScopeName = Literal["conversation", "worktree", "all"]
 
 
 @sessions_app.command("ls")
@@ -24,6 +41,7 @@ def sessions_ls(
     agent: Annotated[str | None, typer.Option("--agent", "-a")] = None,
     repo: Annotated[str | None, typer.Option("--repo", "-r", help="slug")] = None,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """List sessions, most recently used first."""
     with cli_store() as (_settings, store):
@@ -31,37 +49,47 @@ def sessions_ls(
     if as_json:
         emit_json([s.to_json() for s in rows])
         return
-    table = Table(
-        "agent", "repo", "thread", "session", "status", "attempts", "last outcome", "last used", "expires"
-    )
+    out().print(sessions_table(rows, wide=wide))
+
+
+def sessions_table(rows: list[SessionRecord], wide: bool) -> Table:
+    """Sessions at 80 columns by default; ``wide`` adds the session id, attempts, expiry, worktree."""
+    from baton.cli.runs import new_table
+
+    columns = ["agent", "repo", "thread", "status", "last outcome", "last used"]
+    if wide:
+        columns += ["session", "attempts", "expires", "worktree"]
+    table = new_table(*columns)
     for s in rows:
-        table.add_row(
+        cells = [
             s.agent,
             s.repo,
             s.thread,
-            (s.agent_session_id or "-")[:8],
             s.status.value,
-            str(s.attempts),
             s.last_outcome.value if s.last_outcome else "-",
-            iso(s.last_used_at),
-            iso(s.expires_at),
-        )
-    out.print(table)
+            ago(s.last_used_at),
+        ]
+        if wide:
+            cells += [s.agent_session_id or "-", str(s.attempts), ago(s.expires_at), s.worktree]
+        table.add_row(*map(esc, cells))
+    return table
 
 
 @sessions_app.command("show")
 def sessions_show(agent: AgentOpt, repo: RepoOpt, thread: ThreadOpt, as_json: JsonOpt = False) -> None:
     """Show one session and its recent runs."""
+    from baton.sessions import get_session, resolve_key
+
     with cli_store() as (_settings, store):
         key = resolve_key(store, agent, repo, thread)
         session = get_session(store, key)
         runs = store.list_runs(key.agent, key.repo.slug, key.thread, limit=20)
-    if as_json:
-        emit_json({**session.to_json(), "runs": [r.to_json() for r in runs]})
-        return
-    for name, value in session.to_json().items():
-        out.print(f"[bold]{name}[/bold]: {value}", highlight=False)
-    runs_table(runs)
+        if as_json:
+            emit_json({**session.to_json(), "runs": [r.to_json() for r in runs]})
+            return
+        for name, value in session.to_json().items():
+            out().print(f"[bold]{name}[/bold]: {esc(value)}", highlight=False)
+        runs_table(store, runs)
 
 
 @sessions_app.command("reset")
@@ -69,16 +97,44 @@ def sessions_reset(
     agent: AgentOpt,
     repo: RepoOpt,
     thread: ThreadOpt,
-    scope: Annotated[Scope, typer.Option(help="what to remove")] = Scope.CONVERSATION,
+    scope: Annotated[ScopeName, typer.Option(help="what to remove")] = "conversation",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Reset a key: its conversation, its worktree, or all of it (audited)."""
+    """Reset a key: its conversation, its worktree, or all of it. What it removes is archived first (the
+    worktree under a git ref, the conversation as an export file); it asks first, and is audited."""
+    from baton.sessions import Scope, get_session, reset_session, resolve_key
+
     with cli_store() as (settings, store):
-        removed = reset_session(store, settings, resolve_key(store, agent, repo, thread), scope)
+        key = resolve_key(store, agent, repo, thread)
+        get_session(store, key)  # an unknown key fails before the question
+        _confirm_reset(str(key), scope, yes)
+        result = reset_session(store, settings, key, Scope(scope))
     if as_json:
-        emit_json(removed)
+        emit_json(result.to_json())
     else:
-        out.print(f"reset {removed['key']} ({scope.value}): {removed}", highlight=False)
+        out().print(esc(result.describe()), highlight=False)
+
+
+_RESET_REMOVES = {
+    "conversation": "its conversation (transcript and snapshot)",
+    "worktree": "its worktree, branch and checkpoint",
+    "all": "its conversation, worktree, branch, runs and logs",
+}
+
+
+def _confirm_reset(key: str, scope: str, yes: bool) -> None:
+    """Ask on a terminal; without one, a script must say --yes (a reset is never implied)."""
+    if yes:
+        return
+    what = _RESET_REMOVES[scope]
+    if not sys.stdin.isatty():
+        from baton.errors import BadInput
+
+        raise BadInput(f"a reset of {key} removes {what}: pass --yes to confirm (stdin is not a terminal)")
+    if not typer.confirm(f"Reset {key}: remove {what}? It is archived first.", default=False, err=True):
+        err().print("Nothing was reset.")
+        raise typer.Exit(1)
 
 
 @sessions_app.command("export")
@@ -89,6 +145,8 @@ def sessions_export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file (default stdout)")] = None,
 ) -> None:
     """Export a session (record, runs, transcript snapshot) as one JSON document."""
+    from baton.sessions import export_session, resolve_key
+
     with cli_store() as (_settings, store):
         document = export_session(store, resolve_key(store, agent, repo, thread))
     text = json.dumps(document)
@@ -98,7 +156,7 @@ def sessions_export(
         tmp = output.with_name(output.name + ".tmp")
         tmp.write_text(text)
         tmp.replace(output)
-        err.print(f"exported to {output}")
+        err().print(f"exported to {esc(output)}", highlight=False)
 
 
 @sessions_app.command("import")
@@ -107,6 +165,9 @@ def sessions_import(
     replace: Annotated[bool, typer.Option(help="overwrite an existing session of the same key")] = False,
 ) -> None:
     """Import an exported session; the next run resumes its conversation here."""
+    from baton.errors import BadInput
+    from baton.sessions import import_session
+
     try:
         text = sys.stdin.read() if str(file) == "-" else file.read_text()
         document = json.loads(text)
@@ -116,7 +177,7 @@ def sessions_import(
         raise BadInput(f"{file} is not JSON: {exc}") from exc
     with cli_store() as (settings, store):
         session = import_session(store, settings, document, replace=replace)
-    out.print(
-        f"imported {session.agent}:{session.repo}:{session.thread} (session {session.agent_session_id})",
+    out().print(
+        esc(f"imported {session.agent}:{session.repo}:{session.thread} (session {session.agent_session_id})"),
         highlight=False,
     )

@@ -32,6 +32,9 @@ class Store(Protocol):
         outcome: Outcome | None = None,
     ) -> list[RunRecord]: ...
     def delete_runs(self, agent: str, repo: str, thread: str) -> list[RunRecord]: ...
+    def find_run_ids(self, fragment: str, limit: int = 20) -> list[str]:
+        """Ids that are, start with or end with ``fragment``, newest first (for short ids)."""
+        ...
 
     # leases
     def try_lease(self, lease: Lease, can_take: Any) -> Lease | None:

@@ -1,0 +1,40 @@
+"""The ``baton`` Typer app: every command group, registered in one place.
+
+A new group (``serve``, ``tokens``, ``sweep``, ``du``, ``worker``, ``submit``) is a module beside
+these and one line here. Command modules import the core inside their commands, so building this app
+(which ``--help`` does) stays cheap.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from baton.cli.common import EXIT_CODES
+from baton.cli.demo import demo_cmd
+from baton.cli.doctor import agents_cmd, doctor_cmd
+from baton.cli.homes import homes_app
+from baton.cli.plan import plan_app
+from baton.cli.run import run_cmd
+from baton.cli.runs import runs_app
+from baton.cli.sessions import sessions_app
+
+EPILOG = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "."
+
+app = typer.Typer(
+    help="Durable conversations and durable workdirs for coding agents.",
+    epilog=EPILOG,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    # Click's plain help: Typer's Rich help costs ~80 ms of imports on every `--help` and renders
+    # boolean flags as `--json <bool>` (a Typer 0.29 bug); the plain help has neither problem.
+    rich_markup_mode=None,
+)
+app.command("run", epilog=EPILOG)(run_cmd)
+app.add_typer(sessions_app, name="sessions")
+app.add_typer(runs_app, name="runs")
+app.add_typer(plan_app, name="plan")
+app.command("agents")(agents_cmd)
+app.command("doctor")(doctor_cmd)
+app.add_typer(homes_app, name="homes")
+app.command("demo")(demo_cmd)

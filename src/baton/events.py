@@ -1,0 +1,214 @@
+"""Agent event streams as readable entries: what ``baton runs logs`` (and the dashboard) show.
+
+Each agent CLI writes its own JSON lines; a run's log (``logs/<run-id>.jsonl``) keeps them raw. This
+module turns one event into zero or more :class:`Entry` values of a few kinds, the same for every
+agent: ``text`` (the assistant speaking), ``tool`` (a call, with a one-line summary of its input),
+``output`` (what a tool returned), ``error``, ``info`` (session started, model) and ``done`` (the
+turn's end, with its cost or usage). The shapes, per agent:
+
+- Claude ``--output-format stream-json`` (and the fake agent): ``system``/``init``; ``assistant``
+  and ``user`` events whose ``message.content`` holds ``text``, ``tool_use``, ``tool_result`` blocks;
+  ``result``.
+- Codex ``exec --json``: ``thread.started``; ``item.started``/``item.completed`` with an ``item`` of
+  type ``agent_message``, ``reasoning``, ``command_execution``, ``file_change``, ``mcp_tool_call``,
+  ``web_search``, ``todo_list`` or ``error``; ``turn.completed``/``turn.failed``; ``error``.
+- Gemini ``--output-format stream-json``: ``init``; ``message`` (assistant text arrives in ``delta``
+  chunks); ``tool_use``; ``tool_result``; ``error`` (warning or error); ``result``.
+
+Gemini's deltas are joined by :class:`LogRenderer`, which is fed lines and hands back whole entries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+Event = dict[str, Any]
+SUMMARY = 200  # characters of a tool's input or output shown on one line
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str  # text | tool | output | error | info | done
+    text: str
+    delta: bool = False  # a chunk of a longer text (Gemini streams assistant text in pieces)
+
+
+def clip(value: Any, limit: int = SUMMARY) -> str:
+    """One line of at most ``limit`` characters (JSON for structures)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _tool_input(value: Any) -> str:
+    """The telling part of a tool's input: the command, the path, or the whole input."""
+    if isinstance(value, dict):
+        for name in ("command", "cmd", "file_path", "path", "pattern", "query", "url"):
+            if isinstance(value.get(name), str | list):
+                return clip(value[name])
+    return clip(value) if value not in (None, {}, "") else ""
+
+
+def _block_text(content: Any) -> str:
+    """A tool result's content: a string, or a list of ``{"type":"text","text":...}`` blocks."""
+    if isinstance(content, list):
+        return " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return "" if content is None else str(content)
+
+
+# -- Claude ------------------------------------------------------------------------------------------
+
+
+def claude_entries(event: Event) -> list[Entry]:
+    kind = event.get("type")
+    if kind == "system" and event.get("subtype") == "init":
+        return [Entry("info", f"session {event.get('session_id')} · model {event.get('model', '?')}")]
+    if kind in ("assistant", "user"):
+        message = event.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            return [Entry("text", content)] if kind == "assistant" else []
+        return [e for block in content or [] if isinstance(block, dict) for e in _claude_block(block)]
+    if kind == "result":
+        return _claude_result(event)
+    return []
+
+
+def _claude_block(block: Event) -> list[Entry]:
+    kind = block.get("type")
+    if kind == "text" and block.get("text"):
+        return [Entry("text", str(block["text"]))]
+    if kind == "tool_use":
+        return [Entry("tool", f"{block.get('name', 'tool')} {_tool_input(block.get('input'))}".rstrip())]
+    if kind == "tool_result":
+        text = clip(_block_text(block.get("content")))
+        return [Entry("error" if block.get("is_error") else "output", text)]
+    return []
+
+
+def _claude_result(event: Event) -> list[Entry]:
+    entries = [Entry("error", clip(e)) for e in event.get("errors") or []]
+    if event.get("is_error") and not entries:
+        entries.append(Entry("error", clip(event.get("result") or event.get("subtype") or "error")))
+    cost = event.get("total_cost_usd")
+    spent = f", ${cost:.4f}" if isinstance(cost, int | float) else ""
+    status = "failed" if event.get("is_error") else "done"
+    return [*entries, Entry("done", f"{status} ({event.get('num_turns', '?')} turns{spent})")]
+
+
+# -- Codex ------------------------------------------------------------------------------------------
+
+
+def codex_entries(event: Event) -> list[Entry]:
+    kind = event.get("type")
+    if kind == "thread.started":
+        return [Entry("info", f"thread {event.get('thread_id')}")]
+    if kind == "item.started" and isinstance(event.get("item"), dict):
+        item = event["item"]
+        if item.get("type") == "command_execution":
+            return [Entry("tool", f"shell {clip(item.get('command', ''))}")]
+        return []
+    if kind == "item.completed" and isinstance(event.get("item"), dict):
+        return _codex_item(event["item"])
+    if kind == "turn.completed":
+        usage = event.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        return [Entry("done", f"done ({usage.get('output_tokens', '?')} output tokens)")]
+    if kind == "turn.failed":
+        error = event.get("error")
+        return [Entry("error", clip(error.get("message") if isinstance(error, dict) else error))]
+    if kind == "error":
+        return [Entry("error", clip(event.get("message") or "error"))]
+    return []
+
+
+def _codex_item(item: Event) -> list[Entry]:
+    kind = item.get("type")
+    if kind == "agent_message":
+        return [Entry("text", str(item.get("text", "")))]
+    if kind == "command_execution":
+        code = item.get("exit_code")
+        output = clip(item.get("aggregated_output") or f"exit {code}")
+        return [Entry("output" if code in (0, None) else "error", output)]
+    if kind == "file_change":
+        changes = item.get("changes") or []
+        named = ", ".join(
+            f"{c.get('kind', '?')} {c.get('path', '?')}" for c in changes if isinstance(c, dict)
+        )
+        return [Entry("tool", f"edit {clip(named)}")]
+    if kind == "mcp_tool_call":
+        return [Entry("tool", f"{item.get('server', '?')}.{item.get('tool', '?')} {item.get('status', '')}")]
+    if kind == "web_search":
+        return [Entry("tool", f"web search {clip(item.get('query', ''))}")]
+    if kind == "error":
+        return [Entry("error", clip(item.get("message") or item))]
+    return []  # reasoning, todo lists: not the conversation
+
+
+# -- Gemini -----------------------------------------------------------------------------------------
+
+
+def gemini_entries(event: Event) -> list[Entry]:
+    kind = event.get("type")
+    if kind == "init":
+        return [Entry("info", f"session {event.get('session_id')} · model {event.get('model', '?')}")]
+    if kind == "message" and event.get("role") == "assistant" and isinstance(event.get("content"), str):
+        return [Entry("text", event["content"], delta=bool(event.get("delta")))]
+    if kind == "tool_use":
+        return [Entry("tool", f"{event.get('tool_name', 'tool')} {_tool_input(event.get('parameters'))}")]
+    if kind == "tool_result":
+        error = event.get("error")
+        if event.get("status") == "error" or error:
+            message = error.get("message") if isinstance(error, dict) else error
+            return [Entry("error", clip(message or event.get("output") or "tool failed"))]
+        return [Entry("output", clip(event.get("output") or ""))]
+    if kind == "error":
+        return [Entry("error" if event.get("severity") == "error" else "info", clip(event.get("message")))]
+    if kind == "result":
+        stats = event.get("stats")
+        stats = stats if isinstance(stats, dict) else {}
+        status = "done" if event.get("status") == "success" else f"failed ({event.get('status')})"
+        return [Entry("done", f"{status} ({stats.get('total_tokens', '?')} tokens)")]
+    return []
+
+
+PARSERS: dict[str, Callable[[Event], list[Entry]]] = {
+    "claude": claude_entries,
+    "fake": claude_entries,  # the fake agent speaks Claude's format
+    "codex": codex_entries,
+    "gemini": gemini_entries,
+}
+
+
+class LogRenderer:
+    """Feed it a log's lines; it yields whole entries (Gemini's text deltas joined into one)."""
+
+    def __init__(self, agent: str) -> None:
+        self._parse = PARSERS.get(agent, claude_entries)
+        self._pending: list[str] = []  # text deltas not yet handed out
+
+    def feed(self, lines: Iterable[str]) -> Iterator[Entry]:
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                yield from self.flush()
+                yield Entry("info", clip(line))  # not JSON: the agent's own words, shown as is
+                continue
+            for entry in self._parse(event) if isinstance(event, dict) else []:
+                if entry.delta:
+                    self._pending.append(entry.text)
+                    continue
+                yield from self.flush()
+                yield entry
+
+    def flush(self) -> Iterator[Entry]:
+        """The joined text of pending deltas, if any (call at the end of a log)."""
+        if self._pending:
+            text, self._pending = "".join(self._pending), []
+            yield Entry("text", text)
