@@ -43,9 +43,10 @@ def new_run_id() -> str:
 def run_attempt(ctx: Context, session: SessionRecord, decision: Decision, number: int) -> RunRecord:
     text = _prompt(ctx, decision, session)
     launch = ctx.agent.launch(decision.mode, text, decision.session_id)
-    record = _start(ctx, session, decision, number, launch)
+    record = _record(ctx, session, decision, number)
     turn = Turn()
     try:
+        _start(ctx, session, record, launch)
         result = _launch(ctx, session, decision, launch, record, turn)
     except AgentError as exc:  # the agent could not even be started
         return _finish(ctx, session, record, turn, Ending(Outcome.FAILED, str(exc)))
@@ -77,12 +78,9 @@ def _prompt(ctx: Context, decision: Decision, session: SessionRecord) -> str:
     return render(decision.kind, ctx.settings.home, **values)
 
 
-def _start(
-    ctx: Context, session: SessionRecord, decision: Decision, number: int, launch: Launch
-) -> RunRecord:
-    """Write the run record (``running``) and the session before the agent starts."""
+def _record(ctx: Context, session: SessionRecord, decision: Decision, number: int) -> RunRecord:
     key, now, run_id = ctx.key, time.time(), new_run_id()
-    record = RunRecord(
+    return RunRecord(
         id=run_id,
         agent=key.agent,
         repo=key.repo.slug,
@@ -99,18 +97,21 @@ def _start(
         runner_pid=os.getpid(),
         note=decision.note,
     )
+
+
+def _start(ctx: Context, session: SessionRecord, record: RunRecord, launch: Launch) -> None:
+    """Write the run record (``running``) and the session before the agent starts."""
     if launch.new_session_id:
         # Pre-assigned: the agent writes the prompt under this id at once, so even if this runner
         # dies mid-turn the next run resumes the right conversation.
         session.agent_session_id = launch.new_session_id
     session.status = SessionStatus.RUNNING
     session.attempts += 1
-    session.last_used_at = now
-    ctx.store.save_session(session)
+    session.last_used_at = record.started_at
     ctx.store.add_run(record)
+    ctx.store.save_session(session)
     if ctx.request.on_start:
         ctx.request.on_start(record)
-    return record
 
 
 def _launch(

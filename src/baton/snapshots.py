@@ -42,7 +42,10 @@ def chunks(data: bytes) -> list[bytes]:
 def take_snapshot(store: Store, agent: Agent, key: Key, session_id: str) -> Snapshot | None:
     """Copy the session's transcript files into the store; None when there are none. Only chunks the
     previous snapshot does not already hold are compressed and written."""
-    previous = store.get_snapshot(key.agent, key.repo.slug, key.thread)
+    try:
+        previous = store.get_snapshot(key.agent, key.repo.slug, key.thread)
+    except StoreError:
+        previous = None  # unreadable: this snapshot replaces it whole
     known = previous.digests() if previous else set()
     files: dict[str, list[str]] = {}
     total = 0

@@ -8,7 +8,9 @@ one transaction, so two runners on one key can never both win.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -113,6 +115,9 @@ class SQLStore(PlanTables):
         self.url = url
         try:
             self.engine: Engine = _engine(url)
+        except sa.exc.DBAPIError as exc:
+            error = _store_error(exc, url)
+            raise error.__class__(f"cannot open the store at {_redact(url)}: {error}") from exc
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"cannot open the store at {_redact(url)}: {exc.__class__.__name__}: {exc}"
@@ -128,7 +133,7 @@ class SQLStore(PlanTables):
             with self.engine.begin() as conn:
                 yield conn
         except sa.exc.DBAPIError as exc:
-            raise _store_error(exc) from exc
+            raise _store_error(exc, self.url) from exc
 
     # -- migrations ---------------------------------------------------------------------------------
 
@@ -305,7 +310,10 @@ class SQLStore(PlanTables):
         if row is None:
             return None
         data = dict(row._mapping)
-        data["files"] = json.loads(data["files"])
+        try:
+            data["files"] = json.loads(data["files"])
+        except ValueError as exc:
+            raise StoreError(f"the snapshot of {agent}:{repo}:{thread} is corrupt ({exc})") from exc
         return Snapshot(**data)
 
     def delete_snapshot(self, agent: str, repo: str, thread: str) -> None:
@@ -408,17 +416,27 @@ def _engine(url: str) -> Engine:
         return engine
 
 
-def _store_error(exc: sa.exc.DBAPIError) -> BatonError:
-    """The database's own words; a full disk gets its own error (SQLite: "database or disk is full")."""
+def _store_error(exc: sa.exc.DBAPIError, url: str) -> BatonError:
+    """The database's own words; a full disk gets its own error. SQLite says "database or disk is
+    full", or "disk I/O error" when the WAL index cannot grow, so the free space decides."""
     words = str(exc.orig)
-    if "disk is full" in words or "No space left" in words or "could not extend file" in words:
+    full = "disk is full" in words or "No space left" in words or "could not extend file" in words
+    if not full and "disk I/O error" in words and url.startswith("sqlite"):
+        database = sa.engine.make_url(url).database or ""
+        with contextlib.suppress(OSError):
+            full = shutil.disk_usage(Path(database).parent).free < 1024 * 1024
+    if full:
         return DiskFull(f"the disk holding the store is full ({words}); free some space and retry")
     return StoreError(f"store error: {words}")
 
 
 def _digests(files_json: str) -> set[str]:
-    files = json.loads(files_json)
-    return {d for v in files.values() for d in ([v] if isinstance(v, str) else v)}
+    """The blobs a stored snapshot uses; none for a corrupt one (its blobs go with the blob GC)."""
+    try:
+        files = json.loads(files_json)
+        return {d for v in files.values() for d in ([v] if isinstance(v, str) else v)}
+    except (ValueError, AttributeError, TypeError):
+        return set()
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -429,6 +447,9 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # No memory-mapped I/O of the database file: on a full disk a write into a mapping that cannot be
+    # backed is a SIGBUS that kills the process without a word; read()/write() get ENOSPC instead.
+    cursor.execute("PRAGMA mmap_size=0")
     cursor.close()
 
 
