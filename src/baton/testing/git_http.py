@@ -281,23 +281,21 @@ class _Handler(QuietHandler):
 
     def _relay(self, out: IO[bytes]) -> int:
         """Send the CGI response on ``out`` back to the client; return the HTTP status sent."""
-        status, reason = 200, "OK"
-        headers: list[tuple[str, str]] = []
-        while True:
-            line = out.readline()
-            if not line:
-                self._plain(502, b"git http-backend ended without a response\n")
-                return 502
-            line = line.rstrip(b"\r\n")
-            if not line:
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            name, value = name.strip(), value.strip()
-            if name.lower() == "status":
-                code, _, text = value.partition(" ")
-                status, reason = int(code), text.strip() or reason
-            else:
-                headers.append((name, value))
+        head = _read_cgi_head(out)
+        if head is None:
+            self._plain(502, b"git http-backend ended without a response\n")
+            return 502
+        status, reason, headers = head
+        chunked = self._send_head(status, reason, headers)
+        self._copy_body(out, chunked)
+        return status
+
+    def _send_head(self, status: int, reason: str, headers: list[tuple[str, str]]) -> bool:
+        """Send the status line and headers; return whether the body goes out chunked.
+
+        The backend's own framing headers are dropped: without a Content-Length, an HTTP/1.1 client
+        gets a chunked body (the connection stays reusable), an HTTP/1.0 one a body ended by closing.
+        """
         has_length = any(name.lower() == "content-length" for name, _ in headers)
         chunked = not has_length and self.request_version != "HTTP/1.0"
         self.send_response(status, reason)
@@ -311,6 +309,10 @@ class _Handler(QuietHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
+        return chunked
+
+    def _copy_body(self, out: IO[bytes], chunked: bool) -> None:
+        """Stream the backend's body to the client as it arrives (``read1``: no waiting for a full buffer)."""
         read = getattr(out, "read1", out.read)
         while True:
             data = read(_CHUNK)
@@ -323,10 +325,30 @@ class _Handler(QuietHandler):
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
-        return status
 
     def _plain(self, status: int, payload: bytes) -> None:
         self._send(status, payload, "text/plain")
+
+
+def _read_cgi_head(out: IO[bytes]) -> tuple[int, str, list[tuple[str, str]]] | None:
+    """The CGI response's status, reason and other headers, read up to the blank line; None when the
+    backend's output ended first. A ``Status:`` header sets the status (200 OK without one)."""
+    status, reason = 200, "OK"
+    headers: list[tuple[str, str]] = []
+    while True:
+        line = out.readline()
+        if not line:
+            return None
+        line = line.rstrip(b"\r\n")
+        if not line:
+            return status, reason, headers
+        name, _, value = line.decode("latin-1").partition(":")
+        name, value = name.strip(), value.strip()
+        if name.lower() == "status":
+            code, _, text = value.partition(" ")
+            status, reason = int(code), text.strip() or reason
+        else:
+            headers.append((name, value))
 
 
 def _feed(stream: IO[bytes], body: bytes) -> None:
