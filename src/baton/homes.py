@@ -86,39 +86,53 @@ def link(directory: Path, home: Path | None = None, dry_run: bool = False) -> li
     manifest = _load(directory) if directory.is_dir() else {}
     actions: list[Action] = []
     for name in ENTRIES:
-        source, target = home / name, _target(directory, name)
-        is_file = name.endswith(".json")
-        act = Action(name, "", str(source), str(target))
-        if source.is_symlink():
-            act.action = "already linked" if source.resolve() == target.resolve() else "blocked"
-            actions.append(act)
-            continue
-        if source.exists() and not _has_data(target):
-            act.action = "moved+linked"
-        elif source.exists():
-            act.action = "backed-up+linked"
-            act.backup = str(home / f"{name}.baton-backup-{time.strftime('%Y%m%d-%H%M%S')}")
-        elif is_file and not target.exists():
-            act.action = "skipped"  # no file to keep; the CLI creates it on first use
-        else:
-            act.action = "linked"
+        act = _decide(name, home, directory)
         actions.append(act)
-        if dry_run or act.action == "skipped":
+        if dry_run or act.action in ("skipped", "already linked", "blocked"):
             continue
         directory.mkdir(parents=True, exist_ok=True)
-        if act.action == "moved+linked":
-            if target.is_dir() and not target.is_symlink():
-                target.rmdir()  # an empty directory left by an earlier unlink
-            _move(source, target)
-        elif act.action == "backed-up+linked":
-            assert act.backup is not None
-            _move(source, Path(act.backup))
-        elif not is_file:
-            target.mkdir(parents=True, exist_ok=True)
-        source.symlink_to(target, target_is_directory=not is_file)
-        manifest[name] = {"action": act.action, "source": str(source), "backup": act.backup}
+        _apply(act)
+        # saved after every entry, so an interrupted link leaves a manifest unlink can follow
+        manifest[name] = {"action": act.action, "source": act.source, "backup": act.backup}
         _save(directory, manifest)
     return actions
+
+
+def _decide(name: str, home: Path, directory: Path) -> Action:
+    """What :func:`link` does with ``home/name``, decided before anything is touched."""
+    source, target = home / name, _target(directory, name)
+    act = Action(name, "", str(source), str(target))
+    if source.is_symlink():
+        act.action = "already linked" if source.resolve() == target.resolve() else "blocked"
+    elif source.exists() and not _has_data(target):
+        act.action = "moved+linked"
+    elif source.exists():
+        act.action = "backed-up+linked"
+        act.backup = str(home / f"{name}.baton-backup-{time.strftime('%Y%m%d-%H%M%S')}")
+    elif _is_file(name) and not target.exists():
+        act.action = "skipped"  # no file to keep; the CLI creates it on first use
+    else:
+        act.action = "linked"
+    return act
+
+
+def _apply(act: Action) -> None:
+    """Carry out a decided action: move (or back up) what is there, then put the symlink in its place."""
+    source, target, is_file = Path(act.source), Path(act.target), _is_file(act.name)
+    if act.action == "moved+linked":
+        if target.is_dir() and not target.is_symlink():
+            target.rmdir()  # an empty directory left by an earlier unlink
+        _move(source, target)
+    elif act.action == "backed-up+linked":
+        assert act.backup is not None
+        _move(source, Path(act.backup))
+    elif not is_file:
+        target.mkdir(parents=True, exist_ok=True)
+    source.symlink_to(target, target_is_directory=not is_file)
+
+
+def _is_file(name: str) -> bool:
+    return name.endswith(".json")
 
 
 def unlink(directory: Path, dry_run: bool = False) -> list[Action]:
