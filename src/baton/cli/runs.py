@@ -43,11 +43,11 @@ def runs_table(store: Store, runs: list[RunRecord], wide: bool = False) -> None:
 
 
 def new_table(*columns: str) -> Table:
-    """A compact table: no outer box, long cells wrap instead of being cut."""
-    from rich import box
+    """A compact table for 80 columns: no box, two spaces between columns, a bold header; a cell too
+    long for its column wraps (``fold``) instead of being cut to ``…``."""
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(box=None, pad_edge=False, header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")
     return table

@@ -1,0 +1,79 @@
+"""How the `baton` command fails: an error object on stdout with --json, text that keeps its square
+brackets, a quiet exit 130 on an early Ctrl-C, help that documents flags and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import BATON
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def error_of(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    data = json.loads(result.stdout)
+    assert set(data) == {"error"}, data
+    error = data["error"]
+    assert isinstance(error, dict)
+    return error
+
+
+def test_json_errors_are_objects_on_stdout(cli: Cli, src_repo: Path) -> None:
+    bad_agent = cli("run", "-a", "nope", "-r", str(src_repo), "-t", "x", "--json", "hello")
+    error = error_of(bad_agent)
+    assert bad_agent.returncode == 2 and error["exit_code"] == 2 and error["type"] == "BadInput"
+    assert "unknown agent" in str(error["message"])
+    missing = cli("runs", "show", "0123456789", "--json")
+    assert missing.returncode == 2 and error_of(missing)["type"] == "NotFound"
+    usage = cli("run", "-a", "fake", "-r", str(src_repo), "-t", "x", "--mode", "sideways", "--json", "p")
+    error = error_of(usage)
+    assert usage.returncode == 2 and error["exit_code"] == 2 and "sideways" in str(error["message"])
+    assert "sideways" in usage.stderr  # people still read the message on stderr
+
+
+def test_json_after_double_dash_is_a_prompt_not_a_flag(cli: Cli, src_repo: Path) -> None:
+    result = cli("run", "-a", "nope", "-r", str(src_repo), "-t", "x", "--", "--json")
+    assert result.returncode == 2 and result.stdout == "" and "unknown agent" in result.stderr
+
+
+def test_square_brackets_survive(cli: Cli, src_repo: Path) -> None:
+    bad = cli("run", "-a", "f[oo]", "-r", str(src_repo), "-t", "x", "hello")
+    assert bad.returncode == 2 and "unknown agent 'f[oo]'" in bad.stderr
+    prompt = "fix [link] and [bold]this[/bold] in a[1]"
+    ran = cli("run", "-a", "fake", "-r", str(src_repo), "-t", "brackets", "--json", prompt)
+    run_id = json.loads(ran.stdout)["run_id"]
+    shown = cli("runs", "show", run_id)
+    assert shown.returncode == 0 and f"prompt: {prompt}" in shown.stdout
+
+
+def test_ctrl_c_during_start_up_exits_130_quietly(baton_env: dict[str, str], src_repo: Path) -> None:
+    env = {**os.environ, **baton_env, "FAKE_AGENT_DELAY": "5"}
+    for delay in (0.05, 0.1, 0.2, 0.3):
+        proc = subprocess.Popen(
+            [*BATON, "run", "-a", "fake", "-r", str(src_repo), "-t", "sigint", "hello"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (delay, stderr)
+        assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, (delay, stderr)
+
+
+def test_help_shows_flags_as_flags_and_the_exit_codes(cli: Cli) -> None:
+    run_help = cli("run", "--help", env={"COLUMNS": "100"})
+    assert run_help.returncode == 0 and "--json" in run_help.stdout
+    assert "<bool>" not in run_help.stdout and "BOOLEAN" not in run_help.stdout
+    top = cli("--help", env={"COLUMNS": "100"}).stdout
+    for code in ("0 succeeded", "2 bad input", "3 busy", "4 a git remote is unreachable", "130 cancelled"):
+        assert code in " ".join(top.split()), code

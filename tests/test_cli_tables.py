@@ -1,0 +1,50 @@
+"""Tables that read at 80 columns (--wide for every column) and logs rendered for people."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+NARROW = {"COLUMNS": "80"}
+
+
+def assert_readable(text: str) -> None:
+    assert "…" not in text, text  # no cell cut short
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+
+
+def test_tables_fit_80_columns(cli: Cli, src_repo: Path) -> None:
+    thread = "issue-4242"
+    ran = json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", thread, "--json", "hi").stdout)
+    sessions = cli("sessions", "ls", env=NARROW).stdout
+    assert_readable(sessions)
+    assert thread in sessions and "succeeded" in sessions and str(ran["repo"]) in sessions
+    runs = cli("runs", "ls", env=NARROW).stdout
+    assert_readable(runs)
+    assert thread in runs and "fresh" in runs and "succeeded" in runs
+    agents = cli("agents", env=NARROW).stdout
+    assert_readable(agents)
+    assert all(name in agents for name in ("claude", "codex", "gemini"))
+
+
+def test_wide_shows_every_column(cli: Cli, src_repo: Path) -> None:
+    ran = json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", "w", "--json", "hi").stdout)
+    sessions = cli("sessions", "ls", "--wide", env={"COLUMNS": "400"}).stdout
+    assert str(ran["session_id"]) in sessions and "expires" in sessions and str(ran["worktree"]) in sessions
+    runs = cli("runs", "ls", "--wide", env={"COLUMNS": "400"}).stdout
+    assert "prompt" in runs and str(ran["repo"]) in runs
+    agents = cli("agents", "--wide", env={"COLUMNS": "400"}).stdout
+    assert "capabilities" in agents and "fork" in agents
+
+
+def test_logs_are_rendered_and_raw_on_request(cli: Cli, src_repo: Path) -> None:
+    ran = json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", "l", "--json", "hi").stdout)
+    logs = cli("runs", "logs", str(ran["run_id"]))
+    assert logs.returncode == 0
+    assert "fake reply: received 2 messages" in logs.stdout
+    assert '"type"' not in logs.stdout and f"session {ran['session_id']}" in logs.stdout
+    raw = cli("runs", "logs", "--raw", str(ran["run_id"])).stdout.splitlines()
+    assert json.loads(raw[0])["type"] == "system" and json.loads(raw[-1])["type"] == "result"
