@@ -40,10 +40,8 @@ def test_every_shown_id_works(cli: Cli, src_repo: Path) -> None:
 
 
 def test_an_ambiguous_prefix_lists_the_candidates(cli: Cli, src_repo: Path) -> None:
-    ids = [
-        json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", f"a{i}", "--json", "hi").stdout)["run_id"]
-        for i in range(2)
-    ]
+    runs = [cli("run", "-a", "fake", "-r", str(src_repo), "-t", f"a{i}", "--json", "hi") for i in range(2)]
+    ids = [json.loads(r.stdout)["run_id"] for r in runs]
     common = next(i for i in range(len(ids[0])) if ids[0][i] != ids[1][i])
     result = cli("runs", "show", ids[0][:common])
     assert result.returncode == 2
