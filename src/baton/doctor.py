@@ -4,18 +4,27 @@ Each check is ``ok``, ``warn`` (works, but something a person should know) or ``
 promises do not hold here). The checks: agent CLIs found and their versions; each agent home inside
 ``BATON_HOME``; ``BATON_HOME`` on a persistent filesystem (tmpfs/ramfs is an error, an overlay root —
 a container's writable layer — a warning); each agent's own retention at least baton's TTL; git new
-enough for worktrees, partial clone and ``git restore``; the store reachable and migrated.
+enough for worktrees, partial clone and ``git restore``; the store reachable and migrated; free space
+on ``BATON_HOME``'s volume; agent transcripts on disk that no stored session owns (the store was
+deleted or replaced: the next run of those keys would start a new conversation); and how each agent
+authenticates under baton (it relocates the agent homes, so a login in ``~/.claude`` is not used: an
+API key or token in the environment is).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from baton.agents import AGENTS, get_agent
+from baton.agents.base import Agent
 from baton.errors import BatonError
+from baton.install import agents_hint
 from baton.settings import Settings
 from baton.store import open_store
 from baton.store.migrations import MIGRATIONS
@@ -23,6 +32,14 @@ from baton.workdirs import run_git
 
 MIN_GIT = (2, 25)  # worktrees (2.5), --filter=blob:none (2.19), git restore (2.23), stable since 2.25
 VOLATILE_FS = {"tmpfs", "ramfs"}
+MIN_FREE = 1 << 30  # below 1 GiB free, worktrees and snapshots soon fail with "disk full"
+# Where each CLI keeps its transcripts, inside its home (the adapters find one session's files; doctor
+# needs all of them, to spot the ones no session owns).
+TRANSCRIPT_GLOBS = {
+    "claude": "projects/*/*.jsonl",
+    "codex": "sessions/*/*/*/rollout-*.jsonl",
+    "gemini": "**/chats/session-*.json*",
+}
 REAL_AGENTS = [a for a in AGENTS if a != "fake"]
 
 
@@ -100,7 +117,7 @@ def check_store(settings: Settings) -> Check:
     )
 
 
-def check_agents(settings: Settings) -> list[Check]:
+def check_agents(settings: Settings, environ: Mapping[str, str]) -> list[Check]:
     checks: list[Check] = []
     found = 0
     home = settings.home.resolve() if settings.home.exists() else settings.home
@@ -131,13 +148,84 @@ def check_agents(settings: Settings) -> list[Check]:
         else:
             ok, detail = True, "set on first run (home not created yet)"
         checks.append(Check(f"{name} retention", "ok" if ok else "error", detail))
+        checks.append(check_credentials(agent, environ))
     if not found:
-        checks.insert(0, Check("agents", "error", "no agent CLI found: run `make setup` or set BATON_*_BIN"))
+        checks.insert(0, Check("agents", "error", f"no agent CLI found: {agents_hint()}, or set BATON_*_BIN"))
     return checks
 
 
-def run_doctor(settings: Settings) -> list[Check]:
-    return [check_home(settings), check_git(), check_store(settings), *check_agents(settings)]
+def check_free_space(settings: Settings, minimum: int = MIN_FREE) -> Check:
+    """Free bytes on the volume that holds ``BATON_HOME`` (its nearest existing parent)."""
+    probe = settings.home.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    detail = f"{free / (1 << 30):.1f} GiB free on the volume of {settings.home}"
+    if free < minimum:
+        return Check("free space", "warn", f"{detail}: runs fail with 'disk full' when it runs out")
+    return Check("free space", "ok", detail)
+
+
+def check_credentials(agent: Agent, environ: Mapping[str, str]) -> Check:
+    """Warn when none of the variables the agent authenticates with is set: under baton the agent's
+    home is relocated, so a login made with the plain CLI (``~/.claude``, ``~/.codex``) is not seen."""
+    names = agent.credentials
+    found = [n for n in names if environ.get(n)]
+    if found or not names:
+        return Check(f"{agent.name} credentials", "ok", f"{', '.join(found) or 'not needed'} set")
+    return Check(
+        f"{agent.name} credentials",
+        "warn",
+        f"none of {', '.join(names)} is set: runs will fail as not authenticated (baton relocates the "
+        f"agent home, so a login in your own home is not used). {agent.auth_hint}",
+    )
+
+
+def check_orphans(settings: Settings) -> Check:
+    """Transcripts under ``BATON_HOME/homes`` that no stored session owns."""
+    try:
+        store = open_store(settings.resolved_store_url)
+    except BatonError as exc:
+        return Check("orphan transcripts", "warn", f"not checked: {exc}")
+    try:
+        sessions = store.list_sessions()
+    finally:
+        store.close()
+    orphans = 0
+    for name, pattern in TRANSCRIPT_GLOBS.items():
+        agent = get_agent(name, settings)
+        owned = {
+            path.resolve()
+            for s in sessions
+            if s.agent == name and s.agent_session_id
+            for path in [
+                *agent.transcript_files(s.agent_session_id),
+                *agent.leftover_files(s.agent_session_id),
+            ]
+        }
+        on_disk = [p for p in agent.home.glob(pattern) if p.is_file() and p.stat().st_size]
+        orphans += sum(p.resolve() not in owned for p in on_disk)
+    if orphans:
+        return Check(
+            "orphan transcripts",
+            "warn",
+            f"{orphans} transcripts on disk belong to no session: the store was deleted or replaced "
+            f"(runs of those keys start new conversations; `baton sessions import` restores an export)",
+        )
+    return Check("orphan transcripts", "ok", "every transcript on disk belongs to a session")
+
+
+def run_doctor(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Check]:
+    environ = os.environ if environ is None else environ
+    agents = check_agents(settings, environ)
+    return [
+        check_home(settings),
+        check_free_space(settings),
+        check_git(),
+        check_store(settings),
+        check_orphans(settings),
+        *agents,
+    ]
 
 
 def to_json(checks: list[Check], settings: Settings) -> dict[str, Any]:
