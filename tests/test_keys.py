@@ -129,6 +129,18 @@ def test_credentials_in_url_are_refused_without_echoing_them(spec: str) -> None:
         ("https://github.com/acme/../api", "no usable path"),
         ("https://github.com/acme/a%20b", "no usable path"),
         ("https://github.com/acme/api\x00", "control characters"),
+        # found by tests/test_properties_keys.py: each raised something other than BadInput, or
+        # gave a slug that leaves the directory it is joined under
+        ("https://github.com:abc/acme/api", "malformed"),
+        ("ssh://git@github.com:99999/acme/api", "malformed"),
+        ("http://[::1/acme/api", "malformed"),
+        ("https://../acme/api", "invalid host '..'"),
+        ("https://./acme/api", "invalid host '.'"),
+        ("..:acme/api", "invalid host '..'"),
+        ("https://a\\..\\b/acme/api", "invalid host"),
+        ("https://%2e%2e/acme/api", "invalid host"),
+        ("~no-such-user-for-baton/api", "home directory"),
+        ("a" * 300, "cannot be read"),
     ],
 )
 def test_malformed_repo_specs_are_rejected(spec: str, problem: str) -> None:

@@ -25,6 +25,8 @@ from baton.errors import BadInput
 THREAD_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _SCP_RE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>(?!//)[^\\]+)$")
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9._~+-]+$")
+# A DNS name, an IPv4 address, or an IPv6 address (urlsplit's hostname drops the brackets)
+_HOST_RE = re.compile(r"[\w.-]+|[0-9a-f:.]+")
 
 
 @dataclass(frozen=True)
@@ -90,28 +92,54 @@ def parse_repo(spec: str) -> Repo:
     if any(ord(c) < 32 for c in spec):
         raise BadInput("repo contains control characters")
     if "://" in spec:
-        parts = urlsplit(spec)
-        if parts.scheme == "file":
-            return _local_repo(unquote(parts.path))
-        if parts.scheme not in ("https", "http", "ssh", "git"):
-            raise BadInput(f"repo URL scheme {parts.scheme!r} is not supported (use https, ssh, git or file)")
-        if parts.password is not None or (parts.username and parts.scheme in ("http", "https")):
-            raise BadInput(
-                "repo URL contains credentials; remove them and put the token in BATON_GIT_TOKEN instead"
-            )
-        if not parts.hostname:
-            raise BadInput(f"repo URL {spec!r} has no host")
-        host = parts.hostname.lower()
-        if parts.port and parts.scheme in ("http", "https"):
-            host = f"{host}_{parts.port}"
-        return Repo(url=spec, slug=_slug(host, parts.path, spec), local=False)
+        return _url_repo(spec)
     scp = _SCP_RE.match(spec)
-    if scp and not Path(spec).exists() and "." in scp.group("host"):
+    if scp and not _exists(Path(spec)) and "." in scp.group("host"):
         return Repo(url=spec, slug=_slug(scp.group("host").lower(), scp.group("path"), spec), local=False)
     return _local_repo(spec)
 
 
-def _slug(host: str, path: str, spec: str) -> str:
+def _url_repo(spec: str) -> Repo:
+    try:
+        parts = urlsplit(spec)
+        port = parts.port  # parsed lazily: a port that is not a number raises only here
+    except ValueError as exc:
+        # the message names the problem, never the spec: it may carry credentials
+        raise BadInput(f"repo URL is malformed: {exc}") from exc
+    if parts.scheme == "file":
+        return _local_repo(unquote(parts.path))
+    if parts.scheme not in ("https", "http", "ssh", "git"):
+        raise BadInput(f"repo URL scheme {parts.scheme!r} is not supported (use https, ssh, git or file)")
+    if parts.password is not None or (parts.username and parts.scheme in ("http", "https")):
+        raise BadInput(
+            "repo URL contains credentials; remove them and put the token in BATON_GIT_TOKEN instead"
+        )
+    if not parts.hostname:
+        raise BadInput(f"repo URL {spec!r} has no host")
+    # an http(s) port names a different server; an ssh port is the same repository reached differently
+    port = port if parts.scheme in ("http", "https") else None
+    return Repo(url=spec, slug=_slug(parts.hostname.lower(), parts.path, spec, port), local=False)
+
+
+def _check_host(host: str) -> None:
+    """The host becomes the slug's first directory, so it must be a plain name: ``..`` or ``a\\b``
+    (which urlsplit passes through) would put the cache and worktrees somewhere else."""
+    if not _HOST_RE.fullmatch(host) or host.strip(".") == "":
+        raise BadInput(f"repo URL has an invalid host {host!r}")  # not the spec: it may hold a password
+
+
+def _exists(path: Path) -> bool:
+    """``Path.exists`` that says False, not OSError, for a name the OS refuses (ENAMETOOLONG, EACCES)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
+def _slug(host: str, path: str, spec: str, port: int | None = None) -> str:
+    _check_host(host)
+    if port:
+        host = f"{host}_{port}"
     path = path.strip("/")
     if path.endswith(".git"):
         path = path[:-4]
@@ -122,11 +150,18 @@ def _slug(host: str, path: str, spec: str) -> str:
 
 
 def _local_repo(path_text: str) -> Repo:
-    path = Path(path_text).expanduser()
-    if not path.exists():
-        raise BadInput(f"repo {path_text!r} does not exist (not a URL and no such directory)")
-    real = path.resolve()
-    if not ((real / ".git").exists() or ((real / "HEAD").is_file() and (real / "objects").is_dir())):
+    try:
+        path = Path(path_text).expanduser()
+    except RuntimeError as exc:  # ~user for a user that does not exist
+        raise BadInput(f"repo {path_text!r}: {exc}") from exc
+    try:
+        if not path.exists():
+            raise BadInput(f"repo {path_text!r} does not exist (not a URL and no such directory)")
+        real = path.resolve()
+        is_git = (real / ".git").exists() or ((real / "HEAD").is_file() and (real / "objects").is_dir())
+    except OSError as exc:  # a name too long, a directory we may not read
+        raise BadInput(f"repo {path_text!r} cannot be read: {exc.strerror or exc}") from exc
+    if not is_git:
         raise BadInput(f"repo {path_text!r} is not a git repository")
     name = real.name[:-4] if real.name.endswith(".git") else real.name
     name = re.sub(r"[^A-Za-z0-9._-]", "_", name) or "repo"
