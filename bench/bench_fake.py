@@ -26,9 +26,10 @@ from pathlib import Path
 from common import History, Row, clean_environ, clock, direct_worktree, interleave, median, pair_differences
 
 from baton import Mode, RunRequest, Store, load_settings, open_store, run
-from baton.agents.claude import fake_agent_bin
+from baton.testing.fake import fake_agent_bin, register_fake
 
 PROMPT = "X"
+register_fake()
 
 
 def bench_fake(root: Path, source: Path, reps: int, label: str, goal_s: float = 0.030) -> Row:

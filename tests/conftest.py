@@ -14,7 +14,10 @@ import pytest
 
 from baton.agents.claude import bundled_claude
 from baton.settings import Settings, load_settings
+from baton.testing.fake import register_fake
 from baton.testing.mock_anthropic import MockAnthropic
+
+register_fake()  # the fake agent, here and (BATON_AGENTS_EXTRA) in every `baton` process tests start
 
 GIT_ID = {
     "GIT_AUTHOR_NAME": "test",

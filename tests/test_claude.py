@@ -40,7 +40,8 @@ def adapter(tmp_path: Path) -> ClaudeAgent:
 
 def test_argv_per_mode(adapter: ClaudeAgent) -> None:
     fresh = adapter.launch(Mode.FRESH, "-rf do it", None)
-    assert fresh.argv[:3] == ["/bin/claude", "-p", "-rf do it"]
+    assert fresh.argv[:5] == ["/bin/claude", "-p", "--output-format", "stream-json", "--verbose"]
+    assert fresh.stdin == b"-rf do it" and "-rf do it" not in fresh.argv
     assert fresh.argv[-2:] == ["--session-id", fresh.new_session_id]
     assert fresh.env == {"CLAUDE_CONFIG_DIR": str(adapter.home)}
     resume = adapter.launch(Mode.RESUME, "x", "abc")
@@ -65,6 +66,35 @@ def test_events_and_classification(adapter: ClaudeAgent) -> None:
     adapter.read_event(json.dumps({"type": "result", "is_error": True, "errors": [f"{NOT_FOUND}: x"]}), lost)
     assert adapter.classify(1, lost, "") == Outcome.SESSION_LOST
     assert adapter.classify(1, Turn(), f"{NOT_FOUND}: y") == Outcome.SESSION_LOST
+
+
+def test_a_slash_prompt_is_not_a_slash_command(adapter: ClaudeAgent) -> None:
+    """Measured: `/clear` on stdin clears instead of reaching the model; ` /clear` or text before it
+    reaches the model."""
+    assert adapter.launch(Mode.FRESH, "/clear the cache", None).stdin == b"Instruction: /clear the cache"
+    assert adapter.launch(Mode.FRESH, "?why", None).stdin == b"?why"
+
+
+# The not-logged-in result of Claude Code 2.1.327 (no ANTHROPIC_API_KEY, no login; network off).
+NOT_LOGGED_IN = {
+    "type": "result",
+    "subtype": "success",
+    "is_error": True,
+    "result": "Not logged in \u00b7 Please run /login",
+    "session_id": "s-1",
+}
+
+
+def test_not_logged_in_names_the_variables_to_set(adapter: ClaudeAgent) -> None:
+    turn = Turn()
+    adapter.read_event(json.dumps(NOT_LOGGED_IN), turn)
+    assert adapter.classify(1, turn, "") == Outcome.FAILED
+    assert "ANTHROPIC_API_KEY" in turn.errors[0] and "CLAUDE_CODE_OAUTH_TOKEN" in turn.errors[0]
+    assert "claude setup-token" in turn.errors[0]
+    assert adapter.credentials == ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
+    other = Turn()
+    adapter.read_event(json.dumps({**NOT_LOGGED_IN, "result": "rate limited"}), other)
+    assert adapter.classify(1, other, "") == Outcome.FAILED and other.errors == []
 
 
 def test_home_settings_keep_user_keys(adapter: ClaudeAgent) -> None:

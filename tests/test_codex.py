@@ -8,7 +8,6 @@ thread with the full history; 4 again proves a fresh start.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import platform
@@ -21,7 +20,6 @@ import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -32,15 +30,16 @@ from baton.agents.codex import (
     _TARGETS,
     EXEC,
     MANAGED,
+    MAX_PROMPT_CHARS,
+    STDIN,
     CodexAgent,
-    dumps_toml,
     is_thread_id,
+    merge_toml,
     native_codex,
     read_toml,
     repair_index,
-    write_toml,
 )
-from baton.errors import AgentError
+from baton.errors import AgentError, BadInput
 from baton.settings import Settings
 from baton.testing.mock_openai import MockOpenAI
 from tests.conftest import BATON, gone, wait_for
@@ -98,24 +97,33 @@ def agent(tmp_path: Path) -> CodexAgent:
 # -- argv ---------------------------------------------------------------------------------------------
 
 
-def test_argv_fresh_and_recover_end_options_before_the_prompt(agent: CodexAgent) -> None:
+def test_argv_fresh_and_recover_read_the_prompt_from_stdin(agent: CodexAgent) -> None:
     for mode in (Mode.FRESH, Mode.RECOVER):
         launch = agent.launch(mode, "-rf everything", None)
-        assert launch.argv == ["/opt/codex/bin/codex", *EXEC, "--", "-rf everything"]
+        assert launch.argv == ["/opt/codex/bin/codex", *EXEC, "-"] and STDIN == "-"
+        assert launch.stdin == b"-rf everything"
         assert launch.new_session_id is None, "Codex picks its own thread id"
     assert EXEC == ["exec", "--json", "--skip-git-repo-check"]
 
 
 def test_argv_resume_puts_exec_flags_before_resume(agent: CodexAgent) -> None:
     launch = agent.launch(Mode.RESUME, "go on", THREAD)
-    assert launch.argv == ["/opt/codex/bin/codex", *EXEC, "resume", THREAD, "--", "go on"]
+    assert launch.argv == ["/opt/codex/bin/codex", *EXEC, "resume", THREAD, "-"]
+    assert launch.stdin == b"go on"
     assert launch.argv.index("--json") < launch.argv.index("resume")
     assert launch.env["CODEX_HOME"] == str(agent.home)
     assert launch.env["RUST_BACKTRACE"] == "0"
 
 
 def test_argv_continue_uses_last(agent: CodexAgent) -> None:
-    assert agent.launch(Mode.CONTINUE, "more", None).argv[-4:] == ["resume", "--last", "--", "more"]
+    launch = agent.launch(Mode.CONTINUE, "more", None)
+    assert launch.argv[-3:] == ["resume", "--last", "-"] and launch.stdin == b"more"
+
+
+def test_a_prompt_codex_would_refuse_is_refused_up_front(agent: CodexAgent) -> None:
+    agent.check_prompt("é" * MAX_PROMPT_CHARS)  # characters, not bytes (measured)
+    with pytest.raises(BadInput, match="at most 1,048,576"):
+        agent.launch(Mode.FRESH, "x" * (MAX_PROMPT_CHARS + 1), None)
 
 
 def test_fork_and_bad_ids_are_refused(agent: CodexAgent) -> None:
@@ -314,34 +322,24 @@ def test_mock_configure_home_merges_and_survives_prepare_home(tmp_path: Path) ->
     assert config["approval_policy"] == "never" and config["features"]["plugins"] is False
 
 
-def test_toml_writer_round_trips() -> None:
-    data: dict[str, Any] = {
-        "plain": 'quote " backslash \\ newline \n tab \t del \x7f bell \x07 ünïcødé 🚀',
-        "a key.with dots": 1,
-        "": "empty key",
-        "numbers": [1, -2, 3.5, 1e20, float("inf"), True, False],
-        "when": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
-        "day": dt.date(2026, 1, 2),
-        "clock": dt.time(3, 4, 5),
-        "nested": {"x": {"y": {"z": "deep"}}, "inline": [{"a": 1}, "mixed"]},
-        "empty": {},
-        "tables": [{"name": "one", "sub": {"k": "v"}}, {"name": "two"}],
-    }
-    text = dumps_toml(data)
-    assert tomllib.loads(text) == data
-    assert dumps_toml(tomllib.loads(USER_CONFIG)) and tomllib.loads(
-        dumps_toml(tomllib.loads(USER_CONFIG))
-    ) == (tomllib.loads(USER_CONFIG))
-    with pytest.raises(AgentError, match="cannot write"):
-        dumps_toml({"x": object()})
-
-
-def test_write_toml_is_atomic(tmp_path: Path) -> None:
+def test_merge_keeps_the_users_comments_and_layout(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
-    write_toml(path, {"a": 1})
-    with pytest.raises(AgentError):
-        write_toml(path, {"a": object()})
-    assert read_toml(path) == {"a": 1} and [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+    user = '# my provider, do not touch\nmodel = "o3"  # the one we pay for\n\n[features]\nweb_search = 1\n'
+    path.write_text(user)
+    assert merge_toml(path, MANAGED)
+    text = path.read_text()
+    assert text.startswith('# my provider, do not touch\nmodel = "o3"  # the one we pay for\n'), text
+    assert tomllib.loads(text)["features"] == {"web_search": 1, "plugins": False}
+    assert not merge_toml(path, MANAGED), "nothing changed the second time"
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"], "no temp file left behind"
+
+
+def test_merge_replaces_a_value_of_the_wrong_shape(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('features = "all"\ncheck_for_update_on_startup = 0\n')
+    merge_toml(path, MANAGED)
+    config = read_toml(path)
+    assert config["features"] == {"plugins": False} and config["check_for_update_on_startup"] is False
 
 
 # -- transcripts and Codex's index (no CLI) ---------------------------------------------------------

@@ -25,7 +25,7 @@ import pytest
 from baton import Mode, Outcome, PromptKind, RunRequest, open_store, run
 from baton.agents import Turn, get_agent
 from baton.agents.gemini import MANAGED, NOT_FOUND, GeminiAgent, read_chat
-from baton.errors import AgentError
+from baton.errors import AgentError, BadInput
 from baton.settings import Settings
 from baton.testing.mock_gemini import MockGemini, fill_schema
 from tests.conftest import BATON, make_repo, wait_for
@@ -105,8 +105,9 @@ def stub(session_id: str) -> list[dict[str, Any]]:
 
 def test_argv_per_mode(adapter: GeminiAgent) -> None:
     fresh = adapter.launch(Mode.FRESH, "-rf do it", None)
-    assert fresh.argv[:4] == ["/bin/gemini", "--prompt=-rf do it", "-o", "stream-json"]
-    assert fresh.argv[4:] == ["-m", "pro", "--session-id", fresh.new_session_id]
+    assert fresh.argv[:3] == ["/bin/gemini", "-o", "stream-json"]
+    assert fresh.argv[3:] == ["-m", "pro", "--session-id", fresh.new_session_id]
+    assert fresh.stdin == b"-rf do it"
     assert fresh.env == {
         "GEMINI_CLI_HOME": str(adapter.home),
         "GEMINI_CLI_TRUST_WORKSPACE": "true",
@@ -131,13 +132,23 @@ def test_argv_per_mode(adapter: GeminiAgent) -> None:
 
 def test_prompts_gemini_would_run_or_drop_are_guarded(adapter: GeminiAgent) -> None:
     def sent(prompt: str) -> str:
-        return adapter.launch(Mode.RESUME, prompt, SID).argv[1]
+        launch = adapter.launch(Mode.RESUME, prompt, SID)
+        assert launch.stdin is not None
+        return launch.stdin.decode()
 
-    assert sent("/clear the cache") == "--prompt=Instruction: /clear the cache"
-    assert sent("  ? why does it fail") == "--prompt=Instruction:   ? why does it fail"
-    assert sent("<session_context>x") == "--prompt=Instruction: <session_context>x"
-    assert sent("fix the /api route?") == "--prompt=fix the /api route?"
-    assert sent("--resume latest\nline two") == "--prompt=--resume latest\nline two"
+    assert sent("/clear the cache") == "Instruction: /clear the cache"
+    assert sent("  ? why does it fail") == "Instruction:   ? why does it fail"
+    assert sent("<session_context>x") == "Instruction: <session_context>x"
+    assert sent("fix the /api route?") == "fix the /api route?"
+    assert sent("--resume latest\nline two") == "--resume latest\nline two"
+
+
+def test_a_prompt_gemini_would_cut_is_refused(adapter: GeminiAgent) -> None:
+    limit = adapter.capabilities.max_prompt_bytes
+    assert limit is not None and limit < 8 * 1024 * 1024
+    adapter.check_prompt("é" * (limit // 2))
+    with pytest.raises(BadInput, match="bytes; gemini takes at most"):
+        adapter.launch(Mode.FRESH, "é" * (limit // 2 + 1), None)
 
 
 def test_model_choice(adapter: GeminiAgent, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,7 @@
-"""Run one agent process: its own process group, its stdout streamed line by line to a JSONL log and
-to a callback, its stderr kept (tail) and logged, a timeout and a cancel flag that kill the whole
-group, and a heartbeat callback while it runs.
+"""Run one agent process: its own process group, the prompt written to its stdin, its stdout streamed
+line by line to a JSONL log and to a callback, its stderr kept (tail) and logged, a timeout and a
+cancel flag that kill the whole group, and a heartbeat callback while it runs. A log that cannot be
+written (a full disk) never stops the pipes from being drained: it is reported in the result.
 
 The child asks the kernel to SIGKILL it when the runner dies (``PR_SET_PDEATHSIG``), so a runner
 killed with SIGKILL does not leave an agent writing into a transcript that the next run resumes. The
@@ -23,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+import psutil
 
 from baton.errors import AgentError
 
@@ -51,6 +54,105 @@ class ProcessResult:
     timed_out: bool
     cancelled: bool
     stderr: str
+    log_error: str | None = None  # the event log could not be (fully) written: why (the run still ran)
+    callback_error: str | None = None  # on_line raised: the first error (the pipes were still drained)
+
+
+class _Pumps:
+    """The reader threads: stdout lines to the log and to ``on_line``, stderr lines (a tail kept) to the
+    log. They drain the pipes whatever happens: a log that cannot be written (ENOSPC, EIO) or a
+    callback that raises is recorded once and never stops the reading, because an agent whose pipe
+    is full blocks forever."""
+
+    def __init__(self, log_path: Path, on_line: Callable[[str], None]) -> None:
+        self.log_path = log_path
+        self.on_line = on_line
+        self.stderr_tail: deque[str] = deque(maxlen=200)
+        self.log_error: str | None = None
+        self.callback_error: str | None = None
+        self._lock = threading.Lock()
+        self._log: IO[str] | None = None
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = log_path.open("a", encoding="utf-8")
+        except OSError as exc:
+            self._log_failed(exc)
+
+    def _log_failed(self, exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        self.log_error = self.log_error or f"cannot write the event log {self.log_path}: {reason}"
+        if self._log is not None:
+            with contextlib.suppress(OSError):  # its buffer cannot be flushed either
+                self._log.close()
+            self._log = None
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            if self._log is None:
+                return
+            try:
+                self._log.write(line + "\n")
+                self._log.flush()
+            except OSError as exc:
+                self._log_failed(exc)
+
+    def out(self, stream: IO[bytes]) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if not line:
+                continue
+            self.write(line)
+            try:
+                self.on_line(line)
+            except Exception as exc:  # recorded for the caller: the pipe must keep draining
+                self.callback_error = self.callback_error or f"{type(exc).__name__}: {exc}"
+
+    def err(self, stream: IO[bytes]) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.stderr_tail.append(line)
+            self.write(json.dumps({"type": "baton.stderr", "line": line}))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._log is not None:
+                try:
+                    self._log.close()
+                except OSError as exc:
+                    self._log_failed(exc)
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    """Write the prompt to the agent's stdin and close it, from its own thread (a prompt larger than
+    the pipe buffer blocks until the agent reads it, while the pumps keep its stdout flowing). An
+    agent that exits or closes stdin early gets no more: its exit status tells what happened."""
+    try:
+        pipe.write(data)
+    except OSError:  # BrokenPipeError and friends: the agent is gone or stopped reading
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()
+
+
+def _start(
+    argv: list[str], env: dict[str, str], cwd: Path, stdin: bytes | None
+) -> subprocess.Popen[bytes]:
+    command, preexec = _with_death_signal(argv)
+    try:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+    except (OSError, ValueError) as exc:  # ENOENT, EACCES, E2BIG; ValueError: a NUL byte in argv/env
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise AgentError(f"cannot start {argv[0]}: {reason}") from exc
 
 
 def run_process(
@@ -67,82 +169,80 @@ def run_process(
     kill_grace: float,
     stdin: bytes | None = None,
 ) -> ProcessResult:
-    """Run to completion; ``heartbeat`` returning False (the lease was lost) cancels the run."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    command, preexec = _with_death_signal(argv)
+    """Run to completion; ``heartbeat`` returning False (the lease was lost) cancels the run.
+    ``stdin``: bytes written to the agent's stdin, which is then closed (None: /dev/null)."""
+    pumps = _Pumps(log_path, on_line)
     try:
-        proc = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=preexec,
-        )
-    except OSError as exc:
-        raise AgentError(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
-    on_start(proc.pid)
+        proc = _start(argv, env, cwd, stdin)
+    except AgentError:
+        pumps.close()
+        raise
+    threads = [
+        threading.Thread(target=pumps.out, args=(proc.stdout,), daemon=True),
+        threading.Thread(target=pumps.err, args=(proc.stderr,), daemon=True),
+    ]
+    if stdin is not None:
+        assert proc.stdin is not None
+        threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True))
+    for thread in threads:
+        thread.start()
+    try:
+        on_start(proc.pid)
+    except BaseException:
+        kill_group(proc.pid, 0, proc)  # nobody would supervise it
+        raise
+    timed_out, cancelled = _supervise(proc, heartbeat, heartbeat_every, timeout, cancel, kill_grace)
+    for thread in threads:
+        thread.join(timeout=5)
     assert proc.stdout is not None and proc.stderr is not None
-    stderr_tail: deque[str] = deque(maxlen=200)
-    log_lock = threading.Lock()
-    with log_path.open("a", encoding="utf-8") as log:
+    proc.stdout.close()
+    proc.stderr.close()
+    pumps.close()
+    return ProcessResult(
+        proc.returncode,
+        timed_out,
+        cancelled,
+        "\n".join(pumps.stderr_tail),
+        log_error=pumps.log_error,
+        callback_error=pumps.callback_error,
+    )
 
-        def write(line: str) -> None:
-            with log_lock:
-                log.write(line + "\n")
-                log.flush()
 
-        def pump_out(stream: IO[bytes]) -> None:
-            for raw in stream:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                if line:
-                    write(line)
-                    on_line(line)
+def _supervise(
+    proc: subprocess.Popen[bytes],
+    heartbeat: Callable[[], bool],
+    heartbeat_every: float,
+    timeout: float | None,
+    cancel: threading.Event,
+    kill_grace: float,
+) -> tuple[bool, bool]:
+    """Wait for the agent to exit, beating the heart, killing the group on timeout or cancel."""
+    # A blocking waitpid in its own thread wakes us the moment the agent exits (Popen.wait with a
+    # timeout polls with sleeps of up to 50 ms, which would dominate baton's own overhead).
+    exited = threading.Event()
 
-        def pump_err(stream: IO[bytes]) -> None:
-            for raw in stream:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                stderr_tail.append(line)
-                write(json.dumps({"type": "baton.stderr", "line": line}))
+    def reap() -> None:
+        proc.wait()
+        exited.set()
 
-        readers = [
-            threading.Thread(target=pump_out, args=(proc.stdout,), daemon=True),
-            threading.Thread(target=pump_err, args=(proc.stderr,), daemon=True),
-        ]
-        for reader in readers:
-            reader.start()
-        # A blocking waitpid in its own thread wakes us the moment the agent exits (Popen.wait with a
-        # timeout polls with sleeps of up to 50 ms, which would dominate baton's own overhead).
-        exited = threading.Event()
-
-        def reap() -> None:
-            proc.wait()
-            exited.set()
-
-        threading.Thread(target=reap, daemon=True).start()
-        deadline = None if not timeout else time.monotonic() + timeout
-        next_beat = time.monotonic() + heartbeat_every
-        timed_out = cancelled = False
-        while not exited.wait(timeout=0.1):
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                timed_out = True
-            elif cancel.is_set():
+    threading.Thread(target=reap, daemon=True).start()
+    deadline = None if not timeout else time.monotonic() + timeout
+    next_beat = time.monotonic() + heartbeat_every
+    timed_out = cancelled = False
+    while not exited.wait(timeout=0.1):
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            timed_out = True
+        elif cancel.is_set():
+            cancelled = True
+        elif now >= next_beat:
+            next_beat = now + heartbeat_every
+            if not heartbeat():
                 cancelled = True
-            elif now >= next_beat:
-                next_beat = now + heartbeat_every
-                if not heartbeat():
-                    cancelled = True
-            if timed_out or cancelled:
-                kill_group(proc.pid, kill_grace, proc)
-                break
-        for reader in readers:
-            reader.join(timeout=5)
-        proc.stdout.close()
-        proc.stderr.close()
-    return ProcessResult(proc.returncode, timed_out, cancelled, "\n".join(stderr_tail))
+        if timed_out or cancelled:
+            kill_group(proc.pid, kill_grace, proc)
+            break
+    return timed_out, cancelled
 
 
 def kill_group(pgid: int, grace: float, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -175,17 +275,17 @@ def _wait_gone(pgid: int, wait: float) -> None:
 
 
 def kill_tagged(name: str, value: str) -> list[int]:
-    """SIGKILL every process of ours whose environment holds ``name=value`` (baton tags each agent with
+    """SIGKILL every process whose environment holds ``name=value`` (baton tags each agent with
     ``BATON_RUN_ID``): catches an orphaned agent and anything it started, whatever their group, and
-    never touches an unrelated process that reused a pid."""
-    needle = f"{name}={value}".encode()
+    never touches an unrelated process that reused a pid. Processes whose environment cannot be
+    read (another user's) are skipped."""
     killed = []
-    for entry in Path("/proc").glob("[0-9]*"):
+    for proc in psutil.process_iter():
         try:
-            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+            if proc.pid == os.getpid() or proc.environ().get(name) != value:
                 continue
-            os.kill(int(entry.name), signal.SIGKILL)
-            killed.append(int(entry.name))
-        except (OSError, ValueError):
+            proc.kill()
+        except (psutil.Error, OSError):
             continue
+        killed.append(proc.pid)
     return killed

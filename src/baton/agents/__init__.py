@@ -1,40 +1,63 @@
-"""Agent adapters, chosen by name. ``fake`` is the in-tree stand-in for tests: the Claude adapter
-driving :mod:`baton.testing.fake_agent`, a small program that honours Claude Code's flags.
+"""Agent adapters, chosen by name from a registry: name → ``"module:factory"``, imported when asked
+for, so a missing optional piece of one adapter never breaks the others. A factory is called as
+``factory(name, settings)`` and returns an :class:`Agent`.
 
-Adapters are imported when asked for, so a missing optional piece of one never breaks the others."""
+Extra agents (the test suite's fake agent, a user's own adapter) are registered with
+:func:`register_agent`, or for every process started from this environment with
+``BATON_AGENTS_EXTRA="name=module:factory[,name2=module2:factory2]"`` (read when this package is
+imported). The tests register ``fake`` (:func:`baton.testing.fake.register_fake`) this way, so the
+``baton`` processes they start know it too; the real agents never list it.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
 from dataclasses import asdict
 from typing import Any
 
 from baton.agents.base import Agent, Capabilities, Launch, Turn
-from baton.agents.claude import ClaudeAgent, fake_agent_bin
-from baton.errors import AgentError
+from baton.errors import AgentError, BadInput
 from baton.settings import Settings
 
-AGENTS = ["claude", "codex", "gemini", "fake"]
+BUILTIN = {
+    "claude": "baton.agents.claude:from_settings",
+    "codex": "baton.agents.codex:from_settings",
+    "gemini": "baton.agents.gemini:from_settings",
+}
+EXTRA_ENV = "BATON_AGENTS_EXTRA"
+_FACTORIES: dict[str, str] = dict(BUILTIN)
+AGENTS: list[str] = list(BUILTIN)  # every registered name, in order; extended in place by register_agent
+
+
+def register_agent(name: str, factory: str) -> None:
+    """Make ``name`` an agent built by ``factory`` (``"package.module:function"``) in this process."""
+    module, sep, attr = factory.partition(":")
+    if not name or not sep or not module or not attr:
+        raise BadInput(f"agent {name!r}: the factory must be 'module:function', not {factory!r}")
+    _FACTORIES[name] = factory
+    if name not in AGENTS:
+        AGENTS.append(name)
+
+
+def register_from_env(value: str | None = None) -> None:
+    """Register the agents that ``BATON_AGENTS_EXTRA`` (or ``value``) names."""
+    text = os.environ.get(EXTRA_ENV, "") if value is None else value
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        name, _, factory = entry.partition("=")
+        register_agent(name.strip(), factory.strip())
 
 
 def get_agent(name: str, settings: Settings) -> Agent:
-    home = settings.home / "homes" / name
-    if name == "claude":
-        return ClaudeAgent(name, home, settings.claude_bin or None)
-    if name == "codex":
-        from baton.agents.codex import CodexAgent
-
-        return CodexAgent(home, settings.codex_bin)
-    if name == "gemini":
-        from baton.agents.gemini import GeminiAgent
-
-        return GeminiAgent(home, settings.gemini_bin)
-    if name == "fake":
-        return ClaudeAgent(name, home, settings.extra.get("fake_bin") or fake_agent_bin())
-    raise KeyError(name)
+    """The adapter for ``name``; KeyError for a name nobody registered."""
+    module, _, attr = _FACTORIES[name].partition(":")
+    factory = getattr(importlib.import_module(module), attr)
+    agent: Agent = factory(name, settings)
+    return agent
 
 
 def describe_agent(name: str, settings: Settings) -> dict[str, Any]:
-    """What `baton agents` shows: installed or not, version, capabilities, home."""
+    """What `baton agents` shows: installed or not, version, capabilities, home, credentials."""
     agent = get_agent(name, settings)
     problem: str | None = None
     try:
@@ -52,7 +75,20 @@ def describe_agent(name: str, settings: Settings) -> dict[str, Any]:
         "problem": problem,
         "capabilities": asdict(agent.capabilities),
         "home": str(agent.home),
+        "credentials": list(agent.credentials),
     }
 
 
-__all__ = ["AGENTS", "Agent", "Capabilities", "ClaudeAgent", "Launch", "Turn", "describe_agent", "get_agent"]
+register_from_env()
+
+__all__ = [
+    "AGENTS",
+    "BUILTIN",
+    "Agent",
+    "Capabilities",
+    "Launch",
+    "Turn",
+    "describe_agent",
+    "get_agent",
+    "register_agent",
+]

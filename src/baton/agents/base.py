@@ -1,20 +1,35 @@
-"""The agent seam: what baton needs from one coding-agent CLI.
+"""The agent seam: what baton needs from one coding-agent CLI, and what the adapters share.
 
-An adapter turns a mode and a prompt into an argv and an environment, reads the CLI's event stream
-line by line into a :class:`Turn`, classifies how the turn ended, and knows where the CLI keeps a
-session's transcript files inside its (relocated) home, so they can be snapshotted and hydrated.
-Adapters never start processes, touch git or the store: the runner does.
+An adapter turns a mode and a prompt into a :class:`Launch` (argv, environment, stdin), reads the CLI's
+event stream line by line into a :class:`Turn`, classifies how the turn ended, and knows where the CLI
+keeps a session's transcript files inside its (relocated) home, so they can be snapshotted and
+hydrated. Adapters never start processes, touch git or the store: the runner does.
+
+**A prompt is never an option.** Issue bodies and PR comments become prompts, so a prompt such as
+``--settings={"hooks":…}`` must never reach a CLI's option parser (that one runs a command). Every
+adapter passes the prompt on the agent's stdin (:attr:`Launch.stdin`) and nothing of it in argv; the
+argv carries only baton's own flags and ids. stdin also has no length limit of its own, where one argv
+string is capped at 128 KiB on Linux. What each CLI still limits is in :class:`Capabilities`
+(``max_prompt_chars``, ``max_prompt_bytes``) and refused up front by :meth:`AgentBase.check_prompt`.
+
+What adapters share lives here: :class:`AgentBase` (home, version, prompt checks, event-line parsing,
+the "not logged in" translation), :func:`find_binary`, :func:`cli_version` and the session-id checks
+(:func:`need_session`, :func:`need_uuid`).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import sys
+import uuid
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from baton.errors import AgentError
+from baton.errors import AgentError, BadInput
 from baton.models import Mode, Outcome
 
 
@@ -30,6 +45,8 @@ class Capabilities:
     not_found: str  # how the CLI says a conversation is gone
     resume_keeps_id: bool = True  # a resume that reports another id started a NEW conversation
     cumulative_usage: bool = False  # usage is reported per thread, not per turn (baton records deltas)
+    max_prompt_chars: int | None = None  # the CLI refuses longer prompts (characters)
+    max_prompt_bytes: int | None = None  # the CLI cuts its stdin beyond this many UTF-8 bytes
 
     def supports(self, mode: Mode) -> bool:
         return {
@@ -53,20 +70,10 @@ class Turn:
     events: int = 0
 
 
-def find_binary(setting: str, name: str, env_name: str, install: str) -> list[str]:
-    """The CLI to run: the setting (``BATON_*_BIN``), else ``name`` on PATH, else next to this Python
-    (the project's set-up links the pinned npm CLIs into the virtualenv's ``bin``)."""
-    if setting:
-        return [setting]
-    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
-    if not found:
-        raise AgentError(f"{name} was not found: {install}, put `{name}` on PATH, or set {env_name}")
-    return [found]
-
-
 @dataclass(frozen=True)
 class Launch:
-    """How to start one turn: the argv (never a secret in it) and the environment to add."""
+    """How to start one turn: the argv (never a secret, never a byte of the prompt), the environment to
+    add, and the prompt as the bytes to write to the agent's stdin."""
 
     argv: list[str]
     env: dict[str, str]
@@ -77,6 +84,8 @@ class Launch:
 class Agent(Protocol):
     name: str
     capabilities: Capabilities
+    credentials: tuple[str, ...]  # environment variables that authenticate the CLI (any one will do)
+    auth_hint: str  # how to set them up, for `doctor` and for a "not logged in" run
 
     @property
     def command(self) -> list[str]:
@@ -92,6 +101,10 @@ class Agent(Protocol):
         """Create the home and align the CLI's own retention with baton's TTL."""
         ...
 
+    def check_prompt(self, prompt: str) -> None:
+        """Raise BadInput for a prompt this CLI cannot take whole (call it before anything is written)."""
+        ...
+
     def launch(self, mode: Mode, prompt: str, session_id: str | None) -> Launch:
         """``session_id``: the conversation to resume/fork (None for fresh/recover/continue)."""
         ...
@@ -101,7 +114,8 @@ class Agent(Protocol):
         ...
 
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
-        """SUCCEEDED, FAILED or SESSION_LOST for a process that exited on its own."""
+        """SUCCEEDED, FAILED or SESSION_LOST for a process that exited on its own. A turn that failed
+        for want of credentials is FAILED with baton's own message first in ``turn.errors``."""
         ...
 
     def transcript_files(self, session_id: str) -> list[Path]:
@@ -121,3 +135,155 @@ class Agent(Protocol):
         ...
 
     def version(self) -> str | None: ...
+
+
+class AgentBase:
+    """What the three adapters share. A subclass sets the class attributes, implements
+    :meth:`on_event` (one parsed event object into the turn) and the rest of :class:`Agent`."""
+
+    name: str
+    capabilities: Capabilities
+    credentials: tuple[str, ...] = ()
+    auth_hint: str = ""
+    # Words the CLI uses when it has no (valid) credentials, matched against its errors and stderr.
+    auth_failures: tuple[str, ...] = ()
+    auth_exit_codes: tuple[int, ...] = ()  # exit codes that only mean "no credentials"
+
+    def __init__(self, home: Path) -> None:
+        self._home = home
+
+    @property
+    def home(self) -> Path:
+        return self._home
+
+    @property
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def check_prompt(self, prompt: str) -> None:
+        check_prompt(self.name, self.capabilities, prompt)
+
+    def prompt_stdin(self, prompt: str) -> bytes:
+        """The prompt as the bytes for the agent's stdin, after :meth:`check_prompt`."""
+        self.check_prompt(prompt)
+        return prompt.encode("utf-8")
+
+    def read_event(self, line: str, turn: Turn) -> dict[str, Any] | None:
+        event = parse_event(line, turn)
+        if event is not None:
+            self.on_event(event, turn)
+        return event
+
+    def on_event(self, event: dict[str, Any], turn: Turn) -> None:
+        raise NotImplementedError
+
+    def not_logged_in(self, exit_code: int, turn: Turn, stderr: str) -> bool:
+        """True, with baton's message put first in ``turn.errors``, when the CLI said it has no valid
+        credentials. The agent's own advice (``Please run /login``) does not apply under baton, which
+        relocates the agent's home: the message names the variables to set instead."""
+        said = "\n".join([*turn.errors, (turn.result or "") if turn.is_error else "", stderr])
+        if exit_code not in self.auth_exit_codes and not any(words in said for words in self.auth_failures):
+            return False
+        message = f"{self.name} is not authenticated: set {' or '.join(self.credentials)} for baton"
+        turn.errors.insert(0, f"{message} ({self.auth_hint})" if self.auth_hint else message)
+        return True
+
+    def leftover_files(self, session_id: str) -> list[Path]:
+        """None by default: the transcript is all the CLI keeps of a session."""
+        return []
+
+    def version(self) -> str | None:
+        return cli_version(tuple(self.command))
+
+
+def check_prompt(agent: str, capabilities: Capabilities, prompt: str) -> None:
+    """Refuse what cannot reach the agent whole: a NUL byte (no CLI carries one through) and a prompt
+    beyond the CLI's own limit (Codex refuses, Gemini cuts its stdin)."""
+    if "\x00" in prompt:
+        raise BadInput("the prompt contains a NUL byte; remove it")
+    limit = capabilities.max_prompt_chars
+    if limit is not None and len(prompt) > limit:
+        raise BadInput(f"the prompt has {len(prompt):,} characters; {agent} takes at most {limit:,}")
+    limit = capabilities.max_prompt_bytes
+    if limit is not None:
+        size = len(prompt.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise BadInput(f"the prompt has {size:,} bytes; {agent} takes at most {limit:,}")
+
+
+def parse_event(line: str, turn: Turn) -> dict[str, Any] | None:
+    """One stdout line as a JSON object (counted in ``turn.events``), or None for anything else."""
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(event, dict):
+        return None
+    turn.events += 1
+    return event
+
+
+def find_binary(
+    setting: str, name: str, env_name: str, install: str, bundled: str | None = None
+) -> list[str]:
+    """The CLI to run: the setting (``BATON_*_BIN``), else a ``bundled`` copy (Claude's, inside the
+    claude-agent-sdk wheel), else ``name`` on PATH, else next to this Python (the project's set-up
+    links the pinned npm CLIs into the virtualenv's ``bin``)."""
+    if setting:
+        return [setting]
+    found = bundled or shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if not found:
+        raise AgentError(f"{name} was not found: {install}, put `{name}` on PATH, or set {env_name}")
+    return [found]
+
+
+@cache
+def cli_version(command: tuple[str, ...]) -> str | None:
+    """What ``COMMAND --version`` prints, as :func:`version_word` reads it; None if it fails."""
+    try:
+        out = subprocess.run(
+            [*command, "--version"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return version_word(out)
+
+
+def version_word(out: subprocess.CompletedProcess[str]) -> str | None:
+    """The first word starting with a digit (``2.1.327 (Claude Code)`` → ``2.1.327``, ``codex-cli
+    0.169.0`` → ``0.169.0``), None if the command failed or printed none."""
+    if out.returncode != 0:
+        return None
+    return next((w for w in out.stdout.split() if w[:1].isdigit()), None)
+
+
+def need_session(session_id: str | None, mode: Mode) -> str:
+    """The id a resume or fork needs; AgentError without one."""
+    if not session_id:
+        raise AgentError(f"mode {mode.value!r} needs an existing session id")
+    return session_id
+
+
+def is_uuid(value: str | None) -> bool:
+    """True for a canonical (lower-case, hyphenated) UUID."""
+    if not value:
+        return False
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
+def need_uuid(session_id: str | None, mode: Mode, what: str) -> str:
+    """Like :func:`need_session`, for a CLI that would take anything else as a *name* (Codex)."""
+    value = need_session(session_id, mode)
+    if not is_uuid(value):
+        raise AgentError(f"{value!r} is not a {what} (a UUID); refusing to resume it")
+    return value
+
+
+
+def guard_prompt(prompt: str, prefixes: tuple[str, ...]) -> str:
+    """``Instruction: <prompt>`` for a prompt that starts (after blanks) with one of ``prefixes``: the
+    CLI would run it as a slash command or drop it from a resumed history instead of sending it."""
+    return f"Instruction: {prompt}" if prompt.lstrip().startswith(prefixes) else prompt

@@ -3,12 +3,15 @@
 Sessions are Codex *threads*. A thread's id is a UUID that Codex chooses (it cannot be pre-assigned)
 and reports once, in the first event, ``{"type":"thread.started","thread_id":...}``. The argv:
 
-- fresh / recover: ``codex exec --json --skip-git-repo-check -- PROMPT``
-- resume:          ``codex exec --json --skip-git-repo-check resume <id> -- PROMPT``
-- continue:        ``codex exec --json --skip-git-repo-check resume --last -- PROMPT``
+- fresh / recover: ``codex exec --json --skip-git-repo-check -``
+- resume:          ``codex exec --json --skip-git-repo-check resume <id> -``
+- continue:        ``codex exec --json --skip-git-repo-check resume --last -``
 
-Exec-level flags go before ``resume`` (they are not accepted after it). ``--`` ends the options, so a
-prompt that starts with ``-`` (or is literally ``resume``) is never parsed as a flag or a subcommand.
+Exec-level flags go before ``resume`` (they are not accepted after it). The prompt is never in argv:
+``-`` as the prompt makes Codex read it from stdin, whole and byte for byte (measured on 0.169.0),
+so no prompt is ever parsed as a flag or a subcommand. Codex refuses a prompt of more than 1,048,576
+characters ("Input exceeds the maximum length", exit 1): baton refuses it up front
+(``max_prompt_chars``).
 ``--skip-git-repo-check`` is always passed because a worktree may sit outside any trusted directory.
 Fork is not offered: ``codex exec`` has no fork. The process baton starts is the native binary, not
 npm's ``bin/codex.js`` wrapper, which on Node 20 spawns it as a child: a runner killed with SIGKILL
@@ -43,33 +46,42 @@ from the rollout. Model input itself is always rebuilt from the rollout (measure
 The home (``CODEX_HOME``) holds a ``config.toml`` that baton manages: it forces the keys that keep
 headless runs quiet and offline (:data:`MANAGED`) and keeps every other key (a user's or the mock's
 ``model_provider``). Codex 0.169 has no retention setting for its rollouts and was not seen deleting
-them, so there is nothing to align with baton's TTL. :mod:`baton.tomlw` reads and writes the file.
+them, so there is nothing to align with baton's TTL. :func:`merge_toml` merges with tomlkit, so the
+user's comments and layout survive.
+
+Credentials: Codex reads ``CODEX_API_KEY`` or ``OPENAI_API_KEY`` (or a ``codex login`` in the home,
+which baton relocates). Without one the model API answers ``401 Unauthorized``; a provider whose
+``env_key`` is unset gives ``Missing environment variable``: both are FAILED with baton's message.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sqlite3
 import sys
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from baton.agents.base import Capabilities, Launch, Turn, find_binary
-from baton.agents.claude import cli_version
+import tomlkit
+import tomlkit.exceptions
+import tomlkit.items
+from tomlkit.container import Container
+
+from baton.agents.base import AgentBase, Capabilities, Launch, Turn, find_binary, is_uuid, need_uuid
 from baton.errors import AgentError
-from baton.files import merge
+from baton.files import atomic_write_text
+from baton.install import npm_hint
 from baton.models import Mode, Outcome
-from baton.tomlw import dumps_toml as dumps_toml  # re-exported: tests and the Codex mock use them
-from baton.tomlw import read_toml, write_toml
+from baton.settings import Settings
 
 NOT_FOUND = "no rollout found for thread id"
 UNREADABLE = "failed to read session metadata"  # empty, non-UTF-8 or header-less rollout
-INSTALL = "run `make setup` (npm @openai/codex 0.169.0)"
+INSTALL = npm_hint("@openai/codex@0.169.0")  # `make setup` in a checkout, npm for a pip install
 EXEC = ["exec", "--json", "--skip-git-repo-check"]
+STDIN = "-"  # the prompt argument that makes Codex read the prompt from stdin
+MAX_PROMPT_CHARS = 1_048_576  # "Input exceeds the maximum length of 1048576 characters" (0.169.0)
 
 # Keys baton sets in config.toml on every run: no update check, no plugin sync (it reaches
 # github.com), no analytics, feedback or telemetry export.
@@ -82,7 +94,7 @@ MANAGED: dict[str, Any] = {
 }
 
 
-class CodexAgent:
+class CodexAgent(AgentBase):
     name = "codex"
     capabilities = Capabilities(
         preassigned_id=False,
@@ -93,15 +105,15 @@ class CodexAgent:
         not_found=NOT_FOUND,
         resume_keeps_id=True,
         cumulative_usage=True,
+        max_prompt_chars=MAX_PROMPT_CHARS,
     )
+    credentials = ("CODEX_API_KEY", "OPENAI_API_KEY")
+    auth_hint = "an OpenAI API key"
+    auth_failures = ("401 Unauthorized", "Missing environment variable", "no Codex credentials were found")
 
     def __init__(self, home: Path, binary_setting: str = "") -> None:
-        self._home = home
+        super().__init__(home)
         self._binary_setting = binary_setting
-
-    @property
-    def home(self) -> Path:
-        return self._home
 
     @property
     def command(self) -> list[str]:
@@ -118,11 +130,7 @@ class CodexAgent:
         """Create CODEX_HOME and force :data:`MANAGED` into its config.toml, keeping other keys.
         ``ttl_days`` is unused: Codex has no rollout retention to align (see the module docstring)."""
         self._home.mkdir(parents=True, exist_ok=True)
-        path = self._home / "config.toml"
-        config = read_toml(path)
-        merged = merge(config, MANAGED)
-        if merged != config or not path.is_file():
-            write_toml(path, merged)
+        merge_toml(self._home / "config.toml", MANAGED)
 
     def retention(self, ttl_days: float) -> tuple[bool, str]:
         """Always kept: Codex 0.169 has no retention setting and no sweep of ``sessions/``."""
@@ -134,28 +142,22 @@ class CodexAgent:
         command, env = self._resolve()
         argv = [*command, *EXEC]
         if mode in (Mode.FRESH, Mode.RECOVER):
-            argv += ["--", prompt]
+            argv += [STDIN]
         elif mode == Mode.RESUME:
-            thread = _need_thread_id(session_id)
+            thread = need_uuid(session_id, mode, "Codex thread id")
             repair_index(self._home, thread)
-            argv += ["resume", thread, "--", prompt]
+            argv += ["resume", thread, STDIN]
         elif mode == Mode.CONTINUE:
-            argv += ["resume", "--last", "--", prompt]
+            argv += ["resume", "--last", STDIN]
         elif mode == Mode.FORK:
             raise AgentError("codex cannot fork a conversation (`codex exec` has no fork)")
         else:
             raise AgentError(f"mode {mode.value!r} cannot be launched directly")
         # RUST_BACKTRACE off: with it on, an error's last stderr lines (which baton reports) are frames.
-        return Launch(argv=argv, env={**env, "CODEX_HOME": str(self._home), "RUST_BACKTRACE": "0"})
+        env = {**env, "CODEX_HOME": str(self._home), "RUST_BACKTRACE": "0"}
+        return Launch(argv=argv, env=env, stdin=self.prompt_stdin(prompt))
 
-    def read_event(self, line: str, turn: Turn) -> dict[str, Any] | None:
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            return None
-        if not isinstance(event, dict):
-            return None
-        turn.events += 1
+    def on_event(self, event: dict[str, Any], turn: Turn) -> None:
         kind = event.get("type")
         if kind == "thread.started":
             if isinstance(event.get("thread_id"), str):
@@ -186,7 +188,6 @@ class CodexAgent:
         elif kind == "error":
             turn.is_error = True
             turn.errors.append(str(event.get("message") or "error"))
-        return event
 
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
         said = "\n".join([*turn.errors, stderr])
@@ -194,6 +195,7 @@ class CodexAgent:
             return Outcome.SESSION_LOST
         if exit_code == 0 and not turn.is_error and turn.result is not None and turn.events:
             return Outcome.SUCCEEDED
+        self.not_logged_in(exit_code, turn, stderr)
         return Outcome.FAILED
 
     # -- transcripts --------------------------------------------------------------------------------
@@ -202,18 +204,14 @@ class CodexAgent:
         """The thread's rollout file(s) under ``sessions/``; empty files are not a transcript."""
         return rollout_files(self._home, session_id)
 
-    def leftover_files(self, session_id: str) -> list[Path]:
-        """None: the transcript is all this CLI keeps of a session."""
-        return []
-
     def after_hydrate(self, session_id: str, cwd: Path) -> None:
         """Make the hydrated rollout the one Codex's indexes point at (see :func:`repair_index`)."""
         repair_index(self._home, session_id, projection=True)
 
-    def version(self) -> str | None:
-        """``codex --version`` prints ``codex-cli 0.169.0``: the version is the first word that starts
-        with a digit."""
-        return cli_version(tuple(self.command))
+
+def from_settings(name: str, settings: Settings) -> CodexAgent:
+    """The registry's factory (see :mod:`baton.agents`)."""
+    return CodexAgent(settings.home / "homes" / name, settings.codex_bin)
 
 
 # The npm package's platform packages, by (sys.platform, machine): what ``bin/codex.js`` looks for.
@@ -252,21 +250,7 @@ def native_codex(path: str) -> tuple[str, dict[str, str]]:
 
 def is_thread_id(value: str | None) -> bool:
     """True for a canonical UUID, the only kind of id ``resume`` treats as an id rather than a name."""
-    if not value:
-        return False
-    try:
-        return str(uuid.UUID(value)) == value.lower()
-    except ValueError:
-        return False
-
-
-def _need_thread_id(session_id: str | None) -> str:
-    if not session_id:
-        raise AgentError("mode 'resume' needs an existing session id")
-    if not is_thread_id(session_id):
-        # Codex would take it as a thread *name*, find none, and silently start a new thread.
-        raise AgentError(f"{session_id!r} is not a Codex thread id (a UUID); refusing to resume it")
-    return session_id
+    return is_uuid(value)
 
 
 def rollout_files(home: Path, session_id: str) -> list[Path]:
@@ -333,3 +317,52 @@ def _with_db(db: Path, change: Callable[[sqlite3.Connection], bool]) -> bool:
 def _has_columns(conn: sqlite3.Connection, table: str, columns: set[str]) -> bool:
     names = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
     return columns <= names
+
+
+# -- config.toml --------------------------------------------------------------------------------------
+
+
+def merge_toml(path: Path, forced: dict[str, Any]) -> bool:
+    """Set ``forced`` (nested tables as dicts) in the TOML file at ``path``, keeping every other key,
+    comment and the layout (tomlkit); written atomically, and only when something changed or the file
+    is new. True if it was written."""
+    doc, exists = _load_toml(path)
+    changed = _merge_into(doc, forced)
+    if changed or not exists:
+        atomic_write_text(path, tomlkit.dumps(doc))
+    return changed or not exists
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The file as plain data (tests and the mock read what baton wrote); empty when it is missing."""
+    return _load_toml(path)[0].unwrap()
+
+
+def _load_toml(path: Path) -> tuple[tomlkit.TOMLDocument, bool]:
+    """The parsed file and whether it exists; AgentError naming the file when it is unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return tomlkit.document(), False
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AgentError(f"cannot read {path}: {exc}") from exc
+    try:
+        return tomlkit.parse(text), True
+    except tomlkit.exceptions.TOMLKitError as exc:
+        raise AgentError(f"{path} is not valid TOML ({exc}); fix or remove it") from exc
+
+
+def _merge_into(table: Container | dict[str, Any], forced: dict[str, Any]) -> bool:
+    changed = False
+    for key, value in forced.items():
+        current = table.get(key)
+        if isinstance(value, dict):
+            if not isinstance(current, dict):
+                table[key] = current = tomlkit.table()
+            changed = _merge_into(current, value) or changed
+        else:
+            plain = current.unwrap() if isinstance(current, tomlkit.items.Item) else current
+            if plain != value or type(plain) is not type(value):  # 0 == False, but not for Codex
+                table[key] = value
+                changed = True
+    return changed

@@ -1,9 +1,14 @@
-"""Gemini CLI adapter (``gemini --prompt=… -o stream-json``), built on measured behaviour of 0.61.0.
+"""Gemini CLI adapter (``gemini -o stream-json``, the prompt on stdin), built on measured behaviour of
+0.61.0.
 
-The argv (``--prompt=PROMPT`` is one argv element, so a prompt that starts with ``-`` is never parsed
-as flags, which ``-p PROMPT`` does):
+The prompt is never in argv. With no ``-p`` and a stdin that is not a terminal, Gemini runs headless
+and takes its stdin as the prompt, byte for byte (measured); it reads at most 8 MiB of stdin and
+silently cuts the rest, so baton refuses a longer prompt up front (``max_prompt_bytes``). Gemini
+starts reading stdin within its first seconds and gives up on a pipe that stays empty for 500 ms;
+baton writes the whole prompt at once when the process starts (:func:`baton.process.run_process`).
+The argv:
 
-- fresh / recover: ``gemini --prompt=P -o stream-json -m MODEL --session-id <new uuid>``
+- fresh / recover: ``gemini -o stream-json -m MODEL --session-id <new uuid>``
 - resume:          ``… --resume <full id>`` (the 8-character short id is rejected)
 - continue:        ``… --resume latest``
 - fork:            ``… --session-file <the source's chat file>`` — Gemini copies the history into a
@@ -22,7 +27,7 @@ doing anything); ``GEMINI_CLI_NO_RELAUNCH`` keeps Gemini one process — by defa
 as a child node process, which would outlive a runner killed with SIGKILL (only the direct child gets
 ``PR_SET_PDEATHSIG``) and keep writing the transcript the next run resumes.
 
-Prompts that Gemini would not keep: a prompt starting with ``/`` runs a slash command in ``-p`` mode
+Prompts that Gemini would not keep: a prompt starting with ``/`` runs a slash command in headless mode
 (``/clear``, ``/memory add …``), and a user message starting with ``/``, ``?``, ``<session_context>``
 or ``<hook_context>`` is sent once but dropped from the history of every later resume (measured). Such
 a prompt is sent as ``Instruction: <prompt>``.
@@ -31,6 +36,10 @@ Sessions are keyed by the EXACT working directory, through ``projects.json`` and
 folders under ``<home>/.gemini``: :mod:`baton.agents.gemini_files` finds a session's chat files (by
 its FULL id, counting only files with resumable content) and, after hydration, maps the worktree to
 the folder its chat file lives in (:meth:`GeminiAgent.after_hydrate`).
+
+Credentials: ``GEMINI_API_KEY`` (baton selects the API-key auth type unless the user chose another).
+Without it Gemini exits 41 ("you must specify the GEMINI_API_KEY environment variable"); a bad key
+is answered ``API key not valid``: both are FAILED with baton's message.
 
 Retention: Gemini's session cleanup runs at every start and has a data-loss bug (see
 :data:`MANAGED`), so baton turns it off and its own sweeper expires conversations.
@@ -49,19 +58,32 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from baton.agents.base import Capabilities, Launch, Turn, find_binary
+from baton.agents.base import (
+    AgentBase,
+    Capabilities,
+    Launch,
+    Turn,
+    find_binary,
+    guard_prompt,
+    need_session,
+    version_word,
+)
 from baton.agents.gemini_files import IGNORED_PREFIXES, chat_files, map_project, newest
 from baton.agents.gemini_files import read_chat as read_chat  # re-exported for tests
 from baton.errors import AgentError
 from baton.files import merge, write_json
+from baton.install import npm_hint
 from baton.models import Mode, Outcome
+from baton.settings import Settings
 
 NOT_FOUND = "Invalid session identifier"  # `--resume <id>`: no such session in this directory
 NO_SESSIONS = "No previous sessions found"  # `--resume …` in a directory with no session at all
 IMPORT_FAILED = "Error importing session from file"  # `--session-file` of an unreadable file
-INSTALL = "run `make setup` (npm @google/gemini-cli 0.61.0)"
+INSTALL = npm_hint("@google/gemini-cli@0.61.0")  # `make setup` in a checkout, npm for a pip install
 DEFAULT_MODEL = "pro"
 MODEL_ENV = "BATON_GEMINI_MODEL"
+MAX_STDIN = 8 * 1024 * 1024  # readStdin's MAX_STDIN_SIZE: Gemini cuts stdin beyond it
+AUTH_EXIT = 41  # FATAL_AUTHENTICATION_ERROR
 USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "total_tokens", "tool_calls")
 
 # Keys baton forces into <home>/.gemini/settings.json on every run; a user's other keys are kept.
@@ -81,7 +103,7 @@ MANAGED: dict[str, Any] = {
 }
 
 
-class GeminiAgent:
+class GeminiAgent(AgentBase):
     name = "gemini"
     capabilities = Capabilities(
         preassigned_id=True,
@@ -91,15 +113,16 @@ class GeminiAgent:
         reports_cost=False,
         not_found=NOT_FOUND,
         resume_keeps_id=True,
+        max_prompt_bytes=MAX_STDIN - len("Instruction: "),  # room for the guard
     )
+    credentials = ("GEMINI_API_KEY",)
+    auth_hint = "a Gemini API key from Google AI Studio"
+    auth_failures = ("must specify the GEMINI_API_KEY", "API key not valid", "Please set an Auth method")
+    auth_exit_codes = (AUTH_EXIT,)
 
     def __init__(self, home: Path, binary_setting: str = "") -> None:
-        self._home = home
+        super().__init__(home)
         self._binary_setting = binary_setting
-
-    @property
-    def home(self) -> Path:
-        return self._home
 
     @property
     def gemini_dir(self) -> Path:
@@ -155,7 +178,8 @@ class GeminiAgent:
     # -- one turn -----------------------------------------------------------------------------------
 
     def launch(self, mode: Mode, prompt: str, session_id: str | None) -> Launch:
-        argv = [*self.command, f"--prompt={guard_prompt(prompt)}", "-o", "stream-json"]
+        stdin = self.prompt_stdin(guard_prompt(prompt, IGNORED_PREFIXES))
+        argv = [*self.command, "-o", "stream-json"]
         model = self.model()
         if model:
             argv += ["-m", model]
@@ -164,11 +188,11 @@ class GeminiAgent:
             new_id = str(uuid.uuid4())
             argv += ["--session-id", new_id]
         elif mode == Mode.RESUME:
-            argv += ["--resume", _need(session_id, mode)]
+            argv += ["--resume", need_session(session_id, mode)]
         elif mode == Mode.CONTINUE:
             argv += ["--resume", "latest"]
         elif mode == Mode.FORK:
-            files = self.transcript_files(_need(session_id, mode))
+            files = self.transcript_files(need_session(session_id, mode))
             if not files:
                 raise AgentError(f"the conversation {session_id} to fork has no chat file in {self._home}")
             argv += ["--session-file", str(newest(files))]
@@ -179,7 +203,7 @@ class GeminiAgent:
             "GEMINI_CLI_TRUST_WORKSPACE": "true",
             "GEMINI_CLI_NO_RELAUNCH": "true",
         }
-        return Launch(argv=argv, env=env, new_session_id=new_id)
+        return Launch(argv=argv, env=env, new_session_id=new_id, stdin=stdin)
 
     def model(self) -> str | None:
         """The ``-m`` value, or None to let the CLI route (``auto``)."""
@@ -191,14 +215,7 @@ class GeminiAgent:
         chosen = chosen or DEFAULT_MODEL
         return None if chosen == "auto" else chosen
 
-    def read_event(self, line: str, turn: Turn) -> dict[str, Any] | None:
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            return None
-        if not isinstance(event, dict):
-            return None
-        turn.events += 1
+    def on_event(self, event: dict[str, Any], turn: Turn) -> None:
         kind = event.get("type")
         if kind == "init":
             if isinstance(event.get("session_id"), str):
@@ -225,7 +242,6 @@ class GeminiAgent:
             stats = event.get("stats")
             if isinstance(stats, dict):
                 turn.usage = usage_from_stats(stats)
-        return event
 
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
         said = "\n".join([*turn.errors, stderr])
@@ -236,7 +252,10 @@ class GeminiAgent:
         # continue that began a conversation, like Claude's; `--resume <id>` there exits 42.
         if NO_SESSIONS in said and not succeeded:
             return Outcome.SESSION_LOST
-        return Outcome.SUCCEEDED if succeeded else Outcome.FAILED
+        if succeeded:
+            return Outcome.SUCCEEDED
+        self.not_logged_in(exit_code, turn, stderr)
+        return Outcome.FAILED
 
     # -- transcripts --------------------------------------------------------------------------------
 
@@ -259,12 +278,12 @@ class GeminiAgent:
         return gemini_version(tuple(self.command))
 
 
+def from_settings(name: str, settings: Settings) -> GeminiAgent:
+    """The registry's factory (see :mod:`baton.agents`)."""
+    return GeminiAgent(settings.home / "homes" / name, settings.gemini_bin)
+
+
 # -- helpers ----------------------------------------------------------------------------------------
-
-
-def guard_prompt(prompt: str) -> str:
-    """Keep a prompt out of slash-command handling and in the resumed history (module docstring)."""
-    return f"Instruction: {prompt}" if prompt.lstrip().startswith(IGNORED_PREFIXES) else prompt
 
 
 def usage_from_stats(stats: dict[str, Any]) -> dict[str, Any]:
@@ -308,13 +327,5 @@ def gemini_version(command: tuple[str, ...]) -> str | None:
         return None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    words = out.stdout.strip().split()
-    if out.returncode != 0 or not words:
-        return None
-    return next((w for w in words if w[:1].isdigit()), None)
+    return version_word(out)
 
-
-def _need(session_id: str | None, mode: Mode) -> str:
-    if not session_id:
-        raise AgentError(f"mode {mode.value!r} needs an existing session id")
-    return session_id

@@ -1,7 +1,11 @@
 """A fast stand-in for the Claude Code CLI, for unit tests (stdlib only; run with ``python -S``).
 
 It honours the flags baton uses (``-p``, ``--output-format stream-json``, ``--verbose``,
-``--session-id``, ``--resume``, ``--fork-session``, ``--continue``, ``--version``), keeps transcripts
+``--session-id``, ``--resume``, ``--fork-session``, ``--continue``, ``--version``) and parses its argv
+as Claude Code does: ``-p`` is a flag, the prompt is the positional argument, and without one the
+prompt is read from stdin. It also runs the ``SessionStart`` hook commands of ``--settings JSON``
+(as Claude does), so a prompt that reached argv and was read as an option is caught by the fast
+tests too. It keeps transcripts
 where Claude does (``$CLAUDE_CONFIG_DIR/projects/<mangled cwd>/<id>.jsonl``), writes the prompt before
 "thinking" (so a kill mid-turn leaves the prompt on disk, as the real CLI does), and answers
 ``fake reply: received N messages`` where N grows 2, 4, 6 across resumed turns, like the mock model.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 import uuid
@@ -72,25 +77,54 @@ def should_fail() -> bool:
     return False
 
 
-def main(argv: list[str]) -> None:
-    args: dict[str, Any] = {"continue": False, "fork": False}
+VALUED = ("--session-id", "--resume", "--output-format", "--settings")
+
+
+def parse_args(argv: list[str]) -> dict[str, Any]:
+    """Claude Code's reading of an argv: ``--flag value`` or ``--flag=value`` for valued flags,
+    booleans, and the first positional argument as the prompt."""
+    args: dict[str, Any] = {"continue": False, "fork": False, "print": False}
     i = 0
     while i < len(argv):
-        flag = argv[i]
-        if flag == "--version":
-            print(f"{VERSION} (Claude Code)")
-            return
-        if flag in ("-p", "--print"):
-            args["prompt"] = argv[i + 1]
-            i += 1
-        elif flag in ("--session-id", "--resume", "--output-format"):
-            args[flag[2:]] = argv[i + 1]
-            i += 1
+        flag, _, inline = argv[i].partition("=") if argv[i].startswith("--") else (argv[i], "", "")
+        if flag in VALUED:
+            if not inline and "=" not in argv[i]:
+                i += 1
+                inline = argv[i] if i < len(argv) else ""
+            args[flag[2:]] = inline
+        elif flag in ("-p", "--print"):
+            args["print"] = True
         elif flag == "--continue":
             args["continue"] = True
         elif flag == "--fork-session":
             args["fork"] = True
+        elif flag == "--version":
+            args["version"] = True
+        elif not flag.startswith("-") and "prompt" not in args:
+            args["prompt"] = argv[i]
         i += 1
+    return args
+
+
+def run_hooks(settings: str | None) -> None:
+    """Run ``hooks.SessionStart[*].hooks[*].command`` of a ``--settings`` JSON, as Claude does."""
+    if not settings:
+        return
+    hooks = json.loads(settings).get("hooks", {}).get("SessionStart", [])
+    for group in hooks:
+        for hook in group.get("hooks", []):
+            if hook.get("type") == "command":
+                subprocess.run(hook["command"], shell=True, check=False)
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    if args.get("version"):
+        print(f"{VERSION} (Claude Code)")
+        return
+    if "prompt" not in args:  # as `claude -p` does without a positional prompt
+        args["prompt"] = sys.stdin.buffer.read().decode("utf-8", "replace")
+    run_hooks(args.get("settings"))
     home = Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude")
     cwd = os.getcwd()
     project = home / "projects" / re.sub(r"[^A-Za-z0-9]", "-", cwd)

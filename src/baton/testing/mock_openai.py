@@ -12,8 +12,8 @@ growing count proves that a resumed conversation carried its history (4 items on
 Codex does not read a base URL from the environment: it reads its model provider from
 ``$CODEX_HOME/config.toml``. :meth:`MockOpenAI.configure_home` merges a ``[model_providers.mock]``
 table pointing here (plus ``model_provider`` and ``model``) into that file, keeping every other key;
-:meth:`MockOpenAI.env` supplies the API key the provider names. The TOML reading and writing is
-:mod:`baton.tomlw`'s, as for the Codex adapter, which owns the rest of that file.
+:meth:`MockOpenAI.env` supplies the API key the provider names. The merge is the Codex adapter's
+(:func:`baton.agents.codex.merge_toml`, which keeps comments), as that adapter owns the rest of the file.
 
 Every request is kept in :attr:`MockOpenAI.requests`. ``delay`` holds each reply back for that many
 seconds before the first byte (a slow model, for kill-mid-run tests); ``fail_status`` answers every
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from baton.agents.codex import merge_toml
 from baton.testing._http import JsonHandler, MockServer, RecordedRequest
-from baton.tomlw import read_toml, write_toml
 
 API_KEY_ENV = "MOCK_API_KEY"
 MODEL = "gpt-5.5"  # in Codex's built-in catalogue: an unknown name adds a metadata warning event
@@ -97,15 +97,8 @@ class MockOpenAI(MockServer[MockRequest]):
     def configure_home(self, home: Path) -> None:
         """Merge this server as Codex's model provider into ``home/config.toml``, keeping other keys."""
         home.mkdir(parents=True, exist_ok=True)
-        path = home / "config.toml"
-        config = read_toml(path)
-        providers = config.get("model_providers")
-        if not isinstance(providers, dict):
-            providers = config["model_providers"] = {}
-        providers["mock"] = self.provider()
-        config["model_provider"] = "mock"
-        config["model"] = MODEL
-        write_toml(path, config)
+        forced = {"model_providers": {"mock": self.provider()}, "model_provider": "mock", "model": MODEL}
+        merge_toml(home / "config.toml", forced)
 
     def conversation_requests(self) -> list[MockRequest]:
         return self.conversation()

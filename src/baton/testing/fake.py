@@ -1,0 +1,36 @@
+"""The fake agent as a baton adapter: the Claude adapter driving :mod:`baton.testing.fake_agent`, a
+small stdlib-only program that honours Claude Code's flags (and reads its prompt from stdin, as
+Claude does). Not one of the real agents: tests (and benchmarks, and the demo) register it with
+:func:`register_fake`, which also exports ``BATON_AGENTS_EXTRA`` so the ``baton`` processes they
+start know it too. ``settings.extra["fake_bin"]`` replaces the program (a path)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from baton.agents import EXTRA_ENV, register_agent
+from baton.agents.claude import ClaudeAgent
+from baton.settings import Settings
+
+NAME = "fake"
+FACTORY = "baton.testing.fake:from_settings"
+
+
+def fake_agent_bin() -> list[str]:
+    """Run the fake agent with this interpreter, without site-packages: it needs only the stdlib."""
+    return [sys.executable, "-S", str(Path(__file__).parent / "fake_agent.py")]
+
+
+def from_settings(name: str, settings: Settings) -> ClaudeAgent:
+    binary = settings.extra.get("fake_bin")
+    return ClaudeAgent(name, settings.home / "homes" / name, binary or fake_agent_bin())
+
+
+def register_fake() -> None:
+    """Register ``fake`` here and, through the environment, in every process started from here."""
+    register_agent(NAME, FACTORY)
+    entries = [e for e in os.environ.get(EXTRA_ENV, "").split(",") if e.strip()]
+    if f"{NAME}={FACTORY}" not in entries:
+        os.environ[EXTRA_ENV] = ",".join([*entries, f"{NAME}={FACTORY}"])
