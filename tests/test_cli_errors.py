@@ -9,9 +9,10 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-from tests.conftest import BATON
+from tests.conftest import BATON, wait_for
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -52,9 +53,20 @@ def test_square_brackets_survive(cli: Cli, src_repo: Path) -> None:
     assert shown.returncode == 0 and f"prompt: {prompt}" in shown.stdout
 
 
+def catches_sigint(pid: int) -> bool:
+    """Python has installed its SIGINT handler (before that, the kernel's default ends the process,
+    which no program can change): from then on a Ctrl-C is Python's to handle."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught, 16) & (1 << (signal.SIGINT - 1)))
+
+
 def test_ctrl_c_during_start_up_exits_130_quietly(baton_env: dict[str, str], src_repo: Path) -> None:
     env = {**os.environ, **baton_env, "FAKE_AGENT_DELAY": "5"}
-    for delay in (0.05, 0.1, 0.2, 0.3):
+    for delay in (0.1, 0.15, 0.2, 0.3, 0.4):  # the imports take ~0.4 s
         proc = subprocess.Popen(
             [*BATON, "run", "-a", "fake", "-r", str(src_repo), "-t", "sigint", "hello"],
             env=env,
@@ -63,6 +75,7 @@ def test_ctrl_c_during_start_up_exits_130_quietly(baton_env: dict[str, str], src
             stderr=subprocess.PIPE,
             text=True,
         )
+        wait_for(partial(catches_sigint, proc.pid), timeout=30)
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)

@@ -80,3 +80,44 @@ def test_claude_retention_follows_ttl(tmp_path: Path, days: int) -> None:
     agent.prepare_home(settings.ttl_days)
     data = json.loads((agent.home / "settings.json").read_text())
     assert data == {"cleanupPeriodDays": days, "theme": "dark"}, "the user's own keys are kept"
+
+
+def test_doctor_warns_about_transcripts_no_session_owns(settings: Settings, src_repo: Path) -> None:
+    """A deleted baton.db leaves the agents' transcripts on disk: doctor says so."""
+    from baton import RunRequest, run
+    from baton.doctor import check_orphans
+
+    run(RunRequest(agent="fake", repo=str(src_repo), thread="t", prompt="x"), settings=settings)
+    assert check_orphans(settings).status == "ok"
+    transcript = settings.home / "homes" / "claude" / "projects" / "-work-x" / f"{uuid.uuid4()}.jsonl"
+    transcript.parent.mkdir(parents=True)
+    transcript.write_text('{"type":"user"}\n')
+    check = check_orphans(settings)
+    assert check.status == "warn"
+    assert "1 transcripts on disk belong to no session: the store was deleted or replaced" in check.detail
+
+
+def test_doctor_reports_free_space(settings: Settings) -> None:
+    from baton.doctor import check_free_space
+
+    assert check_free_space(settings).status == "ok" and "GiB free" in check_free_space(settings).detail
+    low = check_free_space(settings, minimum=1 << 60)
+    assert low.status == "warn" and "disk full" in low.detail
+
+
+def test_doctor_checks_credentials(settings: Settings) -> None:
+    checks = {c.name: c for c in run_doctor(settings, environ={})}
+    claude = checks["claude credentials"]
+    assert claude.status == "warn"
+    assert "ANTHROPIC_API_KEY" in claude.detail and "CLAUDE_CODE_OAUTH_TOKEN" in claude.detail
+    keyed = {c.name: c for c in run_doctor(settings, environ={"CLAUDE_CODE_OAUTH_TOKEN": "t"})}
+    assert keyed["claude credentials"].status == "ok"
+
+
+def test_doctor_hints_suit_the_install(tmp_path: Path) -> None:
+    from baton.install import agents_hint, npm_hint
+
+    assert "make setup" not in npm_hint("@openai/codex@0.169.0", root=tmp_path)
+    assert npm_hint("@openai/codex@0.169.0", root=tmp_path) == "npm install -g @openai/codex@0.169.0"
+    assert "make setup" not in agents_hint(root=tmp_path) and "agent-baton" in agents_hint(root=tmp_path)
+    assert "make setup" in agents_hint()  # this test runs in a source checkout

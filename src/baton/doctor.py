@@ -33,6 +33,11 @@ from baton.workdirs import run_git
 MIN_GIT = (2, 25)  # worktrees (2.5), --filter=blob:none (2.19), git restore (2.23), stable since 2.25
 VOLATILE_FS = {"tmpfs", "ramfs"}
 MIN_FREE = 1 << 30  # below 1 GiB free, worktrees and snapshots soon fail with "disk full"
+CREDENTIALS = {
+    "claude": ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"),
+    "codex": ("CODEX_API_KEY", "OPENAI_API_KEY"),
+    "gemini": ("GEMINI_API_KEY",),
+}
 # Where each CLI keeps its transcripts, inside its home (the adapters find one session's files; doctor
 # needs all of them, to spot the ones no session owns).
 TRANSCRIPT_GLOBS = {
@@ -169,7 +174,9 @@ def check_free_space(settings: Settings, minimum: int = MIN_FREE) -> Check:
 def check_credentials(agent: Agent, environ: Mapping[str, str]) -> Check:
     """Warn when none of the variables the agent authenticates with is set: under baton the agent's
     home is relocated, so a login made with the plain CLI (``~/.claude``, ``~/.codex``) is not seen."""
-    names = agent.credentials
+    # The adapters name their variables (helper A's ``credentials``/``auth_hint``); the table covers
+    # an adapter that does not (yet).
+    names: tuple[str, ...] = getattr(agent, "credentials", CREDENTIALS.get(agent.name, ()))
     found = [n for n in names if environ.get(n)]
     if found or not names:
         return Check(f"{agent.name} credentials", "ok", f"{', '.join(found) or 'not needed'} set")
@@ -177,7 +184,7 @@ def check_credentials(agent: Agent, environ: Mapping[str, str]) -> Check:
         f"{agent.name} credentials",
         "warn",
         f"none of {', '.join(names)} is set: runs will fail as not authenticated (baton relocates the "
-        f"agent home, so a login in your own home is not used). {agent.auth_hint}",
+        f"agent home, so a login in your own home is not used). {getattr(agent, 'auth_hint', '')}".rstrip(),
     )
 
 

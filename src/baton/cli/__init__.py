@@ -12,12 +12,29 @@ as ``baton.cli.app`` (a module attribute, loaded on first use).
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from typing import Any, NoReturn
 
 
+def _leave_quietly(signum: int, _frame: object) -> None:
+    raise SystemExit(130)
+
+
+# Started as the `baton` command (or `python -m baton.cli`, whose argv[0] is "-m" while it imports):
+# a Ctrl-C before ``main`` runs, during the imports, exits 130 without a traceback. A program that
+# merely imports baton.cli keeps its own SIGINT handling.
+if (sys.argv[:1] == ["-m"] or os.path.basename(sys.argv[0]) == "baton") and signal.getsignal(
+    signal.SIGINT
+) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _leave_quietly)
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run ``baton ARGV`` and exit with its code; never a traceback for a user-facing error."""
+    if signal.getsignal(signal.SIGINT) is _leave_quietly:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here, caught below
     args = sys.argv[1:] if argv is None else argv
     as_json = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     try:
