@@ -15,7 +15,7 @@ def render(agent: str, events: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def test_claude_stream_json() -> None:
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "system", "subtype": "init", "session_id": "s1", "model": "claude-x"},
         {"type": "assistant", "message": {"content": [{"type": "text", "text": "Let me look."}]}},
         {
@@ -40,7 +40,7 @@ def test_claude_stream_json() -> None:
 
 
 def test_codex_exec_json() -> None:
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "thread.started", "thread_id": "t1"},
         {"type": "turn.started"},
         {"type": "item.started", "item": {"type": "command_execution", "command": "pytest -q"}},
@@ -73,7 +73,7 @@ def test_codex_exec_json() -> None:
 
 
 def test_gemini_stream_json_joins_deltas() -> None:
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "init", "session_id": "g1", "model": "gemini-x"},
         {"type": "message", "role": "user", "content": "hi"},
         {"type": "message", "role": "assistant", "content": "Hel", "delta": True},
