@@ -135,9 +135,20 @@ def _feed(pipe: IO[bytes], data: bytes) -> None:
             pipe.close()
 
 
+def _check_executable(program: str, env: dict[str, str]) -> None:
+    """Fail as Popen would have: through setpriv, a missing or non-executable agent is only setpriv's
+    exit code 127/126 with a message on stderr, after the run has started."""
+    found = program if "/" in program else shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None or not os.path.isfile(found):
+        raise AgentError(f"cannot start {program}: No such file or directory")
+    if not os.access(found, os.X_OK):
+        raise AgentError(f"cannot start {program}: Permission denied")
+
+
 def _start(
     argv: list[str], env: dict[str, str], cwd: Path, stdin: bytes | None
 ) -> subprocess.Popen[bytes]:
+    _check_executable(argv[0], env)
     command, preexec = _with_death_signal(argv)
     try:
         return subprocess.Popen(

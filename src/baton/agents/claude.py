@@ -56,7 +56,7 @@ class ClaudeAgent(AgentBase):
         reports_cost=True,
         not_found=NOT_FOUND,
     )
-    credentials = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
+    credentials: tuple[str, ...] = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
     auth_hint = "an API key, or a long-lived token from `claude setup-token`"
     auth_failures = ("Not logged in", "Invalid API key", "Please run /login", "OAuth token has expired")
 

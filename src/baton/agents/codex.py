@@ -107,7 +107,7 @@ class CodexAgent(AgentBase):
         cumulative_usage=True,
         max_prompt_chars=MAX_PROMPT_CHARS,
     )
-    credentials = ("CODEX_API_KEY", "OPENAI_API_KEY")
+    credentials: tuple[str, ...] = ("CODEX_API_KEY", "OPENAI_API_KEY")
     auth_hint = "an OpenAI API key"
     auth_failures = ("401 Unauthorized", "Missing environment variable", "no Codex credentials were found")
 

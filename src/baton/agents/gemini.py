@@ -115,7 +115,7 @@ class GeminiAgent(AgentBase):
         resume_keeps_id=True,
         max_prompt_bytes=MAX_STDIN - len("Instruction: "),  # room for the guard
     )
-    credentials = ("GEMINI_API_KEY",)
+    credentials: tuple[str, ...] = ("GEMINI_API_KEY",)
     auth_hint = "a Gemini API key from Google AI Studio"
     auth_failures = ("must specify the GEMINI_API_KEY", "API key not valid", "Please set an Auth method")
     auth_exit_codes = (AUTH_EXIT,)
