@@ -317,13 +317,14 @@ def test_checkpoint_captures_tracked_and_untracked_changes(workdirs: Workdirs, k
     git(path, "add", "staged.txt")
     (path / "out.log").write_text("ignored")
     status_before = git(path, "status", "--porcelain")
-    index_before = index_bytes(path)
+    staged_before = git(path, "ls-files", "--stage")
     head = git(path, "rev-parse", "HEAD")
 
     commit = workdirs.checkpoint(key, path)
 
     assert commit is not None
-    assert index_bytes(path) == index_before  # the worktree's own index is untouched
+    # nothing staged into the worktree's own index (git status may refresh its stat and untracked caches)
+    assert git(path, "ls-files", "--stage") == staged_before
     assert git(path, "status", "--porcelain") == status_before
     assert git(path, "rev-parse", "HEAD") == head  # nothing committed on the branch
     cache = workdirs.cache_path(key.repo)
@@ -333,6 +334,34 @@ def test_checkpoint_captures_tracked_and_untracked_changes(workdirs: Workdirs, k
     assert files == {".gitignore", "app.py", "new_module.py", "staged.txt"}
     assert git(cache, "show", f"{commit}:app.py") == "print('changed')"
     assert "fake" in git(cache, "log", "-1", "--format=%an <%ae>", commit)
+
+
+def test_checkpoint_uses_gits_untracked_cache_and_still_sees_every_change(
+    workdirs: Workdirs, key: Key
+) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    (path / "pkg" / "deep").mkdir(parents=True)
+    (path / "pkg" / "deep" / "a.py").write_text("a")
+    git(path, "add", "pkg")
+    git(path, "commit", "--quiet", "-m", "pkg")
+    assert workdirs.checkpoint(key, path) is None
+    assert b"UNTR" in index_bytes(path)  # the scan's result is cached in the worktree's index
+    cache = workdirs.cache_path(key.repo)
+
+    (path / "pkg" / "deep" / "b.py").write_text("b")  # a new file in a cached directory
+    first = workdirs.checkpoint(key, path)
+    assert first is not None and git(cache, "show", f"{first}:pkg/deep/b.py") == "b"
+    (path / "pkg" / "new").mkdir()  # a new directory
+    (path / "pkg" / "new" / "c.log").write_text("c")  # ignored by .gitignore...
+    assert workdirs.checkpoint(key, path) is not None
+    assert "pkg/new/c.log" not in git(cache, "ls-tree", "-r", "--name-only", workdirs.checkpoint_ref(key))
+    (path / ".gitignore").write_text("")  # ...until the rule goes
+    third = workdirs.checkpoint(key, path)
+    assert third is not None and git(cache, "show", f"{third}:pkg/new/c.log") == "c"
+    (path / "pkg" / "deep" / "b.py").unlink()
+    (path / "pkg" / "new" / "c.log").unlink()
+    git(path, "checkout", "--quiet", "--", ".gitignore")
+    assert workdirs.checkpoint(key, path) is None
 
 
 def test_checkpoint_of_a_cleaned_worktree_drops_the_old_one(workdirs: Workdirs, key: Key) -> None:
@@ -444,6 +473,15 @@ def test_git_env_gives_per_agent_identity_and_askpass(workdirs: Workdirs) -> Non
     )
     assert user.stdout == "x-access-token\n"
     assert "tok-123" not in askpass.read_text()
+
+
+def test_askpass_is_written_atomically_through_a_temp_file_of_its_own(workdirs: Workdirs) -> None:
+    bin_dir = workdirs.home / "bin"
+    (bin_dir / "git-askpass.tmp").mkdir(parents=True)  # what a fixed temp name would collide with
+    askpass = Path(workdirs.git_env("fake")["GIT_ASKPASS"])
+    assert askpass.read_text().startswith("#!/bin/sh")
+    assert askpass.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in bin_dir.iterdir()) == ["git-askpass", "git-askpass.tmp"]
 
 
 def test_git_identity_follows_settings(tmp_path: Path) -> None:

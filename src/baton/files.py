@@ -27,20 +27,23 @@ def merge(base: dict[str, Any], forced: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_write_bytes`)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` atomically, creating its directory: a temporary file of its own in
     the same directory (two writers never share one), then a rename. The temporary file is removed if
-    anything fails."""
+    anything fails. ``mode`` (default: mkstemp's 0o600) is set before the rename, so the file never
+    appears without it (an executable script is never seen half-permitted)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".baton-tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
+            if mode is not None:
+                os.fchmod(out.fileno(), mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
