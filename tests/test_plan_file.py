@@ -105,6 +105,28 @@ BAD = [
     ),
     ("id: x\n  agent: : :\n", "p.yaml:2: not valid YAML"),
     ("id: x\nagent: claude\nrepo: r\ntasks:\n  - just a string\n", "p.yaml:5: task 1 must be a mapping"),
+    # found by tests/test_properties_plan_file.py: a tag the constructor cannot apply raised
+    # ValueError, KeyError or AttributeError; NaN and infinity passed as timeouts; an id ending in
+    # '.lock' made a thread that validate_thread refuses; deep nesting raised RecursionError
+    (
+        "id: x\nagent: claude\nrepo: r\ntasks:\n  - id: a\n    prompt: !!float abc\n",
+        "p.yaml:6: task 1 prompt: tag:yaml.org,2002:float cannot be read from 'abc'",
+    ),
+    ("id: x\nagent: claude\nrepo: r\ntasks:\n  - id: a\n    prompt: !!bool x\n", "p.yaml:6: task 1 prompt"),
+    ("id: !!timestamp x\nagent: claude\nrepo: r\ntasks: [{id: a, prompt: p}]\n", "p.yaml:1: id"),
+    ("id: x\nagent: !custom c\nrepo: r\ntasks: [{id: a, prompt: p}]\n", "p.yaml:2: agent: !custom"),
+    (
+        "id: x\nagent: claude\nrepo: r\ntasks:\n  - id: a\n    prompt: p\n    timeout: .nan\n",
+        "p.yaml:7: task 1 timeout must be a positive number of seconds, not '.nan'",
+    ),
+    (
+        "id: x\nagent: claude\nrepo: r\ntasks:\n  - id: a\n    prompt: p\n    timeout: .inf\n",
+        "p.yaml:7: task 1 timeout must be a positive number of seconds, not '.inf'",
+    ),
+    ("id: x.lock\nagent: claude\nrepo: r\ntasks: [{id: a, prompt: p}]\n", "p.yaml:1: id 'x.lock' must be"),
+    ("id: x\nagent: claude\nrepo: r\ntasks: [{id: a.lock, prompt: p}]\n", "p.yaml:4: task 1 id 'a.lock'"),
+    ("[" * 5000, "p.yaml: the YAML is nested too deeply"),
+    ("id: x\nagent: \x1f\n", "p.yaml:2: not valid YAML: character U+001F is not allowed"),
 ]
 
 

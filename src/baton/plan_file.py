@@ -24,6 +24,7 @@ The YAML is composed into nodes (not just loaded) so every error can point at a 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,22 +86,41 @@ def _scalar(where: _Where, node: yaml.Node, name: str, kind: str) -> Any:
             node,
             f"{name} must be a {kind}, not a {'list' if isinstance(node, yaml.SequenceNode) else 'mapping'}",
         )
-    value = yaml.safe_load(yaml.serialize(node))
+    value = _construct(where, node, name)
     if kind == "string":
-        if not isinstance(value, str) and value is not None:
-            value = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
-        if not isinstance(value, str) or not value.strip():
-            raise where.fail(node, f"{name} must be a non-empty string")
-        return value
+        return _string(where, node, name, value)
     if kind == "integer":
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise where.fail(node, f"{name} must be a whole number ≥ 0, not {node.value!r}")
         return value
     if kind == "number":
-        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        # not NaN or infinity: a timeout must be a real, finite number of seconds
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < math.inf:
             raise where.fail(node, f"{name} must be a positive number of seconds, not {node.value!r}")
         return float(value)
     raise AssertionError(kind)
+
+
+def _construct(where: _Where, node: yaml.ScalarNode, name: str) -> Any:
+    """The scalar's Python value, as the SafeLoader would build it.
+
+    A tag (``!!float abc``, ``!!bool x``, ``!!binary x``, ``!custom``) makes the constructor parse the
+    text its own way, and each fails with its own exception — ValueError, KeyError, AttributeError,
+    binascii.Error, ConstructorError — so all of them become one BadInput naming the field and line.
+    """
+    try:
+        return yaml.safe_load(yaml.serialize(node))
+    except Exception as exc:  # see above: the constructors' exceptions are not one family
+        raise where.fail(node, f"{name}: {node.tag} cannot be read from {node.value!r}") from exc
+
+
+def _string(where: _Where, node: yaml.Node, name: str, value: Any) -> str:
+    # a number where a string is wanted (``id: 42``) is taken as its text
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise where.fail(node, f"{name} must be a non-empty string")
+    return value
 
 
 def _mapping(where: _Where, node: yaml.Node, name: str, allowed: set[str]) -> dict[str, yaml.Node]:
@@ -119,31 +139,53 @@ def _mapping(where: _Where, node: yaml.Node, name: str, allowed: set[str]) -> di
     return out
 
 
+def _require(
+    where: _Where, node: yaml.Node, fields: dict[str, yaml.Node], keys: tuple[str, ...], name: str
+) -> None:
+    """Fail naming the first of ``keys`` missing from ``fields`` (``name`` "" for the plan itself)."""
+    for required in keys:
+        if required not in fields:
+            subject = f"{name} is missing" if name else "missing"
+            raise where.fail(node, f"{subject} required key {required!r}")
+
+
 def _identifier(where: _Where, node: yaml.Node, name: str) -> str:
     value = str(_scalar(where, node, name, "string"))
-    if len(value) > 100 or not THREAD_RE.fullmatch(value) or ".." in value or value.endswith("."):
+    # the same rules as a thread (the plan's thread is plan-<id>), which follow git's for branch names
+    if len(value) > 100 or not THREAD_RE.fullmatch(value) or ".." in value or value.endswith((".", ".lock")):
         raise where.fail(
             node,
-            f"{name} {value!r} must be 1-100 letters, digits, '.', '_' or '-', not starting with '.' or '-'",
+            f"{name} {value!r} must be 1-100 letters, digits, '.', '_' or '-', not starting with '.' or '-' "
+            "and not ending with '.' or '.lock'",
         )
     return value
+
+
+def _compose(text: str, file: str) -> yaml.Node:
+    """The YAML's node tree (with line numbers), or BadInput naming the line of the syntax error."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:  # a character YAML forbids; it has a position, not a mark
+        number = text.count("\n", 0, exc.position) + 1
+        code = ord(exc.character) if isinstance(exc.character, str) else exc.character
+        raise BadInput(f"{file}:{number}: not valid YAML: character U+{code:04X} is not allowed") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise BadInput(f"{file}{line}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from exc
+    except RecursionError as exc:  # PyYAML's composer recurses once per level of nesting
+        raise BadInput(f"{file}: the YAML is nested too deeply") from exc
+    if root is None:
+        raise BadInput(f"{file}: the plan is empty")
+    return root
 
 
 def parse_plan(text: str, file: str = "<plan>") -> Plan:
     """Parse and validate a plan; raises BadInput naming the field and line of the first problem."""
     where = _Where(file)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise BadInput(f"{file}{line}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from exc
-    if root is None:
-        raise BadInput(f"{file}: the plan is empty")
+    root = _compose(text, file)
     top = _mapping(where, root, "the plan", PLAN_KEYS)
-    for required in ("id", "agent", "repo", "tasks"):
-        if required not in top:
-            raise where.fail(root, f"missing required key {required!r}")
+    _require(where, root, top, ("id", "agent", "repo", "tasks"), "")
     values: dict[str, Any] = {
         "id": _identifier(where, top["id"], "id"),
         "agent": _scalar(where, top["agent"], "agent", "string"),
@@ -152,41 +194,49 @@ def parse_plan(text: str, file: str = "<plan>") -> Plan:
     for optional in ("branch", "base", "context"):
         if optional in top:
             values[optional] = _scalar(where, top[optional], optional, "string")
-    tasks_node = top["tasks"]
-    if not isinstance(tasks_node, yaml.SequenceNode) or not tasks_node.value:
-        raise where.fail(tasks_node, "tasks must be a non-empty list")
+    return Plan(tasks=_tasks(where, top["tasks"]), file=file, **values)
+
+
+def _tasks(where: _Where, node: yaml.Node) -> list[Task]:
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        raise where.fail(node, "tasks must be a non-empty list")
     tasks: list[Task] = []
     seen: dict[str, int] = {}
-    for index, task_node in enumerate(tasks_node.value, 1):
-        name = f"task {index}"
-        fields = _mapping(where, task_node, name, TASK_KEYS)
-        for required in ("id", "prompt"):
-            if required not in fields:
-                raise where.fail(task_node, f"{name} is missing required key {required!r}")
-        task_id = _identifier(where, fields["id"], f"{name} id")
-        if task_id in seen:
+    for index, task_node in enumerate(node.value, 1):
+        task, id_node = _task(where, task_node, f"task {index}")
+        if task.id in seen:
+            raise where.fail(id_node, f"duplicate task id {task.id!r} (first used by task {seen[task.id]})")
+        seen[task.id] = index
+        tasks.append(task)
+    return tasks
+
+
+def _task(where: _Where, node: yaml.Node, name: str) -> tuple[Task, yaml.Node]:
+    """One task, and the node of its id (for the duplicate-id error)."""
+    fields = _mapping(where, node, name, TASK_KEYS)
+    _require(where, node, fields, ("id", "prompt"), name)
+    task_id = _identifier(where, fields["id"], f"{name} id")
+    on_failure, retries = _failure_policy(where, fields, name)
+    timeout = _scalar(where, fields["timeout"], f"{name} timeout", "number") if "timeout" in fields else None
+    prompt = _scalar(where, fields["prompt"], f"{name} prompt", "string")
+    return Task(task_id, prompt, on_failure, retries, timeout), fields["id"]
+
+
+def _failure_policy(where: _Where, fields: dict[str, yaml.Node], name: str) -> tuple[str, int]:
+    """``on_failure`` (default stop) and ``retries`` (allowed only with retry, default 2 there)."""
+    on_failure = "stop"
+    if "on_failure" in fields:
+        on_failure = _scalar(where, fields["on_failure"], f"{name} on_failure", "string")
+        if on_failure not in ON_FAILURE:
             raise where.fail(
-                fields["id"], f"duplicate task id {task_id!r} (first used by task {seen[task_id]})"
+                fields["on_failure"], f"{name} on_failure must be one of {', '.join(ON_FAILURE)}"
             )
-        seen[task_id] = index
-        on_failure = "stop"
-        if "on_failure" in fields:
-            on_failure = _scalar(where, fields["on_failure"], f"{name} on_failure", "string")
-            if on_failure not in ON_FAILURE:
-                raise where.fail(
-                    fields["on_failure"], f"{name} on_failure must be one of {', '.join(ON_FAILURE)}"
-                )
-        retries = 2 if on_failure == "retry" else 0
-        if "retries" in fields:
-            if on_failure != "retry":
-                raise where.fail(fields["retries"], f"{name} retries needs on_failure: retry")
-            retries = _scalar(where, fields["retries"], f"{name} retries", "integer")
-        timeout = (
-            _scalar(where, fields["timeout"], f"{name} timeout", "number") if "timeout" in fields else None
-        )
-        prompt = _scalar(where, fields["prompt"], f"{name} prompt", "string")
-        tasks.append(Task(task_id, prompt, on_failure, retries, timeout))
-    return Plan(tasks=tasks, file=file, **values)
+    retries = 2 if on_failure == "retry" else 0
+    if "retries" in fields:
+        if on_failure != "retry":
+            raise where.fail(fields["retries"], f"{name} retries needs on_failure: retry")
+        retries = _scalar(where, fields["retries"], f"{name} retries", "integer")
+    return on_failure, retries
 
 
 def load_plan(path: Path) -> Plan:
