@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -172,6 +172,18 @@ def test_credentials_in_a_url_never_reach_the_message(workdirs: Workdirs) -> Non
         workdirs.ensure_cache(Repo(url, "127.0.0.1/api", False), "fake")
     assert TOKEN not in str(caught.value)
     assert "127.0.0.1" in str(caught.value)
+
+
+def test_baton_run_on_an_unreachable_remote_exits_4_and_writes_nothing(
+    cli: Callable[..., subprocess.CompletedProcess[str]], home: Path
+) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/api.git"
+    out = cli("run", "-a", "fake", "-r", url, "-t", "issue-1", "hello")
+    assert out.returncode == 4, out.stderr
+    assert url in out.stderr and "Failed to connect" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert cli("sessions", "ls", "--json").stdout.strip() == "[]"
+    assert not (home / "worktrees").exists()
 
 
 def test_malformed_url_stays_bad_input() -> None:
