@@ -12,10 +12,11 @@ import pytest
 
 from baton.agents import AGENTS
 from baton.errors import BadInput, GitError, RemoteError
+from baton.gitcmd import remote_error
 from baton.keys import Key, Repo, make_key
 from baton.settings import Settings, load_settings
 from baton.testing.git_http import GitHttpServer
-from baton.workdirs import Workdirs, branch_for, disk_usage, remote_error
+from baton.workdirs import Workdirs, branch_for, disk_usage
 
 TOKEN = "t0ken-for-the-test-server"
 

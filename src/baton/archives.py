@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from baton.errors import BadInput
+from baton.gitcmd import commit_of, run_git, worktree_status, worktree_tree
 from baton.keys import Key
-from baton.workdirs import Workdirs, commit_of, run_git, worktree_status, worktree_tree
+from baton.workdirs import Workdirs
 
 ARCHIVE_PREFIX = "refs/baton/archive"
 

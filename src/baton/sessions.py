@@ -24,7 +24,7 @@ from baton.archives import archive_stamp, archive_worktree
 from baton.errors import BadInput, NotFound
 from baton.files import write_json
 from baton.keys import Key, Repo, parse_repo, validate_agent, validate_thread
-from baton.leases import LeaseHolder
+from baton.leases import LeaseHolder, held
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus, Snapshot
 from baton.settings import Settings
 from baton.snapshots import take_snapshot
@@ -131,13 +131,10 @@ def reset_session(
     actor = actor or _actor()
     result = ResetResult(str(key), scope)
     try:
-        session = get_session(store, key)
-        lease = LeaseHolder(store, key.id, settings.lease_ttl)
-        lease.acquire(wait)
-        try:
+        get_session(store, key)  # an unknown key is NotFound, not Busy
+        with held(LeaseHolder(store, key.id, settings.lease_ttl), wait, settings.heartbeat):
+            session = get_session(store, key)  # read again under the lease: a run may just have saved it
             _reset(store, settings, key, session, result)
-        finally:
-            lease.release()
     except Exception as exc:
         store.audit("reset-failed", str(key), actor, {**result.to_json(), "error": str(exc)})
         raise
@@ -146,20 +143,18 @@ def reset_session(
 
 
 def _reset(store: Store, settings: Settings, key: Key, session: SessionRecord, result: ResetResult) -> None:
+    """Validate, archive, remove — in that order, so a refusal or a failed archive removes nothing."""
     workdirs = Workdirs(settings)
     stamp = archive_stamp()
     worktree = result.scope in (Scope.WORKTREE, Scope.ALL)
     conversation = result.scope in (Scope.CONVERSATION, Scope.ALL)
+    tip = None
     if worktree:
         _check_branch_is_its_own(store, workdirs, key, session)
-        archive = archive_worktree(workdirs, key, session.branch, stamp)
-        tip = archive.branch_tip if archive else None
-        if archive is not None:
-            result.archive_ref, result.archive_commit = archive.ref, archive.commit
-            result.cache, result.restore = str(archive.cache), archive.restore_command()
+        tip = _archive_worktree(workdirs, key, session, stamp, result)
     if conversation:
         result.conversation_archive = _archive_conversation(store, settings, key, session, stamp)
-    if worktree:  # git first: the likeliest to fail, and nothing of the conversation is gone yet
+    if worktree:  # git first: the likeliest to fail, while nothing of the conversation is gone yet
         result.worktree = workdirs.remove_worktree_dir(key)
         if tip and workdirs.delete_branch(key.repo, session.branch, expected=tip):
             result.branch = session.branch
@@ -167,14 +162,30 @@ def _reset(store: Store, settings: Settings, key: Key, session: SessionRecord, r
     if conversation:
         _forget_conversation(store, settings, key, session, result)
     if result.scope == Scope.ALL:
-        runs = store.delete_runs(key.agent, key.repo.slug, key.thread)
-        for record in runs:
-            Path(record.log_path).unlink(missing_ok=True)
-        result.runs = len(runs)
-        store.delete_session(key.agent, key.repo.slug, key.thread)
-        result.session = True
+        _forget_records(store, key, result)
     else:
         store.save_session(session)
+
+
+def _archive_worktree(
+    workdirs: Workdirs, key: Key, session: SessionRecord, stamp: str, result: ResetResult
+) -> str | None:
+    """Archive the worktree into ``result``; returns the branch tip it kept (None: no branch)."""
+    archive = archive_worktree(workdirs, key, session.branch, stamp)
+    if archive is None:
+        return None
+    result.archive_ref, result.archive_commit = archive.ref, archive.commit
+    result.cache, result.restore = str(archive.cache), archive.restore_command()
+    return archive.branch_tip
+
+
+def _forget_records(store: Store, key: Key, result: ResetResult) -> None:
+    runs = store.delete_runs(key.agent, key.repo.slug, key.thread)
+    for record in runs:
+        Path(record.log_path).unlink(missing_ok=True)
+    result.runs = len(runs)
+    store.delete_session(key.agent, key.repo.slug, key.thread)
+    result.session = True
 
 
 def _check_branch_is_its_own(store: Store, workdirs: Workdirs, key: Key, session: SessionRecord) -> None:

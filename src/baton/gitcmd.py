@@ -1,0 +1,122 @@
+"""Running git: one function that runs it and turns failures into :class:`~baton.errors.GitError` with
+git's own words, the translation of a failed clone or fetch into :class:`~baton.errors.RemoteError` or
+:class:`~baton.errors.BadInput`, and the few read-only queries worktrees and archives share."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from baton.errors import BadInput, BatonError, GitError, RemoteError
+from baton.keys import Repo
+
+
+def run_git(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    """Run git; raise GitError with git's own message on failure."""
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+        )
+    except OSError as exc:
+        raise GitError(f"cannot run git: {exc}") from exc
+    if out.returncode != 0:
+        message = (out.stderr.strip() or out.stdout.strip()).splitlines()
+        command = next(a for i, a in enumerate(args) if not a.startswith("-") and args[i - 1 : i] != ["-c"])
+        raise GitError(f"git {command} failed: {' '.join(message[-3:])}")
+    return out.stdout.strip()
+
+
+# git's words when the remote could not be reached or refused us: host, network, HTTP status, credentials.
+_UNREACHABLE = re.compile(
+    r"unable to access|could not resolve|connection refused|failed to connect|timed out|"
+    r"network is unreachable|authentication failed|could not read (?:username|password)|"
+    r"returned error: \d{3}|repository '[^']*' not found|repository not found|"
+    r"could not read from remote repository|permission denied|host key verification failed|"
+    r"early eof|remote end hung up",
+    re.IGNORECASE,
+)
+# ...and its words for a URL that can never work: that is the caller's input, not the network.
+_MALFORMED = re.compile(r"is not supported|bad/illegal format|malformed|invalid url|port number", re.I)
+
+
+def remote_error(repo: Repo, action: str, exc: GitError) -> BatonError:
+    """Translate a failed clone or fetch: :class:`RemoteError` (exit 4) when git could not reach the
+    remote or was refused by it, :class:`BadInput` (exit 2) for a malformed URL or a local path that is
+    no repository. The message names the URL (any ``user:password@`` removed) and quotes git."""
+    words = redact(str(exc))
+    url = redact(repo.url)
+    if repo.local or _MALFORMED.search(words) or not _UNREACHABLE.search(words):
+        return BadInput(f"cannot {action} repo {url!r}: {words}")
+    return RemoteError(
+        f"cannot reach repo {url!r} ({action}): {words} — check the URL, the network and the "
+        "credentials (BATON_GIT_TOKEN)"
+    )
+
+
+def redact(text: str) -> str:
+    """``text`` without the user-info part of any URL in it (git redacts it too; this is a safety net)."""
+    return re.sub(r"(?<=://)[^/@\s']+@", "", text)
+
+
+def ref_exists(repo: Path, ref: str) -> bool:
+    out = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        cwd=repo,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return out.returncode == 0
+
+
+# git's untracked cache remembers, per directory, its stat data and the untracked files in it, so a
+# status re-reads only directories whose mtime changed (on 2,133 files: 4 ms instead of 19 ms for the
+# untracked part). git uses it with --untracked-files=all only when status.showUntrackedFiles=all is
+# configured; both are set for this one command, so an agent's own `git status` in the worktree looks
+# as it always does (it may rebuild the cache for its flags; the next checkpoint then rebuilds ours).
+_UNTRACKED_CACHE = ["-c", "core.untrackedCache=true", "-c", "status.showUntrackedFiles=all"]
+
+
+def worktree_status(worktree: Path) -> str:
+    """``git status`` of everything a checkpoint keeps; empty when the worktree is clean."""
+    return run_git(
+        [
+            *_UNTRACKED_CACHE,
+            "status",
+            "--porcelain",
+            "-z",
+            "--untracked-files=all",
+            "--no-renames",
+            "--ignore-submodules=all",
+        ],
+        cwd=worktree,
+    )
+
+
+def worktree_tree(worktree: Path, env: dict[str, str]) -> str:
+    """The tree of the worktree as it is — tracked and untracked files, .gitignore respected — staged
+    into a copy of its own index (so only changed files are re-hashed, and its index is untouched)."""
+    gitdir = Path((worktree / ".git").read_text().removeprefix("gitdir:").strip())
+    with tempfile.TemporaryDirectory(prefix="baton-index-") as tmp:
+        index = Path(tmp) / "index"
+        idx_env = {**env, "GIT_INDEX_FILE": str(index)}
+        if (gitdir / "index").is_file():
+            shutil.copyfile(gitdir / "index", index)
+        else:
+            run_git(["read-tree", "HEAD"], cwd=worktree, env=idx_env)
+        run_git(["add", "-A", "."], cwd=worktree, env=idx_env)
+        return run_git(["write-tree"], cwd=worktree, env=idx_env)
+
+
+def commit_of(repo: Path, rev: str) -> str | None:
+    """The commit ``rev`` names in ``repo``, or None when it names none."""
+    out = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return out.stdout.strip() if out.returncode == 0 else None
