@@ -15,14 +15,18 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from baton import Mode, Outcome, PromptKind, RunRequest, open_store, run
-from baton.agents import get_agent
+from baton.agents import Agent, Turn, get_agent
+from baton.errors import BadInput
+from baton.process import run_process
 from baton.settings import Settings
 from baton.testing import MockModel
 from baton.testing.git_http import GitHttpServer
@@ -331,3 +335,90 @@ def test_git_token_never_in_argv_logs_or_db(
     assert seen_in_argv == []
     leaks = [p for p in home.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
     assert leaks == [], f"token written to {leaks}"
+
+
+# -- prompts are never options, and any length arrives (issue 7, points 0 and 3) ----------------------
+
+
+def hook_prompt(marker: Path) -> str:
+    """Read as Claude's ``--settings``, this prompt runs ``touch marker`` (remote code execution)."""
+    hooks = {"SessionStart": [{"hooks": [{"type": "command", "command": f"touch {marker}"}]}]}
+    return "--settings=" + json.dumps({"hooks": hooks}, separators=(",", ":"))
+
+
+def test_hostile_prompts_reach_the_model_as_text(
+    agent: str, settings: Settings, src_repo: Path, model: MockModel, tmp_path: Path
+) -> None:
+    """A fresh turn and five resumed (delta) turns whose prompts start like options or commands: none
+    runs anything, each reaches the model verbatim (``/`` and, for Gemini, ``?`` behind
+    ``Instruction: ``), and the conversation keeps every turn."""
+    marker = tmp_path / "pwned"
+    hook = hook_prompt(marker)
+    prompts = [hook, hook, "-p hello", "-- --resume x", "/clear the cache", "?why"]
+    for number, prompt in enumerate(prompts):
+        result = go(settings, agent, src_repo, prompt)
+        assert result["outcome"] == "succeeded", result
+        assert result["mode"] == ("fresh" if number == 0 else "resume")
+        assert prompt in model.texts()[-1], f"the model did not get {prompt!r}"
+    assert not marker.exists(), "a prompt was read as an option and its hook ran"
+    first = FIRST[agent]
+    assert model.history_counts() == [first + 2 * i for i in range(len(prompts))]
+
+
+def test_long_prompts_reach_the_model_whole(
+    agent: str, settings: Settings, src_repo: Path, model: MockModel, tmp_path: Path
+) -> None:
+    """300 KB on a fresh turn, 2 MB on a resumed one, each beginning with the hook payload: they reach
+    the model byte for byte, where one argv string would stop at 128 KiB. What a CLI cannot take is
+    refused up front (BadInput, exit 2) and the largest it takes arrives whole: Codex takes at most
+    1,048,576 characters, Gemini 256,000 bytes (it gives no reply beyond ~262,000 characters)."""
+    marker = tmp_path / "pwned"
+    adapter = get_agent(agent, settings)
+    adapter.prepare_home(settings.ttl_days)
+    model.configure_home(adapter.home)
+    body = "log line with ünïcödé and a tab\t\n"
+    big = hook_prompt(marker) + "\n" + body * (2_000_000 // len(body))
+    first = hook_prompt(marker) + "\n" + body * (300_000 // len(body))
+    limit = {"codex": 1_048_576, "gemini": 256_000 // 2}.get(agent)  # Gemini: bytes; ü is 2 of them
+    if limit:
+        with pytest.raises(BadInput, match="takes at most"):
+            adapter.launch(Mode.RESUME, big, str(uuid.uuid4()))
+        big = big[:limit]
+        first = first[: min(len(first), limit)]
+    turn = drive(adapter, Mode.FRESH, first, None, src_repo, tmp_path)
+    assert prompt_in(first, model.texts()[-1]) and turn.session_id
+    drive(adapter, Mode.RESUME, big, turn.session_id, src_repo, tmp_path)
+    assert prompt_in(big, model.texts()[-1])
+    assert model.history_counts() == [FIRST[agent], FIRST[agent] + 2]
+    assert not marker.exists()
+
+
+def prompt_in(prompt: str, text: str) -> bool:
+    return prompt in text or prompt.rstrip("\n") in text  # a CLI may trim the last newline
+
+
+def drive(adapter: Agent, mode: Mode, prompt: str, session: str | None, cwd: Path, tmp: Path) -> Turn:
+    """One turn of the real CLI, as the runner starts it (argv, environment, prompt on stdin)."""
+    launch = adapter.launch(mode, prompt, session)
+    assert all(len(arg.encode()) < 4096 for arg in launch.argv), "the prompt is not in argv"
+    turn = Turn()
+
+    def on_line(line: str) -> None:
+        adapter.read_event(line, turn)
+
+    result = run_process(
+        launch.argv,
+        {**os.environ, **launch.env},
+        cwd,
+        tmp / "log.jsonl",
+        on_line,
+        on_start=lambda pid: None,
+        heartbeat=lambda: True,
+        heartbeat_every=60,
+        timeout=180,
+        cancel=threading.Event(),
+        kill_grace=1,
+        stdin=launch.stdin,
+    )
+    assert adapter.classify(result.exit_code, turn, result.stderr) == Outcome.SUCCEEDED, (turn, result.stderr)
+    return turn

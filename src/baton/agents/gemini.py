@@ -3,7 +3,9 @@
 
 The prompt is never in argv. With no ``-p`` and a stdin that is not a terminal, Gemini runs headless
 and takes its stdin as the prompt, byte for byte (measured); it reads at most 8 MiB of stdin and
-silently cuts the rest, so baton refuses a longer prompt up front (``max_prompt_bytes``). Gemini
+silently cuts the rest, and a prompt of more than about 262,000 characters gets no reply in
+stream-json mode (see :data:`MAX_PROMPT_BYTES`), so baton refuses a prompt over 256,000 bytes up front
+(``max_prompt_bytes``). Gemini
 starts reading stdin within its first seconds and gives up on a pipe that stays empty for 500 ms;
 baton writes the whole prompt at once when the process starts (:func:`baton.process.run_process`).
 The argv:
@@ -83,6 +85,10 @@ INSTALL = npm_hint("@google/gemini-cli@0.61.0")  # `make setup` in a checkout, n
 DEFAULT_MODEL = "pro"
 MODEL_ENV = "BATON_GEMINI_MODEL"
 MAX_STDIN = 8 * 1024 * 1024  # readStdin's MAX_STDIN_SIZE: Gemini cuts stdin beyond it
+# Measured on 0.61.0 against the mock: a prompt of 262,000 characters works; from about 270,000 the
+# request reaches the model but Gemini prints no reply and no `result` in `-o stream-json` (nor in
+# `-o text`) and exits 0 (`-o json` still answers; cause not found). Refused up front instead.
+MAX_PROMPT_BYTES = 256_000
 AUTH_EXIT = 41  # FATAL_AUTHENTICATION_ERROR
 USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "total_tokens", "tool_calls")
 
@@ -113,7 +119,7 @@ class GeminiAgent(AgentBase):
         reports_cost=False,
         not_found=NOT_FOUND,
         resume_keeps_id=True,
-        max_prompt_bytes=MAX_STDIN - len("Instruction: "),  # room for the guard
+        max_prompt_bytes=min(MAX_PROMPT_BYTES, MAX_STDIN - len("Instruction: ")),
     )
     credentials: tuple[str, ...] = ("GEMINI_API_KEY",)
     auth_hint = "a Gemini API key from Google AI Studio"
