@@ -90,3 +90,13 @@ def test_help_shows_flags_as_flags_and_the_exit_codes(cli: Cli) -> None:
     top = cli("--help", env={"COLUMNS": "100"}).stdout
     for code in ("0 succeeded", "2 bad input", "3 busy", "4 a git remote is unreachable", "130 cancelled"):
         assert code in " ".join(top.split()), code
+
+
+def test_the_cli_offers_every_reset_scope() -> None:
+    """cli/sessions.py spells the scopes out (so building the CLI imports no session layer)."""
+    from typing import get_args
+
+    from baton.cli.sessions import ScopeName
+    from baton.sessions import Scope
+
+    assert list(get_args(ScopeName)) == [s.value for s in Scope]
