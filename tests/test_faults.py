@@ -279,3 +279,35 @@ def _holder(store: object, key: str) -> str:
 
     with store.engine.connect() as conn:  # type: ignore[attr-defined]
         return str(conn.execute(sa.text("SELECT holder FROM leases WHERE key = :k"), {"k": key}).scalar())
+
+
+def test_prompt_file_that_is_not_utf8_is_refused(
+    src_repo: Path, tmp_path: Path, cli: Callable[..., subprocess.CompletedProcess[str]], home: Path
+) -> None:
+    bad = tmp_path / "prompt.txt"
+    bad.write_bytes(b"fix \xff\xfe this")
+    result = cli("run", "-a", "fake", "-r", str(src_repo), "-t", "t1", "--prompt-file", str(bad))
+    assert result.returncode == 2 and "not UTF-8" in result.stderr and "Traceback" not in result.stderr
+    assert not (home / "worktrees").exists()
+
+
+def test_undecodable_argv_prompt_is_refused(src_repo: Path, baton_env: dict[str, str], home: Path) -> None:
+    import os
+    import sys
+
+    argv = [
+        sys.executable.encode(),
+        b"-m",
+        b"baton.cli",
+        b"run",
+        b"-a",
+        b"fake",
+        b"-r",
+        os.fsencode(src_repo),
+    ]
+    result = subprocess.run(
+        [*argv, b"-t", b"t1", b"bad \xff prompt"], env={**os.environ, **baton_env}, capture_output=True
+    )
+    assert result.returncode == 2 and b"not valid UTF-8" in result.stderr, result.stderr
+    assert b"Traceback" not in result.stderr
+    assert not (home / "worktrees").exists()

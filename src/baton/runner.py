@@ -59,6 +59,10 @@ def validate(request: RunRequest) -> RunRequest:
         value = getattr(request, name)
         if value is not None and "\0" in value:
             raise BadInput(f"the {name} contains a NUL byte, which no agent CLI can take; remove it")
+        try:
+            (value or "").encode("utf-8")
+        except UnicodeEncodeError as exc:  # undecodable bytes from argv arrive as lone surrogates
+            raise BadInput(f"the {name} is not valid UTF-8 text (at character {exc.start})") from exc
     if not request.prompt.strip():
         raise BadInput("prompt is empty")
     if request.timeout is not None and not request.timeout > 0:

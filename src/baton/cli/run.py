@@ -79,9 +79,13 @@ def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
         assert prompt is not None
         return prompt
     try:
-        return prompt_file.read_text()
+        return prompt_file.read_text(encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"cannot read --prompt-file {prompt_file}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise BadInput(
+            f"--prompt-file {prompt_file} is not UTF-8 text (byte {exc.start}: {exc.reason}); convert it"
+        ) from exc
 
 
 def _with_cancel(cancel: threading.Event, work: Callable[[], T]) -> T:
@@ -130,5 +134,9 @@ def _print_result(result: RunResult) -> None:
     out().print(f"worktree: {esc(result.session.worktree)}  ({r.duration_s} s)", highlight=False)
     if r.result:
         out().print(r.result, highlight=False, markup=False)
+    if r.note:
+        err().print(f"note: {r.note}", highlight=False, markup=False)
     if r.error:
         err().print(f"error: {r.error}", highlight=False, markup=False)
+    for warning in result.warnings:
+        err().print(f"warning: {warning}", highlight=False, markup=False)

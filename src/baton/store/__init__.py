@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from baton.errors import BadInput
+from baton.install import DIST
 from baton.store.base import Store
 from baton.store.sql import SQLStore
 
@@ -16,7 +17,7 @@ def open_store(url: str) -> Store:
         try:
             import psycopg  # type: ignore[import-not-found]  # noqa: F401
         except ImportError:
-            raise BadInput("PostgreSQL support is not installed: pip install 'baton[postgres]'") from None
+            raise BadInput(f"PostgreSQL support is not installed: pip install '{DIST}[postgres]'") from None
         return SQLStore(
             url.replace("postgres://", "postgresql+psycopg://", 1).replace(
                 "postgresql://", "postgresql+psycopg://", 1
