@@ -25,7 +25,8 @@ from pathlib import Path
 from common import History, Row, clean_environ, clock, direct_worktree, interleave, median, patched_environ
 
 from baton import Mode, RunRequest, load_settings, run
-from baton.agents import ClaudeAgent, get_agent
+from baton.agents import get_agent
+from baton.agents.claude import ClaudeAgent
 from baton.settings import Settings
 from baton.testing.mock_anthropic import MockAnthropic
 
@@ -81,7 +82,11 @@ def bench_claude(root: Path, source: Path, reps: int) -> list[Row]:
 
         def direct(args: list[str]) -> None:
             out = subprocess.run(
-                [*base_argv, *args], cwd=workdir, env=direct_env, capture_output=True, text=True,
+                [*base_argv, *args],
+                cwd=workdir,
+                env=direct_env,
+                capture_output=True,
+                text=True,
                 stdin=subprocess.DEVNULL,
             )
             last = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
@@ -101,9 +106,15 @@ def bench_claude(root: Path, source: Path, reps: int) -> list[Row]:
 
         def cli(_rep: int) -> float:
             argv = [*baton_cli(), "run", "-a", "claude", "-r", repo, "-t", "bench-cli", prompt]
-            out, elapsed = clock(lambda: subprocess.run(
-                argv, env=cli_env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-            ))
+            out, elapsed = clock(
+                lambda: subprocess.run(
+                    argv,
+                    env=cli_env,
+                    capture_output=True,
+                    text=True,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
             if out.returncode != 0 or "mode=resume" not in out.stdout:
                 raise RuntimeError(f"(b) baton run failed ({out.returncode}): {out.stdout} {out.stderr}")
             cli_hist.check(out.stdout)
@@ -116,8 +127,16 @@ def bench_claude(root: Path, source: Path, reps: int) -> list[Row]:
 
     base = median(samples["direct"])
     rows = [
-        Row(f"1{tag} {what} resume ÷ `claude -p --resume`", "ratio", median(samples[name]), base, 1.05, reps,
-            samples={"candidate": samples[name], "baseline": samples["direct"]}, agent="claude")
+        Row(
+            f"1{tag} {what} resume ÷ `claude -p --resume`",
+            "ratio",
+            median(samples[name]),
+            base,
+            1.05,
+            reps,
+            samples={"candidate": samples[name], "baseline": samples["direct"]},
+            agent="claude",
+        )
         for tag, what, name in (("a", "`baton.run`", "api"), ("b", "`baton run` CLI", "cli"))
     ]
     return rows

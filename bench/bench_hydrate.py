@@ -25,13 +25,17 @@ from __future__ import annotations
 import random
 import string
 from pathlib import Path
+from typing import Any
 
 from common import History, Row, clock, interleave, make_mock, median, patched_environ
 
 from baton import Mode, RunRequest, RunResult, load_settings, open_store, run
-from baton.agents import AGENTS, get_agent
+from baton.agents import AGENTS, Agent, get_agent
 from baton.keys import make_key
+from baton.settings import Settings
 from baton.snapshots import hydrate
+from baton.store import Store
+from baton.testing._http import MockServer
 
 SHORT = "benchmark turn: reply in one line"
 FILLER_BYTES = 96_000  # per growth turn; one argv string may not exceed 128 KiB (MAX_ARG_STRLEN)
@@ -53,101 +57,140 @@ def filler(rng: random.Random) -> str:
 def bench_hydrate(root: Path, source: Path, agent_name: str, reps: int, tag: str, min_bytes: int) -> Row:
     home = root / "baton-home"
     settings = load_settings(overrides={"home": str(home)}, environ={})
-    repo = str(source)
-    thread = "bench-hydrate"
     mock = make_mock(agent_name)
-    hist = History(f"hydrate {agent_name}")
-    rng = random.Random(5)
     with mock, patched_environ(mock.env()):
         mock.configure_home(home / "homes" / agent_name)
         agent = get_agent(agent_name, settings)
         store = open_store(settings.resolved_store_url)
         try:
-            session_id = ""
-
-            def turn(prompt: str, label: str) -> tuple[RunResult, float]:
-                request = RunRequest(agent=agent_name, repo=repo, thread=thread, prompt=prompt)
-                result, elapsed = clock(lambda: run(request, settings=settings, store=store))
-                rec = result.run
-                mock.requests.clear()  # the mock keeps every request body: megabytes per turn here
-                if not result.ok:
-                    raise RuntimeError(f"{agent_name} {label}: {rec.outcome.value}, {rec.error}")
-                ids = (rec.session_id_in, rec.session_id_out)
-                if session_id and (rec.mode != Mode.RESUME or ids != (session_id, session_id)):
-                    raise RuntimeError(
-                        f"{agent_name} {label}: {rec.mode.value}, session {ids[0]} -> {ids[1]}, "
-                        f"not a resume of {session_id}"
-                    )
-                hist.check(rec.result)
-                return result, elapsed
-
-            def size() -> int:
-                return sum(p.stat().st_size for p in agent.transcript_files(session_id))
-
-            first, _ = turn(SHORT, "first turn")
-            session_id = first.run.session_id_out or ""
-            if not session_id:
-                raise RuntimeError(f"{agent_name}: the first run reported no session id")
-            growth = 0
-            while size() < min_bytes:
-                if growth >= MAX_GROWTH_TURNS:
-                    raise RuntimeError(f"{agent_name}: transcript {size()} B after {growth} turns of filler")
-                turn(filler(rng), "growth turn")
-                growth += 1
-            start_bytes = size()
-            snapshot = store.get_snapshot(agent_name, first.session.repo, thread)
-            if snapshot is None or snapshot.agent_session_id != session_id:
-                raise RuntimeError(f"{agent_name}: no snapshot of the grown conversation in the store")
-
-            # The run record's duration (launch to exit: the agent process) of every measured turn, so
-            # the notes can tell the agent's share of the difference from baton's.
-            process: dict[str, list[float]] = {"hydrate": [], "local": []}
-
-            def measured(name: str, rep: int, label: str) -> float:
-                result, elapsed = turn(SHORT, label)
-                if rep >= WARMUP:
-                    process[name].append(result.run.duration_s or 0.0)
-                return elapsed
-
-            def hydrated(rep: int) -> float:
-                for path in agent.transcript_files(session_id):
-                    path.unlink()
-                if agent.transcript_files(session_id):
-                    raise RuntimeError(f"{agent_name}: transcript still on disk after deleting it")
-                elapsed = measured("hydrate", rep, "hydrate + resume")
-                if not agent.transcript_files(session_id):
-                    raise RuntimeError(f"{agent_name}: the hydrated resume left no transcript")
-                return elapsed
-
-            def local(rep: int) -> float:
-                if not agent.transcript_files(session_id):
-                    raise RuntimeError(f"{agent_name}: the transcript is not on disk for the local resume")
-                return measured("local", rep, "local resume")
-
-            samples = interleave({"hydrate": hydrated, "local": local}, reps, warmup=WARMUP)
-            end_bytes = size()
-            # For the notes: ``hydrate()`` alone (fetch, decompress, verify and write the snapshot, then
-            # the agent's after_hydrate), on the final transcript, without the agent run around it.
-            key = make_key(agent_name, repo, thread, AGENTS)
-            cwd = Path(first.session.worktree)
-            alone = []
-            for _ in range(5):
-                for path in agent.transcript_files(session_id):
-                    path.unlink()
-                alone.append(clock(lambda: hydrate(store, agent, key, session_id, cwd, overwrite=True))[1])
-            if not agent.transcript_files(session_id):
-                raise RuntimeError(f"{agent_name}: hydrate() left no transcript")
+            talk = Conversation(agent, settings, store, mock, str(source))
+            first = talk.start()
+            growth = talk.grow(min_bytes, random.Random(5))
+            start_bytes = talk.size()
+            talk.check_snapshot(first)
+            samples = interleave({"hydrate": talk.hydrated, "local": talk.local}, reps, warmup=WARMUP)
+            end_bytes = talk.size()
+            alone = talk.hydrate_alone(Path(first.session.worktree))
         finally:
             store.close()
 
     span = f"{start_bytes / 2**20:.1f} → {end_bytes / 2**20:.1f} MiB"
     return Row(
-        f"5{tag} hydrate-then-resume ÷ local resume, transcript {span}", "ratio",
-        median(samples["hydrate"]), median(samples["local"]), 1.1, reps,
-        samples={"candidate": samples["hydrate"], "baseline": samples["local"]}, agent=agent_name,
+        f"5{tag} hydrate-then-resume ÷ local resume, transcript {span}",
+        "ratio",
+        median(samples["hydrate"]),
+        median(samples["local"]),
+        1.1,
+        reps,
+        samples={"candidate": samples["hydrate"], "baseline": samples["local"]},
+        agent=agent_name,
         extra={
-            "transcript_bytes_start": start_bytes, "transcript_bytes_end": end_bytes, "growth_turns": growth,
+            "transcript_bytes_start": start_bytes,
+            "transcript_bytes_end": end_bytes,
+            "growth_turns": growth,
             "hydrate_alone_s": median(alone),
-            "process_s": {"hydrate": median(process["hydrate"]), "local": median(process["local"])},
+            "process_s": {name: median(values) for name, values in talk.process.items()},
         },
     )
+
+
+class Conversation:
+    """The benchmark's one conversation: every turn a ``baton.run`` with one store, checked to be a
+    resume of the same session that carried the whole history (see the module docstring)."""
+
+    thread = "bench-hydrate"
+
+    def __init__(
+        self, agent: Agent, settings: Settings, store: Store, mock: MockServer[Any], repo: str
+    ) -> None:
+        self.agent, self.settings, self.store, self.mock, self.repo = agent, settings, store, mock, repo
+        self.name = agent.name
+        self.hist = History(f"hydrate {self.name}")
+        self.session_id = ""
+        # The run record's duration (launch to exit: the agent process) of every measured turn, so
+        # the notes can tell the agent's share of the difference from baton's.
+        self.process: dict[str, list[float]] = {"hydrate": [], "local": []}
+
+    def turn(self, prompt: str, label: str) -> tuple[RunResult, float]:
+        request = RunRequest(agent=self.name, repo=self.repo, thread=self.thread, prompt=prompt)
+        result, elapsed = clock(lambda: run(request, settings=self.settings, store=self.store))
+        rec = result.run
+        self.mock.requests.clear()  # the mock keeps every request body: megabytes per turn here
+        if not result.ok:
+            raise RuntimeError(f"{self.name} {label}: {rec.outcome.value}, {rec.error}")
+        ids = (rec.session_id_in, rec.session_id_out)
+        if self.session_id and (rec.mode != Mode.RESUME or ids != (self.session_id, self.session_id)):
+            raise RuntimeError(
+                f"{self.name} {label}: {rec.mode.value}, session {ids[0]} -> {ids[1]}, "
+                f"not a resume of {self.session_id}"
+            )
+        self.hist.check(rec.result)
+        return result, elapsed
+
+    def transcript(self) -> list[Path]:
+        return self.agent.transcript_files(self.session_id)
+
+    def delete_transcript(self) -> None:
+        for path in self.transcript():
+            path.unlink()
+
+    def size(self) -> int:
+        return sum(p.stat().st_size for p in self.transcript())
+
+    def start(self) -> RunResult:
+        first, _ = self.turn(SHORT, "first turn")
+        self.session_id = first.run.session_id_out or ""
+        if not self.session_id:
+            raise RuntimeError(f"{self.name}: the first run reported no session id")
+        return first
+
+    def grow(self, min_bytes: int, rng: random.Random) -> int:
+        """Turns of filler until the transcript holds ``min_bytes``; returns how many it took."""
+        growth = 0
+        while self.size() < min_bytes:
+            if growth >= MAX_GROWTH_TURNS:
+                raise RuntimeError(f"{self.name}: transcript {self.size()} B after {growth} turns of filler")
+            self.turn(filler(rng), "growth turn")
+            growth += 1
+        return growth
+
+    def check_snapshot(self, first: RunResult) -> None:
+        snapshot = self.store.get_snapshot(self.name, first.session.repo, self.thread)
+        if snapshot is None or snapshot.agent_session_id != self.session_id:
+            raise RuntimeError(f"{self.name}: no snapshot of the grown conversation in the store")
+
+    def measured(self, name: str, rep: int, label: str) -> float:
+        result, elapsed = self.turn(SHORT, label)
+        if rep >= WARMUP:
+            self.process[name].append(result.run.duration_s or 0.0)
+        return elapsed
+
+    def hydrated(self, rep: int) -> float:
+        """The candidate: the transcript deleted (untimed), so the run hydrates it from the store."""
+        self.delete_transcript()
+        if self.transcript():
+            raise RuntimeError(f"{self.name}: transcript still on disk after deleting it")
+        elapsed = self.measured("hydrate", rep, "hydrate + resume")
+        if not self.transcript():
+            raise RuntimeError(f"{self.name}: the hydrated resume left no transcript")
+        return elapsed
+
+    def local(self, rep: int) -> float:
+        """The baseline: the transcript on disk, so the run resumes at once."""
+        if not self.transcript():
+            raise RuntimeError(f"{self.name}: the transcript is not on disk for the local resume")
+        return self.measured("local", rep, "local resume")
+
+    def hydrate_alone(self, cwd: Path) -> list[float]:
+        """For the notes: ``hydrate()`` alone (fetch, decompress, verify and write the snapshot, then the
+        agent's after_hydrate), on the final transcript, without the agent run around it; 5 samples."""
+        key = make_key(self.name, self.repo, self.thread, AGENTS)
+        alone = []
+        for _ in range(5):
+            self.delete_transcript()
+            alone.append(
+                clock(lambda: hydrate(self.store, self.agent, key, self.session_id, cwd, overwrite=True))[1]
+            )
+        if not self.transcript():
+            raise RuntimeError(f"{self.name}: hydrate() left no transcript")
+        return alone

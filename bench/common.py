@@ -62,7 +62,11 @@ def pair_differences(candidate: Sequence[float], baseline: Sequence[float]) -> l
 def sh(args: Sequence[str], cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:
     """Run a command that must succeed; returns its stdout."""
     out = subprocess.run(
-        list(args), cwd=cwd, env=None if env is None else dict(env), capture_output=True, text=True,
+        list(args),
+        cwd=cwd,
+        env=None if env is None else dict(env),
+        capture_output=True,
+        text=True,
         stdin=subprocess.DEVNULL,
     )
     if out.returncode != 0:
@@ -181,10 +185,18 @@ class Row:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "agent": self.agent or None, "kind": self.kind, "candidate": self.candidate,
+            "name": self.name,
+            "agent": self.agent or None,
+            "kind": self.kind,
+            "candidate": self.candidate,
             "baseline": self.baseline,
-            "ratio": self.ratio, "overhead": self.overhead, "goal": self.goal, "met": self.met, "n": self.n,
-            "samples": self.samples, **self.extra,
+            "ratio": self.ratio,
+            "overhead": self.overhead,
+            "goal": self.goal,
+            "met": self.met,
+            "n": self.n,
+            "samples": self.samples,
+            **self.extra,
         }
 
 

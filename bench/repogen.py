@@ -21,18 +21,62 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WORDS = [
-    "self", "value", "result", "item", "items", "data", "config", "path", "name", "count", "index", "error",
-    "state", "event", "request", "response", "client", "server", "cache", "store", "session", "thread",
-    "worker", "queue", "lock", "timeout", "retry", "buffer", "stream", "record", "key", "token", "user",
-    "agent", "repo", "branch", "commit", "tree", "blob", "entry", "status", "level", "limit", "offset",
-    "size", "total", "parent",
+    "self",
+    "value",
+    "result",
+    "item",
+    "items",
+    "data",
+    "config",
+    "path",
+    "name",
+    "count",
+    "index",
+    "error",
+    "state",
+    "event",
+    "request",
+    "response",
+    "client",
+    "server",
+    "cache",
+    "store",
+    "session",
+    "thread",
+    "worker",
+    "queue",
+    "lock",
+    "timeout",
+    "retry",
+    "buffer",
+    "stream",
+    "record",
+    "key",
+    "token",
+    "user",
+    "agent",
+    "repo",
+    "branch",
+    "commit",
+    "tree",
+    "blob",
+    "entry",
+    "status",
+    "level",
+    "limit",
+    "offset",
+    "size",
+    "total",
+    "parent",
 ]
 KEYWORDS = ("if", "for", "while", "return", "with", "try:", "else:", "elif", "yield", "assert", "raise")
 DIRS = ("src", "lib", "tests", "docs", "tools", "api", "core", "web", "cli", "internal")
 EXTS = (".py", ".py", ".py", ".go", ".ts", ".md", ".rs", ".txt")
 GIT_ID = {
-    "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
 }
 
 
@@ -86,11 +130,15 @@ def _commit(number: int, message: str, changes: list[bytes], first: bool) -> byt
     when = 1_600_000_000 + number * 3600
     msg = message.encode()
     head = (
-        f"commit refs/heads/main\nmark :{number + 1}\n"
-        f"author bench <bench@example.invalid> {when} +0000\n"
-        f"committer bench <bench@example.invalid> {when} +0000\n"
-        f"data {len(msg)}\n"
-    ).encode() + msg + b"\n"
+        (
+            f"commit refs/heads/main\nmark :{number + 1}\n"
+            f"author bench <bench@example.invalid> {when} +0000\n"
+            f"committer bench <bench@example.invalid> {when} +0000\n"
+            f"data {len(msg)}\n"
+        ).encode()
+        + msg
+        + b"\n"
+    )
     if not first:
         head += f"from :{number}\n".encode()
     return head + b"".join(changes) + b"\n"
@@ -104,7 +152,10 @@ def generate_repo(path: Path, initial_files: int = 1_600, commits: int = 1_000, 
     taken: set[str] = set()
     files: dict[str, list[str]] = {}
     proc = subprocess.Popen(
-        ["git", "fast-import", "--quiet", "--done"], cwd=path, env=env, stdin=subprocess.PIPE,
+        ["git", "fast-import", "--quiet", "--done"],
+        cwd=path,
+        env=env,
+        stdin=subprocess.PIPE,
     )
     assert proc.stdin is not None
     changes = []

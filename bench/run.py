@@ -9,6 +9,7 @@ that is deleted at the end.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -19,8 +20,9 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import _venv  # noqa: F401  (re-runs with .venv's interpreter when baton is missing)
 from bench_agents import bench_agent
@@ -54,12 +56,28 @@ class Plan:
 
 
 FULL = Plan(
-    claude_reps=21, codex_reps=21, gemini_reps=15, hydrate_reps=11, hydrate_min_bytes=3 * 2**20,
-    fake_reps=60, fake_big_reps=21, worktree_reps=11, remote_reps=11, disk_worktrees=20,
+    claude_reps=21,
+    codex_reps=21,
+    gemini_reps=15,
+    hydrate_reps=11,
+    hydrate_min_bytes=3 * 2**20,
+    fake_reps=60,
+    fake_big_reps=21,
+    worktree_reps=11,
+    remote_reps=11,
+    disk_worktrees=20,
 )
 QUICK = Plan(
-    claude_reps=3, codex_reps=3, gemini_reps=3, hydrate_reps=3, hydrate_min_bytes=2**20,
-    fake_reps=10, fake_big_reps=5, worktree_reps=3, remote_reps=3, disk_worktrees=5,
+    claude_reps=3,
+    codex_reps=3,
+    gemini_reps=3,
+    hydrate_reps=3,
+    hydrate_min_bytes=2**20,
+    fake_reps=10,
+    fake_big_reps=5,
+    worktree_reps=3,
+    remote_reps=3,
+    disk_worktrees=5,
 )
 
 # The groups ``--only`` selects, in the order they run, with the benchmarks each holds.
@@ -188,7 +206,247 @@ def mib(value: float) -> str:
     return f"{value / 2**20:.1f} MiB"
 
 
-def main(argv: list[str] | None = None) -> int:
+# -- the notes under the table: each explains a row with numbers measured in the same run -----------
+
+
+def claude_notes(api: Row, cli: Row) -> list[str]:
+    notes = []
+    if not cli.met:
+        cost = import_cost()
+        notes.append(
+            f"1b misses because every `baton` CLI call starts a Python interpreter and imports "
+            f"the CLI and its dependencies: `python -c 'import baton.cli'` alone takes "
+            f"{ms(cost)} here, against a {ms(cli.baseline)} baseline turn. The Python API (1a) "
+            f"does the same work in-process."
+        )
+    notes.append(
+        f"1a: the mock model answers at once, so the baseline ({ms(api.baseline)}) is almost all "
+        f"Claude Code start-up; a real model's turn takes seconds, so the same absolute overhead "
+        f"(1a: {(api.candidate - api.baseline) * 1000:+.0f} ms) is a much smaller ratio there."
+    )
+    return notes
+
+
+def agent_note(agent: str, tags: tuple[str, str], api: Row, stored: Row) -> str:
+    return (
+        f"1{tags[0]}/1{tags[1]} ({agent}): {ms(api.baseline)} baseline turn; baton adds "
+        f"{(api.candidate - api.baseline) * 1000:+.0f} ms with a store opened per call, "
+        f"{(stored.candidate - stored.baseline) * 1000:+.0f} ms with one store passed as `store=` "
+        f"(differences of medians); ≤ {api.goal:g}{TIMES} leaves baton "
+        f"{(api.goal - 1) * api.baseline * 1000:.0f} ms per run."
+    )
+
+
+def hydrate_note(tag: str, agent: str, row: Row) -> str:
+    x = row.extra
+    after, without = x["process_s"]["hydrate"], x["process_s"]["local"]
+    return (
+        f"5{tag} ({agent}): the conversation was grown by {x['growth_turns']} turns of ~96 KB "
+        f"prompts to {mib(x['transcript_bytes_start'])} of transcript, "
+        f"{mib(x['transcript_bytes_end'])} after the measured turns. Hydrating adds "
+        f"{(row.candidate - row.baseline) * 1000:+.0f} ms (difference of medians); "
+        f"`hydrate()` alone takes {ms(x['hydrate_alone_s'])} (median of 5, measured after), "
+        f"and the agent process itself (the run records' launch-to-exit time) takes "
+        f"{ms(after)} after a hydration against {ms(without)} without "
+        f"({(after - without) * 1000:+.0f} ms)."
+    )
+
+
+def fake_note(tag: str, row: Row, checkpoint: float) -> str:
+    stored = row.extra["overhead_with_reused_store"]
+    return (
+        f"{tag}: `Workdirs.checkpoint` of this clean worktree alone takes {ms(checkpoint)} (median of 5, "
+        f"measured after the benchmark); with one store opened up front and passed as "
+        f"`run(..., store=)` (a third variant, interleaved with the two) the overhead is "
+        f"{stored * 1000:+.1f} ms."
+    )
+
+
+def remote_note(row: Row, local: Row | None) -> str:
+    context = (
+        f"; 3a's candidate (a local path: no HTTP fetch) is {local.candidate / row.baseline:.3f}"
+        f"{TIMES} this clone"
+        if local
+        else ""
+    )
+    return (
+        f"3c: `git clone --filter=blob:none` over HTTP from 127.0.0.1 (no network latency, "
+        f"{row.extra['authorised_requests']} authorised requests in all) takes {ms(row.baseline)} "
+        f"against {ms(local.baseline) if local else '?'} for 3a's `git clone --no-local`{context}."
+    )
+
+
+def disk_note(row: Row, n: int) -> str:
+    x, goal = row.extra, row.goal
+    # cache + n*w <= goal * n * (cache + w)  <=>  cache >= w * n * (1 - goal) / (goal * n - 1)
+    need = n * (1 - goal) / (goal * n - 1) if goal * n > 1 else float("inf")
+    return (
+        f"4: cache {mib(x['cache_bytes'])} (its pack is hard-linked to the source repository, "
+        f"a local path, but counted in full) + {mib(x['per_worktree_bytes'])} per worktree, "
+        f"against {mib(x['per_clone_git_bytes'])} of `.git` + "
+        f"{mib(x['per_clone_checkout_bytes'])} of checkout per clone. A worktree saves only the "
+        f"object store, so the ratio tends to checkout ÷ (history + checkout) as worktrees are "
+        f"added; ≤ {goal:g}{TIMES} with {n} worktrees needs a cache of at least {need:.1f}{TIMES} "
+        f"a worktree's size (here {mib(need * x['per_worktree_bytes'])})."
+    )
+
+
+# -- one run of the suite -------------------------------------------------------------------------
+
+
+@dataclass
+class Suite:
+    """One run: where it works, what it runs, and the rows, notes and failures found so far.
+
+    Each benchmark is one method, run through :meth:`step`, so one that fails is reported under the
+    table and the others still run.
+    """
+
+    scratch: Path
+    plan: Plan
+    groups: list[str]
+    keep: bool
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    cleaner: threading.Thread | None = None
+
+    def step(self, name: str, work: Callable[[], None]) -> None:
+        log(f"{name} ...")
+        t0 = time.perf_counter()
+        try:
+            work()
+        except Exception as exc:  # one failed benchmark must not hide the others' results
+            self.failed(name, exc)
+        log(f"{name} done in {time.perf_counter() - t0:.1f} s")
+
+    def failed(self, name: str, exc: Exception) -> None:
+        traceback.print_exc()
+        message = " ".join(str(exc).split())  # one line, for the Markdown list
+        self.failures.append(f"{name}: {type(exc).__name__}: {message[:400]}")
+
+    def run(self) -> None:
+        """Generate the repositories, then run the selected groups in the suite's order."""
+        small, big = self.generate_repos()
+        plan, groups = self.plan, self.groups
+        if "claude" in groups:
+            self.step("1a/1b claude resume: baton.run / baton CLI / claude -p", lambda: self.claude(small))
+        for agent, tags, reps in (
+            ("codex", ("c", "d"), plan.codex_reps),
+            ("gemini", ("e", "f"), plan.gemini_reps),
+        ):
+            if agent in groups:
+                direct = "codex exec resume" if agent == "codex" else "gemini --resume"
+                self.step(
+                    f"1{tags[0]}/1{tags[1]} {agent} resume: baton.run / baton.run(store=) / {direct}",
+                    functools.partial(self.agent, small, agent, tags, reps),
+                )
+        if "hydrate" in groups:
+            self.step(
+                "5 hydrate-then-resume vs local resume (claude, codex, gemini)", lambda: self.hydrate(small)
+            )
+        if big is not None and "fake" in groups:
+            self.step("2 runner overhead, small repo", lambda: self.fake("2", small, plan.fake_reps))
+            self.step("2b runner overhead, large repo", lambda: self.fake("2b", big, plan.fake_big_reps))
+        if big is not None and "git" in groups:
+            self.git(big)
+
+    def generate_repos(self) -> tuple[RepoShape, RepoShape | None]:
+        """The small repository every group uses, and the large one only ``fake`` and ``git`` need."""
+        repos: dict[str, RepoShape] = {}
+        need_big = "fake" in self.groups or "git" in self.groups
+
+        def generate() -> None:
+            repos["small"] = generate_repo(self.scratch / "small.git", initial_files=40, commits=20, seed=7)
+            if need_big:
+                repos["big"] = generate_repo(self.scratch / "big.git", initial_files=1_600, commits=1_000)
+
+        self.step("generate repositories", generate)
+        if "small" not in repos or (need_big and "big" not in repos):
+            raise RuntimeError("could not generate the test repositories")
+        big = repos.get("big")
+        if big is not None:
+            if big.files < 2_000 or big.commits < 1_000:
+                raise RuntimeError(f"the generated repository is too small: {big}")
+            log(f"large repo: {big.files} files, {big.commits} commits, pack {mib(big.pack_bytes)}")
+        return repos["small"], big
+
+    def claude(self, small: RepoShape) -> None:
+        found = bench_claude(self.scratch / "b1", small.path, self.plan.claude_reps)
+        self.rows.extend(found)
+        self.notes.extend(claude_notes(found[0], found[1]))
+
+    def agent(self, small: RepoShape, agent: str, tags: tuple[str, str], reps: int) -> None:
+        found = bench_agent(self.scratch / f"b1-{agent}", small.path, agent, reps, tags)
+        self.rows.extend(found)
+        api, stored = found
+        self.notes.append(agent_note(agent, tags, api, stored))
+
+    def hydrate(self, small: RepoShape) -> None:
+        for tag, agent in (("a", "claude"), ("b", "codex"), ("c", "gemini")):
+            log(f"  5{tag} {agent} ...")
+            try:
+                row = bench_hydrate(
+                    self.scratch / f"b5-{agent}",
+                    small.path,
+                    agent,
+                    self.plan.hydrate_reps,
+                    tag,
+                    self.plan.hydrate_min_bytes,
+                )
+            except Exception as exc:  # the other agents' rows still count
+                self.failed(f"5{tag} hydrate {agent}", exc)
+                continue
+            self.rows.append(row)
+            self.notes.append(hydrate_note(tag, agent, row))
+
+    def fake(self, tag: str, shape: RepoShape, reps: int) -> None:
+        label = f"{tag} runner overhead, fake agent, {shape.files}-file worktree"
+        row = bench_fake(self.scratch / f"b{tag}", shape.path, reps, label)
+        self.rows.append(row)
+        self.notes.append(fake_note(tag, row, checkpoint_cost(self.scratch / f"b{tag}", shape.path)))
+
+    def git(self, big: RepoShape) -> None:
+        plan, scratch = self.plan, self.scratch
+        self.step(
+            "3 new worktree vs clone vs worktree add",
+            lambda: self.rows.extend(bench_worktrees(scratch / "b3", big.path, plan.worktree_reps)),
+        )
+        self.step("3c new worktree of a remote vs partial clone over HTTP", lambda: self.remote(big))
+        if not self.keep:
+            # Nothing after benchmark 3 is timed, so its checkouts can go while benchmark 4 (which
+            # only counts bytes) runs: deleting is slow on some filesystems (see bench_git.py).
+            done = [scratch / "b3", scratch / "b3c"]
+            self.cleaner = threading.Thread(target=rmtrees, args=(done,), daemon=True)
+            self.cleaner.start()
+        self.step(f"4 disk of {plan.disk_worktrees} worktrees vs clones", lambda: self.disk(big))
+
+    def remote(self, big: RepoShape) -> None:
+        row = bench_remote_worktree(self.scratch / "b3c", big.path, self.plan.remote_reps)
+        self.rows.append(row)
+        local = next((r for r in self.rows if r.name.startswith("3a")), None)
+        self.notes.append(remote_note(row, local))
+
+    def disk(self, big: RepoShape) -> None:
+        row = bench_disk(self.scratch / "b4", big.path, self.plan.disk_worktrees)
+        self.rows.append(row)
+        self.notes.append(disk_note(row, self.plan.disk_worktrees))
+
+    def clean_up(self) -> None:
+        if self.keep:
+            log(f"kept {self.scratch}")
+            return
+        if self.cleaner is not None:
+            self.cleaner.join()
+        log(f"deleting {self.scratch} ...")
+        _, took = clock(lambda: rmtree(self.scratch))
+        log(f"deleted in {took:.1f} s")
+
+
+# -- the command ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -198,221 +456,74 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory for inspection")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     parser.add_argument(
-        "--only", metavar="NAME[,NAME]", type=parse_only, default=None,
+        "--only",
+        metavar="NAME[,NAME]",
+        type=parse_only,
+        default=None,
         help="run only these groups: " + "; ".join(f"{k} ({v})" for k, v in GROUPS.items()),
     )
-    args = parser.parse_args(argv)
-    plan = QUICK if args.quick else FULL
-    groups: list[str] = args.only or list(GROUPS)
-    started = time.perf_counter()
-    scratch = Path(tempfile.mkdtemp(prefix="baton-bench-", dir=args.workdir))
-    log(f"scratch directory {scratch} ({'quick' if args.quick else 'full'} run: {', '.join(groups)})")
-    rows: list[Row] = []
-    notes: list[str] = []
-    failures: list[str] = []
-    probe: float | None = None
-    cleaner: threading.Thread | None = None
-    agents = agent_versions(groups, scratch)
+    return parser.parse_args(argv)
 
-    def step(name: str, work: Callable[[], None]) -> None:
-        log(f"{name} ...")
-        t0 = time.perf_counter()
-        try:
-            work()
-        except Exception as exc:  # one failed benchmark must not hide the others' results
-            traceback.print_exc()
-            message = " ".join(str(exc).split())  # one line, for the Markdown list
-            failures.append(f"{name}: {type(exc).__name__}: {message[:400]}")
-        log(f"{name} done in {time.perf_counter() - t0:.1f} s")
 
-    try:
-        probe = file_creation_cost(scratch / "probe")
-        repos: dict[str, RepoShape] = {}
-        need_big = "fake" in groups or "git" in groups
-
-        def repos_step() -> None:
-            repos["small"] = generate_repo(scratch / "small.git", initial_files=40, commits=20, seed=7)
-            if need_big:
-                repos["big"] = generate_repo(scratch / "big.git", initial_files=1_600, commits=1_000)
-
-        step("generate repositories", repos_step)
-        if "small" not in repos or (need_big and "big" not in repos):
-            raise RuntimeError("could not generate the test repositories")
-        small = repos["small"]
-        big = repos.get("big")
-        if big is not None:
-            if big.files < 2_000 or big.commits < 1_000:
-                raise RuntimeError(f"the generated repository is too small: {big}")
-            log(f"large repo: {big.files} files, {big.commits} commits, pack {mib(big.pack_bytes)}")
-
-        def claude_step() -> None:
-            found = bench_claude(scratch / "b1", small.path, plan.claude_reps)
-            rows.extend(found)
-            cli = found[1]
-            if not cli.met:
-                cost = import_cost()
-                notes.append(
-                    f"1b misses because every `baton` CLI call starts a Python interpreter and imports "
-                    f"the CLI and its dependencies: `python -c 'import baton.cli'` alone takes "
-                    f"{ms(cost)} here, against a {ms(cli.baseline)} baseline turn. The Python API (1a) "
-                    f"does the same work in-process."
-                )
-            api = found[0]
-            notes.append(
-                f"1a: the mock model answers at once, so the baseline ({ms(api.baseline)}) is almost all "
-                f"Claude Code start-up; a real model's turn takes seconds, so the same absolute overhead "
-                f"(1a: {(api.candidate - api.baseline) * 1000:+.0f} ms) is a much smaller ratio there."
-            )
-
-        def agent_step(agent: str, tags: tuple[str, str], reps: int) -> None:
-            found = bench_agent(scratch / f"b1-{agent}", small.path, agent, reps, tags)
-            rows.extend(found)
-            api, stored = found
-            notes.append(
-                f"1{tags[0]}/1{tags[1]} ({agent}): {ms(api.baseline)} baseline turn; baton adds "
-                f"{(api.candidate - api.baseline) * 1000:+.0f} ms with a store opened per call, "
-                f"{(stored.candidate - stored.baseline) * 1000:+.0f} ms with one store passed as `store=` "
-                f"(differences of medians); ≤ {api.goal:g}{TIMES} leaves baton "
-                f"{(api.goal - 1) * api.baseline * 1000:.0f} ms per run."
-            )
-
-        def hydrate_step() -> None:
-            for tag, agent in (("a", "claude"), ("b", "codex"), ("c", "gemini")):
-                log(f"  5{tag} {agent} ...")
-                try:
-                    row = bench_hydrate(
-                        scratch / f"b5-{agent}", small.path, agent, plan.hydrate_reps, tag,
-                        plan.hydrate_min_bytes,
-                    )
-                except Exception as exc:  # the other agents' rows still count
-                    traceback.print_exc()
-                    message = " ".join(str(exc).split())
-                    failures.append(f"5{tag} hydrate {agent}: {type(exc).__name__}: {message[:400]}")
-                    continue
-                rows.append(row)
-                x = row.extra
-                after, without = x["process_s"]["hydrate"], x["process_s"]["local"]
-                notes.append(
-                    f"5{tag} ({agent}): the conversation was grown by {x['growth_turns']} turns of ~96 KB "
-                    f"prompts to {mib(x['transcript_bytes_start'])} of transcript, "
-                    f"{mib(x['transcript_bytes_end'])} after the measured turns. Hydrating adds "
-                    f"{(row.candidate - row.baseline) * 1000:+.0f} ms (difference of medians); "
-                    f"`hydrate()` alone takes {ms(x['hydrate_alone_s'])} (median of 5, measured after), "
-                    f"and the agent process itself (the run records' launch-to-exit time) takes "
-                    f"{ms(after)} after a hydration against {ms(without)} without "
-                    f"({(after - without) * 1000:+.0f} ms)."
-                )
-
-        def fake_step(tag: str, shape: RepoShape, reps: int) -> None:
-            row = bench_fake(scratch / f"b{tag}", shape.path, reps,
-                             f"{tag} runner overhead, fake agent, {shape.files}-file worktree")
-            rows.append(row)
-            cost = checkpoint_cost(scratch / f"b{tag}", shape.path)
-            stored = row.extra["overhead_with_reused_store"]
-            notes.append(
-                f"{tag}: `Workdirs.checkpoint` of this clean worktree alone takes {ms(cost)} (median of 5, "
-                f"measured after the benchmark); with one store opened up front and passed as "
-                f"`run(..., store=)` (a third variant, interleaved with the two) the overhead is "
-                f"{stored * 1000:+.1f} ms."
-            )
-
-        def worktree_step(shape: RepoShape) -> None:
-            rows.extend(bench_worktrees(scratch / "b3", shape.path, plan.worktree_reps))
-
-        def remote_step(shape: RepoShape) -> None:
-            row = bench_remote_worktree(scratch / "b3c", shape.path, plan.remote_reps)
-            rows.append(row)
-            local = next((r for r in rows if r.name.startswith("3a")), None)
-            context = (
-                f"; 3a's candidate (a local path: no HTTP fetch) is {local.candidate / row.baseline:.3f}"
-                f"{TIMES} this clone" if local else ""
-            )
-            notes.append(
-                f"3c: `git clone --filter=blob:none` over HTTP from 127.0.0.1 (no network latency, "
-                f"{row.extra['authorised_requests']} authorised requests in all) takes {ms(row.baseline)} "
-                f"against {ms(local.baseline) if local else '?'} for 3a's `git clone --no-local`{context}."
-            )
-
-        def disk_step(shape: RepoShape) -> None:
-            row = bench_disk(scratch / "b4", shape.path, plan.disk_worktrees)
-            rows.append(row)
-            x = row.extra
-            n, goal = plan.disk_worktrees, row.goal
-            # cache + n*w <= goal * n * (cache + w)  <=>  cache >= w * n * (1 - goal) / (goal * n - 1)
-            need = n * (1 - goal) / (goal * n - 1) if goal * n > 1 else float("inf")
-            notes.append(
-                f"4: cache {mib(x['cache_bytes'])} (its pack is hard-linked to the source repository, "
-                f"a local path, but counted in full) + {mib(x['per_worktree_bytes'])} per worktree, "
-                f"against {mib(x['per_clone_git_bytes'])} of `.git` + "
-                f"{mib(x['per_clone_checkout_bytes'])} of checkout per clone. A worktree saves only the "
-                f"object store, so the ratio tends to checkout ÷ (history + checkout) as worktrees are "
-                f"added; ≤ {goal:g}{TIMES} with {n} worktrees needs a cache of at least {need:.1f}{TIMES} "
-                f"a worktree's size (here {mib(need * x['per_worktree_bytes'])})."
-            )
-
-        if "claude" in groups:
-            step("1a/1b claude resume: baton.run / baton CLI / claude -p", claude_step)
-        if "codex" in groups:
-            step("1c/1d codex resume: baton.run / baton.run(store=) / codex exec resume",
-                 lambda: agent_step("codex", ("c", "d"), plan.codex_reps))
-        if "gemini" in groups:
-            step("1e/1f gemini resume: baton.run / baton.run(store=) / gemini --resume",
-                 lambda: agent_step("gemini", ("e", "f"), plan.gemini_reps))
-        if "hydrate" in groups:
-            step("5 hydrate-then-resume vs local resume (claude, codex, gemini)", hydrate_step)
-        if big is not None and "fake" in groups:
-            step("2 runner overhead, small repo", lambda: fake_step("2", small, plan.fake_reps))
-            step("2b runner overhead, large repo", lambda: fake_step("2b", big, plan.fake_big_reps))
-        if big is not None and "git" in groups:
-            step("3 new worktree vs clone vs worktree add", lambda: worktree_step(big))
-            step("3c new worktree of a remote vs partial clone over HTTP", lambda: remote_step(big))
-            if not args.keep:
-                # Nothing after benchmark 3 is timed, so its checkouts can go while benchmark 4 (which
-                # only counts bytes) runs: deleting is slow on some filesystems (see bench_git.py).
-                done = [scratch / "b3", scratch / "b3c"]
-                cleaner = threading.Thread(target=rmtrees, args=(done,), daemon=True)
-                cleaner.start()
-            step(f"4 disk of {plan.disk_worktrees} worktrees vs clones", lambda: disk_step(big))
-    finally:
-        if args.keep:
-            log(f"kept {scratch}")
-        else:
-            if cleaner is not None:
-                cleaner.join()
-            log(f"deleting {scratch} ...")
-            _, took = clock(lambda: rmtree(scratch))
-            log(f"deleted in {took:.1f} s")
-
-    wall = time.perf_counter() - started
-    rows.sort(key=row_order)
-    mode = "quick" if args.quick else "full"
-    only = "" if groups == list(GROUPS) else f", only {','.join(groups)}"
+def report(suite: Suite, mode: str, wall: float, agents: dict[str, str], probe: float | None) -> str:
+    """The Markdown written to latest.md and printed: the table, the versions, the notes."""
+    only = "" if suite.groups == list(GROUPS) else f", only {','.join(suite.groups)}"
     lines = [
         f"# baton benchmarks ({mode} run{only}, {time.strftime('%Y-%m-%d %H:%M:%S')}, "
         f"wall time {wall:.0f} s)",
         "",
-        markdown_table(rows),
+        markdown_table(suite.rows),
         "",
         "Versions:",
         "",
-        *versions(agents, scratch, probe),
+        *versions(agents, suite.scratch, probe),
     ]
-    if notes or failures:
-        lines += ["", "Notes:", "", *[f"- {n}" for n in notes], *[f"- FAILED {f}" for f in failures]]
-    report = "\n".join(lines) + "\n"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.md").write_text(report)
-    rows_json = [r.to_json() for r in rows]
+    if suite.notes or suite.failures:
+        notes = [f"- {n}" for n in suite.notes]
+        lines += ["", "Notes:", "", *notes, *[f"- FAILED {f}" for f in suite.failures]]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out: Path, text: str, data: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.md").write_text(text)
+    (out / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    groups: list[str] = args.only or list(GROUPS)
+    started = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix="baton-bench-", dir=args.workdir))
+    log(f"scratch directory {scratch} ({mode} run: {', '.join(groups)})")
+    suite = Suite(scratch, QUICK if args.quick else FULL, groups, keep=args.keep)
+    probe: float | None = None
+    agents = agent_versions(groups, scratch)
+    try:
+        probe = file_creation_cost(scratch / "probe")
+        suite.run()
+    finally:
+        suite.clean_up()
+
+    wall = time.perf_counter() - started
+    suite.rows.sort(key=row_order)
+    text = report(suite, mode, wall, agents, probe)
     data = {
-        "mode": mode, "groups": groups, "wall_s": wall, "rows": rows_json, "notes": notes,
-        "failures": failures, "versions": agents,
+        "mode": mode,
+        "groups": groups,
+        "wall_s": wall,
+        "rows": [r.to_json() for r in suite.rows],
+        "notes": suite.notes,
+        "failures": suite.failures,
+        "versions": agents,
     }
-    (args.out / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
-    print(report)
+    write_results(args.out, text, data)
+    print(text)
     log(f"wrote {args.out / 'latest.md'} ({wall:.0f} s)")
-    if failures:
+    if suite.failures:
         return 2
-    return 1 if args.strict and not all(r.met for r in rows) else 0
+    return 1 if args.strict and not all(r.met for r in suite.rows) else 0
 
 
 if __name__ == "__main__":
