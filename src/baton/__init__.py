@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from baton.request import RunRequest, RunResult
     from baton.runner import run
     from baton.sessions import (
+        ResetResult,
         Scope,
         export_session,
         get_session,
@@ -67,7 +68,15 @@ _EXPORTS = {
     **dict.fromkeys(["RunRequest", "RunResult"], "baton.request"),
     "run": "baton.runner",
     **dict.fromkeys(
-        ["Scope", "export_session", "get_session", "import_session", "reset_session", "resolve_key"],
+        [
+            "ResetResult",
+            "Scope",
+            "export_session",
+            "get_session",
+            "import_session",
+            "reset_session",
+            "resolve_key",
+        ],
         "baton.sessions",
     ),
     **dict.fromkeys(["Settings", "load_settings"], "baton.settings"),
@@ -90,6 +99,7 @@ __all__ = [
     "PromptKind",
     "RemoteError",
     "Repo",
+    "ResetResult",
     "RunRecord",
     "RunRequest",
     "RunResult",
