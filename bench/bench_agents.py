@@ -79,7 +79,7 @@ def check_launch(name: str, ours: list[str], launch: Launch, env: dict[str, str]
 
 
 def codex_direct(settings: Settings, home: Path) -> Direct:
-    """``codex exec --json --skip-git-repo-check resume <id> -- PROMPT`` with CODEX_HOME=``home``."""
+    """``codex exec --json --skip-git-repo-check resume <id> -`` (prompt on stdin), CODEX_HOME=``home``."""
     agent = CodexAgent(home, settings.codex_bin)
     command = agent.command  # the native binary baton runs, not npm's node wrapper
     exec_ = [*command, "exec", "--json", "--skip-git-repo-check"]
@@ -88,7 +88,7 @@ def codex_direct(settings: Settings, home: Path) -> Direct:
     env = {**managed, "CODEX_HOME": str(home), "RUST_BACKTRACE": "0"}
 
     def resume(session_id: str, prompt: str) -> list[str]:
-        return [*exec_, "resume", session_id, "--", prompt]
+        return [*exec_, "resume", session_id, "-"]  # the prompt on stdin, as baton passes it
 
     check_launch("codex", resume(PROBE_ID, PROMPT), probe, env)
 
@@ -107,7 +107,7 @@ def codex_direct(settings: Settings, home: Path) -> Direct:
         return session_id, ok, reply
 
     return Direct(
-        "`codex exec resume`", env, lambda prompt: ([*exec_, "--", prompt], None), resume, parse
+        "`codex exec resume`", env, lambda prompt: ([*exec_, "-"], None), resume, parse
     )
 
 
@@ -126,7 +126,7 @@ def gemini_direct(settings: Settings, home: Path) -> Direct:
     }
 
     def args(prompt: str) -> list[str]:
-        return [*base, f"--prompt={prompt}", "-o", "stream-json", *(["-m", model] if model else [])]
+        return [*base, "-o", "stream-json", *(["-m", model] if model else [])]  # the prompt on stdin
 
     def resume(session_id: str, prompt: str) -> list[str]:
         return [*args(prompt), "--resume", session_id]
@@ -201,7 +201,7 @@ def bench_agent(root: Path, source: Path, agent: str, reps: int, tags: tuple[str
 
         def call(argv: list[str]) -> tuple[str | None, str | None, float]:
             out, elapsed = clock(lambda: subprocess.run(
-                argv, cwd=workdir, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+                argv, cwd=workdir, env=env, capture_output=True, text=True, input=PROMPT
             ))
             session_id, ok, reply = direct.parse(out.stdout)
             if out.returncode != 0 or not ok:

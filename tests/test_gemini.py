@@ -624,6 +624,7 @@ def test_real_cli_lost_session_messages_classify(
             launch.argv,
             cwd=empty,
             env={**os.environ, **launch.env},
+            input=(launch.stdin or b"").decode(),  # the prompt, as the runner writes it
             capture_output=True,
             text=True,
             timeout=120,
