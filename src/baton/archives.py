@@ -1,6 +1,6 @@
 """Archives: what baton keeps of a key's work before it removes it (a reset now; cleanup and expiry next).
 
-A worktree archive is one commit under ``refs/baton/archive/<agent>/<slug>/<thread>/<stamp>`` in the
+A worktree archive is one commit under ``refs/baton/archive/<agent>/<thread>/<stamp>`` in the
 repo's cache clone (``repos/<slug>.git``):
 
 - its **tree** is the worktree as it is — uncommitted and untracked files included, ``.gitignore``
@@ -54,7 +54,7 @@ def archive_stamp(now: float | None = None) -> str:
 
 
 def archive_prefix(key: Key) -> str:
-    return f"{ARCHIVE_PREFIX}/{key.agent}/{key.repo.slug}/{key.thread}"
+    return f"{ARCHIVE_PREFIX}/{key.agent}/{key.thread}"  # the cache clone is the repo's own: no slug
 
 
 def archive_worktree(workdirs: Workdirs, key: Key, branch: str, stamp: str) -> WorktreeArchive | None:
