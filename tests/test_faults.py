@@ -311,3 +311,19 @@ def test_undecodable_argv_prompt_is_refused(src_repo: Path, baton_env: dict[str,
     assert result.returncode == 2 and b"not valid UTF-8" in result.stderr, result.stderr
     assert b"Traceback" not in result.stderr
     assert not (home / "worktrees").exists()
+
+
+def test_event_log_that_cannot_be_written_is_noted_on_the_run(settings: Settings, src_repo: Path) -> None:
+    go(settings, src_repo)
+    logs = settings.home / "logs"
+    for path in logs.iterdir():
+        path.unlink()
+    logs.rmdir()
+    logs.write_text("a file where the log directory should be")
+    result = go(settings, src_repo, "again")
+    assert result.run.outcome == Outcome.SUCCEEDED  # the agent's turn itself went through
+    assert "event log" in str(result.run.note)
+    store = open_store(settings.resolved_store_url)
+    stored = store.get_run(result.run.id)
+    assert stored is not None and stored.note == result.run.note
+    store.close()

@@ -56,7 +56,12 @@ def run_attempt(ctx: Context, session: SessionRecord, decision: Decision, number
         if translated is exc:
             raise
         raise translated from exc
-    return _finish(ctx, session, record, turn, _classify(ctx, decision, result, turn))
+    ending = _classify(ctx, decision, result, turn)
+    trouble = [e for e in (result.log_error, result.callback_error) if e]
+    if trouble:  # the agent ran, but baton could not keep everything it said: say so on the run
+        record.note = "; ".join(filter(None, [record.note, *trouble]))
+        ctx.store.update_run(record.id, note=record.note)
+    return _finish(ctx, session, record, turn, ending)
 
 
 def _prompt(ctx: Context, decision: Decision, session: SessionRecord) -> str:

@@ -39,6 +39,7 @@ def run(request: RunRequest, settings: Settings | None = None, store: Store | No
     if request.mode != Mode.AUTO and not agent.capabilities.supports(request.mode):
         raise BadInput(f"agent {key.agent!r} cannot run in mode {request.mode.value!r}")
     agent.command  # noqa: B018 -- a missing CLI is an error now, before anything is written
+    agent.check_prompt("\n".join(filter(None, [request.context, request.prompt])))  # too long for the CLI?
     check_free_space(settings)
     own_store = store is None
     store = store or open_store(settings.resolved_store_url)
