@@ -89,10 +89,18 @@ def bench_fake(root: Path, source: Path, reps: int, label: str, goal_s: float = 
     diffs = pair_differences(samples["baton"], samples["direct"])
     with_store = median(pair_differences(samples["baton+store"], samples["direct"]))
     return Row(
-        label, "overhead", median(samples["baton"]), median(samples["direct"]), goal_s, reps,
+        label,
+        "overhead",
+        median(samples["baton"]),
+        median(samples["direct"]),
+        goal_s,
+        reps,
         overhead=median(diffs),
-        samples={"candidate": samples["baton"], "baseline": samples["direct"],
-                 "with_store": samples["baton+store"]},
+        samples={
+            "candidate": samples["baton"],
+            "baseline": samples["direct"],
+            "with_store": samples["baton+store"],
+        },
         extra={"overhead_with_reused_store": with_store},
         agent="fake",
     )

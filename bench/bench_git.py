@@ -73,8 +73,15 @@ def bench_worktrees(root: Path, source: Path, reps: int) -> list[Row]:
     samples = interleave({"baton": baton_worktree, "clone": clone, "raw": raw_worktree}, reps)
     cand = median(samples["baton"])
     return [
-        Row(f"3{tag} new worktree (warm cache) ÷ {what}", "ratio", cand, median(samples[name]), goal, reps,
-            samples={"candidate": samples["baton"], "baseline": samples[name]})
+        Row(
+            f"3{tag} new worktree (warm cache) ÷ {what}",
+            "ratio",
+            cand,
+            median(samples[name]),
+            goal,
+            reps,
+            samples={"candidate": samples["baton"], "baseline": samples[name]},
+        )
         for tag, what, name, goal in (
             ("a", "`git clone --no-local`", "clone", 0.1),
             ("b", "raw `git worktree add`", "raw", 1.2),
@@ -103,7 +110,9 @@ def bench_remote_worktree(root: Path, source: Path, reps: int) -> Row:
     with GitHttpServer(root=served, token=token) as server, patched_environ({"BATON_GIT_TOKEN": token}):
         url = server.url(name)
         env = {
-            **clean_environ(), "GIT_ASKPASS": str(askpass), "GIT_TERMINAL_PROMPT": "0",
+            **clean_environ(),
+            "GIT_ASKPASS": str(askpass),
+            "GIT_TERMINAL_PROMPT": "0",
             "BENCH_GIT_TOKEN": token,
         }
         # the warm cache: the partial clone, and a first worktree that fetches the checkout's blobs
@@ -127,8 +136,12 @@ def bench_remote_worktree(root: Path, source: Path, reps: int) -> Row:
     if authorised == 0:
         raise RuntimeError("no request to the git server carried the token")
     return Row(
-        "3c new worktree (warm cache of a remote) ÷ `git clone --filter=blob:none` over HTTP", "ratio",
-        median(samples["baton"]), median(samples["clone"]), 0.1, reps,
+        "3c new worktree (warm cache of a remote) ÷ `git clone --filter=blob:none` over HTTP",
+        "ratio",
+        median(samples["baton"]),
+        median(samples["clone"]),
+        0.1,
+        reps,
         samples={"candidate": samples["baton"], "baseline": samples["clone"]},
         extra={"authorised_requests": authorised, "rejected_requests": rejected},
     )
@@ -153,11 +166,18 @@ def bench_disk(root: Path, source: Path, count: int) -> Row:
     clone_bytes = disk_usage(clones)
     clone_git = sum(disk_usage(clones / f"clone-{i}" / ".git") for i in range(count))
     return Row(
-        f"4 disk of {count} worktrees (cache + worktrees) ÷ {count} clones", "bytes",
-        cache_bytes + worktree_bytes, clone_bytes, 0.3, count,
+        f"4 disk of {count} worktrees (cache + worktrees) ÷ {count} clones",
+        "bytes",
+        cache_bytes + worktree_bytes,
+        clone_bytes,
+        0.3,
+        count,
         extra={
-            "cache_bytes": cache_bytes, "worktrees_bytes": worktree_bytes, "clones_bytes": clone_bytes,
-            "per_worktree_bytes": worktree_bytes / count, "per_clone_git_bytes": clone_git / count,
+            "cache_bytes": cache_bytes,
+            "worktrees_bytes": worktree_bytes,
+            "clones_bytes": clone_bytes,
+            "per_worktree_bytes": worktree_bytes / count,
+            "per_clone_git_bytes": clone_git / count,
             "per_clone_checkout_bytes": (clone_bytes - clone_git) / count,
         },
     )

@@ -327,3 +327,36 @@ def test_event_log_that_cannot_be_written_is_noted_on_the_run(settings: Settings
     stored = store.get_run(result.run.id)
     assert stored is not None and stored.note == result.run.note
     store.close()
+
+
+def test_hostile_session_export_cannot_reach_outside_baton_home(
+    settings: Settings, src_repo: Path, tmp_path: Path
+) -> None:
+    from baton.keys import make_key
+    from baton.sessions import Scope, export_session, import_session, reset_session
+
+    go(settings, src_repo)
+    store = open_store(settings.resolved_store_url)
+    key = make_key("fake", str(src_repo), "t1", ["fake"])
+    document = export_session(store, key)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    document["runs"][0]["log_path"] = str(victim)
+    other = settings.with_(home=tmp_path / "other-home")
+    other_store = open_store(other.resolved_store_url)
+    imported = import_session(other_store, other, document)
+    [record] = other_store.list_runs()
+    assert Path(record.log_path).parent == other.home / "logs"
+    reset_session(other_store, other, make_key("fake", str(src_repo), "t1", ["fake"]), Scope.ALL)
+    assert victim.read_text() == "precious"
+    assert imported.worktree.startswith(str(other.home))
+    for bad in ("../../etc", "local/..", "x"):
+        document["session"]["repo"] = bad
+        with pytest.raises(BadInput, match="slug"):
+            import_session(other_store, other, document, replace=True)
+    document["session"]["repo"] = key.repo.slug
+    document["runs"][0]["id"] = "../../x"
+    with pytest.raises(BadInput, match="run id"):
+        import_session(other_store, other, document, replace=True)
+    store.close()
+    other_store.close()

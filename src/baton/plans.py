@@ -164,4 +164,3 @@ def _save(store: Store, record: PlanRecord, on_progress: Progress | None, curren
     store.save_plan(record)
     if on_progress is not None:
         on_progress(record, current)
-

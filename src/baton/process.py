@@ -145,9 +145,7 @@ def _check_executable(program: str, env: dict[str, str]) -> None:
         raise AgentError(f"cannot start {program}: Permission denied")
 
 
-def _start(
-    argv: list[str], env: dict[str, str], cwd: Path, stdin: bytes | None
-) -> subprocess.Popen[bytes]:
+def _start(argv: list[str], env: dict[str, str], cwd: Path, stdin: bytes | None) -> subprocess.Popen[bytes]:
     _check_executable(argv[0], env)
     command, preexec = _with_death_signal(argv)
     try:

@@ -56,14 +56,8 @@ def run(request: RunRequest, settings: Settings | None = None, store: Store | No
 
 def validate(request: RunRequest) -> RunRequest:
     """The request with its branch in short form; BadInput for anything malformed."""
-    for name in ("prompt", "context"):
-        value = getattr(request, name)
-        if value is not None and "\0" in value:
-            raise BadInput(f"the {name} contains a NUL byte, which no agent CLI can take; remove it")
-        try:
-            (value or "").encode("utf-8")
-        except UnicodeEncodeError as exc:  # undecodable bytes from argv arrive as lone surrogates
-            raise BadInput(f"the {name} is not valid UTF-8 text (at character {exc.start})") from exc
+    _check_text("prompt", request.prompt)
+    _check_text("context", request.context or "")
     if not request.prompt.strip():
         raise BadInput("prompt is empty")
     if request.timeout is not None and not request.timeout > 0:
@@ -79,6 +73,15 @@ def validate(request: RunRequest) -> RunRequest:
     if request.branch is None:
         return request
     return dataclasses.replace(request, branch=_short_branch(request.branch))
+
+
+def _check_text(name: str, value: str) -> None:
+    if "\0" in value:
+        raise BadInput(f"the {name} contains a NUL byte, which no agent CLI can take; remove it")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # undecodable bytes from argv arrive as lone surrogates
+        raise BadInput(f"the {name} is not valid UTF-8 text (at character {exc.start})") from exc
 
 
 def _short_branch(branch: str) -> str:

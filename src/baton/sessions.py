@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import getpass
 import json
+import re
 import shlex
 import time
 import zlib
@@ -266,30 +267,55 @@ def export_session(store: Store, key: Key) -> dict[str, Any]:
 def import_session(
     store: Store, settings: Settings, document: dict[str, Any], replace: bool = False
 ) -> SessionRecord:
-    """Restore an exported session into this store; its worktree is rebuilt at this home's stable path."""
+    """Restore an exported session into this store; its worktree is rebuilt at this home's stable path.
+    The document is hostile input: every name that becomes a path is validated, and paths in it
+    (worktree, run logs) are replaced by this home's own."""
     if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
         raise BadInput(f"not a baton session export (expected format {EXPORT_FORMAT!r})")
     try:
-        data = dict(document["session"])
-        data["status"] = SessionStatus.ACTIVE
-        data["last_outcome"] = Outcome(data["last_outcome"]) if data.get("last_outcome") else None
-        session = SessionRecord(**data)
-        validate_agent(session.agent, AGENTS)
-        validate_thread(session.thread)
-        key = Key(
-            session.agent,
-            Repo(session.repo_url, session.repo, session.repo_url.startswith("/")),
-            session.thread,
-        )
-        session.worktree = str(Workdirs(settings).worktree_path(key))
-        runs = [_run_from(r) for r in document.get("runs", [])]
+        session, key = _session_from(document["session"], settings)
+        runs = [_run_from(r, settings) for r in document.get("runs", [])]
         snap = document.get("snapshot")
         snapshot = Snapshot(**snap) if snap else None
         blobs = {d: base64.b64decode(b["zlib_b64"]) for d, b in document.get("blobs", {}).items()}
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadInput(f"malformed session export: {exc}") from exc
     if store.get_session(key.agent, key.repo.slug, key.thread) is not None and not replace:
         raise BadInput(f"a session for {key} already exists here; pass --replace to overwrite it")
+    _store_import(store, key, session, runs, snapshot, blobs)
+    return session
+
+
+def _session_from(data: dict[str, Any], settings: Settings) -> tuple[SessionRecord, Key]:
+    data = dict(data)
+    data["status"] = SessionStatus.ACTIVE
+    data["last_outcome"] = Outcome(data["last_outcome"]) if data.get("last_outcome") else None
+    session = SessionRecord(**data)
+    validate_agent(session.agent, AGENTS)
+    validate_thread(session.thread)
+    _check_slug(session.repo)
+    key = Key(
+        session.agent, Repo(session.repo_url, session.repo, session.repo_url.startswith("/")), session.thread
+    )
+    session.worktree = str(Workdirs(settings).worktree_path(key))
+    return session, key
+
+
+def _check_slug(slug: str) -> None:
+    """A slug names directories under BATON_HOME: plain path components only."""
+    parts = slug.split("/")
+    if len(parts) < 2 or any(p in ("", ".", "..") or not re.fullmatch(r"[\w.@:+~-]+", p) for p in parts):
+        raise BadInput(f"malformed session export: {slug!r} is not a repository slug")
+
+
+def _store_import(
+    store: Store,
+    key: Key,
+    session: SessionRecord,
+    runs: list[RunRecord],
+    snapshot: Snapshot | None,
+    blobs: dict[str, bytes],
+) -> None:
     if snapshot is not None:
         for digest in snapshot.digests():
             if digest not in blobs:
@@ -304,11 +330,13 @@ def import_session(
         store.save_snapshot(snapshot)
     store.save_session(session)
     store.audit("import", str(key), _actor(), {"runs": len(runs), "snapshot": snapshot is not None})
-    return session
 
 
-def _run_from(data: dict[str, Any]) -> RunRecord:
+def _run_from(data: dict[str, Any], settings: Settings) -> RunRecord:
     data = dict(data)
+    if not re.fullmatch(r"[0-9a-f]{8,64}", str(data["id"])):
+        raise ValueError(f"run id {str(data['id'])[:80]!r} is not a baton run id")
+    data["log_path"] = str(settings.home / "logs" / f"{data['id']}.jsonl")  # never a path from the file
     data["mode"] = Mode(data["mode"])
     data["prompt_kind"] = PromptKind(data["prompt_kind"])
     data["outcome"] = Outcome(data["outcome"])

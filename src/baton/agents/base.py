@@ -282,7 +282,6 @@ def need_uuid(session_id: str | None, mode: Mode, what: str) -> str:
     return value
 
 
-
 def guard_prompt(prompt: str, prefixes: tuple[str, ...]) -> str:
     """``Instruction: <prompt>`` for a prompt that starts (after blanks) with one of ``prefixes``: the
     CLI would run it as a slash command or drop it from a resumed history instead of sending it."""

@@ -215,9 +215,7 @@ class SQLStore(PlanTables):
         People copy short ids: a prefix, or the random tail that tables show (see ``baton.runids``).
         """
         text = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        match = sa.or_(
-            runs.c.id.like(text + "%", escape="\\"), runs.c.id.like("%" + text, escape="\\")
-        )
+        match = sa.or_(runs.c.id.like(text + "%", escape="\\"), runs.c.id.like("%" + text, escape="\\"))
         query = sa.select(runs.c.id).where(match).order_by(runs.c.started_at.desc()).limit(limit)
         with self._tx() as conn:
             return [row.id for row in conn.execute(query)]
