@@ -27,6 +27,7 @@ from typing import Any
 import _venv  # noqa: F401  (re-runs with .venv's interpreter when baton is missing)
 from bench_agents import bench_agent
 from bench_claude import bench_claude, claude_command
+from bench_cli import bench_cli
 from bench_fake import bench_fake
 from bench_git import bench_disk, bench_remote_worktree, bench_worktrees
 from bench_hydrate import bench_hydrate
@@ -53,6 +54,7 @@ class Plan:
     worktree_reps: int
     remote_reps: int
     disk_worktrees: int
+    cli_reps: int
 
 
 FULL = Plan(
@@ -66,6 +68,7 @@ FULL = Plan(
     worktree_reps=11,
     remote_reps=11,
     disk_worktrees=20,
+    cli_reps=21,
 )
 QUICK = Plan(
     claude_reps=3,
@@ -78,6 +81,7 @@ QUICK = Plan(
     worktree_reps=3,
     remote_reps=3,
     disk_worktrees=5,
+    cli_reps=5,
 )
 
 # The groups ``--only`` selects, in the order they run, with the benchmarks each holds.
@@ -88,6 +92,7 @@ GROUPS = {
     "hydrate": "5a-5c: hydrate-then-resume vs local resume, per agent",
     "fake": "2, 2b: runner overhead with the fake agent",
     "git": "3a-3c, 4: worktrees vs clones, time and disk",
+    "cli": "6a, 6b: `baton --help` and `baton sessions ls` vs `python -c pass`",
 }
 
 
@@ -345,6 +350,8 @@ class Suite:
             self.step(
                 "5 hydrate-then-resume vs local resume (claude, codex, gemini)", lambda: self.hydrate(small)
             )
+        if "cli" in groups:
+            self.step("6 CLI start-up: baton --help / baton sessions ls", self.cli)
         if big is not None and "fake" in groups:
             self.step("2 runner overhead, small repo", lambda: self.fake("2", small, plan.fake_reps))
             self.step("2b runner overhead, large repo", lambda: self.fake("2b", big, plan.fake_big_reps))
@@ -405,6 +412,9 @@ class Suite:
         row = bench_fake(self.scratch / f"b{tag}", shape.path, reps, label)
         self.rows.append(row)
         self.notes.append(fake_note(tag, row, checkpoint_cost(self.scratch / f"b{tag}", shape.path)))
+
+    def cli(self) -> None:
+        self.rows.extend(bench_cli(self.scratch / "b6", self.plan.cli_reps))
 
     def git(self, big: RepoShape) -> None:
         plan, scratch = self.plan, self.scratch
