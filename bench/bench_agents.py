@@ -106,9 +106,7 @@ def codex_direct(settings: Settings, home: Path) -> Direct:
                 ok = False
         return session_id, ok, reply
 
-    return Direct(
-        "`codex exec resume`", env, lambda prompt: ([*exec_, "-"], None), resume, parse
-    )
+    return Direct("`codex exec resume`", env, lambda prompt: ([*exec_, "-"], None), resume, parse)
 
 
 def gemini_direct(settings: Settings, home: Path) -> Direct:
@@ -173,83 +171,131 @@ def copy_home_settings(agent: str, baton_home: Path, direct_home: Path) -> None:
     shutil.copy(baton_home / rel, direct_home / rel)
 
 
-def bench_agent(root: Path, source: Path, agent: str, reps: int, tags: tuple[str, str]) -> list[Row]:
-    """Rows ``1<tags[0]>`` (``baton.run``) and ``1<tags[1]>`` (``baton.run(store=)``) for ``agent``."""
-    home = root / "baton-home"
-    settings = load_settings(overrides={"home": str(home)}, environ={})
-    repo = str(source)
-    workdir = root / "direct-worktree"
-    direct_worktree(source, root / "direct-cache.git", workdir, f"direct/{agent}")
-    direct_home = root / f"direct-{agent}-home"
-    mock = make_mock(agent)
-    with mock, patched_environ(mock.env()):
-        mock.configure_home(home / "homes" / agent)
-        hist = {name: History(f"{agent} {name}") for name in ("baton", "baton+store", "direct")}
-        threads = {"baton": "bench-api", "baton+store": "bench-store"}
-        ids: dict[str, str] = {}
-        # First turns (fresh), untimed: each variant gets its own conversation to resume.
-        for name, thread in threads.items():
-            first = run(RunRequest(agent=agent, repo=repo, thread=thread, prompt=PROMPT), settings=settings)
+THREADS = {"baton": "bench-api", "baton+store": "bench-store"}  # each baton variant's own conversation
+
+
+@dataclass
+class Variants:
+    """One agent's three timed variants: ``baton.run`` per call, with a reused store, and the CLI run
+    straight (``direct``) — with the conversation each resumes and the history check of each."""
+
+    agent: str
+    repo: str
+    settings: Settings
+    hist: dict[str, History]
+    ids: dict[str, str]  # variant -> the session id its resumed turns must keep
+    direct: Direct | None = None
+    env: dict[str, str] | None = None  # the direct CLI's whole environment
+    workdir: Path | None = None  # the direct CLI's worktree
+
+    def first_baton_turns(self) -> None:
+        """Untimed fresh turns: each baton variant gets its own conversation to resume."""
+        for name, thread in THREADS.items():
+            request = RunRequest(agent=self.agent, repo=self.repo, thread=thread, prompt=PROMPT)
+            first = run(request, settings=self.settings)
             if not first.ok or not first.run.session_id_out:
-                raise RuntimeError(f"the first baton run of {agent} failed: {first.run.error}")
-            hist[name].check(first.run.result)
-            ids[name] = first.run.session_id_out
-        copy_home_settings(agent, home / "homes" / agent, direct_home)
-        mock.configure_home(direct_home)
-        direct = (codex_direct if agent == "codex" else gemini_direct)(settings, direct_home)
-        env = {**clean_environ(), **mock.env(), **direct.env}
+                raise RuntimeError(f"the first baton run of {self.agent} failed: {first.run.error}")
+            self.hist[name].check(first.run.result)
+            self.ids[name] = first.run.session_id_out
 
-        def call(argv: list[str]) -> tuple[str | None, str | None, float]:
-            out, elapsed = clock(lambda: subprocess.run(
-                argv, cwd=workdir, env=env, capture_output=True, text=True, input=PROMPT
-            ))
-            session_id, ok, reply = direct.parse(out.stdout)
-            if out.returncode != 0 or not ok:
-                raise RuntimeError(f"{direct.label} failed ({out.returncode}): {out.stderr.strip()[-500:]}")
-            return session_id, reply, elapsed
+    def call(self, argv: list[str]) -> tuple[str | None, str | None, float]:
+        """Run the CLI straight once: the session id it reported, its reply, the seconds it took."""
+        assert self.direct is not None and self.env is not None
+        env, workdir = self.env, self.workdir
+        out, elapsed = clock(
+            lambda: subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, input=PROMPT)
+        )
+        session_id, ok, reply = self.direct.parse(out.stdout)
+        if out.returncode != 0 or not ok:
+            raise RuntimeError(f"{self.direct.label} failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+        return session_id, reply, elapsed
 
-        argv, wanted = direct.fresh(PROMPT)
-        got, reply, _ = call(argv)
+    def first_direct_turn(self) -> None:
+        """The untimed fresh turn of the direct CLI, whose conversation the baseline resumes."""
+        assert self.direct is not None
+        argv, wanted = self.direct.fresh(PROMPT)
+        got, reply, _ = self.call(argv)
         if not got or (wanted and got != wanted):
-            raise RuntimeError(f"the direct {agent} first turn reported session {got!r}, not {wanted!r}")
-        hist["direct"].check(reply)
-        direct_id = got
-        store = open_store(settings.resolved_store_url)
+            raise RuntimeError(f"the direct {self.agent} first turn reported session {got!r}, not {wanted!r}")
+        self.hist["direct"].check(reply)
+        self.ids["direct"] = got
 
-        def api(name: str, reuse: Store | None) -> float:
-            request = RunRequest(agent=agent, repo=repo, thread=threads[name], prompt=PROMPT)
-            result, elapsed = clock(lambda: run(request, settings=settings, store=reuse))
-            rec = result.run
-            if not result.ok or rec.mode != Mode.RESUME:
-                raise RuntimeError(f"{agent} {name}: {rec.mode.value} {rec.outcome.value}, {rec.error}")
-            if rec.session_id_in != ids[name] or rec.session_id_out != ids[name]:
-                raise RuntimeError(f"{agent} {name}: session {rec.session_id_in} -> {rec.session_id_out}")
-            hist[name].check(rec.result)
-            return elapsed
+    def api(self, name: str, reuse: Store | None) -> float:
+        """One timed, checked resumed turn through ``baton.run``."""
+        request = RunRequest(agent=self.agent, repo=self.repo, thread=THREADS[name], prompt=PROMPT)
+        result, elapsed = clock(lambda: run(request, settings=self.settings, store=reuse))
+        rec = result.run
+        if not result.ok or rec.mode != Mode.RESUME:
+            raise RuntimeError(f"{self.agent} {name}: {rec.mode.value} {rec.outcome.value}, {rec.error}")
+        if rec.session_id_in != self.ids[name] or rec.session_id_out != self.ids[name]:
+            raise RuntimeError(f"{self.agent} {name}: session {rec.session_id_in} -> {rec.session_id_out}")
+        self.hist[name].check(rec.result)
+        return elapsed
 
-        def baseline(_rep: int) -> float:
-            got, reply, elapsed = call(direct.resume(direct_id, PROMPT))
-            if got != direct_id:
-                raise RuntimeError(f"{direct.label} resumed session {got!r}, not {direct_id!r}")
-            hist["direct"].check(reply)
-            return elapsed
+    def baseline(self, _rep: int) -> float:
+        """One timed, checked resumed turn of the CLI run straight."""
+        assert self.direct is not None
+        direct_id = self.ids["direct"]
+        got, reply, elapsed = self.call(self.direct.resume(direct_id, PROMPT))
+        if got != direct_id:
+            raise RuntimeError(f"{self.direct.label} resumed session {got!r}, not {direct_id!r}")
+        self.hist["direct"].check(reply)
+        return elapsed
 
+    def sample(self, reps: int) -> dict[str, list[float]]:
+        """Interleaved timings of the three variants, ``reps`` each."""
+        store = open_store(self.settings.resolved_store_url)
         try:
-            samples = interleave(
+            return interleave(
                 {
-                    "baton": lambda _rep: api("baton", None),
-                    "baton+store": lambda _rep: api("baton+store", store),
-                    "direct": baseline,
+                    "baton": lambda _rep: self.api("baton", None),
+                    "baton+store": lambda _rep: self.api("baton+store", store),
+                    "direct": self.baseline,
                 },
                 reps,
             )
         finally:
             store.close()
 
+
+def bench_agent(root: Path, source: Path, agent: str, reps: int, tags: tuple[str, str]) -> list[Row]:
+    """Rows ``1<tags[0]>`` (``baton.run``) and ``1<tags[1]>`` (``baton.run(store=)``) for ``agent``."""
+    home = root / "baton-home"
+    settings = load_settings(overrides={"home": str(home)}, environ={})
+    workdir = root / "direct-worktree"
+    direct_worktree(source, root / "direct-cache.git", workdir, f"direct/{agent}")
+    direct_home = root / f"direct-{agent}-home"
+    hist = {name: History(f"{agent} {name}") for name in ("baton", "baton+store", "direct")}
+    bench = Variants(agent, str(source), settings, hist, {}, workdir=workdir)
+    mock = make_mock(agent)
+    with mock, patched_environ(mock.env()):
+        mock.configure_home(home / "homes" / agent)
+        bench.first_baton_turns()
+        copy_home_settings(agent, home / "homes" / agent, direct_home)
+        mock.configure_home(direct_home)
+        direct = (codex_direct if agent == "codex" else gemini_direct)(settings, direct_home)
+        bench.direct, bench.env = direct, {**clean_environ(), **mock.env(), **direct.env}
+        bench.first_direct_turn()
+        samples = bench.sample(reps)
+    return _rows(samples, direct.label, agent, reps, tags)
+
+
+def _rows(
+    samples: dict[str, list[float]], label: str, agent: str, reps: int, tags: tuple[str, str]
+) -> list[Row]:
+    """Each baton variant's median as a ratio to the direct CLI's."""
     base = median(samples["direct"])
     return [
-        Row(f"1{tag} {what} resume ÷ {direct.label}", "ratio", median(samples[name]), base, 1.05, reps,
-            samples={"candidate": samples[name], "baseline": samples["direct"]}, agent=agent)
+        Row(
+            f"1{tag} {what} resume ÷ {label}",
+            "ratio",
+            median(samples[name]),
+            base,
+            1.05,
+            reps,
+            samples={"candidate": samples[name], "baseline": samples["direct"]},
+            agent=agent,
+        )
         for tag, what, name in (
             (tags[0], "`baton.run`", "baton"),
             (tags[1], "`baton.run(store=)`", "baton+store"),

@@ -210,6 +210,7 @@ def test_text_around_tool_calls_and_empty_replies(adapter: GeminiAgent) -> None:
 
 
 def test_errors_and_classification(adapter: GeminiAgent) -> None:
+    event: dict[str, Any]  # the loops below mix the module's event constants with literal events
     failed = Turn()
     for event in (INIT, USER, API_ERROR):
         adapter.read_event(json.dumps(event), failed)
@@ -641,8 +642,8 @@ def test_real_cli_lost_session_messages_classify(
     monkeypatch.setenv("BATON_GEMINI_MODEL", "auto")
     outcome, stderr = turn_of(Mode.CONTINUE, None)
     assert outcome == Outcome.SUCCEEDED and "No previous sessions found" in stderr
-    router = [r for r in gemini.requests if r.schema is not None]
-    assert router and "complexity_score" in router[0].schema["properties"]
+    router = [schema for r in gemini.requests if (schema := r.schema) is not None]
+    assert router and "complexity_score" in router[0]["properties"]
     monkeypatch.delenv("BATON_GEMINI_MODEL")
     # a session exists now; an id that is not one of them
     outcome, stderr = turn_of(Mode.RESUME, TWIN)

@@ -158,36 +158,10 @@ class CodexAgent(AgentBase):
         return Launch(argv=argv, env=env, stdin=self.prompt_stdin(prompt))
 
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
-        kind = event.get("type")
-        if kind == "thread.started":
-            if isinstance(event.get("thread_id"), str):
-                turn.session_id = event["thread_id"]
-            # Not done until ``turn.completed``: a process that stops before it did not succeed.
-            turn.is_error = True
-        elif kind == "turn.started":
-            turn.is_error = True
-        elif kind == "item.completed" and isinstance(event.get("item"), dict):
-            item = event["item"]
-            if item.get("type") == "agent_message" and isinstance(item.get("text"), str):
-                turn.result = item["text"]  # the last message of the turn is its result
-            elif item.get("type") == "error":
-                turn.errors.append(str(item.get("message") or item))
-        elif kind == "turn.completed":
-            turn.is_error = False
-            usage = event.get("usage")
-            if isinstance(usage, dict):
-                # Cumulative for the thread; the runner turns it into this run's delta.
-                turn.usage = {
-                    k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)
-                }
-        elif kind == "turn.failed":
-            turn.is_error = True
-            error = event.get("error")
-            message = error.get("message") if isinstance(error, dict) else error
-            turn.errors.append(str(message or "turn failed"))
-        elif kind == "error":
-            turn.is_error = True
-            turn.errors.append(str(event.get("message") or "error"))
+        """Fold one ``codex exec --json`` event into ``turn`` (see :data:`_EVENT_HANDLERS`)."""
+        handler = _EVENT_HANDLERS.get(str(event.get("type")))
+        if handler is not None:
+            handler(event, turn)
 
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
         said = "\n".join([*turn.errors, stderr])
@@ -207,6 +181,61 @@ class CodexAgent(AgentBase):
     def after_hydrate(self, session_id: str, cwd: Path) -> None:
         """Make the hydrated rollout the one Codex's indexes point at (see :func:`repair_index`)."""
         repair_index(self._home, session_id, projection=True)
+
+
+# -- events -----------------------------------------------------------------------------------------
+# One small handler per ``codex exec --json`` event type; types not listed are ignored.
+
+
+def _on_thread_started(event: dict[str, Any], turn: Turn) -> None:
+    if isinstance(event.get("thread_id"), str):
+        turn.session_id = event["thread_id"]
+    # Not done until ``turn.completed``: a process that stops before it did not succeed.
+    turn.is_error = True
+
+
+def _on_turn_started(event: dict[str, Any], turn: Turn) -> None:
+    turn.is_error = True
+
+
+def _on_item_completed(event: dict[str, Any], turn: Turn) -> None:
+    item = event.get("item")
+    if not isinstance(item, dict):
+        return
+    if item.get("type") == "agent_message" and isinstance(item.get("text"), str):
+        turn.result = item["text"]  # the last message of the turn is its result
+    elif item.get("type") == "error":
+        turn.errors.append(str(item.get("message") or item))
+
+
+def _on_turn_completed(event: dict[str, Any], turn: Turn) -> None:
+    turn.is_error = False
+    usage = event.get("usage")
+    if isinstance(usage, dict):
+        # Cumulative for the thread; the runner turns it into this run's delta.
+        turn.usage = {k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def _on_turn_failed(event: dict[str, Any], turn: Turn) -> None:
+    turn.is_error = True
+    error = event.get("error")
+    message = error.get("message") if isinstance(error, dict) else error
+    turn.errors.append(str(message or "turn failed"))
+
+
+def _on_error(event: dict[str, Any], turn: Turn) -> None:
+    turn.is_error = True
+    turn.errors.append(str(event.get("message") or "error"))
+
+
+_EVENT_HANDLERS: dict[str, Callable[[dict[str, Any], Turn], None]] = {
+    "thread.started": _on_thread_started,
+    "turn.started": _on_turn_started,
+    "item.completed": _on_item_completed,
+    "turn.completed": _on_turn_completed,
+    "turn.failed": _on_turn_failed,
+    "error": _on_error,
+}
 
 
 def from_settings(name: str, settings: Settings) -> CodexAgent:

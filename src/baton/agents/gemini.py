@@ -56,6 +56,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -222,32 +223,10 @@ class GeminiAgent(AgentBase):
         return None if chosen == "auto" else chosen
 
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
-        kind = event.get("type")
-        if kind == "init":
-            if isinstance(event.get("session_id"), str):
-                turn.session_id = event["session_id"]
-            turn.is_error = True  # not done until a successful `result`
-        elif kind == "message" and event.get("role") == "assistant":
-            if isinstance(event.get("content"), str):
-                turn.result = (turn.result or "") + event["content"]
-        elif kind in ("tool_use", "tool_result") and turn.result:
-            turn.result = turn.result.rstrip("\n") + "\n\n"  # text before and after a tool call
-        elif kind == "error" and event.get("severity") == "error":
-            turn.errors.append(str(event.get("message") or "error"))
-        elif kind == "result":
-            turn.is_error = event.get("status") != "success"
-            error = event.get("error")
-            if isinstance(error, dict):
-                turn.errors.append(str(error.get("message") or error.get("type") or "error"))
-            elif turn.is_error:
-                turn.errors.append(f"gemini ended the turn with status {event.get('status')!r}")
-            if turn.result is not None:
-                turn.result = turn.result.rstrip("\n")
-            elif not turn.is_error:
-                turn.result = ""
-            stats = event.get("stats")
-            if isinstance(stats, dict):
-                turn.usage = usage_from_stats(stats)
+        """Fold one ``--output-format stream-json`` event into ``turn`` (see :data:`_EVENT_HANDLERS`)."""
+        handler = _EVENT_HANDLERS.get(str(event.get("type")))
+        if handler is not None:
+            handler(event, turn)
 
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
         said = "\n".join([*turn.errors, stderr])
@@ -282,6 +261,57 @@ class GeminiAgent(AgentBase):
 
     def version(self) -> str | None:
         return gemini_version(tuple(self.command))
+
+
+# -- events -----------------------------------------------------------------------------------------
+# One small handler per stream-json event type; types not listed are ignored.
+
+
+def _on_init(event: dict[str, Any], turn: Turn) -> None:
+    if isinstance(event.get("session_id"), str):
+        turn.session_id = event["session_id"]
+    turn.is_error = True  # not done until a successful `result`
+
+
+def _on_message(event: dict[str, Any], turn: Turn) -> None:
+    if event.get("role") == "assistant" and isinstance(event.get("content"), str):
+        turn.result = (turn.result or "") + event["content"]
+
+
+def _on_tool(event: dict[str, Any], turn: Turn) -> None:
+    if turn.result:
+        turn.result = turn.result.rstrip("\n") + "\n\n"  # text before and after a tool call
+
+
+def _on_error(event: dict[str, Any], turn: Turn) -> None:
+    if event.get("severity") == "error":  # warnings are not the turn's errors
+        turn.errors.append(str(event.get("message") or "error"))
+
+
+def _on_result(event: dict[str, Any], turn: Turn) -> None:
+    turn.is_error = event.get("status") != "success"
+    error = event.get("error")
+    if isinstance(error, dict):
+        turn.errors.append(str(error.get("message") or error.get("type") or "error"))
+    elif turn.is_error:
+        turn.errors.append(f"gemini ended the turn with status {event.get('status')!r}")
+    if turn.result is not None:
+        turn.result = turn.result.rstrip("\n")
+    elif not turn.is_error:
+        turn.result = ""
+    stats = event.get("stats")
+    if isinstance(stats, dict):
+        turn.usage = usage_from_stats(stats)
+
+
+_EVENT_HANDLERS: dict[str, Callable[[dict[str, Any], Turn], None]] = {
+    "init": _on_init,
+    "message": _on_message,
+    "tool_use": _on_tool,
+    "tool_result": _on_tool,
+    "error": _on_error,
+    "result": _on_result,
+}
 
 
 def from_settings(name: str, settings: Settings) -> GeminiAgent:
@@ -334,4 +364,3 @@ def gemini_version(command: tuple[str, ...]) -> str | None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return version_word(out)
-

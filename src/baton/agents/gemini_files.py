@@ -108,38 +108,60 @@ def parse_chat(path: Path) -> Chat | None:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
+    legacy = _legacy_chat(text)
+    if legacy is not None:
+        return legacy
     meta: dict[str, Any] = {}
     messages: dict[str, dict[str, Any]] = {}
+    for record in _records(text):
+        messages = _replay(record, messages, meta)
+    sid = meta.get("sessionId")
+    if not isinstance(sid, str):
+        return None
+    return Chat(sid, any(map(_resumable, messages.values())))
+
+
+def _legacy_chat(text: str) -> Chat | None:
+    """The chat of a legacy whole-file ``.json`` chat, or None if ``text`` is not one."""
     with contextlib.suppress(json.JSONDecodeError):
         whole = json.loads(text)
-        if isinstance(whole, dict) and isinstance(whole.get("messages"), list):  # legacy .json format
+        if isinstance(whole, dict) and isinstance(whole.get("messages"), list):
             sid = whole.get("sessionId")
             return Chat(sid if isinstance(sid, str) else None, any(map(_resumable, whole["messages"])))
+    return None
+
+
+def _records(text: str) -> Iterator[dict[str, Any]]:
+    """The JSON object lines of a ``.jsonl`` chat; torn or garbage lines are skipped, as Gemini does."""
     for line in text.splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if not isinstance(record, dict):
-            continue
-        if isinstance(record.get("$rewindTo"), str):
-            ids = list(messages)
-            cut = ids.index(record["$rewindTo"]) if record["$rewindTo"] in ids else 0
-            for key in ids[cut:]:
-                del messages[key]
-        elif isinstance(record.get("id"), str):
-            messages[record["id"]] = record
-        elif isinstance(record.get("$set"), dict):
-            update = record["$set"]
-            if isinstance(update.get("messages"), list):
-                messages = {m["id"]: m for m in update["messages"] if isinstance(m, dict) and "id" in m}
-            meta.update(update)
-        elif isinstance(record.get("sessionId"), str) and isinstance(record.get("projectHash"), str):
-            meta.update(record)
-    sid = meta.get("sessionId")
-    if not isinstance(sid, str):
-        return None
-    return Chat(sid, any(map(_resumable, messages.values())))
+        if isinstance(record, dict):
+            yield record
+
+
+def _replay(
+    record: dict[str, Any], messages: dict[str, dict[str, Any]], meta: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Apply one record to ``messages`` (in order, by id) and ``meta``; returns the messages, which a
+    ``$set`` may replace wholesale."""
+    if isinstance(record.get("$rewindTo"), str):
+        ids = list(messages)
+        cut = ids.index(record["$rewindTo"]) if record["$rewindTo"] in ids else 0
+        for key in ids[cut:]:
+            del messages[key]
+    elif isinstance(record.get("id"), str):
+        messages[record["id"]] = record
+    elif isinstance(record.get("$set"), dict):
+        update = record["$set"]
+        if isinstance(update.get("messages"), list):
+            messages = {m["id"]: m for m in update["messages"] if isinstance(m, dict) and "id" in m}
+        meta.update(update)
+    elif isinstance(record.get("sessionId"), str) and isinstance(record.get("projectHash"), str):
+        meta.update(record)
+    return messages
 
 
 def _text(content: Any) -> str:

@@ -27,7 +27,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 VERSION = "2.1.0-fake"
 NOT_FOUND = "No conversation found with session ID"
@@ -50,7 +50,7 @@ def load(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def fail(session_id: str, message: str, code: int = 1) -> None:
+def fail(session_id: str, message: str, code: int = 1) -> NoReturn:
     emit(
         {
             "type": "result",
@@ -117,6 +117,50 @@ def run_hooks(settings: str | None) -> None:
                 subprocess.run(hook["command"], shell=True, check=False)
 
 
+def choose_session(args: dict[str, Any], home: Path, project: Path) -> tuple[str, list[dict[str, Any]]]:
+    """The session id this run writes to and the history it resumes, as Claude picks them for
+    ``--resume [--fork-session]``, ``--continue`` (the newest transcript of the cwd) or a new one."""
+    resume = args.get("resume")
+    if resume:
+        found = sorted((home / "projects").glob(f"*/{resume}.jsonl"))
+        if not found or not any(
+            line.startswith("{") for line in found[0].read_text(errors="replace").splitlines()
+        ):
+            fail(resume, f"{NOT_FOUND}: {resume}")  # as Claude Code does for an empty or binary file
+        history = load(found[0])
+        return (args.get("session-id") or str(uuid.uuid4()) if args["fork"] else resume), history
+    if args["continue"]:
+        candidates = (
+            sorted(project.glob("*.jsonl"), key=lambda p: p.stat().st_mtime) if project.is_dir() else []
+        )
+        if not candidates:
+            return str(uuid.uuid4()), []
+        return candidates[-1].stem, load(candidates[-1])
+    session_id: str = args.get("session-id") or str(uuid.uuid4())
+    if (home / "projects").is_dir() and list((home / "projects").glob(f"*/{session_id}.jsonl")):
+        fail(session_id, f"Session ID {session_id} is already in use.")
+    return session_id, []
+
+
+def record(kind: str, parent: str | None, session_id: str, cwd: str, content: str) -> dict[str, Any]:
+    """A transcript line as Claude writes it for a user prompt or an assistant reply."""
+    return {
+        "type": kind,
+        "uuid": str(uuid.uuid4()),
+        "parentUuid": parent,
+        "sessionId": session_id,
+        "cwd": cwd,
+        "timestamp": time.time(),
+        "message": {"role": kind, "content": content},
+    }
+
+
+def append(transcript: Path, *entries: dict[str, Any]) -> None:
+    with transcript.open("a") as fh:
+        for entry in entries:
+            fh.write(json.dumps(entry) + "\n")
+
+
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     if args.get("version"):
@@ -128,32 +172,12 @@ def main(argv: list[str]) -> None:
     home = Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude")
     cwd = os.getcwd()
     project = home / "projects" / re.sub(r"[^A-Za-z0-9]", "-", cwd)
-    history: list[dict[str, Any]] = []
-    resume = args.get("resume")
-    if resume:
-        found = sorted((home / "projects").glob(f"*/{resume}.jsonl"))
-        if not found or not any(
-            line.startswith("{") for line in found[0].read_text(errors="replace").splitlines()
-        ):
-            fail(resume, f"{NOT_FOUND}: {resume}")  # as Claude Code does for an empty or binary file
-        history = load(found[0])
-        session_id = args.get("session-id") or str(uuid.uuid4()) if args["fork"] else resume
-    elif args["continue"]:
-        candidates = (
-            sorted(project.glob("*.jsonl"), key=lambda p: p.stat().st_mtime) if project.is_dir() else []
-        )
-        session_id = candidates[-1].stem if candidates else str(uuid.uuid4())
-        history = load(candidates[-1]) if candidates else []
-    else:
-        session_id = args.get("session-id") or str(uuid.uuid4())
-        if (home / "projects").is_dir() and list((home / "projects").glob(f"*/{session_id}.jsonl")):
-            fail(session_id, f"Session ID {session_id} is already in use.")
+    session_id, history = choose_session(args, home, project)
     project.mkdir(parents=True, exist_ok=True)
     transcript = project / f"{session_id}.jsonl"
     if args["fork"] and history:
-        with transcript.open("w") as fh:
-            for entry in history:
-                fh.write(json.dumps({**entry, "sessionId": session_id}) + "\n")
+        transcript.write_text("")  # a fork starts a fresh file holding a copy of the history
+        append(transcript, *({**entry, "sessionId": session_id} for entry in history))
     emit(
         {
             "type": "system",
@@ -164,34 +188,14 @@ def main(argv: list[str]) -> None:
         }
     )
     parent = history[-1]["uuid"] if history else None
-    prompt = args.get("prompt", "")
-    user = {
-        "type": "user",
-        "uuid": str(uuid.uuid4()),
-        "parentUuid": parent,
-        "sessionId": session_id,
-        "cwd": cwd,
-        "timestamp": time.time(),
-        "message": {"role": "user", "content": prompt},
-    }
-    with transcript.open("a") as fh:
-        fh.write(json.dumps(user) + "\n")
+    user = record("user", parent, session_id, cwd, args.get("prompt", ""))
+    append(transcript, user)
     time.sleep(float(os.environ.get("FAKE_AGENT_DELAY", "0") or 0))
     if should_fail():
         fail(session_id, "fake failure (FAKE_AGENT_FAIL)")
     count = len(history) + 2
-    text = f"fake reply: received {count} messages"
-    reply = {
-        "type": "assistant",
-        "uuid": str(uuid.uuid4()),
-        "parentUuid": user["uuid"],
-        "sessionId": session_id,
-        "cwd": cwd,
-        "timestamp": time.time(),
-        "message": {"role": "assistant", "content": text},
-    }
-    with transcript.open("a") as fh:
-        fh.write(json.dumps(reply) + "\n")
+    reply = record("assistant", user["uuid"], session_id, cwd, f"fake reply: received {count} messages")
+    append(transcript, reply)
     emit({"type": "assistant", "session_id": session_id, "message": reply["message"]})
     if os.environ.get("FAKE_AGENT_EXIT"):
         sys.exit(int(os.environ["FAKE_AGENT_EXIT"]))
@@ -201,7 +205,7 @@ def main(argv: list[str]) -> None:
             "subtype": "success",
             "is_error": False,
             "session_id": session_id,
-            "result": text,
+            "result": reply["message"]["content"],
             "total_cost_usd": 0.0001 * count,
             "usage": {"input_tokens": 10 * count, "output_tokens": 5},
         }
