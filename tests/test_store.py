@@ -294,7 +294,9 @@ def test_two_processes_racing_for_one_key_exactly_one_wins(store: SQLStore, db_p
 
 
 def _snapshot(files: dict[str, str], session_id: str = "sid", thread: str = "issue-1") -> Snapshot:
-    return Snapshot("fake", "github.com/acme/api", thread, session_id, files, 10, 123.0)
+    """One chunk per file, named by its digest."""
+    chunks = {path: [digest] for path, digest in files.items()}
+    return Snapshot("fake", "github.com/acme/api", thread, session_id, chunks, 10, 123.0)
 
 
 def _blob_count(db_path: Path) -> int:
@@ -327,7 +329,7 @@ def test_save_snapshot_replaces_the_previous_and_drops_unused_blobs(store: SQLSt
     store.save_snapshot(_snapshot({"c": "d4", "d": "d1"}, thread="issue-2"))
     store.save_snapshot(_snapshot({"a": "d2"}, session_id="sid-2", thread="issue-1"))
     got = store.get_snapshot("fake", "github.com/acme/api", "issue-1")
-    assert got is not None and got.files == {"a": "d2"} and got.agent_session_id == "sid-2"
+    assert got is not None and got.files == {"a": ["d2"]} and got.agent_session_id == "sid-2"
     assert store.get_blob("d1") == b"d1"  # still used by the other key
     store.save_snapshot(_snapshot({"c": "d4"}, thread="issue-2"))
     assert store.get_blob("d1") is None  # nothing uses it any more
