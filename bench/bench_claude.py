@@ -132,11 +132,15 @@ def bench_claude(root: Path, source: Path, reps: int) -> list[Row]:
             "ratio",
             median(samples[name]),
             base,
-            1.05,
+            goal,
             reps,
             samples={"candidate": samples[name], "baseline": samples["direct"]},
             agent="claude",
         )
-        for tag, what, name in (("a", "`baton.run`", "api"), ("b", "`baton run` CLI", "cli"))
+        # issue 7's goals: the API within 5 %, the CLI (a fresh Python process) within 10 %
+        for tag, what, name, goal in (
+            ("a", "`baton.run`", "api", 1.05),
+            ("b", "`baton run` CLI", "cli", 1.1),
+        )
     ]
     return rows

@@ -46,6 +46,19 @@ def gone(pid: int) -> bool:
         return True
 
 
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` with a test identity; its stdout, stripped."""
+    out = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return out.stdout.strip()
+
+
 def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     for name, text in (files or {"README.md": "# demo\n", "src/app.py": "print('hi')\n"}).items():

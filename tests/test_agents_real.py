@@ -284,7 +284,7 @@ def test_repo_url_that_does_not_exist_writes_nothing(cli: Cli, home: Path, tmp_p
             env={"BATON_GIT_TOKEN": "t0ken"},
         )
     assert result.returncode == 4, result.stderr  # a remote that cannot be reached
-    assert "cannot clone" in result.stderr
+    assert "cannot reach repo" in result.stderr and "not found" in result.stderr
     assert not (home / "repos").exists() or not any((home / "repos").rglob("*.git"))
     assert not (home / "worktrees").exists()
     store = open_store(f"sqlite:///{home / 'baton.db'}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,18 +19,7 @@ from baton.sessions import ResetResult, Scope, import_session, reset_session
 from baton.settings import Settings
 from baton.store import Store
 from baton.workdirs import Workdirs
-
-
-def git(cwd: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
-    return out.stdout.strip()
+from tests.conftest import git
 
 
 def go(settings: Settings, repo: Path, prompt: str = "do it", thread: str = "t1", **kw: object) -> RunResult:

@@ -17,20 +17,9 @@ from baton.keys import Key, Repo, make_key
 from baton.settings import Settings, load_settings
 from baton.testing.git_http import GitHttpServer
 from baton.workdirs import Workdirs, branch_for, disk_usage
+from tests.conftest import git
 
 TOKEN = "t0ken-for-the-test-server"
-
-
-def git(cwd: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
-    return out.stdout.strip()
 
 
 def commit_file(repo: Path, name: str, text: str, message: str) -> str:

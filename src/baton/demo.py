@@ -13,9 +13,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
+from unittest.mock import patch
 
 from rich.console import Console
 
@@ -27,19 +28,10 @@ from baton.settings import load_settings
 from baton.testing.mock_anthropic import MockAnthropic
 
 
-@contextmanager
-def environ_patch(values: Mapping[str, str]) -> Iterator[None]:
-    """Set ``values`` in this process's environment for the block (the agent inherits it)."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def environ_patch(values: Mapping[str, str]) -> AbstractContextManager[dict[str, str]]:
+    """Set ``values`` in this process's environment for the block (the agent inherits it); the
+    environment is restored exactly afterwards (``unittest.mock.patch.dict``)."""
+    return patch.dict(os.environ, values)
 
 
 def make_scratch_repo(path: Path) -> Path:

@@ -18,6 +18,7 @@ import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,18 @@ TRANSCRIPT_GLOBS = {
 REAL_AGENTS = [a for a in AGENTS if a != "fake"]
 
 
+class CheckStatus(StrEnum):
+    """How one doctor check came out."""
+
+    OK = "ok"  # fine
+    WARN = "warn"  # works, but something will bite (no credentials, little free space)
+    ERROR = "error"  # conversations would not survive here: doctor exits 1
+
+
 @dataclass
 class Check:
     name: str
-    status: str  # ok | warn | error
+    status: CheckStatus
     detail: str
 
 
@@ -82,43 +91,47 @@ def check_home(settings: Settings) -> Check:
     where = f"{settings.home} is on {fstype} (mounted at {point})"
     if fstype in VOLATILE_FS:
         return Check(
-            "data dir persistent", "error", f"{where}: it is lost on reboot; put BATON_HOME on a volume"
+            "data dir persistent",
+            CheckStatus.ERROR,
+            f"{where}: it is lost on reboot; put BATON_HOME on a volume",
         )
     if fstype == "overlay" and point == "/":
         return Check(
             "data dir persistent",
-            "warn",
+            CheckStatus.WARN,
             f"{where}: a container's writable layer is lost on redeploy; mount a volume for BATON_HOME",
         )
-    return Check("data dir persistent", "ok", where)
+    return Check("data dir persistent", CheckStatus.OK, where)
 
 
 def check_git() -> Check:
     try:
         text = run_git(["--version"])
     except BatonError as exc:
-        return Check("git", "error", str(exc))
+        return Check("git", CheckStatus.ERROR, str(exc))
     match = re.search(r"(\d+)\.(\d+)", text)
     version = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
     if version < MIN_GIT:
-        return Check("git", "error", f"{text}: baton needs git ≥ {MIN_GIT[0]}.{MIN_GIT[1]}")
-    return Check("git", "ok", f"{text} (worktrees, partial clone, restore)")
+        return Check("git", CheckStatus.ERROR, f"{text}: baton needs git ≥ {MIN_GIT[0]}.{MIN_GIT[1]}")
+    return Check("git", CheckStatus.OK, f"{text} (worktrees, partial clone, restore)")
 
 
 def check_store(settings: Settings) -> Check:
     try:
         store = open_store(settings.resolved_store_url)
     except BatonError as exc:
-        return Check("store", "error", str(exc))
+        return Check("store", CheckStatus.ERROR, str(exc))
     try:
         version = getattr(store, "schema_version", lambda: -1)()
     finally:
         store.close()
     latest = MIGRATIONS[-1][0]
     if version != latest:
-        return Check("store", "error", f"schema version {version}, expected {latest}")
+        return Check("store", CheckStatus.ERROR, f"schema version {version}, expected {latest}")
     return Check(
-        "store", "ok", f"{settings.resolved_store_url.split('://')[0]} reachable, schema version {version}"
+        "store",
+        CheckStatus.OK,
+        f"{settings.resolved_store_url.split('://')[0]} reachable, schema version {version}",
     )
 
 
@@ -132,19 +145,21 @@ def check_agents(settings: Settings, environ: Mapping[str, str]) -> list[Check]:
             command = agent.command
             version = agent.version()
         except BatonError as exc:
-            checks.append(Check(f"{name} CLI", "warn", str(exc)))
+            checks.append(Check(f"{name} CLI", CheckStatus.WARN, str(exc)))
             continue
         if version is None:
-            checks.append(Check(f"{name} CLI", "warn", f"{' '.join(command)} did not report a version"))
+            checks.append(
+                Check(f"{name} CLI", CheckStatus.WARN, f"{' '.join(command)} did not report a version")
+            )
             continue
         found += 1
-        checks.append(Check(f"{name} CLI", "ok", f"{version} ({' '.join(command)})"))
+        checks.append(Check(f"{name} CLI", CheckStatus.OK, f"{version} ({' '.join(command)})"))
         agent_home = agent.home.resolve() if agent.home.exists() else agent.home
         inside = home in agent_home.parents
         checks.append(
             Check(
                 f"{name} home",
-                "ok" if inside else "error",
+                CheckStatus.OK if inside else CheckStatus.ERROR,
                 f"{agent_home}" + ("" if inside else f" is outside BATON_HOME {home}"),
             )
         )
@@ -152,10 +167,12 @@ def check_agents(settings: Settings, environ: Mapping[str, str]) -> list[Check]:
             ok, detail = agent.retention(settings.ttl_days)
         else:
             ok, detail = True, "set on first run (home not created yet)"
-        checks.append(Check(f"{name} retention", "ok" if ok else "error", detail))
+        checks.append(Check(f"{name} retention", CheckStatus.OK if ok else CheckStatus.ERROR, detail))
         checks.append(check_credentials(agent, environ))
     if not found:
-        checks.insert(0, Check("agents", "error", f"no agent CLI found: {agents_hint()}, or set BATON_*_BIN"))
+        checks.insert(
+            0, Check("agents", CheckStatus.ERROR, f"no agent CLI found: {agents_hint()}, or set BATON_*_BIN")
+        )
     return checks
 
 
@@ -167,8 +184,8 @@ def check_free_space(settings: Settings, minimum: int = MIN_FREE) -> Check:
     free = shutil.disk_usage(probe).free
     detail = f"{free / (1 << 30):.1f} GiB free on the volume of {settings.home}"
     if free < minimum:
-        return Check("free space", "warn", f"{detail}: runs fail with 'disk full' when it runs out")
-    return Check("free space", "ok", detail)
+        return Check("free space", CheckStatus.WARN, f"{detail}: runs fail with 'disk full' when it runs out")
+    return Check("free space", CheckStatus.OK, detail)
 
 
 def check_credentials(agent: Agent, environ: Mapping[str, str]) -> Check:
@@ -179,10 +196,10 @@ def check_credentials(agent: Agent, environ: Mapping[str, str]) -> Check:
     names: tuple[str, ...] = getattr(agent, "credentials", CREDENTIALS.get(agent.name, ()))
     found = [n for n in names if environ.get(n)]
     if found or not names:
-        return Check(f"{agent.name} credentials", "ok", f"{', '.join(found) or 'not needed'} set")
+        return Check(f"{agent.name} credentials", CheckStatus.OK, f"{', '.join(found) or 'not needed'} set")
     return Check(
         f"{agent.name} credentials",
-        "warn",
+        CheckStatus.WARN,
         f"none of {', '.join(names)} is set: runs will fail as not authenticated (baton relocates the "
         f"agent home, so a login in your own home is not used). {getattr(agent, 'auth_hint', '')}".rstrip(),
     )
@@ -193,7 +210,7 @@ def check_orphans(settings: Settings) -> Check:
     try:
         store = open_store(settings.resolved_store_url)
     except BatonError as exc:
-        return Check("orphan transcripts", "warn", f"not checked: {exc}")
+        return Check("orphan transcripts", CheckStatus.WARN, f"not checked: {exc}")
     try:
         sessions = store.list_sessions()
     finally:
@@ -215,11 +232,11 @@ def check_orphans(settings: Settings) -> Check:
     if orphans:
         return Check(
             "orphan transcripts",
-            "warn",
+            CheckStatus.WARN,
             f"{orphans} transcripts on disk belong to no session: the store was deleted or replaced "
             f"(runs of those keys start new conversations; `baton sessions import` restores an export)",
         )
-    return Check("orphan transcripts", "ok", "every transcript on disk belongs to a session")
+    return Check("orphan transcripts", CheckStatus.OK, "every transcript on disk belongs to a session")
 
 
 def run_doctor(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Check]:
@@ -237,7 +254,7 @@ def run_doctor(settings: Settings, environ: Mapping[str, str] | None = None) -> 
 
 def to_json(checks: list[Check], settings: Settings) -> dict[str, Any]:
     return {
-        "ok": all(c.status != "error" for c in checks),
+        "ok": all(c.status != CheckStatus.ERROR for c in checks),
         "baton_home": str(settings.home),
         "checks": [asdict(c) for c in checks],
     }

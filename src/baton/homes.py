@@ -22,18 +22,35 @@ import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from baton.errors import BadInput
+from baton.files import atomic_write_text
 
 ENTRIES = [".claude", ".claude.json", ".codex", ".gemini"]
 MANIFEST = ".baton-homes.json"
 
 
+class Did(StrEnum):
+    """What ``link`` or ``unlink`` did (or, with ``--dry-run``, would do) with one entry."""
+
+    LINKED = "linked"  # nothing was there: the symlink was made
+    MOVED = "moved+linked"  # the directory moved into the persistent dir, a symlink in its place
+    BACKED_UP = "backed-up+linked"  # the target existed too: what was here went to a backup
+    ALREADY = "already linked"  # the symlink was already there
+    BLOCKED = "blocked"  # a symlink to somewhere else: left alone, exit 1
+    SKIPPED = "skipped"  # no file to keep; the CLI creates it on first use
+    MOVED_BACK = "moved back"  # unlink: the directory is back where it was
+    RESTORED = "backup restored"  # unlink: the backup is back where it was
+    UNLINKED = "unlinked"  # unlink: the symlink is gone
+    NOT_LINKED = "not linked (left alone)"  # unlink: not ours
+
+
 @dataclass
 class Action:
     name: str  # e.g. ".claude"
-    action: str  # "linked", "moved+linked", "backed-up+linked", "already linked", "blocked"
+    action: Did
     source: str  # ~/.claude
     target: str  # <dir>/claude
     backup: str | None = None
@@ -55,9 +72,7 @@ def _load(directory: Path) -> dict[str, dict[str, str | None]]:
 
 
 def _save(directory: Path, manifest: dict[str, dict[str, str | None]]) -> None:
-    tmp = directory / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(directory / MANIFEST)
+    atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
 
 def _move(source: Path, destination: Path) -> None:
@@ -88,7 +103,7 @@ def link(directory: Path, home: Path | None = None, dry_run: bool = False) -> li
     for name in ENTRIES:
         act = _decide(name, home, directory)
         actions.append(act)
-        if dry_run or act.action in ("skipped", "already linked", "blocked"):
+        if dry_run or act.action in (Did.SKIPPED, Did.ALREADY, Did.BLOCKED):
             continue
         directory.mkdir(parents=True, exist_ok=True)
         _apply(act)
@@ -101,29 +116,29 @@ def link(directory: Path, home: Path | None = None, dry_run: bool = False) -> li
 def _decide(name: str, home: Path, directory: Path) -> Action:
     """What :func:`link` does with ``home/name``, decided before anything is touched."""
     source, target = home / name, _target(directory, name)
-    act = Action(name, "", str(source), str(target))
+    act = Action(name, Did.SKIPPED, str(source), str(target))  # decided below
     if source.is_symlink():
-        act.action = "already linked" if source.resolve() == target.resolve() else "blocked"
+        act.action = Did.ALREADY if source.resolve() == target.resolve() else Did.BLOCKED
     elif source.exists() and not _has_data(target):
-        act.action = "moved+linked"
+        act.action = Did.MOVED
     elif source.exists():
-        act.action = "backed-up+linked"
+        act.action = Did.BACKED_UP
         act.backup = str(home / f"{name}.baton-backup-{time.strftime('%Y%m%d-%H%M%S')}")
     elif _is_file(name) and not target.exists():
-        act.action = "skipped"  # no file to keep; the CLI creates it on first use
+        act.action = Did.SKIPPED  # no file to keep; the CLI creates it on first use
     else:
-        act.action = "linked"
+        act.action = Did.LINKED
     return act
 
 
 def _apply(act: Action) -> None:
     """Carry out a decided action: move (or back up) what is there, then put the symlink in its place."""
     source, target, is_file = Path(act.source), Path(act.target), _is_file(act.name)
-    if act.action == "moved+linked":
+    if act.action == Did.MOVED:
         if target.is_dir() and not target.is_symlink():
             target.rmdir()  # an empty directory left by an earlier unlink
         _move(source, target)
-    elif act.action == "backed-up+linked":
+    elif act.action == Did.BACKED_UP:
         assert act.backup is not None
         _move(source, Path(act.backup))
     elif not is_file:
@@ -142,21 +157,20 @@ def unlink(directory: Path, dry_run: bool = False) -> list[Action]:
     actions: list[Action] = []
     for name, entry in list(manifest.items()):
         source, target = Path(str(entry["source"])), _target(directory, name)
-        act = Action(name, "", str(source), str(target), entry.get("backup"))
+        act = Action(name, Did.UNLINKED, str(source), str(target), entry.get("backup"))  # decided below
         if not source.is_symlink() or source.resolve() != target.resolve():
-            act.action = "not linked (left alone)"
+            act.action = Did.NOT_LINKED
             actions.append(act)
             continue
-        act.action = {"moved+linked": "moved back", "backed-up+linked": "backup restored"}.get(
-            str(entry["action"]), "unlinked"
-        )
+        undone: dict[str, Did] = {Did.MOVED: Did.MOVED_BACK, Did.BACKED_UP: Did.RESTORED}
+        act.action = undone.get(str(entry["action"]), Did.UNLINKED)
         actions.append(act)
         if dry_run:
             continue
         source.unlink()
-        if entry["action"] == "moved+linked":
+        if entry["action"] == Did.MOVED:
             _move(target, source)
-        elif entry["action"] == "backed-up+linked" and act.backup and os.path.lexists(act.backup):
+        elif entry["action"] == Did.BACKED_UP and act.backup and os.path.lexists(act.backup):
             _move(Path(act.backup), source)
         del manifest[name]
         _save(directory, manifest)

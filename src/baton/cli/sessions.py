@@ -153,9 +153,9 @@ def sessions_export(
     if output is None:
         sys.stdout.write(text + "\n")
     else:
-        tmp = output.with_name(output.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(output)
+        from baton.files import atomic_write_text
+
+        atomic_write_text(output, text)
         err().print(f"exported to {esc(output)}", highlight=False)
 
 
