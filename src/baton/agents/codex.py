@@ -60,6 +60,7 @@ import os
 import platform
 import sqlite3
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -355,11 +356,32 @@ def merge_toml(path: Path, forced: dict[str, Any]) -> bool:
     """Set ``forced`` (nested tables as dicts) in the TOML file at ``path``, keeping every other key,
     comment and the layout (tomlkit); written atomically, and only when something changed or the file
     is new. True if it was written."""
+    if _already_set(path, forced):  # the common case, every run: tomllib reads ~10x faster than tomlkit
+        return False
     doc, exists = _load_toml(path)
     changed = _merge_into(doc, forced)
     if changed or not exists:
         atomic_write_text(path, tomlkit.dumps(doc))
     return changed or not exists
+
+
+def _already_set(path: Path, forced: dict[str, Any]) -> bool:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False  # missing or unreadable: the full path below writes it or says what is wrong
+    return _contains(data, forced)
+
+
+def _contains(data: dict[str, Any], forced: dict[str, Any]) -> bool:
+    for key, value in forced.items():
+        current = data.get(key)
+        if isinstance(value, dict):
+            if not isinstance(current, dict) or not _contains(current, value):
+                return False
+        elif current != value or type(current) is not type(value):
+            return False
+    return True
 
 
 def read_toml(path: Path) -> dict[str, Any]:
