@@ -79,7 +79,9 @@ def test_ctrl_c_during_start_up_exits_130_quietly(baton_env: dict[str, str], src
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
-        assert proc.returncode == 130, (delay, stderr)
+        # 130, or killed by SIGINT itself (Python's own exit for an interrupt it did not handle, in
+        # the ~20 ms before baton's first line runs): a shell reports both as exit status 130
+        assert proc.returncode in (130, -signal.SIGINT), (delay, stderr)
         assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, (delay, stderr)
 
 

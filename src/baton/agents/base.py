@@ -201,12 +201,16 @@ def check_prompt(agent: str, capabilities: Capabilities, prompt: str) -> None:
     beyond the CLI's own limit (Codex refuses, Gemini cuts its stdin)."""
     if "\x00" in prompt:
         raise BadInput("the prompt contains a NUL byte; remove it")
+    try:
+        encoded = prompt.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates: undecodable bytes that came in through argv
+        raise BadInput(f"the prompt is not valid UTF-8 text (at character {exc.start})") from exc
     limit = capabilities.max_prompt_chars
     if limit is not None and len(prompt) > limit:
         raise BadInput(f"the prompt has {len(prompt):,} characters; {agent} takes at most {limit:,}")
     limit = capabilities.max_prompt_bytes
     if limit is not None:
-        size = len(prompt.encode("utf-8", "surrogatepass"))
+        size = len(encoded)
         if size > limit:
             raise BadInput(f"the prompt has {size:,} bytes; {agent} takes at most {limit:,}")
 
