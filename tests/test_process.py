@@ -145,3 +145,26 @@ def test_kill_tagged_kills_only_the_tagged_processes(tmp_path: Path) -> None:
         for proc in (mine, other_run, untagged):
             proc.kill()
             proc.wait()
+
+
+def test_a_failing_supervisor_never_leaves_the_agent_running(tmp_path: Path) -> None:
+    started: list[int] = []
+
+    def heartbeat() -> bool:
+        raise RuntimeError("the store went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        run_process(
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+            dict(os.environ),
+            tmp_path,
+            tmp_path / "log.jsonl",
+            lambda line: None,
+            on_start=started.append,
+            heartbeat=heartbeat,
+            heartbeat_every=0.1,
+            timeout=60,
+            cancel=threading.Event(),
+            kill_grace=1,
+        )
+    wait_for(lambda: gone(started[0]), timeout=10)

@@ -8,6 +8,7 @@ after the record was written (a full disk, a broken store) is recorded on the ru
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -144,7 +145,8 @@ def _launch(
             ctx.request.on_event(record, event)
 
     def heartbeat() -> bool:
-        store.update_run(record.id, heartbeat_at=time.time())
+        with contextlib.suppress(BatonError):  # a store hiccup (a full disk) must not orphan the agent
+            store.update_run(record.id, heartbeat_at=time.time())
         return not ctx.lost.is_set()  # the lease keeps itself alive; a lost one stops the agent
 
     return run_process(

@@ -200,13 +200,13 @@ def run_process(
     except BaseException:
         kill_group(proc.pid, 0, proc)  # nobody would supervise it
         raise
-    timed_out, cancelled = _supervise(proc, heartbeat, heartbeat_every, timeout, cancel, kill_grace)
-    for thread in threads:
-        thread.join(timeout=5)
-    assert proc.stdout is not None and proc.stderr is not None
-    proc.stdout.close()
-    proc.stderr.close()
-    pumps.close()
+    try:
+        timed_out, cancelled = _supervise(proc, heartbeat, heartbeat_every, timeout, cancel, kill_grace)
+    except BaseException:  # KeyboardInterrupt, a failing heartbeat: never leave the agent unsupervised
+        kill_group(proc.pid, kill_grace, proc)
+        raise
+    finally:
+        _close(proc, threads, pumps)
     return ProcessResult(
         proc.returncode,
         timed_out,
@@ -215,6 +215,16 @@ def run_process(
         log_error=pumps.log_error,
         callback_error=pumps.callback_error,
     )
+
+
+def _close(proc: subprocess.Popen[bytes], threads: list[threading.Thread], pumps: _Pumps) -> None:
+    for thread in threads:
+        thread.join(timeout=5)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+    pumps.close()
 
 
 def _supervise(
