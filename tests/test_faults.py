@@ -167,7 +167,7 @@ def test_deleted_store_warns_that_a_new_conversation_starts(settings: Settings, 
 
 def test_too_little_free_space_is_refused_up_front(settings: Settings, src_repo: Path) -> None:
     with pytest.raises(DiskFull, match="free"):
-        go(settings.with_(min_free_mb=1e12), src_repo)
+        go(settings.with_(min_free="1000T"), src_repo)
     assert not (settings.home / "worktrees").exists()
 
 
@@ -194,7 +194,7 @@ def _fill(disk: Path, leave_kib: int) -> None:
 def test_full_disk_is_a_clear_error_not_a_crash(
     tiny_disk: Path, src_repo: Path, cli: Callable[..., subprocess.CompletedProcess[str]], leave_kib: int
 ) -> None:
-    env = {"BATON_HOME": str(tiny_disk / "home"), "BATON_MIN_FREE_MB": "0"}
+    env = {"BATON_HOME": str(tiny_disk / "home"), "BATON_MIN_FREE": "0"}
     args = ["run", "-a", "fake", "-r", str(src_repo), "-t", "t1"]
     assert cli(*args, "first", env=env).returncode == 0
     _fill(tiny_disk, leave_kib)

@@ -151,3 +151,20 @@ def test_with_returns_a_changed_copy(tmp_path: Path) -> None:
     assert settings.lease_ttl == 30.0
     with pytest.raises(AttributeError):
         settings.lease_ttl = 2.0  # type: ignore[misc]
+
+
+def test_sizes_and_whole_numbers_are_parsed_strictly(home: Path) -> None:
+    from baton.settings import parse_size
+
+    assert (
+        parse_size("1073741824") == 2**30
+        and parse_size("50G") == 50 * 2**30
+        and parse_size("512MiB") == 2**29
+    )
+    settings = load_settings(
+        environ={"BATON_HOME": str(home), "BATON_DISK_QUOTA": "2G", "BATON_CONCURRENCY": "8"}
+    )
+    assert settings.disk_quota_bytes == 2 * 2**30 and settings.concurrency == 8
+    for name, bad in (("BATON_MIN_FREE", "lots"), ("BATON_CONCURRENCY", "2.5"), ("BATON_DISK_QUOTA", "-1G")):
+        with pytest.raises(BadInput, match=name.removeprefix("BATON_").lower()):
+            load_settings(environ={"BATON_HOME": str(home), name: bad})

@@ -59,6 +59,8 @@ class SessionStatus(StrEnum):
     ACTIVE = "active"  # usable; its last run has ended
     RUNNING = "running"  # a run holds the key right now
     ARCHIVED = "archived"  # closed by a webhook or reset; its worktree is freed
+    CLOSED = "closed"  # its branch or PR is gone: worktree and local transcript freed after a
+    # checkpoint; the store keeps snapshot and checkpoint for the grace period, and a new run resumes
 
 
 @dataclass
@@ -226,3 +228,102 @@ class PlanRecord:
         for task in data["tasks"]:
             task["started_at"], task["ended_at"] = iso(task["started_at"]), iso(task["ended_at"])
         return data
+
+
+class JobStatus(StrEnum):
+    """Where a submitted run (a job of the service's executor) is."""
+
+    QUEUED = "queued"  # stored, waiting for a free slot (and for earlier runs of its key)
+    RUNNING = "running"  # an executor took it: its attempts are runs of the key
+    DONE = "done"  # ended; ``outcome`` and ``result`` say how
+
+
+@dataclass
+class JobRecord:
+    """A run submitted to the service: the request as plain data, and once it ran, ``baton run
+    --json``'s object as ``result``. Its id is the ``run_id`` of the API."""
+
+    id: str
+    agent: str
+    repo: str  # slug
+    thread: str
+    request: dict[str, Any]  # RunRequest's plain fields (agent, repo, thread, prompt, mode, ...)
+    status: JobStatus = JobStatus.QUEUED
+    actor: str = ""
+    submitted_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+    outcome: str | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "run_id": self.id,
+            "status": self.status.value,
+            "agent": self.agent,
+            "repo": self.repo,
+            "thread": self.thread,
+            "actor": self.actor,
+            "submitted_at": iso(self.submitted_at),
+            "started_at": iso(self.started_at),
+            "ended_at": iso(self.ended_at),
+            "outcome": self.outcome,
+            "error": self.error,
+        }
+        return {**data, **(self.result or {}), "run_id": self.id, "status": self.status.value}
+
+
+class TokenScope(StrEnum):
+    """What an API token may do; each scope includes the ones below it."""
+
+    READ = "read"  # every GET
+    RUN = "run"  # submit and cancel runs
+    ADMIN = "admin"  # reset, sweep, tokens
+
+    def allows(self, needed: TokenScope) -> bool:
+        order = [TokenScope.READ, TokenScope.RUN, TokenScope.ADMIN]
+        return order.index(self) >= order.index(needed)
+
+
+@dataclass
+class TokenRecord:
+    """An API token as stored: its name, scope and the SHA-256 of the secret (never the secret)."""
+
+    name: str
+    scope: TokenScope
+    digest: str
+    created_at: float
+    revoked_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "scope": self.scope.value,
+            "created_at": iso(self.created_at),
+            "revoked_at": iso(self.revoked_at),
+        }
+
+
+class DeliveryStatus(StrEnum):
+    """How a webhook delivery was handled."""
+
+    PENDING = "pending"  # accepted, its work runs in the background
+    DONE = "done"  # acted on: the matching sessions were closed
+    IGNORED = "ignored"  # nothing to do (another event, no matching session)
+    FAILED = "failed"  # the work raised: ``result`` says why
+
+
+@dataclass
+class DeliveryRecord:
+    """One webhook delivery, kept with its result so a redelivery answers the same and acts once."""
+
+    forge: str  # github | gitea
+    delivery_id: str
+    event: str
+    received_at: float
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "received_at": iso(self.received_at)}

@@ -99,16 +99,16 @@ def _short_branch(branch: str) -> str:
 
 
 def check_free_space(settings: Settings) -> None:
-    """Refuse to start with less than ``min_free_mb`` free where BATON_HOME lives: a run on a full
+    """Refuse to start with less than ``min_free`` free where BATON_HOME lives: a run on a full
     disk cannot record what it did, and SQLite cannot commit."""
     probe = settings.home
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
-    if free < settings.min_free_mb * 1024 * 1024:
+    if free < settings.min_free_bytes:
         raise DiskFull(
             f"only {free / 1024 / 1024:.0f} MiB free on the disk holding {settings.home} "
-            f"(baton needs {settings.min_free_mb:g} MiB, setting min_free_mb); free some space and retry"
+            f"(baton needs {settings.min_free_bytes / 2**20:.0f} MiB, setting min_free); free some space"
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,11 @@ class Settings:
     heartbeat: float = 5.0  # seconds between heartbeats of a running run
     retry_backoff: float = 2.0  # first retry waits this long, doubling each time
     kill_grace: float = 3.0  # seconds between SIGTERM and SIGKILL of a timed-out agent
-    min_free_mb: float = 100.0  # a run refuses to start with less free space where BATON_HOME lives
+    min_free: str = "100M"  # bytes or 100M/5G: runs refuse to start below it, /readyz fails, eviction
+    disk_quota: str = ""  # bytes or 50G: above it, idle worktrees are evicted (LRU); empty: no quota
+    concurrency: int = 4  # runs the service executes at once
+    closed_grace_days: float = 7.0  # a closed session's snapshot and checkpoint are kept this long
+    sweep_interval: float = 86400.0  # seconds between the service's sweeps (0: never)
     store_url: str = ""  # empty: SQLite at $BATON_HOME/baton.db
     claude_bin: str = ""  # empty: the claude-agent-sdk's bundled CLI, else `claude` on PATH
     codex_bin: str = ""  # empty: `codex` on PATH, else next to this Python
@@ -38,6 +43,14 @@ class Settings:
     git_user_name: str = "baton ({agent})"
     git_user_email: str = "{agent}@baton.invalid"
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def min_free_bytes(self) -> int:
+        return parse_size(self.min_free, "min_free")
+
+    @property
+    def disk_quota_bytes(self) -> int | None:
+        return parse_size(self.disk_quota, "disk_quota") if self.disk_quota else None
 
     @property
     def db_path(self) -> Path:
@@ -54,8 +67,23 @@ class Settings:
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in ("home", "extra")}
 
 
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str, name: str = "size") -> int:
+    """``1073741824``, ``512M``, ``50G`` (binary units; ``KiB``/``GB`` spellings too) as bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", str(text), re.IGNORECASE)
+    if not match:
+        raise BadInput(f"setting {name!r} must be a size such as 1073741824, 512M or 50G, not {text!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
     kind = _FIELDS[name].type
+    if kind == "int":
+        if isinstance(value, bool) or not str(value).strip().isdigit():
+            raise BadInput(f"setting {name!r} from {source} must be a whole number ≥ 0, not {value!r}")
+        return int(value)
     try:
         if kind == "float":
             if isinstance(value, bool):
@@ -98,4 +126,6 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         if name not in _FIELDS:
             raise BadInput(f"unknown setting {name!r}")
         values[name] = _coerce(name, value, "the command line")
-    return Settings(home=home, **values)
+    settings = Settings(home=home, **values)
+    settings.min_free_bytes, settings.disk_quota_bytes  # noqa: B018 -- a malformed size fails here, named
+    return settings

@@ -9,14 +9,37 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from baton.models import Lease, Outcome, PlanRecord, RunRecord, SessionRecord, Snapshot
+from baton.models import (
+    DeliveryRecord,
+    DeliveryStatus,
+    JobRecord,
+    JobStatus,
+    Lease,
+    Outcome,
+    PlanRecord,
+    RunRecord,
+    SessionRecord,
+    SessionStatus,
+    Snapshot,
+    TokenRecord,
+)
 
 
 class Store(Protocol):
     # sessions
     def get_session(self, agent: str, repo: str, thread: str) -> SessionRecord | None: ...
     def save_session(self, session: SessionRecord) -> None: ...
-    def list_sessions(self, agent: str | None = None, repo: str | None = None) -> list[SessionRecord]: ...
+    def list_sessions(
+        self,
+        agent: str | None = None,
+        repo: str | None = None,
+        status: SessionStatus | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SessionRecord]:
+        """Most recently used first; ``limit``/``offset`` page through them."""
+        ...
+
     def delete_session(self, agent: str, repo: str, thread: str) -> None: ...
 
     # runs
@@ -65,5 +88,38 @@ class Store(Protocol):
     # audit
     def audit(self, action: str, key: str, actor: str, detail: dict[str, Any]) -> None: ...
     def list_audit(self, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    # the service: submitted runs (jobs), API tokens, webhook deliveries (see store/sql_service.py)
+    def add_job(self, job: JobRecord) -> None: ...
+    def get_job(self, job_id: str) -> JobRecord | None: ...
+    def update_job(self, job_id: str, **fields: Any) -> None: ...
+    def list_jobs(
+        self,
+        agent: str | None = None,
+        repo: str | None = None,
+        thread: str | None = None,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        oldest_first: bool = False,
+    ) -> list[JobRecord]: ...
+    def start_job(self, job_id: str, started_at: float) -> bool:
+        """Queued → running unless an earlier job of its key is queued or running (atomic)."""
+        ...
+
+    def add_token(self, token: TokenRecord) -> None: ...
+    def get_token(self, name: str) -> TokenRecord | None: ...
+    def find_token(self, digest: str) -> TokenRecord | None: ...
+    def list_tokens(self) -> list[TokenRecord]: ...
+    def revoke_token(self, name: str, at: float) -> bool: ...
+
+    def add_delivery(self, delivery: DeliveryRecord) -> bool:
+        """False when the delivery is already stored: a redelivery, to answer from the first."""
+        ...
+
+    def get_delivery(self, forge: str, delivery_id: str) -> DeliveryRecord | None: ...
+    def update_delivery(
+        self, forge: str, delivery_id: str, status: DeliveryStatus, result: dict[str, Any]
+    ) -> None: ...
+    def list_deliveries(self, limit: int = 100) -> list[DeliveryRecord]: ...
 
     def close(self) -> None: ...

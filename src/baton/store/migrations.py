@@ -58,6 +58,27 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "runs.note: why the run started the way it did (hydrated, recovered from a corrupt snapshot, ...)",
         ["ALTER TABLE runs ADD COLUMN note TEXT"],
     ),
+    (
+        4,
+        "the service: submitted runs (jobs), API tokens (hashes), webhook deliveries",
+        [
+            """CREATE TABLE jobs (
+                id TEXT PRIMARY KEY, agent TEXT NOT NULL, repo TEXT NOT NULL, thread TEXT NOT NULL,
+                request TEXT NOT NULL, status TEXT NOT NULL, actor TEXT NOT NULL,
+                submitted_at {real} NOT NULL, started_at {real}, ended_at {real}, outcome TEXT,
+                result TEXT, error TEXT)""",
+            "CREATE INDEX jobs_key ON jobs (agent, repo, thread, submitted_at)",
+            "CREATE INDEX jobs_status ON jobs (status, submitted_at)",
+            """CREATE TABLE tokens (
+                name TEXT PRIMARY KEY, scope TEXT NOT NULL, digest TEXT NOT NULL UNIQUE,
+                created_at {real} NOT NULL, revoked_at {real})""",
+            """CREATE TABLE deliveries (
+                forge TEXT NOT NULL, delivery_id TEXT NOT NULL, event TEXT NOT NULL,
+                received_at {real} NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL,
+                PRIMARY KEY (forge, delivery_id))""",
+            "CREATE INDEX sessions_status ON sessions (status, last_used_at)",
+        ],
+    ),
 ]
 
 DIALECT_TYPES = {

@@ -27,6 +27,7 @@ from baton.errors import BatonError, DiskFull, StoreError
 from baton.models import Lease, Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus, Snapshot
 from baton.store.migrations import DIALECT_TYPES, MIGRATIONS
 from baton.store.sql_plans import PlanTables
+from baton.store.sql_service import ServiceTables
 
 sessions = sa.table(
     "sessions",
@@ -108,7 +109,7 @@ def _key_where(table: Any, agent: str, repo: str, thread: str) -> Any:
     return sa.and_(table.c.agent == agent, table.c.repo == repo, table.c.thread == thread)
 
 
-class SQLStore(PlanTables):
+class SQLStore(PlanTables, ServiceTables):
     """A :class:`baton.store.base.Store` over one SQLAlchemy engine."""
 
     def __init__(self, url: str) -> None:
@@ -175,12 +176,23 @@ class SQLStore(PlanTables):
             if conn.execute(sa.update(sessions).where(where).values(values)).rowcount == 0:
                 conn.execute(sa.insert(sessions).values(values))
 
-    def list_sessions(self, agent: str | None = None, repo: str | None = None) -> list[SessionRecord]:
-        query = sa.select(sessions).order_by(sessions.c.last_used_at.desc())
+    def list_sessions(
+        self,
+        agent: str | None = None,
+        repo: str | None = None,
+        status: SessionStatus | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SessionRecord]:
+        query = sa.select(sessions).order_by(sessions.c.last_used_at.desc(), sessions.c.thread)
         if agent:
             query = query.where(sessions.c.agent == agent)
         if repo:
             query = query.where(sessions.c.repo == repo)
+        if status:
+            query = query.where(sessions.c.status == status.value)
+        if limit is not None:
+            query = query.limit(limit).offset(offset)
         with self._tx() as conn:
             return [_session(r._mapping) for r in conn.execute(query)]
 

@@ -1,0 +1,212 @@
+"""What the service keeps in the SQL store: submitted runs (jobs), API tokens (hashes only) and
+webhook deliveries (for deduplication and the deliveries list).
+
+Jobs are the service's queue: a job is stored ``queued`` before the API answers 202, so a restart
+loses nothing, and an executor (in-process now, Celery later) starts the oldest queued job of a key only
+when no job of that key is running (runs of one key start in submission order). Deliveries are keyed by
+(forge, delivery id): inserting an existing one fails, which is the atomic "act once".
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import AbstractContextManager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from baton.models import DeliveryRecord, DeliveryStatus, JobRecord, JobStatus, TokenRecord, TokenScope
+
+JOB_COLUMNS = (
+    "id",
+    "agent",
+    "repo",
+    "thread",
+    "request",
+    "status",
+    "actor",
+    "submitted_at",
+    "started_at",
+    "ended_at",
+    "outcome",
+    "result",
+    "error",
+)
+jobs = sa.table("jobs", *(sa.column(n) for n in JOB_COLUMNS))
+tokens = sa.table("tokens", *(sa.column(n) for n in ("name", "scope", "digest", "created_at", "revoked_at")))
+deliveries = sa.table(
+    "deliveries",
+    *(sa.column(n) for n in ("forge", "delivery_id", "event", "received_at", "status", "result")),
+)
+
+
+class ServiceTables:
+    """Mixed into :class:`baton.store.sql.SQLStore`, which provides ``_tx``."""
+
+    def _tx(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    # -- jobs ---------------------------------------------------------------------------------------
+
+    def add_job(self, job: JobRecord) -> None:
+        with self._tx() as conn:
+            conn.execute(sa.insert(jobs).values(_job_values(job)))
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        with self._tx() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+        return _job(row._mapping) if row else None
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        values = {k: _job_value(k, v) for k, v in fields.items()}
+        with self._tx() as conn:
+            conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(values))
+
+    def list_jobs(
+        self,
+        agent: str | None = None,
+        repo: str | None = None,
+        thread: str | None = None,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        oldest_first: bool = False,
+    ) -> list[JobRecord]:
+        order = jobs.c.submitted_at.asc() if oldest_first else jobs.c.submitted_at.desc()
+        query = sa.select(jobs).order_by(order, jobs.c.id).limit(limit)
+        for column, value in (("agent", agent), ("repo", repo), ("thread", thread), ("status", status)):
+            if value is not None:
+                query = query.where(jobs.c[column] == str(value))
+        with self._tx() as conn:
+            return [_job(r._mapping) for r in conn.execute(query)]
+
+    def start_job(self, job_id: str, started_at: float) -> bool:
+        """Move a queued job to running, unless another job of its key runs: True if it may start.
+        Atomic, so two executors never start two jobs of one key."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+            if row is None or row._mapping["status"] != JobStatus.QUEUED:
+                return False
+            job = row._mapping
+            busy = conn.execute(
+                sa.select(jobs.c.id).where(
+                    jobs.c.agent == job["agent"],
+                    jobs.c.repo == job["repo"],
+                    jobs.c.thread == job["thread"],
+                    sa.or_(
+                        jobs.c.status == JobStatus.RUNNING,
+                        sa.and_(jobs.c.status == JobStatus.QUEUED, jobs.c.submitted_at < job["submitted_at"]),
+                    ),
+                )
+            ).first()
+            if busy is not None:
+                return False
+            conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == JobStatus.QUEUED)
+                .values(status=JobStatus.RUNNING.value, started_at=started_at)
+            )
+            return True
+
+    # -- tokens -------------------------------------------------------------------------------------
+
+    def add_token(self, token: TokenRecord) -> None:
+        values = {**token.__dict__, "scope": token.scope.value}
+        with self._tx() as conn:
+            conn.execute(sa.insert(tokens).values(values))
+
+    def get_token(self, name: str) -> TokenRecord | None:
+        with self._tx() as conn:
+            row = conn.execute(sa.select(tokens).where(tokens.c.name == name)).first()
+        return _token(row._mapping) if row else None
+
+    def find_token(self, digest: str) -> TokenRecord | None:
+        with self._tx() as conn:
+            row = conn.execute(sa.select(tokens).where(tokens.c.digest == digest)).first()
+        return _token(row._mapping) if row else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._tx() as conn:
+            return [_token(r._mapping) for r in conn.execute(sa.select(tokens).order_by(tokens.c.name))]
+
+    def revoke_token(self, name: str, at: float) -> bool:
+        with self._tx() as conn:
+            result = conn.execute(
+                sa.update(tokens)
+                .where(tokens.c.name == name, tokens.c.revoked_at.is_(None))
+                .values(revoked_at=at)
+            )
+            return bool(result.rowcount)
+
+    # -- webhook deliveries -------------------------------------------------------------------------
+
+    def add_delivery(self, delivery: DeliveryRecord) -> bool:
+        """Insert a new delivery; False when (forge, delivery id) is already stored (a redelivery)."""
+        values = {**delivery.__dict__, "status": delivery.status.value, "result": json.dumps(delivery.result)}
+        with self._tx() as conn:
+            exists = conn.execute(
+                sa.select(deliveries.c.delivery_id).where(
+                    deliveries.c.forge == delivery.forge, deliveries.c.delivery_id == delivery.delivery_id
+                )
+            ).first()
+            if exists is not None:
+                return False
+            conn.execute(sa.insert(deliveries).values(values))
+            return True
+
+    def get_delivery(self, forge: str, delivery_id: str) -> DeliveryRecord | None:
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(deliveries).where(
+                    deliveries.c.forge == forge, deliveries.c.delivery_id == delivery_id
+                )
+            ).first()
+        return _delivery(row._mapping) if row else None
+
+    def update_delivery(
+        self, forge: str, delivery_id: str, status: DeliveryStatus, result: dict[str, Any]
+    ) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                sa.update(deliveries)
+                .where(deliveries.c.forge == forge, deliveries.c.delivery_id == delivery_id)
+                .values(status=status.value, result=json.dumps(result))
+            )
+
+    def list_deliveries(self, limit: int = 100) -> list[DeliveryRecord]:
+        query = sa.select(deliveries).order_by(deliveries.c.received_at.desc()).limit(limit)
+        with self._tx() as conn:
+            return [_delivery(r._mapping) for r in conn.execute(query)]
+
+
+def _job_value(name: str, value: Any) -> Any:
+    if name in ("request", "result"):
+        return None if value is None else json.dumps(value, default=str)
+    if isinstance(value, JobStatus):
+        return value.value
+    return value
+
+
+def _job_values(job: JobRecord) -> dict[str, Any]:
+    return {k: _job_value(k, v) for k, v in job.__dict__.items()}
+
+
+def _job(row: Any) -> JobRecord:
+    data = dict(row)
+    data["status"] = JobStatus(data["status"])
+    data["request"] = json.loads(data["request"])
+    data["result"] = json.loads(data["result"]) if data["result"] else None
+    return JobRecord(**data)
+
+
+def _token(row: Any) -> TokenRecord:
+    data = dict(row)
+    data["scope"] = TokenScope(data["scope"])
+    return TokenRecord(**data)
+
+
+def _delivery(row: Any) -> DeliveryRecord:
+    data = dict(row)
+    data["status"] = DeliveryStatus(data["status"])
+    data["result"] = json.loads(data["result"] or "{}")
+    return DeliveryRecord(**data)
