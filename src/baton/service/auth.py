@@ -1,0 +1,72 @@
+"""API tokens: ``baton tokens create`` prints a secret once and the store keeps only its SHA-256.
+
+Every ``/v1`` route depends on :func:`require` with the scope it needs (``read`` for GETs, ``run`` to
+submit and cancel, ``admin`` for reset, sweep and tokens; admin ⊃ run ⊃ read). A missing, unknown or
+revoked token is 401; a token whose scope is too small is 403.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from baton.errors import BadInput
+from baton.models import TokenRecord, TokenScope
+from baton.store import Store
+
+PREFIX = "baton_"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_bearer = HTTPBearer(auto_error=False, description="an API token from `baton tokens create`")
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def create_token(store: Store, name: str, scope: TokenScope) -> str:
+    """Store a new token's hash; returns the secret (shown once)."""
+    if not NAME.fullmatch(name):
+        raise BadInput(
+            f"token name {name!r}: 1-64 of letters, digits, '.', '_', '-', starting with one of the first two"
+        )
+    if store.get_token(name) is not None:
+        raise BadInput(f"a token named {name!r} exists; revoke it or choose another name")
+    secret = PREFIX + secrets.token_urlsafe(32)
+    store.add_token(TokenRecord(name, scope, digest(secret), time.time()))
+    return secret
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who called: the token's name and scope (``webhook:<forge>:<delivery>`` for webhooks)."""
+
+    name: str
+    scope: TokenScope
+
+
+def require(scope: TokenScope) -> Callable[..., Actor]:
+    """A FastAPI dependency: the caller's token must exist, be unrevoked and allow ``scope``."""
+
+    def check(request: Request, credentials: Bearer) -> Actor:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        store: Store = request.app.state.store
+        token = store.find_token(digest(credentials.credentials))
+        if token is None or token.revoked_at is not None:
+            raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        if not token.scope.allows(scope):
+            raise HTTPException(
+                403, f"token {token.name!r} has scope {token.scope.value}; this needs {scope.value}"
+            )
+        return Actor(token.name, token.scope)
+
+    return check
