@@ -1,0 +1,128 @@
+"""Shared fixtures for the HTTP service: a REAL uvicorn server on 127.0.0.1 (a free port) serving
+``create_app(settings)`` for a given ``BATON_HOME``, and token factories.
+
+Use from a test module::
+
+    from tests.service_fixtures import Service, run_service, service  # noqa: F401 (fixture)
+
+    def test_x(service: Service) -> None:
+        with service.client("admin") as http:          # a fresh admin token, as a bearer header
+            assert http.get("/v1/sessions").status_code == 200
+
+- ``service`` (fixture): the server for the ``settings`` fixture (conftest's scratch home, FAST timings),
+  stopped after the test.
+- ``run_service(settings)``: the same as a context manager, for tests that need other settings or a
+  restart (a second server on the same home).
+- ``Service.token(scope, name=None)``: create a token directly in the store (returns the secret);
+  ``Service.revoked_token(scope)``: one created and revoked; ``Service.client(token_or_scope)``: an
+  ``httpx.Client`` on the server's URL, ``None`` for no Authorization header. A scope name
+  (``read``/``run``/``admin``) as the argument makes a fresh token of that scope.
+- ``free_port()`` and ``wait_http(url)`` for tests that start ``baton serve`` as a subprocess.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import uvicorn
+
+from baton.models import TokenScope
+from baton.service.app import create_app
+from baton.service.auth import create_token
+from baton.settings import Settings
+from baton.store import Store, open_store
+
+_names = itertools.count(1)
+SCOPES = {s.value: s for s in TokenScope}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for ``baton serve --port`` subprocesses)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    """Poll ``url`` until it answers at all (any status); fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} did not answer within {timeout}s") from None
+            time.sleep(0.05)
+
+
+@dataclass
+class Service:
+    """A running server: its base ``url``, its ``settings`` and a store on the same home."""
+
+    url: str
+    settings: Settings
+    store: Store
+
+    def token(self, scope: TokenScope | str, name: str | None = None) -> str:
+        """A new token's secret (stored as the service stores it: only its hash)."""
+        scope = SCOPES[scope] if isinstance(scope, str) else scope
+        return create_token(self.store, name or f"t{next(_names)}-{scope.value}", scope)
+
+    def revoked_token(self, scope: TokenScope | str = TokenScope.ADMIN) -> str:
+        name = f"revoked{next(_names)}"
+        secret = self.token(scope, name)
+        self.store.revoke_token(name, time.time())
+        return secret
+
+    def client(self, token: str | None = None, timeout: float = 30.0) -> httpx.Client:
+        """An HTTP client on this server; ``token`` is a secret, a scope name (a fresh token of that
+        scope) or None (no Authorization header)."""
+        if token in SCOPES:
+            token = self.token(token)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+
+@contextmanager
+def run_service(settings: Settings) -> Iterator[Service]:
+    """Serve ``create_app(settings)`` with uvicorn in a thread on a socket bound here (no port race);
+    stops it (lifespan shut-down included) on exit."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise AssertionError("the service did not start")
+        time.sleep(0.01)
+    store = open_store(settings.resolved_store_url)
+    try:
+        yield Service(f"http://127.0.0.1:{port}", settings, store)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+        store.close()
+
+
+@pytest.fixture
+def service(settings: Settings) -> Iterator[Service]:
+    """A real uvicorn server for the ``settings`` fixture's BATON_HOME."""
+    with run_service(settings) as running:
+        yield running
