@@ -1,7 +1,86 @@
-"""Routes: admin (being built)."""
+"""Routes: API tokens and the audit log (both ``admin``).
+
+``POST /v1/tokens`` returns the new token's secret once (the store keeps its hash); the list never
+shows secrets. Creating and revoking are audited with the calling token's name as the actor, like every
+admin action; ``GET /v1/audit`` shows the log, newest first (``baton audit`` prints the same).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from baton.models import TokenRecord, TokenScope, iso
+from baton.service.auth import Actor, issue_token, require, revoke_token
+from baton.store import Store
+
+router = APIRouter(tags=["admin"])
+Admin = Annotated[Actor, Depends(require(TokenScope.ADMIN))]
+
+
+class TokenIn(BaseModel):
+    name: str = Field(description="1-64 of letters, digits, '.', '_', '-'")
+    scope: TokenScope
+
+
+class NewToken(BaseModel):
+    """The secret is shown here once; keep it."""
+
+    name: str
+    scope: TokenScope
+    token: str
+
+
+class TokenOut(BaseModel):
+    name: str
+    scope: TokenScope
+    created_at: str | None
+    revoked_at: str | None
+
+    @classmethod
+    def of(cls, token: TokenRecord) -> TokenOut:
+        return cls(**token.to_json())
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: str | None
+    actor: str = Field(description="a token's name, a local user, or webhook:<forge>:<delivery id>")
+    action: str
+    key: str
+    detail: dict[str, Any]
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+@router.get("/v1/tokens", response_model=list[TokenOut], summary="List API tokens (never their secrets)")
+def list_tokens(request: Request, actor: Admin) -> list[TokenOut]:
+    return [TokenOut.of(t) for t in _store(request).list_tokens()]
+
+
+@router.post("/v1/tokens", response_model=NewToken, status_code=201, summary="Create an API token")
+def create_token(request: Request, body: TokenIn, actor: Admin) -> NewToken:
+    secret = issue_token(_store(request), body.name, body.scope, actor.name)
+    return NewToken(name=body.name, scope=body.scope, token=secret)
+
+
+@router.delete("/v1/tokens/{name}", response_model=TokenOut, summary="Revoke an API token")
+def delete_token(request: Request, name: str, actor: Admin) -> TokenOut:
+    return TokenOut.of(revoke_token(_store(request), name, actor.name))
+
+
+@router.get("/v1/audit", response_model=list[AuditEntry], summary="The audit log, newest first")
+def audit_log(
+    request: Request, actor: Admin, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+) -> list[AuditEntry]:
+    return [AuditEntry(**audit_json(e)) for e in _store(request).list_audit(limit)]
+
+
+def audit_json(entry: dict[str, Any]) -> dict[str, Any]:
+    """An audit row with its time as ISO 8601 (what the API and ``baton audit --json`` print)."""
+    return {**entry, "at": iso(entry["at"])}

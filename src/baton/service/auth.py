@@ -3,6 +3,10 @@
 Every ``/v1`` route depends on :func:`require` with the scope it needs (``read`` for GETs, ``run`` to
 submit and cancel, ``admin`` for reset, sweep and tokens; admin ⊃ run ⊃ read). A missing, unknown or
 revoked token is 401; a token whose scope is too small is 403.
+
+:func:`issue_token` and :func:`revoke_token` are what ``baton tokens`` and the admin API both call:
+each is audited with its actor (the local user on the CLI, the calling token's name over HTTP), and
+the audit entry never holds the secret.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from baton.errors import BadInput
+from baton.errors import BadInput, NotFound
 from baton.models import TokenRecord, TokenScope
 from baton.store import Store
 
@@ -43,6 +47,26 @@ def create_token(store: Store, name: str, scope: TokenScope) -> str:
     secret = PREFIX + secrets.token_urlsafe(32)
     store.add_token(TokenRecord(name, scope, digest(secret), time.time()))
     return secret
+
+
+def issue_token(store: Store, name: str, scope: TokenScope, actor: str) -> str:
+    """Create a token and audit it (``token-create``); returns the secret, which nothing keeps."""
+    secret = create_token(store, name, scope)
+    store.audit("token-create", name, actor, {"scope": scope.value})
+    return secret
+
+
+def revoke_token(store: Store, name: str, actor: str) -> TokenRecord:
+    """Revoke a token by name (audited ``token-revoke``); NotFound when there is none. Revoking a
+    revoked token changes nothing and returns it as it is."""
+    token = store.get_token(name)
+    if token is None:
+        raise NotFound(f"no token named {name!r}")
+    if token.revoked_at is None:
+        store.revoke_token(name, time.time())
+        store.audit("token-revoke", name, actor, {"scope": token.scope.value})
+        token = store.get_token(name) or token
+    return token
 
 
 @dataclass(frozen=True)

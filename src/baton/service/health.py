@@ -1,7 +1,62 @@
-"""Routes: health (being built)."""
+"""Routes: ``/healthz`` (the process answers) and ``/readyz`` (it can do work: the store answers and
+the volume of ``BATON_HOME`` has more free space than ``BATON_MIN_FREE``). Neither needs a token: a
+load balancer or an orchestrator probes them.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import shutil
 
-router = APIRouter()
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from baton.settings import Settings
+from baton.store import Store
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    ok: bool
+
+
+class Readiness(BaseModel):
+    """``ready`` false comes with a 503 and the ``reason``."""
+
+    ready: bool
+    reason: str | None = None
+    free_bytes: int | None = None
+    min_free_bytes: int
+
+
+@router.get("/healthz", response_model=Health, summary="The process is up")
+def healthz() -> Health:
+    return Health(ok=True)
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="The store answers and free disk is above BATON_MIN_FREE",
+    responses={503: {"model": Readiness, "description": "not ready; `reason` says why"}},
+)
+def readyz(request: Request) -> JSONResponse:
+    readiness = check_ready(request.app.state.settings, request.app.state.store)
+    return JSONResponse(readiness.model_dump(), status_code=200 if readiness.ready else 503)
+
+
+def check_ready(settings: Settings, store: Store) -> Readiness:
+    need = settings.min_free_bytes
+    try:
+        store.list_sessions(limit=1)
+    except Exception as exc:  # any failure of the store means "not ready", with its words
+        return Readiness(ready=False, reason=f"store unreachable: {exc}", min_free_bytes=need)
+    try:
+        free = shutil.disk_usage(settings.home).free
+    except OSError as exc:
+        return Readiness(ready=False, reason=f"cannot stat {settings.home}: {exc}", min_free_bytes=need)
+    if free < need:
+        reason = f"free disk {free} bytes is below BATON_MIN_FREE ({need} bytes)"
+        return Readiness(ready=False, reason=reason, free_bytes=free, min_free_bytes=need)
+    return Readiness(ready=True, free_bytes=free, min_free_bytes=need)

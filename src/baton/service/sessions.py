@@ -1,7 +1,161 @@
-"""Routes: sessions (being built)."""
+"""Routes: sessions — list (filtered, paginated), show one with its recent runs, reset.
+
+A key is ``(agent, repo, thread)`` and a repo slug holds slashes (``github.com/acme/api``), so one
+session is addressed by query parameters, ``GET /v1/session?agent=&repo=&thread=``, rather than by a
+path whose segments would be ambiguous; ``repo`` takes the slug, the URL or the local path, as the CLI
+does. Reset is ``POST /v1/sessions/reset`` with the key and a scope in the body (admin), the same
+operation as ``baton sessions reset``: archived first, audited with the token's name.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from baton.models import SessionStatus, TokenScope
+from baton.service.auth import Actor, require
+from baton.sessions import Scope, get_session, reset_session, resolve_key
+from baton.settings import Settings
+from baton.store import Store
+
+router = APIRouter(tags=["sessions"])
+Reader = Annotated[Actor, Depends(require(TokenScope.READ))]
+Admin = Annotated[Actor, Depends(require(TokenScope.ADMIN))]
+AgentQ = Annotated[str, Query(description="claude, codex, gemini")]
+RepoQ = Annotated[str, Query(description="the repo's slug (github.com/acme/api), URL or local path")]
+ThreadQ = Annotated[str, Query(description="the unit of work, e.g. issue-42")]
+
+
+class SessionOut(BaseModel):
+    agent: str
+    repo: str = Field(description="slug")
+    thread: str
+    repo_url: str
+    branch: str
+    worktree: str
+    session_id: str | None = Field(description="the agent's own conversation id")
+    base: str | None
+    status: SessionStatus
+    attempts: int
+    last_outcome: str | None
+    created_at: str | None
+    last_used_at: str | None
+    expires_at: str | None
+
+
+class SessionPage(BaseModel):
+    """One page, most recently used first; ``next_offset`` is null on the last page."""
+
+    sessions: list[SessionOut]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class RunAttempt(BaseModel):
+    """One attempt (an agent process) of the key, as ``baton runs show --json`` prints it."""
+
+    run_id: str
+    attempt: int
+    mode: str
+    prompt_kind: str
+    outcome: str
+    started_at: str | None
+    ended_at: str | None
+    duration_s: float | None
+    session_id_in: str | None
+    session_id_out: str | None
+    exit_code: int | None
+    result: str | None
+    error: str | None
+    note: str | None
+    usage: dict[str, Any]
+    cost_usd: float | None
+
+
+class SessionDetail(SessionOut):
+    runs: list[RunAttempt] = Field(description="the most recent runs, newest first")
+
+
+class ResetIn(BaseModel):
+    agent: str
+    repo: str = Field(description="slug, URL or local path")
+    thread: str
+    scope: Scope = Field(Scope.CONVERSATION, description="what to remove (it is archived first)")
+
+
+class ResetOut(BaseModel):
+    """What the reset removed, and where what it held is kept (``archive_ref``, ``restore``,
+    ``conversation_archive``)."""
+
+    key: str
+    scope: Scope
+    archive_ref: str | None
+    archive_commit: str | None
+    cache: str | None
+    restore: str | None
+    conversation_archive: str | None
+    worktree: bool
+    branch: str | None
+    checkpoint: bool
+    transcript_files: int
+    snapshot: bool
+    runs: int
+    session: bool
+
+
+def _state(request: Request) -> tuple[Settings, Store]:
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    return settings, store
+
+
+@router.get("/v1/sessions", response_model=SessionPage, summary="List sessions (filtered, paginated)")
+def list_sessions(
+    request: Request,
+    actor: Reader,
+    agent: str | None = None,
+    repo: Annotated[str | None, Query(description="slug")] = None,
+    status: SessionStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+) -> SessionPage:
+    _settings, store = _state(request)
+    # one row more than the page tells whether there is a next page without counting them all
+    rows = store.list_sessions(agent=agent, repo=repo, status=status, limit=limit + 1, offset=offset)
+    return SessionPage(
+        sessions=[SessionOut(**s.to_json()) for s in rows[:limit]],
+        limit=limit,
+        offset=offset,
+        next_offset=offset + limit if len(rows) > limit else None,
+    )
+
+
+@router.get("/v1/session", response_model=SessionDetail, summary="Show one session (by key) with its runs")
+def show_session(
+    request: Request,
+    actor: Reader,
+    agent: AgentQ,
+    repo: RepoQ,
+    thread: ThreadQ,
+    runs: Annotated[int, Query(ge=0, le=1000, description="how many recent runs")] = 20,
+) -> SessionDetail:
+    _settings, store = _state(request)
+    key = resolve_key(store, agent, repo, thread)
+    session = get_session(store, key)
+    attempts = store.list_runs(key.agent, key.repo.slug, key.thread, limit=runs) if runs else []
+    return SessionDetail(**session.to_json(), runs=[RunAttempt(**_attempt(r.to_json())) for r in attempts])
+
+
+def _attempt(data: dict[str, Any]) -> dict[str, Any]:
+    return {name: data[name] for name in RunAttempt.model_fields}
+
+
+@router.post("/v1/sessions/reset", response_model=ResetOut, summary="Reset a key (archived first; audited)")
+def reset(request: Request, body: ResetIn, actor: Admin) -> ResetOut:
+    settings, store = _state(request)
+    key = resolve_key(store, body.agent, body.repo, body.thread)
+    result = reset_session(store, settings, key, body.scope, actor=actor.name)
+    return ResetOut(**result.to_json())
