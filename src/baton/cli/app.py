@@ -16,7 +16,9 @@ from baton.cli.homes import homes_app
 from baton.cli.plan import plan_app
 from baton.cli.run import run_cmd
 from baton.cli.runs import runs_app
+from baton.cli.serve import serve_cmd
 from baton.cli.sessions import sessions_app
+from baton.cli.tokens import audit_cmd, tokens_app
 
 EPILOG = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "."
 
@@ -38,3 +40,6 @@ app.command("agents")(agents_cmd)
 app.command("doctor")(doctor_cmd)
 app.add_typer(homes_app, name="homes")
 app.command("demo")(demo_cmd)
+app.command("serve")(serve_cmd)
+app.add_typer(tokens_app, name="tokens")
+app.command("audit")(audit_cmd)

@@ -24,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from baton.errors import BadInput, NotFound
 from baton.models import TokenRecord, TokenScope
+from baton.sessions import _actor
 from baton.store import Store
 
 PREFIX = "baton_"
@@ -49,14 +50,15 @@ def create_token(store: Store, name: str, scope: TokenScope) -> str:
     return secret
 
 
-def issue_token(store: Store, name: str, scope: TokenScope, actor: str) -> str:
-    """Create a token and audit it (``token-create``); returns the secret, which nothing keeps."""
+def issue_token(store: Store, name: str, scope: TokenScope, actor: str | None = None) -> str:
+    """Create a token and audit it (``token-create``; the actor defaults to the local user, as a
+    CLI reset's does); returns the secret, which nothing keeps."""
     secret = create_token(store, name, scope)
-    store.audit("token-create", name, actor, {"scope": scope.value})
+    store.audit("token-create", name, actor or _actor(), {"scope": scope.value})
     return secret
 
 
-def revoke_token(store: Store, name: str, actor: str) -> TokenRecord:
+def revoke_token(store: Store, name: str, actor: str | None = None) -> TokenRecord:
     """Revoke a token by name (audited ``token-revoke``); NotFound when there is none. Revoking a
     revoked token changes nothing and returns it as it is."""
     token = store.get_token(name)
@@ -64,7 +66,7 @@ def revoke_token(store: Store, name: str, actor: str) -> TokenRecord:
         raise NotFound(f"no token named {name!r}")
     if token.revoked_at is None:
         store.revoke_token(name, time.time())
-        store.audit("token-revoke", name, actor, {"scope": token.scope.value})
+        store.audit("token-revoke", name, actor or _actor(), {"scope": token.scope.value})
         token = store.get_token(name) or token
     return token
 
