@@ -1,7 +1,448 @@
-"""Routes: webhooks (being built)."""
+"""Routes: signed cleanup webhooks from GitHub (``POST /webhooks/github``) and Gitea
+(``POST /webhooks/gitea``), and the list of deliveries (``GET /v1/webhooks/deliveries``).
+
+A delivery goes through these gates, in this order, and stops at the first that fails:
+
+1. ``BATON_WEBHOOK_SECRET`` is set (read per request, never logged or stored) — else 503: webhooks are
+   refused, never accepted unsigned.
+2. The HMAC-SHA256 of the *raw* body under the secret equals the signature header, compared in constant
+   time (GitHub ``X-Hub-Signature-256: sha256=<hex>``; Gitea ``X-Gitea-Signature: <hex>``, or the GitHub
+   header it also sends) — else 401, nothing done.
+3. A delivery id (``X-GitHub-Delivery`` / ``X-Gitea-Delivery``) and an event name are present, the body
+   is a JSON object, and an event that cleans up has the fields it needs — else 400.
+4. The delivery is inserted into the store, keyed by (forge, delivery id). The insert is the atomic
+   "act once": a redelivery finds the first record and is answered from it, doing nothing.
+
+Events that clean up: ``delete`` of a branch, ``pull_request`` ``closed`` (merged or not; the branch is
+``head.ref`` in the head repository, which for a PR from a fork is the fork), and ``push`` with
+``deleted: true`` of ``refs/heads/<branch>``. Everything else is stored ``ignored`` and answered 202
+``{"ignored": "<why>"}``. A payload names its repository by ``clone_url``, ``ssh_url`` and
+``html_url``; each one's slug (:func:`baton.keys.parse_repo`, URL forms only, so no filesystem or
+network is touched) is matched, since a self-hosted forge's HTTP and SSH URLs give different slugs.
+
+The work (:func:`baton.housekeeping.cleanup.close_branch`: checkpoint, free, close; after a running run
+ends) can take long, and forges give up after 10 s, so the delivery is stored ``pending`` with its
+target and answered 202 at once; a small pool of daemon threads does the work and stores the result.
+The pool belongs to this router's lifespan, which also re-queues deliveries a previous process left
+``pending`` (closing is idempotent, so doing one twice is harmless; losing one is not).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hashlib
+import hmac
+import json
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlsplit
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+from starlette.datastructures import Headers
+
+from baton.errors import BadInput
+from baton.housekeeping.cleanup import close_branch
+from baton.keys import parse_repo
+from baton.models import DeliveryRecord, DeliveryStatus, TokenScope
+from baton.service.auth import Actor, require
+from baton.settings import Settings
+from baton.store import Store
+
+SECRET_ENV = "BATON_WEBHOOK_SECRET"
+MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+EVENT_NAME = re.compile(r"[a-z_]{1,64}")
+_SCP = re.compile(r"(?:(?P<user>[^@/\s]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>(?!//)[^\\\s]+)")
+log = logging.getLogger("baton.webhooks")
+
+
+@dataclass(frozen=True)
+class Forge:
+    """Where a forge puts the event name, the delivery id and the signature."""
+
+    name: str
+    event_headers: tuple[str, ...]
+    delivery_headers: tuple[str, ...]
+    plain_signature: str | None  # a header carrying the bare hex digest (Gitea's)
+
+
+GITHUB = Forge("github", ("x-github-event",), ("x-github-delivery",), None)
+GITEA = Forge(
+    "gitea",
+    ("x-gitea-event", "x-gogs-event", "x-github-event"),
+    ("x-gitea-delivery", "x-gogs-delivery", "x-github-delivery"),
+    "x-gitea-signature",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a delivery cleans up: sessions of any of these repo slugs working on ``branch``."""
+
+    repos: tuple[str, ...]
+    branch: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"repos": list(self.repos), "branch": self.branch}
+
+
+class Malformed(ValueError):
+    """A signed payload that lacks what its event needs (400)."""
+
+
+class DeliveryAnswer(BaseModel):
+    """A delivery's state: ``pending`` while its work runs, then ``done``, ``ignored`` or ``failed``."""
+
+    delivery: str
+    status: str
+    ignored: str | None = None
+    result: dict[str, Any] = {}
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+# -- verifying --------------------------------------------------------------------------------------
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The hex HMAC-SHA256 of ``body`` under ``secret`` (what both forges send)."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def claimed_signatures(forge: Forge, headers: Headers) -> list[str]:
+    """The hex digests the request claims; GitHub's header must carry its ``sha256=`` prefix."""
+    claims = []
+    github = headers.get("x-hub-signature-256")
+    if github is not None and github.startswith("sha256="):
+        claims.append(github.removeprefix("sha256="))
+    if forge.plain_signature and (plain := headers.get(forge.plain_signature)) is not None:
+        claims.append(plain)
+    return claims
+
+
+def verified(secret: str, body: bytes, claims: list[str]) -> bool:
+    """Any claim equals the body's HMAC, compared in constant time (a truncated one never does)."""
+    expected = signature(secret, body).encode()
+    # every claim is compared (no early exit), and bytes avoid compare_digest's TypeError on non-ASCII
+    results = [hmac.compare_digest(expected, c.strip().lower().encode("latin-1", "replace")) for c in claims]
+    return any(results)
+
+
+# -- reading the payload ----------------------------------------------------------------------------
+
+
+def payload_of(body: bytes, content_type: str) -> dict[str, Any]:
+    """The JSON object of the body; both forges can also send it form-encoded as ``payload=``."""
+    try:
+        if content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
+            body = parse_qs(body.decode("utf-8"), strict_parsing=True)["payload"][0].encode()
+        data = json.loads(body)
+    except (ValueError, KeyError) as exc:
+        raise Malformed(f"the body is not a JSON payload: {exc}") from exc
+    if not isinstance(data, dict):
+        raise Malformed("the payload is not a JSON object")
+    return data
+
+
+def _field(data: dict[str, Any], name: str, kind: type, where: str = "payload") -> Any:
+    value = data.get(name)
+    if not isinstance(value, kind) or (kind is str and not value):
+        raise Malformed(f"{where}.{name} is missing or not a {kind.__name__}")
+    return value
+
+
+def repo_slug(url: str) -> str | None:
+    """The slug of a repository URL (http, https, ssh, git or scp-like), or None. Never a local path or
+    a ``file://`` URL: a payload must not make baton look at its own disk."""
+    scp = _SCP.fullmatch(url) if "://" not in url else None
+    if scp:
+        url = f"ssh://{scp['user'] + '@' if scp['user'] else ''}{scp['host']}/{scp['path']}"
+    try:
+        if urlsplit(url).scheme not in ("http", "https", "ssh", "git"):
+            return None
+        return parse_repo(url).slug
+    except (ValueError, BadInput):
+        return None
+
+
+def repo_slugs(repository: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(repository, dict):
+        raise Malformed(f"{where} is missing or not an object")
+    urls = [repository.get(name) for name in ("clone_url", "ssh_url", "html_url")]
+    slugs = dict.fromkeys(s for u in urls if isinstance(u, str) and (s := repo_slug(u)))
+    if not slugs:
+        raise Malformed(f"{where} has no clone_url, ssh_url or html_url naming a repository")
+    return tuple(slugs)
+
+
+def branch_name(ref: str) -> str:
+    branch = ref.removeprefix("refs/heads/")
+    if not branch or len(branch) > 255 or any(ord(c) < 32 or c == "\x7f" for c in branch):
+        raise Malformed("the branch name is empty, too long or has control characters")
+    return branch
+
+
+def _on_delete(p: dict[str, Any]) -> Target | str:
+    ref_type = _field(p, "ref_type", str)
+    if ref_type != "branch":
+        return f"delete of a {ref_type}, not a branch"
+    return Target(repo_slugs(p.get("repository"), "payload.repository"), branch_name(_field(p, "ref", str)))
+
+
+def _on_pull_request(p: dict[str, Any]) -> Target | str:
+    action = _field(p, "action", str)
+    if action != "closed":
+        return f"pull_request action {action!r} does not clean up"
+    head = _field(_field(p, "pull_request", dict), "head", dict, "payload.pull_request")
+    branch = branch_name(_field(head, "ref", str, "payload.pull_request.head"))
+    if "repo" in head and head["repo"] is None:  # the fork was deleted: its branches went with it
+        return "the pull request's head repository is gone"
+    # the head branch lives in the head repository (a fork's own, for a PR from a fork)
+    repository = head["repo"] if "repo" in head else p.get("repository")
+    return Target(repo_slugs(repository, "payload.pull_request.head.repo"), branch)
+
+
+def _on_push(p: dict[str, Any]) -> Target | str:
+    if p.get("deleted") is not True:
+        return "push that does not delete a branch"
+    ref = _field(p, "ref", str)
+    if not ref.startswith("refs/heads/"):
+        return f"push deleting {ref!r}, not a branch"
+    return Target(repo_slugs(p.get("repository"), "payload.repository"), branch_name(ref))
+
+
+EVENTS: dict[str, Callable[[dict[str, Any]], Target | str]] = {
+    "delete": _on_delete,
+    "pull_request": _on_pull_request,
+    "push": _on_push,
+}
+
+
+def classify(event: str, payload: dict[str, Any]) -> Target | str:
+    """What the event cleans up, or why it is ignored; :class:`Malformed` when it lacks fields."""
+    handler = EVENTS.get(event)
+    return handler(payload) if handler else f"event {event!r} does not clean up"
+
+
+# -- doing the work in the background ---------------------------------------------------------------
+
+
+def close_target(store: Store, settings: Settings, forge: str, delivery_id: str, target: Target) -> None:
+    """Close the target's sessions and store the delivery's result (``failed`` with the error when the
+    work raised, ``ignored`` when no session matched)."""
+    actor = f"webhook:{forge}:{delivery_id}"
+    try:
+        reports = {slug: close_branch(store, settings, slug, target.branch, actor) for slug in target.repos}
+    except Exception as exc:  # the delivery records any failure; the thread must live on
+        log.exception("webhook %s %s: cleaning up %s failed", forge, delivery_id, target.branch)
+        result = {**target.to_json(), "error": f"{exc.__class__.__name__}: {exc}"}
+        store.update_delivery(forge, delivery_id, DeliveryStatus.FAILED, result)
+        return
+    closed = [key for report in reports.values() for key in report.get("closed", [])]
+    result = {**target.to_json(), "closed": closed, "reports": reports}
+    status = DeliveryStatus.DONE if closed else DeliveryStatus.IGNORED
+    if not closed:
+        result["ignored"] = f"no session of {', '.join(target.repos)} works on branch {target.branch!r}"
+    store.update_delivery(forge, delivery_id, status, result)
+    log.info("webhook %s %s: branch %r closed %d session(s)", forge, delivery_id, target.branch, len(closed))
+
+
+class Worker:
+    """A bounded pool of daemon threads draining a queue of (forge, delivery id, target). Daemons,
+    because a cleanup may wait for a long run: shutting down must not wait for it (the delivery stays
+    ``pending`` in the store and the next start re-queues it)."""
+
+    def __init__(self, store: Store, settings: Settings, threads: int) -> None:
+        self.store, self.settings = store, settings
+        self.jobs: queue.Queue[tuple[str, str, Target] | None] = queue.Queue()
+        self.threads = [
+            threading.Thread(target=self._drain, name=f"baton-webhook-{i}", daemon=True)
+            for i in range(threads)
+        ]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, forge: str, delivery_id: str, target: Target) -> None:
+        self.jobs.put((forge, delivery_id, target))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        for _ in self.threads:
+            self.jobs.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _drain(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            try:
+                close_target(self.store, self.settings, *job)
+            except Exception:  # even storing the failure failed (store gone): it stays pending
+                log.exception("webhook %s %s: could not record the result", job[0], job[1])
+
+    def requeue_pending(self) -> int:
+        """Queue the work of deliveries a previous process accepted but did not finish."""
+        pending = self.store.list_deliveries_by_status(DeliveryStatus.PENDING)
+        for record in pending:
+            result = record.result
+            self.submit(record.forge, record.delivery_id, Target(tuple(result["repos"]), result["branch"]))
+        return len(pending)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Nested inside the app's lifespan (FastAPI merges router lifespans), so the store is open."""
+    settings: Settings = app.state.settings
+    worker = Worker(app.state.store, settings, threads=max(2, settings.concurrency))
+    app.state.webhooks = worker
+    worker.start()
+    if requeued := await run_in_threadpool(worker.requeue_pending):
+        log.info("webhooks: re-queued %d pending deliveries from an earlier process", requeued)
+    try:
+        yield
+    finally:
+        worker.stop()
+
+
+router = APIRouter(lifespan=lifespan)
+
+
+# -- the routes -------------------------------------------------------------------------------------
+
+
+def answer(record: DeliveryRecord) -> DeliveryAnswer:
+    ignored = record.result.get("ignored") if record.status == DeliveryStatus.IGNORED else None
+    return DeliveryAnswer(
+        delivery=record.delivery_id, status=record.status.value, ignored=ignored, result=record.result
+    )
+
+
+def accept(worker: Worker, forge: str, delivery_id: str, event: str, outcome: Target | str) -> DeliveryRecord:
+    """Store the delivery (pending with its target, or ignored with why) and queue its work; a known
+    delivery id returns the stored record and does nothing."""
+    if isinstance(outcome, Target):
+        record = DeliveryRecord(forge, delivery_id, event, time.time(), result=outcome.to_json())
+    else:
+        record = DeliveryRecord(
+            forge, delivery_id, event, time.time(), DeliveryStatus.IGNORED, {"ignored": outcome}
+        )
+    if not worker.store.add_delivery(record):
+        stored = worker.store.get_delivery(forge, delivery_id)
+        log.info("webhook %s %s: redelivery, answered from the first", forge, delivery_id)
+        return stored or record
+    if isinstance(outcome, Target):
+        worker.submit(forge, delivery_id, outcome)
+    return record
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body, refusing more than :data:`MAX_BODY` bytes before reading them all."""
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        raise HTTPException(413, f"the payload is larger than {MAX_BODY} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise HTTPException(413, f"the payload is larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _header(headers: Headers, names: tuple[str, ...], pattern: re.Pattern[str], what: str) -> str:
+    value = next((v for n in names if (v := headers.get(n))), None)
+    if value is None or not pattern.fullmatch(value):
+        raise HTTPException(400, f"missing or malformed {what} header ({', '.join(names)})")
+    return value
+
+
+async def receive(request: Request, forge: Forge) -> DeliveryAnswer:
+    secret = os.environ.get(SECRET_ENV)
+    if not secret:
+        log.error("webhook %s refused: %s is not set, so no signature can be checked", forge.name, SECRET_ENV)
+        raise HTTPException(503, f"webhooks are disabled: set {SECRET_ENV} on the service")
+    body = await read_body(request)
+    if not verified(secret, body, claimed_signatures(forge, request.headers)):
+        client = request.client.host if request.client else "?"
+        log.warning("webhook %s from %s refused: missing or wrong signature", forge.name, client)
+        raise HTTPException(401, "missing or wrong signature")
+    delivery_id = _header(request.headers, forge.delivery_headers, DELIVERY_ID, "delivery id")
+    event = _header(request.headers, forge.event_headers, EVENT_NAME, "event")
+    try:
+        outcome = classify(event, payload_of(body, request.headers.get("content-type", "")))
+    except Malformed as exc:
+        raise HTTPException(400, str(exc)) from exc
+    record = await run_in_threadpool(
+        accept, request.app.state.webhooks, forge.name, delivery_id, event, outcome
+    )
+    return answer(record)
+
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "signed, but no delivery id or event, or a malformed payload"},
+    401: {"model": Problem, "description": "missing or wrong signature: nothing done"},
+    413: {"model": Problem, "description": "payload larger than 25 MB"},
+    503: {"model": Problem, "description": f"{SECRET_ENV} is not set: webhooks are refused"},
+}
+BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
+
+
+@router.post(
+    "/webhooks/github",
+    tags=["webhooks"],
+    status_code=202,
+    response_model=DeliveryAnswer,
+    responses=RESPONSES,
+    openapi_extra=BODY,
+    summary="A GitHub webhook (X-Hub-Signature-256): branch deleted, PR closed, push deleting a branch",
+)
+async def github(request: Request) -> DeliveryAnswer:
+    return await receive(request, GITHUB)
+
+
+@router.post(
+    "/webhooks/gitea",
+    tags=["webhooks"],
+    status_code=202,
+    response_model=DeliveryAnswer,
+    responses=RESPONSES,
+    openapi_extra=BODY,
+    summary="A Gitea webhook (X-Gitea-Signature or X-Hub-Signature-256); same events as GitHub",
+)
+async def gitea(request: Request) -> DeliveryAnswer:
+    return await receive(request, GITEA)
+
+
+class Delivery(BaseModel):
+    forge: str
+    delivery_id: str
+    event: str
+    received_at: str | None
+    status: str
+    result: dict[str, Any]
+
+
+@router.get(
+    "/v1/webhooks/deliveries",
+    tags=["webhooks"],
+    response_model=list[Delivery],
+    summary="Webhook deliveries, newest first, each with its result",
+)
+def deliveries(
+    request: Request,
+    _actor: Annotated[Actor, Depends(require(TokenScope.READ))],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    store: Store = request.app.state.store
+    return [d.to_json() for d in store.list_deliveries(limit=limit)]

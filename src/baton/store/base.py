@@ -7,6 +7,7 @@ session part. Keep this small: the runner's needs, not a general ORM.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from baton.models import (
@@ -121,5 +122,15 @@ class Store(Protocol):
         self, forge: str, delivery_id: str, status: DeliveryStatus, result: dict[str, Any]
     ) -> None: ...
     def list_deliveries(self, limit: int = 100) -> list[DeliveryRecord]: ...
+    def list_deliveries_by_status(self, status: DeliveryStatus, limit: int = 1000) -> list[DeliveryRecord]:
+        """Oldest first (the service re-queues ``pending`` ones at start)."""
+        ...
+
+    def metrics_counts(self, buckets: Sequence[float]) -> dict[str, list[tuple[Any, ...]]]:
+        """What ``/metrics`` shows, counted by the database (GROUP BY) in one transaction:
+        ``runs`` (agent, mode, outcome, hydrated, n) of ended runs; ``durations`` (agent, n, sum,
+        then n with duration <= each bucket); ``sessions`` (agent, status, n); ``deliveries``
+        (forge, event, status, n); ``jobs`` (status, n)."""
+        ...
 
     def close(self) -> None: ...

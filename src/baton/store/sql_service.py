@@ -10,6 +10,7 @@ when no job of that key is running (runs of one key start in submission order). 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -39,6 +40,11 @@ deliveries = sa.table(
     "deliveries",
     *(sa.column(n) for n in ("forge", "delivery_id", "event", "received_at", "status", "result")),
 )
+# the columns of the core tables (defined in sql.py) that the metrics count
+_runs = sa.table(
+    "runs", *(sa.column(n) for n in ("agent", "mode", "outcome", "note", "started_at", "ended_at"))
+)
+_sessions = sa.table("sessions", sa.column("agent"), sa.column("status"))
 
 
 class ServiceTables:
@@ -177,6 +183,61 @@ class ServiceTables:
         query = sa.select(deliveries).order_by(deliveries.c.received_at.desc()).limit(limit)
         with self._tx() as conn:
             return [_delivery(r._mapping) for r in conn.execute(query)]
+
+    def list_deliveries_by_status(self, status: DeliveryStatus, limit: int = 1000) -> list[DeliveryRecord]:
+        query = (
+            sa.select(deliveries)
+            .where(deliveries.c.status == status.value)
+            .order_by(deliveries.c.received_at.asc())
+            .limit(limit)
+        )
+        with self._tx() as conn:
+            return [_delivery(r._mapping) for r in conn.execute(query)]
+
+    # -- metrics ------------------------------------------------------------------------------------
+
+    def metrics_counts(self, buckets: Sequence[float]) -> dict[str, list[tuple[Any, ...]]]:
+        """Counted by the database, so every process (and a restarted one) reports the same numbers,
+        and a scrape costs five GROUP BY queries whatever the number of sessions and runs."""
+        with self._tx() as conn:
+            return {
+                name: [tuple(r) for r in conn.execute(query)] for name, query in _metrics_queries(buckets)
+            }
+
+
+def _metrics_queries(buckets: Sequence[float]) -> list[tuple[str, Any]]:
+    ended = _runs.c.outcome != "running"
+    hydrated = sa.case((_runs.c.note.like("%hydrated%"), 1), else_=0).label("hydrated")
+    duration = _runs.c.ended_at - _runs.c.started_at
+    below = [sa.func.sum(sa.case((duration <= b, 1), else_=0)) for b in buckets]
+    count = sa.func.count()
+    return [
+        (
+            "runs",
+            sa.select(_runs.c.agent, _runs.c.mode, _runs.c.outcome, hydrated, count)
+            .where(ended)
+            .group_by(_runs.c.agent, _runs.c.mode, _runs.c.outcome, hydrated),
+        ),
+        (
+            "durations",
+            sa.select(_runs.c.agent, count, sa.func.sum(duration), *below)
+            .where(ended, _runs.c.ended_at.is_not(None))
+            .group_by(_runs.c.agent),
+        ),
+        (
+            "sessions",
+            sa.select(_sessions.c.agent, _sessions.c.status, count).group_by(
+                _sessions.c.agent, _sessions.c.status
+            ),
+        ),
+        (
+            "deliveries",
+            sa.select(deliveries.c.forge, deliveries.c.event, deliveries.c.status, count).group_by(
+                deliveries.c.forge, deliveries.c.event, deliveries.c.status
+            ),
+        ),
+        ("jobs", sa.select(jobs.c.status, count).group_by(jobs.c.status)),
+    ]
 
 
 def _job_value(name: str, value: Any) -> Any:
