@@ -1,14 +1,156 @@
-"""Closing the sessions of a branch or PR that is gone (being built)."""
+"""Closing the sessions of a branch or PR that is gone (a webhook), and of an expired key (the sweeper).
+
+Closing never loses work, in this order, under the key's lease (a running key is closed after its run
+ends, never mid-run):
+
+1. **checkpoint** the worktree: its uncommitted state becomes ``refs/baton/checkpoints/<agent>/<thread>``
+   in the repo's cache clone (no ref when the worktree is clean: its branch holds everything);
+2. **snapshot** the agent's transcript into the store;
+3. remove the worktree directory (the branch and the checkpoint ref stay) and the agent's local
+   transcript files and leftover stubs;
+4. mark the session ``closed``, keeping its conversation id, and audit ``close`` (or ``expire``) with
+   the actor, what was removed and where the checkpoint is.
+
+A closed session's ``expires_at`` is the end of its grace period (``closed_grace_days`` from the close):
+until then a new run of the key resumes the same conversation (hydrated from the snapshot) in a
+worktree rebuilt from the checkpoint — the runner's ordinary path for a lost worktree and a missing
+transcript; after it, the sweeper purges the snapshot, the checkpoint and the rows.
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
+from baton.agents import get_agent
+from baton.errors import BatonError, NotFound
+from baton.gitcmd import commit_of, worktree_status
+from baton.housekeeping.disk import files_bytes, key_of, local_transcript
+from baton.keys import Key
+from baton.leases import LeaseHolder, held
+from baton.models import SessionRecord, SessionStatus
 from baton.settings import Settings
-from baton.store import Store
+from baton.snapshots import take_snapshot
+from baton.store.base import Store
+from baton.workdirs import Workdirs, disk_usage
+
+CLOSE_WAIT = 3600.0  # seconds a close waits for a running run of the key to end
+
+
+@dataclass
+class CloseResult:
+    """What closing one key removed and kept."""
+
+    key: str
+    worktree: str  # the worktree's path
+    worktree_removed: bool = False
+    worktree_bytes: int = 0
+    transcript_files: int = 0  # local transcript and leftover files removed
+    transcript_bytes: int = 0
+    checkpoint: str | None = None  # the checkpoint commit (None: the worktree was clean or gone)
+    checkpoint_ref: str | None = None  # where it is kept, in ``cache``
+    cache: str = ""
+    snapshot: bool = False  # the store holds the conversation's snapshot
+    session_id: str | None = None  # the conversation a new run resumes
+    purge_after: float = 0.0  # when the sweeper purges what was kept
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def close_branch(store: Store, settings: Settings, repo_slug: str, branch: str, actor: str) -> dict[str, Any]:
     """Close every session of ``repo_slug`` working on ``branch`` (checkpoint first; a running key
-    after its run); returns a JSON-able report ``{"closed": [keys], "checkpoints": {key: ref}, ...}``."""
-    raise NotImplementedError
+    after its run); returns a JSON-able report ``{"closed": [keys], "checkpoints": {key: ref}, ...}``.
+    A key that fails to close is reported under ``errors``; the others are still closed."""
+    short = branch.removeprefix("refs/heads/")
+    report: dict[str, Any] = {
+        "repo": repo_slug,
+        "branch": short,
+        "closed": [],
+        "checkpoints": {},
+        "results": [],
+        "already_closed": [],
+        "errors": {},
+    }
+    for session in store.list_sessions(repo=repo_slug):
+        if session.branch != short:
+            continue
+        key = key_of(session)
+        if session.status == SessionStatus.CLOSED:
+            report["already_closed"].append(str(key))
+            continue
+        try:
+            result = close_session(store, settings, key, actor)
+        except BatonError as exc:
+            report["errors"][str(key)] = str(exc)
+            continue
+        report["closed"].append(str(key))
+        report["checkpoints"][str(key)] = result.checkpoint_ref
+        report["results"].append(result.to_json())
+    return report
+
+
+def close_session(
+    store: Store, settings: Settings, key: Key, actor: str, wait: float = CLOSE_WAIT
+) -> CloseResult:
+    """Close one key (module doc), waiting up to ``wait`` seconds for a run of it to end (Busy after
+    that). Audited as ``close`` (or ``close-failed`` with the error)."""
+    try:
+        with held(LeaseHolder(store, key.id, settings.lease_ttl), wait, settings.heartbeat):
+            session = store.get_session(key.agent, key.repo.slug, key.thread)
+            if session is None:
+                raise NotFound(f"no session for {key}")
+            result = close_locked(store, settings, key, session)
+    except Exception as exc:
+        store.audit("close-failed", str(key), actor, {"error": str(exc)})
+        raise
+    store.audit("close", str(key), actor, result.to_json())
+    return result
+
+
+def close_locked(store: Store, settings: Settings, key: Key, session: SessionRecord) -> CloseResult:
+    """Checkpoint, snapshot, remove, mark closed: the caller holds the key's lease."""
+    workdirs = Workdirs(settings)
+    path = workdirs.worktree_path(key)
+    result = CloseResult(str(key), str(path), cache=str(workdirs.cache_path(key.repo)))
+    result.checkpoint = kept_checkpoint(workdirs, key, path)
+    result.checkpoint_ref = workdirs.checkpoint_ref(key) if result.checkpoint else None
+    if session.agent_session_id:
+        agent = get_agent(key.agent, settings)
+        take_snapshot(store, agent, key, session.agent_session_id)
+        result.snapshot = store.get_snapshot(key.agent, key.repo.slug, key.thread) is not None
+    result.session_id = session.agent_session_id
+    result.worktree_bytes = disk_usage(path)
+    result.worktree_removed = workdirs.remove_worktree_dir(key)
+    _remove_files(local_transcript(settings, session), result)
+    session.status = SessionStatus.CLOSED
+    session.expires_at = result.purge_after = time.time() + settings.closed_grace_days * 86400
+    store.save_session(session)
+    return result
+
+
+def kept_checkpoint(workdirs: Workdirs, key: Key, path: Path) -> str | None:
+    """Checkpoint the worktree; the checkpoint commit kept for the key afterwards — also one an earlier
+    eviction left when the worktree is gone now (None: clean, the branch holds everything)."""
+    commit = workdirs.checkpoint(key, path)
+    cache = workdirs.cache_path(key.repo)
+    if commit is None and (cache / "HEAD").is_file():
+        commit = commit_of(cache, workdirs.checkpoint_ref(key))
+    return commit
+
+
+def would_checkpoint(workdirs: Workdirs, key: Key, path: Path) -> bool:
+    """Whether :func:`kept_checkpoint` would leave a checkpoint, changing nothing (for dry runs)."""
+    if (path / ".git").is_file():
+        return bool(worktree_status(path))
+    cache = workdirs.cache_path(key.repo)
+    return (cache / "HEAD").is_file() and commit_of(cache, workdirs.checkpoint_ref(key)) is not None
+
+
+def _remove_files(paths: list[Path], result: CloseResult) -> None:
+    result.transcript_bytes = files_bytes(paths)
+    for path in paths:
+        path.unlink(missing_ok=True)
+    result.transcript_files = len(paths)

@@ -1,12 +1,264 @@
-"""Expiry and orphans (being built)."""
+"""The sweeper: expiry, purge of closed sessions, orphan worktrees, ``git worktree prune``.
+
+Two stages, so that expiry never loses work at once:
+
+- **expire**: a session past its TTL (``expires_at``) is *closed* like a gone branch
+  (:mod:`baton.housekeeping.cleanup`): checkpoint, snapshot, then its worktree, local transcript files
+  and leftover stubs are removed; the store keeps its snapshot, checkpoint and rows for
+  ``closed_grace_days`` (a run in that time resumes it);
+- **purge**: a closed session past its grace period loses the rest: snapshot (and blobs no other
+  snapshot uses), checkpoint ref, run records with their event logs, and the session row. Its branch
+  stays in the cache clone: commits are never deleted by a sweep. With ``closed_grace_days = 0`` an
+  expired session is purged by the next sweep.
+
+Then directories under ``worktrees/`` that no session owns are removed, and every cache clone gets a
+``git worktree prune``. A key whose lease is live is never touched: each key is handled under its lease
+taken with no wait, and a busy key is reported as skipped (an orphan directory too: it may be the
+worktree a new run is building before it saves its session).
+
+The dry run goes through the very same code — the same lease check and the same measurements — and
+stops before the first change, so its report is what the real run would do. Freed bytes are measured
+before removal (allocated bytes, as in :mod:`baton.housekeeping.disk`), by category.
+"""
 
 from __future__ import annotations
 
+import logging
+import shutil
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
+from baton.errors import BatonError, Busy
+from baton.gitcmd import run_git
+from baton.housekeeping.cleanup import close_locked, would_checkpoint
+from baton.housekeeping.disk import enforce_quota, files_bytes, key_of, local_transcript, snapshot_bytes
+from baton.keys import Key
+from baton.leases import LeaseHolder, held
+from baton.locks import file_lock
+from baton.models import SessionRecord, SessionStatus
 from baton.settings import Settings
+from baton.store import open_store
+from baton.store.base import Store
+from baton.workdirs import Workdirs, disk_usage
+
+log = logging.getLogger("baton.housekeeping")
+CATEGORIES = ("worktrees", "transcripts", "snapshots", "logs", "orphans")
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did (or, dry, would do): keys expired and purged, keys skipped because a run holds
+    them, orphan directories, pruned caches, freed bytes by category, where checkpoints are kept."""
+
+    dry_run: bool = False
+    expired: list[str] = field(default_factory=list)
+    purged: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # key or path → why
+    orphans: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)  # cache clones `git worktree prune` ran in
+    freed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CATEGORIES, 0))
+    checkpoints: dict[str, str] = field(default_factory=dict)  # expired key → checkpoint ref kept
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def freed_total(self) -> int:
+        return sum(self.freed.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "freed_total": self.freed_total}
+
+
+def sweep(store: Store, settings: Settings, dry_run: bool = False, now: float | None = None) -> SweepReport:
+    """One sweep (module doc). Never raises for one key: its error is in the report."""
+    sweeper = _Sweeper(store, settings, SweepReport(dry_run=dry_run), time.time() if now is None else now)
+    for session in store.list_sessions():
+        if 0 < session.expires_at < sweeper.now:
+            closed = session.status == SessionStatus.CLOSED
+            sweeper.guarded(key_of(session), sweeper.purge if closed else sweeper.expire)
+    sweeper.orphans()
+    sweeper.prune()
+    return sweeper.report
+
+
+@dataclass
+class _Sweeper:
+    store: Store
+    settings: Settings
+    report: SweepReport
+    now: float
+
+    @property
+    def dry_run(self) -> bool:
+        return self.report.dry_run
+
+    def guarded(self, key: Key, action: Callable[[Key, SessionRecord], None]) -> None:
+        """Run ``action`` under the key's lease (no wait); a busy key is skipped, an error reported.
+        The session is read again under the lease: a run may have used (or closed) it since."""
+        try:
+            with held(LeaseHolder(self.store, key.id, self.settings.lease_ttl), 0.0, self.settings.heartbeat):
+                session = self.store.get_session(key.agent, key.repo.slug, key.thread)
+                if session is not None and 0 < session.expires_at < self.now:
+                    action(key, session)
+        except Busy:
+            self.report.skipped[str(key)] = "busy: a run holds the key"
+        except (BatonError, OSError) as exc:
+            log.warning("sweep: %s: %s", key, exc)
+            self.report.errors[str(key)] = str(exc)
+
+    def expire(self, key: Key, session: SessionRecord) -> None:
+        if session.status == SessionStatus.CLOSED:
+            return self.purge(key, session)
+        workdirs = Workdirs(self.settings)
+        path = workdirs.worktree_path(key)
+        worktree = disk_usage(path)
+        transcripts = files_bytes(local_transcript(self.settings, session))
+        if self.dry_run:
+            ref = workdirs.checkpoint_ref(key) if would_checkpoint(workdirs, key, path) else None
+        else:
+            ref = close_locked(self.store, self.settings, key, session).checkpoint_ref
+        if ref:
+            self.report.checkpoints[str(key)] = ref
+        self.report.expired.append(str(key))
+        self.report.freed["worktrees"] += worktree
+        self.report.freed["transcripts"] += transcripts
+        return None
+
+    def purge(self, key: Key, session: SessionRecord) -> None:
+        if session.status != SessionStatus.CLOSED:
+            return self.expire(key, session)
+        store, workdirs = self.store, Workdirs(self.settings)
+        files = local_transcript(self.settings, session)
+        runs = store.list_runs(key.agent, key.repo.slug, key.thread, limit=1_000_000)
+        logs = [Path(r.log_path) for r in runs if r.log_path]
+        sizes = {
+            "worktrees": disk_usage(workdirs.worktree_path(key)),  # one a failed close left behind
+            "transcripts": files_bytes(files),
+            "snapshots": snapshot_bytes(store, session),
+            "logs": files_bytes(logs),
+        }
+        if not self.dry_run:
+            workdirs.remove_worktree_dir(key)
+            for path in [*files, *logs]:
+                path.unlink(missing_ok=True)
+            store.delete_snapshot(key.agent, key.repo.slug, key.thread)
+            workdirs.drop_checkpoint(key)
+            store.delete_runs(key.agent, key.repo.slug, key.thread)
+            store.delete_session(key.agent, key.repo.slug, key.thread)
+        self.report.purged.append(str(key))
+        for name, size in sizes.items():
+            self.report.freed[name] += size
+        return None
+
+    # -- orphans and prune --------------------------------------------------------------------------------
+
+    def orphans(self) -> None:
+        _orphans(self.store, self.settings, self.report)
+
+    def prune(self) -> None:
+        _prune(self.settings, self.report)
+
+
+def _orphans(store: Store, settings: Settings, report: SweepReport) -> None:
+    """Remove directories under ``worktrees/`` that no session owns (each under the lease its path
+    would be the key of: a new run holds it while it builds its worktree, before its session exists)."""
+    root = settings.home / "worktrees"
+    if not root.is_dir():
+        return
+    workdirs = Workdirs(settings)
+    owned = {workdirs.worktree_path(key_of(s)) for s in store.list_sessions()}
+    above = {parent for path in owned for parent in path.parents}
+    for path in _unowned(root, owned, above):
+        rel = path.relative_to(root).as_posix()
+        try:
+            with held(LeaseHolder(store, rel, settings.lease_ttl), 0.0, settings.heartbeat):
+                size = disk_usage(path)
+                if not report.dry_run:
+                    shutil.rmtree(path)
+                    _remove_empty_parents(path.parent, root)
+        except Busy:
+            report.skipped[str(path)] = "busy: a run holds the key of this directory"
+            continue
+        except OSError as exc:
+            report.errors[str(path)] = str(exc)
+            continue
+        report.orphans.append(str(path))
+        report.freed["orphans"] += size
+
+
+def _unowned(directory: Path, owned: set[Path], above: set[Path]) -> list[Path]:
+    """The orphans in ``directory``: not owned, not above an owned path, and holding a worktree (a
+    ``.git``), files, or nothing; a directory of directories only is searched further down."""
+    found: list[Path] = []
+    for child in sorted(p for p in directory.iterdir() if p.is_dir() and not p.is_symlink()):
+        if child in owned:
+            continue
+        entries = [] if child in above else list(child.iterdir())
+        if child in above or (entries and all(e.is_dir() and e.name != ".git" for e in entries)):
+            found += _unowned(child, owned, above)
+        else:
+            found.append(child)
+    return found
+
+
+def _remove_empty_parents(path: Path, root: Path) -> None:
+    """The directories an orphan leaves empty, up to ``root`` (an owned worktree is never empty)."""
+    while path != root and root in path.parents:
+        try:
+            path.rmdir()
+        except OSError:
+            return  # not empty
+        path = path.parent
+
+
+def _prune(settings: Settings, report: SweepReport) -> None:
+    """``git worktree prune`` in every cache clone (under its repo lock, as the runner does)."""
+    repos = settings.home / "repos"
+    if not repos.is_dir():
+        return
+    for cache in sorted(repos.rglob("*.git")):
+        if not (cache / "HEAD").is_file():
+            continue
+        slug = cache.relative_to(repos).as_posix().removesuffix(".git")
+        if not report.dry_run:
+            try:
+                with file_lock(settings.home, f"repo:{slug}"):
+                    run_git(["worktree", "prune"], cwd=cache)
+            except BatonError as exc:
+                report.errors[str(cache)] = str(exc)
+                continue
+        report.pruned.append(slug)
+
+
+# -- the service's sweeper thread ---------------------------------------------------------------------
 
 
 def sweep_periodically(settings: Settings, stop: threading.Event) -> None:
-    """The service's sweeper thread: sweep every ``sweep_interval`` seconds until ``stop``."""
-    stop.wait()
+    """The service's sweeper thread: sweep and enforce the quota every ``sweep_interval`` seconds until
+    ``stop`` (0: never). Audited with actor ``sweeper``; never raises (a failed sweep is logged and
+    the next one tries again)."""
+    interval = settings.sweep_interval
+    if interval <= 0:
+        return
+    while not stop.wait(interval):
+        sweep_once(settings)
+
+
+def sweep_once(settings: Settings, actor: str = "sweeper") -> dict[str, Any] | None:
+    """One sweep and quota check with its own store connection, audited; None when it failed."""
+    try:
+        store = open_store(settings.resolved_store_url)
+        try:
+            report = sweep(store, settings)
+            evictions = enforce_quota(store, settings, actor)
+            detail = {**report.to_json(), "evictions": [e.to_json() for e in evictions]}
+            store.audit("sweep", "*", actor, detail)
+            return detail
+        finally:
+            store.close()
+    except Exception:  # the sweeper thread must outlive any one failed sweep
+        log.exception("the sweep failed; the next one runs in %s s", settings.sweep_interval)
+        return None

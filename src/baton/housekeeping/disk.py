@@ -1,0 +1,259 @@
+"""Disk accounting, quotas and eviction.
+
+Every size here is *allocated* bytes (``st_blocks * 512``, hard links counted once), the measure
+:func:`baton.workdirs.disk_usage` uses, so what ``baton du`` shows, what the sweeper reports as freed and
+what a quota compares are one number. Store snapshot bytes are the compressed blobs the store holds for
+the snapshot (a chunk shared with another snapshot counts for each; that is rare: chunks carry ids).
+
+**Quota.** :func:`enforce_quota` compares the use of ``BATON_HOME`` with ``disk_quota`` and the volume's
+free space with ``min_free``. Over either limit it evicts the least-recently-used *idle* worktrees (the
+key's lease taken with no wait: a running key is never touched): checkpoint first, then remove the
+worktree directory only. The session stays active; its branch, checkpoint ref and transcript stay, and
+its next run rebuilds the worktree from the checkpoint. Each eviction is logged and audited.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from baton.agents import get_agent
+from baton.errors import BatonError, Busy
+from baton.keys import Key, Repo
+from baton.leases import LeaseHolder, held
+from baton.models import SessionRecord, SessionStatus
+from baton.settings import Settings
+from baton.store.base import Store
+from baton.workdirs import Workdirs, disk_usage
+
+log = logging.getLogger("baton.housekeeping")
+
+
+def key_of(session: SessionRecord) -> Key:
+    """The key of a stored session (its repo as stored: URL, slug, local or not)."""
+    repo = Repo(session.repo_url, session.repo, session.repo_url.startswith("/"))
+    return Key(session.agent, repo, session.thread)
+
+
+def files_bytes(paths: list[Path]) -> int:
+    """Allocated bytes of ``paths`` (missing ones count 0; hard links once)."""
+    total, seen = 0, set()
+    for path in paths:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+    return total
+
+
+def local_transcript(settings: Settings, session: SessionRecord) -> list[Path]:
+    """The agent's local files of the session's conversation: transcript and leftover stubs."""
+    if not session.agent_session_id:
+        return []
+    agent = get_agent(session.agent, settings)
+    sid = session.agent_session_id
+    return [*agent.transcript_files(sid), *agent.leftover_files(sid)]
+
+
+def snapshot_bytes(store: Store, session: SessionRecord) -> int:
+    """Compressed bytes of the session's snapshot blobs in the store; 0 without a snapshot."""
+    try:
+        snapshot = store.get_snapshot(session.agent, session.repo, session.thread)
+    except BatonError:
+        return 0  # unreadable: its blobs go with the store's blob collection
+    if snapshot is None:
+        return 0
+    return sum(len(store.get_blob(d) or b"") for d in snapshot.digests())
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the volume holding ``path`` (its nearest existing ancestor)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+# -- the report ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class SessionUsage:
+    key: str
+    agent: str
+    repo: str
+    status: str
+    worktree: int  # bytes of the worktree directory
+    transcript: int  # bytes of the agent's local transcript (and leftover) files
+    snapshot: int  # bytes of the store's snapshot blobs
+    last_used_at: float
+
+    @property
+    def total(self) -> int:
+        return self.worktree + self.transcript + self.snapshot
+
+
+_TOTALS = ("sessions", "worktree", "transcript", "snapshot")
+
+
+@dataclass
+class DiskReport:
+    """Bytes per session, totals per agent and per repo, cache clones, agent homes, the home's total
+    (everything under ``BATON_HOME``) and the volume's free space."""
+
+    home: str
+    total: int
+    free: int
+    quota: int | None
+    min_free: int
+    sessions: list[SessionUsage] = field(default_factory=list)
+    caches: dict[str, int] = field(default_factory=dict)  # repo slug → bytes of its cache clone
+    homes: dict[str, int] = field(default_factory=dict)  # agent → bytes of its home
+    store: int = 0  # bytes of the SQLite database (0 for a remote store)
+
+    def per(self, attr: str) -> dict[str, dict[str, int]]:
+        """Totals by ``agent`` or ``repo``: worktree, transcript, snapshot and sessions."""
+        out: dict[str, dict[str, int]] = {}
+        for s in self.sessions:
+            row = out.setdefault(
+                getattr(s, attr), {"sessions": 0, "worktree": 0, "transcript": 0, "snapshot": 0}
+            )
+            row["sessions"] += 1
+            row["worktree"] += s.worktree
+            row["transcript"] += s.transcript
+            row["snapshot"] += s.snapshot
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "home": self.home,
+            "total": self.total,
+            "free": self.free,
+            "quota": self.quota,
+            "min_free": self.min_free,
+            "store": self.store,
+            "agents": self.per("agent"),
+            "repos": self.per("repo"),
+            "caches": self.caches,
+            "homes": self.homes,
+            "sessions": [{**asdict(s), "total": s.total} for s in self.sessions],
+        }
+
+
+def usage(store: Store, settings: Settings) -> DiskReport:
+    """Measure everything ``baton du`` and ``GET /v1/disk`` show (walks the directories: seconds on a
+    large home, so the service computes it on request, never per metric scrape)."""
+    home = settings.home
+    db = settings.db_path
+    report = DiskReport(
+        home=str(home),
+        total=disk_usage(home),
+        free=free_bytes(home),
+        quota=settings.disk_quota_bytes,
+        min_free=settings.min_free_bytes,
+        store=sum(files_bytes([db.with_name(db.name + s)]) for s in ("", "-wal", "-shm")),
+    )
+    for session in store.list_sessions():
+        report.sessions.append(session_usage(store, settings, session))
+    repos = home / "repos"
+    if repos.is_dir():
+        for cache in sorted(repos.rglob("*.git")):
+            if (cache / "HEAD").is_file():
+                report.caches[cache.relative_to(repos).as_posix().removesuffix(".git")] = disk_usage(cache)
+    homes = home / "homes"
+    if homes.is_dir():
+        report.homes = {p.name: disk_usage(p) for p in sorted(homes.iterdir()) if p.is_dir()}
+    return report
+
+
+def session_usage(store: Store, settings: Settings, session: SessionRecord) -> SessionUsage:
+    key = key_of(session)
+    return SessionUsage(
+        key=str(key),
+        agent=session.agent,
+        repo=session.repo,
+        status=session.status.value,
+        worktree=disk_usage(Workdirs(settings).worktree_path(key)),
+        transcript=files_bytes(local_transcript(settings, session)),
+        snapshot=snapshot_bytes(store, session),
+        last_used_at=session.last_used_at,
+    )
+
+
+# -- quota and eviction -------------------------------------------------------------------------------
+
+
+@dataclass
+class Eviction:
+    """One evicted worktree: its bytes, and where its uncommitted work is kept."""
+
+    key: str
+    worktree: str
+    bytes: int
+    checkpoint: str | None  # the checkpoint commit (None: the worktree was clean; its branch holds all)
+    checkpoint_ref: str | None
+    cache: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def over_limit(settings: Settings) -> int:
+    """Bytes to free now to get under ``disk_quota`` and above ``min_free``; 0 when within both."""
+    need = 0
+    quota = settings.disk_quota_bytes
+    if quota is not None:
+        need = max(need, disk_usage(settings.home) - quota)
+    return max(need, settings.min_free_bytes - free_bytes(settings.home))
+
+
+def enforce_quota(store: Store, settings: Settings, actor: str) -> list[Eviction]:
+    """Evict least-recently-used idle worktrees until the home is within its limits (module doc)."""
+    need = over_limit(settings)
+    evictions: list[Eviction] = []
+    if need <= 0:
+        return evictions
+    workdirs = Workdirs(settings)
+    candidates = [s for s in store.list_sessions() if s.status != SessionStatus.CLOSED]
+    for session in sorted(candidates, key=lambda s: s.last_used_at):
+        if need <= 0:
+            break
+        key = key_of(session)
+        if not workdirs.worktree_path(key).exists():
+            continue
+        try:
+            eviction = evict(store, settings, key, actor)
+        except Busy:
+            continue  # running: never touched
+        except (BatonError, OSError) as exc:
+            log.warning("could not evict the worktree of %s: %s", key, exc)
+            continue
+        if eviction is not None:
+            evictions.append(eviction)
+            need -= eviction.bytes
+    return evictions
+
+
+def evict(store: Store, settings: Settings, key: Key, actor: str) -> Eviction | None:
+    """Checkpoint the key's worktree, then remove its directory (under its lease, no wait: Busy when a
+    run holds it); None when it has no worktree. Audited as ``evict``."""
+    workdirs = Workdirs(settings)
+    path = workdirs.worktree_path(key)
+    with held(LeaseHolder(store, key.id, settings.lease_ttl), 0.0, settings.heartbeat):
+        if not path.exists():
+            return None
+        size = disk_usage(path)
+        commit = workdirs.checkpoint(key, path)
+        workdirs.remove_worktree_dir(key)
+    ref = workdirs.checkpoint_ref(key) if commit else None
+    eviction = Eviction(str(key), str(path), size, commit, ref, str(workdirs.cache_path(key.repo)))
+    log.info("evicted the worktree of %s (%d bytes; checkpoint %s)", key, size, ref or "none: clean")
+    store.audit("evict", str(key), actor, {**eviction.to_json(), "at": time.time()})
+    return eviction
