@@ -1,7 +1,207 @@
-"""Routes: metrics (being built)."""
+"""Route: ``/metrics`` in the Prometheus text format (no token: scrapers run inside the network).
+
+Correct across processes: nothing is counted in this process's memory. At every scrape a custom
+collector asks the store for GROUP BY counts (:meth:`baton.store.base.Store.metrics_counts`), so every
+service process, a restarted one, and the runs of ``baton run`` on the command line all agree; a scrape
+costs five aggregate queries however many sessions and runs there are. Counters are counts of stored
+rows: a reset that deletes a key's runs lowers them, which Prometheus treats as a counter reset.
+
+- ``baton_runs_total{agent,mode,outcome}``: ended runs (attempts).
+- ``baton_run_duration_seconds{agent}``: a histogram of ended runs' durations.
+- ``baton_resumes_total{agent,result}``: how continuing a conversation went — ``resumed`` (by id from
+  the local transcript), ``hydrated`` (resumed after restoring the store's snapshot), ``recovered``
+  (the conversation was gone: fresh with a recap), ``lost`` (the agent could not find it). The resume
+  success rate is (resumed + hydrated) / all.
+- ``baton_sessions{agent,status}``, ``baton_queue_depth`` (submitted runs waiting).
+- ``baton_webhook_deliveries_total{forge,event,result}`` (finished deliveries) and
+  ``baton_webhook_deliveries_pending``.
+- ``baton_disk_bytes{kind}``: from :func:`baton.housekeeping.disk.usage`, which walks directories, so
+  it is measured in a background thread at most every :data:`DISK_TTL` seconds and the scrape reads the
+  cached numbers. Kinds are views, not a partition: ``total`` is everything under ``BATON_HOME``,
+  ``transcript`` is inside ``home``, ``free`` is the volume's free space.
+
+No label carries a session id, a thread or a repo: their number is unbounded.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-router = APIRouter()
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from baton.models import DeliveryStatus, JobStatus, Mode, Outcome, SessionStatus
+from baton.settings import Settings
+from baton.store import Store
+
+BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+DISK_TTL = 60.0  # seconds a disk measurement is reused
+DISK_FIRST_WAIT = 2.0  # the first scrape waits this long for the first measurement
+log = logging.getLogger("baton.metrics")
+router = APIRouter(tags=["metrics"])
+
+
+def resume_result(mode: str, outcome: str, hydrated: bool) -> str | None:
+    """How a run continued its conversation, or None for a run that did not try to."""
+    if outcome == Outcome.SESSION_LOST:
+        return "lost"
+    if mode == Mode.RECOVER:
+        return "recovered"
+    if mode == Mode.RESUME:
+        return "hydrated" if hydrated else "resumed"
+    return None
+
+
+def run_metrics(rows: list[tuple[Any, ...]]) -> Iterator[Metric]:
+    runs = CounterMetricFamily("baton_runs", "Ended runs (attempts)", labels=["agent", "mode", "outcome"])
+    resumes = CounterMetricFamily(
+        "baton_resumes", "How runs continued their conversation", labels=["agent", "result"]
+    )
+    resumed: dict[tuple[str, str], int] = defaultdict(int)
+    for agent, mode, outcome, hydrated, n in rows:
+        runs.add_metric([agent, mode, outcome], n)
+        if (result := resume_result(mode, outcome, bool(hydrated))) is not None:
+            resumed[agent, result] += n
+    for labels, n in sorted(resumed.items()):
+        resumes.add_metric(list(labels), n)
+    yield runs
+    yield resumes
+
+
+def duration_metric(rows: list[tuple[Any, ...]]) -> Metric:
+    histogram = HistogramMetricFamily(
+        "baton_run_duration_seconds", "Durations of ended runs", labels=["agent"]
+    )
+    for agent, count, total, *below in rows:
+        buckets = [(str(b), int(n or 0)) for b, n in zip(BUCKETS, below, strict=True)]
+        histogram.add_metric([agent], [*buckets, ("+Inf", count)], sum_value=float(total or 0.0))
+    return histogram
+
+
+def session_metric(rows: list[tuple[Any, ...]]) -> Metric:
+    """Every status of every agent that has sessions, zeros included (a dashboard's lines stay put)."""
+    gauge = GaugeMetricFamily("baton_sessions", "Sessions by status", labels=["agent", "status"])
+    counts = {(agent, status): n for agent, status, n in rows}
+    for agent in sorted({agent for agent, _status in counts}):
+        for status in SessionStatus:
+            gauge.add_metric([agent, status.value], counts.get((agent, status.value), 0))
+    return gauge
+
+
+def delivery_metrics(rows: list[tuple[Any, ...]]) -> Iterator[Metric]:
+    done = CounterMetricFamily(
+        "baton_webhook_deliveries", "Finished webhook deliveries", labels=["forge", "event", "result"]
+    )
+    pending = 0
+    for forge, event, status, n in rows:
+        if status == DeliveryStatus.PENDING:
+            pending += n
+        else:
+            done.add_metric([forge, event, status], n)
+    yield done
+    yield GaugeMetricFamily("baton_webhook_deliveries_pending", "Deliveries whose work runs", value=pending)
+
+
+class DiskCache:
+    """:func:`baton.housekeeping.disk.usage` by kind, refreshed in a background thread when older
+    than :data:`DISK_TTL` (one refresh at a time), so a scrape never walks directories."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+        self.values: dict[str, int] | None = None
+        self.measured_at = 0.0
+        self.lock = threading.Lock()
+        self.refreshing: threading.Thread | None = None
+
+    def get(self) -> dict[str, int]:
+        with self.lock:
+            stale = time.monotonic() - self.measured_at > DISK_TTL
+            if stale and self.refreshing is None:
+                self.refreshing = threading.Thread(
+                    target=self._refresh, name="baton-metrics-disk", daemon=True
+                )
+                self.refreshing.start()
+            first, thread = self.values is None, self.refreshing
+        if first and thread is not None:
+            thread.join(DISK_FIRST_WAIT)
+        return dict(self.values or {})
+
+    def _refresh(self) -> None:
+        try:
+            values = measure(self.store, self.settings)
+        except Exception:  # a scrape must not fail because a directory vanished mid-walk
+            log.exception("metrics: measuring disk use failed; keeping the last numbers")
+            values = None
+        with self.lock:
+            if values is not None:
+                self.values = values
+            self.measured_at, self.refreshing = time.monotonic(), None
+
+
+def measure(store: Store, settings: Settings) -> dict[str, int]:
+    from baton.housekeeping.disk import usage  # walks directories: only in the refresh thread
+
+    report = usage(store, settings)
+    return {
+        "total": report.total,
+        "free": report.free,
+        "worktree": sum(s.worktree for s in report.sessions),
+        "transcript": sum(s.transcript for s in report.sessions),
+        "snapshot": sum(s.snapshot for s in report.sessions),
+        "cache": sum(report.caches.values()),
+        "home": sum(report.homes.values()),
+        "store": report.store,
+    }
+
+
+class StoreCollector(Collector):
+    """Everything from the store (and the disk cache) at collect time."""
+
+    def __init__(self, store: Store, disk: DiskCache) -> None:
+        self.store, self.disk = store, disk
+
+    def collect(self) -> Iterable[Metric]:
+        counts = self.store.metrics_counts(BUCKETS)
+        yield from run_metrics(counts["runs"])
+        yield duration_metric(counts["durations"])
+        yield session_metric(counts["sessions"])
+        yield from delivery_metrics(counts["deliveries"])
+        queued = sum(n for status, n in counts["jobs"] if status == JobStatus.QUEUED)
+        yield GaugeMetricFamily("baton_queue_depth", "Submitted runs waiting to start", value=queued)
+        disk = GaugeMetricFamily("baton_disk_bytes", "Disk use by kind (views)", labels=["kind"])
+        for kind, n in sorted(self.disk.get().items()):
+            disk.add_metric([kind], n)
+        yield disk
+
+
+_CACHE_LOCK = threading.Lock()
+
+
+def disk_cache(request: Request) -> DiskCache:
+    """One cache per app, made by the first scrape."""
+    state = request.app.state
+    with _CACHE_LOCK:
+        if getattr(state, "disk_cache", None) is None:
+            state.disk_cache = DiskCache(state.store, state.settings)
+        cache: DiskCache = state.disk_cache
+    return cache
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text format), counted from the store",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+def metrics(request: Request) -> Response:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(request.app.state.store, disk_cache(request)))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
