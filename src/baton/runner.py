@@ -13,7 +13,7 @@ import dataclasses
 import shutil
 import time
 
-from baton.agents import AGENTS, get_agent
+from baton.agents import AGENTS, Agent, get_agent
 from baton.attempt import new_run_id, run_attempt, usage_delta
 from baton.decide import Context, Decision, decide, fork_source
 from baton.errors import BadInput, DiskFull, GitError
@@ -26,20 +26,14 @@ from baton.settings import Settings, load_settings
 from baton.store import Store, open_store
 from baton.workdirs import Workdirs, branch_for, run_git
 
-__all__ = ["mark_crashed", "new_run_id", "run", "usage_delta"]
+__all__ = ["check_request", "mark_crashed", "new_run_id", "run", "usage_delta"]
 
 
 def run(request: RunRequest, settings: Settings | None = None, store: Store | None = None) -> RunResult:
     """Run one instruction on one key. Raises BadInput (nothing written), Busy or DiskFull; agent
     failures are outcomes in the result, not exceptions."""
     settings = settings or load_settings()
-    request = validate(request)
-    key = make_key(request.agent, request.repo, request.thread, AGENTS)
-    agent = get_agent(key.agent, settings)
-    if request.mode != Mode.AUTO and not agent.capabilities.supports(request.mode):
-        raise BadInput(f"agent {key.agent!r} cannot run in mode {request.mode.value!r}")
-    agent.command  # noqa: B018 -- a missing CLI is an error now, before anything is written
-    agent.check_prompt("\n".join(filter(None, [request.context, request.prompt])))  # too long for the CLI?
+    request, key, agent = check_request(request, settings)
     check_free_space(settings)
     own_store = store is None
     store = store or open_store(settings.resolved_store_url)
@@ -52,6 +46,20 @@ def run(request: RunRequest, settings: Settings | None = None, store: Store | No
     finally:
         if own_store:
             store.close()
+
+
+def check_request(request: RunRequest, settings: Settings) -> tuple[RunRequest, Key, Agent]:
+    """Everything about a request that needs neither the store nor the lease (nothing is written):
+    the request with its branch in short form, its key and its agent; BadInput for anything wrong.
+    The service calls it before it stores a job, so a bad request is refused with the CLI's message."""
+    request = validate(request)
+    key = make_key(request.agent, request.repo, request.thread, AGENTS)
+    agent = get_agent(key.agent, settings)
+    if request.mode != Mode.AUTO and not agent.capabilities.supports(request.mode):
+        raise BadInput(f"agent {key.agent!r} cannot run in mode {request.mode.value!r}")
+    agent.command  # noqa: B018 -- a missing CLI is an error now, before anything is written
+    agent.check_prompt("\n".join(filter(None, [request.context, request.prompt])))  # too long for the CLI?
+    return request, key, agent
 
 
 def validate(request: RunRequest) -> RunRequest:

@@ -1,7 +1,211 @@
-"""Routes: runs (being built)."""
+"""Routes: runs. Submit one (stored ``queued`` before the 202, validated like ``baton run``), read
+it, list them, stream its agent events (Server-Sent Events), cancel it.
+
+A run of the API is a job (:mod:`baton.jobs`): its ``run_id`` is the job's id, and once it ran its
+record carries every field of ``baton run --json`` (whose own ``run_id``, the last attempt's, is in
+``runs``). The event stream is replayed from the job's event file, so a late subscriber gets it from
+the start, ``Last-Event-ID`` resumes after an event, and the stream ends with one ``outcome`` event.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Iterator
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel, ConfigDict, Field
+
+from baton import jobs
+from baton.errors import BadInput, NotFound
+from baton.executors import Executor
+from baton.keys import parse_repo
+from baton.models import JobRecord, JobStatus, Mode, TokenScope
+from baton.service.auth import Actor, require
+from baton.settings import Settings
+from baton.store import Store
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+RunId = Annotated[str, Path(description="the run id `POST /v1/runs` returned", max_length=64)]
+Reader = Annotated[Actor, Depends(require(TokenScope.READ))]
+Runner = Annotated[Actor, Depends(require(TokenScope.RUN))]
+
+
+class RunBody(BaseModel):
+    """One instruction on one key, as ``baton run`` takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+    agent: str = Field(description="claude, codex or gemini")
+    repo: str = Field(description="a git URL or the path of a local repository on the server")
+    thread: str = Field(description="the unit of work in the repo: issue-42, pr-7, ...")
+    prompt: str = Field(description="the instruction")
+    mode: Mode = Field(Mode.AUTO, description="auto picks fresh/resume/recover")
+    branch: str | None = Field(None, description="branch for a new worktree (default baton/AGENT/THREAD)")
+    base: str | None = Field(None, description="start a new worktree from this ref")
+    context: str | None = Field(None, description="task context for the first prompt")
+    timeout: float | None = Field(None, description="kill the agent after this many seconds")
+    retries: int = Field(0, description="retry failed or timed-out attempts this many times")
+    fork_from: str | None = Field(None, description="with mode fork: the thread to branch from")
+
+
+class RunState(BaseModel):
+    """A run's id and where it is."""
+
+    run_id: str
+    status: JobStatus
+
+
+class Attempt(BaseModel):
+    run_id: str
+    mode: str
+    outcome: str
+
+
+class RunView(BaseModel):
+    """A submitted run: its status, and once it ran, every field of ``baton run --json``."""
+
+    run_id: str
+    status: JobStatus = Field(description="queued, running or done")
+    agent: str
+    repo: str = Field(description="the repo's slug")
+    thread: str
+    actor: str = Field(description="the token that submitted it")
+    submitted_at: str | None
+    started_at: str | None
+    ended_at: str | None
+    outcome: str | None = Field(
+        description="succeeded, failed, timed_out, cancelled, crashed; null until done"
+    )
+    error: str | None
+    session_id: str | None = None
+    mode: str | None = None
+    prompt_kind: str | None = None
+    attempt: int | None = None
+    result: str | None = None
+    usage: dict[str, Any] | None = None
+    cost_usd: float | None = None
+    worktree: str | None = None
+    branch: str | None = None
+    duration_s: float | None = None
+    note: str | None = None
+    warnings: list[str] = []
+    runs: list[Attempt] = Field([], description="every attempt: the runner's run ids")
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+# 401/403/404/422/... are documented for every /v1 operation by the app (baton.service.app).
+ENDED: dict[int | str, dict[str, Any]] = {409: {"model": Problem, "description": "the run already ended"}}
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _executor(request: Request) -> Executor:
+    executor: Executor = request.app.state.executor
+    return executor
+
+
+StoreDep = Annotated[Store, Depends(_store)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+ExecutorDep = Annotated[Executor, Depends(_executor)]
+
+
+def _job(run_id: RunId, store: StoreDep) -> JobRecord:
+    job = store.get_job(run_id)
+    if job is None:
+        raise NotFound(f"no run {run_id!r}")
+    return job
+
+
+Job = Annotated[JobRecord, Depends(_job)]
+
+
+@router.post("", status_code=202, response_model=RunState)
+def submit_run(
+    body: RunBody, actor: Runner, store: StoreDep, settings: SettingsDep, executor: ExecutorDep
+) -> dict[str, Any]:
+    """Queue a run. It is stored before this answers, so a restart of the service loses nothing;
+    the runs of one key start in the order they were submitted."""
+    job = jobs.submit(store, settings, body.model_dump(), actor.name)  # BadInput: 422, nothing written
+    executor.submit(job.id)
+    return {"run_id": job.id, "status": job.status}
+
+
+@router.get("", response_model=list[RunView])
+def list_runs(
+    _actor: Reader,
+    store: StoreDep,
+    agent: str | None = None,
+    repo: Annotated[str | None, Query(description="a slug, git URL or local path")] = None,
+    thread: str | None = None,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> list[dict[str, Any]]:
+    """Submitted runs, newest first."""
+    found = store.list_jobs(agent=agent, repo=_slug(repo), thread=thread, status=status, limit=limit)
+    return [job.to_json() for job in found]
+
+
+def _slug(repo: str | None) -> str | None:
+    """A URL or a local path names the same repo as its slug; anything else is taken as a slug."""
+    if repo is None:
+        return None
+    try:
+        return parse_repo(repo).slug
+    except BadInput:
+        return repo
+
+
+@router.get("/{run_id}", response_model=RunView)
+def get_run(_actor: Reader, job: Job) -> dict[str, Any]:
+    """A run: queued, running or done, with ``baton run --json``'s fields once known."""
+    return job.to_json()
+
+
+@router.get(
+    "/{run_id}/events",
+    response_class=EventSourceResponse,
+)
+def run_events(
+    _actor: Reader,
+    job: Job,
+    store: StoreDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[str | None, Header(description="resume after this event id")] = None,
+) -> Iterator[ServerSentEvent]:
+    """The run's agent events as Server-Sent Events: each ``event: agent`` with ``id: <seq>`` and
+    ``{"seq", "run", "attempt", "event"}`` as data, from the start (or after ``Last-Event-ID``),
+    live while it runs; then one ``event: outcome`` with the run's final record, and the end."""
+    after = int(last_event_id) if last_event_id and last_event_id.strip().isdigit() else 0
+    for item in jobs.read_events(store, settings, job.id, after):
+        if item.end is None:
+            yield ServerSentEvent(event="agent", id=str(item.seq), data={"seq": item.seq, **item.data})
+            continue
+        final = store.get_job(job.id) or job
+        yield ServerSentEvent(event="outcome", data=final.to_json())
+
+
+@router.post(
+    "/{run_id}/cancel",
+    status_code=202,
+    response_model=RunState,
+    responses=ENDED,
+)
+def cancel_run(_actor: Runner, job: Job, store: StoreDep, executor: ExecutorDep) -> dict[str, Any]:
+    """Cancel a run: a queued one ends at once (``done``, outcome cancelled); a running one's agent
+    process group is stopped (outcome cancelled, the conversation kept) and it reads ``running``
+    until then."""
+    if job.status == JobStatus.DONE or not executor.cancel(job.id):
+        raise HTTPException(409, f"run {job.id} already ended ({job.outcome or 'done'})")
+    after = store.get_job(job.id) or job
+    return {"run_id": job.id, "status": after.status}

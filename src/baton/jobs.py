@@ -1,0 +1,232 @@
+"""Jobs: runs submitted to the service. The core under ``POST /v1/runs`` and the executors.
+
+- :func:`submit` validates a request exactly as :func:`baton.run` does before its first write
+  (:func:`baton.runner.check_request`) and only then stores the job ``queued``: a bad request is
+  refused with the CLI's message and nothing is written; a good one survives a restart. Refusals that
+  depend on the key's session (a branch that differs from the session's, ``resume`` without a
+  conversation, a missing fork source) are not checked here: an earlier job of the key may still
+  change them. They end the job ``failed`` with the runner's message.
+- :func:`finish` is the one way a job ends: the store first (status ``done``), then the end marker
+  of its event stream, so a reader that sees the marker also sees the final record.
+- The event stream of a job is its own JSONL file, ``$BATON_HOME/jobs/<job_id>.events.jsonl``
+  (:class:`EventLog` writes it, :func:`read_events` tails it). The runner's raw per-attempt logs
+  (``logs/<run-id>.jsonl``) are not replayed instead because they have no sequence numbers, hold
+  lines that are not events (stderr, partial lines of a killed agent), and a job's attempts are only
+  known once each starts; one file per job gives every event a stable sequence number (the SSE
+  ``id``), survives a restart, and lets a late subscriber read from the start with one sequential
+  read. Lines are appended whole under a lock and flushed, so a reader never sees half a line (it
+  also ignores a trailing partial line, which only a crash can leave).
+- Readers in this process are woken by :func:`notify` when a line is appended (no polling delay);
+  a reader also re-checks on a short timeout, which is all a reader needs when the executor runs
+  elsewhere and shares ``BATON_HOME``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from baton.attempt import new_run_id
+from baton.errors import BadInput
+from baton.models import JobRecord, JobStatus, Mode, RunRecord
+from baton.request import RunRequest
+from baton.runner import check_request
+from baton.settings import Settings
+from baton.store import Store
+
+# The fields a caller may set, with their types (what ``POST /v1/runs`` and the CLI share).
+FIELDS: dict[str, type | tuple[type, ...]] = {
+    "agent": str,
+    "repo": str,
+    "thread": str,
+    "prompt": str,
+    "mode": str,
+    "branch": (str, type(None)),
+    "base": (str, type(None)),
+    "context": (str, type(None)),
+    "timeout": (int, float, type(None)),
+    "retries": int,
+    "fork_from": (str, type(None)),
+}
+REQUIRED = ("agent", "repo", "thread", "prompt")
+END = "end"  # the key of the last line of an event stream: the job's outcome
+
+
+def submit(store: Store, settings: Settings, fields: dict[str, Any], actor: str) -> JobRecord:
+    """Validate ``fields`` like ``baton run`` and store the job ``queued``; BadInput (nothing
+    written) when anything is wrong."""
+    request, key, _agent = check_request(build_request(fields), settings)
+    job = JobRecord(
+        id=new_run_id(),
+        agent=key.agent,
+        repo=key.repo.slug,
+        thread=key.thread,
+        request=plain_request(request),
+        status=JobStatus.QUEUED,
+        actor=actor,
+        submitted_at=time.time(),
+    )
+    store.add_job(job)
+    return job
+
+
+def build_request(fields: dict[str, Any]) -> RunRequest:
+    """A RunRequest from plain data (a stored job or an API body); BadInput for unknown fields,
+    missing ones or wrong types."""
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise BadInput(f"unknown field(s): {', '.join(unknown)}")
+    missing = [name for name in REQUIRED if fields.get(name) is None]
+    if missing:
+        raise BadInput(f"missing field(s): {', '.join(missing)}")
+    values = {k: v for k, v in fields.items() if v is not None or k not in ("mode", "retries")}
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, FIELDS[name]):
+            raise BadInput(f"{name} has the wrong type ({type(value).__name__})")
+    try:
+        values["mode"] = Mode(values.get("mode", Mode.AUTO))
+    except ValueError as exc:
+        raise BadInput(f"mode must be one of {', '.join(m.value for m in Mode)}") from exc
+    return RunRequest(**values)
+
+
+def plain_request(request: RunRequest) -> dict[str, Any]:
+    """What a job stores of its request: the fields :func:`build_request` takes back."""
+    data = {name: getattr(request, name) for name in FIELDS}
+    data["mode"] = request.mode.value
+    return data
+
+
+def finish(store: Store, settings: Settings, job_id: str, outcome: str, **fields: Any) -> None:
+    """End a job: ``done`` with ``outcome`` (and ``result``/``error``) in the store, then the end
+    marker of its event stream."""
+    store.update_job(job_id, status=JobStatus.DONE, outcome=outcome, ended_at=time.time(), **fields)
+    with EventLog(settings, job_id) as log:
+        log.write({END: outcome})
+
+
+def events_path(settings: Settings, job_id: str) -> Path:
+    return settings.home / "jobs" / f"{job_id}.events.jsonl"
+
+
+# -- waking readers -------------------------------------------------------------------------------
+
+_changed = threading.Condition()
+_version = 0
+
+
+def notify() -> None:
+    """Something was appended to some job's stream: wake this process's readers."""
+    global _version
+    with _changed:
+        _version += 1
+        _changed.notify_all()
+
+
+def version() -> int:
+    with _changed:
+        return _version
+
+
+def wait_change(seen: int, timeout: float) -> None:
+    """Block until :func:`notify` was called after ``seen`` was read, or ``timeout`` passes."""
+    with _changed:
+        _changed.wait_for(lambda: _version != seen, timeout)
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+
+class EventLog:
+    """The event stream of one job, opened for appending. Sequence numbers continue from what the
+    file already holds, so a stream is never renumbered."""
+
+    def __init__(self, settings: Settings, job_id: str) -> None:
+        path = events_path(settings, job_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        earlier = _lines(path, 0)[0]
+        self._seq = int(earlier[-1]["seq"]) if earlier else 0
+        self._file = path.open("a", encoding="utf-8")
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def on_event(self, record: RunRecord, event: dict[str, Any]) -> None:
+        """The runner's ``on_event``: one agent event of one attempt."""
+        self.write({"run": record.id, "attempt": record.attempt, "event": event})
+
+    def write(self, data: dict[str, Any]) -> None:
+        with self._lock:
+            self._seq += 1
+            line = json.dumps({"seq": self._seq, **data}, ensure_ascii=False, default=str)
+            self._file.write(line + "\n")
+            self._file.flush()
+        notify()
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._file.closed:
+                os.fsync(self._file.fileno())
+                self._file.close()
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamItem:
+    """One line of a job's stream: an agent event (``end`` is None) or the end marker."""
+
+    seq: int
+    data: dict[str, Any]
+    end: str | None = None
+
+
+def _lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """The whole lines of ``path`` after byte ``offset``, and the offset after them."""
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+    except FileNotFoundError:
+        return [], offset
+    whole = chunk[: chunk.rfind(b"\n") + 1]
+    return [json.loads(line) for line in whole.splitlines() if line.strip()], offset + len(whole)
+
+
+def read_events(
+    store: Store, settings: Settings, job_id: str, after: int = 0, poll: float = 0.5
+) -> Iterator[StreamItem]:
+    """Every line of the job's stream with a sequence number above ``after``, waiting for new ones
+    until the end marker (the last item). The store is asked only when the file has nothing new: a
+    job it says is done whose stream has no end marker (the process died between :func:`finish`'s
+    two writes) ends with its stored outcome."""
+    path, offset = events_path(settings, job_id), 0
+    while True:
+        seen = version()
+        lines, offset = _lines(path, offset)
+        for line in lines:
+            item = StreamItem(int(line.pop("seq")), line, line.get(END))
+            if item.end is not None or item.seq > after:
+                yield item
+            if item.end is not None:
+                return
+        if lines:
+            continue
+        job = store.get_job(job_id)
+        if job is None or job.status == JobStatus.DONE:
+            if not _lines(path, offset)[0]:  # the end marker may land between the two reads
+                yield StreamItem(0, {}, (job.outcome if job else None) or "unknown")
+                return
+            continue
+        wait_change(seen, poll)

@@ -1,0 +1,231 @@
+"""The in-process executor and the runs API on the fake agent: FIFO per key under concurrency,
+cancel (queued and running), bad input refused with nothing written, the event stream."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from baton import jobs
+from baton.errors import BadInput
+from baton.executors.local import LocalExecutor
+from baton.models import JobRecord, JobStatus, Outcome
+from baton.settings import Settings
+from baton.store import Store, open_store
+from tests.conftest import make_repo, wait_for
+from tests.service_fixtures import Service, run_service
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    opened = open_store(settings.resolved_store_url)
+    yield opened
+    opened.close()
+
+
+def body(repo: Path, thread: str = "t1", prompt: str = "do it", **kw: Any) -> dict[str, Any]:
+    return {"agent": "fake", "repo": str(repo), "thread": thread, "prompt": prompt, **kw}
+
+
+def done(store: Store, job_id: str) -> JobRecord:
+    job = store.get_job(job_id)
+    assert job is not None
+    return job
+
+
+def wait_done(store: Store, job_ids: list[str], timeout: float = 120) -> list[JobRecord]:
+    wait_for(lambda: all(done(store, j).status == JobStatus.DONE for j in job_ids), timeout)
+    return [done(store, j) for j in job_ids]
+
+
+def test_fifo_per_key_under_concurrency(
+    settings: Settings, store: Store, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """3 keys x 5 jobs with 4 slots: the jobs of a key never overlap and start in submission order;
+    different keys do run at once."""
+    monkeypatch.setenv("FAKE_AGENT_DELAY", "0.2")
+    settings = dataclasses.replace(settings, concurrency=4)
+    submitted = [
+        jobs.submit(store, settings, body(src_repo, f"k{k}", f"job {i}"), "test")
+        for i in range(5)
+        for k in range(3)
+    ]
+    executor = LocalExecutor(settings, store)
+    executor.start()
+    for job in submitted:
+        executor.submit(job.id)
+    try:
+        ended = wait_done(store, [j.id for j in submitted])
+    finally:
+        executor.stop()
+    assert all(j.outcome == Outcome.SUCCEEDED for j in ended), [j.error for j in ended]
+    for k in range(3):
+        mine = [j for j in ended if j.thread == f"k{k}"]  # in submission order
+        starts = [j.started_at or 0 for j in mine]
+        assert starts == sorted(starts), "a later job of the key started first"
+        for earlier, later in zip(mine, mine[1:], strict=False):
+            assert (earlier.ended_at or 0) <= (later.started_at or 0), "two jobs of one key overlapped"
+        # the conversation went on in order: each job saw two more messages than the one before
+        assert [j.result and j.result["result"] for j in mine] == [
+            f"fake reply: received {n} messages" for n in (2, 4, 6, 8, 10)
+        ]
+    spans = [(j.started_at or 0, j.ended_at or 0) for j in ended]
+    assert any(a[0] < b[1] and b[0] < a[1] for a in spans for b in spans if a != b), "nothing ran at once"
+
+
+def test_bad_input_writes_nothing(settings: Settings, store: Store, src_repo: Path) -> None:
+    for fields, message in (
+        (body(src_repo, "../up"), "thread"),
+        (body(src_repo, prompt="  "), "prompt is empty"),
+        (body(src_repo, agent="nope"), "nope"),
+        (body(src_repo, retries=-1), "retries"),
+        (body(src_repo, branch="refs/tags/x"), "not a valid branch name"),
+    ):
+        with pytest.raises(BadInput, match=message):
+            jobs.submit(store, settings, fields, "test")
+    assert store.list_jobs() == []
+    assert not (settings.home / "worktrees").exists()
+
+
+def test_cancel_queued_and_running(
+    settings: Settings, store: Store, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_AGENT_DELAY", "30")
+    first = jobs.submit(store, settings, body(src_repo, prompt="long"), "test")
+    second = jobs.submit(store, settings, body(src_repo, prompt="never"), "test")
+    executor = LocalExecutor(settings, store)
+    executor.start()
+    try:
+        executor.submit(first.id)
+        executor.submit(second.id)
+        wait_for(lambda: done(store, first.id).status == JobStatus.RUNNING)
+        assert executor.queue_depth() == 1
+        assert executor.cancel(second.id)  # queued: done at once, never run
+        queued = done(store, second.id)
+        assert (queued.status, queued.outcome, queued.started_at) == (JobStatus.DONE, "cancelled", None)
+        wait_for(lambda: bool(store.list_runs(limit=1)) and bool(store.list_runs(limit=1)[0].agent_pid))
+        began = time.monotonic()
+        assert executor.cancel(first.id)
+        (running,) = wait_done(store, [first.id], 20)
+        assert time.monotonic() - began < 10, "the agent was not stopped"
+        assert running.outcome == "cancelled" and running.result is not None
+        assert running.result["session_id"], "the conversation is kept"
+        assert not executor.cancel(first.id) and not executor.cancel(second.id)
+        assert executor.queue_depth() == 0
+    finally:
+        executor.stop()
+
+
+def test_restart_marks_running_crashed_and_runs_queued(
+    settings: Settings, store: Store, src_repo: Path
+) -> None:
+    a = jobs.submit(store, settings, body(src_repo, prompt="a"), "test")
+    b = jobs.submit(store, settings, body(src_repo, prompt="b"), "test")
+    assert store.start_job(a.id, time.time())  # as if a dead process had started it
+    executor = LocalExecutor(settings, store)
+    executor.start()
+    try:
+        crashed, ran = wait_done(store, [a.id, b.id])
+    finally:
+        executor.stop()
+    assert crashed.outcome == "crashed" and "service stopped mid-run" in (crashed.error or "")
+    assert ran.outcome == "succeeded"
+    lines = jobs.events_path(settings, a.id).read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [{"seq": 1, "end": "crashed"}]
+
+
+def test_failed_job_is_never_left_running(settings: Settings, store: Store, src_repo: Path) -> None:
+    """A refusal only the runner can make (resume without a conversation) ends the job failed."""
+    job = jobs.submit(store, settings, body(src_repo, mode="resume"), "test")
+    executor = LocalExecutor(settings, store)
+    executor.start()
+    executor.submit(job.id)
+    try:
+        (ended,) = wait_done(store, [job.id])
+    finally:
+        executor.stop()
+    assert ended.outcome == "failed" and "no conversation to resume" in (ended.error or "")
+
+
+# -- over HTTP ------------------------------------------------------------------------------------
+
+
+def sse(http: httpx.Client, run_id: str, last: int | None = None) -> list[tuple[str, str | None, Any]]:
+    """The whole event stream of a run: (event, id, data) per event."""
+    headers = {"Last-Event-ID": str(last)} if last is not None else {}
+    found: list[tuple[str, str | None, Any]] = []
+    with http.stream("GET", f"/v1/runs/{run_id}/events", headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event: dict[str, str] = {}
+        for line in response.iter_lines():
+            if not line:
+                if "data" in event:
+                    found.append((event.get("event", "message"), event.get("id"), json.loads(event["data"])))
+                event = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(":")
+                event[name] = value.removeprefix(" ")
+    return found
+
+
+def test_http_submit_stream_cancel(
+    settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with run_service(settings) as service, service.client("run") as http:
+        bad = http.post("/v1/runs", json=body(src_repo, "a/../b"))
+        assert bad.status_code == 422 and "thread" in bad.json()["detail"]
+        assert http.get("/v1/runs").json() == []
+        made = http.post("/v1/runs", json=body(src_repo))
+        assert made.status_code == 202 and made.json()["status"] == "queued"
+        run_id = made.json()["run_id"]
+        events = sse(http, run_id)
+        kinds = [e[0] for e in events]
+        assert kinds[-1] == "outcome" and set(kinds[:-1]) == {"agent"} and len(kinds) > 2
+        assert [int(e[1] or 0) for e in events[:-1]] == list(range(1, len(events)))
+        final = events[-1][2]
+        assert final["status"] == "done" and final["outcome"] == "succeeded"
+        assert final == http.get(f"/v1/runs/{run_id}").json()
+        assert http.get("/v1/runs", params={"repo": str(src_repo), "thread": "t1"}).json() == [final]
+        assert http.get("/v1/runs/nope").status_code == 404
+        assert http.post(f"/v1/runs/{run_id}/cancel").status_code == 409
+        _cancel_over_http(service, http, src_repo, monkeypatch)
+
+
+def _cancel_over_http(
+    service: Service, http: httpx.Client, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_AGENT_DELAY", "30")
+    long = http.post("/v1/runs", json=body(src_repo, prompt="long")).json()["run_id"]
+    queued = http.post("/v1/runs", json=body(src_repo, prompt="queued")).json()["run_id"]
+    wait_for(lambda: http.get(f"/v1/runs/{long}").json()["status"] == "running")
+    assert http.post(f"/v1/runs/{queued}/cancel").json() == {"run_id": queued, "status": "done"}
+    wait_for(lambda: bool(service.store.list_runs(limit=1)[0].agent_pid))
+    assert http.post(f"/v1/runs/{long}/cancel").json() == {"run_id": long, "status": "running"}
+    ended: list[Any] = []
+    reader = threading.Thread(target=lambda: ended.extend(sse(http, long)))
+    reader.start()
+    reader.join(20)
+    assert ended and ended[-1][0] == "outcome" and ended[-1][2]["outcome"] == "cancelled"
+    with service.client("read") as reader_only:
+        assert reader_only.post(f"/v1/runs/{long}/cancel").status_code == 403
+        assert reader_only.post("/v1/runs", json=body(src_repo)).status_code == 403
+
+
+def test_other_repo_key_runs_alongside(settings: Settings, tmp_path: Path) -> None:
+    """Two repos, one thread name: two keys, both succeed (the slug keeps them apart)."""
+    repos = [make_repo(tmp_path / f"r{i}") for i in range(2)]
+    with run_service(settings) as service, service.client("run") as http:
+        ids = [http.post("/v1/runs", json=body(r)).json()["run_id"] for r in repos]
+        ended = wait_done(service.store, ids)
+    assert [j.outcome for j in ended] == ["succeeded", "succeeded"]
+    assert ended[0].repo != ended[1].repo
