@@ -3,14 +3,15 @@
 
 Use from a test module::
 
-    from tests.service_fixtures import Service, run_service, service  # noqa: F401 (fixture)
+    from tests.service_fixtures import Service, service_fixture  # noqa: F401 (the `service` fixture)
 
     def test_x(service: Service) -> None:
         with service.client("admin") as http:          # a fresh admin token, as a bearer header
             assert http.get("/v1/sessions").status_code == 200
 
-- ``service`` (fixture): the server for the ``settings`` fixture (conftest's scratch home, FAST timings),
-  stopped after the test.
+- ``service`` (fixture; import ``service_fixture``, which registers it under that name without ruff's
+  F811 on every test that takes ``service``): the server for the ``settings`` fixture (conftest's
+  scratch home, FAST timings), stopped after the test.
 - ``run_service(settings)``: the same as a context manager, for tests that need other settings or a
   restart (a second server on the same home).
 - ``Service.token(scope, name=None)``: create a token directly in the store (returns the secret);
@@ -121,8 +122,8 @@ def run_service(settings: Settings) -> Iterator[Service]:
         store.close()
 
 
-@pytest.fixture
-def service(settings: Settings) -> Iterator[Service]:
+@pytest.fixture(name="service")
+def service_fixture(settings: Settings) -> Iterator[Service]:
     """A real uvicorn server for the ``settings`` fixture's BATON_HOME."""
     with run_service(settings) as running:
         yield running
