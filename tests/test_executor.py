@@ -4,6 +4,7 @@ cancel (queued and running), bad input refused with nothing written, the event s
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import threading
 import time
@@ -72,7 +73,7 @@ def test_fifo_per_key_under_concurrency(
         mine = [j for j in ended if j.thread == f"k{k}"]  # in submission order
         starts = [j.started_at or 0 for j in mine]
         assert starts == sorted(starts), "a later job of the key started first"
-        for earlier, later in zip(mine, mine[1:], strict=False):
+        for earlier, later in itertools.pairwise(mine):
             assert (earlier.ended_at or 0) <= (later.started_at or 0), "two jobs of one key overlapped"
         # the conversation went on in order: each job saw two more messages than the one before
         assert [j.result and j.result["result"] for j in mine] == [
