@@ -4,9 +4,11 @@ bytes equal to the sizes measured before."""
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Any
 
 import pytest
@@ -172,3 +174,18 @@ def test_a_zero_interval_never_sweeps(settings: Settings) -> None:
     thread.start()
     thread.join(5)
     assert not thread.is_alive()  # returned at once without waiting for stop
+
+
+def test_baton_sweep_cli(
+    settings: Settings, store: Store, src_repo: Path, cli: Callable[..., CompletedProcess[str]]
+) -> None:
+    first = go(settings, src_repo, "one")
+    _expire(store, "t1", first.run.repo)
+    dry = cli("sweep", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["expired"] == [f"fake:{first.run.repo}:t1"]
+    assert Path(first.session.worktree).is_dir()
+    real = cli("sweep")
+    assert real.returncode == 0, real.stderr
+    assert "expired 1 session(s)" in real.stdout and not Path(first.session.worktree).exists()
+    assert any(a["action"] == "sweep" and a["actor"] == "cli" for a in store.list_audit(limit=5))

@@ -13,6 +13,7 @@ from baton.cli.common import EXIT_CODES
 from baton.cli.demo import demo_cmd
 from baton.cli.doctor import agents_cmd, doctor_cmd
 from baton.cli.homes import homes_app
+from baton.cli.housekeeping import du_cmd, sweep_cmd
 from baton.cli.plan import plan_app
 from baton.cli.run import run_cmd
 from baton.cli.runs import runs_app
@@ -43,3 +44,5 @@ app.command("demo")(demo_cmd)
 app.command("serve")(serve_cmd)
 app.add_typer(tokens_app, name="tokens")
 app.command("audit")(audit_cmd)
+app.command("sweep")(sweep_cmd)
+app.command("du")(du_cmd)
