@@ -17,6 +17,7 @@ from baton.leases import LeaseHolder
 from baton.settings import Settings
 from baton.store import Store
 from baton.workdirs import disk_usage
+from tests.service_fixtures import Service, service_fixture  # noqa: F401 (the `service` fixture)
 from tests.test_runner import go
 
 
@@ -103,3 +104,27 @@ def test_baton_du_json(settings: Settings, src_repo: Path, cli: Callable[..., Co
     assert data["sessions"][0]["key"] == f"fake:{a.run.repo}:t1"
     table = cli("du")
     assert table.returncode == 0 and "fake" in table.stdout and "free" in table.stdout
+
+
+def test_disk_and_sweep_over_http(service: Service, src_repo: Path) -> None:
+    first = go(service.settings, src_repo, "one")
+    session = service.store.get_session("fake", first.run.repo, "t1")
+    assert session is not None
+    session.expires_at = 1.0
+    service.store.save_session(session)
+    with service.client("read") as http:
+        disk = http.get("/v1/disk")
+        assert disk.status_code == 200
+        assert disk.json()["sessions"][0]["worktree"] == disk_usage(Path(first.session.worktree))
+        assert http.post("/v1/sweep").status_code == 403  # admin only
+    with service.client("admin") as http:
+        dry = http.post("/v1/sweep", params={"dry_run": "true"})
+        assert dry.status_code == 200 and dry.json()["dry_run"] is True
+        assert Path(first.session.worktree).is_dir()
+        real = http.post("/v1/sweep")
+        assert real.status_code == 200 and real.json()["expired"] == [f"fake:{first.run.repo}:t1"]
+    assert not Path(first.session.worktree).exists()
+    audit = next(a for a in service.store.list_audit(limit=10) if a["action"] == "sweep")
+    assert audit["actor"].endswith("-admin")  # the token's name
+    with service.client(None) as http:
+        assert http.get("/v1/disk").status_code == 401

@@ -4,6 +4,7 @@ bytes equal to the sizes measured before."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -188,4 +189,4 @@ def test_baton_sweep_cli(
     real = cli("sweep")
     assert real.returncode == 0, real.stderr
     assert "expired 1 session(s)" in real.stdout and not Path(first.session.worktree).exists()
-    assert any(a["action"] == "sweep" and a["actor"] == "cli" for a in store.list_audit(limit=5))
+    assert any(a["action"] == "sweep" and a["actor"] == getpass.getuser() for a in store.list_audit(limit=5))

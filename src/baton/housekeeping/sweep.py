@@ -247,16 +247,23 @@ def sweep_periodically(settings: Settings, stop: threading.Event) -> None:
         sweep_once(settings)
 
 
+def sweep_and_enforce(store: Store, settings: Settings, actor: str, dry_run: bool = False) -> dict[str, Any]:
+    """A sweep, then (unless dry) the quota: the report as JSON with its ``evictions``; a real run is
+    audited as ``sweep`` with ``actor`` (the CLI, an admin token, the sweeper thread)."""
+    data = sweep(store, settings, dry_run=dry_run).to_json()
+    if dry_run:
+        return {**data, "evictions": []}
+    data["evictions"] = [e.to_json() for e in enforce_quota(store, settings, actor)]
+    store.audit("sweep", "*", actor, data)
+    return data
+
+
 def sweep_once(settings: Settings, actor: str = "sweeper") -> dict[str, Any] | None:
     """One sweep and quota check with its own store connection, audited; None when it failed."""
     try:
         store = open_store(settings.resolved_store_url)
         try:
-            report = sweep(store, settings)
-            evictions = enforce_quota(store, settings, actor)
-            detail = {**report.to_json(), "evictions": [e.to_json() for e in evictions]}
-            store.audit("sweep", "*", actor, detail)
-            return detail
+            return sweep_and_enforce(store, settings, actor)
         finally:
             store.close()
     except Exception:  # the sweeper thread must outlive any one failed sweep

@@ -1,7 +1,39 @@
-"""Routes: disk (being built)."""
+"""Routes: disk use (``GET /v1/disk``, read scope) and the sweeper (``POST /v1/sweep``, admin scope).
+
+Both walk directories and run git, so they are plain ``def`` routes: FastAPI runs them in its thread
+pool and the event loop stays free for other requests.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Query, Request
+
+from baton.housekeeping.disk import usage
+from baton.housekeeping.sweep import sweep_and_enforce
+from baton.models import TokenScope
+from baton.service.auth import Actor, require
+
+router = APIRouter(prefix="/v1", tags=["housekeeping"])
+
+
+@router.get("/disk", summary="Disk use per agent, repo and session; cache clones, agent homes, free space")
+def get_disk(request: Request, actor: Annotated[Actor, Depends(require(TokenScope.READ))]) -> dict[str, Any]:
+    """Bytes (allocated) of every session's worktree, local transcript and store snapshot, totals per
+    agent and per repo, each cache clone and agent home, the whole ``BATON_HOME``, the volume's free
+    space, and the configured quota and minimum free space."""
+    return usage(request.app.state.store, request.app.state.settings).to_json()
+
+
+@router.post("/sweep", summary="Expire, purge, remove orphans, prune; then enforce the disk quota")
+def post_sweep(
+    request: Request,
+    actor: Annotated[Actor, Depends(require(TokenScope.ADMIN))],
+    dry_run: Annotated[bool, Query(description="report what would be removed; remove nothing")] = False,
+) -> dict[str, Any]:
+    """One sweep now (what the service also does every ``BATON_SWEEP_INTERVAL``): the report of what
+    was (or, dry, would be) removed, freed bytes by category, keys skipped because a run holds them,
+    and the worktrees evicted to get under the quota. A real sweep is audited with the token's name."""
+    state = request.app.state
+    return sweep_and_enforce(state.store, state.settings, actor.name, dry_run=dry_run)
