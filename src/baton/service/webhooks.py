@@ -249,13 +249,26 @@ def close_target(store: Store, settings: Settings, forge: str, delivery_id: str,
         result = {**target.to_json(), "error": f"{exc.__class__.__name__}: {exc}"}
         store.update_delivery(forge, delivery_id, DeliveryStatus.FAILED, result)
         return
-    closed = [key for report in reports.values() for key in report.get("closed", [])]
-    result = {**target.to_json(), "closed": closed, "reports": reports}
-    status = DeliveryStatus.DONE if closed else DeliveryStatus.IGNORED
-    if not closed:
-        result["ignored"] = f"no session of {', '.join(target.repos)} works on branch {target.branch!r}"
-    store.update_delivery(forge, delivery_id, status, result)
-    log.info("webhook %s %s: branch %r closed %d session(s)", forge, delivery_id, target.branch, len(closed))
+    result = {**target.to_json(), **summary(reports)}
+    store.update_delivery(forge, delivery_id, DeliveryStatus(result.pop("status")), result)
+    log.info(
+        "webhook %s %s: branch %r: %s", forge, delivery_id, target.branch, result.get("ignored", "closed")
+    )
+
+
+def summary(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The delivery's result from close_branch's reports (one per slug): ``failed`` when a key could not
+    be closed (the others were), ``done`` when some were, else ``ignored`` with why."""
+    closed = [key for r in reports.values() for key in r.get("closed", [])]
+    errors = {key: e for r in reports.values() for key, e in r.get("errors", {}).items()}
+    already = [key for r in reports.values() for key in r.get("already_closed", [])]
+    result: dict[str, Any] = {"closed": closed, "reports": reports}
+    if errors:
+        return {**result, "status": DeliveryStatus.FAILED.value, "error": "; ".join(errors.values())}
+    if closed:
+        return {**result, "status": DeliveryStatus.DONE.value}
+    why = f"its sessions were already closed: {', '.join(already)}" if already else "no session works on it"
+    return {**result, "status": DeliveryStatus.IGNORED.value, "ignored": why}
 
 
 class Worker:
