@@ -83,7 +83,7 @@ def close_branch(store: Store, settings: Settings, repo_slug: str, branch: str, 
             continue
         try:
             result = close_session(store, settings, key, actor)
-        except BatonError as exc:
+        except (BatonError, OSError) as exc:
             report["errors"][str(key)] = str(exc)
             continue
         report["closed"].append(str(key))
