@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -103,12 +102,17 @@ def plain_request(request: RunRequest) -> dict[str, Any]:
     return data
 
 
-def finish(store: Store, settings: Settings, job_id: str, outcome: str, **fields: Any) -> None:
+def finish(
+    store: Store, settings: Settings, job_id: str, outcome: str, log: EventLog | None = None, **fields: Any
+) -> None:
     """End a job: ``done`` with ``outcome`` (and ``result``/``error``) in the store, then the end
-    marker of its event stream."""
+    marker of its event stream (through ``log`` when the caller has it open)."""
     store.update_job(job_id, status=JobStatus.DONE, outcome=outcome, ended_at=time.time(), **fields)
-    with EventLog(settings, job_id) as log:
+    if log is not None:
         log.write({END: outcome})
+        return
+    with EventLog(settings, job_id) as opened:
+        opened.write({END: outcome})
 
 
 def events_path(settings: Settings, job_id: str) -> Path:
@@ -174,10 +178,10 @@ class EventLog:
         notify()
 
     def close(self) -> None:
+        # No fsync: the store holds the outcome durably; a stream cut short by a crash loses at most
+        # its tail (a reader skips a partial line and ends with the stored outcome).
         with self._lock:
-            if not self._file.closed:
-                os.fsync(self._file.fileno())
-                self._file.close()
+            self._file.close()
 
 
 # -- reading --------------------------------------------------------------------------------------

@@ -174,30 +174,44 @@ class LocalExecutor:
     def _work(self, job_id: str, cancel: threading.Event) -> None:
         """Run one job and record how it ended; never leaves it running."""
         try:
-            outcome, fields = self._execute(job_id, cancel)
-        except BatonError as exc:  # BadInput (the key's session refuses it), Busy, DiskFull, ...
-            outcome, fields = Outcome.FAILED.value, {"error": str(exc)}
-        except Exception as exc:
-            log.exception("job %s failed", job_id)
-            outcome, fields = Outcome.FAILED.value, {"error": f"internal error: {type(exc).__name__}: {exc}"}
+            events = jobs.EventLog(self.settings, job_id)
+        except OSError as exc:  # a full disk: the job cannot even stream its events
+            self._end(job_id, Outcome.FAILED.value, None, {"error": f"cannot write its event stream: {exc}"})
+            return
+        with events:
+            try:
+                outcome, fields = self._execute(job_id, cancel, events)
+            except BatonError as exc:  # BadInput (the key's session refuses it), Busy, DiskFull, ...
+                outcome, fields = Outcome.FAILED.value, {"error": str(exc)}
+            except Exception as exc:
+                log.exception("job %s failed", job_id)
+                outcome, fields = (
+                    Outcome.FAILED.value,
+                    {"error": f"internal error: {type(exc).__name__}: {exc}"},
+                )
+            self._end(job_id, outcome, events, fields)
+
+    def _end(
+        self, job_id: str, outcome: str, events: jobs.EventLog | None, fields: dict[str, object]
+    ) -> None:
         with self._lock:  # ended: a cancel now finds nothing to stop (the store still says running)
             self._running.pop(job_id, None)
         try:
-            jobs.finish(self.store, self.settings, job_id, outcome, **fields)
+            jobs.finish(self.store, self.settings, job_id, outcome, events, **fields)
         except Exception:
             log.exception("could not record the end of job %s", job_id)
         finally:
             self._wake.set()
 
-    def _execute(self, job_id: str, cancel: threading.Event) -> tuple[str, dict[str, object]]:
+    def _execute(
+        self, job_id: str, cancel: threading.Event, events: jobs.EventLog
+    ) -> tuple[str, dict[str, object]]:
         job = self.store.get_job(job_id)
         if job is None:
             raise BatonError(f"job {job_id} vanished from the store")
         if cancel.is_set():
             return Outcome.CANCELLED.value, {"error": NOT_STARTED}
         request = jobs.build_request(job.request)
-        request.wait, request.cancel = self.lease_wait, cancel
-        with jobs.EventLog(self.settings, job_id) as events:
-            request.on_event = events.on_event
-            result = run(request, self.settings, self.store)
+        request.wait, request.cancel, request.on_event = self.lease_wait, cancel, events.on_event
+        result = run(request, self.settings, self.store)
         return result.run.outcome.value, {"result": result.to_json(), "error": result.run.error}
