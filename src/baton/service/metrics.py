@@ -65,13 +65,17 @@ def run_metrics(rows: list[tuple[Any, ...]]) -> Iterator[Metric]:
     resumes = CounterMetricFamily(
         "baton_resumes", "How runs continued their conversation", labels=["agent", "result"]
     )
+    # rows are split by "hydrated" too: sum them per label set, each label set once
+    by_run: dict[tuple[str, str, str], int] = defaultdict(int)
     resumed: dict[tuple[str, str], int] = defaultdict(int)
     for agent, mode, outcome, hydrated, n in rows:
-        runs.add_metric([agent, mode, outcome], n)
+        by_run[agent, mode, outcome] += n
         if (result := resume_result(mode, outcome, bool(hydrated))) is not None:
             resumed[agent, result] += n
-    for labels, n in sorted(resumed.items()):
-        resumes.add_metric(list(labels), n)
+    for labels, n in sorted(by_run.items()):
+        runs.add_metric(list(labels), n)
+    for pair, n in sorted(resumed.items()):
+        resumes.add_metric(list(pair), n)
     yield runs
     yield resumes
 
