@@ -107,19 +107,25 @@ def run_service(settings: Settings) -> Iterator[Service]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise AssertionError("the service did not start")
-        time.sleep(0.01)
-    store = open_store(settings.resolved_store_url)
     try:
-        yield Service(f"http://127.0.0.1:{port}", settings, store)
+        _wait_started(server, thread)
+        store = open_store(settings.resolved_store_url)
+        try:
+            yield Service(f"http://127.0.0.1:{port}", settings, store)
+        finally:
+            store.close()
     finally:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
-        store.close()
+
+
+def _wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise AssertionError("the service did not start (its lifespan failed: see the log)")
+        time.sleep(0.01)
 
 
 @pytest.fixture(name="service")

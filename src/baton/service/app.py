@@ -81,6 +81,7 @@ STATUS: tuple[tuple[type[BatonError], int], ...] = (
     (RemoteError, 502),
 )
 ERROR_DOCS: dict[int | str, str] = {
+    400: "the body could not be parsed (FastAPI)",
     401: "missing, unknown or revoked token",
     403: "the token's scope is too small",
     404: "no such session, run or token",
