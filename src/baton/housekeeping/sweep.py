@@ -153,13 +153,14 @@ class _Sweeper:
             self.report.freed[name] += size
         return None
 
-    # -- orphans and prune --------------------------------------------------------------------------------
-
     def orphans(self) -> None:
         _orphans(self.store, self.settings, self.report)
 
     def prune(self) -> None:
         _prune(self.settings, self.report)
+
+
+# -- orphans and prune ----------------------------------------------------------------------------------
 
 
 def _orphans(store: Store, settings: Settings, report: SweepReport) -> None:
