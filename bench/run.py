@@ -31,6 +31,7 @@ from bench_cli import bench_cli
 from bench_fake import bench_fake
 from bench_git import bench_disk, bench_remote_worktree, bench_worktrees
 from bench_hydrate import bench_hydrate
+from bench_service import bench_service_burst, bench_service_run, service_note
 from common import TIMES, Row, clock, markdown_table, median, rmtree, sh
 from repogen import RepoShape, generate_repo
 
@@ -93,6 +94,7 @@ GROUPS = {
     "fake": "2, 2b: runner overhead with the fake agent",
     "git": "3a-3c, 4: worktrees vs clones, time and disk",
     "cli": "6a, 6b: `baton --help` and `baton sessions ls` vs `python -c pass`",
+    "service": "7a, 7b: a run over HTTP vs baton.run; 200 runs over 20 keys at once",
 }
 
 
@@ -354,6 +356,8 @@ class Suite:
             )
         if "cli" in groups:
             self.step("6 CLI start-up: baton --help / baton sessions ls", self.cli)
+        if "service" in groups:
+            self.step("7a/7b service: run over HTTP / 200 runs at once", lambda: self.service(small))
         if big is not None and "fake" in groups:
             self.step("2 runner overhead, small repo", lambda: self.fake("2", small, plan.fake_reps))
             self.step("2b runner overhead, large repo", lambda: self.fake("2b", big, plan.fake_big_reps))
@@ -414,6 +418,13 @@ class Suite:
         row = bench_fake(self.scratch / f"b{tag}", shape.path, reps, label)
         self.rows.append(row)
         self.notes.append(fake_note(tag, row, checkpoint_cost(self.scratch / f"b{tag}", shape.path)))
+
+    def service(self, small: RepoShape) -> None:
+        single = bench_service_run(self.scratch / "b7a", small.path, self.plan.fake_reps)
+        self.rows.append(single)
+        burst = bench_service_burst(self.scratch / "b7b", small.path)
+        self.rows.append(burst)
+        self.notes.append(service_note(single, burst))
 
     def cli(self) -> None:
         self.rows.extend(bench_cli(self.scratch / "b6", self.plan.cli_reps))

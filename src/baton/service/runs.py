@@ -100,17 +100,17 @@ class Problem(BaseModel):
 ENDED: dict[int | str, dict[str, Any]] = {409: {"model": Problem, "description": "the run already ended"}}
 
 
-def _store(request: Request) -> Store:
+async def _store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _executor(request: Request) -> Executor:
+async def _executor(request: Request) -> Executor:
     executor: Executor = request.app.state.executor
     return executor
 

@@ -1,0 +1,197 @@
+"""Benchmarks 7a and 7b: the service's runs API (``baton serve``) on the fake agent.
+
+The service runs in this process (``uvicorn.Server`` in a thread on 127.0.0.1, the same app
+``baton serve`` serves) and is driven over real HTTP with httpx.
+
+- 7a: a run submitted over HTTP and waited for through its event stream (``POST /v1/runs``, then
+  ``GET /v1/runs/{id}/events`` until the ``outcome`` event) ÷ ``baton.run(..., store=)`` in-process,
+  each resuming its own key's conversation, interleaved. Goal ≤ 1.05 times.
+- 7b: 200 runs over 20 keys submitted at once (``BATON_CONCURRENCY`` 4): the wall time from the first
+  submission to the last run's end, against 10 s (20 runs/s, the goal, as a ratio ≤ 1). Every run
+  must succeed, and no two runs of a key may overlap (checked on the jobs' start and end times).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import uvicorn
+from common import Row, clock, interleave, median
+
+from baton import Mode, RunRequest, load_settings, open_store, run
+from baton.models import JobRecord, JobStatus, TokenScope
+from baton.service.app import create_app
+from baton.service.auth import create_token
+from baton.settings import Settings
+from baton.testing.fake import register_fake
+
+register_fake()
+PROMPT = "X"
+GOAL_RATE = 20.0  # runs per second
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[httpx.Client]:
+    """The app on a free port of 127.0.0.1, with a client holding a run-scope token."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.resolved_store_url)
+    token = create_token(store, f"bench-{time.monotonic_ns()}", TokenScope.RUN)
+    sock = socket.socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # asyncio sets it only when proto is TCP
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the service did not start")
+        time.sleep(0.01)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        # TCP_NODELAY on both ends, as curl and browsers do: httpx writes a POST's headers and body
+        # separately, and without it the body waits for a delayed ACK.
+        transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        auth = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=url, headers=auth, timeout=120, transport=transport) as http:
+            yield http
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+        store.close()
+
+
+def outcome_event(http: httpx.Client, run_id: str) -> dict[str, object]:
+    """Read the run's event stream until its ``outcome`` event; returns that event's data."""
+    with http.stream("GET", f"/v1/runs/{run_id}/events") as response:
+        final = False
+        for line in response.iter_lines():
+            if line == "event: outcome":
+                final = True
+            elif final and line.startswith("data:"):
+                data: dict[str, object] = json.loads(line[5:])
+                return data
+    raise RuntimeError(f"the event stream of run {run_id} ended without an outcome")
+
+
+def bench_service_run(root: Path, source: Path, reps: int) -> Row:
+    settings = load_settings(overrides={"home": str(root / "baton-home")}, environ={})
+    repo = str(source)
+    with serving(settings) as http:
+        store = open_store(settings.resolved_store_url)
+
+        def over_http(_rep: int) -> float:
+            body = {"agent": "fake", "repo": repo, "thread": "bench-http", "prompt": PROMPT}
+
+            def submit_and_wait() -> dict[str, object]:
+                run_id = http.post("/v1/runs", json=body).json()["run_id"]
+                return outcome_event(http, run_id)
+
+            final, elapsed = clock(submit_and_wait)
+            if final.get("outcome") != "succeeded" or (final.get("mode") != Mode.RESUME.value and _rep >= 0):
+                raise RuntimeError(f"the run over HTTP: {final.get('outcome')}, {final.get('error')}")
+            return elapsed
+
+        def in_process(_rep: int) -> float:
+            request = RunRequest(agent="fake", repo=repo, thread="bench-direct", prompt=PROMPT)
+            result, elapsed = clock(lambda: run(request, settings=settings, store=store))
+            if not result.ok or (result.run.mode != Mode.RESUME and _rep >= 0):
+                raise RuntimeError(f"baton.run: {result.run.outcome.value}, {result.run.error}")
+            return elapsed
+
+        try:
+            over_http(-1)  # the first run of each key is fresh (-1: not checked), not what is measured
+            in_process(-1)
+            samples = interleave({"http": over_http, "direct": in_process}, reps, warmup=2)
+        finally:
+            store.close()
+    return Row(
+        "7a run submitted over HTTP + SSE ÷ baton.run(store=)",
+        "ratio",
+        median(samples["http"]),
+        median(samples["direct"]),
+        1.05,
+        reps,
+        samples={"candidate": samples["http"], "baseline": samples["direct"]},
+        agent="fake",
+    )
+
+
+def bench_service_burst(root: Path, source: Path, runs: int = 200, keys: int = 20) -> Row:
+    settings = load_settings(overrides={"home": str(root / "baton-home"), "concurrency": 4}, environ={})
+    with serving(settings) as http:
+        started = time.perf_counter()
+        ids = [
+            http.post(
+                "/v1/runs",
+                json={"agent": "fake", "repo": str(source), "thread": f"key-{i % keys}", "prompt": f"n{i}"},
+            ).json()["run_id"]
+            for i in range(runs)
+        ]
+        submitted = time.perf_counter() - started
+        store = open_store(settings.resolved_store_url)
+        try:
+            ended = wait_all(store.get_job, ids)
+        finally:
+            store.close()
+        wall = time.perf_counter() - started
+    check_burst(ended)
+    budget = runs / GOAL_RATE
+    return Row(
+        f"7b {runs} runs over {keys} keys at once, concurrency 4: wall ÷ {budget:g} s ({GOAL_RATE:g} runs/s)",
+        "ratio",
+        wall,
+        budget,
+        1.0,
+        1,
+        extra={"runs_per_s": runs / wall, "submit_s": submitted, "runs": runs, "keys": keys},
+        agent="fake",
+    )
+
+
+def wait_all(get: Callable[[str], JobRecord | None], ids: list[str], timeout: float = 600) -> list[JobRecord]:
+    """Every job once all are done (polled from the store every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = [get(i) for i in ids]
+        if all(j is not None and j.status == JobStatus.DONE for j in jobs):
+            return [j for j in jobs if j is not None]
+        if time.monotonic() > deadline:
+            raise RuntimeError("the runs did not all end in time")
+        time.sleep(0.05)
+
+
+def check_burst(ended: list[JobRecord]) -> None:
+    """All succeeded; per key, in submission order, each run started after the previous one ended."""
+    failed = [j for j in ended if j.outcome != "succeeded"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} runs did not succeed, e.g. {failed[0].outcome}: {failed[0].error}")
+    by_key: dict[str, list[JobRecord]] = {}
+    for job in ended:
+        by_key.setdefault(job.thread, []).append(job)
+    for thread, mine in by_key.items():
+        for earlier, later in itertools.pairwise(mine):  # in submission order
+            if (later.started_at or 0) < (earlier.ended_at or 0):
+                raise RuntimeError(f"two runs of {thread} overlapped: {earlier.id} and {later.id}")
+
+
+def service_note(single: Row | None, burst: Row | None) -> str:
+    parts = []
+    if single is not None:
+        extra = (single.candidate - single.baseline) * 1000
+        parts.append(f"7a: the HTTP round trips, the queue and the event stream add {extra:+.1f} ms a run")
+    if burst is not None:
+        x = burst.extra
+        parts.append(
+            f"7b: {x['runs_per_s']:.1f} runs/s ({x['runs']} runs, {x['keys']} keys; submitting them all "
+            f"took {x['submit_s']:.2f} s), no two runs of a key overlapped"
+        )
+    return "; ".join(parts) + "."
