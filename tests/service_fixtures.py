@@ -101,6 +101,9 @@ def run_service(settings: Settings) -> Iterator[Service]:
     settings.home.mkdir(parents=True, exist_ok=True)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: without it, a socket handed to uvicorn answers after the 40 ms
+    # of Nagle + delayed ACK (measured: 44 ms a request instead of 0.4 ms).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
