@@ -110,8 +110,12 @@ def close_session(
     return result
 
 
-def close_locked(store: Store, settings: Settings, key: Key, session: SessionRecord) -> CloseResult:
-    """Checkpoint, snapshot, remove, mark closed: the caller holds the key's lease."""
+def close_locked(
+    store: Store, settings: Settings, key: Key, session: SessionRecord, files: list[Path] | None = None
+) -> CloseResult:
+    """Checkpoint, snapshot, remove, mark closed: the caller holds the key's lease. ``files``: the
+    session's local transcript files when the caller has listed them already (a listing can cost
+    milliseconds: Claude's is a glob over every project folder of its home)."""
     workdirs = Workdirs(settings)
     path = workdirs.worktree_path(key)
     result = CloseResult(str(key), str(path), cache=str(workdirs.cache_path(key.repo)))
@@ -124,7 +128,7 @@ def close_locked(store: Store, settings: Settings, key: Key, session: SessionRec
     result.session_id = session.agent_session_id
     result.worktree_bytes = disk_usage(path)
     result.worktree_removed = workdirs.remove_worktree_dir(key)
-    _remove_files(local_transcript(settings, session), result)
+    _remove_files(local_transcript(settings, session) if files is None else files, result)
     session.status = SessionStatus.CLOSED
     session.expires_at = result.purge_after = time.time() + settings.closed_grace_days * 86400
     store.save_session(session)

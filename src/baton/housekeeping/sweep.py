@@ -115,11 +115,12 @@ class _Sweeper:
         workdirs = Workdirs(self.settings)
         path = workdirs.worktree_path(key)
         worktree = disk_usage(path)
-        transcripts = files_bytes(local_transcript(self.settings, session))
+        files = local_transcript(self.settings, session)
+        transcripts = files_bytes(files)
         if self.dry_run:
             ref = workdirs.checkpoint_ref(key) if would_checkpoint(workdirs, key, path) else None
         else:
-            ref = close_locked(self.store, self.settings, key, session).checkpoint_ref
+            ref = close_locked(self.store, self.settings, key, session, files).checkpoint_ref
         if ref:
             self.report.checkpoints[str(key)] = ref
         self.report.expired.append(str(key))
