@@ -8,6 +8,7 @@ so the payloads carry the URLs a self-hosted forge would send."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -478,3 +479,46 @@ def test_after_a_webhook_cleanup_the_next_run_resumes_with_the_uncommitted_work(
     assert again.run.mode.value == "resume"
     assert again.session.agent_session_id == before.agent_session_id
     assert (Path(again.session.worktree) / "notes.txt").read_text() == "uncommitted work\n"
+
+
+def test_concurrent_redeliveries_store_one_and_act_once(
+    service: Service, settings: Settings, served: GitHttpServer
+) -> None:
+    """Twenty copies of one delivery at once (a forge retrying while the first is in flight) and ten
+    other deliveries: the group commit stores each id once and queues one cleanup."""
+    make_session(settings, service.store, served, "issue-1", "feature-a")
+    body = json.dumps(delete_event(served, "feature-a")).encode()
+    same = github_headers("delete", body, "d-same")
+    ping = json.dumps({"zen": "x"}).encode()
+    requests = [(body, same)] * 20 + [(ping, github_headers("ping", ping)) for _ in range(10)]
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+            sends = [http.post("/webhooks/github", content=b, headers=h) for b, h in requests]
+            return list(await asyncio.gather(*sends))
+
+    answers = asyncio.run(send_all())
+    assert [a.status_code for a in answers] == [202] * 30
+    assert {a.json()["delivery"] for a in answers[:20]} == {"d-same"}
+    assert finished(service, "github", "d-same").status.value == "done"
+    time.sleep(0.3)
+    assert len(service.store.list_deliveries()) == 11
+    assert len(closes(service.store)) == 1
+
+
+def test_add_deliveries_flags_known_ids_and_repeats_within_the_batch(service: Service) -> None:
+    store = service.store
+    assert store.add_delivery(DeliveryRecord("github", "a", "ping", 1.0))
+    batch = [
+        DeliveryRecord("github", "a", "ping", 2.0),  # stored before
+        DeliveryRecord("github", "b", "ping", 2.0),
+        DeliveryRecord("gitea", "a", "ping", 2.0),  # the same id from another forge is another delivery
+        DeliveryRecord("github", "b", "ping", 3.0),  # a repeat within the batch
+    ]
+    assert store.add_deliveries(batch) == [False, True, True, False]
+    assert store.add_deliveries([]) == []
+    assert sorted((d.forge, d.delivery_id, d.received_at) for d in store.list_deliveries()) == [
+        ("gitea", "a", 2.0),
+        ("github", "a", 1.0),
+        ("github", "b", 2.0),
+    ]

@@ -117,6 +117,10 @@ class Store(Protocol):
         """False when the delivery is already stored: a redelivery, to answer from the first."""
         ...
 
+    def add_deliveries(self, batch: Sequence[DeliveryRecord]) -> list[bool]:
+        """Many in one transaction; per delivery, False when known (or earlier in the batch)."""
+        ...
+
     def get_delivery(self, forge: str, delivery_id: str) -> DeliveryRecord | None: ...
     def update_delivery(
         self, forge: str, delivery_id: str, status: DeliveryStatus, result: dict[str, Any]

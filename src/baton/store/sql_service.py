@@ -148,7 +148,7 @@ class ServiceTables:
 
     def add_delivery(self, delivery: DeliveryRecord) -> bool:
         """Insert a new delivery; False when (forge, delivery id) is already stored (a redelivery)."""
-        values = {**delivery.__dict__, "status": delivery.status.value, "result": json.dumps(delivery.result)}
+        values = _delivery_values(delivery)
         with self._tx() as conn:
             exists = conn.execute(
                 sa.select(deliveries.c.delivery_id).where(
@@ -159,6 +159,27 @@ class ServiceTables:
                 return False
             conn.execute(sa.insert(deliveries).values(values))
             return True
+
+    def add_deliveries(self, batch: Sequence[DeliveryRecord]) -> list[bool]:
+        """:meth:`add_delivery` for many in one transaction (the webhook intake's group commit): per
+        delivery, False when its (forge, id) is stored already or came earlier in the batch."""
+        with self._tx() as conn:
+            known: set[tuple[str, str]] = set()
+            for forge in {d.forge for d in batch}:
+                ids = [d.delivery_id for d in batch if d.forge == forge]
+                query = sa.select(deliveries.c.delivery_id).where(
+                    deliveries.c.forge == forge, deliveries.c.delivery_id.in_(ids)
+                )
+                known |= {(forge, delivery_id) for (delivery_id,) in conn.execute(query)}
+            added, rows = [], []
+            for d in batch:
+                added.append((d.forge, d.delivery_id) not in known)
+                if added[-1]:
+                    known.add((d.forge, d.delivery_id))
+                    rows.append(_delivery_values(d))
+            if rows:
+                conn.execute(sa.insert(deliveries), rows)
+        return added
 
     def get_delivery(self, forge: str, delivery_id: str) -> DeliveryRecord | None:
         with self._tx() as conn:
@@ -264,6 +285,10 @@ def _token(row: Any) -> TokenRecord:
     data = dict(row)
     data["scope"] = TokenScope(data["scope"])
     return TokenRecord(**data)
+
+
+def _delivery_values(delivery: DeliveryRecord) -> dict[str, Any]:
+    return {**delivery.__dict__, "status": delivery.status.value, "result": json.dumps(delivery.result)}
 
 
 def _delivery(row: Any) -> DeliveryRecord:
