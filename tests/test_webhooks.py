@@ -439,9 +439,12 @@ def test_a_restarted_service_does_the_work_of_pending_deliveries(
     slug = repo_slug(served.url("api.git"))
     target = {"repos": [slug], "branch": "feature-a"}
     store.add_delivery(DeliveryRecord("github", "d-left", "delete", time.time(), result=target))
+    store.add_delivery(DeliveryRecord("gitea", "d-no-target", "delete", time.time()))
     with run_service(settings) as restarted:
         record = finished(restarted, "github", "d-left")
+        broken = finished(restarted, "gitea", "d-no-target")
     assert record.status.value == "done"
+    assert broken.status.value == "failed" and "target" in broken.result["error"]
     assert status_of(store, served, "issue-1") == SessionStatus.CLOSED
 
 

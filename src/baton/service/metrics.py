@@ -116,7 +116,9 @@ def delivery_metrics(rows: list[tuple[Any, ...]]) -> Iterator[Metric]:
 
 class DiskCache:
     """:func:`baton.housekeeping.disk.usage` by kind, refreshed in a background thread when older
-    than :data:`DISK_TTL` (one refresh at a time), so a scrape never walks directories."""
+    than :data:`DISK_TTL` (one refresh at a time), so a scrape never walks directories. A home whose
+    walk takes long is walked at most a tenth of the time (its thread competes for the GIL with the
+    requests)."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store, self.settings = store, settings
@@ -124,10 +126,11 @@ class DiskCache:
         self.measured_at = 0.0
         self.lock = threading.Lock()
         self.refreshing: threading.Thread | None = None
+        self.took = 0.0  # seconds the last measurement took: a large home is measured less often
 
     def get(self) -> dict[str, int]:
         with self.lock:
-            stale = time.monotonic() - self.measured_at > DISK_TTL
+            stale = time.monotonic() - self.measured_at > max(DISK_TTL, 10 * self.took)
             if stale and self.refreshing is None:
                 self.refreshing = threading.Thread(
                     target=self._refresh, name="baton-metrics-disk", daemon=True
@@ -139,6 +142,7 @@ class DiskCache:
         return dict(self.values or {})
 
     def _refresh(self) -> None:
+        started = time.monotonic()
         try:
             values = measure(self.store, self.settings)
         except Exception:  # a scrape must not fail because a directory vanished mid-walk
@@ -148,6 +152,7 @@ class DiskCache:
             if values is not None:
                 self.values = values
             self.measured_at, self.refreshing = time.monotonic(), None
+            self.took = self.measured_at - started
 
 
 def measure(store: Store, settings: Settings) -> dict[str, int]:

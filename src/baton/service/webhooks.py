@@ -65,7 +65,7 @@ from baton.store import Store
 SECRET_ENV = "BATON_WEBHOOK_SECRET"
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-EVENT_NAME = re.compile(r"[a-z_]{1,64}")
+EVENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _SCP = re.compile(r"(?:(?P<user>[^@/\s]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>(?!//)[^\\\s]+)")
 log = logging.getLogger("baton.webhooks")
 
@@ -314,8 +314,13 @@ class Worker:
         """Queue the work of deliveries a previous process accepted but did not finish."""
         pending = self.store.list_deliveries_by_status(DeliveryStatus.PENDING)
         for record in pending:
-            result = record.result
-            self.submit(record.forge, record.delivery_id, Target(tuple(result["repos"]), result["branch"]))
+            try:
+                target = Target(tuple(record.result["repos"]), str(record.result["branch"]))
+            except (KeyError, TypeError):
+                error = {"error": "stored pending without its target (repos, branch); not retried"}
+                self.store.update_delivery(record.forge, record.delivery_id, DeliveryStatus.FAILED, error)
+                continue
+            self.submit(record.forge, record.delivery_id, target)
         return len(pending)
 
 
@@ -392,6 +397,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.webhooks, app.state.webhook_intake = worker, intake
     worker.start()
     intake.start()
+    if not os.environ.get(SECRET_ENV):
+        log.warning("webhooks are refused (503) until %s is set in the service's environment", SECRET_ENV)
     if requeued := await run_in_threadpool(worker.requeue_pending):
         log.info("webhooks: re-queued %d pending deliveries from an earlier process", requeued)
     try:
@@ -440,7 +447,8 @@ async def accept(
 
 async def read_body(request: Request) -> bytes:
     """The raw body, refusing more than :data:`MAX_BODY` bytes before reading them all."""
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+    length = request.headers.get("content-length") or "0"
+    if not length.isdigit() or int(length) > MAX_BODY:
         raise HTTPException(413, f"the payload is larger than {MAX_BODY} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
