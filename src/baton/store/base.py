@@ -132,9 +132,9 @@ class Store(Protocol):
 
     def metrics_counts(self, buckets: Sequence[float]) -> dict[str, list[tuple[Any, ...]]]:
         """What ``/metrics`` shows, counted by the database (GROUP BY) in one transaction:
-        ``runs`` (agent, mode, outcome, hydrated, n) of ended runs; ``durations`` (agent, n, sum,
-        then n with duration <= each bucket); ``sessions`` (agent, status, n); ``deliveries``
-        (forge, event, status, n); ``jobs`` (status, n)."""
+        ``runs`` of ended runs: (agent, mode, outcome, hydrated, n, n with an end time, sum of
+        durations, then n with duration <= each bucket); ``sessions`` (agent, status, n);
+        ``deliveries`` (forge, event, status, n); ``jobs`` (status, n)."""
         ...
 
     def close(self) -> None: ...
