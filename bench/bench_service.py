@@ -1,7 +1,8 @@
 """Benchmarks 7a and 7b: the service's runs API (``baton serve``) on the fake agent.
 
-The service runs in this process (``uvicorn.Server`` in a thread on 127.0.0.1, the same app
-``baton serve`` serves) and is driven over real HTTP with httpx.
+The service is ``baton serve`` in its own process on 127.0.0.1, as it is deployed, driven over real
+HTTP with httpx from this one (a client in the server's interpreter would compete with the runs for
+its GIL).
 
 - 7a: a run submitted over HTTP and waited for through its event stream (``POST /v1/runs``, then
   ``GET /v1/runs/{id}/events`` until the ``outcome`` event) ÷ ``baton.run(..., store=)`` in-process,
@@ -15,20 +16,20 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import socket
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import uvicorn
 from common import Row, clock, interleave, median
 
 from baton import Mode, RunRequest, load_settings, open_store, run
 from baton.models import JobRecord, JobStatus, TokenScope
-from baton.service.app import create_app
 from baton.service.auth import create_token
 from baton.settings import Settings
 from baton.testing.fake import register_fake
@@ -40,33 +41,49 @@ GOAL_RATE = 20.0  # runs per second
 
 @contextmanager
 def serving(settings: Settings) -> Iterator[httpx.Client]:
-    """The app on a free port of 127.0.0.1, with a client holding a run-scope token."""
+    """``baton serve`` on a free port of 127.0.0.1 for ``settings.home`` (its own process, as it is
+    deployed: the runs it executes do not share an interpreter with this client), and a client holding
+    a run-scope token."""
     settings.home.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.resolved_store_url)
     token = create_token(store, f"bench-{time.monotonic_ns()}", TokenScope.RUN)
-    sock = socket.socket()
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # asyncio sets it only when proto is TCP
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the service did not start")
-        time.sleep(0.01)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    store.close()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "BATON_HOME": str(settings.home), "BATON_CONCURRENCY": str(settings.concurrency)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "baton.cli", "serve", "--port", str(port)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # TCP_NODELAY, as curl and browsers set it: httpx writes a POST's headers and body separately,
+    # and without it the body waits for a delayed ACK.
+    transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    auth = {"Authorization": f"Bearer {token}"}
     try:
-        # TCP_NODELAY on both ends, as curl and browsers do: httpx writes a POST's headers and body
-        # separately, and without it the body waits for a delayed ACK.
-        transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-        auth = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=url, headers=auth, timeout=120, transport=transport) as http:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=120, transport=transport
+        ) as http:
+            wait_up(http, server)
             yield http
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-        store.close()
+        server.terminate()
+        server.wait(60)
+
+
+def wait_up(http: httpx.Client, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            http.get("/healthz")
+            return
+        except httpx.TransportError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("baton serve did not start") from None
+            time.sleep(0.05)
 
 
 def outcome_event(http: httpx.Client, run_id: str) -> dict[str, object]:

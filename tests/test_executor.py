@@ -230,3 +230,18 @@ def test_other_repo_key_runs_alongside(settings: Settings, tmp_path: Path) -> No
         ended = wait_done(service.store, ids)
     assert [j.outcome for j in ended] == ["succeeded", "succeeded"]
     assert ended[0].repo != ended[1].repo
+
+
+def test_a_job_never_handed_over_is_found_in_the_store(
+    settings: Settings, store: Store, src_repo: Path
+) -> None:
+    """A job stored queued after start() but never passed to submit() (another process queued it, or
+    the submit was lost) still runs: the dispatcher looks at the store when nothing wakes it."""
+    executor = LocalExecutor(settings, store)
+    executor.start()
+    try:
+        job = jobs.submit(store, settings, body(src_repo), "elsewhere")
+        (ended,) = wait_done(store, [job.id], 20)
+    finally:
+        executor.stop()
+    assert ended.outcome == "succeeded"

@@ -32,7 +32,7 @@ from baton.store import Store
 
 log = logging.getLogger("baton.executor")
 LEASE_WAIT = 3600.0  # seconds a started job waits for its key's lease (a CLI run, a dead process's lease)
-POLL = 1.0
+POLL = 1.0  # seconds between looks at the store's queued jobs when nothing wakes the dispatcher
 STOP_WAIT = 10.0  # seconds stop() waits for running jobs
 ALL = 10**9
 CRASHED = "the service stopped mid-run (killed or crashed); the next run of the key resumes the conversation"
@@ -65,6 +65,7 @@ class LocalExecutor:
         self.settings, self.store, self.lease_wait = settings, store, lease_wait
         self._lock = threading.Lock()
         self._queued: list[_Queued] = []  # sorted: oldest first
+        self._queued_ids: set[str] = set()
         self._running: dict[str, _Running] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -104,7 +105,7 @@ class LocalExecutor:
             job = self.store.get_job(job_id)
             if job is None or job.status != JobStatus.QUEUED:
                 return False
-            self._queued = [q for q in self._queued if q.job_id != job_id]
+            self._unqueue(job_id)
             jobs.finish(self.store, self.settings, job_id, Outcome.CANCELLED.value, error=NOT_STARTED)
         self._wake.set()  # the next job of its key may start now
         return True
@@ -128,20 +129,35 @@ class LocalExecutor:
     # -- dispatching --------------------------------------------------------------------------------
 
     def _queue(self, job: JobRecord) -> None:
-        entry = _Queued(job.submitted_at, job.id, _key(job))
-        if entry not in self._queued and job.id not in self._running:
-            bisect.insort(self._queued, entry)
+        if job.id not in self._queued_ids and job.id not in self._running:
+            bisect.insort(self._queued, _Queued(job.submitted_at, job.id, _key(job)))
+            self._queued_ids.add(job.id)
+
+    def _unqueue(self, job_id: str) -> None:
+        if job_id in self._queued_ids:
+            self._queued = [q for q in self._queued if q.job_id != job_id]
+            self._queued_ids.discard(job_id)
 
     def _dispatch(self) -> None:
         while not self._stopping.is_set():
-            self._wake.wait(POLL)
+            woken = self._wake.wait(POLL)
             self._wake.clear()
             if self._stopping.is_set():
                 return
             try:
+                if not woken:
+                    self._rescan()
                 self._pump()
             except Exception:  # a store hiccup: try again on the next wake
                 log.exception("dispatching jobs failed")
+
+    def _rescan(self) -> None:
+        """Queue stored jobs this executor was never handed (a submit lost between the store and the
+        executor, or a job queued by another process)."""
+        stored = self.store.list_jobs(status=JobStatus.QUEUED, limit=ALL, oldest_first=True)
+        with self._lock:
+            for job in stored:
+                self._queue(job)
 
     def _pump(self) -> None:
         """Start what may start: oldest first, one job per idle key, up to the concurrency."""
@@ -157,7 +173,7 @@ class LocalExecutor:
 
     def _try_start(self, entry: _Queued) -> None:
         if self.store.start_job(entry.job_id, time.time()):
-            self._queued.remove(entry)
+            self._unqueue(entry.job_id)
             cancel = threading.Event()
             thread = threading.Thread(
                 target=self._work, args=(entry.job_id, cancel), name=f"baton-job:{entry.job_id}", daemon=True
@@ -167,7 +183,7 @@ class LocalExecutor:
             return
         job = self.store.get_job(entry.job_id)
         if job is None or job.status != JobStatus.QUEUED:  # ended elsewhere (cancelled, another executor)
-            self._queued.remove(entry)
+            self._unqueue(entry.job_id)
 
     # -- running one job ----------------------------------------------------------------------------
 

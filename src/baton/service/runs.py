@@ -9,10 +9,11 @@ the start, ``Last-Event-ID`` resumes after an event, and the stream ends with on
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, HTTPException, Path, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -132,12 +133,18 @@ Job = Annotated[JobRecord, Depends(_job)]
 
 @router.post("", status_code=202, response_model=RunState)
 def submit_run(
-    body: RunBody, actor: Runner, store: StoreDep, settings: SettingsDep, executor: ExecutorDep
+    body: RunBody,
+    actor: Runner,
+    store: StoreDep,
+    settings: SettingsDep,
+    executor: ExecutorDep,
+    after: BackgroundTasks,
 ) -> dict[str, Any]:
     """Queue a run. It is stored before this answers, so a restart of the service loses nothing;
     the runs of one key start in the order they were submitted."""
     job = jobs.submit(store, settings, body.model_dump(), actor.name)  # BadInput: 422, nothing written
-    executor.submit(job.id)
+    # handed to the executor once the 202 is sent: the run's start does not compete with the answer
+    after.add_task(executor.submit, job.id)
     return {"run_id": job.id, "status": job.status}
 
 
@@ -189,7 +196,9 @@ def run_events(
     after = int(last_event_id) if last_event_id and last_event_id.strip().isdigit() else 0
     for item in jobs.read_events(store, settings, job.id, after):
         if item.end is None:
-            yield ServerSentEvent(event="agent", id=str(item.seq), data={"seq": item.seq, **item.data})
+            # raw JSON: the events are plain JSON already, FastAPI's encoder would walk them again
+            data = json.dumps({"seq": item.seq, **item.data}, ensure_ascii=False)
+            yield ServerSentEvent(event="agent", id=str(item.seq), raw_data=data)
             continue
         final = store.get_job(job.id) or job
         yield ServerSentEvent(event="outcome", data=final.to_json())
