@@ -178,7 +178,9 @@ class ServiceTables:
                     known.add((d.forge, d.delivery_id))
                     rows.append(_delivery_values(d))
             if rows:
-                conn.execute(sa.insert(deliveries), rows)
+                # one multi-row statement, not executemany: one step of SQLite, so the writing thread
+                # gives up and retakes the GIL once, not once per row (the event loop waits less)
+                conn.execute(sa.insert(deliveries).values(rows))
         return added
 
     def get_delivery(self, forge: str, delivery_id: str) -> DeliveryRecord | None:
