@@ -65,12 +65,14 @@ def list_tokens(request: Request, actor: Admin) -> list[TokenOut]:
 
 @router.post("/v1/tokens", response_model=NewToken, status_code=201, summary="Create an API token")
 def create_token(request: Request, body: TokenIn, actor: Admin) -> NewToken:
+    """The secret is in this response only (the store keeps its SHA-256). Audited as ``token-create``."""
     secret = issue_token(_store(request), body.name, body.scope, actor.name)
     return NewToken(name=body.name, scope=body.scope, token=secret)
 
 
 @router.delete("/v1/tokens/{name}", response_model=TokenOut, summary="Revoke an API token")
 def delete_token(request: Request, name: str, actor: Admin) -> TokenOut:
+    """Every request with the token is refused (401) from now on. Audited as ``token-revoke``."""
     return TokenOut.of(revoke_token(_store(request), name, actor.name))
 
 

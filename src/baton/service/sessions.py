@@ -122,6 +122,8 @@ def list_sessions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> SessionPage:
+    """Most recently used first. ``repo`` is a slug (``github.com/acme/api``); page with ``limit`` and
+    ``offset`` (``next_offset`` is null on the last page)."""
     _settings, store = _state(request)
     # one row more than the page tells whether there is a next page without counting them all
     rows = store.list_sessions(agent=agent, repo=repo, status=status, limit=limit + 1, offset=offset)
@@ -142,6 +144,8 @@ def show_session(
     thread: ThreadQ,
     runs: Annotated[int, Query(ge=0, le=1000, description="how many recent runs")] = 20,
 ) -> SessionDetail:
+    """A session is addressed by its key in query parameters, since a repo slug holds slashes; ``repo``
+    may be the slug, the URL or the local path. 404 when the key has no session."""
     _settings, store = _state(request)
     key = resolve_key(store, agent, repo, thread)
     session = get_session(store, key)
@@ -155,6 +159,9 @@ def _attempt(data: dict[str, Any]) -> dict[str, Any]:
 
 @router.post("/v1/sessions/reset", response_model=ResetOut, summary="Reset a key (archived first; audited)")
 def reset(request: Request, body: ResetIn, actor: Admin) -> ResetOut:
+    """``baton sessions reset``: what ``scope`` removes is archived first (the worktree under a git ref,
+    the conversation as an export file) and the result says where. Audited with the token's name. 409
+    while a run holds the key."""
     settings, store = _state(request)
     key = resolve_key(store, body.agent, body.repo, body.thread)
     result = reset_session(store, settings, key, body.scope, actor=actor.name)
