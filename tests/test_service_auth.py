@@ -7,11 +7,14 @@ The matrix enumerates ``app.routes``, so a route added later is covered without 
 from __future__ import annotations
 
 import getpass
+import itertools
 import json
 import re
 import subprocess
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -20,7 +23,7 @@ from fastapi.routing import iter_route_contexts
 from baton.models import TokenScope
 from baton.service.app import create_app
 from baton.settings import Settings, load_settings
-from tests.conftest import FAST
+from tests.conftest import FAST, make_repo, wait_for
 from tests.service_fixtures import Service, run_service, service_fixture  # noqa: F401 (fixture)
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -56,28 +59,77 @@ def fill(path: str) -> str:
     return re.sub(r"\{(\w+)(:path)?\}", lambda m: "a/b" if m.group(2) else "dummy", path)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """One server for the whole matrix (it only reads, or refuses)."""
-    home = tmp_path_factory.mktemp("matrix") / "home"
-    with run_service(load_settings(overrides={"home": str(home), **FAST}, environ={})) as running:
-        yield running
+@dataclass
+class World:
+    """A server with one finished run (fake agent) on the key (fake, repo, t1), for valid requests."""
+
+    service: Service
+    repo: str
+    run_id: str
 
 
 @pytest.fixture(scope="module")
-def credentials(served: Service) -> dict[str, str | None]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One server for the whole matrix."""
+    root = tmp_path_factory.mktemp("matrix")
+    repo = str(make_repo(root / "src-repo"))
+    with run_service(load_settings(overrides={"home": str(root / "home"), **FAST}, environ={})) as running:
+        with running.client("run") as http:
+            run_id = http.post("/v1/runs", json={**key_of(repo), "prompt": "hello"}).json()["run_id"]
+            wait_for(lambda: http.get(f"/v1/runs/{run_id}").json()["status"] == "done")
+        yield World(running, repo, run_id)
+
+
+def key_of(repo: str) -> dict[str, str]:
+    return {"agent": "fake", "repo": repo, "thread": "t1"}
+
+
+@pytest.fixture(scope="module")
+def credentials(world: World) -> dict[str, str | None]:
     return {
         "none": None,
         "unknown": "baton_" + "x" * 43,
-        "revoked": served.revoked_token(ADMIN),
-        **{scope.value: served.token(scope) for scope in TokenScope},
+        "revoked": world.service.revoked_token(ADMIN),
+        **{scope.value: world.service.token(scope) for scope in TokenScope},
     }
 
 
-def status(served: Service, token: str | None, method: str, path: str) -> httpx.Response:
-    """The response's status and headers only (a stream, closed at once: an SSE route never ends)."""
-    body: dict[str, object] | None = None if method in ("GET", "HEAD") else {}
-    with served.client(token, timeout=10) as http, http.stream(method, fill(path), json=body) as response:
+Request = tuple[str, dict[str, object] | None, set[int]]  # URL, JSON body, the codes that mean success
+
+
+def valid_request(world: World, method: str, path: str) -> Request | None:
+    """A request to the operation that succeeds, for the operations known here (None: unknown)."""
+    n, key = next(_unique), key_of(world.repo)
+    run = f"/v1/runs/{world.run_id}"
+    if (method, path) == ("DELETE", "/v1/tokens/{name}"):
+        world.service.token(READ, f"doomed{n}")
+        return f"/v1/tokens/doomed{n}", None, {200}
+    known: dict[tuple[str, str], Request] = {
+        ("GET", "/v1/runs"): ("/v1/runs", None, {200}),
+        ("POST", "/v1/runs"): ("/v1/runs", {**key, "thread": f"submit-{n}", "prompt": "hi"}, {202}),
+        ("GET", "/v1/runs/{run_id}"): (run, None, {200}),
+        ("GET", "/v1/runs/{run_id}/events"): (run + "/events", None, {200}),
+        # the run has ended, so a cancel is refused with 409: still past auth, which is the point here
+        ("POST", "/v1/runs/{run_id}/cancel"): (run + "/cancel", None, {202, 409}),
+        ("GET", "/v1/sessions"): ("/v1/sessions", None, {200}),
+        ("GET", "/v1/session"): ("/v1/session?" + urlencode(key), None, {200}),
+        ("POST", "/v1/sessions/reset"): ("/v1/sessions/reset", {**key, "scope": "conversation"}, {200}),
+        ("GET", "/v1/tokens"): ("/v1/tokens", None, {200}),
+        ("POST", "/v1/tokens"): ("/v1/tokens", {"name": f"made{n}", "scope": "read"}, {201}),
+        ("GET", "/v1/audit"): ("/v1/audit", None, {200}),
+        ("GET", "/v1/disk"): ("/v1/disk", None, {200}),
+        ("POST", "/v1/sweep"): ("/v1/sweep?dry_run=true", None, {200}),
+        ("GET", "/v1/webhooks/deliveries"): ("/v1/webhooks/deliveries", None, {200}),
+    }
+    return known.get((method, path))
+
+
+_unique = itertools.count(1)
+
+
+def call(world: World, token: str | None, method: str, url: str, body: object) -> httpx.Response:
+    """Status and headers only (a stream, closed at once: an SSE stream may not have ended)."""
+    with world.service.client(token, timeout=10) as http, http.stream(method, url, json=body) as response:
         return response
 
 
@@ -88,18 +140,24 @@ def test_the_matrix_sees_the_routes_of_every_group() -> None:
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)
-def test_auth_matrix(served: Service, credentials: dict[str, str | None], method: str, path: str) -> None:
+def test_auth_matrix(world: World, credentials: dict[str, str | None], method: str, path: str) -> None:
+    """No, unknown or revoked token: 401. Too small a scope: 403. Enough: the valid request succeeds
+    (an operation this file does not know yet, called with dummy values, must at least pass auth)."""
     need = needed(method, path)
+    dummy: Request = (fill(path), None if method == "GET" else {}, set())
     for who in ("none", "unknown", "revoked"):
-        response = status(served, credentials[who], method, path)
+        response = call(world, credentials[who], method, *dummy[:2])
         assert response.status_code == 401, (who, method, path)
         assert response.headers["www-authenticate"] == "Bearer"
     for scope in TokenScope:
-        code = status(served, credentials[scope.value], method, path).status_code
-        if scope.allows(need):
-            assert code not in (401, 403) and code < 500, (scope, method, path, code)
-        else:
+        url, body, ok = valid_request(world, method, path) or dummy
+        code = call(world, credentials[scope.value], method, url, body).status_code
+        if not scope.allows(need):
             assert code == 403, (scope, method, path, code)
+        elif ok:
+            assert code in ok, (scope, method, path, code)
+        else:
+            assert code not in (401, 403) and code < 500, (scope, method, path, code)
 
 
 def test_a_malformed_authorization_header_is_401(service: Service) -> None:
