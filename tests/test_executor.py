@@ -245,3 +245,11 @@ def test_a_job_never_handed_over_is_found_in_the_store(
     finally:
         executor.stop()
     assert ended.outcome == "succeeded"
+
+
+def test_a_relative_repo_path_is_stored_resolved(
+    settings: Settings, store: Store, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(src_repo.parent)
+    job = jobs.submit(store, settings, body(Path(src_repo.name)), "test")
+    assert done(store, job.id).request["repo"] == str(src_repo.resolve())

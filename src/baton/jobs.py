@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -66,7 +67,8 @@ def submit(store: Store, settings: Settings, fields: dict[str, Any], actor: str)
         agent=key.agent,
         repo=key.repo.slug,
         thread=key.thread,
-        request=plain_request(request),
+        # a local path resolved: the job runs the same repo whatever the service's cwd after a restart
+        request=plain_request(dataclasses.replace(request, repo=key.repo.url)),
         status=JobStatus.QUEUED,
         actor=actor,
         submitted_at=time.time(),
