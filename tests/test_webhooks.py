@@ -525,3 +525,26 @@ def test_add_deliveries_flags_known_ids_and_repeats_within_the_batch(service: Se
         ("github", "a", 1.0),
         ("github", "b", 2.0),
     ]
+
+
+@pytest.mark.parametrize(
+    "only",
+    [
+        ("X-Gitea-Signature", "X-Gitea-Delivery", "X-Gitea-Event"),
+        ("X-Hub-Signature-256", "X-GitHub-Delivery", "X-GitHub-Event"),
+        ("X-Forgejo-Signature", "X-Forgejo-Delivery", "X-Forgejo-Event"),
+    ],
+)
+def test_gitea_accepts_either_signature_header_alone(service: Service, only: tuple[str, str, str]) -> None:
+    body = b'{"zen": "x"}'
+    signature, delivery, event = only
+    value = ("sha256=" if signature == "X-Hub-Signature-256" else "") + sign(body)
+    headers = {signature: value, delivery: f"d-{signature}", event: "ping"}
+    answer = httpx.post(f"{service.url}/webhooks/gitea", content=body, headers=headers)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["ignored"] == "event 'ping' does not clean up"
+    headers[signature] = value[:-1] + ("0" if value[-1] != "0" else "1")
+    assert httpx.post(f"{service.url}/webhooks/gitea", content=body, headers=headers).status_code == 401
+    # GitHub's endpoint takes GitHub's header only: a bare hex digest in Gitea's is no signature there
+    github = {"X-Gitea-Signature": sign(body), "X-GitHub-Delivery": "d-x", "X-GitHub-Event": "ping"}
+    assert httpx.post(f"{service.url}/webhooks/github", content=body, headers=github).status_code == 401

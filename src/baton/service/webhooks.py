@@ -77,15 +77,16 @@ class Forge:
     name: str
     event_headers: tuple[str, ...]
     delivery_headers: tuple[str, ...]
-    plain_signature: str | None  # a header carrying the bare hex digest (Gitea's)
+    plain_signatures: tuple[str, ...]  # headers carrying the bare hex digest (Gitea's, Forgejo's)
 
 
-GITHUB = Forge("github", ("x-github-event",), ("x-github-delivery",), None)
+GITHUB = Forge("github", ("x-github-event",), ("x-github-delivery",), ())
+# Gitea also sends Gogs' and GitHub's headers; Forgejo (a Gitea fork) its own and Gitea's
 GITEA = Forge(
     "gitea",
-    ("x-gitea-event", "x-gogs-event", "x-github-event"),
-    ("x-gitea-delivery", "x-gogs-delivery", "x-github-delivery"),
-    "x-gitea-signature",
+    ("x-gitea-event", "x-forgejo-event", "x-gogs-event", "x-github-event"),
+    ("x-gitea-delivery", "x-forgejo-delivery", "x-gogs-delivery", "x-github-delivery"),
+    ("x-gitea-signature", "x-forgejo-signature"),
 )
 
 
@@ -131,8 +132,7 @@ def claimed_signatures(forge: Forge, headers: Headers) -> list[str]:
     github = headers.get("x-hub-signature-256")
     if github is not None and github.startswith("sha256="):
         claims.append(github.removeprefix("sha256="))
-    if forge.plain_signature and (plain := headers.get(forge.plain_signature)) is not None:
-        claims.append(plain)
+    claims.extend(plain for name in forge.plain_signatures if (plain := headers.get(name)) is not None)
     return claims
 
 
