@@ -9,6 +9,8 @@ repository, so whatever else it generates (threads, modes, prompts, timeouts) ru
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -30,7 +32,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from baton.service.app import create_app
+from baton.errors import BadInput, BatonError, Busy, DiskFull, GitError, NotFound, RemoteError, StoreError
+from baton.service.app import baton_error_handler, create_app
 from baton.service.health import check_ready
 from baton.settings import Settings, load_settings
 from tests.conftest import BATON, FAST, make_repo
@@ -129,6 +132,26 @@ def test_openapi_and_docs(service: Service) -> None:
     assert {"401", "403", "404", "409", "422"} <= set(reset["responses"])
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert "swagger-ui" in httpx.get(service.url + "/docs").text
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (NotFound, 404),
+        (BadInput, 422),
+        (Busy, 409),
+        (DiskFull, 507),
+        (RemoteError, 502),
+        (GitError, 500),
+        (StoreError, 500),
+        (BatonError, 500),
+    ],
+)
+def test_every_baton_error_maps_to_one_http_status(error: type[BatonError], code: int) -> None:
+    """One handler for every route: the status by the error's class, the CLI's message as detail."""
+    response = asyncio.run(baton_error_handler(None, error("what went wrong")))  # type: ignore[arg-type]
+    assert response.status_code == code
+    assert json.loads(bytes(response.body)) == {"detail": "what went wrong"}
 
 
 def test_healthz_and_readyz_need_no_token(service: Service) -> None:

@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     for module in (runs, sessions, admin, disk, webhooks):  # the /v1 route groups (and webhooks)
         app.include_router(module.router, responses=ERROR_RESPONSES)
-    app.add_exception_handler(BatonError, _baton_error)  # type: ignore[arg-type]
+    app.add_exception_handler(BatonError, baton_error_handler)  # type: ignore[arg-type]
     return app
 
 
@@ -104,5 +104,5 @@ def status_of(exc: BatonError) -> int:
     return next((code for kind, code in STATUS if isinstance(exc, kind)), 500)
 
 
-async def _baton_error(request: Request, exc: BatonError) -> JSONResponse:
+async def baton_error_handler(request: Request, exc: BatonError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
