@@ -198,6 +198,11 @@ def test_http_submit_stream_cancel(
         assert final == http.get(f"/v1/runs/{run_id}").json()
         assert http.get("/v1/runs", params={"repo": str(src_repo), "thread": "t1"}).json() == [final]
         assert http.get("/v1/runs/nope").status_code == 404
+        missing = http.get("/v1/runs/nope/events")
+        assert missing.status_code == 404 and missing.headers["content-type"] == "application/json"
+        stream_doc = http.get("/openapi.json").json()["paths"]["/v1/runs/{run_id}/events"]["get"]
+        assert list(stream_doc["responses"]["200"]["content"]) == ["text/event-stream"]
+        assert list(stream_doc["responses"]["404"]["content"]) == ["application/json"]
         assert http.post(f"/v1/runs/{run_id}/cancel").status_code == 409
         _cancel_over_http(service, http, src_repo, monkeypatch)
 

@@ -99,6 +99,28 @@ class Problem(BaseModel):
 
 # 401/403/404/422/... are documented for every /v1 operation by the app (baton.service.app).
 ENDED: dict[int | str, dict[str, Any]] = {409: {"model": Problem, "description": "the run already ended"}}
+# The event stream's errors are JSON, not events: said explicitly, or OpenAPI would list them under
+# the route's text/event-stream.
+_DETAIL = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]}
+_JSON_ERROR = {
+    "application/json": {
+        "schema": {"type": "object", "properties": {"detail": _DETAIL}, "required": ["detail"]}
+    }
+}
+STREAM_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": _JSON_ERROR}
+    for code, text in (
+        (400, "the request could not be parsed"),
+        (401, "missing, unknown or revoked token"),
+        (403, "the token's scope is too small"),
+        (404, "no such run"),
+        (409, "a conflict"),
+        (422, "invalid parameters"),
+        (500, "an error baton did not expect"),
+        (502, "a git remote could not be reached"),
+        (507, "no space left for BATON_HOME"),
+    )
+}
 
 
 async def _store(request: Request) -> Store:
@@ -182,6 +204,7 @@ def get_run(_actor: Reader, job: Job) -> dict[str, Any]:
 @router.get(
     "/{run_id}/events",
     response_class=EventSourceResponse,
+    responses=STREAM_ERRORS,
 )
 def run_events(
     _actor: Reader,
