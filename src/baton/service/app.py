@@ -31,8 +31,12 @@ from baton.store import open_store
 DESCRIPTION = """Durable conversations and durable workdirs for coding agents, over HTTP.
 
 Every `/v1` route needs `Authorization: Bearer <token>` (`baton tokens create`): `read` for GETs,
-`run` to submit and cancel runs, `admin` for reset, sweep and tokens. Webhooks are authenticated by
-their HMAC signature (`BATON_WEBHOOK_SECRET`)."""
+`run` to submit and cancel runs, `admin` for reset, sweep, tokens and the audit log (admin ⊃ run ⊃
+read); a missing, unknown or revoked token is 401, too small a scope 403. Errors are
+`{"detail": "<the message the CLI prints>"}`. A session is addressed by its key
+(`agent`, `repo`, `thread`) in query parameters, since a repo slug holds slashes. Webhooks are
+authenticated by their HMAC signature (`BATON_WEBHOOK_SECRET`); `/healthz`, `/readyz` and `/metrics`
+need no token."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
