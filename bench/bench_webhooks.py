@@ -24,6 +24,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 from common import Row, sh
@@ -153,10 +154,10 @@ def bench_webhooks(root: Path, source: Path, rounds: int = 10, concurrent: int =
     served.mkdir(parents=True, exist_ok=True)
     sh(["git", "clone", "--quiet", "--bare", str(source), str(served / "api.git")])
     settings = load_settings(overrides={"home": str(root / "baton-home")}, environ={})
-    os.environ["BATON_GIT_TOKEN"] = GIT_TOKEN  # the in-process runs that make the sessions clone with it
     with GitHttpServer(root=served, token=GIT_TOKEN) as git_server:
         clone_url = git_server.url("api.git")
-        make_sessions(settings, clone_url)
+        with mock.patch.dict(os.environ, {"BATON_GIT_TOKEN": GIT_TOKEN}):  # the runs clone with it
+            make_sessions(settings, clone_url)
         port = free_port()
         service = start_service(settings.home, port)
         try:
