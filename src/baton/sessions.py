@@ -129,7 +129,7 @@ def reset_session(
 
     Always audited: ``reset`` with the result, or ``reset-failed`` with what was done before the error
     and the error itself. Raises Busy while a run holds the key."""
-    actor = actor or _actor()
+    actor = actor or local_actor()
     result = ResetResult(str(key), scope)
     try:
         get_session(store, key)  # an unknown key is NotFound, not Busy
@@ -236,7 +236,8 @@ def _forget_conversation(
     session.agent_session_id = None
 
 
-def _actor() -> str:
+def local_actor() -> str:
+    """The audit's actor for local commands: the user running baton."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -329,7 +330,7 @@ def _store_import(
     if snapshot is not None:
         store.save_snapshot(snapshot)
     store.save_session(session)
-    store.audit("import", str(key), _actor(), {"runs": len(runs), "snapshot": snapshot is not None})
+    store.audit("import", str(key), local_actor(), {"runs": len(runs), "snapshot": snapshot is not None})
 
 
 def _run_from(data: dict[str, Any], settings: Settings) -> RunRecord:

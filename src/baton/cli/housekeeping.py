@@ -27,23 +27,14 @@ def sweep_cmd(dry_run: DryRunOpt = False, as_json: JsonOpt = False) -> None:
     """Expire sessions past their TTL, purge closed ones past their grace period, remove orphan
     worktrees, prune git's worktree records; then evict idle worktrees over the quota."""
     from baton.housekeeping.sweep import sweep_and_enforce
+    from baton.sessions import local_actor
 
     with cli_store() as (settings, store):
-        data = sweep_and_enforce(store, settings, _user(), dry_run=dry_run)
+        data = sweep_and_enforce(store, settings, local_actor(), dry_run=dry_run)
     if as_json:
         emit_json(data)
         return
     _print_sweep(data)
-
-
-def _user() -> str:
-    """The audit's actor for the CLI: the user, as ``baton sessions reset`` records it."""
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def _print_sweep(data: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from baton.errors import BadInput, NotFound
 from baton.models import TokenRecord, TokenScope
-from baton.sessions import _actor
+from baton.sessions import local_actor
 from baton.store import Store
 
 PREFIX = "baton_"
@@ -54,7 +54,7 @@ def issue_token(store: Store, name: str, scope: TokenScope, actor: str | None = 
     """Create a token and audit it (``token-create``; the actor defaults to the local user, as a
     CLI reset's does); returns the secret, which nothing keeps."""
     secret = create_token(store, name, scope)
-    store.audit("token-create", name, actor or _actor(), {"scope": scope.value})
+    store.audit("token-create", name, actor or local_actor(), {"scope": scope.value})
     return secret
 
 
@@ -66,7 +66,7 @@ def revoke_token(store: Store, name: str, actor: str | None = None) -> TokenReco
         raise NotFound(f"no token named {name!r}")
     if token.revoked_at is None:
         store.revoke_token(name, time.time())
-        store.audit("token-revoke", name, actor or _actor(), {"scope": token.scope.value})
+        store.audit("token-revoke", name, actor or local_actor(), {"scope": token.scope.value})
         token = store.get_token(name) or token
     return token
 

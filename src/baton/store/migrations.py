@@ -79,6 +79,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX sessions_status ON sessions (status, last_used_at)",
         ],
     ),
+    (
+        5,
+        "sessions listed most recently used first without a sort (GET /v1/sessions over 10,000 rows)",
+        ["CREATE INDEX sessions_recent ON sessions (last_used_at DESC, thread)"],
+    ),
 ]
 
 DIALECT_TYPES = {
