@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +92,11 @@ def test_sigkill_with_a_running_and_a_queued_run(
         wait_http(url + "/healthz")
         running = http.post("/v1/runs", json={**body, "prompt": "interrupted-zebra"}).json()["run_id"]
         queued = http.post("/v1/runs", json={**body, "prompt": "carry on"}).json()["run_id"]
-        wait_for(
-            lambda: (
-                bool(store.list_runs(limit=1)[0].agent_pid) and store.list_runs(limit=1)[0].id != first.run.id
-            )
-        )
+        stream = settings.home / "jobs" / f"{running}.events.jsonl"
+        wait_for(lambda: stream.exists() and '"init"' in stream.read_text())  # the agent is up
+        time.sleep(0.5)  # mid-turn: the agent has written the prompt to its transcript, as it would
         attempt = store.list_runs(limit=1)[0]
+        assert attempt.id != first.run.id and attempt.agent_pid
         assert http.get(f"/v1/runs/{queued}").json()["status"] == "queued"
     finally:
         server.send_signal(signal.SIGKILL)
@@ -115,9 +115,10 @@ def test_sigkill_with_a_running_and_a_queued_run(
     assert after["outcome"] == "succeeded", after
     assert (after["mode"], after["prompt_kind"]) == ("resume", "interrupted")
     assert after["session_id"] == first.session.agent_session_id
-    assert after["result"] == "fake reply: received 4 messages"  # the killed turn never finished
+    # the first turn (2 messages), the interrupted prompt, and this one: the conversation went on
+    assert after["result"] == "fake reply: received 5 messages"
     relabelled = store.get_run(attempt.id)
     store.close()
     assert relabelled is not None and relabelled.outcome.value == "crashed"
-    stream = json.loads((settings.home / "jobs" / f"{running}.events.jsonl").read_text().splitlines()[-1])
-    assert stream["end"] == "crashed"
+    lines = [json.loads(line) for line in stream.read_text().splitlines()]
+    assert lines[0]["event"]["type"] == "system" and lines[-1] == {"seq": len(lines), "end": "crashed"}

@@ -17,17 +17,20 @@
   read. Lines are appended whole under a lock and flushed, so a reader never sees half a line (it
   also ignores a trailing partial line, which only a crash can leave).
 - Readers in this process are woken by :func:`notify` when a line is appended (no polling delay);
-  a reader also re-checks on a short timeout, which is all a reader needs when the executor runs
-  elsewhere and shares ``BATON_HOME``.
+  they are coroutines, so a subscriber waiting for a quiet agent holds no thread. A reader also
+  re-checks on a short timeout, which is all a reader needs when the executor runs elsewhere and
+  shares ``BATON_HOME``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,28 +125,43 @@ def events_path(settings: Settings, job_id: str) -> Path:
 
 
 # -- waking readers -------------------------------------------------------------------------------
+# Readers are coroutines on the server's event loop (a waiting subscriber holds no thread); writers are
+# executor threads, which wake them with call_soon_threadsafe.
 
-_changed = threading.Condition()
+_lock = threading.Lock()
 _version = 0
+_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
 
 def notify() -> None:
     """Something was appended to some job's stream: wake this process's readers."""
     global _version
-    with _changed:
+    with _lock:
         _version += 1
-        _changed.notify_all()
+        waiters = list(_waiters)
+    for loop, event in waiters:
+        with contextlib.suppress(RuntimeError):  # its loop has closed: nobody is waiting any more
+            loop.call_soon_threadsafe(event.set)
 
 
 def version() -> int:
-    with _changed:
+    with _lock:
         return _version
 
 
-def wait_change(seen: int, timeout: float) -> None:
-    """Block until :func:`notify` was called after ``seen`` was read, or ``timeout`` passes."""
-    with _changed:
-        _changed.wait_for(lambda: _version != seen, timeout)
+async def wait_change(seen: int, timeout: float) -> None:
+    """Return once :func:`notify` was called after ``seen`` was read, or after ``timeout`` seconds."""
+    waiter = (asyncio.get_running_loop(), asyncio.Event())
+    with _lock:
+        if _version != seen:
+            return
+        _waiters.add(waiter)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter[1].wait(), timeout)
+    finally:
+        with _lock:
+            _waiters.discard(waiter)
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -210,13 +228,14 @@ def _lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
     return [json.loads(line) for line in whole.splitlines() if line.strip()], offset + len(whole)
 
 
-def read_events(
+async def read_events(
     store: Store, settings: Settings, job_id: str, after: int = 0, poll: float = 0.5
-) -> Iterator[StreamItem]:
+) -> AsyncIterator[StreamItem]:
     """Every line of the job's stream with a sequence number above ``after``, waiting for new ones
     until the end marker (the last item). The store is asked only when the file has nothing new: a
     job it says is done whose stream has no end marker (the process died between :func:`finish`'s
-    two writes) ends with its stored outcome."""
+    two writes) ends with its stored outcome. Reads are small and SQLite readers never wait for
+    writers (WAL), so they run on the event loop."""
     path, offset = events_path(settings, job_id), 0
     while True:
         seen = version()
@@ -235,4 +254,4 @@ def read_events(
                 yield StreamItem(0, {}, (job.outcome if job else None) or "unknown")
                 return
             continue
-        wait_change(seen, poll)
+        await wait_change(seen, poll)

@@ -10,7 +10,7 @@ the start, ``Last-Event-ID`` resumes after an event, and the stream ends with on
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, HTTPException, Path, Query, Request
@@ -206,18 +206,18 @@ def get_run(_actor: Reader, job: Job) -> dict[str, Any]:
     response_class=EventSourceResponse,
     responses=STREAM_ERRORS,
 )
-def run_events(
+async def run_events(
     _actor: Reader,
     job: Job,
     store: StoreDep,
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header(description="resume after this event id")] = None,
-) -> Iterator[ServerSentEvent]:
+) -> AsyncIterator[ServerSentEvent]:
     """The run's agent events as Server-Sent Events: each ``event: agent`` with ``id: <seq>`` and
     ``{"seq", "run", "attempt", "event"}`` as data, from the start (or after ``Last-Event-ID``),
     live while it runs; then one ``event: outcome`` with the run's final record, and the end."""
     after = int(last_event_id) if last_event_id and last_event_id.strip().isdigit() else 0
-    for item in jobs.read_events(store, settings, job.id, after):
+    async for item in jobs.read_events(store, settings, job.id, after):
         if item.end is None:
             # raw JSON: the events are plain JSON already, FastAPI's encoder would walk them again
             data = json.dumps({"seq": item.seq, **item.data}, ensure_ascii=False)
