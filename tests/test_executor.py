@@ -258,3 +258,38 @@ def test_a_relative_repo_path_is_stored_resolved(
     monkeypatch.chdir(src_repo.parent)
     job = jobs.submit(store, settings, body(Path(src_repo.name)), "test")
     assert done(store, job.id).request["repo"] == str(src_repo.resolve())
+
+
+def test_many_subscribers_hold_no_threads(
+    settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """50 subscribers waiting on a quiet run (more than the server's 40 worker threads) do not keep
+    other requests waiting; all of them get the outcome when it comes."""
+    monkeypatch.setenv("FAKE_AGENT_DELAY", "30")
+    with run_service(settings) as service, service.client("run") as http:
+        run_id = http.post("/v1/runs", json=body(src_repo, prompt="long")).json()["run_id"]
+        wait_for(
+            lambda: (
+                bool(service.store.list_runs(limit=1)) and bool(service.store.list_runs(limit=1)[0].agent_pid)
+            )
+        )
+        streams: list[list[Any]] = []
+        token = http.headers["Authorization"].removeprefix("Bearer ")
+
+        def subscribe() -> None:
+            with service.client(token) as own:
+                streams.append(sse(own, run_id))
+
+        readers = [threading.Thread(target=subscribe) for _ in range(50)]
+        for reader in readers:
+            reader.start()
+        time.sleep(1.0)  # every subscriber is connected and waiting
+        began = time.monotonic()
+        assert http.get(f"/v1/runs/{run_id}").json()["status"] == "running"
+        assert time.monotonic() - began < 2.0, "a request waited behind the subscribers"
+        assert http.post(f"/v1/runs/{run_id}/cancel").status_code == 202
+        for reader in readers:
+            reader.join(30)
+    assert len(streams) == 50 and all(
+        s[-1][0] == "outcome" and s[-1][2]["outcome"] == "cancelled" for s in streams
+    )
