@@ -33,7 +33,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from baton.errors import BadInput, BatonError, Busy, DiskFull, GitError, NotFound, RemoteError, StoreError
-from baton.service.app import baton_error_handler, create_app
+from baton.service.app import create_app
+from baton.service.errors import baton_error_handler
 from baton.service.health import check_ready
 from baton.settings import Settings, load_settings
 from tests.conftest import BATON, FAST, make_repo

@@ -27,7 +27,15 @@ def serve_cmd(
     settings = load_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     err().print(esc(f"baton serve: http://{host}:{port} (home {settings.home})"), highlight=False)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", server_header=False)
+    # an SSE subscriber of a long run must not hold a shutdown (SIGTERM) for the length of that run
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
 
 
 def _server_modules() -> ModuleType:

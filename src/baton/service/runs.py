@@ -23,6 +23,7 @@ from baton.executors import Executor
 from baton.keys import parse_repo
 from baton.models import JobRecord, JobStatus, Mode, TokenScope
 from baton.service.auth import Actor, require
+from baton.service.errors import Problem, json_errors
 from baton.settings import Settings
 from baton.store import Store
 
@@ -93,34 +94,9 @@ class RunView(BaseModel):
     runs: list[Attempt] = Field([], description="every attempt: the runner's run ids")
 
 
-class Problem(BaseModel):
-    detail: str
-
-
-# 401/403/404/422/... are documented for every /v1 operation by the app (baton.service.app).
+# 401/403/404/422/... are documented for every /v1 operation by the app (baton.service.errors).
 ENDED: dict[int | str, dict[str, Any]] = {409: {"model": Problem, "description": "the run already ended"}}
-# The event stream's errors are JSON, not events: said explicitly, or OpenAPI would list them under
-# the route's text/event-stream.
-_DETAIL = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]}
-_JSON_ERROR = {
-    "application/json": {
-        "schema": {"type": "object", "properties": {"detail": _DETAIL}, "required": ["detail"]}
-    }
-}
-STREAM_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": _JSON_ERROR}
-    for code, text in (
-        (400, "the request could not be parsed"),
-        (401, "missing, unknown or revoked token"),
-        (403, "the token's scope is too small"),
-        (404, "no such run"),
-        (409, "a conflict"),
-        (422, "invalid parameters"),
-        (500, "an error baton did not expect"),
-        (502, "a git remote could not be reached"),
-        (507, "no space left for BATON_HOME"),
-    )
-}
+STREAM_ERRORS = json_errors(400, 401, 403, 404, 409, 422, 500, 502, 507)
 
 
 async def _store(request: Request) -> Store:

@@ -59,6 +59,7 @@ from baton.housekeeping.cleanup import close_branch
 from baton.keys import parse_repo
 from baton.models import DeliveryRecord, DeliveryStatus, TokenScope
 from baton.service.auth import Actor, require
+from baton.service.errors import Problem
 from baton.settings import Settings
 from baton.store import Store
 
@@ -112,10 +113,6 @@ class DeliveryAnswer(BaseModel):
     status: str
     ignored: str | None = None
     result: dict[str, Any] = {}
-
-
-class Problem(BaseModel):
-    detail: str
 
 
 # -- verifying --------------------------------------------------------------------------------------
