@@ -64,7 +64,7 @@ def bench_sweep(root: Path, source: Path | None = None, reps: int = 3, sessions:
         }
         counts["freed_bytes"] = report.freed_total
     return Row(
-        f"sweeper over {sessions:,} sessions ({counts['expired']} expired, {counts['purged']} purged)",
+        f"7e sweeper over {sessions:,} sessions ({counts['expired']} expired, {counts['purged']} purged)",
         "overhead",
         median(real),
         0.0,

@@ -32,6 +32,9 @@ from bench_fake import bench_fake
 from bench_git import bench_disk, bench_remote_worktree, bench_worktrees
 from bench_hydrate import bench_hydrate
 from bench_service import bench_service_burst, bench_service_run, service_note
+from bench_sessions_api import bench_sessions_api
+from bench_sweep import bench_sweep
+from bench_webhooks import bench_webhooks
 from common import TIMES, Row, clock, markdown_table, median, rmtree, sh
 from repogen import RepoShape, generate_repo
 
@@ -94,7 +97,9 @@ GROUPS = {
     "fake": "2, 2b: runner overhead with the fake agent",
     "git": "3a-3c, 4: worktrees vs clones, time and disk",
     "cli": "6a, 6b: `baton --help` and `baton sessions ls` vs `python -c pass`",
-    "service": "7a, 7b: a run over HTTP vs baton.run; 200 runs over 20 keys at once",
+    "service": "7a-7e: a run over HTTP vs baton.run; 200 runs over 20 keys at once; GET /v1/sessions "
+    "over 10,000 sessions; webhook acknowledgement under 50 concurrent deliveries; the sweeper over 1,000 "
+    "sessions",
 }
 
 
@@ -358,6 +363,9 @@ class Suite:
             self.step("6 CLI start-up: baton --help / baton sessions ls", self.cli)
         if "service" in groups:
             self.step("7a/7b service: run over HTTP / 200 runs at once", lambda: self.service(small))
+            self.step("7c GET /v1/sessions over 10,000 sessions", self.sessions_api)
+            self.step("7d webhooks: 50 concurrent deliveries", lambda: self.webhooks(small))
+            self.step("7e sweeper over 1,000 sessions", lambda: self.sweep(small))
         if big is not None and "fake" in groups:
             self.step("2 runner overhead, small repo", lambda: self.fake("2", small, plan.fake_reps))
             self.step("2b runner overhead, large repo", lambda: self.fake("2b", big, plan.fake_big_reps))
@@ -425,6 +433,15 @@ class Suite:
         burst = bench_service_burst(self.scratch / "b7b", small.path)
         self.rows.append(burst)
         self.notes.append(service_note(single, burst))
+
+    def sessions_api(self) -> None:
+        self.rows.append(bench_sessions_api(self.scratch / "b7c"))
+
+    def webhooks(self, small: RepoShape) -> None:
+        self.rows.append(bench_webhooks(self.scratch / "b7d", small.path))
+
+    def sweep(self, small: RepoShape) -> None:
+        self.rows.append(bench_sweep(self.scratch / "b7e", small.path))
 
     def cli(self) -> None:
         self.rows.extend(bench_cli(self.scratch / "b6", self.plan.cli_reps))
