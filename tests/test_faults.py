@@ -360,3 +360,21 @@ def test_hostile_session_export_cannot_reach_outside_baton_home(
         import_session(other_store, other, document, replace=True)
     store.close()
     other_store.close()
+
+
+def test_cancel_while_waiting_for_a_busy_key_stops_the_wait(settings: Settings, src_repo: Path) -> None:
+    from baton.errors import Cancelled
+    from baton.keys import make_key
+
+    go(settings, src_repo)
+    store = open_store(settings.resolved_store_url)
+    other = LeaseHolder(store, make_key("fake", str(src_repo), "t1", ["fake"]).id, ttl=60)
+    other.acquire(0)  # another runner holds the key
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled, match="waiting"):
+        go(settings, src_repo, "queued behind it", wait=30.0, cancel=cancel)
+    assert time.monotonic() - started < 5  # not the 30 s of the wait
+    other.release()
+    store.close()

@@ -52,3 +52,9 @@ class RemoteError(GitError):
 
 class DiskFull(BatonError):
     """No space left on the device that holds ``BATON_HOME`` (or the worktrees)."""
+
+
+class Cancelled(BatonError):
+    """Cancelled before the work started (while waiting for a busy key); nothing was written."""
+
+    exit_code = 130

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from baton.errors import BatonError, Busy
+from baton.errors import BatonError, Busy, Cancelled
 from baton.models import Lease
 from baton.store.base import Store
 
@@ -51,8 +51,9 @@ class LeaseHolder:
             return True
         return existing.host == HOST and existing.pid != os.getpid() and not pid_alive(existing.pid)
 
-    def acquire(self, wait: float) -> None:
-        """Take the lease, polling for up to ``wait`` seconds; raise :class:`Busy` naming the holder."""
+    def acquire(self, wait: float, cancel: threading.Event | None = None) -> None:
+        """Take the lease, polling for up to ``wait`` seconds; raise :class:`Busy` naming the holder,
+        or :class:`Cancelled` as soon as ``cancel`` is set while waiting."""
         deadline = time.monotonic() + max(wait, 0.0)
         delay = 0.05
         while True:
@@ -68,7 +69,10 @@ class LeaseHolder:
                     f"since {time.strftime('%H:%M:%S', time.localtime(blocker.acquired_at))}); "
                     "try again later or pass --wait SECONDS"
                 )
-            time.sleep(delay)
+            if cancel is not None and cancel.wait(delay):
+                raise Cancelled(f"cancelled while waiting for {self.key}, which a run holds")
+            if cancel is None:
+                time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 
     def renew(self) -> bool:
@@ -82,10 +86,13 @@ class LeaseHolder:
 
 
 @contextmanager
-def held(lease: LeaseHolder, wait: float, every: float) -> Iterator[threading.Event]:
-    """Hold ``lease`` for the ``with`` block (acquired waiting up to ``wait`` seconds, renewed every
-    ``every`` seconds, released at the end); yields the event that is set if the lease is lost."""
-    lease.acquire(wait)
+def held(
+    lease: LeaseHolder, wait: float, every: float, cancel: threading.Event | None = None
+) -> Iterator[threading.Event]:
+    """Hold ``lease`` for the ``with`` block (acquired waiting up to ``wait`` seconds unless ``cancel``
+    is set meanwhile, renewed every ``every`` seconds, released at the end); yields the event that is
+    set if the lease is lost."""
+    lease.acquire(wait, cancel)
     lost = threading.Event()
     stop = threading.Event()
 

@@ -39,7 +39,7 @@ def run(request: RunRequest, settings: Settings | None = None, store: Store | No
     store = store or open_store(settings.resolved_store_url)
     try:
         lease = LeaseHolder(store, key.id, settings.lease_ttl)
-        with held(lease, request.wait, settings.heartbeat) as lost:
+        with held(lease, request.wait, settings.heartbeat, request.cancel) as lost:
             mark_crashed(store, key)
             ctx = Context(request, settings, store, key, agent, Workdirs(settings), lost)
             return _Runner(ctx).execute()

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 from baton import jobs
-from baton.errors import BatonError
+from baton.errors import BatonError, Cancelled
 from baton.models import JobRecord, JobStatus, Outcome
 from baton.runner import run
 from baton.settings import Settings
@@ -197,6 +197,8 @@ class LocalExecutor:
         with events:
             try:
                 outcome, fields = self._execute(job_id, cancel, events)
+            except Cancelled as exc:  # while waiting for its key: it never started
+                outcome, fields = Outcome.CANCELLED.value, {"error": str(exc)}
             except BatonError as exc:  # BadInput (the key's session refuses it), Busy, DiskFull, ...
                 outcome, fields = Outcome.FAILED.value, {"error": str(exc)}
             except Exception as exc:
