@@ -14,6 +14,7 @@ import pytest
 
 from baton.agents.claude import bundled_claude
 from baton.settings import Settings, load_settings
+from baton.store import Store, open_store
 from baton.testing.fake import register_fake
 from baton.testing.mock_anthropic import MockAnthropic
 
@@ -78,6 +79,15 @@ def home(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(home: Path) -> Settings:
     return load_settings(overrides={"home": str(home), **FAST}, environ={})
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    """The store of ``settings`` (its home created), closed after the test."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    opened = open_store(settings.resolved_store_url)
+    yield opened
+    opened.close()
 
 
 @pytest.fixture

@@ -4,13 +4,11 @@ after a checkpoint, and its next run rebuilds it with the uncommitted file intac
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
 
-import pytest
-
-from baton import Mode, open_store
+from baton import Mode
 from baton.agents import get_agent
 from baton.housekeeping.disk import enforce_quota, files_bytes, key_of, snapshot_bytes, usage
 from baton.leases import LeaseHolder
@@ -19,14 +17,6 @@ from baton.store import Store
 from baton.workdirs import disk_usage
 from tests.service_fixtures import Service, service_fixture  # noqa: F401 (the `service` fixture)
 from tests.test_runner import go
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    settings.home.mkdir(parents=True, exist_ok=True)
-    opened = open_store(settings.resolved_store_url)
-    yield opened
-    opened.close()
 
 
 def test_usage_counts_each_session_cache_and_home(settings: Settings, store: Store, src_repo: Path) -> None:

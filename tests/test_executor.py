@@ -8,7 +8,6 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,9 @@ from baton.errors import BadInput
 from baton.executors.local import LocalExecutor
 from baton.models import JobRecord, JobStatus, Outcome
 from baton.settings import Settings
-from baton.store import Store, open_store
+from baton.store import Store
 from tests.conftest import make_repo, wait_for
 from tests.service_fixtures import Service, run_service
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    settings.home.mkdir(parents=True, exist_ok=True)
-    opened = open_store(settings.resolved_store_url)
-    yield opened
-    opened.close()
 
 
 def body(repo: Path, thread: str = "t1", prompt: str = "do it", **kw: Any) -> dict[str, Any]:

@@ -7,14 +7,12 @@ from __future__ import annotations
 import getpass
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
 
-import pytest
-
-from baton import Mode, open_store
+from baton import Mode
 from baton.agents import get_agent
 from baton.gitcmd import commit_of
 from baton.housekeeping.cleanup import close_session
@@ -27,14 +25,6 @@ from baton.store import Store
 from baton.workdirs import Workdirs, disk_usage
 from tests.conftest import wait_for
 from tests.test_runner import go
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    settings.home.mkdir(parents=True, exist_ok=True)
-    opened = open_store(settings.resolved_store_url)
-    yield opened
-    opened.close()
 
 
 def _expire(store: Store, thread: str, repo: str, at: float = 1.0) -> None:

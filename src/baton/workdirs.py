@@ -29,7 +29,7 @@ from baton.locks import file_lock
 from baton.settings import Settings
 
 # run_git moved to baton.gitcmd; still exported here for the callers that import it from this module
-__all__ = ["ASKPASS", "Workdirs", "Worktree", "branch_for", "disk_usage", "run_git"]
+__all__ = ["ASKPASS", "Workdirs", "Worktree", "branch_for", "disk_usage", "remove_empty_parents", "run_git"]
 
 ASKPASS = """#!/bin/sh
 # baton's git credential helper: the token comes from the environment, never from argv or disk.
@@ -125,7 +125,7 @@ class Workdirs:
             tmp.replace(path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            _remove_empty_parents(path.parent, self.home / "repos")
+            remove_empty_parents(path.parent, self.home / "repos")
 
     def default_base(self, cache: Path) -> str:
         head = run_git(["symbolic-ref", "--short", "HEAD"], cwd=cache)
@@ -185,7 +185,7 @@ class Workdirs:
                 ref = f"refs/heads/{made.new_branch}"
                 if commit_of(cache, ref) == made.start:
                     run_git(["update-ref", "-d", ref, made.start], cwd=cache)
-        _remove_empty_parents(made.path.parent, self.home / "worktrees")
+        remove_empty_parents(made.path.parent, self.home / "worktrees")
 
     def _resolve_base(self, cache: Path, base: str | None) -> str:
         if base is None:
@@ -253,7 +253,7 @@ class Workdirs:
                 shutil.rmtree(path)
             if (cache / "HEAD").is_file():
                 run_git(["worktree", "prune"], cwd=cache)
-        _remove_empty_parents(path.parent, self.home / "worktrees")
+        remove_empty_parents(path.parent, self.home / "worktrees")
         return existed
 
     def delete_branch(self, repo: Repo, branch: str, expected: str | None = None) -> bool:
@@ -290,7 +290,8 @@ class Workdirs:
         return paths
 
 
-def _remove_empty_parents(path: Path, stop: Path) -> None:
+def remove_empty_parents(path: Path, stop: Path) -> None:
+    """Remove ``path`` and its parents while they are empty, up to (not including) ``stop``."""
     while path != stop and stop in path.parents:
         try:
             path.rmdir()

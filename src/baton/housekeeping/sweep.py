@@ -43,7 +43,7 @@ from baton.models import SessionRecord, SessionStatus
 from baton.settings import Settings
 from baton.store import open_store
 from baton.store.base import Store
-from baton.workdirs import Workdirs, disk_usage
+from baton.workdirs import Workdirs, disk_usage, remove_empty_parents
 
 log = logging.getLogger("baton.housekeeping")
 CATEGORIES = ("worktrees", "transcripts", "snapshots", "logs", "orphans")
@@ -180,7 +180,7 @@ def _orphans(store: Store, settings: Settings, report: SweepReport) -> None:
                 size = disk_usage(path)
                 if not report.dry_run:
                     shutil.rmtree(path)
-                    _remove_empty_parents(path.parent, root)
+                    remove_empty_parents(path.parent, root)
         except Busy:
             report.skipped[str(path)] = "busy: a run holds the key of this directory"
             continue
@@ -204,16 +204,6 @@ def _unowned(directory: Path, owned: set[Path], above: set[Path]) -> list[Path]:
         else:
             found.append(child)
     return found
-
-
-def _remove_empty_parents(path: Path, root: Path) -> None:
-    """The directories an orphan leaves empty, up to ``root`` (an owned worktree is never empty)."""
-    while path != root and root in path.parents:
-        try:
-            path.rmdir()
-        except OSError:
-            return  # not empty
-        path = path.parent
 
 
 def _prune(settings: Settings, report: SweepReport) -> None:
