@@ -24,6 +24,7 @@ from baton.executors.local import LocalExecutor
 from baton.housekeeping.sweep import sweep_periodically
 from baton.service import admin, disk, health, metrics, runs, sessions, webhooks
 from baton.service.errors import ERROR_RESPONSES, baton_error_handler
+from baton.service.limits import BodyLimit
 from baton.settings import Settings, load_settings
 from baton.store import open_store
 
@@ -66,4 +67,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (runs, sessions, admin, disk, webhooks):  # the /v1 route groups (and webhooks)
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.add_exception_handler(BatonError, baton_error_handler)  # type: ignore[arg-type]
+    app.add_middleware(BodyLimit)
     return app
