@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from common import Row, clock, interleave, median
+from common import Row, baton_serve, clock, interleave, median
 
 from baton import Mode, RunRequest, Store, load_settings, open_store, run
 from baton.models import JobRecord, JobStatus, TokenScope
@@ -41,49 +38,23 @@ GOAL_RATE = 20.0  # runs per second
 
 @contextmanager
 def serving(settings: Settings) -> Iterator[httpx.Client]:
-    """``baton serve`` on a free port of 127.0.0.1 for ``settings.home`` (its own process, as it is
-    deployed: the runs it executes do not share an interpreter with this client), and a client holding
-    a run-scope token."""
+    """``baton serve`` for ``settings.home`` in its own process (the runs it executes do not share an
+    interpreter with this client), and a client holding a run-scope token."""
     settings.home.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.resolved_store_url)
     token = create_token(store, f"bench-{time.monotonic_ns()}", TokenScope.RUN)
     store.close()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "BATON_HOME": str(settings.home), "BATON_CONCURRENCY": str(settings.concurrency)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "baton.cli", "serve", "--port", str(port)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     # TCP_NODELAY, as curl and browsers set it: httpx writes a POST's headers and body separately,
     # and without it the body waits for a delayed ACK.
     transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
     auth = {"Authorization": f"Bearer {token}"}
-    try:
-        with httpx.Client(
+    with (
+        baton_serve(settings.home, {"BATON_CONCURRENCY": str(settings.concurrency)}) as port,
+        httpx.Client(
             base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=120, transport=transport
-        ) as http:
-            wait_up(http, server)
-            yield http
-    finally:
-        server.terminate()
-        server.wait(60)
-
-
-def wait_up(http: httpx.Client, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            http.get("/healthz")
-            return
-        except httpx.TransportError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("baton serve did not start") from None
-            time.sleep(0.05)
+        ) as http,
+    ):
+        yield http
 
 
 def outcome_event(http: httpx.Client, run_id: str) -> dict[str, object]:

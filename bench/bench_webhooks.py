@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -26,8 +25,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import httpx
-from common import Row, sh
+from common import Row, baton_serve, sh
 
 from baton import RunRequest, load_settings, open_store, run
 from baton.settings import Settings
@@ -107,42 +105,6 @@ def make_sessions(settings: Settings, clone_url: str) -> None:
         store.close()
 
 
-def start_service(home: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "BATON_HOME": str(home),
-        "BATON_WEBHOOK_SECRET": SECRET,
-        "BATON_GIT_TOKEN": GIT_TOKEN,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "baton.cli", "serve", "--port", str(port)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return process
-        except httpx.TransportError:
-            if process.poll() is not None:
-                raise RuntimeError(f"baton serve exited with {process.returncode}") from None
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("baton serve did not answer within 60 s")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -158,14 +120,10 @@ def bench_webhooks(root: Path, source: Path, rounds: int = 10, concurrent: int =
         clone_url = git_server.url("api.git")
         with mock.patch.dict(os.environ, {"BATON_GIT_TOKEN": GIT_TOKEN}):  # the runs clone with it
             make_sessions(settings, clone_url)
-        port = free_port()
-        service = start_service(settings.home, port)
-        try:
+        env = {"BATON_WEBHOOK_SECRET": SECRET, "BATON_GIT_TOKEN": GIT_TOKEN}
+        with baton_serve(settings.home, env) as port:
             asyncio.run(burst(port, clone_url, concurrent, -1))  # warm-up
             bursts = [asyncio.run(burst(port, clone_url, concurrent, r)) for r in range(rounds)]
-        finally:
-            service.terminate()
-            service.wait(timeout=30)
     samples = [t for b in bursts for t in b]
     p99 = percentile(samples, 0.99)
     slowest = [max(b) for b in bursts]  # a burst's last answer: what a loaded moment costs

@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -214,3 +217,39 @@ def markdown_table(rows: Sequence[Row]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
     return "\n".join(lines)
+
+
+@contextmanager
+def baton_serve(home: Path, env: Mapping[str, str] | None = None) -> Iterator[int]:
+    """``baton serve`` for ``home`` as its own process (as it is deployed) on a free port of 127.0.0.1,
+    answering ``/healthz``; yields the port and stops the server after the block."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "baton.cli", "serve", "--port", str(port)],
+        env={**os.environ, "BATON_HOME": str(home), **(env or {})},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_healthy(port, server)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+def _wait_healthy(port: int, server: subprocess.Popen[bytes]) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return
+        except httpx.TransportError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"baton serve did not start (exit code {server.poll()})") from None
+            time.sleep(0.05)
