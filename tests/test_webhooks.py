@@ -24,7 +24,7 @@ import pytest
 
 from baton import RunRequest, run
 from baton.models import DeliveryRecord, Outcome, SessionStatus
-from baton.service.webhooks import payload_of, repo_slug, verified
+from baton.service.forges import payload_of, repo_slug, verified
 from baton.settings import Settings
 from baton.store import Store, open_store
 from baton.testing.git_http import GitHttpServer

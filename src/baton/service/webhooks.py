@@ -1,7 +1,9 @@
 """Routes: signed cleanup webhooks from GitHub (``POST /webhooks/github``) and Gitea
 (``POST /webhooks/gitea``), and the list of deliveries (``GET /v1/webhooks/deliveries``).
 
-A delivery goes through these gates, in this order, and stops at the first that fails:
+A delivery goes through these gates, in this order, and stops at the first that fails (the signature and
+the payload are read by :mod:`baton.service.forges`; a body over 25 MB is refused before, with 413, by
+:mod:`baton.service.limits`):
 
 1. ``BATON_WEBHOOK_SECRET`` is set (read per request, never logged or stored) — else 503: webhooks are
    refused, never accepted unsigned.
@@ -33,20 +35,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
-import json
 import logging
 import os
 import queue
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -54,56 +51,28 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.datastructures import Headers
 
-from baton.errors import BadInput
 from baton.housekeeping.cleanup import close_branch
-from baton.keys import parse_repo
 from baton.models import DeliveryRecord, DeliveryStatus, TokenScope
 from baton.service.auth import Actor, require
 from baton.service.errors import Problem
+from baton.service.forges import (
+    GITEA,
+    GITHUB,
+    Forge,
+    Malformed,
+    Target,
+    claimed_signatures,
+    classify,
+    payload_of,
+    verified,
+)
 from baton.settings import Settings
 from baton.store import Store
 
 SECRET_ENV = "BATON_WEBHOOK_SECRET"
-MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 EVENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_SCP = re.compile(r"(?:(?P<user>[^@/\s]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>(?!//)[^\\\s]+)")
 log = logging.getLogger("baton.webhooks")
-
-
-@dataclass(frozen=True)
-class Forge:
-    """Where a forge puts the event name, the delivery id and the signature."""
-
-    name: str
-    event_headers: tuple[str, ...]
-    delivery_headers: tuple[str, ...]
-    plain_signatures: tuple[str, ...]  # headers carrying the bare hex digest (Gitea's, Forgejo's)
-
-
-GITHUB = Forge("github", ("x-github-event",), ("x-github-delivery",), ())
-# Gitea also sends Gogs' and GitHub's headers; Forgejo (a Gitea fork) its own and Gitea's
-GITEA = Forge(
-    "gitea",
-    ("x-gitea-event", "x-forgejo-event", "x-gogs-event", "x-github-event"),
-    ("x-gitea-delivery", "x-forgejo-delivery", "x-gogs-delivery", "x-github-delivery"),
-    ("x-gitea-signature", "x-forgejo-signature"),
-)
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a delivery cleans up: sessions of any of these repo slugs working on ``branch``."""
-
-    repos: tuple[str, ...]
-    branch: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"repos": list(self.repos), "branch": self.branch}
-
-
-class Malformed(ValueError):
-    """A signed payload that lacks what its event needs (400)."""
 
 
 class DeliveryAnswer(BaseModel):
@@ -113,128 +82,6 @@ class DeliveryAnswer(BaseModel):
     status: str
     ignored: str | None = None
     result: dict[str, Any] = {}
-
-
-# -- verifying --------------------------------------------------------------------------------------
-
-
-def signature(secret: str, body: bytes) -> str:
-    """The hex HMAC-SHA256 of ``body`` under ``secret`` (what both forges send)."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def claimed_signatures(forge: Forge, headers: Headers) -> list[str]:
-    """The hex digests the request claims; GitHub's header must carry its ``sha256=`` prefix."""
-    claims = []
-    github = headers.get("x-hub-signature-256")
-    if github is not None and github.startswith("sha256="):
-        claims.append(github.removeprefix("sha256="))
-    claims.extend(plain for name in forge.plain_signatures if (plain := headers.get(name)) is not None)
-    return claims
-
-
-def verified(secret: str, body: bytes, claims: list[str]) -> bool:
-    """Any claim equals the body's HMAC, compared in constant time (a truncated one never does)."""
-    expected = signature(secret, body).encode()
-    # every claim is compared (no early exit), and bytes avoid compare_digest's TypeError on non-ASCII
-    results = [hmac.compare_digest(expected, c.strip().lower().encode("latin-1", "replace")) for c in claims]
-    return any(results)
-
-
-# -- reading the payload ----------------------------------------------------------------------------
-
-
-def payload_of(body: bytes, content_type: str) -> dict[str, Any]:
-    """The JSON object of the body; both forges can also send it form-encoded as ``payload=``."""
-    try:
-        if content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
-            body = parse_qs(body.decode("utf-8"), strict_parsing=True)["payload"][0].encode()
-        data = json.loads(body)
-    except (ValueError, KeyError) as exc:
-        raise Malformed(f"the body is not a JSON payload: {exc}") from exc
-    if not isinstance(data, dict):
-        raise Malformed("the payload is not a JSON object")
-    return data
-
-
-def _field(data: dict[str, Any], name: str, kind: type, where: str = "payload") -> Any:
-    value = data.get(name)
-    if not isinstance(value, kind) or (kind is str and not value):
-        raise Malformed(f"{where}.{name} is missing or not a {kind.__name__}")
-    return value
-
-
-def repo_slug(url: str) -> str | None:
-    """The slug of a repository URL (http, https, ssh, git or scp-like), or None. Never a local path or
-    a ``file://`` URL: a payload must not make baton look at its own disk."""
-    scp = _SCP.fullmatch(url) if "://" not in url else None
-    if scp:
-        url = f"ssh://{scp['user'] + '@' if scp['user'] else ''}{scp['host']}/{scp['path']}"
-    try:
-        if urlsplit(url).scheme not in ("http", "https", "ssh", "git"):
-            return None
-        return parse_repo(url).slug
-    except (ValueError, BadInput):
-        return None
-
-
-def repo_slugs(repository: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(repository, dict):
-        raise Malformed(f"{where} is missing or not an object")
-    urls = [repository.get(name) for name in ("clone_url", "ssh_url", "html_url")]
-    slugs = dict.fromkeys(s for u in urls if isinstance(u, str) and (s := repo_slug(u)))
-    if not slugs:
-        raise Malformed(f"{where} has no clone_url, ssh_url or html_url naming a repository")
-    return tuple(slugs)
-
-
-def branch_name(ref: str) -> str:
-    branch = ref.removeprefix("refs/heads/")
-    if not branch or len(branch) > 255 or any(ord(c) < 32 or c == "\x7f" for c in branch):
-        raise Malformed("the branch name is empty, too long or has control characters")
-    return branch
-
-
-def _on_delete(p: dict[str, Any]) -> Target | str:
-    ref_type = _field(p, "ref_type", str)
-    if ref_type != "branch":
-        return f"delete of a {ref_type}, not a branch"
-    return Target(repo_slugs(p.get("repository"), "payload.repository"), branch_name(_field(p, "ref", str)))
-
-
-def _on_pull_request(p: dict[str, Any]) -> Target | str:
-    action = _field(p, "action", str)
-    if action != "closed":
-        return f"pull_request action {action!r} does not clean up"
-    head = _field(_field(p, "pull_request", dict), "head", dict, "payload.pull_request")
-    branch = branch_name(_field(head, "ref", str, "payload.pull_request.head"))
-    if "repo" in head and head["repo"] is None:  # the fork was deleted: its branches went with it
-        return "the pull request's head repository is gone"
-    # the head branch lives in the head repository (a fork's own, for a PR from a fork)
-    repository = head["repo"] if "repo" in head else p.get("repository")
-    return Target(repo_slugs(repository, "payload.pull_request.head.repo"), branch)
-
-
-def _on_push(p: dict[str, Any]) -> Target | str:
-    if p.get("deleted") is not True:
-        return "push that does not delete a branch"
-    ref = _field(p, "ref", str)
-    if not ref.startswith("refs/heads/"):
-        return f"push deleting {ref!r}, not a branch"
-    return Target(repo_slugs(p.get("repository"), "payload.repository"), branch_name(ref))
-
-
-EVENTS: dict[str, Callable[[dict[str, Any]], Target | str]] = {
-    "delete": _on_delete,
-    "pull_request": _on_pull_request,
-    "push": _on_push,
-}
-
-
-def classify(event: str, payload: dict[str, Any]) -> Target | str:
-    """What the event cleans up, or why it is ignored; :class:`Malformed` when it lacks fields."""
-    handler = EVENTS.get(event)
-    return handler(payload) if handler else f"event {event!r} does not clean up"
 
 
 # -- doing the work in the background ---------------------------------------------------------------
@@ -442,20 +289,6 @@ async def accept(
     return record
 
 
-async def read_body(request: Request) -> bytes:
-    """The raw body, refusing more than :data:`MAX_BODY` bytes before reading them all."""
-    length = request.headers.get("content-length") or "0"
-    if not length.isdigit() or int(length) > MAX_BODY:
-        raise HTTPException(413, f"the payload is larger than {MAX_BODY} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise HTTPException(413, f"the payload is larger than {MAX_BODY} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _header(headers: Headers, names: tuple[str, ...], pattern: re.Pattern[str], what: str) -> str:
     value = next((v for n in names if (v := headers.get(n))), None)
     if value is None or not pattern.fullmatch(value):
@@ -468,7 +301,7 @@ async def receive(request: Request, forge: Forge) -> JSONResponse:
     if not secret:
         log.error("webhook %s refused: %s is not set, so no signature can be checked", forge.name, SECRET_ENV)
         raise HTTPException(503, f"webhooks are disabled: set {SECRET_ENV} on the service")
-    body = await read_body(request)
+    body = await request.body()  # bounded by baton.service.limits (GitHub's 25 MB)
     if not verified(secret, body, claimed_signatures(forge, request.headers)):
         client = request.client.host if request.client else "?"
         log.warning("webhook %s from %s refused: missing or wrong signature", forge.name, client)
