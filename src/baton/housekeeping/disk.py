@@ -92,6 +92,7 @@ class SessionUsage:
     key: str
     agent: str
     repo: str
+    thread: str
     status: str
     worktree: int  # bytes of the worktree directory
     transcript: int  # bytes of the agent's local transcript (and leftover) files
@@ -133,6 +134,18 @@ class DiskReport:
             row["transcript"] += s.transcript
             row["snapshot"] += s.snapshot
         return out
+
+    def kinds(self) -> dict[str, int]:
+        """Bytes by kind, without overlap: worktrees, transcripts, snapshots (in the store), cache
+        clones, and the agent homes apart from the transcripts they hold."""
+        transcripts = sum(s.transcript for s in self.sessions)
+        return {
+            "worktrees": sum(s.worktree for s in self.sessions),
+            "transcripts": transcripts,
+            "snapshots": sum(s.snapshot for s in self.sessions),
+            "caches": sum(self.caches.values()),
+            "homes": max(0, sum(self.homes.values()) - transcripts),
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -182,6 +195,7 @@ def session_usage(store: Store, settings: Settings, session: SessionRecord) -> S
         key=str(key),
         agent=session.agent,
         repo=session.repo,
+        thread=session.thread,
         status=session.status.value,
         worktree=disk_usage(Workdirs(settings).worktree_path(key)),
         transcript=files_bytes(local_transcript(settings, session)),

@@ -23,6 +23,7 @@ from baton.errors import BatonError
 from baton.executors.local import LocalExecutor
 from baton.housekeeping.sweep import sweep_periodically
 from baton.service import admin, disk, health, metrics, runs, sessions, webhooks
+from baton.service.diskcache import DiskCache
 from baton.service.errors import ERROR_RESPONSES, baton_error_handler
 from baton.service.limits import BodyLimit
 from baton.settings import Settings, load_settings
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = open_store(settings.resolved_store_url)
         app.state.settings, app.state.store = settings, store
         app.state.executor = executor = LocalExecutor(settings, store)
+        app.state.disk = DiskCache(store, settings)  # the last disk measurement (metrics, dashboard)
         stop = threading.Event()
         sweeper = threading.Thread(
             target=sweep_periodically, args=(settings, stop), name="baton-sweeper", daemon=True

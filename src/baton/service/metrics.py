@@ -17,8 +17,9 @@ counter reset.
 - ``baton_webhook_deliveries_total{forge,event,result}`` (finished deliveries) and
   ``baton_webhook_deliveries_pending``.
 - ``baton_disk_bytes{kind}``: from :func:`baton.housekeeping.disk.usage`, which walks directories, so
-  it is measured in a background thread at most every :data:`DISK_TTL` seconds and the scrape reads the
-  cached numbers. Kinds are views, not a partition: ``total`` is everything under ``BATON_HOME``,
+  it is measured in a background thread at most every ``DISK_TTL`` seconds
+  (:class:`baton.service.diskcache.DiskCache`, shared with the dashboard) and the scrape reads the
+  last numbers. Kinds are views, not a partition: ``total`` is everything under ``BATON_HOME``,
   ``transcript`` is inside ``home``, ``free`` is the volume's free space.
 
 No label carries a session id, a thread or a repo: their number is unbounded.
@@ -26,9 +27,6 @@ No label carries a session id, a thread or a repo: their number is unbounded.
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -39,14 +37,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from baton.housekeeping.disk import DiskReport
 from baton.models import DeliveryStatus, JobStatus, Mode, Outcome, SessionStatus
-from baton.settings import Settings
+from baton.service.diskcache import DiskCache
 from baton.store import Store
 
 BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-DISK_TTL = 60.0  # seconds a disk measurement is reused
 DISK_FIRST_WAIT = 2.0  # the first scrape waits this long for the first measurement
-log = logging.getLogger("baton.metrics")
 router = APIRouter(tags=["metrics"])
 
 
@@ -121,51 +118,11 @@ def delivery_metrics(rows: list[tuple[Any, ...]]) -> Iterator[Metric]:
     yield GaugeMetricFamily("baton_webhook_deliveries_pending", "Deliveries whose work runs", value=pending)
 
 
-class DiskCache:
-    """:func:`baton.housekeeping.disk.usage` by kind, refreshed in a background thread when older
-    than :data:`DISK_TTL` (one refresh at a time), so a scrape never walks directories. A home whose
-    walk takes long is walked at most a tenth of the time (its thread competes for the GIL with the
-    requests)."""
-
-    def __init__(self, store: Store, settings: Settings) -> None:
-        self.store, self.settings = store, settings
-        self.values: dict[str, int] | None = None
-        self.measured_at = 0.0
-        self.lock = threading.Lock()
-        self.refreshing: threading.Thread | None = None
-        self.took = 0.0  # seconds the last measurement took: a large home is measured less often
-
-    def get(self) -> dict[str, int]:
-        with self.lock:
-            stale = time.monotonic() - self.measured_at > max(DISK_TTL, 10 * self.took)
-            if stale and self.refreshing is None:
-                self.refreshing = threading.Thread(
-                    target=self._refresh, name="baton-metrics-disk", daemon=True
-                )
-                self.refreshing.start()
-            first, thread = self.values is None, self.refreshing
-        if first and thread is not None:
-            thread.join(DISK_FIRST_WAIT)
-        return dict(self.values or {})
-
-    def _refresh(self) -> None:
-        started = time.monotonic()
-        try:
-            values = measure(self.store, self.settings)
-        except Exception:  # a scrape must not fail because a directory vanished mid-walk
-            log.exception("metrics: measuring disk use failed; keeping the last numbers")
-            values = None
-        with self.lock:
-            if values is not None:
-                self.values = values
-            self.measured_at, self.refreshing = time.monotonic(), None
-            self.took = self.measured_at - started
-
-
-def measure(store: Store, settings: Settings) -> dict[str, int]:
-    from baton.housekeeping.disk import usage  # walks directories: only in the refresh thread
-
-    report = usage(store, settings)
+def by_kind(report: DiskReport | None) -> dict[str, int]:
+    """The disk gauges: the home's total, the volume's free space, and bytes by kind (views: the
+    homes hold the transcripts, the store holds the snapshots)."""
+    if report is None:
+        return {}
     return {
         "total": report.total,
         "free": report.free,
@@ -193,22 +150,9 @@ class StoreCollector(Collector):
         queued = sum(n for status, n in counts["jobs"] if status == JobStatus.QUEUED)
         yield GaugeMetricFamily("baton_queue_depth", "Submitted runs waiting to start", value=queued)
         disk = GaugeMetricFamily("baton_disk_bytes", "Disk use by kind (views)", labels=["kind"])
-        for kind, n in sorted(self.disk.get().items()):
+        for kind, n in sorted(by_kind(self.disk.get(wait=DISK_FIRST_WAIT)).items()):
             disk.add_metric([kind], n)
         yield disk
-
-
-_CACHE_LOCK = threading.Lock()
-
-
-def disk_cache(request: Request) -> DiskCache:
-    """One cache per app, made by the first scrape."""
-    state = request.app.state
-    with _CACHE_LOCK:
-        if getattr(state, "disk_cache", None) is None:
-            state.disk_cache = DiskCache(state.store, state.settings)
-        cache: DiskCache = state.disk_cache
-    return cache
 
 
 @router.get(
@@ -219,5 +163,5 @@ def disk_cache(request: Request) -> DiskCache:
 )
 def metrics(request: Request) -> Response:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(request.app.state.store, disk_cache(request)))
+    registry.register(StoreCollector(request.app.state.store, request.app.state.disk))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -54,7 +54,11 @@ class Store(Protocol):
         thread: str | None = None,
         limit: int = 50,
         outcome: Outcome | None = None,
-    ) -> list[RunRecord]: ...
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        """Newest first."""
+        ...
+
     def delete_runs(self, agent: str, repo: str, thread: str) -> list[RunRecord]: ...
     def find_run_ids(self, fragment: str, limit: int = 20) -> list[str]:
         """Ids that are, start with or end with ``fragment``, newest first (for short ids)."""
@@ -136,5 +140,32 @@ class Store(Protocol):
         durations, then n with duration <= each bucket); ``sessions`` (agent, status, n);
         ``deliveries`` (forge, event, status, n); ``jobs`` (status, n)."""
         ...
+
+    # the dashboard's reads (see store/sql_views.py)
+    def page_sessions(
+        self,
+        agent: str | None = None,
+        repo: str | None = None,
+        status: SessionStatus | None = None,
+        sort: str = "last_used",
+        descending: bool = True,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[SessionRecord], int]:
+        """A page in ``sort`` order (``last_used`` or ``attempts``) and the number matching."""
+        ...
+
+    def session_facets(self) -> tuple[list[str], list[str]]: ...
+    def session_keys(
+        self, agent: str | None = None, repo: str | None = None, status: SessionStatus | None = None
+    ) -> list[tuple[str, str, str]]:
+        """Every matching key (agent, repo, thread), unordered: the dashboard sorts them by size."""
+        ...
+
+    def run_summary(self, since: float) -> list[tuple[str, str, bool, int]]:
+        """Runs started since ``since``: (mode, outcome, hydrated, n)."""
+        ...
+
+    def count_running(self) -> int: ...
 
     def close(self) -> None: ...

@@ -84,6 +84,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "sessions listed most recently used first without a sort (GET /v1/sessions over 10,000 rows)",
         ["CREATE INDEX sessions_recent ON sessions (last_used_at DESC, thread)"],
     ),
+    (
+        6,
+        "runs by start time: the newest across keys, and a day's runs (the dashboard)",
+        ["CREATE INDEX runs_started ON runs (started_at)"],
+    ),
 ]
 
 DIALECT_TYPES = {

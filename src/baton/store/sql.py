@@ -18,92 +18,27 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from baton.errors import StoreError
-from baton.models import Lease, Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus, Snapshot
+from baton.models import Lease, Outcome, RunRecord, SessionRecord, SessionStatus, Snapshot
 from baton.store.engine import engine_for, migrate, redact, store_error
 from baton.store.sql_plans import PlanTables
 from baton.store.sql_service import ServiceTables
-
-sessions = sa.table(
-    "sessions",
-    *(
-        sa.column(n)
-        for n in (
-            "agent",
-            "repo",
-            "thread",
-            "repo_url",
-            "branch",
-            "base",
-            "worktree",
-            "agent_session_id",
-            "status",
-            "attempts",
-            "last_outcome",
-            "created_at",
-            "last_used_at",
-            "expires_at",
-        )
-    ),
+from baton.store.sql_views import ViewQueries
+from baton.store.tables import (
+    audit_log,
+    blobs,
+    db_value,
+    key_where,
+    leases,
+    run_of,
+    run_values,
+    runs,
+    session_of,
+    sessions,
+    snapshots,
 )
-runs = sa.table(
-    "runs",
-    *(
-        sa.column(n)
-        for n in (
-            "id",
-            "agent",
-            "repo",
-            "thread",
-            "attempt",
-            "mode",
-            "prompt_kind",
-            "prompt",
-            "outcome",
-            "started_at",
-            "ended_at",
-            "heartbeat_at",
-            "exit_code",
-            "session_id_in",
-            "session_id_out",
-            "result",
-            "error",
-            "usage",
-            "cost_usd",
-            "log_path",
-            "host",
-            "runner_pid",
-            "agent_pid",
-            "note",
-        )
-    ),
-)
-leases = sa.table(
-    "leases", *(sa.column(n) for n in ("key", "holder", "host", "pid", "acquired_at", "expires_at"))
-)
-blobs = sa.table("blobs", sa.column("digest"), sa.column("size"), sa.column("data"))
-snapshots = sa.table(
-    "snapshots",
-    *(
-        sa.column(n)
-        for n in (
-            "agent",
-            "repo",
-            "thread",
-            "agent_session_id",
-            "files",
-            "total_bytes",
-            "created_at",
-        )
-    ),
-)
-audit_log = sa.table("audit", *(sa.column(n) for n in ("id", "at", "actor", "action", "key", "detail")))
 
 
-def _key_where(table: Any, agent: str, repo: str, thread: str) -> Any:
-    return sa.and_(table.c.agent == agent, table.c.repo == repo, table.c.thread == thread)
-
-
-class SQLStore(PlanTables, ServiceTables):
+class SQLStore(PlanTables, ServiceTables, ViewQueries):
     """A :class:`baton.store.base.Store` over one SQLAlchemy engine."""
 
     def __init__(self, url: str) -> None:
@@ -145,8 +80,8 @@ class SQLStore(PlanTables, ServiceTables):
 
     def get_session(self, agent: str, repo: str, thread: str) -> SessionRecord | None:
         with self._tx() as conn:
-            row = conn.execute(sa.select(sessions).where(_key_where(sessions, agent, repo, thread))).first()
-        return _session(row._mapping) if row else None
+            row = conn.execute(sa.select(sessions).where(key_where(sessions, agent, repo, thread))).first()
+        return session_of(row._mapping) if row else None
 
     def save_session(self, session: SessionRecord) -> None:
         values = {
@@ -165,7 +100,7 @@ class SQLStore(PlanTables, ServiceTables):
             "last_used_at": session.last_used_at,
             "expires_at": session.expires_at,
         }
-        where = _key_where(sessions, session.agent, session.repo, session.thread)
+        where = key_where(sessions, session.agent, session.repo, session.thread)
         with self._tx() as conn:
             if conn.execute(sa.update(sessions).where(where).values(values)).rowcount == 0:
                 conn.execute(sa.insert(sessions).values(values))
@@ -188,20 +123,20 @@ class SQLStore(PlanTables, ServiceTables):
         if limit is not None:
             query = query.limit(limit).offset(offset)
         with self._tx() as conn:
-            return [_session(r._mapping) for r in conn.execute(query)]
+            return [session_of(r._mapping) for r in conn.execute(query)]
 
     def delete_session(self, agent: str, repo: str, thread: str) -> None:
         with self._tx() as conn:
-            conn.execute(sa.delete(sessions).where(_key_where(sessions, agent, repo, thread)))
+            conn.execute(sa.delete(sessions).where(key_where(sessions, agent, repo, thread)))
 
     # -- runs ---------------------------------------------------------------------------------------
 
     def add_run(self, run: RunRecord) -> None:
         with self._tx() as conn:
-            conn.execute(sa.insert(runs).values(_run_values(run)))
+            conn.execute(sa.insert(runs).values(run_values(run)))
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        values = {k: _db_value(k, v) for k, v in fields.items()}
+        values = {k: db_value(k, v) for k, v in fields.items()}
         with self._tx() as conn:
             conn.execute(sa.update(runs).where(runs.c.id == run_id).values(values))
 
@@ -213,7 +148,7 @@ class SQLStore(PlanTables, ServiceTables):
                     sa.select(runs).where(runs.c.id.like(run_id.replace("%", "") + "%")).limit(2)
                 ).all()
                 row = found[0] if len(found) == 1 else None
-        return _run(row._mapping) if row else None
+        return run_of(row._mapping) if row else None
 
     def find_run_ids(self, fragment: str, limit: int = 20) -> list[str]:
         """Ids of the runs whose id is, starts with or ends with ``fragment``, newest first.
@@ -233,19 +168,20 @@ class SQLStore(PlanTables, ServiceTables):
         thread: str | None = None,
         limit: int = 50,
         outcome: Outcome | None = None,
+        offset: int = 0,
     ) -> list[RunRecord]:
-        query = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)
+        query = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit).offset(offset)
         for name, value in (("agent", agent), ("repo", repo), ("thread", thread), ("outcome", outcome)):
             if value is not None:
                 query = query.where(runs.c[name] == value)
         with self._tx() as conn:
-            return [_run(r._mapping) for r in conn.execute(query)]
+            return [run_of(r._mapping) for r in conn.execute(query)]
 
     def delete_runs(self, agent: str, repo: str, thread: str) -> list[RunRecord]:
         with self._tx() as conn:
-            rows = conn.execute(sa.select(runs).where(_key_where(runs, agent, repo, thread))).all()
-            conn.execute(sa.delete(runs).where(_key_where(runs, agent, repo, thread)))
-        return [_run(r._mapping) for r in rows]
+            rows = conn.execute(sa.select(runs).where(key_where(runs, agent, repo, thread))).all()
+            conn.execute(sa.delete(runs).where(key_where(runs, agent, repo, thread)))
+        return [run_of(r._mapping) for r in rows]
 
     # -- leases -------------------------------------------------------------------------------------
 
@@ -300,7 +236,7 @@ class SQLStore(PlanTables, ServiceTables):
             "total_bytes": snapshot.total_bytes,
             "created_at": snapshot.created_at,
         }
-        where = _key_where(snapshots, snapshot.agent, snapshot.repo, snapshot.thread)
+        where = key_where(snapshots, snapshot.agent, snapshot.repo, snapshot.thread)
         with self._tx() as conn:
             previous = conn.execute(sa.select(snapshots.c.files).where(where)).scalar()
             if conn.execute(sa.update(snapshots).where(where).values(values)).rowcount == 0:
@@ -310,7 +246,7 @@ class SQLStore(PlanTables, ServiceTables):
 
     def get_snapshot(self, agent: str, repo: str, thread: str) -> Snapshot | None:
         with self._tx() as conn:
-            row = conn.execute(sa.select(snapshots).where(_key_where(snapshots, agent, repo, thread))).first()
+            row = conn.execute(sa.select(snapshots).where(key_where(snapshots, agent, repo, thread))).first()
         if row is None:
             return None
         data = dict(row._mapping)
@@ -321,7 +257,7 @@ class SQLStore(PlanTables, ServiceTables):
         return Snapshot(**data)
 
     def delete_snapshot(self, agent: str, repo: str, thread: str) -> None:
-        where = _key_where(snapshots, agent, repo, thread)
+        where = key_where(snapshots, agent, repo, thread)
         with self._tx() as conn:
             previous = conn.execute(sa.select(snapshots.c.files).where(where)).scalar()
             conn.execute(sa.delete(snapshots).where(where))
@@ -369,31 +305,3 @@ def _digests(files_json: str) -> set[str]:
         return {d for v in files.values() for d in ([v] if isinstance(v, str) else v)}
     except (ValueError, AttributeError, TypeError):
         return set()
-
-
-def _db_value(name: str, value: Any) -> Any:
-    if isinstance(value, Mode | PromptKind | Outcome | SessionStatus):
-        return value.value
-    if name == "usage":
-        return json.dumps(value or {})
-    return value
-
-
-def _run_values(run: RunRecord) -> dict[str, Any]:
-    return {k: _db_value(k, v) for k, v in run.__dict__.items()}
-
-
-def _run(row: Any) -> RunRecord:
-    data = dict(row)
-    data["mode"] = Mode(data["mode"])
-    data["prompt_kind"] = PromptKind(data["prompt_kind"])
-    data["outcome"] = Outcome(data["outcome"])
-    data["usage"] = json.loads(data["usage"] or "{}")
-    return RunRecord(**data)
-
-
-def _session(row: Any) -> SessionRecord:
-    data = dict(row)
-    data["status"] = SessionStatus(data["status"])
-    data["last_outcome"] = Outcome(data["last_outcome"]) if data["last_outcome"] else None
-    return SessionRecord(**data)
