@@ -57,19 +57,13 @@ def _running(store: Store, run_id: str) -> bool:
 def _read_lines(path: Path, follow: bool, running: Callable[[], bool]) -> Iterator[list[str]]:
     """Whole lines appended to ``path`` since the last read. With ``follow``, one more read after the
     run has ended, so the tail it wrote just before the end is never missed."""
-    position, partial = 0, b""
+    from baton.logtail import LogTail
+
+    tail = LogTail(path)
     while True:
         still = follow and running()
-        if path.exists():
-            with path.open("rb") as fh:
-                fh.seek(position)
-                chunk = fh.read()
-            position += len(chunk)
-            *lines, partial = (partial + chunk).split(b"\n")
-            if not still and partial:  # the run is over: a last line without newline is still a line
-                lines, partial = [*lines, partial], b""
-            if lines:
-                yield [line.decode("utf-8", "replace") for line in lines]
+        if lines := tail.read(final=not still):
+            yield lines
         if not still:
             return
         time.sleep(0.2)

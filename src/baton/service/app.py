@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from baton.errors import BatonError
 from baton.executors.local import LocalExecutor
 from baton.housekeeping.sweep import sweep_periodically
-from baton.service import admin, disk, health, metrics, runs, sessions, webhooks
+from baton.service import admin, dashboard, disk, health, metrics, runs, sessions, webhooks
 from baton.service.diskcache import DiskCache
 from baton.service.errors import ERROR_RESPONSES, baton_error_handler
 from baton.service.limits import BodyLimit
@@ -69,5 +69,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (runs, sessions, admin, disk, webhooks):  # the /v1 route groups (and webhooks)
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.add_exception_handler(BatonError, baton_error_handler)  # type: ignore[arg-type]
+    dashboard.install(app)
     app.add_middleware(BodyLimit)
     return app

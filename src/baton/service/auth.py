@@ -71,6 +71,12 @@ def revoke_token(store: Store, name: str, actor: str | None = None) -> TokenReco
     return token
 
 
+def valid_token(store: Store, secret: str) -> TokenRecord | None:
+    """The stored token whose secret this is, unless unknown or revoked."""
+    token = store.find_token(digest(secret))
+    return None if token is None or token.revoked_at is not None else token
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who called: the token's name and scope (``webhook:<forge>:<delivery>`` for webhooks)."""
@@ -85,9 +91,8 @@ def require(scope: TokenScope) -> Callable[..., Actor]:
     def check(request: Request, credentials: Bearer) -> Actor:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        store: Store = request.app.state.store
-        token = store.find_token(digest(credentials.credentials))
-        if token is None or token.revoked_at is not None:
+        token = valid_token(request.app.state.store, credentials.credentials)
+        if token is None:
             raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
         if not token.scope.allows(scope):
             raise HTTPException(

@@ -1,0 +1,68 @@
+"""The web dashboard of ``baton serve``: server-rendered pages (Jinja2) over the same store the API
+reads, a little plain JavaScript for the live parts (Server-Sent Events), every asset served from
+``/static`` (no CDN, no build step).
+
+Pages: ``/`` (disk use and counters), ``/sessions`` and ``/session`` (with reset), ``/runs`` and
+``/runs/<id>``, ``/plans``, ``/deliveries``, ``/audit``; sign-in at ``/login`` with an API token
+(:mod:`.web` explains the cookie and the CSRF check). Read tokens see everything and change nothing;
+reset needs admin. Errors on a page are pages (the API's routes keep their JSON errors).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from baton.errors import BatonError
+from baton.service.dashboard import lists, live, overview, runs, sessions, signin
+from baton.service.dashboard.web import HERE, Forbidden, SignInRequired, page, viewer_of, with_headers
+from baton.service.errors import baton_error_handler, status_of
+
+PAGES = ("/login", "/logout", "/sessions", "/session", "/runs", "/plans", "/deliveries", "/audit")
+STREAMS = "/ui/stream/"
+
+
+def install(app: FastAPI) -> None:
+    """Mount the pages, the live streams and ``/static`` on the service's app."""
+    for module in (signin, overview, sessions, runs, lists, live):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_exception_handler(SignInRequired, _sign_in)  # type: ignore[arg-type]
+    app.add_exception_handler(Forbidden, _forbidden)  # type: ignore[arg-type]
+    app.add_exception_handler(BatonError, _baton_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _bad_request)  # type: ignore[arg-type]
+
+
+def is_page(request: Request) -> bool:
+    path = request.url.path
+    return path == "/" or any(path == p or path.startswith(p + "/") for p in PAGES)
+
+
+async def _sign_in(request: Request, exc: SignInRequired) -> Response:
+    if not is_page(request):
+        return with_headers(Response("sign in first", status_code=401))
+    return with_headers(RedirectResponse("/login?" + urlencode({"next": exc.next_path}), status_code=303))
+
+
+async def _forbidden(request: Request, exc: Forbidden) -> Response:
+    return page(request, "error.html", viewer_of(request), status=403, title="Forbidden", message=str(exc))
+
+
+async def _baton_error(request: Request, exc: BatonError) -> Response:
+    if not is_page(request):
+        return await baton_error_handler(request, exc)
+    status = status_of(exc)
+    title = {404: "Not found", 409: "Busy", 422: "Bad request"}.get(status, "Error")
+    return page(request, "error.html", viewer_of(request), status=status, title=title, message=str(exc))
+
+
+async def _bad_request(request: Request, exc: RequestValidationError) -> Response:
+    if not is_page(request):
+        return await request_validation_exception_handler(request, exc)
+    problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
+    return page(request, "error.html", viewer_of(request), status=400, title="Bad request", message=problems)

@@ -1,0 +1,146 @@
+"""Live streams for the pages (Server-Sent Events, signed in by the cookie; 401 without it).
+
+``/ui/stream/session``: a key's timeline (an HTML fragment, sent again whenever it changes: a run
+submitted, started, ended) and the entries of each of its runs as they are written. Every run newer
+than the stream's start is followed from its first line, one after another, even one that started and
+ended between two looks (a fast agent), and ends with an ``outcome`` event. ``/ui/stream/run/<id>``
+follows one run and ends after its outcome.
+
+Events: ``timeline`` (HTML), ``run`` ({run_id, mode, href}: the live log starts over), ``entry`` (HTML of
+one entry), ``outcome`` ({run_id, outcome}). Data is JSON; the HTML in it is rendered by Jinja2 with
+autoescaping, so an agent's output is text, never markup. The store is read in the thread pool, and a
+look happens every :data:`POLL` seconds, or at once when a run of this process writes events. A stream
+lasts at most :data:`LIFETIME`; the browser then reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from markupsafe import Markup
+
+from baton import jobs
+from baton.events import Entry, LogRenderer
+from baton.logtail import LogTail
+from baton.models import Outcome, RunRecord, SessionRecord
+from baton.runids import resolve_run
+from baton.service.dashboard.sessions import key_runs
+from baton.service.dashboard.web import Viewer, signed_in, state, templates
+from baton.sessions import get_session, resolve_key
+from baton.store import Store
+
+router = APIRouter(include_in_schema=False)
+POLL = 0.5  # seconds between looks at the store and the log
+LIFETIME = 600.0  # seconds before a stream ends (the browser reconnects)
+Signed = Annotated[Viewer, Depends(signed_in)]
+KeyPart = Annotated[str, Query(max_length=4096)]
+
+
+def entry_html(entry: Entry) -> str:
+    macro = templates.env.get_template("_macros.html").module.entry  # type: ignore[attr-defined]
+    html: Markup = macro(entry)
+    return str(html)
+
+
+class Follow:
+    """One run's log, read as it grows."""
+
+    def __init__(self, record: RunRecord) -> None:
+        self.id = record.id
+        self.tail = LogTail(Path(record.log_path)) if record.log_path else None
+        self.renderer = LogRenderer(record.agent)
+
+    def step(self, store: Store) -> tuple[list[ServerSentEvent], bool]:
+        """New entries, and the outcome event once the run has ended (then True)."""
+        record = store.get_run(self.id)
+        ended = record is None or record.outcome != Outcome.RUNNING
+        lines = self.tail.read(final=ended) if self.tail else []
+        entries = [*self.renderer.feed(lines), *(self.renderer.flush() if ended else ())]
+        events = [ServerSentEvent(event="entry", data=entry_html(e)) for e in entries]
+        if ended:
+            outcome = record.outcome.value if record else "unknown"
+            events.append(ServerSentEvent(event="outcome", data={"run_id": self.id, "outcome": outcome}))
+        return events, ended
+
+
+class SessionWatch:
+    """What changed for one key since the last look."""
+
+    def __init__(self, store: Store, session: SessionRecord) -> None:
+        self.store, self.session = store, session
+        self.timeline = ""
+        runs = key_runs(store, session)["runs"]
+        self.followed = {r.id for r in runs if r.outcome != Outcome.RUNNING}
+        self.current: Follow | None = None
+
+    def step(self) -> list[ServerSentEvent]:
+        data = key_runs(self.store, self.session)
+        events = []
+        html = templates.env.get_template("_timeline.html").render(**data)
+        if html != self.timeline:
+            self.timeline = html
+            events.append(ServerSentEvent(event="timeline", data=html))
+        if self.current is None:
+            waiting = [r for r in reversed(data["runs"]) if r.id not in self.followed]  # oldest first
+            if waiting:
+                record = waiting[0]
+                self.followed.add(record.id)
+                self.current = Follow(record)
+                href = f"/runs/{record.id}"
+                events.append(
+                    ServerSentEvent(
+                        event="run", data={"run_id": record.id, "mode": record.mode.value, "href": href}
+                    )
+                )
+        if self.current is not None:
+            more, ended = self.current.step(self.store)
+            events += more
+            if ended:
+                self.current = None
+        return events
+
+
+async def _stream(request: Request, step: Any) -> AsyncIterator[ServerSentEvent]:
+    """Call ``step`` (in the thread pool) until it says stop, the client leaves or the lifetime ends."""
+    deadline = time.monotonic() + LIFETIME
+    while time.monotonic() < deadline and not await request.is_disconnected():
+        seen = jobs.version()
+        events, stop = await run_in_threadpool(step)
+        for event in events:
+            yield event
+        if stop:
+            return
+        await jobs.wait_change(seen, POLL)
+
+
+def _session(request: Request, agent: KeyPart, repo: KeyPart, thread: KeyPart) -> SessionRecord:
+    _settings, store = state(request)
+    return get_session(store, resolve_key(store, agent, repo, thread))
+
+
+@router.get("/ui/stream/session", response_class=EventSourceResponse)
+async def session_stream(
+    request: Request, viewer: Signed, session: Annotated[SessionRecord, Depends(_session)]
+) -> AsyncIterator[ServerSentEvent]:
+    watch = await run_in_threadpool(SessionWatch, state(request)[1], session)
+    async for event in _stream(request, lambda: (watch.step(), False)):
+        yield event
+
+
+def _run(request: Request, run_id: str) -> RunRecord:
+    return resolve_run(state(request)[1], run_id[:200])
+
+
+@router.get("/ui/stream/run/{run_id}", response_class=EventSourceResponse)
+async def run_stream(
+    request: Request, viewer: Signed, record: Annotated[RunRecord, Depends(_run)]
+) -> AsyncIterator[ServerSentEvent]:
+    follow, store = Follow(record), state(request)[1]
+    async for event in _stream(request, lambda: follow.step(store)):
+        yield event

@@ -1,0 +1,106 @@
+"""Route: the overview (``/``): the disk card and the counters.
+
+The disk card shows the service's last disk measurement (:class:`baton.service.diskcache.DiskCache`,
+the same :func:`baton.housekeeping.disk.usage` that ``baton du`` prints), with its time; ``?fresh=1``
+measures now and waits for it. Bars are inline SVG drawn here, no chart library.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
+
+from baton.housekeeping.disk import DiskReport
+from baton.models import Outcome, SessionStatus
+from baton.service.dashboard.web import Viewer, page, signed_in, state
+from baton.service.metrics import resume_result
+
+router = APIRouter(include_in_schema=False)
+FIRST_WAIT = 10.0  # seconds the first page waits for the first measurement
+FRESH_WAIT = 120.0  # seconds ``?fresh=1`` waits for a new one
+KIND_NAMES = {
+    "worktrees": "worktrees",
+    "transcripts": "transcripts",
+    "snapshots": "snapshots (in the store)",
+    "caches": "cache clones",
+    "homes": "agent homes (besides transcripts)",
+}
+
+
+@dataclass(frozen=True)
+class Bar:
+    name: str
+    label: str
+    bytes: int
+    width: float  # percent of the largest in its chart
+
+
+def bars(values: dict[str, int], labels: dict[str, str] | None = None) -> list[Bar]:
+    top = max(values.values(), default=0) or 1
+    ordered = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [Bar(name, (labels or {}).get(name, name), n, round(100 * n / top, 2)) for name, n in ordered]
+
+
+def disk_view(report: DiskReport) -> dict[str, Any]:
+    agents = {
+        name: row["worktree"] + row["transcript"] + row["snapshot"]
+        for name, row in report.per("agent").items()
+    }
+    repos = {
+        name: row["worktree"] + row["transcript"] + row["snapshot"]
+        for name, row in report.per("repo").items()
+    }
+    return {
+        "report": report,
+        "agents": bars(agents),
+        "repos": bars(repos),
+        "kinds": bars(report.kinds(), KIND_NAMES),
+        "largest": sorted(report.sessions, key=lambda s: (-s.total, s.key))[:10],
+        "used_pct": round(100 * report.total / report.quota, 1) if report.quota else None,
+    }
+
+
+def counters(store: Any) -> dict[str, Any]:
+    counts = store.overview_counts(time.time() - 86400)
+    outcomes: Counter[str] = Counter()
+    resumes: Counter[str] = Counter()
+    for mode, outcome, hydrated, n in counts["runs"]:
+        outcomes[outcome] += n
+        result = resume_result(mode, outcome, hydrated)
+        if result is not None and outcome != Outcome.RUNNING:
+            resumes[result] += n
+    tried = sum(resumes.values())
+    kept = resumes["resumed"] + resumes["hydrated"]
+    return {
+        "sessions": {s.value: counts["sessions"].get(s.value, 0) for s in SessionStatus},
+        "runs24": {o.value: outcomes.get(o.value, 0) for o in Outcome},
+        "running": counts["running"],
+        "queued": counts["queued"],
+        "resumes": dict(resumes),
+        "resume_tried": tried,
+        "resume_kept": kept,
+        "resume_rate": None if not tried else round(100 * kept / tried),
+    }
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview(
+    request: Request,
+    viewer: Annotated[Viewer, Depends(signed_in)],
+    fresh: Annotated[bool, Query(description="measure the disk now")] = False,
+) -> HTMLResponse:
+    _settings, store = state(request)
+    report = request.app.state.disk.get(wait=FRESH_WAIT if fresh else FIRST_WAIT, fresh=fresh)
+    return page(
+        request,
+        "overview.html",
+        viewer,
+        disk=None if report is None else disk_view(report),
+        measured_at=request.app.state.disk.measured_at,
+        counts=counters(store),
+    )

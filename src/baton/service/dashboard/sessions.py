@@ -1,0 +1,205 @@
+"""Routes: the sessions table (``/sessions``), a session's page (``/session``) and its reset
+(``/session/reset``: a confirmation page, then the POST that archives and removes).
+
+The table pages through 10,000 sessions in the database (sorted by last use or attempts, counted for
+"page N of M"). Sizes are not in the store: they come from the service's last disk measurement, and a
+size sort orders the matching keys by it in memory (unmeasured ones last).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+
+from baton.errors import BadInput
+from baton.housekeeping.disk import DiskReport
+from baton.models import JobStatus, SessionRecord, SessionStatus, TokenScope
+from baton.service.dashboard.web import Viewer, form_of, page, signed_in, state
+from baton.sessions import Scope, get_session, reset_session, resolve_key
+from baton.store import Store
+from baton.workdirs import Workdirs
+
+router = APIRouter(include_in_schema=False)
+PER_PAGE = 50
+SORTS = {"last_used": "last used", "size": "size", "attempts": "attempts"}
+Signed = Annotated[Viewer, Depends(signed_in)]
+Text = Annotated[str | None, Query(max_length=4096)]
+KeyPart = Annotated[str, Query(max_length=4096)]
+
+
+@dataclass(frozen=True)
+class Filters:
+    agent: str | None
+    repo: str | None
+    status: SessionStatus | None
+    sort: str
+    descending: bool
+    page: int
+
+    def url(self, page: int | None = None, **change: str) -> str:
+        values = {
+            "agent": self.agent or "",
+            "repo": self.repo or "",
+            "status": self.status.value if self.status else "",
+            "sort": self.sort,
+            "order": "desc" if self.descending else "asc",
+            "page": str(page or self.page),
+            **change,
+        }
+        return "/sessions?" + urlencode({k: v for k, v in values.items() if v})
+
+
+def filters(
+    agent: str | None, repo: str | None, status: str | None, sort: str, order: str, page: int
+) -> Filters:
+    if status and status not in {s.value for s in SessionStatus}:
+        raise BadInput(f"status {status!r}: one of {', '.join(s.value for s in SessionStatus)}")
+    if sort not in SORTS:
+        raise BadInput(f"sort {sort!r}: one of {', '.join(SORTS)}")
+    if order not in ("asc", "desc"):
+        raise BadInput(f"order {order!r}: asc or desc")
+    state_ = SessionStatus(status) if status else None
+    return Filters(agent or None, repo or None, state_, sort, order == "desc", page)
+
+
+def sizes_of(report: DiskReport | None) -> dict[tuple[str, str, str], int]:
+    if report is None:
+        return {}
+    return {(s.agent, s.repo, s.thread): s.total for s in report.sessions}
+
+
+def by_size(
+    store: Store, f: Filters, sizes: dict[tuple[str, str, str], int]
+) -> tuple[list[SessionRecord], int]:
+    keys = store.session_keys(f.agent, f.repo, f.status)
+    measured = sorted((k for k in keys if k in sizes), key=lambda k: (sizes[k], k), reverse=f.descending)
+    ordered = measured + sorted(k for k in keys if k not in sizes)
+    chosen = ordered[(f.page - 1) * PER_PAGE : f.page * PER_PAGE]
+    found = (store.get_session(*k) for k in chosen)
+    return [s for s in found if s is not None], len(keys)
+
+
+@router.get("/sessions", response_class=HTMLResponse)
+def sessions_table(
+    request: Request,
+    viewer: Signed,
+    agent: Text = None,
+    repo: Text = None,
+    status: Text = None,
+    sort: Annotated[str, Query(max_length=32)] = "last_used",
+    order: Annotated[str, Query(max_length=8)] = "desc",
+    page_no: Annotated[int, Query(alias="page", ge=1, le=10**7)] = 1,
+) -> HTMLResponse:
+    _settings, store = state(request)
+    f = filters(agent, repo, status, sort, order, page_no)
+    sizes = sizes_of(request.app.state.disk.get())
+    if f.sort == "size":
+        rows, total = by_size(store, f, sizes)
+    else:
+        offset = (f.page - 1) * PER_PAGE
+        rows, total = store.page_sessions(f.agent, f.repo, f.status, f.sort, f.descending, PER_PAGE, offset)
+    agents, repos = store.session_facets()
+    return page(
+        request,
+        "sessions.html",
+        viewer,
+        title="Sessions",
+        rows=rows,
+        total=total,
+        pages=max(1, math.ceil(total / PER_PAGE)),
+        f=f,
+        sizes=sizes,
+        agents=agents,
+        repos=repos,
+        statuses=[s.value for s in SessionStatus],
+        sorts=SORTS,
+        measured_at=request.app.state.disk.measured_at,
+    )
+
+
+def key_runs(store: Store, session: SessionRecord, limit: int = 50) -> dict[str, Any]:
+    """The key's runs (newest first) and its submitted runs still waiting (a queued job has no run
+    yet): what the timeline shows, on the page and in the live stream."""
+    runs = store.list_runs(session.agent, session.repo, session.thread, limit=limit)
+    queued = store.list_jobs(
+        session.agent, session.repo, session.thread, status=JobStatus.QUEUED, limit=limit
+    )
+    return {"runs": runs, "queued": queued}
+
+
+@router.get("/session", response_class=HTMLResponse)
+def session_page(
+    request: Request, viewer: Signed, agent: KeyPart, repo: KeyPart, thread: KeyPart
+) -> HTMLResponse:
+    _settings, store = state(request)
+    session = get_session(store, resolve_key(store, agent, repo, thread))
+    sizes = sizes_of(request.app.state.disk.get())
+    return page(
+        request,
+        "session.html",
+        viewer,
+        title=f"{session.agent}:{session.repo}:{session.thread}",
+        s=session,
+        size=sizes.get((session.agent, session.repo, session.thread)),
+        scopes=[s.value for s in Scope],
+        **key_runs(store, session),
+    )
+
+
+def removal(settings: Any, store: Store, session: SessionRecord, scope: Scope) -> dict[str, Any]:
+    """What a reset of ``scope`` removes and where its archive goes (the confirmation page)."""
+    key = resolve_key(store, session.agent, session.repo, session.thread)
+    workdirs = Workdirs(settings)
+    return {
+        "worktree": scope in (Scope.WORKTREE, Scope.ALL),
+        "conversation": scope in (Scope.CONVERSATION, Scope.ALL),
+        "record": scope == Scope.ALL,
+        "worktree_path": str(workdirs.worktree_path(key)),
+        "cache": str(workdirs.cache_path(key.repo)),
+        "archive_home": str(settings.home / "archive"),
+    }
+
+
+@router.get("/session/reset", response_class=HTMLResponse)
+def confirm_reset(
+    request: Request, viewer: Signed, agent: KeyPart, repo: KeyPart, thread: KeyPart, scope: Scope
+) -> HTMLResponse:
+    settings, store = state(request)
+    if not viewer.admin:
+        return page(
+            request,
+            "error.html",
+            viewer,
+            status=403,
+            title="Forbidden",
+            message=f"token {viewer.name!r} has scope {viewer.scope.value}; a reset needs admin",
+        )
+    session = get_session(store, resolve_key(store, agent, repo, thread))
+    return page(
+        request,
+        "reset_confirm.html",
+        viewer,
+        title="Reset",
+        s=session,
+        scope=scope.value,
+        what=removal(settings, store, session, scope),
+    )
+
+
+@router.post("/session/reset", response_class=HTMLResponse)
+async def do_reset(request: Request, viewer: Signed) -> HTMLResponse:
+    fields = await form_of(request, viewer, TokenScope.ADMIN)
+    settings, store = state(request)
+    try:
+        scope = Scope(fields.get("scope", ""))
+    except ValueError:
+        raise BadInput(f"scope {fields.get('scope')!r}: one of {', '.join(s.value for s in Scope)}") from None
+    key = resolve_key(store, fields.get("agent", ""), fields.get("repo", ""), fields.get("thread", ""))
+    result = await run_in_threadpool(reset_session, store, settings, key, scope, viewer.name)
+    return page(request, "reset_done.html", viewer, title="Reset done", key=key, result=result.to_json())

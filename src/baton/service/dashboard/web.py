@@ -1,0 +1,178 @@
+"""What every dashboard page shares: the templates, the signed-in viewer, CSRF, and security headers.
+
+**Sign-in.** The browser holds the API token itself in the ``baton_token`` cookie (HttpOnly, so no
+script can read it; SameSite=Strict, so no other site's page sends it; Secure over HTTPS). Every
+request looks the token up as the API does, so revoking a token signs its browsers out at once.
+
+**CSRF.** Every form that changes state carries ``csrf`` = HMAC-SHA256(token, a fixed label): only a
+page that knows the token can make it, it never reveals the token, it needs no server-side state,
+and it stays valid across restarts. A POST with a missing or wrong value is 403, as is one whose token
+lacks the scope, checked before anything is read or written.
+
+**Headers.** A strict Content-Security-Policy: scripts, styles and images only from baton itself (no
+inline script, no CDN), no framing; pages are never cached.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from baton.models import TokenScope
+from baton.service.auth import valid_token
+from baton.settings import Settings
+from baton.store import Store
+
+HERE = Path(__file__).parent
+COOKIE = "baton_token"
+COOKIE_AGE = 8 * 3600  # a sign-in lasts a working day
+FORM_LIMIT = 64 * 1024  # bytes of a dashboard form; its fields are a key and a scope
+_CSRF_LABEL = b"baton dashboard csrf v1"
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in token: its name and scope, and the CSRF value of its forms."""
+
+    name: str
+    scope: TokenScope
+    csrf: str
+
+    @property
+    def admin(self) -> bool:
+        return self.scope.allows(TokenScope.ADMIN)
+
+
+class SignInRequired(Exception):
+    """No valid sign-in: pages redirect to /login, streams answer 401."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+class Forbidden(Exception):
+    """A POST without a valid CSRF value, or by a token without the scope: 403."""
+
+
+def csrf_for(secret: str) -> str:
+    return hmac.new(secret.encode("utf-8", "surrogatepass"), _CSRF_LABEL, hashlib.sha256).hexdigest()
+
+
+def state(request: Request) -> tuple[Settings, Store]:
+    return request.app.state.settings, request.app.state.store
+
+
+def viewer_of(request: Request) -> Viewer | None:
+    secret = request.cookies.get(COOKIE)
+    if not secret:
+        return None
+    token = valid_token(request.app.state.store, secret)
+    return None if token is None else Viewer(token.name, token.scope, csrf_for(secret))
+
+
+def signed_in(request: Request) -> Viewer:
+    """Dependency of every page: the viewer, or a redirect to the sign-in page."""
+    viewer = viewer_of(request)
+    if viewer is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise SignInRequired(target)
+    return viewer
+
+
+async def form_of(request: Request, viewer: Viewer, scope: TokenScope) -> dict[str, str]:
+    """A state-changing form's fields, after its CSRF value and the viewer's scope are checked."""
+    body = await request.body()
+    if len(body) > FORM_LIMIT:
+        raise Forbidden("form too large")
+    fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+    if not hmac.compare_digest(fields.get("csrf", ""), viewer.csrf):
+        raise Forbidden("missing or wrong CSRF token: reload the page and try again")
+    if not viewer.scope.allows(scope):
+        raise Forbidden(f"token {viewer.name!r} has scope {viewer.scope.value}; this needs {scope.value}")
+    return fields
+
+
+def safe_next(path: str | None) -> str:
+    """Only a path of this site (never ``//host`` or a URL) is a place to go after sign-in."""
+    if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    return path
+
+
+# -- rendering ---------------------------------------------------------------------------------------
+
+
+def size(n: int | None) -> str:
+    """Bytes for people: 1.5 GiB, 12 MiB, 640 B."""
+    if n is None:
+        return "—"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def ago(ts: float | None) -> str:
+    if not ts:
+        return "—"
+    seconds = time.time() - ts
+    for unit, length in (("d", 86400), ("h", 3600), ("min", 60)):
+        if abs(seconds) >= length:
+            return f"{seconds / length:.0f} {unit} ago"
+    return f"{max(seconds, 0):.0f} s ago"
+
+
+def when(ts: float | None) -> str:
+    return "—" if not ts else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
+
+
+def key_query(agent: str, repo: str, thread: str, **extra: str) -> str:
+    return urlencode({"agent": agent, "repo": repo, "thread": thread, **extra})
+
+
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters.update(size=size, ago=ago, when=when, seconds=seconds, q=quote)
+templates.env.globals.update(key_query=key_query)
+
+
+def page(
+    request: Request, name: str, viewer: Viewer | None, status: int = 200, **context: Any
+) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request, name, {"viewer": viewer, "path": request.url.path, **context}, status_code=status
+    )
+    response.headers.update(HEADERS)
+    return response
+
+
+def with_headers(response: Response) -> Response:
+    response.headers.update(HEADERS)
+    return response
