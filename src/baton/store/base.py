@@ -162,10 +162,9 @@ class Store(Protocol):
         """Every matching key (agent, repo, thread), unordered: the dashboard sorts them by size."""
         ...
 
-    def run_summary(self, since: float) -> list[tuple[str, str, bool, int]]:
-        """Runs started since ``since``: (mode, outcome, hydrated, n)."""
+    def overview_counts(self, since: float) -> dict[str, Any]:
+        """``sessions`` {status: n}, ``runs`` since ``since`` as (mode, outcome, hydrated, n),
+        ``running`` runs and ``queued`` jobs."""
         ...
-
-    def count_running(self) -> int: ...
 
     def close(self) -> None: ...

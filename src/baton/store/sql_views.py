@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from baton.models import SessionRecord, SessionStatus
 from baton.store.tables import runs, session_of, sessions
 
+_jobs = sa.table("jobs", sa.column("status"))
 SESSION_SORTS = {
     "last_used": sessions.c.last_used_at,
     "attempts": sessions.c.attempts,
@@ -67,22 +68,25 @@ class ViewQueries:
         with self._tx() as conn:
             return [(a, r, t) for a, r, t in conn.execute(query)]
 
-    def run_summary(self, since: float) -> list[tuple[str, str, bool, int]]:
-        """Runs started at or after ``since``: ``(mode, outcome, hydrated, n)`` (running ones too)."""
+    def overview_counts(self, since: float) -> dict[str, Any]:
+        """In one transaction: ``sessions`` {status: n}; ``runs`` started at or after ``since`` as
+        (mode, outcome, hydrated, n); ``running`` runs; ``queued`` jobs."""
         hydrated = sa.case((runs.c.note.like("%hydrated%"), 1), else_=0).label("hydrated")
-        query = (
+        day = (
             sa.select(runs.c.mode, runs.c.outcome, hydrated, sa.func.count())
             .where(runs.c.started_at >= since)
             .group_by(runs.c.mode, runs.c.outcome, hydrated)
         )
+        by_status = sa.select(sessions.c.status, sa.func.count()).group_by(sessions.c.status)
+        running = sa.select(sa.func.count()).select_from(runs).where(runs.c.outcome == "running")
+        queued = sa.select(sa.func.count()).select_from(_jobs).where(_jobs.c.status == "queued")
         with self._tx() as conn:
-            return [(m, o, bool(h), int(n)) for m, o, h, n in conn.execute(query)]
-
-    def count_running(self) -> int:
-        """Runs whose agent is running now (or was, until a later runner marks it crashed)."""
-        query = sa.select(sa.func.count()).select_from(runs).where(runs.c.outcome == "running")
-        with self._tx() as conn:
-            return int(conn.execute(query).scalar_one())
+            return {
+                "sessions": {status: int(n) for status, n in conn.execute(by_status)},
+                "runs": [(m, o, bool(h), int(n)) for m, o, h, n in conn.execute(day)],
+                "running": int(conn.execute(running).scalar_one()),
+                "queued": int(conn.execute(queued).scalar_one()),
+            }
 
 
 def _session_filter(agent: str | None, repo: str | None, status: SessionStatus | None) -> Any:
