@@ -19,14 +19,19 @@ def serve_cmd(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8765,
 ) -> None:
-    """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs) with `baton tokens` for access."""
+    """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs) and the web dashboard (/), with
+    `baton tokens` for access."""
     uvicorn = _server_modules()
     from baton.service.app import create_app
     from baton.settings import load_settings
 
     settings = load_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
-    err().print(esc(f"baton serve: http://{host}:{port} (home {settings.home})"), highlight=False)
+    url = f"http://{host}:{port}"
+    err().print(
+        esc(f"baton serve: {url} (dashboard {url}/, API docs {url}/docs; home {settings.home})"),
+        highlight=False,
+    )
     # an SSE subscriber of a long run must not hold a shutdown (SIGTERM) for the length of that run
     uvicorn.run(
         create_app(settings),
@@ -42,6 +47,7 @@ def _server_modules() -> ModuleType:
     """uvicorn, once fastapi and uvicorn are known to be importable (else the install command)."""
     try:
         import fastapi  # noqa: F401
+        import jinja2  # noqa: F401 (the dashboard's templates)
         import uvicorn
     except ImportError as exc:
         from baton.errors import BadInput
