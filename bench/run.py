@@ -28,6 +28,7 @@ import _venv  # noqa: F401  (re-runs with .venv's interpreter when baton is miss
 from bench_agents import bench_agent
 from bench_claude import bench_claude, claude_command
 from bench_cli import bench_cli
+from bench_dashboard import bench_dashboard, dashboard_note
 from bench_fake import bench_fake
 from bench_git import bench_disk, bench_remote_worktree, bench_worktrees
 from bench_hydrate import bench_hydrate
@@ -59,6 +60,7 @@ class Plan:
     remote_reps: int
     disk_worktrees: int
     cli_reps: int
+    dashboard_reps: int
 
 
 FULL = Plan(
@@ -73,6 +75,7 @@ FULL = Plan(
     remote_reps=11,
     disk_worktrees=20,
     cli_reps=21,
+    dashboard_reps=30,
 )
 QUICK = Plan(
     claude_reps=3,
@@ -86,6 +89,7 @@ QUICK = Plan(
     remote_reps=3,
     disk_worktrees=5,
     cli_reps=5,
+    dashboard_reps=5,
 )
 
 # The groups ``--only`` selects, in the order they run, with the benchmarks each holds.
@@ -100,6 +104,8 @@ GROUPS = {
     "service": "7a-7e: a run over HTTP vs baton.run; 200 runs over 20 keys at once; GET /v1/sessions "
     "over 10,000 sessions; webhook acknowledgement under 50 concurrent deliveries; the sweeper over 1,000 "
     "sessions",
+    "dashboard": "8a, 8b: the dashboard's sessions table over 10,000 sessions (HTML over HTTP, in Chromium) "
+    "vs GET /v1/sessions",
 }
 
 
@@ -366,6 +372,8 @@ class Suite:
             self.step("7c GET /v1/sessions over 10,000 sessions", self.sessions_api)
             self.step("7d webhooks: 50 concurrent deliveries", lambda: self.webhooks(small))
             self.step("7e sweeper over 1,000 sessions", lambda: self.sweep(small))
+        if "dashboard" in groups:
+            self.step("8a/8b dashboard /sessions over 10,000 sessions", self.dashboard)
         if big is not None and "fake" in groups:
             self.step("2 runner overhead, small repo", lambda: self.fake("2", small, plan.fake_reps))
             self.step("2b runner overhead, large repo", lambda: self.fake("2b", big, plan.fake_big_reps))
@@ -442,6 +450,11 @@ class Suite:
 
     def sweep(self, small: RepoShape) -> None:
         self.rows.append(bench_sweep(self.scratch / "b7e", small.path))
+
+    def dashboard(self) -> None:
+        found = bench_dashboard(self.scratch / "b8", self.plan.dashboard_reps)
+        self.rows.extend(found)
+        self.notes.append(dashboard_note(*found))
 
     def cli(self) -> None:
         self.rows.extend(bench_cli(self.scratch / "b6", self.plan.cli_reps))
