@@ -78,6 +78,18 @@ def parse_size(text: str, name: str = "size") -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
+def format_size(n: int | None, missing: str = "-") -> str:
+    """Bytes for people: ``512 B``, ``1.5 KiB``, ``20.0 GiB`` (``missing`` for None)."""
+    if n is None:
+        return missing
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024:
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
     kind = _FIELDS[name].type
     if kind == "int":

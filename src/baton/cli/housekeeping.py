@@ -12,15 +12,9 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="report what would be
 
 
 def size(n: int | None) -> str:
-    """Bytes for people: ``512 B``, ``1.5 KiB``, ``20.0 GiB``."""
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # unreachable
+    from baton.settings import format_size
+
+    return format_size(n)
 
 
 def sweep_cmd(dry_run: DryRunOpt = False, as_json: JsonOpt = False) -> None:

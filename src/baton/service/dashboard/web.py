@@ -30,7 +30,7 @@ from fastapi.templating import Jinja2Templates
 
 from baton.models import TokenScope
 from baton.service.auth import valid_token
-from baton.settings import Settings
+from baton.settings import Settings, format_size
 from baton.store import Store
 
 HERE = Path(__file__).parent
@@ -123,15 +123,7 @@ def safe_next(path: str | None) -> str:
 
 
 def size(n: int | None) -> str:
-    """Bytes for people: 1.5 GiB, 12 MiB, 640 B."""
-    if n is None:
-        return "—"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
+    return format_size(n, "—")
 
 
 def ago(ts: float | None) -> str:
