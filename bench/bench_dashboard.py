@@ -24,7 +24,6 @@ one second; the baseline column is the API's median, and the notes give the rati
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import tempfile
@@ -36,27 +35,17 @@ from pathlib import Path
 import httpx
 from bench_cli import seed_sessions
 from common import TIMES, Row, baton_serve, interleave, median, rmtree
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 from baton.models import TokenScope
 from baton.service.auth import create_token
 from baton.settings import load_settings
 from baton.store import open_store
+from baton.testing.browser import chromium
 
 GOAL = 1.0  # seconds, the issue's "under a second"
 SESSIONS = 10_000
 PAGE_ROWS = 50
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [  # as tests/browser_fixtures.py launches it
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
 # Seconds from navigation start to the end of the load event, and to the HTML's last byte.
 LOAD_TIME = """() => { const n = performance.getEntriesByType('navigation')[0];
     return n && n.loadEventEnd > 0 ? [(n.loadEventEnd - n.startTime) / 1000,
@@ -84,16 +73,10 @@ def sign_in(http: httpx.Client, token: str) -> str:
 @contextmanager
 def chromium_page(base_url: str, cookie: str) -> Iterator[Page]:
     """A page of a fresh headless Chromium holding the session cookie."""
-    if not os.access(CHROMIUM, os.X_OK):
-        raise RuntimeError(f"{CHROMIUM} is missing: run `make setup` (it installs Debian's chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 800})
-            context.add_cookies([{"name": "baton_token", "value": cookie, "url": base_url}])
-            yield context.new_page()
-        finally:
-            browser.close()
+    with chromium() as browser:
+        context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 800})
+        context.add_cookies([{"name": "baton_token", "value": cookie, "url": base_url}])
+        yield context.new_page()
 
 
 def measure_disk(http: httpx.Client, cookie: str) -> float:

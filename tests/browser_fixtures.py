@@ -38,20 +38,10 @@ from playwright.sync_api import (
     Error,
     Page,
     ViewportSize,
-    sync_playwright,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
+from baton.testing.browser import chromium
+
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 TIMEOUT_MS = 15_000
@@ -60,14 +50,8 @@ TIMEOUT_MS = 15_000
 @pytest.fixture(name="browser", scope="module")
 def browser_fixture() -> Iterator[Browser]:
     """Debian's Chromium, headless, for this module's tests (one per xdist worker)."""
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: run `make setup` (it installs Debian's chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:  # RuntimeError (a failed test) when chromium is not installed
+        yield browser
 
 
 def screenshot_dir(tmp_path: Path) -> Path:

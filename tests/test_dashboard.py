@@ -130,6 +130,21 @@ def test_admin_reset_confirms_then_archives_and_audits(
     assert entry["detail"]["archive_ref"] in done.text
 
 
+def test_posts_from_another_site_are_refused(service: Service, admin: httpx.Client) -> None:
+    page = admin.get("/")
+    foreign = {"Origin": "http://evil.example"}
+    assert admin.post("/logout", data={"csrf": csrf(page.text)}, headers=foreign).status_code == 403
+    signin = admin.post("/login", data={"token": service.token("read")}, headers=foreign)
+    assert signin.status_code == 403 and "set-cookie" not in signin.headers
+    same = service.url.removeprefix("http://")
+    assert (
+        admin.post(
+            "/logout", data={"csrf": csrf(page.text)}, headers={"Origin": f"http://{same}"}
+        ).status_code
+        == 303
+    )
+
+
 def test_logout_needs_csrf_and_clears_the_cookie(service: Service, admin: httpx.Client) -> None:
     page = admin.get("/")
     assert admin.post("/logout", data={}).status_code == 403
@@ -146,9 +161,14 @@ def test_hostile_text_is_escaped(service: Service, settings: Settings, src_repo:
     run_id = go(settings, src_repo, prompt=hostile)
     service.store.update_run(run_id, result=hostile, note=hostile)
     with browser(service, "read") as http:
-        for path in [f"/runs/{run_id}", "/runs", "/session?" + httpx.QueryParams(
-            {"agent": "fake", "repo": service.store.list_sessions()[0].repo, "thread": "t1"}
-        ).__str__()]:
+        for path in [
+            f"/runs/{run_id}",
+            "/runs",
+            "/session?"
+            + httpx.QueryParams(
+                {"agent": "fake", "repo": service.store.list_sessions()[0].repo, "thread": "t1"}
+            ).__str__(),
+        ]:
             text = http.get(path).text
             assert "<script>alert" not in text and "<img src=x" not in text, path
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text, path
@@ -178,9 +198,7 @@ def test_sessions_table_filters_sorts_and_pages(service: Service) -> None:
         assert http.get("/sessions", params={"page": 0}).status_code == 400
 
 
-def test_sort_by_size_uses_the_disk_measurement(
-    service: Service, settings: Settings, src_repo: Path
-) -> None:
+def test_sort_by_size_uses_the_disk_measurement(service: Service, settings: Settings, src_repo: Path) -> None:
     go(settings, src_repo, "small")
     go(settings, src_repo, "big")
     big = next(s for s in service.store.list_sessions() if s.thread == "big")

@@ -15,6 +15,7 @@ from baton.service.dashboard.web import (
     COOKIE_AGE,
     FORM_LIMIT,
     Viewer,
+    check_origin,
     form_of,
     page,
     safe_next,
@@ -35,6 +36,7 @@ def login_form(request: Request, next: Annotated[str | None, Query()] = None) ->
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
+    check_origin(request)
     body = await request.body()
     fields = parse_qs(body[:FORM_LIMIT].decode("utf-8", "replace"), keep_blank_values=True)
     secret = (fields.get("token") or [""])[0].strip()

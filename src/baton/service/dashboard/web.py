@@ -7,7 +7,8 @@ request looks the token up as the API does, so revoking a token signs its browse
 **CSRF.** Every form that changes state carries ``csrf`` = HMAC-SHA256(token, a fixed label): only a
 page that knows the token can make it, it never reveals the token, it needs no server-side state,
 and it stays valid across restarts. A POST with a missing or wrong value is 403, as is one whose token
-lacks the scope, checked before anything is read or written.
+lacks the scope, checked before anything is read or written; so is a POST whose ``Origin`` header
+names another site (which also guards the sign-in form against logging a victim into another token).
 
 **Headers.** A strict Content-Security-Policy: scripts, styles and images only from baton itself (no
 inline script, no CDN), no framing; pages are never cached.
@@ -22,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
@@ -99,8 +100,17 @@ def signed_in(request: Request) -> Viewer:
     return viewer
 
 
+def check_origin(request: Request) -> None:
+    """A browser's POST from another site's page names that site in ``Origin``: refused (this also
+    covers the sign-in form, which has no token to derive a CSRF value from)."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        raise Forbidden(f"a form posted from {origin} is refused")
+
+
 async def form_of(request: Request, viewer: Viewer, scope: TokenScope) -> dict[str, str]:
-    """A state-changing form's fields, after its CSRF value and the viewer's scope are checked."""
+    """A state-changing form's fields, after its origin, CSRF value and the viewer's scope are checked."""
+    check_origin(request)
     body = await request.body()
     if len(body) > FORM_LIMIT:
         raise Forbidden("form too large")
