@@ -196,8 +196,10 @@ def versions(agents: dict[str, str], scratch: Path, probe: float | None) -> list
 def baton_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
+    from baton.install import DIST
+
     try:
-        return version("baton")
+        return version(DIST)
     except PackageNotFoundError:
         return "unknown"
 
