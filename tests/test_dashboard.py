@@ -247,3 +247,23 @@ def test_session_stream_follows_a_new_run_to_its_outcome(
     entries = [data for kind, data in events if kind == "entry"]
     assert entries and all('class="entry entry-' in str(e) for e in entries)
     assert any("second turn" in str(e) or "entry-text" in str(e) for e in entries)
+
+
+def test_a_huge_log_is_cut_with_a_pointer_to_the_cli(
+    service: Service, settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from baton.service.dashboard import runs
+
+    run_id = go(settings, src_repo)
+    record = service.store.get_run(run_id)
+    assert record is not None
+    with Path(record.log_path).open("a") as log:
+        for i in range(2000):
+            log.write(
+                json.dumps({"type": "assistant", "message": {"content": f"line {i} " + "x" * 200}}) + "\n"
+            )
+    monkeypatch.setattr(runs, "MAX_LOG", 64 * 1024)
+    with browser(service, "read") as http:
+        page = http.get(f"/runs/{run_id}")
+    assert page.status_code == 200 and f"baton runs logs {run_id}" in page.text
+    assert "line 10 " in page.text and "line 1999 " not in page.text

@@ -24,7 +24,7 @@ from baton.service.dashboard.web import Viewer, page, signed_in, state
 
 router = APIRouter(include_in_schema=False)
 PER_PAGE = 50
-MAX_LOG = 8 * 1024 * 1024  # bytes of a log rendered on the page; the rest is named, not shown
+MAX_LOG = 2 * 1024 * 1024  # bytes of a log rendered on the page (twice: entries and raw); the rest is named
 Signed = Annotated[Viewer, Depends(signed_in)]
 Text = Annotated[str | None, Query(max_length=4096)]
 
