@@ -37,7 +37,7 @@ from baton.models import DeliveryRecord, DeliveryStatus
 from baton.plan_file import parse_plan
 from baton.plans import run_plan
 from baton.settings import Settings, load_settings
-from baton.testing.mock_anthropic import MockAnthropic
+from baton.testing.mock_anthropic import MockAnthropic, tool_marker
 from tests.browser_fixtures import PHONE, Tab, Tabs, browser_fixture, tabs_fixture  # noqa: F401 (fixtures)
 from tests.conftest import BATON, FAST, make_repo, wait_for
 from tests.service_fixtures import Service, run_service
@@ -55,6 +55,7 @@ class Sess:
     slug: str
     thread: str
     worktree: str
+    run_id: str  # the key's latest run
 
     @property
     def params(self) -> dict[str, str]:
@@ -105,20 +106,21 @@ def run_on(fleet: Fleet, agent: str, repo: Path, thread: str, prompt: str = "do 
         RunRequest(agent=agent, repo=str(repo), thread=thread, prompt=prompt), settings=fleet.settings
     )
     assert result.ok, result.run.error
-    sess = Sess(agent, repo, result.session.repo, thread, result.session.worktree)
+    sess = Sess(agent, repo, result.session.repo, thread, result.session.worktree, result.run.id)
     fleet.sessions[thread] = sess
     return sess
 
 
 def seed(fleet: Fleet, root: Path) -> None:
-    """Two repos by two agents by real runs (one key resumed, one run failed), a plan, a webhook
+    """Two repos by two agents by real runs (one key resumed, one run failed, one Claude Code run with
+    a real tool round trip: the mock asks for Read, Claude Code reads the file), a plan, a webhook
     delivery."""
     alpha = make_repo(root / "alpha")
     beta = make_repo(root / "beta", {"README.md": "# beta\n", "lib/beta.py": "X = 1\n" * 200})
     run_on(fleet, "fake", alpha, "issue-1", "first")
     run_on(fleet, "fake", alpha, "issue-1", "second")
     run_on(fleet, "fake", beta, "issue-2")
-    run_on(fleet, "claude", alpha, "issue-3")
+    run_on(fleet, "claude", alpha, "issue-3", f"Read the README {tool_marker('Read', file_path='README.md')}")
     run_on(fleet, "claude", beta, "issue-4")
     run_on(fleet, "fake", beta, "reset-me")
     run_on(fleet, "fake", alpha, "keep-me")
@@ -463,21 +465,38 @@ def test_every_page_loads_cleanly(fleet: Fleet, tabs: Tabs, screen: str) -> None
 
 
 def test_run_page_renders_events_readably(fleet: Fleet, tabs: Tabs) -> None:
+    """The Claude Code run with a tool round trip: the call, its output and the final text as entries;
+    the raw JSON only behind the closed ``details#raw``."""
+    run_id = fleet.sessions["issue-3"].run_id
     tab = fleet.signed_in(tabs, "read", "ops-reader")
     tab.goto("/runs", {"agent": "claude"})
-    rows = tab.page.locator("#runs-table tbody tr[data-run-id]")
-    assert rows.count() >= 2
-    run_id = rows.first.get_attribute("data-run-id")
+    listed = tab.page.eval_on_selector_all(
+        "#runs-table tbody tr[data-run-id]", "rows => rows.map(r => r.dataset.runId)"
+    )
+    assert len(listed) >= 2 and run_id in listed
     tab.goto(f"/runs/{run_id}")
-    assert run_id and run_id in tab.page.inner_text("main") and tab.page.is_visible("#run-facts")
-    entries = tab.page.locator("#events .entry")
-    assert entries.count() >= 2
-    assert "mock reply" in tab.page.inner_text("#events")
-    assert not tab.page.locator("details#raw").evaluate("d => d.open")  # raw lines behind a toggle
+    assert run_id in tab.page.inner_text("main") and tab.page.is_visible("#run-facts")
+    kinds = tab.page.eval_on_selector_all(
+        "#events .entry", "els => els.map(e => e.className.replace('entry entry-', ''))"
+    )
+    assert kinds[0] == "info" and kinds[-1] == "done", kinds
+    last_text = max(i for i, kind in enumerate(kinds) if kind == "text")
+    assert kinds.index("tool") < kinds.index("output") < last_text, kinds
+    tool, output = tab.page.locator("#events .entry-tool"), tab.page.locator("#events .entry-output")
+    assert tool.count() == 1 and tool.is_visible() and output.is_visible()
+    assert tool.inner_text().strip() == "▶ Read README.md"
+    assert "# demo" in output.inner_text()  # what Read returned from the worktree's README.md
+    texts = tab.page.locator("#events .entry-text").all_inner_texts()
+    assert texts[-1].endswith(": received 4 messages")  # the mock's answer to the tool result
+    events = tab.page.inner_text("#events")
+    assert not any(raw in events for raw in ('"type"', "tool_use", "tool_result", "{")), events
+    raw = tab.page.locator("details#raw")
+    assert not raw.evaluate("d => d.open") and not tab.page.locator("details#raw pre").is_visible()
+    assert '"type"' not in tab.page.inner_text("main")  # no JSON anywhere shown while raw is closed
     tab.screenshot("dashboard-run")
-    assert '"type"' not in tab.page.inner_text("#events")  # readable, not JSON
     tab.page.click("details#raw summary")
-    assert '"type"' in tab.page.inner_text("details#raw")
+    shown = tab.page.inner_text("details#raw")
+    assert '"type":"tool_use"' in shown and '"type":"tool_result"' in shown
 
     tab.goto("/runs", {"outcome": "failed"})
     rows = tab.page.locator("#runs-table tbody tr[data-run-id]")

@@ -5,21 +5,50 @@ messages the request carried (``mock reply #3: received 6 messages``), which is 
 prove that a resumed conversation really carried its history: a fresh conversation starts at 2 (the
 user turn plus Claude Code's ``# Environment`` message), and each resumed turn adds two.
 
+Tool calls, opt-in: a marker ``[[tool:NAME ARGS]]`` in the text of the latest ``user`` message (Claude
+Code puts its ``# Environment`` message after it, as a ``system`` message) makes the reply that same
+text followed by a ``tool_use`` block calling ``NAME`` (id ``toolu_mock_<N>_<i>``), with stop reason
+``tool_use``; several markers make several calls in one reply. ``ARGS`` is the tool's input: nothing,
+``key=value`` pairs (shell-style quoting, string values: ``[[tool:Read file_path=README.md]]``,
+``[[tool:Bash command="ls -la"]]``) or one JSON object (``[[tool:Read {"file_path": "README.md",
+"limit": 5}]]``); it cannot contain ``]]``. :func:`tool_marker` writes one. Only a request that offers
+``tools`` gets a call (a side call offering none gets text), and a marker that cannot be parsed is
+answered with HTTP 400, so a typo fails the run loudly instead of quietly answering with text.
+
+Claude Code runs the tool and sends its result back in a new request whose latest user message holds
+the ``tool_result`` (not the marker), so that request gets the plain text reply and the turn ends. Each
+request of the round trip is numbered and counted like any other: on a fresh conversation a turn with
+a tool call makes two requests, ``received 2`` then ``received 4`` (the assistant's ``tool_use`` and
+the user's ``tool_result`` are two more messages), and the next turn carries 6. Measured with Claude
+Code 2.1.x in ``-p`` mode: Read (and a read-only Bash command such as ``ls``) runs without asking;
+Write, and a Bash command that would change files, are denied (an ``is_error`` tool result saying it
+needs approval) and the turn still ends ``success``. Without a marker nothing differs from a text-only
+mock.
+
 Every request is kept in :attr:`MockAnthropic.requests`, so a test can read what the agent sent (for
-example the recap of a recovered conversation). ``delay`` holds each reply back for that many seconds
-before the first byte (a slow model, for kill-mid-run tests); ``fail_status`` answers every request
-with that HTTP status. The server plumbing (start/stop, the request log, JSON and SSE replies) is
-shared with the other mocks in :mod:`baton.testing._http`.
+example the recap of a recovered conversation, or a tool's result). ``delay`` holds each reply back for
+that many seconds before the first byte (a slow model, for kill-mid-run tests); ``fail_status``
+answers every request with that HTTP status. The server plumbing (start/stop, the request log, JSON
+and SSE replies) is shared with the other mocks in :mod:`baton.testing._http`.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from baton.testing._http import JsonHandler, MockServer, RecordedRequest
+
+TOOL_MARKER = re.compile(r"\[\[tool:(?P<name>[A-Za-z_][\w.-]*)(?P<args>.*?)\]\]", re.DOTALL)
+Block = dict[str, Any]
+
+
+class MarkerError(ValueError):
+    """A tool marker whose arguments are neither ``key=value`` pairs nor one JSON object."""
 
 
 @dataclass
@@ -37,16 +66,53 @@ class MockRequest(RecordedRequest):
 
     def text(self) -> str:
         """All the text of the request's messages, joined (for asserting what was sent)."""
-        parts: list[str] = []
-        for msg in self.messages:
-            content = msg.get("content")
-            if isinstance(content, str):
-                parts.append(content)
-            elif isinstance(content, list):
-                for block in content:
-                    if isinstance(block, dict) and isinstance(block.get("text"), str):
-                        parts.append(block["text"])
-        return "\n".join(parts)
+        return "\n".join(_texts(self.messages))
+
+    def latest_user_text(self) -> str:
+        """The text blocks of the last ``user`` message (a tool result's content is not text)."""
+        users = [m for m in self.messages if isinstance(m, dict) and m.get("role") == "user"]
+        return "\n".join(_texts(users[-1:]))
+
+    def tool_calls(self) -> list[Block]:
+        """The ``tool_use`` blocks this request asks for (none unless it offers tools); raises
+        :class:`MarkerError` for a marker that cannot be parsed."""
+        if not self.body.get("tools"):
+            return []
+        found = TOOL_MARKER.finditer(self.latest_user_text())
+        return [{"type": "tool_use", "name": m["name"], "input": tool_input(m["args"])} for m in found]
+
+
+def _texts(messages: list[dict[str, Any]]) -> list[str]:
+    parts: list[str] = []
+    for msg in messages:
+        content = msg.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            for block in content:
+                if isinstance(block, dict) and isinstance(block.get("text"), str):
+                    parts.append(block["text"])
+    return parts
+
+
+def tool_input(args: str) -> dict[str, Any]:
+    """A marker's arguments as a tool input: one JSON object, or ``key=value`` pairs."""
+    args = args.strip()
+    if args.startswith("{"):
+        try:
+            value = json.loads(args)
+        except json.JSONDecodeError as exc:
+            raise MarkerError(f"tool marker arguments are not JSON: {args!r} ({exc})") from exc
+        if not isinstance(value, dict):
+            raise MarkerError(f"tool marker arguments are not a JSON object: {args!r}")
+        return value
+    try:
+        words = shlex.split(args)
+    except ValueError as exc:
+        raise MarkerError(f"tool marker arguments cannot be split: {args!r} ({exc})") from exc
+    if any("=" not in w or w.startswith("=") for w in words):
+        raise MarkerError(f"tool marker arguments are not key=value pairs: {args!r}")
+    return dict(w.split("=", 1) for w in words)
 
 
 @dataclass
@@ -80,6 +146,12 @@ def reply_text(number: int, count: int) -> str:
     return f"mock reply #{number}: received {count} messages"
 
 
+def tool_marker(name: str, **args: str) -> str:
+    """The marker asking the mock for a call of tool ``name`` with ``args`` (strings)."""
+    pairs = "".join(f" {key}={shlex.quote(value)}" for key, value in args.items())
+    return f"[[tool:{name}{pairs}]]"
+
+
 class _Handler(JsonHandler):
     owner: MockAnthropic
 
@@ -99,59 +171,84 @@ class _Handler(JsonHandler):
         if path.endswith("/count_tokens"):
             self._json(200, {"input_tokens": 10})
             return
-        number = self.owner.record(MockRequest(path, body))
+        request = MockRequest(path, body)
+        number = self.owner.record(request)
         if self.owner.delay:
             time.sleep(self.owner.delay)
         if self.owner.fail_status is not None:
-            err = {"type": "error", "error": {"type": "api_error", "message": "mock failure"}}
-            self._json(self.owner.fail_status, err)
+            self._error(self.owner.fail_status, "api_error", "mock failure")
             return
-        count = len(body.get("messages", []))
-        text = reply_text(number, count)
-        if body.get("stream"):
-            self._stream(body, text, count)
+        self._reply(request, number)
+
+    def _error(self, status: int, kind: str, message: str) -> None:
+        self._json(status, {"type": "error", "error": {"type": kind, "message": message}})
+
+    def _reply(self, request: MockRequest, number: int) -> None:
+        try:
+            calls = request.tool_calls()
+        except MarkerError as exc:
+            self._error(400, "invalid_request_error", f"mock: {exc}")
+            return
+        count = len(request.messages)
+        content: list[Block] = [{"type": "text", "text": reply_text(number, count)}]
+        for index, call in enumerate(calls, 1):
+            content.append({**call, "id": f"toolu_mock_{number}_{index}"})
+        msg = _message(request.body, content, count)
+        if request.body.get("stream"):
+            self._sse(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in _stream_events(msg))
         else:
-            self._json(200, _message(body, text, count))
-
-    def _stream(self, body: dict[str, Any], text: str, count: int) -> None:
-        msg = _message(body, "", count)
-        msg["content"] = []
-        msg["stop_reason"] = None
-        events: list[tuple[str, dict[str, Any]]] = [
-            ("message_start", {"type": "message_start", "message": msg}),
-            (
-                "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            ),
-            (
-                "content_block_delta",
-                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
-            ),
-            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            (
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                    "usage": {"output_tokens": 12},
-                },
-            ),
-            ("message_stop", {"type": "message_stop"}),
-        ]
-        self._sse(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+            self._json(200, msg)
 
 
-def _message(body: dict[str, Any], text: str, count: int) -> dict[str, Any]:
+def _message(body: dict[str, Any], content: list[Block], count: int) -> dict[str, Any]:
+    calls = any(block["type"] == "tool_use" for block in content)
     return {
         "id": f"msg_mock_{count}",
         "type": "message",
         "role": "assistant",
         "model": body.get("model", "claude-mock"),
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
+        "content": content,
+        "stop_reason": "tool_use" if calls else "end_turn",
         "stop_sequence": None,
         "usage": {"input_tokens": 10 * max(count, 1), "output_tokens": 12},
     }
+
+
+Event = tuple[str, dict[str, Any]]
+
+
+def _event(name: str, **fields: Any) -> Event:
+    """One server-sent event: its name, and its data (which repeats the name as ``type``)."""
+    return name, {"type": name, **fields}
+
+
+def _stream_events(msg: dict[str, Any]) -> list[Event]:
+    """The Messages API's SSE sequence for a whole message: start, each block, delta, stop."""
+    events = [_event("message_start", message={**msg, "content": [], "stop_reason": None})]
+    for index, block in enumerate(msg["content"]):
+        events += _block_events(index, block)
+    delta = {"stop_reason": msg["stop_reason"], "stop_sequence": None}
+    events.append(_event("message_delta", delta=delta, usage={"output_tokens": 12}))
+    events.append(_event("message_stop"))
+    return events
+
+
+def _block_events(index: int, block: Block) -> list[Event]:
+    """A text block as one ``text_delta``; a tool call opens with an empty input and streams its JSON
+    in two ``input_json_delta`` pieces (clients must join partial JSON before parsing it)."""
+    if block["type"] == "tool_use":
+        opened: Block = {**block, "input": {}}
+        whole = json.dumps(block["input"])
+        half = len(whole) // 2
+        deltas = [{"type": "input_json_delta", "partial_json": part} for part in (whole[:half], whole[half:])]
+    else:
+        opened = {"type": "text", "text": ""}
+        deltas = [{"type": "text_delta", "text": block["text"]}]
+    return [
+        _event("content_block_start", index=index, content_block=opened),
+        *(_event("content_block_delta", index=index, delta=delta) for delta in deltas),
+        _event("content_block_stop", index=index),
+    ]
 
 
 def main() -> None:
