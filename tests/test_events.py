@@ -33,7 +33,7 @@ def test_claude_stream_json() -> None:
         ("info", "session s1 · model claude-x"),
         ("text", "Let me look."),
         ("tool", "Bash ls -la"),
-        ("output", "a.py b.py"),
+        ("output", "a.py\nb.py"),
         ("error", "no"),
         ("done", "done (2 turns, $0.0100)"),
     ]
@@ -103,3 +103,12 @@ def test_lines_that_are_not_json_are_shown_and_long_output_is_clipped() -> None:
     entries = list(renderer.feed(["not json", json.dumps(big), ""]))
     assert entries[0] == Entry("info", "not json")
     assert entries[1].kind == "output" and len(entries[1].text) == 200 and entries[1].text.endswith("…")
+
+
+def test_tool_output_keeps_its_lines_up_to_a_limit() -> None:
+    numbered = "\n".join(f"{i}\tline {i}" for i in range(1, 31)) + "\n"
+    block = {"type": "tool_result", "content": [{"type": "text", "text": numbered}]}
+    (entry,) = LogRenderer("claude").feed([json.dumps({"type": "user", "message": {"content": [block]}})])
+    shown = entry.text.splitlines()
+    assert entry.kind == "output" and shown[0] == "1\tline 1" and shown[11] == "12\tline 12"
+    assert shown[-1] == "… (18 more lines)" and len(shown) == 13

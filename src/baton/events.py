@@ -27,6 +27,7 @@ from typing import Any
 
 Event = dict[str, Any]
 SUMMARY = 200  # characters of a tool's input or output shown on one line
+OUTPUT_LINES = 12  # lines of a tool's output shown
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,16 @@ def clip(value: Any, limit: int = SUMMARY) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def excerpt(value: Any, lines: int = OUTPUT_LINES, limit: int = SUMMARY) -> str:
+    """A tool's output as it reads: its first ``lines`` lines (each clipped to ``limit`` characters,
+    trailing blank ones dropped), then how many more there were."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    rows = text.rstrip().splitlines()
+    shown = [r.rstrip() if len(r.rstrip()) <= limit else r.rstrip()[: limit - 1] + "…" for r in rows[:lines]]
+    more = len(rows) - lines
+    return "\n".join(shown) + (f"\n… ({more} more lines)" if more > 0 else "")
 
 
 def _tool_input(value: Any) -> str:
@@ -84,7 +95,7 @@ def _claude_block(block: Event) -> list[Entry]:
     if kind == "tool_use":
         return [Entry("tool", f"{block.get('name', 'tool')} {_tool_input(block.get('input'))}".rstrip())]
     if kind == "tool_result":
-        text = clip(_block_text(block.get("content")))
+        text = excerpt(_block_text(block.get("content")))
         return [Entry("error" if block.get("is_error") else "output", text)]
     return []
 
@@ -131,7 +142,7 @@ def _codex_item(item: Event) -> list[Entry]:
         return [Entry("text", str(item.get("text", "")))]
     if kind == "command_execution":
         code = item.get("exit_code")
-        output = clip(item.get("aggregated_output") or f"exit {code}")
+        output = excerpt(item.get("aggregated_output") or f"exit {code}")
         return [Entry("output" if code in (0, None) else "error", output)]
     if kind == "file_change":
         changes = item.get("changes") or []
@@ -164,7 +175,7 @@ def gemini_entries(event: Event) -> list[Entry]:
         if event.get("status") == "error" or error:
             message = error.get("message") if isinstance(error, dict) else error
             return [Entry("error", clip(message or event.get("output") or "tool failed"))]
-        return [Entry("output", clip(event.get("output") or ""))]
+        return [Entry("output", excerpt(event.get("output") or ""))]
     if kind == "error":
         return [Entry("error" if event.get("severity") == "error" else "info", clip(event.get("message")))]
     if kind == "result":
