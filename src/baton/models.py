@@ -147,6 +147,7 @@ class Lease:
     pid: int
     acquired_at: float
     expires_at: float
+    fence: int = 0  # the grant's fencing token: every grant of a key gets a larger one
 
 
 @dataclass
@@ -256,6 +257,7 @@ class JobRecord:
     outcome: str | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
+    cancel_requested_at: float | None = None  # a cancel was asked for; whoever runs it stops it
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {

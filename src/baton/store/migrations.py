@@ -89,6 +89,25 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "runs by start time: the newest across keys, and a day's runs (the dashboard)",
         ["CREATE INDEX runs_started ON runs (started_at)"],
     ),
+    (
+        7,
+        "many machines: fencing tokens on leases, checkpoints in the store (git bundles), cancel "
+        "requests on jobs, the Claude Agent SDK's session store",
+        [
+            "ALTER TABLE leases ADD COLUMN fence INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE jobs ADD COLUMN cancel_requested_at {real}",
+            """CREATE TABLE checkpoints (
+                agent TEXT NOT NULL, repo TEXT NOT NULL, thread TEXT NOT NULL, commit_sha TEXT NOT NULL,
+                branch TEXT NOT NULL, branch_sha TEXT, digest TEXT NOT NULL, size INTEGER NOT NULL,
+                created_at {real} NOT NULL, fence INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (agent, repo, thread))""",
+            """CREATE TABLE sdk_entries (
+                seq {serial_pk}, project_key TEXT NOT NULL, session_id TEXT NOT NULL,
+                subpath TEXT NOT NULL DEFAULT '', uuid TEXT, entry TEXT NOT NULL, mtime {real} NOT NULL)""",
+            "CREATE INDEX sdk_entries_session ON sdk_entries (project_key, session_id, subpath, seq)",
+            "CREATE UNIQUE INDEX sdk_entries_uuid ON sdk_entries (project_key, session_id, subpath, uuid)",
+        ],
+    ),
 ]
 
 DIALECT_TYPES = {

@@ -15,25 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from baton.models import PlanRecord, PlanStatus, TaskState, TaskStatus
-
-plans = sa.table(
-    "plans",
-    *(
-        sa.column(n)
-        for n in (
-            "id",
-            "agent",
-            "repo",
-            "thread",
-            "file",
-            "status",
-            "session_id",
-            "tasks",
-            "created_at",
-            "updated_at",
-        )
-    ),
-)
+from baton.store.schema import plans
 
 
 class PlanTables:

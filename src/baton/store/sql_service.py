@@ -18,33 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from baton.models import DeliveryRecord, DeliveryStatus, JobRecord, JobStatus, TokenRecord, TokenScope
-
-JOB_COLUMNS = (
-    "id",
-    "agent",
-    "repo",
-    "thread",
-    "request",
-    "status",
-    "actor",
-    "submitted_at",
-    "started_at",
-    "ended_at",
-    "outcome",
-    "result",
-    "error",
-)
-jobs = sa.table("jobs", *(sa.column(n) for n in JOB_COLUMNS))
-tokens = sa.table("tokens", *(sa.column(n) for n in ("name", "scope", "digest", "created_at", "revoked_at")))
-deliveries = sa.table(
-    "deliveries",
-    *(sa.column(n) for n in ("forge", "delivery_id", "event", "received_at", "status", "result")),
-)
-# the columns of the core tables (defined in sql.py) that the metrics count
-_runs = sa.table(
-    "runs", *(sa.column(n) for n in ("agent", "mode", "outcome", "note", "started_at", "ended_at"))
-)
-_sessions = sa.table("sessions", sa.column("agent"), sa.column("status"))
+from baton.store.schema import deliveries, jobs, tokens
+from baton.store.schema import runs as _runs
+from baton.store.schema import sessions as _sessions
 
 
 class ServiceTables:

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from baton.models import SessionRecord, SessionStatus
+from baton.store.schema import jobs as _jobs
 from baton.store.tables import runs, session_of, sessions
 
-_jobs = sa.table("jobs", sa.column("status"))
 SESSION_SORTS = {
     "last_used": sessions.c.last_used_at,
     "attempts": sessions.c.attempts,

@@ -1,5 +1,5 @@
-"""The core tables as query constructs, stated once for the SQL store and its mixins (the DDL lives in
-:mod:`baton.store.migrations`), and the conversions between their rows and baton's records."""
+"""The core tables (from :mod:`baton.store.schema`, where every table is stated once) and the
+conversions between their rows and baton's records."""
 
 from __future__ import annotations
 
@@ -9,81 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
+from baton.store.schema import audit as audit_log
+from baton.store.schema import blobs, leases, runs, sessions, snapshots
 
-sessions = sa.table(
-    "sessions",
-    *(
-        sa.column(n)
-        for n in (
-            "agent",
-            "repo",
-            "thread",
-            "repo_url",
-            "branch",
-            "base",
-            "worktree",
-            "agent_session_id",
-            "status",
-            "attempts",
-            "last_outcome",
-            "created_at",
-            "last_used_at",
-            "expires_at",
-        )
-    ),
-)
-runs = sa.table(
-    "runs",
-    *(
-        sa.column(n)
-        for n in (
-            "id",
-            "agent",
-            "repo",
-            "thread",
-            "attempt",
-            "mode",
-            "prompt_kind",
-            "prompt",
-            "outcome",
-            "started_at",
-            "ended_at",
-            "heartbeat_at",
-            "exit_code",
-            "session_id_in",
-            "session_id_out",
-            "result",
-            "error",
-            "usage",
-            "cost_usd",
-            "log_path",
-            "host",
-            "runner_pid",
-            "agent_pid",
-            "note",
-        )
-    ),
-)
-leases = sa.table(
-    "leases", *(sa.column(n) for n in ("key", "holder", "host", "pid", "acquired_at", "expires_at"))
-)
-blobs = sa.table("blobs", sa.column("digest"), sa.column("size"), sa.column("data"))
-snapshots = sa.table(
-    "snapshots",
-    *(
-        sa.column(n)
-        for n in (
-            "agent",
-            "repo",
-            "thread",
-            "agent_session_id",
-            "files",
-            "total_bytes",
-            "created_at",
-        )
-    ),
-)
-audit_log = sa.table("audit", *(sa.column(n) for n in ("id", "at", "actor", "action", "key", "detail")))
+__all__ = ["audit_log", "blobs", "leases", "runs", "sessions", "snapshots"]
 
 
 def key_where(table: Any, agent: str, repo: str, thread: str) -> Any:

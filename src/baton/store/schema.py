@@ -1,0 +1,197 @@
+"""The schema, stated once: typed SQLAlchemy ``Table`` objects that every query of the SQL store is
+built from. The DDL that creates them is the ordered list in :mod:`baton.store.migrations` (append-only,
+shipped as plain SQL); ``tests/test_schema.py`` migrates an empty database on SQLite and on PostgreSQL
+and checks that what the migrations built is exactly this (tables, columns, types, nullability, keys,
+indexes), so the two can never drift apart.
+
+Times are seconds since the epoch as doubles; JSON documents are text.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+Text, Int, Real, Blob = sa.Text, sa.Integer, sa.Double, sa.LargeBinary
+
+
+def _key() -> list[sa.Column[str]]:
+    """The three columns of a key: agent, repo slug, thread."""
+    return [sa.Column(n, Text, nullable=False) for n in ("agent", "repo", "thread")]
+
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    *_key(),
+    sa.Column("repo_url", Text, nullable=False),
+    sa.Column("branch", Text, nullable=False),
+    sa.Column("base", Text),
+    sa.Column("worktree", Text, nullable=False),
+    sa.Column("agent_session_id", Text),
+    sa.Column("status", Text, nullable=False),
+    sa.Column("attempts", Int, nullable=False, server_default="0"),
+    sa.Column("last_outcome", Text),
+    sa.Column("created_at", Real, nullable=False),
+    sa.Column("last_used_at", Real, nullable=False),
+    sa.Column("expires_at", Real, nullable=False),
+    sa.PrimaryKeyConstraint("agent", "repo", "thread"),
+    sa.Index("sessions_expires", "expires_at"),
+    sa.Index("sessions_status", "status", "last_used_at"),
+    sa.Index("sessions_recent", sa.text("last_used_at DESC"), "thread"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", Text, primary_key=True),
+    *_key(),
+    sa.Column("attempt", Int, nullable=False),
+    sa.Column("mode", Text, nullable=False),
+    sa.Column("prompt_kind", Text, nullable=False),
+    sa.Column("prompt", Text, nullable=False),
+    sa.Column("outcome", Text, nullable=False),
+    sa.Column("started_at", Real, nullable=False),
+    sa.Column("ended_at", Real),
+    sa.Column("heartbeat_at", Real),
+    sa.Column("exit_code", Int),
+    sa.Column("session_id_in", Text),
+    sa.Column("session_id_out", Text),
+    sa.Column("result", Text),
+    sa.Column("error", Text),
+    sa.Column("usage", Text, nullable=False, server_default="{}"),
+    sa.Column("cost_usd", Real),
+    sa.Column("log_path", Text, nullable=False),
+    sa.Column("host", Text, nullable=False),
+    sa.Column("runner_pid", Int, nullable=False),
+    sa.Column("agent_pid", Int),
+    sa.Column("note", Text),
+    sa.Index("runs_key", "agent", "repo", "thread", "started_at"),
+    sa.Index("runs_outcome", "outcome"),
+    sa.Index("runs_started", "started_at"),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("key", Text, primary_key=True),
+    sa.Column("holder", Text, nullable=False),
+    sa.Column("host", Text, nullable=False),
+    sa.Column("pid", Int, nullable=False),
+    sa.Column("acquired_at", Real, nullable=False),
+    sa.Column("expires_at", Real, nullable=False),
+    # the fencing token of the latest grant: only grows (a released lease keeps its row and token)
+    sa.Column("fence", Int, nullable=False, server_default="0"),
+)
+
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("digest", Text, primary_key=True),
+    sa.Column("size", Int, nullable=False),
+    sa.Column("data", Blob, nullable=False),
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    *_key(),
+    sa.Column("agent_session_id", Text, nullable=False),
+    sa.Column("files", Text, nullable=False),
+    sa.Column("total_bytes", Int, nullable=False),
+    sa.Column("created_at", Real, nullable=False),
+    sa.PrimaryKeyConstraint("agent", "repo", "thread"),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", Int, primary_key=True, autoincrement=True),
+    sa.Column("at", Real, nullable=False),
+    sa.Column("actor", Text, nullable=False),
+    sa.Column("action", Text, nullable=False),
+    sa.Column("key", Text, nullable=False),
+    sa.Column("detail", Text, nullable=False),
+)
+
+plans = sa.Table(
+    "plans",
+    metadata,
+    sa.Column("id", Text, primary_key=True),
+    *_key(),
+    sa.Column("file", Text, nullable=False),
+    sa.Column("status", Text, nullable=False),
+    sa.Column("session_id", Text),
+    sa.Column("tasks", Text, nullable=False),
+    sa.Column("created_at", Real, nullable=False),
+    sa.Column("updated_at", Real, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", Text, primary_key=True),
+    *_key(),
+    sa.Column("request", Text, nullable=False),
+    sa.Column("status", Text, nullable=False),
+    sa.Column("actor", Text, nullable=False),
+    sa.Column("submitted_at", Real, nullable=False),
+    sa.Column("started_at", Real),
+    sa.Column("ended_at", Real),
+    sa.Column("outcome", Text),
+    sa.Column("result", Text),
+    sa.Column("error", Text),
+    sa.Column("cancel_requested_at", Real),  # set by a cancel; the worker running it polls for it
+    sa.Index("jobs_key", "agent", "repo", "thread", "submitted_at"),
+    sa.Index("jobs_status", "status", "submitted_at"),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("name", Text, primary_key=True),
+    sa.Column("scope", Text, nullable=False),
+    sa.Column("digest", Text, nullable=False, unique=True),
+    sa.Column("created_at", Real, nullable=False),
+    sa.Column("revoked_at", Real),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("forge", Text, nullable=False),
+    sa.Column("delivery_id", Text, nullable=False),
+    sa.Column("event", Text, nullable=False),
+    sa.Column("received_at", Real, nullable=False),
+    sa.Column("status", Text, nullable=False),
+    sa.Column("result", Text, nullable=False),
+    sa.PrimaryKeyConstraint("forge", "delivery_id"),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    *_key(),
+    sa.Column("commit_sha", Text, nullable=False),  # the checkpoint commit (uncommitted work on the branch)
+    sa.Column("branch", Text, nullable=False),
+    sa.Column("branch_sha", Text),  # the branch's tip the checkpoint was made on
+    sa.Column("digest", Text, nullable=False),  # the blob holding a git bundle of the commit
+    sa.Column("size", Int, nullable=False),
+    sa.Column("created_at", Real, nullable=False),
+    sa.Column("fence", Int, nullable=False, server_default="0"),
+    sa.PrimaryKeyConstraint("agent", "repo", "thread"),
+)
+
+sdk_entries = sa.Table(
+    "sdk_entries",
+    metadata,
+    sa.Column("seq", Int, primary_key=True, autoincrement=True),  # append order
+    sa.Column("project_key", Text, nullable=False),
+    sa.Column("session_id", Text, nullable=False),
+    sa.Column("subpath", Text, nullable=False, server_default=""),
+    sa.Column("uuid", Text),  # the entry's idempotency key, when it has one
+    sa.Column("entry", Text, nullable=False),
+    sa.Column("mtime", Real, nullable=False),
+    sa.Index("sdk_entries_session", "project_key", "session_id", "subpath", "seq"),
+    sa.Index("sdk_entries_uuid", "project_key", "session_id", "subpath", "uuid", unique=True),
+)
