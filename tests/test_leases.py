@@ -29,9 +29,8 @@ def store(tmp_path: Path) -> Iterator[SQLStore]:
 
 def _foreign_lease(store: SQLStore, pid: int, host: str = HOST, expires_in: float = 3600.0) -> None:
     """A lease held by another runner process (``pid`` on ``host``)."""
-    now = time.time()
-    lease = Lease(KEY, f"{host}:{pid}:other", host, pid, now, now + expires_in)
-    assert store.try_lease(lease, lambda _existing: False) is None
+    lease = Lease(KEY, f"{host}:{pid}:other", host, pid, 0.0, 0.0)
+    assert store.try_lease(lease, expires_in, lambda _existing, _now: False) is None
 
 
 def _dead_pid() -> int:

@@ -219,51 +219,69 @@ def test_delete_runs_returns_what_it_deleted(store: SQLStore) -> None:
 # -- leases ---------------------------------------------------------------------------------------
 
 
+def never(_existing: Lease, _now: float) -> bool:
+    return False
+
+
 def test_try_lease_is_exclusive(store: SQLStore) -> None:
-    assert store.try_lease(_lease("a"), lambda _existing: False) is None
-    blocker = store.try_lease(_lease("b"), lambda _existing: False)
+    assert store.try_lease(_lease("a"), 60, never) is None
+    blocker = store.try_lease(_lease("b"), 60, never)
     assert blocker is not None
     assert blocker.holder == "a"
-    assert store.try_lease(_lease("b", key="other"), lambda _existing: False) is None
+    assert store.try_lease(_lease("b", key="other"), 60, never) is None
 
 
 def test_try_lease_takes_over_only_when_can_take_agrees(store: SQLStore) -> None:
-    store.try_lease(_lease("a", expires_at=5.0), lambda _e: False)
-    seen: list[Lease] = []
+    first = _lease("a")
+    store.try_lease(first, 60, never)
+    seen: list[tuple[Lease, float]] = []
 
-    def can_take(existing: Lease) -> bool:
-        seen.append(existing)
-        return existing.expires_at < 10.0
+    def can_take(existing: Lease, now: float) -> bool:
+        seen.append((existing, now))
+        return existing.holder == "a"
 
-    assert store.try_lease(_lease("b"), can_take) is None
-    assert [lease.holder for lease in seen] == ["a"]
-    assert store.renew_lease("k", "a", 3e9) is False  # the old holder has lost it
-    assert store.renew_lease("k", "b", 3e9) is True
-    blocker = store.try_lease(_lease("c"), can_take)
-    assert blocker is not None and blocker.holder == "b" and blocker.expires_at == 3e9
+    assert store.try_lease(_lease("b"), 60, can_take) is None
+    ((holder_a, now),) = seen
+    assert holder_a.holder == "a" and abs(now - time.time()) < 5  # the store's clock
+    assert store.renew_lease("k", "a", 60) is False  # the old holder has lost it
+    assert store.renew_lease("k", "b", 60) is True
+    blocker = store.try_lease(_lease("c"), 60, can_take)
+    assert blocker is not None and blocker.holder == "b" and blocker.expires_at > first.expires_at
+
+
+def test_each_grant_gets_a_larger_fence_even_after_a_release(store: SQLStore) -> None:
+    tokens = []
+    for holder in ("a", "a", "b", "c"):
+        lease = _lease(holder)
+        assert store.try_lease(lease, 60, lambda _e, _n: True) is None
+        tokens.append(lease.fence)
+        if holder == "b":
+            store.release_lease("k", "b")
+    assert tokens == [1, 1, 2, 3]  # the same holder again keeps its token
 
 
 def test_try_lease_by_the_same_holder_refreshes_it(store: SQLStore) -> None:
-    store.try_lease(_lease("a", expires_at=5.0), lambda _e: False)
-    assert store.try_lease(_lease("a", expires_at=50.0), lambda _e: False) is None
-    blocker = store.try_lease(_lease("b"), lambda _e: False)
-    assert blocker is not None and blocker.expires_at == 50.0
+    short = _lease("a")
+    store.try_lease(short, 5, never)
+    assert store.try_lease(_lease("a"), 50, never) is None
+    blocker = store.try_lease(_lease("b"), 60, never)
+    assert blocker is not None and blocker.expires_at > short.expires_at + 40
 
 
 def test_release_only_by_the_holder(store: SQLStore) -> None:
-    store.try_lease(_lease("a"), lambda _e: False)
+    store.try_lease(_lease("a"), 60, never)
     store.release_lease("k", "b")
-    assert store.try_lease(_lease("b"), lambda _e: False) is not None
+    assert store.try_lease(_lease("b"), 60, never) is not None
     store.release_lease("k", "a")
-    assert store.renew_lease("k", "a", 3e9) is False
-    assert store.try_lease(_lease("b"), lambda _e: False) is None
+    assert store.renew_lease("k", "a", 60) is False
+    assert store.try_lease(_lease("b"), 60, never) is None
 
 
 def _race(url: str, holder: str, start: object, results: object) -> None:
     store = SQLStore(url)
     try:
         start.wait(10)  # type: ignore[attr-defined]
-        blocker = store.try_lease(_lease(holder, key="raced"), lambda _existing: False)
+        blocker = store.try_lease(_lease(holder, key="raced"), 60, never)
         results.put((holder, blocker is None))  # type: ignore[attr-defined]
     finally:
         store.close()
@@ -286,7 +304,7 @@ def test_two_processes_racing_for_one_key_exactly_one_wins(store: SQLStore, db_p
     winners = [holder for holder, won in outcomes.items() if won]
     assert len(outcomes) == 3
     assert len(winners) == 1
-    blocker = store.try_lease(_lease("late", key="raced"), lambda _e: False)
+    blocker = store.try_lease(_lease("late", key="raced"), 60, never)
     assert blocker is not None and blocker.holder == winners[0]
 
 

@@ -46,8 +46,10 @@ class LeaseHolder:
     holder: str = field(default_factory=lambda: f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
     held: bool = False
 
-    def _can_take(self, existing: Lease) -> bool:
-        if existing.expires_at < time.time():
+    fence: int = 0  # the fencing token of this grant, once acquired
+
+    def _can_take(self, existing: Lease, now: float) -> bool:
+        if existing.expires_at < now:  # by the store's clock
             return True
         return existing.host == HOST and existing.pid != os.getpid() and not pid_alive(existing.pid)
 
@@ -57,11 +59,10 @@ class LeaseHolder:
         deadline = time.monotonic() + max(wait, 0.0)
         delay = 0.05
         while True:
-            now = time.time()
-            lease = Lease(self.key, self.holder, HOST, os.getpid(), now, now + self.ttl)
-            blocker = self.store.try_lease(lease, self._can_take)
+            lease = Lease(self.key, self.holder, HOST, os.getpid(), 0.0, 0.0)
+            blocker = self.store.try_lease(lease, self.ttl, self._can_take)
             if blocker is None:
-                self.held = True
+                self.held, self.fence = True, lease.fence
                 return
             if time.monotonic() >= deadline:
                 raise Busy(
@@ -77,7 +78,7 @@ class LeaseHolder:
 
     def renew(self) -> bool:
         """Push the expiry forward; False when the lease was taken over (stop working on the key)."""
-        return self.store.renew_lease(self.key, self.holder, time.time() + self.ttl)
+        return self.store.renew_lease(self.key, self.holder, self.ttl)
 
     def release(self) -> None:
         if self.held:

@@ -65,14 +65,20 @@ class Store(Protocol):
         ...
 
     # leases
-    def try_lease(self, lease: Lease, can_take: Any) -> Lease | None:
-        """Insert ``lease``, or replace the existing one when ``can_take(existing)`` is true.
+    def try_lease(self, lease: Lease, ttl: float, can_take: Any) -> Lease | None:
+        """Grant ``lease``, or replace the existing one when ``can_take(existing, now)`` is true (a
+        released lease is free). Times come from the store's clock: on success ``lease`` is updated
+        in place (acquired now, expiring after ``ttl`` seconds) and its ``fence`` is one above the
+        key's previous grant (the same holder taking it again keeps its token).
 
         Returns ``None`` on success, else the lease that blocks. Atomic across processes.
         """
         ...
 
-    def renew_lease(self, key: str, holder: str, expires_at: float) -> bool: ...
+    def renew_lease(self, key: str, holder: str, ttl: float) -> bool:
+        """Expire ``ttl`` seconds from now (the store's clock); False when ``holder`` lost the key."""
+        ...
+
     def release_lease(self, key: str, holder: str) -> None: ...
 
     # content-addressed blobs and transcript snapshots

@@ -185,34 +185,55 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries):
 
     # -- leases -------------------------------------------------------------------------------------
 
-    def try_lease(self, lease: Lease, can_take: Callable[[Lease], bool]) -> Lease | None:
-        values = lease.__dict__
+    def db_now(self, conn: Connection) -> float:
+        """The database's clock in seconds since the epoch: lease expiry is judged by one clock for
+        every machine, not by each worker's own."""
+        if self.dialect == "postgresql":
+            return float(conn.execute(sa.text("SELECT extract(epoch from clock_timestamp())")).scalar_one())
+        return float(conn.execute(sa.text("SELECT (julianday('now') - 2440587.5) * 86400.0")).scalar_one())
+
+    def try_lease(self, lease: Lease, ttl: float, can_take: Callable[[Lease, float], bool]) -> Lease | None:
         with self._tx() as conn:
             query = sa.select(leases).where(leases.c.key == lease.key)
             if self.dialect == "postgresql":
                 query = query.with_for_update()
             row = conn.execute(query).first()
-            if row is None:
-                conn.execute(sa.insert(leases).values(values))
-                return None
-            existing = Lease(**row._mapping)
-            if existing.holder != lease.holder and not can_take(existing):
+            now = self.db_now(conn)
+            existing = Lease(**row._mapping) if row is not None else None
+            if (
+                existing
+                and existing.holder
+                and existing.holder != lease.holder
+                and not can_take(existing, now)
+            ):
                 return existing
-            conn.execute(sa.update(leases).where(leases.c.key == lease.key).values(values))
+            lease.acquired_at, lease.expires_at = now, now + ttl
+            if existing is None:
+                lease.fence = 1
+                conn.execute(sa.insert(leases).values(lease.__dict__))
+                return None
+            # a new grant gets the next token; the same holder taking it again keeps its own
+            lease.fence = existing.fence if existing.holder == lease.holder else existing.fence + 1
+            conn.execute(sa.update(leases).where(leases.c.key == lease.key).values(lease.__dict__))
             return None
 
-    def renew_lease(self, key: str, holder: str, expires_at: float) -> bool:
+    def renew_lease(self, key: str, holder: str, ttl: float) -> bool:
         with self._tx() as conn:
             result = conn.execute(
                 sa.update(leases)
                 .where(leases.c.key == key, leases.c.holder == holder)
-                .values(expires_at=expires_at)
+                .values(expires_at=self.db_now(conn) + ttl)
             )
             return bool(result.rowcount)
 
     def release_lease(self, key: str, holder: str) -> None:
+        """Free the key; its row stays with its fencing token, so the next grant's is larger."""
         with self._tx() as conn:
-            conn.execute(sa.delete(leases).where(leases.c.key == key, leases.c.holder == holder))
+            conn.execute(
+                sa.update(leases)
+                .where(leases.c.key == key, leases.c.holder == holder)
+                .values(holder="", expires_at=0.0)
+            )
 
     # -- blobs and snapshots ------------------------------------------------------------------------
 
