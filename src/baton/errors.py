@@ -32,6 +32,11 @@ class Busy(BatonError):
     exit_code = 3
 
 
+class Fenced(Busy):
+    """A write by a runner whose lease was taken over (its fencing token is older than the store's):
+    refused, and the runner stops."""
+
+
 class GitError(BatonError):
     """A git command failed; the message carries git's own words (never a credential)."""
 

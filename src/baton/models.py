@@ -150,6 +150,32 @@ class Lease:
     fence: int = 0  # the grant's fencing token: every grant of a key gets a larger one
 
 
+@dataclass(frozen=True)
+class Fence:
+    """A write's proof that its writer holds the key's lease: the lease key and the grant's token.
+    The store refuses a write whose token is older than one it has seen for the key."""
+
+    key: str
+    token: int
+
+
+@dataclass
+class CheckpointRecord:
+    """A key's latest checkpoint in the store: the commit with the worktree's uncommitted work, as a
+    git bundle in the store's blobs, so any machine can rebuild the worktree."""
+
+    agent: str
+    repo: str  # slug
+    thread: str
+    commit_sha: str
+    branch: str
+    branch_sha: str | None
+    digest: str  # blob of the bundle
+    size: int
+    created_at: float
+    fence: int = 0
+
+
 @dataclass
 class Snapshot:
     """A copy of a session's transcript files, as content-addressed chunks."""

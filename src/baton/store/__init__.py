@@ -15,7 +15,7 @@ def open_store(url: str) -> Store:
         return SQLStore(url)
     if scheme.startswith("postgres"):
         try:
-            import psycopg  # type: ignore[import-not-found]  # noqa: F401
+            import psycopg  # noqa: F401
         except ImportError:
             raise BadInput(f"PostgreSQL support is not installed: pip install '{DIST}[postgres]'") from None
         return SQLStore(

@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from baton.models import (
+    CheckpointRecord,
     DeliveryRecord,
     DeliveryStatus,
+    Fence,
     JobRecord,
     JobStatus,
     Lease,
@@ -171,6 +173,24 @@ class Store(Protocol):
     def overview_counts(self, since: float) -> dict[str, Any]:
         """``sessions`` {status: n}, ``runs`` since ``since`` as (mode, outcome, hydrated, n),
         ``running`` runs and ``queued`` jobs."""
+        ...
+
+    # many machines (issue 10): schema, fencing, checkpoints, cancel requests
+    def migrate(self) -> int:
+        """Apply pending migrations; returns the schema version."""
+        ...
+
+    def schema_version(self) -> int: ...
+    def advance_fence(self, key: str, token: int) -> None:
+        """Record that a grant with ``token`` holds ``key`` (a lease granted outside the store, by
+        Redis); raise :class:`baton.errors.Fenced` when the store has seen a larger token."""
+        ...
+
+    def save_checkpoint(self, record: CheckpointRecord, data: bytes, fence: Fence | None = None) -> None: ...
+    def get_checkpoint(self, agent: str, repo: str, thread: str) -> CheckpointRecord | None: ...
+    def delete_checkpoint(self, agent: str, repo: str, thread: str) -> None: ...
+    def request_cancel(self, job_id: str, at: float) -> bool:
+        """Mark a job for cancelling (whichever worker runs it stops it); False if it already ended."""
         ...
 
     def close(self) -> None: ...

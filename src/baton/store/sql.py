@@ -17,10 +17,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from baton.errors import StoreError
+from baton.errors import Fenced, StoreError
 from baton.models import Lease, Outcome, RunRecord, SessionRecord, SessionStatus, Snapshot
 from baton.store.engine import engine_for, migrate, redact, store_error
+from baton.store.sql_checkpoints import CheckpointTables
 from baton.store.sql_plans import PlanTables
+from baton.store.sql_sdk import SdkEntryTables
 from baton.store.sql_service import ServiceTables
 from baton.store.sql_views import ViewQueries
 from baton.store.tables import (
@@ -38,7 +40,7 @@ from baton.store.tables import (
 )
 
 
-class SQLStore(PlanTables, ServiceTables, ViewQueries):
+class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntryTables):
     """A :class:`baton.store.base.Store` over one SQLAlchemy engine."""
 
     def __init__(self, url: str) -> None:
@@ -225,6 +227,20 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries):
                 .values(expires_at=self.db_now(conn) + ttl)
             )
             return bool(result.rowcount)
+
+    def advance_fence(self, key: str, token: int) -> None:
+        with self._tx() as conn:
+            query = sa.select(leases.c.fence).where(leases.c.key == key)
+            if self.dialect == "postgresql":
+                query = query.with_for_update()
+            seen = conn.execute(query).scalar_one_or_none()
+            if seen is not None and seen > token:
+                raise Fenced(f"{key}: the lease was granted again (token {seen} > {token}); stopping")
+            if seen is None:
+                free = {"holder": "", "host": "", "pid": 0, "acquired_at": 0.0, "expires_at": 0.0}
+                conn.execute(sa.insert(leases).values(key=key, fence=token, **free))
+            elif seen < token:
+                conn.execute(sa.update(leases).where(leases.c.key == key).values(fence=token))
 
     def release_lease(self, key: str, holder: str) -> None:
         """Free the key; its row stays with its fencing token, so the next grant's is larger."""

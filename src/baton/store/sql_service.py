@@ -62,6 +62,15 @@ class ServiceTables:
         with self._tx() as conn:
             return [_job(r._mapping) for r in conn.execute(query)]
 
+    def request_cancel(self, job_id: str, at: float) -> bool:
+        with self._tx() as conn:
+            result = conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status != JobStatus.DONE.value)
+                .values(cancel_requested_at=at)
+            )
+            return bool(result.rowcount)
+
     def start_job(self, job_id: str, started_at: float) -> bool:
         """Move a queued job to running, unless another job of its key runs: True if it may start.
         Atomic, so two executors never start two jobs of one key."""
