@@ -7,14 +7,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from baton.errors import Busy
-from baton.leases import HOST, LeaseHolder, pid_alive
+from baton.leases import HOST, LeaseBackend, LeaseHolder, held, lease_backend, pid_alive
 from baton.models import Lease
+from baton.settings import Settings
 from baton.store import SQLStore
 
 KEY = "fake/github.com/acme/api/issue-1"
@@ -155,3 +156,36 @@ def test_leases_of_different_keys_are_independent(store: SQLStore) -> None:
     one.acquire(wait=0)
     two.acquire(wait=0)
     assert one.held and two.held
+
+
+class _RecordingBackend:
+    """A :class:`LeaseBackend` that grants everything and records the calls: LeaseHolder must go
+    through its backend, not the store, when it is given one."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def try_lease(self, lease: Lease, ttl: float, can_take: Callable[[Lease, float], bool]) -> Lease | None:
+        self.calls.append("grant")
+        lease.fence = 41
+        return None
+
+    def renew_lease(self, key: str, holder: str, ttl: float) -> bool:
+        self.calls.append("renew")
+        return True
+
+    def release_lease(self, key: str, holder: str) -> None:
+        self.calls.append("release")
+
+
+def test_holder_uses_its_backend_and_the_store_is_the_default(store: SQLStore, tmp_path: Path) -> None:
+    backend = _RecordingBackend()
+    holder = LeaseHolder(store, KEY, ttl=30, backend=backend)
+    with held(holder, wait=0, every=0.05) as lost:
+        time.sleep(0.2)
+        assert not lost.is_set()
+    assert holder.fence == 41
+    assert backend.calls[0] == "grant" and backend.calls[-1] == "release" and "renew" in backend.calls
+    LeaseHolder(store, KEY, ttl=30).acquire(wait=0)  # the store never saw the backend's grant
+    sql: LeaseBackend = store  # the SQL store is a LeaseBackend
+    assert lease_backend(Settings(home=tmp_path), store) is sql

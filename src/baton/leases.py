@@ -8,6 +8,11 @@ same host and that process is gone (a SIGKILLed runner is noticed at once, not a
 lease, renews it from a background thread through every step — clone, hydrate, agent, snapshot,
 checkpoint — and releases it at the end. A slow step can then never let another runner take the key.
 The yielded event is set when a renewal finds the lease taken over: the holder must stop.
+
+Where grants live is a :class:`LeaseBackend`: the SQL store itself (the default), or Redis
+(``BATON_LEASE_BACKEND=redis``, :class:`baton.redis_.RedisLeases`), which records each grant's fencing
+token in the store so the store's fenced writes refuse older grants either way.
+:func:`lease_backend` picks one from the settings.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from baton.errors import BatonError, Busy, Cancelled
+from baton.errors import BadInput, BatonError, Busy, Cancelled
 from baton.models import Lease
+from baton.settings import Settings
 from baton.store.base import Store
 
 HOST = socket.gethostname()
@@ -38,6 +45,39 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+class LeaseBackend(Protocol):
+    """Where leases are granted: the SQL store, or Redis. Expiry is judged by the backend's clock."""
+
+    def try_lease(self, lease: Lease, ttl: float, can_take: Callable[[Lease, float], bool]) -> Lease | None:
+        """Grant ``lease`` (updated in place: acquired, expires, a fencing token larger than any earlier
+        grant's, which the store has recorded), or return the lease that blocks it; ``can_take(existing,
+        now)`` may replace a live holder."""
+        ...
+
+    def renew_lease(self, key: str, holder: str, ttl: float) -> bool:
+        """Expire ``ttl`` seconds from now; False when ``holder`` lost the key."""
+        ...
+
+    def release_lease(self, key: str, holder: str) -> None:
+        """Free the key if ``holder`` holds it; the next grant's token is still larger."""
+        ...
+
+
+def lease_backend(settings: Settings, store: Store) -> LeaseBackend:
+    """The store itself (``lease_backend = "sql"``), or Redis (``"redis"``, needs ``redis_url``)."""
+    if settings.lease_backend == "sql":
+        return store
+    if settings.lease_backend != "redis":
+        raise BadInput(f"setting 'lease_backend' must be 'sql' or 'redis', not {settings.lease_backend!r}")
+    if not settings.redis_url:
+        raise BadInput("setting 'lease_backend' is 'redis' but 'redis_url' (BATON_REDIS_URL) is empty")
+    from baton.redis_ import RedisLeases, connect
+
+    conn = connect(settings)
+    assert conn is not None
+    return RedisLeases(conn, store)
+
+
 @dataclass
 class LeaseHolder:
     store: Store
@@ -47,6 +87,11 @@ class LeaseHolder:
     held: bool = False
 
     fence: int = 0  # the fencing token of this grant, once acquired
+    backend: LeaseBackend | None = None  # where the lease is granted; None: the store
+
+    @property
+    def grants(self) -> LeaseBackend:
+        return self.backend if self.backend is not None else self.store
 
     def _can_take(self, existing: Lease, now: float) -> bool:
         if existing.expires_at < now:  # by the store's clock
@@ -60,7 +105,7 @@ class LeaseHolder:
         delay = 0.05
         while True:
             lease = Lease(self.key, self.holder, HOST, os.getpid(), 0.0, 0.0)
-            blocker = self.store.try_lease(lease, self.ttl, self._can_take)
+            blocker = self.grants.try_lease(lease, self.ttl, self._can_take)
             if blocker is None:
                 self.held, self.fence = True, lease.fence
                 return
@@ -78,11 +123,11 @@ class LeaseHolder:
 
     def renew(self) -> bool:
         """Push the expiry forward; False when the lease was taken over (stop working on the key)."""
-        return self.store.renew_lease(self.key, self.holder, self.ttl)
+        return self.grants.renew_lease(self.key, self.holder, self.ttl)
 
     def release(self) -> None:
         if self.held:
-            self.store.release_lease(self.key, self.holder)
+            self.grants.release_lease(self.key, self.holder)
             self.held = False
 
 

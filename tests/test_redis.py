@@ -1,0 +1,561 @@
+"""Redis (issue 10): the session index with TTL, lease grants with fencing tokens, cancel flags — against a
+private, real ``redis-server`` this module starts on a free port (never the shared 6379's data), which
+some tests kill and start again EMPTY to show that nothing is lost: the SQL store is the truth and the
+index is rebuilt from it."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from baton.cancel import CancelWatch, cancel_requested, request_cancel
+from baton.errors import BadInput, Busy, Fenced, StoreError
+from baton.leases import HOST, LeaseHolder, held, lease_backend, pid_alive
+from baton.models import JobRecord, Lease, SessionRecord
+from baton.redis_ import RedisConn, RedisLeases, SessionIndex, open_redis, prefix_for, store_identity
+from baton.settings import Settings
+from baton.store import SQLStore
+
+KEY = "fake/github.com/acme/api/issue-1"
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A private redis-server without persistence: killing it and starting it again empties it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            assert self.proc.poll() is None, f"redis-server exited with {self.proc.returncode}"
+            assert time.monotonic() < deadline, "redis-server did not answer within 10 s"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def restart_empty(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    running = RedisServer(tmp_path_factory.mktemp("redis"))
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLStore]:
+    opened = SQLStore(f"sqlite:///{tmp_path / 'baton.db'}")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def conn(server: RedisServer, store: SQLStore) -> RedisConn:
+    """This test's namespace: the prefix is a hash of its own store's URL, so tests never share keys."""
+    return open_redis(server.url, str(store.engine.url))
+
+
+@pytest.fixture
+def index(conn: RedisConn, store: SQLStore) -> SessionIndex:
+    return SessionIndex(conn, store)
+
+
+@pytest.fixture
+def leases(conn: RedisConn, store: SQLStore) -> RedisLeases:
+    return RedisLeases(conn, store)
+
+
+def _session(thread: str = "issue-1", expires_in: float = 3600.0, **changes: object) -> SessionRecord:
+    values: dict[str, object] = {
+        "agent": "fake",
+        "repo": "github.com/acme/api",
+        "thread": thread,
+        "repo_url": "https://github.com/acme/api",
+        "branch": f"baton/fake/{thread}",
+        "worktree": f"/w/{thread}",
+        "agent_session_id": f"sid-{thread}",
+        "created_at": time.time(),
+        "last_used_at": time.time(),
+        "expires_at": time.time() + expires_in,
+    }
+    values.update(changes)
+    return SessionRecord(**values)  # type: ignore[arg-type]
+
+
+def _saved(store: SQLStore, index: SessionIndex, session: SessionRecord) -> SessionRecord:
+    """What the runner does: the store first, then the index."""
+    store.save_session(session)
+    index.set(session)
+    return session
+
+
+# -- the connection ------------------------------------------------------------------------------------
+
+
+def test_missing_redis_package_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)
+    with pytest.raises(BadInput, match=r"pip install 'agent-baton\[redis\]'"):
+        open_redis("redis://127.0.0.1:1/0", "sqlite:////tmp/x.db")
+
+
+def test_bad_url_is_refused_naming_the_setting() -> None:
+    with pytest.raises(BadInput, match="redis_url"):
+        open_redis("http://127.0.0.1:6379", "sqlite:////tmp/x.db")
+
+
+def test_namespace_is_one_per_store_and_ignores_driver_and_password() -> None:
+    pg = "postgresql+psycopg://baton:secret@db.internal:5432/baton"
+    assert prefix_for(pg) == prefix_for("postgres://baton:other@db.internal:5432/baton")
+    assert prefix_for(pg) != prefix_for("postgresql://baton@db.internal:5432/baton2")
+    assert prefix_for("sqlite:////a/baton.db") != prefix_for("sqlite:////b/baton.db")
+    assert "secret" not in store_identity(pg)
+    assert prefix_for(pg).startswith("baton:") and len(prefix_for(pg)) == len("baton:") + 13
+
+
+def test_unreachable_redis_is_a_store_error_naming_it_without_password(store: SQLStore) -> None:
+    conn = open_redis(f"redis://:hunter2@127.0.0.1:{_free_port()}/0", str(store.engine.url))
+    with pytest.raises(StoreError, match=r"Redis at redis://:\*\*\*@127\.0\.0\.1") as info:
+        SessionIndex(conn, store).get("fake", "github.com/acme/api", "issue-1")
+    assert "hunter2" not in str(info.value)
+
+
+# -- the session index ---------------------------------------------------------------------------------
+
+
+def test_index_set_get_delete(store: SQLStore, index: SessionIndex, conn: RedisConn) -> None:
+    session = _saved(store, index, _session())
+    entry = index.get("fake", "github.com/acme/api", "issue-1", fallback=False)
+    assert entry is not None
+    assert (entry.session_id, entry.branch, entry.status) == ("sid-issue-1", "baton/fake/issue-1", "active")
+    assert entry.expires_at == pytest.approx(session.expires_at)
+    assert index.get("fake", "github.com/acme/api", "other", fallback=False) is None
+
+    session.agent_session_id = "sid-2"  # a later turn changed the session id
+    _saved(store, index, session)
+    assert index.get("fake", "github.com/acme/api", "issue-1", fallback=False).session_id == "sid-2"  # type: ignore[union-attr]
+
+    store.delete_session("fake", "github.com/acme/api", "issue-1")
+    index.delete("fake", "github.com/acme/api", "issue-1")
+    assert index.get("fake", "github.com/acme/api", "issue-1") is None
+    assert conn.client.keys(conn.prefix + "session:*") == []
+
+
+def test_index_entry_expires_with_the_session(store: SQLStore, index: SessionIndex, conn: RedisConn) -> None:
+    session = _saved(store, index, _session(expires_in=0.4))
+    key = conn.key("session", "fake/github.com/acme/api/issue-1")
+    ttl_ms = int(conn.client.pttl(key))
+    assert 0 < ttl_ms <= 400
+    long_lived = _saved(store, index, _session("issue-2", expires_in=7 * 86400))
+    assert int(conn.client.pttl(conn.key("session", "fake/github.com/acme/api/issue-2"))) > 6 * 86400 * 1000
+    time.sleep(0.6)
+    assert not conn.client.exists(key)  # Redis expired it by itself
+    assert index.get("fake", "github.com/acme/api", "issue-1") is None  # the store agrees: expired
+    assert session.expires_at < time.time()
+    assert index.get("fake", "github.com/acme/api", "issue-2").session_id == long_lived.agent_session_id  # type: ignore[union-attr]
+    # an already expired record is not indexed at all
+    index.set(_session("issue-3", expires_in=-1))
+    assert not conn.client.exists(conn.key("session", "fake/github.com/acme/api/issue-3"))
+
+
+def test_index_miss_reads_the_store_and_caches(store: SQLStore, index: SessionIndex, conn: RedisConn) -> None:
+    index.ensure()
+    store.save_session(_session("issue-9"))  # saved by a runner that did not tell the index
+    assert index.get("fake", "github.com/acme/api", "issue-9", fallback=False) is None
+    entry = index.get("fake", "github.com/acme/api", "issue-9")
+    assert entry is not None and entry.session_id == "sid-issue-9"
+    assert index.get("fake", "github.com/acme/api", "issue-9", fallback=False) == entry
+
+
+def test_two_deployments_on_one_redis_never_mix(server: RedisServer, tmp_path: Path) -> None:
+    one, two = (SQLStore(f"sqlite:///{tmp_path / name / 'baton.db'}") for name in ("a", "b"))
+    try:
+        index_one = SessionIndex(open_redis(server.url, str(one.engine.url)), one)
+        index_two = SessionIndex(open_redis(server.url, str(two.engine.url)), two)
+        assert index_one.conn.prefix != index_two.conn.prefix
+        _saved(one, index_one, _session(agent_session_id="sid-one"))
+        _saved(two, index_two, _session(agent_session_id="sid-two"))
+        assert index_one.get("fake", "github.com/acme/api", "issue-1").session_id == "sid-one"  # type: ignore[union-attr]
+        assert index_two.get("fake", "github.com/acme/api", "issue-1").session_id == "sid-two"  # type: ignore[union-attr]
+        index_two.delete("fake", "github.com/acme/api", "issue-1")
+        assert index_one.get("fake", "github.com/acme/api", "issue-1", fallback=False) is not None
+    finally:
+        one.close()
+        two.close()
+
+
+def test_redis_restarted_empty_loses_nothing_index_rebuilt_from_the_store(
+    server: RedisServer, store: SQLStore, index: SessionIndex, conn: RedisConn
+) -> None:
+    """Issue test 6: the index is a cache; after Redis comes back EMPTY the first use refills it from the
+    SQL store, with the same session ids and TTLs."""
+    sessions = [_saved(store, index, _session(f"t-{n}", expires_in=3600 + n)) for n in range(30)]
+    expired = _session("gone", expires_in=-5)
+    store.save_session(expired)  # expired in the store: must not come back
+    assert len(conn.client.keys(conn.prefix + "session:*")) == 30
+
+    server.restart_empty()
+    assert conn.client.dbsize() == 0  # really empty (the client reconnects by itself)
+
+    first = index.get("fake", "github.com/acme/api", "t-7", fallback=False)  # the first use notices
+    assert first is not None and first.session_id == "sid-t-7"
+    marker = json.loads(str(conn.client.get(index.marker)))
+    assert marker["sessions"] == 30 and marker["written"] == 30
+    assert len(conn.client.keys(conn.prefix + "session:*")) == 30
+    for session in sessions:
+        entry = index.get(session.agent, session.repo, session.thread, fallback=False)
+        assert entry is not None
+        assert (entry.session_id, entry.branch) == (session.agent_session_id, session.branch)
+        ttl = int(conn.client.pttl(conn.key("session", f"fake/github.com/acme/api/{session.thread}")))
+        assert ttl == pytest.approx((session.expires_at - time.time()) * 1000, abs=2000)
+    assert index.get("fake", "github.com/acme/api", "gone") is None
+    assert not index.ensure()  # ready: nothing more to do
+
+
+def test_a_write_after_the_restart_triggers_the_rebuild_and_is_kept(
+    server: RedisServer, store: SQLStore, index: SessionIndex, conn: RedisConn
+) -> None:
+    for n in range(5):
+        _saved(store, index, _session(f"t-{n}"))
+    server.restart_empty()
+    fresh = _session("t-0", agent_session_id="sid-newer")
+    _saved(store, index, fresh)  # set: the marker is missing, so this call rebuilds
+    assert conn.client.exists(index.marker)
+    assert len(conn.client.keys(conn.prefix + "session:*")) == 5
+    assert index.get("fake", "github.com/acme/api", "t-0", fallback=False).session_id == "sid-newer"  # type: ignore[union-attr]
+
+
+def test_rebuild_keeps_fresher_entries_and_respects_deletes(
+    store: SQLStore, index: SessionIndex, conn: RedisConn
+) -> None:
+    """A rebuild reads the store, then writes; a set or delete in between must win."""
+    store.save_session(_session("a", agent_session_id="old"))
+    store.save_session(_session("b"))
+    index.set(_session("a", agent_session_id="newer"))  # set after the rebuild's read (simulated)
+    index.delete("fake", "github.com/acme/api", "b")  # deleted after the rebuild's read (simulated)
+    assert index.rebuild() == 0
+    assert index.get("fake", "github.com/acme/api", "a", fallback=False).session_id == "newer"  # type: ignore[union-attr]
+    assert index.get("fake", "github.com/acme/api", "b", fallback=False) is None
+
+
+# -- leases through Redis ------------------------------------------------------------------------------
+
+
+def _holder(store: SQLStore, leases: RedisLeases, ttl: float = 30.0, key: str = KEY) -> LeaseHolder:
+    return LeaseHolder(store, key, ttl, backend=leases)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pid = int(proc.stdout)
+    assert not pid_alive(pid)
+    return pid
+
+
+def _foreign(leases: RedisLeases, pid: int, host: str = HOST, ttl: float = 3600.0) -> Lease:
+    lease = Lease(KEY, f"{host}:{pid}:other", host, pid, 0.0, 0.0)
+    assert leases.try_lease(lease, ttl, lambda _existing, _now: False) is None
+    return lease
+
+
+def test_redis_lease_is_exclusive_and_names_its_holder(store: SQLStore, leases: RedisLeases) -> None:
+    first = _holder(store, leases)
+    first.acquire(wait=0)
+    with pytest.raises(Busy, match=f"host {HOST}, pid {os.getpid()}"):
+        _holder(store, leases).acquire(wait=0)
+    started = time.monotonic()
+    with pytest.raises(Busy):
+        _holder(store, leases).acquire(wait=0.3)
+    assert 0.3 <= time.monotonic() - started < 2
+    other_key = _holder(store, leases, key=KEY + "-b")
+    other_key.acquire(wait=0)  # keys are independent
+    assert first.held and other_key.held
+
+
+def test_fencing_tokens_grow_across_grants_and_releases(
+    store: SQLStore, leases: RedisLeases, conn: RedisConn
+) -> None:
+    tokens = []
+    for _ in range(4):
+        holder = _holder(store, leases)
+        holder.acquire(wait=0)
+        tokens.append(holder.fence)
+        if len(tokens) == 2:
+            again = Lease(KEY, holder.holder, HOST, os.getpid(), 0.0, 0.0)
+            assert leases.try_lease(again, 30, lambda _e, _n: False) is None
+            assert again.fence == holder.fence  # the same holder taking it again keeps its token
+        holder.release()
+    assert tokens == [1, 2, 3, 4]
+    assert conn.client.get(conn.key("fence", "{" + KEY + "}")) == "4"  # the counter stays after release
+    assert not conn.client.exists(conn.key("lease", "{" + KEY + "}"))
+    store.advance_fence(KEY, 4)  # the store saw every token
+    with pytest.raises(Fenced):
+        store.advance_fence(KEY, 3)
+
+
+def test_renew_and_release_only_by_the_holder(store: SQLStore, leases: RedisLeases, conn: RedisConn) -> None:
+    holder = _holder(store, leases, ttl=0.5)
+    holder.acquire(wait=0)
+    assert not leases.renew_lease(KEY, "someone-else", 30)
+    leases.release_lease(KEY, "someone-else")
+    for _ in range(4):  # renewals keep a short lease alive past its first TTL
+        time.sleep(0.25)
+        assert holder.renew()
+    assert int(conn.client.pttl(conn.key("lease", "{" + KEY + "}"))) > 300
+    with pytest.raises(Busy):
+        _holder(store, leases).acquire(wait=0)
+    holder.release()
+    assert not holder.renew()
+    _holder(store, leases).acquire(wait=0)
+
+
+def test_expired_redis_lease_is_taken_over_and_the_stale_holder_is_fenced(
+    store: SQLStore, leases: RedisLeases
+) -> None:
+    stale = _holder(store, leases, ttl=0.1)
+    stale.acquire(wait=0)
+    time.sleep(0.2)  # expired by Redis's clock
+    fresh = _holder(store, leases)
+    fresh.acquire(wait=0)
+    assert fresh.fence == stale.fence + 1
+    assert not stale.renew()  # the stale holder learns it lost the key
+    stale.release()  # and its release does not free the new holder's lease
+    with pytest.raises(Busy):
+        _holder(store, leases).acquire(wait=0)
+    with pytest.raises(Fenced):  # the stale holder's write, fenced by the SQL store
+        store.advance_fence(KEY, stale.fence)
+    store.advance_fence(KEY, fresh.fence)  # the new holder's writes pass
+
+
+def test_dead_process_on_this_host_is_taken_over_at_once(store: SQLStore, leases: RedisLeases) -> None:
+    _foreign(leases, _dead_pid())
+    holder = _holder(store, leases)
+    holder.acquire(wait=0)
+    assert holder.held and holder.fence == 2
+
+
+def test_live_process_and_other_hosts_are_respected(store: SQLStore, leases: RedisLeases) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        _foreign(leases, proc.pid)
+        with pytest.raises(Busy, match=f"pid {proc.pid}"):
+            _holder(store, leases).acquire(wait=0)
+    finally:
+        proc.kill()
+        proc.wait()
+    leases.release_lease(KEY, f"{HOST}:{proc.pid}:other")
+    _foreign(leases, _dead_pid(), host="elsewhere.invalid")  # a pid on another machine means nothing here
+    with pytest.raises(Busy, match=r"host elsewhere\.invalid"):
+        _holder(store, leases).acquire(wait=0)
+
+
+def test_redis_restarted_empty_tokens_still_grow_past_the_stores(
+    server: RedisServer, store: SQLStore, leases: RedisLeases
+) -> None:
+    """Redis lost its counters: the next grant's token is raised past every token the store saw, so the
+    old holder stays fenced and the new one's writes pass."""
+    for _ in range(5):
+        holder = _holder(store, leases)
+        holder.acquire(wait=0)
+        holder.release()
+    old = _holder(store, leases)
+    old.acquire(wait=0)
+    assert old.fence == 6
+    server.restart_empty()
+    assert not old.renew()  # its lease is gone with Redis's data
+    new = _holder(store, leases)
+    new.acquire(wait=0)
+    assert new.fence > old.fence
+    with pytest.raises(Fenced):
+        store.advance_fence(KEY, old.fence)
+    store.advance_fence(KEY, new.fence)
+    newer = _holder(store, leases)
+    new.release()
+    newer.acquire(wait=0)
+    assert newer.fence == new.fence + 1  # and the counter continues from there
+
+
+def test_held_keeps_a_redis_lease_alive_and_reports_its_loss(
+    store: SQLStore, leases: RedisLeases, conn: RedisConn
+) -> None:
+    holder = _holder(store, leases, ttl=0.4)
+    with held(holder, wait=0, every=0.1) as lost:
+        time.sleep(1.0)  # 2.5 TTLs: the renewal thread kept it
+        assert not lost.is_set()
+        with pytest.raises(Busy):
+            _holder(store, leases).acquire(wait=0)
+        conn.client.delete(conn.key("lease", "{" + KEY + "}"))  # taken away (e.g. Redis lost it)
+        assert lost.wait(2.0)
+    assert not holder.held
+    _holder(store, leases).acquire(wait=0)
+
+
+def test_lease_backend_from_settings(tmp_path: Path, store: SQLStore, server: RedisServer) -> None:
+    base = Settings(home=tmp_path)
+    assert lease_backend(base, store) is store
+    with pytest.raises(BadInput, match="redis_url"):
+        lease_backend(base.with_(lease_backend="redis"), store)
+    with pytest.raises(BadInput, match="lease_backend"):
+        lease_backend(base.with_(lease_backend="zookeeper"), store)
+    backend = lease_backend(base.with_(lease_backend="redis", redis_url=server.url), store)
+    assert isinstance(backend, RedisLeases)
+    assert backend.conn.prefix == prefix_for(base.resolved_store_url)
+    holder = LeaseHolder(store, KEY, 30, backend=backend)
+    holder.acquire(wait=0)
+    assert holder.fence == 1 and backend.conn.client.exists(backend.conn.key("lease", "{" + KEY + "}"))
+
+
+def test_two_processes_never_hold_a_redis_lease_at_once(server: RedisServer, tmp_path: Path) -> None:
+    """Four processes grab, hold briefly and release one key 15 times each: the intervals never overlap
+    and every grant's token is larger than the previous grant's."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    SQLStore(url).close()
+    script = tmp_path / "grab.py"
+    script.write_text(_GRAB)
+    procs = [
+        subprocess.Popen([sys.executable, str(script), server.url, url], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    spans: list[tuple[float, float, int]] = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        spans += [(float(a), float(b), int(t)) for a, b, t in (line.split() for line in out.splitlines())]
+    spans.sort()
+    assert len(spans) == 60
+    for (_start, end, token), (next_start, _end, next_token) in itertools.pairwise(spans):
+        assert end <= next_start
+        assert next_token > token
+
+
+_GRAB = """
+import sys, time
+from baton.leases import LeaseHolder
+from baton.redis_ import RedisLeases, open_redis
+from baton.store import SQLStore
+store = SQLStore(sys.argv[2])
+leases = RedisLeases(open_redis(sys.argv[1], sys.argv[2]), store)
+for _ in range(15):
+    holder = LeaseHolder(store, "k", 30, backend=leases)
+    holder.acquire(wait=60)
+    start = time.time()
+    time.sleep(0.005)
+    end = time.time()
+    holder.release()
+    print(start, end, holder.fence, flush=True)
+"""
+
+
+# -- cancel flags --------------------------------------------------------------------------------------
+
+
+def _job(store: SQLStore, job_id: str = "job-1") -> str:
+    store.add_job(JobRecord(job_id, "fake", "github.com/acme/api", "issue-1", {"prompt": "hi"}))
+    return job_id
+
+
+def test_cancel_request_sets_the_store_and_the_flag(store: SQLStore, conn: RedisConn) -> None:
+    job = _job(store)
+    assert not cancel_requested(store, job, conn)
+    assert request_cancel(store, job, conn, at=123.0)
+    assert store.get_job(job).cancel_requested_at == 123.0  # type: ignore[union-attr]
+    assert conn.client.exists(conn.key("cancel", job))
+    assert 0 < int(conn.client.ttl(conn.key("cancel", job))) <= 86400
+    assert cancel_requested(store, job, conn)
+    assert cancel_requested(store, job, None)
+    assert not request_cancel(store, "no-such-job", conn)
+    assert not conn.client.exists(conn.key("cancel", "no-such-job"))
+
+
+def test_cancel_watch_sees_the_redis_flag_quickly(store: SQLStore, conn: RedisConn) -> None:
+    job = _job(store)
+    event = threading.Event()
+    with CancelWatch(store, conn, job, event=event, store_every=3600) as watch:
+        time.sleep(0.3)
+        assert not watch.is_set()
+        conn.client.set(conn.key("cancel", job), "1")  # only Redis: the store is not read again
+        started = time.monotonic()
+        assert watch.wait(2.0)
+        assert time.monotonic() - started < 0.5
+    assert event.is_set()
+
+
+def test_cancel_watch_falls_back_to_the_store_when_redis_lost_the_flag(
+    server: RedisServer, store: SQLStore, conn: RedisConn
+) -> None:
+    job = _job(store)
+    with CancelWatch(store, conn, job, store_every=0.5) as watch:
+        time.sleep(0.3)
+        assert request_cancel(store, job, conn)
+        server.restart_empty()  # the flag is gone with Redis's data
+        assert not conn.client.exists(conn.key("cancel", job))
+        assert watch.wait(3.0)
+
+
+def test_cancel_watch_without_redis_reads_the_store(store: SQLStore) -> None:
+    job = _job(store)
+    watch = CancelWatch(store, None, job).start()
+    try:
+        time.sleep(0.3)
+        assert not watch.is_set()
+        started = time.monotonic()
+        assert request_cancel(store, job)
+        assert watch.wait(2.0)
+        assert time.monotonic() - started < 1.5
+    finally:
+        watch.stop()
+
+
+def test_cancel_watch_stops_cleanly_without_a_cancel(store: SQLStore, server: RedisServer) -> None:
+    job = _job(store)
+    conn = open_redis(server.url, str(store.engine.url))
+    watch = CancelWatch(store, conn, job).start()
+    time.sleep(0.25)
+    started = time.monotonic()
+    watch.stop()
+    assert time.monotonic() - started < 1
+    assert not watch.is_set()
