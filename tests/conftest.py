@@ -1,5 +1,6 @@
 """Shared fixtures: a scratch BATON_HOME and settings, a source repository, the mock Anthropic API,
-the real Claude Code CLI, and a way to run the ``baton`` command as a separate process."""
+the real Claude Code CLI, a way to run the ``baton`` command as a separate process, and PostgreSQL
+(``pg_url``: a fresh database per test; ``pg_store``; ``store_url`` over SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
 
 from baton.agents.claude import bundled_claude
 from baton.settings import Settings, load_settings
-from baton.store import Store, open_store
+from baton.store import SQLStore, Store, open_store
+from baton.store.engine import dispose_engine, redact
 from baton.testing.fake import register_fake
 from baton.testing.mock_anthropic import MockAnthropic
 
@@ -139,3 +144,71 @@ def cli(baton_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[
         )
 
     return invoke
+
+
+# -- PostgreSQL (issue 10): a fresh database per test, and the store contract on both backends ----------
+
+PG_ADMIN_URL = os.environ.get("BATON_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_PREFIX = "baton_t_"
+PG_STALE = 2 * 3600  # a test database this old was left by a killed run: dropped at the next start
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[sa.Engine]:
+    """An AUTOCOMMIT engine on the server's ``test`` database (``BATON_TEST_PG_URL``) that creates and
+    drops the tests' databases. PostgreSQL not answering fails the test: start it with `make services`."""
+    engine = sa.create_engine(
+        PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool, connect_args={"connect_timeout": 5}
+    )
+    try:
+        with engine.connect() as conn:
+            _drop_stale_databases(conn)
+    except sa.exc.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not answering at {redact(PG_ADMIN_URL)} ({' '.join(str(exc.orig).split())}): "
+            "start it with `make services` (or set BATON_TEST_PG_URL)",
+            pytrace=False,
+        )
+    yield engine
+    engine.dispose()
+
+
+def _drop_stale_databases(conn: sa.Connection) -> None:
+    names = conn.execute(
+        sa.text("SELECT datname FROM pg_database WHERE datname LIKE :p"), {"p": PG_PREFIX + "%"}
+    ).scalars()
+    for name in names:
+        born = name[len(PG_PREFIX) :].split("_")[0]
+        if born.isdigit() and int(born) < time.time() - PG_STALE:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def pg_url(pg_admin: sa.Engine) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database (not migrated: opening a store migrates it), dropped
+    after the test with every connection to it, other processes' included."""
+    name = f"{PG_PREFIX}{int(time.time())}_{uuid.uuid4().hex[:10]}"
+    with pg_admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = pg_admin.url.set(database=name).render_as_string(hide_password=False)
+    yield url
+    dispose_engine(url)
+    with pg_admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[SQLStore]:
+    """A migrated :class:`SQLStore` on a fresh PostgreSQL database."""
+    opened = SQLStore(pg_url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Parametrises a test over both backends: a SQLite file in ``tmp_path`` (not yet created), then a
+    fresh PostgreSQL database (``pg_url``)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'baton.db'}"
+    return str(request.getfixturevalue("pg_url"))

@@ -1,4 +1,6 @@
-"""The SQL store over real SQLite files: migrations, sessions, runs, leases, blobs, snapshots, audit."""
+"""The SQL store's contract, on a real SQLite file and on a real PostgreSQL database (``store_url``):
+migrations, sessions, runs, leases, blobs, snapshots, audit. Fences, races and the database's clock are in
+``test_store_fences.py``; what only PostgreSQL has (URLs, connection errors) in ``test_store_postgres.py``."""
 
 from __future__ import annotations
 
@@ -9,11 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from baton.errors import BadInput
-from baton.models import Lease, Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus, Snapshot
+from baton.models import Lease, Outcome, SessionStatus
 from baton.store import SQLStore, open_store
+from baton.store.engine import migrate
 from baton.store.migrations import MIGRATIONS
+from tests.store_contract import count, make_lease, make_run, make_session, make_snapshot
 
 
 @pytest.fixture
@@ -22,49 +27,11 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[SQLStore]:
-    opened = SQLStore(f"sqlite:///{db_path}")
+def store(store_url: str) -> Iterator[SQLStore]:
+    """A migrated store, once on SQLite and once on PostgreSQL."""
+    opened = SQLStore(store_url)
     yield opened
     opened.close()
-
-
-def _session(thread: str = "issue-1", **changes: object) -> SessionRecord:
-    values: dict[str, object] = {
-        "agent": "fake",
-        "repo": "github.com/acme/api",
-        "thread": thread,
-        "repo_url": "https://github.com/acme/api",
-        "branch": f"baton/fake/{thread}",
-        "worktree": f"/w/{thread}",
-        "created_at": 100.0,
-        "last_used_at": 100.0,
-        "expires_at": 1000.0,
-    }
-    values.update(changes)
-    return SessionRecord(**values)  # type: ignore[arg-type]
-
-
-def _run(run_id: str, thread: str = "issue-1", started_at: float = 100.0, **changes: object) -> RunRecord:
-    values: dict[str, object] = {
-        "id": run_id,
-        "agent": "fake",
-        "repo": "github.com/acme/api",
-        "thread": thread,
-        "attempt": 1,
-        "mode": Mode.FRESH,
-        "prompt_kind": PromptKind.FULL,
-        "prompt": "do it",
-        "started_at": started_at,
-        "log_path": f"/logs/{run_id}.jsonl",
-        "host": "h",
-        "runner_pid": 1,
-    }
-    values.update(changes)
-    return RunRecord(**values)  # type: ignore[arg-type]
-
-
-def _lease(holder: str, key: str = "k", expires_at: float = 2e9, pid: int = 1) -> Lease:
-    return Lease(key=key, holder=holder, host="h", pid=pid, acquired_at=1.0, expires_at=expires_at)
 
 
 # -- open and migrate -----------------------------------------------------------------------------
@@ -81,15 +48,15 @@ def test_open_creates_the_parent_directory_and_migrates(db_path: Path) -> None:
         store.close()
 
 
-def test_migrations_are_recorded_and_idempotent(store: SQLStore, db_path: Path) -> None:
+def test_migrations_are_recorded_and_idempotent(store: SQLStore) -> None:
+    assert store.schema_version() == MIGRATIONS[-1][0]
     assert store.migrate() == MIGRATIONS[-1][0]  # second run: nothing to do, no error
-    again = SQLStore(f"sqlite:///{db_path}")  # third run from a fresh engine
-    again.close()
-    with sqlite3.connect(db_path) as conn:
-        rows = conn.execute("SELECT version, description FROM schema_migrations ORDER BY version").fetchall()
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    conn.close()
+    with store.engine.connect() as conn:  # a third run on a connection of its own
+        migrate(conn.engine)
+        query = "SELECT version, description FROM schema_migrations ORDER BY version"
+        rows = [tuple(row) for row in conn.execute(sa.text(query))]
     assert rows == [(version, description) for version, description, _ in MIGRATIONS]
+    tables = set(sa.inspect(store.engine).get_table_names())
     assert {"sessions", "runs", "leases", "blobs", "snapshots", "audit", "schema_migrations"} <= tables
 
 
@@ -99,7 +66,8 @@ def test_migration_versions_are_ordered_and_unique() -> None:
     assert versions[0] == 1
 
 
-def test_sqlite_store_uses_wal(store: SQLStore, db_path: Path) -> None:
+def test_sqlite_store_uses_wal(db_path: Path) -> None:
+    SQLStore(f"sqlite:///{db_path}").close()
     with sqlite3.connect(db_path) as conn:
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
     conn.close()
@@ -117,14 +85,14 @@ def test_open_store_with_an_unknown_scheme_is_bad_input(url: str) -> None:
 
 def test_session_save_get_round_trip(store: SQLStore) -> None:
     assert store.get_session("fake", "github.com/acme/api", "issue-1") is None
-    session = _session(agent_session_id="sid-1", base="main", last_outcome=Outcome.FAILED, attempts=2)
+    session = make_session(agent_session_id="sid-1", base="main", last_outcome=Outcome.FAILED, attempts=2)
     store.save_session(session)
     assert store.get_session("fake", "github.com/acme/api", "issue-1") == session
 
 
 def test_session_save_updates_in_place(store: SQLStore) -> None:
-    store.save_session(_session())
-    store.save_session(_session(status=SessionStatus.RUNNING, attempts=3, last_used_at=200.0))
+    store.save_session(make_session())
+    store.save_session(make_session(status=SessionStatus.RUNNING, attempts=3, last_used_at=200.0))
     got = store.get_session("fake", "github.com/acme/api", "issue-1")
     assert got is not None
     assert got.status is SessionStatus.RUNNING
@@ -134,10 +102,10 @@ def test_session_save_updates_in_place(store: SQLStore) -> None:
 
 
 def test_list_sessions_filters_and_orders_by_last_use(store: SQLStore) -> None:
-    store.save_session(_session("old", last_used_at=1.0))
-    store.save_session(_session("new", last_used_at=3.0))
-    store.save_session(_session("mid", last_used_at=2.0, agent="claude"))
-    store.save_session(_session("other", last_used_at=4.0, repo="github.com/acme/web"))
+    store.save_session(make_session("old", last_used_at=1.0))
+    store.save_session(make_session("new", last_used_at=3.0))
+    store.save_session(make_session("mid", last_used_at=2.0, agent="claude"))
+    store.save_session(make_session("other", last_used_at=4.0, repo="github.com/acme/web"))
     assert [s.thread for s in store.list_sessions()] == ["other", "new", "mid", "old"]
     assert [s.thread for s in store.list_sessions(agent="fake")] == ["other", "new", "old"]
     assert [s.thread for s in store.list_sessions(repo="github.com/acme/api")] == ["new", "mid", "old"]
@@ -145,8 +113,8 @@ def test_list_sessions_filters_and_orders_by_last_use(store: SQLStore) -> None:
 
 
 def test_delete_session_removes_only_that_key(store: SQLStore) -> None:
-    store.save_session(_session("a"))
-    store.save_session(_session("b"))
+    store.save_session(make_session("a"))
+    store.save_session(make_session("b"))
     store.delete_session("fake", "github.com/acme/api", "a")
     assert store.get_session("fake", "github.com/acme/api", "a") is None
     assert store.get_session("fake", "github.com/acme/api", "b") is not None
@@ -156,14 +124,14 @@ def test_delete_session_removes_only_that_key(store: SQLStore) -> None:
 
 
 def test_run_add_get_round_trip(store: SQLStore) -> None:
-    run = _run("r-abc", usage={"input_tokens": 3}, session_id_in="sid")
+    run = make_run("r-abc", usage={"input_tokens": 3}, session_id_in="sid")
     store.add_run(run)
     assert store.get_run("r-abc") == run
     assert store.get_run("missing") is None
 
 
 def test_update_run_converts_enums_and_usage(store: SQLStore) -> None:
-    store.add_run(_run("r-1"))
+    store.add_run(make_run("r-1"))
     store.update_run(
         "r-1",
         outcome=Outcome.SUCCEEDED,
@@ -183,9 +151,9 @@ def test_update_run_converts_enums_and_usage(store: SQLStore) -> None:
 
 
 def test_get_run_by_unique_prefix(store: SQLStore) -> None:
-    store.add_run(_run("abc111"))
-    store.add_run(_run("abc222"))
-    store.add_run(_run("xyz333"))
+    store.add_run(make_run("abc111"))
+    store.add_run(make_run("abc222"))
+    store.add_run(make_run("xyz333"))
     found = store.get_run("abc1")
     assert found is not None and found.id == "abc111"
     assert store.get_run("abc") is None  # ambiguous
@@ -195,9 +163,9 @@ def test_get_run_by_unique_prefix(store: SQLStore) -> None:
 
 
 def test_list_runs_newest_first_with_filters_and_limit(store: SQLStore) -> None:
-    store.add_run(_run("r1", started_at=1.0))
-    store.add_run(_run("r3", started_at=3.0))
-    store.add_run(_run("r2", started_at=2.0, thread="issue-2"))
+    store.add_run(make_run("r1", started_at=1.0))
+    store.add_run(make_run("r3", started_at=3.0))
+    store.add_run(make_run("r2", started_at=2.0, thread="issue-2"))
     assert [r.id for r in store.list_runs()] == ["r3", "r2", "r1"]
     assert [r.id for r in store.list_runs(thread="issue-1")] == ["r3", "r1"]
     assert [r.id for r in store.list_runs(limit=2)] == ["r3", "r2"]
@@ -208,9 +176,9 @@ def test_list_runs_newest_first_with_filters_and_limit(store: SQLStore) -> None:
 
 
 def test_delete_runs_returns_what_it_deleted(store: SQLStore) -> None:
-    store.add_run(_run("r1"))
-    store.add_run(_run("r2"))
-    store.add_run(_run("r3", thread="issue-2"))
+    store.add_run(make_run("r1"))
+    store.add_run(make_run("r2"))
+    store.add_run(make_run("r3", thread="issue-2"))
     deleted = store.delete_runs("fake", "github.com/acme/api", "issue-1")
     assert sorted(r.id for r in deleted) == ["r1", "r2"]
     assert [r.id for r in store.list_runs()] == ["r3"]
@@ -224,15 +192,15 @@ def never(_existing: Lease, _now: float) -> bool:
 
 
 def test_try_lease_is_exclusive(store: SQLStore) -> None:
-    assert store.try_lease(_lease("a"), 60, never) is None
-    blocker = store.try_lease(_lease("b"), 60, never)
+    assert store.try_lease(make_lease("a"), 60, never) is None
+    blocker = store.try_lease(make_lease("b"), 60, never)
     assert blocker is not None
     assert blocker.holder == "a"
-    assert store.try_lease(_lease("b", key="other"), 60, never) is None
+    assert store.try_lease(make_lease("b", key="other"), 60, never) is None
 
 
 def test_try_lease_takes_over_only_when_can_take_agrees(store: SQLStore) -> None:
-    first = _lease("a")
+    first = make_lease("a")
     store.try_lease(first, 60, never)
     seen: list[tuple[Lease, float]] = []
 
@@ -240,19 +208,19 @@ def test_try_lease_takes_over_only_when_can_take_agrees(store: SQLStore) -> None
         seen.append((existing, now))
         return existing.holder == "a"
 
-    assert store.try_lease(_lease("b"), 60, can_take) is None
+    assert store.try_lease(make_lease("b"), 60, can_take) is None
     ((holder_a, now),) = seen
     assert holder_a.holder == "a" and abs(now - time.time()) < 5  # the store's clock
     assert store.renew_lease("k", "a", 60) is False  # the old holder has lost it
     assert store.renew_lease("k", "b", 60) is True
-    blocker = store.try_lease(_lease("c"), 60, can_take)
+    blocker = store.try_lease(make_lease("c"), 60, can_take)
     assert blocker is not None and blocker.holder == "b" and blocker.expires_at > first.expires_at
 
 
 def test_each_grant_gets_a_larger_fence_even_after_a_release(store: SQLStore) -> None:
     tokens = []
     for holder in ("a", "a", "b", "c"):
-        lease = _lease(holder)
+        lease = make_lease(holder)
         assert store.try_lease(lease, 60, lambda _e, _n: True) is None
         tokens.append(lease.fence)
         if holder == "b":
@@ -261,37 +229,37 @@ def test_each_grant_gets_a_larger_fence_even_after_a_release(store: SQLStore) ->
 
 
 def test_try_lease_by_the_same_holder_refreshes_it(store: SQLStore) -> None:
-    short = _lease("a")
+    short = make_lease("a")
     store.try_lease(short, 5, never)
-    assert store.try_lease(_lease("a"), 50, never) is None
-    blocker = store.try_lease(_lease("b"), 60, never)
+    assert store.try_lease(make_lease("a"), 50, never) is None
+    blocker = store.try_lease(make_lease("b"), 60, never)
     assert blocker is not None and blocker.expires_at > short.expires_at + 40
 
 
 def test_release_only_by_the_holder(store: SQLStore) -> None:
-    store.try_lease(_lease("a"), 60, never)
+    store.try_lease(make_lease("a"), 60, never)
     store.release_lease("k", "b")
-    assert store.try_lease(_lease("b"), 60, never) is not None
+    assert store.try_lease(make_lease("b"), 60, never) is not None
     store.release_lease("k", "a")
     assert store.renew_lease("k", "a", 60) is False
-    assert store.try_lease(_lease("b"), 60, never) is None
+    assert store.try_lease(make_lease("b"), 60, never) is None
 
 
 def _race(url: str, holder: str, start: object, results: object) -> None:
     store = SQLStore(url)
     try:
         start.wait(10)  # type: ignore[attr-defined]
-        blocker = store.try_lease(_lease(holder, key="raced"), 60, never)
+        blocker = store.try_lease(make_lease(holder, key="raced"), 60, never)
         results.put((holder, blocker is None))  # type: ignore[attr-defined]
     finally:
         store.close()
 
 
-def test_two_processes_racing_for_one_key_exactly_one_wins(store: SQLStore, db_path: Path) -> None:
+def test_two_processes_racing_for_one_key_exactly_one_wins(store: SQLStore) -> None:
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
     results = ctx.Queue()
-    url = f"sqlite:///{db_path}"
+    url = store.url
     procs = [ctx.Process(target=_race, args=(url, f"p{i}", start, results)) for i in range(3)]
     for proc in procs:
         proc.start()
@@ -304,75 +272,62 @@ def test_two_processes_racing_for_one_key_exactly_one_wins(store: SQLStore, db_p
     winners = [holder for holder, won in outcomes.items() if won]
     assert len(outcomes) == 3
     assert len(winners) == 1
-    blocker = store.try_lease(_lease("late", key="raced"), 60, never)
+    blocker = store.try_lease(make_lease("late", key="raced"), 60, never)
     assert blocker is not None and blocker.holder == winners[0]
 
 
 # -- blobs and snapshots --------------------------------------------------------------------------
 
 
-def _snapshot(files: dict[str, str], session_id: str = "sid", thread: str = "issue-1") -> Snapshot:
-    """One chunk per file, named by its digest."""
-    chunks = {path: [digest] for path, digest in files.items()}
-    return Snapshot("fake", "github.com/acme/api", thread, session_id, chunks, 10, 123.0)
-
-
-def _blob_count(db_path: Path) -> int:
-    with sqlite3.connect(db_path) as conn:
-        count = int(conn.execute("SELECT count(*) FROM blobs").fetchone()[0])
-    conn.close()
-    return count
-
-
-def test_blobs_are_stored_once_per_digest(store: SQLStore, db_path: Path) -> None:
+def test_blobs_are_stored_once_per_digest(store: SQLStore) -> None:
     assert store.get_blob("d1") is None
     store.put_blob("d1", b"first", 5)
     store.put_blob("d1", b"second", 6)  # same digest: same content by definition, kept as is
     assert store.get_blob("d1") == b"first"
-    assert _blob_count(db_path) == 1
+    assert count(store, "blobs") == 1
 
 
 def test_snapshot_round_trip(store: SQLStore) -> None:
     store.put_blob("d1", b"x", 1)
-    snapshot = _snapshot({"projects/p/sid.jsonl": "d1"})
+    snapshot = make_snapshot({"projects/p/sid.jsonl": "d1"})
     store.save_snapshot(snapshot)
     assert store.get_snapshot("fake", "github.com/acme/api", "issue-1") == snapshot
     assert store.get_snapshot("fake", "github.com/acme/api", "issue-2") is None
 
 
-def test_save_snapshot_replaces_the_previous_and_drops_unused_blobs(store: SQLStore, db_path: Path) -> None:
+def test_save_snapshot_replaces_the_previous_and_drops_unused_blobs(store: SQLStore) -> None:
     for digest in ("d1", "d2", "d4"):
         store.put_blob(digest, digest.encode(), 2)
-    store.save_snapshot(_snapshot({"a": "d1", "b": "d2"}, thread="issue-1"))
-    store.save_snapshot(_snapshot({"c": "d4", "d": "d1"}, thread="issue-2"))
-    store.save_snapshot(_snapshot({"a": "d2"}, session_id="sid-2", thread="issue-1"))
+    store.save_snapshot(make_snapshot({"a": "d1", "b": "d2"}, thread="issue-1"))
+    store.save_snapshot(make_snapshot({"c": "d4", "d": "d1"}, thread="issue-2"))
+    store.save_snapshot(make_snapshot({"a": "d2"}, session_id="sid-2", thread="issue-1"))
     got = store.get_snapshot("fake", "github.com/acme/api", "issue-1")
     assert got is not None and got.files == {"a": ["d2"]} and got.agent_session_id == "sid-2"
     assert store.get_blob("d1") == b"d1"  # still used by the other key
-    store.save_snapshot(_snapshot({"c": "d4"}, thread="issue-2"))
+    store.save_snapshot(make_snapshot({"c": "d4"}, thread="issue-2"))
     assert store.get_blob("d1") is None  # nothing uses it any more
     assert store.get_blob("d2") == b"d2"
     assert store.get_blob("d4") == b"d4"
-    assert _blob_count(db_path) == 2
+    assert count(store, "blobs") == 2
 
 
 def test_saving_a_snapshot_keeps_blobs_another_key_is_about_to_use(store: SQLStore) -> None:
     # runner A has put its blob but not yet saved its snapshot when runner B replaces its own
     store.put_blob("old-b", b"ob", 2)
-    store.save_snapshot(_snapshot({"x": "old-b"}, thread="issue-b"))
+    store.save_snapshot(make_snapshot({"x": "old-b"}, thread="issue-b"))
     store.put_blob("new-a", b"na", 2)
     store.put_blob("new-b", b"nb", 2)
-    store.save_snapshot(_snapshot({"x": "new-b"}, thread="issue-b"))
+    store.save_snapshot(make_snapshot({"x": "new-b"}, thread="issue-b"))
     assert store.get_blob("old-b") is None
     assert store.get_blob("new-a") == b"na"
-    store.save_snapshot(_snapshot({"x": "new-a"}, thread="issue-a"))
+    store.save_snapshot(make_snapshot({"x": "new-a"}, thread="issue-a"))
     assert store.get_blob("new-a") == b"na"
 
 
 def test_blob_shared_by_two_snapshots_survives_deleting_one(store: SQLStore) -> None:
     store.put_blob("shared", b"s", 1)
-    store.save_snapshot(_snapshot({"a": "shared"}, thread="issue-1"))
-    store.save_snapshot(_snapshot({"a": "shared"}, thread="issue-2"))
+    store.save_snapshot(make_snapshot({"a": "shared"}, thread="issue-1"))
+    store.save_snapshot(make_snapshot({"a": "shared"}, thread="issue-2"))
     store.delete_snapshot("fake", "github.com/acme/api", "issue-1")
     assert store.get_snapshot("fake", "github.com/acme/api", "issue-1") is None
     assert store.get_blob("shared") == b"s"

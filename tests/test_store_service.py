@@ -1,19 +1,29 @@
-"""The service's tables: jobs start in submission order per key, tokens keep only a hash, a delivery
-is stored once."""
+"""The service's tables, on SQLite and PostgreSQL: jobs start in submission order per key (and only
+one per key when machines race), tokens keep only a hash, a delivery is stored once."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+
 from baton.models import DeliveryRecord, DeliveryStatus, JobRecord, JobStatus, TokenRecord, TokenScope
-from baton.settings import Settings
-from baton.store import open_store
+from baton.store import Store, open_store
+from tests.store_contract import race
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
 
 
 def job(job_id: str, thread: str, at: float) -> JobRecord:
     return JobRecord(job_id, "fake", "github.com/a/b", thread, {"prompt": job_id}, submitted_at=at)
 
 
-def test_jobs_of_one_key_start_in_submission_order(settings: Settings) -> None:
-    store = open_store(settings.resolved_store_url)
+def test_jobs_of_one_key_start_in_submission_order(store: Store) -> None:
     for job_id, thread, at in (("j1", "t1", 1.0), ("j2", "t1", 2.0), ("j3", "t2", 3.0)):
         store.add_job(job(job_id, thread, at))
     assert not store.start_job("j2", 5.0)  # j1 of the same key was submitted first
@@ -27,11 +37,9 @@ def test_jobs_of_one_key_start_in_submission_order(settings: Settings) -> None:
     assert done is not None and done.result == {"outcome": "succeeded"} and done.status == JobStatus.DONE
     queued = store.list_jobs(status=JobStatus.RUNNING, oldest_first=True)
     assert [j.id for j in queued] == ["j2", "j3"]
-    store.close()
 
 
-def test_tokens_and_deliveries(settings: Settings) -> None:
-    store = open_store(settings.resolved_store_url)
+def test_tokens_and_deliveries(store: Store) -> None:
     store.add_token(TokenRecord("ci", TokenScope.RUN, "d" * 64, 1.0))
     found = store.find_token("d" * 64)
     assert found is not None and found.scope == TokenScope.RUN and found.revoked_at is None
@@ -42,4 +50,37 @@ def test_tokens_and_deliveries(settings: Settings) -> None:
     store.update_delivery("github", "abc", DeliveryStatus.DONE, {"closed": 1})
     stored = store.get_delivery("github", "abc")
     assert stored is not None and stored.status == DeliveryStatus.DONE and stored.result == {"closed": 1}
-    store.close()
+
+
+def test_a_batch_of_deliveries_is_stored_once_per_id(store: Store) -> None:
+    store.add_delivery(DeliveryRecord("github", "known", "push", 1.0))
+    batch = [
+        DeliveryRecord("github", "new", "push", 2.0),
+        DeliveryRecord("github", "known", "push", 2.0),
+        DeliveryRecord("gitlab", "known", "push", 2.0),  # another forge: another delivery
+        DeliveryRecord("github", "new", "push", 2.0),  # again in the batch
+    ]
+    assert store.add_deliveries(batch) == [True, False, True, False]
+    assert store.add_deliveries([]) == []
+    assert sorted((d.forge, d.delivery_id) for d in store.list_deliveries()) == [
+        ("github", "known"),
+        ("github", "new"),
+        ("gitlab", "known"),
+    ]
+
+
+def executors_race(store: Store, thread: str) -> None:
+    for i in range(4):
+        store.add_job(job(f"{thread}-{i}", thread, float(i)))
+    first, delivery = f"{thread}-0", DeliveryRecord("github", thread, "push", 1.0)
+    # four executors start the key's first job at once (a later one never starts before it)
+    started = race(4, lambda _i: store.start_job(first, 5.0))
+    assert started.count(True) == 1, started
+    assert [j.id for j in store.list_jobs(thread=thread, status=JobStatus.RUNNING)] == [first]
+    added = race(4, lambda _i: store.add_delivery(delivery))
+    assert sorted(added) == [False, False, False, True], added
+
+
+def test_racing_executors_start_one_job_of_a_key_and_store_a_delivery_once(store: Store) -> None:
+    for round_ in range(5):
+        executors_race(store, f"t{round_}")

@@ -1,6 +1,9 @@
 """The SQL engine layer: one engine per store URL per process (created and migrated once), SQLite's
-connection settings (WAL, ``BEGIN IMMEDIATE``, no memory-mapped I/O), the migration runner, and the
-translation of database errors into baton's (a full disk is :class:`DiskFull`)."""
+connection settings (WAL, ``BEGIN IMMEDIATE``, no memory-mapped I/O), the migration runner (on
+PostgreSQL under an advisory lock, so machines starting together migrate once), and the translation of
+database errors into baton's: a full disk is :class:`DiskFull`; a PostgreSQL server that cannot be
+reached, refuses the credentials or lacks the database is a :class:`StoreError` naming the URL (its
+password hidden)."""
 
 from __future__ import annotations
 
@@ -67,7 +70,7 @@ def engine_for(url: str) -> Engine:
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)
         else:
-            engine = sa.create_engine(url, pool_pre_ping=True)
+            engine = sa.create_engine(url, pool_pre_ping=True, connect_args=_connect_args(url))
         migrate(engine)
         stale = _ENGINES.pop(url, None)
         _ENGINES[url] = engine
@@ -78,10 +81,25 @@ def engine_for(url: str) -> Engine:
         return engine
 
 
+def _connect_args(url: str) -> dict[str, Any]:
+    # an unreachable host fails in seconds, not after the operating system's TCP timeout (minutes)
+    query = sa.engine.make_url(url).query
+    return {} if "connect_timeout" in query else {"connect_timeout": CONNECT_TIMEOUT}
+
+
+CONNECT_TIMEOUT = 10
+_HINTS = (
+    (("authentication failed", "no password supplied", 'role "'), "check the user and password"),
+    (("does not exist",), "create the database or correct the URL"),
+    (("refused", "resolve host", "timeout", "timed out", "unreachable"), "is PostgreSQL running there?"),
+)
+
+
 def store_error(exc: sa.exc.DBAPIError, url: str) -> BatonError:
     """The database's own words; a full disk gets its own error. SQLite says "database or disk is
-    full", or "disk I/O error" when the WAL index cannot grow, so the free space decides."""
-    words = str(exc.orig)
+    full", or "disk I/O error" when the WAL index cannot grow, so the free space decides. A PostgreSQL
+    connection that failed (psycopg gives no SQLSTATE then) names the URL, without its password."""
+    words = _one_line(str(exc.orig), url)
     full = "disk is full" in words or "No space left" in words or "could not extend file" in words
     if not full and "disk I/O error" in words and url.startswith("sqlite"):
         database = sa.engine.make_url(url).database or ""
@@ -89,7 +107,20 @@ def store_error(exc: sa.exc.DBAPIError, url: str) -> BatonError:
             full = shutil.disk_usage(Path(database).parent).free < 1024 * 1024
     if full:
         return DiskFull(f"the disk holding the store is full ({words}); free some space and retry")
+    if not url.startswith("sqlite") and getattr(exc.orig, "sqlstate", "") is None:
+        hint = next((h for needles, h in _HINTS if any(n in words for n in needles)), "")
+        return StoreError(f"cannot reach the store at {redact(url)}: {words}" + (f"; {hint}" if hint else ""))
     return StoreError(f"store error: {words}")
+
+
+def _one_line(text: str, url: str) -> str:
+    """The driver's message on one line, and never the URL's password (should a driver echo it)."""
+    words = " ".join(text.split())
+    with contextlib.suppress(sa.exc.ArgumentError):
+        password = sa.engine.make_url(url).password
+        if password:
+            words = words.replace(str(password), "***")
+    return words
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -108,6 +139,23 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
 
 def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def dispose_engine(url: str) -> None:
+    """Close this process's engine for ``url`` (its pooled connections): before the database is
+    dropped (tests), or when a store URL is done with."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def after_fork() -> None:
+    """In a forked child (a Celery worker process): forget the parent's pooled connections without
+    closing them (they are the parent's sockets); the child opens its own."""
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose(close=False)
 
 
 def redact(url: str) -> str:

@@ -1,9 +1,12 @@
-"""The SQL store: SQLAlchemy 2 Core over SQLite (WAL, the embedded default) or PostgreSQL.
+"""The SQL store: SQLAlchemy 2 Core over SQLite (WAL, the embedded default) or PostgreSQL (psycopg 3).
 
-Tables are described once with lightweight ``table()``/``column()`` constructs for queries; the DDL
-lives in :mod:`baton.store.migrations`. Leases rely on the database for atomicity: SQLite takes its
-write lock up front (``BEGIN IMMEDIATE``), PostgreSQL a row lock (``SELECT ... FOR UPDATE``) inside
-one transaction, so two runners on one key can never both win.
+Queries are built from the typed tables of :mod:`baton.store.schema`; the DDL lives in
+:mod:`baton.store.migrations`. Writes of one row are real upserts (``ON CONFLICT``), never
+update-then-insert, so two machines saving one key never race into a duplicate key. Leases rely on the
+database for atomicity: SQLite takes its write lock up front (``BEGIN IMMEDIATE``), PostgreSQL a row
+lock (``SELECT ... FOR UPDATE``) inside one transaction, so two runners on one key can never both win;
+their expiry is judged by the database's clock. The writes a run makes about its key accept a
+:class:`~baton.models.Fence`, checked in the write's transaction (:func:`baton.store.tables.check_fence`).
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from baton.errors import Fenced, StoreError
-from baton.models import Lease, Outcome, RunRecord, SessionRecord, SessionStatus, Snapshot
+from baton.errors import StoreError
+from baton.models import Fence, Lease, Outcome, RunRecord, SessionRecord, SessionStatus, Snapshot
 from baton.store.engine import engine_for, migrate, redact, store_error
 from baton.store.sql_checkpoints import CheckpointTables
 from baton.store.sql_plans import PlanTables
@@ -26,17 +29,21 @@ from baton.store.sql_sdk import SdkEntryTables
 from baton.store.sql_service import ServiceTables
 from baton.store.sql_views import ViewQueries
 from baton.store.tables import (
+    KEY,
     audit_log,
     blobs,
+    check_fence,
     db_value,
     key_where,
     leases,
+    locked_lease_row,
     run_of,
     run_values,
     runs,
     session_of,
     sessions,
     snapshots,
+    upsert,
 )
 
 
@@ -49,6 +56,8 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
             self.engine: Engine = engine_for(url)
         except sa.exc.DBAPIError as exc:
             error = store_error(exc, url)
+            if redact(url) in str(error):  # it names the store already (could not reach it)
+                raise error from exc
             raise error.__class__(f"cannot open the store at {redact(url)}: {error}") from exc
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
@@ -75,7 +84,7 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
         return self.schema_version()
 
     def schema_version(self) -> int:
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             return int(conn.execute(sa.text("SELECT max(version) FROM schema_migrations")).scalar() or 0)
 
     # -- sessions -----------------------------------------------------------------------------------
@@ -85,7 +94,7 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
             row = conn.execute(sa.select(sessions).where(key_where(sessions, agent, repo, thread))).first()
         return session_of(row._mapping) if row else None
 
-    def save_session(self, session: SessionRecord) -> None:
+    def save_session(self, session: SessionRecord, *, fence: Fence | None = None) -> None:
         values = {
             "agent": session.agent,
             "repo": session.repo,
@@ -102,10 +111,9 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
             "last_used_at": session.last_used_at,
             "expires_at": session.expires_at,
         }
-        where = key_where(sessions, session.agent, session.repo, session.thread)
         with self._tx() as conn:
-            if conn.execute(sa.update(sessions).where(where).values(values)).rowcount == 0:
-                conn.execute(sa.insert(sessions).values(values))
+            check_fence(conn, fence)
+            upsert(conn, sessions, values, KEY)
 
     def list_sessions(
         self,
@@ -133,13 +141,15 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
 
     # -- runs ---------------------------------------------------------------------------------------
 
-    def add_run(self, run: RunRecord) -> None:
+    def add_run(self, run: RunRecord, *, fence: Fence | None = None) -> None:
         with self._tx() as conn:
+            check_fence(conn, fence)
             conn.execute(sa.insert(runs).values(run_values(run)))
 
-    def update_run(self, run_id: str, **fields: Any) -> None:
+    def update_run(self, run_id: str, *, fence: Fence | None = None, **fields: Any) -> None:
         values = {k: db_value(k, v) for k, v in fields.items()}
         with self._tx() as conn:
+            check_fence(conn, fence)
             conn.execute(sa.update(runs).where(runs.c.id == run_id).values(values))
 
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -147,7 +157,7 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
             row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
             if row is None:  # allow a unique prefix, as people copy short ids
                 found = conn.execute(
-                    sa.select(runs).where(runs.c.id.like(run_id.replace("%", "") + "%")).limit(2)
+                    sa.select(runs).where(runs.c.id.startswith(run_id, autoescape=True)).limit(2)
                 ).all()
                 row = found[0] if len(found) == 1 else None
         return run_of(row._mapping) if row else None
@@ -196,25 +206,13 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
 
     def try_lease(self, lease: Lease, ttl: float, can_take: Callable[[Lease, float], bool]) -> Lease | None:
         with self._tx() as conn:
-            query = sa.select(leases).where(leases.c.key == lease.key)
-            if self.dialect == "postgresql":
-                query = query.with_for_update()
-            row = conn.execute(query).first()
+            existing = Lease(**locked_lease_row(conn, lease.key)._mapping)
             now = self.db_now(conn)
-            existing = Lease(**row._mapping) if row is not None else None
-            if (
-                existing
-                and existing.holder
-                and existing.holder != lease.holder
-                and not can_take(existing, now)
-            ):
+            if existing.holder and existing.holder != lease.holder and not can_take(existing, now):
                 return existing
             lease.acquired_at, lease.expires_at = now, now + ttl
-            if existing is None:
-                lease.fence = 1
-                conn.execute(sa.insert(leases).values(lease.__dict__))
-                return None
-            # a new grant gets the next token; the same holder taking it again keeps its own
+            # a new grant gets the next token (a free row's is 0); the same holder taking it again
+            # keeps its own
             lease.fence = existing.fence if existing.holder == lease.holder else existing.fence + 1
             conn.execute(sa.update(leases).where(leases.c.key == lease.key).values(lease.__dict__))
             return None
@@ -230,17 +228,7 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
 
     def advance_fence(self, key: str, token: int) -> None:
         with self._tx() as conn:
-            query = sa.select(leases.c.fence).where(leases.c.key == key)
-            if self.dialect == "postgresql":
-                query = query.with_for_update()
-            seen = conn.execute(query).scalar_one_or_none()
-            if seen is not None and seen > token:
-                raise Fenced(f"{key}: the lease was granted again (token {seen} > {token}); stopping")
-            if seen is None:
-                free = {"holder": "", "host": "", "pid": 0, "acquired_at": 0.0, "expires_at": 0.0}
-                conn.execute(sa.insert(leases).values(key=key, fence=token, **free))
-            elif seen < token:
-                conn.execute(sa.update(leases).where(leases.c.key == key).values(fence=token))
+            check_fence(conn, Fence(key, token))
 
     def release_lease(self, key: str, holder: str) -> None:
         """Free the key; its row stays with its fencing token, so the next grant's is larger."""
@@ -255,15 +243,16 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
 
     def put_blob(self, digest: str, data: bytes, size: int) -> None:
         with self._tx() as conn:
+            # looked up first, so a blob the store has (the usual case) is not sent again
             if conn.execute(sa.select(blobs.c.digest).where(blobs.c.digest == digest)).first() is None:
-                conn.execute(sa.insert(blobs).values(digest=digest, data=data, size=size))
+                upsert(conn, blobs, {"digest": digest, "data": data, "size": size}, ["digest"], update=False)
 
     def get_blob(self, digest: str) -> bytes | None:
         with self._tx() as conn:
             data = conn.execute(sa.select(blobs.c.data).where(blobs.c.digest == digest)).scalar()
         return bytes(data) if data is not None else None
 
-    def save_snapshot(self, snapshot: Snapshot) -> None:
+    def save_snapshot(self, snapshot: Snapshot, *, fence: Fence | None = None) -> None:
         values = {
             "agent": snapshot.agent,
             "repo": snapshot.repo,
@@ -275,9 +264,12 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
         }
         where = key_where(snapshots, snapshot.agent, snapshot.repo, snapshot.thread)
         with self._tx() as conn:
-            previous = conn.execute(sa.select(snapshots.c.files).where(where)).scalar()
-            if conn.execute(sa.update(snapshots).where(where).values(values)).rowcount == 0:
-                conn.execute(sa.insert(snapshots).values(values))
+            check_fence(conn, fence)
+            query = sa.select(snapshots.c.files).where(where)
+            if self.dialect == "postgresql":
+                query = query.with_for_update()
+            previous = conn.execute(query).scalar()
+            upsert(conn, snapshots, values, KEY)
             if previous is not None:
                 self._drop_unused_blobs(conn, _digests(previous) - snapshot.digests())
 

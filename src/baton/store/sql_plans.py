@@ -1,7 +1,8 @@
 """Plan progress in the SQL store: one row per plan, its tasks' states as a JSON list.
 
 A plan has a handful to a few dozen tasks and is written by one runner at a time (it holds the plan's
-lease), so rewriting the row on each task change is simple and atomic.
+lease, whose fence its writes may carry), so rewriting the row (an upsert) on each task change is simple
+and atomic.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from baton.models import PlanRecord, PlanStatus, TaskState, TaskStatus
+from baton.models import Fence, PlanRecord, PlanStatus, TaskState, TaskStatus
 from baton.store.schema import plans
+from baton.store.tables import check_fence, upsert
 
 
 class PlanTables:
@@ -24,11 +26,11 @@ class PlanTables:
     def _tx(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
 
-    def save_plan(self, plan: PlanRecord) -> None:
+    def save_plan(self, plan: PlanRecord, *, fence: Fence | None = None) -> None:
         values = {**asdict(plan), "tasks": json.dumps([asdict(t) for t in plan.tasks])}
         with self._tx() as conn:
-            if conn.execute(sa.update(plans).where(plans.c.id == plan.id).values(values)).rowcount == 0:
-                conn.execute(sa.insert(plans).values(values))
+            check_fence(conn, fence)
+            upsert(conn, plans, values, ["id"])
 
     def get_plan(self, plan_id: str) -> PlanRecord | None:
         with self._tx() as conn:

@@ -3,8 +3,11 @@ webhook deliveries (for deduplication and the deliveries list).
 
 Jobs are the service's queue: a job is stored ``queued`` before the API answers 202, so a restart
 loses nothing, and an executor (in-process now, Celery later) starts the oldest queued job of a key only
-when no job of that key is running (runs of one key start in submission order). Deliveries are keyed by
-(forge, delivery id): inserting an existing one fails, which is the atomic "act once".
+when no job of that key is running (runs of one key start in submission order: the key's oldest queued
+job blocks every later one in any snapshot, and the move to running is conditional on the job still
+being queued, so of two executors starting one job only one wins). Deliveries are keyed by (forge,
+delivery id): inserting an existing one does nothing (``ON CONFLICT DO NOTHING``), which is the atomic
+"act once".
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from baton.models import DeliveryRecord, DeliveryStatus, JobRecord, JobStatus, T
 from baton.store.schema import deliveries, jobs, tokens
 from baton.store.schema import runs as _runs
 from baton.store.schema import sessions as _sessions
+from baton.store.tables import insert_for
 
 
 class ServiceTables:
@@ -92,12 +96,12 @@ class ServiceTables:
             ).first()
             if busy is not None:
                 return False
-            conn.execute(
+            started = conn.execute(
                 sa.update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.status == JobStatus.QUEUED)
                 .values(status=JobStatus.RUNNING.value, started_at=started_at)
             )
-            return True
+            return bool(started.rowcount)
 
     # -- tokens -------------------------------------------------------------------------------------
 
@@ -133,40 +137,28 @@ class ServiceTables:
 
     def add_delivery(self, delivery: DeliveryRecord) -> bool:
         """Insert a new delivery; False when (forge, delivery id) is already stored (a redelivery)."""
-        values = _delivery_values(delivery)
-        with self._tx() as conn:
-            exists = conn.execute(
-                sa.select(deliveries.c.delivery_id).where(
-                    deliveries.c.forge == delivery.forge, deliveries.c.delivery_id == delivery.delivery_id
-                )
-            ).first()
-            if exists is not None:
-                return False
-            conn.execute(sa.insert(deliveries).values(values))
-            return True
+        return self.add_deliveries([delivery])[0]
 
     def add_deliveries(self, batch: Sequence[DeliveryRecord]) -> list[bool]:
         """:meth:`add_delivery` for many in one transaction (the webhook intake's group commit): per
         delivery, False when its (forge, id) is stored already or came earlier in the batch."""
+        first: dict[tuple[str, str], int] = {}
+        for index, d in enumerate(batch):
+            first.setdefault((d.forge, d.delivery_id), index)
+        if not first:
+            return []
+        rows = [_delivery_values(batch[index]) for index in first.values()]
         with self._tx() as conn:
-            known: set[tuple[str, str]] = set()
-            for forge in {d.forge for d in batch}:
-                ids = [d.delivery_id for d in batch if d.forge == forge]
-                query = sa.select(deliveries.c.delivery_id).where(
-                    deliveries.c.forge == forge, deliveries.c.delivery_id.in_(ids)
-                )
-                known |= {(forge, delivery_id) for (delivery_id,) in conn.execute(query)}
-            added, rows = [], []
-            for d in batch:
-                added.append((d.forge, d.delivery_id) not in known)
-                if added[-1]:
-                    known.add((d.forge, d.delivery_id))
-                    rows.append(_delivery_values(d))
-            if rows:
-                # one multi-row statement, not executemany: one step of SQLite, so the writing thread
-                # gives up and retakes the GIL once, not once per row (the event loop waits less)
-                conn.execute(sa.insert(deliveries).values(rows))
-        return added
+            # one multi-row statement, not executemany: one step of SQLite, so the writing thread gives
+            # up and retakes the GIL once, not once per row (the event loop waits less). Known ones are
+            # skipped by the database, atomically (two machines may receive one delivery at once).
+            insert = insert_for(conn, deliveries).values(rows).on_conflict_do_nothing()
+            returned = conn.execute(insert.returning(deliveries.c.forge, deliveries.c.delivery_id))
+            inserted = {(forge, delivery_id) for forge, delivery_id in returned}
+        return [
+            first[(d.forge, d.delivery_id)] == index and (d.forge, d.delivery_id) in inserted
+            for index, d in enumerate(batch)
+        ]
 
     def get_delivery(self, forge: str, delivery_id: str) -> DeliveryRecord | None:
         with self._tx() as conn:

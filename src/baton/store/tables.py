@@ -1,18 +1,76 @@
-"""The core tables (from :mod:`baton.store.schema`, where every table is stated once) and the
-conversions between their rows and baton's records."""
+"""The core tables (from :mod:`baton.store.schema`, where every table is stated once), the
+conversions between their rows and baton's records, and what every mixin of the SQL store shares:
+real upserts in the connection's dialect, and the fencing check of a write.
+
+Fencing: a write carrying a :class:`~baton.models.Fence` calls :func:`check_fence` first, inside its own
+transaction. The key's lease row is locked (PostgreSQL ``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE``
+holds the whole database already) until the write commits, so a takeover, which updates that row, lands
+either before the check (the write is refused) or after the write (the write was the holder's).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
 
-from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
+from baton.errors import Fenced
+from baton.models import Fence, Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
 from baton.store.schema import audit as audit_log
 from baton.store.schema import blobs, leases, runs, sessions, snapshots
 
-__all__ = ["audit_log", "blobs", "leases", "runs", "sessions", "snapshots"]
+__all__ = ["audit_log", "blobs", "check_fence", "leases", "runs", "sessions", "snapshots", "upsert"]
+
+KEY = ("agent", "repo", "thread")
+
+
+def insert_for(conn: Connection, table: sa.Table) -> Any:
+    """The dialect's ``INSERT`` (with ``on_conflict_do_update``/``_do_nothing``) for ``table``."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def upsert(
+    conn: Connection, table: sa.Table, values: dict[str, Any], keys: Sequence[str], update: bool = True
+) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` every other column (``update=False``: ``DO
+    NOTHING``): one statement, so two writers of one row never race into a duplicate key."""
+    insert = insert_for(conn, table).values(values)
+    if not update:
+        return conn.execute(insert.on_conflict_do_nothing(index_elements=list(keys)))
+    changed = {name: insert.excluded[name] for name in values if name not in keys}
+    return conn.execute(insert.on_conflict_do_update(index_elements=list(keys), set_=changed))
+
+
+def locked_lease_row(conn: Connection, key: str) -> Row[Any]:
+    """The key's lease row, locked until the transaction ends; a free one (no holder, token 0) is
+    made first when the key has none, so there is always a row to lock."""
+    query = sa.select(leases).where(leases.c.key == key)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        free = {"key": key, "holder": "", "host": "", "pid": 0, "acquired_at": 0.0, "expires_at": 0.0}
+        upsert(conn, leases, {**free, "fence": 0}, ["key"], update=False)
+        row = conn.execute(query).one()
+    return row
+
+
+def check_fence(conn: Connection, fence: Fence | None) -> None:
+    """Refuse a write whose token is older than the key's (raise :class:`Fenced`; the caller's
+    transaction rolls back, so nothing is written); record a newer one (a grant made outside the
+    store, by Redis). Call it first in the write's transaction; ``None`` checks nothing."""
+    if fence is None:
+        return
+    seen = int(locked_lease_row(conn, fence.key).fence)
+    if seen > fence.token:
+        raise Fenced(f"{fence.key}: the lease was granted again (token {seen} > {fence.token}); stopping")
+    if seen < fence.token:
+        conn.execute(sa.update(leases).where(leases.c.key == fence.key).values(fence=fence.token))
 
 
 def key_where(table: Any, agent: str, repo: str, thread: str) -> Any:
