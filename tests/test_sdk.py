@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from claude_agent_sdk import (
     AssistantMessage,
     ClaudeAgentOptions,
+    MirrorErrorMessage,
     ResultMessage,
     TextBlock,
     get_session_messages_from_store,
@@ -438,3 +439,40 @@ def test_the_real_sdk_mirrors_into_the_store_and_resumes_from_it(
         "and again",
         "mock reply #2: received 4 messages",
     ]
+
+
+@pytest.mark.slow
+def test_an_unreachable_store_is_reported_and_the_turn_goes_on(
+    tmp_path: Path, mock: MockAnthropic, claude_bin: str
+) -> None:
+    """Redis down: each append fails at once with baton's StoreError, the SDK retries (3 attempts) and
+    reports it as a MirrorErrorMessage naming Redis; the turn itself still succeeds."""
+    (work := tmp_path / "work").mkdir()
+    store = RedisSessionStore(f"redis://127.0.0.1:{free_port()}/0")
+    started = time.monotonic()
+    messages = run(turn("hello", work, tmp_path / "config", claude_bin, store))
+    assert time.monotonic() - started < 30
+    errors = [m for m in messages if isinstance(m, MirrorErrorMessage)]
+    assert errors and all("Redis error" in m.error and "ConnectionError" in m.error for m in errors)
+    assert errors[0].key is not None and errors[0].key["project_key"] == project_key_for_directory(str(work))
+    results = [m for m in messages if isinstance(m, ResultMessage)]
+    assert len(results) == 1 and not results[0].is_error  # (the final flush's error comes after it)
+    assert texts(messages) == ["mock reply #1: received 2 messages"]
+
+
+def test_the_default_stores_come_from_batons_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    monkeypatch.setenv("BATON_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("BATON_STORE_URL", raising=False)
+    monkeypatch.delenv("BATON_REDIS_URL", raising=False)
+    store = SqlSessionStore()
+    assert store.store.url == f"sqlite:///{tmp_path / 'home' / 'baton.db'}"
+    run(store.append(KEY, [e(uuid="a")]))
+    assert run(SqlSessionStore(f"sqlite:///{tmp_path / 'home' / 'baton.db'}").load(KEY)) == [e(uuid="a")]
+    with pytest.raises(BadInput, match="BATON_REDIS_URL"):
+        RedisSessionStore()
+    monkeypatch.setenv("BATON_REDIS_URL", redis_url)
+    prefix = f"t-{uuid.uuid4().hex[:12]}:"
+    run(RedisSessionStore(prefix=prefix).append(KEY, [e(uuid="b")]))
+    assert run(RedisSessionStore(redis.Redis.from_url(redis_url), prefix=prefix).load(KEY)) == [e(uuid="b")]
