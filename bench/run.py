@@ -32,6 +32,7 @@ from bench_dashboard import bench_dashboard, dashboard_note
 from bench_fake import bench_fake
 from bench_git import bench_disk, bench_remote_worktree, bench_worktrees
 from bench_hydrate import bench_hydrate
+from bench_leases import bench_leases, leases_note
 from bench_service import bench_service_burst, bench_service_run, service_note
 from bench_sessions_api import bench_sessions_api
 from bench_sweep import bench_sweep
@@ -61,6 +62,7 @@ class Plan:
     disk_worktrees: int
     cli_reps: int
     dashboard_reps: int
+    lease_reps: int
 
 
 FULL = Plan(
@@ -76,6 +78,7 @@ FULL = Plan(
     disk_worktrees=20,
     cli_reps=21,
     dashboard_reps=30,
+    lease_reps=1000,
 )
 QUICK = Plan(
     claude_reps=3,
@@ -90,6 +93,7 @@ QUICK = Plan(
     disk_worktrees=5,
     cli_reps=5,
     dashboard_reps=5,
+    lease_reps=200,
 )
 
 # The groups ``--only`` selects, in the order they run, with the benchmarks each holds.
@@ -106,6 +110,7 @@ GROUPS = {
     "sessions",
     "dashboard": "8a, 8b: the dashboard's sessions table over 10,000 sessions (HTML over HTTP, in Chromium) "
     "vs GET /v1/sessions",
+    "leases": "9a-9c: lease grant latency p50/p99 on SQLite, PostgreSQL and Redis",
 }
 
 
@@ -367,20 +372,29 @@ class Suite:
             self.step(
                 "5 hydrate-then-resume vs local resume (claude, codex, gemini)", lambda: self.hydrate(small)
             )
-        if "cli" in groups:
-            self.step("6 CLI start-up: baton --help / baton sessions ls", self.cli)
+        self.simple_groups("cli")
         if "service" in groups:
             self.step("7a/7b service: run over HTTP / 200 runs at once", lambda: self.service(small))
             self.step("7c GET /v1/sessions over 10,000 sessions", self.sessions_api)
             self.step("7d webhooks: 50 concurrent deliveries", lambda: self.webhooks(small))
             self.step("7e sweeper over 1,000 sessions", lambda: self.sweep(small))
-        if "dashboard" in groups:
-            self.step("8a/8b dashboard /sessions over 10,000 sessions", self.dashboard)
+        self.simple_groups("dashboard", "leases")
         if big is not None and "fake" in groups:
             self.step("2 runner overhead, small repo", lambda: self.fake("2", small, plan.fake_reps))
             self.step("2b runner overhead, large repo", lambda: self.fake("2b", big, plan.fake_big_reps))
         if big is not None and "git" in groups:
             self.git(big)
+
+    def simple_groups(self, *names: str) -> None:
+        """Run those of ``names`` that were selected: groups of one step that need no repository."""
+        steps = {
+            "cli": ("6 CLI start-up: baton --help / baton sessions ls", self.cli),
+            "dashboard": ("8a/8b dashboard /sessions over 10,000 sessions", self.dashboard),
+            "leases": ("9a-9c lease grants: SQLite / PostgreSQL / Redis", self.leases),
+        }
+        for name in names:
+            if name in self.groups:
+                self.step(*steps[name])
 
     def generate_repos(self) -> tuple[RepoShape, RepoShape | None]:
         """The small repository every group uses, and the large one only ``fake`` and ``git`` need."""
@@ -457,6 +471,11 @@ class Suite:
         found = bench_dashboard(self.scratch / "b8", self.plan.dashboard_reps)
         self.rows.extend(found)
         self.notes.append(dashboard_note(*found))
+
+    def leases(self) -> None:
+        found = bench_leases(self.scratch / "b9", self.plan.lease_reps)
+        self.rows.extend(found)
+        self.notes.append(leases_note(found))
 
     def cli(self) -> None:
         self.rows.extend(bench_cli(self.scratch / "b6", self.plan.cli_reps))

@@ -22,7 +22,7 @@ import pytest
 from baton.cancel import CancelWatch, cancel_requested, request_cancel
 from baton.errors import BadInput, Busy, Fenced, StoreError
 from baton.leases import HOST, LeaseHolder, held, lease_backend, pid_alive
-from baton.models import JobRecord, Lease, SessionRecord
+from baton.models import Fence, JobRecord, Lease, SessionRecord
 from baton.redis_ import RedisConn, RedisLeases, SessionIndex, open_redis, prefix_for, store_identity
 from baton.settings import Settings
 from baton.store import SQLStore
@@ -369,6 +369,29 @@ def test_expired_redis_lease_is_taken_over_and_the_stale_holder_is_fenced(
     with pytest.raises(Fenced):  # the stale holder's write, fenced by the SQL store
         store.advance_fence(KEY, stale.fence)
     store.advance_fence(KEY, fresh.fence)  # the new holder's writes pass
+
+
+def test_stale_redis_holder_cannot_write_on_either_store(server: RedisServer, store_url: str) -> None:
+    """Over SQLite and PostgreSQL: a Redis grant's token reaches the store, so a holder whose Redis lease
+    expired and was granted again has its fenced writes refused (nothing written), the new holder's pass."""
+    sql = SQLStore(store_url)
+    try:
+        leases = RedisLeases(open_redis(server.url, store_url), sql)
+        stale = LeaseHolder(sql, KEY, 0.1, backend=leases)
+        stale.acquire(wait=0)
+        sql.save_session(_session(agent_session_id="from-stale"), fence=Fence(KEY, stale.fence))
+        time.sleep(0.2)
+        fresh = LeaseHolder(sql, KEY, 30, backend=leases)
+        fresh.acquire(wait=0)
+        assert fresh.fence > stale.fence
+        with pytest.raises(Fenced):
+            sql.save_session(_session(agent_session_id="late-stale"), fence=Fence(KEY, stale.fence))
+        assert sql.get_session("fake", "github.com/acme/api", "issue-1").agent_session_id == "from-stale"  # type: ignore[union-attr]
+        sql.save_session(_session(agent_session_id="from-fresh"), fence=Fence(KEY, fresh.fence))
+        assert sql.get_session("fake", "github.com/acme/api", "issue-1").agent_session_id == "from-fresh"  # type: ignore[union-attr]
+        fresh.release()
+    finally:
+        sql.close()
 
 
 def test_dead_process_on_this_host_is_taken_over_at_once(store: SQLStore, leases: RedisLeases) -> None:

@@ -15,8 +15,10 @@ both keys in one Redis Cluster slot.
 - **The SQL store fences too.** After each grant the token is recorded with
   :meth:`Store.advance_fence`, so the store refuses writes of every older grant. If Redis lost its
   counters (restarted empty), the store has seen larger tokens than Redis now hands out; the grant then
-  raises its counter past the store's (doubling until the store accepts it, still one holder at a time)
-  — tokens only need to grow, not to be consecutive.
+  raises its counter past the store's — to one above it when :class:`Fenced` says which it saw
+  (``seen``), else doubling until the store accepts it; still one holder at a time, and tokens only
+  need to grow, not to be consecutive. (One deployment uses one lease backend: SQL grants and Redis
+  grants of the same keys at once would keep raising each other.)
 """
 
 from __future__ import annotations
@@ -149,9 +151,12 @@ class RedisLeases:
             try:
                 self.store.advance_fence(lease.key, token)
                 return token
-            except Fenced:
+            except Fenced as exc:
+                # one above the store's token when the error names it, else double until accepted
+                seen = getattr(exc, "seen", None)
+                at_least = seen + 1 if isinstance(seen, int) else token * 2
                 with self.conn.errors(f"raising the fencing token of {lease.key}"):
-                    raised = int(self._raise(keys=self._keys(lease.key), args=[lease.holder, token * 2]))
+                    raised = int(self._raise(keys=self._keys(lease.key), args=[lease.holder, at_least]))
                 if not raised:
                     raise
                 token = raised
