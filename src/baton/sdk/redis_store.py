@@ -72,8 +72,7 @@ class RedisSessionStore(SessionStore):
             await self._call(self._append, key, entries)
 
     async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
-        texts = await self._call(self.client.lrange, self._entries(key), 0, -1)
-        return decode(texts) if texts else None
+        return await self._call(self._load, key)
 
     async def list_sessions(self, project_key: str) -> list[SessionStoreListEntry]:
         return [{"session_id": sid, "mtime": mtime} for sid, mtime in await self._sessions(project_key)]
@@ -128,6 +127,10 @@ class RedisSessionStore(SessionStore):
             return await off_loop(func, *args)
         except redis.RedisError as exc:
             raise StoreError(f"Redis error ({_where(self.client)}): {exc.__class__.__name__}: {exc}") from exc
+
+    def _load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
+        texts = self.client.lrange(self._entries(key), 0, -1)
+        return decode(texts) if texts else None
 
     def _append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
         rows = encode(key, entries)

@@ -47,27 +47,19 @@ class SqlSessionStore(SessionStore):
         self.store = store_or_url
 
     async def append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
-        project_key, session_id = parts(key)
+        parts(key)
         if entries:
-            await off_loop(self.store.sdk_append, project_key, session_id, subpath(key), encode(key, entries))
+            await off_loop(self._append, key, entries)
 
     async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
-        texts = await off_loop(self.store.sdk_load, *parts(key), subpath(key))
-        return None if texts is None else decode(texts)
+        return await off_loop(self._load, key)
 
     async def list_sessions(self, project_key: str) -> list[SessionStoreListEntry]:
         rows = await off_loop(self.store.sdk_sessions, project_key)
         return [{"session_id": sid, "mtime": _ms(mtime)} for sid, mtime in rows]
 
     async def list_session_summaries(self, project_key: str) -> list[SessionSummaryEntry]:
-        rows = await off_loop(self.store.sdk_main_entries, project_key)
-        summaries: list[SessionSummaryEntry] = []
-        for session_id, group in groupby(rows, key=itemgetter(0)):
-            session = list(group)
-            key: SessionKey = {"project_key": project_key, "session_id": session_id}
-            entries = decode(text for _, _, text in session)
-            summaries.append(fold(None, key, entries, _ms(max(mtime for _, mtime, _ in session))))
-        return summaries
+        return await off_loop(self._summaries, project_key)
 
     async def delete(self, key: SessionKey) -> None:
         # No subpath (or the empty one): the session with every subagent transcript under it.
@@ -78,6 +70,24 @@ class SqlSessionStore(SessionStore):
 
     def close(self) -> None:
         self.store.close()
+
+    # -- in a worker thread: the SQL, and the JSON of a transcript that may weigh megabytes ----------
+
+    def _append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
+        self.store.sdk_append(*parts(key), subpath(key), encode(key, entries))
+
+    def _load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
+        texts = self.store.sdk_load(*parts(key), subpath(key))
+        return None if texts is None else decode(texts)
+
+    def _summaries(self, project_key: str) -> list[SessionSummaryEntry]:
+        summaries: list[SessionSummaryEntry] = []
+        for session_id, group in groupby(self.store.sdk_main_entries(project_key), key=itemgetter(0)):
+            rows = list(group)
+            key: SessionKey = {"project_key": project_key, "session_id": session_id}
+            mtime = _ms(max(mtime for _, mtime, _ in rows))
+            summaries.append(fold(None, key, decode(text for _, _, text in rows), mtime))
+        return summaries
 
 
 def _sql_store(url: str) -> SQLStore:
