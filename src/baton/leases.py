@@ -131,6 +131,11 @@ class LeaseHolder:
             self.held = False
 
 
+def key_lease(settings: Settings, store: Store, key: str) -> LeaseHolder:
+    """The lease of ``key`` from the configured backend, living ``settings.lease_ttl`` seconds."""
+    return LeaseHolder(store, key, settings.lease_ttl, backend=lease_backend(settings, store))
+
+
 @contextmanager
 def held(
     lease: LeaseHolder, wait: float, every: float, cancel: threading.Event | None = None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from baton.errors import BadInput
 from baton.keys import make_key
-from baton.leases import LeaseHolder, held
+from baton.leases import held, key_lease
 from baton.models import Outcome, PlanRecord, PlanStatus, RunRecord, TaskState, TaskStatus
 from baton.plan_file import Plan, Task
 from baton.request import RunRequest
@@ -92,7 +92,7 @@ def run_plan(
         plan.id, key.agent, key.repo.slug, key.thread, plan.file, PlanStatus.PENDING, [], created_at=now
     )
     record.tasks, record.file = states, plan.file
-    lease = LeaseHolder(store, f"plan:{plan.id}", settings.lease_ttl)
+    lease = key_lease(settings, store, f"plan:{plan.id}")
     with held(lease, 0, settings.heartbeat):
         record.status = PlanStatus.RUNNING
         _save(store, record, on_progress, None)

@@ -29,7 +29,7 @@ from baton.errors import BatonError, NotFound
 from baton.gitcmd import commit_of, worktree_status
 from baton.housekeeping.disk import files_bytes, key_of, local_transcript
 from baton.keys import Key
-from baton.leases import LeaseHolder, held
+from baton.leases import held, key_lease
 from baton.models import SessionRecord, SessionStatus
 from baton.settings import Settings
 from baton.snapshots import take_snapshot
@@ -98,7 +98,7 @@ def close_session(
     """Close one key (module doc), waiting up to ``wait`` seconds for a run of it to end (Busy after
     that). Audited as ``close`` (or ``close-failed`` with the error)."""
     try:
-        with held(LeaseHolder(store, key.id, settings.lease_ttl), wait, settings.heartbeat):
+        with held(key_lease(settings, store, key.id), wait, settings.heartbeat):
             session = store.get_session(key.agent, key.repo.slug, key.thread)
             if session is None:
                 raise NotFound(f"no session for {key}")

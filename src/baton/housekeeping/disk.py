@@ -25,7 +25,7 @@ from typing import Any
 from baton.agents import get_agent
 from baton.errors import BatonError, Busy
 from baton.keys import Key, Repo
-from baton.leases import LeaseHolder, held
+from baton.leases import held, key_lease
 from baton.models import SessionRecord, SessionStatus
 from baton.settings import Settings
 from baton.store.base import Store
@@ -263,7 +263,7 @@ def evict(store: Store, settings: Settings, key: Key, actor: str) -> Eviction | 
     run holds it); None when it has no worktree. Audited as ``evict``."""
     workdirs = Workdirs(settings)
     path = workdirs.worktree_path(key)
-    with held(LeaseHolder(store, key.id, settings.lease_ttl), 0.0, settings.heartbeat):
+    with held(key_lease(settings, store, key.id), 0.0, settings.heartbeat):
         if not path.exists():
             return None
         size = disk_usage(path)

@@ -37,7 +37,7 @@ from baton.gitcmd import run_git
 from baton.housekeeping.cleanup import close_locked, would_checkpoint
 from baton.housekeeping.disk import enforce_quota, files_bytes, key_of, local_transcript, snapshot_bytes
 from baton.keys import Key
-from baton.leases import LeaseHolder, held
+from baton.leases import held, key_lease
 from baton.locks import file_lock
 from baton.models import SessionRecord, SessionStatus
 from baton.settings import Settings
@@ -99,7 +99,7 @@ class _Sweeper:
         """Run ``action`` under the key's lease (no wait); a busy key is skipped, an error reported.
         The session is read again under the lease: a run may have used (or closed) it since."""
         try:
-            with held(LeaseHolder(self.store, key.id, self.settings.lease_ttl), 0.0, self.settings.heartbeat):
+            with held(key_lease(self.settings, self.store, key.id), 0.0, self.settings.heartbeat):
                 session = self.store.get_session(key.agent, key.repo.slug, key.thread)
                 if session is not None and 0 < session.expires_at < self.now:
                     action(key, session)
@@ -176,7 +176,7 @@ def _orphans(store: Store, settings: Settings, report: SweepReport) -> None:
     for path in _unowned(root, owned, above):
         rel = path.relative_to(root).as_posix()
         try:
-            with held(LeaseHolder(store, rel, settings.lease_ttl), 0.0, settings.heartbeat):
+            with held(key_lease(settings, store, rel), 0.0, settings.heartbeat):
                 size = disk_usage(path)
                 if not report.dry_run:
                     shutil.rmtree(path)
