@@ -14,23 +14,27 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from baton.cancel import CancelWatch, request_cancel
     from baton.errors import (
         AgentError,
         BadInput,
         BatonError,
         Busy,
         DiskFull,
+        Fenced,
         GitError,
         NotFound,
         RemoteError,
         StoreError,
     )
     from baton.keys import Key, Repo, make_key, parse_repo
+    from baton.leases import LeaseBackend, key_lease
     from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
     from baton.plan_file import Plan, Task, load_plan, parse_plan
     from baton.plans import PlanResult, run_plan
     from baton.request import RunRequest, RunResult
     from baton.runner import run
+    from baton.sdk import RedisSessionStore, SqlSessionStore
     from baton.sessions import (
         ResetResult,
         Scope,
@@ -52,6 +56,7 @@ _EXPORTS = {
             "BatonError",
             "Busy",
             "DiskFull",
+            "Fenced",
             "GitError",
             "NotFound",
             "RemoteError",
@@ -59,7 +64,10 @@ _EXPORTS = {
         ],
         "baton.errors",
     ),
+    **dict.fromkeys(["CancelWatch", "request_cancel"], "baton.cancel"),
     **dict.fromkeys(["Key", "Repo", "make_key", "parse_repo"], "baton.keys"),
+    **dict.fromkeys(["LeaseBackend", "key_lease"], "baton.leases"),
+    **dict.fromkeys(["RedisSessionStore", "SqlSessionStore"], "baton.sdk"),
     **dict.fromkeys(
         ["Mode", "Outcome", "PromptKind", "RunRecord", "SessionRecord", "SessionStatus"], "baton.models"
     ),
@@ -88,15 +96,19 @@ __all__ = [
     "BadInput",
     "BatonError",
     "Busy",
+    "CancelWatch",
     "DiskFull",
+    "Fenced",
     "GitError",
     "Key",
+    "LeaseBackend",
     "Mode",
     "NotFound",
     "Outcome",
     "Plan",
     "PlanResult",
     "PromptKind",
+    "RedisSessionStore",
     "RemoteError",
     "Repo",
     "ResetResult",
@@ -107,18 +119,21 @@ __all__ = [
     "SessionRecord",
     "SessionStatus",
     "Settings",
+    "SqlSessionStore",
     "Store",
     "StoreError",
     "Task",
     "export_session",
     "get_session",
     "import_session",
+    "key_lease",
     "load_plan",
     "load_settings",
     "make_key",
     "open_store",
     "parse_plan",
     "parse_repo",
+    "request_cancel",
     "reset_session",
     "resolve_key",
     "run",
