@@ -30,12 +30,14 @@ from baton.store.sql_service import ServiceTables
 from baton.store.sql_views import ViewQueries
 from baton.store.tables import (
     KEY,
+    SNAPSHOT_LOCKS,
     audit_log,
     blobs,
     check_fence,
     db_value,
     key_where,
     leases,
+    lock_key,
     locked_lease_row,
     run_of,
     run_values,
@@ -265,10 +267,8 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
         where = key_where(snapshots, snapshot.agent, snapshot.repo, snapshot.thread)
         with self._tx() as conn:
             check_fence(conn, fence)
-            query = sa.select(snapshots.c.files).where(where)
-            if self.dialect == "postgresql":
-                query = query.with_for_update()
-            previous = conn.execute(query).scalar()
+            lock_key(conn, SNAPSHOT_LOCKS, snapshot.agent, snapshot.repo, snapshot.thread)
+            previous = conn.execute(sa.select(snapshots.c.files).where(where)).scalar()
             upsert(conn, snapshots, values, KEY)
             if previous is not None:
                 self._drop_unused_blobs(conn, _digests(previous) - snapshot.digests())
@@ -288,6 +288,7 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
     def delete_snapshot(self, agent: str, repo: str, thread: str) -> None:
         where = key_where(snapshots, agent, repo, thread)
         with self._tx() as conn:
+            lock_key(conn, SNAPSHOT_LOCKS, agent, repo, thread)
             previous = conn.execute(sa.select(snapshots.c.files).where(where)).scalar()
             conn.execute(sa.delete(snapshots).where(where))
             if previous is not None:

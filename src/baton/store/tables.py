@@ -46,6 +46,23 @@ def upsert(
     return conn.execute(insert.on_conflict_do_update(index_elements=list(keys), set_=changed))
 
 
+# classes of PostgreSQL advisory locks (the two-key form, apart from the migrations' one-key lock)
+SNAPSHOT_LOCKS = 727275
+CHECKPOINT_LOCKS = 727276
+
+
+def lock_key(conn: Connection, space: int, agent: str, repo: str, thread: str) -> None:
+    """Serialise the transactions that lock the same key in ``space`` until they end: PostgreSQL's
+    advisory lock (a rare hash collision only makes two keys wait for each other); SQLite's ``BEGIN
+    IMMEDIATE`` serialises every writer already. For a read-then-replace of a row that may not exist
+    yet (the previous snapshot, whose unused blobs the replacement drops)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
+            {"space": space, "key": f"{agent}\n{repo}\n{thread}"},
+        )
+
+
 def locked_lease_row(conn: Connection, key: str) -> Row[Any]:
     """The key's lease row, locked until the transaction ends; a free one (no holder, token 0) is
     made first when the key has none, so there is always a row to lock."""
