@@ -377,6 +377,51 @@ def test_checkpoint_of_a_cleaned_worktree_drops_the_old_one(workdirs: Workdirs, 
     assert listed == ""
 
 
+def test_an_unchanged_worktree_keeps_its_checkpoint_commit(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    (path / "wip.txt").write_text("wip")
+    first = workdirs.checkpoint(key, path)
+    assert first is not None and workdirs.checkpoint(key, path) == first  # nothing new to share
+    (path / "wip.txt").write_text("more wip")
+    second = workdirs.checkpoint(key, path)
+    assert second not in (None, first)
+    git(path, "commit", "--quiet", "--allow-empty", "-m", "the branch moves on")  # same tree, new parent
+    third = workdirs.checkpoint(key, path)
+    assert third not in (None, second)
+    assert git(path, "rev-parse", f"{third}^") == git(path, "rev-parse", "HEAD")
+
+
+def test_read_ref_reads_loose_and_packed_refs_without_git(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    cache = workdirs.cache_path(key.repo)
+    head = git(path, "rev-parse", "HEAD")
+    git(cache, "update-ref", "refs/baton/shared/fake/issue-1", head)
+    assert workdirs.read_ref(cache, "refs/baton/shared/fake/issue-1") == head
+    git(cache, "pack-refs", "--all")
+    assert not (cache / "refs/baton/shared/fake/issue-1").exists()
+    assert workdirs.read_ref(cache, "refs/baton/shared/fake/issue-1") == head
+    assert workdirs.read_ref(cache, "refs/baton/shared/fake") is None
+    assert workdirs.read_ref(cache, "refs/baton/shared/fake/issue-12") is None
+
+
+def test_sync_worktree_brings_a_worktree_to_its_branch_and_checkpoint(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    start = git(path, "rev-parse", "HEAD")
+    commit_file(path, "later.txt", "later\n", "later work")
+    (path / "wip.txt").write_text("wip\n")
+    assert workdirs.checkpoint(key, path) is not None
+    later = git(path, "rev-parse", "HEAD")
+    git(path, "reset", "--quiet", "--hard", start)  # the worktree as it was, with stray files
+    (path / "stray.txt").write_text("stray\n")
+    (path / "out.log").write_text("ignored output\n")
+    git(workdirs.cache_path(key.repo), "update-ref", f"refs/heads/{branch_for(key)}", later)
+    workdirs.sync_worktree(key, branch_for(key))
+    assert git(path, "rev-parse", "HEAD") == later
+    assert (path / "wip.txt").read_text() == "wip\n" and (path / "later.txt").is_file()
+    assert not (path / "stray.txt").exists()
+    assert (path / "out.log").is_file()  # ignored files stay, as on a branch switch
+
+
 def test_checkpoint_of_a_missing_worktree_is_none(workdirs: Workdirs, key: Key, tmp_path: Path) -> None:
     assert workdirs.checkpoint(key, tmp_path / "nowhere") is None
 

@@ -22,6 +22,7 @@ from baton.decide import Context, Decision
 from baton.errors import AgentError, BatonError, DiskFull
 from baton.leases import HOST
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
+from baton.portable import publish_checkpoint
 from baton.process import ProcessResult, run_process
 from baton.prompts import recap, render
 from baton.snapshots import take_snapshot
@@ -101,7 +102,7 @@ def _record(ctx: Context, session: SessionRecord, decision: Decision, number: in
         log_path=str(ctx.settings.home / "logs" / f"{run_id}.jsonl"),
         host=HOST,
         runner_pid=os.getpid(),
-        note=decision.note,
+        note="; ".join(filter(None, [decision.note, ctx.worktree_note if number == 1 else None])) or None,
     )
 
 
@@ -222,7 +223,10 @@ def _finish(ctx: Context, session: SessionRecord, record: RunRecord, turn: Turn,
     if not ctx.lost.is_set():  # after a takeover the key's files belong to the new holder
         if session.agent_session_id and not lost:
             take_snapshot(ctx.store, ctx.agent, ctx.key, session.agent_session_id)
-        ctx.workdirs.checkpoint(ctx.key, ctx.worktree)
+        trouble = publish_checkpoint(ctx.store, ctx.workdirs, ctx.key, ctx.worktree, session.branch)
+        if trouble:  # the run did its work; only other machines cannot rebuild it: say so on the run
+            record.note = "; ".join(filter(None, [record.note, trouble]))
+            ctx.store.update_run(record.id, note=record.note)
     session.status = SessionStatus.ACTIVE
     session.last_outcome = ending.outcome
     session.last_used_at = ended

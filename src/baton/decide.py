@@ -43,6 +43,7 @@ class Context:
     workdirs: Workdirs
     lost: threading.Event  # set when the key's lease was taken over: stop, write nothing more
     worktree: Path = Path()
+    worktree_note: str | None = None  # what preparing the worktree had to do: noted on the first attempt
 
 
 @dataclass

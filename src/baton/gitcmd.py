@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from baton.errors import BadInput, BatonError, GitError, RemoteError
@@ -120,3 +121,59 @@ def commit_of(repo: Path, rev: str) -> str | None:
         stdin=subprocess.DEVNULL,
     )
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+# -- bundles: how a checkpoint travels between machines (see baton.portable) --------------------------
+
+BUNDLE_SIGNATURES = (b"# v2 git bundle\n", b"# v3 git bundle\n")
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_REF = re.compile(r"refs/[A-Za-z0-9._/+@-]+")
+
+
+@dataclass(frozen=True)
+class BundleHeader:
+    """What a bundle says it holds: the commits it needs the repository to have, and its refs."""
+
+    prerequisites: list[str]
+    heads: dict[str, str]  # ref name → commit
+
+
+def bundle_header(data: bytes, limit: int = 1 << 20) -> BundleHeader:
+    """Parse a bundle's header without git (it is input: checked before git ever reads it). ValueError
+    for anything that is not a git bundle with at least one ref and a pack after its header."""
+    if not data.startswith(BUNDLE_SIGNATURES):
+        raise ValueError("not a git bundle (no bundle signature)")
+    end = data.find(b"\n\n", 0, limit)
+    if end < 0 or not data.startswith(b"PACK", end + 2):
+        raise ValueError("not a git bundle (no pack after the header)")
+    prerequisites, heads = [], {}
+    for raw in data[: end + 1].decode("ascii", "replace").splitlines()[1:]:
+        if raw.startswith("@"):
+            continue  # a v3 capability (object-format, filter)
+        sha, _, rest = raw.removeprefix("-").partition(" ")
+        if not _SHA.fullmatch(sha):
+            raise ValueError(f"not a git bundle (bad header line {raw[:80]!r})")
+        if raw.startswith("-"):
+            prerequisites.append(sha)
+        elif _REF.fullmatch(rest) and ".." not in rest:
+            heads[rest] = sha
+        else:
+            raise ValueError(f"not a git bundle (bad ref name {rest[:80]!r})")
+    if not heads:
+        raise ValueError("not a git bundle (it holds no ref)")
+    return BundleHeader(prerequisites, heads)
+
+
+def missing_commits(repo: Path, commits: list[str]) -> list[str]:
+    """The commits of ``commits`` that ``repo`` lacks (one git process)."""
+    if not commits:
+        return []
+    out = subprocess.run(
+        ["git", "cat-file", "--batch-check=%(objectname) %(objecttype)"],
+        cwd=repo,
+        input="".join(f"{c}\n" for c in commits),
+        capture_output=True,
+        text=True,
+    )
+    have = {line.split()[0] for line in out.stdout.splitlines() if line.endswith(" commit")}
+    return [c for c in commits if c not in have]

@@ -13,6 +13,7 @@ import dataclasses
 import shutil
 import time
 
+from baton import portable
 from baton.agents import AGENTS, Agent, get_agent
 from baton.attempt import new_run_id, run_attempt, usage_delta
 from baton.decide import Context, Decision, decide, fork_source
@@ -178,7 +179,9 @@ class _Runner:
         ctx, key = self.ctx, self.ctx.key
         branch = stored.branch if stored else (ctx.request.branch or branch_for(key))
         base = stored.base if stored else ctx.request.base
-        made = ctx.workdirs.prepare_worktree(key, branch, base)
+        made, ctx.worktree_note = portable.prepare_worktree(
+            ctx.store, ctx.workdirs, key, branch, base, known=stored is not None
+        )
         ctx.worktree = worktree = made.path
         if stored is None and not made.built:
             self.warnings.append(

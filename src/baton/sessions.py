@@ -1,9 +1,10 @@
 """Session management: look up, reset, export and import the sessions of keys.
 
 Reset takes the key's lease (a running key cannot be reset under its runner) and is audited. Export
-writes one self-contained JSON document — the session, its runs and its transcript snapshot with the
-blobs inline — that :func:`import_session` restores into another ``BATON_HOME`` (another machine):
-the next run there hydrates the transcript and resumes the same conversation.
+writes one self-contained JSON document — the session, its runs, its transcript snapshot with the
+blobs inline and its worktree's checkpoint (a thin git bundle: what the remote lacks) — that
+:func:`import_session` restores into another ``BATON_HOME`` (another machine): the next run there
+hydrates the transcript, rebuilds the worktree and resumes the same conversation.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from baton.files import write_json
 from baton.keys import Key, Repo, parse_repo, validate_agent, validate_thread
 from baton.leases import LeaseHolder, held
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus, Snapshot
+from baton.portable import checkpoint_from, export_checkpoint
 from baton.settings import Settings
 from baton.snapshots import take_snapshot
 from baton.store.base import Store
@@ -159,7 +161,7 @@ def _reset(store: Store, settings: Settings, key: Key, session: SessionRecord, r
         result.worktree = workdirs.remove_worktree_dir(key)
         if tip and workdirs.delete_branch(key.repo, session.branch, expected=tip):
             result.branch = session.branch
-        result.checkpoint = workdirs.drop_checkpoint(key)
+        result.checkpoint = _drop_checkpoints(store, workdirs, key)
     if conversation:
         _forget_conversation(store, settings, key, session, result)
     if result.scope == Scope.ALL:
@@ -178,6 +180,13 @@ def _archive_worktree(
     result.archive_ref, result.archive_commit = archive.ref, archive.commit
     result.cache, result.restore = str(archive.cache), archive.restore_command()
     return archive.branch_tip
+
+
+def _drop_checkpoints(store: Store, workdirs: Workdirs, key: Key) -> bool:
+    """The key's checkpoint here and in the store (where other machines would rebuild it from)."""
+    shared = store.get_checkpoint(key.agent, key.repo.slug, key.thread) is not None
+    store.delete_checkpoint(key.agent, key.repo.slug, key.thread)
+    return workdirs.drop_checkpoint(key) or shared
 
 
 def _forget_records(store: Store, key: Key, result: ResetResult) -> None:
@@ -218,7 +227,7 @@ def _archive_conversation(
     while path.exists():
         n += 1
         path = path.with_name(f"{stamp}-{n}.json")
-    write_json(path, export_session(store, key))
+    write_json(path, export_session(store, key, checkpoint=False))  # the worktree has its own archive
     return str(path)
 
 
@@ -244,8 +253,9 @@ def local_actor() -> str:
         return "unknown"
 
 
-def export_session(store: Store, key: Key) -> dict[str, Any]:
-    """The session, its runs and its snapshot (blobs inline, base64) as one JSON-able document."""
+def export_session(store: Store, key: Key, checkpoint: bool = True) -> dict[str, Any]:
+    """The session, its runs, its snapshot (blobs inline, base64) and, with ``checkpoint``, its
+    worktree's checkpoint (a git bundle, base64) as one JSON-able document."""
     session = get_session(store, key)
     runs = store.list_runs(key.agent, key.repo.slug, key.thread, limit=10_000)
     snapshot = store.get_snapshot(key.agent, key.repo.slug, key.thread)
@@ -262,6 +272,7 @@ def export_session(store: Store, key: Key) -> dict[str, Any]:
         "runs": [_plain(asdict(r)) for r in runs],
         "snapshot": asdict(snapshot) if snapshot else None,
         "blobs": blobs,
+        "checkpoint": export_checkpoint(store, key) if checkpoint else None,
     }
 
 
@@ -281,9 +292,13 @@ def import_session(
         blobs = {d: base64.b64decode(b["zlib_b64"]) for d, b in document.get("blobs", {}).items()}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadInput(f"malformed session export: {exc}") from exc
+    found = document.get("checkpoint")
+    checkpoint = checkpoint_from(found, key, session.branch) if found is not None else None
     if store.get_session(key.agent, key.repo.slug, key.thread) is not None and not replace:
         raise BadInput(f"a session for {key} already exists here; pass --replace to overwrite it")
     _store_import(store, key, session, runs, snapshot, blobs)
+    if checkpoint is not None:  # after the session: a checkpoint without its session would be an orphan
+        store.save_checkpoint(*checkpoint)
     return session
 
 

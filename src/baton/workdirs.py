@@ -9,6 +9,10 @@
 - Checkpoint: the worktree's uncommitted state (tracked and untracked, respecting .gitignore) as a
   commit on top of HEAD, under ``refs/baton/checkpoints/<agent>/<thread>`` in the cache, built with a
   throw-away index so the worktree's own index is untouched.
+- Shared checkpoint: ``refs/baton/shared/<agent>/<thread>`` in the cache names the key's state as the
+  store last had it from or gave to this home (:mod:`baton.portable`): a store record naming another
+  commit means another machine has run the key since. The bundles that carry a checkpoint between
+  machines are made and fetched here; deciding when is :mod:`baton.portable`'s job.
 - Credentials: git asks ``bin/git-askpass`` (created here), which prints ``$BATON_GIT_TOKEN``; the
   token never appears in a URL, argv, git config, a log or the store.
 """
@@ -23,7 +27,14 @@ from pathlib import Path
 
 from baton.errors import BadInput, GitError
 from baton.files import atomic_write_text
-from baton.gitcmd import commit_of, ref_exists, remote_error, run_git, worktree_status, worktree_tree
+from baton.gitcmd import (
+    commit_of,
+    ref_exists,
+    remote_error,
+    run_git,
+    worktree_status,
+    worktree_tree,
+)
 from baton.keys import Key, Repo
 from baton.locks import file_lock
 from baton.settings import Settings
@@ -70,6 +81,9 @@ class Workdirs:
 
     def checkpoint_ref(self, key: Key) -> str:
         return f"refs/baton/checkpoints/{key.agent}/{key.thread}"
+
+    def shared_ref(self, key: Key) -> str:
+        return f"refs/baton/shared/{key.agent}/{key.thread}"
 
     def git_env(self, agent: str) -> dict[str, str]:
         """Environment for git and for the agent: identity per agent, credentials via askpass."""
@@ -143,14 +157,15 @@ class Workdirs:
         made = self.prepare_worktree(key, branch, base)
         return made.path, made.built
 
-    def prepare_worktree(self, key: Key, branch: str, base: str | None) -> Worktree:
+    def prepare_worktree(self, key: Key, branch: str, base: str | None, fetch: bool = True) -> Worktree:
         """The key's worktree at its stable path on ``branch``: reused when it exists, else (re)built —
         on the branch if it exists (with its last checkpoint re-applied), else on a new branch from
-        ``base``. The result says what this call made, so :meth:`discard_new_worktree` can undo it."""
+        ``base``. The result says what this call made, so :meth:`discard_new_worktree` can undo it.
+        ``fetch=False``: the caller has just fetched the cache."""
         path = self.worktree_path(key)
         if (path / ".git").is_file():
             return Worktree(path, built=False)
-        cache = self.ensure_cache(key.repo, key.agent)
+        cache = self.ensure_cache(key.repo, key.agent, fetch=fetch)
         env = self._env(key.agent)
         with file_lock(self.home, f"repo:{key.repo.slug}"):
             run_git(["worktree", "prune"], cwd=cache)
@@ -210,20 +225,57 @@ class Workdirs:
             return None
         env = self._env(key.agent)
         tree = worktree_tree(worktree, env)
+        previous = self.read_ref(self.cache_path(key.repo), ref)
+        if previous is not None and self._same_checkpoint(worktree, previous, tree):
+            return previous  # unchanged since: the same commit, so nothing new to share
         commit = run_git(
             ["commit-tree", tree, "-p", "HEAD", "-m", f"baton checkpoint of {key}"], cwd=worktree, env=env
         )
         run_git(["update-ref", ref, commit], cwd=worktree)
         return commit
 
+    @staticmethod
+    def _same_checkpoint(worktree: Path, commit: str, tree: str) -> bool:
+        """Whether checkpoint ``commit`` already holds ``tree`` on top of the worktree's HEAD."""
+        try:
+            found = run_git(["rev-parse", "HEAD", f"{commit}^{{tree}}", f"{commit}^"], cwd=worktree).split()
+        except GitError:
+            return False
+        return found[1:] == [tree, found[0]]
+
     def _has_checkpoint(self, key: Key) -> bool:
-        """Without a git process: the ref is a loose file, or a line of packed-refs after a gc."""
-        cache = self.cache_path(key.repo)
-        ref = self.checkpoint_ref(key)
-        if (cache / ref).is_file():
-            return True
-        packed = cache / "packed-refs"
-        return packed.is_file() and f" {ref}\n" in packed.read_text()
+        return self.read_ref(self.cache_path(key.repo), self.checkpoint_ref(key)) is not None
+
+    @staticmethod
+    def read_ref(cache: Path, ref: str) -> str | None:
+        """The commit ``ref`` names, without a git process: a loose file, or a line of packed-refs after
+        a gc. None when there is no such ref."""
+        try:
+            return (cache / ref).read_text().strip() or None
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            pass
+        try:
+            packed = (cache / "packed-refs").read_text()
+        except FileNotFoundError:
+            return None
+        at = packed.find(f" {ref}\n")
+        return packed[packed.rfind("\n", 0, at) + 1 : at] if at >= 0 else None
+
+    def sync_worktree(self, key: Key, branch: str) -> None:
+        """Bring the key's existing worktree to ``branch``'s tip with the key's checkpoint re-applied,
+        after :mod:`baton.portable` moved them to what another machine left. Files git would track that
+        are not in that state are removed (the caller archived them first); ignored ones (build outputs,
+        dependencies) stay, as they would on a branch switch."""
+        path = self.worktree_path(key)
+        env = self._env(key.agent)
+        if commit_of(path, f"refs/heads/{branch}") is None:
+            raise GitError(f"branch {branch!r} is missing")
+        on = run_git(["rev-parse", "--symbolic-full-name", "HEAD"], cwd=path)
+        if on != f"refs/heads/{branch}":
+            run_git(["checkout", "--force", "--quiet", branch], cwd=path, env=env)
+        run_git(["reset", "--hard", "--quiet", "HEAD"], cwd=path, env=env)
+        run_git(["clean", "-d", "--force", "--quiet"], cwd=path, env=env)
+        self._restore_checkpoint(key, self.cache_path(key.repo), path)
 
     def _restore_checkpoint(self, key: Key, cache: Path, worktree: Path) -> None:
         ref = self.checkpoint_ref(key)
@@ -269,9 +321,13 @@ class Workdirs:
         return True
 
     def drop_checkpoint(self, key: Key) -> bool:
-        """Delete the key's checkpoint ref; True if there was one."""
+        """Delete the key's checkpoint ref (and its shared one); True if there was a checkpoint."""
         cache = self.cache_path(key.repo)
-        if not (cache / "HEAD").is_file() or commit_of(cache, self.checkpoint_ref(key)) is None:
+        if not (cache / "HEAD").is_file():
+            return False
+        if commit_of(cache, self.shared_ref(key)) is not None:
+            run_git(["update-ref", "-d", self.shared_ref(key)], cwd=cache)
+        if commit_of(cache, self.checkpoint_ref(key)) is None:
             return False
         run_git(["update-ref", "-d", self.checkpoint_ref(key)], cwd=cache)
         return True

@@ -1,0 +1,345 @@
+"""Portable work (issue 10, point 5): two homes on one store — worker A and worker B, each with its own
+``BATON_HOME`` — and a key that moves between them with its transcript, its branch's commits and its
+uncommitted and untracked files; the checkpoints in the store; the recovery steps when a bundle is
+corrupt or gone; checkpoints in ``sessions export``/``import``. The shared store is ``store_url``
+(conftest): every test runs on SQLite and on a fresh PostgreSQL database."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from baton import Mode, RunRequest, RunResult, open_store, run
+from baton.archives import list_archives
+from baton.errors import BadInput, Fenced
+from baton.keys import Key, make_key
+from baton.models import CheckpointRecord, Fence, Lease
+from baton.portable import MAX_BUNDLE
+from baton.sessions import Scope, export_session, import_session, reset_session
+from baton.settings import Settings, load_settings
+from baton.store import Store
+from baton.testing.git_http import GitHttpServer
+from baton.workdirs import Workdirs
+from tests.conftest import FAST, git
+
+TOKEN = "portable-test-token"
+
+
+def worker(tmp_path: Path, name: str, store_url: str) -> Settings:
+    home = tmp_path / name
+    return load_settings(overrides={"home": str(home), "store_url": store_url, **FAST}, environ={})
+
+
+@pytest.fixture
+def a(tmp_path: Path, store_url: str) -> Settings:
+    return worker(tmp_path, "worker-a", store_url)
+
+
+@pytest.fixture
+def b(tmp_path: Path, store_url: str) -> Settings:
+    return worker(tmp_path, "worker-b", store_url)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
+
+
+def go(settings: Settings, repo: Path | str, prompt: str = "go on", thread: str = "t1") -> RunResult:
+    result = run(RunRequest(agent="fake", repo=str(repo), thread=thread, prompt=prompt), settings=settings)
+    assert result.ok, result.run.error
+    return result
+
+
+def key_of(repo: Path | str, thread: str = "t1") -> Key:
+    return make_key("fake", str(repo), thread, ["fake"])
+
+
+def worktree(result: RunResult) -> Path:
+    return Path(result.session.worktree)
+
+
+def agent_work(path: Path) -> str:
+    """What an agent leaves: a commit on the branch, a changed tracked file, an untracked one."""
+    (path / "lexer.py").write_text("TOKENS = []\n")
+    git(path, "add", "lexer.py")
+    git(path, "commit", "--quiet", "-m", "agent: lexer")
+    (path / "README.md").write_text("# changed, not committed\n")
+    (path / "notes.md").write_text("untracked notes\n")
+    return git(path, "rev-parse", "HEAD")
+
+
+def status(path: Path) -> set[str]:
+    """``git status`` lines (stripped), after checking that nothing is staged."""
+    assert git(path, "diff", "--cached", "--name-only") == ""
+    return {line.strip() for line in git(path, "status", "--porcelain", "--untracked-files=all").splitlines()}
+
+
+# -- the checkpoints table ---------------------------------------------------------------------------
+
+
+def record(digest: str, commit: str = "c" * 40, thread: str = "t1") -> CheckpointRecord:
+    return CheckpointRecord("fake", "x/y", thread, commit, "baton/fake/t1", "b" * 40, digest, 3, 1.0)
+
+
+def test_a_checkpoint_replaces_the_last_and_drops_its_unused_bundle(store: Store) -> None:
+    store.save_checkpoint(record("d1"), b"one")
+    store.save_checkpoint(record("d1", thread="t2"), b"one")  # the same bundle for another key
+    store.save_checkpoint(record("d2", commit="e" * 40), b"two")
+    assert store.get_checkpoint("fake", "x/y", "t1") == record("d2", commit="e" * 40)
+    assert store.get_blob("d1") == b"one"  # t2 still uses it
+    store.delete_checkpoint("fake", "x/y", "t2")
+    assert store.get_blob("d1") is None and store.get_checkpoint("fake", "x/y", "t2") is None
+    store.delete_checkpoint("fake", "x/y", "t1")
+    assert store.get_blob("d2") is None and store.get_checkpoint("fake", "x/y", "t1") is None
+
+
+def test_a_checkpoint_with_an_older_fence_is_refused_and_writes_nothing(store: Store) -> None:
+    lease = Lease(key="k1", holder="h1", host="a", pid=1, acquired_at=0.0, expires_at=0.0)
+    assert store.try_lease(lease, 30.0, lambda _e, _n: True) is None
+    taken = Lease(key="k1", holder="h2", host="b", pid=2, acquired_at=0.0, expires_at=0.0)
+    assert store.try_lease(taken, 30.0, lambda _e, _n: True) is None
+    assert taken.fence == lease.fence + 1
+    with pytest.raises(Fenced):
+        store.save_checkpoint(record("d1"), b"one", fence=Fence("k1", lease.fence))
+    assert store.get_checkpoint("fake", "x/y", "t1") is None and store.get_blob("d1") is None
+    store.save_checkpoint(record("d1"), b"one", fence=Fence("k1", taken.fence))
+    saved = store.get_checkpoint("fake", "x/y", "t1")
+    assert saved is not None and saved.fence == taken.fence
+    store.save_checkpoint(record("d2"), b"two", fence=Fence("k9", 7))  # a Redis grant: recorded
+    with pytest.raises(Fenced):
+        store.save_checkpoint(record("d3"), b"three", fence=Fence("k9", 6))
+
+
+# -- a key moving between workers --------------------------------------------------------------------
+
+
+def test_turn_three_on_worker_b_continues_what_a_left(
+    a: Settings, b: Settings, src_repo: Path, store: Store
+) -> None:
+    first = go(a, src_repo, "turn 1")
+    path_a = worktree(first)
+    commit = agent_work(path_a)
+    second = go(a, src_repo, "turn 2")
+    shared = store.get_checkpoint("fake", first.run.repo, "t1")
+    assert shared is not None and shared.branch_sha == commit and shared.digest
+    third = go(b, src_repo, "turn 3")
+    path_b = worktree(third)
+    assert path_b != path_a and path_b.is_relative_to(b.home)
+    assert third.session.agent_session_id == second.session.agent_session_id == first.session.agent_session_id
+    assert third.run.mode == Mode.RESUME and third.run.result == "fake reply: received 6 messages"
+    assert git(path_b, "rev-parse", "HEAD") == commit
+    assert git(path_b, "rev-parse", "--abbrev-ref", "HEAD") == "baton/fake/t1"
+    assert (path_b / "lexer.py").read_text() == "TOKENS = []\n"
+    assert (path_b / "README.md").read_text() == "# changed, not committed\n"
+    assert (path_b / "notes.md").read_text() == "untracked notes\n"
+    assert status(path_b) == {"M README.md", "?? notes.md"}  # still uncommitted, still untracked
+    assert third.run.note and "store's checkpoint" in third.run.note
+
+
+def test_an_unchanged_worktree_is_not_uploaded_again(a: Settings, src_repo: Path, store: Store) -> None:
+    first = go(a, src_repo)
+    agent_work(worktree(first))
+    go(a, src_repo)
+    before = store.get_checkpoint("fake", first.run.repo, "t1")
+    go(a, src_repo)
+    go(a, src_repo)
+    assert store.get_checkpoint("fake", first.run.repo, "t1") == before
+    (worktree(first) / "notes.md").write_text("more notes\n")
+    go(a, src_repo)
+    after = store.get_checkpoint("fake", first.run.repo, "t1")
+    assert after is not None and before is not None and after.commit_sha != before.commit_sha
+    assert store.get_blob(before.digest) is None  # the replaced bundle is gone
+
+
+def test_a_clean_worktree_still_carries_its_branch_commits(
+    a: Settings, b: Settings, src_repo: Path, store: Store
+) -> None:
+    first = go(a, src_repo)
+    (worktree(first) / "parser.py").write_text("def parse(): ...\n")
+    git(worktree(first), "add", "parser.py")
+    git(worktree(first), "commit", "--quiet", "-m", "agent: parser")
+    go(a, src_repo)
+    shared = store.get_checkpoint("fake", first.run.repo, "t1")
+    assert shared is not None and shared.commit_sha == shared.branch_sha and shared.digest
+    path_b = worktree(go(b, src_repo))
+    assert (path_b / "parser.py").read_text() == "def parse(): ...\n"
+    assert git(path_b, "log", "-1", "--format=%s") == "agent: parser" and status(path_b) == set()
+
+
+def test_a_state_the_remote_has_needs_no_bundle(
+    a: Settings, b: Settings, src_repo: Path, store: Store
+) -> None:
+    first = go(a, src_repo)
+    shared = store.get_checkpoint("fake", first.run.repo, "t1")
+    assert shared is not None and shared.digest == "" and shared.size == 0
+    third = go(b, src_repo)
+    assert git(worktree(third), "rev-parse", "HEAD") == git(src_repo, "rev-parse", "main")
+
+
+def test_back_on_a_the_stale_worktree_catches_up_and_its_own_edits_are_archived(
+    a: Settings, b: Settings, src_repo: Path
+) -> None:
+    first = go(a, src_repo)
+    path_a = worktree(first)
+    (path_a / "notes.md").write_text("from a\n")
+    go(a, src_repo)
+    path_b = worktree(go(b, src_repo))
+    (path_b / "notes.md").write_text("from b\n")
+    (path_b / "b.txt").write_text("b's file\n")
+    go(b, src_repo)
+    (path_a / "stray.txt").write_text("edited on a after its last run\n")  # never shared
+    back = go(a, src_repo)
+    assert back.run.mode == Mode.RESUME
+    assert (path_a / "notes.md").read_text() == "from b\n" and (path_a / "b.txt").is_file()
+    assert not (path_a / "stray.txt").exists()
+    key = key_of(src_repo)
+    archives = list_archives(Workdirs(a), key)
+    assert len(archives) == 1 and archives[0] in (back.run.note or "")
+    cache = Workdirs(a).cache_path(key.repo)
+    assert git(cache, "show", f"{archives[0]}:stray.txt") == "edited on a after its last run"
+
+
+def test_a_corrupt_bundle_degrades_to_the_branch_or_base_with_a_note(
+    a: Settings, b: Settings, src_repo: Path, store: Store
+) -> None:
+    first = go(a, src_repo)
+    agent_work(worktree(first))
+    go(a, src_repo)
+    shared = store.get_checkpoint("fake", first.run.repo, "t1")
+    assert shared is not None
+    bundle = store.get_blob(shared.digest)
+    assert bundle is not None
+    store.delete_checkpoint("fake", first.run.repo, "t1")
+    shared.digest = "0" * 64
+    store.save_checkpoint(shared, bundle[:-200] + b"\0" * 200)  # the pack's tail (and checksum) broken
+    third = run(RunRequest(agent="fake", repo=str(src_repo), thread="t1", prompt="go"), settings=b)
+    assert third.ok and third.run.result == "fake reply: received 6 messages"
+    assert third.run.note and "unusable" in third.run.note and "base" in third.run.note
+    assert git(worktree(third), "rev-parse", "HEAD") == git(src_repo, "rev-parse", "main")
+    replaced = store.get_checkpoint("fake", first.run.repo, "t1")
+    assert replaced is not None and replaced.commit_sha != shared.commit_sha  # B's state replaced it
+
+
+def test_a_missing_bundle_degrades_too(a: Settings, b: Settings, src_repo: Path, store: Store) -> None:
+    first = go(a, src_repo)
+    agent_work(worktree(first))
+    go(a, src_repo)
+    shared = store.get_checkpoint("fake", first.run.repo, "t1")
+    assert shared is not None
+    with store._tx() as conn:  # type: ignore[attr-defined]
+        from baton.store.schema import blobs
+
+        conn.execute(blobs.delete().where(blobs.c.digest == shared.digest))
+    third = go(b, src_repo)
+    assert third.run.note and "missing from the store" in third.run.note
+    assert (worktree(third) / "README.md").read_text() == "# demo\n"
+
+
+def test_bundle_prerequisites_the_cache_lacks_are_fetched_from_the_remote(
+    a: Settings, b: Settings, src_repo: Path
+) -> None:
+    go(b, src_repo, thread="other")  # B has a cache clone of the repository as it was
+    (src_repo / "later.txt").write_text("pushed later\n")
+    git(src_repo, "add", "later.txt")
+    git(src_repo, "commit", "--quiet", "-m", "later")
+    first = go(a, src_repo)  # A's branch starts from the new commit, which B's cache lacks
+    (worktree(first) / "notes.md").write_text("from a\n")
+    go(a, src_repo)
+    path_b = worktree(go(b, src_repo))
+    assert (path_b / "later.txt").is_file() and (path_b / "notes.md").read_text() == "from a\n"
+
+
+def test_a_partial_clone_over_http_carries_the_work_too(
+    a: Settings, b: Settings, src_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "served"
+    root.mkdir()
+    git(root, "clone", "--quiet", "--bare", str(src_repo), "api.git")
+    git(root / "api.git", "config", "uploadpack.allowFilter", "true")
+    monkeypatch.setenv("BATON_GIT_TOKEN", TOKEN)
+    with GitHttpServer(root=root, token=TOKEN) as server:
+        url = server.url("api.git")
+        first = go(a, url)
+        assert git(Workdirs(a).cache_path(key_of(url).repo), "config", "remote.origin.partialclonefilter")
+        commit = agent_work(worktree(first))
+        go(a, url)
+        path_b = worktree(go(b, url))
+    assert git(path_b, "rev-parse", "HEAD") == commit
+    assert status(path_b) == {"M README.md", "?? notes.md"}
+
+
+def test_reset_of_the_worktree_removes_the_shared_checkpoint(
+    a: Settings, b: Settings, src_repo: Path, store: Store
+) -> None:
+    first = go(a, src_repo)
+    agent_work(worktree(first))
+    go(a, src_repo)
+    result = reset_session(store, a, key_of(src_repo), Scope.WORKTREE)
+    assert result.checkpoint and store.get_checkpoint("fake", first.run.repo, "t1") is None
+    path_b = worktree(go(b, src_repo))
+    assert not (path_b / "notes.md").exists() and not (path_b / "lexer.py").exists()
+
+
+# -- export and import ---------------------------------------------------------------------------
+
+
+def test_export_and_import_carry_the_checkpoint(
+    a: Settings, src_repo: Path, store: Store, tmp_path: Path
+) -> None:
+    first = go(a, src_repo)
+    commit = agent_work(worktree(first))
+    go(a, src_repo)
+    document = json.loads(json.dumps(export_session(store, key_of(src_repo))))
+    assert document["checkpoint"]["bundle_b64"]
+    elsewhere = worker(tmp_path, "worker-c", f"sqlite:///{tmp_path / 'other.db'}")
+    other = open_store(elsewhere.resolved_store_url)
+    import_session(other, elsewhere, document)
+    imported = other.get_checkpoint("fake", first.run.repo, "t1")
+    other.close()
+    assert imported == store.get_checkpoint("fake", first.run.repo, "t1")
+    third = go(elsewhere, src_repo)
+    assert third.run.result == "fake reply: received 6 messages"
+    assert git(worktree(third), "rev-parse", "HEAD") == commit
+    assert (worktree(third) / "notes.md").read_text() == "untracked notes\n"
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda c: c.update(bundle_b64="not base64!"), "not base64"),
+        (
+            lambda c: c.update(bundle_b64=base64.b64encode(b"hello, not a bundle").decode()),
+            "not a git bundle",
+        ),
+        (lambda c: c.update(bundle_b64="A" * ((MAX_BUNDLE + 2) // 3 * 4 + 4)), "limit"),
+        (lambda c: c.update(commit_sha="f" * 40), "does not hold"),
+        (lambda c: c.update(commit_sha="../../etc"), "not a commit id"),
+        (lambda c: c.update(branch="main"), "another branch"),
+        (lambda c: c.update(bundle_b64=None), "no bundle_b64"),
+    ],
+)
+def test_hostile_checkpoints_in_an_import_are_refused_and_nothing_is_written(
+    a: Settings, src_repo: Path, store: Store, tmp_path: Path, change: object, words: str
+) -> None:
+    first = go(a, src_repo)
+    agent_work(worktree(first))
+    go(a, src_repo)
+    document = export_session(store, key_of(src_repo))
+    change(document["checkpoint"])  # type: ignore[operator]
+    elsewhere = worker(tmp_path, "worker-c", f"sqlite:///{tmp_path / 'other.db'}")
+    other = open_store(elsewhere.resolved_store_url)
+    try:
+        with pytest.raises(BadInput, match=words):
+            import_session(other, elsewhere, document)
+        assert other.get_session("fake", first.run.repo, "t1") is None
+        assert other.get_checkpoint("fake", first.run.repo, "t1") is None
+        assert other.list_runs() == []
+    finally:
+        other.close()
