@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from baton.errors import BadInput
+from baton.errors import BadInput, StoreError
 from baton.models import Lease, Outcome, SessionStatus
 from baton.store import SQLStore, open_store
 from baton.store.engine import migrate
@@ -128,6 +128,13 @@ def test_run_add_get_round_trip(store: SQLStore) -> None:
     store.add_run(run)
     assert store.get_run("r-abc") == run
     assert store.get_run("missing") is None
+
+
+def test_a_database_error_is_a_store_error(store: SQLStore) -> None:
+    store.add_run(make_run("r-1"))
+    with pytest.raises(StoreError, match=r"^store error: .*(UNIQUE|unique)"):
+        store.add_run(make_run("r-1"))
+    assert [r.id for r in store.list_runs()] == ["r-1"]
 
 
 def test_update_run_converts_enums_and_usage(store: SQLStore) -> None:
