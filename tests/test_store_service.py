@@ -1,5 +1,6 @@
-"""The service's tables, on SQLite and PostgreSQL: jobs start in submission order per key (and only
-one per key when machines race), tokens keep only a hash, a delivery is stored once."""
+"""The service's tables and the dashboard's reads, on SQLite and PostgreSQL: jobs start in submission
+order per key (and once when executors race), cancel requests, tokens keep only a hash, a delivery is
+stored once; pages of sessions, the overview's and /metrics' counts."""
 
 from __future__ import annotations
 
@@ -7,9 +8,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from baton.models import DeliveryRecord, DeliveryStatus, JobRecord, JobStatus, TokenRecord, TokenScope
+from baton.models import (
+    DeliveryRecord,
+    DeliveryStatus,
+    JobRecord,
+    JobStatus,
+    Outcome,
+    SessionStatus,
+    TokenRecord,
+    TokenScope,
+)
 from baton.store import Store, open_store
-from tests.store_contract import race
+from tests.store_contract import REPO, make_run, make_session, race
 
 
 @pytest.fixture
@@ -84,3 +94,48 @@ def executors_race(store: Store, thread: str) -> None:
 def test_racing_executors_start_one_job_of_a_key_and_store_a_delivery_once(store: Store) -> None:
     for round_ in range(5):
         executors_race(store, f"t{round_}")
+
+
+def test_the_dashboard_pages_and_counts(store: Store) -> None:
+    store.save_session(make_session("a", attempts=3, last_used_at=30.0))
+    store.save_session(make_session("b", attempts=1, last_used_at=20.0, status=SessionStatus.CLOSED))
+    store.save_session(
+        make_session("c", attempts=2, last_used_at=10.0, agent="claude", repo="github.com/x/y")
+    )
+    page, total = store.page_sessions(sort="attempts", descending=False, limit=2)
+    assert ([s.thread for s in page], total) == (["b", "c"], 3)
+    page, total = store.page_sessions(agent="fake", status=SessionStatus.CLOSED)
+    assert ([s.thread for s in page], total) == (["b"], 1)
+    assert [s.thread for s in store.page_sessions(offset=1)[0]] == ["b", "c"]  # last used first
+    assert store.session_facets() == (["claude", "fake"], ["github.com/acme/api", "github.com/x/y"])
+    assert sorted(store.session_keys(agent="fake")) == [("fake", REPO, "a"), ("fake", REPO, "b")]
+    store.add_run(make_run("r1", started_at=100.0, note="hydrated from the store"))
+    store.add_run(make_run("r2", started_at=101.0))
+    store.update_run("r1", outcome=Outcome.SUCCEEDED, ended_at=104.0)
+    store.add_run(make_run("old", started_at=1.0, outcome=Outcome.FAILED, ended_at=2.0))
+    store.add_job(job("j1", "a", 1.0))
+    counts = store.overview_counts(since=50.0)
+    assert counts["sessions"] == {"active": 2, "closed": 1}
+    assert sorted(counts["runs"]) == [("fresh", "running", False, 1), ("fresh", "succeeded", True, 1)]
+    assert (counts["running"], counts["queued"]) == (1, 1)
+    metrics = store.metrics_counts([1.0, 5.0])
+    assert sorted(metrics["runs"]) == [
+        ("fake", "fresh", "failed", 0, 1, 1, 1.0, 1, 1),
+        ("fake", "fresh", "succeeded", 1, 1, 1, 4.0, 0, 1),
+    ]
+    assert sorted(metrics["sessions"]) == [
+        ("claude", "active", 1),
+        ("fake", "active", 1),
+        ("fake", "closed", 1),
+    ]
+    assert metrics["jobs"] == [("queued", 1)]
+
+
+def test_a_cancel_request_reaches_a_job_until_it_ended(store: Store) -> None:
+    store.add_job(job("j1", "t", 1.0))
+    assert store.request_cancel("j1", 5.0)
+    cancelled = store.get_job("j1")
+    assert cancelled is not None and cancelled.cancel_requested_at == 5.0
+    store.update_job("j1", status=JobStatus.DONE)
+    assert not store.request_cancel("j1", 6.0)
+    assert not store.request_cancel("missing", 6.0)
