@@ -7,8 +7,32 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup chromium demo test lint bench
-setup: $(VENV)/.installed chromium
+.PHONY: setup chromium services demo test lint bench
+setup: $(VENV)/.installed chromium services
+
+# The services the tests talk to: PostgreSQL, Redis, RabbitMQ on 127.0.0.1. One that does not answer is
+# started with the machine's own command (see the machine's notes) and waited for (up to 60 s); when all
+# answer, this is three connection attempts.
+ANSWERS = python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()'
+PG_START = pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+REDIS_START = redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+	--dir /var/lib/redis --logfile /var/log/redis/ci.log
+RABBITMQ_START = rabbitmq-server -detached
+define start_service
+	@if ! $(ANSWERS) $(1) 2>/dev/null; then \
+		echo "make services: $(2) does not answer on 127.0.0.1:$(1); starting it"; \
+		$(3) || exit 1; \
+		i=0; until $(ANSWERS) $(1) 2>/dev/null; do \
+			i=$$((i + 1)); \
+			[ $$i -le 120 ] || { echo "make services: $(2) still does not answer on 127.0.0.1:$(1)" >&2; exit 1; }; \
+			sleep 0.5; \
+		done; \
+	fi
+endef
+services:
+	$(call start_service,5432,PostgreSQL,$(PG_START))
+	$(call start_service,6379,Redis,$(REDIS_START))
+	$(call start_service,5672,RabbitMQ,$(RABBITMQ_START))
 
 # Debian's Chromium, when /usr/bin/chromium is missing: as root, or through sudo; otherwise say how.
 CHROMIUM := /usr/bin/chromium
