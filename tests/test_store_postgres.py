@@ -63,6 +63,12 @@ def test_an_unknown_database_or_user_is_a_store_error_saying_what_to_fix(pg_admi
     assert "s3cret" not in message
 
 
+def test_a_driver_that_is_not_installed_is_a_store_error() -> None:
+    message = refused("postgresql+pg8000://baton:s3cret@127.0.0.1/baton")
+    assert "cannot open the store at postgresql+pg8000://baton:***@127.0.0.1/baton" in message
+    assert "pg8000" in message and "s3cret" not in message
+
+
 def test_machines_migrating_one_empty_database_at_once_migrate_it_once(pg_url: str) -> None:
     engines = [sa.create_engine(pg_url) for _ in range(4)]  # as four machines: four pools
     try:

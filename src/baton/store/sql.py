@@ -61,7 +61,7 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
             if redact(url) in str(error):  # it names the store already (could not reach it)
                 raise error from exc
             raise error.__class__(f"cannot open the store at {redact(url)}: {error}") from exc
-        except sa.exc.SQLAlchemyError as exc:
+        except (sa.exc.SQLAlchemyError, ImportError) as exc:  # ImportError: a driver not installed
             raise StoreError(
                 f"cannot open the store at {redact(url)}: {exc.__class__.__name__}: {exc}"
             ) from exc
