@@ -169,6 +169,21 @@ def test_get_run_by_unique_prefix(store: SQLStore) -> None:
     assert store.get_run("") is None
 
 
+def test_short_ids_match_literally(store: SQLStore) -> None:
+    """``_``, ``%`` and ``\\`` in what people type are characters, not LIKE wildcards or escapes."""
+    for run_id, started in (("ab_1-x", 1.0), ("abc1-x", 2.0), ("a%b-y", 3.0), ("a\\b-z", 4.0)):
+        store.add_run(make_run(run_id, started_at=started))
+    assert store.find_run_ids("ab_") == ["ab_1-x"]
+    assert store.find_run_ids("-x") == ["abc1-x", "ab_1-x"]  # a tail, newest first
+    assert store.find_run_ids("a%") == ["a%b-y"]
+    assert store.find_run_ids("a\\") == ["a\\b-z"]
+    assert store.find_run_ids("%") == []
+    found = store.get_run("ab_")
+    assert found is not None and found.id == "ab_1-x"
+    found = store.get_run("a\\")
+    assert found is not None and found.id == "a\\b-z"
+
+
 def test_list_runs_newest_first_with_filters_and_limit(store: SQLStore) -> None:
     store.add_run(make_run("r1", started_at=1.0))
     store.add_run(make_run("r3", started_at=3.0))

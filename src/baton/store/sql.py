@@ -77,6 +77,8 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
                 yield conn
         except sa.exc.DBAPIError as exc:
             raise store_error(exc, self.url) from exc
+        except sa.exc.SQLAlchemyError as exc:  # no connection free in the pool in time, ...
+            raise StoreError(f"store error: {exc.__class__.__name__}: {exc}") from exc
 
     # -- migrations ---------------------------------------------------------------------------------
 
