@@ -1,10 +1,14 @@
 """What only the PostgreSQL store has: its URL spellings, connection failures as clear errors that name
-the URL without its password, machines migrating one database at once (under an advisory lock), and
-connections the server dropped being replaced."""
+the URL without its password, machines migrating one database at once (under an advisory lock),
+connections the server dropped being replaced; and `baton` itself on PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -13,9 +17,10 @@ from baton.errors import StoreError
 from baton.store import SQLStore, open_store
 from baton.store.engine import migrate
 from baton.store.migrations import MIGRATIONS
-from tests.store_contract import make_session, race
+from tests.store_contract import count, make_session, race
 
 LATEST = MIGRATIONS[-1][0]
+Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.mark.parametrize("scheme", ["postgresql+psycopg", "postgresql", "postgres"])
@@ -94,3 +99,30 @@ def test_connections_the_server_dropped_are_replaced(pg_store: SQLStore, pg_admi
         ).scalar_one()
     assert ended >= 1
     assert pg_store.get_session("fake", "github.com/acme/api", "issue-1") == make_session()
+
+
+def test_baton_runs_on_postgresql(cli: Cli, src_repo: Path, pg_store: SQLStore) -> None:
+    """The runner through the PostgreSQL store (``BATON_STORE_URL``): a turn, a resumed turn, and
+    everything they recorded (runs, session, snapshot, lease and its token)."""
+    env = {"BATON_STORE_URL": pg_store.url}
+    turns = [cli("run", "-a", "fake", "-r", str(src_repo), "-t", "pg", "--json", p, env=env) for p in "ab"]
+    first, second = (json.loads(turn.stdout) for turn in turns)
+    assert (first["mode"], second["mode"]) == ("fresh", "resume"), [t.stderr for t in turns]
+    assert second["session_id"] == first["session_id"] and second["outcome"] == "succeeded"
+    runs = pg_store.list_runs(thread="pg")
+    assert [r.id for r in runs] == [second["run_id"], first["run_id"]]
+    session = pg_store.get_session("fake", runs[0].repo, "pg")
+    assert session is not None and session.agent_session_id == first["session_id"]
+    snapshot = pg_store.get_snapshot("fake", runs[0].repo, "pg")
+    assert snapshot is not None and all(pg_store.get_blob(d) for d in snapshot.digests())
+    assert count(pg_store, "leases") == 1  # a released lease keeps its row and token
+    listed = cli("sessions", "ls", "--json", env=env)
+    assert [s["thread"] for s in json.loads(listed.stdout)] == ["pg"], listed.stderr
+
+
+def test_baton_with_an_unreachable_store_says_where(cli: Cli, src_repo: Path) -> None:
+    url = f"postgresql://baton:s3cret@127.0.0.1:{free_port()}/baton"
+    result = cli("run", "-a", "fake", "-r", str(src_repo), "-t", "x", "hi", env={"BATON_STORE_URL": url})
+    assert result.returncode != 0
+    assert "cannot reach the store at postgresql+psycopg://baton:***@127.0.0.1" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout and "Traceback" not in result.stderr
