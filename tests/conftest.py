@@ -164,9 +164,13 @@ def pg_admin() -> Iterator[sa.Engine]:
         with engine.connect() as conn:
             _drop_stale_schemas(conn)
     except sa.exc.OperationalError as exc:
+        failed = " ".join(str(exc.orig).split())
+    else:
+        failed = ""
+    if failed:
         pytest.fail(
-            f"PostgreSQL is not answering at {redact(PG_ADMIN_URL)} ({' '.join(str(exc.orig).split())}): "
-            "start it with `make services` (or set BATON_TEST_PG_URL)",
+            f"PostgreSQL is not answering at {redact(PG_ADMIN_URL)} ({failed}): start it with "
+            "`make services` (or set BATON_TEST_PG_URL)",
             pytrace=False,
         )
     yield engine
