@@ -1,10 +1,15 @@
 """Executors run submitted jobs (:class:`baton.models.JobRecord`). The API only stores a job as
-``queued`` and calls :meth:`Executor.submit`; an in-process pool (:mod:`baton.executors.local`) runs it
-now, a Celery queue later, without the API changing."""
+``queued`` and calls :meth:`Executor.submit`; an in-process pool (:mod:`baton.executors.local`) runs
+it, or, when a broker is configured (``BATON_BROKER_URL``), Celery workers on any machine do
+(:mod:`baton.executors.celery`), without the API changing. :func:`make_executor` picks one."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from baton.settings import Settings
+    from baton.store import Store
 
 
 class Executor(Protocol):
@@ -27,3 +32,23 @@ class Executor(Protocol):
     def stop(self) -> None:
         """Stop taking jobs and wait for the running ones (bounded)."""
         ...
+
+
+def make_executor(settings: Settings, store: Store) -> Executor:
+    """Celery workers when a broker is configured, else the in-process pool."""
+    if settings.broker_url:
+        from baton.executors.celery import CeleryExecutor
+
+        return CeleryExecutor(settings, store)
+    from baton.executors.local import LocalExecutor
+
+    return LocalExecutor(settings, store)
+
+
+def check_executor(settings: Settings) -> None:
+    """Fail now (BadInput) when the configured executor cannot work: a broker URL of another kind, or
+    the celery extra missing. Nothing is connected."""
+    if settings.broker_url:
+        from baton.executors.celery import make_app
+
+        make_app(settings)

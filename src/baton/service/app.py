@@ -1,9 +1,10 @@
 """The FastAPI application: :func:`create_app` wires the store, the executor and the background
 sweeper into ``app.state`` and mounts one router per route group.
 
-Start-up (lifespan): open the store, mark jobs left ``running`` by a previous process ``done``/crashed
-and hand the queued ones to the executor (it does both in :meth:`Executor.start`), start the sweeper
-thread. Shut-down stops them in reverse.
+Start-up (lifespan): open the store, start the executor (the in-process pool marks jobs left
+``running`` by a previous process ``done``/crashed and takes the queued ones; with a broker, Celery
+workers run them: :func:`baton.executors.make_executor`), start the sweeper thread. Shut-down stops
+them in reverse.
 
 Errors: every route raises baton's own errors (:mod:`baton.errors`) and one handler here turns them into
 HTTP, so every route (present and future) answers alike: ``{"detail": "<the CLI's message>"}`` with
@@ -20,7 +21,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from baton.errors import BatonError
-from baton.executors.local import LocalExecutor
+from baton.executors import check_executor, make_executor
 from baton.housekeeping.sweep import sweep_periodically
 from baton.service import admin, dashboard, disk, health, metrics, runs, sessions, webhooks
 from baton.service.diskcache import DiskCache
@@ -42,12 +43,13 @@ need no token."""
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
+    check_executor(settings)  # a bad broker URL or a missing extra: the CLI's message, before serving
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = open_store(settings.resolved_store_url)
         app.state.settings, app.state.store = settings, store
-        app.state.executor = executor = LocalExecutor(settings, store)
+        app.state.executor = executor = make_executor(settings, store)  # Celery when a broker is set
         app.state.disk = DiskCache(store, settings)  # the last disk measurement (metrics, dashboard)
         stop = threading.Event()
         sweeper = threading.Thread(
