@@ -19,7 +19,9 @@ from baton.cli.run import run_cmd
 from baton.cli.runs import runs_app
 from baton.cli.serve import serve_cmd
 from baton.cli.sessions import sessions_app
+from baton.cli.submit import submit_cmd
 from baton.cli.tokens import audit_cmd, tokens_app
+from baton.cli.worker import worker_cmd
 
 EPILOG = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "."
 
@@ -34,6 +36,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.command("run", epilog=EPILOG)(run_cmd)
+app.command("submit", epilog=EPILOG)(submit_cmd)
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(runs_app, name="runs")
 app.add_typer(plan_app, name="plan")
@@ -42,6 +45,7 @@ app.command("doctor")(doctor_cmd)
 app.add_typer(homes_app, name="homes")
 app.command("demo")(demo_cmd)
 app.command("serve")(serve_cmd)
+app.command("worker")(worker_cmd)
 app.add_typer(tokens_app, name="tokens")
 app.command("audit")(audit_cmd)
 app.command("sweep")(sweep_cmd)

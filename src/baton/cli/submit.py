@@ -1,0 +1,161 @@
+"""``baton submit``: queue one instruction on one key for the workers (``baton worker``) and print its
+run id; ``--follow`` then streams its agent events until the outcome, as the API's event stream does.
+
+It needs a broker (``BATON_BROKER_URL``). Without one it refuses rather than running here: a job stored
+with nobody to run it would wait silently, and running it here and now is what ``baton run`` does.
+The run is stored ``queued`` before it is sent (validated like ``baton run``, nothing written when it
+is refused); if the broker does not take it, it is ended ``failed`` and the command fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from baton.cli.common import AgentOpt, JsonOpt, RepoOpt, ThreadOpt, cli_store, emit_json, err, esc, out
+from baton.models import Mode, Outcome
+
+if TYPE_CHECKING:
+    from baton.models import JobRecord
+    from baton.settings import Settings
+    from baton.store import Store
+
+EXIT = {Outcome.SUCCEEDED.value: 0, Outcome.CANCELLED.value: 130}  # any other outcome exits 1
+
+
+def submit_cmd(
+    agent: AgentOpt,
+    repo: RepoOpt,
+    thread: ThreadOpt,
+    prompt: Annotated[str | None, typer.Argument(help="the instruction")] = None,
+    prompt_file: Annotated[
+        Path | None, typer.Option("--prompt-file", help="read the instruction from a file")
+    ] = None,
+    branch: Annotated[
+        str | None, typer.Option(help="branch for a new worktree (default baton/AGENT/THREAD)")
+    ] = None,
+    base: Annotated[
+        str | None, typer.Option(help="start a new worktree from this ref (default branch)")
+    ] = None,
+    mode: Annotated[Mode, typer.Option(help="auto picks fresh/resume/recover")] = Mode.AUTO,
+    fork_from: Annotated[str | None, typer.Option(help="with --mode fork: branch from this thread")] = None,
+    context: Annotated[str | None, typer.Option(help="task context for the first prompt")] = None,
+    timeout: Annotated[float | None, typer.Option(help="kill the agent after S seconds")] = None,
+    retries: Annotated[int, typer.Option(help="retry failed or timed-out runs N times")] = 0,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="stream its events until it ends; exit as `baton run` does")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue one instruction on one key for `baton worker`s and print its run id (runs of a key start in
+    submission order). Needs BATON_BROKER_URL; `baton run` runs here instead."""
+    from baton.cli.run import _read_prompt
+    from baton.errors import BadInput
+
+    fields: dict[str, Any] = {
+        "agent": agent,
+        "repo": repo,
+        "thread": thread,
+        "prompt": _read_prompt(prompt, prompt_file),
+        "mode": mode.value,
+        "branch": branch,
+        "base": base,
+        "context": context,
+        "timeout": timeout,
+        "retries": retries,
+        "fork_from": fork_from,
+    }
+    with cli_store() as (settings, store):
+        if not settings.broker_url:
+            raise BadInput(
+                "baton submit queues runs for `baton worker`s and needs a broker: set BATON_BROKER_URL "
+                "(redis://HOST:6379/0 or amqp://USER:PASSWORD@HOST:5672//), "
+                "or use `baton run`, which runs here"
+            )
+        job = _submit(settings, store, fields)
+        if not follow:
+            _print_queued(job, as_json)
+            return
+        err().print(esc(f"queued run {job.id}"), highlight=False)
+        final = _follow(settings, store, job, as_json)
+    raise typer.Exit(EXIT.get(final.outcome or "", 1))
+
+
+def _submit(settings: Settings, store: Store, fields: dict[str, Any]) -> JobRecord:
+    from baton import jobs
+    from baton.errors import BatonError
+    from baton.executors.celery import CeleryExecutor
+    from baton.sessions import local_actor
+
+    executor = CeleryExecutor(settings, store)  # the extra and the URL are checked before writing
+    try:
+        job = jobs.submit(store, settings, fields, local_actor())
+        try:
+            executor.submit(job.id)
+        except BatonError as exc:
+            jobs.finish(store, settings, job.id, Outcome.FAILED.value, error=str(exc))
+            raise
+    finally:
+        executor.stop()
+    return job
+
+
+def _print_queued(job: JobRecord, as_json: bool) -> None:
+    if as_json:
+        emit_json({"run_id": job.id, "status": job.status.value})
+    else:
+        out().print(job.id, highlight=False, markup=False)
+
+
+def _follow(settings: Settings, store: Store, job: JobRecord, as_json: bool) -> JobRecord:
+    """Print the job's events until its end marker; the job as it ended. Ctrl-C stops following only:
+    the run goes on (cancel it through the API)."""
+    try:
+        asyncio.run(_stream(settings, store, job, as_json))
+    except KeyboardInterrupt:
+        err().print(esc(f"stopped following; run {job.id} goes on"), highlight=False)
+        raise typer.Exit(130) from None
+    final = store.get_job(job.id) or job
+    if as_json:
+        sys.stdout.write(json.dumps({"outcome": final.to_json()}, default=str) + "\n")
+    else:
+        _print_outcome(final)
+    return final
+
+
+async def _stream(settings: Settings, store: Store, job: JobRecord, as_json: bool) -> None:
+    from baton import jobs
+    from baton.cli.logs import print_entry
+    from baton.events import LogRenderer
+
+    renderer = LogRenderer(job.agent)
+    async for item in jobs.read_events(store, settings, job.id):
+        if item.end is not None:
+            break
+        if as_json:  # one line per event, as the API's `event: agent` data
+            sys.stdout.write(json.dumps({"seq": item.seq, **item.data}, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+            continue
+        for entry in renderer.feed([json.dumps(item.data.get("event", {}))]):
+            print_entry(entry)
+    if not as_json:
+        for entry in renderer.flush():
+            print_entry(entry)
+
+
+def _print_outcome(job: JobRecord) -> None:
+    result = job.result or {}
+    color = "green" if job.outcome == Outcome.SUCCEEDED.value else "red"
+    key = f"{job.agent}:{job.repo}:{job.thread}"
+    out().print(
+        f"[{color}]{esc(job.outcome)}[/{color}]  run {esc(job.id)}  {esc(key)}  "
+        f"session={esc(result.get('session_id'))}",
+        highlight=False,
+    )
+    if job.error:
+        err().print(f"error: {job.error}", highlight=False, markup=False)

@@ -1,0 +1,49 @@
+"""``baton worker``: a Celery worker that runs the jobs ``baton serve`` and ``baton submit`` queue on
+the broker (``BATON_BROKER_URL``). Needs the ``celery`` extra (the exact install command otherwise)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from baton.cli.common import err, esc
+
+
+class Pool(StrEnum):
+    PREFORK = "prefork"  # a process per slot (Celery's default): a run cannot take the others down
+    THREADS = "threads"  # a thread per slot in one process: lighter; runs are agent processes anyway
+
+
+def worker_cmd(
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", "-c", min=1, help="runs at once (default: setting concurrency)"),
+    ] = None,
+    queues: Annotated[
+        str | None,
+        typer.Option(
+            "--queues", "-Q", help="comma-separated queues to take runs from (default: $BATON_QUEUE or baton)"
+        ),
+    ] = None,
+    pool: Annotated[
+        Pool, typer.Option(help="prefork: a process per slot; threads: one process")
+    ] = Pool.PREFORK,
+    hostname: Annotated[
+        str | None, typer.Option("--hostname", "-n", help="the worker's node name (default baton-PID@HOST)")
+    ] = None,
+    loglevel: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR")] = "INFO",
+) -> None:
+    """Run the jobs queued on the broker (BATON_BROKER_URL): runs of one key in submission order, never
+    two at once, on whichever worker is free. SIGTERM lets running jobs finish; a killed worker's
+    jobs are taken over by the others."""
+    from baton.executors.celery import make_app, run_worker
+    from baton.settings import load_settings
+
+    settings = load_settings()
+    make_app(settings)  # the broker URL and the extra are checked before anything starts
+    settings.home.mkdir(parents=True, exist_ok=True)
+    names = [q.strip() for q in (queues or "").split(",") if q.strip()] or None
+    err().print(esc(f"baton worker: home {settings.home}"), highlight=False)
+    run_worker(settings, concurrency, names, pool.value, hostname, loglevel.upper())
