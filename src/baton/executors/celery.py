@@ -204,11 +204,9 @@ def run_job(task: Any, job_id: str) -> str:
 def _after_fork(**_: Any) -> None:
     """A forked pool process must not use its parent's pooled database connections."""
     global _process
-    from baton.store import engine
+    from baton.store.engine import after_fork
 
-    after_fork = getattr(engine, "after_fork", None)
-    if after_fork is not None:
-        after_fork()
+    after_fork()
     _process = None
 
 
