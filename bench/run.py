@@ -37,6 +37,7 @@ from bench_service import bench_service_burst, bench_service_run, service_note
 from bench_sessions_api import bench_sessions_api
 from bench_sweep import bench_sweep
 from bench_webhooks import bench_webhooks
+from bench_workers import bench_workers, workers_note
 from common import TIMES, Row, clock, markdown_table, median, rmtree, sh
 from repogen import RepoShape, generate_repo
 
@@ -111,6 +112,7 @@ GROUPS = {
     "dashboard": "8a, 8b: the dashboard's sessions table over 10,000 sessions (HTML over HTTP, in Chromium) "
     "vs GET /v1/sessions",
     "leases": "9a-9c: lease grant latency p50/p99 on SQLite, PostgreSQL and Redis",
+    "workers": "11: 200 runs over 20 keys across 2 Celery workers (Redis broker) vs the in-process pool",
 }
 
 
@@ -379,6 +381,8 @@ class Suite:
             self.step("7d webhooks: 50 concurrent deliveries", lambda: self.webhooks(small))
             self.step("7e sweeper over 1,000 sessions", lambda: self.sweep(small))
         self.simple_groups("dashboard", "leases")
+        if "workers" in groups:
+            self.step("11 Celery workers: 200 runs over 20 keys", lambda: self.workers(small))
         if big is not None and "fake" in groups:
             self.step("2 runner overhead, small repo", lambda: self.fake("2", small, plan.fake_reps))
             self.step("2b runner overhead, large repo", lambda: self.fake("2b", big, plan.fake_big_reps))
@@ -476,6 +480,11 @@ class Suite:
         found = bench_leases(self.scratch / "b9", self.plan.lease_reps)
         self.rows.extend(found)
         self.notes.append(leases_note(found))
+
+    def workers(self, small: RepoShape) -> None:
+        row = bench_workers(self.scratch / "b11", small.path)
+        self.rows.append(row)
+        self.notes.append(workers_note(row))
 
     def cli(self) -> None:
         self.rows.extend(bench_cli(self.scratch / "b6", self.plan.cli_reps))
