@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,28 @@ def test_messages_are_idempotent(settings: Settings, store: Store, src_repo: Pat
     assert again.result is not None and record.result is not None
     assert again.result["runs"] == record.result["runs"] and again.result["result"] == reply(4)
     assert len(runs_of(store, src_repo, "t1")) == 2, "no turn ran twice"
+
+
+def test_a_worker_that_lost_the_job_records_nothing(
+    settings: Settings, store: Store, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paused past its lease (here: no heartbeat), a worker finds at the end that another holds the
+    job: it leaves the job's end to that one."""
+    monkeypatch.setenv("FAKE_AGENT_DELAY", "1.5")
+    settings = settings.with_(lease_ttl=0.5, heartbeat=60)
+    job = jobs.submit(store, settings, body(src_repo, "t1", "slow"), "test")
+    thief = queued.job_lease(store, settings, job.id)
+
+    def steal() -> None:
+        wait_for(lambda: job_of(store, job.id).status == JobStatus.RUNNING, 10)
+        thief.acquire(5)
+
+    thread = threading.Thread(target=steal)
+    thread.start()
+    assert queued.handle(job.id, settings, store, Kicks()) == queued.LOST
+    thread.join()
+    assert job_of(store, job.id).status == JobStatus.RUNNING, "the new holder records the end"
+    thief.release()
 
 
 def test_janitor_kicks_what_no_message_brings_back(settings: Settings, store: Store, src_repo: Path) -> None:

@@ -42,6 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from baton import jobs
@@ -98,9 +99,10 @@ def handle(job_id: str, settings: Settings, store: Store, kick: Kick) -> str:
         return ENDED
     entered = False
     try:
-        with held(job_lease(store, settings, job_id), 0.0, settings.heartbeat) as lost:
+        lease = job_lease(store, settings, job_id)
+        with held(lease, 0.0, settings.heartbeat) as lost:
             entered = True
-            return _Handler(settings, store, kick, job_id, lost).handle()
+            return _Handler(settings, store, kick, job_id, _Held(lease, lost)).handle()
     except Busy:
         if entered:
             raise
@@ -145,13 +147,24 @@ def cancel(settings: Settings, store: Store, job_id: str, kick: Kick, wait: floa
     return True
 
 
+@dataclass
+class _Held:
+    """The job's lease while a message is handled, and the event set if a renewal found it taken."""
+
+    holder: LeaseHolder
+    lost: threading.Event
+
+    def still(self) -> bool:
+        """Whether the lease is still ours, asked now: a worker paused past the TTL (its heartbeat
+        thread paused too) must not record an end that its successor records."""
+        return not self.lost.is_set() and self.holder.renew()
+
+
 class _Handler:
     """One message's work, under the job's lease."""
 
-    def __init__(
-        self, settings: Settings, store: Store, kick: Kick, job_id: str, lost: threading.Event
-    ) -> None:
-        self.settings, self.store, self.kick, self.job_id, self.lost = settings, store, kick, job_id, lost
+    def __init__(self, settings: Settings, store: Store, kick: Kick, job_id: str, lease: _Held) -> None:
+        self.settings, self.store, self.kick, self.job_id, self.lease = settings, store, kick, job_id, lease
         self.prior: list[str] = []  # attempts a dead worker made of this job (a takeover)
         self.attempts: list[RunRecord] = []
 
@@ -194,7 +207,7 @@ class _Handler:
                 outcome, fields = self._execute(job, events)
             except Busy:
                 return self._defer(job)
-            if self.lost.is_set():
+            if not self.lease.still():
                 log.warning(
                     "job %s: its lease was taken over mid-run; the new holder records its end", job.id
                 )
@@ -212,7 +225,7 @@ class _Handler:
             )
             with (
                 CancelWatch(self.store, connect(self.settings), self.job_id, request.cancel),
-                _relay(self.lost, request.cancel),
+                _relay(self.lease.lost, request.cancel),
             ):
                 result = run(request, self.settings, self.store)
         except Busy:
