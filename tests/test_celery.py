@@ -107,10 +107,8 @@ def test_forty_runs_over_ten_keys_across_two_workers(
             assert (earlier.ended_at or 0) <= later.started_at, f"k{k}: two runs of the key overlapped"
         assert [f"job {i}" in r.prompt for i, r in enumerate(attempts)] == [True] * 4, "runs out of order"
         # the conversation went on in order, whichever worker ran each turn: 2 more messages a run
-        assert [r.result for r in attempts] == [reply(n) for n in (2, 4, 6, 8)], [
-            (r.runner_pid, r.log_path.split("/home-")[-1][:2], r.note, r.mode.value, r.started_at, r.ended_at)
-            for r in attempts
-        ]
+        where = [(r.log_path.split("/home-")[-1][0], r.mode.value, r.note) for r in attempts]
+        assert [r.result for r in attempts] == [reply(n) for n in (2, 4, 6, 8)], where
         assert len({r.session_id_out for r in attempts}) == 1, "one conversation per key"
 
 
