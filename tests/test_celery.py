@@ -151,7 +151,10 @@ def test_sigkill_of_a_worker_mid_run(
     first = run(RunRequest(agent="fake", repo=str(src_repo), thread="t1", prompt="turn 1"), client, store)
     assert first.run.result == reply(2)
     # a 2 s lease: the janitor looks every 2 s; Redis gives an unacknowledged message back after 6 s
-    timings = {"BATON_LEASE_TTL": "2", "BATON_VISIBILITY_TIMEOUT": "6" if broker.kind == "redis" else ""}
+    timings = {
+        "BATON_LEASE_TTL": "2",
+        **({"BATON_VISIBILITY_TIMEOUT": "6"} if broker.kind == "redis" else {}),
+    }
     a = workers.start("a", env={**timings, "FAKE_AGENT_DELAY": "60"})
     executor = CeleryExecutor(client, store)
     job = jobs.submit(store, client, body(src_repo, "t1", "turn 2"), "test")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from baton.errors import Busy
@@ -189,3 +190,19 @@ def test_holder_uses_its_backend_and_the_store_is_the_default(store: SQLStore, t
     LeaseHolder(store, KEY, ttl=30).acquire(wait=0)  # the store never saw the backend's grant
     sql: LeaseBackend = store  # the SQL store is a LeaseBackend
     assert lease_backend(Settings(home=tmp_path), store) is sql
+
+
+def test_a_zombie_is_not_alive() -> None:
+    from baton.leases import pid_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:  # exited, not reaped yet
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        assert not pid_alive(child.pid)
+        assert pid_alive(os.getpid())
+    finally:
+        child.wait()
+    assert not pid_alive(child.pid)

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import psutil
+
 from baton.errors import BadInput, BatonError, Busy, Cancelled
 from baton.models import Lease
 from baton.settings import Settings
@@ -36,13 +38,20 @@ HOST = socket.gethostname()
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs on this host. A zombie (SIGKILLed, not yet reaped by its parent, as a
+    Celery pool process is) is dead: its lease may be taken at once."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
 
 
 class LeaseBackend(Protocol):

@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("baton.worker")
 
 TASK = "baton.run_job"
-QUEUE = "baton"  # the queue runs go to by default (BATON_QUEUE)
-VISIBILITY_TIMEOUT = 86_400.0  # seconds (Redis): a message unacknowledged this long is delivered again
 SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
 
 
@@ -61,23 +59,16 @@ class BrokerOptions:
 
 
 def broker_options(settings: Settings) -> BrokerOptions:
-    """The broker's URL (checked), the queue and Redis's visibility timeout. ``queue`` and
-    ``visibility_timeout`` are settings when :class:`Settings` has them, else ``BATON_QUEUE`` and
-    ``BATON_VISIBILITY_TIMEOUT``."""
+    """The broker's URL (checked), the queue (``BATON_QUEUE``) and Redis's visibility timeout
+    (``BATON_VISIBILITY_TIMEOUT``: a message unacknowledged this long is delivered again)."""
     url = settings.broker_url
     if not url:
         raise BadInput("no broker is configured: set BATON_BROKER_URL to a redis:// or amqp:// URL")
     if urlsplit(url).scheme not in SCHEMES:
         raise BadInput(f"setting 'broker_url' must be a redis:// or amqp:// URL, not {safe_url(url)!r}")
-    queue = str(getattr(settings, "queue", "") or os.environ.get("BATON_QUEUE") or QUEUE)
-    text = getattr(settings, "visibility_timeout", None) or os.environ.get("BATON_VISIBILITY_TIMEOUT")
-    try:
-        timeout = float(text) if text else VISIBILITY_TIMEOUT
-    except ValueError:
-        raise BadInput(f"BATON_VISIBILITY_TIMEOUT must be a number of seconds, not {text!r}") from None
-    if not timeout > 0:
-        raise BadInput(f"BATON_VISIBILITY_TIMEOUT must be positive, not {text!r}")
-    return BrokerOptions(url, queue, timeout)
+    if not settings.queue or not settings.visibility_timeout > 0:
+        raise BadInput("setting 'queue' must be a name and 'visibility_timeout' positive (seconds)")
+    return BrokerOptions(url, settings.queue, settings.visibility_timeout)
 
 
 def make_app(settings: Settings) -> Celery:

@@ -117,7 +117,9 @@ def run_hooks(settings: str | None) -> None:
                 subprocess.run(hook["command"], shell=True, check=False)
 
 
-def choose_session(args: dict[str, Any], home: Path, project: Path) -> tuple[str, list[dict[str, Any]]]:
+def choose_session(
+    args: dict[str, Any], home: Path, project: Path
+) -> tuple[str, list[dict[str, Any]], Path | None]:
     """The session id this run writes to and the history it resumes, as Claude picks them for
     ``--resume [--fork-session]``, ``--continue`` (the newest transcript of the cwd) or a new one."""
     resume = args.get("resume")
@@ -128,18 +130,20 @@ def choose_session(args: dict[str, Any], home: Path, project: Path) -> tuple[str
         ):
             fail(resume, f"{NOT_FOUND}: {resume}")  # as Claude Code does for an empty or binary file
         history = load(found[0])
-        return (args.get("session-id") or str(uuid.uuid4()) if args["fork"] else resume), history
+        if args["fork"]:
+            return args.get("session-id") or str(uuid.uuid4()), history, None
+        return resume, history, found[0]  # as Claude does: it appends to the transcript it resumed
     if args["continue"]:
         candidates = (
             sorted(project.glob("*.jsonl"), key=lambda p: p.stat().st_mtime) if project.is_dir() else []
         )
         if not candidates:
-            return str(uuid.uuid4()), []
-        return candidates[-1].stem, load(candidates[-1])
+            return str(uuid.uuid4()), [], None
+        return candidates[-1].stem, load(candidates[-1]), candidates[-1]
     session_id: str = args.get("session-id") or str(uuid.uuid4())
     if (home / "projects").is_dir() and list((home / "projects").glob(f"*/{session_id}.jsonl")):
         fail(session_id, f"Session ID {session_id} is already in use.")
-    return session_id, []
+    return session_id, [], None
 
 
 def record(kind: str, parent: str | None, session_id: str, cwd: str, content: str) -> dict[str, Any]:
@@ -172,9 +176,9 @@ def main(argv: list[str]) -> None:
     home = Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude")
     cwd = os.getcwd()
     project = home / "projects" / re.sub(r"[^A-Za-z0-9]", "-", cwd)
-    session_id, history = choose_session(args, home, project)
+    session_id, history, resumed = choose_session(args, home, project)
     project.mkdir(parents=True, exist_ok=True)
-    transcript = project / f"{session_id}.jsonl"
+    transcript = resumed or project / f"{session_id}.jsonl"
     if args["fork"] and history:
         transcript.write_text("")  # a fork starts a fresh file holding a copy of the history
         append(transcript, *({**entry, "sessionId": session_id} for entry in history))
