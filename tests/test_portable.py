@@ -206,6 +206,32 @@ def test_back_on_a_the_stale_worktree_catches_up_and_its_own_edits_are_archived(
     assert git(cache, "show", f"{archives[0]}:stray.txt") == "edited on a after its last run"
 
 
+def test_a_worktree_holding_what_it_shared_is_synced_in_place(
+    a: Settings, b: Settings, src_repo: Path
+) -> None:
+    first = go(a, src_repo)
+    path_a = worktree(first)
+    (path_a / "notes.md").write_text("from a\n")
+    go(a, src_repo)
+    path_b = worktree(go(b, src_repo))
+    agent_work(path_b)  # a commit, README.md changed, notes.md rewritten
+    (path_b / "src" / "app.py").unlink()  # a tracked file deleted, not committed
+    (path_b / "docs" / "deep").mkdir(parents=True)
+    (path_b / "docs" / "deep" / "new.md").write_text("nested and untracked\n")
+    go(b, src_repo)
+    back = go(a, src_repo)
+    assert (
+        status(path_a)
+        == status(path_b)
+        == {"M README.md", "D src/app.py", "?? docs/deep/new.md", "?? notes.md"}
+    )
+    assert git(path_a, "rev-parse", "HEAD") == git(path_b, "rev-parse", "HEAD")
+    assert (path_a / "notes.md").read_text() == "untracked notes\n"
+    assert (path_a / "docs" / "deep" / "new.md").read_text() == "nested and untracked\n"
+    assert list_archives(Workdirs(a), key_of(src_repo)) == []  # nothing of A's was at risk
+    assert back.run.note and "store's checkpoint" in back.run.note and "kept at" not in back.run.note
+
+
 def test_a_corrupt_bundle_degrades_to_the_branch_or_base_with_a_note(
     a: Settings, b: Settings, src_repo: Path, store: Store
 ) -> None:

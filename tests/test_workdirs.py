@@ -377,6 +377,18 @@ def test_checkpoint_of_a_cleaned_worktree_drops_the_old_one(workdirs: Workdirs, 
     assert listed == ""
 
 
+def test_checkpoint_of_a_worktree_holding_another_repository(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    (path / "app.py").write_text("print('changed')\n")
+    git(path, "init", "--quiet", "vendored")  # git status shows it as one untracked "vendored/"
+    commit_file(path / "vendored", "lib.py", "LIB = 1\n", "vendored")
+    commit = workdirs.checkpoint(key, path)
+    assert commit is not None
+    cache = workdirs.cache_path(key.repo)
+    assert git(cache, "show", f"{commit}:app.py") == "print('changed')"
+    assert "vendored" in git(cache, "ls-tree", "--name-only", commit)
+
+
 def test_an_unchanged_worktree_keeps_its_checkpoint_commit(workdirs: Workdirs, key: Key) -> None:
     path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
     (path / "wip.txt").write_text("wip")

@@ -4,6 +4,7 @@ git's own words, the translation of a failed clone or fetch into :class:`~baton.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -15,19 +16,31 @@ from baton.errors import BadInput, BatonError, GitError, RemoteError
 from baton.keys import Repo
 
 
-def run_git(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    """Run git; raise GitError with git's own message on failure."""
+def run_git(
+    args: list[str],
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    raw: bool = False,
+    stdin: str | None = None,
+) -> str:
+    """Run git (``stdin``: its input); its output stripped (``raw``: as it is); GitError with git's own
+    message on failure."""
     try:
-        out = subprocess.run(
-            ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
-        )
+        if stdin is None:
+            out = subprocess.run(
+                ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+            )
+        else:
+            out = subprocess.run(
+                ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, input=stdin
+            )
     except OSError as exc:
         raise GitError(f"cannot run git: {exc}") from exc
     if out.returncode != 0:
         message = (out.stderr.strip() or out.stdout.strip()).splitlines()
         command = next(a for i, a in enumerate(args) if not a.startswith("-") and args[i - 1 : i] != ["-c"])
         raise GitError(f"git {command} failed: {' '.join(message[-3:])}")
-    return out.stdout.strip()
+    return out.stdout if raw else out.stdout.strip()
 
 
 # git's words when the remote could not be reached or refused us: host, network, HTTP status, credentials.
@@ -81,7 +94,8 @@ _UNTRACKED_CACHE = ["-c", "core.untrackedCache=true", "-c", "status.showUntracke
 
 
 def worktree_status(worktree: Path) -> str:
-    """``git status`` of everything a checkpoint keeps; empty when the worktree is clean."""
+    """``git status`` of everything a checkpoint keeps (porcelain v1, ``-z``, no renames: ``XY path``
+    per entry, unstripped); empty when the worktree is clean."""
     return run_git(
         [
             *_UNTRACKED_CACHE,
@@ -93,12 +107,17 @@ def worktree_status(worktree: Path) -> str:
             "--ignore-submodules=all",
         ],
         cwd=worktree,
+        raw=True,
     )
 
 
-def worktree_tree(worktree: Path, env: dict[str, str]) -> str:
+def worktree_tree(worktree: Path, env: dict[str, str], status: str | None = None) -> str:
     """The tree of the worktree as it is — tracked and untracked files, .gitignore respected — staged
-    into a copy of its own index (so only changed files are re-hashed, and its index is untouched)."""
+    into a copy of its own index (so only changed files are re-hashed, and its index is untouched).
+
+    ``status``: the worktree's :func:`worktree_status`, just taken; then only the paths it names are
+    staged (``git add -A`` would scan every directory for untracked files again: 2,133 files, 5 changed,
+    ~8 ms instead of ~30-70 ms)."""
     gitdir = Path((worktree / ".git").read_text().removeprefix("gitdir:").strip())
     with tempfile.TemporaryDirectory(prefix="baton-index-") as tmp:
         index = Path(tmp) / "index"
@@ -107,8 +126,51 @@ def worktree_tree(worktree: Path, env: dict[str, str]) -> str:
             shutil.copyfile(gitdir / "index", index)
         else:
             run_git(["read-tree", "HEAD"], cwd=worktree, env=idx_env)
-        run_git(["add", "-A", "."], cwd=worktree, env=idx_env)
+        if status is None:
+            run_git(["add", "-A", "."], cwd=worktree, env=idx_env)
+        elif status:  # porcelain v1 -z without renames: "XY path" per entry ("dir/": a repository in it)
+            paths = "".join(entry[3:].removesuffix("/") + "\0" for entry in status.split("\0") if entry)
+            update = ["update-index", "--add", "--remove", "-z", "--stdin"]
+            try:
+                run_git(update, cwd=worktree, env=idx_env, stdin=paths)
+            except GitError:  # a path update-index will not take: let git add judge them all
+                run_git(["add", "-A", "."], cwd=worktree, env=idx_env)
         return run_git(["write-tree"], cwd=worktree, env=idx_env)
+
+
+def checkout_changes(worktree: Path, old: str, new: str) -> None:
+    """Write into the worktree the files that differ between commits ``old`` and ``new`` as ``new`` has
+    them (removing those ``new`` lacks); nothing else is read or written, the index is left alone. For a
+    worktree known to hold ``old``'s files, far cheaper than restoring every path of ``new``."""
+    fields = run_git(
+        ["diff-tree", "-r", "-z", "--no-renames", "--name-status", old, new], cwd=worktree, raw=True
+    )
+    changes = list(zip(fields.split("\0")[0::2], fields.split("\0")[1::2], strict=False))
+    for status, rel in changes:
+        target = worktree / rel
+        if status == "D" and (target.is_symlink() or target.is_file()):
+            target.unlink()
+            parent = target.parent
+            while parent != worktree and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+    wanted = [rel for status, rel in changes if status != "D" and rel]
+    if not wanted:
+        return
+    with tempfile.TemporaryDirectory(prefix="baton-paths-") as tmp:
+        (Path(tmp) / "paths").write_bytes(b"".join(rel.encode() + b"\0" for rel in wanted))
+        run_git(
+            [
+                "restore",
+                f"--source={new}",
+                "--worktree",
+                "--pathspec-from-file",
+                f"{tmp}/paths",
+                "--pathspec-file-nul",
+            ],
+            cwd=worktree,
+            env={**os.environ, "GIT_LITERAL_PATHSPECS": "1"},
+        )
 
 
 def commit_of(repo: Path, rev: str) -> str | None:

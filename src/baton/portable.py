@@ -159,11 +159,11 @@ def _take_over(
     cache = workdirs.ensure_cache(key.repo, key.agent, fetch=False)
     _fetch_commit(store, workdirs, key, record, cache)
     branch_sha = _branch_sha(cache, record)
-    kept = _keep_local_work(workdirs, key, branch, record, shared)
+    kept, since = _keep_local_work(workdirs, key, branch, record, shared)
     _point_refs(workdirs, key, branch, record.commit_sha, branch_sha)
     path = workdirs.worktree_path(key)
     if (path / ".git").is_file():
-        workdirs.sync_worktree(key, branch)
+        workdirs.sync_worktree(key, branch, since)
         made = Worktree(path, built=False)
     else:
         made = workdirs.prepare_worktree(key, branch, base, fetch=False)
@@ -212,21 +212,27 @@ def _branch_sha(cache: Path, record: CheckpointRecord) -> str:
 
 def _keep_local_work(
     workdirs: Workdirs, key: Key, branch: str, record: CheckpointRecord, shared: str | None
-) -> str | None:
+) -> tuple[str | None, tuple[str, str] | None]:
     """Archive this home's state of the key when adopting the record would lose some of it: a worktree
-    changed since it was last shared, or a branch tip or checkpoint the record does not descend from."""
+    changed since it was last shared, or a branch tip or checkpoint the record does not descend from.
+    Returns the archive's ref (None: nothing at risk) and, for a worktree with nothing at risk, its HEAD
+    and state (its checkpoint commit, or HEAD when clean), from which it can be synced cheaply."""
     cache = workdirs.cache_path(key.repo)
     path = workdirs.worktree_path(key)
+    since = None
     if (path / ".git").is_file():
-        mine = [workdirs.checkpoint(key, path) or commit_of(path, "HEAD")]
+        head = commit_of(path, "HEAD")
+        state = workdirs.checkpoint(key, path) or head
+        mine = [state]
+        since = (head, state) if head and state else None
     else:
         checkpoint = workdirs.read_ref(cache, workdirs.checkpoint_ref(key))
         mine = [commit_of(cache, f"refs/heads/{branch}"), checkpoint]
     at_risk = [c for c in mine if c and c != shared and not _is_ancestor(cache, c, record.commit_sha)]
     if not at_risk:
-        return None
+        return None, since
     archive = archive_worktree(workdirs, key, branch, archive_stamp())
-    return archive.ref if archive else None
+    return (archive.ref if archive else None), None
 
 
 def _is_ancestor(cache: Path, commit: str, of: str) -> bool:

@@ -28,6 +28,7 @@ from pathlib import Path
 from baton.errors import BadInput, GitError
 from baton.files import atomic_write_text
 from baton.gitcmd import (
+    checkout_changes,
     commit_of,
     ref_exists,
     remote_error,
@@ -219,12 +220,13 @@ class Workdirs:
         if not (worktree / ".git").is_file():
             return None
         ref = self.checkpoint_ref(key)
-        if not worktree_status(worktree):
+        status = worktree_status(worktree)
+        if not status:
             if self._has_checkpoint(key):
                 run_git(["update-ref", "-d", ref], cwd=worktree)
             return None
         env = self._env(key.agent)
-        tree = worktree_tree(worktree, env)
+        tree = worktree_tree(worktree, env, status)
         previous = self.read_ref(self.cache_path(key.repo), ref)
         if previous is not None and self._same_checkpoint(worktree, previous, tree):
             return previous  # unchanged since: the same commit, so nothing new to share
@@ -261,21 +263,39 @@ class Workdirs:
         at = packed.find(f" {ref}\n")
         return packed[packed.rfind("\n", 0, at) + 1 : at] if at >= 0 else None
 
-    def sync_worktree(self, key: Key, branch: str) -> None:
+    def sync_worktree(self, key: Key, branch: str, since: tuple[str, str] | None = None) -> None:
         """Bring the key's existing worktree to ``branch``'s tip with the key's checkpoint re-applied,
         after :mod:`baton.portable` moved them to what another machine left. Files git would track that
         are not in that state are removed (the caller archived them first); ignored ones (build outputs,
-        dependencies) stay, as they would on a branch switch."""
+        dependencies) stay, as they would on a branch switch.
+
+        ``since``: (HEAD, state) — the worktree is known to be on ``branch`` at that HEAD holding that
+        state (its checkpoint commit, or HEAD when clean): then only the files that differ are written."""
         path = self.worktree_path(key)
         env = self._env(key.agent)
-        if commit_of(path, f"refs/heads/{branch}") is None:
+        tip = commit_of(path, f"refs/heads/{branch}")
+        if tip is None:
             raise GitError(f"branch {branch!r} is missing")
-        on = run_git(["rev-parse", "--symbolic-full-name", "HEAD"], cwd=path)
-        if on != f"refs/heads/{branch}":
+        cache = self.cache_path(key.repo)
+        checkpoint = self.read_ref(cache, self.checkpoint_ref(key))
+        state = checkpoint if checkpoint and commit_of(cache, f"{checkpoint}^") == tip else tip
+        if since is not None and self._on_branch(path, branch):
+            if since[0] != tip:
+                run_git(["reset", "--quiet", "--mixed"], cwd=path, env=env)  # the index to the new tip
+            checkout_changes(path, since[1], state)
+            return
+        if not self._on_branch(path, branch):
             run_git(["checkout", "--force", "--quiet", branch], cwd=path, env=env)
         run_git(["reset", "--hard", "--quiet", "HEAD"], cwd=path, env=env)
         run_git(["clean", "-d", "--force", "--quiet"], cwd=path, env=env)
-        self._restore_checkpoint(key, self.cache_path(key.repo), path)
+        if state != tip:
+            checkout_changes(path, tip, state)
+
+    @staticmethod
+    def _on_branch(worktree: Path, branch: str) -> bool:
+        """Whether the worktree's HEAD is ``branch`` (read from its HEAD file, no git process)."""
+        gitdir = Path((worktree / ".git").read_text().removeprefix("gitdir:").strip())
+        return (gitdir / "HEAD").read_text().strip() == f"ref: refs/heads/{branch}"
 
     def _restore_checkpoint(self, key: Key, cache: Path, worktree: Path) -> None:
         ref = self.checkpoint_ref(key)
@@ -284,7 +304,7 @@ class Workdirs:
         head = run_git(["rev-parse", "HEAD"], cwd=worktree)
         if run_git(["rev-parse", f"{ref}^"], cwd=cache) != head:
             return  # the branch moved on since: that checkpoint no longer applies
-        run_git(["restore", f"--source={ref}", "--worktree", "--", ":/"], cwd=worktree)
+        checkout_changes(worktree, head, ref)  # a fresh checkout of HEAD: only what differs
 
     def remove_worktree(self, key: Key, branch: str | None = None) -> bool:
         """Remove the key's worktree (and ``branch`` and the checkpoint, when a branch is given); True if a
