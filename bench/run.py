@@ -33,6 +33,7 @@ from bench_fake import bench_fake
 from bench_git import bench_disk, bench_remote_worktree, bench_worktrees
 from bench_hydrate import bench_hydrate
 from bench_leases import bench_leases, leases_note
+from bench_portable import bench_portable, portable_note
 from bench_service import bench_service_burst, bench_service_run, service_note
 from bench_sessions_api import bench_sessions_api
 from bench_sweep import bench_sweep
@@ -64,6 +65,7 @@ class Plan:
     cli_reps: int
     dashboard_reps: int
     lease_reps: int
+    portable_reps: int
 
 
 FULL = Plan(
@@ -80,6 +82,7 @@ FULL = Plan(
     cli_reps=21,
     dashboard_reps=30,
     lease_reps=1000,
+    portable_reps=11,
 )
 QUICK = Plan(
     claude_reps=3,
@@ -95,6 +98,7 @@ QUICK = Plan(
     cli_reps=5,
     dashboard_reps=5,
     lease_reps=200,
+    portable_reps=3,
 )
 
 # The groups ``--only`` selects, in the order they run, with the benchmarks each holds.
@@ -112,6 +116,8 @@ GROUPS = {
     "dashboard": "8a, 8b: the dashboard's sessions table over 10,000 sessions (HTML over HTTP, in Chromium) "
     "vs GET /v1/sessions",
     "leases": "9a-9c: lease grant latency p50/p99 on SQLite, PostgreSQL and Redis",
+    "portable": "10a-10c: a turn on worker B after worker A (transcript hydrated, worktree from the store's "
+    "checkpoint) vs a turn on A again",
     "workers": "11: 200 runs over 20 keys across 2 Celery workers (Redis broker) vs the in-process pool",
 }
 
@@ -383,10 +389,17 @@ class Suite:
         self.simple_groups("dashboard", "leases")
         if "workers" in groups:
             self.step("11 Celery workers: 200 runs over 20 keys", lambda: self.workers(small))
-        if big is not None and "fake" in groups:
-            self.step("2 runner overhead, small repo", lambda: self.fake("2", small, plan.fake_reps))
-            self.step("2b runner overhead, large repo", lambda: self.fake("2b", big, plan.fake_big_reps))
-        if big is not None and "git" in groups:
+        if big is not None:
+            self.big_groups(small, big)
+
+    def big_groups(self, small: RepoShape, big: RepoShape) -> None:
+        """The groups that need the large repository."""
+        if "fake" in self.groups:
+            self.step("2 runner overhead, small repo", lambda: self.fake("2", small, self.plan.fake_reps))
+            self.step("2b runner overhead, large repo", lambda: self.fake("2b", big, self.plan.fake_big_reps))
+        if "portable" in self.groups:
+            self.step("10a-10c a turn on worker B after A vs on A again", lambda: self.portable(big))
+        if "git" in self.groups:
             self.git(big)
 
     def simple_groups(self, *names: str) -> None:
@@ -401,9 +414,10 @@ class Suite:
                 self.step(*steps[name])
 
     def generate_repos(self) -> tuple[RepoShape, RepoShape | None]:
-        """The small repository every group uses, and the large one only ``fake`` and ``git`` need."""
+        """The small repository every group uses, and the large one only ``fake``, ``git`` and ``portable``
+        need."""
         repos: dict[str, RepoShape] = {}
-        need_big = "fake" in self.groups or "git" in self.groups
+        need_big = any(name in self.groups for name in ("fake", "git", "portable"))
 
         def generate() -> None:
             repos["small"] = generate_repo(self.scratch / "small.git", initial_files=40, commits=20, seed=7)
@@ -480,6 +494,13 @@ class Suite:
         found = bench_leases(self.scratch / "b9", self.plan.lease_reps)
         self.rows.extend(found)
         self.notes.append(leases_note(found))
+
+    def portable(self, big: RepoShape) -> None:
+        found = bench_portable(
+            self.scratch / "b10", big.path, self.plan.portable_reps, self.plan.hydrate_min_bytes
+        )
+        self.rows.extend(found)
+        self.notes.append(portable_note(found))
 
     def workers(self, small: RepoShape) -> None:
         row = bench_workers(self.scratch / "b11", small.path)
