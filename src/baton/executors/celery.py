@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from baton.errors import BadInput, BatonError
 from baton.executors import queued
+from baton.housekeeping.sweep import sweep_periodically
 from baton.install import DIST
 from baton.models import JobStatus
 from baton.redis_.conn import safe_url
@@ -202,16 +203,22 @@ def _after_fork(**_: Any) -> None:
 
 
 class _Janitor:
-    """:func:`baton.executors.queued.heal` every ``lease_ttl`` seconds in the worker's main process."""
+    """:func:`baton.executors.queued.heal` every ``lease_ttl`` seconds in the worker's main process,
+    and the sweeper of this worker's own ``BATON_HOME`` (its worktrees, transcripts and quota, which
+    no other machine sees) every ``sweep_interval``, as ``baton serve`` sweeps its own."""
 
     def __init__(self, app: Celery, settings: Settings, queue: str) -> None:
         self.app, self.settings, self.queue = app, settings, queue
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="baton-janitor", daemon=True)
+        self.sweeper = threading.Thread(
+            target=sweep_periodically, args=(settings, self.stop), name="baton-sweeper", daemon=True
+        )
         self.kicked: dict[str, float] = {}
 
     def start(self, **_: Any) -> None:
         self.thread.start()
+        self.sweeper.start()
 
     def halt(self, **_: Any) -> None:
         self.stop.set()
