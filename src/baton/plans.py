@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from baton.errors import BadInput
 from baton.keys import make_key
 from baton.leases import held, key_lease
-from baton.models import Outcome, PlanRecord, PlanStatus, RunRecord, TaskState, TaskStatus
+from baton.models import Fence, Outcome, PlanRecord, PlanStatus, RunRecord, TaskState, TaskStatus
 from baton.plan_file import Plan, Task
 from baton.request import RunRequest
 from baton.runner import run
@@ -94,19 +94,20 @@ def run_plan(
     record.tasks, record.file = states, plan.file
     lease = key_lease(settings, store, f"plan:{plan.id}")
     with held(lease, 0, settings.heartbeat):
+        fence = Fence(lease.key, lease.fence)  # a runner that lost the plan's lease writes nothing more
         record.status = PlanStatus.RUNNING
-        _save(store, record, on_progress, None)
+        _save(store, record, on_progress, None, fence)
         tasks = {t.id: t for t in plan.tasks}
         for state in record.tasks:
             if state.status in (TaskStatus.SUCCEEDED, TaskStatus.SKIPPED):
                 continue
             if record.status == PlanStatus.FAILED:
                 break
-            _run_task(plan, tasks[state.id], state, record, settings, store, on_progress)
+            _run_task(plan, tasks[state.id], state, record, settings, store, on_progress, fence)
         failed = [t for t in record.tasks if t.status == TaskStatus.FAILED]
         pending = [t for t in record.tasks if t.status in (TaskStatus.PENDING, TaskStatus.RUNNING)]
         record.status = PlanStatus.FAILED if failed or pending else PlanStatus.SUCCEEDED
-        _save(store, record, on_progress, None)
+        _save(store, record, on_progress, None, fence)
         return PlanResult(record)
 
 
@@ -118,14 +119,15 @@ def _run_task(
     settings: Settings,
     store: Store,
     on_progress: Progress | None,
+    fence: Fence,
 ) -> None:
     state.status, state.started_at, state.ended_at = TaskStatus.RUNNING, time.time(), None
     state.run_id = state.outcome = state.result = state.error = None
-    _save(store, record, on_progress, task.id)
+    _save(store, record, on_progress, task.id, fence)
 
     def started(run_record: RunRecord) -> None:
         state.run_id = run_record.id
-        _save(store, record, on_progress, task.id)
+        _save(store, record, on_progress, task.id, fence)
 
     result = run(
         RunRequest(
@@ -156,11 +158,13 @@ def _run_task(
     record.session_id = result.session.agent_session_id  # updated whenever the agent reports a new one
     if state.status == TaskStatus.FAILED and task.on_failure != "continue":
         record.status = PlanStatus.FAILED
-    _save(store, record, on_progress, None)
+    _save(store, record, on_progress, None, fence)
 
 
-def _save(store: Store, record: PlanRecord, on_progress: Progress | None, current: str | None) -> None:
+def _save(
+    store: Store, record: PlanRecord, on_progress: Progress | None, current: str | None, fence: Fence
+) -> None:
     record.updated_at = time.time()
-    store.save_plan(record)
+    store.save_plan(record, fence=fence)
     if on_progress is not None:
         on_progress(record, current)

@@ -20,7 +20,7 @@ from baton.agents.base import Agent
 from baton.errors import StoreError
 from baton.files import atomic_write_bytes
 from baton.keys import Key
-from baton.models import Snapshot
+from baton.models import Fence, Snapshot
 from baton.store.base import Store
 
 CHUNK = 256 * 1024
@@ -39,9 +39,12 @@ def chunks(data: bytes) -> list[bytes]:
     return out
 
 
-def take_snapshot(store: Store, agent: Agent, key: Key, session_id: str) -> Snapshot | None:
+def take_snapshot(
+    store: Store, agent: Agent, key: Key, session_id: str, fence: Fence | None = None
+) -> Snapshot | None:
     """Copy the session's transcript files into the store; None when there are none. Only chunks the
-    previous snapshot does not already hold are compressed and written."""
+    previous snapshot does not already hold are compressed and written; with ``fence``, the store
+    refuses the snapshot (:class:`baton.errors.Fenced`) of a runner whose lease was taken over."""
     try:
         previous = store.get_snapshot(key.agent, key.repo.slug, key.thread)
     except StoreError:
@@ -63,7 +66,7 @@ def take_snapshot(store: Store, agent: Agent, key: Key, session_id: str) -> Snap
     if not files:
         return None
     snapshot = Snapshot(key.agent, key.repo.slug, key.thread, session_id, files, total, time.time())
-    store.save_snapshot(snapshot)
+    store.save_snapshot(snapshot, fence=fence)
     return snapshot
 
 
