@@ -403,7 +403,7 @@ def test_an_unchanged_worktree_keeps_its_checkpoint_commit(workdirs: Workdirs, k
     assert git(path, "rev-parse", f"{third}^") == git(path, "rev-parse", "HEAD")
 
 
-def test_read_ref_reads_loose_and_packed_refs_without_git(workdirs: Workdirs, key: Key) -> None:
+def test_refs_and_head_are_read_without_git(workdirs: Workdirs, key: Key) -> None:
     path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
     cache = workdirs.cache_path(key.repo)
     head = git(path, "rev-parse", "HEAD")
@@ -414,6 +414,11 @@ def test_read_ref_reads_loose_and_packed_refs_without_git(workdirs: Workdirs, ke
     assert workdirs.read_ref(cache, "refs/baton/shared/fake/issue-1") == head
     assert workdirs.read_ref(cache, "refs/baton/shared/fake") is None
     assert workdirs.read_ref(cache, "refs/baton/shared/fake/issue-12") is None
+    assert workdirs.head_commit(key, path) == head  # the branch, packed
+    commit_file(path, "more.txt", "more\n", "more")
+    assert workdirs.head_commit(key, path) == git(path, "rev-parse", "HEAD") != head  # loose again
+    git(path, "checkout", "--quiet", "--detach", head)
+    assert workdirs.head_commit(key, path) == head
 
 
 def test_sync_worktree_brings_a_worktree_to_its_branch_and_checkpoint(workdirs: Workdirs, key: Key) -> None:

@@ -66,7 +66,7 @@ def _publish(
     store: Store, workdirs: Workdirs, key: Key, worktree: Path, branch: str, fence: Fence | None
 ) -> None:
     commit = workdirs.checkpoint(key, worktree)
-    head = commit_of(worktree, "HEAD")
+    head = workdirs.head_commit(key, worktree)
     if head is None:
         return
     state = commit or head

@@ -297,6 +297,20 @@ class Workdirs:
         gitdir = Path((worktree / ".git").read_text().removeprefix("gitdir:").strip())
         return (gitdir / "HEAD").read_text().strip() == f"ref: refs/heads/{branch}"
 
+    def head_commit(self, key: Key, worktree: Path) -> str | None:
+        """The commit the key's worktree has checked out: its HEAD file and the cache's ref, read
+        without a git process when they are plain (git's answer otherwise)."""
+        try:
+            gitdir = Path((worktree / ".git").read_text().removeprefix("gitdir:").strip())
+            head = (gitdir / "HEAD").read_text().strip()
+        except OSError:
+            return None
+        if head.startswith("ref: refs/heads/"):
+            found = self.read_ref(self.cache_path(key.repo), head.removeprefix("ref: "))
+            if found is not None:
+                return found
+        return commit_of(worktree, "HEAD")
+
     def _restore_checkpoint(self, key: Key, cache: Path, worktree: Path) -> None:
         ref = self.checkpoint_ref(key)
         if not ref_exists(cache, ref):
