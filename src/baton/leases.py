@@ -30,7 +30,7 @@ from typing import Protocol
 import psutil
 
 from baton.errors import BadInput, BatonError, Busy, Cancelled
-from baton.models import Lease
+from baton.models import Fence, Lease
 from baton.settings import Settings
 from baton.store.base import Store
 
@@ -97,6 +97,11 @@ class LeaseHolder:
 
     fence: int = 0  # the fencing token of this grant, once acquired
     backend: LeaseBackend | None = None  # where the lease is granted; None: the store
+
+    @property
+    def proof(self) -> Fence:
+        """What this holder's writes about the key carry: the store refuses them after a takeover."""
+        return Fence(self.key, self.fence)
 
     @property
     def grants(self) -> LeaseBackend:

@@ -30,7 +30,7 @@ from baton.gitcmd import commit_of, worktree_status
 from baton.housekeeping.disk import files_bytes, key_of, local_transcript
 from baton.keys import Key
 from baton.leases import held, key_lease
-from baton.models import SessionRecord, SessionStatus
+from baton.models import Fence, SessionRecord, SessionStatus
 from baton.settings import Settings
 from baton.snapshots import take_snapshot
 from baton.store.base import Store
@@ -97,12 +97,13 @@ def close_session(
 ) -> CloseResult:
     """Close one key (module doc), waiting up to ``wait`` seconds for a run of it to end (Busy after
     that). Audited as ``close`` (or ``close-failed`` with the error)."""
+    lease = key_lease(settings, store, key.id)
     try:
-        with held(key_lease(settings, store, key.id), wait, settings.heartbeat):
+        with held(lease, wait, settings.heartbeat):
             session = store.get_session(key.agent, key.repo.slug, key.thread)
             if session is None:
                 raise NotFound(f"no session for {key}")
-            result = close_locked(store, settings, key, session)
+            result = close_locked(store, settings, key, session, fence=lease.proof)
     except Exception as exc:
         store.audit("close-failed", str(key), actor, {"error": str(exc)})
         raise
@@ -111,11 +112,17 @@ def close_session(
 
 
 def close_locked(
-    store: Store, settings: Settings, key: Key, session: SessionRecord, files: list[Path] | None = None
+    store: Store,
+    settings: Settings,
+    key: Key,
+    session: SessionRecord,
+    files: list[Path] | None = None,
+    fence: Fence | None = None,
 ) -> CloseResult:
-    """Checkpoint, snapshot, remove, mark closed: the caller holds the key's lease. ``files``: the
-    session's local transcript files when the caller has listed them already (a listing can cost
-    milliseconds: Claude's is a glob over every project folder of its home)."""
+    """Checkpoint, snapshot, remove, mark closed: the caller holds the key's lease (``fence``, its
+    proof for the store's writes). ``files``: the session's local transcript files when the caller
+    has listed them already (a listing can cost milliseconds: Claude's is a glob over every project
+    folder of its home)."""
     workdirs = Workdirs(settings)
     path = workdirs.worktree_path(key)
     result = CloseResult(str(key), str(path), cache=str(workdirs.cache_path(key.repo)))
@@ -123,7 +130,7 @@ def close_locked(
     result.checkpoint_ref = workdirs.checkpoint_ref(key) if result.checkpoint else None
     if session.agent_session_id:
         agent = get_agent(key.agent, settings)
-        take_snapshot(store, agent, key, session.agent_session_id)
+        take_snapshot(store, agent, key, session.agent_session_id, fence)
         result.snapshot = store.get_snapshot(key.agent, key.repo.slug, key.thread) is not None
     result.session_id = session.agent_session_id
     result.worktree_bytes = disk_usage(path)
@@ -131,7 +138,7 @@ def close_locked(
     _remove_files(local_transcript(settings, session) if files is None else files, result)
     session.status = SessionStatus.CLOSED
     session.expires_at = result.purge_after = time.time() + settings.closed_grace_days * 86400
-    store.save_session(session)
+    store.save_session(session, fence=fence)
     return result
 
 

@@ -39,7 +39,7 @@ from baton.housekeeping.disk import enforce_quota, files_bytes, key_of, local_tr
 from baton.keys import Key
 from baton.leases import held, key_lease
 from baton.locks import file_lock
-from baton.models import SessionRecord, SessionStatus
+from baton.models import Fence, SessionRecord, SessionStatus
 from baton.settings import Settings
 from baton.store import open_store
 from baton.store.base import Store
@@ -90,6 +90,7 @@ class _Sweeper:
     settings: Settings
     report: SweepReport
     now: float
+    fence: Fence | None = None  # the proof of the lease the current action holds
 
     @property
     def dry_run(self) -> bool:
@@ -98,8 +99,10 @@ class _Sweeper:
     def guarded(self, key: Key, action: Callable[[Key, SessionRecord], None]) -> None:
         """Run ``action`` under the key's lease (no wait); a busy key is skipped, an error reported.
         The session is read again under the lease: a run may have used (or closed) it since."""
+        lease = key_lease(self.settings, self.store, key.id)
         try:
-            with held(key_lease(self.settings, self.store, key.id), 0.0, self.settings.heartbeat):
+            with held(lease, 0.0, self.settings.heartbeat):
+                self.fence = lease.proof  # what the action's writes about the key carry
                 session = self.store.get_session(key.agent, key.repo.slug, key.thread)
                 if session is not None and 0 < session.expires_at < self.now:
                     action(key, session)
@@ -120,7 +123,7 @@ class _Sweeper:
         if self.dry_run:
             ref = workdirs.checkpoint_ref(key) if would_checkpoint(workdirs, key, path) else None
         else:
-            ref = close_locked(self.store, self.settings, key, session, files).checkpoint_ref
+            ref = close_locked(self.store, self.settings, key, session, files, self.fence).checkpoint_ref
         if ref:
             self.report.checkpoints[str(key)] = ref
         self.report.expired.append(str(key))
