@@ -15,7 +15,7 @@ import pytest
 
 from baton import Mode, RunRequest, RunResult, open_store, run
 from baton.archives import list_archives
-from baton.errors import BadInput, Fenced
+from baton.errors import BadInput, Fenced, GitError
 from baton.keys import Key, make_key
 from baton.models import CheckpointRecord, Fence, Lease
 from baton.portable import MAX_BUNDLE
@@ -230,6 +230,26 @@ def test_a_worktree_holding_what_it_shared_is_synced_in_place(
     assert (path_a / "docs" / "deep" / "new.md").read_text() == "nested and untracked\n"
     assert list_archives(Workdirs(a), key_of(src_repo)) == []  # nothing of A's was at risk
     assert back.run.note and "store's checkpoint" in back.run.note and "kept at" not in back.run.note
+
+
+def test_a_failed_sync_in_place_rebuilds_the_worktree_instead(
+    a: Settings, b: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path_a = worktree(go(a, src_repo))
+    go(a, src_repo)
+    path_b = worktree(go(b, src_repo))
+    agent_work(path_b)
+    go(b, src_repo)
+
+    def broken(*_args: object) -> None:
+        (path_a / "half-written").write_text("x")
+        raise GitError("git reset failed: simulated")
+
+    monkeypatch.setattr(Workdirs, "sync_worktree", broken)
+    back = go(a, src_repo)
+    assert not (path_a / "half-written").exists()  # rebuilt, not the half-synced directory
+    assert status(path_a) == {"M README.md", "?? notes.md"} and (path_a / "lexer.py").is_file()
+    assert back.run.note and "store's checkpoint" in back.run.note
 
 
 def test_a_corrupt_bundle_degrades_to_the_branch_or_base_with_a_note(

@@ -162,10 +162,13 @@ def _take_over(
     kept, since = _keep_local_work(workdirs, key, branch, record, shared)
     _point_refs(workdirs, key, branch, record.commit_sha, branch_sha)
     path = workdirs.worktree_path(key)
-    if (path / ".git").is_file():
-        workdirs.sync_worktree(key, branch, since)
-        made = Worktree(path, built=False)
-    else:
+    made = Worktree(path, built=False)
+    try:
+        if (path / ".git").is_file():
+            workdirs.sync_worktree(key, branch, since)
+    except (GitError, OSError):  # the refs moved already: a half-synced worktree must not be shared
+        workdirs.remove_worktree_dir(key)  # (what it held is archived, or is the shared ref's commit)
+    if not (path / ".git").is_file():
         made = workdirs.prepare_worktree(key, branch, base, fetch=False)
     _mark_shared(workdirs, key, record.commit_sha)
     note = f"the worktree was brought to the store's checkpoint {record.commit_sha[:12]} (another machine's)"
