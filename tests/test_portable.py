@@ -7,6 +7,7 @@ corrupt or gone; checkpoints in ``sessions export``/``import``. The shared store
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from baton.sessions import Scope, export_session, import_session, reset_session
 from baton.settings import Settings, load_settings
 from baton.store import Store
 from baton.testing.git_http import GitHttpServer
+from baton.testing.mock_anthropic import MockAnthropic
 from baton.workdirs import Workdirs
 from tests.conftest import FAST, git
 
@@ -389,3 +391,32 @@ def test_hostile_checkpoints_in_an_import_are_refused_and_nothing_is_written(
         assert other.list_runs() == []
     finally:
         other.close()
+
+
+# -- the real Claude Code CLI against the mock -------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_claude_code_turn_three_on_worker_b(
+    a: Settings, b: Settings, src_repo: Path, mock: MockAnthropic, claude_bin: str
+) -> None:
+    def turn(settings: Settings, prompt: str) -> RunResult:
+        request = RunRequest(agent="claude", repo=str(src_repo), thread="t1", prompt=prompt)
+        result = run(request, settings=dataclasses.replace(settings, claude_bin=claude_bin))
+        assert result.ok, result.run.error
+        return result
+
+    first = turn(a, "turn 1")
+    (worktree(first) / "README.md").write_text("# uncommitted on A\n")
+    (worktree(first) / "notes.md").write_text("untracked on A\n")
+    turn(a, "turn 2")
+    third = turn(b, "turn 3")
+    assert third.run.mode == Mode.RESUME
+    assert third.session.agent_session_id == first.session.agent_session_id
+    # the whole history (3 prompts, 2 replies) and Claude Code's "system" messages describing the
+    # environment, one per working directory: A's, then B's worktree (another path), so the mock counts 7
+    # where a resume in A's own directory counts 6
+    turns = [m for m in mock.conversation()[-1].messages if m["role"] in ("user", "assistant")]
+    assert len(turns) == 5 and mock.message_counts() == [2, 4, 7]
+    assert (worktree(third) / "README.md").read_text() == "# uncommitted on A\n"
+    assert (worktree(third) / "notes.md").read_text() == "untracked on A\n"
