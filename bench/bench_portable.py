@@ -22,8 +22,8 @@ brought up to date in place), ``cache`` (B has the repository's cache clone but 
 removed: rebuilt with ``git worktree add`` of 2,133 files), ``empty`` (an empty ``BATON_HOME``: a clone
 first). The goal (1.2 times at most) is judged for ``warm``, a pool of workers' steady state.
 
-Every timed turn is checked to resume the one conversation with two more messages than the turn before
-it (the fake agent's reply counts them).
+Every turn, on whichever home, is checked to resume the one conversation with two more messages than
+the turn before it (the fake agent's reply counts them).
 """
 
 from __future__ import annotations
@@ -77,7 +77,6 @@ class Workers:
 
     def home(self, name: str) -> Settings:
         if name not in self.homes:
-            # A's home sorts first: the fake agent resumes the first transcript of the session it finds
             overrides = {"home": str(self.root / name), "store_url": self.store_url}
             self.homes[name] = load_settings(overrides=overrides, environ={})
         return self.homes[name]
@@ -86,13 +85,8 @@ class Workers:
     def store_url(self) -> str:
         return f"sqlite:///{self.root / 'shared' / 'baton.db'}"
 
-    def turn(
-        self, name: str, prompt: str = "benchmark turn", catch_up: bool = False
-    ) -> tuple[RunResult, float]:
-        """One turn on home ``name``. ``catch_up``: A's turn after B, whose count is not checked: the
-        fake agent, unlike Claude Code, appends a turn resumed from another directory to the transcript
-        of its own directory, so A, which resumes its own file, does not see B's turn; every timed turn
-        (A after A, B after A) is checked."""
+    def turn(self, name: str, prompt: str = "benchmark turn") -> tuple[RunResult, float]:
+        """One turn on home ``name``, checked: a resume of the one conversation, two messages more."""
         request = RunRequest(agent="fake", repo=self.repo, thread=THREAD, prompt=prompt)
         result, elapsed = clock(lambda: run(request, settings=self.home(name), store=self.store))
         rec = result.run
@@ -103,8 +97,6 @@ class Workers:
                 f"portable, turn on {name}: {rec.mode.value}, not a resume of {self.session_id}"
             )
         self.session_id = rec.session_id_out or ""
-        if catch_up:
-            self.hist.count = None
         self.hist.check(rec.result)
         return result, elapsed
 
@@ -220,7 +212,7 @@ def _measure(workers: Workers, reps: int, warmup: int) -> dict[str, list[float]]
 
 
 def _pair(workers: Workers, variant: str, rep: int) -> tuple[float, float]:
-    workers.turn("a", catch_up=True)
+    workers.turn("a")  # A catches up with B's last turn
     path = workers.worktree("a")
     mark = f"rep {rep} {variant}\n"
     (path / "NOTES.md").write_text(mark)

@@ -197,7 +197,7 @@ def test_back_on_a_the_stale_worktree_catches_up_and_its_own_edits_are_archived(
     go(b, src_repo)
     (path_a / "stray.txt").write_text("edited on a after its last run\n")  # never shared
     back = go(a, src_repo)
-    assert back.run.mode == Mode.RESUME
+    assert back.run.mode == Mode.RESUME and back.run.result == "fake reply: received 10 messages"
     assert (path_a / "notes.md").read_text() == "from b\n" and (path_a / "b.txt").is_file()
     assert not (path_a / "stray.txt").exists()
     key = key_of(src_repo)
