@@ -19,7 +19,7 @@ from typing import Any
 
 from baton.agents import Launch, Turn
 from baton.decide import Context, Decision
-from baton.errors import AgentError, BatonError, DiskFull
+from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.leases import HOST
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
 from baton.portable import publish_checkpoint
@@ -62,7 +62,7 @@ def run_attempt(ctx: Context, session: SessionRecord, decision: Decision, number
     trouble = [e for e in (result.log_error, result.callback_error) if e]
     if trouble:  # the agent ran, but baton could not keep everything it said: say so on the run
         record.note = "; ".join(filter(None, [record.note, *trouble]))
-        ctx.store.update_run(record.id, note=record.note)
+        ctx.store.update_run(record.id, fence=ctx.fence, note=record.note)
     return _finish(ctx, session, record, turn, ending)
 
 
@@ -115,8 +115,8 @@ def _start(ctx: Context, session: SessionRecord, record: RunRecord, launch: Laun
     session.status = SessionStatus.RUNNING
     session.attempts += 1
     session.last_used_at = record.started_at
-    ctx.store.add_run(record)
-    ctx.store.save_session(session)
+    ctx.store.add_run(record, fence=ctx.fence)
+    ctx.store.save_session(session, fence=ctx.fence)
     if ctx.request.on_start:
         ctx.request.on_start(record)
 
@@ -141,13 +141,13 @@ def _launch(
             # An id the agent chose itself (Codex, Gemini forks): keep it at once, so a runner
             # killed mid-turn still leaves the next run a conversation to resume.
             session.agent_session_id = turn.session_id
-            store.save_session(session)
+            store.save_session(session, fence=ctx.fence)
         if event is not None and ctx.request.on_event:
             ctx.request.on_event(record, event)
 
     def heartbeat() -> bool:
         with contextlib.suppress(BatonError):  # a store hiccup (a full disk) must not orphan the agent
-            store.update_run(record.id, heartbeat_at=time.time())
+            _fenced_update(ctx, record.id, {"heartbeat_at": time.time()})  # refused: lost, stop the agent
         return not ctx.lost.is_set()  # the lease keeps itself alive; a lost one stops the agent
 
     return run_process(
@@ -156,7 +156,7 @@ def _launch(
         ctx.worktree,
         Path(record.log_path),
         on_line,
-        on_start=lambda pid: store.update_run(record.id, agent_pid=pid),
+        on_start=lambda pid: _started(ctx, record, pid),
         heartbeat=heartbeat,
         heartbeat_every=ctx.settings.heartbeat,
         timeout=ctx.request.timeout,
@@ -219,19 +219,43 @@ def _finish(ctx: Context, session: SessionRecord, record: RunRecord, turn: Turn,
     }
     for name, value in final.items():
         setattr(record, name, value)
-    ctx.store.update_run(record.id, **final)
-    if not ctx.lost.is_set():  # after a takeover the key's files belong to the new holder
-        if session.agent_session_id and not lost:
-            take_snapshot(ctx.store, ctx.agent, ctx.key, session.agent_session_id)
-        trouble = publish_checkpoint(ctx.store, ctx.workdirs, ctx.key, ctx.worktree, session.branch)
-        if trouble:  # the run did its work; only other machines cannot rebuild it: say so on the run
-            record.note = "; ".join(filter(None, [record.note, trouble]))
-            ctx.store.update_run(record.id, note=record.note)
+    if ctx.lost.is_set() or not _fenced_update(ctx, record.id, final):
+        return _stale(ctx, record, final)
+    if session.agent_session_id and not lost:
+        take_snapshot(ctx.store, ctx.agent, ctx.key, session.agent_session_id, ctx.fence)
+    trouble = publish_checkpoint(ctx.store, ctx.workdirs, ctx.key, ctx.worktree, session.branch, ctx.fence)
+    if trouble:  # the run did its work; only other machines cannot rebuild it: say so on the run
+        record.note = "; ".join(filter(None, [record.note, trouble]))
+        ctx.store.update_run(record.id, fence=ctx.fence, note=record.note)
     session.status = SessionStatus.ACTIVE
     session.last_outcome = ending.outcome
     session.last_used_at = ended
     session.expires_at = ended + ctx.settings.ttl_days * 86400
-    ctx.store.save_session(session)
+    ctx.store.save_session(session, fence=ctx.fence)
+    return record
+
+
+def _started(ctx: Context, record: RunRecord, pid: int) -> None:
+    _fenced_update(ctx, record.id, {"agent_pid": pid})  # refused: the lease is lost, the agent stops
+
+
+def _fenced_update(ctx: Context, run_id: str, fields: dict[str, Any]) -> bool:
+    """Update the run with the lease's fence; False (and the run marked lost) when the store refused
+    it: the key's lease was granted to another runner since."""
+    try:
+        ctx.store.update_run(run_id, fence=ctx.fence, **fields)
+    except Fenced:
+        ctx.lost.set()
+        return False
+    return True
+
+
+def _stale(ctx: Context, record: RunRecord, final: dict[str, Any]) -> RunRecord:
+    """A runner whose lease was taken over writes nothing about the key any more (no snapshot, no
+    checkpoint, no session): only its own run's ending, saying why, without a fence."""
+    why = f"stopped: another runner took over the lease of {ctx.key}; this runner's writes were refused"
+    record.outcome, record.error = Outcome.CANCELLED, why
+    ctx.store.update_run(record.id, **{**final, "outcome": Outcome.CANCELLED, "error": why})
     return record
 
 
@@ -242,7 +266,7 @@ def _abandon(ctx: Context, session: SessionRecord, record: RunRecord, exc: BaseE
     try:
         ctx.store.update_run(record.id, outcome=outcome, ended_at=time.time(), error=error)
         session.status, session.last_outcome = SessionStatus.ACTIVE, outcome
-        ctx.store.save_session(session)
+        ctx.store.save_session(session, fence=ctx.fence)
     except BatonError:
         pass  # the store itself is failing (a full disk): the next run marks this one crashed
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from baton.agents import Agent
 from baton.errors import BadInput, BatonError
 from baton.keys import Key
-from baton.models import Mode, PromptKind, RunRecord, SessionRecord, Snapshot
+from baton.models import Fence, Mode, PromptKind, RunRecord, SessionRecord, Snapshot
 from baton.request import RunRequest
 from baton.settings import Settings
 from baton.snapshots import hydrate
@@ -42,6 +42,7 @@ class Context:
     agent: Agent
     workdirs: Workdirs
     lost: threading.Event  # set when the key's lease was taken over: stop, write nothing more
+    fence: Fence | None = None  # the lease's proof: the store refuses this run's writes after a takeover
     worktree: Path = Path()
     worktree_note: str | None = None  # what preparing the worktree had to do: noted on the first attempt
 

@@ -19,8 +19,8 @@ from baton.attempt import new_run_id, run_attempt, usage_delta
 from baton.decide import Context, Decision, decide, fork_source
 from baton.errors import BadInput, DiskFull, GitError
 from baton.keys import Key, make_key, validate_thread
-from baton.leases import HOST, LeaseHolder, held
-from baton.models import Mode, Outcome, RunRecord, SessionRecord, SessionStatus
+from baton.leases import HOST, held, key_lease
+from baton.models import Fence, Mode, Outcome, RunRecord, SessionRecord, SessionStatus
 from baton.process import kill_tagged
 from baton.request import RunRequest, RunResult
 from baton.settings import Settings, load_settings
@@ -39,10 +39,10 @@ def run(request: RunRequest, settings: Settings | None = None, store: Store | No
     own_store = store is None
     store = store or open_store(settings.resolved_store_url)
     try:
-        lease = LeaseHolder(store, key.id, settings.lease_ttl)
+        lease = key_lease(settings, store, key.id)
         with held(lease, request.wait, settings.heartbeat, request.cancel) as lost:
-            mark_crashed(store, key)
-            ctx = Context(request, settings, store, key, agent, Workdirs(settings), lost)
+            mark_crashed(store, key, lease.proof)
+            ctx = Context(request, settings, store, key, agent, Workdirs(settings), lost, fence=lease.proof)
             return _Runner(ctx).execute()
     finally:
         if own_store:
@@ -121,7 +121,7 @@ def check_free_space(settings: Settings) -> None:
         )
 
 
-def mark_crashed(store: Store, key: Key) -> list[RunRecord]:
+def mark_crashed(store: Store, key: Key, fence: Fence | None = None) -> list[RunRecord]:
     """Runs of ``key`` still ``running`` while we hold its lease belong to dead runners: mark them
     ``crashed`` and kill whatever of their agent outlived its runner on this host."""
     crashed = []
@@ -130,6 +130,7 @@ def mark_crashed(store: Store, key: Key) -> list[RunRecord]:
             kill_tagged("BATON_RUN_ID", record.id)
         store.update_run(
             record.id,
+            fence=fence,
             outcome=Outcome.CRASHED,
             ended_at=record.heartbeat_at or record.started_at,
             error="the runner stopped mid-run (killed or crashed); the next run resumes the conversation",
@@ -140,7 +141,7 @@ def mark_crashed(store: Store, key: Key) -> list[RunRecord]:
         if session is not None:
             session.status = SessionStatus.ACTIVE
             session.last_outcome = Outcome.CRASHED
-            store.save_session(session)
+            store.save_session(session, fence=fence)
     return crashed
 
 
