@@ -430,3 +430,33 @@ def test_claude_code_turn_three_on_worker_b(
     assert len(turns) == 5 and mock.message_counts() == [2, 4, 7]
     assert (worktree(third) / "README.md").read_text() == "# uncommitted on A\n"
     assert (worktree(third) / "notes.md").read_text() == "untracked on A\n"
+
+
+@pytest.mark.slow
+def test_claude_code_on_a_new_machine_with_the_same_mount_path(
+    a: Settings, src_repo: Path, mock: MockAnthropic, claude_bin: str, tmp_path: Path
+) -> None:
+    """Issue 10's test 2 as deployed (every pod mounts its own volume at one BATON_HOME path): turns 1
+    and 2 on worker A, whose home then goes away with its machine (moved aside, never read again);
+    worker B starts EMPTY at the same path on the same store. Same session, the mock sees exactly the
+    whole history (2 → 4 → 6), A's uncommitted and untracked files are in B's worktree."""
+
+    def turn(prompt: str) -> RunResult:
+        request = RunRequest(agent="claude", repo=str(src_repo), thread="t1", prompt=prompt)
+        result = run(request, settings=dataclasses.replace(a, claude_bin=claude_bin))
+        assert result.ok, result.run.error
+        return result
+
+    first = turn("turn 1")
+    (worktree(first) / "README.md").write_text("# uncommitted on A\n")
+    (worktree(first) / "notes.md").write_text("untracked on A\n")
+    turn("turn 2")
+    gone = tmp_path / "machine-a-is-gone"
+    a.home.rename(gone)  # B's home: a new, empty volume at the same mount path
+    third = turn("turn 3")
+    assert not (gone / "worktrees").samefile(a.home / "worktrees")
+    assert third.run.mode == Mode.RESUME and third.run.note and "hydrated" in third.run.note
+    assert third.session.agent_session_id == first.session.agent_session_id
+    assert mock.message_counts() == [2, 4, 6]
+    assert (worktree(third) / "README.md").read_text() == "# uncommitted on A\n"
+    assert (worktree(third) / "notes.md").read_text() == "untracked on A\n"
