@@ -582,3 +582,31 @@ def test_cancel_watch_stops_cleanly_without_a_cancel(store: SQLStore, server: Re
     watch.stop()
     assert time.monotonic() - started < 1
     assert not watch.is_set()
+
+
+def test_runs_and_resets_keep_the_index_in_step(
+    server: RedisServer, tmp_path: Path, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With BATON_REDIS_URL set, a run's session is in the index (its id, expiring with it), and a
+    reset of everything takes it out; the lease comes from Redis too (BATON_LEASE_BACKEND=redis)."""
+    from baton import RunRequest, Scope, reset_session, run
+    from baton.keys import make_key
+    from baton.settings import load_settings
+
+    settings = load_settings(
+        overrides={"home": str(tmp_path / "home"), "redis_url": server.url, "lease_backend": "redis"},
+        environ={},
+    )
+    result = run(RunRequest(agent="fake", repo=str(src_repo), thread="t1", prompt="go"), settings=settings)
+    assert result.ok, result.run.error
+    store = SQLStore(settings.resolved_store_url)
+    try:
+        index = SessionIndex(open_redis(server.url, settings.resolved_store_url), store)
+        entry = index.get("fake", result.run.repo, "t1", fallback=False)
+        assert entry is not None and entry.session_id == result.session.agent_session_id
+        assert abs(entry.expires_at - result.session.expires_at) < 1
+        key = make_key("fake", str(src_repo), "t1", ["fake"])
+        reset_session(store, settings, key, Scope.ALL, actor="test")
+        assert index.get("fake", result.run.repo, "t1", fallback=False) is None
+    finally:
+        store.close()

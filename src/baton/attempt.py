@@ -117,6 +117,7 @@ def _start(ctx: Context, session: SessionRecord, record: RunRecord, launch: Laun
     session.last_used_at = record.started_at
     ctx.store.add_run(record, fence=ctx.fence)
     ctx.store.save_session(session, fence=ctx.fence)
+    _index(ctx, session)
     if ctx.request.on_start:
         ctx.request.on_start(record)
 
@@ -232,7 +233,16 @@ def _finish(ctx: Context, session: SessionRecord, record: RunRecord, turn: Turn,
     session.last_used_at = ended
     session.expires_at = ended + ctx.settings.ttl_days * 86400
     ctx.store.save_session(session, fence=ctx.fence)
+    _index(ctx, session)
     return record
+
+
+def _index(ctx: Context, session: SessionRecord) -> None:
+    """The Redis session index (key → agent session id, expiring with the session), when configured."""
+    if ctx.settings.redis_url:
+        from baton.redis_ import index_session
+
+        index_session(ctx.settings, ctx.store, session)
 
 
 def _started(ctx: Context, record: RunRecord, pid: int) -> None:

@@ -29,6 +29,7 @@ from baton.keys import Key, Repo, parse_repo, validate_agent, validate_thread
 from baton.leases import LeaseHolder, held
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus, Snapshot
 from baton.portable import checkpoint_from, export_checkpoint
+from baton.redis_.index import index_session
 from baton.settings import Settings
 from baton.snapshots import take_snapshot
 from baton.store.base import Store
@@ -166,8 +167,10 @@ def _reset(store: Store, settings: Settings, key: Key, session: SessionRecord, r
         _forget_conversation(store, settings, key, session, result)
     if result.scope == Scope.ALL:
         _forget_records(store, key, result)
+        index_session(settings, store, session, deleted=True)
     else:
         store.save_session(session)
+        index_session(settings, store, session)
 
 
 def _archive_worktree(

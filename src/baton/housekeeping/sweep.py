@@ -40,6 +40,7 @@ from baton.keys import Key
 from baton.leases import held, key_lease
 from baton.locks import file_lock
 from baton.models import Fence, SessionRecord, SessionStatus
+from baton.redis_.index import index_session
 from baton.settings import Settings
 from baton.store import open_store
 from baton.store.base import Store
@@ -150,8 +151,10 @@ class _Sweeper:
                 path.unlink(missing_ok=True)
             store.delete_snapshot(key.agent, key.repo.slug, key.thread)
             workdirs.drop_checkpoint(key)
+            store.delete_checkpoint(key.agent, key.repo.slug, key.thread)  # the one other machines share
             store.delete_runs(key.agent, key.repo.slug, key.thread)
             store.delete_session(key.agent, key.repo.slug, key.thread)
+            index_session(self.settings, store, session, deleted=True)
         self.report.purged.append(str(key))
         for name, size in sizes.items():
             self.report.freed[name] += size

@@ -12,7 +12,7 @@ The cancel flag's API is :mod:`baton.cancel` (it works without Redis too).
 from __future__ import annotations
 
 from baton.redis_.conn import RedisConn, connect, open_redis, ping, prefix_for, store_identity
-from baton.redis_.index import IndexEntry, SessionIndex
+from baton.redis_.index import IndexEntry, SessionIndex, index_session
 from baton.redis_.leases import RedisLeases
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "RedisLeases",
     "SessionIndex",
     "connect",
+    "index_session",
     "open_redis",
     "ping",
     "prefix_for",

@@ -21,14 +21,19 @@ here.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, cast
 
+from baton.errors import BatonError
 from baton.models import SessionRecord
-from baton.redis_.conn import RedisConn
+from baton.redis_.conn import RedisConn, connect
+from baton.settings import Settings
 from baton.store.base import Store
+
+log = logging.getLogger("baton.redis")
 
 TOMBSTONE_MS = 60_000  # a deleted key is not refilled by a rebuild or miss for this long
 LOCK_MS = 120_000  # one rebuild at a time; a rebuilder that died frees it after this
@@ -194,3 +199,22 @@ class SessionIndex:
         keys = self._keys(session.agent, session.repo, session.thread)
         flat = [item for pair in _fields(session).items() for item in pair]
         return self._fill(keys=list(keys), args=[_expire_ms(session), *flat], client=client)
+
+
+def index_session(settings: Settings, store: Store, session: SessionRecord, deleted: bool = False) -> None:
+    """Keep the deployment's index (when ``BATON_REDIS_URL`` is set) in step with a session the store
+    has just saved (or deleted). Best effort: the index is a cache of the store, and a failure is
+    logged, never raised (the next set or a rebuild puts it right)."""
+    if not settings.redis_url:
+        return
+    try:
+        conn = connect(settings)
+        if conn is None:
+            return
+        index = SessionIndex(conn, store)
+        if deleted:
+            index.delete(session.agent, session.repo, session.thread)
+        else:
+            index.set(session)
+    except BatonError as exc:
+        log.warning("session index (Redis): %s: %s", session.thread, exc)
