@@ -70,7 +70,8 @@ def test_reset_prints_a_sentence_or_an_object(cli: Cli, src_repo: Path) -> None:
     said = cli("sessions", "reset", *key, "--scope", "worktree", "--yes")
     assert said.returncode == 0, said.stderr
     text = " ".join(said.stdout.split())
-    assert text.startswith("Reset fake:") and "removed the worktree and branch baton/fake/issue-7" in text
+    assert text.startswith("Reset fake:")
+    assert "removed the worktree, branch baton/fake/issue-7 and its checkpoint" in text
     assert "refs/baton/archive/fake/" in text and "worktree add" in text
     assert "{" not in text  # not a dict printed as Python
     cli("run", "-a", "fake", "-r", str(src_repo), "-t", "issue-7", "again")
