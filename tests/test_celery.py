@@ -292,11 +292,12 @@ def test_submit_without_a_broker_says_so(cli: Any, src_repo: Path) -> None:
 def test_submit_follow(
     client: Settings, shared_store: Store, workers: Workers, src_repo: Path, cli: Any
 ) -> None:
-    """`baton submit` prints the run id; `--follow` streams its events (the worker shares the home
-    here) and exits as `baton run` does."""
-    home = workers.start("a").home  # BATON_QUEUE: the client fixture put it in this environment
+    """`baton submit` prints the run id; `--follow` streams its events — from a worker on another home
+    (another machine: the stream goes through the store) — and exits as `baton run` does."""
+    worker_home = workers.start("a").home  # BATON_QUEUE: the client fixture put it in this environment
+    assert worker_home != client.home
     env = {
-        "BATON_HOME": str(home),
+        "BATON_HOME": str(client.home),
         "BATON_STORE_URL": client.store_url,
         "BATON_BROKER_URL": client.broker_url,
     }
@@ -306,4 +307,5 @@ def test_submit_follow(
     wait_done(shared_store, [job_id])
     follow = cli("submit", "-a", "fake", "-r", str(src_repo), "-t", "t1", "--follow", "again", env=env)
     assert follow.returncode == 0, follow.stderr
-    assert reply(4) in follow.stdout and "succeeded" in follow.stdout
+    assert reply(4) in follow.stdout and "succeeded" in follow.stdout  # the agent's own event, live
+    assert not (client.home / "jobs").exists() or not list((client.home / "jobs").glob("*.jsonl"))

@@ -139,3 +139,14 @@ def test_a_cancel_request_reaches_a_job_until_it_ended(store: Store) -> None:
     store.update_job("j1", status=JobStatus.DONE)
     assert not store.request_cancel("j1", 6.0)
     assert not store.request_cancel("missing", 6.0)
+
+
+def test_job_events_are_shared_in_order_and_stored_once(store: Store) -> None:
+    assert store.job_events("j1") == [] and store.last_job_event("j1") == 0
+    for seq in (1, 2, 3):
+        store.add_job_event("j1", seq, f'{{"seq": {seq}}}')
+    store.add_job_event("j1", 2, '{"seq": 2, "again": true}')  # a redelivered worker's duplicate: kept
+    store.add_job_event("j2", 1, '{"seq": 1}')
+    assert store.job_events("j1") == ['{"seq": 1}', '{"seq": 2}', '{"seq": 3}']
+    assert store.job_events("j1", after=1, limit=1) == ['{"seq": 2}']
+    assert store.last_job_event("j1") == 3 and store.last_job_event("j2") == 1

@@ -116,7 +116,7 @@ def finish(
     if log is not None:
         log.write({END: outcome})
         return
-    with EventLog(settings, job_id) as opened:
+    with EventLog(settings, job_id, store) as opened:
         opened.write({END: outcome})
 
 
@@ -167,16 +167,26 @@ async def wait_change(seen: int, timeout: float) -> None:
 # -- writing --------------------------------------------------------------------------------------
 
 
+def shared(settings: Settings) -> bool:
+    """Whether job streams go through the store: with a broker, the worker that runs a job and the
+    API (or ``baton submit --follow``) that streams it are other machines with other homes."""
+    return bool(settings.broker_url)
+
+
 class EventLog:
     """The event stream of one job, opened for appending. Sequence numbers continue from what the
-    file already holds, so a stream is never renumbered."""
+    file (and, when streams are shared, the store) already holds, so a stream is never renumbered,
+    not even by a redelivery on another worker."""
 
-    def __init__(self, settings: Settings, job_id: str) -> None:
+    def __init__(self, settings: Settings, job_id: str, store: Store | None = None) -> None:
         path = events_path(settings, job_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._job_id, self._store = job_id, store if shared(settings) else None
         earlier = _lines(path, 0)[0]
         self._seq = int(earlier[-1]["seq"]) if earlier else 0
+        if self._store is not None:
+            self._seq = max(self._seq, self._store.last_job_event(job_id))
         self._file = path.open("a", encoding="utf-8")
 
     def __enter__(self) -> EventLog:
@@ -195,6 +205,8 @@ class EventLog:
             line = json.dumps({"seq": self._seq, **data}, ensure_ascii=False, default=str)
             self._file.write(line + "\n")
             self._file.flush()
+            if self._store is not None:
+                self._store.add_job_event(self._job_id, self._seq, line)
         notify()
 
     def close(self) -> None:
@@ -232,14 +244,19 @@ async def read_events(
     store: Store, settings: Settings, job_id: str, after: int = 0, poll: float = 0.5
 ) -> AsyncIterator[StreamItem]:
     """Every line of the job's stream with a sequence number above ``after``, waiting for new ones
-    until the end marker (the last item). The store is asked only when the file has nothing new: a
+    until the end marker (the last item); from the store when streams are shared (a broker: the job
+    runs on another machine), else from this home's file. The job is looked up only when nothing is new: a
     job it says is done whose stream has no end marker (the process died between :func:`finish`'s
     two writes) ends with its stored outcome. Reads are small and SQLite readers never wait for
     writers (WAL), so they run on the event loop."""
     path, offset = events_path(settings, job_id), 0
     while True:
         seen = version()
-        lines, offset = _lines(path, offset)
+        if shared(settings):
+            lines = [json.loads(line) for line in store.job_events(job_id, offset)]
+            offset = int(lines[-1]["seq"]) if lines else offset
+        else:
+            lines, offset = _lines(path, offset)
         for line in lines:
             item = StreamItem(int(line.pop("seq")), line, line.get(END))
             if item.end is not None or item.seq > after:
@@ -250,7 +267,8 @@ async def read_events(
             continue
         job = store.get_job(job_id)
         if job is None or job.status == JobStatus.DONE:
-            if not _lines(path, offset)[0]:  # the end marker may land between the two reads
+            more = store.job_events(job_id, offset, 1) if shared(settings) else _lines(path, offset)[0]
+            if not more:  # the end marker may land between the two reads
                 yield StreamItem(0, {}, (job.outcome if job else None) or "unknown")
                 return
             continue

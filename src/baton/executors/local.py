@@ -190,7 +190,7 @@ class LocalExecutor:
     def _work(self, job_id: str, cancel: threading.Event) -> None:
         """Run one job and record how it ended; never leaves it running."""
         try:
-            events = jobs.EventLog(self.settings, job_id)
+            events = jobs.EventLog(self.settings, job_id, self.store)
         except OSError as exc:  # a full disk: the job cannot even stream its events
             self._end(job_id, Outcome.FAILED.value, None, {"error": f"cannot write its event stream: {exc}"})
             return

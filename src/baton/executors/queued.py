@@ -197,7 +197,7 @@ class _Handler:
 
     def _run(self, job: JobRecord) -> str:
         try:
-            events = jobs.EventLog(self.settings, self.job_id)
+            events = jobs.EventLog(self.settings, self.job_id, self.store)
         except OSError as exc:  # a full disk: the job cannot even stream its events
             return self._end(
                 job, Outcome.FAILED.value, None, {"error": f"cannot write its event stream: {exc}"}

@@ -108,6 +108,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE UNIQUE INDEX sdk_entries_uuid ON sdk_entries (project_key, session_id, subpath, uuid)",
         ],
     ),
+    (
+        8,
+        "job events in the store, so a run's stream reaches the API from whichever worker runs it",
+        [
+            """CREATE TABLE job_events (
+                job_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job_id, seq))""",
+        ],
+    ),
 ]
 
 DIALECT_TYPES = {

@@ -168,6 +168,15 @@ deliveries = sa.Table(
     sa.PrimaryKeyConstraint("forge", "delivery_id"),
 )
 
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("job_id", Text, nullable=False),
+    sa.Column("seq", Int, nullable=False),
+    sa.Column("data", Text, nullable=False),  # the stream's JSON line, as the event file holds it
+    sa.PrimaryKeyConstraint("job_id", "seq"),
+)
+
 checkpoints = sa.Table(
     "checkpoints",
     metadata,

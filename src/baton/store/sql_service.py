@@ -21,10 +21,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from baton.models import DeliveryRecord, DeliveryStatus, JobRecord, JobStatus, TokenRecord, TokenScope
-from baton.store.schema import deliveries, jobs, tokens
+from baton.store.schema import deliveries, job_events, jobs, tokens
 from baton.store.schema import runs as _runs
 from baton.store.schema import sessions as _sessions
-from baton.store.tables import insert_for
+from baton.store.tables import insert_for, upsert
 
 
 class ServiceTables:
@@ -65,6 +65,31 @@ class ServiceTables:
                 query = query.where(jobs.c[column] == str(value))
         with self._tx() as conn:
             return [_job(r._mapping) for r in conn.execute(query)]
+
+    def add_job_event(self, job_id: str, seq: int, line: str) -> None:
+        with self._tx() as conn:
+            upsert(
+                conn,
+                job_events,
+                {"job_id": job_id, "seq": seq, "data": line},
+                ["job_id", "seq"],
+                update=False,
+            )
+
+    def job_events(self, job_id: str, after: int = 0, limit: int = 1000) -> list[str]:
+        query = (
+            sa.select(job_events.c.data)
+            .where(job_events.c.job_id == job_id, job_events.c.seq > after)
+            .order_by(job_events.c.seq)
+            .limit(limit)
+        )
+        with self._tx() as conn:
+            return [line for (line,) in conn.execute(query)]
+
+    def last_job_event(self, job_id: str) -> int:
+        query = sa.select(sa.func.max(job_events.c.seq)).where(job_events.c.job_id == job_id)
+        with self._tx() as conn:
+            return int(conn.execute(query).scalar_one() or 0)
 
     def request_cancel(self, job_id: str, at: float) -> bool:
         with self._tx() as conn:
