@@ -12,9 +12,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from baton.models import Mode
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -35,6 +38,18 @@ AgentOpt = Annotated[str, typer.Option("--agent", "-a", help="claude, codex, gem
 RepoOpt = Annotated[str, typer.Option("--repo", "-r", help="git URL, local path, or a stored slug")]
 ThreadOpt = Annotated[str, typer.Option("--thread", "-t", help="unit of work, e.g. issue-42")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+
+# the options `baton run` and `baton submit` share (one request, run here or queued for a worker)
+PromptArg = Annotated[str | None, typer.Argument(help="the instruction")]
+PromptFileOpt = Annotated[Path | None, typer.Option("--prompt-file", help="read the instruction from a file")]
+BranchOpt = Annotated[str | None, typer.Option(help="branch for a new worktree (default baton/AGENT/THREAD)")]
+BaseOpt = Annotated[str | None, typer.Option(help="start a new worktree from this ref (default branch)")]
+ModeOpt = Annotated[Mode, typer.Option(help="auto picks fresh/resume/recover")]
+ForkFromOpt = Annotated[str | None, typer.Option(help="with --mode fork: branch from this thread")]
+ContextOpt = Annotated[str | None, typer.Option(help="task context for the first prompt")]
+TimeoutOpt = Annotated[float | None, typer.Option(help="kill the agent after S seconds")]
+RetriesOpt = Annotated[int, typer.Option(help="retry failed or timed-out runs N times")]
+
 WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="all columns (the default fits 80 columns)")]
 
 

@@ -12,12 +12,30 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from baton.cli.common import AgentOpt, JsonOpt, RepoOpt, ThreadOpt, cli_store, emit_json, err, esc, out
+from baton.cli.common import (
+    AgentOpt,
+    BaseOpt,
+    BranchOpt,
+    ContextOpt,
+    ForkFromOpt,
+    JsonOpt,
+    ModeOpt,
+    PromptArg,
+    PromptFileOpt,
+    RepoOpt,
+    RetriesOpt,
+    ThreadOpt,
+    TimeoutOpt,
+    cli_store,
+    emit_json,
+    err,
+    esc,
+    out,
+)
 from baton.models import Mode, Outcome
 
 if TYPE_CHECKING:
@@ -32,21 +50,15 @@ def submit_cmd(
     agent: AgentOpt,
     repo: RepoOpt,
     thread: ThreadOpt,
-    prompt: Annotated[str | None, typer.Argument(help="the instruction")] = None,
-    prompt_file: Annotated[
-        Path | None, typer.Option("--prompt-file", help="read the instruction from a file")
-    ] = None,
-    branch: Annotated[
-        str | None, typer.Option(help="branch for a new worktree (default baton/AGENT/THREAD)")
-    ] = None,
-    base: Annotated[
-        str | None, typer.Option(help="start a new worktree from this ref (default branch)")
-    ] = None,
-    mode: Annotated[Mode, typer.Option(help="auto picks fresh/resume/recover")] = Mode.AUTO,
-    fork_from: Annotated[str | None, typer.Option(help="with --mode fork: branch from this thread")] = None,
-    context: Annotated[str | None, typer.Option(help="task context for the first prompt")] = None,
-    timeout: Annotated[float | None, typer.Option(help="kill the agent after S seconds")] = None,
-    retries: Annotated[int, typer.Option(help="retry failed or timed-out runs N times")] = 0,
+    prompt: PromptArg = None,
+    prompt_file: PromptFileOpt = None,
+    branch: BranchOpt = None,
+    base: BaseOpt = None,
+    mode: ModeOpt = Mode.AUTO,
+    fork_from: ForkFromOpt = None,
+    context: ContextOpt = None,
+    timeout: TimeoutOpt = None,
+    retries: RetriesOpt = 0,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="stream its events until it ends; exit as `baton run` does")
     ] = False,
