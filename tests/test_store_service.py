@@ -150,3 +150,27 @@ def test_job_events_are_shared_in_order_and_stored_once(store: Store) -> None:
     assert store.job_events("j1") == ['{"seq": 1}', '{"seq": 2}', '{"seq": 3}']
     assert store.job_events("j1", after=1, limit=1) == ['{"seq": 2}']
     assert store.last_job_event("j1") == 3 and store.last_job_event("j2") == 1
+
+
+def test_released_lease_rows_of_ended_jobs_are_pruned(store: Store) -> None:
+    from baton.models import JobStatus, Lease
+
+    for job_id, status in (
+        ("done1", JobStatus.DONE),
+        ("done2", JobStatus.DONE),
+        ("queued1", JobStatus.QUEUED),
+    ):
+        store.add_job(job(job_id, job_id, 1.0))
+        if status == JobStatus.DONE:
+            store.update_job(job_id, status=JobStatus.DONE, outcome="succeeded")
+        lease = Lease(f"job:{job_id}", f"w-{job_id}", "h", 1, 0.0, 0.0)
+        assert store.try_lease(lease, 60, lambda _e, _n: False) is None
+        if job_id != "done2":  # done2's worker still holds its lease (recording the end, say)
+            store.release_lease(f"job:{job_id}", f"w-{job_id}")
+    assert store.prune_job_leases() == 1  # done1 only
+    assert (
+        store.try_lease(Lease("job:done2", "other", "h", 1, 0.0, 0.0), 60, lambda _e, _n: False) is not None
+    )
+    queued = Lease("job:queued1", "next", "h", 1, 0.0, 0.0)
+    assert store.try_lease(queued, 60, lambda _e, _n: False) is None and queued.fence == 2  # row kept
+    assert store.prune_job_leases() == 0

@@ -64,6 +64,7 @@ class SweepReport:
     freed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CATEGORIES, 0))
     checkpoints: dict[str, str] = field(default_factory=dict)  # expired key → checkpoint ref kept
     errors: dict[str, str] = field(default_factory=dict)
+    job_leases: int = 0  # released lease rows of ended jobs deleted from the store
 
     @property
     def freed_total(self) -> int:
@@ -165,6 +166,11 @@ class _Sweeper:
 
     def prune(self) -> None:
         _prune(self.settings, self.report)
+        if not self.dry_run:
+            try:
+                self.report.job_leases = self.store.prune_job_leases()
+            except BatonError as exc:
+                self.report.errors["job leases"] = str(exc)
 
 
 # -- orphans and prune ----------------------------------------------------------------------------------

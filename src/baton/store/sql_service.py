@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from baton.models import DeliveryRecord, DeliveryStatus, JobRecord, JobStatus, TokenRecord, TokenScope
 from baton.store.schema import deliveries, job_events, jobs, tokens
+from baton.store.schema import leases as _leases
 from baton.store.schema import runs as _runs
 from baton.store.schema import sessions as _sessions
 from baton.store.tables import insert_for, upsert
@@ -90,6 +91,14 @@ class ServiceTables:
         query = sa.select(sa.func.max(job_events.c.seq)).where(job_events.c.job_id == job_id)
         with self._tx() as conn:
             return int(conn.execute(query).scalar_one() or 0)
+
+    def prune_job_leases(self) -> int:
+        """Delete the released ``job:<id>`` lease rows of jobs that ended (one is left per job by
+        whoever ran it); a job still queued or running keeps its row. Returns how many went."""
+        done = sa.select(sa.literal("job:") + jobs.c.id).where(jobs.c.status == JobStatus.DONE.value)
+        with self._tx() as conn:
+            gone = conn.execute(sa.delete(_leases).where(_leases.c.holder == "", _leases.c.key.in_(done)))
+            return int(gone.rowcount or 0)
 
     def request_cancel(self, job_id: str, at: float) -> bool:
         with self._tx() as conn:
