@@ -117,10 +117,10 @@ def test_expired_lease_is_taken_over(store: SQLStore) -> None:
 
 
 def test_renew_keeps_a_short_lease_alive(store: SQLStore) -> None:
-    holder = LeaseHolder(store, KEY, ttl=0.3)
+    holder = LeaseHolder(store, KEY, ttl=1.0)
     holder.acquire(wait=0)
-    for _ in range(3):
-        time.sleep(0.15)
+    for _ in range(3):  # 1.5 s in all: past the first TTL, with margins for a busy machine
+        time.sleep(0.5)
         assert holder.renew()
     with pytest.raises(Busy):
         LeaseHolder(store, KEY, ttl=30).acquire(wait=0)

@@ -445,9 +445,9 @@ def test_redis_restarted_empty_tokens_still_grow_past_the_stores(
 def test_held_keeps_a_redis_lease_alive_and_reports_its_loss(
     store: SQLStore, leases: RedisLeases, conn: RedisConn
 ) -> None:
-    holder = _holder(store, leases, ttl=0.4)
-    with held(holder, wait=0, every=0.1) as lost:
-        time.sleep(1.0)  # 2.5 TTLs: the renewal thread kept it
+    holder = _holder(store, leases, ttl=1.0)
+    with held(holder, wait=0, every=0.2) as lost:
+        time.sleep(2.5)  # 2.5 TTLs: the renewal thread kept it
         assert not lost.is_set()
         with pytest.raises(Busy):
             _holder(store, leases).acquire(wait=0)
