@@ -32,12 +32,13 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from baton.attempt import new_run_id
 from baton.errors import BadInput
-from baton.models import JobRecord, JobStatus, Mode, RunRecord
+from baton.models import JobRecord, JobStatus, Mode, OnConflict, RunRecord, SyncHow
 from baton.request import RunRequest
 from baton.runner import check_request
 from baton.settings import Settings
@@ -56,8 +57,13 @@ FIELDS: dict[str, type | tuple[type, ...]] = {
     "timeout": (int, float, type(None)),
     "retries": int,
     "fork_from": (str, type(None)),
+    "sync": (str, type(None)),
+    "on_conflict": (str, type(None)),
+    "base_thread": (str, type(None)),
+    "handoff_from": (str, type(None)),
 }
 REQUIRED = ("agent", "repo", "thread", "prompt")
+E = TypeVar("E", bound=StrEnum)
 END = "end"  # the key of the last line of an event stream: the job's outcome
 
 
@@ -93,17 +99,25 @@ def build_request(fields: dict[str, Any]) -> RunRequest:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, FIELDS[name]):
             raise BadInput(f"{name} has the wrong type ({type(value).__name__})")
-    try:
-        values["mode"] = Mode(values.get("mode", Mode.AUTO))
-    except ValueError as exc:
-        raise BadInput(f"mode must be one of {', '.join(m.value for m in Mode)}") from exc
+    values["mode"] = _choice("mode", Mode, values.get("mode", Mode.AUTO))
+    for name, kind in (("sync", SyncHow), ("on_conflict", OnConflict)):
+        if values.get(name) is not None:
+            values[name] = _choice(name, kind, values[name])
     return RunRequest(**values)
+
+
+def _choice(name: str, kind: type[E], value: Any) -> E:
+    try:
+        return kind(value)
+    except ValueError as exc:
+        raise BadInput(f"{name} must be one of {', '.join(m.value for m in kind)}") from exc
 
 
 def plain_request(request: RunRequest) -> dict[str, Any]:
     """What a job stores of its request: the fields :func:`build_request` takes back."""
     data = {name: getattr(request, name) for name in FIELDS}
-    data["mode"] = request.mode.value
+    for name in ("mode", "sync", "on_conflict"):
+        data[name] = data[name].value if data[name] is not None else None
     return data
 
 

@@ -31,6 +31,7 @@ class PromptKind(StrEnum):
     DELTA = "delta"  # only the new instruction, for a resumed conversation
     RECAP = "recap"  # a recap of earlier runs + instruction, for a recovered conversation
     INTERRUPTED = "interrupted"  # "you were interrupted, continue" + instruction
+    HANDOFF = "handoff"  # a recap of another agent's conversation on the key's work + instruction
 
 
 class Outcome(StrEnum):
@@ -43,6 +44,7 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"  # stopped on request (signal, API call, lost lease)
     CRASHED = "crashed"  # its runner died mid-run; found and marked by a later runner
     SESSION_LOST = "session_lost"  # the agent could not find the conversation; followed by a recover run
+    CONFLICT = "conflict"  # a sync with upstream conflicted: the agent did not run, worktree as it was
 
     @property
     def interrupted(self) -> bool:
@@ -51,6 +53,21 @@ class Outcome(StrEnum):
     @property
     def retryable(self) -> bool:
         return self in (Outcome.FAILED, Outcome.TIMED_OUT, Outcome.CRASHED)
+
+
+class SyncHow(StrEnum):
+    """How a turn brings upstream changes into the key's worktree before the agent starts."""
+
+    OFF = "off"  # not at all: a retry continues exactly where it stopped
+    MERGE = "merge"  # merge the remote branch (people's pushes) and the moved base
+    REBASE = "rebase"  # replay the key's own commits onto them
+
+
+class OnConflict(StrEnum):
+    """What a sync does when what came in conflicts with the key's work."""
+
+    STOP = "stop"  # outcome ``conflict``: the agent does not run, the worktree stays exactly as it was
+    AGENT = "agent"  # leave the conflict markers and tell the agent which files conflict
 
 
 class SessionStatus(StrEnum):
@@ -81,6 +98,10 @@ class SessionRecord:
     created_at: float = 0.0
     last_used_at: float = 0.0
     expires_at: float = 0.0
+    base_thread: str | None = None  # stacked: the upstream thread whose branch this one's starts from
+    base_sha: str | None = None  # the base commit the branch is based on (where a rebase replays from)
+    origin: dict[str, Any] | None = None  # lineage: {"kind": fork|handoff, "agent", "thread", "session_id"}
+    pending_sync: dict[str, Any] | None = None  # a sync done between turns (a merged upstream), not yet told
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -120,6 +141,7 @@ class RunRecord:
     runner_pid: int = 0
     agent_pid: int | None = None
     note: str | None = None  # why the run started the way it did (hydrated, recovered, ...)
+    sync: dict[str, Any] | None = None  # what syncing with upstream brought in before the agent started
 
     @property
     def duration_s(self) -> float | None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton.models import Mode, Outcome, RunRecord, SessionRecord
+from baton.models import Mode, OnConflict, Outcome, RunRecord, SessionRecord, SyncHow
 
 EventCallback = Callable[[RunRecord, dict[str, Any]], None]
 
@@ -25,6 +25,10 @@ class RunRequest:
     base: str | None = None
     context: str | None = None  # task context, added to full and recap prompts only
     fork_from: str | None = None  # with mode fork: the thread whose conversation to branch from
+    sync: SyncHow | None = None  # bring upstream changes in before the turn (None: the setting)
+    on_conflict: OnConflict | None = None  # what a conflicting sync does (None: the setting)
+    base_thread: str | None = None  # a new key's branch starts from this thread's branch (stacked)
+    handoff_from: str | None = None  # a new conversation that starts with a recap of this agent's one
     timeout: float | None = None
     retries: int = 0
     wait: float = 0.0
@@ -66,6 +70,7 @@ class RunResult:
             "branch": self.session.branch,
             "duration_s": run.duration_s,
             "note": run.note,
+            "sync": run.sync,
             "warnings": self.warnings,
             "runs": [
                 {"run_id": a.id, "mode": a.mode.value, "outcome": a.outcome.value} for a in self.attempts

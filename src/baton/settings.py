@@ -19,6 +19,7 @@ from typing import Any
 import platformdirs
 
 from baton.errors import BadInput
+from baton.models import OnConflict, SyncHow
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Settings:
     claude_bin: str = ""  # empty: the claude-agent-sdk's bundled CLI, else `claude` on PATH
     codex_bin: str = ""  # empty: `codex` on PATH, else next to this Python
     gemini_bin: str = ""  # empty: `gemini` on PATH, else next to this Python
+    sync: str = "off"  # off, merge or rebase: bring upstream changes into the worktree before each turn
+    on_conflict: str = "stop"  # stop (outcome conflict, worktree untouched) or agent (markers + a note)
     git_user_name: str = "baton ({agent})"
     git_user_email: str = "{agent}@baton.invalid"
     extra: dict[str, str] = field(default_factory=dict)
@@ -145,4 +148,11 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         values[name] = _coerce(name, value, "the command line")
     settings = Settings(home=home, **values)
     settings.min_free_bytes, settings.disk_quota_bytes  # noqa: B018 -- a malformed size fails here, named
+    _check_choice("sync", settings.sync, [m.value for m in SyncHow])
+    _check_choice("on_conflict", settings.on_conflict, [c.value for c in OnConflict])
     return settings
+
+
+def _check_choice(name: str, value: str, choices: list[str]) -> None:
+    if value not in choices:
+        raise BadInput(f"setting {name!r} must be one of {', '.join(choices)}, not {value!r}")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from baton.models import Mode
+from baton.models import Mode, OnConflict, SyncHow
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -46,6 +46,18 @@ BranchOpt = Annotated[str | None, typer.Option(help="branch for a new worktree (
 BaseOpt = Annotated[str | None, typer.Option(help="start a new worktree from this ref (default branch)")]
 ModeOpt = Annotated[Mode, typer.Option(help="auto picks fresh/resume/recover")]
 ForkFromOpt = Annotated[str | None, typer.Option(help="with --mode fork: branch from this thread")]
+SyncOpt = Annotated[
+    SyncHow | None,
+    typer.Option(help="bring upstream changes in first (default: setting sync)"),
+]
+OnConflictOpt = Annotated[
+    OnConflict | None,
+    typer.Option(help="stop: outcome conflict, worktree untouched (default); agent: markers + a note"),
+]
+BaseThreadOpt = Annotated[str | None, typer.Option(help="a new thread's branch starts from this thread's")]
+HandoffOpt = Annotated[
+    str | None, typer.Option(help="start this agent's conversation with a recap of AGENT's on this key")
+]
 ContextOpt = Annotated[str | None, typer.Option(help="task context for the first prompt")]
 TimeoutOpt = Annotated[float | None, typer.Option(help="kill the agent after S seconds")]
 RetriesOpt = Annotated[int, typer.Option(help="retry failed or timed-out runs N times")]

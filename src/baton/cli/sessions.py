@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -77,19 +77,47 @@ def sessions_table(rows: list[SessionRecord], wide: bool) -> Table:
 
 @sessions_app.command("show")
 def sessions_show(agent: AgentOpt, repo: RepoOpt, thread: ThreadOpt, as_json: JsonOpt = False) -> None:
-    """Show one session and its recent runs."""
+    """Show one session, its lineage (forks, hand-offs, stacking) and its recent runs."""
+    from baton.lineage import lineage
     from baton.sessions import get_session, resolve_key
 
     with cli_store() as (_settings, store):
         key = resolve_key(store, agent, repo, thread)
         session = get_session(store, key)
         runs = store.list_runs(key.agent, key.repo.slug, key.thread, limit=20)
+        family = lineage(store, session)
         if as_json:
-            emit_json({**session.to_json(), "runs": [r.to_json() for r in runs]})
+            emit_json({**session.to_json(), "lineage": family, "runs": [r.to_json() for r in runs]})
             return
         for name, value in session.to_json().items():
-            out().print(f"[bold]{name}[/bold]: {esc(value)}", highlight=False)
+            if name not in ("origin", "pending_sync"):
+                out().print(f"[bold]{name}[/bold]: {esc(value)}", highlight=False)
+        _print_lineage(family)
         runs_table(store, runs)
+
+
+def _print_lineage(family: dict[str, Any]) -> None:
+    """Which conversation came from which, one line each."""
+    lines = [f"from: {_link(link)}" for link in family["from"]]
+    lines += [f"to: {_link(link)}" for link in family["to"]]
+    if family["stacked_on"]:
+        lines.append(f"stacked on thread: {family['stacked_on']}")
+    if family["stacked_below"]:
+        lines.append(f"stacked below it: {', '.join(family['stacked_below'])}")
+    lines += [
+        f"conversation {c['session_id']}: began {c['began']} ({ago(c['at'])})"
+        for c in family["conversations"]
+    ]
+    if not lines:
+        return
+    out().print("[bold]lineage[/bold]:", highlight=False)
+    for line in lines:
+        out().print(f"  {esc(line)}", highlight=False)
+
+
+def _link(link: dict[str, Any]) -> str:
+    ident = f" (conversation {link['session_id']})" if link.get("session_id") else ""
+    return f"{link['kind']} {link['agent']}/{link['thread']}{ident}"
 
 
 @sessions_app.command("reset")

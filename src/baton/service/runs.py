@@ -21,7 +21,7 @@ from baton import jobs
 from baton.errors import BadInput, NotFound
 from baton.executors import Executor
 from baton.keys import parse_repo
-from baton.models import JobRecord, JobStatus, Mode, TokenScope
+from baton.models import JobRecord, JobStatus, Mode, OnConflict, SyncHow, TokenScope
 from baton.service.auth import Actor, require
 from baton.service.errors import Problem, json_errors
 from baton.settings import Settings
@@ -48,6 +48,10 @@ class RunBody(BaseModel):
     timeout: float | None = Field(None, description="kill the agent after this many seconds")
     retries: int = Field(0, description="retry failed or timed-out attempts this many times")
     fork_from: str | None = Field(None, description="with mode fork: the thread to branch from")
+    sync: SyncHow | None = Field(None, description="off, merge or rebase: upstream first")
+    on_conflict: OnConflict | None = Field(None, description="stop or agent (markers + a note)")
+    base_thread: str | None = Field(None, description="stack on this thread's branch")
+    handoff_from: str | None = Field(None, description="recap this agent's conversation")
 
 
 class RunState(BaseModel):
@@ -90,6 +94,7 @@ class RunView(BaseModel):
     branch: str | None = None
     duration_s: float | None = None
     note: str | None = None
+    sync: dict[str, Any] | None = Field(None, description="what a sync brought in, how it went")
     warnings: list[str] = []
     runs: list[Attempt] = Field([], description="every attempt: the runner's run ids")
 

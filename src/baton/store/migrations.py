@@ -116,6 +116,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 job_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job_id, seq))""",
         ],
     ),
+    (
+        9,
+        "beyond one branch and one agent: what a sync brought in (runs), stacked threads, the base a "
+        "branch is on, lineage of forks and hand-offs, a sync not yet told to the agent (sessions)",
+        [
+            "ALTER TABLE runs ADD COLUMN sync TEXT",
+            "ALTER TABLE sessions ADD COLUMN base_thread TEXT",
+            "ALTER TABLE sessions ADD COLUMN base_sha TEXT",
+            "ALTER TABLE sessions ADD COLUMN origin TEXT",
+            "ALTER TABLE sessions ADD COLUMN pending_sync TEXT",
+        ],
+    ),
 ]
 
 DIALECT_TYPES = {

@@ -114,6 +114,10 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
             "created_at": session.created_at,
             "last_used_at": session.last_used_at,
             "expires_at": session.expires_at,
+            "base_thread": session.base_thread,
+            "base_sha": session.base_sha,
+            "origin": db_value("origin", session.origin),
+            "pending_sync": db_value("pending_sync", session.pending_sync),
         }
         with self._tx() as conn:
             check_fence(conn, fence)

@@ -99,7 +99,22 @@ def db_value(name: str, value: Any) -> Any:
         return value.value
     if name == "usage":
         return json.dumps(value or {})
+    if name in JSON_OR_NULL:
+        return None if value is None else json.dumps(value)
     return value
+
+
+JSON_OR_NULL = ("sync", "origin", "pending_sync")  # JSON documents that may be absent (NULL)
+
+
+def _json_or_none(text: str | None) -> Any:
+    """A stored JSON document, None when absent or unreadable (a damaged one must not wedge a key)."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def run_values(run: RunRecord) -> dict[str, Any]:
@@ -112,6 +127,7 @@ def run_of(row: Any) -> RunRecord:
     data["prompt_kind"] = PromptKind(data["prompt_kind"])
     data["outcome"] = Outcome(data["outcome"])
     data["usage"] = json.loads(data["usage"] or "{}")
+    data["sync"] = _json_or_none(data["sync"])
     return RunRecord(**data)
 
 
@@ -119,4 +135,6 @@ def session_of(row: Any) -> SessionRecord:
     data = dict(row)
     data["status"] = SessionStatus(data["status"])
     data["last_outcome"] = Outcome(data["last_outcome"]) if data["last_outcome"] else None
+    for name in ("origin", "pending_sync"):
+        data[name] = _json_or_none(data[name])
     return SessionRecord(**data)

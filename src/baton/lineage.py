@@ -1,0 +1,104 @@
+"""Which conversation came from which: a key's lineage across forks, hand-offs and stacking.
+
+A session records where its conversation came from (``origin``: a fork of a thread's conversation, or a
+hand-off from another agent's) and, when stacked, the thread its branch follows (``base_thread``).
+:func:`lineage` follows origins back (ancestors, nearest first), finds the sessions that came from this
+key (descendants), the threads stacked on it, and the conversations the key itself went through (a
+fork in place or a recovery gives the key a new agent session id; its runs say when and why).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from baton.models import Mode, SessionRecord
+from baton.store import Store
+
+MAX_DEPTH = 50  # an origin chain longer than this is cut (origins are data: never trust them to end)
+
+
+@dataclass
+class Link:
+    """One step of a lineage: a conversation of a key, and how it relates."""
+
+    kind: str  # fork, handoff (a session's origin), stacked (a branch on another thread's)
+    agent: str
+    thread: str
+    session_id: str | None
+    at: float | None = None
+
+
+def lineage(store: Store, session: SessionRecord) -> dict[str, Any]:
+    """The lineage of ``session``'s key as JSON: ``from`` (ancestors, nearest first), ``to`` (sessions
+    whose origin is this key), ``stacked_on`` and ``stacked_below`` (threads), ``conversations`` (the agent
+    session ids the key went through, oldest first, with how each began)."""
+    others = store.list_sessions(repo=session.repo)
+    return {
+        "from": [asdict(link) for link in ancestors(store, session)],
+        "to": [asdict(link) for link in descendants(session, others)],
+        "stacked_on": session.base_thread,
+        "stacked_below": sorted(
+            f"{s.agent}/{s.thread}" for s in others if s.base_thread == session.thread and s is not session
+        ),
+        "conversations": conversations(store, session),
+    }
+
+
+def ancestors(store: Store, session: SessionRecord) -> list[Link]:
+    links: list[Link] = []
+    seen = {(session.agent, session.thread, session.agent_session_id)}
+    current = session
+    while len(links) < MAX_DEPTH:
+        link = origin_link(current)
+        if link is None or (link.agent, link.thread, link.session_id) in seen:
+            break
+        seen.add((link.agent, link.thread, link.session_id))
+        links.append(link)
+        parent = store.get_session(link.agent, session.repo, link.thread)
+        if parent is None or (parent.agent, parent.thread) == (current.agent, current.thread):
+            break
+        current = parent
+    return links
+
+
+def descendants(session: SessionRecord, others: list[SessionRecord]) -> list[Link]:
+    links = []
+    for other in others:
+        link = origin_link(other)
+        own = (other.agent, other.thread) == (session.agent, session.thread)
+        if link and (link.agent, link.thread) == (session.agent, session.thread) and not own:
+            links.append(Link(link.kind, other.agent, other.thread, other.agent_session_id, link.at))
+    return sorted(links, key=lambda link: link.at or 0.0)
+
+
+def origin_link(session: SessionRecord) -> Link | None:
+    """The session's origin as a link; None when it has none or it is malformed (data, not trusted)."""
+    origin = session.origin
+    if not isinstance(origin, dict):
+        return None
+    kind, agent, thread = origin.get("kind"), origin.get("agent"), origin.get("thread")
+    if not all(isinstance(v, str) and v for v in (kind, agent, thread)):
+        return None
+    sid, at = origin.get("session_id"), origin.get("at")
+    return Link(
+        str(kind),
+        str(agent),
+        str(thread),
+        sid if isinstance(sid, str) else None,
+        float(at) if isinstance(at, int | float) else None,
+    )
+
+
+def conversations(store: Store, session: SessionRecord) -> list[dict[str, Any]]:
+    """The agent session ids the key's runs went through, oldest first, each with the mode of the run that
+    began it (fresh, fork, recover, ...) and when."""
+    runs = store.list_runs(session.agent, session.repo, session.thread, limit=1000)
+    seen: dict[str, dict[str, Any]] = {}
+    for run in reversed(runs):
+        sid = run.session_id_out
+        if not sid or sid in seen:
+            continue
+        began = run.mode.value if run.session_id_in != sid else Mode.RESUME.value
+        seen[sid] = {"session_id": sid, "began": began, "run_id": run.id, "at": run.started_at}
+    return list(seen.values())
