@@ -7,9 +7,7 @@ fake agent through :func:`baton.run`."""
 from __future__ import annotations
 
 import time
-from importlib import resources
 from pathlib import Path
-from string import Template
 
 import pytest
 
@@ -26,6 +24,7 @@ from baton.handoff import (
 )
 from baton.keys import Key, make_key
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord
+from baton.prompts import render
 from baton.settings import Settings, load_settings
 from baton.store import Store, open_store
 from baton.workdirs import Workdirs, branch_for
@@ -500,8 +499,7 @@ def test_the_budget_is_the_default_within_each_clis_limits(settings: Settings) -
     assert recap_budget(Limited(size=40_000)) == 8_000  # type: ignore[arg-type]
 
 
-def test_the_template_carries_source_recap_context_and_instruction() -> None:
-    text = resources.files("baton").joinpath("templates", "handoff.txt").read_text()
+def test_the_template_carries_source_recap_context_and_instruction(tmp_path: Path) -> None:
     values = {
         "prompt": "THE-INSTRUCTION",
         "repo": "local/x",
@@ -509,12 +507,13 @@ def test_the_template_carries_source_recap_context_and_instruction() -> None:
         "branch": "baton/codex/t1",
         "worktree": "/w",
         "context": "THE-CONTEXT\n",
-        "recap": "THE-RECAP",
+        "recap": "THE-RECAP with $dollar and ${braces}",
         "reason": "",
         "previous": "",
         "source": "claude",
     }
-    rendered = Template(text).substitute(values)
-    for value in ("THE-INSTRUCTION", "THE-CONTEXT", "THE-RECAP", "claude", "baton/codex/t1"):
+    rendered = render(PromptKind.HANDOFF, tmp_path, **values)
+    for value in ("THE-INSTRUCTION", "THE-CONTEXT", "THE-RECAP with $dollar and ${braces}", "claude"):
         assert value in rendered
+    assert "baton/codex/t1" in rendered and "taking it over from another coding agent, claude" in rendered
     assert rendered.index("THE-RECAP") < rendered.index("THE-CONTEXT") < rendered.index("THE-INSTRUCTION")
