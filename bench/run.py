@@ -37,6 +37,7 @@ from bench_portable import bench_portable, portable_note
 from bench_service import bench_service_burst, bench_service_run, service_note
 from bench_sessions_api import bench_sessions_api
 from bench_sweep import bench_sweep
+from bench_sync import bench_sync, sync_note
 from bench_webhooks import bench_webhooks
 from bench_workers import bench_workers, workers_note
 from common import TIMES, Row, clock, markdown_table, median, rmtree, sh
@@ -66,6 +67,7 @@ class Plan:
     dashboard_reps: int
     lease_reps: int
     portable_reps: int
+    sync_reps: int
 
 
 FULL = Plan(
@@ -83,6 +85,7 @@ FULL = Plan(
     dashboard_reps=30,
     lease_reps=1000,
     portable_reps=11,
+    sync_reps=21,
 )
 QUICK = Plan(
     claude_reps=3,
@@ -99,6 +102,7 @@ QUICK = Plan(
     dashboard_reps=5,
     lease_reps=200,
     portable_reps=3,
+    sync_reps=5,
 )
 
 # The groups ``--only`` selects, in the order they run, with the benchmarks each holds.
@@ -119,6 +123,8 @@ GROUPS = {
     "portable": "10a-10c: a turn on worker B after worker A (transcript hydrated, worktree from the store's "
     "checkpoint) vs a turn on A again",
     "workers": "11: 200 runs over 20 keys across 2 Celery workers (Redis broker) vs the in-process pool",
+    "sync": "12a-12e: a turn with --sync rebase and nothing upstream vs a plain turn (small repo as a local "
+    "path and over HTTP, large repo as a local path); with one incoming commit (information)",
 }
 
 
@@ -401,6 +407,8 @@ class Suite:
             self.step("10a-10c a turn on worker B after A vs on A again", lambda: self.portable(big))
         if "git" in self.groups:
             self.git(big)
+        if "sync" in self.groups:
+            self.sync(small, big)
 
     def simple_groups(self, *names: str) -> None:
         """Run those of ``names`` that were selected: groups of one step that need no repository."""
@@ -414,10 +422,10 @@ class Suite:
                 self.step(*steps[name])
 
     def generate_repos(self) -> tuple[RepoShape, RepoShape | None]:
-        """The small repository every group uses, and the large one only ``fake``, ``git`` and ``portable``
-        need."""
+        """The small repository every group uses, and the large one only ``fake``, ``git``, ``portable`` and
+        ``sync`` need."""
         repos: dict[str, RepoShape] = {}
-        need_big = any(name in self.groups for name in ("fake", "git", "portable"))
+        need_big = any(name in self.groups for name in ("fake", "git", "portable", "sync"))
 
         def generate() -> None:
             repos["small"] = generate_repo(self.scratch / "small.git", initial_files=40, commits=20, seed=7)
@@ -501,6 +509,25 @@ class Suite:
         )
         self.rows.extend(found)
         self.notes.append(portable_note(found))
+
+    def sync(self, small: RepoShape, big: RepoShape) -> None:
+        """12a-12e, one step each so a failed one leaves the others' rows; one note for them all."""
+        found: list[Row] = []
+        for title, tag, shape, over_http, incoming in (
+            ("12a synced turn vs plain turn, small repo as a local path", "a", small, False, False),
+            ("12b synced turn vs plain turn, small repo over HTTP", "b", small, True, False),
+            ("12c synced turn vs plain turn, large repo as a local path", "c", big, False, False),
+            ("12d synced turn with an incoming commit vs plain turn, over HTTP", "d", small, True, True),
+            ("12e synced turn with an incoming commit vs plain turn, local path", "e", small, False, True),
+        ):
+            self.step(title, functools.partial(self.sync_one, found, tag, shape, over_http, incoming))
+        self.rows.extend(found)
+        if found:
+            self.notes.append(sync_note(sorted(found, key=row_order)))
+
+    def sync_one(self, found: list[Row], tag: str, shape: RepoShape, over_http: bool, incoming: bool) -> None:
+        root = self.scratch / f"b12{tag}"
+        found.append(bench_sync(root, shape.path, self.plan.sync_reps, tag, over_http, incoming))
 
     def workers(self, small: RepoShape) -> None:
         row = bench_workers(self.scratch / "b11", small.path)
