@@ -126,9 +126,9 @@ def test_a_prompt_codex_would_refuse_is_refused_up_front(agent: CodexAgent) -> N
         agent.launch(Mode.FRESH, "x" * (MAX_PROMPT_CHARS + 1), None)
 
 
-def test_fork_and_bad_ids_are_refused(agent: CodexAgent) -> None:
-    assert not agent.capabilities.fork and not agent.capabilities.supports(Mode.FORK)
-    with pytest.raises(AgentError, match="cannot fork"):
+def test_bad_ids_are_refused(agent: CodexAgent) -> None:
+    """Forks are tested in tests/test_codex_fork.py."""
+    with pytest.raises(AgentError, match=r"cannot fork Codex thread .* has no rollout"):
         agent.launch(Mode.FORK, "x", THREAD)
     with pytest.raises(AgentError, match="needs an existing session id"):
         agent.launch(Mode.RESUME, "x", None)
@@ -146,7 +146,7 @@ def test_capabilities(agent: CodexAgent) -> None:
         True,
         False,
     )
-    assert caps.resume_keeps_id and caps.cumulative_usage
+    assert caps.resume_keeps_id and caps.cumulative_usage and caps.fork
     assert caps.not_found == "no rollout found for thread id"
     assert agent.name == "codex"
 

@@ -1,11 +1,15 @@
 """Codex CLI adapter (``codex exec --json``), built on measured behaviour of Codex CLI 0.169.0.
 
-Sessions are Codex *threads*. A thread's id is a UUID that Codex chooses (it cannot be pre-assigned)
-and reports once, in the first event, ``{"type":"thread.started","thread_id":...}``. The argv:
+Sessions are Codex *threads*. A thread's id is a UUID that Codex chooses (a fresh thread's cannot be
+pre-assigned; a fork's is baton's) and reports in the first event,
+``{"type":"thread.started","thread_id":...}``. The argv:
 
 - fresh / recover: ``codex exec --json --skip-git-repo-check -``
 - resume:          ``codex exec --json --skip-git-repo-check resume <id> -``
 - continue:        ``codex exec --json --skip-git-repo-check resume --last -``
+- fork:            ``codex exec --json --skip-git-repo-check resume <new id> -``, after
+  :func:`~baton.agents.codex_threads.fork_rollout` copied the source's rollout under a new thread id
+  (:attr:`Launch.new_session_id`, so the runner records the fork's id before Codex starts)
 
 Exec-level flags go before ``resume`` (they are not accepted after it). The prompt is never in argv:
 ``-`` as the prompt makes Codex read it from stdin, whole and byte for byte (measured on 0.169.0),
@@ -13,10 +17,12 @@ so no prompt is ever parsed as a flag or a subcommand. Codex refuses a prompt of
 characters ("Input exceeds the maximum length", exit 1): baton refuses it up front
 (``max_prompt_chars``).
 ``--skip-git-repo-check`` is always passed because a worktree may sit outside any trusted directory.
-Fork is not offered: ``codex exec`` has no fork. The process baton starts is the native binary, not
-npm's ``bin/codex.js`` wrapper, which on Node 20 spawns it as a child: a runner killed with SIGKILL
-takes its agent down through ``PR_SET_PDEATHSIG``, and with the wrapper in between Codex would
-survive, keep the thread's writer lock and fail the next resume (see :func:`native_codex`).
+Forks are copies, not ``codex exec fork``: Codex's own fork reads its history from the source's
+rollout at every resume, so it would die with its source (see :mod:`baton.agents.codex_threads`).
+The process baton starts is the native binary, not npm's ``bin/codex.js`` wrapper, which on Node 20
+spawns it as a child: a runner killed with SIGKILL takes its agent down through ``PR_SET_PDEATHSIG``,
+and with the wrapper in between Codex would survive, keep the thread's writer lock and fail the next
+resume (see :func:`native_codex`).
 ``RUST_BACKTRACE`` is switched off so an error's last stderr lines (which baton reports) are the error.
 
 Codex's traps, and what guards them:
@@ -31,17 +37,12 @@ Codex's traps, and what guards them:
   empty, non-UTF-8 or header-less rollout: exit 1, ``failed to read session metadata``. Both are
   ``session_lost`` (the conversation cannot be resumed), so the runner recovers with a recap.
 - Usage in ``turn.completed`` is cumulative for the thread (restored from the rollout on resume):
-  the adapter reports it as is and the runner records per-run deltas (``cumulative_usage``).
+  the adapter reports it as is and the runner records per-run deltas (``cumulative_usage``). A fork's
+  copy carries its source's counters, so a fork's first turn reports the source's total plus its own.
 
 Storage: ``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-<local time>-<id>.jsonl``, one file per thread,
-found here by id. Codex also keeps SQLite indexes in the home: ``state_*.sqlite`` (``threads``: id →
-absolute ``rollout_path``) and ``thread_history_*.sqlite`` (a projection of each rollout, with byte
-offsets). Measured: a home with no row for a thread finds the rollout by scanning ``sessions/``, but a
-*stale* row — pointing at a path where the file no longer is (a BATON_HOME restored at another path, a
-snapshot written under another date folder) — makes ``resume`` fail with "no rollout found" although
-the rollout is on disk. So after hydration, and before every resume, :func:`repair_index` points a
-stale row at the file that exists and drops the thread's history projection so Codex rebuilds it
-from the rollout. Model input itself is always rebuilt from the rollout (measured), never the index.
+plus Codex's SQLite indexes, which a stale row can break: :mod:`baton.agents.codex_threads` finds the
+files, repairs the index before every resume and after hydration, and copies a rollout for a fork.
 
 The home (``CODEX_HOME``) holds a ``config.toml`` that baton manages: it forces the keys that keep
 headless runs quiet and offline (:data:`MANAGED`) and keeps every other key (a user's or the mock's
@@ -58,7 +59,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sqlite3
 import sys
 import tomllib
 from collections.abc import Callable
@@ -70,7 +70,11 @@ import tomlkit.exceptions
 import tomlkit.items
 from tomlkit.container import Container
 
-from baton.agents.base import AgentBase, Capabilities, Launch, Turn, find_binary, is_uuid, need_uuid
+from baton.agents.base import AgentBase, Capabilities, Launch, Turn, find_binary, need_uuid
+from baton.agents.codex_threads import fork_rollout
+from baton.agents.codex_threads import is_thread_id as is_thread_id  # re-exported for callers
+from baton.agents.codex_threads import repair_index as repair_index
+from baton.agents.codex_threads import rollout_files as rollout_files
 from baton.errors import AgentError
 from baton.files import atomic_write_text
 from baton.install import npm_hint
@@ -101,7 +105,7 @@ class CodexAgent(AgentBase):
         preassigned_id=False,
         resume_by_id=True,
         continue_latest=True,
-        fork=False,
+        fork=True,
         reports_cost=False,
         not_found=NOT_FOUND,
         resume_keeps_id=True,
@@ -140,8 +144,11 @@ class CodexAgent(AgentBase):
     # -- one turn -----------------------------------------------------------------------------------
 
     def launch(self, mode: Mode, prompt: str, session_id: str | None) -> Launch:
+        """For FORK, ``session_id`` is the source thread: its rollout is copied under a new id first
+        (only after the prompt and the id were accepted, so a refused launch writes nothing)."""
         command, env = self._resolve()
-        argv = [*command, *EXEC]
+        stdin = self.prompt_stdin(prompt)
+        argv, new_id = [*command, *EXEC], None
         if mode in (Mode.FRESH, Mode.RECOVER):
             argv += [STDIN]
         elif mode == Mode.RESUME:
@@ -151,12 +158,13 @@ class CodexAgent(AgentBase):
         elif mode == Mode.CONTINUE:
             argv += ["resume", "--last", STDIN]
         elif mode == Mode.FORK:
-            raise AgentError("codex cannot fork a conversation (`codex exec` has no fork)")
+            new_id, _ = fork_rollout(self._home, need_uuid(session_id, mode, "Codex thread id"))
+            argv += ["resume", new_id, STDIN]
         else:
             raise AgentError(f"mode {mode.value!r} cannot be launched directly")
         # RUST_BACKTRACE off: with it on, an error's last stderr lines (which baton reports) are frames.
         env = {**env, "CODEX_HOME": str(self._home), "RUST_BACKTRACE": "0"}
-        return Launch(argv=argv, env=env, stdin=self.prompt_stdin(prompt))
+        return Launch(argv=argv, env=env, new_session_id=new_id, stdin=stdin)
 
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
         """Fold one ``codex exec --json`` event into ``turn`` (see :data:`_EVENT_HANDLERS`)."""
@@ -276,77 +284,6 @@ def native_codex(path: str) -> tuple[str, dict[str, str]]:
         if binary.is_file() and os.access(binary, os.X_OK):
             return str(binary), {"CODEX_MANAGED_BY_NPM": "1", "CODEX_MANAGED_PACKAGE_ROOT": str(root)}
     return path, {}
-
-
-def is_thread_id(value: str | None) -> bool:
-    """True for a canonical UUID, the only kind of id ``resume`` treats as an id rather than a name."""
-    return is_uuid(value)
-
-
-def rollout_files(home: Path, session_id: str) -> list[Path]:
-    """Non-empty ``sessions/YYYY/MM/DD/rollout-*-<id>.jsonl`` files of one thread."""
-    sessions = home / "sessions"
-    if not is_thread_id(session_id) or not sessions.is_dir():
-        return []
-    found = sessions.glob(f"*/*/*/rollout-*-{session_id}.jsonl")
-    return sorted(p for p in found if p.is_file() and p.stat().st_size)
-
-
-# -- Codex's SQLite indexes ---------------------------------------------------------------------------
-
-
-def repair_index(home: Path, session_id: str, projection: bool = False) -> bool:
-    """Point a stale ``threads`` row of ``session_id`` at the rollout that is on disk, and drop the
-    thread's history projection when the row was stale or ``projection`` is asked for (Codex rebuilds
-    it from the rollout). Best effort: an index baton cannot open (locked, another schema) is left
-    alone. True if anything changed."""
-    files = rollout_files(home, session_id)
-    if not files:
-        return False
-    rollout = str(files[-1])
-
-    def fix_row(conn: sqlite3.Connection) -> bool:
-        if not _has_columns(conn, "threads", {"id", "rollout_path"}):
-            return False
-        row = conn.execute("SELECT rollout_path FROM threads WHERE id = ?", (session_id,)).fetchone()
-        if row is None or row[0] == rollout or Path(str(row[0])).is_file():
-            return False
-        conn.execute("UPDATE threads SET rollout_path = ? WHERE id = ?", (rollout, session_id))
-        return True
-
-    def drop_projection(conn: sqlite3.Connection) -> bool:
-        names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        deleted = 0
-        for table in names:
-            if str(table).startswith("thread_") and _has_columns(conn, table, {"thread_id"}):
-                deleted += conn.execute(f'DELETE FROM "{table}" WHERE thread_id = ?', (session_id,)).rowcount
-        return deleted > 0
-
-    stale = any([_with_db(db, fix_row) for db in sorted(home.glob("state_*.sqlite"))])
-    dropped = False
-    if stale or projection:
-        dropped = any([_with_db(db, drop_projection) for db in sorted(home.glob("thread_history_*.sqlite"))])
-    return stale or dropped
-
-
-def _with_db(db: Path, change: Callable[[sqlite3.Connection], bool]) -> bool:
-    """Run ``change`` in one transaction on an existing database; False if SQLite refuses."""
-    try:
-        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=rw", uri=True, timeout=5)
-    except sqlite3.Error:
-        return False
-    try:
-        with conn:
-            return change(conn)
-    except sqlite3.Error:
-        return False
-    finally:
-        conn.close()
-
-
-def _has_columns(conn: sqlite3.Connection, table: str, columns: set[str]) -> bool:
-    names = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
-    return columns <= names
 
 
 # -- config.toml --------------------------------------------------------------------------------------
