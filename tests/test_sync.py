@@ -133,6 +133,8 @@ def make_dirty(wt: Path) -> None:
     (wt / "notes dir").mkdir()
     (wt / "notes dir" / "-n ötes.md").write_text("my notes\n")
     (wt / "debug.log").write_text("ignored output\n")
+    (wt / "link to readme").symlink_to("README.md")
+    os.chmod(wt / "shared.txt", 0o755)
 
 
 def status(wt: Path, *flags: str) -> set[str]:
@@ -194,6 +196,25 @@ def test_unchanged_costs_no_checkpoint_touches_nothing_and_then_no_git_process(
         again = run_sync(workdirs, key, wt)
     assert again.result == "unchanged"
     assert snapshot(wt) == before
+    commit_file(wt, "one.txt", "1\n", "the agent commits")
+    commit_file(wt, "two.txt", "2\n", "twice")
+    with monkeypatch.context() as patch:  # nor when the agent committed since
+        patch.setattr(subprocess, "run", no_process)
+        patch.setattr(subprocess, "Popen", no_process)
+        assert run_sync(workdirs, key, wt).result == "unchanged"
+
+
+def test_commits_since_the_last_check_do_not_hide_what_came_in(
+    workdirs: Workdirs, key: Key, wt: Path, origin: Path
+) -> None:
+    assert run_sync(workdirs, key, wt).result == "unchanged"
+    commit_file(wt, "one.txt", "1\n", "the agent commits")
+    git(wt, "gc", "--quiet")  # packed: the shortcut cannot read it, git is asked
+    commit_file(wt, "two.txt", "2\n", "and again")
+    assert run_sync(workdirs, key, wt).result == "unchanged"
+    commit_file(origin, "new.txt", "new\n", "main moves")
+    assert run_sync(workdirs, key, wt).result == "integrated"
+    assert subjects(wt, "HEAD~3..HEAD") == ["and again", "the agent commits", "main moves"]
 
 
 def test_off_and_missing_base_and_operation_in_progress_are_skipped(
@@ -351,8 +372,6 @@ def test_conflict_in_history_with_stop_leaves_everything_exactly_as_it_was(
 ) -> None:
     hostile_conflict(wt, origin)
     make_dirty(wt)
-    (wt / "link").symlink_to("README.md")
-    os.chmod(wt / "shared.txt", 0o755)
     before = snapshot(wt)
     report = run_sync(workdirs, key, wt, how=how)
     assert report.result == "conflict" and report.conflict_in == "base" and not report.left_for_agent
@@ -450,7 +469,14 @@ def test_conflict_for_the_agent_only_in_uncommitted_work_leaves_markers_and_no_o
     assert (
         text == "hello\n<<<<<<< SYNCED_HEAD\nupstream edit\n=======\nlocal edit\n>>>>>>> UNCOMMITTED_HEAD\n"
     )
-    assert {" M README.md", " M app.py", "?? notes dir/-n ötes.md"} == status(wt)
+    assert status(wt) == {
+        " M README.md",
+        " M app.py",
+        " M shared.txt",
+        "?? notes dir/-n ötes.md",
+        "?? link to readme",
+    }
+    assert os.readlink(wt / "link to readme") == "README.md" and os.access(wt / "shared.txt", os.X_OK)
     gitdir = Path(git(wt, "rev-parse", "--absolute-git-dir"))
     assert not [n for n in os.listdir(gitdir) if n in sync_module.IN_PROGRESS or n in sync_module.LABELS]
     assert "UNCOMMITTED_HEAD" in report.prompt_text()

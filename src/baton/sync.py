@@ -42,9 +42,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -53,19 +53,9 @@ from baton.files import atomic_write_bytes, atomic_write_text
 from baton.gitcmd import checkout_changes, remote_error, run_git
 from baton.keys import Key
 from baton.locks import file_lock
+from baton.models import OnConflict as OnConflict  # the request's choices, re-exported
+from baton.models import SyncHow as SyncHow
 from baton.workdirs import Workdirs
-
-
-class SyncHow(StrEnum):
-    OFF = "off"  # no sync before a turn
-    MERGE = "merge"  # merge what came in (a merge commit, or a fast-forward)
-    REBASE = "rebase"  # replay the branch's own commits on top of what came in
-
-
-class OnConflict(StrEnum):
-    STOP = "stop"  # put everything back as it was and report the conflict
-    AGENT = "agent"  # leave the conflict (markers, the operation in progress) for the agent to resolve
-
 
 MAX_COMMITS = 20
 MAX_FILES = 50
@@ -93,6 +83,7 @@ ISOLATE = [
     *("-c", "merge.autoStash=false", "-c", "rebase.autoStash=false", "-c", "rebase.updateRefs=false"),
     *("-c", "rebase.autoSquash=false", "-c", "rerere.enabled=false", "-c", "merge.verifySignatures=false"),
     *("-c", "merge.log=false", "-c", "gc.auto=0", "-c", "maintenance.auto=false"),
+    *("-c", "advice.fetchShowForcedUpdates=false"),
     *("-c", "fetch.showForcedUpdates=false", "-c", "fetch.writeCommitGraph=false", "-c", "core.editor=true"),
 ]
 _EDITORS = {"GIT_EDITOR": "true", "GIT_SEQUENCE_EDITOR": "true", "GIT_MERGE_AUTOEDIT": "no"}
@@ -394,10 +385,11 @@ class _Sync:
             return report
         report.head_before = report.head_after = head
         seen = f"{how} {head} {remote or '-'} {base}\n"
-        if _read(self.gitdir / SEEN) == seen:
+        last = _read(self.gitdir / SEEN)
+        if last == seen:
             report.result, report.base_sha = "unchanged", base
             return report
-        if not self.moved(head, remote, base):
+        if not self.moved(how, head, remote, base, last):
             atomic_write_text(self.gitdir / SEEN, seen)
             report.result, report.base_sha = "unchanged", base
             return report
@@ -414,8 +406,15 @@ class _Sync:
         report.base_sha = base
         return self.integrate(report, head, steps, base_sha, how, on_conflict)
 
-    def moved(self, head: str, remote: str | None, base: str) -> bool:
-        """Whether the remote branch or the base has a commit HEAD lacks (one git process)."""
+    def moved(self, how: SyncHow, head: str, remote: str | None, base: str, last: str | None) -> bool:
+        """Whether the remote branch or the base has a commit HEAD lacks: no when they are what they
+        were at the last check that found nothing and HEAD descends from that check's HEAD (the agent
+        committed since: its new commits are loose objects, read here), else one git process asks."""
+        how_then, _, rest = (last or "").partition(" ")
+        old_head, _, tips_then = rest.partition(" ")
+        same_tips = how_then == how and tips_then == f"{remote or '-'} {base}\n"
+        if same_tips and _descends(self.cache / "objects", head, old_head):
+            return False
         tips = [tip for tip in (remote, base) if tip is not None and tip != head]
         return bool(tips) and bool(self.git("rev-list", "--max-count=1", *tips, "--not", head))
 
@@ -849,10 +848,14 @@ class _Sync:
         return data if ok else {}
 
     def interrupted(self, marker: dict[str, Any]) -> bool:
-        """Whether the worktree is where a killed sync could have left it (else the marker is stale)."""
-        if self.in_progress() is not None or self.head_ref() != f"refs/heads/{self.branch}":
+        """Whether the worktree is where a killed sync could have left it (else the marker is stale):
+        an operation in progress, HEAD detached (a rebase), or the branch where the sync had put it."""
+        head = self.head_ref()
+        if self.in_progress() is not None or head is None:
             return True
-        return self.ref(f"refs/heads/{self.branch}") in {marker["head_before"], *marker["targets"]}
+        if head != f"refs/heads/{self.branch}":
+            return False
+        return self.ref(head) in {marker["head_before"], *marker["targets"]}
 
     def restore(self, marker: dict[str, Any]) -> None:
         """The branch, HEAD, files and index as they were when ``marker`` was written."""
@@ -926,6 +929,32 @@ def _peek_local(path: Path, names: list[str]) -> dict[str, str | None] | None:
             return None
         found[name] = value
     return found
+
+
+def _descends(objects: Path, new: str, old: str, limit: int = 64) -> bool:
+    """Whether commit ``old`` is ``new`` or an ancestor of it, found by reading loose commit objects
+    only (at most ``limit``); False also when that does not tell (a packed commit): then git decides."""
+    todo, visited = [new], set[str]()
+    while todo and len(visited) < limit:
+        sha = todo.pop()
+        if sha == old:
+            return True
+        if sha in visited or not _SHA.fullmatch(sha):
+            continue
+        visited.add(sha)
+        try:
+            data = zlib.decompress((objects / sha[:2] / sha[2:]).read_bytes())
+        except (OSError, zlib.error):
+            return False
+        header, _, body = data.partition(b"\0")
+        if not header.startswith(b"commit "):
+            return False
+        for line in body.split(b"\n"):
+            if not line.startswith((b"tree ", b"parent ")):
+                break
+            if line.startswith(b"parent "):
+                todo.append(line[7:].decode("ascii", "replace"))
+    return False
 
 
 def _synthetic(tree: str, parents: list[str], what: str) -> bytes:
