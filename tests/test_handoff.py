@@ -408,6 +408,9 @@ def test_one_run_of_a_megabyte_fits_with_its_ends_kept() -> None:
         if budget >= 5_000:
             assert "START-ANSWER" in text and "END-ANSWER" in text and "characters cut" in text
             assert "START-PROMPT" in text and "END-PROMPT" in text and "M a.py" in text
+    # a short answer leaves its room to the instruction: the budget is used, not wasted
+    text = handoff_recap([make_run(1, prompt, "ok")], [], "claude", 60_000)
+    assert 59_000 < len(text) <= 60_000 and text.endswith("Answer:\nok")
 
 
 def test_five_thousand_runs_keep_the_newest_verbatim_and_summarise_the_rest() -> None:

@@ -389,8 +389,10 @@ def _squeeze(number: int, run: RunRecord, size: int) -> str:
     label, _, text = answer.partition("\n")
     share = max(0, size - len(head) - len(label) - 2)
     prompt = run.prompt.strip()
-    cut_prompt = min(len(prompt), share // 3)  # the answer is what the target most needs
-    return f"{head}{_middle(prompt, cut_prompt)}\n{label}\n{_middle(text, share - cut_prompt)}"
+    # the answer is what the target most needs: it gets 2/3 of the room, and what it leaves unused
+    cut_answer = min(len(text), share - min(len(prompt), share // 3))
+    cut_prompt = min(len(prompt), share - cut_answer)
+    return f"{head}{_middle(prompt, cut_prompt)}\n{label}\n{_middle(text, cut_answer)}"
 
 
 def _middle(text: str, size: int) -> str:
