@@ -3,10 +3,17 @@ sessions and runs commands, export/import to another home."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
+
+from baton import Mode, RunRequest
+from baton.errors import BadInput
+from baton.settings import Settings
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 RUN_KEYS = {
@@ -174,18 +181,27 @@ def test_export_import_moves_a_session_to_another_home(cli: Cli, src_repo: Path,
     assert cli("sessions", "import", str(bad), env=other).returncode == 2
 
 
-def test_unsupported_mode_is_bad_input(cli: Cli, src_repo: Path, home: Path) -> None:
-    result = cli(
-        "run", "-a", "codex", "-r", str(src_repo), "-t", "x", "--mode", "fork", "--fork-from", "y", "p"
+def test_unsupported_mode_is_bad_input(
+    src_repo: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every real agent now takes every mode (Codex forks since issue 11): an adapter without one is
+    refused before anything is written."""
+    from baton.agents import get_agent
+    from baton.runner import check_request
+
+    codex = type(get_agent("codex", settings))
+    monkeypatch.setattr(codex, "capabilities", dataclasses.replace(codex.capabilities, fork=False))
+    request = RunRequest(
+        agent="codex", repo=str(src_repo), thread="x", prompt="p", mode=Mode.FORK, fork_from="y"
     )
-    assert result.returncode == 2
-    assert "agent 'codex' cannot run in mode 'fork'" in result.stderr
-    assert not home.exists()
+    with pytest.raises(BadInput, match="agent 'codex' cannot run in mode 'fork'"):
+        check_request(request, settings)
+    assert not settings.home.exists()
 
 
 def test_agents_json_lists_capabilities(cli: Cli) -> None:
     rows = {r["agent"]: r for r in json.loads(cli("agents", "--json").stdout)}
     assert set(rows) == {"claude", "codex", "gemini", "fake"}
-    assert rows["codex"]["capabilities"]["fork"] is False and rows["gemini"]["capabilities"]["fork"] is True
+    assert all(rows[a]["capabilities"]["fork"] is True for a in ("claude", "codex", "gemini"))
     assert all(r["installed"] and r["version"] for r in rows.values()), rows
     assert rows["claude"]["home"].endswith("homes/claude")

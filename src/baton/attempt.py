@@ -77,12 +77,16 @@ def _prompt(ctx: Context, decision: Decision, session: SessionRecord) -> str:
         "context": (request.context or "").strip() + "\n" if request.context else "",
         "reason": decision.reason,
         "previous": decision.previous,
-        "recap": "",
+        "recap": ctx.recap,
+        "source": ctx.source,
     }
     if decision.kind == PromptKind.RECAP:
         earlier = ctx.store.list_runs(key.agent, key.repo.slug, key.thread, limit=20)
         values["recap"] = recap([r for r in reversed(earlier) if r.outcome != Outcome.SESSION_LOST])
-    return render(decision.kind, ctx.settings.home, **values)
+    text = render(decision.kind, ctx.settings.home, **values)
+    if ctx.sync_text:  # the code under the conversation moved: say so before the instruction
+        text = ctx.sync_text.strip() + "\n\n" + text
+    return text
 
 
 def _record(ctx: Context, session: SessionRecord, decision: Decision, number: int) -> RunRecord:
@@ -103,7 +107,27 @@ def _record(ctx: Context, session: SessionRecord, decision: Decision, number: in
         host=HOST,
         runner_pid=os.getpid(),
         note="; ".join(filter(None, [decision.note, ctx.worktree_note if number == 1 else None])) or None,
+        sync=ctx.sync if number == 1 else None,
     )
+
+
+def record_conflict(ctx: Context, session: SessionRecord) -> RunRecord:
+    """A run that ends before its agent starts: syncing with upstream conflicted, and the worktree was
+    left exactly as it was (``--on-conflict stop``). Recorded like any run, with what conflicted."""
+    mode = Mode.RESUME if session.agent_session_id else Mode.FRESH
+    decision = Decision(mode, session.agent_session_id, PromptKind.DELTA)
+    record = _record(ctx, session, decision, 1)
+    files = ", ".join((ctx.sync or {}).get("conflicts") or []) or "some files"
+    record.outcome, record.ended_at = Outcome.CONFLICT, record.started_at
+    record.error = (
+        f"syncing with upstream conflicted in {files}; the agent did not run and the worktree is exactly as "
+        "it was (run with --on-conflict agent to let the agent resolve it, or resolve it yourself)"
+    )
+    ctx.store.add_run(record, fence=ctx.fence)
+    session.last_outcome, session.last_used_at = Outcome.CONFLICT, record.started_at
+    ctx.store.save_session(session, fence=ctx.fence)
+    _index(ctx, session)
+    return record
 
 
 def _start(ctx: Context, session: SessionRecord, record: RunRecord, launch: Launch) -> None:

@@ -19,6 +19,7 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from baton.agents import Agent
 from baton.errors import BadInput, BatonError
@@ -45,6 +46,10 @@ class Context:
     fence: Fence | None = None  # the lease's proof: the store refuses this run's writes after a takeover
     worktree: Path = Path()
     worktree_note: str | None = None  # what preparing the worktree had to do: noted on the first attempt
+    sync: dict[str, Any] | None = None  # what syncing with upstream brought in: recorded on the first attempt
+    sync_text: str = ""  # ...and what the first attempt's prompt tells the agent about it
+    recap: str = ""  # a hand-off's recap of the other agent's conversation
+    source: str = ""  # the agent a hand-off came from
 
 
 @dataclass

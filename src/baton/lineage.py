@@ -9,6 +9,7 @@ fork in place or a recovery gives the key a new agent session id; its runs say w
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -80,14 +81,21 @@ def origin_link(session: SessionRecord) -> Link | None:
     kind, agent, thread = origin.get("kind"), origin.get("agent"), origin.get("thread")
     if not all(isinstance(v, str) and v for v in (kind, agent, thread)):
         return None
-    sid, at = origin.get("session_id"), origin.get("at")
+    sid = origin.get("session_id")
     return Link(
-        str(kind),
-        str(agent),
-        str(thread),
-        sid if isinstance(sid, str) else None,
-        float(at) if isinstance(at, int | float) else None,
+        str(kind), str(agent), str(thread), sid if isinstance(sid, str) else None, _time(origin.get("at"))
     )
+
+
+def _time(value: object) -> float | None:
+    """A timestamp from data: None unless a finite number (a 400-digit integer overflows a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def conversations(store: Store, session: SessionRecord) -> list[dict[str, Any]]:

@@ -12,19 +12,33 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from typing import Any
 
 from baton import portable
 from baton.agents import AGENTS, Agent, get_agent
-from baton.attempt import new_run_id, run_attempt, usage_delta
+from baton.attempt import new_run_id, record_conflict, run_attempt, usage_delta
 from baton.decide import Context, Decision, decide, fork_source
 from baton.errors import BadInput, DiskFull, GitError
+from baton.handoff import changed_files, handoff_recap, handoff_source, recap_budget, seed_worktree
 from baton.keys import Key, make_key, validate_thread
 from baton.leases import HOST, held, key_lease
-from baton.models import Fence, Mode, Outcome, RunRecord, SessionRecord, SessionStatus
+from baton.models import (
+    Fence,
+    Mode,
+    OnConflict,
+    Outcome,
+    PromptKind,
+    RunRecord,
+    SessionRecord,
+    SessionStatus,
+    SyncHow,
+)
 from baton.process import kill_tagged
 from baton.request import RunRequest, RunResult
 from baton.settings import Settings, load_settings
 from baton.store import Store, open_store
+from baton.sync import SyncReport
+from baton.upstream import sync_before_turn, upstream_session
 from baton.workdirs import Workdirs, branch_for, run_git
 
 __all__ = ["check_request", "mark_crashed", "new_run_id", "run", "usage_delta"]
@@ -54,6 +68,11 @@ def check_request(request: RunRequest, settings: Settings) -> tuple[RunRequest, 
     the request with its branch in short form, its key and its agent; BadInput for anything wrong.
     The service calls it before it stores a job, so a bad request is refused with the CLI's message."""
     request = validate(request)
+    request = dataclasses.replace(
+        request,
+        sync=request.sync or SyncHow(settings.sync),
+        on_conflict=request.on_conflict or OnConflict(settings.on_conflict),
+    )
     key = make_key(request.agent, request.repo, request.thread, AGENTS)
     agent = get_agent(key.agent, settings)
     if request.mode != Mode.AUTO and not agent.capabilities.supports(request.mode):
@@ -79,9 +98,30 @@ def validate(request: RunRequest) -> RunRequest:
         validate_thread(request.fork_from)
         if request.mode != Mode.FORK:
             raise BadInput("fork_from needs mode fork")
+    _check_lineage(request)
     if request.branch is None:
         return request
     return dataclasses.replace(request, branch=_short_branch(request.branch))
+
+
+def _check_lineage(request: RunRequest) -> None:
+    """Stacking and hand-off options that cannot go together, or name nothing valid."""
+    if request.base_thread is not None:
+        validate_thread(request.base_thread)
+        if request.base is not None:
+            raise BadInput("give --base or --base-thread, not both")
+    if request.handoff_from is None:
+        return
+    if request.handoff_from not in AGENTS:
+        raise BadInput(
+            f"unknown agent {request.handoff_from!r} to hand off from (known: {', '.join(AGENTS)})"
+        )
+    if request.handoff_from == request.agent:
+        raise BadInput(
+            "a hand-off comes from another agent; to branch this agent's conversation use --mode fork"
+        )
+    if request.mode not in (Mode.AUTO, Mode.FRESH):
+        raise BadInput(f"a hand-off starts a new conversation: it cannot run in mode {request.mode.value!r}")
 
 
 def _check_text(name: str, value: str) -> None:
@@ -145,11 +185,22 @@ def mark_crashed(store: Store, key: Key, fence: Fence | None = None) -> list[Run
     return crashed
 
 
+def _notes(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
+
+
+def _origin(kind: str, agent: str, thread: str, session_id: str | None) -> dict[str, Any]:
+    return {"kind": kind, "agent": agent, "thread": thread, "session_id": session_id, "at": time.time()}
+
+
 class _Runner:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.warnings: list[str] = []
         self.first: Decision | None = None  # a fork's decision, made before the first write is kept
+        self.handoff: tuple[Key, SessionRecord] | None = None  # a hand-off's source key and session
+        self.upstream: SessionRecord | None = None  # a new stacked key's upstream thread
+        self.conflicted = False  # this turn's sync conflicted and left the worktree as it was
 
     def execute(self) -> RunResult:
         ctx = self.ctx
@@ -157,6 +208,9 @@ class _Runner:
         stored = ctx.store.get_session(key.agent, key.repo.slug, key.thread)
         self._refuse(stored)
         session = self._prepare(stored)
+        if self.conflicted:
+            record = record_conflict(ctx, session)  # the agent does not start: nothing to resume on
+            return RunResult(run=record, attempts=[record], session=session, warnings=self.warnings)
         last = ctx.store.list_runs(key.agent, key.repo.slug, key.thread, limit=1)
         interrupted: RunRecord | None = last[0] if last and last[0].outcome.interrupted else None
         attempts = self._attempts(session, interrupted)
@@ -173,16 +227,32 @@ class _Runner:
             raise BadInput(f"{key} has no conversation to resume")
         if request.mode == Mode.FORK:
             fork_source(self.ctx, session)
+        if request.handoff_from:
+            if session and session.agent_session_id:
+                raise BadInput(
+                    f"{key} already has a conversation; a hand-off starts a new one (reset its conversation "
+                    "first, or run it without --handoff-from)"
+                )
+            self.handoff = handoff_source(self.ctx.store, key, request.handoff_from)
+        if request.base_thread and session is None:
+            self.upstream = upstream_session(self.ctx.store, key, request.base_thread)
+        elif request.base_thread and session and session.base_thread != request.base_thread:
+            raise BadInput(
+                f"{key} already exists on base {session.base or 'the default branch'!r}; its base thread "
+                "cannot change (reset its worktree to start again)"
+            )
 
     def _prepare(self, stored: SessionRecord | None) -> SessionRecord:
         """The worktree and the session record; a worktree made now is removed again if the run is
         refused before its first attempt starts."""
         ctx, key = self.ctx, self.ctx.key
         branch = stored.branch if stored else (ctx.request.branch or branch_for(key))
-        base = stored.base if stored else ctx.request.base
+        base = stored.base if stored else (self.upstream.branch if self.upstream else ctx.request.base)
+        seeded = self._seed(branch) if stored is None else None
         made, ctx.worktree_note = portable.prepare_worktree(
             ctx.store, ctx.workdirs, key, branch, base, known=stored is not None
         )
+        ctx.worktree_note = _notes(seeded, ctx.worktree_note)
         ctx.worktree = worktree = made.path
         if stored is None and not made.built:
             self.warnings.append(
@@ -192,16 +262,61 @@ class _Runner:
             )
         try:
             ctx.agent.prepare_home(ctx.settings.ttl_days)
-            session = stored or self._new_session(branch, base)
+            session = stored or self._new_session(branch, base, made.start)
             session.worktree = str(worktree)
-            self.first = decide(ctx, session, None, None) if ctx.request.mode == Mode.FORK else None
+            self.first = self._first_decision(session)
         except BadInput:
             if stored is None:
                 ctx.workdirs.discard_new_worktree(key, made)
             raise
+        if stored is not None:
+            self._sync(session)
         return session
 
-    def _new_session(self, branch: str, base: str | None) -> SessionRecord:
+    def _seed(self, branch: str) -> str | None:
+        """A hand-off's new worktree starts from the source's work (its branch tip and uncommitted files)."""
+        if self.handoff is None:
+            return None
+        ctx = self.ctx
+        return seed_worktree(ctx.store, ctx.workdirs, self.handoff[0], self.handoff[1], ctx.key, branch)
+
+    def _first_decision(self, session: SessionRecord) -> Decision | None:
+        """A fork's or a hand-off's first attempt, decided before the first write; the lineage recorded."""
+        ctx = self.ctx
+        if ctx.request.mode == Mode.FORK:
+            decision = decide(ctx, session, None, None)
+            thread = ctx.request.fork_from or ctx.key.thread
+            session.origin = _origin("fork", ctx.key.agent, thread, decision.session_id)
+            return decision
+        if self.handoff is None:
+            return None
+        source, source_session = self.handoff
+        runs = ctx.store.list_runs(source.agent, source.repo.slug, source.thread, limit=1000)
+        earlier = [r for r in reversed(runs) if r.outcome != Outcome.SESSION_LOST]
+        changed = changed_files(ctx.workdirs, source, source_session)
+        ctx.recap = handoff_recap(earlier, changed, source.agent, recap_budget(ctx.agent))
+        ctx.source = source.agent
+        session.origin = _origin("handoff", source.agent, source.thread, source_session.agent_session_id)
+        note = f"handed off from {source.agent}'s conversation {source_session.agent_session_id}"
+        return Decision(Mode.FRESH, None, PromptKind.HANDOFF, note=note)
+
+    def _sync(self, session: SessionRecord) -> None:
+        """Bring upstream in before the first attempt (and tell it what a sync between turns did)."""
+        ctx, request = self.ctx, self.ctx.request
+        how, on_conflict = request.sync or SyncHow.OFF, request.on_conflict or OnConflict.STOP
+        report, note = sync_before_turn(ctx.workdirs, ctx.key, session, how, on_conflict)
+        ctx.worktree_note = _notes(ctx.worktree_note, note)
+        reports = [r for r in (SyncReport.from_json(session.pending_sync), report) if r is not None]
+        self.conflicted = report is not None and report.result == "conflict" and not report.left_for_agent
+        if report is not None:
+            ctx.sync = report.to_json()
+        elif session.pending_sync:
+            ctx.sync = session.pending_sync
+        ctx.sync_text = "\n\n".join(r.prompt_text() for r in reports if r.result != "unchanged")
+        if not self.conflicted:
+            session.pending_sync = None  # told now (the session is saved when the attempt starts)
+
+    def _new_session(self, branch: str, base: str | None, start: str | None) -> SessionRecord:
         key, now = self.ctx.key, time.time()
         return SessionRecord(
             agent=key.agent,
@@ -214,6 +329,8 @@ class _Runner:
             created_at=now,
             last_used_at=now,
             expires_at=now + self.ctx.settings.ttl_days * 86400,
+            base_thread=self.upstream.thread if self.upstream else None,
+            base_sha=start,
         )
 
     def _attempts(self, session: SessionRecord, interrupted: RunRecord | None) -> list[RunRecord]:

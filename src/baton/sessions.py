@@ -312,12 +312,25 @@ def _session_from(data: dict[str, Any], settings: Settings) -> tuple[SessionReco
     session = SessionRecord(**data)
     validate_agent(session.agent, AGENTS)
     validate_thread(session.thread)
+    _check_lineage_fields(session)
     _check_slug(session.repo)
     key = Key(
         session.agent, Repo(session.repo_url, session.repo, session.repo_url.startswith("/")), session.thread
     )
     session.worktree = str(Workdirs(settings).worktree_path(key))
     return session, key
+
+
+def _check_lineage_fields(session: SessionRecord) -> None:
+    """The stacking and lineage fields of an export (hostile input): a base thread is a valid thread, a
+    base commit a commit id, origin and pending sync JSON objects (or absent)."""
+    if session.base_thread is not None:
+        validate_thread(session.base_thread)
+    if session.base_sha is not None and not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", str(session.base_sha)):
+        raise BadInput("malformed session export: base_sha is not a commit id")
+    for name in ("origin", "pending_sync"):
+        if getattr(session, name) is not None and not isinstance(getattr(session, name), dict):
+            raise BadInput(f"malformed session export: {name} is not an object")
 
 
 def _check_slug(slug: str) -> None:

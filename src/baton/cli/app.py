@@ -20,6 +20,7 @@ from baton.cli.runs import runs_app
 from baton.cli.serve import serve_cmd
 from baton.cli.sessions import sessions_app
 from baton.cli.submit import submit_cmd
+from baton.cli.sync import sync_cmd
 from baton.cli.tokens import audit_cmd, tokens_app
 from baton.cli.worker import worker_cmd
 
@@ -50,3 +51,4 @@ app.add_typer(tokens_app, name="tokens")
 app.command("audit")(audit_cmd)
 app.command("sweep")(sweep_cmd)
 app.command("du")(du_cmd)
+app.command("sync")(sync_cmd)

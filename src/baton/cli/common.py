@@ -31,6 +31,7 @@ EXIT_CODES = {
     2: "bad input (nothing was written)",
     3: "busy: another run holds the key",
     4: "a git remote is unreachable (network or credentials)",
+    5: "syncing with upstream conflicted: the agent did not run, the worktree is as it was",
     130: "cancelled (Ctrl-C or SIGTERM)",
 }
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from baton.store.base import Store
 
 T = TypeVar("T")
-EXIT = {Outcome.SUCCEEDED: 0, Outcome.CANCELLED: 130}  # any other outcome exits 1
+EXIT = {Outcome.SUCCEEDED: 0, Outcome.CANCELLED: 130, Outcome.CONFLICT: 5}  # any other outcome exits 1
 
 
 def run_cmd(

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from baton.settings import Settings
     from baton.store import Store
 
-EXIT = {Outcome.SUCCEEDED.value: 0, Outcome.CANCELLED.value: 130}  # any other outcome exits 1
+EXIT = {Outcome.SUCCEEDED.value: 0, Outcome.CANCELLED.value: 130, Outcome.CONFLICT.value: 5}  # others: 1
 
 
 def submit_cmd(

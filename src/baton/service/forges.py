@@ -48,9 +48,10 @@ class Target:
 
     repos: tuple[str, ...]
     branch: str
+    merged: bool = False  # a merged pull request: threads stacked on the branch move to the default branch
 
     def to_json(self) -> dict[str, Any]:
-        return {"repos": list(self.repos), "branch": self.branch}
+        return {"repos": list(self.repos), "branch": self.branch, "merged": self.merged}
 
 
 class Malformed(ValueError):
@@ -154,7 +155,8 @@ def _on_pull_request(p: dict[str, Any]) -> Target | str:
         return "the pull request's head repository is gone"
     # the head branch lives in the head repository (a fork's own, for a PR from a fork)
     repository = head["repo"] if "repo" in head else p.get("repository")
-    return Target(repo_slugs(repository, "payload.pull_request.head.repo"), branch)
+    merged = p["pull_request"].get("merged") is True
+    return Target(repo_slugs(repository, "payload.pull_request.head.repo"), branch, merged)
 
 
 def _on_push(p: dict[str, Any]) -> Target | str:

@@ -18,9 +18,10 @@ the payload are read by :mod:`baton.service.forges`; a body over 25 MB is refuse
    transactions, and the acknowledgement stays within tens of milliseconds under 50 at once.
 
 Events that clean up: ``delete`` of a branch, ``pull_request`` ``closed`` (merged or not; the branch is
-``head.ref`` in the head repository, which for a PR from a fork is the fork), and ``push`` with
-``deleted: true`` of ``refs/heads/<branch>``. Everything else is stored ``ignored`` and answered 202
-``{"ignored": "<why>"}``. A payload names its repository by ``clone_url``, ``ssh_url`` and
+``head.ref`` in the head repository, which for a PR from a fork is the fork; when merged, the threads
+stacked on that branch are then rebased onto the default branch, :func:`baton.upstream.restack`), and
+``push`` with ``deleted: true`` of ``refs/heads/<branch>``. Everything else is stored ``ignored`` and
+answered 202 ``{"ignored": "<why>"}``. A payload names its repository by ``clone_url``, ``ssh_url`` and
 ``html_url``; each one's slug (:func:`baton.keys.parse_repo`, URL forms only, so no filesystem or
 network is touched) is matched, since a self-hosted forge's HTTP and SSH URLs give different slugs.
 
@@ -68,6 +69,7 @@ from baton.service.forges import (
 )
 from baton.settings import Settings
 from baton.store import Store
+from baton.upstream import restack
 
 SECRET_ENV = "BATON_WEBHOOK_SECRET"
 DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -99,10 +101,28 @@ def close_target(store: Store, settings: Settings, forge: str, delivery_id: str,
         store.update_delivery(forge, delivery_id, DeliveryStatus.FAILED, result)
         return
     result = {**target.to_json(), **summary(reports)}
+    if target.merged:
+        result = _restack(store, settings, target, result)
     store.update_delivery(forge, delivery_id, DeliveryStatus(result.pop("status")), result)
     log.info(
         "webhook %s %s: branch %r: %s", forge, delivery_id, target.branch, result.get("ignored", "closed")
     )
+
+
+def _restack(store: Store, settings: Settings, target: Target, result: dict[str, Any]) -> dict[str, Any]:
+    """A merged pull request: the threads stacked on its branch are rebased onto the default branch."""
+    done = [
+        r.to_json() for slug in target.repos for r in restack(settings, store, slug, branch=target.branch)
+    ]
+    if not done:
+        return result
+    status = result["status"]
+    if status == DeliveryStatus.IGNORED.value:
+        status, result = DeliveryStatus.DONE.value, {k: v for k, v in result.items() if k != "ignored"}
+    if any(r["result"] == "failed" for r in done):
+        status = DeliveryStatus.FAILED.value
+        result["error"] = "; ".join(filter(None, [result.get("error"), "restacking a stacked thread failed"]))
+    return {**result, "status": status, "restacked": done}
 
 
 def summary(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -159,7 +179,8 @@ class Worker:
         pending = self.store.list_deliveries_by_status(DeliveryStatus.PENDING)
         for record in pending:
             try:
-                target = Target(tuple(record.result["repos"]), str(record.result["branch"]))
+                merged = record.result.get("merged") is True
+                target = Target(tuple(record.result["repos"]), str(record.result["branch"]), merged)
             except (KeyError, TypeError):
                 error = {"error": "stored pending without its target (repos, branch); not retried"}
                 self.store.update_delivery(record.forge, record.delivery_id, DeliveryStatus.FAILED, error)

@@ -44,6 +44,9 @@ class QuietHandler(BaseHTTPRequestHandler):
 
     owner: Any
     protocol_version = "HTTP/1.1"
+    # Replies go out in several writes; with Nagle's algorithm on (http.server's default) each one waits
+    # ~40 ms for the client's delayed ACK. Real servers set TCP_NODELAY.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -1,0 +1,46 @@
+"""``baton sync``: bring upstream into a thread's worktrees now, between turns, and move the threads
+stacked on it (onto its new tip, or onto the default branch once it was merged)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from baton.cli.common import JsonOpt, RepoOpt, ThreadOpt, cli_store, emit_json, esc, out
+from baton.models import SyncHow
+
+
+def sync_cmd(
+    repo: RepoOpt,
+    thread: ThreadOpt,
+    how: Annotated[SyncHow, typer.Option(help="merge or rebase")] = SyncHow.REBASE,
+    merged: Annotated[
+        bool,
+        typer.Option(
+            "--merged",
+            help="the thread's PR was merged: restack its downstream threads onto the default branch",
+        ),
+    ] = False,
+    wait: Annotated[float, typer.Option(help="wait up to S seconds for a key that is running")] = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sync every key of THREAD with upstream (a conflict leaves a worktree as it was), then its stacked
+    threads; each key's next turn is told what came in. Exit 1 when any key conflicted or failed."""
+    from baton.errors import BadInput
+    from baton.keys import parse_repo
+    from baton.upstream import sync_thread
+
+    if how == SyncHow.OFF:
+        raise BadInput("--how must be merge or rebase")
+    with cli_store() as (settings, store):
+        slug = parse_repo(repo).slug
+        done = [s.to_json() for s in sync_thread(settings, store, slug, thread, how, merged, wait)]
+    if as_json:
+        emit_json(done)
+    else:
+        for item in done:
+            out().print(
+                f"{esc(item['key'])}: {esc(item['result'])} — {esc(item['summary'])}", highlight=False
+            )
+    raise typer.Exit(0 if all(i["result"] in ("integrated", "unchanged", "skipped") for i in done) else 1)
