@@ -282,6 +282,9 @@ def test_fork_branches_another_threads_conversation(
     assert "dev step 0" in sent and "dev step 1" in sent and "review it" in sent
     assert f"<cwd>{review.session.worktree}</cwd>" in sent
     assert review.session.worktree != dev[1].session.worktree
+    # Codex's counters are per thread and the copy carries A's: the fork's own usage is what it added
+    source_total, fork_total = dev[1].run.usage["thread_total"], review.run.usage["thread_total"]
+    assert review.run.usage["input_tokens"] == fork_total["input_tokens"] - source_total["input_tokens"] > 0
 
     # a fresh process resumes the fork by its id: Codex indexed it at the fork's run
     again = go(settings, src_repo, "B", "and the tests?")

@@ -229,7 +229,10 @@ def _finish(ctx: Context, session: SessionRecord, record: RunRecord, turn: Turn,
         session.agent_session_id = turn.session_id  # re-captured every run: ids can change
     usage = turn.usage
     if ctx.agent.capabilities.cumulative_usage and usage:
-        before = _last_usage_total(ctx, record.session_id_in) if record.mode == Mode.RESUME else {}
+        # a fork's copied history carries its source's counters: they are the source's usage, not this run's
+        source = ctx.request.fork_from if record.mode == Mode.FORK else None
+        continued = record.mode in (Mode.RESUME, Mode.FORK)
+        before = _last_usage_total(ctx, record.session_id_in, source) if continued else {}
         usage = usage_delta(usage, before)
     ended = time.time()
     final: dict[str, Any] = {
@@ -311,9 +314,11 @@ def _translate(exc: BaseException) -> BaseException:
     return exc
 
 
-def _last_usage_total(ctx: Context, session_id: str | None) -> dict[str, Any]:
+def _last_usage_total(ctx: Context, session_id: str | None, thread: str | None = None) -> dict[str, Any]:
+    """The cumulative counters the last run of conversation ``session_id`` ended with (looked up in the
+    runs of the key's ``thread``, or of another thread of the key's agent and repo)."""
     key = ctx.key
-    for record in ctx.store.list_runs(key.agent, key.repo.slug, key.thread, limit=50):
+    for record in ctx.store.list_runs(key.agent, key.repo.slug, thread or key.thread, limit=50):
         if record.session_id_out == session_id and record.usage.get("thread_total"):
             total: dict[str, Any] = record.usage["thread_total"]
             return total
