@@ -721,11 +721,13 @@ def test_sync_over_http_with_a_partial_clone(
         people = tmp_path / "people"
         git(tmp_path, "clone", "--quiet", str(root / "api.git"), "people")
         commit_file(people, "shared.txt", SHARED.replace("five", "FIVE"), "main moves")
+        commit_file(people, "added/new file.txt", "new\n", "main adds a file")  # only written, never merged
         git(people, "push", "--quiet", "origin", "main")
         report = run_sync(workdirs, key, wt, how=SyncHow.MERGE)
     assert report.result == "integrated", report
     assert (wt / "shared.txt").read_text() == SHARED.replace("one", "ONE").replace("five", "FIVE")
     assert (wt / "README.md").read_text() == "hello\nlocal\n"
+    assert (wt / "added" / "new file.txt").read_text() == "new\n"
 
 
 # -- the report ----------------------------------------------------------------------------------------
