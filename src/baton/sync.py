@@ -73,6 +73,7 @@ IN_PROGRESS = {
     "CHERRY_PICK_HEAD": "cherry-pick",
     "REVERT_HEAD": "revert",
     "BISECT_LOG": "bisect",
+    "sequencer": "cherry-pick or revert",  # a series stopped between two of its commits
 }
 _LEFTOVERS = ("MERGE_HEAD", "MERGE_MSG", "MERGE_MODE", "AUTO_MERGE", "CHERRY_PICK_HEAD", "REVERT_HEAD")
 _STATE_DIRS = ("rebase-merge", "rebase-apply", "sequencer")
@@ -183,7 +184,7 @@ class SyncReport:
                 if self.note
                 else ""
             )
-        lines = [f"Before this turn baton synced your branch{_named(self.branch)} with upstream."]
+        lines = [f"Upstream moved since your branch{_named(self.branch)} was last synced:"]
         for item in self.incoming:
             lines.append(f"- {item.ref}: {_plural(item.count, 'new commit')}" + _listing(item))
         lines.extend(_outcome(self))
@@ -1105,7 +1106,7 @@ def _outcome(report: SyncReport) -> list[str]:
             else "your commits now sit on top of them"
         )
         keep = " Your uncommitted changes are still uncommitted." if report.wip_commit is None else ""
-        return [f"That is done: {done}.{keep}"]
+        return [f"Baton brought that in before this turn: {done}.{keep}"]
     files = _names(report.conflicts, 20)
     if not report.left_for_agent:
         where = _where(report) or "with what came in"
@@ -1127,15 +1128,20 @@ def _outcome(report: SyncReport) -> list[str]:
             f'"baton: uncommitted work before syncing with ..." ({report.wip_commit[:12]}) so that it '
             "travels through."
         )
+    source = next((i.ref for i in report.incoming if i.source == report.conflict_in), "what came in")
     if report.in_progress == "merge":
         lines.append(
-            f"The merge {_where(report)} stopped at a conflict in {files}. Resolve the conflict markers "
-            "in those files, then `git add` them and `git commit --no-edit` to finish the merge."
+            f"Baton started merging {source} and the merge stopped at a conflict in {files}. Resolve the "
+            "conflict markers in those files, then `git add` them and `git commit --no-edit` to finish it."
         )
     else:
         lines.append(
-            f"The rebase {_where(report)} stopped at a conflicting commit in {files}. Resolve the "
-            "conflict markers in those files, `git add` them, then `GIT_EDITOR=true git rebase --continue` "
-            "(repeat for each commit that stops; without GIT_EDITOR=true git opens an editor)."
+            f"Baton started rebasing your commits onto {source} and the rebase stopped at a conflicting "
+            f"commit in {files}. Resolve the conflict markers in those files, `git add` them, then "
+            "`GIT_EDITOR=true git rebase --continue` (repeat for each commit that stops; without "
+            "GIT_EDITOR=true git opens an editor)."
         )
+    later = [i.ref for i in report.incoming if i.source != report.conflict_in and i.source == "base"]
+    if report.conflict_in == "branch" and later:
+        lines.append(f"{later[0]} is brought in at the next sync, once that is finished.")
     return lines
