@@ -301,6 +301,31 @@ def test_base_moved_merge_without_own_commits_fast_forwards(
     assert (wt / "new.txt").read_text() == "new\n" and status(wt) == set()
 
 
+def test_an_uncommitted_edit_follows_an_upstream_rename(
+    workdirs: Workdirs, key: Key, wt: Path, origin: Path
+) -> None:
+    (wt / "shared.txt").write_text(SHARED.replace("three", "THREE"))
+    git(origin, "mv", "shared.txt", "moved.txt")
+    git(origin, "commit", "--quiet", "-m", "rename")
+    report = run_sync(workdirs, key, wt)
+    assert report.result == "integrated", report
+    assert not (wt / "shared.txt").exists()
+    assert (wt / "moved.txt").read_text() == SHARED.replace("three", "THREE")
+    assert status(wt) == {" M moved.txt"}
+
+
+def test_many_incoming_commits_are_counted_and_listed_newest_first_up_to_twenty(
+    workdirs: Workdirs, key: Key, wt: Path, origin: Path
+) -> None:
+    for i in range(25):
+        commit_file(origin, f"f{i:02}.txt", f"{i}\n", f"upstream {i:02}")
+    report = run_sync(workdirs, key, wt, how=SyncHow.MERGE)
+    (came,) = report.incoming
+    assert came.count == 25 and len(came.commits) == 20 and len(came.files) == 25
+    assert came.commits[0].endswith(" upstream 24") and came.commits[-1].endswith(" upstream 05")
+    assert "(and 5 more)" in report.prompt_text()
+
+
 # -- people pushed to the key's branch ---------------------------------------------------------------
 
 
@@ -656,6 +681,16 @@ def test_a_stale_marker_is_dropped_without_touching_the_worktree(
     assert note and "stale" in note
     before["state"] = []
     assert snapshot(wt) == before
+
+
+def test_a_malformed_marker_is_removed_and_nothing_is_touched(workdirs: Workdirs, key: Key, wt: Path) -> None:
+    make_dirty(wt)
+    gitdir = Path(git(wt, "rev-parse", "--absolute-git-dir"))
+    (gitdir / MARKER).write_text("{not json")
+    before = snapshot(wt)
+    note = recover_interrupted_sync(workdirs, key, wt)
+    assert note and "malformed" in note and not (gitdir / MARKER).exists()
+    assert snapshot(wt) == {**before, "state": []}
 
 
 def test_a_git_failure_while_applying_puts_everything_back_and_raises(
