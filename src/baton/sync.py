@@ -276,6 +276,7 @@ class _Plan:
     conflict_in: str | None = None
     conflicts: list[str] = field(default_factory=list)
     step: _Step | None = None
+    target_tree: str | None = None  # None: not known
 
 
 @dataclass
@@ -284,6 +285,7 @@ class _Commit:
 
     sha: str
     tree: str
+    parent: str | None  # the first parent (None: a root commit)
     parent_tree: str
     author: bytes
     extra: bytes  # the encoding header, if any
@@ -301,14 +303,17 @@ class _Sync:
         self.git_env = workdirs.git_env(key.agent)
         self.env = {**os.environ, **self.git_env, **_EDITORS}
         self.index_before: bytes | None = None
+        self.pending: list[bytes] = []  # commit objects made here, written with the next hash-object
 
     # -- small helpers ---------------------------------------------------------------------------------
 
     def git(self, *args: str, stdin: str | None = None, raw: bool = False) -> str:
+        self.flush()
         return run_git([*ISOLATE, *args], cwd=self.worktree, env=self.env, stdin=stdin, raw=raw)
 
     def attempt(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run git and return what happened, for the commands whose exit code says "conflict"."""
+        self.flush()
         return subprocess.run(
             ["git", *ISOLATE, *args],
             cwd=self.worktree,
@@ -480,31 +485,25 @@ class _Sync:
         checkpoint: str | None,
         labels: bool,
     ) -> _Plan:
-        cur = head
+        cur, cur_tree = head, None
         for step in steps:
             if how is SyncHow.MERGE:
-                new, conflicts = self.merge(cur, step)
+                new, new_tree, conflicts = self.merge(cur, step)
             else:
-                new, conflicts = self.rebase(cur, step.tip, self.todo(cur, step, steps, base_sha))
+                new, new_tree, conflicts = self.rebase(cur, step.tip, self.todo(cur, step, steps, base_sha))
             if conflicts:
                 return _Plan(cur, conflict_in=step.source, conflicts=conflicts, step=step)
-            cur = new
+            cur, cur_tree = new, new_tree
         if checkpoint is None:
-            return _Plan(cur)
-        tree, conflicts = self.reapply(head, cur, checkpoint, labels)
-        return _Plan(cur, tree, "uncommitted" if conflicts else None, conflicts)
+            return _Plan(cur, target_tree=cur_tree)
+        cur_tree = cur_tree or self.cat([f"{cur}^{{tree}}"])[0][0]
+        tree, conflicts = self.reapply(head, cur_tree, checkpoint, labels)
+        return _Plan(cur, tree, "uncommitted" if conflicts else None, conflicts, target_tree=cur_tree)
 
-    def upstream(self, cur: str, tip: str, base_sha: str | None) -> str:
-        """Where the branch's own commits start: ``base_sha`` when it is in the branch's history,
-        else the merge-base with the base's tip."""
-        if base_sha and _SHA.fullmatch(base_sha) and self.is_ancestor(base_sha, cur):
-            return base_sha
-        done = self.attempt("merge-base", cur, tip)
-        if done.returncode != 0 or not done.stdout.strip():
-            raise GitError(
-                f"{self.branch} and {tip[:12]} have no common history: git cannot rebase one onto the other"
-            )
-        return done.stdout.split()[0]
+    def based_on(self, cur: str, base_sha: str | None) -> bool:
+        """Whether the branch's own commits start at ``base_sha`` (it is in the branch's history); else
+        they start at the merge-base with the base's tip."""
+        return bool(base_sha and _SHA.fullmatch(base_sha) and self.is_ancestor(base_sha, cur))
 
     def is_ancestor(self, older: str, newer: str) -> bool:
         done = self.attempt("merge-base", "--is-ancestor", older, newer)
@@ -521,16 +520,18 @@ class _Sync:
         conflicts = sorted({name for name in fields[1:] if name}) if done.returncode == 1 else []
         return fields[0].strip(), conflicts
 
-    def merge(self, cur: str, step: _Step) -> tuple[str, list[str]]:
+    def merge(self, cur: str, step: _Step) -> tuple[str, str | None, list[str]]:
+        """Merge ``step`` into ``cur``: the merge commit (a fast-forward: the tip), its tree (None: not
+        known here) and the conflicting files."""
         if self.is_ancestor(cur, step.tip):
-            return step.tip, []  # a fast-forward
+            return step.tip, None, []  # a fast-forward
         tree, conflicts = self.merge_tree(cur, step.tip)
         if conflicts:
-            return cur, conflicts
+            return cur, None, conflicts
         message = _merge_message(step, self.branch)
         ident = self.ident()
         body = f"tree {tree}\nparent {cur}\nparent {step.tip}\nauthor {ident}\ncommitter {ident}\n\n{message}"
-        return self.write([body.encode()])[0], []
+        return self.defer(body, cur), tree, []
 
     def todo(self, cur: str, step: _Step, steps: list[_Step], base_sha: str | None) -> list[str]:
         """The commits a rebase of ``cur`` onto ``step`` replays, oldest first: the branch's own commits
@@ -539,35 +540,41 @@ class _Sync:
         lacks them; the base step brings them). Onto the base: from ``base_sha`` (or the merge-base)."""
         if step.source == "branch":
             others = [f"^{s.tip}" for s in steps if s.source == "base"]
-        else:
-            others = [f"^{self.upstream(cur, step.tip, base_sha)}"]
+        else:  # the symmetric difference already starts at the merge-base
+            others = [f"^{base_sha}"] if self.based_on(cur, base_sha) else []
         revs = ["--reverse", "--topo-order", "--no-merges", "--right-only", "--cherry-pick"]
         return self.git("rev-list", *revs, f"{step.tip}...{cur}", *others).split()
 
-    def rebase(self, cur: str, onto: str, todo: list[str]) -> tuple[str, list[str]]:
-        """Replay ``todo`` onto ``onto`` as ``git rebase`` would: commits that become empty dropped."""
+    def rebase(self, cur: str, onto: str, todo: list[str]) -> tuple[str, str | None, list[str]]:
+        """Replay ``todo`` onto ``onto`` as ``git rebase`` would (commits that become empty dropped): the
+        new tip, its tree (None: not known here) and the conflicting files.
+
+        Each pick is the merge-tree of the commit and a throw-away commit of the new tree whose parent is
+        the commit's parent: their merge-base is that parent, so it is a cherry-pick."""
         if not todo:
-            return onto, []
+            return onto, None, []
         commits, onto_tree = self.commits(todo, onto)
         new, new_tree = onto, onto_tree
-        pending: list[bytes | str] = []
         for commit in commits:
-            base = _synthetic(commit.parent_tree, [], "base")
-            ours = _synthetic(new_tree, [_object_id(base, new)], "ours")
-            theirs = _synthetic(commit.tree, [_object_id(base, new)], "theirs")
-            written = self.write([*pending, base, ours, theirs])
-            tree, conflicts = self.merge_tree(written[-2], written[-1])
+            if commit.parent:
+                ours, theirs = self.write([_synthetic(new_tree, [commit.parent], "ours")])[0], commit.sha
+            else:  # a root commit: a throw-away parent with the empty tree for both
+                base = _synthetic(commit.parent_tree, [], "base")
+                base_id = _object_id(base, new)
+                made = [
+                    base,
+                    _synthetic(new_tree, [base_id], "ours"),
+                    _synthetic(commit.tree, [base_id], "theirs"),
+                ]
+                ours, theirs = self.write(made)[1:]
+            tree, conflicts = self.merge_tree(ours, theirs)
             if conflicts:
-                return cur, conflicts
-            pending = []
+                self.pending = []
+                return cur, None, conflicts
             if tree == new_tree and commit.tree != commit.parent_tree:
                 continue  # its change is already there: dropped, as git rebase drops it
-            copy = self.replayed(commit, tree, new)
-            pending = [copy]
-            new, new_tree = _object_id(copy, new), tree
-        if pending:
-            self.write(pending)
-        return new, []
+            new, new_tree = self.defer(self.replayed(commit, tree, new), new), tree
+        return new, new_tree, []
 
     def commits(self, shas: list[str], onto: str) -> tuple[list[_Commit], str]:
         """The commits to replay (one ``cat-file --batch``) and the tree of ``onto``."""
@@ -583,6 +590,7 @@ class _Sync:
 
     def cat(self, queries: list[str]) -> list[tuple[str, bytes]]:
         """``git cat-file --batch``: per query its object id ("" when missing) and its content."""
+        self.flush()
         done = subprocess.run(
             ["git", "cat-file", "--batch"],
             cwd=self.worktree,
@@ -605,15 +613,12 @@ class _Sync:
             at = end + 1 + size + 1
         return found
 
-    def reapply(self, head: str, new: str, checkpoint: str, labels: bool) -> tuple[str, list[str]]:
-        """The uncommitted work (``checkpoint``, made on ``head``) re-applied on ``new``: its tree and
-        the conflicting files (their conflict markers are in the tree)."""
-        trees = [oid for oid, _ in self.cat([f"{c}^{{tree}}" for c in (head, new, checkpoint)])]
-        base = _synthetic(trees[0], [], "base")
-        base_id = _object_id(base, head)
-        ours, theirs = self.write(
-            [base, _synthetic(trees[1], [base_id], "ours"), _synthetic(trees[2], [base_id], "theirs")]
-        )[1:]
+    def reapply(self, head: str, new_tree: str, checkpoint: str, labels: bool) -> tuple[str, list[str]]:
+        """The uncommitted work (``checkpoint``, a commit on ``head``) re-applied on ``new_tree``: the
+        resulting tree and the conflicting files (their conflict markers are in the tree). The merge-tree
+        of the checkpoint and a throw-away commit of ``new_tree`` on ``head``: their merge-base is
+        ``head``."""
+        ours, theirs = self.write([_synthetic(new_tree, [head], "ours")])[0], checkpoint
         if not labels:
             return self.merge_tree(ours, theirs)
         for name, oid in zip(LABELS, (ours, theirs), strict=True):
@@ -637,19 +642,33 @@ class _Sync:
         sign = "-" if offset < 0 else "+"
         return f"{name} <{email}> {int(time.time())} {sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
 
+    def defer(self, body: bytes | str, like: str) -> str:
+        """Queue commit ``body`` to be written with the next object write (or before the next git
+        command, which may need it); its id now (:func:`_object_id`, ``like``: an id of the repo)."""
+        data = body if isinstance(body, bytes) else body.encode()
+        self.pending.append(data)
+        return _object_id(data, like)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.write([])
+
     def write(self, bodies: Sequence[bytes | str]) -> list[str]:
-        """Write commit objects (one ``hash-object`` for all); their ids. A commit may name a parent
-        written in the same call: :func:`_object_id` computes ids as git does (checked here)."""
-        data = [b if isinstance(b, bytes) else b.encode() for b in bodies]
+        """Write the queued commit objects and ``bodies`` (one ``hash-object`` for all); the ids of
+        ``bodies``. A commit may name a parent written in the same call: :func:`_object_id` computes ids
+        as git does (checked here)."""
+        data = [*self.pending, *(b if isinstance(b, bytes) else b.encode() for b in bodies)]
+        self.pending = []
         with tempfile.TemporaryDirectory(prefix="baton-sync-") as tmp:
             paths = []
             for i, body in enumerate(data):
                 (Path(tmp) / str(i)).write_bytes(body)
                 paths.append(f"{tmp}/{i}\n")
-            out = self.git("hash-object", "-t", "commit", "-w", "--stdin-paths", stdin="".join(paths)).split()
+            args = [*ISOLATE, "hash-object", "-t", "commit", "-w", "--stdin-paths"]
+            out = run_git(args, cwd=self.worktree, env=self.env, stdin="".join(paths)).split()
         if out != [_object_id(body, out[0]) for body in data]:
             raise GitError("git hash-object gave commit ids other than expected")
-        return out
+        return out[len(out) - len(bodies) :]
 
     # -- touching the worktree -----------------------------------------------------------------------
 
@@ -691,17 +710,11 @@ class _Sync:
         try:
             overwritten = self.ignored_in_the_way(old, new)
             self.prefetch(old, new)
-            self.git(
-                "update-ref",
-                "-m",
-                "baton: sync with upstream",
-                f"refs/heads/{self.branch}",
-                plan.target,
-                head,
-            )
+            moves = f"update refs/heads/{self.branch} {plan.target} {head}\n"
+            moves += self.checkpoint_move(plan.target, plan.target_tree, plan.tree)
+            self.git("update-ref", "-m", "baton: sync with upstream", "--stdin", stdin=moves)
             checkout_changes(self.worktree, old, new)
             self.git("reset", "--quiet", "--mixed")
-            self.keep_checkpoint(plan.target, plan.tree)
         except GitError:
             self.restore(marker)
             raise
@@ -744,17 +757,16 @@ class _Sync:
         )
         return [p for p in listing.split("\0") if p and os.path.lexists(self.worktree / p)]
 
-    def keep_checkpoint(self, target: str, tree: str | None) -> None:
-        """The key's checkpoint ref follows the worktree: its uncommitted work now sits on ``target``."""
+    def checkpoint_move(self, target: str, target_tree: str | None, tree: str | None) -> str:
+        """The ``update-ref --stdin`` line that keeps the key's checkpoint ref on the worktree's state:
+        its uncommitted work (``tree``) as a commit on ``target``, or no checkpoint when there is none."""
         ref = self.workdirs.checkpoint_ref(self.key)
-        target_tree = self.cat([f"{target}^{{tree}}"])[0][0]
         if tree is None or tree == target_tree:
-            if self.ref(ref) is not None:
-                self.git("update-ref", "-d", ref)
-            return
-        body = f"tree {tree}\nparent {target}\nauthor {self.ident()}\ncommitter {self.ident()}\n\n"
-        commit = self.write([body + f"baton checkpoint of {self.key}\n"])[0]
-        self.git("update-ref", ref, commit)
+            return f"delete {ref}\n" if self.ref(ref) is not None else ""
+        ident = self.ident()
+        body = f"tree {tree}\nparent {target}\nauthor {ident}\ncommitter {ident}\n\n"
+        body += f"baton checkpoint of {self.key}\n"
+        return f"update {ref} {self.defer(body, target)}\n"
 
     def leave_for_agent(
         self,
@@ -893,7 +905,10 @@ class _Sync:
         head, checkpoint = marker["head_before"], marker.get("checkpoint")
         self.clear_operation()
         self.git("symbolic-ref", "HEAD", f"refs/heads/{self.branch}")
-        self.git("update-ref", "-m", "baton: undo an interrupted sync", f"refs/heads/{self.branch}", head)
+        ref = self.workdirs.checkpoint_ref(self.key)
+        moves = f"update refs/heads/{self.branch} {head}\n"
+        moves += f"update {ref} {checkpoint}\n" if checkpoint else f"delete {ref}\n"
+        self.git("update-ref", "-m", "baton: undo an interrupted sync", "--stdin", stdin=moves)
         self.git("reset", "--hard", "--quiet", head)
         if checkpoint:
             checkout_changes(self.worktree, head, checkpoint)
@@ -1009,17 +1024,19 @@ def _empty_tree(like: str) -> str:
 
 def _parse_commit(sha: str, raw: bytes, parent_tree: str) -> _Commit:
     header, _, message = raw.partition(b"\n\n")
-    tree, author, extra = "", b"", b""
+    tree, author, extra, parent = "", b"", b"", None
     for line in header.split(b"\n"):
         if line.startswith(b"tree "):
             tree = line[5:].decode()
+        elif line.startswith(b"parent ") and parent is None:
+            parent = line[7:].decode()
         elif line.startswith(b"author "):
             author = line[7:]
         elif line.startswith(b"encoding "):
             extra = line + b"\n"
     if not tree or not author:
         raise GitError(f"commit {sha[:12]} cannot be read")
-    return _Commit(sha, tree, parent_tree, author, extra, message)
+    return _Commit(sha, tree, parent, parent_tree, author, extra, message)
 
 
 def _clean_ident(text: str) -> str:
