@@ -326,6 +326,24 @@ def test_many_incoming_commits_are_counted_and_listed_newest_first_up_to_twenty(
     assert "(and 5 more)" in report.prompt_text()
 
 
+def test_a_branch_with_a_history_of_its_own_is_replayed_from_its_root(
+    workdirs: Workdirs, key: Key, wt: Path, origin: Path
+) -> None:
+    """No common history with the base (the root commit is picked too): as git rebase does."""
+    git(wt, "checkout", "--quiet", "--orphan", "fresh")
+    git(wt, "rm", "-r", "--quiet", "--force", ".")
+    commit_file(wt, "solo.txt", "alone\n", "a root of its own")
+    commit_file(wt, "solo2.txt", "again\n", "and a child")
+    git(wt, "branch", "--force", branch_for(key), "fresh")
+    git(wt, "checkout", "--quiet", branch_for(key))
+    upstream = commit_file(origin, "new.txt", "new\n", "main moves")
+    report = run_sync(workdirs, key, wt)
+    assert report.result == "integrated", report
+    assert subjects(wt, f"{upstream}..HEAD") == ["and a child", "a root of its own"]
+    assert (wt / "solo.txt").read_text() == "alone\n" and (wt / "app.py").read_text() == "print(1)\n"
+    fsck(workdirs, key)
+
+
 # -- people pushed to the key's branch ---------------------------------------------------------------
 
 
@@ -606,6 +624,10 @@ def test_recover_after_a_kill_restores_everything_exactly(
     assert note and "interrupted sync was undone" in note
     assert same_after_rewrite(snapshot(wt), before)
     assert recover_interrupted_sync(workdirs, key, wt) is None
+    # the key's checkpoint ref names the worktree's state again (checkpoint finds it unchanged)
+    cache = workdirs.cache_path(key.repo)
+    kept = workdirs.read_ref(cache, workdirs.checkpoint_ref(key))
+    assert kept and workdirs.checkpoint(key, wt) == kept
 
 
 def test_sync_recovers_an_interrupted_sync_first(

@@ -435,7 +435,9 @@ class _Sync:
         commits = [line for line in listing.split("\0") if line]
         if not commits:
             return None
-        files = self.git("diff", "--name-only", "-z", "--no-renames", f"{head}...{step.tip}", raw=True)
+        diff = ["diff", "--name-only", "-z", "--no-renames"]
+        done = self.attempt(*diff, f"{head}...{step.tip}")  # from the merge-base
+        files = done.stdout if done.returncode == 0 else self.git(*diff, head, step.tip, raw=True)
         names = sorted({name for name in files.split("\0") if name})
         return Incoming(step.source, step.label, len(commits), commits[:MAX_COMMITS], names[:MAX_FILES])
 
