@@ -8,20 +8,25 @@ Design:
   runs only when one of the two refs we follow differs from ours); a remote one is fetched for those
   two refs alone (``+refs/heads/<name>*`` globs: protocol v2 asks the server for those prefixes only,
   and a branch never pushed is no error). The triple (HEAD, remote branch, base) last found fully
-  integrated is remembered in the worktree's gitdir (``baton-sync-seen``); the same triple again is
-  "unchanged" without asking git. Otherwise one ``rev-list`` decides.
+  integrated is remembered in the worktree's gitdir (``baton-sync-seen``); the same triple again, or
+  the same tips with a HEAD that descends from that one through loose commits (the agent committed;
+  read here without git), is "unchanged". Otherwise one ``rev-list`` decides.
 - **Computed before touched.** The integration is done in git's object store first, never in the
-  worktree: merges with ``git merge-tree --write-tree``; a rebase as a series of cherry-picks, each a
-  ``merge-tree`` of two throw-away commits whose only common parent has the picked commit's parent
-  tree (git 2.39 has neither ``merge-tree --merge-base`` nor ``git replay``); the uncommitted work
-  re-applied the same way (base: the old HEAD, ours: the new HEAD, theirs: the checkpoint). A
-  conflict found there leaves the worktree exactly as it was, which is what ``on_conflict=stop`` asks.
+  worktree: merges with ``git merge-tree --write-tree``; a rebase as a series of cherry-picks, each
+  the ``merge-tree`` of the picked commit and a throw-away commit of the new tree made on the picked
+  commit's parent, so that parent is their merge-base (git 2.39 has neither ``merge-tree
+  --merge-base`` nor ``git replay``); the uncommitted work re-applied the same way (the checkpoint and
+  a throw-away commit of the new tree, both on the old HEAD). Commits are written by one
+  ``hash-object`` per step, their ids computed here too. A conflict found there leaves the worktree
+  exactly as it was (its index bytes too), which is what ``on_conflict=stop`` asks.
 - **Applied with a marker.** Only a clean result (or a conflict handed to the agent) touches the
   worktree, and first ``baton-sync.json`` and a copy of the index are written to the worktree's gitdir.
   A sync killed mid-way leaves the marker behind; :func:`recover_interrupted_sync` then puts back the
   branch, HEAD, every tracked and untracked file (from the checkpoint) and the index (from its copy).
-  Applying is: move the branch ref, write only the files that differ (:func:`checkout_changes`),
-  reset the index to the new HEAD (files untracked before stay untracked).
+  Applying is: move the branch ref and the key's checkpoint ref (one transaction), write only the
+  files that differ (:func:`checkout_changes`; in a partial clone their blobs are fetched first, in one
+  batch, with the key's credentials), reset the index to the new HEAD (files untracked before stay
+  untracked).
 - **Conflicts for the agent** (``on_conflict=agent``): in history, the uncommitted work is first
   committed on the branch (so it travels through the operation), then the real ``git merge`` /
   ``git rebase`` runs in the worktree and is left stopped at the conflict for the agent to finish;
@@ -275,7 +280,6 @@ class _Plan:
     tree: str | None = None
     conflict_in: str | None = None
     conflicts: list[str] = field(default_factory=list)
-    step: _Step | None = None
     target_tree: str | None = None  # None: not known
 
 
@@ -494,7 +498,7 @@ class _Sync:
             else:
                 new, new_tree, conflicts = self.rebase(cur, step.tip, self.todo(cur, step, steps, base_sha))
             if conflicts:
-                return _Plan(cur, conflict_in=step.source, conflicts=conflicts, step=step)
+                return _Plan(cur, conflict_in=step.source, conflicts=conflicts)
             cur, cur_tree = new, new_tree
         if checkpoint is None:
             return _Plan(cur, target_tree=cur_tree)
@@ -571,7 +575,6 @@ class _Sync:
                 ours, theirs = self.write(made)[1:]
             tree, conflicts = self.merge_tree(ours, theirs)
             if conflicts:
-                self.pending = []
                 return cur, None, conflicts
             if tree == new_tree and commit.tree != commit.parent_tree:
                 continue  # its change is already there: dropped, as git rebase drops it
