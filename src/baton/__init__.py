@@ -29,7 +29,17 @@ if TYPE_CHECKING:
     )
     from baton.keys import Key, Repo, make_key, parse_repo
     from baton.leases import LeaseBackend, key_lease
-    from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
+    from baton.lineage import lineage
+    from baton.models import (
+        Mode,
+        OnConflict,
+        Outcome,
+        PromptKind,
+        RunRecord,
+        SessionRecord,
+        SessionStatus,
+        SyncHow,
+    )
     from baton.plan_file import Plan, Task, load_plan, parse_plan
     from baton.plans import PlanResult, run_plan
     from baton.request import RunRequest, RunResult
@@ -46,6 +56,8 @@ if TYPE_CHECKING:
     )
     from baton.settings import Settings, load_settings
     from baton.store import Store, open_store
+    from baton.sync import SyncReport
+    from baton.upstream import restack, sync_thread
 
 # public name → the module that defines it
 _EXPORTS = {
@@ -69,8 +81,21 @@ _EXPORTS = {
     **dict.fromkeys(["LeaseBackend", "key_lease"], "baton.leases"),
     **dict.fromkeys(["RedisSessionStore", "SqlSessionStore"], "baton.sdk"),
     **dict.fromkeys(
-        ["Mode", "Outcome", "PromptKind", "RunRecord", "SessionRecord", "SessionStatus"], "baton.models"
+        [
+            "Mode",
+            "OnConflict",
+            "Outcome",
+            "PromptKind",
+            "RunRecord",
+            "SessionRecord",
+            "SessionStatus",
+            "SyncHow",
+        ],
+        "baton.models",
     ),
+    "lineage": "baton.lineage",
+    "SyncReport": "baton.sync",
+    **dict.fromkeys(["restack", "sync_thread"], "baton.upstream"),
     **dict.fromkeys(["Plan", "Task", "load_plan", "parse_plan"], "baton.plan_file"),
     **dict.fromkeys(["PlanResult", "run_plan"], "baton.plans"),
     **dict.fromkeys(["RunRequest", "RunResult"], "baton.request"),
@@ -104,6 +129,7 @@ __all__ = [
     "LeaseBackend",
     "Mode",
     "NotFound",
+    "OnConflict",
     "Outcome",
     "Plan",
     "PlanResult",
@@ -122,11 +148,14 @@ __all__ = [
     "SqlSessionStore",
     "Store",
     "StoreError",
+    "SyncHow",
+    "SyncReport",
     "Task",
     "export_session",
     "get_session",
     "import_session",
     "key_lease",
+    "lineage",
     "load_plan",
     "load_settings",
     "make_key",
@@ -136,8 +165,10 @@ __all__ = [
     "request_cancel",
     "reset_session",
     "resolve_key",
+    "restack",
     "run",
     "run_plan",
+    "sync_thread",
 ]
 assert sorted(__all__) == sorted(_EXPORTS)
 

@@ -154,6 +154,9 @@ def _launch(
     env = {
         **os.environ,
         **ctx.workdirs.git_env(ctx.key.agent),
+        # headless: a git command of the agent's that wants an editor (`rebase --continue` after a sync
+        # conflict left for it, a merge commit) must not wait for one
+        "GIT_EDITOR": "true",
         **launch.env,
         "BATON_RUN_ID": record.id,
         "BATON_KEY": str(ctx.key),
