@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from baton.lineage import lineage
 from baton.models import SessionStatus, TokenScope
 from baton.service.auth import Actor, require
 from baton.sessions import Scope, get_session, reset_session, resolve_key
@@ -43,6 +44,10 @@ class SessionOut(BaseModel):
     created_at: str | None
     last_used_at: str | None
     expires_at: str | None
+    base_thread: str | None = Field(None, description="stacked: the thread whose branch this one follows")
+    base_sha: str | None = Field(None, description="the base commit the branch is on")
+    origin: dict[str, Any] | None = Field(None, description="a fork's or a hand-off's source conversation")
+    pending_sync: dict[str, Any] | None = Field(None, description="a sync between turns not yet told")
 
 
 class SessionPage(BaseModel):
@@ -73,10 +78,12 @@ class RunAttempt(BaseModel):
     note: str | None
     usage: dict[str, Any]
     cost_usd: float | None
+    sync: dict[str, Any] | None = Field(None, description="what syncing with upstream brought in")
 
 
 class SessionDetail(SessionOut):
     runs: list[RunAttempt] = Field(description="the most recent runs, newest first")
+    lineage: dict[str, Any] = Field(description="forks, hand-offs and stacking (as `baton sessions show`)")
 
 
 class ResetIn(BaseModel):
@@ -150,7 +157,8 @@ def show_session(
     key = resolve_key(store, agent, repo, thread)
     session = get_session(store, key)
     attempts = store.list_runs(key.agent, key.repo.slug, key.thread, limit=runs) if runs else []
-    return SessionDetail(**session.to_json(), runs=[RunAttempt(**_attempt(r.to_json())) for r in attempts])
+    runs_out = [RunAttempt(**_attempt(r.to_json())) for r in attempts]
+    return SessionDetail(**session.to_json(), runs=runs_out, lineage=lineage(store, session))
 
 
 def _attempt(data: dict[str, Any]) -> dict[str, Any]:
