@@ -16,7 +16,7 @@ import pytest
 
 from baton import RunRequest, run
 from baton.keys import make_key
-from baton.models import SessionRecord, SessionStatus
+from baton.models import Mode, SessionRecord, SessionStatus
 from baton.service.dashboard.web import csrf_for
 from baton.settings import Settings
 from tests.service_fixtures import Service, service_fixture  # noqa: F401 (fixture)
@@ -267,3 +267,36 @@ def test_a_huge_log_is_cut_with_a_pointer_to_the_cli(
         page = http.get(f"/runs/{run_id}")
     assert page.status_code == 200 and f"baton runs logs {run_id}" in page.text
     assert "line 10 " in page.text and "line 1999 " not in page.text
+
+
+def test_session_page_shows_lineage_and_escapes_a_hostile_origin(
+    service: Service, settings: Settings, src_repo: Path
+) -> None:
+    go(settings, src_repo, thread="dev")
+    run(
+        RunRequest(
+            agent="fake", repo=str(src_repo), thread="review", prompt="r", mode=Mode.FORK, fork_from="dev"
+        ),
+        settings=settings,
+    )
+    repo = service.store.list_sessions()[0].repo
+    [review] = [s for s in service.store.list_sessions() if s.thread == "review"]
+    with browser(service, "read") as http:
+        page = http.get(
+            "/session?" + str(httpx.QueryParams({"agent": "fake", "repo": repo, "thread": "review"}))
+        )
+        assert page.status_code == 200 and "came from" in page.text and "fake/dev" in page.text
+        source = http.get(
+            "/session?" + str(httpx.QueryParams({"agent": "fake", "repo": repo, "thread": "dev"}))
+        )
+        assert "led to" in source.text and "fake/review" in source.text
+        review.origin = {"kind": "<script>x()</script>", "agent": "fake", "thread": "<b>t</b>", "at": 10**400}
+        service.store.save_session(review)
+        hostile = http.get(
+            "/session?" + str(httpx.QueryParams({"agent": "fake", "repo": repo, "thread": "review"}))
+        )
+        assert (
+            hostile.status_code == 200
+            and "<script>x()" not in hostile.text
+            and "&lt;script&gt;" in hostile.text
+        )

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse
 
 from baton.errors import BadInput
 from baton.housekeeping.disk import DiskReport
+from baton.lineage import lineage
 from baton.models import JobStatus, SessionRecord, SessionStatus, TokenScope
 from baton.service.dashboard.web import Viewer, form_of, page, signed_in, state
 from baton.sessions import Scope, get_session, reset_session, resolve_key
@@ -148,6 +149,7 @@ def session_page(
         s=session,
         size=sizes.get((session.agent, session.repo, session.thread)),
         scopes=[s.value for s in Scope],
+        family=lineage(store, session),
         **key_runs(store, session),
     )
 
