@@ -6,13 +6,17 @@ fake agent through :func:`baton.run`."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from baton import RunRequest, RunResult, run
-from baton.agents import AGENTS, Capabilities, get_agent
+from baton.agents import AGENTS, Agent, Capabilities, get_agent
 from baton.errors import BadInput
 from baton.handoff import (
     DEFAULT_BUDGET,
@@ -27,6 +31,8 @@ from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord
 from baton.prompts import render
 from baton.settings import Settings, load_settings
 from baton.store import Store, open_store
+from baton.testing import MockModel
+from baton.testing.mock_anthropic import MockAnthropic
 from baton.workdirs import Workdirs, branch_for
 from tests.conftest import FAST, git
 
@@ -211,10 +217,31 @@ def test_a_branch_that_cannot_be_the_targets_is_refused_before_any_ref_moves(
     with pytest.raises(BadInput, match="already exists at"):
         seed_worktree(store, workdirs, source, session, target, "other")
     assert all_refs(cache) == before
-    # a target worktree left without a session would not hold the source's work
-    workdirs.prepare_worktree(target, "leftover", None)
-    with pytest.raises(BadInput, match="baton sweep"):
-        seed_worktree(store, workdirs, source, session, target, branch_for(target))
+    # a branch the target's own worktree has checked out does not count as checked out elsewhere
+    workdirs.prepare_worktree(target, "other", None)
+    with pytest.raises(BadInput, match="already exists at"):
+        seed_worktree(store, workdirs, source, session, target, "other")
+    assert all_refs(cache) == before and workdirs.worktree_path(target).is_dir()
+
+
+def test_a_target_worktree_left_without_a_session_is_archived_and_replaced(
+    settings: Settings, src_repo: Path, source_run: RunResult, store: Store, workdirs: Workdirs
+) -> None:
+    """Reused, it would not hold the source's work (e.g. a hand-off refused at launch left it)."""
+    target = key_of("claude", src_repo)
+    source, session = handoff_source(store, target, "fake")
+    left = workdirs.prepare_worktree(target, branch_for(target), None).path
+    (left / "stray.txt").write_text("left behind\n")
+    note = seed_worktree(store, workdirs, source, session, target, branch_for(target))
+    assert note and "replaced; it is archived at refs/baton/archive/claude/t1/" in note
+    ref = note.rsplit(" ", 1)[-1]
+    cache = workdirs.cache_path(target.repo)
+    assert git(cache, "show", f"{ref}:stray.txt") == "left behind"
+    path_t = workdirs.prepare_worktree(target, branch_for(target), None).path
+    assert path_t == left and not (path_t / "stray.txt").exists()
+    assert status(path_t) == {"M README.md", "?? notes.md"} and (path_t / "lexer.py").is_file()
+    audit = store.list_audit(limit=5)
+    assert audit and audit[0]["action"] == "handoff-replace" and audit[0]["detail"]["archive"] == ref
 
 
 def test_a_branch_behind_the_sources_tip_is_fast_forwarded(
@@ -487,19 +514,19 @@ class Limited:
 
 
 def test_the_budget_is_the_default_within_each_clis_limits(settings: Settings) -> None:
-    for name in ("claude", "codex", "gemini"):
-        budget = recap_budget(get_agent(name, settings))
-        assert budget == DEFAULT_BUDGET, name
+    assert recap_budget(get_agent("claude", settings)) == recap_budget(get_agent("codex", settings))
+    assert recap_budget(get_agent("claude", settings)) == DEFAULT_BUDGET
     gemini = get_agent("gemini", settings)
     limit = gemini.capabilities.max_prompt_bytes
-    assert limit is not None
-    instruction = "é" * 50_000  # 100,000 bytes
-    budget = recap_budget(gemini, others=instruction)
-    assert 0 < budget < DEFAULT_BUDGET
-    assert 4 * budget + 100_000 + 4 * 2_000 <= limit  # any recap of that size fits, whatever its characters
+    assert limit == 256_000 and recap_budget(gemini) == 32_000  # 4 bytes a character, half the limit
+    for instruction in ("é" * 50_000, "é" * 100_000, "x" * 247_000):
+        budget = recap_budget(gemini, others=instruction)
+        assert 4 * budget + len(instruction.encode()) + 4 * 2_000 <= limit, len(instruction)
+    assert recap_budget(gemini, others="é" * 100_000) == 12_000
+    assert recap_budget(gemini, others="x" * 250_000) == 0
     assert recap_budget(Limited(chars=10_000)) == 8_000  # type: ignore[arg-type]
     assert recap_budget(Limited(chars=10_000), others="x" * 9_000) == 0  # type: ignore[arg-type]
-    assert recap_budget(Limited(size=40_000)) == 8_000  # type: ignore[arg-type]
+    assert recap_budget(Limited(size=40_000)) == 5_000  # type: ignore[arg-type]
 
 
 def test_the_template_carries_source_recap_context_and_instruction(tmp_path: Path) -> None:
@@ -520,3 +547,198 @@ def test_the_template_carries_source_recap_context_and_instruction(tmp_path: Pat
         assert value in rendered
     assert "baton/codex/t1" in rendered and "taking it over from another coding agent, claude" in rendered
     assert rendered.index("THE-RECAP") < rendered.index("THE-CONTEXT") < rendered.index("THE-INSTRUCTION")
+
+
+# -- end to end: the real CLIs against their mocks ----------------------------------------------------------
+
+TARGET_MOCKS = {
+    "codex": ("baton.testing.mock_openai", "MockOpenAI"),
+    "gemini": ("baton.testing.mock_gemini", "MockGemini"),
+}
+FIRST = {"claude": 2, "codex": 4, "gemini": 1}  # history items on a first turn; each later turn adds 2
+
+
+@pytest.fixture(params=sorted(TARGET_MOCKS))
+def target(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def two_models(
+    target: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[MockModel, MockModel]]:
+    """The mock Anthropic API and the target agent's mock, both serving."""
+    module, name = TARGET_MOCKS[target]
+    with MockAnthropic() as claude, getattr(importlib.import_module(module), name)() as other:
+        for model, agent in ((claude, "claude"), (other, target)):
+            for key, value in model.env().items():
+                monkeypatch.setenv(key, value)
+            model.configure_home(settings.home / "homes" / agent)
+        yield claude, other
+
+
+def turn(settings: Settings, agent: str, repo: Path, prompt: str, **kw: str) -> RunResult:
+    result = run(
+        RunRequest(agent=agent, repo=str(repo), thread="issue-1", prompt=prompt, **kw),  # type: ignore[arg-type]
+        settings=settings,
+    )
+    assert result.ok, (result.run.error, result.run.note)
+    return result
+
+
+@pytest.mark.slow
+def test_claude_hands_off_to_another_cli_and_both_conversations_go_on(
+    settings: Settings, src_repo: Path, target: str, two_models: tuple[MockModel, MockModel]
+) -> None:
+    claude_model, model = two_models
+    first = turn(settings, "claude", src_repo, "CLAUDE-ONE write the lexer")
+    path_c = Path(first.session.worktree)
+    head = agent_work(path_c)
+    second = turn(settings, "claude", src_repo, "CLAUDE-TWO handle errors")
+    (path_c / "late.txt").write_text("written after claude's last turn\n")  # the live state counts
+    before = (status(path_c), git(path_c, "rev-parse", "HEAD"))
+    assert claude_model.history_counts() == [2, 4]
+
+    handed = turn(settings, target, src_repo, "TARGET-ONE review what claude did", handoff_from="claude")
+    assert handed.run.mode == Mode.FRESH and handed.run.prompt_kind == PromptKind.HANDOFF
+    assert model.history_counts() == [FIRST[target]], "a new conversation"
+    sent = model.texts()[-1]
+    for text in (
+        "CLAUDE-ONE write the lexer",
+        "CLAUDE-TWO handle errors",
+        "received 2 messages",
+        "received 4 messages",
+        "A lexer.py",
+        "A notes.md",
+        "A late.txt",
+        "M README.md",
+        "TARGET-ONE review what claude did",
+        "from another coding agent, claude",
+    ):
+        assert text in sent, text
+    assert sent.index("CLAUDE-ONE") < sent.index("CLAUDE-TWO") < sent.index("TARGET-ONE")
+    path_t = Path(handed.session.worktree)
+    assert path_t != path_c and git(path_t, "rev-parse", "HEAD") == head
+    assert git(path_t, "rev-parse", "--abbrev-ref", "HEAD") == f"baton/{target}/issue-1"
+    assert status(path_t) == {"M README.md", "?? notes.md", "?? late.txt"}
+    assert (path_t / "late.txt").read_text() == "written after claude's last turn\n"
+    origin = dict(handed.session.origin or {})
+    assert isinstance(origin.pop("at", None), float)  # when it was handed off
+    assert origin == {
+        "kind": "handoff",
+        "agent": "claude",
+        "thread": "issue-1",
+        "session_id": second.session.agent_session_id,
+    }
+    assert handed.run.note and "handed off from claude's worktree" in handed.run.note
+
+    again = turn(settings, target, src_repo, "TARGET-TWO go on")
+    assert again.run.mode == Mode.RESUME and again.session.agent_session_id == handed.session.agent_session_id
+    assert model.history_counts() == [FIRST[target], FIRST[target] + 2]
+    assert "CLAUDE-ONE" in model.texts()[-1], "the resumed target conversation still holds the recap"
+
+    back = turn(settings, "claude", src_repo, "CLAUDE-THREE carry on")
+    assert back.run.mode == Mode.RESUME and back.session.agent_session_id == first.session.agent_session_id
+    assert claude_model.history_counts() == [2, 4, 6], "claude's conversation goes on from where it was"
+    assert not any("TARGET-" in text for text in claude_model.texts())
+    assert (status(path_c), git(path_c, "rev-parse", "HEAD")) == before
+
+
+def limited_claude(size: int) -> Callable[[str, Settings], Agent]:
+    """The Claude adapter as if its CLI took at most ``size`` bytes of prompt."""
+    from baton.agents import claude
+
+    real = claude.from_settings
+
+    def factory(name: str, settings: Settings) -> Agent:
+        agent = real(name, settings)
+        agent.capabilities = dataclasses.replace(agent.capabilities, max_prompt_bytes=size)
+        return agent
+
+    return factory
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="the runner calls recap_budget(agent) without others= (the instruction and context), so "
+    "the recap takes its full budget whatever the instruction leaves of the CLI's limit",
+)
+def test_the_recap_leaves_room_for_a_long_instruction(
+    settings: Settings, src_repo: Path, mock: MockAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target whose CLI takes 50,000 bytes, an instruction of 36,000: the recap of a 400 KB turn is
+    cut to what the instruction leaves, and the hand-off runs (instead of failing at launch)."""
+    from baton.agents import claude
+
+    go(settings, src_repo, "HUGE-START " + "🎉" * 100_000 + " HUGE-END")
+    monkeypatch.setattr(claude, "from_settings", limited_claude(50_000))
+    instruction = "TARGET-ONE " + "x" * 36_000
+    handed = run(
+        RunRequest(agent="claude", repo=str(src_repo), thread="t1", prompt=instruction, handoff_from="fake"),
+        settings=settings,
+    )
+    assert handed.ok and handed.run.prompt_kind == PromptKind.HANDOFF, handed.run.error
+    sent = mock.texts()[-1]
+    assert "HUGE-START" in sent and "HUGE-END" in sent and "characters cut" in sent and instruction in sent
+
+
+# -- refusals through the runner and the CLI: exit 2, nothing written ---------------------------------------
+
+
+def test_refused_hand_offs_write_nothing(
+    cli: Callable[..., subprocess.CompletedProcess[str]], settings: Settings, src_repo: Path, store: Store
+) -> None:
+    base = ["run", "-a", "fake", "-r", str(src_repo), "-t", "t1"]
+    cases = [
+        (["--handoff-from", "claude"], "has no session to hand off"),
+        (["--handoff-from", "gpt"], "unknown agent 'gpt'"),
+        (["--handoff-from", "fake"], "another agent"),
+        (["--handoff-from", "claude", "--mode", "resume"], "starts a new conversation"),
+    ]
+    for args, message in cases:
+        result = cli(*base, *args, "take over")
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert store.list_sessions() == [] and store.list_runs() == []
+    assert not (settings.home / "worktrees").exists()
+    go(settings, src_repo)  # now fake has a conversation: a hand-off to it is refused
+    result = cli(*base, "--handoff-from", "claude", "take over")
+    assert result.returncode == 2 and "already has a conversation" in result.stderr, result.stderr
+    assert len(store.list_runs()) == 1
+
+
+def test_a_hand_off_onto_the_sources_branch_is_refused_before_the_worktree(
+    settings: Settings, src_repo: Path, source_run: RunResult, store: Store, mock: MockAnthropic
+) -> None:
+    with pytest.raises(BadInput, match="one worktree only"):
+        run(
+            RunRequest(
+                agent="claude",
+                repo=str(src_repo),
+                thread="t1",
+                prompt="take over",
+                handoff_from="fake",
+                branch=source_run.session.branch,
+            ),
+            settings=settings,
+        )
+    assert store.get_session("claude", source_run.run.repo, "t1") is None
+    assert not (settings.home / "worktrees" / "claude").exists() and mock.history_counts() == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["gemini"])
+def test_a_hand_off_refused_at_launch_can_be_asked_again(
+    settings: Settings, src_repo: Path, target: str, two_models: tuple[MockModel, MockModel]
+) -> None:
+    """An instruction too long for Gemini once the hand-off's template is around it is refused at
+    launch; the worktree seeded for it does not block the next hand-off."""
+    _claude_model, model = two_models
+    turn(settings, "claude", src_repo, "CLAUDE-ONE " + "🎉" * 60_000)
+    with pytest.raises(BadInput, match="gemini takes at most"):
+        # it passes the runner's checks (256,000 bytes at most) but not with the template around it
+        turn(settings, target, src_repo, "TOO-LONG " + "é" * 127_900, handoff_from="claude")
+    handed = turn(settings, target, src_repo, "TARGET-ONE", handoff_from="claude")
+    assert handed.run.prompt_kind == PromptKind.HANDOFF and "CLAUDE-ONE" in model.texts()[-1]
+    assert model.history_counts() == [FIRST[target]]

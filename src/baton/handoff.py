@@ -13,7 +13,8 @@ Two things carry over, and the source keeps both:
   machine (:mod:`baton.portable`). When the store holds a newer state than this machine last shared,
   another machine ran the source since, and the store's state wins (it is what the recap describes).
   Two branches, because git checks a branch out in one worktree only, and from here on each agent's
-  commits are its own.
+  commits are its own. A worktree of the target without a session (left by a hand-off refused at
+  launch) would be reused as it is, so it is archived (:mod:`baton.archives`) and replaced.
 - **The conversation**, as text, since no agent can read another's transcript: :func:`handoff_recap`
   of the source's instructions and answers, oldest first, and the files it changed against its base
   (:func:`changed_files`), cut to the target's prompt limit (:func:`recap_budget`). A long history is
@@ -31,11 +32,13 @@ from pathlib import Path
 
 from baton import portable
 from baton.agents import AGENTS, Agent
+from baton.archives import archive_stamp, archive_worktree
 from baton.errors import BadInput, BatonError, GitError
 from baton.gitcmd import commit_of, ref_exists, run_git, worktree_status, worktree_tree
 from baton.keys import Key
 from baton.locks import file_lock
 from baton.models import CheckpointRecord, RunRecord, SessionRecord, SessionStatus
+from baton.sessions import local_actor
 from baton.store.base import Store
 from baton.workdirs import Workdirs
 
@@ -56,6 +59,10 @@ ASKED_CHARS = 60  # one instruction inside the "N earlier turns" line
 GROUP_CHARS = 1_500  # the "N earlier turns" lines
 GROUPS = 10  # at most this many of them, each for a stretch of the oldest turns
 FILES_SHARE = 5  # the changed-file list takes at most 1/5 of the budget
+# Gemini 0.61.0 takes 256,000 bytes on stdin but gives no reply (the request reaches the model; no
+# `result`, exit 0) to 240 KB of non-ASCII text: 🎉 x 60,000, é x 120,000 and 中 x 80,000 fail, where
+# 🎉 x 45,000 (180 KB) and x x 240,000 work. A recap (any history's text) keeps to half a byte limit.
+BYTES_SHARE = 2
 
 
 # -- who hands off ----------------------------------------------------------------------------------------
@@ -101,32 +108,43 @@ def seed_worktree(
     """Before the target's worktree is prepared (it has no session yet): point ``refs/heads/<branch>``
     at the source's branch tip and the target's checkpoint ref at the source's state, so that
     :meth:`Workdirs.prepare_worktree` builds the target's worktree holding the source's committed,
-    uncommitted and untracked work. Returns a note for the run (where the work came from); BadInput when
-    ``branch`` is the source's, is checked out elsewhere, or exists at an unrelated commit, or when the
-    target's worktree already exists."""
+    uncommitted and untracked work. A worktree of the target left without a session (a hand-off
+    refused at launch) is archived and removed first. Returns a note for the run (where the work came
+    from); BadInput, before anything is written, when ``branch`` is the source's, is checked out
+    elsewhere, or exists at a commit that is not behind the source's tip."""
     if branch == source_session.branch:
         raise BadInput(
             f"{target} cannot work on branch {branch!r}: it is {source}'s, and git checks a branch out in "
             "one worktree only; leave --branch out (or name a new branch)"
         )
-    path = workdirs.worktree_path(target)
-    if (path / ".git").is_file():
-        raise BadInput(
-            f"{target} has no session, but a worktree of it is left at {path}: `baton sweep` removes it "
-            "(archived first); then hand off again"
-        )
     cache = workdirs.ensure_cache(source.repo, source.agent, fetch=False)
     state, notes = _source_state(store, workdirs, source, source_session, cache)
+    if state is not None:
+        _check_branch(workdirs, target, branch, state, cache)
+    replaced = _replace_leftover(store, workdirs, target, branch)
     if state is None:
         notes.append(f"no work of {source} was found on this machine or in the store: started from the base")
-        return "; ".join(notes)
+        return "; ".join([*notes, *replaced])
     _point_refs(workdirs, target, branch, state, cache)
     count = _count_changes(cache, state.head, state.commit)
     uncommitted = f"{count} uncommitted file{'' if count == 1 else 's'}" if count else "nothing uncommitted"
     notes.insert(0, f"handed off from {state.where} at {state.head[:12]} with {uncommitted}")
     if source_session.status == SessionStatus.RUNNING:
         notes.append(f"{source.agent} was running: its work was taken as it was at that moment")
-    return "; ".join(notes)
+    return "; ".join([*notes, *replaced])
+
+
+def _replace_leftover(store: Store, workdirs: Workdirs, target: Key, branch: str) -> list[str]:
+    """Archive and remove a worktree of the target that has no session (the runner calls this module
+    only for a key without one, under its lease): reused, it would not hold the source's work."""
+    path = workdirs.worktree_path(target)
+    if not (path / ".git").is_file():
+        return []
+    archive = archive_worktree(workdirs, target, branch, archive_stamp())
+    workdirs.remove_worktree_dir(target)
+    ref = archive.ref if archive else None
+    store.audit("handoff-replace", str(target), local_actor(), {"worktree": str(path), "archive": ref})
+    return [f"the worktree {target} had without a session was replaced; it is archived at {ref}"]
 
 
 def _source_state(
@@ -200,19 +218,25 @@ def _cache_state(workdirs: Workdirs, source: Key, branch: str, cache: Path) -> _
     return _State(head, commit, f"{source.agent}'s branch {branch!r} (its worktree is not on this machine)")
 
 
-def _point_refs(workdirs: Workdirs, target: Key, branch: str, state: _State, cache: Path) -> None:
-    """The target's branch at the source's tip, its checkpoint ref at the source's state. An existing
-    branch is accepted at that tip, or behind it when no worktree has it (a fast-forward loses nothing:
-    a hand-off refused after seeding, asked again after the source moved on)."""
-    ref = f"refs/heads/{branch}"
-    current = commit_of(cache, ref)
-    if current not in (None, state.head) and (
-        workdirs.branch_worktrees(target.repo, branch) or not _is_ancestor(cache, current, state.head)
-    ):
+def _check_branch(workdirs: Workdirs, target: Key, branch: str, state: _State, cache: Path) -> None:
+    """An existing branch is taken at the source's tip, or behind it when no other worktree has it (a
+    fast-forward loses nothing: a hand-off refused at launch, asked again after the source moved on)."""
+    current = commit_of(cache, f"refs/heads/{branch}")
+    if current in (None, state.head):
+        return
+    own = workdirs.worktree_path(target)
+    elsewhere = [p for p in workdirs.branch_worktrees(target.repo, branch) if p != own]
+    if elsewhere or not _is_ancestor(cache, current, state.head):
         raise BadInput(
             f"branch {branch!r} already exists at {current[:12]}, not at the hand-off's "
             f"{state.head[:12]}: name a new branch with --branch"
         )
+
+
+def _point_refs(workdirs: Workdirs, target: Key, branch: str, state: _State, cache: Path) -> None:
+    """The target's branch at the source's tip, its checkpoint ref at the source's state."""
+    ref = f"refs/heads/{branch}"
+    current = commit_of(cache, ref)
     checkpoint = workdirs.checkpoint_ref(target)
     with file_lock(workdirs.home, f"repo:{target.repo.slug}"):
         run_git(["update-ref", ref, state.head, current or ""], cwd=cache)
@@ -303,14 +327,15 @@ def _printable(path: str) -> str:
 def recap_budget(agent: Agent, others: str = "") -> int:
     """Characters available for the recap in the target agent's first prompt: at most
     :data:`DEFAULT_BUDGET`, and within the CLI's limits after room for the template and ``others``
-    (the instruction and context, when the caller knows them). A byte limit counts 4 bytes a character."""
+    (the instruction and context, when the caller knows them). A byte limit counts 4 bytes a character,
+    and the recap keeps to half of it (see :data:`BYTES_SHARE`)."""
     caps = agent.capabilities
     limits = [DEFAULT_BUDGET]
     if caps.max_prompt_chars is not None:
         limits.append(caps.max_prompt_chars - TEMPLATE_ROOM - len(others))
     if caps.max_prompt_bytes is not None:
         used = 4 * TEMPLATE_ROOM + len(others.encode("utf-8", "replace"))
-        limits.append((caps.max_prompt_bytes - used) // 4)
+        limits.append(min(caps.max_prompt_bytes // BYTES_SHARE, caps.max_prompt_bytes - used) // 4)
     return max(0, min(limits))
 
 
