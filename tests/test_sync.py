@@ -17,14 +17,13 @@ from typing import Any
 import pytest
 
 import baton.gitcmd
-import baton.sync as sync_module
+import baton.sync_apply
+import baton.sync_fetch
 from baton.agents import AGENTS
 from baton.errors import GitError
 from baton.keys import Key, make_key
 from baton.settings import Settings
 from baton.sync import (
-    INDEX_COPY,
-    MARKER,
     Incoming,
     OnConflict,
     SyncHow,
@@ -32,6 +31,9 @@ from baton.sync import (
     recover_interrupted_sync,
     sync_worktree,
 )
+from baton.sync_git import IN_PROGRESS
+from baton.sync_marker import INDEX_COPY, MARKER
+from baton.sync_plan import LABELS
 from baton.testing.git_http import GitHttpServer
 from baton.workdirs import Workdirs, branch_for
 from tests.conftest import git, wait_for
@@ -114,7 +116,7 @@ def snapshot(wt: Path) -> dict[str, Any]:
         "branch": git(wt, "rev-parse", "HEAD"),
         "index": hashlib.sha256((gitdir / "index").read_bytes()).hexdigest(),
         "staged": git(wt, "ls-files", "--stage", "-z"),
-        "state": sorted(n for n in os.listdir(gitdir) if n in {*sync_module.IN_PROGRESS, MARKER, INDEX_COPY}),
+        "state": sorted(n for n in os.listdir(gitdir) if n in {*IN_PROGRESS, MARKER, INDEX_COPY}),
     }
 
 
@@ -521,7 +523,7 @@ def test_conflict_for_the_agent_only_in_uncommitted_work_leaves_markers_and_no_o
     }
     assert os.readlink(wt / "link to readme") == "README.md" and os.access(wt / "shared.txt", os.X_OK)
     gitdir = Path(git(wt, "rev-parse", "--absolute-git-dir"))
-    assert not [n for n in os.listdir(gitdir) if n in sync_module.IN_PROGRESS or n in sync_module.LABELS]
+    assert not [n for n in os.listdir(gitdir) if n in IN_PROGRESS or n in LABELS]
     assert "UNCOMMITTED_HEAD" in report.prompt_text()
 
 
@@ -570,17 +572,16 @@ def test_base_sha_after_a_squash_merge_carries_only_the_own_commits(workdirs: Wo
 
 
 def kill_at(monkeypatch: pytest.MonkeyPatch, name: str, after: bool = True) -> None:
-    """Make ``_Sync.<name>`` (or the module's ``checkout_changes``) end the sync like a kill -9,
-    after it ran (``after``) or instead of running."""
-    owner: Any = sync_module if name == "checkout_changes" else sync_module._Sync
-    real = getattr(owner, name)
+    """Make ``<name>`` as :mod:`baton.sync_apply` calls it end the sync like a kill -9, after it ran
+    (``after``) or instead of running."""
+    real = getattr(baton.sync_apply, name)
 
     def dying(*args: Any, **kwargs: Any) -> Any:
         if after:
             real(*args, **kwargs)
         raise Killed
 
-    monkeypatch.setattr(owner, name, dying)
+    monkeypatch.setattr(baton.sync_apply, name, dying)
 
 
 @pytest.mark.parametrize(
@@ -660,16 +661,17 @@ def test_a_real_kill_9_mid_sync_is_recovered(
 import sys, time
 from pathlib import Path
 import baton.sync as s
+import baton.sync_apply
 from baton.agents import AGENTS
 from baton.keys import make_key
 from baton.settings import load_settings
 from baton.workdirs import Workdirs, branch_for
-real = s.checkout_changes
+real = baton.sync_apply.checkout_changes
 def slow(worktree, old, new):
     real(worktree, old, new)
     Path({str(ready)!r}).write_text("x")
     time.sleep(60)
-s.checkout_changes = slow
+baton.sync_apply.checkout_changes = slow
 workdirs = Workdirs(load_settings(overrides={{"home": {str(workdirs.home)!r}}}, environ={{}}))
 key = make_key("fake", {str(origin)!r}, "issue-1", AGENTS)
 how, stop = s.SyncHow.REBASE, s.OnConflict.STOP
@@ -730,7 +732,7 @@ def test_a_git_failure_while_applying_puts_everything_back_and_raises(
         if len(calls) == 1:  # the sync's; putting things back works
             raise GitError("git restore failed: disk on fire")
 
-    monkeypatch.setattr(sync_module, "checkout_changes", failing)
+    monkeypatch.setattr(baton.sync_apply, "checkout_changes", failing)
     with pytest.raises(GitError, match="disk on fire"):
         run_sync(workdirs, key, wt)
     assert same_after_rewrite(snapshot(wt), before)
@@ -750,7 +752,7 @@ def test_fetches_only_when_the_local_remote_moved(
             fetches.append(args)
         return real(args, *rest, **kwargs)
 
-    monkeypatch.setattr(sync_module, "run_git", counting)
+    monkeypatch.setattr(baton.sync_fetch, "run_git", counting)
     assert run_sync(workdirs, key, wt).result == "unchanged" and fetches == []
     commit_file(origin, "new.txt", "new\n", "main moves")
     assert run_sync(workdirs, key, wt).result == "integrated" and len(fetches) == 1
