@@ -776,7 +776,9 @@ def test_sync_over_http_with_a_partial_clone(
         wt = workdirs.prepare_worktree(key, branch_for(key), None).path
         commit_file(wt, "shared.txt", SHARED.replace("one", "ONE"), "agent edits")
         (wt / "README.md").write_text("hello\nlocal\n")
+        rejected = server.rejected
         assert run_sync(workdirs, key, wt).result == "unchanged"
+        assert server.rejected == rejected  # the fetch sent the token up front (no 401 round trip)
         people = tmp_path / "people"
         git(tmp_path, "clone", "--quiet", str(root / "api.git"), "people")
         commit_file(people, "shared.txt", SHARED.replace("five", "FIVE"), "main moves")
