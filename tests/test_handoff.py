@@ -659,11 +659,6 @@ def limited_claude(size: int) -> Callable[[str, Settings], Agent]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the runner calls recap_budget(agent) without others= (the instruction and context), so "
-    "the recap takes its full budget whatever the instruction leaves of the CLI's limit",
-)
 def test_the_recap_leaves_room_for_a_long_instruction(
     settings: Settings, src_repo: Path, mock: MockAnthropic, monkeypatch: pytest.MonkeyPatch
 ) -> None:

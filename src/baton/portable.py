@@ -157,10 +157,10 @@ def _take_over(
 ) -> tuple[Worktree, str]:
     shared = workdirs.read_ref(workdirs.cache_path(key.repo), workdirs.shared_ref(key))
     cache = workdirs.ensure_cache(key.repo, key.agent, fetch=False)
-    _fetch_commit(store, workdirs, key, record, cache)
-    branch_sha = _branch_sha(cache, record)
+    fetch_commit(store, workdirs, key, record, cache)
+    tip = branch_sha(cache, record)
     kept, since = _keep_local_work(workdirs, key, branch, record, shared)
-    _point_refs(workdirs, key, branch, record.commit_sha, branch_sha)
+    _point_refs(workdirs, key, branch, record.commit_sha, tip)
     path = workdirs.worktree_path(key)
     made = Worktree(path, built=False)
     try:
@@ -175,7 +175,7 @@ def _take_over(
     return made, note + (f"; the older work here is kept at {kept}" if kept else "")
 
 
-def _fetch_commit(store: Store, workdirs: Workdirs, key: Key, record: CheckpointRecord, cache: Path) -> None:
+def fetch_commit(store: Store, workdirs: Workdirs, key: Key, record: CheckpointRecord, cache: Path) -> None:
     """Make sure the cache has the record's commit: from its bundle, or from the remote."""
     if not missing_commits(cache, [record.commit_sha]):
         return
@@ -204,7 +204,7 @@ def _fetch_commit(store: Store, workdirs: Workdirs, key: Key, record: Checkpoint
         raise GitError(f"fetching its bundle did not bring commit {record.commit_sha[:12]}")
 
 
-def _branch_sha(cache: Path, record: CheckpointRecord) -> str:
+def branch_sha(cache: Path, record: CheckpointRecord) -> str:
     """The branch tip the record's state is on: the commit itself (a clean worktree) or its parent."""
     if record.branch_sha in (None, record.commit_sha):
         return record.commit_sha

@@ -293,8 +293,10 @@ class _Runner:
         source, source_session = self.handoff
         runs = ctx.store.list_runs(source.agent, source.repo.slug, source.thread, limit=1000)
         earlier = [r for r in reversed(runs) if r.outcome != Outcome.SESSION_LOST]
-        changed = changed_files(ctx.workdirs, source, source_session)
-        ctx.recap = handoff_recap(earlier, changed, source.agent, recap_budget(ctx.agent))
+        changed = changed_files(ctx.workdirs, source, source_session, store=ctx.store)
+        instruction = "\n".join(filter(None, [ctx.request.context, ctx.request.prompt]))
+        budget = recap_budget(ctx.agent, others=instruction)  # the whole prompt must fit the CLI
+        ctx.recap = handoff_recap(earlier, changed, source.agent, budget)
         ctx.source = source.agent
         session.origin = _origin("handoff", source.agent, source.thread, source_session.agent_session_id)
         note = f"handed off from {source.agent}'s conversation {source_session.agent_session_id}"
@@ -318,7 +320,7 @@ class _Runner:
 
     def _new_session(self, branch: str, base: str | None, start: str | None) -> SessionRecord:
         key, now = self.ctx.key, time.time()
-        return SessionRecord(
+        record = SessionRecord(
             agent=key.agent,
             repo=key.repo.slug,
             thread=key.thread,
@@ -332,6 +334,14 @@ class _Runner:
             base_thread=self.upstream.thread if self.upstream else None,
             base_sha=start,
         )
+        if self.handoff is not None:  # the same work: the same base as the source's
+            source = self.handoff[1]
+            record.base, record.base_thread, record.base_sha = (
+                source.base,
+                source.base_thread,
+                source.base_sha,
+            )
+        return record
 
     def _attempts(self, session: SessionRecord, interrupted: RunRecord | None) -> list[RunRecord]:
         ctx = self.ctx
