@@ -55,6 +55,7 @@ from baton.models import SyncHow
 from baton.settings import Settings
 from baton.testing.fake import register_fake
 from baton.testing.git_http import GitHttpServer, _Handler
+from baton.testing.mock_anthropic import MockAnthropic
 
 register_fake()
 GOAL = 1.05
@@ -102,6 +103,7 @@ class Turns:
 
     settings: Settings
     server: GitHttpServer | None
+    agent: str = "fake"
     hist: dict[str, History] = field(default_factory=dict)
     requests: dict[str, list[int]] = field(default_factory=dict)  # per thread: HTTP requests of each turn
 
@@ -109,7 +111,7 @@ class Turns:
         return len(self.server.requests) if self.server else 0
 
     def turn(self, repo: str, thread: str, sync: SyncHow) -> tuple[RunResult, float]:
-        request = RunRequest(agent="fake", repo=repo, thread=thread, prompt=PROMPT, sync=sync)
+        request = RunRequest(agent=self.agent, repo=repo, thread=thread, prompt=PROMPT, sync=sync)
         before = self.served()
         result, elapsed = clock(lambda: run(request, settings=self.settings))
         self.requests.setdefault(thread, []).append(self.served() - before)
@@ -127,16 +129,25 @@ def sync_result(result: RunResult) -> str:
     return str((result.run.sync or {}).get("result"))
 
 
-def bench_sync(root: Path, source: Path, reps: int, tag: str, over_http: bool, incoming: bool = False) -> Row:
-    """Row 12``tag``: the synced turn (``incoming``: one new upstream commit each time) ÷ the plain turn."""
+def bench_sync(
+    root: Path,
+    source: Path,
+    reps: int,
+    tag: str,
+    over_http: bool,
+    incoming: bool = False,
+    agent: str = "fake",
+) -> Row:
+    """Row 12``tag``: the synced turn (``incoming``: one new upstream commit each time) ÷ the plain turn;
+    ``agent="claude"``: the real Claude Code CLI against the mock Anthropic API instead of the fake."""
     served = root / "served"
     names = ("repo.git", "incoming.git") if incoming else ("repo.git",)
     for name in names:
         sh(["git", "clone", "--bare", "--quiet", "--local", str(source), str(served / name)])
         sh(["git", "-C", str(served / name), "config", "uploadpack.allowFilter", "true"])
     settings = load_settings(overrides={"home": str(root / "baton-home")}, environ={})
-    with serving(served, over_http) as (server, locate):
-        turns = Turns(settings, server)
+    with serving(served, over_http) as (server, locate), model(agent):
+        turns = Turns(settings, server, agent)
         repo, other = locate(names[0]), locate(names[-1])
         turns.turn(
             repo, "sync-plain", SyncHow.OFF
@@ -150,7 +161,17 @@ def bench_sync(root: Path, source: Path, reps: int, tag: str, over_http: bool, i
         errors = server.backend_errors if server else []
     if errors:
         raise RuntimeError(f"git http-backend failed: {errors[-1][-500:]}")
-    return row(tag, source, over_http, samples, turns.requests, reps, incoming)
+    return row(tag, source, over_http, samples, turns.requests, reps, incoming, agent)
+
+
+@contextmanager
+def model(agent: str) -> Iterator[None]:
+    """The mock model server a real agent talks to (none for the fake agent)."""
+    if agent == "fake":
+        yield
+        return
+    with MockAnthropic() as mock, patched_environ(mock.env()):
+        yield
 
 
 Locate = Callable[[str], str]
@@ -219,6 +240,7 @@ def row(
     requests: dict[str, list[int]],
     reps: int,
     incoming: bool,
+    agent: str,
 ) -> Row:
     files = sh(["git", "-C", str(source), "ls-tree", "-r", "--name-only", "main"]).count("\n")
     where = "over HTTP" if over_http else "as a local path"
@@ -240,7 +262,7 @@ def row(
             "http_requests_plain": median(requests["sync-plain"]),
             "http_requests_synced": median(requests[CANDIDATE]),
         },
-        agent="fake",
+        agent=agent,
     )
 
 

@@ -123,7 +123,7 @@ GROUPS = {
     "portable": "10a-10c: a turn on worker B after worker A (transcript hydrated, worktree from the store's "
     "checkpoint) vs a turn on A again",
     "workers": "11: 200 runs over 20 keys across 2 Celery workers (Redis broker) vs the in-process pool",
-    "sync": "12a-12e: a turn with --sync rebase and nothing upstream vs a plain turn (small repo as a local "
+    "sync": "12a-12f: a turn with --sync rebase and nothing upstream vs a plain turn (small repo as a local "
     "path and over HTTP, large repo as a local path); with one incoming commit (information)",
 }
 
@@ -511,23 +511,41 @@ class Suite:
         self.notes.append(portable_note(found))
 
     def sync(self, small: RepoShape, big: RepoShape) -> None:
-        """12a-12e, one step each so a failed one leaves the others' rows; one note for them all."""
+        """12a-12f, one step each so a failed one leaves the others' rows; one note for them all."""
         found: list[Row] = []
-        for title, tag, shape, over_http, incoming in (
-            ("12a synced turn vs plain turn, small repo as a local path", "a", small, False, False),
-            ("12b synced turn vs plain turn, small repo over HTTP", "b", small, True, False),
-            ("12c synced turn vs plain turn, large repo as a local path", "c", big, False, False),
-            ("12d synced turn with an incoming commit vs plain turn, over HTTP", "d", small, True, True),
-            ("12e synced turn with an incoming commit vs plain turn, local path", "e", small, False, True),
+        for title, tag, shape, over_http, incoming, agent in (
+            ("12a synced turn vs plain turn, small repo as a local path", "a", small, False, False, "fake"),
+            ("12b synced turn vs plain turn, small repo over HTTP", "b", small, True, False, "fake"),
+            ("12c synced turn vs plain turn, large repo as a local path", "c", big, False, False, "fake"),
+            ("12d synced turn, an incoming commit, vs plain turn, over HTTP", "d", small, True, True, "fake"),
+            (
+                "12e synced turn, an incoming commit, vs plain turn, local path",
+                "e",
+                small,
+                False,
+                True,
+                "fake",
+            ),
+            (
+                "12f synced turn vs plain turn, small repo over HTTP, Claude Code",
+                "f",
+                small,
+                True,
+                False,
+                "claude",
+            ),
         ):
-            self.step(title, functools.partial(self.sync_one, found, tag, shape, over_http, incoming))
+            work = functools.partial(self.sync_one, found, tag, shape, over_http, incoming, agent)
+            self.step(title, work)
         self.rows.extend(found)
         if found:
             self.notes.append(sync_note(sorted(found, key=row_order)))
 
-    def sync_one(self, found: list[Row], tag: str, shape: RepoShape, over_http: bool, incoming: bool) -> None:
+    def sync_one(
+        self, found: list[Row], tag: str, shape: RepoShape, over_http: bool, incoming: bool, agent: str
+    ) -> None:
         root = self.scratch / f"b12{tag}"
-        found.append(bench_sync(root, shape.path, self.plan.sync_reps, tag, over_http, incoming))
+        found.append(bench_sync(root, shape.path, self.plan.sync_reps, tag, over_http, incoming, agent))
 
     def workers(self, small: RepoShape) -> None:
         row = bench_workers(self.scratch / "b11", small.path)

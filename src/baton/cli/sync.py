@@ -40,7 +40,10 @@ def sync_cmd(
         emit_json(done)
     else:
         for item in done:
-            out().print(
-                f"{esc(item['key'])}: {esc(item['result'])} — {esc(item['summary'])}", highlight=False
+            said = (
+                item["result"]
+                if item["summary"] == item["result"]
+                else f"{item['result']} — {item['summary']}"
             )
+            out().print(esc(f"{item['key']}: {said}"), highlight=False)
     raise typer.Exit(0 if all(i["result"] in ("integrated", "unchanged", "skipped") for i in done) else 1)
