@@ -22,6 +22,7 @@ from baton.store import SQLStore, Store, open_store
 from baton.store.engine import dispose_engine, redact
 from baton.testing.fake import register_fake
 from baton.testing.mock_anthropic import MockAnthropic
+from baton.testing.mock_openai import MockOpenAI
 
 register_fake()  # the fake agent, here and (BATON_AGENTS_EXTRA) in every `baton` process tests start
 
@@ -74,6 +75,31 @@ def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
     for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "initial"]):
         subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True)
     return path
+
+
+def commit_file(repo: Path, name: str, text: str, message: str) -> str:
+    path = repo / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    git(repo, "add", "--", name)
+    git(repo, "commit", "--quiet", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def agent_work(path: Path) -> str:
+    """What an agent leaves: a commit on the branch, a changed tracked file, an untracked one."""
+    (path / "lexer.py").write_text("TOKENS = []\n")
+    git(path, "add", "lexer.py")
+    git(path, "commit", "--quiet", "-m", "agent: lexer")
+    (path / "README.md").write_text("# changed, not committed\n")
+    (path / "notes.md").write_text("untracked notes\n")
+    return git(path, "rev-parse", "HEAD")
+
+
+def status(path: Path) -> set[str]:
+    """``git status`` lines (stripped), after checking that nothing is staged."""
+    assert git(path, "diff", "--cached", "--name-only") == ""
+    return {line.strip() for line in git(path, "status", "--porcelain", "--untracked-files=all").splitlines()}
 
 
 @pytest.fixture
@@ -230,3 +256,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'data' / 'baton.db'}"
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def openai(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[MockOpenAI]:
+    with MockOpenAI() as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        server.configure_home(settings.home / "homes" / "codex")
+        yield server

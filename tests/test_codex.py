@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tomllib
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -422,15 +421,6 @@ def test_repair_index_tolerates_foreign_databases(agent: CodexAgent) -> None:
 
 
 # -- the real Codex CLI against the mock -------------------------------------------------------------
-
-
-@pytest.fixture
-def openai(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[MockOpenAI]:
-    with MockOpenAI() as server:
-        for key, value in server.env().items():
-            monkeypatch.setenv(key, value)
-        server.configure_home(settings.home / "homes" / "codex")
-        yield server
 
 
 def go(

@@ -15,7 +15,6 @@ import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -217,15 +216,6 @@ def test_copy_time_for_a_long_rollout(agent: CodexAgent) -> None:
 
 
 # -- the real Codex CLI against the mock -------------------------------------------------------------
-
-
-@pytest.fixture
-def openai(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[MockOpenAI]:
-    with MockOpenAI() as server:
-        for key, value in server.env().items():
-            monkeypatch.setenv(key, value)
-        server.configure_home(settings.home / "homes" / "codex")
-        yield server
 
 
 def go(

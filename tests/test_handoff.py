@@ -34,7 +34,7 @@ from baton.store import Store, open_store
 from baton.testing import MockModel
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.workdirs import Workdirs, branch_for
-from tests.conftest import FAST, git
+from tests.conftest import FAST, agent_work, git, status
 
 # -- helpers -------------------------------------------------------------------------------------------
 
@@ -47,22 +47,6 @@ def go(settings: Settings, repo: Path, prompt: str = "go on", thread: str = "t1"
 
 def key_of(agent: str, repo: Path, thread: str = "t1") -> Key:
     return make_key(agent, str(repo), thread, AGENTS)
-
-
-def agent_work(path: Path) -> str:
-    """What an agent leaves: a commit on the branch, a changed tracked file, an untracked one."""
-    (path / "lexer.py").write_text("TOKENS = []\n")
-    git(path, "add", "lexer.py")
-    git(path, "commit", "--quiet", "-m", "agent: lexer")
-    (path / "README.md").write_text("# changed, not committed\n")
-    (path / "notes.md").write_text("untracked notes\n")
-    return git(path, "rev-parse", "HEAD")
-
-
-def status(path: Path) -> set[str]:
-    """``git status`` lines (stripped), after checking that nothing is staged."""
-    assert git(path, "diff", "--cached", "--name-only") == ""
-    return {line.strip() for line in git(path, "status", "--porcelain", "--untracked-files=all").splitlines()}
 
 
 def all_refs(cache: Path) -> dict[str, str]:

@@ -25,7 +25,7 @@ from baton.store import Store
 from baton.testing.git_http import GitHttpServer
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.workdirs import Workdirs
-from tests.conftest import FAST, git
+from tests.conftest import FAST, agent_work, git, status
 
 TOKEN = "portable-test-token"
 
@@ -64,22 +64,6 @@ def key_of(repo: Path | str, thread: str = "t1") -> Key:
 
 def worktree(result: RunResult) -> Path:
     return Path(result.session.worktree)
-
-
-def agent_work(path: Path) -> str:
-    """What an agent leaves: a commit on the branch, a changed tracked file, an untracked one."""
-    (path / "lexer.py").write_text("TOKENS = []\n")
-    git(path, "add", "lexer.py")
-    git(path, "commit", "--quiet", "-m", "agent: lexer")
-    (path / "README.md").write_text("# changed, not committed\n")
-    (path / "notes.md").write_text("untracked notes\n")
-    return git(path, "rev-parse", "HEAD")
-
-
-def status(path: Path) -> set[str]:
-    """``git status`` lines (stripped), after checking that nothing is staged."""
-    assert git(path, "diff", "--cached", "--name-only") == ""
-    return {line.strip() for line in git(path, "status", "--porcelain", "--untracked-files=all").splitlines()}
 
 
 # -- the checkpoints table ---------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from baton.sync_marker import INDEX_COPY, MARKER
 from baton.sync_plan import LABELS
 from baton.testing.git_http import GitHttpServer
 from baton.workdirs import Workdirs, branch_for
-from tests.conftest import git, wait_for
+from tests.conftest import commit_file, git, wait_for
 
 SHARED = "one\ntwo\nthree\nfour\nfive\n"
 HOSTILE = ["-rf dash.txt", "with space.txt", "ünïcødé ✓.txt"]
@@ -44,15 +44,6 @@ HOSTILE = ["-rf dash.txt", "with space.txt", "ünïcødé ✓.txt"]
 
 class Killed(BaseException):
     """Stands for a kill -9 at that point: nothing after it runs, no ``except Exception`` catches it."""
-
-
-def commit_file(repo: Path, name: str, text: str, message: str) -> str:
-    path = repo / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    git(repo, "add", "--", name)
-    git(repo, "commit", "--quiet", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
 
 
 @pytest.fixture

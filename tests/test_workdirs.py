@@ -17,16 +17,9 @@ from baton.keys import Key, Repo, make_key
 from baton.settings import Settings, load_settings
 from baton.testing.git_http import GitHttpServer
 from baton.workdirs import Workdirs, branch_for, disk_usage
-from tests.conftest import git
+from tests.conftest import commit_file, git
 
 TOKEN = "t0ken-for-the-test-server"
-
-
-def commit_file(repo: Path, name: str, text: str, message: str) -> str:
-    (repo / name).write_text(text)
-    git(repo, "add", name)
-    git(repo, "commit", "--quiet", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
 
 
 @pytest.fixture

@@ -173,6 +173,15 @@ def checkout_changes(worktree: Path, old: str, new: str) -> None:
         )
 
 
+def is_ancestor(repo: Path, commit: str, of: str) -> bool:
+    """Whether ``commit`` is ``of`` or an ancestor of it in ``repo``."""
+    try:
+        run_git(["merge-base", "--is-ancestor", commit, of], cwd=repo)
+    except GitError:
+        return False
+    return True
+
+
 def commit_of(repo: Path, rev: str) -> str | None:
     """The commit ``rev`` names in ``repo``, or None when it names none."""
     out = subprocess.run(

@@ -32,7 +32,7 @@ from baton import portable
 from baton.agents import AGENTS
 from baton.archives import archive_stamp, archive_worktree
 from baton.errors import BadInput, BatonError, GitError
-from baton.gitcmd import commit_of, ref_exists, run_git, worktree_status, worktree_tree
+from baton.gitcmd import commit_of, is_ancestor, ref_exists, run_git, worktree_status, worktree_tree
 from baton.keys import Key
 from baton.locks import file_lock
 from baton.models import CheckpointRecord, SessionRecord, SessionStatus
@@ -216,7 +216,7 @@ def _check_branch(workdirs: Workdirs, target: Key, branch: str, state: _State, c
         return
     own = workdirs.worktree_path(target)
     elsewhere = [p for p in workdirs.branch_worktrees(target.repo, branch) if p != own]
-    if elsewhere or not _is_ancestor(cache, current, state.head):
+    if elsewhere or not is_ancestor(cache, current, state.head):
         raise BadInput(
             f"branch {branch!r} already exists at {current[:12]}, not at the hand-off's "
             f"{state.head[:12]}: name a new branch with --branch"
@@ -234,14 +234,6 @@ def _point_refs(workdirs: Workdirs, target: Key, branch: str, state: _State, cac
             run_git(["update-ref", checkpoint, state.commit], cwd=cache)
         elif workdirs.read_ref(cache, checkpoint) is not None:
             run_git(["update-ref", "-d", checkpoint], cwd=cache)  # an old session's: not this work
-
-
-def _is_ancestor(cache: Path, commit: str, of: str) -> bool:
-    try:
-        run_git(["merge-base", "--is-ancestor", commit, of], cwd=cache)
-    except GitError:
-        return False
-    return True
 
 
 def _count_changes(cache: Path, old: str, new: str) -> int:

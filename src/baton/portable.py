@@ -33,7 +33,7 @@ from typing import Any
 
 from baton.archives import archive_stamp, archive_worktree
 from baton.errors import BadInput, BatonError, Fenced, GitError, StoreError
-from baton.gitcmd import bundle_header, commit_of, missing_commits, run_git
+from baton.gitcmd import bundle_header, commit_of, is_ancestor, missing_commits, run_git
 from baton.keys import Key
 from baton.locks import file_lock
 from baton.models import CheckpointRecord, Fence
@@ -231,19 +231,11 @@ def _keep_local_work(
     else:
         checkpoint = workdirs.read_ref(cache, workdirs.checkpoint_ref(key))
         mine = [commit_of(cache, f"refs/heads/{branch}"), checkpoint]
-    at_risk = [c for c in mine if c and c != shared and not _is_ancestor(cache, c, record.commit_sha)]
+    at_risk = [c for c in mine if c and c != shared and not is_ancestor(cache, c, record.commit_sha)]
     if not at_risk:
         return None, since
     archive = archive_worktree(workdirs, key, branch, archive_stamp())
     return (archive.ref if archive else None), None
-
-
-def _is_ancestor(cache: Path, commit: str, of: str) -> bool:
-    try:
-        run_git(["merge-base", "--is-ancestor", commit, of], cwd=cache)
-    except GitError:
-        return False
-    return True
 
 
 def _point_refs(workdirs: Workdirs, key: Key, branch: str, commit: str, branch_sha: str) -> None:
