@@ -106,6 +106,13 @@ def files_under(*roots: Path) -> str:
     return "".join(p.read_bytes().decode(errors="replace") for p in paths)
 
 
+@pytest.fixture
+def no_peek(monkeypatch: pytest.MonkeyPatch) -> None:
+    """git's own fetch decides (as for a remote the one-request peek does not read)."""
+    monkeypatch.setattr(baton.sync_fetch, "peek_http", lambda *_args: None)
+
+
+@pytest.mark.usefixtures("no_peek")
 def test_a_no_op_sync_sends_the_token_up_front_and_nowhere_else(
     server: GitHttpServer,
     workdirs: Workdirs,
@@ -135,6 +142,7 @@ def test_a_no_op_sync_sends_the_token_up_front_and_nowhere_else(
     assert any("fetch" in a for a in argv)  # the recording saw the fetch
 
 
+@pytest.mark.usefixtures("no_peek")
 def test_the_user_name_and_the_callers_git_config_entries_are_kept(
     server: GitHttpServer,
     workdirs: Workdirs,
@@ -186,6 +194,7 @@ def test_a_wrong_token_is_a_clear_remote_error_without_the_token(
     assert server.requests[-1].status == 401 and not server.requests[-1].authorized
 
 
+@pytest.mark.usefixtures("no_peek")
 def test_an_error_message_naming_the_token_is_scrubbed(
     server: GitHttpServer, workdirs: Workdirs, key: Key, wt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -218,3 +227,64 @@ def test_credentials_env() -> None:
         assert credentials_env(url, env) == {}
     for bad in ("x", "-1"):  # git refuses such a count itself; nothing is added to it
         assert credentials_env(URL, {**env, "GIT_CONFIG_COUNT": bad}) == {}
+
+
+# -- the one-request peek ---------------------------------------------------------------------------
+
+
+def test_a_no_op_sync_over_http_is_one_request_and_no_git_process(
+    server: GitHttpServer, workdirs: Workdirs, key: Key, wt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = record_argv(monkeypatch)
+    before = len(server.requests)
+    assert sync(workdirs, key, wt).result == "unchanged"
+    requests = settled(server, before)
+    assert [(r.method, r.path, r.authorized) for r in requests] == [
+        ("POST", "/api.git/git-upload-pack", True)
+    ]
+    assert not [a for a in argv if a == "fetch"]  # no git fetch started
+    assert TOKEN not in " ".join(argv) and basic("x-access-token") not in " ".join(argv)
+
+
+def test_a_moved_remote_is_seen_by_the_peek_and_fetched_by_git(
+    server: GitHttpServer, workdirs: Workdirs, key: Key, wt: Path, tmp_path: Path
+) -> None:
+    people = tmp_path / "people-peek"
+    git(tmp_path, "clone", "--quiet", str(server.root / "api.git"), str(people))
+    (people / "moved.txt").write_text("moved\n")
+    git(people, "add", "moved.txt")
+    git(people, "commit", "--quiet", "-m", "main moves")
+    git(people, "push", "--quiet", "origin", "main")
+    report = sync(workdirs, key, wt)
+    assert report.result == "integrated" and (wt / "moved.txt").read_text() == "moved\n"
+    assert sync(workdirs, key, wt).result == "unchanged"  # and the next one peeks again, nothing new
+
+
+def test_the_peek_leaves_the_decision_to_git_when_it_cannot_read_the_remote(
+    server: GitHttpServer, workdirs: Workdirs, key: Key, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    peek = baton.sync_fetch.peek_http
+    cache = tmp_path / "nocache"
+    url = server.url("api.git")
+    env = {"BATON_GIT_TOKEN": TOKEN}
+    assert peek(url, ["main"], env, cache) == {"main": git(server.root / "api.git", "rev-parse", "main")}
+    before = len(server.requests)
+    assert peek(url, ["main"], {**env, "HTTPS_PROXY": "http://proxy:3128"}, cache) is None
+    assert peek(url, ["main"], {**env, "GIT_SSL_NO_VERIFY": "1"}, cache) is None
+    assert peek("ssh://git@host/repo.git", ["main"], env, cache) is None
+    assert len(server.requests) == before  # none of them asked the server
+    assert peek(url, ["main"], {"BATON_GIT_TOKEN": "wrong"}, cache) is None  # a 401
+    assert peek(server.url("missing.git"), ["main"], env, cache) is None
+    assert peek("http://127.0.0.1:9/api.git", ["main"], env, cache) is None  # nothing listening
+
+
+def test_an_ls_refs_answer_is_read_strictly() -> None:
+    refs_of = baton.sync_fetch._refs_of
+    one, two = "a" * 40, "b" * 40
+    pkt = baton.sync_fetch._pkt
+    answer = pkt(f"{one} refs/heads/main-old\n") + pkt(f"{two} refs/heads/main\n")
+    assert refs_of(answer + b"0000", ["main", "gone"]) == {"main": two, "gone": None}
+    assert refs_of(answer, ["main"]) is None  # no flush: cut
+    assert refs_of(b"zzzz", ["main"]) is None
+    assert refs_of(b"0010not-a-sha xx0000", ["main"]) is None
+    assert refs_of(answer + b"0000extra", ["main"]) is None

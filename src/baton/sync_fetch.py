@@ -5,6 +5,13 @@ the worktree is about to need.
   its files (:func:`peek_local`); a fetch runs only when one of the two refs we follow differs from
   ours. A remote one is fetched for those two refs alone (``+refs/heads/<name>*`` globs: protocol v2
   asks the server for those prefixes only, and a branch never pushed is no error).
+- **One request when nothing moved over HTTP(S).** :func:`peek_http` asks the server for the two refs
+  itself: one protocol-v2 ``ls-refs`` POST to ``<url>/git-upload-pack`` (what git's own fetch sends
+  second, after a GET of the capabilities), with the credentials up front, no git process (~6 ms on
+  this machine against ~28 ms for ``git fetch``, which makes two requests and starts
+  ``git-remote-http``). Anything it does not read — a redirect, a proxy in the environment, git's own
+  ``http.*`` settings in the cache, an error, an answer that is not ``ls-refs`` — leaves the decision
+  to ``git fetch``, which also does every fetch that brings something.
 - **Credentials up front over HTTP(S).** git asks an HTTP server without credentials first, and only
   after its 401 asks ``GIT_ASKPASS`` (twice) and asks again: one round trip more on every fetch. When
   ``BATON_GIT_TOKEN`` is set, :func:`credentials_env` hands the fetch an ``Authorization`` header for
@@ -19,9 +26,12 @@ the worktree is about to need.
 from __future__ import annotations
 
 import base64
+import http.client
 import os
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from baton.errors import GitError
 from baton.gitcmd import remote_error, run_git
@@ -36,8 +46,10 @@ def fetch(g: SyncGit, base_ref: str) -> None:
         names.append(base_ref.removeprefix("refs/remotes/origin/"))
     if g.key.repo.local:
         theirs = peek_local(Path(g.key.repo.url), names)
-        if theirs is not None and all(theirs[n] == g.ref(f"refs/remotes/origin/{n}") for n in names):
-            return
+    else:
+        theirs = peek_http(g.key.repo.url, names, {**os.environ, **g.git_env}, g.cache)
+    if theirs is not None and all(theirs[n] == g.ref(f"refs/remotes/origin/{n}") for n in names):
+        return
     specs = [f"+refs/heads/{name}*:refs/remotes/origin/{name}*" for name in names]
     flags = ["--quiet", "--prune", "--no-tags", "--no-write-fetch-head", "--no-auto-gc"]
     with file_lock(g.workdirs.home, f"repo:{g.key.repo.slug}"):
@@ -104,6 +116,104 @@ def _scrubbed(exc: GitError, environ: Mapping[str, str]) -> GitError:
         for secret in (_basic(environ), environ["BATON_GIT_TOKEN"]):
             text = text.replace(secret, "***")
     return GitError(text) if text != str(exc) else exc
+
+
+PEEK_TIMEOUT = 10.0  # seconds; then git fetch decides (and says what is wrong with the remote)
+PEEK_MAX = 1 << 20  # bytes of an ls-refs answer for two refs: far more is not what we asked for
+_PROXIES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+_SSL_UNREAD = ("GIT_SSL_NO_VERIFY", "GIT_SSL_CERT", "GIT_SSL_KEY")  # git's TLS settings not mirrored here
+
+
+def peek_http(
+    url: str, names: list[str], environ: Mapping[str, str], cache: Path
+) -> dict[str, str | None] | None:
+    """The commits branches ``names`` point to on the HTTP(S) remote ``url``, from one protocol-v2
+    ``ls-refs`` request; None whenever git's own fetch should decide instead (see the module's docs)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.username or parts.query or not parts.hostname:
+        return None
+    if any(environ.get(v) for v in (*_PROXIES, *_SSL_UNREAD)) or _has_http_config(cache):
+        return None
+    headers = {
+        "Content-Type": "application/x-git-upload-pack-request",
+        "Accept": "application/x-git-upload-pack-result",
+        "Git-Protocol": "version=2",
+        "User-Agent": "git/baton",
+    }
+    if environ.get("BATON_GIT_TOKEN"):
+        headers["Authorization"] = f"Basic {_basic(environ)}"
+    body = _ls_refs(names)
+    try:
+        conn = _connection(parts.scheme, parts.hostname, parts.port, environ)
+    except (OSError, ValueError):  # certificates git was told to use that do not load
+        return None
+    try:
+        conn.request("POST", parts.path.rstrip("/") + "/git-upload-pack", body=body, headers=headers)
+        answer = conn.getresponse()
+        data = answer.read(PEEK_MAX + 1)
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+    finally:
+        conn.close()
+    if answer.status != 200 or answer.getheader("Content-Type") != headers["Accept"]:
+        return None
+    return _refs_of(data, names) if len(data) <= PEEK_MAX else None
+
+
+def _connection(
+    scheme: str, host: str, port: int | None, environ: Mapping[str, str]
+) -> http.client.HTTPConnection:
+    """A connection to the remote; over https verified against the certificates git would use
+    (``GIT_SSL_CAINFO``/``GIT_SSL_CAPATH``, else the system's)."""
+    if scheme == "http":
+        return http.client.HTTPConnection(host, port, timeout=PEEK_TIMEOUT)
+    context = ssl.create_default_context(
+        cafile=environ.get("GIT_SSL_CAINFO") or None, capath=environ.get("GIT_SSL_CAPATH") or None
+    )
+    return http.client.HTTPSConnection(host, port, timeout=PEEK_TIMEOUT, context=context)
+
+
+def _has_http_config(cache: Path) -> bool:
+    """Whether the cache's git config has ``http.*`` settings (a proxy, certificates, cookies) that
+    a request of our own would not honour."""
+    text = (read_text(cache / "config") or "").lower()
+    return "[http" in text
+
+
+def _pkt(text: str) -> bytes:
+    data = text.encode()
+    return b"%04x" % (len(data) + 4) + data
+
+
+def _ls_refs(names: list[str]) -> bytes:
+    """The request: ``command=ls-refs``, a delimiter, one ``ref-prefix`` per branch, a flush."""
+    args = b"".join(_pkt(f"ref-prefix refs/heads/{name}\n") for name in names)
+    return _pkt("command=ls-refs\n") + _pkt("object-format=sha1\n") + b"0001" + args + b"0000"
+
+
+def _refs_of(data: bytes, names: list[str]) -> dict[str, str | None] | None:
+    """The branches of an ``ls-refs`` answer (pkt-lines of ``<oid> <ref>``, then a flush); None for
+    anything else. A prefix also matches longer names (``main`` → ``main-old``): only exact ones count."""
+    wanted = {f"refs/heads/{name}": name for name in names}
+    found: dict[str, str | None] = dict.fromkeys(names)
+    at = 0
+    while at + 4 <= len(data):
+        try:
+            size = int(data[at : at + 4], 16)
+        except ValueError:
+            return None
+        if size == 0:
+            return found if at + 4 == len(data) else None
+        if size < 5 or at + size > len(data):
+            return None
+        oid, _, rest = data[at + 4 : at + size].decode("utf-8", "replace").rstrip("\n").partition(" ")
+        ref = rest.split(" ", 1)[0]
+        if not SHA.fullmatch(oid):
+            return None
+        if ref in wanted:
+            found[wanted[ref]] = oid
+        at += size
+    return None  # no flush: a cut answer
 
 
 def peek_local(path: Path, names: list[str]) -> dict[str, str | None] | None:
