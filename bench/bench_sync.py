@@ -19,6 +19,9 @@ cost is the median of the per-repetition differences):
     (a new file on ``main``) before each turn, untimed: the turn must record ``"integrated"`` and the
     new file must be in the worktree after it.
 
+Row 12f runs both keys with the real Claude Code CLI against the mock Anthropic API (``agent="claude"``)
+instead of the fake agent: what a real turn pays for looking upstream.
+
 Every turn must succeed as a resume whose request carried two more messages than the key's previous
 turn (the fake agent's reply counts them).
 
