@@ -206,6 +206,7 @@ def test_summaries_feed_the_sdks_session_listing(make_store: Callable[[], Sessio
     async def scenario() -> None:
         await store.append(one, [says("fix the bug", "1")])
         await store.append(one, [e(type="tag", tag="urgent")])
+        await asyncio.sleep(0.01)  # mtimes are milliseconds: two's must be later than one's, not equal
         await store.append(two, [says("write docs", "2")])
         await store.append(two, [e(type="custom-title", customTitle="Docs day")])
         await store.append({**one, "subpath": "subagents/agent-1"}, [e(customTitle="not mine")])
