@@ -252,6 +252,13 @@ def test_baton_sync_merged_by_hand_restacks_b(
         assert again.run.outcome == Outcome.SUCCEEDED and again.run.mode == Mode.RESUME
         assert again.run.result == "fake reply: received 4 messages"
         assert "Main moves on: CHANGELOG" in sent_prompts(settings, str(b.session.agent_session_id))[-1]
+
+        # a dispatcher repeating its flags: --base-thread A again runs on main, with a warning
+        repeated = turn(settings, store, str(remote), "B", "and again", base_thread="A")
+        assert repeated.run.outcome == Outcome.SUCCEEDED and repeated.run.mode == Mode.RESUME
+        assert any("--base-thread A applies only when a thread is created" in w for w in repeated.warnings)
+        stored = session_of(store, "fake", b.run.repo, "B")
+        assert (stored.base, stored.base_thread) == ("main", None)
     finally:
         store.close()
 

@@ -19,6 +19,7 @@ from baton.agents import AGENTS, Agent, get_agent
 from baton.attempt import new_run_id, record_conflict, run_attempt, usage_delta
 from baton.decide import Context, Decision, decide, fork_source
 from baton.errors import BadInput, DiskFull, GitError
+from baton.gitcmd import ref_exists
 from baton.handoff import changed_files, handoff_recap, handoff_source, recap_budget, seed_worktree
 from baton.keys import Key, make_key, validate_thread
 from baton.leases import HOST, held, key_lease
@@ -236,10 +237,17 @@ class _Runner:
             self.handoff = handoff_source(self.ctx.store, key, request.handoff_from)
         if request.base_thread and session is None:
             self.upstream = upstream_session(self.ctx.store, key, request.base_thread)
-        elif request.base_thread and session and session.base_thread != request.base_thread:
+        elif request.base_thread and session and session.base_thread not in (None, request.base_thread):
             raise BadInput(
                 f"{key} already exists on base {session.base or 'the default branch'!r}; its base thread "
                 "cannot change (reset its worktree to start again)"
+            )
+        elif request.base_thread and session and session.base_thread is None:
+            # a dispatcher repeats its flags every turn: after a merged upstream the key is on the
+            # default branch, which a repeated --base-thread must not undo or refuse
+            self.warnings.append(
+                f"{key} is on {session.base or 'the default branch'} (not stacked, or its stack was merged); "
+                f"--base-thread {request.base_thread} applies only when a thread is created"
             )
 
     def _prepare(self, stored: SessionRecord | None) -> SessionRecord:
@@ -250,7 +258,7 @@ class _Runner:
         base = stored.base if stored else (self.upstream.branch if self.upstream else ctx.request.base)
         seeded = self._seed(branch) if stored is None else None
         made, ctx.worktree_note = portable.prepare_worktree(
-            ctx.store, ctx.workdirs, key, branch, base, known=stored is not None
+            ctx.store, ctx.workdirs, key, branch, self._start_from(base), known=stored is not None
         )
         ctx.worktree_note = _notes(seeded, ctx.worktree_note)
         ctx.worktree = worktree = made.path
@@ -272,6 +280,15 @@ class _Runner:
         if stored is not None:
             self._sync(session)
         return session
+
+    def _start_from(self, base: str | None) -> str | None:
+        """Where a new branch starts: a stacked one from the upstream thread's own branch in the cache
+        (the agent's latest work there), not from the remote's copy of it, which may be older."""
+        if self.upstream is None or base is None:
+            return base
+        cache = self.ctx.workdirs.cache_path(self.ctx.key.repo)
+        local = f"refs/heads/{base}"
+        return local if (cache / "HEAD").is_file() and ref_exists(cache, local) else base
 
     def _seed(self, branch: str) -> str | None:
         """A hand-off's new worktree starts from the source's work (its branch tip and uncommitted files)."""
