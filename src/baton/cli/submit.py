@@ -9,7 +9,6 @@ is refused); if the broker does not take it, it is ended ``failed`` and the comm
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
@@ -139,6 +138,8 @@ def _print_queued(job: JobRecord, as_json: bool) -> None:
 def _follow(settings: Settings, store: Store, job: JobRecord, as_json: bool) -> JobRecord:
     """Print the job's events until its end marker; the job as it ended. Ctrl-C stops following only:
     the run goes on (cancel it through the API)."""
+    import asyncio  # here: `baton --help` imports this module, and asyncio costs it ~20 ms
+
     try:
         asyncio.run(_stream(settings, store, job, as_json))
     except KeyboardInterrupt:
