@@ -57,6 +57,18 @@ def base_ref(session: SessionRecord) -> str | None:
     return f"refs/remotes/origin/{session.base}" if session.base else None
 
 
+def followed_ref(workdirs: Workdirs, key: Key, session: SessionRecord) -> str | None:
+    """:func:`base_ref`, except that a base which is a tag of the repository (``--base v1.2``) is that
+    tag: it never moves, and the sync still brings in what people pushed to the key's own branch."""
+    ref = base_ref(session)
+    if session.base and ref == f"refs/remotes/origin/{session.base}":
+        cache = workdirs.cache_path(key.repo)
+        tag = f"refs/tags/{session.base}"
+        if workdirs.read_ref(cache, ref) is None and workdirs.read_ref(cache, tag) is not None:
+            return tag
+    return ref
+
+
 def sync_before_turn(
     workdirs: Workdirs, key: Key, session: SessionRecord, how: SyncHow, on_conflict: OnConflict
 ) -> tuple[SyncReport | None, str | None]:
@@ -67,7 +79,14 @@ def sync_before_turn(
     if how == SyncHow.OFF:
         return None, note
     report = sync_worktree(
-        workdirs, key, worktree, session.branch, base_ref(session), session.base_sha, how, on_conflict
+        workdirs,
+        key,
+        worktree,
+        session.branch,
+        followed_ref(workdirs, key, session),
+        session.base_sha,
+        how,
+        on_conflict,
     )
     if report.base_sha:
         session.base_sha = report.base_sha
@@ -168,7 +187,7 @@ def sync_key(
         workdirs = Workdirs(settings)
         made, _note = portable.prepare_worktree(store, workdirs, key, session.branch, session.base)
         recover_interrupted_sync(workdirs, key, made.path)
-        ref = base_ref(session)
+        ref = followed_ref(workdirs, key, session)
         if onto_default:
             ref = workdirs.default_base(workdirs.cache_path(key.repo))
             session.base_thread = None  # the default branch is the base from now on
