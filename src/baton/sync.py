@@ -126,11 +126,13 @@ def _why_skip(g: SyncGit) -> str | None:
 
 
 def _full_base(g: SyncGit, base_ref: str | None) -> str | None:
-    """The base's full ref, when it exists (read from files, no git process)."""
+    """The base's full ref, when it exists (read from files, no git process): a full ref as it is, a name
+    as the remote's branch, the cache's branch or a tag (a tag never moves: only the key's own branch
+    can bring something in)."""
     if base_ref is None:
         base_ref = (g.cache / "HEAD").read_text().strip().removeprefix("ref: refs/heads/")
     candidates = [base_ref] if base_ref.startswith("refs/") else []
-    candidates += [f"refs/remotes/origin/{base_ref}", f"refs/heads/{base_ref}"]
+    candidates += [f"refs/remotes/origin/{base_ref}", f"refs/heads/{base_ref}", f"refs/tags/{base_ref}"]
     return next((ref for ref in candidates if g.ref(ref) is not None), None)
 
 

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 
 from baton import portable
-from baton.errors import BadInput, Busy
+from baton.errors import BadInput, BatonError
 from baton.housekeeping.disk import key_of
 from baton.keys import Key
 from baton.leases import held, key_lease
@@ -50,23 +50,12 @@ def upstream_session(store: Store, key: Key, thread: str) -> SessionRecord:
 
 
 def base_ref(session: SessionRecord) -> str | None:
-    """The full ref a key's branch follows: the upstream thread's local branch when stacked, the remote's
-    branch named as its base, or None for the repository's default branch."""
+    """What a key's branch follows: the upstream thread's local branch when stacked, else the base's name
+    (the remote's branch of that name, or a tag: :func:`baton.sync.sync_worktree` resolves it), or None
+    for the repository's default branch."""
     if session.base_thread and session.base:
         return f"refs/heads/{session.base}"
-    return f"refs/remotes/origin/{session.base}" if session.base else None
-
-
-def followed_ref(workdirs: Workdirs, key: Key, session: SessionRecord) -> str | None:
-    """:func:`base_ref`, except that a base which is a tag of the repository (``--base v1.2``) is that
-    tag: it never moves, and the sync still brings in what people pushed to the key's own branch."""
-    ref = base_ref(session)
-    if session.base and ref == f"refs/remotes/origin/{session.base}":
-        cache = workdirs.cache_path(key.repo)
-        tag = f"refs/tags/{session.base}"
-        if workdirs.read_ref(cache, ref) is None and workdirs.read_ref(cache, tag) is not None:
-            return tag
-    return ref
+    return session.base
 
 
 def sync_before_turn(
@@ -83,7 +72,7 @@ def sync_before_turn(
         key,
         worktree,
         session.branch,
-        followed_ref(workdirs, key, session),
+        base_ref(session),
         session.base_sha,
         how,
         on_conflict,
@@ -167,7 +156,7 @@ def _guarded(
     key = key_of(session)
     try:
         return Synced(key, sync_key(settings, store, key, how, onto_default, wait))
-    except (Busy, BadInput, OSError) as exc:
+    except (BatonError, OSError) as exc:  # busy, git, the remote: said for people
         return Synced(key, None, str(exc))
     except Exception as exc:
         return Synced(key, None, f"{type(exc).__name__}: {exc}")
@@ -186,8 +175,7 @@ def sync_key(
             return None  # reset meanwhile
         workdirs = Workdirs(settings)
         made, _note = portable.prepare_worktree(store, workdirs, key, session.branch, session.base)
-        recover_interrupted_sync(workdirs, key, made.path)
-        ref = followed_ref(workdirs, key, session)
+        ref = base_ref(session)
         if onto_default:
             ref = workdirs.default_base(workdirs.cache_path(key.repo))
             session.base_thread = None  # the default branch is the base from now on
