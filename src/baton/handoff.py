@@ -46,6 +46,7 @@ from baton.workdirs import Workdirs
 __all__ = [
     "DEFAULT_BUDGET",
     "changed_files",
+    "check_source_agent",
     "handoff_recap",
     "handoff_source",
     "recap_budget",
@@ -58,16 +59,23 @@ MAX_FILES = 200  # changed files listed; the rest are counted
 # -- who hands off ----------------------------------------------------------------------------------------
 
 
+def check_source_agent(agent: str, source_agent: str) -> None:
+    """BadInput unless ``source_agent`` is a known agent other than ``agent`` (needs no store: the
+    runner checks it with the rest of a request, before anything is written)."""
+    if source_agent not in AGENTS:
+        known = ", ".join(AGENTS)
+        raise BadInput(f"unknown agent {source_agent!r} to hand off from: no such agent (known: {known})")
+    if source_agent == agent:
+        raise BadInput(
+            f"{agent} cannot hand off from its own agent: a hand-off comes from another agent (a run "
+            "without --handoff-from continues its conversation; --mode fork branches it)"
+        )
+
+
 def handoff_source(store: Store, key: Key, source_agent: str) -> tuple[Key, SessionRecord]:
     """The source key (``source_agent``, same repo, same thread) and its session. BadInput (nothing
     written) when the agent is unknown or is the key's own, or the source has no conversation."""
-    if source_agent not in AGENTS:
-        raise BadInput(f"cannot hand off from {source_agent!r}: no such agent (known: {', '.join(AGENTS)})")
-    if source_agent == key.agent:
-        raise BadInput(
-            f"{key} cannot hand off from its own agent: a run without --handoff-from continues its "
-            "conversation"
-        )
+    check_source_agent(key.agent, source_agent)
     source = Key(source_agent, key.repo, key.thread)
     session = store.get_session(source.agent, source.repo.slug, source.thread)
     if session is None:

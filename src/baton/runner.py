@@ -20,7 +20,14 @@ from baton.attempt import new_run_id, record_conflict, run_attempt, usage_delta
 from baton.decide import Context, Decision, decide, fork_source
 from baton.errors import BadInput, DiskFull, GitError
 from baton.gitcmd import ref_exists
-from baton.handoff import changed_files, handoff_recap, handoff_source, recap_budget, seed_worktree
+from baton.handoff import (
+    changed_files,
+    check_source_agent,
+    handoff_recap,
+    handoff_source,
+    recap_budget,
+    seed_worktree,
+)
 from baton.keys import Key, make_key, validate_thread
 from baton.leases import HOST, held, key_lease
 from baton.models import (
@@ -113,14 +120,7 @@ def _check_lineage(request: RunRequest) -> None:
             raise BadInput("give --base or --base-thread, not both")
     if request.handoff_from is None:
         return
-    if request.handoff_from not in AGENTS:
-        raise BadInput(
-            f"unknown agent {request.handoff_from!r} to hand off from (known: {', '.join(AGENTS)})"
-        )
-    if request.handoff_from == request.agent:
-        raise BadInput(
-            "a hand-off comes from another agent; to branch this agent's conversation use --mode fork"
-        )
+    check_source_agent(request.agent, request.handoff_from)
     if request.mode not in (Mode.AUTO, Mode.FRESH):
         raise BadInput(f"a hand-off starts a new conversation: it cannot run in mode {request.mode.value!r}")
 
