@@ -17,7 +17,7 @@
    Baseline: ``git clone --filter=blob:none <url> <dir>``, a fresh partial clone per task, which
    fetches the history's commits and trees, then the checkout's blobs, in a second request.
 4. Disk held by 20 worktrees made by baton from one cache (the cache plus the worktrees, each file
-   counted once even when hard-linked: ``baton.workdirs.disk_usage``) against 20 ``git clone
+   counted once even when hard-linked: ``baton.workspace.workdirs.disk_usage``) against 20 ``git clone
    --no-local`` clones. Disk is deterministic, so it is measured once.
 """
 
@@ -33,7 +33,7 @@ from common import Row, clean_environ, clock, interleave, median, patched_enviro
 from baton import load_settings
 from baton.keys import make_key
 from baton.testing.git_http import GitHttpServer
-from baton.workdirs import Workdirs, branch_for, disk_usage
+from baton.workspace.workdirs import Workdirs, branch_for, disk_usage
 
 ASKPASS = """#!/bin/sh
 # the baseline's credential helper: git asks for a user name, then the password (the token)

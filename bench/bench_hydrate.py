@@ -32,8 +32,8 @@ from common import History, Row, clock, interleave, make_mock, median, patched_e
 from baton import Mode, RunRequest, RunResult, load_settings, open_store, run
 from baton.agents import AGENTS, Agent, get_agent
 from baton.keys import make_key
+from baton.sessions.snapshots import hydrate
 from baton.settings import Settings
-from baton.snapshots import hydrate
 from baton.store import Store
 from baton.testing._http import MockServer
 

@@ -1,6 +1,6 @@
 """9a-9c: lease grant latency on SQLite, PostgreSQL and Redis (issue 10: "report p50/p99").
 
-One key, granted and released over and over by a :class:`baton.leases.LeaseHolder` (``acquire(wait=0)``
+One key, granted and released over and over by a :class:`baton.store.leases.LeaseHolder` (``acquire(wait=0)``
 is timed; the release is not), the three backends interleaved:
 
 - 9a the SQLite store (a file in the scratch directory: WAL, ``synchronous=NORMAL``);
@@ -32,10 +32,11 @@ import sqlalchemy as sa
 from common import Row, interleave
 from sqlalchemy.pool import NullPool
 
-from baton.leases import HOST, LeaseBackend, LeaseHolder
 from baton.models import Lease
-from baton.redis_ import RedisConn, RedisLeases, open_redis
 from baton.store import SQLStore
+from baton.store.leases import HOST, LeaseBackend, LeaseHolder
+from baton.store.redis import RedisConn, open_redis
+from baton.store.redis_leases import RedisLeases
 
 GOAL_P99 = 0.050  # the issue sets none: a grant happens once per run, a renewal once per heartbeat (5 s)
 KEY = "fake/bench/leases"

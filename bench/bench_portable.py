@@ -42,7 +42,7 @@ from baton.keys import Key, make_key
 from baton.settings import Settings
 from baton.store import Store
 from baton.testing.fake import register_fake
-from baton.workdirs import Workdirs
+from baton.workspace.workdirs import Workdirs
 
 register_fake()
 THREAD = "bench-portable"

@@ -28,11 +28,11 @@ from baton import load_settings, open_store
 from baton.agents import get_agent
 from baton.keys import Key, parse_repo
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
+from baton.sessions.snapshots import take_snapshot
 from baton.settings import Settings
-from baton.snapshots import take_snapshot
 from baton.store import Store
 from baton.testing.fake import register_fake
-from baton.workdirs import Workdirs
+from baton.workspace.workdirs import Workdirs
 
 register_fake()
 GOAL_S = 60.0

@@ -5,8 +5,8 @@ on a fresh SQLite store in the scratch directory:
 
 - candidate: two ``baton worker`` processes (prefork, concurrency 2 each, each its own BATON_HOME) on
   a private ``redis-server`` (a free port, no persistence), the jobs stored and sent from this process
-  as ``baton submit`` does (:class:`baton.executors.celery.CeleryExecutor`);
-- baseline: :class:`baton.executors.local.LocalExecutor` in this process, concurrency 4 (what
+  as ``baton submit`` does (:class:`baton.fleet.celery.CeleryExecutor`);
+- baseline: :class:`baton.fleet.local.LocalExecutor` in this process, concurrency 4 (what
   ``baton serve`` runs without a broker), on one home.
 
 Both are timed from the first submission to the last job's end (the store's ``ended_at``); the row is
@@ -30,9 +30,9 @@ from bench_leases import private_redis
 from bench_service import check_burst, wait_all
 from common import Row
 
-from baton import jobs
-from baton.executors.celery import CeleryExecutor
-from baton.executors.local import LocalExecutor
+from baton.fleet import jobs
+from baton.fleet.celery import CeleryExecutor
+from baton.fleet.local import LocalExecutor
 from baton.models import JobRecord
 from baton.settings import Settings, load_settings
 from baton.store import Store, open_store

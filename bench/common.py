@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from baton.demo import environ_patch
 from baton.testing._http import MockServer
+from baton.testing.demo import environ_patch
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.testing.mock_gemini import MockGemini
 from baton.testing.mock_openai import MockOpenAI

@@ -46,7 +46,7 @@ from repogen import RepoShape, generate_repo
 from baton.agents import get_agent
 from baton.keys import make_key
 from baton.settings import load_settings
-from baton.workdirs import Workdirs, branch_for
+from baton.workspace.workdirs import Workdirs, branch_for
 
 HERE = Path(__file__).resolve().parent
 
@@ -163,7 +163,7 @@ def checkpoint_cost(root: Path, source: Path, reps: int = 5) -> float:
 def import_cost(reps: int = 5) -> float:
     """Median seconds for a fresh interpreter to import what ``baton run`` needs: the CLI's app and
     the runner (with SQLAlchemy) (explains 1b)."""
-    code = "import baton.cli.app, baton.runner"
+    code = "import baton.cli.app, baton.runner.run"
     return median([clock(lambda: sh([sys.executable, "-c", code]))[1] for _ in range(reps)])
 
 
@@ -256,7 +256,7 @@ def claude_notes(api: Row, cli: Row) -> list[str]:
         cost = import_cost()
         notes.append(
             f"1b misses because every `baton` CLI call starts a Python interpreter and imports "
-            f"the CLI and the runner: `python -c 'import baton.cli.app, baton.runner'` alone takes "
+            f"the CLI and the runner: `python -c 'import baton.cli.app, baton.runner.run'` alone takes "
             f"{ms(cost)} here, against a {ms(cli.baseline)} baseline turn. The Python API (1a) "
             f"does the same work in-process."
         )

@@ -26,7 +26,7 @@ import pytest
 from baton import Mode, Outcome, PromptKind, RunRequest, open_store, run
 from baton.agents import Agent, Turn, get_agent
 from baton.errors import BadInput
-from baton.process import run_process
+from baton.runner.process import run_process
 from baton.settings import Settings
 from baton.testing import MockModel
 from baton.testing.git_http import GitHttpServer

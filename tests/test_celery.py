@@ -23,15 +23,15 @@ from typing import Any
 
 import pytest
 
-from baton import jobs
 from baton.errors import BadInput
-from baton.executors import make_executor, queued
-from baton.executors.celery import CeleryExecutor
-from baton.executors.local import LocalExecutor
+from baton.fleet import jobs, queued
+from baton.fleet.celery import CeleryExecutor
+from baton.fleet.executor import make_executor
+from baton.fleet.local import LocalExecutor
 from baton.keys import parse_repo
 from baton.models import JobRecord, JobStatus, Outcome, PromptKind, RunRecord
-from baton.request import RunRequest
-from baton.runner import run
+from baton.runner.request import RunRequest
+from baton.runner.run import run
 from baton.settings import Settings
 from baton.store import Store
 from tests.celery_fixtures import (  # noqa: F401 (fixtures)

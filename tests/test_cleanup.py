@@ -12,11 +12,11 @@ import pytest
 from baton import Mode, open_store
 from baton.agents import get_agent
 from baton.housekeeping.cleanup import close_branch, close_session
-from baton.housekeeping.disk import key_of
+from baton.keys import key_of
 from baton.models import SessionStatus
 from baton.settings import Settings
 from baton.testing.fake import fake_agent_bin
-from baton.workdirs import Workdirs
+from baton.workspace.workdirs import Workdirs
 from tests.conftest import git, wait_for
 from tests.test_runner import go
 

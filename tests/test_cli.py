@@ -187,7 +187,7 @@ def test_unsupported_mode_is_bad_input(
     """Every real agent now takes every mode (Codex forks since issue 11): an adapter without one is
     refused before anything is written."""
     from baton.agents import get_agent
-    from baton.runner import check_request
+    from baton.runner.run import check_request
 
     codex = type(get_agent("codex", settings))
     monkeypatch.setattr(codex, "capabilities", dataclasses.replace(codex.capabilities, fork=False))

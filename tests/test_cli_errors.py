@@ -99,6 +99,6 @@ def test_the_cli_offers_every_reset_scope() -> None:
     from typing import get_args
 
     from baton.cli.sessions import ScopeName
-    from baton.sessions import Scope
+    from baton.sessions.manage import Scope
 
     assert list(get_args(ScopeName)) == [s.value for s in Scope]

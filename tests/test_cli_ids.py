@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from baton.models import Mode, Outcome, PromptKind, RunRecord
-from baton.runids import Ambiguous, resolve_run, short_ids
+from baton.runner.runids import Ambiguous, resolve_run, short_ids
 from baton.settings import Settings
 from baton.store import open_store
 

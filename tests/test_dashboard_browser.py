@@ -34,8 +34,8 @@ import pytest
 
 from baton import RunRequest, run
 from baton.models import DeliveryRecord, DeliveryStatus
-from baton.plan_file import parse_plan
-from baton.plans import run_plan
+from baton.plans.file import parse_plan
+from baton.plans.runner import run_plan
 from baton.settings import Settings, load_settings
 from baton.testing.mock_anthropic import MockAnthropic, tool_marker
 from tests.browser_fixtures import PHONE, Tab, Tabs, browser_fixture, tabs_fixture  # noqa: F401 (fixtures)

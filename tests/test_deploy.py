@@ -25,11 +25,11 @@ import yaml
 from typer.exceptions import TyperException
 
 from baton.cli.app import app as cli_app
-from baton.doctor import CREDENTIALS
+from baton.housekeeping.doctor import CREDENTIALS
 from baton.service import webhooks
 from baton.service.app import create_app
 from baton.settings import Settings, load_settings, parse_size
-from baton.workdirs import ASKPASS
+from baton.workspace.workdirs import ASKPASS
 from tests.service_fixtures import Service, service_fixture  # noqa: F401 (the `service` fixture)
 
 ROOT = Path(__file__).resolve().parents[1]

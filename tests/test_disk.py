@@ -10,11 +10,12 @@ from subprocess import CompletedProcess
 
 from baton import Mode
 from baton.agents import get_agent
-from baton.housekeeping.disk import enforce_quota, files_bytes, key_of, snapshot_bytes, usage
-from baton.leases import LeaseHolder
+from baton.housekeeping.disk import enforce_quota, files_bytes, snapshot_bytes, usage
+from baton.keys import key_of
 from baton.settings import Settings
 from baton.store import Store
-from baton.workdirs import disk_usage
+from baton.store.leases import LeaseHolder
+from baton.workspace.workdirs import disk_usage
 from tests.service_fixtures import Service, service_fixture  # noqa: F401 (the `service` fixture)
 from tests.test_runner import go
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from baton.doctor import check_git, check_home, mount_of, run_doctor
+from baton.housekeeping.doctor import check_git, check_home, mount_of, run_doctor
 from baton.settings import Settings, load_settings
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -85,7 +85,7 @@ def test_claude_retention_follows_ttl(tmp_path: Path, days: int) -> None:
 def test_doctor_warns_about_transcripts_no_session_owns(settings: Settings, src_repo: Path) -> None:
     """A deleted baton.db leaves the agents' transcripts on disk: doctor says so."""
     from baton import RunRequest, run
-    from baton.doctor import check_orphans
+    from baton.housekeeping.doctor import check_orphans
 
     run(RunRequest(agent="fake", repo=str(src_repo), thread="t", prompt="x"), settings=settings)
     assert check_orphans(settings).status == "ok"
@@ -98,7 +98,7 @@ def test_doctor_warns_about_transcripts_no_session_owns(settings: Settings, src_
 
 
 def test_doctor_reports_free_space(settings: Settings) -> None:
-    from baton.doctor import check_free_space
+    from baton.housekeeping.doctor import check_free_space
 
     assert check_free_space(settings).status == "ok" and "GiB free" in check_free_space(settings).detail
     low = check_free_space(settings, minimum=1 << 60)

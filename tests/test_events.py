@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from baton.events import Entry, LogRenderer
+from baton.agents.events import Entry, LogRenderer
 
 
 def render(agent: str, events: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from baton import jobs
 from baton.errors import BadInput
-from baton.executors.local import LocalExecutor
+from baton.fleet import jobs
+from baton.fleet.local import LocalExecutor
 from baton.models import JobRecord, JobStatus, Outcome
 from baton.settings import Settings
 from baton.store import Store

@@ -16,8 +16,8 @@ import pytest
 from baton import BadInput, Mode, Outcome, PromptKind, RunRequest, RunResult, open_store, run
 from baton.agents import get_agent
 from baton.errors import Busy, DiskFull
-from baton.leases import LeaseHolder, held
 from baton.settings import Settings
+from baton.store.leases import LeaseHolder, held
 
 
 def go(settings: Settings, repo: Path, prompt: str = "do it", thread: str = "t1", **kw: object) -> RunResult:
@@ -333,7 +333,7 @@ def test_hostile_session_export_cannot_reach_outside_baton_home(
     settings: Settings, src_repo: Path, tmp_path: Path
 ) -> None:
     from baton.keys import make_key
-    from baton.sessions import Scope, export_session, import_session, reset_session
+    from baton.sessions.manage import Scope, export_session, import_session, reset_session
 
     go(settings, src_repo)
     store = open_store(settings.resolved_store_url)

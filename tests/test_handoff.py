@@ -18,7 +18,12 @@ import pytest
 from baton import RunRequest, RunResult, run
 from baton.agents import AGENTS, Agent, Capabilities, get_agent
 from baton.errors import BadInput
-from baton.handoff import (
+from baton.keys import Key, make_key
+from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord
+from baton.runner.prompts import render
+from baton.settings import Settings, load_settings
+from baton.store import Store, open_store
+from baton.sync.handoff import (
     DEFAULT_BUDGET,
     changed_files,
     handoff_recap,
@@ -26,14 +31,9 @@ from baton.handoff import (
     recap_budget,
     seed_worktree,
 )
-from baton.keys import Key, make_key
-from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord
-from baton.prompts import render
-from baton.settings import Settings, load_settings
-from baton.store import Store, open_store
 from baton.testing import MockModel
 from baton.testing.mock_anthropic import MockAnthropic
-from baton.workdirs import Workdirs, branch_for
+from baton.workspace.workdirs import Workdirs, branch_for
 from tests.conftest import FAST, agent_work, git, status
 
 # -- helpers -------------------------------------------------------------------------------------------

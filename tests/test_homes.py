@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from baton import homes
 from baton.errors import BadInput
+from baton.housekeeping import homes
 
 
 def tree_digest(path: Path) -> dict[str, str]:

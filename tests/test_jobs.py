@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from baton.errors import BadInput
-from baton.jobs import build_request, plain_request
+from baton.fleet.jobs import build_request, plain_request
 from baton.models import Mode, OnConflict, SyncHow
 
 BASE = {"agent": "claude", "repo": "https://github.com/acme/api", "thread": "issue-43", "prompt": "go on"}

@@ -14,10 +14,10 @@ import psutil
 import pytest
 
 from baton.errors import Busy
-from baton.leases import HOST, LeaseBackend, LeaseHolder, held, lease_backend, pid_alive
 from baton.models import Lease
 from baton.settings import Settings
 from baton.store import SQLStore
+from baton.store.leases import HOST, LeaseBackend, LeaseHolder, held, lease_backend, pid_alive
 
 KEY = "fake/github.com/acme/api/issue-1"
 
@@ -193,7 +193,7 @@ def test_holder_uses_its_backend_and_the_store_is_the_default(store: SQLStore, t
 
 
 def test_a_zombie_is_not_alive() -> None:
-    from baton.leases import pid_alive
+    from baton.store.leases import pid_alive
 
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     deadline = time.monotonic() + 10

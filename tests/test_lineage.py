@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from baton import Mode, RunRequest, RunResult, open_store, run
-from baton.lineage import MAX_DEPTH, lineage
+from baton.sessions.lineage import MAX_DEPTH, lineage
 from baton.settings import Settings
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]

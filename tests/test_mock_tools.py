@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from baton import Outcome, RunRequest, run
-from baton.events import Entry, LogRenderer
+from baton.agents.events import Entry, LogRenderer
 from baton.settings import Settings
 from baton.testing.mock_anthropic import MarkerError, MockAnthropic, tool_input, tool_marker
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from baton.errors import BadInput
-from baton.plan_file import parse_plan
+from baton.plans.file import parse_plan
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 

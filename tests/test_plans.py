@@ -15,11 +15,11 @@ import pytest
 
 from baton import open_store
 from baton.errors import BadInput, Busy
-from baton.leases import LeaseHolder
 from baton.models import PlanRecord, TaskStatus
-from baton.plan_file import parse_plan
-from baton.plans import run_plan
+from baton.plans.file import parse_plan
+from baton.plans.runner import run_plan
 from baton.settings import Settings
+from baton.store.leases import LeaseHolder
 from baton.testing.mock_anthropic import MockAnthropic
 from tests.conftest import BATON
 

@@ -14,17 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from baton import Mode, RunRequest, RunResult, open_store, portable, run
-from baton.archives import list_archives
+from baton import Mode, RunRequest, RunResult, open_store, run
 from baton.errors import BadInput, Fenced, GitError
 from baton.keys import Key, make_key
 from baton.models import CheckpointRecord, Fence, Lease
-from baton.sessions import Scope, export_session, import_session, reset_session
+from baton.sessions.manage import Scope, export_session, import_session, reset_session
 from baton.settings import Settings, load_settings
 from baton.store import Store
 from baton.testing.git_http import GitHttpServer
 from baton.testing.mock_anthropic import MockAnthropic
-from baton.workdirs import Workdirs
+from baton.workspace import portable
+from baton.workspace.archives import list_archives
+from baton.workspace.workdirs import Workdirs
 from tests.conftest import FAST, agent_work, git, status
 
 TOKEN = "portable-test-token"

@@ -1,4 +1,4 @@
-"""baton.process: the prompt written to stdin (any size, never a deadlock with the output pumps, an
+"""baton.runner.process: the prompt written to stdin (any size, never a deadlock with the output pumps, an
 agent that stops reading), a log that cannot be written (a full disk), a callback that raises, an
 agent that cannot be started, and the environment-tagged orphan sweep (psutil)."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from baton.errors import AgentError
-from baton.process import ProcessResult, kill_tagged, run_process
+from baton.runner.process import ProcessResult, kill_tagged, run_process
 from tests.conftest import gone, wait_for
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from baton.errors import BadInput
 from baton.keys import validate_thread
-from baton.plan_file import ON_FAILURE, Plan, parse_plan
+from baton.plans.file import ON_FAILURE, Plan, parse_plan
 
 SETTINGS = settings(max_examples=200, deadline=None, database=None)
 FILE = "plan.yaml"

@@ -19,13 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from baton.cancel import CancelWatch, cancel_requested, request_cancel
 from baton.errors import BadInput, Busy, Fenced, StoreError
-from baton.leases import HOST, LeaseHolder, held, lease_backend, pid_alive
+from baton.fleet.cancel import CancelWatch, cancel_requested, request_cancel
 from baton.models import Fence, JobRecord, Lease, SessionRecord
-from baton.redis_ import RedisConn, RedisLeases, SessionIndex, open_redis, prefix_for, store_identity
 from baton.settings import Settings
 from baton.store import SQLStore
+from baton.store.leases import HOST, LeaseHolder, held, lease_backend, pid_alive
+from baton.store.redis import RedisConn, open_redis, prefix_for, store_identity
+from baton.store.redis_index import SessionIndex
+from baton.store.redis_leases import RedisLeases
 
 KEY = "fake/github.com/acme/api/issue-1"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -497,8 +499,9 @@ def test_two_processes_never_hold_a_redis_lease_at_once(server: RedisServer, tmp
 
 _GRAB = """
 import sys, time
-from baton.leases import LeaseHolder
-from baton.redis_ import RedisLeases, open_redis
+from baton.store.leases import LeaseHolder
+from baton.store.redis import open_redis
+from baton.store.redis_leases import RedisLeases
 from baton.store import SQLStore
 store = SQLStore(sys.argv[2])
 leases = RedisLeases(open_redis(sys.argv[1], sys.argv[2]), store)

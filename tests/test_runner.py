@@ -12,9 +12,9 @@ import pytest
 from baton import BadInput, Busy, Mode, Outcome, PromptKind, RunRequest, RunResult, open_store, run
 from baton.agents import get_agent
 from baton.keys import make_key
-from baton.leases import LeaseHolder
 from baton.models import SessionStatus
 from baton.settings import Settings
+from baton.store.leases import LeaseHolder
 
 
 def go(settings: Settings, repo: Path, prompt: str = "do it", thread: str = "t1", **kw: object) -> RunResult:

@@ -9,9 +9,9 @@ from typing import Any
 
 from baton import RunRequest, run
 from baton.keys import make_key
-from baton.leases import LeaseHolder
 from baton.models import Outcome, SessionRecord, SessionStatus
 from baton.settings import Settings
+from baton.store.leases import LeaseHolder
 from tests.conftest import git
 from tests.service_fixtures import Service, service_fixture  # noqa: F401 (fixture)
 

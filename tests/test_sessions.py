@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from baton import Busy, Mode, RunRequest, RunResult, open_store, run
-from baton.archives import list_archives, restore_worktree
 from baton.errors import BadInput, GitError
 from baton.keys import Key, make_key
-from baton.leases import LeaseHolder
-from baton.sessions import ResetResult, Scope, import_session, reset_session
+from baton.sessions.manage import ResetResult, Scope, import_session, reset_session
 from baton.settings import Settings
 from baton.store import Store
-from baton.workdirs import Workdirs
+from baton.store.leases import LeaseHolder
+from baton.workspace.archives import list_archives, restore_worktree
+from baton.workspace.workdirs import Workdirs
 from tests.conftest import git
 
 

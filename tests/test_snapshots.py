@@ -15,8 +15,8 @@ from baton.agents import Agent, get_agent
 from baton.errors import StoreError
 from baton.keys import Key, Repo
 from baton.models import Snapshot
+from baton.sessions.snapshots import hydrate, take_snapshot
 from baton.settings import Settings, load_settings
-from baton.snapshots import hydrate, take_snapshot
 from baton.store import SQLStore
 
 SID = "6f1c2d3e-0000-4000-8000-000000000001"
@@ -196,7 +196,7 @@ def test_symlink_out_of_the_home_is_rejected(store: SQLStore, agent: Agent, tmp_
 def test_long_transcript_is_chunked_and_unchanged_chunks_are_not_rewritten(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from baton.snapshots import CHUNK, chunks
+    from baton.sessions.snapshots import CHUNK, chunks
 
     line = b'{"type":"user","message":"' + b"x" * 1000 + b'"}\n'
     data = line * (2 * CHUNK // len(line) + 5)

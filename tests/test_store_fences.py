@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from baton.errors import Busy, Fenced
-from baton.leases import LeaseHolder
 from baton.models import Fence, Lease, PlanRecord, PlanStatus
 from baton.store import SQLStore
+from baton.store.leases import LeaseHolder
 from baton.store.schema import leases
 from baton.store.tables import check_fence
 from tests.store_contract import REPO, count, make_lease, make_run, make_session, make_snapshot, race

@@ -14,15 +14,16 @@ from typing import Any
 
 from baton import Mode
 from baton.agents import get_agent
-from baton.gitcmd import commit_of
 from baton.housekeeping.cleanup import close_session
-from baton.housekeeping.disk import files_bytes, key_of, snapshot_bytes
+from baton.housekeeping.disk import files_bytes, snapshot_bytes
 from baton.housekeeping.sweep import sweep, sweep_periodically
-from baton.leases import LeaseHolder
+from baton.keys import key_of
 from baton.models import SessionStatus
 from baton.settings import Settings
 from baton.store import Store
-from baton.workdirs import Workdirs, disk_usage
+from baton.store.leases import LeaseHolder
+from baton.workspace.gitcmd import commit_of
+from baton.workspace.workdirs import Workdirs, disk_usage
 from tests.conftest import wait_for
 from tests.test_runner import go
 

@@ -1,4 +1,4 @@
-"""Sync with upstream before a turn (baton.sync), with real git: a source repository as the remote,
+"""Sync with upstream before a turn (baton.sync.engine), with real git: a source repository as the remote,
 people pushing to the key's branch through a clone of it, the base moving on ``main``, and the key's
 worktree made by Workdirs. "Exactly as it was" is checked byte for byte: every file's hash (tracked,
 untracked, ignored), ``git status``, HEAD, the branch ref and the index file."""
@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-import baton.gitcmd
-import baton.sync_apply
-import baton.sync_fetch
+import baton.sync.apply
+import baton.sync.fetch
+import baton.workspace.gitcmd
 from baton.agents import AGENTS
 from baton.errors import GitError
 from baton.keys import Key, make_key
 from baton.settings import Settings
-from baton.sync import (
+from baton.sync.engine import (
     Incoming,
     OnConflict,
     SyncHow,
@@ -31,11 +31,11 @@ from baton.sync import (
     recover_interrupted_sync,
     sync_worktree,
 )
-from baton.sync_git import IN_PROGRESS
-from baton.sync_marker import INDEX_COPY, MARKER
-from baton.sync_plan import LABELS
+from baton.sync.git import IN_PROGRESS
+from baton.sync.marker import INDEX_COPY, MARKER
+from baton.sync.plan import LABELS
 from baton.testing.git_http import GitHttpServer
-from baton.workdirs import Workdirs, branch_for
+from baton.workspace.workdirs import Workdirs, branch_for
 from tests.conftest import commit_file, git, wait_for
 
 SHARED = "one\ntwo\nthree\nfour\nfive\n"
@@ -563,16 +563,16 @@ def test_base_sha_after_a_squash_merge_carries_only_the_own_commits(workdirs: Wo
 
 
 def kill_at(monkeypatch: pytest.MonkeyPatch, name: str, after: bool = True) -> None:
-    """Make ``<name>`` as :mod:`baton.sync_apply` calls it end the sync like a kill -9, after it ran
+    """Make ``<name>`` as :mod:`baton.sync.apply` calls it end the sync like a kill -9, after it ran
     (``after``) or instead of running."""
-    real = getattr(baton.sync_apply, name)
+    real = getattr(baton.sync.apply, name)
 
     def dying(*args: Any, **kwargs: Any) -> Any:
         if after:
             real(*args, **kwargs)
         raise Killed
 
-    monkeypatch.setattr(baton.sync_apply, name, dying)
+    monkeypatch.setattr(baton.sync.apply, name, dying)
 
 
 @pytest.mark.parametrize(
@@ -651,18 +651,18 @@ def test_a_real_kill_9_mid_sync_is_recovered(
     script = f"""
 import sys, time
 from pathlib import Path
-import baton.sync as s
-import baton.sync_apply
+import baton.sync.engine as s
+import baton.sync.apply
 from baton.agents import AGENTS
 from baton.keys import make_key
 from baton.settings import load_settings
-from baton.workdirs import Workdirs, branch_for
-real = baton.sync_apply.checkout_changes
+from baton.workspace.workdirs import Workdirs, branch_for
+real = baton.sync.apply.checkout_changes
 def slow(worktree, old, new):
     real(worktree, old, new)
     Path({str(ready)!r}).write_text("x")
     time.sleep(60)
-baton.sync_apply.checkout_changes = slow
+baton.sync.apply.checkout_changes = slow
 workdirs = Workdirs(load_settings(overrides={{"home": {str(workdirs.home)!r}}}, environ={{}}))
 key = make_key("fake", {str(origin)!r}, "issue-1", AGENTS)
 how, stop = s.SyncHow.REBASE, s.OnConflict.STOP
@@ -714,7 +714,7 @@ def test_a_git_failure_while_applying_puts_everything_back_and_raises(
     make_dirty(wt)
     commit_file(origin, "new.txt", "new\n", "main moves")
     before = snapshot(wt)
-    real = baton.gitcmd.checkout_changes
+    real = baton.workspace.gitcmd.checkout_changes
     calls: list[str] = []
 
     def failing(worktree: Path, old: str, new: str) -> None:
@@ -723,7 +723,7 @@ def test_a_git_failure_while_applying_puts_everything_back_and_raises(
         if len(calls) == 1:  # the sync's; putting things back works
             raise GitError("git restore failed: disk on fire")
 
-    monkeypatch.setattr(baton.sync_apply, "checkout_changes", failing)
+    monkeypatch.setattr(baton.sync.apply, "checkout_changes", failing)
     with pytest.raises(GitError, match="disk on fire"):
         run_sync(workdirs, key, wt)
     assert same_after_rewrite(snapshot(wt), before)
@@ -736,14 +736,14 @@ def test_fetches_only_when_the_local_remote_moved(
     workdirs: Workdirs, key: Key, wt: Path, origin: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fetches: list[list[str]] = []
-    real = baton.gitcmd.run_git
+    real = baton.workspace.gitcmd.run_git
 
     def counting(args: list[str], *rest: Any, **kwargs: Any) -> str:
         if "fetch" in args:
             fetches.append(args)
         return real(args, *rest, **kwargs)
 
-    monkeypatch.setattr(baton.sync_fetch, "run_git", counting)
+    monkeypatch.setattr(baton.sync.fetch, "run_git", counting)
     assert run_sync(workdirs, key, wt).result == "unchanged" and fetches == []
     commit_file(origin, "new.txt", "new\n", "main moves")
     assert run_sync(workdirs, key, wt).result == "integrated" and len(fetches) == 1

@@ -1,4 +1,4 @@
-"""The sync's fetch over HTTP (baton.sync_fetch), against the real git smart-HTTP test server, which
+"""The sync's fetch over HTTP (baton.sync.fetch), against the real git smart-HTTP test server, which
 refuses any request without the token: the credentials go up front (no 401 round trip), only through
 the environment of the fetching git process, and appear nowhere else: not in any argv, git's traces,
 the cache's or the worktree's files on disk, or an error message."""
@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-import baton.sync_fetch
+import baton.sync.fetch
 from baton.agents import AGENTS
 from baton.errors import GitError, RemoteError
 from baton.keys import Key, make_key
 from baton.settings import Settings
-from baton.sync import OnConflict, SyncHow, SyncReport, sync_worktree
-from baton.sync_fetch import credentials_env
+from baton.sync.engine import OnConflict, SyncHow, SyncReport, sync_worktree
+from baton.sync.fetch import credentials_env
 from baton.testing.git_http import GitHttpServer
-from baton.workdirs import Workdirs, branch_for
+from baton.workspace.workdirs import Workdirs, branch_for
 from tests.conftest import git
 
 QUIET = 0.3  # seconds without a new request: the server has recorded all of a fetch's requests
@@ -109,7 +109,7 @@ def files_under(*roots: Path) -> str:
 @pytest.fixture
 def no_peek(monkeypatch: pytest.MonkeyPatch) -> None:
     """git's own fetch decides (as for a remote the one-request peek does not read)."""
-    monkeypatch.setattr(baton.sync_fetch, "peek_http", lambda *_args: None)
+    monkeypatch.setattr(baton.sync.fetch, "peek_http", lambda *_args: None)
 
 
 @pytest.mark.usefixtures("no_peek")
@@ -204,7 +204,7 @@ def test_an_error_message_naming_the_token_is_scrubbed(
     def leaking(args: list[str], *rest: Any, **kwargs: Any) -> str:
         raise GitError(f"git fetch failed: fatal: unable to access: {TOKEN} / Basic {header}: 401")
 
-    monkeypatch.setattr(baton.sync_fetch, "run_git", leaking)
+    monkeypatch.setattr(baton.sync.fetch, "run_git", leaking)
     with pytest.raises(RemoteError) as info:
         sync(workdirs, key, wt)
     message = str(info.value)
@@ -263,7 +263,7 @@ def test_a_moved_remote_is_seen_by_the_peek_and_fetched_by_git(
 def test_the_peek_leaves_the_decision_to_git_when_it_cannot_read_the_remote(
     server: GitHttpServer, workdirs: Workdirs, key: Key, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    peek = baton.sync_fetch.peek_http
+    peek = baton.sync.fetch.peek_http
     cache = tmp_path / "nocache"
     url = server.url("api.git")
     env = {"BATON_GIT_TOKEN": TOKEN}
@@ -279,9 +279,9 @@ def test_the_peek_leaves_the_decision_to_git_when_it_cannot_read_the_remote(
 
 
 def test_an_ls_refs_answer_is_read_strictly() -> None:
-    refs_of = baton.sync_fetch._refs_of
+    refs_of = baton.sync.fetch._refs_of
     one, two = "a" * 40, "b" * 40
-    pkt = baton.sync_fetch._pkt
+    pkt = baton.sync.fetch._pkt
     answer = pkt(f"{one} refs/heads/main-old\n") + pkt(f"{two} refs/heads/main\n")
     assert refs_of(answer + b"0000", ["main", "gone"]) == {"main": two, "gone": None}
     assert refs_of(answer, ["main"]) is None  # no flush: cut

@@ -16,7 +16,7 @@ import pytest
 
 from baton import RunRequest, run
 from baton.models import Mode, OnConflict, Outcome, SyncHow
-from baton.request import RunResult
+from baton.runner.request import RunResult
 from baton.settings import Settings
 from baton.testing.mock_anthropic import MockAnthropic
 from tests.conftest import git

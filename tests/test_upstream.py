@@ -1,4 +1,4 @@
-"""baton.upstream beyond stacking: which base a key's sync follows. A key created on a tag
+"""baton.sync.upstream beyond stacking: which base a key's sync follows. A key created on a tag
 (``--base v1``) follows its own branch on the remote; the tag never moves."""
 
 from __future__ import annotations

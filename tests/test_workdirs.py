@@ -12,11 +12,11 @@ import pytest
 
 from baton.agents import AGENTS
 from baton.errors import BadInput, GitError, RemoteError
-from baton.gitcmd import remote_error
 from baton.keys import Key, Repo, make_key
 from baton.settings import Settings, load_settings
 from baton.testing.git_http import GitHttpServer
-from baton.workdirs import Workdirs, branch_for, disk_usage
+from baton.workspace.gitcmd import remote_error
+from baton.workspace.workdirs import Workdirs, branch_for, disk_usage
 from tests.conftest import commit_file, git
 
 TOKEN = "t0ken-for-the-test-server"
@@ -425,7 +425,7 @@ def test_sync_worktree_brings_a_worktree_to_its_branch_and_checkpoint(workdirs: 
     (path / "stray.txt").write_text("stray\n")
     (path / "out.log").write_text("ignored output\n")
     git(workdirs.cache_path(key.repo), "update-ref", f"refs/heads/{branch_for(key)}", later)
-    workdirs.sync_worktree(key, branch_for(key))
+    workdirs.catch_up(key, branch_for(key))
     assert git(path, "rev-parse", "HEAD") == later
     assert (path / "wip.txt").read_text() == "wip\n" and (path / "later.txt").is_file()
     assert not (path / "stray.txt").exists()

@@ -14,7 +14,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from baton.cancel import CancelWatch, request_cancel
     from baton.errors import (
         AgentError,
         BadInput,
@@ -27,9 +26,8 @@ if TYPE_CHECKING:
         RemoteError,
         StoreError,
     )
+    from baton.fleet.cancel import CancelWatch, request_cancel
     from baton.keys import Key, Repo, make_key, parse_repo
-    from baton.leases import LeaseBackend, key_lease
-    from baton.lineage import lineage
     from baton.models import (
         Mode,
         OnConflict,
@@ -40,12 +38,12 @@ if TYPE_CHECKING:
         SessionStatus,
         SyncHow,
     )
-    from baton.plan_file import Plan, Task, load_plan, parse_plan
-    from baton.plans import PlanResult, run_plan
-    from baton.request import RunRequest, RunResult
-    from baton.runner import run
-    from baton.sdk import RedisSessionStore, SqlSessionStore
-    from baton.sessions import (
+    from baton.plans.file import Plan, Task, load_plan, parse_plan
+    from baton.plans.runner import PlanResult, run_plan
+    from baton.runner.request import RunRequest, RunResult
+    from baton.runner.run import run
+    from baton.sessions.lineage import lineage
+    from baton.sessions.manage import (
         ResetResult,
         Scope,
         export_session,
@@ -56,8 +54,11 @@ if TYPE_CHECKING:
     )
     from baton.settings import Settings, load_settings
     from baton.store import Store, open_store
-    from baton.sync import SyncReport
-    from baton.upstream import restack, sync_thread
+    from baton.store.leases import LeaseBackend, key_lease
+    from baton.store.sdk.redis_store import RedisSessionStore
+    from baton.store.sdk.sql_store import SqlSessionStore
+    from baton.sync.engine import SyncReport
+    from baton.sync.upstream import restack, sync_thread
 
 # public name → the module that defines it
 _EXPORTS = {
@@ -76,10 +77,11 @@ _EXPORTS = {
         ],
         "baton.errors",
     ),
-    **dict.fromkeys(["CancelWatch", "request_cancel"], "baton.cancel"),
+    **dict.fromkeys(["CancelWatch", "request_cancel"], "baton.fleet.cancel"),
     **dict.fromkeys(["Key", "Repo", "make_key", "parse_repo"], "baton.keys"),
-    **dict.fromkeys(["LeaseBackend", "key_lease"], "baton.leases"),
-    **dict.fromkeys(["RedisSessionStore", "SqlSessionStore"], "baton.sdk"),
+    **dict.fromkeys(["LeaseBackend", "key_lease"], "baton.store.leases"),
+    "RedisSessionStore": "baton.store.sdk.redis_store",
+    "SqlSessionStore": "baton.store.sdk.sql_store",
     **dict.fromkeys(
         [
             "Mode",
@@ -93,13 +95,13 @@ _EXPORTS = {
         ],
         "baton.models",
     ),
-    "lineage": "baton.lineage",
-    "SyncReport": "baton.sync",
-    **dict.fromkeys(["restack", "sync_thread"], "baton.upstream"),
-    **dict.fromkeys(["Plan", "Task", "load_plan", "parse_plan"], "baton.plan_file"),
-    **dict.fromkeys(["PlanResult", "run_plan"], "baton.plans"),
-    **dict.fromkeys(["RunRequest", "RunResult"], "baton.request"),
-    "run": "baton.runner",
+    "lineage": "baton.sessions.lineage",
+    "SyncReport": "baton.sync.engine",
+    **dict.fromkeys(["restack", "sync_thread"], "baton.sync.upstream"),
+    **dict.fromkeys(["Plan", "Task", "load_plan", "parse_plan"], "baton.plans.file"),
+    **dict.fromkeys(["PlanResult", "run_plan"], "baton.plans.runner"),
+    **dict.fromkeys(["RunRequest", "RunResult"], "baton.runner.request"),
+    "run": "baton.runner.run",
     **dict.fromkeys(
         [
             "ResetResult",
@@ -110,7 +112,7 @@ _EXPORTS = {
             "reset_session",
             "resolve_key",
         ],
-        "baton.sessions",
+        "baton.sessions.manage",
     ),
     **dict.fromkeys(["Settings", "load_settings"], "baton.settings"),
     **dict.fromkeys(["Store", "open_store"], "baton.store"),

@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from baton.errors import BadInput
+from baton.models import SessionRecord
 
 THREAD_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _SCP_RE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>(?!//)[^\\]+)$")
@@ -174,3 +175,9 @@ def make_key(agent: str, repo: str, thread: str, known_agents: list[str]) -> Key
     validate_agent(agent, known_agents)
     validate_thread(thread)
     return Key(agent=agent, repo=parse_repo(repo), thread=thread)
+
+
+def key_of(session: SessionRecord) -> Key:
+    """The key of a stored session (its repo as stored: URL, slug, local or not)."""
+    repo = Repo(session.repo_url, session.repo, session.repo_url.startswith("/"))
+    return Key(session.agent, repo, session.thread)

@@ -7,6 +7,9 @@ Extra agents (the test suite's fake agent, a user's own adapter) are registered 
 ``BATON_AGENTS_EXTRA="name=module:factory[,name2=module2:factory2]"`` (read when this package is
 imported). The tests register ``fake`` (:func:`baton.testing.fake.register_fake`) this way, so the
 ``baton`` processes they start know it too; the real agents never list it.
+
+May import: the ground floor only (errors, models, settings, files, install). Also here: the agents'
+event streams as readable entries (:mod:`events`).
 """
 
 from __future__ import annotations

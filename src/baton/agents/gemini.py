@@ -7,7 +7,7 @@ silently cuts the rest, and a prompt of more than about 262,000 characters gets 
 stream-json mode (see :data:`MAX_PROMPT_BYTES`), so baton refuses a prompt over 256,000 bytes up front
 (``max_prompt_bytes``). Gemini
 starts reading stdin within its first seconds and gives up on a pipe that stays empty for 500 ms;
-baton writes the whole prompt at once when the process starts (:func:`baton.process.run_process`).
+baton writes the whole prompt at once when the process starts (:func:`baton.runner.process.run_process`).
 The argv:
 
 - fresh / recover: ``gemini -o stream-json -m MODEL --session-id <new uuid>``

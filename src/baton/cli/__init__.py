@@ -8,6 +8,8 @@ It imports next to nothing at module level on purpose: ``main`` must be running,
 ``KeyboardInterrupt`` handler, before the slow imports start, so a Ctrl-C during start-up exits 130
 quietly instead of printing a traceback from inside some import. ``baton.cli.app`` is still reachable
 as ``baton.cli.app`` (a module attribute, loaded on first use).
+
+May import: every room.
 """
 
 from __future__ import annotations

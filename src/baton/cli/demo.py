@@ -1,4 +1,4 @@
-"""``baton demo``: the offline demo (the work is in :mod:`baton.demo`)."""
+"""``baton demo``: the offline demo (the work is in :mod:`baton.testing.demo`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,6 @@ from baton.cli.common import out
 
 def demo_cmd() -> None:
     """Offline demo: the real Claude CLI against a local mock model, through a simulated redeploy."""
-    from baton.demo import run_demo
+    from baton.testing.demo import run_demo
 
     raise typer.Exit(run_demo(out()))

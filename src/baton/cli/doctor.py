@@ -30,8 +30,8 @@ def agents_cmd(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
 
 def doctor_cmd(as_json: JsonOpt = False) -> None:
     """Check that conversations will survive here; exit 1 when something is wrong."""
-    from baton.doctor import run_doctor
-    from baton.doctor import to_json as doctor_json
+    from baton.housekeeping.doctor import run_doctor
+    from baton.housekeeping.doctor import to_json as doctor_json
     from baton.settings import load_settings
 
     settings = load_settings()

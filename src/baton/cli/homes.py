@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from baton import homes
 from baton.cli.common import JsonOpt, emit_json, esc, group, out
+from baton.housekeeping import homes
 from baton.settings import load_settings
 
 homes_app = group("Keep ~/.claude, ~/.codex, ~/.gemini on a persistent volume.")

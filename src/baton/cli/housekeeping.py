@@ -21,7 +21,7 @@ def sweep_cmd(dry_run: DryRunOpt = False, as_json: JsonOpt = False) -> None:
     """Expire sessions past their TTL, purge closed ones past their grace period, remove orphan
     worktrees, prune git's worktree records; then evict idle worktrees over the quota."""
     from baton.housekeeping.sweep import sweep_and_enforce
-    from baton.sessions import local_actor
+    from baton.sessions.manage import local_actor
 
     with cli_store() as (settings, store):
         data = sweep_and_enforce(store, settings, local_actor(), dry_run=dry_run)

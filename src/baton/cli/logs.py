@@ -1,4 +1,4 @@
-"""``baton runs logs``: a run's event log, rendered (``baton.events``) or raw, optionally followed."""
+"""``baton runs logs``: a run's event log, rendered (``baton.agents.events``) or raw, optionally followed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from baton.cli.common import esc, out
 
 if TYPE_CHECKING:
-    from baton.events import Entry
+    from baton.agents.events import Entry
     from baton.models import RunRecord
     from baton.store.base import Store
 
@@ -27,7 +27,7 @@ STYLE = {
 
 def print_log(store: Store, record: RunRecord, follow: bool, raw: bool) -> None:
     """Print the log from the start; with ``follow``, keep printing until the run has ended."""
-    from baton.events import LogRenderer
+    from baton.agents.events import LogRenderer
 
     renderer = LogRenderer(record.agent)
     for lines in _read_lines(Path(record.log_path), follow, lambda: _running(store, record.id)):
@@ -57,7 +57,7 @@ def _running(store: Store, run_id: str) -> bool:
 def _read_lines(path: Path, follow: bool, running: Callable[[], bool]) -> Iterator[list[str]]:
     """Whole lines appended to ``path`` since the last read. With ``follow``, one more read after the
     run has ended, so the tail it wrote just before the end is never missed."""
-    from baton.logtail import LogTail
+    from baton.runner.logtail import LogTail
 
     tail = LogTail(path)
     while True:

@@ -30,7 +30,7 @@ def plan_table(store: Store, record: PlanRecord, current: str | None = None) -> 
     """The plan's tasks, one row each; run ids in the short form every command accepts."""
     from rich.table import Table
 
-    from baton.runids import short_ids
+    from baton.runner.runids import short_ids
 
     shown = short_ids(store, [t.run_id for t in record.tasks if t.run_id])
     table = Table(
@@ -58,8 +58,8 @@ def plan_run(
     """Run a plan's unfinished tasks in one conversation; re-run it to continue after an interruption."""
     from rich.live import Live
 
-    from baton.plan_file import load_plan
-    from baton.plans import run_plan
+    from baton.plans.file import load_plan
+    from baton.plans.runner import run_plan
 
     plan = load_plan(file)
     with cli_store() as (settings, store):

@@ -36,7 +36,7 @@ from baton.cli.common import (
 from baton.models import Mode, Outcome
 
 if TYPE_CHECKING:
-    from baton.request import RunRequest, RunResult
+    from baton.runner.request import RunRequest, RunResult
     from baton.store.base import Store
 
 T = TypeVar("T")
@@ -64,7 +64,7 @@ def run_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Run one instruction on one key, resuming its conversation."""
-    from baton.request import RunRequest
+    from baton.runner.request import RunRequest
 
     request = RunRequest(
         agent=agent,
@@ -127,7 +127,7 @@ def _with_cancel(cancel: threading.Event, work: Callable[[], T]) -> T:
 
 
 def _run_with_status(request: RunRequest, quiet: bool) -> RunResult:
-    from baton.runner import run
+    from baton.runner.run import run
 
     if quiet or not err().is_terminal:
         return run(request)
@@ -139,7 +139,7 @@ def _run_with_status(request: RunRequest, quiet: bool) -> RunResult:
 
 
 def _print_result(result: RunResult) -> None:
-    from baton.runids import short_id
+    from baton.runner.runids import short_id
     from baton.settings import load_settings
     from baton.store import open_store
 

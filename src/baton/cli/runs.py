@@ -1,6 +1,6 @@
 """``baton runs``: list runs, show one, read or follow its log.
 
-Ids are shown in their short form (``baton.runids``) and every command takes a full id, a prefix or
+Ids are shown in their short form (``baton.runner.runids``) and every command takes a full id, a prefix or
 a short form.
 """
 
@@ -24,7 +24,7 @@ RunId = Annotated[str, typer.Argument(help="a run id, a prefix of it, or the sho
 
 def runs_table(store: Store, runs: list[RunRecord], wide: bool = False) -> None:
     """Print runs as a table: at 80 columns by default, every column with ``wide``."""
-    from baton.runids import short_ids
+    from baton.runner.runids import short_ids
 
     shown = short_ids(store, [r.id for r in runs])
     table = new_table("run", "agent", "thread", "mode", "outcome", "started", "secs")
@@ -74,7 +74,7 @@ def runs_ls(
 @runs_app.command("show")
 def runs_show(run_id: RunId, as_json: JsonOpt = False) -> None:
     """Show one run."""
-    from baton.runids import resolve_run
+    from baton.runner.runids import resolve_run
 
     with cli_store() as (_settings, store):
         data = resolve_run(store, run_id).to_json()
@@ -93,7 +93,7 @@ def runs_logs(
 ) -> None:
     """Print a run's event log (assistant text, tool calls, results, errors), optionally following it."""
     from baton.cli.logs import print_log
-    from baton.runids import resolve_run
+    from baton.runner.runids import resolve_run
 
     with cli_store() as (_settings, store):
         print_log(store, resolve_run(store, run_id), follow=follow, raw=raw)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from baton.models import SessionRecord
 
 sessions_app = group("List, show, reset, export and import sessions.")
-# The values of ``baton.sessions.Scope``, spelled here so building the CLI does not import the
+# The values of ``baton.sessions.manage.Scope``, spelled here so building the CLI does not import the
 # session layer (and SQLAlchemy with it); a test keeps the two equal.
 ScopeName = Literal["conversation", "worktree", "all"]
 
@@ -78,8 +78,8 @@ def sessions_table(rows: list[SessionRecord], wide: bool) -> Table:
 @sessions_app.command("show")
 def sessions_show(agent: AgentOpt, repo: RepoOpt, thread: ThreadOpt, as_json: JsonOpt = False) -> None:
     """Show one session, its lineage (forks, hand-offs, stacking) and its recent runs."""
-    from baton.lineage import lineage
-    from baton.sessions import get_session, resolve_key
+    from baton.sessions.lineage import lineage
+    from baton.sessions.manage import get_session, resolve_key
 
     with cli_store() as (_settings, store):
         key = resolve_key(store, agent, repo, thread)
@@ -131,7 +131,7 @@ def sessions_reset(
 ) -> None:
     """Reset a key: its conversation, its worktree, or all of it. What it removes is archived first (the
     worktree under a git ref, the conversation as an export file); it asks first, and is audited."""
-    from baton.sessions import Scope, get_session, reset_session, resolve_key
+    from baton.sessions.manage import Scope, get_session, reset_session, resolve_key
 
     with cli_store() as (settings, store):
         key = resolve_key(store, agent, repo, thread)
@@ -173,7 +173,7 @@ def sessions_export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file (default stdout)")] = None,
 ) -> None:
     """Export a session (record, runs, transcript snapshot) as one JSON document."""
-    from baton.sessions import export_session, resolve_key
+    from baton.sessions.manage import export_session, resolve_key
 
     with cli_store() as (_settings, store):
         document = export_session(store, resolve_key(store, agent, repo, thread))
@@ -194,7 +194,7 @@ def sessions_import(
 ) -> None:
     """Import an exported session; the next run resumes its conversation here."""
     from baton.errors import BadInput
-    from baton.sessions import import_session
+    from baton.sessions.manage import import_session
 
     try:
         text = sys.stdin.read() if str(file) == "-" else file.read_text()

@@ -110,10 +110,10 @@ def submit_cmd(
 
 
 def _submit(settings: Settings, store: Store, fields: dict[str, Any]) -> JobRecord:
-    from baton import jobs
     from baton.errors import BatonError
-    from baton.executors.celery import CeleryExecutor
-    from baton.sessions import local_actor
+    from baton.fleet import jobs
+    from baton.fleet.celery import CeleryExecutor
+    from baton.sessions.manage import local_actor
 
     executor = CeleryExecutor(settings, store)  # the extra and the URL are checked before writing
     try:
@@ -154,9 +154,9 @@ def _follow(settings: Settings, store: Store, job: JobRecord, as_json: bool) -> 
 
 
 async def _stream(settings: Settings, store: Store, job: JobRecord, as_json: bool) -> None:
-    from baton import jobs
+    from baton.agents.events import LogRenderer
     from baton.cli.logs import print_entry
-    from baton.events import LogRenderer
+    from baton.fleet import jobs
 
     renderer = LogRenderer(job.agent)
     async for item in jobs.read_events(store, settings, job.id):

@@ -29,7 +29,7 @@ def sync_cmd(
     threads; each key's next turn is told what came in. Exit 1 when any key conflicted or failed."""
     from baton.errors import BadInput
     from baton.keys import parse_repo
-    from baton.upstream import sync_thread
+    from baton.sync.upstream import sync_thread
 
     if how == SyncHow.OFF:
         raise BadInput("--how must be merge or rebase")

@@ -38,7 +38,7 @@ def worker_cmd(
     """Run the jobs queued on the broker (BATON_BROKER_URL): runs of one key in submission order, never
     two at once, on whichever worker is free. SIGTERM lets running jobs finish; a killed worker's
     jobs are taken over by the others."""
-    from baton.executors.celery import make_app, run_worker
+    from baton.fleet.celery import make_app, run_worker
     from baton.settings import load_settings
 
     settings = load_settings()

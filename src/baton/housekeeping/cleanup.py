@@ -26,15 +26,15 @@ from typing import Any
 
 from baton.agents import get_agent
 from baton.errors import BatonError, NotFound
-from baton.gitcmd import commit_of, worktree_status
-from baton.housekeeping.disk import files_bytes, key_of, local_transcript
-from baton.keys import Key
-from baton.leases import held, key_lease
+from baton.housekeeping.disk import files_bytes, local_transcript
+from baton.keys import Key, key_of
 from baton.models import Fence, SessionRecord, SessionStatus
+from baton.sessions.snapshots import take_snapshot
 from baton.settings import Settings
-from baton.snapshots import take_snapshot
 from baton.store.base import Store
-from baton.workdirs import Workdirs, disk_usage
+from baton.store.leases import held, key_lease
+from baton.workspace.gitcmd import commit_of, worktree_status
+from baton.workspace.workdirs import Workdirs, disk_usage
 
 CLOSE_WAIT = 3600.0  # seconds a close waits for a running run of the key to end
 

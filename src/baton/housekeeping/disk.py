@@ -1,9 +1,9 @@
 """Disk accounting, quotas and eviction.
 
 Every size here is *allocated* bytes (``st_blocks * 512``, hard links counted once), the measure
-:func:`baton.workdirs.disk_usage` uses, so what ``baton du`` shows, what the sweeper reports as freed and
-what a quota compares are one number. Store snapshot bytes are the compressed blobs the store holds for
-the snapshot (a chunk shared with another snapshot counts for each; that is rare: chunks carry ids).
+:func:`~baton.workspace.workdirs.disk_usage` uses, so what ``baton du`` shows, what the sweeper reports as
+freed and what a quota compares are one number. Store snapshot bytes are the compressed blobs the store
+holds for the snapshot (a chunk shared with another snapshot counts for each; that is rare: chunks carry ids).
 
 **Quota.** :func:`enforce_quota` compares the use of ``BATON_HOME`` with ``disk_quota`` and the volume's
 free space with ``min_free``. Over either limit it evicts the least-recently-used *idle* worktrees (the
@@ -24,20 +24,14 @@ from typing import Any
 
 from baton.agents import get_agent
 from baton.errors import BatonError, Busy
-from baton.keys import Key, Repo
-from baton.leases import held, key_lease
+from baton.keys import Key, key_of
 from baton.models import SessionRecord, SessionStatus
 from baton.settings import Settings
 from baton.store.base import Store
-from baton.workdirs import Workdirs, disk_usage
+from baton.store.leases import held, key_lease
+from baton.workspace.workdirs import Workdirs, disk_usage
 
 log = logging.getLogger("baton.housekeeping")
-
-
-def key_of(session: SessionRecord) -> Key:
-    """The key of a stored session (its repo as stored: URL, slug, local or not)."""
-    repo = Repo(session.repo_url, session.repo, session.repo_url.startswith("/"))
-    return Key(session.agent, repo, session.thread)
 
 
 def files_bytes(paths: list[Path]) -> int:

@@ -33,18 +33,18 @@ from pathlib import Path
 from typing import Any
 
 from baton.errors import BatonError, Busy
-from baton.gitcmd import run_git
 from baton.housekeeping.cleanup import close_locked, would_checkpoint
-from baton.housekeeping.disk import enforce_quota, files_bytes, key_of, local_transcript, snapshot_bytes
-from baton.keys import Key
-from baton.leases import held, key_lease
-from baton.locks import file_lock
+from baton.housekeeping.disk import enforce_quota, files_bytes, local_transcript, snapshot_bytes
+from baton.keys import Key, key_of
 from baton.models import Fence, SessionRecord, SessionStatus
-from baton.redis_.index import index_session
 from baton.settings import Settings
 from baton.store import open_store
 from baton.store.base import Store
-from baton.workdirs import Workdirs, disk_usage, remove_empty_parents
+from baton.store.leases import held, key_lease
+from baton.store.redis_index import index_session
+from baton.workspace.gitcmd import run_git
+from baton.workspace.locks import file_lock
+from baton.workspace.workdirs import Workdirs, disk_usage, remove_empty_parents
 
 log = logging.getLogger("baton.housekeeping")
 CATEGORIES = ("worktrees", "transcripts", "snapshots", "logs", "orphans")

@@ -3,4 +3,6 @@
 Modules: :mod:`app` (the factory and lifespan), :mod:`auth` (bearer tokens and scopes), one module per
 route group (:mod:`runs`, :mod:`sessions`, :mod:`admin`, :mod:`webhooks`, :mod:`metrics`,
 :mod:`health`). Needs the ``server`` extra (fastapi, uvicorn, prometheus-client).
+
+May import: every room but the CLI.
 """

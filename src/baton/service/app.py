@@ -3,7 +3,7 @@ sweeper into ``app.state`` and mounts one router per route group.
 
 Start-up (lifespan): open the store, start the executor (the in-process pool marks jobs left
 ``running`` by a previous process ``done``/crashed and takes the queued ones; with a broker, Celery
-workers run them: :func:`baton.executors.make_executor`), start the sweeper thread. Shut-down stops
+workers run them: :func:`baton.fleet.executor.make_executor`), start the sweeper thread. Shut-down stops
 them in reverse.
 
 Errors: every route raises baton's own errors (:mod:`baton.errors`) and one handler here turns them into
@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from baton.errors import BatonError
-from baton.executors import check_executor, make_executor
+from baton.fleet.executor import check_executor, make_executor
 from baton.housekeeping.sweep import sweep_periodically
 from baton.service import admin, dashboard, disk, health, metrics, runs, sessions, webhooks
 from baton.service.diskcache import DiskCache

@@ -24,7 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from baton.errors import BadInput, NotFound
 from baton.models import TokenRecord, TokenScope
-from baton.sessions import local_actor
+from baton.sessions.manage import local_actor
 from baton.store import Store
 
 PREFIX = "baton_"

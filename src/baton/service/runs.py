@@ -1,7 +1,7 @@
 """Routes: runs. Submit one (stored ``queued`` before the 202, validated like ``baton run``), read
 it, list them, stream its agent events (Server-Sent Events), cancel it.
 
-A run of the API is a job (:mod:`baton.jobs`): its ``run_id`` is the job's id, and once it ran its
+A run of the API is a job (:mod:`baton.fleet.jobs`): its ``run_id`` is the job's id, and once it ran its
 record carries every field of ``baton run --json`` (whose own ``run_id``, the last attempt's, is in
 ``runs``). The event stream is replayed from the job's event file, so a late subscriber gets it from
 the start, ``Last-Event-ID`` resumes after an event, and the stream ends with one ``outcome`` event.
@@ -17,9 +17,9 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Header, HTTPException, 
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
 
-from baton import jobs
 from baton.errors import BadInput, NotFound
-from baton.executors import Executor
+from baton.fleet import jobs
+from baton.fleet.executor import Executor
 from baton.keys import parse_repo
 from baton.models import JobRecord, JobStatus, Mode, OnConflict, SyncHow, TokenScope
 from baton.service.auth import Actor, require

@@ -14,10 +14,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from baton.lineage import lineage
 from baton.models import SessionStatus, TokenScope
 from baton.service.auth import Actor, require
-from baton.sessions import Scope, get_session, reset_session, resolve_key
+from baton.sessions.lineage import lineage
+from baton.sessions.manage import Scope, get_session, reset_session, resolve_key
 from baton.settings import Settings
 from baton.store import Store
 

@@ -19,7 +19,7 @@ the payload are read by :mod:`baton.service.forges`; a body over 25 MB is refuse
 
 Events that clean up: ``delete`` of a branch, ``pull_request`` ``closed`` (merged or not; the branch is
 ``head.ref`` in the head repository, which for a PR from a fork is the fork; when merged, the threads
-stacked on that branch are then rebased onto the default branch, :func:`baton.upstream.restack`), and
+stacked on that branch are then rebased onto the default branch, :func:`baton.sync.upstream.restack`), and
 ``push`` with ``deleted: true`` of ``refs/heads/<branch>``. Everything else is stored ``ignored`` and
 answered 202 ``{"ignored": "<why>"}``. A payload names its repository by ``clone_url``, ``ssh_url`` and
 ``html_url``; each one's slug (:func:`baton.keys.parse_repo`, URL forms only, so no filesystem or
@@ -69,7 +69,7 @@ from baton.service.forges import (
 )
 from baton.settings import Settings
 from baton.store import Store
-from baton.upstream import restack
+from baton.sync.upstream import restack
 
 SECRET_ENV = "BATON_WEBHOOK_SECRET"
 DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")

@@ -1,4 +1,12 @@
-"""Persistence behind one Protocol; :func:`open_store` picks the backend by URL scheme."""
+"""Persistence behind one Protocol; :func:`open_store` picks the backend by URL scheme.
+
+Owns: the :class:`Store` Protocol (:mod:`base`), the SQL store over SQLite or PostgreSQL
+(:mod:`sql` and its parts, :mod:`schema`, :mod:`tables`, :mod:`migrations`, :mod:`engine`), leases and
+their backends (:mod:`leases`, :mod:`redis_leases`), the Redis connection (:mod:`redis`) and the SDK's
+session stores (:mod:`baton.store.sdk`).
+
+May import: the ground floor only.
+"""
 
 from __future__ import annotations
 

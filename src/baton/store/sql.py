@@ -173,7 +173,7 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
     def find_run_ids(self, fragment: str, limit: int = 20) -> list[str]:
         """Ids of the runs whose id is, starts with or ends with ``fragment``, newest first.
 
-        People copy short ids: a prefix, or the random tail that tables show (see ``baton.runids``).
+        People copy short ids: a prefix, or the random tail that tables show (see ``baton.runner.runids``).
         """
         text = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         match = sa.or_(runs.c.id.like(text + "%", escape="\\"), runs.c.id.like("%" + text, escape="\\"))

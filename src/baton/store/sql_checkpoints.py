@@ -1,6 +1,6 @@
 """Checkpoints in the SQL store: each key's latest checkpoint commit as a git bundle in the blobs, so a
 worker with an empty ``BATON_HOME`` can rebuild the worktree — uncommitted files included — that
-another worker left (:mod:`baton.portable` makes and reads the bundles).
+another worker left (:mod:`baton.workspace.portable` makes and reads the bundles).
 
 One row per key, replaced by each save in one transaction together with its blob; the blob of the
 replaced row is dropped when no other checkpoint and no snapshot uses it. A record whose ``digest`` is

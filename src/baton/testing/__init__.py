@@ -4,6 +4,10 @@ authenticated git smart-HTTP server. Used by the test suite, the demo and the be
 Every mock implements :class:`MockModel`, so one test can drive any agent the same way: its replies
 (and :meth:`MockModel.history_counts`) reveal how much history each request carried, which is how a
 test proves that a conversation resumed rather than started over.
+
+Also here: the offline demo (:mod:`demo`), which drives the runner.
+
+May import: the ground floor, agents and (the demo) the runner.
 """
 
 from __future__ import annotations

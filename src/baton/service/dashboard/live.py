@@ -25,14 +25,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from markupsafe import Markup
 
-from baton import jobs
-from baton.events import Entry, LogRenderer
-from baton.logtail import LogTail
+from baton.agents.events import Entry, LogRenderer
+from baton.fleet import jobs
 from baton.models import Outcome, RunRecord, SessionRecord
-from baton.runids import resolve_run
+from baton.runner.logtail import LogTail
+from baton.runner.runids import resolve_run
 from baton.service.dashboard.sessions import key_runs
 from baton.service.dashboard.web import Viewer, signed_in, state, templates
-from baton.sessions import get_session, resolve_key
+from baton.sessions.manage import get_session, resolve_key
 from baton.store import Store
 
 router = APIRouter(include_in_schema=False)

@@ -2,7 +2,7 @@
 
 A run is one attempt (an agent process), as ``baton runs`` shows them; API submissions, CLI runs and
 plan tasks all appear. The log is the agent's raw event stream rendered readably by
-:mod:`baton.events` (assistant text, tool calls, their output, errors), with the raw lines behind a
+:mod:`baton.agents.events` (assistant text, tool calls, their output, errors), with the raw lines behind a
 toggle; a running run's entries arrive live over the run stream instead.
 """
 
@@ -16,10 +16,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
+from baton.agents.events import Entry, LogRenderer
 from baton.errors import BadInput
-from baton.events import Entry, LogRenderer
 from baton.models import Outcome, RunRecord
-from baton.runids import resolve_run
+from baton.runner.runids import resolve_run
 from baton.service.dashboard.web import Viewer, page, signed_in, state
 
 router = APIRouter(include_in_schema=False)

@@ -19,12 +19,12 @@ from fastapi.responses import HTMLResponse
 
 from baton.errors import BadInput
 from baton.housekeeping.disk import DiskReport
-from baton.lineage import lineage
 from baton.models import JobStatus, SessionRecord, SessionStatus, TokenScope
 from baton.service.dashboard.web import Viewer, form_of, page, signed_in, state
-from baton.sessions import Scope, get_session, reset_session, resolve_key
+from baton.sessions.lineage import lineage
+from baton.sessions.manage import Scope, get_session, reset_session, resolve_key
 from baton.store import Store
-from baton.workdirs import Workdirs
+from baton.workspace.workdirs import Workdirs
 
 router = APIRouter(include_in_schema=False)
 PER_PAGE = 50

@@ -1,0 +1,276 @@
+"""The Celery executor: runs go through a broker (``BATON_BROKER_URL``, ``redis://`` or ``amqp://``) to
+``baton worker`` processes on any machine that shares the store. The ``celery`` extra.
+
+- The message is plain data: the job id (task ``baton.run_job``, JSON). The job and its request are
+  stored ``queued`` before it is sent (:func:`baton.fleet.jobs.submit`); what a worker does with a message,
+  and why doing it twice is harmless, is :mod:`baton.fleet.queued`.
+- The API side (:class:`CeleryExecutor`, chosen by ``baton serve`` when a broker is set, and used by
+  ``baton submit``) only sends messages and sets cancel flags; it needs no task code.
+- Long runs are safe: ``task_acks_late`` with ``task_reject_on_worker_lost`` (a message is acknowledged
+  when its run has ended; a worker killed mid-run gives it back), ``worker_prefetch_multiplier=1`` (a
+  worker holds no more messages than it has slots), for Redis a ``visibility_timeout`` longer than the
+  longest run (:data:`VISIBILITY_TIMEOUT`, a day; ``BATON_VISIBILITY_TIMEOUT``) with the unacknowledged
+  messages of dead workers looked for every few seconds, and the SQL engine forgotten in every forked
+  pool process (``worker_process_init``). RabbitMQ closes a channel whose delivery stays unacknowledged
+  past its ``consumer_timeout`` (30 min by default): raise it above the longest run in the server's
+  configuration; a run cut that way is still finished by its worker, and the copy redelivered meanwhile
+  finds the job held and is dropped.
+- Cancel never revokes a task: it is the store's flag (and Redis's, with ``BATON_REDIS_URL``), which
+  the worker running the job watches.
+- Each worker's main process runs the janitor (:func:`baton.fleet.queued.heal`) every
+  ``lease_ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from baton.errors import BadInput, BatonError
+from baton.fleet import queued
+from baton.housekeeping.sweep import sweep_periodically
+from baton.install import DIST
+from baton.models import JobStatus
+from baton.settings import Settings
+from baton.store import Store, open_store
+from baton.store.redis import safe_url
+
+if TYPE_CHECKING:
+    from celery import Celery  # type: ignore[import-untyped]
+
+log = logging.getLogger("baton.worker")
+
+TASK = "baton.run_job"
+SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
+
+
+@dataclass(frozen=True)
+class BrokerOptions:
+    url: str
+    queue: str
+    visibility_timeout: float
+
+    @property
+    def redis(self) -> bool:
+        return urlsplit(self.url).scheme in ("redis", "rediss")
+
+
+def broker_options(settings: Settings) -> BrokerOptions:
+    """The broker's URL (checked), the queue (``BATON_QUEUE``) and Redis's visibility timeout
+    (``BATON_VISIBILITY_TIMEOUT``: a message unacknowledged this long is delivered again)."""
+    url = settings.broker_url
+    if not url:
+        raise BadInput("no broker is configured: set BATON_BROKER_URL to a redis:// or amqp:// URL")
+    if urlsplit(url).scheme not in SCHEMES:
+        raise BadInput(f"setting 'broker_url' must be a redis:// or amqp:// URL, not {safe_url(url)!r}")
+    if not settings.queue or not settings.visibility_timeout > 0:
+        raise BadInput("setting 'queue' must be a name and 'visibility_timeout' positive (seconds)")
+    return BrokerOptions(url, settings.queue, settings.visibility_timeout)
+
+
+def make_app(settings: Settings) -> Celery:
+    """A Celery app for the configured broker; BadInput naming the install command without the extra."""
+    try:
+        from celery import Celery
+    except ImportError:
+        hint = f"pip install '{DIST}[celery]'"
+        raise BadInput(f"running through a broker needs the celery extra: {hint}") from None
+    options = broker_options(settings)
+    app = Celery("baton", broker=options.url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_default_queue=options.queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=True,
+        worker_cancel_long_running_tasks_on_connection_loss=False,  # a run outlives a broker blip
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=_transport_options(options),
+    )
+    return app
+
+
+def _transport_options(options: BrokerOptions) -> dict[str, Any]:
+    if not options.redis:
+        return {}
+    every = min(10.0, max(1.0, options.visibility_timeout / 10))
+    # kombu scans for expired unacknowledged messages every interval x throttle seconds (100 s by
+    # default); every `every` seconds instead, so a dead worker's message comes back soon after its timeout
+    return {
+        "visibility_timeout": options.visibility_timeout,
+        "unacked_restore_interval": every,
+        "unacked_restore_throttle": 1,
+    }
+
+
+def enqueue(app: Celery, job_id: str, queue: str, countdown: float = 0.0) -> None:
+    """Send the message for ``job_id``; BatonError when the broker cannot take it."""
+    try:
+        app.send_task(TASK, args=[job_id], queue=queue, countdown=countdown or None)
+    except Exception as exc:  # kombu's OperationalError, a refused connection, ...
+        broker = safe_url(str(app.conf.broker_url))
+        raise BatonError(f"the broker at {broker} did not take run {job_id}: {exc}") from exc
+
+
+class CeleryExecutor:
+    """The API's side: :class:`baton.fleet.executor.Executor` over a broker (see the module docstring)."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings, self.store = settings, store
+        self.options = broker_options(settings)
+        self.app = make_app(settings)
+
+    def start(self) -> None:
+        log.info("runs go to the broker at %s, queue %s", safe_url(self.options.url), self.options.queue)
+
+    def submit(self, job_id: str) -> None:
+        enqueue(self.app, job_id, self.options.queue)
+
+    def cancel(self, job_id: str) -> bool:
+        return queued.cancel(self.settings, self.store, job_id, self._kick)
+
+    def queue_depth(self) -> int:
+        return len(self.store.list_jobs(status=JobStatus.QUEUED, limit=queued.ALL))
+
+    def stop(self) -> None:
+        self.app.close()
+
+    def _kick(self, job_id: str, countdown: float) -> None:
+        enqueue(self.app, job_id, self.options.queue, countdown)
+
+
+# -- the worker side --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Process:
+    """What the task needs in this process: opened again in each forked pool process."""
+
+    pid: int
+    settings: Settings
+    store: Store
+
+
+_settings: Settings | None = None
+_process: _Process | None = None
+
+
+def _here() -> _Process:
+    global _process
+    if _process is None or _process.pid != os.getpid():
+        settings = _settings
+        if settings is None:
+            from baton.settings import load_settings
+
+            settings = load_settings()
+        _process = _Process(os.getpid(), settings, open_store(settings.resolved_store_url))
+    return _process
+
+
+def run_job(task: Any, job_id: str) -> str:
+    """The task: handle one message; a store that cannot be reached sends the message again later."""
+    here = _here()
+    info = getattr(task.request, "delivery_info", None) or {}
+    queue = str(info.get("routing_key") or broker_options(here.settings).queue)
+
+    def kick(target: str, countdown: float) -> None:
+        enqueue(task.app, target, queue, countdown)
+
+    try:
+        what = queued.handle(job_id, here.settings, here.store, kick)
+    except BatonError as exc:
+        log.error("job %s: %s; trying again in %.0f s", job_id, exc, here.settings.lease_ttl)
+        kick(job_id, here.settings.lease_ttl)
+        return "retry"
+    log.info("job %s: %s%s", job_id, what, " (redelivered)" if info.get("redelivered") else "")
+    return what
+
+
+def _after_fork(**_: Any) -> None:
+    """A forked pool process must not use its parent's pooled database connections."""
+    global _process
+    from baton.store.engine import after_fork
+
+    after_fork()
+    _process = None
+
+
+class _Janitor:
+    """:func:`baton.fleet.queued.heal` every ``lease_ttl`` seconds in the worker's main process,
+    and the sweeper of this worker's own ``BATON_HOME`` (its worktrees, transcripts and quota, which
+    no other machine sees) every ``sweep_interval``, as ``baton serve`` sweeps its own."""
+
+    def __init__(self, app: Celery, settings: Settings, queue: str) -> None:
+        self.app, self.settings, self.queue = app, settings, queue
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="baton-janitor", daemon=True)
+        self.sweeper = threading.Thread(
+            target=sweep_periodically, args=(settings, self.stop), name="baton-sweeper", daemon=True
+        )
+        self.kicked: dict[str, float] = {}
+
+    def start(self, **_: Any) -> None:
+        self.thread.start()
+        self.sweeper.start()
+
+    def halt(self, **_: Any) -> None:
+        self.stop.set()
+
+    def _loop(self) -> None:
+        store = open_store(self.settings.resolved_store_url)
+        try:
+            while not self.stop.wait(self.settings.lease_ttl):
+                try:
+                    sent = queued.heal(self.settings, store, self._kick, self.kicked)
+                except BatonError as exc:
+                    log.warning("janitor: %s", exc)
+                    continue
+                if sent:
+                    log.warning("janitor: sent %d lost job(s) again: %s", len(sent), sent)
+        finally:
+            store.close()
+
+    def _kick(self, job_id: str, countdown: float) -> None:
+        enqueue(self.app, job_id, self.queue, countdown)
+
+
+def run_worker(
+    settings: Settings,
+    concurrency: int | None = None,
+    queues: list[str] | None = None,
+    pool: str = "prefork",
+    hostname: str | None = None,
+    loglevel: str = "INFO",
+) -> None:
+    """Start a Celery worker for baton's runs in this process (returns when it stops)."""
+    global _settings
+    from celery import signals
+
+    app = make_app(settings)
+    options = broker_options(settings)
+    app.task(name=TASK, bind=True)(run_job)
+    _settings = settings
+    queues = queues or [options.queue]
+    janitor = _Janitor(app, settings, queues[0])
+    signals.worker_process_init.connect(_after_fork, weak=False)
+    signals.worker_ready.connect(janitor.start, weak=False)
+    signals.worker_shutting_down.connect(janitor.halt, weak=False)
+    argv = [
+        "worker",
+        f"--loglevel={loglevel}",
+        f"--concurrency={concurrency or settings.concurrency}",
+        f"--queues={','.join(queues)}",
+        f"--pool={pool}",
+        f"--hostname={hostname or f'baton-{os.getpid()}@%h'}",
+        "--without-gossip",  # nothing here uses it (no revokes, no events) and it costs a start-up wait
+        "--without-mingle",
+    ]
+    log.info("baton worker: broker %s, queues %s, home %s", safe_url(options.url), queues, settings.home)
+    app.worker_main(argv)

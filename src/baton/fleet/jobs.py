@@ -1,0 +1,289 @@
+"""Jobs: runs submitted to the service. The core under ``POST /v1/runs`` and the executors.
+
+- :func:`submit` validates a request exactly as :func:`baton.run` does before its first write
+  (:func:`baton.runner.run.check_request`) and only then stores the job ``queued``: a bad request is
+  refused with the CLI's message and nothing is written; a good one survives a restart. Refusals that
+  depend on the key's session (a branch that differs from the session's, ``resume`` without a
+  conversation, a missing fork source) are not checked here: an earlier job of the key may still
+  change them. They end the job ``failed`` with the runner's message.
+- :func:`finish` is the one way a job ends: the store first (status ``done``), then the end marker
+  of its event stream, so a reader that sees the marker also sees the final record.
+- The event stream of a job is its own JSONL file, ``$BATON_HOME/jobs/<job_id>.events.jsonl``
+  (:class:`EventLog` writes it, :func:`read_events` tails it). The runner's raw per-attempt logs
+  (``logs/<run-id>.jsonl``) are not replayed instead because they have no sequence numbers, hold
+  lines that are not events (stderr, partial lines of a killed agent), and a job's attempts are only
+  known once each starts; one file per job gives every event a stable sequence number (the SSE
+  ``id``), survives a restart, and lets a late subscriber read from the start with one sequential
+  read. Lines are appended whole under a lock and flushed, so a reader never sees half a line (it
+  also ignores a trailing partial line, which only a crash can leave).
+- Readers in this process are woken by :func:`notify` when a line is appended (no polling delay);
+  they are coroutines, so a subscriber waiting for a quiet agent holds no thread. A reader also
+  re-checks on a short timeout, which is all a reader needs when the executor runs elsewhere and
+  shares ``BATON_HOME``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from baton.errors import BadInput
+from baton.models import JobRecord, JobStatus, Mode, OnConflict, RunRecord, SyncHow
+from baton.runner.attempt import new_run_id
+from baton.runner.request import RunRequest
+from baton.runner.run import check_request
+from baton.settings import Settings
+from baton.store import Store
+
+# The fields a caller may set, with their types (what ``POST /v1/runs`` and the CLI share).
+FIELDS: dict[str, type | tuple[type, ...]] = {
+    "agent": str,
+    "repo": str,
+    "thread": str,
+    "prompt": str,
+    "mode": str,
+    "branch": (str, type(None)),
+    "base": (str, type(None)),
+    "context": (str, type(None)),
+    "timeout": (int, float, type(None)),
+    "retries": int,
+    "fork_from": (str, type(None)),
+    "sync": (str, type(None)),
+    "on_conflict": (str, type(None)),
+    "base_thread": (str, type(None)),
+    "handoff_from": (str, type(None)),
+}
+REQUIRED = ("agent", "repo", "thread", "prompt")
+E = TypeVar("E", bound=StrEnum)
+END = "end"  # the key of the last line of an event stream: the job's outcome
+
+
+def submit(store: Store, settings: Settings, fields: dict[str, Any], actor: str) -> JobRecord:
+    """Validate ``fields`` like ``baton run`` and store the job ``queued``; BadInput (nothing
+    written) when anything is wrong."""
+    request, key, _agent = check_request(build_request(fields), settings)
+    job = JobRecord(
+        id=new_run_id(),
+        agent=key.agent,
+        repo=key.repo.slug,
+        thread=key.thread,
+        # a local path resolved: the job runs the same repo whatever the service's cwd after a restart
+        request=plain_request(dataclasses.replace(request, repo=key.repo.url)),
+        status=JobStatus.QUEUED,
+        actor=actor,
+        submitted_at=time.time(),
+    )
+    store.add_job(job)
+    return job
+
+
+def build_request(fields: dict[str, Any]) -> RunRequest:
+    """A RunRequest from plain data (a stored job or an API body); BadInput for unknown fields,
+    missing ones or wrong types."""
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise BadInput(f"unknown field(s): {', '.join(unknown)}")
+    missing = [name for name in REQUIRED if fields.get(name) is None]
+    if missing:
+        raise BadInput(f"missing field(s): {', '.join(missing)}")
+    values = {k: v for k, v in fields.items() if v is not None or k not in ("mode", "retries")}
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, FIELDS[name]):
+            raise BadInput(f"{name} has the wrong type ({type(value).__name__})")
+    values["mode"] = _choice("mode", Mode, values.get("mode", Mode.AUTO))
+    for name, kind in (("sync", SyncHow), ("on_conflict", OnConflict)):
+        if values.get(name) is not None:
+            values[name] = _choice(name, kind, values[name])
+    return RunRequest(**values)
+
+
+def _choice(name: str, kind: type[E], value: Any) -> E:
+    try:
+        return kind(value)
+    except ValueError as exc:
+        raise BadInput(f"{name} must be one of {', '.join(m.value for m in kind)}") from exc
+
+
+def plain_request(request: RunRequest) -> dict[str, Any]:
+    """What a job stores of its request: the fields :func:`build_request` takes back."""
+    data = {name: getattr(request, name) for name in FIELDS}
+    for name in ("mode", "sync", "on_conflict"):
+        data[name] = data[name].value if data[name] is not None else None
+    return data
+
+
+def finish(
+    store: Store, settings: Settings, job_id: str, outcome: str, log: EventLog | None = None, **fields: Any
+) -> None:
+    """End a job: ``done`` with ``outcome`` (and ``result``/``error``) in the store, then the end
+    marker of its event stream (through ``log`` when the caller has it open)."""
+    store.update_job(job_id, status=JobStatus.DONE, outcome=outcome, ended_at=time.time(), **fields)
+    if log is not None:
+        log.write({END: outcome})
+        return
+    with EventLog(settings, job_id, store) as opened:
+        opened.write({END: outcome})
+
+
+def events_path(settings: Settings, job_id: str) -> Path:
+    return settings.home / "jobs" / f"{job_id}.events.jsonl"
+
+
+# -- waking readers -------------------------------------------------------------------------------
+# Readers are coroutines on the server's event loop (a waiting subscriber holds no thread); writers are
+# executor threads, which wake them with call_soon_threadsafe.
+
+_lock = threading.Lock()
+_version = 0
+_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+
+def notify() -> None:
+    """Something was appended to some job's stream: wake this process's readers."""
+    global _version
+    with _lock:
+        _version += 1
+        waiters = list(_waiters)
+    for loop, event in waiters:
+        with contextlib.suppress(RuntimeError):  # its loop has closed: nobody is waiting any more
+            loop.call_soon_threadsafe(event.set)
+
+
+def version() -> int:
+    with _lock:
+        return _version
+
+
+async def wait_change(seen: int, timeout: float) -> None:
+    """Return once :func:`notify` was called after ``seen`` was read, or after ``timeout`` seconds."""
+    waiter = (asyncio.get_running_loop(), asyncio.Event())
+    with _lock:
+        if _version != seen:
+            return
+        _waiters.add(waiter)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter[1].wait(), timeout)
+    finally:
+        with _lock:
+            _waiters.discard(waiter)
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+
+def shared(settings: Settings) -> bool:
+    """Whether job streams go through the store: with a broker, the worker that runs a job and the
+    API (or ``baton submit --follow``) that streams it are other machines with other homes."""
+    return bool(settings.broker_url)
+
+
+class EventLog:
+    """The event stream of one job, opened for appending. Sequence numbers continue from what the
+    file (and, when streams are shared, the store) already holds, so a stream is never renumbered,
+    not even by a redelivery on another worker."""
+
+    def __init__(self, settings: Settings, job_id: str, store: Store | None = None) -> None:
+        path = events_path(settings, job_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._job_id, self._store = job_id, store if shared(settings) else None
+        earlier = _lines(path, 0)[0]
+        self._seq = int(earlier[-1]["seq"]) if earlier else 0
+        if self._store is not None:
+            self._seq = max(self._seq, self._store.last_job_event(job_id))
+        self._file = path.open("a", encoding="utf-8")
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def on_event(self, record: RunRecord, event: dict[str, Any]) -> None:
+        """The runner's ``on_event``: one agent event of one attempt."""
+        self.write({"run": record.id, "attempt": record.attempt, "event": event})
+
+    def write(self, data: dict[str, Any]) -> None:
+        with self._lock:
+            self._seq += 1
+            line = json.dumps({"seq": self._seq, **data}, ensure_ascii=False, default=str)
+            self._file.write(line + "\n")
+            self._file.flush()
+            if self._store is not None:
+                self._store.add_job_event(self._job_id, self._seq, line)
+        notify()
+
+    def close(self) -> None:
+        # No fsync: the store holds the outcome durably; a stream cut short by a crash loses at most
+        # its tail (a reader skips a partial line and ends with the stored outcome).
+        with self._lock:
+            self._file.close()
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamItem:
+    """One line of a job's stream: an agent event (``end`` is None) or the end marker."""
+
+    seq: int
+    data: dict[str, Any]
+    end: str | None = None
+
+
+def _lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """The whole lines of ``path`` after byte ``offset``, and the offset after them."""
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+    except FileNotFoundError:
+        return [], offset
+    whole = chunk[: chunk.rfind(b"\n") + 1]
+    return [json.loads(line) for line in whole.splitlines() if line.strip()], offset + len(whole)
+
+
+async def read_events(
+    store: Store, settings: Settings, job_id: str, after: int = 0, poll: float = 0.5
+) -> AsyncIterator[StreamItem]:
+    """Every line of the job's stream with a sequence number above ``after``, waiting for new ones
+    until the end marker (the last item); from the store when streams are shared (a broker: the job
+    runs on another machine), else from this home's file. The job is looked up only when nothing is new: a
+    job it says is done whose stream has no end marker (the process died between :func:`finish`'s
+    two writes) ends with its stored outcome. Reads are small and SQLite readers never wait for
+    writers (WAL), so they run on the event loop."""
+    path, offset = events_path(settings, job_id), 0
+    while True:
+        seen = version()
+        if shared(settings):
+            lines = [json.loads(line) for line in store.job_events(job_id, offset)]
+            offset = int(lines[-1]["seq"]) if lines else offset
+        else:
+            lines, offset = _lines(path, offset)
+        for line in lines:
+            item = StreamItem(int(line.pop("seq")), line, line.get(END))
+            if item.end is not None or item.seq > after:
+                yield item
+            if item.end is not None:
+                return
+        if lines:
+            continue
+        job = store.get_job(job_id)
+        if job is None or job.status == JobStatus.DONE:
+            more = store.job_events(job_id, offset, 1) if shared(settings) else _lines(path, offset)[0]
+            if not more:  # the end marker may land between the two reads
+                yield StreamItem(0, {}, (job.outcome if job else None) or "unknown")
+                return
+            continue
+        await wait_change(seen, poll)

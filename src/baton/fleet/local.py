@@ -1,0 +1,235 @@
+"""The in-process executor: a bounded pool that runs the service's jobs with :func:`baton.run`.
+
+One dispatcher thread owns every start: it walks the queued jobs oldest first and starts a job only
+through :meth:`Store.start_job` (atomic: never while an earlier job of its key is queued or one is
+running, so the runs of a key start in submission order, even with several executors on one store).
+In memory it skips keys it is already running, so a pass asks the store about at most one job per
+idle key. A started job runs in its own daemon thread (at most ``settings.concurrency`` at once); the
+key's lease is still the real serialisation against runs from the CLI or other machines, so a job
+waits for it up to :data:`LEASE_WAIT` seconds. The dispatcher wakes when a job is submitted or ends,
+and at least every :data:`POLL` seconds (for jobs another process queued or finished).
+
+Threads are daemons, on purpose: :meth:`stop` waits a bounded time for running jobs and then lets the
+process exit; a job it leaves behind is ``running`` in the store, and :meth:`start` of the next
+process marks it ``crashed`` (the runner relabels its attempt when the key runs next, and that run
+resumes the conversation with the interruption note).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from baton.errors import BatonError, Cancelled
+from baton.fleet import jobs
+from baton.models import JobRecord, JobStatus, Outcome
+from baton.runner.run import run
+from baton.settings import Settings
+from baton.store import Store
+
+log = logging.getLogger("baton.executor")
+LEASE_WAIT = 3600.0  # seconds a started job waits for its key's lease (a CLI run, a dead process's lease)
+POLL = 1.0  # seconds between looks at the store's queued jobs when nothing wakes the dispatcher
+STOP_WAIT = 10.0  # seconds stop() waits for running jobs
+ALL = 10**9
+CRASHED = "the service stopped mid-run (killed or crashed); the next run of the key resumes the conversation"
+NOT_STARTED = "cancelled before it started"
+KeyId = tuple[str, str, str]
+
+
+@dataclass(order=True)
+class _Queued:
+    submitted_at: float
+    job_id: str
+    key: KeyId = field(compare=False)
+
+
+@dataclass
+class _Running:
+    key: KeyId
+    cancel: threading.Event
+    thread: threading.Thread
+
+
+def _key(job: JobRecord) -> KeyId:
+    return (job.agent, job.repo, job.thread)
+
+
+class LocalExecutor:
+    """See the module docstring. Implements :class:`baton.fleet.executor.Executor`."""
+
+    def __init__(self, settings: Settings, store: Store, lease_wait: float = LEASE_WAIT) -> None:
+        self.settings, self.store, self.lease_wait = settings, store, lease_wait
+        self._lock = threading.Lock()
+        self._queued: list[_Queued] = []  # sorted: oldest first
+        self._queued_ids: set[str] = set()
+        self._running: dict[str, _Running] = {}
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._dispatcher: threading.Thread | None = None
+
+    # -- the Executor protocol ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Mark jobs left running by a previous process crashed, queue the stored queued jobs, and
+        start dispatching."""
+        for job in self.store.list_jobs(status=JobStatus.RUNNING, limit=ALL):
+            log.warning("job %s was running when the service stopped: marked crashed", job.id)
+            jobs.finish(self.store, self.settings, job.id, Outcome.CRASHED.value, error=CRASHED)
+        with self._lock:
+            for job in self.store.list_jobs(status=JobStatus.QUEUED, limit=ALL, oldest_first=True):
+                self._queue(job)
+        self._dispatcher = threading.Thread(target=self._dispatch, name="baton-dispatcher", daemon=True)
+        self._dispatcher.start()
+
+    def submit(self, job_id: str) -> None:
+        job = self.store.get_job(job_id)
+        if job is None or job.status != JobStatus.QUEUED:
+            return
+        with self._lock:
+            self._queue(job)
+        self._wake.set()
+
+    def cancel(self, job_id: str) -> bool:
+        """A running job: set its cancel event (the runner kills the agent's group; outcome
+        cancelled). A queued one: done/cancelled at once. False when neither (ended, unknown, or
+        running in another process)."""
+        with self._lock:  # the dispatcher starts jobs under the same lock: no job is both
+            running = self._running.get(job_id)
+            if running is not None:
+                running.cancel.set()
+                return True
+            job = self.store.get_job(job_id)
+            if job is None or job.status != JobStatus.QUEUED:
+                return False
+            self._unqueue(job_id)
+            jobs.finish(self.store, self.settings, job_id, Outcome.CANCELLED.value, error=NOT_STARTED)
+        self._wake.set()  # the next job of its key may start now
+        return True
+
+    def queue_depth(self) -> int:
+        with self._lock:
+            return len(self._queued)
+
+    def stop(self) -> None:
+        """Stop dispatching and wait up to :data:`STOP_WAIT` seconds for running jobs; cancel nothing."""
+        self._stopping.set()
+        self._wake.set()
+        if self._dispatcher is not None:
+            self._dispatcher.join(timeout=STOP_WAIT)
+        deadline = time.monotonic() + STOP_WAIT
+        with self._lock:
+            threads = [r.thread for r in self._running.values()]
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    # -- dispatching --------------------------------------------------------------------------------
+
+    def _queue(self, job: JobRecord) -> None:
+        if job.id not in self._queued_ids and job.id not in self._running:
+            bisect.insort(self._queued, _Queued(job.submitted_at, job.id, _key(job)))
+            self._queued_ids.add(job.id)
+
+    def _unqueue(self, job_id: str) -> None:
+        if job_id in self._queued_ids:
+            self._queued = [q for q in self._queued if q.job_id != job_id]
+            self._queued_ids.discard(job_id)
+
+    def _dispatch(self) -> None:
+        while not self._stopping.is_set():
+            woken = self._wake.wait(POLL)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                if not woken:
+                    self._rescan()
+                self._pump()
+            except Exception:  # a store hiccup: try again on the next wake
+                log.exception("dispatching jobs failed")
+
+    def _rescan(self) -> None:
+        """Queue stored jobs this executor was never handed (a submit lost between the store and the
+        executor, or a job queued by another process)."""
+        stored = self.store.list_jobs(status=JobStatus.QUEUED, limit=ALL, oldest_first=True)
+        with self._lock:
+            for job in stored:
+                self._queue(job)
+
+    def _pump(self) -> None:
+        """Start what may start: oldest first, one job per idle key, up to the concurrency."""
+        with self._lock:
+            busy = {r.key for r in self._running.values()}
+            for entry in list(self._queued):
+                if len(self._running) >= self.settings.concurrency:
+                    return
+                if entry.key in busy:
+                    continue
+                busy.add(entry.key)  # started or not, later jobs of this key wait for this one
+                self._try_start(entry)
+
+    def _try_start(self, entry: _Queued) -> None:
+        if self.store.start_job(entry.job_id, time.time()):
+            self._unqueue(entry.job_id)
+            cancel = threading.Event()
+            thread = threading.Thread(
+                target=self._work, args=(entry.job_id, cancel), name=f"baton-job:{entry.job_id}", daemon=True
+            )
+            self._running[entry.job_id] = _Running(entry.key, cancel, thread)
+            thread.start()
+            return
+        job = self.store.get_job(entry.job_id)
+        if job is None or job.status != JobStatus.QUEUED:  # ended elsewhere (cancelled, another executor)
+            self._unqueue(entry.job_id)
+
+    # -- running one job ----------------------------------------------------------------------------
+
+    def _work(self, job_id: str, cancel: threading.Event) -> None:
+        """Run one job and record how it ended; never leaves it running."""
+        try:
+            events = jobs.EventLog(self.settings, job_id, self.store)
+        except OSError as exc:  # a full disk: the job cannot even stream its events
+            self._end(job_id, Outcome.FAILED.value, None, {"error": f"cannot write its event stream: {exc}"})
+            return
+        with events:
+            try:
+                outcome, fields = self._execute(job_id, cancel, events)
+            except Cancelled as exc:  # while waiting for its key: it never started
+                outcome, fields = Outcome.CANCELLED.value, {"error": str(exc)}
+            except BatonError as exc:  # BadInput (the key's session refuses it), Busy, DiskFull, ...
+                outcome, fields = Outcome.FAILED.value, {"error": str(exc)}
+            except Exception as exc:
+                log.exception("job %s failed", job_id)
+                outcome, fields = (
+                    Outcome.FAILED.value,
+                    {"error": f"internal error: {type(exc).__name__}: {exc}"},
+                )
+            self._end(job_id, outcome, events, fields)
+
+    def _end(
+        self, job_id: str, outcome: str, events: jobs.EventLog | None, fields: dict[str, object]
+    ) -> None:
+        with self._lock:  # ended: a cancel now finds nothing to stop (the store still says running)
+            self._running.pop(job_id, None)
+        try:
+            jobs.finish(self.store, self.settings, job_id, outcome, events, **fields)
+        except Exception:
+            log.exception("could not record the end of job %s", job_id)
+        finally:
+            self._wake.set()
+
+    def _execute(
+        self, job_id: str, cancel: threading.Event, events: jobs.EventLog
+    ) -> tuple[str, dict[str, object]]:
+        job = self.store.get_job(job_id)
+        if job is None:
+            raise BatonError(f"job {job_id} vanished from the store")
+        if cancel.is_set():
+            return Outcome.CANCELLED.value, {"error": NOT_STARTED}
+        request = jobs.build_request(job.request)
+        request.wait, request.cancel, request.on_event = self.lease_wait, cancel, events.on_event
+        result = run(request, self.settings, self.store)
+        return result.run.outcome.value, {"result": result.to_json(), "error": result.run.error}

@@ -1,0 +1,346 @@
+"""Jobs delivered by a message queue (the Celery executor's core, broker-agnostic).
+
+A message carries only a job id. The job, with its request, is stored ``queued`` first
+(:func:`baton.fleet.jobs.submit`), so the store, not the broker, is the truth, and a message may arrive
+twice, late, or after the worker that had it died: :func:`handle` is idempotent.
+
+**The job lease.** Whoever handles a job holds the lease ``job:<id>`` in the store from before it starts
+the job until after it recorded its end (renewed by :func:`baton.store.leases.held`, like a key's lease). So:
+
+- a message whose job's lease is held by a live worker is dropped: that worker has a message of its own
+  for the job, unacknowledged until it is done (``acks_late``), which the broker redelivers if it dies;
+- a job ``running`` whose lease is free was being handled by a worker that died: the message (its own
+  redelivery, or the janitor's kick) takes it over. A takeover first looks at the attempts the dead
+  worker recorded in the job (:meth:`_Handler.started`): when the last one had ended, only the job's end
+  went unrecorded, and it is recorded now (a turn never runs twice); otherwise the job runs again, and
+  the runner marks the dead attempt ``crashed`` once the key's lease is free and resumes the
+  conversation with the interruption note.
+
+**Order per key without holding a slot.** ``Store.start_job`` is the gate: it starts a job only when no
+earlier job of its key is queued and none is running. A message whose job may not start yet is
+dropped at once (a worker slot never waits for another key's run); the job is *kicked* (sent a new
+message) when the job ahead of it ends: every end of a job, by any path, kicks the oldest queued job of
+its key, and so does a redelivered message of a job that already ended (its worker may have died
+between the end and the kick). The kick goes to the broker, so the next run of a key starts wherever a
+slot is free, in submission order.
+
+**The janitor** (:func:`heal`, every worker, every ``lease_ttl`` seconds) kicks what no message will
+bring back: a ``running`` job whose lease is free (a worker died and the broker holds its message for
+the visibility timeout, or a copy was dropped), and the oldest queued job of a key with nothing running
+that has waited :data:`STALE` lease TTLs (its message was lost: the broker was down when it was sent).
+A kick that was not needed finds the job held or ended and does nothing.
+
+**Cancel** is the store's flag (:func:`baton.fleet.cancel.request_cancel`), never a revoke: the worker running
+the job watches it (:class:`baton.fleet.cancel.CancelWatch`) and the runner stops the agent; a queued job is
+ended by whoever holds its lease next (:func:`cancel` tries at once).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from baton.errors import BatonError, Busy, Cancelled
+from baton.fleet import jobs
+from baton.fleet.cancel import CancelWatch, request_cancel
+from baton.models import JobRecord, JobStatus, Outcome, RunRecord
+from baton.runner.request import RunResult
+from baton.runner.run import run
+from baton.settings import Settings
+from baton.store import Store
+from baton.store.leases import LeaseHolder, held
+from baton.store.redis import connect
+
+log = logging.getLogger("baton.worker")
+
+Kick = Callable[[str, float], None]  # send a message for a job id, after a countdown in seconds
+ALL = 10**9
+STALE = 4  # lease TTLs a key's oldest queued job waits, with nothing of its key running, before a kick
+NOT_STARTED = "cancelled before it started"
+UNFINISHED = (Outcome.RUNNING, Outcome.CRASHED, Outcome.SESSION_LOST)  # a takeover runs these again
+
+# What handle() did with a message (logged, and returned by the Celery task).
+UNKNOWN, ENDED, HELD, WAITING, CANCELLED, RAN, RECORDED, DEFERRED, LOST = (
+    "unknown",  # no such job
+    "ended",  # the job had ended already: nothing to do (its successor kicked)
+    "held",  # a live worker handles the job: dropped
+    "waiting",  # an earlier job of its key is queued or running: it kicks this one when it ends
+    "cancelled",  # a queued job with a cancel request: ended without running
+    "ran",  # started (or taken over) and ran
+    "recorded",  # taken over after its last attempt had ended: only its end was recorded
+    "deferred",  # the key's lease was held elsewhere (a CLI run) too long: queued again, retried later
+    "lost",  # this worker lost the job's lease mid-run (paused too long): the new holder records the end
+)
+
+
+def job_lease(store: Store, settings: Settings, job_id: str) -> LeaseHolder:
+    """The lease a worker holds while it handles ``job_id`` (always in the SQL store)."""
+    return LeaseHolder(store, f"job:{job_id}", settings.lease_ttl)
+
+
+def key_wait(settings: Settings) -> float:
+    """How long a started job waits for its key's lease: long enough for a dead runner's lease to
+    expire; a key held longer (a long CLI run) puts the job back in the queue instead."""
+    return 2 * settings.lease_ttl + 5
+
+
+def handle(job_id: str, settings: Settings, store: Store, kick: Kick) -> str:
+    """Do what a message for ``job_id`` asks, if anything (see the module docstring)."""
+    job = store.get_job(job_id)
+    if job is None:
+        return UNKNOWN
+    if job.status == JobStatus.DONE:
+        kick_next(store, job, kick)
+        return ENDED
+    entered = False
+    try:
+        lease = job_lease(store, settings, job_id)
+        with held(lease, 0.0, settings.heartbeat) as lost:
+            entered = True
+            return _Handler(settings, store, kick, job_id, _Held(lease, lost)).handle()
+    except Busy:
+        if entered:
+            raise
+        return HELD
+
+
+def kick_next(store: Store, job: JobRecord, kick: Kick) -> None:
+    """Send a message for the oldest queued job of ``job``'s key, if any."""
+    queued = store.list_jobs(
+        agent=job.agent, repo=job.repo, thread=job.thread, status=JobStatus.QUEUED, limit=1, oldest_first=True
+    )
+    if queued:
+        kick(queued[0].id, 0.0)
+
+
+def cancel(settings: Settings, store: Store, job_id: str, kick: Kick, wait: float = 1.0) -> bool:
+    """Ask for ``job_id`` to stop (the API's cancel): False when it already ended or is unknown. A
+    running job is stopped by its worker, which watches the flag. A queued one is ended here once its
+    lease is had (a worker holds a queued job's lease only for a moment; ``wait`` seconds at most, else
+    the worker that holds it sees the flag)."""
+    if not request_cancel(store, job_id, connect(settings)):
+        return False
+    job = store.get_job(job_id)
+    if job is None or job.status == JobStatus.DONE:
+        return True
+    if job.status == JobStatus.RUNNING:
+        if _unheld(store, settings, job_id):
+            kick(job_id, 0.0)  # its worker died: the takeover sees the flag
+        return True
+    lease = job_lease(store, settings, job_id)
+    try:
+        lease.acquire(wait)
+    except Busy:
+        return True
+    try:
+        job = store.get_job(job_id)
+        if job is not None and job.status == JobStatus.QUEUED:
+            jobs.finish(store, settings, job_id, Outcome.CANCELLED.value, error=NOT_STARTED)
+            kick_next(store, job, kick)
+    finally:
+        lease.release()
+    return True
+
+
+@dataclass
+class _Held:
+    """The job's lease while a message is handled, and the event set if a renewal found it taken."""
+
+    holder: LeaseHolder
+    lost: threading.Event
+
+    def still(self) -> bool:
+        """Whether the lease is still ours, asked now: a worker paused past the TTL (its heartbeat
+        thread paused too) must not record an end that its successor records."""
+        return not self.lost.is_set() and self.holder.renew()
+
+
+class _Handler:
+    """One message's work, under the job's lease."""
+
+    def __init__(self, settings: Settings, store: Store, kick: Kick, job_id: str, lease: _Held) -> None:
+        self.settings, self.store, self.kick, self.job_id, self.lease = settings, store, kick, job_id, lease
+        self.prior: list[str] = []  # attempts a dead worker made of this job (a takeover)
+        self.attempts: list[RunRecord] = []
+
+    def handle(self) -> str:
+        job = self.store.get_job(self.job_id)  # again: it may have moved before the lease was ours
+        if job is None:
+            return UNKNOWN
+        if job.status == JobStatus.DONE:
+            kick_next(self.store, job, self.kick)
+            return ENDED
+        self.prior = [a["run_id"] for a in (job.result or {}).get("runs", [])]
+        if job.status == JobStatus.QUEUED:
+            if job.cancel_requested_at is not None:
+                return self._end(job, Outcome.CANCELLED.value, None, {"error": NOT_STARTED}, CANCELLED)
+            if not self.store.start_job(self.job_id, time.time()):
+                return WAITING
+            return self._run(job)
+        return self._take_over(job)
+
+    def _take_over(self, job: JobRecord) -> str:
+        """A running job nobody holds: its worker died. Record its end if its last turn had ended,
+        else run it again."""
+        records = [r for r in map(self.store.get_run, self.prior) if r is not None]
+        log.warning("job %s was running on a worker that stopped: taking it over", self.job_id)
+        if records and records[-1].outcome not in UNFINISHED:
+            last = records[-1]
+            fields = {"result": self._result(records), "error": last.error}
+            return self._end(job, last.outcome.value, None, fields, RECORDED)
+        return self._run(job)
+
+    def _run(self, job: JobRecord) -> str:
+        try:
+            events = jobs.EventLog(self.settings, self.job_id, self.store)
+        except OSError as exc:  # a full disk: the job cannot even stream its events
+            return self._end(
+                job, Outcome.FAILED.value, None, {"error": f"cannot write its event stream: {exc}"}
+            )
+        with events:
+            try:
+                outcome, fields = self._execute(job, events)
+            except Busy:
+                return self._defer(job)
+            if not self.lease.still():
+                log.warning(
+                    "job %s: its lease was taken over mid-run; the new holder records its end", job.id
+                )
+                return LOST
+            return self._end(job, outcome, events, fields)
+
+    def _execute(self, job: JobRecord, events: jobs.EventLog) -> tuple[str, dict[str, Any]]:
+        """Run the job's request; (outcome, job fields). Busy (the key held too long) propagates."""
+        try:
+            request = jobs.build_request(job.request)
+            request.wait, request.on_event, request.on_start = (
+                key_wait(self.settings),
+                events.on_event,
+                self.started,
+            )
+            with (
+                CancelWatch(self.store, connect(self.settings), self.job_id, request.cancel),
+                _relay(self.lease.lost, request.cancel),
+            ):
+                result = run(request, self.settings, self.store)
+        except Busy:
+            raise
+        except Cancelled as exc:  # while waiting for its key: it never started
+            return Outcome.CANCELLED.value, {"error": str(exc)}
+        except BatonError as exc:  # BadInput (the key's session refuses it), DiskFull, Fenced, ...
+            return Outcome.FAILED.value, {"error": str(exc)}
+        except Exception as exc:
+            log.exception("job %s failed", job.id)
+            return Outcome.FAILED.value, {"error": f"internal error: {type(exc).__name__}: {exc}"}
+        data = result.to_json()
+        data["runs"] = [self._attempt(r) for r in self.prior] + data["runs"]
+        return result.run.outcome.value, {"result": data, "error": result.run.error}
+
+    def started(self, record: RunRecord) -> None:
+        """The runner's ``on_start``: the job lists its attempts as they start, so a worker taking it
+        over knows whether its last turn ended."""
+        self.attempts.append(record)
+        runs = [{"run_id": r, "mode": "", "outcome": Outcome.RUNNING.value} for r in self.prior]
+        runs += [
+            {"run_id": r.id, "mode": r.mode.value, "outcome": Outcome.RUNNING.value} for r in self.attempts
+        ]
+        self.store.update_job(self.job_id, result={"runs": runs})
+
+    def _attempt(self, run_id: str) -> dict[str, str]:
+        record = self.store.get_run(run_id)
+        if record is None:
+            return {"run_id": run_id, "mode": "", "outcome": Outcome.CRASHED.value}
+        return {"run_id": run_id, "mode": record.mode.value, "outcome": record.outcome.value}
+
+    def _result(self, records: list[RunRecord]) -> dict[str, Any]:
+        """``baton run --json``'s object for attempts a dead worker made (their session as it is now)."""
+        last = records[-1]
+        session = self.store.get_session(last.agent, last.repo, last.thread)
+        if session is None:
+            return {
+                "run_id": last.id,
+                "outcome": last.outcome.value,
+                "runs": [self._attempt(r.id) for r in records],
+            }
+        return RunResult(run=last, attempts=records, session=session).to_json()
+
+    def _defer(self, job: JobRecord) -> str:
+        """The key's lease stayed held (a long CLI run): back to queued (still first of its key), and
+        a message for it later; the slot is free meanwhile."""
+        self.store.update_job(self.job_id, status=JobStatus.QUEUED.value, started_at=None)
+        self.kick(self.job_id, self.settings.lease_ttl)
+        log.info("job %s: its key is held elsewhere; retrying in %.0f s", job.id, self.settings.lease_ttl)
+        return DEFERRED
+
+    def _end(
+        self,
+        job: JobRecord,
+        outcome: str,
+        events: jobs.EventLog | None,
+        fields: dict[str, Any],
+        what: str = RAN,
+    ) -> str:
+        jobs.finish(self.store, self.settings, self.job_id, outcome, events, **fields)
+        kick_next(self.store, job, self.kick)
+        return what
+
+
+@contextmanager
+def _relay(lost: threading.Event, cancel: threading.Event) -> Iterator[None]:
+    """Set ``cancel`` when ``lost`` is set (this worker lost the job's lease: stop the agent)."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.2):
+            if lost.is_set():
+                cancel.set()
+                return
+
+    thread = threading.Thread(target=watch, name="baton-job-lease-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def heal(settings: Settings, store: Store, kick: Kick, kicked: dict[str, float]) -> list[str]:
+    """One janitor pass (see the module docstring); the job ids it kicked. ``kicked`` remembers when
+    this janitor last kicked a queued job, so a long queue is not flooded with copies."""
+    now, sent = time.time(), []
+    running = store.list_jobs(status=JobStatus.RUNNING, limit=ALL)
+    for job in running:
+        if _unheld(store, settings, job.id):
+            kick(job.id, 0.0)
+            sent.append(job.id)
+    busy = {(j.agent, j.repo, j.thread) for j in running}
+    stale = STALE * settings.lease_ttl
+    for job in store.list_jobs(status=JobStatus.QUEUED, limit=ALL, oldest_first=True):
+        key = (job.agent, job.repo, job.thread)
+        if key in busy:
+            continue
+        busy.add(key)  # only the oldest queued job of a key may start
+        if job.submitted_at < now - stale and kicked.get(job.id, 0.0) < now - stale:
+            kicked[job.id] = now
+            kick(job.id, 0.0)
+            sent.append(job.id)
+    for job_id in [j for j, at in kicked.items() if at < now - 10 * stale]:
+        del kicked[job_id]
+    return sent
+
+
+def _unheld(store: Store, settings: Settings, job_id: str) -> bool:
+    """Whether nobody (alive) holds the job's lease: taken and given back at once to find out."""
+    lease = job_lease(store, settings, job_id)
+    try:
+        lease.acquire(0.0)
+    except Busy:
+        return False
+    lease.release()
+    return True

@@ -1,0 +1,260 @@
+"""``baton doctor``: is this machine set up so conversations survive?
+
+Each check is ``ok``, ``warn`` (works, but something a person should know) or ``error`` (baton's
+promises do not hold here). The checks: agent CLIs found and their versions; each agent home inside
+``BATON_HOME``; ``BATON_HOME`` on a persistent filesystem (tmpfs/ramfs is an error, an overlay root —
+a container's writable layer — a warning); each agent's own retention at least baton's TTL; git new
+enough for worktrees, partial clone and ``git restore``; the store reachable and migrated; free space
+on ``BATON_HOME``'s volume; agent transcripts on disk that no stored session owns (the store was
+deleted or replaced: the next run of those keys would start a new conversation); and how each agent
+authenticates under baton (it relocates the agent homes, so a login in ``~/.claude`` is not used: an
+API key or token in the environment is).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from baton.agents import AGENTS, get_agent
+from baton.agents.base import Agent
+from baton.errors import BatonError
+from baton.install import agents_hint
+from baton.settings import Settings
+from baton.store import open_store
+from baton.store.migrations import MIGRATIONS
+from baton.workspace.workdirs import run_git
+
+MIN_GIT = (2, 25)  # worktrees (2.5), --filter=blob:none (2.19), git restore (2.23), stable since 2.25
+VOLATILE_FS = {"tmpfs", "ramfs"}
+MIN_FREE = 1 << 30  # below 1 GiB free, worktrees and snapshots soon fail with "disk full"
+CREDENTIALS = {
+    "claude": ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"),
+    "codex": ("CODEX_API_KEY", "OPENAI_API_KEY"),
+    "gemini": ("GEMINI_API_KEY",),
+}
+# Where each CLI keeps its transcripts, inside its home (the adapters find one session's files; doctor
+# needs all of them, to spot the ones no session owns).
+TRANSCRIPT_GLOBS = {
+    "claude": "projects/*/*.jsonl",
+    "codex": "sessions/*/*/*/rollout-*.jsonl",
+    "gemini": "**/chats/session-*.json*",
+}
+REAL_AGENTS = [a for a in AGENTS if a != "fake"]
+
+
+class CheckStatus(StrEnum):
+    """How one doctor check came out."""
+
+    OK = "ok"  # fine
+    WARN = "warn"  # works, but something will bite (no credentials, little free space)
+    ERROR = "error"  # conversations would not survive here: doctor exits 1
+
+
+@dataclass
+class Check:
+    name: str
+    status: CheckStatus
+    detail: str
+
+
+def mount_of(path: Path, mounts_file: Path = Path("/proc/mounts")) -> tuple[str, str]:
+    """(mount point, filesystem type) of the mount holding ``path`` (its nearest existing parent)."""
+    probe, rest = path.absolute(), Path()
+    while not probe.exists() and probe != probe.parent:
+        probe, rest = probe.parent, Path(probe.name) / rest
+    real = str(probe.resolve() / rest)
+    best = ("/", "unknown")
+    try:
+        lines = mounts_file.read_text().splitlines()
+    except OSError:
+        return best
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, fields[2])
+    return best
+
+
+def check_home(settings: Settings) -> Check:
+    point, fstype = mount_of(settings.home)
+    where = f"{settings.home} is on {fstype} (mounted at {point})"
+    if fstype in VOLATILE_FS:
+        return Check(
+            "data dir persistent",
+            CheckStatus.ERROR,
+            f"{where}: it is lost on reboot; put BATON_HOME on a volume",
+        )
+    if fstype == "overlay" and point == "/":
+        return Check(
+            "data dir persistent",
+            CheckStatus.WARN,
+            f"{where}: a container's writable layer is lost on redeploy; mount a volume for BATON_HOME",
+        )
+    return Check("data dir persistent", CheckStatus.OK, where)
+
+
+def check_git() -> Check:
+    try:
+        text = run_git(["--version"])
+    except BatonError as exc:
+        return Check("git", CheckStatus.ERROR, str(exc))
+    match = re.search(r"(\d+)\.(\d+)", text)
+    version = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    if version < MIN_GIT:
+        return Check("git", CheckStatus.ERROR, f"{text}: baton needs git ≥ {MIN_GIT[0]}.{MIN_GIT[1]}")
+    return Check("git", CheckStatus.OK, f"{text} (worktrees, partial clone, restore)")
+
+
+def check_store(settings: Settings) -> Check:
+    try:
+        store = open_store(settings.resolved_store_url)
+    except BatonError as exc:
+        return Check("store", CheckStatus.ERROR, str(exc))
+    try:
+        version = getattr(store, "schema_version", lambda: -1)()
+    finally:
+        store.close()
+    latest = MIGRATIONS[-1][0]
+    if version != latest:
+        return Check("store", CheckStatus.ERROR, f"schema version {version}, expected {latest}")
+    return Check(
+        "store",
+        CheckStatus.OK,
+        f"{settings.resolved_store_url.split('://')[0]} reachable, schema version {version}",
+    )
+
+
+def check_agents(settings: Settings, environ: Mapping[str, str]) -> list[Check]:
+    checks: list[Check] = []
+    found = 0
+    home = settings.home.resolve() if settings.home.exists() else settings.home
+    for name in REAL_AGENTS:
+        try:
+            agent = get_agent(name, settings)
+            command = agent.command
+            version = agent.version()
+        except BatonError as exc:
+            checks.append(Check(f"{name} CLI", CheckStatus.WARN, str(exc)))
+            continue
+        if version is None:
+            checks.append(
+                Check(f"{name} CLI", CheckStatus.WARN, f"{' '.join(command)} did not report a version")
+            )
+            continue
+        found += 1
+        checks.append(Check(f"{name} CLI", CheckStatus.OK, f"{version} ({' '.join(command)})"))
+        agent_home = agent.home.resolve() if agent.home.exists() else agent.home
+        inside = home in agent_home.parents
+        checks.append(
+            Check(
+                f"{name} home",
+                CheckStatus.OK if inside else CheckStatus.ERROR,
+                f"{agent_home}" + ("" if inside else f" is outside BATON_HOME {home}"),
+            )
+        )
+        if agent.home.exists():
+            ok, detail = agent.retention(settings.ttl_days)
+        else:
+            ok, detail = True, "set on first run (home not created yet)"
+        checks.append(Check(f"{name} retention", CheckStatus.OK if ok else CheckStatus.ERROR, detail))
+        checks.append(check_credentials(agent, environ))
+    if not found:
+        checks.insert(
+            0, Check("agents", CheckStatus.ERROR, f"no agent CLI found: {agents_hint()}, or set BATON_*_BIN")
+        )
+    return checks
+
+
+def check_free_space(settings: Settings, minimum: int = MIN_FREE) -> Check:
+    """Free bytes on the volume that holds ``BATON_HOME`` (its nearest existing parent)."""
+    probe = settings.home.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    detail = f"{free / (1 << 30):.1f} GiB free on the volume of {settings.home}"
+    if free < minimum:
+        return Check("free space", CheckStatus.WARN, f"{detail}: runs fail with 'disk full' when it runs out")
+    return Check("free space", CheckStatus.OK, detail)
+
+
+def check_credentials(agent: Agent, environ: Mapping[str, str]) -> Check:
+    """Warn when none of the variables the agent authenticates with is set: under baton the agent's
+    home is relocated, so a login made with the plain CLI (``~/.claude``, ``~/.codex``) is not seen."""
+    # The adapters name their variables (helper A's ``credentials``/``auth_hint``); the table covers
+    # an adapter that does not (yet).
+    names: tuple[str, ...] = getattr(agent, "credentials", CREDENTIALS.get(agent.name, ()))
+    found = [n for n in names if environ.get(n)]
+    if found or not names:
+        return Check(f"{agent.name} credentials", CheckStatus.OK, f"{', '.join(found) or 'not needed'} set")
+    return Check(
+        f"{agent.name} credentials",
+        CheckStatus.WARN,
+        f"none of {', '.join(names)} is set: runs will fail as not authenticated (baton relocates the "
+        f"agent home, so a login in your own home is not used). {getattr(agent, 'auth_hint', '')}".rstrip(),
+    )
+
+
+def check_orphans(settings: Settings) -> Check:
+    """Transcripts under ``BATON_HOME/homes`` that no stored session owns."""
+    try:
+        store = open_store(settings.resolved_store_url)
+    except BatonError as exc:
+        return Check("orphan transcripts", CheckStatus.WARN, f"not checked: {exc}")
+    try:
+        sessions = store.list_sessions()
+    finally:
+        store.close()
+    orphans = 0
+    for name, pattern in TRANSCRIPT_GLOBS.items():
+        agent = get_agent(name, settings)
+        owned = {
+            path.resolve()
+            for s in sessions
+            if s.agent == name and s.agent_session_id
+            for path in [
+                *agent.transcript_files(s.agent_session_id),
+                *agent.leftover_files(s.agent_session_id),
+            ]
+        }
+        on_disk = [p for p in agent.home.glob(pattern) if p.is_file() and p.stat().st_size]
+        orphans += sum(p.resolve() not in owned for p in on_disk)
+    if orphans:
+        return Check(
+            "orphan transcripts",
+            CheckStatus.WARN,
+            f"{orphans} transcripts on disk belong to no session: the store was deleted or replaced "
+            f"(runs of those keys start new conversations; `baton sessions import` restores an export)",
+        )
+    return Check("orphan transcripts", CheckStatus.OK, "every transcript on disk belongs to a session")
+
+
+def run_doctor(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Check]:
+    environ = os.environ if environ is None else environ
+    agents = check_agents(settings, environ)
+    return [
+        check_home(settings),
+        check_free_space(settings),
+        check_git(),
+        check_store(settings),
+        check_orphans(settings),
+        *agents,
+    ]
+
+
+def to_json(checks: list[Check], settings: Settings) -> dict[str, Any]:
+    return {
+        "ok": all(c.status != CheckStatus.ERROR for c in checks),
+        "baton_home": str(settings.home),
+        "checks": [asdict(c) for c in checks],
+    }

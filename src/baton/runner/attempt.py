@@ -1,0 +1,336 @@
+"""One attempt of a run, in named steps: start the run record → launch the agent → classify how it
+ended → finish (record, snapshot, checkpoint, session).
+
+A run always ends in the store with its real outcome: an agent that cannot even be started (E2BIG, a
+missing binary, no permission) is recorded ``failed`` with the reason at once, and any other error
+after the record was written (a full disk, a broken store) is recorded on the run before it is raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from baton.agents import Launch, Turn
+from baton.errors import AgentError, BatonError, DiskFull, Fenced
+from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
+from baton.runner.decide import Context, Decision
+from baton.runner.process import ProcessResult, run_process
+from baton.runner.prompts import recap, render
+from baton.sessions.snapshots import take_snapshot
+from baton.store.leases import HOST
+from baton.workspace.portable import publish_checkpoint
+
+
+@dataclass
+class Ending:
+    """How an attempt ended, before it is written down."""
+
+    outcome: Outcome
+    error: str | None = None
+    exit_code: int | None = None
+
+
+def new_run_id() -> str:
+    """Time-ordered and unique: 12 hex digits of milliseconds, 8 random."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
+
+
+def run_attempt(ctx: Context, session: SessionRecord, decision: Decision, number: int) -> RunRecord:
+    text = _prompt(ctx, decision, session)
+    launch = ctx.agent.launch(decision.mode, text, decision.session_id)
+    record = _record(ctx, session, decision, number)
+    turn = Turn()
+    try:
+        _start(ctx, session, record, launch)
+        result = _launch(ctx, session, decision, launch, record, turn)
+    except AgentError as exc:  # the agent could not even be started
+        return _finish(ctx, session, record, turn, Ending(Outcome.FAILED, str(exc)))
+    except BaseException as exc:
+        _abandon(ctx, session, record, exc)
+        translated = _translate(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
+    ending = _classify(ctx, decision, result, turn)
+    trouble = [e for e in (result.log_error, result.callback_error) if e]
+    if trouble:  # the agent ran, but baton could not keep everything it said: say so on the run
+        record.note = "; ".join(filter(None, [record.note, *trouble]))
+        ctx.store.update_run(record.id, fence=ctx.fence, note=record.note)
+    return _finish(ctx, session, record, turn, ending)
+
+
+def _prompt(ctx: Context, decision: Decision, session: SessionRecord) -> str:
+    request, key = ctx.request, ctx.key
+    values = {
+        "prompt": request.prompt,
+        "repo": key.repo.slug,
+        "thread": key.thread,
+        "branch": session.branch,
+        "worktree": session.worktree,
+        "context": (request.context or "").strip() + "\n" if request.context else "",
+        "reason": decision.reason,
+        "previous": decision.previous,
+        "recap": ctx.recap,
+        "source": ctx.source,
+    }
+    if decision.kind == PromptKind.RECAP:
+        earlier = ctx.store.list_runs(key.agent, key.repo.slug, key.thread, limit=20)
+        values["recap"] = recap([r for r in reversed(earlier) if r.outcome != Outcome.SESSION_LOST])
+    text = render(decision.kind, ctx.settings.home, **values)
+    if ctx.sync_text:  # the code under the conversation moved: say so before the instruction
+        text = ctx.sync_text.strip() + "\n\n" + text
+    return text
+
+
+def _record(ctx: Context, session: SessionRecord, decision: Decision, number: int) -> RunRecord:
+    key, now, run_id = ctx.key, time.time(), new_run_id()
+    return RunRecord(
+        id=run_id,
+        agent=key.agent,
+        repo=key.repo.slug,
+        thread=key.thread,
+        attempt=number,
+        mode=decision.mode,
+        prompt_kind=decision.kind,
+        prompt=ctx.request.prompt,
+        started_at=now,
+        heartbeat_at=now,
+        session_id_in=decision.session_id or session.agent_session_id,
+        log_path=str(ctx.settings.home / "logs" / f"{run_id}.jsonl"),
+        host=HOST,
+        runner_pid=os.getpid(),
+        note="; ".join(filter(None, [decision.note, ctx.worktree_note if number == 1 else None])) or None,
+        sync=ctx.sync if number == 1 else None,
+    )
+
+
+def record_conflict(ctx: Context, session: SessionRecord) -> RunRecord:
+    """A run that ends before its agent starts: syncing with upstream conflicted, and the worktree was
+    left exactly as it was (``--on-conflict stop``). Recorded like any run, with what conflicted."""
+    mode = Mode.RESUME if session.agent_session_id else Mode.FRESH
+    decision = Decision(mode, session.agent_session_id, PromptKind.DELTA)
+    record = _record(ctx, session, decision, 1)
+    files = ", ".join((ctx.sync or {}).get("conflicts") or []) or "some files"
+    record.outcome, record.ended_at = Outcome.CONFLICT, record.started_at
+    record.error = (
+        f"syncing with upstream conflicted in {files}; the agent did not run and the worktree is exactly as "
+        "it was (run with --on-conflict agent to let the agent resolve it, or resolve it yourself)"
+    )
+    ctx.store.add_run(record, fence=ctx.fence)
+    session.last_outcome, session.last_used_at = Outcome.CONFLICT, record.started_at
+    ctx.store.save_session(session, fence=ctx.fence)
+    _index(ctx, session)
+    return record
+
+
+def _start(ctx: Context, session: SessionRecord, record: RunRecord, launch: Launch) -> None:
+    """Write the run record (``running``) and the session before the agent starts."""
+    if launch.new_session_id:
+        # Pre-assigned: the agent writes the prompt under this id at once, so even if this runner
+        # dies mid-turn the next run resumes the right conversation.
+        session.agent_session_id = launch.new_session_id
+    session.status = SessionStatus.RUNNING
+    session.attempts += 1
+    session.last_used_at = record.started_at
+    ctx.store.add_run(record, fence=ctx.fence)
+    ctx.store.save_session(session, fence=ctx.fence)
+    _index(ctx, session)
+    if ctx.request.on_start:
+        ctx.request.on_start(record)
+
+
+def _launch(
+    ctx: Context, session: SessionRecord, decision: Decision, launch: Launch, record: RunRecord, turn: Turn
+) -> ProcessResult:
+    """Run the agent to its end, streaming its events into ``turn`` and to the request's subscriber."""
+    store, agent = ctx.store, ctx.agent
+    env = {
+        **os.environ,
+        **ctx.workdirs.git_env(ctx.key.agent),
+        # headless: a git command of the agent's that wants an editor (`rebase --continue` after a sync
+        # conflict left for it, a merge commit) must not wait for one
+        "GIT_EDITOR": "true",
+        **launch.env,
+        "BATON_RUN_ID": record.id,
+        "BATON_KEY": str(ctx.key),
+    }
+
+    def on_line(line: str) -> None:
+        event = agent.read_event(line, turn)
+        chose = turn.session_id and turn.session_id != session.agent_session_id
+        if chose and not launch.new_session_id and decision.mode != Mode.RESUME:
+            # An id the agent chose itself (Codex, Gemini forks): keep it at once, so a runner
+            # killed mid-turn still leaves the next run a conversation to resume.
+            session.agent_session_id = turn.session_id
+            store.save_session(session, fence=ctx.fence)
+        if event is not None and ctx.request.on_event:
+            ctx.request.on_event(record, event)
+
+    def heartbeat() -> bool:
+        with contextlib.suppress(BatonError):  # a store hiccup (a full disk) must not orphan the agent
+            _fenced_update(ctx, record.id, {"heartbeat_at": time.time()})  # refused: lost, stop the agent
+        return not ctx.lost.is_set()  # the lease keeps itself alive; a lost one stops the agent
+
+    return run_process(
+        launch.argv,
+        env,
+        ctx.worktree,
+        Path(record.log_path),
+        on_line,
+        on_start=lambda pid: _started(ctx, record, pid),
+        heartbeat=heartbeat,
+        heartbeat_every=ctx.settings.heartbeat,
+        timeout=ctx.request.timeout,
+        cancel=ctx.request.cancel,
+        kill_grace=ctx.settings.kill_grace,
+        stdin=launch.stdin,
+    )
+
+
+def _classify(ctx: Context, decision: Decision, result: ProcessResult, turn: Turn) -> Ending:
+    agent = ctx.agent
+    if result.timed_out:
+        return Ending(
+            Outcome.TIMED_OUT, f"killed after the {ctx.request.timeout:g} s timeout", result.exit_code
+        )
+    if ctx.lost.is_set():
+        return Ending(
+            Outcome.CANCELLED, f"stopped: another runner took over the lease of {ctx.key}", result.exit_code
+        )
+    if result.cancelled:
+        return Ending(Outcome.CANCELLED, "cancelled", result.exit_code)
+    outcome = agent.classify(result.exit_code, turn, result.stderr)
+    if (
+        outcome == Outcome.SUCCEEDED
+        and decision.mode == Mode.RESUME
+        and agent.capabilities.resume_keeps_id
+        and turn.session_id not in (None, decision.session_id)
+    ):
+        # The CLI silently started a NEW conversation (Codex does when it cannot find the id):
+        # that is a lost session, never a success on the old one.
+        error = f"asked to resume {decision.session_id}, the agent started {turn.session_id} instead"
+        return Ending(Outcome.SESSION_LOST, error, result.exit_code)
+    if outcome == Outcome.SUCCEEDED:
+        return Ending(outcome, None, result.exit_code)
+    lines = turn.errors or [line for line in result.stderr.splitlines() if line.strip()][-3:]
+    return Ending(
+        outcome, "; ".join(lines) or f"the agent exited with code {result.exit_code}", result.exit_code
+    )
+
+
+def _finish(ctx: Context, session: SessionRecord, record: RunRecord, turn: Turn, ending: Ending) -> RunRecord:
+    """Write the run's final fields, then snapshot the transcript and checkpoint the worktree."""
+    lost = ending.outcome == Outcome.SESSION_LOST
+    if not lost and turn.session_id:
+        session.agent_session_id = turn.session_id  # re-captured every run: ids can change
+    usage = turn.usage
+    if ctx.agent.capabilities.cumulative_usage and usage:
+        # a fork's copied history carries its source's counters: they are the source's usage, not this run's
+        source = ctx.request.fork_from if record.mode == Mode.FORK else None
+        continued = record.mode in (Mode.RESUME, Mode.FORK)
+        before = _last_usage_total(ctx, record.session_id_in, source) if continued else {}
+        usage = usage_delta(usage, before)
+    ended = time.time()
+    final: dict[str, Any] = {
+        "outcome": ending.outcome,
+        "ended_at": ended,
+        "exit_code": ending.exit_code,
+        "session_id_out": None if lost else session.agent_session_id,
+        "result": turn.result,
+        "error": ending.error,
+        "usage": usage,
+        "cost_usd": turn.cost_usd,
+    }
+    for name, value in final.items():
+        setattr(record, name, value)
+    if ctx.lost.is_set() or not _fenced_update(ctx, record.id, final):
+        return _stale(ctx, record, final)
+    if session.agent_session_id and not lost:
+        take_snapshot(ctx.store, ctx.agent, ctx.key, session.agent_session_id, ctx.fence)
+    trouble = publish_checkpoint(ctx.store, ctx.workdirs, ctx.key, ctx.worktree, session.branch, ctx.fence)
+    if trouble:  # the run did its work; only other machines cannot rebuild it: say so on the run
+        record.note = "; ".join(filter(None, [record.note, trouble]))
+        ctx.store.update_run(record.id, fence=ctx.fence, note=record.note)
+    session.status = SessionStatus.ACTIVE
+    session.last_outcome = ending.outcome
+    session.last_used_at = ended
+    session.expires_at = ended + ctx.settings.ttl_days * 86400
+    ctx.store.save_session(session, fence=ctx.fence)
+    _index(ctx, session)
+    return record
+
+
+def _index(ctx: Context, session: SessionRecord) -> None:
+    """The Redis session index (key → agent session id, expiring with the session), when configured."""
+    if ctx.settings.redis_url:
+        from baton.store.redis_index import index_session
+
+        index_session(ctx.settings, ctx.store, session)
+
+
+def _started(ctx: Context, record: RunRecord, pid: int) -> None:
+    _fenced_update(ctx, record.id, {"agent_pid": pid})  # refused: the lease is lost, the agent stops
+
+
+def _fenced_update(ctx: Context, run_id: str, fields: dict[str, Any]) -> bool:
+    """Update the run with the lease's fence; False (and the run marked lost) when the store refused
+    it: the key's lease was granted to another runner since."""
+    try:
+        ctx.store.update_run(run_id, fence=ctx.fence, **fields)
+    except Fenced:
+        ctx.lost.set()
+        return False
+    return True
+
+
+def _stale(ctx: Context, record: RunRecord, final: dict[str, Any]) -> RunRecord:
+    """A runner whose lease was taken over writes nothing about the key any more (no snapshot, no
+    checkpoint, no session): only its own run's ending, saying why, without a fence."""
+    why = f"stopped: another runner took over the lease of {ctx.key}; this runner's writes were refused"
+    record.outcome, record.error = Outcome.CANCELLED, why
+    ctx.store.update_run(record.id, **{**final, "outcome": Outcome.CANCELLED, "error": why})
+    return record
+
+
+def _abandon(ctx: Context, session: SessionRecord, record: RunRecord, exc: BaseException) -> None:
+    """Best effort: record why the attempt stopped, so the run does not stay ``running``."""
+    outcome = Outcome.CANCELLED if isinstance(exc, KeyboardInterrupt) else Outcome.FAILED
+    error = str(_translate(exc)) or exc.__class__.__name__
+    try:
+        ctx.store.update_run(record.id, outcome=outcome, ended_at=time.time(), error=error)
+        session.status, session.last_outcome = SessionStatus.ACTIVE, outcome
+        ctx.store.save_session(session, fence=ctx.fence)
+    except BatonError:
+        pass  # the store itself is failing (a full disk): the next run marks this one crashed
+
+
+def _translate(exc: BaseException) -> BaseException:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return DiskFull(f"no space left on the device ({exc.filename or 'BATON_HOME'}); free some space")
+    return exc
+
+
+def _last_usage_total(ctx: Context, session_id: str | None, thread: str | None = None) -> dict[str, Any]:
+    """The cumulative counters the last run of conversation ``session_id`` ended with (looked up in the
+    runs of the key's ``thread``, or of another thread of the key's agent and repo)."""
+    key = ctx.key
+    for record in ctx.store.list_runs(key.agent, key.repo.slug, thread or key.thread, limit=50):
+        if record.session_id_out == session_id and record.usage.get("thread_total"):
+            total: dict[str, Any] = record.usage["thread_total"]
+            return total
+    return {}
+
+
+def usage_delta(total: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """Per-run usage from a thread's cumulative counters; the total is kept for the next delta."""
+    counters = {k: v for k, v in total.items() if isinstance(v, int | float)}
+    if any(v < before.get(k, 0) for k, v in counters.items()):
+        before = {}  # the thread's counters went back (an older transcript was restored): start over
+    return {**{k: v - before.get(k, 0) for k, v in counters.items()}, "thread_total": total}

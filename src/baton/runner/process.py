@@ -1,0 +1,310 @@
+"""Run one agent process: its own process group, the prompt written to its stdin, its stdout streamed
+line by line to a JSONL log and to a callback, its stderr kept (tail) and logged, a timeout and a
+cancel flag that kill the whole group, and a heartbeat callback while it runs. A log that cannot be
+written (a full disk) never stops the pipes from being drained: it is reported in the result.
+
+The child asks the kernel to SIGKILL it when the runner dies (``PR_SET_PDEATHSIG``), so a runner
+killed with SIGKILL does not leave an agent writing into a transcript that the next run resumes. The
+next runner also kills any group it finds recorded for a crashed run (see :mod:`baton.runner.run`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import psutil
+
+from baton.errors import AgentError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the next runner's orphan sweep remains
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+# util-linux's setpriv sets the parent-death signal and execs the agent in place (same pid). It costs
+# ~3 ms; a Python preexec_fn costs ~7 ms more, because it rules out vfork and forks the whole runner.
+SETPRIV = shutil.which("setpriv")
+
+
+def _with_death_signal(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
+    if SETPRIV:
+        return [SETPRIV, "--pdeathsig", "KILL", "--", *argv], None
+    return argv, _die_with_parent
+
+
+@dataclass
+class ProcessResult:
+    exit_code: int
+    timed_out: bool
+    cancelled: bool
+    stderr: str
+    log_error: str | None = None  # the event log could not be (fully) written: why (the run still ran)
+    callback_error: str | None = None  # on_line raised: the first error (the pipes were still drained)
+
+
+class _Pumps:
+    """The reader threads: stdout lines to the log and to ``on_line``, stderr lines (a tail kept) to the
+    log. They drain the pipes whatever happens: a log that cannot be written (ENOSPC, EIO) or a
+    callback that raises is recorded once and never stops the reading, because an agent whose pipe
+    is full blocks forever."""
+
+    def __init__(self, log_path: Path, on_line: Callable[[str], None]) -> None:
+        self.log_path = log_path
+        self.on_line = on_line
+        self.stderr_tail: deque[str] = deque(maxlen=200)
+        self.log_error: str | None = None
+        self.callback_error: str | None = None
+        self._lock = threading.Lock()
+        self._log: IO[str] | None = None
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = log_path.open("a", encoding="utf-8")
+        except OSError as exc:
+            self._log_failed(exc)
+
+    def _log_failed(self, exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        self.log_error = self.log_error or f"cannot write the event log {self.log_path}: {reason}"
+        if self._log is not None:
+            with contextlib.suppress(OSError):  # its buffer cannot be flushed either
+                self._log.close()
+            self._log = None
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            if self._log is None:
+                return
+            try:
+                self._log.write(line + "\n")
+                self._log.flush()
+            except OSError as exc:
+                self._log_failed(exc)
+
+    def out(self, stream: IO[bytes]) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if not line:
+                continue
+            self.write(line)
+            try:
+                self.on_line(line)
+            except Exception as exc:  # recorded for the caller: the pipe must keep draining
+                self.callback_error = self.callback_error or f"{type(exc).__name__}: {exc}"
+
+    def err(self, stream: IO[bytes]) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.stderr_tail.append(line)
+            self.write(json.dumps({"type": "baton.stderr", "line": line}))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._log is not None:
+                try:
+                    self._log.close()
+                except OSError as exc:
+                    self._log_failed(exc)
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    """Write the prompt to the agent's stdin and close it, from its own thread (a prompt larger than
+    the pipe buffer blocks until the agent reads it, while the pumps keep its stdout flowing). An
+    agent that exits or closes stdin early gets no more: its exit status tells what happened."""
+    try:
+        pipe.write(data)
+    except OSError:  # BrokenPipeError and friends: the agent is gone or stopped reading
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()
+
+
+def _check_executable(program: str, env: dict[str, str]) -> None:
+    """Fail as Popen would have: through setpriv, a missing or non-executable agent is only setpriv's
+    exit code 127/126 with a message on stderr, after the run has started."""
+    found = program if "/" in program else shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None or not os.path.isfile(found):
+        raise AgentError(f"cannot start {program}: No such file or directory")
+    if not os.access(found, os.X_OK):
+        raise AgentError(f"cannot start {program}: Permission denied")
+
+
+def _start(argv: list[str], env: dict[str, str], cwd: Path, stdin: bytes | None) -> subprocess.Popen[bytes]:
+    _check_executable(argv[0], env)
+    command, preexec = _with_death_signal(argv)
+    try:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+    except (OSError, ValueError) as exc:  # ENOENT, EACCES, E2BIG; ValueError: a NUL byte in argv/env
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise AgentError(f"cannot start {argv[0]}: {reason}") from exc
+
+
+def run_process(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    log_path: Path,
+    on_line: Callable[[str], None],
+    on_start: Callable[[int], None],
+    heartbeat: Callable[[], bool],
+    heartbeat_every: float,
+    timeout: float | None,
+    cancel: threading.Event,
+    kill_grace: float,
+    stdin: bytes | None = None,
+) -> ProcessResult:
+    """Run to completion; ``heartbeat`` returning False (the lease was lost) cancels the run.
+    ``stdin``: bytes written to the agent's stdin, which is then closed (None: /dev/null)."""
+    pumps = _Pumps(log_path, on_line)
+    try:
+        proc = _start(argv, env, cwd, stdin)
+    except AgentError:
+        pumps.close()
+        raise
+    threads = [
+        threading.Thread(target=pumps.out, args=(proc.stdout,), daemon=True),
+        threading.Thread(target=pumps.err, args=(proc.stderr,), daemon=True),
+    ]
+    if stdin is not None:
+        assert proc.stdin is not None
+        threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True))
+    for thread in threads:
+        thread.start()
+    try:
+        on_start(proc.pid)
+    except BaseException:
+        kill_group(proc.pid, 0, proc)  # nobody would supervise it
+        raise
+    try:
+        timed_out, cancelled = _supervise(proc, heartbeat, heartbeat_every, timeout, cancel, kill_grace)
+    except BaseException:  # KeyboardInterrupt, a failing heartbeat: never leave the agent unsupervised
+        kill_group(proc.pid, kill_grace, proc)
+        raise
+    finally:
+        _close(proc, threads, pumps)
+    return ProcessResult(
+        proc.returncode,
+        timed_out,
+        cancelled,
+        "\n".join(pumps.stderr_tail),
+        log_error=pumps.log_error,
+        callback_error=pumps.callback_error,
+    )
+
+
+def _close(proc: subprocess.Popen[bytes], threads: list[threading.Thread], pumps: _Pumps) -> None:
+    for thread in threads:
+        thread.join(timeout=5)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+    pumps.close()
+
+
+def _supervise(
+    proc: subprocess.Popen[bytes],
+    heartbeat: Callable[[], bool],
+    heartbeat_every: float,
+    timeout: float | None,
+    cancel: threading.Event,
+    kill_grace: float,
+) -> tuple[bool, bool]:
+    """Wait for the agent to exit, beating the heart, killing the group on timeout or cancel."""
+    # A blocking waitpid in its own thread wakes us the moment the agent exits (Popen.wait with a
+    # timeout polls with sleeps of up to 50 ms, which would dominate baton's own overhead).
+    exited = threading.Event()
+
+    def reap() -> None:
+        proc.wait()
+        exited.set()
+
+    threading.Thread(target=reap, daemon=True).start()
+    deadline = None if not timeout else time.monotonic() + timeout
+    next_beat = time.monotonic() + heartbeat_every
+    timed_out = cancelled = False
+    while not exited.wait(timeout=0.1):
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            timed_out = True
+        elif cancel.is_set():
+            cancelled = True
+        elif now >= next_beat:
+            next_beat = now + heartbeat_every
+            if not heartbeat():
+                cancelled = True
+        if timed_out or cancelled:
+            kill_group(proc.pid, kill_grace, proc)
+            break
+    return timed_out, cancelled
+
+
+def kill_group(pgid: int, grace: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGTERM the group, then SIGKILL whatever is left after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        if proc is None:
+            _wait_gone(pgid, wait)
+            continue
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        with contextlib.suppress(ProcessLookupError):  # the leader is gone; no member of its group may linger
+            os.killpg(pgid, signal.SIGKILL)
+        break
+
+
+def _wait_gone(pgid: int, wait: float) -> None:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
+def kill_tagged(name: str, value: str) -> list[int]:
+    """SIGKILL every process whose environment holds ``name=value`` (baton tags each agent with
+    ``BATON_RUN_ID``): catches an orphaned agent and anything it started, whatever their group, and
+    never touches an unrelated process that reused a pid. Processes whose environment cannot be
+    read (another user's) are skipped."""
+    killed = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid == os.getpid() or proc.environ().get(name) != value:
+                continue
+            proc.kill()
+        except (psutil.Error, OSError):
+            continue
+        killed.append(proc.pid)
+    return killed

@@ -1,0 +1,108 @@
+"""Transcript snapshots: a session's transcript files, compressed and content-addressed in the store,
+so any machine (or the same machine after its agent home was wiped) can resume the conversation.
+
+A snapshot maps each file's path *relative to the agent home* to the SHA-256 digests of its chunks;
+each chunk is stored once per digest, zlib-compressed, so a long conversation costs per turn only what
+the turn appended. Only the latest snapshot of a key is kept; blobs no snapshot uses are dropped by
+the store. Hydration writes the files back atomically (a temporary file of its own, then a rename)
+and never overwrites a local file that is already longer — unless the runner found it damaged
+(:func:`baton.runner.decide.ensure_local`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import zlib
+from pathlib import Path
+
+from baton.agents.base import Agent
+from baton.errors import StoreError
+from baton.files import atomic_write_bytes
+from baton.keys import Key
+from baton.models import Fence, Snapshot
+from baton.store.base import Store
+
+CHUNK = 256 * 1024
+
+
+def chunks(data: bytes) -> list[bytes]:
+    """Split at the first newline after every 256 KiB. Transcripts are append-mostly JSONL, so every
+    chunk but the last stays byte-identical from turn to turn and is stored once."""
+    out: list[bytes] = []
+    start = 0
+    while start < len(data):
+        cut = data.find(b"\n", start + CHUNK)
+        end = len(data) if cut < 0 else cut + 1
+        out.append(data[start:end])
+        start = end
+    return out
+
+
+def take_snapshot(
+    store: Store, agent: Agent, key: Key, session_id: str, fence: Fence | None = None
+) -> Snapshot | None:
+    """Copy the session's transcript files into the store; None when there are none. Only chunks the
+    previous snapshot does not already hold are compressed and written; with ``fence``, the store
+    refuses the snapshot (:class:`baton.errors.Fenced`) of a runner whose lease was taken over."""
+    try:
+        previous = store.get_snapshot(key.agent, key.repo.slug, key.thread)
+    except StoreError:
+        previous = None  # unreadable: this snapshot replaces it whole
+    known = previous.digests() if previous else set()
+    files: dict[str, list[str]] = {}
+    total = 0
+    for path in agent.transcript_files(session_id):
+        data = path.read_bytes()
+        digests = []
+        for chunk in chunks(data):
+            digest = hashlib.sha256(chunk).hexdigest()
+            if digest not in known:
+                store.put_blob(digest, zlib.compress(chunk, 6), len(chunk))
+                known.add(digest)
+            digests.append(digest)
+        files[str(path.relative_to(agent.home))] = digests
+        total += len(data)
+    if not files:
+        return None
+    snapshot = Snapshot(key.agent, key.repo.slug, key.thread, session_id, files, total, time.time())
+    store.save_snapshot(snapshot, fence=fence)
+    return snapshot
+
+
+def _read_chunk(store: Store, key: Key, digest: str) -> bytes:
+    blob = store.get_blob(digest)
+    if blob is None:
+        raise StoreError(f"snapshot of {key} is missing blob {digest[:12]}")
+    try:
+        data = zlib.decompress(blob)
+    except zlib.error as exc:
+        raise StoreError(f"snapshot of {key}: blob {digest[:12]} is corrupt ({exc})") from exc
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise StoreError(f"snapshot of {key}: blob {digest[:12]} is corrupt")
+    return data
+
+
+def hydrate(
+    store: Store, agent: Agent, key: Key, session_id: str, cwd: Path, overwrite: bool = False
+) -> Snapshot | None:
+    """Write the key's snapshot of ``session_id`` back into the agent home; None if there is none.
+
+    ``overwrite``: replace local files even when they are longer (the caller found them unusable)."""
+    snapshot = store.get_snapshot(key.agent, key.repo.slug, key.thread)
+    if snapshot is None or snapshot.agent_session_id != session_id:
+        return None
+    home = agent.home.resolve()
+    for rel, digests in snapshot.files.items():
+        target = (home / rel).resolve()
+        if home not in target.parents:
+            raise StoreError(f"snapshot of {key} names a path outside the agent home: {rel!r}")
+        data = b"".join(
+            _read_chunk(store, key, d) for d in ([digests] if isinstance(digests, str) else digests)
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not overwrite and target.exists() and target.stat().st_size >= len(data):
+            continue
+        atomic_write_bytes(target, data)
+    agent.after_hydrate(session_id, cwd)
+    return snapshot

@@ -1,0 +1,183 @@
+"""Leases: the right to run a key, held by one runner at a time across processes and machines.
+
+A lease lives in the store with an expiry that the holder's heartbeat pushes forward. Another runner
+may take it over when it has expired, or — without waiting for expiry — when its holder ran on this
+same host and that process is gone (a SIGKILLed runner is noticed at once, not after the TTL).
+
+:func:`held` is the one way to hold a lease for a piece of work (a run, a plan, a reset): it takes the
+lease, renews it from a background thread through every step — clone, hydrate, agent, snapshot,
+checkpoint — and releases it at the end. A slow step can then never let another runner take the key.
+The yielded event is set when a renewal finds the lease taken over: the holder must stop.
+
+Where grants live is a :class:`LeaseBackend`: the SQL store itself (the default), or Redis
+(``BATON_LEASE_BACKEND=redis``, :class:`~baton.store.redis_leases.RedisLeases`), which records each
+grant's fencing
+token in the store so the store's fenced writes refuse older grants either way.
+:func:`lease_backend` picks one from the settings.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import psutil
+
+from baton.errors import BadInput, BatonError, Busy, Cancelled
+from baton.models import Fence, Lease
+from baton.settings import Settings
+from baton.store.base import Store
+
+HOST = socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs on this host. A zombie (SIGKILLed, not yet reaped by its parent, as a
+    Celery pool process is) is dead: its lease may be taken at once."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
+
+
+class LeaseBackend(Protocol):
+    """Where leases are granted: the SQL store, or Redis. Expiry is judged by the backend's clock."""
+
+    def try_lease(self, lease: Lease, ttl: float, can_take: Callable[[Lease, float], bool]) -> Lease | None:
+        """Grant ``lease`` (updated in place: acquired, expires, a fencing token larger than any earlier
+        grant's, which the store has recorded), or return the lease that blocks it; ``can_take(existing,
+        now)`` may replace a live holder."""
+        ...
+
+    def renew_lease(self, key: str, holder: str, ttl: float) -> bool:
+        """Expire ``ttl`` seconds from now; False when ``holder`` lost the key."""
+        ...
+
+    def release_lease(self, key: str, holder: str) -> None:
+        """Free the key if ``holder`` holds it; the next grant's token is still larger."""
+        ...
+
+
+def lease_backend(settings: Settings, store: Store) -> LeaseBackend:
+    """The store itself (``lease_backend = "sql"``), or Redis (``"redis"``, needs ``redis_url``)."""
+    if settings.lease_backend == "sql":
+        return store
+    if settings.lease_backend != "redis":
+        raise BadInput(f"setting 'lease_backend' must be 'sql' or 'redis', not {settings.lease_backend!r}")
+    if not settings.redis_url:
+        raise BadInput("setting 'lease_backend' is 'redis' but 'redis_url' (BATON_REDIS_URL) is empty")
+    from baton.store.redis import connect
+    from baton.store.redis_leases import RedisLeases
+
+    conn = connect(settings)
+    assert conn is not None
+    return RedisLeases(conn, store)
+
+
+@dataclass
+class LeaseHolder:
+    store: Store
+    key: str
+    ttl: float
+    holder: str = field(default_factory=lambda: f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    held: bool = False
+
+    fence: int = 0  # the fencing token of this grant, once acquired
+    backend: LeaseBackend | None = None  # where the lease is granted; None: the store
+
+    @property
+    def proof(self) -> Fence:
+        """What this holder's writes about the key carry: the store refuses them after a takeover."""
+        return Fence(self.key, self.fence)
+
+    @property
+    def grants(self) -> LeaseBackend:
+        return self.backend if self.backend is not None else self.store
+
+    def _can_take(self, existing: Lease, now: float) -> bool:
+        if existing.expires_at < now:  # by the store's clock
+            return True
+        return existing.host == HOST and existing.pid != os.getpid() and not pid_alive(existing.pid)
+
+    def acquire(self, wait: float, cancel: threading.Event | None = None) -> None:
+        """Take the lease, polling for up to ``wait`` seconds; raise :class:`Busy` naming the holder,
+        or :class:`Cancelled` as soon as ``cancel`` is set while waiting."""
+        deadline = time.monotonic() + max(wait, 0.0)
+        delay = 0.05
+        while True:
+            lease = Lease(self.key, self.holder, HOST, os.getpid(), 0.0, 0.0)
+            blocker = self.grants.try_lease(lease, self.ttl, self._can_take)
+            if blocker is None:
+                self.held, self.fence = True, lease.fence
+                return
+            if time.monotonic() >= deadline:
+                raise Busy(
+                    f"{self.key} is busy: a run holds it (host {blocker.host}, pid {blocker.pid}, "
+                    f"since {time.strftime('%H:%M:%S', time.localtime(blocker.acquired_at))}); "
+                    "try again later or pass --wait SECONDS"
+                )
+            if cancel is not None and cancel.wait(delay):
+                raise Cancelled(f"cancelled while waiting for {self.key}, which a run holds")
+            if cancel is None:
+                time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    def renew(self) -> bool:
+        """Push the expiry forward; False when the lease was taken over (stop working on the key)."""
+        return self.grants.renew_lease(self.key, self.holder, self.ttl)
+
+    def release(self) -> None:
+        if self.held:
+            self.grants.release_lease(self.key, self.holder)
+            self.held = False
+
+
+def key_lease(settings: Settings, store: Store, key: str) -> LeaseHolder:
+    """The lease of ``key`` from the configured backend, living ``settings.lease_ttl`` seconds."""
+    return LeaseHolder(store, key, settings.lease_ttl, backend=lease_backend(settings, store))
+
+
+@contextmanager
+def held(
+    lease: LeaseHolder, wait: float, every: float, cancel: threading.Event | None = None
+) -> Iterator[threading.Event]:
+    """Hold ``lease`` for the ``with`` block (acquired waiting up to ``wait`` seconds unless ``cancel``
+    is set meanwhile, renewed every ``every`` seconds, released at the end); yields the event that is
+    set if the lease is lost."""
+    lease.acquire(wait, cancel)
+    lost = threading.Event()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                renewed = lease.renew()
+            except BatonError:
+                continue  # the store hiccuped: try again; the TTL is several beats long
+            if not renewed:
+                lost.set()
+                return
+
+    thread = threading.Thread(target=beat, name=f"baton-lease:{lease.key}", daemon=True)
+    thread.start()
+    try:
+        yield lost
+    finally:
+        stop.set()
+        thread.join()
+        lease.release()

@@ -1,0 +1,121 @@
+"""``baton demo``: the product in one minute, offline.
+
+It makes a scratch repository and a scratch ``BATON_HOME``, starts the mock Anthropic API on
+127.0.0.1, and drives the REAL Claude Code CLI through three runs of one thread (fresh, then resumed
+twice: the mock sees the history grow 2 → 4 → 6 messages). Then it deletes the agent home, as a
+container redeploy would, and runs again: baton hydrates the transcript from its store and the
+conversation resumes with its full history (8 messages), under the same session id.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from pathlib import Path
+from unittest.mock import patch
+
+from rich.console import Console
+
+from baton.agents.claude import ClaudeAgent
+from baton.errors import AgentError
+from baton.runner.request import RunRequest, RunResult
+from baton.runner.run import run
+from baton.settings import load_settings
+from baton.testing.mock_anthropic import MockAnthropic
+
+
+def environ_patch(values: Mapping[str, str]) -> AbstractContextManager[dict[str, str]]:
+    """Set ``values`` in this process's environment for the block (the agent inherits it); the
+    environment is restored exactly afterwards (``unittest.mock.patch.dict``)."""
+    return patch.dict(os.environ, values)
+
+
+def make_scratch_repo(path: Path) -> Path:
+    path.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "demo",
+        "GIT_AUTHOR_EMAIL": "demo@example.invalid",
+        "GIT_COMMITTER_NAME": "demo",
+        "GIT_COMMITTER_EMAIL": "demo@example.invalid",
+    }
+    (path / "README.md").write_text("# calculator\n\nA tiny project for the baton demo.\n")
+    (path / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "initial commit"]):
+        subprocess.run(["git", *args], cwd=path, env=env, check=True, stdin=subprocess.DEVNULL)
+    return path
+
+
+def run_demo(console: Console, keep: bool = False) -> int:
+    scratch = Path(tempfile.mkdtemp(prefix="baton-demo-"))
+    settings = load_settings(overrides={"home": str(scratch / "home")})
+    claude = ClaudeAgent("claude", settings.home / "homes" / "claude", settings.claude_bin or None)
+    try:
+        command = claude.command
+    except AgentError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    repo = make_scratch_repo(scratch / "calculator")
+    say = console.print
+    say(f"[bold]baton demo[/bold] — Claude Code {claude.version() or '?'} ({command[0]})")
+    say(f"scratch repo {repo}, BATON_HOME {settings.home}\n")
+    try:
+        with MockAnthropic() as mock, environ_patch(mock.env()):
+            say(f"mock Anthropic API listening on {mock.url} (no network, no API key)\n")
+
+            def turn(prompt: str) -> RunResult:
+                before = len(mock.requests)
+                result = run(
+                    RunRequest(agent="claude", repo=str(repo), thread="issue-42", prompt=prompt),
+                    settings=settings,
+                )
+                seen = mock.message_counts()[before:]
+                say(
+                    f"  run {result.run.id[-8:]}: mode [cyan]{result.run.mode.value}[/cyan], "
+                    f"prompt {result.run.prompt_kind.value}, outcome {result.run.outcome.value}"
+                )
+                say(
+                    f"    session {result.session.agent_session_id}; the model received "
+                    f"{seen[-1] if seen else '?'} messages; reply: {result.run.result!r}"
+                )
+                return result
+
+            say("[bold]1. Three runs on thread issue-42[/bold]")
+            first = turn("Read calc.py and tell me what it does.")
+            turn("Add a subtract function.")
+            third = turn("Now add tests for both functions.")
+            say(f"  worktree: {third.session.worktree} (branch {third.session.branch})\n")
+
+            say("[bold]2. A redeploy wipes the agent home[/bold]")
+            shutil.rmtree(claude.home)
+            say(f"  deleted {claude.home} — the transcript is gone from local disk")
+            fourth = turn("Where were we?")
+            same = fourth.session.agent_session_id == first.session.agent_session_id
+            counts = mock.message_counts()
+            say(f"  hydrated from baton's store and resumed: same session id: {same}\n")
+            say("[bold]What happened[/bold]")
+            say(
+                f"  messages the model saw per run: {' → '.join(map(str, counts))} "
+                "(one conversation, growing; a fresh start would have dropped back to 2)"
+            )
+            ok = (
+                same
+                and fourth.run.mode.value == "resume"
+                and counts == sorted(counts)
+                and len(set(counts)) == 4
+            )
+            say(
+                "  [green]the conversation survived the redeploy[/green]"
+                if ok
+                else "  [red]unexpected result[/red]"
+            )
+            return 0 if ok else 1
+    finally:
+        if keep:
+            say(f"\nkept {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,139 @@
+"""The house: rooms in layers, every import (lazy ones included) pointing down or inside its own room,
+and no circle between modules. docs/architecture.md draws the same picture."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+GROUND = {"errors", "models", "install", "files", "keys", "settings"}
+# lowest first; a room may import its own modules, the ground floor and any room of a lower layer
+LAYERS: list[set[str]] = [
+    {"agents", "store"},
+    {"workspace"},
+    {"sessions"},
+    {"sync"},
+    {"runner"},
+    {"plans", "housekeeping"},
+    {"fleet"},
+    {"service", "testing"},
+    {"cli"},
+]
+API = {"__init__", "sdk"}  # the public API re-exports from every room
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in (SRC / "baton").rglob("*.py"):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _owner(name: str) -> str:
+    """The longest known module that ``name`` (a module or a name inside one) lives in."""
+    while name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {_owner(a.name) for a in node.names if a.name.split(".")[0] == "baton"}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, *([node.module] if node.module else [])])
+            if base.split(".")[0] != "baton":
+                continue
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                found.add(full if full in MODULES else _owner(base))
+    found.discard(module)
+    return found
+
+
+GRAPH = {module: _imports(module, path) for module, path in MODULES.items()}
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return "__init__" if len(parts) == 1 else parts[1]
+
+
+def _layer(room: str) -> int:
+    if room in GROUND:
+        return -1
+    if room in API:
+        return len(LAYERS)
+    return next(i for i, rooms in enumerate(LAYERS) if room in rooms)
+
+
+def test_every_module_is_in_a_known_room() -> None:
+    unknown = {_room(m) for m in MODULES} - GROUND - API - set().union(*LAYERS)
+    assert not unknown, f"rooms missing from LAYERS (and docs/architecture.md): {sorted(unknown)}"
+
+
+def test_the_ground_floor_is_small() -> None:
+    flat = sorted(p.stem for p in (SRC / "baton").glob("*.py"))
+    assert set(flat) == GROUND | API, flat
+
+
+def test_no_import_runs_up_or_sideways() -> None:
+    wrong = []
+    for module, deps in GRAPH.items():
+        room = _room(module)
+        for dep in deps:
+            other = _room(dep)
+            if other == room or (other in GROUND and room not in GROUND):
+                continue
+            if room in GROUND and other in GROUND:
+                continue  # the ground floor's own order is checked by the cycle test
+            if _layer(other) >= _layer(room):
+                wrong.append(f"{module} -> {dep}")
+    assert not wrong, "imports that run up a layer or across to a peer:\n" + "\n".join(sorted(wrong))
+
+
+def _cycle() -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for dep in sorted(GRAPH[node]):
+            if state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for module in sorted(GRAPH):
+        if module not in state and (found := visit(module)):
+            return found
+    return None
+
+
+def test_no_circle_between_modules() -> None:
+    assert _cycle() is None, " -> ".join(_cycle() or [])
+
+
+@pytest.mark.parametrize("room", sorted(set().union(*LAYERS)))
+def test_each_room_says_what_it_owns_and_may_import(room: str) -> None:
+    doc = ast.get_docstring(ast.parse((SRC / "baton" / room / "__init__.py").read_text())) or ""
+    assert "May import" in doc, f"baton/{room}/__init__.py does not say what it may import"
