@@ -231,7 +231,7 @@ def test_a_failed_sync_in_place_rebuilds_the_worktree_instead(
         (path_a / "half-written").write_text("x")
         raise GitError("git reset failed: simulated")
 
-    monkeypatch.setattr(Workdirs, "sync_worktree", broken)
+    monkeypatch.setattr(Workdirs, "catch_up", broken)
     back = go(a, src_repo)
     assert not (path_a / "half-written").exists()  # rebuilt, not the half-synced directory
     assert status(path_a) == {"M README.md", "?? notes.md"} and (path_a / "lexer.py").is_file()
