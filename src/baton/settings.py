@@ -50,6 +50,8 @@ class Settings:
     on_conflict: str = "stop"  # stop (outcome conflict, worktree untouched) or agent (markers + a note)
     git_user_name: str = "baton ({agent})"
     git_user_email: str = "{agent}@baton.invalid"
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR or CRITICAL: baton serve's and baton worker's log
+    log_format: str = "text"  # text (time level logger: message) or json (one object per line)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -72,6 +74,8 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # log_level, in any case
+LOG_FORMATS = ("text", "json")
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in ("home", "extra")}
 
 
@@ -150,6 +154,9 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     settings.min_free_bytes, settings.disk_quota_bytes  # noqa: B018 -- a malformed size fails here, named
     _check_choice("sync", settings.sync, [m.value for m in SyncHow])
     _check_choice("on_conflict", settings.on_conflict, [c.value for c in OnConflict])
+    if settings.log_level.upper() not in LOG_LEVELS:  # any case, as --loglevel takes it
+        _check_choice("log_level", settings.log_level, list(LOG_LEVELS))
+    _check_choice("log_format", settings.log_format, list(LOG_FORMATS))
     return settings
 
 

@@ -1,6 +1,6 @@
 """Claude Code adapter (also drives the fake agent, which honours the same flags).
 
-Measured behaviour this relies on (AGENT_CLIS.md): ``--session-id`` pre-assigns a NEW id and fails on
+Measured behaviour this relies on (docs/agent-clis.md): ``--session-id`` pre-assigns a NEW id and fails on
 an existing one, so only fresh runs use it; ``--resume <id>`` keeps the id and appends to the same
 transcript, from any cwd; ``--fork-session`` with ``--resume`` makes a new id carrying the history;
 ``--continue`` is "latest in this directory" and only used when asked. The transcript is one file,

@@ -2,7 +2,8 @@
 
 Needs the ``server`` extra; without it the command says the exact install command. Nothing secret is
 printed: tokens arrive in headers (uvicorn's access log shows only the request line) and the webhook
-secret is never logged.
+secret is never logged. Its log (uvicorn's included) is configured by :mod:`baton.cli.logsetup`:
+``BATON_LOG_LEVEL``, ``BATON_LOG_FORMAT``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from typing import Annotated
 
 import typer
 
-from baton.cli.common import err, esc
-
 
 def serve_cmd(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -22,22 +21,23 @@ def serve_cmd(
     """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs) and the web dashboard (/), with
     `baton tokens` for access."""
     uvicorn = _server_modules()
+    from baton.cli.logsetup import announce, setup_logging
     from baton.service.app import create_app
     from baton.settings import load_settings
 
     settings = load_settings()
+    setup_logging(settings.log_level, settings.log_format)
     settings.home.mkdir(parents=True, exist_ok=True)
     url = f"http://{host}:{port}"
-    err().print(
-        esc(f"baton serve: {url} (dashboard {url}/, API docs {url}/docs; home {settings.home})"),
-        highlight=False,
-    )
+    text = f"baton serve: {url} (dashboard {url}/, API docs {url}/docs; home {settings.home})"
+    announce(text, settings.log_format)
     # an SSE subscriber of a long run must not hold a shutdown (SIGTERM) for the length of that run
     uvicorn.run(
         create_app(settings),
         host=host,
         port=port,
-        log_level="info",
+        log_config=None,  # uvicorn's loggers (its access log too) go through baton's handler, in its format
+        log_level=settings.log_level.lower(),
         server_header=False,
         timeout_graceful_shutdown=5,
     )

@@ -1,5 +1,7 @@
 """``baton worker``: a Celery worker that runs the jobs ``baton serve`` and ``baton submit`` queue on
-the broker (``BATON_BROKER_URL``). Needs the ``celery`` extra (the exact install command otherwise)."""
+the broker (``BATON_BROKER_URL``). Needs the ``celery`` extra (the exact install command otherwise).
+Its log, Celery's included, is configured by :mod:`baton.cli.logsetup` (``BATON_LOG_LEVEL``, which
+``--loglevel`` overrides, and ``BATON_LOG_FORMAT``)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,6 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-
-from baton.cli.common import err, esc
 
 
 class Pool(StrEnum):
@@ -33,17 +33,21 @@ def worker_cmd(
     hostname: Annotated[
         str | None, typer.Option("--hostname", "-n", help="the worker's node name (default baton-PID@HOST)")
     ] = None,
-    loglevel: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING, ERROR")] = "INFO",
+    loglevel: Annotated[
+        str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR (default: setting log_level, INFO)")
+    ] = None,
 ) -> None:
     """Run the jobs queued on the broker (BATON_BROKER_URL): runs of one key in submission order, never
     two at once, on whichever worker is free. SIGTERM lets running jobs finish; a killed worker's
     jobs are taken over by the others."""
+    from baton.cli.logsetup import announce, setup_logging
     from baton.fleet.celery import make_app, run_worker
     from baton.settings import load_settings
 
-    settings = load_settings()
+    settings = load_settings({"log_level": loglevel})
     make_app(settings)  # the broker URL and the extra are checked before anything starts
+    setup_logging(settings.log_level, settings.log_format)  # Celery's loggers go through it too
     settings.home.mkdir(parents=True, exist_ok=True)
     names = [q.strip() for q in (queues or "").split(",") if q.strip()] or None
-    err().print(esc(f"baton worker: home {settings.home}"), highlight=False)
-    run_worker(settings, concurrency, names, pool.value, hostname, loglevel.upper())
+    announce(f"baton worker: home {settings.home}", settings.log_format)
+    run_worker(settings, concurrency, names, pool.value, hostname, settings.log_level.upper())

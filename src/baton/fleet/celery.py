@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -89,7 +90,7 @@ def make_app(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        worker_hijack_root_logger=True,
+        worker_hijack_root_logger=False,  # the process's own handlers stay (see run_worker)
         worker_cancel_long_running_tasks_on_connection_loss=False,  # a run outlives a broker blip
         broker_connection_retry_on_startup=True,
         broker_transport_options=_transport_options(options),
@@ -241,6 +242,28 @@ class _Janitor:
         enqueue(self.app, job_id, self.queue, countdown)
 
 
+def _logging_as_configured(app: Celery) -> Callable[..., None]:
+    """Celery's ``setup_logging`` receiver: with one, Celery installs no handler or format of its own,
+    so its loggers propagate to the process's (``baton worker`` configures them first:
+    :mod:`baton.cli.logsetup`). What Celery would still have done is done here: its pool's logger
+    (billiard's, ERROR and up) joins them, and stray writes to stdout/stderr become log lines."""
+
+    def receiver(loglevel: int | str | None = None, **_: Any) -> None:
+        from celery.utils.log import get_multiprocessing_logger  # type: ignore[import-untyped]
+
+        root = logging.getLogger()
+        if not root.handlers:  # started without `baton worker`, which configures the log first
+            logging.basicConfig(level=loglevel or logging.INFO)
+        pool = get_multiprocessing_logger()
+        if pool is not None:
+            pool.setLevel(logging.ERROR)
+            pool.propagate = True
+        if app.conf.worker_redirect_stdouts:
+            app.log.redirect_stdouts(app.conf.worker_redirect_stdouts_level)
+
+    return receiver
+
+
 def run_worker(
     settings: Settings,
     concurrency: int | None = None,
@@ -259,6 +282,7 @@ def run_worker(
     _settings = settings
     queues = queues or [options.queue]
     janitor = _Janitor(app, settings, queues[0])
+    signals.setup_logging.connect(_logging_as_configured(app), weak=False)
     signals.worker_process_init.connect(_after_fork, weak=False)
     signals.worker_ready.connect(janitor.start, weak=False)
     signals.worker_shutting_down.connect(janitor.halt, weak=False)

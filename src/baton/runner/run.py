@@ -1,4 +1,4 @@
-"""The runner: one call of :func:`run` takes a key through DESIGN.md's "What a run does".
+"""The runner: one call of :func:`run` runs one instruction on one key, in this order:
 
 validate everything that can be validated (nothing written yet) → hold the key's lease (kept alive
 through every step by :func:`baton.store.leases.held`) → mark runs left ``running`` by dead runners as

@@ -1,7 +1,7 @@
 """A mock OpenAI Responses API for offline runs of the real Codex CLI.
 
 It answers ``POST /v1/responses`` on 127.0.0.1 with the server-sent event sequence Codex accepts
-(AGENT_CLIS.md): ``response.created``, ``response.in_progress``, ``response.output_item.added``,
+(docs/agent-clis.md): ``response.created``, ``response.in_progress``, ``response.output_item.added``,
 ``response.content_part.added``, ``response.output_text.delta``, ``response.output_text.done``,
 ``response.content_part.done``, ``response.output_item.done`` and ``response.completed`` with usage
 (without that last event Codex retries and fails). Every reply says how many ``input`` items the request

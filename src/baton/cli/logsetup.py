@@ -1,0 +1,99 @@
+"""The log of the commands that run as services, ``baton serve`` and ``baton worker``: configured once,
+here, where the process is set up.
+
+:func:`setup_logging` puts one handler on the root logger, on stderr: every line carries the time (ISO
+8601, local, with its offset), the level, the logger's name and the message, as text
+(``2026-11-24T10:03:04.123+00:00 INFO baton.executor: ...``, a traceback on the lines after it) or, with
+``BATON_LOG_FORMAT=json``, as one JSON object per line (``time``, ``level``, ``logger``, ``message``,
+and ``exc_info`` holding the traceback's text when there is one). The level is ``BATON_LOG_LEVEL``
+(INFO). Python's warnings go through it too.
+
+The servers' own loggers propagate to it instead of printing a format of their own: ``baton serve``
+starts uvicorn with ``log_config=None``, and ``baton worker`` has Celery configure no logging
+(:func:`baton.fleet.celery.run_worker` answers Celery's ``setup_logging`` signal).
+
+Only the CLI calls this: the library (``baton.run``, the service's app, the runner) only writes to
+its ``baton.*`` loggers and leaves configuring them to whoever runs it. No lower room imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+from typing import TextIO
+
+from baton.errors import BadInput
+from baton.settings import LOG_FORMATS, LOG_LEVELS
+
+TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _time(record: logging.LogRecord) -> str:
+    return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
+
+
+class TextFormatter(logging.Formatter):
+    """``TIME LEVEL LOGGER: MESSAGE`` (the traceback, if any, on the lines after it)."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _time(record)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line: time, level, logger, message (and exc_info, stack_info)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": _time(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exc_info"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            data["exc_info"] = record.exc_text
+        if record.stack_info:
+            data["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+class _Handler(logging.StreamHandler[TextIO]):
+    """The handler :func:`setup_logging` installs (known by its class, so a second call replaces it)."""
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> logging.Handler:
+    """Configure the process's logging: one handler on the root logger writing ``fmt`` (``text`` or
+    ``json``) to ``stream`` (stderr), and the root logger's level (a name, any case). A second call
+    replaces the handler of the first; handlers others installed are left alone. Returns the handler."""
+    name = level.upper()
+    if name not in LOG_LEVELS:  # load_settings refuses these first, naming where they came from
+        raise BadInput(f"setting 'log_level' must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    if fmt not in LOG_FORMATS:
+        raise BadInput(f"setting 'log_format' must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
+    handler = _Handler(sys.stderr if stream is None else stream)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(name)
+    logging.captureWarnings(True)
+    return handler
+
+
+def announce(text: str, fmt: str) -> None:
+    """A command's start-up line: printed for people, or an INFO record of ``baton.cli`` when the log
+    is JSON (so that stderr holds nothing but JSON lines)."""
+    if fmt == "json":
+        logging.getLogger("baton.cli").info("%s", text)
+        return
+    from baton.cli.common import err, esc
+
+    err().print(esc(text), highlight=False)
