@@ -64,7 +64,7 @@ assert sorted(RUN_ORDER) == sorted(GROUPS)
 
 
 def parse_only(text: str | None) -> list[str]:
-    """``--only claude,git`` → the groups in run order; every group when not given."""
+    """``--only claude,git`` → the groups in the order ``--help`` lists them; every group when not given."""
     if text is None:
         return list(GROUPS)
     wanted = {name.strip().lower() for name in text.split(",") if name.strip()}
