@@ -170,7 +170,7 @@ def service_note(single: Row | None, burst: Row | None) -> str:
 
 def run_group(suite: Suite, repos: Repos) -> None:
     small, scratch = repos.small.path, suite.scratch
-    suite.step("7a/7b service: run over HTTP / 200 runs at once", lambda: runs_rows(suite, small))
+    suite.step("7a/7b service: run over HTTP / 200 runs at once", lambda: record_runs(suite, small))
     for title, measure in (
         ("7c GET /v1/sessions over 10,000 sessions", lambda: bench_sessions_api(scratch / "b7c")),
         ("7d webhooks: 50 concurrent deliveries", lambda: bench_webhooks(scratch / "b7d", small)),
@@ -183,7 +183,7 @@ def record(suite: Suite, measure: Callable[[], Row]) -> None:
     suite.rows.append(measure())
 
 
-def runs_rows(suite: Suite, small: Path) -> None:
+def record_runs(suite: Suite, small: Path) -> None:
     single = bench_service_run(suite.scratch / "b7a", small, suite.pick(RUN_REPS))
     suite.rows.append(single)
     burst = bench_service_burst(suite.scratch / "b7b", small)
