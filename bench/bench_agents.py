@@ -36,14 +36,20 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    TIMES,
+    Group,
     History,
+    Plan,
+    Repos,
     Row,
+    Suite,
     clean_environ,
     clock,
     direct_worktree,
     interleave,
     make_mock,
     median,
+    ms,
     patched_environ,
 )
 
@@ -301,3 +307,34 @@ def _rows(
             (tags[1], "`baton.run(store=)`", "baton+store"),
         )
     ]
+
+
+def agent_group(agent: str, tags: tuple[str, str], reps: Plan, direct: str) -> Group:
+    """The group of ``agent``'s two rows, ``1<tags[0]>`` and ``1<tags[1]>``, against ``direct``."""
+
+    def run_group(suite: Suite, repos: Repos) -> None:
+        title = f"1{tags[0]}/1{tags[1]} {agent} resume: baton.run / baton.run(store=) / {direct}"
+        suite.step(title, lambda: record(suite, repos.small.path))
+
+    def record(suite: Suite, small: Path) -> None:
+        found = bench_agent(suite.scratch / f"b1-{agent}", small, agent, suite.pick(reps), tags)
+        suite.rows.extend(found)
+        api, stored = found
+        suite.notes.append(agent_note(agent, tags, api, stored))
+
+    name = {"codex": "Codex", "gemini": "Gemini"}[agent]
+    return Group(agent, f"1{tags[0]}, 1{tags[1]}: a resumed {name} turn", run_group)
+
+
+def agent_note(agent: str, tags: tuple[str, str], api: Row, stored: Row) -> str:
+    return (
+        f"1{tags[0]}/1{tags[1]} ({agent}): {ms(api.baseline)} baseline turn; baton adds "
+        f"{(api.candidate - api.baseline) * 1000:+.0f} ms with a store opened per call, "
+        f"{(stored.candidate - stored.baseline) * 1000:+.0f} ms with one store passed as `store=` "
+        f"(differences of medians); ≤ {api.goal:g}{TIMES} leaves baton "
+        f"{(api.goal - 1) * api.baseline * 1000:.0f} ms per run."
+    )
+
+
+CODEX = agent_group("codex", ("c", "d"), Plan(full=21, quick=3), "codex exec resume")
+GEMINI = agent_group("gemini", ("e", "f"), Plan(full=15, quick=3), "gemini --resume")

@@ -22,13 +22,30 @@ import sys
 import uuid
 from pathlib import Path
 
-from common import History, Row, clean_environ, clock, direct_worktree, interleave, median, patched_environ
+from common import (
+    Group,
+    History,
+    Plan,
+    Repos,
+    Row,
+    Suite,
+    clean_environ,
+    clock,
+    direct_worktree,
+    interleave,
+    median,
+    ms,
+    patched_environ,
+    sh,
+)
 
 from baton import Mode, RunRequest, load_settings, run
 from baton.agents import get_agent
 from baton.agents.claude import ClaudeAgent
 from baton.settings import Settings
 from baton.testing.mock_anthropic import MockAnthropic
+
+REPS = Plan(full=21, quick=3)
 
 
 def baton_cli() -> list[str]:
@@ -144,3 +161,43 @@ def bench_claude(root: Path, source: Path, reps: int) -> list[Row]:
         )
     ]
     return rows
+
+
+def run_group(suite: Suite, repos: Repos) -> None:
+    suite.step(
+        "1a/1b claude resume: baton.run / baton CLI / claude -p", lambda: record(suite, repos.small.path)
+    )
+
+
+def record(suite: Suite, small: Path) -> None:
+    found = bench_claude(suite.scratch / "b1", small, suite.pick(REPS))
+    suite.rows.extend(found)
+    suite.notes.extend(claude_notes(found[0], found[1]))
+
+
+def claude_notes(api: Row, cli: Row) -> list[str]:
+    notes = []
+    if not cli.met:
+        cost = import_cost()
+        notes.append(
+            f"1b misses because every `baton` CLI call starts a Python interpreter and imports "
+            f"the CLI and the runner: `python -c 'import baton.cli.app, baton.runner.run'` alone takes "
+            f"{ms(cost)} here, against a {ms(cli.baseline)} baseline turn. The Python API (1a) "
+            f"does the same work in-process."
+        )
+    notes.append(
+        f"1a: the mock model answers at once, so the baseline ({ms(api.baseline)}) is almost all "
+        f"Claude Code start-up; a real model's turn takes seconds, so the same absolute overhead "
+        f"(1a: {(api.candidate - api.baseline) * 1000:+.0f} ms) is a much smaller ratio there."
+    )
+    return notes
+
+
+def import_cost(reps: int = 5) -> float:
+    """Median seconds for a fresh interpreter to import what ``baton run`` needs: the CLI's app and
+    the runner (with SQLAlchemy) (explains 1b)."""
+    code = "import baton.cli.app, baton.runner.run"
+    return median([clock(lambda: sh([sys.executable, "-c", code]))[1] for _ in range(reps)])
+
+
+GROUP = Group("claude", "1a, 1b: a resumed Claude Code turn", run_group)

@@ -15,8 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Row, interleave, rmtree
+from common import Group, Plan, Repos, Row, Suite, interleave, rmtree
 
+REPS = Plan(full=21, quick=5)
 GOAL = 0.150
 SESSIONS = 100
 
@@ -87,6 +88,14 @@ def bench_cli(scratch: Path, reps: int) -> list[Row]:
             )
         )
     return rows
+
+
+def run_group(suite: Suite, repos: Repos) -> None:
+    title = "6 CLI start-up: baton --help / baton sessions ls"
+    suite.step(title, lambda: suite.rows.extend(bench_cli(suite.scratch / "b6", suite.pick(REPS))))
+
+
+GROUP = Group("cli", "6a, 6b: `baton --help` and `baton sessions ls` vs `python -c pass`", run_group)
 
 
 if __name__ == "__main__":

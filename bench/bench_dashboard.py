@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 from bench_cli import seed_sessions
-from common import TIMES, Row, baton_serve, interleave, median, rmtree
+from common import TIMES, Group, Plan, Repos, Row, Suite, baton_serve, interleave, median, rmtree
 from playwright.sync_api import Page
 
 from baton.models import TokenScope
@@ -43,6 +43,7 @@ from baton.settings import load_settings
 from baton.store import open_store
 from baton.testing.browser import chromium
 
+REPS = Plan(full=30, quick=5)
 GOAL = 1.0  # seconds, the "under a second"
 SESSIONS = 10_000
 PAGE_ROWS = 50
@@ -136,7 +137,7 @@ def bench_dashboard(root: Path, reps: int = 30) -> list[Row]:
     home = root / "home"
     seed_sessions(home, SESSIONS)
     token = read_token(home)
-    # TCP_NODELAY as browsers set it (see bench_service.serving)
+    # TCP_NODELAY as browsers set it (see common.serving)
     transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
     with (
         baton_serve(home) as port,
@@ -186,6 +187,24 @@ def dashboard_note(html: Row, browser: Row) -> str:
         f"overview's disk measurement of the {SESSIONS:,} sessions (`/?fresh=1`) took "
         f"{html.extra['disk_measurement_s']:.1f} s."
     )
+
+
+def run_group(suite: Suite, repos: Repos) -> None:
+    suite.step("8a/8b dashboard /sessions over 10,000 sessions", lambda: record(suite))
+
+
+def record(suite: Suite) -> None:
+    found = bench_dashboard(suite.scratch / "b8", suite.pick(REPS))
+    suite.rows.extend(found)
+    suite.notes.append(dashboard_note(*found))
+
+
+GROUP = Group(
+    "dashboard",
+    "8a, 8b: the dashboard's sessions table over 10,000 sessions (HTML over HTTP, in Chromium) "
+    "vs GET /v1/sessions",
+    run_group,
+)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,31 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from common import History, Row, clean_environ, clock, direct_worktree, interleave, median, pair_differences
+from common import (
+    Group,
+    History,
+    Plan,
+    Repos,
+    Row,
+    Suite,
+    clean_environ,
+    clock,
+    direct_worktree,
+    interleave,
+    median,
+    ms,
+    pair_differences,
+)
+from repogen import RepoShape
 
 from baton import Mode, RunRequest, Store, load_settings, open_store, run
+from baton.keys import make_key
 from baton.testing.fake import fake_agent_bin, register_fake
+from baton.workspace.workdirs import Workdirs, branch_for
 
 PROMPT = "X"
+REPS = Plan(full=60, quick=10)  # row 2, the small repository
+BIG_REPS = Plan(full=21, quick=5)  # row 2b, the large one
 register_fake()
 
 
@@ -104,3 +123,37 @@ def bench_fake(root: Path, source: Path, reps: int, label: str, goal_s: float = 
         extra={"overhead_with_reused_store": with_store},
         agent="fake",
     )
+
+
+def run_group(suite: Suite, repos: Repos) -> None:
+    suite.step("2 runner overhead, small repo", lambda: record(suite, "2", repos.small, REPS))
+    suite.step("2b runner overhead, large repo", lambda: record(suite, "2b", repos.big, BIG_REPS))
+
+
+def record(suite: Suite, tag: str, shape: RepoShape, reps: Plan) -> None:
+    label = f"{tag} runner overhead, fake agent, {shape.files}-file worktree"
+    row = bench_fake(suite.scratch / f"b{tag}", shape.path, suite.pick(reps), label)
+    suite.rows.append(row)
+    suite.notes.append(fake_note(tag, row, checkpoint_cost(suite.scratch / f"b{tag}", shape.path)))
+
+
+def checkpoint_cost(root: Path, source: Path, reps: int = 5) -> float:
+    """Median seconds of ``Workdirs.checkpoint`` on benchmark 2's clean worktree of ``source``."""
+    settings = load_settings(overrides={"home": str(root / "baton-home")}, environ={})
+    workdirs = Workdirs(settings)
+    key = make_key("fake", str(source), "bench-fake", ["fake"])
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    return median([clock(lambda: workdirs.checkpoint(key, path))[1] for _ in range(reps)])
+
+
+def fake_note(tag: str, row: Row, checkpoint: float) -> str:
+    stored = row.extra["overhead_with_reused_store"]
+    return (
+        f"{tag}: `Workdirs.checkpoint` of this clean worktree alone takes {ms(checkpoint)} (median of 5, "
+        f"measured after the benchmark); with one store opened up front and passed as "
+        f"`run(..., store=)` (a third variant, interleaved with the two) the overhead is "
+        f"{stored * 1000:+.1f} ms."
+    )
+
+
+GROUP = Group("fake", "2, 2b: runner overhead with the fake agent", run_group, big=True)

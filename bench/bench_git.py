@@ -28,13 +28,30 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from common import Row, clean_environ, clock, interleave, median, patched_environ
+from common import (
+    TIMES,
+    Group,
+    Plan,
+    Repos,
+    Row,
+    Suite,
+    clean_environ,
+    clock,
+    fmt_bytes,
+    interleave,
+    median,
+    ms,
+    patched_environ,
+)
 
 from baton import load_settings
 from baton.keys import make_key
 from baton.testing.git_http import GitHttpServer
 from baton.workspace.workdirs import Workdirs, branch_for, disk_usage
 
+WORKTREE_REPS = Plan(full=11, quick=3)  # 3a, 3b
+REMOTE_REPS = Plan(full=11, quick=3)  # 3c
+DISK_WORKTREES = Plan(full=20, quick=5)  # 4
 ASKPASS = """#!/bin/sh
 # the baseline's credential helper: git asks for a user name, then the password (the token)
 case "$1" in
@@ -200,3 +217,62 @@ def git(args: list[str], env: dict[str, str]) -> None:
     out = subprocess.run(["git", *args], env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if out.returncode != 0:
         raise RuntimeError(f"git {' '.join(args[:3])} failed: {out.stderr.strip()[-500:]}")
+
+
+def run_group(suite: Suite, repos: Repos) -> None:
+    big, scratch = repos.big.path, suite.scratch
+    suite.step(
+        "3 new worktree vs clone vs worktree add",
+        lambda: suite.rows.extend(bench_worktrees(scratch / "b3", big, suite.pick(WORKTREE_REPS))),
+    )
+    suite.step("3c new worktree of a remote vs partial clone over HTTP", lambda: remote(suite, big))
+    # Nothing after benchmark 3 is timed, so its checkouts can go while benchmark 4 (which only
+    # counts bytes) runs: deleting is slow on some filesystems (see the module docstring).
+    suite.clean_later([scratch / "b3", scratch / "b3c"])
+    count = suite.pick(DISK_WORKTREES)
+    suite.step(f"4 disk of {count} worktrees vs clones", lambda: disk(suite, big, count))
+
+
+def remote(suite: Suite, big: Path) -> None:
+    row = bench_remote_worktree(suite.scratch / "b3c", big, suite.pick(REMOTE_REPS))
+    suite.rows.append(row)
+    local = next((r for r in suite.rows if r.name.startswith("3a")), None)
+    suite.notes.append(remote_note(row, local))
+
+
+def disk(suite: Suite, big: Path, count: int) -> None:
+    row = bench_disk(suite.scratch / "b4", big, count)
+    suite.rows.append(row)
+    suite.notes.append(disk_note(row, count))
+
+
+def remote_note(row: Row, local: Row | None) -> str:
+    context = (
+        f"; 3a's candidate (a local path: no HTTP fetch) is {local.candidate / row.baseline:.3f}"
+        f"{TIMES} this clone"
+        if local
+        else ""
+    )
+    return (
+        f"3c: `git clone --filter=blob:none` over HTTP from 127.0.0.1 (no network latency, "
+        f"{row.extra['authorised_requests']} authorised requests in all) takes {ms(row.baseline)} "
+        f"against {ms(local.baseline) if local else '?'} for 3a's `git clone --no-local`{context}."
+    )
+
+
+def disk_note(row: Row, n: int) -> str:
+    x, goal = row.extra, row.goal
+    # cache + n*w <= goal * n * (cache + w)  <=>  cache >= w * n * (1 - goal) / (goal * n - 1)
+    need = n * (1 - goal) / (goal * n - 1) if goal * n > 1 else float("inf")
+    return (
+        f"4: cache {fmt_bytes(x['cache_bytes'])} (its pack is hard-linked to the source repository, "
+        f"a local path, but counted in full) + {fmt_bytes(x['per_worktree_bytes'])} per worktree, "
+        f"against {fmt_bytes(x['per_clone_git_bytes'])} of `.git` + "
+        f"{fmt_bytes(x['per_clone_checkout_bytes'])} of checkout per clone. A worktree saves only the "
+        f"object store, so the ratio tends to checkout ÷ (history + checkout) as worktrees are "
+        f"added; ≤ {goal:g}{TIMES} with {n} worktrees needs a cache of at least {need:.1f}{TIMES} "
+        f"a worktree's size (here {fmt_bytes(need * x['per_worktree_bytes'])})."
+    )
+
+
+GROUP = Group("git", "3a-3c, 4: worktrees vs clones, time and disk", run_group, big=True)

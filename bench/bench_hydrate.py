@@ -23,11 +23,26 @@ at the start and at the end of the measured part.
 from __future__ import annotations
 
 import random
-import string
 from pathlib import Path
 from typing import Any
 
-from common import History, Row, clock, interleave, make_mock, median, patched_environ
+from common import (
+    Group,
+    History,
+    Plan,
+    Repos,
+    Row,
+    Suite,
+    clock,
+    filler,
+    fmt_bytes,
+    interleave,
+    log,
+    make_mock,
+    median,
+    ms,
+    patched_environ,
+)
 
 from baton import Mode, RunRequest, RunResult, load_settings, open_store, run
 from baton.agents import AGENTS, Agent, get_agent
@@ -38,20 +53,10 @@ from baton.store import Store
 from baton.testing._http import MockServer
 
 SHORT = "benchmark turn: reply in one line"
-FILLER_BYTES = 96_000  # per growth turn; one argv string may not exceed 128 KiB (MAX_ARG_STRLEN)
 MAX_GROWTH_TURNS = 80
 WARMUP = 1
-
-
-def filler(rng: random.Random) -> str:
-    """~``FILLER_BYTES`` of random lowercase words: text that compresses like prose, not like zeros."""
-    words: list[str] = []
-    size = 0
-    while size < FILLER_BYTES:
-        word = "".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 10)))
-        words.append(word)
-        size += len(word) + 1
-    return "Note for later, no action needed: " + " ".join(words)
+REPS = Plan(full=11, quick=3)
+MIN_BYTES = Plan(full=3 * 2**20, quick=2**20)  # of transcript, grown before the measured turns
 
 
 def bench_hydrate(root: Path, source: Path, agent_name: str, reps: int, tag: str, min_bytes: int) -> Row:
@@ -194,3 +199,39 @@ class Conversation:
         if not self.transcript():
             raise RuntimeError(f"{self.name}: hydrate() left no transcript")
         return alone
+
+
+def run_group(suite: Suite, repos: Repos) -> None:
+    title = "5 hydrate-then-resume vs local resume (claude, codex, gemini)"
+    suite.step(title, lambda: record(suite, repos.small.path))
+
+
+def record(suite: Suite, small: Path) -> None:
+    for tag, agent in (("a", "claude"), ("b", "codex"), ("c", "gemini")):
+        log(f"  5{tag} {agent} ...")
+        try:
+            root = suite.scratch / f"b5-{agent}"
+            row = bench_hydrate(root, small, agent, suite.pick(REPS), tag, suite.pick(MIN_BYTES))
+        except Exception as exc:  # the other agents' rows still count
+            suite.failed(f"5{tag} hydrate {agent}", exc)
+            continue
+        suite.rows.append(row)
+        suite.notes.append(hydrate_note(tag, agent, row))
+
+
+def hydrate_note(tag: str, agent: str, row: Row) -> str:
+    x = row.extra
+    after, without = x["process_s"]["hydrate"], x["process_s"]["local"]
+    return (
+        f"5{tag} ({agent}): the conversation was grown by {x['growth_turns']} turns of ~96 KB "
+        f"prompts to {fmt_bytes(x['transcript_bytes_start'])} of transcript, "
+        f"{fmt_bytes(x['transcript_bytes_end'])} after the measured turns. Hydrating adds "
+        f"{(row.candidate - row.baseline) * 1000:+.0f} ms (difference of medians); "
+        f"`hydrate()` alone takes {ms(x['hydrate_alone_s'])} (median of 5, measured after), "
+        f"and the agent process itself (the run records' launch-to-exit time) takes "
+        f"{ms(after)} after a hydration against {ms(without)} without "
+        f"({(after - without) * 1000:+.0f} ms)."
+    )
+
+
+GROUP = Group("hydrate", "5a-5c: hydrate-then-resume vs local resume, per agent", run_group)

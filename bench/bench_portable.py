@@ -31,11 +31,10 @@ from __future__ import annotations
 import functools
 import random
 import shutil
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import History, Row, clock, median, sh
+from common import Group, History, Plan, Repos, Row, Suite, clock, filler, median, sh
 
 from baton import Mode, RunRequest, RunResult, load_settings, open_store, run
 from baton.keys import Key, make_key
@@ -46,18 +45,9 @@ from baton.workspace.workdirs import Workdirs
 
 register_fake()
 THREAD = "bench-portable"
-FILLER_BYTES = 96_000
 VARIANTS = ("warm", "cache", "empty")
-
-
-def filler(rng: random.Random) -> str:
-    words = []
-    size = 0
-    while size < FILLER_BYTES:
-        word = "".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 10)))
-        words.append(word)
-        size += len(word) + 1
-    return "Note for later, no action needed: " + " ".join(words)
+REPS = Plan(full=11, quick=3)
+MIN_BYTES = Plan(full=3 * 2**20, quick=2**20)  # of transcript, grown before the measured turns
 
 
 @dataclass
@@ -241,3 +231,22 @@ def _check(workers: Workers, name: str, result: RunResult, mark: str) -> None:
         raise RuntimeError(f"portable: B ({name}) did not get A's last edit")
     if "store's checkpoint" not in (result.run.note or ""):
         raise RuntimeError(f"portable: B ({name}) did not adopt the store's checkpoint: {result.run.note}")
+
+
+def run_group(suite: Suite, repos: Repos) -> None:
+    suite.step("10a-10c a turn on worker B after A vs on A again", lambda: record(suite, repos.big.path))
+
+
+def record(suite: Suite, big: Path) -> None:
+    found = bench_portable(suite.scratch / "b10", big, suite.pick(REPS), suite.pick(MIN_BYTES))
+    suite.rows.extend(found)
+    suite.notes.append(portable_note(found))
+
+
+GROUP = Group(
+    "portable",
+    "10a-10c: a turn on worker B after worker A (transcript hydrated, worktree from the store's "
+    "checkpoint) vs a turn on A again",
+    run_group,
+    big=True,
+)

@@ -1,4 +1,5 @@
-"""Benchmarks 7a and 7b: the service's runs API (``baton serve``) on the fake agent.
+"""Benchmarks 7a-7e, the ``service`` group: 7a and 7b here (the others in bench_sessions_api.py,
+bench_webhooks.py and bench_sweep.py), the service's runs API (``baton serve``) on the fake agent.
 
 The service is ``baton serve`` in its own process on 127.0.0.1, as it is deployed, driven over real
 HTTP with httpx from this one (a client in the server's interpreter would compete with the runs for
@@ -14,47 +15,27 @@ its GIL).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
-import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from common import Row, baton_serve, clock, interleave, median
+from bench_sessions_api import bench_sessions_api
+from bench_sweep import bench_sweep
+from bench_webhooks import bench_webhooks
+from common import Group, Plan, Repos, Row, Suite, clock, interleave, median, serving
 
 from baton import Mode, RunRequest, Store, load_settings, open_store, run
-from baton.models import JobRecord, JobStatus, TokenScope
-from baton.service.auth import create_token
-from baton.settings import Settings
+from baton.models import JobRecord, JobStatus
 from baton.testing.fake import register_fake
 
 register_fake()
 PROMPT = "X"
 GOAL_RATE = 20.0  # runs per second
-
-
-@contextmanager
-def serving(settings: Settings) -> Iterator[httpx.Client]:
-    """``baton serve`` for ``settings.home`` in its own process (the runs it executes do not share an
-    interpreter with this client), and a client holding a run-scope token."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.resolved_store_url)
-    token = create_token(store, f"bench-{time.monotonic_ns()}", TokenScope.RUN)
-    store.close()
-    # TCP_NODELAY, as curl and browsers set it: httpx writes a POST's headers and body separately,
-    # and without it the body waits for a delayed ACK.
-    transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-    auth = {"Authorization": f"Bearer {token}"}
-    with (
-        baton_serve(settings.home, {"BATON_CONCURRENCY": str(settings.concurrency)}) as port,
-        httpx.Client(
-            base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=120, transport=transport
-        ) as http,
-    ):
-        yield http
+RUN_REPS = Plan(full=60, quick=10)  # 7a
 
 
 def outcome_event(http: httpx.Client, run_id: str) -> dict[str, object]:
@@ -185,3 +166,35 @@ def service_note(single: Row | None, burst: Row | None) -> str:
             f"took {x['submit_s']:.2f} s), no two runs of a key overlapped"
         )
     return "; ".join(parts) + "."
+
+
+def run_group(suite: Suite, repos: Repos) -> None:
+    small, scratch = repos.small.path, suite.scratch
+    suite.step("7a/7b service: run over HTTP / 200 runs at once", lambda: record_runs(suite, small))
+    for title, measure in (
+        ("7c GET /v1/sessions over 10,000 sessions", lambda: bench_sessions_api(scratch / "b7c")),
+        ("7d webhooks: 50 concurrent deliveries", lambda: bench_webhooks(scratch / "b7d", small)),
+        ("7e sweeper over 1,000 sessions", lambda: bench_sweep(scratch / "b7e", small)),
+    ):
+        suite.step(title, functools.partial(record, suite, measure))
+
+
+def record(suite: Suite, measure: Callable[[], Row]) -> None:
+    suite.rows.append(measure())
+
+
+def record_runs(suite: Suite, small: Path) -> None:
+    single = bench_service_run(suite.scratch / "b7a", small, suite.pick(RUN_REPS))
+    suite.rows.append(single)
+    burst = bench_service_burst(suite.scratch / "b7b", small)
+    suite.rows.append(burst)
+    suite.notes.append(service_note(single, burst))
+
+
+GROUP = Group(
+    "service",
+    "7a-7e: a run over HTTP vs baton.run; 200 runs over 20 keys at once; GET /v1/sessions "
+    "over 10,000 sessions; webhook acknowledgement under 50 concurrent deliveries; the sweeper over 1,000 "
+    "sessions",
+    run_group,
+)

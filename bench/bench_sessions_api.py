@@ -10,8 +10,7 @@ from pathlib import Path
 
 import httpx
 from bench_cli import seed_sessions
-from bench_service import serving
-from common import Row
+from common import Row, serving
 
 from baton.settings import load_settings
 

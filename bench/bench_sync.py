@@ -34,6 +34,7 @@ this was written on. That stall belongs to the test server, not to git or baton.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,16 +43,22 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    Group,
     History,
+    Plan,
+    Repos,
     Row,
+    Suite,
     clean_environ,
     clock,
     interleave,
     median,
     pair_differences,
     patched_environ,
+    row_order,
     sh,
 )
+from repogen import RepoShape
 
 from baton import Mode, RunRequest, RunResult, load_settings, run
 from baton.models import SyncHow
@@ -62,6 +69,16 @@ from baton.testing.mock_anthropic import MockAnthropic
 
 register_fake()
 GOAL = 1.05
+REPS = Plan(full=21, quick=5)
+# The rows: (step title, tag, the large repository, over HTTP, an incoming commit per turn, agent).
+CASES = (
+    ("12a synced turn vs plain turn, small repo as a local path", "a", False, False, False, "fake"),
+    ("12b synced turn vs plain turn, small repo over HTTP", "b", False, True, False, "fake"),
+    ("12c synced turn vs plain turn, large repo as a local path", "c", True, False, False, "fake"),
+    ("12d synced turn, an incoming commit, vs plain turn, over HTTP", "d", False, True, True, "fake"),
+    ("12e synced turn, an incoming commit, vs plain turn, local path", "e", False, False, True, "fake"),
+    ("12f synced turn vs plain turn, small repo over HTTP, Claude Code", "f", False, True, False, "claude"),
+)
 PROMPT = "X"
 CANDIDATE = "sync-candidate"  # the synced key's thread (the plain key's is "sync-plain")
 PERSON = {
@@ -291,3 +308,30 @@ def sync_note(found: list[Row]) -> str:
         "a real agent's turn (Claude Code's start-up alone is ~0.6 s, 1a) makes the same cost a smaller "
         "ratio."
     )
+
+
+def run_group(suite: Suite, repos: Repos) -> None:
+    """12a-12f, one step each so a failed one leaves the others' rows; one note for them all."""
+    found: list[Row] = []
+    for title, tag, large, over_http, incoming, agent in CASES:
+        shape = repos.big if large else repos.small
+        suite.step(title, functools.partial(record, suite, found, tag, shape, over_http, incoming, agent))
+    suite.rows.extend(found)
+    if found:
+        suite.notes.append(sync_note(sorted(found, key=row_order)))
+
+
+def record(
+    suite: Suite, found: list[Row], tag: str, shape: RepoShape, over_http: bool, incoming: bool, agent: str
+) -> None:
+    root = suite.scratch / f"b12{tag}"
+    found.append(bench_sync(root, shape.path, suite.pick(REPS), tag, over_http, incoming, agent))
+
+
+GROUP = Group(
+    "sync",
+    "12a-12f: a turn with --sync rebase and nothing upstream vs a plain turn (small repo as a local "
+    "path and over HTTP, large repo as a local path); with one incoming commit (information)",
+    run_group,
+    big=True,
+)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bench_leases import private_redis
 from bench_service import check_burst, wait_all
-from common import Row
+from common import Group, Repos, Row, Suite
 
 from baton.fleet import jobs
 from baton.fleet.celery import CeleryExecutor
@@ -178,3 +178,20 @@ def workers_note(row: Row) -> str:
         f"in one process ({x['runs']} runs, {x['keys']} keys, 4 slots either way); no two runs of a key "
         "overlapped."
     )
+
+
+def run_group(suite: Suite, repos: Repos) -> None:
+    suite.step("11 Celery workers: 200 runs over 20 keys", lambda: record(suite, repos.small.path))
+
+
+def record(suite: Suite, small: Path) -> None:
+    row = bench_workers(suite.scratch / "b11", small)
+    suite.rows.append(row)
+    suite.notes.append(workers_note(row))
+
+
+GROUP = Group(
+    "workers",
+    "11: 200 runs over 20 keys across 2 Celery workers (Redis broker) vs the in-process pool",
+    run_group,
+)

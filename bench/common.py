@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark suite: interleaved timing, statistics, result rows, the table.
+"""Shared pieces of the benchmark suite: interleaved timing, statistics, result rows, the table, and
+one run of the suite (:class:`Suite`) with the groups of benchmarks it runs (:class:`Group`).
 
 Every timing benchmark hands :func:`interleave` one callable per variant. Each callable does its own
 untimed preparation and clean-up and returns the seconds of the part being measured, so only the
@@ -10,19 +11,30 @@ variant alike, and no variant always runs first or last.
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import socket
 import statistics
+import string
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
+import httpx
+from repogen import RepoShape
+
+from baton.models import TokenScope
+from baton.service.auth import create_token
+from baton.settings import Settings
+from baton.store import open_store
 from baton.testing._http import MockServer
 from baton.testing.demo import environ_patch
 from baton.testing.mock_anthropic import MockAnthropic
@@ -93,6 +105,20 @@ def clean_environ() -> dict[str, str]:
 
 # baton.run launches the agent (and git) with this process's environment: point it at a mock.
 patched_environ = environ_patch
+
+
+FILLER_BYTES = 96_000  # per growth turn; one argv string may not exceed 128 KiB (MAX_ARG_STRLEN)
+
+
+def filler(rng: random.Random) -> str:
+    """~``FILLER_BYTES`` of random lowercase words: text that compresses like prose, not like zeros."""
+    words: list[str] = []
+    size = 0
+    while size < FILLER_BYTES:
+        word = "".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 10)))
+        words.append(word)
+        size += len(word) + 1
+    return "Note for later, no action needed: " + " ".join(words)
 
 
 def direct_worktree(source: Path, cache: Path, workdir: Path, branch: str) -> None:
@@ -211,6 +237,17 @@ def fmt_bytes(value: float) -> str:
     return f"{value / 2**20:.1f} MiB"
 
 
+def ms(seconds: float) -> str:
+    """Milliseconds, rounded, for the notes."""
+    return f"{seconds * 1000:.0f} ms"
+
+
+def row_order(row: Row) -> tuple[int, str]:
+    """Rows sort by their number and letter: 1a, 1b, ..., 2, 2b, 3a, ..., 5c."""
+    match = re.match(r"(\d+)([a-z]?)", row.name)
+    return (int(match.group(1)), match.group(2)) if match else (99, row.name)
+
+
 def markdown_table(rows: Sequence[Row]) -> str:
     header = ["benchmark", "agent", "candidate median", "baseline median", "ratio/overhead", "goal", "met"]
     align = ["---", ":---"] + ["---:"] * 4 + [":---:"]
@@ -242,8 +279,6 @@ def baton_serve(home: Path, env: Mapping[str, str] | None = None) -> Iterator[in
 
 
 def _wait_healthy(port: int, server: subprocess.Popen[bytes]) -> None:
-    import httpx
-
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -253,3 +288,120 @@ def _wait_healthy(port: int, server: subprocess.Popen[bytes]) -> None:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"baton serve did not start (exit code {server.poll()})") from None
             time.sleep(0.05)
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[httpx.Client]:
+    """``baton serve`` for ``settings.home`` in its own process (the runs it executes do not share an
+    interpreter with this client), and a client holding a run-scope token."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.resolved_store_url)
+    token = create_token(store, f"bench-{time.monotonic_ns()}", TokenScope.RUN)
+    store.close()
+    # TCP_NODELAY, as curl and browsers set it: httpx writes a POST's headers and body separately,
+    # and without it the body waits for a delayed ACK.
+    transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    auth = {"Authorization": f"Bearer {token}"}
+    with (
+        baton_serve(settings.home, {"BATON_CONCURRENCY": str(settings.concurrency)}) as port,
+        httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=120, transport=transport
+        ) as http,
+    ):
+        yield http
+
+
+# -- one run of the suite ---------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+class Plan(NamedTuple):
+    """A number (repetitions, bytes, ...) for a full run and for a ``--quick`` one."""
+
+    full: int
+    quick: int
+
+
+@dataclass(frozen=True)
+class Repos:
+    """The generated repositories: the small one every group uses, and the large one, generated only
+    when a selected group needs it (:attr:`Group.big`)."""
+
+    small: RepoShape
+    large: RepoShape | None = None
+
+    @property
+    def big(self) -> RepoShape:
+        if self.large is None:
+            raise RuntimeError("the large repository was not generated")
+        return self.large
+
+
+@dataclass
+class Suite:
+    """One run: where it works, how long, and the rows, notes and failures found so far.
+
+    Each benchmark runs through :meth:`step`, so one that fails is reported under the table and the
+    others still run.
+    """
+
+    scratch: Path
+    quick: bool
+    keep: bool
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    cleaner: threading.Thread | None = None
+
+    def pick(self, plan: Plan) -> int:
+        """``plan``'s number for this run (full or quick)."""
+        return plan.quick if self.quick else plan.full
+
+    def step(self, name: str, work: Callable[[], None]) -> None:
+        log(f"{name} ...")
+        t0 = time.perf_counter()
+        try:
+            work()
+        except Exception as exc:  # one failed benchmark must not hide the others' results
+            self.failed(name, exc)
+        log(f"{name} done in {time.perf_counter() - t0:.1f} s")
+
+    def failed(self, name: str, exc: Exception) -> None:
+        traceback.print_exc()
+        message = " ".join(str(exc).split())  # one line, for the Markdown list
+        self.failures.append(f"{name}: {type(exc).__name__}: {message[:400]}")
+
+    def clean_later(self, paths: list[Path]) -> None:
+        """Delete ``paths`` in a background thread (unless ``--keep``); :meth:`clean_up` waits for it."""
+        if not self.keep:
+            self.cleaner = threading.Thread(target=_rmtrees, args=(paths,), daemon=True)
+            self.cleaner.start()
+
+    def clean_up(self) -> None:
+        if self.keep:
+            log(f"kept {self.scratch}")
+            return
+        if self.cleaner is not None:
+            self.cleaner.join()
+        log(f"deleting {self.scratch} ...")
+        _, took = clock(lambda: rmtree(self.scratch))
+        log(f"deleted in {took:.1f} s")
+
+
+def _rmtrees(paths: list[Path]) -> None:
+    for path in paths:
+        rmtree(path)
+
+
+@dataclass(frozen=True)
+class Group:
+    """A group of benchmarks ``--only`` selects: its name, its rows and what they measure (for
+    ``--help``), how it runs, and whether it needs the large repository."""
+
+    name: str
+    about: str
+    run: Callable[[Suite, Repos], None]
+    big: bool = False
