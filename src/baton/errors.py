@@ -1,13 +1,29 @@
-"""Every error baton raises on purpose derives from :class:`BatonError`.
+"""Every error baton raises on purpose derives from :class:`BatonError`; and the exit code of an outcome.
 
 Messages are written for the person at the terminal. Each class carries the CLI exit code it maps to,
 so the CLI turns any ``BatonError`` into a clean message and a meaningful code without a lookup table:
 0 succeeded, 1 the agent failed or timed out (or the disk is full), 2 bad input, 3 the key is busy,
-4 a remote could not be reached (network or credentials), 130 cancelled.
+4 a remote could not be reached (network or credentials), 5 a sync with upstream conflicted,
+130 cancelled. Work that ran and ended some way (a run, a queued run, a sync) exits with
+:func:`exit_code_of` its outcome: the one map of outcomes to codes.
 Third-party errors are translated at the boundary with ``raise X from exc``.
 """
 
 from __future__ import annotations
+
+from baton.models import Outcome
+
+# how a run (or a sync) ended -> the exit code; any other outcome exits 1
+OUTCOME_EXIT: dict[str, int] = {Outcome.SUCCEEDED: 0, Outcome.CONFLICT: 5, Outcome.CANCELLED: 130}
+
+
+def exit_code_of(*outcomes: str | None) -> int:
+    """The exit code of an outcome (``None``: unknown, 1), or of several together: 0 when all
+    succeeded, else the code the others share, else 1."""
+    codes = {OUTCOME_EXIT.get(outcome or "", 1) for outcome in outcomes} - {0}
+    if len(codes) > 1:
+        return 1
+    return codes.pop() if codes else 0
 
 
 class BatonError(Exception):

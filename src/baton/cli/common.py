@@ -1,5 +1,5 @@
 """What every ``baton`` command shares: the consoles, option types, JSON output, exit codes, and the
-settings + store a command works with.
+settings + store a command works with (a run request's options are :mod:`baton.cli.options`).
 
 Import-light on purpose: ``baton --help`` loads this module, so Rich, the settings and the store are
 imported only when a command first uses them.
@@ -12,12 +12,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from baton.models import Mode, OnConflict, SyncHow
+from baton.cli.options import key_option
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -35,33 +34,11 @@ EXIT_CODES = {
     130: "cancelled (Ctrl-C or SIGTERM)",
 }
 
-AgentOpt = Annotated[str, typer.Option("--agent", "-a", help="claude, codex, gemini (or fake, for tests)")]
-RepoOpt = Annotated[str, typer.Option("--repo", "-r", help="git URL, local path, or a stored slug")]
-ThreadOpt = Annotated[str, typer.Option("--thread", "-t", help="unit of work, e.g. issue-42")]
+# a key's options, as the run request defines them (every command that names a key takes them)
+AgentOpt = Annotated[str, key_option("agent")]
+RepoOpt = Annotated[str, key_option("repo")]
+ThreadOpt = Annotated[str, key_option("thread")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
-
-# the options `baton run` and `baton submit` share (one request, run here or queued for a worker)
-PromptArg = Annotated[str | None, typer.Argument(help="the instruction")]
-PromptFileOpt = Annotated[Path | None, typer.Option("--prompt-file", help="read the instruction from a file")]
-BranchOpt = Annotated[str | None, typer.Option(help="branch for a new worktree (default baton/AGENT/THREAD)")]
-BaseOpt = Annotated[str | None, typer.Option(help="start a new worktree from this ref (default branch)")]
-ModeOpt = Annotated[Mode, typer.Option(help="auto picks fresh/resume/recover")]
-ForkFromOpt = Annotated[str | None, typer.Option(help="with --mode fork: branch from this thread")]
-SyncOpt = Annotated[
-    SyncHow | None,
-    typer.Option(help="bring upstream changes in first (default: setting sync)"),
-]
-OnConflictOpt = Annotated[
-    OnConflict | None,
-    typer.Option(help="stop: outcome conflict, worktree untouched (default); agent: markers + a note"),
-]
-BaseThreadOpt = Annotated[str | None, typer.Option(help="a new thread's branch starts from this thread's")]
-HandoffOpt = Annotated[
-    str | None, typer.Option(help="start this agent's conversation with a recap of AGENT's on this key")
-]
-ContextOpt = Annotated[str | None, typer.Option(help="task context for the first prompt")]
-TimeoutOpt = Annotated[float | None, typer.Option(help="kill the agent after S seconds")]
-RetriesOpt = Annotated[int, typer.Option(help="retry failed or timed-out runs N times")]
 
 WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="all columns (the default fits 80 columns)")]
 

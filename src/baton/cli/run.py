@@ -5,111 +5,32 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
-from baton.cli.common import (
-    AgentOpt,
-    BaseOpt,
-    BaseThreadOpt,
-    BranchOpt,
-    ContextOpt,
-    ForkFromOpt,
-    HandoffOpt,
-    JsonOpt,
-    ModeOpt,
-    OnConflictOpt,
-    PromptArg,
-    PromptFileOpt,
-    RepoOpt,
-    RetriesOpt,
-    SyncOpt,
-    ThreadOpt,
-    TimeoutOpt,
-    emit_json,
-    err,
-    esc,
-    out,
-)
-from baton.models import Mode, Outcome
+from baton.cli.common import JsonOpt, emit_json, err, esc, out
+from baton.cli.options import request_command
+from baton.errors import exit_code_of
+from baton.models import Outcome
+from baton.runner.request import RunRequest
 
 if TYPE_CHECKING:
-    from baton.runner.request import RunRequest, RunResult
+    from baton.runner.request import RunResult
     from baton.store.base import Store
 
 T = TypeVar("T")
-EXIT = {Outcome.SUCCEEDED: 0, Outcome.CANCELLED: 130, Outcome.CONFLICT: 5}  # any other outcome exits 1
 
 
-def run_cmd(
-    agent: AgentOpt,
-    repo: RepoOpt,
-    thread: ThreadOpt,
-    prompt: PromptArg = None,
-    prompt_file: PromptFileOpt = None,
-    branch: BranchOpt = None,
-    base: BaseOpt = None,
-    mode: ModeOpt = Mode.AUTO,
-    fork_from: ForkFromOpt = None,
-    sync: SyncOpt = None,
-    on_conflict: OnConflictOpt = None,
-    base_thread: BaseThreadOpt = None,
-    handoff_from: HandoffOpt = None,
-    context: ContextOpt = None,
-    timeout: TimeoutOpt = None,
-    retries: RetriesOpt = 0,
-    wait: Annotated[float, typer.Option(help="wait up to S seconds for a busy key")] = 0.0,
-    as_json: JsonOpt = False,
-) -> None:
+@request_command()
+def run_cmd(request: RunRequest, as_json: JsonOpt = False) -> None:
     """Run one instruction on one key, resuming its conversation."""
-    from baton.runner.request import RunRequest
-
-    request = RunRequest(
-        agent=agent,
-        repo=repo,
-        thread=thread,
-        prompt=_read_prompt(prompt, prompt_file),
-        mode=mode,
-        branch=branch,
-        base=base,
-        context=context,
-        fork_from=fork_from,
-        sync=sync,
-        on_conflict=on_conflict,
-        base_thread=base_thread,
-        handoff_from=handoff_from,
-        timeout=timeout,
-        retries=retries,
-        wait=wait,
-    )
     result = _with_cancel(request.cancel, lambda: _run_with_status(request, quiet=as_json))
     if as_json:
         emit_json(result.to_json())
     else:
         _print_result(result)
-    raise typer.Exit(EXIT.get(result.run.outcome, 1))
-
-
-def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
-    from baton.errors import BadInput
-
-    if (prompt is None) == (prompt_file is None):
-        raise BadInput(
-            "give the instruction either as an argument or with --prompt-file, not both or neither"
-        )
-    if prompt_file is None:
-        assert prompt is not None
-        return prompt
-    try:
-        return prompt_file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BadInput(f"cannot read --prompt-file {prompt_file}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise BadInput(
-            f"--prompt-file {prompt_file} is not UTF-8 text (byte {exc.start}: {exc.reason}); convert it"
-        ) from exc
+    raise typer.Exit(exit_code_of(result.run.outcome))
 
 
 def _with_cancel(cancel: threading.Event, work: Callable[[], T]) -> T:

@@ -11,61 +11,25 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from baton.cli.common import (
-    AgentOpt,
-    BaseOpt,
-    BaseThreadOpt,
-    BranchOpt,
-    ContextOpt,
-    ForkFromOpt,
-    HandoffOpt,
-    JsonOpt,
-    ModeOpt,
-    OnConflictOpt,
-    PromptArg,
-    PromptFileOpt,
-    RepoOpt,
-    RetriesOpt,
-    SyncOpt,
-    ThreadOpt,
-    TimeoutOpt,
-    cli_store,
-    emit_json,
-    err,
-    esc,
-    out,
-)
-from baton.models import Mode, Outcome
+from baton.cli.common import JsonOpt, cli_store, emit_json, err, esc, out
+from baton.cli.options import request_command
+from baton.errors import BadInput, BatonError, exit_code_of
+from baton.models import Outcome
+from baton.runner.request import RunRequest
 
 if TYPE_CHECKING:
     from baton.models import JobRecord
     from baton.settings import Settings
     from baton.store import Store
 
-EXIT = {Outcome.SUCCEEDED.value: 0, Outcome.CANCELLED.value: 130, Outcome.CONFLICT.value: 5}  # others: 1
 
-
+@request_command(queued=True)
 def submit_cmd(
-    agent: AgentOpt,
-    repo: RepoOpt,
-    thread: ThreadOpt,
-    prompt: PromptArg = None,
-    prompt_file: PromptFileOpt = None,
-    branch: BranchOpt = None,
-    base: BaseOpt = None,
-    mode: ModeOpt = Mode.AUTO,
-    fork_from: ForkFromOpt = None,
-    sync: SyncOpt = None,
-    on_conflict: OnConflictOpt = None,
-    base_thread: BaseThreadOpt = None,
-    handoff_from: HandoffOpt = None,
-    context: ContextOpt = None,
-    timeout: TimeoutOpt = None,
-    retries: RetriesOpt = 0,
+    request: RunRequest,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="stream its events until it ends; exit as `baton run` does")
     ] = False,
@@ -73,26 +37,6 @@ def submit_cmd(
 ) -> None:
     """Queue one instruction on one key for `baton worker`s and print its run id (runs of a key start in
     submission order). Needs BATON_BROKER_URL; `baton run` runs here instead."""
-    from baton.cli.run import _read_prompt
-    from baton.errors import BadInput
-
-    fields: dict[str, Any] = {
-        "agent": agent,
-        "repo": repo,
-        "thread": thread,
-        "prompt": _read_prompt(prompt, prompt_file),
-        "mode": mode.value,
-        "branch": branch,
-        "base": base,
-        "context": context,
-        "timeout": timeout,
-        "retries": retries,
-        "fork_from": fork_from,
-        "sync": sync.value if sync else None,
-        "on_conflict": on_conflict.value if on_conflict else None,
-        "base_thread": base_thread,
-        "handoff_from": handoff_from,
-    }
     with cli_store() as (settings, store):
         if not settings.broker_url:
             raise BadInput(
@@ -100,24 +44,23 @@ def submit_cmd(
                 "(redis://HOST:6379/0 or amqp://USER:PASSWORD@HOST:5672//), "
                 "or use `baton run`, which runs here"
             )
-        job = _submit(settings, store, fields)
+        job = _submit(settings, store, request)
         if not follow:
             _print_queued(job, as_json)
             return
         err().print(esc(f"queued run {job.id}"), highlight=False)
         final = _follow(settings, store, job, as_json)
-    raise typer.Exit(EXIT.get(final.outcome or "", 1))
+    raise typer.Exit(exit_code_of(final.outcome))
 
 
-def _submit(settings: Settings, store: Store, fields: dict[str, Any]) -> JobRecord:
-    from baton.errors import BatonError
+def _submit(settings: Settings, store: Store, request: RunRequest) -> JobRecord:
     from baton.fleet import jobs
     from baton.fleet.celery import CeleryExecutor
     from baton.sessions.manage import local_actor
 
     executor = CeleryExecutor(settings, store)  # the extra and the URL are checked before writing
     try:
-        job = jobs.submit(store, settings, fields, local_actor())
+        job = jobs.submit(store, settings, request, local_actor())
         try:
             executor.submit(job.id)
         except BatonError as exc:

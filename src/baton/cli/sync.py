@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from baton.cli.common import JsonOpt, RepoOpt, ThreadOpt, cli_store, emit_json, esc, out
-from baton.models import SyncHow
+from baton.errors import BadInput, exit_code_of
+from baton.models import Outcome, SyncHow
+
+# a key's sync result -> the outcome its exit code is that of (anything else, "failed": failed)
+OUTCOMES = {
+    "integrated": Outcome.SUCCEEDED,
+    "unchanged": Outcome.SUCCEEDED,
+    "skipped": Outcome.SUCCEEDED,
+    "conflict": Outcome.CONFLICT,
+}
 
 
 def sync_cmd(
@@ -26,8 +35,8 @@ def sync_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Sync every key of THREAD with upstream (a conflict leaves a worktree as it was), then its stacked
-    threads; each key's next turn is told what came in. Exit 1 when any key conflicted or failed."""
-    from baton.errors import BadInput
+    threads; each key's next turn is told what came in. Exit 5 when a key conflicted (as `baton run`
+    does), 1 when any failed."""
     from baton.keys import parse_repo
     from baton.sync.upstream import sync_thread
 
@@ -46,4 +55,4 @@ def sync_cmd(
                 else f"{item['result']} — {item['summary']}"
             )
             out().print(esc(f"{item['key']}: {said}"), highlight=False)
-    raise typer.Exit(0 if all(i["result"] in ("integrated", "unchanged", "skipped") for i in done) else 1)
+    raise typer.Exit(exit_code_of(*(OUTCOMES.get(str(item["result"]), Outcome.FAILED) for item in done)))

@@ -32,45 +32,29 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
 from baton.errors import BadInput
-from baton.models import JobRecord, JobStatus, Mode, OnConflict, RunRecord, SyncHow
+from baton.models import JobRecord, JobStatus, RunRecord
 from baton.runner.attempt import new_run_id
-from baton.runner.request import RunRequest
+from baton.runner.request import RequestField, RunRequest, request_fields
 from baton.runner.run import check_request
 from baton.settings import Settings
 from baton.store import Store
 
-# The fields a caller may set, with their types (what ``POST /v1/runs`` and the CLI share).
-FIELDS: dict[str, type | tuple[type, ...]] = {
-    "agent": str,
-    "repo": str,
-    "thread": str,
-    "prompt": str,
-    "mode": str,
-    "branch": (str, type(None)),
-    "base": (str, type(None)),
-    "context": (str, type(None)),
-    "timeout": (int, float, type(None)),
-    "retries": int,
-    "fork_from": (str, type(None)),
-    "sync": (str, type(None)),
-    "on_conflict": (str, type(None)),
-    "base_thread": (str, type(None)),
-    "handoff_from": (str, type(None)),
-}
-REQUIRED = ("agent", "repo", "thread", "prompt")
 E = TypeVar("E", bound=StrEnum)
 END = "end"  # the key of the last line of an event stream: the job's outcome
 
 
-def submit(store: Store, settings: Settings, fields: dict[str, Any], actor: str) -> JobRecord:
-    """Validate ``fields`` like ``baton run`` and store the job ``queued``; BadInput (nothing
-    written) when anything is wrong."""
-    request, key, _agent = check_request(build_request(fields), settings)
+def submit(store: Store, settings: Settings, request: RunRequest | dict[str, Any], actor: str) -> JobRecord:
+    """Validate the request like ``baton run`` and store the job ``queued``; BadInput (nothing
+    written) when anything is wrong. ``request`` is typed already (the API's body, the CLI's options)
+    or plain data, checked here (:func:`build_request`)."""
+    if not isinstance(request, RunRequest):
+        request = build_request(request)
+    request, key, _agent = check_request(request, settings)
     job = JobRecord(
         id=new_run_id(),
         agent=key.agent,
@@ -86,24 +70,42 @@ def submit(store: Store, settings: Settings, fields: dict[str, Any], actor: str)
     return job
 
 
-def build_request(fields: dict[str, Any]) -> RunRequest:
-    """A RunRequest from plain data (a stored job or an API body); BadInput for unknown fields,
-    missing ones or wrong types."""
-    unknown = sorted(set(fields) - set(FIELDS))
+# -- a request as plain data ----------------------------------------------------------------------
+# What a job stores and takes back: a queued run's options (RunRequest's, baton.runner.request), enums
+# as their values. Plain data from outside (a stored job, a Python caller) has its types checked here;
+# the API's body and the CLI's options arrive typed.
+
+
+def plain_request(request: RunRequest) -> dict[str, Any]:
+    """What a job stores of its request: the fields :func:`build_request` takes back."""
+    data = {f.name: getattr(request, f.name) for f in request_fields(type(request), queued=True)}
+    return {name: value.value if isinstance(value, Enum) else value for name, value in data.items()}
+
+
+def build_request(fields: dict[str, Any], schema: type[RunRequest] = RunRequest) -> RunRequest:
+    """A request from plain data; BadInput for unknown fields, missing ones or wrong types."""
+    known = {f.name: f for f in request_fields(schema, queued=True)}
+    unknown = sorted(set(fields) - set(known))
     if unknown:
         raise BadInput(f"unknown field(s): {', '.join(unknown)}")
-    missing = [name for name in REQUIRED if fields.get(name) is None]
+    missing = [f.name for f in known.values() if f.required and fields.get(f.name) is None]
     if missing:
         raise BadInput(f"missing field(s): {', '.join(missing)}")
-    values = {k: v for k, v in fields.items() if v is not None or k not in ("mode", "retries")}
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, FIELDS[name]):
-            raise BadInput(f"{name} has the wrong type ({type(value).__name__})")
-    values["mode"] = _choice("mode", Mode, values.get("mode", Mode.AUTO))
-    for name, kind in (("sync", SyncHow), ("on_conflict", OnConflict)):
-        if values.get(name) is not None:
-            values[name] = _choice(name, kind, values[name])
-    return RunRequest(**values)
+    # None for a field that cannot be None is its default
+    given = {k: v for k, v in fields.items() if v is not None or known[k].nullable}
+    return schema(**{name: _value(known[name], value) for name, value in given.items()})
+
+
+def _value(f: RequestField, value: Any) -> Any:
+    """``value`` as field ``f`` takes it (an enum from its value); BadInput naming the field if it cannot."""
+    kind = f.kind
+    choice = issubclass(kind, StrEnum)
+    allowed = str if choice else (int, float) if kind is float else kind
+    if value is None:
+        return None
+    if isinstance(value, bool) != (kind is bool) or not isinstance(value, allowed):
+        raise BadInput(f"{f.name} has the wrong type ({type(value).__name__})")
+    return _choice(f.name, kind, value) if choice else value
 
 
 def _choice(name: str, kind: type[E], value: Any) -> E:
@@ -111,14 +113,6 @@ def _choice(name: str, kind: type[E], value: Any) -> E:
         return kind(value)
     except ValueError as exc:
         raise BadInput(f"{name} must be one of {', '.join(m.value for m in kind)}") from exc
-
-
-def plain_request(request: RunRequest) -> dict[str, Any]:
-    """What a job stores of its request: the fields :func:`build_request` takes back."""
-    data = {name: getattr(request, name) for name in FIELDS}
-    for name in ("mode", "sync", "on_conflict"):
-        data[name] = data[name].value if data[name] is not None else None
-    return data
 
 
 def finish(

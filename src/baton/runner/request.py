@@ -1,40 +1,220 @@
-"""What a caller asks :func:`baton.run` for, and what it gets back."""
+"""What a caller asks :func:`baton.run` for, and what it gets back: the one schema of a run request and
+of its result.
+
+:class:`RunRequest` is the definition every surface derives from: each field a caller may set carries an
+:class:`Option` in its metadata (its help on the command line, its description in the API, whether a
+queued run takes it), and :func:`request_fields` lists them with their types and defaults. From it come
+the options of ``baton run`` and ``baton submit`` (:mod:`baton.cli.options`), the body of ``POST
+/v1/runs`` (:mod:`baton.service.schemas`) and a job's plain form (:mod:`baton.fleet.jobs`). A new run
+option is one field here, and the code that uses it.
+
+:class:`RunJson` is the one definition of the result's shape: :meth:`RunResult.to_json` fills it (mypy
+checks every key) and the API's ``RunView`` is derived from it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from types import NoneType, UnionType
+from typing import Annotated, Any, TypedDict, get_args, get_type_hints
 
 from baton.models import Mode, OnConflict, Outcome, RunRecord, SessionRecord, SyncHow
 
 EventCallback = Callable[[RunRecord, dict[str, Any]], None]
 
 
+@dataclass(frozen=True)
+class Option:
+    """How one field of :class:`RunRequest` is offered to callers."""
+
+    help: str  # the command line's help text
+    doc: str | None = None  # the API's description, when it says it differently (else ``help``)
+    flags: tuple[str, ...] = ()  # the command line's names (default: --the-name)
+    queued: bool = True  # False: only a run started here takes it (baton run), not a queued one
+    from_file: str | None = None  # the command line's argument; --NAME-file (this its help) reads it
+
+    @property
+    def description(self) -> str:
+        return self.doc or self.help
+
+
+def option(help: str, **how: Any) -> dict[str, Option]:
+    """A field's metadata: ``field(metadata=option("..."))`` makes it a request option."""
+    return {"option": Option(help, **how)}
+
+
 @dataclass
 class RunRequest:
-    """What to run: a key, an instruction and how to run it."""
+    """What to run: a key, an instruction and how to run it. The fields with an :class:`Option` are
+    what callers may set (on the command line, in ``POST /v1/runs``, in a queued job); the others
+    are for Python callers only."""
 
-    agent: str
-    repo: str
-    thread: str
-    prompt: str
-    mode: Mode = Mode.AUTO
-    branch: str | None = None
-    base: str | None = None
-    context: str | None = None  # task context, added to full and recap prompts only
-    fork_from: str | None = None  # with mode fork: the thread whose conversation to branch from
-    sync: SyncHow | None = None  # bring upstream changes in before the turn (None: the setting)
-    on_conflict: OnConflict | None = None  # what a conflicting sync does (None: the setting)
-    base_thread: str | None = None  # a new key's branch starts from this thread's branch (stacked)
-    handoff_from: str | None = None  # a new conversation that starts with a recap of this agent's one
-    timeout: float | None = None
-    retries: int = 0
-    wait: float = 0.0
+    agent: str = field(
+        metadata=option(
+            "claude, codex, gemini (or fake, for tests)",
+            doc="claude, codex or gemini",
+            flags=("--agent", "-a"),
+        )
+    )
+    repo: str = field(
+        metadata=option(
+            "git URL, local path, or a stored slug",
+            doc="a git URL or the path of a local repository on the server",
+            flags=("--repo", "-r"),
+        )
+    )
+    thread: str = field(
+        metadata=option(
+            "unit of work, e.g. issue-42",
+            doc="the unit of work in the repo: issue-42, pr-7, ...",
+            flags=("--thread", "-t"),
+        )
+    )
+    prompt: str = field(metadata=option("the instruction", from_file="read the instruction from a file"))
+    mode: Mode = field(default=Mode.AUTO, metadata=option("auto picks fresh/resume/recover"))
+    branch: str | None = field(
+        default=None, metadata=option("branch for a new worktree (default baton/AGENT/THREAD)")
+    )
+    base: str | None = field(
+        default=None,
+        metadata=option(
+            "start a new worktree from this ref (default branch)", doc="start a new worktree from this ref"
+        ),
+    )
+    # task context, added to full and recap prompts only
+    context: str | None = field(default=None, metadata=option("task context for the first prompt"))
+    # with mode fork: the thread whose conversation to branch from
+    fork_from: str | None = field(
+        default=None,
+        metadata=option(
+            "with --mode fork: branch from this thread", doc="with mode fork: the thread to branch from"
+        ),
+    )
+    # bring upstream changes in before the turn (None: the setting)
+    sync: SyncHow | None = field(
+        default=None,
+        metadata=option(
+            "bring upstream changes in first (default: setting sync)",
+            doc="off, merge or rebase: upstream first",
+        ),
+    )
+    # what a conflicting sync does (None: the setting)
+    on_conflict: OnConflict | None = field(
+        default=None,
+        metadata=option(
+            "stop: outcome conflict, worktree untouched (default); agent: markers + a note",
+            doc="stop or agent (markers + a note)",
+        ),
+    )
+    # a new key's branch starts from this thread's branch (stacked)
+    base_thread: str | None = field(
+        default=None,
+        metadata=option(
+            "a new thread's branch starts from this thread's", doc="stack on this thread's branch"
+        ),
+    )
+    # a new conversation that starts with a recap of this agent's one
+    handoff_from: str | None = field(
+        default=None,
+        metadata=option(
+            "start this agent's conversation with a recap of AGENT's on this key",
+            doc="recap this agent's conversation",
+        ),
+    )
+    timeout: float | None = field(
+        default=None,
+        metadata=option("kill the agent after S seconds", doc="kill the agent after this many seconds"),
+    )
+    retries: int = field(
+        default=0,
+        metadata=option(
+            "retry failed or timed-out runs N times", doc="retry failed or timed-out attempts this many times"
+        ),
+    )
+    # a queued run does not wait: its executor starts a key's runs one after the other
+    wait: float = field(default=0.0, metadata=option("wait up to S seconds for a busy key", queued=False))
     cancel: threading.Event = field(default_factory=threading.Event)
     on_event: EventCallback | None = None  # live subscriber: every agent event as it arrives
     on_start: Callable[[RunRecord], None] | None = None
+
+
+@dataclass(frozen=True)
+class RequestField:
+    """One option of a run request, as every surface derives it."""
+
+    name: str
+    type: Any  # the annotation, resolved: str, Mode, str | None, float | None, ...
+    default: Any  # dataclasses.MISSING: the caller must give it
+    option: Option
+
+    @property
+    def required(self) -> bool:
+        return self.default is dataclasses.MISSING
+
+    @property
+    def nullable(self) -> bool:
+        return isinstance(self.type, UnionType) and NoneType in get_args(self.type)
+
+    @property
+    def kind(self) -> type:
+        """The type without ``None``: ``str``, ``int``, ``float`` or an enum."""
+        kinds = [t for t in get_args(self.type) if t is not NoneType] if self.nullable else [self.type]
+        assert len(kinds) == 1, f"{self.name}: one type (or it and None), not {self.type}"
+        kind: type = kinds[0]
+        return kind
+
+
+def request_fields(schema: type[RunRequest] = RunRequest, queued: bool = False) -> tuple[RequestField, ...]:
+    """The options of ``schema`` in its order (only a queued run's with ``queued``)."""
+    hints = get_type_hints(schema)
+    return tuple(
+        RequestField(f.name, hints[f.name], f.default, f.metadata["option"])
+        for f in dataclasses.fields(schema)
+        if "option" in f.metadata and (f.metadata["option"].queued or not queued)
+    )
+
+
+@dataclass(frozen=True)
+class Doc:
+    """The API's description of a field of :class:`RunJson` (``Annotated`` metadata)."""
+
+    text: str
+
+
+class AttemptJson(TypedDict):
+    """One attempt of a run: its runner's run id, its mode and how it ended."""
+
+    run_id: str
+    mode: str
+    outcome: str
+
+
+class RunJson(TypedDict):
+    """``baton run --json``'s object: the last attempt, the session after it, every attempt."""
+
+    run_id: str
+    agent: str
+    repo: str
+    thread: str
+    session_id: str | None
+    mode: str
+    prompt_kind: str
+    outcome: str
+    attempt: int
+    result: str | None
+    error: str | None
+    usage: dict[str, Any]
+    cost_usd: float | None
+    worktree: str
+    branch: str
+    duration_s: float | None
+    note: str | None
+    sync: Annotated[dict[str, Any] | None, Doc("what a sync brought in, how it went")]
+    warnings: list[str]
+    runs: Annotated[list[AttemptJson], Doc("every attempt: the runner's run ids")]
 
 
 @dataclass
@@ -52,7 +232,7 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         run = self.run
-        return {
+        shape: RunJson = {
             "run_id": run.id,
             "agent": run.agent,
             "repo": run.repo,
@@ -76,3 +256,4 @@ class RunResult:
                 {"run_id": a.id, "mode": a.mode.value, "outcome": a.outcome.value} for a in self.attempts
             ],
         }
+        return dict(shape)

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, HTTPException, Path, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from baton.errors import BadInput, NotFound
 from baton.fleet import jobs
 from baton.fleet.executor import Executor
 from baton.keys import parse_repo
-from baton.models import JobRecord, JobStatus, Mode, OnConflict, SyncHow, TokenScope
+from baton.models import JobRecord, JobStatus, TokenScope
+from baton.runner.request import RunRequest
 from baton.service.auth import Actor, require
 from baton.service.errors import Problem, json_errors
+from baton.service.schemas import body_model, view_model
 from baton.settings import Settings
 from baton.store import Store
 
@@ -33,27 +35,6 @@ Reader = Annotated[Actor, Depends(require(TokenScope.READ))]
 Runner = Annotated[Actor, Depends(require(TokenScope.RUN))]
 
 
-class RunBody(BaseModel):
-    """One instruction on one key, as ``baton run`` takes it."""
-
-    model_config = ConfigDict(extra="forbid")
-    agent: str = Field(description="claude, codex or gemini")
-    repo: str = Field(description="a git URL or the path of a local repository on the server")
-    thread: str = Field(description="the unit of work in the repo: issue-42, pr-7, ...")
-    prompt: str = Field(description="the instruction")
-    mode: Mode = Field(Mode.AUTO, description="auto picks fresh/resume/recover")
-    branch: str | None = Field(None, description="branch for a new worktree (default baton/AGENT/THREAD)")
-    base: str | None = Field(None, description="start a new worktree from this ref")
-    context: str | None = Field(None, description="task context for the first prompt")
-    timeout: float | None = Field(None, description="kill the agent after this many seconds")
-    retries: int = Field(0, description="retry failed or timed-out attempts this many times")
-    fork_from: str | None = Field(None, description="with mode fork: the thread to branch from")
-    sync: SyncHow | None = Field(None, description="off, merge or rebase: upstream first")
-    on_conflict: OnConflict | None = Field(None, description="stop or agent (markers + a note)")
-    base_thread: str | None = Field(None, description="stack on this thread's branch")
-    handoff_from: str | None = Field(None, description="recap this agent's conversation")
-
-
 class RunState(BaseModel):
     """A run's id and where it is."""
 
@@ -61,14 +42,8 @@ class RunState(BaseModel):
     status: JobStatus
 
 
-class Attempt(BaseModel):
-    run_id: str
-    mode: str
-    outcome: str
-
-
-class RunView(BaseModel):
-    """A submitted run: its status, and once it ran, every field of ``baton run --json``."""
+class JobView(BaseModel):
+    """What a job says of itself: the fields a run has from its submission on."""
 
     run_id: str
     status: JobStatus = Field(description="queued, running or done")
@@ -83,20 +58,19 @@ class RunView(BaseModel):
         description="succeeded, failed, timed_out, cancelled, crashed; null until done"
     )
     error: str | None
-    session_id: str | None = None
-    mode: str | None = None
-    prompt_kind: str | None = None
-    attempt: int | None = None
-    result: str | None = None
-    usage: dict[str, Any] | None = None
-    cost_usd: float | None = None
-    worktree: str | None = None
-    branch: str | None = None
-    duration_s: float | None = None
-    note: str | None = None
-    sync: dict[str, Any] | None = Field(None, description="what a sync brought in, how it went")
-    warnings: list[str] = []
-    runs: list[Attempt] = Field([], description="every attempt: the runner's run ids")
+
+
+# Both derived from the runner's schema (baton.service.schemas); mypy sees the plain models.
+if TYPE_CHECKING:
+    RunBody = BaseModel
+    RunView = JobView
+else:
+    RunBody = body_model("RunBody", "One instruction on one key, as ``baton run`` takes it.")
+    RunView = view_model(
+        "RunView",
+        "A submitted run: its status, and once it ran, every field of ``baton run --json``.",
+        JobView,
+    )
 
 
 # 401/403/404/422/... are documented for every /v1 operation by the app (baton.service.errors).
@@ -145,7 +119,8 @@ def submit_run(
 ) -> dict[str, Any]:
     """Queue a run. It is stored before this answers, so a restart of the service loses nothing;
     the runs of one key start in the order they were submitted."""
-    job = jobs.submit(store, settings, body.model_dump(), actor.name)  # BadInput: 422, nothing written
+    request = RunRequest(**dict(body))  # typed by pydantic already: no second check
+    job = jobs.submit(store, settings, request, actor.name)  # BadInput: 422, nothing written
     # handed to the executor once the 202 is sent: the run's start does not compete with the answer
     after.add_task(executor.submit, job.id)
     return {"run_id": job.id, "status": job.status}
