@@ -30,7 +30,6 @@ from baton.sessions.snapshots import take_snapshot
 from baton.settings import Settings
 from baton.store.base import Store
 from baton.store.leases import LeaseHolder, held
-from baton.store.redis_index import index_session
 from baton.workspace.archives import archive_stamp, archive_worktree
 from baton.workspace.portable import checkpoint_from, export_checkpoint
 from baton.workspace.workdirs import Workdirs
@@ -167,10 +166,8 @@ def _reset(store: Store, settings: Settings, key: Key, session: SessionRecord, r
         _forget_conversation(store, settings, key, session, result)
     if result.scope == Scope.ALL:
         _forget_records(store, key, result)
-        index_session(settings, store, session, deleted=True)
     else:
         store.save_session(session)
-        index_session(settings, store, session)
 
 
 def _archive_worktree(
