@@ -56,7 +56,7 @@ from baton.fleet.execute import NOT_STARTED, JobRun, execute
 from baton.models import JobRecord, JobStatus, Outcome, RunRecord
 from baton.runner.request import RunResult
 from baton.settings import Settings
-from baton.store import Store
+from baton.store.base import JobStore, LeaseBackend, Store
 from baton.store.leases import LeaseHolder, held
 from baton.store.redis import connect
 
@@ -81,7 +81,7 @@ UNKNOWN, ENDED, HELD, WAITING, CANCELLED, RAN, RECORDED, DEFERRED, LOST = (
 )
 
 
-def job_lease(store: Store, settings: Settings, job_id: str) -> LeaseHolder:
+def job_lease(store: LeaseBackend, settings: Settings, job_id: str) -> LeaseHolder:
     """The lease a worker holds while it handles ``job_id`` (always in the SQL store)."""
     return LeaseHolder(store, f"job:{job_id}", settings.lease_ttl)
 
@@ -113,7 +113,7 @@ def handle(job_id: str, settings: Settings, store: Store, kick: Kick) -> str:
         return HELD
 
 
-def kick_next(store: Store, job: JobRecord, kick: Kick) -> None:
+def kick_next(store: JobStore, job: JobRecord, kick: Kick) -> None:
     """Send a message for the oldest queued job of ``job``'s key, if any."""
     queued = store.list_jobs(
         agent=job.agent, repo=job.repo, thread=job.thread, status=JobStatus.QUEUED, limit=1, oldest_first=True
@@ -290,7 +290,7 @@ def heal(settings: Settings, store: Store, kick: Kick, kicked: dict[str, float])
     return sent
 
 
-def _unheld(store: Store, settings: Settings, job_id: str) -> bool:
+def _unheld(store: LeaseBackend, settings: Settings, job_id: str) -> bool:
     """Whether nobody (alive) holds the job's lease: taken and given back at once to find out."""
     lease = job_lease(store, settings, job_id)
     try:
