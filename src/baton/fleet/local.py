@@ -7,8 +7,8 @@ In memory it skips keys it is already running, so a pass asks the store about at
 idle key. A started job runs in its own daemon thread (at most ``settings.concurrency`` at once), with
 :func:`baton.fleet.execute.execute`, as on a Celery worker; the key's lease is still the real
 serialisation against runs from the CLI or other machines, so a job waits for it up to
-:data:`LEASE_WAIT` seconds. The dispatcher wakes when a job is submitted or ends,
-and at least every :data:`POLL` seconds (for jobs another process queued or finished).
+:data:`LEASE_WAIT` seconds. The dispatcher wakes when a job is submitted or ends, and at least every
+:data:`POLL` seconds (for jobs another process queued or finished).
 
 Threads are daemons, on purpose: :meth:`stop` waits a bounded time for running jobs and then lets the
 process exit; a job it leaves behind is ``running`` in the store, and :meth:`start` of the next
