@@ -29,7 +29,7 @@ from baton.fleet.celery import CeleryExecutor
 from baton.fleet.executor import make_executor
 from baton.fleet.local import LocalExecutor
 from baton.keys import parse_repo
-from baton.models import JobRecord, JobStatus, Outcome, PromptKind, RunRecord
+from baton.models import JobRecord, JobStatus, Lease, Outcome, PromptKind, RunRecord
 from baton.runner.request import RunRequest
 from baton.runner.run import run
 from baton.settings import Settings
@@ -251,6 +251,35 @@ def test_a_worker_that_lost_the_job_records_nothing(
     thread.join()
     assert job_of(store, job.id).status == JobStatus.RUNNING, "the new holder records the end"
     thief.release()
+
+
+def test_a_worker_whose_job_lease_is_taken_stops_its_run_at_once(
+    settings: Settings, store: Store, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The renewal that finds the job's lease taken sets the run's cancel event itself: the agent (30 s
+    of work) stops within seconds, and the worker leaves the job's end to the lease's new holder."""
+    monkeypatch.setenv("FAKE_AGENT_DELAY", "30")
+    settings = settings.with_(heartbeat=0.1)
+    job = jobs.submit(store, settings, body(src_repo, "t1", "slow"), "test")
+    stolen = threading.Event()
+
+    def steal() -> None:
+        wait_for(
+            lambda: bool(runs_of(store, src_repo, "t1")) and bool(runs_of(store, src_repo, "t1")[0].agent_pid)
+        )
+        thief = Lease(f"job:{job.id}", "thief", "elsewhere.invalid", 1, 0.0, 0.0)
+        assert store.try_lease(thief, 60, lambda _existing, _now: True) is None
+        stolen.set()
+
+    thread = threading.Thread(target=steal)
+    thread.start()
+    began = time.monotonic()
+    assert queued.handle(job.id, settings, store, Kicks()) == queued.LOST
+    thread.join()
+    assert stolen.is_set() and time.monotonic() - began < 20, "the agent was not stopped"
+    (attempt,) = runs_of(store, src_repo, "t1")
+    assert attempt.agent_pid is not None and gone(attempt.agent_pid)
+    assert job_of(store, job.id).status == JobStatus.RUNNING, "the new holder records the end"
 
 
 def test_janitor_kicks_what_no_message_brings_back(settings: Settings, store: Store, src_repo: Path) -> None:

@@ -100,7 +100,7 @@ def test_cancel_queued_and_running(
         executor.submit(first.id)
         executor.submit(second.id)
         wait_for(lambda: done(store, first.id).status == JobStatus.RUNNING)
-        assert executor.queue_depth() == 1
+        assert done(store, second.id).status == JobStatus.QUEUED
         assert executor.cancel(second.id)  # queued: done at once, never run
         queued = done(store, second.id)
         assert (queued.status, queued.outcome, queued.started_at) == (JobStatus.DONE, "cancelled", None)
@@ -112,7 +112,7 @@ def test_cancel_queued_and_running(
         assert running.outcome == "cancelled" and running.result is not None
         assert running.result["session_id"], "the conversation is kept"
         assert not executor.cancel(first.id) and not executor.cancel(second.id)
-        assert executor.queue_depth() == 0
+        assert store.list_jobs(status=JobStatus.QUEUED) == []
     finally:
         executor.stop()
 

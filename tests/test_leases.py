@@ -206,3 +206,20 @@ def test_a_zombie_is_not_alive() -> None:
     finally:
         child.wait()
     assert not pid_alive(child.pid)
+
+
+def test_a_lost_lease_sets_the_callers_event_itself(store: SQLStore) -> None:
+    """``held(on_loss=...)``: the renewal that finds the lease taken sets the caller's event as well as
+    the yielded one (no relay in between); a lease kept to the end sets neither."""
+    mine, stop = LeaseHolder(store, KEY, ttl=30), threading.Event()
+    with held(mine, 0, every=0.05, on_loss=stop) as lost:
+        time.sleep(0.2)
+        assert not stop.is_set() and not lost.is_set()
+        thief = Lease(KEY, "thief", "elsewhere.invalid", 1, 0.0, 0.0)
+        assert store.try_lease(thief, 30, lambda _existing, _now: True) is None  # taken over
+        assert stop.wait(2.0)
+        assert lost.is_set()
+    kept = threading.Event()
+    with held(LeaseHolder(store, KEY + "-kept", ttl=30), 0, every=0.05, on_loss=kept) as lost:
+        time.sleep(0.2)
+    assert not kept.is_set() and not lost.is_set()

@@ -1,12 +1,10 @@
-"""Redis (issue 10): the session index with TTL, lease grants with fencing tokens, cancel flags — against a
-private, real ``redis-server`` this module starts on a free port (never the shared 6379's data), which
-some tests kill and start again EMPTY to show that nothing is lost: the SQL store is the truth and the
-index is rebuilt from it."""
+"""Redis (issue 10): lease grants with fencing tokens, cancel flags — against a private, real
+``redis-server`` this module starts on a free port (never the shared 6379's data), which some tests kill
+and start again EMPTY to show that nothing is lost: the SQL store is the truth."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
 import socket
@@ -20,13 +18,12 @@ from pathlib import Path
 import pytest
 
 from baton.errors import BadInput, Busy, Fenced, StoreError
-from baton.fleet.cancel import CancelWatch, cancel_requested, request_cancel
+from baton.fleet.cancel import CancelWatch, cancel_requested, flag_set, request_cancel
 from baton.models import Fence, JobRecord, Lease, SessionRecord
 from baton.settings import Settings
 from baton.store import SQLStore
 from baton.store.leases import HOST, LeaseHolder, held, lease_backend, pid_alive
 from baton.store.redis import RedisConn, open_redis, prefix_for, store_identity
-from baton.store.redis_index import SessionIndex
 from baton.store.redis_leases import RedisLeases
 
 KEY = "fake/github.com/acme/api/issue-1"
@@ -101,11 +98,6 @@ def conn(server: RedisServer, store: SQLStore) -> RedisConn:
 
 
 @pytest.fixture
-def index(conn: RedisConn, store: SQLStore) -> SessionIndex:
-    return SessionIndex(conn, store)
-
-
-@pytest.fixture
 def leases(conn: RedisConn, store: SQLStore) -> RedisLeases:
     return RedisLeases(conn, store)
 
@@ -125,13 +117,6 @@ def _session(thread: str = "issue-1", expires_in: float = 3600.0, **changes: obj
     }
     values.update(changes)
     return SessionRecord(**values)  # type: ignore[arg-type]
-
-
-def _saved(store: SQLStore, index: SessionIndex, session: SessionRecord) -> SessionRecord:
-    """What the runner does: the store first, then the index."""
-    store.save_session(session)
-    index.set(session)
-    return session
 
 
 # -- the connection ------------------------------------------------------------------------------------
@@ -160,126 +145,8 @@ def test_namespace_is_one_per_store_and_ignores_driver_and_password() -> None:
 def test_unreachable_redis_is_a_store_error_naming_it_without_password(store: SQLStore) -> None:
     conn = open_redis(f"redis://:hunter2@127.0.0.1:{_free_port()}/0", str(store.engine.url))
     with pytest.raises(StoreError, match=r"Redis at redis://:\*\*\*@127\.0\.0\.1") as info:
-        SessionIndex(conn, store).get("fake", "github.com/acme/api", "issue-1")
+        RedisLeases(conn, store).renew_lease(KEY, "someone", 30)
     assert "hunter2" not in str(info.value)
-
-
-# -- the session index ---------------------------------------------------------------------------------
-
-
-def test_index_set_get_delete(store: SQLStore, index: SessionIndex, conn: RedisConn) -> None:
-    session = _saved(store, index, _session())
-    entry = index.get("fake", "github.com/acme/api", "issue-1", fallback=False)
-    assert entry is not None
-    assert (entry.session_id, entry.branch, entry.status) == ("sid-issue-1", "baton/fake/issue-1", "active")
-    assert entry.expires_at == pytest.approx(session.expires_at)
-    assert index.get("fake", "github.com/acme/api", "other", fallback=False) is None
-
-    session.agent_session_id = "sid-2"  # a later turn changed the session id
-    _saved(store, index, session)
-    assert index.get("fake", "github.com/acme/api", "issue-1", fallback=False).session_id == "sid-2"  # type: ignore[union-attr]
-
-    store.delete_session("fake", "github.com/acme/api", "issue-1")
-    index.delete("fake", "github.com/acme/api", "issue-1")
-    assert index.get("fake", "github.com/acme/api", "issue-1") is None
-    assert conn.client.keys(conn.prefix + "session:*") == []
-
-
-def test_index_entry_expires_with_the_session(store: SQLStore, index: SessionIndex, conn: RedisConn) -> None:
-    session = _saved(store, index, _session(expires_in=0.4))
-    key = conn.key("session", "fake/github.com/acme/api/issue-1")
-    ttl_ms = int(conn.client.pttl(key))
-    assert 0 < ttl_ms <= 400
-    long_lived = _saved(store, index, _session("issue-2", expires_in=7 * 86400))
-    assert int(conn.client.pttl(conn.key("session", "fake/github.com/acme/api/issue-2"))) > 6 * 86400 * 1000
-    time.sleep(0.6)
-    assert not conn.client.exists(key)  # Redis expired it by itself
-    assert index.get("fake", "github.com/acme/api", "issue-1") is None  # the store agrees: expired
-    assert session.expires_at < time.time()
-    assert index.get("fake", "github.com/acme/api", "issue-2").session_id == long_lived.agent_session_id  # type: ignore[union-attr]
-    # an already expired record is not indexed at all
-    index.set(_session("issue-3", expires_in=-1))
-    assert not conn.client.exists(conn.key("session", "fake/github.com/acme/api/issue-3"))
-
-
-def test_index_miss_reads_the_store_and_caches(store: SQLStore, index: SessionIndex, conn: RedisConn) -> None:
-    index.ensure()
-    store.save_session(_session("issue-9"))  # saved by a runner that did not tell the index
-    assert index.get("fake", "github.com/acme/api", "issue-9", fallback=False) is None
-    entry = index.get("fake", "github.com/acme/api", "issue-9")
-    assert entry is not None and entry.session_id == "sid-issue-9"
-    assert index.get("fake", "github.com/acme/api", "issue-9", fallback=False) == entry
-
-
-def test_two_deployments_on_one_redis_never_mix(server: RedisServer, tmp_path: Path) -> None:
-    one, two = (SQLStore(f"sqlite:///{tmp_path / name / 'baton.db'}") for name in ("a", "b"))
-    try:
-        index_one = SessionIndex(open_redis(server.url, str(one.engine.url)), one)
-        index_two = SessionIndex(open_redis(server.url, str(two.engine.url)), two)
-        assert index_one.conn.prefix != index_two.conn.prefix
-        _saved(one, index_one, _session(agent_session_id="sid-one"))
-        _saved(two, index_two, _session(agent_session_id="sid-two"))
-        assert index_one.get("fake", "github.com/acme/api", "issue-1").session_id == "sid-one"  # type: ignore[union-attr]
-        assert index_two.get("fake", "github.com/acme/api", "issue-1").session_id == "sid-two"  # type: ignore[union-attr]
-        index_two.delete("fake", "github.com/acme/api", "issue-1")
-        assert index_one.get("fake", "github.com/acme/api", "issue-1", fallback=False) is not None
-    finally:
-        one.close()
-        two.close()
-
-
-def test_redis_restarted_empty_loses_nothing_index_rebuilt_from_the_store(
-    server: RedisServer, store: SQLStore, index: SessionIndex, conn: RedisConn
-) -> None:
-    """Issue test 6: the index is a cache; after Redis comes back EMPTY the first use refills it from the
-    SQL store, with the same session ids and TTLs."""
-    sessions = [_saved(store, index, _session(f"t-{n}", expires_in=3600 + n)) for n in range(30)]
-    expired = _session("gone", expires_in=-5)
-    store.save_session(expired)  # expired in the store: must not come back
-    assert len(conn.client.keys(conn.prefix + "session:*")) == 30
-
-    server.restart_empty()
-    assert conn.client.dbsize() == 0  # really empty (the client reconnects by itself)
-
-    first = index.get("fake", "github.com/acme/api", "t-7", fallback=False)  # the first use notices
-    assert first is not None and first.session_id == "sid-t-7"
-    marker = json.loads(str(conn.client.get(index.marker)))
-    assert marker["sessions"] == 30 and marker["written"] == 30
-    assert len(conn.client.keys(conn.prefix + "session:*")) == 30
-    for session in sessions:
-        entry = index.get(session.agent, session.repo, session.thread, fallback=False)
-        assert entry is not None
-        assert (entry.session_id, entry.branch) == (session.agent_session_id, session.branch)
-        ttl = int(conn.client.pttl(conn.key("session", f"fake/github.com/acme/api/{session.thread}")))
-        assert ttl == pytest.approx((session.expires_at - time.time()) * 1000, abs=2000)
-    assert index.get("fake", "github.com/acme/api", "gone") is None
-    assert not index.ensure()  # ready: nothing more to do
-
-
-def test_a_write_after_the_restart_triggers_the_rebuild_and_is_kept(
-    server: RedisServer, store: SQLStore, index: SessionIndex, conn: RedisConn
-) -> None:
-    for n in range(5):
-        _saved(store, index, _session(f"t-{n}"))
-    server.restart_empty()
-    fresh = _session("t-0", agent_session_id="sid-newer")
-    _saved(store, index, fresh)  # set: the marker is missing, so this call rebuilds
-    assert conn.client.exists(index.marker)
-    assert len(conn.client.keys(conn.prefix + "session:*")) == 5
-    assert index.get("fake", "github.com/acme/api", "t-0", fallback=False).session_id == "sid-newer"  # type: ignore[union-attr]
-
-
-def test_rebuild_keeps_fresher_entries_and_respects_deletes(
-    store: SQLStore, index: SessionIndex, conn: RedisConn
-) -> None:
-    """A rebuild reads the store, then writes; a set or delete in between must win."""
-    store.save_session(_session("a", agent_session_id="old"))
-    store.save_session(_session("b"))
-    index.set(_session("a", agent_session_id="newer"))  # set after the rebuild's read (simulated)
-    index.delete("fake", "github.com/acme/api", "b")  # deleted after the rebuild's read (simulated)
-    assert index.rebuild() == 0
-    assert index.get("fake", "github.com/acme/api", "a", fallback=False).session_id == "newer"  # type: ignore[union-attr]
-    assert index.get("fake", "github.com/acme/api", "b", fallback=False) is None
 
 
 # -- leases through Redis ------------------------------------------------------------------------------
@@ -587,11 +454,31 @@ def test_cancel_watch_stops_cleanly_without_a_cancel(store: SQLStore, server: Re
     assert not watch.is_set()
 
 
-def test_runs_and_resets_keep_the_index_in_step(
+def test_two_deployments_on_one_redis_never_mix(server: RedisServer, tmp_path: Path) -> None:
+    """Two stores, one Redis: each deployment's keys live under its own prefix, so the same key's lease
+    is granted in both and a cancel flag of one is not the other's."""
+    one, two = (SQLStore(f"sqlite:///{tmp_path / name / 'baton.db'}") for name in ("a", "b"))
+    try:
+        conn_one, conn_two = (open_redis(server.url, str(s.engine.url)) for s in (one, two))
+        assert conn_one.prefix != conn_two.prefix
+        first = LeaseHolder(one, KEY, 30, backend=RedisLeases(conn_one, one))
+        second = LeaseHolder(two, KEY, 30, backend=RedisLeases(conn_two, two))
+        first.acquire(wait=0)
+        second.acquire(wait=0)  # not Busy: the other deployment's lease is another key
+        assert (first.fence, second.fence) == (1, 1)
+        job = _job(one)
+        assert request_cancel(one, job, conn_one)
+        assert flag_set(conn_one, job) and not flag_set(conn_two, job)
+    finally:
+        one.close()
+        two.close()
+
+
+def test_runs_and_resets_with_redis_leases(
     server: RedisServer, tmp_path: Path, src_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With BATON_REDIS_URL set, a run's session is in the index (its id, expiring with it), and a
-    reset of everything takes it out; the lease comes from Redis too (BATON_LEASE_BACKEND=redis)."""
+    """With BATON_LEASE_BACKEND=redis a run's lease comes from Redis and its token is recorded in the
+    store, whose fenced writes then refuse older grants; a reset of the key still works."""
     from baton import RunRequest, Scope, reset_session, run
     from baton.keys import make_key
     from baton.settings import load_settings
@@ -602,14 +489,15 @@ def test_runs_and_resets_keep_the_index_in_step(
     )
     result = run(RunRequest(agent="fake", repo=str(src_repo), thread="t1", prompt="go"), settings=settings)
     assert result.ok, result.run.error
+    key = make_key("fake", str(src_repo), "t1", ["fake"])
+    conn = open_redis(server.url, settings.resolved_store_url)
+    assert int(str(conn.client.get(conn.key("fence", "{" + key.id + "}")))) == 1
     store = SQLStore(settings.resolved_store_url)
     try:
-        index = SessionIndex(open_redis(server.url, settings.resolved_store_url), store)
-        entry = index.get("fake", result.run.repo, "t1", fallback=False)
-        assert entry is not None and entry.session_id == result.session.agent_session_id
-        assert abs(entry.expires_at - result.session.expires_at) < 1
-        key = make_key("fake", str(src_repo), "t1", ["fake"])
+        with pytest.raises(Fenced):
+            store.advance_fence(key.id, 0)  # the store recorded Redis's grant
+        store.advance_fence(key.id, 1)
         reset_session(store, settings, key, Scope.ALL, actor="test")
-        assert index.get("fake", result.run.repo, "t1", fallback=False) is None
+        assert store.get_session("fake", result.run.repo, "t1") is None
     finally:
         store.close()

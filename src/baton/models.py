@@ -75,7 +75,8 @@ class SessionStatus(StrEnum):
 
     ACTIVE = "active"  # usable; its last run has ended
     RUNNING = "running"  # a run holds the key right now
-    ARCHIVED = "archived"  # closed by a webhook or reset; its worktree is freed
+    ARCHIVED = "archived"  # never written (a reset archives, then deletes or keeps ACTIVE); kept only
+    # because the HTTP schema's SessionStatus enum, /metrics' baton_sessions and baton.SessionStatus list it
     CLOSED = "closed"  # its branch or PR is gone: worktree and local transcript freed after a
     # checkpoint; the store keeps snapshot and checkpoint for the grace period, and a new run resumes
 

@@ -38,7 +38,7 @@ class Settings:
     closed_grace_days: float = 7.0  # a closed session's snapshot and checkpoint are kept this long
     sweep_interval: float = 86400.0  # seconds between the service's sweeps (0: never)
     store_url: str = ""  # empty: SQLite at $BATON_HOME/baton.db; postgresql+psycopg://... for many machines
-    redis_url: str = ""  # redis://...: session index with TTL, Redis leases, fast cancel flags (optional)
+    redis_url: str = ""  # redis://...: Redis leases, fast cancel flags (optional)
     broker_url: str = ""  # redis://... or amqp://...: runs go through Celery workers (baton worker)
     lease_backend: str = "sql"  # sql (the store) or redis (needs redis_url)
     queue: str = "baton"  # the Celery queue runs are sent to and workers read by default

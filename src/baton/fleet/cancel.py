@@ -19,7 +19,7 @@ import time
 from types import TracebackType
 
 from baton.errors import StoreError
-from baton.store.base import Store
+from baton.store.base import JobStore
 from baton.store.redis import RedisConn
 
 FLAG_TTL = 86_400  # seconds a cancel flag lives in Redis (a job runs for less; the store keeps it anyway)
@@ -33,7 +33,7 @@ def _flag(redis: RedisConn, job_id: str) -> str:
 
 
 def request_cancel(
-    store: Store, job_id: str, redis: RedisConn | None = None, at: float | None = None
+    store: JobStore, job_id: str, redis: RedisConn | None = None, at: float | None = None
 ) -> bool:
     """Ask whichever worker runs ``job_id`` to stop it; False when the job already ended (or is
     unknown). The store's record is written first; a Redis that cannot take the flag only makes the
@@ -55,7 +55,7 @@ def flag_set(redis: RedisConn, job_id: str) -> bool:
         return bool(redis.client.exists(_flag(redis, job_id)))
 
 
-def cancel_requested(store: Store, job_id: str, redis: RedisConn | None = None) -> bool:
+def cancel_requested(store: JobStore, job_id: str, redis: RedisConn | None = None) -> bool:
     """Whether a cancel was requested for ``job_id``: Redis's flag when set, else the store's record."""
     if redis is not None:
         try:
@@ -75,7 +75,7 @@ class CancelWatch:
 
     def __init__(
         self,
-        store: Store,
+        store: JobStore,
         redis: RedisConn | None,
         job_id: str,
         event: threading.Event | None = None,

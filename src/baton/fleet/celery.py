@@ -35,7 +35,6 @@ from baton.errors import BadInput, BatonError
 from baton.fleet import queued
 from baton.housekeeping.sweep import sweep_periodically
 from baton.install import DIST
-from baton.models import JobStatus
 from baton.settings import Settings
 from baton.store import Store, open_store
 from baton.store.redis import safe_url
@@ -136,9 +135,6 @@ class CeleryExecutor:
 
     def cancel(self, job_id: str) -> bool:
         return queued.cancel(self.settings, self.store, job_id, self._kick)
-
-    def queue_depth(self) -> int:
-        return len(self.store.list_jobs(status=JobStatus.QUEUED, limit=queued.ALL))
 
     def stop(self) -> None:
         self.app.close()

@@ -4,10 +4,11 @@ One dispatcher thread owns every start: it walks the queued jobs oldest first an
 through :meth:`Store.start_job` (atomic: never while an earlier job of its key is queued or one is
 running, so the runs of a key start in submission order, even with several executors on one store).
 In memory it skips keys it is already running, so a pass asks the store about at most one job per
-idle key. A started job runs in its own daemon thread (at most ``settings.concurrency`` at once); the
-key's lease is still the real serialisation against runs from the CLI or other machines, so a job
-waits for it up to :data:`LEASE_WAIT` seconds. The dispatcher wakes when a job is submitted or ends,
-and at least every :data:`POLL` seconds (for jobs another process queued or finished).
+idle key. A started job runs in its own daemon thread (at most ``settings.concurrency`` at once), with
+:func:`baton.fleet.execute.execute`, as on a Celery worker; the key's lease is still the real
+serialisation against runs from the CLI or other machines, so a job waits for it up to
+:data:`LEASE_WAIT` seconds. The dispatcher wakes when a job is submitted or ends, and at least every
+:data:`POLL` seconds (for jobs another process queued or finished).
 
 Threads are daemons, on purpose: :meth:`stop` waits a bounded time for running jobs and then lets the
 process exit; a job it leaves behind is ``running`` in the store, and :meth:`start` of the next
@@ -23,10 +24,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from baton.errors import BatonError, Cancelled
 from baton.fleet import jobs
+from baton.fleet.execute import NOT_STARTED, JobRun, execute
 from baton.models import JobRecord, JobStatus, Outcome
-from baton.runner.run import run
 from baton.settings import Settings
 from baton.store import Store
 
@@ -36,7 +36,6 @@ POLL = 1.0  # seconds between looks at the store's queued jobs when nothing wake
 STOP_WAIT = 10.0  # seconds stop() waits for running jobs
 ALL = 10**9
 CRASHED = "the service stopped mid-run (killed or crashed); the next run of the key resumes the conversation"
-NOT_STARTED = "cancelled before it started"
 KeyId = tuple[str, str, str]
 
 
@@ -109,10 +108,6 @@ class LocalExecutor:
             jobs.finish(self.store, self.settings, job_id, Outcome.CANCELLED.value, error=NOT_STARTED)
         self._wake.set()  # the next job of its key may start now
         return True
-
-    def queue_depth(self) -> int:
-        with self._lock:
-            return len(self._queued)
 
     def stop(self) -> None:
         """Stop dispatching and wait up to :data:`STOP_WAIT` seconds for running jobs; cancel nothing."""
@@ -188,48 +183,18 @@ class LocalExecutor:
     # -- running one job ----------------------------------------------------------------------------
 
     def _work(self, job_id: str, cancel: threading.Event) -> None:
-        """Run one job and record how it ended; never leaves it running."""
+        """Run one job and record how it ended (:func:`execute`); never leaves it running here."""
+        how = JobRun(cancel, self.lease_wait, log, may_end=lambda: self._forget(job_id))
         try:
-            events = jobs.EventLog(self.settings, job_id, self.store)
-        except OSError as exc:  # a full disk: the job cannot even stream its events
-            self._end(job_id, Outcome.FAILED.value, None, {"error": f"cannot write its event stream: {exc}"})
-            return
-        with events:
-            try:
-                outcome, fields = self._execute(job_id, cancel, events)
-            except Cancelled as exc:  # while waiting for its key: it never started
-                outcome, fields = Outcome.CANCELLED.value, {"error": str(exc)}
-            except BatonError as exc:  # BadInput (the key's session refuses it), Busy, DiskFull, ...
-                outcome, fields = Outcome.FAILED.value, {"error": str(exc)}
-            except Exception as exc:
-                log.exception("job %s failed", job_id)
-                outcome, fields = (
-                    Outcome.FAILED.value,
-                    {"error": f"internal error: {type(exc).__name__}: {exc}"},
-                )
-            self._end(job_id, outcome, events, fields)
-
-    def _end(
-        self, job_id: str, outcome: str, events: jobs.EventLog | None, fields: dict[str, object]
-    ) -> None:
-        with self._lock:  # ended: a cancel now finds nothing to stop (the store still says running)
-            self._running.pop(job_id, None)
-        try:
-            jobs.finish(self.store, self.settings, job_id, outcome, events, **fields)
+            execute(self.settings, self.store, job_id, how)
         except Exception:
             log.exception("could not record the end of job %s", job_id)
         finally:
+            self._forget(job_id)
             self._wake.set()
 
-    def _execute(
-        self, job_id: str, cancel: threading.Event, events: jobs.EventLog
-    ) -> tuple[str, dict[str, object]]:
-        job = self.store.get_job(job_id)
-        if job is None:
-            raise BatonError(f"job {job_id} vanished from the store")
-        if cancel.is_set():
-            return Outcome.CANCELLED.value, {"error": NOT_STARTED}
-        request = jobs.build_request(job.request)
-        request.wait, request.cancel, request.on_event = self.lease_wait, cancel, events.on_event
-        result = run(request, self.settings, self.store)
-        return result.run.outcome.value, {"result": result.to_json(), "error": result.run.error}
+    def _forget(self, job_id: str) -> bool:
+        """The job has ended here: a cancel now finds nothing to stop (the store may still say running)."""
+        with self._lock:
+            self._running.pop(job_id, None)
+        return True

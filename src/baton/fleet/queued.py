@@ -14,7 +14,12 @@ the job until after it recorded its end (renewed by :func:`baton.store.leases.he
   worker recorded in the job (:meth:`_Handler.started`): when the last one had ended, only the job's end
   went unrecorded, and it is recorded now (a turn never runs twice); otherwise the job runs again, and
   the runner marks the dead attempt ``crashed`` once the key's lease is free and resumes the
-  conversation with the interruption note.
+  conversation with the interruption note;
+- a worker whose renewal finds the job's lease taken (it was paused past the TTL) stops its run at once
+  (the renewal sets the run's cancel event) and records nothing: the new holder records the end.
+
+The run itself, and the record of its end, is :func:`baton.fleet.execute.execute`, as in the in-process
+pool.
 
 **Order per key without holding a slot.** ``Store.start_job`` is the gate: it starts a job only when no
 earlier job of its key is queued and none is running. A message whose job may not start yet is
@@ -40,19 +45,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from baton.errors import BatonError, Busy, Cancelled
+from baton.errors import Busy
 from baton.fleet import jobs
 from baton.fleet.cancel import CancelWatch, request_cancel
+from baton.fleet.execute import NOT_STARTED, JobRun, execute
 from baton.models import JobRecord, JobStatus, Outcome, RunRecord
 from baton.runner.request import RunResult
-from baton.runner.run import run
 from baton.settings import Settings
-from baton.store import Store
+from baton.store.base import JobStore, LeaseBackend, Store
 from baton.store.leases import LeaseHolder, held
 from baton.store.redis import connect
 
@@ -61,7 +65,6 @@ log = logging.getLogger("baton.worker")
 Kick = Callable[[str, float], None]  # send a message for a job id, after a countdown in seconds
 ALL = 10**9
 STALE = 4  # lease TTLs a key's oldest queued job waits, with nothing of its key running, before a kick
-NOT_STARTED = "cancelled before it started"
 UNFINISHED = (Outcome.RUNNING, Outcome.CRASHED, Outcome.SESSION_LOST)  # a takeover runs these again
 
 # What handle() did with a message (logged, and returned by the Celery task).
@@ -78,7 +81,7 @@ UNKNOWN, ENDED, HELD, WAITING, CANCELLED, RAN, RECORDED, DEFERRED, LOST = (
 )
 
 
-def job_lease(store: Store, settings: Settings, job_id: str) -> LeaseHolder:
+def job_lease(store: LeaseBackend, settings: Settings, job_id: str) -> LeaseHolder:
     """The lease a worker holds while it handles ``job_id`` (always in the SQL store)."""
     return LeaseHolder(store, f"job:{job_id}", settings.lease_ttl)
 
@@ -98,18 +101,19 @@ def handle(job_id: str, settings: Settings, store: Store, kick: Kick) -> str:
         kick_next(store, job, kick)
         return ENDED
     entered = False
+    stop = threading.Event()  # the run's cancel: a cancel request (watched), or the loss of the job's lease
     try:
         lease = job_lease(store, settings, job_id)
-        with held(lease, 0.0, settings.heartbeat) as lost:
+        with held(lease, 0.0, settings.heartbeat, on_loss=stop) as lost:
             entered = True
-            return _Handler(settings, store, kick, job_id, _Held(lease, lost)).handle()
+            return _Handler(settings, store, kick, job_id, _Held(lease, lost, stop)).handle()
     except Busy:
         if entered:
             raise
         return HELD
 
 
-def kick_next(store: Store, job: JobRecord, kick: Kick) -> None:
+def kick_next(store: JobStore, job: JobRecord, kick: Kick) -> None:
     """Send a message for the oldest queued job of ``job``'s key, if any."""
     queued = store.list_jobs(
         agent=job.agent, repo=job.repo, thread=job.thread, status=JobStatus.QUEUED, limit=1, oldest_first=True
@@ -149,10 +153,12 @@ def cancel(settings: Settings, store: Store, job_id: str, kick: Kick, wait: floa
 
 @dataclass
 class _Held:
-    """The job's lease while a message is handled, and the event set if a renewal found it taken."""
+    """The job's lease while a message is handled, the event set if a renewal found it taken, and the
+    run's cancel event, which that renewal sets too (the agent stops at once)."""
 
     holder: LeaseHolder
     lost: threading.Event
+    stop: threading.Event
 
     def still(self) -> bool:
         """Whether the lease is still ours, asked now: a worker paused past the TTL (its heartbeat
@@ -178,7 +184,7 @@ class _Handler:
         self.prior = [a["run_id"] for a in (job.result or {}).get("runs", [])]
         if job.status == JobStatus.QUEUED:
             if job.cancel_requested_at is not None:
-                return self._end(job, Outcome.CANCELLED.value, None, {"error": NOT_STARTED}, CANCELLED)
+                return self._end(job, Outcome.CANCELLED.value, {"error": NOT_STARTED}, CANCELLED)
             if not self.store.start_job(self.job_id, time.time()):
                 return WAITING
             return self._run(job)
@@ -192,54 +198,29 @@ class _Handler:
         if records and records[-1].outcome not in UNFINISHED:
             last = records[-1]
             fields = {"result": self._result(records), "error": last.error}
-            return self._end(job, last.outcome.value, None, fields, RECORDED)
+            return self._end(job, last.outcome.value, fields, RECORDED)
         return self._run(job)
 
     def _run(self, job: JobRecord) -> str:
+        how = JobRun(
+            self.lease.stop,
+            key_wait(self.settings),
+            log,
+            on_start=self.started,
+            watch=lambda: CancelWatch(self.store, connect(self.settings), self.job_id, self.lease.stop),
+            earlier=lambda: [self._attempt(r) for r in self.prior],
+            defer_busy=True,
+            may_end=self.lease.still,
+        )
         try:
-            events = jobs.EventLog(self.settings, self.job_id, self.store)
-        except OSError as exc:  # a full disk: the job cannot even stream its events
-            return self._end(
-                job, Outcome.FAILED.value, None, {"error": f"cannot write its event stream: {exc}"}
-            )
-        with events:
-            try:
-                outcome, fields = self._execute(job, events)
-            except Busy:
-                return self._defer(job)
-            if not self.lease.still():
-                log.warning(
-                    "job %s: its lease was taken over mid-run; the new holder records its end", job.id
-                )
-                return LOST
-            return self._end(job, outcome, events, fields)
-
-    def _execute(self, job: JobRecord, events: jobs.EventLog) -> tuple[str, dict[str, Any]]:
-        """Run the job's request; (outcome, job fields). Busy (the key held too long) propagates."""
-        try:
-            request = jobs.build_request(job.request)
-            request.wait, request.on_event, request.on_start = (
-                key_wait(self.settings),
-                events.on_event,
-                self.started,
-            )
-            with (
-                CancelWatch(self.store, connect(self.settings), self.job_id, request.cancel),
-                _relay(self.lease.lost, request.cancel),
-            ):
-                result = run(request, self.settings, self.store)
+            ended = execute(self.settings, self.store, self.job_id, how)
         except Busy:
-            raise
-        except Cancelled as exc:  # while waiting for its key: it never started
-            return Outcome.CANCELLED.value, {"error": str(exc)}
-        except BatonError as exc:  # BadInput (the key's session refuses it), DiskFull, Fenced, ...
-            return Outcome.FAILED.value, {"error": str(exc)}
-        except Exception as exc:
-            log.exception("job %s failed", job.id)
-            return Outcome.FAILED.value, {"error": f"internal error: {type(exc).__name__}: {exc}"}
-        data = result.to_json()
-        data["runs"] = [self._attempt(r) for r in self.prior] + data["runs"]
-        return result.run.outcome.value, {"result": data, "error": result.run.error}
+            return self._defer(job)
+        if ended is None:
+            log.warning("job %s: its lease was taken over mid-run; the new holder records its end", job.id)
+            return LOST
+        kick_next(self.store, job, self.kick)
+        return RAN
 
     def started(self, record: RunRecord) -> None:
         """The runner's ``on_start``: the job lists its attempts as they start, so a worker taking it
@@ -277,37 +258,11 @@ class _Handler:
         log.info("job %s: its key is held elsewhere; retrying in %.0f s", job.id, self.settings.lease_ttl)
         return DEFERRED
 
-    def _end(
-        self,
-        job: JobRecord,
-        outcome: str,
-        events: jobs.EventLog | None,
-        fields: dict[str, Any],
-        what: str = RAN,
-    ) -> str:
-        jobs.finish(self.store, self.settings, self.job_id, outcome, events, **fields)
+    def _end(self, job: JobRecord, outcome: str, fields: dict[str, Any], what: str) -> str:
+        """End a job that does not run (a cancelled queued one, a takeover's record) and kick the next."""
+        jobs.finish(self.store, self.settings, self.job_id, outcome, **fields)
         kick_next(self.store, job, self.kick)
         return what
-
-
-@contextmanager
-def _relay(lost: threading.Event, cancel: threading.Event) -> Iterator[None]:
-    """Set ``cancel`` when ``lost`` is set (this worker lost the job's lease: stop the agent)."""
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.wait(0.2):
-            if lost.is_set():
-                cancel.set()
-                return
-
-    thread = threading.Thread(target=watch, name="baton-job-lease-watch", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def heal(settings: Settings, store: Store, kick: Kick, kicked: dict[str, float]) -> list[str]:
@@ -335,7 +290,7 @@ def heal(settings: Settings, store: Store, kick: Kick, kicked: dict[str, float])
     return sent
 
 
-def _unheld(store: Store, settings: Settings, job_id: str) -> bool:
+def _unheld(store: LeaseBackend, settings: Settings, job_id: str) -> bool:
     """Whether nobody (alive) holds the job's lease: taken and given back at once to find out."""
     lease = job_lease(store, settings, job_id)
     try:

@@ -31,7 +31,7 @@ from baton.keys import Key, key_of
 from baton.models import Fence, SessionRecord, SessionStatus
 from baton.sessions.snapshots import take_snapshot
 from baton.settings import Settings
-from baton.store.base import Store
+from baton.store.base import KeyStore
 from baton.store.leases import held, key_lease
 from baton.workspace.gitcmd import commit_of, worktree_status
 from baton.workspace.workdirs import Workdirs, disk_usage
@@ -60,7 +60,9 @@ class CloseResult:
         return asdict(self)
 
 
-def close_branch(store: Store, settings: Settings, repo_slug: str, branch: str, actor: str) -> dict[str, Any]:
+def close_branch(
+    store: KeyStore, settings: Settings, repo_slug: str, branch: str, actor: str
+) -> dict[str, Any]:
     """Close every session of ``repo_slug`` working on ``branch`` (checkpoint first; a running key
     after its run); returns a JSON-able report ``{"closed": [keys], "checkpoints": {key: ref}, ...}``.
     A key that fails to close is reported under ``errors``; the others are still closed."""
@@ -93,7 +95,7 @@ def close_branch(store: Store, settings: Settings, repo_slug: str, branch: str, 
 
 
 def close_session(
-    store: Store, settings: Settings, key: Key, actor: str, wait: float = CLOSE_WAIT
+    store: KeyStore, settings: Settings, key: Key, actor: str, wait: float = CLOSE_WAIT
 ) -> CloseResult:
     """Close one key (module doc), waiting up to ``wait`` seconds for a run of it to end (Busy after
     that). Audited as ``close`` (or ``close-failed`` with the error)."""
@@ -112,7 +114,7 @@ def close_session(
 
 
 def close_locked(
-    store: Store,
+    store: KeyStore,
     settings: Settings,
     key: Key,
     session: SessionRecord,

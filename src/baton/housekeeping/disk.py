@@ -27,7 +27,7 @@ from baton.errors import BatonError, Busy
 from baton.keys import Key, key_of
 from baton.models import SessionRecord, SessionStatus
 from baton.settings import Settings
-from baton.store.base import Store
+from baton.store.base import KeyStore, SnapshotStore
 from baton.store.leases import held, key_lease
 from baton.workspace.workdirs import Workdirs, disk_usage
 
@@ -60,7 +60,7 @@ def local_transcript(settings: Settings, session: SessionRecord) -> list[Path]:
     return [*agent.transcript_files(sid), *agent.leftover_files(sid)]
 
 
-def snapshot_bytes(store: Store, session: SessionRecord) -> int:
+def snapshot_bytes(store: SnapshotStore, session: SessionRecord) -> int:
     """Compressed bytes of the session's snapshot blobs in the store; 0 without a snapshot."""
     try:
         snapshot = store.get_snapshot(session.agent, session.repo, session.thread)
@@ -157,7 +157,7 @@ class DiskReport:
         }
 
 
-def usage(store: Store, settings: Settings) -> DiskReport:
+def usage(store: KeyStore, settings: Settings) -> DiskReport:
     """Measure everything ``baton du`` and ``GET /v1/disk`` show (walks the directories: seconds on a
     large home, so the service computes it on request, never per metric scrape)."""
     home = settings.home
@@ -183,7 +183,7 @@ def usage(store: Store, settings: Settings) -> DiskReport:
     return report
 
 
-def session_usage(store: Store, settings: Settings, session: SessionRecord) -> SessionUsage:
+def session_usage(store: SnapshotStore, settings: Settings, session: SessionRecord) -> SessionUsage:
     key = key_of(session)
     return SessionUsage(
         key=str(key),
@@ -225,7 +225,7 @@ def over_limit(settings: Settings) -> int:
     return max(need, settings.min_free_bytes - free_bytes(settings.home))
 
 
-def enforce_quota(store: Store, settings: Settings, actor: str) -> list[Eviction]:
+def enforce_quota(store: KeyStore, settings: Settings, actor: str) -> list[Eviction]:
     """Evict least-recently-used idle worktrees until the home is within its limits (module doc)."""
     need = over_limit(settings)
     evictions: list[Eviction] = []
@@ -252,7 +252,7 @@ def enforce_quota(store: Store, settings: Settings, actor: str) -> list[Eviction
     return evictions
 
 
-def evict(store: Store, settings: Settings, key: Key, actor: str) -> Eviction | None:
+def evict(store: KeyStore, settings: Settings, key: Key, actor: str) -> Eviction | None:
     """Checkpoint the key's worktree, then remove its directory (under its lease, no wait: Busy when a
     run holds it); None when it has no worktree. Audited as ``evict``."""
     workdirs = Workdirs(settings)

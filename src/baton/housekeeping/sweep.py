@@ -39,9 +39,8 @@ from baton.keys import Key, key_of
 from baton.models import Fence, SessionRecord, SessionStatus
 from baton.settings import Settings
 from baton.store import open_store
-from baton.store.base import Store
+from baton.store.base import KeyStore, Store
 from baton.store.leases import held, key_lease
-from baton.store.redis_index import index_session
 from baton.workspace.gitcmd import run_git
 from baton.workspace.locks import file_lock
 from baton.workspace.workdirs import Workdirs, disk_usage, remove_empty_parents
@@ -155,7 +154,6 @@ class _Sweeper:
             store.delete_checkpoint(key.agent, key.repo.slug, key.thread)  # the one other machines share
             store.delete_runs(key.agent, key.repo.slug, key.thread)
             store.delete_session(key.agent, key.repo.slug, key.thread)
-            index_session(self.settings, store, session, deleted=True)
         self.report.purged.append(str(key))
         for name, size in sizes.items():
             self.report.freed[name] += size
@@ -176,7 +174,7 @@ class _Sweeper:
 # -- orphans and prune ----------------------------------------------------------------------------------
 
 
-def _orphans(store: Store, settings: Settings, report: SweepReport) -> None:
+def _orphans(store: KeyStore, settings: Settings, report: SweepReport) -> None:
     """Remove directories under ``worktrees/`` that no session owns (each under the lease its path
     would be the key of: a new run holds it while it builds its worktree, before its session exists)."""
     root = settings.home / "worktrees"

@@ -25,7 +25,7 @@ from baton.plans.file import Plan, Task
 from baton.runner.request import RunRequest
 from baton.runner.run import run
 from baton.settings import Settings
-from baton.store.base import Store
+from baton.store.base import PlanStore, Store
 from baton.store.leases import held, key_lease
 
 Progress = Callable[[PlanRecord, str | None], None]  # the record, and the id of the task now running
@@ -162,7 +162,7 @@ def _run_task(
 
 
 def _save(
-    store: Store, record: PlanRecord, on_progress: Progress | None, current: str | None, fence: Fence
+    store: PlanStore, record: PlanRecord, on_progress: Progress | None, current: str | None, fence: Fence
 ) -> None:
     record.updated_at = time.time()
     store.save_plan(record, fence=fence)

@@ -126,7 +126,6 @@ def record_conflict(ctx: Context, session: SessionRecord) -> RunRecord:
     ctx.store.add_run(record, fence=ctx.fence)
     session.last_outcome, session.last_used_at = Outcome.CONFLICT, record.started_at
     ctx.store.save_session(session, fence=ctx.fence)
-    _index(ctx, session)
     return record
 
 
@@ -141,7 +140,6 @@ def _start(ctx: Context, session: SessionRecord, record: RunRecord, launch: Laun
     session.last_used_at = record.started_at
     ctx.store.add_run(record, fence=ctx.fence)
     ctx.store.save_session(session, fence=ctx.fence)
-    _index(ctx, session)
     if ctx.request.on_start:
         ctx.request.on_start(record)
 
@@ -263,16 +261,7 @@ def _finish(ctx: Context, session: SessionRecord, record: RunRecord, turn: Turn,
     session.last_used_at = ended
     session.expires_at = ended + ctx.settings.ttl_days * 86400
     ctx.store.save_session(session, fence=ctx.fence)
-    _index(ctx, session)
     return record
-
-
-def _index(ctx: Context, session: SessionRecord) -> None:
-    """The Redis session index (key → agent session id, expiring with the session), when configured."""
-    if ctx.settings.redis_url:
-        from baton.store.redis_index import index_session
-
-        index_session(ctx.settings, ctx.store, session)
 
 
 def _started(ctx: Context, record: RunRecord, pid: int) -> None:

@@ -13,8 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from baton.models import TokenRecord, TokenScope, iso
-from baton.service.auth import Actor, issue_token, require, revoke_token
-from baton.store import Store
+from baton.service.auth import Actor, TokenAdmin, issue_token, require, revoke_token
 
 router = APIRouter(tags=["admin"])
 Admin = Annotated[Actor, Depends(require(TokenScope.ADMIN))]
@@ -53,8 +52,8 @@ class AuditEntry(BaseModel):
     detail: dict[str, Any]
 
 
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
+def _store(request: Request) -> TokenAdmin:
+    store: TokenAdmin = request.app.state.store
     return store
 
 

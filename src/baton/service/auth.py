@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from baton.errors import BadInput, NotFound
 from baton.models import TokenRecord, TokenScope
 from baton.sessions.manage import local_actor
-from baton.store import Store
+from baton.store.base import AuditStore, TokenStore
 
 PREFIX = "baton_"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -33,11 +33,15 @@ _bearer = HTTPBearer(auto_error=False, description="an API token from `baton tok
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
+class TokenAdmin(TokenStore, AuditStore, Protocol):
+    """What issuing and revoking tokens needs of the store: the tokens, and the audit of who did it."""
+
+
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def create_token(store: Store, name: str, scope: TokenScope) -> str:
+def create_token(store: TokenStore, name: str, scope: TokenScope) -> str:
     """Store a new token's hash; returns the secret (shown once)."""
     if not NAME.fullmatch(name):
         raise BadInput(
@@ -50,7 +54,7 @@ def create_token(store: Store, name: str, scope: TokenScope) -> str:
     return secret
 
 
-def issue_token(store: Store, name: str, scope: TokenScope, actor: str | None = None) -> str:
+def issue_token(store: TokenAdmin, name: str, scope: TokenScope, actor: str | None = None) -> str:
     """Create a token and audit it (``token-create``; the actor defaults to the local user, as a
     CLI reset's does); returns the secret, which nothing keeps."""
     secret = create_token(store, name, scope)
@@ -58,7 +62,7 @@ def issue_token(store: Store, name: str, scope: TokenScope, actor: str | None = 
     return secret
 
 
-def revoke_token(store: Store, name: str, actor: str | None = None) -> TokenRecord:
+def revoke_token(store: TokenAdmin, name: str, actor: str | None = None) -> TokenRecord:
     """Revoke a token by name (audited ``token-revoke``); NotFound when there is none. Revoking a
     revoked token changes nothing and returns it as it is."""
     token = store.get_token(name)
@@ -71,7 +75,7 @@ def revoke_token(store: Store, name: str, actor: str | None = None) -> TokenReco
     return token
 
 
-def valid_token(store: Store, secret: str) -> TokenRecord | None:
+def valid_token(store: TokenStore, secret: str) -> TokenRecord | None:
     """The stored token whose secret this is, unless unknown or revoked."""
     token = store.find_token(digest(secret))
     return None if token is None or token.revoked_at is not None else token

@@ -16,14 +16,14 @@ import time
 
 from baton.housekeeping.disk import DiskReport, usage
 from baton.settings import Settings
-from baton.store import Store
+from baton.store.base import KeyStore
 
 DISK_TTL = 60.0  # seconds a measurement is reused
 log = logging.getLogger("baton.service.disk")
 
 
 class DiskCache:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: KeyStore, settings: Settings) -> None:
         self.store, self.settings = store, settings
         self.report: DiskReport | None = None
         self.measured_at = 0.0  # wall-clock time of ``report``

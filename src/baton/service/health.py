@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from baton.settings import Settings
-from baton.store import Store
+from baton.store.base import RunStore
 
 router = APIRouter(tags=["health"])
 
@@ -46,7 +46,7 @@ def readyz(request: Request) -> JSONResponse:
     return JSONResponse(readiness.model_dump(), status_code=200 if readiness.ready else 503)
 
 
-def check_ready(settings: Settings, store: Store) -> Readiness:
+def check_ready(settings: Settings, store: RunStore) -> Readiness:
     need = settings.min_free_bytes
     try:
         store.list_sessions(limit=1)

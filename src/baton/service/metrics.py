@@ -40,7 +40,7 @@ from prometheus_client.registry import Collector
 from baton.housekeeping.disk import DiskReport
 from baton.models import DeliveryStatus, JobStatus, Mode, Outcome, SessionStatus
 from baton.service.diskcache import DiskCache
-from baton.store import Store
+from baton.store.base import ViewStore
 
 BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 DISK_FIRST_WAIT = 2.0  # the first scrape waits this long for the first measurement
@@ -138,7 +138,7 @@ def by_kind(report: DiskReport | None) -> dict[str, int]:
 class StoreCollector(Collector):
     """Everything from the store (and the disk cache) at collect time."""
 
-    def __init__(self, store: Store, disk: DiskCache) -> None:
+    def __init__(self, store: ViewStore, disk: DiskCache) -> None:
         self.store, self.disk = store, disk
 
     def collect(self) -> Iterable[Metric]:

@@ -19,7 +19,7 @@ from baton.service.auth import Actor, require
 from baton.sessions.lineage import lineage
 from baton.sessions.manage import Scope, get_session, reset_session, resolve_key
 from baton.settings import Settings
-from baton.store import Store
+from baton.store.base import KeyStore
 
 router = APIRouter(tags=["sessions"])
 Reader = Annotated[Actor, Depends(require(TokenScope.READ))]
@@ -113,9 +113,9 @@ class ResetOut(BaseModel):
     session: bool
 
 
-def _state(request: Request) -> tuple[Settings, Store]:
+def _state(request: Request) -> tuple[Settings, KeyStore]:
     settings: Settings = request.app.state.settings
-    store: Store = request.app.state.store
+    store: KeyStore = request.app.state.store
     return settings, store
 
 

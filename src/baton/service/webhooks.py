@@ -68,7 +68,7 @@ from baton.service.forges import (
     verified,
 )
 from baton.settings import Settings
-from baton.store import Store
+from baton.store.base import DeliveryStore, KeyStore, Store
 from baton.sync.upstream import restack
 
 SECRET_ENV = "BATON_WEBHOOK_SECRET"
@@ -109,7 +109,7 @@ def close_target(store: Store, settings: Settings, forge: str, delivery_id: str,
     )
 
 
-def _restack(store: Store, settings: Settings, target: Target, result: dict[str, Any]) -> dict[str, Any]:
+def _restack(store: KeyStore, settings: Settings, target: Target, result: dict[str, Any]) -> dict[str, Any]:
     """A merged pull request: the threads stacked on its branch are rebased onto the default branch."""
     done = [
         r.to_json() for slug in target.repos for r in restack(settings, store, slug, branch=target.branch)
@@ -197,7 +197,7 @@ class Intake:
 
     BATCH = 200
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: DeliveryStore) -> None:
         self.store = store
         self.queue: queue.SimpleQueue[tuple[DeliveryRecord, asyncio.Future[bool]] | None] = (
             queue.SimpleQueue()
@@ -392,5 +392,5 @@ def deliveries(
     _actor: Annotated[Actor, Depends(require(TokenScope.READ))],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    store: Store = request.app.state.store
+    store: DeliveryStore = request.app.state.store
     return [d.to_json() for d in store.list_deliveries(limit=limit)]

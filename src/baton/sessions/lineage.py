@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from baton.models import Mode, SessionRecord
-from baton.store import Store
+from baton.store.base import RunStore
 
 MAX_DEPTH = 50  # an origin chain longer than this is cut (origins are data: never trust them to end)
 
@@ -30,7 +30,7 @@ class Link:
     at: float | None = None
 
 
-def lineage(store: Store, session: SessionRecord) -> dict[str, Any]:
+def lineage(store: RunStore, session: SessionRecord) -> dict[str, Any]:
     """The lineage of ``session``'s key as JSON: ``from`` (ancestors, nearest first), ``to`` (sessions
     whose origin is this key), ``stacked_on`` and ``stacked_below`` (threads), ``conversations`` (the agent
     session ids the key went through, oldest first, with how each began)."""
@@ -46,7 +46,7 @@ def lineage(store: Store, session: SessionRecord) -> dict[str, Any]:
     }
 
 
-def ancestors(store: Store, session: SessionRecord) -> list[Link]:
+def ancestors(store: RunStore, session: SessionRecord) -> list[Link]:
     links: list[Link] = []
     seen = {(session.agent, session.thread, session.agent_session_id)}
     current = session
@@ -98,7 +98,7 @@ def _time(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def conversations(store: Store, session: SessionRecord) -> list[dict[str, Any]]:
+def conversations(store: RunStore, session: SessionRecord) -> list[dict[str, Any]]:
     """The agent session ids the key's runs went through, oldest first, each with the mode of the run that
     began it (fresh, fork, recover, ...) and when."""
     runs = store.list_runs(session.agent, session.repo, session.thread, limit=1000)

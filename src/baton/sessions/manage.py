@@ -28,9 +28,8 @@ from baton.keys import Key, Repo, parse_repo, validate_agent, validate_thread
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus, Snapshot
 from baton.sessions.snapshots import take_snapshot
 from baton.settings import Settings
-from baton.store.base import Store
+from baton.store.base import CheckpointStore, KeyStore, RunStore, SnapshotStore
 from baton.store.leases import LeaseHolder, held
-from baton.store.redis_index import index_session
 from baton.workspace.archives import archive_stamp, archive_worktree
 from baton.workspace.portable import checkpoint_from, export_checkpoint
 from baton.workspace.workdirs import Workdirs
@@ -46,7 +45,7 @@ class Scope(StrEnum):
     ALL = "all"  # both, plus the session's record, runs and logs
 
 
-def resolve_key(store: Store, agent: str, repo: str, thread: str) -> Key:
+def resolve_key(store: RunStore, agent: str, repo: str, thread: str) -> Key:
     """A key for lookups: ``repo`` may be a URL, a local path, or the slug of a stored session."""
     validate_agent(agent, AGENTS)
     validate_thread(thread)
@@ -59,7 +58,7 @@ def resolve_key(store: Store, agent: str, repo: str, thread: str) -> Key:
         raise NotFound(f"no session for {agent}:{repo}:{thread}") from None
 
 
-def get_session(store: Store, key: Key) -> SessionRecord:
+def get_session(store: RunStore, key: Key) -> SessionRecord:
     session = store.get_session(key.agent, key.repo.slug, key.thread)
     if session is None:
         raise NotFound(f"no session for {key}")
@@ -126,7 +125,7 @@ def _join(parts: list[str]) -> str:
 
 
 def reset_session(
-    store: Store, settings: Settings, key: Key, scope: Scope, actor: str | None = None, wait: float = 0.0
+    store: KeyStore, settings: Settings, key: Key, scope: Scope, actor: str | None = None, wait: float = 0.0
 ) -> ResetResult:
     """Reset one key under its lease: validate, archive what would be lost, then remove (module doc).
 
@@ -146,7 +145,9 @@ def reset_session(
     return result
 
 
-def _reset(store: Store, settings: Settings, key: Key, session: SessionRecord, result: ResetResult) -> None:
+def _reset(
+    store: KeyStore, settings: Settings, key: Key, session: SessionRecord, result: ResetResult
+) -> None:
     """Validate, archive, remove — in that order, so a refusal or a failed archive removes nothing."""
     workdirs = Workdirs(settings)
     stamp = archive_stamp()
@@ -167,10 +168,8 @@ def _reset(store: Store, settings: Settings, key: Key, session: SessionRecord, r
         _forget_conversation(store, settings, key, session, result)
     if result.scope == Scope.ALL:
         _forget_records(store, key, result)
-        index_session(settings, store, session, deleted=True)
     else:
         store.save_session(session)
-        index_session(settings, store, session)
 
 
 def _archive_worktree(
@@ -185,14 +184,14 @@ def _archive_worktree(
     return archive.branch_tip
 
 
-def _drop_checkpoints(store: Store, workdirs: Workdirs, key: Key) -> bool:
+def _drop_checkpoints(store: CheckpointStore, workdirs: Workdirs, key: Key) -> bool:
     """The key's checkpoint here and in the store (where other machines would rebuild it from)."""
     shared = store.get_checkpoint(key.agent, key.repo.slug, key.thread) is not None
     store.delete_checkpoint(key.agent, key.repo.slug, key.thread)
     return workdirs.drop_checkpoint(key) or shared
 
 
-def _forget_records(store: Store, key: Key, result: ResetResult) -> None:
+def _forget_records(store: RunStore, key: Key, result: ResetResult) -> None:
     runs = store.delete_runs(key.agent, key.repo.slug, key.thread)
     for record in runs:
         Path(record.log_path).unlink(missing_ok=True)
@@ -201,7 +200,7 @@ def _forget_records(store: Store, key: Key, result: ResetResult) -> None:
     result.session = True
 
 
-def _check_branch_is_its_own(store: Store, workdirs: Workdirs, key: Key, session: SessionRecord) -> None:
+def _check_branch_is_its_own(store: RunStore, workdirs: Workdirs, key: Key, session: SessionRecord) -> None:
     """Refuse (before anything is written) to delete a branch another session or worktree works on."""
     own = workdirs.worktree_path(key)
     users = [str(p) for p in workdirs.branch_worktrees(key.repo, session.branch) if p != own]
@@ -218,7 +217,7 @@ def _check_branch_is_its_own(store: Store, workdirs: Workdirs, key: Key, session
 
 
 def _archive_conversation(
-    store: Store, settings: Settings, key: Key, session: SessionRecord, stamp: str
+    store: KeyStore, settings: Settings, key: Key, session: SessionRecord, stamp: str
 ) -> str | None:
     """Write the session's export (its latest transcript snapshotted first) under ``archive/``; None
     when there is no conversation to keep."""
@@ -235,7 +234,7 @@ def _archive_conversation(
 
 
 def _forget_conversation(
-    store: Store, settings: Settings, key: Key, session: SessionRecord, result: ResetResult
+    store: SnapshotStore, settings: Settings, key: Key, session: SessionRecord, result: ResetResult
 ) -> None:
     if session.agent_session_id:
         agent = get_agent(key.agent, settings)
@@ -256,7 +255,7 @@ def local_actor() -> str:
         return "unknown"
 
 
-def export_session(store: Store, key: Key, checkpoint: bool = True) -> dict[str, Any]:
+def export_session(store: KeyStore, key: Key, checkpoint: bool = True) -> dict[str, Any]:
     """The session, its runs, its snapshot (blobs inline, base64) and, with ``checkpoint``, its
     worktree's checkpoint (a git bundle, base64) as one JSON-able document."""
     session = get_session(store, key)
@@ -280,7 +279,7 @@ def export_session(store: Store, key: Key, checkpoint: bool = True) -> dict[str,
 
 
 def import_session(
-    store: Store, settings: Settings, document: dict[str, Any], replace: bool = False
+    store: KeyStore, settings: Settings, document: dict[str, Any], replace: bool = False
 ) -> SessionRecord:
     """Restore an exported session into this store; its worktree is rebuilt at this home's stable path.
     The document is hostile input: every name that becomes a path is validated, and paths in it
@@ -341,7 +340,7 @@ def _check_slug(slug: str) -> None:
 
 
 def _store_import(
-    store: Store,
+    store: KeyStore,
     key: Key,
     session: SessionRecord,
     runs: list[RunRecord],

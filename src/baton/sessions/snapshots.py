@@ -21,7 +21,7 @@ from baton.errors import StoreError
 from baton.files import atomic_write_bytes
 from baton.keys import Key
 from baton.models import Fence, Snapshot
-from baton.store.base import Store
+from baton.store.base import BlobStore, SnapshotStore
 
 CHUNK = 256 * 1024
 
@@ -40,7 +40,7 @@ def chunks(data: bytes) -> list[bytes]:
 
 
 def take_snapshot(
-    store: Store, agent: Agent, key: Key, session_id: str, fence: Fence | None = None
+    store: SnapshotStore, agent: Agent, key: Key, session_id: str, fence: Fence | None = None
 ) -> Snapshot | None:
     """Copy the session's transcript files into the store; None when there are none. Only chunks the
     previous snapshot does not already hold are compressed and written; with ``fence``, the store
@@ -70,7 +70,7 @@ def take_snapshot(
     return snapshot
 
 
-def _read_chunk(store: Store, key: Key, digest: str) -> bytes:
+def _read_chunk(store: BlobStore, key: Key, digest: str) -> bytes:
     blob = store.get_blob(digest)
     if blob is None:
         raise StoreError(f"snapshot of {key} is missing blob {digest[:12]}")
@@ -84,7 +84,7 @@ def _read_chunk(store: Store, key: Key, digest: str) -> bytes:
 
 
 def hydrate(
-    store: Store, agent: Agent, key: Key, session_id: str, cwd: Path, overwrite: bool = False
+    store: SnapshotStore, agent: Agent, key: Key, session_id: str, cwd: Path, overwrite: bool = False
 ) -> Snapshot | None:
     """Write the key's snapshot of ``session_id`` back into the agent home; None if there is none.
 

@@ -1,9 +1,9 @@
-"""Persistence behind one Protocol; :func:`open_store` picks the backend by URL scheme.
+"""Persistence behind role Protocols; :func:`open_store` picks the backend by URL scheme.
 
-Owns: the :class:`Store` Protocol (:mod:`base`), the SQL store over SQLite or PostgreSQL
-(:mod:`sql` and its parts, :mod:`schema`, :mod:`tables`, :mod:`migrations`, :mod:`engine`), leases and
-their backends (:mod:`leases`, :mod:`redis_leases`), the Redis connection (:mod:`redis`) and the SDK's
-session stores (:mod:`baton.store.sdk`).
+Owns: the :class:`Store` Protocol and its roles (:mod:`base`: a consumer names the role it calls),
+the SQL store over SQLite or PostgreSQL (:mod:`sql` and its parts, :mod:`schema`, :mod:`tables`,
+:mod:`migrations`, :mod:`engine`), leases and their backends (:mod:`leases`, :mod:`redis_leases`), the
+Redis connection (:mod:`redis`) and the SDK's session stores (:mod:`baton.store.sdk`).
 
 May import: the ground floor only.
 """
@@ -12,7 +12,22 @@ from __future__ import annotations
 
 from baton.errors import BadInput
 from baton.install import DIST
-from baton.store.base import Store
+from baton.store.base import (
+    AuditStore,
+    BlobStore,
+    CheckpointStore,
+    DeliveryStore,
+    JobStore,
+    KeyStore,
+    LeaseBackend,
+    LeaseStore,
+    PlanStore,
+    RunStore,
+    SnapshotStore,
+    Store,
+    TokenStore,
+    ViewStore,
+)
 from baton.store.sql import SQLStore
 
 
@@ -34,4 +49,21 @@ def open_store(url: str) -> Store:
     raise BadInput(f"store URL scheme {scheme!r} is not supported (use sqlite:/// or postgresql://)")
 
 
-__all__ = ["SQLStore", "Store", "open_store"]
+__all__ = [
+    "AuditStore",
+    "BlobStore",
+    "CheckpointStore",
+    "DeliveryStore",
+    "JobStore",
+    "KeyStore",
+    "LeaseBackend",
+    "LeaseStore",
+    "PlanStore",
+    "RunStore",
+    "SQLStore",
+    "SnapshotStore",
+    "Store",
+    "TokenStore",
+    "ViewStore",
+    "open_store",
+]

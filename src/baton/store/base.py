@@ -1,8 +1,21 @@
-"""The store Protocol: what the runner and the surfaces need from persistence.
+"""The store's Protocols: what the runner and the surfaces need from persistence, one role at a time.
 
-Backends are chosen by URL scheme in :func:`baton.store.open_store`. The SQL backend (SQLite, or
-PostgreSQL through the same code) implements all of it; a Redis session index can implement the
-session part. Keep this small: the runner's needs, not a general ORM.
+``Store`` is the whole of it (the SQL backend, SQLite or PostgreSQL through the same code, implements
+all of it; :func:`baton.store.open_store` picks it by URL scheme). A consumer names the role it uses,
+so what it depends on is what it calls: the roles follow the SQL store's parts —
+
+- :class:`RunStore`: sessions and their runs (``sql.py``);
+- :class:`BlobStore`, :class:`SnapshotStore`, :class:`CheckpointStore`: content-addressed blobs, the
+  transcript snapshots and the worktree checkpoints kept in them (``sql.py``, ``sql_checkpoints.py``);
+- :class:`LeaseBackend`, :class:`LeaseStore`: lease grants (Redis grants them too,
+  :mod:`baton.store.redis_leases`) and the record of their fencing tokens (``sql.py``);
+- :class:`AuditStore`: what was done, by whom (``sql.py``);
+- :class:`KeyStore`: all of the above, what any work on a key (a run, a reset, a sweep) needs;
+- :class:`PlanStore` (``sql_plans.py``); :class:`JobStore`, :class:`TokenStore`, :class:`DeliveryStore`:
+  the service's jobs, API tokens and webhook deliveries (``sql_service.py``); :class:`ViewStore`: the
+  dashboard's and ``/metrics``' counted reads (``sql_views.py``).
+
+Keep them small: the runner's needs, not a general ORM.
 
 Fencing: the writes a run makes about its key (``save_session``, ``add_run``, ``update_run``,
 ``save_snapshot``, ``save_plan``, ``save_checkpoint``) take ``fence=`` (a :class:`Fence`, the lease's key
@@ -13,7 +26,7 @@ in the store → :class:`baton.errors.Fenced` and nothing written; smaller (a Re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from baton.models import (
@@ -34,8 +47,9 @@ from baton.models import (
 )
 
 
-class Store(Protocol):
-    # sessions
+class RunStore(Protocol):
+    """Sessions (one record per key) and their runs (one per attempt)."""
+
     def get_session(self, agent: str, repo: str, thread: str) -> SessionRecord | None: ...
     def save_session(self, session: SessionRecord, *, fence: Fence | None = None) -> None: ...
     def list_sessions(
@@ -50,8 +64,6 @@ class Store(Protocol):
         ...
 
     def delete_session(self, agent: str, repo: str, thread: str) -> None: ...
-
-    # runs
     def add_run(self, run: RunRecord, *, fence: Fence | None = None) -> None: ...
     def update_run(self, run_id: str, *, fence: Fence | None = None, **fields: Any) -> None: ...
     def get_run(self, run_id: str) -> RunRecord | None: ...
@@ -72,26 +84,17 @@ class Store(Protocol):
         """Ids that are, start with or end with ``fragment``, newest first (for short ids)."""
         ...
 
-    # leases
-    def try_lease(self, lease: Lease, ttl: float, can_take: Any) -> Lease | None:
-        """Grant ``lease``, or replace the existing one when ``can_take(existing, now)`` is true (a
-        released lease is free). Times come from the store's clock: on success ``lease`` is updated
-        in place (acquired now, expiring after ``ttl`` seconds) and its ``fence`` is one above the
-        key's previous grant (the same holder taking it again keeps its token).
 
-        Returns ``None`` on success, else the lease that blocks. Atomic across processes.
-        """
-        ...
+class BlobStore(Protocol):
+    """Content-addressed blobs: transcript chunks and checkpoint bundles, shared by digest."""
 
-    def renew_lease(self, key: str, holder: str, ttl: float) -> bool:
-        """Expire ``ttl`` seconds from now (the store's clock); False when ``holder`` lost the key."""
-        ...
-
-    def release_lease(self, key: str, holder: str) -> None: ...
-
-    # content-addressed blobs and transcript snapshots
     def put_blob(self, digest: str, data: bytes, size: int) -> None: ...
     def get_blob(self, digest: str) -> bytes | None: ...
+
+
+class SnapshotStore(BlobStore, Protocol):
+    """Each key's latest transcript snapshot, its chunks in the blobs."""
+
     def save_snapshot(self, snapshot: Snapshot, *, fence: Fence | None = None) -> None:
         """Store the key's latest snapshot, replacing the previous one and dropping unused blobs."""
         ...
@@ -99,16 +102,69 @@ class Store(Protocol):
     def get_snapshot(self, agent: str, repo: str, thread: str) -> Snapshot | None: ...
     def delete_snapshot(self, agent: str, repo: str, thread: str) -> None: ...
 
-    # plans
+
+class CheckpointStore(BlobStore, Protocol):
+    """Each key's latest worktree checkpoint, its git bundle in the blobs (read with ``get_blob``)."""
+
+    def save_checkpoint(self, record: CheckpointRecord, data: bytes, fence: Fence | None = None) -> None: ...
+    def get_checkpoint(self, agent: str, repo: str, thread: str) -> CheckpointRecord | None: ...
+    def delete_checkpoint(self, agent: str, repo: str, thread: str) -> None: ...
+
+
+class LeaseBackend(Protocol):
+    """Where leases are granted: the SQL store, or Redis. Expiry is judged by the backend's clock."""
+
+    def try_lease(self, lease: Lease, ttl: float, can_take: Callable[[Lease, float], bool]) -> Lease | None:
+        """Grant ``lease``, or replace the existing one when ``can_take(existing, now)`` is true (a
+        released lease is free). Times come from the backend's clock: on success ``lease`` is updated
+        in place (acquired now, expiring after ``ttl`` seconds) and its ``fence`` is larger than any
+        earlier grant's of the key, which the store has recorded (the same holder taking it again keeps
+        its token).
+
+        Returns ``None`` on success, else the lease that blocks. Atomic across processes.
+        """
+        ...
+
+    def renew_lease(self, key: str, holder: str, ttl: float) -> bool:
+        """Expire ``ttl`` seconds from now (the backend's clock); False when ``holder`` lost the key."""
+        ...
+
+    def release_lease(self, key: str, holder: str) -> None:
+        """Free the key if ``holder`` holds it; the next grant's token is still larger."""
+        ...
+
+
+class LeaseStore(LeaseBackend, Protocol):
+    """The store's side of leases: its own grants, and the fencing tokens of grants made elsewhere."""
+
+    def advance_fence(self, key: str, token: int) -> None:
+        """Record that a grant with ``token`` holds ``key`` (a lease granted outside the store, by
+        Redis); raise :class:`baton.errors.Fenced` when the store has seen a larger token."""
+        ...
+
+
+class AuditStore(Protocol):
+    """The audit log: resets, closes, evictions, sweeps, tokens — what was done to what, by whom."""
+
+    def audit(self, action: str, key: str, actor: str, detail: dict[str, Any]) -> None: ...
+    def list_audit(self, limit: int = 100) -> list[dict[str, Any]]: ...
+
+
+class KeyStore(RunStore, SnapshotStore, CheckpointStore, LeaseStore, AuditStore, Protocol):
+    """Everything the store keeps about keys: what a run, a reset, a close or a sweep of a key needs."""
+
+
+class PlanStore(Protocol):
+    """Plans' progress, one record per plan."""
+
     def save_plan(self, plan: PlanRecord, *, fence: Fence | None = None) -> None: ...
     def get_plan(self, plan_id: str) -> PlanRecord | None: ...
     def list_plans(self) -> list[PlanRecord]: ...
 
-    # audit
-    def audit(self, action: str, key: str, actor: str, detail: dict[str, Any]) -> None: ...
-    def list_audit(self, limit: int = 100) -> list[dict[str, Any]]: ...
 
-    # the service: submitted runs (jobs), API tokens, webhook deliveries (see store/sql_service.py)
+class JobStore(Protocol):
+    """Submitted runs (jobs), their event streams and cancel requests (see store/sql_service.py)."""
+
     def add_job(self, job: JobRecord) -> None: ...
     def get_job(self, job_id: str) -> JobRecord | None: ...
     def update_job(self, job_id: str, **fields: Any) -> None: ...
@@ -125,11 +181,37 @@ class Store(Protocol):
         """Queued → running unless an earlier job of its key is queued or running (atomic)."""
         ...
 
+    def add_job_event(self, job_id: str, seq: int, line: str) -> None:
+        """One line of a job's event stream (written by the worker that runs it; a line already
+        stored is kept)."""
+        ...
+
+    def job_events(self, job_id: str, after: int = 0, limit: int = 1000) -> list[str]:
+        """The stream's lines with a sequence number above ``after``, in order."""
+        ...
+
+    def last_job_event(self, job_id: str) -> int: ...
+    def prune_job_leases(self) -> int:
+        """Delete the released lease rows of ended jobs; how many went."""
+        ...
+
+    def request_cancel(self, job_id: str, at: float) -> bool:
+        """Mark a job for cancelling (whichever worker runs it stops it); False if it already ended."""
+        ...
+
+
+class TokenStore(Protocol):
+    """The service's API tokens (their hashes)."""
+
     def add_token(self, token: TokenRecord) -> None: ...
     def get_token(self, name: str) -> TokenRecord | None: ...
     def find_token(self, digest: str) -> TokenRecord | None: ...
     def list_tokens(self) -> list[TokenRecord]: ...
     def revoke_token(self, name: str, at: float) -> bool: ...
+
+
+class DeliveryStore(Protocol):
+    """Webhook deliveries, one per forge and delivery id."""
 
     def add_delivery(self, delivery: DeliveryRecord) -> bool:
         """False when the delivery is already stored: a redelivery, to answer from the first."""
@@ -148,14 +230,10 @@ class Store(Protocol):
         """Oldest first (the service re-queues ``pending`` ones at start)."""
         ...
 
-    def metrics_counts(self, buckets: Sequence[float]) -> dict[str, list[tuple[Any, ...]]]:
-        """What ``/metrics`` shows, counted by the database (GROUP BY) in one transaction:
-        ``runs`` of ended runs: (agent, mode, outcome, hydrated, n, n with an end time, sum of
-        durations, then n with duration <= each bucket); ``sessions`` (agent, status, n);
-        ``deliveries`` (forge, event, status, n); ``jobs`` (status, n)."""
-        ...
 
-    # the dashboard's reads (see store/sql_views.py)
+class ViewStore(Protocol):
+    """Counted and paged reads for the dashboard and ``/metrics`` (see store/sql_views.py)."""
+
     def page_sessions(
         self,
         agent: str | None = None,
@@ -181,36 +259,20 @@ class Store(Protocol):
         ``running`` runs and ``queued`` jobs."""
         ...
 
-    # many machines (issue 10): schema, fencing, checkpoints, cancel requests
+    def metrics_counts(self, buckets: Sequence[float]) -> dict[str, list[tuple[Any, ...]]]:
+        """What ``/metrics`` shows, counted by the database (GROUP BY) in one transaction:
+        ``runs`` of ended runs: (agent, mode, outcome, hydrated, n, n with an end time, sum of
+        durations, then n with duration <= each bucket); ``sessions`` (agent, status, n);
+        ``deliveries`` (forge, event, status, n); ``jobs`` (status, n)."""
+        ...
+
+
+class Store(KeyStore, PlanStore, JobStore, TokenStore, DeliveryStore, ViewStore, Protocol):
+    """The whole store: every role, and its own life (schema, connection)."""
+
     def migrate(self) -> int:
         """Apply pending migrations; returns the schema version."""
         ...
 
     def schema_version(self) -> int: ...
-    def advance_fence(self, key: str, token: int) -> None:
-        """Record that a grant with ``token`` holds ``key`` (a lease granted outside the store, by
-        Redis); raise :class:`baton.errors.Fenced` when the store has seen a larger token."""
-        ...
-
-    def save_checkpoint(self, record: CheckpointRecord, data: bytes, fence: Fence | None = None) -> None: ...
-    def get_checkpoint(self, agent: str, repo: str, thread: str) -> CheckpointRecord | None: ...
-    def delete_checkpoint(self, agent: str, repo: str, thread: str) -> None: ...
-    def add_job_event(self, job_id: str, seq: int, line: str) -> None:
-        """One line of a job's event stream (written by the worker that runs it; a line already
-        stored is kept)."""
-        ...
-
-    def job_events(self, job_id: str, after: int = 0, limit: int = 1000) -> list[str]:
-        """The stream's lines with a sequence number above ``after``, in order."""
-        ...
-
-    def last_job_event(self, job_id: str) -> int: ...
-    def prune_job_leases(self) -> int:
-        """Delete the released lease rows of ended jobs; how many went."""
-        ...
-
-    def request_cancel(self, job_id: str, at: float) -> bool:
-        """Mark a job for cancelling (whichever worker runs it stops it); False if it already ended."""
-        ...
-
     def close(self) -> None: ...

@@ -23,17 +23,18 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import psutil
 
 from baton.errors import BadInput, BatonError, Busy, Cancelled
 from baton.models import Fence, Lease
 from baton.settings import Settings
-from baton.store.base import Store
+from baton.store.base import LeaseBackend, LeaseStore
+
+__all__ = ["HOST", "LeaseBackend", "LeaseHolder", "held", "key_lease", "lease_backend", "pid_alive"]
 
 HOST = socket.gethostname()
 
@@ -55,25 +56,7 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-class LeaseBackend(Protocol):
-    """Where leases are granted: the SQL store, or Redis. Expiry is judged by the backend's clock."""
-
-    def try_lease(self, lease: Lease, ttl: float, can_take: Callable[[Lease, float], bool]) -> Lease | None:
-        """Grant ``lease`` (updated in place: acquired, expires, a fencing token larger than any earlier
-        grant's, which the store has recorded), or return the lease that blocks it; ``can_take(existing,
-        now)`` may replace a live holder."""
-        ...
-
-    def renew_lease(self, key: str, holder: str, ttl: float) -> bool:
-        """Expire ``ttl`` seconds from now; False when ``holder`` lost the key."""
-        ...
-
-    def release_lease(self, key: str, holder: str) -> None:
-        """Free the key if ``holder`` holds it; the next grant's token is still larger."""
-        ...
-
-
-def lease_backend(settings: Settings, store: Store) -> LeaseBackend:
+def lease_backend(settings: Settings, store: LeaseStore) -> LeaseBackend:
     """The store itself (``lease_backend = "sql"``), or Redis (``"redis"``, needs ``redis_url``)."""
     if settings.lease_backend == "sql":
         return store
@@ -91,7 +74,7 @@ def lease_backend(settings: Settings, store: Store) -> LeaseBackend:
 
 @dataclass
 class LeaseHolder:
-    store: Store
+    store: LeaseBackend  # grants the lease unless ``backend`` is given
     key: str
     ttl: float
     holder: str = field(default_factory=lambda: f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
@@ -147,18 +130,24 @@ class LeaseHolder:
             self.held = False
 
 
-def key_lease(settings: Settings, store: Store, key: str) -> LeaseHolder:
+def key_lease(settings: Settings, store: LeaseStore, key: str) -> LeaseHolder:
     """The lease of ``key`` from the configured backend, living ``settings.lease_ttl`` seconds."""
     return LeaseHolder(store, key, settings.lease_ttl, backend=lease_backend(settings, store))
 
 
 @contextmanager
 def held(
-    lease: LeaseHolder, wait: float, every: float, cancel: threading.Event | None = None
+    lease: LeaseHolder,
+    wait: float,
+    every: float,
+    cancel: threading.Event | None = None,
+    *,
+    on_loss: threading.Event | None = None,
 ) -> Iterator[threading.Event]:
     """Hold ``lease`` for the ``with`` block (acquired waiting up to ``wait`` seconds unless ``cancel``
     is set meanwhile, renewed every ``every`` seconds, released at the end); yields the event that is
-    set if the lease is lost."""
+    set if the lease is lost. ``on_loss`` (the caller's stop event, e.g. its run's cancel) is set by the
+    same renewal, so the work stops at once: no thread of the caller's relays one event to the other."""
     lease.acquire(wait, cancel)
     lost = threading.Event()
     stop = threading.Event()
@@ -171,6 +160,8 @@ def held(
                 continue  # the store hiccuped: try again; the TTL is several beats long
             if not renewed:
                 lost.set()
+                if on_loss is not None:
+                    on_loss.set()
                 return
 
     thread = threading.Thread(target=beat, name=f"baton-lease:{lease.key}", daemon=True)

@@ -3,7 +3,7 @@ errors translated into baton's.
 
 Two deployments may share one Redis. Every key baton writes starts with ``baton:<12 hex>:``, the hex
 being a hash of the SQL store's identity (dialect, host, port, database; a SQLite file also by this
-machine's name), so their session indexes, leases and cancel flags never mix. The password is not part
+machine's name), so their leases and cancel flags never mix. The password is not part
 of the identity: rotating it keeps the namespace.
 """
 

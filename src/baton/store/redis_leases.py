@@ -13,7 +13,7 @@ both keys in one Redis Cluster slot.
   with the SQL lease — the value carries host and pid for that).
 - **Renew**: ``PEXPIRE`` only if the value still names this holder; **release**: ``DEL`` likewise.
 - **The SQL store fences too.** After each grant the token is recorded with
-  :meth:`Store.advance_fence`, so the store refuses writes of every older grant. If Redis lost its
+  :meth:`LeaseStore.advance_fence`, so the store refuses writes of every older grant. If Redis lost its
   counters (restarted empty), the store has seen larger tokens than Redis now hands out; the grant then
   raises its counter past the store's — to one above it when :class:`Fenced` says which it saw
   (``seen``), else doubling until the store accepts it; still one holder at a time, and tokens only
@@ -29,7 +29,7 @@ from typing import Any
 
 from baton.errors import Fenced
 from baton.models import Lease
-from baton.store.base import Store
+from baton.store.base import LeaseStore
 from baton.store.redis import RedisConn
 
 # KEYS: lease, counter; ARGV: holder, host, pid, ttl ms, a holder the caller may replace ("" none).
@@ -106,7 +106,7 @@ def _lease(key: str, value: str, now_ms: int, pttl_ms: int) -> Lease:
 class RedisLeases:
     """Leases of one deployment (its key prefix) in Redis, their tokens recorded in ``store``."""
 
-    def __init__(self, conn: RedisConn, store: Store) -> None:
+    def __init__(self, conn: RedisConn, store: LeaseStore) -> None:
         self.conn = conn
         self.store = store
         client = conn.client

@@ -46,9 +46,8 @@ def upsert(
     return conn.execute(insert.on_conflict_do_update(index_elements=list(keys), set_=changed))
 
 
-# classes of PostgreSQL advisory locks (the two-key form, apart from the migrations' one-key lock)
+# a class of PostgreSQL advisory locks (the two-key form, apart from the migrations' one-key lock)
 SNAPSHOT_LOCKS = 727275
-CHECKPOINT_LOCKS = 727276
 
 
 def lock_key(conn: Connection, space: int, agent: str, repo: str, thread: str) -> None:

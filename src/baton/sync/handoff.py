@@ -33,7 +33,7 @@ from baton.errors import BadInput, BatonError, GitError
 from baton.keys import Key
 from baton.models import CheckpointRecord, SessionRecord, SessionStatus
 from baton.sessions.manage import local_actor
-from baton.store.base import Store
+from baton.store.base import AuditStore, BlobStore, CheckpointStore, KeyStore, RunStore
 from baton.sync.recaps import DEFAULT_BUDGET as DEFAULT_BUDGET
 from baton.sync.recaps import handoff_recap as handoff_recap
 from baton.sync.recaps import recap_budget as recap_budget
@@ -72,7 +72,7 @@ def check_source_agent(agent: str, source_agent: str) -> None:
         )
 
 
-def handoff_source(store: Store, key: Key, source_agent: str) -> tuple[Key, SessionRecord]:
+def handoff_source(store: RunStore, key: Key, source_agent: str) -> tuple[Key, SessionRecord]:
     """The source key (``source_agent``, same repo, same thread) and its session. BadInput (nothing
     written) when the agent is unknown or is the key's own, or the source has no conversation."""
     check_source_agent(key.agent, source_agent)
@@ -101,7 +101,7 @@ class _State:
 
 
 def seed_worktree(
-    store: Store, workdirs: Workdirs, source: Key, source_session: SessionRecord, target: Key, branch: str
+    store: KeyStore, workdirs: Workdirs, source: Key, source_session: SessionRecord, target: Key, branch: str
 ) -> str | None:
     """Before the target's worktree is prepared (it has no session yet): point ``refs/heads/<branch>``
     at the source's branch tip and the target's checkpoint ref at the source's state, so that
@@ -132,7 +132,7 @@ def seed_worktree(
     return "; ".join([*notes, *replaced])
 
 
-def _replace_leftover(store: Store, workdirs: Workdirs, target: Key, branch: str) -> list[str]:
+def _replace_leftover(store: AuditStore, workdirs: Workdirs, target: Key, branch: str) -> list[str]:
     """Archive and remove a worktree of the target that has no session (the runner calls this module
     only for a key without one, under its lease): reused, it would not hold the source's work."""
     path = workdirs.worktree_path(target)
@@ -146,7 +146,7 @@ def _replace_leftover(store: Store, workdirs: Workdirs, target: Key, branch: str
 
 
 def _source_state(
-    store: Store, workdirs: Workdirs, source: Key, session: SessionRecord, cache: Path
+    store: CheckpointStore, workdirs: Workdirs, source: Key, session: SessionRecord, cache: Path
 ) -> tuple[_State | None, list[str]]:
     """The source's state (see :class:`_State`) and notes on what could not be used."""
     notes: list[str] = []
@@ -164,7 +164,9 @@ def _source_state(
     return found, notes
 
 
-def _store_record(store: Store, source: Key, branch: str, notes: list[str]) -> CheckpointRecord | None:
+def _store_record(
+    store: CheckpointStore, source: Key, branch: str, notes: list[str]
+) -> CheckpointRecord | None:
     try:
         record = store.get_checkpoint(source.agent, source.repo.slug, source.thread)
     except (BatonError, TypeError, ValueError) as exc:
@@ -174,7 +176,7 @@ def _store_record(store: Store, source: Key, branch: str, notes: list[str]) -> C
 
 
 def _store_state(
-    store: Store, workdirs: Workdirs, source: Key, record: CheckpointRecord, cache: Path, notes: list[str]
+    store: BlobStore, workdirs: Workdirs, source: Key, record: CheckpointRecord, cache: Path, notes: list[str]
 ) -> _State | None:
     """The store's checkpoint of the source, fetched into the cache (best effort: None with a note)."""
     try:
@@ -258,7 +260,7 @@ def changed_files(
     workdirs: Workdirs,
     source: Key,
     source_session: SessionRecord,
-    store: Store | None = None,
+    store: CheckpointStore | None = None,
     limit: int = MAX_FILES,
 ) -> list[str]:
     """Files the source changed: its state (branch tip and uncommitted work) against the merge-base with
@@ -283,7 +285,7 @@ def changed_files(
 
 
 def _local_state(
-    workdirs: Workdirs, source: Key, session: SessionRecord, store: Store | None, cache: Path
+    workdirs: Workdirs, source: Key, session: SessionRecord, store: CheckpointStore | None, cache: Path
 ) -> str | None:
     """The source's state as far as this machine's cache knows it, without fetching anything."""
     if store is not None:

@@ -23,14 +23,14 @@ from baton.errors import BadInput, BatonError
 from baton.keys import Key, key_of
 from baton.models import OnConflict, SessionRecord, SessionStatus, SyncHow
 from baton.settings import Settings
-from baton.store import Store
+from baton.store.base import KeyStore, RunStore
 from baton.store.leases import held, key_lease
 from baton.sync.engine import SyncReport, recover_interrupted_sync, sync_worktree
 from baton.workspace import portable
 from baton.workspace.workdirs import Workdirs
 
 
-def upstream_session(store: Store, key: Key, thread: str) -> SessionRecord:
+def upstream_session(store: RunStore, key: Key, thread: str) -> SessionRecord:
     """The session a new key of ``key``'s repo stacks on: thread ``thread`` of the same agent, else of the
     one agent that has it. BadInput (nothing written) when there is none or it is ambiguous."""
     if thread == key.thread:
@@ -104,7 +104,7 @@ class Synced:
 
 
 def downstream(
-    store: Store, repo: str, thread: str | None = None, branch: str | None = None
+    store: RunStore, repo: str, thread: str | None = None, branch: str | None = None
 ) -> list[SessionRecord]:
     """The sessions of ``repo`` stacked on thread ``thread``, or on a thread whose branch is ``branch``."""
     return [
@@ -118,7 +118,7 @@ def downstream(
 
 def restack(
     settings: Settings,
-    store: Store,
+    store: KeyStore,
     repo: str,
     thread: str | None = None,
     branch: str | None = None,
@@ -134,7 +134,7 @@ def restack(
 
 def sync_thread(
     settings: Settings,
-    store: Store,
+    store: KeyStore,
     repo: str,
     thread: str,
     how: SyncHow,
@@ -151,7 +151,7 @@ def sync_thread(
 
 
 def _guarded(
-    settings: Settings, store: Store, session: SessionRecord, how: SyncHow, onto_default: bool, wait: float
+    settings: Settings, store: KeyStore, session: SessionRecord, how: SyncHow, onto_default: bool, wait: float
 ) -> Synced:
     key = key_of(session)
     try:
@@ -163,7 +163,7 @@ def _guarded(
 
 
 def sync_key(
-    settings: Settings, store: Store, key: Key, how: SyncHow, onto_default: bool = False, wait: float = 0.0
+    settings: Settings, store: KeyStore, key: Key, how: SyncHow, onto_default: bool = False, wait: float = 0.0
 ) -> SyncReport | None:
     """Sync one key's worktree with upstream between turns, under its lease (``onto_default``: its stacked
     upstream was merged, so rebase it onto the default branch and make that its base). A conflict leaves

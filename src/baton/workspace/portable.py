@@ -34,7 +34,7 @@ from typing import Any
 from baton.errors import BadInput, BatonError, Fenced, GitError, StoreError
 from baton.keys import Key
 from baton.models import CheckpointRecord, Fence
-from baton.store.base import Store
+from baton.store.base import BlobStore, CheckpointStore
 from baton.workspace.archives import archive_stamp, archive_worktree
 from baton.workspace.gitcmd import bundle_header, commit_of, is_ancestor, missing_commits, run_git
 from baton.workspace.locks import file_lock
@@ -48,7 +48,12 @@ _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def publish_checkpoint(
-    store: Store, workdirs: Workdirs, key: Key, worktree: Path, branch: str, fence: Fence | None = None
+    store: CheckpointStore,
+    workdirs: Workdirs,
+    key: Key,
+    worktree: Path,
+    branch: str,
+    fence: Fence | None = None,
 ) -> str | None:
     """Checkpoint the worktree and share its state with the store (unless the store has it already).
     Returns why it could not be shared (for the run's note), None when all went well; raises only
@@ -63,7 +68,7 @@ def publish_checkpoint(
 
 
 def _publish(
-    store: Store, workdirs: Workdirs, key: Key, worktree: Path, branch: str, fence: Fence | None
+    store: CheckpointStore, workdirs: Workdirs, key: Key, worktree: Path, branch: str, fence: Fence | None
 ) -> None:
     commit = workdirs.checkpoint(key, worktree)
     head = workdirs.head_commit(key, worktree)
@@ -120,7 +125,7 @@ def _mark_shared(workdirs: Workdirs, key: Key, commit: str) -> None:
 
 
 def worktree_from_store(
-    store: Store, workdirs: Workdirs, key: Key, branch: str, base: str | None, known: bool = True
+    store: CheckpointStore, workdirs: Workdirs, key: Key, branch: str, base: str | None, known: bool = True
 ) -> tuple[Worktree, str | None]:
     """The key's worktree (:meth:`Workdirs.prepare_worktree`), first brought to the store's checkpoint
     when another machine made it; and a note for the run saying what was done (None: nothing special).
@@ -142,7 +147,7 @@ def worktree_from_store(
         )
 
 
-def _record(store: Store, key: Key, branch: str) -> tuple[CheckpointRecord | None, str | None]:
+def _record(store: CheckpointStore, key: Key, branch: str) -> tuple[CheckpointRecord | None, str | None]:
     try:
         record = store.get_checkpoint(key.agent, key.repo.slug, key.thread)
     except (BatonError, TypeError, ValueError) as exc:
@@ -153,7 +158,12 @@ def _record(store: Store, key: Key, branch: str) -> tuple[CheckpointRecord | Non
 
 
 def _take_over(
-    store: Store, workdirs: Workdirs, key: Key, branch: str, base: str | None, record: CheckpointRecord
+    store: CheckpointStore,
+    workdirs: Workdirs,
+    key: Key,
+    branch: str,
+    base: str | None,
+    record: CheckpointRecord,
 ) -> tuple[Worktree, str]:
     shared = workdirs.read_ref(workdirs.cache_path(key.repo), workdirs.shared_ref(key))
     cache = workdirs.ensure_cache(key.repo, key.agent, fetch=False)
@@ -175,7 +185,9 @@ def _take_over(
     return made, note + (f"; the older work here is kept at {kept}" if kept else "")
 
 
-def fetch_commit(store: Store, workdirs: Workdirs, key: Key, record: CheckpointRecord, cache: Path) -> None:
+def fetch_commit(
+    store: BlobStore, workdirs: Workdirs, key: Key, record: CheckpointRecord, cache: Path
+) -> None:
     """Make sure the cache has the record's commit: from its bundle, or from the remote."""
     if not missing_commits(cache, [record.commit_sha]):
         return
@@ -251,7 +263,7 @@ def _point_refs(workdirs: Workdirs, key: Key, branch: str, commit: str, branch_s
 # -- sessions export and import ------------------------------------------------------------------------
 
 
-def export_checkpoint(store: Store, key: Key) -> dict[str, Any] | None:
+def export_checkpoint(store: CheckpointStore, key: Key) -> dict[str, Any] | None:
     """The key's checkpoint for a session export: the record and its bundle (base64); None if none."""
     record = store.get_checkpoint(key.agent, key.repo.slug, key.thread)
     if record is None:

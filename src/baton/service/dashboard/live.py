@@ -33,7 +33,7 @@ from baton.runner.runids import resolve_run
 from baton.service.dashboard.sessions import key_runs
 from baton.service.dashboard.web import Viewer, signed_in, state, templates
 from baton.sessions.manage import get_session, resolve_key
-from baton.store import Store
+from baton.store.base import RunStore, Store
 
 router = APIRouter(include_in_schema=False)
 POLL = 0.5  # seconds between looks at the store and the log
@@ -56,7 +56,7 @@ class Follow:
         self.tail = LogTail(Path(record.log_path)) if record.log_path else None
         self.renderer = LogRenderer(record.agent)
 
-    def step(self, store: Store) -> tuple[list[ServerSentEvent], bool]:
+    def step(self, store: RunStore) -> tuple[list[ServerSentEvent], bool]:
         """New entries, and the outcome event once the run has ended (then True)."""
         record = store.get_run(self.id)
         ended = record is None or record.outcome != Outcome.RUNNING

@@ -19,6 +19,7 @@ from baton.housekeeping.disk import DiskReport
 from baton.models import Outcome, SessionStatus
 from baton.service.dashboard.web import Viewer, page, signed_in, state
 from baton.service.metrics import resume_result
+from baton.store.base import ViewStore
 
 router = APIRouter(include_in_schema=False)
 FIRST_WAIT = 10.0  # seconds the first page waits for the first measurement
@@ -65,7 +66,7 @@ def disk_view(report: DiskReport) -> dict[str, Any]:
     }
 
 
-def counters(store: Any) -> dict[str, Any]:
+def counters(store: ViewStore) -> dict[str, Any]:
     counts = store.overview_counts(time.time() - 86400)
     outcomes: Counter[str] = Counter()
     resumes: Counter[str] = Counter()

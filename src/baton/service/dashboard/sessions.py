@@ -23,7 +23,7 @@ from baton.models import JobStatus, SessionRecord, SessionStatus, TokenScope
 from baton.service.dashboard.web import Viewer, form_of, page, signed_in, state
 from baton.sessions.lineage import lineage
 from baton.sessions.manage import Scope, get_session, reset_session, resolve_key
-from baton.store import Store
+from baton.store.base import RunStore, Store
 from baton.workspace.workdirs import Workdirs
 
 router = APIRouter(include_in_schema=False)
@@ -154,7 +154,7 @@ def session_page(
     )
 
 
-def removal(settings: Any, store: Store, session: SessionRecord, scope: Scope) -> dict[str, Any]:
+def removal(settings: Any, store: RunStore, session: SessionRecord, scope: Scope) -> dict[str, Any]:
     """What a reset of ``scope`` removes and where its archive goes (the confirmation page)."""
     key = resolve_key(store, session.agent, session.repo, session.thread)
     workdirs = Workdirs(settings)

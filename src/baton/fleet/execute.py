@@ -1,0 +1,121 @@
+"""Running one started job and recording how it ended: what both executors share.
+
+The in-process pool (:mod:`baton.fleet.local`) and a queue's worker (:mod:`baton.fleet.queued`) differ
+in how a job reaches them, how long it waits for its key, and what they know of earlier attempts. Once
+a job is started they run it alike, with :func:`execute`: open its event stream, run its request with
+:func:`baton.runner.run.run`, turn what happened into an outcome and end the job
+(:func:`baton.fleet.jobs.finish`). What only the executor knows comes in a :class:`JobRun`.
+
+The outcome is the run's own (with its ``result`` and ``error``), else:
+
+- ``cancelled``: the cancel came before the run started, or while it waited for its key's lease;
+- ``failed`` with the message of a :class:`~baton.errors.BatonError` (the key's session refuses the
+  request, a full disk, a fenced write, the key held past the wait unless the executor defers that), or
+  ``internal error: ...`` for anything else; ``failed`` too when the job cannot even write its event
+  stream (a full disk).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from baton.errors import BatonError, Busy, Cancelled
+from baton.fleet import jobs
+from baton.models import Outcome, RunRecord
+from baton.runner.request import RunResult
+from baton.runner.run import run
+from baton.settings import Settings
+from baton.store import Store
+
+NOT_STARTED = "cancelled before it started"
+
+
+def _yes() -> bool:
+    return True
+
+
+@dataclass
+class JobRun:
+    """What an executor decides about running one job; :func:`execute` does the rest."""
+
+    cancel: threading.Event  # stops the run: a cancel, or (a worker) the loss of the job's lease
+    wait: float  # seconds the run waits for its key's lease
+    log: logging.Logger  # where a job that failed with an internal error is logged
+    on_start: Callable[[RunRecord], None] | None = None  # the runner's: each attempt as it starts
+    watch: Callable[[], AbstractContextManager[Any]] = nullcontext  # held around the run (a cancel watch)
+    earlier: Callable[[], list[dict[str, str]]] | None = None  # attempts before (a takeover): listed first
+    defer_busy: bool = False  # Busy (the key held past ``wait``) is raised instead of failing the job
+    may_end: Callable[[], bool] = _yes  # asked just before the end is recorded: False leaves it unrecorded
+
+
+def execute(settings: Settings, store: Store, job_id: str, how: JobRun) -> str | None:
+    """Run the started job ``job_id`` and record how it ended; returns the outcome recorded, or None
+    when ``how.may_end`` said no (a worker that lost the job's lease leaves the end to its successor).
+    Raises :class:`Busy` with ``how.defer_busy``, and whatever recording the end raises."""
+    try:
+        events = jobs.EventLog(settings, job_id, store)
+    except OSError as exc:  # a full disk: the job cannot even stream its events
+        fields: dict[str, Any] = {"error": f"cannot write its event stream: {exc}"}
+        return _end(settings, store, job_id, how, Outcome.FAILED.value, None, fields)
+    with events:
+        outcome, fields = _outcome(settings, store, job_id, how, events)
+        return _end(settings, store, job_id, how, outcome, events, fields)
+
+
+def _outcome(
+    settings: Settings, store: Store, job_id: str, how: JobRun, events: jobs.EventLog
+) -> tuple[str, dict[str, Any]]:
+    """How the run ended, as the job's outcome and fields (``result``, ``error``)."""
+    try:
+        result = _run(settings, store, job_id, how, events)
+    except Cancelled as exc:  # while waiting for its key: it never started
+        return Outcome.CANCELLED.value, {"error": str(exc)}
+    except BatonError as exc:  # BadInput (the key's session refuses it), Busy, DiskFull, Fenced, ...
+        if how.defer_busy and isinstance(exc, Busy):
+            raise
+        return Outcome.FAILED.value, {"error": str(exc)}
+    except Exception as exc:
+        how.log.exception("job %s failed", job_id)
+        return Outcome.FAILED.value, {"error": f"internal error: {type(exc).__name__}: {exc}"}
+    if result is None:
+        return Outcome.CANCELLED.value, {"error": NOT_STARTED}
+    data = result.to_json()
+    if how.earlier is not None:
+        data["runs"] = how.earlier() + data["runs"]
+    return result.run.outcome.value, {"result": data, "error": result.run.error}
+
+
+def _run(
+    settings: Settings, store: Store, job_id: str, how: JobRun, events: jobs.EventLog
+) -> RunResult | None:
+    """The job's request, run; None when it was cancelled before it started."""
+    job = store.get_job(job_id)
+    if job is None:
+        raise BatonError(f"job {job_id} vanished from the store")
+    if how.cancel.is_set():
+        return None
+    request = jobs.build_request(job.request)
+    request.wait, request.cancel, request.on_event = how.wait, how.cancel, events.on_event
+    request.on_start = how.on_start
+    with how.watch():
+        return run(request, settings, store)
+
+
+def _end(
+    settings: Settings,
+    store: Store,
+    job_id: str,
+    how: JobRun,
+    outcome: str,
+    events: jobs.EventLog | None,
+    fields: dict[str, Any],
+) -> str | None:
+    if not how.may_end():
+        return None
+    jobs.finish(store, settings, job_id, outcome, events, **fields)
+    return outcome
