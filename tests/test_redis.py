@@ -501,3 +501,33 @@ def test_runs_and_resets_with_redis_leases(
         assert store.get_session("fake", result.run.repo, "t1") is None
     finally:
         store.close()
+
+
+def test_a_reset_waits_for_a_run_holding_the_redis_lease(
+    server: RedisServer, tmp_path: Path, src_repo: Path
+) -> None:
+    """With BATON_LEASE_BACKEND=redis a reset takes the key's lease from Redis too, so a run holding it
+    there makes the reset Busy (it took the store's lease before: nothing excluded the run)."""
+    from baton import RunRequest, Scope, reset_session, run
+    from baton.errors import Busy
+    from baton.keys import make_key
+    from baton.settings import load_settings
+    from baton.store.leases import key_lease
+
+    settings = load_settings(
+        overrides={"home": str(tmp_path / "home"), "redis_url": server.url, "lease_backend": "redis"},
+        environ={},
+    )
+    result = run(RunRequest(agent="fake", repo=str(src_repo), thread="t1", prompt="go"), settings=settings)
+    assert result.ok, result.run.error
+    key = make_key("fake", str(src_repo), "t1", ["fake"])
+    store = SQLStore(settings.resolved_store_url)
+    running = key_lease(settings, store, key.id)
+    try:
+        running.acquire(wait=0)  # a run of the key, as far as Redis knows
+        with pytest.raises(Busy):
+            reset_session(store, settings, key, Scope.ALL, actor="test", wait=0)
+        assert store.get_session("fake", result.run.repo, "t1") is not None
+    finally:
+        running.release()
+        store.close()

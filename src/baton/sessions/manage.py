@@ -29,7 +29,7 @@ from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, Se
 from baton.sessions.snapshots import take_snapshot
 from baton.settings import Settings
 from baton.store.base import CheckpointStore, KeyStore, RunStore, SnapshotStore
-from baton.store.leases import LeaseHolder, held
+from baton.store.leases import held, key_lease
 from baton.workspace.archives import archive_stamp, archive_worktree
 from baton.workspace.portable import checkpoint_from, export_checkpoint
 from baton.workspace.workdirs import Workdirs
@@ -135,7 +135,7 @@ def reset_session(
     result = ResetResult(str(key), scope)
     try:
         get_session(store, key)  # an unknown key is NotFound, not Busy
-        with held(LeaseHolder(store, key.id, settings.lease_ttl), wait, settings.heartbeat):
+        with held(key_lease(settings, store, key.id), wait, settings.heartbeat):
             session = get_session(store, key)  # read again under the lease: a run may just have saved it
             _reset(store, settings, key, session, result)
     except Exception as exc:
