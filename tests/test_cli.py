@@ -14,6 +14,7 @@ import pytest
 from baton import Mode, RunRequest
 from baton.errors import BadInput
 from baton.settings import Settings
+from tests.conftest import wait_for
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 RUN_KEYS = {
@@ -111,7 +112,6 @@ def test_sessions_ls_show_and_runs(cli: Cli, src_repo: Path) -> None:
 def test_logs_follow_waits_for_the_end(cli: Cli, baton_env: dict[str, str], src_repo: Path) -> None:
     import os
     import sys
-    import time
 
     env = {**os.environ, **baton_env, "FAKE_AGENT_DELAY": "1.5"}
     runner = subprocess.Popen(
@@ -133,12 +133,14 @@ def test_logs_follow_waits_for_the_end(cli: Cli, baton_env: dict[str, str], src_
         stdout=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 20
-    run_id = ""
-    while not run_id and time.monotonic() < deadline:
-        listed = json.loads(cli("runs", "ls", "--json").stdout or "[]")
-        run_id = listed[0]["run_id"] if listed else ""
-        time.sleep(0.1)
+    listed: list[dict[str, str]] = []
+
+    def run_listed() -> bool:
+        listed[:] = json.loads(cli("runs", "ls", "--json").stdout or "[]")
+        return bool(listed)
+
+    wait_for(run_listed, timeout=60, interval=0.1, what="the run to be listed by `baton runs ls`")
+    run_id = listed[0]["run_id"]
     follow = cli("runs", "logs", "-f", "--raw", run_id)
     runner.communicate(timeout=30)
     assert follow.returncode == 0

@@ -429,6 +429,7 @@ def test_five_thousand_runs_keep_the_newest_verbatim_and_summarise_the_rest() ->
     started = time.monotonic()
     text = handoff_recap(runs, [f"M file{n}.py" for n in range(5000)], "gemini", DEFAULT_BUDGET)
     elapsed = time.monotonic() - started
+    # linear, not quadratic, in the runs: well under a second here, 5 s is a busy machine's margin
     assert len(text) <= DEFAULT_BUDGET and elapsed < 5, elapsed
     assert "(5,000 turns)" in text
     assert "--- Turn 5000 (succeeded) ---\nInstruction:\ninstruction 5000 " + "x" * 300 in text
