@@ -115,10 +115,12 @@ def test_waiting_acquire_succeeds_once_released(store: SQLStore) -> None:
     assert not first.renew()
 
 
-def test_expired_lease_is_taken_over(store: SQLStore) -> None:
+def test_expired_lease_is_taken_over(store: SQLStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [time.time()]  # the store's clock, moved by hand (test_store_fences expires one for real)
+    monkeypatch.setattr(store, "db_now", lambda _conn: clock[0])
     stale = LeaseHolder(store, KEY, ttl=0.05)
     stale.acquire(wait=0)
-    time.sleep(0.1)  # time passes: the 0.05 s lease expires by the store's clock
+    clock[0] += 0.1  # the lease expired
     fresh = LeaseHolder(store, KEY, ttl=30)
     fresh.acquire(wait=0)
     assert fresh.held

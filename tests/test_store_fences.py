@@ -132,11 +132,15 @@ def test_a_write_with_an_older_token_is_refused_and_writes_nothing(store: SQLSto
     assert grant(store, "c") == 8  # the next grant is above every recorded token
 
 
-def test_a_holder_whose_lease_was_taken_over_cannot_write(store: SQLStore) -> None:
+def test_a_holder_whose_lease_was_taken_over_cannot_write(
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_now, ahead = store.db_now, [0.0]  # the database's clock, moved by hand (expired for real below)
+    monkeypatch.setattr(store, "db_now", lambda conn: real_now(conn) + ahead[0])
     first = LeaseHolder(store, KEY, ttl=0.5)
     first.acquire(0)
     store.save_session(make_session(attempts=1), fence=Fence(KEY, first.fence))
-    time.sleep(0.7)  # time passes by the database's clock: its lease expired (it stopped renewing)
+    ahead[0] += 0.7  # its lease expired (it stopped renewing: paused, partitioned)
     second = LeaseHolder(store, KEY, ttl=30)
     second.acquire(0)
     assert second.fence == first.fence + 1
