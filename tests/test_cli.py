@@ -52,6 +52,7 @@ def run_json(
     return out.returncode, json.loads(out.stdout)
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_run_json_and_exit_codes(cli: Cli, src_repo: Path, tmp_path: Path) -> None:
     code, first = run_json(cli, src_repo, "hello")
     assert code == 0
@@ -86,6 +87,7 @@ def test_bad_cli_input(cli: Cli, src_repo: Path, home: Path) -> None:
     assert show.returncode == 2 and "no session" in show.stderr
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_sessions_ls_show_and_runs(cli: Cli, src_repo: Path) -> None:
     _, first = run_json(cli, src_repo, "a", thread="one")
     run_json(cli, src_repo, "b", thread="two")
@@ -109,6 +111,7 @@ def test_sessions_ls_show_and_runs(cli: Cli, src_repo: Path) -> None:
     assert table.returncode == 0 and "fake" in table.stdout
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_logs_follow_waits_for_the_end(cli: Cli, baton_env: dict[str, str], src_repo: Path) -> None:
     import os
     import sys
@@ -147,6 +150,7 @@ def test_logs_follow_waits_for_the_end(cli: Cli, baton_env: dict[str, str], src_
     assert json.loads(follow.stdout.splitlines()[-1])["type"] == "result"
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_reset_scopes(cli: Cli, src_repo: Path, home: Path) -> None:
     _, first = run_json(cli, src_repo, "a")
     key = ["-a", "fake", "-r", str(first["repo"]), "-t", "issue-7"]
@@ -164,6 +168,7 @@ def test_reset_scopes(cli: Cli, src_repo: Path, home: Path) -> None:
     assert not list((home / "logs").glob("*.jsonl"))
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_export_import_moves_a_session_to_another_home(cli: Cli, src_repo: Path, tmp_path: Path) -> None:
     _, first = run_json(cli, src_repo, "remember the number 41")
     export = tmp_path / "session.json"

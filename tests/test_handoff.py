@@ -666,6 +666,7 @@ def test_the_recap_leaves_room_for_a_long_instruction(
 # -- refusals through the runner and the CLI: exit 2, nothing written ---------------------------------------
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_refused_hand_offs_write_nothing(
     cli: Callable[..., subprocess.CompletedProcess[str]], settings: Settings, src_repo: Path, store: Store
 ) -> None:

@@ -134,6 +134,7 @@ def test_plan_id_belongs_to_one_key_and_one_runner(
         store.close()
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_plan_cli_json_show_ls(cli: Cli, src_repo: Path, tmp_path: Path) -> None:
     run = cli
     path = tmp_path / "plan.yaml"
