@@ -1,4 +1,5 @@
-# The two commands of the README: `make demo` (the offline demo) and `make test` (the whole suite).
+# The two commands of the README: `make demo` (the offline demo) and `make test` (the whole suite);
+# `make test-fast` is the inner loop (see below).
 # Both set up everything they need on a fresh machine: a virtualenv with baton, its test tools and the
 # real agent CLIs: Claude Code (bundled in the claude-agent-sdk wheel), and the pinned Codex and
 # Gemini CLIs from npm (package-lock.json), linked into the virtualenv's bin so baton finds them; and
@@ -7,7 +8,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup chromium services demo test lint bench
+.PHONY: setup chromium services demo test test-fast lint bench
 setup: $(VENV)/.installed chromium services
 
 # The services the tests talk to: PostgreSQL, Redis, RabbitMQ on 127.0.0.1. One that does not answer is
@@ -62,6 +63,15 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest -n 2
+
+# The inner loop: no `slow` test (a real agent CLI, a large git repo) and no test that needs a service
+# beyond SQLite and git (`services`: PostgreSQL, Redis, RabbitMQ, the browser; conftest marks them), and
+# ruff only (mypy is `make lint`). Needs the virtualenv, not the services. pytest exits 5 (a failure)
+# should the selection ever be empty. `make test` runs everything.
+FAST_TESTS ?= not slow and not services
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests bench
+	$(PY) -m pytest -n 2 --dist worksteal -m "$(FAST_TESTS)"
 
 bench: setup
 	$(PY) bench/run.py

@@ -25,7 +25,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ import pytest
 
 from baton.settings import Settings, load_settings
 from baton.store import Store, open_store
-from tests.conftest import BATON, FAST
+from tests.conftest import BATON, FAST, wait_for
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 AMQP_URL = os.environ.get("BATON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -59,18 +58,18 @@ def _free_port() -> int:
 
 
 def _wait_redis(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
-    while True:
+    def answers() -> bool:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
                 sock.sendall(b"PING\r\n")
                 if sock.recv(16).startswith(b"+PONG"):
-                    return
+                    return True
         except OSError:
             pass
         assert proc.poll() is None, f"redis-server exited with {proc.returncode}"
-        assert time.monotonic() < deadline, "redis-server did not answer within 10 s"
-        time.sleep(0.02)
+        return False
+
+    wait_for(answers, timeout=30, what=f"redis-server to answer on port {port}")
 
 
 @pytest.fixture(name="redis_broker")
@@ -218,11 +217,15 @@ class Workers:
             )
         worker = Worker(name, home, proc, log)
         self.started.append(worker)
-        deadline = time.monotonic() + 30
-        while " ready." not in worker.text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"worker {name} did not start:\n{worker.text()}")
-            time.sleep(0.05)
+
+        def ready() -> bool:
+            assert proc.poll() is None, f"worker {name} exited with {proc.returncode}:\n{worker.text()}"
+            return " ready." in worker.text()
+
+        try:
+            wait_for(ready, timeout=60, interval=0.05, what=f"worker {name} to be ready")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its log:\n{worker.text()}") from None
         return worker
 
     def stop_all(self) -> None:

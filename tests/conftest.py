@@ -1,6 +1,7 @@
 """Shared fixtures: a scratch BATON_HOME and settings, a source repository, the mock Anthropic API,
 the real Claude Code CLI, a way to run the ``baton`` command as a separate process, and PostgreSQL
-(``pg_url``: a fresh schema per test; ``pg_store``; ``store_url`` over SQLite and PostgreSQL)."""
+(``pg_url``: a fresh schema per test; ``pg_store``; ``store_url`` over SQLite and PostgreSQL); ``wait_for``
+(poll a condition instead of sleeping); the markers of the services a test reaches (set at collection)."""
 
 from __future__ import annotations
 
@@ -36,13 +37,56 @@ GIT_ID = {
 FAST = {"heartbeat": 0.2, "retry_backoff": 0.01, "kill_grace": 1.0, "lease_ttl": 5.0}
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+# -- What a test reaches: markers set at collection (`make test-fast` deselects them) -------------------
+# A fixture of these names (conftest's or a fixture module's; a test module declares its own in a
+# module-level SERVICE_FIXTURES) or a parameter of these values (``store_url``'s and
+# ``shared_store_url``'s "postgresql", ``broker``'s "redis"/"amqp", a module's own backends) marks the
+# test; every one of them is also marked ``services``. Fixtures requested with getfixturevalue are
+# not in the closure, hence the parameters.
+SERVICE_FIXTURES = {
+    "pg_admin": "postgres",
+    "redis_broker": "redis",
+    "amqp_broker": "rabbitmq",
+    "browser": "browser",
+}
+SERVICE_PARAMS = {"postgresql": "postgres", "redis": "redis", "amqp": "rabbitmq"}
+
+
+def services_of(item: pytest.Item) -> set[str]:
+    """The markers of the services ``item`` reaches (postgres, redis, rabbitmq, browser)."""
+    fixtures = {**SERVICE_FIXTURES, **getattr(getattr(item, "module", None), "SERVICE_FIXTURES", {})}
+    found = {fixtures[name] for name in getattr(item, "fixturenames", ()) if name in fixtures}
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params.values() if callspec is not None else ()
+    found |= {SERVICE_PARAMS[value] for value in params if isinstance(value, str) and value in SERVICE_PARAMS}
+    return found
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        found = services_of(item)
+        for name in sorted(found):
+            item.add_marker(name)
+        if found:
+            item.add_marker("services")
+
+
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float = 60.0,
+    interval: float = 0.02,
+    what: str = "the condition",
+) -> None:
+    """Poll ``predicate`` every ``interval`` seconds until it returns something true; fail the test after
+    ``timeout`` seconds with a message naming ``what`` it waited for. Use it instead of a sleep that
+    hopes something has happened by then: it returns as soon as it has, and a busy machine only makes
+    it wait longer. The timeouts are generous on purpose: only a broken behaviour reaches them."""
+    started = time.monotonic()
     while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
+        waited = time.monotonic() - started
+        if waited > timeout:
+            raise AssertionError(f"timed out after {waited:.1f} s waiting for {what}")
+        time.sleep(interval)
 
 
 def gone(pid: int) -> bool:

@@ -40,6 +40,7 @@ from baton.service.app import create_app
 from baton.service.auth import create_token
 from baton.settings import Settings
 from baton.store import Store, open_store
+from tests.conftest import wait_for
 
 _names = itertools.count(1)
 SCOPES = {s.value: s for s in TokenScope}
@@ -55,15 +56,15 @@ def free_port() -> int:
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
     """Poll ``url`` until it answers at all (any status); fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def answers() -> bool:
         try:
             httpx.get(url, timeout=1.0)
-            return
+            return True
         except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{url} did not answer within {timeout}s") from None
-            time.sleep(0.05)
+            return False
+
+    wait_for(answers, timeout=timeout, interval=0.05, what=f"{url} to answer")
 
 
 @dataclass
@@ -124,11 +125,11 @@ def run_service(settings: Settings) -> Iterator[Service]:
 
 
 def _wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise AssertionError("the service did not start (its lifespan failed: see the log)")
-        time.sleep(0.01)
+    def started() -> bool:
+        assert thread.is_alive(), "the service did not start (its lifespan failed: see the log)"
+        return server.started
+
+    wait_for(started, timeout=60, interval=0.01, what="the service to start")
 
 
 @pytest.fixture(name="service")

@@ -133,7 +133,8 @@ def test_two_threads_at_once_do_not_cross(
 def test_sigkill_mid_run_then_resume_with_interrupted_prompt(
     agent: str, baton_env: dict[str, str], settings: Settings, src_repo: Path, model: MockModel
 ) -> None:
-    assert go(settings, agent, src_repo, "first task")["outcome"] == "succeeded"
+    first = go(settings, agent, src_repo, "first task")
+    assert first["outcome"] == "succeeded"
     model.delay = 120
     runner = start(
         baton_env,
@@ -148,7 +149,13 @@ def test_sigkill_mid_run_then_resume_with_interrupted_prompt(
         "interrupted-task-zebra",
     )
     wait_for(lambda: any("interrupted-task-zebra" in t for t in model.texts()))
-    time.sleep(1.5)  # mid-turn: give the CLI time to flush the prompt to its transcript, as it would
+    # mid-turn: the CLI has written the prompt to its transcript, as it would have by then
+    adapter, session_id = get_agent(agent, settings), str(first["session_id"])
+    wait_for(
+        lambda: any("interrupted-task-zebra" in p.read_text() for p in adapter.transcript_files(session_id)),
+        60,
+        what="the prompt in the CLI's transcript",
+    )
     store = open_store(settings.resolved_store_url)
     running = store.list_runs(limit=1)[0]
     assert running.outcome == Outcome.RUNNING and running.agent_pid
@@ -328,7 +335,7 @@ def test_git_token_never_in_argv_logs_or_db(
                         seen_in_argv.append(str(cmdline))
                 except OSError:
                     pass
-            time.sleep(0.02)
+            time.sleep(0.02)  # the sampling period of this scan: no condition, it looks while git runs
         code, result = finish(proc)
         assert server.auth_attempts > 0, "the clone authenticated with the token"
     assert code == 0 and result["outcome"] == "succeeded", result

@@ -19,6 +19,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -133,9 +134,10 @@ def test_cancel_through_the_api_stops_a_remote_run(
 
         began = time.monotonic()
         assert http.post(f"/v1/runs/{first}/cancel").status_code == 202
-        (stopped,) = wait_done(store, [first], timeout=10)
+        (stopped,) = wait_done(store, [first], timeout=30)
         took = time.monotonic() - began
-        assert took < 2.0, f"the remote run took {took:.2f} s to stop"
+        # stopped, not waited out: the agent thinks for 60 s (the bound has a busy machine's margin)
+        assert took < 15, f"the remote run took {took:.2f} s to stop"
         assert stopped.outcome == "cancelled" and stopped.result is not None
         assert stopped.result["session_id"], "the conversation is kept"
         wait_for(lambda: gone(agent_pid), 5)
@@ -182,7 +184,7 @@ def test_sigkill_of_a_worker_mid_run(
     # the broker gave A's message back (RabbitMQ at once, Redis after the visibility timeout): to b,
     # whose janitor may have been quicker; then (or later) it found the job ended and did nothing
     wait_for(lambda: f"job {job.id}: " in b.text() and "(redelivered)" in b.text(), 15)
-    time.sleep(1)
+    time.sleep(1)  # that nothing more runs has no condition to wait for: a second retry had this time
     assert len(runs_of(store, src_repo, "t1")) == 3
     executor = CeleryExecutor(client, store)
     third = jobs.submit(store, client, body(src_repo, "t1", "turn 3"), "test")
@@ -282,8 +284,12 @@ def test_a_worker_whose_job_lease_is_taken_stops_its_run_at_once(
     assert job_of(store, job.id).status == JobStatus.RUNNING, "the new holder records the end"
 
 
-def test_janitor_kicks_what_no_message_brings_back(settings: Settings, store: Store, src_repo: Path) -> None:
-    settings = settings.with_(lease_ttl=0.5)
+def test_janitor_kicks_what_no_message_brings_back(
+    settings: Settings, store: Store, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings.with_(lease_ttl=30.0)  # a queued job is stale after STALE TTLs: two minutes
+    ahead = [0.0]  # the janitor's clock, moved by hand instead of sleeping
+    monkeypatch.setattr(queued, "time", SimpleNamespace(time=lambda: time.time() + ahead[0]))
     kicks, seen = Kicks(), dict[str, float]()
     lost = jobs.submit(store, settings, body(src_repo, "t1", "message lost"), "test")
     later = jobs.submit(store, settings, body(src_repo, "t1", "behind it"), "test")
@@ -294,8 +300,7 @@ def test_janitor_kicks_what_no_message_brings_back(settings: Settings, store: St
     lease = queued.job_lease(store, settings, live.id)
     lease.acquire(0)
     assert queued.heal(settings, store, kicks, seen) == [running.id], "a fresh queued job has its message"
-    time.sleep(queued.STALE * settings.lease_ttl)
-    lease.renew()
+    ahead[0] += queued.STALE * settings.lease_ttl + 1  # the queued jobs are stale now
     assert queued.heal(settings, store, kicks, seen) == [running.id, lost.id], "only the oldest of a key"
     assert queued.heal(settings, store, kicks, seen) == [running.id], "kicked once per stale period"
     assert later.id not in [k for k, _ in kicks]

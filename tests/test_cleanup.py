@@ -87,6 +87,8 @@ def test_close_waits_for_the_running_run_to_end(settings: Settings, src_repo: Pa
             target=lambda: closing.append(close_session(store, settings, key_of(session), "test"))
         )
         closer.start()
+        # a check that nothing happens has no condition to wait for: a close that did not wait for
+        # the run would have ended within this pause (it takes milliseconds)
         time.sleep(0.5)
         assert not closing and Path(session.worktree).is_dir()  # waiting for the run
         gate.touch()

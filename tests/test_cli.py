@@ -14,6 +14,7 @@ import pytest
 from baton import Mode, RunRequest
 from baton.errors import BadInput
 from baton.settings import Settings
+from tests.conftest import wait_for
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 RUN_KEYS = {
@@ -51,6 +52,7 @@ def run_json(
     return out.returncode, json.loads(out.stdout)
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_run_json_and_exit_codes(cli: Cli, src_repo: Path, tmp_path: Path) -> None:
     code, first = run_json(cli, src_repo, "hello")
     assert code == 0
@@ -85,6 +87,7 @@ def test_bad_cli_input(cli: Cli, src_repo: Path, home: Path) -> None:
     assert show.returncode == 2 and "no session" in show.stderr
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_sessions_ls_show_and_runs(cli: Cli, src_repo: Path) -> None:
     _, first = run_json(cli, src_repo, "a", thread="one")
     run_json(cli, src_repo, "b", thread="two")
@@ -108,10 +111,10 @@ def test_sessions_ls_show_and_runs(cli: Cli, src_repo: Path) -> None:
     assert table.returncode == 0 and "fake" in table.stdout
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_logs_follow_waits_for_the_end(cli: Cli, baton_env: dict[str, str], src_repo: Path) -> None:
     import os
     import sys
-    import time
 
     env = {**os.environ, **baton_env, "FAKE_AGENT_DELAY": "1.5"}
     runner = subprocess.Popen(
@@ -133,18 +136,21 @@ def test_logs_follow_waits_for_the_end(cli: Cli, baton_env: dict[str, str], src_
         stdout=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 20
-    run_id = ""
-    while not run_id and time.monotonic() < deadline:
-        listed = json.loads(cli("runs", "ls", "--json").stdout or "[]")
-        run_id = listed[0]["run_id"] if listed else ""
-        time.sleep(0.1)
+    listed: list[dict[str, str]] = []
+
+    def run_listed() -> bool:
+        listed[:] = json.loads(cli("runs", "ls", "--json").stdout or "[]")
+        return bool(listed)
+
+    wait_for(run_listed, timeout=60, interval=0.1, what="the run to be listed by `baton runs ls`")
+    run_id = listed[0]["run_id"]
     follow = cli("runs", "logs", "-f", "--raw", run_id)
     runner.communicate(timeout=30)
     assert follow.returncode == 0
     assert json.loads(follow.stdout.splitlines()[-1])["type"] == "result"
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_reset_scopes(cli: Cli, src_repo: Path, home: Path) -> None:
     _, first = run_json(cli, src_repo, "a")
     key = ["-a", "fake", "-r", str(first["repo"]), "-t", "issue-7"]
@@ -162,6 +168,7 @@ def test_reset_scopes(cli: Cli, src_repo: Path, home: Path) -> None:
     assert not list((home / "logs").glob("*.jsonl"))
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_export_import_moves_a_session_to_another_home(cli: Cli, src_repo: Path, tmp_path: Path) -> None:
     _, first = run_json(cli, src_repo, "remember the number 41")
     export = tmp_path / "session.json"

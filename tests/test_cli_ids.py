@@ -19,6 +19,7 @@ from baton.store import open_store
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_every_shown_id_works(cli: Cli, src_repo: Path) -> None:
     made = [
         json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", f"t{i}", "--json", "hi").stdout)

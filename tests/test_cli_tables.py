@@ -7,6 +7,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 NARROW = {"COLUMNS": "80"}
 
@@ -30,6 +32,7 @@ def test_tables_fit_80_columns(cli: Cli, src_repo: Path) -> None:
     assert all(name in agents for name in ("claude", "codex", "gemini"))
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_wide_shows_every_column(cli: Cli, src_repo: Path) -> None:
     ran = json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", "w", "--json", "hi").stdout)
     sessions = cli("sessions", "ls", "--wide", env={"COLUMNS": "400"}).stdout

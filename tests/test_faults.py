@@ -226,7 +226,7 @@ def test_held_lease_outlives_its_ttl_through_a_slow_step(settings: Settings) -> 
     store = open_store(settings.resolved_store_url)
     mine = LeaseHolder(store, "k", ttl=0.6)
     with held(mine, 0, every=0.1) as lost:
-        time.sleep(1.5)  # a clone or a snapshot slower than the lease's TTL
+        time.sleep(1.5)  # time passes on purpose: a clone or a snapshot slower than the lease's TTL
         with pytest.raises(Busy):
             LeaseHolder(store, "k", ttl=0.6).acquire(0)
         assert not lost.is_set()
@@ -375,6 +375,6 @@ def test_cancel_while_waiting_for_a_busy_key_stops_the_wait(settings: Settings, 
     started = time.monotonic()
     with pytest.raises(Cancelled, match="waiting"):
         go(settings, src_repo, "queued behind it", wait=30.0, cancel=cancel)
-    assert time.monotonic() - started < 5  # not the 30 s of the wait
+    assert time.monotonic() - started < 15  # not the 30 s of the wait (margin: a busy machine)
     other.release()
     store.close()

@@ -81,7 +81,7 @@ def test_a_stale_holder_cannot_write_and_stops_its_agent(
             agent_pid = stale.agent_pid
             assert agent_pid is not None
             os.kill(proc.pid, signal.SIGSTOP)
-            time.sleep(LEASE_TTL + 1.0)  # A's lease expires while it is paused
+            time.sleep(LEASE_TTL + 1.0)  # time passes (the database's clock): A's lease expires, A paused
 
             monkeypatch.setattr("baton.runner.run.HOST", "machine-b")  # B is another machine
             takeover = RunRequest(agent="fake", repo=str(src_repo), thread="t1", prompt="turn 3", wait=30)
@@ -96,7 +96,8 @@ def test_a_stale_holder_cannot_write_and_stops_its_agent(
             os.kill(proc.pid, signal.SIGCONT)
             began = time.monotonic()
             _out, err = proc.communicate(timeout=30)
-            assert time.monotonic() - began < 10, err  # not the agent's minute: A stopped it
+            # not the agent's minute: A stopped it (the bound has a busy machine's margin)
+            assert time.monotonic() - began < 20, err
         finally:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGCONT)

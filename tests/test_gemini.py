@@ -386,7 +386,7 @@ def test_after_hydrate_waits_for_geminis_lock_and_breaks_a_stale_one(
     released: list[float] = []
 
     def release() -> None:
-        time.sleep(0.4)
+        time.sleep(0.4)  # the lock is held a while: after_hydrate must wait (the order is asserted below)
         # a Gemini start that held the lock wrote its own mapping meanwhile
         registry.write_text(json.dumps({"projects": {"/other": "other"}}))
         released.append(time.monotonic())

@@ -429,6 +429,7 @@ def test_five_thousand_runs_keep_the_newest_verbatim_and_summarise_the_rest() ->
     started = time.monotonic()
     text = handoff_recap(runs, [f"M file{n}.py" for n in range(5000)], "gemini", DEFAULT_BUDGET)
     elapsed = time.monotonic() - started
+    # linear, not quadratic, in the runs: well under a second here, 5 s is a busy machine's margin
     assert len(text) <= DEFAULT_BUDGET and elapsed < 5, elapsed
     assert "(5,000 turns)" in text
     assert "--- Turn 5000 (succeeded) ---\nInstruction:\ninstruction 5000 " + "x" * 300 in text
@@ -665,6 +666,7 @@ def test_the_recap_leaves_room_for_a_long_instruction(
 # -- refusals through the runner and the CLI: exit 2, nothing written ---------------------------------------
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_refused_hand_offs_write_nothing(
     cli: Callable[..., subprocess.CompletedProcess[str]], settings: Settings, src_repo: Path, store: Store
 ) -> None:

@@ -18,6 +18,7 @@ from baton.models import Lease
 from baton.settings import Settings
 from baton.store import SQLStore
 from baton.store.leases import HOST, LeaseBackend, LeaseHolder, held, lease_backend, pid_alive
+from tests.conftest import wait_for
 
 KEY = "fake/github.com/acme/api/issue-1"
 
@@ -62,14 +63,23 @@ def test_acquire_and_release(store: SQLStore) -> None:
     assert other.held
 
 
-def test_second_holder_is_busy_and_told_who_holds_it(store: SQLStore) -> None:
+def test_second_holder_is_busy_and_told_who_holds_it(
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = LeaseHolder(store, KEY, ttl=30)
     first.acquire(wait=0)
     second = LeaseHolder(store, KEY, ttl=30)
-    started = time.monotonic()
+    tries: list[str] = []
+    real_try = store.try_lease
+
+    def counted(lease: Lease, ttl: float, can_take: Callable[[Lease, float], bool]) -> Lease | None:
+        tries.append(lease.holder)
+        return real_try(lease, ttl, can_take)
+
+    monkeypatch.setattr(store, "try_lease", counted)
     with pytest.raises(Busy) as info:
         second.acquire(wait=0)
-    assert time.monotonic() - started < 1
+    assert tries == [second.holder]  # one try, no waiting: wait=0 gives up at once
     message = str(info.value)
     assert KEY in message
     assert f"host {HOST}" in message
@@ -84,7 +94,8 @@ def test_busy_after_waiting_the_given_time(store: SQLStore) -> None:
     started = time.monotonic()
     with pytest.raises(Busy):
         LeaseHolder(store, KEY, ttl=30).acquire(wait=0.3)
-    assert 0.3 <= time.monotonic() - started < 2
+    # the given wait, then Busy: not the lease's 30 s TTL (the upper bound has a busy machine's margin)
+    assert 0.3 <= time.monotonic() - started < 10
 
 
 def test_waiting_acquire_succeeds_once_released(store: SQLStore) -> None:
@@ -95,18 +106,21 @@ def test_waiting_acquire_succeeds_once_released(store: SQLStore) -> None:
     try:
         second = LeaseHolder(store, KEY, ttl=30)
         started = time.monotonic()
-        second.acquire(wait=10)
+        second.acquire(wait=60)
         assert second.held
-        assert 0.25 <= time.monotonic() - started < 5
+        # taken once released, not at the end of the 60 s wait (with a busy machine's margin)
+        assert 0.25 <= time.monotonic() - started < 30
     finally:
         timer.join()
     assert not first.renew()
 
 
-def test_expired_lease_is_taken_over(store: SQLStore) -> None:
+def test_expired_lease_is_taken_over(store: SQLStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [time.time()]  # the store's clock, moved by hand (test_store_fences expires one for real)
+    monkeypatch.setattr(store, "db_now", lambda _conn: clock[0])
     stale = LeaseHolder(store, KEY, ttl=0.05)
     stale.acquire(wait=0)
-    time.sleep(0.1)
+    clock[0] += 0.1  # the lease expired
     fresh = LeaseHolder(store, KEY, ttl=30)
     fresh.acquire(wait=0)
     assert fresh.held
@@ -116,11 +130,13 @@ def test_expired_lease_is_taken_over(store: SQLStore) -> None:
         LeaseHolder(store, KEY, ttl=30).acquire(wait=0)
 
 
-def test_renew_keeps_a_short_lease_alive(store: SQLStore) -> None:
+def test_renew_keeps_a_short_lease_alive(store: SQLStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [time.time()]  # the store's clock, moved by hand: no sleeping, and no busy-machine margins
+    monkeypatch.setattr(store, "db_now", lambda _conn: clock[0])
     holder = LeaseHolder(store, KEY, ttl=1.0)
     holder.acquire(wait=0)
-    for _ in range(3):  # 1.5 s in all: past the first TTL, with margins for a busy machine
-        time.sleep(0.5)
+    for _ in range(3):  # 1.5 s in all: past the first TTL
+        clock[0] += 0.5
         assert holder.renew()
     with pytest.raises(Busy):
         LeaseHolder(store, KEY, ttl=30).acquire(wait=0)
@@ -183,7 +199,7 @@ def test_holder_uses_its_backend_and_the_store_is_the_default(store: SQLStore, t
     backend = _RecordingBackend()
     holder = LeaseHolder(store, KEY, ttl=30, backend=backend)
     with held(holder, wait=0, every=0.05) as lost:
-        time.sleep(0.2)
+        wait_for(lambda: "renew" in backend.calls, timeout=30, what="a renewal through the backend")
         assert not lost.is_set()
     assert holder.fence == 41
     assert backend.calls[0] == "grant" and backend.calls[-1] == "release" and "renew" in backend.calls
@@ -196,10 +212,11 @@ def test_a_zombie_is_not_alive() -> None:
     from baton.store.leases import pid_alive
 
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    deadline = time.monotonic() + 10
-    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:  # exited, not reaped yet
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+
+    def zombie() -> bool:  # exited, not reaped yet
+        return bool(psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE)
+
+    wait_for(zombie, timeout=30, interval=0.01, what="the child to become a zombie")
     try:
         assert not pid_alive(child.pid)
         assert pid_alive(os.getpid())

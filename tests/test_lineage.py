@@ -159,6 +159,7 @@ def test_a_hostile_origin_never_crashes_lineage(settings: Settings, src_repo: Pa
     assert of_a["conversations"][0]["session_id"] == a.session.agent_session_id
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_a_hostile_origin_never_crashes_show(settings: Settings, src_repo: Path, cli: Cli) -> None:
     """The same values through ``baton sessions show`` (JSON and text), each on B and on A."""
     go(settings, src_repo, "A", "implement")
@@ -174,6 +175,7 @@ def test_a_hostile_origin_never_crashes_show(settings: Settings, src_repo: Path,
             assert "from: [red]fork[/red] [bold]fake/../../A" in text.stdout
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_an_origin_cycle_ends(settings: Settings, src_repo: Path, cli: Cli) -> None:
     """A from B from A (as a hostile store may say): each side lists the other once, nothing loops."""
     a = go(settings, src_repo, "A", "implement")

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from baton.plans.runner import run_plan
 from baton.settings import Settings
 from baton.store.leases import LeaseHolder
 from baton.testing.mock_anthropic import MockAnthropic
-from tests.conftest import BATON
+from tests.conftest import BATON, wait_for
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -135,6 +134,7 @@ def test_plan_id_belongs_to_one_key_and_one_runner(
         store.close()
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_plan_cli_json_show_ls(cli: Cli, src_repo: Path, tmp_path: Path) -> None:
     run = cli
     path = tmp_path / "plan.yaml"
@@ -180,15 +180,12 @@ def test_real_claude_sigkill_during_task_2_then_rerun(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while not any("alpha-task" in r.text() for r in mock.requests):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for(lambda: any("alpha-task" in r.text() for r in mock.requests), 60, what="task 1's request")
     mock.delay = 120  # task 2's request hangs
-    while not any("beta-task" in r.text() for r in mock.requests):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    time.sleep(1.5)
+    wait_for(lambda: any("beta-task" in r.text() for r in mock.requests), 60, what="task 2's request")
+    # mid-turn: the CLI has written task 2's prompt to its transcript, as it would have by then
+    transcripts = settings.home / "homes" / "claude" / "projects"
+    wait_for(lambda: any("beta-task" in p.read_text() for p in transcripts.rglob("*.jsonl")), 60)
     os.kill(runner.pid, signal.SIGKILL)
     runner.communicate(timeout=10)
     store = open_store(settings.resolved_store_url)

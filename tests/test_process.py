@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -134,9 +133,13 @@ def test_kill_tagged_kills_only_the_tagged_processes(tmp_path: Path) -> None:
         env = {**os.environ, **({"BATON_RUN_ID": tag} if tag else {})}
         return subprocess.Popen(["sleep", "60"], env=env)
 
+    def execed(*procs: subprocess.Popen[bytes]) -> bool:
+        return all(Path(f"/proc/{p.pid}/cmdline").read_bytes() == b"sleep\x0060\x00" for p in procs)
+
     mine, other_run, untagged = sleeper("run-1"), sleeper("run-2"), sleeper(None)
     try:
-        time.sleep(0.1)  # let exec finish, so /proc/<pid>/environ is sleep's own
+        # exec finished: /proc/<pid>/environ is sleep's own
+        wait_for(lambda: execed(mine, other_run, untagged), 30, what="the sleepers to exec")
         assert kill_tagged("BATON_RUN_ID", "run-1") == [mine.pid]
         mine.wait(timeout=5)
         wait_for(lambda: gone(mine.pid), 5)

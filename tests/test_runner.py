@@ -145,7 +145,7 @@ def test_timeout_kills_the_process_group(
     monkeypatch.setenv("FAKE_AGENT_DELAY", "30")
     started = time.monotonic()
     result = go(settings, src_repo, "slow", timeout=0.5)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 20  # not the agent's 30 s: the timeout fired (margin: busy machine)
     assert result.run.outcome == Outcome.TIMED_OUT
     assert result.run.error and "timeout" in result.run.error
     pid = result.run.agent_pid
@@ -222,7 +222,7 @@ def test_busy_key(settings: Settings, src_repo: Path) -> None:
         started = time.monotonic()
         threading.Timer(0.5, lease.release).start()
         assert go(settings, src_repo, wait=10).ok
-        assert time.monotonic() - started >= 0.4
+        assert time.monotonic() - started >= 0.4  # it waited for the release (a lower bound: never flaky)
     finally:
         lease.release()
         store.close()

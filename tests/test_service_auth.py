@@ -198,6 +198,7 @@ def test_audit_limit_is_validated(service: Service) -> None:
         assert admin.get("/v1/audit", params={"limit": "many"}).status_code == 422
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_cli_tokens_create_ls_revoke_and_audit(service: Service, cli: Cli, settings: Settings) -> None:
     made = cli("tokens", "create", "--name", "bot", "--scope", "read", "--json")
     assert made.returncode == 0, made.stderr

@@ -292,6 +292,7 @@ def test_baton_sync_brings_b_onto_as_new_tip(
 # -- refusals and conflicts ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
 def test_base_thread_refusals_write_nothing(settings: Settings, src_repo: Path, cli: Cli) -> None:
     a = turn(settings, None, str(src_repo), "A", "write the parser")
     cases = [

@@ -132,11 +132,15 @@ def test_a_write_with_an_older_token_is_refused_and_writes_nothing(store: SQLSto
     assert grant(store, "c") == 8  # the next grant is above every recorded token
 
 
-def test_a_holder_whose_lease_was_taken_over_cannot_write(store: SQLStore) -> None:
+def test_a_holder_whose_lease_was_taken_over_cannot_write(
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_now, ahead = store.db_now, [0.0]  # the database's clock, moved by hand (expired for real below)
+    monkeypatch.setattr(store, "db_now", lambda conn: real_now(conn) + ahead[0])
     first = LeaseHolder(store, KEY, ttl=0.5)
     first.acquire(0)
     store.save_session(make_session(attempts=1), fence=Fence(KEY, first.fence))
-    time.sleep(0.7)  # its lease expired (it stopped renewing: paused, partitioned)
+    ahead[0] += 0.7  # its lease expired (it stopped renewing: paused, partitioned)
     second = LeaseHolder(store, KEY, ttl=30)
     second.acquire(0)
     assert second.fence == first.fence + 1
@@ -170,7 +174,7 @@ def test_a_takeover_waits_for_a_fenced_write_in_progress(store: SQLStore) -> Non
     with store._tx() as conn:
         check_fence(conn, Fence(KEY, holder))
         takeover.start()
-        time.sleep(0.5)
+        time.sleep(0.5)  # that the takeover stays blocked has no condition to wait for: it had this time
         assert takeover.is_alive() and not taken  # blocked by the write's transaction
         conn.execute(sa.text("UPDATE runs SET note = 'written under the fence' WHERE id = 'r1'"))
     takeover.join(30)
@@ -200,7 +204,7 @@ def test_lease_expiry_is_judged_by_the_database_clock(
     slow.acquire(0)
     blocker = store.try_lease(make_lease("probe", key="clock-slow"), 60, lambda _e, _n: False)
     assert blocker is not None and abs(blocker.expires_at - (real() + 0.3)) < 5
-    time.sleep(0.5)
+    time.sleep(0.5)  # time passes by the database's clock (the one this test cannot move)
     # expired by the database's clock (the slow clock would give it another hour)
     taker = LeaseHolder(store, "clock-slow", ttl=60)
     taker.acquire(0)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,22 +20,40 @@ from baton.keys import Key, make_key
 from baton.settings import Settings
 from baton.sync.engine import OnConflict, SyncHow, SyncReport, sync_worktree
 from baton.sync.fetch import credentials_env
-from baton.testing.git_http import GitHttpServer
+from baton.testing.git_http import GitHttpServer, _Handler
 from baton.workspace.workdirs import Workdirs, branch_for
-from tests.conftest import git
-
-QUIET = 0.3  # seconds without a new request: the server has recorded all of a fetch's requests
+from tests.conftest import git, wait_for
 
 
-def settled(server: GitHttpServer, before: int) -> list[Any]:
-    """The requests recorded since ``before``, once the server is quiet: it records a request when its
-    handler ends, which may be just after git, the client, has exited (seen on a busy CI machine)."""
-    deadline = time.monotonic() + 30
-    seen, since = len(server.requests), time.monotonic()
-    while time.monotonic() - since < QUIET and time.monotonic() < deadline:
-        time.sleep(0.02)
-        if len(server.requests) != seen:
-            seen, since = len(server.requests), time.monotonic()
+class CountingServer(GitHttpServer):
+    """The git HTTP test server, counting the requests its handlers are still on: it records a request
+    when its handler ends, which may be just after git, the client, has exited (seen on a busy CI
+    machine)."""
+
+    in_progress = 0
+
+    def handler_class(self) -> type[_Handler]:
+        return _CountingHandler
+
+    def count(self, step: int) -> None:
+        with self._lock:
+            self.in_progress += step
+
+
+class _CountingHandler(_Handler):
+    owner: CountingServer
+
+    def _handle(self) -> None:
+        self.owner.count(1)
+        try:
+            super()._handle()
+        finally:
+            self.owner.count(-1)
+
+
+def settled(server: CountingServer, before: int) -> list[Any]:
+    """The requests recorded since ``before``, once no handler is still on one (the client is done)."""
+    wait_for(lambda: server.in_progress == 0, timeout=30, what="the git HTTP server to record every request")
     return list(server.requests[before:])
 
 
@@ -45,7 +62,7 @@ URL = "https://git.example.com/team/api.git"
 
 
 @pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHttpServer]:
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingServer]:
     """A served bare repository ``api.git`` (two commits on main); BATON_GIT_TOKEN is its token."""
     src = tmp_path / "src"
     src.mkdir()
@@ -60,7 +77,7 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHttpS
     git(root / "api.git", "config", "uploadpack.allowFilter", "true")
     monkeypatch.setenv("BATON_GIT_TOKEN", TOKEN)
     monkeypatch.delenv("BATON_GIT_USERNAME", raising=False)
-    with GitHttpServer(root=root, token=TOKEN) as running:
+    with CountingServer(root=root, token=TOKEN) as running:
         yield running
 
 
@@ -70,7 +87,7 @@ def workdirs(settings: Settings) -> Workdirs:
 
 
 @pytest.fixture
-def key(server: GitHttpServer) -> Key:
+def key(server: CountingServer) -> Key:
     return make_key("fake", server.url("api.git"), "issue-1", AGENTS)
 
 
@@ -114,7 +131,7 @@ def no_peek(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("no_peek")
 def test_a_no_op_sync_sends_the_token_up_front_and_nowhere_else(
-    server: GitHttpServer,
+    server: CountingServer,
     workdirs: Workdirs,
     key: Key,
     wt: Path,
@@ -144,7 +161,7 @@ def test_a_no_op_sync_sends_the_token_up_front_and_nowhere_else(
 
 @pytest.mark.usefixtures("no_peek")
 def test_the_user_name_and_the_callers_git_config_entries_are_kept(
-    server: GitHttpServer,
+    server: CountingServer,
     workdirs: Workdirs,
     key: Key,
     wt: Path,
@@ -163,7 +180,7 @@ def test_the_user_name_and_the_callers_git_config_entries_are_kept(
 
 
 def test_the_blobs_of_a_partial_clone_are_fetched_with_the_token_up_front_too(
-    server: GitHttpServer, workdirs: Workdirs, key: Key, wt: Path, tmp_path: Path
+    server: CountingServer, workdirs: Workdirs, key: Key, wt: Path, tmp_path: Path
 ) -> None:
     people = tmp_path / "people"
     git(tmp_path, "clone", "--quiet", str(server.root / "api.git"), "people")
@@ -181,7 +198,7 @@ def test_the_blobs_of_a_partial_clone_are_fetched_with_the_token_up_front_too(
 
 
 def test_a_wrong_token_is_a_clear_remote_error_without_the_token(
-    server: GitHttpServer, workdirs: Workdirs, key: Key, wt: Path, monkeypatch: pytest.MonkeyPatch
+    server: CountingServer, workdirs: Workdirs, key: Key, wt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wrong = "wr0ng-t0ken-77"
     monkeypatch.setenv("BATON_GIT_TOKEN", wrong)
@@ -196,7 +213,7 @@ def test_a_wrong_token_is_a_clear_remote_error_without_the_token(
 
 @pytest.mark.usefixtures("no_peek")
 def test_an_error_message_naming_the_token_is_scrubbed(
-    server: GitHttpServer, workdirs: Workdirs, key: Key, wt: Path, monkeypatch: pytest.MonkeyPatch
+    server: CountingServer, workdirs: Workdirs, key: Key, wt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """git never prints the header or the token; were it to, the error would still not carry them."""
     header = basic("x-access-token")
@@ -233,7 +250,7 @@ def test_credentials_env() -> None:
 
 
 def test_a_no_op_sync_over_http_is_one_request_and_no_git_process(
-    server: GitHttpServer, workdirs: Workdirs, key: Key, wt: Path, monkeypatch: pytest.MonkeyPatch
+    server: CountingServer, workdirs: Workdirs, key: Key, wt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     argv = record_argv(monkeypatch)
     before = len(server.requests)
@@ -247,7 +264,7 @@ def test_a_no_op_sync_over_http_is_one_request_and_no_git_process(
 
 
 def test_a_moved_remote_is_seen_by_the_peek_and_fetched_by_git(
-    server: GitHttpServer, workdirs: Workdirs, key: Key, wt: Path, tmp_path: Path
+    server: CountingServer, workdirs: Workdirs, key: Key, wt: Path, tmp_path: Path
 ) -> None:
     people = tmp_path / "people-peek"
     git(tmp_path, "clone", "--quiet", str(server.root / "api.git"), str(people))
@@ -261,7 +278,7 @@ def test_a_moved_remote_is_seen_by_the_peek_and_fetched_by_git(
 
 
 def test_the_peek_leaves_the_decision_to_git_when_it_cannot_read_the_remote(
-    server: GitHttpServer, workdirs: Workdirs, key: Key, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: CountingServer, workdirs: Workdirs, key: Key, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     peek = baton.sync.fetch.peek_http
     cache = tmp_path / "nocache"
