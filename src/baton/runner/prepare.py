@@ -62,14 +62,14 @@ def prepare(ctx: Context) -> Prepared:
     refused before its first attempt starts."""
     key = ctx.key
     stored = ctx.store.get_session(key.agent, key.repo.slug, key.thread)
-    lineage = refuse(ctx, stored)
+    lineage = _refuse(ctx, stored)
     branch = stored.branch if stored else (ctx.request.branch or branch_for(key))
     base = stored.base if stored else (lineage.upstream.branch if lineage.upstream else ctx.request.base)
     seeded = _seed(ctx, lineage, branch) if stored is None else None
     made, note = portable.worktree_from_store(
         ctx.store, ctx.workdirs, key, branch, _start_from(ctx, lineage, base), known=stored is not None
     )
-    warnings = lineage.warnings + _lost_store(ctx, made) if stored is None else lineage.warnings
+    warnings = lineage.warnings + (_lost_store(ctx, made) if stored is None else ())
     try:
         ctx.agent.prepare_home(ctx.settings.ttl_days)
         session = stored or _new_session(ctx, lineage, branch, base, made)
@@ -95,7 +95,7 @@ def prepare(ctx: Context) -> Prepared:
     )
 
 
-def refuse(ctx: Context, session: SessionRecord | None) -> Lineage:
+def _refuse(ctx: Context, session: SessionRecord | None) -> Lineage:
     """Every refusal that needs only the store, before the first write; what the lineage options name."""
     key, request = ctx.key, ctx.request
     if session and request.branch and request.branch != session.branch:
