@@ -83,7 +83,7 @@ def test_a_stale_holder_cannot_write_and_stops_its_agent(
             os.kill(proc.pid, signal.SIGSTOP)
             time.sleep(LEASE_TTL + 1.0)  # time passes (the database's clock): A's lease expires, A paused
 
-            monkeypatch.setattr("baton.runner.run.HOST", "machine-b")  # B is another machine
+            monkeypatch.setattr("baton.runner.crashed.HOST", "machine-b")  # B is another machine
             takeover = RunRequest(agent="fake", repo=str(src_repo), thread="t1", prompt="turn 3", wait=30)
             second = run(takeover, settings=b)
             assert second.ok and second.run.mode == Mode.RESUME  # hydrated from the store's snapshot

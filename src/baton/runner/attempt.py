@@ -20,9 +20,9 @@ from typing import Any
 from baton.agents import Launch, Turn
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
-from baton.runner.decide import Context, Decision
 from baton.runner.process import ProcessResult, run_process
 from baton.runner.prompts import recap, render
+from baton.runner.state import Attempt, Context, Decision, Prepared, Start
 from baton.sessions.snapshots import take_snapshot
 from baton.store.leases import HOST
 from baton.workspace.portable import publish_checkpoint
@@ -42,16 +42,18 @@ def new_run_id() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
 
 
-def run_attempt(ctx: Context, session: SessionRecord, decision: Decision, number: int) -> RunRecord:
-    text = _prompt(ctx, decision, session)
+def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt) -> RunRecord:
+    """One attempt, decided by ``decision``, to its end in the store (see the module docstring)."""
+    session = prepared.session
+    text = _prompt(ctx, prepared, decision)
     launch = ctx.agent.launch(decision.mode, text, decision.session_id)
-    record = _record(ctx, session, decision, number)
+    record = _record(ctx, prepared, decision, attempt)
     turn = Turn()
     try:
         _start(ctx, session, record, launch)
-        result = _launch(ctx, session, decision, launch, record, turn)
+        result = _launch(ctx, prepared, decision, launch, record, turn)
     except AgentError as exc:  # the agent could not even be started
-        return _finish(ctx, session, record, turn, Ending(Outcome.FAILED, str(exc)))
+        return _finish(ctx, prepared, record, turn, Ending(Outcome.FAILED, str(exc)))
     except BaseException as exc:
         _abandon(ctx, session, record, exc)
         translated = _translate(exc)
@@ -63,11 +65,11 @@ def run_attempt(ctx: Context, session: SessionRecord, decision: Decision, number
     if trouble:  # the agent ran, but baton could not keep everything it said: say so on the run
         record.note = "; ".join(filter(None, [record.note, *trouble]))
         ctx.store.update_run(record.id, fence=ctx.fence, note=record.note)
-    return _finish(ctx, session, record, turn, ending)
+    return _finish(ctx, prepared, record, turn, ending)
 
 
-def _prompt(ctx: Context, decision: Decision, session: SessionRecord) -> str:
-    request, key = ctx.request, ctx.key
+def _prompt(ctx: Context, prepared: Prepared, decision: Decision) -> str:
+    request, key, session = ctx.request, ctx.key, prepared.session
     values = {
         "prompt": request.prompt,
         "repo": key.repo.slug,
@@ -77,47 +79,49 @@ def _prompt(ctx: Context, decision: Decision, session: SessionRecord) -> str:
         "context": (request.context or "").strip() + "\n" if request.context else "",
         "reason": decision.reason,
         "previous": decision.previous,
-        "recap": ctx.recap,
-        "source": ctx.source,
+        "recap": prepared.recap,
+        "source": prepared.source,
     }
     if decision.kind == PromptKind.RECAP:
         earlier = ctx.store.list_runs(key.agent, key.repo.slug, key.thread, limit=20)
         values["recap"] = recap([r for r in reversed(earlier) if r.outcome != Outcome.SESSION_LOST])
     text = render(decision.kind, ctx.settings.home, **values)
-    if ctx.sync_text:  # the code under the conversation moved: say so before the instruction
-        text = ctx.sync_text.strip() + "\n\n" + text
+    if prepared.sync_text:  # the code under the conversation moved: say so before the instruction
+        text = prepared.sync_text.strip() + "\n\n" + text
     return text
 
 
-def _record(ctx: Context, session: SessionRecord, decision: Decision, number: int) -> RunRecord:
+def _record(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt) -> RunRecord:
+    """The attempt's run record, ``running``; the first attempt carries what preparing the key did."""
     key, now, run_id = ctx.key, time.time(), new_run_id()
     return RunRecord(
         id=run_id,
         agent=key.agent,
         repo=key.repo.slug,
         thread=key.thread,
-        attempt=number,
+        attempt=attempt.number,
         mode=decision.mode,
         prompt_kind=decision.kind,
         prompt=ctx.request.prompt,
         started_at=now,
         heartbeat_at=now,
-        session_id_in=decision.session_id or session.agent_session_id,
+        session_id_in=decision.session_id or prepared.session.agent_session_id,
         log_path=str(ctx.settings.home / "logs" / f"{run_id}.jsonl"),
         host=HOST,
         runner_pid=os.getpid(),
-        note="; ".join(filter(None, [decision.note, ctx.worktree_note if number == 1 else None])) or None,
-        sync=ctx.sync if number == 1 else None,
+        note="; ".join(filter(None, [decision.note, prepared.note if attempt.first else None])) or None,
+        sync=prepared.sync if attempt.first else None,
     )
 
 
-def record_conflict(ctx: Context, session: SessionRecord) -> RunRecord:
+def record_conflict(ctx: Context, prepared: Prepared) -> RunRecord:
     """A run that ends before its agent starts: syncing with upstream conflicted, and the worktree was
     left exactly as it was (``--on-conflict stop``). Recorded like any run, with what conflicted."""
+    session = prepared.session
     mode = Mode.RESUME if session.agent_session_id else Mode.FRESH
     decision = Decision(mode, session.agent_session_id, PromptKind.DELTA)
-    record = _record(ctx, session, decision, 1)
-    files = ", ".join((ctx.sync or {}).get("conflicts") or []) or "some files"
+    record = _record(ctx, prepared, decision, Attempt(1, Start.FIRST))
+    files = ", ".join((prepared.sync or {}).get("conflicts") or []) or "some files"
     record.outcome, record.ended_at = Outcome.CONFLICT, record.started_at
     record.error = (
         f"syncing with upstream conflicted in {files}; the agent did not run and the worktree is exactly as "
@@ -145,10 +149,10 @@ def _start(ctx: Context, session: SessionRecord, record: RunRecord, launch: Laun
 
 
 def _launch(
-    ctx: Context, session: SessionRecord, decision: Decision, launch: Launch, record: RunRecord, turn: Turn
+    ctx: Context, prepared: Prepared, decision: Decision, launch: Launch, record: RunRecord, turn: Turn
 ) -> ProcessResult:
     """Run the agent to its end, streaming its events into ``turn`` and to the request's subscriber."""
-    store, agent = ctx.store, ctx.agent
+    store, agent, session = ctx.store, ctx.agent, prepared.session
     env = {
         **os.environ,
         **ctx.workdirs.git_env(ctx.key.agent),
@@ -179,7 +183,7 @@ def _launch(
     return run_process(
         launch.argv,
         env,
-        ctx.worktree,
+        prepared.worktree,
         Path(record.log_path),
         on_line,
         on_start=lambda pid: _started(ctx, record, pid),
@@ -223,8 +227,9 @@ def _classify(ctx: Context, decision: Decision, result: ProcessResult, turn: Tur
     )
 
 
-def _finish(ctx: Context, session: SessionRecord, record: RunRecord, turn: Turn, ending: Ending) -> RunRecord:
+def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, ending: Ending) -> RunRecord:
     """Write the run's final fields, then snapshot the transcript and checkpoint the worktree."""
+    session = prepared.session
     lost = ending.outcome == Outcome.SESSION_LOST
     if not lost and turn.session_id:
         session.agent_session_id = turn.session_id  # re-captured every run: ids can change
@@ -252,7 +257,9 @@ def _finish(ctx: Context, session: SessionRecord, record: RunRecord, turn: Turn,
         return _stale(ctx, record, final)
     if session.agent_session_id and not lost:
         take_snapshot(ctx.store, ctx.agent, ctx.key, session.agent_session_id, ctx.fence)
-    trouble = publish_checkpoint(ctx.store, ctx.workdirs, ctx.key, ctx.worktree, session.branch, ctx.fence)
+    trouble = publish_checkpoint(
+        ctx.store, ctx.workdirs, ctx.key, prepared.worktree, session.branch, ctx.fence
+    )
     if trouble:  # the run did its work; only other machines cannot rebuild it: say so on the run
         record.note = "; ".join(filter(None, [record.note, trouble]))
         ctx.store.update_run(record.id, fence=ctx.fence, note=record.note)

@@ -16,53 +16,17 @@ retried) gets the "you were interrupted" prompt instead of the bare delta.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from baton.agents import Agent
 from baton.errors import BadInput, BatonError
 from baton.keys import Key
-from baton.models import Fence, Mode, PromptKind, RunRecord, SessionRecord, Snapshot
-from baton.runner.request import RunRequest
+from baton.models import Mode, PromptKind, SessionRecord, Snapshot
+from baton.runner.state import Attempt, Context, Decision, ForkSource, Prepared
 from baton.sessions.snapshots import hydrate
-from baton.settings import Settings
-from baton.store import Store
-from baton.workspace.workdirs import Workdirs
 
 
-@dataclass
-class Context:
-    """What every step of one run works with."""
-
-    request: RunRequest
-    settings: Settings
-    store: Store
-    key: Key
-    agent: Agent
-    workdirs: Workdirs
-    lost: threading.Event  # set when the key's lease was taken over: stop, write nothing more
-    fence: Fence | None = None  # the lease's proof: the store refuses this run's writes after a takeover
-    worktree: Path = Path()
-    worktree_note: str | None = None  # what preparing the worktree had to do: noted on the first attempt
-    sync: dict[str, Any] | None = None  # what syncing with upstream brought in: recorded on the first attempt
-    sync_text: str = ""  # ...and what the first attempt's prompt tells the agent about it
-    recap: str = ""  # a hand-off's recap of the other agent's conversation
-    source: str = ""  # the agent a hand-off came from
-
-
-@dataclass
-class Decision:
-    mode: Mode
-    session_id: str | None  # the conversation to resume or fork
-    kind: PromptKind
-    reason: str = ""  # for the interrupted note: how the last turn ended
-    previous: str = ""  # the interrupted instruction (the agent may not have flushed it to disk)
-    note: str | None = None  # why: recorded on the run
-
-
-@dataclass
+@dataclass(frozen=True)
 class Local:
     """Whether a conversation can be resumed from local disk, and what it took to get there."""
 
@@ -70,10 +34,9 @@ class Local:
     note: str | None = None
 
 
-def decide(
-    ctx: Context, session: SessionRecord, forced: Mode | None, interrupted: RunRecord | None
-) -> Decision:
-    mode = forced or ctx.request.mode
+def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
+    """How ``attempt`` starts its conversation (the module docstring's matrix)."""
+    mode, session = attempt.forced or ctx.request.mode, prepared.session
     if mode == Mode.FRESH:
         return Decision(Mode.FRESH, None, PromptKind.FULL)
     if mode == Mode.RECOVER:
@@ -81,26 +44,35 @@ def decide(
             Mode.RECOVER, None, PromptKind.RECAP, note="the agent could not find the conversation"
         )
     if mode == Mode.FORK:
-        return _decide_fork(ctx, session)
-    follow_up, reason, previous = PromptKind.DELTA, "", ""
-    if interrupted is not None:
-        follow_up, reason = PromptKind.INTERRUPTED, interrupted.outcome.value.replace("_", " ")
-        if interrupted.prompt.strip() != ctx.request.prompt.strip():
-            previous = f"That turn's instruction was:\n\n{interrupted.prompt.strip()}\n"
+        assert prepared.fork is not None  # prepare looks up the source of every run in mode fork
+        return decide_fork(ctx, session, prepared.fork)
+    follow_up, reason, previous = _follow_up(ctx, attempt)
     if mode == Mode.CONTINUE:
         kind = follow_up if session.agent_session_id else PromptKind.FULL
         return Decision(Mode.CONTINUE, None, kind, reason, previous)
     if not session.agent_session_id:
         return Decision(Mode.FRESH, None, PromptKind.FULL)
-    local = ensure_local(ctx, ctx.key, session.agent_session_id, ctx.worktree)
+    local = ensure_local(ctx, ctx.key, session.agent_session_id, prepared.worktree)
     if local.ok:
         return Decision(Mode.RESUME, session.agent_session_id, follow_up, reason, previous, local.note)
     return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=local.note)
 
 
-def fork_source(ctx: Context, session: SessionRecord | None) -> tuple[Key, str, Path]:
-    """The key, conversation and directory a fork branches from; BadInput when there is none (checked
-    before anything is written)."""
+def _follow_up(ctx: Context, attempt: Attempt) -> tuple[PromptKind, str, str]:
+    """The prompt of a continued conversation: the bare delta, or after a turn cut short the
+    "interrupted" one, with how it ended and (when it differs) its instruction."""
+    interrupted = attempt.interrupted
+    if interrupted is None:
+        return PromptKind.DELTA, "", ""
+    reason, previous = interrupted.outcome.value.replace("_", " "), ""
+    if interrupted.prompt.strip() != ctx.request.prompt.strip():
+        previous = f"That turn's instruction was:\n\n{interrupted.prompt.strip()}\n"
+    return PromptKind.INTERRUPTED, reason, previous
+
+
+def fork_source(ctx: Context, session: SessionRecord | None) -> ForkSource:
+    """The key, conversation and directory a fork branches from; BadInput when there is none (looked
+    up once, before anything is written)."""
     source_key, source_dir = ctx.key, ctx.workdirs.worktree_path(ctx.key)
     source_id = session.agent_session_id if session else None
     if ctx.request.fork_from:
@@ -110,16 +82,20 @@ def fork_source(ctx: Context, session: SessionRecord | None) -> tuple[Key, str, 
         source_dir = Path(source.worktree) if source else source_dir
     if not source_id:
         raise BadInput(f"{source_key} has no conversation to fork")
-    return source_key, source_id, source_dir
+    return ForkSource(source_key, source_id, source_dir)
 
 
-def _decide_fork(ctx: Context, session: SessionRecord) -> Decision:
-    source_key, source_id, source_dir = fork_source(ctx, session)
+def decide_fork(ctx: Context, session: SessionRecord, source: ForkSource) -> Decision:
+    """A fork of ``source``; BadInput when its conversation is lost everywhere."""
+    source_id = source.session_id
+    if source.key == ctx.key and session.agent_session_id:
+        # the key's own conversation as it is now: a retry forks what its first attempt made
+        source_id = session.agent_session_id
     # hydrated for the SOURCE's directory: agents that key sessions by directory (Gemini) must keep
     # finding the source conversation from its own worktree afterwards
-    local = ensure_local(ctx, source_key, source_id, source_dir)
+    local = ensure_local(ctx, source.key, source_id, source.cwd)
     if not local.ok:
-        raise BadInput(f"the conversation of {source_key} is lost ({local.note}); cannot fork it")
+        raise BadInput(f"the conversation of {source.key} is lost ({local.note}); cannot fork it")
     return Decision(Mode.FORK, source_id, PromptKind.DELTA, note=local.note)
 
 

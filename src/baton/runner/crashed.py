@@ -1,0 +1,50 @@
+"""Runs whose runner died mid-run: found, marked ``crashed`` and handed on, in one place.
+
+A run is ``running`` in the store from the moment its record is written until its runner writes how
+it ended. Whoever holds the key's lease next knows no runner is writing it any more: :func:`settle`
+(the runner calls it first thing under the lease) marks such runs ``crashed``, kills whatever of
+their agent outlived its runner on this host, and returns the key's last turn when that turn did not
+end (crashed, timed out or cancelled), so the first attempt is told it was interrupted. Nothing else
+in the runner looks at a dead runner's runs.
+"""
+
+from __future__ import annotations
+
+from baton.keys import Key
+from baton.models import Fence, Outcome, RunRecord, SessionStatus
+from baton.runner.process import kill_tagged
+from baton.store import Store
+from baton.store.leases import HOST
+
+CRASHED = "the runner stopped mid-run (killed or crashed); the next run resumes the conversation"
+
+
+def settle(store: Store, key: Key, fence: Fence | None = None) -> RunRecord | None:
+    """Mark the key's dead runs crashed (:func:`mark_crashed`); the key's last run when it did not end."""
+    mark_crashed(store, key, fence)
+    last = store.list_runs(key.agent, key.repo.slug, key.thread, limit=1)
+    return last[0] if last and last[0].outcome.interrupted else None
+
+
+def mark_crashed(store: Store, key: Key, fence: Fence | None = None) -> list[RunRecord]:
+    """Runs of ``key`` still ``running`` while we hold its lease belong to dead runners: mark them
+    ``crashed`` and kill whatever of their agent outlived its runner on this host."""
+    crashed = []
+    for record in store.list_runs(key.agent, key.repo.slug, key.thread, limit=100, outcome=Outcome.RUNNING):
+        if record.host == HOST:
+            kill_tagged("BATON_RUN_ID", record.id)
+        store.update_run(
+            record.id,
+            fence=fence,
+            outcome=Outcome.CRASHED,
+            ended_at=record.heartbeat_at or record.started_at,
+            error=CRASHED,
+        )
+        crashed.append(record)
+    if crashed:
+        session = store.get_session(key.agent, key.repo.slug, key.thread)
+        if session is not None:
+            session.status = SessionStatus.ACTIVE
+            session.last_outcome = Outcome.CRASHED
+            store.save_session(session, fence=fence)
+    return crashed

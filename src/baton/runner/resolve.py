@@ -1,0 +1,120 @@
+"""A request checked once, before anything is written: :func:`check_request` and what it returns.
+
+Everything about a request that needs neither the store nor the lease is decided here, once, into a
+frozen :class:`Resolved`: the branch in short form, the key, the agent, the sync defaults from the
+settings, the instruction measured against the agent CLI's limit. Later steps read these values and
+never decide them again. Refusals that need the key's session (a branch that differs from it, a fork
+source, a hand-off source) wait for the lease (:mod:`baton.runner.prepare`): an earlier run of the
+key may still change them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from baton.agents import AGENTS, Agent, get_agent
+from baton.errors import BadInput, GitError
+from baton.keys import Key, make_key, validate_thread
+from baton.models import Mode, OnConflict, SyncHow
+from baton.runner.request import RunRequest
+from baton.settings import Settings
+from baton.sync.handoff import check_source_agent
+from baton.workspace.workdirs import run_git
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A request as :func:`check_request` decided it."""
+
+    request: RunRequest  # branch in short form; sync and on_conflict filled in (a job stores it so)
+    key: Key
+    agent: Agent
+    sync: SyncHow  # the request's, else the setting's
+    on_conflict: OnConflict  # the request's, else the setting's
+    instruction: str  # context and prompt as the agent gets them, checked against its CLI's limit
+
+    def __iter__(self) -> Iterator[Any]:
+        """``request, key, agent = check_request(...)``, as :func:`baton.fleet.jobs.submit` still
+        unpacks it (before this value existed, check_request returned that tuple)."""
+        return iter((self.request, self.key, self.agent))
+
+
+def check_request(request: RunRequest, settings: Settings) -> Resolved:
+    """Everything about a request that needs neither the store nor the lease (nothing is written);
+    BadInput for anything wrong. The service calls it before it stores a job, so a bad request is
+    refused with the CLI's message."""
+    request = validate(request)
+    sync, on_conflict = (
+        request.sync or SyncHow(settings.sync),
+        request.on_conflict or OnConflict(settings.on_conflict),
+    )
+    request = dataclasses.replace(request, sync=sync, on_conflict=on_conflict)
+    key = make_key(request.agent, request.repo, request.thread, AGENTS)
+    agent = get_agent(key.agent, settings)
+    if request.mode != Mode.AUTO and not agent.capabilities.supports(request.mode):
+        raise BadInput(f"agent {key.agent!r} cannot run in mode {request.mode.value!r}")
+    agent.command  # noqa: B018 -- a missing CLI is an error now, before anything is written
+    instruction = "\n".join(filter(None, [request.context, request.prompt]))
+    agent.check_prompt(instruction)  # too long for the CLI?
+    return Resolved(request, key, agent, sync, on_conflict, instruction)
+
+
+def validate(request: RunRequest) -> RunRequest:
+    """The request with its branch in short form; BadInput for anything malformed."""
+    _check_text("prompt", request.prompt)
+    _check_text("context", request.context or "")
+    if not request.prompt.strip():
+        raise BadInput("prompt is empty")
+    if request.timeout is not None and not request.timeout > 0:
+        raise BadInput(f"timeout must be positive, not {request.timeout}")
+    if request.retries < 0:
+        raise BadInput(f"retries must be 0 or more, not {request.retries}")
+    if not request.wait >= 0:
+        raise BadInput(f"wait must be 0 or more, not {request.wait}")
+    if request.fork_from is not None:
+        validate_thread(request.fork_from)
+        if request.mode != Mode.FORK:
+            raise BadInput("fork_from needs mode fork")
+    _check_lineage(request)
+    if request.branch is None:
+        return request
+    return dataclasses.replace(request, branch=_short_branch(request.branch))
+
+
+def _check_lineage(request: RunRequest) -> None:
+    """Stacking and hand-off options that cannot go together, or name nothing valid."""
+    if request.base_thread is not None:
+        validate_thread(request.base_thread)
+        if request.base is not None:
+            raise BadInput("give --base or --base-thread, not both")
+    if request.handoff_from is None:
+        return
+    check_source_agent(request.agent, request.handoff_from)
+    if request.mode not in (Mode.AUTO, Mode.FRESH):
+        raise BadInput(f"a hand-off starts a new conversation: it cannot run in mode {request.mode.value!r}")
+
+
+def _check_text(name: str, value: str) -> None:
+    if "\0" in value:
+        raise BadInput(f"the {name} contains a NUL byte, which no agent CLI can take; remove it")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # undecodable bytes from argv arrive as lone surrogates
+        raise BadInput(f"the {name} is not valid UTF-8 text (at character {exc.start})") from exc
+
+
+def _short_branch(branch: str) -> str:
+    """``refs/heads/x`` and ``x`` name the same branch; any other ``refs/`` name is no branch."""
+    short = branch.removeprefix("refs/heads/")
+    if short.startswith("refs/") or short.startswith("-") or not short:
+        raise BadInput(f"branch {branch!r} is not a valid branch name")
+    try:
+        normal = run_git(["check-ref-format", "--branch", short])
+    except GitError:
+        normal = ""
+    if normal != short:
+        raise BadInput(f"branch {branch!r} is not a valid branch name")
+    return short

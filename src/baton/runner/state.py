@@ -1,0 +1,118 @@
+"""What one run hands from step to step, as frozen values, each made by one step and only read after:
+
+- :class:`~baton.runner.resolve.Resolved` — the request checked (:func:`~baton.runner.resolve.check_request`);
+- :class:`Context` — the run's surroundings once the key's lease is held (:func:`baton.runner.run.run`);
+- :class:`Prepared` — the key made ready: worktree, session, lineage, sync
+  (:func:`~baton.runner.prepare.prepare`);
+- :class:`Attempt` — which attempt this is and what came before it (the attempts loop);
+- :class:`Decision` — how that attempt starts its conversation (:mod:`~baton.runner.decide`).
+
+The one mutable thing a run carries is the key's :class:`~baton.models.SessionRecord` (in
+:attr:`Prepared.session`): it is the store's record, and every attempt writes it as it goes.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from baton.agents import Agent
+from baton.keys import Key
+from baton.models import Fence, Mode, PromptKind, RunRecord, SessionRecord
+from baton.runner.request import RunRequest
+from baton.runner.resolve import Resolved
+from baton.settings import Settings
+from baton.store import Store
+from baton.workspace.workdirs import Workdirs
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every step of one run works with, fixed from the moment the key's lease is held."""
+
+    resolved: Resolved
+    settings: Settings
+    store: Store
+    workdirs: Workdirs
+    lost: threading.Event  # set when the key's lease was taken over: stop, write nothing more
+    fence: Fence | None = None  # the lease's proof: the store refuses this run's writes after a takeover
+
+    @property
+    def request(self) -> RunRequest:
+        return self.resolved.request
+
+    @property
+    def key(self) -> Key:
+        return self.resolved.key
+
+    @property
+    def agent(self) -> Agent:
+        return self.resolved.agent
+
+
+@dataclass(frozen=True)
+class ForkSource:
+    """The conversation a fork branches from, looked up once before anything is written."""
+
+    key: Key
+    session_id: str
+    cwd: Path  # the source's worktree: agents that key sessions by directory (Gemini) find it there
+
+
+@dataclass(frozen=True)
+class Decision:
+    mode: Mode
+    session_id: str | None  # the conversation to resume or fork
+    kind: PromptKind
+    reason: str = ""  # for the interrupted note: how the last turn ended
+    previous: str = ""  # the interrupted instruction (the agent may not have flushed it to disk)
+    note: str | None = None  # why: recorded on the run
+
+
+class Start(Enum):
+    """Why an attempt starts."""
+
+    FIRST = "first"  # the run's first attempt; the key's last turn had ended (or there was none)
+    AFTER_INTERRUPTION = "after interruption"  # the run's first; the key's last turn did not end
+    RETRY = "retry"  # a later attempt of the same run (a retryable outcome, or a lost conversation)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt's own facts; everything else it reads from :class:`Context` and :class:`Prepared`."""
+
+    number: int
+    start: Start
+    interrupted: RunRecord | None = None  # the turn cut short before this one: the prompt says so
+    forced: Mode | None = None  # RECOVER once this run lost the conversation (never undone)
+
+    @property
+    def first(self) -> bool:
+        """The run's first attempt: it carries what preparing the key did (its note, the sync)."""
+        return self.start is not Start.RETRY
+
+    def retry(self, after: RunRecord, forced: Mode | None = None) -> Attempt:
+        """The next attempt after ``after``: a retry of a retryable outcome is told it was
+        interrupted; one forced to recover a lost conversation keeps what this one was told."""
+        interrupted = self.interrupted if forced else after
+        return Attempt(self.number + 1, Start.RETRY, interrupted, forced or self.forced)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The key made ready for its attempts (:func:`baton.runner.prepare.prepare`)."""
+
+    session: SessionRecord  # the key's record (mutable: see the module docstring)
+    worktree: Path
+    note: str | None = None  # what preparing had to do (seed, restore, undo a killed sync): first attempt
+    sync: dict[str, Any] | None = None  # what syncing with upstream brought in: on the first attempt
+    sync_text: str = ""  # ...and what every attempt's prompt tells the agent about it, first thing
+    conflicted: bool = False  # the sync conflicted and left the worktree as it was: no agent runs
+    fork: ForkSource | None = None  # mode fork: the conversation it branches from
+    first: Decision | None = None  # a fork's or hand-off's first attempt, decided before it was kept
+    recap: str = ""  # a hand-off's recap of the other agent's conversation
+    source: str = ""  # the agent a hand-off came from
+    warnings: tuple[str, ...] = ()  # things the caller should know
