@@ -35,8 +35,6 @@ def test_check_request_decides_the_defaults_once_into_a_frozen_value(
         resolved.sync = SyncHow.OFF  # type: ignore[misc]
     own = check_request(request(src_repo, sync=SyncHow.OFF, on_conflict=OnConflict.STOP), merging)
     assert (own.sync, own.on_conflict) == (SyncHow.OFF, OnConflict.STOP)  # the request's own win
-    unpacked, key, agent = resolved  # as fleet.jobs.submit still takes it
-    assert (unpacked, key, agent) == (resolved.request, resolved.key, resolved.agent)
     assert not settings.home.exists()  # nothing written
 
 

@@ -52,16 +52,15 @@ def submit(store: Store, settings: Settings, request: RunRequest | dict[str, Any
     """Validate the request like ``baton run`` and store the job ``queued``; BadInput (nothing
     written) when anything is wrong. ``request`` is typed already (the API's body, the CLI's options)
     or plain data, checked here (:func:`build_request`)."""
-    if not isinstance(request, RunRequest):
-        request = build_request(request)
-    request, key, _agent = check_request(request, settings)
+    resolved = check_request(request if isinstance(request, RunRequest) else build_request(request), settings)
+    key = resolved.key
     job = JobRecord(
         id=new_run_id(),
         agent=key.agent,
         repo=key.repo.slug,
         thread=key.thread,
         # a local path resolved: the job runs the same repo whatever the service's cwd after a restart
-        request=plain_request(dataclasses.replace(request, repo=key.repo.url)),
+        request=plain_request(dataclasses.replace(resolved.request, repo=key.repo.url)),
         status=JobStatus.QUEUED,
         actor=actor,
         submitted_at=time.time(),

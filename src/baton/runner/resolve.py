@@ -11,9 +11,7 @@ key may still change them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from baton.agents import AGENTS, Agent, get_agent
 from baton.errors import BadInput, GitError
@@ -35,11 +33,6 @@ class Resolved:
     sync: SyncHow  # the request's, else the setting's
     on_conflict: OnConflict  # the request's, else the setting's
     instruction: str  # context and prompt as the agent gets them, checked against its CLI's limit
-
-    def __iter__(self) -> Iterator[Any]:
-        """``request, key, agent = check_request(...)``, as :func:`baton.fleet.jobs.submit` still
-        unpacks it (before this value existed, check_request returned that tuple)."""
-        return iter((self.request, self.key, self.agent))
 
 
 def check_request(request: RunRequest, settings: Settings) -> Resolved:
