@@ -197,22 +197,32 @@ class AgentBase:
 
 
 def check_prompt(agent: str, capabilities: Capabilities, prompt: str) -> None:
-    """Refuse what cannot reach the agent whole: a NUL byte (no CLI carries one through) and a prompt
-    beyond the CLI's own limit (Codex refuses, Gemini cuts its stdin)."""
-    if "\x00" in prompt:
-        raise BadInput("the prompt contains a NUL byte; remove it")
+    """Refuse what cannot reach the agent whole: text no CLI takes (:func:`check_text`) and a prompt
+    beyond the CLI's own limit (:func:`check_limit`)."""
+    check_text("prompt", prompt)
+    check_limit(agent, capabilities, prompt)
+
+
+def check_text(name: str, value: str) -> None:
+    """Refuse a NUL byte (no CLI carries one through) and text that is not UTF-8 (lone surrogates:
+    undecodable bytes that came in through argv), naming the field."""
+    if "\0" in value:
+        raise BadInput(f"the {name} contains a NUL byte, which no agent CLI can take; remove it")
     try:
-        encoded = prompt.encode("utf-8")
-    except UnicodeEncodeError as exc:  # lone surrogates: undecodable bytes that came in through argv
-        raise BadInput(f"the prompt is not valid UTF-8 text (at character {exc.start})") from exc
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadInput(f"the {name} is not valid UTF-8 text (at character {exc.start})") from exc
+
+
+def check_limit(agent: str, capabilities: Capabilities, prompt: str) -> None:
+    """Refuse a prompt (already valid text) beyond the CLI's own limit: Codex refuses, Gemini cuts its
+    stdin."""
     limit = capabilities.max_prompt_chars
     if limit is not None and len(prompt) > limit:
         raise BadInput(f"the prompt has {len(prompt):,} characters; {agent} takes at most {limit:,}")
     limit = capabilities.max_prompt_bytes
-    if limit is not None:
-        size = len(encoded)
-        if size > limit:
-            raise BadInput(f"the prompt has {size:,} bytes; {agent} takes at most {limit:,}")
+    if limit is not None and (size := len(prompt.encode("utf-8"))) > limit:
+        raise BadInput(f"the prompt has {size:,} bytes; {agent} takes at most {limit:,}")
 
 
 def parse_event(line: str, turn: Turn) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from baton.agents import AGENTS, Agent, get_agent
+from baton.agents.base import check_limit, check_text
 from baton.errors import BadInput, GitError
 from baton.keys import Key, make_key, validate_thread
 from baton.models import Mode, OnConflict, SyncHow
@@ -51,14 +52,14 @@ def check_request(request: RunRequest, settings: Settings) -> Resolved:
         raise BadInput(f"agent {key.agent!r} cannot run in mode {request.mode.value!r}")
     agent.command  # noqa: B018 -- a missing CLI is an error now, before anything is written
     instruction = "\n".join(filter(None, [request.context, request.prompt]))
-    agent.check_prompt(instruction)  # too long for the CLI?
+    check_limit(agent.name, agent.capabilities, instruction)  # its text was checked in validate()
     return Resolved(request, key, agent, sync, on_conflict, instruction)
 
 
 def validate(request: RunRequest) -> RunRequest:
     """The request with its branch in short form; BadInput for anything malformed."""
-    _check_text("prompt", request.prompt)
-    _check_text("context", request.context or "")
+    check_text("prompt", request.prompt)
+    check_text("context", request.context or "")
     if not request.prompt.strip():
         raise BadInput("prompt is empty")
     if request.timeout is not None and not request.timeout > 0:
@@ -88,15 +89,6 @@ def _check_lineage(request: RunRequest) -> None:
     check_source_agent(request.agent, request.handoff_from)
     if request.mode not in (Mode.AUTO, Mode.FRESH):
         raise BadInput(f"a hand-off starts a new conversation: it cannot run in mode {request.mode.value!r}")
-
-
-def _check_text(name: str, value: str) -> None:
-    if "\0" in value:
-        raise BadInput(f"the {name} contains a NUL byte, which no agent CLI can take; remove it")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:  # undecodable bytes from argv arrive as lone surrogates
-        raise BadInput(f"the {name} is not valid UTF-8 text (at character {exc.start})") from exc
 
 
 def _short_branch(branch: str) -> str:
