@@ -43,12 +43,15 @@ from baton.runner.request import RequestField, RunRequest, request_fields
 from baton.runner.run import check_request
 from baton.settings import Settings
 from baton.store import Store
+from baton.store.base import JobStore
 
 E = TypeVar("E", bound=StrEnum)
 END = "end"  # the key of the last line of an event stream: the job's outcome
 
 
-def submit(store: Store, settings: Settings, request: RunRequest | dict[str, Any], actor: str) -> JobRecord:
+def submit(
+    store: JobStore, settings: Settings, request: RunRequest | dict[str, Any], actor: str
+) -> JobRecord:
     """Validate the request like ``baton run`` and store the job ``queued``; BadInput (nothing
     written) when anything is wrong. ``request`` is typed already (the API's body, the CLI's options)
     or plain data, checked here (:func:`build_request`)."""
@@ -248,7 +251,7 @@ def _lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
 
 
 async def read_events(
-    store: Store, settings: Settings, job_id: str, after: int = 0, poll: float = 0.5
+    store: JobStore, settings: Settings, job_id: str, after: int = 0, poll: float = 0.5
 ) -> AsyncIterator[StreamItem]:
     """Every line of the job's stream with a sequence number above ``after``, waiting for new ones
     until the end marker (the last item); from the store when streams are shared (a broker: the job

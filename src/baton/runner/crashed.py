@@ -13,20 +13,20 @@ from __future__ import annotations
 from baton.keys import Key
 from baton.models import Fence, Outcome, RunRecord, SessionStatus
 from baton.runner.process import kill_tagged
-from baton.store import Store
+from baton.store.base import RunStore
 from baton.store.leases import HOST
 
 CRASHED = "the runner stopped mid-run (killed or crashed); the next run resumes the conversation"
 
 
-def settle(store: Store, key: Key, fence: Fence | None = None) -> RunRecord | None:
+def settle(store: RunStore, key: Key, fence: Fence | None = None) -> RunRecord | None:
     """Mark the key's dead runs crashed (:func:`mark_crashed`); the key's last run when it did not end."""
     mark_crashed(store, key, fence)
     last = store.list_runs(key.agent, key.repo.slug, key.thread, limit=1)
     return last[0] if last and last[0].outcome.interrupted else None
 
 
-def mark_crashed(store: Store, key: Key, fence: Fence | None = None) -> list[RunRecord]:
+def mark_crashed(store: RunStore, key: Key, fence: Fence | None = None) -> list[RunRecord]:
     """Runs of ``key`` still ``running`` while we hold its lease belong to dead runners: mark them
     ``crashed`` and kill whatever of their agent outlived its runner on this host."""
     crashed = []

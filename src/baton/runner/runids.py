@@ -16,7 +16,7 @@ from baton.errors import BadInput, NotFound
 
 if TYPE_CHECKING:
     from baton.models import RunRecord
-    from baton.store.base import Store
+    from baton.store.base import RunStore
 
 SHORT = 8
 SHOWN = 10  # candidates an "ambiguous" message lists
@@ -26,7 +26,7 @@ class Ambiguous(BadInput):
     """A short id that matches several runs (exit 2, like any bad input)."""
 
 
-def short_ids(store: Store, ids: Iterable[str]) -> dict[str, str]:
+def short_ids(store: RunStore, ids: Iterable[str]) -> dict[str, str]:
     """Each id's short form: its tail, unless another stored run ends the same way."""
     shown: dict[str, str] = {}
     for run_id in ids:
@@ -35,11 +35,11 @@ def short_ids(store: Store, ids: Iterable[str]) -> dict[str, str]:
     return shown
 
 
-def short_id(store: Store, run_id: str) -> str:
+def short_id(store: RunStore, run_id: str) -> str:
     return short_ids(store, [run_id])[run_id]
 
 
-def resolve_run(store: Store, fragment: str) -> RunRecord:
+def resolve_run(store: RunStore, fragment: str) -> RunRecord:
     """The one run ``fragment`` names (a full id, a prefix or a tail), or a clear error."""
     fragment = fragment.strip()
     record = store.get_run(fragment) if fragment else None

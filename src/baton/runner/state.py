@@ -25,7 +25,7 @@ from baton.models import Fence, Mode, PromptKind, RunRecord, SessionRecord
 from baton.runner.request import RunRequest
 from baton.runner.resolve import Resolved
 from baton.settings import Settings
-from baton.store import Store
+from baton.store.base import KeyStore
 from baton.workspace.workdirs import Workdirs
 
 
@@ -35,7 +35,7 @@ class Context:
 
     resolved: Resolved
     settings: Settings
-    store: Store
+    store: KeyStore
     workdirs: Workdirs
     lost: threading.Event  # set when the key's lease was taken over: stop, write nothing more
     fence: Fence | None = None  # the lease's proof: the store refuses this run's writes after a takeover
