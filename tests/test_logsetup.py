@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from baton.cli.logsetup import JsonFormatter, TextFormatter, setup_logging
+from baton.cli.logsetup import SERVER_LOGGERS, JsonFormatter, TextFormatter, setup_logging
 from baton.errors import BadInput
 from baton.fleet import jobs
 from baton.fleet.celery import CeleryExecutor
@@ -51,7 +51,14 @@ def restore_logging() -> Iterator[None]:
     """Each test configures the root logger as a command would: put it back as it was."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    servers = {
+        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
+        for name in SERVER_LOGGERS
+    }
     yield
+    for name, (own, propagate) in servers.items():
+        logging.getLogger(name).handlers[:] = own
+        logging.getLogger(name).propagate = propagate
     for handler in root.handlers:
         if handler not in handlers:
             root.removeHandler(handler)
@@ -226,3 +233,18 @@ def test_baton_worker_logs_celery_and_its_pool_processes_as_json(
     assert ("baton.cli", f"baton worker: home {worker.home}") in said
     assert any(name == "celery.apps.worker" and message.endswith(" ready.") for name, message in said)
     assert ("baton.worker", f"job {job.id}: ran") in said, "the pool process logs through the same handler"
+
+
+def test_uvicorn_configured_earlier_in_the_process_still_logs_in_our_format() -> None:
+    """uvicorn's default config gives its loggers their own handler and stops their propagation (an
+    earlier uvicorn in the same process does that): the set-up takes them back."""
+    import logging.config
+
+    import uvicorn.config
+
+    logging.config.dictConfig(uvicorn.config.LOGGING_CONFIG)
+    out = io.StringIO()
+    setup_logging("info", "json", out)
+    logging.getLogger("uvicorn.error").warning("shown: %d", 1)
+    (line,) = out.getvalue().splitlines()
+    assert (json.loads(line)["logger"], json.loads(line)["message"]) == ("uvicorn.error", "shown: 1")

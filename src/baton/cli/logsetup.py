@@ -28,6 +28,9 @@ from baton.errors import BadInput
 from baton.settings import LOG_FORMATS, LOG_LEVELS
 
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# the servers' own loggers: whatever handlers an earlier set-up gave them (uvicorn's default config
+# stops their propagation) are dropped, so their lines come out in this format too
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "celery")
 
 
 def _time(record: logging.LogRecord) -> str:
@@ -84,6 +87,10 @@ def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None 
         old.close()
     root.addHandler(handler)
     root.setLevel(name)
+    for server in map(logging.getLogger, SERVER_LOGGERS):
+        for own in list(server.handlers):
+            server.removeHandler(own)
+        server.propagate = True
     logging.captureWarnings(True)
     return handler
 
