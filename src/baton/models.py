@@ -24,6 +24,23 @@ class Mode(StrEnum):
     RECOVER = "recover"  # fresh, because the old conversation was lost; the prompt carries a recap
 
 
+class Access(StrEnum):
+    """What an agent may do in its key's worktree (each adapter maps it onto its CLI's own flags; the
+    confinement around the agent's process holds whatever the CLI allows)."""
+
+    READ = "read"  # read the repository and run read-only commands; never write
+    EDIT = "edit"  # also create, change and delete files inside the worktree
+    FULL = "full"  # any command inside the worktree: builds, tests, git commit, installs
+
+
+class Confine(StrEnum):
+    """Whether baton walls the agent's process tree in (Landlock)."""
+
+    AUTO = "auto"  # where the kernel allows it; says so once otherwise
+    REQUIRED = "required"  # refuse to start an agent that cannot be confined
+    OFF = "off"  # never (the operator confines baton itself some other way)
+
+
 class PromptKind(StrEnum):
     """Which template built the prompt sent to the agent."""
 
@@ -143,6 +160,8 @@ class RunRecord:
     agent_pid: int | None = None
     note: str | None = None  # why the run started the way it did (hydrated, recovered, ...)
     sync: dict[str, Any] | None = None  # what syncing with upstream brought in before the agent started
+    access: Access | None = None  # what the agent was allowed to do (None: a run from before access levels)
+    confined: bool | None = None  # whether baton walled the agent in (None: from before confinement)
 
     @property
     def duration_s(self) -> float | None:

@@ -19,7 +19,7 @@ from typing import Any
 import platformdirs
 
 from baton.errors import BadInput
-from baton.models import OnConflict, SyncHow
+from baton.models import Access, Confine, OnConflict, SyncHow
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,10 @@ class Settings:
     git_user_email: str = "{agent}@baton.invalid"
     log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR or CRITICAL: baton serve's and baton worker's log
     log_format: str = "text"  # text (time level logger: message) or json (one object per line)
+    access: str = "edit"  # read, edit or full: what an agent may do in its worktree (a run's --access wins)
+    confine: str = "auto"  # auto, required or off: wall each agent into its key (Landlock)
+    agent_env: str = ""  # NAME,NAME: more environment variables passed to agents (never BATON_* secrets)
+    agent_ports: str = ""  # PORT,PORT: more TCP ports a confined agent may connect to
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -157,6 +161,8 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     if settings.log_level.upper() not in LOG_LEVELS:  # any case, as --loglevel takes it
         _check_choice("log_level", settings.log_level, list(LOG_LEVELS))
     _check_choice("log_format", settings.log_format, list(LOG_FORMATS))
+    _check_choice("access", settings.access, [a.value for a in Access])
+    _check_choice("confine", settings.confine, [c.value for c in Confine])
     return settings
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from baton.errors import AgentError, BadInput
-from baton.models import Mode, Outcome
+from baton.models import Access, Mode, Outcome
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,9 @@ class Agent(Protocol):
         """Raise BadInput for a prompt this CLI cannot take whole (call it before anything is written)."""
         ...
 
-    def launch(self, mode: Mode, prompt: str, session_id: str | None) -> Launch:
+    def launch(
+        self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT
+    ) -> Launch:
         """``session_id``: the conversation to resume/fork (None for fresh/recover/continue)."""
         ...
 

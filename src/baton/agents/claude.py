@@ -29,7 +29,7 @@ from typing import Any
 from baton.agents.base import AgentBase, Capabilities, Launch, Turn, find_binary, guard_prompt, need_session
 from baton.errors import AgentError
 from baton.files import write_json
-from baton.models import Mode, Outcome
+from baton.models import Access, Mode, Outcome
 from baton.settings import Settings
 
 NOT_FOUND = "No conversation found with session ID"
@@ -97,7 +97,9 @@ class ClaudeAgent(AgentBase):
         ok = value >= ttl_days
         return ok, f"cleanupPeriodDays = {value} ({'≥' if ok else '<'} baton TTL {ttl_days:g} days)"
 
-    def launch(self, mode: Mode, prompt: str, session_id: str | None) -> Launch:
+    def launch(
+        self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT
+    ) -> Launch:
         # `-p` is a flag: with no positional prompt the CLI reads the prompt from stdin.
         argv = [*self.command, "-p", "--output-format", "stream-json", "--verbose"]
         new_id: str | None = None

@@ -78,7 +78,7 @@ from baton.agents.codex_threads import rollout_files as rollout_files
 from baton.errors import AgentError
 from baton.files import atomic_write_text
 from baton.install import npm_hint
-from baton.models import Mode, Outcome
+from baton.models import Access, Mode, Outcome
 from baton.settings import Settings
 
 NOT_FOUND = "no rollout found for thread id"
@@ -143,7 +143,9 @@ class CodexAgent(AgentBase):
 
     # -- one turn -----------------------------------------------------------------------------------
 
-    def launch(self, mode: Mode, prompt: str, session_id: str | None) -> Launch:
+    def launch(
+        self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT
+    ) -> Launch:
         """For FORK, ``session_id`` is the source thread: its rollout is copied under a new id first
         (only after the prompt and the id were accepted, so a refused launch writes nothing)."""
         command, env = self._resolve()

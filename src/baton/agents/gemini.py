@@ -76,7 +76,7 @@ from baton.agents.gemini_files import read_chat as read_chat  # re-exported for 
 from baton.errors import AgentError
 from baton.files import merge, write_json
 from baton.install import npm_hint
-from baton.models import Mode, Outcome
+from baton.models import Access, Mode, Outcome
 from baton.settings import Settings
 
 NOT_FOUND = "Invalid session identifier"  # `--resume <id>`: no such session in this directory
@@ -184,7 +184,9 @@ class GeminiAgent(AgentBase):
 
     # -- one turn -----------------------------------------------------------------------------------
 
-    def launch(self, mode: Mode, prompt: str, session_id: str | None) -> Launch:
+    def launch(
+        self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT
+    ) -> Launch:
         stdin = self.prompt_stdin(guard_prompt(prompt, IGNORED_PREFIXES))
         argv = [*self.command, "-o", "stream-json"]
         model = self.model()

@@ -46,7 +46,7 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
     """One attempt, decided by ``decision``, to its end in the store (see the module docstring)."""
     session = prepared.session
     text = _prompt(ctx, prepared, decision)
-    launch = ctx.agent.launch(decision.mode, text, decision.session_id)
+    launch = ctx.agent.launch(decision.mode, text, decision.session_id, ctx.access)
     record = _record(ctx, prepared, decision, attempt)
     turn = Turn()
     try:
@@ -111,6 +111,7 @@ def _record(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attem
         runner_pid=os.getpid(),
         note="; ".join(filter(None, [decision.note, prepared.note if attempt.first else None])) or None,
         sync=prepared.sync if attempt.first else None,
+        access=ctx.access,
     )
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import NoneType, UnionType
 from typing import Annotated, Any, TypedDict, get_args, get_type_hints
 
-from baton.models import Mode, OnConflict, Outcome, RunRecord, SessionRecord, SyncHow
+from baton.models import Access, Mode, OnConflict, Outcome, RunRecord, SessionRecord, SyncHow
 
 EventCallback = Callable[[RunRecord, dict[str, Any]], None]
 
@@ -122,6 +122,14 @@ class RunRequest:
         metadata=option(
             "start this agent's conversation with a recap of AGENT's on this key",
             doc="recap this agent's conversation",
+        ),
+    )
+    # what the agent may do in its worktree (None: the setting access)
+    access: Access | None = field(
+        default=None,
+        metadata=option(
+            "read, edit (files in the worktree) or full (any command there); default: setting access",
+            doc="read, edit or full: what the agent may do in its worktree (default: the setting access)",
         ),
     )
     timeout: float | None = field(

@@ -1,8 +1,8 @@
 """A request checked once, before anything is written: :func:`check_request` and what it returns.
 
 Everything about a request that needs neither the store nor the lease is decided here, once, into a
-frozen :class:`Resolved`: the branch in short form, the key, the agent, the sync defaults from the
-settings, the instruction measured against the agent CLI's limit. Later steps read these values and
+frozen :class:`Resolved`: the branch in short form, the key, the agent, the sync and access defaults
+from the settings, the instruction measured against the agent CLI's limit. Later steps read these values and
 never decide them again. Refusals that need the key's session (a branch that differs from it, a fork
 source, a hand-off source) wait for the lease (:mod:`baton.runner.prepare`): an earlier run of the
 key may still change them.
@@ -17,7 +17,7 @@ from baton.agents import AGENTS, Agent, get_agent
 from baton.agents.base import check_limit, check_text
 from baton.errors import BadInput, GitError
 from baton.keys import Key, make_key, validate_thread
-from baton.models import Mode, OnConflict, SyncHow
+from baton.models import Access, Mode, OnConflict, SyncHow
 from baton.runner.request import RunRequest
 from baton.settings import Settings
 from baton.sync.handoff import check_source_agent
@@ -34,6 +34,7 @@ class Resolved:
     sync: SyncHow  # the request's, else the setting's
     on_conflict: OnConflict  # the request's, else the setting's
     instruction: str  # context and prompt as the agent gets them, checked against its CLI's limit
+    access: Access  # the request's, else the setting's
 
 
 def check_request(request: RunRequest, settings: Settings) -> Resolved:
@@ -45,7 +46,8 @@ def check_request(request: RunRequest, settings: Settings) -> Resolved:
         request.sync or SyncHow(settings.sync),
         request.on_conflict or OnConflict(settings.on_conflict),
     )
-    request = dataclasses.replace(request, sync=sync, on_conflict=on_conflict)
+    access = request.access or Access(settings.access)
+    request = dataclasses.replace(request, sync=sync, on_conflict=on_conflict, access=access)
     key = make_key(request.agent, request.repo, request.thread, AGENTS)
     agent = get_agent(key.agent, settings)
     if request.mode != Mode.AUTO and not agent.capabilities.supports(request.mode):
@@ -53,7 +55,7 @@ def check_request(request: RunRequest, settings: Settings) -> Resolved:
     agent.command  # noqa: B018 -- a missing CLI is an error now, before anything is written
     instruction = "\n".join(filter(None, [request.context, request.prompt]))
     check_limit(agent.name, agent.capabilities, instruction)  # its text was checked in validate()
-    return Resolved(request, key, agent, sync, on_conflict, instruction)
+    return Resolved(request, key, agent, sync, on_conflict, instruction, access)
 
 
 def validate(request: RunRequest) -> RunRequest:

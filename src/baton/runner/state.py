@@ -21,7 +21,7 @@ from typing import Any
 
 from baton.agents import Agent
 from baton.keys import Key
-from baton.models import Fence, Mode, PromptKind, RunRecord, SessionRecord
+from baton.models import Access, Fence, Mode, PromptKind, RunRecord, SessionRecord
 from baton.runner.request import RunRequest
 from baton.runner.resolve import Resolved
 from baton.settings import Settings
@@ -51,6 +51,10 @@ class Context:
     @property
     def agent(self) -> Agent:
         return self.resolved.agent
+
+    @property
+    def access(self) -> Access:
+        return self.resolved.access
 
 
 @dataclass(frozen=True)
