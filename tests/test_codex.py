@@ -44,6 +44,7 @@ from baton.testing.mock_openai import MockOpenAI
 from tests.conftest import BATON, gone, wait_for
 
 THREAD = "01a1feaa-303a-75d0-8293-4ac0347e196e"
+EDIT = ["--sandbox", "workspace-write"]  # the default access level's flags (tests/test_agents_access.py)
 
 # -- recorded from `codex exec --json` 0.169.0 against the mock -------------------------------------
 STARTED = '{"type":"thread.started","thread_id":"01a1feaa-303a-75d0-8293-4ac0347e196e"}'
@@ -99,7 +100,7 @@ def agent(tmp_path: Path) -> CodexAgent:
 def test_argv_fresh_and_recover_read_the_prompt_from_stdin(agent: CodexAgent) -> None:
     for mode in (Mode.FRESH, Mode.RECOVER):
         launch = agent.launch(mode, "-rf everything", None)
-        assert launch.argv == ["/opt/codex/bin/codex", *EXEC, "-"] and STDIN == "-"
+        assert launch.argv == ["/opt/codex/bin/codex", *EXEC, *EDIT, "-"] and STDIN == "-"
         assert launch.stdin == b"-rf everything"
         assert launch.new_session_id is None, "Codex picks its own thread id"
     assert EXEC == ["exec", "--json", "--skip-git-repo-check"]
@@ -107,7 +108,7 @@ def test_argv_fresh_and_recover_read_the_prompt_from_stdin(agent: CodexAgent) ->
 
 def test_argv_resume_puts_exec_flags_before_resume(agent: CodexAgent) -> None:
     launch = agent.launch(Mode.RESUME, "go on", THREAD)
-    assert launch.argv == ["/opt/codex/bin/codex", *EXEC, "resume", THREAD, "-"]
+    assert launch.argv == ["/opt/codex/bin/codex", *EXEC, *EDIT, "resume", THREAD, "-"]
     assert launch.stdin == b"go on"
     assert launch.argv.index("--json") < launch.argv.index("resume")
     assert launch.env["CODEX_HOME"] == str(agent.home)

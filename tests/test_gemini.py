@@ -24,7 +24,7 @@ import pytest
 
 from baton import Mode, Outcome, PromptKind, RunRequest, open_store, run
 from baton.agents import Turn, get_agent
-from baton.agents.gemini import MANAGED, NOT_FOUND, GeminiAgent, read_chat
+from baton.agents.gemini import MANAGED, NOT_FOUND, POLICY_FILE, GeminiAgent, read_chat
 from baton.errors import AgentError, BadInput
 from baton.settings import Settings
 from baton.testing.mock_gemini import MockGemini, fill_schema
@@ -106,7 +106,15 @@ def stub(session_id: str) -> list[dict[str, Any]]:
 def test_argv_per_mode(adapter: GeminiAgent) -> None:
     fresh = adapter.launch(Mode.FRESH, "-rf do it", None)
     assert fresh.argv[:3] == ["/bin/gemini", "-o", "stream-json"]
-    assert fresh.argv[3:] == ["-m", "pro", "--session-id", fresh.new_session_id]
+    policy = f"--policy={adapter.home / '.gemini' / POLICY_FILE}"  # edit, the default access level
+    assert fresh.argv[3:] == [
+        "--approval-mode=auto_edit",
+        policy,
+        "-m",
+        "pro",
+        "--session-id",
+        fresh.new_session_id,
+    ]
     assert fresh.stdin == b"-rf do it"
     assert fresh.env == {
         "GEMINI_CLI_HOME": str(adapter.home),

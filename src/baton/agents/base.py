@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from baton.errors import AgentError, BadInput
 from baton.models import Access, Mode, Outcome
@@ -105,9 +105,13 @@ class Agent(Protocol):
         """Raise BadInput for a prompt this CLI cannot take whole (call it before anything is written)."""
         ...
 
-    def launch(
-        self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT
-    ) -> Launch:
+    def env_names(self) -> tuple[str, ...]:
+        """The environment variables the CLI needs, as fnmatch patterns (``ANTHROPIC_*``): its
+        credentials, base URL and its own switches; never one of baton's (``BATON_*``). The runner
+        passes the agent these, the few every program needs and what :meth:`launch` sets, nothing else."""
+        ...
+
+    def launch(self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT) -> Launch:
         """``session_id``: the conversation to resume/fork (None for fresh/recover/continue)."""
         ...
 
@@ -150,6 +154,9 @@ class AgentBase:
     # Words the CLI uses when it has no (valid) credentials, matched against its errors and stderr.
     auth_failures: tuple[str, ...] = ()
     auth_exit_codes: tuple[int, ...] = ()  # exit codes that only mean "no credentials"
+    # The CLI's own flags for each access level, in argv only (never a byte of the prompt).
+    access_flags: ClassVar[dict[Access, tuple[str, ...]]] = {}
+    env_patterns: tuple[str, ...] = ()  # what env_names() returns unless an adapter adds to it
 
     def __init__(self, home: Path) -> None:
         self._home = home
@@ -193,6 +200,9 @@ class AgentBase:
     def leftover_files(self, session_id: str) -> list[Path]:
         """None by default: the transcript is all the CLI keeps of a session."""
         return []
+
+    def env_names(self) -> tuple[str, ...]:
+        return self.env_patterns
 
     def version(self) -> str | None:
         return cli_version(tuple(self.command))

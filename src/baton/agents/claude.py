@@ -12,6 +12,17 @@ prompt from stdin, whole and byte for byte (measured on 2.1.327 up to 2 MB), so 
 byte of it. A prompt starting with ``/`` is a slash command even on stdin (``/clear`` answers without
 asking the model), so it is sent as ``Instruction: <prompt>`` (:func:`~baton.agents.base.guard_prompt`).
 
+Access levels (:data:`ClaudeAgent.access_flags`, measured on 2.1.327 in ``-p`` mode as root; see
+docs/agent-clis.md): without flags a headless Claude refuses every Write ("Claude requested permissions
+to write to …") and any Bash command that changes files; a repository's ``.claude/settings.json`` can
+set ``defaultMode``, so every level names its mode. ``read`` is ``dontAsk`` (anything not pre-approved
+is denied, read-only Bash such as ``ls`` or ``cat x | wc -l`` still runs) with the file-writing tools
+removed; ``edit`` is ``acceptEdits`` (Write/Edit inside the cwd, and file-system commands such as
+``touch`` there; writes outside the cwd and ``git commit`` are refused); ``full`` adds every Bash
+command (``--allowedTools=Bash``). ``bypassPermissions`` (like ``--dangerously-skip-permissions``) is
+refused as root, so it is not used. The flags are written ``--flag=value``: the variadic tool lists
+then cannot swallow a following argument, and the fake agent's parser skips them.
+
 Credentials: baton relocates ``CLAUDE_CONFIG_DIR``, so a ``~/.claude`` login is not seen. Without a key
 the CLI answers ``Not logged in · Please run /login`` (``Invalid API key · …`` for a bad one), exit 1:
 classified FAILED with baton's message naming ``ANTHROPIC_API_KEY`` / ``CLAUDE_CODE_OAUTH_TOKEN``.
@@ -24,7 +35,7 @@ import json
 import math
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from baton.agents.base import AgentBase, Capabilities, Launch, Turn, find_binary, guard_prompt, need_session
 from baton.errors import AgentError
@@ -59,6 +70,26 @@ class ClaudeAgent(AgentBase):
     credentials: tuple[str, ...] = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
     auth_hint = "an API key, or a long-lived token from `claude setup-token`"
     auth_failures = ("Not logged in", "Invalid API key", "Please run /login", "OAuth token has expired")
+    # What each access level lets the CLI do (see the module docstring for what was measured).
+    access_flags: ClassVar[dict[Access, tuple[str, ...]]] = {
+        Access.READ: ("--permission-mode=dontAsk", "--disallowedTools=Write,Edit,NotebookEdit"),
+        Access.EDIT: ("--permission-mode=acceptEdits",),
+        Access.FULL: ("--permission-mode=acceptEdits", "--allowedTools=Bash"),
+    }
+    # The environment the CLI reads (fnmatch patterns): credentials, base URL, model and its own
+    # switches. Bedrock's and Vertex's variables are not here: add them with BATON_AGENT_ENV.
+    env_patterns: tuple[str, ...] = (
+        "ANTHROPIC_*",
+        "CLAUDE_CODE_*",
+        "DISABLE_*",
+        "API_TIMEOUT_MS",
+        "BASH_DEFAULT_TIMEOUT_MS",
+        "BASH_MAX_TIMEOUT_MS",
+        "BASH_MAX_OUTPUT_LENGTH",
+        "MAX_THINKING_TOKENS",
+        "MCP_TIMEOUT",
+        "MCP_TOOL_TIMEOUT",
+    )
 
     def __init__(self, name: str, home: Path, binary: str | list[str] | None) -> None:
         super().__init__(home)
@@ -97,11 +128,16 @@ class ClaudeAgent(AgentBase):
         ok = value >= ttl_days
         return ok, f"cleanupPeriodDays = {value} ({'≥' if ok else '<'} baton TTL {ttl_days:g} days)"
 
-    def launch(
-        self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT
-    ) -> Launch:
+    def launch(self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT) -> Launch:
         # `-p` is a flag: with no positional prompt the CLI reads the prompt from stdin.
-        argv = [*self.command, "-p", "--output-format", "stream-json", "--verbose"]
+        argv = [
+            *self.command,
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            *self.access_flags[access],
+        ]
         new_id: str | None = None
         if mode in (Mode.FRESH, Mode.RECOVER):
             new_id = str(uuid.uuid4())

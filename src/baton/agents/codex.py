@@ -50,6 +50,19 @@ headless runs quiet and offline (:data:`MANAGED`) and keeps every other key (a u
 them, so there is nothing to align with baton's TTL. :func:`merge_toml` merges with tomlkit, so the
 user's comments and layout survive.
 
+Access levels (:data:`CodexAgent.access_flags`, measured on 0.169.0; see docs/agent-clis.md): ``exec``
+never asks for approval, so the sandbox mode (``--sandbox``, an exec-level flag) is the whole mapping.
+``read-only`` lets commands read and refuses every write ("Read-only file system"; ``apply_patch``:
+"patch rejected: writing is blocked by read-only sandbox"). ``workspace-write`` lets commands and
+``apply_patch`` write in the cwd and /tmp, without network, but keeps ``.git`` and a worktree's resolved
+gitdir read-only: ``git commit`` in a baton worktree fails ("Unable to create …/index.lock: Read-only
+file system"), also with the gitdir in ``writable_roots`` or ``--add-dir``. A permission profile with
+explicit write entries for the gitdir does allow commits, but needs the worktree's absolute gitdir
+(launch does not know the cwd) and leaves the network off; so ``full`` is ``danger-full-access``
+(Codex's own sandbox off) and baton's confinement is the wall. Codex's sandbox needs mount
+namespaces (bubblewrap): inside an outer Landlock domain ``mount`` is denied and every sandboxed command
+fails ("bwrap: Failed to make / slave: Operation not permitted"), see docs/agent-clis.md.
+
 Credentials: Codex reads ``CODEX_API_KEY`` or ``OPENAI_API_KEY`` (or a ``codex login`` in the home,
 which baton relocates). Without one the model API answers ``401 Unauthorized``; a provider whose
 ``env_key`` is unset gives ``Missing environment variable``: both are FAILED with baton's message.
@@ -59,11 +72,12 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import tomlkit
 import tomlkit.exceptions
@@ -86,6 +100,7 @@ UNREADABLE = "failed to read session metadata"  # empty, non-UTF-8 or header-les
 INSTALL = npm_hint("@openai/codex@0.169.0")  # `make setup` in a checkout, npm for a pip install
 EXEC = ["exec", "--json", "--skip-git-repo-check"]
 STDIN = "-"  # the prompt argument that makes Codex read the prompt from stdin
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_PROMPT_CHARS = 1_048_576  # "Input exceeds the maximum length of 1048576 characters" (0.169.0)
 
 # Keys baton sets in config.toml on every run: no update check, no plugin sync (it reaches
@@ -115,6 +130,15 @@ class CodexAgent(AgentBase):
     credentials: tuple[str, ...] = ("CODEX_API_KEY", "OPENAI_API_KEY")
     auth_hint = "an OpenAI API key"
     auth_failures = ("401 Unauthorized", "Missing environment variable", "no Codex credentials were found")
+    # What each access level lets the CLI do (see the module docstring for what was measured).
+    access_flags: ClassVar[dict[Access, tuple[str, ...]]] = {
+        Access.READ: ("--sandbox", "read-only"),
+        Access.EDIT: ("--sandbox", "workspace-write"),
+        Access.FULL: ("--sandbox", "danger-full-access"),
+    }
+    # The environment the CLI reads (fnmatch patterns); :meth:`env_names` adds the variables the home's
+    # model providers name (``env_key``, ``env_http_headers``).
+    env_patterns: tuple[str, ...] = ("OPENAI_*", "CODEX_*")
 
     def __init__(self, home: Path, binary_setting: str = "") -> None:
         super().__init__(home)
@@ -143,14 +167,12 @@ class CodexAgent(AgentBase):
 
     # -- one turn -----------------------------------------------------------------------------------
 
-    def launch(
-        self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT
-    ) -> Launch:
+    def launch(self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT) -> Launch:
         """For FORK, ``session_id`` is the source thread: its rollout is copied under a new id first
         (only after the prompt and the id were accepted, so a refused launch writes nothing)."""
         command, env = self._resolve()
         stdin = self.prompt_stdin(prompt)
-        argv, new_id = [*command, *EXEC], None
+        argv, new_id = [*command, *EXEC, *self.access_flags[access]], None
         if mode in (Mode.FRESH, Mode.RECOVER):
             argv += [STDIN]
         elif mode == Mode.RESUME:
@@ -167,6 +189,11 @@ class CodexAgent(AgentBase):
         # RUST_BACKTRACE off: with it on, an error's last stderr lines (which baton reports) are frames.
         env = {**env, "CODEX_HOME": str(self._home), "RUST_BACKTRACE": "0"}
         return Launch(argv=argv, env=env, new_session_id=new_id, stdin=stdin)
+
+    def env_names(self) -> tuple[str, ...]:
+        """:attr:`env_patterns` and the variables the home's ``config.toml`` model providers read: a
+        provider's ``env_key`` (its API key) and the values of its ``env_http_headers``."""
+        return (*self.env_patterns, *provider_env_names(self._home / "config.toml"))
 
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
         """Fold one ``codex exec --json`` event into ``turn`` (see :data:`_EVENT_HANDLERS`)."""
@@ -321,6 +348,24 @@ def _contains(data: dict[str, Any], forced: dict[str, Any]) -> bool:
         elif current != value or type(current) is not type(value):
             return False
     return True
+
+
+def provider_env_names(path: Path) -> list[str]:
+    """The environment variables the model providers of the config.toml at ``path`` name (sorted);
+    none when the file is missing or not TOML (Codex then says what is wrong)."""
+    try:
+        providers = tomllib.loads(path.read_text(encoding="utf-8")).get("model_providers")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    found: list[Any] = []
+    for provider in providers.values() if isinstance(providers, dict) else []:
+        if isinstance(provider, dict):
+            headers = provider.get("env_http_headers")
+            found += [provider.get("env_key"), *(headers.values() if isinstance(headers, dict) else [])]
+    # a variable's name, never a pattern, and never one of baton's own
+    return sorted(
+        {n for n in found if isinstance(n, str) and ENV_NAME.fullmatch(n) and not n.startswith("BATON_")}
+    )
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -29,6 +29,18 @@ doing anything); ``GEMINI_CLI_NO_RELAUNCH`` keeps Gemini one process — by defa
 as a child node process, which would outlive a runner killed with SIGKILL (only the direct child gets
 ``PR_SET_PDEATHSIG``) and keep writing the transcript the next run resumes.
 
+Access levels (:data:`GeminiAgent.access_flags`, measured on 0.61.0; see docs/agent-clis.md): headless
+Gemini does not offer the model the tools that would need an approval ("Tool "run_shell_command" not
+found"). ``--approval-mode default`` offers the reading tools only (read_file, list_directory,
+grep_search, glob); ``auto_edit`` adds write_file and replace, which refuse paths outside the workspace
+("Path not in workspace"); ``yolo`` adds run_shell_command. ``read`` and ``edit`` also load
+:data:`READ_ONLY_SHELL`, a policy that allows a few read-only commands and nothing else ("Tool execution
+denied by policy."; a redirection "requires user confirmation, which is not supported in
+non-interactive mode"). The policy is written into the home at every launch, outside the
+``policies/`` folder Gemini loads by itself, so it applies only where baton names it; a missing policy
+file is silently ignored (no shell then). Every level names its mode, so a repository's settings
+cannot choose one; a repository's ``.gemini/policies`` allowing the shell did not apply (measured).
+
 Prompts that Gemini would not keep: a prompt starting with ``/`` runs a slash command in headless mode
 (``/clear``, ``/memory add …``), and a user message starting with ``/``, ``?``, ``<session_context>``
 or ``<hook_context>`` is sent once but dropped from the history of every later resume (measured). Such
@@ -59,7 +71,7 @@ import uuid
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from baton.agents.base import (
     AgentBase,
@@ -74,7 +86,7 @@ from baton.agents.base import (
 from baton.agents.gemini_files import IGNORED_PREFIXES, chat_files, map_project, newest
 from baton.agents.gemini_files import read_chat as read_chat  # re-exported for tests
 from baton.errors import AgentError
-from baton.files import merge, write_json
+from baton.files import atomic_write_text, merge, write_json
 from baton.install import npm_hint
 from baton.models import Access, Mode, Outcome
 from baton.settings import Settings
@@ -110,6 +122,26 @@ MANAGED: dict[str, Any] = {
 }
 
 
+# The read-only shell commands ``read`` and ``edit`` may run (the Gemini policy engine's TOML): each
+# command of a chain must match a prefix; git's diff family writes a file with --output=FILE.
+READ_ONLY_SHELL = """\
+# Written by baton: the shell commands Gemini CLI may run at the read and edit access levels.
+[[rule]]
+toolName = "run_shell_command"
+commandPrefix = ["ls", "cat", "head", "tail", "wc", "grep", "pwd", "git status", "git log", "git show",
+  "git diff", "git blame", "git ls-files"]
+decision = "allow"
+priority = 100
+
+[[rule]]
+toolName = "run_shell_command"
+argsPattern = "--output"
+decision = "deny"
+priority = 200
+"""
+POLICY_FILE = "baton-read-only-shell.toml"  # in <home>/.gemini, not in the policies/ Gemini loads itself
+
+
 class GeminiAgent(AgentBase):
     name = "gemini"
     capabilities = Capabilities(
@@ -126,6 +158,17 @@ class GeminiAgent(AgentBase):
     auth_hint = "a Gemini API key from Google AI Studio"
     auth_failures = ("must specify the GEMINI_API_KEY", "API key not valid", "Please set an Auth method")
     auth_exit_codes = (AUTH_EXIT,)
+    # What each access level lets the CLI do (see the module docstring for what was measured), and the
+    # levels that also load the READ_ONLY_SHELL policy (``--policy=<home>/.gemini/POLICY_FILE``).
+    access_flags: ClassVar[dict[Access, tuple[str, ...]]] = {
+        Access.READ: ("--approval-mode=default",),
+        Access.EDIT: ("--approval-mode=auto_edit",),
+        Access.FULL: ("--approval-mode=yolo",),
+    }
+    read_only_shell: ClassVar[frozenset[Access]] = frozenset({Access.READ, Access.EDIT})
+    # The environment the CLI reads (fnmatch patterns): credentials, base URL, Vertex's project and
+    # its own switches.
+    env_patterns: tuple[str, ...] = ("GEMINI_*", "GOOGLE_*", "NO_BROWSER")
 
     def __init__(self, home: Path, binary_setting: str = "") -> None:
         super().__init__(home)
@@ -184,11 +227,9 @@ class GeminiAgent(AgentBase):
 
     # -- one turn -----------------------------------------------------------------------------------
 
-    def launch(
-        self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT
-    ) -> Launch:
+    def launch(self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT) -> Launch:
         stdin = self.prompt_stdin(guard_prompt(prompt, IGNORED_PREFIXES))
-        argv = [*self.command, "-o", "stream-json"]
+        argv = [*self.command, "-o", "stream-json", *self.access_argv(access)]
         model = self.model()
         if model:
             argv += ["-m", model]
@@ -213,6 +254,21 @@ class GeminiAgent(AgentBase):
             "GEMINI_CLI_NO_RELAUNCH": "true",
         }
         return Launch(argv=argv, env=env, new_session_id=new_id, stdin=stdin)
+
+    def access_argv(self, access: Access) -> list[str]:
+        """The flags of ``access``, with the read-only shell policy (written, if it is not there as
+        it should be) for the levels that load it."""
+        flags = list(self.access_flags[access])
+        if access not in self.read_only_shell:
+            return flags
+        path = self.gemini_dir / POLICY_FILE
+        try:
+            current = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            current = None
+        if current != READ_ONLY_SHELL:
+            atomic_write_text(path, READ_ONLY_SHELL, mode=0o644)
+        return [*flags, f"--policy={path}"]
 
     def model(self) -> str | None:
         """The ``-m`` value, or None to let the CLI route (``auto``)."""

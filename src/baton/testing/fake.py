@@ -23,9 +23,16 @@ def fake_agent_bin() -> list[str]:
     return [sys.executable, "-S", str(Path(__file__).parent / "fake_agent.py")]
 
 
+class FakeAgent(ClaudeAgent):
+    """The Claude adapter driving the fake agent, which also reads its fault switches (``FAKE_AGENT_*``)
+    from the environment."""
+
+    env_patterns = (*ClaudeAgent.env_patterns, "FAKE_AGENT_*")
+
+
 def from_settings(name: str, settings: Settings) -> ClaudeAgent:
     binary = settings.extra.get("fake_bin")
-    return ClaudeAgent(name, settings.home / "homes" / name, binary or fake_agent_bin())
+    return FakeAgent(name, settings.home / "homes" / name, binary or fake_agent_bin())
 
 
 def register_fake() -> None:

@@ -8,10 +8,8 @@ user turn plus Claude Code's ``# Environment`` message), and each resumed turn a
 Tool calls, opt-in: a marker ``[[tool:NAME ARGS]]`` in the text of the latest ``user`` message (Claude
 Code puts its ``# Environment`` message after it, as a ``system`` message) makes the reply that same
 text followed by a ``tool_use`` block calling ``NAME`` (id ``toolu_mock_<N>_<i>``), with stop reason
-``tool_use``; several markers make several calls in one reply. ``ARGS`` is the tool's input: nothing,
-``key=value`` pairs (shell-style quoting, string values: ``[[tool:Read file_path=README.md]]``,
-``[[tool:Bash command="ls -la"]]``) or one JSON object (``[[tool:Read {"file_path": "README.md",
-"limit": 5}]]``); it cannot contain ``]]``. :func:`tool_marker` writes one. Only a request that offers
+``tool_use``; several markers make several calls in one reply. The marker's syntax (shared by the three
+mocks) is in :mod:`baton.testing.tools`; :func:`tool_marker` writes one. Only a request that offers
 ``tools`` gets a call (a side call offering none gets text), and a marker that cannot be parsed is
 answered with HTTP 400, so a typo fails the run loudly instead of quietly answering with text.
 
@@ -35,20 +33,16 @@ and SSE replies) is shared with the other mocks in :mod:`baton.testing._http`.
 from __future__ import annotations
 
 import json
-import re
-import shlex
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from baton.testing._http import JsonHandler, MockServer, RecordedRequest
+from baton.testing.tools import MarkerError, find_calls
+from baton.testing.tools import tool_input as tool_input  # re-exported: tests import them from here
+from baton.testing.tools import tool_marker as tool_marker
 
-TOOL_MARKER = re.compile(r"\[\[tool:(?P<name>[A-Za-z_][\w.-]*)(?P<args>.*?)\]\]", re.DOTALL)
 Block = dict[str, Any]
-
-
-class MarkerError(ValueError):
-    """A tool marker whose arguments are neither ``key=value`` pairs nor one JSON object."""
 
 
 @dataclass
@@ -78,8 +72,10 @@ class MockRequest(RecordedRequest):
         :class:`MarkerError` for a marker that cannot be parsed."""
         if not self.body.get("tools"):
             return []
-        found = TOOL_MARKER.finditer(self.latest_user_text())
-        return [{"type": "tool_use", "name": m["name"], "input": tool_input(m["args"])} for m in found]
+        return [
+            {"type": "tool_use", "name": name, "input": args}
+            for name, args in find_calls(self.latest_user_text())
+        ]
 
 
 def _texts(messages: list[dict[str, Any]]) -> list[str]:
@@ -93,26 +89,6 @@ def _texts(messages: list[dict[str, Any]]) -> list[str]:
                 if isinstance(block, dict) and isinstance(block.get("text"), str):
                     parts.append(block["text"])
     return parts
-
-
-def tool_input(args: str) -> dict[str, Any]:
-    """A marker's arguments as a tool input: one JSON object, or ``key=value`` pairs."""
-    args = args.strip()
-    if args.startswith("{"):
-        try:
-            value = json.loads(args)
-        except json.JSONDecodeError as exc:
-            raise MarkerError(f"tool marker arguments are not JSON: {args!r} ({exc})") from exc
-        if not isinstance(value, dict):
-            raise MarkerError(f"tool marker arguments are not a JSON object: {args!r}")
-        return value
-    try:
-        words = shlex.split(args)
-    except ValueError as exc:
-        raise MarkerError(f"tool marker arguments cannot be split: {args!r} ({exc})") from exc
-    if any("=" not in w or w.startswith("=") for w in words):
-        raise MarkerError(f"tool marker arguments are not key=value pairs: {args!r}")
-    return dict(w.split("=", 1) for w in words)
 
 
 @dataclass
@@ -144,12 +120,6 @@ class MockAnthropic(MockServer[MockRequest]):
 
 def reply_text(number: int, count: int) -> str:
     return f"mock reply #{number}: received {count} messages"
-
-
-def tool_marker(name: str, **args: str) -> str:
-    """The marker asking the mock for a call of tool ``name`` with ``args`` (strings)."""
-    pairs = "".join(f" {key}={shlex.quote(value)}" for key, value in args.items())
-    return f"[[tool:{name}{pairs}]]"
 
 
 class _Handler(JsonHandler):

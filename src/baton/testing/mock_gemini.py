@@ -33,9 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from baton.testing._http import JsonHandler, MockServer, RecordedRequest
+from baton.testing.tools import MarkerError, find_calls
 
 STREAM = ":streamGenerateContent"
 GENERATE = ":generateContent"
+Part = dict[str, Any]
 
 
 @dataclass
@@ -76,12 +78,47 @@ class MockRequest(RecordedRequest):
 
     def text(self) -> str:
         """All the text of the request's contents, joined (for asserting what was sent)."""
-        parts: list[str] = []
+        return "\n".join(_texts(self.contents))
+
+    def latest_user_text(self) -> str:
+        """The text parts of the last content if it is the user's: a new turn's prompt. After a tool call
+        the last content holds the ``functionResponse`` parts (no text), so this is empty."""
+        last = self.contents[-1:]
+        return "\n".join(_texts(last)) if last and last[0].get("role") == "user" else ""
+
+    def offers_tools(self) -> bool:
+        tools = self.body.get("tools")
+        return isinstance(tools, list) and any(
+            isinstance(t, dict) and t.get("functionDeclarations") for t in tools
+        )
+
+    def tool_calls(self) -> list[Part]:
+        """The ``functionCall`` parts the latest user text's markers ask for (none unless the request
+        offers function declarations); raises :class:`MarkerError` for a marker that cannot be parsed."""
+        if not self.is_conversation or not self.offers_tools():
+            return []
+        return [
+            {"functionCall": {"name": name, "args": args}}
+            for name, args in find_calls(self.latest_user_text())
+        ]
+
+    def function_responses(self) -> list[dict[str, Any]]:
+        """The ``functionResponse`` objects the CLI sent back (each with its ``name`` and ``response``)."""
+        found: list[dict[str, Any]] = []
         for content in self.contents:
             for part in content.get("parts", []) if isinstance(content, dict) else []:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    parts.append(part["text"])
-        return "\n".join(parts)
+                if isinstance(part, dict) and isinstance(part.get("functionResponse"), dict):
+                    found.append(part["functionResponse"])
+        return found
+
+
+def _texts(contents: list[dict[str, Any]]) -> list[str]:
+    parts: list[str] = []
+    for content in contents:
+        for part in content.get("parts", []) if isinstance(content, dict) else []:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+    return parts
 
 
 @dataclass
@@ -154,9 +191,12 @@ def fill_schema(schema: dict[str, Any]) -> Any:
     return "mock"
 
 
-def _response(text: str, count: int, model: str, finished: bool) -> dict[str, Any]:
+def _response(
+    text: str, count: int, model: str, finished: bool, calls: list[Part] | None = None
+) -> dict[str, Any]:
+    parts: list[Part] = [{"text": text}] if text or not calls else []
     chunk: dict[str, Any] = {
-        "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}],
+        "candidates": [{"content": {"role": "model", "parts": [*parts, *(calls or [])]}, "index": 0}],
         "modelVersion": model,
     }
     if finished:
@@ -199,6 +239,16 @@ class _Handler(JsonHandler):
         if request.method not in ("streamGenerateContent", "generateContent"):
             self._json(404, _error(404, "NOT_FOUND", f"no such method: {request.method}"))
             return
+        self._reply(request, number)
+
+    def _reply(self, request: MockRequest, number: int) -> None:
+        """A generate call's answer: schema-shaped JSON, the conversation's text (and the tool calls
+        its markers ask for), or a title."""
+        try:
+            calls = request.tool_calls()
+        except MarkerError as exc:
+            self._json(400, _error(400, "INVALID_ARGUMENT", f"mock: {exc}"))
+            return
         count = len(request.contents)
         if request.schema is not None:
             text = json.dumps(fill_schema(request.schema))
@@ -210,11 +260,15 @@ class _Handler(JsonHandler):
         else:
             text = "Mock session title"
         if request.method == "streamGenerateContent":
-            # two chunks, as the real API streams: the text, then an empty part with the finish reason
-            chunks = [_response(text, count, request.model, False), _response("", count, request.model, True)]
+            # two chunks, as the real API streams: the text, then the tool calls (or an empty text part)
+            # with the finish reason
+            chunks = [
+                _response(text, count, request.model, False),
+                _response("", count, request.model, True, calls),
+            ]
             self._sse(f"data: {json.dumps(chunk)}\r\n\r\n" for chunk in chunks)
         else:
-            self._json(200, _response(text, count, request.model, finished=True))
+            self._json(200, _response(text, count, request.model, True, calls))
 
 
 def _error(code: int, status: str, message: str) -> dict[str, Any]:

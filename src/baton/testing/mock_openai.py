@@ -31,9 +31,11 @@ from typing import Any
 
 from baton.agents.codex import merge_toml
 from baton.testing._http import JsonHandler, MockServer, RecordedRequest
+from baton.testing.tools import MarkerError, find_calls
 
 API_KEY_ENV = "MOCK_API_KEY"
 MODEL = "gpt-5.5"  # in Codex's built-in catalogue: an unknown name adds a metadata warning event
+Item = dict[str, Any]
 
 
 @dataclass
@@ -55,6 +57,64 @@ class MockRequest(RecordedRequest):
         for item in self.input:
             _collect_text(item, parts)
         return "\n".join(parts)
+
+    def latest_user_text(self) -> str:
+        """The text of the last ``input`` item if it is a user message: where a new turn's prompt is.
+        After a tool call the last items are the call and its output, so this is empty."""
+        last = self.input[-1] if self.input else None
+        if (
+            not isinstance(last, dict)
+            or last.get("type", "message") != "message"
+            or last.get("role") != "user"
+        ):
+            return ""
+        parts: list[str] = []
+        _collect_text(last.get("content"), parts)
+        return "\n".join(parts)
+
+    def offered_tools(self) -> dict[str, str]:
+        """The tools the request offers, name → type (``function``, ``custom``, …)."""
+        tools = self.body.get("tools")
+        found = [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+        return {str(t["name"]): str(t.get("type")) for t in found if "name" in t}
+
+    def tool_calls(self) -> list[Item]:
+        """The output items calling the tools the latest user message's markers ask for (none unless
+        the request offers tools): a ``custom_tool_call`` with the marker's ``input`` as its text for a
+        tool offered as ``custom`` (Codex's freeform ``apply_patch``), else a ``function_call`` with the
+        marker's arguments as JSON. Raises :class:`MarkerError` for a marker that cannot be parsed."""
+        offered = self.offered_tools()
+        if not offered:
+            return []
+        calls: list[Item] = []
+        for name, args in find_calls(self.latest_user_text()):
+            if offered.get(name) == "custom":
+                calls.append(
+                    {
+                        "type": "custom_tool_call",
+                        "status": "completed",
+                        "name": name,
+                        "input": str(args.get("input", "")),
+                    }
+                )
+            else:
+                calls.append(
+                    {
+                        "type": "function_call",
+                        "status": "completed",
+                        "name": name,
+                        "arguments": json.dumps(args),
+                    }
+                )
+        return calls
+
+    def tool_outputs(self) -> dict[str, Any]:
+        """What the CLI sent back for each tool call in the history: call id → output."""
+        return {
+            str(item["call_id"]): item.get("output")
+            for item in self.input
+            if isinstance(item, dict) and str(item.get("type")).endswith("_call_output") and "call_id" in item
+        }
 
 
 def _collect_text(value: Any, parts: list[str]) -> None:
@@ -124,16 +184,30 @@ def usage(count: int) -> dict[str, Any]:
     }
 
 
-def events(body: dict[str, Any], text: str, number: int, count: int) -> list[dict[str, Any]]:
-    """The Responses API streaming events for one assistant message."""
-    resp_id, item_id = f"resp_mock_{number}", f"msg_mock_{number}"
+def events(
+    body: dict[str, Any], text: str, number: int, count: int, calls: list[Item] | None = None
+) -> list[dict[str, Any]]:
+    """The Responses API streaming events for one reply: an assistant message with ``text``, then one
+    output item per tool call (``calls``, from :meth:`MockRequest.tool_calls`)."""
     model = body.get("model", MODEL)
     part = {"type": "output_text", "text": text, "annotations": []}
-    item = {"id": item_id, "type": "message", "status": "completed", "role": "assistant", "content": [part]}
+    message = {
+        "id": f"msg_mock_{number}",
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [part],
+    }
+    items: list[Item] = [message]
+    for index, call in enumerate(calls or [], 1):
+        prefix = "ctc" if call["type"] == "custom_tool_call" else "fc"
+        items.append(
+            {**call, "id": f"{prefix}_mock_{number}_{index}", "call_id": f"call_mock_{number}_{index}"}
+        )
 
     def response(status: str, output: list[Any], with_usage: bool = False) -> dict[str, Any]:
         obj: dict[str, Any] = {
-            "id": resp_id,
+            "id": f"resp_mock_{number}",
             "object": "response",
             "created_at": int(time.time()),
             "status": status,
@@ -144,23 +218,40 @@ def events(body: dict[str, Any], text: str, number: int, count: int) -> list[dic
             obj["usage"] = usage(count)
         return obj
 
-    where = {"item_id": item_id, "output_index": 0, "content_index": 0}
     seq: list[dict[str, Any]] = [
         {"type": "response.created", "response": response("in_progress", [])},
         {"type": "response.in_progress", "response": response("in_progress", [])},
-        {
-            "type": "response.output_item.added",
-            "output_index": 0,
-            "item": {**item, "status": "in_progress", "content": []},
-        },
-        {"type": "response.content_part.added", **where, "part": {**part, "text": ""}},
-        {"type": "response.output_text.delta", **where, "delta": text},
-        {"type": "response.output_text.done", **where, "text": text},
-        {"type": "response.content_part.done", **where, "part": part},
-        {"type": "response.output_item.done", "output_index": 0, "item": item},
-        {"type": "response.completed", "response": response("completed", [item], with_usage=True)},
     ]
+    for index, item in enumerate(items):
+        seq += _item_events(index, item)
+    seq.append({"type": "response.completed", "response": response("completed", items, with_usage=True)})
     return [{**event, "sequence_number": n} for n, event in enumerate(seq)]
+
+
+def _item_events(index: int, item: Item) -> list[dict[str, Any]]:
+    """One output item's events: added (empty), its content streamed, done (whole)."""
+    added = {"type": "response.output_item.added", "output_index": index}
+    done = {"type": "response.output_item.done", "output_index": index, "item": item}
+    where = {"item_id": item["id"], "output_index": index}
+    if item["type"] == "message":
+        part = item["content"][0]
+        at = {**where, "content_index": 0}
+        return [
+            {**added, "item": {**item, "status": "in_progress", "content": []}},
+            {"type": "response.content_part.added", **at, "part": {**part, "text": ""}},
+            {"type": "response.output_text.delta", **at, "delta": part["text"]},
+            {"type": "response.output_text.done", **at, "text": part["text"]},
+            {"type": "response.content_part.done", **at, "part": part},
+            done,
+        ]
+    field = "input" if item["type"] == "custom_tool_call" else "arguments"
+    kind = "custom_tool_call_input" if field == "input" else "function_call_arguments"
+    return [
+        {**added, "item": {**item, "status": "in_progress", field: ""}},
+        {"type": f"response.{kind}.delta", **where, "delta": item[field]},
+        {"type": f"response.{kind}.done", **where, field: item[field]},
+        done,
+    ]
 
 
 class _Handler(JsonHandler):
@@ -182,7 +273,8 @@ class _Handler(JsonHandler):
         if not isinstance(body, dict):
             body = {}
         path = self._route()
-        number = self.owner.record(MockRequest(path, body))
+        request = MockRequest(path, body)
+        number = self.owner.record(request)
         if not path.startswith("/v1/responses"):
             self._json(404, {"error": {"message": f"no such path {path}", "type": "invalid_request_error"}})
             return
@@ -191,9 +283,13 @@ class _Handler(JsonHandler):
         if self.owner.fail_status is not None:
             self._json(self.owner.fail_status, {"error": {"message": "mock failure", "type": "server_error"}})
             return
-        count = len(body["input"]) if isinstance(body.get("input"), list) else 0
-        text = reply_text(number, count)
-        stream = events(body, text, number, count)
+        try:
+            calls = request.tool_calls()
+        except MarkerError as exc:
+            self._json(400, {"error": {"message": f"mock: {exc}", "type": "invalid_request_error"}})
+            return
+        count = len(request.input)
+        stream = events(body, reply_text(number, count), number, count, calls)
         if body.get("stream"):
             self._sse(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in stream)
         else:

@@ -1,0 +1,56 @@
+"""The tool-call marker the three mock model APIs share: ``[[tool:NAME ARGS]]`` in the text of the
+latest user turn asks the mock to answer with a call of tool ``NAME``, in its API's own shape (an
+Anthropic ``tool_use`` block, a Responses API ``function_call`` or ``custom_tool_call`` item, a Gemini
+``functionCall`` part). That is how a test makes a REAL agent CLI run a tool of its choosing, offline.
+
+``ARGS`` is the tool's input: nothing, ``key=value`` pairs (shell-style quoting, string values:
+``[[tool:Read file_path=README.md]]``, ``[[tool:Bash command="ls -la"]]``) or one JSON object
+(``[[tool:Read {"file_path": "README.md", "limit": 5}]]``); it cannot contain ``]]``. Several markers
+make several calls in one reply. :func:`tool_marker` writes one; :func:`find_calls` reads them all.
+A marker that cannot be parsed raises :class:`MarkerError`, which each mock answers with HTTP 400, so
+a typo fails the run loudly instead of quietly answering with text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from typing import Any
+
+TOOL_MARKER = re.compile(r"\[\[tool:(?P<name>[A-Za-z_][\w.-]*)(?P<args>.*?)\]\]", re.DOTALL)
+
+
+class MarkerError(ValueError):
+    """A tool marker whose arguments are neither ``key=value`` pairs nor one JSON object."""
+
+
+def tool_input(args: str) -> dict[str, Any]:
+    """A marker's arguments as a tool input: one JSON object, or ``key=value`` pairs."""
+    args = args.strip()
+    if args.startswith("{"):
+        try:
+            value = json.loads(args)
+        except json.JSONDecodeError as exc:
+            raise MarkerError(f"tool marker arguments are not JSON: {args!r} ({exc})") from exc
+        if not isinstance(value, dict):
+            raise MarkerError(f"tool marker arguments are not a JSON object: {args!r}")
+        return value
+    try:
+        words = shlex.split(args)
+    except ValueError as exc:
+        raise MarkerError(f"tool marker arguments cannot be split: {args!r} ({exc})") from exc
+    if any("=" not in w or w.startswith("=") for w in words):
+        raise MarkerError(f"tool marker arguments are not key=value pairs: {args!r}")
+    return dict(w.split("=", 1) for w in words)
+
+
+def tool_marker(name: str, **args: str) -> str:
+    """The marker asking the mock for a call of tool ``name`` with ``args`` (strings)."""
+    pairs = "".join(f" {key}={shlex.quote(value)}" for key, value in args.items())
+    return f"[[tool:{name}{pairs}]]"
+
+
+def find_calls(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every marker in ``text``, in order, as (tool name, input); raises :class:`MarkerError`."""
+    return [(m["name"], tool_input(m["args"])) for m in TOOL_MARKER.finditer(text)]
