@@ -19,6 +19,17 @@ Every conversation reply says how many ``contents`` entries (history turns) the 
 ``mock reply #3: received 5 contents`` — which is how a test proves that a resumed conversation really
 carried its history: a fresh Gemini conversation sends 1, and each resumed turn adds two (1, 3, 5…).
 
+Tool calls, opt-in: a marker ``[[tool:NAME ARGS]]`` (:mod:`baton.testing.tools`) in the text of the
+last ``contents`` entry, when it is the user's, makes a conversation reply offering
+``functionDeclarations`` end with one ``functionCall`` part per marker (``{"name": NAME, "args":
+ARGS}``) beside the text. Gemini CLI 0.61's tools: read_file (``file_path``), write_file
+(``file_path``, ``content``), replace (``file_path``, ``old_string``, ``new_string``, ``instruction``),
+run_shell_command (``command``), list_directory, grep_search, glob; which ones a request offers
+depends on the approval mode. Gemini runs each call and sends a ``functionResponse`` part back in a new
+user content (:meth:`MockRequest.function_responses`): no text, so that request gets text and the turn
+ends (contents 1, then 3). A tool the request does not offer is still called: the CLI answers
+``Tool "NAME" not found``. A marker that cannot be parsed is answered with HTTP 400.
+
 Every request is kept in :attr:`MockGemini.requests`. ``delay`` holds each conversation reply back for
 that many seconds before the first byte (a slow model, for kill-mid-run tests); ``fail_status``
 answers every request with that HTTP status. The server plumbing (start/stop, the request log, JSON

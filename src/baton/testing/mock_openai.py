@@ -9,6 +9,19 @@ carried (``mock reply #3: received 8 items``): Codex re-sends the whole history 
 growing count proves that a resumed conversation carried its history (4 items on a fresh thread, then
 6, 8, …) and a count of 4 proves a fresh start.
 
+Tool calls, opt-in: a marker ``[[tool:NAME ARGS]]`` (:mod:`baton.testing.tools`) in the text of the
+request's last ``input`` item, when that is a user message, makes the reply the usual message followed
+by one output item per marker: a ``custom_tool_call`` whose ``input`` is the marker's ``input``
+argument for a tool the request offers as ``custom`` (Codex 0.169's freeform ``apply_patch``, which takes
+the patch text itself), else a ``function_call`` whose ``arguments`` are the marker's arguments as JSON
+(``exec_command`` takes ``cmd``; also ``write_stdin``, ``view_image``…). Ids are ``fc_mock_<N>_<i>`` /
+``ctc_mock_<N>_<i>``, call ids ``call_mock_<N>_<i>``. Only a request offering ``tools`` gets calls.
+Codex runs each call and sends its result back as a ``function_call_output`` or
+``custom_tool_call_output`` item after the call (:meth:`MockRequest.tool_outputs`); that request's last
+item is no user message, so it gets text and the turn ends: a fresh turn with a tool call makes two
+requests, ``received 4`` then ``received 7`` items (message, call, output). A marker that cannot be parsed
+is answered with HTTP 400.
+
 Codex does not read a base URL from the environment: it reads its model provider from
 ``$CODEX_HOME/config.toml``. :meth:`MockOpenAI.configure_home` merges a ``[model_providers.mock]``
 table pointing here (plus ``model_provider`` and ``model``) into that file, keeping every other key;
