@@ -67,6 +67,28 @@ class Settings:
         return parse_size(self.disk_quota, "disk_quota") if self.disk_quota else None
 
     @property
+    def agent_env_names(self) -> tuple[str, ...]:
+        """The names of ``agent_env`` (comma-separated); BadInput for a ``BATON_*`` name (baton's own
+        variables never reach agents) or one that is no variable name."""
+        names = tuple(n.strip() for n in self.agent_env.split(",") if n.strip())
+        for name in names:
+            if name.upper().startswith("BATON_"):
+                raise BadInput(f"setting agent_env names {name!r}: baton's own variables never reach agents")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise BadInput(f"setting agent_env names {name!r}, which is no environment variable name")
+        return names
+
+    @property
+    def agent_port_numbers(self) -> tuple[int, ...]:
+        """The TCP ports of ``agent_ports`` (comma-separated); BadInput for anything but 1-65535."""
+        ports = []
+        for word in (w.strip() for w in self.agent_ports.split(",") if w.strip()):
+            if not word.isdigit() or not 0 < int(word) < 65536:
+                raise BadInput(f"setting agent_ports: {word!r} is not a TCP port (1-65535)")
+            ports.append(int(word))
+        return tuple(ports)
+
+    @property
     def db_path(self) -> Path:
         return self.home / "baton.db"
 
@@ -155,7 +177,9 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
             raise BadInput(f"unknown setting {name!r}")
         values[name] = _coerce(name, value, "the command line")
     settings = Settings(home=home, **values)
-    settings.min_free_bytes, settings.disk_quota_bytes  # noqa: B018 -- a malformed size fails here, named
+    # a malformed size, name or port fails here, named
+    settings.min_free_bytes, settings.disk_quota_bytes  # noqa: B018
+    settings.agent_env_names, settings.agent_port_numbers  # noqa: B018
     _check_choice("sync", settings.sync, [m.value for m in SyncHow])
     _check_choice("on_conflict", settings.on_conflict, [c.value for c in OnConflict])
     if settings.log_level.upper() not in LOG_LEVELS:  # any case, as --loglevel takes it

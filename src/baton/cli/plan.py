@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from baton.cli.common import JsonOpt, cli_store, emit_json, err, esc, group, out
-from baton.models import TaskStatus
+from baton.models import Access, TaskStatus
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -53,6 +53,10 @@ def plan_table(store: Store, record: PlanRecord, current: str | None = None) -> 
 def plan_run(
     file: Annotated[Path, typer.Argument(help="the plan file (YAML)")],
     from_task: Annotated[str | None, typer.Option("--from", help="re-run from this task on")] = None,
+    access: Annotated[
+        Access | None,
+        typer.Option(help="read, edit or full, for tasks without an access: of their own (default: setting)"),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a plan's unfinished tasks in one conversation; re-run it to continue after an interruption."""
@@ -63,6 +67,8 @@ def plan_run(
 
     plan = load_plan(file)
     with cli_store() as (settings, store):
+        if access is not None:
+            settings = settings.with_(access=access.value)
         if as_json or not out().is_terminal:
             result = run_plan(plan, settings, store, from_task=from_task)
         else:

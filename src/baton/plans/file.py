@@ -16,6 +16,7 @@ tasks:
     on_failure: retry          # stop (default) | continue | retry
     retries: 2                 # with retry: how many extra attempts (default 2)
     timeout: 900               # seconds, optional
+    access: full               # read | edit | full, optional (default: --access, else setting access)
 ```
 
 The YAML is composed into nodes (not just loaded) so every error can point at a line.
@@ -33,10 +34,11 @@ import yaml
 
 from baton.errors import BadInput
 from baton.keys import THREAD_RE
+from baton.models import Access
 
 ON_FAILURE = ("stop", "continue", "retry")
 PLAN_KEYS = {"id", "agent", "repo", "branch", "base", "context", "tasks"}
-TASK_KEYS = {"id", "prompt", "on_failure", "retries", "timeout"}
+TASK_KEYS = {"id", "prompt", "on_failure", "retries", "timeout", "access"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Task:
     on_failure: str = "stop"
     retries: int = 0
     timeout: float | None = None
+    access: Access | None = None
 
     @property
     def prompt_sha(self) -> str:
@@ -219,7 +222,17 @@ def _task(where: _Where, node: yaml.Node, name: str) -> tuple[Task, yaml.Node]:
     on_failure, retries = _failure_policy(where, fields, name)
     timeout = _scalar(where, fields["timeout"], f"{name} timeout", "number") if "timeout" in fields else None
     prompt = _scalar(where, fields["prompt"], f"{name} prompt", "string")
-    return Task(task_id, prompt, on_failure, retries, timeout), fields["id"]
+    access = _access(where, fields["access"], f"{name} access") if "access" in fields else None
+    return Task(task_id, prompt, on_failure, retries, timeout, access), fields["id"]
+
+
+def _access(where: _Where, node: yaml.Node, name: str) -> Access:
+    value = _scalar(where, node, name, "string")
+    try:
+        return Access(value)
+    except ValueError:
+        words = ", ".join(a.value for a in Access)
+        raise where.fail(node, f"{name} must be one of {words}, not {value!r}") from None
 
 
 def _failure_policy(where: _Where, fields: dict[str, yaml.Node], name: str) -> tuple[str, int]:

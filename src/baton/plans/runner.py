@@ -140,6 +140,7 @@ def _run_task(
             context=plan.context,
             timeout=task.timeout,
             retries=task.retries,
+            access=task.access,
             wait=settings.lease_ttl,
             on_start=started,
         ),

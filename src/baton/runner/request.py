@@ -221,6 +221,8 @@ class RunJson(TypedDict):
     duration_s: float | None
     note: str | None
     sync: Annotated[dict[str, Any] | None, Doc("what a sync brought in, how it went")]
+    access: Annotated[str | None, Doc("what the agent was allowed to do: read, edit or full")]
+    confined: Annotated[bool | None, Doc("whether baton walled the agent into its key (Landlock)")]
     warnings: list[str]
     runs: Annotated[list[AttemptJson], Doc("every attempt: the runner's run ids")]
 
@@ -259,6 +261,8 @@ class RunResult:
             "duration_s": run.duration_s,
             "note": run.note,
             "sync": run.sync,
+            "access": run.access.value if run.access else None,
+            "confined": run.confined,
             "warnings": self.warnings,
             "runs": [
                 {"run_id": a.id, "mode": a.mode.value, "outcome": a.outcome.value} for a in self.attempts

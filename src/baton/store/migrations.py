@@ -128,6 +128,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE sessions ADD COLUMN pending_sync TEXT",
         ],
     ),
+    (
+        10,
+        "what a run's agent was allowed to do (read, edit, full) and whether baton walled it in",
+        [
+            "ALTER TABLE runs ADD COLUMN access TEXT",
+            "ALTER TABLE runs ADD COLUMN confined INTEGER",
+        ],
+    ),
 ]
 
 DIALECT_TYPES = {

@@ -71,6 +71,8 @@ runs = sa.Table(
     sa.Column("agent_pid", Int),
     sa.Column("note", Text),
     sa.Column("sync", Text),
+    sa.Column("access", Text),
+    sa.Column("confined", Int),
     sa.Index("runs_key", "agent", "repo", "thread", "started_at"),
     sa.Index("runs_outcome", "outcome"),
     sa.Index("runs_started", "started_at"),

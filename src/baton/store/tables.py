@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from baton.errors import Fenced
-from baton.models import Fence, Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
+from baton.models import Access, Fence, Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
 from baton.store.schema import audit as audit_log
 from baton.store.schema import blobs, leases, runs, sessions, snapshots
 
@@ -94,7 +94,7 @@ def key_where(table: Any, agent: str, repo: str, thread: str) -> Any:
 
 
 def db_value(name: str, value: Any) -> Any:
-    if isinstance(value, Mode | PromptKind | Outcome | SessionStatus):
+    if isinstance(value, Mode | PromptKind | Outcome | SessionStatus | Access):
         return value.value
     if name == "usage":
         return json.dumps(value or {})
@@ -127,7 +127,17 @@ def run_of(row: Any) -> RunRecord:
     data["outcome"] = Outcome(data["outcome"])
     data["usage"] = json.loads(data["usage"] or "{}")
     data["sync"] = _json_or_none(data["sync"])
+    data["access"] = _access_or_none(data["access"])
+    data["confined"] = None if data["confined"] is None else bool(data["confined"])
     return RunRecord(**data)
+
+
+def _access_or_none(text: str | None) -> Access | None:
+    """A stored access level; None for a run from before access levels (or an unknown word)."""
+    try:
+        return Access(text) if text else None
+    except ValueError:
+        return None
 
 
 def session_of(row: Any) -> SessionRecord:
