@@ -13,6 +13,7 @@ import pytest
 
 from baton import Outcome, RunRequest, run
 from baton.agents.events import Entry, LogRenderer
+from baton.models import Access
 from baton.settings import Settings
 from baton.testing.mock_anthropic import MarkerError, MockAnthropic, tool_input, tool_marker
 
@@ -144,11 +145,12 @@ def blocks(events: list[dict[str, Any]], role: str, kind: str) -> list[dict[str,
 def test_real_claude_makes_a_tool_round_trip(
     settings: Settings, src_repo: Path, mock: MockAnthropic, claude_bin: str
 ) -> None:
-    """Claude Code 2.1.x in ``-p`` mode runs Read at once, and denies a Bash command that would create
-    a file (an error tool_result; the turn still succeeds). Read-only Bash (``ls``) would run too, but
-    this machine's shell start-up (a pyenv rehash lock) makes every Bash call take about a minute."""
+    """Claude Code 2.1.x in ``-p`` mode at ``read`` access runs Read at once, and denies a Bash command
+    that would create a file (an error tool_result; the turn still succeeds). Every access level's
+    tool calls, for the three CLIs: tests/test_access_real.py."""
     prompt = f"look {tool_marker('Read', file_path='README.md')} {tool_marker('Bash', command='touch made')}"
-    first = run(RunRequest(agent="claude", repo=str(src_repo), thread="t", prompt=prompt), settings=settings)
+    request = RunRequest(agent="claude", repo=str(src_repo), thread="t", prompt=prompt, access=Access.READ)
+    first = run(request, settings=settings)
     assert first.run.outcome == Outcome.SUCCEEDED, first.run.error
     assert first.run.result == "mock reply #2: received 4 messages"
     events = log_events(first.run.log_path)
@@ -160,7 +162,7 @@ def test_real_claude_makes_a_tool_round_trip(
     results = {r["tool_use_id"]: r for r in blocks(events, "user", "tool_result")}
     read, bash = results[uses[0]["id"]], results[uses[1]["id"]]
     assert "# demo" in str(read["content"]) and not read.get("is_error")
-    assert bash["is_error"] is True and "approval" in str(bash["content"])
+    assert bash["is_error"] is True and "Permission to use Bash has been denied" in str(bash["content"])
     assert not (Path(first.session.worktree) / "made").exists()
 
     entries = list(LogRenderer("claude").feed(Path(first.run.log_path).read_text().splitlines()))
@@ -168,12 +170,16 @@ def test_real_claude_makes_a_tool_round_trip(
     assert kinds[:1] == ["info"] and kinds[-1] == "done"
     assert Entry("tool", "Read README.md") in entries and Entry("tool", "Bash touch made") in entries
     assert any(e.kind == "output" and "# demo" in e.text for e in entries)
-    assert any(e.kind == "error" and "approval" in e.text for e in entries)
+    assert any(e.kind == "error" and "denied" in e.text for e in entries)
     assert kinds.index("tool") < kinds.index("output")
     assert entries[-2] == Entry("text", "mock reply #2: received 4 messages")
 
     sent = mock.conversation()[1].messages[-1]["content"]  # the tool results went back to the model
     assert {b["tool_use_id"] for b in sent if b.get("type") == "tool_result"} == set(results)
-    again = run(RunRequest(agent="claude", repo=str(src_repo), thread="t", prompt="next"), settings=settings)
+    # the same level again: a resume at another level adds a "tools just became available" message
+    again = run(
+        RunRequest(agent="claude", repo=str(src_repo), thread="t", prompt="next", access=Access.READ),
+        settings=settings,
+    )
     assert again.ok and again.run.result == "mock reply #3: received 6 messages"
     assert mock.message_counts() == [2, 4, 6]  # the round trip's two messages stay in the history
