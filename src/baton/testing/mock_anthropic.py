@@ -38,8 +38,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from baton.testing._http import JsonHandler, MockServer, RecordedRequest
-from baton.testing.tools import MarkerError, find_calls
-from baton.testing.tools import tool_input as tool_input  # re-exported: tests import them from here
+from baton.testing.tools import MarkerError as MarkerError  # re-exported: tests import them from here
+from baton.testing.tools import find_calls
+from baton.testing.tools import tool_input as tool_input
 from baton.testing.tools import tool_marker as tool_marker
 
 Block = dict[str, Any]
