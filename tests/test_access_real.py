@@ -43,7 +43,7 @@ SHELL = f"echo built > built.txt && {COMMIT} && echo committed"
 def shell_marker(agent: str, command: str) -> str:
     if agent == "claude":
         return tool_marker("Bash", command=command)
-    if agent == "codex":  # no login shell: this machine's profile runs `pyenv rehash`
+    if agent == "codex":  # no login shell (its default): only what the test asks runs
         return "[[tool:exec_command " + json.dumps({"cmd": command, "login": False}) + "]]"
     return tool_marker("run_shell_command", command=command)
 
@@ -110,7 +110,13 @@ def agent(request: pytest.FixtureRequest, settings: Settings) -> str:
 
 
 @pytest.fixture
-def model(agent: str, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[MockModel]:
+def model(
+    agent: str, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[MockModel]:
+    # An empty HOME, as the runner's environment allow-list gives agents: the shells the CLIs start
+    # then skip this machine's ~/.bashrc, whose `pyenv rehash` can wait a minute for a lock.
+    (tmp_path / "user-home").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
     monkeypatch.delenv("BATON_GEMINI_MODEL", raising=False)
     monkeypatch.delenv("GEMINI_MODEL", raising=False)
     module, name = MOCKS[agent]

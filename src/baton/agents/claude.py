@@ -130,14 +130,8 @@ class ClaudeAgent(AgentBase):
 
     def launch(self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT) -> Launch:
         # `-p` is a flag: with no positional prompt the CLI reads the prompt from stdin.
-        argv = [
-            *self.command,
-            "-p",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-            *self.access_flags[access],
-        ]
+        argv = [*self.command, "-p", "--output-format", "stream-json", "--verbose"]
+        argv += self.access_flags[access]
         new_id: str | None = None
         if mode in (Mode.FRESH, Mode.RECOVER):
             new_id = str(uuid.uuid4())
