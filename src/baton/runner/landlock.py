@@ -48,6 +48,7 @@ _CREATE_RULESET_VERSION = 1
 _RULE_PATH_BENEATH = 1
 _RULE_NET_PORT = 2
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_CAPBSET_DROP = 24
 
 
 class Fs(IntFlag):
@@ -205,8 +206,14 @@ class Ruleset:
     """
 
     def __init__(
-        self, fs: Fs, net: Net = Net.NONE, scoped: Scope = Scope.NONE, version: int | None = None
+        self,
+        fs: Fs,
+        net: Net = Net.NONE,
+        scoped: Scope = Scope.NONE,
+        version: int | None = None,
+        drop_caps: tuple[int, ...] = (),
     ) -> None:
+        self.drop_caps = drop_caps  # capability numbers taken out of the bounding set before enforcing
         self.abi = abi() if version is None else version
         if self.abi < 1:
             raise LandlockError(errno.EOPNOTSUPP, "Landlock is not available on this kernel")
@@ -253,8 +260,13 @@ class Ruleset:
         return True
 
     def restrict_self(self) -> None:
-        """Enforce the ruleset on the calling thread (and everything it starts from now on)."""
+        """Enforce the ruleset on the calling thread (and everything it starts from now on), after
+        dropping ``drop_caps`` from its bounding set (so a root child does not get them at exec).
+        A drop fails only without CAP_SETPCAP (then a non-root child gains no capability at exec:
+        ``no_new_privs`` ignores file capabilities) or for a capability this kernel lacks."""
         libc = _libc()
+        for cap in self.drop_caps:
+            libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
         if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             code = ctypes.get_errno()
             raise LandlockError(code, os.strerror(code))
@@ -317,8 +329,11 @@ class Ruleset:
         libc = _libc()
         prctl, syscall = libc.prctl, libc.syscall
         nr, fd, flags = ctypes.c_long(_SYS_RESTRICT_SELF), ctypes.c_long(self.fd), ctypes.c_uint32(0)
+        caps = self.drop_caps
 
         def enforce() -> None:
+            for cap in caps:
+                prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
             if prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or syscall(nr, fd, flags) != 0:
                 raise LandlockError(ctypes.get_errno(), "cannot enforce the Landlock ruleset")
 
