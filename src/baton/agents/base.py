@@ -105,9 +105,7 @@ class Agent(Protocol):
         """Raise BadInput for a prompt this CLI cannot take whole (call it before anything is written)."""
         ...
 
-    def launch(
-        self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT
-    ) -> Launch:
+    def launch(self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT) -> Launch:
         """``session_id``: the conversation to resume/fork (None for fresh/recover/continue)."""
         ...
 

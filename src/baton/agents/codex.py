@@ -143,9 +143,7 @@ class CodexAgent(AgentBase):
 
     # -- one turn -----------------------------------------------------------------------------------
 
-    def launch(
-        self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT
-    ) -> Launch:
+    def launch(self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT) -> Launch:
         """For FORK, ``session_id`` is the source thread: its rollout is copied under a new id first
         (only after the prompt and the id were accepted, so a refused launch writes nothing)."""
         command, env = self._resolve()

@@ -184,9 +184,7 @@ class GeminiAgent(AgentBase):
 
     # -- one turn -----------------------------------------------------------------------------------
 
-    def launch(
-        self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT
-    ) -> Launch:
+    def launch(self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT) -> Launch:
         stdin = self.prompt_stdin(guard_prompt(prompt, IGNORED_PREFIXES))
         argv = [*self.command, "-o", "stream-json"]
         model = self.model()
