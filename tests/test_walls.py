@@ -15,6 +15,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 
 from baton.errors import BadInput
 from baton.runner import walls
+from baton.runner.process import run_process
 from baton.runner.walls import Walls, git_parts, installation, rules, ruleset, support, tcp_ports, url_port
 from baton.settings import Settings
 from tests.conftest import GIT_ID
@@ -358,3 +360,31 @@ def test_ports_are_walls_input_not_environment(layout: Layout) -> None:
     """The walls take the ports they are given (the runner computes them with :func:`tcp_ports`)."""
     assert rules(layout.walls).ports == frozenset()
     assert rules(replace(layout.walls, ports=frozenset({443, 0}))).ports == {443}
+
+
+def test_run_process_starts_the_agent_inside_the_walls(layout: Layout) -> None:
+    """The runner's own start (its process group, setpriv's parent-death signal, the prompt on stdin, the
+    pumps) with ``spawn=ruleset(walls).spawn``: the agent reads its prompt, writes its worktree, and
+    the store stays out of reach."""
+    spec = layout.walls
+    walls.prepare(spec)
+    lines: list[str] = []
+    script = f'read prompt; echo "got $prompt" > prompt.txt; cat {layout.home / "baton.db"} || echo refused'
+    result = run_process(
+        ["sh", "-c", script],
+        {**os.environ, "HOME": str(spec.agent_home)},
+        spec.worktree,
+        spec.tmp / "log.jsonl",
+        lines.append,
+        on_start=lambda _pid: None,
+        heartbeat=lambda: True,
+        heartbeat_every=60,
+        timeout=60,
+        cancel=threading.Event(),
+        kill_grace=1,
+        stdin=b"hello\n",
+        spawn=ruleset(spec).spawn,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert lines == ["refused"] and "Permission denied" in result.stderr
+    assert (spec.worktree / "prompt.txt").read_text() == "got hello\n"
