@@ -340,6 +340,7 @@ def test_rules_never_name_baton_home_but_the_keys_parts(layout: Layout, tmp_path
     }
     granted = {path for path, _ in found.paths}
     assert str(tmp_path.resolve()) not in granted and str((tmp_path / "source").resolve()) in granted
+    assert "/" not in granted and str(Path.home().resolve()) not in granted  # too broad from PATH
 
 
 def test_support() -> None:

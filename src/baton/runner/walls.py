@@ -205,7 +205,11 @@ def installation(command: Path) -> Path:
 
 def _readable(walls: Walls) -> list[str]:
     found = [*SYSTEM, "/etc/resolv.conf", sys.prefix, sys.base_prefix, PACKAGE_ROOT]
-    found += [p for p in walls.path.split(os.pathsep) if os.path.isabs(p)]
+    # "/" or the home directory on PATH would open everything beside BATON_HOME: not granted
+    broad = {"/", os.path.realpath(Path.home())}
+    found += [
+        p for p in walls.path.split(os.pathsep) if os.path.isabs(p) and os.path.realpath(p) not in broad
+    ]
     return found + [str(installation(c)) for c in walls.commands]
 
 
