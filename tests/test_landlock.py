@@ -9,7 +9,9 @@ machine known to have none."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -169,12 +171,15 @@ def test_a_start_that_fails_raises_in_the_caller() -> None:
 
 
 def test_a_parent_death_signal_does_not_fire_when_the_spawning_thread_would_end() -> None:
-    """setpriv --pdeathsig (what process.py starts agents with) is tied to the thread that started the
-    process: the confined thread waits for the child's exit, so the agent lives its life."""
-    setpriv = "/usr/bin/setpriv"
-    if not os.path.exists(setpriv):
-        pytest.fail("util-linux's setpriv is missing")
-    proc = system().spawn(lambda: subprocess.Popen([setpriv, "--pdeathsig", "KILL", "--", "sleep", "0.5"]))
+    """A parent-death signal (process.py starts agents through ``setpriv --pdeathsig KILL``) is tied to
+    the thread that started the process: the confined thread waits for the child's exit, so the agent
+    lives its life instead of being killed as soon as that thread would have ended."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def die_with_parent() -> None:
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+    proc = system().spawn(lambda: subprocess.Popen(["sleep", "0.5"], preexec_fn=die_with_parent))
     assert proc.wait(timeout=30) == 0
 
 
