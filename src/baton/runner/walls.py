@@ -31,6 +31,21 @@ resolved: the kernel sees inodes, not the names that reach them.
   plant a hook or a config that baton's own git commands would run.
 - **Network** (ABI 4): TCP connect only to :func:`tcp_ports`; bind is not restricted.
 - **Scopes** (ABI 6): no signal to, and no abstract UNIX socket of, a process outside the domain.
+- **Capabilities**: a root agent loses those that get around the walls (:data:`DROP_CAPS`).
+
+What the walls do not stop (measured on Linux 6.18, Landlock ABI 7):
+
+- connecting to a *pathname* UNIX socket (``/var/run/postgresql/.s.PGSQL.5432``): the TCP rules do not
+  cover it and the filesystem rules do not either (only making a socket file is a right; the path
+  lookup of ``connect`` is not checked until ``LANDLOCK_ACCESS_FS_RESOLVE_UNIX``, ABI 9). Keep the
+  store on TCP with a password, or its socket where the agent's user cannot connect;
+- the shared cache: the common ``objects/`` and the branch directories hold every key of the repo
+  (another key's commits and checkpoints can be read; objects and same-agent refs written);
+- anything baton itself does later with what the agent could write: the worktree's ``.git`` file and
+  the gitdir's ``commondir`` can be pointed at a git dir whose config runs a command
+  (``core.fsmonitor``) when baton runs ``git status`` there unconfined; transcripts in the agent home
+  can be replaced by symbolic links. Baton's own git calls in a worktree must name ``GIT_DIR``,
+  ``GIT_COMMON_DIR`` and ``GIT_WORK_TREE`` itself, and its file reads there must not follow links.
 """
 
 from __future__ import annotations
