@@ -59,6 +59,7 @@ class ClaudeAgent(AgentBase):
     credentials: tuple[str, ...] = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
     auth_hint = "an API key, or a long-lived token from `claude setup-token`"
     auth_failures = ("Not logged in", "Invalid API key", "Please run /login", "OAuth token has expired")
+    config_files: tuple[str, ...] = ("settings.json", ".credentials.json", "CLAUDE.md")
 
     def __init__(self, name: str, home: Path, binary: str | list[str] | None) -> None:
         super().__init__(home)

@@ -115,6 +115,7 @@ class CodexAgent(AgentBase):
     credentials: tuple[str, ...] = ("CODEX_API_KEY", "OPENAI_API_KEY")
     auth_hint = "an OpenAI API key"
     auth_failures = ("401 Unauthorized", "Missing environment variable", "no Codex credentials were found")
+    config_files: tuple[str, ...] = ("config.toml", "auth.json", "AGENTS.md")
 
     def __init__(self, home: Path, binary_setting: str = "") -> None:
         super().__init__(home)

@@ -126,6 +126,12 @@ class GeminiAgent(AgentBase):
     auth_hint = "a Gemini API key from Google AI Studio"
     auth_failures = ("must specify the GEMINI_API_KEY", "API key not valid", "Please set an Auth method")
     auth_exit_codes = (AUTH_EXIT,)
+    config_files: tuple[str, ...] = (
+        ".gemini/settings.json",
+        ".gemini/oauth_creds.json",
+        ".gemini/google_accounts.json",
+        ".gemini/GEMINI.md",
+    )
 
     def __init__(self, home: Path, binary_setting: str = "") -> None:
         super().__init__(home)

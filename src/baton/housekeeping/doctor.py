@@ -5,8 +5,9 @@ promises do not hold here). The checks: agent CLIs found and their versions; eac
 ``BATON_HOME``; ``BATON_HOME`` on a persistent filesystem (tmpfs/ramfs is an error, an overlay root —
 a container's writable layer — a warning); each agent's own retention at least baton's TTL; git new
 enough for worktrees, partial clone and ``git restore``; the store reachable and migrated; free space
-on ``BATON_HOME``'s volume; agent transcripts on disk that no stored session owns (the store was
-deleted or replaced: the next run of those keys would start a new conversation); and how each agent
+on ``BATON_HOME``'s volume; agent transcripts on disk that no stored session owns (in the key spaces
+of keys the store does not know, or in a base home: the store was deleted or replaced, and the next
+run of those keys would start a new conversation); and how each agent
 authenticates under baton (it relocates the agent homes, so a login in ``~/.claude`` is not used: an
 API key or token in the environment is).
 """
@@ -26,9 +27,11 @@ from baton.agents import AGENTS, get_agent
 from baton.agents.base import Agent
 from baton.errors import BatonError
 from baton.install import agents_hint
+from baton.models import SessionRecord
 from baton.settings import Settings
 from baton.store import open_store
 from baton.store.migrations import MIGRATIONS
+from baton.workspace.keyspace import key_spaces
 from baton.workspace.workdirs import run_git
 
 MIN_GIT = (2, 25)  # worktrees (2.5), --filter=blob:none (2.19), git restore (2.23), stable since 2.25
@@ -206,7 +209,8 @@ def check_credentials(agent: Agent, environ: Mapping[str, str]) -> Check:
 
 
 def check_orphans(settings: Settings) -> Check:
-    """Transcripts under ``BATON_HOME/homes`` that no stored session owns."""
+    """Transcripts that no stored session owns: in the key spaces of keys the store does not know, and
+    in the agents' base homes (from before key spaces) with an id no session has."""
     try:
         store = open_store(settings.resolved_store_url)
     except BatonError as exc:
@@ -215,20 +219,12 @@ def check_orphans(settings: Settings) -> Check:
         sessions = store.list_sessions()
     finally:
         store.close()
+    known = {(s.agent, s.repo, s.thread) for s in sessions}
     orphans = 0
     for name, pattern in TRANSCRIPT_GLOBS.items():
-        agent = get_agent(name, settings)
-        owned = {
-            path.resolve()
-            for s in sessions
-            if s.agent == name and s.agent_session_id
-            for path in [
-                *agent.transcript_files(s.agent_session_id),
-                *agent.leftover_files(s.agent_session_id),
-            ]
-        }
-        on_disk = [p for p in agent.home.glob(pattern) if p.is_file() and p.stat().st_size]
-        orphans += sum(p.resolve() not in owned for p in on_disk)
+        orphans += _base_orphans(get_agent(name, settings), pattern, sessions)
+        spaces = [s for s in key_spaces(settings, name) if (name, s.repo, s.thread) not in known]
+        orphans += sum(len(_transcripts(space.home, pattern)) for space in spaces)
     if orphans:
         return Check(
             "orphan transcripts",
@@ -237,6 +233,21 @@ def check_orphans(settings: Settings) -> Check:
             f"(runs of those keys start new conversations; `baton sessions import` restores an export)",
         )
     return Check("orphan transcripts", CheckStatus.OK, "every transcript on disk belongs to a session")
+
+
+def _base_orphans(base: Agent, pattern: str, sessions: list[SessionRecord]) -> int:
+    """Transcripts in the agent's base home whose conversation no session of the agent has."""
+    owned = {
+        path.resolve()
+        for s in sessions
+        if s.agent == base.name and s.agent_session_id
+        for path in [*base.transcript_files(s.agent_session_id), *base.leftover_files(s.agent_session_id)]
+    }
+    return sum(p.resolve() not in owned for p in _transcripts(base.home, pattern))
+
+
+def _transcripts(home: Path, pattern: str) -> list[Path]:
+    return [p for p in home.glob(pattern) if p.is_file() and p.stat().st_size]
 
 
 def run_doctor(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Check]:
