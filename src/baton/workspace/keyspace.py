@@ -47,7 +47,8 @@ from typing import Any
 
 from baton.agents import Agent, get_agent
 from baton.errors import BatonError
-from baton.keys import Key
+from baton.keys import Key, key_of
+from baton.models import SessionRecord
 from baton.settings import Settings
 from baton.workspace.workdirs import remove_empty_parents
 
@@ -77,6 +78,11 @@ def key_tmp(settings: Settings, key: Key) -> Path:
 def agent_for(key: Key, settings: Settings) -> Agent:
     """The key's adapter: the agent's, working in the key's home. Writes nothing."""
     return get_agent(key.agent, settings).with_home(key_home(settings, key))
+
+
+def session_agent(session: SessionRecord, settings: Settings) -> Agent:
+    """The adapter of a stored session's key (:func:`agent_for`)."""
+    return agent_for(key_of(session), settings)
 
 
 @dataclass(frozen=True)
