@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.agents import Agent, get_agent
-from baton.errors import BatonError
+from baton.errors import AgentError, BatonError
 from baton.keys import Key, key_of
 from baton.models import SessionRecord
 from baton.settings import Settings
@@ -130,11 +130,14 @@ def prepare_space(settings: Settings, key: Key, agent: Agent) -> bool:
     base = get_agent(key.agent, settings)
     base.prepare_home(settings.ttl_days)  # the operator's base: `baton doctor` checks its retention
     tmp = key_tmp(settings, key)
-    for path in (agent.home, tmp):
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    seed_home(base.home, agent.home, agent.config_files)
-    agent.prepare_home(settings.ttl_days)
-    _empty(tmp)
+    try:
+        for path in (agent.home, tmp):
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        seed_home(base.home, agent.home, agent.config_files)
+        agent.prepare_home(settings.ttl_days)
+        _empty(tmp)
+    except OSError as exc:
+        raise AgentError(f"cannot prepare the agent home of {key} in {key_dir(settings, key)}: {exc}") from exc
     return made
 
 
