@@ -29,6 +29,9 @@ from baton.workspace.keyspace import session_agent
 
 SOURCE = "01a1feaa-303a-75d0-8293-4ac0347e196e"
 OTHER = "01a1feaa-0000-7000-8000-000000000000"
+# A fork resumed in another key's CODEX_HOME gets Codex's skills instructions once more (they name the
+# skills' root inside CODEX_HOME, so they differ from the source's): one input item more.
+SKILLS = 1
 
 
 def rollout_text(thread: str, turns: int = 2) -> str:
@@ -268,8 +271,9 @@ def test_fork_branches_another_threads_conversation(
     assert (review.run.mode, review.run.outcome) == (Mode.FORK, Outcome.SUCCEEDED)
     assert is_thread_id(forked) and forked != source
     assert review.run.session_id_in == source and review.run.session_id_out == forked
-    # A's full history (6) + the reply and the prompt + B's worktree as the new cwd
-    assert openai.history_counts() == [4, 6, 9]
+    # A's full history (6) + the reply and the prompt + B's worktree as the new cwd + the skills
+    # instructions again: they name the skills' root in CODEX_HOME, and B's home is its own (SKILLS)
+    assert openai.history_counts() == [4, 6, 9 + SKILLS]
     sent = openai.conversation_requests()[-1].text()
     assert "dev step 0" in sent and "dev step 1" in sent and "review it" in sent
     assert f"<cwd>{review.session.worktree}</cwd>" in sent
@@ -281,7 +285,8 @@ def test_fork_branches_another_threads_conversation(
     # a fresh process resumes the fork by its id: Codex indexed it at the fork's run
     again = go(settings, src_repo, "B", "and the tests?")
     assert (again.run.mode, again.session.agent_session_id) == (Mode.RESUME, forked)
-    assert openai.history_counts()[-1] == 11 and "review it" in openai.conversation_requests()[-1].text()
+    assert openai.history_counts()[-1] == 11 + SKILLS
+    assert "review it" in openai.conversation_requests()[-1].text()
     b_home = codex(settings, review).home
     assert b_home != a_home, "each thread has its own Codex home"
     [forked_file] = codex(settings, review).transcript_files(forked)
@@ -335,12 +340,12 @@ def test_a_fork_outlives_its_source_and_travels_alone(
         path.unlink()  # the source everywhere: in A's home, and the copy B's home was given to fork it
     again = go(settings, src_repo, "B", "more")
     assert (again.run.mode, again.session.agent_session_id) == (Mode.RESUME, forked)
-    assert openai.history_counts()[-1] == 11
+    assert openai.history_counts()[-1] == 11 + SKILLS
     for path in rollout_files(home, forked):  # the home loses the fork too: hydrated from its snapshot
         path.unlink()
     hydrated = go(settings, src_repo, "B", "still there?")
     assert (hydrated.run.mode, hydrated.session.agent_session_id) == (Mode.RESUME, forked)
-    assert openai.history_counts()[-1] == 13
+    assert openai.history_counts()[-1] == 13 + SKILLS
     assert "dev step 0" in openai.conversation_requests()[-1].text()
 
 
@@ -360,7 +365,7 @@ def test_fork_of_a_source_hydrated_from_its_snapshot(
             path.unlink()
     review = go(settings, src_repo, "B", "review it", mode=Mode.FORK, fork_from="A")
     assert review.run.mode == Mode.FORK and review.session.agent_session_id != source
-    assert openai.history_counts()[-1] == 9
+    assert openai.history_counts()[-1] == 9 + SKILLS
     assert "hydrated" in str(review.run.note)
     assert rollout_files(codex(settings, review).home, source), (
         "the source was hydrated (into B's home) to be copied"

@@ -265,18 +265,29 @@ def test_reset_of_the_conversation_removes_the_key_space(settings: Settings, src
     assert again.run.mode == Mode.FRESH and again.run.result == "fake reply: received 2 messages"
 
 
-def test_doctor_finds_transcripts_in_the_space_of_a_key_no_session_has(settings: Settings) -> None:
+def test_doctor_finds_transcripts_no_session_owns_in_key_homes(settings: Settings) -> None:
     settings.home.mkdir(parents=True)
-    store = open_store(settings.resolved_store_url)
+    own, source, old = (str(uuid.uuid4()) for _ in range(3))
     known = _key("github.com/acme/api", "known")
-    store.save_session(SessionRecord("claude", known.repo.slug, "known", known.repo.url, "b", "/w"))
+    store = open_store(settings.resolved_store_url)
+    origin = {"kind": "fork", "agent": "claude", "thread": "dev", "session_id": source}
+    store.save_session(
+        SessionRecord("claude", known.repo.slug, "known", known.repo.url, "b", "/w", own, origin=origin)
+    )
     store.close()
-    for key in (known, _key("github.com/acme/api", "stray")):
-        path = key_home(settings, key) / "projects" / "-w" / f"{uuid.uuid4()}.jsonl"
-        path.parent.mkdir(parents=True)
+
+    def transcript(key: Key, sid: str) -> None:
+        path = key_home(settings, key) / "projects" / "-w" / f"{sid}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text('{"type":"user"}\n')
+
+    transcript(known, own)
+    transcript(known, source)  # the copy its fork was made from: the key's too
+    assert check_orphans(settings).status == "ok"
+    transcript(known, old)  # a conversation the key no longer has (the store was replaced)
+    transcript(_key("github.com/acme/api", "stray"), str(uuid.uuid4()))  # a key the store does not know
     check = check_orphans(settings)
-    assert check.status == "warn" and check.detail.startswith("1 transcripts on disk belong to no session")
+    assert check.status == "warn" and check.detail.startswith("2 transcripts on disk belong to no session")
 
 
 # -- the real CLIs ----------------------------------------------------------------------------------------

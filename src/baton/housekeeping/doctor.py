@@ -209,8 +209,9 @@ def check_credentials(agent: Agent, environ: Mapping[str, str]) -> Check:
 
 
 def check_orphans(settings: Settings) -> Check:
-    """Transcripts that no stored session owns: in the key spaces of keys the store does not know, and
-    in the agents' base homes (from before key spaces) with an id no session has."""
+    """Transcripts that no stored session owns: in a key's home, those of no conversation of that key
+    (all of them for a key the store does not know); in the agents' base homes (from before key
+    spaces), those with an id no session has."""
     try:
         store = open_store(settings.resolved_store_url)
     except BatonError as exc:
@@ -219,12 +220,14 @@ def check_orphans(settings: Settings) -> Check:
         sessions = store.list_sessions()
     finally:
         store.close()
-    known = {(s.agent, s.repo, s.thread) for s in sessions}
     orphans = 0
     for name, pattern in TRANSCRIPT_GLOBS.items():
-        orphans += _base_orphans(get_agent(name, settings), pattern, sessions)
-        spaces = [s for s in key_spaces(settings, name) if (name, s.repo, s.thread) not in known]
-        orphans += sum(len(_transcripts(space.home, pattern)) for space in spaces)
+        base = get_agent(name, settings)
+        orphans += _orphans(base, pattern, [s for s in sessions if s.agent == name])
+        by_key = {(s.repo, s.thread): s for s in sessions if s.agent == name}
+        for space in key_spaces(settings, name):
+            session = by_key.get((space.repo, space.thread))
+            orphans += _orphans(base.with_home(space.home), pattern, [session] if session else [])
     if orphans:
         return Check(
             "orphan transcripts",
@@ -235,15 +238,21 @@ def check_orphans(settings: Settings) -> Check:
     return Check("orphan transcripts", CheckStatus.OK, "every transcript on disk belongs to a session")
 
 
-def _base_orphans(base: Agent, pattern: str, sessions: list[SessionRecord]) -> int:
-    """Transcripts in the agent's base home whose conversation no session of the agent has."""
+def _orphans(agent: Agent, pattern: str, sessions: list[SessionRecord]) -> int:
+    """Transcripts in ``agent``'s home that belong to none of ``sessions``' conversations (nor to the
+    conversation a fork was copied from): the base home against every session of the agent, a key's
+    home against the key's own session."""
+    files = _transcripts(agent.home, pattern)
+    if not files:
+        return 0
+    ids = {s.agent_session_id for s in sessions} | {(s.origin or {}).get("session_id") for s in sessions}
     owned = {
         path.resolve()
-        for s in sessions
-        if s.agent == base.name and s.agent_session_id
-        for path in [*base.transcript_files(s.agent_session_id), *base.leftover_files(s.agent_session_id)]
+        for sid in ids
+        if isinstance(sid, str) and sid
+        for path in [*agent.transcript_files(sid), *agent.leftover_files(sid)]
     }
-    return sum(p.resolve() not in owned for p in _transcripts(base.home, pattern))
+    return sum(p.resolve() not in owned for p in files)
 
 
 def _transcripts(home: Path, pattern: str) -> list[Path]:

@@ -9,6 +9,10 @@
 - gone everywhere, or the snapshot itself is corrupt or missing blobs, or the agent says "not found"
   → ``recover``: fresh, with a recap of earlier runs. The run's ``note`` says why.
 
+Everything here looks in the key's own agent home (:mod:`baton.workspace.keyspace`). A fork of another
+thread's conversation first gets a copy of it there, from that thread's home on this machine (or the
+base home, for a conversation from before key spaces), else hydrates the source's snapshot there.
+
 A resumed turn after an interrupted one (crashed, timed out, cancelled, or a failed attempt being
 retried) gets the "you were interrupted" prompt instead of the bare delta.
 """

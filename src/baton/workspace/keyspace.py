@@ -137,7 +137,7 @@ def prepare_space(settings: Settings, key: Key, agent: Agent) -> bool:
         agent.prepare_home(settings.ttl_days)
         _empty(tmp)
     except OSError as exc:
-        raise AgentError(f"cannot prepare the agent home of {key} in {key_dir(settings, key)}: {exc}") from exc
+        raise AgentError(f"cannot prepare the agent home of {key} ({key_dir(settings, key)}): {exc}") from exc
     return made
 
 
