@@ -31,7 +31,7 @@ from common import Group, Plan, Repos, Row, Suite, interleave, median, ms, pair_
 
 from baton.runner import walls
 from baton.runner.process import Spawn, run_process
-from baton.runner.walls import Walls
+from baton.runner.walls import Walls, git_parts
 
 REPS = Plan(full=200, quick=30)
 GOAL = 0.005
@@ -54,6 +54,7 @@ def layout(root: Path) -> Walls:
     spec = Walls(
         home=home,
         worktree=worktree,
+        git=git_parts(worktree),
         agent_home=home / "homes" / "fake" / "bench",
         tmp=home / "tmp" / "bench",
         path=os.environ.get("PATH", ""),

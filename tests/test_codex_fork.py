@@ -86,7 +86,7 @@ def test_fork_launch_copies_the_rollout_under_a_new_id_and_resumes_it(agent: Cod
     launch = agent.launch(Mode.FORK, "--review it", SOURCE)
     new = launch.new_session_id
     assert new is not None and is_thread_id(new) and new != SOURCE
-    assert launch.argv == ["/opt/codex/bin/codex", *EXEC, "resume", new, "-"]
+    assert launch.argv == ["/opt/codex/bin/codex", *EXEC, "--sandbox", "workspace-write", "resume", new, "-"]
     assert launch.stdin == b"--review it", "the prompt stays on stdin"
     assert launch.env["CODEX_HOME"] == str(agent.home)
     [copy] = agent.transcript_files(new)

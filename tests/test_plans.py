@@ -75,7 +75,6 @@ def test_on_failure_continue_and_retry(
     settings: Settings, src_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_AGENT_FAIL_FIRST", "2")
-    monkeypatch.setenv("FAKE_AGENT_STATE", str(tmp_path))
     text = plan_text(src_repo).replace("    prompt: one\n", "    prompt: one\n    on_failure: continue\n")
     text = text.replace("    prompt: two\n", "    prompt: two\n    on_failure: retry\n    retries: 1\n")
     record = go(settings, text)

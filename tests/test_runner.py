@@ -167,7 +167,6 @@ def test_retries_resume_the_same_conversation(
 ) -> None:
     first = go(settings, src_repo)
     monkeypatch.setenv("FAKE_AGENT_FAIL_FIRST", "2")
-    monkeypatch.setenv("FAKE_AGENT_STATE", str(tmp_path))
     result = go(settings, src_repo, "flaky", retries=3)
     assert [a.outcome for a in result.attempts] == [Outcome.FAILED, Outcome.FAILED, Outcome.SUCCEEDED]
     assert [a.attempt for a in result.attempts] == [1, 2, 3]

@@ -80,7 +80,6 @@ def test_a_fork_looks_its_source_up_once_however_many_attempts(
 
     monkeypatch.setattr(store, "get_session", counting)
     monkeypatch.setenv("FAKE_AGENT_FAIL_FIRST", "1")
-    monkeypatch.setenv("FAKE_AGENT_STATE", str(tmp_path))
     try:
         fork = run(
             request(src_repo, thread="review", mode=Mode.FORK, fork_from="dev", retries=1), settings, store

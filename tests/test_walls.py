@@ -78,6 +78,7 @@ def layout(tmp_path: Path) -> Layout:
     spec = Walls(
         home=home,
         worktree=trees["t1"],
+        git=git_parts(trees["t1"]),
         agent_home=home / "homes" / "fake" / "t1",
         tmp=home / "tmp" / "t1",
         path=os.environ.get("PATH", ""),

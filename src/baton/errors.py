@@ -61,6 +61,13 @@ class AgentError(BatonError):
     """The agent CLI could not be started or behaved in a way baton cannot use."""
 
 
+class Unconfined(BatonError):
+    """``BATON_CONFINE=required``, and this machine cannot wall an agent in (no Landlock): no agent is
+    started."""
+
+    exit_code = 2
+
+
 class StoreError(BatonError):
     """The store could not be opened, migrated or written."""
 

@@ -117,8 +117,18 @@ class Agent(Protocol):
         passes the agent these, the few every program needs and what :meth:`launch` sets, nothing else."""
         ...
 
-    def launch(self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT) -> Launch:
-        """``session_id``: the conversation to resume/fork (None for fresh/recover/continue)."""
+    def launch(
+        self,
+        mode: Mode,
+        prompt: str,
+        session_id: str | None,
+        access: Access = Access.EDIT,
+        walled: bool = False,
+    ) -> Launch:
+        """``session_id``: the conversation to resume/fork (None for fresh/recover/continue);
+        ``access``: what the CLI may let the agent do; ``walled``: baton's Landlock walls hold the
+        agent at that level whatever the CLI allows (a CLI whose own sandbox cannot run inside them
+        switches it off)."""
         ...
 
     def read_event(self, line: str, turn: Turn) -> dict[str, Any] | None:

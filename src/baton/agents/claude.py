@@ -129,7 +129,14 @@ class ClaudeAgent(AgentBase):
         ok = value >= ttl_days
         return ok, f"cleanupPeriodDays = {value} ({'≥' if ok else '<'} baton TTL {ttl_days:g} days)"
 
-    def launch(self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT) -> Launch:
+    def launch(
+        self,
+        mode: Mode,
+        prompt: str,
+        session_id: str | None,
+        access: Access = Access.EDIT,
+        walled: bool = False,
+    ) -> Launch:
         # `-p` is a flag: with no positional prompt the CLI reads the prompt from stdin.
         argv = [*self.command, "-p", "--output-format", "stream-json", "--verbose"]
         argv += self.access_flags[access]

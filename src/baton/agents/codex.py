@@ -61,7 +61,10 @@ explicit write entries for the gitdir does allow commits, but needs the worktree
 (launch does not know the cwd) and leaves the network off; so ``full`` is ``danger-full-access``
 (Codex's own sandbox off) and baton's confinement is the wall. Codex's sandbox needs mount
 namespaces (bubblewrap): inside an outer Landlock domain ``mount`` is denied and every sandboxed command
-fails ("bwrap: Failed to make / slave: Operation not permitted"), see docs/agent-clis.md.
+fails ("bwrap: Failed to make / slave: Operation not permitted"), see docs/agent-clis.md. So a
+``walled`` launch (baton's Landlock walls around the agent, which follow the access level) always runs
+``danger-full-access``: the walls, not Codex's sandbox, keep ``read`` from writing and ``edit`` from
+committing.
 
 Credentials: Codex reads ``CODEX_API_KEY`` or ``OPENAI_API_KEY`` (or a ``codex login`` in the home,
 which baton relocates). Without one the model API answers ``401 Unauthorized``; a provider whose
@@ -168,12 +171,20 @@ class CodexAgent(AgentBase):
 
     # -- one turn -----------------------------------------------------------------------------------
 
-    def launch(self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT) -> Launch:
+    def launch(
+        self,
+        mode: Mode,
+        prompt: str,
+        session_id: str | None,
+        access: Access = Access.EDIT,
+        walled: bool = False,
+    ) -> Launch:
         """For FORK, ``session_id`` is the source thread: its rollout is copied under a new id first
         (only after the prompt and the id were accepted, so a refused launch writes nothing)."""
         command, env = self._resolve()
         stdin = self.prompt_stdin(prompt)
-        argv, new_id = [*command, *EXEC, *self.access_flags[access]], None
+        flags = self.access_flags[Access.FULL if walled else access]  # walled: see the module docstring
+        argv, new_id = [*command, *EXEC, *flags], None
         if mode in (Mode.FRESH, Mode.RECOVER):
             argv += [STDIN]
         elif mode == Mode.RESUME:

@@ -233,7 +233,14 @@ class GeminiAgent(AgentBase):
 
     # -- one turn -----------------------------------------------------------------------------------
 
-    def launch(self, mode: Mode, prompt: str, session_id: str | None, access: Access = Access.EDIT) -> Launch:
+    def launch(
+        self,
+        mode: Mode,
+        prompt: str,
+        session_id: str | None,
+        access: Access = Access.EDIT,
+        walled: bool = False,
+    ) -> Launch:
         stdin = self.prompt_stdin(guard_prompt(prompt, IGNORED_PREFIXES))
         argv = [*self.command, "-o", "stream-json", *self.access_argv(access)]
         model = self.model()

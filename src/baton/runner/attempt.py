@@ -20,11 +20,16 @@ from typing import Any
 from baton.agents import Launch, Turn
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
+from baton.runner import confine
+from baton.runner.agentenv import agent_env
+from baton.runner.landlock import Ruleset
 from baton.runner.process import ProcessResult, run_process
 from baton.runner.prompts import recap, render
 from baton.runner.state import Attempt, Context, Decision, Prepared, Start
+from baton.runner.walls import ruleset
 from baton.sessions.snapshots import take_snapshot
 from baton.store.leases import HOST
+from baton.workspace import keyspace
 from baton.workspace.portable import publish_checkpoint
 
 
@@ -46,8 +51,10 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
     """One attempt, decided by ``decision``, to its end in the store (see the module docstring)."""
     session = prepared.session
     text = _prompt(ctx, prepared, decision)
-    launch = ctx.agent.launch(decision.mode, text, decision.session_id, ctx.access)
+    walled = confine.check_confine(ctx.settings)
+    launch = ctx.agent.launch(decision.mode, text, decision.session_id, ctx.access, walled)
     record = _record(ctx, prepared, decision, attempt)
+    record.confined = walled
     turn = Turn()
     try:
         _start(ctx, session, record, launch)
@@ -154,16 +161,7 @@ def _launch(
 ) -> ProcessResult:
     """Run the agent to its end, streaming its events into ``turn`` and to the request's subscriber."""
     store, agent, session = ctx.store, ctx.agent, prepared.session
-    env = {
-        **os.environ,
-        **ctx.workdirs.git_env(ctx.key.agent),
-        # headless: a git command of the agent's that wants an editor (`rebase --continue` after a sync
-        # conflict left for it, a merge commit) must not wait for one
-        "GIT_EDITOR": "true",
-        **launch.env,
-        "BATON_RUN_ID": record.id,
-        "BATON_KEY": str(ctx.key),
-    }
+    env = _agent_env(ctx, launch, record)
 
     def on_line(line: str) -> None:
         event = agent.read_event(line, turn)
@@ -181,20 +179,56 @@ def _launch(
             _fenced_update(ctx, record.id, {"heartbeat_at": time.time()})  # refused: lost, stop the agent
         return not ctx.lost.is_set()  # the lease keeps itself alive; a lost one stops the agent
 
-    return run_process(
-        launch.argv,
-        env,
-        prepared.worktree,
-        Path(record.log_path),
-        on_line,
-        on_start=lambda pid: _started(ctx, record, pid),
-        heartbeat=heartbeat,
-        heartbeat_every=ctx.settings.heartbeat,
-        timeout=ctx.request.timeout,
-        cancel=ctx.request.cancel,
-        kill_grace=ctx.settings.kill_grace,
-        stdin=launch.stdin,
+    ruleset = _walls(ctx, prepared, env) if record.confined else None
+    try:
+        return run_process(
+            launch.argv,
+            env,
+            prepared.worktree,
+            Path(record.log_path),
+            on_line,
+            on_start=lambda pid: _started(ctx, record, pid),
+            heartbeat=heartbeat,
+            heartbeat_every=ctx.settings.heartbeat,
+            timeout=ctx.request.timeout,
+            cancel=ctx.request.cancel,
+            kill_grace=ctx.settings.kill_grace,
+            stdin=launch.stdin,
+            spawn=ruleset.spawn if ruleset else None,
+        )
+    finally:
+        if ruleset is not None:
+            ruleset.close()
+
+
+def _agent_env(ctx: Context, launch: Launch, record: RunRecord) -> dict[str, str]:
+    """The agent's environment: an allow-list of baton's (:mod:`baton.runner.agentenv`), with the
+    key's own home and temp dir."""
+    baton_sets = {
+        **ctx.workdirs.git_env(ctx.key.agent),
+        # headless: a git command of the agent's that wants an editor (`rebase --continue` after a sync
+        # conflict left for it, a merge commit) must not wait for one
+        "GIT_EDITOR": "true",
+        **launch.env,
+        "BATON_RUN_ID": record.id,
+        "BATON_KEY": str(ctx.key),
+    }
+    home, tmp = ctx.agent.home, keyspace.key_tmp(ctx.settings, ctx.key)
+    names = ctx.agent.env_names()
+    return agent_env(os.environ, names, ctx.settings.agent_env_names, baton_sets, home, tmp)
+
+
+def _walls(ctx: Context, prepared: Prepared, env: dict[str, str]) -> Ruleset:
+    """The kernel ruleset walling this attempt's agent into its key, at the run's access level."""
+    cache = ctx.workdirs.cache_path(ctx.key.repo)
+    git = confine.git_parts(cache, prepared.worktree, prepared.session.branch)
+    spec = confine.walls_for(
+        ctx.settings, ctx.agent, ctx.access, prepared.worktree, git, env, ctx.key.repo.url
     )
+    try:
+        return ruleset(spec)
+    except OSError as exc:
+        raise AgentError(f"cannot wall the agent in: {exc}") from exc
 
 
 def _classify(ctx: Context, decision: Decision, result: ProcessResult, turn: Turn) -> Ending:

@@ -18,6 +18,7 @@ from baton.agents.base import check_limit, check_text
 from baton.errors import BadInput, GitError
 from baton.keys import Key, make_key, validate_thread
 from baton.models import Access, Mode, OnConflict, SyncHow
+from baton.runner.confine import check_confine
 from baton.runner.request import RunRequest
 from baton.settings import Settings
 from baton.sync.handoff import check_source_agent
@@ -54,6 +55,7 @@ def check_request(request: RunRequest, settings: Settings) -> Resolved:
     if request.mode != Mode.AUTO and not agent.capabilities.supports(request.mode):
         raise BadInput(f"agent {key.agent!r} cannot run in mode {request.mode.value!r}")
     agent.command  # noqa: B018 -- a missing CLI is an error now, before anything is written
+    check_confine(settings)  # BATON_CONFINE=required where agents cannot be walled in: refused now
     instruction = "\n".join(filter(None, [request.context, request.prompt]))
     check_limit(agent.name, agent.capabilities, instruction)  # its text was checked in validate()
     return Resolved(request, key, agent, sync, on_conflict, instruction, access)

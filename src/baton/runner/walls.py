@@ -125,7 +125,7 @@ class Walls:
     """What one agent start is walled into; every path may be given unresolved."""
 
     home: Path  # BATON_HOME: nothing of it is reachable but the key's own parts
-    worktree: Path  # the key's worktree (writable); its git parts are found from its .git file
+    worktree: Path  # the key's worktree (readable; writable with ``edit``)
     agent_home: Path  # the key's agent home (writable)
     tmp: Path  # the key's private temp dir (writable)
     commands: tuple[Path, ...] = ()  # the CLI's executables: their installations readable
@@ -134,6 +134,12 @@ class Walls:
     write: tuple[Path, ...] = ()  # more writable paths (e.g. /dev/shm)
     hide: tuple[Path, ...] = ()  # more paths never readable (a SQLite store outside BATON_HOME)
     ports: frozenset[int] = field(default_factory=frozenset)  # TCP ports it may connect to
+    # The worktree's git data, as baton knows it (never read from the agent-writable ``.git`` file or
+    # ``HEAD``: an agent that rewrote them would widen its next walls): readable, and with ``commit``
+    # the parts a commit writes.
+    git: GitParts | None = None
+    edit: bool = True  # the worktree is writable (access edit and full)
+    commit: bool = True  # the git parts a commit writes are writable (access full)
 
 
 @dataclass(frozen=True)
@@ -232,11 +238,13 @@ def _granted(walls: Walls) -> list[tuple[Path, Fs]]:
     """What is granted by name, even inside BATON_HOME: the key's own parts, the askpass helper and
     the caller's extra paths."""
     found = [(p, READ) for p in (walls.home / "bin", *walls.read)]
-    found += [(p, READ | WRITE) for p in (walls.worktree, walls.agent_home, walls.tmp, *walls.write)]
-    parts = git_parts(walls.worktree)
+    found.append((walls.worktree, READ | WRITE if walls.edit else READ))
+    found += [(p, READ | WRITE) for p in (walls.agent_home, walls.tmp, *walls.write)]
+    parts = walls.git
     if parts is not None:
-        found.append((parts.common, READ))
-        found += [(p, READ | WRITE) for p in parts.writable()]
+        found += [(parts.common, READ), (parts.gitdir, READ)]
+        if walls.commit:
+            found += [(p, READ | WRITE) for p in parts.writable()]
     return found
 
 
@@ -301,8 +309,8 @@ def prepare(walls: Walls) -> None:
     and of the branch's ref (gone after ``git pack-refs``)."""
     for path in (walls.agent_home, walls.tmp):
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    parts = git_parts(walls.worktree)
-    if parts is not None:
+    parts = walls.git
+    if parts is not None and walls.commit:
         for path in parts.writable()[2:]:
             path.mkdir(parents=True, exist_ok=True)
 

@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from baton.errors import BadInput, BatonError, Busy, DiskFull, NotFound, RemoteError
+from baton.errors import BadInput, BatonError, Busy, DiskFull, NotFound, RemoteError, Unconfined
 
 
 class Problem(BaseModel):
@@ -29,6 +29,7 @@ STATUS: tuple[tuple[type[BatonError], int], ...] = (
     (Busy, 409),
     (DiskFull, 507),
     (RemoteError, 502),
+    (Unconfined, 503),
 )
 ERROR_DOCS: dict[int | str, str] = {
     400: "the body could not be parsed (FastAPI)",

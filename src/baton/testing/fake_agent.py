@@ -13,7 +13,8 @@ where Claude does (``$CLAUDE_CONFIG_DIR/projects/<mangled cwd>/<id>.jsonl``), wr
 Faults, from the environment:
 - ``FAKE_AGENT_DELAY``: seconds to think before replying;
 - ``FAKE_AGENT_FAIL``: reply with an error result and exit 1;
-- ``FAKE_AGENT_FAIL_FIRST`` = N with ``FAKE_AGENT_STATE`` = a directory: fail the first N runs;
+- ``FAKE_AGENT_FAIL_FIRST`` = N: fail the first N runs, counted in ``FAKE_AGENT_STATE`` (a directory; default
+  ``$HOME``, the key's home under baton);
 - ``FAKE_AGENT_EXIT``: exit with this code after replying (a crash without a result line).
 """
 
@@ -68,7 +69,7 @@ def should_fail() -> bool:
     if os.environ.get("FAKE_AGENT_FAIL"):
         return True
     first = int(os.environ.get("FAKE_AGENT_FAIL_FIRST", "0") or 0)
-    state = os.environ.get("FAKE_AGENT_STATE")
+    state = os.environ.get("FAKE_AGENT_STATE") or os.environ.get("HOME")  # walled in: its key home
     if first and state:
         counter = Path(state) / "runs"
         done = int(counter.read_text()) if counter.exists() else 0

@@ -1,0 +1,122 @@
+"""Whether and how one attempt's agent is walled in: ``BATON_CONFINE`` against what the kernel can
+do, and the :class:`~baton.runner.walls.Walls` of the key at the run's access level.
+
+- ``off``: never (the operator confines baton some other way). ``auto`` (the default): wherever the
+  kernel has Landlock; elsewhere agents run unconfined and baton says so once per process, in its log.
+  ``required``: an agent that cannot be walled in is never started (:class:`~baton.errors.Unconfined`,
+  exit 2, HTTP 503), which :func:`check_confine` tells before anything is written.
+- The walls follow the access level, so the level holds even where a CLI's own checks would let more
+  through: ``read`` leaves the worktree read-only, ``edit`` makes it writable, ``full`` also makes
+  writable what a commit on the key's branch writes in the cache clone.
+- The git parts are baton's own knowledge — the cache clone, the session's branch, the worktree's
+  admin directory checked against its back-pointer — never the agent-writable ``.git`` file or
+  ``HEAD`` alone: an agent that rewrote them must not widen its next walls.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from functools import cache
+from pathlib import Path
+
+from baton.agents import Agent
+from baton.errors import Unconfined
+from baton.models import Access, Confine
+from baton.runner.walls import GitParts, Support, Walls, support, tcp_ports
+from baton.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def _support() -> Support:
+    return support()
+
+
+@cache
+def _warn_once(reason: str) -> None:
+    log.warning("agents run unconfined: %s (BATON_CONFINE=auto; set it to required to refuse)", reason)
+
+
+def check_confine(settings: Settings) -> bool:
+    """Whether agents will be walled in; :class:`Unconfined` when ``required`` cannot be met."""
+    mode = Confine(settings.confine)
+    if mode == Confine.OFF:
+        return False
+    found = _support()
+    if found.ok:
+        return True
+    reason = found.reason or "Landlock is unavailable"
+    if mode == Confine.REQUIRED:
+        raise Unconfined(f"BATON_CONFINE=required, but agents cannot be confined on this machine: {reason}")
+    _warn_once(reason)
+    return False
+
+
+def describe(settings: Settings) -> tuple[bool, str]:
+    """For ``baton doctor`` and ``/readyz``: (fine, what holds), where ``required`` without Landlock is
+    not fine."""
+    found, mode = _support(), Confine(settings.confine)
+    if mode == Confine.OFF:
+        return True, "off (BATON_CONFINE=off): agents reach whatever baton's user can"
+    if found.ok:
+        gaps = f"; not enforced by this kernel: {'; '.join(found.missing)}" if found.missing else ""
+        return True, f"{mode.value}: every agent walled into its key (Landlock ABI {found.abi}){gaps}"
+    reason = found.reason or "Landlock is unavailable"
+    if mode == Confine.REQUIRED:
+        return False, f"required, but impossible here: {reason}; no agent will start"
+    return True, f"auto, but agents run unconfined: {reason}"
+
+
+def git_parts(cache_dir: Path, worktree: Path, branch: str) -> GitParts | None:
+    """The worktree's git data as baton knows it: the cache clone, the session's branch, and the admin
+    directory inside the cache that points back at this worktree (None when there is none)."""
+    admin = cache_dir / "worktrees"
+    target = str((worktree / ".git").resolve())
+    try:
+        entries = sorted(admin.iterdir())
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            back = (entry / "gitdir").read_text().strip()
+        except OSError:
+            continue
+        if entry.is_dir() and not entry.is_symlink() and str(Path(back).resolve()) == target:
+            return GitParts(entry, cache_dir, f"refs/heads/{branch}")
+    return None
+
+
+def walls_for(
+    settings: Settings,
+    agent: Agent,
+    access: Access,
+    worktree: Path,
+    git: GitParts | None,
+    env: dict[str, str],
+    repo_url: str,
+) -> Walls:
+    """The walls of one agent start: the key's worktree at ``access``, its home and temp dir (from the
+    environment baton built: ``HOME``, ``TMPDIR``), the CLI's installation, the ports it may reach."""
+    commands = [Path(c) for c in agent.command if Path(c).is_absolute()]
+    commands += [Path(found) for name in ("git", "node") if (found := shutil.which(name, path=env["PATH"]))]
+    return Walls(
+        home=settings.home,
+        worktree=worktree,
+        agent_home=Path(env["HOME"]),
+        tmp=Path(env["TMPDIR"]),
+        commands=tuple(commands),
+        path=env["PATH"],
+        hide=_store_file(settings),
+        ports=tcp_ports(settings, env, [repo_url]),
+        git=git,
+        edit=access != Access.READ,
+        commit=access == Access.FULL,
+    )
+
+
+def _store_file(settings: Settings) -> tuple[Path, ...]:
+    """A SQLite store outside BATON_HOME is hidden too."""
+    url = settings.resolved_store_url
+    return (Path(url.split(":///", 1)[1]),) if url.startswith("sqlite:///") else ()
