@@ -117,6 +117,11 @@ class Agent(Protocol):
         passes the agent these, the few every program needs and what :meth:`launch` sets, nothing else."""
         ...
 
+    def endpoints(self) -> tuple[str, ...]:
+        """URLs the CLI connects to that its environment does not name (Codex's model providers, from
+        its config file): a walled-in agent may connect to their ports."""
+        ...
+
     def launch(
         self,
         mode: Mode,
@@ -228,6 +233,10 @@ class AgentBase:
 
     def env_names(self) -> tuple[str, ...]:
         return self.env_patterns
+
+    def endpoints(self) -> tuple[str, ...]:
+        """None by default: the CLI's base URL is in its environment."""
+        return ()
 
     def version(self) -> str | None:
         return cli_version(tuple(self.command))

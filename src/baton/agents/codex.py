@@ -207,6 +207,12 @@ class CodexAgent(AgentBase):
         provider's ``env_key`` (its API key) and the values of its ``env_http_headers``."""
         return (*self.env_patterns, *provider_env_names(self._home / "config.toml"))
 
+    def endpoints(self) -> tuple[str, ...]:
+        """The ``base_url`` of each model provider in the home's ``config.toml`` (Codex reads no base
+        URL from the environment): a walled-in Codex may connect to their ports."""
+        providers = _providers(self._home / "config.toml")
+        return tuple(p["base_url"] for p in providers if isinstance(p.get("base_url"), str))
+
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
         """Fold one ``codex exec --json`` event into ``turn`` (see :data:`_EVENT_HANDLERS`)."""
         handler = _EVENT_HANDLERS.get(str(event.get("type")))
@@ -365,19 +371,23 @@ def _contains(data: dict[str, Any], forced: dict[str, Any]) -> bool:
 def provider_env_names(path: Path) -> list[str]:
     """The environment variables the model providers of the config.toml at ``path`` name (sorted);
     none when the file is missing or not TOML (Codex then says what is wrong)."""
-    try:
-        providers = tomllib.loads(path.read_text(encoding="utf-8")).get("model_providers")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return []
     found: list[Any] = []
-    for provider in providers.values() if isinstance(providers, dict) else []:
-        if isinstance(provider, dict):
-            headers = provider.get("env_http_headers")
-            found += [provider.get("env_key"), *(headers.values() if isinstance(headers, dict) else [])]
+    for provider in _providers(path):
+        headers = provider.get("env_http_headers")
+        found += [provider.get("env_key"), *(headers.values() if isinstance(headers, dict) else [])]
     # a variable's name, never a pattern, and never one of baton's own
     return sorted(
         {n for n in found if isinstance(n, str) and ENV_NAME.fullmatch(n) and not n.startswith("BATON_")}
     )
+
+
+def _providers(path: Path) -> list[dict[str, Any]]:
+    """The model provider tables of the config.toml at ``path``; none when it is missing or not TOML."""
+    try:
+        providers = tomllib.loads(path.read_text(encoding="utf-8")).get("model_providers")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    return [p for p in providers.values() if isinstance(p, dict)] if isinstance(providers, dict) else []
 
 
 def read_toml(path: Path) -> dict[str, Any]:

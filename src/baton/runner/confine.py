@@ -109,7 +109,7 @@ def walls_for(
         commands=tuple(commands),
         path=env["PATH"],
         hide=_store_file(settings),
-        ports=tcp_ports(settings, env, [repo_url]),
+        ports=tcp_ports(settings, env, [repo_url, *agent.endpoints()]),
         git=git,
         edit=access != Access.READ,
         commit=access == Access.FULL,
