@@ -24,12 +24,14 @@ from pathlib import Path
 import pytest
 
 from baton import Mode, Outcome, PromptKind, RunRequest, open_store, run
-from baton.agents import Agent, Turn, get_agent
+from baton.agents import AGENTS, Agent, Turn, get_agent
 from baton.errors import BadInput
+from baton.keys import make_key
 from baton.runner.process import run_process
 from baton.settings import Settings
 from baton.testing import MockModel
 from baton.testing.git_http import GitHttpServer
+from baton.workspace.keyspace import agent_for
 from tests.conftest import BATON, gone, make_repo, wait_for
 
 pytestmark = pytest.mark.slow
@@ -61,6 +63,17 @@ def model(agent: str, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> It
 def go(settings: Settings, agent: str, repo: Path, prompt: str, thread: str = "issue-1") -> dict[str, object]:
     result = run(RunRequest(agent=agent, repo=str(repo), thread=thread, prompt=prompt), settings=settings)
     return result.to_json()
+
+
+def key_agent(settings: Settings, agent: str, repo: Path, thread: str = "issue-1") -> Agent:
+    """The adapter of the key, working in the key's own agent home."""
+    return agent_for(make_key(agent, str(repo), thread, AGENTS), settings)
+
+
+def wipe_homes(settings: Settings, agent: str) -> None:
+    """What a redeploy on a disk that is not persistent does: the agent's base home and its keys' homes."""
+    shutil.rmtree(settings.home / "homes" / agent)
+    shutil.rmtree(settings.home / "keys" / agent)
 
 
 def start(baton_env: dict[str, str], *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -150,7 +163,7 @@ def test_sigkill_mid_run_then_resume_with_interrupted_prompt(
     )
     wait_for(lambda: any("interrupted-task-zebra" in t for t in model.texts()))
     # mid-turn: the CLI has written the prompt to its transcript, as it would have by then
-    adapter, session_id = get_agent(agent, settings), str(first["session_id"])
+    adapter, session_id = key_agent(settings, agent, src_repo), str(first["session_id"])
     wait_for(
         lambda: any("interrupted-task-zebra" in p.read_text() for p in adapter.transcript_files(session_id)),
         60,
@@ -182,7 +195,7 @@ def test_agent_home_deleted_hydrates_from_store(
 ) -> None:
     first = go(settings, agent, src_repo, "one")
     go(settings, agent, src_repo, "two")
-    shutil.rmtree(settings.home / "homes" / agent)
+    wipe_homes(settings, agent)
     model.configure_home(settings.home / "homes" / agent)  # the user's own provider config, not baton's
     after = go(settings, agent, src_repo, "three")
     assert after["mode"] == "resume" and after["outcome"] == "succeeded", after
@@ -196,7 +209,7 @@ def test_transcript_gone_everywhere_recovers_with_recap(
 ) -> None:
     first = go(settings, agent, src_repo, "implement the parser")
     go(settings, agent, src_repo, "add error messages")
-    shutil.rmtree(settings.home / "homes" / agent)
+    wipe_homes(settings, agent)
     model.configure_home(settings.home / "homes" / agent)
     store = open_store(settings.resolved_store_url)
     store.delete_snapshot(agent, str(first["repo"]), "issue-1")

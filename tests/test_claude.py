@@ -14,6 +14,7 @@ from baton.agents.claude import NOT_FOUND, ClaudeAgent
 from baton.errors import AgentError
 from baton.settings import Settings
 from baton.testing.mock_anthropic import MockAnthropic
+from baton.workspace.keyspace import session_agent
 
 INIT = {
     "type": "system",
@@ -118,8 +119,8 @@ def test_real_cli_not_found_then_recover(
     store = open_store(settings.resolved_store_url)
     store.delete_snapshot("claude", first.run.repo, "t")
     store.close()
-    transcript = next(
-        (settings.home / "homes" / "claude" / "projects").glob(f"*/{first.session.agent_session_id}.jsonl")
+    [transcript] = session_agent(first.session, settings).transcript_files(
+        str(first.session.agent_session_id)
     )
     transcript.write_bytes(b"\x00\x01\x02 not a transcript \xff")  # present, so baton resumes; Claude can't
     after = run(RunRequest(agent="claude", repo=str(src_repo), thread="t", prompt="again"), settings=settings)

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from baton import Mode, open_store
-from baton.agents import get_agent
 from baton.housekeeping.cleanup import close_branch, close_session
 from baton.keys import key_of
 from baton.models import SessionStatus
 from baton.settings import Settings
 from baton.testing.fake import fake_agent_bin
+from baton.workspace.keyspace import session_agent
 from baton.workspace.workdirs import Workdirs
 from tests.conftest import git, wait_for
 from tests.test_runner import go
@@ -29,7 +29,7 @@ def test_close_branch_then_a_new_run_resumes_with_the_uncommitted_file(
     worktree = Path(first.session.worktree)
     (worktree / "notes.txt").write_text("uncommitted work\n")
     sid = str(first.session.agent_session_id)
-    agent = get_agent("fake", settings)
+    agent = session_agent(first.session, settings)
     assert agent.transcript_files(sid)
     store = open_store(settings.resolved_store_url)
     try:
@@ -44,7 +44,7 @@ def test_close_branch_then_a_new_run_resumes_with_the_uncommitted_file(
     assert report["closed"] == [key] and report["errors"] == {}
     assert report["checkpoints"][key] == "refs/baton/checkpoints/fake/t1"
     assert not worktree.exists()
-    assert agent.transcript_files(sid) == []
+    assert agent.transcript_files(sid) == [] and not agent.home.exists(), "the key's agent home went too"
     assert session is not None and session.status == SessionStatus.CLOSED
     assert session.agent_session_id == sid
     assert session.expires_at > time.time() + 6 * 86400  # the grace period (7 days by default)

@@ -39,8 +39,10 @@ from baton.agents.codex import (
     repair_index,
 )
 from baton.errors import AgentError, BadInput
+from baton.keys import key_of
 from baton.settings import Settings
 from baton.testing.mock_openai import MockOpenAI
+from baton.workspace.keyspace import key_home, session_agent
 from tests.conftest import BATON, gone, wait_for
 
 THREAD = "01a1feaa-303a-75d0-8293-4ac0347e196e"
@@ -432,8 +434,16 @@ def go(
     )
 
 
-def codex_home(settings: Settings) -> Path:
-    return settings.home / "homes" / "codex"
+def codex_home(settings: Settings, result: RunResult) -> Path:
+    """The agent home of the run's key."""
+    return key_home(settings, key_of(result.session))
+
+
+def codex_of(settings: Settings, result: RunResult) -> CodexAgent:
+    """The adapter of the run's key (working in its own home)."""
+    agent = session_agent(result.session, settings)
+    assert isinstance(agent, CodexAgent)
+    return agent
 
 
 def steps(result: RunResult) -> list[tuple[Mode, Outcome]]:
@@ -465,7 +475,7 @@ def test_three_runs_one_thread_with_usage_deltas(
     assert results[1].run.usage["thread_total"]["input_tokens"] == 1000
     assert results[2].run.usage["thread_total"]["input_tokens"] == 1800
     assert results[0].run.cost_usd is None
-    assert len(list(codex_home(settings).glob("sessions/*/*/*/rollout-*.jsonl"))) == 1
+    assert len(list(codex_home(settings, results[0]).glob("sessions/*/*/*/rollout-*.jsonl"))) == 1
 
 
 @pytest.mark.slow
@@ -497,8 +507,7 @@ def test_agent_home_wiped_hydrates_and_resumes(
 ) -> None:
     first = go(settings, src_repo, "one")
     go(settings, src_repo, "two")
-    shutil.rmtree(codex_home(settings))
-    openai.configure_home(codex_home(settings))  # the provider is the user's config, not baton's
+    shutil.rmtree(codex_home(settings, first))  # the provider is in the base home: seeded again
     after = go(settings, src_repo, "three")
     assert steps(after) == [(Mode.RESUME, Outcome.SUCCEEDED)], after.run.error
     assert after.session.agent_session_id == first.session.agent_session_id
@@ -516,10 +525,10 @@ def test_hydrate_into_a_home_whose_index_lacks_the_thread(
     first = go(settings, src_repo, "one")
     go(settings, src_repo, "other thread", thread="issue-2")
     thread = first.session.agent_session_id
-    shutil.rmtree(codex_home(settings) / "sessions")
-    with sqlite3.connect(codex_home(settings) / "state_5.sqlite") as db:
+    shutil.rmtree(codex_home(settings, first) / "sessions")
+    with sqlite3.connect(codex_home(settings, first) / "state_5.sqlite") as db:
         assert db.execute("DELETE FROM threads WHERE id = ?", (thread,)).rowcount == 1
-        assert db.execute("SELECT count(*) FROM threads").fetchone()[0] == 1
+        assert db.execute("SELECT count(*) FROM threads").fetchone()[0] == 0, "issue-2 has its own home"
     after = go(settings, src_repo, "two")
     assert steps(after) == [(Mode.RESUME, Outcome.SUCCEEDED)], after.run.error
     assert after.session.agent_session_id == thread
@@ -535,10 +544,11 @@ def test_stale_index_row_breaks_resume_and_is_repaired(
     found" although the rollout is on disk. The adapter repairs the row before every resume."""
     first = go(settings, src_repo, "one")
     thread = str(first.session.agent_session_id)
-    agent = get_agent("codex", settings)
-    assert isinstance(agent, CodexAgent)
+    agent = codex_of(settings, first)
     [old] = agent.transcript_files(thread)
-    moved = codex_home(settings) / "sessions/2020/01/01" / f"rollout-2020-01-01T00-00-00-{thread}.jsonl"
+    moved = (
+        codex_home(settings, first) / "sessions/2020/01/01" / f"rollout-2020-01-01T00-00-00-{thread}.jsonl"
+    )
     moved.parent.mkdir(parents=True)
     old.rename(moved)
     # measured: the raw CLI cannot resume it
@@ -557,7 +567,7 @@ def test_stale_index_row_breaks_resume_and_is_repaired(
     assert steps(after) == [(Mode.RESUME, Outcome.SUCCEEDED)], after.run.error
     assert after.session.agent_session_id == thread
     assert openai.history_counts() == [4, 6]
-    with sqlite3.connect(codex_home(settings) / "state_5.sqlite") as db:
+    with sqlite3.connect(codex_home(settings, first) / "state_5.sqlite") as db:
         assert db.execute("SELECT rollout_path FROM threads WHERE id = ?", (thread,)).fetchone() == (
             str(moved),
         )
@@ -572,7 +582,7 @@ def test_transcript_gone_everywhere_is_recovered_never_resumed(
     first = go(settings, src_repo, "implement the parser")
     go(settings, src_repo, "add error messages")
     old = str(first.session.agent_session_id)
-    agent = get_agent("codex", settings)
+    agent = codex_of(settings, first)
     for path in agent.transcript_files(old):
         path.unlink()
     store = open_store(settings.resolved_store_url)
@@ -598,7 +608,7 @@ def test_corrupt_rollout_is_session_lost_then_recover(
 ) -> None:
     first = go(settings, src_repo, "one")
     old = str(first.session.agent_session_id)
-    [path] = get_agent("codex", settings).transcript_files(old)
+    [path] = codex_of(settings, first).transcript_files(old)
     path.write_bytes(b"\x00\xff garbage \xfe\n")
     store = open_store(settings.resolved_store_url)
     store.delete_snapshot("codex", first.run.repo, "issue-1")
@@ -621,7 +631,7 @@ def test_silent_other_thread_is_session_lost_then_recover(
     first = go(settings, src_repo, "one")
     a = str(first.session.agent_session_id)
     b = str(uuid.uuid4())
-    [path] = get_agent("codex", settings).transcript_files(a)
+    [path] = codex_of(settings, first).transcript_files(a)
     shutil.copy(path, path.with_name(path.name.replace(a, b)))
     store = open_store(settings.resolved_store_url)
     session = store.get_session("codex", first.run.repo, "issue-1")
@@ -659,7 +669,7 @@ def test_sigkill_mid_run_keeps_the_prompt_and_resumes(
     runner.wait(timeout=10)
     # baton runs the native binary, so Codex itself dies with its runner and frees the thread
     wait_for(lambda: gone(running.agent_pid or 0), 10)
-    [path] = get_agent("codex", settings).transcript_files(thread)
+    [path] = codex_of(settings, first).transcript_files(thread)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     user = [
         c.get("text")

@@ -20,15 +20,18 @@ from pathlib import Path
 import pytest
 
 from baton import Mode, Outcome, RunRequest, RunResult, run
-from baton.agents import get_agent
 from baton.agents.codex import EXEC, CodexAgent, is_thread_id
 from baton.agents.codex_threads import fork_rollout, new_thread_id, rollout_files, rollout_path
 from baton.errors import AgentError, BadInput
 from baton.settings import Settings
 from baton.testing.mock_openai import MockOpenAI
+from baton.workspace.keyspace import session_agent
 
 SOURCE = "01a1feaa-303a-75d0-8293-4ac0347e196e"
 OTHER = "01a1feaa-0000-7000-8000-000000000000"
+# A fork resumed in another key's CODEX_HOME gets Codex's skills instructions once more (they name the
+# skills' root inside CODEX_HOME, so they differ from the source's): one input item more.
+SKILLS = 1
 
 
 def rollout_text(thread: str, turns: int = 2) -> str:
@@ -234,8 +237,9 @@ def go(
     return result
 
 
-def codex(settings: Settings) -> CodexAgent:
-    agent = get_agent("codex", settings)
+def codex(settings: Settings, result: RunResult) -> CodexAgent:
+    """The adapter of the run's key: its own Codex home."""
+    agent = session_agent(result.session, settings)
     assert isinstance(agent, CodexAgent)
     return agent
 
@@ -244,8 +248,8 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def thread_row(settings: Settings, thread: str) -> dict[str, object] | None:
-    with sqlite3.connect(codex(settings).home / "state_5.sqlite") as db:
+def thread_row(home: Path, thread: str) -> dict[str, object] | None:
+    with sqlite3.connect(home / "state_5.sqlite") as db:
         db.row_factory = sqlite3.Row
         row = db.execute("SELECT * FROM threads WHERE id = ?", (thread,)).fetchone()
     return dict(row) if row else None
@@ -258,16 +262,18 @@ def test_fork_branches_another_threads_conversation(
     dev = [go(settings, src_repo, "A", f"dev step {i}") for i in range(2)]
     source = str(dev[0].session.agent_session_id)
     assert dev[1].session.agent_session_id == source and openai.history_counts() == [4, 6]
-    [source_file] = codex(settings).transcript_files(source)
-    source_bytes, source_row = digest(source_file), thread_row(settings, source)
+    a_home = codex(settings, dev[0]).home
+    [source_file] = codex(settings, dev[0]).transcript_files(source)
+    source_bytes, source_row = digest(source_file), thread_row(a_home, source)
 
     review = go(settings, src_repo, "B", "review it", mode=Mode.FORK, fork_from="A")
     forked = str(review.session.agent_session_id)
     assert (review.run.mode, review.run.outcome) == (Mode.FORK, Outcome.SUCCEEDED)
     assert is_thread_id(forked) and forked != source
     assert review.run.session_id_in == source and review.run.session_id_out == forked
-    # A's full history (6) + the reply and the prompt + B's worktree as the new cwd
-    assert openai.history_counts() == [4, 6, 9]
+    # A's full history (6) + the reply and the prompt + B's worktree as the new cwd + the skills
+    # instructions again: they name the skills' root in CODEX_HOME, and B's home is its own (SKILLS)
+    assert openai.history_counts() == [4, 6, 9 + SKILLS]
     sent = openai.conversation_requests()[-1].text()
     assert "dev step 0" in sent and "dev step 1" in sent and "review it" in sent
     assert f"<cwd>{review.session.worktree}</cwd>" in sent
@@ -279,16 +285,20 @@ def test_fork_branches_another_threads_conversation(
     # a fresh process resumes the fork by its id: Codex indexed it at the fork's run
     again = go(settings, src_repo, "B", "and the tests?")
     assert (again.run.mode, again.session.agent_session_id) == (Mode.RESUME, forked)
-    assert openai.history_counts()[-1] == 11 and "review it" in openai.conversation_requests()[-1].text()
-    [forked_file] = codex(settings).transcript_files(forked)
-    row = thread_row(settings, forked)
+    assert openai.history_counts()[-1] == 11 + SKILLS
+    assert "review it" in openai.conversation_requests()[-1].text()
+    b_home = codex(settings, review).home
+    assert b_home != a_home, "each thread has its own Codex home"
+    [forked_file] = codex(settings, review).transcript_files(forked)
+    row = thread_row(b_home, forked)
     assert (
         row is not None and row["rollout_path"] == str(forked_file) and row["cwd"] == review.session.worktree
     )
-    assert forked_file.parent == source_file.parent.parent.parent.parent / time.strftime("%Y/%m/%d")
+    assert forked_file.parent == b_home / "sessions" / time.strftime("%Y/%m/%d")
+    assert thread_row(a_home, forked) is None and not rollout_files(a_home, forked), "A's home never sees B's"
 
     # the source is untouched: its rollout byte for byte, its index row, and its own history
-    assert digest(source_file) == source_bytes and thread_row(settings, source) == source_row
+    assert digest(source_file) == source_bytes and thread_row(a_home, source) == source_row
     back = go(settings, src_repo, "A", "dev step 2")
     assert (back.run.mode, back.session.agent_session_id) == (Mode.RESUME, source)
     assert openai.history_counts()[-1] == 8, "A continues from its own 6 items"
@@ -301,7 +311,7 @@ def test_fork_in_place_gets_a_new_id_with_the_history(
 ) -> None:
     first = [go(settings, src_repo, "A", f"step {i}") for i in range(2)]
     source = str(first[0].session.agent_session_id)
-    [source_file] = codex(settings).transcript_files(source)
+    [source_file] = codex(settings, first[0]).transcript_files(source)
     source_bytes = digest(source_file)
     forked = go(settings, src_repo, "A", "try another way", mode=Mode.FORK)
     new = str(forked.session.agent_session_id)
@@ -320,23 +330,22 @@ def test_a_fork_outlives_its_source_and_travels_alone(
 ) -> None:
     """Why a copy and not ``codex exec fork``: with the source's rollout gone (and, later, the whole
     Codex home), the fork still resumes with its full history, from its own snapshot alone."""
-    go(settings, src_repo, "A", "dev step 0")
+    dev = go(settings, src_repo, "A", "dev step 0")
     source = str(go(settings, src_repo, "A", "dev step 1").session.agent_session_id)
-    forked = str(
-        go(settings, src_repo, "B", "review it", mode=Mode.FORK, fork_from="A").session.agent_session_id
-    )
+    review = go(settings, src_repo, "B", "review it", mode=Mode.FORK, fork_from="A")
+    forked = str(review.session.agent_session_id)
     assert forked != source
-    home = codex(settings).home
-    for path in rollout_files(home, source):
-        path.unlink()
+    home = codex(settings, review).home
+    for path in [*rollout_files(codex(settings, dev).home, source), *rollout_files(home, source)]:
+        path.unlink()  # the source everywhere: in A's home, and the copy B's home was given to fork it
     again = go(settings, src_repo, "B", "more")
     assert (again.run.mode, again.session.agent_session_id) == (Mode.RESUME, forked)
-    assert openai.history_counts()[-1] == 11
+    assert openai.history_counts()[-1] == 11 + SKILLS
     for path in rollout_files(home, forked):  # the home loses the fork too: hydrated from its snapshot
         path.unlink()
     hydrated = go(settings, src_repo, "B", "still there?")
     assert (hydrated.run.mode, hydrated.session.agent_session_id) == (Mode.RESUME, forked)
-    assert openai.history_counts()[-1] == 13
+    assert openai.history_counts()[-1] == 13 + SKILLS
     assert "dev step 0" in openai.conversation_requests()[-1].text()
 
 
@@ -346,9 +355,9 @@ def test_fork_of_a_source_hydrated_from_its_snapshot(
 ) -> None:
     """The Codex home is wiped (the source's rollout and every index): the fork hydrates the source
     first, then copies it."""
-    go(settings, src_repo, "A", "dev step 0")
+    dev = go(settings, src_repo, "A", "dev step 0")
     source = str(go(settings, src_repo, "A", "dev step 1").session.agent_session_id)
-    home = codex(settings).home
+    home = codex(settings, dev).home
     for path in home.iterdir():
         if path.is_dir():
             shutil.rmtree(path)
@@ -356,5 +365,9 @@ def test_fork_of_a_source_hydrated_from_its_snapshot(
             path.unlink()
     review = go(settings, src_repo, "B", "review it", mode=Mode.FORK, fork_from="A")
     assert review.run.mode == Mode.FORK and review.session.agent_session_id != source
-    assert openai.history_counts()[-1] == 9
-    assert rollout_files(home, source), "the source was hydrated to be copied"
+    assert openai.history_counts()[-1] == 9 + SKILLS
+    assert "hydrated" in str(review.run.note)
+    assert rollout_files(codex(settings, review).home, source), (
+        "the source was hydrated (into B's home) to be copied"
+    )
+    assert not rollout_files(home, source), "A's home is A's: only A's own runs write it"

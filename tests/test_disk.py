@@ -9,12 +9,12 @@ from pathlib import Path
 from subprocess import CompletedProcess
 
 from baton import Mode
-from baton.agents import get_agent
 from baton.housekeeping.disk import enforce_quota, files_bytes, snapshot_bytes, usage
 from baton.keys import key_of
 from baton.settings import Settings
 from baton.store import Store
 from baton.store.leases import LeaseHolder
+from baton.workspace.keyspace import key_dir, session_agent
 from baton.workspace.workdirs import disk_usage
 from tests.service_fixtures import Service, service_fixture  # noqa: F401 (the `service` fixture)
 from tests.test_runner import go
@@ -27,15 +27,18 @@ def test_usage_counts_each_session_cache_and_home(settings: Settings, store: Sto
     report = usage(store, settings)
     by_key = {s.key: s for s in report.sessions}
     s1 = by_key[f"fake:{a.run.repo}:t1"]
-    agent = get_agent("fake", settings)
+    agent = session_agent(a.session, settings)
     assert s1.worktree == disk_usage(Path(a.session.worktree)) >= 100_000
-    assert s1.transcript == files_bytes(agent.transcript_files(str(a.session.agent_session_id))) > 0
+    assert s1.transcript == disk_usage(key_dir(settings, key_of(a.session))) > 0, "the key's whole space"
+    assert s1.transcript >= files_bytes(agent.transcript_files(str(a.session.agent_session_id))) > 0
     assert s1.snapshot == snapshot_bytes(store, a.session) > 0
     data = report.to_json()
     assert data["agents"]["fake"]["sessions"] == 2
     assert data["repos"][a.run.repo]["worktree"] == sum(s.worktree for s in report.sessions)
     assert data["caches"][a.run.repo] == disk_usage(settings.home / "repos" / f"{a.run.repo}.git") > 0
-    assert data["homes"]["fake"] == disk_usage(settings.home / "homes" / "fake") > 0
+    keys = disk_usage(settings.home / "keys" / "fake")
+    assert data["homes"]["fake"] == disk_usage(settings.home / "homes" / "fake") + keys > keys > 0
+    assert report.kinds()["homes"] == data["homes"]["fake"] - sum(s.transcript for s in report.sessions)
     assert data["total"] == disk_usage(settings.home) and data["free"] > 0 and data["store"] > 0
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from baton import BadInput, Mode, Outcome, PromptKind, RunRequest, RunResult, open_store, run
-from baton.agents import get_agent
 from baton.errors import Busy, DiskFull
 from baton.settings import Settings
 from baton.store.leases import LeaseHolder, held
+from baton.workspace.keyspace import key_spaces, session_agent
 
 
 def go(settings: Settings, repo: Path, prompt: str = "do it", thread: str = "t1", **kw: object) -> RunResult:
@@ -61,15 +61,15 @@ def test_fork_without_a_conversation_writes_nothing(settings: Settings, src_repo
 
 def test_fork_of_a_lost_conversation_undoes_the_new_worktree(settings: Settings, src_repo: Path) -> None:
     go(settings, src_repo, thread="dev")
-    agent = get_agent("fake", settings)
     store = open_store(settings.resolved_store_url)
     source = store.list_sessions()[0]
-    for path in agent.transcript_files(str(source.agent_session_id)):
+    for path in session_agent(source, settings).transcript_files(str(source.agent_session_id)):
         path.unlink()
     store.delete_snapshot("fake", source.repo, "dev")
     with pytest.raises(BadInput, match="is lost"):
         go(settings, src_repo, thread="review", mode=Mode.FORK, fork_from="dev")
     assert [p.name for p in worktrees(settings)] == ["dev"]
+    assert [s.thread for s in key_spaces(settings)] == ["dev"], "the new key's space is undone too"
     assert "refs/heads/baton/fake/review" not in branches(settings)
     assert store.get_session("fake", source.repo, "review") is None
     store.close()
@@ -130,7 +130,7 @@ def _corrupt_blobs(settings: Settings, how: str) -> None:
 @pytest.mark.parametrize("how", ["missing", "corrupt", "unparsable"])
 def test_lost_transcript_and_broken_snapshot_recovers(settings: Settings, src_repo: Path, how: str) -> None:
     first = go(settings, src_repo, "write the lexer")
-    for path in get_agent("fake", settings).transcript_files(str(first.session.agent_session_id)):
+    for path in session_agent(first.session, settings).transcript_files(str(first.session.agent_session_id)):
         path.unlink()
     _corrupt_blobs(settings, how)
     again = go(settings, src_repo, "write the parser")
@@ -145,7 +145,7 @@ def test_truncated_local_transcript_is_hydrated_from_the_snapshot(settings: Sett
     for step in range(3):
         last = go(settings, src_repo, f"step {step}")
     assert last.run.result == "fake reply: received 6 messages"
-    [path] = get_agent("fake", settings).transcript_files(str(last.session.agent_session_id))
+    [path] = session_agent(last.session, settings).transcript_files(str(last.session.agent_session_id))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # truncated by hand: half the history
     again = go(settings, src_repo, "step 3")

@@ -23,11 +23,13 @@ from typing import Any
 import pytest
 
 from baton import Mode, Outcome, PromptKind, RunRequest, open_store, run
-from baton.agents import Turn, get_agent
+from baton.agents import AGENTS, Turn, get_agent
 from baton.agents.gemini import MANAGED, NOT_FOUND, POLICY_FILE, GeminiAgent, read_chat
 from baton.errors import AgentError, BadInput
+from baton.keys import make_key
 from baton.settings import Settings
 from baton.testing.mock_gemini import MockGemini, fill_schema
+from baton.workspace.keyspace import agent_for, key_home
 from tests.conftest import BATON, make_repo, wait_for
 
 SID = "5297d322-89bd-473b-acde-43c6d45dab4c"
@@ -479,18 +481,18 @@ def go(settings: Settings, repo: Path, prompt: str, thread: str = "issue-1", **k
     return result.to_json()
 
 
-def agent_of(settings: Settings) -> GeminiAgent:
-    agent = get_agent("gemini", settings)
+def agent_of(settings: Settings, repo: Path | None = None, thread: str = "issue-1") -> GeminiAgent:
+    """The adapter of the key (``repo``, ``thread``), in its own home; the base one without a repo."""
+    base = get_agent("gemini", settings)
+    agent = base if repo is None else agent_for(make_key("gemini", str(repo), thread, AGENTS), settings)
     assert isinstance(agent, GeminiAgent)
     return agent
 
 
-def gemini_direct(
-    settings: Settings, cwd: Path, *args: str, home: Path | None = None
-) -> subprocess.CompletedProcess[str]:
+def gemini_direct(settings: Settings, cwd: Path, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
     """Run the real CLI by hand (not through baton), as a user in the worktree would."""
     agent = agent_of(settings)
-    env = {**os.environ, "GEMINI_CLI_HOME": str(home or agent.home), "GEMINI_CLI_NO_RELAUNCH": "true"}
+    env = {**os.environ, "GEMINI_CLI_HOME": str(home), "GEMINI_CLI_NO_RELAUNCH": "true"}
     return subprocess.run(
         [*agent.command, *args],
         cwd=cwd,
@@ -525,7 +527,7 @@ def test_three_runs_one_conversation(
     assert results[2]["usage"]["input_tokens"] == 50 and results[2]["cost_usd"] is None
     assert all(r.is_conversation for r in gemini.requests), "-m skips the routing call"
     assert "step 0" in gemini.texts()[2] and "step 1" in gemini.texts()[2]
-    agent = agent_of(settings)
+    agent = agent_of(settings, src_repo)
     settings_json = json.loads((agent.gemini_dir / "settings.json").read_text())
     assert settings_json["general"]["sessionRetention"] == {"enabled": False}
     [chat] = agent.transcript_files(str(results[0]["session_id"]))
@@ -538,13 +540,14 @@ def test_three_runs_one_conversation(
 def test_agent_home_wiped_hydrates_into_the_right_project(
     settings: Settings, tmp_path: Path, gemini: MockGemini
 ) -> None:
-    # two keys with the same thread name: Gemini gives their worktrees slugs issue-1 and issue-1-1
-    repo_a, repo_b, repo_c = (make_repo(tmp_path / name) for name in ("repo-a", "repo-b", "repo-c"))
+    # two keys with the same thread name: in one shared home Gemini would give their worktrees the slugs
+    # issue-1 and issue-1-1; each key has a home of its own, where its worktree's project is issue-1
+    repo_a, repo_b = (make_repo(tmp_path / name) for name in ("repo-a", "repo-b"))
     a, b = go(settings, repo_a, "alpha one"), go(settings, repo_b, "bravo one")
-    agent = agent_of(settings)
-    assert agent.transcript_files(b["session_id"])[0].parent.parent.name == "issue-1-1"
-    shutil.rmtree(settings.home / "homes" / "gemini")
-    # B first: its chat is hydrated into issue-1-1, which Gemini alone would never map to B's worktree
+    agent_a, agent_b = agent_of(settings, repo_a), agent_of(settings, repo_b)
+    assert agent_b.transcript_files(b["session_id"])[0].parent.parent.name == "issue-1"
+    assert agent_a.transcript_files(b["session_id"]) == [], "B's conversation is not in A's home"
+    shutil.rmtree(settings.home / "keys" / "gemini")  # every key's home
     after_b = go(settings, repo_b, "bravo two")
     assert (after_b["mode"], after_b["outcome"], after_b["session_id"]) == (
         "resume",
@@ -552,9 +555,6 @@ def test_agent_home_wiped_hydrates_into_the_right_project(
         b["session_id"],
     )
     assert gemini.history_counts()[-1] == 3 and "bravo one" in gemini.texts()[-1]
-    # a NEW key claims issue-1 before A comes back: A's hydrated chat must not stay in C's project
-    c = go(settings, repo_c, "charlie one")
-    assert c["mode"] == "fresh" and agent.transcript_files(c["session_id"])[0].parent.parent.name == "issue-1"
     after_a = go(settings, repo_a, "alpha two")
     assert (after_a["mode"], after_a["outcome"], after_a["session_id"]) == (
         "resume",
@@ -562,12 +562,10 @@ def test_agent_home_wiped_hydrates_into_the_right_project(
         a["session_id"],
     )
     assert gemini.history_counts()[-1] == 3 and "alpha one" in gemini.texts()[-1]
-    assert "charlie" not in gemini.texts()[-1]
-    [chat_a] = agent.transcript_files(a["session_id"])
-    assert chat_a.parent.parent.name not in ("issue-1", "issue-1-1")
-    projects = json.loads((agent.gemini_dir / "projects.json").read_text())["projects"]
-    assert projects[os.path.realpath(after_a["worktree"])] == chat_a.parent.parent.name
-    assert projects[os.path.realpath(c["worktree"])] == "issue-1"
+    assert "bravo" not in gemini.texts()[-1]
+    [chat_a] = agent_a.transcript_files(a["session_id"])
+    projects = json.loads((agent_a.gemini_dir / "projects.json").read_text())["projects"]
+    assert projects == {os.path.realpath(after_a["worktree"]): chat_a.parent.parent.name}
 
 
 @pytest.mark.slow
@@ -577,7 +575,7 @@ def test_retention_bug_is_neutralised_and_reproduced_when_on(
     first = go(settings, src_repo, "keep me")
     go(settings, src_repo, "and me")
     sid, worktree = str(first["session_id"]), Path(str(first["worktree"]))
-    agent = agent_of(settings)
+    agent = agent_of(settings, src_repo)
     [real] = agent.transcript_files(sid)
     # what a resume in a new minute leaves behind: a header-only file with the same (full) id
     lines = real.read_text().splitlines(keepends=True)
@@ -605,7 +603,7 @@ def test_retention_bug_is_neutralised_and_reproduced_when_on(
 def test_transcript_gone_everywhere_recovers(settings: Settings, src_repo: Path, gemini: MockGemini) -> None:
     first = go(settings, src_repo, "implement the parser")
     go(settings, src_repo, "add error messages")
-    shutil.rmtree(settings.home / "homes" / "gemini")
+    shutil.rmtree(agent_of(settings, src_repo).home)
     store = open_store(settings.resolved_store_url)
     store.delete_snapshot("gemini", str(first["repo"]), "issue-1")
     store.close()
@@ -695,7 +693,7 @@ def test_sigkill_mid_run_keeps_the_interrupted_prompt(
         wait_for(lambda: any("interrupted-task-zebra" in t for t in gemini.texts()))
         running = store.list_runs(limit=1)[0]
         assert running.outcome == Outcome.RUNNING and running.agent_pid
-        [chat] = agent_of(settings).transcript_files(str(first["session_id"]))
+        [chat] = agent_of(settings, src_repo).transcript_files(str(first["session_id"]))
         # measured: Gemini writes the prompt to the chat file before it calls the model
         assert '"text":"interrupted-task-zebra' in chat.read_text()
         os.kill(runner.pid, signal.SIGKILL)
@@ -749,14 +747,18 @@ def test_fork_branches_a_conversation(settings: Settings, src_repo: Path, gemini
     assert review["session_id"] not in (None, dev[0]["session_id"])
     assert gemini.history_counts() == [1, 3, 5], "the fork carried dev's whole history"
     assert "dev step 0" in gemini.texts()[-1] and "dev step 1" in gemini.texts()[-1]
-    agent = agent_of(settings)
+    agent = agent_of(settings, src_repo, "review")
     [forked] = agent.transcript_files(str(review["session_id"]))
     assert forked.parent.parent.name == "review", "the fork lives in the review worktree's project"
+    projects = json.loads((agent.gemini_dir / "projects.json").read_text())["projects"]
+    assert projects[os.path.realpath(review["worktree"])] == "review"
+    assert projects[os.path.realpath(dev[0]["worktree"])] == "dev", "the copy of dev's chat stays apart"
     again = go(settings, src_repo, "and the tests?", thread="review")
     assert (again["mode"], again["session_id"]) == ("resume", review["session_id"])
     assert gemini.history_counts()[-1] == 7 and "review it" in gemini.texts()[-1]
-    dev_chat = agent.transcript_files(str(dev[0]["session_id"]))
+    dev_chat = agent_of(settings, src_repo, "dev").transcript_files(str(dev[0]["session_id"]))
     assert len(dev_chat) == 1 and "review it" not in dev_chat[0].read_text(), "the source is untouched"
+    assert agent_of(settings, src_repo, "dev").transcript_files(str(review["session_id"])) == []
 
 
 def test_leftover_stub_files_are_listed_for_reset(adapter: GeminiAgent) -> None:
@@ -768,13 +770,12 @@ def test_leftover_stub_files_are_listed_for_reset(adapter: GeminiAgent) -> None:
     assert other not in adapter.leftover_files(SID)
 
 
-def test_reset_conversation_removes_the_stubs_too(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["key", "base"])  # base: a conversation from before key homes
+def test_reset_conversation_removes_the_stubs_too(tmp_path: Path, where: str) -> None:
     from baton import Scope, reset_session
-    from baton.keys import make_key
     from baton.models import SessionRecord
     from baton.settings import load_settings
     from baton.store import open_store
-    from tests.conftest import make_repo
 
     settings = load_settings(overrides={"home": str(tmp_path / "h")}, environ={})
     repo = make_repo(tmp_path / "repo")
@@ -783,10 +784,12 @@ def test_reset_conversation_removes_the_stubs_too(tmp_path: Path) -> None:
     store.save_session(
         SessionRecord("gemini", key.repo.slug, "t", key.repo.url, "b", "/w", agent_session_id=SID)
     )
-    agent = GeminiAgent(settings.home / "homes" / "gemini", "/bin/gemini")
+    home = key_home(settings, key) if where == "key" else settings.home / "homes" / "gemini"
+    agent = GeminiAgent(home, "/bin/gemini")
     real = write_chat(agent, "w", f"session-2026-01-01T10-00-{SID[:8]}.jsonl", conversation(SID))
     leftover = write_chat(agent, "w", f"session-2026-01-01T11-00-{SID[:8]}.jsonl", stub(SID))
     removed = reset_session(store, settings, key, Scope.CONVERSATION)
     store.close()
     assert removed.transcript_files == 2
     assert not real.exists() and not leftover.exists()
+    assert not key_home(settings, key).exists(), "the key's whole home went with its conversation"

@@ -50,7 +50,7 @@ def known_runs(settings: Settings, store: Store, repo: Path, monkeypatch: pytest
 
     assert turn("issue-1", "start") == Mode.FRESH
     assert turn("issue-1", "go on") == Mode.RESUME
-    agent_home = settings.home / "homes" / "fake"
+    agent_home = settings.home / "keys" / "fake"  # the agent homes of every key of the agent
     shutil.rmtree(agent_home)
     assert turn("issue-1", "after a redeploy") == Mode.RESUME  # hydrated from the snapshot
     shutil.rmtree(agent_home)

@@ -184,8 +184,8 @@ def test_real_claude_sigkill_during_task_2_then_rerun(
     mock.delay = 120  # task 2's request hangs
     wait_for(lambda: any("beta-task" in r.text() for r in mock.requests), 60, what="task 2's request")
     # mid-turn: the CLI has written task 2's prompt to its transcript, as it would have by then
-    transcripts = settings.home / "homes" / "claude" / "projects"
-    wait_for(lambda: any("beta-task" in p.read_text() for p in transcripts.rglob("*.jsonl")), 60)
+    keys = settings.home / "keys" / "claude"  # the plan's key has its own agent home there
+    wait_for(lambda: any("beta-task" in p.read_text() for p in keys.glob("**/home/projects/*/*.jsonl")), 60)
     os.kill(runner.pid, signal.SIGKILL)
     runner.communicate(timeout=10)
     store = open_store(settings.resolved_store_url)

@@ -26,6 +26,7 @@ from baton.agents.gemini import GeminiAgent
 from baton.errors import BadInput
 from baton.models import Mode
 from baton.settings import Settings
+from baton.testing.fake import find_transcripts
 
 THREAD = "01a1feaa-303a-75d0-8293-4ac0347e196e"
 LEADS = ["-", "--", "-p ", "--settings=", "--resume ", "/", "?", " /", "\n--", "resume ", "@", "!"]
@@ -85,7 +86,7 @@ def test_a_nul_byte_is_refused_by_every_adapter(tmp_path: Path) -> None:
 
 def fake_prompts(settings: Settings, session_id: str) -> list[str]:
     """The user messages in the fake agent's transcript of ``session_id``."""
-    [path] = (settings.home / "homes" / "fake" / "projects").glob(f"*/{session_id}.jsonl")
+    [path] = find_transcripts(settings, session_id)
     entries = [json.loads(line) for line in path.read_text().splitlines()]
     return [e["message"]["content"] for e in entries if e["type"] == "user"]
 

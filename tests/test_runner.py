@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from baton import BadInput, Busy, Mode, Outcome, PromptKind, RunRequest, RunResult, open_store, run
-from baton.agents import get_agent
-from baton.keys import make_key
+from baton.keys import key_of, make_key
 from baton.models import SessionStatus
 from baton.settings import Settings
 from baton.store.leases import LeaseHolder
+from baton.testing.fake import find_transcripts
+from baton.workspace.keyspace import key_home
 
 
 def go(settings: Settings, repo: Path, prompt: str = "do it", thread: str = "t1", **kw: object) -> RunResult:
@@ -25,7 +26,7 @@ def go(settings: Settings, repo: Path, prompt: str = "do it", thread: str = "t1"
 
 
 def transcript(settings: Settings, session_id: str) -> list[Path]:
-    return get_agent("fake", settings).transcript_files(session_id)
+    return find_transcripts(settings, session_id)
 
 
 def sent_prompts(settings: Settings, session_id: str) -> list[str]:
@@ -63,7 +64,7 @@ def test_worktree_is_stable_and_on_its_branch(settings: Settings, src_repo: Path
 
 def test_hydrate_from_snapshot_when_home_is_wiped(settings: Settings, src_repo: Path) -> None:
     first = go(settings, src_repo, "one")
-    shutil.rmtree(settings.home / "homes" / "fake")
+    shutil.rmtree(key_home(settings, key_of(first.session)))
     again = go(settings, src_repo, "two")
     assert again.run.mode == Mode.RESUME
     assert again.run.result == "fake reply: received 4 messages"
@@ -72,7 +73,7 @@ def test_hydrate_from_snapshot_when_home_is_wiped(settings: Settings, src_repo: 
 
 def test_recover_with_recap_when_conversation_is_gone(settings: Settings, src_repo: Path) -> None:
     first = go(settings, src_repo, "write the lexer")
-    shutil.rmtree(settings.home / "homes" / "fake")
+    shutil.rmtree(key_home(settings, key_of(first.session)))
     store = open_store(settings.resolved_store_url)
     store.delete_snapshot("fake", first.run.repo, "t1")
     store.close()

@@ -94,8 +94,13 @@ def test_sigkill_with_a_running_and_a_queued_run(
         stream = settings.home / "jobs" / f"{running}.events.jsonl"
         wait_for(lambda: stream.exists() and '"init"' in stream.read_text())  # the agent is up
         # mid-turn: the agent has written the prompt to its transcript, as it would have by then
-        transcripts = settings.home / "homes" / "fake" / "projects"
-        wait_for(lambda: any("interrupted-zebra" in p.read_text() for p in transcripts.rglob("*.jsonl")), 60)
+        keys = settings.home / "keys" / "fake"  # the key's own agent home is there
+        wait_for(
+            lambda: any(
+                "interrupted-zebra" in p.read_text() for p in keys.glob("**/home/projects/*/*.jsonl")
+            ),
+            60,
+        )
         attempt = store.list_runs(limit=1)[0]
         assert attempt.id != first.run.id and attempt.agent_pid
         assert http.get(f"/v1/runs/{queued}").json()["status"] == "queued"

@@ -13,7 +13,6 @@ from subprocess import CompletedProcess
 from typing import Any
 
 from baton import Mode
-from baton.agents import get_agent
 from baton.housekeeping.cleanup import close_session
 from baton.housekeeping.disk import files_bytes, snapshot_bytes
 from baton.housekeeping.sweep import sweep, sweep_periodically
@@ -23,6 +22,7 @@ from baton.settings import Settings
 from baton.store import Store
 from baton.store.leases import LeaseHolder
 from baton.workspace.gitcmd import commit_of
+from baton.workspace.keyspace import key_dir
 from baton.workspace.workdirs import Workdirs, disk_usage
 from tests.conftest import wait_for
 from tests.test_runner import go
@@ -70,12 +70,11 @@ class World:
         return f"fake:{self.repo}:{thread}"
 
     def expected_freed(self) -> dict[str, int]:
-        agent = get_agent("fake", self.settings)
         t1, t4 = self.sessions["t1"], self.sessions["t4"]
         logs = [Path(r.log_path) for r in self.store.list_runs("fake", self.repo, "t4")]
         return {
             "worktrees": disk_usage(self.worktree("t1")),
-            "transcripts": files_bytes(agent.transcript_files(str(t1.agent_session_id))),
+            "transcripts": disk_usage(key_dir(self.settings, key_of(t1))),  # the key's whole space
             "snapshots": snapshot_bytes(self.store, t4),
             "logs": files_bytes(logs),
             "orphans": sum(disk_usage(p) for p in self.orphans),
@@ -109,6 +108,7 @@ def test_sweep_expires_purges_and_removes_orphans(settings: Settings, store: Sto
     # t1: closed, worktree and transcript freed, conversation and checkpoint kept
     t1 = store.get_session("fake", world.repo, "t1")
     assert t1 is not None and t1.status == SessionStatus.CLOSED and not world.worktree("t1").exists()
+    assert not key_dir(settings, key_of(t1)).exists(), "the key's agent home and temp dir went with it"
     # t2 (running) and t3 (live): untouched
     for thread in ("t2", "t3"):
         session = store.get_session("fake", world.repo, thread)

@@ -19,6 +19,7 @@ the "not logged in" translation), :func:`find_binary`, :func:`cli_version` and t
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ import uuid
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 from baton.errors import AgentError, BadInput
 from baton.models import Access, Mode, Outcome
@@ -86,6 +87,7 @@ class Agent(Protocol):
     capabilities: Capabilities
     credentials: tuple[str, ...]  # environment variables that authenticate the CLI (any one will do)
     auth_hint: str  # how to set them up, for `doctor` and for a "not logged in" run
+    config_files: tuple[str, ...]  # the operator's files of the base home a key's home gets copies of
 
     @property
     def command(self) -> list[str]:
@@ -95,6 +97,10 @@ class Agent(Protocol):
     @property
     def home(self) -> Path:
         """The agent's relocated home inside BATON_HOME."""
+        ...
+
+    def with_home(self, home: Path) -> Self:
+        """A copy of this adapter working in ``home`` (a key's own home) instead."""
         ...
 
     def prepare_home(self, ttl_days: float) -> None:
@@ -157,6 +163,9 @@ class AgentBase:
     # The CLI's own flags for each access level, in argv only (never a byte of the prompt).
     access_flags: ClassVar[dict[Access, tuple[str, ...]]] = {}
     env_patterns: tuple[str, ...] = ()  # what env_names() returns unless an adapter adds to it
+    # Files of the base home (relative paths: the operator's configuration and credentials) that a
+    # key's home is given copies of (see :mod:`baton.workspace.keyspace`).
+    config_files: tuple[str, ...] = ()
 
     def __init__(self, home: Path) -> None:
         self._home = home
@@ -164,6 +173,12 @@ class AgentBase:
     @property
     def home(self) -> Path:
         return self._home
+
+    def with_home(self, home: Path) -> Self:
+        """A copy of this adapter whose home is ``home``: everything else (name, binary) is shared."""
+        clone = copy.copy(self)
+        clone._home = home
+        return clone
 
     @property
     def command(self) -> list[str]:

@@ -90,6 +90,7 @@ class ClaudeAgent(AgentBase):
         "MCP_TIMEOUT",
         "MCP_TOOL_TIMEOUT",
     )
+    config_files: tuple[str, ...] = ("settings.json", ".credentials.json", "CLAUDE.md")
 
     def __init__(self, name: str, home: Path, binary: str | list[str] | None) -> None:
         super().__init__(home)

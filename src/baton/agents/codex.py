@@ -139,6 +139,7 @@ class CodexAgent(AgentBase):
     # The environment the CLI reads (fnmatch patterns); :meth:`env_names` adds the variables the home's
     # model providers name (``env_key``, ``env_http_headers``).
     env_patterns: tuple[str, ...] = ("OPENAI_*", "CODEX_*")
+    config_files: tuple[str, ...] = ("config.toml", "auth.json", "AGENTS.md")
 
     def __init__(self, home: Path, binary_setting: str = "") -> None:
         super().__init__(home)

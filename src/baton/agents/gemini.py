@@ -169,6 +169,12 @@ class GeminiAgent(AgentBase):
     # The environment the CLI reads (fnmatch patterns): credentials, base URL, Vertex's project and
     # its own switches.
     env_patterns: tuple[str, ...] = ("GEMINI_*", "GOOGLE_*", "NO_BROWSER")
+    config_files: tuple[str, ...] = (
+        ".gemini/settings.json",
+        ".gemini/oauth_creds.json",
+        ".gemini/google_accounts.json",
+        ".gemini/GEMINI.md",
+    )
 
     def __init__(self, home: Path, binary_setting: str = "") -> None:
         super().__init__(home)

@@ -6,8 +6,9 @@ ends, never mid-run):
 1. **checkpoint** the worktree: its uncommitted state becomes ``refs/baton/checkpoints/<agent>/<thread>``
    in the repo's cache clone (no ref when the worktree is clean: its branch holds everything);
 2. **snapshot** the agent's transcript into the store;
-3. remove the worktree directory (the branch and the checkpoint ref stay) and the agent's local
-   transcript files and leftover stubs;
+3. remove the worktree directory (the branch and the checkpoint ref stay) and the key's space (its
+   agent home, with the transcript, and its temp dir; :mod:`baton.workspace.keyspace`), and any files of
+   the conversation a run before key spaces left in the agent's base home;
 4. mark the session ``closed``, keeping its conversation id, and audit ``close`` (or ``expire``) with
    the actor, what was removed and where the checkpoint is.
 
@@ -24,15 +25,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from baton.agents import get_agent
 from baton.errors import BatonError, NotFound
-from baton.housekeeping.disk import files_bytes, local_transcript
+from baton.housekeeping.disk import local_bytes, local_transcript
 from baton.keys import Key, key_of
 from baton.models import Fence, SessionRecord, SessionStatus
 from baton.sessions.snapshots import take_snapshot
 from baton.settings import Settings
 from baton.store.base import KeyStore
 from baton.store.leases import held, key_lease
+from baton.workspace import keyspace
 from baton.workspace.gitcmd import commit_of, worktree_status
 from baton.workspace.workdirs import Workdirs, disk_usage
 
@@ -48,7 +49,7 @@ class CloseResult:
     worktree_removed: bool = False
     worktree_bytes: int = 0
     transcript_files: int = 0  # local transcript and leftover files removed
-    transcript_bytes: int = 0
+    transcript_bytes: int = 0  # with the rest of the key's space
     checkpoint: str | None = None  # the checkpoint commit (None: the worktree was clean or gone)
     checkpoint_ref: str | None = None  # where it is kept, in ``cache``
     cache: str = ""
@@ -131,13 +132,13 @@ def close_locked(
     result.checkpoint = kept_checkpoint(workdirs, key, path)
     result.checkpoint_ref = workdirs.checkpoint_ref(key) if result.checkpoint else None
     if session.agent_session_id:
-        agent = get_agent(key.agent, settings)
-        take_snapshot(store, agent, key, session.agent_session_id, fence)
+        sid = session.agent_session_id
+        take_snapshot(store, keyspace.holder(settings, key, sid), key, sid, fence)
         result.snapshot = store.get_snapshot(key.agent, key.repo.slug, key.thread) is not None
     result.session_id = session.agent_session_id
     result.worktree_bytes = disk_usage(path)
     result.worktree_removed = workdirs.remove_worktree_dir(key)
-    _remove_files(local_transcript(settings, session) if files is None else files, result)
+    _remove_local(settings, session, local_transcript(settings, session) if files is None else files, result)
     session.status = SessionStatus.CLOSED
     session.expires_at = result.purge_after = time.time() + settings.closed_grace_days * 86400
     store.save_session(session, fence=fence)
@@ -162,8 +163,10 @@ def would_checkpoint(workdirs: Workdirs, key: Key, path: Path) -> bool:
     return (cache / "HEAD").is_file() and commit_of(cache, workdirs.checkpoint_ref(key)) is not None
 
 
-def _remove_files(paths: list[Path], result: CloseResult) -> None:
-    result.transcript_bytes = files_bytes(paths)
+def _remove_local(settings: Settings, session: SessionRecord, paths: list[Path], result: CloseResult) -> None:
+    """The conversation's local files (``paths``) and the key's whole space."""
+    result.transcript_bytes = local_bytes(settings, session, paths)
     for path in paths:
         path.unlink(missing_ok=True)
+    keyspace.remove_space(settings, key_of(session))
     result.transcript_files = len(paths)

@@ -5,6 +5,12 @@ Every size here is *allocated* bytes (``st_blocks * 512``, hard links counted on
 freed and what a quota compares are one number. Store snapshot bytes are the compressed blobs the store
 holds for the snapshot (a chunk shared with another snapshot counts for each; that is rare: chunks carry ids).
 
+A session's *transcript* bytes are its whole key space (:mod:`baton.workspace.keyspace`: the key's
+agent home, where the CLI keeps the conversation and everything else of it, and its temp dir), plus
+any files of the conversation still in the agent's base home from before key spaces. An agent's
+*home* bytes are its base home and all its key spaces, so "homes besides transcripts" is the base
+homes (and the spaces of keys the store does not know).
+
 **Quota.** :func:`enforce_quota` compares the use of ``BATON_HOME`` with ``disk_quota`` and the volume's
 free space with ``min_free``. Over either limit it evicts the least-recently-used *idle* worktrees (the
 key's lease taken with no wait: a running key is never touched): checkpoint first, then remove the
@@ -22,13 +28,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from baton.agents import get_agent
 from baton.errors import BatonError, Busy
 from baton.keys import Key, key_of
 from baton.models import SessionRecord, SessionStatus
 from baton.settings import Settings
 from baton.store.base import KeyStore, SnapshotStore
 from baton.store.leases import held, key_lease
+from baton.workspace.keyspace import KEYS, conversation_files, key_dir
 from baton.workspace.workdirs import Workdirs, disk_usage
 
 log = logging.getLogger("baton.housekeeping")
@@ -49,15 +55,21 @@ def files_bytes(paths: list[Path]) -> int:
 
 
 def local_transcript(settings: Settings, session: SessionRecord) -> list[Path]:
-    """The agent's local files of the session's conversation: transcript and leftover stubs."""
+    """The agent's local files of the session's conversation, transcript and leftover stubs: in the
+    key's home, and any a run before key spaces left in the agent's base home."""
     if not session.agent_session_id:
         return []
     try:
-        agent = get_agent(session.agent, settings)
-    except BatonError:
+        return conversation_files(settings, key_of(session), session.agent_session_id)
+    except (BatonError, KeyError):
         return []  # an agent this process does not know (a test's fake): its files cannot be found
-    sid = session.agent_session_id
-    return [*agent.transcript_files(sid), *agent.leftover_files(sid)]
+
+
+def local_bytes(settings: Settings, session: SessionRecord, files: list[Path]) -> int:
+    """What the session holds on this machine besides its worktree: its whole key space (the key's
+    agent home and temp dir), and those of ``files`` (:func:`local_transcript`) outside it."""
+    space = key_dir(settings, key_of(session))
+    return disk_usage(space) + files_bytes([p for p in files if space not in p.parents])
 
 
 def snapshot_bytes(store: SnapshotStore, session: SessionRecord) -> int:
@@ -89,7 +101,7 @@ class SessionUsage:
     thread: str
     status: str
     worktree: int  # bytes of the worktree directory
-    transcript: int  # bytes of the agent's local transcript (and leftover) files
+    transcript: int  # bytes of the key's space (its agent home: transcripts and the CLI's other files)
     snapshot: int  # bytes of the store's snapshot blobs
     last_used_at: float
 
@@ -113,7 +125,7 @@ class DiskReport:
     min_free: int
     sessions: list[SessionUsage] = field(default_factory=list)
     caches: dict[str, int] = field(default_factory=dict)  # repo slug → bytes of its cache clone
-    homes: dict[str, int] = field(default_factory=dict)  # agent → bytes of its home
+    homes: dict[str, int] = field(default_factory=dict)  # agent → bytes of its base home and key homes
     store: int = 0  # bytes of the SQLite database (0 for a remote store)
 
     def per(self, attr: str) -> dict[str, dict[str, int]]:
@@ -177,10 +189,18 @@ def usage(store: KeyStore, settings: Settings) -> DiskReport:
         for cache in sorted(repos.rglob("*.git")):
             if (cache / "HEAD").is_file():
                 report.caches[cache.relative_to(repos).as_posix().removesuffix(".git")] = disk_usage(cache)
-    homes = home / "homes"
-    if homes.is_dir():
-        report.homes = {p.name: disk_usage(p) for p in sorted(homes.iterdir()) if p.is_dir()}
+    report.homes = home_bytes(settings)
     return report
+
+
+def home_bytes(settings: Settings) -> dict[str, int]:
+    """Bytes per agent of its homes: the base home and every key's (the keys' count as transcripts too)."""
+    found: dict[str, int] = {}
+    for root in (settings.home / "homes", settings.home / KEYS):
+        if root.is_dir():
+            for path in sorted(p for p in root.iterdir() if p.is_dir()):
+                found[path.name] = found.get(path.name, 0) + disk_usage(path)
+    return dict(sorted(found.items()))
 
 
 def session_usage(store: SnapshotStore, settings: Settings, session: SessionRecord) -> SessionUsage:
@@ -192,7 +212,7 @@ def session_usage(store: SnapshotStore, settings: Settings, session: SessionReco
         thread=session.thread,
         status=session.status.value,
         worktree=disk_usage(Workdirs(settings).worktree_path(key)),
-        transcript=files_bytes(local_transcript(settings, session)),
+        transcript=local_bytes(settings, session, local_transcript(settings, session)),
         snapshot=snapshot_bytes(store, session),
         last_used_at=session.last_used_at,
     )

@@ -5,8 +5,9 @@ promises do not hold here). The checks: agent CLIs found and their versions; eac
 ``BATON_HOME``; ``BATON_HOME`` on a persistent filesystem (tmpfs/ramfs is an error, an overlay root —
 a container's writable layer — a warning); each agent's own retention at least baton's TTL; git new
 enough for worktrees, partial clone and ``git restore``; the store reachable and migrated; free space
-on ``BATON_HOME``'s volume; agent transcripts on disk that no stored session owns (the store was
-deleted or replaced: the next run of those keys would start a new conversation); and how each agent
+on ``BATON_HOME``'s volume; agent transcripts on disk that no stored session owns (in the key spaces
+of keys the store does not know, or in a base home: the store was deleted or replaced, and the next
+run of those keys would start a new conversation); and how each agent
 authenticates under baton (it relocates the agent homes, so a login in ``~/.claude`` is not used: an
 API key or token in the environment is).
 """
@@ -26,9 +27,11 @@ from baton.agents import AGENTS, get_agent
 from baton.agents.base import Agent
 from baton.errors import BatonError
 from baton.install import agents_hint
+from baton.models import SessionRecord
 from baton.settings import Settings
 from baton.store import open_store
 from baton.store.migrations import MIGRATIONS
+from baton.workspace.keyspace import key_spaces
 from baton.workspace.workdirs import run_git
 
 MIN_GIT = (2, 25)  # worktrees (2.5), --filter=blob:none (2.19), git restore (2.23), stable since 2.25
@@ -206,7 +209,9 @@ def check_credentials(agent: Agent, environ: Mapping[str, str]) -> Check:
 
 
 def check_orphans(settings: Settings) -> Check:
-    """Transcripts under ``BATON_HOME/homes`` that no stored session owns."""
+    """Transcripts that no stored session owns: in a key's home, those of no conversation of that key
+    (all of them for a key the store does not know); in the agents' base homes (from before key
+    spaces), those with an id no session has."""
     try:
         store = open_store(settings.resolved_store_url)
     except BatonError as exc:
@@ -217,18 +222,12 @@ def check_orphans(settings: Settings) -> Check:
         store.close()
     orphans = 0
     for name, pattern in TRANSCRIPT_GLOBS.items():
-        agent = get_agent(name, settings)
-        owned = {
-            path.resolve()
-            for s in sessions
-            if s.agent == name and s.agent_session_id
-            for path in [
-                *agent.transcript_files(s.agent_session_id),
-                *agent.leftover_files(s.agent_session_id),
-            ]
-        }
-        on_disk = [p for p in agent.home.glob(pattern) if p.is_file() and p.stat().st_size]
-        orphans += sum(p.resolve() not in owned for p in on_disk)
+        base = get_agent(name, settings)
+        orphans += _orphans(base, pattern, [s for s in sessions if s.agent == name])
+        by_key = {(s.repo, s.thread): s for s in sessions if s.agent == name}
+        for space in key_spaces(settings, name):
+            session = by_key.get((space.repo, space.thread))
+            orphans += _orphans(base.with_home(space.home), pattern, [session] if session else [])
     if orphans:
         return Check(
             "orphan transcripts",
@@ -237,6 +236,27 @@ def check_orphans(settings: Settings) -> Check:
             f"(runs of those keys start new conversations; `baton sessions import` restores an export)",
         )
     return Check("orphan transcripts", CheckStatus.OK, "every transcript on disk belongs to a session")
+
+
+def _orphans(agent: Agent, pattern: str, sessions: list[SessionRecord]) -> int:
+    """Transcripts in ``agent``'s home that belong to none of ``sessions``' conversations (nor to the
+    conversation a fork was copied from): the base home against every session of the agent, a key's
+    home against the key's own session."""
+    files = _transcripts(agent.home, pattern)
+    if not files:
+        return 0
+    ids = {s.agent_session_id for s in sessions} | {(s.origin or {}).get("session_id") for s in sessions}
+    owned = {
+        path.resolve()
+        for sid in ids
+        if isinstance(sid, str) and sid
+        for path in [*agent.transcript_files(sid), *agent.leftover_files(sid)]
+    }
+    return sum(p.resolve() not in owned for p in files)
+
+
+def _transcripts(home: Path, pattern: str) -> list[Path]:
+    return [p for p in home.glob(pattern) if p.is_file() and p.stat().st_size]
 
 
 def run_doctor(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Check]:

@@ -3,9 +3,9 @@
 Two stages, so that expiry never loses work at once:
 
 - **expire**: a session past its TTL (``expires_at``) is *closed* like a gone branch
-  (:mod:`baton.housekeeping.cleanup`): checkpoint, snapshot, then its worktree, local transcript files
-  and leftover stubs are removed; the store keeps its snapshot, checkpoint and rows for
-  ``closed_grace_days`` (a run in that time resumes it);
+  (:mod:`baton.housekeeping.cleanup`): checkpoint, snapshot, then its worktree and its key space (the
+  key's agent home with the transcript, and its temp dir) are removed; the store keeps its snapshot,
+  checkpoint and rows for ``closed_grace_days`` (a run in that time resumes it);
 - **purge**: a closed session past its grace period loses the rest: snapshot (and blobs no other
   snapshot uses), checkpoint ref, run records with their event logs, and the session row. Its branch
   stays in the cache clone: commits are never deleted by a sweep. With ``closed_grace_days = 0`` an
@@ -34,7 +34,7 @@ from typing import Any
 
 from baton.errors import BatonError, Busy
 from baton.housekeeping.cleanup import close_locked, would_checkpoint
-from baton.housekeeping.disk import enforce_quota, files_bytes, local_transcript, snapshot_bytes
+from baton.housekeeping.disk import enforce_quota, files_bytes, local_bytes, local_transcript, snapshot_bytes
 from baton.keys import Key, key_of
 from baton.models import Fence, SessionRecord, SessionStatus
 from baton.settings import Settings
@@ -42,6 +42,7 @@ from baton.store import open_store
 from baton.store.base import KeyStore, Store
 from baton.store.leases import held, key_lease
 from baton.workspace.gitcmd import run_git
+from baton.workspace.keyspace import remove_space
 from baton.workspace.locks import file_lock
 from baton.workspace.workdirs import Workdirs, disk_usage, remove_empty_parents
 
@@ -120,7 +121,7 @@ class _Sweeper:
         path = workdirs.worktree_path(key)
         worktree = disk_usage(path)
         files = local_transcript(self.settings, session)
-        transcripts = files_bytes(files)
+        transcripts = local_bytes(self.settings, session, files)
         if self.dry_run:
             ref = workdirs.checkpoint_ref(key) if would_checkpoint(workdirs, key, path) else None
         else:
@@ -141,7 +142,7 @@ class _Sweeper:
         logs = [Path(r.log_path) for r in runs if r.log_path]
         sizes = {
             "worktrees": disk_usage(workdirs.worktree_path(key)),  # one a failed close left behind
-            "transcripts": files_bytes(files),
+            "transcripts": local_bytes(self.settings, session, files),  # a key space a failed close left
             "snapshots": snapshot_bytes(store, session),
             "logs": files_bytes(logs),
         }
@@ -149,6 +150,7 @@ class _Sweeper:
             workdirs.remove_worktree_dir(key)
             for path in [*files, *logs]:
                 path.unlink(missing_ok=True)
+            remove_space(self.settings, key)
             store.delete_snapshot(key.agent, key.repo.slug, key.thread)
             workdirs.drop_checkpoint(key)
             store.delete_checkpoint(key.agent, key.repo.slug, key.thread)  # the one other machines share

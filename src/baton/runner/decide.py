@@ -9,6 +9,10 @@
 - gone everywhere, or the snapshot itself is corrupt or missing blobs, or the agent says "not found"
   → ``recover``: fresh, with a recap of earlier runs. The run's ``note`` says why.
 
+Everything here looks in the key's own agent home (:mod:`baton.workspace.keyspace`). A fork of another
+thread's conversation first gets a copy of it there, from that thread's home on this machine (or the
+base home, for a conversation from before key spaces), else hydrates the source's snapshot there.
+
 A resumed turn after an interrupted one (crashed, timed out, cancelled, or a failed attempt being
 retried) gets the "you were interrupted" prompt instead of the bare delta.
 """
@@ -24,6 +28,7 @@ from baton.keys import Key
 from baton.models import Mode, PromptKind, SessionRecord, Snapshot
 from baton.runner.state import Attempt, Context, Decision, ForkSource, Prepared
 from baton.sessions.snapshots import hydrate
+from baton.workspace.keyspace import copy_conversation
 
 
 @dataclass(frozen=True)
@@ -91,12 +96,31 @@ def decide_fork(ctx: Context, session: SessionRecord, source: ForkSource) -> Dec
     if source.key == ctx.key and session.agent_session_id:
         # the key's own conversation as it is now: a retry forks what its first attempt made
         source_id = session.agent_session_id
-    # hydrated for the SOURCE's directory: agents that key sessions by directory (Gemini) must keep
-    # finding the source conversation from its own worktree afterwards
+    copied = _copy_source(ctx, source, source_id)
+    # mapped to the SOURCE's directory in this key's home: Gemini keys sessions by directory, and the
+    # fork's own conversation gets a project of its own (the key's worktree), apart from the copy
     local = ensure_local(ctx, source.key, source_id, source.cwd)
     if not local.ok:
         raise BadInput(f"the conversation of {source.key} is lost ({local.note}); cannot fork it")
-    return Decision(Mode.FORK, source_id, PromptKind.DELTA, note=local.note)
+    return Decision(Mode.FORK, source_id, PromptKind.DELTA, note=_notes(copied, local.note))
+
+
+def _copy_source(ctx: Context, source: ForkSource, source_id: str) -> str | None:
+    """Another key's conversation lives in that key's home: the fork's key gets a copy in its own (the
+    agent may read nothing of another key's). None when it is the key's own, or this machine has no
+    copy (then :func:`ensure_local` hydrates the source's snapshot); a failed copy says so, and
+    hydration from the snapshot is tried the same way."""
+    if source.key == ctx.key:
+        return None
+    try:
+        found = copy_conversation(ctx.settings, source.key, ctx.agent, source_id, source.cwd)
+    except (BatonError, OSError, ValueError) as exc:
+        return f"could not copy the conversation of {source.key} on this machine: {exc}"
+    return f"copied the conversation of {source.key} into this key's home" if found else None
+
+
+def _notes(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
 
 
 def ensure_local(ctx: Context, key: Key, session_id: str, cwd: Path) -> Local:

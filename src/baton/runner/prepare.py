@@ -3,16 +3,18 @@
 
 In order: every refusal that needs only the store, with the lineage the request names looked up
 once (a fork's source, a hand-off's source, a stacked key's upstream) → the worktree (a hand-off's
-seeded from its source's work; a key known to the store brought to its checkpoint) and the session
-record → a fork's or a hand-off's first decision, so that a refusal there still removes a worktree
-made now → the sync with upstream (a key that already had a session). Nothing here is decided again
-by an attempt.
+seeded from its source's work; a key known to the store brought to its checkpoint) → the key's own
+space (its agent home seeded from the base home, a conversation still in the base home moved in) →
+the session record and a fork's or a hand-off's first decision, so that a refusal there still
+removes a worktree and a key space made now → the sync with upstream (a key that already had a
+session). Nothing here is decided again by an attempt.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from baton.errors import BadInput
@@ -23,7 +25,7 @@ from baton.runner.state import Context, Decision, ForkSource, Prepared
 from baton.sync.engine import SyncReport
 from baton.sync.handoff import changed_files, handoff_recap, handoff_source, recap_budget, seed_worktree
 from baton.sync.upstream import sync_before_turn, upstream_session
-from baton.workspace import portable
+from baton.workspace import keyspace, portable
 from baton.workspace.gitcmd import ref_exists
 from baton.workspace.workdirs import Worktree, branch_for
 
@@ -70,20 +72,23 @@ def prepare(ctx: Context) -> Prepared:
         ctx.store, ctx.workdirs, key, branch, _start_from(ctx, lineage, base), known=stored is not None
     )
     warnings = lineage.warnings + (_lost_store(ctx, made) if stored is None else ())
+    new_space = keyspace.prepare_space(ctx.settings, key, ctx.agent)
+    moved = _move_in(ctx, stored, made.path)
     try:
-        ctx.agent.prepare_home(ctx.settings.ttl_days)
         session = stored or _new_session(ctx, lineage, branch, base, made)
         session.worktree = str(made.path)
         opening = _opening(ctx, lineage, session)
     except BadInput:
         if stored is None:
             ctx.workdirs.discard_new_worktree(key, made)
+            if new_space:
+                keyspace.remove_space(ctx.settings, key)
         raise
     synced = _sync(ctx, session) if stored is not None else _Synced()
     return Prepared(
         session=session,
         worktree=made.path,
-        note=_notes(seeded, note, synced.note),
+        note=_notes(seeded, note, moved, synced.note),
         sync=synced.record,
         sync_text=synced.text,
         conflicted=synced.conflicted,
@@ -135,6 +140,14 @@ def _stacking(ctx: Context, session: SessionRecord | None) -> tuple[SessionRecor
             f"--base-thread {thread} applies only when a thread is created",
         )
     return None, ()
+
+
+def _move_in(ctx: Context, session: SessionRecord | None, worktree: Path) -> str | None:
+    """A conversation that ran before key spaces is still in the agent's shared base home: move it
+    into the key's own home before deciding (a failed move leaves the decision to hydrate or recover)."""
+    if session is None or not session.agent_session_id:
+        return None
+    return keyspace.adopt_legacy(ctx.settings, ctx.key, ctx.agent, session.agent_session_id, worktree)
 
 
 def _lost_store(ctx: Context, made: Worktree) -> tuple[str, ...]:

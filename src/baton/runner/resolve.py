@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from baton.agents import AGENTS, Agent, get_agent
+from baton.agents import AGENTS, Agent
 from baton.agents.base import check_limit, check_text
 from baton.errors import BadInput, GitError
 from baton.keys import Key, make_key, validate_thread
@@ -21,6 +21,7 @@ from baton.models import Access, Mode, OnConflict, SyncHow
 from baton.runner.request import RunRequest
 from baton.settings import Settings
 from baton.sync.handoff import check_source_agent
+from baton.workspace.keyspace import agent_for
 from baton.workspace.workdirs import run_git
 
 
@@ -49,7 +50,7 @@ def check_request(request: RunRequest, settings: Settings) -> Resolved:
     access = request.access or Access(settings.access)
     request = dataclasses.replace(request, sync=sync, on_conflict=on_conflict, access=access)
     key = make_key(request.agent, request.repo, request.thread, AGENTS)
-    agent = get_agent(key.agent, settings)
+    agent = agent_for(key, settings)  # the key's own home (nothing is created here)
     if request.mode != Mode.AUTO and not agent.capabilities.supports(request.mode):
         raise BadInput(f"agent {key.agent!r} cannot run in mode {request.mode.value!r}")
     agent.command  # noqa: B018 -- a missing CLI is an error now, before anything is written

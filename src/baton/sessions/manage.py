@@ -1,6 +1,8 @@
 """Session management: look up, reset, export and import the sessions of keys.
 
-Reset takes the key's lease (a running key cannot be reset under its runner) and is audited. Export
+Reset takes the key's lease (a running key cannot be reset under its runner) and is audited; a reset
+of the conversation removes the key's whole space (:mod:`baton.workspace.keyspace`: its agent home,
+with the CLI's other files of that conversation, and its temp dir), after exporting it. Export
 writes one self-contained JSON document — the session, its runs, its transcript snapshot with the
 blobs inline and its worktree's checkpoint (a thin git bundle: what the remote lacks) — that
 :func:`import_session` restores into another ``BATON_HOME`` (another machine): the next run there
@@ -21,7 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from baton.agents import AGENTS, get_agent
+from baton.agents import AGENTS
 from baton.errors import BadInput, NotFound
 from baton.files import write_json
 from baton.keys import Key, Repo, parse_repo, validate_agent, validate_thread
@@ -30,6 +32,7 @@ from baton.sessions.snapshots import take_snapshot
 from baton.settings import Settings
 from baton.store.base import CheckpointStore, KeyStore, RunStore, SnapshotStore
 from baton.store.leases import held, key_lease
+from baton.workspace import keyspace
 from baton.workspace.archives import archive_stamp, archive_worktree
 from baton.workspace.portable import checkpoint_from, export_checkpoint
 from baton.workspace.workdirs import Workdirs
@@ -79,7 +82,7 @@ class ResetResult:
     worktree: bool = False  # a worktree directory was removed
     branch: str | None = None  # the branch that was deleted
     checkpoint: bool = False  # the checkpoint ref was deleted
-    transcript_files: int = 0  # transcript (and leftover) files removed from the agent's home
+    transcript_files: int = 0  # transcript (and leftover) files removed with the key's agent home
     snapshot: bool = False  # the transcript snapshot was removed from the store
     runs: int = 0  # run records removed (scope all), with their event logs
     session: bool = False  # the session record itself was removed (scope all)
@@ -223,7 +226,8 @@ def _archive_conversation(
     when there is no conversation to keep."""
     if not session.agent_session_id:
         return None
-    take_snapshot(store, get_agent(key.agent, settings), key, session.agent_session_id)
+    sid = session.agent_session_id
+    take_snapshot(store, keyspace.holder(settings, key, sid), key, sid)
     path = settings.home / "archive" / key.agent / key.repo.slug / key.thread / f"{stamp}.json"
     n = 1
     while path.exists():
@@ -237,11 +241,10 @@ def _forget_conversation(
     store: SnapshotStore, settings: Settings, key: Key, session: SessionRecord, result: ResetResult
 ) -> None:
     if session.agent_session_id:
-        agent = get_agent(key.agent, settings)
-        sid = session.agent_session_id
-        for path in [*agent.transcript_files(sid), *agent.leftover_files(sid)]:
+        for path in keyspace.conversation_files(settings, key, session.agent_session_id):
             path.unlink(missing_ok=True)
             result.transcript_files += 1
+    keyspace.remove_space(settings, key)  # the rest of the key's agent home: prompts, caches, temp files
     result.snapshot = store.get_snapshot(key.agent, key.repo.slug, key.thread) is not None
     store.delete_snapshot(key.agent, key.repo.slug, key.thread)
     session.agent_session_id = None

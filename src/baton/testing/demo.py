@@ -2,8 +2,8 @@
 
 It makes a scratch repository and a scratch ``BATON_HOME``, starts the mock Anthropic API on
 127.0.0.1, and drives the REAL Claude Code CLI through three runs of one thread (fresh, then resumed
-twice: the mock sees the history grow 2 → 4 → 6 messages). Then it deletes the agent home, as a
-container redeploy would, and runs again: baton hydrates the transcript from its store and the
+twice: the mock sees the history grow 2 → 4 → 6 messages). Then it deletes the thread's agent home, as
+a container redeploy would, and runs again: baton hydrates the transcript from its store and the
 conversation resumes with its full history (8 messages), under the same session id.
 """
 
@@ -22,10 +22,12 @@ from rich.console import Console
 
 from baton.agents.claude import ClaudeAgent
 from baton.errors import AgentError
+from baton.keys import key_of
 from baton.runner.request import RunRequest, RunResult
 from baton.runner.run import run
 from baton.settings import load_settings
 from baton.testing.mock_anthropic import MockAnthropic
+from baton.workspace.keyspace import key_home
 
 
 def environ_patch(values: Mapping[str, str]) -> AbstractContextManager[dict[str, str]]:
@@ -91,8 +93,9 @@ def run_demo(console: Console, keep: bool = False) -> int:
             say(f"  worktree: {third.session.worktree} (branch {third.session.branch})\n")
 
             say("[bold]2. A redeploy wipes the agent home[/bold]")
-            shutil.rmtree(claude.home)
-            say(f"  deleted {claude.home} — the transcript is gone from local disk")
+            home = key_home(settings, key_of(third.session))  # the key's own agent home
+            shutil.rmtree(home)
+            say(f"  deleted {home} — the transcript is gone from local disk")
             fourth = turn("Where were we?")
             same = fourth.session.agent_session_id == first.session.agent_session_id
             counts = mock.message_counts()

@@ -10,9 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-from baton.agents import EXTRA_ENV, register_agent
+from baton.agents import EXTRA_ENV, get_agent, register_agent
 from baton.agents.claude import ClaudeAgent
 from baton.settings import Settings
+from baton.workspace.keyspace import key_spaces
 
 NAME = "fake"
 FACTORY = "baton.testing.fake:from_settings"
@@ -41,3 +42,14 @@ def register_fake() -> None:
     entries = [e for e in os.environ.get(EXTRA_ENV, "").split(",") if e.strip()]
     if f"{NAME}={FACTORY}" not in entries:
         os.environ[EXTRA_ENV] = ",".join([*entries, f"{NAME}={FACTORY}"])
+
+
+def find_transcripts(settings: Settings, session_id: str, agent: str = NAME) -> list[Path]:
+    """The transcript files of ``session_id`` in every key home of ``agent`` (tests that know a
+    conversation's id but not its key; a fork's home also holds a copy of its source's)."""
+    adapter = get_agent(agent, settings)
+    return [
+        path
+        for space in key_spaces(settings, agent)
+        for path in adapter.with_home(space.home).transcript_files(session_id)
+    ]

@@ -2,8 +2,10 @@
 
 Owns: running git (:mod:`gitcmd`), the cache clone per repo and the worktree per key (:mod:`workdirs`),
 archives of work about to be removed (:mod:`archives`), a worktree's state travelling between machines
-as thin bundles in the store (:mod:`portable`), and flock locks on one machine (:mod:`locks`).
+as thin bundles in the store (:mod:`portable`), flock locks on one machine (:mod:`locks`), and each
+key's private space: its agent home and temp dir (:mod:`keyspace`).
 
-May import: the ground floor and :mod:`baton.store` (portable checkpoints live in the store).
+May import: the ground floor, :mod:`baton.store` (portable checkpoints live in the store) and
+:mod:`baton.agents` (a key's home is its adapter's).
 Imported by: sessions, sync, runner, housekeeping and everything above them.
 """
