@@ -23,6 +23,7 @@ import bench_dashboard
 import bench_fake
 import bench_git
 import bench_hydrate
+import bench_landlock
 import bench_leases
 import bench_portable
 import bench_service
@@ -53,11 +54,12 @@ GROUPS = {
         bench_portable.GROUP,
         bench_workers.GROUP,
         bench_sync.GROUP,
+        bench_landlock.GROUP,
     )
 }
 # The order they run in: those that need only the small repository first.
 RUN_ORDER = (
-    *("claude", "codex", "gemini", "hydrate", "cli", "service", "dashboard", "leases", "workers"),
+    *("claude", "codex", "gemini", "hydrate", "cli", "service", "dashboard", "leases", "workers", "landlock"),
     *("fake", "portable", "git", "sync"),
 )
 assert sorted(RUN_ORDER) == sorted(GROUPS)

@@ -145,10 +145,17 @@ def _check_executable(program: str, env: dict[str, str]) -> None:
         raise AgentError(f"cannot start {program}: Permission denied")
 
 
-def _start(argv: list[str], env: dict[str, str], cwd: Path, stdin: bytes | None) -> subprocess.Popen[bytes]:
+# A wrapper around the start of the agent's process (see ``run_process``'s ``spawn``).
+Spawn = Callable[[Callable[[], "subprocess.Popen[bytes]"]], "subprocess.Popen[bytes]"]
+
+
+def _start(
+    argv: list[str], env: dict[str, str], cwd: Path, stdin: bytes | None, spawn: Spawn | None = None
+) -> subprocess.Popen[bytes]:
     _check_executable(argv[0], env)
     command, preexec = _with_death_signal(argv)
-    try:
+
+    def popen() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             command,
             cwd=cwd,
@@ -159,6 +166,9 @@ def _start(argv: list[str], env: dict[str, str], cwd: Path, stdin: bytes | None)
             start_new_session=True,
             preexec_fn=preexec,
         )
+
+    try:
+        return popen() if spawn is None else spawn(popen)
     except (OSError, ValueError) as exc:  # ENOENT, EACCES, E2BIG; ValueError: a NUL byte in argv/env
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise AgentError(f"cannot start {argv[0]}: {reason}") from exc
@@ -177,12 +187,15 @@ def run_process(
     cancel: threading.Event,
     kill_grace: float,
     stdin: bytes | None = None,
+    spawn: Spawn | None = None,
 ) -> ProcessResult:
     """Run to completion; ``heartbeat`` returning False (the lease was lost) cancels the run.
-    ``stdin``: bytes written to the agent's stdin, which is then closed (None: /dev/null)."""
+    ``stdin``: bytes written to the agent's stdin, which is then closed (None: /dev/null).
+    ``spawn``: called with the function that starts the agent, to start it differently — the walls'
+    :meth:`baton.runner.landlock.Ruleset.spawn` starts it inside its Landlock domain."""
     pumps = _Pumps(log_path, on_line)
     try:
-        proc = _start(argv, env, cwd, stdin)
+        proc = _start(argv, env, cwd, stdin, spawn)
     except AgentError:
         pumps.close()
         raise

@@ -1,0 +1,370 @@
+"""The walls around one agent: which paths it may read and write and which TCP ports it may connect to,
+as Landlock rules (:mod:`baton.runner.landlock` is the kernel binding; this module is the policy).
+
+Landlock is an allow-list that cannot deny a subpath of an allowed path, so "everything but
+``BATON_HOME``" is built by granting, beneath an allowed directory that contains ``BATON_HOME``, its
+children one by one except the branch leading to ``BATON_HOME`` (recursively). Paths are compared
+resolved: the kernel sees inodes, not the names that reach them.
+
+- **Read and execute**: the system (``/usr``, ``/bin``, ``/sbin``, ``/lib*``, ``/etc``, ``/opt``,
+  ``/nix``, ``/proc``, ``/sys``), the target of ``/etc/resolv.conf`` (often under ``/run``), this
+  Python (``sys.prefix``, ``sys.base_prefix``) and baton's own package (the fake agent), the agent's
+  ``PATH`` directories, each CLI's installation (its resolved binary's directory; the whole
+  ``node_modules`` of a node package; the prefix of a ``<prefix>/bin/<exe>`` layout, such as nvm's),
+  ``BATON_HOME/bin`` (git's askpass helper, which holds no secret), and the caller's extra paths.
+  Not: ``/home``, ``/root`` (unless a ``PATH`` entry or a CLI lives there, then only that subtree),
+  ``/tmp``, ``/var``, ``/run`` (Kubernetes service-account tokens live in ``/run/secrets``), ``/srv``,
+  ``/mnt``, ``/media``, nor ``/dev`` as a whole (a root agent could read raw disks). ``/proc`` is
+  whole because processes come and go; Landlock's ptrace rule already refuses another domain's
+  ``/proc/<pid>/environ``, ``mem``, ``fd`` and ``cwd``.
+- **Devices**, read, write, truncate and ioctl: ``/dev/null``, ``zero``, ``full``, ``random``,
+  ``urandom``, ``tty``, ``ptmx`` and ``pts/`` (terminals for tools that allocate a pty). Not
+  ``/dev/shm``: it is shared by every process on the machine (PostgreSQL's dynamic shared memory
+  lives there); an operator who wants Python's multiprocessing in agents adds it to ``write``.
+- **Write** (everything but making device nodes): the key's worktree, its private temp dir and agent
+  home, and the git data a commit in a linked worktree writes — measured by running ``git add``,
+  ``commit``, ``status`` and ``log`` under these walls: the worktree's own gitdir
+  (``repos/<slug>.git/worktrees/<name>``: index, HEAD, logs/HEAD), the common ``objects/``, and the
+  directories of the checked-out branch's ref and reflog (``refs/heads/baton/<agent>/`` and
+  ``logs/refs/heads/baton/<agent>/``: git writes ``<ref>.lock`` beside the ref and renames it). The
+  rest of the common dir (config, hooks, packed-refs, other refs) is read-only, so an agent cannot
+  plant a hook or a config that baton's own git commands would run.
+- **Network** (ABI 4): TCP connect only to :func:`tcp_ports`; bind is not restricted.
+- **Scopes** (ABI 6): no signal to, and no abstract UNIX socket of, a process outside the domain.
+- **Capabilities**: a root agent loses those that get around the walls (:data:`DROP_CAPS`).
+
+What the walls do not stop (measured on Linux 6.18, Landlock ABI 7):
+
+- connecting to a *pathname* UNIX socket (``/var/run/postgresql/.s.PGSQL.5432``): the TCP rules do not
+  cover it and the filesystem rules do not either (only making a socket file is a right; the path
+  lookup of ``connect`` is not checked until ``LANDLOCK_ACCESS_FS_RESOLVE_UNIX``, ABI 9). Keep the
+  store on TCP with a password, or its socket where the agent's user cannot connect;
+- the shared cache: the common ``objects/`` and the branch directories hold every key of the repo
+  (another key's commits and checkpoints can be read; objects and same-agent refs written);
+- anything baton itself does later with what the agent could write: the worktree's ``.git`` file and
+  the gitdir's ``commondir`` can be pointed at a git dir whose config runs a command
+  (``core.fsmonitor``) when baton runs ``git status`` there unconfined; transcripts in the agent home
+  can be replaced by symbolic links. Baton's own git calls in a worktree must name ``GIT_DIR``,
+  ``GIT_COMMON_DIR`` and ``GIT_WORK_TREE`` itself, and its file reads there must not follow links.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from baton.errors import BadInput
+from baton.runner.landlock import Fs, Net, Ruleset, Scope, probe
+from baton.settings import Settings
+
+READ = Fs.EXECUTE | Fs.READ_FILE | Fs.READ_DIR
+# Making device nodes is left out: root could mknod a disk inside its worktree and read it raw.
+WRITE = Fs((1 << 16) - 1) & ~(Fs.MAKE_CHAR | Fs.MAKE_BLOCK | Fs.IOCTL_DEV)
+DEVICE = Fs.READ_FILE | Fs.WRITE_FILE | Fs.TRUNCATE | Fs.IOCTL_DEV  # `> /dev/null` opens with O_TRUNC
+HANDLED_FS = Fs((1 << 16) - 1)  # every right of ABI 1-7 (masked by the kernel's ABI when built)
+SCOPED = Scope.SIGNAL | Scope.ABSTRACT_UNIX_SOCKET
+# Capabilities a root agent must not have, dropped from its bounding set: measured on Linux 6.18,
+# CAP_SYS_ADMIN or CAP_PERFMON lets a Landlocked root read /proc/<pid>/environ (and maps, auxv) of
+# processes outside its domain, i.e. baton's secrets; NET_RAW and NET_ADMIN get around the TCP rules
+# (raw sockets, firewall), BPF, SYS_MODULE, SYS_RAWIO and SYS_PTRACE around everything,
+# DAC_READ_SEARCH opens files by handle. Harmless for an unprivileged baton: it has none of them.
+DROP_CAPS = (2, 12, 13, 16, 17, 19, 21, 22, 32, 33, 34, 38, 39, 40)
+# DAC_READ_SEARCH, NET_ADMIN, NET_RAW, SYS_MODULE, SYS_RAWIO, SYS_PTRACE, SYS_ADMIN, SYS_BOOT,
+# MAC_OVERRIDE, MAC_ADMIN, SYSLOG, PERFMON, BPF, CHECKPOINT_RESTORE
+
+PACKAGE_ROOT = str(
+    Path(__file__).resolve().parents[2]
+)  # where baton is installed (the fake agent runs from it)
+SYSTEM = (
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc",
+    "/opt",
+    "/nix",
+    "/proc",
+    "/sys",
+)
+DEVICES = (
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/ptmx",
+    "/dev/pts",
+)
+AGENT_PORTS = frozenset({80, 443, 22, 9418})  # HTTP(S), SSH and git's own protocol
+DEFAULT_PORTS = {
+    "http": 80,
+    "https": 443,
+    "ssh": 22,
+    "git": 9418,
+    "postgresql": 5432,
+    "postgres": 5432,
+    "redis": 6379,
+    "rediss": 6379,
+    "amqp": 5672,
+    "amqps": 5671,
+    "socks5": 1080,
+    "socks5h": 1080,
+}
+
+
+@dataclass(frozen=True)
+class Walls:
+    """What one agent start is walled into; every path may be given unresolved."""
+
+    home: Path  # BATON_HOME: nothing of it is reachable but the key's own parts
+    worktree: Path  # the key's worktree (writable); its git parts are found from its .git file
+    agent_home: Path  # the key's agent home (writable)
+    tmp: Path  # the key's private temp dir (writable)
+    commands: tuple[Path, ...] = ()  # the CLI's executables: their installations readable
+    path: str = ""  # the agent's PATH: each absolute directory readable
+    read: tuple[Path, ...] = ()  # more readable paths
+    write: tuple[Path, ...] = ()  # more writable paths (e.g. /dev/shm)
+    hide: tuple[Path, ...] = ()  # more paths never readable (a SQLite store outside BATON_HOME)
+    ports: frozenset[int] = field(default_factory=frozenset)  # TCP ports it may connect to
+
+
+@dataclass(frozen=True)
+class GitParts:
+    """The git data a linked worktree writes to commit on its branch."""
+
+    gitdir: Path  # repos/<slug>.git/worktrees/<name>
+    common: Path  # repos/<slug>.git
+    branch: str | None  # refs/heads/... checked out; None on a detached HEAD
+
+    def writable(self) -> list[Path]:
+        found = [self.gitdir, self.common / "objects"]
+        if self.branch is not None:
+            parent = Path(self.branch).parent
+            found += [self.common / parent, self.common / "logs" / parent]
+        return found
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The walls as Landlock rules: (path, rights) pairs, the TCP ports to allow, the scopes."""
+
+    paths: tuple[tuple[str, Fs], ...]  # resolved
+    ports: frozenset[int]
+    scoped: Scope = SCOPED
+
+
+@dataclass(frozen=True)
+class Support:
+    """Whether agents can be confined here: the kernel's Landlock ABI, and why not when they cannot."""
+
+    abi: int
+    reason: str | None  # None: confinement works
+    missing: tuple[str, ...] = ()  # walls this kernel's ABI cannot build (they are left open)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+def support() -> Support:
+    """Can agents be walled in here, and if not why (for ``BATON_CONFINE`` and ``baton doctor``)."""
+    version, reason = probe()
+    missing = []
+    if 1 <= version < 3:
+        missing.append("truncating files is not controlled (Landlock ABI 3, Linux 6.2)")
+    if 1 <= version < 4:
+        missing.append("TCP ports are not walled (Landlock ABI 4, Linux 6.7)")
+    if 1 <= version < 6:
+        missing.append("signals and abstract UNIX sockets are not scoped (Landlock ABI 6, Linux 6.12)")
+    return Support(version, reason, tuple(missing))
+
+
+def git_parts(worktree: Path) -> GitParts | None:
+    """The worktree's gitdir, common dir and branch, read from its ``.git`` file; None when it is not
+    a linked worktree (a plain directory, or a ``.git`` directory: then the worktree holds it all)."""
+    try:
+        text = (worktree / ".git").read_text()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    gitdir = (worktree / text.removeprefix("gitdir:").strip()).resolve()
+    try:
+        common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
+        head = (gitdir / "HEAD").read_text().strip()
+    except FileNotFoundError:
+        return None
+    branch = head.removeprefix("ref: ") if head.startswith("ref: refs/heads/") else None
+    return GitParts(gitdir, common, branch)
+
+
+def installation(command: Path) -> Path:
+    """Where a CLI's files live, from its executable: the outermost ``node_modules`` of a node package
+    (its dependencies may be hoisted there), the prefix of a ``<prefix>/bin/<exe>`` layout with a
+    ``lib`` beside (nvm, a venv, /opt/node), else the executable's own directory."""
+    real = command.resolve()
+    modules = [p for p in real.parents if p.name == "node_modules"]
+    if modules:
+        return modules[-1]
+    prefix = real.parent.parent
+    if real.parent.name == "bin" and (prefix / "lib").is_dir() and prefix not in (Path("/"), Path.home()):
+        return prefix
+    return real.parent
+
+
+def _readable(walls: Walls) -> list[str]:
+    found = [*SYSTEM, "/etc/resolv.conf", sys.prefix, sys.base_prefix, PACKAGE_ROOT]
+    # "/" or the home directory on PATH would open everything beside BATON_HOME: not granted
+    broad = {"/", os.path.realpath(Path.home())}
+    found += [
+        p for p in walls.path.split(os.pathsep) if os.path.isabs(p) and os.path.realpath(p) not in broad
+    ]
+    return found + [str(installation(c)) for c in walls.commands]
+
+
+def _granted(walls: Walls) -> list[tuple[Path, Fs]]:
+    """What is granted by name, even inside BATON_HOME: the key's own parts, the askpass helper and
+    the caller's extra paths."""
+    found = [(p, READ) for p in (walls.home / "bin", *walls.read)]
+    found += [(p, READ | WRITE) for p in (walls.worktree, walls.agent_home, walls.tmp, *walls.write)]
+    parts = git_parts(walls.worktree)
+    if parts is not None:
+        found.append((parts.common, READ))
+        found += [(p, READ | WRITE) for p in parts.writable()]
+    return found
+
+
+# Paths are handled as resolved strings here: pathlib's resolve() and parents cost ~4x more, and this
+# runs on every agent start.
+def _resolve(paths: Iterable[str | Path]) -> list[str]:
+    """Resolved and existing, in order, once each."""
+    seen: dict[str, None] = {}
+    for path in paths:
+        real = os.path.realpath(path)
+        if real not in seen and os.path.exists(real):
+            seen[real] = None
+    return list(seen)
+
+
+def _within(path: str, roots: Iterable[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def _around(path: str, hidden: list[str], rights: Fs, seen: set[str]) -> list[tuple[str, Fs]]:
+    """``path`` with ``rights``, or, when it contains a hidden path, each of its children except the
+    branch leading there (recursively). A symbolic link among them is followed to its target, which is
+    walled the same way (granting the link itself would grant nothing: the kernel checks the target)."""
+    if path in seen:
+        return []
+    seen.add(path)
+    if not any(h != path and _within(h, [path]) for h in hidden):
+        return [(path, rights)]
+    found: list[tuple[str, Fs]] = []
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.path in hidden:
+                continue
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                if os.path.exists(target) and not _within(target, hidden):
+                    found += _around(target, hidden, rights, seen)
+                continue
+            found += _around(entry.path, hidden, rights, seen)
+    return found
+
+
+def rules(walls: Walls) -> Rules:
+    """The Landlock rules for ``walls`` (reads the filesystem, changes nothing)."""
+    hidden = _resolve([walls.home, *walls.hide])
+    seen: set[str] = set()
+    paths: list[tuple[str, Fs]] = []
+    for path in _resolve(_readable(walls)):
+        if not _within(path, hidden):
+            paths += _around(path, hidden, READ, seen)
+    paths += [(path, DEVICE) for path in _resolve(DEVICES)]
+    for given, rights in _granted(walls):
+        for path in _resolve([given]):
+            paths += _around(path, hidden, rights, set())
+    return Rules(tuple(paths), walls.ports - {0})
+
+
+def prepare(walls: Walls) -> None:
+    """Create what the agent needs and cannot create under the walls: its home and temp dir, and for
+    git the directory of the branch's reflog (a bare
+    cache has no ``logs/``; a linked worktree is not bare, so git logs its branch's updates there)
+    and of the branch's ref (gone after ``git pack-refs``)."""
+    for path in (walls.agent_home, walls.tmp):
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    parts = git_parts(walls.worktree)
+    if parts is not None:
+        for path in parts.writable()[2:]:
+            path.mkdir(parents=True, exist_ok=True)
+
+
+def ruleset(walls: Walls) -> Ruleset:
+    """:func:`prepare`, then the kernel ruleset for ``walls``, ready for :meth:`Ruleset.spawn`.
+    Raises :class:`~baton.runner.landlock.LandlockError` (an OSError) when the kernel has none."""
+    prepare(walls)
+    found = rules(walls)
+    built = Ruleset(HANDLED_FS, Net.CONNECT_TCP, found.scoped, drop_caps=DROP_CAPS)
+    try:
+        for path, rights in found.paths:
+            built.allow_path(path, rights)
+        for port in sorted(found.ports):
+            built.allow_port(port)
+    except BaseException:
+        built.close()
+        raise
+    return built
+
+
+def url_port(url: str) -> int | None:
+    """The TCP port a URL names, or its scheme's default (``postgresql+psycopg`` counts as
+    ``postgresql``); None for a URL without one (``sqlite:///...``) or a malformed one."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if port is not None:
+        return port
+    return DEFAULT_PORTS.get(parts.scheme.split("+")[0].lower()) if parts.netloc else None
+
+
+def denied_ports(settings: Settings) -> frozenset[int]:
+    """The ports of baton's own services, which no agent may reach: the store's, the broker's, Redis's."""
+    found = (url_port(url) for url in (settings.store_url, settings.broker_url, settings.redis_url) if url)
+    return frozenset(port for port in found if port is not None)
+
+
+def tcp_ports(settings: Settings, env: Mapping[str, str], urls: Iterable[str] = ()) -> frozenset[int]:
+    """The TCP ports an agent may connect to: HTTP(S), SSH and git; the ports of its environment's
+    base URLs and proxies (``ANTHROPIC_BASE_URL``, ``GOOGLE_GEMINI_BASE_URL``, ``HTTPS_PROXY``, ...)
+    and of ``urls`` (the key's repository); ``settings.agent_ports`` — minus :func:`denied_ports`."""
+    found = set(AGENT_PORTS)
+    for name, value in env.items():
+        upper = name.upper()
+        if upper.endswith(("_BASE_URL", "_PROXY")) and upper != "NO_PROXY":
+            found.add(url_port(value) or 0)
+    found.update(url_port(url) or 0 for url in urls)
+    found.update(_setting_ports(settings.agent_ports))
+    return frozenset(found - {0}) - denied_ports(settings)
+
+
+def _setting_ports(text: str) -> set[int]:
+    ports = set()
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        if not item.strip().isdigit() or not 0 < int(item) < 65536:
+            raise BadInput(
+                f"setting 'agent_ports' must list TCP ports (1-65535) separated by commas, not {text!r}"
+            )
+        ports.add(int(item))
+    return ports
