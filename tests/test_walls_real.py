@@ -68,6 +68,7 @@ from tests.test_access_real import MOCKS, text
 
 pytestmark = pytest.mark.slow
 
+TIMEOUT = 240.0  # seconds: an agent the walls broke ends timed out instead of hanging the test
 PWNED = "pwned\n"
 OWN_FILE = "own.txt"  # control: B's file tool writes it in B's own worktree (edit, full)
 OWN_SHELL = "shell-ok.txt"  # control: B's shell writes it there (full)
@@ -397,7 +398,15 @@ def sqlite_path(url: str) -> Path:
 
 
 def body(agent: str, repo: Path, thread: str, prompt: str, access: Access) -> dict[str, Any]:
-    return {"agent": agent, "repo": str(repo), "thread": thread, "prompt": prompt, "access": access.value}
+    level = access.value
+    return {
+        "agent": agent,
+        "repo": str(repo),
+        "thread": thread,
+        "prompt": prompt,
+        "access": level,
+        "timeout": TIMEOUT,
+    }
 
 
 # -- the tests -----------------------------------------------------------------------------------------
@@ -417,7 +426,9 @@ def test_hostile_calls_through_baton_run(
     model = mocked(agent, settings.home / "homes" / agent)
 
     def submit(thread: str, prompt: str, level: Access) -> RunRecord:
-        request = RunRequest(agent=agent, repo=str(src_repo), thread=thread, prompt=prompt, access=level)
+        request = RunRequest(
+            agent=agent, repo=str(src_repo), thread=thread, prompt=prompt, access=level, timeout=TIMEOUT
+        )
         run(request, settings=settings)
         return scene.latest(thread)
 
