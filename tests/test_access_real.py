@@ -66,9 +66,8 @@ class Refusals:
 
 REFUSALS = {
     "claude": Refusals("No such tool available: Write", "require approval: git add -A, git commit"),
-    "codex": Refusals(
-        "patch rejected: writing is blocked by read-only sandbox", "index.lock': Read-only file"
-    ),
+    # walled in, Codex runs its own sandbox off (it cannot run inside Landlock): the walls refuse
+    "codex": Refusals("Failed to write file", "index.lock': Permission denied"),
     "gemini": Refusals('Tool "write_file" not found', "Tool execution denied by policy."),
 }
 MOCKS = {
