@@ -28,6 +28,7 @@ from baton.agents.base import Agent
 from baton.errors import BatonError
 from baton.install import agents_hint
 from baton.models import SessionRecord
+from baton.runner.confine import describe
 from baton.settings import Settings
 from baton.store import open_store
 from baton.store.migrations import MIGRATIONS
@@ -268,8 +269,18 @@ def run_doctor(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         check_git(),
         check_store(settings),
         check_orphans(settings),
+        check_confinement(settings),
         *agents,
     ]
+
+
+def check_confinement(settings: Settings) -> Check:
+    """How agents are walled in (BATON_CONFINE and the kernel's Landlock): an error when ``required``
+    cannot be met, a warning when agents run unconfined."""
+    fine, detail = describe(settings)
+    walled = fine and not detail.startswith(("off", "auto, but"))
+    status = CheckStatus.OK if walled else CheckStatus.WARN if fine else CheckStatus.ERROR
+    return Check("agent confinement", status, detail)
 
 
 def to_json(checks: list[Check], settings: Settings) -> dict[str, Any]:

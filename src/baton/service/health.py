@@ -1,5 +1,6 @@
 """Routes: ``/healthz`` (the process answers) and ``/readyz`` (it can do work: the store answers and
-the volume of ``BATON_HOME`` has more free space than ``BATON_MIN_FREE``). Neither needs a token: a
+the volume of ``BATON_HOME`` has more free space than ``BATON_MIN_FREE``, and agents can be walled in
+when ``BATON_CONFINE=required``; the answer says how they are). Neither needs a token: a
 load balancer or an orchestrator probes them.
 """
 
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from baton.runner.confine import describe
 from baton.settings import Settings
 from baton.store.base import RunStore
 
@@ -28,6 +30,7 @@ class Readiness(BaseModel):
     reason: str | None = None
     free_bytes: int | None = None
     min_free_bytes: int
+    confinement: str | None = None  # how agents are walled in (BATON_CONFINE and the kernel)
 
 
 @router.get("/healthz", response_model=Health, summary="The process is up")
@@ -47,6 +50,15 @@ def readyz(request: Request) -> JSONResponse:
 
 
 def check_ready(settings: Settings, store: RunStore) -> Readiness:
+    ready = _check_ready(settings, store)
+    fine, confinement = describe(settings)
+    ready.confinement = confinement
+    if ready.ready and not fine:  # BATON_CONFINE=required on a machine without Landlock: no agent starts
+        ready.ready, ready.reason = False, f"confinement {confinement}"
+    return ready
+
+
+def _check_ready(settings: Settings, store: RunStore) -> Readiness:
     need = settings.min_free_bytes
     try:
         store.list_sessions(limit=1)
