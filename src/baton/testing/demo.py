@@ -2,7 +2,9 @@
 
 It makes a scratch repository and a scratch ``BATON_HOME``, starts the mock Anthropic API on
 127.0.0.1, and drives the REAL Claude Code CLI through three runs of one thread (fresh, then resumed
-twice: the mock sees the history grow 2 → 4 → 6 messages). Then it deletes the thread's agent home, as
+twice: the mock sees the history grow). In the second run the mock model asks for a Write tool call
+and the agent edits ``calc.py`` in its worktree — at the default access ``edit``, walled into its key
+where the kernel has Landlock. Then it deletes the thread's agent home, as
 a container redeploy would, and runs again: baton hydrates the transcript from its store and the
 conversation resumes with its full history (8 messages), under the same session id.
 """
@@ -27,6 +29,7 @@ from baton.runner.request import RunRequest, RunResult
 from baton.runner.run import run
 from baton.settings import load_settings
 from baton.testing.mock_anthropic import MockAnthropic
+from baton.testing.tools import tool_marker
 from baton.workspace.keyspace import key_home
 
 
@@ -50,6 +53,18 @@ def make_scratch_repo(path: Path) -> Path:
     for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "initial commit"]):
         subprocess.run(["git", *args], cwd=path, env=env, check=True, stdin=subprocess.DEVNULL)
     return path
+
+
+CALC = "def add(a, b):\n    return a + b\n\n\ndef subtract(a, b):\n    return a - b\n"
+
+
+def _diffstat(worktree: Path) -> str:
+    """``git diff --stat``'s summary line for the worktree: what the agent changed."""
+    out = subprocess.run(
+        ["git", "diff", "--stat"], cwd=worktree, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    lines = out.stdout.strip().splitlines()
+    return lines[-1].strip() if lines else "no change"
 
 
 def run_demo(console: Console, keep: bool = False) -> int:
@@ -88,7 +103,13 @@ def run_demo(console: Console, keep: bool = False) -> int:
 
             say("[bold]1. Three runs on thread issue-42[/bold]")
             first = turn("Read calc.py and tell me what it does.")
-            turn("Add a subtract function.")
+            calc = Path(first.session.worktree) / "calc.py"
+            write = tool_marker("Write", file_path=str(calc), content=CALC)  # the mock model asks for it
+            second = turn(f"Add a subtract function. {write}")
+            say(
+                f"    the agent wrote calc.py (access {second.run.access}, walled into its key: "
+                f"{second.run.confined}): {_diffstat(calc.parent)}"
+            )
             third = turn("Now add tests for both functions.")
             say(f"  worktree: {third.session.worktree} (branch {third.session.branch})\n")
 
@@ -102,14 +123,15 @@ def run_demo(console: Console, keep: bool = False) -> int:
             say(f"  hydrated from baton's store and resumed: same session id: {same}\n")
             say("[bold]What happened[/bold]")
             say(
-                f"  messages the model saw per run: {' → '.join(map(str, counts))} "
+                f"  messages the model saw per request: {' → '.join(map(str, counts))} "
                 "(one conversation, growing; a fresh start would have dropped back to 2)"
             )
             ok = (
                 same
                 and fourth.run.mode.value == "resume"
                 and counts == sorted(counts)
-                and len(set(counts)) == 4
+                and len(set(counts)) == len(counts)
+                and "subtract" in calc.read_text()
             )
             say(
                 "  [green]the conversation survived the redeploy[/green]"
