@@ -142,6 +142,54 @@ def preexec_note(spec: Walls, reps: int) -> str:
     )
 
 
+def turn_row(root: Path, reps: int) -> Row:
+    """13c: one resumed turn of the fake agent through ``baton.run``, BATON_CONFINE auto (walled in)
+    vs off, on one key: the whole cost of confinement per turn (walls, allow-listed environment)."""
+    from baton import RunRequest, run
+    from baton.settings import load_settings
+    from baton.testing.fake import register_fake
+
+    register_fake()
+    repo = root / "turn-repo"
+    repo.mkdir()
+    sh(["git", "init", "-q", "-b", "main"], cwd=repo)
+    (repo / "README").write_text("bench\n")
+    sh(["git", "add", "."], cwd=repo)
+    ident = {
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@x",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@x",
+    }
+    sh(["git", "commit", "-qm", "init"], cwd=repo, env={**os.environ, **ident})
+    base = load_settings(overrides={"home": str(root / "turn-home")})
+
+    def turn(confine: str) -> Callable[[int], float]:
+        def once(_rep: int) -> float:
+            request = RunRequest(agent="fake", repo=str(repo), thread="bench", prompt="go")
+            t0 = time.perf_counter()
+            result = run(request, settings=base.with_(confine=confine))
+            elapsed = time.perf_counter() - t0
+            if not result.ok or result.run.confined is not (confine == "auto"):
+                raise RuntimeError(f"turn failed or not as confined as asked: {result.run}")
+            return elapsed
+
+        return once
+
+    turn("off")(0)  # the key's worktree, home and conversation exist before timing
+    samples = interleave({"off": turn("off"), "auto": turn("auto")}, reps)
+    return Row(
+        name="13c walls: a resumed baton.run turn of the fake agent, confined ÷ BATON_CONFINE=off",
+        kind="overhead",
+        candidate=median(samples["auto"]),
+        baseline=median(samples["off"]),
+        goal=GOAL,
+        n=reps,
+        overhead=median(pair_differences(samples["auto"], samples["off"])),
+        samples={"candidate": samples["auto"], "baseline": samples["off"]},
+    )
+
+
 def bench_landlock(root: Path, reps: int) -> tuple[list[Row], str]:
     spec = layout(root)
     rows = [
@@ -149,6 +197,7 @@ def bench_landlock(root: Path, reps: int) -> tuple[list[Row], str]:
         pair(
             "13b walls: start python -c pass", [sys.executable, "-c", "pass"], spec, root, max(reps // 4, 5)
         ),
+        turn_row(root, max(reps // 5, 5)),
     ]
     return rows, preexec_note(spec, reps)
 
@@ -163,7 +212,9 @@ def run_group(suite: Suite, repos: Repos) -> None:
 
 
 GROUP = Group(
-    "landlock", "13a, 13b: an agent start walled in with Landlock vs unconfined (≤ 5 ms)", run_group
+    "landlock",
+    "13a-13c: an agent start and a fake-agent turn walled in with Landlock vs unconfined (≤ 5 ms)",
+    run_group,
 )
 
 
