@@ -35,6 +35,7 @@ from baton.sync.git import IN_PROGRESS
 from baton.sync.marker import INDEX_COPY, MARKER
 from baton.sync.plan import LABELS
 from baton.testing.git_http import GitHttpServer
+from baton.workspace.gitcmd import WorktreeGit
 from baton.workspace.workdirs import Workdirs, branch_for
 from tests.conftest import commit_file, git, wait_for
 
@@ -717,7 +718,7 @@ def test_a_git_failure_while_applying_puts_everything_back_and_raises(
     real = baton.workspace.gitcmd.checkout_changes
     calls: list[str] = []
 
-    def failing(worktree: Path, old: str, new: str) -> None:
+    def failing(worktree: WorktreeGit, old: str, new: str) -> None:
         real(worktree, old, new)
         calls.append(new)
         if len(calls) == 1:  # the sync's; putting things back works

@@ -157,8 +157,9 @@ def kept_checkpoint(workdirs: Workdirs, key: Key, path: Path) -> str | None:
 
 def would_checkpoint(workdirs: Workdirs, key: Key, path: Path) -> bool:
     """Whether :func:`kept_checkpoint` would leave a checkpoint, changing nothing (for dry runs)."""
-    if (path / ".git").is_file():
-        return bool(worktree_status(path))
+    wt = workdirs.worktree_git(key)
+    if wt is not None:
+        return bool(worktree_status(wt))
     cache = workdirs.cache_path(key.repo)
     return (cache / "HEAD").is_file() and commit_of(cache, workdirs.checkpoint_ref(key)) is not None
 

@@ -46,7 +46,7 @@ def apply(g: SyncGit, head: str, checkpoint: str | None, plan: Plan) -> list[str
         moves = f"update refs/heads/{g.branch} {plan.target} {head}\n"
         moves += _checkpoint_move(g, plan.target, plan.target_tree, plan.tree)
         g.update_refs("baton: sync with upstream", moves)
-        checkout_changes(g.worktree, old, new)
+        checkout_changes(g.wt, old, new)
         g.git("reset", "--quiet", "--mixed")
     except GitError:
         restore(g, marker)

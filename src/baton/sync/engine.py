@@ -69,9 +69,10 @@ def sync_worktree(
     how, on_conflict = SyncHow(how), OnConflict(on_conflict)
     if how is SyncHow.OFF:
         return SyncReport(str(how), "skipped", note="sync is off", base_sha=base_sha, branch=branch)
-    if not (worktree / ".git").is_file():
+    wt = workdirs.worktree_git(key)
+    if wt is None:
         return SyncReport(str(how), "skipped", note=f"there is no worktree at {worktree}", branch=branch)
-    g = SyncGit(workdirs, key, worktree, branch)
+    g = SyncGit(workdirs, key, wt, branch)
     recovered = recover_interrupted_sync(workdirs, key, worktree)
     report = SyncReport(str(how), "skipped", base_sha=base_sha, branch=branch, note=recovered)
     why = _why_skip(g)
@@ -92,9 +93,10 @@ def recover_interrupted_sync(workdirs: Workdirs, key: Key, worktree: Path) -> st
 
     Call it before anything else touches the worktree (the runner: before every turn, synced or not):
     a marker found later than that could hide work done since, and is then only dropped."""
-    if not (worktree / ".git").is_file():
+    wt = workdirs.worktree_git(key)
+    if wt is None:
         return None
-    g = SyncGit(workdirs, key, worktree, "")
+    g = SyncGit(workdirs, key, wt, "")
     marker = read_marker(g)
     if marker is None:
         return None

@@ -8,7 +8,10 @@ and the commits a sync writes by hand.
   and returns its id at once (:func:`object_id` computes it as git does), and the queue is written by
   the next ``hash-object`` (:meth:`SyncGit.write`, which checks git's ids against ours) or before the
   next git command, which may need those objects.
-- Reads that need no git process (a ref, HEAD, what is in progress) read the files.
+- Reads that need no git process (a ref, HEAD, what is in progress) read the files, never through a
+  link (the gitdir is the agent's to write).
+- **Never through the agent's pointers**: every command runs through the worktree's
+  :class:`~baton.workspace.gitcmd.WorktreeGit` (``GIT_DIR``, ``GIT_COMMON_DIR``, ``GIT_WORK_TREE`` named).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from pathlib import Path
 
 from baton.errors import GitError
 from baton.keys import Key
-from baton.workspace.gitcmd import run_git
+from baton.workspace import nofollow
+from baton.workspace.gitcmd import WorktreeGit
 from baton.workspace.workdirs import Workdirs
 
 # The user's configuration must not change what a sync does: no hooks, signing, stashing, rerere,
@@ -54,11 +58,9 @@ SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 class SyncGit:
     """One sync of one worktree: paths, environment and the git helpers it needs."""
 
-    def __init__(self, workdirs: Workdirs, key: Key, worktree: Path, branch: str) -> None:
-        self.workdirs, self.key, self.worktree, self.branch = workdirs, key, worktree, branch
-        text = (worktree / ".git").read_text().removeprefix("gitdir:").strip()
-        self.gitdir = worktree / text if not os.path.isabs(text) else Path(text)
-        self.cache = workdirs.cache_path(key.repo)
+    def __init__(self, workdirs: Workdirs, key: Key, wt: WorktreeGit, branch: str) -> None:
+        self.workdirs, self.key, self.wt, self.branch = workdirs, key, wt, branch
+        self.worktree, self.gitdir, self.cache = wt.path, wt.admin, wt.common
         self.git_env = workdirs.git_env(key.agent)
         self.env = {**os.environ, **self.git_env, **_EDITORS}
         self.index_before: bytes | None = None  # the index file before the sync touched anything
@@ -68,29 +70,18 @@ class SyncGit:
 
     def git(self, *args: str, stdin: str | None = None, raw: bool = False) -> str:
         self.flush()
-        return run_git([*ISOLATE, *args], cwd=self.worktree, env=self.env, stdin=stdin, raw=raw)
+        return self.wt.run([*ISOLATE, *args], env=self.env, stdin=stdin, raw=raw)
 
     def attempt(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run git and return what happened, for the commands whose exit code says "conflict"."""
         self.flush()
-        return subprocess.run(
-            ["git", *ISOLATE, *args],
-            cwd=self.worktree,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-        )
+        return self.wt.call([*ISOLATE, *args], env=self.env, text=True)
 
     def cat(self, queries: list[str]) -> list[tuple[str, bytes]]:
         """``git cat-file --batch``: per query its object id ("" when missing) and its content."""
         self.flush()
-        done = subprocess.run(
-            ["git", "cat-file", "--batch"],
-            cwd=self.worktree,
-            input="".join(f"{q}\n" for q in queries).encode(),
-            capture_output=True,
-            check=False,
+        done = self.wt.call(
+            ["cat-file", "--batch"], env=self.env, input="".join(f"{q}\n" for q in queries).encode()
         )
         if done.returncode != 0:
             raise GitError(f"git cat-file failed: {done.stderr.decode(errors='replace').strip()}")
@@ -121,7 +112,7 @@ class SyncGit:
 
     def head_ref(self) -> str | None:
         """The branch the worktree's HEAD names (read from its file), None when detached."""
-        head = (self.gitdir / "HEAD").read_text().strip()
+        head = self.wt.head() or ""
         return head.removeprefix("ref: ") if head.startswith("ref: ") else None
 
     def in_progress(self) -> str | None:
@@ -167,7 +158,7 @@ class SyncGit:
                 (Path(tmp) / str(i)).write_bytes(body)
                 paths.append(f"{tmp}/{i}\n")
             args = [*ISOLATE, "hash-object", "-t", "commit", "-w", "--stdin-paths"]
-            out = run_git(args, cwd=self.worktree, env=self.env, stdin="".join(paths)).split()
+            out = self.wt.run(args, env=self.env, stdin="".join(paths)).split()
         if out != [object_id(body, out[0]) for body in data]:
             raise GitError("git hash-object gave commit ids other than expected")
         return out[len(out) - len(bodies) :]
@@ -207,16 +198,15 @@ def last_words(text: str, lines: int = 3) -> str:
 
 
 def read_text(path: Path) -> str | None:
-    try:
-        return path.read_text()
-    except OSError:
-        return None
+    """A small file's text; None when it is missing, a link or unreadable."""
+    return nofollow.read_text(path)
 
 
 def read_bytes(path: Path) -> bytes | None:
+    """A file's bytes, never through a link; None when it is missing or not a regular file."""
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
+        return nofollow.read_regular(path)
+    except (FileNotFoundError, nofollow.Unsafe):
         return None
 
 

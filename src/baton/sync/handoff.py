@@ -136,8 +136,9 @@ def _replace_leftover(store: AuditStore, workdirs: Workdirs, target: Key, branch
     """Archive and remove a worktree of the target that has no session (the runner calls this module
     only for a key without one, under its lease): reused, it would not hold the source's work."""
     path = workdirs.worktree_path(target)
-    if not (path / ".git").is_file():
+    if not path.exists():
         return []
+    workdirs.salvage_broken(target, branch)  # a broken one's files: into its checkpoint, archived next
     archive = archive_worktree(workdirs, target, branch, archive_stamp())
     workdirs.remove_worktree_dir(target)
     ref = archive.ref if archive else None
@@ -191,20 +192,18 @@ def _store_state(
 def _worktree_state(workdirs: Workdirs, source: Key) -> _State | None:
     """The state of the source's worktree on this machine, committed with a throw-away index (its own
     index and its checkpoint ref untouched); None when there is no worktree."""
-    path = workdirs.worktree_path(source)
-    if not (path / ".git").is_file():
-        return None
-    head = commit_of(path, "HEAD")
-    if head is None:
+    wt = workdirs.worktree_git(source)
+    head = wt.commit_of("HEAD") if wt else None
+    if wt is None or head is None:
         return None
     where = f"{source.agent}'s worktree"
-    status = worktree_status(path)
+    status = worktree_status(wt)
     if not status:
         return _State(head, head, where)
     env = {**os.environ, **workdirs.git_env(source.agent)}
-    tree = worktree_tree(path, env, status)
+    tree = worktree_tree(wt, env, status)
     message = f"baton hand-off of {source}"
-    commit = run_git(["commit-tree", tree, "-p", head, "-m", message], cwd=path, env=env)
+    commit = run_git(["commit-tree", tree, "-p", head, "-m", message], cwd=wt.common, env=env)
     return _State(head, commit, where)
 
 

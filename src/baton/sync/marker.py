@@ -20,6 +20,7 @@ from typing import Any
 from baton.files import atomic_write_bytes, atomic_write_text
 from baton.sync.git import SHA, SyncGit, read_bytes
 from baton.sync.plan import LABELS
+from baton.workspace import nofollow
 from baton.workspace.gitcmd import checkout_changes
 
 MARKER = "baton-sync.json"
@@ -67,7 +68,7 @@ def put_back_index(g: SyncGit) -> None:
 def read_marker(g: SyncGit) -> dict[str, Any] | None:
     """The marker: None when there is none, {} when it cannot be read."""
     try:
-        data = json.loads((g.gitdir / MARKER).read_text())
+        data = json.loads(nofollow.read_regular(g.gitdir / MARKER))
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
@@ -101,9 +102,9 @@ def restore(g: SyncGit, marker: dict[str, Any]) -> None:
     g.update_refs("baton: undo an interrupted sync", moves)
     g.git("reset", "--hard", "--quiet", head)
     if checkpoint:
-        checkout_changes(g.worktree, head, checkpoint)
+        checkout_changes(g.wt, head, checkpoint)
     _remove_leftovers(g, checkpoint or head)
-    if marker.get("index") and (g.gitdir / INDEX_COPY).is_file():
+    if marker.get("index") and read_bytes(g.gitdir / INDEX_COPY) is not None:
         os.replace(g.gitdir / INDEX_COPY, g.gitdir / "index")
     finish(g)
 
@@ -129,9 +130,4 @@ def _remove_leftovers(g: SyncGit, state: str) -> None:
     for name in untracked:
         if not name or name.endswith("/") or name in kept:
             continue
-        path = g.worktree / name
-        path.unlink(missing_ok=True)
-        parent = path.parent
-        while parent != g.worktree and not any(parent.iterdir()):
-            parent.rmdir()
-            parent = parent.parent
+        nofollow.remove_beneath(g.worktree, name)

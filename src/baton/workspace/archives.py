@@ -63,17 +63,16 @@ def archive_worktree(workdirs: Workdirs, key: Key, branch: str, stamp: str) -> W
     cache = workdirs.cache_path(key.repo)
     if not (cache / "HEAD").is_file():
         return None
-    path = workdirs.worktree_path(key)
-    live = (path / ".git").is_file()
-    head = commit_of(path, "HEAD") if live else None
+    wt = workdirs.worktree_git(key)
+    head = wt.commit_of("HEAD") if wt else None
     tip = commit_of(cache, f"refs/heads/{branch}")
-    checkpoint = None if live else commit_of(cache, workdirs.checkpoint_ref(key))
+    checkpoint = None if wt else commit_of(cache, workdirs.checkpoint_ref(key))
     parents = list(dict.fromkeys(c for c in (head, tip, checkpoint) if c))
     if not parents:
         return None
     env = {**os.environ, **workdirs.git_env(key.agent)}
-    if live and worktree_status(path):
-        tree = worktree_tree(path, env)
+    if wt and worktree_status(wt):
+        tree = worktree_tree(wt, env)
     else:
         tree = run_git(["rev-parse", f"{checkpoint or parents[0]}^{{tree}}"], cwd=cache)
     commit = parents[0]

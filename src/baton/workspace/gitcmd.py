@@ -1,19 +1,46 @@
 """Running git: one function that runs it and turns failures into :class:`~baton.errors.GitError` with
 git's own words, the translation of a failed clone or fetch into :class:`~baton.errors.RemoteError` or
-:class:`~baton.errors.BadInput`, and the few read-only queries worktrees and archives share."""
+:class:`~baton.errors.BadInput`, and the few read-only queries worktrees and archives share.
+
+**A key's worktree is the agent's to write**, its ``.git`` file and its admin dir in the cache clone
+(``worktrees/<name>``: ``HEAD``, ``index``, ``commondir``, ``gitdir``) included. baton's own git there
+runs unconfined, so it must never follow those pointers: one that leads to a git dir whose config says
+``core.fsmonitor=<command>`` would have baton run the command outside the walls. Every git command
+baton runs in a worktree goes through :class:`WorktreeGit`, which names ``GIT_DIR`` (the admin dir),
+``GIT_COMMON_DIR`` (the cache clone) and ``GIT_WORK_TREE`` in its environment, so git reads neither
+the ``.git`` file nor ``commondir``; the admin dir is found by its name, never through them
+(:mod:`baton.workspace.gitlinks`). :func:`run_git` and the queries here refuse a directory holding a
+``.git`` without ``GIT_DIR``, so new code cannot forget. What git still reads is trustworthy: the
+config and hooks of the common dir are read-only to the agent (the walls), and the admin dir's own
+``config`` and ``config.worktree`` are not read (``config`` is the common dir's; ``config.worktree``
+only with ``extensions.worktreeConfig``, which baton never sets in a cache clone).
+"""
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from baton.errors import BadInput, BatonError, GitError, RemoteError
 from baton.keys import Repo
+from baton.workspace import nofollow
+
+
+def _refuse_worktree(cwd: Path | None, env: Mapping[str, str] | None) -> None:
+    """A bug, not a user's error: git run in a worktree without :class:`WorktreeGit` would discover
+    its git dir from the agent's ``.git`` file."""
+    if (
+        cwd is not None
+        and (env is None or "GIT_DIR" not in env)
+        and os.path.lexists(os.path.join(cwd, ".git"))
+    ):
+        raise RuntimeError(f"git run in {cwd} without GIT_DIR: use the worktree's WorktreeGit")
 
 
 def run_git(
@@ -24,7 +51,8 @@ def run_git(
     stdin: str | None = None,
 ) -> str:
     """Run git (``stdin``: its input); its output stripped (``raw``: as it is); GitError with git's own
-    message on failure."""
+    message on failure. In a worktree: :meth:`WorktreeGit.run`."""
+    _refuse_worktree(cwd, env)
     try:
         if stdin is None:
             out = subprocess.run(
@@ -75,7 +103,57 @@ def redact(text: str) -> str:
     return re.sub(r"(?<=://)[^/@\s']+@", "", text)
 
 
+@dataclass(frozen=True)
+class WorktreeGit:
+    """The git of one key's worktree as baton runs it (see the module's docstring): ``GIT_DIR``,
+    ``GIT_COMMON_DIR`` and ``GIT_WORK_TREE`` named in the environment. Made by
+    :meth:`baton.workspace.workdirs.Workdirs.worktree_git`, which finds and repairs the links."""
+
+    path: Path  # the worktree
+    admin: Path  # its admin dir in the cache clone: cache/worktrees/<name>
+    common: Path  # the cache clone
+
+    def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``base`` (default: this process's environment) with the three git paths set."""
+        paths = {
+            "GIT_DIR": str(self.admin),
+            "GIT_COMMON_DIR": str(self.common),
+            "GIT_WORK_TREE": str(self.path),
+        }
+        return {**(os.environ if base is None else base), **paths}
+
+    def run(
+        self,
+        args: list[str],
+        env: Mapping[str, str] | None = None,
+        raw: bool = False,
+        stdin: str | None = None,
+    ) -> str:
+        """:func:`run_git` in the worktree."""
+        return run_git(args, cwd=self.path, env=self.env(env), raw=raw, stdin=stdin)
+
+    def call(
+        self, args: list[str], env: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> subprocess.CompletedProcess[Any]:
+        """``subprocess.run`` of git in the worktree, output captured, for the callers that read its
+        exit code or bytes themselves (``kwargs``: ``input``, ``text``, ...)."""
+        if "input" not in kwargs:
+            kwargs["stdin"] = subprocess.DEVNULL
+        return subprocess.run(["git", *args], cwd=self.path, env=self.env(env), capture_output=True, **kwargs)
+
+    def commit_of(self, rev: str) -> str | None:
+        """The commit ``rev`` names in the worktree (``HEAD``: its checked-out commit), or None."""
+        out = self.call(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], text=True)
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    def head(self) -> str | None:
+        """The worktree's HEAD file, read without git and without following a link; None if unreadable."""
+        text = nofollow.read_text(self.admin / "HEAD")
+        return None if text is None else text.strip()
+
+
 def ref_exists(repo: Path, ref: str) -> bool:
+    _refuse_worktree(repo, None)
     out = subprocess.run(
         ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
         cwd=repo,
@@ -93,10 +171,10 @@ def ref_exists(repo: Path, ref: str) -> bool:
 _UNTRACKED_CACHE = ["-c", "core.untrackedCache=true", "-c", "status.showUntrackedFiles=all"]
 
 
-def worktree_status(worktree: Path) -> str:
+def worktree_status(wt: WorktreeGit) -> str:
     """``git status`` of everything a checkpoint keeps (porcelain v1, ``-z``, no renames: ``XY path``
     per entry, unstripped); empty when the worktree is clean."""
-    return run_git(
+    return wt.run(
         [
             *_UNTRACKED_CACHE,
             "status",
@@ -106,60 +184,64 @@ def worktree_status(worktree: Path) -> str:
             "--no-renames",
             "--ignore-submodules=all",
         ],
-        cwd=worktree,
         raw=True,
     )
 
 
-def worktree_tree(worktree: Path, env: dict[str, str], status: str | None = None) -> str:
+def worktree_tree(wt: WorktreeGit, env: dict[str, str], status: str | None = None) -> str:
     """The tree of the worktree as it is — tracked and untracked files, .gitignore respected — staged
     into a copy of its own index (so only changed files are re-hashed, and its index is untouched).
 
     ``status``: the worktree's :func:`worktree_status`, just taken; then only the paths it names are
     staged (``git add -A`` would scan every directory for untracked files again: 2,133 files, 5 changed,
     ~8 ms instead of ~30-70 ms)."""
-    gitdir = Path((worktree / ".git").read_text().removeprefix("gitdir:").strip())
     with tempfile.TemporaryDirectory(prefix="baton-index-") as tmp:
         index = Path(tmp) / "index"
         idx_env = {**env, "GIT_INDEX_FILE": str(index)}
-        if (gitdir / "index").is_file():
-            shutil.copyfile(gitdir / "index", index)
-        else:
-            run_git(["read-tree", "HEAD"], cwd=worktree, env=idx_env)
+        try:  # the index is the agent's to write: never read through a link
+            index.write_bytes(nofollow.read_regular(wt.admin / "index"))
+        except OSError:
+            wt.run(["read-tree", "HEAD"], env=idx_env)
         if status is None:
-            run_git(["add", "-A", "."], cwd=worktree, env=idx_env)
+            wt.run(["add", "-A", "."], env=idx_env)
         elif status:  # porcelain v1 -z without renames: "XY path" per entry ("dir/": a repository in it)
             paths = "".join(entry[3:].removesuffix("/") + "\0" for entry in status.split("\0") if entry)
             update = ["update-index", "--add", "--remove", "-z", "--stdin"]
             try:
-                run_git(update, cwd=worktree, env=idx_env, stdin=paths)
+                wt.run(update, env=idx_env, stdin=paths)
             except GitError:  # a path update-index will not take: let git add judge them all
-                run_git(["add", "-A", "."], cwd=worktree, env=idx_env)
-        return run_git(["write-tree"], cwd=worktree, env=idx_env)
+                wt.run(["add", "-A", "."], env=idx_env)
+        return wt.run(["write-tree"], env=idx_env)
 
 
-def checkout_changes(worktree: Path, old: str, new: str) -> None:
+def directory_tree(cache: Path, directory: Path, start: str, env: Mapping[str, str]) -> str:
+    """The tree of ``directory``'s files (.gitignore respected) on top of commit ``start``, staged into
+    a fresh index with the cache clone itself as the git dir: for a worktree whose links to its admin
+    dir are lost, so that nothing the agent wrote is taken for a git dir (every file is hashed)."""
+    with tempfile.TemporaryDirectory(prefix="baton-index-") as tmp:
+        paths = {"GIT_DIR": str(cache), "GIT_WORK_TREE": str(directory), "GIT_INDEX_FILE": f"{tmp}/index"}
+        git_env = {**env, **paths}
+        run_git(["read-tree", start], cwd=directory, env=git_env)
+        run_git(["add", "-A", "."], cwd=directory, env=git_env)
+        return run_git(["write-tree"], cwd=directory, env=git_env)
+
+
+def checkout_changes(wt: WorktreeGit, old: str, new: str) -> None:
     """Write into the worktree the files that differ between commits ``old`` and ``new`` as ``new`` has
     them (removing those ``new`` lacks); nothing else is read or written, the index is left alone. For a
-    worktree known to hold ``old``'s files, far cheaper than restoring every path of ``new``."""
-    fields = run_git(
-        ["diff-tree", "-r", "-z", "--no-renames", "--name-status", old, new], cwd=worktree, raw=True
-    )
+    worktree known to hold ``old``'s files, far cheaper than restoring every path of ``new``. A file is
+    deleted only beneath the worktree: never through a directory the agent replaced by a link."""
+    fields = wt.run(["diff-tree", "-r", "-z", "--no-renames", "--name-status", old, new], raw=True)
     changes = list(zip(fields.split("\0")[0::2], fields.split("\0")[1::2], strict=False))
     for status, rel in changes:
-        target = worktree / rel
-        if status == "D" and (target.is_symlink() or target.is_file()):
-            target.unlink()
-            parent = target.parent
-            while parent != worktree and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
+        if status == "D" and rel:
+            nofollow.remove_beneath(wt.path, rel)
     wanted = [rel for status, rel in changes if status != "D" and rel]
     if not wanted:
         return
     with tempfile.TemporaryDirectory(prefix="baton-paths-") as tmp:
         (Path(tmp) / "paths").write_bytes(b"".join(rel.encode() + b"\0" for rel in wanted))
-        run_git(
+        wt.run(
             [
                 "restore",
                 f"--source={new}",
@@ -168,7 +250,6 @@ def checkout_changes(worktree: Path, old: str, new: str) -> None:
                 f"{tmp}/paths",
                 "--pathspec-file-nul",
             ],
-            cwd=worktree,
             env={**os.environ, "GIT_LITERAL_PATHSPECS": "1"},
         )
 
@@ -183,7 +264,9 @@ def is_ancestor(repo: Path, commit: str, of: str) -> bool:
 
 
 def commit_of(repo: Path, rev: str) -> str | None:
-    """The commit ``rev`` names in ``repo``, or None when it names none."""
+    """The commit ``rev`` names in ``repo`` (a cache clone; a worktree: :meth:`WorktreeGit.commit_of`),
+    or None when it names none."""
+    _refuse_worktree(repo, None)
     out = subprocess.run(
         ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
         cwd=repo,
@@ -239,6 +322,7 @@ def missing_commits(repo: Path, commits: list[str]) -> list[str]:
     """The commits of ``commits`` that ``repo`` lacks (one git process)."""
     if not commits:
         return []
+    _refuse_worktree(repo, None)
     out = subprocess.run(
         ["git", "cat-file", "--batch-check=%(objectname) %(objecttype)"],
         cwd=repo,

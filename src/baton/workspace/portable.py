@@ -133,7 +133,8 @@ def worktree_from_store(
     record, note = _record(store, key, branch) if known else (None, None)
     cache = workdirs.cache_path(key.repo)
     if record is None or record.commit_sha == workdirs.read_ref(cache, workdirs.shared_ref(key)):
-        return workdirs.prepare_worktree(key, branch, base), note
+        made = workdirs.prepare_worktree(key, branch, base)
+        return made, _joined(made.note, note)
     try:
         return _take_over(store, workdirs, key, branch, base, record)
     except (BatonError, OSError, ValueError) as exc:
@@ -143,8 +144,15 @@ def worktree_from_store(
         source = "this machine's worktree" if not made.built else f"branch {branch!r} or the base"
         return (
             made,
-            f"the store's checkpoint {record.commit_sha[:12]} is unusable ({exc}); went on from {source}",
+            _joined(
+                made.note,
+                f"the store's checkpoint {record.commit_sha[:12]} is unusable ({exc}); went on from {source}",
+            ),
         )
+
+
+def _joined(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
 
 
 def _record(store: CheckpointStore, key: Key, branch: str) -> tuple[CheckpointRecord | None, str | None]:
@@ -169,20 +177,22 @@ def _take_over(
     cache = workdirs.ensure_cache(key.repo, key.agent, fetch=False)
     fetch_commit(store, workdirs, key, record, cache)
     tip = branch_sha(cache, record)
+    salvaged = workdirs.salvage_broken(key, branch)  # its files the local checkpoint: kept below if at risk
     kept, since = _keep_local_work(workdirs, key, branch, record, shared)
     _point_refs(workdirs, key, branch, record.commit_sha, tip)
-    path = workdirs.worktree_path(key)
-    made = Worktree(path, built=False)
+    made = Worktree(workdirs.worktree_path(key), built=False)
     try:
-        if (path / ".git").is_file():
+        if workdirs.worktree_git(key) is not None:
             workdirs.catch_up(key, branch, since)
     except (GitError, OSError):  # the refs moved already: a half-synced worktree must not be shared
         workdirs.remove_worktree_dir(key)  # (what it held is archived, or is the shared ref's commit)
-    if not (path / ".git").is_file():
+    if workdirs.worktree_git(key) is None:
         made = workdirs.prepare_worktree(key, branch, base, fetch=False)
     _mark_shared(workdirs, key, record.commit_sha)
     note = f"the worktree was brought to the store's checkpoint {record.commit_sha[:12]} (another machine's)"
-    return made, note + (f"; the older work here is kept at {kept}" if kept else "")
+    return made, _joined(
+        salvaged, note + (f"; the older work here is kept at {kept}" if kept else "")
+    ) or note
 
 
 def fetch_commit(
@@ -233,11 +243,11 @@ def _keep_local_work(
     Returns the archive's ref (None: nothing at risk) and, for a worktree with nothing at risk, its HEAD
     and state (its checkpoint commit, or HEAD when clean), from which it can be synced cheaply."""
     cache = workdirs.cache_path(key.repo)
-    path = workdirs.worktree_path(key)
+    wt = workdirs.worktree_git(key)
     since = None
-    if (path / ".git").is_file():
-        head = commit_of(path, "HEAD")
-        state = workdirs.checkpoint(key, path) or head
+    if wt is not None:
+        head = wt.commit_of("HEAD")
+        state = workdirs.checkpoint(key) or head
         mine = [state]
         since = (head, state) if head and state else None
     else:

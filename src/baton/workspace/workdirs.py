@@ -6,6 +6,9 @@
 - Worktree: ``worktrees/<agent>/<slug>/<thread>`` on ``baton/<agent>/<thread>``. The path never
   changes, because agents key their transcripts by directory. An existing worktree is reused as is
   (no fetch: the fast path); a lost one is rebuilt on its branch and its last checkpoint re-applied.
+  baton's git there never follows the agent-writable ``.git`` file or ``commondir``: it runs through
+  :meth:`Workdirs.worktree_git` (:mod:`baton.workspace.gitlinks`), and a worktree whose admin dir is
+  lost is checkpointed from the cache clone itself and rebuilt (:meth:`Workdirs.prepare_worktree`).
 - Checkpoint: the worktree's uncommitted state (tracked and untracked, respecting .gitignore) as a
   commit on top of HEAD, under ``refs/baton/checkpoints/<agent>/<thread>`` in the cache, built with a
   throw-away index so the worktree's own index is untouched.
@@ -21,7 +24,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -31,9 +37,12 @@ from baton.errors import BadInput, GitError
 from baton.files import atomic_write_text
 from baton.keys import Key, Repo
 from baton.settings import Settings
+from baton.workspace import gitlinks, nofollow
 from baton.workspace.gitcmd import (
+    WorktreeGit,
     checkout_changes,
     commit_of,
+    directory_tree,
     ref_exists,
     remote_error,
     run_git,
@@ -41,6 +50,9 @@ from baton.workspace.gitcmd import (
     worktree_tree,
 )
 from baton.workspace.locks import file_lock
+
+log = logging.getLogger("baton.workspace")
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 # run_git moved to baton.workspace.gitcmd; still exported here for the callers that import it from this module
 __all__ = ["ASKPASS", "Workdirs", "Worktree", "branch_for", "disk_usage", "remove_empty_parents", "run_git"]
@@ -66,6 +78,7 @@ class Worktree:
     built: bool  # the worktree directory was (re)built by this call (False: it existed and was reused)
     new_branch: str | None = None  # the branch this call created; None when the branch already existed
     start: str | None = None  # the commit that new branch was created at
+    note: str | None = None  # what the run should be told (a broken worktree salvaged and rebuilt)
 
 
 @dataclass
@@ -164,30 +177,84 @@ class Workdirs:
         """The key's worktree at its stable path on ``branch``: reused when it exists, else (re)built —
         on the branch if it exists (with its last checkpoint re-applied), else on a new branch from
         ``base``. The result says what this call made, so :meth:`discard_new_worktree` can undo it.
-        ``fetch=False``: the caller has just fetched the cache."""
+        ``fetch=False``: the caller has just fetched the cache. A worktree whose admin dir is lost
+        (broken) is first checkpointed from the cache clone itself, then rebuilt (``note`` says so)."""
         path = self.worktree_path(key)
-        if (path / ".git").is_file():
+        wt = self.worktree_git(key)
+        if wt is not None:
+            gitlinks.ensure_head(wt, branch)
             return Worktree(path, built=False)
         cache = self.ensure_cache(key.repo, key.agent, fetch=fetch)
         env = self._env(key.agent)
         with file_lock(self.home, f"repo:{key.repo.slug}"):
-            run_git(["worktree", "prune"], cwd=cache)
+            note = self._salvage(key, cache, branch, env)
             if path.exists():
-                shutil.rmtree(path)  # a half-made directory without .git: nothing of value in it
+                shutil.rmtree(path)  # a half-made directory without .git, or salvaged just now
+            run_git(["worktree", "prune"], cwd=cache)
+            gitlinks.drop(cache, key)  # a stale one would claim the branch
             path.parent.mkdir(parents=True, exist_ok=True)
-            if ref_exists(cache, f"refs/heads/{branch}"):
-                run_git(["worktree", "add", "--quiet", str(path), branch], cwd=cache, env=env)
-                made = Worktree(path, built=True)
-            else:
-                start = run_git(["rev-parse", f"{self._resolve_base(cache, base)}^{{commit}}"], cwd=cache)
-                run_git(
-                    ["worktree", "add", "--quiet", "--no-track", "-b", branch, str(path), start],
-                    cwd=cache,
-                    env=env,
-                )
-                made = Worktree(path, built=True, new_branch=branch, start=start)
-            self._restore_checkpoint(key, cache, path)
-        return made
+            before = gitlinks.names(cache)
+            made = self._add_worktree(cache, path, branch, base, env)
+            self._restore_checkpoint(key, gitlinks.claim(cache, before, path, key))
+        return dataclasses.replace(made, note=note)
+
+    def _add_worktree(
+        self, cache: Path, path: Path, branch: str, base: str | None, env: dict[str, str]
+    ) -> Worktree:
+        if ref_exists(cache, f"refs/heads/{branch}"):
+            run_git(["worktree", "add", "--quiet", str(path), branch], cwd=cache, env=env)
+            return Worktree(path, built=True)
+        start = run_git(["rev-parse", f"{self._resolve_base(cache, base)}^{{commit}}"], cwd=cache)
+        run_git(
+            ["worktree", "add", "--quiet", "--no-track", "-b", branch, str(path), start], cwd=cache, env=env
+        )
+        return Worktree(path, built=True, new_branch=branch, start=start)
+
+    def worktree_git(self, key: Key) -> WorktreeGit | None:
+        """The git of the key's worktree, its links to its admin dir repaired (see
+        :mod:`baton.workspace.gitlinks`); None when there is no worktree or it is broken (no admin dir
+        of its own). The only way baton runs git in a worktree. Not to be called holding the repo's lock."""
+        path, cache = self.worktree_path(key), self.cache_path(key.repo)
+        if not gitlinks.is_real_dir(path):
+            return None
+        admin = gitlinks.find(cache, key)
+        if admin is None and gitlinks.names(cache):
+            with file_lock(self.home, f"repo:{key.repo.slug}"):
+                admin = gitlinks.adopt(cache, path, key)
+        return None if admin is None else gitlinks.repair(WorktreeGit(path, admin, cache))
+
+    def salvage_broken(self, key: Key, branch: str) -> str | None:
+        """Checkpoint a broken worktree's files on ``branch``'s tip and remove it (:meth:`_salvage`),
+        for a caller about to move the branch; a note for the run, None when it was not broken."""
+        path, cache = self.worktree_path(key), self.cache_path(key.repo)
+        if not path.exists() or self.worktree_git(key) is not None:
+            return None
+        with file_lock(self.home, f"repo:{key.repo.slug}"):
+            note = self._salvage(key, cache, branch, self._env(key.agent))
+            shutil.rmtree(path)
+            run_git(["worktree", "prune"], cwd=cache)
+            gitlinks.drop(cache, key)
+        return note
+
+    def _salvage(self, key: Key, cache: Path, branch: str, env: dict[str, str]) -> str | None:
+        """A broken worktree (a ``.git`` but no admin dir of its own) about to be rebuilt: its files become
+        the key's checkpoint on the branch's tip, staged against the cache clone itself (nothing the agent
+        wrote is taken for a git dir), so the rebuild restores them. A note for the run; None otherwise."""
+        path = self.worktree_path(key)
+        tip = commit_of(cache, f"refs/heads/{branch}")
+        if not os.path.lexists(path / ".git") or tip is None:
+            return None
+        tree = directory_tree(cache, path, tip, env)
+        ref = self.checkpoint_ref(key)
+        if tree == run_git(["rev-parse", f"{tip}^{{tree}}"], cwd=cache):
+            if commit_of(cache, ref) is not None:
+                run_git(["update-ref", "-d", ref], cwd=cache)
+        else:
+            message = f"baton checkpoint of {key} (a broken worktree)"
+            commit = run_git(["commit-tree", tree, "-p", tip, "-m", message], cwd=cache, env=env)
+            run_git(["update-ref", ref, commit], cwd=cache)
+        log.warning("the worktree of %s had lost its git links: its files are checkpointed; rebuilt", key)
+        return f"the worktree had lost its git links (its admin dir): rebuilt on {branch} with its files"
 
     def discard_new_worktree(self, key: Key, made: Worktree) -> None:
         """Undo :meth:`prepare_worktree` when the run finds, after it, that it cannot go on: remove the
@@ -199,6 +266,7 @@ class Workdirs:
         with file_lock(self.home, f"repo:{key.repo.slug}"):
             shutil.rmtree(made.path, ignore_errors=True)
             run_git(["worktree", "prune"], cwd=cache)
+            gitlinks.drop(cache, key)
             if made.new_branch and made.start:
                 ref = f"refs/heads/{made.new_branch}"
                 if commit_of(cache, ref) == made.start:
@@ -213,36 +281,36 @@ class Workdirs:
                 return candidate
         raise BadInput(f"base {base!r} is not a branch, tag or commit of the repository")
 
-    def checkpoint(self, key: Key, worktree: Path) -> str | None:
-        """Record the worktree's uncommitted state; returns the checkpoint commit, or None if clean.
+    def checkpoint(self, key: Key, worktree: Path | None = None) -> str | None:
+        """Record the key's worktree's uncommitted state; returns the checkpoint commit, or None if clean
+        (or there is no usable worktree). ``worktree``: always the key's own (its callers name it).
 
         A clean worktree costs one ``git status`` (which uses the index's stat cache). A dirty one is
         staged into a *copy* of the worktree's own index — stat data included, so only changed files are
         re-hashed — never into the index itself."""
-        if not (worktree / ".git").is_file():
+        wt = self.worktree_git(key)
+        if wt is None:
             return None
-        ref = self.checkpoint_ref(key)
-        status = worktree_status(worktree)
+        ref, cache = self.checkpoint_ref(key), self.cache_path(key.repo)
+        status = worktree_status(wt)
         if not status:
             if self._has_checkpoint(key):
-                run_git(["update-ref", "-d", ref], cwd=worktree)
+                run_git(["update-ref", "-d", ref], cwd=cache)
             return None
         env = self._env(key.agent)
-        tree = worktree_tree(worktree, env, status)
-        previous = self.read_ref(self.cache_path(key.repo), ref)
-        if previous is not None and self._same_checkpoint(worktree, previous, tree):
+        tree = worktree_tree(wt, env, status)
+        previous = self.read_ref(cache, ref)
+        if previous is not None and self._same_checkpoint(wt, previous, tree):
             return previous  # unchanged since: the same commit, so nothing new to share
-        commit = run_git(
-            ["commit-tree", tree, "-p", "HEAD", "-m", f"baton checkpoint of {key}"], cwd=worktree, env=env
-        )
-        run_git(["update-ref", ref, commit], cwd=worktree)
+        commit = wt.run(["commit-tree", tree, "-p", "HEAD", "-m", f"baton checkpoint of {key}"], env=env)
+        run_git(["update-ref", ref, commit], cwd=cache)
         return commit
 
     @staticmethod
-    def _same_checkpoint(worktree: Path, commit: str, tree: str) -> bool:
+    def _same_checkpoint(wt: WorktreeGit, commit: str, tree: str) -> bool:
         """Whether checkpoint ``commit`` already holds ``tree`` on top of the worktree's HEAD."""
         try:
-            found = run_git(["rev-parse", "HEAD", f"{commit}^{{tree}}", f"{commit}^"], cwd=worktree).split()
+            found = wt.run(["rev-parse", "HEAD", f"{commit}^{{tree}}", f"{commit}^"]).split()
         except GitError:
             return False
         return found[1:] == [tree, found[0]]
@@ -253,11 +321,14 @@ class Workdirs:
     @staticmethod
     def read_ref(cache: Path, ref: str) -> str | None:
         """The commit ``ref`` names, without a git process: a loose file, or a line of packed-refs after
-        a gc. None when there is no such ref."""
+        a gc. None when there is no such ref, or it names no commit id. An agent can write the refs of
+        its branches: a link is not followed and a name leaving ``refs/`` is not read."""
         try:
-            return (cache / ref).read_text().strip() or None
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            pass
+            loose = nofollow.read_beneath(cache, ref).decode("ascii", "replace").strip()
+        except OSError:  # none, a directory, a link, or no plain relative name
+            loose = None
+        if loose is not None:
+            return loose if _SHA.fullmatch(loose) else None
         try:
             packed = (cache / "packed-refs").read_text()
         except FileNotFoundError:
@@ -274,54 +345,51 @@ class Workdirs:
 
         ``since``: (HEAD, state) — the worktree is known to be on ``branch`` at that HEAD holding that
         state (its checkpoint commit, or HEAD when clean): then only the files that differ are written."""
-        path = self.worktree_path(key)
+        wt = self.worktree_git(key)
+        if wt is None:
+            raise GitError(f"the worktree of {key} is missing or broken")
         env = self._env(key.agent)
-        tip = commit_of(path, f"refs/heads/{branch}")
+        cache = self.cache_path(key.repo)
+        tip = commit_of(cache, f"refs/heads/{branch}")
         if tip is None:
             raise GitError(f"branch {branch!r} is missing")
-        cache = self.cache_path(key.repo)
         checkpoint = self.read_ref(cache, self.checkpoint_ref(key))
         state = checkpoint if checkpoint and commit_of(cache, f"{checkpoint}^") == tip else tip
-        if since is not None and self._on_branch(path, branch):
+        on_branch = wt.head() == f"ref: refs/heads/{branch}"
+        if since is not None and on_branch:
             if since[0] != tip:
-                run_git(["reset", "--quiet", "--mixed"], cwd=path, env=env)  # the index to the new tip
-            checkout_changes(path, since[1], state)
+                wt.run(["reset", "--quiet", "--mixed"], env=env)  # the index to the new tip
+            checkout_changes(wt, since[1], state)
             return
-        if not self._on_branch(path, branch):
-            run_git(["checkout", "--force", "--quiet", branch], cwd=path, env=env)
-        run_git(["reset", "--hard", "--quiet", "HEAD"], cwd=path, env=env)
-        run_git(["clean", "-d", "--force", "--quiet"], cwd=path, env=env)
+        if not on_branch:
+            wt.run(["checkout", "--force", "--quiet", branch], env=env)
+        wt.run(["reset", "--hard", "--quiet", "HEAD"], env=env)
+        wt.run(["clean", "-d", "--force", "--quiet"], env=env)
         if state != tip:
-            checkout_changes(path, tip, state)
+            checkout_changes(wt, tip, state)
 
-    @staticmethod
-    def _on_branch(worktree: Path, branch: str) -> bool:
-        """Whether the worktree's HEAD is ``branch`` (read from its HEAD file, no git process)."""
-        gitdir = Path((worktree / ".git").read_text().removeprefix("gitdir:").strip())
-        return (gitdir / "HEAD").read_text().strip() == f"ref: refs/heads/{branch}"
-
-    def head_commit(self, key: Key, worktree: Path) -> str | None:
+    def head_commit(self, key: Key, worktree: Path | None = None) -> str | None:
         """The commit the key's worktree has checked out: its HEAD file and the cache's ref, read
-        without a git process when they are plain (git's answer otherwise)."""
-        try:
-            gitdir = Path((worktree / ".git").read_text().removeprefix("gitdir:").strip())
-            head = (gitdir / "HEAD").read_text().strip()
-        except OSError:
+        without a git process when they are plain (git's answer otherwise). ``worktree``: always the
+        key's own."""
+        wt = self.worktree_git(key)
+        head = None if wt is None else wt.head()
+        if wt is None or head is None:
             return None
         if head.startswith("ref: refs/heads/"):
             found = self.read_ref(self.cache_path(key.repo), head.removeprefix("ref: "))
             if found is not None:
                 return found
-        return commit_of(worktree, "HEAD")
+        return wt.commit_of("HEAD")
 
-    def _restore_checkpoint(self, key: Key, cache: Path, worktree: Path) -> None:
+    def _restore_checkpoint(self, key: Key, wt: WorktreeGit) -> None:
         ref = self.checkpoint_ref(key)
-        if not ref_exists(cache, ref):
+        if not ref_exists(wt.common, ref):
             return
-        head = run_git(["rev-parse", "HEAD"], cwd=worktree)
-        if run_git(["rev-parse", f"{ref}^"], cwd=cache) != head:
+        head = wt.run(["rev-parse", "HEAD"])
+        if run_git(["rev-parse", f"{ref}^"], cwd=wt.common) != head:
             return  # the branch moved on since: that checkpoint no longer applies
-        checkout_changes(worktree, head, ref)  # a fresh checkout of HEAD: only what differs
+        checkout_changes(wt, head, ref)  # a fresh checkout of HEAD: only what differs
 
     def remove_worktree(self, key: Key, branch: str | None = None) -> bool:
         """Remove the key's worktree (and ``branch`` and the checkpoint, when a branch is given); True if a
@@ -342,6 +410,7 @@ class Workdirs:
                 shutil.rmtree(path)
             if (cache / "HEAD").is_file():
                 run_git(["worktree", "prune"], cwd=cache)
+                gitlinks.drop(cache, key)  # pruned unless its gitdir was made to name something else
         remove_empty_parents(path.parent, self.home / "worktrees")
         return existed
 

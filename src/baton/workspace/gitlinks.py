@@ -1,0 +1,163 @@
+"""How baton finds a key's worktree's git without trusting anything its agent can write.
+
+git links a linked worktree and its admin dir in the cache clone both ways: the worktree's ``.git``
+file names the admin dir, the admin dir's ``gitdir`` names the worktree and its ``commondir`` the cache
+clone. An agent may write all three (its worktree and its admin dir are inside its walls), so baton
+reads none of them to decide where git looks (:class:`~baton.workspace.gitcmd.WorktreeGit`).
+
+**The admin dir has the key's name.** git names it after the worktree's directory (the thread, with a
+number when two agents share a thread); right after ``git worktree add`` — under the repo's lock,
+before any agent ran there — baton renames it to :func:`admin_name` (``<agent>+<thread>``) and points
+the ``.git`` file at it (:func:`claim`). The name is a function of the key, so nothing needs recording:
+no other key's admin dir can have it (an agent cannot create or rename entries of ``worktrees/``, only
+write inside its own admin dir), and git never makes a name with ``+`` (a thread has none). A stale dir
+of that name is the same key's. Chosen over scanning ``worktrees/*/gitdir`` for the one that points
+back at the worktree, which another agent can forge (its own ``gitdir`` may name any path), and over a
+record beside the cache, which goes stale when git prunes an admin dir and reuses its name.
+
+**Worktrees made before** have a git-chosen name: the one admin dir without ``+`` whose ``gitdir``
+points back at the worktree is renamed once (:func:`adopt`); none or more than one (a forged claim),
+and the worktree is treated as broken.
+
+**Repairs** (:func:`repair`, every time baton resolves the links): the ``.git`` file, ``gitdir`` and
+``commondir`` rewritten when they say anything else (the agent's own git, and the walls built for its
+next run, read them); links, FIFOs, sockets and devices in the admin dir removed (git appends to
+``logs/HEAD`` and locks ``index`` through a link, which would write wherever it points); a ``HEAD``
+that names no commit or branch pointed at the key's branch (:func:`ensure_head`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+from baton.errors import GitError
+from baton.files import atomic_write_text
+from baton.keys import Key
+from baton.workspace import nofollow
+from baton.workspace.gitcmd import WorktreeGit
+
+log = logging.getLogger("baton.workspace")
+ADMIN = "worktrees"  # in the cache clone: git's admin dirs of linked worktrees
+_HEAD = re.compile(
+    r"ref: refs/heads/(?!.*(?:\.\.|//|@\{|\.lock(?:/|$)|/\.))[A-Za-z0-9._/@+-]+|[0-9a-f]{40}|[0-9a-f]{64}"
+)
+
+
+def admin_name(key: Key) -> str:
+    """The name of the key's admin dir in its cache clone: ``<agent>+<thread>``."""
+    agent = re.sub(r"[^A-Za-z0-9._-]", "_", key.agent)
+    if agent != key.agent:
+        agent += "-" + hashlib.sha256(key.agent.encode()).hexdigest()[:8]
+    return f"{agent}+{key.thread}"
+
+
+def admin_dir(cache: Path, key: Key) -> Path:
+    return cache / ADMIN / admin_name(key)
+
+
+def names(cache: Path) -> set[str]:
+    """The admin dirs of the cache clone, by name."""
+    try:
+        return set(os.listdir(cache / ADMIN))
+    except FileNotFoundError:
+        return set()
+
+
+def is_real_dir(path: Path) -> bool:
+    """A directory, not a link to one."""
+    return path.is_dir() and not path.is_symlink()
+
+
+def claim(cache: Path, before: set[str], path: Path, key: Key) -> WorktreeGit:
+    """After ``git worktree add`` made the worktree at ``path`` (``before``: the admin dirs until then;
+    the caller holds the repo's lock): give its admin dir the key's name and point ``.git`` at it."""
+    made = names(cache) - before
+    if len(made) != 1:
+        raise GitError(f"git worktree add made {len(made)} admin dirs in {cache / ADMIN}, not one")
+    target = admin_dir(cache, key)
+    if target.exists() or target.is_symlink():
+        drop(cache, key)
+    os.rename(cache / ADMIN / made.pop(), target)
+    return repair(WorktreeGit(path, target, cache))
+
+
+def drop(cache: Path, key: Key) -> None:
+    """Remove the key's admin dir (a stale one: its worktree is gone), so it claims no branch."""
+    target = admin_dir(cache, key)
+    if target.is_symlink():
+        target.unlink()
+    elif target.exists():
+        shutil.rmtree(target)
+
+
+def find(cache: Path, key: Key) -> Path | None:
+    """The key's admin dir when it exists (its name is the key's: see the module's docstring)."""
+    target = admin_dir(cache, key)
+    return target if is_real_dir(target) else None
+
+
+def adopt(cache: Path, path: Path, key: Key) -> Path | None:
+    """A worktree made before admin dirs had the key's name: the one git-named admin dir whose
+    ``gitdir`` points back at ``path``, renamed to the key's name (the caller holds the repo's lock);
+    None when there is none, or more than one (one is forged)."""
+    if find(cache, key) is not None:
+        return admin_dir(cache, key)
+    want = str(path.resolve() / ".git")
+    found = [
+        cache / ADMIN / name
+        for name in sorted(names(cache))
+        if "+" not in name
+        and is_real_dir(cache / ADMIN / name)
+        and (nofollow.read_text(cache / ADMIN / name / "gitdir") or "").strip() == want
+    ]
+    if len(found) != 1:
+        if found:
+            log.warning("%d admin dirs claim the worktree %s: none is trusted", len(found), path)
+        return None
+    target = admin_dir(cache, key)
+    os.rename(found[0], target)
+    log.info("renamed the admin dir of worktree %s to %s", path, target.name)
+    return target
+
+
+def repair(wt: WorktreeGit) -> WorktreeGit:
+    """Make the links between the worktree and its admin dir what baton made them, and remove what no
+    git dir holds (see the module's docstring); logged when anything was changed."""
+    fixed = [f"{name} (not a file or directory)" for name in nofollow.scrub(wt.admin)]
+    wanted = {
+        wt.path / ".git": f"gitdir: {wt.admin}\n",
+        wt.admin / "gitdir": f"{wt.path.resolve() / '.git'}\n",
+        wt.admin / "commondir": "../..\n",
+    }
+    for path, text in wanted.items():
+        if nofollow.read_text(path) != text:
+            _put(path, text)
+            fixed.append(str(path))
+    if fixed:
+        log.warning("repaired the git links of worktree %s: %s", wt.path, ", ".join(fixed))
+    return wt
+
+
+def ensure_head(wt: WorktreeGit, branch: str) -> bool:
+    """Point a HEAD that names no branch and no commit (missing, a link, garbage) at ``branch``;
+    True when it was rewritten. A HEAD on another branch or detached is the agent's choice: kept."""
+    head = wt.head()
+    if head is not None and _HEAD.fullmatch(head):
+        return False
+    _put(wt.admin / "HEAD", f"ref: refs/heads/{branch}\n")
+    log.warning(
+        "the HEAD of worktree %s was unusable (%r): pointed at %s", wt.path, (head or "")[:80], branch
+    )
+    return True
+
+
+def _put(path: Path, text: str) -> None:
+    """Write ``path`` atomically, whatever is there now (a directory the agent made is removed)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    atomic_write_text(path, text)
