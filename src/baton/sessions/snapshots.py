@@ -7,23 +7,30 @@ the turn appended. Only the latest snapshot of a key is kept; blobs no snapshot 
 the store. Hydration writes the files back atomically (a temporary file of its own, then a rename)
 and never overwrites a local file that is already longer — unless the runner found it damaged
 (:func:`baton.runner.decide.ensure_local`).
+
+The agent home is the agent's to write, so neither way follows a link (:mod:`baton.workspace.nofollow`):
+a transcript replaced by a link to ``baton.db``, a private key or another key's transcript is left out
+of the snapshot (a warning in the log), and hydration does not write through a directory replaced by
+one (an error: the runner goes on as for an unusable snapshot).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import zlib
 from pathlib import Path
 
 from baton.agents.base import Agent
 from baton.errors import StoreError
-from baton.files import atomic_write_bytes
 from baton.keys import Key
 from baton.models import Fence, Snapshot
 from baton.store.base import BlobStore, SnapshotStore
+from baton.workspace import nofollow
 
 CHUNK = 256 * 1024
+log = logging.getLogger("baton.sessions")
 
 
 def chunks(data: bytes) -> list[bytes]:
@@ -53,7 +60,9 @@ def take_snapshot(
     files: dict[str, list[str]] = {}
     total = 0
     for path in agent.transcript_files(session_id):
-        data = path.read_bytes()
+        data = _read_transcript(agent, key, path)
+        if data is None:
+            continue
         digests = []
         for chunk in chunks(data):
             digest = hashlib.sha256(chunk).hexdigest()
@@ -68,6 +77,16 @@ def take_snapshot(
     snapshot = Snapshot(key.agent, key.repo.slug, key.thread, session_id, files, total, time.time())
     store.save_snapshot(snapshot, fence=fence)
     return snapshot
+
+
+def _read_transcript(agent: Agent, key: Key, path: Path) -> bytes | None:
+    """A transcript file's bytes, read below the agent home without following a link; None (logged)
+    for one that is a link, below one, not a regular file or outside the home."""
+    try:
+        return nofollow.read_beneath(agent.home, path.relative_to(agent.home))
+    except (OSError, ValueError) as exc:
+        log.warning("snapshot of %s: %s is left out (%s)", key, path, exc)
+        return None
 
 
 def _read_chunk(store: BlobStore, key: Key, digest: str) -> bytes:
@@ -92,17 +111,14 @@ def hydrate(
     snapshot = store.get_snapshot(key.agent, key.repo.slug, key.thread)
     if snapshot is None or snapshot.agent_session_id != session_id:
         return None
-    home = agent.home.resolve()
     for rel, digests in snapshot.files.items():
-        target = (home / rel).resolve()
-        if home not in target.parents:
-            raise StoreError(f"snapshot of {key} names a path outside the agent home: {rel!r}")
+        try:
+            nofollow.parts_of(rel)
+        except nofollow.Unsafe:
+            raise StoreError(f"snapshot of {key} names a path outside the agent home: {rel!r}") from None
         data = b"".join(
             _read_chunk(store, key, d) for d in ([digests] if isinstance(digests, str) else digests)
         )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not overwrite and target.exists() and target.stat().st_size >= len(data):
-            continue
-        atomic_write_bytes(target, data)
+        nofollow.write_beneath(agent.home, rel, data, keep_longer=not overwrite)  # Unsafe: a link in the way
     agent.after_hydrate(session_id, cwd)
     return snapshot

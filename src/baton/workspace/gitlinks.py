@@ -83,7 +83,8 @@ def claim(cache: Path, before: set[str], path: Path, key: Key) -> WorktreeGit:
     if target.exists() or target.is_symlink():
         drop(cache, key)
     os.rename(cache / ADMIN / made.pop(), target)
-    return repair(WorktreeGit(path, target, cache))
+    _put(path / ".git", f"gitdir: {target}\n")
+    return WorktreeGit(path, target, cache)
 
 
 def drop(cache: Path, key: Key) -> None:

@@ -30,6 +30,11 @@ of such a key moves them in (:func:`adopt_legacy`: copy, make them resumable wit
 nothing is lost and the runner's usual path applies (hydrate from the store's snapshot, else recover).
 A fork of another key's conversation gets a copy of it (:func:`copy_conversation`) from that key's
 home, else from the base home; the runner hydrates from the source's snapshot when neither has it.
+
+**Never through a link.** A key's home is its agent's to write: every copy here reads and writes
+below a home with :mod:`baton.workspace.nofollow`, so a transcript replaced by a link to
+``baton.db`` or another key's file is not copied (a log line says so), and a directory replaced by a
+link to elsewhere is not where baton writes.
 """
 
 from __future__ import annotations
@@ -39,7 +44,6 @@ import logging
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +54,7 @@ from baton.errors import AgentError, BatonError
 from baton.keys import Key, key_of
 from baton.models import SessionRecord
 from baton.settings import Settings
+from baton.workspace import nofollow
 from baton.workspace.workdirs import remove_empty_parents
 
 log = logging.getLogger("baton.keyspace")
@@ -143,41 +148,32 @@ def prepare_space(settings: Settings, key: Key, agent: Agent) -> bool:
 
 def seed_home(base: Path, home: Path, files: tuple[str, ...]) -> list[str]:
     """Copy each of ``files`` (relative paths) from ``base`` to ``home`` where it is missing or older
-    than the base's (mode and time kept, so an unchanged base is not copied again); the ones copied."""
+    than the base's (mode and time kept, so an unchanged base is not copied again); the ones copied.
+    The key's home is its agent's: nothing is written through a link there (that file is skipped)."""
     copied = []
     for rel in files:
-        source, target = base / rel, home / rel
         try:
-            st = source.stat()
+            st = (base / rel).stat()
         except OSError:
             continue  # the operator has none: the adapter's prepare_home makes what it needs
-        if not stat.S_ISREG(st.st_mode) or _mtime(target) >= st.st_mtime_ns:
+        if not stat.S_ISREG(st.st_mode) or _mtime(home / rel) >= st.st_mtime_ns:
             continue
-        copy_file(source, target)
+        try:
+            nofollow.copy_beneath(base, rel, home, rel)
+        except nofollow.Unsafe as exc:
+            log.warning("%s is not copied into %s: %s", rel, home, exc)
+            continue
         copied.append(rel)
     return copied
 
 
 def _mtime(path: Path) -> int:
+    """The modification time of regular file ``path``; -1 for none (or a link: replaced)."""
     try:
-        return path.stat().st_mtime_ns
+        st = os.lstat(path)
     except OSError:
         return -1
-
-
-def copy_file(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target`` with its mode and times, atomically (a temporary file of its own
-    beside the target, then a rename): a reader never sees half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".baton-tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        shutil.copy2(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    return st.st_mtime_ns if stat.S_ISREG(st.st_mode) else -1
 
 
 def _empty(directory: Path) -> None:
@@ -272,20 +268,28 @@ def _move_in(base: Agent, agent: Agent, files: list[Path], session_id: str, cwd:
 
 def copy_into(source_home: Path, home: Path, files: list[Path]) -> list[Path]:
     """Copy ``files`` (inside ``source_home``) to the same relative paths in ``home``, unless a copy at
-    least as long is there already; the copies made. On an error the copies made so far are removed."""
+    least as long is there already; the copies made. On an error the copies made so far are removed.
+    Both homes are agents' to write: a file that is a link, or below one, on either side is not
+    copied (logged)."""
     copies: list[Path] = []
     try:
         for path in files:
-            target = home / path.relative_to(source_home)
-            if target.exists() and target.stat().st_size >= path.stat().st_size:
-                continue
-            copy_file(path, target)
-            copies.append(target)
+            rel = path.relative_to(source_home)
+            if _copy_one(source_home, home, rel):
+                copies.append(home / rel)
     except BaseException:
         for made in copies:
             made.unlink(missing_ok=True)
         raise
     return copies
+
+
+def _copy_one(source_home: Path, home: Path, rel: Path) -> bool:
+    try:
+        return nofollow.copy_beneath(source_home, rel, home, rel, keep_longer=True)
+    except nofollow.Unsafe as exc:
+        log.warning("%s is not copied from %s: %s", rel, source_home, exc)
+        return False
 
 
 def copy_conversation(settings: Settings, source: Key, agent: Agent, session_id: str, cwd: Path) -> bool:

@@ -40,7 +40,10 @@ def parts_of(rel: Path | str) -> list[str]:
 @contextlib.contextmanager
 def directory(root: Path, parts: list[str], create: bool = False) -> Iterator[int]:
     """A descriptor of ``root/parts...``, every component below ``root`` opened without following a
-    link (``create``: made, 0o700, when missing). :class:`Unsafe` when one is a link or no directory."""
+    link (``create``: made, 0o700, when missing, ``root`` too). :class:`Unsafe` when one is a link or
+    no directory."""
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root, _DIR)
     try:
         for part in parts:
@@ -63,6 +66,10 @@ def directory(root: Path, parts: list[str], create: bool = False) -> Iterator[in
 def read_regular(name: str | Path, dir_fd: int | None = None) -> bytes:
     """The bytes of regular file ``name`` (relative to ``dir_fd`` when given), not through a link:
     :class:`Unsafe` for a link or anything else that is not a regular file."""
+    return _read(name, dir_fd)[0]
+
+
+def _read(name: str | Path, dir_fd: int | None) -> tuple[bytes, os.stat_result]:
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as exc:
@@ -70,9 +77,10 @@ def read_regular(name: str | Path, dir_fd: int | None = None) -> bytes:
             raise Unsafe(exc.errno, "a symbolic link", str(name)) from exc
         raise
     with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise Unsafe(errno.EINVAL, "not a regular file", str(name))
-        return file.read()
+        return file.read(), st
 
 
 def read_text(path: Path) -> str | None:
@@ -137,16 +145,17 @@ def _size(name: str, dir_fd: int) -> int:
     return st.st_size if stat.S_ISREG(st.st_mode) else -1
 
 
-def copy_beneath(source_root: Path, rel: Path | str, target_root: Path, target_rel: Path | str) -> bool:
+def copy_beneath(
+    source_root: Path, rel: Path | str, target_root: Path, target_rel: Path | str, keep_longer: bool = False
+) -> bool:
     """Copy regular file ``source_root/rel`` to ``target_root/target_rel`` with its mode and times,
-    neither side followed below its root (:class:`Unsafe`); unless a file at least as long is there.
-    True when copied."""
+    atomically, neither side followed below its root (:class:`Unsafe`); ``keep_longer``: not over a
+    file at least as long. True when copied."""
     parts = parts_of(rel)
     with directory(source_root, parts[:-1]) as fd:
-        data = read_regular(parts[-1], dir_fd=fd)
-        st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        data, st = _read(parts[-1], fd)
     times = (st.st_atime, st.st_mtime)
-    return write_beneath(target_root, target_rel, data, st.st_mode, times, keep_longer=True)
+    return write_beneath(target_root, target_rel, data, st.st_mode, times, keep_longer)
 
 
 def remove_beneath(root: Path, rel: Path | str) -> bool:
