@@ -17,10 +17,10 @@ import pytest
 from baton.agents import AGENTS, Agent, get_agent
 from baton.keys import Key, make_key
 from baton.models import Outcome
-from baton.sessions.snapshots import hydrate, take_snapshot
+from baton.sessions.snapshots import take_snapshot
 from baton.settings import Settings
 from baton.store import SQLStore, Store
-from baton.workspace import gitlinks, keyspace, nofollow
+from baton.workspace import gitlinks, keyspace
 from baton.workspace.gitcmd import WorktreeGit, checkout_changes, commit_of, run_git
 from baton.workspace.keyspace import key_home
 from baton.workspace.workdirs import Workdirs, branch_for
@@ -272,20 +272,6 @@ def test_a_transcript_replaced_by_a_link_is_not_copied_into_the_snapshot(
     assert snapshot is not None
     assert list(snapshot.files) == [str(real.relative_to(agent.home))]
     assert isinstance(store, SQLStore) and store.get_blob(hashlib.sha256(canary).hexdigest()) is None
-
-
-def test_hydration_never_writes_through_a_linked_directory(
-    store: Store, agent: Agent, key: Key, tmp_path: Path
-) -> None:
-    _transcript(agent.home, "-w-a", b'{"type":"user"}\n')
-    assert take_snapshot(store, agent, key, SID) is not None
-    shutil.rmtree(agent.home / "projects")
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (agent.home / "projects").symlink_to(outside)
-    with pytest.raises(nofollow.Unsafe):
-        hydrate(store, agent, key, SID, tmp_path)
-    assert not any(outside.rglob("*"))
 
 
 def test_copies_between_key_homes_skip_links(settings: Settings, tmp_path: Path, canary: bytes) -> None:

@@ -11,7 +11,7 @@ and never overwrites a local file that is already longer — unless the runner f
 The agent home is the agent's to write, so neither way follows a link (:mod:`baton.workspace.nofollow`):
 a transcript replaced by a link to ``baton.db``, a private key or another key's transcript is left out
 of the snapshot (a warning in the log), and hydration does not write through a directory replaced by
-one (an error: the runner goes on as for an unusable snapshot).
+one (a :class:`~baton.errors.StoreError`: the runner goes on as for an unusable snapshot).
 """
 
 from __future__ import annotations
@@ -119,6 +119,11 @@ def hydrate(
         data = b"".join(
             _read_chunk(store, key, d) for d in ([digests] if isinstance(digests, str) else digests)
         )
-        nofollow.write_beneath(agent.home, rel, data, keep_longer=not overwrite)  # Unsafe: a link in the way
+        try:
+            nofollow.write_beneath(agent.home, rel, data, keep_longer=not overwrite)
+        except nofollow.Unsafe as exc:
+            raise StoreError(
+                f"snapshot of {key} names a path outside the agent home: {rel!r} ({exc})"
+            ) from exc
     agent.after_hydrate(session_id, cwd)
     return snapshot

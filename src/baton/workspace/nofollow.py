@@ -104,11 +104,11 @@ def write_beneath(
     rel: Path | str,
     data: bytes,
     mode: int | None = None,
-    times: tuple[float, float] | None = None,
+    times_ns: tuple[int, int] | None = None,
     keep_longer: bool = False,
 ) -> bool:
     """Write ``data`` to ``root/rel`` atomically (a temporary file of its own, then a rename), making
-    its directories, no component below ``root`` followed (:class:`Unsafe`). ``mode`` and ``times``
+    its directories, no component below ``root`` followed (:class:`Unsafe`). ``mode`` and ``times_ns``
     (atime, mtime) are set before the rename. ``keep_longer``: leave a regular file that is at least
     as long alone. True when written."""
     parts = parts_of(rel)
@@ -126,8 +126,8 @@ def write_beneath(
                 file.flush()
                 if mode is not None:
                     os.fchmod(out, stat.S_IMODE(mode))
-                if times is not None:
-                    os.utime(out, times)
+                if times_ns is not None:
+                    os.utime(out, ns=times_ns)
             os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -154,7 +154,7 @@ def copy_beneath(
     parts = parts_of(rel)
     with directory(source_root, parts[:-1]) as fd:
         data, st = _read(parts[-1], fd)
-    times = (st.st_atime, st.st_mtime)
+    times = (st.st_atime_ns, st.st_mtime_ns)
     return write_beneath(target_root, target_rel, data, st.st_mode, times, keep_longer)
 
 
