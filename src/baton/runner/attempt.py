@@ -26,7 +26,7 @@ from baton.runner.landlock import Ruleset
 from baton.runner.process import ProcessResult, run_process
 from baton.runner.prompts import recap, render
 from baton.runner.state import Attempt, Context, Decision, Prepared, Start
-from baton.runner.walls import ruleset
+from baton.runner.walls import GitParts, ruleset
 from baton.sessions.snapshots import take_snapshot
 from baton.store.leases import HOST
 from baton.workspace import keyspace
@@ -220,8 +220,8 @@ def _agent_env(ctx: Context, launch: Launch, record: RunRecord) -> dict[str, str
 
 def _walls(ctx: Context, prepared: Prepared, env: dict[str, str]) -> Ruleset:
     """The kernel ruleset walling this attempt's agent into its key, at the run's access level."""
-    cache = ctx.workdirs.cache_path(ctx.key.repo)
-    git = confine.git_parts(cache, prepared.worktree, prepared.session.branch)
+    found = ctx.workdirs.worktree_git(ctx.key)  # its links to its admin dir repaired first
+    git = GitParts(found.admin, found.common, f"refs/heads/{prepared.session.branch}") if found else None
     spec = confine.walls_for(
         ctx.settings, ctx.agent, ctx.access, prepared.worktree, git, env, ctx.key.repo.url
     )

@@ -9,8 +9,8 @@ do, and the :class:`~baton.runner.walls.Walls` of the key at the run's access le
   through: ``read`` leaves the worktree read-only, ``edit`` makes it writable, ``full`` also makes
   writable what a commit on the key's branch writes in the cache clone.
 - The git parts are baton's own knowledge — the cache clone, the session's branch, the worktree's
-  admin directory checked against its back-pointer — never the agent-writable ``.git`` file or
-  ``HEAD`` alone: an agent that rewrote them must not widen its next walls.
+  admin directory named after its key (:mod:`baton.workspace.gitlinks`) — never the agent-writable
+  ``.git`` file or ``HEAD``: an agent that rewrote them must not widen its next walls.
 """
 
 from __future__ import annotations
@@ -67,25 +67,6 @@ def describe(settings: Settings) -> tuple[bool, str]:
     if mode == Confine.REQUIRED:
         return False, f"required, but impossible here: {reason}; no agent will start"
     return True, f"auto, but agents run unconfined: {reason}"
-
-
-def git_parts(cache_dir: Path, worktree: Path, branch: str) -> GitParts | None:
-    """The worktree's git data as baton knows it: the cache clone, the session's branch, and the admin
-    directory inside the cache that points back at this worktree (None when there is none)."""
-    admin = cache_dir / "worktrees"
-    target = str((worktree / ".git").resolve())
-    try:
-        entries = sorted(admin.iterdir())
-    except OSError:
-        return None
-    for entry in entries:
-        try:
-            back = (entry / "gitdir").read_text().strip()
-        except OSError:
-            continue
-        if entry.is_dir() and not entry.is_symlink() and str(Path(back).resolve()) == target:
-            return GitParts(entry, cache_dir, f"refs/heads/{branch}")
-    return None
 
 
 def walls_for(

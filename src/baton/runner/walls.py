@@ -64,6 +64,9 @@ from baton.settings import Settings
 READ = Fs.EXECUTE | Fs.READ_FILE | Fs.READ_DIR
 # Making device nodes is left out: root could mknod a disk inside its worktree and read it raw.
 WRITE = Fs((1 << 16) - 1) & ~(Fs.MAKE_CHAR | Fs.MAKE_BLOCK | Fs.IOCTL_DEV)
+# In the git data baton itself reads and writes later, no links, FIFOs or sockets either: git follows
+# a linked reflog or index, so an agent could aim baton's own git at a file outside the walls.
+GIT_WRITE = WRITE & ~(Fs.MAKE_SYM | Fs.MAKE_FIFO | Fs.MAKE_SOCK)
 DEVICE = Fs.READ_FILE | Fs.WRITE_FILE | Fs.TRUNCATE | Fs.IOCTL_DEV  # `> /dev/null` opens with O_TRUNC
 HANDLED_FS = Fs((1 << 16) - 1)  # every right of ABI 1-7 (masked by the kernel's ABI when built)
 SCOPED = Scope.SIGNAL | Scope.ABSTRACT_UNIX_SOCKET
@@ -244,7 +247,7 @@ def _granted(walls: Walls) -> list[tuple[Path, Fs]]:
     if parts is not None:
         found += [(parts.common, READ), (parts.gitdir, READ)]
         if walls.commit:
-            found += [(p, READ | WRITE) for p in parts.writable()]
+            found += [(p, READ | GIT_WRITE) for p in parts.writable()]
     return found
 
 
