@@ -215,6 +215,8 @@ def map_project(gemini_dir: Path, files: list[Path], cwd: Path) -> None:
                 os.replace(path, target)
         for base in (gemini_dir / "tmp", gemini_dir / "history"):
             marker = base / slug / ".project_root"
+            if marker.is_symlink():  # an agent's link: baton never writes through it
+                marker.unlink()
             if not marker.is_file():
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text(root)
