@@ -277,10 +277,9 @@ def run_doctor(settings: Settings, environ: Mapping[str, str] | None = None) -> 
 def check_confinement(settings: Settings) -> Check:
     """How agents are walled in (BATON_CONFINE and the kernel's Landlock): an error when ``required``
     cannot be met, a warning when agents run unconfined."""
-    fine, detail = describe(settings)
-    walled = fine and not detail.startswith(("off", "auto, but"))
-    status = CheckStatus.OK if walled else CheckStatus.WARN if fine else CheckStatus.ERROR
-    return Check("agent confinement", status, detail)
+    found = describe(settings)
+    status = CheckStatus.OK if found.walled else CheckStatus.WARN if found.ok else CheckStatus.ERROR
+    return Check("agent confinement", status, found.detail)
 
 
 def to_json(checks: list[Check], settings: Settings) -> dict[str, Any]:

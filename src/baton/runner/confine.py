@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -54,19 +55,28 @@ def check_confine(settings: Settings) -> bool:
     return False
 
 
-def describe(settings: Settings) -> tuple[bool, str]:
-    """For ``baton doctor`` and ``/readyz``: (fine, what holds), where ``required`` without Landlock is
-    not fine."""
+@dataclass(frozen=True)
+class Confinement:
+    """How agents are walled in here, for ``baton doctor`` and ``/readyz``."""
+
+    ok: bool  # False: BATON_CONFINE=required cannot be met, no agent will start
+    walled: bool  # agents are walled in
+    detail: str
+
+
+def describe(settings: Settings) -> Confinement:
+    """What BATON_CONFINE and the kernel make of confinement on this machine."""
     found, mode = _support(), Confine(settings.confine)
     if mode == Confine.OFF:
-        return True, "off (BATON_CONFINE=off): agents reach whatever baton's user can"
+        return Confinement(True, False, "off (BATON_CONFINE=off): agents reach whatever baton's user can")
     if found.ok:
         gaps = f"; not enforced by this kernel: {'; '.join(found.missing)}" if found.missing else ""
-        return True, f"{mode.value}: every agent walled into its key (Landlock ABI {found.abi}){gaps}"
+        detail = f"{mode.value}: every agent walled into its key (Landlock ABI {found.abi}){gaps}"
+        return Confinement(True, True, detail)
     reason = found.reason or "Landlock is unavailable"
     if mode == Confine.REQUIRED:
-        return False, f"required, but impossible here: {reason}; no agent will start"
-    return True, f"auto, but agents run unconfined: {reason}"
+        return Confinement(False, False, f"required, but impossible here: {reason}; no agent will start")
+    return Confinement(True, False, f"auto, but agents run unconfined: {reason}")
 
 
 def walls_for(

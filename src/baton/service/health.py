@@ -51,10 +51,10 @@ def readyz(request: Request) -> JSONResponse:
 
 def check_ready(settings: Settings, store: RunStore) -> Readiness:
     ready = _check_ready(settings, store)
-    fine, confinement = describe(settings)
-    ready.confinement = confinement
-    if ready.ready and not fine:  # BATON_CONFINE=required on a machine without Landlock: no agent starts
-        ready.ready, ready.reason = False, f"confinement {confinement}"
+    found = describe(settings)
+    ready.confinement = found.detail
+    if ready.ready and not found.ok:  # BATON_CONFINE=required on a machine without Landlock: no agent starts
+        ready.ready, ready.reason = False, f"confinement {found.detail}"
     return ready
 
 
