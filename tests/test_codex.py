@@ -691,3 +691,18 @@ def test_sigkill_mid_run_keeps_the_prompt_and_resumes(
     assert openai.history_counts() == [4, 6, 7]
     last = openai.texts()[-1]
     assert "zebra-task" in last and "carry on" in last and "first task" in last
+
+
+def test_repair_index_never_follows_a_link_out_of_the_home(agent: CodexAgent, tmp_path: Path) -> None:
+    """The home is the agent's: an index it replaced by a link (to another key's index, or the store)
+    is left alone, and so is what the link points at."""
+    agent.home.mkdir(parents=True)
+    rollout(agent.home, THREAD, day="2026/11/20")
+    elsewhere = tmp_path / "another-key"
+    elsewhere.mkdir()
+    make_index(elsewhere, THREAD, "/somewhere/else.jsonl")
+    before = index_rows(elsewhere)
+    for name in ("state_5.sqlite", "thread_history_1.sqlite"):
+        (agent.home / name).symlink_to(elsewhere / name)
+    assert not repair_index(agent.home, THREAD, projection=True)
+    assert index_rows(elsewhere) == before

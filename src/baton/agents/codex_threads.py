@@ -170,7 +170,10 @@ def repair_index(home: Path, session_id: str, projection: bool = False) -> bool:
 
 
 def _with_db(db: Path, change: Callable[[sqlite3.Connection], bool]) -> bool:
-    """Run ``change`` in one transaction on an existing database; False if SQLite refuses."""
+    """Run ``change`` in one transaction on an existing database; False if SQLite refuses, and for a
+    link (the home is the agent's: a link could aim baton at another key's index, or the store)."""
+    if db.is_symlink() or not db.is_file():
+        return False
     try:
         conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=rw", uri=True, timeout=5)
     except sqlite3.Error:
