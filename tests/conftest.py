@@ -71,6 +71,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker("services")
 
 
+# The three real CLIs' mock model servers (module, class), and how many history items each CLI sends on
+# a conversation's first turn (each later turn adds 2).
+MOCKS = {
+    "claude": ("baton.testing.mock_anthropic", "MockAnthropic"),
+    "codex": ("baton.testing.mock_openai", "MockOpenAI"),
+    "gemini": ("baton.testing.mock_gemini", "MockGemini"),
+}
+FIRST = {"claude": 2, "codex": 4, "gemini": 1}
+
+
 def wait_for(
     predicate: Callable[[], object],
     timeout: float = 60.0,

@@ -31,7 +31,7 @@ from baton.models import Access
 from baton.settings import Settings
 from baton.testing import MockModel
 from baton.testing.tools import tool_marker
-from tests.conftest import git
+from tests.conftest import MOCKS, git
 
 pytestmark = pytest.mark.slow
 
@@ -69,11 +69,6 @@ REFUSALS = {
     # walled in, Codex runs its own sandbox off (it cannot run inside Landlock): the walls refuse
     "codex": Refusals("Failed to write file", "index.lock': Permission denied"),
     "gemini": Refusals('Tool "write_file" not found', "Tool execution denied by policy."),
-}
-MOCKS = {
-    "claude": ("baton.testing.mock_anthropic", "MockAnthropic"),
-    "codex": ("baton.testing.mock_openai", "MockOpenAI"),
-    "gemini": ("baton.testing.mock_gemini", "MockGemini"),
 }
 
 

@@ -32,16 +32,10 @@ from baton.settings import Settings
 from baton.testing import MockModel
 from baton.testing.git_http import GitHttpServer
 from baton.workspace.keyspace import agent_for
-from tests.conftest import BATON, gone, make_repo, wait_for
+from tests.conftest import BATON, FIRST, MOCKS, gone, make_repo, wait_for
 
 pytestmark = pytest.mark.slow
 Cli = Callable[..., subprocess.CompletedProcess[str]]
-MOCKS = {
-    "claude": ("baton.testing.mock_anthropic", "MockAnthropic"),
-    "codex": ("baton.testing.mock_openai", "MockOpenAI"),
-    "gemini": ("baton.testing.mock_gemini", "MockGemini"),
-}
-FIRST = {"claude": 2, "codex": 4, "gemini": 1}  # history items on a first turn; each later turn adds 2
 
 
 @pytest.fixture(params=sorted(MOCKS))

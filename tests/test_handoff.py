@@ -34,7 +34,7 @@ from baton.sync.handoff import (
 from baton.testing import MockModel
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.workspace.workdirs import Workdirs, branch_for
-from tests.conftest import FAST, agent_work, git, status
+from tests.conftest import FAST, FIRST, agent_work, git, status
 
 # -- helpers -------------------------------------------------------------------------------------------
 
@@ -540,7 +540,6 @@ TARGET_MOCKS = {
     "codex": ("baton.testing.mock_openai", "MockOpenAI"),
     "gemini": ("baton.testing.mock_gemini", "MockGemini"),
 }
-FIRST = {"claude": 2, "codex": 4, "gemini": 1}  # history items on a first turn; each later turn adds 2
 
 
 @pytest.fixture(params=sorted(TARGET_MOCKS))

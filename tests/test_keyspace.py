@@ -36,6 +36,7 @@ from baton.workspace.keyspace import (
     seed_home,
     session_agent,
 )
+from tests.conftest import FIRST, MOCKS
 from tests.test_runner import go
 
 # -- layout -------------------------------------------------------------------------------------------
@@ -291,13 +292,6 @@ def test_doctor_finds_transcripts_no_session_owns_in_key_homes(settings: Setting
 
 
 # -- the real CLIs ----------------------------------------------------------------------------------------
-
-MOCKS = {
-    "claude": ("baton.testing.mock_anthropic", "MockAnthropic"),
-    "codex": ("baton.testing.mock_openai", "MockOpenAI"),
-    "gemini": ("baton.testing.mock_gemini", "MockGemini"),
-}
-FIRST = {"claude": 2, "codex": 4, "gemini": 1}  # history items on a first turn; each later turn adds 2
 
 
 @pytest.fixture(params=sorted(MOCKS))

@@ -62,9 +62,9 @@ from tests.celery_fixtures import (  # noqa: F401 (fixtures)
     shared_store_url_fixture,
     workers_fixture,
 )
-from tests.conftest import git, wait_for
+from tests.conftest import MOCKS, git, wait_for
 from tests.service_fixtures import run_service
-from tests.test_access_real import MOCKS, text
+from tests.test_access_real import text
 
 pytestmark = pytest.mark.slow
 
