@@ -32,6 +32,8 @@ class Settings:
     heartbeat: float = 5.0  # seconds between heartbeats of a running run
     retry_backoff: float = 2.0  # first retry waits this long, doubling each time
     kill_grace: float = 3.0  # seconds between SIGTERM and SIGKILL of a timed-out agent
+    run_timeout: float = 3600.0  # seconds an agent may run (a run's --timeout wins); 0: no limit
+    idle_timeout: float = 900.0  # seconds an agent may go without output before it is stopped; 0: no limit
     min_free: str = "100M"  # bytes or 100M/5G: runs refuse to start below it, /readyz fails, eviction
     disk_quota: str = ""  # bytes or 50G: above it, idle worktrees are evicted (LRU); empty: no quota
     concurrency: int = 4  # runs the service executes at once

@@ -190,7 +190,8 @@ def _launch(
             on_start=lambda pid: _started(ctx, record, pid),
             heartbeat=heartbeat,
             heartbeat_every=ctx.settings.heartbeat,
-            timeout=ctx.request.timeout,
+            timeout=ctx.resolved.timeout,
+            idle_timeout=ctx.resolved.idle_timeout,
             cancel=ctx.request.cancel,
             kill_grace=ctx.settings.kill_grace,
             stdin=launch.stdin,
@@ -234,9 +235,13 @@ def _walls(ctx: Context, prepared: Prepared, env: dict[str, str]) -> Ruleset:
 def _classify(ctx: Context, decision: Decision, result: ProcessResult, turn: Turn) -> Ending:
     agent = ctx.agent
     if result.timed_out:
-        return Ending(
-            Outcome.TIMED_OUT, f"killed after the {ctx.request.timeout:g} s timeout", result.exit_code
+        resolved = ctx.resolved
+        why = (
+            f"stopped after {resolved.idle_timeout:g} s without output (idle timeout)"
+            if result.idle and resolved.idle_timeout
+            else f"stopped after the {resolved.timeout or 0:g} s run timeout"
         )
+        return Ending(Outcome.TIMED_OUT, f"{why}; the conversation is kept", result.exit_code)
     if ctx.lost.is_set():
         return Ending(
             Outcome.CANCELLED, f"stopped: another runner took over the lease of {ctx.key}", result.exit_code

@@ -54,6 +54,7 @@ class ProcessResult:
     timed_out: bool
     cancelled: bool
     stderr: str
+    idle: bool = False  # timed out because it said nothing for ``idle_timeout`` seconds
     log_error: str | None = None  # the event log could not be (fully) written: why (the run still ran)
     callback_error: str | None = None  # on_line raised: the first error (the pipes were still drained)
 
@@ -71,6 +72,7 @@ class _Pumps:
         self.log_error: str | None = None
         self.callback_error: str | None = None
         self._lock = threading.Lock()
+        self.last_output = time.monotonic()  # of any line on stdout or stderr (the idle timeout)
         self._log: IO[str] | None = None
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +100,7 @@ class _Pumps:
 
     def out(self, stream: IO[bytes]) -> None:
         for raw in stream:
+            self.last_output = time.monotonic()
             line = raw.decode("utf-8", "replace").rstrip("\n")
             if not line:
                 continue
@@ -109,6 +112,7 @@ class _Pumps:
 
     def err(self, stream: IO[bytes]) -> None:
         for raw in stream:
+            self.last_output = time.monotonic()
             line = raw.decode("utf-8", "replace").rstrip("\n")
             self.stderr_tail.append(line)
             self.write(json.dumps({"type": "baton.stderr", "line": line}))
@@ -188,11 +192,13 @@ def run_process(
     kill_grace: float,
     stdin: bytes | None = None,
     spawn: Spawn | None = None,
+    idle_timeout: float | None = None,
 ) -> ProcessResult:
     """Run to completion; ``heartbeat`` returning False (the lease was lost) cancels the run.
     ``stdin``: bytes written to the agent's stdin, which is then closed (None: /dev/null).
     ``spawn``: called with the function that starts the agent, to start it differently — the walls'
-    :meth:`baton.runner.landlock.Ruleset.spawn` starts it inside its Landlock domain."""
+    :meth:`baton.runner.landlock.Ruleset.spawn` starts it inside its Landlock domain. ``timeout``: wall
+    seconds; ``idle_timeout``: seconds without a line on stdout or stderr (None: no limit)."""
     pumps = _Pumps(log_path, on_line)
     try:
         proc = _start(argv, env, cwd, stdin, spawn)
@@ -214,7 +220,8 @@ def run_process(
         kill_group(proc.pid, 0, proc)  # nobody would supervise it
         raise
     try:
-        timed_out, cancelled = _supervise(proc, heartbeat, heartbeat_every, timeout, cancel, kill_grace)
+        limits = _Limits(timeout, idle_timeout, lambda: pumps.last_output)
+        timed_out, cancelled = _supervise(proc, heartbeat, heartbeat_every, limits, cancel, kill_grace)
     except BaseException:  # KeyboardInterrupt, a failing heartbeat: never leave the agent unsupervised
         kill_group(proc.pid, kill_grace, proc)
         raise
@@ -225,6 +232,7 @@ def run_process(
         timed_out,
         cancelled,
         "\n".join(pumps.stderr_tail),
+        idle=limits.idle_hit,
         log_error=pumps.log_error,
         callback_error=pumps.callback_error,
     )
@@ -240,11 +248,31 @@ def _close(proc: subprocess.Popen[bytes], threads: list[threading.Thread], pumps
     pumps.close()
 
 
+@dataclass
+class _Limits:
+    """When the agent has run too long: ``timeout`` wall seconds, or ``idle`` seconds since
+    ``last_output()``."""
+
+    timeout: float | None
+    idle: float | None
+    last_output: Callable[[], float]
+    idle_hit: bool = False
+
+    def __post_init__(self) -> None:
+        self.deadline = None if not self.timeout else time.monotonic() + self.timeout
+
+    def reached(self, now: float) -> bool:
+        if self.deadline is not None and now >= self.deadline:
+            return True
+        self.idle_hit = bool(self.idle) and now - self.last_output() >= (self.idle or 0)
+        return self.idle_hit
+
+
 def _supervise(
     proc: subprocess.Popen[bytes],
     heartbeat: Callable[[], bool],
     heartbeat_every: float,
-    timeout: float | None,
+    limits: _Limits,
     cancel: threading.Event,
     kill_grace: float,
 ) -> tuple[bool, bool]:
@@ -258,12 +286,11 @@ def _supervise(
         exited.set()
 
     threading.Thread(target=reap, daemon=True).start()
-    deadline = None if not timeout else time.monotonic() + timeout
     next_beat = time.monotonic() + heartbeat_every
     timed_out = cancelled = False
     while not exited.wait(timeout=0.1):
         now = time.monotonic()
-        if deadline is not None and now >= deadline:
+        if limits.reached(now):
             timed_out = True
         elif cancel.is_set():
             cancelled = True

@@ -134,7 +134,11 @@ class RunRequest:
     )
     timeout: float | None = field(
         default=None,
-        metadata=option("kill the agent after S seconds", doc="kill the agent after this many seconds"),
+        metadata=option(
+            "stop the agent after S seconds (default: setting run_timeout, 3600; the idle timeout,"
+            " setting idle_timeout, stops one silent for 900)",
+            doc="stop the agent after this many seconds (default: the setting run_timeout, 3600)",
+        ),
     )
     retries: int = field(
         default=0,

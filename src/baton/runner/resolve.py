@@ -37,6 +37,8 @@ class Resolved:
     on_conflict: OnConflict  # the request's, else the setting's
     instruction: str  # context and prompt as the agent gets them, checked against its CLI's limit
     access: Access  # the request's, else the setting's
+    timeout: float | None  # wall seconds: the request's, else the setting run_timeout (None: no limit)
+    idle_timeout: float | None  # seconds without output: the setting idle_timeout (None: no limit)
 
 
 def check_request(request: RunRequest, settings: Settings) -> Resolved:
@@ -58,7 +60,9 @@ def check_request(request: RunRequest, settings: Settings) -> Resolved:
     check_confine(settings)  # BATON_CONFINE=required where agents cannot be walled in: refused now
     instruction = "\n".join(filter(None, [request.context, request.prompt]))
     check_limit(agent.name, agent.capabilities, instruction)  # its text was checked in validate()
-    return Resolved(request, key, agent, sync, on_conflict, instruction, access)
+    timeout = request.timeout or settings.run_timeout or None
+    idle = settings.idle_timeout or None
+    return Resolved(request, key, agent, sync, on_conflict, instruction, access, timeout, idle)
 
 
 def validate(request: RunRequest) -> RunRequest:
