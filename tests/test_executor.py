@@ -295,3 +295,20 @@ def test_many_subscribers_hold_no_threads(
     assert len(streams) == 50 and all(
         s[-1][0] == "outcome" and s[-1][2]["outcome"] == "cancelled" for s in streams
     )
+
+
+def test_http_bounds_every_field_with_422_and_stores_nothing(settings: Settings, src_repo: Path) -> None:
+    """A 100,000-character repo URL, retries 10**30, a timeout of 1e999 (JSON's infinity): each is
+    refused with 422 naming the field, before anything is stored (found by hostile probes)."""
+    with run_service(settings) as service, service.client("run") as http:
+        for extra, word in (
+            ({"repo": "https://example.com/" + "a" * 100_000}, "repo is 100,020 characters long"),
+            ({"retries": 10**30}, "retries"),
+            ({"timeout": "1e999"}, "timeout"),  # a number too large for a double: JSON's infinity
+            ({"timeout": 10**6}, "at most 604800 s"),
+        ):
+            text = json.dumps({**body(src_repo), **extra}).replace('"1e999"', "1e999")
+            answer = http.post("/v1/runs", content=text, headers={"content-type": "application/json"})
+            assert answer.status_code == 422, (extra.keys(), answer.text[:300])
+            assert word in json.dumps(answer.json()["detail"]), answer.text[:300]
+        assert service.store.list_jobs(limit=5) == []

@@ -85,6 +85,9 @@ def validate_agent(agent: str, known: list[str]) -> str:
     return agent
 
 
+MAX_REPO = 2048  # characters of a repo URL or path (paths beyond PATH_MAX, URLs beyond what hosts take)
+
+
 def parse_repo(spec: str) -> Repo:
     """Canonicalise a repo URL or local path; a local path must be an existing git repository."""
     spec = spec.strip()
@@ -92,6 +95,8 @@ def parse_repo(spec: str) -> Repo:
         raise BadInput("repo is empty: give a git URL or the path of a local repository")
     if any(ord(c) < 32 for c in spec):
         raise BadInput("repo contains control characters")
+    if len(spec) > MAX_REPO:
+        raise BadInput(f"repo is {len(spec):,} characters long; the limit is {MAX_REPO:,}")
     if "://" in spec:
         return _url_repo(spec)
     scp = _SCP_RE.match(spec)

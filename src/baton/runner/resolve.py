@@ -25,6 +25,9 @@ from baton.sync.handoff import check_source_agent
 from baton.workspace.keyspace import agent_for
 from baton.workspace.workdirs import run_git
 
+MAX_SECONDS = 7 * 86400.0  # a timeout or a wait: a week at most (and never infinite or NaN)
+MAX_RETRIES = 100
+
 
 @dataclass(frozen=True)
 class Resolved:
@@ -71,12 +74,12 @@ def validate(request: RunRequest) -> RunRequest:
     check_text("context", request.context or "")
     if not request.prompt.strip():
         raise BadInput("prompt is empty")
-    if request.timeout is not None and not request.timeout > 0:
-        raise BadInput(f"timeout must be positive, not {request.timeout}")
-    if request.retries < 0:
-        raise BadInput(f"retries must be 0 or more, not {request.retries}")
-    if not request.wait >= 0:
-        raise BadInput(f"wait must be 0 or more, not {request.wait}")
+    if request.timeout is not None and not 0 < request.timeout <= MAX_SECONDS:
+        raise BadInput(f"timeout must be more than 0 and at most {MAX_SECONDS:g} s, not {request.timeout}")
+    if not 0 <= request.retries <= MAX_RETRIES:
+        raise BadInput(f"retries must be 0 to {MAX_RETRIES}, not {request.retries}")
+    if not 0 <= request.wait <= MAX_SECONDS:
+        raise BadInput(f"wait must be 0 to {MAX_SECONDS:g} seconds, not {request.wait}")
     if request.fork_from is not None:
         validate_thread(request.fork_from)
         if request.mode != Mode.FORK:
