@@ -212,3 +212,18 @@ def test_agents_json_lists_capabilities(cli: Cli) -> None:
     assert all(rows[a]["capabilities"]["fork"] is True for a in ("claude", "codex", "gemini"))
     assert all(r["installed"] and r["version"] for r in rows.values()), rows
     assert rows["claude"]["home"].endswith("homes/claude")
+
+
+def test_version_short_help_and_a_bare_baton(cli: Cli) -> None:
+    """`baton --version` prints the package's version; `-h` is `--help` everywhere; a bare `baton`
+    prints its help and exits 0, not an error (issue 18)."""
+    from importlib.metadata import version
+
+    shown = cli("--version")
+    assert (shown.returncode, shown.stdout) == (0, f"baton {version('agent-baton')}\n")
+    for args in ((), ("-h",), ("--help",)):
+        helped = cli(*args)
+        assert helped.returncode == 0 and helped.stdout.startswith("Usage: baton [OPTIONS] COMMAND"), args
+        assert "error" not in helped.stderr.lower(), args
+    sub = cli("runs", "ls", "-h")
+    assert sub.returncode == 0 and sub.stdout.startswith("Usage: baton runs ls")

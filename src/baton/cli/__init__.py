@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Run ``baton ARGV`` and exit with its code; never a traceback for a user-facing error."""
     if signal.getsignal(signal.SIGINT) is _leave_quietly:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # from here, caught below
-    args = sys.argv[1:] if argv is None else argv
+    args = (sys.argv[1:] if argv is None else argv) or ["--help"]  # a bare `baton`: its help, exit 0
     as_json = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     try:
         import typer.main

@@ -7,6 +7,8 @@ these and one line here. Command modules import the core inside their commands, 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from baton.cli.common import EXIT_CODES
@@ -35,7 +37,27 @@ app = typer.Typer(
     # Click's plain help: Typer's Rich help costs ~80 ms of imports on every `--help` and renders
     # boolean flags as `--json <bool>` (a Typer 0.29 bug); the plain help has neither problem.
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"baton {version('agent-baton')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Durable conversations and durable workdirs for coding agents."""
+
+
 app.command("run", epilog=EPILOG)(run_cmd)
 app.command("submit", epilog=EPILOG)(submit_cmd)
 app.add_typer(sessions_app, name="sessions")
