@@ -300,3 +300,13 @@ def test_session_page_shows_lineage_and_escapes_a_hostile_origin(
             and "<script>x()" not in hostile.text
             and "&lt;script&gt;" in hostile.text
         )
+
+
+def test_audit_counts_fields_in_words(service: Service, admin: httpx.Client) -> None:
+    """One field is "1 field", two are "2 fields" (issue 18: the page said "1 fields")."""
+    service.store.audit("probe", "fake:x:one", "admin", {"only": 1})
+    service.store.audit("probe", "fake:x:two", "admin", {"a": 1, "b": 2})
+    page = admin.get("/audit")
+    assert page.status_code == 200
+    assert "<summary>1 field</summary>" in page.text and "<summary>2 fields</summary>" in page.text
+    assert "1 fields" not in page.text

@@ -201,11 +201,12 @@ def check_credentials(agent: Agent, environ: Mapping[str, str]) -> Check:
     found = [n for n in names if environ.get(n)]
     if found or not names:
         return Check(f"{agent.name} credentials", CheckStatus.OK, f"{', '.join(found) or 'not needed'} set")
+    hint = getattr(agent, "auth_hint", "")
     return Check(
         f"{agent.name} credentials",
         CheckStatus.WARN,
-        f"none of {', '.join(names)} is set: runs will fail as not authenticated (baton relocates the "
-        f"agent home, so a login in your own home is not used). {getattr(agent, 'auth_hint', '')}".rstrip(),
+        f"none of {', '.join(names)} is set{f' ({hint})' if hint else ''}: runs will fail as not "
+        "authenticated (baton relocates the agent home, so a login in your own home is not used)",
     )
 
 
