@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from baton.agents import Launch, Turn
+from baton.agents import Agent, Launch, Turn, get_agent
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
 from baton.runner import confine
@@ -215,8 +215,15 @@ def _agent_env(ctx: Context, launch: Launch, record: RunRecord) -> dict[str, str
         "BATON_KEY": str(ctx.key),
     }
     home, tmp = ctx.agent.home, keyspace.key_tmp(ctx.settings, ctx.key)
-    names = ctx.agent.env_names()
+    names = _operators(ctx).env_names()
     return agent_env(os.environ, names, ctx.settings.agent_env_names, baton_sets, home, tmp)
+
+
+def _operators(ctx: Context) -> Agent:
+    """The agent's adapter on the operator's base home: what it declares (the variables and endpoints
+    Codex's model providers name) is read from the operator's configuration, never from the key's
+    home, which the agent itself may rewrite to widen its next run's environment or ports."""
+    return get_agent(ctx.key.agent, ctx.settings)
 
 
 def _walls(ctx: Context, prepared: Prepared, env: dict[str, str]) -> Ruleset:
@@ -224,7 +231,7 @@ def _walls(ctx: Context, prepared: Prepared, env: dict[str, str]) -> Ruleset:
     found = ctx.workdirs.worktree_git(ctx.key)  # its links to its admin dir repaired first
     git = GitParts(found.admin, found.common, f"refs/heads/{prepared.session.branch}") if found else None
     spec = confine.walls_for(
-        ctx.settings, ctx.agent, ctx.access, prepared.worktree, git, env, ctx.key.repo.url
+        ctx.settings, _operators(ctx), ctx.access, prepared.worktree, git, env, ctx.key.repo.url
     )
     try:
         return ruleset(spec)
