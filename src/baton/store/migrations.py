@@ -136,6 +136,25 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE runs ADD COLUMN confined INTEGER",
         ],
     ),
+    (
+        11,
+        "operating without surprises: an attempt names its run (runs.job_id), jobs ordered by a number "
+        "assigned under the store's lock (jobs.seq), workers' heartbeats and disk reports, dashboard "
+        "sign-in sessions (server side, revoked at sign-out)",
+        [
+            "ALTER TABLE runs ADD COLUMN job_id TEXT",
+            "CREATE INDEX runs_job ON runs (job_id)",
+            "ALTER TABLE jobs ADD COLUMN seq INTEGER",
+            "CREATE INDEX jobs_key_seq ON jobs (agent, repo, thread, seq)",
+            """CREATE TABLE workers (
+                name TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, queue TEXT NOT NULL,
+                started_at {real} NOT NULL, seen_at {real} NOT NULL, disk TEXT, disk_at {real},
+                free_bytes BIGINT, total_bytes BIGINT)""",
+            """CREATE TABLE web_sessions (
+                digest TEXT PRIMARY KEY, token_name TEXT NOT NULL, created_at {real} NOT NULL,
+                expires_at {real} NOT NULL, revoked_at {real})""",
+        ],
+    ),
 ]
 
 DIALECT_TYPES = {

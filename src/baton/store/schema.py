@@ -73,9 +73,11 @@ runs = sa.Table(
     sa.Column("sync", Text),
     sa.Column("access", Text),
     sa.Column("confined", Int),
+    sa.Column("job_id", Text),  # the run (a job's id, or the first attempt's) this attempt belongs to
     sa.Index("runs_key", "agent", "repo", "thread", "started_at"),
     sa.Index("runs_outcome", "outcome"),
     sa.Index("runs_started", "started_at"),
+    sa.Index("runs_job", "job_id"),
 )
 
 leases = sa.Table(
@@ -149,8 +151,10 @@ jobs = sa.Table(
     sa.Column("result", Text),
     sa.Column("error", Text),
     sa.Column("cancel_requested_at", Real),  # set by a cancel; the worker running it polls for it
+    sa.Column("seq", Int),  # the order of a key's jobs, assigned under the store's write lock
     sa.Index("jobs_key", "agent", "repo", "thread", "submitted_at"),
     sa.Index("jobs_status", "status", "submitted_at"),
+    sa.Index("jobs_key_seq", "agent", "repo", "thread", "seq"),
 )
 
 tokens = sa.Table(
@@ -210,4 +214,29 @@ sdk_entries = sa.Table(
     sa.Column("mtime", Real, nullable=False),
     sa.Index("sdk_entries_session", "project_key", "session_id", "subpath", "seq"),
     sa.Index("sdk_entries_uuid", "project_key", "session_id", "subpath", "uuid", unique=True),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("name", Text, primary_key=True),  # the worker's own name (Celery's hostname)
+    sa.Column("host", Text, nullable=False),
+    sa.Column("pid", Int, nullable=False),
+    sa.Column("queue", Text, nullable=False),  # the queue it consumes (named after the store)
+    sa.Column("started_at", Real, nullable=False),
+    sa.Column("seen_at", Real, nullable=False),  # its latest heartbeat
+    sa.Column("disk", Text),  # JSON: its volume's usage by kind, agent and repo, from its latest sweep
+    sa.Column("disk_at", Real),
+    sa.Column("free_bytes", sa.BigInteger),
+    sa.Column("total_bytes", sa.BigInteger),
+)
+
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("digest", Text, primary_key=True),  # SHA-256 of the cookie's random session id
+    sa.Column("token_name", Text, nullable=False),  # the API token that signed in
+    sa.Column("created_at", Real, nullable=False),
+    sa.Column("expires_at", Real, nullable=False),
+    sa.Column("revoked_at", Real),
 )
