@@ -344,6 +344,30 @@ class JobRecord:
         return {**data, **(self.result or {}), "run_id": self.id, "status": self.status.value}
 
 
+@dataclass
+class WorkerRecord:
+    """A fleet worker as the store knows it: its heartbeat and its volume's latest disk report."""
+
+    name: str  # the worker's own name (Celery's hostname, ``baton@host``)
+    host: str
+    pid: int
+    queue: str  # the queue it consumes
+    started_at: float
+    seen_at: float  # its latest heartbeat
+    disk: dict[str, Any] | None = None  # usage by kind, agent and repo, from its latest sweep
+    disk_at: float | None = None
+    free_bytes: int | None = None  # free space on the volume holding its BATON_HOME
+    total_bytes: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "started_at": iso(self.started_at),
+            "seen_at": iso(self.seen_at),
+            "disk_at": iso(self.disk_at),
+        }
+
+
 class TokenScope(StrEnum):
     """What an API token may do; each scope includes the ones below it."""
 

@@ -44,6 +44,7 @@ from baton.models import (
     SessionStatus,
     Snapshot,
     TokenRecord,
+    WorkerRecord,
 )
 
 
@@ -231,6 +232,17 @@ class DeliveryStore(Protocol):
         ...
 
 
+class WorkerStore(Protocol):
+    """The fleet's workers: heartbeats and disk reports (see store/sql_workers.py)."""
+
+    def worker_seen(self, worker: WorkerRecord) -> None: ...
+    def report_worker_disk(
+        self, name: str, disk: dict[str, Any], free_bytes: int, total_bytes: int, at: float
+    ) -> bool: ...
+    def list_workers(self, seen_since: float | None = None) -> list[WorkerRecord]: ...
+    def delete_worker(self, name: str) -> bool: ...
+
+
 class ViewStore(Protocol):
     """Counted and paged reads for the dashboard and ``/metrics`` (see store/sql_views.py)."""
 
@@ -267,7 +279,7 @@ class ViewStore(Protocol):
         ...
 
 
-class Store(KeyStore, PlanStore, JobStore, TokenStore, DeliveryStore, ViewStore, Protocol):
+class Store(KeyStore, PlanStore, JobStore, TokenStore, DeliveryStore, ViewStore, WorkerStore, Protocol):
     """The whole store: every role, and its own life (schema, connection)."""
 
     def migrate(self) -> int:
