@@ -204,8 +204,9 @@ class _Janitor:
     and the sweeper of this worker's own ``BATON_HOME`` (its worktrees, transcripts and quota, which
     no other machine sees) every ``sweep_interval``, as ``baton serve`` sweeps its own."""
 
-    def __init__(self, app: Celery, settings: Settings, queue: str) -> None:
+    def __init__(self, app: Celery, settings: Settings, queue: str, name: str) -> None:
         self.app, self.settings, self.queue = app, settings, queue
+        self.name = name  # the worker's node name (``baton-<pid>@<host>``): its row in the store's workers
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="baton-janitor", daemon=True)
         self.sweeper = threading.Thread(
@@ -271,13 +272,15 @@ def run_worker(
     """Start a Celery worker for baton's runs in this process (returns when it stops)."""
     global _settings
     from celery import signals
+    from celery.utils.nodenames import host_format  # type: ignore[import-untyped]
 
     app = make_app(settings)
     options = broker_options(settings)
     app.task(name=TASK, bind=True)(run_job)
     _settings = settings
     queues = queues or [options.queue]
-    janitor = _Janitor(app, settings, queues[0])
+    name = host_format(hostname or f"baton-{os.getpid()}@%h")
+    janitor = _Janitor(app, settings, queues[0], name)
     signals.setup_logging.connect(_logging_as_configured(app), weak=False)
     signals.worker_process_init.connect(_after_fork, weak=False)
     signals.worker_ready.connect(janitor.start, weak=False)
@@ -288,7 +291,7 @@ def run_worker(
         f"--concurrency={concurrency or settings.concurrency}",
         f"--queues={','.join(queues)}",
         f"--pool={pool}",
-        f"--hostname={hostname or f'baton-{os.getpid()}@%h'}",
+        f"--hostname={name}",
         "--without-gossip",  # nothing here uses it (no revokes, no events) and it costs a start-up wait
         "--without-mingle",
     ]
