@@ -162,6 +162,13 @@ class RunRecord:
     sync: dict[str, Any] | None = None  # what syncing with upstream brought in before the agent started
     access: Access | None = None  # what the agent was allowed to do (None: a run from before access levels)
     confined: bool | None = None  # whether baton walled the agent in (None: from before confinement)
+    job_id: str | None = None  # the run this attempt belongs to (None: a run of one attempt, from before)
+
+    @property
+    def run_id(self) -> str:
+        """The id of the run this attempt belongs to: the id its caller got back (a submitted job's,
+        or the first attempt's of a ``baton run``), accepted by every surface."""
+        return self.job_id or self.id
 
     @property
     def duration_s(self) -> float | None:
@@ -169,7 +176,9 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data["run_id"] = data.pop("id")
+        data.pop("job_id")
+        data["attempt_id"] = data.pop("id")
+        data["run_id"] = self.run_id
         data["mode"] = self.mode.value
         data["prompt_kind"] = self.prompt_kind.value
         data["outcome"] = self.outcome.value

@@ -13,6 +13,7 @@ from baton.cli.common import esc, out
 if TYPE_CHECKING:
     from baton.agents.events import Entry
     from baton.models import RunRecord
+    from baton.runner.runids import RunRef
     from baton.store.base import Store
 
 STYLE = {
@@ -39,6 +40,50 @@ def print_log(store: Store, record: RunRecord, follow: bool, raw: bool) -> None:
                 print_entry(entry)
     for entry in renderer.flush():
         print_entry(entry)
+
+
+def print_run_log(store: Store, ref: RunRef, follow: bool, raw: bool) -> None:
+    """The log of the attempt ``ref`` names, or of every attempt of the run in turn, each under a
+    header when there are several; with ``follow``, attempts that start later too, until the run ends."""
+    from baton.cli.common import err
+
+    if ref.named is not None:
+        print_log(store, ref.named, follow, raw)
+        return
+    done: set[str] = set()
+    while True:
+        attempts = [a for a in store.run_attempts(ref.id) if a.id not in done]
+        for attempt in attempts:
+            if not raw and (done or len(attempts) > 1):
+                out().print(
+                    f"[bold]── attempt {attempt.attempt} ({attempt.mode.value})[/bold]", highlight=False
+                )
+            print_log(store, attempt, follow, raw)
+            done.add(attempt.id)
+        if not follow or not run_going(store, ref):
+            break
+        time.sleep(0.2)
+    if not done:
+        err().print(
+            f"run {ref.id} is queued: no attempt has started yet (--follow waits for it)", highlight=False
+        )
+
+
+def run_going(store: Store, ref: RunRef) -> bool:
+    """Whether more of the run may come: its job has not ended, or (a ``baton run``) an attempt runs or
+    its key is still held by it (between a failed attempt and its retry)."""
+    from baton.models import JobStatus, Outcome, SessionStatus
+
+    if ref.job is not None:
+        job = store.get_job(ref.id)
+        return job is not None and job.status != JobStatus.DONE
+    attempts = store.run_attempts(ref.id)
+    if not attempts or any(a.outcome == Outcome.RUNNING for a in attempts):
+        return bool(attempts)
+    last = attempts[-1]
+    session = store.get_session(last.agent, last.repo, last.thread)
+    newest = store.list_runs(last.agent, last.repo, last.thread, limit=1)
+    return session is not None and session.status == SessionStatus.RUNNING and newest[0].run_id == ref.id
 
 
 def print_entry(entry: Entry) -> None:

@@ -54,7 +54,7 @@ def _run_with_status(request: RunRequest, quiet: bool) -> RunResult:
         return run(request)
     with err().status(esc(f"{request.agent} on {request.thread}: starting")) as status:
         request.on_start = lambda r: status.update(
-            esc(f"{r.agent} on {r.thread}: {r.mode.value} run {r.id[-8:]}")
+            esc(f"{r.agent} on {r.thread}: {r.mode.value} run {r.run_id[-8:]}, attempt {r.attempt}")
         )
         return run(request)
 
@@ -67,7 +67,7 @@ def _print_result(result: RunResult) -> None:
     r = result.run
     store: Store = open_store(load_settings().resolved_store_url)
     try:
-        run_id = short_id(store, r.id)
+        run_id = short_id(store, result.run_id)
     finally:
         store.close()
     color = "green" if r.outcome == Outcome.SUCCEEDED else "red"

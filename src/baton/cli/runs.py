@@ -6,7 +6,8 @@ a short form.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import json
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,19 +23,24 @@ runs_app = group("List runs, show one, read or follow its log.")
 RunId = Annotated[str, typer.Argument(help="a run id, a prefix of it, or the short id tables show")]
 
 
-def runs_table(store: Store, runs: list[RunRecord], wide: bool = False) -> None:
-    """Print runs as a table: at 80 columns by default, every column with ``wide``."""
+def runs_table(store: Store, runs: list[RunRecord], wide: bool = False, attempts: bool = False) -> None:
+    """Print attempts as a table: at 80 columns by default, every column with ``wide``. The id column
+    is the run's short id, with ``#N`` for a retry (``attempts``: the attempt's own id, for a run's
+    list of its attempts)."""
     from baton.runner.runids import short_ids
 
-    shown = short_ids(store, [r.id for r in runs])
-    table = new_table("run", "agent", "thread", "mode", "outcome", "started", "secs")
+    shown = short_ids(store, [r.id if attempts else r.run_id for r in runs])
+    table = new_table(
+        "attempt" if attempts else "run", "agent", "thread", "mode", "outcome", "started", "secs"
+    )
     if wide:
         table = new_table(
             "run", "agent", "repo", "thread", "try", "mode", "prompt", "outcome", "started", "secs"
         )
     for r in runs:
         secs = "-" if r.duration_s is None else f"{r.duration_s:.1f}"
-        cells = [shown[r.id], r.agent, r.thread, r.mode.value, r.outcome.value, ago(r.started_at), secs]
+        ident = shown[r.id] if attempts else shown[r.run_id] + (f"#{r.attempt}" if r.attempt > 1 else "")
+        cells = [ident, r.agent, r.thread, r.mode.value, r.outcome.value, ago(r.started_at), secs]
         if wide:
             cells[2:3] = [r.repo, r.thread, str(r.attempt)]
             cells.insert(6, r.prompt_kind.value)
@@ -73,16 +79,38 @@ def runs_ls(
 
 @runs_app.command("show")
 def runs_show(run_id: RunId, as_json: JsonOpt = False) -> None:
-    """Show one run."""
-    from baton.runner.runids import resolve_run
+    """Show one run and its attempts (the id may be the run's or an attempt's, whole or short)."""
+    from baton.runner.runids import resolve
 
     with cli_store() as (_settings, store):
-        data = resolve_run(store, run_id).to_json()
-    if as_json:
-        emit_json(data)
-        return
-    for name, value in data.items():
-        out().print(f"[bold]{name}[/bold]: {esc(value)}", highlight=False)
+        ref = resolve(store, run_id)
+        data = ref.to_json(store)
+        if as_json:
+            emit_json({**data, "attempts": [a.to_json() for a in ref.attempts]})
+            return
+        print_run(data)
+        if ref.attempts:
+            out().print("[bold]attempts[/bold]", highlight=False)
+            runs_table(store, ref.attempts, wide=False, attempts=True)
+
+
+# the run's fields `runs show` prints, in this order (the attempts follow as a table)
+SHOWN = (
+    "status", "outcome", "agent", "repo", "thread", "actor", "mode", "session_id", "branch", "worktree",
+    "access", "confined", "submitted_at", "started_at", "ended_at", "duration_s", "cost_usd", "usage",
+    "note", "sync", "warnings", "error", "result",
+)  # fmt: skip
+
+
+def print_run(data: dict[str, Any]) -> None:
+    """A run as ``name: value`` lines: absent values left out, documents as compact JSON, no reprs."""
+    out().print(f"[bold]run[/bold] {esc(data['run_id'])}", highlight=False)
+    for name in SHOWN:
+        value = data.get(name)
+        if value is None or value in ("", [], {}):
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        out().print(f"[bold]{name}[/bold]: {esc(text)}", highlight=False)
 
 
 @runs_app.command("logs")
@@ -91,9 +119,10 @@ def runs_logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the run ends")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="the agent's own JSON lines, unrendered")] = False,
 ) -> None:
-    """Print a run's event log (assistant text, tool calls, results, errors), optionally following it."""
-    from baton.cli.logs import print_log
-    from baton.runner.runids import resolve_run
+    """Print a run's event log (assistant text, tool calls, results, errors), every attempt in turn
+    (or only the attempt named by its id), optionally following it until the run ends."""
+    from baton.cli.logs import print_run_log
+    from baton.runner.runids import resolve
 
     with cli_store() as (_settings, store):
-        print_log(store, resolve_run(store, run_id), follow=follow, raw=raw)
+        print_run_log(store, resolve(store, run_id), follow=follow, raw=raw)

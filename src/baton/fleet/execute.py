@@ -27,7 +27,7 @@ from typing import Any
 from baton.errors import BatonError, Busy, Cancelled
 from baton.fleet import jobs
 from baton.models import Outcome, RunRecord
-from baton.runner.request import RunResult
+from baton.runner.request import AttemptJson, RunResult
 from baton.runner.run import run
 from baton.settings import Settings
 from baton.store import Store
@@ -48,7 +48,7 @@ class JobRun:
     log: logging.Logger  # where a job that failed with an internal error is logged
     on_start: Callable[[RunRecord], None] | None = None  # the runner's: each attempt as it starts
     watch: Callable[[], AbstractContextManager[Any]] = nullcontext  # held around the run (a cancel watch)
-    earlier: Callable[[], list[dict[str, str]]] | None = None  # attempts before (a takeover): listed first
+    earlier: Callable[[], list[AttemptJson]] | None = None  # attempts before (a takeover): listed first
     defer_busy: bool = False  # Busy (the key held past ``wait``) is raised instead of failing the job
     may_end: Callable[[], bool] = _yes  # asked just before the end is recorded: False leaves it unrecorded
 
@@ -86,7 +86,7 @@ def _outcome(
         return Outcome.CANCELLED.value, {"error": NOT_STARTED}
     data = result.to_json()
     if how.earlier is not None:
-        data["runs"] = how.earlier() + data["runs"]
+        data["attempts"] = how.earlier() + data["attempts"]
     return result.run.outcome.value, {"result": data, "error": result.run.error}
 
 
@@ -101,7 +101,7 @@ def _run(
         return None
     request = jobs.build_request(job.request)
     request.wait, request.cancel, request.on_event = how.wait, how.cancel, events.on_event
-    request.on_start = how.on_start
+    request.on_start, request.job_id = how.on_start, job_id
     with how.watch():
         return run(request, settings, store)
 

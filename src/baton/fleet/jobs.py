@@ -207,7 +207,9 @@ class EventLog:
 
     def on_event(self, record: RunRecord, event: dict[str, Any]) -> None:
         """The runner's ``on_event``: one agent event of one attempt."""
-        self.write({"run": record.id, "attempt": record.attempt, "event": event})
+        self.write(
+            {"run_id": self._job_id, "attempt": record.attempt, "attempt_id": record.id, "event": event}
+        )
 
     def write(self, data: dict[str, Any]) -> None:
         with self._lock:

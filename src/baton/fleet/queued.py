@@ -54,7 +54,7 @@ from baton.fleet import jobs
 from baton.fleet.cancel import CancelWatch, request_cancel
 from baton.fleet.execute import NOT_STARTED, JobRun, execute
 from baton.models import JobRecord, JobStatus, Outcome, RunRecord
-from baton.runner.request import RunResult
+from baton.runner.request import AttemptJson, RunResult, attempt_json
 from baton.settings import Settings
 from baton.store.base import JobStore, LeaseBackend, Store
 from baton.store.leases import LeaseHolder, held
@@ -181,7 +181,7 @@ class _Handler:
         if job.status == JobStatus.DONE:
             kick_next(self.store, job, self.kick)
             return ENDED
-        self.prior = [a["run_id"] for a in (job.result or {}).get("runs", [])]
+        self.prior = [r.id for r in self.store.run_attempts(self.job_id)]
         if job.status == JobStatus.QUEUED:
             if job.cancel_requested_at is not None:
                 return self._end(job, Outcome.CANCELLED.value, {"error": NOT_STARTED}, CANCELLED)
@@ -226,17 +226,14 @@ class _Handler:
         """The runner's ``on_start``: the job lists its attempts as they start, so a worker taking it
         over knows whether its last turn ended."""
         self.attempts.append(record)
-        runs = [{"run_id": r, "mode": "", "outcome": Outcome.RUNNING.value} for r in self.prior]
-        runs += [
-            {"run_id": r.id, "mode": r.mode.value, "outcome": Outcome.RUNNING.value} for r in self.attempts
-        ]
-        self.store.update_job(self.job_id, result={"runs": runs})
+        attempts = [self._attempt(r) for r in self.prior] + [attempt_json(r) for r in self.attempts]
+        self.store.update_job(self.job_id, result={"attempts": attempts})
 
-    def _attempt(self, run_id: str) -> dict[str, str]:
+    def _attempt(self, run_id: str) -> AttemptJson:
         record = self.store.get_run(run_id)
         if record is None:
-            return {"run_id": run_id, "mode": "", "outcome": Outcome.CRASHED.value}
-        return {"run_id": run_id, "mode": record.mode.value, "outcome": record.outcome.value}
+            return {"attempt_id": run_id, "attempt": 0, "mode": "", "outcome": Outcome.CRASHED.value}
+        return attempt_json(record)
 
     def _result(self, records: list[RunRecord]) -> dict[str, Any]:
         """``baton run --json``'s object for attempts a dead worker made (their session as it is now)."""
@@ -244,9 +241,10 @@ class _Handler:
         session = self.store.get_session(last.agent, last.repo, last.thread)
         if session is None:
             return {
-                "run_id": last.id,
+                "run_id": self.job_id,
+                "attempt_id": last.id,
                 "outcome": last.outcome.value,
-                "runs": [self._attempt(r.id) for r in records],
+                "attempts": [attempt_json(r) for r in records],
             }
         return RunResult(run=last, attempts=records, session=session).to_json()
 

@@ -126,7 +126,7 @@ def _run_task(
     _save(store, record, on_progress, task.id, fence)
 
     def started(run_record: RunRecord) -> None:
-        state.run_id = run_record.id
+        state.run_id = run_record.run_id
         _save(store, record, on_progress, task.id, fence)
 
     result = run(
@@ -149,7 +149,7 @@ def _run_task(
     )
     last = result.run
     state.run_id, state.outcome, state.result, state.error = (
-        last.id,
+        result.run_id,
         last.outcome.value,
         last.result,
         last.error,

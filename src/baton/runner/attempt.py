@@ -99,10 +99,15 @@ def _prompt(ctx: Context, prepared: Prepared, decision: Decision) -> str:
 
 
 def _record(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt) -> RunRecord:
-    """The attempt's run record, ``running``; the first attempt carries what preparing the key did."""
-    key, now, run_id = ctx.key, time.time(), new_run_id()
+    """The attempt's run record, ``running``; the first attempt carries what preparing the key did.
+    The first attempt of a ``baton run`` is the run: its id is the run's (a job's attempts all have
+    ids of their own, since a job taken over by another worker starts again at attempt 1)."""
+    key, now = ctx.key, time.time()
+    own = attempt.number == 1 and ctx.request.job_id is None and ctx.run_id
+    run_id = ctx.run_id if own else new_run_id()
     return RunRecord(
         id=run_id,
+        job_id=ctx.run_id or None,
         agent=key.agent,
         repo=key.repo.slug,
         thread=key.thread,

@@ -151,6 +151,7 @@ class RunRequest:
     cancel: threading.Event = field(default_factory=threading.Event)
     on_event: EventCallback | None = None  # live subscriber: every agent event as it arrives
     on_start: Callable[[RunRecord], None] | None = None
+    job_id: str | None = None  # the submitted run (job) this call runs: its attempts carry its id
 
 
 @dataclass(frozen=True)
@@ -197,17 +198,20 @@ class Doc:
 
 
 class AttemptJson(TypedDict):
-    """One attempt of a run: its runner's run id, its mode and how it ended."""
+    """One attempt of a run: its own id, its number, its mode and how it ended."""
 
-    run_id: str
+    attempt_id: str
+    attempt: int
     mode: str
     outcome: str
 
 
 class RunJson(TypedDict):
-    """``baton run --json``'s object: the last attempt, the session after it, every attempt."""
+    """``baton run --json``'s object: the run (its id, every surface takes it), its last attempt, the
+    session after it, every attempt."""
 
-    run_id: str
+    run_id: Annotated[str, Doc("the run's id: what POST /v1/runs, `baton run` and `baton submit` return")]
+    attempt_id: Annotated[str, Doc("the last attempt's own id")]
     agent: str
     repo: str
     thread: str
@@ -228,7 +232,16 @@ class RunJson(TypedDict):
     access: Annotated[str | None, Doc("what the agent was allowed to do: read, edit or full")]
     confined: Annotated[bool | None, Doc("whether baton walled the agent into its key (Landlock)")]
     warnings: list[str]
-    runs: Annotated[list[AttemptJson], Doc("every attempt: the runner's run ids")]
+    attempts: Annotated[list[AttemptJson], Doc("every attempt (retries, a recovery), oldest first")]
+
+
+def attempt_json(record: RunRecord) -> AttemptJson:
+    return {
+        "attempt_id": record.id,
+        "attempt": record.attempt,
+        "mode": record.mode.value,
+        "outcome": record.outcome.value,
+    }
 
 
 @dataclass
@@ -244,10 +257,16 @@ class RunResult:
     def ok(self) -> bool:
         return self.run.outcome == Outcome.SUCCEEDED
 
+    @property
+    def run_id(self) -> str:
+        """The run's id (a job's, or its first attempt's): what every surface accepts."""
+        return (self.attempts[0] if self.attempts else self.run).run_id
+
     def to_json(self) -> dict[str, Any]:
         run = self.run
         shape: RunJson = {
-            "run_id": run.id,
+            "run_id": self.run_id,
+            "attempt_id": run.id,
             "agent": run.agent,
             "repo": run.repo,
             "thread": run.thread,
@@ -268,8 +287,6 @@ class RunResult:
             "access": run.access.value if run.access else None,
             "confined": run.confined,
             "warnings": self.warnings,
-            "runs": [
-                {"run_id": a.id, "mode": a.mode.value, "outcome": a.outcome.value} for a in self.attempts
-            ],
+            "attempts": [attempt_json(a) for a in self.attempts],
         }
         return dict(shape)

@@ -46,7 +46,8 @@ def run(request: RunRequest, settings: Settings | None = None, store: Store | No
         lease = key_lease(settings, store, resolved.key.id)
         with held(lease, resolved.request.wait, settings.heartbeat, resolved.request.cancel) as lost:
             interrupted = settle(store, resolved.key, lease.proof)
-            ctx = Context(resolved, settings, store, Workdirs(settings), lost, fence=lease.proof)
+            run_id = request.job_id or new_run_id()  # a job's id, or the first attempt's own
+            ctx = Context(resolved, settings, store, Workdirs(settings), lost, lease.proof, run_id)
             return _execute(ctx, interrupted)
     finally:
         if own_store:

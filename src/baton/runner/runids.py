@@ -1,22 +1,31 @@
-"""Short run ids: what tables show and what every command accepts.
+"""Run ids: one id per run, accepted everywhere, and its short form.
 
-A run id is 12 hex digits of milliseconds then 8 random hex digits (``runner.new_run_id``), so ids
-made the same hour share their first 8 characters: a prefix is a poor short form. The short form is
-the random tail (:data:`SHORT` characters), widened to the full id in the rare case another run
-shares that tail. A command accepts the full id, any prefix, or any tail; several matches are an
-error that lists them, never a silent pick.
+A **run** is what a caller starts: ``POST /v1/runs`` or ``baton submit`` (a job: the run's id is the
+job's), or ``baton run`` (the run's id is its first attempt's). Its **attempts** (retries, a recovery
+after a lost conversation, a takeover by another worker) are records of their own, each carrying the
+run's id (``RunRecord.run_id``). Every surface (the CLI, the API, the dashboard, the event streams)
+takes a run's id, or any of its attempts' ids, and :func:`resolve` finds the run either way.
+
+An id is 12 hex digits of milliseconds then 8 random hex digits (``runner.new_run_id``), so ids made
+the same hour share their first 8 characters: a prefix is a poor short form. The short form is the
+random tail (:data:`SHORT` characters), widened to the full id in the rare case another id shares that
+tail. A command accepts the full id, any prefix, or any tail; a fragment that matches several runs is
+an error that lists them, never a silent pick.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from baton.errors import BadInput, NotFound
+from baton.models import JobStatus, Outcome, iso
 
 if TYPE_CHECKING:
-    from baton.models import RunRecord
-    from baton.store.base import RunStore
+    from baton.models import JobRecord, RunRecord
+    from baton.store.base import RunLookup, RunStore
+
 
 SHORT = 8
 SHOWN = 10  # candidates an "ambiguous" message lists
@@ -26,33 +35,114 @@ class Ambiguous(BadInput):
     """A short id that matches several runs (exit 2, like any bad input)."""
 
 
-def short_ids(store: RunStore, ids: Iterable[str]) -> dict[str, str]:
-    """Each id's short form: its tail, unless another stored run ends the same way."""
+@dataclass
+class RunRef:
+    """A run as found by :func:`resolve`: its id, its job (when it was submitted), its attempts so far
+    (oldest first), and the attempt the caller named, when the id given was an attempt's own."""
+
+    id: str
+    job: JobRecord | None
+    attempts: list[RunRecord]
+    named: RunRecord | None = None
+
+    @property
+    def attempt(self) -> RunRecord | None:
+        """The attempt to show: the one named, else the latest."""
+        return self.named or (self.attempts[-1] if self.attempts else None)
+
+    @property
+    def running(self) -> bool:
+        if self.job is not None:
+            return self.job.status != JobStatus.DONE
+        return any(a.outcome == Outcome.RUNNING for a in self.attempts)
+
+    def to_json(self, store: RunStore) -> dict[str, Any]:
+        """The run as ``GET /v1/runs/ID`` answers: a job's record (with ``baton run --json``'s fields
+        once it ran), or for a ``baton run`` the same fields from its attempts; ``attempts`` always
+        from the store, so a running run lists the attempts made so far."""
+        from baton.runner.request import attempt_json
+
+        data = self.job.to_json() if self.job else self._plain(store)
+        data["attempts"] = [attempt_json(a) for a in self.attempts]
+        return data
+
+    def _plain(self, store: RunStore) -> dict[str, Any]:
+        from baton.runner.request import RunResult
+
+        first, last = self.attempts[0], self.attempts[-1]
+        data: dict[str, Any] = {
+            "run_id": self.id,
+            "status": (JobStatus.RUNNING if self.running else JobStatus.DONE).value,
+            "agent": last.agent,
+            "repo": last.repo,
+            "thread": last.thread,
+            "actor": "",
+            "submitted_at": iso(first.started_at),
+            "started_at": iso(first.started_at),
+            "ended_at": None if self.running else iso(last.ended_at),
+            "outcome": None if self.running else last.outcome.value,
+            "error": last.error,
+        }
+        session = store.get_session(last.agent, last.repo, last.thread)
+        if session is not None:
+            data.update(RunResult(run=last, attempts=self.attempts, session=session).to_json())
+        return data
+
+
+def resolve(store: RunLookup, fragment: str) -> RunRef:
+    """The one run ``fragment`` names: a run's id or an attempt's, whole, a prefix or a tail."""
+    fragment = fragment.strip()
+    if not fragment:
+        raise NotFound("no run '' (give a run id, a prefix of it or its last 8 characters)")
+    job = store.get_job(fragment)
+    if job is not None:
+        return _ref(store, job.id, job)
+    record = store.get_run(fragment)
+    if record is not None:
+        return _ref(store, record.run_id, named=record)
+    found: dict[str, RunRecord | None] = dict.fromkeys(store.find_job_ids(fragment, limit=SHOWN + 1))
+    for attempt_id in store.find_run_ids(fragment, limit=SHOWN + 1):
+        attempt = store.get_run(attempt_id)
+        if attempt is not None:
+            found.setdefault(attempt.run_id, attempt)
+    if not found:
+        raise NotFound(f"no run {fragment!r} (give a run id, a prefix of it or its last {SHORT} characters)")
+    if len(found) > 1:
+        count = f"more than {SHOWN}" if len(found) > SHOWN else str(len(found))
+        raise Ambiguous(f"ambiguous: {count} runs match {fragment!r}: {', '.join(list(found)[:SHOWN])}")
+    ((run_id, attempt),) = found.items()
+    return _ref(store, run_id, named=attempt)
+
+
+def _ref(
+    store: RunLookup, run_id: str, job: JobRecord | None = None, named: RunRecord | None = None
+) -> RunRef:
+    attempts = store.run_attempts(run_id)
+    job = job or store.get_job(run_id)
+    if not attempts and job is None:  # deleted between the reads
+        raise NotFound(f"no run {run_id!r}")
+    # an attempt whose id is the run's (a `baton run`'s first) names the whole run
+    return RunRef(run_id, job, attempts, named if named is not None and named.id != run_id else None)
+
+
+def resolve_run(store: RunLookup, fragment: str) -> RunRecord:
+    """The attempt ``fragment`` names, or the latest of the run it names (NotFound for a queued job,
+    which has none yet)."""
+    ref = resolve(store, fragment)
+    if ref.attempt is None:
+        raise NotFound(f"run {ref.id} has not started yet (queued)")
+    return ref.attempt
+
+
+def short_ids(store: RunLookup, ids: Iterable[str]) -> dict[str, str]:
+    """Each run id's short form: its tail, unless another run or attempt ends the same way."""
     shown: dict[str, str] = {}
     for run_id in ids:
         tail = run_id[-SHORT:]
-        shown[run_id] = tail if store.find_run_ids(tail, limit=2) == [run_id] else run_id
+        others = {*store.find_run_ids(tail, limit=3), *store.find_job_ids(tail, limit=3)}
+        shown[run_id] = tail if others <= {run_id} else run_id
     return shown
 
 
-def short_id(store: RunStore, run_id: str) -> str:
+def short_id(store: RunLookup, run_id: str) -> str:
     return short_ids(store, [run_id])[run_id]
-
-
-def resolve_run(store: RunStore, fragment: str) -> RunRecord:
-    """The one run ``fragment`` names (a full id, a prefix or a tail), or a clear error."""
-    fragment = fragment.strip()
-    record = store.get_run(fragment) if fragment else None
-    if record is not None and record.id == fragment:
-        return record
-    ids = store.find_run_ids(fragment, limit=SHOWN + 1) if fragment else []
-    if not ids:
-        raise NotFound(f"no run {fragment!r} (give a run id, a prefix of it or its last {SHORT} characters)")
-    if len(ids) > 1:
-        count = f"more than {SHOWN}" if len(ids) > SHOWN else str(len(ids))
-        listed = ", ".join(ids[:SHOWN])
-        raise Ambiguous(f"ambiguous: {count} runs match {fragment!r}: {listed}")
-    found = store.get_run(ids[0])
-    if found is None:  # deleted between the two reads
-        raise NotFound(f"no run {fragment!r}")
-    return found

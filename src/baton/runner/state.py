@@ -39,6 +39,7 @@ class Context:
     workdirs: Workdirs
     lost: threading.Event  # set when the key's lease was taken over: stop, write nothing more
     fence: Fence | None = None  # the lease's proof: the store refuses this run's writes after a takeover
+    run_id: str = ""  # the run's id, on each attempt's record (a job's id, else the first attempt's)
 
     @property
     def request(self) -> RunRequest:

@@ -2,8 +2,9 @@
 it, list them, stream its agent events (Server-Sent Events), cancel it.
 
 A run of the API is a job (:mod:`baton.fleet.jobs`): its ``run_id`` is the job's id, and once it ran its
-record carries every field of ``baton run --json`` (whose own ``run_id``, the last attempt's, is in
-``runs``). The event stream is replayed from the job's event file, so a late subscriber gets it from
+record carries every field of ``baton run --json``; its ``attempts`` (retries, a recovery) have ids of
+their own, and every route takes either (:mod:`baton.runner.runids`), as the CLI and the dashboard do.
+The event stream is replayed from the job's event file, so a late subscriber gets it from
 the start, ``Last-Event-ID`` resumes after an event, and the stream ends with one ``outcome`` event.
 """
 
@@ -23,6 +24,7 @@ from baton.fleet.executor import Executor
 from baton.keys import parse_repo
 from baton.models import JobRecord, JobStatus, TokenScope
 from baton.runner.request import RunRequest
+from baton.runner.runids import RunRef, resolve
 from baton.service.auth import Actor, require
 from baton.service.errors import Problem, json_errors
 from baton.service.schemas import body_model, view_model
@@ -30,7 +32,13 @@ from baton.settings import Settings
 from baton.store import Store
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
-RunId = Annotated[str, Path(description="the run id `POST /v1/runs` returned", max_length=64)]
+RunId = Annotated[
+    str,
+    Path(
+        description="the run's id (as `POST /v1/runs` returned it), an attempt's, or the last 8 characters",
+        max_length=64,
+    ),
+]
 Reader = Annotated[Actor, Depends(require(TokenScope.READ))]
 Runner = Annotated[Actor, Depends(require(TokenScope.RUN))]
 
@@ -98,13 +106,22 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 ExecutorDep = Annotated[Executor, Depends(_executor)]
 
 
-def _job(run_id: RunId, store: StoreDep) -> JobRecord:
-    job = store.get_job(run_id)
-    if job is None:
-        raise NotFound(f"no run {run_id!r}")
-    return job
+def _ref(run_id: RunId, store: StoreDep) -> RunRef:
+    """The run ``run_id`` names: its id or an attempt's, whole or short (``baton.runner.runids``)."""
+    return resolve(store, run_id)
 
 
+def _job(ref: Annotated[RunRef, Depends(_ref)]) -> JobRecord:
+    """The run's job: only a submitted run has an event stream and can be cancelled here."""
+    if ref.job is None:
+        raise NotFound(
+            f"run {ref.id} was started by `baton run`, not submitted to the service: "
+            f"`baton runs logs {ref.id}` prints its log"
+        )
+    return ref.job
+
+
+Ref = Annotated[RunRef, Depends(_ref)]
 Job = Annotated[JobRecord, Depends(_job)]
 
 
@@ -152,9 +169,10 @@ def _slug(repo: str | None) -> str | None:
 
 
 @router.get("/{run_id}", response_model=RunView)
-def get_run(_actor: Reader, job: Job) -> dict[str, Any]:
-    """A run: queued, running or done, with ``baton run --json``'s fields once known."""
-    return job.to_json()
+def get_run(_actor: Reader, ref: Ref, store: StoreDep) -> dict[str, Any]:
+    """A run: queued, running or done, with ``baton run --json``'s fields once known and its attempts
+    so far. The id may be the run's or one of its attempts', whole or its last 8 characters."""
+    return ref.to_json(store)
 
 
 @router.get(
@@ -170,8 +188,9 @@ async def run_events(
     last_event_id: Annotated[str | None, Header(description="resume after this event id")] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """The run's agent events as Server-Sent Events: each ``event: agent`` with ``id: <seq>`` and
-    ``{"seq", "run", "attempt", "event"}`` as data, from the start (or after ``Last-Event-ID``),
-    live while it runs; then one ``event: outcome`` with the run's final record, and the end."""
+    ``{"seq", "run_id", "attempt", "attempt_id", "event"}`` as data, from the start (or after
+    ``Last-Event-ID``), live while it runs; then one ``event: outcome`` with the run's final record, and
+    the end."""
     after = int(last_event_id) if last_event_id and last_event_id.strip().isdigit() else 0
     async for item in jobs.read_events(store, settings, job.id, after):
         if item.end is None:

@@ -81,6 +81,10 @@ class RunStore(Protocol):
         ...
 
     def delete_runs(self, agent: str, repo: str, thread: str) -> list[RunRecord]: ...
+    def run_attempts(self, run_id: str) -> list[RunRecord]:
+        """The attempts of one run (see ``RunRecord.run_id``), oldest first."""
+        ...
+
     def find_run_ids(self, fragment: str, limit: int = 20) -> list[str]:
         """Ids that are, start with or end with ``fragment``, newest first (for short ids)."""
         ...
@@ -168,6 +172,10 @@ class JobStore(Protocol):
 
     def add_job(self, job: JobRecord) -> None: ...
     def get_job(self, job_id: str) -> JobRecord | None: ...
+    def find_job_ids(self, fragment: str, limit: int = 20) -> list[str]:
+        """Ids of the jobs whose id is, starts with or ends with ``fragment``, newest first."""
+        ...
+
     def update_job(self, job_id: str, **fields: Any) -> None: ...
     def list_jobs(
         self,
@@ -199,6 +207,10 @@ class JobStore(Protocol):
     def request_cancel(self, job_id: str, at: float) -> bool:
         """Mark a job for cancelling (whichever worker runs it stops it); False if it already ended."""
         ...
+
+
+class RunLookup(RunStore, JobStore, Protocol):
+    """What finding a run by its id reads: a job's or an attempt's (``baton.runner.runids``)."""
 
 
 class TokenStore(Protocol):

@@ -36,6 +36,7 @@ from baton.store.tables import (
     blobs,
     check_fence,
     db_value,
+    id_like,
     key_where,
     leases,
     lock_key,
@@ -172,15 +173,19 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
         return run_of(row._mapping) if row else None
 
     def find_run_ids(self, fragment: str, limit: int = 20) -> list[str]:
-        """Ids of the runs whose id is, starts with or ends with ``fragment``, newest first.
-
-        People copy short ids: a prefix, or the random tail that tables show (see ``baton.runner.runids``).
-        """
-        text = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        match = sa.or_(runs.c.id.like(text + "%", escape="\\"), runs.c.id.like("%" + text, escape="\\"))
-        query = sa.select(runs.c.id).where(match).order_by(runs.c.started_at.desc()).limit(limit)
+        """Ids of the runs whose id is, starts with or ends with ``fragment``, newest first."""
+        query = sa.select(runs.c.id).where(id_like(runs.c.id, fragment))
+        query = query.order_by(runs.c.started_at.desc()).limit(limit)
         with self._tx() as conn:
             return [row.id for row in conn.execute(query)]
+
+    def run_attempts(self, run_id: str) -> list[RunRecord]:
+        """The attempts of run ``run_id`` (a job's, or a ``baton run``'s first attempt's id), oldest
+        first; an attempt from before runs had ids of their own is a run of one."""
+        where = sa.or_(runs.c.job_id == run_id, sa.and_(runs.c.id == run_id, runs.c.job_id.is_(None)))
+        query = sa.select(runs).where(where).order_by(runs.c.started_at, runs.c.attempt, runs.c.id)
+        with self._tx() as conn:
+            return [run_of(r._mapping) for r in conn.execute(query)]
 
     def list_runs(
         self,

@@ -25,7 +25,7 @@ from baton.store.schema import deliveries, job_events, jobs, tokens
 from baton.store.schema import leases as _leases
 from baton.store.schema import runs as _runs
 from baton.store.schema import sessions as _sessions
-from baton.store.tables import insert_for, upsert
+from baton.store.tables import id_like, insert_for, upsert
 
 
 class ServiceTables:
@@ -44,6 +44,12 @@ class ServiceTables:
         with self._tx() as conn:
             row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
         return _job(row._mapping) if row else None
+
+    def find_job_ids(self, fragment: str, limit: int = 20) -> list[str]:
+        query = sa.select(jobs.c.id).where(id_like(jobs.c.id, fragment))
+        query = query.order_by(jobs.c.submitted_at.desc()).limit(limit)
+        with self._tx() as conn:
+            return [row.id for row in conn.execute(query)]
 
     def update_job(self, job_id: str, **fields: Any) -> None:
         values = {k: _job_value(k, v) for k, v in fields.items()}

@@ -116,6 +116,13 @@ def _json_or_none(text: str | None) -> Any:
         return None
 
 
+def id_like(column: sa.Column[str], fragment: str) -> sa.ColumnElement[bool]:
+    """``column`` is, starts with or ends with ``fragment`` (LIKE's wildcards in it taken literally):
+    the ids people copy are prefixes, or the random tail tables show (``baton.runner.runids``)."""
+    text = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return sa.or_(column.like(text + "%", escape="\\"), column.like("%" + text, escape="\\"))
+
+
 def run_values(run: RunRecord) -> dict[str, Any]:
     return {k: db_value(k, v) for k, v in run.__dict__.items()}
 

@@ -6,11 +6,11 @@ than the stream's start is followed from its first line, one after another, even
 ended between two looks (a fast agent), and ends with an ``outcome`` event. ``/ui/stream/run/<id>``
 follows one run and ends after its outcome.
 
-Events: ``timeline`` (HTML), ``run`` ({run_id, mode, href}: the live log starts over), ``entry`` (HTML of
-one entry), ``outcome`` ({run_id, outcome}). Data is JSON; the HTML in it is rendered by Jinja2 with
-autoescaping, so an agent's output is text, never markup. The store is read in the thread pool, and a
-look happens every :data:`POLL` seconds, or at once when a run of this process writes events. A stream
-lasts at most :data:`LIFETIME`; the browser then reconnects by itself.
+Events: ``timeline`` (HTML), ``run`` ({run_id, short, attempt, mode, href}: the live log starts over),
+``entry`` (HTML of one entry), ``outcome`` ({run_id, attempt_id, outcome}). Data is JSON; the HTML in it
+is rendered by Jinja2 with autoescaping, so an agent's output is text, never markup. The store is read
+in the thread pool, and a look happens every :data:`POLL` seconds, or at once when a run of this process
+writes events. A stream lasts at most :data:`LIFETIME`; the browser then reconnects by itself.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from baton.agents.events import Entry, LogRenderer
 from baton.fleet import jobs
 from baton.models import Outcome, RunRecord, SessionRecord
 from baton.runner.logtail import LogTail
-from baton.runner.runids import resolve_run
+from baton.runner.runids import resolve_run, short_id
 from baton.service.dashboard.sessions import key_runs
 from baton.service.dashboard.web import Viewer, signed_in, state, templates
 from baton.sessions.manage import get_session, resolve_key
@@ -52,7 +52,7 @@ class Follow:
     """One run's log, read as it grows."""
 
     def __init__(self, record: RunRecord) -> None:
-        self.id = record.id
+        self.id, self.run_id = record.id, record.run_id
         self.tail = LogTail(Path(record.log_path)) if record.log_path else None
         self.renderer = LogRenderer(record.agent)
 
@@ -65,7 +65,11 @@ class Follow:
         events = [ServerSentEvent(event="entry", data=entry_html(e)) for e in entries]
         if ended:
             outcome = record.outcome.value if record else "unknown"
-            events.append(ServerSentEvent(event="outcome", data={"run_id": self.id, "outcome": outcome}))
+            events.append(
+                ServerSentEvent(
+                    event="outcome", data={"run_id": self.run_id, "attempt_id": self.id, "outcome": outcome}
+                )
+            )
         return events, ended
 
 
@@ -93,11 +97,10 @@ class SessionWatch:
                 self.followed.add(record.id)
                 self.current = Follow(record)
                 href = f"/runs/{record.id}"
-                events.append(
-                    ServerSentEvent(
-                        event="run", data={"run_id": record.id, "mode": record.mode.value, "href": href}
-                    )
-                )
+                short = short_id(self.store, record.run_id)
+                data = {"run_id": record.run_id, "short": short, "attempt": record.attempt}
+                data |= {"mode": record.mode.value, "href": href}
+                events.append(ServerSentEvent(event="run", data=data))
         if self.current is not None:
             more, ended = self.current.step(self.store)
             events += more

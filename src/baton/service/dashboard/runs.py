@@ -1,9 +1,10 @@
 """Routes: recent runs across keys (``/runs``) and one run with its event log (``/runs/<id>``).
 
-A run is one attempt (an agent process), as ``baton runs`` shows them; API submissions, CLI runs and
-plan tasks all appear. The log is the agent's raw event stream rendered readably by
-:mod:`baton.agents.events` (assistant text, tool calls, their output, errors), with the raw lines behind a
-toggle; a running run's entries arrive live over the run stream instead.
+A row is one attempt (an agent process), as ``baton runs ls`` shows them; API submissions, CLI runs and
+plan tasks all appear. ``/runs/<id>`` takes a run's id or an attempt's (``baton.runner.runids``) and
+shows the attempt with the run's other attempts linked. The log is the agent's raw event stream rendered
+readably by :mod:`baton.agents.events` (assistant text, tool calls, their output, errors), with the raw
+lines behind a toggle; a running run's entries arrive live over the run stream instead.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fastapi.responses import HTMLResponse
 from baton.agents.events import Entry, LogRenderer
 from baton.errors import BadInput
 from baton.models import Outcome, RunRecord
-from baton.runner.runids import resolve_run
+from baton.runner.runids import resolve
 from baton.service.dashboard.web import Viewer, page, signed_in, state
 
 router = APIRouter(include_in_schema=False)
@@ -92,15 +93,19 @@ def read_log(record: RunRecord) -> tuple[list[Entry], list[str], int]:
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 def run_page(request: Request, viewer: Signed, run_id: str) -> HTMLResponse:
+    """A run by its id or an attempt's: the attempt named (else the latest) with its log, and the
+    run's other attempts linked; a queued run says so until its first attempt starts."""
     _settings, store = state(request)
-    record = resolve_run(store, run_id[:200])
-    running = record.outcome == Outcome.RUNNING
-    entries, lines, left = ([], [], 0) if running else read_log(record)
+    ref = resolve(store, run_id[:200])
+    record = ref.attempt
+    running = record is None or record.outcome == Outcome.RUNNING
+    entries, lines, left = ([], [], 0) if running or record is None else read_log(record)
     return page(
         request,
         "run.html",
         viewer,
-        title=f"run {record.id}",
+        title=f"run {ref.id}",
+        ref=ref,
         r=record,
         running=running,
         entries=entries,

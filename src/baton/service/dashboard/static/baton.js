@@ -38,7 +38,8 @@
       if (label) {
         const link = document.createElement("a");
         link.href = run.href;
-        link.textContent = "run " + run.run_id.slice(0, 12) + " (" + run.mode + ")";
+        const attempt = run.attempt > 1 ? ", attempt " + run.attempt : "";
+        link.textContent = "run " + run.short + " (" + run.mode + attempt + ")";
         label.replaceChildren(link);
       }
     });
