@@ -122,12 +122,23 @@ def _corrupt_blobs(settings: Settings, how: str) -> None:
             conn.execute(sa.text("DELETE FROM blobs"))
         elif how == "corrupt":
             conn.execute(sa.text("UPDATE blobs SET data = :d"), {"d": b"not zlib"})
-        else:
+        elif how == "unparsable":
             conn.execute(sa.text("UPDATE snapshots SET files = '{not json'"))
+        else:  # valid JSON of the wrong shape
+            conn.execute(sa.text("UPDATE snapshots SET files = :f"), {"f": WRONG_SHAPES[how]})
     engine.dispose()
 
 
-@pytest.mark.parametrize("how", ["missing", "corrupt", "unparsable"])
+WRONG_SHAPES = {
+    "a list": '["projects/x.jsonl"]',
+    "a string": '"projects/x.jsonl"',
+    "null": "null",
+    "a number as digests": '{"projects/x.jsonl": 5}',
+    "numbers in the digests": '{"projects/x.jsonl": [1, 2]}',
+}
+
+
+@pytest.mark.parametrize("how", ["missing", "corrupt", "unparsable", *WRONG_SHAPES])
 def test_lost_transcript_and_broken_snapshot_recovers(settings: Settings, src_repo: Path, how: str) -> None:
     first = go(settings, src_repo, "write the lexer")
     for path in session_agent(first.session, settings).transcript_files(str(first.session.agent_session_id)):

@@ -287,7 +287,7 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
             return None
         data = dict(row._mapping)
         try:
-            data["files"] = json.loads(data["files"])
+            data["files"] = _files_of(json.loads(data["files"]))
         except ValueError as exc:
             raise StoreError(f"the snapshot of {agent}:{repo}:{thread} is corrupt ({exc})") from exc
         return Snapshot(**data)
@@ -333,6 +333,18 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
 
     def close(self) -> None:
         """Nothing to release: the engine (and its pool) is shared by every store of this URL."""
+
+
+def _files_of(files: Any) -> dict[str, list[str]]:
+    """A snapshot's ``files`` as parsed JSON, checked for its shape (path → digest or list of digests);
+    ValueError for any other shape, so the runner treats it as it treats a corrupt blob (recover)."""
+    if not isinstance(files, dict):
+        raise ValueError(f"files is a JSON {type(files).__name__}, not an object")
+    for rel, digests in files.items():
+        chunks = [digests] if isinstance(digests, str) else digests
+        if not isinstance(chunks, list) or not all(isinstance(d, str) for d in chunks):
+            raise ValueError(f"the digests of {rel!r} are not a list of strings")
+    return files
 
 
 def _digests(files_json: str) -> set[str]:
