@@ -5,6 +5,7 @@ steps."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -389,3 +390,32 @@ def test_cancel_while_waiting_for_a_busy_key_stops_the_wait(settings: Settings, 
     assert time.monotonic() - started < 15  # not the 30 s of the wait (margin: a busy machine)
     other.release()
     store.close()
+
+
+# -- a worktree path that is not a directory -------------------------------------------------------
+
+
+@pytest.mark.parametrize("what", ["file", "symlink"])
+def test_worktree_replaced_by_a_file_is_archived_and_rebuilt(
+    settings: Settings, src_repo: Path, tmp_path: Path, what: str
+) -> None:
+    first = go(settings, src_repo, "write the lexer")
+    path = Path(first.session.worktree)
+    subprocess.run(["rm", "-rf", str(path)], check=True)
+    if what == "file":
+        path.write_text("someone's notes\n")
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        path.symlink_to(tmp_path / "elsewhere")
+    again = go(settings, src_repo, "write the parser")
+    assert again.run.outcome == Outcome.SUCCEEDED and again.run.mode == Mode.RESUME
+    assert path.is_dir() and not path.is_symlink() and (path / ".git").exists()
+    note = str(again.run.note)
+    assert f"was a {what}" in note and "archived" in note
+    [kept] = (settings.home / "archive").rglob("worktree-*")
+    assert str(kept) in note
+    if what == "file":
+        assert kept.read_text() == "someone's notes\n"
+    else:
+        assert kept.is_symlink() and os.readlink(kept) == str(tmp_path / "elsewhere")
+        assert list((tmp_path / "elsewhere").iterdir()) == []  # nothing written through the link
