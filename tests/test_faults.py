@@ -219,6 +219,41 @@ def test_full_disk_is_a_clear_error_not_a_crash(
     assert "mode=resume" in after.stdout
 
 
+@pytest.fixture
+def ext4_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB ext4 file system of our own (a loop mount: root only), 4 KiB blocks and no blocks
+    reserved for root (so "full" means full for the suite, which runs as root)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts an ext4 loop file system (mkfs.ext4, mount -o loop): run it as root")
+    image, mount = tmp_path / "ext4.img", tmp_path / "ext4"
+    image.write_bytes(b"")
+    os.truncate(image, 16 * 2**20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-b", "4096", str(image)], check=True)
+    mount.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("command", [["doctor"], ["sweep"], ["sessions", "ls"], ["runs", "ls"]])
+def test_store_on_a_full_ext4_is_refused_before_sqlite_maps_it(
+    ext4_disk: Path, cli: Callable[..., subprocess.CompletedProcess[str]], command: list[str]
+) -> None:
+    """With a few KiB free on ext4, a command that opens the store says the disk is full (exit 1)
+    before SQLite creates its WAL and maps its index (-shm): a page of that map the disk cannot back
+    is a SIGBUS, exit 135 without a word."""
+    env = {"BATON_HOME": str(ext4_disk / "home")}
+    assert cli("sessions", "ls", env=env).returncode == 0  # the store exists, closed cleanly
+    _fill(ext4_disk, 12)
+    os.sync()
+    done = cli(*command, env=env)
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert "the disk holding the store" in done.stdout + done.stderr and "Traceback" not in done.stderr
+    assert not (ext4_disk / "home" / "baton.db-shm").exists()  # SQLite never mapped anything
+
+
 # -- 3g: branch names ------------------------------------------------------------------------------
 
 
