@@ -241,3 +241,15 @@ def test_jobs_from_before_seq_come_first_by_their_clock(store: Store, store_url:
     assert [j.id for j in queued] == ["old-1", "old-2", "new"]
     assert not store.start_job("new", 5.0) and not store.start_job("old-2", 5.0)
     assert store.start_job("old-1", 5.0)
+
+
+def test_web_sessions_expire_and_are_revoked_once(store: Store) -> None:
+    store.add_web_session("d1", "alice", 100.0, 200.0)
+    assert store.web_session_token("d1", 150.0) == "alice"
+    assert store.web_session_token("d1", 200.0) is None  # expired
+    assert store.web_session_token("nope", 150.0) is None
+    assert store.revoke_web_session("d1", 160.0) and not store.revoke_web_session("d1", 161.0)
+    assert store.web_session_token("d1", 170.0) is None
+    store.add_web_session("d2", "bob", 300.0, 400.0)  # sessions expired by then are pruned
+    store.add_web_session("d1", "carol", 300.0, 400.0)  # (d1's row went: its digest is free again)
+    assert store.web_session_token("d1", 310.0) == "carol"

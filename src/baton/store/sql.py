@@ -28,6 +28,7 @@ from baton.store.sql_plans import PlanTables
 from baton.store.sql_sdk import SdkEntryTables
 from baton.store.sql_service import ServiceTables
 from baton.store.sql_views import ViewQueries
+from baton.store.sql_websessions import WebSessionTables
 from baton.store.sql_workers import WorkerTables
 from baton.store.tables import (
     KEY,
@@ -50,7 +51,9 @@ from baton.store.tables import (
 )
 
 
-class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntryTables, WorkerTables):
+class SQLStore(
+    PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntryTables, WorkerTables, WebSessionTables
+):
     """A :class:`baton.store.base.Store` over one SQLAlchemy engine."""
 
     def __init__(self, url: str) -> None:
