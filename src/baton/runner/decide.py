@@ -14,7 +14,9 @@ thread's conversation first gets a copy of it there, from that thread's home on 
 base home, for a conversation from before key spaces), else hydrates the source's snapshot there.
 
 A resumed turn after an interrupted one (crashed, timed out, cancelled, or a failed attempt being
-retried) gets the "you were interrupted" prompt instead of the bare delta.
+retried) gets the "you were interrupted" prompt instead of the bare delta; so does one after a turn
+that failed before the model answered, whose instruction the conversation still holds unanswered
+(:func:`_after_unanswered`).
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ def _after_unanswered(ctx: Context, resume: Decision) -> Decision:
     agent, unanswered = ctx.agent, None
     for path in agent.transcript_files(resume.session_id):
         try:  # the agent's to write: read without following a link
-            unanswered = agent.unanswered_prompt(nofollow.read_beneath(agent.home, path.relative_to(agent.home)))
+            transcript = nofollow.read_beneath(agent.home, path.relative_to(agent.home))
+            unanswered = agent.unanswered_prompt(transcript)
         except (OSError, ValueError):  # unreadable: the agent judges its own transcript
             return resume
     if unanswered is None:
@@ -83,7 +86,8 @@ def _after_unanswered(ctx: Context, resume: Decision) -> Decision:
     previous = "That turn's instruction is the last message above; it was never answered" + (
         ", and this instruction repeats it.\n" if repeated else ".\n"
     )
-    note = "the last turn's instruction is in the conversation unanswered (it failed before the model answered)"
+    note = "the last turn's instruction is in the conversation unanswered (it failed before the model"
+    note += " answered)"
     return replace(
         resume,
         kind=PromptKind.INTERRUPTED,
