@@ -116,7 +116,7 @@ class Tab:
         self.page.screenshot(path=str(target), full_page=False, animations="disabled")
         return target
 
-    def cookie(self, name: str = "baton_token") -> str | None:
+    def cookie(self, name: str = "baton_session") -> str | None:
         return next((c["value"] for c in self.context.cookies() if c["name"] == name), None)
 
 

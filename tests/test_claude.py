@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from baton import Mode, Outcome, RunRequest, open_store, run
+from baton import Mode, Outcome, PromptKind, RunRequest, open_store, run
 from baton.agents import Turn
 from baton.agents.claude import NOT_FOUND, ClaudeAgent
 from baton.errors import AgentError
@@ -131,3 +132,50 @@ def test_real_cli_not_found_then_recover(
     assert after.attempts[0].error and NOT_FOUND in after.attempts[0].error
     assert after.session.agent_session_id != first.session.agent_session_id
     assert mock.message_counts()[-1] == 2
+
+
+def _line(kind: str, content: object, **extra: object) -> bytes:
+    return json.dumps({"type": kind, "message": {"role": kind, "content": content, **extra}}).encode()
+
+
+def test_an_instruction_without_a_model_answer_is_found(adapter: ClaudeAgent) -> None:
+    asked = _line("user", "write the parser\n")
+    answer = _line("assistant", [{"type": "text", "text": "done"}], model="claude-x")
+    api_error = _line("assistant", [{"type": "text", "text": "API Error: 400"}], model="<synthetic>")
+    tool_result = _line("user", [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}])
+    metadata = json.dumps({"type": "last-prompt", "lastPrompt": "x"}).encode()
+    assert adapter.unanswered_prompt(b"\n".join([asked, api_error, metadata])) == "write the parser\n"
+    assert adapter.unanswered_prompt(b"\n".join([asked, answer, metadata])) is None
+    assert adapter.unanswered_prompt(b"\n".join([asked, answer, tool_result, b"{torn"])) is None
+    blocks = _line("user", [{"type": "text", "text": "a "}, {"type": "text", "text": "b"}])
+    assert adapter.unanswered_prompt(b"\n".join([answer, blocks])) == "a b"
+    assert adapter.unanswered_prompt(b"") is None
+
+
+@pytest.mark.slow
+def test_real_cli_a_turn_that_failed_before_the_model_answered_is_not_repeated_silently(
+    settings: Settings, src_repo: Path, mock: MockAnthropic, claude_bin: str
+) -> None:
+    """Claude writes the instruction before it asks the model: after a turn the API refused, the
+    transcript holds it unanswered and the next resume sends it again. A dispatcher resubmitting it
+    must not have it delivered twice without a word: the turn says the one above went unanswered."""
+
+    def go(prompt: str) -> Any:
+        return run(
+            RunRequest(agent="claude", repo=str(src_repo), thread="t", prompt=prompt), settings=settings
+        )
+
+    assert go("start").ok
+    mock.fail_status = 400
+    failed = go("write the parser")
+    assert failed.run.outcome == Outcome.FAILED
+    mock.fail_status = None
+    again = go("write the parser")
+    assert again.ok and again.run.prompt_kind == PromptKind.INTERRUPTED
+    assert "unanswered" in str(again.run.note) and "repeats it" in str(again.run.note)
+    sent = mock.conversation()[-1].messages[-1]["content"]
+    texts = [sent] if isinstance(sent, str) else [b.get("text", "") for b in sent]
+    assert "it was never answered, and this instruction repeats it" in texts[-1]
+    # an answered turn is followed by the bare instruction, as always
+    after = go("and the tests")
+    assert after.ok and after.run.prompt_kind == PromptKind.DELTA and after.run.note is None

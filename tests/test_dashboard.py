@@ -6,7 +6,10 @@ Chromium: tests/test_dashboard_browser.py.)"""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,10 +19,13 @@ import pytest
 
 from baton import RunRequest, run
 from baton.keys import make_key
-from baton.models import Mode, SessionRecord, SessionStatus
+from baton.models import Mode, SessionRecord, SessionStatus, TokenScope
+from baton.service.auth import create_token
 from baton.service.dashboard.web import csrf_for
 from baton.settings import Settings
-from tests.service_fixtures import Service, service_fixture  # noqa: F401 (fixture)
+from baton.store import open_store
+from tests.conftest import BATON
+from tests.service_fixtures import Service, free_port, service_fixture, wait_http  # noqa: F401 (fixture)
 
 PAGES = ["/", "/sessions", "/runs", "/plans", "/deliveries", "/audit"]
 
@@ -149,10 +155,82 @@ def test_logout_needs_csrf_and_clears_the_cookie(service: Service, admin: httpx.
     page = admin.get("/")
     assert admin.post("/logout", data={}).status_code == 403
     out = admin.post("/logout", data={"csrf": csrf(page.text)})
-    assert out.status_code == 303 and 'baton_token=""' in out.headers["set-cookie"]
+    assert out.status_code == 303 and 'baton_session=""' in out.headers["set-cookie"]
 
 
-def test_csrf_is_bound_to_the_token() -> None:
+def test_the_cookie_holds_a_session_not_the_token_and_sign_out_revokes_it(service: Service) -> None:
+    secret = service.token("admin")
+    with httpx.Client(base_url=service.url, timeout=30) as http:
+        signed = http.post("/login", data={"token": secret})
+        session_id = signed.cookies["baton_session"]
+        assert secret not in signed.headers["set-cookie"] and session_id != secret
+        assert "Secure" not in signed.headers["set-cookie"]  # plain HTTP: a Secure cookie is never sent back
+        page = http.get("/", follow_redirects=False)
+        assert page.status_code == 200
+        assert http.post("/logout", data={"csrf": csrf(page.text)}).status_code == 303
+    # the cookie as it was before sign-out (copied, or kept by a browser that ignored the reset)
+    with httpx.Client(base_url=service.url, timeout=30, cookies={"baton_session": session_id}) as copied:
+        assert copied.get("/", follow_redirects=False).status_code == 303  # to /login: revoked
+    with httpx.Client(base_url=service.url, timeout=30, cookies={"baton_session": secret}) as raw:
+        assert raw.get("/", follow_redirects=False).status_code == 303  # the token is no session id
+
+
+def test_revoking_the_token_signs_its_sessions_out(service: Service) -> None:
+    secret = service.token("read", "to-revoke")
+    with httpx.Client(base_url=service.url, timeout=30) as http:
+        http.post("/login", data={"token": secret})
+        assert http.get("/", follow_redirects=False).status_code == 200
+        service.store.revoke_token("to-revoke", 1.0)
+        assert http.get("/", follow_redirects=False).status_code == 303
+
+
+def test_the_cookie_is_secure_behind_a_tls_proxy(service: Service) -> None:
+    """uvicorn trusts the X-Forwarded-Proto of the proxies ``baton serve --forwarded-allow-ips`` names
+    (loopback by default, as this test's client is)."""
+    with httpx.Client(base_url=service.url, timeout=30) as http:
+        signed = http.post(
+            "/login", data={"token": service.token("read")}, headers={"X-Forwarded-Proto": "https"}
+        )
+    assert signed.status_code == 303 and "; secure" in signed.headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_baton_serve_trusts_the_proxies_it_is_told_to(
+    baton_env: dict[str, str], settings: Settings, trusted: bool
+) -> None:
+    """A TLS proxy that is not on 127.0.0.1 (here 127.0.0.2: a container's, an ingress's address) is
+    trusted only when named by ``--forwarded-allow-ips``; then the cookie it passes on is Secure."""
+    port = free_port()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.resolved_store_url)
+    secret = create_token(store, "proxied", TokenScope.READ)
+    store.close()
+    trust = ["--forwarded-allow-ips", "127.0.0.2"] if trusted else []
+    command = [*BATON, "serve", "--port", str(port), *trust]
+    env = {**os.environ, **baton_env}
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz")
+            proxy = httpx.HTTPTransport(local_address="127.0.0.2")
+            with httpx.Client(transport=proxy, base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+                signed = http.post("/login", data={"token": secret}, headers={"X-Forwarded-Proto": "https"})
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=30)
+    assert signed.status_code == 303, signed.text
+    assert ("; secure" in signed.headers["set-cookie"].lower()) is trusted
+
+
+def test_sign_in_from_a_null_origin_is_refused(service: Service) -> None:
+    """``Origin: null`` is a sandboxed frame or a ``data:`` page, never this site's own form."""
+    with httpx.Client(base_url=service.url, timeout=30) as http:
+        signin = http.post("/login", data={"token": service.token("read")}, headers={"Origin": "null"})
+    assert signin.status_code == 403 and "set-cookie" not in signin.headers
+
+
+def test_csrf_is_bound_to_the_session() -> None:
     assert csrf_for("a") != csrf_for("b") and len(csrf_for("a")) == 64
 
 

@@ -211,7 +211,7 @@ def test_a_good_token_shows_the_overview_and_goes_where_it_was_sent(fleet: Fleet
     tab.sign_in(fleet.service.token("read", "reader-1"))
     assert tab.path() == "/sessions?agent=claude"
     assert tab.page.locator("table#sessions-table tbody tr").count() == 2
-    cookie = next(c for c in tab.context.cookies() if c["name"] == "baton_token")
+    cookie = next(c for c in tab.context.cookies() if c["name"] == "baton_session")
     assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/")
 
     tab = fleet.signed_in(tabs, "read", "reader-2")
@@ -390,7 +390,7 @@ def test_admin_resets_a_session_from_its_page(fleet: Fleet, tabs: Tabs) -> None:
 
 def forge_reset(fleet: Fleet, cookie: str, sess: Sess, csrf: str | None) -> httpx.Response:
     form = {**sess.params, "scope": "all"} | ({"csrf": csrf} if csrf is not None else {})
-    headers = {"Cookie": f"baton_token={cookie}", "Origin": fleet.url}
+    headers = {"Cookie": f"baton_session={cookie}", "Origin": fleet.url}
     return httpx.post(f"{fleet.url}/session/reset", data=form, headers=headers, timeout=30)
 
 

@@ -75,6 +75,28 @@ def test_fifo_per_key_under_concurrency(
     assert any(a[0] < b[1] and b[0] < a[1] for a in spans for b in spans if a != b), "nothing ran at once"
 
 
+def test_a_keys_jobs_run_in_commit_order_when_their_clocks_disagree(
+    settings: Settings, store: Store, src_repo: Path
+) -> None:
+    """Two submits of one key whose clocks were read in the other order than they committed (as two
+    concurrent POSTs can): the one committed first (``seq`` 1) runs first, and the second is not
+    stranded behind it."""
+    first, second = (jobs.submit(store, settings, body(src_repo, prompt=p), "test") for p in ("one", "two"))
+    store.update_job(first.id, submitted_at=second.submitted_at + 1.0)  # its clock read later
+    executor = LocalExecutor(settings, store)
+    executor.start()
+    try:
+        ended = wait_done(store, [first.id, second.id], timeout=60)
+    finally:
+        executor.stop()
+    assert [j.seq for j in ended] == [1, 2]
+    assert (ended[0].started_at or 0) < (ended[1].started_at or 0)
+    assert [j.result and j.result["result"] for j in ended] == [
+        "fake reply: received 2 messages",
+        "fake reply: received 4 messages",
+    ]
+
+
 def test_bad_input_writes_nothing(settings: Settings, store: Store, src_repo: Path) -> None:
     for fields, message in (
         (body(src_repo, "../up"), "thread"),

@@ -5,6 +5,7 @@ steps."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -122,12 +123,23 @@ def _corrupt_blobs(settings: Settings, how: str) -> None:
             conn.execute(sa.text("DELETE FROM blobs"))
         elif how == "corrupt":
             conn.execute(sa.text("UPDATE blobs SET data = :d"), {"d": b"not zlib"})
-        else:
+        elif how == "unparsable":
             conn.execute(sa.text("UPDATE snapshots SET files = '{not json'"))
+        else:  # valid JSON of the wrong shape
+            conn.execute(sa.text("UPDATE snapshots SET files = :f"), {"f": WRONG_SHAPES[how]})
     engine.dispose()
 
 
-@pytest.mark.parametrize("how", ["missing", "corrupt", "unparsable"])
+WRONG_SHAPES = {
+    "a list": '["projects/x.jsonl"]',
+    "a string": '"projects/x.jsonl"',
+    "null": "null",
+    "a number as digests": '{"projects/x.jsonl": 5}',
+    "numbers in the digests": '{"projects/x.jsonl": [1, 2]}',
+}
+
+
+@pytest.mark.parametrize("how", ["missing", "corrupt", "unparsable", *WRONG_SHAPES])
 def test_lost_transcript_and_broken_snapshot_recovers(settings: Settings, src_repo: Path, how: str) -> None:
     first = go(settings, src_repo, "write the lexer")
     for path in session_agent(first.session, settings).transcript_files(str(first.session.agent_session_id)):
@@ -205,6 +217,41 @@ def test_full_disk_is_a_clear_error_not_a_crash(
     after = cli(*args, "third", env=env)
     assert after.returncode == 0, after.stderr  # nothing wedged; the conversation goes on
     assert "mode=resume" in after.stdout
+
+
+@pytest.fixture
+def ext4_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB ext4 file system of our own (a loop mount: root only), 4 KiB blocks and no blocks
+    reserved for root (so "full" means full for the suite, which runs as root)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts an ext4 loop file system (mkfs.ext4, mount -o loop): run it as root")
+    image, mount = tmp_path / "ext4.img", tmp_path / "ext4"
+    image.write_bytes(b"")
+    os.truncate(image, 16 * 2**20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-b", "4096", str(image)], check=True)
+    mount.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("command", [["doctor"], ["sweep"], ["sessions", "ls"], ["runs", "ls"]])
+def test_store_on_a_full_ext4_is_refused_before_sqlite_maps_it(
+    ext4_disk: Path, cli: Callable[..., subprocess.CompletedProcess[str]], command: list[str]
+) -> None:
+    """With a few KiB free on ext4, a command that opens the store says the disk is full (exit 1)
+    before SQLite creates its WAL and maps its index (-shm): a page of that map the disk cannot back
+    is a SIGBUS, exit 135 without a word."""
+    env = {"BATON_HOME": str(ext4_disk / "home")}
+    assert cli("sessions", "ls", env=env).returncode == 0  # the store exists, closed cleanly
+    _fill(ext4_disk, 12)
+    os.sync()
+    done = cli(*command, env=env)
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert "the disk holding the store" in done.stdout + done.stderr and "Traceback" not in done.stderr
+    assert not (ext4_disk / "home" / "baton.db-shm").exists()  # SQLite never mapped anything
 
 
 # -- 3g: branch names ------------------------------------------------------------------------------
@@ -378,3 +425,32 @@ def test_cancel_while_waiting_for_a_busy_key_stops_the_wait(settings: Settings, 
     assert time.monotonic() - started < 15  # not the 30 s of the wait (margin: a busy machine)
     other.release()
     store.close()
+
+
+# -- a worktree path that is not a directory -------------------------------------------------------
+
+
+@pytest.mark.parametrize("what", ["file", "symlink"])
+def test_worktree_replaced_by_a_file_is_archived_and_rebuilt(
+    settings: Settings, src_repo: Path, tmp_path: Path, what: str
+) -> None:
+    first = go(settings, src_repo, "write the lexer")
+    path = Path(first.session.worktree)
+    subprocess.run(["rm", "-rf", str(path)], check=True)
+    if what == "file":
+        path.write_text("someone's notes\n")
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        path.symlink_to(tmp_path / "elsewhere")
+    again = go(settings, src_repo, "write the parser")
+    assert again.run.outcome == Outcome.SUCCEEDED and again.run.mode == Mode.RESUME
+    assert path.is_dir() and not path.is_symlink() and (path / ".git").exists()
+    note = str(again.run.note)
+    assert f"was a {what}" in note and "archived" in note
+    [kept] = (settings.home / "archive").rglob("worktree-*")
+    assert str(kept) in note
+    if what == "file":
+        assert kept.read_text() == "someone's notes\n"
+    else:
+        assert kept.is_symlink() and os.readlink(kept) == str(tmp_path / "elsewhere")
+        assert list((tmp_path / "elsewhere").iterdir()) == []  # nothing written through the link

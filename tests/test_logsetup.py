@@ -153,6 +153,9 @@ def test_bad_values_are_refused_naming_the_setting(tmp_path: Path) -> None:
 # -- the commands -------------------------------------------------------------------------------------
 
 
+LEAKED = "baton_Wq3rT0kenInTheQueryStr1ng"
+
+
 def serve_and_stop(baton_env: dict[str, str], fmt: str) -> tuple[str, str, str]:
     """``baton serve`` with the log format ``fmt``: a request, a webhook delivered twice (the second
     logs an INFO line of ``baton.webhooks``), then SIGINT; (stdout, stderr, the delivery id)."""
@@ -181,6 +184,9 @@ def serve_and_stop(baton_env: dict[str, str], fmt: str) -> tuple[str, str, str]:
             for _ in range(2):
                 hook = httpx.post(f"{url}/webhooks/github", content=body, headers=headers, timeout=10)
                 assert hook.status_code == 202, hook.text
+            # a token in the URL is refused, and must not be written to the access log either
+            leaky = {"token": LEAKED, "limit": "5", "api_key": "k3y-in-url", "thread": LEAKED}
+            assert httpx.get(f"{url}/v1/runs", params=leaky, timeout=10).status_code == 401
         finally:
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=30)
@@ -199,6 +205,8 @@ def test_baton_serve_logs_baton_and_uvicorn_lines_as_text(baton_env: dict[str, s
     assert any(re.fullmatch(access, line) for line in lines), err
     assert any(re.fullmatch(rf"{TIME} INFO uvicorn\.error: Application startup complete\.", x) for x in lines)
     assert lines[0].startswith("baton serve: http://127.0.0.1:")  # the start-up line, for people
+    assert LEAKED not in err and "k3y-in-url" not in err
+    assert "GET /v1/runs?token=***&limit=5&api_key=***&thread=*** HTTP/1.1" in err, err
 
 
 def test_baton_serve_logs_json_lines_only(baton_env: dict[str, str]) -> None:
@@ -210,6 +218,7 @@ def test_baton_serve_logs_json_lines_only(baton_env: dict[str, str]) -> None:
     mine = [d for d in lines if d["logger"] == "baton.webhooks" and d["level"] == "INFO"]
     assert [d["message"] for d in mine] == [f"webhook github {delivery}: redelivery, answered from the first"]
     assert any(d["logger"] == "uvicorn.access" and "POST /webhooks/github" in d["message"] for d in lines)
+    assert LEAKED not in err and any("/v1/runs?token=***&limit=5" in d["message"] for d in lines)
 
 
 @pytest.mark.parametrize("broker", ["redis"], indirect=True)

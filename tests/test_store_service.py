@@ -4,9 +4,13 @@ stored once; pages of sessions, the overview's and /metrics' counts."""
 
 from __future__ import annotations
 
+import random
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 
 from baton.models import (
     DeliveryRecord,
@@ -174,3 +178,78 @@ def test_released_lease_rows_of_ended_jobs_are_pruned(store: Store) -> None:
     queued = Lease("job:queued1", "next", "h", 1, 0.0, 0.0)
     assert store.try_lease(queued, 60, lambda _e, _n: False) is None and queued.fence == 2  # row kept
     assert store.prune_job_leases() == 0
+
+
+def test_a_keys_jobs_start_in_commit_order_under_concurrent_submits(store: Store) -> None:
+    """Submits of one key from many threads, each reading the clock a while before its insert commits
+    (as the API does, validating the request in between), while a dispatcher starts and ends the key's
+    first queued job as soon as it sees one: the jobs start in the order of the ``seq`` the store
+    numbered them with, 1..N, whatever their clocks say, on every trial. (Ordered by the clock, a
+    dispatcher started a job while one with an earlier clock was still being inserted.)"""
+    threads, trials = 8, 10
+    for trial in range(trials):
+        thread = f"t{trial}"
+        started: list[str] = []
+        submitting = threading.Barrier(threads + 1)
+        done = threading.Event()
+
+        def submit(n: int, thread: str = thread, barrier: threading.Barrier = submitting) -> None:
+            barrier.wait()
+            at = time.time()
+            time.sleep(random.uniform(0, 0.01))  # the request is validated between the clock and the insert
+            store.add_job(job(f"{thread}-{n}", thread, at))
+
+        def dispatch(
+            thread: str = thread, started: list[str] = started, done: threading.Event = done
+        ) -> None:
+            while True:
+                first = store.list_jobs(
+                    "fake", "github.com/a/b", thread, status=JobStatus.QUEUED, limit=1, oldest_first=True
+                )
+                if not first:
+                    if done.is_set():
+                        return
+                    continue
+                if store.start_job(first[0].id, time.time()):
+                    started.append(first[0].id)
+                    store.update_job(first[0].id, status=JobStatus.DONE, outcome="succeeded")
+
+        workers = [threading.Thread(target=submit, args=(n,)) for n in range(threads)]
+        dispatcher = threading.Thread(target=dispatch)
+        for worker in [*workers, dispatcher]:
+            worker.start()
+        submitting.wait()
+        for worker in workers:
+            worker.join()
+        done.set()
+        dispatcher.join(timeout=30)
+        stored = store.list_jobs("fake", "github.com/a/b", thread, limit=threads)
+        by_seq = [j.id for j in sorted(stored, key=lambda j: j.seq or 0)]
+        assert sorted(j.seq or 0 for j in stored) == list(range(1, threads + 1)), f"trial {trial}"
+        assert started == by_seq, f"trial {trial}: started out of commit order"
+
+
+def test_jobs_from_before_seq_come_first_by_their_clock(store: Store, store_url: str) -> None:
+    """Rows from before migration 11 have no ``seq``: they start first, in the order of their clock."""
+    for job_id, at in (("new", 1.0), ("old-2", 3.0), ("old-1", 2.0)):
+        store.add_job(job(job_id, "t1", at))
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE jobs SET seq = NULL WHERE id LIKE 'old-%'"))
+    engine.dispose()
+    queued = store.list_jobs("fake", "github.com/a/b", "t1", status=JobStatus.QUEUED, oldest_first=True)
+    assert [j.id for j in queued] == ["old-1", "old-2", "new"]
+    assert not store.start_job("new", 5.0) and not store.start_job("old-2", 5.0)
+    assert store.start_job("old-1", 5.0)
+
+
+def test_web_sessions_expire_and_are_revoked_once(store: Store) -> None:
+    store.add_web_session("d1", "alice", 100.0, 200.0)
+    assert store.web_session_token("d1", 150.0) == "alice"
+    assert store.web_session_token("d1", 200.0) is None  # expired
+    assert store.web_session_token("nope", 150.0) is None
+    assert store.revoke_web_session("d1", 160.0) and not store.revoke_web_session("d1", 161.0)
+    assert store.web_session_token("d1", 170.0) is None
+    store.add_web_session("d2", "bob", 300.0, 400.0)  # sessions expired by then are pruned
+    store.add_web_session("d1", "carol", 300.0, 400.0)  # (d1's row went: its digest is free again)
+    assert store.web_session_token("d1", 310.0) == "carol"

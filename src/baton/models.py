@@ -335,6 +335,7 @@ class JobRecord:
     result: dict[str, Any] | None = None
     error: str | None = None
     cancel_requested_at: float | None = None  # a cancel was asked for; whoever runs it stops it
+    seq: int | None = None  # its place among its key's jobs, numbered by the store at commit (None: older)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -157,6 +157,11 @@ class Agent(Protocol):
         """Make hydrated transcript files resumable from ``cwd`` (e.g. a directory index)."""
         ...
 
+    def unanswered_prompt(self, transcript: bytes) -> str | None:
+        """In a transcript file's bytes: the last instruction when the model never answered it (its turn
+        failed first) and the CLI will send it again on resume; None otherwise."""
+        ...
+
     def retention(self, ttl_days: float) -> tuple[bool, str]:
         """Whether the CLI's own transcript retention keeps conversations at least ``ttl_days``."""
         ...
@@ -230,6 +235,10 @@ class AgentBase:
     def leftover_files(self, session_id: str) -> list[Path]:
         """None by default: the transcript is all the CLI keeps of a session."""
         return []
+
+    def unanswered_prompt(self, transcript: bytes) -> str | None:
+        """None by default: the CLI writes an instruction with its answer, or not at all."""
+        return None
 
     def env_names(self) -> tuple[str, ...]:
         return self.env_patterns

@@ -23,6 +23,12 @@ command (``--allowedTools=Bash``). ``bypassPermissions`` (like ``--dangerously-s
 refused as root, so it is not used. The flags are written ``--flag=value``: the variadic tool lists
 then cannot swallow a following argument, and the fake agent's parser skips them.
 
+An instruction is written to the transcript before the model is asked: a turn that fails before the
+model answers (no credentials, an API error) leaves it there, answered at most by a ``<synthetic>``
+API-error message that the next request leaves out. The next ``--resume`` then sends it again with
+the new instruction, in one user message. :meth:`ClaudeAgent.unanswered_prompt` finds such a turn, so
+the runner can say so (:mod:`baton.runner.decide`).
+
 Credentials: baton relocates ``CLAUDE_CONFIG_DIR``, so a ``~/.claude`` login is not seen. Without a key
 the CLI answers ``Not logged in · Please run /login`` (``Invalid API key · …`` for a bad one), exit 1:
 classified FAILED with baton's message naming ``ANTHROPIC_API_KEY`` / ``CLAUDE_CODE_OAUTH_TOKEN``.
@@ -193,6 +199,40 @@ class ClaudeAgent(AgentBase):
 
     def after_hydrate(self, session_id: str, cwd: Path) -> None:
         """Nothing to do: ``--resume`` finds the transcript in any project folder."""
+
+    def unanswered_prompt(self, transcript: bytes) -> str | None:
+        """The text of the transcript's last instruction when no model answer follows it (a turn that
+        failed before the model answered); None when it was answered. Read from the end."""
+        for line in reversed(transcript.splitlines()):
+            found = _turn(line)
+            if found is not None:
+                return found or None
+        return None
+
+
+def _turn(line: bytes) -> str | None:
+    """For one transcript line: an instruction's text, ``""`` for a model's answer, None for the rest
+    (tool results, metadata, synthetic API-error messages)."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    message = entry.get("message") if isinstance(entry, dict) else None
+    if not isinstance(message, dict) or entry.get("isMeta"):
+        return None
+    if entry.get("type") == "assistant":
+        real = message.get("model") != "<synthetic>" and not entry.get("isApiErrorMessage")
+        return "" if real else None
+    if entry.get("type") != "user":
+        return None
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list) or any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in content
+    ):
+        return None
+    return "".join(b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str))
 
 
 def from_settings(name: str, settings: Settings) -> ClaudeAgent:

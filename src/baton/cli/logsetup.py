@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import datetime
 from typing import TextIO
+from urllib.parse import unquote_plus
 
 from baton.errors import BadInput
 from baton.settings import LOG_FORMATS, LOG_LEVELS
@@ -66,6 +68,41 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
+# a query parameter whose name says it holds a secret (a value shaped like a baton token is one, whatever
+# its name)
+SECRET_PARAM = re.compile(r"token|secret|passw|pwd|key|auth|sig|session|credential|code", re.IGNORECASE)
+REDACTED = "***"
+TOKEN_PREFIX = "baton_"  # baton.service.auth.PREFIX (not imported: that module needs the server extra)
+
+
+def redact_query(target: str) -> str:
+    """A request target (path and query) with the values of its secret-looking query parameters
+    replaced by ``***``. A token belongs in the ``Authorization`` header, and baton refuses it anywhere
+    else; but a client that put it in the URL must not find it written to the access log."""
+    path, sep, query = target.partition("?")
+    if not sep:
+        return target
+    pairs = []
+    for pair in query.split("&"):
+        name, eq, value = pair.partition("=")
+        secret = SECRET_PARAM.search(unquote_plus(name)) or unquote_plus(value).startswith(TOKEN_PREFIX)
+        pairs.append(f"{name}{eq}{REDACTED}" if eq and value and secret else pair)
+    return f"{path}?{'&'.join(pairs)}"
+
+
+class RedactAccess(logging.Filter):
+    """Redacts the request target of uvicorn's access lines (its arguments: client, method, target,
+    HTTP version, status) with :func:`redact_query`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) >= 3:
+            args = list(record.args)
+            if isinstance(args[2], str):
+                args[2] = redact_query(args[2])
+                record.args = tuple(args)
+        return True
+
+
 class _Handler(logging.StreamHandler[TextIO]):
     """The handler :func:`setup_logging` installs (known by its class, so a second call replaces it)."""
 
@@ -81,6 +118,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None 
         raise BadInput(f"setting 'log_format' must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
     handler = _Handler(sys.stderr if stream is None else stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RedactAccess())
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)

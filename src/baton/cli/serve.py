@@ -17,6 +17,14 @@ import typer
 def serve_cmd(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8765,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BATON_FORWARDED_ALLOW_IPS",
+            help="addresses of the TLS proxies whose X-Forwarded-Proto/-For are trusted, comma-separated "
+            "('*': any); default 127.0.0.1,::1. Behind HTTPS the dashboard's cookie is then Secure",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs) and the web dashboard (/), with
     `baton tokens` for access."""
@@ -40,6 +48,8 @@ def serve_cmd(
         log_level=settings.log_level.lower(),
         server_header=False,
         timeout_graceful_shutdown=5,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,  # None: uvicorn's default (loopback, or FORWARDED_ALLOW_IPS)
     )
 
 

@@ -1,6 +1,6 @@
 """The in-process executor: a bounded pool that runs the service's jobs with :func:`baton.run`.
 
-One dispatcher thread owns every start: it walks the queued jobs oldest first and starts a job only
+One dispatcher thread owns every start: it walks the queued keys oldest first and starts a job only
 through :meth:`Store.start_job` (atomic: never while an earlier job of its key is queued or one is
 running, so the runs of a key start in submission order, even with several executors on one store).
 In memory it skips keys it is already running, so a pass asks the store about at most one job per
@@ -44,6 +44,14 @@ class _Queued:
     submitted_at: float
     job_id: str
     key: KeyId = field(compare=False)
+    rank: tuple[bool, int, float] = field(compare=False)  # its place among its key's jobs (:func:`_rank`)
+
+
+def _rank(job: JobRecord) -> tuple[bool, int, float]:
+    """The store's order of a key's jobs (``sql_service.KEY_ORDER``): by ``seq``, numbered at commit,
+    older rows without one first. The clock of a submit is not that order: two concurrent submits can
+    commit in the other order."""
+    return (job.seq is not None, job.seq or 0, job.submitted_at)
 
 
 @dataclass
@@ -125,7 +133,7 @@ class LocalExecutor:
 
     def _queue(self, job: JobRecord) -> None:
         if job.id not in self._queued_ids and job.id not in self._running:
-            bisect.insort(self._queued, _Queued(job.submitted_at, job.id, _key(job)))
+            bisect.insort(self._queued, _Queued(job.submitted_at, job.id, _key(job), _rank(job)))
             self._queued_ids.add(job.id)
 
     def _unqueue(self, job_id: str) -> None:
@@ -155,16 +163,21 @@ class LocalExecutor:
                 self._queue(job)
 
     def _pump(self) -> None:
-        """Start what may start: oldest first, one job per idle key, up to the concurrency."""
+        """Start what may start: keys by their oldest queued job, each key's first job in the store's
+        order (:func:`_rank`), one job per idle key, up to the concurrency."""
         with self._lock:
             busy = {r.key for r in self._running.values()}
+            first: dict[KeyId, _Queued] = {}
+            for entry in self._queued:
+                if entry.key not in first or entry.rank < first[entry.key].rank:
+                    first[entry.key] = entry
             for entry in list(self._queued):
                 if len(self._running) >= self.settings.concurrency:
                     return
                 if entry.key in busy:
                     continue
-                busy.add(entry.key)  # started or not, later jobs of this key wait for this one
-                self._try_start(entry)
+                busy.add(entry.key)  # started or not, later jobs of this key wait for its first
+                self._try_start(first[entry.key])
 
     def _try_start(self, entry: _Queued) -> None:
         if self.store.start_job(entry.job_id, time.time()):

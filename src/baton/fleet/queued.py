@@ -114,7 +114,7 @@ def handle(job_id: str, settings: Settings, store: Store, kick: Kick) -> str:
 
 
 def kick_next(store: JobStore, job: JobRecord, kick: Kick) -> None:
-    """Send a message for the oldest queued job of ``job``'s key, if any."""
+    """Send a message for the first queued job of ``job``'s key (in the store's order), if any."""
     queued = store.list_jobs(
         agent=job.agent, repo=job.repo, thread=job.thread, status=JobStatus.QUEUED, limit=1, oldest_first=True
     )
@@ -278,7 +278,7 @@ def heal(settings: Settings, store: Store, kick: Kick, kicked: dict[str, float])
         key = (job.agent, job.repo, job.thread)
         if key in busy:
             continue
-        busy.add(key)  # only the oldest queued job of a key may start
+        busy.add(key)  # only the first queued job of a key (in the store's order) may start
         if job.submitted_at < now - stale and kicked.get(job.id, 0.0) < now - stale:
             kicked[job.id] = now
             kick(job.id, 0.0)

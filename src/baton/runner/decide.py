@@ -14,13 +14,15 @@ thread's conversation first gets a copy of it there, from that thread's home on 
 base home, for a conversation from before key spaces), else hydrates the source's snapshot there.
 
 A resumed turn after an interrupted one (crashed, timed out, cancelled, or a failed attempt being
-retried) gets the "you were interrupted" prompt instead of the bare delta.
+retried) gets the "you were interrupted" prompt instead of the bare delta; so does one after a turn
+that failed before the model answered, whose instruction the conversation still holds unanswered
+(:func:`_after_unanswered`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from baton.errors import BadInput, BatonError
@@ -28,6 +30,7 @@ from baton.keys import Key
 from baton.models import Mode, PromptKind, SessionRecord, Snapshot
 from baton.runner.state import Attempt, Context, Decision, ForkSource, Prepared
 from baton.sessions.snapshots import hydrate
+from baton.workspace import nofollow
 from baton.workspace.keyspace import copy_conversation
 
 
@@ -58,9 +61,40 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
     if not session.agent_session_id:
         return Decision(Mode.FRESH, None, PromptKind.FULL)
     local = ensure_local(ctx, ctx.key, session.agent_session_id, prepared.worktree)
-    if local.ok:
-        return Decision(Mode.RESUME, session.agent_session_id, follow_up, reason, previous, local.note)
-    return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=local.note)
+    if not local.ok:
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=local.note)
+    resume = Decision(Mode.RESUME, session.agent_session_id, follow_up, reason, previous, local.note)
+    return _after_unanswered(ctx, resume) if follow_up == PromptKind.DELTA else resume
+
+
+def _after_unanswered(ctx: Context, resume: Decision) -> Decision:
+    """A turn that failed before the model answered can leave its instruction in the conversation
+    (Claude writes it first), and the CLI sends it again with the next one: a dispatcher that resubmits
+    would deliver it twice without a word. Then this turn gets the "interrupted" prompt, saying that
+    the instruction above went unanswered (and that this one repeats it, when it does)."""
+    assert resume.session_id is not None
+    agent, unanswered = ctx.agent, None
+    for path in agent.transcript_files(resume.session_id):
+        try:  # the agent's to write: read without following a link
+            transcript = nofollow.read_beneath(agent.home, path.relative_to(agent.home))
+            unanswered = agent.unanswered_prompt(transcript)
+        except (OSError, ValueError):  # unreadable: the agent judges its own transcript
+            return resume
+    if unanswered is None:
+        return resume
+    repeated = unanswered.strip() == ctx.request.prompt.strip()
+    previous = "That turn's instruction is the last message above; it was never answered" + (
+        ", and this instruction repeats it.\n" if repeated else ".\n"
+    )
+    note = "the last turn's instruction is in the conversation unanswered (it failed before the model"
+    note += " answered)"
+    return replace(
+        resume,
+        kind=PromptKind.INTERRUPTED,
+        reason="it failed before you answered",
+        previous=previous,
+        note=_notes(resume.note, note + ("; this run repeats it" if repeated else "")),
+    )
 
 
 def _follow_up(ctx: Context, attempt: Attempt) -> tuple[PromptKind, str, str]:

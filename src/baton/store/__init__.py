@@ -27,6 +27,7 @@ from baton.store.base import (
     Store,
     TokenStore,
     ViewStore,
+    WebSessionStore,
 )
 from baton.store.sql import SQLStore
 
@@ -65,5 +66,6 @@ __all__ = [
     "Store",
     "TokenStore",
     "ViewStore",
+    "WebSessionStore",
     "open_store",
 ]

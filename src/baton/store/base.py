@@ -223,6 +223,17 @@ class TokenStore(Protocol):
     def revoke_token(self, name: str, at: float) -> bool: ...
 
 
+class WebSessionStore(Protocol):
+    """The dashboard's sign-ins, by the SHA-256 of the cookie's random session id."""
+
+    def add_web_session(self, digest: str, token_name: str, created_at: float, expires_at: float) -> None: ...
+    def web_session_token(self, digest: str, now: float) -> str | None:
+        """The token that signed the session in, unless unknown, expired or revoked."""
+        ...
+
+    def revoke_web_session(self, digest: str, at: float) -> bool: ...
+
+
 class DeliveryStore(Protocol):
     """Webhook deliveries, one per forge and delivery id."""
 
@@ -291,7 +302,17 @@ class ViewStore(Protocol):
         ...
 
 
-class Store(KeyStore, PlanStore, JobStore, TokenStore, DeliveryStore, ViewStore, WorkerStore, Protocol):
+class Store(
+    KeyStore,
+    PlanStore,
+    JobStore,
+    TokenStore,
+    WebSessionStore,
+    DeliveryStore,
+    ViewStore,
+    WorkerStore,
+    Protocol,
+):
     """The whole store: every role, and its own life (schema, connection)."""
 
     def migrate(self) -> int:

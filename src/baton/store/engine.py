@@ -65,6 +65,7 @@ def engine_for(url: str) -> Engine:
             return engine
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            check_room(Path(database))
         if url.startswith("sqlite"):
             engine = sa.create_engine(url, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_on_connect)
@@ -79,6 +80,24 @@ def engine_for(url: str) -> Engine:
         while len(_ENGINES) > _ENGINES_MAX:
             _ENGINES.popitem(last=False)[1].dispose()
         return engine
+
+
+SQLITE_MIN_FREE = 1024 * 1024  # bytes a SQLite store's disk must have free for baton to open it
+
+
+def check_room(database: Path) -> None:
+    """Refuse to open a SQLite store on a disk with less than :data:`SQLITE_MIN_FREE` free, before
+    SQLite creates its WAL and maps its WAL index (the ``-shm`` file). On a nearly full ext4 a page of
+    that mapping the file system cannot back is a SIGBUS, which kills the process without a word (exit
+    135); ``mmap_size=0`` does not cover the ``-shm``, which WAL mode always maps. With so little room
+    no write would commit anyway; the same test as :func:`store_error`'s reading of a "disk I/O error"."""
+    with contextlib.suppress(OSError):  # a directory we cannot stat: SQLite says what is wrong
+        free = shutil.disk_usage(database.parent).free
+        if free < SQLITE_MIN_FREE:
+            raise DiskFull(
+                f"the disk holding the store {database} is full ({free // 1024} KiB free, baton needs "
+                f"{SQLITE_MIN_FREE // 1024} KiB to open it); free some space and retry"
+            )
 
 
 def _connect_args(url: str) -> dict[str, Any]:
@@ -104,7 +123,7 @@ def store_error(exc: sa.exc.DBAPIError, url: str) -> BatonError:
     if not full and "disk I/O error" in words and url.startswith("sqlite"):
         database = sa.engine.make_url(url).database or ""
         with contextlib.suppress(OSError):
-            full = shutil.disk_usage(Path(database).parent).free < 1024 * 1024
+            full = shutil.disk_usage(Path(database).parent).free < SQLITE_MIN_FREE
     if full:
         return DiskFull(f"the disk holding the store is full ({words}); free some space and retry")
     if not url.startswith("sqlite") and getattr(exc.orig, "sqlstate", "") is None:

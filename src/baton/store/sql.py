@@ -28,6 +28,7 @@ from baton.store.sql_plans import PlanTables
 from baton.store.sql_sdk import SdkEntryTables
 from baton.store.sql_service import ServiceTables
 from baton.store.sql_views import ViewQueries
+from baton.store.sql_websessions import WebSessionTables
 from baton.store.sql_workers import WorkerTables
 from baton.store.tables import (
     KEY,
@@ -51,7 +52,9 @@ from baton.store.tables import (
 )
 
 
-class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntryTables, WorkerTables):
+class SQLStore(
+    PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntryTables, WorkerTables, WebSessionTables
+):
     """A :class:`baton.store.base.Store` over one SQLAlchemy engine."""
 
     def __init__(self, url: str) -> None:
@@ -292,7 +295,7 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
             return None
         data = dict(row._mapping)
         try:
-            data["files"] = json.loads(data["files"])
+            data["files"] = _files_of(json.loads(data["files"]))
         except ValueError as exc:
             raise StoreError(f"the snapshot of {agent}:{repo}:{thread} is corrupt ({exc})") from exc
         return Snapshot(**data)
@@ -338,6 +341,18 @@ class SQLStore(PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntr
 
     def close(self) -> None:
         """Nothing to release: the engine (and its pool) is shared by every store of this URL."""
+
+
+def _files_of(files: Any) -> dict[str, list[str]]:
+    """A snapshot's ``files`` as parsed JSON, checked for its shape (path → digest or list of digests);
+    ValueError for any other shape, so the runner treats it as it treats a corrupt blob (recover)."""
+    if not isinstance(files, dict):
+        raise ValueError(f"files is a JSON {type(files).__name__}, not an object")
+    for rel, digests in files.items():
+        chunks = [digests] if isinstance(digests, str) else digests
+        if not isinstance(chunks, list) or not all(isinstance(d, str) for d in chunks):
+            raise ValueError(f"the digests of {rel!r} are not a list of strings")
+    return files
 
 
 def _digests(files_json: str) -> set[str]:

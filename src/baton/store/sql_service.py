@@ -25,7 +25,7 @@ from baton.store.schema import deliveries, job_events, jobs, tokens
 from baton.store.schema import leases as _leases
 from baton.store.schema import runs as _runs
 from baton.store.schema import sessions as _sessions
-from baton.store.tables import id_like, insert_for, upsert
+from baton.store.tables import id_like, insert_for, lock_key, upsert
 
 
 class ServiceTables:
@@ -37,7 +37,14 @@ class ServiceTables:
     # -- jobs ---------------------------------------------------------------------------------------
 
     def add_job(self, job: JobRecord) -> None:
+        """Store ``job`` with the next ``seq`` of its key (set on ``job`` too): the number is taken
+        inside the inserting transaction, under the key's lock (SQLite's ``BEGIN IMMEDIATE``,
+        PostgreSQL's advisory lock), so the order of ``seq`` is the order of the commits. A clock
+        read before the insert is not: two concurrent submits could commit in the other order."""
         with self._tx() as conn:
+            lock_key(conn, JOB_LOCKS, job.agent, job.repo, job.thread)
+            last = conn.execute(sa.select(sa.func.max(jobs.c.seq)).where(_same_key(job))).scalar()
+            job.seq = int(last or 0) + 1
             conn.execute(sa.insert(jobs).values(_job_values(job)))
 
     def get_job(self, job_id: str) -> JobRecord | None:
@@ -65,8 +72,17 @@ class ServiceTables:
         limit: int = 50,
         oldest_first: bool = False,
     ) -> list[JobRecord]:
-        order = jobs.c.submitted_at.asc() if oldest_first else jobs.c.submitted_at.desc()
-        query = sa.select(jobs).order_by(order, jobs.c.id).limit(limit)
+        """``oldest_first``: keys by their oldest listed job, each key's jobs in :data:`KEY_ORDER` (the
+        order they may start in); else newest first by the time they were submitted."""
+        order: tuple[sa.ColumnElement[Any], ...]
+        if oldest_first:
+            key_age = sa.func.min(jobs.c.submitted_at).over(
+                partition_by=(jobs.c.agent, jobs.c.repo, jobs.c.thread)
+            )
+            order = (key_age, jobs.c.agent, jobs.c.repo, jobs.c.thread, *KEY_ORDER)
+        else:
+            order = (jobs.c.submitted_at.desc(), jobs.c.id)
+        query = sa.select(jobs).order_by(*order).limit(limit)
         for column, value in (("agent", agent), ("repo", repo), ("thread", thread), ("status", status)):
             if value is not None:
                 query = query.where(jobs.c[column] == str(value))
@@ -122,15 +138,13 @@ class ServiceTables:
             row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
             if row is None or row._mapping["status"] != JobStatus.QUEUED:
                 return False
-            job = row._mapping
+            job = _job(row._mapping)
             busy = conn.execute(
                 sa.select(jobs.c.id).where(
-                    jobs.c.agent == job["agent"],
-                    jobs.c.repo == job["repo"],
-                    jobs.c.thread == job["thread"],
+                    _same_key(job),
                     sa.or_(
                         jobs.c.status == JobStatus.RUNNING,
-                        sa.and_(jobs.c.status == JobStatus.QUEUED, jobs.c.submitted_at < job["submitted_at"]),
+                        sa.and_(jobs.c.status == JobStatus.QUEUED, _before(job)),
                     ),
                 )
             ).first()
@@ -283,6 +297,24 @@ def _metrics_queries(buckets: Sequence[float]) -> list[tuple[str, Any]]:
         ),
         ("jobs", sa.select(jobs.c.status, count).group_by(jobs.c.status)),
     ]
+
+
+JOB_LOCKS = 727276  # the advisory lock space of add_job's seq (tables.SNAPSHOT_LOCKS is 727275)
+
+# The order of a key's jobs: ``seq``, numbered at commit (add_job); rows from before migration 11 have
+# none and come first, by the time they were submitted. Across keys it is no meaningful order.
+KEY_ORDER = (sa.case((jobs.c.seq.is_(None), 0), else_=1), jobs.c.seq, jobs.c.submitted_at, jobs.c.id)
+
+
+def _same_key(job: JobRecord) -> sa.ColumnElement[bool]:
+    return sa.and_(jobs.c.agent == job.agent, jobs.c.repo == job.repo, jobs.c.thread == job.thread)
+
+
+def _before(job: JobRecord) -> sa.ColumnElement[bool]:
+    """The jobs of ``job``'s key that come before it in :data:`KEY_ORDER`."""
+    if job.seq is None:
+        return sa.and_(jobs.c.seq.is_(None), jobs.c.submitted_at < job.submitted_at)
+    return sa.or_(jobs.c.seq.is_(None), jobs.c.seq < job.seq)
 
 
 def _job_value(name: str, value: Any) -> Any:

@@ -8,7 +8,8 @@
   (no fetch: the fast path); a lost one is rebuilt on its branch and its last checkpoint re-applied.
   baton's git there never follows the agent-writable ``.git`` file or ``commondir``: it runs through
   :meth:`Workdirs.worktree_git` (:mod:`baton.workspace.gitlinks`), and a worktree whose admin dir is
-  lost is checkpointed from the cache clone itself and rebuilt (:meth:`Workdirs.prepare_worktree`).
+  lost is checkpointed from the cache clone itself and rebuilt (:meth:`Workdirs.prepare_worktree`); a
+  file or link found at a worktree's path is moved under ``archive/`` (never deleted, never followed).
 - Checkpoint: the worktree's uncommitted state (tracked and untracked, respecting .gitignore) as a
   commit on top of HEAD, under ``refs/baton/checkpoints/<agent>/<thread>`` in the cache, built with a
   throw-away index so the worktree's own index is untouched.
@@ -30,6 +31,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,8 +190,8 @@ class Workdirs:
         env = self._env(key.agent)
         with file_lock(self.home, f"repo:{key.repo.slug}"):
             note = self._salvage(key, cache, branch, env)
-            if path.exists():
-                shutil.rmtree(path)  # a half-made directory without .git, or salvaged just now
+            # a half-made directory without .git, salvaged just now, or not a directory at all
+            note = _joined(note, self._clear(key))
             run_git(["worktree", "prune"], cwd=cache)
             gitlinks.drop(cache, key)  # a stale one would claim the branch
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -227,11 +229,10 @@ class Workdirs:
         """Checkpoint a broken worktree's files on ``branch``'s tip and remove it (:meth:`_salvage`),
         for a caller about to move the branch; a note for the run, None when it was not broken."""
         path, cache = self.worktree_path(key), self.cache_path(key.repo)
-        if not path.exists() or self.worktree_git(key) is not None:
+        if not os.path.lexists(path) or self.worktree_git(key) is not None:
             return None
         with file_lock(self.home, f"repo:{key.repo.slug}"):
-            note = self._salvage(key, cache, branch, self._env(key.agent))
-            shutil.rmtree(path)
+            note = _joined(self._salvage(key, cache, branch, self._env(key.agent)), self._clear(key))
             run_git(["worktree", "prune"], cwd=cache)
             gitlinks.drop(cache, key)
         return note
@@ -242,7 +243,7 @@ class Workdirs:
         wrote is taken for a git dir), so the rebuild restores them. A note for the run; None otherwise."""
         path = self.worktree_path(key)
         tip = commit_of(cache, f"refs/heads/{branch}")
-        if not os.path.lexists(path / ".git") or tip is None:
+        if not gitlinks.is_real_dir(path) or not os.path.lexists(path / ".git") or tip is None:
             return None
         tree = directory_tree(cache, path, tip, env)
         ref = self.checkpoint_ref(key)
@@ -255,6 +256,28 @@ class Workdirs:
             run_git(["update-ref", ref, commit], cwd=cache)
         log.warning("the worktree of %s had lost its git links: its files are checkpointed; rebuilt", key)
         return f"the worktree had lost its git links (its admin dir): rebuilt on {branch} with its files"
+
+    def _clear(self, key: Key) -> str | None:
+        """Empty the key's worktree path before a rebuild (the caller holds the repo's lock). A directory
+        (half-made, or salvaged) is deleted; anything else there — a file, a link, a FIFO — is not
+        baton's to delete nor to follow: it is moved as it is under ``archive/`` and the note says where."""
+        path = self.worktree_path(key)
+        if gitlinks.is_real_dir(path):
+            shutil.rmtree(path)
+            return None
+        if not os.path.lexists(path):
+            return None
+        what = "symlink" if path.is_symlink() else "file" if path.is_file() else "special file"
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        kept = self.home / "archive" / key.agent / key.repo.slug / key.thread / f"worktree-{stamp}"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        n = 1
+        while os.path.lexists(kept):
+            n += 1
+            kept = kept.with_name(f"worktree-{stamp}-{n}")
+        os.rename(path, kept)
+        log.warning("the worktree path of %s was a %s: archived at %s, rebuilt", key, what, kept)
+        return f"the worktree path was a {what}, not a directory: archived at {kept}, the worktree rebuilt"
 
     def discard_new_worktree(self, key: Key, made: Worktree) -> None:
         """Undo :meth:`prepare_worktree` when the run finds, after it, that it cannot go on: remove the
@@ -401,13 +424,13 @@ class Workdirs:
         return existed
 
     def remove_worktree_dir(self, key: Key) -> bool:
-        """Delete the key's worktree directory and git's record of it; True if it existed."""
+        """Delete the key's worktree directory (anything else at its path is archived: :meth:`_clear`) and
+        git's record of it; True if something was there."""
         path = self.worktree_path(key)
         cache = self.cache_path(key.repo)
-        existed = path.exists()
+        existed = os.path.lexists(path)
         with file_lock(self.home, f"repo:{key.repo.slug}"):
-            if existed:
-                shutil.rmtree(path)
+            self._clear(key)
             if (cache / "HEAD").is_file():
                 run_git(["worktree", "prune"], cwd=cache)
                 gitlinks.drop(cache, key)  # pruned unless its gitdir was made to name something else
@@ -450,6 +473,10 @@ class Workdirs:
             if fields.get("branch") == f"refs/heads/{branch}" and Path(fields["worktree"]).exists():
                 paths.append(Path(fields["worktree"]))
         return paths
+
+
+def _joined(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
 
 
 def remove_empty_parents(path: Path, stop: Path) -> None:

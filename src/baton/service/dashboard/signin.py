@@ -1,4 +1,5 @@
-"""Routes: sign in with an API token (``/login``), sign out (``/logout``)."""
+"""Routes: sign in with an API token (``/login``: a new session, :mod:`.web`), sign out (``/logout``:
+the session revoked in the store, not only the cookie cleared)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from baton.service.dashboard.web import (
     form_of,
     page,
     safe_next,
+    sign_in,
+    sign_out,
     signed_in,
     viewer_of,
     with_headers,
@@ -48,12 +51,12 @@ async def login(request: Request) -> Response:
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
-        secret,
+        sign_in(request.app.state.store, token),
         max_age=COOKIE_AGE,
         path="/",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=request.url.scheme == "https",  # a trusted proxy's X-Forwarded-Proto included (uvicorn)
     )
     return with_headers(response)
 
@@ -61,6 +64,7 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request, viewer: Annotated[Viewer, Depends(signed_in)]) -> Response:
     await form_of(request, viewer, TokenScope.READ)
+    sign_out(request.app.state.store, request.cookies.get(COOKIE, ""))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return with_headers(response)

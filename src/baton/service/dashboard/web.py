@@ -1,14 +1,19 @@
 """What every dashboard page shares: the templates, the signed-in viewer, CSRF, and security headers.
 
-**Sign-in.** The browser holds the API token itself in the ``baton_token`` cookie (HttpOnly, so no
-script can read it; SameSite=Strict, so no other site's page sends it; Secure over HTTPS). Every
-request looks the token up as the API does, so revoking a token signs its browsers out at once.
+**Sign-in.** The API token is typed into the sign-in form and goes no further: the browser gets a
+random session id in the ``baton_session`` cookie (HttpOnly, so no script can read it; SameSite=Strict,
+so no other site's page sends it; Secure when the request came over HTTPS, a trusted proxy's
+``X-Forwarded-Proto: https`` included — ``baton serve --forwarded-allow-ips``), and the store keeps
+only its SHA-256 (:mod:`baton.store.sql_websessions`). Signing out revokes the session, so a copied
+cookie stops working; every request also looks the session's token up as the API does, so revoking
+the token signs its browsers out at once.
 
-**CSRF.** Every form that changes state carries ``csrf`` = HMAC-SHA256(token, a fixed label): only a
-page that knows the token can make it, it never reveals the token, it needs no server-side state,
-and it stays valid across restarts. A POST with a missing or wrong value is 403, as is one whose token
+**CSRF.** Every form that changes state carries ``csrf`` = HMAC-SHA256(session id, a fixed label):
+only a page that knows the session can make it, it never reveals the session id, and it needs no
+server-side state of its own. A POST with a missing or wrong value is 403, as is one whose token
 lacks the scope, checked before anything is read or written; so is a POST whose ``Origin`` header
-names another site (which also guards the sign-in form against logging a victim into another token).
+names another site, or is ``null`` (a sandboxed frame, a ``data:`` page: never this site's own
+form), which also guards the sign-in form against logging a victim into another token.
 
 **Headers.** A strict Content-Security-Policy: scripts, styles and images only from baton itself (no
 inline script, no CDN), no framing; pages are never cached.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +35,13 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from baton.models import TokenScope
-from baton.service.auth import valid_token
+from baton.models import TokenRecord, TokenScope
+from baton.service.auth import digest
 from baton.settings import Settings, format_size
 from baton.store import Store
 
 HERE = Path(__file__).parent
-COOKIE = "baton_token"
+COOKIE = "baton_session"
 COOKIE_AGE = 8 * 3600  # a sign-in lasts a working day
 FORM_LIMIT = 64 * 1024  # bytes of a dashboard form; its fields are a key and a scope
 _CSRF_LABEL = b"baton dashboard csrf v1"
@@ -75,8 +81,20 @@ class Forbidden(Exception):
     """A POST without a valid CSRF value, or by a token without the scope: 403."""
 
 
-def csrf_for(secret: str) -> str:
-    return hmac.new(secret.encode("utf-8", "surrogatepass"), _CSRF_LABEL, hashlib.sha256).hexdigest()
+def csrf_for(session_id: str) -> str:
+    return hmac.new(session_id.encode("utf-8", "surrogatepass"), _CSRF_LABEL, hashlib.sha256).hexdigest()
+
+
+def sign_in(store: Store, token: TokenRecord) -> str:
+    """Start a session for ``token``; returns its id (the cookie's value), which nothing keeps."""
+    session_id = secrets.token_urlsafe(32)
+    now = time.time()
+    store.add_web_session(digest(session_id), token.name, now, now + COOKIE_AGE)
+    return session_id
+
+
+def sign_out(store: Store, session_id: str) -> None:
+    store.revoke_web_session(digest(session_id), time.time())
 
 
 def state(request: Request) -> tuple[Settings, Store]:
@@ -84,11 +102,17 @@ def state(request: Request) -> tuple[Settings, Store]:
 
 
 def viewer_of(request: Request) -> Viewer | None:
-    secret = request.cookies.get(COOKIE)
-    if not secret:
+    """The signed-in viewer: the cookie's session, live (not expired, not signed out), of a token that
+    is still valid; None otherwise."""
+    session_id = request.cookies.get(COOKIE)
+    if not session_id:
         return None
-    token = valid_token(request.app.state.store, secret)
-    return None if token is None else Viewer(token.name, token.scope, csrf_for(secret))
+    store: Store = request.app.state.store
+    name = store.web_session_token(digest(session_id), time.time())
+    token = store.get_token(name) if name else None
+    if token is None or token.revoked_at is not None:
+        return None
+    return Viewer(token.name, token.scope, csrf_for(session_id))
 
 
 def signed_in(request: Request) -> Viewer:
@@ -104,7 +128,7 @@ def check_origin(request: Request) -> None:
     """A browser's POST from another site's page names that site in ``Origin``: refused (this also
     covers the sign-in form, which has no token to derive a CSRF value from)."""
     origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+    if origin and (origin == "null" or urlsplit(origin).netloc != request.headers.get("host")):
         raise Forbidden(f"a form posted from {origin} is refused")
 
 
