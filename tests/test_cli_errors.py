@@ -102,3 +102,23 @@ def test_the_cli_offers_every_reset_scope() -> None:
     from baton.sessions.manage import Scope
 
     assert list(get_args(ScopeName)) == [s.value for s in Scope]
+
+
+def test_a_bad_option_value_is_said_in_batons_words(cli: Cli, src_repo: Path) -> None:
+    """Typer parses options with pydantic; its words (``Value error,``, ``Input should be``) never
+    reach the user: the option, what it takes, and what it was given."""
+    key = ("-a", "fake", "-r", str(src_repo), "-t", "x")
+    cases = [
+        (
+            ("run", *key, "--mode", "resum", "p"),
+            "--mode takes one of auto, fresh, resume, continue, fork, recover",
+        ),
+        (("run", *key, "--timeout", "abc", "p"), "--timeout takes a number, not 'abc'"),
+        (("runs", "ls", "--limit", "many"), "--limit takes a whole number, not 'many'"),
+        (("serve", "--port", "99999"), "--port takes a number of at most 65535, not '99999'"),
+        (("sessions", "reset", *key, "--scope", "some"), "--scope takes one of conversation, worktree, all"),
+    ]
+    for args, words in cases:
+        result = cli(*args)
+        assert result.returncode == 2 and words in result.stderr, result.stderr
+        assert "Value error" not in result.stderr and "Input should" not in result.stderr

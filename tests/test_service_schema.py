@@ -226,3 +226,19 @@ def test_serve_help_is_listed(cli: Cli, home: Path) -> None:
     listed = cli("--help").stdout
     assert all(name in listed for name in ("serve", "tokens", "audit"))
     assert "--port" in cli("serve", "--help").stdout
+
+
+def test_a_refused_body_or_query_is_said_in_batons_words(service: Service, src_repo: Path) -> None:
+    """The API's 422 names the field and what it takes, one string as every other error, never
+    pydantic's list of ``Input should be ...``."""
+    body = {"agent": "fake", "repo": str(src_repo), "thread": "t", "prompt": "p"}
+    with service.client("admin") as http:
+        bad_number = http.post("/v1/runs", json={**body, "timeout": "abc"})
+        assert bad_number.status_code == 422
+        assert bad_number.json() == {"detail": "timeout takes a number, not 'abc'"}
+        unknown = http.post("/v1/runs", json={**body, "colour": "red"}).json()["detail"]
+        assert unknown == "colour is not an option of this request"
+        not_json = http.post("/v1/runs", content=b"{", headers={"content-type": "application/json"})
+        assert not_json.status_code == 422 and "is not valid JSON" in not_json.json()["detail"]
+        limit = http.get("/v1/audit", params={"limit": "many"}).json()["detail"]
+        assert limit == "limit takes a whole number, not 'many'"

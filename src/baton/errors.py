@@ -11,6 +11,9 @@ Third-party errors are translated at the boundary with ``raise X from exc``.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from baton.models import Outcome
 
 # how a run (or a sync) ended -> the exit code; any other outcome exits 1
@@ -86,3 +89,51 @@ class Cancelled(BatonError):
     """Cancelled before the work started (while waiting for a busy key); nothing was written."""
 
     exit_code = 130
+
+
+# What a value must be, by the kind of pydantic error that refused it (Typer 0.29 parses options with
+# pydantic, and the API's bodies are pydantic models): the words baton prints instead of pydantic's.
+_TAKES = {
+    "int_parsing": "a whole number",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "finite_number": "a finite number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "greater_than": "a number more than {gt}",
+    "greater_than_equal": "a number of at least {ge}",
+    "less_than": "a number less than {lt}",
+    "less_than_equal": "a number of at most {le}",
+    "string_too_long": "at most {max_length} characters",
+    "literal_error": "one of {expected}",
+    "enum": "one of {expected}",
+    "dict_type": "a JSON object",
+    "model_type": "a JSON object",
+    "model_attributes_type": "a JSON object",
+}
+
+
+def invalid_value(name: str, error: dict[str, Any]) -> str:
+    """One of pydantic's validation errors (an item of ``ValidationError.errors()``) in baton's words:
+    the option or field ``name``, what it takes, and what it was given."""
+    kind, ctx, given = error.get("type", ""), error.get("ctx") or {}, error.get("input")
+    if kind == "missing":
+        return f"{name} is required"
+    if kind == "extra_forbidden":
+        return f"{name} is not an option of this request"
+    if kind == "json_invalid":
+        return f"{name} is not valid JSON ({ctx.get('error', 'unreadable')})"
+    takes = _TAKES.get(kind, "")
+    if kind == "value_error":  # a validator's own words, such as Typer's for an enum's choices
+        said = str(ctx.get("error", error.get("msg", "")))
+        choices = re.fullmatch(r".* is not one of (.*?)\.?", said, re.DOTALL)
+        if choices is None:
+            return f"{name}: {said}"
+        takes = "one of " + choices.group(1).replace("'", "")
+    shown = repr(given) if len(repr(given)) <= 60 else repr(given)[:57] + "..."
+    if not takes:
+        return f"{name} is invalid: {shown}"
+    return f"{name} takes {takes.format(**ctx)}, not {shown}"
