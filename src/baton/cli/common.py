@@ -20,6 +20,7 @@ from baton.cli.options import key_option
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from baton.settings import Settings
     from baton.store import Store
@@ -77,6 +78,36 @@ def cli_store() -> Iterator[tuple[Settings, Store]]:
         yield settings, store
     finally:
         store.close()
+
+
+def new_table(*columns: str, title: str | None = None) -> Table:
+    """Every table the CLI prints, in one style: no box, two spaces between columns, a bold header
+    (and a title above, left); a cell too long for its column wraps in it instead of being cut to
+    ``…``. Print it with :func:`print_table`."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold", title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def print_table(table: Table, wide: bool = False) -> None:
+    """Print a table at the terminal's width (80 columns in a pipe); with ``wide``, one line per row,
+    as long as the row needs, so no cell is wrapped inside a word (``| less -S`` to scroll it)."""
+    console = out()
+    if not wide:
+        console.print(table)
+        return
+    from rich.measure import Measurement
+
+    natural = Measurement.get(console, console.options.update(max_width=1_000_000), table).maximum
+    width = console.width
+    console.width = max(natural, width)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def emit_json(data: Any) -> None:

@@ -10,11 +10,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from baton.cli.common import JsonOpt, WideOpt, ago, cli_store, emit_json, esc, group, out
+from baton.cli.common import (
+    JsonOpt,
+    WideOpt,
+    ago,
+    cli_store,
+    emit_json,
+    esc,
+    group,
+    new_table,
+    out,
+    print_table,
+)
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from baton.models import RunRecord
     from baton.store.base import Store
 
@@ -23,7 +32,7 @@ RunId = Annotated[str, typer.Argument(help="a run id, a prefix of it, or the sho
 
 
 def runs_table(store: Store, runs: list[RunRecord], wide: bool = False) -> None:
-    """Print runs as a table: at 80 columns by default, every column with ``wide``."""
+    """Print runs as a table: at 80 columns by default, every column (one line a run) with ``wide``."""
     from baton.runner.runids import short_ids
 
     shown = short_ids(store, [r.id for r in runs])
@@ -39,18 +48,7 @@ def runs_table(store: Store, runs: list[RunRecord], wide: bool = False) -> None:
             cells[2:3] = [r.repo, r.thread, str(r.attempt)]
             cells.insert(6, r.prompt_kind.value)
         table.add_row(*map(esc, cells))
-    out().print(table)
-
-
-def new_table(*columns: str) -> Table:
-    """A compact table for 80 columns: no box, two spaces between columns, a bold header; a cell too
-    long for its column wraps (``fold``) instead of being cut to ``…``."""
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
+    print_table(table, wide)
 
 
 @runs_app.command("ls")

@@ -21,7 +21,9 @@ from baton.cli.common import (
     err,
     esc,
     group,
+    new_table,
     out,
+    print_table,
 )
 from baton.cli.runs import runs_table
 
@@ -49,13 +51,11 @@ def sessions_ls(
     if as_json:
         emit_json([s.to_json() for s in rows])
         return
-    out().print(sessions_table(rows, wide=wide))
+    print_table(sessions_table(rows, wide=wide), wide)
 
 
 def sessions_table(rows: list[SessionRecord], wide: bool) -> Table:
     """Sessions at 80 columns by default; ``wide`` adds the session id, attempts, expiry, worktree."""
-    from baton.cli.runs import new_table
-
     columns = ["agent", "repo", "thread", "status", "last outcome", "last used"]
     if wide:
         columns += ["session", "attempts", "expires", "worktree"]
