@@ -82,3 +82,12 @@ def test_every_table_has_one_style(cli: Cli, src_repo: Path, tmp_path: Path) -> 
     cli_src = Path(__file__).resolve().parents[1] / "src" / "baton" / "cli"
     drawn = [p.name for p in cli_src.glob("*.py") if "Table(" in p.read_text() and p.name != "common.py"]
     assert drawn == [], f"tables drawn outside common.new_table: {drawn}"
+
+
+def test_show_prints_values_for_people_not_python_reprs(cli: Cli, src_repo: Path) -> None:
+    ran = json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", "s", "--json", "hi").stdout)
+    shown = cli("runs", "show", str(ran["run_id"])).stdout
+    assert "error: -\n" in shown and "confined: " in shown, shown
+    assert "input_tokens=" in shown and "{" not in shown and "None" not in shown, shown
+    session = cli("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", "s").stdout
+    assert "base: -\n" in session and "None" not in session, session

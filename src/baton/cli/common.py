@@ -110,6 +110,34 @@ def print_table(table: Table, wide: bool = False) -> None:
         console.width = width
 
 
+def print_fields(data: dict[str, Any]) -> None:
+    """A record as ``name: value`` lines for people (``--json`` gives it for scripts)."""
+    for name, value in data.items():
+        out().print(f"[bold]{esc(name)}[/bold]: {esc(field_text(value))}", highlight=False)
+
+
+def field_text(value: Any) -> str:
+    """A value as a person reads it, never a Python repr: ``-`` for none, ``yes``/``no``, a float to
+    6 significant digits, ``a=1, b=2`` for a mapping (nested values as JSON), ``a, b`` for a list."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_flat(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(_flat, value)) or "-"
+    return str(value)
+
+
+def _flat(value: Any) -> str:
+    if value is None:
+        return "-"
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 

@@ -19,7 +19,7 @@ from baton.cli.common import (
     esc,
     group,
     new_table,
-    out,
+    print_fields,
     print_table,
 )
 
@@ -79,8 +79,7 @@ def runs_show(run_id: RunId, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(data)
         return
-    for name, value in data.items():
-        out().print(f"[bold]{name}[/bold]: {esc(value)}", highlight=False)
+    print_fields(data)
 
 
 @runs_app.command("logs")

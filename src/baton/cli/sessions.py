@@ -23,6 +23,7 @@ from baton.cli.common import (
     group,
     new_table,
     out,
+    print_fields,
     print_table,
 )
 from baton.cli.runs import runs_table
@@ -89,9 +90,7 @@ def sessions_show(agent: AgentOpt, repo: RepoOpt, thread: ThreadOpt, as_json: Js
         if as_json:
             emit_json({**session.to_json(), "lineage": family, "runs": [r.to_json() for r in runs]})
             return
-        for name, value in session.to_json().items():
-            if name not in ("origin", "pending_sync"):
-                out().print(f"[bold]{name}[/bold]: {esc(value)}", highlight=False)
+        print_fields({k: v for k, v in session.to_json().items() if k not in ("origin", "pending_sync")})
         _print_lineage(family)
         runs_table(store, runs)
 
