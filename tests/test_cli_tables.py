@@ -91,3 +91,20 @@ def test_show_prints_values_for_people_not_python_reprs(cli: Cli, src_repo: Path
     assert "input_tokens=" in shown and "{" not in shown and "None" not in shown, shown
     session = cli("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", "s").stdout
     assert "base: -\n" in session and "None" not in session, session
+
+
+def test_lists_filter_by_a_repository_path_as_show_accepts_it(
+    cli: Cli, src_repo: Path, tmp_path: Path
+) -> None:
+    """``--repo`` takes what ``sessions show -r`` takes: a path (or URL) as well as the slug."""
+    from tests.conftest import make_repo
+
+    other = make_repo(tmp_path / "other")
+    for repo, thread in ((src_repo, "mine"), (other, "theirs")):
+        assert cli("run", "-a", "fake", "-r", str(repo), "-t", thread, "hi").returncode == 0
+    for args in (("sessions", "ls"), ("runs", "ls")):
+        by_path = cli(*args, "--repo", str(src_repo)).stdout
+        assert "mine" in by_path and "theirs" not in by_path, by_path
+        slug = json.loads(cli(*args, "--json").stdout)[0]["repo"]
+        by_slug = cli(*args, "--repo", slug).stdout
+        assert ("mine" in by_slug) != ("theirs" in by_slug), by_slug

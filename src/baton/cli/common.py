@@ -41,6 +41,7 @@ RepoOpt = Annotated[str, key_option("repo")]
 ThreadOpt = Annotated[str, key_option("thread")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 
+REPO_FILTER = "a repository: its URL, its local path or its slug (as tables show it)"
 WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="all columns (the default fits 80 columns)")]
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from baton.cli.common import (
+    REPO_FILTER,
     JsonOpt,
     WideOpt,
     ago,
@@ -54,15 +55,17 @@ def runs_table(store: Store, runs: list[RunRecord], wide: bool = False) -> None:
 @runs_app.command("ls")
 def runs_ls(
     agent: Annotated[str | None, typer.Option("--agent", "-a")] = None,
-    repo: Annotated[str | None, typer.Option("--repo", "-r", help="slug")] = None,
+    repo: Annotated[str | None, typer.Option("--repo", "-r", help=REPO_FILTER)] = None,
     thread: Annotated[str | None, typer.Option("--thread", "-t")] = None,
     limit: Annotated[int, typer.Option(help="at most N runs")] = 50,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
     """List runs, newest first."""
+    from baton.sessions.manage import repo_slug
+
     with cli_store() as (_settings, store):
-        runs = store.list_runs(agent, repo, thread, limit=limit)
+        runs = store.list_runs(agent, repo and repo_slug(store, repo), thread, limit=limit)
         if as_json:
             emit_json([r.to_json() for r in runs])
         else:

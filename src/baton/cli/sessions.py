@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from baton.cli.common import (
+    REPO_FILTER,
     AgentOpt,
     JsonOpt,
     RepoOpt,
@@ -42,13 +43,15 @@ ScopeName = Literal["conversation", "worktree", "all"]
 @sessions_app.command("ls")
 def sessions_ls(
     agent: Annotated[str | None, typer.Option("--agent", "-a")] = None,
-    repo: Annotated[str | None, typer.Option("--repo", "-r", help="slug")] = None,
+    repo: Annotated[str | None, typer.Option("--repo", "-r", help=REPO_FILTER)] = None,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
     """List sessions, most recently used first."""
+    from baton.sessions.manage import repo_slug
+
     with cli_store() as (_settings, store):
-        rows = store.list_sessions(agent=agent, repo=repo)
+        rows = store.list_sessions(agent=agent, repo=repo and repo_slug(store, repo))
     if as_json:
         emit_json([s.to_json() for s in rows])
         return
