@@ -122,3 +122,18 @@ def test_a_bad_option_value_is_said_in_batons_words(cli: Cli, src_repo: Path) ->
         result = cli(*args)
         assert result.returncode == 2 and words in result.stderr, result.stderr
         assert "Value error" not in result.stderr and "Input should" not in result.stderr
+
+
+def test_a_repository_without_commits_is_bad_input_and_nothing_is_written(
+    cli: Cli, tmp_path: Path, baton_env: dict[str, str]
+) -> None:
+    empty = tmp_path / "empty"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(empty)], check=True)
+    result = cli("run", "-a", "fake", "-r", str(empty), "-t", "x", "hi")
+    assert result.returncode == 2, result.stderr
+    assert f"the repository {empty} has no commits yet" in result.stderr and "rev-parse" not in result.stderr
+    home = Path(baton_env["BATON_HOME"])
+    assert not [p for p in (home / "repos").rglob("*")], "no cache clone is kept"
+    assert not (home / "worktrees").exists() or not any((home / "worktrees").rglob("*"))
+    assert json.loads(cli("sessions", "ls", "--json").stdout) == []
+    assert json.loads(cli("runs", "ls", "--json").stdout) == []

@@ -152,6 +152,7 @@ class Workdirs:
                 raise remote_error(repo, "clone", exc) from exc
             run_git(["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], cwd=tmp)
             self._fetch(repo, tmp, env)
+            _require_commits(tmp, repo)  # before the clone is kept: nothing is written for an empty repo
             tmp.replace(path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -159,12 +160,12 @@ class Workdirs:
 
     def default_base(self, cache: Path) -> str:
         head = run_git(["symbolic-ref", "--short", "HEAD"], cwd=cache)
-        remote = f"refs/remotes/origin/{head}"
-        try:
-            run_git(["rev-parse", "--verify", "--quiet", remote], cwd=cache)
-            return remote
-        except GitError:
-            return f"refs/heads/{head}"
+        for ref in (f"refs/remotes/origin/{head}", f"refs/heads/{head}"):
+            if ref_exists(cache, ref):
+                return ref
+        raise BadInput(
+            f"the repository's default branch {head!r} has no commits: give --base, or commit to it"
+        )
 
     # -- worktrees ----------------------------------------------------------------------------------
 
@@ -450,6 +451,14 @@ class Workdirs:
             if fields.get("branch") == f"refs/heads/{branch}" and Path(fields["worktree"]).exists():
                 paths.append(Path(fields["worktree"]))
         return paths
+
+
+def _require_commits(clone: Path, repo: Repo) -> None:
+    """BadInput for a repository without a single commit: nothing to start a worktree from (else
+    git's own ``ambiguous argument 'refs/heads/main^{commit}'``, exit 1)."""
+    if not run_git(["for-each-ref", "--count=1", "--format=%(refname)", "refs/heads"], cwd=clone):
+        where = repo.url if repo.local else repo.slug  # a URL is the user's; the slug is safe to print
+        raise BadInput(f"the repository {where} has no commits yet: make a first commit, then run again")
 
 
 def remove_empty_parents(path: Path, stop: Path) -> None:
