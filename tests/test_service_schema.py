@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -206,6 +207,19 @@ def test_baton_serve_serves_and_never_prints_secrets(cli: Cli, baton_env: dict[s
     assert f"baton serve: http://127.0.0.1:{port}" in err
     assert "GET /v1/tokens" in out + err  # the access log is on...
     assert secret not in out + err and WEBHOOK_SECRET not in out + err  # ...and shows no secret
+
+
+def test_baton_serve_on_a_busy_port_says_so_with_its_own_exit_code(cli: Cli) -> None:
+    """Bound before the banner: no "serving at" line, no uvicorn error, and exit 6 (3 is a busy key)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = cli("serve", "--port", str(port))
+    assert busy.returncode == 6 and busy.stdout == "", busy.stderr
+    assert busy.stderr == f"error: port {port} on 127.0.0.1 is in use (another `baton serve`?): " + (
+        "stop it, or pass another --port\n"
+    )
 
 
 def test_baton_serve_without_the_server_extra_says_how_to_install_it(baton_env: dict[str, str]) -> None:

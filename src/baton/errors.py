@@ -4,8 +4,9 @@ Messages are written for the person at the terminal. Each class carries the CLI 
 so the CLI turns any ``BatonError`` into a clean message and a meaningful code without a lookup table:
 0 succeeded, 1 the agent failed or timed out (or the disk is full), 2 bad input, 3 the key is busy,
 4 a remote could not be reached (network or credentials), 5 a sync with upstream conflicted,
-130 cancelled. Work that ran and ended some way (a run, a queued run, a sync) exits with
-:func:`exit_code_of` its outcome: the one map of outcomes to codes.
+6 ``baton serve`` cannot listen (its port is in use), 130 cancelled. Work that ran and ended some
+way (a run, a queued run, a sync) exits with :func:`exit_code_of` its outcome: the one map of
+outcomes to codes.
 Third-party errors are translated at the boundary with ``raise X from exc``.
 """
 
@@ -83,6 +84,12 @@ class RemoteError(GitError):
 
 class DiskFull(BatonError):
     """No space left on the device that holds ``BATON_HOME`` (or the worktrees)."""
+
+
+class CannotListen(BatonError):
+    """``baton serve`` cannot listen on its address: the port is in use, or not allowed."""
+
+    exit_code = 6
 
 
 class Cancelled(BatonError):

@@ -32,6 +32,7 @@ EXIT_CODES = {
     3: "busy: another run holds the key",
     4: "a git remote is unreachable (network or credentials)",
     5: "syncing with upstream conflicted: the agent did not run, the worktree is as it was",
+    6: "baton serve cannot listen: its port is in use or not allowed",
     130: "cancelled (Ctrl-C or SIGTERM)",
 }
 
