@@ -327,6 +327,7 @@ class JobRecord:
     result: dict[str, Any] | None = None
     error: str | None = None
     cancel_requested_at: float | None = None  # a cancel was asked for; whoever runs it stops it
+    seq: int | None = None  # the order of a key's jobs (migration 11)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
