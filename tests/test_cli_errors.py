@@ -137,3 +137,28 @@ def test_a_repository_without_commits_is_bad_input_and_nothing_is_written(
     assert not (home / "worktrees").exists() or not any((home / "worktrees").rglob("*"))
     assert json.loads(cli("sessions", "ls", "--json").stdout) == []
     assert json.loads(cli("runs", "ls", "--json").stdout) == []
+
+
+def _subclasses(kind: type) -> set[type]:
+    return {kind} | {s for sub in kind.__subclasses__() for s in _subclasses(sub)}
+
+
+def test_the_readme_lists_exactly_the_exit_codes_the_cli_uses() -> None:
+    """Every code the CLI can exit with (an error class's, an outcome's, a literal in a command, Click's
+    usage error) is a row of the README's table, and the table has no other row; ``--help`` says the same."""
+    import re
+
+    import baton.runner.runids  # noqa: F401 (its error class)
+    from baton.cli.common import EXIT_CODES
+    from baton.errors import OUTCOME_EXIT, BatonError
+
+    root = Path(__file__).resolve().parents[1]
+    readme = dict(re.findall(r"^\| `(\d+)` \| (.+) \|$", (root / "README.md").read_text(), re.M))
+    used = {cls.exit_code for cls in _subclasses(BatonError)} | set(OUTCOME_EXIT.values()) | {2}  # 2: Click
+    for path in (root / "src" / "baton" / "cli").glob("*.py"):
+        for call in re.findall(r"\b(?:Exit|SystemExit|sys\.exit)\(([^()]*)\)", path.read_text()):
+            used |= {int(n) for n in re.findall(r"\b\d+\b", call)}
+        used |= {int(n) for n in re.findall(r'\bfail\("[^"]*", "[^"]*", (\d+)', path.read_text())}
+    demo = (root / "src" / "baton" / "testing" / "demo.py").read_text()
+    used |= {int(n) for n in re.findall(r"^\s+return (\d+)$", demo, re.M)}  # `baton demo`'s own codes
+    assert {int(code) for code in readme} == used == set(EXIT_CODES), (sorted(readme), sorted(used))
