@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from baton.errors import BatonError
 from tests.conftest import BATON, wait_for
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -139,7 +140,7 @@ def test_a_repository_without_commits_is_bad_input_and_nothing_is_written(
     assert json.loads(cli("runs", "ls", "--json").stdout) == []
 
 
-def _subclasses(kind: type) -> set[type]:
+def _subclasses(kind: type[BatonError]) -> set[type[BatonError]]:
     return {kind} | {s for sub in kind.__subclasses__() for s in _subclasses(sub)}
 
 
@@ -150,7 +151,7 @@ def test_the_readme_lists_exactly_the_exit_codes_the_cli_uses() -> None:
 
     import baton.runner.runids  # noqa: F401 (its error class)
     from baton.cli.common import EXIT_CODES
-    from baton.errors import OUTCOME_EXIT, BatonError
+    from baton.errors import OUTCOME_EXIT
 
     root = Path(__file__).resolve().parents[1]
     readme = dict(re.findall(r"^\| `(\d+)` \| (.+) \|$", (root / "README.md").read_text(), re.M))
