@@ -32,8 +32,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from baton import RunRequest, run
-from baton.models import DeliveryRecord, DeliveryStatus
+from baton import RunRequest, RunResult, run
+from baton.models import DeliveryRecord, DeliveryStatus, Outcome
 from baton.plans.file import parse_plan
 from baton.plans.runner import run_plan
 from baton.settings import Settings, load_settings
@@ -187,6 +187,8 @@ def test_pages_redirect_to_sign_in_and_a_bad_token_is_refused(fleet: Fleet, tabs
         assert tab.goto(path) == 200
         assert login_next(tab) == path
         assert tab.page.is_visible("#login-form") and tab.page.is_visible("#token")
+    how = tab.page.inner_text("main")  # the command it tells to run works as written
+    assert "baton tokens create --name NAME --scope read|run|admin" in how, how
     with httpx.Client(base_url=fleet.url) as http:
         for path in protected:
             response = http.get(path)
@@ -271,6 +273,16 @@ def test_disk_card_equals_baton_du(fleet: Fleet, tabs: Tabs) -> None:
 
 
 def test_overview_counters(fleet: Fleet, tabs: Tabs) -> None:
+    alpha = fleet.sessions["issue-1"].repo  # a resume that keeps its conversation, and then fails
+    with pytest.MonkeyPatch.context() as env:
+
+        def turn(prompt: str) -> RunResult:
+            return run(RunRequest("fake", str(alpha), "resume-fails", prompt), fleet.settings)
+
+        assert turn("x").ok
+        env.setenv("FAKE_AGENT_FAIL", "1")
+        failed = turn("y")
+        assert failed.run.mode == "resume" and failed.run.outcome == "failed"
     tab = fleet.signed_in(tabs, "read")
     counts = dict(
         tab.page.eval_on_selector_all(
@@ -284,6 +296,12 @@ def test_overview_counters(fleet: Fleet, tabs: Tabs) -> None:
     assert int(counts["running"]) >= 0 and int(counts["queued"]) >= 0
     assert int(counts.get("runs24-succeeded", 0)) >= 9  # every seeded run and plan task succeeded
     assert "%" in tab.page.inner_text("#resume-rate")
+    unwell = tab.page.inner_text("#resume-rate #resume-unwell")  # the failures beside the rate
+    assert unwell.startswith(", but ") and tab.page.get_attribute("[data-unwell=failed]", "href")
+    failed_resumes = [
+        r for r in fleet.service.store.list_runs(outcome=Outcome.FAILED, limit=500) if r.mode == "resume"
+    ]
+    assert tab.page.inner_text("[data-unwell=failed]") == f"{len(failed_resumes)} failed"
 
 
 # -- 3. a run streams into the open session page -------------------------------------------------------
@@ -326,6 +344,8 @@ def test_a_run_submitted_over_the_api_streams_into_the_open_session_page(fleet: 
     assert sess.thread in tab.page.inner_text("h1")
     before = timeline_ids(tab)
     assert len(before) == 1
+    attempts = tab.page.inner_text('#session-facts [data-fact="attempts"]')
+    last_used = tab.page.inner_text('#session-facts [data-fact="last_used"]')
     navigations: list[str] = []
     tab.page.on("framenavigated", lambda frame: navigations.append(frame.url))
     tab.page.evaluate(TRACE)
@@ -357,6 +377,10 @@ def test_a_run_submitted_over_the_api_streams_into_the_open_session_page(fleet: 
     log = tab.page.inner_text("#live-log")
     assert "received 4 messages" in log  # the resumed turn's reply from the mock, live
     assert tab.page.locator("#live-log .entry.entry-text").count() >= 1
+    session = fleet.service.store.get_session(sess.agent, sess.slug, sess.thread)
+    assert session is not None and str(session.attempts) != attempts  # the card follows the run too
+    tab.page.wait_for_selector(f'#session-facts [data-fact="attempts"]:text-is("{session.attempts}")')
+    assert tab.page.inner_text('#session-facts [data-fact="last_used"]') != last_used
     assert navigations == [], "the page was reloaded"
     tab.screenshot("dashboard-session")
 
