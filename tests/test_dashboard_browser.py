@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from baton import RunRequest, RunResult, run
+from baton import RunRequest, run
 from baton.models import DeliveryRecord, DeliveryStatus, Outcome
 from baton.plans.file import parse_plan
 from baton.plans.runner import run_plan
@@ -112,7 +112,7 @@ def run_on(fleet: Fleet, agent: str, repo: Path, thread: str, prompt: str = "do 
 
 
 def seed(fleet: Fleet, root: Path) -> None:
-    """Two repos by two agents by real runs (one key resumed, one run failed, one Claude Code run with
+    """Two repos by two agents by real runs (one key resumed, two runs failed, one Claude Code run with
     a real tool round trip: the mock asks for Read, Claude Code reads the file), a plan, a webhook
     delivery."""
     alpha = make_repo(root / "alpha")
@@ -124,10 +124,14 @@ def seed(fleet: Fleet, root: Path) -> None:
     run_on(fleet, "claude", beta, "issue-4")
     run_on(fleet, "fake", beta, "reset-me")
     run_on(fleet, "fake", alpha, "keep-me")
+    run_on(fleet, "fake", alpha, "resume-fails")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("FAKE_AGENT_FAIL", "1")
         failed = run(RunRequest(agent="fake", repo=str(alpha), thread="broken", prompt="x"), fleet.settings)
         assert failed.run.outcome == "failed"
+        # a resume that keeps its conversation, and then fails: the overview names it beside the rate
+        resumed = run(RunRequest("fake", str(alpha), "resume-fails", "y"), fleet.settings)
+        assert resumed.run.mode == "resume" and resumed.run.outcome == "failed"
     (alpha_plan := root / "plan.yaml").write_text(
         f"id: docs\nagent: fake\nrepo: {alpha}\ntasks:\n  - id: outline\n    prompt: outline\n"
         "  - id: write\n    prompt: write it\n"
@@ -273,16 +277,6 @@ def test_disk_card_equals_baton_du(fleet: Fleet, tabs: Tabs) -> None:
 
 
 def test_overview_counters(fleet: Fleet, tabs: Tabs) -> None:
-    alpha = fleet.sessions["issue-1"].repo  # a resume that keeps its conversation, and then fails
-    with pytest.MonkeyPatch.context() as env:
-
-        def turn(prompt: str) -> RunResult:
-            return run(RunRequest("fake", str(alpha), "resume-fails", prompt), fleet.settings)
-
-        assert turn("x").ok
-        env.setenv("FAKE_AGENT_FAIL", "1")
-        failed = turn("y")
-        assert failed.run.mode == "resume" and failed.run.outcome == "failed"
     tab = fleet.signed_in(tabs, "read")
     counts = dict(
         tab.page.eval_on_selector_all(
@@ -524,7 +518,7 @@ def test_run_page_renders_events_readably(fleet: Fleet, tabs: Tabs) -> None:
 
     tab.goto("/runs", {"outcome": "failed"})
     rows = tab.page.locator("#runs-table tbody tr[data-run-id]")
-    assert rows.count() == 1
+    assert rows.count() == 2  # broken's and resume-fails'
     tab.goto(f"/runs/{rows.first.get_attribute('data-run-id')}")
     assert "fake failure" in tab.page.inner_text("#events .entry.entry-error")
 
