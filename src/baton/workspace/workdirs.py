@@ -160,12 +160,12 @@ class Workdirs:
 
     def default_base(self, cache: Path) -> str:
         head = run_git(["symbolic-ref", "--short", "HEAD"], cwd=cache)
-        for ref in (f"refs/remotes/origin/{head}", f"refs/heads/{head}"):
-            if ref_exists(cache, ref):
-                return ref
-        raise BadInput(
-            f"the repository's default branch {head!r} has no commits: give --base, or commit to it"
-        )
+        remote = f"refs/remotes/origin/{head}"
+        try:
+            run_git(["rev-parse", "--verify", "--quiet", remote], cwd=cache)
+            return remote
+        except GitError:
+            return f"refs/heads/{head}"
 
     # -- worktrees ----------------------------------------------------------------------------------
 
@@ -276,7 +276,13 @@ class Workdirs:
 
     def _resolve_base(self, cache: Path, base: str | None) -> str:
         if base is None:
-            return self.default_base(cache)
+            ref = self.default_base(cache)
+            if not ref_exists(cache, ref):  # the clone has commits, but not on its default branch
+                name = ref.removeprefix("refs/remotes/origin/").removeprefix("refs/heads/")
+                raise BadInput(
+                    f"the repository's default branch {name!r} has no commits: commit, or give --base"
+                )
+            return ref
         for candidate in (f"refs/remotes/origin/{base}", base):
             if ref_exists(cache, candidate):
                 return candidate
