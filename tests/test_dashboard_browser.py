@@ -290,12 +290,12 @@ def test_overview_counters(fleet: Fleet, tabs: Tabs) -> None:
     assert int(counts["running"]) >= 0 and int(counts["queued"]) >= 0
     assert int(counts.get("runs24-succeeded", 0)) >= 9  # every seeded run and plan task succeeded
     assert "%" in tab.page.inner_text("#resume-rate")
-    unwell = tab.page.inner_text("#resume-rate #resume-unwell")  # the failures beside the rate
-    assert unwell.startswith(", but ") and tab.page.get_attribute("[data-unwell=failed]", "href")
+    failures = tab.page.inner_text("#resume-rate #resume-failures")  # the failures beside the rate
+    assert failures.startswith(", but ") and tab.page.get_attribute("[data-failure=failed]", "href")
     failed_resumes = [
         r for r in fleet.service.store.list_runs(outcome=Outcome.FAILED, limit=500) if r.mode == "resume"
     ]
-    assert tab.page.inner_text("[data-unwell=failed]") == f"{len(failed_resumes)} failed"
+    assert tab.page.inner_text("[data-failure=failed]") == f"{len(failed_resumes)} failed"
 
 
 # -- 3. a run streams into the open session page -------------------------------------------------------
