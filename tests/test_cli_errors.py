@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from baton.errors import BatonError
 from tests.conftest import BATON, wait_for
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -102,3 +103,63 @@ def test_the_cli_offers_every_reset_scope() -> None:
     from baton.sessions.manage import Scope
 
     assert list(get_args(ScopeName)) == [s.value for s in Scope]
+
+
+def test_a_bad_option_value_is_said_in_batons_words(cli: Cli, src_repo: Path) -> None:
+    """Typer parses options with pydantic; its words (``Value error,``, ``Input should be``) never
+    reach the user: the option, what it takes, and what it was given."""
+    key = ("-a", "fake", "-r", str(src_repo), "-t", "x")
+    cases = [
+        (
+            ("run", *key, "--mode", "resum", "p"),
+            "--mode takes one of auto, fresh, resume, continue, fork, recover",
+        ),
+        (("run", *key, "--timeout", "abc", "p"), "--timeout takes a number, not 'abc'"),
+        (("runs", "ls", "--limit", "many"), "--limit takes a whole number, not 'many'"),
+        (("serve", "--port", "99999"), "--port takes a number of at most 65535, not '99999'"),
+        (("sessions", "reset", *key, "--scope", "some"), "--scope takes one of conversation, worktree, all"),
+    ]
+    for args, words in cases:
+        result = cli(*args)
+        assert result.returncode == 2 and words in result.stderr, result.stderr
+        assert "Value error" not in result.stderr and "Input should" not in result.stderr
+
+
+def test_a_repository_without_commits_is_bad_input_and_nothing_is_written(
+    cli: Cli, tmp_path: Path, baton_env: dict[str, str]
+) -> None:
+    empty = tmp_path / "empty"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(empty)], check=True)
+    result = cli("run", "-a", "fake", "-r", str(empty), "-t", "x", "hi")
+    assert result.returncode == 2, result.stderr
+    assert f"the repository {empty} has no commits yet" in result.stderr and "rev-parse" not in result.stderr
+    home = Path(baton_env["BATON_HOME"])
+    assert not [p for p in (home / "repos").rglob("*")], "no cache clone is kept"
+    assert not (home / "worktrees").exists() or not any((home / "worktrees").rglob("*"))
+    assert json.loads(cli("sessions", "ls", "--json").stdout) == []
+    assert json.loads(cli("runs", "ls", "--json").stdout) == []
+
+
+def _subclasses(kind: type[BatonError]) -> set[type[BatonError]]:
+    return {kind} | {s for sub in kind.__subclasses__() for s in _subclasses(sub)}
+
+
+def test_the_readme_lists_exactly_the_exit_codes_the_cli_uses() -> None:
+    """Every code the CLI can exit with (an error class's, an outcome's, a literal in a command, Click's
+    usage error) is a row of the README's table, and the table has no other row; ``--help`` says the same."""
+    import re
+
+    import baton.runner.runids  # noqa: F401 (its error class)
+    from baton.cli.common import EXIT_CODES
+    from baton.errors import OUTCOME_EXIT
+
+    root = Path(__file__).resolve().parents[1]
+    readme = dict(re.findall(r"^\| `(\d+)` \| (.+) \|$", (root / "README.md").read_text(), re.M))
+    used = {cls.exit_code for cls in _subclasses(BatonError)} | set(OUTCOME_EXIT.values()) | {2}  # 2: Click
+    for path in (root / "src" / "baton" / "cli").glob("*.py"):
+        for call in re.findall(r"\b(?:Exit|SystemExit|sys\.exit)\(([^()]*)\)", path.read_text()):
+            used |= {int(n) for n in re.findall(r"\b\d+\b", call)}
+        used |= {int(n) for n in re.findall(r'\bfail\("[^"]*", "[^"]*", (\d+)', path.read_text())}
+    demo = (root / "src" / "baton" / "testing" / "demo.py").read_text()
+    used |= {int(n) for n in re.findall(r"^\s+return (\d+)$", demo, re.M)}  # `baton demo`'s own codes
+    assert {int(code) for code in readme} == used == set(EXIT_CODES), (sorted(readme), sorted(used))

@@ -33,7 +33,7 @@ import httpx
 import pytest
 
 from baton import RunRequest, run
-from baton.models import DeliveryRecord, DeliveryStatus
+from baton.models import DeliveryRecord, DeliveryStatus, Outcome
 from baton.plans.file import parse_plan
 from baton.plans.runner import run_plan
 from baton.settings import Settings, load_settings
@@ -112,7 +112,7 @@ def run_on(fleet: Fleet, agent: str, repo: Path, thread: str, prompt: str = "do 
 
 
 def seed(fleet: Fleet, root: Path) -> None:
-    """Two repos by two agents by real runs (one key resumed, one run failed, one Claude Code run with
+    """Two repos by two agents by real runs (one key resumed, two runs failed, one Claude Code run with
     a real tool round trip: the mock asks for Read, Claude Code reads the file), a plan, a webhook
     delivery."""
     alpha = make_repo(root / "alpha")
@@ -124,10 +124,14 @@ def seed(fleet: Fleet, root: Path) -> None:
     run_on(fleet, "claude", beta, "issue-4")
     run_on(fleet, "fake", beta, "reset-me")
     run_on(fleet, "fake", alpha, "keep-me")
+    run_on(fleet, "fake", alpha, "resume-fails")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("FAKE_AGENT_FAIL", "1")
         failed = run(RunRequest(agent="fake", repo=str(alpha), thread="broken", prompt="x"), fleet.settings)
         assert failed.run.outcome == "failed"
+        # a resume that keeps its conversation, and then fails: the overview names it beside the rate
+        resumed = run(RunRequest("fake", str(alpha), "resume-fails", "y"), fleet.settings)
+        assert resumed.run.mode == "resume" and resumed.run.outcome == "failed"
     (alpha_plan := root / "plan.yaml").write_text(
         f"id: docs\nagent: fake\nrepo: {alpha}\ntasks:\n  - id: outline\n    prompt: outline\n"
         "  - id: write\n    prompt: write it\n"
@@ -187,6 +191,8 @@ def test_pages_redirect_to_sign_in_and_a_bad_token_is_refused(fleet: Fleet, tabs
         assert tab.goto(path) == 200
         assert login_next(tab) == path
         assert tab.page.is_visible("#login-form") and tab.page.is_visible("#token")
+    how = tab.page.inner_text("main")  # the command it tells to run works as written
+    assert "baton tokens create --name NAME --scope read|run|admin" in how, how
     with httpx.Client(base_url=fleet.url) as http:
         for path in protected:
             response = http.get(path)
@@ -284,6 +290,12 @@ def test_overview_counters(fleet: Fleet, tabs: Tabs) -> None:
     assert int(counts["running"]) >= 0 and int(counts["queued"]) >= 0
     assert int(counts.get("runs24-succeeded", 0)) >= 9  # every seeded run and plan task succeeded
     assert "%" in tab.page.inner_text("#resume-rate")
+    failures = tab.page.inner_text("#resume-rate #resume-failures")  # the failures beside the rate
+    assert failures.startswith(", but ") and tab.page.get_attribute("[data-failure=failed]", "href")
+    failed_resumes = [
+        r for r in fleet.service.store.list_runs(outcome=Outcome.FAILED, limit=500) if r.mode == "resume"
+    ]
+    assert tab.page.inner_text("[data-failure=failed]") == f"{len(failed_resumes)} failed"
 
 
 # -- 3. a run streams into the open session page -------------------------------------------------------
@@ -326,6 +338,8 @@ def test_a_run_submitted_over_the_api_streams_into_the_open_session_page(fleet: 
     assert sess.thread in tab.page.inner_text("h1")
     before = timeline_ids(tab)
     assert len(before) == 1
+    attempts = tab.page.inner_text('#session-facts [data-fact="attempts"]')
+    last_used = tab.page.inner_text('#session-facts [data-fact="last_used"]')
     navigations: list[str] = []
     tab.page.on("framenavigated", lambda frame: navigations.append(frame.url))
     tab.page.evaluate(TRACE)
@@ -357,6 +371,10 @@ def test_a_run_submitted_over_the_api_streams_into_the_open_session_page(fleet: 
     log = tab.page.inner_text("#live-log")
     assert "received 4 messages" in log  # the resumed turn's reply from the mock, live
     assert tab.page.locator("#live-log .entry.entry-text").count() >= 1
+    session = fleet.service.store.get_session(sess.agent, sess.slug, sess.thread)
+    assert session is not None and str(session.attempts) != attempts  # the card follows the run too
+    tab.page.wait_for_selector(f'#session-facts [data-fact="attempts"]:text-is("{session.attempts}")')
+    assert tab.page.inner_text('#session-facts [data-fact="last_used"]') != last_used
     assert navigations == [], "the page was reloaded"
     tab.screenshot("dashboard-session")
 
@@ -500,7 +518,7 @@ def test_run_page_renders_events_readably(fleet: Fleet, tabs: Tabs) -> None:
 
     tab.goto("/runs", {"outcome": "failed"})
     rows = tab.page.locator("#runs-table tbody tr[data-run-id]")
-    assert rows.count() == 1
+    assert rows.count() == 2  # broken's and resume-fails'
     tab.goto(f"/runs/{rows.first.get_attribute('data-run-id')}")
     assert "fake failure" in tab.page.inner_text("#events .entry.entry-error")
 

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -208,6 +209,19 @@ def test_baton_serve_serves_and_never_prints_secrets(cli: Cli, baton_env: dict[s
     assert secret not in out + err and WEBHOOK_SECRET not in out + err  # ...and shows no secret
 
 
+def test_baton_serve_on_a_busy_port_says_so_with_its_own_exit_code(cli: Cli) -> None:
+    """Bound before the banner: no "serving at" line, no uvicorn error, and exit 6 (3 is a busy key)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = cli("serve", "--port", str(port))
+    assert busy.returncode == 6 and busy.stdout == "", busy.stderr
+    assert busy.stderr == f"error: port {port} on 127.0.0.1 is in use (another `baton serve`?): " + (
+        "stop it, or pass another --port\n"
+    )
+
+
 def test_baton_serve_without_the_server_extra_says_how_to_install_it(baton_env: dict[str, str]) -> None:
     code = "import sys; sys.modules['uvicorn'] = None; from baton.cli import main; main()"
     done = subprocess.run(
@@ -226,3 +240,19 @@ def test_serve_help_is_listed(cli: Cli, home: Path) -> None:
     listed = cli("--help").stdout
     assert all(name in listed for name in ("serve", "tokens", "audit"))
     assert "--port" in cli("serve", "--help").stdout
+
+
+def test_a_refused_body_or_query_is_said_in_batons_words(service: Service, src_repo: Path) -> None:
+    """The API's 422 names the field and what it takes, one string as every other error, never
+    pydantic's list of ``Input should be ...``."""
+    body = {"agent": "fake", "repo": str(src_repo), "thread": "t", "prompt": "p"}
+    with service.client("admin") as http:
+        bad_number = http.post("/v1/runs", json={**body, "timeout": "abc"})
+        assert bad_number.status_code == 422
+        assert bad_number.json() == {"detail": "timeout takes a number, not 'abc'"}
+        unknown = http.post("/v1/runs", json={**body, "colour": "red"}).json()["detail"]
+        assert unknown == "colour is not an option of this request"
+        not_json = http.post("/v1/runs", content=b"{", headers={"content-type": "application/json"})
+        assert not_json.status_code == 422 and "is not valid JSON" in not_json.json()["detail"]
+        limit = http.get("/v1/audit", params={"limit": "many"}).json()["detail"]
+        assert limit == "limit takes a whole number, not 'many'"

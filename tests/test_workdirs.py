@@ -583,3 +583,12 @@ def test_disk_usage_of_a_worktree_and_cache(workdirs: Workdirs, key: Key) -> Non
     path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
     assert disk_usage(path) > 0
     assert disk_usage(workdirs.cache_path(key.repo)) > 0
+
+
+def test_a_default_branch_without_commits_is_bad_input(workdirs: Workdirs, key: Key, origin: Path) -> None:
+    """The repository has commits, but its HEAD names a branch that has none: refused, naming it,
+    instead of git's ``ambiguous argument``; with --base the worktree is made."""
+    git(origin, "symbolic-ref", "HEAD", "refs/heads/trunk")
+    with pytest.raises(BadInput, match="default branch 'trunk' has no commits"):
+        workdirs.prepare_worktree(key, branch_for(key), None)
+    assert workdirs.prepare_worktree(key, branch_for(key), "main").built

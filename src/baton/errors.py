@@ -4,12 +4,16 @@ Messages are written for the person at the terminal. Each class carries the CLI 
 so the CLI turns any ``BatonError`` into a clean message and a meaningful code without a lookup table:
 0 succeeded, 1 the agent failed or timed out (or the disk is full), 2 bad input, 3 the key is busy,
 4 a remote could not be reached (network or credentials), 5 a sync with upstream conflicted,
-130 cancelled. Work that ran and ended some way (a run, a queued run, a sync) exits with
-:func:`exit_code_of` its outcome: the one map of outcomes to codes.
+6 ``baton serve`` cannot listen (its port is in use), 130 cancelled. Work that ran and ended some
+way (a run, a queued run, a sync) exits with :func:`exit_code_of` its outcome: the one map of
+outcomes to codes.
 Third-party errors are translated at the boundary with ``raise X from exc``.
 """
 
 from __future__ import annotations
+
+import re
+from typing import Any
 
 from baton.models import Outcome
 
@@ -82,7 +86,61 @@ class DiskFull(BatonError):
     """No space left on the device that holds ``BATON_HOME`` (or the worktrees)."""
 
 
+class CannotListen(BatonError):
+    """``baton serve`` cannot listen on its address: the port is in use, or not allowed."""
+
+    exit_code = 6
+
+
 class Cancelled(BatonError):
     """Cancelled before the work started (while waiting for a busy key); nothing was written."""
 
     exit_code = 130
+
+
+# What a value must be, by the kind of pydantic error that refused it (Typer 0.29 parses options with
+# pydantic, and the API's bodies are pydantic models): the words baton prints instead of pydantic's.
+_TAKES = {
+    "int_parsing": "a whole number",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "finite_number": "a finite number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "greater_than": "a number more than {gt}",
+    "greater_than_equal": "a number of at least {ge}",
+    "less_than": "a number less than {lt}",
+    "less_than_equal": "a number of at most {le}",
+    "string_too_long": "at most {max_length} characters",
+    "literal_error": "one of {expected}",
+    "enum": "one of {expected}",
+    "dict_type": "a JSON object",
+    "model_type": "a JSON object",
+    "model_attributes_type": "a JSON object",
+}
+
+
+def invalid_value(name: str, error: dict[str, Any]) -> str:
+    """One of pydantic's validation errors (an item of ``ValidationError.errors()``) in baton's words:
+    the option or field ``name``, what it takes, and what it was given."""
+    kind, ctx, given = error.get("type", ""), error.get("ctx") or {}, error.get("input")
+    if kind == "missing":
+        return f"{name} is required"
+    if kind == "extra_forbidden":
+        return f"{name} is not an option of this request"
+    if kind == "json_invalid":
+        return f"{name} is not valid JSON ({ctx.get('error', 'unreadable')})"
+    takes = _TAKES.get(kind, "")
+    if kind == "value_error":  # a validator's own words, such as Typer's for an enum's choices
+        said = str(ctx.get("error", error.get("msg", "")))
+        choices = re.fullmatch(r".* is not one of (.*?)\.?", said, re.DOTALL)
+        if choices is None:
+            return f"{name}: {said}"
+        takes = "one of " + choices.group(1).replace("'", "")
+    shown = repr(given) if len(repr(given)) <= 60 else repr(given)[:57] + "..."
+    if not takes:
+        return f"{name} is invalid: {shown}"
+    return f"{name} takes {takes.format(**ctx)}, not {shown}"

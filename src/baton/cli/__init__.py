@@ -75,11 +75,24 @@ def fail(kind: str, message: str, exit_code: int, as_json: bool, quiet: bool = F
 
 
 def _usage_message(exc: Any) -> str:
-    message = str(exc.format_message())
+    message = _in_our_words(exc) or str(exc.format_message())
     ctx = getattr(exc, "ctx", None)
     if ctx is not None:  # where to look next, as Click's own output says
         message += f"\n  see `{ctx.command_path} --help`"
     return message
+
+
+def _in_our_words(exc: Any) -> str | None:
+    """An option's value that pydantic refused (Typer parses options with it), said as baton says it:
+    ``--timeout takes a number, not 'abc'`` rather than pydantic's ``Input should be a valid number``."""
+    errors, param = getattr(exc.__cause__, "errors", None), getattr(exc, "param", None)
+    if not callable(errors) or param is None:
+        return None
+    from baton.errors import invalid_value
+
+    is_option = getattr(param, "param_type_name", "") == "option"
+    name = max(param.opts, key=len) if is_option else param.human_readable_name
+    return "; ".join(invalid_value(name, error) for error in errors())
 
 
 def __getattr__(name: str) -> Any:

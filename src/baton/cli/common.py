@@ -20,6 +20,7 @@ from baton.cli.options import key_option
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from baton.settings import Settings
     from baton.store import Store
@@ -31,6 +32,7 @@ EXIT_CODES = {
     3: "busy: another run holds the key",
     4: "a git remote is unreachable (network or credentials)",
     5: "syncing with upstream conflicted: the agent did not run, the worktree is as it was",
+    6: "baton serve cannot listen: its port is in use or not allowed",
     130: "cancelled (Ctrl-C or SIGTERM)",
 }
 
@@ -40,6 +42,7 @@ RepoOpt = Annotated[str, key_option("repo")]
 ThreadOpt = Annotated[str, key_option("thread")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 
+REPO_FILTER = "a repository: its URL, its local path or its slug (as tables show it)"
 WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="all columns (the default fits 80 columns)")]
 
 
@@ -77,6 +80,64 @@ def cli_store() -> Iterator[tuple[Settings, Store]]:
         yield settings, store
     finally:
         store.close()
+
+
+def new_table(*columns: str, title: str | None = None) -> Table:
+    """Every table the CLI prints, in one style: no box, two spaces between columns, a bold header
+    (and a title above, left); a cell too long for its column wraps in it instead of being cut to
+    ``…``. Print it with :func:`print_table`."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold", title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def print_table(table: Table, wide: bool = False) -> None:
+    """Print a table at the terminal's width (80 columns in a pipe); with ``wide``, one line per row,
+    as long as the row needs, so no cell is wrapped inside a word (``| less -S`` to scroll it)."""
+    console = out()
+    if not wide:
+        console.print(table)
+        return
+    from rich.measure import Measurement
+
+    natural = Measurement.get(console, console.options.update(max_width=1_000_000), table).maximum
+    width = console.width
+    console.width = max(natural, width)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
+def print_fields(data: dict[str, Any]) -> None:
+    """A record as ``name: value`` lines for people (``--json`` gives it for scripts)."""
+    for name, value in data.items():
+        out().print(f"[bold]{esc(name)}[/bold]: {esc(field_text(value))}", highlight=False)
+
+
+def field_text(value: Any) -> str:
+    """A value as a person reads it, never a Python repr: ``-`` for none, ``yes``/``no``, a float to
+    6 significant digits, ``a=1, b=2`` for a mapping (nested values as JSON), ``a, b`` for a list."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_flat(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(_flat, value)) or "-"
+    return str(value)
+
+
+def _flat(value: Any) -> str:
+    if value is None:
+        return "-"
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
 
 
 def emit_json(data: Any) -> None:

@@ -10,7 +10,7 @@ from baton.cli.common import JsonOpt, WideOpt, emit_json, esc, out
 def agents_cmd(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """List the agents: installed or not, version, capabilities, home."""
     from baton.agents import AGENTS, describe_agent
-    from baton.cli.runs import new_table
+    from baton.cli.common import new_table, print_table
     from baton.settings import load_settings
 
     settings = load_settings()
@@ -25,7 +25,7 @@ def agents_cmd(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
         if wide:
             cells.append(", ".join(k for k, v in row["capabilities"].items() if v is True))
         table.add_row(*map(esc, cells))
-    out().print(table)
+    print_table(table, wide)
 
 
 def doctor_cmd(as_json: JsonOpt = False) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from baton.cli.common import JsonOpt, cli_store, emit_json, esc, out
+from baton.cli.common import JsonOpt, cli_store, emit_json, esc, new_table, out
 
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="report what would be removed; remove nothing")]
 
@@ -64,8 +64,6 @@ def du_cmd(as_json: JsonOpt = False) -> None:
 
 
 def _print_du(data: dict[str, Any]) -> None:
-    from baton.cli.runs import new_table
-
     console = out()
     quota = f", quota {size(data['quota'])}" if data["quota"] else ""
     console.print(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from baton.cli.common import JsonOpt, cli_store, emit_json, err, esc, group, out
+from baton.cli.common import JsonOpt, cli_store, emit_json, err, esc, group, new_table, out
 from baton.models import Access, TaskStatus
 
 if TYPE_CHECKING:
@@ -28,17 +28,11 @@ MARKS = {
 
 def plan_table(store: Store, record: PlanRecord, current: str | None = None) -> Table:
     """The plan's tasks, one row each; run ids in the short form every command accepts."""
-    from rich.table import Table
-
     from baton.runner.runids import short_ids
 
     shown = short_ids(store, [t.run_id for t in record.tasks if t.run_id])
-    table = Table(
-        title=esc(f"plan {record.id} ({record.agent}, {record.repo}) — {record.status}"),
-        title_justify="left",
-    )
-    for column in ("", "task", "status", "run", "result"):
-        table.add_column(column, overflow="fold")
+    title = esc(f"plan {record.id} ({record.agent}, {record.repo}) — {record.status}")
+    table = new_table("", "task", "status", "run", "result", title=title)
     for task in record.tasks:
         style = "bold reverse" if task.id == current else ""
         text = (task.result or task.error or "").replace("\n", " ")
@@ -110,8 +104,6 @@ def plan_show(plan_id: str, as_json: JsonOpt = False) -> None:
 @plan_app.command("ls")
 def plan_ls(as_json: JsonOpt = False) -> None:
     """List plans, most recently updated first."""
-    from baton.cli.runs import new_table
-
     with cli_store() as (_settings, store):
         records = store.list_plans()
     if as_json:

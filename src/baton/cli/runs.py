@@ -6,16 +6,26 @@ a short form.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from baton.cli.common import JsonOpt, WideOpt, ago, cli_store, emit_json, esc, group, out
+from baton.cli.common import (
+    REPO_FILTER,
+    JsonOpt,
+    WideOpt,
+    ago,
+    cli_store,
+    emit_json,
+    esc,
+    group,
+    new_table,
+    out,
+    print_fields,
+    print_table,
+)
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from baton.models import RunRecord
     from baton.store.base import Store
 
@@ -24,7 +34,8 @@ RunId = Annotated[str, typer.Argument(help="a run id, a prefix of it, or the sho
 
 
 def runs_table(store: Store, runs: list[RunRecord], wide: bool = False, attempts: bool = False) -> None:
-    """Print attempts as a table: at 80 columns by default, every column with ``wide``. The id column
+    """Print attempts as a table: at 80 columns by default, every column (one line a run) with
+    ``wide``. The id column
     is the run's short id, with ``#N`` for a retry (``attempts``: the attempt's own id, for a run's
     list of its attempts)."""
     from baton.runner.runids import short_ids
@@ -45,32 +56,23 @@ def runs_table(store: Store, runs: list[RunRecord], wide: bool = False, attempts
             cells[2:3] = [r.repo, r.thread, str(r.attempt)]
             cells.insert(6, r.prompt_kind.value)
         table.add_row(*map(esc, cells))
-    out().print(table)
-
-
-def new_table(*columns: str) -> Table:
-    """A compact table for 80 columns: no box, two spaces between columns, a bold header; a cell too
-    long for its column wraps (``fold``) instead of being cut to ``…``."""
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
+    print_table(table, wide)
 
 
 @runs_app.command("ls")
 def runs_ls(
     agent: Annotated[str | None, typer.Option("--agent", "-a")] = None,
-    repo: Annotated[str | None, typer.Option("--repo", "-r", help="slug")] = None,
+    repo: Annotated[str | None, typer.Option("--repo", "-r", help=REPO_FILTER)] = None,
     thread: Annotated[str | None, typer.Option("--thread", "-t")] = None,
     limit: Annotated[int, typer.Option(help="at most N runs")] = 50,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
     """List runs, newest first."""
+    from baton.sessions.manage import repo_slug
+
     with cli_store() as (_settings, store):
-        runs = store.list_runs(agent, repo, thread, limit=limit)
+        runs = store.list_runs(agent, repo and repo_slug(store, repo), thread, limit=limit)
         if as_json:
             emit_json([r.to_json() for r in runs])
         else:
@@ -103,14 +105,9 @@ SHOWN = (
 
 
 def print_run(data: dict[str, Any]) -> None:
-    """A run as ``name: value`` lines: absent values left out, documents as compact JSON, no reprs."""
-    out().print(f"[bold]run[/bold] {esc(data['run_id'])}", highlight=False)
-    for name in SHOWN:
-        value = data.get(name)
-        if value is None or value in ("", [], {}):
-            continue
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        out().print(f"[bold]{name}[/bold]: {esc(text)}", highlight=False)
+    """A run as ``name: value`` lines (``print_fields``: never a repr), absent values left out."""
+    present = {name: data[name] for name in SHOWN if data.get(name) not in (None, "", [], {})}
+    print_fields({"run": data["run_id"], **present})
 
 
 @runs_app.command("logs")

@@ -4,10 +4,15 @@ Needs the ``server`` extra; without it the command says the exact install comman
 printed: tokens arrive in headers (uvicorn's access log shows only the request line) and the webhook
 secret is never logged. Its log (uvicorn's included) is configured by :mod:`baton.cli.logsetup`:
 ``BATON_LOG_LEVEL``, ``BATON_LOG_FORMAT``.
+
+The socket is bound here, before the "serving at" line: a port already in use (or not allowed) is
+:class:`~baton.errors.CannotListen`, its own message and exit code, and nothing is announced.
 """
 
 from __future__ import annotations
 
+import errno
+import socket
 from types import ModuleType
 from typing import Annotated
 
@@ -36,21 +41,57 @@ def serve_cmd(
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format)
     settings.home.mkdir(parents=True, exist_ok=True)
-    url = f"http://{host}:{port}"
+    sock = listen(host, port)
+    url = f"http://{host}:{sock.getsockname()[1]}"
     text = f"baton serve: {url} (dashboard {url}/, API docs {url}/docs; home {settings.home})"
     announce(text, settings.log_format)
-    # an SSE subscriber of a long run must not hold a shutdown (SIGTERM) for the length of that run
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=host,
-        port=port,
+        port=sock.getsockname()[1],
         log_config=None,  # uvicorn's loggers (its access log too) go through baton's handler, in its format
         log_level=settings.log_level.lower(),
         server_header=False,
+        # an SSE subscriber of a long run must not hold a shutdown (SIGTERM) for the length of that run
         timeout_graceful_shutdown=5,
         proxy_headers=True,
         forwarded_allow_ips=forwarded_allow_ips,  # None: uvicorn's default (loopback, or FORWARDED_ALLOW_IPS)
     )
+    server = uvicorn.Server(config)
+    with sock:
+        server.run(sockets=[sock])
+    if not server.started:  # its start-up failed (the log above says why)
+        from baton.errors import BatonError
+
+        raise BatonError("the service did not start; its log above says why")
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (uvicorn listens on it), or CannotListen saying why."""
+    from baton.errors import CannotListen
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise CannotListen(
+            f"cannot listen on {host!r}: {exc.strerror or exc}; pass --host 127.0.0.1"
+        ) from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CannotListen(_why_not(host, port, exc)) from exc
+    return sock
+
+
+def _why_not(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is in use (another `baton serve`?): stop it, or pass another --port"
+    if exc.errno == errno.EACCES:
+        return f"not allowed to listen on port {port} (below 1024 needs privileges): pass --port 8765"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
 def _server_modules() -> ModuleType:

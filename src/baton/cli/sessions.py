@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from baton.cli.common import (
+    REPO_FILTER,
     AgentOpt,
     JsonOpt,
     RepoOpt,
@@ -21,7 +22,10 @@ from baton.cli.common import (
     err,
     esc,
     group,
+    new_table,
     out,
+    print_fields,
+    print_table,
 )
 from baton.cli.runs import runs_table
 
@@ -39,23 +43,23 @@ ScopeName = Literal["conversation", "worktree", "all"]
 @sessions_app.command("ls")
 def sessions_ls(
     agent: Annotated[str | None, typer.Option("--agent", "-a")] = None,
-    repo: Annotated[str | None, typer.Option("--repo", "-r", help="slug")] = None,
+    repo: Annotated[str | None, typer.Option("--repo", "-r", help=REPO_FILTER)] = None,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
     """List sessions, most recently used first."""
+    from baton.sessions.manage import repo_slug
+
     with cli_store() as (_settings, store):
-        rows = store.list_sessions(agent=agent, repo=repo)
+        rows = store.list_sessions(agent=agent, repo=repo and repo_slug(store, repo))
     if as_json:
         emit_json([s.to_json() for s in rows])
         return
-    out().print(sessions_table(rows, wide=wide))
+    print_table(sessions_table(rows, wide=wide), wide)
 
 
 def sessions_table(rows: list[SessionRecord], wide: bool) -> Table:
     """Sessions at 80 columns by default; ``wide`` adds the session id, attempts, expiry, worktree."""
-    from baton.cli.runs import new_table
-
     columns = ["agent", "repo", "thread", "status", "last outcome", "last used"]
     if wide:
         columns += ["session", "attempts", "expires", "worktree"]
@@ -89,9 +93,7 @@ def sessions_show(agent: AgentOpt, repo: RepoOpt, thread: ThreadOpt, as_json: Js
         if as_json:
             emit_json({**session.to_json(), "lineage": family, "runs": [r.to_json() for r in runs]})
             return
-        for name, value in session.to_json().items():
-            if name not in ("origin", "pending_sync"):
-                out().print(f"[bold]{name}[/bold]: {esc(value)}", highlight=False)
+        print_fields({k: v for k, v in session.to_json().items() if k not in ("origin", "pending_sync")})
         _print_lineage(family)
         runs_table(store, runs)
 

@@ -1,5 +1,9 @@
 """``baton submit``: queue one instruction on one key for the workers (``baton worker``) and print its
 run id; ``--follow`` then streams its agent events until the outcome, as the API's event stream does.
+With ``--follow --json`` the stream is JSON Lines (one object a line, printed as it comes), the API's
+event stream line by line: ``{"seq", "run", "attempt", "event"}`` per agent event (its ``event:
+agent`` data: the attempt's run id and number, the agent's own event), then one ``{"outcome": {...}}``
+(its ``event: outcome``): the run as it ended.
 
 It needs a broker (``BATON_BROKER_URL``). Without one it refuses rather than running here: a job stored
 with nobody to run it would wait silently, and running it here and now is what ``baton run`` does.
@@ -15,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from baton.cli.common import JsonOpt, cli_store, emit_json, err, esc, out
+from baton.cli.common import cli_store, emit_json, err, esc, out
 from baton.cli.options import request_command
 from baton.errors import BadInput, BatonError, exit_code_of
 from baton.models import Outcome
@@ -33,7 +37,14 @@ def submit_cmd(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="stream its events until it ends; exit as `baton run` does")
     ] = False,
-    as_json: JsonOpt = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='print JSON: {"run_id", "status"}; with --follow, JSON Lines: '
+            '{"seq", "run", "attempt", "event"} per agent event, then {"outcome": the run as it ended}',
+        ),
+    ] = False,
 ) -> None:
     """Queue one instruction on one key for `baton worker`s and print its run id (runs of a key start in
     submission order). Needs BATON_BROKER_URL; `baton run` runs here instead."""

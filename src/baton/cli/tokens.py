@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from baton.cli.common import JsonOpt, ago, cli_store, emit_json, err, esc, group, out
+from baton.cli.common import JsonOpt, ago, cli_store, emit_json, err, esc, group, new_table, out
 
 tokens_app = group("Create, list and revoke API tokens for `baton serve`.")
 # The values of ``baton.models.TokenScope``, spelled here so building the CLI stays import-light.
@@ -39,8 +39,6 @@ def tokens_create(
 @tokens_app.command("ls")
 def tokens_ls(as_json: JsonOpt = False) -> None:
     """List tokens: name, scope, created, revoked (never the secrets)."""
-    from baton.cli.runs import new_table
-
     with cli_store() as (_settings, store):
         rows = store.list_tokens()
     if as_json:
@@ -69,7 +67,6 @@ def audit_cmd(
     """Show the audit log, newest first: resets, tokens, sweeps, webhook cleanups, with their actors."""
     import json
 
-    from baton.cli.runs import new_table
     from baton.models import iso
 
     with cli_store() as (_settings, store):

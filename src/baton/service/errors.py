@@ -2,7 +2,9 @@
 documents the codes on every operation.
 
 ``{"detail": "<the CLI's message>"}`` with NotFound 404, BadInput 422, Busy 409, DiskFull 507,
-RemoteError 502, any other BatonError 500 (and 401/403 from :mod:`baton.service.auth`).
+RemoteError 502, any other BatonError 500 (and 401/403 from :mod:`baton.service.auth`). A body or
+query that fails its model is a 422 in the same shape and words (``timeout takes a number, not
+'abc'``), never pydantic's list of errors.
 """
 
 from __future__ import annotations
@@ -10,16 +12,26 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from baton.errors import BadInput, BatonError, Busy, DiskFull, NotFound, RemoteError, Unconfined
+from baton.errors import (
+    BadInput,
+    BatonError,
+    Busy,
+    DiskFull,
+    NotFound,
+    RemoteError,
+    Unconfined,
+    invalid_value,
+)
 
 
 class Problem(BaseModel):
-    """An error: the message the CLI would print (FastAPI's own 422 gives a list of field errors)."""
+    """An error: the message the CLI would print."""
 
-    detail: str | list[dict[str, object]]
+    detail: str
 
 
 # Most specific first: NotFound is a BadInput.
@@ -59,11 +71,24 @@ async def baton_error_handler(request: Request, exc: BatonError) -> JSONResponse
     return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
 
 
+async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"detail": validation_words(exc)}, status_code=422)
+
+
+def validation_words(exc: RequestValidationError) -> str:
+    """What was wrong with a request, field by field, in baton's words."""
+    return "; ".join(invalid_value(_field(error["loc"]), error) for error in exc.errors())
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """``("body", "timeout")`` → ``timeout``; the body as a whole (``("body",)``) → ``the request body``."""
+    return ".".join(map(str, loc[1:])) or f"the request {loc[0]}"
+
+
 def json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The same documentation as plain JSON content, for a route whose success is not JSON (the event
     stream): otherwise OpenAPI would list its errors under ``text/event-stream``."""
-    detail = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]}
-    schema = {"type": "object", "properties": {"detail": detail}, "required": ["detail"]}
+    schema = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
     return {
         code: {"description": ERROR_DOCS[code], "content": {"application/json": {"schema": schema}}}
         for code in codes

@@ -154,6 +154,7 @@ class Workdirs:
                 raise remote_error(repo, "clone", exc) from exc
             run_git(["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], cwd=tmp)
             self._fetch(repo, tmp, env)
+            _require_commits(tmp, repo)  # before the clone is kept: nothing is written for an empty repo
             tmp.replace(path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -298,7 +299,13 @@ class Workdirs:
 
     def _resolve_base(self, cache: Path, base: str | None) -> str:
         if base is None:
-            return self.default_base(cache)
+            ref = self.default_base(cache)
+            if not ref_exists(cache, ref):  # the clone has commits, but not on its default branch
+                name = ref.removeprefix("refs/remotes/origin/").removeprefix("refs/heads/")
+                raise BadInput(
+                    f"the repository's default branch {name!r} has no commits: commit, or give --base"
+                )
+            return ref
         for candidate in (f"refs/remotes/origin/{base}", base):
             if ref_exists(cache, candidate):
                 return candidate
@@ -477,6 +484,14 @@ class Workdirs:
 
 def _joined(*notes: str | None) -> str | None:
     return "; ".join(n for n in notes if n) or None
+
+
+def _require_commits(clone: Path, repo: Repo) -> None:
+    """BadInput for a repository without a single commit: nothing to start a worktree from (else
+    git's own ``ambiguous argument 'refs/heads/main^{commit}'``, exit 1)."""
+    if not run_git(["for-each-ref", "--count=1", "--format=%(refname)", "refs/heads"], cwd=clone):
+        where = repo.url if repo.local else repo.slug  # a URL is the user's; the slug is safe to print
+        raise BadInput(f"the repository {where} has no commits yet: make a first commit, then run again")
 
 
 def remove_empty_parents(path: Path, stop: Path) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -21,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from baton.errors import BatonError
 from baton.service.dashboard import lists, live, overview, runs, sessions, signin
 from baton.service.dashboard.web import HERE, Forbidden, SignInRequired, page, viewer_of, with_headers
-from baton.service.errors import baton_error_handler, status_of
+from baton.service.errors import baton_error_handler, status_of, validation_error_handler, validation_words
 
 PAGES = ("/login", "/logout", "/sessions", "/session", "/runs", "/plans", "/deliveries", "/audit")
 STREAMS = "/ui/stream/"
@@ -63,6 +62,6 @@ async def _baton_error(request: Request, exc: BatonError) -> Response:
 
 async def _bad_request(request: Request, exc: RequestValidationError) -> Response:
     if not is_page(request):
-        return await request_validation_exception_handler(request, exc)
-    problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
-    return page(request, "error.html", viewer_of(request), status=400, title="Bad request", message=problems)
+        return await validation_error_handler(request, exc)
+    message = validation_words(exc)
+    return page(request, "error.html", viewer_of(request), status=400, title="Bad request", message=message)

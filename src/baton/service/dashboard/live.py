@@ -1,16 +1,18 @@
 """Live streams for the pages (Server-Sent Events, signed in by the cookie; 401 without it).
 
 ``/ui/stream/session``: a key's timeline (an HTML fragment, sent again whenever it changes: a run
-submitted, started, ended) and the entries of each of its runs as they are written. Every run newer
-than the stream's start is followed from its first line, one after another, even one that started and
-ended between two looks (a fast agent), and ends with an ``outcome`` event. ``/ui/stream/run/<id>``
-follows one run and ends after its outcome.
+submitted, started, ended), the facts of its card that runs change (attempts, last used...), and the
+entries of each of its runs as they are written. Every run newer than the stream's start is followed
+from its first line, one after another, even one that started and ended between two looks (a fast
+agent), and ends with an ``outcome`` event. ``/ui/stream/run/<id>`` follows one run and ends after
+its outcome.
 
-Events: ``timeline`` (HTML), ``run`` ({run_id, short, attempt, mode, href}: the live log starts over),
-``entry`` (HTML of one entry), ``outcome`` ({run_id, attempt_id, outcome}). Data is JSON; the HTML in it
-is rendered by Jinja2 with autoescaping, so an agent's output is text, never markup. The store is read
-in the thread pool, and a look happens every :data:`POLL` seconds, or at once when a run of this process
-writes events. A stream lasts at most :data:`LIFETIME`; the browser then reconnects by itself.
+Events: ``timeline`` (HTML), ``facts`` ({name: text}, the card's ``data-fact`` elements), ``run``
+({run_id, short, attempt, mode, href}: the live log starts over), ``entry`` (HTML of one entry),
+``outcome`` ({run_id, attempt_id, outcome}). Data is JSON; the HTML in it is rendered by Jinja2 with
+autoescaping, so an agent's output is text, never markup. The store is read in the thread pool, and a
+look happens every :data:`POLL` seconds, or at once when a run of this process writes events. A stream
+lasts at most :data:`LIFETIME`; the browser then reconnects by itself.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from baton.models import Outcome, RunRecord, SessionRecord
 from baton.runner.logtail import LogTail
 from baton.runner.runids import resolve_run, short_id
 from baton.service.dashboard.sessions import key_runs
-from baton.service.dashboard.web import Viewer, signed_in, state, templates
+from baton.service.dashboard.web import Viewer, signed_in, state, templates, when
 from baton.sessions.manage import get_session, resolve_key
 from baton.store.base import RunStore, Store
 
@@ -73,12 +75,24 @@ class Follow:
         return events, ended
 
 
+def session_facts(session: SessionRecord) -> dict[str, str]:
+    """The session card's facts that a run changes, as the page shows them (``data-fact`` names)."""
+    return {
+        "agent_session_id": session.agent_session_id or "—",
+        "status": session.status.value,
+        "attempts": str(session.attempts),
+        "last_used": when(session.last_used_at),
+        "expires": when(session.expires_at),
+    }
+
+
 class SessionWatch:
     """What changed for one key since the last look."""
 
     def __init__(self, store: Store, session: SessionRecord) -> None:
         self.store, self.session = store, session
         self.timeline = ""
+        self.facts = session_facts(session)
         runs = key_runs(store, session)["runs"]
         self.followed = {r.id for r in runs if r.outcome != Outcome.RUNNING}
         self.current: Follow | None = None
@@ -90,6 +104,7 @@ class SessionWatch:
         if html != self.timeline:
             self.timeline = html
             events.append(ServerSentEvent(event="timeline", data=html))
+        events += self._facts()
         if self.current is None:
             waiting = [r for r in reversed(data["runs"]) if r.id not in self.followed]  # oldest first
             if waiting:
@@ -107,6 +122,16 @@ class SessionWatch:
             if ended:
                 self.current = None
         return events
+
+    def _facts(self) -> list[ServerSentEvent]:
+        """The card's facts, when they changed (a run's end writes the session after its outcome)."""
+        s = self.session
+        now = self.store.get_session(s.agent, s.repo, s.thread)
+        facts = self.facts if now is None else session_facts(now)
+        if facts == self.facts:
+            return []
+        self.facts = facts
+        return [ServerSentEvent(event="facts", data=facts)]
 
 
 async def _stream(request: Request, step: Any) -> AsyncIterator[ServerSentEvent]:

@@ -70,11 +70,14 @@ def counters(store: ViewStore) -> dict[str, Any]:
     counts = store.overview_counts(time.time() - 86400)
     outcomes: Counter[str] = Counter()
     resumes: Counter[str] = Counter()
+    kept_failing: Counter[str] = Counter()  # resumes that kept their conversation, yet did not succeed
     for mode, outcome, hydrated, n in counts["runs"]:
         outcomes[outcome] += n
         result = resume_result(mode, outcome, hydrated)
         if result is not None and outcome != Outcome.RUNNING:
             resumes[result] += n
+            if result in ("resumed", "hydrated") and outcome != Outcome.SUCCEEDED:
+                kept_failing[outcome] += n
     tried = sum(resumes.values())
     kept = resumes["resumed"] + resumes["hydrated"]
     return {
@@ -86,6 +89,7 @@ def counters(store: ViewStore) -> dict[str, Any]:
         "resume_tried": tried,
         "resume_kept": kept,
         "resume_rate": None if not tried else round(100 * kept / tried),
+        "resume_failures": dict(sorted(kept_failing.items())),
     }
 
 

@@ -27,6 +27,12 @@
       const body = document.getElementById("timeline");
       if (body) body.replaceChildren(fragment(JSON.parse(event.data)));
     });
+    source.addEventListener("facts", (event) => {
+      for (const [name, text] of Object.entries(JSON.parse(event.data))) {
+        const fact = document.querySelector('#session-facts [data-fact="' + name + '"]');
+        if (fact) fact.textContent = text;
+      }
+    });
     source.addEventListener("run", (event) => {
       const run = JSON.parse(event.data);
       log.replaceChildren();
