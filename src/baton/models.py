@@ -162,6 +162,7 @@ class RunRecord:
     sync: dict[str, Any] | None = None  # what syncing with upstream brought in before the agent started
     access: Access | None = None  # what the agent was allowed to do (None: a run from before access levels)
     confined: bool | None = None  # whether baton walled the agent in (None: from before confinement)
+    job_id: str | None = None  # the queued run this attempt belongs to (migration 11)
 
     @property
     def duration_s(self) -> float | None:
