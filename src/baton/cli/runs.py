@@ -81,6 +81,10 @@ def runs_show(run_id: RunId, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(data)
         return
+    if data.get("error"):
+        from baton.agents import clean_error
+
+        data["error"] = clean_error(data["agent"], data["error"])  # without the agent CLI's noise
     for name, value in data.items():
         out().print(f"[bold]{name}[/bold]: {esc(value)}", highlight=False)
 
