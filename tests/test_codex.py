@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from baton import Mode, Outcome, PromptKind, RunRequest, RunResult, open_store, run
-from baton.agents import get_agent
+from baton.agents import clean_error, get_agent
 from baton.agents.base import Turn
 from baton.agents.codex import (
     _TARGETS,
@@ -82,6 +82,15 @@ WRITER_STDERR = (
     "Error: thread/resume: thread/resume failed: thread 01a1feaa-303a-75d0-8293-4ac0347e196e already "
     "has an active writer (code -32600)\n"
 )
+
+
+def test_clean_error_drops_codex_noise_lines_and_keeps_the_cause() -> None:
+    warning, cause = NOT_FOUND_STDERR.splitlines()
+    assert clean_error("codex", NOT_FOUND_STDERR) == cause
+    assert clean_error("codex", f"{warning}; {cause}") == cause  # how the runner joins stderr lines
+    assert clean_error("codex", warning) == warning  # all noise: better the noise than nothing
+    assert clean_error("claude", NOT_FOUND_STDERR) == NOT_FOUND_STDERR  # each CLI's own noise only
+    assert clean_error("nobody", "x; y") == "x; y"
 
 
 def feed(agent: CodexAgent, *lines: str) -> Turn:

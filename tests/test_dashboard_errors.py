@@ -82,7 +82,7 @@ def test_an_error_shows_its_cause_and_the_whole_text_behind_a_fold(service: Serv
         assert fold["whole"] == f"{CAUSE}\n{DETAIL}", path  # whole, not cut at 160 characters
         assert fold["open"] == "false", path
         assert "PATH aliases" not in tab.page.inner_text("main"), path
-    tab.page.click(f"#run-error details.error-fold summary")
+    tab.page.click("#run-error details.error-fold summary")
     assert tab.page.locator("#run-error pre").is_visible()
     assert DETAIL.strip() in tab.page.inner_text("#run-error")
     tab.screenshot("dashboard-run-error")
