@@ -69,6 +69,9 @@ committing.
 Credentials: Codex reads ``CODEX_API_KEY`` or ``OPENAI_API_KEY`` (or a ``codex login`` in the home,
 which baton relocates). Without one the model API answers ``401 Unauthorized``; a provider whose
 ``env_key`` is unset gives ``Missing environment variable``: both are FAILED with baton's message.
+What counts follows the home's ``model_provider`` (:meth:`CodexAgent.auth`): a provider of the file
+with an ``env_key`` needs that variable, one without (a local server) needs nothing; a run without
+what it needs is refused before it starts.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ import tomlkit.exceptions
 import tomlkit.items
 from tomlkit.container import Container
 
-from baton.agents.base import AgentBase, Capabilities, Launch, Turn, find_binary, need_uuid
+from baton.agents.base import AgentBase, Auth, Capabilities, Launch, Turn, find_binary, need_uuid
 from baton.agents.codex_threads import fork_rollout
 from baton.agents.codex_threads import is_thread_id as is_thread_id  # re-exported for callers
 from baton.agents.codex_threads import repair_index as repair_index
@@ -107,6 +110,7 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_PROMPT_CHARS = 1_048_576  # "Input exceeds the maximum length of 1048576 characters" (0.169.0)
 # Lines Codex prints on stderr that are never the error (see baton.agents.clean_error). It warns when
 # its home is under a temporary directory, before every error of such a run (measured on 0.169.0).
+LOCAL_PROVIDERS = ("oss", "ollama", "lmstudio")  # Codex's built-in providers that need no key
 NOISE = (r"WARNING: proceeding, even though we could not create PATH aliases\b.*",)
 
 # Keys baton sets in config.toml on every run: no update check, no plugin sync (it reaches
@@ -146,6 +150,7 @@ class CodexAgent(AgentBase):
     # model providers name (``env_key``, ``env_http_headers``).
     env_patterns: tuple[str, ...] = ("OPENAI_*", "CODEX_*")
     config_files: tuple[str, ...] = ("config.toml", "auth.json", "AGENTS.md")
+    credential_files = ("auth.json",)  # a `codex login` made with CODEX_HOME set to the base home
 
     def __init__(self, home: Path, binary_setting: str = "") -> None:
         super().__init__(home)
@@ -204,6 +209,22 @@ class CodexAgent(AgentBase):
         # RUST_BACKTRACE off: with it on, an error's last stderr lines (which baton reports) are frames.
         env = {**env, "CODEX_HOME": str(self._home), "RUST_BACKTRACE": "0"}
         return Launch(argv=argv, env=env, new_session_id=new_id, stdin=stdin)
+
+    def auth(self) -> Auth:
+        """Codex's credentials follow the home's ``model_provider``: a provider table of config.toml
+        with an ``env_key`` (and no ``requires_openai_auth``) needs that variable, one without it needs
+        none, as do the built-in local providers; ``openai`` (the default) takes the class's."""
+        path = self._home / "config.toml"
+        config = _config(path)
+        name = config.get("model_provider", "openai")
+        tables = config.get("model_providers")
+        provider = tables.get(name) if isinstance(tables, dict) else None
+        if isinstance(provider, dict) and not provider.get("requires_openai_auth"):
+            key = provider.get("env_key")
+            if isinstance(key, str) and ENV_NAME.fullmatch(key) and not key.startswith("BATON_"):
+                return Auth((key,), hint=f"the env_key of model provider {name!r} in {path}")
+            return Auth(())
+        return Auth(()) if name in LOCAL_PROVIDERS else super().auth()
 
     def env_names(self) -> tuple[str, ...]:
         """:attr:`env_patterns` and the variables the home's ``config.toml`` model providers read: a
@@ -386,11 +407,16 @@ def provider_env_names(path: Path) -> list[str]:
 
 def _providers(path: Path) -> list[dict[str, Any]]:
     """The model provider tables of the config.toml at ``path``; none when it is missing or not TOML."""
-    try:
-        providers = tomllib.loads(path.read_text(encoding="utf-8")).get("model_providers")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return []
+    providers = _config(path).get("model_providers")
     return [p for p in providers.values() if isinstance(p, dict)] if isinstance(providers, dict) else []
+
+
+def _config(path: Path) -> dict[str, Any]:
+    """The config.toml at ``path`` as plain data; empty when it is missing or not TOML."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
 
 
 def read_toml(path: Path) -> dict[str, Any]:

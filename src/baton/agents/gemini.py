@@ -158,6 +158,9 @@ class GeminiAgent(AgentBase):
     auth_hint = "a Gemini API key from Google AI Studio"
     auth_failures = ("must specify the GEMINI_API_KEY", "API key not valid", "Please set an Auth method")
     auth_exit_codes = (AUTH_EXIT,)
+    # Also documented: Vertex AI's key or service account, and a "Login with Google" in the base home.
+    other_credentials = ("GOOGLE_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS")
+    credential_files = (".gemini/oauth_creds.json",)
     # What each access level lets the CLI do (see the module docstring for what was measured), and the
     # levels that also load the READ_ONLY_SHELL policy (``--policy=<home>/.gemini/POLICY_FILE``).
     access_flags: ClassVar[dict[Access, tuple[str, ...]]] = {
