@@ -36,6 +36,10 @@ Codex's traps, and what guards them:
 - A missing rollout: exit 1, nothing on stdout, stderr ``no rollout found for thread id <id>``; an
   empty, non-UTF-8 or header-less rollout: exit 1, ``failed to read session metadata``. Both are
   ``session_lost`` (the conversation cannot be resumed), so the runner recovers with a recap.
+- A thread made under one model provider, resumed after the operator's config.toml names another:
+  exit 1, stderr ``Cannot change this thread's model provider from `openai` to `mock` on resume``, for
+  every later resume too. Also ``session_lost``, with baton's sentence first in the error (the run's
+  recover attempt gets it as its note).
 - Usage in ``turn.completed`` is cumulative for the thread (restored from the rollout on resume):
   the adapter reports it as is and the runner records per-run deltas (``cumulative_usage``). A fork's
   copy carries its source's counters, so a fork's first turn reports the source's total plus its own.
@@ -103,6 +107,12 @@ from baton.settings import Settings
 
 NOT_FOUND = "no rollout found for thread id"
 UNREADABLE = "failed to read session metadata"  # empty, non-UTF-8 or header-less rollout
+# A thread made under one model provider cannot be resumed under another (the operator changed
+# config.toml's model_provider): "Cannot change this thread's model provider from `openai` to `mock`
+# on resume." (0.169.0), for ever. Lost like a missing rollout: the runner recovers with a recap.
+PROVIDER_CHANGED = re.compile(
+    r"Cannot change this thread's model provider from `?([^`\s]+)`? to `?([^`\s]+)`?"
+)
 INSTALL = npm_hint("@openai/codex@0.169.0")  # `make setup` in a checkout, npm for a pip install
 EXEC = ["exec", "--json", "--skip-git-repo-check"]
 STDIN = "-"  # the prompt argument that makes Codex read the prompt from stdin
@@ -150,6 +160,7 @@ class CodexAgent(AgentBase):
     # model providers name (``env_key``, ``env_http_headers``).
     env_patterns: tuple[str, ...] = ("OPENAI_*", "CODEX_*")
     config_files: tuple[str, ...] = ("config.toml", "auth.json", "AGENTS.md")
+    other_credentials = ("CODEX_ACCESS_TOKEN",)
     credential_files = ("auth.json",)  # a `codex login` made with CODEX_HOME set to the base home
 
     def __init__(self, home: Path, binary_setting: str = "") -> None:
@@ -232,10 +243,12 @@ class CodexAgent(AgentBase):
         return (*self.env_patterns, *provider_env_names(self._home / "config.toml"))
 
     def endpoints(self) -> tuple[str, ...]:
-        """The ``base_url`` of each model provider in the home's ``config.toml`` (Codex reads no base
-        URL from the environment): a walled-in Codex may connect to their ports."""
-        providers = _providers(self._home / "config.toml")
-        return tuple(p["base_url"] for p in providers if isinstance(p.get("base_url"), str))
+        """The ``base_url`` of each model provider in the home's ``config.toml``, and its
+        ``openai_base_url`` (the built-in ``openai`` provider's; Codex reads no base URL from the
+        environment): a walled-in Codex may connect to their ports."""
+        path = self._home / "config.toml"
+        urls = [p.get("base_url") for p in _providers(path)] + [_config(path).get("openai_base_url")]
+        return tuple(url for url in urls if isinstance(url, str))
 
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
         """Fold one ``codex exec --json`` event into ``turn`` (see :data:`_EVENT_HANDLERS`)."""
@@ -246,6 +259,15 @@ class CodexAgent(AgentBase):
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
         said = "\n".join([*turn.errors, stderr])
         if NOT_FOUND in said or UNREADABLE in said:
+            return Outcome.SESSION_LOST
+        if (changed := PROVIDER_CHANGED.search(said)) is not None:
+            cli_said = next(line.strip() for line in said.splitlines() if changed[0] in line)
+            turn.errors[:] = [
+                f"the conversation was made with model provider {changed[1]!r} and Codex cannot resume "
+                f"it with {changed[2]!r}, the one its configuration names now",
+                *[e for e in turn.errors if e != cli_said],
+                cli_said,
+            ]
             return Outcome.SESSION_LOST
         if exit_code == 0 and not turn.is_error and turn.result is not None and turn.events:
             return Outcome.SUCCEEDED
