@@ -3,10 +3,9 @@
 Everything about a request that needs neither the store nor the lease is decided here, once, into a
 frozen :class:`Resolved`: the branch in short form, the key, the agent, the sync and access defaults
 from the settings, the instruction measured against the agent CLI's limit, the agent's credentials
-present. Later steps read these values and
-never decide them again. Refusals that need the key's session (a branch that differs from it, a fork
-source, a hand-off source) wait for the lease (:mod:`baton.runner.prepare`): an earlier run of the
-key may still change them.
+present. Later steps read these values and never decide them again. Refusals that need the key's
+session (a branch that differs from it, a fork source, a hand-off source) wait for the lease
+(:mod:`baton.runner.prepare`): an earlier run of the key may still change them.
 """
 
 from __future__ import annotations
