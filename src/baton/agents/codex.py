@@ -118,9 +118,9 @@ EXEC = ["exec", "--json", "--skip-git-repo-check"]
 STDIN = "-"  # the prompt argument that makes Codex read the prompt from stdin
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_PROMPT_CHARS = 1_048_576  # "Input exceeds the maximum length of 1048576 characters" (0.169.0)
+LOCAL_PROVIDERS = ("oss", "ollama", "lmstudio")  # Codex's built-in providers that need no key
 # Lines Codex prints on stderr that are never the error (see baton.agents.clean_error). It warns when
 # its home is under a temporary directory, before every error of such a run (measured on 0.169.0).
-LOCAL_PROVIDERS = ("oss", "ollama", "lmstudio")  # Codex's built-in providers that need no key
 NOISE = (r"WARNING: proceeding, even though we could not create PATH aliases\b.*",)
 
 # Keys baton sets in config.toml on every run: no update check, no plugin sync (it reaches
