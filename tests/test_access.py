@@ -27,10 +27,10 @@ SECRETS = {
 
 def test_access_defaults_to_the_setting_and_a_request_wins(settings: Settings, src_repo: Path) -> None:
     request = RunRequest(agent="claude", repo=str(src_repo), thread="t", prompt="hi")
-    assert check_request(request, settings).access == Access.EDIT
-    assert check_request(request, settings.with_(access="read")).access == Access.READ
+    assert check_request(request, settings, credentials=False).access == Access.EDIT
+    assert check_request(request, settings.with_(access="read"), credentials=False).access == Access.READ
     full = RunRequest(agent="claude", repo=str(src_repo), thread="t", prompt="hi", access=Access.FULL)
-    assert check_request(full, settings.with_(access="read")).access == Access.FULL
+    assert check_request(full, settings.with_(access="read"), credentials=False).access == Access.FULL
 
 
 def test_bad_access_settings_are_refused_by_name(home: Path) -> None:
@@ -107,7 +107,8 @@ def test_what_a_codex_key_home_declares_never_widens_its_environment_or_ports(
     (base / "config.toml").write_text(
         '[model_providers.mock]\nbase_url = "http://127.0.0.1:4010/v1"\nenv_key = "MOCK_API_KEY"\n'
     )
-    key = check_request(RunRequest(agent="codex", repo=str(src_repo), thread="t", prompt="hi"), settings).key
+    request = RunRequest(agent="codex", repo=str(src_repo), thread="t", prompt="hi")
+    key = check_request(request, settings, credentials=False).key
     mine = agent_for(key, settings)
     mine.home.mkdir(parents=True)
     (mine.home / "config.toml").write_text(

@@ -295,7 +295,7 @@ def test_repo_url_that_does_not_exist_writes_nothing(cli: Cli, home: Path, tmp_p
             "-t",
             "x",
             "hello",
-            env={"BATON_GIT_TOKEN": "t0ken"},
+            env={"BATON_GIT_TOKEN": "t0ken", "ANTHROPIC_API_KEY": "never-used"},  # the agent never starts
         )
     assert result.returncode == 4, result.stderr  # a remote that cannot be reached
     assert "cannot reach repo" in result.stderr and "not found" in result.stderr

@@ -13,6 +13,8 @@ from functools import partial
 from pathlib import Path
 
 from baton.errors import BatonError
+from baton.models import Mode, Outcome, PromptKind, RunRecord
+from baton.store import Store
 from tests.conftest import BATON, wait_for
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -52,6 +54,20 @@ def test_square_brackets_survive(cli: Cli, src_repo: Path) -> None:
     run_id = json.loads(ran.stdout)["run_id"]
     shown = cli("runs", "show", run_id)
     assert shown.returncode == 0 and f"prompt: {prompt}" in shown.stdout
+
+
+def test_runs_show_prints_an_error_without_the_agent_clis_noise(cli: Cli, store: Store) -> None:
+    warning = "WARNING: proceeding, even though we could not create PATH aliases: Refusing to create helper"
+    cause = "Error: thread/resume: no rollout found for thread id 01a1feaa (code -32600)"
+    record = RunRecord("r-noisy", "codex", "x.com/a/b", "t", 1, Mode.RESUME, PromptKind.DELTA, "p")
+    record.outcome, record.error = Outcome.FAILED, f"{warning}; {cause}"
+    store.add_run(record)
+    shown = cli("runs", "show", record.id)
+    assert (
+        shown.returncode == 0 and f"error: {cause}\n" in shown.stdout and "PATH aliases" not in shown.stdout
+    )
+    raw = json.loads(cli("runs", "show", record.id, "--json").stdout)
+    assert raw["error"] == record.error  # --json gives the record as stored
 
 
 def catches_sigint(pid: int) -> bool:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from baton import Mode, Outcome, PromptKind, RunRequest, RunResult, open_store, run
-from baton.agents import get_agent
+from baton.agents import clean_error, get_agent
 from baton.agents.base import Turn
 from baton.agents.codex import (
     _TARGETS,
@@ -73,6 +73,12 @@ NOT_FOUND_STDERR = (
     "Error: thread/resume: thread/resume failed: no rollout found for thread id "
     "01a1feaa-0000-7000-8000-000000000000 (code -32600)\n"
 )
+PROVIDER_STDERR = (  # measured on 0.169.0: a thread made under `openai`, config.toml now names `mock`
+    "WARNING: proceeding, even though we could not create PATH aliases: Refusing to create helper "
+    'binaries under temporary dir "/tmp" (codex_home: AbsolutePathBuf("/tmp/cx/home"))\n'
+    "Error: thread/resume: thread/resume failed: failed to load configuration: Cannot change this "
+    "thread's model provider from `openai` to `mock` on resume. (code -32600)\n"
+)
 EMPTY_STDERR = (
     "Error: thread/resume: thread/resume failed: failed to read thread: thread-store internal error: "
     "failed to read session metadata /h/sessions/2026/11/21/rollout-x.jsonl: rollout at "
@@ -82,6 +88,15 @@ WRITER_STDERR = (
     "Error: thread/resume: thread/resume failed: thread 01a1feaa-303a-75d0-8293-4ac0347e196e already "
     "has an active writer (code -32600)\n"
 )
+
+
+def test_clean_error_drops_codex_noise_lines_and_keeps_the_cause() -> None:
+    warning, cause = NOT_FOUND_STDERR.splitlines()
+    assert clean_error("codex", NOT_FOUND_STDERR) == cause
+    assert clean_error("codex", f"{warning}; {cause}") == cause  # how the runner joins stderr lines
+    assert clean_error("codex", warning) == warning  # all noise: better the noise than nothing
+    assert clean_error("claude", NOT_FOUND_STDERR) == NOT_FOUND_STDERR  # each CLI's own noise only
+    assert clean_error("nobody", "x; y") == "x; y"
 
 
 def feed(agent: CodexAgent, *lines: str) -> Turn:
@@ -239,6 +254,14 @@ def test_classify(agent: CodexAgent) -> None:
     assert agent.classify(1, Turn(), EMPTY_STDERR) == Outcome.SESSION_LOST
     # another process still writes the thread: a failure to retry, never a lost conversation
     assert agent.classify(1, Turn(), WRITER_STDERR) == Outcome.FAILED
+    # made under another model provider: Codex refuses it for ever, so it is lost too, with baton's words
+    changed = Turn()
+    assert agent.classify(1, changed, PROVIDER_STDERR) == Outcome.SESSION_LOST
+    assert changed.errors == [
+        "the conversation was made with model provider 'openai' and Codex cannot resume it with 'mock', "
+        "the one its configuration names now",
+        PROVIDER_STDERR.splitlines()[1],
+    ]
 
 
 # -- config.toml --------------------------------------------------------------------------------------
@@ -286,6 +309,14 @@ def test_prepare_home_forces_managed_keys_and_keeps_the_users(agent: CodexAgent)
     user = tomllib.loads(USER_CONFIG)
     for key in ("model", "model_provider", "approval_policy", "model_providers", "profiles", "mcp_servers"):
         assert config[key] == user[key], key
+
+
+def test_endpoints_name_every_provider_url_codex_connects_to(agent: CodexAgent) -> None:
+    """What a walled-in Codex may connect to: each provider's base_url and the built-in provider's
+    ``openai_base_url`` (without it, walls kept Codex from its model and it retried for ever)."""
+    agent.home.mkdir(parents=True)
+    (agent.home / "config.toml").write_text('openai_base_url = "http://127.0.0.1:4011/v1"\n' + USER_CONFIG)
+    assert sorted(agent.endpoints()) == ["http://127.0.0.1:4011/v1", "https://llm.example.invalid/v1"]
 
 
 def test_prepare_home_creates_the_home_and_writes_only_on_change(tmp_path: Path) -> None:
@@ -600,6 +631,44 @@ def test_transcript_gone_everywhere_is_recovered_never_resumed(
     assert steps(nxt) == [(Mode.RESUME, Outcome.SUCCEEDED)]
     assert nxt.session.agent_session_id == after.session.agent_session_id
     assert openai.history_counts()[-1] == 6
+
+
+@pytest.mark.slow
+def test_a_thread_made_under_another_model_provider_is_recovered_with_a_recap(
+    settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread made with Codex's default ``openai`` provider (pointed at the mock by ``openai_base_url``)
+    cannot be resumed once the operator's config.toml names another provider: Codex refuses it for
+    ever. baton recovers as for a lost conversation: a new thread with a recap, and a note saying why;
+    the error shows the cause, not Codex's PATH-aliases warning (its home is under /tmp here)."""
+    with MockOpenAI() as mock:
+        base = settings.home / "homes" / "codex"
+        base.mkdir(parents=True)
+        # the built-in provider's URL, a port the walls must let Codex reach (CodexAgent.endpoints)
+        config = f'model = "gpt-5.5"\nopenai_base_url = "{mock.url}/v1"\n'
+        (base / "config.toml").write_text(config + "[features]\nresponses_websockets = false\n")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-mock")
+        first = go(settings, src_repo, "implement the parser")
+        assert first.ok, first.run.error
+        old = str(first.session.agent_session_id)
+        mock.configure_home(base)  # the operator moves to another provider
+        for name, value in mock.env().items():
+            monkeypatch.setenv(name, value)
+        after = go(settings, src_repo, "write the docs")
+        assert steps(after) == [(Mode.RESUME, Outcome.SESSION_LOST), (Mode.RECOVER, Outcome.SUCCEEDED)]
+        lost, recovered = after.attempts
+        assert lost.error and lost.error.startswith(
+            "the conversation was made with model provider 'openai' and Codex cannot resume it with 'mock'"
+        )
+        assert "Cannot change this thread's model provider" in lost.error and "PATH aliases" not in lost.error
+        assert recovered.note and "model provider 'openai'" in recovered.note
+        assert recovered.prompt_kind == PromptKind.RECAP
+        assert after.session.agent_session_id not in (None, old)
+        assert mock.history_counts() == [4, 4], "the new thread starts fresh"
+        assert "implement the parser" in mock.texts()[-1], "with a recap of the earlier run"
+        nxt = go(settings, src_repo, "next")
+        assert steps(nxt) == [(Mode.RESUME, Outcome.SUCCEEDED)]
+        assert mock.history_counts()[-1] == 6
 
 
 @pytest.mark.slow

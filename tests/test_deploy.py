@@ -24,8 +24,10 @@ import typer.main
 import yaml
 from typer.exceptions import TyperException
 
+from baton.agents.claude import ClaudeAgent
+from baton.agents.codex import CodexAgent
+from baton.agents.gemini import GeminiAgent
 from baton.cli.app import app as cli_app
-from baton.housekeeping.doctor import CREDENTIALS
 from baton.service import webhooks
 from baton.service.app import create_app
 from baton.settings import Settings, load_settings, parse_size
@@ -220,7 +222,7 @@ def baton_env_names() -> set[str]:
     names = {f"BATON_{f.name.upper()}" for f in dataclasses.fields(Settings) if f.name != "extra"}
     names.add(webhooks.SECRET_ENV)
     names |= set(re.findall(r"\$\{(BATON_[A-Z_]+)", ASKPASS))
-    names |= {name for creds in CREDENTIALS.values() for name in creds}
+    names |= {name for agent in (ClaudeAgent, CodexAgent, GeminiAgent) for name in agent.credentials}
     return names
 
 

@@ -112,7 +112,7 @@ def test_doctor_checks_credentials(settings: Settings) -> None:
     assert "ANTHROPIC_API_KEY" in claude.detail and "CLAUDE_CODE_OAUTH_TOKEN" in claude.detail
     assert claude.detail == (  # one sentence: the hint in parentheses, no stray fragment after it
         "none of ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN is set (an API key, or a long-lived token from "
-        "`claude setup-token`): runs will fail as not authenticated (baton relocates the agent home, so a "
+        "`claude setup-token`): runs are refused as not authenticated (baton relocates the agent home, so a "
         "login in your own home is not used)"
     )
     keyed = {c.name: c for c in run_doctor(settings, environ={"CLAUDE_CODE_OAUTH_TOKEN": "t"})}

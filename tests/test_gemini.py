@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from baton import Mode, Outcome, PromptKind, RunRequest, open_store, run
-from baton.agents import AGENTS, Turn, get_agent
+from baton.agents import AGENTS, Turn, clean_error, get_agent
 from baton.agents.gemini import MANAGED, NOT_FOUND, POLICY_FILE, GeminiAgent, read_chat
 from baton.errors import AgentError, BadInput
 from baton.keys import make_key
@@ -103,6 +103,15 @@ def stub(session_id: str) -> list[dict[str, Any]]:
 
 
 # -- argv ----------------------------------------------------------------------------------------------
+
+
+def test_clean_error_drops_what_gemini_prints_before_an_error() -> None:
+    said = (  # what Gemini 0.61.0 printed before a real error (yolo, no terminal, no ripgrep)
+        "Warning: 256-color support not detected. Using a terminal with at least 256-color support is "
+        "recommended for a better visual experience.\nYOLO mode is enabled. All tool calls will be "
+        "automatically approved.\nRipgrep is not available. Falling back to GrepTool.\nError: quota"
+    )
+    assert clean_error("gemini", said) == "Error: quota"
 
 
 def test_argv_per_mode(adapter: GeminiAgent) -> None:

@@ -8,6 +8,11 @@ Extra agents (the test suite's fake agent, a user's own adapter) are registered 
 imported). The tests register ``fake`` (:func:`baton.testing.fake.register_fake`) this way, so the
 ``baton`` processes they start know it too; the real agents never list it.
 
+**Noise.** An adapter module may declare ``NOISE``: patterns of lines its CLI prints on stderr that are
+never the error (Codex's ``WARNING: proceeding, even though we could not create PATH aliases…``).
+:func:`clean_error` drops them, in one place for the runner (what it records of stderr), the CLI and
+the dashboard (what they show of an error), so such a line never hides the real cause.
+
 May import: the ground floor only (errors, models, settings, files, install). Also here: the agents'
 event streams as readable entries (:mod:`events`).
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from dataclasses import asdict
 from typing import Any
 
@@ -82,6 +88,29 @@ def describe_agent(name: str, settings: Settings) -> dict[str, Any]:
     }
 
 
+def clean_error(agent: str, text: str) -> str:
+    """``text`` without the lines the agent's CLI prints that are never the error (its adapter
+    module's ``NOISE``). Parts of one line joined by ``"; "`` (how the runner joins an agent's last
+    stderr lines) count as lines. ``text`` unchanged when it is all noise (better noise than nothing)."""
+    noise = noise_of(agent)
+    if not noise:
+        return text
+    lines = []
+    for line in text.splitlines():
+        parts = [p for p in line.split("; ") if not any(n.fullmatch(p.strip()) for n in noise)]
+        if parts:
+            lines.append("; ".join(parts))
+    return "\n".join(lines) if any(line.strip() for line in lines) else text
+
+
+def noise_of(agent: str) -> tuple[re.Pattern[str], ...]:
+    """The ``NOISE`` patterns of the module that builds ``agent`` (none for an unknown agent)."""
+    module = _FACTORIES.get(agent, "").partition(":")[0]
+    if not module:
+        return ()
+    return tuple(re.compile(p) for p in getattr(importlib.import_module(module), "NOISE", ()))
+
+
 register_from_env()
 
 __all__ = [
@@ -91,6 +120,7 @@ __all__ = [
     "Capabilities",
     "Launch",
     "Turn",
+    "clean_error",
     "describe_agent",
     "get_agent",
     "register_agent",

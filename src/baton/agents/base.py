@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -82,6 +83,40 @@ class Launch:
     stdin: bytes | None = None  # written to the agent's stdin, then closed (None: /dev/null)
 
 
+@dataclass(frozen=True)
+class Auth:
+    """How an agent CLI can authenticate under baton: any one of these does; none at all means it needs
+    no credentials (a local model provider). baton checks it before a run writes anything
+    (:func:`baton.runner.resolve.check_request`) and ``baton doctor`` reports it: one source of truth."""
+
+    names: tuple[str, ...]  # the variables baton's message asks for
+    also: tuple[str, ...] = ()  # other variables the CLI documents (a gateway's token, another cloud)
+    files: tuple[Path, ...] = ()  # login files in the operator's base home (copied into each key's)
+    hint: str = ""  # what the variables hold, for a person
+
+    @property
+    def needed(self) -> bool:
+        return bool(self.names or self.also or self.files)
+
+    def found(self, environ: Mapping[str, str]) -> str | None:
+        """What authenticates the CLI here (a variable's name or a file), None when nothing does."""
+        name = next((n for n in (*self.names, *self.also) if environ.get(n)), None)
+        return name or next((str(f) for f in self.files if _nonempty(f)), None)
+
+    def message(self, agent: str) -> str:
+        """baton's words for a CLI without credentials: what to set, never the CLI's own advice
+        (``Please run /login`` logs into a home baton does not use)."""
+        text = f"{agent} is not authenticated: set {' or '.join(self.names)} for baton"
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
+
+
 class Agent(Protocol):
     name: str
     capabilities: Capabilities
@@ -109,6 +144,10 @@ class Agent(Protocol):
 
     def check_prompt(self, prompt: str) -> None:
         """Raise BadInput for a prompt this CLI cannot take whole (call it before anything is written)."""
+        ...
+
+    def auth(self) -> Auth:
+        """How the CLI authenticates, as the home's configuration says (read it on the base home)."""
         ...
 
     def env_names(self) -> tuple[str, ...]:
@@ -180,6 +219,9 @@ class AgentBase:
     # Words the CLI uses when it has no (valid) credentials, matched against its errors and stderr.
     auth_failures: tuple[str, ...] = ()
     auth_exit_codes: tuple[int, ...] = ()  # exit codes that only mean "no credentials"
+    # Other ways the CLI documents to authenticate: variables, and login files of the home.
+    other_credentials: tuple[str, ...] = ()
+    credential_files: tuple[str, ...] = ()
     # The CLI's own flags for each access level, in argv only (never a byte of the prompt).
     access_flags: ClassVar[dict[Access, tuple[str, ...]]] = {}
     env_patterns: tuple[str, ...] = ()  # what env_names() returns unless an adapter adds to it
@@ -221,6 +263,12 @@ class AgentBase:
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
         raise NotImplementedError
 
+    def auth(self) -> Auth:
+        """The class's credentials (:attr:`credentials`, :attr:`other_credentials`, and
+        :attr:`credential_files` in this home)."""
+        files = tuple(self._home / f for f in self.credential_files)
+        return Auth(self.credentials, self.other_credentials, files, self.auth_hint)
+
     def not_logged_in(self, exit_code: int, turn: Turn, stderr: str) -> bool:
         """True, with baton's message put first in ``turn.errors``, when the CLI said it has no valid
         credentials. The agent's own advice (``Please run /login``) does not apply under baton, which
@@ -228,8 +276,7 @@ class AgentBase:
         said = "\n".join([*turn.errors, (turn.result or "") if turn.is_error else "", stderr])
         if exit_code not in self.auth_exit_codes and not any(words in said for words in self.auth_failures):
             return False
-        message = f"{self.name} is not authenticated: set {' or '.join(self.credentials)} for baton"
-        turn.errors.insert(0, f"{message} ({self.auth_hint})" if self.auth_hint else message)
+        turn.errors.insert(0, self.auth().message(self.name))
         return True
 
     def leftover_files(self, session_id: str) -> list[Path]:

@@ -31,7 +31,8 @@ the runner can say so (:mod:`baton.runner.decide`).
 
 Credentials: baton relocates ``CLAUDE_CONFIG_DIR``, so a ``~/.claude`` login is not seen. Without a key
 the CLI answers ``Not logged in · Please run /login`` (``Invalid API key · …`` for a bad one), exit 1:
-classified FAILED with baton's message naming ``ANTHROPIC_API_KEY`` / ``CLAUDE_CODE_OAUTH_TOKEN``.
+classified FAILED with baton's message naming ``ANTHROPIC_API_KEY`` / ``CLAUDE_CODE_OAUTH_TOKEN``. A run
+with none of the credentials :meth:`~baton.agents.base.AgentBase.auth` lists is refused before it starts.
 """
 
 from __future__ import annotations
@@ -76,6 +77,14 @@ class ClaudeAgent(AgentBase):
     credentials: tuple[str, ...] = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
     auth_hint = "an API key, or a long-lived token from `claude setup-token`"
     auth_failures = ("Not logged in", "Invalid API key", "Please run /login", "OAuth token has expired")
+    # Also documented: a gateway's bearer token, Bedrock and Vertex (their own cloud credentials), and
+    # a `claude login` made with CLAUDE_CONFIG_DIR set to the base home (its OAuth credentials file).
+    other_credentials: tuple[str, ...] = (
+        "ANTHROPIC_AUTH_TOKEN",
+        "CLAUDE_CODE_USE_BEDROCK",
+        "CLAUDE_CODE_USE_VERTEX",
+    )
+    credential_files: tuple[str, ...] = (".credentials.json",)
     # What each access level lets the CLI do (see the module docstring for what was measured).
     access_flags: ClassVar[dict[Access, tuple[str, ...]]] = {
         Access.READ: ("--permission-mode=dontAsk", "--disallowedTools=Write,Edit,NotebookEdit"),

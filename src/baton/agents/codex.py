@@ -36,6 +36,10 @@ Codex's traps, and what guards them:
 - A missing rollout: exit 1, nothing on stdout, stderr ``no rollout found for thread id <id>``; an
   empty, non-UTF-8 or header-less rollout: exit 1, ``failed to read session metadata``. Both are
   ``session_lost`` (the conversation cannot be resumed), so the runner recovers with a recap.
+- A thread made under one model provider, resumed after the operator's config.toml names another:
+  exit 1, stderr ``Cannot change this thread's model provider from `openai` to `mock` on resume``, for
+  every later resume too. Also ``session_lost``, with baton's sentence first in the error (the run's
+  recover attempt gets it as its note).
 - Usage in ``turn.completed`` is cumulative for the thread (restored from the rollout on resume):
   the adapter reports it as is and the runner records per-run deltas (``cumulative_usage``). A fork's
   copy carries its source's counters, so a fork's first turn reports the source's total plus its own.
@@ -69,6 +73,9 @@ committing.
 Credentials: Codex reads ``CODEX_API_KEY`` or ``OPENAI_API_KEY`` (or a ``codex login`` in the home,
 which baton relocates). Without one the model API answers ``401 Unauthorized``; a provider whose
 ``env_key`` is unset gives ``Missing environment variable``: both are FAILED with baton's message.
+What counts follows the home's ``model_provider`` (:meth:`CodexAgent.auth`): a provider of the file
+with an ``env_key`` needs that variable, one without (a local server) needs nothing; a run without
+what it needs is refused before it starts.
 """
 
 from __future__ import annotations
@@ -87,7 +94,7 @@ import tomlkit.exceptions
 import tomlkit.items
 from tomlkit.container import Container
 
-from baton.agents.base import AgentBase, Capabilities, Launch, Turn, find_binary, need_uuid
+from baton.agents.base import AgentBase, Auth, Capabilities, Launch, Turn, find_binary, need_uuid
 from baton.agents.codex_threads import fork_rollout
 from baton.agents.codex_threads import is_thread_id as is_thread_id  # re-exported for callers
 from baton.agents.codex_threads import repair_index as repair_index
@@ -100,11 +107,21 @@ from baton.settings import Settings
 
 NOT_FOUND = "no rollout found for thread id"
 UNREADABLE = "failed to read session metadata"  # empty, non-UTF-8 or header-less rollout
+# A thread made under one model provider cannot be resumed under another (the operator changed
+# config.toml's model_provider): "Cannot change this thread's model provider from `openai` to `mock`
+# on resume." (0.169.0), for ever. Lost like a missing rollout: the runner recovers with a recap.
+PROVIDER_CHANGED = re.compile(
+    r"Cannot change this thread's model provider from `?([^`\s]+)`? to `?([^`\s]+)`?"
+)
 INSTALL = npm_hint("@openai/codex@0.169.0")  # `make setup` in a checkout, npm for a pip install
 EXEC = ["exec", "--json", "--skip-git-repo-check"]
 STDIN = "-"  # the prompt argument that makes Codex read the prompt from stdin
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_PROMPT_CHARS = 1_048_576  # "Input exceeds the maximum length of 1048576 characters" (0.169.0)
+LOCAL_PROVIDERS = ("oss", "ollama", "lmstudio")  # Codex's built-in providers that need no key
+# Lines Codex prints on stderr that are never the error (see baton.agents.clean_error). It warns when
+# its home is under a temporary directory, before every error of such a run (measured on 0.169.0).
+NOISE = (r"WARNING: proceeding, even though we could not create PATH aliases\b.*",)
 
 # Keys baton sets in config.toml on every run: no update check, no plugin sync (it reaches
 # github.com), no analytics, feedback or telemetry export.
@@ -143,6 +160,8 @@ class CodexAgent(AgentBase):
     # model providers name (``env_key``, ``env_http_headers``).
     env_patterns: tuple[str, ...] = ("OPENAI_*", "CODEX_*")
     config_files: tuple[str, ...] = ("config.toml", "auth.json", "AGENTS.md")
+    other_credentials = ("CODEX_ACCESS_TOKEN",)
+    credential_files = ("auth.json",)  # a `codex login` made with CODEX_HOME set to the base home
 
     def __init__(self, home: Path, binary_setting: str = "") -> None:
         super().__init__(home)
@@ -202,16 +221,34 @@ class CodexAgent(AgentBase):
         env = {**env, "CODEX_HOME": str(self._home), "RUST_BACKTRACE": "0"}
         return Launch(argv=argv, env=env, new_session_id=new_id, stdin=stdin)
 
+    def auth(self) -> Auth:
+        """Codex's credentials follow the home's ``model_provider``: a provider table of config.toml
+        with an ``env_key`` (and no ``requires_openai_auth``) needs that variable, one without it needs
+        none, as do the built-in local providers; ``openai`` (the default) takes the class's."""
+        path = self._home / "config.toml"
+        config = _config(path)
+        name = config.get("model_provider", "openai")
+        tables = config.get("model_providers")
+        provider = tables.get(name) if isinstance(tables, dict) else None
+        if isinstance(provider, dict) and not provider.get("requires_openai_auth"):
+            key = provider.get("env_key")
+            if isinstance(key, str) and ENV_NAME.fullmatch(key) and not key.startswith("BATON_"):
+                return Auth((key,), hint=f"the env_key of model provider {name!r} in {path}")
+            return Auth(())
+        return Auth(()) if name in LOCAL_PROVIDERS else super().auth()
+
     def env_names(self) -> tuple[str, ...]:
         """:attr:`env_patterns` and the variables the home's ``config.toml`` model providers read: a
         provider's ``env_key`` (its API key) and the values of its ``env_http_headers``."""
         return (*self.env_patterns, *provider_env_names(self._home / "config.toml"))
 
     def endpoints(self) -> tuple[str, ...]:
-        """The ``base_url`` of each model provider in the home's ``config.toml`` (Codex reads no base
-        URL from the environment): a walled-in Codex may connect to their ports."""
-        providers = _providers(self._home / "config.toml")
-        return tuple(p["base_url"] for p in providers if isinstance(p.get("base_url"), str))
+        """The ``base_url`` of each model provider in the home's ``config.toml``, and its
+        ``openai_base_url`` (the built-in ``openai`` provider's; Codex reads no base URL from the
+        environment): a walled-in Codex may connect to their ports."""
+        path = self._home / "config.toml"
+        urls = [p.get("base_url") for p in _providers(path)] + [_config(path).get("openai_base_url")]
+        return tuple(url for url in urls if isinstance(url, str))
 
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
         """Fold one ``codex exec --json`` event into ``turn`` (see :data:`_EVENT_HANDLERS`)."""
@@ -222,6 +259,15 @@ class CodexAgent(AgentBase):
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
         said = "\n".join([*turn.errors, stderr])
         if NOT_FOUND in said or UNREADABLE in said:
+            return Outcome.SESSION_LOST
+        if (changed := PROVIDER_CHANGED.search(said)) is not None:
+            cli_said = next(line.strip() for line in said.splitlines() if changed[0] in line)
+            turn.errors[:] = [
+                f"the conversation was made with model provider {changed[1]!r} and Codex cannot resume "
+                f"it with {changed[2]!r}, the one its configuration names now",
+                *[e for e in turn.errors if e != cli_said],
+                cli_said,
+            ]
             return Outcome.SESSION_LOST
         if exit_code == 0 and not turn.is_error and turn.result is not None and turn.events:
             return Outcome.SUCCEEDED
@@ -383,11 +429,16 @@ def provider_env_names(path: Path) -> list[str]:
 
 def _providers(path: Path) -> list[dict[str, Any]]:
     """The model provider tables of the config.toml at ``path``; none when it is missing or not TOML."""
-    try:
-        providers = tomllib.loads(path.read_text(encoding="utf-8")).get("model_providers")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return []
+    providers = _config(path).get("model_providers")
     return [p for p in providers.values() if isinstance(p, dict)] if isinstance(providers, dict) else []
+
+
+def _config(path: Path) -> dict[str, Any]:
+    """The config.toml at ``path`` as plain data; empty when it is missing or not TOML."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
 
 
 def read_toml(path: Path) -> dict[str, Any]:

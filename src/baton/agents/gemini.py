@@ -103,6 +103,13 @@ MAX_STDIN = 8 * 1024 * 1024  # readStdin's MAX_STDIN_SIZE: Gemini cuts stdin bey
 # `-o text`) and exits 0 (`-o json` still answers; cause not found). Refused up front instead.
 MAX_PROMPT_BYTES = 256_000
 AUTH_EXIT = 41  # FATAL_AUTHENTICATION_ERROR
+# Lines Gemini prints on stderr that are never the error (see baton.agents.clean_error), measured on
+# 0.61.0 with stderr not a terminal, as under baton.
+NOISE = (
+    r"Warning: 256-color support not detected\..*",
+    r"YOLO mode is enabled\. All tool calls will be automatically approved\.",
+    r"Ripgrep is not available\. Falling back to GrepTool\.",
+)
 USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "total_tokens", "tool_calls")
 
 # Keys baton forces into <home>/.gemini/settings.json on every run; a user's other keys are kept.
@@ -158,6 +165,9 @@ class GeminiAgent(AgentBase):
     auth_hint = "a Gemini API key from Google AI Studio"
     auth_failures = ("must specify the GEMINI_API_KEY", "API key not valid", "Please set an Auth method")
     auth_exit_codes = (AUTH_EXIT,)
+    # Also documented: Vertex AI's key or service account, and a "Login with Google" in the base home.
+    other_credentials = ("GOOGLE_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS")
+    credential_files = (".gemini/oauth_creds.json",)
     # What each access level lets the CLI do (see the module docstring for what was measured), and the
     # levels that also load the READ_ONLY_SHELL policy (``--policy=<home>/.gemini/POLICY_FILE``).
     access_flags: ClassVar[dict[Access, tuple[str, ...]]] = {

@@ -107,6 +107,10 @@ SHOWN = (
 def print_run(data: dict[str, Any]) -> None:
     """A run as ``name: value`` lines (``print_fields``: never a repr), absent values left out."""
     present = {name: data[name] for name in SHOWN if data.get(name) not in (None, "", [], {})}
+    if present.get("error"):
+        from baton.agents import clean_error
+
+        present["error"] = clean_error(data["agent"], present["error"])  # without the agent CLI's noise
     print_fields({"run": data["run_id"], **present})
 
 

@@ -98,6 +98,7 @@ def _server_modules() -> ModuleType:
     """uvicorn, once fastapi and uvicorn are known to be importable (else the install command)."""
     try:
         import fastapi  # noqa: F401
+        import fastapi_offline  # noqa: F401 (/docs without a CDN)
         import jinja2  # noqa: F401 (the dashboard's templates)
         import uvicorn
     except ImportError as exc:

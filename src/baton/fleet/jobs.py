@@ -55,7 +55,9 @@ def submit(
     """Validate the request like ``baton run`` and store the job ``queued``; BadInput (nothing
     written) when anything is wrong. ``request`` is typed already (the API's body, the CLI's options)
     or plain data, checked here (:func:`build_request`)."""
-    resolved = check_request(request if isinstance(request, RunRequest) else build_request(request), settings)
+    typed = request if isinstance(request, RunRequest) else build_request(request)
+    # the agent's credentials are checked where it runs: here without a broker, else on the worker
+    resolved = check_request(typed, settings, credentials=not settings.broker_url)
     key = resolved.key
     job = JobRecord(
         id=new_run_id(),

@@ -38,11 +38,6 @@ from baton.workspace.workdirs import run_git
 MIN_GIT = (2, 25)  # worktrees (2.5), --filter=blob:none (2.19), git restore (2.23), stable since 2.25
 VOLATILE_FS = {"tmpfs", "ramfs"}
 MIN_FREE = 1 << 30  # below 1 GiB free, worktrees and snapshots soon fail with "disk full"
-CREDENTIALS = {
-    "claude": ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"),
-    "codex": ("CODEX_API_KEY", "OPENAI_API_KEY"),
-    "gemini": ("GEMINI_API_KEY",),
-}
 # Where each CLI keeps its transcripts, inside its home (the adapters find one session's files; doctor
 # needs all of them, to spot the ones no session owns).
 TRANSCRIPT_GLOBS = {
@@ -193,20 +188,19 @@ def check_free_space(settings: Settings, minimum: int = MIN_FREE) -> Check:
 
 
 def check_credentials(agent: Agent, environ: Mapping[str, str]) -> Check:
-    """Warn when none of the variables the agent authenticates with is set: under baton the agent's
-    home is relocated, so a login made with the plain CLI (``~/.claude``, ``~/.codex``) is not seen."""
-    # The adapters name their variables (helper A's ``credentials``/``auth_hint``); the table covers
-    # an adapter that does not (yet).
-    names: tuple[str, ...] = getattr(agent, "credentials", CREDENTIALS.get(agent.name, ()))
-    found = [n for n in names if environ.get(n)]
-    if found or not names:
-        return Check(f"{agent.name} credentials", CheckStatus.OK, f"{', '.join(found) or 'not needed'} set")
-    hint = getattr(agent, "auth_hint", "")
+    """Warn when nothing the agent authenticates with is here (:meth:`~baton.agents.base.Agent.auth`,
+    which the runner also checks): under baton the agent's home is relocated, so a login made with the
+    plain CLI (``~/.claude``, ``~/.codex``) is not seen."""
+    auth = agent.auth()
+    found = auth.found(environ)
+    if found or not auth.needed:
+        return Check(f"{agent.name} credentials", CheckStatus.OK, f"{found} set" if found else "not needed")
+    hint = f" ({auth.hint})" if auth.hint else ""
     return Check(
         f"{agent.name} credentials",
         CheckStatus.WARN,
-        f"none of {', '.join(names)} is set{f' ({hint})' if hint else ''}: runs will fail as not "
-        "authenticated (baton relocates the agent home, so a login in your own home is not used)",
+        f"none of {', '.join(auth.names)} is set{hint}: runs are refused as not authenticated (baton "
+        "relocates the agent home, so a login in your own home is not used)",
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from baton.agents import Agent, Launch, Turn, get_agent
+from baton.agents import Agent, Launch, Turn, clean_error, get_agent
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
 from baton.runner import confine
@@ -273,7 +273,9 @@ def _classify(ctx: Context, decision: Decision, result: ProcessResult, turn: Tur
         return Ending(Outcome.SESSION_LOST, error, result.exit_code)
     if outcome == Outcome.SUCCEEDED:
         return Ending(outcome, None, result.exit_code)
-    lines = turn.errors or [line for line in result.stderr.splitlines() if line.strip()][-3:]
+    # the last stderr lines that are not the CLI's noise (which would push the real cause out)
+    stderr = clean_error(ctx.key.agent, result.stderr)
+    lines = turn.errors or [line for line in stderr.splitlines() if line.strip()][-3:]
     return Ending(
         outcome, "; ".join(lines) or f"the agent exited with code {result.exit_code}", result.exit_code
     )

@@ -48,8 +48,9 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
     if mode == Mode.FRESH:
         return Decision(Mode.FRESH, None, PromptKind.FULL)
     if mode == Mode.RECOVER:
+        why = f"the agent could not resume the conversation: {attempt.lost}" if attempt.lost else None
         return Decision(
-            Mode.RECOVER, None, PromptKind.RECAP, note="the agent could not find the conversation"
+            Mode.RECOVER, None, PromptKind.RECAP, note=why or "the agent could not find the conversation"
         )
     if mode == Mode.FORK:
         assert prepared.fork is not None  # prepare looks up the source of every run in mode fork

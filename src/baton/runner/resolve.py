@@ -2,18 +2,20 @@
 
 Everything about a request that needs neither the store nor the lease is decided here, once, into a
 frozen :class:`Resolved`: the branch in short form, the key, the agent, the sync and access defaults
-from the settings, the instruction measured against the agent CLI's limit. Later steps read these values and
-never decide them again. Refusals that need the key's session (a branch that differs from it, a fork
-source, a hand-off source) wait for the lease (:mod:`baton.runner.prepare`): an earlier run of the
-key may still change them.
+from the settings, the instruction measured against the agent CLI's limit, the agent's credentials
+present. Later steps read these values and never decide them again. Refusals that need the key's
+session (a branch that differs from it, a fork source, a hand-off source) wait for the lease
+(:mod:`baton.runner.prepare`): an earlier run of the key may still change them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from baton.agents import AGENTS, Agent
+from baton.agents import AGENTS, Agent, get_agent
 from baton.agents.base import check_limit, check_text
 from baton.errors import BadInput, GitError
 from baton.keys import Key, make_key, validate_thread
@@ -44,10 +46,17 @@ class Resolved:
     idle_timeout: float | None  # seconds without output: the setting idle_timeout (None: no limit)
 
 
-def check_request(request: RunRequest, settings: Settings) -> Resolved:
+def check_request(
+    request: RunRequest,
+    settings: Settings,
+    credentials: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> Resolved:
     """Everything about a request that needs neither the store nor the lease (nothing is written);
     BadInput for anything wrong. The service calls it before it stores a job, so a bad request is
-    refused with the CLI's message."""
+    refused with the CLI's message. ``credentials``: the agent runs here, with this environment
+    (``environ``, default ``os.environ``), so it must hold the agent's credentials
+    (:func:`check_credentials`); a service that queues for workers elsewhere leaves that to them."""
     request = validate(request)
     sync, on_conflict = (
         request.sync or SyncHow(settings.sync),
@@ -60,12 +69,25 @@ def check_request(request: RunRequest, settings: Settings) -> Resolved:
     if request.mode != Mode.AUTO and not agent.capabilities.supports(request.mode):
         raise BadInput(f"agent {key.agent!r} cannot run in mode {request.mode.value!r}")
     agent.command  # noqa: B018 -- a missing CLI is an error now, before anything is written
+    if credentials:
+        check_credentials(key.agent, settings, os.environ if environ is None else environ)
     check_confine(settings)  # BATON_CONFINE=required where agents cannot be walled in: refused now
     instruction = "\n".join(filter(None, [request.context, request.prompt]))
     check_limit(agent.name, agent.capabilities, instruction)  # its text was checked in validate()
     timeout = request.timeout or settings.run_timeout or None
     idle = settings.idle_timeout or None
     return Resolved(request, key, agent, sync, on_conflict, instruction, access, timeout, idle)
+
+
+def check_credentials(agent: str, settings: Settings, environ: Mapping[str, str]) -> None:
+    """BadInput, naming what to set, when none of the agent's credentials is here: its CLI would only
+    answer ``Not logged in · Please run /login`` (advice for a home baton does not use), after baton
+    made the key's worktree and session. Read on the operator's base home (whose login files each
+    key's home is given copies of, and whose config.toml chooses Codex's provider), as doctor does."""
+    operators = get_agent(agent, settings)
+    auth = operators.auth()
+    if auth.needed and auth.found(environ) is None:
+        raise BadInput(auth.message(operators.name))
 
 
 def validate(request: RunRequest) -> RunRequest:

@@ -93,6 +93,7 @@ class Attempt:
     start: Start
     interrupted: RunRecord | None = None  # the turn cut short before this one: the prompt says so
     forced: Mode | None = None  # RECOVER once this run lost the conversation (never undone)
+    lost: str | None = None  # why it was lost (the lost attempt's error): the recover attempt's note
 
     @property
     def first(self) -> bool:
@@ -103,7 +104,8 @@ class Attempt:
         """The next attempt after ``after``: a retry of a retryable outcome is told it was
         interrupted; one forced to recover a lost conversation keeps what this one was told."""
         interrupted = self.interrupted if forced else after
-        return Attempt(self.number + 1, Start.RETRY, interrupted, forced or self.forced)
+        lost = after.error if forced == Mode.RECOVER else self.lost
+        return Attempt(self.number + 1, Start.RETRY, interrupted, forced or self.forced, lost)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,10 @@ Errors: every route raises baton's own errors (:mod:`baton.errors`) and one hand
 HTTP, so every route (present and future) answers alike: ``{"detail": "<the CLI's message>"}`` with
 NotFound 404, BadInput 422, Busy 409, DiskFull 507, RemoteError 502, any other BatonError 500. The
 same codes (and 401/403 from auth) are documented on every ``/v1`` operation (:mod:`baton.service.errors`).
+
+Docs: ``/docs`` (Swagger UI) and ``/redoc`` load their scripts and styles from the service itself, not
+from a CDN, so they work on a network without internet: ``fastapi-offline`` ships the assets and
+serves them under ``/static-offline-docs``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from baton.errors import BatonError
 from baton.fleet.executor import check_executor, make_executor
@@ -65,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sweeper.join(timeout=10)
             store.close()
 
-    app = FastAPI(title="baton", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # FastAPI's own /docs loads Swagger UI from a CDN (blank offline); this one serves it from the package.
+    app = FastAPIOffline(title="baton", version="1", description=DESCRIPTION, lifespan=lifespan)
     for module in (health, metrics):
         app.include_router(module.router)
     for module in (runs, sessions, admin, disk, webhooks):  # the /v1 route groups (and webhooks)

@@ -29,6 +29,7 @@ class FakeAgent(ClaudeAgent):
     from the environment."""
 
     env_patterns = (*ClaudeAgent.env_patterns, "FAKE_AGENT_*")
+    credentials, other_credentials, credential_files = (), (), ()  # it needs none
 
 
 def from_settings(name: str, settings: Settings) -> ClaudeAgent:

@@ -35,6 +35,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from baton.agents import clean_error
 from baton.models import TokenRecord, TokenScope
 from baton.service.auth import digest
 from baton.settings import Settings, format_size
@@ -180,12 +181,19 @@ def seconds(value: float | None) -> str:
     return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
 
 
+def clean_error_of(text: str, agent: str) -> str:
+    """The ``clean_error`` filter: ``text`` without the agent CLI's noise lines (:func:`clean_error`)."""
+    return clean_error(agent, text)
+
+
 def key_query(agent: str, repo: str, thread: str, **extra: str) -> str:
     return urlencode({"agent": agent, "repo": repo, "thread": thread, **extra})
 
 
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters.update(size=size, ago=ago, when=when, seconds=seconds, q=quote)
+templates.env.filters.update(
+    size=size, ago=ago, when=when, seconds=seconds, q=quote, clean_error=clean_error_of
+)
 templates.env.globals.update(key_query=key_query)
 
 
