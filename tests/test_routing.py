@@ -254,6 +254,8 @@ def test_sending_back_never_drops(caplog: pytest.LogCaptureFixture) -> None:
     assert refused.value.requeue is True
     assert "older baton" in caplog.records[-2].message
     assert StoreTag.from_json({"id": 3}) is None and StoreTag.from_json(theirs.to_json()) == theirs
+    assert StoreTag.from_json({"id": "../x", "url": ""}) is None
+    assert StoreTag.from_json({"id": "ab", "url": "a\nERROR forged"}) == StoreTag("ab", "a?ERROR forged")
 
 
 def test_doctor_when_the_broker_and_redis_do_not_answer(settings: Settings, store: Store, cli: Any) -> None:

@@ -45,9 +45,7 @@ class Settings:
     lease_backend: str = "sql"  # sql (the store) or redis (needs redis_url)
     queue: str = ""  # the Celery queue runs go to and workers read; empty: the store's own, baton.<store id>
     visibility_timeout: float = 86400.0  # seconds (Redis broker): longer than the longest run
-    queued_notice: float = (
-        30.0  # seconds `baton submit --follow` waits for a worker before saying none took it
-    )
+    queued_notice: float = 30.0  # seconds until `baton submit --follow` says no worker took it; 0: never
     claude_bin: str = ""  # empty: the claude-agent-sdk's bundled CLI, else `claude` on PATH
     codex_bin: str = ""  # empty: `codex` on PATH, else next to this Python
     gemini_bin: str = ""  # empty: `gemini` on PATH, else next to this Python

@@ -125,12 +125,15 @@ async def _stream(settings: Settings, store: Store, job: JobRecord, as_json: boo
 
 
 async def _notice_if_unclaimed(settings: Settings, store: Store, job_id: str) -> None:
-    """Once, after ``queued_notice`` seconds: say so on stderr if no worker has taken the run yet."""
+    """Once, after ``queued_notice`` seconds (0: never): say so on stderr if no worker has taken the
+    run yet."""
     import asyncio
 
     from baton.fleet.presence import unclaimed_notice
     from baton.models import JobStatus
 
+    if not settings.queued_notice:
+        return
     await asyncio.sleep(settings.queued_notice)
     job = store.get_job(job_id)
     if job is not None and job.status == JobStatus.QUEUED:

@@ -18,6 +18,7 @@ A job lives in one store; only a worker on that store can run it. So:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,9 +47,13 @@ class StoreTag:
         if not isinstance(data, dict):
             return None
         ident, url = data.get("id"), data.get("url")
-        if not isinstance(ident, str) or not isinstance(url, str):
+        if (
+            not isinstance(ident, str)
+            or not re.fullmatch(r"[0-9a-f]{1,64}", ident)
+            or not isinstance(url, str)
+        ):
             return None
-        return cls(ident[:64], url[:500])
+        return cls(ident, "".join(c if c.isprintable() else "?" for c in url[:500]))  # it goes into logs
 
     def __str__(self) -> str:
         return f"{self.id} ({self.url})"
