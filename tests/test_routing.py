@@ -5,7 +5,7 @@ processes: two workers on store A and one on store B.
 - with the default queues (the store's own, ``baton.<store id>``): A's job runs on an A worker, B's job
   waits, queued and untouched by A's workers, until a B worker starts, then runs there; each worker's
   heartbeat is in its own store; ``baton doctor``'s fleet checks list the workers of each store;
-- with one explicit queue shared by both stores: a worker of A that gets B's job logs an ERROR naming
+- with one explicit queue shared by both stores (RabbitMQ and Redis): a worker of A that gets B's job logs an ERROR naming
   both stores and sends it back, and the B worker runs it;
 - without a broker: the store's identity (one per store, whatever the URL's spelling, no password),
   the queue's name, the bounded back-off, and what sending back does when the broker refuses.
@@ -81,11 +81,7 @@ class Side:
         return self.job(job_id)
 
 
-@pytest.fixture
-def sides(tmp_path: Path, broker: Broker) -> Iterator[tuple[Side, Side]]:
-    """Stores A and B on one broker; the queue is the broker fixture's (shared) for RabbitMQ, each
-    store's own for Redis."""
-    queue = broker.queue if broker.kind == "amqp" else ""
+def two_sides(tmp_path: Path, broker: Broker, queue: str) -> Iterator[tuple[Side, Side]]:
     a, b = Side(tmp_path / "a", broker, queue), Side(tmp_path / "b", broker, queue)
     try:
         yield a, b
@@ -94,6 +90,19 @@ def sides(tmp_path: Path, broker: Broker) -> Iterator[tuple[Side, Side]]:
         b.workers.stop_all()
         a.store.close()
         b.store.close()
+
+
+@pytest.fixture
+def sides(tmp_path: Path, broker: Broker) -> Iterator[tuple[Side, Side]]:
+    """Stores A and B on one broker, each with its own queue (start workers with DEFAULT_QUEUES; the
+    Redis broker: it is the test's own, so the queues need no cleanup)."""
+    yield from two_sides(tmp_path, broker, "")
+
+
+@pytest.fixture
+def sharing(tmp_path: Path, broker: Broker) -> Iterator[tuple[Side, Side]]:
+    """Stores A and B on one broker and one queue, named explicitly (the broker fixture's)."""
+    yield from two_sides(tmp_path, broker, broker.queue)
 
 
 def ran_in(job: JobRecord, home: Path) -> bool:
@@ -139,11 +148,11 @@ def test_jobs_reach_only_workers_of_their_store(sides: tuple[Side, Side], src_re
     )
 
 
-@pytest.mark.parametrize("broker", ["amqp"], indirect=True)
+@pytest.mark.parametrize("broker", ["amqp", "redis"], indirect=True)
 def test_a_job_on_a_worker_of_another_store_goes_back_to_the_queue(
-    sides: tuple[Side, Side], src_repo: Path
+    sharing: tuple[Side, Side], src_repo: Path
 ) -> None:
-    a, b = sides  # both on the broker fixture's queue, named explicitly
+    a, b = sharing  # both on the broker fixture's queue, named explicitly
     a1 = a.workers.start("a1")
     job = b.submit(src_repo, "tb")
     id_a, id_b = a.store.identity(), b.store.identity()
