@@ -287,6 +287,7 @@ class Store(KeyStore, PlanStore, JobStore, TokenStore, DeliveryStore, ViewStore,
         ...
 
     def schema_version(self) -> int: ...
+
     def identity(self) -> str:
         """A stable, non-secret id of the store itself (not of the URL naming it): the fleet's queue
         and the tag on each message (:mod:`baton.fleet.routing`)."""
