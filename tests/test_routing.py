@@ -5,8 +5,8 @@ processes: two workers on store A and one on store B.
 - with the default queues (the store's own, ``baton.<store id>``): A's job runs on an A worker, B's job
   waits, queued and untouched by A's workers, until a B worker starts, then runs there; each worker's
   heartbeat is in its own store; ``baton doctor``'s fleet checks list the workers of each store;
-- with one explicit queue shared by both stores (RabbitMQ and Redis): a worker of A that gets B's job logs an ERROR naming
-  both stores and sends it back, and the B worker runs it;
+- with one explicit queue shared by both stores (RabbitMQ and Redis): a worker of A that gets B's job
+  logs an ERROR naming both stores and sends it back, and the B worker runs it;
 - without a broker: the store's identity (one per store, whatever the URL's spelling, no password),
   the queue's name, the bounded back-off, and what sending back does when the broker refuses.
 """
