@@ -43,8 +43,9 @@ class Settings:
     redis_url: str = ""  # redis://...: Redis leases, fast cancel flags (optional)
     broker_url: str = ""  # redis://... or amqp://...: runs go through Celery workers (baton worker)
     lease_backend: str = "sql"  # sql (the store) or redis (needs redis_url)
-    queue: str = "baton"  # the Celery queue runs are sent to and workers read by default
+    queue: str = ""  # the Celery queue runs go to and workers read; empty: the store's own, baton.<store id>
     visibility_timeout: float = 86400.0  # seconds (Redis broker): longer than the longest run
+    queued_notice: float = 30.0  # seconds until `baton submit --follow` says no worker took it; 0: never
     claude_bin: str = ""  # empty: the claude-agent-sdk's bundled CLI, else `claude` on PATH
     codex_bin: str = ""  # empty: `codex` on PATH, else next to this Python
     gemini_bin: str = ""  # empty: `gemini` on PATH, else next to this Python

@@ -8,7 +8,9 @@ agent`` data: the attempt's run id and number, the agent's own event), then one 
 It needs a broker (``BATON_BROKER_URL``). Without one it refuses rather than running here: a job stored
 with nobody to run it would wait silently, and running it here and now is what ``baton run`` does.
 The run is stored ``queued`` before it is sent (validated like ``baton run``, nothing written when it
-is refused); if the broker does not take it, it is ended ``failed`` and the command fails.
+is refused); if the broker does not take it, it is ended ``failed`` and the command fails. With
+``--follow``, a run no worker has taken after ``BATON_QUEUED_NOTICE`` seconds (30) gets one notice on
+stderr saying which queue and store it waits for and which workers were seen, and the wait goes on.
 """
 
 from __future__ import annotations
@@ -108,23 +110,46 @@ def _follow(settings: Settings, store: Store, job: JobRecord, as_json: bool) -> 
 
 
 async def _stream(settings: Settings, store: Store, job: JobRecord, as_json: bool) -> None:
+    import asyncio
+
     from baton.agents.events import LogRenderer
     from baton.cli.logs import print_entry
     from baton.fleet import jobs
 
     renderer = LogRenderer(job.agent)
-    async for item in jobs.read_events(store, settings, job.id):
-        if item.end is not None:
-            break
-        if as_json:  # one line per event, as the API's `event: agent` data
-            sys.stdout.write(json.dumps({"seq": item.seq, **item.data}, ensure_ascii=False) + "\n")
-            sys.stdout.flush()
-            continue
-        for entry in renderer.feed([json.dumps(item.data.get("event", {}))]):
-            print_entry(entry)
+    notice = asyncio.create_task(_notice_if_unclaimed(settings, store, job.id))
+    try:
+        async for item in jobs.read_events(store, settings, job.id):
+            if item.end is not None:
+                break
+            if as_json:  # one line per event, as the API's `event: agent` data
+                sys.stdout.write(json.dumps({"seq": item.seq, **item.data}, ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+                continue
+            for entry in renderer.feed([json.dumps(item.data.get("event", {}))]):
+                print_entry(entry)
+    finally:
+        notice.cancel()
     if not as_json:
         for entry in renderer.flush():
             print_entry(entry)
+
+
+async def _notice_if_unclaimed(settings: Settings, store: Store, job_id: str) -> None:
+    """Once, after ``queued_notice`` seconds (0: never): say so on stderr if no worker has taken the
+    run yet."""
+    import asyncio
+
+    from baton.fleet.presence import unclaimed_notice
+    from baton.models import JobStatus
+
+    if not settings.queued_notice:
+        return
+    await asyncio.sleep(settings.queued_notice)
+    job = store.get_job(job_id)
+    if job is not None and job.status == JobStatus.QUEUED:
+        text = unclaimed_notice(settings, store, job_id, settings.queued_notice)
+        err().print(f"warning: {text}", highlight=False, markup=False)
 
 
 def _print_outcome(job: JobRecord) -> None:

@@ -24,7 +24,10 @@ def worker_cmd(
     queues: Annotated[
         str | None,
         typer.Option(
-            "--queues", "-Q", help="comma-separated queues to take runs from (default: $BATON_QUEUE or baton)"
+            "--queues",
+            "-Q",
+            help="comma-separated queues to take runs from (default: $BATON_QUEUE, else the store's own "
+            "queue baton.<store id>)",
         ),
     ] = None,
     pool: Annotated[

@@ -1,9 +1,11 @@
 """The Celery executor: runs go through a broker (``BATON_BROKER_URL``, ``redis://`` or ``amqp://``) to
 ``baton worker`` processes on any machine that shares the store. The ``celery`` extra.
 
-- The message is plain data: the job id (task ``baton.run_job``, JSON). The job and its request are
-  stored ``queued`` before it is sent (:func:`baton.fleet.jobs.submit`); what a worker does with a message,
-  and why doing it twice is harmless, is :mod:`baton.fleet.queued`.
+- The message is plain data: the job id and its store's tag (task ``baton.run_job``, JSON). The job
+  and its request are stored ``queued`` before it is sent (:func:`baton.fleet.jobs.submit`); what a
+  worker does with a message, and why doing it twice is harmless, is :mod:`baton.fleet.queued`.
+- The queue is the store's own (``baton.<store id>``) unless ``BATON_QUEUE`` names one; a message whose
+  job is not in the worker's store goes back to the queue, never dropped (:mod:`baton.fleet.routing`).
 - The API side (:class:`CeleryExecutor`, chosen by ``baton serve`` when a broker is set, and used by
   ``baton submit``) only sends messages and sets cancel flags; it needs no task code.
 - Long runs are safe: ``task_acks_late`` with ``task_reject_on_worker_lost`` (a message is acknowledged
@@ -17,7 +19,8 @@
   finds the job held and is dropped.
 - Cancel never revokes a task: it is the store's flag (and Redis's, with ``BATON_REDIS_URL``), which
   the worker running the job watches.
-- Each worker's main process runs the janitor (:func:`baton.fleet.queued.heal`) every
+- Each worker's main process runs the janitor: a heartbeat into the store's ``workers`` every
+  ``heartbeat`` seconds (``baton doctor`` lists the workers seen), :func:`baton.fleet.queued.heal` every
   ``lease_ttl`` seconds.
 """
 
@@ -25,7 +28,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,8 +38,10 @@ from urllib.parse import urlsplit
 
 from baton.errors import BadInput, BatonError
 from baton.fleet import queued
+from baton.fleet.routing import StoreTag, bounce_delay, misrouted, queue_for, store_tag
 from baton.housekeeping.sweep import sweep_periodically
 from baton.install import DIST
+from baton.models import WorkerRecord
 from baton.settings import Settings
 from baton.store import Store, open_store
 from baton.store.redis import safe_url
@@ -51,7 +58,6 @@ SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
 @dataclass(frozen=True)
 class BrokerOptions:
     url: str
-    queue: str
     visibility_timeout: float
 
     @property
@@ -60,16 +66,17 @@ class BrokerOptions:
 
 
 def broker_options(settings: Settings) -> BrokerOptions:
-    """The broker's URL (checked), the queue (``BATON_QUEUE``) and Redis's visibility timeout
-    (``BATON_VISIBILITY_TIMEOUT``: a message unacknowledged this long is delivered again)."""
+    """The broker's URL (checked) and Redis's visibility timeout (``BATON_VISIBILITY_TIMEOUT``: a
+    message unacknowledged this long is delivered again). The queue depends on the store:
+    :func:`baton.fleet.routing.queue_for`."""
     url = settings.broker_url
     if not url:
         raise BadInput("no broker is configured: set BATON_BROKER_URL to a redis:// or amqp:// URL")
     if urlsplit(url).scheme not in SCHEMES:
         raise BadInput(f"setting 'broker_url' must be a redis:// or amqp:// URL, not {safe_url(url)!r}")
-    if not settings.queue or not settings.visibility_timeout > 0:
-        raise BadInput("setting 'queue' must be a name and 'visibility_timeout' positive (seconds)")
-    return BrokerOptions(url, settings.queue, settings.visibility_timeout)
+    if not settings.visibility_timeout > 0:
+        raise BadInput("setting 'visibility_timeout' must be positive (seconds)")
+    return BrokerOptions(url, settings.visibility_timeout)
 
 
 def make_app(settings: Settings) -> Celery:
@@ -85,7 +92,6 @@ def make_app(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
-        task_default_queue=options.queue,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -110,10 +116,17 @@ def _transport_options(options: BrokerOptions) -> dict[str, Any]:
     }
 
 
-def enqueue(app: Celery, job_id: str, queue: str, countdown: float = 0.0) -> None:
-    """Send the message for ``job_id``; BatonError when the broker cannot take it."""
+def enqueue(
+    app: Celery, job_id: str, queue: str, tag: StoreTag | None, countdown: float = 0.0, bounces: int = 0
+) -> None:
+    """Send the message for ``job_id`` of the store ``tag`` names (None: unknown, a bounced message of
+    an older baton); ``bounces``: how often workers of other stores sent it back. BatonError when the
+    broker cannot take it."""
+    kwargs: dict[str, Any] = {"bounces": bounces} if bounces else {}
+    if tag is not None:
+        kwargs["store"] = tag.to_json()
     try:
-        app.send_task(TASK, args=[job_id], queue=queue, countdown=countdown or None)
+        app.send_task(TASK, args=[job_id], kwargs=kwargs, queue=queue, countdown=countdown or None)
     except Exception as exc:  # kombu's OperationalError, a refused connection, ...
         broker = safe_url(str(app.conf.broker_url))
         raise BatonError(f"the broker at {broker} did not take run {job_id}: {exc}") from exc
@@ -126,12 +139,14 @@ class CeleryExecutor:
         self.settings, self.store = settings, store
         self.options = broker_options(settings)
         self.app = make_app(settings)
+        self.tag = store_tag(settings, store)
+        self.queue = queue_for(settings, self.tag)
 
     def start(self) -> None:
-        log.info("runs go to the broker at %s, queue %s", safe_url(self.options.url), self.options.queue)
+        log.info("runs go to the broker at %s, queue %s", safe_url(self.options.url), self.queue)
 
     def submit(self, job_id: str) -> None:
-        enqueue(self.app, job_id, self.options.queue)
+        enqueue(self.app, job_id, self.queue, self.tag)
 
     def cancel(self, job_id: str) -> bool:
         return queued.cancel(self.settings, self.store, job_id, self._kick)
@@ -140,7 +155,7 @@ class CeleryExecutor:
         self.app.close()
 
     def _kick(self, job_id: str, countdown: float) -> None:
-        enqueue(self.app, job_id, self.options.queue, countdown)
+        enqueue(self.app, job_id, self.queue, self.tag, countdown)
 
 
 # -- the worker side --------------------------------------------------------------------------------
@@ -153,6 +168,7 @@ class _Process:
     pid: int
     settings: Settings
     store: Store
+    tag: StoreTag
 
 
 _settings: Settings | None = None
@@ -167,18 +183,20 @@ def _here() -> _Process:
             from baton.settings import load_settings
 
             settings = load_settings()
-        _process = _Process(os.getpid(), settings, open_store(settings.resolved_store_url))
+        store = open_store(settings.resolved_store_url)
+        _process = _Process(os.getpid(), settings, store, store_tag(settings, store))
     return _process
 
 
-def run_job(task: Any, job_id: str) -> str:
-    """The task: handle one message; a store that cannot be reached sends the message again later."""
+def run_job(task: Any, job_id: str, store: Any = None, bounces: int = 0) -> str:
+    """The task: handle one message (``store``: the sender's :class:`StoreTag`); a store that cannot be
+    reached sends the message again later, and so does a job this worker's store does not have."""
     here = _here()
     info = getattr(task.request, "delivery_info", None) or {}
-    queue = str(info.get("routing_key") or broker_options(here.settings).queue)
+    queue = str(info.get("routing_key") or queue_for(here.settings, here.tag))
 
     def kick(target: str, countdown: float) -> None:
-        enqueue(task.app, target, queue, countdown)
+        enqueue(task.app, target, queue, here.tag, countdown)
 
     try:
         what = queued.handle(job_id, here.settings, here.store, kick)
@@ -186,8 +204,28 @@ def run_job(task: Any, job_id: str) -> str:
         log.error("job %s: %s; trying again in %.0f s", job_id, exc, here.settings.lease_ttl)
         kick(job_id, here.settings.lease_ttl)
         return "retry"
+    if what == queued.UNKNOWN:
+        return _send_back(task, job_id, queue, here.tag, StoreTag.from_json(store), bounces)
     log.info("job %s: %s%s", job_id, what, " (redelivered)" if info.get("redelivered") else "")
     return what
+
+
+def _send_back(
+    task: Any, job_id: str, queue: str, ours: StoreTag, theirs: StoreTag | None, bounces: int
+) -> str:
+    """A job this worker's store does not have: never acknowledged without a copy back on the queue,
+    for a worker of its own store (see :mod:`baton.fleet.routing`)."""
+    bounces = max(0, int(bounces)) if isinstance(bounces, int) else 0
+    delay = bounce_delay(bounces)
+    log.error("%s", misrouted(job_id, ours, theirs, queue, delay))
+    try:
+        enqueue(task.app, job_id, queue, theirs, delay, bounces + 1)
+    except BatonError as exc:
+        from celery.exceptions import Reject  # type: ignore[import-untyped]
+
+        log.error("job %s: %s; giving the message back to the broker", job_id, exc)
+        raise Reject(str(exc), requeue=True) from exc
+    return "sent back"
 
 
 def _after_fork(**_: Any) -> None:
@@ -200,12 +238,14 @@ def _after_fork(**_: Any) -> None:
 
 
 class _Janitor:
-    """:func:`baton.fleet.queued.heal` every ``lease_ttl`` seconds in the worker's main process,
+    """The worker's heartbeat into the store's ``workers`` every ``heartbeat`` seconds and
+    :func:`baton.fleet.queued.heal` every ``lease_ttl`` seconds, in the worker's main process,
     and the sweeper of this worker's own ``BATON_HOME`` (its worktrees, transcripts and quota, which
     no other machine sees) every ``sweep_interval``, as ``baton serve`` sweeps its own."""
 
-    def __init__(self, app: Celery, settings: Settings, queue: str, name: str) -> None:
-        self.app, self.settings, self.queue = app, settings, queue
+    def __init__(self, app: Celery, settings: Settings, queues: list[str], name: str, tag: StoreTag) -> None:
+        self.app, self.settings, self.queues, self.tag = app, settings, queues, tag
+        self.queue = queues[0]  # where the janitor's kicks go
         self.name = name  # the worker's node name (``baton-<pid>@<host>``): its row in the store's workers
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="baton-janitor", daemon=True)
@@ -223,20 +263,38 @@ class _Janitor:
 
     def _loop(self) -> None:
         store = open_store(self.settings.resolved_store_url)
+        started = healed = time.time()
+        tick = max(0.5, min(self.settings.heartbeat, self.settings.lease_ttl))
         try:
-            while not self.stop.wait(self.settings.lease_ttl):
-                try:
-                    sent = queued.heal(self.settings, store, self._kick, self.kicked)
-                except BatonError as exc:
-                    log.warning("janitor: %s", exc)
-                    continue
-                if sent:
-                    log.warning("janitor: sent %d lost job(s) again: %s", len(sent), sent)
+            self._beat(store, started)
+            while not self.stop.wait(tick):
+                self._beat(store, started)
+                if time.time() - healed >= self.settings.lease_ttl:
+                    healed = time.time()
+                    self._heal(store)
         finally:
             store.close()
 
+    def _beat(self, store: Store, started: float) -> None:
+        """This worker's row in the store's ``workers``: who, where, which queues, seen now."""
+        queues = ",".join(self.queues)
+        record = WorkerRecord(self.name, socket.gethostname(), os.getpid(), queues, started, time.time())
+        try:
+            store.worker_seen(record)
+        except BatonError as exc:
+            log.warning("janitor: heartbeat: %s", exc)
+
+    def _heal(self, store: Store) -> None:
+        try:
+            sent = queued.heal(self.settings, store, self._kick, self.kicked)
+        except BatonError as exc:
+            log.warning("janitor: %s", exc)
+            return
+        if sent:
+            log.warning("janitor: sent %d lost job(s) again: %s", len(sent), sent)
+
     def _kick(self, job_id: str, countdown: float) -> None:
-        enqueue(self.app, job_id, self.queue, countdown)
+        enqueue(self.app, job_id, self.queue, self.tag, countdown)
 
 
 def _logging_as_configured(app: Celery) -> Callable[..., None]:
@@ -278,9 +336,14 @@ def run_worker(
     options = broker_options(settings)
     app.task(name=TASK, bind=True)(run_job)
     _settings = settings
-    queues = queues or [options.queue]
+    store = open_store(settings.resolved_store_url)
+    try:
+        tag = store_tag(settings, store)
+    finally:
+        store.close()
+    queues = queues or [queue_for(settings, tag)]
     name = host_format(hostname or f"baton-{os.getpid()}@%h")
-    janitor = _Janitor(app, settings, queues[0], name)
+    janitor = _Janitor(app, settings, queues, name, tag)
     signals.setup_logging.connect(_logging_as_configured(app), weak=False)
     signals.worker_process_init.connect(_after_fork, weak=False)
     signals.worker_ready.connect(janitor.start, weak=False)
@@ -295,5 +358,11 @@ def run_worker(
         "--without-gossip",  # nothing here uses it (no revokes, no events) and it costs a start-up wait
         "--without-mingle",
     ]
-    log.info("baton worker: broker %s, queues %s, home %s", safe_url(options.url), queues, settings.home)
+    log.info(
+        "baton worker: broker %s, queues %s, store %s, home %s",
+        safe_url(options.url),
+        queues,
+        tag,
+        settings.home,
+    )
     app.worker_main(argv)

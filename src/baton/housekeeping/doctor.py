@@ -9,7 +9,8 @@ on ``BATON_HOME``'s volume; agent transcripts on disk that no stored session own
 of keys the store does not know, or in a base home: the store was deleted or replaced, and the next
 run of those keys would start a new conversation); and how each agent
 authenticates under baton (it relocates the agent homes, so a login in ``~/.claude`` is not used: an
-API key or token in the environment is).
+API key or token in the environment is). With a broker or Redis configured, the fleet's checks too
+(:mod:`baton.fleet.checks`: the broker and Redis answer, the workers of this store seen recently).
 """
 
 from __future__ import annotations
@@ -256,6 +257,8 @@ def _transcripts(home: Path, pattern: str) -> list[Path]:
 
 
 def run_doctor(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Check]:
+    from baton.fleet.checks import fleet_checks  # it builds on this module's Check
+
     environ = os.environ if environ is None else environ
     agents = check_agents(settings, environ)
     return [
@@ -263,6 +266,7 @@ def run_doctor(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         check_free_space(settings),
         check_git(),
         check_store(settings),
+        *fleet_checks(settings),
         check_orphans(settings),
         check_confinement(settings),
         *agents,

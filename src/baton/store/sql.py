@@ -11,6 +11,7 @@ their expiry is judged by the database's clock. The writes a run makes about its
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -59,6 +60,7 @@ class SQLStore(
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._identity: str | None = None
         try:
             self.engine: Engine = engine_for(url)
         except sa.exc.DBAPIError as exc:
@@ -95,6 +97,19 @@ class SQLStore(
     def schema_version(self) -> int:
         with self._tx() as conn:
             return int(conn.execute(sa.text("SELECT max(version) FROM schema_migrations")).scalar() or 0)
+
+    def identity(self) -> str:
+        """A stable, non-secret id of this store (12 hex digits): a digest of the moment its first
+        migration was applied, which every process reads the same whatever URL it spells the store
+        with (a host alias, another user), and which two stores never share (two schemas of one
+        PostgreSQL database, two SQLite files). A copy of the database (a restored dump) shares it."""
+        if self._identity is None:
+            with self._tx() as conn:
+                born = conn.execute(
+                    sa.text("SELECT applied_at FROM schema_migrations ORDER BY version LIMIT 1")
+                ).scalar()
+            self._identity = hashlib.sha256(f"baton-store:{float(born or 0.0)!r}".encode()).hexdigest()[:12]
+        return self._identity
 
     # -- sessions -----------------------------------------------------------------------------------
 

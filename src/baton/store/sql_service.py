@@ -330,7 +330,8 @@ def _job_values(job: JobRecord) -> dict[str, Any]:
 
 
 def _job(row: Any) -> JobRecord:
-    data = dict(row)
+    # only the record's fields: migration 11's jobs.seq is the store's own ordering, not the record's
+    data = {k: v for k, v in dict(row).items() if k in JobRecord.__dataclass_fields__}
     data["status"] = JobStatus(data["status"])
     data["request"] = json.loads(data["request"])
     data["result"] = json.loads(data["result"]) if data["result"] else None

@@ -128,7 +128,8 @@ def run_values(run: RunRecord) -> dict[str, Any]:
 
 
 def run_of(row: Any) -> RunRecord:
-    data = dict(row)
+    # only the record's fields: a column a later migration added (runs.job_id) is not the record's yet
+    data = {k: v for k, v in dict(row).items() if k in RunRecord.__dataclass_fields__}
     data["mode"] = Mode(data["mode"])
     data["prompt_kind"] = PromptKind(data["prompt_kind"])
     data["outcome"] = Outcome(data["outcome"])
