@@ -81,17 +81,20 @@ def test_the_service_sweeper_reports_nothing(settings: Settings, store: Store) -
     assert store.list_workers() == []  # a single machine's service is no worker
 
 
-def report(store: Store, name: str, used: int, at: float, free: int = 10_000) -> None:
-    store.worker_seen(WorkerRecord(name, "host-" + name, 1, "baton", at, at))
+def report(
+    store: Store, name: str, used: int, at: float, free: int = 10_000, host: str = "", volume: str = ""
+) -> None:
+    store.worker_seen(WorkerRecord(name, host or "host-" + name, 1, "baton", at, at))
     kinds = dict.fromkeys(KINDS, 0) | {"worktrees": used // 2, "other": used - used // 2}
     document = {
         "version": 1,
-        "home": f"/h/{name}",
+        "home": "/h" if volume else f"/h/{name}",
         "used": used,
         "kinds": kinds,
         "agents": {"fake": used // 2},
         "repos": {"example.com/r": used // 2},
         "sessions": 1,
+        "volume": volume,
         "every": 300.0,
     }
     assert store.report_worker_disk(name, document, free, 100_000, at)
@@ -115,6 +118,15 @@ def test_the_fleet_total_leaves_stale_reports_out(store: Store) -> None:
     assert (total.used, total.free, total.size) == (4000, 20_000, 200_000)
     assert total.kinds["worktrees"] == 500 + 1500 and total.agents == {"fake": 2000}
     assert fleet.stale == 2
+
+
+def test_a_shared_volume_or_home_counts_once_in_the_total(store: Store) -> None:
+    now = time.time()
+    report(store, "x@one", 1000, now, free=7_000, host="one", volume="2049")
+    report(store, "y@one", 1000, now, free=7_000, host="one", volume="2049")  # the same home too
+    report(store, "z@two", 500, now, free=9_000, host="two", volume="2049")  # another machine's disk
+    total = fleet_disk(store).total
+    assert (total.used, total.free, total.size) == (1500, 16_000, 200_000)
 
 
 def test_baton_du_fleet(settings: Settings, store: Store, cli: Callable[..., CompletedProcess[str]]) -> None:

@@ -14,12 +14,15 @@ disk card and ``/metrics`` read the rows back (:func:`fleet_disk`).
                "other": …},                              # a partition of "used"
      "agents": {"claude": …}, "repos": {"github.com/acme/api": …},  # worktrees + transcripts
      "sessions": 3,                                      # sessions with bytes on this volume
+     "volume": "2049",                                   # the filesystem's device number
      "every": 300.0}                                     # seconds until the next report
 
 ``homes`` is the agent homes besides the transcripts they hold, ``store`` a SQLite database (0 on
 PostgreSQL), ``other`` the rest (templates, locks, orphans). Snapshot bytes are left out: they are in the
-shared store, not on the volume. ``repos`` keeps the :data:`TOP_REPOS` largest; the rest is summed under
-``"(others)"``, so a row stays small however many repos a worker has served.
+shared store, not on the volume. Workers on one host that share a filesystem (same ``volume``) count
+its free and total bytes once in the fleet's total, and workers sharing one home its bytes once.
+``repos`` keeps the :data:`TOP_REPOS` largest; the rest is summed under ``"(others)"``, so a row stays
+small however many repos a worker has served.
 
 **When.** At the worker's start, then every ``min(sweep_interval, REPORT_EVERY)`` seconds (never more
 often than ten times the last walk took), after the sweep when one was due. A report older than three
@@ -53,7 +56,7 @@ TOP_REPOS = 50
 KINDS = ("worktrees", "transcripts", "caches", "homes", "logs", "store", "other")
 
 
-def worker_document(report: DiskReport, logs: int, every: float) -> dict[str, Any]:
+def worker_document(report: DiskReport, logs: int, every: float, volume: str = "") -> dict[str, Any]:
     """The report stored for a worker (module doc) from its home's :class:`DiskReport`."""
     local = [s for s in report.sessions if s.worktree + s.transcript]
     kinds = {k: n for k, n in report.kinds().items() if k != "snapshots"}
@@ -72,6 +75,7 @@ def worker_document(report: DiskReport, logs: int, every: float) -> dict[str, An
         "agents": dict(sorted(agents.items())),
         "repos": _top(repos, TOP_REPOS),
         "sessions": len(local),
+        "volume": volume,
         "every": every,
     }
 
@@ -111,8 +115,9 @@ class DiskReporter:
         report = usage(store, self.settings, snapshots=False)
         logs = disk_usage(self.settings.home / "logs")
         self.took = time.monotonic() - started
-        document = worker_document(report, logs, self.period())
-        volume = shutil.disk_usage(_existing(self.settings.home))
+        home = _existing(self.settings.home)
+        document = worker_document(report, logs, self.period(), str(os.stat(home).st_dev))
+        volume = shutil.disk_usage(home)
         now = time.time()
         if not store.report_worker_disk(self.name, document, volume.free, volume.total, now):
             store.worker_seen(self.record(now))
@@ -148,6 +153,7 @@ class WorkerDisk:
     agents: dict[str, int]
     repos: dict[str, int]
     home: str
+    volume: str  # the host and device number of its filesystem ("" when unknown)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -190,6 +196,7 @@ def worker_disk(worker: WorkerRecord, now: float) -> WorkerDisk:
         agents={str(k): int(v) for k, v in doc.get("agents", {}).items()},
         repos={str(k): int(v) for k, v in doc.get("repos", {}).items()},
         home=str(doc.get("home", "")),
+        volume=f"{worker.host}:{doc['volume']}" if doc.get("volume") else "",
     )
 
 
@@ -198,19 +205,22 @@ def fleet_disk(store: WorkerStore, now: float | None = None) -> FleetDisk:
     now = time.time() if now is None else now
     rows = [worker_disk(w, now) for w in store.list_workers()]
     fresh = [w for w in rows if not w.stale]
+    volumes = {w.volume or w.name: w for w in fresh}  # a filesystem shared by workers counts once
+    homes = list({(w.volume, w.home) if w.volume else w.name: w for w in fresh}.values())  # a home too
     total = WorkerDisk(
         name="total",
         host="",
         seen_at=max((w.seen_at for w in fresh), default=0.0),
         reported_at=min((w.reported_at or 0.0 for w in fresh), default=None),
         stale=False,
-        used=sum(w.used for w in fresh),
-        free=sum(w.free or 0 for w in fresh),
-        size=sum(w.size or 0 for w in fresh),
-        kinds={k: sum(w.kinds[k] for w in fresh) for k in KINDS},
-        agents=_sum(w.agents for w in fresh),
-        repos=_sum(w.repos for w in fresh),
+        used=sum(w.used for w in homes),
+        free=sum(w.free or 0 for w in volumes.values()),
+        size=sum(w.size or 0 for w in volumes.values()),
+        kinds={k: sum(w.kinds[k] for w in homes) for k in KINDS},
+        agents=_sum(w.agents for w in homes),
+        repos=_sum(w.repos for w in homes),
         home="",
+        volume="",
     )
     return FleetDisk(rows, total)
 

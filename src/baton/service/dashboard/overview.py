@@ -82,7 +82,6 @@ def fleet_view(fleet: FleetDisk) -> dict[str, Any]:
         "kinds": bars({k: n for k, n in total.kinds.items() if n}, KIND_NAMES),
         "agents": bars(total.agents),
         "repos": bars(total.repos),
-        "stale": sum(w.stale for w in fleet.workers),
     }
 
 
