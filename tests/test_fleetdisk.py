@@ -20,6 +20,7 @@ from baton.models import WorkerRecord
 from baton.settings import Settings
 from baton.store import Store
 from tests.conftest import wait_for
+from tests.service_fixtures import Service, service_fixture  # noqa: F401 (the `service` fixture)
 from tests.test_du import du
 from tests.test_runner import go
 
@@ -148,3 +149,13 @@ def test_baton_du_fleet(settings: Settings, store: Store, cli: Callable[..., Com
     assert "STALE" not in next(line for line in lines if line.startswith("a@one"))
     total = next(line for line in lines if line.startswith("total"))
     assert "3.9 KiB" in total, total  # 4000 bytes
+
+
+def test_fleet_disk_over_http(service: Service) -> None:
+    with service.client("read") as http:
+        assert http.get("/v1/disk/fleet").json()["workers"] == []
+        seed_fleet(service.store)
+        answer = http.get("/v1/disk/fleet")
+    assert answer.status_code == 200
+    assert answer.json() == json.loads(json.dumps(fleet_disk(service.store).to_json()))
+    assert answer.json()["total"]["used"] == 4000
