@@ -21,7 +21,7 @@ from baton.housekeeping.fleetdisk import KINDS, FleetDisk, fleet_disk
 from baton.models import WorkerRecord
 from baton.settings import Settings, load_settings
 from baton.store import Store
-from tests.browser_fixtures import Tabs, browser_fixture, tabs_fixture  # noqa: F401 (fixtures)
+from tests.browser_fixtures import PHONE, Tabs, browser_fixture, tabs_fixture  # noqa: F401 (fixtures)
 from tests.celery_fixtures import (  # noqa: F401 (fixtures)
     Workers,
     amqp_broker_fixture,
@@ -157,9 +157,16 @@ def check_card(tabs: Tabs, service: Service, fleet: FleetDisk) -> None:
     assert "stale" in (tab.page.text_content("#fleet-disk tr[data-worker='gone@elsewhere']") or "")
     assert tab.page.get_attribute("#disk [data-metric='fleet-total']", "data-bytes") == str(total)
     assert "1 stale report" in (tab.page.text_content("#fleet-stale") or "")
+    assert tab.page.text_content("#fleet-counted") == "2 of 3 workers"
     kinds = tab.page.eval_on_selector_all(
         "#by-kind tr[data-kind]", "els => els.map(e => [e.dataset.kind, Number(e.dataset.bytes)])"
     )
     assert dict(kinds) == {k: n for k, n in fleet.total.kinds.items() if n}
     assert tab.page.locator("#largest").count() == 0, "the API's own sessions' sizes would be all 0"
     tab.screenshot("dashboard-fleet-disk")
+    phone = tabs.open(service.url, PHONE)
+    phone.sign_in(service.token("read"))
+    assert phone.goto("/") == 200 and phone.page.locator("#fleet-disk tr[data-worker='total']").is_visible()
+    width = phone.page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"the fleet card overflows the phone's screen: {width}"
+    phone.screenshot("dashboard-fleet-disk-phone")

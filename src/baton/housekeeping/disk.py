@@ -1,8 +1,9 @@
 """Disk accounting, quotas and eviction.
 
-Every size here is *allocated* bytes (``st_blocks * 512``, hard links counted once), the measure
-:func:`~baton.workspace.workdirs.disk_usage` uses, so what ``baton du`` shows, what the sweeper reports as
-freed and what a quota compares are one number. Store snapshot bytes are the compressed blobs the store
+Every size here is *allocated* bytes (``st_blocks * 512`` of files, directories and symlinks, hard
+links counted once), the measure of :func:`~baton.workspace.du.disk_usage`, which equals
+``du -s --block-size=1``; so what ``baton du`` shows, what the sweeper reports as freed, what a quota
+compares and what ``du`` says are one number. Store snapshot bytes are the compressed blobs the store
 holds for the snapshot (a chunk shared with another snapshot counts for each; that is rare: chunks carry ids).
 
 A session's *transcript* bytes are its whole key space (:mod:`baton.workspace.keyspace`: the key's
