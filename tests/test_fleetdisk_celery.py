@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from baton import RunRequest, run
-from baton.housekeeping.fleetdisk import KINDS, FleetDisk, fleet_disk
+from baton.housekeeping.fleetdisk import FleetDisk, fleet_disk
 from baton.models import WorkerRecord
 from baton.settings import Settings, load_settings
 from baton.store import Store
@@ -132,10 +132,18 @@ def check_metrics(url: str, fleet: FleetDisk, stale_at: float) -> None:
         for s in family.samples
     }
     for worker in (w for w in fleet.workers if not w.stale):
-        assert samples["baton_disk_bytes", worker.name, "total"] == worker.used
-        assert samples["baton_disk_bytes", worker.name, "free"] == worker.free
-        for kind in KINDS:
-            assert samples["baton_disk_bytes", worker.name, kind] == worker.kinds[kind]
+        mine = {k: v for (n, w, k), v in samples.items() if n == "baton_disk_bytes" and w == worker.name}
+        assert mine["total"] == worker.used and mine["free"] == worker.free
+        k = worker.kinds
+        assert (mine["worktree"], mine["transcript"], mine["cache"]) == (
+            k["worktrees"],
+            k["transcripts"],
+            k["caches"],
+        )
+        assert mine["home"] == k["homes"] + k["transcripts"], "as the service's own: home holds transcript"
+        parts = ("worktree", "cache", "home", "log", "store", "other")
+        assert sum(mine[p] for p in parts) == worker.used
+        assert set(mine) <= {"total", "free", *parts, "transcript"} and "snapshot" not in mine
     totals = [v for (n, w, k), v in samples.items() if n == "baton_disk_bytes" and w and k == "total"]
     assert sum(totals) == fleet.total.used and len(totals) == 2
     assert ("baton_disk_bytes", "gone@elsewhere", "total") not in samples

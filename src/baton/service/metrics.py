@@ -23,10 +23,11 @@ counter reset.
   ``transcript`` is inside ``home``, ``free`` is the volume's free space. These samples have an empty
   ``worker`` label (the service's own home; Prometheus reads an empty label as none).
 - ``baton_disk_bytes{worker,kind}``: each fleet worker's volume as it last reported it
-  (:mod:`baton.housekeeping.fleetdisk`): ``total`` (its ``BATON_HOME``), ``free``, and the kinds of its
-  report, a partition of ``total``. A worker whose report is stale has no bytes samples (``sum()`` is the
-  dashboard's fleet total); ``baton_disk_report_timestamp_seconds{worker}`` is there for every worker
-  that ever reported, for an alert on a silent one.
+  (:mod:`baton.housekeeping.fleetdisk`), with the same kinds and meanings (``home`` holds
+  ``transcript``), no ``snapshot`` (it is in the store) and two more, ``log`` and ``other``:
+  ``worktree + cache + home + log + store + other = total``. A worker whose report is stale has no
+  bytes samples (``sum()`` is the dashboard's fleet total); ``baton_disk_report_timestamp_seconds``
+  has every worker that ever reported, for an alert on a silent one.
 
 No label carries a session id, a thread or a repo: their number is unbounded.
 """
@@ -44,7 +45,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from baton.housekeeping.disk import DiskReport
-from baton.housekeeping.fleetdisk import FleetDisk, fleet_disk
+from baton.housekeeping.fleetdisk import FleetDisk, WorkerDisk, fleet_disk
 from baton.models import DeliveryStatus, JobStatus, Mode, Outcome, SessionStatus
 from baton.service.diskcache import DiskCache
 from baton.store.base import ViewStore, WorkerStore
@@ -175,11 +176,26 @@ def disk_metrics(local: dict[str, int], fleet: FleetDisk) -> Iterator[Metric]:
         if worker.reported_at is not None:
             at.add_metric([worker.name], worker.reported_at)
         if not worker.stale:
-            kinds = {"total": worker.used, "free": worker.free or 0, **worker.kinds}
-            for kind, n in sorted(kinds.items()):
+            for kind, n in sorted(worker_kinds(worker).items()):
                 disk.add_metric([worker.name, kind], n)
     yield disk
     yield at
+
+
+def worker_kinds(worker: WorkerDisk) -> dict[str, int]:
+    """A worker's report under the kinds of :func:`by_kind` (``home`` holds the transcripts)."""
+    kinds = worker.kinds
+    return {
+        "total": worker.used,
+        "free": worker.free or 0,
+        "worktree": kinds["worktrees"],
+        "transcript": kinds["transcripts"],
+        "cache": kinds["caches"],
+        "home": kinds["homes"] + kinds["transcripts"],
+        "log": kinds["logs"],
+        "store": kinds["store"],
+        "other": kinds["other"],
+    }
 
 
 @router.get(
