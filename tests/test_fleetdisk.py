@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
+from typing import Any
 
 from baton.housekeeping.fleetdisk import KINDS, DiskReporter, _top, fleet_disk
 from baton.housekeeping.sweep import sweep_periodically
@@ -119,6 +120,23 @@ def test_the_fleet_total_leaves_stale_reports_out(store: Store) -> None:
     assert (total.used, total.free, total.size) == (4000, 20_000, 200_000)
     assert total.kinds["worktrees"] == 500 + 1500 and total.agents == {"fake": 2000}
     assert fleet.stale == 2
+
+
+def test_a_report_that_cannot_be_read_counts_as_none(store: Store) -> None:
+    now = time.time()
+    report(store, "ok@one", 1000, now)
+    unreadable: list[tuple[str, dict[str, Any]]] = [
+        ("bad@two", {"used": "lots"}),
+        ("odd@three", {"kinds": []}),
+    ]
+    for name, document in unreadable:
+        store.worker_seen(WorkerRecord(name, "h", 1, "baton", now, now))
+        assert store.report_worker_disk(name, document, 1, 2, now)
+    fleet = fleet_disk(store)
+    rows = {w.name: w for w in fleet.workers}
+    assert [n for n, w in rows.items() if w.stale] == ["bad@two", "odd@three"]
+    assert rows["bad@two"].reported_at is None and rows["bad@two"].used == 0
+    assert fleet.total.used == 1000
 
 
 def test_a_shared_volume_or_home_counts_once_in_the_total(store: Store) -> None:

@@ -91,7 +91,8 @@ def test_two_workers_report_and_every_surface_shows_both_and_the_total(
         assert set(doc["agents"]) == {"fake"}
     now = time.time()
     store.worker_seen(WorkerRecord("gone@elsewhere", "elsewhere", 1, "baton", now - 7200, now - 3600))
-    store.report_worker_disk("gone@elsewhere", {"used": 10**9, "every": 300}, 10**9, 10**10, now - 3600)
+    gone = {**reported(store, "a"), "used": 10**9, "every": 300.0}  # a worker silent for an hour
+    store.report_worker_disk("gone@elsewhere", gone, 10**9, 10**10, now - 3600)
     fleet = fleet_disk(store)
     fresh = [w for w in fleet.workers if not w.stale]
     assert len(fresh) == 2 and "gone@elsewhere" not in [w.name for w in fresh]

@@ -38,7 +38,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -139,21 +139,21 @@ def _existing(path: Path) -> Path:
 
 @dataclass
 class WorkerDisk:
-    """One worker's row as the surfaces show it."""
+    """One worker's row as the surfaces show it (the defaults: no report, or none that can be read)."""
 
     name: str
     host: str
     seen_at: float
-    reported_at: float | None  # None: no report yet
-    stale: bool
-    used: int
     free: int | None
     size: int | None  # the volume's total bytes
-    kinds: dict[str, int]
-    agents: dict[str, int]
-    repos: dict[str, int]
-    home: str
-    volume: str  # the host and device number of its filesystem ("" when unknown)
+    reported_at: float | None = None
+    stale: bool = True
+    used: int = 0
+    kinds: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    agents: dict[str, int] = field(default_factory=dict)
+    repos: dict[str, int] = field(default_factory=dict)
+    home: str = ""
+    volume: str = ""  # the host and device number of its filesystem ("" when unknown)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -174,30 +174,31 @@ class FleetDisk:
         return {"workers": [w.to_json() for w in self.workers], "total": self.total.to_json()}
 
 
-def is_stale(document: dict[str, Any] | None, reported_at: float | None, now: float) -> bool:
-    if document is None or reported_at is None:
-        return True
-    every = float(document.get("every") or REPORT_EVERY)
-    return now - reported_at > 3 * every + STALE_SLACK
-
-
 def worker_disk(worker: WorkerRecord, now: float) -> WorkerDisk:
-    doc = worker.disk or {}
-    return WorkerDisk(
-        name=worker.name,
-        host=worker.host,
-        seen_at=worker.seen_at,
-        reported_at=worker.disk_at,
-        stale=is_stale(worker.disk, worker.disk_at, now),
-        used=int(doc.get("used", 0)),
-        free=worker.free_bytes,
-        size=worker.total_bytes,
-        kinds={k: int(doc.get("kinds", {}).get(k, 0)) for k in KINDS},
-        agents={str(k): int(v) for k, v in doc.get("agents", {}).items()},
-        repos={str(k): int(v) for k, v in doc.get("repos", {}).items()},
-        home=str(doc.get("home", "")),
-        volume=f"{worker.host}:{doc['volume']}" if doc.get("volume") else "",
-    )
+    """A worker's row; a report that cannot be read (another version's, or damaged) counts as none."""
+    row = WorkerDisk(worker.name, worker.host, worker.seen_at, worker.free_bytes, worker.total_bytes)
+    if worker.disk is None or worker.disk_at is None:
+        return row
+    try:
+        fields = _read(worker.disk, worker.host)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        log.warning("the disk report of worker %s cannot be read; shown as none", worker.name)
+        return row
+    stale = now - worker.disk_at > 3 * fields.pop("every") + STALE_SLACK
+    return replace(row, **fields, reported_at=worker.disk_at, stale=stale)
+
+
+def _read(doc: dict[str, Any], host: str) -> dict[str, Any]:
+    """The fields of a stored report (module doc); raises on anything else."""
+    return {
+        "used": int(doc["used"]),
+        "kinds": {k: int(doc["kinds"].get(k, 0)) for k in KINDS},
+        "agents": {str(k): int(v) for k, v in doc["agents"].items()},
+        "repos": {str(k): int(v) for k, v in doc["repos"].items()},
+        "home": str(doc["home"]),
+        "volume": f"{host}:{doc['volume']}" if doc.get("volume") else "",
+        "every": float(doc["every"]),
+    }
 
 
 def fleet_disk(store: WorkerStore, now: float | None = None) -> FleetDisk:
@@ -219,8 +220,6 @@ def fleet_disk(store: WorkerStore, now: float | None = None) -> FleetDisk:
         kinds={k: sum(w.kinds[k] for w in homes) for k in KINDS},
         agents=_sum(w.agents for w in homes),
         repos=_sum(w.repos for w in homes),
-        home="",
-        volume="",
     )
     return FleetDisk(rows, total)
 
