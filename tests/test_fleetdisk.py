@@ -151,7 +151,9 @@ def test_a_shared_volume_or_home_counts_once_in_the_total(store: Store) -> None:
 def test_baton_du_fleet(settings: Settings, store: Store, cli: Callable[..., CompletedProcess[str]]) -> None:
     empty = cli("du", "--fleet")
     assert empty.returncode == 0 and "no worker has reported" in empty.stdout
+    assert "--fleet" not in cli("du").stdout
     seed_fleet(store)
+    assert "4 worker(s) report their own disk to this store: baton du --fleet" in cli("du").stdout
     done = cli("du", "--fleet", "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)

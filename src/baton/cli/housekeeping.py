@@ -67,11 +67,16 @@ def du_cmd(as_json: JsonOpt = False, fleet: FleetOpt = False) -> None:
 
     with cli_store() as (settings, store):
         report = usage(store, settings)
+        workers = len(store.list_workers())
     data = report.to_json()
     if as_json:
         emit_json(data)
         return
     _print_du(data)
+    if workers:  # this home is not where a fleet's worktrees are
+        out().print(
+            f"{workers} worker(s) report their own disk to this store: baton du --fleet", highlight=False
+        )
 
 
 def _du_fleet(as_json: bool) -> None:
