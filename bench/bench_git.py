@@ -16,9 +16,9 @@
    timing, so the fetch over HTTP finds nothing new and the checkout's blobs are already local.
    Baseline: ``git clone --filter=blob:none <url> <dir>``, a fresh partial clone per task, which
    fetches the history's commits and trees, then the checkout's blobs, in a second request.
-4. Disk held by 20 worktrees made by baton from one cache (the cache plus the worktrees, each file
-   counted once even when hard-linked: ``baton.workspace.workdirs.disk_usage``) against 20 ``git clone
-   --no-local`` clones. Disk is deterministic, so it is measured once.
+4. Disk held by 20 worktrees made by baton from one cache (the cache plus the worktrees, as
+   ``du -s`` counts them, directories included and hard links once: ``baton.workspace.du.disk_usage``)
+   against 20 ``git clone --no-local`` clones. Disk is deterministic, so it is measured once.
 """
 
 from __future__ import annotations

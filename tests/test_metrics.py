@@ -23,7 +23,7 @@ from baton.store import Store
 from tests.service_fixtures import Service, run_service, service_fixture  # noqa: F401 (the `service` fixture)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-ALLOWED_LABELS = {"agent", "mode", "outcome", "result", "status", "kind", "forge", "event", "le"}
+ALLOWED_LABELS = {"agent", "mode", "outcome", "result", "status", "kind", "forge", "event", "le", "worker"}
 
 
 def scrape(url: str) -> Samples:
@@ -95,8 +95,8 @@ def test_metrics_after_known_runs(
     assert value(m, "baton_sessions", agent="fake", status="closed") == 0
     assert value(m, "baton_webhook_deliveries_total", forge="github", event="ping", result="ignored") == 1
     assert value(m, "baton_queue_depth") == 0
-    assert value(m, "baton_disk_bytes", kind="worktree") > 0
-    assert value(m, "baton_disk_bytes", kind="store") > 0
+    assert value(m, "baton_disk_bytes", worker="", kind="worktree") > 0  # the service's own home
+    assert value(m, "baton_disk_bytes", worker="", kind="store") > 0
 
 
 def test_every_process_reports_the_same_counts(

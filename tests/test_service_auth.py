@@ -118,6 +118,7 @@ def valid_request(world: World, method: str, path: str) -> Request | None:
         ("POST", "/v1/tokens"): ("/v1/tokens", {"name": f"made{n}", "scope": "read"}, {201}),
         ("GET", "/v1/audit"): ("/v1/audit", None, {200}),
         ("GET", "/v1/disk"): ("/v1/disk", None, {200}),
+        ("GET", "/v1/disk/fleet"): ("/v1/disk/fleet", None, {200}),
         ("POST", "/v1/sweep"): ("/v1/sweep?dry_run=true", None, {200}),
         ("GET", "/v1/webhooks/deliveries"): ("/v1/webhooks/deliveries", None, {200}),
     }

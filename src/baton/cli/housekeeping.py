@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from baton.cli.common import JsonOpt, cli_store, emit_json, esc, new_table, out
+
+if TYPE_CHECKING:
+    from baton.housekeeping.fleetdisk import FleetDisk
 
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="report what would be removed; remove nothing")]
 
@@ -49,18 +52,69 @@ def _print_sweep(data: dict[str, Any]) -> None:
         out().print(esc(line), highlight=False)
 
 
-def du_cmd(as_json: JsonOpt = False) -> None:
+FleetOpt = Annotated[
+    bool, typer.Option("--fleet", help="every worker's volume, from their reports in the shared store")
+]
+
+
+def du_cmd(as_json: JsonOpt = False, fleet: FleetOpt = False) -> None:
     """Disk use: per agent, per repo and per session (worktree, transcript, snapshot), cache clones,
-    agent homes, and the free space of the volume."""
+    agent homes, and the free space of the volume. ``--fleet``: each worker's volume (by kind, free
+    space, age of its report) and the fleet's total, as the workers last reported them."""
+    if fleet:
+        return _du_fleet(as_json)
     from baton.housekeeping.disk import usage
 
     with cli_store() as (settings, store):
         report = usage(store, settings)
+        workers = len(store.list_workers())
     data = report.to_json()
     if as_json:
         emit_json(data)
         return
     _print_du(data)
+    if workers:  # this home is not where a fleet's worktrees are
+        out().print(
+            f"{workers} worker(s) report their own disk to this store: baton du --fleet", highlight=False
+        )
+
+
+def _du_fleet(as_json: bool) -> None:
+    from baton.housekeeping.fleetdisk import fleet_disk
+
+    with cli_store() as (_settings, store):
+        fleet = fleet_disk(store)
+    if as_json:
+        emit_json(fleet.to_json())
+        return
+    if not fleet.workers:
+        out().print("no worker has reported its disk to this store (`baton worker` does, on start)")
+        return
+    _print_fleet(fleet)
+
+
+def _print_fleet(fleet: FleetDisk) -> None:
+    from baton.cli.common import ago
+    from baton.cli.runs import new_table
+
+    console = out()
+    table = new_table("worker", "reported", "used", "worktrees", "transcripts", "caches", "rest", "free")
+    for row in [*fleet.workers, fleet.total]:
+        kinds = row.kinds
+        rest = row.used - kinds["worktrees"] - kinds["transcripts"] - kinds["caches"]
+        reported = "" if row is fleet.total else ago(row.reported_at) + (" STALE" if row.stale else "")
+        sizes = [row.used, kinds["worktrees"], kinds["transcripts"], kinds["caches"], rest, row.free]
+        table.add_row(*map(esc, [row.name, reported, *map(size, sizes)]))
+    console.print(table)
+    for title, values in (("agent", fleet.total.agents), ("repo", fleet.total.repos)):
+        by = new_table(title, "worktrees + transcripts")
+        for name, n in values.items():
+            by.add_row(esc(name), size(n))
+        console.print(by)
+    counted = len(fleet.workers) - fleet.stale
+    note = f"total: {counted} of {len(fleet.workers)} worker(s); a stale report (3 periods late) is not in it"
+    console.print(esc(note), highlight=False)
+    console.print("rest: agent homes besides transcripts, run logs, the store, the rest", highlight=False)
 
 
 def _print_du(data: dict[str, Any]) -> None:

@@ -250,7 +250,10 @@ class _Janitor:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="baton-janitor", daemon=True)
         self.sweeper = threading.Thread(
-            target=sweep_periodically, args=(settings, self.stop), name="baton-sweeper", daemon=True
+            target=sweep_periodically,
+            args=(settings, self.stop, name, queue),
+            name="baton-sweeper",
+            daemon=True,
         )
         self.kicked: dict[str, float] = {}
 

@@ -1,8 +1,9 @@
 """Disk accounting, quotas and eviction.
 
-Every size here is *allocated* bytes (``st_blocks * 512``, hard links counted once), the measure
-:func:`~baton.workspace.workdirs.disk_usage` uses, so what ``baton du`` shows, what the sweeper reports as
-freed and what a quota compares are one number. Store snapshot bytes are the compressed blobs the store
+Every size here is *allocated* bytes (``st_blocks * 512`` of files, directories and symlinks, hard
+links counted once), the measure of :func:`~baton.workspace.du.disk_usage`, which equals
+``du -s --block-size=1``; so what ``baton du`` shows, what the sweeper reports as freed, what a quota
+compares and what ``du`` says are one number. Store snapshot bytes are the compressed blobs the store
 holds for the snapshot (a chunk shared with another snapshot counts for each; that is rare: chunks carry ids).
 
 A session's *transcript* bytes are its whole key space (:mod:`baton.workspace.keyspace`: the key's
@@ -169,9 +170,11 @@ class DiskReport:
         }
 
 
-def usage(store: KeyStore, settings: Settings) -> DiskReport:
+def usage(store: KeyStore, settings: Settings, snapshots: bool = True) -> DiskReport:
     """Measure everything ``baton du`` and ``GET /v1/disk`` show (walks the directories: seconds on a
-    large home, so the service computes it on request, never per metric scrape)."""
+    large home, so the service computes it on request, never per metric scrape). ``snapshots=False``
+    leaves the store's snapshot bytes at 0 (a fleet worker's report: they are not on its volume, and
+    reading every blob from a shared store on each report would cost more than the walk)."""
     home = settings.home
     db = settings.db_path
     report = DiskReport(
@@ -183,7 +186,7 @@ def usage(store: KeyStore, settings: Settings) -> DiskReport:
         store=sum(files_bytes([db.with_name(db.name + s)]) for s in ("", "-wal", "-shm")),
     )
     for session in store.list_sessions():
-        report.sessions.append(session_usage(store, settings, session))
+        report.sessions.append(session_usage(store, settings, session, snapshots))
     repos = home / "repos"
     if repos.is_dir():
         for cache in sorted(repos.rglob("*.git")):
@@ -203,7 +206,9 @@ def home_bytes(settings: Settings) -> dict[str, int]:
     return dict(sorted(found.items()))
 
 
-def session_usage(store: SnapshotStore, settings: Settings, session: SessionRecord) -> SessionUsage:
+def session_usage(
+    store: SnapshotStore, settings: Settings, session: SessionRecord, snapshots: bool = True
+) -> SessionUsage:
     key = key_of(session)
     return SessionUsage(
         key=str(key),
@@ -213,7 +218,7 @@ def session_usage(store: SnapshotStore, settings: Settings, session: SessionReco
         status=session.status.value,
         worktree=disk_usage(Workdirs(settings).worktree_path(key)),
         transcript=local_bytes(settings, session, local_transcript(settings, session)),
-        snapshot=snapshot_bytes(store, session),
+        snapshot=snapshot_bytes(store, session) if snapshots else 0,
         last_used_at=session.last_used_at,
     )
 

@@ -35,6 +35,7 @@ from typing import Any
 from baton.errors import BatonError, Busy
 from baton.housekeeping.cleanup import close_locked, would_checkpoint
 from baton.housekeeping.disk import enforce_quota, files_bytes, local_bytes, local_transcript, snapshot_bytes
+from baton.housekeeping.fleetdisk import DiskReporter
 from baton.keys import Key, key_of
 from baton.models import Fence, SessionRecord, SessionStatus
 from baton.settings import Settings
@@ -240,15 +241,42 @@ def _prune(settings: Settings, report: SweepReport) -> None:
 # -- the service's sweeper thread ---------------------------------------------------------------------
 
 
-def sweep_periodically(settings: Settings, stop: threading.Event) -> None:
-    """The service's sweeper thread: sweep and enforce the quota every ``sweep_interval`` seconds until
-    ``stop`` (0: never). Audited with actor ``sweeper``; never raises (a failed sweep is logged and
-    the next one tries again)."""
+def sweep_periodically(settings: Settings, stop: threading.Event, worker: str = "", queue: str = "") -> None:
+    """The sweeper thread of ``baton serve`` and of each ``baton worker``: sweep and enforce the quota
+    every ``sweep_interval`` seconds until ``stop`` (0: never). Audited with actor ``sweeper``; never
+    raises (a failed sweep is logged and the next one tries again).
+
+    A fleet worker (``worker``: its node name, ``queue`` the one it consumes) also reports its volume's
+    use to the store (:mod:`baton.housekeeping.fleetdisk`): at start, then every
+    :meth:`~baton.housekeeping.fleetdisk.DiskReporter.period` (after the sweep when one is due), so the
+    dashboard and ``baton du --fleet`` see its disk within minutes, not once a day."""
     interval = settings.sweep_interval
-    if interval <= 0:
+    if not worker:
+        while interval > 0 and not stop.wait(interval):
+            sweep_once(settings)
         return
-    while not stop.wait(interval):
-        sweep_once(settings)
+    reporter = DiskReporter(settings, worker, queue)
+    due = time.monotonic() + interval
+    report_once(settings, reporter)
+    while not stop.wait(reporter.period()):
+        if interval > 0 and time.monotonic() >= due:
+            sweep_once(settings)
+            due = time.monotonic() + interval
+        report_once(settings, reporter)
+
+
+def report_once(settings: Settings, reporter: DiskReporter) -> None:
+    """One disk report with its own store connection; a failure is logged (the next one tries again)."""
+    try:
+        store = open_store(settings.resolved_store_url)
+        try:
+            reporter.report(store)
+        finally:
+            store.close()
+    except Exception:  # the sweeper thread must outlive any one failed report
+        log.exception(
+            "the disk report of %s failed; the next one runs in %s s", reporter.name, reporter.period()
+        )
 
 
 def sweep_and_enforce(store: Store, settings: Settings, actor: str, dry_run: bool = False) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Routes: disk use (``GET /v1/disk``, read scope) and the sweeper (``POST /v1/sweep``, admin scope).
+"""Routes: disk use (``GET /v1/disk``; a fleet's, ``GET /v1/disk/fleet``; read scope) and the sweeper
+(``POST /v1/sweep``, admin scope).
 
 Both walk directories and run git, so they are plain ``def`` routes: FastAPI runs them in its thread
 pool and the event loop stays free for other requests.
@@ -11,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from baton.housekeeping.disk import usage
+from baton.housekeeping.fleetdisk import fleet_disk
 from baton.housekeeping.sweep import sweep_and_enforce
 from baton.models import TokenScope
 from baton.service.auth import Actor, require
@@ -24,6 +26,16 @@ def get_disk(request: Request, actor: Annotated[Actor, Depends(require(TokenScop
     agent and per repo, each cache clone and agent home, the whole ``BATON_HOME``, the volume's free
     space, and the configured quota and minimum free space."""
     return usage(request.app.state.store, request.app.state.settings).to_json()
+
+
+@router.get("/disk/fleet", summary="Each fleet worker's volume as it last reported it, and the fleet's total")
+def get_fleet_disk(
+    request: Request, actor: Annotated[Actor, Depends(require(TokenScope.READ))]
+) -> dict[str, Any]:
+    """What ``baton du --fleet --json`` prints: every worker's latest disk report (used by kind, agent
+    and repo; free and total bytes of its volume; ``stale`` when it is three report periods late) and
+    the total of the fresh ones. ``workers`` is empty when no worker ever reported to this store."""
+    return fleet_disk(request.app.state.store).to_json()
 
 
 @router.post("/sweep", summary="Expire, purge, remove orphans, prune; then enforce the disk quota")

@@ -20,7 +20,14 @@ counter reset.
   it is measured in a background thread at most every ``DISK_TTL`` seconds
   (:class:`baton.service.diskcache.DiskCache`, shared with the dashboard) and the scrape reads the
   last numbers. Kinds are views, not a partition: ``total`` is everything under ``BATON_HOME``,
-  ``transcript`` is inside ``home``, ``free`` is the volume's free space.
+  ``transcript`` is inside ``home``, ``free`` is the volume's free space. These samples have an empty
+  ``worker`` label (the service's own home; Prometheus reads an empty label as none).
+- ``baton_disk_bytes{worker,kind}``: each fleet worker's volume as it last reported it
+  (:mod:`baton.housekeeping.fleetdisk`), with the same kinds and meanings (``home`` holds
+  ``transcript``), no ``snapshot`` (it is in the store) and two more, ``log`` and ``other``:
+  ``worktree + cache + home + log + store + other = total``. A worker whose report is stale has no
+  bytes samples (``sum()`` is the dashboard's fleet total); ``baton_disk_report_timestamp_seconds``
+  has every worker that ever reported, for an alert on a silent one.
 
 No label carries a session id, a thread or a repo: their number is unbounded.
 """
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -38,9 +45,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from baton.housekeeping.disk import DiskReport
+from baton.housekeeping.fleetdisk import FleetDisk, WorkerDisk, fleet_disk
 from baton.models import DeliveryStatus, JobStatus, Mode, Outcome, SessionStatus
 from baton.service.diskcache import DiskCache
-from baton.store.base import ViewStore
+from baton.store.base import ViewStore, WorkerStore
 
 BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 DISK_FIRST_WAIT = 2.0  # the first scrape waits this long for the first measurement
@@ -135,10 +143,14 @@ def by_kind(report: DiskReport | None) -> dict[str, int]:
     }
 
 
+class MetricsStore(ViewStore, WorkerStore, Protocol):
+    """What a scrape reads: the counts and the workers' disk reports."""
+
+
 class StoreCollector(Collector):
     """Everything from the store (and the disk cache) at collect time."""
 
-    def __init__(self, store: ViewStore, disk: DiskCache) -> None:
+    def __init__(self, store: MetricsStore, disk: DiskCache) -> None:
         self.store, self.disk = store, disk
 
     def collect(self) -> Iterable[Metric]:
@@ -149,10 +161,41 @@ class StoreCollector(Collector):
         yield from delivery_metrics(counts["deliveries"])
         queued = sum(n for status, n in counts["jobs"] if status == JobStatus.QUEUED)
         yield GaugeMetricFamily("baton_queue_depth", "Submitted runs waiting to start", value=queued)
-        disk = GaugeMetricFamily("baton_disk_bytes", "Disk use by kind (views)", labels=["kind"])
-        for kind, n in sorted(by_kind(self.disk.get(wait=DISK_FIRST_WAIT)).items()):
-            disk.add_metric([kind], n)
-        yield disk
+        yield from disk_metrics(by_kind(self.disk.get(wait=DISK_FIRST_WAIT)), fleet_disk(self.store))
+
+
+def disk_metrics(local: dict[str, int], fleet: FleetDisk) -> Iterator[Metric]:
+    """This service's own home (worker ``""``) and each worker's fresh report, by kind."""
+    disk = GaugeMetricFamily("baton_disk_bytes", "Disk use by worker and kind", labels=["worker", "kind"])
+    at = GaugeMetricFamily(
+        "baton_disk_report_timestamp_seconds", "When each worker last reported its disk", labels=["worker"]
+    )
+    for kind, n in sorted(local.items()):
+        disk.add_metric(["", kind], n)
+    for worker in fleet.workers:
+        if worker.reported_at is not None:
+            at.add_metric([worker.name], worker.reported_at)
+        if not worker.stale:
+            for kind, n in sorted(worker_kinds(worker).items()):
+                disk.add_metric([worker.name, kind], n)
+    yield disk
+    yield at
+
+
+def worker_kinds(worker: WorkerDisk) -> dict[str, int]:
+    """A worker's report under the kinds of :func:`by_kind` (``home`` holds the transcripts)."""
+    kinds = worker.kinds
+    return {
+        "total": worker.used,
+        "free": worker.free or 0,
+        "worktree": kinds["worktrees"],
+        "transcript": kinds["transcripts"],
+        "cache": kinds["caches"],
+        "home": kinds["homes"] + kinds["transcripts"],
+        "log": kinds["logs"],
+        "store": kinds["store"],
+        "other": kinds["other"],
+    }
 
 
 @router.get(

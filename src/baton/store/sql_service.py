@@ -330,8 +330,7 @@ def _job_values(job: JobRecord) -> dict[str, Any]:
 
 
 def _job(row: Any) -> JobRecord:
-    # only the record's fields: migration 11's jobs.seq is the store's own ordering, not the record's
-    data = {k: v for k, v in dict(row).items() if k in JobRecord.__dataclass_fields__}
+    data = dict(row)
     data["status"] = JobStatus(data["status"])
     data["request"] = json.loads(data["request"])
     data["result"] = json.loads(data["result"]) if data["result"] else None

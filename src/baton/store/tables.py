@@ -128,8 +128,7 @@ def run_values(run: RunRecord) -> dict[str, Any]:
 
 
 def run_of(row: Any) -> RunRecord:
-    # only the record's fields: a column a later migration added (runs.job_id) is not the record's yet
-    data = {k: v for k, v in dict(row).items() if k in RunRecord.__dataclass_fields__}
+    data = dict(row)
     data["mode"] = Mode(data["mode"])
     data["prompt_kind"] = PromptKind(data["prompt_kind"])
     data["outcome"] = Outcome(data["outcome"])

@@ -40,6 +40,7 @@ from baton.files import atomic_write_text
 from baton.keys import Key, Repo
 from baton.settings import Settings
 from baton.workspace import gitlinks, nofollow
+from baton.workspace.du import disk_usage
 from baton.workspace.gitcmd import (
     WorktreeGit,
     checkout_changes,
@@ -502,22 +503,3 @@ def remove_empty_parents(path: Path, stop: Path) -> None:
         except OSError:
             return
         path = path.parent
-
-
-def disk_usage(path: Path) -> int:
-    """Bytes under ``path`` (hard links counted once), 0 when it does not exist."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    if not path.exists():
-        return 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(root, name))
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            total += st.st_blocks * 512
-    return total

@@ -1,8 +1,12 @@
 """Route: the overview (``/``): the disk card and the counters.
 
-The disk card shows the service's last disk measurement (:class:`baton.service.diskcache.DiskCache`,
-the same :func:`baton.housekeeping.disk.usage` that ``baton du`` prints), with its time; ``?fresh=1``
-measures now and waits for it. Bars are inline SVG drawn here, no chart library.
+On a single machine the disk card shows the service's last disk measurement
+(:class:`baton.service.diskcache.DiskCache`, the same :func:`baton.housekeeping.disk.usage` that
+``baton du`` prints), with its time; ``?fresh=1`` measures now and waits for it. In a fleet (the store
+knows workers) the worktrees and transcripts are on the workers' volumes, so the card shows their
+reports instead (:func:`baton.housekeeping.fleetdisk.fleet_disk`, what ``baton du --fleet`` prints): a
+row per worker, stale ones marked, and the fleet's total; the service's own home is one line below.
+Bars are inline SVG drawn here, no chart library.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from baton.housekeeping.disk import DiskReport
+from baton.housekeeping.fleetdisk import FleetDisk, fleet_disk
 from baton.models import Outcome, SessionStatus
 from baton.service.dashboard.web import Viewer, page, signed_in, state
 from baton.service.metrics import resume_result
@@ -30,6 +35,9 @@ KIND_NAMES = {
     "snapshots": "snapshots (in the store)",
     "caches": "cache clones",
     "homes": "agent homes (besides transcripts)",
+    "logs": "run logs",
+    "store": "store database",
+    "other": "other",
 }
 
 
@@ -63,6 +71,17 @@ def disk_view(report: DiskReport) -> dict[str, Any]:
         "kinds": bars(report.kinds(), KIND_NAMES),
         "largest": sorted(report.sessions, key=lambda s: (-s.total, s.key))[:10],
         "used_pct": round(100 * report.total / report.quota, 1) if report.quota else None,
+    }
+
+
+def fleet_view(fleet: FleetDisk) -> dict[str, Any]:
+    """The card's fleet rows, and bars of the fleet's total by kind, agent and repo."""
+    total = fleet.total
+    return {
+        "fleet": fleet,
+        "kinds": bars({k: n for k, n in total.kinds.items() if n}, KIND_NAMES),
+        "agents": bars(total.agents),
+        "repos": bars(total.repos),
     }
 
 
@@ -100,11 +119,14 @@ def overview(
     fresh: Annotated[bool, Query(description="measure the disk now")] = False,
 ) -> HTMLResponse:
     _settings, store = state(request)
-    report = request.app.state.disk.get(wait=FRESH_WAIT if fresh else FIRST_WAIT, fresh=fresh)
+    fleet = fleet_disk(store)
+    wait = FRESH_WAIT if fresh else (0.0 if fleet.workers else FIRST_WAIT)  # a fleet: its reports suffice
+    report = request.app.state.disk.get(wait=wait, fresh=fresh)
     return page(
         request,
         "overview.html",
         viewer,
+        fleet=fleet_view(fleet) if fleet.workers else None,
         disk=None if report is None else disk_view(report),
         measured_at=request.app.state.disk.measured_at,
         counts=counters(store),
