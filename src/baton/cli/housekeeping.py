@@ -94,8 +94,7 @@ def _du_fleet(as_json: bool) -> None:
 
 
 def _print_fleet(fleet: FleetDisk) -> None:
-    from baton.cli.common import ago
-    from baton.cli.runs import new_table
+    from baton.cli.common import ago, new_table
 
     console = out()
     table = new_table("worker", "reported", "used", "worktrees", "transcripts", "caches", "rest", "free")

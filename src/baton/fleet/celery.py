@@ -251,7 +251,7 @@ class _Janitor:
         self.thread = threading.Thread(target=self._loop, name="baton-janitor", daemon=True)
         self.sweeper = threading.Thread(
             target=sweep_periodically,
-            args=(settings, self.stop, name, queue),
+            args=(settings, self.stop, name, ",".join(queues)),
             name="baton-sweeper",
             daemon=True,
         )
