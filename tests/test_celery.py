@@ -178,7 +178,8 @@ def test_sigkill_of_a_worker_mid_run(
     assert retry.prompt_kind == PromptKind.INTERRUPTED and "turn 2" in retry.prompt
     assert retry.session_id_in == first.session.agent_session_id == retry.session_id_out
     assert retry.result == reply(4), "the retry resumed the conversation of turn 1"
-    assert [a["run_id"] for a in done.result["runs"]] == [crashed.id, retry.id]
+    assert [a["attempt_id"] for a in done.result["attempts"]] == [crashed.id, retry.id]
+    assert done.result["run_id"] == job.id and {crashed.job_id, retry.job_id} == {job.id}
     assert doomed.agent_pid is not None and gone(doomed.agent_pid), "the orphaned agent was stopped"
 
     # the broker gave A's message back (RabbitMQ at once, Redis after the visibility timeout): to b,
@@ -229,7 +230,7 @@ def test_messages_are_idempotent(settings: Settings, store: Store, src_repo: Pat
     again = job_of(store, two.id)
     assert (again.status, again.outcome) == (JobStatus.DONE, "succeeded")
     assert again.result is not None and record.result is not None
-    assert again.result["runs"] == record.result["runs"] and again.result["result"] == reply(4)
+    assert again.result["attempts"] == record.result["attempts"] and again.result["result"] == reply(4)
     assert len(runs_of(store, src_repo, "t1")) == 2, "no turn ran twice"
 
 

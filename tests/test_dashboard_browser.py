@@ -361,7 +361,7 @@ def test_a_run_submitted_over_the_api_streams_into_the_open_session_page(fleet: 
     finally:
         fleet.mock.delay = 0.0
     assert record["outcome"] == "succeeded" and record["mode"] == "resume", record
-    attempt = record["runs"][-1]["run_id"]  # the timeline's row: the job's while queued, then its attempt's
+    attempt = record["attempts"][-1]["attempt_id"]  # the timeline's row: the attempt's own id
 
     tab.page.wait_for_selector("#live-outcome[data-outcome=succeeded]")
     tab.page.wait_for_selector(f'#timeline tr[data-run-id="{attempt}"][data-outcome="succeeded"]')

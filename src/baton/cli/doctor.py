@@ -30,12 +30,13 @@ def agents_cmd(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
 
 def doctor_cmd(as_json: JsonOpt = False) -> None:
     """Check that conversations will survive here; exit 1 when something is wrong."""
+    from baton.fleet.checks import fleet_checks
     from baton.housekeeping.doctor import run_doctor
     from baton.housekeeping.doctor import to_json as doctor_json
     from baton.settings import load_settings
 
     settings = load_settings()
-    checks = run_doctor(settings)
+    checks = run_doctor(settings, fleet=fleet_checks(settings))
     report = doctor_json(checks, settings)
     if as_json:
         emit_json(report)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -256,9 +256,11 @@ def _transcripts(home: Path, pattern: str) -> list[Path]:
     return [p for p in home.glob(pattern) if p.is_file() and p.stat().st_size]
 
 
-def run_doctor(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Check]:
-    from baton.fleet.checks import fleet_checks  # it builds on this module's Check
-
+def run_doctor(
+    settings: Settings, environ: Mapping[str, str] | None = None, fleet: Sequence[Check] = ()
+) -> list[Check]:
+    """Every check, in order; ``fleet``: the fleet's checks (:func:`baton.fleet.checks.fleet_checks`,
+    a layer above this one), shown after the store's."""
     environ = os.environ if environ is None else environ
     agents = check_agents(settings, environ)
     return [
@@ -266,7 +268,7 @@ def run_doctor(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         check_free_space(settings),
         check_git(),
         check_store(settings),
-        *fleet_checks(settings),
+        *fleet,
         check_orphans(settings),
         check_confinement(settings),
         *agents,

@@ -198,8 +198,7 @@ async def run_events(
             data = json.dumps({"seq": item.seq, **item.data}, ensure_ascii=False)
             yield ServerSentEvent(event="agent", id=str(item.seq), raw_data=data)
             continue
-        final = store.get_job(job.id) or job
-        yield ServerSentEvent(event="outcome", data=final.to_json())
+        yield ServerSentEvent(event="outcome", data=resolve(store, job.id).to_json(store))
 
 
 @router.post(
