@@ -90,7 +90,10 @@ def runs_show(run_id: RunId, as_json: JsonOpt = False) -> None:
         if as_json:
             emit_json({**data, "attempts": [a.to_json() for a in ref.attempts]})
             return
-        print_run(data)
+        first = (
+            ref.attempts[0].prompt if ref.attempts else (ref.job.request.get("prompt") if ref.job else None)
+        )
+        print_run({**data, "prompt": first})
         if ref.attempts:
             out().print("[bold]attempts[/bold]", highlight=False)
             runs_table(store, ref.attempts, wide=False, attempts=True)
@@ -98,20 +101,21 @@ def runs_show(run_id: RunId, as_json: JsonOpt = False) -> None:
 
 # the run's fields `runs show` prints, in this order (the attempts follow as a table)
 SHOWN = (
-    "status", "outcome", "agent", "repo", "thread", "actor", "mode", "session_id", "branch", "worktree",
-    "access", "confined", "submitted_at", "started_at", "ended_at", "duration_s", "cost_usd", "usage",
-    "note", "sync", "warnings", "error", "result",
+    "status", "outcome", "agent", "repo", "thread", "prompt", "actor", "mode", "session_id", "branch",
+    "worktree", "access", "confined", "submitted_at", "started_at", "ended_at", "duration_s", "cost_usd",
+    "usage", "note", "sync", "warnings", "error", "result",
 )  # fmt: skip
 
 
 def print_run(data: dict[str, Any]) -> None:
-    """A run as ``name: value`` lines (``print_fields``: never a repr), absent values left out."""
-    present = {name: data[name] for name in SHOWN if data.get(name) not in (None, "", [], {})}
-    if present.get("error"):
+    """A run as ``name: value`` lines (``print_fields``: ``-`` for none, never a repr); its error
+    without the agent CLI's known noise lines (``--json`` keeps the stored text)."""
+    shown = {"run": data["run_id"], **{name: data.get(name) for name in SHOWN}}
+    if shown["error"]:
         from baton.agents import clean_error
 
-        present["error"] = clean_error(data["agent"], present["error"])  # without the agent CLI's noise
-    print_fields({"run": data["run_id"], **present})
+        shown["error"] = clean_error(data["agent"], shown["error"])
+    print_fields(shown)
 
 
 @runs_app.command("logs")
