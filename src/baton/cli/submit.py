@@ -1,9 +1,9 @@
 """``baton submit``: queue one instruction on one key for the workers (``baton worker``) and print its
 run id; ``--follow`` then streams its agent events until the outcome, as the API's event stream does.
 With ``--follow --json`` the stream is JSON Lines (one object a line, printed as it comes), the API's
-event stream line by line: ``{"seq", "run", "attempt", "event"}`` per agent event (its ``event:
-agent`` data: the attempt's run id and number, the agent's own event), then one ``{"outcome": {...}}``
-(its ``event: outcome``): the run as it ended.
+event stream line by line: ``{"seq", "run_id", "attempt", "attempt_id", "event"}`` per agent event
+(its ``event: agent`` data: the run's id, the attempt's number and id, the agent's own event), then
+one ``{"outcome": {...}}`` (its ``event: outcome``): the run as it ended.
 
 It needs a broker (``BATON_BROKER_URL``). Without one it refuses rather than running here: a job stored
 with nobody to run it would wait silently, and running it here and now is what ``baton run`` does.
@@ -44,7 +44,8 @@ def submit_cmd(
         typer.Option(
             "--json",
             help='print JSON: {"run_id", "status"}; with --follow, JSON Lines: '
-            '{"seq", "run", "attempt", "event"} per agent event, then {"outcome": the run as it ended}',
+            '{"seq", "run_id", "attempt", "attempt_id", "event"} per agent event, '
+            'then {"outcome": the run as it ended}',
         ),
     ] = False,
 ) -> None:
