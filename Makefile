@@ -53,7 +53,8 @@ $(VENV)/.installed: pyproject.toml package.json package-lock.json
 	ln -sf "$(CURDIR)/node_modules/.bin/codex" "$(CURDIR)/node_modules/.bin/gemini" $(VENV)/bin/
 	touch $@
 
-demo: setup
+# The demo needs only the virtualenv (Python, Node and git): no service, no browser, no root.
+demo: $(VENV)/.installed
 	$(VENV)/bin/baton demo
 
 lint: setup
