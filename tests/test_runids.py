@@ -101,6 +101,12 @@ def test_a_job_id_and_its_attempt_ids_work_on_every_surface(
         assert {(e["attempt"], e["attempt_id"]) for e in agent} == {(1, attempt_ids[0]), (2, attempt_ids[1])}
         assert events[-1][0] == "outcome" and events[-1][2] == record
         assert http.get("/v1/runs/ffffffff").status_code == 404
+        direct = run(RunRequest(agent="fake", repo=str(src_repo), thread="t2", prompt="hi"), service.settings)
+        got = http.get(f"/v1/runs/{direct.run_id[-8:]}")  # a `baton run`'s id works here too
+        assert got.status_code == 200 and got.json()["run_id"] == direct.run_id, got.text
+        assert got.json()["status"] == "done" and got.json()["outcome"] == direct.run.outcome.value
+        stream = http.get(f"/v1/runs/{direct.run_id}/events")
+        assert stream.status_code == 404 and "baton runs logs" in stream.text  # no job, no event stream
     with browser(service, "read") as page:
         for given in (job_id, job_id[-8:], attempt_ids[0]):
             html = page.get(f"/runs/{given}").text
