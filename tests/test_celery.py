@@ -345,7 +345,9 @@ def test_submit_follow(
     assert reply(4) in follow.stdout and "succeeded" in follow.stdout  # the agent's own event, live
     lines = cli("submit", "-a", "fake", "-r", str(src_repo), "-t", "t1", "-f", "--json", "more", env=env)
     *events, last = map(json.loads, lines.stdout.splitlines())  # JSON Lines, as its --help says
-    assert events and all(set(e) == {"seq", "run", "attempt", "event"} for e in events), events
+    assert events and all(set(e) == {"seq", "run_id", "attempt", "attempt_id", "event"} for e in events), (
+        events
+    )
     assert set(last) == {"outcome"} and last["outcome"]["outcome"] == "succeeded", last
     assert last["outcome"]["result"] == reply(6)
     assert "JSON Lines" in cli("submit", "--help").stdout

@@ -325,7 +325,7 @@ TRACE = """() => {
 
 def streamed(trace: list[list[Any]], ids: list[str]) -> tuple[float, float]:
     """When (ms) the first entry of the run with one of ``ids`` showed, and when its outcome did."""
-    ours = [t for t in trace if any(i[:12] in t[3] for i in ids)]
+    ours = [t for t in trace if any(f"run {i[-8:]}" in t[3] for i in ids)]  # the label shows the short id
     first = next(t[0] for t in ours if t[1] > 0 and t[2] is None)
     ended = next(t[0] for t in ours if t[2] is not None)
     return first, ended

@@ -87,13 +87,14 @@ def runs_show(run_id: RunId, as_json: JsonOpt = False) -> None:
     with cli_store() as (_settings, store):
         ref = resolve(store, run_id)
         data = ref.to_json(store)
-        if as_json:
-            emit_json({**data, "attempts": [a.to_json() for a in ref.attempts]})
-            return
         first = (
             ref.attempts[0].prompt if ref.attempts else (ref.job.request.get("prompt") if ref.job else None)
         )
-        print_run({**data, "prompt": first})
+        data["prompt"] = first  # the run's instruction, as its caller gave it
+        if as_json:
+            emit_json({**data, "attempts": [a.to_json() for a in ref.attempts]})
+            return
+        print_run(data)
         if ref.attempts:
             out().print("[bold]attempts[/bold]", highlight=False)
             runs_table(store, ref.attempts, wide=False, attempts=True)
