@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 
 from baton.errors import BadInput, Busy, Fenced, StoreError
 from baton.fleet.cancel import CancelWatch, cancel_requested, flag_set, request_cancel
+from baton.install import extra_hint
 from baton.models import Fence, JobRecord, Lease, SessionRecord
 from baton.settings import Settings
 from baton.store import SQLStore
@@ -127,7 +129,7 @@ def _session(thread: str = "issue-1", expires_in: float = 3600.0, **changes: obj
 
 def test_missing_redis_package_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)
-    with pytest.raises(BadInput, match=r"pip install 'agent-baton\[redis\]'"):
+    with pytest.raises(BadInput, match=re.escape(extra_hint("redis"))):
         open_redis("redis://127.0.0.1:1/0", "sqlite:////tmp/x.db")
 
 

@@ -34,6 +34,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from baton.errors import BadInput, BatonError, Busy, DiskFull, GitError, NotFound, RemoteError, StoreError
+from baton.install import extra_hint
 from baton.service.app import create_app
 from baton.service.errors import baton_error_handler
 from baton.service.health import check_ready
@@ -233,7 +234,7 @@ def test_baton_serve_without_the_server_extra_says_how_to_install_it(baton_env: 
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 2
-    assert "pip install 'agent-baton[server]'" in done.stderr and "uvicorn" in done.stderr
+    assert extra_hint("server") in done.stderr and "uvicorn" in done.stderr
 
 
 def test_serve_help_is_listed(cli: Cli, home: Path) -> None:

@@ -103,9 +103,8 @@ def _server_modules() -> ModuleType:
         import uvicorn
     except ImportError as exc:
         from baton.errors import BadInput
-        from baton.install import DIST
+        from baton.install import extra_hint
 
-        raise BadInput(
-            f"the service needs the server extra ({exc.name} is missing): pip install '{DIST}[server]'"
-        ) from None
+        hint = extra_hint("server")
+        raise BadInput(f"the service needs the server extra ({exc.name} is missing): {hint}") from None
     return uvicorn

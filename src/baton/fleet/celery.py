@@ -40,7 +40,7 @@ from baton.errors import BadInput, BatonError
 from baton.fleet import queued
 from baton.fleet.routing import StoreTag, bounce_delay, misrouted, queue_for, store_tag
 from baton.housekeeping.sweep import sweep_periodically
-from baton.install import DIST
+from baton.install import extra_hint
 from baton.models import WorkerRecord
 from baton.settings import Settings
 from baton.store import Store, open_store
@@ -84,7 +84,7 @@ def make_app(settings: Settings) -> Celery:
     try:
         from celery import Celery
     except ImportError:
-        hint = f"pip install '{DIST}[celery]'"
+        hint = extra_hint("celery")
         raise BadInput(f"running through a broker needs the celery extra: {hint}") from None
     options = broker_options(settings)
     app = Celery("baton", broker=options.url, set_as_current=False)

@@ -11,7 +11,7 @@ May import: the ground floor only.
 from __future__ import annotations
 
 from baton.errors import BadInput
-from baton.install import DIST
+from baton.install import extra_hint
 from baton.store.base import (
     AuditStore,
     BlobStore,
@@ -41,7 +41,7 @@ def open_store(url: str) -> Store:
         try:
             import psycopg  # noqa: F401
         except ImportError:
-            raise BadInput(f"PostgreSQL support is not installed: pip install '{DIST}[postgres]'") from None
+            raise BadInput(f"PostgreSQL support is not installed: {extra_hint('postgres')}") from None
         return SQLStore(
             url.replace("postgres://", "postgresql+psycopg://", 1).replace(
                 "postgresql://", "postgresql+psycopg://", 1

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy.engine import make_url
 
 from baton.errors import BadInput, StoreError
-from baton.install import DIST
+from baton.install import extra_hint
 from baton.settings import Settings
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def _import_redis() -> Any:
     try:
         import redis
     except ImportError:
-        raise BadInput(f"Redis support is not installed: pip install '{DIST}[redis]'") from None
+        raise BadInput(f"Redis support is not installed: {extra_hint('redis')}") from None
     return redis
 
 

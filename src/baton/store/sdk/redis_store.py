@@ -35,7 +35,7 @@ from claude_agent_sdk.types import (
 )
 
 from baton.errors import BadInput, StoreError
-from baton.install import DIST
+from baton.install import extra_hint
 from baton.store.sdk.common import decode, encode, fold, off_loop, parts, subpath
 
 try:
@@ -58,7 +58,7 @@ class RedisSessionStore(SessionStore):
         self, url_or_client: Any = None, prefix: str = "baton:sdk:", ttl: float | None = None
     ) -> None:
         if redis is None:
-            raise BadInput(f"Redis support is not installed: pip install '{DIST}[redis]'")
+            raise BadInput(f"Redis support is not installed: {extra_hint('redis')}")
         if ttl is not None and ttl <= 0:
             raise BadInput(f"ttl must be positive seconds, not {ttl!r}")
         self.client = _client(url_or_client)
