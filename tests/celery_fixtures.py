@@ -2,7 +2,8 @@
 
 - ``redis_broker``: a private ``redis-server`` on a free port (its own directory, no persistence),
   killed after the test: nothing is shared with the machine's Redis on 6379.
-- ``amqp_broker``: the machine's RabbitMQ (127.0.0.1:5672, guest) with a queue name of its own, deleted
+- ``amqp_broker``: the machine's RabbitMQ (127.0.0.1:5672, guest; else a private node,
+  ``tests.private_services``) with a queue name of its own, deleted
   after the test (with the direct exchange Celery declares beside it).
 - ``broker``: either, by parameter (``@pytest.mark.parametrize("broker", ["redis", "amqp"],
   indirect=True)``). A broker that cannot be reached FAILS the test.
@@ -38,7 +39,6 @@ from baton.store import Store, open_store
 from tests.conftest import BATON, FAST, wait_for
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-AMQP_URL = os.environ.get("BATON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 @dataclass
@@ -90,19 +90,17 @@ def redis_broker_fixture(tmp_path: Path) -> Iterator[Broker]:
 
 
 @pytest.fixture(name="amqp_broker")
-def amqp_broker_fixture() -> Iterator[Broker]:
+def amqp_broker_fixture(amqp_url: str) -> Iterator[Broker]:
     import kombu
 
     queue = f"baton-test-{uuid.uuid4().hex[:10]}"
-    conn: Any = getattr(kombu, "Connection")(AMQP_URL, connect_timeout=5)  # noqa: B009 (kombu is untyped)
+    conn: Any = getattr(kombu, "Connection")(amqp_url, connect_timeout=5)  # noqa: B009 (kombu is untyped)
     try:
         conn.ensure_connection(max_retries=1)
     except Exception as exc:
-        pytest.fail(
-            f"RabbitMQ is not answering at {AMQP_URL} ({exc}): start it (`make services`)", pytrace=False
-        )
+        pytest.fail(f"RabbitMQ is not answering at {amqp_url} ({exc})", pytrace=False)
     try:
-        yield Broker("amqp", AMQP_URL, queue)
+        yield Broker("amqp", amqp_url, queue)
     finally:
         channel = conn.channel()
         try:

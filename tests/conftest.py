@@ -5,6 +5,7 @@ the real Claude Code CLI, a way to run the ``baton`` command as a separate proce
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -24,6 +26,7 @@ from baton.store.engine import dispose_engine, redact
 from baton.testing.fake import register_fake
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.testing.mock_openai import MockOpenAI
+from tests.private_services import answers, private_postgres, private_rabbitmq
 
 register_fake()  # the fake agent, here and (BATON_AGENTS_EXTRA) in every `baton` process tests start
 
@@ -233,28 +236,57 @@ PG_PREFIX = "baton_t_"
 PG_STALE = 2 * 3600  # a test schema this old was left by a killed run: dropped at the next start
 
 
+AMQP_URL = os.environ.get("BATON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+@pytest.fixture(name="amqp_url", scope="session")
+def amqp_url_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``BATON_TEST_AMQP_URL`` when it answers, else a private RabbitMQ node of this test process."""
+    parts = urlsplit(AMQP_URL)
+    if answers(parts.hostname or "127.0.0.1", parts.port or 5672):
+        yield AMQP_URL
+        return
+    with private_rabbitmq(tmp_path_factory.mktemp("private-rabbitmq")) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[sa.Engine]:
     """An AUTOCOMMIT engine on the server's ``test`` database (``BATON_TEST_PG_URL``) that creates and
-    drops the tests' schemas. PostgreSQL not answering fails the test: start it with `make services`."""
-    engine = sa.create_engine(
-        PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool, connect_args={"connect_timeout": 5}
+    drops the tests' schemas. When that server does not answer, a private one of this test process
+    (``tests.private_services``), from the machine's PostgreSQL server binaries."""
+    with contextlib.ExitStack() as stack:
+        engine = _pg_engine(PG_ADMIN_URL)
+        failed = _pg_failure(engine)
+        if failed:
+            engine.dispose()
+            url = stack.enter_context(private_postgres())
+            engine = _pg_engine(url)
+            failed = _pg_failure(engine)
+        if failed:
+            pytest.fail(
+                f"PostgreSQL is not answering at {redact(PG_ADMIN_URL)} and a private one failed too "
+                f"({failed})",
+                pytrace=False,
+            )
+        yield engine
+        engine.dispose()
+
+
+def _pg_engine(url: str) -> sa.Engine:
+    return sa.create_engine(
+        url, isolation_level="AUTOCOMMIT", poolclass=NullPool, connect_args={"connect_timeout": 5}
     )
+
+
+def _pg_failure(engine: sa.Engine) -> str:
+    """Why the server does not answer ('' when it does); it drops stale test schemas when it does."""
     try:
         with engine.connect() as conn:
             _drop_stale_schemas(conn)
     except sa.exc.OperationalError as exc:
-        failed = " ".join(str(exc.orig).split())
-    else:
-        failed = ""
-    if failed:
-        pytest.fail(
-            f"PostgreSQL is not answering at {redact(PG_ADMIN_URL)} ({failed}): start it with "
-            "`make services` (or set BATON_TEST_PG_URL)",
-            pytrace=False,
-        )
-    yield engine
-    engine.dispose()
+        return " ".join(str(exc.orig).split())
+    return ""
 
 
 def _drop_stale_schemas(conn: sa.Connection) -> None:
