@@ -4,6 +4,7 @@ own id, and the short form (the last 8 characters) of either. Retries are attemp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from collections.abc import Callable
@@ -13,12 +14,13 @@ import pytest
 
 from baton import RunRequest, run
 from baton.errors import NotFound
-from baton.models import JobRecord, JobStatus, Mode, Outcome, PromptKind, RunRecord
+from baton.models import JobRecord, JobStatus, Outcome, RunRecord
 from baton.runner.runids import Ambiguous, resolve
 from baton.settings import Settings
 from baton.store import open_store
 from tests.conftest import wait_for
 from tests.service_fixtures import Service, service_fixture  # noqa: F401 (fixture)
+from tests.test_cli_ids import record
 from tests.test_dashboard import browser
 from tests.test_executor import sse
 
@@ -116,20 +118,7 @@ def test_a_job_id_and_its_attempt_ids_work_on_every_surface(
 
 
 def _attempt(run_id: str, job_id: str | None) -> RunRecord:
-    return RunRecord(
-        id=run_id,
-        agent="fake",
-        repo="local/x",
-        thread="t",
-        attempt=1,
-        mode=Mode.FRESH,
-        prompt_kind=PromptKind.FULL,
-        prompt="p",
-        outcome=Outcome.SUCCEEDED,
-        started_at=1.0,
-        log_path="/nonexistent",
-        job_id=job_id,
-    )
+    return dataclasses.replace(record(run_id), job_id=job_id)
 
 
 def test_resolve_across_jobs_and_attempts(settings: Settings) -> None:
