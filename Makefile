@@ -8,8 +8,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup chromium services demo test test-fast lint bench
-setup: $(VENV)/.installed chromium services
+.PHONY: setup chromium servers services demo test test-fast lint bench
+setup: $(VENV)/.installed chromium servers services
 
 # The services the tests talk to: PostgreSQL, Redis, RabbitMQ on 127.0.0.1. One that does not answer is
 # started with the machine's own command (see the machine's notes) and waited for (up to 60 s); when all
@@ -47,6 +47,18 @@ chromium:
 		elif command -v sudo >/dev/null; then sudo sh -c '$(APT_CHROMIUM)'; \
 		else echo "make setup: $(CHROMIUM) is missing and this is not root (no sudo): run as root: $(APT_CHROMIUM)" >&2; exit 1; fi; \
 		[ -x $(CHROMIUM) ] || { echo "make setup: apt-get installed chromium but $(CHROMIUM) is still missing" >&2; exit 1; }; \
+	fi
+
+# The server packages the tests start private instances from when the machine's services do not answer
+# (tests/private_services.py): installed through apt as root (or sudo) when one is missing; otherwise the
+# one command to run is printed.
+APT_SERVERS := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql redis-server rabbitmq-server
+servers:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v redis-server >/dev/null \
+		|| [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then \
+		if [ "$$(id -u)" = 0 ]; then sh -c '$(APT_SERVERS)'; \
+		elif command -v sudo >/dev/null; then sudo sh -c '$(APT_SERVERS)'; \
+		else echo "make setup: the PostgreSQL, Redis or RabbitMQ server is missing and this is not root: run as root: $(APT_SERVERS)" >&2; exit 1; fi; \
 	fi
 
 $(VENV)/.installed: pyproject.toml package.json package-lock.json
