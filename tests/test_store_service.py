@@ -203,11 +203,12 @@ def test_a_keys_jobs_start_in_commit_order_under_concurrent_submits(store: Store
             thread: str = thread, started: list[str] = started, done: threading.Event = done
         ) -> None:
             while True:
+                finished = done.is_set()  # read before the look: a look that found none after it is final
                 first = store.list_jobs(
                     "fake", "github.com/a/b", thread, status=JobStatus.QUEUED, limit=1, oldest_first=True
                 )
                 if not first:
-                    if done.is_set():
+                    if finished:
                         return
                     continue
                 if store.start_job(first[0].id, time.time()):
