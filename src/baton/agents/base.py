@@ -49,6 +49,7 @@ class Capabilities:
     cumulative_usage: bool = False  # usage is reported per thread, not per turn (baton records deltas)
     max_prompt_chars: int | None = None  # the CLI refuses longer prompts (characters)
     max_prompt_bytes: int | None = None  # the CLI cuts its stdin beyond this many UTF-8 bytes
+    prompt_before_answer: bool = False  # writes an instruction to its transcript before the model answers
 
     def supports(self, mode: Mode) -> bool:
         return {

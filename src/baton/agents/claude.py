@@ -73,6 +73,7 @@ class ClaudeAgent(AgentBase):
         fork=True,
         reports_cost=True,
         not_found=NOT_FOUND,
+        prompt_before_answer=True,  # a turn that fails before the answer leaves it unanswered
     )
     credentials: tuple[str, ...] = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
     auth_hint = "an API key, or a long-lived token from `claude setup-token`"

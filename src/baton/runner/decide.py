@@ -68,6 +68,11 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
     return _after_unanswered(ctx, resume) if follow_up == PromptKind.DELTA else resume
 
 
+# bytes of a transcript's end read for its last turn: every resume pays for them, not for the whole
+# file; a last turn longer than this is not seen, and the turn goes on without the note
+TAIL = 4 * 1024 * 1024
+
+
 def _after_unanswered(ctx: Context, resume: Decision) -> Decision:
     """A turn that failed before the model answered can leave its instruction in the conversation
     (Claude writes it first), and the CLI sends it again with the next one: a dispatcher that resubmits
@@ -75,9 +80,11 @@ def _after_unanswered(ctx: Context, resume: Decision) -> Decision:
     the instruction above went unanswered (and that this one repeats it, when it does)."""
     assert resume.session_id is not None
     agent, unanswered = ctx.agent, None
+    if not agent.capabilities.prompt_before_answer:
+        return resume  # its CLI writes an instruction with its answer: nothing to read
     for path in agent.transcript_files(resume.session_id):
-        try:  # the agent's to write: read without following a link
-            transcript = nofollow.read_beneath(agent.home, path.relative_to(agent.home))
+        try:  # the agent's to write: read without following a link, only the end (a cut line is skipped)
+            transcript = nofollow.read_beneath(agent.home, path.relative_to(agent.home), tail=TAIL)
             unanswered = agent.unanswered_prompt(transcript)
         except (OSError, ValueError):  # unreadable: the agent judges its own transcript
             return resume

@@ -69,7 +69,7 @@ def read_regular(name: str | Path, dir_fd: int | None = None) -> bytes:
     return _read(name, dir_fd)[0]
 
 
-def _read(name: str | Path, dir_fd: int | None) -> tuple[bytes, os.stat_result]:
+def _read(name: str | Path, dir_fd: int | None, tail: int | None = None) -> tuple[bytes, os.stat_result]:
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as exc:
@@ -80,6 +80,8 @@ def _read(name: str | Path, dir_fd: int | None) -> tuple[bytes, os.stat_result]:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise Unsafe(errno.EINVAL, "not a regular file", str(name))
+        if tail is not None and st.st_size > tail:
+            file.seek(st.st_size - tail)
         return file.read(), st
 
 
@@ -92,11 +94,12 @@ def read_text(path: Path) -> str | None:
         return None
 
 
-def read_beneath(root: Path, rel: Path | str) -> bytes:
-    """The bytes of regular file ``root/rel``, no component below ``root`` followed (:class:`Unsafe`)."""
+def read_beneath(root: Path, rel: Path | str, tail: int | None = None) -> bytes:
+    """The bytes of regular file ``root/rel``, no component below ``root`` followed (:class:`Unsafe`);
+    only its last ``tail`` bytes when given."""
     parts = parts_of(rel)
     with directory(root, parts[:-1]) as fd:
-        return read_regular(parts[-1], dir_fd=fd)
+        return _read(parts[-1], fd, tail)[0]
 
 
 def write_beneath(
