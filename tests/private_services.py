@@ -38,6 +38,7 @@ def answers(host: str, port: int) -> bool:
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a server started after this returns)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

@@ -41,17 +41,10 @@ from baton.service.auth import create_token
 from baton.settings import Settings
 from baton.store import Store, open_store
 from tests.conftest import wait_for
+from tests.private_services import free_port as free_port  # re-exported: tests import it from here
 
 _names = itertools.count(1)
 SCOPES = {s.value: s for s in TokenScope}
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for ``baton serve --port`` subprocesses)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
