@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,23 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as indented JSON, atomically (:func:`atomic_write_text`)."""
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def archive_stamp(now: float | None = None) -> str:
+    """A UTC time stamp for what is archived (``20261123T174700Z``): sorts by time, safe in a path."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+
+
+def archive_path(
+    home: Path, parts: tuple[str, str, str], stamp: str, prefix: str = "", suffix: str = ""
+) -> Path:
+    """A path not yet taken (nothing there, not even a link) under ``home/archive/<agent>/<slug>/<thread>``
+    (``parts``), named ``<prefix><stamp><suffix>``, with ``-2``, ``-3``, ... after the stamp when that
+    is taken; its directory is made."""
+    folder = home.joinpath("archive", *parts)
+    folder.mkdir(parents=True, exist_ok=True)
+    path, n = folder / f"{prefix}{stamp}{suffix}", 1
+    while os.path.lexists(path):
+        n += 1
+        path = folder / f"{prefix}{stamp}-{n}{suffix}"
+    return path

@@ -25,7 +25,7 @@ from typing import Any
 
 from baton.agents import AGENTS
 from baton.errors import BadInput, NotFound
-from baton.files import write_json
+from baton.files import archive_path, write_json
 from baton.keys import Key, Repo, parse_repo, validate_agent, validate_thread
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus, Snapshot
 from baton.sessions.snapshots import take_snapshot
@@ -239,11 +239,7 @@ def _archive_conversation(
         return None
     sid = session.agent_session_id
     take_snapshot(store, keyspace.holder(settings, key, sid), key, sid)
-    path = settings.home / "archive" / key.agent / key.repo.slug / key.thread / f"{stamp}.json"
-    n = 1
-    while path.exists():
-        n += 1
-        path = path.with_name(f"{stamp}-{n}.json")
+    path = archive_path(settings.home, (key.agent, key.repo.slug, key.thread), stamp, suffix=".json")
     write_json(path, export_session(store, key, checkpoint=False))  # the worktree has its own archive
     return str(path)
 

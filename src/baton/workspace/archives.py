@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import os
 import shlex
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from baton.errors import BadInput
+from baton.files import archive_stamp as archive_stamp  # re-exported: the reset's stamp
 from baton.keys import Key
 from baton.workspace.gitcmd import commit_of, run_git, worktree_status, worktree_tree
 from baton.workspace.workdirs import Workdirs
@@ -47,10 +47,6 @@ class WorktreeArchive:
     def restore_command(self, directory: str = "DIR") -> str:
         """The git command that checks the archive out into ``directory``."""
         return f"git -C {shlex.quote(str(self.cache))} worktree add {shlex.quote(directory)} {self.ref}"
-
-
-def archive_stamp(now: float | None = None) -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
 
 
 def archive_prefix(key: Key) -> str:

@@ -31,12 +31,11 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from baton.errors import BadInput, GitError
-from baton.files import atomic_write_text
+from baton.files import archive_path, archive_stamp, atomic_write_text
 from baton.keys import Key, Repo
 from baton.settings import Settings
 from baton.workspace import gitlinks, nofollow
@@ -270,13 +269,7 @@ class Workdirs:
         if not os.path.lexists(path):
             return None
         what = "symlink" if path.is_symlink() else "file" if path.is_file() else "special file"
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        kept = self.home / "archive" / key.agent / key.repo.slug / key.thread / f"worktree-{stamp}"
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        n = 1
-        while os.path.lexists(kept):
-            n += 1
-            kept = kept.with_name(f"worktree-{stamp}-{n}")
+        kept = archive_path(self.home, (key.agent, key.repo.slug, key.thread), archive_stamp(), "worktree-")
         os.rename(path, kept)
         log.warning("the worktree path of %s was a %s: archived at %s, rebuilt", key, what, kept)
         return f"the worktree path was a {what}, not a directory: archived at {kept}, the worktree rebuilt"
