@@ -8,8 +8,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup chromium servers services demo test test-fast lint bench
-setup: $(VENV)/.installed chromium servers services
+.PHONY: setup chromium servers image-tools services demo test test-fast lint bench image
+setup: $(VENV)/.installed chromium servers image-tools services
 
 # The services the tests talk to: PostgreSQL, Redis, RabbitMQ on 127.0.0.1. One that does not answer is
 # started with the machine's own command (see the machine's notes) and waited for (up to 60 s); when all
@@ -50,15 +50,26 @@ chromium:
 	fi
 
 # The server packages the tests start private instances from when the machine's services do not answer
-# (tests/private_services.py): installed through apt as root (or sudo) when one is missing; otherwise the
-# one command to run is printed.
-APT_SERVERS := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql redis-server rabbitmq-server
+# (tests/private_services.py), and xfsprogs for the XFS loop volume of the copy-on-write worktree tests
+# (tests/xfs.py): installed through apt as root (or sudo) when one is missing; otherwise the one command
+# to run is printed.
+APT_SERVERS := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql redis-server rabbitmq-server xfsprogs
 servers:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v redis-server >/dev/null \
-		|| [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then \
+		|| [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || ! PATH="$$PATH:/usr/sbin:/sbin" command -v mkfs.xfs >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then sh -c '$(APT_SERVERS)'; \
 		elif command -v sudo >/dev/null; then sudo sh -c '$(APT_SERVERS)'; \
 		else echo "make setup: the PostgreSQL, Redis or RabbitMQ server is missing and this is not root: run as root: $(APT_SERVERS)" >&2; exit 1; fi; \
+	fi
+
+# What `make image` and its test need: podman (runc as its runtime) and debootstrap, for a Debian base
+# image made from Debian's packages where no image registry is reachable. Installed as for the servers.
+APT_IMAGE_TOOLS := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y podman runc debootstrap
+image-tools:
+	@if ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then sh -c '$(APT_IMAGE_TOOLS)'; \
+		elif command -v sudo >/dev/null; then sudo sh -c '$(APT_IMAGE_TOOLS)'; \
+		else echo "make setup: podman or debootstrap is missing and this is not root: run as root: $(APT_IMAGE_TOOLS)" >&2; exit 1; fi; \
 	fi
 
 $(VENV)/.installed: pyproject.toml package.json package-lock.json
@@ -71,6 +82,11 @@ $(VENV)/.installed: pyproject.toml package.json package-lock.json
 # The demo needs only the virtualenv (Python, Node and git): no service, no browser, no root.
 demo: $(VENV)/.installed
 	$(VENV)/bin/baton demo
+
+# baton's container image, localhost/baton:dev (deploy/Dockerfile; works with no image registry: see
+# deploy/image/build.sh). ENGINE=docker to use Docker; IMAGE=NAME:TAG for another name.
+image:
+	deploy/image/build.sh
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
@@ -91,3 +107,16 @@ test-fast: $(VENV)/.installed
 
 bench: setup
 	$(PY) bench/run.py
+
+# The agent CLIs' compatibility matrix (bench/compat.py): the pinned release, the newest and two older
+# ones of each CLI, through tests/test_compat.py's scenarios; writes docs/compat.md and the versions
+# `baton doctor` accepts (src/baton/agents/tested.json). Installs the releases under .compat/ (npm and
+# PyPI). CI runs only the pinned column (`make test`). AGENTS=claude,codex to run fewer.
+AGENTS ?= claude,codex,gemini
+.PHONY: compat bump-agents
+compat: $(VENV)/.installed
+	$(PY) bench/compat.py --agents $(AGENTS)
+
+# Moving the pins is the checklist in docs/release.md ("Agent CLI pins"); this prints it.
+bump-agents:
+	@awk '/^## Agent CLI pins/ { p = 1; print; next } /^## / { p = 0 } p' docs/release.md

@@ -297,7 +297,7 @@ def _rows(
             "ratio",
             median(samples[name]),
             base,
-            1.1 if agent == "codex" else 1.05,  # Codex starts in 0.3 s: issue 7 set its goal at 1.1x
+            1.1 if agent == "codex" else 1.05,  # Codex starts in 0.3 s, so its goal is 1.1x
             reps,
             samples={"candidate": samples[name], "baseline": samples["direct"]},
             agent=agent,

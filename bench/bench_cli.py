@@ -1,6 +1,6 @@
 """6a, 6b: how fast the ``baton`` command answers, against ``python -c pass`` as the floor.
 
-Goals (issue 7): ``baton --help`` and ``baton sessions ls`` with 100 sessions each ≤ 150 ms. Every
+Goals: ``baton --help`` and ``baton sessions ls`` with 100 sessions each ≤ 150 ms. Every
 sample is a fresh process (what a person or a script pays). The rows are ``overhead`` rows whose
 "overhead" is the command's absolute median, judged against 150 ms; the baseline column is the
 interpreter's own start-up. ``python bench/bench_cli.py [REPS]`` runs just this group.

@@ -1,5 +1,5 @@
 """7c: ``GET /v1/sessions`` (a page of 50, the newest) over 10,000 stored sessions, against
-``/healthz`` on the same server as the floor. Goal (issue 8): p50 ≤ 20 ms. ``baton serve`` runs as its
+``/healthz`` on the same server as the floor. Goal: p50 ≤ 20 ms. ``baton serve`` runs as its
 own process; every request is a fresh one on a kept-alive connection."""
 
 from __future__ import annotations

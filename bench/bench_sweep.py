@@ -1,4 +1,4 @@
-"""Benchmark: the sweeper over 1,000 sessions (issue 8: "report the time").
+"""Benchmark: the sweeper over 1,000 sessions.
 
 One home per repetition, built untimed: a real cache clone of ``source``, 1,000 session records, each
 with a small worktree directory (4 files of 2 KiB; plain directories, so expiry's checkpoint costs one

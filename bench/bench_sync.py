@@ -1,6 +1,6 @@
-"""Benchmark 12: a turn that syncs with upstream first (``--sync rebase``) when nothing moved there,
-against a plain turn (issue 11: at most 1.05 times, "fetch of an unchanged remote must be cheap"); and,
-for information, the same when one new commit came in.
+"""Benchmark 12: a turn that syncs with upstream first (``--sync rebase``) when nothing moved there, against a
+plain turn (goal: at most 1.05 times, as fetching an unchanged remote must be cheap); and, for information,
+the same when one new commit came in.
 
 Set-up, untimed: a bare copy of a generated repository (``git clone --bare --local``, so nothing here
 touches the copy the other groups use), given to baton as a local path or served over git smart HTTP on

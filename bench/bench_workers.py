@@ -1,4 +1,4 @@
-"""11: 200 runs over 20 keys across 2 Celery workers against the in-process pool (issue 10).
+"""11: 200 runs over 20 keys across 2 Celery workers against the in-process pool.
 
 The same 200 jobs of the fake agent (10 per key, submitted at once, oldest first) run twice, each time
 on a fresh SQLite store in the scratch directory:

@@ -19,6 +19,7 @@ from typing import Any
 import _venv  # noqa: F401  (re-runs with .venv's interpreter when baton is missing)
 import bench_claude
 import bench_cli
+import bench_cow
 import bench_dashboard
 import bench_fake
 import bench_git
@@ -55,12 +56,13 @@ GROUPS = {
         bench_workers.GROUP,
         bench_sync.GROUP,
         bench_landlock.GROUP,
+        bench_cow.GROUP,
     )
 }
 # The order they run in: those that need only the small repository first.
 RUN_ORDER = (
     *("claude", "codex", "gemini", "hydrate", "cli", "service", "dashboard", "leases", "workers", "landlock"),
-    *("fake", "portable", "git", "sync"),
+    *("fake", "portable", "git", "sync", "cow"),
 )
 assert sorted(RUN_ORDER) == sorted(GROUPS)
 

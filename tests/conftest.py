@@ -6,6 +6,7 @@ the real Claude Code CLI, a way to run the ``baton`` command as a separate proce
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from baton.agents.claude import bundled_claude
 from baton.settings import Settings, load_settings
 from baton.store import SQLStore, Store, open_store
 from baton.store.engine import dispose_engine, redact
+from baton.testing import MockModel
 from baton.testing.fake import register_fake
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.testing.mock_openai import MockOpenAI
@@ -192,6 +194,18 @@ def claude_bin() -> str:
 
 
 @pytest.fixture
+def model(agent: str, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[MockModel]:
+    """The mock model server of the module's ``agent`` fixture, this process's environment pointing
+    the CLI at it, configured in the agent's base home (as an operator would)."""
+    module, name = MOCKS[agent]
+    with getattr(importlib.import_module(module), name)() as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        server.configure_home(settings.home / "homes" / agent)
+        yield server
+
+
+@pytest.fixture
 def mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockAnthropic]:
     """The mock Anthropic API, with this process's environment pointing Claude Code at it."""
     with MockAnthropic() as server:
@@ -229,7 +243,7 @@ def cli(baton_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[
     return invoke
 
 
-# -- PostgreSQL (issue 10): a fresh schema per test, and the store contract on both backends -------------
+# -- PostgreSQL: a fresh schema per test, and the store contract on both backends ------------------------
 
 PG_ADMIN_URL = os.environ.get("BATON_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PG_PREFIX = "baton_t_"

@@ -9,7 +9,6 @@ proves a fresh start.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -41,17 +40,6 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 @pytest.fixture(params=sorted(MOCKS))
 def agent(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def model(agent: str, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[MockModel]:
-    module, name = MOCKS[agent]
-    server = getattr(importlib.import_module(module), name)()
-    with server:
-        for key, value in server.env().items():
-            monkeypatch.setenv(key, value)
-        server.configure_home(settings.home / "homes" / agent)
-        yield server
 
 
 def go(settings: Settings, agent: str, repo: Path, prompt: str, thread: str = "issue-1") -> dict[str, object]:
@@ -220,18 +208,34 @@ def test_transcript_gone_everywhere_recovers_with_recap(
     assert model.history_counts()[-1] == FIRST[agent] + 2
 
 
+@pytest.fixture
+def started(baton_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """:func:`start`, with every process it started stopped at the end even when the test failed (a run
+    left going would fail the next test on this worker with its ResourceWarnings)."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def go(*args: str) -> subprocess.Popen[str]:
+        procs.append(start(baton_env, *args))
+        return procs[-1]
+
+    yield go
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
 def test_concurrent_runs_of_one_key_never_overlap(
-    agent: str, baton_env: dict[str, str], cli: Cli, src_repo: Path, model: MockModel
+    agent: str, cli: Cli, src_repo: Path, model: MockModel, started: Callable[..., subprocess.Popen[str]]
 ) -> None:
     assert cli("run", "-a", agent, "-r", str(src_repo), "-t", "k", "--json", "first").returncode == 0
-    model.delay = 2.0
-    slow = start(baton_env, "run", "-a", agent, "-r", str(src_repo), "-t", "k", "--json", "slow one")
+    model.delay = 8.0  # long enough for the busy run's Python to start and ask on a loaded machine
+    slow = started("run", "-a", agent, "-r", str(src_repo), "-t", "k", "--json", "slow one")
     wait_for(lambda: any("slow one" in t for t in model.texts()))
     busy = cli("run", "-a", agent, "-r", str(src_repo), "-t", "k", "--wait", "0", "busy one")
     assert busy.returncode == 3, busy.stderr
     assert "busy" in busy.stderr
-    waiter = start(
-        baton_env,
+    waiter = started(
         "run",
         "-a",
         agent,
@@ -351,7 +355,7 @@ def test_git_token_never_in_argv_logs_or_db(
     assert leaks == [], f"token written to {leaks}"
 
 
-# -- prompts are never options, and any length arrives (issue 7, points 0 and 3) ----------------------
+# -- prompts are never options, and any length arrives ----------------------------------------------
 
 
 def hook_prompt(marker: Path) -> str:

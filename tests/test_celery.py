@@ -1,6 +1,6 @@
-"""The Celery executor (issue 10, point 4) with REAL brokers (a private redis-server; RabbitMQ with a
-queue of the test's own) and REAL ``baton worker`` processes, each with its own BATON_HOME, on one
-shared store; the fake agent, whose reply says how many messages it received.
+"""The Celery executor with REAL brokers (a private redis-server; RabbitMQ with a queue of the test's own) and
+REAL ``baton worker`` processes, each with its own BATON_HOME, on one shared store; the fake agent, whose
+reply says how many messages it received.
 
 - 40 runs over 10 keys enqueued at once across 2 workers: the runs of a key never overlap, start in
   submission order, and each sees two messages more than the one before (both brokers);

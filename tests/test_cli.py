@@ -191,8 +191,8 @@ def test_export_import_moves_a_session_to_another_home(cli: Cli, src_repo: Path,
 def test_unsupported_mode_is_bad_input(
     src_repo: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every real agent now takes every mode (Codex forks since issue 11): an adapter without one is
-    refused before anything is written."""
+    """Every real agent takes every mode, Codex's fork included: an adapter without one is refused
+    before anything is written."""
     from baton.agents import get_agent
     from baton.runner.run import check_request
 
@@ -216,7 +216,7 @@ def test_agents_json_lists_capabilities(cli: Cli) -> None:
 
 def test_version_short_help_and_a_bare_baton(cli: Cli) -> None:
     """`baton --version` prints the package's version; `-h` is `--help` everywhere; a bare `baton`
-    prints its help and exits 0, not an error (issue 18)."""
+    prints its help and exits 0, not an error."""
     from importlib.metadata import version
 
     shown = cli("--version")

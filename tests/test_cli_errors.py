@@ -160,9 +160,10 @@ def _subclasses(kind: type[BatonError]) -> set[type[BatonError]]:
     return {kind} | {s for sub in kind.__subclasses__() for s in _subclasses(sub)}
 
 
-def test_the_readme_lists_exactly_the_exit_codes_the_cli_uses() -> None:
+def test_the_docs_list_exactly_the_exit_codes_the_cli_uses() -> None:
     """Every code the CLI can exit with (an error class's, an outcome's, a literal in a command, Click's
-    usage error) is a row of the README's table, and the table has no other row; ``--help`` says the same."""
+    usage error) is a row of docs/cli.md's exit codes table, and the table has no other row; ``--help``
+    says the same."""
     import re
 
     import baton.runner.runids  # noqa: F401 (its error class)
@@ -170,7 +171,7 @@ def test_the_readme_lists_exactly_the_exit_codes_the_cli_uses() -> None:
     from baton.errors import OUTCOME_EXIT
 
     root = Path(__file__).resolve().parents[1]
-    readme = dict(re.findall(r"^\| `(\d+)` \| (.+) \|$", (root / "README.md").read_text(), re.M))
+    documented = dict(re.findall(r"^\| `(\d+)` \| (.+) \|$", (root / "docs" / "cli.md").read_text(), re.M))
     used = {cls.exit_code for cls in _subclasses(BatonError)} | set(OUTCOME_EXIT.values()) | {2}  # 2: Click
     for path in (root / "src" / "baton" / "cli").glob("*.py"):
         for call in re.findall(r"\b(?:Exit|SystemExit|sys\.exit)\(([^()]*)\)", path.read_text()):
@@ -178,4 +179,4 @@ def test_the_readme_lists_exactly_the_exit_codes_the_cli_uses() -> None:
         used |= {int(n) for n in re.findall(r'\bfail\("[^"]*", "[^"]*", (\d+)', path.read_text())}
     demo = (root / "src" / "baton" / "testing" / "demo.py").read_text()
     used |= {int(n) for n in re.findall(r"^\s+return (\d+)$", demo, re.M)}  # `baton demo`'s own codes
-    assert {int(code) for code in readme} == used == set(EXIT_CODES), (sorted(readme), sorted(used))
+    assert {int(code) for code in documented} == used == set(EXIT_CODES), (sorted(documented), sorted(used))

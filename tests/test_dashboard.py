@@ -24,6 +24,7 @@ from baton.service.auth import create_token
 from baton.service.dashboard.web import csrf_for
 from baton.settings import Settings
 from baton.store import open_store
+from baton.testing.fake_agent import VERSION as FAKE_VERSION
 from tests.conftest import BATON
 from tests.service_fixtures import Service, free_port, service_fixture, wait_http  # noqa: F401 (fixture)
 
@@ -345,6 +346,7 @@ def test_a_huge_log_is_cut_with_a_pointer_to_the_cli(
         page = http.get(f"/runs/{run_id}")
     assert page.status_code == 200 and f"baton runs logs {run_id}" in page.text
     assert "line 10 " in page.text and "line 1999 " not in page.text
+    assert f'<dd id="run-cli-version">fake {FAKE_VERSION}</dd>' in page.text  # who ran the turn
 
 
 def test_session_page_shows_lineage_and_escapes_a_hostile_origin(
@@ -381,7 +383,7 @@ def test_session_page_shows_lineage_and_escapes_a_hostile_origin(
 
 
 def test_audit_counts_fields_in_words(service: Service, admin: httpx.Client) -> None:
-    """One field is "1 field", two are "2 fields" (issue 18: the page said "1 fields")."""
+    """One field is "1 field", two are "2 fields" (the page once said "1 fields")."""
     service.store.audit("probe", "fake:x:one", "admin", {"only": 1})
     service.store.audit("probe", "fake:x:two", "admin", {"a": 1, "b": 2})
     page = admin.get("/audit")

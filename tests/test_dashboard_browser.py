@@ -1,8 +1,8 @@
-"""The dashboard (issue 9) in real Chromium, on a real uvicorn serving a home made by real runs.
+"""The dashboard in real Chromium, on a real uvicorn serving a home made by real runs.
 
 The home (module scope, one per xdist worker): two repositories, sessions of two agents on each — the
 fake agent, and the real Claude Code CLI against the mock Anthropic API — a plan and a webhook
-delivery. What the issue asks the tests to show:
+delivery. What the tests show:
 
 1. sign-in: a good token shows the overview, a bad one an error; every page redirects to it first;
 2. the disk card's numbers equal ``baton du --json`` for the same ``BATON_HOME``;
@@ -10,7 +10,7 @@ delivery. What the issue asks the tests to show:
    (Claude Code against the mock) without a reload, ending with its outcome;
 4. reset from the session page with an admin token (confirmation, worktree gone, audited); with a
    read token no reset link, and a forged POST is refused with and without the CSRF token;
-6. the screenshots in docs/ (``BATON_SCREENSHOTS=docs``).
+5. the screenshots in docs/ (``BATON_SCREENSHOTS=docs``).
 
 And: every page loads without console errors at 1280x800 and at 390x844 (no horizontal overflow of
 the page on the phone), only from the service's own origin, and keyboard users reach the nav and the

@@ -38,12 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy" / "kubernetes"
 DOCS = ROOT / "docs" / "deploy.md"
 K8S_VERSION = "1.32.0"  # the oldest Kubernetes the manifests promise to work on
-IMAGE = "ghcr.io/OWNER/baton:VERSION"  # the placeholder the kustomization's `images` replaces
+# The image `make image` builds (deploy/image/build.sh's default); the kustomization's `images` renames it.
+IMAGE = re.findall(r"IMAGE=\$\{IMAGE:-([^}]+)\}", (ROOT / "deploy" / "image" / "build.sh").read_text())[0]
+ENTRYPOINT = ["/usr/bin/tini", "--", "baton"]  # tini reaps the agents' orphans as PID 1 (deploy/Dockerfile)
 # Not baton settings, each set for a reason: the read-only root file system needs a writable $HOME.
 OTHER_ENV = {"HOME"}
-# `baton worker` is being added by another helper (issue 10, point 4). Until it is in the CLI, its
-# manifest is checked against the flags the issue names; once it lands, against the real command.
-PENDING_COMMANDS = {"worker": {"--concurrency", "--queues"}}
 CHECKPOINT_BUDGET = 120  # seconds a stopping worker may need to checkpoint and snapshot its runs
 RUN_MEMORY = 768 * 2**20  # a worker's memory request covers this per concurrent run (a Node agent CLI)
 SECRET_NAME = re.compile(r"URL|SECRET|TOKEN|KEY|PASSWORD|USERNAME", re.IGNORECASE)
@@ -386,22 +385,14 @@ def cli_command(argv: list[str]) -> tuple[Any, list[str], str]:
     while hasattr(node, "commands") and rest and not rest[0].startswith("-"):
         name = rest.pop(0)
         path.append(name)
-        if name not in node.commands and " ".join(path) in PENDING_COMMANDS:
-            return None, rest, " ".join(path)
         assert name in node.commands, f"`baton {' '.join(path)}` is not a baton command"
         node = node.commands[name]
     return node, rest, " ".join(path)
 
 
 def check_cli(argv: list[str]) -> str:
-    """Parse ``argv`` (after ``baton``) with the real CLI, or the pending command's known flags."""
+    """Parse ``argv`` (after ``baton``) with the real CLI."""
     command, rest, path = cli_command(argv)
-    if command is None:
-        flags = {arg.split("=")[0] for arg in rest if arg.startswith("-")}
-        assert flags <= PENDING_COMMANDS[path], (
-            f"baton {path}: unknown flags {flags - PENDING_COMMANDS[path]}"
-        )
-        return path
     command.make_context(f"baton {path}", rest)  # a usage error (unknown option, bad value) raises
     return path
 
@@ -409,7 +400,7 @@ def check_cli(argv: list[str]) -> str:
 def test_every_container_runs_a_real_baton_command_with_flags_it_accepts() -> None:
     expected = {"Deployment": "serve", "StatefulSet": "worker", "CronJob": "sweep"}
     for doc, _, container in containers():
-        assert container["command"] == ["baton"]
+        assert container["command"] == ENTRYPOINT
         args = [expand(arg, container_env(container)) for arg in container["args"]]
         assert not any("$(" in arg for arg in args), f"unresolved variable in {args}"
         assert check_cli(args) == expected[doc["kind"]]

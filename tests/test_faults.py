@@ -1,7 +1,6 @@
-"""Faults and bad input on the runner (issue 7, points 2, 3b to 3g, 12): refused requests write nothing, a
-run always ends in the store with its real outcome, broken snapshots recover instead of wedging the
-key, a truncated transcript hydrates, a full disk is a clear error, and the lease lives through slow
-steps."""
+"""Faults and bad input on the runner: refused requests write nothing, a run always ends in the store with its
+real outcome, broken snapshots recover instead of wedging the key, a truncated transcript hydrates, a full
+disk is a clear error, and the lease lives through slow steps."""
 
 from __future__ import annotations
 
@@ -186,6 +185,8 @@ def test_too_little_free_space_is_refused_up_front(settings: Settings, src_repo:
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 40 MiB file system of our own (tmpfs; the suite runs as root, as CI does)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a 40 MiB tmpfs (a full disk): run it as root", pytrace=False)
     mount = tmp_path / "tiny"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40M", "tmpfs", str(mount)], check=True)

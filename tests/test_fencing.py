@@ -1,9 +1,9 @@
-"""Issue 10's test 4: a stale lease holder cannot write. Runner A (a ``baton run`` process) is paused
-with SIGSTOP mid-turn, past its lease; runner B, on another machine (its own empty BATON_HOME, another
-host name, so it does not kill A's agent as a same-host takeover would), takes the key over and
-finishes a turn. When A continues (SIGCONT), every write it tries about the key is refused by the
-fencing token: the session, the snapshot and the shared checkpoint stay B's; A stops its own agent at
-once and records only its run's ending, saying why. On SQLite and on PostgreSQL."""
+"""A stale lease holder cannot write. Runner A (a ``baton run`` process) is paused with SIGSTOP mid-turn, past
+its lease; runner B, on another machine (its own empty BATON_HOME, another host name, so it does not kill A's
+agent as a same-host takeover would), takes the key over and finishes a turn. When A continues (SIGCONT),
+every write it tries about the key is refused by the fencing token: the session, the snapshot and the shared
+checkpoint stay B's; A stops its own agent at once and records only its run's ending, saying why. On SQLite
+and on PostgreSQL."""
 
 from __future__ import annotations
 

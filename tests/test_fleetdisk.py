@@ -1,7 +1,7 @@
-"""A fleet's disk (issue 18, item 4), on one machine: a worker's report partitions its home and equals
-``du -s``; it creates the worker's row when no heartbeat has; the sweeper thread reports at start and
-every period; the fleet's total leaves stale reports out; ``baton du --fleet`` prints every worker and
-the total. With real workers, a real broker and PostgreSQL: tests/test_fleetdisk_celery.py."""
+"""A fleet's disk, on one machine: a worker's report partitions its home and equals ``du -s``; it creates the
+worker's row when no heartbeat has; the sweeper thread reports at start and every period; the fleet's total
+leaves stale reports out; ``baton du --fleet`` prints every worker and the total. With real workers, a real
+broker and PostgreSQL: tests/test_fleetdisk_celery.py."""
 
 from __future__ import annotations
 

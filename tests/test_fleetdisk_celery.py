@@ -1,7 +1,7 @@
-"""A fleet's disk with REAL ``baton worker`` processes (each its own BATON_HOME), a REAL broker and
-the shared PostgreSQL store (issue 18, item 4): each worker's sweeper reports its volume, and
-``baton du --fleet``, ``/metrics`` and the dashboard's disk card (in Chromium) show both workers and
-their total; a worker silent for an hour is marked stale and left out of the total."""
+"""A fleet's disk with REAL ``baton worker`` processes (each its own BATON_HOME), a REAL broker and the shared
+PostgreSQL store: each worker's sweeper reports its volume, and ``baton du --fleet``, ``/metrics`` and the
+dashboard's disk card (in Chromium) show both workers and their total; a worker silent for an hour is marked
+stale and left out of the total."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""Hand-off between agents (issue 11, point 4): the source key and its checks, the target's worktree
-seeded with the source's committed, uncommitted and untracked work (from its worktree, its cache refs,
-or the store's checkpoint of another machine) while the source stays as it was, the changed-file list,
-and the recap within its budget, hostile sizes included. Real git and SQLite; the source runs as the
-fake agent through :func:`baton.run`."""
+"""Hand-off between agents: the source key and its checks, the target's worktree seeded with the source's
+committed, uncommitted and untracked work (from its worktree, its cache refs, or the store's checkpoint of
+another machine) while the source stays as it was, the changed-file list, and the recap within its budget,
+hostile sizes included. Real git and SQLite; the source runs as the fake agent through :func:`baton.run`."""
 
 from __future__ import annotations
 

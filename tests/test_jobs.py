@@ -1,5 +1,5 @@
-"""A job's request as plain data (what POST /v1/runs takes and a queued job stores): the issue 11 fields
-survive the round trip, and bad values are refused naming the field."""
+"""A job's request as plain data (what POST /v1/runs takes and a queued job stores): the sync, stacking and
+hand-off fields survive the round trip, and bad values are refused naming the field."""
 
 from __future__ import annotations
 

@@ -6,14 +6,12 @@ what each CLI keeps per home (Codex's indexes, Gemini's projects.json)."""
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import shutil
 import stat
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -297,17 +295,6 @@ def test_doctor_finds_transcripts_no_session_owns_in_key_homes(settings: Setting
 @pytest.fixture(params=sorted(MOCKS))
 def agent(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def model(agent: str, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[MockModel]:
-    """The agent's mock, configured in the agent's base home (as an operator would)."""
-    module, name = MOCKS[agent]
-    with getattr(importlib.import_module(module), name)() as server:
-        for key, value in server.env().items():
-            monkeypatch.setenv(key, value)
-        server.configure_home(settings.home / "homes" / agent)
-        yield server
 
 
 def real(

@@ -1,6 +1,6 @@
-"""Lineage (issue 11, point 5): ``baton sessions show`` says which conversation came from which — forks
-(``from`` on the fork, ``to`` on its source, nearest ancestor first along a chain), stacking
-(``stacked_on`` / ``stacked_below``) and the agent conversations a key went through.
+"""Lineage: ``baton sessions show`` says which conversation came from which — forks (``from`` on the fork,
+``to`` on its source, nearest ancestor first along a chain), stacking (``stacked_on`` / ``stacked_below``) and
+the agent conversations a key went through.
 
 Sessions come from real runs of the fake agent on a local repository, shown by ``baton`` as its own
 process. The ``origin`` column is data: a value that is not an object, lacks fields, has hostile types, is

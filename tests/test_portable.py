@@ -1,8 +1,8 @@
-"""Portable work (issue 10, point 5): two homes on one store — worker A and worker B, each with its own
-``BATON_HOME`` — and a key that moves between them with its transcript, its branch's commits and its
-uncommitted and untracked files; the checkpoints in the store; the recovery steps when a bundle is
-corrupt or gone; checkpoints in ``sessions export``/``import``. The shared store is ``store_url``
-(conftest): every test runs on SQLite and on a fresh PostgreSQL database."""
+"""Portable work: two homes on one store — worker A and worker B, each with its own ``BATON_HOME`` — and a key
+that moves between them with its transcript, its branch's commits and its uncommitted and untracked files; the
+checkpoints in the store; the recovery steps when a bundle is corrupt or gone; checkpoints in
+``sessions export``/``import``. The shared store is ``store_url`` (conftest): every test runs on SQLite and on
+a fresh PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -421,10 +421,10 @@ def test_claude_code_turn_three_on_worker_b(
 def test_claude_code_on_a_new_machine_with_the_same_mount_path(
     a: Settings, src_repo: Path, mock: MockAnthropic, claude_bin: str, tmp_path: Path
 ) -> None:
-    """Issue 10's test 2 as deployed (every pod mounts its own volume at one BATON_HOME path): turns 1
-    and 2 on worker A, whose home then goes away with its machine (moved aside, never read again);
-    worker B starts EMPTY at the same path on the same store. Same session, the mock sees exactly the
-    whole history (2 → 4 → 6), A's uncommitted and untracked files are in B's worktree."""
+    """Turn three on worker B (the test above) as deployed (every pod mounts its own volume at one
+    BATON_HOME path): turns 1 and 2 on worker A, whose home then goes away with its machine (moved aside,
+    never read again); worker B starts EMPTY at the same path on the same store. Same session, the mock
+    sees exactly the whole history (2 → 4 → 6), A's uncommitted and untracked files are in B's worktree."""
 
     def turn(prompt: str) -> RunResult:
         request = RunRequest(agent="claude", repo=str(src_repo), thread="t1", prompt=prompt)

@@ -1,4 +1,4 @@
-"""A prompt is never an option (issue 7, point 0) and any length reaches the agent (point 3).
+"""A prompt is never an option, and a prompt of any length reaches the agent.
 
 Issue bodies and PR comments become prompts, so a prompt such as ``--settings={"hooks":…}`` must never
 reach an agent CLI's option parser: Claude Code would run the hook's command. Every adapter passes
@@ -33,7 +33,7 @@ LEADS = ["-", "--", "-p ", "--settings=", "--resume ", "/", "?", " /", "\n--", "
 
 
 def hook(marker: Path) -> str:
-    """The payload from the issue: a prompt that, read as Claude's `--settings`, runs a command."""
+    """The attack to stop: a prompt that, read as Claude's `--settings`, runs a command."""
     settings = {"hooks": {"SessionStart": [{"hooks": [{"type": "command", "command": f"touch {marker}"}]}]}}
     return f"--settings={json.dumps(settings, separators=(',', ':'))}"
 

@@ -1,6 +1,6 @@
-"""Redis (issue 10): lease grants with fencing tokens, cancel flags — against a private, real
-``redis-server`` this module starts on a free port (never the shared 6379's data), which some tests kill
-and start again EMPTY to show that nothing is lost: the SQL store is the truth."""
+"""Redis: lease grants with fencing tokens, cancel flags — against a private, real ``redis-server`` this
+module starts on a free port (never the shared 6379's data), which some tests kill and start again EMPTY to
+show that nothing is lost: the SQL store is the truth."""
 
 from __future__ import annotations
 

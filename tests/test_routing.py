@@ -1,6 +1,6 @@
-"""Nothing acked and dropped (issue 18, item 3): a job reaches only workers of its store, and a
-message a worker's store does not have goes back to the broker. REAL brokers and REAL ``baton worker``
-processes: two workers on store A and one on store B.
+"""Nothing acked and dropped: a job reaches only workers of its store, and a message a worker's store does not
+have goes back to the broker. REAL brokers and REAL ``baton worker`` processes: two workers on store A and one
+on store B.
 
 - with the default queues (the store's own, ``baton.<store id>``): A's job runs on an A worker, B's job
   waits, queued and untouched by A's workers, until a B worker starts, then runs there; each worker's

@@ -1,6 +1,6 @@
-"""One run, one id (issue 18, item 1): the id a caller gets back — a job's from ``POST /v1/runs``, or a
-``baton run``'s — is accepted by the CLI, the API, the SSE stream and the dashboard; so is any attempt's
-own id, and the short form (the last 8 characters) of either. Retries are attempts under the run."""
+"""One run, one id: the id a caller gets back — a job's from ``POST /v1/runs``, or a ``baton run``'s — is
+accepted by the CLI, the API, the SSE stream and the dashboard; so is any attempt's own id, and the short form
+(the last 8 characters) of either. Retries are attempts under the run."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ ADMIN_WORDS = ("/tokens", "/audit", "/sweep", "/reset")
 
 
 def needed(method: str, path: str) -> TokenScope:
-    """The scope issue 8 asks for: admin for reset, sweep, tokens and audit; read for other GETs; run
+    """The scope each route needs: admin for reset, sweep, tokens and audit; read for other GETs; run
     for the rest (submitting and cancelling runs)."""
     if any(word in path for word in ADMIN_WORDS):
         return ADMIN

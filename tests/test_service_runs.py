@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from baton import RunRequest, run
+from baton.agents.base import cli_version
 from baton.models import TokenScope
 from baton.service.auth import create_token
 from baton.settings import Settings
@@ -54,6 +55,7 @@ def test_two_http_runs_one_conversation_and_the_event_stream(
     assert firsts[0]["session_id"] and firsts[0]["session_id"] == firsts[1]["session_id"]
     assert mock.history_counts() == [2, 4]
     assert "received 4" in str(firsts[1]["result"])
+    assert firsts[0]["cli_version"] == firsts[1]["cli_version"] == cli_version((claude_bin,))
     for stream, record in ((live, firsts[0]), (second, firsts[1])):
         assert [e[0] for e in stream] == ["agent"] * (len(stream) - 1) + ["outcome"]
         assert [e[1] for e in stream[:-1]] == [str(n) for n in range(1, len(stream))]

@@ -85,8 +85,8 @@ def operations() -> list[tuple[GenerationMode, str, str]]:
 
 
 EXCLUDED = {("GET", "/v1/runs/{run_id}/events")}
-# What issue 8 asks of the service: no 5xx, and every response as documented (status code, content
-# type, headers, body). Not Schemathesis' acceptance heuristics: a schema-valid key can still be
+# What the service must do: no 5xx, and every response as documented (status code, content type,
+# headers, body). Not Schemathesis' acceptance heuristics: a schema-valid key can still be
 # refused (an unknown agent is 422, as on the CLI), and unknown query parameters are ignored, as HTTP
 # servers do.
 CHECKS = [

@@ -1,8 +1,8 @@
-"""Stacked threads (issue 11, point 2 and its test 3): thread B's branch starts from thread A's
-(``base_thread``); when A's pull request is merged — a signed GitHub ``pull_request`` closed + merged
-webhook to the real service, or ``baton sync --merged`` by hand — B is rebased onto ``main`` with only
-its own commits on top (a squash merge included, where A's original commits must NOT come along), its
-base becomes ``main``, and its next turn resumes B's conversation and is told what came in.
+"""Stacked threads: thread B's branch starts from thread A's (``base_thread``); when A's pull request is
+merged — a signed GitHub ``pull_request`` closed + merged webhook to the real service, or
+``baton sync --merged`` by hand — B is rebased onto ``main`` with only its own commits on top (a squash merge
+included, where A's original commits must NOT come along), its base becomes ``main``, and its next turn
+resumes B's conversation and is told what came in.
 
 The remote is a bare repository served over smart HTTP on 127.0.0.1 (the forge's clone URL); the
 maintainer merges on it through a clone, as a forge's merge button would. The agent's own commits are

@@ -124,7 +124,7 @@ def test_delete_session_removes_only_that_key(store: SQLStore) -> None:
 
 
 def test_run_add_get_round_trip(store: SQLStore) -> None:
-    run = make_run("r-abc", usage={"input_tokens": 3}, session_id_in="sid")
+    run = make_run("r-abc", usage={"input_tokens": 3}, session_id_in="sid", cli_version="2.1.327")
     store.add_run(run)
     assert store.get_run("r-abc") == run
     assert store.get_run("missing") is None
@@ -147,6 +147,7 @@ def test_update_run_converts_enums_and_usage(store: SQLStore) -> None:
         cost_usd=0.25,
         result="done",
         exit_code=0,
+        cli_version="0.169.0",
     )
     got = store.get_run("r-1")
     assert got is not None
@@ -154,7 +155,7 @@ def test_update_run_converts_enums_and_usage(store: SQLStore) -> None:
     assert got.usage == {"output_tokens": 9}
     assert got.cost_usd == 0.25
     assert got.duration_s == 50.0
-    assert (got.result, got.exit_code) == ("done", 0)
+    assert (got.result, got.exit_code, got.cli_version) == ("done", 0, "0.169.0")
 
 
 def test_get_run_by_unique_prefix(store: SQLStore) -> None:

@@ -17,6 +17,7 @@ from baton.errors import StoreError
 from baton.store import SQLStore, open_store
 from baton.store.engine import migrate
 from baton.store.migrations import MIGRATIONS
+from baton.testing.fake_agent import VERSION as FAKE_VERSION
 from tests.store_contract import count, make_session, race
 
 LATEST = MIGRATIONS[-1][0]
@@ -111,6 +112,8 @@ def test_baton_runs_on_postgresql(cli: Cli, src_repo: Path, pg_store: SQLStore) 
     assert second["session_id"] == first["session_id"] and second["outcome"] == "succeeded"
     runs = pg_store.list_runs(thread="pg")
     assert [r.id for r in runs] == [second["run_id"], first["run_id"]]
+    assert [r.cli_version for r in runs] == [FAKE_VERSION] * 2  # what the fake's init event says
+    assert second["cli_version"] == first["cli_version"] == FAKE_VERSION
     session = pg_store.get_session("fake", runs[0].repo, "pg")
     assert session is not None and session.agent_session_id == first["session_id"]
     snapshot = pg_store.get_snapshot("fake", runs[0].repo, "pg")

@@ -1,10 +1,9 @@
-"""Sync before a turn (issue 11, points 1 and 2), with the REAL Claude Code CLI against the mock: the
-base moved upstream, or a person pushed to the key's branch; ``--sync rebase|merge`` brings it in before
-the agent starts, keeps the agent's uncommitted work, resumes the same conversation and tells it what came
-in. A conflict stops the run with outcome ``conflict`` (worktree byte for byte as before, the conversation
-untouched: the mock sees no request), or with ``--on-conflict agent`` leaves the markers and names the
-files in the prompt. The mock counts the messages each request carried: 2, 4, 6 prove a resumed
-conversation."""
+"""Sync before a turn, with the REAL Claude Code CLI against the mock: the base moved upstream, or a person
+pushed to the key's branch; ``--sync rebase|merge`` brings it in before the agent starts, keeps the agent's
+uncommitted work, resumes the same conversation and tells it what came in. A conflict stops the run with
+outcome ``conflict`` (worktree byte for byte as before, the conversation untouched: the mock sees no request),
+or with ``--on-conflict agent`` leaves the markers and names the files in the prompt. The mock counts the
+messages each request carried: 2, 4, 6 prove a resumed conversation."""
 
 from __future__ import annotations
 

@@ -163,6 +163,7 @@ class RunRecord:
     access: Access | None = None  # what the agent was allowed to do (None: a run from before access levels)
     confined: bool | None = None  # whether baton walled the agent in (None: from before confinement)
     job_id: str | None = None  # the run this attempt belongs to (None: a run of one attempt, from before)
+    cli_version: str | None = None  # the agent CLI's version that ran it (None: unknown, or from before)
 
     @property
     def run_id(self) -> str:

@@ -59,6 +59,7 @@ class Settings:
     confine: str = "auto"  # auto, required or off: wall each agent into its key (Landlock)
     agent_env: str = ""  # NAME,NAME: more environment variables passed to agents (never BATON_* secrets)
     agent_ports: str = ""  # PORT,PORT: more TCP ports a confined agent may connect to
+    reflink: str = "auto"  # auto (reflinked worktrees where the file system clones files) or off
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -190,6 +191,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     _check_choice("log_format", settings.log_format, list(LOG_FORMATS))
     _check_choice("access", settings.access, [a.value for a in Access])
     _check_choice("confine", settings.confine, [c.value for c in Confine])
+    _check_choice("reflink", settings.reflink, ["auto", "off"])
     return settings
 
 

@@ -25,7 +25,8 @@ import re
 from dataclasses import asdict
 from typing import Any
 
-from baton.agents.base import Agent, Capabilities, Launch, Turn
+from baton.agents.base import Agent, AgentBase, Capabilities, Launch, Turn
+from baton.agents.versions import is_tested
 from baton.errors import AgentError, BadInput
 from baton.settings import Settings
 
@@ -35,6 +36,7 @@ BUILTIN = {
     "gemini": "baton.agents.gemini:from_settings",
 }
 EXTRA_ENV = "BATON_AGENTS_EXTRA"
+VERSION_CACHE = "cli-versions.json"  # under BATON_HOME/cache (see baton.agents.versions)
 _FACTORIES: dict[str, str] = dict(BUILTIN)
 AGENTS: list[str] = list(BUILTIN)  # every registered name, in order; extended in place by register_agent
 
@@ -62,6 +64,8 @@ def get_agent(name: str, settings: Settings) -> Agent:
     module, _, attr = _FACTORIES[name].partition(":")
     factory = getattr(importlib.import_module(module), attr)
     agent: Agent = factory(name, settings)
+    if isinstance(agent, AgentBase) and agent.version_cache is None:
+        agent.version_cache = settings.home / "cache" / VERSION_CACHE
     return agent
 
 
@@ -80,6 +84,7 @@ def describe_agent(name: str, settings: Settings) -> dict[str, Any]:
         "agent": name,
         "installed": version is not None,
         "version": version,
+        "tested": version is not None and is_tested(name, version),  # see baton.agents.versions
         "command": command,
         "problem": problem,
         "capabilities": asdict(agent.capabilities),

@@ -31,7 +31,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self
 
-from baton.errors import AgentError, BadInput
+from baton.agents.versions import cached_version, known_version, remember_version
+from baton.errors import AgentError, BadInput, BatonError
 from baton.models import Access, Mode, Outcome
 
 
@@ -202,11 +203,27 @@ class Agent(Protocol):
         failed first) and the CLI will send it again on resume; None otherwise."""
         ...
 
+    def transcript_problem(self, transcript: bytes) -> str | None:
+        """Why a transcript file's bytes are in a format baton cannot read (another release of the CLI
+        changed it, and a resume would lose part of the history), None when they are fine
+        (:mod:`baton.agents.formats`)."""
+        ...
+
     def retention(self, ttl_days: float) -> tuple[bool, str]:
         """Whether the CLI's own transcript retention keeps conversations at least ``ttl_days``."""
         ...
 
-    def version(self) -> str | None: ...
+    def version(self) -> str | None:
+        """The installed CLI's version (cheap: remembered per binary); None when it reports none."""
+        ...
+
+    def known_version(self) -> str | None:
+        """The installed CLI's version if it is remembered already, without running the CLI."""
+        ...
+
+    def remember_version(self, version: str) -> None:
+        """Remember ``version``, which the installed CLI reported itself, for this binary."""
+        ...
 
 
 class AgentBase:
@@ -229,6 +246,9 @@ class AgentBase:
     # Files of the base home (relative paths: the operator's configuration and credentials) that a
     # key's home is given copies of (see :mod:`baton.workspace.keyspace`).
     config_files: tuple[str, ...] = ()
+    # Where the CLI's version is remembered per binary (``BATON_HOME/cache``, set by
+    # :func:`baton.agents.get_agent`); None asks the CLI every time (see :mod:`baton.agents.versions`).
+    version_cache: Path | None = None
 
     def __init__(self, home: Path) -> None:
         self._home = home
@@ -288,6 +308,10 @@ class AgentBase:
         """None by default: the CLI writes an instruction with its answer, or not at all."""
         return None
 
+    def transcript_problem(self, transcript: bytes) -> str | None:
+        """None by default: an adapter that knows its CLI's format checks it."""
+        return None
+
     def env_names(self) -> tuple[str, ...]:
         return self.env_patterns
 
@@ -296,7 +320,18 @@ class AgentBase:
         return ()
 
     def version(self) -> str | None:
-        return cli_version(tuple(self.command))
+        """The installed CLI's version, asked once per binary (:func:`cached_version`)."""
+        return cached_version(tuple(self.command), self.probe_version, self.version_cache)
+
+    def known_version(self) -> str | None:
+        return known_version(tuple(self.command), self.version_cache)
+
+    def remember_version(self, version: str) -> None:
+        remember_version(tuple(self.command), self.version_cache, version)
+
+    def probe_version(self, command: tuple[str, ...]) -> str | None:
+        """Ask the CLI itself (``COMMAND --version``); an adapter whose CLI needs more overrides it."""
+        return cli_version(command)
 
 
 def check_prompt(agent: str, capabilities: Capabilities, prompt: str) -> None:
@@ -364,6 +399,15 @@ def cli_version(command: tuple[str, ...]) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return version_word(out)
+
+
+def version_or_none(agent: Agent) -> str | None:
+    """The installed CLI's version (remembered per binary, :mod:`baton.agents.versions`), or None when
+    it cannot be told: a run never fails for want of it."""
+    try:
+        return agent.version()
+    except (BatonError, OSError):
+        return None
 
 
 def version_word(out: subprocess.CompletedProcess[str]) -> str | None:

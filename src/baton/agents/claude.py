@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from baton.agents.base import AgentBase, Capabilities, Launch, Turn, find_binary, guard_prompt, need_session
+from baton.agents.formats import claude_problem
 from baton.errors import AgentError
 from baton.files import write_json
 from baton.models import Access, Mode, Outcome
@@ -206,6 +207,9 @@ class ClaudeAgent(AgentBase):
         if not projects.is_dir():
             return []
         return sorted(p for p in projects.glob(f"*/{session_id}.jsonl") if p.is_file() and p.stat().st_size)
+
+    def transcript_problem(self, transcript: bytes) -> str | None:
+        return claude_problem(transcript)
 
     def after_hydrate(self, session_id: str, cwd: Path) -> None:
         """Nothing to do: ``--resume`` finds the transcript in any project folder."""

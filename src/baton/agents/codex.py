@@ -99,6 +99,7 @@ from baton.agents.codex_threads import fork_rollout
 from baton.agents.codex_threads import is_thread_id as is_thread_id  # re-exported for callers
 from baton.agents.codex_threads import repair_index as repair_index
 from baton.agents.codex_threads import rollout_files as rollout_files
+from baton.agents.formats import codex_problem
 from baton.errors import AgentError
 from baton.files import atomic_write_text
 from baton.install import npm_hint
@@ -279,6 +280,9 @@ class CodexAgent(AgentBase):
     def transcript_files(self, session_id: str) -> list[Path]:
         """The thread's rollout file(s) under ``sessions/``; empty files are not a transcript."""
         return rollout_files(self._home, session_id)
+
+    def transcript_problem(self, transcript: bytes) -> str | None:
+        return codex_problem(transcript)
 
     def after_hydrate(self, session_id: str, cwd: Path) -> None:
         """Make the hydrated rollout the one Codex's indexes point at (see :func:`repair_index`)."""

@@ -83,6 +83,7 @@ from baton.agents.base import (
     need_session,
     version_word,
 )
+from baton.agents.formats import gemini_problem
 from baton.agents.gemini_files import IGNORED_PREFIXES, chat_files, map_project, newest
 from baton.agents.gemini_files import read_chat as read_chat  # re-exported for tests
 from baton.errors import AgentError
@@ -334,14 +335,17 @@ class GeminiAgent(AgentBase):
         kept = set(self.transcript_files(session_id))
         return [p for p in chat_files(self.gemini_dir, session_id, resumable_only=False) if p not in kept]
 
+    def transcript_problem(self, transcript: bytes) -> str | None:
+        return gemini_problem(transcript)
+
     def after_hydrate(self, session_id: str, cwd: Path) -> None:
         """Map ``cwd`` to the project folder holding the hydrated chat files (see :func:`map_project`)."""
         files = self.transcript_files(session_id)
         if files:
             map_project(self.gemini_dir, files, cwd)
 
-    def version(self) -> str | None:
-        return gemini_version(tuple(self.command))
+    def probe_version(self, command: tuple[str, ...]) -> str | None:
+        return gemini_version(command)
 
 
 # -- events -----------------------------------------------------------------------------------------

@@ -40,24 +40,37 @@ def main(argv: list[str] | None = None) -> NoReturn:
     args = (sys.argv[1:] if argv is None else argv) or ["--help"]  # a bare `baton`: its help, exit 0
     as_json = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     try:
-        import typer.main
-
-        from baton.cli.app import app
         from baton.errors import BatonError
 
         try:
-            code = typer.main.get_command(app).main(args, prog_name="baton", standalone_mode=False)
+            code = _dispatch(args, as_json)
         except BatonError as exc:
             fail(type(exc).__name__, str(exc), exc.exit_code, as_json)
-        except typer.Abort:
-            fail("Aborted", "aborted", 1, as_json)
-        except typer.TyperException as exc:  # Click's parsing errors: unknown option, bad choice...
-            fail(type(exc).__name__, _usage_message(exc), exc.exit_code, as_json)
     except KeyboardInterrupt:
         # Before a run installs its own handler (imports, settings, opening the store): nothing to
         # record yet, so leave quietly with the conventional code.
         fail("Cancelled", "cancelled", 130, as_json, quiet=True)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _dispatch(args: list[str], as_json: bool) -> Any:
+    """The command's exit code: a fast path's (:mod:`baton.cli.fast`: the commands typed most, without
+    Typer or SQLAlchemy) when one covers ``args``, else the Typer app's."""
+    from baton.cli.fast import try_fast
+
+    code = try_fast(args)
+    if code is not None:
+        return code
+    import typer.main
+
+    from baton.cli.app import app
+
+    try:
+        return typer.main.get_command(app).main(args, prog_name="baton", standalone_mode=False)
+    except typer.Abort:
+        fail("Aborted", "aborted", 1, as_json)
+    except typer.TyperException as exc:  # Click's parsing errors: unknown option, bad choice...
+        fail(type(exc).__name__, _usage_message(exc), exc.exit_code, as_json)
 
 
 def fail(kind: str, message: str, exit_code: int, as_json: bool, quiet: bool = False) -> NoReturn:

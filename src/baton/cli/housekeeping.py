@@ -122,6 +122,13 @@ def _print_du(data: dict[str, Any]) -> None:
     console.print(
         esc(f"{data['home']}: {size(data['total'])} used{quota}; {size(data['free'])} free"), highlight=False
     )
+    worktrees = data.get("worktrees", {})
+    if worktrees.get("shared"):  # reflinked worktrees: what they hold as files is not what the disk holds
+        console.print(
+            f"worktrees: {size(worktrees['allocated'])} of files, {size(worktrees['physical'])} on disk "
+            f"({size(worktrees['shared'])} shared by reflinks, {size(worktrees['exclusive'])} their own)",
+            highlight=False,
+        )
     for title in ("agents", "repos"):
         table = new_table(title[:-1], "sessions", "worktrees", "transcripts", "snapshots")
         for name, row in sorted(data[title].items()):

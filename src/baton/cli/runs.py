@@ -103,8 +103,8 @@ def runs_show(run_id: RunId, as_json: JsonOpt = False) -> None:
 # the run's fields `runs show` prints, in this order (the attempts follow as a table)
 SHOWN = (
     "status", "outcome", "agent", "repo", "thread", "prompt", "actor", "mode", "session_id", "branch",
-    "worktree", "access", "confined", "submitted_at", "started_at", "ended_at", "duration_s", "cost_usd",
-    "usage", "note", "sync", "warnings", "error", "result",
+    "worktree", "access", "confined", "cli_version", "submitted_at", "started_at", "ended_at", "duration_s",
+    "cost_usd", "usage", "note", "sync", "warnings", "error", "result",
 )  # fmt: skip
 
 

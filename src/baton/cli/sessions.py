@@ -22,17 +22,14 @@ from baton.cli.common import (
     err,
     esc,
     group,
-    new_table,
     out,
     print_fields,
-    print_table,
 )
+from baton.cli.render import print_rows, session_rows
 from baton.cli.runs import runs_table
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
-    from baton.models import SessionRecord
+    pass
 
 sessions_app = group("List, show, reset, export and import sessions.")
 # The values of ``baton.sessions.manage.Scope``, spelled here so building the CLI does not import the
@@ -55,28 +52,7 @@ def sessions_ls(
     if as_json:
         emit_json([s.to_json() for s in rows])
         return
-    print_table(sessions_table(rows, wide=wide), wide)
-
-
-def sessions_table(rows: list[SessionRecord], wide: bool) -> Table:
-    """Sessions at 80 columns by default; ``wide`` adds the session id, attempts, expiry, worktree."""
-    columns = ["agent", "repo", "thread", "status", "last outcome", "last used"]
-    if wide:
-        columns += ["session", "attempts", "expires", "worktree"]
-    table = new_table(*columns)
-    for s in rows:
-        cells = [
-            s.agent,
-            s.repo,
-            s.thread,
-            s.status.value,
-            s.last_outcome.value if s.last_outcome else "-",
-            ago(s.last_used_at),
-        ]
-        if wide:
-            cells += [s.agent_session_id or "-", str(s.attempts), ago(s.expires_at), s.worktree]
-        table.add_row(*map(esc, cells))
-    return table
+    print_rows(*session_rows(rows, wide), wide)
 
 
 @sessions_app.command("show")

@@ -12,6 +12,14 @@ any files of the conversation still in the agent's base home from before key spa
 *home* bytes are its base home and all its key spaces, so "homes besides transcripts" is the base
 homes (and the spaces of keys the store does not know).
 
+**Reflinks.** On a volume that clones files (XFS, btrfs: :mod:`baton.workspace.reflink`, probed once
+per volume), worktrees are reflinked copies of pristine checkouts (:mod:`baton.workspace.pristine`) and
+their untouched files share blocks. There each worktree's bytes are split into *shared* (on extents
+another file also uses) and *exclusive* (its own: what removing it frees), read with ``FIEMAP``; the
+home's total and the worktrees' *physical* bytes count each shared extent once (:mod:`baton.workspace.du`),
+so twenty reflinked worktrees do not look like twenty checkouts; ``du`` would count them twenty times.
+Elsewhere nothing is shared and every number is ``du``'s.
+
 **Quota.** :func:`enforce_quota` compares the use of ``BATON_HOME`` with ``disk_quota`` and the volume's
 free space with ``min_free``. Over either limit it evicts the least-recently-used *idle* worktrees (the
 key's lease taken with no wait: a running key is never touched): checkpoint first, then remove the
@@ -35,6 +43,8 @@ from baton.models import SessionRecord, SessionStatus
 from baton.settings import Settings
 from baton.store.base import KeyStore, SnapshotStore
 from baton.store.leases import held, key_lease
+from baton.workspace import reflink
+from baton.workspace.du import Usage, measure
 from baton.workspace.keyspace import KEYS, conversation_files, key_dir
 from baton.workspace.workdirs import Workdirs, disk_usage
 
@@ -105,10 +115,16 @@ class SessionUsage:
     transcript: int  # bytes of the key's space (its agent home: transcripts and the CLI's other files)
     snapshot: int  # bytes of the store's snapshot blobs
     last_used_at: float
+    shared: int = 0  # of the worktree's bytes, those on extents other files share (reflinks)
 
     @property
     def total(self) -> int:
         return self.worktree + self.transcript + self.snapshot
+
+    @property
+    def exclusive(self) -> int:
+        """The worktree's own bytes: what removing it frees."""
+        return self.worktree - self.shared
 
 
 _TOTALS = ("sessions", "worktree", "transcript", "snapshot")
@@ -128,6 +144,20 @@ class DiskReport:
     caches: dict[str, int] = field(default_factory=dict)  # repo slug → bytes of its cache clone
     homes: dict[str, int] = field(default_factory=dict)  # agent → bytes of its base home and key homes
     store: int = 0  # bytes of the SQLite database (0 for a remote store)
+    worktrees_physical: int = 0  # the worktrees' bytes with each shared extent counted once
+
+    def worktrees(self) -> dict[str, int]:
+        """The sessions' worktrees together: allocated (as ``du`` counts), shared, exclusive, and
+        physical (what the volume holds for them: shared extents once)."""
+        allocated = sum(s.worktree for s in self.sessions)
+        shared = sum(s.shared for s in self.sessions)
+        physical = self.worktrees_physical or allocated
+        return {
+            "allocated": allocated,
+            "shared": shared,
+            "exclusive": allocated - shared,
+            "physical": physical,
+        }
 
     def per(self, attr: str) -> dict[str, dict[str, int]]:
         """Totals by ``agent`` or ``repo``: worktree, transcript, snapshot and sessions."""
@@ -166,7 +196,8 @@ class DiskReport:
             "repos": self.per("repo"),
             "caches": self.caches,
             "homes": self.homes,
-            "sessions": [{**asdict(s), "total": s.total} for s in self.sessions],
+            "worktrees": self.worktrees(),
+            "sessions": [{**asdict(s), "total": s.total, "exclusive": s.exclusive} for s in self.sessions],
         }
 
 
@@ -177,16 +208,19 @@ def usage(store: KeyStore, settings: Settings, snapshots: bool = True) -> DiskRe
     reading every blob from a shared store on each report would cost more than the walk)."""
     home = settings.home
     db = settings.db_path
+    extents = clones_files(home)
     report = DiskReport(
         home=str(home),
-        total=disk_usage(home),
+        total=measure(home, extents).physical,
         free=free_bytes(home),
         quota=settings.disk_quota_bytes,
         min_free=settings.min_free_bytes,
         store=sum(files_bytes([db.with_name(db.name + s)]) for s in ("", "-wal", "-shm")),
     )
+    worktrees = Usage()  # every worktree's extents in one set: each shared extent counted once
     for session in store.list_sessions():
-        report.sessions.append(session_usage(store, settings, session, snapshots))
+        report.sessions.append(session_usage(store, settings, session, snapshots, worktrees, extents))
+    report.worktrees_physical = worktrees.physical
     repos = home / "repos"
     if repos.is_dir():
         for cache in sorted(repos.rglob("*.git")):
@@ -206,20 +240,38 @@ def home_bytes(settings: Settings) -> dict[str, int]:
     return dict(sorted(found.items()))
 
 
+def clones_files(home: Path) -> bool:
+    """Whether ``home``'s volume clones files, so extents can be shared (probed once per volume)."""
+    try:
+        return reflink.supported(home, home)
+    except OSError:
+        return False
+
+
 def session_usage(
-    store: SnapshotStore, settings: Settings, session: SessionRecord, snapshots: bool = True
+    store: SnapshotStore,
+    settings: Settings,
+    session: SessionRecord,
+    snapshots: bool = True,
+    into: Usage | None = None,
+    extents: bool = False,
 ) -> SessionUsage:
+    """One session's bytes; ``into``: the measurement of all worktrees this one's is added to."""
     key = key_of(session)
+    together = into if into is not None else Usage()
+    before = (together.allocated, together.shared)
+    measure(Workdirs(settings).worktree_path(key), extents, together)
     return SessionUsage(
         key=str(key),
         agent=session.agent,
         repo=session.repo,
         thread=session.thread,
         status=session.status.value,
-        worktree=disk_usage(Workdirs(settings).worktree_path(key)),
+        worktree=together.allocated - before[0],
         transcript=local_bytes(settings, session, local_transcript(settings, session)),
         snapshot=snapshot_bytes(store, session) if snapshots else 0,
         last_used_at=session.last_used_at,
+        shared=together.shared - before[1],
     )
 
 
@@ -246,7 +298,7 @@ def over_limit(settings: Settings) -> int:
     need = 0
     quota = settings.disk_quota_bytes
     if quota is not None:
-        need = max(need, disk_usage(settings.home) - quota)
+        need = max(need, measure(settings.home, clones_files(settings.home)).physical - quota)
     return max(need, settings.min_free_bytes - free_bytes(settings.home))
 
 
@@ -285,7 +337,7 @@ def evict(store: KeyStore, settings: Settings, key: Key, actor: str) -> Eviction
     with held(key_lease(settings, store, key.id), 0.0, settings.heartbeat):
         if not path.exists():
             return None
-        size = disk_usage(path)
+        size = measure(path, clones_files(settings.home)).exclusive  # what removing it frees
         commit = workdirs.checkpoint(key, path)
         workdirs.remove_worktree_dir(key)
     ref = workdirs.checkpoint_ref(key) if commit else None

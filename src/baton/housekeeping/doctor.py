@@ -26,6 +26,7 @@ from typing import Any
 
 from baton.agents import AGENTS, get_agent
 from baton.agents.base import Agent
+from baton.agents.versions import tested_note
 from baton.errors import BatonError
 from baton.install import agents_hint
 from baton.models import SessionRecord
@@ -33,6 +34,7 @@ from baton.runner.confine import describe
 from baton.settings import Settings
 from baton.store import open_store
 from baton.store.migrations import MIGRATIONS
+from baton.workspace import reflink
 from baton.workspace.keyspace import key_spaces
 from baton.workspace.workdirs import run_git
 
@@ -104,6 +106,27 @@ def check_home(settings: Settings) -> Check:
     return Check("data dir persistent", CheckStatus.OK, where)
 
 
+def check_worktrees(settings: Settings) -> Check:
+    """Whether new worktrees are reflinked copies of a pristine checkout (BATON_HOME's volume clones
+    files) or full checkouts: never a failure, only what the disk will hold."""
+    name = "copy-on-write worktrees"
+    if settings.reflink == "off":
+        return Check(name, CheckStatus.OK, "off (BATON_REFLINK=off): every worktree is a full checkout")
+    try:
+        clones = reflink.supported(settings.home, settings.home)
+    except OSError as exc:
+        return Check(name, CheckStatus.WARN, f"not checked ({exc}): worktrees are full checkouts")
+    if clones:
+        shared = "keys of one commit share its blocks"
+        return Check(name, CheckStatus.OK, f"{settings.home}'s volume clones files: {shared}")
+    return Check(
+        name,
+        CheckStatus.OK,
+        f"{settings.home}'s volume does not clone files: every worktree is a full checkout "
+        "(on XFS or btrfs, keys of one commit would share its blocks)",
+    )
+
+
 def check_git() -> Check:
     try:
         text = run_git(["--version"])
@@ -153,7 +176,10 @@ def check_agents(settings: Settings, environ: Mapping[str, str]) -> list[Check]:
             )
             continue
         found += 1
-        checks.append(Check(f"{name} CLI", CheckStatus.OK, f"{version} ({' '.join(command)})"))
+        untested = tested_note(name, version)
+        status = CheckStatus.WARN if untested else CheckStatus.OK
+        said = untested or f"{version}, a version this baton was tested with"
+        checks.append(Check(f"{name} CLI", status, f"{said} ({' '.join(command)})"))
         agent_home = agent.home.resolve() if agent.home.exists() else agent.home
         inside = home in agent_home.parents
         checks.append(
@@ -266,6 +292,7 @@ def run_doctor(
     return [
         check_home(settings),
         check_free_space(settings),
+        check_worktrees(settings),
         check_git(),
         check_store(settings),
         *fleet,

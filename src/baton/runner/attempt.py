@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.agents import Agent, Launch, Turn, clean_error, get_agent
+from baton.agents.base import version_or_none
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
 from baton.runner import confine
@@ -304,6 +305,7 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
         "error": ending.error,
         "usage": usage,
         "cost_usd": turn.cost_usd,
+        "cli_version": _cli_version(ctx.agent, turn.version),
     }
     for name, value in final.items():
         setattr(record, name, value)
@@ -323,6 +325,16 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
     session.expires_at = ended + ctx.settings.ttl_days * 86400
     ctx.store.save_session(session, fence=ctx.fence)
     return record
+
+
+def _cli_version(agent: Agent, reported: str | None) -> str | None:
+    """The version that ran the turn: the one the CLI reported in its events (Claude's ``init``),
+    remembered for its binary so the next turn's format check need not run it; else the CLI is asked,
+    once per installed binary."""
+    if reported is None:
+        return version_or_none(agent)
+    agent.remember_version(reported)
+    return reported
 
 
 def _started(ctx: Context, record: RunRecord, pid: int) -> None:

@@ -64,6 +64,9 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
     local = ensure_local(ctx, ctx.key, session.agent_session_id, prepared.worktree)
     if not local.ok:
         return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=local.note)
+    unreadable = unreadable_format(ctx, session.agent_session_id)
+    if unreadable:
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=_notes(local.note, unreadable))
     resume = Decision(Mode.RESUME, session.agent_session_id, follow_up, reason, previous, local.note)
     return _after_unanswered(ctx, resume) if follow_up == PromptKind.DELTA else resume
 
@@ -103,6 +106,43 @@ def _after_unanswered(ctx: Context, resume: Decision) -> Decision:
         previous=previous,
         note=_notes(resume.note, note + ("; this run repeats it" if repeated else "")),
     )
+
+
+# bytes of a transcript read for its format: the end, where a newer release's entries are; a file
+# longer than this is judged by its last part (the first, cut line skipped)
+FORMAT_TAIL = 16 * 1024 * 1024
+
+
+def unreadable_format(ctx: Context, session_id: str) -> str | None:
+    """Why the conversation's transcript is in a format baton cannot read, as the run's note, or None.
+    A CLI that meets entries of another release's format skips them and resumes half a history with
+    exit 0; baton recovers with a recap instead, and keeps the transcript where it is
+    (:mod:`baton.agents.formats`).
+
+    Only a change of release can change the format, so the transcript is read (up to its last 16 MiB,
+    a JSON parse of every line: tens of ms for a long Gemini chat) only when the CLI about to resume
+    is not the release that ran the last turn, or either is unknown; a turn under the same release
+    costs one look at the version cache. The installed CLI is never run for its version here (a
+    ``--version`` costs up to 2 s, before the agent starts): one not remembered yet is unknown."""
+    agent = ctx.agent
+    last = ctx.store.list_runs(ctx.key.agent, ctx.key.repo.slug, ctx.key.thread, limit=1)
+    wrote = last[0].cli_version if last else None
+    if wrote is not None and wrote == agent.known_version():
+        return None
+    for path in agent.transcript_files(session_id):
+        try:  # the agent's to write: read without following a link
+            data = nofollow.read_beneath(agent.home, path.relative_to(agent.home), tail=FORMAT_TAIL)
+        except (OSError, ValueError):
+            continue  # unreadable bytes: the agent judges (and a "not found" recovers)
+        problem = agent.transcript_problem(data)
+        if problem:
+            by = f"; its last turn ran on {ctx.key.agent} {wrote}" if wrote else ""
+            return (
+                f"the transcript of conversation {session_id} is in a format baton cannot read ({problem}"
+                f"{by}): another release of the CLI changed it, and resuming would lose part of the history, "
+                f"so this run starts a new conversation with a recap; the old transcript is kept at {path}"
+            )
+    return None
 
 
 def _follow_up(ctx: Context, attempt: Attempt) -> tuple[PromptKind, str, str]:

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import psutil
-
 from baton.errors import AgentError
 
 _PR_SET_PDEATHSIG = 1
@@ -338,6 +336,8 @@ def kill_tagged(name: str, value: str) -> list[int]:
     ``BATON_RUN_ID``): catches an orphaned agent and anything it started, whatever their group, and
     never touches an unrelated process that reused a pid. Processes whose environment cannot be
     read (another user's) are skipped."""
+    import psutil  # (~20 ms of imports: only when a dead runner's agent may have survived)
+
     killed = []
     for proc in psutil.process_iter():
         try:

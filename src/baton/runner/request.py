@@ -231,6 +231,7 @@ class RunJson(TypedDict):
     sync: Annotated[dict[str, Any] | None, Doc("what a sync brought in, how it went")]
     access: Annotated[str | None, Doc("what the agent was allowed to do: read, edit or full")]
     confined: Annotated[bool | None, Doc("whether baton walled the agent into its key (Landlock)")]
+    cli_version: Annotated[str | None, Doc("the version of the agent CLI that ran the last attempt")]
     warnings: list[str]
     attempts: Annotated[list[AttemptJson], Doc("every attempt (retries, a recovery), oldest first")]
 
@@ -286,6 +287,7 @@ class RunResult:
             "sync": run.sync,
             "access": run.access.value if run.access else None,
             "confined": run.confined,
+            "cli_version": run.cli_version,
             "warnings": self.warnings,
             "attempts": [attempt_json(a) for a in self.attempts],
         }

@@ -10,8 +10,9 @@ May import: the ground floor only.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from baton.errors import BadInput
-from baton.install import extra_hint
 from baton.store.base import (
     AuditStore,
     BlobStore,
@@ -29,11 +30,18 @@ from baton.store.base import (
     ViewStore,
     WebSessionStore,
 )
-from baton.store.sql import SQLStore
+
+if TYPE_CHECKING:
+    from baton.store.sql import SQLStore
 
 
 def open_store(url: str) -> Store:
     """``sqlite:///path`` or ``postgresql://...``; anything else is a clear error."""
+    # SQLAlchemy (~0.2 s of imports) loads here, not when this package is imported: the Protocols
+    # above are what most modules need, and commands that read the store through
+    # :mod:`baton.store.lite` never load it.
+    from baton.store.sql import SQLStore
+
     scheme = url.split(":", 1)[0]
     if scheme.startswith("sqlite"):
         return SQLStore(url)
@@ -41,6 +49,8 @@ def open_store(url: str) -> Store:
         try:
             import psycopg  # noqa: F401
         except ImportError:
+            from baton.install import extra_hint  # (importlib.metadata: only on this error)
+
             raise BadInput(f"PostgreSQL support is not installed: {extra_hint('postgres')}") from None
         return SQLStore(
             url.replace("postgres://", "postgresql+psycopg://", 1).replace(
@@ -48,6 +58,15 @@ def open_store(url: str) -> Store:
             )
         )
     raise BadInput(f"store URL scheme {scheme!r} is not supported (use sqlite:/// or postgresql://)")
+
+
+def __getattr__(name: str) -> Any:
+    """``baton.store.SQLStore``, imported on first use (PEP 562)."""
+    if name == "SQLStore":
+        from baton.store.sql import SQLStore
+
+        return SQLStore
+    raise AttributeError(f"module 'baton.store' has no attribute {name!r}")
 
 
 __all__ = [

@@ -21,6 +21,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from baton.errors import BatonError, DiskFull, StoreError
 from baton.store.migrations import DIALECT_TYPES, MIGRATIONS
+from baton.store.sqlitefile import SQLITE_MIN_FREE, check_room, configure
+
+__all__ = ["SQLITE_MIN_FREE", "check_room", "engine_for", "migrate", "redact", "store_error"]
 
 
 def migrate(engine: Engine) -> None:
@@ -82,24 +85,6 @@ def engine_for(url: str) -> Engine:
         return engine
 
 
-SQLITE_MIN_FREE = 1024 * 1024  # bytes a SQLite store's disk must have free for baton to open it
-
-
-def check_room(database: Path) -> None:
-    """Refuse to open a SQLite store on a disk with less than :data:`SQLITE_MIN_FREE` free, before
-    SQLite creates its WAL and maps its WAL index (the ``-shm`` file). On a nearly full ext4 a page of
-    that mapping the file system cannot back is a SIGBUS, which kills the process without a word (exit
-    135); ``mmap_size=0`` does not cover the ``-shm``, which WAL mode always maps. With so little room
-    no write would commit anyway; the same test as :func:`store_error`'s reading of a "disk I/O error"."""
-    with contextlib.suppress(OSError):  # a directory we cannot stat: SQLite says what is wrong
-        free = shutil.disk_usage(database.parent).free
-        if free < SQLITE_MIN_FREE:
-            raise DiskFull(
-                f"the disk holding the store {database} is full ({free // 1024} KiB free, baton needs "
-                f"{SQLITE_MIN_FREE // 1024} KiB to open it); free some space and retry"
-            )
-
-
 def _connect_args(url: str) -> dict[str, Any]:
     # an unreachable host fails in seconds, not after the operating system's TCP timeout (minutes)
     query = sa.engine.make_url(url).query
@@ -143,17 +128,7 @@ def _one_line(text: str, url: str) -> str:
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
-    # Take transactions into our own hands (pysqlite's implicit BEGIN is deferred, which lets two
-    # writers both read a free lease); WAL lets readers run beside the one writer.
-    dbapi_conn.isolation_level = None
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    # No memory-mapped I/O of the database file: on a full disk a write into a mapping that cannot be
-    # backed is a SIGBUS that kills the process without a word; read()/write() get ENOSPC instead.
-    cursor.execute("PRAGMA mmap_size=0")
-    cursor.close()
+    configure(dbapi_conn)
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

@@ -27,8 +27,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import psutil
-
 from baton.errors import BadInput, BatonError, Busy, Cancelled
 from baton.models import Fence, Lease
 from baton.settings import Settings
@@ -48,6 +46,8 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    import psutil  # (~20 ms of imports: only when a lease's holder on this host may be gone)
+
     try:
         return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:

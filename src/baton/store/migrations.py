@@ -155,6 +155,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 expires_at {real} NOT NULL, revoked_at {real})""",
         ],
     ),
+    (
+        12,
+        "which version of the agent CLI ran each attempt (runs.cli_version), so a conversation that "
+        "stops resuming after an upgrade can be traced to the release that changed it",
+        ["ALTER TABLE runs ADD COLUMN cli_version TEXT"],
+    ),
 ]
 
 DIALECT_TYPES = {

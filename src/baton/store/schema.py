@@ -74,6 +74,7 @@ runs = sa.Table(
     sa.Column("access", Text),
     sa.Column("confined", Int),
     sa.Column("job_id", Text),  # the run (a job's id, or the first attempt's) this attempt belongs to
+    sa.Column("cli_version", Text),  # the agent CLI's version that ran the attempt
     sa.Index("runs_key", "agent", "repo", "thread", "started_at"),
     sa.Index("runs_outcome", "outcome"),
     sa.Index("runs_started", "started_at"),

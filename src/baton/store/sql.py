@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from baton.errors import StoreError
 from baton.models import Fence, Lease, Outcome, RunRecord, SessionRecord, SessionStatus, Snapshot
 from baton.store.engine import engine_for, migrate, redact, store_error
+from baton.store.rows import session_values, snapshot_of
 from baton.store.sql_checkpoints import CheckpointTables
 from baton.store.sql_plans import PlanTables
 from baton.store.sql_sdk import SdkEntryTables
@@ -119,26 +120,7 @@ class SQLStore(
         return session_of(row._mapping) if row else None
 
     def save_session(self, session: SessionRecord, *, fence: Fence | None = None) -> None:
-        values = {
-            "agent": session.agent,
-            "repo": session.repo,
-            "thread": session.thread,
-            "repo_url": session.repo_url,
-            "branch": session.branch,
-            "base": session.base,
-            "worktree": session.worktree,
-            "agent_session_id": session.agent_session_id,
-            "status": session.status.value,
-            "attempts": session.attempts,
-            "last_outcome": session.last_outcome.value if session.last_outcome else None,
-            "created_at": session.created_at,
-            "last_used_at": session.last_used_at,
-            "expires_at": session.expires_at,
-            "base_thread": session.base_thread,
-            "base_sha": session.base_sha,
-            "origin": db_value("origin", session.origin),
-            "pending_sync": db_value("pending_sync", session.pending_sync),
-        }
+        values = session_values(session)
         with self._tx() as conn:
             check_fence(conn, fence)
             upsert(conn, sessions, values, KEY)
@@ -306,14 +288,7 @@ class SQLStore(
     def get_snapshot(self, agent: str, repo: str, thread: str) -> Snapshot | None:
         with self._tx() as conn:
             row = conn.execute(sa.select(snapshots).where(key_where(snapshots, agent, repo, thread))).first()
-        if row is None:
-            return None
-        data = dict(row._mapping)
-        try:
-            data["files"] = _files_of(json.loads(data["files"]))
-        except ValueError as exc:
-            raise StoreError(f"the snapshot of {agent}:{repo}:{thread} is corrupt ({exc})") from exc
-        return Snapshot(**data)
+        return snapshot_of(row._mapping) if row is not None else None
 
     def delete_snapshot(self, agent: str, repo: str, thread: str) -> None:
         where = key_where(snapshots, agent, repo, thread)
@@ -356,18 +331,6 @@ class SQLStore(
 
     def close(self) -> None:
         """Nothing to release: the engine (and its pool) is shared by every store of this URL."""
-
-
-def _files_of(files: Any) -> dict[str, list[str]]:
-    """A snapshot's ``files`` as parsed JSON, checked for its shape (path → digest or list of digests);
-    ValueError for any other shape, so the runner treats it as it treats a corrupt blob (recover)."""
-    if not isinstance(files, dict):
-        raise ValueError(f"files is a JSON {type(files).__name__}, not an object")
-    for rel, digests in files.items():
-        chunks = [digests] if isinstance(digests, str) else digests
-        if not isinstance(chunks, list) or not all(isinstance(d, str) for d in chunks):
-            raise ValueError(f"the digests of {rel!r} are not a list of strings")
-    return files
 
 
 def _digests(files_json: str) -> set[str]:

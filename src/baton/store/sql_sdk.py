@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from baton.store.schema import sdk_entries as t
+from baton.store.tables import insert_for
 
 MAIN = ""  # the subpath of a session's main transcript
 
@@ -49,7 +49,7 @@ class SdkEntryTables:
         with self._tx() as conn:
             key = {"project_key": project_key, "session_id": session_id, "subpath": subpath}
             now = self.db_now(conn)
-            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(t)
+            insert = insert_for(conn, t)
             # executemany: the rows go in call order (sqlite3 and psycopg run them one after the
             # other), so ``seq`` follows it; a multi-row VALUES is ordered in practice, but nothing
             # promises it.

@@ -10,28 +10,47 @@ either before the check (the write is refused) or after the write (the write was
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from baton.errors import Fenced
-from baton.models import Access, Fence, Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
+from baton.models import Fence
+from baton.store.rows import db_value, run_of, run_values, session_of
 from baton.store.schema import audit as audit_log
 from baton.store.schema import blobs, leases, runs, sessions, snapshots
 
-__all__ = ["audit_log", "blobs", "check_fence", "leases", "runs", "sessions", "snapshots", "upsert"]
+__all__ = [
+    "audit_log",
+    "blobs",
+    "check_fence",
+    "db_value",
+    "leases",
+    "run_of",
+    "run_values",
+    "runs",
+    "session_of",
+    "sessions",
+    "snapshots",
+    "upsert",
+]
 
 KEY = ("agent", "repo", "thread")
 
 
 def insert_for(conn: Connection, table: sa.Table) -> Any:
     """The dialect's ``INSERT`` (with ``on_conflict_do_update``/``_do_nothing``) for ``table``."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+    # imported here: the PostgreSQL dialect alone costs ~50 ms of imports, which a SQLite store
+    # never needs
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)
 
 
 def upsert(
@@ -93,64 +112,8 @@ def key_where(table: Any, agent: str, repo: str, thread: str) -> Any:
     return sa.and_(table.c.agent == agent, table.c.repo == repo, table.c.thread == thread)
 
 
-def db_value(name: str, value: Any) -> Any:
-    if isinstance(value, Mode | PromptKind | Outcome | SessionStatus | Access):
-        return value.value
-    if name == "usage":
-        return json.dumps(value or {})
-    if name in JSON_OR_NULL:
-        return None if value is None else json.dumps(value)
-    return value
-
-
-JSON_OR_NULL = ("sync", "origin", "pending_sync")  # JSON documents that may be absent (NULL)
-
-
-def _json_or_none(text: str | None) -> Any:
-    """A stored JSON document, None when absent or unreadable (a damaged one must not wedge a key)."""
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-        return None
-
-
 def id_like(column: sa.Column[str], fragment: str) -> sa.ColumnElement[bool]:
     """``column`` is, starts with or ends with ``fragment`` (LIKE's wildcards in it taken literally):
     the ids people copy are prefixes, or the random tail tables show (``baton.runner.runids``)."""
     text = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return sa.or_(column.like(text + "%", escape="\\"), column.like("%" + text, escape="\\"))
-
-
-def run_values(run: RunRecord) -> dict[str, Any]:
-    return {k: db_value(k, v) for k, v in run.__dict__.items()}
-
-
-def run_of(row: Any) -> RunRecord:
-    data = dict(row)
-    data["mode"] = Mode(data["mode"])
-    data["prompt_kind"] = PromptKind(data["prompt_kind"])
-    data["outcome"] = Outcome(data["outcome"])
-    data["usage"] = json.loads(data["usage"] or "{}")
-    data["sync"] = _json_or_none(data["sync"])
-    data["access"] = _access_or_none(data["access"])
-    data["confined"] = None if data["confined"] is None else bool(data["confined"])
-    return RunRecord(**data)
-
-
-def _access_or_none(text: str | None) -> Access | None:
-    """A stored access level; None for a run from before access levels (or an unknown word)."""
-    try:
-        return Access(text) if text else None
-    except ValueError:
-        return None
-
-
-def session_of(row: Any) -> SessionRecord:
-    data = dict(row)
-    data["status"] = SessionStatus(data["status"])
-    data["last_outcome"] = Outcome(data["last_outcome"]) if data["last_outcome"] else None
-    for name in ("origin", "pending_sync"):
-        data[name] = _json_or_none(data[name])
-    return SessionRecord(**data)

@@ -26,17 +26,19 @@ the worktree is about to need.
 from __future__ import annotations
 
 import base64
-import http.client
 import os
-import ssl
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from baton.errors import GitError
 from baton.sync.git import ISOLATE, SHA, SyncGit, read_text
 from baton.workspace.gitcmd import remote_error, run_git
 from baton.workspace.locks import file_lock
+
+if TYPE_CHECKING:
+    import http.client
 
 
 def fetch(g: SyncGit, base_ref: str) -> None:
@@ -144,6 +146,8 @@ def peek_http(
     if environ.get("BATON_GIT_TOKEN"):
         headers["Authorization"] = f"Basic {_basic(environ)}"
     body = _ls_refs(names)
+    import http.client  # here: http.client and ssl cost ~25 ms, and most turns never peek
+
     try:
         conn = _connection(parts.scheme, parts.hostname, parts.port, environ)
     except (OSError, ValueError):  # certificates git was told to use that do not load
@@ -166,6 +170,9 @@ def _connection(
 ) -> http.client.HTTPConnection:
     """A connection to the remote; over https verified against the certificates git would use
     (``GIT_SSL_CAINFO``/``GIT_SSL_CAPATH``, else the system's)."""
+    import http.client
+    import ssl
+
     if scheme == "http":
         return http.client.HTTPConnection(host, port, timeout=PEEK_TIMEOUT)
     context = ssl.create_default_context(

@@ -32,7 +32,6 @@ from baton.agents import AGENTS
 from baton.errors import BadInput, BatonError, GitError
 from baton.keys import Key
 from baton.models import CheckpointRecord, SessionRecord, SessionStatus
-from baton.sessions.manage import local_actor
 from baton.store.base import AuditStore, BlobStore, CheckpointStore, KeyStore, RunStore
 from baton.sync.recaps import DEFAULT_BUDGET as DEFAULT_BUDGET
 from baton.sync.recaps import handoff_recap as handoff_recap
@@ -142,6 +141,8 @@ def _replace_leftover(store: AuditStore, workdirs: Workdirs, target: Key, branch
     archive = archive_worktree(workdirs, target, branch, archive_stamp())
     workdirs.remove_worktree_dir(target)
     ref = archive.ref if archive else None
+    from baton.sessions.manage import local_actor  # (the session layer: only for a hand-off)
+
     store.audit("handoff-replace", str(target), local_actor(), {"worktree": str(path), "archive": ref})
     return [f"the worktree {target} had without a session was replaced; it is archived at {ref}"]
 

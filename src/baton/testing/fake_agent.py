@@ -15,6 +15,7 @@ Faults, from the environment:
 - ``FAKE_AGENT_FAIL``: reply with an error result and exit 1;
 - ``FAKE_AGENT_FAIL_FIRST`` = N: fail the first N runs, counted in ``FAKE_AGENT_STATE`` (a directory; default
   ``$HOME``, the key's home under baton);
+- ``FAKE_AGENT_NO_VERSION``: leave the version out of the ``init`` event (as Codex and Gemini do);
 - ``FAKE_AGENT_EXIT``: exit with this code after replying (a crash without a result line).
 """
 
@@ -183,15 +184,10 @@ def main(argv: list[str]) -> None:
     if args["fork"] and history:
         transcript.write_text("")  # a fork starts a fresh file holding a copy of the history
         append(transcript, *({**entry, "sessionId": session_id} for entry in history))
-    emit(
-        {
-            "type": "system",
-            "subtype": "init",
-            "session_id": session_id,
-            "cwd": cwd,
-            "claude_code_version": VERSION,
-        }
-    )
+    init = {"type": "system", "subtype": "init", "session_id": session_id, "cwd": cwd}
+    if not os.environ.get("FAKE_AGENT_NO_VERSION"):  # as a CLI whose events never say its version
+        init["claude_code_version"] = VERSION
+    emit(init)
     parent = history[-1]["uuid"] if history else None
     user = record("user", parent, session_id, cwd, args.get("prompt", ""))
     append(transcript, user)

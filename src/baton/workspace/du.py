@@ -1,10 +1,19 @@
-"""Allocated bytes under a directory, counted as ``du -s --block-size=1`` counts them.
+"""Allocated bytes under a directory, counted as ``du -s --block-size=1`` counts them — and, on a file
+system with reflinks, how many of them are shared.
 
 Every entry's allocated blocks (``st_blocks * 512``): files, **directories' own blocks** (a worktree of
 a few thousand directories holds 4 KiB in each, a sixth of a typical worktree's use), and symlinks
 themselves (never followed). A file with several hard links is counted once per measurement, as ``du``
 does; directories are not deduplicated (they cannot be hard-linked). ``path`` itself is followed when it
 is a symlink, so a ``BATON_HOME`` that points at a volume is measured there.
+
+With ``extents=True`` (the caller found the volume clones files: :mod:`baton.workspace.reflink`), each
+regular file's extents are read too (``FS_IOC_FIEMAP``): bytes on an extent flagged
+``FIEMAP_EXTENT_SHARED`` are **shared** (a reflinked worktree's untouched files share the pristine
+checkout's blocks; an edited file's new blocks are its own), the rest **exclusive**, and **physical**
+counts each shared extent once within the measurement — what the volume really holds, where twenty
+reflinked worktrees are not twenty checkouts. Without it, nothing is shared and physical is allocated
+(``du``'s number; the ioctl per file is skipped where it can only answer "not shared").
 
 The walk is an explicit stack over :func:`os.scandir`: one ``lstat`` per entry, the directory test from
 the entry's cached type, no recursion limit; an entry that vanishes or cannot be read mid-walk counts 0
@@ -15,40 +24,94 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from baton.workspace import reflink
+
+
+@dataclass
+class Usage:
+    """One measurement: allocated bytes, of which shared, and the physical bytes behind them."""
+
+    allocated: int = 0
+    shared: int = 0  # on extents another file also uses (only measured with extents=True)
+    physical: int = 0  # allocated, each shared extent counted once within this measurement
+    _linked: set[tuple[int, int]] = field(default_factory=set, repr=False)  # (dev, ino), hard links
+    _extents: set[tuple[int, int]] = field(default_factory=set, repr=False)  # (dev, physical offset)
+
+    @property
+    def exclusive(self) -> int:
+        return self.allocated - self.shared
 
 
 def disk_usage(path: Path) -> int:
     """Allocated bytes under ``path`` (itself included; hard links once), 0 when it does not exist."""
+    return measure(path).allocated
+
+
+def measure(path: Path, extents: bool = False, into: Usage | None = None) -> Usage:
+    """The usage under ``path`` (see the module's docstring); ``into``: add to an earlier measurement,
+    so extents shared between the two are counted once in its ``physical``."""
+    usage = into if into is not None else Usage()
     try:
         top = os.stat(path)
     except OSError:
-        return 0
-    total = top.st_blocks * 512
+        return usage
+    _add(usage, os.fspath(path), top, extents)
     if not stat.S_ISDIR(top.st_mode):
-        return total
-    linked: set[tuple[int, int]] = set()  # (device, inode) of files with several links, counted once
+        return usage
     stack = [os.fspath(path)]
     while stack:
         try:
             with os.scandir(stack.pop()) as entries:
                 for entry in entries:
-                    total += _entry_bytes(entry, stack, linked)
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(entry.path)
+                    _add(usage, entry.path, st, extents)
         except OSError:
             continue  # vanished or unreadable: counts what was read
-    return total
+    return usage
 
 
-def _entry_bytes(entry: os.DirEntry[str], stack: list[str], linked: set[tuple[int, int]]) -> int:
-    try:
-        st = entry.stat(follow_symlinks=False)
-    except OSError:
-        return 0
-    if stat.S_ISDIR(st.st_mode):
-        stack.append(entry.path)
-    elif st.st_nlink > 1:
+def _add(usage: Usage, path: str, st: os.stat_result, extents: bool) -> None:
+    if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
         ident = (st.st_dev, st.st_ino)
-        if ident in linked:
-            return 0
-        linked.add(ident)
-    return int(st.st_blocks) * 512
+        if ident in usage._linked:
+            return
+        usage._linked.add(ident)
+    size = int(st.st_blocks) * 512
+    usage.allocated += size
+    usage.physical += size
+    if extents and stat.S_ISREG(st.st_mode) and size:
+        shared, seen = _shared(path, st.st_dev, usage._extents)
+        shared = min(shared, size)
+        usage.shared += shared
+        usage.physical -= min(seen, size)
+
+
+def _shared(path: str, device: int, known: set[tuple[int, int]]) -> tuple[int, int]:
+    """The file's shared bytes, and how many of them are on extents this measurement counted before."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return 0, 0
+    shared = seen = 0
+    try:
+        for physical, length, flags in reflink.extents(fd):
+            if not flags & reflink.EXTENT_SHARED or flags & reflink.EXTENT_UNKNOWN:
+                continue
+            shared += length
+            if (device, physical) in known:
+                seen += length
+            else:
+                known.add((device, physical))
+    except OSError:
+        pass  # the file changed or went away mid-read: what was read
+    finally:
+        os.close(fd)
+    return shared, seen

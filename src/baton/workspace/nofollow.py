@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterator
@@ -203,3 +204,24 @@ def _unlink_odd(path: str) -> bool:
     except OSError:
         return False
     return True
+
+
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def read_ref(cache: Path, ref: str) -> str | None:
+    """The commit ``ref`` names in the git dir ``cache``, without a git process: a loose file, or a
+    line of packed-refs after a gc. None when there is no such ref, or it names no commit id. An agent
+    can write the refs of its branches: a link is not followed and a name leaving ``refs/`` is not read."""
+    try:
+        loose = read_beneath(cache, ref).decode("ascii", "replace").strip()
+    except OSError:  # none, a directory, a link, or no plain relative name
+        loose = None
+    if loose is not None:
+        return loose if _SHA.fullmatch(loose) else None
+    try:
+        packed = (cache / "packed-refs").read_text()
+    except FileNotFoundError:
+        return None
+    at = packed.find(f" {ref}\n")
+    return packed[packed.rfind("\n", 0, at) + 1 : at] if at >= 0 else None

@@ -6,6 +6,9 @@
 - Worktree: ``worktrees/<agent>/<slug>/<thread>`` on ``baton/<agent>/<thread>``. The path never
   changes, because agents key their transcripts by directory. An existing worktree is reused as is
   (no fetch: the fast path); a lost one is rebuilt on its branch and its last checkpoint re-applied.
+  A new one is a reflinked copy of a pristine checkout where the volume clones files
+  (:mod:`baton.workspace.pristine`), else ``git worktree add``; what may be found at the path before
+  a rebuild is :mod:`baton.workspace.wtpaths`'s.
   baton's git there never follows the agent-writable ``.git`` file or ``commondir``: it runs through
   :meth:`Workdirs.worktree_git` (:mod:`baton.workspace.gitlinks`), and a worktree whose admin dir is
   lost is checkpointed from the cache clone itself and rebuilt (:meth:`Workdirs.prepare_worktree`); a
@@ -28,23 +31,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from baton.errors import BadInput, GitError
-from baton.files import archive_path, archive_stamp, atomic_write_text
+from baton.files import atomic_write_text
 from baton.keys import Key, Repo
 from baton.settings import Settings
-from baton.workspace import gitlinks, nofollow
+from baton.workspace import gitlinks, nofollow, pristine, wtpaths
 from baton.workspace.du import disk_usage
 from baton.workspace.gitcmd import (
     WorktreeGit,
     checkout_changes,
     commit_of,
-    directory_tree,
     ref_exists,
     remote_error,
     run_git,
@@ -52,9 +53,9 @@ from baton.workspace.gitcmd import (
     worktree_tree,
 )
 from baton.workspace.locks import file_lock
+from baton.workspace.wtpaths import remove_empty_parents
 
 log = logging.getLogger("baton.workspace")
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 # run_git moved to baton.workspace.gitcmd; still exported here for the callers that import it from this module
 __all__ = ["ASKPASS", "Workdirs", "Worktree", "branch_for", "disk_usage", "remove_empty_parents", "run_git"]
@@ -193,25 +194,35 @@ class Workdirs:
             note = self._salvage(key, cache, branch, env)
             # a half-made directory without .git, salvaged just now, or not a directory at all
             note = _joined(note, self._clear(key))
+            pristine.clear_stages(path)  # a killed copy-on-write build's leftovers: never trusted
             run_git(["worktree", "prune"], cwd=cache)
             gitlinks.drop(cache, key)  # a stale one would claim the branch
             path.parent.mkdir(parents=True, exist_ok=True)
-            before = gitlinks.names(cache)
-            made = self._add_worktree(cache, path, branch, base, env)
-            self._restore_checkpoint(key, gitlinks.claim(cache, before, path, key))
+            made, wt = self._add_worktree(key, cache, branch, base, env)
+            self._restore_checkpoint(key, wt)
         return dataclasses.replace(made, note=note)
 
     def _add_worktree(
-        self, cache: Path, path: Path, branch: str, base: str | None, env: dict[str, str]
-    ) -> Worktree:
-        if ref_exists(cache, f"refs/heads/{branch}"):
-            run_git(["worktree", "add", "--quiet", str(path), branch], cwd=cache, env=env)
-            return Worktree(path, built=True)
-        start = run_git(["rev-parse", f"{self._resolve_base(cache, base)}^{{commit}}"], cwd=cache)
-        run_git(
-            ["worktree", "add", "--quiet", "--no-track", "-b", branch, str(path), start], cwd=cache, env=env
-        )
-        return Worktree(path, built=True, new_branch=branch, start=start)
+        self, key: Key, cache: Path, branch: str, base: str | None, env: dict[str, str]
+    ) -> tuple[Worktree, WorktreeGit]:
+        """Make the key's worktree on ``branch`` (created from ``base`` when missing): a reflinked copy
+        of a pristine checkout where the file system allows it (:mod:`baton.workspace.pristine`),
+        else ``git worktree add``."""
+        path = self.worktree_path(key)
+        made = Worktree(path, built=True)
+        commit = commit_of(cache, f"refs/heads/{branch}")
+        if commit is None:
+            commit = run_git(["rev-parse", f"{self._resolve_base(cache, base)}^{{commit}}"], cwd=cache)
+            run_git(["branch", "--no-track", branch, commit], cwd=cache, env=env)
+            made = Worktree(path, built=True, new_branch=branch, start=commit)
+        if self.settings.reflink != "off" and pristine.usable(cache, path.parent):
+            try:
+                return made, pristine.make_worktree(cache, path, key, branch, commit, env)
+            except pristine.CowUnavailable as exc:
+                log.warning("%s; made with git worktree add instead", exc)
+        before = gitlinks.names(cache)
+        run_git(["worktree", "add", "--quiet", str(path), branch], cwd=cache, env=env)
+        return made, gitlinks.claim(cache, before, path, key)
 
     def worktree_git(self, key: Key) -> WorktreeGit | None:
         """The git of the key's worktree, its links to its admin dir repaired (see
@@ -239,40 +250,12 @@ class Workdirs:
         return note
 
     def _salvage(self, key: Key, cache: Path, branch: str, env: dict[str, str]) -> str | None:
-        """A broken worktree (a ``.git`` but no admin dir of its own) about to be rebuilt: its files become
-        the key's checkpoint on the branch's tip, staged against the cache clone itself (nothing the agent
-        wrote is taken for a git dir), so the rebuild restores them. A note for the run; None otherwise."""
-        path = self.worktree_path(key)
-        tip = commit_of(cache, f"refs/heads/{branch}")
-        if not gitlinks.is_real_dir(path) or not os.path.lexists(path / ".git") or tip is None:
-            return None
-        tree = directory_tree(cache, path, tip, env)
-        ref = self.checkpoint_ref(key)
-        if tree == run_git(["rev-parse", f"{tip}^{{tree}}"], cwd=cache):
-            if commit_of(cache, ref) is not None:
-                run_git(["update-ref", "-d", ref], cwd=cache)
-        else:
-            message = f"baton checkpoint of {key} (a broken worktree)"
-            commit = run_git(["commit-tree", tree, "-p", tip, "-m", message], cwd=cache, env=env)
-            run_git(["update-ref", ref, commit], cwd=cache)
-        log.warning("the worktree of %s had lost its git links: its files are checkpointed; rebuilt", key)
-        return f"the worktree had lost its git links (its admin dir): rebuilt on {branch} with its files"
+        """A broken worktree's files as the key's checkpoint (:func:`wtpaths.salvage`)."""
+        return wtpaths.salvage(cache, self.worktree_path(key), key, branch, self.checkpoint_ref(key), env)
 
     def _clear(self, key: Key) -> str | None:
-        """Empty the key's worktree path before a rebuild (the caller holds the repo's lock). A directory
-        (half-made, or salvaged) is deleted; anything else there — a file, a link, a FIFO — is not
-        baton's to delete nor to follow: it is moved as it is under ``archive/`` and the note says where."""
-        path = self.worktree_path(key)
-        if gitlinks.is_real_dir(path):
-            shutil.rmtree(path)
-            return None
-        if not os.path.lexists(path):
-            return None
-        what = "symlink" if path.is_symlink() else "file" if path.is_file() else "special file"
-        kept = archive_path(self.home, (key.agent, key.repo.slug, key.thread), archive_stamp(), "worktree-")
-        os.rename(path, kept)
-        log.warning("the worktree path of %s was a %s: archived at %s, rebuilt", key, what, kept)
-        return f"the worktree path was a {what}, not a directory: archived at {kept}, the worktree rebuilt"
+        """Empty the key's worktree path before a rebuild (:func:`wtpaths.clear`)."""
+        return wtpaths.clear(self.home, key, self.worktree_path(key))
 
     def discard_new_worktree(self, key: Key, made: Worktree) -> None:
         """Undo :meth:`prepare_worktree` when the run finds, after it, that it cannot go on: remove the
@@ -344,21 +327,8 @@ class Workdirs:
 
     @staticmethod
     def read_ref(cache: Path, ref: str) -> str | None:
-        """The commit ``ref`` names, without a git process: a loose file, or a line of packed-refs after
-        a gc. None when there is no such ref, or it names no commit id. An agent can write the refs of
-        its branches: a link is not followed and a name leaving ``refs/`` is not read."""
-        try:
-            loose = nofollow.read_beneath(cache, ref).decode("ascii", "replace").strip()
-        except OSError:  # none, a directory, a link, or no plain relative name
-            loose = None
-        if loose is not None:
-            return loose if _SHA.fullmatch(loose) else None
-        try:
-            packed = (cache / "packed-refs").read_text()
-        except FileNotFoundError:
-            return None
-        at = packed.find(f" {ref}\n")
-        return packed[packed.rfind("\n", 0, at) + 1 : at] if at >= 0 else None
+        """The commit ``ref`` names in ``cache``, without a git process (:func:`nofollow.read_ref`)."""
+        return nofollow.read_ref(cache, ref)
 
     def catch_up(self, key: Key, branch: str, since: tuple[str, str] | None = None) -> None:
         """Bring the key's existing worktree to ``branch``'s tip with the key's checkpoint re-applied,
@@ -486,13 +456,3 @@ def _require_commits(clone: Path, repo: Repo) -> None:
     if not run_git(["for-each-ref", "--count=1", "--format=%(refname)", "refs/heads"], cwd=clone):
         where = repo.url if repo.local else repo.slug  # a URL is the user's; the slug is safe to print
         raise BadInput(f"the repository {where} has no commits yet: make a first commit, then run again")
-
-
-def remove_empty_parents(path: Path, stop: Path) -> None:
-    """Remove ``path`` and its parents while they are empty, up to (not including) ``stop``."""
-    while path != stop and stop in path.parents:
-        try:
-            path.rmdir()
-        except OSError:
-            return
-        path = path.parent

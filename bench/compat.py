@@ -1,0 +1,203 @@
+"""``make compat``: the compatibility matrix of the agent CLIs.
+
+For each real CLI it installs the pinned release, the newest in its registry and two older ones (npm
+for Codex and Gemini, PyPI's claude-agent-sdk wheel for Claude Code, into ``.compat/`` or
+``$BATON_COMPAT_DIR``), runs ``tests/test_compat.py``'s scenarios (fresh, resume, hydrate after a
+wiped home, fork, hand-off, a tool call that edits a file) once per column, and writes:
+
+- ``docs/compat.md``: version by scenario, ✔ or ✘ with the reason;
+- ``src/baton/agents/tested.json``: the CLI versions whose column passed whole (``baton doctor`` warns
+  on others), the pinned one first.
+
+The columns: *pinned* (started and carried on under the pin); each *older* release (started under
+it, carried on under the pin: an operator upgrading to this baton); *newest* (started under the pin,
+carried on under the newest: the upgrade the next pin bump makes). CI (``make test``) runs only the
+pinned column: the same tests without the ``BATON_COMPAT_*`` variables.
+
+``python bench/compat.py [--agents claude,codex] [--newest X] …`` (``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ("fresh", "resume", "hydrate", "fork", "handoff", "tool")
+
+
+@dataclass(frozen=True)
+class Cli:
+    agent: str
+    package: str  # its registry's name
+    pinned: str  # the package version baton pins (pyproject.toml, package-lock.json)
+    newest: str
+    older: tuple[str, ...]
+
+
+# The releases measured (bump them with the pins: docs/release.md, "Agent CLI pins").
+CLIS = (
+    Cli("claude", "claude-agent-sdk", "0.2.184", "0.2.187", ("0.2.180", "0.2.170")),
+    Cli("codex", "@openai/codex", "0.169.0", "0.169.0", ("0.166.0", "0.162.1")),
+    Cli("gemini", "@google/gemini-cli", "0.61.0", "0.61.0", ("0.60.0", "0.56.0")),
+)
+
+
+@dataclass
+class Column:
+    agent: str
+    label: str  # pinned | older | newest
+    start: str  # package version that starts each conversation
+    carry: str  # package version that carries it on
+    cli_version: str = ""  # what the column's tested CLI reports (`--version`)
+    results: dict[str, str] = field(default_factory=dict)  # scenario → "" (passed) or the reason
+
+
+def install(cli: Cli, version: str, into: Path) -> Path:
+    """The CLI binary of ``version``, installed under ``into`` unless it already is."""
+    target = into / f"{cli.agent}-{version}"
+    if cli.agent == "claude":
+        binary = target / "claude_agent_sdk" / "_bundled" / "claude"
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                   "--no-deps", "--target", str(target), f"{cli.package}=={version}"]  # fmt: skip
+    else:
+        binary = target / "node_modules" / ".bin" / cli.agent
+        command = ["npm", "install", "--prefix", str(target), "--no-audit", "--no-fund", "--loglevel=error",
+                   f"{cli.package}@{version}"]  # fmt: skip
+    if not binary.exists():
+        print(f"compat: installing {cli.package}@{version}", flush=True)
+        subprocess.run(command, check=True)
+    return binary
+
+
+def version_of(agent: str, binary: Path) -> str:
+    sys.path.insert(0, str(ROOT / "src"))
+    from baton.agents.base import cli_version
+    from baton.agents.gemini import gemini_version
+
+    probe = gemini_version if agent == "gemini" else cli_version
+    return probe((str(binary),)) or "?"
+
+
+def run_column(column: Column, start: Path, carry: Path, reports: Path) -> None:
+    report = reports / f"{column.agent}-{column.label}-{column.start}-{column.carry}.xml"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        f"BATON_COMPAT_FROM_{column.agent.upper()}": str(start),
+        f"BATON_COMPAT_TO_{column.agent.upper()}": str(carry),
+    }
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
+               "tests/test_compat.py", "-k", f"[{column.agent}]", f"--junitxml={report}"]  # fmt: skip
+    began = time.monotonic()
+    subprocess.run(command, cwd=ROOT, env=env, check=False)
+    column.results = read_report(report)
+    passed = sum(not r for r in column.results.values())
+    took = time.monotonic() - began
+    print(f"compat: {column.agent} {column.label} {column.start} → {column.carry}: "
+          f"{passed}/{len(SCENARIOS)} in {took:.0f} s", flush=True)  # fmt: skip
+
+
+def read_report(path: Path) -> dict[str, str]:
+    """scenario → "" when it passed, else the first line of why (a scenario missing is a failure)."""
+    results = dict.fromkeys(SCENARIOS, "did not run")
+    if not path.is_file():
+        return results
+    for case in ET.parse(path).getroot().iter("testcase"):
+        scenario = case.get("name", "").removeprefix("test_").split("[")[0]
+        if scenario not in results:
+            continue
+        problem = next((c for c in case if c.tag in ("failure", "error", "skipped")), None)
+        if problem is None:
+            results[scenario] = ""
+        else:
+            text = (problem.get("message") or problem.text or problem.tag).strip()
+            results[scenario] = " ".join(text.split())[:160]
+    return results
+
+
+def write_table(columns: list[Column], path: Path) -> None:
+    lines = [
+        "# Agent CLI compatibility",
+        "",
+        "Written by `make compat` (`bench/compat.py`); do not edit by hand. Each column starts a",
+        "conversation under one release and carries it on under another, through baton, against the",
+        "project's mock model servers: *older* → pinned is an operator upgrading to this baton; pinned →",
+        "*newest* is the next pin bump. A scenario passes when every turn succeeded and the carried-on",
+        "turn's request held the first turn's words (the history was whole). CI runs the pinned column",
+        "(`tests/test_compat.py`). Pin bumps: docs/release.md.",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')}.",
+        "",
+    ]
+    for agent in dict.fromkeys(c.agent for c in columns):
+        mine = [c for c in columns if c.agent == agent]
+        lines += [f"## {agent}", ""]
+        lines.append("| column | started under → carried on under | " + " | ".join(SCENARIOS) + " |")
+        lines.append("|---|---|" + "---|" * len(SCENARIOS))
+        for c in mine:
+            cells = [
+                "✔" if not c.results.get(s) else f"✘ {c.results[s].replace('|', '/')}" for s in SCENARIOS
+            ]
+            lines.append(
+                f"| {c.label} ({c.cli_version}) | {c.start} → {c.carry} | " + " | ".join(cells) + " |"
+            )
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def write_tested(columns: list[Column], path: Path) -> None:
+    data = json.loads(path.read_text())
+    for cli in CLIS:
+        mine = [c for c in columns if c.agent == cli.agent]
+        if not mine:
+            continue
+        passed = [c.cli_version for c in mine if c.results and not any(c.results.values())]
+        pinned = next(c.cli_version for c in mine if c.label == "pinned")
+        entry = data["agents"][cli.agent]
+        entry["pinned_package"] = cli.pinned
+        entry["versions"] = list(dict.fromkeys([pinned, *passed]))
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", default="claude,codex,gemini")
+    parser.add_argument("--dir", default=os.environ.get("BATON_COMPAT_DIR", str(ROOT / ".compat")))
+    parser.add_argument("--table", default=str(ROOT / "docs" / "compat.md"))
+    args = parser.parse_args()
+    into = Path(args.dir)
+    reports = into / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    columns: list[Column] = []
+    for cli in CLIS:
+        if cli.agent not in args.agents.split(","):
+            continue
+        pinned = install(cli, cli.pinned, into)
+        plan = [("pinned", cli.pinned, cli.pinned, pinned)]
+        plan += [("older", v, cli.pinned, install(cli, v, into)) for v in cli.older]
+        if cli.newest != cli.pinned:
+            plan.append(("newest", cli.pinned, cli.newest, install(cli, cli.newest, into)))
+        for label, start, carry, tested in plan:
+            column = Column(cli.agent, label, start, carry, version_of(cli.agent, tested))
+            start_bin = tested if label == "older" else pinned
+            carry_bin = tested if label == "newest" else pinned
+            run_column(column, start_bin, carry_bin, reports)
+            columns.append(column)
+    write_table(columns, Path(args.table))
+    write_tested(columns, ROOT / "src" / "baton" / "agents" / "tested.json")
+    failed = [c for c in columns if any(c.results.values())]
+    for c in failed:
+        print(f"compat: FAILED {c.agent} {c.label} {c.start} → {c.carry}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

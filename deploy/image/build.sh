@@ -1,0 +1,48 @@
+#!/bin/sh
+# Build baton's image from deploy/Dockerfile and leave it as localhost/baton:dev (`make image`).
+#
+#   deploy/image/build.sh      ENGINE=podman|docker IMAGE=localhost/baton:dev BASE=IMAGE CA_BUNDLE=FILE
+#
+# The Debian base, in this order: BASE when given; debian:trixie-slim when the engine already has it;
+# else one built from Debian's packages (base.sh: root and debootstrap; this works with no image
+# registry at all), kept as localhost/baton-base:trixie and reused (REBUILD_BASE=1 makes it anew);
+# else the engine pulls debian:trixie-slim from its registry. The build never pulls otherwise.
+# CA_BUNDLE (default: the system's) is handed to the build as a secret, for pip and npm behind a proxy
+# that re-signs TLS; it does not end up in the image.
+set -eu
+cd "$(dirname "$0")/../.."
+IMAGE=${IMAGE:-localhost/baton:dev}
+OFFICIAL=docker.io/library/debian:trixie-slim
+LOCAL_BASE=localhost/baton-base:trixie
+
+if [ -z "${ENGINE:-}" ]; then
+	if command -v podman >/dev/null; then ENGINE=podman
+	elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then ENGINE=docker
+	else
+		echo "make image: no container engine: install podman (apt-get install podman runc), or Docker" >&2
+		exit 2
+	fi
+fi
+has_image() { "$ENGINE" image inspect "$1" >/dev/null 2>&1; }
+
+if [ -n "${BASE:-}" ]; then :
+elif has_image "$OFFICIAL"; then BASE=$OFFICIAL
+elif has_image "$LOCAL_BASE" && [ -z "${REBUILD_BASE:-}" ]; then BASE=$LOCAL_BASE
+elif [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then
+	ENGINE=$ENGINE deploy/image/base.sh "$LOCAL_BASE"
+	BASE=$LOCAL_BASE
+else
+	echo "make image: no Debian base here and no debootstrap as root: pulling $OFFICIAL"
+	"$ENGINE" pull "$OFFICIAL"
+	BASE=$OFFICIAL
+fi
+
+set -- --file deploy/Dockerfile --tag "$IMAGE" --build-arg "BASE=$BASE" --network host
+if [ "$ENGINE" = podman ]; then set -- "$@" --pull=never; fi
+CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
+if [ -s "$CA_BUNDLE" ]; then set -- "$@" --secret "id=ca-certificates,src=$CA_BUNDLE"; fi
+echo "make image: $ENGINE build on $BASE"
+"$ENGINE" build "$@" .
+
+size=$("$ENGINE" image inspect --format '{{.Size}}' "$IMAGE")
+echo "make image: $IMAGE, $((size / 1048576)) MiB unpacked"

@@ -1,0 +1,149 @@
+"""Fast paths: commands parsed without Typer, for what people and scripts type most.
+
+``baton sessions ls`` through Typer (whose option parsing imports pydantic) and the SQL store (which
+imports SQLAlchemy) spends about half a second importing, for a query of a few milliseconds. Here the
+same command is parsed by hand and answered from :mod:`baton.store.lite`, printed by the same
+:mod:`baton.cli.render` functions, so its output is the Typer command's to the byte
+(``tests/test_cli_fast.py`` compares them). ``baton run`` in its common form is parsed here too and
+runs exactly as the Typer command does (:func:`baton.cli.running.execute`).
+
+A fast path takes only what it fully understands: an unknown or malformed option, ``--help``, a store
+the lite reader declines (PostgreSQL, one that needs migrating) — anything else returns ``None`` and the
+Typer command runs, with its own parsing and error messages. Errors it raises are the same
+:class:`~baton.errors.BatonError` s, turned into messages by :func:`baton.cli.main`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from baton.store.lite import LiteStore
+
+Handler = Callable[[list[str]], "int | None"]
+
+
+def try_fast(args: list[str]) -> int | None:
+    """Run ``baton ARGS`` here when a fast path covers it (its exit code); None: let Typer run it."""
+    for words in (tuple(args[:2]), tuple(args[:1])):
+        handler = FAST.get(words)
+        if handler is not None:
+            return handler(args[len(words) :])
+    return None
+
+
+# option name → (its spellings, whether it takes a value)
+LS_OPTIONS = {
+    "agent": (("--agent", "-a"), True),
+    "repo": (("--repo", "-r"), True),
+    "json": (("--json",), False),
+    "wide": (("--wide", "-w"), False),
+}
+
+
+def parse(args: list[str], options: dict[str, tuple[tuple[str, ...], bool]]) -> dict[str, str | bool] | None:
+    """``args`` as option values (the last of a repeated option wins, as in Click); None for anything
+    else: an argument, an unknown option, a missing value, a value that looks like an option."""
+    spelling = {flag: name for name, (flags, _) in options.items() for flag in flags}
+    found: dict[str, str | bool] = {}
+    i = 0
+    while i < len(args):
+        flag, eq, inline = args[i].partition("=")
+        name = spelling.get(flag)
+        if name is None or (eq and not flag.startswith("--")):
+            return None
+        if not options[name][1]:
+            if eq:
+                return None
+            found[name] = True
+        elif eq:
+            found[name] = inline
+        elif i + 1 < len(args) and not args[i + 1].startswith("-"):
+            i += 1
+            found[name] = args[i]
+        else:
+            return None
+        i += 1
+    return found
+
+
+def sessions_ls(args: list[str]) -> int | None:
+    """``baton sessions ls [--agent A] [--repo R] [--json] [--wide]`` (see ``cli/sessions.py``)."""
+    given = parse(args, LS_OPTIONS)
+    if given is None:
+        return None
+    from baton.settings import load_settings
+    from baton.store.lite import open_lite
+
+    store = open_lite(load_settings().resolved_store_url)
+    if store is None:
+        return None
+    agent, repo = given.get("agent"), given.get("repo")
+    with store:
+        rows = store.list_sessions(
+            agent=str(agent) if agent else None, repo=repo_slug(store, str(repo)) if repo else None
+        )
+    from baton.cli.render import emit_json, print_rows, session_rows
+
+    if given.get("json"):
+        emit_json([s.to_json() for s in rows])
+    else:
+        wide = bool(given.get("wide"))
+        print_rows(*session_rows(rows, wide), wide)
+    return 0
+
+
+def repo_slug(store: LiteStore, repo: str) -> str:
+    """:func:`baton.sessions.manage.repo_slug` over the lite store: a stored slug as it is, else the
+    slug of a URL or a local path, else the text as given (it then matches nothing). The session layer
+    is not imported for it: it brings the SQL store."""
+    from baton.errors import BadInput
+    from baton.keys import parse_repo
+
+    if store.list_sessions(repo=repo, limit=1):
+        return repo
+    try:
+        return parse_repo(repo).slug
+    except BadInput:
+        return repo
+
+
+RUN_OPTIONS = {
+    "agent": (("--agent", "-a"), True),
+    "repo": (("--repo", "-r"), True),
+    "thread": (("--thread", "-t"), True),
+    "json": (("--json",), False),
+}
+
+
+def run(args: list[str]) -> int | None:
+    """``baton run -a AGENT -r REPO -t THREAD [--json] PROMPT`` — the form a dispatcher starts once per
+    event — without Typer, whose parsing imports pydantic (~0.15 s). The request is the one the Typer
+    command builds from these options (every other field at its default); any other option, a prompt
+    that starts with ``-`` or a missing key option is Typer's to parse."""
+    prompts = [i for i, arg in enumerate(args) if not arg.startswith("-") and _is_argument(args, i)]
+    if len(prompts) != 1:
+        return None
+    prompt = args[prompts[0]]
+    given = parse(args[: prompts[0]] + args[prompts[0] + 1 :], RUN_OPTIONS)
+    if given is None or not all(isinstance(given.get(k), str) for k in ("agent", "repo", "thread")):
+        return None
+    from baton.cli.running import execute
+    from baton.runner.request import RunRequest
+
+    request = RunRequest(
+        agent=str(given["agent"]), repo=str(given["repo"]), thread=str(given["thread"]), prompt=prompt
+    )
+    return execute(request, as_json=bool(given.get("json")))
+
+
+def _is_argument(args: list[str], i: int) -> bool:
+    """Whether ``args[i]`` stands alone, not as the value of the option before it (``-a claude``)."""
+    if i == 0:
+        return True
+    before = args[i - 1]
+    return before not in ("--agent", "-a", "--repo", "-r", "--thread", "-t")
+
+
+FAST: dict[tuple[str, ...], Handler] = {("sessions", "ls"): sessions_ls, ("run",): run}

@@ -1,0 +1,171 @@
+"""What the CLI prints with, without Typer: the consoles, Rich escaping, tables, JSON, ages; and the
+tables of more than one command (sessions).
+
+Apart from :mod:`baton.cli.common` (which Typer's option types make cost ~70 ms more to import) so the
+fast paths of :mod:`baton.cli.fast` print exactly what the Typer commands print.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from baton.models import SessionRecord
+
+
+@cache
+def out() -> Console:
+    """The console for results (stdout)."""
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
+@cache
+def err() -> Console:
+    """The console for progress, warnings and errors (stderr)."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+def esc(value: object) -> str:
+    """``value`` as text Rich prints literally: ``[claude]`` stays ``[claude]``, never markup."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
+def new_table(*columns: str, title: str | None = None) -> Table:
+    """Every table the CLI prints, in one style: no box, two spaces between columns, a bold header
+    (and a title above, left); a cell too long for its column wraps in it instead of being cut to
+    ``…``. Print it with :func:`print_table`."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold", title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def print_table(table: Table, wide: bool = False) -> None:
+    """Print a table at the terminal's width (80 columns in a pipe); with ``wide``, one line per row,
+    as long as the row needs, so no cell is wrapped inside a word (``| less -S`` to scroll it)."""
+    console = out()
+    if not wide:
+        console.print(table)
+        return
+    from rich.measure import Measurement
+
+    natural = Measurement.get(console, console.options.update(max_width=1_000_000), table).maximum
+    width = console.width
+    console.width = max(natural, width)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
+# printable ASCII but ":" (Rich reads ``:name:`` as an emoji): one column per character, no markup
+PLAIN = re.compile(r"[ -9;-~]*\Z")
+
+
+def print_rows(columns: list[str], rows: list[list[str]], wide: bool = False) -> None:
+    """Print a table of plain text cells (not escaped), as :func:`new_table` and :func:`print_table`
+    would. When it fits the width (or ``wide``) and every cell is :data:`PLAIN`, Rich would give each
+    column the width of its widest cell and put two spaces between columns: that is written here
+    directly, since Rich's table layout costs ~1 ms a row (100 ms for 100 sessions) for the same
+    bytes. Anything else (a cell to wrap, wide characters) goes through Rich."""
+    console = out()
+    widths = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)]
+    fits = wide or sum(widths) + 2 * (len(widths) - 1) <= console.width
+    if fits and all(PLAIN.match(cell) for row in [columns, *rows] for cell in row):
+
+        def line(cells: list[str]) -> str:
+            return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+
+        plain = {"markup": False, "highlight": False, "emoji": False}
+        console.print(line(columns), style="bold", **plain)  # type: ignore[arg-type]
+        if rows:
+            console.print("\n".join(map(line, rows)), **plain)  # type: ignore[arg-type]
+        return
+    table = new_table(*columns)
+    for row in rows:
+        table.add_row(*map(esc, row))
+    print_table(table, wide)
+
+
+def print_fields(data: dict[str, Any]) -> None:
+    """A record as ``name: value`` lines for people (``--json`` gives it for scripts)."""
+    for name, value in data.items():
+        out().print(f"[bold]{esc(name)}[/bold]: {esc(field_text(value))}", highlight=False)
+
+
+def field_text(value: Any) -> str:
+    """A value as a person reads it, never a Python repr: ``-`` for none, ``yes``/``no``, a float to
+    6 significant digits, ``a=1, b=2`` for a mapping (nested values as JSON), ``a, b`` for a list."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_flat(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(_flat, value)) or "-"
+    return str(value)
+
+
+def _flat(value: Any) -> str:
+    if value is None:
+        return "-"
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def ago(ts: float | None) -> str:
+    """A timestamp as a short age for tables: ``12s ago``, ``5m ago``, ``in 29d``."""
+    import time
+
+    if not ts:
+        return "-"
+    delta = time.time() - ts
+    span = abs(delta)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")):
+        if span >= size or unit == "s":
+            text = f"{int(span // size)}{unit}"
+            break
+    return f"{text} ago" if delta >= 0 else f"in {text}"
+
+
+def session_rows(rows: list[SessionRecord], wide: bool) -> tuple[list[str], list[list[str]]]:
+    """Sessions as :func:`print_rows` takes them: at 80 columns by default; ``wide`` adds the session
+    id, attempts, expiry, worktree."""
+    columns = ["agent", "repo", "thread", "status", "last outcome", "last used"]
+    if wide:
+        columns += ["session", "attempts", "expires", "worktree"]
+    cells = []
+    for s in rows:
+        row = [
+            s.agent,
+            s.repo,
+            s.thread,
+            s.status.value,
+            s.last_outcome.value if s.last_outcome else "-",
+            ago(s.last_used_at),
+        ]
+        if wide:
+            row += [s.agent_session_id or "-", str(s.attempts), ago(s.expires_at), s.worktree]
+        cells.append(row)
+    return columns, cells

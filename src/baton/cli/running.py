@@ -1,0 +1,102 @@
+"""What ``baton run`` does once its request is parsed, without Typer: run it with SIGINT/SIGTERM as
+its cancel, print the result, answer the exit code. Shared by the Typer command (:mod:`baton.cli.run`)
+and the fast path (:mod:`baton.cli.fast`), so both run and print alike."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar, cast
+
+from baton.cli.render import emit_json, err, esc, out
+
+if TYPE_CHECKING:
+    from baton.runner.request import RunRequest, RunResult
+    from baton.settings import Settings
+    from baton.store.base import Store
+
+T = TypeVar("T")
+
+
+def execute(request: RunRequest, as_json: bool) -> int:
+    """Run ``request``, print its result (JSON with ``as_json``) and return the outcome's exit code.
+
+    On a SQLite store the run gets :class:`~baton.store.early.EarlyStore`: its agent starts before
+    SQLAlchemy is imported, which then loads beside the agent's own start-up."""
+    from baton.errors import exit_code_of
+    from baton.settings import load_settings
+    from baton.store.early import open_early
+
+    settings = load_settings()
+    store = cast("Store | None", open_early(settings.resolved_store_url))
+    try:
+        result = _with_cancel(request.cancel, lambda: _run_with_status(request, as_json, settings, store))
+        if as_json:
+            emit_json(result.to_json())
+        else:
+            _print_result(result, settings, store)
+    finally:
+        if store is not None:
+            store.close()
+    return exit_code_of(result.run.outcome)
+
+
+def _with_cancel(cancel: threading.Event, work: Callable[[], T]) -> T:
+    """SIGINT/SIGTERM cancel the run cleanly (the agent's group is killed, the outcome recorded)."""
+
+    def handler(signum: int, _frame: object) -> None:
+        cancel.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return work()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _run_with_status(request: RunRequest, quiet: bool, settings: Settings, store: Store | None) -> RunResult:
+    from baton.runner.run import run
+
+    # isatty first: a pipe (a dispatcher's) never shows progress, and Rich is then not imported
+    # before the agent starts
+    if quiet or not sys.stderr.isatty() or not err().is_terminal:
+        return run(request, settings, store)
+    with err().status(esc(f"{request.agent} on {request.thread}: starting")) as status:
+        request.on_start = lambda r: status.update(
+            esc(f"{r.agent} on {r.thread}: {r.mode.value} run {r.run_id[-8:]}, attempt {r.attempt}")
+        )
+        return run(request, settings, store)
+
+
+def _print_result(result: RunResult, settings: Settings, store: Store | None) -> None:
+    from baton.models import Outcome
+    from baton.runner.runids import short_id
+    from baton.store import open_store
+
+    r = result.run
+    if store is not None:
+        run_id = short_id(store, result.run_id)
+    else:
+        opened = open_store(settings.resolved_store_url)
+        try:
+            run_id = short_id(opened, result.run_id)
+        finally:
+            opened.close()
+    color = "green" if r.outcome == Outcome.SUCCEEDED else "red"
+    out().print(
+        f"[{color}]{r.outcome.value}[/{color}]  run {esc(run_id)}  {esc(f'{r.agent}:{r.repo}:{r.thread}')}  "
+        f"mode={r.mode.value} attempt={r.attempt} session={esc(result.session.agent_session_id)}",
+        highlight=False,
+    )
+    out().print(f"worktree: {esc(result.session.worktree)}  ({r.duration_s} s)", highlight=False)
+    if r.result:
+        out().print(r.result, highlight=False, markup=False)
+    if r.note:
+        err().print(f"note: {r.note}", highlight=False, markup=False)
+    if r.error:
+        err().print(f"error: {r.error}", highlight=False, markup=False)
+    for warning in result.warnings:
+        err().print(f"warning: {warning}", highlight=False, markup=False)

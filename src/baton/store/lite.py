@@ -1,0 +1,102 @@
+"""The SQLite store read through the standard library's ``sqlite3``, for commands a person types
+often (``baton sessions ls``): opening the SQL store imports SQLAlchemy, about 0.2 s, several times
+what such a command needs in all.
+
+It reads only, and only a store that is exactly where this code expects it: a ``sqlite:///PATH`` URL
+(no query options) naming a database that exists and whose schema is at the last migration of
+:data:`~baton.store.migrations.MIGRATIONS`. Anything else — PostgreSQL, a new or older store, an
+unreadable file — is ``None`` from :func:`open_lite`, and the caller takes the full store, which
+creates, migrates and explains. Rows become records through :mod:`baton.store.rows`, the SQL store's
+own conversions, and the queries keep :class:`~baton.store.sql.SQLStore`'s order, so both answer alike
+(``tests/test_store_lite.py`` compares them).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from baton.models import SessionRecord, SessionStatus
+from baton.store.migrations import MIGRATIONS
+from baton.store.rows import session_of
+from baton.store.sqlitefile import check_room, configure
+
+PREFIX = "sqlite:///"
+
+
+class LiteStore:
+    """Read-only queries over one SQLite store (see the module's docstring); close it when done."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def list_sessions(
+        self,
+        agent: str | None = None,
+        repo: str | None = None,
+        status: SessionStatus | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SessionRecord]:
+        """As :meth:`baton.store.sql.SQLStore.list_sessions`: most recently used first, then by thread."""
+        where: list[str] = []
+        params: list[str | int] = []
+        for column, value in (("agent", agent), ("repo", repo), ("status", status and status.value)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = "SELECT * FROM sessions" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY last_used_at DESC, thread"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit, offset]
+        return [session_of(row) for row in self._rows(sql, params)]
+
+    def _rows(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> LiteStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def open_lite(url: str) -> LiteStore | None:
+    """A :class:`LiteStore` for ``url``; None when the full store must answer (see the module)."""
+    conn = connect_current(url)
+    return LiteStore(conn) if conn is not None else None
+
+
+def connect_current(url: str) -> sqlite3.Connection | None:
+    """A connection to the SQLite store of ``url`` when it exists and its schema is at the last
+    migration; None otherwise (the full store creates, migrates or explains). DiskFull when its disk
+    is too full to open it (:func:`~baton.store.sqlitefile.check_room`)."""
+    if not url.startswith(PREFIX) or "?" in url:
+        return None
+    path = Path(url[len(PREFIX) :])
+    if not path.name or path.name == ":memory:" or not path.is_file():
+        return None
+    check_room(path)  # DiskFull, as the SQL store refuses a full disk before SQLite maps the -shm
+    try:
+        # mode=rw: never creates the file. Not mode=ro: a WAL database whose -wal and -shm files
+        # are gone (the last connection closed cleanly) cannot be opened read-only.
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=30)
+    except sqlite3.Error:
+        return None
+    try:
+        configure(conn)  # as every connection of the SQL store
+        version = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+    except sqlite3.Error:
+        conn.close()
+        return None
+    if version != MIGRATIONS[-1][0]:
+        conn.close()
+        return None
+    return conn

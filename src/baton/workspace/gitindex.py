@@ -1,0 +1,126 @@
+"""Carry a git index over to a copy of its work tree, so git trusts it without re-reading every file.
+
+git decides that a tracked file is unchanged from the stat data its index holds (``ctime``, ``mtime``,
+``ino``, ``uid``, ``gid``, ``size``, and ``dev`` where git is built to check it). A reflinked copy of a
+checkout keeps each file's bytes and ``mtime`` (the copy preserves it) but gets a new inode and a new
+``ctime``, so with the original's index git hashes every file again on its first ``status`` — measured
+on Django 5.1.4's 6,809 files on XFS: about 14,800 ``open`` calls and 1.4-4.9 s instead of 0.2 s, and
+``git update-index --refresh`` just as long. Setting ``core.trustctime``/``core.checkStat`` instead
+would weaken the check for the agent's own git for the life of the worktree; rewriting the copied
+index's stat data is exact and costs one ``lstat`` per file.
+
+:func:`restat` rewrites an index for a copy of its work tree: an entry whose file in the copy has the
+entry's ``mtime``, size and file type gets the copy's ``ctime``, ``dev``, ``ino``, ``uid`` and ``gid``;
+any other entry is left as it was (git then re-reads that one file, as it would anyway). Index versions
+2, 3 and 4, SHA-1 and SHA-256 repositories; the trailing checksum is recomputed (or left all zeros
+under ``index.skipHash``). An index this module does not understand raises ``ValueError`` and the
+caller lets git refresh it instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import struct
+from pathlib import Path
+
+_HEADER = struct.Struct(">4sII")
+_STAT = struct.Struct(">10I")  # ctime s, ns, mtime s, ns, dev, ino, mode, uid, gid, size
+_EXTENDED = 0x4000
+_NAME_MASK = 0x0FFF
+
+
+def restat(index: bytes, worktree: Path, oid_size: int = 20) -> tuple[bytes, int]:
+    """``index`` (the bytes of an index of a checkout) with its stat data taken from ``worktree``, a
+    copy of that checkout; and how many entries could not be carried over (git re-reads those)."""
+    try:
+        return _restat(index, worktree, oid_size)
+    except (struct.error, IndexError) as exc:
+        raise ValueError(f"a truncated git index ({exc})") from exc
+
+
+def _restat(index: bytes, worktree: Path, oid_size: int) -> tuple[bytes, int]:
+    if oid_size not in (20, 32) or len(index) < _HEADER.size + oid_size:
+        raise ValueError("not a git index")
+    signature, version, count = _HEADER.unpack_from(index)
+    if signature != b"DIRC" or version not in (2, 3, 4):
+        raise ValueError(f"not a git index of version 2, 3 or 4 ({signature!r}, {version})")
+    out = bytearray(index)
+    pos, name, missed = _HEADER.size, b"", 0
+    base = os.fspath(worktree).encode()
+    for _ in range(count):
+        start = pos
+        fields = _STAT.unpack_from(index, pos)
+        pos, name = _entry_name(index, pos + _STAT.size + oid_size, start, version, name)
+        if pos > len(index) - oid_size:
+            raise ValueError("the index ends inside an entry")
+        if not _carry(out, start, fields, base + b"/" + name):
+            missed += 1
+    if any(index[-oid_size:]):
+        out[-oid_size:] = (hashlib.sha1 if oid_size == 20 else hashlib.sha256)(out[:-oid_size]).digest()
+    return bytes(out), missed
+
+
+def _entry_name(index: bytes, pos: int, start: int, version: int, previous: bytes) -> tuple[int, bytes]:
+    """The entry's path and where the next entry starts; ``pos`` is at the entry's flags."""
+    (flags,) = struct.unpack_from(">H", index, pos)
+    pos += 2
+    if flags & _EXTENDED:
+        if version < 3:
+            raise ValueError("an extended flag in an index of version 2")
+        pos += 2
+    if version == 4:  # the path is the previous one, less ``strip`` bytes, plus what follows
+        strip, pos = _varint(index, pos)
+        end = index.index(b"\0", pos)
+        if strip > len(previous):
+            raise ValueError("a corrupt path in the index")
+        return end + 1, previous[: len(previous) - strip] + index[pos:end]
+    length = flags & _NAME_MASK
+    end = index.index(b"\0", pos) if length == _NAME_MASK else pos + length
+    return start + ((end - start) // 8 + 1) * 8, index[pos:end]  # one to eight NULs pad each entry
+
+
+def _carry(out: bytearray, at: int, fields: tuple[int, ...], path: bytes) -> bool:
+    """Put ``path``'s stat data into the entry at ``at`` when the file is the one the entry describes."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    mode, size = fields[6], fields[9]
+    same = (
+        st.st_mtime_ns // 10**9 % 2**32 == fields[2]
+        and st.st_mtime_ns % 10**9 == fields[3]
+        and st.st_size % 2**32 == size
+        and stat.S_IFMT(st.st_mode) == stat.S_IFMT(mode)  # a gitlink (0o160000) is never a directory's
+    )
+    if not same:
+        return False
+    ctime = st.st_ctime_ns
+    _STAT.pack_into(
+        out,
+        at,
+        ctime // 10**9 % 2**32,
+        ctime % 10**9,
+        fields[2],
+        fields[3],
+        st.st_dev % 2**32,
+        st.st_ino % 2**32,
+        mode,
+        st.st_uid % 2**32,
+        st.st_gid % 2**32,
+        size,
+    )
+    return True
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """git's offset varint (``varint.c``): seven bits a byte, each continuation adding one."""
+    byte = data[pos]
+    value = byte & 0x7F
+    pos += 1
+    while byte & 0x80:
+        byte = data[pos]
+        value = ((value + 1) << 7) | (byte & 0x7F)
+        pos += 1
+    return value, pos
