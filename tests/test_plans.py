@@ -165,6 +165,18 @@ def test_real_claude_three_tasks_one_session(settings: Settings, src_repo: Path,
     assert last.count("shared-context-marker") == 1, "the shared context is in the first prompt only"
 
 
+def holds_user_prompt(transcript: Path, text: str = "beta-task") -> bool:
+    """Whether a Claude transcript has a user entry with ``text`` (not just its queue line)."""
+    for line in transcript.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line being written
+        if isinstance(entry, dict) and entry.get("type") == "user" and text in line:
+            return True
+    return False
+
+
 @pytest.mark.slow
 def test_real_claude_sigkill_during_task_2_then_rerun(
     settings: Settings, baton_env: dict[str, str], src_repo: Path, tmp_path: Path, mock: MockAnthropic
@@ -182,9 +194,10 @@ def test_real_claude_sigkill_during_task_2_then_rerun(
     wait_for(lambda: any("alpha-task" in r.text() for r in mock.requests), 60, what="task 1's request")
     mock.delay = 120  # task 2's request hangs
     wait_for(lambda: any("beta-task" in r.text() for r in mock.requests), 60, what="task 2's request")
-    # mid-turn: the CLI has written task 2's prompt to its transcript, as it would have by then
+    # mid-turn: the CLI has written task 2's prompt to its transcript as a user entry, as it would have
+    # by then (its "enqueue" line, which also holds the prompt, is written before it)
     keys = settings.home / "keys" / "claude"  # the plan's key has its own agent home there
-    wait_for(lambda: any("beta-task" in p.read_text() for p in keys.glob("**/home/projects/*/*.jsonl")), 60)
+    wait_for(lambda: any(map(holds_user_prompt, keys.glob("**/home/projects/*/*.jsonl"))), 60)
     os.kill(runner.pid, signal.SIGKILL)
     runner.communicate(timeout=10)
     store = open_store(settings.resolved_store_url)
