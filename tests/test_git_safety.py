@@ -292,3 +292,35 @@ def test_copies_between_key_homes_skip_links(settings: Settings, tmp_path: Path,
     (target / ".gemini").symlink_to(outside)
     assert keyspace.seed_home(base, target, (".gemini/oauth_creds.json",)) == []
     assert not any(outside.iterdir())
+
+
+# -- refs that name no object ---------------------------------------------------------------------------
+
+
+def test_refs_an_agent_points_at_no_object_never_stop_the_repos_fetches(
+    settings: Settings, workdirs: Workdirs, key: Key, wt: WorktreeGit, src_repo: Path
+) -> None:
+    """git's fetch checks what it got against every ref, every worktree's HEAD included: one naming
+    no object fails it for every key of the repo. The agent of t1 writes two such refs."""
+    (wt.admin / "HEAD").write_text("1" * 40 + "\n")
+    (wt.common / "refs" / "heads" / branch_for(key)).write_text("2" * 40 + "\n")
+    new = commit_file(src_repo, "later.txt", "upstream moved on\n", "later")
+    plain = subprocess.run(["git", "fetch", "-q", "origin"], cwd=wt.common, capture_output=True, text=True)
+    assert plain.returncode != 0 and "bad object" in plain.stderr, "plain git falls for it"
+
+    other = make_key("fake", str(src_repo), "t2", AGENTS)
+    workdirs.prepare_worktree(other, branch_for(other), None)  # a new key: fetches first
+    assert commit_of(wt.common, "refs/remotes/origin/main") == new
+    assert not (wt.admin / "HEAD").exists() and commit_of(wt.common, f"refs/heads/{branch_for(key)}") is None
+
+    after = go(settings, src_repo, "go on", thread="t1")  # t1 itself: its HEAD back on its branch
+    assert after.run.outcome == Outcome.SUCCEEDED, after.run.error
+    assert (wt.admin / "HEAD").read_text() == f"ref: refs/heads/{branch_for(key)}\n"
+
+
+def test_a_head_of_git_placeholder_zeros_is_pointed_at_the_branch(
+    workdirs: Workdirs, key: Key, wt: WorktreeGit
+) -> None:
+    (wt.admin / "HEAD").write_text("0" * 40 + "\n")
+    workdirs.prepare_worktree(key, branch_for(key), None)
+    assert (wt.admin / "HEAD").read_text() == f"ref: refs/heads/{branch_for(key)}\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
@@ -243,6 +244,41 @@ def test_half_made_worktree_directory_is_replaced(workdirs: Workdirs, key: Key) 
     assert built and rebuilt == path
     assert (path / ".git").is_file()
     assert not (path / "junk").exists()
+
+
+@pytest.mark.parametrize("wait_for", ["locked", "HEAD", "files"])
+def test_a_git_worktree_add_killed_midway_is_undone_and_the_key_rebuilt(
+    workdirs: Workdirs, key: Key, origin: Path, wait_for: str
+) -> None:
+    """git writes ``locked``, then a placeholder HEAD of zeros, then the real one, then the files; a
+    kill anywhere leaves a locked admin dir that ``git worktree prune`` keeps, and a HEAD of zeros
+    fails every fetch of the repo. The next run must neither trust nor salvage that half-checkout."""
+    for i in range(1500):  # a checkout long enough to be killed in
+        (origin / "many" / f"{i:04}.txt").parent.mkdir(exist_ok=True)
+        (origin / "many" / f"{i:04}.txt").write_text(f"{i}\n")
+    git(origin, "add", "many")
+    git(origin, "commit", "-q", "-m", "many")
+    cache = workdirs.ensure_cache(key.repo, key.agent)
+    git(cache, "branch", branch_for(key), "refs/remotes/origin/main")
+    path = workdirs.worktree_path(key)
+    path.parent.mkdir(parents=True)
+    admin = cache / "worktrees" / key.thread
+    argv = ["git", "worktree", "add", "--quiet", str(path), branch_for(key)]
+    add = subprocess.Popen(argv, cwd=cache, start_new_session=True)  # killed with its checkout child
+    seen = {"locked": lambda: (admin / "locked").exists(), "HEAD": lambda: (admin / "HEAD").exists()}
+    seen["files"] = lambda: (path / "many").is_dir()
+    while not seen[wait_for]() and add.poll() is None:
+        pass
+    os.killpg(add.pid, signal.SIGKILL)
+    add.wait()
+    assert (admin / "locked").exists(), "git finished before the kill: the test did not test"
+    new = commit_file(origin, "later.txt", "x\n", "upstream moved on")
+
+    made = workdirs.prepare_worktree(key, branch_for(key), None)
+    assert made.built and made.note is None, "a half-checkout is not the agent's work: not salvaged"
+    assert git(cache, "rev-parse", "refs/remotes/origin/main") == new, "the fetch went through"
+    assert git(path, "status", "--porcelain") == "" and len(os.listdir(path / "many")) == 1500
+    assert not admin.exists() and workdirs.read_ref(cache, workdirs.checkpoint_ref(key)) is None
 
 
 def test_discard_removes_the_worktree_and_the_branch_it_made(workdirs: Workdirs, key: Key) -> None:

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from baton.errors import GitError
 from baton.sync.git import ISOLATE, SHA, SyncGit, read_text
+from baton.workspace import badrefs
 from baton.workspace.gitcmd import remote_error, run_git
 from baton.workspace.locks import file_lock
 
@@ -77,8 +78,11 @@ def _fetch(g: SyncGit, args: list[str], stdin: str | None = None, config: list[s
     """``git fetch args`` in the cache, with the key's credentials; a failure as a RemoteError/BadInput."""
     env = {**os.environ, **g.git_env}
     secrets = credentials_env(g.key.repo.url, env)
+    command = [*ISOLATE, *(config or []), "fetch", *args]
     try:
-        run_git([*ISOLATE, *(config or []), "fetch", *args], cwd=g.cache, env={**env, **secrets}, stdin=stdin)
+        badrefs.fetch_healing(
+            g.cache, lambda: run_git(command, cwd=g.cache, env={**env, **secrets}, stdin=stdin)
+        )
     except GitError as exc:
         clean = _scrubbed(exc, env)
         raise remote_error(g.key.repo, "fetch", clean) from clean

@@ -43,8 +43,9 @@ from baton.workspace.gitcmd import WorktreeGit
 
 log = logging.getLogger("baton.workspace")
 ADMIN = "worktrees"  # in the cache clone: git's admin dirs of linked worktrees
-_HEAD = re.compile(
-    r"ref: refs/heads/(?!.*(?:\.\.|//|@\{|\.lock(?:/|$)|/\.))[A-Za-z0-9._/@+-]+|[0-9a-f]{40}|[0-9a-f]{64}"
+_HEAD = re.compile(  # a branch, or a commit id other than git's placeholder of zeros
+    r"ref: refs/heads/(?!.*(?:\.\.|//|@\{|\.lock(?:/|$)|/\.))[A-Za-z0-9._/@+-]+"
+    r"|(?!0+$)(?:[0-9a-f]{40}|[0-9a-f]{64})"
 )
 
 
@@ -114,6 +115,7 @@ def adopt(cache: Path, path: Path, key: Key) -> Path | None:
         for name in sorted(names(cache))
         if "+" not in name
         and is_real_dir(cache / ADMIN / name)
+        and not os.path.lexists(cache / ADMIN / name / "locked")  # unfinished: see drop_unfinished
         and (nofollow.read_text(cache / ADMIN / name / "gitdir") or "").strip() == want
     ]
     if len(found) != 1:
@@ -124,6 +126,27 @@ def adopt(cache: Path, path: Path, key: Key) -> Path | None:
     os.rename(found[0], target)
     log.info("renamed the admin dir of worktree %s to %s", path, target.name)
     return target
+
+
+def drop_unfinished(cache: Path, root: Path) -> list[Path]:
+    """Remove what a killed ``git worktree add`` left: a git-named admin dir still holding the
+    ``locked`` file git writes first and removes last (baton never locks a worktree, and renames an
+    admin dir to the key's name only after the add), and the half-made worktree under ``root`` it
+    names, which no agent ever ran in. Its HEAD may still be git's placeholder of forty zeros, on which
+    every fetch of the repo fails; ``git worktree prune`` keeps a locked admin dir. The caller holds
+    the repo's lock, under which every ``git worktree add`` runs. The half-made worktrees removed."""
+    removed = []
+    for name in sorted(names(cache)):
+        admin = cache / ADMIN / name
+        if "+" in name or not is_real_dir(admin) or not os.path.lexists(admin / "locked"):
+            continue
+        made = Path((nofollow.read_text(admin / "gitdir") or "").strip()).parent
+        if made.is_absolute() and ".." not in made.parts and root in made.parents and is_real_dir(made):
+            shutil.rmtree(made)
+            removed.append(made)
+        shutil.rmtree(admin)
+        log.warning("removed an unfinished git worktree add (%s) of %s", name, made)
+    return removed
 
 
 def repair(wt: WorktreeGit) -> WorktreeGit:

@@ -40,7 +40,7 @@ from baton.errors import BadInput, GitError
 from baton.files import atomic_write_text
 from baton.keys import Key, Repo
 from baton.settings import Settings
-from baton.workspace import gitlinks, nofollow, pristine, wtpaths
+from baton.workspace import badrefs, gitlinks, nofollow, pristine, wtpaths
 from baton.workspace.du import disk_usage
 from baton.workspace.gitcmd import (
     WorktreeGit,
@@ -132,13 +132,18 @@ class Workdirs:
         with file_lock(self.home, f"repo:{repo.slug}"):
             if not (path / "HEAD").is_file():
                 self._clone(repo, path, env)
-            elif fetch:
+                return path
+            gitlinks.drop_unfinished(path, self.home / "worktrees")
+            if fetch:
                 self._fetch(repo, path, env, "--prune")
         return path
 
     def _fetch(self, repo: Repo, cache: Path, env: dict[str, str], *flags: str) -> None:
+        """``git fetch`` into the cache (a ref naming no object healed first: :mod:`badrefs`)."""
         try:
-            run_git(["fetch", *flags, "--quiet", "origin"], cwd=cache, env=env)
+            badrefs.fetch_healing(
+                cache, lambda: run_git(["fetch", *flags, "--quiet", "origin"], cwd=cache, env=env)
+            )
         except GitError as exc:
             raise remote_error(repo, "fetch", exc) from exc
 
