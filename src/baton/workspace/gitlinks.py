@@ -142,9 +142,9 @@ def drop_unfinished(cache: Path, root: Path) -> list[Path]:
             continue
         made = Path((nofollow.read_text(admin / "gitdir") or "").strip()).parent
         if made.is_absolute() and ".." not in made.parts and root in made.parents and is_real_dir(made):
-            shutil.rmtree(made)
+            shutil.rmtree(made, ignore_errors=True)  # an orphaned checkout may still write
             removed.append(made)
-        shutil.rmtree(admin)
+        shutil.rmtree(admin, ignore_errors=True)
         log.warning("removed an unfinished git worktree add (%s) of %s", name, made)
     return removed
 
