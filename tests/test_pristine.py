@@ -192,18 +192,19 @@ from baton.workspace import pristine
 from baton.workspace.workdirs import Workdirs
 
 home, origin, where = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-copy, ensure = pristine._copy_tree, pristine.ensure
+fill, ensure = pristine._fill, pristine.ensure
 
-def half_copy(source, target):
-    copy(source / "pkg" / "mod0", target / "pkg-half")  # some files in, then SIGKILL mid-copy
-    os.kill(os.getpid(), signal.SIGKILL)
+def half_copy(source, target, oid_size):
+    pristine.clonetree._copy = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # mid-copy
+    pristine.clonetree.os.mkdir(target / "pkg-half")  # something in, then the kill
+    return fill(source, target, oid_size)
 
 def half_pristine(cache, commit, env):
     pristine.run_git = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # inside read-tree's turn
     return ensure(cache, commit, env)
 
 if where == "copy":
-    pristine._copy_tree = half_copy
+    pristine._fill = half_copy
 else:
     pristine.ensure = half_pristine
 Workdirs(Settings(home=home)).prepare_worktree(make_key("fake", origin, "k", AGENTS), "baton/fake/k", None)
