@@ -232,8 +232,8 @@ def run_group(suite: Suite, repos: Repos) -> None:
                 f"{DISK_KEYS_XFS} worktrees, which `du` counts as {fmt_bytes(a['du_bytes'])} and `baton du` "
                 f"as {fmt_bytes(a['baton_physical_bytes'])} on disk ({fmt_bytes(a['baton_shared_bytes'])} "
                 f"shared): {a['baton_physical_bytes'] / du_base:.3f}{TIMES} the `du` baseline. "
-                "The rest of the volume's growth is inodes (512 bytes a file on XFS, ~5 MiB per "
-                "worktree of Django) and each worktree's own index (~0.8 MiB)."
+                "The rest of the volume's growth is inodes (512 bytes a file or directory on XFS, "
+                "4.9 MiB per worktree of Django), which no layout of separate worktrees avoids."
             )
 
     suite.step("14a, 14c copy-on-write worktrees on XFS", on_xfs)
