@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,6 +110,29 @@ def test_worktrees_are_reflinked_from_one_pristine_checkout(home: Path, origin: 
     assert len({os.stat(m.path / big).st_ino for m in made}) == 3
 
 
+def test_git_trusts_the_carried_stat_data_and_never_re_reads_a_file(home: Path, origin: Path) -> None:
+    workdirs = Workdirs(Settings(home=home))
+    workdirs.prepare_worktree(key_of(origin, "first"), "baton/fake/first", None)  # the pristine checkout
+    kept = (
+        workdirs.cache_path(key_of(origin, "first").repo)
+        / pristine.DIRNAME
+        / git(origin, "rev-parse", "HEAD")
+    )
+    assert (kept / "index").read_bytes()[:8] == b"DIRC\0\0\0\x04"  # version 4: paths prefix-compressed
+    # a pristine file's bytes changed behind git's back, its size and mtime (what the entry holds) kept:
+    # only a git that re-reads the copy's file can notice
+    name = "pkg/mod2/file3.py"
+    st = os.stat(kept / "tree" / name)
+    (kept / "tree" / name).write_bytes((kept / "tree" / name).read_bytes().replace(b"x = 1", b"y = 2"))
+    os.utime(kept / "tree" / name, ns=(st.st_atime_ns, st.st_mtime_ns))
+    time.sleep(max(0.0, int(st.st_mtime) + 1.05 - time.time()))  # else git re-reads it as racily clean
+    path = workdirs.prepare_worktree(key_of(origin, "second"), "baton/fake/second", None).path
+    assert b"y = 2" in (path / name).read_bytes()
+    assert git(path, "status", "--porcelain", "--untracked-files=all") == ""
+    index = Path(git(path, "rev-parse", "--path-format=absolute", "--git-path", "index"))
+    assert index.read_bytes()[:8] == b"DIRC\0\0\0\x04"
+
+
 def test_an_edit_never_reaches_the_pristine_copy_or_another_key(home: Path, origin: Path) -> None:
     workdirs = Workdirs(Settings(home=home))
     a, b = (workdirs.prepare_worktree(key_of(origin, t), f"baton/fake/{t}", None).path for t in ("a", "b"))
@@ -192,18 +216,19 @@ from baton.workspace import pristine
 from baton.workspace.workdirs import Workdirs
 
 home, origin, where = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-copy, ensure = pristine._copy_tree, pristine.ensure
+fill, ensure = pristine._fill, pristine.ensure
 
-def half_copy(source, target):
-    copy(source / "pkg" / "mod0", target / "pkg-half")  # some files in, then SIGKILL mid-copy
-    os.kill(os.getpid(), signal.SIGKILL)
+def half_copy(source, target, oid_size):
+    pristine.clonetree._copy = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # mid-copy
+    pristine.clonetree.os.mkdir(target / "pkg-half")  # something in, then the kill
+    return fill(source, target, oid_size)
 
 def half_pristine(cache, commit, env):
     pristine.run_git = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # inside read-tree's turn
     return ensure(cache, commit, env)
 
 if where == "copy":
-    pristine._copy_tree = half_copy
+    pristine._fill = half_copy
 else:
     pristine.ensure = half_pristine
 Workdirs(Settings(home=home)).prepare_worktree(make_key("fake", origin, "k", AGENTS), "baton/fake/k", None)

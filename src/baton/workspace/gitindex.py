@@ -11,7 +11,10 @@ index's stat data is exact and costs one ``lstat`` per file.
 
 :func:`restat` rewrites an index for a copy of its work tree: an entry whose file in the copy has the
 entry's ``mtime``, size and file type gets the copy's ``ctime``, ``dev``, ``ino``, ``uid`` and ``gid``;
-any other entry is left as it was (git then re-reads that one file, as it would anyway). Index versions
+any other entry is left as it was (git then re-reads that one file, as it would anyway). Its parts —
+:func:`entries`, :func:`carry` (one entry, from a ``stat`` the caller already has) and :func:`seal` —
+let :mod:`baton.workspace.clonetree` carry each entry over as it makes the file, without a second
+``lstat`` per file. Index versions
 2, 3 and 4, SHA-1 and SHA-256 repositories; the trailing checksum is recomputed (or left all zeros
 under ``index.skipHash``). An index this module does not understand raises ``ValueError`` and the
 caller lets git refresh it instead.
@@ -24,6 +27,7 @@ import os
 import stat
 import struct
 from pathlib import Path
+from typing import NamedTuple
 
 _HEADER = struct.Struct(">4sII")
 _STAT = struct.Struct(">10I")  # ctime s, ns, mtime s, ns, dev, ino, mode, uid, gid, size
@@ -31,35 +35,62 @@ _EXTENDED = 0x4000
 _NAME_MASK = 0x0FFF
 
 
+class Entry(NamedTuple):
+    """One index entry: where it starts in the index, its ten stat fields (``mode`` is ``fields[6]``)
+    and its path."""
+
+    at: int
+    fields: tuple[int, ...]
+    path: bytes
+
+
 def restat(index: bytes, worktree: Path, oid_size: int = 20) -> tuple[bytes, int]:
     """``index`` (the bytes of an index of a checkout) with its stat data taken from ``worktree``, a
     copy of that checkout; and how many entries could not be carried over (git re-reads those)."""
+    out, missed = bytearray(index), 0
+    base = os.fspath(worktree).encode() + b"/"
+    for entry in entries(index, oid_size):
+        try:
+            st = os.lstat(base + entry.path)
+        except OSError:
+            missed += 1
+            continue
+        if not carry(out, entry, st):
+            missed += 1
+    return seal(out, oid_size), missed
+
+
+def entries(index: bytes, oid_size: int = 20) -> list[Entry]:
+    """The entries of ``index`` (versions 2, 3 and 4); ``ValueError`` for anything else."""
     try:
-        return _restat(index, worktree, oid_size)
+        return _entries(index, oid_size)
     except (struct.error, IndexError) as exc:
         raise ValueError(f"a truncated git index ({exc})") from exc
 
 
-def _restat(index: bytes, worktree: Path, oid_size: int) -> tuple[bytes, int]:
+def _entries(index: bytes, oid_size: int) -> list[Entry]:
     if oid_size not in (20, 32) or len(index) < _HEADER.size + oid_size:
         raise ValueError("not a git index")
     signature, version, count = _HEADER.unpack_from(index)
     if signature != b"DIRC" or version not in (2, 3, 4):
         raise ValueError(f"not a git index of version 2, 3 or 4 ({signature!r}, {version})")
-    out = bytearray(index)
-    pos, name, missed = _HEADER.size, b"", 0
-    base = os.fspath(worktree).encode()
+    found: list[Entry] = []
+    pos, name = _HEADER.size, b""
     for _ in range(count):
         start = pos
         fields = _STAT.unpack_from(index, pos)
         pos, name = _entry_name(index, pos + _STAT.size + oid_size, start, version, name)
         if pos > len(index) - oid_size:
             raise ValueError("the index ends inside an entry")
-        if not _carry(out, start, fields, base + b"/" + name):
-            missed += 1
-    if any(index[-oid_size:]):
+        found.append(Entry(start, fields, name))
+    return found
+
+
+def seal(out: bytearray, oid_size: int = 20) -> bytes:
+    """The index with its trailing checksum recomputed (left all zeros under ``index.skipHash``)."""
+    if any(out[-oid_size:]):
         out[-oid_size:] = (hashlib.sha1 if oid_size == 20 else hashlib.sha256)(out[:-oid_size]).digest()
-    return bytes(out), missed
+    return bytes(out)
 
 
 def _entry_name(index: bytes, pos: int, start: int, version: int, previous: bytes) -> tuple[int, bytes]:
@@ -81,12 +112,10 @@ def _entry_name(index: bytes, pos: int, start: int, version: int, previous: byte
     return start + ((end - start) // 8 + 1) * 8, index[pos:end]  # one to eight NULs pad each entry
 
 
-def _carry(out: bytearray, at: int, fields: tuple[int, ...], path: bytes) -> bool:
-    """Put ``path``'s stat data into the entry at ``at`` when the file is the one the entry describes."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
+def carry(out: bytearray, entry: Entry, st: os.stat_result) -> bool:
+    """Put ``st`` (a copy's ``lstat``) into ``entry`` in ``out`` when it is the file the entry
+    describes: the entry's ``mtime``, size and file type."""
+    fields = entry.fields
     mode, size = fields[6], fields[9]
     same = (
         st.st_mtime_ns // 10**9 % 2**32 == fields[2]
@@ -99,7 +128,7 @@ def _carry(out: bytearray, at: int, fields: tuple[int, ...], path: bytes) -> boo
     ctime = st.st_ctime_ns
     _STAT.pack_into(
         out,
-        at,
+        entry.at,
         ctime // 10**9 % 2**32,
         ctime % 10**9,
         fields[2],
