@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from baton import Mode, RunRequest, RunResult, open_store, run
-from baton.errors import BadInput, Fenced, GitError
+from baton.errors import BadInput, Fenced, GitError, StoreError
 from baton.keys import Key, make_key
 from baton.models import CheckpointRecord, Fence, Lease
 from baton.sessions.manage import Scope, export_session, import_session, reset_session
@@ -227,7 +227,7 @@ def test_a_failed_sync_in_place_rebuilds_the_worktree_instead(
     agent_work(path_b)
     go(b, src_repo)
 
-    def broken(*_args: object) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
         (path_a / "half-written").write_text("x")
         raise GitError("git reset failed: simulated")
 
@@ -317,6 +317,44 @@ def test_reset_of_the_worktree_removes_the_shared_checkpoint(
     assert result.checkpoint and store.get_checkpoint("fake", first.run.repo, "t1") is None
     path_b = worktree(go(b, src_repo))
     assert not (path_b / "notes.md").exists() and not (path_b / "lexer.py").exists()
+
+
+def test_a_commit_the_cache_has_needs_neither_its_bundle_nor_a_fetch(
+    a: Settings, src_repo: Path, store: Store
+) -> None:
+    first = go(a, src_repo)
+    commit = agent_work(worktree(first))
+    workdirs, key = Workdirs(a), key_of(src_repo)
+    cache = workdirs.cache_path(key.repo)
+    here = dataclasses.replace(record("f" * 64, commit=commit), digest="f" * 64)  # no such blob
+    portable.fetch_commit(store, workdirs, key, here, cache)  # the cache has it: nothing asked for
+    gone = dataclasses.replace(here, commit_sha="a" * 40)
+    with pytest.raises(StoreError, match="missing from the store"):
+        portable.fetch_commit(store, workdirs, key, gone, cache)
+    store.put_blob("e" * 64, b"not a bundle", 12)
+    with pytest.raises(ValueError, match="not a git bundle"):
+        portable.fetch_commit(store, workdirs, key, dataclasses.replace(gone, digest="e" * 64), cache)
+
+
+def test_the_branch_and_checkpoint_move_together_or_not_at_all(a: Settings, src_repo: Path) -> None:
+    first = go(a, src_repo)
+    path = worktree(first)
+    commit = agent_work(path)
+    workdirs, key = Workdirs(a), key_of(src_repo)
+    checkpoint = workdirs.checkpoint(key)
+    assert checkpoint is not None
+    cache, branch = workdirs.cache_path(key.repo), "baton/fake/t1"
+    base = git(cache, "rev-parse", f"{commit}^")
+    portable._point_refs(workdirs, key, branch, base, base)  # a clean state: no checkpoint ref
+    assert git(cache, "rev-parse", f"refs/heads/{branch}") == base
+    assert workdirs.read_ref(cache, workdirs.checkpoint_ref(key)) is None
+    portable._point_refs(workdirs, key, branch, checkpoint, commit)
+    assert git(cache, "rev-parse", f"refs/heads/{branch}") == commit
+    assert workdirs.read_ref(cache, workdirs.checkpoint_ref(key)) == checkpoint
+    with pytest.raises(ValueError, match="not a valid branch name"):
+        portable._point_refs(workdirs, key, f"{branch}\ndelete refs/heads/main", base, base)
+    assert git(cache, "rev-parse", f"refs/heads/{branch}") == commit  # nothing moved
+    assert workdirs.read_ref(cache, workdirs.checkpoint_ref(key)) == checkpoint
 
 
 # -- export and import ---------------------------------------------------------------------------

@@ -227,3 +227,30 @@ def test_long_transcript_is_chunked_and_unchanged_chunks_are_not_rewritten(
     path.unlink()
     assert hydrate(store, agent, KEY, SID, CWD) is not None
     assert path.read_bytes() == data + line
+
+
+def test_hydrate_takes_the_chunks_an_older_local_copy_holds_from_it(
+    store: SQLStore, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from baton.sessions.snapshots import CHUNK
+
+    line = b'{"type":"user","message":"' + b"y" * 1000 + b'"}\n'
+    older = line * (2 * CHUNK // len(line) + 5)  # three chunks, the last one partial
+    path = _write_transcript(agent, data=older + line * 3)
+    take_snapshot(store, agent, KEY, SID)
+    path.write_bytes(older)  # this machine's copy is a turn behind
+    read: list[str] = []
+    original = store.get_blob
+
+    def spy(digest: str) -> bytes | None:
+        read.append(digest)
+        return original(digest)
+
+    monkeypatch.setattr(store, "get_blob", spy)
+    hydrate(store, agent, KEY, SID, CWD, overwrite=True)
+    assert path.read_bytes() == older + line * 3
+    assert len(read) == 1, "only the chunk that grew comes from the store"
+    path.write_bytes(older[:-1] + b"X")  # a local copy whose chunk differs is not trusted for it
+    read.clear()
+    hydrate(store, agent, KEY, SID, CWD, overwrite=True)
+    assert path.read_bytes() == older + line * 3 and len(read) == 1

@@ -628,3 +628,14 @@ def test_a_default_branch_without_commits_is_bad_input(workdirs: Workdirs, key: 
     with pytest.raises(BadInput, match="default branch 'trunk' has no commits"):
         workdirs.prepare_worktree(key, branch_for(key), None)
     assert workdirs.prepare_worktree(key, branch_for(key), "main").built
+
+
+def test_a_checkpoint_ref_naming_no_commit_is_not_applied_on_a_rebuild(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    cache = workdirs.cache_path(key.repo)
+    tree = git(path, "rev-parse", "HEAD^{tree}")
+    git(cache, "update-ref", workdirs.checkpoint_ref(key), tree)  # a tree, not a checkpoint commit
+    subprocess.run(["rm", "-rf", str(path)], check=True)
+    rebuilt, built = workdirs.ensure_worktree(key, branch_for(key), None)
+    assert built and rebuilt == path
+    assert (path / "app.py").read_text() == "print(1)\n" and git(path, "status", "--porcelain") == ""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 import zlib
 from pathlib import Path
@@ -102,10 +103,25 @@ def _read_chunk(store: BlobStore, key: Key, digest: str) -> bytes:
     return data
 
 
+def _local_chunks(home: Path, rel: str, limit: int) -> dict[str, bytes]:
+    """The chunks of the local copy of ``rel`` by digest (none when it is missing, a link or below
+    one): an older copy of an append-mostly transcript holds all but the last chunks of the snapshot,
+    which then need not be read from the store and decompressed. A chunk is used only for its digest;
+    a copy longer than ``limit`` bytes (the snapshot's) is not read."""
+    try:
+        if os.lstat(home / rel).st_size > limit:
+            return {}
+        data = nofollow.read_beneath(home, rel)
+    except (OSError, ValueError):
+        return {}
+    return {hashlib.sha256(chunk).hexdigest(): chunk for chunk in chunks(data)}
+
+
 def hydrate(
     store: SnapshotStore, agent: Agent, key: Key, session_id: str, cwd: Path, overwrite: bool = False
 ) -> Snapshot | None:
     """Write the key's snapshot of ``session_id`` back into the agent home; None if there is none.
+    The chunks a local copy already holds are taken from it (:func:`_local_chunks`).
 
     ``overwrite``: replace local files even when they are longer (the caller found them unusable)."""
     snapshot = store.get_snapshot(key.agent, key.repo.slug, key.thread)
@@ -116,8 +132,10 @@ def hydrate(
             nofollow.parts_of(rel)
         except nofollow.Unsafe:
             raise StoreError(f"snapshot of {key} names a path outside the agent home: {rel!r}") from None
+        local = _local_chunks(agent.home, rel, snapshot.total_bytes)
         data = b"".join(
-            _read_chunk(store, key, d) for d in ([digests] if isinstance(digests, str) else digests)
+            local.get(d) or _read_chunk(store, key, d)
+            for d in ([digests] if isinstance(digests, str) else digests)
         )
         try:
             nofollow.write_beneath(agent.home, rel, data, keep_longer=not overwrite)

@@ -28,6 +28,7 @@ import hashlib
 import re
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,14 @@ from baton.keys import Key
 from baton.models import CheckpointRecord, Fence
 from baton.store.base import BlobStore, CheckpointStore
 from baton.workspace.archives import archive_stamp, archive_worktree
-from baton.workspace.gitcmd import bundle_header, commit_of, is_ancestor, missing_commits, run_git
+from baton.workspace.gitcmd import (
+    BundleHeader,
+    bundle_header,
+    commit_of,
+    is_ancestor,
+    missing_commits,
+    run_git,
+)
 from baton.workspace.locks import file_lock
 from baton.workspace.workdirs import Workdirs, Worktree
 
@@ -175,15 +183,19 @@ def _take_over(
 ) -> tuple[Worktree, str]:
     shared = workdirs.read_ref(workdirs.cache_path(key.repo), workdirs.shared_ref(key))
     cache = workdirs.ensure_cache(key.repo, key.agent, fetch=False)
-    fetch_commit(store, workdirs, key, record, cache)
-    tip = branch_sha(cache, record)
     salvaged = workdirs.salvage_broken(key, branch)  # its files the local checkpoint: kept below if at risk
-    kept, since = _keep_local_work(workdirs, key, branch, record, shared)
+    # the bundle is fetched while this home's own state is checkpointed: two git processes, one each
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baton-bundle") as pool:
+        fetched = pool.submit(fetch_commit, store, workdirs, key, record, cache)
+        local = _local_state(workdirs, key, branch)
+        fetched.result()
+    tip = branch_sha(cache, record)
+    kept, since = _keep_local_work(workdirs, key, branch, record, shared, local)
     _point_refs(workdirs, key, branch, record.commit_sha, tip)
     made = Worktree(workdirs.worktree_path(key), built=False)
     try:
         if workdirs.worktree_git(key) is not None:
-            workdirs.catch_up(key, branch, since)
+            workdirs.catch_up(key, branch, since, target=(tip, record.commit_sha))
     except (GitError, OSError):  # the refs moved already: a half-synced worktree must not be shared
         workdirs.remove_worktree_dir(key)  # (what it held is archived, or is the shared ref's commit)
     if workdirs.worktree_git(key) is None:
@@ -199,22 +211,24 @@ def fetch_commit(
     store: BlobStore, workdirs: Workdirs, key: Key, record: CheckpointRecord, cache: Path
 ) -> None:
     """Make sure the cache has the record's commit: from its bundle, or from the remote."""
-    if not missing_commits(cache, [record.commit_sha]):
+    data = store.get_blob(record.digest) if record.digest else None
+    header = _header(data)
+    missing = missing_commits(cache, [record.commit_sha, *(header.prerequisites if header else [])])
+    if record.commit_sha not in missing:
         return
     if not record.digest:  # the state is in the remote
         workdirs.ensure_cache(key.repo, key.agent)
         if missing_commits(cache, [record.commit_sha]):
             raise GitError(f"commit {record.commit_sha[:12]} is not in the remote any more")
         return
-    data = store.get_blob(record.digest)
     if data is None:
         raise StoreError(f"its bundle ({record.digest[:12]}) is missing from the store")
-    header = bundle_header(data)
+    header = header or bundle_header(data)  # a bundle that is none: bundle_header says why
     head = next((ref for ref, sha in header.heads.items() if sha == record.commit_sha), None)
     if head is None:
         raise ValueError(f"its bundle does not hold commit {record.commit_sha[:12]}")
-    if missing_commits(cache, header.prerequisites):
-        workdirs.ensure_cache(key.repo, key.agent)  # the remote has moved on since this cache fetched
+    if len(missing) > 1:  # prerequisites missing: the remote has moved on since this cache fetched
+        workdirs.ensure_cache(key.repo, key.agent)
     with (
         tempfile.TemporaryDirectory(prefix="baton-bundle-") as tmp,
         file_lock(workdirs.home, f"repo:{key.repo.slug}"),
@@ -226,6 +240,14 @@ def fetch_commit(
         raise GitError(f"fetching its bundle did not bring commit {record.commit_sha[:12]}")
 
 
+def _header(data: bytes | None) -> BundleHeader | None:
+    """The bundle's header; None for no bundle or one that is not a bundle (said when it is needed)."""
+    try:
+        return None if data is None else bundle_header(data)
+    except ValueError:
+        return None
+
+
 def branch_sha(cache: Path, record: CheckpointRecord) -> str:
     """The branch tip the record's state is on: the commit itself (a clean worktree) or its parent."""
     if record.branch_sha in (None, record.commit_sha):
@@ -235,39 +257,51 @@ def branch_sha(cache: Path, record: CheckpointRecord) -> str:
     return record.branch_sha
 
 
-def _keep_local_work(
-    workdirs: Workdirs, key: Key, branch: str, record: CheckpointRecord, shared: str | None
-) -> tuple[str | None, tuple[str, str] | None]:
-    """Archive this home's state of the key when adopting the record would lose some of it: a worktree
-    changed since it was last shared, or a branch tip or checkpoint the record does not descend from.
-    Returns the archive's ref (None: nothing at risk) and, for a worktree with nothing at risk, its HEAD
-    and state (its checkpoint commit, or HEAD when clean), from which it can be synced cheaply."""
+def _local_state(workdirs: Workdirs, key: Key, branch: str) -> tuple[str | None, list[str | None]]:
+    """This home's state of the key, checkpointed now: the worktree's HEAD (None without a usable
+    worktree) and the commits holding its work — the worktree's state (its checkpoint commit, or HEAD
+    when clean), or without a worktree the branch tip and the last checkpoint."""
     cache = workdirs.cache_path(key.repo)
-    wt = workdirs.worktree_git(key)
-    since = None
-    if wt is not None:
-        head = wt.commit_of("HEAD")
-        state = workdirs.checkpoint(key) or head
-        mine = [state]
-        since = (head, state) if head and state else None
-    else:
+    if workdirs.worktree_git(key) is None:
         checkpoint = workdirs.read_ref(cache, workdirs.checkpoint_ref(key))
-        mine = [commit_of(cache, f"refs/heads/{branch}"), checkpoint]
+        return None, [commit_of(cache, f"refs/heads/{branch}"), checkpoint]
+    head = workdirs.head_commit(key)
+    return head, [workdirs.checkpoint(key) or head]
+
+
+def _keep_local_work(
+    workdirs: Workdirs,
+    key: Key,
+    branch: str,
+    record: CheckpointRecord,
+    shared: str | None,
+    local: tuple[str | None, list[str | None]],
+) -> tuple[str | None, tuple[str, str] | None]:
+    """Archive this home's state of the key (``local``: :func:`_local_state`) when adopting the record
+    would lose some of it: a worktree changed since it was last shared, or a branch tip or checkpoint
+    the record does not descend from. Returns the archive's ref (None: nothing at risk) and, for a
+    worktree with nothing at risk, its HEAD and state, from which it can be synced cheaply."""
+    cache = workdirs.cache_path(key.repo)
+    head, mine = local
     at_risk = [c for c in mine if c and c != shared and not is_ancestor(cache, c, record.commit_sha)]
     if not at_risk:
-        return None, since
+        state = mine[0] if head else None
+        return None, (head, state) if head and state else None
     archive = archive_worktree(workdirs, key, branch, archive_stamp())
     return (archive.ref if archive else None), None
 
 
 def _point_refs(workdirs: Workdirs, key: Key, branch: str, commit: str, branch_sha: str) -> None:
-    cache = workdirs.cache_path(key.repo)
+    """The key's branch at ``branch_sha`` and its checkpoint at ``commit`` (none when they are one), in
+    one transaction: a kill leaves both moved or neither."""
+    checkpoint = workdirs.checkpoint_ref(key)
+    if any(ch.isspace() for ch in branch):  # one command per line: a name must not hold another
+        raise ValueError(f"branch {branch!r} is not a valid branch name")
+    moves = f"update refs/heads/{branch} {branch_sha}\n" + (
+        f"update {checkpoint} {commit}\n" if commit != branch_sha else f"delete {checkpoint}\n"
+    )
     with file_lock(workdirs.home, f"repo:{key.repo.slug}"):
-        run_git(["update-ref", f"refs/heads/{branch}", branch_sha], cwd=cache)
-        if commit != branch_sha:
-            run_git(["update-ref", workdirs.checkpoint_ref(key), commit], cwd=cache)
-        elif workdirs.read_ref(cache, workdirs.checkpoint_ref(key)) is not None:
-            run_git(["update-ref", "-d", workdirs.checkpoint_ref(key)], cwd=cache)
+        run_git(["update-ref", "--stdin"], cwd=workdirs.cache_path(key.repo), stdin=moves)
 
 
 # -- sessions export and import ------------------------------------------------------------------------

@@ -203,16 +203,16 @@ class Workdirs:
             run_git(["worktree", "prune"], cwd=cache)
             gitlinks.drop(cache, key)  # a stale one would claim the branch
             path.parent.mkdir(parents=True, exist_ok=True)
-            made, wt = self._add_worktree(key, cache, branch, base, env)
-            self._restore_checkpoint(key, wt)
+            made, wt, head = self._add_worktree(key, cache, branch, base, env)
+            self._restore_checkpoint(key, wt, head)
         return dataclasses.replace(made, note=note)
 
     def _add_worktree(
         self, key: Key, cache: Path, branch: str, base: str | None, env: dict[str, str]
-    ) -> tuple[Worktree, WorktreeGit]:
+    ) -> tuple[Worktree, WorktreeGit, str]:
         """Make the key's worktree on ``branch`` (created from ``base`` when missing): a reflinked copy
         of a pristine checkout where the file system allows it (:mod:`baton.workspace.pristine`),
-        else ``git worktree add``."""
+        else ``git worktree add``. Returns what was made, its git and the commit checked out."""
         path = self.worktree_path(key)
         made = Worktree(path, built=True)
         commit = commit_of(cache, f"refs/heads/{branch}")
@@ -222,12 +222,12 @@ class Workdirs:
             made = Worktree(path, built=True, new_branch=branch, start=commit)
         if self.settings.reflink != "off" and pristine.usable(cache, path.parent):
             try:
-                return made, pristine.make_worktree(cache, path, key, branch, commit, env)
+                return made, pristine.make_worktree(cache, path, key, branch, commit, env), commit
             except pristine.CowUnavailable as exc:
                 log.warning("%s; made with git worktree add instead", exc)
         before = gitlinks.names(cache)
         run_git(["worktree", "add", "--quiet", str(path), branch], cwd=cache, env=env)
-        return made, gitlinks.claim(cache, before, path, key)
+        return made, gitlinks.claim(cache, before, path, key), commit
 
     def worktree_git(self, key: Key) -> WorktreeGit | None:
         """The git of the key's worktree, its links to its admin dir repaired (see
@@ -335,7 +335,13 @@ class Workdirs:
         """The commit ``ref`` names in ``cache``, without a git process (:func:`nofollow.read_ref`)."""
         return nofollow.read_ref(cache, ref)
 
-    def catch_up(self, key: Key, branch: str, since: tuple[str, str] | None = None) -> None:
+    def catch_up(
+        self,
+        key: Key,
+        branch: str,
+        since: tuple[str, str] | None = None,
+        target: tuple[str, str] | None = None,
+    ) -> None:
         """Bring the key's existing worktree to ``branch``'s tip with the key's checkpoint re-applied,
         after :mod:`~baton.workspace.portable` moved them to what another machine left. Files git would track
         that
@@ -343,17 +349,13 @@ class Workdirs:
         dependencies) stay, as they would on a branch switch.
 
         ``since``: (HEAD, state) — the worktree is known to be on ``branch`` at that HEAD holding that
-        state (its checkpoint commit, or HEAD when clean): then only the files that differ are written."""
+        state (its checkpoint commit, or HEAD when clean): then only the files that differ are written.
+        ``target``: (tip, state) as the caller just set them (the refs are then not read again)."""
         wt = self.worktree_git(key)
         if wt is None:
             raise GitError(f"the worktree of {key} is missing or broken")
         env = self._env(key.agent)
-        cache = self.cache_path(key.repo)
-        tip = commit_of(cache, f"refs/heads/{branch}")
-        if tip is None:
-            raise GitError(f"branch {branch!r} is missing")
-        checkpoint = self.read_ref(cache, self.checkpoint_ref(key))
-        state = checkpoint if checkpoint and commit_of(cache, f"{checkpoint}^") == tip else tip
+        tip, state = target or self._target(key, branch)
         on_branch = wt.head() == f"ref: refs/heads/{branch}"
         if since is not None and on_branch:
             if since[0] != tip:
@@ -366,6 +368,16 @@ class Workdirs:
         wt.run(["clean", "-d", "--force", "--quiet"], env=env)
         if state != tip:
             checkout_changes(wt, tip, state)
+
+    def _target(self, key: Key, branch: str) -> tuple[str, str]:
+        """``branch``'s tip and the state to bring a worktree to: the key's checkpoint when it sits on
+        that tip, else the tip itself."""
+        cache = self.cache_path(key.repo)
+        tip = commit_of(cache, f"refs/heads/{branch}")
+        if tip is None:
+            raise GitError(f"branch {branch!r} is missing")
+        checkpoint = self.read_ref(cache, self.checkpoint_ref(key))
+        return tip, checkpoint if checkpoint and commit_of(cache, f"{checkpoint}^") == tip else tip
 
     def head_commit(self, key: Key, worktree: Path | None = None) -> str | None:
         """The commit the key's worktree has checked out: its HEAD file and the cache's ref, read
@@ -381,14 +393,13 @@ class Workdirs:
                 return found
         return wt.commit_of("HEAD")
 
-    def _restore_checkpoint(self, key: Key, wt: WorktreeGit) -> None:
-        ref = self.checkpoint_ref(key)
-        if not ref_exists(wt.common, ref):
-            return
-        head = wt.run(["rev-parse", "HEAD"])
-        if run_git(["rev-parse", f"{ref}^"], cwd=wt.common) != head:
-            return  # the branch moved on since: that checkpoint no longer applies
-        checkout_changes(wt, head, ref)  # a fresh checkout of HEAD: only what differs
+    def _restore_checkpoint(self, key: Key, wt: WorktreeGit, head: str) -> None:
+        """Re-apply the key's checkpoint to its worktree, a fresh checkout of ``head``, when it sits on
+        ``head`` (a checkpoint ref naming anything else is left alone)."""
+        checkpoint = self.read_ref(wt.common, self.checkpoint_ref(key))
+        if checkpoint is None or commit_of(wt.common, f"{checkpoint}^") != head:
+            return  # none, or the branch moved on since: that checkpoint no longer applies
+        checkout_changes(wt, head, checkpoint)  # a fresh checkout of HEAD: only what differs
 
     def remove_worktree(self, key: Key, branch: str | None = None) -> bool:
         """Remove the key's worktree (and ``branch`` and the checkpoint, when a branch is given); True if a
