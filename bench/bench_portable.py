@@ -12,7 +12,8 @@ Then, per repetition and per variant of B (in a rotating order):
    file and the untracked one change), so A's next turn has a new state to share;
 2. timed, the baseline: a turn on A again — the worktree and transcript are local; the run checkpoints
    the edit and uploads its bundle;
-3. untimed: B made ready as the variant says;
+3. untimed: B made ready as the variant says (what it takes away is moved aside and deleted after
+   the last repetition, see :func:`_ready`);
 4. timed, the candidate: the turn on B — hydrate the transcript (B's copy is missing or shorter than
    the snapshot), fetch the bundle into B's cache, bring the worktree to it; then checked (untimed):
    A's commit, edit and untracked file are in B's worktree.
@@ -118,6 +119,7 @@ def bench_portable(
         end_bytes = workers.transcript_bytes()
     finally:
         store.close()
+        _bury(workers)
     files = sum(1 for p in workers.worktree("a").rglob("*") if ".git" not in p.parts and p.is_file())
     checkout = _checkout_cost(workers)
     span = f"{start_bytes / 2**20:.1f} → {end_bytes / 2**20:.1f} MiB"
@@ -225,11 +227,26 @@ def _pair(workers: Workers, variant: str, rep: int) -> tuple[float, float]:
 
 
 def _ready(workers: Workers, name: str, variant: str) -> None:
+    """B's home as the variant has it: its worktree gone (``cache``), or all of it (``empty``). What
+    is taken away is moved aside, not deleted, until the end (:func:`_bury`): on an ext4 without a
+    journal (this VM's scratch volume) the kernel's inode allocator skips every inode freed in the last
+    minute, so deleting B's 4,000 files and directories just before the timed rebuild made its mkdirs
+    and creates cost seconds of kernel time (perf: ``recently_deleted``), which is the benchmark's
+    doing, not a rebuild's."""
     settings = workers.home(name)
-    if variant == "empty":
-        shutil.rmtree(settings.home, ignore_errors=True)
+    graveyard = workers.root / "graveyard"
+    graveyard.mkdir(exist_ok=True)
+    if variant == "empty" and settings.home.exists():
+        settings.home.rename(graveyard / f"{name}-{len(list(graveyard.iterdir()))}")
     elif variant == "cache":
-        Workdirs(settings).remove_worktree_dir(workers.key)
+        path = workers.worktree(name)
+        if path.exists():
+            path.rename(graveyard / f"{name}-{len(list(graveyard.iterdir()))}")
+        Workdirs(settings).remove_worktree_dir(workers.key)  # git's record of it, pruned
+
+
+def _bury(workers: Workers) -> None:
+    shutil.rmtree(workers.root / "graveyard", ignore_errors=True)
 
 
 def _check(workers: Workers, name: str, result: RunResult, mark: str) -> None:
