@@ -14,10 +14,13 @@ May import: every room.
 
 from __future__ import annotations
 
+import _signal as signal  # type: ignore[import-not-found]  # signal.py without its enum: 3 ms sooner
 import os
-import signal
 import sys
-from typing import Any, NoReturn
+
+TYPE_CHECKING = False  # not typing's: see baton/__init__.py; imported after the handler is in place
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 
 def _leave_quietly(signum: int, _frame: object) -> None:
