@@ -79,17 +79,20 @@ def _value(cache: Path, ref: str) -> str | None:
 
 
 def _names_object(cache: Path, held: str) -> bool:
-    """Whether a ref's text (an object id, or ``ref: <name>``) names an existing object."""
+    """Whether a ref's text (an object id, or ``ref: <name>``: the agent's words, never an option)
+    names an existing object."""
     text = held.strip()
     if text.startswith("ref:"):
         target = text.removeprefix("ref:").strip()
         try:
-            run_git(["rev-parse", "--verify", "--quiet", f"{target}^{{object}}"], cwd=cache)
+            run_git(
+                ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{target}^{{object}}"], cwd=cache
+            )
         except GitError:
             return False
         return True
     try:
-        run_git(["cat-file", "-e", f"{text}^{{object}}"], cwd=cache)
+        run_git(["cat-file", "-e", "--end-of-options", f"{text}^{{object}}"], cwd=cache)
     except GitError:
         return False
     return True
