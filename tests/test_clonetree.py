@@ -14,7 +14,7 @@ import pytest
 from baton.workspace import gitindex, reflink
 from baton.workspace.clonetree import clone
 from tests.conftest import git, make_repo
-from tests.xfs import xfs_volume
+from tests.xfs import per_test_dir, xfs_volume
 
 FILES = {f"d{i % 4}/sub{i % 3}/f{i}.txt": f"file {i}\n" * (300 * i) for i in range(1, 25)}
 
@@ -27,10 +27,7 @@ def volume(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture
 def where(volume: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
-    path = volume / request.node.name.replace("[", "-").replace("]", "")
-    path.mkdir()
-    yield path
-    subprocess.run(["rm", "-rf", str(path)], check=False)
+    yield from per_test_dir(volume, request)
 
 
 def checkout(where: Path, version: int) -> tuple[Path, Path, bytes]:

@@ -24,7 +24,7 @@ from baton.workspace.du import disk_usage
 from baton.workspace.workdirs import Workdirs
 from tests.conftest import BATON, FAST, git, make_repo
 from tests.test_runner import go
-from tests.xfs import xfs_volume
+from tests.xfs import per_test_dir, xfs_volume
 
 FILES = {
     f"pkg/mod{i}/file{j}.py": f"# module {i} file {j}\n" + "x = 1\n" * (200 * j)
@@ -51,10 +51,7 @@ def origin(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def home(volume: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
-    path = volume / request.node.name.replace("[", "-").replace("]", "")
-    path.mkdir()
-    yield path
-    subprocess.run(["rm", "-rf", str(path)], check=False)
+    yield from per_test_dir(volume, request)
 
 
 def key_of(origin: Path, thread: str) -> Key:

@@ -35,3 +35,12 @@ def xfs_volume(where: Path) -> Iterator[Path]:
     finally:
         subprocess.run(["umount", "--lazy", str(mount)], check=False)
         image.unlink(missing_ok=True)
+
+
+def per_test_dir(volume: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A directory of the test's own on ``volume`` (named after it), removed after it: for a fixture
+    to ``yield from``."""
+    path = volume / request.node.name.replace("[", "-").replace("]", "")
+    path.mkdir()
+    yield path
+    subprocess.run(["rm", "-rf", str(path)], check=False)

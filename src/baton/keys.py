@@ -18,6 +18,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from baton.errors import BadInput
@@ -186,3 +187,19 @@ def key_of(session: SessionRecord) -> Key:
     """The key of a stored session (its repo as stored: URL, slug, local or not)."""
     repo = Repo(session.repo_url, session.repo, session.repo_url.startswith("/"))
     return Key(session.agent, repo, session.thread)
+
+
+class _FindsSessions(Protocol):
+    def list_sessions(self, *, repo: str | None = None, limit: int | None = None) -> list[SessionRecord]: ...
+
+
+def repo_slug(store: _FindsSessions, repo: str) -> str:
+    """The slug a list filters by, from what ``resolve_key`` accepts: a stored slug as it is, else
+    the slug of a URL or a local path (``./api``); anything else as given (it then matches nothing).
+    ``store``: the SQL store, or the lite one of ``baton sessions ls``."""
+    if store.list_sessions(repo=repo, limit=1):
+        return repo
+    try:
+        return parse_repo(repo).slug
+    except BadInput:
+        return repo

@@ -16,10 +16,6 @@ Typer command runs, with its own parsing and error messages. Errors it raises ar
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from baton.store.lite import LiteStore
 
 Handler = Callable[[list[str]], "int | None"]
 
@@ -73,6 +69,7 @@ def sessions_ls(args: list[str]) -> int | None:
     given = parse(args, LS_OPTIONS)
     if given is None:
         return None
+    from baton.keys import repo_slug
     from baton.settings import load_settings
     from baton.store.lite import open_lite
 
@@ -92,21 +89,6 @@ def sessions_ls(args: list[str]) -> int | None:
         wide = bool(given.get("wide"))
         print_rows(*session_rows(rows, wide), wide)
     return 0
-
-
-def repo_slug(store: LiteStore, repo: str) -> str:
-    """:func:`baton.sessions.manage.repo_slug` over the lite store: a stored slug as it is, else the
-    slug of a URL or a local path, else the text as given (it then matches nothing). The session layer
-    is not imported for it: it brings the SQL store."""
-    from baton.errors import BadInput
-    from baton.keys import parse_repo
-
-    if store.list_sessions(repo=repo, limit=1):
-        return repo
-    try:
-        return parse_repo(repo).slug
-    except BadInput:
-        return repo
 
 
 RUN_OPTIONS = {

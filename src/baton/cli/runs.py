@@ -69,7 +69,7 @@ def runs_ls(
     wide: WideOpt = False,
 ) -> None:
     """List runs, newest first."""
-    from baton.sessions.manage import repo_slug
+    from baton.keys import repo_slug
 
     with cli_store() as (_settings, store):
         runs = store.list_runs(agent, repo and repo_slug(store, repo), thread, limit=limit)

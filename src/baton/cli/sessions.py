@@ -45,7 +45,7 @@ def sessions_ls(
     wide: WideOpt = False,
 ) -> None:
     """List sessions, most recently used first."""
-    from baton.sessions.manage import repo_slug
+    from baton.keys import repo_slug
 
     with cli_store() as (_settings, store):
         rows = store.list_sessions(agent=agent, repo=repo and repo_slug(store, repo))

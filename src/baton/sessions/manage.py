@@ -61,17 +61,6 @@ def resolve_key(store: RunStore, agent: str, repo: str, thread: str) -> Key:
         raise NotFound(f"no session for {agent}:{repo}:{thread}") from None
 
 
-def repo_slug(store: RunStore, repo: str) -> str:
-    """The slug a list filters by, from what ``resolve_key`` accepts: a stored slug as it is, else
-    the slug of a URL or a local path (``./api``); anything else as given (it then matches nothing)."""
-    if store.list_sessions(repo=repo, limit=1):
-        return repo
-    try:
-        return parse_repo(repo).slug
-    except BadInput:
-        return repo
-
-
 def get_session(store: RunStore, key: Key) -> SessionRecord:
     session = store.get_session(key.agent, key.repo.slug, key.thread)
     if session is None:
