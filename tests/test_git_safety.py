@@ -20,7 +20,7 @@ from baton.models import Outcome
 from baton.sessions.snapshots import take_snapshot
 from baton.settings import Settings
 from baton.store import SQLStore, Store
-from baton.workspace import gitlinks, keyspace
+from baton.workspace import badrefs, gitlinks, keyspace
 from baton.workspace.gitcmd import WorktreeGit, checkout_changes, commit_of, run_git
 from baton.workspace.keyspace import key_home
 from baton.workspace.workdirs import Workdirs, branch_for
@@ -324,3 +324,17 @@ def test_a_head_of_git_placeholder_zeros_is_pointed_at_the_branch(
     (wt.admin / "HEAD").write_text("0" * 40 + "\n")
     workdirs.prepare_worktree(key, branch_for(key), None)
     assert (wt.admin / "HEAD").read_text() == f"ref: refs/heads/{branch_for(key)}\n"
+
+
+def test_a_bad_ref_behind_a_link_in_the_admin_dir_is_never_removed_through_it(
+    wt: WorktreeGit, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere" / "bisect"
+    outside.mkdir(parents=True)
+    (outside / "bad").write_text("3" * 40 + "\n")  # names no object, as git would report it
+    (wt.admin / "refs").symlink_to(outside.parent)
+    assert not badrefs.heal(wt.common, f"worktrees/{wt.admin.name}/refs/bisect/bad")
+    assert (outside / "bad").read_text() == "3" * 40 + "\n"
+    (wt.admin / "refs").unlink()
+    (wt.admin / "HEAD").write_text("4" * 40 + "\n")
+    assert badrefs.heal(wt.common, f"worktrees/{wt.admin.name}/HEAD") and not (wt.admin / "HEAD").exists()

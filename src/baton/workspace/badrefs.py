@@ -51,24 +51,40 @@ def heal(cache: Path, ref: str) -> bool:
     object; False when it is not a ref baton can remove, or names an object after all."""
     private = _PRIVATE.fullmatch(ref)
     if private:
-        admin = cache / gitlinks.ADMIN / private.group(1)
-        if not gitlinks.is_real_dir(admin) or ".." in Path(private.group(2)).parts:
-            return False
-        held = nofollow.read_text(admin / private.group(2))
-        if held is None or _names_object(cache, held):
-            return False
-        (admin / private.group(2)).unlink()
+        held = _remove_private(cache, cache / gitlinks.ADMIN / private.group(1), private.group(2))
     elif ref.startswith("refs/"):
-        held = _value(cache, ref)
-        if held is None or _names_object(cache, held):
-            return False
-        run_git(["update-ref", "--no-deref", "-d", ref], cwd=cache)
+        held = _remove_shared(cache, ref)
     else:
+        held = None
+    if held is None:
         return False
     log.warning(
         "removed %s from %s: it named no object (%r), and fetches failed on it", ref, cache, held[:80]
     )
     return True
+
+
+def _remove_private(cache: Path, admin: Path, rel: str) -> str | None:
+    """Remove a worktree's private ref ``admin/rel`` when it names no object; what it held, or None.
+    The admin dir is the agent's to write: no component below it is followed, to read or remove."""
+    if not gitlinks.is_real_dir(admin):
+        return None
+    try:
+        held = nofollow.read_beneath(admin, rel).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return None
+    if _names_object(cache, held) or not nofollow.remove_beneath(admin, rel):
+        return None
+    return held
+
+
+def _remove_shared(cache: Path, ref: str) -> str | None:
+    """Delete the shared ``ref`` when it names no object; what it held, or None."""
+    held = _value(cache, ref)
+    if held is None or _names_object(cache, held):
+        return None
+    run_git(["update-ref", "--no-deref", "-d", ref], cwd=cache)
+    return held
 
 
 def _value(cache: Path, ref: str) -> str | None:
