@@ -4,6 +4,7 @@ and never import SQLAlchemy themselves."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import subprocess
 import sys
@@ -50,7 +51,14 @@ def pair(tmp_path: Path) -> Iterator[tuple[Store, EarlyStore]]:
 def dump(url: str) -> dict[str, list[dict[str, Any]]]:
     conn = sqlite3.connect(url.removeprefix("sqlite:///"))
     tables = {}
-    for table, order in (("sessions", "agent, repo, thread"), ("runs", "id"), ("leases", "key")):
+    for table, order in (
+        ("sessions", "agent, repo, thread"),
+        ("runs", "id"),
+        ("leases", "key"),
+        ("blobs", "digest"),
+        ("snapshots", "agent, repo, thread"),
+        ("checkpoints", "agent, repo, thread"),
+    ):
         cursor = conn.execute(f"SELECT * FROM {table} ORDER BY {order}")
         names = [d[0] for d in cursor.description]
         tables[table] = [
@@ -179,44 +187,95 @@ def test_early_reads_checkpoints_and_snapshots_as_the_sql_store(pair: tuple[Stor
     assert early.get_snapshot(*key) == sql_of_early.get_snapshot(*key)
 
 
-def test_the_agents_pid_starts_loading_the_sql_store(pair: tuple[Store, EarlyStore]) -> None:
-    """The run record's first update (its agent's pid, the moment the agent started) warms the SQL
-    store in a thread: it is ready, or being opened, when the run next needs it."""
+def test_the_calls_after_the_agent_started_write_what_the_sql_store_writes(
+    pair: tuple[Store, EarlyStore],
+) -> None:
+    """The lease's renewal and release, the transcript's blobs and snapshot (a replaced chunk's blob
+    dropped, a shared one kept), the checkpoint (its old bundle dropped), a run's short id."""
+    key = ("claude", "github.com/acme/api", "t1")
+    digest = {name: name * 64 for name in "abcdef"}
+
+    def never(_lease: Lease, _now: float) -> bool:
+        return False
+
+    def snap(
+        thread_key: tuple[str, str, str], files: dict[str, Any], at: float, sid: str = "sid"
+    ) -> Snapshot:
+        return Snapshot(*thread_key, sid, files, 6, at)
+
+    assert both(pair, lambda s: s.try_lease(Lease("k1", "a", "host", 1, 0.0, 0.0), 60.0, never)) is None
+    assert both(pair, lambda s: s.renew_lease("k1", "a", 90.0)) is True
+    assert both(pair, lambda s: s.renew_lease("k1", "b", 90.0)) is False
+    for name in "abcd":
+        both(pair, lambda s, n=name: s.put_blob(digest[n], n.encode() * 3, 3))
+    both(pair, lambda s: s.put_blob(digest["a"], b"other", 5))  # the store has it: not sent again
+    both(pair, lambda s: s.save_snapshot(snap(key, {"p/x.jsonl": [digest["a"], digest["b"]]}, 1.0)))
+    other = ("claude", "github.com/acme/api", "t2")
+    both(pair, lambda s: s.save_snapshot(snap(other, {"p/y.jsonl": digest["a"]}, 1.0, "sid2")))
+    # b replaced by c: b dropped; a, shared with t2's snapshot, kept
+    both(pair, lambda s: s.save_snapshot(snap(key, {"p/x.jsonl": [digest["a"], digest["c"]]}, 2.0)))
+    assert both(pair, lambda s: s.get_blob(digest["b"])) is None
+    assert both(pair, lambda s: s.get_blob(digest["a"])) == b"aaa"
+    fence = Fence("k1", 1)
+    first = CheckpointRecord(*key, "c0ffee", "baton/claude/t1", None, digest["e"], 3, 5.0)
+    both(pair, lambda s: s.save_checkpoint(dataclasses.replace(first), b"eee", fence=fence))
+    second = dataclasses.replace(first, commit_sha="c0ffee2", digest=digest["f"])
+    both(pair, lambda s: s.save_checkpoint(dataclasses.replace(second), b"fff", fence=fence))  # e dropped
+    assert both(pair, lambda s: s.get_blob(digest["e"])) is None
+    stale = Fence("k1", 0)
+    refused = both(pair, lambda s: s.save_checkpoint(dataclasses.replace(first), b"eee", fence=stale))
+    assert refused is Fenced
+    assert both(pair, lambda s: s.save_snapshot(snap(key, {}, 3.0), fence=stale)) is Fenced
+    both(pair, lambda s: s.save_checkpoint(dataclasses.replace(first, digest=""), b""))  # in the remote
+    for run_id, started in (("20260101-aaaa1111", 1.0), ("20260102-bbbb1111", 2.0), ("x_%1111", 3.0)):
+        both(pair, lambda s, i=run_id, t=started: s.add_run(run_record(i, "t1", t)))
+    for fragment in ("1111", "20260101", "x_%", "_", "%", "zz"):
+        both(pair, lambda s, f=fragment: (s.find_run_ids(f), s.find_job_ids(f)))
+    both(pair, lambda s: s.release_lease("k1", "b"))  # not the holder: nothing
+    both(pair, lambda s: s.release_lease("k1", "a"))
     _full, early = pair
-    early.add_run(run_record("r1", "t1", 1.0))
-    assert early._warming is None
-    early.update_run("r1", agent_pid=7)
-    assert early._warming is not None
-    early._warming.join(timeout=120)
-    assert early._full is not None
-    assert early.get_run("r1") is not None and early.get_run("r1").agent_pid == 7
+    assert dump(early.url.replace("early.db", "full.db")) == dump(early.url)
+    assert early.find_run_ids("1111") == ["x_%1111", "20260102-bbbb1111", "20260101-aaaa1111"]
+    assert early.find_run_ids("x_%") == ["x_%1111"] and early.find_run_ids("%") == []  # literal
+    assert early._full is None  # all of it without the SQL store
 
 
-def test_other_threads_and_other_calls_go_to_the_sql_store(pair: tuple[Store, EarlyStore]) -> None:
+def test_other_threads_have_their_own_connection_and_other_calls_go_to_the_sql_store(
+    pair: tuple[Store, EarlyStore],
+) -> None:
     _full, early = pair
     early.save_session(session("t1"))
     seen: list[Any] = []
-    thread = threading.Thread(
-        target=lambda: seen.append(early.get_session("claude", "github.com/acme/api", "t1"))
-    )
+
+    def beat() -> None:  # as a lease's heartbeat thread
+        seen.append(early.get_session("claude", "github.com/acme/api", "t1"))
+        seen.append(early.renew_lease("k", "h", 30.0))
+
+    thread = threading.Thread(target=beat)
     thread.start()
     thread.join()
-    assert seen == [session("t1")]
+    assert seen == [session("t1"), False]
+    assert early._full is None
     assert early.list_sessions() == [session("t1")]  # the lite reader's own
-    assert early.find_run_ids("zz") == []  # not defined here: the SQL store's
+    assert early.list_jobs() == []  # not defined here: the SQL store's
+    assert early._full is not None
 
 
-def test_the_calls_before_the_agent_import_no_sqlalchemy(tmp_path: Path) -> None:
+def test_a_runs_calls_import_no_sqlalchemy(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'b.db'}"
     open_store(url).close()
     code = f"""
 import sys
-from baton.models import Lease
+from baton.models import CheckpointRecord, Lease, Snapshot
 from baton.store.early import open_early
 s = open_early({url!r})
 assert s.try_lease(Lease("k", "h", "host", 1, 0.0, 0.0), 60.0, lambda l, n: False) is None
 s.get_session("a", "r", "t"); s.list_runs("a", "r", "t")
 s.get_checkpoint("a", "r", "t"); s.get_snapshot("a", "r", "t")
+s.renew_lease("k", "h", 60.0); s.put_blob("a" * 64, b"x", 1); s.get_blob("a" * 64)
+s.save_snapshot(Snapshot("a", "r", "t", "sid", {{"f": ["a" * 64]}}, 1, 1.0))
+s.save_checkpoint(CheckpointRecord("a", "r", "t", "c", "b", None, "", 0, 1.0), b"")
+s.find_run_ids("x"); s.find_job_ids("x"); s.release_lease("k", "h"); s.close()
 print("sqlalchemy" in sys.modules)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -36,6 +36,17 @@ def err() -> Console:
     return Console(stderr=True, soft_wrap=True)
 
 
+def say(text: str, to_err: bool = False) -> None:
+    """One line of plain text (never markup or an emoji code) on stdout, or stderr with ``to_err``:
+    through Rich on a terminal, written as it is to a pipe, where Rich would add nothing but its
+    import (~40 ms at the end of every ``baton run`` a dispatcher starts)."""
+    stream = sys.stderr if to_err else sys.stdout
+    if stream.isatty():
+        (err() if to_err else out()).print(text, highlight=False, markup=False, emoji=False)
+    else:
+        stream.write(text + "\n")
+
+
 def esc(value: object) -> str:
     """``value`` as text Rich prints literally: ``[claude]`` stays ``[claude]``, never markup."""
     from rich.markup import escape

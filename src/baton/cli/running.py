@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar, cast
 
-from baton.cli.render import emit_json, err, esc, out
+from baton.cli.render import emit_json, err, esc, out, say
 
 if TYPE_CHECKING:
     from baton.runner.request import RunRequest, RunResult
@@ -85,18 +85,21 @@ def _print_result(result: RunResult, settings: Settings, store: Store | None) ->
             run_id = short_id(opened, result.run_id)
         finally:
             opened.close()
-    color = "green" if r.outcome == Outcome.SUCCEEDED else "red"
-    out().print(
-        f"[{color}]{r.outcome.value}[/{color}]  run {esc(run_id)}  {esc(f'{r.agent}:{r.repo}:{r.thread}')}  "
-        f"mode={r.mode.value} attempt={r.attempt} session={esc(result.session.agent_session_id)}",
-        highlight=False,
+    rest = (
+        f"  run {run_id}  {r.agent}:{r.repo}:{r.thread}  mode={r.mode.value} attempt={r.attempt} "
+        f"session={result.session.agent_session_id}"
     )
-    out().print(f"worktree: {esc(result.session.worktree)}  ({r.duration_s} s)", highlight=False)
+    if sys.stdout.isatty():  # the outcome in colour
+        color = "green" if r.outcome == Outcome.SUCCEEDED else "red"
+        out().print(f"[{color}]{r.outcome.value}[/{color}]{esc(rest)}", highlight=False)
+    else:
+        say(r.outcome.value + rest)
+    say(f"worktree: {result.session.worktree}  ({r.duration_s} s)")
     if r.result:
-        out().print(r.result, highlight=False, markup=False)
+        say(r.result)
     if r.note:
-        err().print(f"note: {r.note}", highlight=False, markup=False)
+        say(f"note: {r.note}", to_err=True)
     if r.error:
-        err().print(f"error: {r.error}", highlight=False, markup=False)
+        say(f"error: {r.error}", to_err=True)
     for warning in result.warnings:
-        err().print(f"warning: {warning}", highlight=False, markup=False)
+        say(f"warning: {warning}", to_err=True)

@@ -1,22 +1,22 @@
-"""A SQLite store that a run can use before SQLAlchemy is imported: ``baton run`` starts its agent
-sooner, and SQLAlchemy loads while the agent starts.
+"""A SQLite store that a run can use without SQLAlchemy: ``baton run`` starts its agent sooner and
+never pays SQLAlchemy's import.
 
 A command-line run is one process per turn; importing SQLAlchemy and opening the SQL store costs it
-about 0.2 s, all of it before the agent could start. The calls a resumed run makes before its agent
-starts — the lease (:meth:`try_lease`), settling runs left ``running`` (:meth:`list_runs`), the
-session, its checkpoint and snapshot, the run record (:meth:`add_run`, then :meth:`update_run` with
-its agent's pid) and the session's update (:meth:`save_session`) — are answered here through the
-standard library's ``sqlite3``: the same rows, the same transactions (``BEGIN IMMEDIATE``, as every
-SQL store connection), the same fencing check inside each fenced write, the same conversions
-(:mod:`baton.store.rows`). Every other call goes to the full :class:`~baton.store.sql.SQLStore`, opened
-on first need (:meth:`full`) or, from the moment the agent started (the run record's first update), in
-a thread (:meth:`warm`): the import runs beside the agent's own start-up.
+about 0.2 s of CPU. Every call a run makes — the lease (:meth:`try_lease`, its renewal and release),
+settling runs left ``running`` (:meth:`list_runs`), the session, its checkpoint and snapshot, the run
+record (:meth:`add_run`, then :meth:`update_run`), the session's update (:meth:`save_session`), the
+transcript's blobs and snapshot, the worktree's checkpoint and the run's short id
+(:mod:`baton.store.early_after`) — is answered here through the standard library's ``sqlite3``: the
+same rows, the same transactions (``BEGIN IMMEDIATE``, as every SQL store connection), the same
+fencing check inside each fenced write, the same conversions (:mod:`baton.store.rows`). Any other call
+goes to the full :class:`~baton.store.sql.SQLStore`, opened on first need (:meth:`full`).
 
-Nothing about durability changes: the lease is held and the run record committed before the agent
-starts, by the same statements, so a kill at any moment leaves what the SQL store would have left.
-Only a SQLite store at the last migration qualifies (:func:`open_early`; otherwise None, and the caller
-opens the SQL store as always); ``tests/test_store_early.py`` runs the same calls on both and compares
-the tables.
+Each thread gets its own connection (the lease's heartbeat renews from a thread of its own), as the SQL
+store's pool gives each thread its own. Nothing about durability changes: the lease is held and the
+run record committed before the agent starts, by the same statements, so a kill at any moment leaves
+what the SQL store would have left. Only a SQLite store at the last migration qualifies
+(:func:`open_early`; otherwise None, and the caller opens the SQL store as always);
+``tests/test_store_early.py`` runs the same calls on both and compares the tables.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from baton.errors import BatonError, DiskFull, Fenced, StoreError
@@ -39,29 +40,30 @@ from baton.models import (
     SessionStatus,
     Snapshot,
 )
-from baton.store.lite import LiteStore, connect_current
+from baton.store import early_after as after
+from baton.store.lite import PREFIX, LiteStore, connect_current, connect_file
 from baton.store.rows import db_value, run_of, run_values, session_of, session_values, snapshot_of
 
 if TYPE_CHECKING:
     from baton.store.base import Store
 
-KEY_WHERE = "agent = ? AND repo = ? AND thread = ?"
+KEY_WHERE = after.KEY_WHERE
 RUN_COLUMNS = {f.name for f in dataclasses.fields(RunRecord)}
-NOW = "SELECT (julianday('now') - 2440587.5) * 86400.0"  # the SQL store's SQLite clock
+NOW = f"SELECT {after.NOW}"
 
 
 class EarlyStore(LiteStore):
-    """See the module. Not shared between threads: its own connection serves the thread that made it;
-    any other thread's calls (a lease's heartbeat) go to the full store."""
+    """See the module. Each thread's calls run on that thread's own connection."""
 
     def __init__(self, url: str, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
         self.url = url
         self._owner = threading.get_ident()
+        self._local = threading.local()
+        self._others: list[sqlite3.Connection] = []  # other threads' connections, closed with this
         self._full: Store | None = None
-        self._lock = threading.Lock()  # guards _warming
+        self._lock = threading.Lock()  # guards _others
         self._opening = threading.Lock()  # one opening of the SQL store at a time
-        self._warming: threading.Thread | None = None
 
     def full(self) -> Store:
         """The SQL store of the same URL, opened (SQLAlchemy imported) on first call."""
@@ -76,19 +78,31 @@ class EarlyStore(LiteStore):
         # only for what this class does not define: the rest of the Store, from the SQL store
         return getattr(self.full(), name)
 
-    def _here(self) -> bool:
-        return threading.get_ident() == self._owner
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection: the one :func:`open_early` checked for the thread that made the
+        store, a new one to the same database for any other thread."""
+        if threading.get_ident() == self._owner:
+            return self.conn
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            # closed by close(), on the thread that made the store
+            conn = connect_file(Path(self.url[len(PREFIX) :]), check_same_thread=False)
+            self._local.conn = conn
+            with self._lock:
+                self._others.append(conn)
+        return conn
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
-        cursor = self.conn.cursor()
+        conn = self._connection()
+        cursor = conn.cursor()
         try:
             cursor.execute("BEGIN IMMEDIATE")
             yield cursor
             cursor.execute("COMMIT")
         except BaseException as exc:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
                 raise _store_error(exc) from exc
             raise
@@ -98,28 +112,15 @@ class EarlyStore(LiteStore):
     # -- the calls of a run before its agent starts ---------------------------------------------------
 
     def get_session(self, agent: str, repo: str, thread: str) -> SessionRecord | None:
-        if not self._here():
-            return self.full().get_session(agent, repo, thread)
         rows = self._select(f"SELECT * FROM sessions WHERE {KEY_WHERE}", [agent, repo, thread])
         return session_of(rows[0]) if rows else None
 
     def save_session(self, session: SessionRecord, *, fence: Fence | None = None) -> None:
-        if not self._here():
-            return self.full().save_session(session, fence=fence)
-        values = session_values(session)
-        key = ("agent", "repo", "thread")
-        changed = ", ".join(f"{name} = excluded.{name}" for name in values if name not in key)
         with self._tx() as cur:
             _check_fence(cur, fence)
-            cur.execute(
-                f"INSERT INTO sessions ({', '.join(values)}) VALUES ({', '.join('?' * len(values))}) "
-                f"ON CONFLICT (agent, repo, thread) DO UPDATE SET {changed}",
-                list(values.values()),
-            )
+            after.upsert_key(cur, "sessions", session_values(session))
 
     def add_run(self, run: RunRecord, *, fence: Fence | None = None) -> None:
-        if not self._here():
-            return self.full().add_run(run, fence=fence)
         values = run_values(run)
         with self._tx() as cur:
             _check_fence(cur, fence)
@@ -129,10 +130,6 @@ class EarlyStore(LiteStore):
             )
 
     def update_run(self, run_id: str, *, fence: Fence | None = None, **fields: Any) -> None:
-        """As the SQL store's. The first one on this thread is the run record's update the moment its
-        agent started (its pid): it starts loading the SQL store in a thread, beside the agent."""
-        if not self._here():
-            return self.full().update_run(run_id, fence=fence, **fields)
         unknown = set(fields) - RUN_COLUMNS
         if unknown:
             raise StoreError(f"store error: runs has no column {', '.join(sorted(unknown))}")
@@ -144,21 +141,6 @@ class EarlyStore(LiteStore):
                     f"UPDATE runs SET {', '.join(f'{name} = ?' for name in values)} WHERE id = ?",
                     [*values.values(), run_id],
                 )
-        self.warm()
-
-    def warm(self) -> None:
-        """Start opening the SQL store in a thread (once); :meth:`full` waits for it."""
-        with self._lock:
-            if self._warming is not None or self._full is not None:
-                return
-            self._warming = threading.Thread(target=self._warm, name="baton-store-warm", daemon=True)
-            self._warming.start()
-
-    def _warm(self) -> None:
-        try:
-            self.full()
-        except Exception:
-            return
 
     def list_runs(
         self,
@@ -169,8 +151,6 @@ class EarlyStore(LiteStore):
         outcome: Outcome | None = None,
         offset: int = 0,
     ) -> list[RunRecord]:
-        if not self._here():
-            return self.full().list_runs(agent, repo, thread, limit, outcome, offset)
         where, params = [], []
         for name, value in (("agent", agent), ("repo", repo), ("thread", thread), ("outcome", outcome)):
             if value is not None:
@@ -181,14 +161,10 @@ class EarlyStore(LiteStore):
         return [run_of(row) for row in rows]
 
     def get_checkpoint(self, agent: str, repo: str, thread: str) -> CheckpointRecord | None:
-        if not self._here():
-            return self.full().get_checkpoint(agent, repo, thread)
         rows = self._select(f"SELECT * FROM checkpoints WHERE {KEY_WHERE}", [agent, repo, thread])
         return CheckpointRecord(**rows[0]) if rows else None
 
     def get_snapshot(self, agent: str, repo: str, thread: str) -> Snapshot | None:
-        if not self._here():
-            return self.full().get_snapshot(agent, repo, thread)
         rows = self._select(f"SELECT * FROM snapshots WHERE {KEY_WHERE}", [agent, repo, thread])
         return snapshot_of(rows[0]) if rows else None
 
@@ -200,8 +176,6 @@ class EarlyStore(LiteStore):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[SessionRecord]:
-        if not self._here():
-            return self.full().list_sessions(agent, repo, status, limit, offset)
         try:
             return super().list_sessions(agent, repo, status, limit, offset)
         except sqlite3.Error as exc:
@@ -209,8 +183,6 @@ class EarlyStore(LiteStore):
 
     def try_lease(self, lease: Lease, ttl: float, can_take: Callable[[Lease, float], bool]) -> Lease | None:
         """As :meth:`baton.store.sql.SQLStore.try_lease`, statement for statement."""
-        if not self._here():
-            return self.full().try_lease(lease, ttl, can_take)
         with self._tx() as cur:
             existing = Lease(**_lease_row(cur, lease.key))
             now = float(cur.execute(NOW).fetchone()[0])
@@ -225,6 +197,44 @@ class EarlyStore(LiteStore):
             )
             return None
 
+    # -- the calls of a run once its agent started (statements: baton.store.early_after) --------------
+
+    def renew_lease(self, key: str, holder: str, ttl: float) -> bool:
+        with self._tx() as cur:
+            return after.renew_lease(cur, key, holder, ttl)
+
+    def release_lease(self, key: str, holder: str) -> None:
+        with self._tx() as cur:
+            after.release_lease(cur, key, holder)
+
+    def put_blob(self, digest: str, data: bytes, size: int) -> None:
+        with self._tx() as cur:
+            after.put_blob(cur, digest, data, size)
+
+    def get_blob(self, digest: str) -> bytes | None:
+        with self._tx() as cur:
+            return after.get_blob(cur, digest)
+
+    def save_snapshot(self, snapshot: Snapshot, *, fence: Fence | None = None) -> None:
+        with self._tx() as cur:
+            _check_fence(cur, fence)
+            after.save_snapshot(cur, snapshot)
+
+    def save_checkpoint(self, record: CheckpointRecord, data: bytes, fence: Fence | None = None) -> None:
+        if fence is not None:
+            record.fence = fence.token
+        with self._tx() as cur:
+            _check_fence(cur, fence)
+            after.save_checkpoint(cur, record, data)
+
+    def find_run_ids(self, fragment: str, limit: int = 20) -> list[str]:
+        with self._tx() as cur:
+            return after.find_ids(cur, "runs", "started_at", fragment, limit)
+
+    def find_job_ids(self, fragment: str, limit: int = 20) -> list[str]:
+        with self._tx() as cur:
+            return after.find_ids(cur, "jobs", "submitted_at", fragment, limit)
+
     def _select(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
         try:
             return self._rows(sql, params)
@@ -233,8 +243,10 @@ class EarlyStore(LiteStore):
 
     def close(self) -> None:
         super().close()
-        if self._warming is not None:
-            self._warming.join()
+        with self._lock:
+            others, self._others = self._others, []
+        for conn in others:
+            conn.close()
         if self._full is not None:
             self._full.close()
 

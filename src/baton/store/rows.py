@@ -117,3 +117,13 @@ def _files_of(files: Any) -> dict[str, list[str]]:
         if not isinstance(chunks, list) or not all(isinstance(d, str) for d in chunks):
             raise ValueError(f"the digests of {rel!r} are not a list of strings")
     return files
+
+
+def snapshot_digests(files_json: str) -> set[str]:
+    """The blobs a stored snapshot (its ``files`` column) uses; none for a corrupt one (its blobs go
+    with the blob GC)."""
+    try:
+        files = json.loads(files_json)
+        return {d for v in files.values() for d in ([v] if isinstance(v, str) else v)}
+    except (ValueError, AttributeError, TypeError):
+        return set()

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from baton.errors import StoreError
 from baton.models import Fence, Lease, Outcome, RunRecord, SessionRecord, SessionStatus, Snapshot
 from baton.store.engine import engine_for, migrate, redact, store_error
-from baton.store.rows import session_values, snapshot_of
+from baton.store.rows import session_values, snapshot_digests, snapshot_of
 from baton.store.sql_checkpoints import CheckpointTables
 from baton.store.sql_plans import PlanTables
 from baton.store.sql_sdk import SdkEntryTables
@@ -283,7 +283,7 @@ class SQLStore(
             previous = conn.execute(sa.select(snapshots.c.files).where(where)).scalar()
             upsert(conn, snapshots, values, KEY)
             if previous is not None:
-                self._drop_unused_blobs(conn, _digests(previous) - snapshot.digests())
+                self._drop_unused_blobs(conn, snapshot_digests(previous) - snapshot.digests())
 
     def get_snapshot(self, agent: str, repo: str, thread: str) -> Snapshot | None:
         with self._tx() as conn:
@@ -297,7 +297,7 @@ class SQLStore(
             previous = conn.execute(sa.select(snapshots.c.files).where(where)).scalar()
             conn.execute(sa.delete(snapshots).where(where))
             if previous is not None:
-                self._drop_unused_blobs(conn, _digests(previous))
+                self._drop_unused_blobs(conn, snapshot_digests(previous))
 
     def _drop_unused_blobs(self, conn: Connection, candidates: set[str]) -> None:
         # Only the blobs the replaced snapshot used are candidates: a blob another runner has just put
@@ -331,12 +331,3 @@ class SQLStore(
 
     def close(self) -> None:
         """Nothing to release: the engine (and its pool) is shared by every store of this URL."""
-
-
-def _digests(files_json: str) -> set[str]:
-    """The blobs a stored snapshot uses; none for a corrupt one (its blobs go with the blob GC)."""
-    try:
-        files = json.loads(files_json)
-        return {d for v in files.values() for d in ([v] if isinstance(v, str) else v)}
-    except (ValueError, AttributeError, TypeError):
-        return set()
