@@ -5,6 +5,7 @@ and never import SQLAlchemy themselves."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sqlite3
 import subprocess
 import sys
@@ -207,7 +208,7 @@ def test_the_calls_after_the_agent_started_write_what_the_sql_store_writes(
     assert both(pair, lambda s: s.renew_lease("k1", "a", 90.0)) is True
     assert both(pair, lambda s: s.renew_lease("k1", "b", 90.0)) is False
     for name in "abcd":
-        both(pair, lambda s, n=name: s.put_blob(digest[n], n.encode() * 3, 3))
+        both(pair, functools.partial(put, digest=digest[name], data=name.encode() * 3))
     both(pair, lambda s: s.put_blob(digest["a"], b"other", 5))  # the store has it: not sent again
     both(pair, lambda s: s.save_snapshot(snap(key, {"p/x.jsonl": [digest["a"], digest["b"]]}, 1.0)))
     other = ("claude", "github.com/acme/api", "t2")
@@ -228,9 +229,9 @@ def test_the_calls_after_the_agent_started_write_what_the_sql_store_writes(
     assert both(pair, lambda s: s.save_snapshot(snap(key, {}, 3.0), fence=stale)) is Fenced
     both(pair, lambda s: s.save_checkpoint(dataclasses.replace(first, digest=""), b""))  # in the remote
     for run_id, started in (("20260101-aaaa1111", 1.0), ("20260102-bbbb1111", 2.0), ("x_%1111", 3.0)):
-        both(pair, lambda s, i=run_id, t=started: s.add_run(run_record(i, "t1", t)))
+        both(pair, functools.partial(add, run=run_record(run_id, "t1", started)))
     for fragment in ("1111", "20260101", "x_%", "_", "%", "zz"):
-        both(pair, lambda s, f=fragment: (s.find_run_ids(f), s.find_job_ids(f)))
+        both(pair, functools.partial(find, fragment=fragment))
     both(pair, lambda s: s.release_lease("k1", "b"))  # not the holder: nothing
     both(pair, lambda s: s.release_lease("k1", "a"))
     _full, early = pair
@@ -238,6 +239,18 @@ def test_the_calls_after_the_agent_started_write_what_the_sql_store_writes(
     assert early.find_run_ids("1111") == ["x_%1111", "20260102-bbbb1111", "20260101-aaaa1111"]
     assert early.find_run_ids("x_%") == ["x_%1111"] and early.find_run_ids("%") == []  # literal
     assert early._full is None  # all of it without the SQL store
+
+
+def put(store: Store, digest: str, data: bytes) -> None:
+    store.put_blob(digest, data, len(data))
+
+
+def add(store: Store, run: RunRecord) -> None:
+    store.add_run(run)
+
+
+def find(store: Store, fragment: str) -> tuple[list[str], list[str]]:
+    return store.find_run_ids(fragment), store.find_job_ids(fragment)
 
 
 def test_other_threads_have_their_own_connection_and_other_calls_go_to_the_sql_store(
