@@ -16,7 +16,7 @@ from baton.errors import BadInput, GitError, RemoteError
 from baton.keys import Key, Repo, make_key
 from baton.settings import Settings, load_settings
 from baton.testing.git_http import GitHttpServer
-from baton.workspace.gitcmd import remote_error
+from baton.workspace.gitcmd import parallel_checkout, remote_error
 from baton.workspace.workdirs import Workdirs, branch_for, disk_usage
 from tests.conftest import commit_file, git
 
@@ -639,3 +639,32 @@ def test_a_checkpoint_ref_naming_no_commit_is_not_applied_on_a_rebuild(workdirs:
     rebuilt, built = workdirs.ensure_worktree(key, branch_for(key), None)
     assert built and rebuilt == path
     assert (path / "app.py").read_text() == "print(1)\n" and git(path, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [(1, 1), (2, 2), (4, 4), (64, 4)])
+def test_checkouts_of_many_files_use_one_git_worker_per_cpu_at_most_four(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, workers: int
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cpus)))
+    assert parallel_checkout() == ["-c", f"checkout.workers={workers}"]
+
+
+def test_a_worktree_of_many_files_checked_out_by_parallel_workers_is_complete_and_clean(
+    workdirs: Workdirs, key: Key, origin: Path
+) -> None:
+    """Above git's threshold (100 files) baton's checkout is written by several processes (on a
+    machine with more than one CPU): every file is there, with its content and mode, and git sees
+    nothing changed."""
+    for i in range(300):
+        (origin / f"d{i % 7}").mkdir(exist_ok=True)
+        (origin / f"d{i % 7}" / f"f{i}.txt").write_text(f"file {i}\n" * (i % 50 + 1))
+    (origin / "run.sh").write_text("#!/bin/sh\n")
+    (origin / "run.sh").chmod(0o755)
+    (origin / "link").symlink_to("run.sh")
+    git(origin, "add", "-A")
+    commit_file(origin, "last.txt", "last\n", "many files")
+    path = workdirs.prepare_worktree(key, branch_for(key), None).path
+    for i in range(300):
+        assert (path / f"d{i % 7}" / f"f{i}.txt").read_text() == f"file {i}\n" * (i % 50 + 1)
+    assert os.access(path / "run.sh", os.X_OK) and os.readlink(path / "link") == "run.sh"
+    assert git(path, "status", "--porcelain") == ""

@@ -50,7 +50,7 @@ from baton.errors import GitError
 from baton.files import atomic_write_bytes, atomic_write_text
 from baton.keys import Key
 from baton.workspace import clonetree, gitlinks, reflink
-from baton.workspace.gitcmd import WorktreeGit, run_git
+from baton.workspace.gitcmd import WorktreeGit, parallel_checkout, run_git
 
 log = logging.getLogger("baton.workspace")
 DIRNAME = "baton-pristine"  # in the cache clone
@@ -137,7 +137,11 @@ def ensure(cache: Path, commit: str, env: dict[str, str]) -> Path:
         (tmp / "tree").mkdir()
         index_env = {**env, "GIT_INDEX_FILE": str(tmp / "index"), "GIT_INDEX_VERSION": str(INDEX_VERSION)}
         run_git(
-            ["--git-dir", str(cache), "--work-tree", str(tmp / "tree"), "read-tree", "--reset", "-u", commit],
+            [
+                *parallel_checkout(),
+                *("--git-dir", str(cache), "--work-tree", str(tmp / "tree")),
+                *("read-tree", "--reset", "-u", commit),
+            ],
             env=index_env,
         )
         shutil.rmtree(target, ignore_errors=True)  # a directory without its index: not one we made

@@ -46,6 +46,7 @@ from baton.workspace.gitcmd import (
     WorktreeGit,
     checkout_changes,
     commit_of,
+    parallel_checkout,
     ref_exists,
     remote_error,
     run_git,
@@ -226,7 +227,7 @@ class Workdirs:
             except pristine.CowUnavailable as exc:
                 log.warning("%s; made with git worktree add instead", exc)
         before = gitlinks.names(cache)
-        run_git(["worktree", "add", "--quiet", str(path), branch], cwd=cache, env=env)
+        run_git([*parallel_checkout(), "worktree", "add", "--quiet", str(path), branch], cwd=cache, env=env)
         return made, gitlinks.claim(cache, before, path, key), commit
 
     def worktree_git(self, key: Key) -> WorktreeGit | None:
@@ -363,7 +364,7 @@ class Workdirs:
             checkout_changes(wt, since[1], state)
             return
         if not on_branch:
-            wt.run(["checkout", "--force", "--quiet", branch], env=env)
+            wt.run([*parallel_checkout(), "checkout", "--force", "--quiet", branch], env=env)
         wt.run(["reset", "--hard", "--quiet", "HEAD"], env=env)
         wt.run(["clean", "-d", "--force", "--quiet"], env=env)
         if state != tip:
