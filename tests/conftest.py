@@ -28,6 +28,7 @@ from baton.testing import MockModel
 from baton.testing.fake import register_fake
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.testing.mock_openai import MockOpenAI
+from baton.workspace import spares
 from tests.private_services import answers, private_postgres, private_rabbitmq
 
 register_fake()  # the fake agent, here and (BATON_AGENTS_EXTRA) in every `baton` process tests start
@@ -159,6 +160,14 @@ def status(path: Path) -> set[str]:
     """``git status`` lines (stripped), after checking that nothing is staged."""
     assert git(path, "diff", "--cached", "--name-only") == ""
     return {line.strip() for line in git(path, "status", "--porcelain", "--untracked-files=all").splitlines()}
+
+
+@pytest.fixture(autouse=True)
+def _spares_settled() -> Iterator[None]:
+    """A spare copy a test's worktree started (on XFS, in a thread) is finished before the test's
+    directories are removed."""
+    yield
+    spares.settle()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ index trusted as it is, edits isolated, a killed build never trusted; elsewhere,
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from baton.keys import Key, make_key
 from baton.models import Outcome
 from baton.settings import Settings, load_settings
 from baton.store import open_store
-from baton.workspace import pristine, reflink
+from baton.workspace import pristine, reflink, spares
 from baton.workspace.du import disk_usage
 from baton.workspace.workdirs import Workdirs
 from tests.conftest import BATON, FAST, git, make_repo
@@ -116,6 +117,8 @@ def test_git_trusts_the_carried_stat_data_and_never_re_reads_a_file(home: Path, 
         / git(origin, "rev-parse", "HEAD")
     )
     assert (kept / "index").read_bytes()[:8] == b"DIRC\0\0\0\x04"  # version 4: paths prefix-compressed
+    spares.settle()
+    shutil.rmtree(kept / spares.SPARE)  # the second worktree is copied from the pristine files now
     # a pristine file's bytes changed behind git's back, its size and mtime (what the entry holds) kept:
     # only a git that re-reads the copy's file can notice
     name = "pkg/mod2/file3.py"
@@ -128,6 +131,68 @@ def test_git_trusts_the_carried_stat_data_and_never_re_reads_a_file(home: Path, 
     assert git(path, "status", "--porcelain", "--untracked-files=all") == ""
     index = Path(git(path, "rev-parse", "--path-format=absolute", "--git-path", "index"))
     assert index.read_bytes()[:8] == b"DIRC\0\0\0\x04"
+
+
+def pristine_of(workdirs: Workdirs, origin: Path) -> Path:
+    """The pristine checkout of ``origin``'s HEAD in ``workdirs``' cache clone."""
+    cache = workdirs.cache_path(key_of(origin, "any").repo)
+    return cache / pristine.DIRNAME / git(origin, "rev-parse", "HEAD")
+
+
+def test_a_new_worktree_takes_the_spare_copy_made_beside_the_last_one(home: Path, origin: Path) -> None:
+    """The first worktree of a commit leaves a spare copy made in the background; the next one takes
+    it whole (the same inodes, its index ready: git re-reads nothing) and starts the next spare; an
+    edit in a worktree made from a spare reaches neither the pristine files nor the new spare."""
+    workdirs = Workdirs(Settings(home=home))
+    workdirs.prepare_worktree(key_of(origin, "first"), "baton/fake/first", None)
+    kept = (
+        workdirs.cache_path(key_of(origin, "first").repo)
+        / pristine.DIRNAME
+        / git(origin, "rev-parse", "HEAD")
+    )
+    spares.settle()
+    name = "pkg/mod2/file3.py"
+    spare_ino = os.stat(kept / spares.SPARE / "tree" / name).st_ino
+    assert spare_ino != os.stat(kept / "tree" / name).st_ino
+    path = workdirs.prepare_worktree(key_of(origin, "second"), "baton/fake/second", None).path
+    assert os.stat(path / name).st_ino == spare_ino  # moved in, not copied
+    assert git(path, "status", "--porcelain", "--untracked-files=all") == ""
+    assert git(path, "rev-parse", "--abbrev-ref", "HEAD") == "baton/fake/second"
+    assert (path / ".git").is_file() and not pristine.stages(path)
+    index = Path(git(path, "rev-parse", "--path-format=absolute", "--git-path", "index"))
+    assert index.read_bytes()[:8] == b"DIRC\0\0\0\x04"
+    debug = git(path, "ls-files", "--debug", name)
+    assert f"ino: {spare_ino}" in debug  # the spare's own stat data, carried with it
+    spares.settle()
+    refilled = kept / spares.SPARE / "tree" / name
+    assert refilled.is_file() and os.stat(refilled).st_ino not in (
+        spare_ino,
+        os.stat(kept / "tree" / name).st_ino,
+    )
+    original = (kept / "tree" / name).read_bytes()
+    (path / name).write_bytes(b"the agent's edit\n")
+    assert (kept / "tree" / name).read_bytes() == original == refilled.read_bytes()
+    assert not [n for n in os.listdir(kept) if n.startswith(spares.BUILD)]
+
+
+def test_a_spare_build_killed_midway_is_cleared_and_never_taken(home: Path, origin: Path) -> None:
+    workdirs = Workdirs(Settings(home=home))
+    workdirs.prepare_worktree(key_of(origin, "first"), "baton/fake/first", None)
+    kept = (
+        workdirs.cache_path(key_of(origin, "first").repo)
+        / pristine.DIRNAME
+        / git(origin, "rev-parse", "HEAD")
+    )
+    spares.settle()
+    # as a kill leaves it: the spare gone (taken), a half-made build beside it
+    shutil.rmtree(kept / spares.SPARE)
+    half = kept / f"{spares.BUILD}killed"
+    (half / "tree" / "pkg").mkdir(parents=True)
+    (half / "tree" / "pkg" / "half.py").write_text("half\n")
+    path = workdirs.prepare_worktree(key_of(origin, "second"), "baton/fake/second", None).path
+    assert not (path / "pkg" / "half.py").exists() and git(path, "status", "--porcelain") == ""
+    spares.settle()
+    assert not half.exists() and (kept / spares.SPARE / "index").is_file()
 
 
 def test_an_edit_never_reaches_the_pristine_copy_or_another_key(home: Path, origin: Path) -> None:

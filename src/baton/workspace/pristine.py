@@ -49,7 +49,7 @@ from pathlib import Path
 from baton.errors import GitError
 from baton.files import atomic_write_bytes, atomic_write_text
 from baton.keys import Key
-from baton.workspace import clonetree, gitlinks, reflink
+from baton.workspace import clonetree, gitlinks, reflink, spares
 from baton.workspace.gitcmd import WorktreeGit, parallel_checkout, run_git
 
 log = logging.getLogger("baton.workspace")
@@ -185,7 +185,7 @@ def make_worktree(
     try:
         run_git(["worktree", "add", "--quiet", "--no-checkout", str(stage), branch], cwd=cache, env=env)
         wt = gitlinks.claim(cache, before, stage, key)
-        index, missed = _fill(pristine, stage, len(commit) // 2)  # 20 bytes for SHA-1, 32 for SHA-256
+        index, missed = _spare_or_fill(pristine, holder, stage, len(commit) // 2)
         atomic_write_bytes(wt.admin / "index", index)
         if holds != commit:  # the files that differ, and their index entries; nothing else is read
             WorktreeGit(stage, wt.admin, cache).run(["read-tree", "-m", "-u", holds, commit], env=env)
@@ -208,10 +208,25 @@ def make_worktree(
         time.perf_counter() - started,
         missed,
     )
+    spares.refill(pristine, len(commit) // 2)
     return wt
+
+
+def _spare_or_fill(pristine: Path, holder: Path, stage: Path, oid_size: int) -> tuple[bytes, int]:
+    """Fill ``stage`` (holding only its ``.git`` file): with the pristine checkout's spare copy when
+    it has one (:mod:`baton.workspace.spares`: moved in whole, its index ready), else with a copy made
+    now; the index for it, and how many entries git will re-read."""
+    spare = spares.take(pristine, holder)
+    if spare is None:
+        return _fill(pristine, stage, oid_size)
+    tree, index = spare
+    os.rename(stage / ".git", tree / ".git")
+    os.rmdir(stage)
+    os.rename(tree, stage)  # a kill before it leaves all of it in holder: cleared as a stage
+    return index, 0
 
 
 def _fill(pristine: Path, stage: Path, oid_size: int) -> tuple[bytes, int]:
     """Reflink the pristine checkout's files into ``stage``; its index for them, and how many
-    entries git will re-read."""
+    entries git will re-read (20-byte object ids for SHA-1, 32 for SHA-256)."""
     return clonetree.clone(pristine / "tree", stage, (pristine / "index").read_bytes(), oid_size)

@@ -1,0 +1,113 @@
+"""Spare copies: a new key's copy-on-write worktree made ahead, off the run's critical path.
+
+A reflinked copy of a pristine checkout (:mod:`baton.workspace.pristine`) costs what a checkout costs
+in the kernel: one inode per file and directory (Django's 6,809 files: ~0.7 s here, as much as ``git
+worktree add``). So each pristine checkout keeps one **spare**: ``<pristine>/spare/`` holding
+``tree/`` (a reflinked copy, as :func:`baton.workspace.clonetree.clone` makes it) and ``index`` (git's
+index of that copy, stat data included). A new worktree takes it whole (:func:`take`, one ``rename``:
+of two takers, one gets it, the other copies as before) and is ready in the time of a few renames.
+The worktree that took it, or made a copy because there was none, starts a new one (:func:`refill`)
+in a background thread, so it is made while that worktree's agent takes its turn (seconds with a real
+model; the copy of Django, ~0.7 s).
+
+A spare is built in ``<pristine>/.spare-*`` and renamed into place whole, so one that exists is
+complete; a kill mid-build leaves a ``.spare-*`` directory, removed by the next build under the same
+lock. The copy shares its extents with the pristine files: a spare costs the inodes of one checkout
+(XFS: ~4.9 MiB for Django), not its data. It lives inside the pristine checkout and goes with it when
+that is evicted; agents cannot write there (their walls grant only the cache's ``objects/``, their own
+admin dir and branch refs). Threads still copying are waited for at the process's exit, and by
+:func:`settle` (tests and benchmarks, between steps).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from baton.files import atomic_write_bytes
+from baton.workspace import clonetree
+
+log = logging.getLogger("baton.workspace")
+SPARE = "spare"
+BUILD = ".spare-"
+_threads: dict[Path, threading.Thread] = {}  # pristine checkout -> its spare being made
+_guard = threading.Lock()
+
+
+def take(pristine: Path, holder: Path) -> tuple[Path, bytes] | None:
+    """Claim ``pristine``'s spare: moved into ``holder`` (a new worktree's staging directory); its
+    files' directory and its index. None when it has none (or another process took it first)."""
+    claimed = holder / SPARE
+    try:
+        os.rename(pristine / SPARE, claimed)
+        return claimed / "tree", (claimed / "index").read_bytes()
+    except OSError:  # none, taken meanwhile, or not whole (then cleared with holder)
+        return None
+
+
+def refill(pristine: Path, oid_size: int) -> None:
+    """Make ``pristine``'s spare in a background thread when it has none and none is being made."""
+    with _guard:
+        running = _threads.get(pristine)
+        if (running is not None and running.is_alive()) or (pristine / SPARE).exists():
+            return
+        thread = threading.Thread(target=build, args=(pristine, oid_size), name="baton-spare")
+        _threads[pristine] = thread
+        thread.start()  # not a daemon: a process waits for it before it exits, never leaves it half-made
+
+
+def settle() -> None:
+    """Wait for the spares being made in this process."""
+    with _guard:
+        running = list(_threads.values())
+        _threads.clear()
+    for thread in running:
+        thread.join()
+
+
+def build(pristine: Path, oid_size: int) -> bool:
+    """Make ``pristine``'s spare now, unless it has one or another process is making it; whether one
+    was made. Failures (the pristine checkout evicted meanwhile, a full disk) only log: the next
+    worktree copies as before."""
+    try:
+        lock = os.open(pristine / "index", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False  # evicted
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a process making one: leave it
+        if (pristine / SPARE).exists():
+            return False
+        _clear_builds(pristine)
+        return _build(pristine, oid_size)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(lock)
+
+
+def _build(pristine: Path, oid_size: int) -> bool:
+    tmp = Path(tempfile.mkdtemp(prefix=BUILD, dir=pristine))
+    try:
+        (tmp / "tree").mkdir()
+        files = (pristine / "index").read_bytes()
+        index, _ = clonetree.clone(pristine / "tree", tmp / "tree", files, oid_size)
+        atomic_write_bytes(tmp / "index", index)
+        os.rename(tmp, pristine / SPARE)
+        return True
+    except (OSError, ValueError) as exc:
+        log.info("no spare copy of %s made: %s", pristine.name[:12], exc)
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _clear_builds(pristine: Path) -> None:
+    """Remove the builds a killed process left (the caller holds the pristine checkout's lock)."""
+    for name in os.listdir(pristine):
+        if name.startswith(BUILD):
+            shutil.rmtree(pristine / name, ignore_errors=True)
