@@ -22,7 +22,7 @@ from baton.settings import Settings, load_settings
 from baton.store import open_store
 from baton.workspace import pristine, reflink, spares
 from baton.workspace.du import disk_usage
-from baton.workspace.workdirs import Workdirs
+from baton.workspace.workdirs import Workdirs, branch_for
 from tests.conftest import BATON, FAST, git, make_repo
 from tests.test_runner import go
 from tests.xfs import per_test_dir, xfs_volume
@@ -110,7 +110,8 @@ def test_worktrees_are_reflinked_from_one_pristine_checkout(home: Path, origin: 
 
 def test_git_trusts_the_carried_stat_data_and_never_re_reads_a_file(home: Path, origin: Path) -> None:
     workdirs = Workdirs(Settings(home=home))
-    workdirs.prepare_worktree(key_of(origin, "first"), "baton/fake/first", None)  # the pristine checkout
+    workdirs.prepare_worktree(key_of(origin, "first"), "baton/fake/first", None)
+    spares.settle()  # the pristine checkout, made from the first worktree in the background
     kept = (
         workdirs.cache_path(key_of(origin, "first").repo)
         / pristine.DIRNAME
@@ -193,6 +194,47 @@ def test_a_spare_build_killed_midway_is_cleared_and_never_taken(home: Path, orig
     assert not (path / "pkg" / "half.py").exists() and git(path, "status", "--porcelain") == ""
     spares.settle()
     assert not half.exists() and (kept / spares.SPARE / "index").is_file()
+
+
+def test_a_pristine_made_from_an_agents_worktree_holds_the_commit_not_the_agents_changes(
+    home: Path, origin: Path, tmp_path: Path
+) -> None:
+    """The first worktree of a commit is checked out, and the pristine checkout made from it: an
+    agent that changed it first (a file edited with its size and mtime kept, one deleted, one made a
+    link to a file outside, a directory made a link) gets none of that into the pristine copy, which
+    every later key's worktree is made from."""
+    workdirs = Workdirs(Settings(home=home))
+    key = key_of(origin, "first")
+    cache = workdirs.cache_path(key.repo)
+    commit = git(origin, "rev-parse", "HEAD")
+    path = workdirs.prepare_worktree(key, "baton/fake/first", None).path
+    spares.settle()
+    shutil.rmtree(cache / pristine.DIRNAME)  # made again below, from the changed worktree
+    edited, gone, linked = "pkg/mod1/file1.py", "pkg/mod2/file2.py", "README.md"
+    st = os.stat(path / edited)
+    (path / edited).write_bytes((path / edited).read_bytes().replace(b"x = 1", b"y = 2"))
+    os.utime(path / edited, ns=(st.st_atime_ns, st.st_mtime_ns))
+    (path / gone).unlink()
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not the agent's to share\n")
+    (path / linked).unlink()
+    (path / linked).symlink_to(outside)
+    shutil.rmtree(path / "pkg" / "mod3")
+    (path / "pkg" / "mod3").symlink_to(tmp_path)
+    assert pristine.adopt(cache, commit, path, dict(os.environ))
+    spares.settle()
+    made = cache / pristine.DIRNAME / commit
+    for name in (edited, gone, linked, "pkg/mod3/file5.py"):
+        assert (made / "tree" / name).read_bytes() == git_bytes(origin, f"{commit}:{name}"), name
+        assert not (made / "tree" / name).is_symlink()
+    second = workdirs.prepare_worktree(key_of(origin, "second"), "baton/fake/second", None).path
+    assert git(second, "status", "--porcelain", "--untracked-files=all") == ""
+    assert (second / edited).read_bytes() == git_bytes(origin, f"{commit}:{edited}")
+    assert b"y = 2" in (path / edited).read_bytes()  # the agent's worktree is left as it was
+
+
+def git_bytes(cwd: Path, spec: str) -> bytes:
+    return subprocess.run(["git", "-C", str(cwd), "show", spec], capture_output=True, check=True).stdout
 
 
 def test_an_edit_never_reaches_the_pristine_copy_or_another_key(home: Path, origin: Path) -> None:
@@ -278,26 +320,31 @@ from baton.workspace import pristine
 from baton.workspace.workdirs import Workdirs
 
 home, origin, where = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-fill, ensure = pristine._fill, pristine.ensure
+fill, run_git = pristine._fill, pristine.run_git
+workdirs = Workdirs(Settings(home=home))
 
 def half_copy(source, target, oid_size):
     pristine.clonetree._copy = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # mid-copy
     pristine.clonetree.os.mkdir(target / "pkg-half")  # something in, then the kill
     return fill(source, target, oid_size)
 
-def half_pristine(cache, commit, env):
-    pristine.run_git = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # inside read-tree's turn
-    return ensure(cache, commit, env)
+def half_adopt(args, **kwargs):
+    if "update-index" in args:  # the copy made, not yet verified
+        os.kill(os.getpid(), signal.SIGKILL)
+    return run_git(args, **kwargs)
 
-if where == "copy":
+if where == "copy":  # a pristine checkout to copy, without its spare: the copy is made on the spot
+    workdirs.prepare_worktree(make_key("fake", origin, "warm", AGENTS), "baton/fake/warm", None)
+    pristine.spares.settle()
+    pristine.shutil.rmtree(next(p for p in home.glob("repos/*/*/baton-pristine/*")) / "spare")
     pristine._fill = half_copy
-else:
-    pristine.ensure = half_pristine
-Workdirs(Settings(home=home)).prepare_worktree(make_key("fake", origin, "k", AGENTS), "baton/fake/k", None)
+else:  # the first worktree, checked out; its pristine checkout made from it in the background
+    pristine.run_git = half_adopt
+workdirs.prepare_worktree(make_key("fake", origin, "k", AGENTS), "baton/fake/k", None)
 """
 
 
-@pytest.mark.parametrize("where", ["copy", "pristine"])
+@pytest.mark.parametrize("where", ["copy", "adopt"])
 def test_a_build_killed_midway_leaves_nothing_a_run_trusts(home: Path, origin: Path, where: str) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, "-c", KILLER, str(home), str(origin), where], env=env, check=False)
@@ -306,17 +353,25 @@ def test_a_build_killed_midway_leaves_nothing_a_run_trusts(home: Path, origin: P
     workdirs = Workdirs(Settings(home=home))
     path = workdirs.worktree_path(key)
     cache = workdirs.cache_path(key.repo)
-    assert not path.exists(), "a killed build never leaves a directory at the key's path"
-    left = pristine.stages(path) if where == "copy" else list((cache / pristine.DIRNAME).glob(".tmp-*"))
-    assert left, "the kill happened midway (something half-made was left behind)"
-    assert workdirs.worktree_git(key) is None
-    made = workdirs.prepare_worktree(key, "baton/fake/k", None)
+    if where == "copy":
+        assert not path.exists(), "a killed build never leaves a directory at the key's path"
+        assert pristine.stages(path), "the kill happened midway (something half-made was left behind)"
+        assert workdirs.worktree_git(key) is None
+    else:  # the key's worktree was done; the pristine checkout made from it was not
+        assert git(path, "status", "--porcelain", "--untracked-files=all") == ""
+        assert list((cache / pristine.DIRNAME).glob(".tmp-*")), "the kill happened midway"
+        assert not pristine.nearest(cache, git(origin, "rev-parse", "HEAD"))
+        key = key_of(origin, "k2")
+        path = workdirs.worktree_path(key)
+    made = workdirs.prepare_worktree(key, branch_for(key), None)
+    spares.settle()
     assert made.built
     assert git(path, "status", "--porcelain", "--untracked-files=all") == ""
     assert sorted(p.name for p in (path / "pkg").iterdir()) == [f"mod{i}" for i in range(8)]
     assert not pristine.stages(path)
     assert not list((cache / pristine.DIRNAME).glob(".tmp-*"))
-    assert git(cache, "worktree", "list", "--porcelain").count("worktree ") == 2  # the cache and this one
+    assert pristine.nearest(cache, git(origin, "rev-parse", "HEAD"))
+    assert git(cache, "worktree", "list", "--porcelain").count("worktree ") == 3  # the cache, k or warm, this
 
 
 def test_reflink_off_and_ext4_make_plain_worktrees(home: Path, origin: Path, tmp_path: Path) -> None:

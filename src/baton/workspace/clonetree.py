@@ -38,10 +38,14 @@ _GITLINK = 0o160000
 _REFUSED = {b"", b".", b"..", b".git"}  # path components git itself refuses (``.git`` in any case)
 
 
-def clone(source: Path, target: Path, index: bytes, oid_size: int = 20) -> tuple[bytes, int]:
+def clone(
+    source: Path, target: Path, index: bytes, oid_size: int = 20, skip_unreadable: bool = False
+) -> tuple[bytes, int]:
     """Reflink every file ``index`` lists from ``source`` into the existing empty directory
     ``target``; the index for ``target`` and how many entries git will re-read (a file that is not
-    the one its entry describes, a gitlink)."""
+    the one its entry describes, a gitlink). ``skip_unreadable``: a source file that is missing or of
+    another kind (an agent's worktree) is skipped, or left half-made, instead of raising: the caller
+    verifies every file against git afterwards."""
     out = bytearray(index)
     src, dst = os.fsencode(source) + b"/", os.fsencode(target) + b"/"
     made: set[bytes] = {b""}
@@ -49,7 +53,12 @@ def clone(source: Path, target: Path, index: bytes, oid_size: int = 20) -> tuple
     for entry in gitindex.entries(index, oid_size):
         _check(entry.path)
         _parent(dst, entry.path, made)
-        st = _copy(src + entry.path, dst + entry.path, entry.fields[6])
+        try:
+            st = _copy(src + entry.path, dst + entry.path, entry.fields[6])
+        except (OSError, ValueError):
+            if not skip_unreadable:
+                raise
+            st = None
         if st is None or not gitindex.carry(out, entry, st):
             missed += 1
     return gitindex.seal(out, oid_size), missed

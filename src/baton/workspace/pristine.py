@@ -20,14 +20,22 @@ worktree copied from it keeps that version, each holding its own index). A new w
 A commit without a pristine checkout of its own but near the most recently used one (at most
 :data:`NEAR` of the files differ: a key's branch an agent commit ahead, a base a few commits on) is
 copied from that one, and ``git read-tree -m -u`` then writes only the files that differ, and their
-index entries, in the staging directory.
+index entries, in the staging directory. Step 2 takes the pristine checkout's **spare copy** whole when
+it has one (:mod:`baton.workspace.spares`, made ahead in the background).
+
+A commit with no pristine checkout near it (a repository's first worktree on this home) is checked
+out by git as on any other file system, and its pristine checkout is then made **from that worktree**
+in the background (:func:`adopt`): reflinked, so the two share their blocks, and verified by git
+against the commit, file by file, so nothing the agent changed meanwhile gets in. The first worktree
+thus costs one checkout, not a checkout and a copy.
 
 A process killed at any step leaves a staging directory, never a half-filled worktree at the key's
 path: :func:`clear_stages` removes the key's leftovers before the next build, and ``git worktree
 prune`` then drops the admin dir that pointed there. A pristine checkout is built in a temporary
-directory and renamed into place whole, so one that exists is complete; only the
-:data:`KEEP` most recently used of a repo are kept (removing one does not touch the worktrees cloned
-from it: their extents are reference-counted), and they go with the cache clone they live in. Agents
+directory and renamed into place whole (never over a complete one), so one that exists is complete;
+only the :data:`KEEP` most recently used of a repo are kept (removing one does not touch the worktrees
+cloned from it: their extents are reference-counted), and they go with the cache clone they live in.
+Agents
 cannot write there: their walls grant only the cache's ``objects/``, their own admin dir and branch
 refs.
 
@@ -38,6 +46,7 @@ nothing here runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -50,7 +59,7 @@ from baton.errors import GitError
 from baton.files import atomic_write_bytes, atomic_write_text
 from baton.keys import Key
 from baton.workspace import clonetree, gitlinks, reflink, spares
-from baton.workspace.gitcmd import WorktreeGit, parallel_checkout, run_git
+from baton.workspace.gitcmd import WorktreeGit, run_git
 
 log = logging.getLogger("baton.workspace")
 DIRNAME = "baton-pristine"  # in the cache clone
@@ -62,6 +71,10 @@ INDEX_VERSION = 4  # each path stored as what differs from the one before: Djang
 
 class CowUnavailable(Exception):
     """The copy-on-write path cannot make this worktree; make it with ``git worktree add``."""
+
+
+class NoPristine(CowUnavailable):
+    """No pristine checkout to copy yet: check the worktree out, and make one from it (:func:`adopt`)."""
 
 
 def usable(cache: Path, worktrees: Path) -> bool:
@@ -89,14 +102,17 @@ def clear_stages(path: Path) -> None:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def nearest(cache: Path, commit: str, env: dict[str, str]) -> tuple[Path, str]:
+def nearest(cache: Path, commit: str) -> tuple[Path, str] | None:
     """A pristine checkout to copy for ``commit`` and the commit it holds: ``commit``'s own; else the
     most recently used one when few files differ (a key on a branch one agent commit ahead, a base
     that moved on by a few commits: copying it and checking out the difference costs far less than
-    a full checkout); else ``commit``'s, built now (:func:`ensure`)."""
+    a full checkout); else None (the worktree is checked out, and a pristine checkout made from it:
+    :func:`adopt`)."""
     root = cache / DIRNAME
-    if (root / commit / "index").is_file():
-        return ensure(cache, commit, env), commit
+    own = root / commit
+    if (own / "index").is_file():
+        os.utime(own)  # most recently used: kept longest
+        return own, commit
     found = sorted(_checkouts(root), key=_used, reverse=True)[:1]
     for near in found:
         try:
@@ -110,7 +126,7 @@ def nearest(cache: Path, commit: str, env: dict[str, str]) -> tuple[Path, str]:
         if changed <= NEAR * files:
             os.utime(near)
             return near, near.name
-    return ensure(cache, commit, env), commit
+    return None
 
 
 def _checkouts(root: Path) -> list[Path]:
@@ -122,34 +138,65 @@ def _checkouts(root: Path) -> list[Path]:
         return []
 
 
-def ensure(cache: Path, commit: str, env: dict[str, str]) -> Path:
-    """The pristine checkout of ``commit`` in the cache clone, built now if missing (the caller holds
-    the repo's lock). Older ones beyond :data:`KEEP` are removed."""
+def _install(tmp: Path, target: Path) -> bool:
+    """Rename the finished build ``tmp`` into place; False when another process put one there first
+    (renaming onto a directory that is not empty fails: a complete one is never replaced)."""
+    if target.exists() and not (target / "index").is_file():
+        shutil.rmtree(target, ignore_errors=True)  # a directory without its index: not one we made
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if (target / "index").is_file():
+            return False
+        raise
+    return True
+
+
+def adopt(cache: Path, commit: str, worktree: Path, env: dict[str, str]) -> bool:
+    """Make ``commit``'s pristine checkout from a worktree just checked out at it (``git worktree
+    add``, when there was no pristine checkout to copy): its files reflinked from the worktree, then
+    verified by git itself against the commit — ``git update-index --refresh`` re-hashes every copy
+    (their stat data is not the index's) and a file that is not the commit's (the agent had changed
+    it, or a link led elsewhere) is written again from git (``checkout-index``). The worktree's own
+    index and links are never trusted: the entries come from ``git read-tree`` of the commit. So the
+    first worktree of a commit costs one checkout, not a checkout and a copy, and still shares its
+    blocks with the pristine copy. Runs in the background (:func:`adopt_later`); whether it made one
+    (any failure only logs: the next worktree builds the pristine checkout from git)."""
     root = cache / DIRNAME
     target = root / commit
     if (target / "index").is_file():
-        os.utime(target)  # most recently used: kept longest
-        return target
+        return False
     root.mkdir(exist_ok=True)
     _evict(root, keep=KEEP - 1)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
         (tmp / "tree").mkdir()
         index_env = {**env, "GIT_INDEX_FILE": str(tmp / "index"), "GIT_INDEX_VERSION": str(INDEX_VERSION)}
-        run_git(
-            [
-                *parallel_checkout(),
-                *("--git-dir", str(cache), "--work-tree", str(tmp / "tree")),
-                *("read-tree", "--reset", "-u", commit),
-            ],
-            env=index_env,
+        git = ["--git-dir", str(cache), "--work-tree", str(tmp / "tree")]
+        run_git([*git, "read-tree", commit], env=index_env)
+        files = (tmp / "index").read_bytes()
+        clonetree.clone(worktree, tmp / "tree", files, len(commit) // 2, skip_unreadable=True)
+        with contextlib.suppress(GitError):  # some files are not the commit's: listed next
+            run_git([*git, "update-index", "-q", "--refresh"], env=index_env)
+        wrong = run_git(
+            [*git, "diff-files", "--name-only", "-z", "--ignore-submodules"], env=index_env, raw=True
         )
-        shutil.rmtree(target, ignore_errors=True)  # a directory without its index: not one we made
-        os.rename(tmp, target)
-    except (GitError, OSError) as exc:
+        if wrong:
+            run_git([*git, "checkout-index", "-f", "-u", "-z", "--stdin"], env=index_env, stdin=wrong)
+        made = _install(tmp, target)
+    except (GitError, OSError, ValueError) as exc:
+        log.info("no pristine checkout of %s made from %s: %s", commit[:12], worktree, exc)
+        return False
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CowUnavailable(f"no pristine checkout of {commit[:12]}: {exc}") from exc
-    return target
+    if made:
+        spares.refill(target, len(commit) // 2)
+    return made
+
+
+def adopt_later(cache: Path, commit: str, worktree: Path, env: dict[str, str]) -> None:
+    """:func:`adopt` in a background thread (:func:`baton.workspace.spares.start`)."""
+    spares.start(cache / DIRNAME / commit, lambda: adopt(cache, commit, worktree, env))
 
 
 def _evict(root: Path, keep: int) -> None:
@@ -175,8 +222,13 @@ def make_worktree(
     """The key's worktree at ``path`` on ``branch`` (which exists, at ``commit``), reflinked from the
     pristine checkout of ``commit`` or a near one (:func:`nearest`; the module's steps; the caller
     holds the repo's lock and has cleared ``path``). Raises :class:`CowUnavailable` having undone its
-    own work."""
-    pristine, holds = nearest(cache, commit, env)
+    own work; :class:`NoPristine`, having done nothing, when there is none to copy (the caller checks
+    the worktree out, then :func:`adopt_later`)."""
+    spares.wait(cache / DIRNAME / commit)  # this process is making it (or its spare): it is nearly there
+    found = nearest(cache, commit)
+    if found is None:
+        raise NoPristine(f"no pristine checkout of {commit[:12]} or near it yet")
+    pristine, holds = found
     started = time.perf_counter()
     holder = Path(tempfile.mkdtemp(prefix=f"{STAGE}{path.name}-", dir=path.parent))
     stage = holder / "w"

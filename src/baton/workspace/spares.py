@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from baton.files import atomic_write_bytes
@@ -51,23 +52,43 @@ def take(pristine: Path, holder: Path) -> tuple[Path, bytes] | None:
 
 
 def refill(pristine: Path, oid_size: int) -> None:
-    """Make ``pristine``'s spare in a background thread when it has none and none is being made."""
+    """Make ``pristine``'s spare in a background thread when it has none."""
+    if not (pristine / SPARE).exists():
+        start(pristine, lambda: build(pristine, oid_size))
+
+
+def start(pristine: Path, work: Callable[[], object]) -> None:
+    """Run ``work`` for the pristine checkout ``pristine`` in a background thread, unless work for it
+    is under way in this process (the thread calling this excepted: work may chain more work)."""
     with _guard:
         running = _threads.get(pristine)
-        if (running is not None and running.is_alive()) or (pristine / SPARE).exists():
+        if running is not None and running.is_alive() and running is not threading.current_thread():
             return
-        thread = threading.Thread(target=build, args=(pristine, oid_size), name="baton-spare")
+        thread = threading.Thread(target=work, name="baton-pristine")
         _threads[pristine] = thread
         thread.start()  # not a daemon: a process waits for it before it exits, never leaves it half-made
 
 
+def wait(pristine: Path) -> None:
+    """Wait for this process's work on ``pristine`` (and what it chained), if any."""
+    while True:
+        with _guard:
+            running = _threads.get(pristine)
+        if running is None or running is threading.current_thread() or not running.is_alive():
+            return
+        running.join()
+
+
 def settle() -> None:
-    """Wait for the spares being made in this process."""
-    with _guard:
-        running = list(_threads.values())
-        _threads.clear()
-    for thread in running:
-        thread.join()
+    """Wait for all the work on pristine checkouts under way in this process."""
+    while True:
+        with _guard:
+            running = [t for t in _threads.values() if t.is_alive() and t is not threading.current_thread()]
+            if not running:
+                _threads.clear()
+                return
+        for thread in running:
+            thread.join()
 
 
 def build(pristine: Path, oid_size: int) -> bool:

@@ -221,14 +221,20 @@ class Workdirs:
             commit = run_git(["rev-parse", f"{self._resolve_base(cache, base)}^{{commit}}"], cwd=cache)
             run_git(["branch", "--no-track", branch, commit], cwd=cache, env=env)
             made = Worktree(path, built=True, new_branch=branch, start=commit)
+        adopt = False
         if self.settings.reflink != "off" and pristine.usable(cache, path.parent):
             try:
                 return made, pristine.make_worktree(cache, path, key, branch, commit, env), commit
+            except pristine.NoPristine:
+                adopt = True  # checked out now; the pristine checkout made from it in the background
             except pristine.CowUnavailable as exc:
                 log.warning("%s; made with git worktree add instead", exc)
         before = gitlinks.names(cache)
         run_git([*parallel_checkout(), "worktree", "add", "--quiet", str(path), branch], cwd=cache, env=env)
-        return made, gitlinks.claim(cache, before, path, key), commit
+        wt = gitlinks.claim(cache, before, path, key)
+        if adopt:
+            pristine.adopt_later(cache, commit, path, env)
+        return made, wt, commit
 
     def worktree_git(self, key: Key) -> WorktreeGit | None:
         """The git of the key's worktree, its links to its admin dir repaired (see
