@@ -26,7 +26,9 @@ XFS, where the rebuild is a reflinked copy of a pristine checkout), 5 for ``empt
 twice: with the homes on the scratch volume, then on an XFS loop volume (as root).
 
 Every turn, on whichever home, is checked to resume the one conversation with two more messages than
-the turn before it (the fake agent's reply counts them).
+the turn before it (the fake agent's reply counts them). Each home is a long-lived worker (the Python
+API, in this process): on XFS, what a turn starts in the background (a spare copy, a pristine checkout
+made from a new worktree) is not part of its time, and is waited for before the next timed turn.
 """
 
 from __future__ import annotations
