@@ -253,12 +253,19 @@ def run_group(suite: Suite, repos: Repos) -> None:
                 f"14a: history {fmt_bytes(a['history_bytes'])} + one checkout "
                 f"{fmt_bytes(a['checkout_bytes'])} as `du` counts them, "
                 f"{fmt_bytes(a['baseline_volume_bytes'])} of the volume (its inodes included); the volume "
-                f"grew {fmt_bytes(a['volume_grew_bytes'])} for the cache, one pristine checkout and "
+                f"grew {fmt_bytes(a['volume_grew_bytes'])} for the cache, one pristine checkout, its spare "
+                "copy and "
                 f"{DISK_KEYS_XFS} worktrees, which `du` counts as {fmt_bytes(a['du_bytes'])} and `baton du` "
                 f"as {fmt_bytes(a['baton_physical_bytes'])} on disk ({fmt_bytes(a['baton_shared_bytes'])} "
                 f"shared): {a['baton_physical_bytes'] / du_base:.3f}{TIMES} the `du` baseline. "
                 "The rest of the volume's growth is inodes (512 bytes a file or directory on XFS, "
                 "4.9 MiB per worktree of Django), which no layout of separate worktrees avoids."
+            )
+            c = suite.rows[-1]
+            suite.notes.append(
+                f"14c: with no spare copy ready (the copy made on the critical path) a new key takes "
+                f"{median(c.samples['no_spare']) * 1000:.0f} ms, "
+                f"{c.extra['no_spare_ratio']:.3f}{TIMES} the raw `git worktree add`."
             )
 
     suite.step("14a, 14c copy-on-write worktrees on XFS", on_xfs)
