@@ -5,6 +5,7 @@ are refused before anything is written there."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,3 +139,27 @@ def test_nothing_is_written_through_a_link_the_copy_made(where: Path) -> None:
     with pytest.raises(OSError):
         clone(tree, target, forged(index, b"run.sh", b"link/x"), 20)
     assert os.listdir(outside) == []
+
+
+def test_a_link_in_the_source_is_never_followed(where: Path) -> None:
+    """An agent's worktree as the source: a directory of it made a link to one outside holding a file
+    of the same name and bytes, and a file made a link. Neither is read: both entries are skipped
+    (``skip_unreadable``, for a caller that verifies every file against git) or the copy fails."""
+    _, tree, index = checkout(where, 4)
+    outside = where / "outside"
+    shutil.copytree(tree / "d1", outside)  # the same files, elsewhere
+    shutil.rmtree(tree / "d1")
+    os.symlink(outside, tree / "d1")
+    (tree / "empty").unlink()
+    os.symlink(outside / "sub1" / "f1.txt", tree / "empty")
+    target = where / "copy"
+    target.mkdir()
+    _, missed = clone(tree, target, index, 20, skip_unreadable=True)
+    under_d1 = [p for p in FILES if p.startswith("d1/")]
+    assert under_d1 and not any((target / p).exists() for p in under_d1)
+    assert not (target / "empty").exists() and (target / "d0").is_dir()
+    assert missed == len(under_d1) + 2  # and the submodule's gitlink, never trusted
+    again = where / "again"
+    again.mkdir()
+    with pytest.raises(OSError):
+        clone(tree, again, index, 20)

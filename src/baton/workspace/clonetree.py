@@ -18,8 +18,10 @@ and are not used.
 
 Paths come from git's own index of a commit (git refuses ``..``, ``.git`` and absolute paths there);
 they are checked again, every directory on the way is one this pass made, and no final component is
-followed, so nothing is written outside ``target``. Any error raises ``OSError`` or ``ValueError``
-with ``target`` half-filled: the caller removes it.
+followed, so nothing is written outside ``target``. On the source side (which may be an agent's
+worktree: :func:`baton.workspace.pristine.adopt`) every directory is opened from its parent's
+descriptor without following a link, so nothing outside ``source`` is opened either. Any error raises
+``OSError`` or ``ValueError`` with ``target`` half-filled: the caller removes it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from baton.workspace import gitindex
 from baton.workspace.reflink import FICLONE
 
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO never blocks the open
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_NOFOLLOW_DIR = _DIR | os.O_NOFOLLOW
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _GITLINK = 0o160000
 _REFUSED = {b"", b".", b"..", b".git"}  # path components git itself refuses (``.git`` in any case)
@@ -43,25 +47,59 @@ def clone(
 ) -> tuple[bytes, int]:
     """Reflink every file ``index`` lists from ``source`` into the existing empty directory
     ``target``; the index for ``target`` and how many entries git will re-read (a file that is not
-    the one its entry describes, a gitlink). ``skip_unreadable``: a source file that is missing or of
-    another kind (an agent's worktree) is skipped, or left half-made, instead of raising: the caller
-    verifies every file against git afterwards."""
+    the one its entry describes, a gitlink). ``skip_unreadable``: a source file that is missing, of
+    another kind or behind a link (an agent's worktree) is skipped, or left half-made, instead of
+    raising: the caller verifies every file against git afterwards."""
     out = bytearray(index)
-    src, dst = os.fsencode(source) + b"/", os.fsencode(target) + b"/"
+    dst = os.fsencode(target) + b"/"
     made: set[bytes] = {b""}
     missed = 0
-    for entry in gitindex.entries(index, oid_size):
-        _check(entry.path)
-        _parent(dst, entry.path, made)
-        try:
-            st = _copy(src + entry.path, dst + entry.path, entry.fields[6])
-        except (OSError, ValueError):
-            if not skip_unreadable:
-                raise
-            st = None
-        if st is None or not gitindex.carry(out, entry, st):
-            missed += 1
+    with _Sources(source) as sources:
+        for entry in gitindex.entries(index, oid_size):
+            _check(entry.path)
+            _parent(dst, entry.path, made)
+            try:
+                folder, name = sources.folder(entry.path)
+                st = _copy(folder, name, dst + entry.path, entry.fields[6])
+            except (OSError, ValueError):
+                if not skip_unreadable:
+                    raise
+                st = None
+            if st is None or not gitindex.carry(out, entry, st):
+                missed += 1
     return gitindex.seal(out, oid_size), missed
+
+
+class _Sources:
+    """The source's directories, each opened from its parent's descriptor with ``O_NOFOLLOW``: a link
+    anywhere below ``source`` (an agent's worktree) fails the entry instead of leading the copy to a
+    file elsewhere, a device included. The descriptors of the current entry's directories are kept
+    open (the index lists each directory's entries together), so each is opened once."""
+
+    def __init__(self, source: Path) -> None:
+        self.root = os.open(source, _DIR)
+        self.open: list[tuple[bytes, int]] = []  # (component, descriptor), root first
+
+    def __enter__(self) -> _Sources:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for _, fd in self.open:
+            os.close(fd)
+        os.close(self.root)
+
+    def folder(self, path: bytes) -> tuple[int, bytes]:
+        """The descriptor of ``path``'s directory and its last component."""
+        *parts, name = path.split(b"/")
+        keep = 0
+        while keep < min(len(parts), len(self.open)) and self.open[keep][0] == parts[keep]:
+            keep += 1
+        while len(self.open) > keep:
+            os.close(self.open.pop()[1])
+        for part in parts[keep:]:
+            at = self.open[-1][1] if self.open else self.root
+            self.open.append((part, os.open(part, _NOFOLLOW_DIR, dir_fd=at)))
+        return (self.open[-1][1] if self.open else self.root), name
 
 
 def _check(path: bytes) -> None:
@@ -80,14 +118,15 @@ def _parent(dst: bytes, path: bytes, made: set[bytes]) -> None:
     made.add(parent)
 
 
-def _copy(src: bytes, dst: bytes, mode: int) -> os.stat_result | None:
-    """Copy one entry's file; the copy's stat data, None for a gitlink."""
+def _copy(folder: int, name: bytes, dst: bytes, mode: int) -> os.stat_result | None:
+    """Copy one entry's file, ``name`` in the source directory ``folder``; the copy's stat data,
+    None for a gitlink."""
     kind = stat.S_IFMT(mode)
     if kind == stat.S_IFREG:
-        return _clone_file(src, dst, 0o777 if mode & 0o100 else 0o666)
+        return _clone_file(folder, name, dst, 0o777 if mode & 0o100 else 0o666)
     if kind == stat.S_IFLNK:
-        os.symlink(os.readlink(src), dst)
-        source = os.lstat(src)
+        os.symlink(os.readlink(name, dir_fd=folder), dst)
+        source = os.stat(name, dir_fd=folder, follow_symlinks=False)
         os.utime(dst, ns=(source.st_atime_ns, source.st_mtime_ns), follow_symlinks=False)
         return os.lstat(dst)
     if mode == _GITLINK:
@@ -96,14 +135,14 @@ def _copy(src: bytes, dst: bytes, mode: int) -> os.stat_result | None:
     raise ValueError(f"an index entry of mode {mode:o}")
 
 
-def _clone_file(src: bytes, dst: bytes, mode: int) -> os.stat_result:
-    source = os.open(src, _READ)
+def _clone_file(folder: int, name: bytes, dst: bytes, mode: int) -> os.stat_result:
+    source = os.open(name, _READ, dir_fd=folder)
     try:
         target = os.open(dst, _CREATE, mode)
         try:
             st = os.fstat(source)
             if not stat.S_ISREG(st.st_mode):
-                raise ValueError(f"not a regular file: {os.fsdecode(src)}")
+                raise ValueError(f"not a regular file: {os.fsdecode(name)}")
             if st.st_size:
                 fcntl.ioctl(target, FICLONE, source)
             os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
