@@ -292,6 +292,7 @@ def test_a_far_commit_gets_its_own_pristine_checkout_and_old_ones_are_evicted(
     for i in range(pristine.KEEP + 1):
         commits.append(git(origin, "rev-parse", "HEAD"))
         workdirs.prepare_worktree(key_of(origin, f"n{i}"), f"baton/fake/n{i}", None)
+        spares.settle()  # its pristine checkout, made from it in the background (a run's agent's turn)
         for name in list(FILES)[:10]:  # a fifth of the files: not near
             (origin / name).write_text(f"# version {i}\n")
         git(origin, "commit", "-q", "-am", f"change {i}")

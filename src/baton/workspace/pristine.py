@@ -47,6 +47,7 @@ nothing here runs.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -169,7 +170,9 @@ def adopt(cache: Path, commit: str, worktree: Path, env: dict[str, str]) -> bool
     root.mkdir(exist_ok=True)
     _evict(root, keep=KEEP - 1)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    building = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        fcntl.flock(building, fcntl.LOCK_EX)  # under way: never a leftover to _evict
         (tmp / "tree").mkdir()
         index_env = {**env, "GIT_INDEX_FILE": str(tmp / "index"), "GIT_INDEX_VERSION": str(INDEX_VERSION)}
         git = ["--git-dir", str(cache), "--work-tree", str(tmp / "tree")]
@@ -189,6 +192,7 @@ def adopt(cache: Path, commit: str, worktree: Path, env: dict[str, str]) -> bool
         return False
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        os.close(building)
     if made:
         spares.refill(target, len(commit) // 2)
     return made
@@ -203,10 +207,25 @@ def _evict(root: Path, keep: int) -> None:
     """Remove leftover temporary builds, and all but the ``keep`` most recently used checkouts."""
     entries = [root / n for n in os.listdir(root)]
     for tmp in (p for p in entries if p.name.startswith(".tmp-")):
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_leftover(tmp)
     done = sorted((p for p in entries if not p.name.startswith(".")), key=_used, reverse=True)
     for old in done[keep:]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_leftover(tmp: Path) -> None:
+    """Remove a build a killed process left; one under way (its directory locked) is left alone."""
+    try:
+        fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        shutil.rmtree(tmp, ignore_errors=True)
+    except BlockingIOError:
+        return
+    finally:
+        os.close(fd)
 
 
 def _used(path: Path) -> float:
