@@ -227,7 +227,7 @@ def test_run_fast_path_builds_the_request_typer_builds(
 
     seen: list[tuple[object, bool]] = []
 
-    def execute(request: object, as_json: bool) -> int:
+    def execute(request: object, as_json: bool, start_warm: bool = False) -> int:
         seen.append((request, as_json))
         return 0
 

@@ -60,6 +60,7 @@ class Settings:
     agent_env: str = ""  # NAME,NAME: more environment variables passed to agents (never BATON_* secrets)
     agent_ports: str = ""  # PORT,PORT: more TCP ports a confined agent may connect to
     reflink: str = "auto"  # auto (reflinked worktrees where the file system clones files) or off
+    warm: str = "auto"  # auto (`baton run` handed to a pre-imported server: baton.cli.warm) or off
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -192,6 +193,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     _check_choice("access", settings.access, [a.value for a in Access])
     _check_choice("confine", settings.confine, [c.value for c in Confine])
     _check_choice("reflink", settings.reflink, ["auto", "off"])
+    _check_choice("warm", settings.warm, ["auto", "off"])
     return settings
 
 

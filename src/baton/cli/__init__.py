@@ -43,11 +43,13 @@ def main(argv: list[str] | None = None) -> NoReturn:
     args = (sys.argv[1:] if argv is None else argv) or ["--help"]  # a bare `baton`: its help, exit 0
     as_json = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     try:
-        from baton.errors import BatonError
-
         try:
             code = _dispatch(args, as_json)
-        except BatonError as exc:
+        except Exception as exc:
+            from baton.errors import BatonError  # here: a run handed to the warm server never imports it
+
+            if not isinstance(exc, BatonError):
+                raise
             fail(type(exc).__name__, str(exc), exc.exit_code, as_json)
     except KeyboardInterrupt:
         # Before a run installs its own handler (imports, settings, opening the store): nothing to

@@ -5,7 +5,8 @@ imports SQLAlchemy) spends about half a second importing, for a query of a few m
 same command is parsed by hand and answered from :mod:`baton.store.lite`, printed by the same
 :mod:`baton.cli.render` functions, so its output is the Typer command's to the byte
 (``tests/test_cli_fast.py`` compares them). ``baton run`` in its common form is parsed here too and
-runs exactly as the Typer command does (:func:`baton.cli.running.execute`).
+runs exactly as the Typer command does (:func:`baton.cli.running.execute`), in the warm server when
+there is one (:mod:`baton.cli.warm`).
 
 A fast path takes only what it fully understands: an unknown or malformed option, ``--help``, a store
 the lite reader declines (PostgreSQL, one that needs migrating) — anything else returns ``None`` and the
@@ -111,13 +112,18 @@ def run(args: list[str]) -> int | None:
     given = parse(args[: prompts[0]] + args[prompts[0] + 1 :], RUN_OPTIONS)
     if given is None or not all(isinstance(given.get(k), str) for k in ("agent", "repo", "thread")):
         return None
+    from baton.cli import warm
+
+    handed = warm.hand_over(["run", *args])
+    if isinstance(handed, int):
+        return handed
     from baton.cli.running import execute
     from baton.runner.request import RunRequest
 
     request = RunRequest(
         agent=str(given["agent"]), repo=str(given["repo"]), thread=str(given["thread"]), prompt=prompt
     )
-    return execute(request, as_json=bool(given.get("json")))
+    return execute(request, as_json=bool(given.get("json")), start_warm=handed == warm.ABSENT)
 
 
 def _is_argument(args: list[str], i: int) -> bool:

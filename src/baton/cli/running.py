@@ -4,6 +4,7 @@ and the fast path (:mod:`baton.cli.fast`), so both run and print alike."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -20,16 +21,21 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def execute(request: RunRequest, as_json: bool) -> int:
+def execute(request: RunRequest, as_json: bool, start_warm: bool = False) -> int:
     """Run ``request``, print its result (JSON with ``as_json``) and return the outcome's exit code.
 
     On a SQLite store the run gets :class:`~baton.store.early.EarlyStore`: its agent starts before
-    SQLAlchemy is imported, which then loads beside the agent's own start-up."""
+    SQLAlchemy is imported, which then loads beside the agent's own start-up. ``start_warm``: no warm
+    server answered, start one for the next run (unless the setting ``warm`` is ``off``)."""
     from baton.errors import exit_code_of
     from baton.settings import load_settings
     from baton.store.early import open_early
 
     settings = load_settings()
+    if start_warm and settings.warm != "off":
+        from baton.cli.warm import start_server
+
+        start_server(os.environ)
     store = cast("Store | None", open_early(settings.resolved_store_url))
     try:
         result = _with_cancel(request.cancel, lambda: _run_with_status(request, as_json, settings, store))

@@ -1,0 +1,216 @@
+"""One child of the warm server (:mod:`baton.cli.warmserver`): it checks one client's request and, if
+it may, becomes that client's ``baton`` process — its standard streams, working directory, umask,
+environment and arguments — and runs the command (:func:`baton.cli.main`), reporting the exit code.
+
+A request is declined, before anything is done, unless: it is of this installation; it carries the
+server's key (whoever sent it could read ``run/warm-<tag>.key``: no walled agent can); its Python
+start-up variables (``PYTHON*``) and :data:`~baton.cli.warm.CONTEXT_ENV` are the server's; and the
+client process (its pid from ``SO_PEERCRED``) runs in the server's context, as ``/proc`` tells: the same
+namespaces and root, cgroup, resource limits, user and groups, capabilities, no-new-privileges and
+seccomp state, CPU and memory affinity, niceness and scheduling policy, OOM score adjustment and
+security label. What the run then starts therefore runs where and as the client would have run it.
+
+Signals from the client (``S<signum>``) are raised in this process, where the run's own handlers
+cancel it; the client's socket closing (the client died) is a SIGTERM. The answer is ``A`` (accepted)
+or ``D<why>`` (declined), then ``X<code>`` at the end.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import hmac
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from typing import Any, TextIO
+
+from baton.cli import warm
+
+STATUS_FIELDS = (
+    "Uid",
+    "Gid",
+    "Groups",
+    "NoNewPrivs",
+    "Seccomp",
+    "Seccomp_filters",
+    "CapInh",
+    "CapPrm",
+    "CapEff",
+    "CapBnd",
+    "CapAmb",
+    "Cpus_allowed_list",
+    "Mems_allowed_list",
+)
+FILES = ("cgroup", "limits", "oom_score_adj", "attr/current")
+
+
+def serve_one(conn: socket.socket, key: bytes) -> None:
+    """Serve the request on ``conn`` and exit (``os._exit``: none of the server's clean-up runs here)."""
+    code = 1
+    try:
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        request, fds = _receive(conn)
+        why = declined(conn, request, key)
+        if why:
+            conn.sendall(b"D" + why.encode() + b"\n")
+            code = 0
+        else:
+            conn.sendall(b"A\n")
+            _become(request, fds)
+            code = _run(request["argv"], conn)
+    except BaseException:  # whatever happens, the child leaves without the server's clean-up
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """The request and its four descriptors (stdin, stdout, stderr, working directory)."""
+    fds = array.array("i")
+    header, ancillary, _, _ = conn.recvmsg(4, socket.CMSG_SPACE(4 * fds.itemsize))
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    size = int.from_bytes(header.ljust(4, b"\0"), "big")
+    if len(header) != 4 or len(fds) != 4 or size > warm.MAX_MESSAGE:
+        raise ValueError("a malformed warm request")
+    body = bytearray()
+    while len(body) < size:
+        chunk = conn.recv(min(size - len(body), 1 << 20))
+        if not chunk:
+            raise ValueError("a truncated warm request")
+        body += chunk
+    request = json.loads(body)
+    if not isinstance(request, dict):
+        raise ValueError("a malformed warm request")
+    return request, list(fds)
+
+
+def declined(conn: socket.socket, request: dict[str, Any], key: bytes) -> str | None:
+    """Why this request may not run here (None: it may)."""
+    if request.get("installation") != warm.installation():
+        return "another installation of baton"
+    if not hmac.compare_digest(str(request.get("key", "")), key.hex()):
+        return "not this server's key"
+    env, argv = request.get("env"), request.get("argv")
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in (*env, *env.values())):
+        return "a malformed environment"
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        return "malformed arguments"
+    if _start_env(env) != _start_env(os.environ):
+        return "other Python start-up variables"
+    if request.get("fs") != [sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()]:
+        return "another file system encoding"
+    pid = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)[:4]
+    try:
+        same = context(str(int.from_bytes(pid, sys.byteorder))) == context("self")
+    except (OSError, ValueError):
+        return "its context cannot be read"
+    return None if same else "another context (namespaces, cgroup, limits or privileges)"
+
+
+def _start_env(env: Any) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith("PYTHON") or k in warm.CONTEXT_ENV}
+
+
+def context(pid: str) -> dict[str, str]:
+    """What of process ``pid`` decides where and as what its children run (see the module)."""
+    base = f"/proc/{pid}"
+    found = {f"ns/{ns}": os.readlink(f"{base}/ns/{ns}") for ns in sorted(os.listdir("/proc/self/ns"))}
+    found["root"] = os.readlink(f"{base}/root")
+    for name in FILES:
+        try:  # a file this kernel does not have, or cannot answer (attr/current without an LSM)
+            _read(f"/proc/self/{name}")
+        except OSError:
+            continue
+        found[name] = _read(f"{base}/{name}")
+    with open(f"{base}/status") as fh:
+        for line in fh:
+            field, _, value = line.partition(":")
+            if field in STATUS_FIELDS:
+                found[field] = value.strip()
+    with open(f"{base}/stat") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    found["nice"], found["policy"] = fields[16], fields[38]
+    return found
+
+
+def _read(path: str) -> str:
+    with open(path, "rb") as fh:
+        return fh.read().decode(errors="replace")
+
+
+def _become(request: dict[str, Any], fds: list[int]) -> None:
+    """Take on the client's streams, working directory, umask, environment and arguments."""
+    for target, fd in enumerate(fds[:3]):
+        os.dup2(fd, target)
+    os.fchdir(fds[3])
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    os.umask(int(request["umask"]) & 0o777)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = ["baton", *request["argv"]]
+    stdio = request.get("stdio") or [None, None, None]
+    sys.stdin, sys.stdout, sys.stderr = (_stream(fd, spec) for fd, spec in enumerate(stdio[:3]))
+
+
+def _stream(fd: int, spec: object) -> TextIO:
+    """Standard stream ``fd`` as Python makes it, in the client's encoding and errors; stderr and a
+    terminal line-buffered."""
+    encoding, errors = spec if isinstance(spec, list) and len(spec) == 2 else ("utf-8", "strict")
+    buffering = 1 if fd and (fd == 2 or os.isatty(fd)) else -1
+    return open(
+        fd, "r" if fd == 0 else "w", buffering=buffering, encoding=encoding, errors=errors, closefd=False
+    )
+
+
+def _run(argv: list[str], conn: socket.socket) -> int:
+    """``baton ARGV`` in this process, the client's signals raised here; its exit code."""
+    threading.Thread(target=_relay, args=(conn,), daemon=True).start()
+    warm.SERVING = True
+    _stop_server_if_off()
+    from baton.cli import main
+
+    try:
+        main(argv)
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    if not isinstance(code, int):
+        if code is not None:
+            sys.stderr.write(f"{code}\n")
+        code = 0 if code is None else 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    with contextlib.suppress(OSError):
+        conn.sendall(b"X%d\n" % (code & 0xFF))
+    return code & 0xFF
+
+
+def _stop_server_if_off() -> None:
+    """The setting ``warm`` turned ``off`` (``config.toml``) since the server started: it stops; this
+    run, already here, goes on (a bad setting is the run's to report)."""
+    from baton.errors import BatonError
+    from baton.settings import load_settings
+
+    with contextlib.suppress(BatonError, OSError):
+        if load_settings().warm == "off":
+            os.kill(os.getppid(), signal.SIGUSR1)
+
+
+def _relay(conn: socket.socket) -> None:
+    """The client's signals, raised in this process; its end of the socket closing is a SIGTERM."""
+    with conn.makefile("rb") as lines:
+        for line in lines:
+            if line[:1] == b"S" and line[1:].strip().isdigit() and int(line[1:]) in warm.FORWARDED:
+                os.kill(os.getpid(), int(line[1:]))
+    os.kill(os.getpid(), signal.SIGTERM)

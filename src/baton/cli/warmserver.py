@@ -1,0 +1,192 @@
+"""The warm server of one ``BATON_HOME`` and installation (``python -m baton.cli.warmserver HOME``):
+what :mod:`baton.cli.warm` hands ``baton run`` to.
+
+It takes ``run/warm-<tag>.lock`` (one server at a time; a second one exits at once), imports what a
+run needs, writes a fresh random key to ``run/warm-<tag>.key`` (0600) and listens on
+``run/warm-<tag>.sock`` (0600, in a 0700 directory). For each connection of this user it forks a child
+(:mod:`baton.cli.warmchild`) and goes back to waiting: the child checks the request and serves it,
+so a slow or hostile client never holds the server up, and two runs never share a process.
+
+It exits after :data:`IDLE` seconds with nothing running, when its socket is removed or replaced
+(``BATON_HOME`` deleted, another server started), when baton's code under it changed (it would
+otherwise run the old code), on SIGTERM or SIGINT, and on SIGUSR1: a child's word that ``warm`` is
+now ``off``. Its children are separate processes: a run under way goes on when the server exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gc
+import importlib
+import os
+import secrets
+import select
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from baton.cli import warm
+
+IDLE = 120.0  # seconds with no run under way before the server exits
+TICK = 1.0  # seconds between its checks of the socket, its code and its children
+# what a run imports, before and after its agent: loaded once here, never in a child
+PRELOAD = (
+    "baton.cli.fast",
+    "baton.cli.running",
+    "baton.cli.render",
+    "baton.runner.run",
+    "baton.store.early",
+    "baton.store.sql",  # a PostgreSQL store, and whatever the early store hands on
+    "baton.agents.claude",
+    "baton.agents.codex",
+    "baton.agents.gemini",
+    "baton.cli.warmchild",
+    "rich.console",
+    "rich.status",
+)
+
+
+class Stop(Exception):
+    """SIGTERM or SIGINT: leave the loop and clean up."""
+
+
+def main(argv: list[str]) -> None:
+    home = argv[0] if argv else warm.home_dir(os.environ)
+    sock_path, key_path, lock_path = warm.paths(home)
+    run_dir = os.path.dirname(sock_path)
+    os.makedirs(run_dir, mode=0o700, exist_ok=True)
+    os.chmod(run_dir, 0o700)
+    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # another server has this home
+    for name in PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    gc.freeze()  # what is loaded now is never scanned again: the children's pages stay shared
+    code = code_files()
+    key = secrets.token_bytes(32)
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise Stop
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):  # SIGUSR1: a child read warm=off
+        signal.signal(signum, stop)
+    with _listening(sock_path, key_path, key) as listener, contextlib.suppress(Stop):
+        serve(listener, sock_path, key, code, lock)
+
+
+def code_files() -> dict[str, tuple[int, int]]:
+    """Every loaded module file of baton's: its mtime and size, to notice an upgrade or an edit."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(warm.__file__)))
+    found = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and path.startswith(package):
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                found[path] = (st.st_mtime_ns, st.st_size)
+    return found
+
+
+def changed(code: dict[str, tuple[int, int]]) -> bool:
+    for path, seen in code.items():
+        try:
+            st = os.stat(path)
+        except OSError:
+            return True
+        if (st.st_mtime_ns, st.st_size) != seen:
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _listening(sock_path: str, key_path: str, key: bytes) -> Iterator[socket.socket]:
+    """The key written, then the socket bound and renamed into place (a client that finds the socket
+    finds this key); both removed at the end while they are still this server's."""
+    run_dir, tmp = os.path.dirname(sock_path), f".warm-{os.getpid()}"
+    _write_private(Path(run_dir) / f"{tmp}.key", key)
+    os.replace(os.path.join(run_dir, f"{tmp}.key"), key_path)
+    dirfd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old = os.umask(0o177)
+        try:
+            listener.bind(f"/proc/self/fd/{dirfd}/{tmp}.sock")
+        finally:
+            os.umask(old)
+        listener.listen(64)
+        os.replace(os.path.join(run_dir, f"{tmp}.sock"), sock_path)
+        ino = os.stat(sock_path).st_ino
+        yield listener
+    finally:
+        listener.close()
+        os.close(dirfd)
+        with contextlib.suppress(OSError, UnboundLocalError):
+            if os.stat(sock_path).st_ino == ino:
+                os.unlink(sock_path)
+                os.unlink(key_path)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def serve(
+    listener: socket.socket, sock_path: str, key: bytes, code: dict[str, tuple[int, int]], lock: int
+) -> None:
+    """Fork a child per connection until idle, replaced, out of date, or told to stop."""
+    ino = os.stat(sock_path).st_ino
+    children: set[int] = set()
+    last = time.monotonic()
+    while True:
+        ready, _, _ = select.select([listener], [], [], TICK)
+        children = {pid for pid in children if not _reaped(pid)}
+        if children or ready:
+            last = time.monotonic()
+        if changed(code) or not _still(sock_path, ino):
+            return
+        if ready:
+            conn, _ = listener.accept()
+            children.add(_fork(conn, listener, key, lock))
+        elif time.monotonic() - last > IDLE:
+            return
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        return True
+
+
+def _still(sock_path: str, ino: int) -> bool:
+    try:
+        return os.stat(sock_path).st_ino == ino
+    except OSError:
+        return False
+
+
+def _fork(conn: socket.socket, listener: socket.socket, key: bytes, lock: int) -> int:
+    pid = os.fork()
+    if pid == 0:
+        from baton.cli.warmchild import serve_one
+
+        listener.close()
+        os.close(lock)
+        serve_one(conn, key)  # never returns
+    conn.close()
+    return pid
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
