@@ -7,8 +7,8 @@ one process per home and installation that has imported everything a run needs a
 socket. The next ``baton run`` (this module, the client: nothing but the standard library's C modules
 and ``json``) connects, hands over its arguments, environment, working directory, umask and standard
 input, output and error (the descriptors themselves, ``SCM_RIGHTS``), and the server forks a child that
-runs the command exactly as this process would have, with those. The client forwards SIGINT, SIGTERM
-and SIGHUP to the child (the run is cancelled cleanly, as in a plain run), waits, and exits with the
+runs the command exactly as this process would have, with those. The client forwards SIGINT and
+SIGTERM to the child (the run is cancelled cleanly, as in a plain run), waits, and exits with the
 child's exit code. When the client dies (even by SIGKILL) the child sees its socket close and cancels
 the run: it still ends in the store with its real outcome.
 
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 VERSION = 1
 MAX_MESSAGE = 16 * 2**20  # bytes of one request: arguments and environment (Linux allows ~2 MiB of each)
-FORWARDED = (2, 15, 1)  # SIGINT, SIGTERM, SIGHUP
+FORWARDED = (2, 15)  # SIGINT, SIGTERM (a SIGHUP ends the client: the child then cancels the run)
 SERVING = False  # True in a child of the warm server: a run there never tries to hand itself on
 CONTEXT_ENV = ("BATON_AGENTS_EXTRA",)  # read when baton is imported: the server's must be the client's
 
@@ -84,7 +84,7 @@ OFF, ABSENT, DECLINED = "off", "absent", "declined"
 def hand_over(args: list[str]) -> int | str:
     """Run ``baton ARGS`` in the warm server: its exit code; or why no server took it (:data:`OFF`,
     :data:`ABSENT`: start one, :data:`DECLINED`), and then nothing was done and the caller runs it."""
-    if SERVING or os.environ.get("BATON_WARM") == "off":
+    if SERVING or os.environ.get("BATON_WARM") == "off" or not _stdio_open():
         return OFF
     sock_path, key_path, _ = paths(home_dir(os.environ))
     try:
@@ -101,6 +101,16 @@ def hand_over(args: list[str]) -> int | str:
         return DECLINED  # before "A" nothing was done; after it, _wait answers
     finally:
         conn.close()
+
+
+def _stdio_open() -> bool:
+    """Whether descriptors 0, 1 and 2 are open (a closed one is not handed on: the run is done here)."""
+    try:
+        for fd in (0, 1, 2):
+            os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def _connect(path: str) -> _socket.socket:
@@ -179,24 +189,15 @@ def _wait(conn: _socket.socket) -> int:
 
 
 def start_server(environ: Mapping[str, str]) -> None:
-    """Start the warm server of this home in the background (one that finds another running exits at
-    once); never raises. Its environment is the variables that decide what it imports, nothing else
-    (no secret lingers in it)."""
+    """Start the warm server of this home in the background, in a session of its own (one that finds
+    another running exits at once); never raises. Its environment is the variables that decide what it
+    imports, nothing else (no secret lingers in it); its standard streams are ``/dev/null``."""
     home = home_dir(environ)
-    sock_path, _, _ = paths(home)
-    import subprocess
-
     keep = {k: v for k, v in environ.items() if k.startswith("PYTHON") or k in (*CONTEXT_ENV, "PATH")}
+    null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     try:
-        os.makedirs(os.path.dirname(sock_path), mode=0o700, exist_ok=True)
-        subprocess.Popen(
-            [sys.executable, "-m", "baton.cli.warmserver", home],
-            env=keep,
-            cwd="/",
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        os.makedirs(os.path.join(home, "run"), mode=0o700, exist_ok=True)
+        argv = [sys.executable, "-m", "baton.cli.warmserver", home]
+        os.posix_spawn(sys.executable, argv, keep, file_actions=null, setsid=True)
     except OSError:
         pass

@@ -18,6 +18,7 @@ or ``D<why>`` (declined), then ``X<code>`` at the end.
 from __future__ import annotations
 
 import array
+import atexit
 import contextlib
 import hmac
 import json
@@ -173,8 +174,11 @@ def _stream(fd: int, spec: object) -> TextIO:
 
 
 def _run(argv: list[str], conn: socket.socket) -> int:
-    """``baton ARGV`` in this process, the client's signals raised here; its exit code."""
-    threading.Thread(target=_relay, args=(conn,), daemon=True).start()
+    """``baton ARGV`` in this process, the client's signals raised here; its exit code, reported as
+    soon as the command is done. Then, with the client gone, what the run left running in the
+    background (a spare copy of a worktree) is finished, as a ``baton`` process finishes it at exit."""
+    done = threading.Event()
+    threading.Thread(target=_relay, args=(conn, done), daemon=True).start()
     warm.SERVING = True
     _stop_server_if_off()
     from baton.cli import main
@@ -191,8 +195,11 @@ def _run(argv: list[str], conn: socket.socket) -> int:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
+    done.set()
     with contextlib.suppress(OSError):
         conn.sendall(b"X%d\n" % (code & 0xFF))
+    getattr(threading, "_shutdown")()  # noqa: B009 - what the interpreter does at exit: join the non-daemon threads
+    atexit._run_exitfuncs()
     return code & 0xFF
 
 
@@ -207,10 +214,12 @@ def _stop_server_if_off() -> None:
             os.kill(os.getppid(), signal.SIGUSR1)
 
 
-def _relay(conn: socket.socket) -> None:
-    """The client's signals, raised in this process; its end of the socket closing is a SIGTERM."""
+def _relay(conn: socket.socket, done: threading.Event) -> None:
+    """The client's signals, raised in this process; its end of the socket closing before the command
+    is ``done`` is a SIGTERM."""
     with conn.makefile("rb") as lines:
         for line in lines:
             if line[:1] == b"S" and line[1:].strip().isdigit() and int(line[1:]) in warm.FORWARDED:
                 os.kill(os.getpid(), int(line[1:]))
-    os.kill(os.getpid(), signal.SIGTERM)
+    if not done.is_set():
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -55,6 +55,7 @@ class Stop(Exception):
 
 
 def main(argv: list[str]) -> None:
+    os.chdir("/")  # never hold a directory (or its file system) busy
     home = argv[0] if argv else warm.home_dir(os.environ)
     sock_path, key_path, lock_path = warm.paths(home)
     run_dir = os.path.dirname(sock_path)

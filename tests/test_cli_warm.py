@@ -1,0 +1,348 @@
+"""The warm server (``baton.cli.warm``): ``baton run`` handed to a pre-imported process of its home.
+
+Real ``baton`` processes (``python -m baton.cli``) and a real server: the first run starts it, later
+ones are served by a child of it, with the client's working directory, environment, umask, streams
+and exit code; a client in another context (resource limits, Python variables) or without the key is
+declined and runs the command itself; a walled agent cannot read the key; SIGINT cancels a served run
+and so does the client's death; kill -9 at random moments of a served start-up loses nothing; the
+server leaves with its socket and cleans up after itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from baton.cli import warm, warmserver
+from baton.errors import exit_code_of
+from baton.keys import parse_repo
+from baton.models import Outcome, RunRecord
+from baton.settings import Settings
+from baton.store import open_store
+from tests.test_walls import Layout, confined, layout, refused  # noqa: F401 - layout: a fixture
+
+BATON = [sys.executable, "-m", "baton.cli"]
+
+
+@pytest.fixture
+def env(baton_env: dict[str, str]) -> dict[str, str]:
+    """A ``baton`` process's environment with warm start on (the suite turns it off elsewhere)."""
+    return {**os.environ, **baton_env, "BATON_WARM": "auto"}
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left(home: Path) -> Iterator[None]:
+    yield
+    for proc in servers(home):
+        proc.terminate()
+        proc.wait(10)
+
+
+def servers(home: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "baton.cli.warmserver" in cmdline and str(home) in cmdline:
+            found.append(proc)
+    return found
+
+
+def start(args: list[str], env: dict[str, str], **kwargs: object) -> subprocess.Popen[str]:
+    proc: subprocess.Popen[str] = subprocess.Popen(  # type: ignore[call-overload]
+        [*BATON, *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+    return proc
+
+
+def run_json(args: list[str], env: dict[str, str], **kwargs: object) -> tuple[int, dict[str, object], int]:
+    """``baton run ARGS --json``: its pid, its result and its exit code."""
+    proc = start([*args, "--json"], env, **kwargs)
+    out, err = proc.communicate(timeout=120)
+    result = json.loads(out) if out.strip() else {}
+    assert isinstance(result, dict), (out, err)
+    return proc.pid, result, proc.returncode
+
+
+def record(settings: Settings, result: dict[str, object]) -> RunRecord:
+    """The store's record of a run's (last) attempt: which process ran it (``runner_pid``), its log."""
+    store = open_store(settings.resolved_store_url)
+    try:
+        found = store.get_run(str(result["attempt_id"]))
+    finally:
+        store.close()
+    assert found is not None, result
+    return found
+
+
+def ran_in(settings: Settings, result: dict[str, object]) -> int:
+    return record(settings, result).runner_pid
+
+
+def wait_for_server(home: Path) -> str:
+    sock_path = warm.paths(str(home))[0]
+    deadline = time.monotonic() + 60
+    while not os.path.exists(sock_path):
+        assert time.monotonic() < deadline, "the first run started no warm server"
+        time.sleep(0.05)
+    return sock_path
+
+
+def runs_of(settings: Settings, repo: Path, thread: str) -> list[Outcome]:
+    store = open_store(settings.resolved_store_url)
+    try:
+        return [r.outcome for r in store.list_runs("fake", parse_repo(str(repo)).slug, thread, limit=1000)]
+    finally:
+        store.close()
+
+
+def test_the_first_run_starts_the_server_and_the_next_is_served_by_it(
+    src_repo: Path, env: dict[str, str], home: Path, settings: Settings
+) -> None:
+    key = ["run", "-a", "fake", "-r", str(src_repo), "-t", "warm"]
+    pid, first, code = run_json([*key, "first turn"], env)
+    assert code == 0 and first["mode"] == "fresh"
+    assert ran_in(settings, first) == pid  # no server yet: this process ran it, and started one
+    wait_for_server(home)
+    run_dir = home / "run"
+    assert run_dir.stat().st_mode & 0o777 == 0o700
+    assert all(p.stat().st_mode & 0o077 == 0 for p in run_dir.iterdir())  # socket, key, lock: the user's
+
+    # the client's working directory (a relative repo), environment and umask reach the run
+    pid, second, code = run_json(
+        ["run", "-a", "fake", "-r", ".", "-t", "warm", "second turn"], env, cwd=src_repo, umask=0o077
+    )
+    assert code == 0 and second["outcome"] == "succeeded", second
+    assert ran_in(settings, second) != pid  # served: a child of the server ran it
+    assert second["mode"] == "resume" and second["session_id"] == first["session_id"]
+    assert (
+        Path(record(settings, second).log_path).stat().st_mode & 0o077 == 0
+    )  # made under the client's umask
+
+    failing = {**env, "FAKE_AGENT_FAIL": "1"}
+    pid, third, code = run_json([*key, "third turn"], failing)
+    assert ran_in(settings, third) != pid and third["outcome"] == "failed"
+    assert code == exit_code_of("failed") != 0
+
+    # people's output: the same lines as a run in its own process
+    served = start([*key, "fourth turn"], env)
+    outs = [served.communicate(timeout=120)]
+    plain = start([*key, "fifth turn"], {**env, "BATON_WARM": "off"})  # one after the other: one key
+    outs.append(plain.communicate(timeout=120))
+    shapes = [[line.split()[0] for line in out.splitlines()] for out, _ in outs]
+    assert served.returncode == plain.returncode == 0 and shapes[0] == shapes[1]
+    assert shapes[0][:2] == ["succeeded", "worktree:"]
+
+
+def test_a_long_prompt_and_hostile_bytes_travel_whole(
+    src_repo: Path, env: dict[str, str], home: Path, settings: Settings
+) -> None:
+    key = ["run", "-a", "fake", "-r", str(src_repo), "-t", "bytes"]
+    run_json([*key, "first turn"], env)
+    wait_for_server(home)
+    prompt = "x" * 100_000 + " \t--json ; $(rm -rf /) é ✓"
+    pid, result, code = run_json([*key, prompt], {**env, "ODD": "\udcfe value"})  # an undecodable byte
+    assert code == 0 and ran_in(settings, result) != pid
+    assert record(settings, result).prompt == prompt
+    # a prompt that is no text is refused as a plain run refuses it: same message, same exit code
+    said = [
+        start([*key, "bad \udcff"], {**env, "BATON_WARM": w}).communicate(timeout=60) for w in ("auto", "off")
+    ]
+    assert said[0] == said[1] and "not valid UTF-8" in said[0][1]
+
+
+def test_a_client_in_another_context_runs_the_command_itself(
+    src_repo: Path, env: dict[str, str], home: Path, settings: Settings
+) -> None:
+    key = ["run", "-a", "fake", "-r", str(src_repo), "-t", "ctx"]
+    run_json([*key, "first turn"], env)
+    wait_for_server(home)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def fewer_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 512), hard))
+
+    for how in ({"preexec_fn": fewer_files}, {"env": {**env, "PYTHONHASHSEED": "7"}}):
+        pid, result, code = run_json([*key, "a turn"], how.pop("env", env), **how)  # type: ignore[arg-type]
+        assert code == 0 and ran_in(settings, result) == pid, how  # declined: it ran in its own process
+    assert len(servers(home)) == 1  # and did not start a second server
+
+
+def request_with(sock_path: str, key: bytes) -> bytes:
+    """What the server answers a request of ``baton run --help`` carrying ``key``."""
+    conn = warm._connect(sock_path)
+    try:
+        assert warm._send_request(conn, ["run", "--help"], key)
+        return warm._read_line(conn) or b""
+    finally:
+        conn.close()
+
+
+def test_a_request_without_the_key_is_declined(env: dict[str, str], home: Path) -> None:
+    warm.start_server(env)
+    sock_path = wait_for_server(home)
+    key = Path(warm.paths(str(home))[1]).read_bytes()
+    assert request_with(sock_path, b"\0" * 32).startswith(b"D")
+    assert request_with(sock_path, key[:-1] + bytes([key[-1] ^ 1])).startswith(b"D")
+    assert request_with(sock_path, key) == b"A"
+
+
+def test_a_walled_agent_cannot_read_the_key(layout: Layout) -> None:  # noqa: F811 - the fixture
+    home = layout.home
+    warm.start_server({**os.environ, "BATON_HOME": str(home)})
+    try:
+        wait_for_server(home)
+        key_path = warm.paths(str(home))[1]
+        assert refused(layout.walls, f"cat {key_path}")
+        assert Path(key_path).stat().st_size == 32  # there, and the walls said no
+        # the socket can be reached (the walls do not cover connect); without the key it says no
+        probe = (
+            "import socket, sys; sys.path[:0] = " + repr(sys.path) + "\n"
+            "from baton.cli import warm\n"
+            "conn = socket.socket(socket.AF_UNIX)\n"
+            f"conn.connect({warm.paths(str(home))[0]!r})\n"
+            "warm._send_request(conn, ['run', '--help'], b'guessed')\n"
+            "print(warm._read_line(conn))\n"
+        )
+        done = confined(layout.walls, f"{sys.executable} -c {shlex.quote(probe)}")
+        assert done.stdout == 'b"Dnot this server\'s key"\n', done.stderr
+    finally:
+        for proc in servers(home):
+            proc.terminate()
+            proc.wait(10)
+
+
+def agent_running(settings: Settings, repo: Path, thread: str) -> None:
+    deadline = time.monotonic() + 60
+    store = open_store(settings.resolved_store_url)
+    try:
+        while True:
+            runs = store.list_runs("fake", parse_repo(str(repo)).slug, thread, limit=10)
+            if any(r.outcome == Outcome.RUNNING and r.agent_pid for r in runs):
+                return
+            assert time.monotonic() < deadline, "the agent never started"
+            time.sleep(0.05)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("how", ["sigint", "sigkill"])
+def test_a_served_run_is_cancelled_by_ctrl_c_and_by_its_client_s_death(
+    src_repo: Path, env: dict[str, str], home: Path, settings: Settings, how: str
+) -> None:
+    key = ["run", "-a", "fake", "-r", str(src_repo), "-t", f"cancel-{how}"]
+    run_json([*key, "first turn"], env)
+    wait_for_server(home)
+    proc = start([*key, "a long turn"], {**env, "FAKE_AGENT_DELAY": "60"})
+    agent_running(settings, src_repo, f"cancel-{how}")
+    proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGKILL)
+    proc.communicate(timeout=60)
+    if how == "sigint":
+        assert proc.returncode == exit_code_of("cancelled")
+    deadline = time.monotonic() + 30
+    while Outcome.RUNNING in (outcomes := runs_of(settings, src_repo, f"cancel-{how}")):
+        assert time.monotonic() < deadline, outcomes
+        time.sleep(0.1)
+    assert outcomes.count(Outcome.CANCELLED) == 1, outcomes  # recorded at once, not left to a later run
+    pid, after, code = run_json([*key, "the next turn"], env)
+    assert code == 0 and after["mode"] == "resume" and ran_in(settings, after) != pid
+
+
+@pytest.mark.slow  # 20 `baton run` processes
+def test_kill_9_during_a_served_start_up_loses_nothing(
+    src_repo: Path, env: dict[str, str], home: Path, settings: Settings
+) -> None:
+    thread = "kill-warm"
+    key = ["run", "-a", "fake", "-r", str(src_repo), "-t", thread]
+    _, first, _ = run_json([*key, "first turn"], env)
+    wait_for_server(home)
+    t0 = time.monotonic()
+    run_json([*key, "calibration turn"], env)
+    window = time.monotonic() - t0
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    for i in range(10):
+        delay = rng.uniform(0, window)
+        proc = start([*key, f"killed turn {i}"], env, start_new_session=True)
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+        # the served child may still be cancelling: this run waits for the key (not served: --wait)
+        done = subprocess.run(
+            [*BATON, *key, "--wait", "60", "--json", f"turn {i} after the kill"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        after = json.loads(done.stdout)
+        assert after["outcome"] == "succeeded", (seed, delay, after, done.stderr)
+        assert after["mode"] == "resume" and after["session_id"] == first["session_id"], (seed, delay)
+    outcomes = runs_of(settings, src_repo, thread)
+    assert Outcome.RUNNING not in outcomes, (seed, outcomes)
+    assert set(outcomes) <= {Outcome.SUCCEEDED, Outcome.CRASHED, Outcome.CANCELLED}, (seed, outcomes)
+
+
+def test_the_server_leaves_with_its_socket_and_cleans_up_on_sigterm(env: dict[str, str], home: Path) -> None:
+    warm.start_server(env)
+    sock_path = wait_for_server(home)
+    (server,) = servers(home)
+    os.unlink(sock_path)  # BATON_HOME removed, or another server took over
+    assert server.wait(10) == 0
+    warm.start_server(env)
+    sock_path = wait_for_server(home)
+    (server,) = servers(home)
+    warm.start_server(env)  # a second one finds the lock taken and leaves at once
+    time.sleep(1)
+    assert len(servers(home)) == 1
+    server.terminate()
+    server.wait(10)
+    assert not os.path.exists(sock_path) and not os.path.exists(warm.paths(str(home))[1])
+
+
+def test_changed_code_is_noticed(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("x = 1\n")
+    seen = {str(module): (module.stat().st_mtime_ns, module.stat().st_size)}
+    assert not warmserver.changed(seen)
+    module.write_text("x = 22\n")
+    assert warmserver.changed(seen)
+    module.unlink()
+    assert warmserver.changed(seen)
+
+
+def test_bare_connections_and_garbage_never_stop_the_server(env: dict[str, str], home: Path) -> None:
+    warm.start_server(env)
+    sock_path = wait_for_server(home)
+    for garbage in (b"", b"\xff\xff\xff\xff", b"\0\0\0\x05{]]]]", b"\0\0\0\x02[]"):
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.connect(sock_path)
+            conn.sendall(garbage)
+            conn.shutdown(socket.SHUT_WR)
+            try:
+                answer = conn.recv(100)
+            except ConnectionResetError:  # it closed with bytes unread
+                answer = b""
+            assert answer == b""  # the child gave up on it, silently
+    key = Path(warm.paths(str(home))[1]).read_bytes()
+    assert request_with(sock_path, key) == b"A"
