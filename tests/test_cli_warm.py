@@ -32,6 +32,8 @@ from baton.keys import parse_repo
 from baton.models import Outcome, RunRecord
 from baton.settings import Settings
 from baton.store import open_store
+from baton.testing.mock_anthropic import MockAnthropic
+from baton.testing.tools import tool_marker
 from tests.test_walls import Layout, confined, layout, refused  # noqa: F401 - layout: a fixture
 
 BATON = [sys.executable, "-m", "baton.cli"]
@@ -150,6 +152,25 @@ def test_the_first_run_starts_the_server_and_the_next_is_served_by_it(
     shapes = [[line.split()[0] for line in out.splitlines()] for out, _ in outs]
     assert served.returncode == plain.returncode == 0 and shapes[0] == shapes[1]
     assert shapes[0][:2] == ["succeeded", "worktree:"]
+
+
+@pytest.mark.slow  # the real Claude Code CLI
+def test_the_real_claude_cli_resumes_and_uses_its_tools_in_a_served_run(
+    src_repo: Path, env: dict[str, str], home: Path, settings: Settings, tmp_path: Path
+) -> None:
+    (tmp_path / "user-home").mkdir()  # as the agents' allow-list has it: no ~/.bashrc of this machine
+    with MockAnthropic() as mock:
+        env = {**env, **mock.env(), "HOME": str(tmp_path / "user-home")}
+        key = ["run", "-a", "claude", "-r", str(src_repo), "-t", "real"]
+        _, first, code = run_json([*key, "first turn"], env)
+        assert code == 0, first
+        wait_for_server(home)
+        write = tool_marker("Write", file_path="made.txt", content="made by the agent\n")
+        pid, second, code = run_json([*key, f"write it {write}"], env)
+        assert code == 0 and ran_in(settings, second) != pid, second
+        assert second["mode"] == "resume" and second["session_id"] == first["session_id"]
+        assert mock.history_counts()[-2:] == [4, 6]  # the served turn carried the conversation (+ tool)
+    assert (Path(str(second["worktree"])) / "made.txt").read_text() == "made by the agent\n"
 
 
 def test_a_long_prompt_and_hostile_bytes_travel_whole(

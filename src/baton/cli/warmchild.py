@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import array
 import atexit
+import codecs
 import contextlib
 import hmac
 import json
@@ -104,6 +105,11 @@ def declined(conn: socket.socket, request: dict[str, Any], key: bytes) -> str | 
         return "a malformed environment"
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         return "malformed arguments"
+    umask, stdio = request.get("umask"), request.get("stdio")
+    if not isinstance(umask, int) or not 0 <= umask <= 0o777:
+        return "a malformed umask"
+    if not isinstance(stdio, list) or len(stdio) != 3 or not all(map(_stream_spec, stdio)):
+        return "malformed standard streams"
     if _start_env(env) != _start_env(os.environ):
         return "other Python start-up variables"
     if request.get("fs") != [sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()]:
@@ -114,6 +120,20 @@ def declined(conn: socket.socket, request: dict[str, Any], key: bytes) -> str | 
     except (OSError, ValueError):
         return "its context cannot be read"
     return None if same else "another context (namespaces, cgroup, limits or privileges)"
+
+
+def _stream_spec(spec: object) -> bool:
+    """None (the client has no such stream), or its encoding (one Python knows) and error handler."""
+    if spec is None:
+        return True
+    if not isinstance(spec, list) or len(spec) != 2 or not all(isinstance(part, str) for part in spec):
+        return False
+    try:
+        codecs.lookup(spec[0])
+        codecs.lookup_error(spec[1])
+    except LookupError:
+        return False
+    return True
 
 
 def _start_env(env: Any) -> dict[str, str]:
@@ -155,18 +175,17 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
     for fd in fds:
         if fd > 2:
             os.close(fd)
-    os.umask(int(request["umask"]) & 0o777)
+    os.umask(request["umask"])
     os.environ.clear()
     os.environ.update(request["env"])
     sys.argv = ["baton", *request["argv"]]
-    stdio = request.get("stdio") or [None, None, None]
-    sys.stdin, sys.stdout, sys.stderr = (_stream(fd, spec) for fd, spec in enumerate(stdio[:3]))
+    sys.stdin, sys.stdout, sys.stderr = (_stream(fd, spec) for fd, spec in enumerate(request["stdio"]))
 
 
 def _stream(fd: int, spec: object) -> TextIO:
     """Standard stream ``fd`` as Python makes it, in the client's encoding and errors; stderr and a
     terminal line-buffered."""
-    encoding, errors = spec if isinstance(spec, list) and len(spec) == 2 else ("utf-8", "strict")
+    encoding, errors = spec if isinstance(spec, list) else ("utf-8", "strict")
     buffering = 1 if fd and (fd == 2 or os.isatty(fd)) else -1
     return open(
         fd, "r" if fd == 0 else "w", buffering=buffering, encoding=encoding, errors=errors, closefd=False
