@@ -142,7 +142,7 @@ def _send_request(conn: _socket.socket, args: list[str], key: bytes) -> bool:
         "env": dict(os.environ),
         "umask": umask,
         "fs": [sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()],
-        "stdio": [[s.encoding, s.errors] if s else None for s in (sys.stdin, sys.stdout, sys.stderr)],
+        "stdio": [_spec(s) for s in (sys.stdin, sys.stdout, sys.stderr)],
     }
     body = json.dumps(request).encode()  # lone surrogates (undecodable bytes) travel escaped
     if len(body) > MAX_MESSAGE:
@@ -156,6 +156,12 @@ def _send_request(conn: _socket.socket, args: list[str], key: bytes) -> bool:
     finally:
         os.close(cwd)
     return True
+
+
+def _spec(stream: object) -> list[str] | None:
+    """A standard stream's encoding and error handler, for the child to make its own alike."""
+    found = [getattr(stream, "encoding", None), getattr(stream, "errors", None)]
+    return found if all(isinstance(part, str) for part in found) else None  # type: ignore[return-value]
 
 
 def _read_line(conn: _socket.socket) -> bytes | None:
