@@ -10,8 +10,6 @@ works exactly as an eager re-export would.
 
 from __future__ import annotations
 
-import importlib
-
 # not typing's: importing typing costs ~7 ms, inside the window where a Ctrl-C before the `baton`
 # command's handler (baton.cli) would print a traceback; mypy reads this name as typing's
 TYPE_CHECKING = False
@@ -184,7 +182,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'baton' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(__import__(module, fromlist=[name]), name)  # not importlib: one import less at start
     globals()[name] = value  # later lookups skip this function
     return value
 

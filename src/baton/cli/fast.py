@@ -16,9 +16,11 @@ Typer command runs, with its own parsing and error messages. Errors it raises ar
 
 from __future__ import annotations
 
-from collections.abc import Callable
+TYPE_CHECKING = False  # not typing's (nor collections.abc's Callable): the warm hand-over imports this
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-Handler = Callable[[list[str]], "int | None"]
+    Handler = Callable[[list[str]], int | None]
 
 
 def try_fast(args: list[str]) -> int | None:
@@ -116,7 +118,7 @@ def run(args: list[str]) -> int | None:
 
     handed = warm.hand_over(["run", *args])
     if isinstance(handed, int):
-        return handed
+        warm.leave(handed)
     from baton.cli.running import execute
     from baton.runner.request import RunRequest
 

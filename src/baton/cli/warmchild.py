@@ -22,7 +22,6 @@ import atexit
 import codecs
 import contextlib
 import hmac
-import json
 import os
 import signal
 import socket
@@ -88,17 +87,47 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
         if not chunk:
             raise ValueError("a truncated warm request")
         body += chunk
-    request = json.loads(body)
-    if not isinstance(request, dict):
+    return _request(_fields(bytes(body))), list(fds)
+
+
+def _fields(body: bytes) -> list[str]:
+    """The strings of :func:`baton.cli.warm.encode`; ValueError for anything else."""
+    fields, pos = [], 0
+    while pos < len(body):
+        size = int.from_bytes(body[pos : pos + 4], "big")
+        if pos + 4 + size > len(body):
+            raise ValueError("a truncated warm request")
+        fields.append(os.fsdecode(body[pos + 4 : pos + 4 + size]))
+        pos += 4 + size
+    return fields
+
+
+def _request(fields: list[str]) -> dict[str, Any]:
+    """The request :func:`baton.cli.warm._send_request` lays out: installation (4), key, umask, file
+    system encoding and errors, the three streams' encodings and errors, the arguments, the
+    environment (each counted first)."""
+    if len(fields) < 16 or not fields[14].isdigit():
         raise ValueError("a malformed warm request")
-    return request, list(fds)
+    nargs = int(fields[14])
+    rest = fields[15 + nargs :]
+    if not rest or not rest[0].isdigit() or len(rest) != 1 + 2 * int(rest[0]) or not fields[5].isdigit():
+        raise ValueError("a malformed warm request")
+    return {
+        "installation": fields[:4],
+        "key": fields[4],
+        "umask": int(fields[5]),
+        "fs": fields[6:8],
+        "stdio": [fields[i : i + 2] if fields[i] else None for i in (8, 10, 12)],
+        "argv": fields[15 : 15 + nargs],
+        "env": dict(zip(rest[1::2], rest[2::2], strict=True)),
+    }
 
 
 def declined(conn: socket.socket, request: dict[str, Any], key: bytes) -> str | None:
     """Why this request may not run here (None: it may)."""
     if request.get("installation") != warm.installation():
         return "another installation of baton"
-    if not hmac.compare_digest(str(request.get("key", "")), key.hex()):
+    if not hmac.compare_digest(os.fsencode(request["key"]), key.hex().encode()):
         return "not this server's key"
     env, argv = request.get("env"), request.get("argv")
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in (*env, *env.values())):
