@@ -107,11 +107,12 @@ def hand_over(args: list[str]) -> int | str:
     except OSError:
         return ABSENT
     try:
-        if not _send_request(conn, args, key) or _read_line(conn) != b"A":
-            return DECLINED
-        return _wait(conn)
-    except OSError:
-        return DECLINED  # before "A" nothing was done; after it, _wait answers
+        try:
+            if not _send_request(conn, args, key) or _read_line(conn) != b"A":
+                return DECLINED
+        except OSError:
+            return DECLINED  # before "A" nothing was done: the caller may run the command itself
+        return _wait(conn)  # after it, never: the child has the command
     finally:
         conn.close()
 
@@ -207,7 +208,10 @@ def _wait(conn: _socket.socket) -> int:
 
     for signum in FORWARDED:
         _signal.signal(signum, forward)
-    line = _read_line(conn)
+    try:
+        line = _read_line(conn)
+    except OSError:
+        line = None
     if line is None or not line.startswith(b"X") or not line[1:].isdigit():
         sys.stderr.write("error: the warm baton process ended without an exit code\n")
         return 1

@@ -47,6 +47,7 @@ STATUS_FIELDS = (
     "Mems_allowed_list",
 )
 FILES = ("cgroup", "limits", "oom_score_adj", "attr/current")
+HANDSHAKE = 10.0  # seconds a client has to send its request
 
 
 def serve_one(conn: socket.socket, key: bytes) -> None:
@@ -56,7 +57,9 @@ def serve_one(conn: socket.socket, key: bytes) -> None:
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        conn.settimeout(HANDSHAKE)  # a client that connects and sends nothing does not keep a child
         request, fds = _receive(conn)
+        conn.settimeout(None)
         why = declined(conn, request, key)
         if why:
             conn.sendall(b"D" + why.encode() + b"\n")
