@@ -226,6 +226,28 @@ def test_a_request_without_the_key_is_declined(env: dict[str, str], home: Path) 
     assert request_with(sock_path, key) == b"A"
 
 
+def test_another_installation_is_declined_and_one_python_is_one_installation(
+    env: dict[str, str], home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warm.start_server(env)
+    sock_path = wait_for_server(home)
+    key = Path(warm.paths(str(home))[1]).read_bytes()
+    tags = {
+        subprocess.run(
+            [str(Path(sys.executable).parent / name), "-c", "from baton.cli import warm; print(warm.tag())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for name in ("python", "python3")
+        if (Path(sys.executable).parent / name).exists()
+    }
+    assert len(tags) == 1  # bin/python and bin/python3 (the baton script's) find one server
+    other = ["1", "/elsewhere", *warm.installation()[2:]]  # another virtualenv
+    monkeypatch.setattr(warm, "installation", lambda: other)
+    assert request_with(sock_path, key) == b"Danother installation of baton"
+
+
 def test_a_walled_agent_cannot_read_the_key(layout: Layout) -> None:  # noqa: F811 - the fixture
     home = layout.home
     warm.start_server({**os.environ, "BATON_HOME": str(home)})

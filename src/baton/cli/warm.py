@@ -61,9 +61,11 @@ def home_dir(environ: Mapping[str, str]) -> str:
 
 
 def installation() -> list[str]:
-    """This installation: the protocol, its Python and where baton's code is. The server declines a
-    client of another (and their tags keep them apart)."""
-    return [str(VERSION), sys.executable, sys.version, os.path.dirname(os.path.dirname(__file__))]
+    """This installation: the protocol, its environment (``sys.prefix``: the virtualenv), its Python
+    (resolved: ``bin/python`` and ``bin/python3`` are one) and where baton's code is. The server declines
+    a client of another (and their tags keep them apart)."""
+    python = os.path.realpath(sys.executable)
+    return [str(VERSION), sys.prefix, python, sys.version, os.path.dirname(os.path.dirname(__file__))]
 
 
 def tag() -> str:

@@ -106,22 +106,23 @@ def _fields(body: bytes) -> list[str]:
 
 
 def _request(fields: list[str]) -> dict[str, Any]:
-    """The request :func:`baton.cli.warm._send_request` lays out: installation (4), key, umask, file
-    system encoding and errors, the three streams' encodings and errors, the arguments, the
-    environment (each counted first)."""
-    if len(fields) < 16 or not fields[14].isdigit():
+    """The request :func:`baton.cli.warm._send_request` lays out: the installation, the key, the umask,
+    the file system's encoding and errors, the three streams' encodings and errors, the arguments and
+    the environment (each counted first)."""
+    at = len(warm.installation())  # where the key is
+    if len(fields) < at + 12 or not fields[at + 10].isdigit() or not fields[at + 1].isdigit():
         raise ValueError("a malformed warm request")
-    nargs = int(fields[14])
-    rest = fields[15 + nargs :]
-    if not rest or not rest[0].isdigit() or len(rest) != 1 + 2 * int(rest[0]) or not fields[5].isdigit():
+    nargs = int(fields[at + 10])
+    rest = fields[at + 11 + nargs :]
+    if not rest or not rest[0].isdigit() or len(rest) != 1 + 2 * int(rest[0]):
         raise ValueError("a malformed warm request")
     return {
-        "installation": fields[:4],
-        "key": fields[4],
-        "umask": int(fields[5]),
-        "fs": fields[6:8],
-        "stdio": [fields[i : i + 2] if fields[i] else None for i in (8, 10, 12)],
-        "argv": fields[15 : 15 + nargs],
+        "installation": fields[:at],
+        "key": fields[at],
+        "umask": int(fields[at + 1]),
+        "fs": fields[at + 2 : at + 4],
+        "stdio": [fields[i : i + 2] if fields[i] else None for i in (at + 4, at + 6, at + 8)],
+        "argv": fields[at + 11 : at + 11 + nargs],
         "env": dict(zip(rest[1::2], rest[2::2], strict=True)),
     }
 
