@@ -232,7 +232,6 @@ def _run(argv: list[str], conn: socket.socket) -> int:
     done = threading.Event()
     threading.Thread(target=_relay, args=(conn, done), daemon=True).start()
     warm.SERVING = True
-    _stop_server_if_off()
     from baton.cli import main
 
     try:
@@ -250,14 +249,15 @@ def _run(argv: list[str], conn: socket.socket) -> int:
     done.set()
     with contextlib.suppress(OSError):
         conn.sendall(b"X%d\n" % (code & 0xFF))
+    _stop_server_if_off()
     getattr(threading, "_shutdown")()  # noqa: B009 - what the interpreter does at exit: join the non-daemon threads
     atexit._run_exitfuncs()
     return code & 0xFF
 
 
 def _stop_server_if_off() -> None:
-    """The setting ``warm`` turned ``off`` (``config.toml``) since the server started: it stops; this
-    run, already here, goes on (a bad setting is the run's to report)."""
+    """The setting ``warm`` turned ``off`` (``config.toml``) since the server started: it stops (this
+    run, served already, is not undone; a bad setting was the run's to report)."""
     from baton.errors import BatonError
     from baton.settings import load_settings
 

@@ -69,6 +69,7 @@ def main(argv: list[str]) -> None:
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    warm_caches()
     gc.freeze()  # what is loaded now is never scanned again: the children's pages stay shared
     code = code_files()
     key = secrets.token_bytes(32)
@@ -80,6 +81,25 @@ def main(argv: list[str]) -> None:
         signal.signal(signum, stop)
     with _listening(sock_path, key_path, key) as listener, contextlib.suppress(Stop):
         serve(listener, sock_path, key, code, lock)
+
+
+def warm_caches() -> None:
+    """Fill, once for every child, the caches that hold the same for every run on this machine and
+    installation: the kernel's Landlock support, the compiled allow-lists of the agents' environment
+    (without operator additions), the packaged prompt templates. A failure here only leaves a cache
+    to its first run."""
+    from baton.agents.claude import ClaudeAgent
+    from baton.agents.codex import CodexAgent
+    from baton.agents.gemini import GeminiAgent
+    from baton.models import PromptKind
+    from baton.runner import agentenv, confine, prompts
+
+    with contextlib.suppress(Exception):
+        confine._support()
+        for agent in (ClaudeAgent, CodexAgent, GeminiAgent):
+            agentenv.allowed({}, (*agentenv.BASE_NAMES, *agent.env_patterns))
+        for kind in PromptKind:
+            prompts.load_template(kind, Path("/nonexistent"))
 
 
 def code_files() -> dict[str, tuple[int, int]]:
