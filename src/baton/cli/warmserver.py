@@ -9,8 +9,9 @@ so a slow or hostile client never holds the server up, and two runs never share 
 
 It exits after :data:`IDLE` seconds with nothing running, when its socket is removed or replaced
 (``BATON_HOME`` deleted, another server started), when baton's code under it changed (it would
-otherwise run the old code), on SIGTERM or SIGINT, and on SIGUSR1: a child's word that ``warm`` is
-now ``off``. Its children are separate processes: a run under way goes on when the server exits.
+otherwise run the old code) or the host's name did (its children would record the old one), on
+SIGTERM or SIGINT, and on SIGUSR1: a child's word that ``warm`` is now ``off``. Its children are
+separate processes: a run under way goes on when the server exits.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from baton.cli import warm
+from baton.store import leases
 
 IDLE = 120.0  # seconds with no run under way before the server exits
 TICK = 1.0  # seconds between its checks of the socket, its code and its children
@@ -174,8 +176,8 @@ def serve(
         children = {pid for pid in children if not _reaped(pid)}
         if children or ready:
             last = time.monotonic()
-        if changed(code) or not _still(sock_path, ino):
-            return
+        if changed(code) or not _still(sock_path, ino) or socket.gethostname() != leases.HOST:
+            return  # out of date: its code, its socket, or the host name its children would record
         if ready:
             conn, _ = listener.accept()
             children.add(_fork(conn, listener, key, lock))
