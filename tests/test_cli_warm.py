@@ -27,7 +27,7 @@ import psutil
 import pytest
 
 from baton.cli import warm, warmserver
-from baton.errors import exit_code_of
+from baton.errors import Busy, exit_code_of
 from baton.keys import parse_repo
 from baton.models import Outcome, RunRecord
 from baton.settings import Settings
@@ -54,12 +54,13 @@ def _no_server_left(home: Path) -> Iterator[None]:
 
 
 def servers(home: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    """The warm servers of ``home`` (not their children, forks with the same command line)."""
+    found = {}
+    for proc in psutil.process_iter(["cmdline", "ppid"]):
         cmdline = proc.info["cmdline"] or []
         if "baton.cli.warmserver" in cmdline and str(home) in cmdline:
-            found.append(proc)
-    return found
+            found[proc.pid] = proc
+    return [proc for proc in found.values() if proc.info["ppid"] not in found]
 
 
 def start(args: list[str], env: dict[str, str], **kwargs: object) -> subprocess.Popen[str]:
@@ -171,6 +172,30 @@ def test_the_real_claude_cli_resumes_and_uses_its_tools_in_a_served_run(
         assert second["mode"] == "resume" and second["session_id"] == first["session_id"]
         assert mock.history_counts()[-2:] == [4, 6]  # the served turn carried the conversation (+ tool)
     assert (Path(str(second["worktree"])) / "made.txt").read_text() == "made by the agent\n"
+
+
+def test_runs_at_once_are_served_at_once_and_one_key_stays_one_run_at_a_time(
+    src_repo: Path, env: dict[str, str], home: Path, settings: Settings
+) -> None:
+    for thread in ("one", "two"):
+        run_json(["run", "-a", "fake", "-r", str(src_repo), "-t", thread, "first turn"], env)
+    wait_for_server(home)
+    slow = {**env, "FAKE_AGENT_DELAY": "2"}
+    both = [
+        start(["run", "-a", "fake", "-r", str(src_repo), "-t", t, "--json", "at once"], slow)
+        for t in ("one", "two")
+    ]
+    results = [json.loads(p.communicate(timeout=120)[0]) for p in both]
+    assert [p.returncode for p in both] == [0, 0] and all(r["outcome"] == "succeeded" for r in results)
+    assert {ran_in(settings, r) for r in results}.isdisjoint({p.pid for p in both})  # both served
+    same = [
+        start(["run", "-a", "fake", "-r", str(src_repo), "-t", "one", "--json", "same key"], slow)
+        for _ in range(2)
+    ]
+    said = [p.communicate(timeout=120) for p in same]
+    codes = sorted(p.returncode for p in same)
+    assert codes[0] == 0 and codes[1] == Busy.exit_code, said  # the key's lease, as without the server
+    assert "busy" in said[[p.returncode for p in same].index(Busy.exit_code)][1].lower()
 
 
 def test_a_long_prompt_and_hostile_bytes_travel_whole(
@@ -344,6 +369,23 @@ def test_kill_9_during_a_served_start_up_loses_nothing(
     outcomes = runs_of(settings, src_repo, thread)
     assert Outcome.RUNNING not in outcomes, (seed, outcomes)
     assert set(outcomes) <= {Outcome.SUCCEEDED, Outcome.CRASHED, Outcome.CANCELLED}, (seed, outcomes)
+
+
+def test_a_served_run_outlives_its_killed_server(
+    src_repo: Path, env: dict[str, str], home: Path, settings: Settings
+) -> None:
+    key = ["run", "-a", "fake", "-r", str(src_repo), "-t", "orphan"]
+    run_json([*key, "first turn"], env)
+    wait_for_server(home)
+    proc = start([*key, "--json", "a turn"], {**env, "FAKE_AGENT_DELAY": "2"})
+    agent_running(settings, src_repo, "orphan")
+    for server in servers(home):
+        server.kill()  # kill -9: its children are processes of their own
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and json.loads(out)["outcome"] == "succeeded", err
+    pid, after, code = run_json([*key, "the next turn"], env)  # no server: run here, and start one
+    assert code == 0 and ran_in(settings, after) == pid
+    wait_for_server(home)
 
 
 def test_the_server_leaves_with_its_socket_and_cleans_up_on_sigterm(env: dict[str, str], home: Path) -> None:
