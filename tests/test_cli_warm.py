@@ -34,6 +34,7 @@ from baton.settings import Settings
 from baton.store import open_store
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.testing.tools import tool_marker
+from tests.test_cli_kill_start import runs_of
 from tests.test_walls import Layout, confined, layout, refused  # noqa: F401 - layout: a fixture
 
 BATON = [sys.executable, "-m", "baton.cli"]
@@ -100,6 +101,16 @@ def ran_in(settings: Settings, result: dict[str, object]) -> int:
     return record(settings, result).runner_pid
 
 
+def first_turn(src_repo: Path, thread: str, env: dict[str, str], home: Path) -> list[str]:
+    """The key's ``baton run`` words, after its first turn (run here, starting the server) and once
+    the server is up."""
+    key = ["run", "-a", "fake", "-r", str(src_repo), "-t", thread]
+    _, first, code = run_json([*key, "first turn"], env)
+    assert code == 0, first
+    wait_for_server(home)
+    return key
+
+
 def wait_for_server(home: Path) -> str:
     sock_path = warm.paths(str(home))[0]
     deadline = time.monotonic() + 60
@@ -107,14 +118,6 @@ def wait_for_server(home: Path) -> str:
         assert time.monotonic() < deadline, "the first run started no warm server"
         time.sleep(0.05)
     return sock_path
-
-
-def runs_of(settings: Settings, repo: Path, thread: str) -> list[Outcome]:
-    store = open_store(settings.resolved_store_url)
-    try:
-        return [r.outcome for r in store.list_runs("fake", parse_repo(str(repo)).slug, thread, limit=1000)]
-    finally:
-        store.close()
 
 
 def test_the_first_run_starts_the_server_and_the_next_is_served_by_it(
@@ -201,9 +204,7 @@ def test_runs_at_once_are_served_at_once_and_one_key_stays_one_run_at_a_time(
 def test_a_long_prompt_and_hostile_bytes_travel_whole(
     src_repo: Path, env: dict[str, str], home: Path, settings: Settings
 ) -> None:
-    key = ["run", "-a", "fake", "-r", str(src_repo), "-t", "bytes"]
-    run_json([*key, "first turn"], env)
-    wait_for_server(home)
+    key = first_turn(src_repo, "bytes", env, home)
     prompt = "x" * 100_000 + " \t--json ; $(rm -rf /) é ✓"
     pid, result, code = run_json([*key, prompt], {**env, "ODD": "\udcfe value"})  # an undecodable byte
     assert code == 0 and ran_in(settings, result) != pid
@@ -218,9 +219,7 @@ def test_a_long_prompt_and_hostile_bytes_travel_whole(
 def test_a_client_in_another_context_runs_the_command_itself(
     src_repo: Path, env: dict[str, str], home: Path, settings: Settings
 ) -> None:
-    key = ["run", "-a", "fake", "-r", str(src_repo), "-t", "ctx"]
-    run_json([*key, "first turn"], env)
-    wait_for_server(home)
+    key = first_turn(src_repo, "ctx", env, home)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 
     def fewer_files() -> None:
@@ -316,9 +315,7 @@ def agent_running(settings: Settings, repo: Path, thread: str) -> None:
 def test_a_served_run_is_cancelled_by_ctrl_c_and_by_its_client_s_death(
     src_repo: Path, env: dict[str, str], home: Path, settings: Settings, how: str
 ) -> None:
-    key = ["run", "-a", "fake", "-r", str(src_repo), "-t", f"cancel-{how}"]
-    run_json([*key, "first turn"], env)
-    wait_for_server(home)
+    key = first_turn(src_repo, f"cancel-{how}", env, home)
     proc = start([*key, "a long turn"], {**env, "FAKE_AGENT_DELAY": "60"})
     agent_running(settings, src_repo, f"cancel-{how}")
     proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGKILL)
@@ -374,9 +371,7 @@ def test_kill_9_during_a_served_start_up_loses_nothing(
 def test_a_served_run_outlives_its_killed_server(
     src_repo: Path, env: dict[str, str], home: Path, settings: Settings
 ) -> None:
-    key = ["run", "-a", "fake", "-r", str(src_repo), "-t", "orphan"]
-    run_json([*key, "first turn"], env)
-    wait_for_server(home)
+    key = first_turn(src_repo, "orphan", env, home)
     proc = start([*key, "--json", "a turn"], {**env, "FAKE_AGENT_DELAY": "2"})
     agent_running(settings, src_repo, "orphan")
     for server in servers(home):
