@@ -184,12 +184,12 @@ def _take_over(
     shared = workdirs.read_ref(workdirs.cache_path(key.repo), workdirs.shared_ref(key))
     cache = workdirs.ensure_cache(key.repo, key.agent, fetch=False)
     salvaged = workdirs.salvage_broken(key, branch)  # its files the local checkpoint: kept below if at risk
-    # the bundle is fetched while this home's own state is checkpointed: two git processes, one each
+    # the bundle is fetched (and the record's branch tip checked) while this home's own state is
+    # checkpointed: two git processes at a time, one each
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baton-bundle") as pool:
-        fetched = pool.submit(fetch_commit, store, workdirs, key, record, cache)
+        fetched = pool.submit(_fetch_tip, store, workdirs, key, record, cache)
         local = _local_state(workdirs, key, branch)
-        fetched.result()
-    tip = branch_sha(cache, record)
+        tip = fetched.result()
     kept, since = _keep_local_work(workdirs, key, branch, record, shared, local)
     _point_refs(workdirs, key, branch, record.commit_sha, tip)
     made = Worktree(workdirs.worktree_path(key), built=False)
@@ -205,6 +205,12 @@ def _take_over(
     return made, _joined(
         salvaged, note + (f"; the older work here is kept at {kept}" if kept else "")
     ) or note
+
+
+def _fetch_tip(store: BlobStore, workdirs: Workdirs, key: Key, record: CheckpointRecord, cache: Path) -> str:
+    """:func:`fetch_commit`, then the branch tip the record's state is on (:func:`branch_sha`)."""
+    fetch_commit(store, workdirs, key, record, cache)
+    return branch_sha(cache, record)
 
 
 def fetch_commit(
