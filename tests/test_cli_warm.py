@@ -427,4 +427,24 @@ def test_bare_connections_and_garbage_never_stop_the_server(env: dict[str, str],
             conn.close()
         assert answer == b""  # the child gave up on it, silently
     key = Path(warm.paths(str(home))[1]).read_bytes()
+    streams = ["utf-8", "strict"] * 3
+    for env_names, encoding, answer in (
+        (["A=B"], "utf-8", b"Da malformed environment"),  # a name no environment can hold
+        (["A"], "no-such-codec", b"Dmalformed standard streams"),
+        (["A\0B"], "utf-8", b""),  # a NUL: not a request at all
+    ):
+        head = [*warm.installation(), key.hex(), "18", "utf-8", "surrogateescape"]
+        body = warm.encode([*head, encoding, *streams[1:], "1", "run", "1", env_names[0], "value"])
+        conn = warm._connect(sock_path)
+        try:
+            fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, 0))
+            conn.sendmsg([len(body).to_bytes(4, "big")], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+            conn.sendall(body)
+            try:
+                said = warm._read_line(conn) or b""
+            except ConnectionResetError:
+                said = b""
+            assert said == answer, env_names
+        finally:
+            conn.close()
     assert request_with(sock_path, key) == b"A"

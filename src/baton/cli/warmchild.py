@@ -98,9 +98,10 @@ def _fields(body: bytes) -> list[str]:
     fields, pos = [], 0
     while pos < len(body):
         size = int.from_bytes(body[pos : pos + 4], "big")
-        if pos + 4 + size > len(body):
-            raise ValueError("a truncated warm request")
-        fields.append(os.fsdecode(body[pos + 4 : pos + 4 + size]))
+        data = body[pos + 4 : pos + 4 + size]
+        if len(data) != size or b"\0" in data:  # no argument or variable of a process holds a NUL
+            raise ValueError("a malformed warm request")
+        fields.append(os.fsdecode(data))
         pos += 4 + size
     return fields
 
@@ -133,15 +134,12 @@ def declined(conn: socket.socket, request: dict[str, Any], key: bytes) -> str | 
         return "another installation of baton"
     if not hmac.compare_digest(os.fsencode(request["key"]), key.hex().encode()):
         return "not this server's key"
-    env, argv = request.get("env"), request.get("argv")
-    if not isinstance(env, dict) or not all(isinstance(v, str) for v in (*env, *env.values())):
+    env = request["env"]
+    if any(not name or "=" in name for name in env):
         return "a malformed environment"
-    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-        return "malformed arguments"
-    umask, stdio = request.get("umask"), request.get("stdio")
-    if not isinstance(umask, int) or not 0 <= umask <= 0o777:
+    if not 0 <= request["umask"] <= 0o777:
         return "a malformed umask"
-    if not isinstance(stdio, list) or len(stdio) != 3 or not all(map(_stream_spec, stdio)):
+    if not all(map(_stream_spec, request["stdio"])):
         return "malformed standard streams"
     if _start_env(env) != _start_env(os.environ):
         return "other Python start-up variables"
@@ -155,18 +153,12 @@ def declined(conn: socket.socket, request: dict[str, Any], key: bytes) -> str | 
     return None if same else "another context (namespaces, cgroup, limits or privileges)"
 
 
-def _stream_spec(spec: object) -> bool:
-    """None (the client has no such stream), or its encoding (one Python knows) and error handler."""
-    if spec is None:
-        return True
-    if not isinstance(spec, list) or len(spec) != 2 or not all(isinstance(part, str) for part in spec):
-        return False
+def _stream_spec(spec: list[str] | None) -> bool:
+    """None (the client has no such stream), or its encoding and error handler, both known to Python."""
     try:
-        codecs.lookup(spec[0])
-        codecs.lookup_error(spec[1])
+        return spec is None or bool(codecs.lookup(spec[0]) and codecs.lookup_error(spec[1]))
     except LookupError:
         return False
-    return True
 
 
 def _start_env(env: Any) -> dict[str, str]:
