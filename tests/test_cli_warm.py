@@ -383,6 +383,22 @@ def test_a_served_run_outlives_its_killed_server(
     wait_for_server(home)
 
 
+def test_warm_off_in_the_config_file_stops_the_server_after_the_run_it_serves(
+    src_repo: Path, env: dict[str, str], home: Path, settings: Settings
+) -> None:
+    key = first_turn(src_repo, "off", env, home)
+    (server,) = servers(home)
+    (home / "config.toml").write_text('warm = "off"\n')
+    env = {k: v for k, v in env.items() if k != "BATON_WARM"}  # the environment would win over the file
+    pid, served, code = run_json([*key, "served, then the server goes"], env)
+    assert code == 0 and ran_in(settings, served) != pid
+    server.wait(10)  # gone (not this test's child: no exit code to read)
+    pid, plain, code = run_json([*key, "run here, no server started"], env)
+    assert code == 0 and ran_in(settings, plain) == pid
+    time.sleep(1)
+    assert servers(home) == []
+
+
 def test_the_server_leaves_with_its_socket_and_cleans_up_on_sigterm(env: dict[str, str], home: Path) -> None:
     warm.start_server(env)
     sock_path = wait_for_server(home)

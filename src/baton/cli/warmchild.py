@@ -53,6 +53,7 @@ HANDSHAKE = 10.0  # seconds a client has to send its request
 def serve_one(conn: socket.socket, key: bytes) -> None:
     """Serve the request on ``conn`` and exit (``os._exit``: none of the server's clean-up runs here)."""
     code = 1
+    server = os.getppid()  # before anything can end the server and leave this child to init
     try:
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
@@ -67,7 +68,7 @@ def serve_one(conn: socket.socket, key: bytes) -> None:
         else:
             conn.sendall(b"A\n")
             _become(request, fds)
-            code = _run(request["argv"], conn)
+            code = _run(request["argv"], conn, server)
     except BaseException:  # whatever happens, the child leaves without the server's clean-up
         code = 1
     finally:
@@ -217,7 +218,7 @@ def _stream(fd: int, spec: object) -> TextIO:
     )
 
 
-def _run(argv: list[str], conn: socket.socket) -> int:
+def _run(argv: list[str], conn: socket.socket, server: int) -> int:
     """``baton ARGV`` in this process, the client's signals raised here; its exit code, reported as
     soon as the command is done. Then, with the client gone, what the run left running in the
     background (a spare copy of a worktree) is finished, as a ``baton`` process finishes it at exit."""
@@ -241,21 +242,22 @@ def _run(argv: list[str], conn: socket.socket) -> int:
     done.set()
     with contextlib.suppress(OSError):
         conn.sendall(b"X%d\n" % (code & 0xFF))
-    _stop_server_if_off()
+    _stop_server_if_off(server)
     getattr(threading, "_shutdown")()  # noqa: B009 - what the interpreter does at exit: join the non-daemon threads
     atexit._run_exitfuncs()
     return code & 0xFF
 
 
-def _stop_server_if_off() -> None:
+def _stop_server_if_off(server: int) -> None:
     """The setting ``warm`` turned ``off`` (``config.toml``) since the server started: it stops (this
     run, served already, is not undone; a bad setting was the run's to report)."""
     from baton.errors import BatonError
     from baton.settings import load_settings
 
+    # the server only while it is still this child's parent: never a signal to whoever adopted the child
     with contextlib.suppress(BatonError, OSError):
-        if load_settings().warm == "off":
-            os.kill(os.getppid(), signal.SIGUSR1)
+        if load_settings().warm == "off" and os.getppid() == server:
+            os.kill(server, signal.SIGUSR1)
 
 
 def _relay(conn: socket.socket, done: threading.Event) -> None:
