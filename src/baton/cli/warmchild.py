@@ -27,6 +27,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from baton.cli import warm
@@ -162,7 +163,7 @@ def _stream_spec(spec: list[str] | None) -> bool:
         return False
 
 
-def _start_env(env: Any) -> dict[str, str]:
+def _start_env(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith("PYTHON") or k in warm.CONTEXT_ENV}
 
 

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from baton.cli import warm
+from baton.files import atomic_write_bytes
 from baton.store import leases
 
 IDLE = 120.0  # seconds with no run under way before the server exits
@@ -81,8 +82,8 @@ def main(argv: list[str]) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):  # SIGUSR1: a child read warm=off
         signal.signal(signum, stop)
-    with _listening(sock_path, key_path, key) as listener, contextlib.suppress(Stop):
-        serve(listener, sock_path, key, code, lock)
+    with _listening(sock_path, key_path, key) as (listener, ino), contextlib.suppress(Stop):
+        serve(listener, (sock_path, ino), key, code, lock)
 
 
 def warm_caches() -> None:
@@ -129,46 +130,41 @@ def changed(code: dict[str, tuple[int, int]]) -> bool:
 
 
 @contextlib.contextmanager
-def _listening(sock_path: str, key_path: str, key: bytes) -> Iterator[socket.socket]:
+def _listening(sock_path: str, key_path: str, key: bytes) -> Iterator[tuple[socket.socket, int]]:
     """The key written, then the socket bound and renamed into place (a client that finds the socket
-    finds this key); both removed at the end while they are still this server's."""
-    run_dir, tmp = os.path.dirname(sock_path), f".warm-{os.getpid()}"
-    _write_private(Path(run_dir) / f"{tmp}.key", key)
-    os.replace(os.path.join(run_dir, f"{tmp}.key"), key_path)
+    finds this key): the listener and the socket's inode. Both files are removed at the end while
+    they are still this server's; nothing half-made is left behind (a full disk)."""
+    atomic_write_bytes(Path(key_path), key)  # 0600
+    run_dir, tmp = os.path.dirname(sock_path), f".warm-{os.getpid()}.sock"
     dirfd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ino = -1
     try:
         old = os.umask(0o177)
         try:
-            listener.bind(f"/proc/self/fd/{dirfd}/{tmp}.sock")
+            listener.bind(f"/proc/self/fd/{dirfd}/{tmp}")
         finally:
             os.umask(old)
         listener.listen(64)
-        os.replace(os.path.join(run_dir, f"{tmp}.sock"), sock_path)
+        os.replace(tmp, sock_path, src_dir_fd=dirfd)
         ino = os.stat(sock_path).st_ino
-        yield listener
+        yield listener, ino
     finally:
         listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dirfd)  # bound but never put in place
         os.close(dirfd)
-        with contextlib.suppress(OSError, UnboundLocalError):
+        with contextlib.suppress(OSError):
             if os.stat(sock_path).st_ino == ino:
                 os.unlink(sock_path)
                 os.unlink(key_path)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
 def serve(
-    listener: socket.socket, sock_path: str, key: bytes, code: dict[str, tuple[int, int]], lock: int
+    listener: socket.socket, sock: tuple[str, int], key: bytes, code: dict[str, tuple[int, int]], lock: int
 ) -> None:
-    """Fork a child per connection until idle, replaced, out of date, or told to stop."""
-    ino = os.stat(sock_path).st_ino
+    """Fork a child per connection until idle, replaced (``sock``: the socket's path and inode), out of
+    date, or told to stop."""
     children: set[int] = set()
     last = time.monotonic()
     while True:
@@ -176,7 +172,7 @@ def serve(
         children = {pid for pid in children if not _reaped(pid)}
         if children or ready:
             last = time.monotonic()
-        if changed(code) or not _still(sock_path, ino) or socket.gethostname() != leases.HOST:
+        if changed(code) or not _still(*sock) or socket.gethostname() != leases.HOST:
             return  # out of date: its code, its socket, or the host name its children would record
         if ready:
             conn, _ = listener.accept()
