@@ -31,16 +31,19 @@ BATON = [sys.executable, "-m", "baton.cli"]
 KILLS = 20
 
 
-def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+def start(args: list[str], env: dict[str, str], **kwargs: object) -> subprocess.Popen[str]:
+    """``baton ARGS`` started, its output piped (``kwargs``: more of Popen's, such as ``cwd``); here in
+    a session of its own, so that a kill reaches its whole group."""
+    proc: subprocess.Popen[str] = subprocess.Popen(  # type: ignore[call-overload]
         [*BATON, *args],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,
+        **{"start_new_session": True, **kwargs},
     )
+    return proc
 
 
 def normal(args: list[str], env: dict[str, str]) -> dict[str, object]:

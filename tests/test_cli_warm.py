@@ -34,10 +34,8 @@ from baton.settings import Settings
 from baton.store import open_store
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.testing.tools import tool_marker
-from tests.test_cli_kill_start import runs_of
+from tests.test_cli_kill_start import BATON, runs_of, start
 from tests.test_walls import Layout, confined, layout, refused  # noqa: F401 - layout: a fixture
-
-BATON = [sys.executable, "-m", "baton.cli"]
 
 
 @pytest.fixture
@@ -62,19 +60,6 @@ def servers(home: Path) -> list[psutil.Process]:
         if "baton.cli.warmserver" in cmdline and str(home) in cmdline:
             found[proc.pid] = proc
     return [proc for proc in found.values() if proc.info["ppid"] not in found]
-
-
-def start(args: list[str], env: dict[str, str], **kwargs: object) -> subprocess.Popen[str]:
-    proc: subprocess.Popen[str] = subprocess.Popen(  # type: ignore[call-overload]
-        [*BATON, *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
-    return proc
 
 
 def run_json(args: list[str], env: dict[str, str], **kwargs: object) -> tuple[int, dict[str, object], int]:
@@ -346,7 +331,7 @@ def test_kill_9_during_a_served_start_up_loses_nothing(
     rng = random.Random(seed)
     for i in range(10):
         delay = rng.uniform(0, window)
-        proc = start([*key, f"killed turn {i}"], env, start_new_session=True)
+        proc = start([*key, f"killed turn {i}"], env)
         time.sleep(delay)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
