@@ -202,7 +202,7 @@ def test_long_transcript_is_chunked_and_unchanged_chunks_are_not_rewritten(
     data = line * (2 * CHUNK // len(line) + 5)
     parts = chunks(data)
     assert b"".join(parts) == data and len(parts) == 3
-    assert all(p.endswith(b"\n") for p in parts)
+    assert all(bytes(p).endswith(b"\n") for p in parts)
     assert chunks(data + line)[:2] == parts[:2], "appending leaves earlier chunks byte-identical"
 
     settings = load_settings(overrides={"home": str(tmp_path / "home")}, environ={})

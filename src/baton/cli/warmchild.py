@@ -221,8 +221,9 @@ def _stream(fd: int, spec: object) -> TextIO:
 
 def _run(argv: list[str], conn: socket.socket, server: int) -> int:
     """``baton ARGV`` in this process, the client's signals raised here; its exit code, reported as
-    soon as the command is done. Then, with the client gone, what the run left running in the
-    background (a spare copy of a worktree) is finished, as a ``baton`` process finishes it at exit."""
+    soon as the command is done, its standard streams given back first. Then, with the client gone, what
+    the run left running in the background (a spare copy of a worktree) is finished, as a ``baton``
+    process finishes it at exit."""
     done = threading.Event()
     threading.Thread(target=_relay, args=(conn, done), daemon=True).start()
     warm.SERVING = True
@@ -240,6 +241,7 @@ def _run(argv: list[str], conn: socket.socket, server: int) -> int:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
+    _release_streams()
     done.set()
     with contextlib.suppress(OSError):
         conn.sendall(b"X%d\n" % (code & 0xFF))
@@ -247,6 +249,16 @@ def _run(argv: list[str], conn: socket.socket, server: int) -> int:
     getattr(threading, "_shutdown")()  # noqa: B009 - what the interpreter does at exit: join the non-daemon threads
     atexit._run_exitfuncs()
     return code & 0xFF
+
+
+def _release_streams() -> None:
+    """Give the client's standard streams back before reporting: the client exits at once, and
+    whoever reads its output (a dispatcher's pipe) sees the end of it then, not when this child is
+    done with what the run left in the background (whose output has nobody left to read it)."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 def _stop_server_if_off(server: int) -> None:

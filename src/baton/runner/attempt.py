@@ -13,6 +13,7 @@ import errno
 import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,7 +284,8 @@ def _classify(ctx: Context, decision: Decision, result: ProcessResult, turn: Tur
 
 
 def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, ending: Ending) -> RunRecord:
-    """Write the run's final fields, then snapshot the transcript and checkpoint the worktree."""
+    """Write the run's final fields, then snapshot the transcript and checkpoint the worktree (at once:
+    the checkpoint's git runs in a thread of its own)."""
     session = prepared.session
     lost = ending.outcome == Outcome.SESSION_LOST
     if not lost and turn.session_id:
@@ -311,11 +313,14 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
         setattr(record, name, value)
     if ctx.lost.is_set() or not _fenced_update(ctx, record.id, final):
         return _stale(ctx, record, final)
-    if session.agent_session_id and not lost:
-        take_snapshot(ctx.store, ctx.agent, ctx.key, session.agent_session_id, ctx.fence)
-    trouble = publish_checkpoint(
-        ctx.store, ctx.workdirs, ctx.key, prepared.worktree, session.branch, ctx.fence
-    )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baton-checkpoint") as pool:
+        # git looks at the worktree while the transcript is snapshotted
+        made = pool.submit(ctx.workdirs.checkpoint, ctx.key, prepared.worktree)
+        if session.agent_session_id and not lost:
+            take_snapshot(ctx.store, ctx.agent, ctx.key, session.agent_session_id, ctx.fence)
+        trouble = publish_checkpoint(
+            ctx.store, ctx.workdirs, ctx.key, prepared.worktree, session.branch, ctx.fence, made
+        )
     if trouble:  # the run did its work; only other machines cannot rebuild it: say so on the run
         record.note = "; ".join(filter(None, [record.note, trouble]))
         ctx.store.update_run(record.id, fence=ctx.fence, note=record.note)

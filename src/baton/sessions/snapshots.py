@@ -30,19 +30,21 @@ from baton.models import Fence, Snapshot
 from baton.store.base import BlobStore, SnapshotStore
 from baton.workspace import nofollow
 
-CHUNK = 256 * 1024
+CHUNK = 64 * 1024
 log = logging.getLogger("baton.sessions")
 
 
-def chunks(data: bytes) -> list[bytes]:
-    """Split at the first newline after every 256 KiB. Transcripts are append-mostly JSONL, so every
-    chunk but the last stays byte-identical from turn to turn and is stored once."""
-    out: list[bytes] = []
+def chunks(data: bytes) -> list[memoryview]:
+    """Split at the first newline after every 64 KiB. Transcripts are append-mostly JSONL, so every
+    chunk but the last stays byte-identical from turn to turn and is stored once. Views of ``data``,
+    not copies: a long transcript is hashed whole every turn, and copied only where it is new."""
+    out: list[memoryview] = []
+    view = memoryview(data)
     start = 0
     while start < len(data):
         cut = data.find(b"\n", start + CHUNK)
         end = len(data) if cut < 0 else cut + 1
-        out.append(data[start:end])
+        out.append(view[start:end])
         start = end
     return out
 
@@ -103,7 +105,7 @@ def _read_chunk(store: BlobStore, key: Key, digest: str) -> bytes:
     return data
 
 
-def _local_chunks(home: Path, rel: str, limit: int) -> dict[str, bytes]:
+def _local_chunks(home: Path, rel: str, limit: int) -> dict[str, memoryview]:
     """The chunks of the local copy of ``rel`` by digest (none when it is missing, a link or below
     one): an older copy of an append-mostly transcript holds all but the last chunks of the snapshot,
     which then need not be read from the store and decompressed. A chunk is used only for its digest;

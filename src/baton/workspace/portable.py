@@ -28,7 +28,7 @@ import hashlib
 import re
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,14 @@ def publish_checkpoint(
     worktree: Path,
     branch: str,
     fence: Fence | None = None,
+    made: Future[str | None] | None = None,
 ) -> str | None:
     """Checkpoint the worktree and share its state with the store (unless the store has it already).
+    ``made``: the checkpoint (:meth:`Workdirs.checkpoint`), already under way in another thread.
     Returns why it could not be shared (for the run's note), None when all went well; raises only
     :class:`Fenced` (the key's lease was granted to someone else)."""
     try:
-        _publish(store, workdirs, key, worktree, branch, fence)
+        _publish(store, workdirs, key, worktree, branch, fence, made)
     except Fenced:
         raise
     except (BatonError, OSError) as exc:
@@ -76,9 +78,15 @@ def publish_checkpoint(
 
 
 def _publish(
-    store: CheckpointStore, workdirs: Workdirs, key: Key, worktree: Path, branch: str, fence: Fence | None
+    store: CheckpointStore,
+    workdirs: Workdirs,
+    key: Key,
+    worktree: Path,
+    branch: str,
+    fence: Fence | None,
+    made: Future[str | None] | None,
 ) -> None:
-    commit = workdirs.checkpoint(key, worktree)
+    commit = made.result() if made is not None else workdirs.checkpoint(key, worktree)
     head = workdirs.head_commit(key, worktree)
     if head is None:
         return
