@@ -11,6 +11,7 @@ server leaves with its socket and cleans up after itself.
 from __future__ import annotations
 
 import _socket
+import contextlib
 import json
 import os
 import random
@@ -32,6 +33,7 @@ from baton.keys import parse_repo
 from baton.models import Outcome, RunRecord
 from baton.settings import Settings
 from baton.store import open_store
+from baton.store.engine import dispose_engine
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.testing.tools import tool_marker
 from tests.test_cli_kill_start import BATON, runs_of, start
@@ -366,6 +368,63 @@ def test_a_served_run_outlives_its_killed_server(
     pid, after, code = run_json([*key, "the next turn"], env)  # no server: run here, and start one
     assert code == 0 and ran_in(settings, after) == pid
     wait_for_server(home)
+
+
+def spares(server: psutil.Process) -> list[psutil.Process]:
+    """The server's live children: with no run under way, the one waiting for the next connection."""
+    found = []
+    for child in server.children():
+        with contextlib.suppress(psutil.Error):
+            if child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+    return found
+
+
+def test_a_spare_child_waits_ahead_and_holds_the_store_open_while_the_server_lives(
+    src_repo: Path, env: dict[str, str], home: Path, settings: Settings
+) -> None:
+    key = first_turn(src_repo, "spare", env, home)
+    (server,) = servers(home)
+    deadline = time.monotonic() + 10
+    while len(waiting := spares(server)) != 1:  # forked ahead of the first connection
+        assert time.monotonic() < deadline, server.children()
+        time.sleep(0.05)
+    wal, url = home / "baton.db-wal", settings.resolved_store_url
+    dispose_engine(url)  # this test's own pooled connections: none is open during the run
+    pid, served, code = run_json([*key, "a served turn"], env)
+    # the store stays open in the spare: the run's closing connection was not the last one, so SQLite
+    # kept its write-ahead log instead of folding it into the database (and deleting it) on every run
+    assert code == 0 and wal.exists()
+    assert ran_in(settings, served) == waiting[0].pid != pid  # the spare served it
+    deadline = time.monotonic() + 10
+    while not (after := spares(server)) or after[0].pid == waiting[0].pid:
+        assert time.monotonic() < deadline, server.children()
+        time.sleep(0.05)
+    assert len(after) == 1  # the next one, forked once the first took its connection
+    dispose_engine(url)
+    server.terminate()
+    server.wait(10)
+    deadline = time.monotonic() + 10
+    while wal.exists():  # the last spare left cleanly: its closing connection folded the log in
+        assert time.monotonic() < deadline, "the spare left the write-ahead log behind"
+        time.sleep(0.05)
+    assert not any(p.is_running() for p in after)
+
+
+def test_the_spare_of_a_killed_server_leaves_and_takes_no_connection(
+    src_repo: Path, env: dict[str, str], home: Path, settings: Settings
+) -> None:
+    key = first_turn(src_repo, "orphan-spare", env, home)
+    (server,) = servers(home)
+    deadline = time.monotonic() + 10
+    while not (waiting := spares(server)):
+        assert time.monotonic() < deadline, server.children()
+        time.sleep(0.05)
+    server.kill()  # no clean-up: the socket stays where it was
+    waiting[0].wait(10)  # its pipe from the server closed: it left
+    pid, after, code = run_json([*key, "no server now"], env)
+    assert code == 0 and ran_in(settings, after) == pid  # the socket answered nobody: run here
+    wait_for_server(home)  # ...and a new server started
 
 
 def test_warm_off_in_the_config_file_stops_the_server_after_the_run_it_serves(

@@ -41,6 +41,8 @@ import importlib.util
 import json
 import math
 import uuid
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -59,11 +61,20 @@ SLASH = ("/",)  # a slash command, even on stdin
 
 def bundled_claude() -> str | None:
     """The CLI binary inside the ``claude-agent-sdk`` wheel, if that is installed."""
-    spec = importlib.util.find_spec("claude_agent_sdk")
-    if spec is None or spec.origin is None:
+    package = _sdk_package()
+    if package is None:
+        _sdk_package.cache_clear()  # looked for again next time: it may be installed by then
         return None
-    path = Path(spec.origin).parent / "_bundled" / "claude"
+    path = package / "_bundled" / "claude"
     return str(path) if path.is_file() else None
+
+
+@cache
+def _sdk_package() -> Path | None:
+    """Where ``claude_agent_sdk`` is installed: a search of ``sys.path``, which a run would otherwise
+    make each of the five times it needs the command."""
+    spec = importlib.util.find_spec("claude_agent_sdk")
+    return Path(spec.origin).parent if spec is not None and spec.origin is not None else None
 
 
 class ClaudeAgent(AgentBase):
@@ -217,11 +228,21 @@ class ClaudeAgent(AgentBase):
     def unanswered_prompt(self, transcript: bytes) -> str | None:
         """The text of the transcript's last instruction when no model answer follows it (a turn that
         failed before the model answered); None when it was answered. Read from the end."""
-        for line in reversed(transcript.splitlines()):
+        for line in _lines_from_end(transcript):
             found = _turn(line)
             if found is not None:
                 return found or None
         return None
+
+
+def _lines_from_end(data: bytes) -> Iterator[bytes]:
+    """The lines of ``data``, the last first, each cut only when it is reached: the last turn is
+    usually in the last few lines of megabytes."""
+    end = len(data)
+    while end > 0:
+        start = data.rfind(b"\n", 0, end - 1) + 1
+        yield data[start:end]
+        end = start
 
 
 def _turn(line: bytes) -> str | None:

@@ -51,8 +51,9 @@ FILES = ("cgroup", "limits", "oom_score_adj", "attr/current")
 HANDSHAKE = 10.0  # seconds a client has to send its request
 
 
-def serve_one(conn: socket.socket, key: bytes) -> None:
-    """Serve the request on ``conn`` and exit (``os._exit``: none of the server's clean-up runs here)."""
+def serve_one(conn: socket.socket, key: bytes, mine: dict[str, str]) -> None:
+    """Serve the request on ``conn`` and exit (``os._exit``: none of the server's clean-up runs here).
+    ``mine``: this process's :func:`context`, read ahead."""
     code = 1
     server = os.getppid()  # before anything can end the server and leave this child to init
     try:
@@ -62,7 +63,7 @@ def serve_one(conn: socket.socket, key: bytes) -> None:
         conn.settimeout(HANDSHAKE)  # a client that connects and sends nothing does not keep a child
         request, fds = _receive(conn)
         conn.settimeout(None)
-        why = declined(conn, request, key)
+        why = declined(conn, request, key, mine)
         if why:
             conn.sendall(b"D" + why.encode() + b"\n")
             code = 0
@@ -130,8 +131,8 @@ def _request(fields: list[str]) -> dict[str, Any]:
     }
 
 
-def declined(conn: socket.socket, request: dict[str, Any], key: bytes) -> str | None:
-    """Why this request may not run here (None: it may)."""
+def declined(conn: socket.socket, request: dict[str, Any], key: bytes, mine: dict[str, str]) -> str | None:
+    """Why this request may not run here (None: it may); ``mine``: this process's :func:`context`."""
     if request.get("installation") != warm.installation():
         return "another installation of baton"
     if not hmac.compare_digest(os.fsencode(request["key"]), key.hex().encode()):
@@ -149,7 +150,7 @@ def declined(conn: socket.socket, request: dict[str, Any], key: bytes) -> str | 
         return "another file system encoding"
     pid = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)[:4]
     try:
-        same = context(str(int.from_bytes(pid, sys.byteorder))) == context("self")
+        same = context(str(int.from_bytes(pid, sys.byteorder))) == mine
     except (OSError, ValueError):
         return "its context cannot be read"
     return None if same else "another context (namespaces, cgroup, limits or privileges)"

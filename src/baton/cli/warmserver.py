@@ -3,9 +3,10 @@ what :mod:`baton.cli.warm` hands ``baton run`` to.
 
 It takes ``run/warm-<tag>.lock`` (one server at a time; a second one exits at once), imports what a
 run needs, writes a fresh random key to ``run/warm-<tag>.key`` (0600) and listens on
-``run/warm-<tag>.sock`` (0600, in a 0700 directory). For each connection of this user it forks a child
-(:mod:`baton.cli.warmchild`) and goes back to waiting: the child checks the request and serves it,
-so a slow or hostile client never holds the server up, and two runs never share a process.
+``run/warm-<tag>.sock`` (0600, in a 0700 directory). A child forked ahead of time (:class:`Spare`) takes
+each connection of this user, and the server forks the next one: the child checks the request and
+serves it (:mod:`baton.cli.warmchild`), so a slow or hostile client never holds the server up, and two
+runs never share a process.
 
 It exits after :data:`IDLE` seconds with nothing running, when its socket is removed or replaced
 (``BATON_HOME`` deleted, another server started), when baton's code under it changed (it would
@@ -25,9 +26,10 @@ import secrets
 import select
 import signal
 import socket
+import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from baton.cli import warm
@@ -83,14 +85,15 @@ def main(argv: list[str]) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):  # SIGUSR1: a child read warm=off
         signal.signal(signum, stop)
     with _listening(sock_path, key_path, key) as (listener, ino), contextlib.suppress(Stop):
-        serve(listener, (sock_path, ino), key, code, lock)
+        serve(listener, (sock_path, ino), key, code, lock, _store_url(home))
 
 
 def warm_caches() -> None:
     """Fill, once for every child, the caches that hold the same for every run on this machine and
-    installation: the kernel's Landlock support, the compiled allow-lists of the agents' environment
-    (without operator additions), the packaged prompt templates. A failure here only leaves a cache
-    to its first run."""
+    installation: the kernel's Landlock support, where the Claude Agent SDK is, the compiled
+    allow-lists of the agents' environment (without operator additions), the packaged prompt
+    templates. A failure here only leaves a cache to its first run."""
+    from baton.agents import claude
     from baton.agents.claude import ClaudeAgent
     from baton.agents.codex import CodexAgent
     from baton.agents.gemini import GeminiAgent
@@ -99,6 +102,7 @@ def warm_caches() -> None:
 
     with contextlib.suppress(Exception):
         confine._support()
+        claude.bundled_claude()
         for agent in (ClaudeAgent, CodexAgent, GeminiAgent):
             agentenv.allowed({}, (*agentenv.BASE_NAMES, *agent.env_patterns))
         for kind in PromptKind:
@@ -161,24 +165,142 @@ def _listening(sock_path: str, key_path: str, key: bytes) -> Iterator[tuple[sock
 
 
 def serve(
-    listener: socket.socket, sock: tuple[str, int], key: bytes, code: dict[str, tuple[int, int]], lock: int
+    listener: socket.socket,
+    sock: tuple[str, int],
+    key: bytes,
+    code: dict[str, tuple[int, int]],
+    lock: int,
+    store_url: str | None = None,
 ) -> None:
-    """Fork a child per connection until idle, replaced (``sock``: the socket's path and inode), out of
-    date, or told to stop."""
-    children: set[int] = set()
+    """Keep a spare child waiting for the next connection until idle, replaced (``sock``: the socket's
+    path and inode), out of date, or told to stop. ``store_url``: the home's store, for the spares to
+    hold open (:func:`_hold`)."""
+
+    def stale() -> bool:  # its code, its socket, or the host name its children would record
+        return changed(code) or not _still(*sock) or socket.gethostname() != leases.HOST
+
+    busy: set[int] = set()
     last = time.monotonic()
-    while True:
-        ready, _, _ = select.select([listener], [], [], TICK)
-        children = {pid for pid in children if not _reaped(pid)}
-        if children or ready:
-            last = time.monotonic()
-        if changed(code) or not _still(*sock) or socket.gethostname() != leases.HOST:
-            return  # out of date: its code, its socket, or the host name its children would record
-        if ready:
-            conn, _ = listener.accept()
-            children.add(_fork(conn, listener, key, lock))
-        elif time.monotonic() - last > IDLE:
-            return
+    spare: Spare | None = None
+    try:
+        while not stale():
+            spare = spare or Spare(listener, key, lock, stale, store_url)
+            ready, _, _ = select.select([spare.taken], [], [], TICK)
+            busy = {pid for pid in busy if not _reaped(pid)}
+            if ready:
+                word = os.read(spare.taken, 1)
+                busy.add(spare.pid)
+                spare.close()
+                spare = None
+                if word != TAKEN:
+                    return  # it found this server out of date, or it died
+            if busy or ready:
+                last = time.monotonic()
+            elif time.monotonic() - last > IDLE:
+                return
+    finally:
+        if spare is not None:
+            spare.close()  # it leaves: a connection it has not taken is never answered
+
+
+TAKEN, STALE = b"T", b"S"
+
+
+class Spare:
+    """A child forked ahead of the next connection (a fork is ~3 ms that no run waits for): it waits
+    on the listener, says :data:`TAKEN` on its pipe when it took a connection (:data:`STALE`: the server
+    is out of date, and the connection was closed unanswered), then serves it
+    (:func:`baton.cli.warmchild.serve_one`). It leaves, taking nothing more, when its other pipe is
+    closed: the server left, whether it cleaned up or was killed."""
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        key: bytes,
+        lock: int,
+        stale: Callable[[], bool],
+        store_url: str | None,
+    ) -> None:
+        self.taken, taken = os.pipe()
+        leave, self.leave = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(lock)
+            os.close(self.taken)
+            os.close(self.leave)
+            _wait_and_serve(listener, key, taken, leave, stale, store_url)  # never returns
+        os.close(taken)
+        os.close(leave)
+
+    def close(self) -> None:
+        os.close(self.taken)
+        os.close(self.leave)
+
+
+def _wait_and_serve(
+    listener: socket.socket,
+    key: bytes,
+    taken: int,
+    leave: int,
+    stale: Callable[[], bool],
+    store_url: str | None,
+) -> None:
+    from baton.cli import warmchild
+
+    held = None
+    try:
+        for signum in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's session has no terminal anyway
+        mine = warmchild.context("self")
+        held = _hold(store_url)
+        while leave not in select.select([listener.fileno(), leave], [], [])[0]:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # the client gave up in between
+                continue
+            listener.close()
+            if stale():
+                os.write(taken, STALE)
+                conn.close()
+                break
+            os.write(taken, TAKEN)
+            os.close(taken)
+            os.close(leave)
+            warmchild.serve_one(conn, key, mine)  # never returns
+    except BaseException:
+        pass
+    if held is not None:
+        with contextlib.suppress(Exception):
+            held.close()  # the home's last connection, maybe: SQLite folds the WAL back in
+    os._exit(0)
+
+
+def _store_url(home: str) -> str | None:
+    """The home's store as its ``config.toml`` names it (this process's environment holds no store
+    setting); None when the settings cannot be read."""
+    from baton.errors import BatonError
+    from baton.settings import load_settings
+
+    try:
+        return load_settings(overrides={"home": home}).resolved_store_url
+    except (BatonError, OSError, ValueError):
+        return None
+
+
+def _hold(store_url: str | None) -> sqlite3.Connection | None:
+    """A connection to the home's SQLite store, held open while this spare waits and serves (never
+    used): then no served run's connection is the store's last, whose closing would fold SQLite's
+    write-ahead log back into the database (an fsync, ~2 ms) only for the next run to start a new
+    one. None for another store, or one this spare cannot open."""
+    from baton.store.lite import connect_current
+
+    if store_url is None:
+        return None
+    try:
+        return connect_current(store_url)
+    except Exception:  # a full disk, a store being migrated: the runs open it as always
+        return None
 
 
 def _reaped(pid: int) -> bool:
@@ -193,18 +315,6 @@ def _still(sock_path: str, ino: int) -> bool:
         return os.stat(sock_path).st_ino == ino
     except OSError:
         return False
-
-
-def _fork(conn: socket.socket, listener: socket.socket, key: bytes, lock: int) -> int:
-    pid = os.fork()
-    if pid == 0:
-        from baton.cli.warmchild import serve_one
-
-        listener.close()
-        os.close(lock)
-        serve_one(conn, key)  # never returns
-    conn.close()
-    return pid
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
 from pathlib import Path
 
 # Every program's basics, and how to reach the network (proxies, CA bundles).
@@ -61,8 +62,13 @@ NOT_FOR_AGENTS = ("GIT_ASKPASS",)
 def allowed(environ: Mapping[str, str], patterns: Iterable[str]) -> dict[str, str]:
     """The variables of ``environ`` whose names match one of ``patterns`` (shell patterns, case
     sensitive), never a ``BATON_*`` one."""
-    match = re.compile("|".join(fnmatch.translate(p) for p in patterns) or "(?!)").match
+    match = _matcher(tuple(patterns))
     return {name: value for name, value in environ.items() if not name.startswith("BATON_") and match(name)}
+
+
+@lru_cache(maxsize=64)
+def _matcher(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
+    return re.compile("|".join(fnmatch.translate(p) for p in patterns) or "(?!)").match
 
 
 def agent_env(
