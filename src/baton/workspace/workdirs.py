@@ -40,7 +40,7 @@ from baton.errors import BadInput, GitError
 from baton.files import atomic_write_text
 from baton.keys import Key, Repo
 from baton.settings import Settings
-from baton.workspace import badrefs, gitlinks, nofollow, pristine, wtpaths
+from baton.workspace import badrefs, checkmemo, gitlinks, nofollow, pristine, wtpaths
 from baton.workspace.du import disk_usage
 from baton.workspace.gitcmd import (
     WorktreeGit,
@@ -52,6 +52,7 @@ from baton.workspace.gitcmd import (
     run_git,
     worktree_status,
     worktree_tree,
+    worktree_tree_staged,
 )
 from baton.workspace.locks import file_lock
 from baton.workspace.wtpaths import remove_empty_parents
@@ -306,7 +307,8 @@ class Workdirs:
 
         A clean worktree costs one ``git status`` (which uses the index's stat cache). A dirty one is
         staged into a *copy* of the worktree's own index — stat data included, so only changed files are
-        re-hashed — never into the index itself."""
+        re-hashed — never into the index itself; unless it is as the last checkpoint left it
+        (:mod:`~baton.workspace.checkmemo`): then it is that commit, and nothing is staged."""
         wt = self.worktree_git(key)
         if wt is None:
             return None
@@ -316,14 +318,30 @@ class Workdirs:
             if self._has_checkpoint(key):
                 run_git(["update-ref", "-d", ref], cwd=cache)
             return None
-        env = self._env(key.agent)
-        tree = worktree_tree(wt, env, status)
-        previous = self.read_ref(cache, ref)
-        if previous is not None and self._same_checkpoint(wt, previous, tree):
-            return previous  # unchanged since: the same commit, so nothing new to share
-        commit = wt.run(["commit-tree", tree, "-p", "HEAD", "-m", f"baton checkpoint of {key}"], env=env)
-        run_git(["update-ref", ref, commit], cwd=cache)
+        previous, head = self.read_ref(cache, ref), self.head_commit(key)
+        memo = checkmemo.load(self.home, key)
+        if memo and memo.commit == previous and checkmemo.holds(memo, wt.path, head, status):
+            return previous  # the worktree as the last checkpoint left it (see checkmemo)
+        commit, staged = self._stage_checkpoint(key, wt, status, previous)
+        if head is not None and staged is not None:
+            checkmemo.save(self.home, key, checkmemo.Memo(head, status, commit, staged))
         return commit
+
+    def _stage_checkpoint(
+        self, key: Key, wt: WorktreeGit, status: str, previous: str | None
+    ) -> tuple[str, dict[str, tuple[str, str] | None] | None]:
+        """The checkpoint commit of the worktree (``previous`` when it holds the same tree), and what
+        was staged for the paths ``status`` names (None when it cannot be memoised)."""
+        env, named = self._env(key.agent), checkmemo.paths(status)
+        if named is None:
+            tree, staged = worktree_tree(wt, env, status), None
+        else:
+            tree, staged = worktree_tree_staged(wt, env, status, named)
+        if previous is not None and self._same_checkpoint(wt, previous, tree):
+            return previous, staged  # unchanged since: the same commit, so nothing new to share
+        commit = wt.run(["commit-tree", tree, "-p", "HEAD", "-m", f"baton checkpoint of {key}"], env=env)
+        run_git(["update-ref", self.checkpoint_ref(key), commit], cwd=self.cache_path(key.repo))
+        return commit, staged
 
     @staticmethod
     def _same_checkpoint(wt: WorktreeGit, commit: str, tree: str) -> bool:

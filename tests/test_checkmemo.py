@@ -1,0 +1,105 @@
+"""The checkpoint memo (``baton.workspace.checkmemo``): a worktree as its last checkpoint left it is
+that checkpoint without staging anything; any change of content, mode or set of files — even one that
+keeps every file's size and times — is staged into a new checkpoint, as without the memo.
+
+Real git, real worktrees made by real runs of the fake agent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from baton import RunRequest, run
+from baton.keys import Key, make_key
+from baton.settings import Settings
+from baton.workspace import checkmemo, gitcmd, workdirs
+from baton.workspace.workdirs import Workdirs
+from tests.conftest import agent_work, git
+
+
+@pytest.fixture
+def staged(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each staging of a checkpoint (the work the memo saves), by its status."""
+    calls: list[str] = []
+    original = gitcmd.worktree_tree_staged
+
+    def spy(wt: gitcmd.WorktreeGit, env: dict[str, str], status: str, paths: list[str]) -> object:
+        calls.append(status)
+        return original(wt, env, status, paths)
+
+    monkeypatch.setattr(workdirs, "worktree_tree_staged", spy)
+    return calls
+
+
+def dirty_key(settings: Settings, src_repo: Path) -> tuple[Workdirs, Path, Key]:
+    result = run(RunRequest(agent="fake", repo=str(src_repo), thread="memo", prompt="go"), settings=settings)
+    assert result.ok, result.run.error
+    path = Path(result.session.worktree)
+    agent_work(path)  # tracked edits and an untracked file
+    return Workdirs(settings), path, make_key("fake", str(src_repo), "memo", ["fake"])
+
+
+def test_an_unchanged_worktree_is_its_last_checkpoint_without_staging(
+    settings: Settings, src_repo: Path, staged: list[str]
+) -> None:
+    dirs, path, key = dirty_key(settings, src_repo)
+    first = dirs.checkpoint(key, path)
+    assert first is not None and len(staged) == 1
+    assert checkmemo.path_of(settings.home, key).is_file()
+    assert dirs.checkpoint(key, path) == first
+    assert len(staged) == 1, "the memo answered: nothing staged again"
+    # what the memo answered is what staging gives: the same commit without it
+    checkmemo.forget(settings.home, key)
+    assert dirs.checkpoint(key, path) == first and len(staged) == 2
+
+
+@pytest.mark.parametrize("change", ["same-size-and-times", "mode", "new-file", "removed", "link"])
+def test_any_change_is_staged_into_a_new_checkpoint(
+    settings: Settings, src_repo: Path, staged: list[str], change: str
+) -> None:
+    dirs, path, key = dirty_key(settings, src_repo)
+    first = dirs.checkpoint(key, path)
+    edited = path / "README.md"  # changed, not committed
+    if change == "same-size-and-times":  # what stat data cannot tell: the content is hashed again
+        before = os.stat(edited)
+        data = edited.read_bytes()
+        edited.write_bytes(bytes([data[0] ^ 1]) + data[1:])
+        os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert os.stat(edited).st_size == before.st_size
+    elif change == "mode":
+        edited.chmod(0o755)
+    elif change == "new-file":
+        (path / "another.txt").write_text("more\n")
+    elif change == "removed":
+        edited.unlink()
+    else:
+        edited.unlink()
+        edited.symlink_to("/etc/passwd")
+    second = dirs.checkpoint(key, path)
+    assert second is not None and second != first and len(staged) == 2
+    tree = git(path, "ls-tree", "-r", second)
+    if change == "mode":
+        assert "100755 blob" in next(line for line in tree.splitlines() if line.endswith(edited.name))
+    if change == "link":
+        assert "120000 blob" in next(line for line in tree.splitlines() if line.endswith(edited.name))
+
+
+def test_a_broken_or_foreign_memo_only_costs_the_staging(
+    settings: Settings, src_repo: Path, staged: list[str]
+) -> None:
+    dirs, path, key = dirty_key(settings, src_repo)
+    first = dirs.checkpoint(key, path)
+    memo_file = checkmemo.path_of(settings.home, key)
+    for garbage in ("{not json", '{"head": 1}', '{"head": "x", "status": "", "commit": "y", "staged": []}'):
+        memo_file.write_text(garbage)
+        assert dirs.checkpoint(key, path) == first  # staged again, the same commit
+    assert len(staged) == 4
+    # a memo claiming another commit for this very content is not believed: its commit is not the ref's
+    memo = checkmemo.load(settings.home, key)
+    assert memo is not None and memo.commit == first
+    forged = checkmemo.Memo(memo.head, memo.status, "f" * 40, memo.staged)
+    checkmemo.save(settings.home, key, forged)
+    assert dirs.checkpoint(key, path) == first and len(staged) == 5
