@@ -103,3 +103,13 @@ def test_a_broken_or_foreign_memo_only_costs_the_staging(
     forged = checkmemo.Memo(memo.head, memo.status, "f" * 40, memo.staged)
     checkmemo.save(settings.home, key, forged)
     assert dirs.checkpoint(key, path) == first and len(staged) == 5
+
+
+def test_the_memo_goes_with_the_key_s_space(settings: Settings, src_repo: Path) -> None:
+    from baton.workspace import keyspace
+
+    dirs, path, key = dirty_key(settings, src_repo)
+    dirs.checkpoint(key, path)
+    assert checkmemo.path_of(settings.home, key).is_file()
+    keyspace.remove_space(settings, key)
+    assert not checkmemo.path_of(settings.home, key).exists()

@@ -54,7 +54,7 @@ from baton.errors import AgentError, BatonError
 from baton.keys import Key, key_of
 from baton.models import SessionRecord
 from baton.settings import Settings
-from baton.workspace import nofollow
+from baton.workspace import checkmemo, nofollow
 from baton.workspace.workdirs import remove_empty_parents
 
 log = logging.getLogger("baton.keyspace")
@@ -189,8 +189,10 @@ def _empty(directory: Path) -> None:
 
 
 def remove_space(settings: Settings, key: Key) -> bool:
-    """Delete the key's space (its agent home and temp dir) and the empty directories above it; True
-    if it existed. The caller holds the key's lease and has snapshotted what it wants to keep."""
+    """Delete the key's space (its agent home and temp dir) and the empty directories above it, and
+    its checkpoint memo; True if the space existed. The caller holds the key's lease and has
+    snapshotted what it wants to keep."""
+    checkmemo.forget(settings.home, key)
     path = key_dir(settings, key)
     if not path.exists():
         return False
