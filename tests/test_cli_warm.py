@@ -508,3 +508,16 @@ def test_bare_connections_and_garbage_never_stop_the_server(env: dict[str, str],
         finally:
             conn.close()
     assert request_with(sock_path, key) == b"A"
+
+
+def test_the_rehearsal_of_a_run_writes_nothing(tmp_path: Path) -> None:
+    from baton.cli import warmup
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text('access = "read"\n')  # read, as a server's home would have it
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    warmup.warm_caches()
+    warmup.rehearse(str(home))
+    warmup.rehearse(str(home))  # a spare's second pass
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

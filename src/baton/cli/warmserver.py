@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from baton.cli import warm
+from baton.cli import warm, warmup
 from baton.files import atomic_write_bytes
 from baton.store import leases
 
@@ -74,7 +74,8 @@ def main(argv: list[str]) -> None:
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
-    warm_caches()
+    warmup.warm_caches()
+    warmup.rehearse(home)
     gc.freeze()  # what is loaded now is never scanned again: the children's pages stay shared
     code = code_files()
     key = secrets.token_bytes(32)
@@ -85,28 +86,7 @@ def main(argv: list[str]) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):  # SIGUSR1: a child read warm=off
         signal.signal(signum, stop)
     with _listening(sock_path, key_path, key) as (listener, ino), contextlib.suppress(Stop):
-        serve(listener, (sock_path, ino), key, code, lock, _store_url(home))
-
-
-def warm_caches() -> None:
-    """Fill, once for every child, the caches that hold the same for every run on this machine and
-    installation: the kernel's Landlock support, where the Claude Agent SDK is, the compiled
-    allow-lists of the agents' environment (without operator additions), the packaged prompt
-    templates. A failure here only leaves a cache to its first run."""
-    from baton.agents import claude
-    from baton.agents.claude import ClaudeAgent
-    from baton.agents.codex import CodexAgent
-    from baton.agents.gemini import GeminiAgent
-    from baton.models import PromptKind
-    from baton.runner import agentenv, confine, prompts
-
-    with contextlib.suppress(Exception):
-        confine._support()
-        claude.bundled_claude()
-        for agent in (ClaudeAgent, CodexAgent, GeminiAgent):
-            agentenv.allowed({}, (*agentenv.BASE_NAMES, *agent.env_patterns))
-        for kind in PromptKind:
-            prompts.load_template(kind, Path("/nonexistent"))
+        serve(listener, (sock_path, ino), key, code, lock, home)
 
 
 def code_files() -> dict[str, tuple[int, int]]:
@@ -170,11 +150,10 @@ def serve(
     key: bytes,
     code: dict[str, tuple[int, int]],
     lock: int,
-    store_url: str | None = None,
+    home: str | None = None,
 ) -> None:
     """Keep a spare child waiting for the next connection until idle, replaced (``sock``: the socket's
-    path and inode), out of date, or told to stop. ``store_url``: the home's store, for the spares to
-    hold open (:func:`_hold`)."""
+    path and inode), out of date, or told to stop. ``home``: the spares' (:func:`_wait_and_serve`)."""
 
     def stale() -> bool:  # its code, its socket, or the host name its children would record
         return changed(code) or not _still(*sock) or socket.gethostname() != leases.HOST
@@ -184,7 +163,7 @@ def serve(
     spare: Spare | None = None
     try:
         while not stale():
-            spare = spare or Spare(listener, key, lock, stale, store_url)
+            spare = spare or Spare(listener, key, lock, stale, home)
             ready, _, _ = select.select([spare.taken], [], [], TICK)
             busy = {pid for pid in busy if not _reaped(pid)}
             if ready:
@@ -219,7 +198,7 @@ class Spare:
         key: bytes,
         lock: int,
         stale: Callable[[], bool],
-        store_url: str | None,
+        home: str | None,
     ) -> None:
         self.taken, taken = os.pipe()
         leave, self.leave = os.pipe()
@@ -228,7 +207,7 @@ class Spare:
             os.close(lock)
             os.close(self.taken)
             os.close(self.leave)
-            _wait_and_serve(listener, key, taken, leave, stale, store_url)  # never returns
+            _wait_and_serve(listener, key, taken, leave, stale, home)  # never returns
         os.close(taken)
         os.close(leave)
 
@@ -243,8 +222,10 @@ def _wait_and_serve(
     taken: int,
     leave: int,
     stale: Callable[[], bool],
-    store_url: str | None,
+    home: str | None,
 ) -> None:
+    """The spare's life: it reads its own context, holds the home's store open (:func:`_hold`) and
+    rehearses a run (:func:`baton.cli.warmup.rehearse`), then waits."""
     from baton.cli import warmchild
 
     held = None
@@ -253,7 +234,9 @@ def _wait_and_serve(
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's session has no terminal anyway
         mine = warmchild.context("self")
-        held = _hold(store_url)
+        if home is not None:
+            held = _hold(_store_url(home))
+            warmup.rehearse(home)  # while nobody waits: a fork's first touches of its pages
         while leave not in select.select([listener.fileno(), leave], [], [])[0]:
             try:
                 conn, _ = listener.accept()
