@@ -10,7 +10,8 @@ not pay for anything a process pays only once.
   code for the first time. Measured in a fork of the server: ``load_settings`` 1.4 ms cold, 0.1 ms
   rehearsed; the request's checks 1.4 ms and 0.16 ms.
 
-Nothing here may write: no store, no directory, no Landlock domain (a ruleset's rules are computed,
+Nothing here writes outside a scratch directory of its own, removed after: no store, no key's space
+(the agents' launches are given a scratch home), no Landlock domain (a ruleset's rules are computed,
 never applied). Whatever fails only leaves that part to the first run.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 from pathlib import Path
 
 SESSION = "00000000-0000-4000-8000-000000000000"
@@ -54,12 +56,12 @@ def rehearse(home: str) -> None:
     from baton.cli import fast
     from baton.settings import load_settings
 
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception), tempfile.TemporaryDirectory(prefix="baton-warm-up-") as scratch:
         settings = load_settings(overrides={"home": home})
         fast.parse(["-a", "claude", "-r", "r", "-t", "t", "--json"], fast.RUN_OPTIONS)
         for agent in ("claude", "codex", "gemini"):
-            with contextlib.suppress(Exception):
-                _rehearse_agent(agent, settings)
+            with contextlib.suppress(Exception):  # a launch may write its key's home: a scratch one
+                _rehearse_agent(agent, settings.with_(home=Path(scratch)))
 
 
 def _rehearse_agent(name: str, settings: object) -> None:
