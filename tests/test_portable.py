@@ -326,8 +326,15 @@ def test_a_commit_the_cache_has_needs_neither_its_bundle_nor_a_fetch(
     commit = agent_work(worktree(first))
     workdirs, key = Workdirs(a), key_of(src_repo)
     cache = workdirs.cache_path(key.repo)
-    here = dataclasses.replace(record("f" * 64, commit=commit), digest="f" * 64)  # no such blob
-    portable.fetch_commit(store, workdirs, key, here, cache)  # the cache has it: nothing asked for
+    here = dataclasses.replace(
+        record("f" * 64, commit=commit), digest="f" * 64, branch_sha=commit
+    )  # no such blob
+    assert (
+        portable.fetch_commit(store, workdirs, key, here, cache) == commit
+    )  # the cache has it: nothing asked for
+    elsewhere = dataclasses.replace(here, branch_sha="b" * 40)  # a record whose commit is not on its tip
+    with pytest.raises(ValueError, match="not a checkpoint on"):
+        portable.fetch_commit(store, workdirs, key, elsewhere, cache)
     gone = dataclasses.replace(here, commit_sha="a" * 40)
     with pytest.raises(StoreError, match="missing from the store"):
         portable.fetch_commit(store, workdirs, key, gone, cache)

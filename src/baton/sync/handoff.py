@@ -182,8 +182,7 @@ def _store_state(
 ) -> _State | None:
     """The store's checkpoint of the source, fetched into the cache (best effort: None with a note)."""
     try:
-        portable.fetch_commit(store, workdirs, source, record, cache)
-        head = portable.branch_sha(cache, record)
+        head = portable.fetch_commit(store, workdirs, source, record, cache)
     except (BatonError, OSError, ValueError) as exc:
         notes.append(f"the store's checkpoint {record.commit_sha[:12]} of {source} is unusable ({exc})")
         return None

@@ -359,6 +359,25 @@ def bundle_header(data: bytes, limit: int = 1 << 20) -> BundleHeader:
     return BundleHeader(prerequisites, heads)
 
 
+def resolve_commits(repo: Path, names: list[str]) -> list[str | None]:
+    """The commit each of ``names`` (revision expressions: ``SHA``, ``SHA^``) is in ``repo``, None for
+    one that names no commit there (one git process)."""
+    _refuse_worktree(repo, None)
+    out = subprocess.run(
+        ["git", "cat-file", "--batch-check=%(objectname) %(objecttype)"],
+        cwd=repo,
+        input="".join(f"{name}\n" for name in names),
+        capture_output=True,
+        text=True,
+    )
+    lines = out.stdout.splitlines()
+    found: list[str | None] = []
+    for i in range(len(names)):
+        parts = lines[i].split() if i < len(lines) else []
+        found.append(parts[0] if parts[1:] == ["commit"] else None)
+    return found
+
+
 def missing_commits(repo: Path, commits: list[str]) -> list[str]:
     """The commits of ``commits`` that ``repo`` lacks (one git process)."""
     if not commits:

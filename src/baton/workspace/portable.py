@@ -43,6 +43,7 @@ from baton.workspace.gitcmd import (
     commit_of,
     is_ancestor,
     missing_commits,
+    resolve_commits,
     run_git,
 )
 from baton.workspace.locks import file_lock
@@ -195,7 +196,7 @@ def _take_over(
     # the bundle is fetched (and the record's branch tip checked) while this home's own state is
     # checkpointed: two git processes at a time, one each
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baton-bundle") as pool:
-        fetched = pool.submit(_fetch_tip, store, workdirs, key, record, cache)
+        fetched = pool.submit(fetch_commit, store, workdirs, key, record, cache)
         local = _local_state(workdirs, key, branch)
         tip = fetched.result()
     kept, since = _keep_local_work(workdirs, key, branch, record, shared, local)
@@ -215,26 +216,19 @@ def _take_over(
     ) or note
 
 
-def _fetch_tip(store: BlobStore, workdirs: Workdirs, key: Key, record: CheckpointRecord, cache: Path) -> str:
-    """:func:`fetch_commit`, then the branch tip the record's state is on (:func:`branch_sha`)."""
-    fetch_commit(store, workdirs, key, record, cache)
-    return branch_sha(cache, record)
-
-
 def fetch_commit(
     store: BlobStore, workdirs: Workdirs, key: Key, record: CheckpointRecord, cache: Path
-) -> None:
-    """Make sure the cache has the record's commit: from its bundle, or from the remote."""
+) -> str:
+    """Make sure the cache has the record's commit: from its bundle, or from the remote; the branch
+    tip its state is on (:func:`branch_sha`)."""
     data = store.get_blob(record.digest) if record.digest else None
     header = _header(data)
     missing = missing_commits(cache, [record.commit_sha, *(header.prerequisites if header else [])])
     if record.commit_sha not in missing:
-        return
+        return branch_sha(cache, record)
     if not record.digest:  # the state is in the remote
         workdirs.ensure_cache(key.repo, key.agent)
-        if missing_commits(cache, [record.commit_sha]):
-            raise GitError(f"commit {record.commit_sha[:12]} is not in the remote any more")
-        return
+        return branch_sha(cache, record, "is not in the remote any more")
     if data is None:
         raise StoreError(f"its bundle ({record.digest[:12]}) is missing from the store")
     header = header or bundle_header(data)  # a bundle that is none: bundle_header says why
@@ -250,8 +244,7 @@ def fetch_commit(
         bundle = Path(tmp) / "checkpoint.bundle"
         bundle.write_bytes(data)
         run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", str(bundle), head], cwd=cache)
-    if missing_commits(cache, [record.commit_sha]):
-        raise GitError(f"fetching its bundle did not bring commit {record.commit_sha[:12]}")
+    return branch_sha(cache, record, "did not come with its bundle")
 
 
 def _header(data: bytes | None) -> BundleHeader | None:
@@ -262,13 +255,17 @@ def _header(data: bytes | None) -> BundleHeader | None:
         return None
 
 
-def branch_sha(cache: Path, record: CheckpointRecord) -> str:
-    """The branch tip the record's state is on: the commit itself (a clean worktree) or its parent."""
-    if record.branch_sha in (None, record.commit_sha):
-        return record.commit_sha
-    if commit_of(cache, f"{record.commit_sha}^") != record.branch_sha:
-        raise ValueError(f"commit {record.commit_sha[:12]} is not a checkpoint on {record.branch_sha[:12]}")
-    return record.branch_sha
+def branch_sha(cache: Path, record: CheckpointRecord, missing: str = "is missing") -> str:
+    """The branch tip the record's state is on: the commit itself (a clean worktree) or its parent,
+    checked in the cache with the commit itself (one git process); GitError when the commit is not
+    there (``missing`` says why)."""
+    commit, tip = record.commit_sha, record.branch_sha or record.commit_sha
+    found = resolve_commits(cache, [commit] if tip == commit else [commit, f"{commit}^"])
+    if found[0] != commit:
+        raise GitError(f"commit {commit[:12]} {missing}")
+    if found[1:] not in ([], [tip]):
+        raise ValueError(f"commit {commit[:12]} is not a checkpoint on {tip[:12]}")
+    return tip
 
 
 def _local_state(workdirs: Workdirs, key: Key, branch: str) -> tuple[str | None, list[str | None]]:
