@@ -380,27 +380,29 @@ def spares(server: psutil.Process) -> list[psutil.Process]:
     return found
 
 
+def spare_of(server: psutil.Process, not_pid: int = 0) -> psutil.Process:
+    """The one live child of the server waiting for a connection (not ``not_pid``), waited for."""
+    deadline = time.monotonic() + 10
+    while len(found := [p for p in spares(server) if p.pid != not_pid]) != 1:
+        assert time.monotonic() < deadline, server.children()
+        time.sleep(0.05)
+    return found[0]
+
+
 def test_a_spare_child_waits_ahead_and_holds_the_store_open_while_the_server_lives(
     src_repo: Path, env: dict[str, str], home: Path, settings: Settings
 ) -> None:
     key = first_turn(src_repo, "spare", env, home)
     (server,) = servers(home)
-    deadline = time.monotonic() + 10
-    while len(waiting := spares(server)) != 1:  # forked ahead of the first connection
-        assert time.monotonic() < deadline, server.children()
-        time.sleep(0.05)
+    waiting = spare_of(server)  # forked ahead of the first connection
     wal, url = home / "baton.db-wal", settings.resolved_store_url
     dispose_engine(url)  # this test's own pooled connections: none is open during the run
     pid, served, code = run_json([*key, "a served turn"], env)
     # the store stays open in the spare: the run's closing connection was not the last one, so SQLite
     # kept its write-ahead log instead of folding it into the database (and deleting it) on every run
     assert code == 0 and wal.exists()
-    assert ran_in(settings, served) == waiting[0].pid != pid  # the spare served it
-    deadline = time.monotonic() + 10
-    while not (after := spares(server)) or after[0].pid == waiting[0].pid:
-        assert time.monotonic() < deadline, server.children()
-        time.sleep(0.05)
-    assert len(after) == 1  # the next one, forked once the first took its connection
+    assert ran_in(settings, served) == waiting.pid != pid  # the spare served it
+    after = spare_of(server, not_pid=waiting.pid)  # the next one, forked once the first took its connection
     dispose_engine(url)
     server.terminate()
     server.wait(10)
@@ -408,7 +410,7 @@ def test_a_spare_child_waits_ahead_and_holds_the_store_open_while_the_server_liv
     while wal.exists():  # the last spare left cleanly: its closing connection folded the log in
         assert time.monotonic() < deadline, "the spare left the write-ahead log behind"
         time.sleep(0.05)
-    assert not any(p.is_running() for p in after)
+    assert not after.is_running()
 
 
 def test_the_spare_of_a_killed_server_leaves_and_takes_no_connection(
@@ -416,12 +418,9 @@ def test_the_spare_of_a_killed_server_leaves_and_takes_no_connection(
 ) -> None:
     key = first_turn(src_repo, "orphan-spare", env, home)
     (server,) = servers(home)
-    deadline = time.monotonic() + 10
-    while not (waiting := spares(server)):
-        assert time.monotonic() < deadline, server.children()
-        time.sleep(0.05)
+    waiting = spare_of(server)
     server.kill()  # no clean-up: the socket stays where it was
-    waiting[0].wait(10)  # its pipe from the server closed: it left
+    waiting.wait(10)  # its pipe from the server closed: it left
     pid, after, code = run_json([*key, "no server now"], env)
     assert code == 0 and ran_in(settings, after) == pid  # the socket answered nobody: run here
     wait_for_server(home)  # ...and a new server started

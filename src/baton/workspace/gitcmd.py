@@ -379,16 +379,7 @@ def resolve_commits(repo: Path, names: list[str]) -> list[str | None]:
 
 
 def missing_commits(repo: Path, commits: list[str]) -> list[str]:
-    """The commits of ``commits`` that ``repo`` lacks (one git process)."""
+    """The commits of ``commits`` (full ids) that ``repo`` lacks (one git process)."""
     if not commits:
         return []
-    _refuse_worktree(repo, None)
-    out = subprocess.run(
-        ["git", "cat-file", "--batch-check=%(objectname) %(objecttype)"],
-        cwd=repo,
-        input="".join(f"{c}\n" for c in commits),
-        capture_output=True,
-        text=True,
-    )
-    have = {line.split()[0] for line in out.stdout.splitlines() if line.endswith(" commit")}
-    return [c for c in commits if c not in have]
+    return [c for c, found in zip(commits, resolve_commits(repo, commits), strict=True) if found != c]
