@@ -45,12 +45,13 @@ from common import (
 )
 
 from baton import Mode, RunRequest, RunResult, load_settings, open_store, run
-from baton.agents import AGENTS, Agent, get_agent
+from baton.agents import AGENTS, Agent
 from baton.keys import make_key
 from baton.sessions.snapshots import hydrate
 from baton.settings import Settings
 from baton.store import Store
 from baton.testing._http import MockServer
+from baton.workspace.keyspace import agent_for
 
 SHORT = "benchmark turn: reply in one line"
 MAX_GROWTH_TURNS = 80
@@ -65,7 +66,8 @@ def bench_hydrate(root: Path, source: Path, agent_name: str, reps: int, tag: str
     mock = make_mock(agent_name)
     with mock, patched_environ(mock.env()):
         mock.configure_home(home / "homes" / agent_name)
-        agent = get_agent(agent_name, settings)
+        # the key's adapter: its transcripts are in the key's own home (workspace/keyspace.py)
+        agent = agent_for(make_key(agent_name, str(source), Conversation.thread, AGENTS), settings)
         store = open_store(settings.resolved_store_url)
         try:
             talk = Conversation(agent, settings, store, mock, str(source))

@@ -30,12 +30,15 @@ from baton.models import Fence, Snapshot
 from baton.store.base import BlobStore, SnapshotStore
 from baton.workspace import nofollow
 
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
+# zlib's fastest level: the last chunk is compressed again every turn (256 KiB of JSONL: ~2 ms at level
+# 1, ~4.5 ms at 6, for 8 % more bytes); smaller chunks would cost a hydration more blobs to read
+LEVEL = 1
 log = logging.getLogger("baton.sessions")
 
 
 def chunks(data: bytes) -> list[memoryview]:
-    """Split at the first newline after every 64 KiB. Transcripts are append-mostly JSONL, so every
+    """Split at the first newline after every 256 KiB. Transcripts are append-mostly JSONL, so every
     chunk but the last stays byte-identical from turn to turn and is stored once. Views of ``data``,
     not copies: a long transcript is hashed whole every turn, and copied only where it is new."""
     out: list[memoryview] = []
@@ -70,7 +73,7 @@ def take_snapshot(
         for chunk in chunks(data):
             digest = hashlib.sha256(chunk).hexdigest()
             if digest not in known:
-                store.put_blob(digest, zlib.compress(chunk, 6), len(chunk))
+                store.put_blob(digest, zlib.compress(chunk, LEVEL), len(chunk))
                 known.add(digest)
             digests.append(digest)
         files[str(path.relative_to(agent.home))] = digests
