@@ -51,7 +51,23 @@ def _no_server_left(home: Path) -> Iterator[None]:
     yield
     for proc in servers(home):
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except psutil.TimeoutExpired:  # a server that ignores SIGTERM: say what it was doing, then kill it
+            found = stuck(proc)
+            proc.kill()
+            pytest.fail(f"the warm server did not leave on SIGTERM within 10 s: {found}")
+
+
+def stuck(proc: psutil.Process) -> str:
+    """What a process that did not exit is doing: its state, kernel stack, threads and children."""
+    found = []
+    for name in ("status", "wchan", "stack"):
+        with contextlib.suppress(OSError):
+            found.append(Path(f"/proc/{proc.pid}/{name}").read_text()[:1500])
+    with contextlib.suppress(psutil.Error):
+        found.append(f"threads {proc.num_threads()}, children {[c.cmdline() for c in proc.children()]}")
+    return " | ".join(found)
 
 
 def servers(home: Path) -> list[psutil.Process]:
