@@ -183,6 +183,7 @@ def serve(
 
 
 TAKEN, STALE = b"T", b"S"
+STOPPING = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1}  # the server's own handlers: raise Stop
 
 
 class Spare:
@@ -202,12 +203,21 @@ class Spare:
     ) -> None:
         self.taken, taken = os.pipe()
         leave, self.leave = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:
-            os.close(lock)
-            os.close(self.taken)
-            os.close(self.leave)
-            _wait_and_serve(listener, key, taken, leave, stale, home)  # never returns
+        # the server's handlers (Stop) must never run in the child: its signals wait until it has its own
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)
+        try:
+            self.pid = os.fork()
+            if self.pid == 0:
+                for signum in (signal.SIGTERM, signal.SIGUSR1):
+                    signal.signal(signum, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's session has no terminal
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                os.close(lock)
+                os.close(self.taken)
+                os.close(self.leave)
+                _wait_and_serve(listener, key, taken, leave, stale, home)  # never returns
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # the server's: a stop waiting is taken now
         os.close(taken)
         os.close(leave)
 
@@ -224,15 +234,12 @@ def _wait_and_serve(
     stale: Callable[[], bool],
     home: str | None,
 ) -> None:
-    """The spare's life: it reads its own context, holds the home's store open (:func:`_hold`) and
-    rehearses a run (:func:`baton.cli.warmup.rehearse`), then waits."""
+    """The spare's life (its signals already its own): it reads its own context, holds the home's
+    store open (:func:`_hold`) and rehearses a run (:func:`baton.cli.warmup.rehearse`), then waits."""
     from baton.cli import warmchild
 
     held = None
     try:
-        for signum in (signal.SIGTERM, signal.SIGUSR1):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's session has no terminal anyway
         mine = warmchild.context("self")
         if home is not None:
             held = _hold(_store_url(home))
