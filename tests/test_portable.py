@@ -23,7 +23,7 @@ from baton.settings import Settings, load_settings
 from baton.store import Store
 from baton.testing.git_http import GitHttpServer
 from baton.testing.mock_anthropic import MockAnthropic
-from baton.workspace import portable
+from baton.workspace import gitcmd, portable
 from baton.workspace.archives import list_archives
 from baton.workspace.workdirs import Workdirs
 from tests.conftest import FAST, agent_work, git, status
@@ -127,6 +127,21 @@ def test_turn_three_on_worker_b_continues_what_a_left(
     assert (path_b / "notes.md").read_text() == "untracked notes\n"
     assert status(path_b) == {"M README.md", "?? notes.md"}  # still uncommitted, still untracked
     assert third.run.note and "store's checkpoint" in third.run.note
+
+
+@pytest.mark.parametrize("limit", [gitcmd.UNPACK_LIMIT, 1])
+def test_a_small_bundle_arrives_as_loose_objects_a_large_one_as_a_pack(
+    a: Settings, b: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    monkeypatch.setattr(gitcmd, "UNPACK_LIMIT", limit)
+    go(b, src_repo, thread="other")  # B's cache clone, before the move
+    packs = Workdirs(b).cache_path(key_of(src_repo).repo) / "objects" / "pack"
+    before = set(packs.glob("*.pack"))
+    commit = agent_work(worktree(go(a, src_repo)))
+    go(a, src_repo)
+    path_b = worktree(go(b, src_repo))
+    assert git(path_b, "rev-parse", "HEAD") == commit and status(path_b) == {"M README.md", "?? notes.md"}
+    assert len(set(packs.glob("*.pack")) - before) == (0 if limit > 1 else 1)
 
 
 def test_an_unchanged_worktree_is_not_uploaded_again(a: Settings, src_repo: Path, store: Store) -> None:

@@ -45,6 +45,7 @@ from baton.workspace.gitcmd import (
     missing_commits,
     resolve_commits,
     run_git,
+    unpack_small_bundle,
 )
 from baton.workspace.locks import file_lock
 from baton.workspace.workdirs import Workdirs, Worktree
@@ -237,14 +238,22 @@ def fetch_commit(
         raise ValueError(f"its bundle does not hold commit {record.commit_sha[:12]}")
     if len(missing) > 1:  # prerequisites missing: the remote has moved on since this cache fetched
         workdirs.ensure_cache(key.repo, key.agent)
-    with (
-        tempfile.TemporaryDirectory(prefix="baton-bundle-") as tmp,
-        file_lock(workdirs.home, f"repo:{key.repo.slug}"),
-    ):
+    with file_lock(workdirs.home, f"repo:{key.repo.slug}"):
+        try:
+            unpacked = unpack_small_bundle(cache, data, header)
+        except GitError:  # a partial clone lacks blobs it links to: git fetch asks the remote for them
+            unpacked = False
+        if not unpacked:
+            _fetch_bundle(cache, data, head)
+    return branch_sha(cache, record, "did not come with its bundle")
+
+
+def _fetch_bundle(cache: Path, data: bytes, head: str) -> None:
+    """Fetch a bundle's ``head`` into the cache (it becomes a pack)."""
+    with tempfile.TemporaryDirectory(prefix="baton-bundle-") as tmp:
         bundle = Path(tmp) / "checkpoint.bundle"
         bundle.write_bytes(data)
         run_git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", str(bundle), head], cwd=cache)
-    return branch_sha(cache, record, "did not come with its bundle")
 
 
 def _header(data: bytes | None) -> BundleHeader | None:
