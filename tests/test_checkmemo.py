@@ -15,7 +15,7 @@ import pytest
 from baton import RunRequest, run
 from baton.keys import Key, make_key
 from baton.settings import Settings
-from baton.workspace import checkmemo, gitcmd, workdirs
+from baton.workspace import checkmemo, checkpoints, gitcmd
 from baton.workspace.workdirs import Workdirs
 from tests.conftest import agent_work, git
 
@@ -30,7 +30,7 @@ def staged(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(status)
         return original(wt, env, status, paths)
 
-    monkeypatch.setattr(workdirs, "worktree_tree_staged", spy)
+    monkeypatch.setattr(checkpoints, "worktree_tree_staged", spy)
     return calls
 
 

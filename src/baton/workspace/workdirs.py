@@ -15,7 +15,7 @@
   file or link found at a worktree's path is moved under ``archive/`` (never deleted, never followed).
 - Checkpoint: the worktree's uncommitted state (tracked and untracked, respecting .gitignore) as a
   commit on top of HEAD, under ``refs/baton/checkpoints/<agent>/<thread>`` in the cache, built with a
-  throw-away index so the worktree's own index is untouched.
+  throw-away index so the worktree's own index is untouched (:mod:`baton.workspace.checkpoints`).
 - Shared checkpoint: ``refs/baton/shared/<agent>/<thread>`` in the cache names the key's state as the
   store last had it from or gave to this home (:mod:`baton.workspace.portable`): a store record naming another
   commit means another machine has run the key since. The bundles that carry a checkpoint between
@@ -40,7 +40,7 @@ from baton.errors import BadInput, GitError
 from baton.files import atomic_write_text
 from baton.keys import Key, Repo
 from baton.settings import Settings
-from baton.workspace import badrefs, checkmemo, gitlinks, nofollow, pristine, wtpaths
+from baton.workspace import badrefs, checkpoints, gitlinks, nofollow, pristine, wtpaths
 from baton.workspace.du import disk_usage
 from baton.workspace.gitcmd import (
     WorktreeGit,
@@ -50,9 +50,6 @@ from baton.workspace.gitcmd import (
     ref_exists,
     remote_error,
     run_git,
-    worktree_status,
-    worktree_tree,
-    worktree_tree_staged,
 )
 from baton.workspace.locks import file_lock
 from baton.workspace.wtpaths import remove_empty_parents
@@ -122,7 +119,8 @@ class Workdirs:
             "GIT_TERMINAL_PROMPT": "0",
         }
 
-    def _env(self, agent: str) -> dict[str, str]:
+    def process_env(self, agent: str) -> dict[str, str]:
+        """The environment of baton's own git processes for ``agent``'s keys."""
         return {**os.environ, **self.git_env(agent)}
 
     # -- cache clones -------------------------------------------------------------------------------
@@ -130,7 +128,7 @@ class Workdirs:
     def ensure_cache(self, repo: Repo, agent: str, fetch: bool = True) -> Path:
         """Clone the repo into the cache if needed, else fetch it (under the repo's lock)."""
         path = self.cache_path(repo)
-        env = self._env(agent)
+        env = self.process_env(agent)
         with file_lock(self.home, f"repo:{repo.slug}"):
             if not (path / "HEAD").is_file():
                 self._clone(repo, path, env)
@@ -196,7 +194,7 @@ class Workdirs:
             gitlinks.ensure_head(wt, branch)
             return Worktree(path, built=False)
         cache = self.ensure_cache(key.repo, key.agent, fetch=fetch)
-        env = self._env(key.agent)
+        env = self.process_env(key.agent)
         with file_lock(self.home, f"repo:{key.repo.slug}"):
             note = self._salvage(key, cache, branch, env)
             # a half-made directory without .git, salvaged just now, or not a directory at all
@@ -257,7 +255,7 @@ class Workdirs:
         if not os.path.lexists(path) or self.worktree_git(key) is not None:
             return None
         with file_lock(self.home, f"repo:{key.repo.slug}"):
-            note = _joined(self._salvage(key, cache, branch, self._env(key.agent)), self._clear(key))
+            note = _joined(self._salvage(key, cache, branch, self.process_env(key.agent)), self._clear(key))
             run_git(["worktree", "prune"], cwd=cache)
             gitlinks.drop(cache, key)
         return note
@@ -302,58 +300,10 @@ class Workdirs:
         raise BadInput(f"base {base!r} is not a branch, tag or commit of the repository")
 
     def checkpoint(self, key: Key, worktree: Path | None = None) -> str | None:
-        """Record the key's worktree's uncommitted state; returns the checkpoint commit, or None if clean
-        (or there is no usable worktree). ``worktree``: always the key's own (its callers name it).
-
-        A clean worktree costs one ``git status`` (which uses the index's stat cache). A dirty one is
-        staged into a *copy* of the worktree's own index — stat data included, so only changed files are
-        re-hashed — never into the index itself; unless it is as the last checkpoint left it
-        (:mod:`~baton.workspace.checkmemo`): then it is that commit, and nothing is staged."""
-        wt = self.worktree_git(key)
-        if wt is None:
-            return None
-        ref, cache = self.checkpoint_ref(key), self.cache_path(key.repo)
-        status = worktree_status(wt)
-        if not status:
-            if self._has_checkpoint(key):
-                run_git(["update-ref", "-d", ref], cwd=cache)
-            return None
-        previous, head = self.read_ref(cache, ref), self.head_commit(key)
-        memo = checkmemo.load(self.home, key)
-        if memo and memo.commit == previous and checkmemo.holds(memo, wt.path, head, status):
-            return previous  # the worktree as the last checkpoint left it (see checkmemo)
-        commit, staged = self._stage_checkpoint(key, wt, status, previous)
-        if head is not None and staged is not None:
-            checkmemo.save(self.home, key, checkmemo.Memo(head, status, commit, staged))
-        return commit
-
-    def _stage_checkpoint(
-        self, key: Key, wt: WorktreeGit, status: str, previous: str | None
-    ) -> tuple[str, dict[str, tuple[str, str] | None] | None]:
-        """The checkpoint commit of the worktree (``previous`` when it holds the same tree), and what
-        was staged for the paths ``status`` names (None when it cannot be memoised)."""
-        env, named = self._env(key.agent), checkmemo.paths(status)
-        if named is None:
-            tree, staged = worktree_tree(wt, env, status), None
-        else:
-            tree, staged = worktree_tree_staged(wt, env, status, named)
-        if previous is not None and self._same_checkpoint(wt, previous, tree):
-            return previous, staged  # unchanged since: the same commit, so nothing new to share
-        commit = wt.run(["commit-tree", tree, "-p", "HEAD", "-m", f"baton checkpoint of {key}"], env=env)
-        run_git(["update-ref", self.checkpoint_ref(key), commit], cwd=self.cache_path(key.repo))
-        return commit, staged
-
-    @staticmethod
-    def _same_checkpoint(wt: WorktreeGit, commit: str, tree: str) -> bool:
-        """Whether checkpoint ``commit`` already holds ``tree`` on top of the worktree's HEAD."""
-        try:
-            found = wt.run(["rev-parse", "HEAD", f"{commit}^{{tree}}", f"{commit}^"]).split()
-        except GitError:
-            return False
-        return found[1:] == [tree, found[0]]
-
-    def _has_checkpoint(self, key: Key) -> bool:
-        return self.read_ref(self.cache_path(key.repo), self.checkpoint_ref(key)) is not None
+        """Record the key's worktree's uncommitted state; the checkpoint commit, or None if clean or
+        there is no usable worktree (:func:`~baton.workspace.checkpoints.take`). ``worktree``: always
+        the key's own (its callers name it)."""
+        return checkpoints.take(self, key)
 
     @staticmethod
     def read_ref(cache: Path, ref: str) -> str | None:
@@ -368,41 +318,8 @@ class Workdirs:
         target: tuple[str, str] | None = None,
     ) -> None:
         """Bring the key's existing worktree to ``branch``'s tip with the key's checkpoint re-applied,
-        after :mod:`~baton.workspace.portable` moved them to what another machine left. Files git would track
-        that
-        are not in that state are removed (the caller archived them first); ignored ones (build outputs,
-        dependencies) stay, as they would on a branch switch.
-
-        ``since``: (HEAD, state) — the worktree is known to be on ``branch`` at that HEAD holding that
-        state (its checkpoint commit, or HEAD when clean): then only the files that differ are written.
-        ``target``: (tip, state) as the caller just set them (the refs are then not read again)."""
-        wt = self.worktree_git(key)
-        if wt is None:
-            raise GitError(f"the worktree of {key} is missing or broken")
-        env = self._env(key.agent)
-        tip, state = target or self._target(key, branch)
-        on_branch = wt.head() == f"ref: refs/heads/{branch}"
-        if since is not None and on_branch:
-            if since[0] != tip:
-                wt.run(["reset", "--quiet", "--mixed"], env=env)  # the index to the new tip
-            checkout_changes(wt, since[1], state)
-            return
-        if not on_branch:
-            wt.run([*parallel_checkout(), "checkout", "--force", "--quiet", branch], env=env)
-        wt.run(["reset", "--hard", "--quiet", "HEAD"], env=env)
-        wt.run(["clean", "-d", "--force", "--quiet"], env=env)
-        if state != tip:
-            checkout_changes(wt, tip, state)
-
-    def _target(self, key: Key, branch: str) -> tuple[str, str]:
-        """``branch``'s tip and the state to bring a worktree to: the key's checkpoint when it sits on
-        that tip, else the tip itself."""
-        cache = self.cache_path(key.repo)
-        tip = commit_of(cache, f"refs/heads/{branch}")
-        if tip is None:
-            raise GitError(f"branch {branch!r} is missing")
-        checkpoint = self.read_ref(cache, self.checkpoint_ref(key))
-        return tip, checkpoint if checkpoint and commit_of(cache, f"{checkpoint}^") == tip else tip
+        after :mod:`~baton.workspace.portable` moved them (:func:`~baton.workspace.checkpoints.catch_up`)."""
+        checkpoints.catch_up(self, key, branch, since, target)
 
     def head_commit(self, key: Key, worktree: Path | None = None) -> str | None:
         """The commit the key's worktree has checked out: its HEAD file and the cache's ref, read
