@@ -12,8 +12,8 @@ import pytest
 
 from baton.errors import BadInput
 from baton.settings import load_settings
-from baton.workspace.gitindex import restat
-from tests.conftest import git, make_repo
+from baton.workspace.gitindex import backdate, restat
+from tests.conftest import git, make_repo, status
 
 
 def stat_lines(repo: Path, index: Path) -> dict[str, str]:
@@ -87,3 +87,48 @@ def test_the_reflink_setting_is_auto_or_off(tmp_path: Path) -> None:
     assert load_settings(environ={"BATON_HOME": str(tmp_path), "BATON_REFLINK": "off"}).reflink == "off"
     with pytest.raises(BadInput, match="'reflink' must be one of auto, off"):
         load_settings(overrides={"home": str(tmp_path), "reflink": "always"}, environ={})
+
+
+def racy(repo: Path) -> list[str]:
+    """The entries git would re-read on every ``status``: ``mtime`` not before the index's second."""
+    second = os.lstat(repo / ".git" / "index").st_mtime_ns // 10**9
+    return [
+        path
+        for path, data in stat_lines(repo, repo / ".git" / "index").items()
+        if int(data.split("mtime: ")[1].split(":")[0]) >= second
+    ]
+
+
+@pytest.mark.parametrize("version", ["2", "4"])
+def test_a_fresh_checkout_settled_is_trusted_and_any_later_edit_is_still_seen(
+    tmp_path: Path, version: str
+) -> None:
+    files = {f"d{i % 4}/f{i}.txt": f"content {i}\n" for i in range(30)}
+    src = make_repo(tmp_path / "src", files)
+    (src / "link").symlink_to("d0/f0.txt")
+    git(src, "add", "link")
+    git(src, "commit", "--quiet", "-m", "a link")
+    repo = tmp_path / "repo"
+    git(tmp_path, "clone", "--quiet", str(src), str(repo))
+    git(repo, "update-index", "--index-version", version)
+    (repo / "d1" / "f1.txt").write_text("changed before, a longer file\n")  # not the file its entry names
+    index = repo / ".git" / "index"
+    newest = max(os.lstat(p).st_mtime_ns for p in repo.rglob("*") if ".git" not in p.parts)
+    os.utime(index, ns=(newest, newest))  # the index written in its files' second: every entry racy
+    assert len(racy(repo)) >= 30
+    data, moved = backdate(index.read_bytes(), repo, newest)
+    index.write_bytes(data)
+    assert moved == 30  # 29 files and the link; not the changed file
+    assert racy(repo) == ["d1/f1.txt"]  # git re-reads that one, as it should
+    assert diff_files(repo) == ["d1/f1.txt"]  # the others pass git's stat check without a read
+    assert os.readlink(repo / "link") == "d0/f0.txt"
+    (repo / "d2" / "f2.txt").write_text("content X\n")  # the same size, at once
+    assert status(repo) == {"M d1/f1.txt", "M d2/f2.txt"}
+
+
+def test_a_settled_index_leaves_entries_already_older_than_it(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    index = repo / ".git" / "index"
+    later = os.lstat(index).st_mtime_ns + 5 * 10**9
+    data, moved = backdate(index.read_bytes(), repo, later)
+    assert moved == 0 and data == index.read_bytes()

@@ -192,6 +192,20 @@ def test_worktree_at_the_stable_path_on_the_key_branch(workdirs: Workdirs, key: 
     assert (path / "app.py").read_text() == "print(1)\n"
 
 
+def test_a_checked_out_worktree_has_no_entry_git_must_read_again(workdirs: Workdirs, key: Key) -> None:
+    path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
+    index = Path(git(path, "rev-parse", "--path-format=absolute", "--git-path", "index"))
+    second = os.lstat(index).st_mtime_ns // 10**9
+    env = {**os.environ, "GIT_INDEX_FILE": str(index)}
+    debug = subprocess.run(
+        ["git", "ls-files", "--debug"], cwd=path, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    mtimes = [int(line.split()[1].split(":")[0]) for line in debug.splitlines() if "mtime:" in line]
+    assert len(mtimes) == 3 and max(mtimes) < second  # none racily clean: no re-read on every status
+    (path / "app.py").write_text("print(9)\n")  # the same size, at once
+    assert git(path, "status", "--porcelain") == "M app.py"
+
+
 def test_existing_worktree_is_reused_without_a_rebuild(workdirs: Workdirs, key: Key) -> None:
     path, _ = workdirs.ensure_worktree(key, branch_for(key), None)
     (path / "scratch.txt").write_text("work in progress\n")

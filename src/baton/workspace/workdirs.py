@@ -32,15 +32,16 @@ import dataclasses
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from baton.errors import BadInput, GitError
-from baton.files import atomic_write_text
+from baton.files import atomic_write_bytes, atomic_write_text
 from baton.keys import Key, Repo
 from baton.settings import Settings
-from baton.workspace import badrefs, checkpoints, gitlinks, nofollow, pristine, wtpaths
+from baton.workspace import badrefs, checkpoints, gitindex, gitlinks, nofollow, pristine, wtpaths
 from baton.workspace.du import disk_usage
 from baton.workspace.gitcmd import (
     WorktreeGit,
@@ -231,6 +232,7 @@ class Workdirs:
         before = gitlinks.names(cache)
         run_git([*parallel_checkout(), "worktree", "add", "--quiet", str(path), branch], cwd=cache, env=env)
         wt = gitlinks.claim(cache, before, path, key)
+        _settle_index(wt, len(commit) // 2)
         if adopt:
             pristine.adopt_later(cache, commit, path, env)
         return made, wt, commit
@@ -402,6 +404,19 @@ class Workdirs:
             if fields.get("branch") == f"refs/heads/{branch}" and Path(fields["worktree"]).exists():
                 paths.append(Path(fields["worktree"]))
         return paths
+
+
+def _settle_index(wt: WorktreeGit, oid_size: int) -> None:
+    """Settle the racily clean entries of a checkout just made (:func:`gitindex.backdate`), so that
+    git's next ``status`` does not re-read every file; when it cannot, git re-reads them, as before."""
+    index = wt.admin / "index"
+    try:
+        st = os.lstat(index)
+        settled, moved = gitindex.backdate(nofollow.read_regular(index), wt.path, st.st_mtime_ns, oid_size)
+        if moved:
+            atomic_write_bytes(index, settled, mode=stat.S_IMODE(st.st_mode))
+    except (OSError, ValueError) as exc:
+        log.debug("the index of %s stays as git wrote it: %s", wt.path, exc)
 
 
 def _joined(*notes: str | None) -> str | None:
