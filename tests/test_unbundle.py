@@ -67,6 +67,18 @@ def test_a_bundle_of_a_hundred_objects_or_more_is_left_to_git_fetch(
         gitcmd.run_git(["cat-file", "-e", commit], cwd=cache)  # nothing was added
 
 
+def test_a_large_bundle_of_few_objects_is_left_to_git_fetch(
+    src: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit_file(src, "more.txt", "more\n", "more")
+    data = bundle(src, tmp_path, "main", "--not", "main~1")
+    header = bundle_header(data)
+    monkeypatch.setattr(gitcmd, "UNPACK_MAX_BYTES", len(data) - header.pack - 1)
+    assert not unpack_small_bundle(cache, data, header)  # its objects would each be compressed anew
+    monkeypatch.setattr(gitcmd, "UNPACK_MAX_BYTES", len(data) - header.pack)
+    assert unpack_small_bundle(cache, data, header)
+
+
 def test_a_bundle_linking_to_an_object_nobody_has_is_refused(src: Path, tmp_path: Path) -> None:
     commit_file(src, "more.txt", "more\n", "more")
     data = bundle(src, tmp_path, "main", "--not", "main~1")  # its tree names the first commit's blobs

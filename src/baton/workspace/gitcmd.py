@@ -363,16 +363,20 @@ def bundle_header(data: bytes, limit: int = 1 << 20) -> BundleHeader:
 # git's own fetch.unpackLimit: a fetch of fewer objects keeps them loose (which git does not fsync by
 # default: core.fsync=committed,-loose-object) rather than as a pack, which it fsyncs with its index
 UNPACK_LIMIT = 100
+# ...and a pack larger than this stays a pack whatever it holds: each loose object is compressed anew
+# (a large untracked file would cost seconds), where a pack's data is kept as it came
+UNPACK_MAX_BYTES = 4 * 2**20
 
 
 def unpack_small_bundle(repo: Path, data: bytes, header: BundleHeader) -> bool:
-    """Add the objects of a bundle of fewer than :data:`UNPACK_LIMIT` objects to ``repo`` as loose
-    objects, as ``git fetch`` does for a small fetch over the network (a fetch from a bundle always
-    writes a pack: two fsyncs, each a log force on XFS that waits for all the metadata written before
-    it). ``--strict``: every object is checked, and every object it links to must be in the bundle or
-    the repository. False, with nothing done, for a larger bundle; GitError when git refuses it."""
+    """Add the objects of a bundle of fewer than :data:`UNPACK_LIMIT` objects (and at most
+    :data:`UNPACK_MAX_BYTES`) to ``repo`` as loose objects, as ``git fetch`` does for a small fetch
+    over the network (a fetch from a bundle always writes a pack: two fsyncs, each a log force on XFS
+    that waits for all the metadata written before it). ``--strict``: every object is checked, and
+    every object it links to must be in the bundle or the repository. False, with nothing done, for a
+    larger bundle; GitError when git refuses it."""
     pack = memoryview(data)[header.pack :]
-    if len(pack) < 12 or int.from_bytes(pack[8:12], "big") >= UNPACK_LIMIT:
+    if not 12 <= len(pack) <= UNPACK_MAX_BYTES or int.from_bytes(pack[8:12], "big") >= UNPACK_LIMIT:
         return False
     _refuse_worktree(repo, None)
     out = subprocess.run(
