@@ -112,18 +112,19 @@ def test_a_fresh_checkout_settled_is_trusted_and_any_later_edit_is_still_seen(
     git(tmp_path, "clone", "--quiet", str(src), str(repo))
     git(repo, "update-index", "--index-version", version)
     (repo / "d1" / "f1.txt").write_text("changed before, a longer file\n")  # not the file its entry names
+    (repo / "d3" / "f3.txt").unlink()  # gone (or never checked out: a sparse checkout)
     index = repo / ".git" / "index"
     newest = max(os.lstat(p).st_mtime_ns for p in repo.rglob("*") if ".git" not in p.parts)
     os.utime(index, ns=(newest, newest))  # the index written in its files' second: every entry racy
     assert len(racy(repo)) >= 30
     data, moved = backdate(index.read_bytes(), repo, newest)
     index.write_bytes(data)
-    assert moved == 30  # 29 files and the link; not the changed file
-    assert racy(repo) == ["d1/f1.txt"]  # git re-reads that one, as it should
-    assert diff_files(repo) == ["d1/f1.txt"]  # the others pass git's stat check without a read
+    assert moved == 29  # 28 files and the link; not the changed file, not the missing one
+    assert racy(repo) == ["d1/f1.txt", "d3/f3.txt"]  # git reads those, as it should
+    assert diff_files(repo) == ["d1/f1.txt", "d3/f3.txt"]  # the others pass its stat check unread
     assert os.readlink(repo / "link") == "d0/f0.txt"
     (repo / "d2" / "f2.txt").write_text("content X\n")  # the same size, at once
-    assert status(repo) == {"M d1/f1.txt", "M d2/f2.txt"}
+    assert status(repo) == {"M d1/f1.txt", "M d2/f2.txt", "D d3/f3.txt"}
 
 
 def test_a_settled_index_leaves_entries_already_older_than_it(tmp_path: Path) -> None:

@@ -142,11 +142,14 @@ def backdate(index: bytes, worktree: Path, index_mtime_ns: int, oid_size: int = 
         ):
             continue
         path = base + entry.path
-        st = os.lstat(path)
-        if not _describes(entry, st):
-            continue  # changed already: git re-reads it, as it should
-        os.utime(path, ns=(st.st_atime_ns, earlier), follow_symlinks=False)
-        _pack(out, entry, os.lstat(path))
+        try:
+            st = os.lstat(path)
+            if not _describes(entry, st):
+                continue  # changed already: git re-reads it, as it should
+            os.utime(path, ns=(st.st_atime_ns, earlier), follow_symlinks=False)
+            _pack(out, entry, os.lstat(path))
+        except OSError:  # not checked out (sparse), or gone: git judges it
+            continue
         moved += 1
     return seal(out, oid_size), moved
 
