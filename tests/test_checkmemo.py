@@ -43,7 +43,7 @@ def dirty_key(settings: Settings, src_repo: Path) -> tuple[Workdirs, Path, Key]:
 
 
 def test_an_unchanged_worktree_is_its_last_checkpoint_without_staging(
-    settings: Settings, src_repo: Path, staged: list[str]
+    settings: Settings, src_repo: Path, staged: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dirs, path, key = dirty_key(settings, src_repo)
     first = dirs.checkpoint(key, path)
@@ -51,17 +51,25 @@ def test_an_unchanged_worktree_is_its_last_checkpoint_without_staging(
     assert checkmemo.path_of(settings.home, key).is_file()
     assert dirs.checkpoint(key, path) == first
     assert len(staged) == 1, "the memo answered: nothing staged again"
-    # what the memo answered is what staging gives: the same commit without it
+    # without the memo, the checkpoint commit itself answers (a take-over's case), and leaves a memo
     checkmemo.forget(settings.home, key)
+    assert dirs.checkpoint(key, path) == first and len(staged) == 1
+    assert checkmemo.path_of(settings.home, key).is_file()
+    # what both answered is what staging gives: the same commit
+    checkmemo.forget(settings.home, key)
+    monkeypatch.setattr(checkpoints, "_holds", lambda *args: None)
     assert dirs.checkpoint(key, path) == first and len(staged) == 2
 
 
+@pytest.mark.parametrize("memo", ["memo", "no-memo"])
 @pytest.mark.parametrize("change", ["same-size-and-times", "mode", "new-file", "removed", "link"])
 def test_any_change_is_staged_into_a_new_checkpoint(
-    settings: Settings, src_repo: Path, staged: list[str], change: str
+    settings: Settings, src_repo: Path, staged: list[str], change: str, memo: str
 ) -> None:
     dirs, path, key = dirty_key(settings, src_repo)
     first = dirs.checkpoint(key, path)
+    if memo == "no-memo":  # then the checkpoint commit itself is checked, and found not to hold it
+        checkmemo.forget(settings.home, key)
     edited = path / "README.md"  # changed, not committed
     if change == "same-size-and-times":  # what stat data cannot tell: the content is hashed again
         before = os.stat(edited)
@@ -87,7 +95,7 @@ def test_any_change_is_staged_into_a_new_checkpoint(
         assert "120000 blob" in next(line for line in tree.splitlines() if line.endswith(edited.name))
 
 
-def test_a_broken_or_foreign_memo_only_costs_the_staging(
+def test_a_broken_or_foreign_memo_is_never_believed(
     settings: Settings, src_repo: Path, staged: list[str]
 ) -> None:
     dirs, path, key = dirty_key(settings, src_repo)
@@ -95,14 +103,32 @@ def test_a_broken_or_foreign_memo_only_costs_the_staging(
     memo_file = checkmemo.path_of(settings.home, key)
     for garbage in ("{not json", '{"head": 1}', '{"head": "x", "status": "", "commit": "y", "staged": []}'):
         memo_file.write_text(garbage)
-        assert dirs.checkpoint(key, path) == first  # staged again, the same commit
-    assert len(staged) == 4
+        assert dirs.checkpoint(key, path) == first  # the checkpoint commit itself checked: the same
+    assert len(staged) == 1
     # a memo claiming another commit for this very content is not believed: its commit is not the ref's
     memo = checkmemo.load(settings.home, key)
     assert memo is not None and memo.commit == first
-    forged = checkmemo.Memo(memo.head, memo.status, "f" * 40, memo.staged)
-    checkmemo.save(settings.home, key, forged)
-    assert dirs.checkpoint(key, path) == first and len(staged) == 5
+    checkmemo.save(settings.home, key, checkmemo.Memo(memo.head, memo.status, "f" * 40, memo.staged))
+    assert dirs.checkpoint(key, path) == first and len(staged) == 1
+    # nor one whose staged entries lie: it does not hold, and the content is staged
+    lying = {rel: ("100644", "0" * 40) for rel in memo.staged}
+    checkmemo.save(settings.home, key, checkmemo.Memo(memo.head, memo.status, first, lying))
+    assert dirs.checkpoint(key, path) == first and len(staged) == 2
+
+
+def test_a_checkpoint_ref_not_on_head_is_staged_anew(
+    settings: Settings, src_repo: Path, staged: list[str]
+) -> None:
+    dirs, path, key = dirty_key(settings, src_repo)
+    first = dirs.checkpoint(key, path)
+    assert first is not None
+    cache = dirs.cache_path(key.repo)
+    elsewhere = git(cache, "commit-tree", f"{first}^{{tree}}", "-m", "the same tree on no parent")
+    git(cache, "update-ref", dirs.checkpoint_ref(key), elsewhere)  # the same files, another parent
+    checkmemo.forget(settings.home, key)
+    second = dirs.checkpoint(key, path)
+    assert second is not None and second != elsewhere and len(staged) == 2
+    assert git(path, "rev-parse", f"{second}^") == git(path, "rev-parse", "HEAD")
 
 
 def test_the_memo_goes_with_the_key_s_space(settings: Settings, src_repo: Path) -> None:

@@ -11,8 +11,10 @@ The worktree still holds that commit when HEAD and the status are the same and e
 the same mode and content — hashed again here, as git hashes a blob, never trusted from stat data.
 Paths the status does not name are HEAD's (that is what the status says), so the tree is the same.
 
-The memo lives in ``BATON_HOME/cache/checkpoints/``, out of every agent's reach; one that is missing,
-unreadable or of another checkpoint only means staging as before. A status naming a nested repository
+The memo lives in ``BATON_HOME/cache/checkpoints/``, out of every agent's reach. One that is
+missing, unreadable or of another checkpoint than the key's ref (the ref was moved here: a take-over)
+is never believed: the checkpoint commit itself is then checked the same way, against its diff from
+HEAD (:func:`baton.workspace.checkpoints.take`), and staged as before when it does not hold. A status naming a nested repository
 (``dir/``) or more than :data:`MAX_PATHS` paths is not memoised.
 """
 

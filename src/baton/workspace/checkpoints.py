@@ -64,6 +64,11 @@ def take(dirs: Dirs, key: Key) -> str | None:
     memo = checkmemo.load(dirs.home, key)
     if memo and memo.commit == previous and checkmemo.holds(memo, wt.path, head, status):
         return previous  # the worktree as the last checkpoint left it (see checkmemo)
+    if previous and head and (memo is None or memo.commit != previous):  # the ref moved: a take-over
+        found = _holds(wt, head, previous, status)
+        if found is not None:
+            checkmemo.save(dirs.home, key, checkmemo.Memo(head, status, previous, found))
+            return previous
     commit, staged = _stage(dirs, key, wt, status, previous)
     if head is not None and staged is not None:
         checkmemo.save(dirs.home, key, checkmemo.Memo(head, status, commit, staged))
@@ -85,6 +90,36 @@ def _stage(
     commit = wt.run(["commit-tree", tree, "-p", "HEAD", "-m", f"baton checkpoint of {key}"], env=env)
     run_git(["update-ref", dirs.checkpoint_ref(key), commit], cwd=dirs.cache_path(key.repo))
     return commit, staged
+
+
+def _holds(wt: WorktreeGit, head: str, commit: str, status: str) -> dict[str, tuple[str, str] | None] | None:
+    """What checkpoint ``commit`` holds for each path ``status`` names, when the worktree (on ``head``)
+    is exactly that checkpoint; None otherwise, and then it is staged as usual. So the first checkpoint
+    after the ref was moved here (a worker that took the key over and brought its worktree to the
+    store's checkpoint, a worktree rebuilt from it) costs one git process, not a staging, and leaves
+    the memo that answers the next. Exactly: ``commit``'s one parent is ``head``, it differs from
+    ``head`` at exactly the paths ``status`` names (the others are HEAD's in the worktree too), and
+    each of those files hashes to its entry (:func:`checkmemo.blob`)."""
+    named = checkmemo.paths(status)
+    if named is None:
+        return None
+    try:
+        listed = wt.run(["diff-tree", "-r", "-z", "--no-renames", "--format=%P", commit], raw=True)
+        fields = listed.split("\0")
+    except GitError:
+        return None
+    if fields[0] != head:
+        return None  # another parent, or more than one
+    found: dict[str, tuple[str, str] | None] = {}
+    for meta, rel in zip(fields[1::2], fields[2::2], strict=False):
+        parts = meta.lstrip("\n").split(" ")
+        if len(parts) != 5:
+            return None
+        found[rel] = None if parts[1] == "000000" else (parts[1], parts[3])
+    if set(found) != set(named):
+        return None
+    algorithm = "sha1" if len(head) == 40 else "sha256"
+    return found if all(checkmemo.blob(wt.path, rel, algorithm) == found[rel] for rel in named) else None
 
 
 def _same(wt: WorktreeGit, commit: str, tree: str) -> bool:
