@@ -174,8 +174,8 @@ def portable_note(rows: list[Row]) -> str:
     warm, cache, empty = rows
     return (
         f"10a-10c: B's turn adds {(warm.candidate - warm.baseline) * 1000:+.0f} ms when B has an older "
-        f"worktree of the key (10a: fetch the bundle, check B's worktree still holds what B last shared — "
-        "one `git status` and tree — write the files that differ, hydrate the transcript), "
+        f"worktree of the key (10a: add the bundle's objects to B's cache, check B's worktree still holds "
+        "what B last shared — one `git status` — write the files that differ, hydrate the transcript), "
         f"{(cache.candidate - cache.baseline) * 1000:+.0f} ms when the worktree is rebuilt "
         f"from B's cache clone (10b) and {(empty.candidate - empty.baseline) * 1000:+.0f} ms from an empty "
         f"BATON_HOME (10c, a clone first). A bare `git worktree add` of these {warm.extra['files']} files "
