@@ -14,8 +14,8 @@ Paths the status does not name are HEAD's (that is what the status says), so the
 The memo lives in ``BATON_HOME/cache/checkpoints/``, out of every agent's reach. One that is
 missing, unreadable or of another checkpoint than the key's ref (the ref was moved here: a take-over)
 is never believed: the checkpoint commit itself is then checked the same way, against its diff from
-HEAD (:func:`baton.workspace.checkpoints.take`), and staged as before when it does not hold. A status naming a nested repository
-(``dir/``) or more than :data:`MAX_PATHS` paths is not memoised.
+HEAD (:func:`baton.workspace.checkpoints.take`), and staged as before when it does not hold. A
+status naming a nested repository (``dir/``) or more than :data:`MAX_PATHS` paths is not memoised.
 """
 
 from __future__ import annotations
