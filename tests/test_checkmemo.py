@@ -111,7 +111,7 @@ def test_a_broken_or_foreign_memo_is_never_believed(
     checkmemo.save(settings.home, key, checkmemo.Memo(memo.head, memo.status, "f" * 40, memo.staged))
     assert dirs.checkpoint(key, path) == first and len(staged) == 1
     # nor one whose staged entries lie: it does not hold, and the content is staged
-    lying = {rel: ("100644", "0" * 40) for rel in memo.staged}
+    lying: dict[str, tuple[str, str] | None] = {rel: ("100644", "0" * 40) for rel in memo.staged}
     checkmemo.save(settings.home, key, checkmemo.Memo(memo.head, memo.status, first, lying))
     assert dirs.checkpoint(key, path) == first and len(staged) == 2
 
