@@ -299,3 +299,31 @@ def test_open_early_declines_stores_it_cannot_serve(tmp_path: Path) -> None:
     assert open_early("postgresql://u@h/db") is None
     assert open_early(f"sqlite:///{tmp_path / 'none.db'}") is None
     assert not (tmp_path / "none.db").exists()
+
+
+def test_baton_run_without_a_store_takes_the_early_store_once_the_home_has_one(
+    tmp_path: Path, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from baton import RunRequest, load_settings, run
+
+    settings = load_settings(overrides={"home": str(tmp_path / "home")}, environ={})
+    opened: list[str] = []
+    original = EarlyStore.add_run
+
+    def add_run(self: EarlyStore, record: RunRecord, *, fence: Fence | None = None) -> None:
+        opened.append(record.id)
+        original(self, record, fence=fence)
+
+    monkeypatch.setattr(EarlyStore, "add_run", add_run)
+    request = RunRequest(agent="fake", repo=str(src_repo), thread="early", prompt="go")
+    first = run(request, settings=settings)  # a new home: no store yet, the SQL store makes it
+    assert first.ok and opened == []
+    second = run(request, settings=settings)
+    assert second.ok and second.run.mode == Mode.RESUME and opened == [second.run.id]
+    full = open_store(settings.resolved_store_url)
+    try:
+        assert [r.id for r in full.list_runs(thread="early")] == [second.run.id, first.run.id]
+        session = full.get_session("fake", first.run.repo, "early")
+        assert session is not None and session.attempts == 2
+    finally:
+        full.close()
