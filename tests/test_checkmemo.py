@@ -57,7 +57,7 @@ def test_an_unchanged_worktree_is_its_last_checkpoint_without_staging(
     assert checkmemo.path_of(settings.home, key).is_file()
     # what both answered is what staging gives: the same commit
     checkmemo.forget(settings.home, key)
-    monkeypatch.setattr(checkpoints, "_holds", lambda *args: None)
+    monkeypatch.setattr(checkpoints, "_memo_of", lambda *args: None)
     assert dirs.checkpoint(key, path) == first and len(staged) == 2
 
 

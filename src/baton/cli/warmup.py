@@ -21,6 +21,10 @@ import contextlib
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from baton.settings import Settings
 
 SESSION = "00000000-0000-4000-8000-000000000000"
 EVENTS = (  # the shapes of the events a turn streams (Claude Code's; the others read theirs alike)
@@ -64,15 +68,13 @@ def rehearse(home: str) -> None:
                 _rehearse_agent(agent, settings.with_(home=Path(scratch)))
 
 
-def _rehearse_agent(name: str, settings: object) -> None:
+def _rehearse_agent(name: str, settings: Settings) -> None:
     from baton.agents.base import Turn
     from baton.models import Access, Mode
     from baton.runner import agentenv, confine, walls
     from baton.runner.request import RunRequest
     from baton.runner.resolve import check_request
-    from baton.settings import Settings
 
-    assert isinstance(settings, Settings)
     request = RunRequest(agent=name, repo="https://example.invalid/warm/up.git", thread="warm-up", prompt=".")
     resolved = check_request(request, settings, credentials=False)
     agent = resolved.agent

@@ -55,19 +55,19 @@ def take(dirs: Dirs, key: Key) -> str | None:
     if wt is None:
         return None
     ref, cache = dirs.checkpoint_ref(key), dirs.cache_path(key.repo)
-    status = worktree_status(wt)
+    status, previous = worktree_status(wt), dirs.read_ref(cache, ref)
     if not status:
-        if dirs.read_ref(cache, ref) is not None:
+        if previous is not None:
             run_git(["update-ref", "-d", ref], cwd=cache)
         return None
-    previous, head = dirs.read_ref(cache, ref), dirs.head_commit(key)
+    head = dirs.head_commit(key)
     memo = checkmemo.load(dirs.home, key)
     if memo and memo.commit == previous and checkmemo.holds(memo, wt.path, head, status):
         return previous  # the worktree as the last checkpoint left it (see checkmemo)
     if previous and head and (memo is None or memo.commit != previous):  # the ref moved: a take-over
-        found = _holds(wt, head, previous, status)
-        if found is not None:
-            checkmemo.save(dirs.home, key, checkmemo.Memo(head, status, previous, found))
+        memo = _memo_of(wt, head, previous, status)
+        if memo is not None and checkmemo.holds(memo, wt.path, head, status):
+            checkmemo.save(dirs.home, key, memo)
             return previous
     commit, staged = _stage(dirs, key, wt, status, previous)
     if head is not None and staged is not None:
@@ -92,34 +92,28 @@ def _stage(
     return commit, staged
 
 
-def _holds(wt: WorktreeGit, head: str, commit: str, status: str) -> dict[str, tuple[str, str] | None] | None:
-    """What checkpoint ``commit`` holds for each path ``status`` names, when the worktree (on ``head``)
-    is exactly that checkpoint; None otherwise, and then it is staged as usual. So the first checkpoint
-    after the ref was moved here (a worker that took the key over and brought its worktree to the
-    store's checkpoint, a worktree rebuilt from it) costs one git process, not a staging, and leaves
-    the memo that answers the next. Exactly: ``commit``'s one parent is ``head``, it differs from
-    ``head`` at exactly the paths ``status`` names (the others are HEAD's in the worktree too), and
-    each of those files hashes to its entry (:func:`checkmemo.blob`)."""
-    named = checkmemo.paths(status)
-    if named is None:
-        return None
+def _memo_of(wt: WorktreeGit, head: str, commit: str, status: str) -> checkmemo.Memo | None:
+    """The memo checkpoint ``commit`` would have left, from its diff with ``head``: what it holds at
+    each path it changes; None when its one parent is not ``head`` (then it is staged as usual). When
+    the memo holds (:func:`checkmemo.holds`: the status names exactly those paths, the others are
+    HEAD's in the worktree too, and each named file hashes to its entry), the worktree is exactly that
+    checkpoint. So the first checkpoint after the ref was moved here (a worker that took the key over
+    and brought its worktree to the store's checkpoint, a worktree rebuilt from it) costs one git
+    process, not a staging."""
     try:
         listed = wt.run(["diff-tree", "-r", "-z", "--no-renames", "--format=%P", commit], raw=True)
-        fields = listed.split("\0")
     except GitError:
         return None
+    fields = listed.split("\0")
     if fields[0] != head:
         return None  # another parent, or more than one
-    found: dict[str, tuple[str, str] | None] = {}
+    staged: dict[str, tuple[str, str] | None] = {}
     for meta, rel in zip(fields[1::2], fields[2::2], strict=False):
         parts = meta.lstrip("\n").split(" ")
         if len(parts) != 5:
             return None
-        found[rel] = None if parts[1] == "000000" else (parts[1], parts[3])
-    if set(found) != set(named):
-        return None
-    algorithm = "sha1" if len(head) == 40 else "sha256"
-    return found if all(checkmemo.blob(wt.path, rel, algorithm) == found[rel] for rel in named) else None
+        staged[rel] = None if parts[1] == "000000" else (parts[1], parts[3])
+    return checkmemo.Memo(head, status, commit, staged)
 
 
 def _same(wt: WorktreeGit, commit: str, tree: str) -> bool:

@@ -79,10 +79,15 @@ def run_git(
     except OSError as exc:
         raise GitError(f"cannot run git: {exc}") from exc
     if out.returncode != 0:
-        message = (out.stderr.strip() or out.stdout.strip()).splitlines()
-        command = next(a for i, a in enumerate(args) if not a.startswith("-") and args[i - 1 : i] != ["-c"])
-        raise GitError(f"git {command} failed: {' '.join(message[-3:])}")
+        raise _failed(args, out.stdout, out.stderr)
     return out.stdout if raw else out.stdout.strip()
+
+
+def _failed(args: list[str], stdout: str, stderr: str) -> GitError:
+    """A failed git command, in git's own words (its last three lines)."""
+    message = (stderr.strip() or stdout.strip()).splitlines()
+    command = next(a for i, a in enumerate(args) if not a.startswith("-") and args[i - 1 : i] != ["-c"])
+    return GitError(f"git {command} failed: {' '.join(message[-3:])}")
 
 
 # git's words when the remote could not be reached or refused us: host, network, HTTP status, credentials.
@@ -379,12 +384,10 @@ def unpack_small_bundle(repo: Path, data: bytes, header: BundleHeader) -> bool:
     if not 12 <= len(pack) <= UNPACK_MAX_BYTES or int.from_bytes(pack[8:12], "big") >= UNPACK_LIMIT:
         return False
     _refuse_worktree(repo, None)
-    out = subprocess.run(
-        ["git", "unpack-objects", "-q", "--strict"], cwd=repo, input=pack, capture_output=True
-    )
+    args = ["unpack-objects", "-q", "--strict"]
+    out = subprocess.run(["git", *args], cwd=repo, input=pack, capture_output=True)
     if out.returncode != 0:
-        message = out.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise GitError(f"git unpack-objects failed: {' '.join(message[-3:])}")
+        raise _failed(args, "", out.stderr.decode("utf-8", "replace"))
     return True
 
 

@@ -136,10 +136,7 @@ def backdate(index: bytes, worktree: Path, index_mtime_ns: int, oid_size: int = 
     second = index_mtime_ns // 10**9
     earlier = (second - 1) * 10**9
     for entry in entries(index, oid_size):
-        if entry.fields[2] < second % 2**32 or stat.S_IFMT(entry.fields[6]) not in (
-            stat.S_IFREG,
-            stat.S_IFLNK,
-        ):
+        if entry.fields[2] < second % 2**32 or stat.S_IFMT(entry.fields[6]) not in _FILES:
             continue
         path = base + entry.path
         try:
