@@ -51,8 +51,8 @@ files, repairs the index before every resume and after hydration, and copies a r
 The home (``CODEX_HOME``) holds a ``config.toml`` that baton manages: it forces the keys that keep
 headless runs quiet and offline (:data:`MANAGED`) and keeps every other key (a user's or the mock's
 ``model_provider``). Codex 0.169 has no retention setting for its rollouts and was not seen deleting
-them, so there is nothing to align with baton's TTL. :func:`merge_toml` merges with tomlkit, so the
-user's comments and layout survive.
+them, so there is nothing to align with baton's TTL. :mod:`baton.agents.codex_config` merges it with
+tomlkit, so the user's comments and layout survive.
 
 Access levels (:data:`CodexAgent.access_flags`, measured on 0.169.0; see docs/agent-clis.md): ``exec``
 never asks for approval, so the sandbox mode (``--sandbox``, an exec-level flag) is the whole mapping.
@@ -84,24 +84,20 @@ import os
 import platform
 import re
 import sys
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import tomlkit
-import tomlkit.exceptions
-import tomlkit.items
-from tomlkit.container import Container
-
+from baton.agents import codex_config
 from baton.agents.base import AgentBase, Auth, Capabilities, Launch, Turn, find_binary, need_uuid
+from baton.agents.codex_config import merge_toml as merge_toml  # re-exported for callers
+from baton.agents.codex_config import read_toml as read_toml
 from baton.agents.codex_threads import fork_rollout
 from baton.agents.codex_threads import is_thread_id as is_thread_id  # re-exported for callers
 from baton.agents.codex_threads import repair_index as repair_index
 from baton.agents.codex_threads import rollout_files as rollout_files
 from baton.agents.formats import codex_problem
 from baton.errors import AgentError
-from baton.files import atomic_write_text
 from baton.install import npm_hint
 from baton.models import Access, Mode, Outcome
 from baton.settings import Settings
@@ -117,7 +113,6 @@ PROVIDER_CHANGED = re.compile(
 INSTALL = npm_hint("@openai/codex@0.169.0")  # `make setup` in a checkout, npm for a pip install
 EXEC = ["exec", "--json", "--skip-git-repo-check"]
 STDIN = "-"  # the prompt argument that makes Codex read the prompt from stdin
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_PROMPT_CHARS = 1_048_576  # "Input exceeds the maximum length of 1048576 characters" (0.169.0)
 LOCAL_PROVIDERS = ("oss", "ollama", "lmstudio")  # Codex's built-in providers that need no key
 # Lines Codex prints on stderr that are never the error (see baton.agents.clean_error). It warns when
@@ -227,13 +222,13 @@ class CodexAgent(AgentBase):
         with an ``env_key`` (and no ``requires_openai_auth``) needs that variable, one without it needs
         none, as do the built-in local providers; ``openai`` (the default) takes the class's."""
         path = self._home / "config.toml"
-        config = _config(path)
+        config = codex_config.config(path)
         name = config.get("model_provider", "openai")
         tables = config.get("model_providers")
         provider = tables.get(name) if isinstance(tables, dict) else None
         if isinstance(provider, dict) and not provider.get("requires_openai_auth"):
             key = provider.get("env_key")
-            if isinstance(key, str) and ENV_NAME.fullmatch(key) and not key.startswith("BATON_"):
+            if isinstance(key, str) and codex_config.ENV_NAME.fullmatch(key) and not key.startswith("BATON_"):
                 return Auth((key,), hint=f"the env_key of model provider {name!r} in {path}")
             return Auth(())
         return Auth(()) if name in LOCAL_PROVIDERS else super().auth()
@@ -241,14 +236,16 @@ class CodexAgent(AgentBase):
     def env_names(self) -> tuple[str, ...]:
         """:attr:`env_patterns` and the variables the home's ``config.toml`` model providers read: a
         provider's ``env_key`` (its API key) and the values of its ``env_http_headers``."""
-        return (*self.env_patterns, *provider_env_names(self._home / "config.toml"))
+        return (*self.env_patterns, *codex_config.provider_env_names(self._home / "config.toml"))
 
     def endpoints(self) -> tuple[str, ...]:
         """The ``base_url`` of each model provider in the home's ``config.toml``, and its
         ``openai_base_url`` (the built-in ``openai`` provider's; Codex reads no base URL from the
         environment): a walled-in Codex may connect to their ports."""
         path = self._home / "config.toml"
-        urls = [p.get("base_url") for p in _providers(path)] + [_config(path).get("openai_base_url")]
+        urls = [p.get("base_url") for p in codex_config.providers(path)] + [
+            codex_config.config(path).get("openai_base_url")
+        ]
         return tuple(url for url in urls if isinstance(url, str))
 
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
@@ -381,100 +378,3 @@ def native_codex(path: str) -> tuple[str, dict[str, str]]:
         if binary.is_file() and os.access(binary, os.X_OK):
             return str(binary), {"CODEX_MANAGED_BY_NPM": "1", "CODEX_MANAGED_PACKAGE_ROOT": str(root)}
     return path, {}
-
-
-# -- config.toml --------------------------------------------------------------------------------------
-
-
-def merge_toml(path: Path, forced: dict[str, Any]) -> bool:
-    """Set ``forced`` (nested tables as dicts) in the TOML file at ``path``, keeping every other key,
-    comment and the layout (tomlkit); written atomically, and only when something changed or the file
-    is new. True if it was written."""
-    if _already_set(path, forced):  # the common case, every run: tomllib reads ~10x faster than tomlkit
-        return False
-    doc, exists = _load_toml(path)
-    changed = _merge_into(doc, forced)
-    if changed or not exists:
-        atomic_write_text(path, tomlkit.dumps(doc))
-    return changed or not exists
-
-
-def _already_set(path: Path, forced: dict[str, Any]) -> bool:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False  # missing or unreadable: the full path below writes it or says what is wrong
-    return _contains(data, forced)
-
-
-def _contains(data: dict[str, Any], forced: dict[str, Any]) -> bool:
-    for key, value in forced.items():
-        current = data.get(key)
-        if isinstance(value, dict):
-            if not isinstance(current, dict) or not _contains(current, value):
-                return False
-        elif current != value or type(current) is not type(value):
-            return False
-    return True
-
-
-def provider_env_names(path: Path) -> list[str]:
-    """The environment variables the model providers of the config.toml at ``path`` name (sorted);
-    none when the file is missing or not TOML (Codex then says what is wrong)."""
-    found: list[Any] = []
-    for provider in _providers(path):
-        headers = provider.get("env_http_headers")
-        found += [provider.get("env_key"), *(headers.values() if isinstance(headers, dict) else [])]
-    # a variable's name, never a pattern, and never one of baton's own
-    return sorted(
-        {n for n in found if isinstance(n, str) and ENV_NAME.fullmatch(n) and not n.startswith("BATON_")}
-    )
-
-
-def _providers(path: Path) -> list[dict[str, Any]]:
-    """The model provider tables of the config.toml at ``path``; none when it is missing or not TOML."""
-    providers = _config(path).get("model_providers")
-    return [p for p in providers.values() if isinstance(p, dict)] if isinstance(providers, dict) else []
-
-
-def _config(path: Path) -> dict[str, Any]:
-    """The config.toml at ``path`` as plain data; empty when it is missing or not TOML."""
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return {}
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """The file as plain data (tests and the mock read what baton wrote); empty when it is missing."""
-    return _load_toml(path)[0].unwrap()
-
-
-def _load_toml(path: Path) -> tuple[tomlkit.TOMLDocument, bool]:
-    """The parsed file and whether it exists; AgentError naming the file when it is unreadable."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return tomlkit.document(), False
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AgentError(f"cannot read {path}: {exc}") from exc
-    try:
-        return tomlkit.parse(text), True
-    except tomlkit.exceptions.TOMLKitError as exc:
-        raise AgentError(f"{path} is not valid TOML ({exc}); fix or remove it") from exc
-
-
-def _merge_into(table: Container | dict[str, Any], forced: dict[str, Any]) -> bool:
-    changed = False
-    for key, value in forced.items():
-        current = table.get(key)
-        if isinstance(value, dict):
-            if not isinstance(current, dict):
-                table[key] = current = tomlkit.table()
-            changed = _merge_into(current, value) or changed
-        else:
-            plain = current.unwrap() if isinstance(current, tomlkit.items.Item) else current
-            if plain != value or type(plain) is not type(value):  # 0 == False, but not for Codex
-                table[key] = value
-                changed = True
-    return changed
