@@ -11,15 +11,16 @@
   server-sent events out.
 - :class:`MockServer` and :class:`RecordedRequest`: what the three mock model APIs share (``port``,
   ``delay``, ``fail_status``, the requests kept under a lock, the numbering of conversation turns);
-  each mock adds its API's routes, replies and request fields.
+  each mock adds its API's routes, replies and request fields, and the shell lines its command line
+  (:mod:`baton.testing.mock_cli`) prints.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -137,6 +138,11 @@ class BackgroundServer:
         self.stop()
 
 
+def export_line(values: dict[str, str]) -> str:
+    """``export NAME=value …`` on one line, each value quoted for a POSIX shell where it needs it."""
+    return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in values.items())
+
+
 @dataclass
 class RecordedRequest:
     """One request a mock received; each mock's ``MockRequest`` reads its API's fields from ``body``."""
@@ -183,6 +189,11 @@ class MockServer(BackgroundServer, Generic[R]):
     def configure_home(self, home: Path) -> None:
         """Nothing to write by default: the agent finds this server through :meth:`env`."""
 
+    def shell_lines(self) -> list[str]:
+        """What the command line (:mod:`baton.testing.mock_cli`) prints after the URL to point a user's
+        agent CLI at this server: valid shell, comments and one :func:`export_line`."""
+        raise NotImplementedError
+
     def history_counts(self) -> list[int]:
         """History items each conversation request carried, in order."""
         raise NotImplementedError
@@ -204,15 +215,3 @@ class MockServer(BackgroundServer, Generic[R]):
                 return 0
             self._turns += 1
             return self._turns
-
-    @classmethod
-    def serve_until_interrupted(cls) -> None:
-        """``python -m baton.testing.<mock> [PORT]``: print the URL, then serve until Ctrl-C."""
-        port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-        with cls(port=port) as mock:
-            print(mock.url, flush=True)
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass

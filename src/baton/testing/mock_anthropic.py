@@ -27,17 +27,22 @@ Every request is kept in :attr:`MockAnthropic.requests`, so a test can read what
 example the recap of a recovered conversation, or a tool's result). ``delay`` holds each reply back for
 that many seconds before the first byte (a slow model, for kill-mid-run tests); ``fail_status``
 answers every request with that HTTP status. The server plumbing (start/stop, the request log, JSON
-and SSE replies) is shared with the other mocks in :mod:`baton.testing._http`.
+and SSE replies) is shared with the other mocks in :mod:`baton.testing._http`, and so is the command
+line in :mod:`baton.testing.mock_cli`: ``python -m baton.testing.mock_anthropic [--port N]`` serves until
+Ctrl-C and prints its URL and what to export to point an agent at it.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from baton.testing._http import JsonHandler, MockServer, RecordedRequest
+from baton.testing import mock_cli
+from baton.testing._http import JsonHandler, MockServer, RecordedRequest, export_line
 from baton.testing.tools import MarkerError as MarkerError  # re-exported: tests import them from here
 from baton.testing.tools import find_calls
 from baton.testing.tools import tool_input as tool_input
@@ -109,6 +114,15 @@ class MockAnthropic(MockServer[MockRequest]):
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_AUTOUPDATER": "1",
         }
+
+    def shell_lines(self) -> list[str]:
+        """The export line for a shell (the URL, a key, Claude Code's own traffic off)."""
+        values = {
+            "ANTHROPIC_BASE_URL": self.url,
+            "ANTHROPIC_API_KEY": "mock-key",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        }
+        return ["# point Claude Code (and baton run -a claude) at this mock:", export_line(values)]
 
     def message_counts(self) -> list[int]:
         """How many messages each conversation request carried, in order."""
@@ -222,10 +236,14 @@ def _block_events(index: int, block: Block) -> list[Event]:
     ]
 
 
-def main() -> None:
-    """``python -m baton.testing.mock_anthropic [PORT]``: serve until interrupted."""
-    MockAnthropic.serve_until_interrupted()
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m baton.testing.mock_anthropic [--port N] [--print-env]`` (:mod:`baton.testing.mock_cli`)."""
+    description = (
+        "A mock Anthropic Messages API on 127.0.0.1, to run Claude Code offline.\n"
+        "Each reply says how many messages the request carried."
+    )
+    return mock_cli.main(MockAnthropic, "mock_anthropic", description, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -33,17 +33,22 @@ ends (contents 1, then 3). A tool the request does not offer is still called: th
 Every request is kept in :attr:`MockGemini.requests`. ``delay`` holds each conversation reply back for
 that many seconds before the first byte (a slow model, for kill-mid-run tests); ``fail_status``
 answers every request with that HTTP status. The server plumbing (start/stop, the request log, JSON
-and SSE replies) is shared with the other mocks in :mod:`baton.testing._http`.
+and SSE replies) is shared with the other mocks in :mod:`baton.testing._http`, and so is the command
+line in :mod:`baton.testing.mock_cli`: ``python -m baton.testing.mock_gemini [--port N]`` serves until
+Ctrl-C and prints its URL and what to export to point an agent at it.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from baton.testing._http import JsonHandler, MockServer, RecordedRequest
+from baton.testing import mock_cli
+from baton.testing._http import JsonHandler, MockServer, RecordedRequest, export_line
 from baton.testing.tools import MarkerError, find_calls
 
 STREAM = ":streamGenerateContent"
@@ -157,6 +162,17 @@ class MockGemini(MockServer[MockRequest]):
             "NO_BROWSER": "true",
             "GEMINI_CLI_NO_RELAUNCH": "true",
         }
+
+    def shell_lines(self) -> list[str]:
+        """The export line for a shell, and what plain ``gemini`` needs besides (baton's adapter
+        trusts the worktree and writes ``settings.json`` itself)."""
+        values = {"GOOGLE_GEMINI_BASE_URL": self.url, "GEMINI_API_KEY": "mock-key"}
+        return [
+            "# point the Gemini CLI (and baton run -a gemini) at this mock:",
+            export_line(values),
+            "# plain `gemini` outside baton also needs GEMINI_CLI_TRUST_WORKSPACE=true, and in",
+            '# ~/.gemini/settings.json: {"security": {"auth": {"selectedType": "gemini-api-key"}}}',
+        ]
 
     def content_counts(self) -> list[int]:
         """How many ``contents`` each conversation request carried, in order."""
@@ -286,10 +302,14 @@ def _error(code: int, status: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "status": status}}
 
 
-def main() -> None:
-    """``python -m baton.testing.mock_gemini [PORT]``: serve until interrupted."""
-    MockGemini.serve_until_interrupted()
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m baton.testing.mock_gemini [--port N] [--print-env]`` (:mod:`baton.testing.mock_cli`)."""
+    description = (
+        "A mock Gemini API (v1beta) on 127.0.0.1, to run the Gemini CLI offline.\n"
+        "Each reply says how many contents the request carried."
+    )
+    return mock_cli.main(MockGemini, "mock_gemini", description, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -31,19 +31,24 @@ table pointing here (plus ``model_provider`` and ``model``) into that file, keep
 Every request is kept in :attr:`MockOpenAI.requests`. ``delay`` holds each reply back for that many
 seconds before the first byte (a slow model, for kill-mid-run tests); ``fail_status`` answers every
 conversation request with that HTTP status. The server plumbing (start/stop, the request log, JSON
-and SSE replies) is shared with the other mocks in :mod:`baton.testing._http`.
+and SSE replies) is shared with the other mocks in :mod:`baton.testing._http`, and so is the command
+line in :mod:`baton.testing.mock_cli`: ``python -m baton.testing.mock_openai [--port N]`` serves until
+Ctrl-C and prints its URL and what to export to point an agent at it.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from baton.agents.codex import merge_toml
-from baton.testing._http import JsonHandler, MockServer, RecordedRequest
+from baton.testing import mock_cli
+from baton.testing._http import JsonHandler, MockServer, RecordedRequest, export_line
 from baton.testing.tools import MarkerError, find_calls
 
 API_KEY_ENV = "MOCK_API_KEY"
@@ -166,6 +171,28 @@ class MockOpenAI(MockServer[MockRequest]):
             "request_max_retries": 0,
             "stream_max_retries": 0,
         }
+
+    def shell_lines(self) -> list[str]:
+        """The export line baton reads for Codex, and, as comments, the config.toml lines plain
+        ``codex`` needs instead (it ignores ``OPENAI_BASE_URL``)."""
+        base_url = f"{self.url}/v1"
+        values = {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "mock-key"}
+        toml = [
+            f"model = {json.dumps(MODEL)}",
+            'model_provider = "mock"',
+            "[model_providers.mock]",
+            'name = "Mock"',
+            f"base_url = {json.dumps(base_url)}",
+            'env_key = "OPENAI_API_KEY"',
+            'wire_api = "responses"',
+        ]
+        return [
+            "# point baton run -a codex at this mock (baton makes it the model provider in the Codex home):",
+            export_line(values),
+            "# plain `codex` ignores OPENAI_BASE_URL: put these lines in $CODEX_HOME/config.toml (default",
+            "# ~/.codex/config.toml), the first two above any [table], and export OPENAI_API_KEY as above:",
+            *(f"#   {line}" for line in toml),
+        ]
 
     def configure_home(self, home: Path) -> None:
         """Merge this server as Codex's model provider into ``home/config.toml``, keeping other keys."""
@@ -309,10 +336,14 @@ class _Handler(JsonHandler):
             self._json(200, stream[-1]["response"])
 
 
-def main() -> None:
-    """``python -m baton.testing.mock_openai [PORT]``: serve until interrupted."""
-    MockOpenAI.serve_until_interrupted()
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m baton.testing.mock_openai [--port N] [--print-env]`` (:mod:`baton.testing.mock_cli`)."""
+    description = (
+        "A mock OpenAI Responses API on 127.0.0.1, to run Codex offline.\n"
+        "Each reply says how many input items the request carried."
+    )
+    return mock_cli.main(MockOpenAI, "mock_openai", description, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
