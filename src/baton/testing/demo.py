@@ -6,7 +6,11 @@ twice: the mock sees the history grow). In the second run the mock model asks fo
 and the agent edits ``calc.py`` in its worktree — at the default access ``edit``, walled into its key
 where the kernel has Landlock. Then it deletes the thread's agent home, as
 a container redeploy would, and runs again: baton hydrates the transcript from its store and the
-conversation resumes with its full history (8 messages), under the same session id.
+conversation resumes with its full history (10 messages), under the same session id.
+
+The mock numbers its replies one per request, and a tool call makes a run send two requests (the
+model's tool call, then its answer to the tool's result), so the second run shows reply #3: the demo
+says so where it happens, since a newcomer would otherwise look for the missing #2.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from unittest.mock import patch
 
@@ -28,8 +32,8 @@ from baton.keys import key_of
 from baton.runner.request import RunRequest, RunResult
 from baton.runner.run import run
 from baton.settings import load_settings
-from baton.testing.mock_anthropic import MockAnthropic
-from baton.testing.tools import tool_marker
+from baton.testing.mock_anthropic import MockAnthropic, MockRequest
+from baton.testing.tools import MarkerError, tool_marker
 from baton.workspace.keyspace import key_home
 
 
@@ -67,6 +71,57 @@ def _diffstat(worktree: Path) -> str:
     return lines[-1].strip() if lines else "no change"
 
 
+# What a run's mode and prompt kind mean, for a reader seeing them for the first time.
+MODE_WORDS = {
+    "fresh": "a new conversation",
+    "resume": "the same conversation",
+    "recover": "a new one, with a recap",
+}
+PROMPT_WORDS = {"full": "task context + instruction", "delta": "only the new instruction"}
+
+
+def skipped_replies(first: int, requests: Sequence[MockRequest]) -> str | None:
+    """One line saying why a run's reply shows number ``first + len(requests) - 1`` when it started at
+    ``first``, or None when the run made one request: a tool call and its result make two requests."""
+    if len(requests) < 2:
+        return None
+    last = first + len(requests) - 1
+    numbers = ", ".join(f"#{n}" for n in range(first, last))
+    tools: list[str] = []
+    for request in requests[:-1]:
+        with suppress(MarkerError):
+            tools += [str(call["name"]) for call in request.tool_calls()]
+    if not tools:
+        return f"(no {numbers} above: this run sent the model {len(requests)} requests; #{last} was the last)"
+    if len(requests) == 2:
+        return (
+            f"(no {numbers} above: reply {numbers} was the model's {tools[0]} tool call; "
+            f"the agent ran it, and #{last} answers its result)"
+        )
+    return (
+        f"(no {numbers} above: those replies were the model's tool calls ({', '.join(tools)}); "
+        f"the agent ran them, and #{last} answers the results)"
+    )
+
+
+def _report(say: Callable[[str], None], result: RunResult, first: int, requests: list[MockRequest]) -> None:
+    """What a run did, in words a newcomer can follow; ``requests`` are the ones it sent the mock,
+    numbered from ``first``."""
+    mode, kind = result.run.mode.value, result.run.prompt_kind.value
+    say(
+        f"  run {result.run.id[-8:]} {result.run.outcome.value}: mode [cyan]{mode}[/cyan] "
+        f"({MODE_WORDS.get(mode, mode)}), prompt {kind} ({PROMPT_WORDS.get(kind, kind)})"
+    )
+    received = len(requests[-1].messages) if requests else "?"
+    say(
+        f"    Claude session {result.session.agent_session_id}; the model received {received} messages; "
+        f"reply: {result.run.result!r}"
+    )
+    skipped = skipped_replies(first, requests)
+    if skipped:
+        say(f"    {skipped}")
+
+
 def run_demo(console: Console, keep: bool = False) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="baton-demo-"))
     settings = load_settings(overrides={"home": str(scratch / "home")})
@@ -82,26 +137,19 @@ def run_demo(console: Console, keep: bool = False) -> int:
     say(f"scratch repo {repo}, BATON_HOME {settings.home}\n")
     try:
         with MockAnthropic() as mock, environ_patch(mock.env()):
-            say(f"mock Anthropic API listening on {mock.url} (no network, no API key)\n")
+            say(f"a mock Anthropic API on {mock.url} stands in for the model (offline, no API key);")
+            say("its replies are numbered, one per request, and say how many messages the request carried\n")
 
             def turn(prompt: str) -> RunResult:
-                before = len(mock.requests)
+                before = len(mock.conversation())
                 result = run(
                     RunRequest(agent="claude", repo=str(repo), thread="issue-42", prompt=prompt),
                     settings=settings,
                 )
-                seen = mock.message_counts()[before:]
-                say(
-                    f"  run {result.run.id[-8:]}: mode [cyan]{result.run.mode.value}[/cyan], "
-                    f"prompt {result.run.prompt_kind.value}, outcome {result.run.outcome.value}"
-                )
-                say(
-                    f"    session {result.session.agent_session_id}; the model received "
-                    f"{seen[-1] if seen else '?'} messages; reply: {result.run.result!r}"
-                )
+                _report(say, result, before + 1, mock.conversation()[before:])
                 return result
 
-            say("[bold]1. Three runs on thread issue-42[/bold]")
+            say("[bold]1. Three runs on thread issue-42: a new conversation, then resumed twice[/bold]")
             first = turn("Read calc.py and tell me what it does.")
             calc = Path(first.session.worktree) / "calc.py"
             write = tool_marker("Write", file_path=str(calc), content=CALC)  # the mock model asks for it
@@ -120,11 +168,12 @@ def run_demo(console: Console, keep: bool = False) -> int:
             fourth = turn("Where were we?")
             same = fourth.session.agent_session_id == first.session.agent_session_id
             counts = mock.message_counts()
-            say(f"  hydrated from baton's store and resumed: same session id: {same}\n")
+            say(f"  baton restored the transcript from its store and resumed: same session id: {same}\n")
             say("[bold]What happened[/bold]")
             say(
-                f"  messages the model saw per request: {' → '.join(map(str, counts))} "
-                "(one conversation, growing; a fresh start would have dropped back to 2)"
+                f"  messages the model saw, request by request (#1 to #{len(counts)}): "
+                f"{' → '.join(map(str, counts))} (one conversation, growing; a fresh start would have "
+                "dropped back to 2)"
             )
             ok = (
                 same
