@@ -240,6 +240,38 @@ def test_run_fast_path_builds_the_request_typer_builds(
     assert fields_of(ours) == fields_of(theirs) and our_json == their_json == ("--json" in args)
 
 
+@pytest.mark.parametrize("how", [["--prompt-file", "FILE"], ["--prompt-file=FILE"], ["--prompt-file", "-"]])
+def test_run_fast_path_reads_the_prompt_file_as_typer_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, how: list[str]
+) -> None:
+    import typer.main
+
+    from baton.cli import fast, running
+    from baton.cli import run as run_module
+    from baton.cli.app import app
+    from tests.test_cli_inputs import Piped
+
+    (tmp_path / "p.txt").write_text("from the file é\n")
+    args = ["-a", "fake", "-r", "/src", "-t", "t", *(a.replace("FILE", str(tmp_path / "p.txt")) for a in how)]
+    piped = Piped("from stdin ✓\n".encode())
+    monkeypatch.setattr(sys, "stdin", piped)
+    seen: list[object] = []
+
+    def execute(request: object, as_json: bool, start_warm: bool = False) -> int:
+        seen.append(request)
+        return 0
+
+    monkeypatch.setattr(running, "execute", execute)
+    monkeypatch.setattr(run_module, "execute", execute)
+    try:
+        assert fast.try_fast(["run", *args]) == 0  # taken by the fast path, not left to Typer
+        typer.main.get_command(app).main(["run", *args], prog_name="baton", standalone_mode=False)
+    finally:
+        piped.close()
+    ours, theirs = map(fields_of, seen)
+    assert ours == theirs and ours["prompt"] == ("from stdin ✓\n" if "-" in how else "from the file é\n")
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -247,6 +279,9 @@ def test_run_fast_path_builds_the_request_typer_builds(
         ["-a", "fake", "-r", "/src", "-t", "t", "one", "two"],
         ["-a", "fake", "-r", "/src", "-t", "t", "--mode", "fresh", "p"],  # an option it does not know
         ["-a", "fake", "-r", "/src", "-t", "t", "--", "-p"],
+        ["-a", "fake", "-r", "/src", "-t", "t", "--prompt-file", "-", "p"],  # both: Typer's error
+        ["-a", "fake", "-r", "/src", "-t", "t", "--prompt-file"],  # no value
+        ["-a", "fake", "-r", "/src", "-t", "-", "p"],  # "-" only for the prompt file
         ["-a", "fake", "-r", "/src", "p"],  # no thread
         ["--help"],
     ],

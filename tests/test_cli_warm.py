@@ -219,6 +219,41 @@ def test_a_long_prompt_and_hostile_bytes_travel_whole(
     assert said[0] == said[1] and "not valid UTF-8" in said[0][1]
 
 
+def test_a_piped_prompt_file_reaches_the_served_run(
+    src_repo: Path, env: dict[str, str], home: Path, settings: Settings
+) -> None:
+    """``--prompt-file -``: the served child reads the client's standard input, handed over with it."""
+    key = first_turn(src_repo, "piped", env, home)
+    prompt = "from a pipe é ✓ --json $(x)\n" + "z" * 300_000  # more than a pipe holds at once
+    proc = subprocess.Popen(
+        [*BATON, *key, "--json", "--prompt-file", "-"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    out, err = proc.communicate(prompt.encode(), timeout=120)
+    assert proc.returncode == 0, err
+    result = json.loads(out)
+    assert ran_in(settings, result) != proc.pid and result["mode"] == "resume"  # served, same conversation
+    assert record(settings, result).prompt == prompt
+    # nothing piped in: refused as a plain run refuses it
+    said = [
+        subprocess.run(
+            [*BATON, *key, "--prompt-file", "-"],
+            env={**env, "BATON_WARM": warm_setting},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for warm_setting in ("auto", "off")
+    ]
+    assert [s.returncode for s in said] == [2, 2] and said[0].stderr == said[1].stderr
+    assert "the prompt from stdin is empty" in said[0].stderr
+
+
 def test_a_client_in_another_context_runs_the_command_itself(
     src_repo: Path, env: dict[str, str], home: Path, settings: Settings
 ) -> None:

@@ -41,9 +41,12 @@ LS_OPTIONS = {
 }
 
 
-def parse(args: list[str], options: dict[str, tuple[tuple[str, ...], bool]]) -> dict[str, str | bool] | None:
+def parse(
+    args: list[str], options: dict[str, tuple[tuple[str, ...], bool]], dash: tuple[str, ...] = ()
+) -> dict[str, str | bool] | None:
     """``args`` as option values (the last of a repeated option wins, as in Click); None for anything
-    else: an argument, an unknown option, a missing value, a value that looks like an option."""
+    else: an argument, an unknown option, a missing value, a value that looks like an option (but
+    ``-``, standard input, for the options named in ``dash``)."""
     spelling = {flag: name for name, (flags, _) in options.items() for flag in flags}
     found: dict[str, str | bool] = {}
     i = 0
@@ -58,7 +61,7 @@ def parse(args: list[str], options: dict[str, tuple[tuple[str, ...], bool]]) -> 
             found[name] = True
         elif eq:
             found[name] = inline
-        elif i + 1 < len(args) and not args[i + 1].startswith("-"):
+        elif i + 1 < len(args) and (not args[i + 1].startswith("-") or (args[i + 1] == "-" and name in dash)):
             i += 1
             found[name] = args[i]
         else:
@@ -98,30 +101,42 @@ RUN_OPTIONS = {
     "agent": (("--agent", "-a"), True),
     "repo": (("--repo", "-r"), True),
     "thread": (("--thread", "-t"), True),
+    "prompt_file": (("--prompt-file",), True),
     "json": (("--json",), False),
 }
+VALUED = tuple(flag for flags, takes in RUN_OPTIONS.values() if takes for flag in flags)
 
 
 def run(args: list[str]) -> int | None:
-    """``baton run -a AGENT -r REPO -t THREAD [--json] PROMPT`` — the form a dispatcher starts once per
-    event — without Typer, whose parsing imports pydantic (~0.15 s). The request is the one the Typer
-    command builds from these options (every other field at its default); any other option, a prompt
-    that starts with ``-`` or a missing key option is Typer's to parse."""
+    """``baton run -a AGENT -r REPO -t THREAD [--json] PROMPT`` (or ``--prompt-file FILE``, ``-`` for
+    standard input, instead of PROMPT) — the form a dispatcher starts once per event — without Typer,
+    whose parsing imports pydantic (~0.15 s). The request is the one the Typer command builds from
+    these options (every other field at its default); any other option, a prompt that starts with
+    ``-``, a prompt and a prompt file, or a missing key option is Typer's to parse."""
     prompts = [i for i, arg in enumerate(args) if not arg.startswith("-") and _is_argument(args, i)]
-    if len(prompts) != 1:
+    if len(prompts) > 1:
         return None
-    prompt = args[prompts[0]]
-    given = parse(args[: prompts[0]] + args[prompts[0] + 1 :], RUN_OPTIONS)
+    rest = args[: prompts[0]] + args[prompts[0] + 1 :] if prompts else args
+    given = parse(rest, RUN_OPTIONS, dash=("prompt_file",))
     if given is None or not all(isinstance(given.get(k), str) for k in ("agent", "repo", "thread")):
         return None
+    if len(prompts) + ("prompt_file" in given) != 1:
+        return None  # both or neither: Typer's error
     from baton.cli import warm
 
+    # a prompt file is read where the run runs: standard input, handed over, by the served child
     handed = warm.hand_over(["run", *args])
     if isinstance(handed, int):
         warm.leave(handed)
     from baton.cli.running import execute
     from baton.runner.request import RunRequest
 
+    if prompts:
+        prompt = args[prompts[0]]
+    else:
+        from baton.cli.inputs import read_input
+
+        prompt = read_input(str(given["prompt_file"]), "prompt", "--prompt-file")
     request = RunRequest(
         agent=str(given["agent"]), repo=str(given["repo"]), thread=str(given["thread"]), prompt=prompt
     )
@@ -132,8 +147,7 @@ def _is_argument(args: list[str], i: int) -> bool:
     """Whether ``args[i]`` stands alone, not as the value of the option before it (``-a claude``)."""
     if i == 0:
         return True
-    before = args[i - 1]
-    return before not in ("--agent", "-a", "--repo", "-r", "--thread", "-t")
+    return args[i - 1] not in VALUED
 
 
 FAST: dict[tuple[str, ...], Handler] = {("sessions", "ls"): sessions_ls, ("run",): run}

@@ -4,8 +4,8 @@
 written ``command(request, *own options)`` and :func:`request_command` gives Typer one flat signature,
 the request's options (from its fields' :class:`~baton.runner.request.Option`: flags, help, type,
 default) in the schema's order, then the command's own. The command receives the request built, its
-instruction read from the argument or the file. A field Typer has not seen cannot be forgotten here:
-a new run option is a new field of ``RunRequest``.
+instruction read from the argument or the file (``-``: standard input, :mod:`baton.cli.inputs`). A
+field Typer has not seen cannot be forgotten here: a new run option is a new field of ``RunRequest``.
 
 The key's options (``--agent``, ``--repo``, ``--thread``) are the request's too, for every command that
 names a key (:func:`key_option`).
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -64,7 +63,10 @@ def _parameters(f: RequestField) -> list[inspect.Parameter]:
         return [inspect.Parameter(f.name, KEYWORD, default=default, annotation=Annotated[f.type, _option(f)])]
     nullable: Any = f.kind | None
     argument = Annotated[nullable, typer.Argument(help=f.option.help)]
-    path = Annotated[Path | None, typer.Option(_file_flag(f), help=f.option.from_file)]
+    # the path as typed, not a Path: Path("./-") would be "-", standard input, not the file named "-"
+    path = Annotated[
+        str | None, typer.Option(_file_flag(f), help=f"{f.option.from_file} (-: standard input)")
+    ]
     return [
         inspect.Parameter(f.name, KEYWORD, default=None, annotation=argument),
         inspect.Parameter(f"{f.name}_file", KEYWORD, default=None, annotation=path),
@@ -83,8 +85,10 @@ def _take(f: RequestField, values: dict[str, Any]) -> Any:
     return _read_text(f, value, values.pop(f"{f.name}_file"))
 
 
-def _read_text(f: RequestField, value: str | None, path: Path | None) -> str:
-    """The argument, or the UTF-8 text of the file; BadInput for both, neither or an unreadable file."""
+def _read_text(f: RequestField, value: str | None, path: str | None) -> str:
+    """The argument, or the text of the file (``-``: standard input, see :mod:`baton.cli.inputs`);
+    BadInput for both, neither or input that cannot be read."""
+    from baton.cli.inputs import read_input
     from baton.errors import BadInput
 
     flag = _file_flag(f)
@@ -93,11 +97,4 @@ def _read_text(f: RequestField, value: str | None, path: Path | None) -> str:
     if path is None:
         assert value is not None
         return value
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BadInput(f"cannot read {flag} {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise BadInput(
-            f"{flag} {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); convert it"
-        ) from exc
+    return read_input(path, f.name, flag)
