@@ -1,7 +1,10 @@
-"""Plan files: every malformed plan is refused with the field and line named, before anything runs."""
+"""Plan files: every malformed plan is refused with the field and line named, before anything runs; a
+relative repo is read from the plan file's directory (from standard input: the current one)."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -9,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from baton.errors import BadInput
-from baton.plans.file import parse_plan
+from baton.keys import parse_repo
+from baton.plans.file import load_plan, parse_plan
+from tests.conftest import BATON, make_repo
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -148,3 +153,100 @@ def test_cli_malformed_plan_exit_2_nothing_run(cli: Cli, tmp_path: Path, home: P
     assert not home.exists()
     missing = cli("plan", "run", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "cannot read plan file" in missing.stderr
+
+
+# -- a relative repo: the plan file's directory -----------------------------------------------------------
+
+
+def plan_at(path: Path, repo: str, plan_id: str = "rel") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"id: {plan_id}\nagent: fake\nrepo: {repo}\ntasks:\n  - id: a\n    prompt: p\n")
+    return path
+
+
+def test_a_relative_repo_is_read_from_the_plan_files_directory_wherever_it_runs(
+    tmp_path: Path, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plans = tmp_path / "plans" / "deep"
+    path = plan_at(plans / "p.yaml", "../../src-repo")
+    real = str(src_repo.resolve())
+    for cwd in (plans, tmp_path, Path("/")):
+        monkeypatch.chdir(cwd)
+        assert load_plan(Path(os.path.relpath(path, cwd))).repo == real, cwd
+    # the key it gives is the one a run from the plan's own directory always gave (the same slug)
+    monkeypatch.chdir(plans)
+    before = parse_plan(path.read_text(), "p.yaml").repo  # no base: as written, read from the cwd
+    assert before == "../../src-repo" and parse_repo(before).slug == parse_repo(real).slug
+    # a symlinked directory: `..` is the OS's (the link target's parent), as from a cwd in it
+    link = tmp_path / "link"
+    link.symlink_to(plans, target_is_directory=True)
+    assert load_plan(plan_at(link / "q.yaml", "../../src-repo")).repo == real
+
+
+def test_urls_absolute_and_home_paths_stay_as_written(tmp_path: Path, src_repo: Path) -> None:
+    for repo in ("https://github.com/acme/api", "git@github.com:acme/api.git", str(src_repo), "~/no/such"):
+        assert load_plan(plan_at(tmp_path / "p.yaml", repo)).repo == repo
+    # scp-like, but a repository of that name beside the plan: the local path wins, as from a cwd
+    make_repo(tmp_path / "host.example:api")
+    plan = load_plan(plan_at(tmp_path / "p.yaml", "host.example:api"))
+    assert plan.repo == str(tmp_path.resolve() / "host.example:api")
+
+
+def test_a_relative_repo_that_is_no_repository_names_the_path_it_tried(
+    tmp_path: Path, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plans = tmp_path.resolve() / "plans"
+    plan_at(plans / "p.yaml", "src-repo")
+    monkeypatch.chdir(tmp_path)  # from here (the old rule) src-repo is a repository: the error says so
+    with pytest.raises(BadInput) as info:
+        load_plan(Path("plans/p.yaml"))
+    said = str(info.value)
+    assert said.startswith(
+        f"plans/p.yaml:3: repo 'src-repo' is read from the plan file's directory {plans}: "
+    )
+    assert f"repo '{plans / 'src-repo'}' does not exist" in said
+    assert f"{src_repo.resolve()} (from the current directory) is a repository" in said
+    (plans / "plain").mkdir()
+    with pytest.raises(BadInput) as info:
+        load_plan(plan_at(plans / "p.yaml", "plain"))
+    said = str(info.value)
+    assert f"repo '{plans / 'plain'}' is not a git repository" in said and "current directory" not in said
+
+
+def test_cli_plan_from_another_directory_and_from_stdin(
+    tmp_path: Path, src_repo: Path, baton_env: dict[str, str], home: Path
+) -> None:
+    env = {**os.environ, **baton_env}
+
+    def plan_run(arg: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*BATON, "plan", "run", arg, "--json"],
+            cwd=cwd,
+            env=env,
+            input=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else None,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    path = plan_at(tmp_path / "plans" / "p.yaml", "../src-repo", "from-file")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = plan_run("../plans/p.yaml", elsewhere)
+    assert done.returncode == 0, done.stderr
+    slug = parse_repo(str(src_repo)).slug
+    assert json.loads(done.stdout)["repo"] == slug
+    # from standard input a plan has no directory: its relative paths are the current directory's
+    text = path.read_text().replace("from-file", "from-stdin").replace("../src-repo", "src-repo")
+    done = plan_run("-", tmp_path, text)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["repo"] == slug and json.loads(done.stdout)["file"] == "<stdin>"
+    refused = plan_run("-", elsewhere, text.replace("from-stdin", "nowhere"))
+    assert refused.returncode == 2
+    assert (
+        f"<stdin>:3: repo 'src-repo' is read from the current directory {elsewhere.resolve()}"
+        in refused.stderr
+    )
+    empty = plan_run("-", elsewhere)
+    assert empty.returncode == 2 and "the plan from stdin is empty" in empty.stderr

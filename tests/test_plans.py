@@ -100,6 +100,45 @@ def test_interrupted_task_is_rerun_with_the_note(settings: Settings, src_repo: P
     assert [t.run_id for t in again.tasks[:2]] == [t.run_id for t in first.tasks[:2]]
 
 
+def test_a_plan_with_a_relative_repo_is_one_key_from_any_directory(
+    settings: Settings, src_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started from the plan's directory, interrupted, re-run from elsewhere: the same key (the slug a
+    run from the plan's directory always gave), continued at the unfinished task."""
+    from baton.agents import AGENTS
+    from baton.keys import make_key
+    from baton.plans.file import load_plan
+
+    path = tmp_path / "plans" / "plan.yaml"
+    path.parent.mkdir()
+    path.write_text(plan_text(Path("../src-repo")))
+    monkeypatch.chdir(path.parent)
+    slug = make_key("fake", "../src-repo", "plan-demo", AGENTS).repo.slug  # read from the cwd, as before
+
+    def killed_at_t2(record: PlanRecord, current: str | None) -> None:
+        if current == "t2":
+            raise RuntimeError("killed")  # t2 stays "running" in the store, as after a kill
+
+    store = open_store(settings.resolved_store_url)
+    try:
+        with pytest.raises(RuntimeError, match="killed"):
+            run_plan(load_plan(Path("plan.yaml")), settings, store, on_progress=killed_at_t2)
+        first = store.get_plan("demo")
+        assert first is not None and first.repo == slug
+        assert [t.status for t in first.tasks] == [
+            TaskStatus.SUCCEEDED,
+            TaskStatus.RUNNING,
+            TaskStatus.PENDING,
+        ]
+        monkeypatch.chdir(tmp_path.parent)
+        again = run_plan(load_plan(path), settings, store).record
+    finally:
+        store.close()
+    assert again.status == "succeeded" and again.repo == slug
+    assert again.tasks[0].run_id == first.tasks[0].run_id, "the finished task is not re-run"
+    assert [t.result for t in again.tasks[1:]] == [f"fake reply: received {n} messages" for n in (4, 6)]
+
+
 def test_changed_finished_prompt_is_reported(settings: Settings, src_repo: Path) -> None:
     first = go(settings, plan_text(src_repo))
     edited = plan_text(src_repo, prompts=("one", "TWO, changed", "three"))

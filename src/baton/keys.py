@@ -101,9 +101,18 @@ def parse_repo(spec: str) -> Repo:
     if "://" in spec:
         return _url_repo(spec)
     scp = _SCP_RE.match(spec)
-    if scp and not _exists(Path(spec)) and "." in scp.group("host"):
+    if scp and is_scp_remote(spec):
         return Repo(url=spec, slug=_slug(scp.group("host").lower(), scp.group("path"), spec), local=False)
     return _local_repo(spec)
+
+
+def is_scp_remote(spec: str, base: Path | None = None) -> bool:
+    """Whether ``spec`` (stripped, no ``://``) names a remote in scp form (``git@github.com:acme/api``)
+    rather than a local path: it has that form with a dotted host, and no such path exists (relative
+    to ``base``, else to the current directory)."""
+    scp = _SCP_RE.match(spec)
+    path = Path(spec) if base is None else base / spec
+    return scp is not None and "." in scp.group("host") and not _exists(path)
 
 
 def _url_repo(spec: str) -> Repo:
@@ -136,10 +145,11 @@ def _check_host(host: str) -> None:
 
 
 def _exists(path: Path) -> bool:
-    """``Path.exists`` that says False, not OSError, for a name the OS refuses (ENAMETOOLONG, EACCES)."""
+    """``Path.exists`` that says False, not OSError, for a name the OS refuses (ENAMETOOLONG, EACCES, a
+    NUL byte)."""
     try:
         return path.exists()
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 

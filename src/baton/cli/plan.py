@@ -45,7 +45,7 @@ def plan_table(store: Store, record: PlanRecord, current: str | None = None) -> 
 
 @plan_app.command("run")
 def plan_run(
-    file: Annotated[Path, typer.Argument(help="the plan file (YAML)")],
+    file: Annotated[str, typer.Argument(help="the plan file (YAML; -: standard input)")],
     from_task: Annotated[str | None, typer.Option("--from", help="re-run from this task on")] = None,
     access: Annotated[
         Access | None,
@@ -53,13 +53,19 @@ def plan_run(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a plan's unfinished tasks in one conversation; re-run it to continue after an interruption."""
+    """Run a plan's unfinished tasks in one conversation; re-run it to continue after an interruption.
+    A relative repo: is read from the plan file's directory (from standard input: the current one)."""
     from rich.live import Live
 
-    from baton.plans.file import load_plan
+    from baton.cli.inputs import STDIN, read_input
+    from baton.plans.file import STDIN as FROM_STDIN
+    from baton.plans.file import load_plan, parse_plan
     from baton.plans.runner import run_plan
 
-    plan = load_plan(file)
+    if file == STDIN:  # the plan's relative paths: the current directory's, as it has no file
+        plan = parse_plan(read_input(file, "plan", "baton plan run"), FROM_STDIN, base=Path.cwd())
+    else:
+        plan = load_plan(Path(file))
     with cli_store() as (settings, store):
         if access is not None:
             settings = settings.with_(access=access.value)

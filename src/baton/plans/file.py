@@ -20,6 +20,13 @@ tasks:
 ```
 
 The YAML is composed into nodes (not just loaded) so every error can point at a line.
+
+A relative local ``repo:`` is read from the plan file's directory (as Compose reads a compose file's
+paths), so a plan works the same from wherever it is run: :func:`load_plan` makes it absolute, and
+refuses one that is not a repository naming the path it tried. A URL (``https://``, ``git@host:...``)
+stays as written, and so do an absolute path and ``~/...``. A plan read from standard input
+(``baton plan run -``) has no directory: its relative paths are read from the current one. ``repo:`` is
+a plan's only path (``base:`` is a git ref, ``context:`` text).
 """
 
 from __future__ import annotations
@@ -33,12 +40,13 @@ from typing import Any
 import yaml
 
 from baton.errors import BadInput
-from baton.keys import THREAD_RE
+from baton.keys import THREAD_RE, is_scp_remote, parse_repo
 from baton.models import Access
 
 ON_FAILURE = ("stop", "continue", "retry")
 PLAN_KEYS = {"id", "agent", "repo", "branch", "base", "context", "tasks"}
 TASK_KEYS = {"id", "prompt", "on_failure", "retries", "timeout", "access"}
+STDIN = "<stdin>"  # the file name of a plan read from standard input (its paths: the current directory's)
 
 
 @dataclass(frozen=True)
@@ -183,16 +191,21 @@ def _compose(text: str, file: str) -> yaml.Node:
     return root
 
 
-def parse_plan(text: str, file: str = "<plan>") -> Plan:
-    """Parse and validate a plan; raises BadInput naming the field and line of the first problem."""
+def parse_plan(text: str, file: str = "<plan>", base: Path | None = None) -> Plan:
+    """Parse and validate a plan; raises BadInput naming the field and line of the first problem.
+
+    ``base``: the directory a relative local ``repo:`` is read from (:func:`load_plan` gives the plan
+    file's); the repo is then made absolute here, and one that is no repository is refused. ``None``:
+    the repo as written (a relative path is then read from the current directory when the plan runs)."""
     where = _Where(file)
     root = _compose(text, file)
     top = _mapping(where, root, "the plan", PLAN_KEYS)
     _require(where, root, top, ("id", "agent", "repo", "tasks"), "")
+    repo = _scalar(where, top["repo"], "repo", "string")
     values: dict[str, Any] = {
         "id": _identifier(where, top["id"], "id"),
         "agent": _scalar(where, top["agent"], "agent", "string"),
-        "repo": _scalar(where, top["repo"], "repo", "string"),
+        "repo": repo if base is None else _repo_path(where, top["repo"], repo, base),
     }
     for optional in ("branch", "base", "context"):
         if optional in top:
@@ -252,9 +265,52 @@ def _failure_policy(where: _Where, fields: dict[str, yaml.Node], name: str) -> t
     return on_failure, retries
 
 
+def _repo_path(where: _Where, node: yaml.Node, repo: str, base: Path) -> str:
+    """``repo`` with a relative local path made absolute against ``base`` (see the module); BadInput
+    naming the path tried when it is no repository. A URL, an absolute or ``~`` path: as written."""
+    text = repo.strip()
+    if "://" in text or text.startswith("~") or Path(text).is_absolute() or is_scp_remote(text, base):
+        return repo
+    tried = _real(base / text)  # as a run from the plan's directory read it (the cwd is a real path)
+    try:
+        parse_repo(tried)
+    except BadInput as exc:
+        raise where.fail(node, f"repo {repo!r} {_relative_to(where.file, base)}: {exc}{_hint(text)}") from exc
+    return tried
+
+
+def _real(path: Path) -> str:
+    """The path with its symlinks and ``..`` resolved (by the OS: ``link/..`` is the link's target's
+    parent), or as it is when the OS cannot resolve it (a symlink loop)."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return str(path.absolute())
+
+
+def _relative_to(file: str, base: Path) -> str:
+    if file == STDIN:
+        return f"is read from the current directory {_real(base)} (the plan came from standard input)"
+    return f"is read from the plan file's directory {_real(base)}"
+
+
+def _hint(text: str) -> str:
+    """For a plan written for the old rule (relative to where it was run): where that would be."""
+    try:
+        here = _real(Path.cwd() / text)
+        parse_repo(here)
+    except (BadInput, OSError):
+        return ""
+    return (
+        f"; {here} (from the current directory) is a repository: a plan's relative paths "
+        "are read from its own directory, so write that path relative to the plan file, or absolute"
+    )
+
+
 def load_plan(path: Path) -> Plan:
+    """The plan in file ``path``, its relative ``repo:`` read from the file's directory."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise BadInput(f"cannot read plan file {path}: {exc.strerror}") from exc
-    return parse_plan(text, str(path))
+    return parse_plan(text, str(path), base=path.parent)
