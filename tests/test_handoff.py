@@ -465,6 +465,37 @@ def test_nul_bytes_and_lone_surrogates_from_an_agent_are_made_valid() -> None:
     assert "\x00" not in text and text.encode("utf-8") and "bad  byte" in text
 
 
+def test_the_sources_worktree_paths_become_paths_in_the_repository(tmp_path: Path) -> None:
+    """The source's absolute worktree path (its home's, as its run's log names it; with and without a
+    trailing slash; its real path where ``worktrees`` is a symlink; another home's, another machine's)
+    is never quoted: the target works in its own worktree."""
+    home, store = tmp_path / "home", tmp_path / "disk"
+    home.mkdir()
+    (store / "claude" / "local" / "x" / "t1").mkdir(parents=True)
+    (home / "worktrees").symlink_to(store, target_is_directory=True)
+    wt = f"{home}/worktrees/claude/local/x/t1"
+    real = f"{store.resolve()}/claude/local/x/t1"
+    other = "/srv/other-machine/baton/worktrees/claude/local/x/t1"
+    runs = [
+        make_run(1, f"write {wt}/src/lexer.py, then run `pytest {wt}/tests`", f"done: {real}/src/lexer.py"),
+        make_run(2, f"cd {wt} && make; ls {wt}/", None, error=f"{other}/build/out.log:3: failed"),
+        make_run(3, f"leave {wt}2/keep.py and /elsewhere{wt} alone", f'"{wt}/a b.py" (cwd={wt}/)'),
+    ]
+    runs = [dataclasses.replace(r, log_path=f"{home}/logs/r{n}.jsonl") for n, r in enumerate(runs, 1)]
+    text = handoff_recap(runs, ["A src/lexer.py"], "claude", 10_000)
+    for quoted in (
+        "write src/lexer.py, then run `pytest tests`",
+        "done: src/lexer.py",
+        "cd ./ && make; ls ./",
+        "Error:\nbuild/out.log:3: failed",
+        f"leave {wt}2/keep.py",  # another thread's worktree (t12): not this key's
+        '"a b.py" (cwd=./)',
+    ):
+        assert quoted in text, quoted
+    assert real not in text and other not in text
+    assert text.count(wt) == 1 and f"{wt}/" not in text  # only t12's path is left
+
+
 def test_the_file_list_is_cut_with_how_many_more() -> None:
     changed = [f"A src/module_{n:05}.py" for n in range(10_000)]
     text = handoff_recap([make_run(1, "go", "ok")], changed, "claude", 2_000)
@@ -685,6 +716,25 @@ def test_refused_hand_offs_write_nothing(
     result = cli(*base, "--handoff-from", "claude", "take over")
     assert result.returncode == 2 and "already has a conversation" in result.stderr, result.stderr
     assert len(store.list_runs()) == 1
+
+
+def test_the_target_is_sent_paths_in_the_repository_not_into_the_sources_worktree(
+    settings: Settings, src_repo: Path, source_run: RunResult, store: Store, mock: MockAnthropic
+) -> None:
+    source_wt = Path(source_run.session.worktree)
+    prompt = f"now fix {source_wt}/lexer.py and list {source_wt}/"
+    second = go(settings, src_repo, prompt)
+    store.update_run(second.run.id, result=f"fixed {source_wt}/lexer.py; see {source_wt.resolve()}/notes.md")
+    handed = run(
+        RunRequest(agent="claude", repo=str(src_repo), thread="t1", prompt="go on", handoff_from="fake"),
+        settings=settings,
+    )
+    assert handed.ok and handed.run.prompt_kind == PromptKind.HANDOFF, handed.run.error
+    sent = mock.texts()[-1]
+    assert "now fix lexer.py and list ./" in sent and "fixed lexer.py; see notes.md" in sent
+    assert str(source_wt) not in sent and str(source_wt.resolve()) not in sent
+    assert handed.session.worktree in sent  # the target is told its own worktree, once, by the template
+    assert store.get_run(second.run.id).prompt == prompt  # type: ignore[union-attr]  # the record is as it was
 
 
 def test_a_hand_off_onto_the_sources_branch_is_refused_before_the_worktree(

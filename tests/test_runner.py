@@ -88,6 +88,34 @@ def test_recover_with_recap_when_conversation_is_gone(settings: Settings, src_re
     )
 
 
+def test_a_recap_quotes_no_worktree_path_of_another_home(settings: Settings, src_repo: Path) -> None:
+    """Runs made in a BATON_HOME at another path (another machine, a moved home) quote their own
+    worktree path: the recovered conversation's recap names the files inside the repository."""
+    first = go(settings, src_repo, "write the lexer")
+    old_home = "/srv/old machine/baton"
+    old_wt = f"{old_home}/worktrees/fake/{first.run.repo}/t1"
+    here = first.session.worktree
+    store = open_store(settings.resolved_store_url)
+    store.update_run(
+        first.run.id,
+        log_path=f"{old_home}/logs/{first.run.id}.jsonl",
+        prompt=f"write {old_wt}/src/lexer.py (in {old_wt}/)",
+        result=f"wrote {old_wt}/src/lexer.py and {here}/README.md",
+    )
+    shutil.rmtree(key_home(settings, key_of(first.session)))
+    store.delete_snapshot("fake", first.run.repo, "t1")
+    store.close()
+    again = go(settings, src_repo, "write the parser")
+    assert again.run.mode == Mode.RECOVER
+    prompt = sent_prompts(settings, str(again.session.agent_session_id))[0]
+    assert (
+        "asked: write src/lexer.py (in ./)" in prompt and "answer: wrote src/lexer.py and README.md" in prompt
+    )
+    assert (
+        old_home not in prompt and prompt.count(here) == 1
+    )  # this worktree: the template's "in the directory"
+
+
 def test_not_found_from_agent_switches_to_recover(settings: Settings, src_repo: Path) -> None:
     first = go(settings, src_repo, "first instruction")
     # A corrupt transcript: present on disk (so baton resumes), but the agent answers "not found".

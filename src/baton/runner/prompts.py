@@ -16,6 +16,7 @@ from string import Template
 
 from baton.errors import BadInput
 from baton.models import PromptKind, RunRecord
+from baton.sync.recaps import repo_relative
 
 RECAP_CHARS = 600
 
@@ -38,15 +39,17 @@ def render(kind: PromptKind, home: Path, **values: str) -> str:
 
 
 def recap(runs: list[RunRecord]) -> str:
-    """A plain-text recap of earlier runs (oldest first): what was asked and what came back."""
+    """A plain-text recap of earlier runs (oldest first): what was asked and what came back, with
+    paths into the key's worktree (in this home or the one a run ran in) relative to the repository."""
+    relative = repo_relative(runs)
     lines: list[str] = []
     for number, run in enumerate(runs, 1):
         lines.append(f"Run {number} ({run.outcome.value}):")
-        lines.append(f"  asked: {_clip(run.prompt)}")
+        lines.append(f"  asked: {_clip(relative(run.prompt))}")
         if run.result:
-            lines.append(f"  answer: {_clip(run.result)}")
+            lines.append(f"  answer: {_clip(relative(run.result))}")
         elif run.error:
-            lines.append(f"  error: {_clip(run.error)}")
+            lines.append(f"  error: {_clip(relative(run.error))}")
     return "\n".join(lines) if lines else "(no earlier runs were recorded)"
 
 

@@ -6,15 +6,26 @@ the target CLI's prompt limit (:func:`recap_budget`). A long history is summaris
 newest turns verbatim while they fit, older ones one clipped line each, the oldest as "N earlier turns"
 lines; the last resort clips the newest turn in its middle. :func:`handoff_recap` never exceeds its
 budget, whatever the sizes or characters of the history.
+
+The recap names files by their path inside the repository, never by the source's worktree path: each
+key has its own worktree, and an absolute path into the source's would send the new agent to work in
+the wrong directory. :func:`repo_relative` rewrites them (``<worktree>/src/x.py`` → ``src/x.py``, the
+worktree itself → ``./``), also for a recovered conversation's recap, whose earlier runs may have run
+in a ``BATON_HOME`` at another path (another machine, a moved home).
 """
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from pathlib import Path
 
 from baton.agents import Agent
 from baton.models import RunRecord
 
+Rewrite = Callable[[str], str]
 DEFAULT_BUDGET = 60_000  # characters of recap (~15k tokens): enough for many turns, cheap to send
 TEMPLATE_ROOM = 2_000  # handoff.txt's own words with the repo, thread, branch and worktree in them
 LINE_CHARS = 240  # one summarised turn
@@ -49,7 +60,8 @@ def handoff_recap(runs: list[RunRecord], changed: list[str], source_agent: str, 
     summarised (see the module's docstring), the file list cut with "... and N more"."""
     if budget <= 0:
         return ""
-    runs = [_clean_run(run) for run in runs]
+    relative = repo_relative(runs)
+    runs = [_clean_run(run, relative) for run in runs]
     head = f"{source_agent}'s conversation on this thread ({_turns(len(runs))}), oldest first:"
     if not runs:
         head = f"{source_agent} recorded no turns on this thread."
@@ -211,10 +223,73 @@ def _clean(text: str) -> str:
     return text.replace("\0", "").encode("utf-8", "replace").decode("utf-8")
 
 
-def _clean_run(run: RunRecord) -> RunRecord:
+def _clean_run(run: RunRecord, relative: Rewrite) -> RunRecord:
     return replace(
         run,
-        prompt=_clean(run.prompt),
-        result=_clean(run.result) if run.result else run.result,
-        error=_clean(run.error) if run.error else run.error,
+        prompt=relative(_clean(run.prompt)),
+        result=relative(_clean(run.result)) if run.result else run.result,
+        error=relative(_clean(run.error)) if run.error else run.error,
     )
+
+
+# -- paths into the runs' worktree, made relative to the repository -------------------------------------
+
+# What ends a path in prose: white space, quotes, brackets, separators (a path rarely holds these)
+_STOP = frozenset(" \t\n\r\f\v'\"`<>()[]{}|;,")
+_AFTER_THREAD = r"(?![\w-]|\.[\w-])(?P<slash>/)?"  # the thread ends here (issue-4 is not issue-42)
+
+
+def repo_relative(runs: Iterable[RunRecord]) -> Rewrite:
+    """A function that rewrites, in a text, the absolute paths of ``runs``' worktree — their key's
+    ``<BATON_HOME>/worktrees/<agent>/<slug>/<thread>``, in the home each run's log names (with or
+    without a trailing slash, and its real path), or in any other home (a path ending in
+    ``/worktrees/<agent>/<slug>/<thread>``) — to paths inside the repository: ``src/x.py``, and ``./``
+    for the worktree itself. Linear in the text's length, whatever it holds."""
+    keys: set[tuple[str, str, str]] = set()
+    exact: set[str] = set()
+    for run in runs:
+        tail = os.path.join("worktrees", run.agent, run.repo, run.thread)
+        keys.add((run.agent, run.repo, run.thread))
+        if os.path.isabs(run.log_path):
+            path = os.path.join(str(Path(run.log_path).parent.parent), tail)
+            exact.update((path, os.path.realpath(path)))
+    if not keys:
+        return lambda text: text
+    literal = "|".join(re.escape(p) for p in sorted(exact, key=len, reverse=True))
+    tails = "|".join(re.escape(f"/worktrees/{a}/{s}/{t}") for a, s, t in sorted(keys))
+    exact_part = rf"(?<![\w.~-])(?P<exact>{literal})|" if literal else ""
+    pattern = re.compile(f"(?:{exact_part}(?P<tail>{tails})){_AFTER_THREAD}")
+
+    def rewrite(text: str) -> str:
+        if "/worktrees/" not in text and not any(p in text for p in exact):
+            return text
+        out: list[str] = []
+        done = 0  # the text before this is in ``out``
+        for match in pattern.finditer(text):
+            start = match.start() if match.group("exact") else _path_start(text, match.start(), done)
+            out.append(text[done:start])
+            following = text[match.end() : match.end() + 1]
+            inside = match.group("slash") and following and following not in _STOP
+            out.append("" if inside else "./")
+            done = match.end()
+        out.append(text[done:])
+        return "".join(out)
+
+    return rewrite
+
+
+def _path_start(text: str, tail: int, floor: int) -> int:
+    """Where the path whose ``/worktrees/...`` part starts at ``tail`` begins: after the last character
+    before it that ends a path or separates one (``:``, ``=``: a ``file:line``, a ``PATH``-like list,
+    ``cwd=...``), the whole of it (``~/...``, ``.baton/worktrees/...``); when the previous path
+    rewritten (ending at ``floor``) runs into this one, at this one's first ``/``."""
+    begin = tail
+    while begin > floor and not _ends_path(text[begin - 1]):
+        begin -= 1
+    if begin == floor and begin > 0 and not _ends_path(text[begin - 1]):
+        return text.index("/", begin, tail + 1)
+    return begin
+
+
+def _ends_path(char: str) -> bool:
+    return char in _STOP or char in ":="
