@@ -17,7 +17,8 @@ Two things carry over, and the source keeps both:
   launch) would be reused as it is, so it is archived (:mod:`baton.workspace.archives`) and replaced.
 - **The conversation**, as text, since no agent can read another's transcript: a recap
   (:mod:`baton.sync.recaps`) of the source's instructions and answers, oldest first, and the files it
-  changed against its base (:func:`changed_files`), cut to the target's prompt limit.
+  changed against its base (:func:`changed_files`), cut to the target's prompt limit; paths into the
+  source's worktree in them become paths in the repository (the target works in its own worktree).
 
 The source's conversation, worktree, branch and store records are only read: it stays resumable.
 """
