@@ -80,6 +80,13 @@ def test_dash_is_standard_input_and_a_file_is_a_file(stdin: Callable[..., Piped]
 
 
 def test_a_terminal_is_refused_rather_than_read(stdin: Callable[..., Piped]) -> None:
+    main, other = pty.openpty()
+    try:
+        with pytest.raises(BadInput, match=r"--prompt-file /dev/pts/\d+ is a terminal"):
+            read_input(os.ttyname(other), "prompt", "--prompt-file")
+    finally:
+        os.close(main)
+        os.close(other)
     stdin(tty=True)
     with pytest.raises(
         BadInput, match=r"--prompt-file - reads the prompt from standard input, which is a terminal"

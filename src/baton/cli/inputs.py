@@ -38,6 +38,10 @@ def read_input(path: str, what: str, flag: str) -> str:
         label = path
         try:
             with open(path, "rb") as fh:
+                if os.isatty(fh.fileno()):  # /dev/tty, /dev/stdin on a terminal: it would wait for input
+                    raise BadInput(
+                        f"{flag} {path} is a terminal: pipe the {what} in with {flag} -, or give a file"
+                    )
                 data = fh.read(MAX_INPUT + 1)
         except OSError as exc:
             raise BadInput(f"cannot read {flag} {path}: {exc.strerror or exc}") from exc
