@@ -205,7 +205,7 @@ def test_http_submit_stream_cancel(
     with run_service(settings) as service, service.client("run") as http:
         bad = http.post("/v1/runs", json=body(src_repo, "a/../b"))
         assert bad.status_code == 422 and "thread" in bad.json()["detail"]
-        assert http.get("/v1/runs").json() == []
+        assert http.get("/v1/runs").json()["runs"] == []
         made = http.post("/v1/runs", json=body(src_repo))
         assert made.status_code == 202 and made.json()["status"] == "queued"
         run_id = made.json()["run_id"]
@@ -216,7 +216,8 @@ def test_http_submit_stream_cancel(
         final = events[-1][2]
         assert final["status"] == "done" and final["outcome"] == "succeeded"
         assert final == http.get(f"/v1/runs/{run_id}").json()
-        assert http.get("/v1/runs", params={"repo": str(src_repo), "thread": "t1"}).json() == [final]
+        listed = http.get("/v1/runs", params={"repo": str(src_repo), "thread": "t1"}).json()
+        assert listed == {"runs": [final], "limit": 50, "offset": 0, "next_offset": None}
         assert http.get("/v1/runs/nope").status_code == 404
         missing = http.get("/v1/runs/nope/events")
         assert missing.status_code == 404 and missing.headers["content-type"] == "application/json"

@@ -179,8 +179,11 @@ def test_tokens_over_http_secret_once_listed_without_it_revoked_and_audited(serv
         listed = admin.get("/v1/tokens").json()
         assert {"name": "ci", "scope": "run", "revoked_at": None}.items() <= listed[0].items()
         assert secret not in json.dumps(listed) and "digest" not in listed[0]
-        assert admin.post("/v1/tokens", json={"name": "ci", "scope": "read"}).status_code == 422
-        assert admin.post("/v1/tokens", json={"name": "../x", "scope": "read"}).status_code == 422
+        taken = admin.post("/v1/tokens", json={"name": "ci", "scope": "read"})  # a conflict, not bad input
+        assert taken.status_code == 409
+        assert taken.json() == {"detail": "a token named 'ci' exists; revoke it or choose another name"}
+        bad = admin.post("/v1/tokens", json={"name": "../x", "scope": "read"})
+        assert bad.status_code == 422 and bad.json()["detail"].startswith("token name '../x': 1-64 of")
         assert admin.delete("/v1/tokens/ci").json()["revoked_at"] is not None
         assert admin.delete("/v1/tokens/nope").status_code == 404
         with service.client(secret) as ci:

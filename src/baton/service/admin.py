@@ -1,8 +1,9 @@
 """Routes: API tokens and the audit log (both ``admin``).
 
-``POST /v1/tokens`` returns the new token's secret once (the store keeps its hash); the list never
-shows secrets. Creating and revoking are audited with the calling token's name as the actor, like every
-admin action; ``GET /v1/audit`` shows the log, newest first (``baton audit`` prints the same).
+``POST /v1/tokens`` returns the new token's secret once (the store keeps its hash); a name already
+taken is 409. The list never shows secrets. Creating and revoking are audited with the calling token's
+name as the actor, like every admin action; ``GET /v1/audit`` shows the log, newest first (``baton
+audit`` prints the same).
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from pydantic import BaseModel, Field
 
 from baton.models import TokenRecord, TokenScope, iso
 from baton.service.auth import Actor, TokenAdmin, issue_token, require, revoke_token
+from baton.service.fields import TokenName
 
 router = APIRouter(tags=["admin"])
 Admin = Annotated[Actor, Depends(require(TokenScope.ADMIN))]
 
 
 class TokenIn(BaseModel):
-    name: str = Field(description="1-64 of letters, digits, '.', '_', '-'")
+    name: TokenName = Field(description="1-64 of letters, digits, '.', '_', '-'; a letter or digit first")
     scope: TokenScope
 
 

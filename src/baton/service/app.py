@@ -8,8 +8,13 @@ them in reverse.
 
 Errors: every route raises baton's own errors (:mod:`baton.errors`) and one handler here turns them into
 HTTP, so every route (present and future) answers alike: ``{"detail": "<the CLI's message>"}`` with
-NotFound 404, BadInput 422, Busy 409, DiskFull 507, RemoteError 502, any other BatonError 500. The
-same codes (and 401/403 from auth) are documented on every ``/v1`` operation (:mod:`baton.service.errors`).
+NotFound 404, BadInput 422, a conflict 409, DiskFull 507, RemoteError 502, any other BatonError 500.
+The same codes (and 401/403 from auth, 413 from the body limit) are documented on every ``/v1``
+operation (:mod:`baton.service.errors`); a 405 names every method of its path in ``Allow``.
+
+The OpenAPI document is generated when first asked for (FastAPI keeps it): the agents its ``agent``
+fields list (an ``enum``, :mod:`baton.service.fields`) are those registered then, which are those a
+request is checked against.
 
 Docs: ``/docs`` (Swagger UI) and ``/redoc`` load their scripts and styles from the service itself, not
 from a CDN, so they work on a network without internet: ``fastapi-offline`` ships the assets and
@@ -24,13 +29,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException
 
 from baton.errors import BatonError
 from baton.fleet.executor import check_executor, make_executor
 from baton.housekeeping.sweep import sweep_periodically
 from baton.service import admin, dashboard, disk, health, metrics, runs, sessions, webhooks
 from baton.service.diskcache import DiskCache
-from baton.service.errors import ERROR_RESPONSES, baton_error_handler
+from baton.service.errors import ERROR_RESPONSES, baton_error_handler, http_error_handler
 from baton.service.limits import BodyLimit
 from baton.settings import Settings, load_settings
 from baton.store import open_store
@@ -77,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (runs, sessions, admin, disk, webhooks):  # the /v1 route groups (and webhooks)
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.add_exception_handler(BatonError, baton_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, http_error_handler)  # type: ignore[arg-type]
     dashboard.install(app)
     app.add_middleware(BodyLimit)
     return app

@@ -6,13 +6,13 @@ revoked token is 401; a token whose scope is too small is 403.
 
 :func:`issue_token` and :func:`revoke_token` are what ``baton tokens`` and the admin API both call:
 each is audited with its actor (the local user on the CLI, the calling token's name over HTTP), and
-the audit entry never holds the secret.
+the audit entry never holds the secret. A name already taken (a revoked token's too) is
+:class:`NameTaken`: 409 over HTTP, a bad input (exit 2) on the CLI.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import time
 from collections.abc import Callable
@@ -24,13 +24,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from baton.errors import BadInput, NotFound
 from baton.models import TokenRecord, TokenScope
+from baton.service.fields import check_token_name
 from baton.sessions.manage import local_actor
 from baton.store.base import AuditStore, TokenStore
 
 PREFIX = "baton_"
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _bearer = HTTPBearer(auto_error=False, description="an API token from `baton tokens create`")
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+class NameTaken(BadInput):
+    """A token of that name exists (revoked or not): the request conflicts with what is stored."""
 
 
 class TokenAdmin(TokenStore, AuditStore, Protocol):
@@ -43,12 +47,9 @@ def digest(secret: str) -> str:
 
 def create_token(store: TokenStore, name: str, scope: TokenScope) -> str:
     """Store a new token's hash; returns the secret (shown once)."""
-    if not NAME.fullmatch(name):
-        raise BadInput(
-            f"token name {name!r}: 1-64 of letters, digits, '.', '_', '-', starting with one of the first two"
-        )
+    check_token_name(name)
     if store.get_token(name) is not None:
-        raise BadInput(f"a token named {name!r} exists; revoke it or choose another name")
+        raise NameTaken(f"a token named {name!r} exists; revoke it or choose another name")
     secret = PREFIX + secrets.token_urlsafe(32)
     store.add_token(TokenRecord(name, scope, digest(secret), time.time()))
     return secret

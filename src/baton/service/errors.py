@@ -1,20 +1,29 @@
 """How the service answers an error: one handler turns baton's own errors into HTTP, and one table
 documents the codes on every operation.
 
-``{"detail": "<the CLI's message>"}`` with NotFound 404, BadInput 422, Busy 409, DiskFull 507,
-RemoteError 502, any other BatonError 500 (and 401/403 from :mod:`baton.service.auth`). A body or
-query that fails its model is a 422 in the same shape and words (``timeout takes a number, not
-'abc'``), never pydantic's list of errors.
+``{"detail": "<the CLI's message>"}`` with NotFound 404, BadInput 422, a conflict with what is stored
+409 (Busy: a run holds the key; a token name taken; a short run id that matches several runs),
+DiskFull 507, RemoteError 502, Unconfined 503, any other BatonError 500 (and 401/403 from
+:mod:`baton.service.auth`, 413 from :mod:`baton.service.limits`). A body or query that fails its model
+is a 422 in the same shape and words (``timeout takes a number, not 'abc'``; a field's own check,
+:mod:`baton.service.fields`, in the CLI's words), never pydantic's list of errors.
+
+A method a path does not have is 405 with ``Allow`` naming every method the path has: Starlette names
+only those of the first route that matched the path, and a path here often has a route per method.
 """
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 from fastapi import Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match, Mount
 
 from baton.errors import (
     BadInput,
@@ -26,6 +35,9 @@ from baton.errors import (
     Unconfined,
     invalid_value,
 )
+from baton.runner.runids import Ambiguous
+from baton.service.auth import NameTaken
+from baton.service.fields import ERROR_TYPE
 
 
 class Problem(BaseModel):
@@ -34,9 +46,13 @@ class Problem(BaseModel):
     detail: str
 
 
-# Most specific first: NotFound is a BadInput.
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+# Most specific first: NotFound, NameTaken and Ambiguous are BadInputs.
 STATUS: tuple[tuple[type[BatonError], int], ...] = (
     (NotFound, 404),
+    (NameTaken, 409),
+    (Ambiguous, 409),
     (BadInput, 422),
     (Busy, 409),
     (DiskFull, 507),
@@ -48,19 +64,26 @@ ERROR_DOCS: dict[int | str, str] = {
     401: "missing, unknown or revoked token",
     403: "the token's scope is too small",
     404: "no such session, run or token",
-    409: "the key is busy: a run holds it",
+    409: "a conflict with what is stored: a run holds the key, a name is taken, a short id fits several runs",
+    413: "the request body is larger than 32 MiB",
     422: "bad input (the message says what); nothing was written",
     500: "an error baton did not expect",
     502: "a git remote could not be reached",
+    503: "BATON_CONFINE=required and agents cannot be walled in here: no run starts",
     507: "no space left for BATON_HOME",
 }
 
 
 # Documented on every operation of those groups (a route's own entries win); webhooks answer 401 for a
-# bad signature and share the handler.
+# bad signature and share the handler. 503 is POST /v1/runs's own (and the webhooks', another reason).
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    code: {"model": Problem, "description": text} for code, text in ERROR_DOCS.items()
+    code: {"model": Problem, "description": text} for code, text in ERROR_DOCS.items() if code != 503
 }
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documentation of ``codes`` for one route's ``responses``."""
+    return {code: {"model": Problem, "description": ERROR_DOCS[code]} for code in codes}
 
 
 def status_of(exc: BatonError) -> int:
@@ -76,13 +99,41 @@ async def validation_error_handler(request: Request, exc: RequestValidationError
 
 
 def validation_words(exc: RequestValidationError) -> str:
-    """What was wrong with a request, field by field, in baton's words."""
-    return "; ".join(invalid_value(_field(error["loc"]), error) for error in exc.errors())
+    """What was wrong with a request, field by field, in baton's words (a field's own check's message
+    as it is: it names the field)."""
+    return "; ".join(_words(error) for error in exc.errors())
+
+
+def _words(error: Any) -> str:
+    if error["type"] == ERROR_TYPE:
+        return str(error["ctx"]["message"])
+    return invalid_value(_field(error["loc"]), error)
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
     """``("body", "timeout")`` → ``timeout``; the body as a whole (``("body",)``) → ``the request body``."""
     return ".".join(map(str, loc[1:])) or f"the request {loc[0]}"
+
+
+async def http_error_handler(request: Request, exc: HTTPException) -> Response:
+    """FastAPI's answer to an HTTPException, with a 405's ``Allow`` naming every method of the path."""
+    methods = allowed_methods(request.app.router.routes, request.scope) if exc.status_code == 405 else []
+    if methods:
+        exc = HTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": ", ".join(methods)})
+    return await http_exception_handler(request, exc)
+
+
+def allowed_methods(routes: list[BaseRoute], scope: MutableMapping[str, Any]) -> list[str]:
+    """The methods the request's path takes: each method a route matches fully with that path (a mount
+    takes any method, and says itself what it does not)."""
+    return [
+        method
+        for method in METHODS
+        if any(
+            not isinstance(route, Mount) and route.matches({**scope, "method": method})[0] == Match.FULL
+            for route in routes
+        )
+    ]
 
 
 def json_errors(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -6,6 +6,10 @@ record carries every field of ``baton run --json``; its ``attempts`` (retries, a
 their own, and every route takes either (:mod:`baton.runner.runids`), as the CLI and the dashboard do.
 The event stream is replayed from the job's event file, so a late subscriber gets it from
 the start, ``Last-Event-ID`` resumes after an event, and the stream ends with one ``outcome`` event.
+
+The list pages as the sessions' does (``{"runs", "limit", "offset", "next_offset"}``), and the 202 of a
+submission carries OpenAPI links to the run's routes (its ``run_id`` as their path parameter), so a
+client generated from the schema can follow them.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from baton.models import JobRecord, JobStatus, TokenScope
 from baton.runner.request import RunRequest
 from baton.runner.runids import RunRef, resolve
 from baton.service.auth import Actor, require
-from baton.service.errors import Problem, json_errors
+from baton.service.errors import Problem, json_errors, problems
 from baton.service.schemas import body_model, view_model
 from baton.settings import Settings
 from baton.store import Store
@@ -81,9 +85,41 @@ else:
     )
 
 
+class RunPage(BaseModel):
+    """One page of submitted runs, newest first; ``next_offset`` is null on the last page."""
+
+    runs: list[RunView]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
 # 401/403/404/422/... are documented for every /v1 operation by the app (baton.service.errors).
 ENDED: dict[int | str, dict[str, Any]] = {409: {"model": Problem, "description": "the run already ended"}}
-STREAM_ERRORS = json_errors(400, 401, 403, 404, 409, 422, 500, 502, 507)
+STREAM_ERRORS = json_errors(400, 401, 403, 404, 409, 413, 422, 500, 502, 507)
+
+
+def _link(method: str, path: str, description: str) -> dict[str, Any]:
+    pointer = path.replace("~", "~0").replace("/", "~1")
+    return {
+        "operationRef": f"#/paths/{pointer}/{method}",
+        "parameters": {"run_id": "$response.body#/run_id"},
+        "description": description,
+    }
+
+
+# Where the 202 of a submission leads: the run's own routes, by the run_id it answered.
+SUBMITTED: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "queued: the run's id and status, and links to its routes",
+        "links": {
+            "GetRun": _link("get", "/v1/runs/{run_id}", "the run: its status, then its result"),
+            "RunEvents": _link("get", "/v1/runs/{run_id}/events", "the run's events as they come"),
+            "CancelRun": _link("post", "/v1/runs/{run_id}/cancel", "cancel the run"),
+        },
+    },
+    **problems(503),
+}
 
 
 async def _store(request: Request) -> Store:
@@ -125,7 +161,7 @@ Ref = Annotated[RunRef, Depends(_ref)]
 Job = Annotated[JobRecord, Depends(_job)]
 
 
-@router.post("", status_code=202, response_model=RunState)
+@router.post("", status_code=202, response_model=RunState, responses=SUBMITTED)
 def submit_run(
     body: RunBody,
     actor: Runner,
@@ -143,7 +179,7 @@ def submit_run(
     return {"run_id": job.id, "status": job.status}
 
 
-@router.get("", response_model=list[RunView])
+@router.get("", response_model=RunPage)
 def list_runs(
     _actor: Reader,
     store: StoreDep,
@@ -152,10 +188,20 @@ def list_runs(
     thread: str | None = None,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-) -> list[dict[str, Any]]:
-    """Submitted runs, newest first."""
-    found = store.list_jobs(agent=agent, repo=_slug(repo), thread=thread, status=status, limit=limit)
-    return [job.to_json() for job in found]
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+) -> dict[str, Any]:
+    """Submitted runs, newest first; page with ``limit`` and ``offset`` (``next_offset`` is null on the
+    last page), as ``GET /v1/sessions`` does."""
+    # one row more than the page tells whether there is a next page without counting them all
+    found = store.list_jobs(
+        agent=agent, repo=_slug(repo), thread=thread, status=status, limit=limit + 1, offset=offset
+    )
+    return {
+        "runs": [job.to_json() for job in found[:limit]],
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if len(found) > limit else None,
+    }
 
 
 def _slug(repo: str | None) -> str | None:

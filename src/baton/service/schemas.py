@@ -2,8 +2,11 @@
 
 - :func:`body_model`: the body of ``POST /v1/runs``, one field per option of a queued run
   (:class:`~baton.runner.request.RunRequest`'s fields with an ``Option``): its name, type, default
-  and description (the option's ``doc``, else its help). Pydantic checks the types, once: the route
-  builds the request from the validated body.
+  and description (the option's ``doc``, else its help), and what it takes beyond its type
+  (:data:`RULES`: a thread's pattern, the registered agents, ranges; :mod:`baton.service.fields`),
+  with the rules between options (``allOf``). Pydantic checks the types and the single fields' rules,
+  once: the route builds the request from the validated body, and the runner's check refuses the rest
+  in the same words as on the command line.
 - :func:`view_model`: a run as the API shows it, a job's own fields (``base``) and then every field
   of ``baton run --json`` (:class:`~baton.runner.request.RunJson`), each ``null`` (a list: empty)
   until the run ran. A nested ``TypedDict`` (an attempt) becomes a model of its own.
@@ -15,16 +18,49 @@ from typing import Annotated, Any, get_args, get_origin, get_type_hints, is_type
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from baton.runner.request import Doc, RunJson, RunRequest, request_fields
+from baton.agents import AGENTS
+from baton.runner.request import Doc, RequestField, RunJson, RunRequest, request_fields
+from baton.runner.resolve import MAX_RETRIES, MAX_SECONDS
+from baton.service import fields as rule
+
+# What an option of a run takes beyond its type, checked (or, for repo, stated) as the runner checks it;
+# an option not named here takes any value of its type (an enum: its members).
+RULES: dict[str, Any] = {
+    "agent": rule.Agent,
+    "repo": rule.RepoSpec,
+    "thread": rule.Thread,
+    "prompt": rule.Prompt,
+    "branch": rule.Branch,
+    "base": rule.Base,
+    "context": rule.Context,
+    "fork_from": rule.Thread,
+    "base_thread": rule.Thread,
+    "handoff_from": rule.Agent,
+    "timeout": Annotated[float, Field(gt=0, le=int(MAX_SECONDS))],
+    "retries": Annotated[int, Field(ge=0, le=MAX_RETRIES)],
+}
 
 
 def body_model(name: str, doc: str, schema: type[RunRequest] = RunRequest) -> type[BaseModel]:
     """The request body of a queued run: unknown fields are refused (422)."""
     fields: dict[str, Any] = {
-        f.name: (f.type, Field(... if f.required else f.default, description=f.option.description))
+        f.name: (_ruled(f), Field(... if f.required else f.default, description=f.option.description))
         for f in request_fields(schema, queued=True)
     }
-    return create_model(name, __config__=ConfigDict(extra="forbid"), __doc__=doc, **fields)
+
+    def between(stated: dict[str, Any]) -> None:  # read when the schema is generated, as Agent's enum
+        stated["allOf"] = rule.run_rules(list(AGENTS))
+
+    config = ConfigDict(extra="forbid", json_schema_extra=between)
+    return create_model(name, __config__=config, __doc__=doc, **fields)
+
+
+def _ruled(f: RequestField) -> Any:
+    """The field's type with its rule (:data:`RULES`), nullable if the field is."""
+    kind = RULES.get(f.name)
+    if kind is None:
+        return f.type
+    return kind | None if f.nullable else kind
 
 
 def view_model(name: str, doc: str, base: type[BaseModel], shape: type = RunJson) -> type[BaseModel]:

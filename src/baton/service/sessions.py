@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from baton.models import SessionStatus, TokenScope
 from baton.service.auth import Actor, require
+from baton.service.fields import Agent, Thread
 from baton.sessions.lineage import lineage
 from baton.sessions.manage import Scope, get_session, reset_session, resolve_key
 from baton.settings import Settings
@@ -24,9 +25,9 @@ from baton.store.base import KeyStore
 router = APIRouter(tags=["sessions"])
 Reader = Annotated[Actor, Depends(require(TokenScope.READ))]
 Admin = Annotated[Actor, Depends(require(TokenScope.ADMIN))]
-AgentQ = Annotated[str, Query(description="claude, codex, gemini")]
+AgentQ = Annotated[Agent, Query(description="claude, codex, gemini")]
 RepoQ = Annotated[str, Query(description="the repo's slug (github.com/acme/api), URL or local path")]
-ThreadQ = Annotated[str, Query(description="the unit of work, e.g. issue-42")]
+ThreadQ = Annotated[Thread, Query(description="the unit of work, e.g. issue-42")]
 
 
 class SessionOut(BaseModel):
@@ -87,9 +88,9 @@ class SessionDetail(SessionOut):
 
 
 class ResetIn(BaseModel):
-    agent: str
+    agent: Agent
     repo: str = Field(description="slug, URL or local path")
-    thread: str
+    thread: Thread
     scope: Scope = Field(Scope.CONVERSATION, description="what to remove (it is archived first)")
 
 

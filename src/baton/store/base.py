@@ -185,6 +185,7 @@ class JobStore(Protocol):
         status: JobStatus | None = None,
         limit: int = 50,
         oldest_first: bool = False,
+        offset: int = 0,
     ) -> list[JobRecord]: ...
     def start_job(self, job_id: str, started_at: float) -> bool:
         """Queued → running unless an earlier job of its key is queued or running (atomic)."""

@@ -71,9 +71,11 @@ class ServiceTables:
         status: JobStatus | None = None,
         limit: int = 50,
         oldest_first: bool = False,
+        offset: int = 0,
     ) -> list[JobRecord]:
         """``oldest_first``: keys by their oldest listed job, each key's jobs in :data:`KEY_ORDER` (the
-        order they may start in); else newest first by the time they were submitted."""
+        order they may start in); else newest first by the time they were submitted. ``limit`` and
+        ``offset`` page through them."""
         order: tuple[sa.ColumnElement[Any], ...]
         if oldest_first:
             key_age = sa.func.min(jobs.c.submitted_at).over(
@@ -82,7 +84,7 @@ class ServiceTables:
             order = (key_age, jobs.c.agent, jobs.c.repo, jobs.c.thread, *KEY_ORDER)
         else:
             order = (jobs.c.submitted_at.desc(), jobs.c.id)
-        query = sa.select(jobs).order_by(*order).limit(limit)
+        query = sa.select(jobs).order_by(*order).limit(limit).offset(offset)
         for column, value in (("agent", agent), ("repo", repo), ("thread", thread), ("status", status)):
             if value is not None:
                 query = query.where(jobs.c[column] == str(value))
