@@ -7,9 +7,10 @@ these and one line here. Command modules import the core inside their commands, 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from baton.cli.common import EXIT_CODES
 from baton.cli.demo import demo_cmd
@@ -26,9 +27,32 @@ from baton.cli.sync import sync_cmd
 from baton.cli.tokens import audit_cmd, tokens_app
 from baton.cli.worker import worker_cmd
 
+if TYPE_CHECKING:
+    from typer._click import Context, HelpFormatter  # Typer's own copy of Click
+
 EPILOG = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "."
 
+
+class Group(TyperGroup):
+    """A command group whose help lists each command with its first sentence whole: Click cuts it to
+    the room left on an 80-column line (``Queue one instruction on one key for `baton worker`s
+    and...``); here it wraps onto the next lines instead."""
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=WHOLE)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+WHOLE = 10_000  # characters: more than any first sentence
+
 app = typer.Typer(
+    cls=Group,
     help="Durable conversations and durable workdirs for coding agents.",
     epilog=EPILOG,
     no_args_is_help=True,
@@ -74,3 +98,5 @@ app.command("audit")(audit_cmd)
 app.command("sweep")(sweep_cmd)
 app.command("du")(du_cmd)
 app.command("sync")(sync_cmd)
+for _group in app.registered_groups:  # every group's help lists its commands as the app's does
+    _group.cls = Group

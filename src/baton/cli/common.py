@@ -54,7 +54,9 @@ ThreadOpt = Annotated[str, key_option("thread")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 
 REPO_FILTER = "a repository: its URL, its local path or its slug (as tables show it)"
-WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="all columns (the default fits 80 columns)")]
+WideOpt = Annotated[
+    bool, typer.Option("--wide", "-w", help="every column, one line a row, no cell wrapped (as in a pipe)")
+]
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from baton.cli.common import JsonOpt, cli_store, emit_json, esc, new_table, out
+from baton.cli.common import JsonOpt, WideOpt, cli_store, emit_json, esc, new_table, out, print_table
 
 if TYPE_CHECKING:
     from baton.housekeeping.fleetdisk import FleetDisk
@@ -57,12 +57,12 @@ FleetOpt = Annotated[
 ]
 
 
-def du_cmd(as_json: JsonOpt = False, fleet: FleetOpt = False) -> None:
+def du_cmd(as_json: JsonOpt = False, fleet: FleetOpt = False, wide: WideOpt = False) -> None:
     """Disk use: per agent, per repo and per session (worktree, transcript, snapshot), cache clones,
     agent homes, and the free space of the volume. ``--fleet``: each worker's volume (by kind, free
     space, age of its report) and the fleet's total, as the workers last reported them."""
     if fleet:
-        return _du_fleet(as_json)
+        return _du_fleet(as_json, wide)
     from baton.housekeeping.disk import usage
 
     with cli_store() as (settings, store):
@@ -72,14 +72,14 @@ def du_cmd(as_json: JsonOpt = False, fleet: FleetOpt = False) -> None:
     if as_json:
         emit_json(data)
         return
-    _print_du(data)
+    _print_du(data, wide)
     if workers:  # this home is not where a fleet's worktrees are
         out().print(
             f"{workers} worker(s) report their own disk to this store: baton du --fleet", highlight=False
         )
 
 
-def _du_fleet(as_json: bool) -> None:
+def _du_fleet(as_json: bool, wide: bool) -> None:
     from baton.housekeeping.fleetdisk import fleet_disk
 
     with cli_store() as (_settings, store):
@@ -90,11 +90,11 @@ def _du_fleet(as_json: bool) -> None:
     if not fleet.workers:
         out().print("no worker has reported its disk to this store (`baton worker` does, on start)")
         return
-    _print_fleet(fleet)
+    _print_fleet(fleet, wide)
 
 
-def _print_fleet(fleet: FleetDisk) -> None:
-    from baton.cli.common import ago, new_table
+def _print_fleet(fleet: FleetDisk, wide: bool) -> None:
+    from baton.cli.common import ago
 
     console = out()
     table = new_table("worker", "reported", "used", "worktrees", "transcripts", "caches", "rest", "free")
@@ -104,19 +104,19 @@ def _print_fleet(fleet: FleetDisk) -> None:
         reported = "" if row is fleet.total else ago(row.reported_at) + (" STALE" if row.stale else "")
         sizes = [row.used, kinds["worktrees"], kinds["transcripts"], kinds["caches"], rest, row.free]
         table.add_row(*map(esc, [row.name, reported, *map(size, sizes)]))
-    console.print(table)
+    print_table(table, wide)
     for title, values in (("agent", fleet.total.agents), ("repo", fleet.total.repos)):
         by = new_table(title, "worktrees + transcripts")
         for name, n in values.items():
             by.add_row(esc(name), size(n))
-        console.print(by)
+        print_table(by, wide)
     counted = len(fleet.workers) - fleet.stale
     note = f"total: {counted} of {len(fleet.workers)} worker(s); a stale report (3 periods late) is not in it"
     console.print(esc(note), highlight=False)
     console.print("rest: agent homes besides transcripts, run logs, the store, the rest", highlight=False)
 
 
-def _print_du(data: dict[str, Any]) -> None:
+def _print_du(data: dict[str, Any], wide: bool) -> None:
     console = out()
     quota = f", quota {size(data['quota'])}" if data["quota"] else ""
     console.print(
@@ -138,9 +138,9 @@ def _print_du(data: dict[str, Any]) -> None:
                 *(size(row[k]) for k in ("worktree", "transcript", "snapshot")),
             ]
             table.add_row(*map(esc, cells))
-        console.print(table)
+        print_table(table, wide)
     table = new_table("cache clone / agent home", "size")
     for name, n in [*data["caches"].items(), *(("home " + a, b) for a, b in data["homes"].items())]:
         table.add_row(esc(name), size(n))
     table.add_row("store", size(data["store"]))
-    console.print(table)
+    print_table(table, wide)

@@ -7,7 +7,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from baton.cli.common import JsonOpt, cli_store, emit_json, err, esc, group, new_table, out
+from baton.cli.common import (
+    JsonOpt,
+    WideOpt,
+    cli_store,
+    emit_json,
+    err,
+    esc,
+    group,
+    new_table,
+    out,
+    print_table,
+)
+from baton.cli.render import natural, wrap_between_words
 from baton.models import Access, TaskStatus
 
 if TYPE_CHECKING:
@@ -26,8 +38,9 @@ MARKS = {
 }
 
 
-def plan_table(store: Store, record: PlanRecord, current: str | None = None) -> Table:
-    """The plan's tasks, one row each; run ids in the short form every command accepts."""
+def plan_table(store: Store, record: PlanRecord, current: str | None = None, whole: bool = True) -> Table:
+    """The plan's tasks, one row each; run ids in the short form every command accepts. A task's
+    result (or error) on one line, whole or (not ``whole``: for a terminal) its first 80 characters."""
     from baton.runner.runids import short_ids
 
     shown = short_ids(store, [t.run_id for t in record.tasks if t.run_id])
@@ -36,10 +49,9 @@ def plan_table(store: Store, record: PlanRecord, current: str | None = None) -> 
     for task in record.tasks:
         style = "bold reverse" if task.id == current else ""
         text = (task.result or task.error or "").replace("\n", " ")
+        text = text if whole or len(text) <= 80 else text[:79] + "…"
         run = shown.get(task.run_id or "", "")
-        table.add_row(
-            MARKS[task.status], esc(task.id), task.status.value, esc(run), esc(text[:80]), style=style
-        )
+        table.add_row(MARKS[task.status], esc(task.id), task.status.value, esc(run), esc(text), style=style)
     return table
 
 
@@ -52,6 +64,7 @@ def plan_run(
         typer.Option(help="read, edit or full, for tasks without an access: of their own (default: setting)"),
     ] = None,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Run a plan's unfinished tasks in one conversation; re-run it to continue after an interruption.
     A relative repo: is read from the plan file's directory (from standard input: the current one)."""
@@ -69,20 +82,22 @@ def plan_run(
     with cli_store() as (settings, store):
         if access is not None:
             settings = settings.with_(access=access.value)
-        if as_json or not out().is_terminal:
+        live_view = not as_json and out().is_terminal
+        if not live_view:
             result = run_plan(plan, settings, store, from_task=from_task)
-        else:
-            with Live(console=out(), auto_refresh=False) as live:
+        else:  # --wide: the live table goes when the plan ends, for the table at natural width
+            with Live(console=out(), auto_refresh=False, transient=wide) as live:
 
                 def show(record: PlanRecord, current: str | None) -> None:
-                    live.update(plan_table(store, record, current), refresh=True)
+                    table = plan_table(store, record, current, whole=False)
+                    live.update(wrap_between_words(table), refresh=True)
 
                 result = run_plan(plan, settings, store, from_task=from_task, on_progress=show)
         record = result.record
         if as_json:
             emit_json(record.to_json())
-        elif not out().is_terminal:
-            out().print(plan_table(store, record))
+        elif not live_view or wide:
+            print_table(plan_table(store, record, whole=natural(wide)), wide)
     if not as_json:
         done = sum(t.status == TaskStatus.SUCCEEDED for t in record.tasks)
         summary = f"{done}/{len(record.tasks)} tasks succeeded; session {record.session_id}"
@@ -93,7 +108,7 @@ def plan_run(
 
 
 @plan_app.command("show")
-def plan_show(plan_id: str, as_json: JsonOpt = False) -> None:
+def plan_show(plan_id: str, as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """Show a plan's progress, task by task."""
     from baton.errors import NotFound
 
@@ -104,12 +119,12 @@ def plan_show(plan_id: str, as_json: JsonOpt = False) -> None:
         if as_json:
             emit_json(record.to_json())
         else:
-            out().print(plan_table(store, record))
+            print_table(plan_table(store, record, whole=natural(wide)), wide)
 
 
 @plan_app.command("ls")
-def plan_ls(as_json: JsonOpt = False) -> None:
-    """List plans, most recently updated first."""
+def plan_ls(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
+    """List plans, most recently updated first; `--wide` shows sessions' whole ids."""
     with cli_store() as (_settings, store):
         records = store.list_plans()
     if as_json:
@@ -118,6 +133,7 @@ def plan_ls(as_json: JsonOpt = False) -> None:
     table = new_table("plan", "agent", "repo", "status", "tasks done", "session")
     for r in records:
         done = sum(t.status == TaskStatus.SUCCEEDED for t in r.tasks)
-        cells = [r.id, r.agent, r.repo, r.status, f"{done}/{len(r.tasks)}", (r.session_id or "-")[:8]]
+        session = r.session_id or "-"
+        cells = [r.id, r.agent, r.repo, r.status, f"{done}/{len(r.tasks)}", session if wide else session[:8]]
         table.add_row(*map(esc, cells))
-    out().print(table)
+    print_table(table, wide)

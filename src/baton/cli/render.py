@@ -66,22 +66,68 @@ def new_table(*columns: str, title: str | None = None) -> Table:
     return table
 
 
+def natural(wide: bool) -> bool:
+    """Whether tables print one line a row, every cell whole (each column as wide as its widest
+    cell): with ``--wide``, and whenever stdout is not a terminal (a pipe, a file: what ``grep``,
+    ``awk`` or ``less -S`` read), as ``gh`` and ``kubectl`` do. Only a terminal wraps cells."""
+    if wide:
+        return True
+    isatty = getattr(out().file, "isatty", None)
+    try:
+        return not (isatty is not None and isatty())
+    except ValueError:  # a closed stream
+        return True
+
+
 def print_table(table: Table, wide: bool = False) -> None:
-    """Print a table at the terminal's width (80 columns in a pipe); with ``wide``, one line per row,
-    as long as the row needs, so no cell is wrapped inside a word (``| less -S`` to scroll it)."""
+    """Print a table: at natural width, one line a row, no cell wrapped or cut, with ``wide`` or
+    when stdout is not a terminal (:func:`natural`); else at the terminal's width, with cells wrapped
+    between words (:func:`wrap_between_words`)."""
     console = out()
-    if not wide:
-        console.print(table)
+    if not natural(wide):
+        console.print(wrap_between_words(table))
         return
+    from rich.segment import Segments
+
+    # laid out with no width limit, as ``console.print`` would lay it out (``soft_wrap``: nothing
+    # cropped); not by setting ``console.width``, which Rich ignores on a ``TERM=dumb`` terminal
+    options = console.options.update(max_width=UNBOUNDED, no_wrap=True, overflow="ignore")
+    console.print(Segments(console.render(table, options)))
+
+
+UNBOUNDED = 1_000_000  # columns: a width no row reaches
+
+
+def wrap_between_words(table: Table) -> Table:
+    """``table`` with column widths for a terminal too narrow for it, set so that cells wrap between
+    words: each column at least as wide as its longest word, the room left shared by how much more
+    each would take. Rich on its own narrows the widest columns first and folds a header, an id or a
+    size inside a word (``transcrip``/``ts``) even where every word could stay whole. When even the
+    longest words do not fit, only the columns with the longest words are narrowed below them (a
+    worker's long name folds, the short words stay whole)."""
     from rich.measure import Measurement
 
-    natural = Measurement.get(console, console.options.update(max_width=1_000_000), table).maximum
-    width = console.width
-    console.width = max(natural, width)
-    try:
-        console.print(table)
-    finally:
-        console.width = width
+    console = out()
+    options = console.options.update(max_width=UNBOUNDED)
+    spans = []
+    for column in table.columns:
+        sizes = [Measurement.get(console, options, cell) for cell in (column.header, *column.cells)]
+        spans.append((max(s.minimum for s in sizes), max(s.maximum for s in sizes)))
+    room = console.width - 2 * (len(spans) - 1)  # two spaces between columns (``new_table``)
+    if sum(hi for _, hi in spans) <= room or room < len(spans):
+        return table  # it fits as it is; or not even one character a column: Rich's own layout
+    cap = max(lo for lo, _ in spans)
+    while sum(min(lo, cap) for lo, _ in spans) > room:
+        cap -= 1
+    least = [min(lo, cap) for lo, _ in spans]
+    slack = [hi - lo for lo, (_, hi) in zip(least, spans, strict=True)]
+    left = room - sum(least)
+    widths = [lo + left * more // sum(slack) for lo, more in zip(least, slack, strict=True)]
+    for i, more in enumerate(slack):  # what the rounding down left, to the first columns that take it
+        widths[i] += max(min(room - sum(widths), least[i] + more - widths[i]), 0)
+    for column, width in zip(table.columns, widths, strict=True):
+        column.width = width
+    return table
 
 
 # printable ASCII but ":" (Rich reads ``:name:`` as an emoji): one column per character, no markup
@@ -90,13 +136,14 @@ PLAIN = re.compile(r"[ -9;-~]*\Z")
 
 def print_rows(columns: list[str], rows: list[list[str]], wide: bool = False) -> None:
     """Print a table of plain text cells (not escaped), as :func:`new_table` and :func:`print_table`
-    would. When it fits the width (or ``wide``) and every cell is :data:`PLAIN`, Rich would give each
-    column the width of its widest cell and put two spaces between columns: that is written here
-    directly, since Rich's table layout costs ~1 ms a row (100 ms for 100 sessions) for the same
-    bytes. Anything else (a cell to wrap, wide characters) goes through Rich."""
+    would. When it fits the width (or it prints at :func:`natural` width) and every cell is
+    :data:`PLAIN`, Rich would give each column the width of its widest cell and put two spaces
+    between columns: that is written here directly, since Rich's table layout costs ~1 ms a row
+    (100 ms for 100 sessions) for the same bytes. Anything else (a cell to wrap, wide characters)
+    goes through Rich."""
     console = out()
     widths = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)]
-    fits = wide or sum(widths) + 2 * (len(widths) - 1) <= console.width
+    fits = natural(wide) or sum(widths) + 2 * (len(widths) - 1) <= console.width
     if fits and all(PLAIN.match(cell) for row in [columns, *rows] for cell in row):
 
         def line(cells: list[str]) -> str:

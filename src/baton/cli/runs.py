@@ -34,19 +34,17 @@ RunId = Annotated[str, typer.Argument(help="a run id, a prefix of it, or the sho
 
 
 def runs_table(store: Store, runs: list[RunRecord], wide: bool = False, attempts: bool = False) -> None:
-    """Print attempts as a table: at 80 columns by default, every column (one line a run) with
-    ``wide``. The id column
-    is the run's short id, with ``#N`` for a retry (``attempts``: the attempt's own id, for a run's
-    list of its attempts)."""
+    """Print attempts as a table: the columns that fit 80 by default, every column with ``wide``
+    (one line a run, as in a pipe). The id column is the run's short id, with ``#N`` for a retry
+    (``attempts``: the attempt's own id, for a run's list of its attempts)."""
     from baton.runner.runids import short_ids
 
     shown = short_ids(store, [r.id if attempts else r.run_id for r in runs])
-    table = new_table(
-        "attempt" if attempts else "run", "agent", "thread", "mode", "outcome", "started", "secs"
-    )
+    ident = "attempt" if attempts else "run"
+    table = new_table(ident, "agent", "thread", "mode", "outcome", "started", "secs")
     if wide:
         table = new_table(
-            "run", "agent", "repo", "thread", "try", "mode", "prompt", "outcome", "started", "secs"
+            ident, "agent", "repo", "thread", "try", "mode", "prompt", "outcome", "started", "secs"
         )
     for r in runs:
         secs = "-" if r.duration_s is None else f"{r.duration_s:.1f}"
@@ -80,7 +78,7 @@ def runs_ls(
 
 
 @runs_app.command("show")
-def runs_show(run_id: RunId, as_json: JsonOpt = False) -> None:
+def runs_show(run_id: RunId, as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """Show one run and its attempts (the id may be the run's or an attempt's, whole or short)."""
     from baton.runner.runids import resolve
 
@@ -97,7 +95,7 @@ def runs_show(run_id: RunId, as_json: JsonOpt = False) -> None:
         print_run(data)
         if ref.attempts:
             out().print("[bold]attempts[/bold]", highlight=False)
-            runs_table(store, ref.attempts, wide=False, attempts=True)
+            runs_table(store, ref.attempts, wide=wide, attempts=True)
 
 
 # the run's fields `runs show` prints, in this order (the attempts follow as a table)
@@ -110,8 +108,11 @@ SHOWN = (
 
 def print_run(data: dict[str, Any]) -> None:
     """A run as ``name: value`` lines (``print_fields``: ``-`` for none, never a repr); its error
-    without the agent CLI's known noise lines (``--json`` keeps the stored text)."""
+    without the agent CLI's known noise lines (``--json`` keeps the stored text). No ``actor`` line
+    for a run no one submitted (``baton run``: ``--json`` has ``"actor": ""``, as the API answers)."""
     shown = {"run": data["run_id"], **{name: data.get(name) for name in SHOWN}}
+    if not shown["actor"]:
+        del shown["actor"]
     if shown["error"]:
         from baton.agents import clean_error
 

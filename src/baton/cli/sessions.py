@@ -56,7 +56,9 @@ def sessions_ls(
 
 
 @sessions_app.command("show")
-def sessions_show(agent: AgentOpt, repo: RepoOpt, thread: ThreadOpt, as_json: JsonOpt = False) -> None:
+def sessions_show(
+    agent: AgentOpt, repo: RepoOpt, thread: ThreadOpt, as_json: JsonOpt = False, wide: WideOpt = False
+) -> None:
     """Show one session, its lineage (forks, hand-offs, stacking) and its recent runs."""
     from baton.sessions.lineage import lineage
     from baton.sessions.manage import get_session, resolve_key
@@ -71,7 +73,7 @@ def sessions_show(agent: AgentOpt, repo: RepoOpt, thread: ThreadOpt, as_json: Js
             return
         print_fields({k: v for k, v in session.to_json().items() if k not in ("origin", "pending_sync")})
         _print_lineage(family)
-        runs_table(store, runs)
+        runs_table(store, runs, wide)
 
 
 def _print_lineage(family: dict[str, Any]) -> None:

@@ -10,7 +10,20 @@ from typing import Annotated, Literal
 
 import typer
 
-from baton.cli.common import JsonOpt, ago, cli_store, emit_json, err, esc, group, new_table, out
+from baton.cli.common import (
+    JsonOpt,
+    WideOpt,
+    ago,
+    cli_store,
+    emit_json,
+    err,
+    esc,
+    group,
+    new_table,
+    out,
+    print_table,
+)
+from baton.cli.render import natural
 
 tokens_app = group("Create, list and revoke API tokens for `baton serve`.")
 # The values of ``baton.models.TokenScope``, spelled here so building the CLI stays import-light.
@@ -37,7 +50,7 @@ def tokens_create(
 
 
 @tokens_app.command("ls")
-def tokens_ls(as_json: JsonOpt = False) -> None:
+def tokens_ls(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """List tokens: name, scope, created, revoked (never the secrets)."""
     with cli_store() as (_settings, store):
         rows = store.list_tokens()
@@ -47,7 +60,7 @@ def tokens_ls(as_json: JsonOpt = False) -> None:
     table = new_table("name", "scope", "created", "revoked")
     for t in rows:
         table.add_row(*map(esc, (t.name, t.scope.value, ago(t.created_at), ago(t.revoked_at))))
-    out().print(table)
+    print_table(table, wide)
 
 
 @tokens_app.command("revoke")
@@ -63,6 +76,7 @@ def tokens_revoke(name: Annotated[str, typer.Argument(help="the token's name")])
 def audit_cmd(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="newest entries to show")] = 50,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Show the audit log, newest first: resets, tokens, sweeps, webhook cleanups, with their actors."""
     import json
@@ -74,8 +88,10 @@ def audit_cmd(
     if as_json:
         emit_json([{**r, "at": iso(r["at"])} for r in rows])
         return
+    whole = natural(wide)  # a terminal without --wide: the detail's first 60 characters
     table = new_table("when", "actor", "action", "key", "detail")
     for r in rows:
         detail = json.dumps(r["detail"], separators=(",", ":"))
-        table.add_row(*map(esc, (ago(r["at"]), r["actor"], r["action"], r["key"], detail[:60])))
-    out().print(table)
+        detail = detail if whole or len(detail) <= 60 else detail[:59] + "…"
+        table.add_row(*map(esc, (ago(r["at"]), r["actor"], r["action"], r["key"], detail)))
+    print_table(table, wide)
