@@ -30,7 +30,7 @@ from pathlib import Path
 from common import Group, Plan, Repos, Row, Suite, interleave, median, ms, pair_differences, rmtree, sh
 
 from baton.runner import walls
-from baton.runner.process import Spawn, run_process
+from baton.runner.process import RunLog, Spawn, run_process
 from baton.runner.walls import Walls, git_parts
 
 REPS = Plan(full=200, quick=30)
@@ -69,20 +69,21 @@ def start(argv: list[str], spec: Walls, root: Path, confined: bool) -> float:
     """One run of ``argv`` through run_process; seconds from before the walls are built to its end."""
     t0 = time.perf_counter()
     spawn: Spawn | None = walls.ruleset(spec).spawn if confined else None
-    result = run_process(
-        argv,
-        dict(os.environ),
-        spec.worktree,
-        root / "log.jsonl",
-        lambda _line: None,
-        on_start=lambda _pid: None,
-        heartbeat=lambda: True,
-        heartbeat_every=60,
-        timeout=60,
-        cancel=threading.Event(),
-        kill_grace=1,
-        spawn=spawn,
-    )
+    with RunLog(root / "log.jsonl") as log:
+        result = run_process(
+            argv,
+            dict(os.environ),
+            spec.worktree,
+            log,
+            lambda _line: None,
+            on_start=lambda _pid: None,
+            heartbeat=lambda: True,
+            heartbeat_every=60,
+            timeout=60,
+            cancel=threading.Event(),
+            kill_grace=1,
+            spawn=spawn,
+        )
     elapsed = time.perf_counter() - t0
     if result.exit_code != 0:
         raise RuntimeError(f"{argv} exited {result.exit_code}: {result.stderr[-300:]}")

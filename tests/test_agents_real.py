@@ -26,7 +26,7 @@ from baton import Mode, Outcome, PromptKind, RunRequest, open_store, run
 from baton.agents import AGENTS, Agent, Turn, get_agent
 from baton.errors import BadInput
 from baton.keys import make_key
-from baton.runner.process import run_process
+from baton.runner.process import RunLog, run_process
 from baton.settings import Settings
 from baton.testing import MockModel
 from baton.testing.git_http import GitHttpServer
@@ -424,19 +424,20 @@ def drive(adapter: Agent, mode: Mode, prompt: str, session: str | None, cwd: Pat
     def on_line(line: str) -> None:
         adapter.read_event(line, turn)
 
-    result = run_process(
-        launch.argv,
-        {**os.environ, **launch.env},
-        cwd,
-        tmp / "log.jsonl",
-        on_line,
-        on_start=lambda pid: None,
-        heartbeat=lambda: True,
-        heartbeat_every=60,
-        timeout=180,
-        cancel=threading.Event(),
-        kill_grace=1,
-        stdin=launch.stdin,
-    )
+    with RunLog(tmp / "log.jsonl") as log:
+        result = run_process(
+            launch.argv,
+            {**os.environ, **launch.env},
+            cwd,
+            log,
+            on_line,
+            on_start=lambda pid: None,
+            heartbeat=lambda: True,
+            heartbeat_every=60,
+            timeout=180,
+            cancel=threading.Event(),
+            kill_grace=1,
+            stdin=launch.stdin,
+        )
     assert adapter.classify(result.exit_code, turn, result.stderr) == Outcome.SUCCEEDED, (turn, result.stderr)
     return turn

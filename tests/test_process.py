@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from baton.errors import AgentError
-from baton.runner.process import ProcessResult, kill_tagged, run_process
+from baton.runner.process import ProcessResult, RunLog, kill_tagged, run_process
 from tests.conftest import gone, wait_for
 
 
@@ -33,20 +33,21 @@ def go(
         if on_line:
             on_line(line)
 
-    result = run_process(
-        argv or [sys.executable, "-c", script],
-        dict(os.environ),
-        tmp_path,
-        log_path or tmp_path / "log.jsonl",
-        record,
-        on_start=lambda pid: None,
-        heartbeat=lambda: True,
-        heartbeat_every=60,
-        timeout=60,
-        cancel=threading.Event(),
-        kill_grace=1,
-        stdin=stdin,
-    )
+    with RunLog(log_path or tmp_path / "log.jsonl") as log:
+        result = run_process(
+            argv or [sys.executable, "-c", script],
+            dict(os.environ),
+            tmp_path,
+            log,
+            record,
+            on_start=lambda pid: None,
+            heartbeat=lambda: True,
+            heartbeat_every=60,
+            timeout=60,
+            cancel=threading.Event(),
+            kill_grace=1,
+            stdin=stdin,
+        )
     return result, lines
 
 
@@ -156,12 +157,12 @@ def test_a_failing_supervisor_never_leaves_the_agent_running(tmp_path: Path) -> 
     def heartbeat() -> bool:
         raise RuntimeError("the store went away")
 
-    with pytest.raises(RuntimeError, match="went away"):
+    with RunLog(tmp_path / "log.jsonl") as log, pytest.raises(RuntimeError, match="went away"):
         run_process(
             [sys.executable, "-c", "import time; time.sleep(60)"],
             dict(os.environ),
             tmp_path,
-            tmp_path / "log.jsonl",
+            log,
             lambda line: None,
             on_start=started.append,
             heartbeat=heartbeat,

@@ -30,7 +30,10 @@ def test_the_idle_timeout_stops_a_silent_agent(
     result = go(settings.with_(idle_timeout=1.0), src_repo, "silent")
     assert time.monotonic() - started < 20
     assert result.run.outcome == Outcome.TIMED_OUT
-    assert result.run.error == "stopped after 1 s without output (idle timeout); the conversation is kept"
+    assert result.run.error == (
+        "stopped after 1 s without output (idle timeout); the conversation is kept and the next run is told "
+        "this turn was interrupted"
+    )
     monkeypatch.delenv("FAKE_AGENT_DELAY")
     after = go(settings, src_repo, "next")
     assert after.ok and after.run.prompt_kind == PromptKind.INTERRUPTED
@@ -44,7 +47,10 @@ def test_the_run_timeout_setting_and_a_runs_own_timeout(
     monkeypatch.setenv("FAKE_AGENT_DELAY", "2")
     slow = go(settings.with_(run_timeout=0.5), src_repo, "slow")
     assert slow.run.outcome == Outcome.TIMED_OUT
-    assert slow.run.error == "stopped after the 0.5 s run timeout; the conversation is kept"
+    assert slow.run.error == (
+        "stopped after the 0.5 s run timeout; the conversation is kept and the next run is told this turn "
+        "was interrupted"
+    )
     wins = go(settings.with_(run_timeout=0.5), src_repo, "given more", timeout=30)
     assert wins.ok, "a run's own timeout wins over the setting"
     unlimited = go(settings.with_(run_timeout=0, idle_timeout=0), src_repo, "no limits")

@@ -24,7 +24,7 @@ import pytest
 
 from baton.errors import BadInput
 from baton.runner import walls
-from baton.runner.process import run_process
+from baton.runner.process import RunLog, run_process
 from baton.runner.walls import Walls, git_parts, installation, rules, ruleset, support, tcp_ports, url_port
 from baton.settings import Settings
 from tests.conftest import GIT_ID
@@ -372,21 +372,22 @@ def test_run_process_starts_the_agent_inside_the_walls(layout: Layout) -> None:
     walls.prepare(spec)
     lines: list[str] = []
     script = f'read prompt; echo "got $prompt" > prompt.txt; cat {layout.home / "baton.db"} || echo refused'
-    result = run_process(
-        ["sh", "-c", script],
-        {**os.environ, "HOME": str(spec.agent_home)},
-        spec.worktree,
-        spec.tmp / "log.jsonl",
-        lines.append,
-        on_start=lambda _pid: None,
-        heartbeat=lambda: True,
-        heartbeat_every=60,
-        timeout=60,
-        cancel=threading.Event(),
-        kill_grace=1,
-        stdin=b"hello\n",
-        spawn=ruleset(spec).spawn,
-    )
+    with RunLog(spec.tmp / "log.jsonl") as log:
+        result = run_process(
+            ["sh", "-c", script],
+            {**os.environ, "HOME": str(spec.agent_home)},
+            spec.worktree,
+            log,
+            lines.append,
+            on_start=lambda _pid: None,
+            heartbeat=lambda: True,
+            heartbeat_every=60,
+            timeout=60,
+            cancel=threading.Event(),
+            kill_grace=1,
+            stdin=b"hello\n",
+            spawn=ruleset(spec).spawn,
+        )
     assert result.exit_code == 0, result.stderr
     assert lines == ["refused"] and "Permission denied" in result.stderr
     assert (spec.worktree / "prompt.txt").read_text() == "got hello\n"

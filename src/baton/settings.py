@@ -34,6 +34,7 @@ class Settings:
     kill_grace: float = 3.0  # seconds between SIGTERM and SIGKILL of a timed-out agent
     run_timeout: float = 3600.0  # seconds an agent may run (a run's --timeout wins); 0: no limit
     idle_timeout: float = 900.0  # seconds an agent may go without output before it is stopped; 0: no limit
+    unreachable_grace: float = 20.0  # seconds the model API may not be reached before a turn fails; 0: off
     min_free: str = "100M"  # bytes or 100M/5G: runs refuse to start below it, /readyz fails, eviction
     disk_quota: str = ""  # bytes or 50G: above it, idle worktrees are evicted (LRU); empty: no quota
     concurrency: int = 4  # runs the service executes at once

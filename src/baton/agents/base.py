@@ -31,6 +31,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self
 
+from baton.agents.signals import Signal
 from baton.agents.versions import cached_version, known_version, remember_version
 from baton.errors import AgentError, BadInput, BatonError
 from baton.models import Access, Mode, Outcome
@@ -198,6 +199,20 @@ class Agent(Protocol):
         """Make hydrated transcript files resumable from ``cwd`` (e.g. a directory index)."""
         ...
 
+    def signal(self, event: dict[str, Any]) -> Signal | None:
+        """What one stdout event says about the model API (retrying, unreachable), as it streams
+        (:mod:`baton.agents.signals`); None for every other event."""
+        ...
+
+    def stderr_signal(self, line: str) -> Signal | None:
+        """The same for one stderr line (Gemini CLI reports its retries there)."""
+        ...
+
+    def model_url(self, env: Mapping[str, str]) -> str | None:
+        """The model API's address the CLI connects to with the environment ``env`` (read on the
+        operator's base home); None when baton cannot tell (a cloud provider's own endpoint)."""
+        ...
+
     def unanswered_prompt(self, transcript: bytes) -> str | None:
         """In a transcript file's bytes: the last instruction when the model never answered it (its turn
         failed first) and the CLI will send it again on resume; None otherwise."""
@@ -314,6 +329,17 @@ class AgentBase:
 
     def env_names(self) -> tuple[str, ...]:
         return self.env_patterns
+
+    def signal(self, event: dict[str, Any]) -> Signal | None:
+        """None by default: an adapter that knows its CLI's retry events reads them."""
+        return None
+
+    def stderr_signal(self, line: str) -> Signal | None:
+        return None
+
+    def model_url(self, env: Mapping[str, str]) -> str | None:
+        """None by default: baton does not know where the CLI connects."""
+        return None
 
     def endpoints(self) -> tuple[str, ...]:
         """None by default: the CLI's base URL is in its environment."""

@@ -41,13 +41,15 @@ import importlib.util
 import json
 import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
+from baton.agents import signals
 from baton.agents.base import AgentBase, Capabilities, Launch, Turn, find_binary, guard_prompt, need_session
 from baton.agents.formats import claude_problem
+from baton.agents.signals import Signal
 from baton.errors import AgentError
 from baton.files import write_json
 from baton.models import Access, Mode, Outcome
@@ -75,6 +77,10 @@ def _sdk_package() -> Path | None:
     make each of the five times it needs the command."""
     spec = importlib.util.find_spec("claude_agent_sdk")
     return Path(spec.origin).parent if spec is not None and spec.origin is not None else None
+
+
+DEFAULT_API = "https://api.anthropic.com"
+CLOUDS = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX")  # the model is a cloud's, at its own host
 
 
 class ClaudeAgent(AgentBase):
@@ -204,6 +210,15 @@ class ClaudeAgent(AgentBase):
             cost = event.get("total_cost_usd")
             if isinstance(cost, int | float):
                 turn.cost_usd = float(cost)
+
+    def signal(self, event: dict[str, Any]) -> Signal | None:
+        return signals.claude(event)
+
+    def model_url(self, env: Mapping[str, str]) -> str | None:
+        """``ANTHROPIC_BASE_URL``, else Anthropic's API; None on Bedrock or Vertex (their own hosts)."""
+        if any(env.get(name, "") not in ("", "0", "false") for name in CLOUDS):
+            return None
+        return env.get("ANTHROPIC_BASE_URL") or DEFAULT_API
 
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
         if any(NOT_FOUND in e for e in turn.errors) or NOT_FOUND in stderr:

@@ -80,15 +80,19 @@ what it needs is refused before it starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
-from baton.agents import codex_config
+import tomlkit
+
+from baton.agents import codex_config, signals
 from baton.agents.base import AgentBase, Auth, Capabilities, Launch, Turn, find_binary, need_uuid
 from baton.agents.codex_config import merge_toml as merge_toml  # re-exported for callers
 from baton.agents.codex_config import read_toml as read_toml
@@ -97,6 +101,7 @@ from baton.agents.codex_threads import is_thread_id as is_thread_id  # re-export
 from baton.agents.codex_threads import repair_index as repair_index
 from baton.agents.codex_threads import rollout_files as rollout_files
 from baton.agents.formats import codex_problem
+from baton.agents.signals import Signal
 from baton.errors import AgentError
 from baton.install import npm_hint
 from baton.models import Access, Mode, Outcome
@@ -115,6 +120,8 @@ EXEC = ["exec", "--json", "--skip-git-repo-check"]
 STDIN = "-"  # the prompt argument that makes Codex read the prompt from stdin
 MAX_PROMPT_CHARS = 1_048_576  # "Input exceeds the maximum length of 1048576 characters" (0.169.0)
 LOCAL_PROVIDERS = ("oss", "ollama", "lmstudio")  # Codex's built-in providers that need no key
+DEFAULT_API = "https://api.openai.com/v1"
+BASE_URL_PROVIDER = "openai-base-url"  # the provider baton makes of OPENAI_BASE_URL
 # Lines Codex prints on stderr that are never the error (see baton.agents.clean_error). It warns when
 # its home is under a temporary directory, before every error of such a run (measured on 0.169.0).
 NOISE = (r"WARNING: proceeding, even though we could not create PATH aliases\b.*",)
@@ -215,6 +222,9 @@ class CodexAgent(AgentBase):
             raise AgentError(f"mode {mode.value!r} cannot be launched directly")
         # RUST_BACKTRACE off: with it on, an error's last stderr lines (which baton reports) are frames.
         env = {**env, "CODEX_HOME": str(self._home), "RUST_BACKTRACE": "0"}
+        if (provider := self.base_url_provider(os.environ)) is not None:
+            at = argv.index(STDIN) if mode in (Mode.FRESH, Mode.RECOVER) else argv.index("resume")
+            argv[at:at] = provider_flags(provider)
         return Launch(argv=argv, env=env, new_session_id=new_id, stdin=stdin)
 
     def auth(self) -> Auth:
@@ -247,6 +257,47 @@ class CodexAgent(AgentBase):
             codex_config.config(path).get("openai_base_url")
         ]
         return tuple(url for url in urls if isinstance(url, str))
+
+    def base_url_provider(self, env: Mapping[str, str]) -> dict[str, str] | None:
+        """The model provider ``OPENAI_BASE_URL`` stands for, as ``ANTHROPIC_BASE_URL`` does for Claude
+        (Codex reads no base URL from its environment): an HTTP Responses API provider, its key from
+        ``OPENAI_API_KEY`` (else ``CODEX_API_KEY``). None without the variable, or when the home's
+        config.toml names a ``model_provider`` of its own (the operator's choice wins). A thread made
+        with it cannot be resumed without it (Codex binds a thread to its provider): baton recovers."""
+        url = env.get("OPENAI_BASE_URL", "").strip()
+        if (
+            not url
+            or codex_config.config(self._home / "config.toml").get("model_provider", "openai") != "openai"
+        ):
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+            raise AgentError(f"OPENAI_BASE_URL is not an http(s) URL: {url!r}")
+        if parts.username or parts.password:
+            raise AgentError("OPENAI_BASE_URL holds credentials: put the key in OPENAI_API_KEY instead")
+        key = next((name for name in ("OPENAI_API_KEY", "CODEX_API_KEY") if env.get(name)), "OPENAI_API_KEY")
+        return {"name": "OPENAI_BASE_URL", "base_url": url, "env_key": key, "wire_api": "responses"}
+
+    def model_url(self, env: Mapping[str, str]) -> str | None:
+        """``OPENAI_BASE_URL`` (:meth:`base_url_provider`), else the ``base_url`` of the home's model
+        provider, else ``openai_base_url``, else OpenAI's API; None for a built-in local provider."""
+        with contextlib.suppress(AgentError):
+            if (provider := self.base_url_provider(env)) is not None:
+                return provider["base_url"]
+        config = codex_config.config(self._home / "config.toml")
+        name = config.get("model_provider", "openai")
+        tables = config.get("model_providers")
+        table = tables.get(name) if isinstance(tables, dict) else None
+        if isinstance(table, dict):
+            url = table.get("base_url")
+            return url if isinstance(url, str) else None
+        if name != "openai":
+            return None  # oss, ollama, lmstudio: their own defaults
+        url = config.get("openai_base_url")
+        return url if isinstance(url, str) else DEFAULT_API
+
+    def signal(self, event: dict[str, Any]) -> Signal | None:
+        return signals.codex(event)
 
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
         """Fold one ``codex exec --json`` event into ``turn`` (see :data:`_EVENT_HANDLERS`)."""
@@ -339,6 +390,19 @@ _EVENT_HANDLERS: dict[str, Callable[[dict[str, Any], Turn], None]] = {
     "turn.failed": _on_turn_failed,
     "error": _on_error,
 }
+
+
+def provider_flags(provider: dict[str, str]) -> list[str]:
+    """``-c`` overrides that make ``provider`` (:meth:`CodexAgent.base_url_provider`) Codex's model
+    provider for this turn only, as TOML values (config.toml is left as the operator wrote it)."""
+    table = tomlkit.inline_table()
+    table.update(provider)
+    return [
+        "-c",
+        f"model_provider={tomlkit.string(BASE_URL_PROVIDER).as_string()}",
+        "-c",
+        f"model_providers.{BASE_URL_PROVIDER}={table.as_string()}",
+    ]
 
 
 def from_settings(name: str, settings: Settings) -> CodexAgent:

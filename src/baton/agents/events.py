@@ -15,6 +15,9 @@ turn's end, with its cost or usage). The shapes, per agent:
 - Gemini ``--output-format stream-json``: ``init``; ``message`` (assistant text arrives in ``delta``
   chunks); ``tool_use``; ``tool_result``; ``error`` (warning or error); ``result``.
 
+baton adds events of its own to a run's log (``baton.*``, :func:`baton_entries`): what the agent said
+of its model API while it retried, and how a turn that did not succeed ended.
+
 Gemini's deltas are joined by :class:`LogRenderer`, which is fed lines and hands back whole entries.
 """
 
@@ -186,6 +189,24 @@ def gemini_entries(event: Event) -> list[Entry]:
     return []
 
 
+def baton_entries(event: Event, agents: Callable[[Event], list[Entry]]) -> list[Entry]:
+    """baton's own events in a run's log (``baton.model``: what the agent said of its model API as
+    it retried, ``baton.ended``: how the turn ended when it did not succeed); the agent's through
+    ``agents``. Its stderr lines (``baton.stderr``) are not shown: the run's error quotes them."""
+    kind = event.get("type")
+    if kind == "baton.model":
+        return [Entry("error", clip(event.get("text") or event.get("detail") or "model API error"))]
+    if kind == "baton.ended":
+        outcome = event.get("outcome")
+        if outcome in (None, "succeeded"):
+            return []
+        error = event.get("error")
+        return [Entry("error", clip(f"{outcome}: {error}" if error else str(outcome), 1000))]
+    if isinstance(kind, str) and kind.startswith("baton."):
+        return []
+    return agents(event)
+
+
 PARSERS: dict[str, Callable[[Event], list[Entry]]] = {
     "claude": claude_entries,
     "fake": claude_entries,  # the fake agent speaks Claude's format
@@ -211,7 +232,7 @@ class LogRenderer:
                 yield from self.flush()
                 yield Entry("info", clip(line))  # not JSON: the agent's own words, shown as is
                 continue
-            for entry in self._parse(event) if isinstance(event, dict) else []:
+            for entry in baton_entries(event, self._parse) if isinstance(event, dict) else []:
                 if entry.delta:
                     self._pending.append(entry.text)
                     continue

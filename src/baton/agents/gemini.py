@@ -68,11 +68,12 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
+from baton.agents import signals
 from baton.agents.base import (
     AgentBase,
     Capabilities,
@@ -86,6 +87,7 @@ from baton.agents.base import (
 from baton.agents.formats import gemini_problem
 from baton.agents.gemini_files import IGNORED_PREFIXES, chat_files, map_project, newest
 from baton.agents.gemini_files import read_chat as read_chat  # re-exported for tests
+from baton.agents.signals import Signal
 from baton.errors import AgentError
 from baton.files import atomic_write_text, merge, write_json
 from baton.install import npm_hint
@@ -148,6 +150,9 @@ decision = "deny"
 priority = 200
 """
 POLICY_FILE = "baton-read-only-shell.toml"  # in <home>/.gemini, not in the policies/ Gemini loads itself
+
+
+DEFAULT_API = "https://generativelanguage.googleapis.com"
 
 
 class GeminiAgent(AgentBase):
@@ -309,6 +314,15 @@ class GeminiAgent(AgentBase):
         handler = _EVENT_HANDLERS.get(str(event.get("type")))
         if handler is not None:
             handler(event, turn)
+
+    def stderr_signal(self, line: str) -> Signal | None:
+        return signals.gemini_stderr(line)
+
+    def model_url(self, env: Mapping[str, str]) -> str | None:
+        """``GOOGLE_GEMINI_BASE_URL``, else Google's API; None on Vertex AI (a regional host)."""
+        if env.get("GOOGLE_GENAI_USE_VERTEXAI", "").lower() in ("1", "true"):
+            return None
+        return env.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_API
 
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
         said = "\n".join([*turn.errors, stderr])

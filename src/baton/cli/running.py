@@ -9,12 +9,13 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from baton.cli.render import emit_json, err, esc, out, say
 
 if TYPE_CHECKING:
-    from baton.runner.request import RunRequest, RunResult
+    from baton.models import RunRecord
+    from baton.runner.request import EventCallback, RunRequest, RunResult
     from baton.settings import Settings
     from baton.store.base import Store
 
@@ -74,7 +75,22 @@ def _run_with_status(request: RunRequest, quiet: bool, settings: Settings, store
         request.on_start = lambda r: status.update(
             esc(f"{r.agent} on {r.thread}: {r.mode.value} run {r.run_id[-8:]}, attempt {r.attempt}")
         )
+        request.on_event = _model_line(status.update, request.on_event)
         return run(request, settings, store)
+
+
+def _model_line(show: Callable[[str], None], then: EventCallback | None) -> EventCallback:
+    """An ``on_event`` that shows what the agent says of its model API as it retries (``baton.model``
+    events: "waiting for the model at URL: connection failed, retry 3") on the status line, then
+    calls ``then``."""
+
+    def on_event(record: RunRecord, event: dict[str, Any]) -> None:
+        if event.get("type") == "baton.model":
+            show(esc(f"{record.agent} on {record.thread}: {event.get('text')}"))
+        if then is not None:
+            then(record, event)
+
+    return on_event
 
 
 def _print_result(result: RunResult, settings: Settings, store: Store | None) -> None:

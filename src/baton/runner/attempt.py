@@ -25,7 +25,8 @@ from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, Se
 from baton.runner import confine
 from baton.runner.agentenv import agent_env
 from baton.runner.landlock import Ruleset
-from baton.runner.process import ProcessResult, run_process
+from baton.runner.modelwatch import ModelWatch
+from baton.runner.process import ProcessResult, RunLog, run_process
 from baton.runner.prompts import recap, render
 from baton.runner.state import Attempt, Context, Decision, Prepared, Start
 from baton.runner.walls import GitParts, ruleset
@@ -58,18 +59,22 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
     record = _record(ctx, prepared, decision, attempt)
     record.confined = walled
     turn = Turn()
-    try:
-        _start(ctx, session, record, launch)
-        result = _launch(ctx, prepared, decision, launch, record, turn)
-    except AgentError as exc:  # the agent could not even be started
-        return _finish(ctx, prepared, record, turn, Ending(Outcome.FAILED, str(exc)))
-    except BaseException as exc:
-        _abandon(ctx, session, record, exc)
-        translated = _translate(exc)
-        if translated is exc:
-            raise
-        raise translated from exc
-    ending = _classify(ctx, decision, result, turn)
+    with RunLog(Path(record.log_path)) as log:
+        try:
+            _start(ctx, session, record, launch)
+            env = _agent_env(ctx, launch, record)
+            watch = _watch(ctx, record, env, log)
+            result = _launch(ctx, prepared, decision, launch, record, turn, env, watch)
+        except AgentError as exc:  # the agent could not even be started
+            return _finish(ctx, prepared, record, turn, Ending(Outcome.FAILED, str(exc)))
+        except BaseException as exc:
+            _abandon(ctx, session, record, exc)
+            translated = _translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        ending = _classify(ctx, decision, result, turn, watch)
+        log.note({"type": "baton.ended", "outcome": ending.outcome.value, "error": ending.error})
     trouble = [e for e in (result.log_error, result.callback_error) if e]
     if trouble:  # the agent ran, but baton could not keep everything it said: say so on the run
         record.note = "; ".join(filter(None, [record.note, *trouble]))
@@ -163,15 +168,33 @@ def _start(ctx: Context, session: SessionRecord, record: RunRecord, launch: Laun
         ctx.request.on_start(record)
 
 
+def _watch(ctx: Context, record: RunRecord, env: dict[str, str], log: RunLog) -> ModelWatch:
+    """The turn's watch on its model API (:mod:`baton.runner.modelwatch`), its address read on the
+    operator's base home (never the key's, which the agent may rewrite); its events go to the log and
+    to the request's subscriber."""
+    on_event = ctx.request.on_event
+    publish = (lambda event: on_event(record, event)) if on_event else None
+    url = _operators(ctx).model_url(env)
+    return ModelWatch(ctx.agent, url, ctx.settings.unreachable_grace, env, log, publish)
+
+
 def _launch(
-    ctx: Context, prepared: Prepared, decision: Decision, launch: Launch, record: RunRecord, turn: Turn
+    ctx: Context,
+    prepared: Prepared,
+    decision: Decision,
+    launch: Launch,
+    record: RunRecord,
+    turn: Turn,
+    env: dict[str, str],
+    watch: ModelWatch,
 ) -> ProcessResult:
-    """Run the agent to its end, streaming its events into ``turn`` and to the request's subscriber."""
+    """Run the agent to its end, streaming its events into ``turn``, the watch and the request's
+    subscriber."""
     store, agent, session = ctx.store, ctx.agent, prepared.session
-    env = _agent_env(ctx, launch, record)
 
     def on_line(line: str) -> None:
         event = agent.read_event(line, turn)
+        watch.event(event)
         chose = turn.session_id and turn.session_id != session.agent_session_id
         if chose and not launch.new_session_id and decision.mode != Mode.RESUME:
             # An id the agent chose itself (Codex, Gemini forks): keep it at once, so a runner
@@ -192,7 +215,7 @@ def _launch(
             launch.argv,
             env,
             prepared.worktree,
-            Path(record.log_path),
+            watch.log,
             on_line,
             on_start=lambda pid: _started(ctx, record, pid),
             heartbeat=heartbeat,
@@ -203,6 +226,8 @@ def _launch(
             kill_grace=ctx.settings.kill_grace,
             stdin=launch.stdin,
             spawn=ruleset.spawn if ruleset else None,
+            on_stderr=watch.stderr,
+            stop_when=watch.stop,
         )
     finally:
         if ruleset is not None:
@@ -246,8 +271,16 @@ def _walls(ctx: Context, prepared: Prepared, env: dict[str, str]) -> Ruleset:
         raise AgentError(f"cannot wall the agent in: {exc}") from exc
 
 
-def _classify(ctx: Context, decision: Decision, result: ProcessResult, turn: Turn) -> Ending:
+# What every interrupted turn's message ends with: what happens to the conversation next.
+KEPT = "the conversation is kept and the next run is told this turn was interrupted"
+
+
+def _classify(
+    ctx: Context, decision: Decision, result: ProcessResult, turn: Turn, watch: ModelWatch
+) -> Ending:
     agent = ctx.agent
+    if result.stopped:  # the model could not be reached: the agent did no work
+        return Ending(Outcome.FAILED, result.stopped, result.exit_code)
     if result.timed_out:
         resolved = ctx.resolved
         why = (
@@ -255,13 +288,15 @@ def _classify(ctx: Context, decision: Decision, result: ProcessResult, turn: Tur
             if result.idle and resolved.idle_timeout
             else f"stopped after the {resolved.timeout or 0:g} s run timeout"
         )
-        return Ending(Outcome.TIMED_OUT, f"{why}; the conversation is kept", result.exit_code)
+        last = watch.last_error or (turn.errors[-1] if turn.errors else None)
+        said = f" (the agent last reported: {last})" if last else ""
+        return Ending(Outcome.TIMED_OUT, f"{why}{said}; {KEPT}", result.exit_code)
     if ctx.lost.is_set():
         return Ending(
             Outcome.CANCELLED, f"stopped: another runner took over the lease of {ctx.key}", result.exit_code
         )
     if result.cancelled:
-        return Ending(Outcome.CANCELLED, "cancelled", result.exit_code)
+        return Ending(Outcome.CANCELLED, f"cancelled; {KEPT}", result.exit_code)
     outcome = agent.classify(result.exit_code, turn, result.stderr)
     if (
         outcome == Outcome.SUCCEEDED

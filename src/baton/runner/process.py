@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from baton.errors import AgentError
 
@@ -53,48 +53,87 @@ class ProcessResult:
     cancelled: bool
     stderr: str
     idle: bool = False  # timed out because it said nothing for ``idle_timeout`` seconds
+    stopped: str | None = None  # stopped because ``stop_when`` said so: its reason
     log_error: str | None = None  # the event log could not be (fully) written: why (the run still ran)
     callback_error: str | None = None  # on_line raised: the first error (the pipes were still drained)
 
 
-class _Pumps:
-    """The reader threads: stdout lines to the log and to ``on_line``, stderr lines (a tail kept) to the
-    log. They drain the pipes whatever happens: a log that cannot be written (ENOSPC, EIO) or a
-    callback that raises is recorded once and never stops the reading, because an agent whose pipe
-    is full blocks forever."""
+class RunLog:
+    """A run's event log (``logs/<run>.jsonl``), written a whole line at a time from several threads. A
+    log that cannot be written (ENOSPC, EIO) is recorded once in :attr:`error` and written no more:
+    the run goes on."""
 
-    def __init__(self, log_path: Path, on_line: Callable[[str], None]) -> None:
-        self.log_path = log_path
-        self.on_line = on_line
-        self.stderr_tail: deque[str] = deque(maxlen=200)
-        self.log_error: str | None = None
-        self.callback_error: str | None = None
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.error: str | None = None
         self._lock = threading.Lock()
-        self.last_output = time.monotonic()  # of any line on stdout or stderr (the idle timeout)
-        self._log: IO[str] | None = None
+        self._file: IO[str] | None = None
         try:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = log_path.open("a", encoding="utf-8")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
         except OSError as exc:
-            self._log_failed(exc)
+            self._failed(exc)
 
-    def _log_failed(self, exc: OSError) -> None:
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _failed(self, exc: OSError) -> None:
         reason = exc.strerror or str(exc)
-        self.log_error = self.log_error or f"cannot write the event log {self.log_path}: {reason}"
-        if self._log is not None:
+        self.error = self.error or f"cannot write the event log {self.path}: {reason}"
+        if self._file is not None:
             with contextlib.suppress(OSError):  # its buffer cannot be flushed either
-                self._log.close()
-            self._log = None
+                self._file.close()
+            self._file = None
 
     def write(self, line: str) -> None:
         with self._lock:
-            if self._log is None:
+            if self._file is None:
                 return
             try:
-                self._log.write(line + "\n")
-                self._log.flush()
+                self._file.write(line + "\n")
+                self._file.flush()
             except OSError as exc:
-                self._log_failed(exc)
+                self._failed(exc)
+
+    def note(self, event: dict[str, Any]) -> None:
+        """One of baton's own events (``{"type": "baton.…"}``) among the agent's."""
+        self.write(json.dumps(event, ensure_ascii=False))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                try:
+                    self._file.close()
+                except OSError as exc:
+                    self._failed(exc)
+
+
+class _Pumps:
+    """The reader threads: stdout lines to the log and to ``on_line``, stderr lines (a tail kept) to the
+    log and to ``on_stderr``. They drain the pipes whatever happens: a log that cannot be written or a
+    callback that raises is recorded once and never stops the reading, because an agent whose pipe
+    is full blocks forever."""
+
+    def __init__(
+        self, log: RunLog, on_line: Callable[[str], None], on_stderr: Callable[[str], None] | None
+    ) -> None:
+        self.log = log
+        self.on_line = on_line
+        self.on_stderr = on_stderr
+        self.stderr_tail: deque[str] = deque(maxlen=200)
+        self.callback_error: str | None = None
+        self.last_output = time.monotonic()  # of any line on stdout or stderr (the idle timeout)
+
+    def _call(self, callback: Callable[[str], None] | None, line: str) -> None:
+        if callback is None:
+            return
+        try:
+            callback(line)
+        except Exception as exc:  # recorded for the caller: the pipe must keep draining
+            self.callback_error = self.callback_error or f"{type(exc).__name__}: {exc}"
 
     def out(self, stream: IO[bytes]) -> None:
         for raw in stream:
@@ -102,26 +141,16 @@ class _Pumps:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             if not line:
                 continue
-            self.write(line)
-            try:
-                self.on_line(line)
-            except Exception as exc:  # recorded for the caller: the pipe must keep draining
-                self.callback_error = self.callback_error or f"{type(exc).__name__}: {exc}"
+            self.log.write(line)
+            self._call(self.on_line, line)
 
     def err(self, stream: IO[bytes]) -> None:
         for raw in stream:
             self.last_output = time.monotonic()
             line = raw.decode("utf-8", "replace").rstrip("\n")
             self.stderr_tail.append(line)
-            self.write(json.dumps({"type": "baton.stderr", "line": line}))
-
-    def close(self) -> None:
-        with self._lock:
-            if self._log is not None:
-                try:
-                    self._log.close()
-                except OSError as exc:
-                    self._log_failed(exc)
+            self.log.note({"type": "baton.stderr", "line": line})
+            self._call(self.on_stderr, line)
 
 
 def _feed(pipe: IO[bytes], data: bytes) -> None:
@@ -180,7 +209,7 @@ def run_process(
     argv: list[str],
     env: dict[str, str],
     cwd: Path,
-    log_path: Path,
+    log: RunLog,
     on_line: Callable[[str], None],
     on_start: Callable[[int], None],
     heartbeat: Callable[[], bool],
@@ -191,18 +220,19 @@ def run_process(
     stdin: bytes | None = None,
     spawn: Spawn | None = None,
     idle_timeout: float | None = None,
+    on_stderr: Callable[[str], None] | None = None,
+    stop_when: Callable[[], str | None] | None = None,
 ) -> ProcessResult:
     """Run to completion; ``heartbeat`` returning False (the lease was lost) cancels the run.
     ``stdin``: bytes written to the agent's stdin, which is then closed (None: /dev/null).
     ``spawn``: called with the function that starts the agent, to start it differently — the walls'
     :meth:`baton.runner.landlock.Ruleset.spawn` starts it inside its Landlock domain. ``timeout``: wall
-    seconds; ``idle_timeout``: seconds without a line on stdout or stderr (None: no limit)."""
-    pumps = _Pumps(log_path, on_line)
-    try:
-        proc = _start(argv, env, cwd, stdin, spawn)
-    except AgentError:
-        pumps.close()
-        raise
+    seconds; ``idle_timeout``: seconds without a line on stdout or stderr (None: no limit).
+    ``log``: where stdout lines go as they are and stderr lines as ``baton.stderr`` events (the caller
+    closes it); ``on_stderr``: called with each stderr line; ``stop_when``: asked every 0.1 s, a reason
+    to stop the agent now (kept in :attr:`ProcessResult.stopped`)."""
+    pumps = _Pumps(log, on_line, on_stderr)
+    proc = _start(argv, env, cwd, stdin, spawn)
     threads = [
         threading.Thread(target=pumps.out, args=(proc.stdout,), daemon=True),
         threading.Thread(target=pumps.err, args=(proc.stderr,), daemon=True),
@@ -218,43 +248,45 @@ def run_process(
         kill_group(proc.pid, 0, proc)  # nobody would supervise it
         raise
     try:
-        limits = _Limits(timeout, idle_timeout, lambda: pumps.last_output)
+        limits = _Limits(timeout, idle_timeout, lambda: pumps.last_output, stop_when)
         timed_out, cancelled = _supervise(proc, heartbeat, heartbeat_every, limits, cancel, kill_grace)
     except BaseException:  # KeyboardInterrupt, a failing heartbeat: never leave the agent unsupervised
         kill_group(proc.pid, kill_grace, proc)
         raise
     finally:
-        _close(proc, threads, pumps)
+        _close(proc, threads)
     return ProcessResult(
         proc.returncode,
         timed_out,
         cancelled,
         "\n".join(pumps.stderr_tail),
         idle=limits.idle_hit,
-        log_error=pumps.log_error,
+        stopped=limits.stopped,
+        log_error=log.error,
         callback_error=pumps.callback_error,
     )
 
 
-def _close(proc: subprocess.Popen[bytes], threads: list[threading.Thread], pumps: _Pumps) -> None:
+def _close(proc: subprocess.Popen[bytes], threads: list[threading.Thread]) -> None:
     for thread in threads:
         thread.join(timeout=5)
     for pipe in (proc.stdin, proc.stdout, proc.stderr):
         if pipe is not None:
             with contextlib.suppress(OSError):
                 pipe.close()
-    pumps.close()
 
 
 @dataclass
 class _Limits:
-    """When the agent has run too long: ``timeout`` wall seconds, or ``idle`` seconds since
-    ``last_output()``."""
+    """When the agent must stop: ``timeout`` wall seconds, ``idle`` seconds since ``last_output()``,
+    or when ``stop_when()`` gives a reason."""
 
     timeout: float | None
     idle: float | None
     last_output: Callable[[], float]
+    stop_when: Callable[[], str | None] | None = None
     idle_hit: bool = False
+    stopped: str | None = None
 
     def __post_init__(self) -> None:
         self.deadline = None if not self.timeout else time.monotonic() + self.timeout
@@ -263,7 +295,9 @@ class _Limits:
         if self.deadline is not None and now >= self.deadline:
             return True
         self.idle_hit = bool(self.idle) and now - self.last_output() >= (self.idle or 0)
-        return self.idle_hit
+        if not self.idle_hit and self.stop_when is not None:
+            self.stopped = self.stop_when()
+        return self.idle_hit or self.stopped is not None
 
 
 def _supervise(
@@ -285,18 +319,17 @@ def _supervise(
 
     threading.Thread(target=reap, daemon=True).start()
     next_beat = time.monotonic() + heartbeat_every
-    timed_out = cancelled = False
+    timed_out = cancelled = stop = False
     while not exited.wait(timeout=0.1):
         now = time.monotonic()
         if limits.reached(now):
-            timed_out = True
+            stop, timed_out = True, limits.stopped is None
         elif cancel.is_set():
-            cancelled = True
+            stop = cancelled = True
         elif now >= next_beat:
             next_beat = now + heartbeat_every
-            if not heartbeat():
-                cancelled = True
-        if timed_out or cancelled:
+            stop = cancelled = not heartbeat()
+        if stop:
             kill_group(proc.pid, kill_grace, proc)
             break
     return timed_out, cancelled

@@ -16,7 +16,9 @@ Faults, from the environment:
 - ``FAKE_AGENT_FAIL_FIRST`` = N: fail the first N runs, counted in ``FAKE_AGENT_STATE`` (a directory; default
   ``$HOME``, the key's home under baton);
 - ``FAKE_AGENT_NO_VERSION``: leave the version out of the ``init`` event (as Codex and Gemini do);
-- ``FAKE_AGENT_EXIT``: exit with this code after replying (a crash without a result line).
+- ``FAKE_AGENT_EXIT``: exit with this code after replying (a crash without a result line);
+- ``FAKE_AGENT_RETRIES`` = N: before replying, report N failed connections to the model API 0.3 s
+  apart, as Claude Code's ``api_retry`` events do (``"error_status": null``).
 """
 
 from __future__ import annotations
@@ -192,6 +194,17 @@ def main(argv: list[str]) -> None:
     user = record("user", parent, session_id, cwd, args.get("prompt", ""))
     append(transcript, user)
     time.sleep(float(os.environ.get("FAKE_AGENT_DELAY", "0") or 0))
+    for attempt in range(1, int(os.environ.get("FAKE_AGENT_RETRIES", "0") or 0) + 1):
+        emit(
+            {
+                "type": "system",
+                "subtype": "api_retry",
+                "attempt": attempt,
+                "error_status": None,
+                "error": "unknown",
+            }
+        )
+        time.sleep(0.3)
     if should_fail():
         fail(session_id, "fake failure (FAKE_AGENT_FAIL)")
     count = len(history) + 2

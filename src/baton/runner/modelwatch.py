@@ -1,0 +1,176 @@
+"""Watching a turn's model API: the CLI's retries shown as they come, and a model that cannot be
+reached made an outcome within seconds, not minutes.
+
+An agent CLI whose model API does not answer keeps retrying (Claude Code ~3 minutes, Codex for ever),
+so a mistyped ``ANTHROPIC_BASE_URL`` used to look like baton hanging. :class:`ModelWatch` reads each
+line of the turn through the adapter's classifier (:mod:`baton.agents.signals`):
+
+- every signal becomes a ``baton.model`` event in the run's log and for the run's live subscribers
+  (``baton run``'s status line, ``GET /v1/runs/{id}/events``, the dashboard): "waiting for the model at
+  URL: connection failed, retry 3";
+- after ``unreachable_grace`` seconds (the setting, 20 by default; 0 turns this off) of nothing but
+  "no connection" signals, baton tries the model's address itself (a TCP connection to its host and
+  port, or to the proxy the agent's environment names for it). When that fails too, the turn is
+  stopped and ends ``failed``, with the cause: "the model API at http://127.0.0.1:1 could not be
+  reached: connection refused". When baton connects, the CLI's trouble is its own (its proxy, its
+  walls), and it is left to its retries for another grace.
+
+Any other event the CLI prints (the model answered) ends the streak.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from baton.agents import Agent
+from baton.agents.signals import Signal, SignalKind
+from baton.runner.process import RunLog
+
+Publish = Callable[[dict[str, Any]], None]
+PROBE_TIMEOUT = 3.0  # seconds baton's own connection attempt waits
+
+
+class ModelWatch:
+    """One turn's watch (see the module docstring): its events go to ``log`` and to ``publish`` (the
+    run's live subscribers). ``event`` and ``stderr`` are called from the process's reader threads,
+    ``stop`` from its supervisor: the state is behind a lock."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        url: str | None,
+        grace: float,
+        env: Mapping[str, str],
+        log: RunLog,
+        publish: Publish | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.agent, self.url, self.grace, self.env, self.log = agent, url, grace, env, log
+        self._publish, self._clock = publish, clock
+        self._lock = threading.Lock()
+        self.last: Signal | None = None  # the last signal of the turn
+        self._since: float | None = None  # the first "no connection" of the current streak
+        self._probe: _Probe | None = None
+
+    @property
+    def last_error(self) -> str | None:
+        """What the agent last said of the model API, for a timeout's message."""
+        return self.last.detail if self.last is not None else None
+
+    def event(self, event: dict[str, Any] | None) -> None:
+        """One parsed stdout event: a signal, or the model answered (the streak ends)."""
+        if event is None:
+            return
+        signal = self.agent.signal(event)
+        if signal is not None:
+            self._saw(signal)
+            return
+        with self._lock:
+            self._since = None
+
+    def stderr(self, line: str) -> None:
+        if (signal := self.agent.stderr_signal(line)) is not None:
+            self._saw(signal)
+
+    def _saw(self, signal: Signal) -> None:
+        with self._lock:
+            self.last = signal
+            if signal.kind != SignalKind.UNREACHABLE:
+                self._since = None  # the server answered: it can be reached
+            elif self._since is None:
+                self._since = self._clock()
+        where = self.url or "its model API"
+        text = f"waiting for the model at {where}: {signal.detail}"
+        if signal.retry is not None:
+            text += f", retry {signal.retry}"
+        note = {
+            "type": "baton.model",
+            "state": signal.kind.value,
+            "url": self.url,
+            "detail": signal.detail,
+            "retry": signal.retry,
+            "text": text,
+        }
+        self.log.note(note)
+        if self._publish is not None:
+            self._publish(note)
+
+    def stop(self) -> str | None:
+        """Why the turn must stop now: its model could not be reached for ``grace`` seconds, neither by
+        the agent nor by baton (see the module docstring); None otherwise."""
+        if not self.grace or self.url is None:
+            return None
+        with self._lock:
+            since = self._since
+        if since is None or self._clock() - since < self.grace:
+            self._probe = None
+            return None
+        if self._probe is None:
+            self._probe = _Probe(self.url, self.env)
+        if not self._probe.done.is_set():
+            return None
+        cause, self._probe = self._probe.cause, None
+        if cause is None:  # baton connects: wait another grace before trying again
+            with self._lock:
+                self._since = self._clock() if self._since is not None else None
+            return None
+        said = f"; the agent said: {self.last.detail}" if self.last else ""
+        return (
+            f"the model API at {self.url} could not be reached: {cause} "
+            f"(no answer for {self.grace:g} s{said}; BATON_UNREACHABLE_GRACE sets how long)"
+        )
+
+
+class _Probe:
+    """baton's own connection attempt to a URL, in a thread of its own (a name lookup can hang)."""
+
+    def __init__(self, url: str, env: Mapping[str, str]) -> None:
+        self.cause: str | None = None
+        self.done = threading.Event()
+        threading.Thread(target=self._run, args=(url, env), daemon=True, name="baton-probe").start()
+
+    def _run(self, url: str, env: Mapping[str, str]) -> None:
+        try:
+            self.cause = reach(url, env)
+        finally:
+            self.done.set()
+
+
+def reach(url: str, env: Mapping[str, str], timeout: float = PROBE_TIMEOUT) -> str | None:
+    """None when a TCP connection to ``url``'s host and port opens (or to the proxy ``env`` names
+    for it); else why not, in words."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    via = ""
+    if (proxy := _proxy(parts.scheme, host, env)) is not None:
+        host, port = proxy
+        via = f" (through the proxy {host}:{port})"
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except socket.gaierror:
+        return f"the name {host} does not resolve{via}"
+    except ConnectionRefusedError:
+        return f"connection refused{via}"
+    except TimeoutError:
+        return f"no answer within {timeout:g} s{via}"
+    except OSError as exc:
+        return f"{exc.strerror or exc}{via}"
+    return None
+
+
+def _proxy(scheme: str, host: str, env: Mapping[str, str]) -> tuple[str, int] | None:
+    """The proxy the agent's environment sends ``scheme://host`` through, as curl reads it."""
+    found = {k.lower(): v for k, v in env.items() if k.lower().endswith("_proxy") and v}
+    for entry in (e.strip().lstrip(".").lower() for e in found.get("no_proxy", "").split(",")):
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return None
+    value = found.get(f"{scheme}_proxy") or found.get("all_proxy")
+    if not value:
+        return None
+    parts = urlsplit(value if "://" in value else f"http://{value}")
+    return (parts.hostname, parts.port or 80) if parts.hostname else None
