@@ -24,14 +24,17 @@ import pytest
 
 from baton import Mode, Outcome, PromptKind, RunRequest, open_store, run
 from baton.agents import AGENTS, Agent, Turn, get_agent
+from baton.agents.codex_config import merge_toml
 from baton.errors import BadInput
 from baton.keys import make_key
 from baton.runner.process import RunLog, run_process
 from baton.settings import Settings
 from baton.testing import MockModel
 from baton.testing.git_http import GitHttpServer
+from baton.testing.mock_openai import MockOpenAI
 from baton.workspace.keyspace import agent_for
 from tests.conftest import BATON, FIRST, MOCKS, gone, make_repo, wait_for
+from tests.private_services import free_port
 
 pytestmark = pytest.mark.slow
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -94,6 +97,62 @@ def test_three_runs_one_conversation(
     assert model.history_counts() == [first, first + 2, first + 4]
     assert f"received {first + 4}" in str(results[2]["result"])
     assert results[0]["worktree"] == results[2]["worktree"]
+
+
+# Where each CLI is told its model's address (Codex: the base home's provider table, as configured).
+BASE_URL = {"claude": "ANTHROPIC_BASE_URL", "gemini": "GOOGLE_GEMINI_BASE_URL"}
+GRACE = 5.0  # BATON_UNREACHABLE_GRACE for these runs (20 by default; the logic: tests/test_modelwatch.py)
+
+
+def test_an_unreachable_model_fails_within_the_grace_naming_its_address(
+    agent: str, settings: Settings, src_repo: Path, model: MockModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each CLI retries for minutes (Claude ~3, Codex for ever); baton reads its retries as they stream
+    and ends the turn `failed`, naming the address and the cause, soon after the grace."""
+    url = f"http://127.0.0.1:{free_port()}"
+    if agent == "codex":
+        url += "/v1"
+        merge_toml(
+            settings.home / "homes" / agent / "config.toml", {"model_providers": {"mock": {"base_url": url}}}
+        )
+    else:
+        monkeypatch.setenv(BASE_URL[agent], url)
+    started = time.monotonic()
+    result = run(
+        RunRequest(agent=agent, repo=str(src_repo), thread="down", prompt="hello?"),
+        settings=settings.with_(unreachable_grace=GRACE),
+    )
+    took = time.monotonic() - started
+    print(f"{agent}: {result.run.outcome} after {took:.1f} s: {result.run.error}")
+    assert result.run.outcome == Outcome.FAILED, result.run.error
+    assert str(result.run.error).startswith(
+        f"the model API at {url} could not be reached: connection refused"
+    )
+    assert took < GRACE + 15, "the first retry comes within seconds (Codex's and Gemini's after ~3.5 s)"
+    log = Path(result.run.log_path).read_text()
+    assert '"type": "baton.model"' in log and '"type": "baton.ended"' in log
+
+
+def test_codex_takes_openai_base_url_like_the_other_clis_base_urls(
+    settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No provider table of the operator's: ``OPENAI_BASE_URL`` is enough, as ``ANTHROPIC_BASE_URL`` is
+    for Claude; over HTTP at once (Codex's built-in provider would try WebSockets five times first)."""
+    with MockOpenAI() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "mock-key")
+        results = [
+            run(
+                RunRequest(agent="codex", repo=str(src_repo), thread="base-url", prompt=f"step {i}"), settings
+            )
+            for i in range(2)
+        ]
+        assert [r.run.outcome for r in results] == [Outcome.SUCCEEDED] * 2, [r.run.error for r in results]
+        first, second = server.history_counts()  # Codex's default model sends more than the mock's 4
+        assert second == first + 2, "the second turn resumed the first's thread"
+    log = Path(results[0].run.log_path).read_text()
+    assert "Reconnecting" not in log and "WebSocket" not in log, log
+    assert "model_provider" not in (settings.home / "homes" / "codex" / "config.toml").read_text()
 
 
 def test_two_threads_at_once_do_not_cross(
