@@ -69,6 +69,17 @@ def test_make_image_leaves_the_image_and_reports_its_size(built_image: str) -> N
     assert size // 2**20 <= SIZE_BUDGET_MIB, f"the image grew to {size // 2**20} MiB"
 
 
+def test_make_image_leaves_no_build_stage_behind(built_image: str) -> None:
+    """The build stage (1.5 GB, untagged) is removed once the image is built."""
+    left = subprocess.run(
+        ["podman", "images", "--all", "--quiet", "--filter", "label=baton.stage=build"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert left.stdout.strip() == "", f"build-stage images left: {left.stdout.split()}"
+
+
 def test_the_demo_passes_inside_the_image(built_image: str, volume: Path) -> None:
     done = run_in_image(volume, "baton", "demo")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -8,7 +8,7 @@
 # registry at all), kept as localhost/baton-base:trixie and reused (REBUILD_BASE=1 makes it anew);
 # else the engine pulls debian:trixie-slim from its registry. The build never pulls otherwise.
 # CA_BUNDLE (default: the system's) is handed to the build as a secret, for pip and npm behind a proxy
-# that re-signs TLS; it does not end up in the image.
+# that re-signs TLS; it does not end up in the image. The build stage's image is removed after the build.
 set -eu
 cd "$(dirname "$0")/../.."
 IMAGE=${IMAGE:-localhost/baton:dev}
@@ -43,6 +43,9 @@ CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 if [ -s "$CA_BUNDLE" ]; then set -- "$@" --secret "id=ca-certificates,src=$CA_BUNDLE"; fi
 echo "make image: $ENGINE build on $BASE"
 "$ENGINE" build "$@" .
+# The build stage's image (1.5 GB, untagged) is of no use after the build: remove it (the next build
+# builds that stage again).
+"$ENGINE" image prune --force --filter label=baton.stage=build >/dev/null
 
 size=$("$ENGINE" image inspect --format '{{.Size}}' "$IMAGE")
 echo "make image: $IMAGE, $((size / 1048576)) MiB unpacked"

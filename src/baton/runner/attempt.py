@@ -74,7 +74,10 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
                 raise
             raise translated from exc
         ending = _classify(ctx, decision, result, turn, watch)
-        log.note({"type": "baton.ended", "outcome": ending.outcome.value, "error": ending.error})
+        if (
+            ending.outcome != Outcome.SUCCEEDED
+        ):  # why, for `runs logs` (a success ends with the agent's result)
+            log.note({"type": "baton.ended", "outcome": ending.outcome.value, "error": ending.error})
     trouble = [e for e in (result.log_error, result.callback_error) if e]
     if trouble:  # the agent ran, but baton could not keep everything it said: say so on the run
         record.note = "; ".join(filter(None, [record.note, *trouble]))
