@@ -59,7 +59,7 @@ FleetOpt = Annotated[
 
 def du_cmd(as_json: JsonOpt = False, fleet: FleetOpt = False, wide: WideOpt = False) -> None:
     """Disk use: per agent, per repo and per session (worktree, transcript, snapshot), cache clones,
-    agent homes, and the free space of the volume. ``--fleet``: each worker's volume (by kind, free
+    agent homes, and the free space of the volume. --fleet: each worker's volume (by kind, free
     space, age of its report) and the fleet's total, as the workers last reported them."""
     if fleet:
         return _du_fleet(as_json, wide)
