@@ -82,6 +82,7 @@ $(VENV)/.installed: pyproject.toml package.json package-lock.json
 # The demo needs only the virtualenv (Python, Node and git): no service, no browser, no root.
 demo: $(VENV)/.installed
 	$(VENV)/bin/baton demo
+	@echo; echo "baton and the agent CLIs are in $(VENV)/bin: run  . $(VENV)/bin/activate  to put them on PATH (the README's tour)"
 
 # baton's container image, localhost/baton:dev (deploy/Dockerfile; works with no image registry: see
 # deploy/image/build.sh). ENGINE=docker to use Docker; IMAGE=NAME:TAG for another name.

@@ -130,3 +130,21 @@ def test_sigkill_with_a_running_and_a_queued_run(
     assert relabelled is not None and relabelled.outcome.value == "crashed"
     lines = [json.loads(line) for line in stream.read_text().splitlines()]
     assert lines[0]["event"]["type"] == "system" and lines[-1] == {"seq": len(lines), "end": "crashed"}
+
+
+def test_a_get_with_wait_answers_when_the_run_is_done(
+    settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``?wait=S``: a script reads the outcome right after its POST, with no loop (the README's tour)."""
+    monkeypatch.setenv("FAKE_AGENT_DELAY", "1.5")
+    body = {"agent": "fake", "repo": str(src_repo), "thread": "waited", "prompt": "go"}
+    with run_service(settings) as service, service.client("run") as http:
+        run_id = http.post("/v1/runs", json=body).json()["run_id"]
+        short = http.get(f"/v1/runs/{run_id}", params={"wait": 0.2}).json()
+        waited = http.get(f"/v1/runs/{run_id}", params={"wait": 60}, timeout=90).json()
+        too_long = http.get(f"/v1/runs/{run_id}", params={"wait": 301})
+        at_once = http.get(f"/v1/runs/{run_id}", params={"wait": 60}).json()
+    assert short["status"] in ("queued", "running") and short["outcome"] is None
+    assert (waited["status"], waited["outcome"], waited["mode"]) == ("done", "succeeded", "fresh")
+    assert too_long.status_code == 422 and "wait" in too_long.text
+    assert at_once == waited, "a run that is done answers at once, as it is"

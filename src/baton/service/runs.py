@@ -14,11 +14,14 @@ client generated from the schema can follow them.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
@@ -214,11 +217,30 @@ def _slug(repo: str | None) -> str | None:
         return repo
 
 
+MAX_WAIT = 300.0  # seconds a GET may wait for a run to end
+WAIT_POLL = 0.2  # seconds between its looks at the store
+
+
 @router.get("/{run_id}", response_model=RunView)
-def get_run(_actor: Reader, ref: Ref, store: StoreDep) -> dict[str, Any]:
+async def get_run(
+    _actor: Reader,
+    ref: Ref,
+    store: StoreDep,
+    wait: Annotated[
+        float,
+        Query(ge=0, le=MAX_WAIT, description="hold the answer until the run is done, or this many seconds"),
+    ] = 0,
+) -> dict[str, Any]:
     """A run: queued, running or done, with ``baton run --json``'s fields once known and its attempts
-    so far. The id may be the run's or one of its attempts', whole or its last 8 characters."""
-    return ref.to_json(store)
+    so far. The id may be the run's or one of its attempts', whole or its last 8 characters. With
+    ``wait``, the answer comes when the run is done, or after that many seconds as it then is (its
+    ``status`` says which): a script can read the outcome without a loop."""
+    data = await run_in_threadpool(ref.to_json, store)
+    deadline = time.monotonic() + wait
+    while data["status"] != JobStatus.DONE and time.monotonic() < deadline:
+        await asyncio.sleep(WAIT_POLL)
+        data = await run_in_threadpool(lambda: resolve(store, ref.id).to_json(store))
+    return data
 
 
 @router.get(

@@ -1,0 +1,102 @@
+"""The README's tour, run as a newcomer pastes it: its shell blocks (steps 1 to 3), extracted from
+README.md itself (never a copy, so the two cannot drift), run in order as one bash script with
+``set -euo pipefail`` on a fresh home, in a directory of their own, with baton on ``PATH`` as
+``. .venv/bin/activate`` puts it — the real Claude Code, Codex and Gemini CLIs against the mocks,
+then the service. Only the fixed ports are swapped for free ones (another test may hold them)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.private_services import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+TOUR = ("## A five-minute tour", "### 4. ")  # from this heading to the next step, which builds an image
+PORTS = ("41234", "41235", "41236", "8765")  # the tour's fixed ports
+BLOCK = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+pytestmark = pytest.mark.slow
+
+
+def tour_blocks() -> list[str]:
+    text = README.read_text()
+    start = text.index(TOUR[0])
+    return BLOCK.findall(text[start : text.index(TOUR[1], start)])
+
+
+def test_the_tour_has_the_steps_it_promises() -> None:
+    script = "\n".join(tour_blocks())
+    for command in (
+        "baton run -a claude",
+        "baton run -a codex",
+        "baton run -a gemini",
+        "baton serve",
+        "curl",
+    ):
+        assert command in script
+    assert not re.search(r"\b[0-9a-f]{8,}\b", script.replace("41234", "")), "no literal run ids to paste"
+
+
+@pytest.fixture
+def leftovers(tmp_path: Path) -> Iterator[None]:
+    """Whatever the tour leaves running under ``tmp_path`` (the warm server it starts) is stopped."""
+    yield
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if any(str(tmp_path) in part for part in cmdline) and proc.pid != os.getpid():
+            proc.terminate()
+
+
+def test_the_readme_tour_runs_as_pasted(tmp_path: Path, leftovers: None) -> None:
+    script = "\n".join(tour_blocks())
+    for port in PORTS:
+        script = re.sub(rf"\b{port}\b", str(free_port()), script)
+    work = tmp_path / "work"
+    work.mkdir()
+    venv_bin = str(Path(sys.executable).parent)
+    keep = ("PATH", "LANG", "LC_ALL", "TERM", "USER", "LOGNAME", "SHELL")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env |= {
+        "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', os.defpath)}",
+        "VIRTUAL_ENV": str(Path(venv_bin).parent),
+        "HOME": str(tmp_path / "user"),
+        "TMPDIR": str(tmp_path),  # so mktemp -d, the tour's BATON_HOME, is ours to clean up
+    }
+    (tmp_path / "user").mkdir()
+    wrapped = f"set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n{script}\n"
+    proc = subprocess.Popen(
+        ["bash", "-c", wrapped],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out[-6000:]
+    print(out)
+    expected = [
+        "mock reply #1: received 2 messages",  # the first claude run
+        "?? NOTES.md",  # the agent wrote the file
+        "hydrated from the store's snapshot",  # after the redeploy
+        "mock reply #5: received 10 messages",
+        "done\nresume\nsucceeded",  # the service's run, waited for
+    ]
+    for text in expected:
+        assert text in out, f"{text!r} not in the tour's output:\n{out[-6000:]}"
