@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from baton import Outcome, PromptKind, RunRequest, run
+from baton import Mode, Outcome, PromptKind, RunRequest, run
 from baton.agents import get_agent, signals
 from baton.agents.events import LogRenderer
 from baton.agents.signals import Signal, SignalKind
@@ -289,3 +289,22 @@ def test_a_cancel_says_what_happens_next(
         result.run.error
         == "cancelled; the conversation is kept and the next run is told this turn was interrupted"
     )
+
+
+def test_baton_runs_status_line_shows_the_retries_and_passes_every_event_on() -> None:
+    from baton.cli.running import _model_line
+
+    shown: list[str] = []
+    passed: list[dict[str, Any]] = []
+    on_event = _model_line(shown.append, lambda _r, e: passed.append(e))
+    record = RunRecord("r", "claude", "local/api", "issue-42", 1, Mode.FRESH, PromptKind.FULL, "hi")
+    note = {
+        "type": "baton.model",
+        "text": "waiting for the model at http://127.0.0.1:1: connection failed, retry 3",
+    }
+    on_event(record, {"type": "assistant"})
+    on_event(record, note)
+    assert shown == [
+        "claude on issue-42: waiting for the model at http://127.0.0.1:1: connection failed, retry 3"
+    ]
+    assert passed == [{"type": "assistant"}, note]
