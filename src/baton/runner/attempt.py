@@ -74,9 +74,8 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
                 raise
             raise translated from exc
         ending = _classify(ctx, decision, result, turn, watch)
-        if (
-            ending.outcome != Outcome.SUCCEEDED
-        ):  # why, for `runs logs` (a success ends with the agent's result)
+        # why it ended, for `runs logs` (a success's log ends with the agent's own result)
+        if ending.outcome != Outcome.SUCCEEDED:
             log.note({"type": "baton.ended", "outcome": ending.outcome.value, "error": ending.error})
     trouble = [e for e in (result.log_error, result.callback_error) if e]
     if trouble:  # the agent ran, but baton could not keep everything it said: say so on the run
@@ -282,7 +281,7 @@ def _classify(
     ctx: Context, decision: Decision, result: ProcessResult, turn: Turn, watch: ModelWatch
 ) -> Ending:
     agent = ctx.agent
-    if result.stopped:  # the model could not be reached: the agent did no work
+    if result.stopped:  # its model API could not be reached (baton.runner.modelwatch)
         return Ending(Outcome.FAILED, result.stopped, result.exit_code)
     if result.timed_out:
         resolved = ctx.resolved
