@@ -55,3 +55,11 @@ def test_a_conflict_exits_5_from_baton_sync_as_from_baton_run(cli: Cli, src_repo
     assert json.loads(ran.stdout)["outcome"] == "conflict"
     said = cli("sync", "-r", str(src_repo), "-t", "issue-1")
     assert said.returncode == 5 and "conflict" in said.stdout
+
+
+def test_sync_how_offers_merge_and_rebase_only(cli: Cli, src_repo: Path) -> None:
+    """``off`` is a turn's setting, not a way to sync now: the help does not offer it, and it is bad input."""
+    shown = cli("sync", "--help")
+    assert "<merge|rebase>" in shown.stdout and "off" not in shown.stdout.split("--how", 1)[1].split("\n")[0]
+    refused = cli("sync", "-r", str(src_repo), "-t", "issue-1", "--how", "off")
+    assert refused.returncode == 2 and "merge, rebase" in refused.stderr, refused.stderr

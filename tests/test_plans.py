@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from baton import open_store
-from baton.errors import BadInput, Busy
+from baton.errors import BadInput, BatonError, Busy
 from baton.models import PlanRecord, TaskStatus
 from baton.plans.file import parse_plan
 from baton.plans.runner import run_plan
@@ -137,6 +137,21 @@ def test_a_plan_with_a_relative_repo_is_one_key_from_any_directory(
     assert again.status == "succeeded" and again.repo == slug
     assert again.tasks[0].run_id == first.tasks[0].run_id, "the finished task is not re-run"
     assert [t.result for t in again.tasks[1:]] == [f"fake reply: received {n} messages" for n in (4, 6)]
+
+
+def test_a_task_refused_before_its_turn_leaves_the_plan_failed_not_running(settings: Settings) -> None:
+    """A run that raises (here: a remote that cannot be reached, exit 4) ends the task and the plan
+    ``failed`` with the reason, so ``plan show`` does not say "running" of a plan nothing runs."""
+    text = plan_text(Path("x")).replace("repo: x", "repo: http://127.0.0.1:1/acme/api.git")
+    with pytest.raises(BatonError) as raised:
+        go(settings, text)
+    assert raised.value.exit_code == 4
+    store = open_store(settings.resolved_store_url)
+    record = store.get_plan("demo")
+    store.close()
+    assert record is not None and record.status == "failed"
+    assert [t.status for t in record.tasks] == [TaskStatus.FAILED, TaskStatus.PENDING, TaskStatus.PENDING]
+    assert record.tasks[0].error and "127.0.0.1:1" in record.tasks[0].error and record.tasks[0].ended_at
 
 
 def test_changed_finished_prompt_is_reported(settings: Settings, src_repo: Path) -> None:

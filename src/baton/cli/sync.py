@@ -3,13 +3,22 @@ stacked on it (onto its new tip, or onto the default branch once it was merged).
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from baton.cli.common import JsonOpt, RepoOpt, ThreadOpt, cli_store, emit_json, esc, out
-from baton.errors import BadInput, exit_code_of
+from baton.errors import exit_code_of
 from baton.models import Outcome, SyncHow
+
+
+class How(StrEnum):
+    """What ``--how`` offers: a sync now is a merge or a rebase (``off``, a turn's default, syncs nothing)."""
+
+    MERGE = "merge"  # merge the remote branch and the moved base
+    REBASE = "rebase"  # replay the key's own commits onto them
+
 
 # a key's sync result -> the outcome its exit code is that of (anything else, "failed": failed)
 OUTCOMES = {
@@ -23,7 +32,7 @@ OUTCOMES = {
 def sync_cmd(
     repo: RepoOpt,
     thread: ThreadOpt,
-    how: Annotated[SyncHow, typer.Option(help="merge or rebase")] = SyncHow.REBASE,
+    how: Annotated[How, typer.Option(help="merge or rebase")] = How.REBASE,
     merged: Annotated[
         bool,
         typer.Option(
@@ -40,11 +49,9 @@ def sync_cmd(
     from baton.keys import parse_repo
     from baton.sync.upstream import sync_thread
 
-    if how == SyncHow.OFF:
-        raise BadInput("--how must be merge or rebase")
     with cli_store() as (settings, store):
         slug = parse_repo(repo).slug
-        done = [s.to_json() for s in sync_thread(settings, store, slug, thread, how, merged, wait)]
+        done = [s.to_json() for s in sync_thread(settings, store, slug, thread, SyncHow(how), merged, wait)]
     if as_json:
         emit_json(done)
     else:

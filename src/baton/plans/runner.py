@@ -5,8 +5,10 @@ Task 1 starts the conversation (full prompt with the plan's context); each later
 carrying only its own prompt — the runner's decision matrix does this on its own, including hydration
 and recovery. Progress is stored per task after every change, so running the same plan again continues
 at the first task that has not succeeded, in the same conversation; a task left ``running`` by a killed
-runner is re-run, and the runner gives it the "you were interrupted" note. A finished task whose prompt
-changed in the file is reported, and re-run only when asked (``from_task``).
+runner is re-run, and the runner gives it the "you were interrupted" note. A task whose run raised
+before its turn ended (a remote that cannot be reached) is stored ``failed`` with the reason, and so is
+the plan. A finished task whose prompt changed in the file is reported, and re-run only when asked
+(``from_task``).
 
 A plan is held by one runner at a time: its own lease (``plan:<id>``), kept alive by
 :func:`baton.store.leases.held` for as long as the plan runs, on top of the key's lease each task's run takes.
@@ -18,11 +20,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from baton.errors import BadInput
+from baton.errors import BadInput, BatonError
 from baton.keys import make_key
 from baton.models import Fence, Outcome, PlanRecord, PlanStatus, RunRecord, TaskState, TaskStatus
 from baton.plans.file import Plan, Task
-from baton.runner.request import RunRequest
+from baton.runner.request import RunRequest, RunResult
 from baton.runner.run import run
 from baton.settings import Settings
 from baton.store.base import PlanStore, Store
@@ -129,7 +131,32 @@ def _run_task(
         state.run_id = run_record.run_id
         _save(store, record, on_progress, task.id, fence)
 
-    result = run(
+    try:
+        result = _run(plan, task, settings, store, started)
+    except BatonError as exc:  # refused or unreachable before the turn ended: the task did not run
+        state.status, state.error, state.ended_at = TaskStatus.FAILED, str(exc), time.time()
+        record.status = PlanStatus.FAILED  # not left "running": nothing runs it now
+        _save(store, record, on_progress, None, fence)
+        raise
+    last = result.run
+    state.run_id, state.outcome, state.result, state.error = (
+        result.run_id,
+        last.outcome.value,
+        last.result,
+        last.error,
+    )
+    state.usage, state.ended_at = last.usage, time.time()
+    state.status = TaskStatus.SUCCEEDED if last.outcome == Outcome.SUCCEEDED else TaskStatus.FAILED
+    record.session_id = result.session.agent_session_id  # updated whenever the agent reports a new one
+    if state.status == TaskStatus.FAILED and task.on_failure != "continue":
+        record.status = PlanStatus.FAILED
+    _save(store, record, on_progress, None, fence)
+
+
+def _run(
+    plan: Plan, task: Task, settings: Settings, store: Store, started: Callable[[RunRecord], None]
+) -> RunResult:
+    return run(
         RunRequest(
             agent=plan.agent,
             repo=plan.repo,
@@ -147,19 +174,6 @@ def _run_task(
         settings=settings,
         store=store,
     )
-    last = result.run
-    state.run_id, state.outcome, state.result, state.error = (
-        result.run_id,
-        last.outcome.value,
-        last.result,
-        last.error,
-    )
-    state.usage, state.ended_at = last.usage, time.time()
-    state.status = TaskStatus.SUCCEEDED if last.outcome == Outcome.SUCCEEDED else TaskStatus.FAILED
-    record.session_id = result.session.agent_session_id  # updated whenever the agent reports a new one
-    if state.status == TaskStatus.FAILED and task.on_failure != "continue":
-        record.status = PlanStatus.FAILED
-    _save(store, record, on_progress, None, fence)
 
 
 def _save(
