@@ -187,7 +187,7 @@ class MockOpenAI(MockServer[MockRequest]):
             'wire_api = "responses"',
         ]
         return [
-            "# point baton run -a codex at this mock (baton makes it the model provider in the Codex home):",
+            "# point baton run -a codex at this mock (baton makes it each turn's model provider):",
             export_line(values),
             "# plain `codex` ignores OPENAI_BASE_URL: put these lines in $CODEX_HOME/config.toml (default",
             "# ~/.codex/config.toml), the first two above any [table], and export OPENAI_API_KEY as above:",
