@@ -1,41 +1,49 @@
 """The service as a whole: ``baton serve`` (and its install hint), ``/healthz`` and ``/readyz``, the
-OpenAPI document and docs, and Schemathesis against ``/openapi.json`` of a real uvicorn with an admin
-token — no 5xx, every response as documented.
+OpenAPI document and docs, and Schemathesis against a real uvicorn with an admin token, with every
+check it has (``st run --checks all``): no 5xx, every response as documented (status, content type,
+headers, body), schema-valid requests accepted and schema-invalid ones refused, ``Allow`` on 405s,
+auth not ignored, and, in its stateful phase, the OpenAPI links followed (``POST /v1/runs`` → the
+run), a created resource available and a deleted one gone.
 
-Schemathesis is bounded (a few examples per operation) and leaves out the SSE stream (it never ends);
-``POST /v1/runs`` is fuzzed with its ``agent`` and ``repo`` pointed at the fake agent and a local
-repository, so whatever else it generates (threads, modes, prompts, timeouts) runs no real agent.
+Schemathesis is bounded (a few examples per operation; its coverage phase's boundary cases in full)
+and leaves out the SSE stream (it ends only with its run: ``test_the_links_of_a_submitted_run_lead_to_it``
+follows that link). ``POST /v1/runs`` is pointed at the fake agent and a local repository
+(:meth:`Api.aim`), so whatever else it generates (threads, modes, prompts, timeouts) runs no real
+agent; and the test's own token is never revoked under it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import hypothesis
+import jsonschema_rs
 import pytest
 import schemathesis
-from schemathesis import Case, GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis import Case
+from schemathesis.checks import CHECKS, load_all_checks
+from schemathesis.core.failures import FailureGroup
+from schemathesis.core.result import Ok
 
 from baton.errors import BadInput, BatonError, Busy, DiskFull, GitError, NotFound, RemoteError, StoreError
 from baton.install import extra_hint
+from baton.models import TokenRecord, TokenScope
 from baton.service.app import create_app
+from baton.service.auth import digest
 from baton.service.errors import baton_error_handler
 from baton.service.health import check_ready
 from baton.settings import Settings, load_settings
@@ -44,18 +52,106 @@ from tests.service_fixtures import Service, free_port, run_service, service_fixt
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 WEBHOOK_SECRET = "s3cret-webhook-value"
+TOKEN_NAME = "schemathesis"
+STREAM = "/v1/runs/{run_id}/events"  # Schemathesis reads a response whole: the stream ends with its run
+# The schema Schemathesis tests, from the app itself: the test is parametrized at collection, before any
+# server is up (test_the_served_document_is_the_one_tested checks the live one is the same).
+DOCUMENT = create_app(load_settings(overrides={"home": "/nonexistent/baton-home"}, environ={})).openapi()
+SCHEMA = schemathesis.openapi.from_dict(copy.deepcopy(DOCUMENT)).exclude(path=STREAM)  # it edits its copy
+RUN_BODY = jsonschema_rs.validator_for(
+    {**DOCUMENT["components"]["schemas"]["RunBody"], "components": DOCUMENT["components"]}
+)
+STATEFUL = hypothesis.settings(  # as Schemathesis' own runner has it: generate, no replays of examples
+    deadline=None,
+    database=None,
+    suppress_health_check=list(hypothesis.HealthCheck),
+    phases=[hypothesis.Phase.generate],
+)
+BOUNDED = hypothesis.settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(hypothesis.HealthCheck),
+    phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+)
+
+
+# The `api` fixture's admin token: known before the server is (Schemathesis authenticates the cases it
+# makes at collection), stored by its hash as `baton tokens create` stores one.
+ADMIN_SECRET = "baton_schemathesis-" + "s" * 32
+
+
+@SCHEMA.auth.auth(refresh_interval=None, retry_on=[])
+class AdminToken:
+    """Every case is authenticated as the schema says (HTTPBearer), with the test's admin token: a case
+    that leaves the header out on purpose (a negative one, auth checks' probes) stays without it."""
+
+    def get(self, case: Case[Any], ctx: Any) -> str:
+        return ADMIN_SECRET
+
+    def set(self, case: Case[Any], data: str, ctx: Any) -> None:
+        case.headers["Authorization"] = f"Bearer {data}"
+
+
+@dataclass
+class Api:
+    """The server under test, the admin token it is driven with, and a local repository to run in."""
+
+    service: Service
+    token: str
+    repo: str
+    aimed: list[str] = field(default_factory=list)  # the bodies of POST /v1/runs, pointed at the fake
+
+    @property
+    def url(self) -> str:
+        return self.service.url
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def aim(self, case: Case[Any]) -> None:
+        """A run at the fake agent in the local repository: its ``agent`` and ``repo``, where valid,
+        replaced (a negative body stays invalid: else it goes as generated, refused before any run); and
+        the test's own token, which a generated DELETE could name, left alone."""
+        if case.method == "DELETE" and case.path_parameters == {"name": TOKEN_NAME}:
+            case.path_parameters = {"name": TOKEN_NAME + "-not"}
+        if (case.method, case.path) != ("POST", "/v1/runs") or not isinstance(case.body, dict):
+            return
+        body = dict(case.body)
+        for name, value in (("agent", "fake"), ("repo", self.repo)):
+            if name in body and _valid(name, body[name]):
+                body[name] = value
+        if body.get("handoff_from") == "fake" and case.body.get("agent") not in (None, "fake"):
+            body["handoff_from"] = case.body["agent"]  # from another agent, as the body said
+        positive = case.meta is None or case.meta.generation.mode.is_positive
+        if positive:
+            assert RUN_BODY.is_valid(body), f"aiming made a valid body invalid: {body}"
+        elif RUN_BODY.is_valid(body):
+            return
+        case.body = body
+        self.aimed.append(json.dumps(body))
+
+
+def _valid(name: str, value: Any) -> bool:
+    """Whether ``value`` is what the body's property ``name`` takes, on its own."""
+    prop = DOCUMENT["components"]["schemas"]["RunBody"]["properties"][name]
+    return jsonschema_rs.validator_for(prop).is_valid(value)
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, str]]:
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """One server (with a webhook secret, so webhooks answer 401 rather than 503) and an admin token."""
     home = tmp_path_factory.mktemp("schema") / "home"
-    make_repo(home.parent / "src-repo")
+    repo = make_repo(home.parent / "src-repo")
     saved = os.environ.get("BATON_WEBHOOK_SECRET")
     os.environ["BATON_WEBHOOK_SECRET"] = WEBHOOK_SECRET
     try:
         with run_service(load_settings(overrides={"home": str(home), **FAST}, environ={})) as running:
-            yield running, running.token("admin", "schemathesis")
+            running.store.add_token(
+                TokenRecord(TOKEN_NAME, TokenScope.ADMIN, digest(ADMIN_SECRET), time.time())
+            )
+            yield Api(running, ADMIN_SECRET, str(repo))
     finally:
         if saved is None:
             os.environ.pop("BATON_WEBHOOK_SECRET", None)
@@ -63,66 +159,122 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, str
             os.environ["BATON_WEBHOOK_SECRET"] = saved
 
 
-@pytest.fixture(scope="module")
-def api_schema(api: tuple[Service, str]) -> Any:
-    service, _token = api
-    return schemathesis.openapi.from_url(service.url + "/openapi.json")
+def test_every_check_schemathesis_has_is_on() -> None:
+    """``st run --checks all``: the Python API runs every registered check unless told otherwise; this
+    says so for the installed version, so none is silently left out of the tests below."""
+    load_all_checks()
+    names = CHECKS.get_all_names()
+    assert {"negative_data_rejection", "positive_data_acceptance", "use_after_free"} <= set(names)
+    for result in SCHEMA.get_all_operations():
+        assert isinstance(result, Ok)
+        config = SCHEMA.config.checks_config_for(operation=result.ok(), phase=None)
+        assert all(config.get_by_name(name=name).enabled for name in names)
+    assert SCHEMA.config.phases.coverage.enabled and SCHEMA.config.phases.stateful.enabled
 
 
-def operations() -> list[tuple[GenerationMode, str, str]]:
-    """(mode, method, path) for every documented operation but the excluded ones, from the app itself
-    (the server is not up at collection time); invalid inputs only where there are inputs."""
-    app = create_app(load_settings(overrides={"home": "/nonexistent/baton-home"}, environ={}))
-    cases = []
-    for path, item in app.openapi()["paths"].items():
-        for method, operation in item.items():
-            if (method.upper(), path) in EXCLUDED:
-                continue
-            cases.append((GenerationMode.POSITIVE, method.upper(), path))
-            if operation.get("parameters") or operation.get("requestBody"):
-                cases.append((GenerationMode.NEGATIVE, method.upper(), path))
-    return cases
+# Examples (none in this schema), the coverage phase (each parameter's boundaries, missing and wrong
+# values, methods the path does not have) and fuzzing (valid and invalid), per operation.
+@SCHEMA.parametrize()
+@hypothesis.settings(BOUNDED, max_examples=10)
+def test_api_matches_its_schema(case: Case[Any], api: Api) -> None:
+    api.aim(case)
+    case.call_and_validate(base_url=api.url, timeout=30)
 
 
-EXCLUDED = {("GET", "/v1/runs/{run_id}/events")}
-# What the service must do: no 5xx, and every response as documented (status code, content type,
-# headers, body). Not Schemathesis' acceptance heuristics: a schema-valid key can still be
-# refused (an unknown agent is 422, as on the CLI), and unknown query parameters are ignored, as HTTP
-# servers do.
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
+def test_the_links_are_followed_statefully(api: Api) -> None:
+    """Schemathesis' stateful phase: sequences of calls that follow the links (a submitted run's
+    ``run_id`` into its routes; those it infers, such as a created token's name into its DELETE), every
+    response checked as above, and the stateful checks (a created resource is there, a deleted one gone).
+
+    Its rules depend on the answers of a live server (a cancel is 202 or 409 by how far the run got), so
+    Hypothesis may find a sequence it replays behaving otherwise (``Flaky``): as Schemathesis' own runner
+    does, that ends a round without failing it, and a failed check is failed all the same (recorded as
+    it happens). Rounds run until the links were followed (at most three)."""
+    submitted: set[str] = set()
+    followed: set[tuple[str, str]] = set()
+    failures: list[str] = []
+    steps: list[str] = []
+
+    class Linked(SCHEMA.as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case: Case[Any]) -> None:
+            api.aim(case)
+            steps.append(f"{case.method} {case.path}")
+            if (case.path_parameters or {}).get("run_id") in submitted:
+                followed.add((case.method, case.path))
+
+        def after_call(self, response: schemathesis.Response, case: Case[Any]) -> None:
+            super().after_call(response, case)
+            if (case.method, case.path, response.status_code) == ("POST", "/v1/runs", 202):
+                submitted.add(response.json()["run_id"])
+
+        def get_call_kwargs(self, case: Case[Any]) -> dict[str, Any]:
+            return {"base_url": api.url, "timeout": 30}
+
+        def validate_response(self, response: Any, case: Case[Any], *args: Any, **kwargs: Any) -> None:
+            try:
+                super().validate_response(response, case, *args, **kwargs)
+            except FailureGroup as exc:
+                failures.append(str(exc))
+                raise
+
+    for _round in range(3):
+        with contextlib.suppress(hypothesis.errors.Flaky):
+            Linked.run(settings=hypothesis.settings(STATEFUL, max_examples=12, stateful_step_count=6))
+        assert not failures, failures[0]
+        if len(followed) == 2:
+            break
+    assert followed == {("GET", "/v1/runs/{run_id}"), ("POST", "/v1/runs/{run_id}/cancel")}, steps
 
 
-# schemathesis.pytest's decorators read pytest internals that pytest 9 renamed (`_nodeid`), so each
-# operation is driven here with Hypothesis directly: valid and invalid inputs, every default check.
-@pytest.mark.parametrize(("mode", "method", "path"), operations())
-def test_api_matches_its_schema(
-    api: tuple[Service, str], api_schema: Any, mode: GenerationMode, method: str, path: str
-) -> None:
-    service, token = api
-    operation = api_schema[path][method]
-    fake_repo = str(service.settings.home.parent / "src-repo")
+def test_the_served_document_is_the_one_tested(api: Api) -> None:
+    assert httpx.get(api.url + "/openapi.json").json() == DOCUMENT
 
-    @hypothesis.settings(
-        max_examples=15,
-        deadline=None,
-        suppress_health_check=list(hypothesis.HealthCheck),
-        derandomize=True,
-        database=None,
-        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+
+def _follow(document: dict[str, Any], link: dict[str, Any], answer: dict[str, Any]) -> tuple[str, str]:
+    """The method and URL path a link of an answer leads to: its ``operationRef`` (a JSON pointer into
+    the document) and its parameters (``$response.body#/<pointer>`` expressions)."""
+    pointer = link["operationRef"].removeprefix("#/")
+    path, method = [part.replace("~1", "/").replace("~0", "~") for part in pointer.split("/")][1:]
+    assert method in document["paths"][path], link
+    for name, expression in link["parameters"].items():
+        value: Any = answer
+        for key in expression.removeprefix("$response.body#/").split("/"):
+            value = value[key]
+        path = path.replace("{" + name + "}", str(value))
+    return method.upper(), path
+
+
+def test_the_links_of_a_submitted_run_lead_to_it(service: Service, src_repo: Path) -> None:
+    """A client follows the 202's links with nothing but the document: the run, its cancel, its events
+    (the stream Schemathesis leaves out, which ends with the run's outcome)."""
+    document = httpx.get(service.url + "/openapi.json").json()
+    links = document["paths"]["/v1/runs"]["post"]["responses"]["202"]["links"]
+    assert set(links) == {"GetRun", "RunEvents", "CancelRun"}
+    body = {"agent": "fake", "repo": str(src_repo), "thread": "linked", "prompt": "go"}
+    with service.client("run") as http:
+        submitted = http.post("/v1/runs", json=body)
+        assert submitted.status_code == 202
+        run_id = submitted.json()["run_id"]
+        method, path = _follow(document, links["GetRun"], submitted.json())
+        assert (method, path) == ("GET", f"/v1/runs/{run_id}")
+        assert http.request(method, path).json()["run_id"] == run_id
+        method, path = _follow(document, links["CancelRun"], submitted.json())
+        assert (method, path) == ("POST", f"/v1/runs/{run_id}/cancel")
+        cancelled = http.request(method, path)  # 409 if the fake agent was quicker
+        assert (cancelled.status_code, cancelled.json().get("run_id", run_id)) in (
+            (202, run_id),
+            (409, run_id),
+        )
+        method, path = _follow(document, links["RunEvents"], submitted.json())
+        assert (method, path) == ("GET", f"/v1/runs/{run_id}/events")
+        with http.stream(method, path) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            lines = list(stream.iter_lines())
+    outcome = lines.index("event: outcome")
+    final = json.loads(
+        next(line for line in lines[outcome:] if line.startswith("data:")).removeprefix("data:")
     )
-    @hypothesis.given(operation.as_strategy(generation_mode=mode))
-    def check(case: Case[Any]) -> None:
-        if (method, path) == ("POST", "/v1/runs") and isinstance(case.body, dict):
-            case.body.update(agent="fake", repo=fake_repo)
-        case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=CHECKS, timeout=30)
-
-    check()
+    assert final["run_id"] == run_id and final["status"] == "done"
 
 
 def test_openapi_and_docs(service: Service) -> None:

@@ -107,7 +107,12 @@ def validation_words(exc: RequestValidationError) -> str:
 def _words(error: Any) -> str:
     if error["type"] == ERROR_TYPE:
         return str(error["ctx"]["message"])
-    return invalid_value(_field(error["loc"]), error)
+    # a float field's bounds are floats: "more than 0", not "more than 0.0"
+    ctx = {
+        k: int(v) if isinstance(v, float) and v.is_integer() else v
+        for k, v in (error.get("ctx") or {}).items()
+    }
+    return invalid_value(_field(error["loc"]), {**error, "ctx": ctx})
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
