@@ -422,13 +422,19 @@ def test_check_cli_refuses_what_baton_does_not_know() -> None:
 
 
 def shell_blocks(text: str) -> Iterator[str]:
-    """The lines of each shell code block (```sh, ```bash, ```console or a bare ```) of a Markdown text."""
+    """The commands of each shell code block (```sh, ```bash, ```console or a bare ```) of a Markdown
+    text, one a line; a line ending in a backslash is joined with the next, as the shell does."""
     language: str | None = None
+    held = ""
     for line in text.splitlines():
         if line.startswith("```"):
             language = line[3:].strip() if language is None else None
         elif language in ("sh", "bash", "console", ""):
-            yield line
+            if line.endswith("\\"):
+                held += line[:-1]
+                continue
+            yield held + line
+            held = ""
 
 
 def docs_commands() -> list[list[str]]:
