@@ -16,7 +16,10 @@ from baton.runner.process import kill_tagged
 from baton.store.base import RunStore
 from baton.store.leases import HOST
 
-CRASHED = "the runner stopped mid-run (killed or crashed); the next run resumes the conversation"
+CRASHED = (
+    "the runner stopped mid-run (killed or crashed); the conversation is kept and the next run is told "
+    "this turn was interrupted"
+)
 
 
 def settle(store: RunStore, key: Key, fence: Fence | None = None) -> RunRecord | None:
