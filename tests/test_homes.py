@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,16 @@ def test_target_inside_an_agent_home_is_refused(user_home: Path) -> None:
         homes.link(user_home / ".claude", home=user_home)
     with pytest.raises(BadInput):
         homes.link(user_home, home=user_home)
+
+
+def test_the_cli_says_a_dry_run_changed_nothing(
+    user_home: Path, tmp_path: Path, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    """``--dry-run`` prints the same lines as the real link ("moved+linked"), then says none was done."""
+    before = tree_digest(user_home)
+    dry = cli("homes", "link", "--to", str(tmp_path / "volume"), "--dry-run", env={"HOME": str(user_home)})
+    assert dry.returncode == 0, dry.stderr
+    assert "moved+linked" in dry.stdout and "dry run: nothing was changed" in dry.stdout
+    assert tree_digest(user_home) == before
+    done = cli("homes", "link", "--to", str(tmp_path / "volume"), env={"HOME": str(user_home)})
+    assert done.returncode == 0 and "dry run" not in done.stdout, done.stderr
