@@ -13,6 +13,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from baton.models import JobStatus, Mode, PromptKind, RunRecord, SessionRecord, 
 from baton.runner.request import RunJson, RunRequest, RunResult, option, request_fields
 from baton.service import runs
 from baton.service.auth import Actor
-from baton.service.schemas import body_model, view_model
+from baton.service.schemas import RULES, body_model, view_model
 from baton.settings import Settings
 from baton.store import Store
 
@@ -94,6 +95,18 @@ def test_the_cli_the_http_body_and_the_plain_form_have_the_schemas_fields() -> N
 
     # a job's plain form
     assert set(jobs.plain_request(jobs.build_request(dict(BASE)))) == set(queued)
+
+
+def test_every_option_that_is_not_a_choice_says_what_it_takes() -> None:
+    """A text or number option of a queued run has a rule in the API (service.schemas.RULES: a pattern,
+    a range, the registered agents), so /openapi.json says what the runner refuses; an enum says it by
+    its members. A new option without one fails here rather than in a client."""
+    for f in request_fields(queued=True):
+        if not issubclass(f.kind, StrEnum):
+            assert f.name in RULES, f"{f.name}: add what it takes to RULES in baton/service/schemas.py"
+    stated = runs.RunBody.model_json_schema()["properties"]
+    assert stated["thread"]["maxLength"] == 128 and "pattern" in stated["thread"]
+    assert stated["retries"]["maximum"] == 100 and stated["timeout"]["anyOf"][0]["exclusiveMinimum"] == 0
 
 
 def test_a_field_added_to_the_schema_shows_up_in_every_form() -> None:

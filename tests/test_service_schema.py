@@ -112,10 +112,14 @@ class Api:
 
     def aim(self, case: Case[Any]) -> None:
         """A run at the fake agent in the local repository: its ``agent`` and ``repo``, where valid,
-        replaced (a negative body stays invalid: else it goes as generated, refused before any run); and
-        the test's own token, which a generated DELETE could name, left alone."""
+        replaced (a negative body stays invalid: else it goes as generated, refused before any run); the
+        test's own token, which a generated DELETE could name, left alone; a valid ``wait`` for a run
+        cut to a second."""
         if case.method == "DELETE" and case.path_parameters == {"name": TOKEN_NAME}:
             case.path_parameters = {"name": TOKEN_NAME + "-not"}
+        wait = _seconds((case.query or {}).get("wait"))
+        if (case.method, case.path) == ("GET", "/v1/runs/{run_id}") and wait is not None:
+            case.query = {**case.query, "wait": min(wait, 1.0)}  # a run still queued keeps the test short
         if (case.method, case.path) != ("POST", "/v1/runs") or not isinstance(case.body, dict):
             return
         body = dict(case.body)
@@ -131,6 +135,12 @@ class Api:
             return
         case.body = body
         self.aimed.append(json.dumps(body))
+
+
+def _seconds(wait: Any) -> float | None:
+    """A valid ``wait`` of GET /v1/runs/{run_id} (0 to 300 seconds), else None."""
+    number = isinstance(wait, int | float) and not isinstance(wait, bool)
+    return float(wait) if number and 0 <= wait <= 300 else None
 
 
 def _valid(name: str, value: Any) -> bool:

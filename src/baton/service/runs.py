@@ -121,6 +121,12 @@ SUBMITTED: dict[int | str, dict[str, Any]] = {
             "CancelRun": _link("post", "/v1/runs/{run_id}/cancel", "cancel the run"),
         },
     },
+    422: {
+        "model": Problem,
+        "description": "bad input, nothing written: a field or a rule between fields, or what no schema can "
+        "say: the repo is neither a git URL nor a local repository here, the agent's CLI or credentials are "
+        "missing on the service, the instruction is over the agent's limit",
+    },
     **problems(503),
 }
 
