@@ -176,6 +176,8 @@ def test_baton_sweep_cli(
     dry = cli("sweep", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["expired"] == [f"fake:{first.run.repo}:t1"]
+    said = cli("sweep", "--dry-run").stdout
+    assert said.startswith("would expire 1 session(s)") and "(dry run: nothing was removed)" in said
     assert Path(first.session.worktree).is_dir()
     real = cli("sweep")
     assert real.returncode == 0, real.stderr

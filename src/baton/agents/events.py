@@ -110,7 +110,8 @@ def _claude_result(event: Event) -> list[Entry]:
     cost = event.get("total_cost_usd")
     spent = f", ${cost:.4f}" if isinstance(cost, int | float) else ""
     status = "failed" if event.get("is_error") else "done"
-    return [*entries, Entry("done", f"{status} ({event.get('num_turns', '?')} turns{spent})")]
+    turns = event.get("num_turns", "?")
+    return [*entries, Entry("done", f"{status} ({turns} turn{'' if turns == 1 else 's'}{spent})")]
 
 
 # -- Codex ------------------------------------------------------------------------------------------

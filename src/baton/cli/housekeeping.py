@@ -35,10 +35,14 @@ def sweep_cmd(dry_run: DryRunOpt = False, as_json: JsonOpt = False) -> None:
 
 
 def _print_sweep(data: dict[str, Any]) -> None:
-    verb = "would free" if data["dry_run"] else "freed"
+    dry = data["dry_run"]
+    expire, purge, remove, free = (
+        ("would expire", "purge", "remove", "free") if dry else ("expired", "purged", "removed", "freed")
+    )
     lines = [
-        f"expired {len(data['expired'])} session(s), purged {len(data['purged'])}, "
-        f"removed {len(data['orphans'])} orphan director(ies); {verb} {size(data['freed_total'])}",
+        f"{expire} {len(data['expired'])} session(s), {purge} {len(data['purged'])}, "
+        f"{remove} {len(data['orphans'])} orphan director(ies); {'would ' if dry else ''}{free} "
+        f"{size(data['freed_total'])}" + (" (dry run: nothing was removed)" if dry else ""),
         "  " + ", ".join(f"{name} {size(n)}" for name, n in data["freed"].items()),
     ]
     lines += [f"  expired {k}" for k in data["expired"]]
