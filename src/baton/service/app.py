@@ -36,7 +36,7 @@ from baton.fleet.executor import check_executor, make_executor
 from baton.housekeeping.sweep import sweep_periodically
 from baton.service import admin, dashboard, disk, health, metrics, runs, sessions, webhooks
 from baton.service.diskcache import DiskCache
-from baton.service.errors import ERROR_RESPONSES, baton_error_handler, http_error_handler
+from baton.service.errors import ERROR_RESPONSES, baton_error_handler, http_error_handler, problems
 from baton.service.limits import BodyLimit
 from baton.settings import Settings, load_settings
 from baton.store import open_store
@@ -78,8 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # FastAPI's own /docs loads Swagger UI from a CDN (blank offline); this one serves it from the package.
     app = FastAPIOffline(title="baton", version="1", description=DESCRIPTION, lifespan=lifespan)
-    for module in (health, metrics):
-        app.include_router(module.router)
+    for module in (health, metrics):  # no token, so no 401/403; the body limit holds for every route
+        app.include_router(module.router, responses=problems(413))
     for module in (runs, sessions, admin, disk, webhooks):  # the /v1 route groups (and webhooks)
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.add_exception_handler(BatonError, baton_error_handler)  # type: ignore[arg-type]

@@ -3,14 +3,16 @@
 A field whose rule is baton's own is an ``Annotated`` type carrying a :class:`Rule`: the rule's JSON
 schema (a ``pattern``, an ``enum``, lengths) goes into ``/openapi.json``, and its check runs when the
 request is read. A check is the CLI's own function where there is one (a thread's name:
-:func:`baton.keys.validate_thread`; an agent's: the registry), so a refused value gets the CLI's words
-(:data:`ERROR_TYPE`, shown as they are by :mod:`baton.service.errors`). Two rules are only stated here:
-a repo (whether it exists is the runner's to say, with its own words) and the cross-field rules of a run
-(:func:`run_rules`); :func:`baton.runner.run.check_request` refuses them, before anything is written.
+:func:`baton.keys.validate_thread`; an agent's: the registry; an instruction's text), so a refused value
+gets the CLI's words (:data:`ERROR_TYPE`, shown as they are by :mod:`baton.service.errors`). A branch is
+checked here against git's rule as the patterns state it (the runner then asks git itself), so a NUL
+byte never reaches git's argv. Two rules are only stated here: a repo (whether it names a repository is
+the runner's to say, with its own words) and the rules between a run's fields (:func:`run_rules`);
+:func:`baton.runner.resolve.check_request` refuses those, before anything is written.
 
 The patterns are ECMA-262 as JSON Schema wants, without look-arounds (RE2 and Rust's regex, which many
-clients validate with, have none), and mean the same under Python's ``re``: the tests check each against
-the function that enforces it.
+clients validate with, have none); the tests check each, read as ECMA-262, against the function that
+enforces it (for a branch: against git).
 
 **Agents.** The registry can grow at run time (``register_agent``, ``BATON_AGENTS_EXTRA``), so
 :data:`Agent`'s ``enum`` is read from it when the schema is generated (FastAPI generates the OpenAPI
