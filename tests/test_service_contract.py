@@ -263,18 +263,19 @@ def test_every_status_a_route_answers_is_documented(settings: Settings) -> None:
             if path.startswith("/v1/"):
                 assert {"401", "403", "404", "409", "413", "422", "500"} <= codes, (method, path)
             if path.startswith("/webhooks/"):
-                assert {"202", "400", "401", "413", "503"} <= codes, (method, path)
+                assert {"202", "400", "401", "403", "413"} <= codes, (method, path)
     assert "503" in paths["/v1/runs"]["post"]["responses"]  # BATON_CONFINE=required on no Landlock
     assert "503" not in paths["/v1/runs"]["get"]["responses"]
 
 
-def test_webhooks_without_a_secret_answer_the_documented_503(
+def test_webhooks_without_a_secret_answer_the_documented_403(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("BATON_WEBHOOK_SECRET", raising=False)
     documented = httpx.get(service.url + "/openapi.json").json()["paths"]["/webhooks/github"]["post"]
     answer = httpx.post(service.url + "/webhooks/github", content=b"{}")
-    assert answer.status_code == 503 and "503" in documented["responses"]
+    assert answer.status_code == 403 and "403" in documented["responses"]
+    assert "503" not in documented["responses"], "not a server error: the request cannot be authenticated"
     assert answer.json() == {"detail": "webhooks are disabled: set BATON_WEBHOOK_SECRET on the service"}
 
 

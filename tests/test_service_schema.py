@@ -151,7 +151,7 @@ def _valid(name: str, value: Any) -> bool:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    """One server (with a webhook secret, so webhooks answer 401 rather than 503) and an admin token."""
+    """One server (with a webhook secret, so webhooks answer 401 rather than 403) and an admin token."""
     home = tmp_path_factory.mktemp("schema") / "home"
     repo = make_repo(home.parent / "src-repo")
     saved = os.environ.get("BATON_WEBHOOK_SECRET")

@@ -264,14 +264,14 @@ def test_bad_signatures_are_401_and_change_nothing(
     assert status_of(service.store, served, "issue-1") == SessionStatus.ACTIVE
 
 
-def test_no_secret_refuses_webhooks_with_503(
+def test_no_secret_refuses_webhooks_with_403(
     service: Service, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delenv("BATON_WEBHOOK_SECRET", raising=False)
     body = b'{"zen": "Keep it logically awesome."}'
     for forge, headers in (("github", github_headers("ping", body)), ("gitea", gitea_headers("ping", body))):
         answer = httpx.post(f"{service.url}/webhooks/{forge}", content=body, headers=headers)
-        assert answer.status_code == 503
+        assert answer.status_code == 403
         assert "BATON_WEBHOOK_SECRET" in answer.json()["detail"]
     assert service.store.list_deliveries() == []
     assert any("BATON_WEBHOOK_SECRET is not set" in r.getMessage() for r in caplog.records)

@@ -75,7 +75,7 @@ ERROR_DOCS: dict[int | str, str] = {
 
 
 # Documented on every operation of those groups (a route's own entries win); webhooks answer 401 for a
-# bad signature and share the handler. 503 is POST /v1/runs's own (and the webhooks', another reason).
+# bad signature and share the handler. 503 is POST /v1/runs's own.
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     code: {"model": Problem, "description": text} for code, text in ERROR_DOCS.items() if code != 503
 }

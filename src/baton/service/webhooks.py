@@ -5,8 +5,9 @@ A delivery goes through these gates, in this order, and stops at the first that 
 the payload are read by :mod:`baton.service.forges`; a body over 25 MB is refused before, with 413, by
 :mod:`baton.service.limits`):
 
-1. ``BATON_WEBHOOK_SECRET`` is set (read per request, never logged or stored) — else 503: webhooks are
-   refused, never accepted unsigned.
+1. ``BATON_WEBHOOK_SECRET`` is set (read per request, never logged or stored) — else 403: webhooks are
+   refused, never accepted unsigned (a 4xx: the sender's request cannot be authenticated here; a 5xx
+   would say the service is failing).
 2. The HMAC-SHA256 of the *raw* body under the secret equals the signature header, compared in constant
    time (GitHub ``X-Hub-Signature-256: sha256=<hex>``; Gitea ``X-Gitea-Signature: <hex>``, or the GitHub
    header it also sends) — else 401, nothing done.
@@ -263,7 +264,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     worker.start()
     intake.start()
     if not os.environ.get(SECRET_ENV):
-        log.warning("webhooks are refused (503) until %s is set in the service's environment", SECRET_ENV)
+        log.warning("webhooks are refused (403) until %s is set in the service's environment", SECRET_ENV)
     if requeued := await run_in_threadpool(worker.requeue_pending):
         log.info("webhooks: re-queued %d pending deliveries from an earlier process", requeued)
     try:
@@ -321,7 +322,7 @@ async def receive(request: Request, forge: Forge) -> JSONResponse:
     secret = os.environ.get(SECRET_ENV)
     if not secret:
         log.error("webhook %s refused: %s is not set, so no signature can be checked", forge.name, SECRET_ENV)
-        raise HTTPException(503, f"webhooks are disabled: set {SECRET_ENV} on the service")
+        raise HTTPException(403, f"webhooks are disabled: set {SECRET_ENV} on the service")
     body = await request.body()  # bounded by baton.service.limits (GitHub's 25 MB)
     if not verified(secret, body, claimed_signatures(forge, request.headers)):
         client = request.client.host if request.client else "?"
@@ -341,7 +342,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "signed, but no delivery id or event, or a malformed payload"},
     401: {"model": Problem, "description": "missing or wrong signature: nothing done"},
     413: {"model": Problem, "description": "payload larger than 25 MB"},
-    503: {"model": Problem, "description": f"{SECRET_ENV} is not set: webhooks are refused"},
+    403: {"model": Problem, "description": f"{SECRET_ENV} is not set: webhooks are refused"},
 }
 BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
