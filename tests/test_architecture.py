@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"runner"},
     {"plans", "housekeeping"},
     {"fleet"},
+    {"forge"},
     {"service", "testing"},
     {"cli"},
 ]

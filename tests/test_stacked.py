@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 
 from baton import Mode, Outcome, RunRequest, RunResult, run
+from baton.forge.events import repo_slug
 from baton.models import DeliveryRecord, OnConflict, SessionRecord, SessionStatus, SyncHow
-from baton.service.forges import repo_slug
 from baton.settings import Settings
 from baton.store import Store, open_store
 from baton.testing.git_http import GitHttpServer

@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from baton import RunRequest, run
+from baton.forge.events import payload_of, repo_slug, verified
 from baton.models import DeliveryRecord, Outcome, SessionStatus
-from baton.service.forges import payload_of, repo_slug, verified
 from baton.settings import Settings
 from baton.store import Store, open_store
 from baton.testing.fake import fake_agent_bin

@@ -2,7 +2,7 @@
 (``POST /webhooks/gitea``), and the list of deliveries (``GET /v1/webhooks/deliveries``).
 
 A delivery goes through these gates, in this order, and stops at the first that fails (the signature and
-the payload are read by :mod:`baton.service.forges`; a body over 25 MB is refused before, with 413, by
+the payload are read by :mod:`baton.forge.events`; a body over 25 MB is refused before, with 413, by
 :mod:`baton.service.limits`):
 
 1. ``BATON_WEBHOOK_SECRET`` is set (read per request, never logged or stored) — else 403: webhooks are
@@ -53,11 +53,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.datastructures import Headers
 
-from baton.housekeeping.cleanup import close_branch
-from baton.models import DeliveryRecord, DeliveryStatus, TokenScope
-from baton.service.auth import Actor, require
-from baton.service.errors import Problem
-from baton.service.forges import (
+from baton.forge.events import (
     GITEA,
     GITHUB,
     Forge,
@@ -68,6 +64,10 @@ from baton.service.forges import (
     payload_of,
     verified,
 )
+from baton.housekeeping.cleanup import close_branch
+from baton.models import DeliveryRecord, DeliveryStatus, TokenScope
+from baton.service.auth import Actor, require
+from baton.service.errors import Problem
 from baton.settings import Settings
 from baton.store.base import DeliveryStore, KeyStore, Store
 from baton.sync.upstream import restack

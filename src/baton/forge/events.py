@@ -1,7 +1,8 @@
 """What a forge's webhook says, checked and read: the signature over the raw body (HMAC-SHA256,
 compared in constant time), and the payload of an event that cleans up — which repository (its slugs)
 and which branch. Pure functions: the routes and the background work are in
-:mod:`baton.service.webhooks`."""
+:mod:`baton.service.webhooks`. Headers are any mapping whose ``get`` takes lower-case names (the
+routes pass Starlette's, which matches names in any case)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
-
-from starlette.datastructures import Headers
 
 from baton.errors import BadInput
 from baton.keys import parse_repo
@@ -66,7 +65,7 @@ def signature(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def claimed_signatures(forge: Forge, headers: Headers) -> list[str]:
+def claimed_signatures(forge: Forge, headers: Mapping[str, str]) -> list[str]:
     """The hex digests the request claims; GitHub's header must carry its ``sha256=`` prefix."""
     claims = []
     github = headers.get("x-hub-signature-256")
