@@ -206,7 +206,8 @@ class CodexAgent(AgentBase):
         command, env = self._resolve()
         stdin = self.prompt_stdin(prompt)
         flags = self.access_flags[Access.FULL if walled else access]  # walled: see the module docstring
-        argv, new_id = [*command, *EXEC, *flags], None
+        provider = self.base_url_provider(os.environ)  # checked before the fork's copy is written
+        argv, new_id = [*command, *EXEC, *flags, *(provider_flags(provider) if provider else [])], None
         if mode in (Mode.FRESH, Mode.RECOVER):
             argv += [STDIN]
         elif mode == Mode.RESUME:
@@ -222,9 +223,6 @@ class CodexAgent(AgentBase):
             raise AgentError(f"mode {mode.value!r} cannot be launched directly")
         # RUST_BACKTRACE off: with it on, an error's last stderr lines (which baton reports) are frames.
         env = {**env, "CODEX_HOME": str(self._home), "RUST_BACKTRACE": "0"}
-        if (provider := self.base_url_provider(os.environ)) is not None:
-            at = argv.index(STDIN) if mode in (Mode.FRESH, Mode.RECOVER) else argv.index("resume")
-            argv[at:at] = provider_flags(provider)
         return Launch(argv=argv, env=env, new_session_id=new_id, stdin=stdin)
 
     def auth(self) -> Auth:
