@@ -196,7 +196,6 @@ def _launch(
 
     def on_line(line: str) -> None:
         event = agent.read_event(line, turn)
-        watch.event(event)
         chose = turn.session_id and turn.session_id != session.agent_session_id
         if chose and not launch.new_session_id and decision.mode != Mode.RESUME:
             # An id the agent chose itself (Codex, Gemini forks): keep it at once, so a runner
@@ -205,6 +204,7 @@ def _launch(
             store.save_session(session, fence=ctx.fence)
         if event is not None and ctx.request.on_event:
             ctx.request.on_event(record, event)
+        watch.event(event)  # last: its note follows the event it is about, and nothing above waits on it
 
     def heartbeat() -> bool:
         with contextlib.suppress(BatonError):  # a store hiccup (a full disk) must not orphan the agent

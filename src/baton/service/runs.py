@@ -229,6 +229,7 @@ WAIT_POLL = 0.2  # seconds between its looks at the store
 
 @router.get("/{run_id}", response_model=RunView)
 async def get_run(
+    request: Request,
     _actor: Reader,
     ref: Ref,
     store: StoreDep,
@@ -245,6 +246,8 @@ async def get_run(
     deadline = time.monotonic() + wait
     while data["status"] != JobStatus.DONE and time.monotonic() < deadline:
         await asyncio.sleep(WAIT_POLL)
+        if await request.is_disconnected():  # nobody reads the answer: stop polling the store for it
+            break
         data = await run_in_threadpool(lambda: resolve(store, ref.id).to_json(store))
     return data
 
