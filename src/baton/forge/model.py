@@ -1,0 +1,324 @@
+"""The forge room's vocabulary: what happened on a forge (:class:`ForgeEvent`), the thread it is bound
+to (:class:`Binding`), what a forge can be asked (:class:`ForgeClient`, one module per forge kind), and
+the records the store keeps of it all. Pure data and Protocols: every other module of the room builds on
+these.
+
+A forge conversation is ``(forge, repo, number)``: ``forge`` the operator's name for a configured forge
+(``[forge.<name>]`` in ``config.toml``), ``repo`` the forge's full name (``acme/api``), ``number`` the
+issue's or pull request's number. An issue and the pull request baton opened for it share one binding
+(``pr`` holds the PR's number), so one conversation goes from the issue to the merge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from baton.models import Access
+
+
+class ForgeKind(StrEnum):
+    """Which API a configured forge speaks."""
+
+    GITHUB = "github"  # github.com or GitHub Enterprise Server (REST v3)
+    GITEA = "gitea"  # Gitea or Forgejo (Gitea's REST API v1)
+
+
+class FeedbackKind(StrEnum):
+    """What a feedback turn is about; each has its own prompt template ``forge-<kind>.txt``."""
+
+    TASK = "task"  # the first turn of a thread: the issue (title, body) a trigger named
+    COMMENT = "comment"  # a new issue or PR comment from a trusted actor
+    REVIEW = "review"  # a submitted review: its body and its inline comments
+    CI_FAILURE = "ci_failure"  # failed checks on the PR's current head
+    CONFLICT = "conflict"  # the PR cannot be merged cleanly: sync with the base and resolve
+    CONTEXT = "context"  # an untrusted actor's words, quoted and attributed, in a read-only turn
+
+
+class Trigger(StrEnum):
+    """How an actor starts (or steers) a thread."""
+
+    MENTION = "mention"  # the mention (``@baton``) in an issue or PR comment
+    LABEL = "label"  # one of the repo's trigger labels added to an issue
+    ASSIGN = "assign"  # the issue assigned to baton's own user
+    FEEDBACK = "feedback"  # not a trigger: feedback on a thread that is bound already
+
+
+class EventStatus(StrEnum):
+    """Where a forge event is, in the store (``forge_events``)."""
+
+    PENDING = "pending"  # accepted; waiting for the thread's next turn (coalesced with others)
+    DISPATCHED = "dispatched"  # part of a submitted turn (``job_id``)
+    HELD = "held"  # the thread needs a human: kept, not run, until a trusted comment resumes it
+    DROPPED = "dropped"  # not acted on: stale, untrusted, over budget, ... (``reason``)
+
+
+class BindingStatus(StrEnum):
+    """Where a bound thread is."""
+
+    ACTIVE = "active"  # feedback becomes turns
+    NEEDS_HUMAN = "needs_human"  # a budget is spent or a failure repeats: a trusted comment resumes it
+    CLOSED = "closed"  # the issue or PR was closed or merged: nothing more runs
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something on the forge."""
+
+    login: str
+    bot: bool = False  # the forge says so (GitHub ``type: Bot``, a ``[bot]`` login; Gitea's bot flag)
+    association: str | None = None  # GitHub's ``author_association`` (OWNER, MEMBER, ...), when given
+
+
+@dataclass(frozen=True)
+class ReviewComment:
+    """One inline comment of a review."""
+
+    id: int
+    path: str
+    line: int | None
+    diff_hunk: str
+    body: str
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class FailedCheck:
+    """One failing check run, workflow job or commit status on a head commit."""
+
+    name: str  # "CI / test (3.11)": the workflow's and job's names, or the status context
+    conclusion: str  # failure, timed_out, cancelled, action_required, error
+    url: str  # the whole log or run, linked (never pasted in full)
+    steps: tuple[str, ...] = ()  # the failing steps' names
+    annotations: tuple[str, ...] = ()  # "path:line: message"
+    log_tail: str = ""  # the last lines of its log (bounded by the client)
+    job_id: int | None = None  # the forge's id for fetching the log
+
+
+@dataclass(frozen=True)
+class ForgeEvent:
+    """One thing that happened on a forge, read from a webhook or found by the reconcile.
+
+    ``identity`` names the event itself, so it is acted on once however it arrives (a redelivery, a
+    second webhook, the reconcile): ``comment:<id>``, ``review:<sha256 of its sorted comment ids and
+    review id>``, ``ci:<head sha>:<sha256 of the sorted failing names>``, ``conflict:<head sha>:<base
+    sha>``, ``label:<issue>:<label>:<delivery>``, ``assign:<issue>:<login>``, ``task:<number>``."""
+
+    forge: str  # the configured forge's name
+    repo: str  # the forge's full name of the repository: "acme/api"
+    number: int  # the issue or pull request
+    kind: FeedbackKind
+    identity: str
+    actor: Actor
+    trigger: Trigger = Trigger.FEEDBACK
+    url: str = ""  # where a person sees it (the comment, the review, the check run)
+    is_pr: bool = False
+    head_sha: str | None = None  # for PR events: the head commit it is about (stale if no longer head)
+    from_fork: bool = False  # a PR whose head lives in another repository
+    title: str = ""  # the issue's or PR's title
+    body: str = ""  # the comment's, review's or issue's text
+    comments: tuple[ReviewComment, ...] = ()  # a review's inline comments
+    checks: tuple[FailedCheck, ...] = ()  # a CI failure's failing checks
+    signature: str | None = None  # a CI failure's failure signature (the failing set, not the sha)
+    at: float = 0.0  # when the forge says it happened (seconds since the epoch)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ForgeEvent:
+        data = dict(data)
+        data["kind"], data["trigger"] = FeedbackKind(data["kind"]), Trigger(data["trigger"])
+        data["actor"] = Actor(**data["actor"])
+        data["comments"] = tuple(ReviewComment(**c) for c in data.get("comments", ()))
+        data["checks"] = tuple(
+            FailedCheck(**{**c, "steps": tuple(c["steps"]), "annotations": tuple(c["annotations"])})
+            for c in data.get("checks", ())
+        )
+        return cls(**data)
+
+
+@dataclass
+class Binding:
+    """A thread bound to a forge conversation, as the store keeps it (``forge_bindings``)."""
+
+    forge: str
+    repo: str  # forge full name
+    number: int  # the issue (or the PR, for a thread that started on a PR)
+    agent: str
+    repo_slug: str  # baton's repo slug of the key
+    thread: str  # baton's thread of the key: issue-42, pr-7
+    repo_url: str  # what baton clones and pushes (no credentials in it)
+    status: BindingStatus = BindingStatus.ACTIVE
+    pr: int | None = None  # the PR of the thread (opened by baton for an issue, or the PR itself)
+    head_sha: str | None = None  # the PR head baton last pushed or saw
+    branch: str | None = None  # the thread's branch on the forge
+    access: Access = Access.EDIT  # what its trusted turns run at
+    status_comment: int | None = None  # the one comment baton keeps up to date
+    etag: str | None = None  # the reconcile's conditional request: unchanged since
+    seen_at: float = 0.0  # the reconcile looked at everything up to here
+    note: str | None = None  # why it needs a human, what happened last
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def conversation(self) -> str:
+        return f"{self.forge}:{self.repo}#{self.number}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "conversation": self.conversation}
+
+
+@dataclass
+class EventRecord:
+    """A forge event as the store keeps it (``forge_events``): unique by (forge, repo, identity)."""
+
+    forge: str
+    repo: str
+    number: int
+    identity: str
+    kind: FeedbackKind
+    status: EventStatus
+    event: dict[str, Any]  # ForgeEvent.to_json()
+    received_at: float
+    access: Access = Access.EDIT
+    job_id: str | None = None
+    reason: str | None = None  # why it was dropped or held
+    id: int | None = None  # the store's row number (arrival order)
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    """An issue or PR as the forge describes it now."""
+
+    number: int
+    is_pr: bool
+    state: str  # open | closed
+    title: str
+    body: str
+    url: str
+    author: Actor
+    merged: bool = False
+    head_sha: str | None = None
+    head_ref: str | None = None
+    base_ref: str | None = None
+    from_fork: bool = False
+    mergeable: bool | None = None  # None: the forge has not computed it yet
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Comment:
+    """An issue or PR comment."""
+
+    id: int
+    author: Actor
+    body: str
+    url: str
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Review:
+    """A submitted PR review with its inline comments."""
+
+    id: int
+    author: Actor
+    state: str  # APPROVED, CHANGES_REQUESTED, COMMENTED
+    body: str
+    commit: str | None
+    url: str
+    comments: tuple[ReviewComment, ...] = ()
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Changed:
+    """A conditional read: ``changed`` False means the forge answered 304 (nothing new since ``etag``)."""
+
+    changed: bool
+    etag: str | None
+
+
+class ForgeError(Exception):
+    """The forge refused or failed a request; ``status`` is its HTTP status (0: no answer)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying: no answer, a timeout, 429 or a 5xx."""
+        return self.status == 0 or self.status == 429 or self.status >= 500
+
+
+class ForgeClient(Protocol):
+    """What baton asks of a forge. Every method raises :class:`ForgeError` (after the client's own
+    bounded retries of transient failures). ``repo`` is the forge's full name (``acme/api``)."""
+
+    def permission(self, repo: str, login: str) -> str:
+        """The actor's permission on the repo: admin, maintain, write, triage, read or none."""
+        ...
+
+    def thread(self, repo: str, number: int) -> ThreadInfo: ...
+
+    def changed(self, repo: str, number: int, etag: str | None) -> Changed:
+        """One conditional request: has anything on the issue/PR changed since ``etag``?"""
+        ...
+
+    def comments(self, repo: str, number: int, since: float | None = None) -> list[Comment]: ...
+
+    def reviews(self, repo: str, number: int) -> list[Review]:
+        """Submitted reviews, each with its inline comments."""
+        ...
+
+    def failed_checks(self, repo: str, sha: str, tail_bytes: int = 16_384) -> list[FailedCheck]:
+        """The failing (and approval-waiting: ``action_required``) checks of a commit, each with a
+        bounded tail of its log."""
+        ...
+
+    def open_pr(self, repo: str, head: str, base: str, title: str, body: str, draft: bool) -> tuple[int, str]:
+        """Open a pull request; its number and URL."""
+        ...
+
+    def default_branch(self, repo: str) -> str: ...
+
+    def post_comment(self, repo: str, number: int, body: str) -> int:
+        """A new comment on the issue or PR; its id."""
+        ...
+
+    def edit_comment(self, repo: str, comment_id: int, body: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How far a thread's loop may go on its own."""
+
+    per_failure: int = 3  # turns for one CI failure signature
+    per_day: int = 20  # feedback turns per thread per day
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the trust policy decided about an event's actor."""
+
+    accepted: bool  # it runs (as an instruction, or as quoted context at read access)
+    access: Access | None  # the turn's access (None when refused)
+    quoted: bool  # the text is context, not an instruction
+    reason: str  # for the audit log: "write access (cached)", "bot not allowed", ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the dispatcher did with one event (returned to the webhook, recorded in the audit log)."""
+
+    status: str  # accepted | coalesced | duplicate | dropped | held | ignored | resumed
+    reason: str
+    job_id: str | None = None
+    binding: str | None = None  # the conversation "forge:repo#n"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, {})}
