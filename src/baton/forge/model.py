@@ -264,8 +264,14 @@ class ForgeClient(Protocol):
 
     def thread(self, repo: str, number: int) -> ThreadInfo: ...
 
-    def changed(self, repo: str, number: int, etag: str | None) -> Changed:
-        """One conditional request: has anything on the issue/PR changed since ``etag``?"""
+    def updated_since(self, repo: str, since: float) -> list[ThreadInfo]:
+        """Issues and PRs of the repo updated at or after ``since`` (every page): the reconcile's one
+        request per repository that finds threads with new comments, reviews, labels or states."""
+        ...
+
+    def checks_changed(self, repo: str, sha: str, etag: str | None) -> Changed:
+        """One conditional request for a head commit's checks (GitHub: check runs; Gitea: its combined
+        status): False when the forge answers 304 Not Modified to ``etag``."""
         ...
 
     def comments(self, repo: str, number: int, since: float | None = None) -> list[Comment]: ...
