@@ -1,0 +1,399 @@
+"""What the forges' REST clients share (:mod:`baton.forge.github`, :mod:`baton.forge.gitea`): one
+``httpx.Client`` and the manners of a good API citizen.
+
+- **Bounded retries** of what is worth retrying: no answer (a refused connection, a timeout), 429 and
+  5xx, with exponential backoff and jitter; a rate limit (429, or a 403 that says so: GitHub's
+  ``x-ratelimit-remaining: 0`` or a secondary limit's ``Retry-After``) waits as long as the forge asks
+  (``Retry-After``, ``x-ratelimit-reset``) when that is under ``max_wait``, and is otherwise a
+  :class:`RateLimited` error at once (a reconcile should not sleep for an hour). A POST is re-sent only
+  when the forge cannot have acted on it (no connection, a rate limit): a comment is not posted twice.
+  Everything else (401, 404, 422, ...) is a :class:`~baton.forge.model.ForgeError` at once.
+- **The token** goes in the ``Authorization`` header, and only to the API's own origin: a download
+  redirected to a storage host (a job's log) does not carry it. It never appears in a log line or an
+  error message (they name the method and the path, never the query, where a signed download URL keeps
+  its signature), and it is scrubbed from the forge's own words too.
+- **Pagination** through ``Link: <...>; rel="next"`` headers, one page at a time: the caller keeps what
+  it returns, never the pages.
+- **Conditional GETs** (``If-None-Match``): :meth:`ForgeHTTP.changed` answers :class:`Changed`.
+- **A log's tail** (:meth:`ForgeHTTP.tail`): a ``Range: bytes=-N`` request, and if the server ignores
+  it, the stream read to its end keeping only the last ``N`` bytes — a 100 MB log is never held.
+- **Errors in the forge's words**: ``ForgeError("GitHub answered 422 to POST /repos/a/b/pulls:
+  Validation Failed: A pull request already exists for a:b.", 422)``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from baton.forge.model import Changed, ForgeError
+
+log = logging.getLogger(__name__)
+
+# failures after which the forge cannot have acted on the request: safe to re-send even a POST
+_UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_LINK = re.compile(r'<([^>]*)>\s*;[^,]*?\brel="?([^",;]*)"?')
+_MAX_ERROR_BODY = 64 * 1024  # what an error's body is read for its words
+_MAX_REDIRECTS = 5
+
+
+class RateLimited(ForgeError):
+    """The forge's rate limit is spent until ``reset_at`` (seconds since the epoch): try again then.
+    ``status`` stays the forge's (403 or 429); it is always worth retrying later."""
+
+    def __init__(self, message: str, status: int, reset_at: float) -> None:
+        super().__init__(message, status)
+        self.reset_at = reset_at
+
+    @property
+    def transient(self) -> bool:
+        return True
+
+
+def next_link(header: str | None) -> str | None:
+    """The ``rel="next"`` URL of a ``Link`` header, if any."""
+    for url, rel in _LINK.findall(header or ""):
+        if "next" in rel.split():
+            return str(url)
+    return None
+
+
+def forge_words(response: httpx.Response, body: bytes) -> str:
+    """What the forge said about a failure: its JSON ``message`` and its ``errors`` (GitHub's and
+    Gitea's shapes), else the start of its text."""
+    try:
+        data = httpx.Response(200, content=body).json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        text = body[:300].decode("utf-8", "replace").strip()
+        return " ".join(text.split()) or response.reason_phrase
+    words = [str(data.get("message") or "").strip()]
+    errors = data.get("errors")
+    for error in errors if isinstance(errors, list) else []:
+        if isinstance(error, dict):
+            detail = error.get("message") or " ".join(
+                str(error[k]) for k in ("resource", "field", "code") if error.get(k)
+            )
+            words.append(str(detail))
+        else:
+            words.append(str(error))
+    return ": ".join(w for w in words if w) or response.reason_phrase
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """``Retry-After`` in seconds: a number, or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+class ForgeHTTP:
+    """A forge's REST API at ``api_url`` (``https://api.github.com``,
+    ``https://ghes.example.com/api/v3``, ``https://gitea.example.com/api/v1``), authenticated with
+    ``token`` (``Authorization: <auth_scheme> <token>``). ``retries`` re-sends after the first try;
+    ``sleep``, ``clock`` and ``jitter`` are injectable so the tests do not wait."""
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        name: str = "the forge",
+        auth_scheme: str = "Bearer",
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        max_wait: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.name = name
+        self.api_url = httpx.URL(api_url.rstrip("/") + "/")
+        if self.api_url.scheme not in ("http", "https") or not self.api_url.host:
+            raise ForgeError(f"{name}: {api_url!r} is not an http(s) URL", 0)
+        if self.api_url.userinfo:
+            raise ForgeError(f"{name}: the API URL must not carry credentials; give the token apart", 0)
+        self._token = token
+        self._authorization = f"{auth_scheme} {token}" if token else ""
+        self.retries = max(0, retries)
+        self.backoff, self.max_backoff, self.max_wait = backoff, max_backoff, max_wait
+        self._sleep, self._clock, self._jitter = sleep, clock, jitter
+        self._client = httpx.Client(
+            base_url=self.api_url,
+            headers={"User-Agent": "baton", **(headers or {})},
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    # -- the public reads and writes --------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        allow: Iterable[int] = (),
+    ) -> httpx.Response:
+        """One request (retried as the module says), its response read: a 2xx or 3xx, or a status in
+        ``allow`` (404 when "not there" is an answer); any other answer is a :class:`ForgeError`.
+        ``url`` is a path under the API (``/repos/a/b``) or an absolute URL (a ``Link``)."""
+        with self._send(method, url, params=params, json=json, headers=headers, allow=allow) as response:
+            response.read()
+            return response
+
+    def json(self, method: str, url: str, **kwargs: Any) -> Any:
+        """:meth:`request`'s answer, parsed (``None`` for an empty body)."""
+        return self._parse(method, self.request(method, url, **kwargs))
+
+    def pages(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        max_pages: int = 1000,
+    ) -> Iterator[Any]:
+        """Every item of a paginated list, page after page through ``Link`` headers; ``key`` names the
+        list in an object page (``check_runs``). One page is held at a time."""
+        next_url: str | None = url
+        query = params
+        for _ in range(max_pages):
+            if next_url is None:
+                return
+            response = self.request("GET", next_url, params=query)
+            data = self._parse("GET", response)
+            items = data.get(key) if key and isinstance(data, dict) else data
+            if not isinstance(items, list):
+                raise ForgeError(f"{self.name} answered GET {self._where(response.url)} without a list", 0)
+            next_url, query = next_link(response.headers.get("link")), None  # the link carries the query
+            del data
+            yield from items
+        log.warning("%s: stopped paging %s after %d pages", self.name, self._where(httpx.URL(url)), max_pages)
+
+    def changed(self, url: str, etag: str | None, params: Mapping[str, Any] | None = None) -> Changed:
+        """A conditional GET: ``Changed(False, etag)`` when the forge answers 304 Not Modified."""
+        headers = {"If-None-Match": etag} if etag else None
+        response = self.request("GET", url, params=params, headers=headers, allow=(304,))
+        if response.status_code == 304:
+            return Changed(False, etag)
+        return Changed(True, response.headers.get("etag") or None)
+
+    def tail(self, url: str, tail_bytes: int) -> bytes:
+        """The last ``tail_bytes`` of a download (a log), cut to whole lines when it was cut at all:
+        asked with ``Range: bytes=-N``, following redirects (the token stays with the API's origin);
+        a server that ignores the range is read to the end, keeping only the last bytes."""
+        if tail_bytes <= 0:
+            return b""
+        headers = {"Range": f"bytes=-{tail_bytes}"}
+        for _ in range(_MAX_REDIRECTS):
+            with self._send("GET", url, headers=headers, allow=(416,)) as response:
+                if response.is_redirect:
+                    url = str(response.url.join(response.headers.get("location", "")))
+                    continue
+                if response.status_code == 416:  # an empty log has no last bytes to give
+                    return b""
+                data, cut = self._keep_last(response, tail_bytes)
+                return _whole_lines(data) if cut else data
+        raise ForgeError(f"{self.name}: too many redirects for GET {self._where(httpx.URL(url))}", 0)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> ForgeHTTP:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sending, retrying ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        allow: Iterable[int] = (),
+    ) -> Iterator[httpx.Response]:
+        """The response (streamed: its body not read yet) of the first try that is not worth
+        retrying, closed on leaving; an error's words are read here."""
+        allowed = set(allow)
+        for attempt in range(self.retries + 1):
+            request = self._build(method, url, params, json, headers)
+            response = self._attempt(request, attempt, resend=method.upper() in _IDEMPOTENT)
+            if response is None:
+                continue
+            try:
+                if response.status_code < 400 or response.status_code in allowed:
+                    yield response
+                    return
+                wait = self._should_retry(request, response, attempt)
+            finally:
+                response.close()
+            self._pause(request, f"{response.status_code}", wait, attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    def _build(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Request:
+        request = self._client.build_request(method, url, params=params, json=json, headers=headers)
+        if self._authorization and self._same_origin(request.url):
+            request.headers["Authorization"] = self._authorization
+        return request
+
+    def _attempt(self, request: httpx.Request, attempt: int, *, resend: bool) -> httpx.Response | None:
+        """One try: its response, or ``None`` after a failure worth another try (slept already)."""
+        try:
+            return self._client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            what = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+            if attempt >= self.retries or not (resend or isinstance(exc, _UNSENT)):
+                message = f"{self.name} did not answer {request.method} {self._where(request.url)} ({what})"
+                raise ForgeError(self._scrub(message), 0) from None
+            self._pause(request, self._scrub(what), self._backoff_for(attempt), attempt)
+            return None
+
+    def _should_retry(self, request: httpx.Request, response: httpx.Response, attempt: int) -> float:
+        """How long to wait before the next try; raises when there is none to make."""
+        status = response.status_code
+        limited = self._rate_limit_wait(response)
+        last = attempt >= self.retries
+        if limited is not None:
+            if last or limited > self.max_wait:
+                raise RateLimited(self._message(request, response), status, self._clock() + limited)
+            return limited
+        transient = status == 429 or status >= 500
+        if last or not transient or (request.method not in _IDEMPOTENT and status != 429):
+            raise ForgeError(self._message(request, response), status)
+        after = _retry_after(response.headers.get("retry-after"), self._clock())
+        if after is not None and after > self.max_wait:
+            raise ForgeError(self._message(request, response), status)
+        return after if after is not None else self._backoff_for(attempt)
+
+    def _rate_limit_wait(self, response: httpx.Response) -> float | None:
+        """Seconds until a spent rate limit resets, or ``None`` when the answer is not a rate limit."""
+        status, headers = response.status_code, response.headers
+        if status not in (403, 429):
+            return None
+        after = _retry_after(headers.get("retry-after"), self._clock())
+        if after is not None:
+            return after
+        if headers.get("x-ratelimit-remaining") == "0":
+            try:
+                reset = float(headers.get("x-ratelimit-reset", ""))
+            except ValueError:
+                return self._backoff_for(0) if status == 429 else None
+            return max(0.0, reset - self._clock()) + 1.0  # the reset's second, passed
+        return None
+
+    def _backoff_for(self, attempt: int) -> float:
+        """Exponential backoff with jitter: between half and all of ``backoff * 2**attempt``."""
+        delay = min(self.max_backoff, self.backoff * 2.0**attempt)
+        return float(delay * (0.5 + self._jitter() / 2))
+
+    def _pause(self, request: httpx.Request, why: str, wait: float, attempt: int) -> None:
+        log.info(
+            "%s: %s %s: %s; retrying in %.1f s (%d of %d)",
+            self.name,
+            request.method,
+            self._where(request.url),
+            why,
+            wait,
+            attempt + 1,
+            self.retries,
+        )
+        self._sleep(wait)
+
+    # -- reading answers ------------------------------------------------------------------------------
+
+    def _parse(self, method: str, response: httpx.Response) -> Any:
+        if not response.content.strip():
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            where = self._where(response.url)
+            raise ForgeError(
+                f"{self.name} answered {method} {where} with something that is not JSON", 0
+            ) from None
+
+    def _message(self, request: httpx.Request, response: httpx.Response) -> str:
+        body = bytearray()
+        try:
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) >= _MAX_ERROR_BODY:
+                    break
+        except (httpx.HTTPError, httpx.StreamError):
+            pass  # the status is the message then
+        words = forge_words(response, bytes(body))
+        where = self._where(request.url)
+        return self._scrub(
+            f"{self.name} answered {response.status_code} to {request.method} {where}: {words}"
+        )
+
+    @staticmethod
+    def _keep_last(response: httpx.Response, tail_bytes: int) -> tuple[bytes, bool]:
+        """The last ``tail_bytes`` of the body, streamed; and whether anything before them was left."""
+        buffer = bytearray()
+        seen = 0
+        for chunk in response.iter_bytes():
+            seen += len(chunk)
+            buffer += chunk
+            if len(buffer) > 2 * tail_bytes:
+                del buffer[:-tail_bytes]
+        cut = seen > tail_bytes
+        if response.status_code == 206:  # "bytes 900-999/1000": anything before 900 was left
+            match = re.match(r"bytes\s+(\d+)-", response.headers.get("content-range", ""))
+            cut = cut or bool(match and int(match.group(1)) > 0)
+        return bytes(buffer[-tail_bytes:]), cut
+
+    # -- manners --------------------------------------------------------------------------------------
+
+    def _same_origin(self, url: httpx.URL) -> bool:
+        return (url.scheme, url.host, url.port) == (self.api_url.scheme, self.api_url.host, self.api_url.port)
+
+    def _where(self, url: httpx.URL) -> str:
+        """A URL as an error names it: its path (another origin's with its host), never its query."""
+        return url.path if self._same_origin(url) else f"{url.host}{url.path}"
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+
+def _whole_lines(data: bytes) -> bytes:
+    """A tail without the partial line it starts with (unless it is all one line)."""
+    newline = data.find(b"\n")
+    return data[newline + 1 :] if 0 <= newline < len(data) - 1 else data
