@@ -168,3 +168,15 @@ def test_sizes_and_whole_numbers_are_parsed_strictly(home: Path) -> None:
     for name, bad in (("BATON_MIN_FREE", "lots"), ("BATON_CONCURRENCY", "2.5"), ("BATON_DISK_QUOTA", "-1G")):
         with pytest.raises(BadInput, match=name.removeprefix("BATON_").lower()):
             load_settings(environ={"BATON_HOME": str(home), name: bad})
+
+
+def test_the_forge_and_repo_tables_are_skipped_and_nothing_else(tmp_path: Path) -> None:
+    # baton.forge.config reads [forge.*] and [repo.*], as strictly; the flat keys stay strict here
+    tables = '[forge.github]\nuser = "baton-bot"\n[repo."acme/api"]\nagent = "claude"\n'
+    home = _home(tmp_path, "ttl_days = 3\n" + tables)
+    assert load_settings(overrides={"home": str(home)}, environ={}).ttl_days == 3.0
+    for text in ("ttl_dayz = 3\n" + tables, 'forge = "github"\n', "repo = 1\n", "[forges.github]\nx = 1\n"):
+        _home(tmp_path, text)
+        with pytest.raises(BadInput, match="unknown setting") as info:
+            load_settings(overrides={"home": str(home)}, environ={})
+        assert "config.toml" in str(info.value)

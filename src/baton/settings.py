@@ -1,9 +1,10 @@
 """One settings object, resolved once: explicit overrides > environment (``BATON_*``) > config file >
 defaults.
 
-The config file is ``$BATON_HOME/config.toml`` (flat keys, the same names as the fields below). Parsing
-is strict: an unknown key or a value of the wrong type is an error naming the key and where it came
-from, never a silent default.
+The config file is ``$BATON_HOME/config.toml`` (flat keys, the same names as the fields below; its
+``[forge.*]`` and ``[repo.*]`` tables are :mod:`baton.forge.config`'s, skipped here). Parsing is
+strict: an unknown key or a value of the wrong type is an error naming the key and where it came from,
+never a silent default.
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ class Settings:
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # log_level, in any case
 LOG_FORMATS = ("text", "json")
+FORGE_TABLES = ("forge", "repo")  # config.toml's [forge.<name>] and [repo."owner/name"]: baton.forge.config
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in ("home", "extra")}
 
 
@@ -163,17 +165,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     home_text = overrides.pop("home", None) or env.get("BATON_HOME") or platformdirs.user_data_dir("baton")
     home = Path(home_text).expanduser().absolute()
-    values: dict[str, Any] = {}
-    config = home / "config.toml"
-    if config.is_file():
-        try:
-            data = tomllib.loads(config.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise BadInput(f"{config} is not valid TOML: {exc}") from exc
-        for name, value in data.items():
-            if name not in _FIELDS:
-                raise BadInput(f"{config}: unknown setting {name!r} (known: {', '.join(sorted(_FIELDS))})")
-            values[name] = _coerce(name, value, str(config))
+    values = _from_file(home / "config.toml")
     for name in _FIELDS:
         env_name = f"BATON_{name.upper()}"
         if env_name in env and env[env_name] != "":
@@ -196,6 +188,24 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     _check_choice("reflink", settings.reflink, ["auto", "off"])
     _check_choice("warm", settings.warm, ["auto", "off"])
     return settings
+
+
+def _from_file(config: Path) -> dict[str, Any]:
+    """The settings of ``config.toml`` (none when there is no such file)."""
+    if not config.is_file():
+        return {}
+    try:
+        data = tomllib.loads(config.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{config} is not valid TOML: {exc}") from exc
+    values = {}
+    for name, value in data.items():
+        if name in FORGE_TABLES and isinstance(value, dict):
+            continue  # baton.forge.config reads these, as strictly
+        if name not in _FIELDS:
+            raise BadInput(f"{config}: unknown setting {name!r} (known: {', '.join(sorted(_FIELDS))})")
+        values[name] = _coerce(name, value, str(config))
+    return values
 
 
 def _check_choice(name: str, value: str, choices: list[str]) -> None:
