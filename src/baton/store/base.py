@@ -13,7 +13,8 @@ so what it depends on is what it calls: the roles follow the SQL store's parts �
 - :class:`KeyStore`: all of the above, what any work on a key (a run, a reset, a sweep) needs;
 - :class:`PlanStore` (``sql_plans.py``); :class:`JobStore`, :class:`TokenStore`, :class:`DeliveryStore`:
   the service's jobs, API tokens and webhook deliveries (``sql_service.py``); :class:`ViewStore`: the
-  dashboard's and ``/metrics``' counted reads (``sql_views.py``).
+  dashboard's and ``/metrics``' counted reads (``sql_views.py``); :class:`ForgeStore`: the forge room's
+  bindings, events, turns and budgets (``sql_forge.py``).
 
 Keep them small: the runner's needs, not a general ORM.
 
@@ -27,7 +28,7 @@ in the store → :class:`baton.errors.Fenced` and nothing written; smaller (a Re
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from baton.models import (
     CheckpointRecord,
@@ -46,6 +47,9 @@ from baton.models import (
     TokenRecord,
     WorkerRecord,
 )
+
+if TYPE_CHECKING:
+    from baton.forge.model import Binding, BindingStatus, EventRecord, EventStatus
 
 
 class RunStore(Protocol):
@@ -303,6 +307,96 @@ class ViewStore(Protocol):
         ...
 
 
+class ForgeStore(Protocol):
+    """The forge room's threads bound to issues and PRs, their events, turns and budgets (see
+    store/sql_forge.py). A conversation is (forge, repo, number). Each write is one transaction, and
+    what must happen once across machines (an event acted on, a row claimed, a turn published, a
+    budget spent) is decided by the database."""
+
+    def bind(self, binding: Binding) -> tuple[Binding, bool]:
+        """Store a new binding: ``(binding, True)``; a conversation bound already (by its number or
+        as an issue's PR) gives the stored one and False, unchanged. A key (agent, repo slug, thread)
+        bound to another conversation is :class:`baton.errors.BadInput`."""
+        ...
+
+    def get_binding(self, forge: str, repo: str, number: int) -> Binding | None:
+        """The binding of ``number``, or the one whose ``pr`` it is."""
+        ...
+
+    def binding_for_key(self, agent: str, repo_slug: str, thread: str) -> Binding | None: ...
+    def save_binding(self, binding: Binding) -> bool:
+        """Write every field (the caller sets ``updated_at``); False when not bound. A key bound to
+        another conversation is :class:`baton.errors.BadInput`."""
+        ...
+
+    def list_bindings(
+        self,
+        *,
+        status: BindingStatus | None = None,
+        forge: str | None = None,
+        limit: int = 1000,
+        after: tuple[str, str, int] | None = None,
+    ) -> list[Binding]:
+        """By (forge, repo, number); ``after`` the last one's (forge, repo, number), for the next page."""
+        ...
+
+    def unbind(self, forge: str, repo: str, number: int) -> bool: ...
+    def add_forge_event(self, record: EventRecord) -> EventRecord | None:
+        """The stored record (with its ``id``); None when (forge, repo, identity) is known already."""
+        ...
+
+    def forge_events(
+        self, forge: str, repo: str, number: int, *, status: EventStatus | None = None, limit: int = 1000
+    ) -> list[EventRecord]:
+        """In arrival order."""
+        ...
+
+    def events_of_job(self, job_id: str) -> list[EventRecord]: ...
+    def claim_forge_events(self, ids: Sequence[int], job_id: str) -> list[int]:
+        """Pending or held → dispatched for ``job_id``: the ids moved (each to one claimer only)."""
+        ...
+
+    def set_forge_events(self, ids: Sequence[int], status: EventStatus, reason: str | None = None) -> int:
+        """Set status and reason; how many rows."""
+        ...
+
+    def recent_forge_events(self, limit: int = 100) -> list[EventRecord]:
+        """Newest first."""
+        ...
+
+    def add_forge_turn(
+        self, job_id: str, forge: str, repo: str, number: int, kinds: list[str], submitted_at: float
+    ) -> bool:
+        """False when ``job_id`` is recorded already."""
+        ...
+
+    def forge_turns(self, forge: str, repo: str, number: int, since: float = 0) -> list[dict[str, Any]]:
+        """Turns submitted at or after ``since``, oldest first: job_id, forge, repo, number, kinds
+        (list), submitted_at, published_at, publish (dict or None)."""
+        ...
+
+    def unpublished_turns(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Turns not published yet, oldest first."""
+        ...
+
+    def mark_published(self, job_id: str, publish: dict[str, Any], at: float) -> bool:
+        """True for the one caller that publishes the turn; False when it was published already."""
+        ...
+
+    def spend_budget(self, forge: str, repo: str, number: int, signature: str, at: float) -> int:
+        """One more against ``signature`` (atomic); the count now."""
+        ...
+
+    def budget_spent(self, forge: str, repo: str, number: int, signature: str) -> int: ...
+    def reset_budgets(self, forge: str, repo: str, number: int) -> int:
+        """Forget the conversation's spends; how many budgets were reset."""
+        ...
+
+    def forge_counts(self) -> dict[str, list[tuple[Any, ...]]]:
+        """``events`` (kind, status, n) and ``bindings`` (status, n): GROUP BY queries, for /metrics."""
+        ...
+
+
 class Store(
     KeyStore,
     PlanStore,
@@ -312,6 +406,7 @@ class Store(
     DeliveryStore,
     ViewStore,
     WorkerStore,
+    ForgeStore,
     Protocol,
 ):
     """The whole store: every role, and its own life (schema, connection)."""

@@ -161,6 +161,37 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "stops resuming after an upgrade can be traced to the release that changed it",
         ["ALTER TABLE runs ADD COLUMN cli_version TEXT"],
     ),
+    (
+        13,
+        "forges: threads bound to issues and PRs, their events (deduplicated), turns and budgets",
+        [
+            """CREATE TABLE forge_bindings (
+                forge TEXT NOT NULL, repo TEXT NOT NULL, number INTEGER NOT NULL, agent TEXT NOT NULL,
+                repo_slug TEXT NOT NULL, thread TEXT NOT NULL, repo_url TEXT NOT NULL, status TEXT NOT NULL,
+                pr INTEGER, head_sha TEXT, branch TEXT, access TEXT NOT NULL, status_comment BIGINT,
+                etag TEXT, seen_at {real} NOT NULL, note TEXT, created_at {real} NOT NULL,
+                updated_at {real} NOT NULL, PRIMARY KEY (forge, repo, number))""",
+            "CREATE UNIQUE INDEX forge_bindings_key ON forge_bindings (agent, repo_slug, thread)",
+            "CREATE INDEX forge_bindings_pr ON forge_bindings (forge, repo, pr)",
+            "CREATE INDEX forge_bindings_status ON forge_bindings (status)",
+            """CREATE TABLE forge_events (
+                id {serial_pk}, forge TEXT NOT NULL, repo TEXT NOT NULL, number INTEGER NOT NULL,
+                identity TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL, event TEXT NOT NULL,
+                access TEXT NOT NULL, job_id TEXT, reason TEXT, received_at {real} NOT NULL)""",
+            "CREATE UNIQUE INDEX forge_events_identity ON forge_events (forge, repo, identity)",
+            "CREATE INDEX forge_events_thread ON forge_events (forge, repo, number, status)",
+            "CREATE INDEX forge_events_job ON forge_events (job_id)",
+            """CREATE TABLE forge_turns (
+                job_id TEXT PRIMARY KEY, forge TEXT NOT NULL, repo TEXT NOT NULL, number INTEGER NOT NULL,
+                kinds TEXT NOT NULL, submitted_at {real} NOT NULL, published_at {real}, publish TEXT)""",
+            "CREATE INDEX forge_turns_thread ON forge_turns (forge, repo, number, submitted_at)",
+            "CREATE INDEX forge_turns_published ON forge_turns (published_at)",
+            """CREATE TABLE forge_budgets (
+                forge TEXT NOT NULL, repo TEXT NOT NULL, number INTEGER NOT NULL, signature TEXT NOT NULL,
+                spent INTEGER NOT NULL, updated_at {real} NOT NULL,
+                PRIMARY KEY (forge, repo, number, signature))""",
+        ],
+    ),
 ]
 
 DIALECT_TYPES = {

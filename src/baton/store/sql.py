@@ -26,6 +26,7 @@ from baton.models import Fence, Lease, Outcome, RunRecord, SessionRecord, Sessio
 from baton.store.engine import engine_for, migrate, redact, store_error
 from baton.store.rows import session_values, snapshot_digests, snapshot_of
 from baton.store.sql_checkpoints import CheckpointTables
+from baton.store.sql_forge import ForgeTables
 from baton.store.sql_plans import PlanTables
 from baton.store.sql_sdk import SdkEntryTables
 from baton.store.sql_service import ServiceTables
@@ -55,7 +56,14 @@ from baton.store.tables import (
 
 
 class SQLStore(
-    PlanTables, ServiceTables, ViewQueries, CheckpointTables, SdkEntryTables, WorkerTables, WebSessionTables
+    PlanTables,
+    ServiceTables,
+    ViewQueries,
+    CheckpointTables,
+    SdkEntryTables,
+    WorkerTables,
+    WebSessionTables,
+    ForgeTables,
 ):
     """A :class:`baton.store.base.Store` over one SQLAlchemy engine."""
 

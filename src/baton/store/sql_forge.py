@@ -1,0 +1,374 @@
+"""The forge room's tables (:mod:`baton.forge`): threads bound to issues and pull requests
+(``forge_bindings``), the events seen on them (``forge_events``), the turns submitted for them
+(``forge_turns``) and what their budgets have spent (``forge_budgets``).
+
+Several machines receive the same webhooks and run the same reconcile, so every decision that must be
+taken once is taken by the database, in one statement:
+
+- an event is acted on once: its insert skips a known ``(forge, repo, identity)`` (``ON CONFLICT DO
+  NOTHING ... RETURNING``), so of any number of concurrent inserts exactly one gets a row back;
+- an event joins one turn: a claim moves only rows still ``pending``/``held`` (a conditional ``UPDATE
+  ... RETURNING``; PostgreSQL re-checks the condition on a row another claimer has just changed);
+- a turn is published once: ``published_at`` is set only where it is still NULL;
+- a budget counts every spend: ``INSERT ... ON CONFLICT DO UPDATE SET spent = spent + 1 RETURNING``.
+
+Each method is one transaction. Rows and records are converted by the functions at the end (JSON text
+for ``event``, ``kinds`` and ``publish``; enums as their values).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from baton.errors import BadInput, StoreError
+from baton.forge.model import Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
+from baton.models import Access
+from baton.store.schema import forge_bindings, forge_budgets, forge_events, forge_turns
+from baton.store.tables import insert_for
+
+CONVERSATION = ("forge", "repo", "number")
+CLAIMABLE = (EventStatus.PENDING.value, EventStatus.HELD.value)
+
+
+class ForgeTables:
+    """Mixed into :class:`baton.store.sql.SQLStore`, which provides ``_tx``."""
+
+    def _tx(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    # -- bindings -----------------------------------------------------------------------------------
+
+    def bind(self, binding: Binding) -> tuple[Binding, bool]:
+        """Store a new binding: ``(binding, True)``; when the conversation is bound already (by its
+        number, or as the PR of an issue's binding) the stored one and False, unchanged. A key bound to
+        another conversation is :class:`BadInput`."""
+        values = binding_values(binding)
+        for _ in range(3):  # a row that blocked the insert and was unbound before it could be read
+            with self._tx() as conn:
+                stored = _binding_row(conn, binding.forge, binding.repo, binding.number)
+                if stored is not None:
+                    return binding_of(stored), False
+                # DO NOTHING on either unique key (the conversation's, the thread's): a concurrent
+                # bind of the same conversation or key is waited for, then read below
+                insert = insert_for(conn, forge_bindings).values(values).on_conflict_do_nothing()
+                if conn.execute(insert.returning(forge_bindings.c.number)).first() is not None:
+                    return dataclasses.replace(binding), True
+                stored = _binding_row(conn, binding.forge, binding.repo, binding.number)
+                if stored is not None:
+                    return binding_of(stored), False
+                owner = conn.execute(sa.select(forge_bindings).where(_key_where(binding))).first()
+                if owner is not None:
+                    raise BadInput(_key_taken(binding, binding_of(owner._mapping)))
+        raise StoreError(f"could not bind {binding.conversation}: its rows kept changing; retry")
+
+    def get_binding(self, forge: str, repo: str, number: int) -> Binding | None:
+        """The binding of ``number``, or the binding whose PR ``number`` is (an issue's thread)."""
+        with self._tx() as conn:
+            row = _binding_row(conn, forge, repo, number)
+        return binding_of(row) if row is not None else None
+
+    def binding_for_key(self, agent: str, repo_slug: str, thread: str) -> Binding | None:
+        where = sa.and_(
+            forge_bindings.c.agent == agent,
+            forge_bindings.c.repo_slug == repo_slug,
+            forge_bindings.c.thread == thread,
+        )
+        with self._tx() as conn:
+            row = conn.execute(sa.select(forge_bindings).where(where)).first()
+        return binding_of(row._mapping) if row is not None else None
+
+    def save_binding(self, binding: Binding) -> bool:
+        """Write every field of a stored binding (the caller sets ``updated_at``); False when it is
+        not bound (any more). Moving it to a key bound to another conversation is :class:`BadInput`."""
+        values = binding_values(binding)
+        with self._tx() as conn:
+            owner = conn.execute(
+                sa.select(forge_bindings).where(_key_where(binding), sa.not_(_conversation_where(binding)))
+            ).first()
+            if owner is not None:
+                raise BadInput(_key_taken(binding, binding_of(owner._mapping)))
+            done = conn.execute(sa.update(forge_bindings).where(_conversation_where(binding)).values(values))
+        return bool(done.rowcount)
+
+    def list_bindings(
+        self,
+        *,
+        status: BindingStatus | None = None,
+        forge: str | None = None,
+        limit: int = 1000,
+        after: tuple[str, str, int] | None = None,
+    ) -> list[Binding]:
+        """By (forge, repo, number); ``after`` (the last one's) pages on without an offset."""
+        c = forge_bindings.c
+        query = sa.select(forge_bindings).order_by(c.forge, c.repo, c.number).limit(limit)
+        if status is not None:
+            query = query.where(c.status == status.value)
+        if forge is not None:
+            query = query.where(c.forge == forge)
+        if after is not None:
+            f, r, n = after
+            query = query.where(
+                sa.or_(
+                    c.forge > f,
+                    sa.and_(c.forge == f, c.repo > r),
+                    sa.and_(c.forge == f, c.repo == r, c.number > n),
+                )
+            )
+        with self._tx() as conn:
+            return [binding_of(r._mapping) for r in conn.execute(query)]
+
+    def unbind(self, forge: str, repo: str, number: int) -> bool:
+        with self._tx() as conn:
+            done = conn.execute(
+                sa.delete(forge_bindings).where(_conversation(forge_bindings, forge, repo, number))
+            )
+        return bool(done.rowcount)
+
+    # -- events -------------------------------------------------------------------------------------
+
+    def add_forge_event(self, record: EventRecord) -> EventRecord | None:
+        """Store a new event, returned with its ``id``; None when its (forge, repo, identity) is stored
+        already (a duplicate: a redelivery, a second webhook, the reconcile finding it again)."""
+        with self._tx() as conn:
+            insert = insert_for(conn, forge_events).values(event_values(record))
+            insert = insert.on_conflict_do_nothing(index_elements=["forge", "repo", "identity"])
+            new_id = conn.execute(insert.returning(forge_events.c.id)).scalar()
+        return None if new_id is None else dataclasses.replace(record, id=int(new_id))
+
+    def forge_events(
+        self, forge: str, repo: str, number: int, *, status: EventStatus | None = None, limit: int = 1000
+    ) -> list[EventRecord]:
+        """The conversation's events in arrival order (stored under ``number`` as given)."""
+        query = sa.select(forge_events).where(_conversation(forge_events, forge, repo, number))
+        if status is not None:
+            query = query.where(forge_events.c.status == status.value)
+        with self._tx() as conn:
+            return [
+                event_of(r._mapping) for r in conn.execute(query.order_by(forge_events.c.id).limit(limit))
+            ]
+
+    def events_of_job(self, job_id: str) -> list[EventRecord]:
+        query = sa.select(forge_events).where(forge_events.c.job_id == job_id).order_by(forge_events.c.id)
+        with self._tx() as conn:
+            return [event_of(r._mapping) for r in conn.execute(query)]
+
+    def claim_forge_events(self, ids: Sequence[int], job_id: str) -> list[int]:
+        """Move the events of ``ids`` still pending or held to dispatched, for ``job_id``; the ids it
+        moved (two claimers never both get one)."""
+        if not ids:
+            return []
+        claim = (
+            sa.update(forge_events)
+            .where(forge_events.c.id.in_(list(ids)), forge_events.c.status.in_(CLAIMABLE))
+            .values(status=EventStatus.DISPATCHED.value, job_id=job_id)
+            .returning(forge_events.c.id)
+        )
+        with self._tx() as conn:
+            _lock_in_order(conn, ids)
+            return sorted(int(i) for i in conn.execute(claim).scalars())
+
+    def set_forge_events(self, ids: Sequence[int], status: EventStatus, reason: str | None = None) -> int:
+        """Set the status (and the reason, None clearing it) of the events of ``ids``; how many."""
+        if not ids:
+            return 0
+        with self._tx() as conn:
+            _lock_in_order(conn, ids)
+            done = conn.execute(
+                sa.update(forge_events)
+                .where(forge_events.c.id.in_(list(ids)))
+                .values(status=status.value, reason=reason)
+            )
+        return int(done.rowcount or 0)
+
+    def recent_forge_events(self, limit: int = 100) -> list[EventRecord]:
+        """Newest first, across conversations (the dashboard, the API)."""
+        query = sa.select(forge_events).order_by(forge_events.c.id.desc()).limit(limit)
+        with self._tx() as conn:
+            return [event_of(r._mapping) for r in conn.execute(query)]
+
+    # -- turns --------------------------------------------------------------------------------------
+
+    def add_forge_turn(
+        self, job_id: str, forge: str, repo: str, number: int, kinds: list[str], submitted_at: float
+    ) -> bool:
+        """Record a submitted turn; False when ``job_id`` is recorded already (kept as it is)."""
+        values = {
+            "job_id": job_id,
+            "forge": forge,
+            "repo": repo,
+            "number": number,
+            "kinds": json.dumps([str(k) for k in kinds]),
+            "submitted_at": submitted_at,
+        }
+        with self._tx() as conn:
+            insert = insert_for(conn, forge_turns).values(values).on_conflict_do_nothing()
+            return conn.execute(insert.returning(forge_turns.c.job_id)).first() is not None
+
+    def forge_turns(self, forge: str, repo: str, number: int, since: float = 0) -> list[dict[str, Any]]:
+        """The conversation's turns submitted at or after ``since``, oldest first."""
+        query = (
+            sa.select(forge_turns)
+            .where(_conversation(forge_turns, forge, repo, number), forge_turns.c.submitted_at >= since)
+            .order_by(forge_turns.c.submitted_at, forge_turns.c.job_id)
+        )
+        with self._tx() as conn:
+            return [turn_of(r._mapping) for r in conn.execute(query)]
+
+    def unpublished_turns(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Turns whose outcome is not written back yet, oldest first."""
+        query = (
+            sa.select(forge_turns)
+            .where(forge_turns.c.published_at.is_(None))
+            .order_by(forge_turns.c.submitted_at, forge_turns.c.job_id)
+            .limit(limit)
+        )
+        with self._tx() as conn:
+            return [turn_of(r._mapping) for r in conn.execute(query)]
+
+    def mark_published(self, job_id: str, publish: dict[str, Any], at: float) -> bool:
+        """Record what was written back for the turn; False when it was published already (or is not
+        a turn): the caller that gets True is the one that publishes."""
+        with self._tx() as conn:
+            done = conn.execute(
+                sa.update(forge_turns)
+                .where(forge_turns.c.job_id == job_id, forge_turns.c.published_at.is_(None))
+                .values(published_at=at, publish=json.dumps(publish))
+            )
+        return bool(done.rowcount)
+
+    # -- budgets ------------------------------------------------------------------------------------
+
+    def spend_budget(self, forge: str, repo: str, number: int, signature: str, at: float) -> int:
+        """Count one more turn against ``signature``; the count now (1 for the first)."""
+        values = {"forge": forge, "repo": repo, "number": number, "signature": signature, "spent": 1}
+        with self._tx() as conn:
+            insert = insert_for(conn, forge_budgets).values({**values, "updated_at": at})
+            upsert = insert.on_conflict_do_update(
+                index_elements=[*CONVERSATION, "signature"],
+                set_={"spent": forge_budgets.c.spent + 1, "updated_at": insert.excluded.updated_at},
+            )
+            return int(conn.execute(upsert.returning(forge_budgets.c.spent)).scalar_one())
+
+    def budget_spent(self, forge: str, repo: str, number: int, signature: str) -> int:
+        query = sa.select(forge_budgets.c.spent).where(
+            _conversation(forge_budgets, forge, repo, number), forge_budgets.c.signature == signature
+        )
+        with self._tx() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def reset_budgets(self, forge: str, repo: str, number: int) -> int:
+        """Forget what the conversation's budgets spent (a trusted resume); how many were reset."""
+        with self._tx() as conn:
+            done = conn.execute(
+                sa.delete(forge_budgets).where(_conversation(forge_budgets, forge, repo, number))
+            )
+        return int(done.rowcount or 0)
+
+    # -- metrics ------------------------------------------------------------------------------------
+
+    def forge_counts(self) -> dict[str, list[tuple[Any, ...]]]:
+        """``events`` (kind, status, n) and ``bindings`` (status, n), counted by the database in one
+        transaction."""
+        count = sa.func.count()
+        e, b = forge_events.c, forge_bindings.c
+        queries = {
+            "events": sa.select(e.kind, e.status, count)
+            .group_by(e.kind, e.status)
+            .order_by(e.kind, e.status),
+            "bindings": sa.select(b.status, count).group_by(b.status).order_by(b.status),
+        }
+        with self._tx() as conn:
+            return {name: [tuple(r) for r in conn.execute(query)] for name, query in queries.items()}
+
+
+def _conversation(table: sa.Table, forge: str, repo: str, number: int) -> sa.ColumnElement[bool]:
+    return sa.and_(table.c.forge == forge, table.c.repo == repo, table.c.number == number)
+
+
+def _conversation_where(binding: Binding) -> sa.ColumnElement[bool]:
+    return _conversation(forge_bindings, binding.forge, binding.repo, binding.number)
+
+
+def _key_where(binding: Binding) -> sa.ColumnElement[bool]:
+    c = forge_bindings.c
+    return sa.and_(c.agent == binding.agent, c.repo_slug == binding.repo_slug, c.thread == binding.thread)
+
+
+def _binding_row(conn: Connection, forge: str, repo: str, number: int) -> Any:
+    """The row bound to ``number`` itself, else the one whose PR it is."""
+    c = forge_bindings.c
+    itself = sa.case((c.number == number, 0), else_=1)
+    query = (
+        sa.select(forge_bindings)
+        .where(c.forge == forge, c.repo == repo, sa.or_(c.number == number, c.pr == number))
+        .order_by(itself, c.number)
+        .limit(1)
+    )
+    row = conn.execute(query).first()
+    return row._mapping if row is not None else None
+
+
+def _lock_in_order(conn: Connection, ids: Sequence[int]) -> None:
+    """PostgreSQL: lock the rows of ``ids`` in id order first, so two writers of overlapping sets
+    (a claim, a drop) wait for each other instead of deadlocking on rows locked in another order.
+    SQLite's ``BEGIN IMMEDIATE`` serialises the writers already."""
+    if conn.dialect.name == "postgresql":
+        query = sa.select(forge_events.c.id).where(forge_events.c.id.in_(list(ids)))
+        conn.execute(query.order_by(forge_events.c.id).with_for_update())
+
+
+def _key_taken(binding: Binding, owner: Binding) -> str:
+    return (
+        f"cannot bind {binding.conversation} to {binding.agent}:{binding.repo_slug}:{binding.thread}: "
+        f"that thread is bound to {owner.conversation}"
+    )
+
+
+# -- rows and records -------------------------------------------------------------------------------
+
+
+def binding_values(binding: Binding) -> dict[str, Any]:
+    return {**binding.__dict__, "status": binding.status.value, "access": binding.access.value}
+
+
+def binding_of(row: Any) -> Binding:
+    data = dict(row)
+    data["status"] = BindingStatus(data["status"])
+    data["access"] = Access(data["access"])
+    return Binding(**data)
+
+
+def event_values(record: EventRecord) -> dict[str, Any]:
+    values = {
+        **record.__dict__,
+        "kind": record.kind.value,
+        "status": record.status.value,
+        "access": record.access.value,
+        "event": json.dumps(record.event),
+    }
+    if values["id"] is None:
+        del values["id"]  # numbered by the database
+    return values
+
+
+def event_of(row: Any) -> EventRecord:
+    data = dict(row)
+    data["kind"] = FeedbackKind(data["kind"])
+    data["status"] = EventStatus(data["status"])
+    data["access"] = Access(data["access"])
+    data["event"] = json.loads(data["event"])
+    return EventRecord(**data)
+
+
+def turn_of(row: Any) -> dict[str, Any]:
+    data = dict(row)
+    data["kinds"] = json.loads(data["kinds"])
+    data["publish"] = json.loads(data["publish"]) if data["publish"] else None
+    return data
