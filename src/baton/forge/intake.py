@@ -552,17 +552,17 @@ def _gt_review(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
     review, pr = _obj(p, "review", "payload"), _obj(p, "pull_request", "payload")
     kind = _str(review, "type", "payload.review", limit=64)
     content = _body(review, "content", "payload.review")
+    raw = str(review.get("content") or "")  # type-checked by _body; the identity hashes it as sent
     if "approved" in kind and not content.strip():
         return "an approval without words asks nothing"
     fields = _pr_fields(pr)
     head = _head(pr)
-    digest = hashlib.sha256(content.encode()).hexdigest()[:16]
     return [
         ForgeEvent(
             forge=c.forge,
             repo=_repo(p),
             kind=FeedbackKind.REVIEW,
-            identity=f"review:{fields['number']}:{head}:{digest}",
+            identity=gitea_review_identity(fields["number"], head, raw),
             actor=_actor(p.get("sender"), "payload.sender"),
             url=_url(pr, "html_url"),
             head_sha=head,
@@ -571,6 +571,13 @@ def _gt_review(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
             **fields,
         )
     ]
+
+
+def gitea_review_identity(number: int, head: str, content: str) -> str:
+    """A Gitea review's identity: its payload has no id, so its pull request, commit and text (the
+    reconcile, reading the review through the API, computes the same)."""
+    digest = hashlib.sha256(clean(content, BODY_CHARS).encode()).hexdigest()[:16]
+    return f"review:{number}:{head.lower()}:{digest}"
 
 
 def _gt_pull_request_comment(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
