@@ -111,7 +111,7 @@ def _pull_info(issue: dict[str, Any], pull: dict[str, Any]) -> ThreadInfo:
         body=info.body,
         url=str(pull.get("html_url") or info.url),
         author=info.author,
-        merged=bool(pull.get("merged") or pull.get("merged_at")),
+        merged=bool(pull["merged"] if "merged" in pull else pull.get("merged_at")),
         head_sha=head.get("sha"),
         head_ref=head.get("ref"),
         base_ref=base.get("ref"),

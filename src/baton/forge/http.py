@@ -208,7 +208,7 @@ class ForgeHTTP:
         a server that ignores the range is read to the end, keeping only the last bytes."""
         if tail_bytes <= 0:
             return b""
-        headers = {"Range": f"bytes=-{tail_bytes}"}
+        headers = {"Range": f"bytes=-{tail_bytes + 1}"}
         for _ in range(_MAX_REDIRECTS):
             with self._send("GET", url, headers=headers, allow=(416,)) as response:
                 if response.is_redirect:
@@ -217,7 +217,7 @@ class ForgeHTTP:
                 if response.status_code == 416:  # an empty log has no last bytes to give
                     return b""
                 data, cut = self._keep_last(response, tail_bytes)
-                return _whole_lines(data) if cut else data
+                return _whole_lines(data, tail_bytes) if cut else data
         raise ForgeError(f"{self.name}: too many redirects for GET {self._where(httpx.URL(url))}", 0)
 
     def close(self) -> None:
@@ -278,12 +278,15 @@ class ForgeHTTP:
         try:
             return self._client.send(request, stream=True)
         except httpx.TransportError as exc:
-            what = type(exc).__name__ + (f": {exc}" if str(exc) else "")
-            if attempt >= self.retries or not (resend or isinstance(exc, _UNSENT)):
-                message = f"{self.name} did not answer {request.method} {self._where(request.url)} ({what})"
-                raise ForgeError(self._scrub(message), 0) from None
-            self._pause(request, self._scrub(what), self._backoff_for(attempt), attempt)
-            return None
+            failure = exc
+        # raised out of the except block, so that the error carries no context that names the request
+        what = self._scrub(type(failure).__name__ + (f": {failure}" if str(failure) else ""))
+        if attempt >= self.retries or not (resend or isinstance(failure, _UNSENT)):
+            raise ForgeError(
+                f"{self.name} did not answer {request.method} {self._where(request.url)} ({what})", 0
+            )
+        self._pause(request, what, self._backoff_for(attempt), attempt)
+        return None
 
     def _should_retry(self, request: httpx.Request, response: httpx.Response, attempt: int) -> float:
         """How long to wait before the next try; raises when there is none to make."""
@@ -366,19 +369,20 @@ class ForgeHTTP:
 
     @staticmethod
     def _keep_last(response: httpx.Response, tail_bytes: int) -> tuple[bytes, bool]:
-        """The last ``tail_bytes`` of the body, streamed; and whether anything before them was left."""
+        """The last ``tail_bytes + 1`` bytes of the body, streamed (the one more tells whether the tail
+        starts at a line's start); and whether the body had more than ``tail_bytes``."""
+        keep = tail_bytes + 1
         buffer = bytearray()
-        seen = 0
         for chunk in response.iter_bytes():
-            seen += len(chunk)
             buffer += chunk
-            if len(buffer) > 2 * tail_bytes:
-                del buffer[:-tail_bytes]
-        cut = seen > tail_bytes
-        if response.status_code == 206:  # "bytes 900-999/1000": anything before 900 was left
+            if len(buffer) > 2 * keep:
+                del buffer[:-keep]
+        start = 0
+        if response.status_code == 206:  # "bytes 900-999/1000": what came starts at 900
             match = re.match(r"bytes\s+(\d+)-", response.headers.get("content-range", ""))
-            cut = cut or bool(match and int(match.group(1)) > 0)
-        return bytes(buffer[-tail_bytes:]), cut
+            start = int(match.group(1)) if match else 0
+        data = bytes(buffer[-keep:])
+        return data, start > 0 or len(buffer) > tail_bytes
 
     # -- manners --------------------------------------------------------------------------------------
 
@@ -393,7 +397,26 @@ class ForgeHTTP:
         return text.replace(self._token, "***") if self._token else text
 
 
-def _whole_lines(data: bytes) -> bytes:
-    """A tail without the partial line it starts with (unless it is all one line)."""
+def _whole_lines(data: bytes, tail_bytes: int) -> bytes:
+    """The lines that end a cut body, from the last ``tail_bytes + 1`` bytes of it: what follows their
+    first newline (one line longer than the tail: its last ``tail_bytes``)."""
     newline = data.find(b"\n")
-    return data[newline + 1 :] if 0 <= newline < len(data) - 1 else data
+    return data[newline + 1 :] if 0 <= newline < len(data) - 1 else data[-tail_bytes:]
+
+
+class _RedactQueries(logging.Filter):
+    """httpx logs each request's URL at INFO; a signed download URL's query is a credential (for the
+    log it names), so the query goes from what httpx logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) and a.query for a in record.args):
+            record.args = tuple(
+                str(a).split("?", 1)[0] + "?…" if isinstance(a, httpx.URL) and a.query else a
+                for a in record.args
+            )
+        return True
+
+
+_httpx_log = logging.getLogger("httpx")
+if not any(isinstance(f, _RedactQueries) for f in _httpx_log.filters):
+    _httpx_log.addFilter(_RedactQueries())
