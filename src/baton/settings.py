@@ -41,6 +41,7 @@ class Settings:
     concurrency: int = 4  # runs the service executes at once
     closed_grace_days: float = 7.0  # a closed session's snapshot and checkpoint are kept this long
     sweep_interval: float = 86400.0  # seconds between the service's sweeps (0: never)
+    forge_reconcile: float = 300.0  # seconds between the service's forge reconciles (0: webhooks only)
     store_url: str = ""  # empty: SQLite at $BATON_HOME/baton.db; postgresql+psycopg://... for many machines
     redis_url: str = ""  # redis://...: Redis leases, fast cancel flags (optional)
     broker_url: str = ""  # redis://... or amqp://...: runs go through Celery workers (baton worker)

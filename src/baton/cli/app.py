@@ -24,6 +24,7 @@ from baton.cli.serve import serve_cmd
 from baton.cli.sessions import sessions_app
 from baton.cli.submit import submit_cmd
 from baton.cli.sync import sync_cmd
+from baton.cli.forge import forge_app
 from baton.cli.tokens import audit_cmd, tokens_app
 from baton.cli.worker import worker_cmd
 
@@ -94,6 +95,7 @@ app.command("demo")(demo_cmd)
 app.command("serve")(serve_cmd)
 app.command("worker")(worker_cmd)
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(forge_app, name="forge")
 app.command("audit")(audit_cmd)
 app.command("sweep")(sweep_cmd)
 app.command("du")(du_cmd)

@@ -53,4 +53,10 @@ def worker_cmd(
     settings.home.mkdir(parents=True, exist_ok=True)
     names = [q.strip() for q in (queues or "").split(",") if q.strip()] or None
     announce(f"baton worker: home {settings.home}", settings.log_format)
+    from baton.forge.config import load_forges
+    from baton.forge.publish import install_per_process
+
+    forges = load_forges(settings.home)  # a bad forge table fails here, named, before the worker starts
+    if forges.forges:
+        install_per_process(settings, forges)  # the forge turns this worker runs are published by it
     run_worker(settings, concurrency, names, pool.value, hostname, settings.log_level.upper())

@@ -33,6 +33,11 @@ from baton.settings import Settings
 from baton.store import Store
 
 NOT_STARTED = "cancelled before it started"
+# Called when a job's run has ended, before the end is recorded: (job id, outcome, the job's fields:
+# ``result``, ``error``). The forge room registers its publisher here (baton.forge.publish), so a
+# thread's next turn cannot start before its last one has been pushed and reported.
+AfterJob = Callable[[str, str, dict[str, Any]], None]
+AFTER_JOB: dict[str, AfterJob] = {}
 
 
 def _yes() -> bool:
@@ -117,5 +122,15 @@ def _end(
 ) -> str | None:
     if not how.may_end():
         return None
+    _after(job_id, outcome, fields, how.log)
     jobs.finish(store, settings, job_id, outcome, events, **fields)
     return outcome
+
+
+def _after(job_id: str, outcome: str, fields: dict[str, Any], log: logging.Logger) -> None:
+    """Run the registered :data:`AFTER_JOB` hooks; a hook that fails is logged, never the job's end."""
+    for name, hook in list(AFTER_JOB.items()):
+        try:
+            hook(job_id, outcome, fields)
+        except Exception:
+            log.exception("job %s: the %s hook failed", job_id, name)

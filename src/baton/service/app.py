@@ -33,8 +33,9 @@ from starlette.exceptions import HTTPException
 
 from baton.errors import BatonError
 from baton.fleet.executor import check_executor, make_executor
+from baton.forge.config import load_forges
 from baton.housekeeping.sweep import sweep_periodically
-from baton.service import admin, dashboard, disk, health, metrics, runs, sessions, webhooks
+from baton.service import admin, dashboard, disk, forge, health, metrics, runs, sessions, webhooks
 from baton.service.diskcache import DiskCache
 from baton.service.errors import ERROR_RESPONSES, baton_error_handler, http_error_handler, problems
 from baton.service.limits import BodyLimit
@@ -55,6 +56,7 @@ need no token."""
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     check_executor(settings)  # a bad broker URL or a missing extra: the CLI's message, before serving
+    forges = load_forges(settings.home)  # a bad [forge.*] or [repo.*] table: named, before serving
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,15 +64,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings, app.state.store = settings, store
         app.state.executor = executor = make_executor(settings, store)  # Celery when a broker is set
         app.state.disk = DiskCache(store, settings)  # the last disk measurement (metrics, dashboard)
+        # before the executor starts: the forge turns it runs (queued ones too) are published
+        app.state.forge = schedule = forge.start(settings, store, executor, forges)
         stop = threading.Event()
         sweeper = threading.Thread(
             target=sweep_periodically, args=(settings, stop), name="baton-sweeper", daemon=True
         )
         executor.start()
         sweeper.start()
+        if schedule is not None:
+            schedule.start()
         try:
             yield
         finally:
+            if schedule is not None:
+                schedule.stop()
             stop.set()
             executor.stop()
             sweeper.join(timeout=10)
@@ -80,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPIOffline(title="baton", version="1", description=DESCRIPTION, lifespan=lifespan)
     for module in (health, metrics):  # no token, so no 401/403; the body limit holds for every route
         app.include_router(module.router, responses=problems(413))
-    for module in (runs, sessions, admin, disk, webhooks):  # the /v1 route groups (and webhooks)
+    for module in (runs, sessions, admin, disk, forge, webhooks):  # the /v1 route groups (and webhooks)
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.add_exception_handler(BatonError, baton_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error_handler)  # type: ignore[arg-type]

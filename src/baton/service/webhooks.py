@@ -45,6 +45,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -53,6 +54,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.datastructures import Headers
 
+from baton.forge import webhook as feedback
 from baton.forge.events import (
     GITEA,
     GITHUB,
@@ -64,6 +66,8 @@ from baton.forge.events import (
     payload_of,
     verified,
 )
+from baton.forge.loop import ForgeLoop
+from baton.forge.model import ForgeEvent, ForgeKind
 from baton.housekeeping.cleanup import close_branch
 from baton.models import DeliveryRecord, DeliveryStatus, TokenScope
 from baton.service.auth import Actor, require
@@ -141,14 +145,44 @@ def summary(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {**result, "status": DeliveryStatus.IGNORED.value, "ignored": why}
 
 
+@dataclass(frozen=True)
+class Work:
+    """What a delivery asks for: a cleanup (``target``), feedback for bound threads (``events``, or
+    ``closed``: an issue or PR closed), or both (a merged PR)."""
+
+    target: Target | None = None
+    events: tuple[ForgeEvent, ...] = ()
+    closed: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.target.to_json() if self.target else {}
+        if self.events:
+            data["feedback"] = [e.to_json() for e in self.events]
+        if self.closed:
+            data["closed_thread"] = self.closed
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Work:
+        target = None
+        if "repos" in data:
+            target = Target(tuple(data["repos"]), str(data["branch"]), data.get("merged") is True)
+        events = tuple(ForgeEvent.from_json(e) for e in data.get("feedback", []))
+        return cls(target, events, data.get("closed_thread"))
+
+    @property
+    def feedback(self) -> bool:
+        return bool(self.events or self.closed)
+
+
 class Worker:
-    """A bounded pool of daemon threads draining a queue of (forge, delivery id, target). Daemons,
+    """A bounded pool of daemon threads draining a queue of (forge, delivery id, work). Daemons,
     because a cleanup may wait for a long run: shutting down must not wait for it (the delivery stays
     ``pending`` in the store and the next start re-queues it)."""
 
-    def __init__(self, store: Store, settings: Settings, threads: int) -> None:
-        self.store, self.settings = store, settings
-        self.jobs: queue.Queue[tuple[str, str, Target] | None] = queue.Queue()
+    def __init__(self, store: Store, settings: Settings, threads: int, loop: ForgeLoop | None = None) -> None:
+        self.store, self.settings, self.loop = store, settings, loop
+        self.jobs: queue.Queue[tuple[str, str, Work] | None] = queue.Queue()
         self.threads = [
             threading.Thread(target=self._drain, name=f"baton-webhook-{i}", daemon=True)
             for i in range(threads)
@@ -158,8 +192,8 @@ class Worker:
         for thread in self.threads:
             thread.start()
 
-    def submit(self, forge: str, delivery_id: str, target: Target) -> None:
-        self.jobs.put((forge, delivery_id, target))
+    def submit(self, forge: str, delivery_id: str, work: Work) -> None:
+        self.jobs.put((forge, delivery_id, work))
 
     def stop(self, timeout: float = 5.0) -> None:
         for _ in self.threads:
@@ -170,23 +204,45 @@ class Worker:
 
     def _drain(self) -> None:
         while (job := self.jobs.get()) is not None:
+            forge, delivery_id, work = job
             try:
-                close_target(self.store, self.settings, *job)
+                if work.target is not None:
+                    close_target(self.store, self.settings, forge, delivery_id, work.target)
+                if work.feedback:
+                    self._feedback(forge, delivery_id, work)
             except Exception:  # even storing the failure failed (store gone): it stays pending
-                log.exception("webhook %s %s: could not record the result", job[0], job[1])
+                log.exception("webhook %s %s: could not record the result", forge, delivery_id)
+
+    def _feedback(self, forge: str, delivery_id: str, work: Work) -> None:
+        """Act on the delivery's feedback and merge what happened into its stored result."""
+        if self.loop is None:
+            done: dict[str, Any] = {"error": "no forge is configured: the feedback was not acted on"}
+        else:
+            done = feedback.act(self.loop, list(work.events), f"{forge}:{delivery_id}") if work.events else {}
+            if work.closed:
+                done["closed_thread"] = feedback.close(self.loop, work.closed)
+        stored = self.store.get_delivery(forge, delivery_id)
+        result = {**(stored.result if stored and work.target else {}), **done}
+        if work.target is None:
+            result.pop("feedback", None)
+        failed = "error" in result or (stored is not None and stored.status == DeliveryStatus.FAILED)
+        self.store.update_delivery(
+            forge, delivery_id, DeliveryStatus.FAILED if failed else DeliveryStatus.DONE, result
+        )
 
     def requeue_pending(self) -> int:
         """Queue the work of deliveries a previous process accepted but did not finish."""
         pending = self.store.list_deliveries_by_status(DeliveryStatus.PENDING)
         for record in pending:
             try:
-                merged = record.result.get("merged") is True
-                target = Target(tuple(record.result["repos"]), str(record.result["branch"]), merged)
-            except (KeyError, TypeError):
-                error = {"error": "stored pending without its target (repos, branch); not retried"}
+                work = Work.from_json(record.result)
+            except (KeyError, TypeError, ValueError):
+                work = Work()
+            if work.target is None and not work.feedback:
+                error = {"error": "stored pending without its work (a target or feedback); not retried"}
                 self.store.update_delivery(record.forge, record.delivery_id, DeliveryStatus.FAILED, error)
                 continue
-            self.submit(record.forge, record.delivery_id, target)
+            self.submit(record.forge, record.delivery_id, work)
         return len(pending)
 
 
@@ -258,7 +314,11 @@ def _settle(future: asyncio.Future[bool], outcome: bool | Exception) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Nested inside the app's lifespan (FastAPI merges router lifespans), so the store is open."""
     settings: Settings = app.state.settings
-    worker = Worker(app.state.store, settings, threads=max(2, settings.concurrency))
+    schedule = getattr(app.state, "forge", None)
+    app.state.forge_loop = schedule.loop if schedule is not None else None
+    worker = Worker(
+        app.state.store, settings, threads=max(2, settings.concurrency), loop=app.state.forge_loop
+    )
     intake = Intake(app.state.store)
     app.state.webhooks, app.state.webhook_intake = worker, intake
     worker.start()
@@ -290,24 +350,22 @@ def answer(record: DeliveryRecord) -> JSONResponse:
     return JSONResponse(body, status_code=202)
 
 
-async def accept(
-    state: Any, forge: str, delivery_id: str, event: str, outcome: Target | str
-) -> DeliveryRecord:
-    """Store the delivery (pending with its target, or ignored with why) and queue its work; a known
+async def accept(state: Any, forge: str, delivery_id: str, event: str, work: Work | str) -> DeliveryRecord:
+    """Store the delivery (pending with its work, or ignored with why) and queue its work; a known
     delivery id returns the stored record and does nothing."""
     worker: Worker = state.webhooks
-    if isinstance(outcome, Target):
-        record = DeliveryRecord(forge, delivery_id, event, time.time(), result=outcome.to_json())
+    if isinstance(work, Work):
+        record = DeliveryRecord(forge, delivery_id, event, time.time(), result=work.to_json())
     else:
         record = DeliveryRecord(
-            forge, delivery_id, event, time.time(), DeliveryStatus.IGNORED, {"ignored": outcome}
+            forge, delivery_id, event, time.time(), DeliveryStatus.IGNORED, {"ignored": work}
         )
     if not await state.webhook_intake.add(record):
         stored = await run_in_threadpool(worker.store.get_delivery, forge, delivery_id)
         log.info("webhook %s %s: redelivery, answered from the first", forge, delivery_id)
         return stored or record
-    if isinstance(outcome, Target):
-        worker.submit(forge, delivery_id, outcome)
+    if isinstance(work, Work):
+        worker.submit(forge, delivery_id, work)
     return record
 
 
@@ -331,11 +389,26 @@ async def receive(request: Request, forge: Forge) -> JSONResponse:
     delivery_id = _header(request.headers, forge.delivery_headers, DELIVERY_ID, "delivery id")
     event = _header(request.headers, forge.event_headers, EVENT_NAME, "event")
     try:
-        outcome = classify(event, payload_of(body, request.headers.get("content-type", "")))
+        payload = payload_of(body, request.headers.get("content-type", ""))
+        work = what_to_do(request.app.state.forge_loop, forge, event, payload)
     except Malformed as exc:
         raise HTTPException(400, str(exc)) from exc
-    record = await accept(request.app.state, forge.name, delivery_id, event, outcome)
+    record = await accept(request.app.state, forge.name, delivery_id, event, work)
     return answer(record)
+
+
+def what_to_do(loop: ForgeLoop | None, forge: Forge, event: str, payload: dict[str, Any]) -> Work | str:
+    """The delivery's work (a cleanup, feedback for bound threads, or both), or why there is none."""
+    cleanup = classify(event, payload)
+    found: list[ForgeEvent] | str = "no forge is configured for feedback"
+    if loop is not None:
+        found = feedback.read(loop.config, ForgeKind(forge.name), event, payload)
+    closed = found if isinstance(found, str) and found.startswith("closed:") else None
+    events = tuple(found) if isinstance(found, list) else ()
+    target = cleanup if isinstance(cleanup, Target) else None
+    if target is None and not events and closed is None:
+        return f"{cleanup}; {found}"
+    return Work(target, events, closed)
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -49,7 +49,7 @@ from baton.models import (
 )
 
 if TYPE_CHECKING:
-    from baton.forge.model import Binding, BindingStatus, EventRecord, EventStatus
+    from baton.models import Binding, BindingStatus, EventRecord, EventStatus
 
 
 class RunStore(Protocol):
@@ -358,6 +358,10 @@ class ForgeStore(Protocol):
 
     def set_forge_events(self, ids: Sequence[int], status: EventStatus, reason: str | None = None) -> int:
         """Set status and reason; how many rows."""
+        ...
+
+    def pending_forge_threads(self, limit: int = 1000) -> list[tuple[str, str, int]]:
+        """(forge, repo, number) of the conversations with pending events."""
         ...
 
     def recent_forge_events(self, limit: int = 100) -> list[EventRecord]:

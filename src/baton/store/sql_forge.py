@@ -28,8 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from baton.errors import BadInput, StoreError
-from baton.forge.model import Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
-from baton.models import Access
+from baton.models import Access, Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
 from baton.store.schema import forge_bindings, forge_budgets, forge_events, forge_turns
 from baton.store.tables import insert_for
 
@@ -186,6 +185,17 @@ class ForgeTables:
                 .values(status=status.value, reason=reason)
             )
         return int(done.rowcount or 0)
+
+    def pending_forge_threads(self, limit: int = 1000) -> list[tuple[str, str, int]]:
+        """The conversations with events waiting for a turn (the heal's list; the status index)."""
+        query = (
+            sa.select(forge_events.c.forge, forge_events.c.repo, forge_events.c.number)
+            .where(forge_events.c.status == EventStatus.PENDING.value)
+            .distinct()
+            .limit(limit)
+        )
+        with self._tx() as conn:
+            return [(r.forge, r.repo, r.number) for r in conn.execute(query)]
 
     def recent_forge_events(self, limit: int = 100) -> list[EventRecord]:
         """Newest first, across conversations (the dashboard, the API)."""

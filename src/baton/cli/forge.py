@@ -1,0 +1,216 @@
+"""``baton forge ls|show|bind|unbind|reconcile|test``: threads bound to issues and pull requests.
+
+A conversation is written as the forge names it: ``github:acme/api#42`` (the configured forge's name,
+the repository's full name, the issue's or PR's number); ``acme/api#42`` when one forge is configured.
+``reconcile`` runs the turns it starts in this process (the in-process executor, or the fleet's workers
+when a broker is configured) and waits for them, so it is complete when it returns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from baton.cli.common import (
+    JsonOpt,
+    WideOpt,
+    ago,
+    cli_store,
+    emit_json,
+    err,
+    esc,
+    group,
+    new_table,
+    out,
+    print_table,
+)
+
+if TYPE_CHECKING:
+    from baton.forge.loop import ForgeLoop
+
+forge_app = group("Threads bound to forge issues and pull requests: the feedback loop.")
+CONVERSATION = re.compile(
+    r"(?:(?P<forge>[A-Za-z0-9][A-Za-z0-9_-]{0,63}):)?(?P<repo>[^#\s:]+/[^#\s:]+)#(?P<number>[0-9]{1,10})"
+)
+ConvArg = Annotated[str, typer.Argument(help="FORGE:OWNER/NAME#N, e.g. github:acme/api#42")]
+
+
+def parse_conversation(loop: ForgeLoop, text: str) -> tuple[str, str, int]:
+    from baton.errors import BadInput
+
+    found = CONVERSATION.fullmatch(text.strip())
+    if found is None:
+        raise BadInput(f"{text!r} is not a conversation: write FORGE:OWNER/NAME#N, e.g. github:acme/api#42")
+    forge = found["forge"]
+    if forge is None:
+        if len(loop.config.forges) != 1:
+            raise BadInput(f"name the forge: {', '.join(sorted(loop.config.forges)) or 'none is configured'}")
+        forge = next(iter(loop.config.forges))
+    loop.forge(forge)
+    return forge, found["repo"], int(found["number"])
+
+
+@contextmanager
+def forge_loop(run_turns: bool = False) -> Iterator[ForgeLoop]:
+    """The operator's forge loop; with ``run_turns``, an executor in this process runs (and publishes)
+    the turns it starts, and is waited for at the end."""
+    from baton.errors import BadInput
+    from baton.fleet.executor import make_executor
+    from baton.forge import publish
+    from baton.forge.config import load_forges
+    from baton.forge.loop import ForgeLoop
+
+    with cli_store() as (settings, store):
+        config = load_forges(settings.home)
+        if not config.forges:
+            raise BadInput(
+                'no forge is configured: add [forge.<name>] and [repo."owner/name"] to config.toml'
+            )
+        if not run_turns:
+            yield ForgeLoop(settings, store, config, lambda _job: None)
+            return
+        executor = make_executor(settings, store)
+        loop = ForgeLoop(settings, store, config, executor.submit)
+        publish.install(loop)
+        executor.start()
+        try:
+            yield loop
+        finally:
+            executor.stop()
+
+
+@forge_app.command("ls")
+def forge_ls(
+    status: Annotated[str | None, typer.Option(help="active, needs_human or closed")] = None,
+    as_json: JsonOpt = False,
+    wide: WideOpt = False,
+) -> None:
+    """List bound threads: the conversation, its key, status, PR and when it last changed."""
+    from baton.forge.model import BindingStatus
+
+    with forge_loop() as loop:
+        rows = loop.store.list_bindings(status=BindingStatus(status) if status else None)
+    if as_json:
+        emit_json([b.to_json() for b in rows])
+        return
+    table = new_table("conversation", "thread", "agent", "status", "pr", "updated")
+    for b in rows:
+        pr = f"#{b.pr}" if b.pr else "-"
+        table.add_row(*map(esc, (b.conversation, b.thread, b.agent, b.status.value, pr, ago(b.updated_at))))
+    print_table(table, wide)
+
+
+@forge_app.command("show")
+def forge_show(conversation: ConvArg, as_json: JsonOpt = False) -> None:
+    """A bound thread: its issue or PR, feedback events with their sources, turns and budget."""
+    from baton.errors import NotFound
+    from baton.forge.threads import thread_state
+
+    with forge_loop() as loop:
+        state = thread_state(loop, *parse_conversation(loop, conversation))
+    if state is None:
+        raise NotFound(f"{conversation} is not bound to a thread")
+    if as_json:
+        emit_json(state)
+        return
+    b = state["binding"]
+    console = out()
+    console.print(esc(f"{b['conversation']} → {b['agent']} {b['repo_slug']} {b['thread']} ({b['status']})"))
+    if b.get("note"):
+        console.print(esc(f"  {b['note']}"))
+    if b.get("pr"):
+        console.print(esc(f"  PR #{b['pr']} on {b.get('branch')} at {str(b.get('head_sha'))[:12]}"))
+    table = new_table("event", "kind", "by", "status", "run", "why")
+    for e in state["events"]:
+        table.add_row(
+            *map(
+                esc,
+                (
+                    e["identity"][:40],
+                    e["kind"],
+                    e["actor"] or "-",
+                    e["status"],
+                    e["run_id"] or "-",
+                    e["reason"] or "",
+                ),
+            )
+        )
+    print_table(table, False)
+
+
+@forge_app.command("bind")
+def forge_bind(
+    conversation: ConvArg,
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="default: the repository's")] = None,
+    thread: Annotated[str | None, typer.Option("--thread", "-t", help="default: issue-N or pr-N")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Bind an issue or PR to a thread: its feedback becomes turns of the thread's conversation."""
+    import getpass
+
+    from baton.forge.threads import bind_thread
+
+    with forge_loop() as loop:
+        forge, repo, number = parse_conversation(loop, conversation)
+        binding = bind_thread(loop, forge, repo, number, agent, thread, f"cli:{getpass.getuser()}")
+    if as_json:
+        emit_json(binding.to_json())
+        return
+    out().print(
+        esc(f"{binding.conversation} is bound to {binding.agent} {binding.repo_slug} {binding.thread}")
+    )
+
+
+@forge_app.command("unbind")
+def forge_unbind(conversation: ConvArg) -> None:
+    """Unbind: the thread keeps its conversation and worktree; feedback no longer reaches it."""
+    import getpass
+
+    from baton.errors import NotFound
+    from baton.forge.threads import unbind_thread
+
+    with forge_loop() as loop:
+        done = unbind_thread(loop, *parse_conversation(loop, conversation), actor=f"cli:{getpass.getuser()}")
+    if not done:
+        raise NotFound(f"{conversation} is not bound to a thread")
+    out().print(esc(f"{conversation} unbound"))
+
+
+@forge_app.command("reconcile")
+def forge_reconcile(as_json: JsonOpt = False) -> None:
+    """Ask every configured forge what webhooks missed, act on it, and run the turns it starts."""
+    from baton.forge.reconcile import reconcile
+
+    with forge_loop(run_turns=True) as loop:
+        report = reconcile(loop)
+    data = report.to_json()
+    if as_json:
+        emit_json(data)
+    else:
+        outcomes = ", ".join(f"{n} {s}" for s, n in sorted(data["outcomes"].items())) or "nothing new"
+        out().print(esc(f"{data['repos']} repositories, {data['threads']} bound threads: {outcomes}"))
+        for error in data["errors"]:
+            err().print(esc(f"error: {error}"))
+    if data["errors"]:
+        raise typer.Exit(1)
+
+
+@forge_app.command("test")
+def forge_test(as_json: JsonOpt = False) -> None:
+    """Check the configuration against each forge: the token, the API, baton's own access to each repo."""
+    from baton.forge.check import check_forges
+
+    with forge_loop() as loop:
+        checks = check_forges(loop)
+    if as_json:
+        emit_json(checks)
+    else:
+        for check in checks:
+            mark = "ok" if check["ok"] else "FAIL"
+            out().print(esc(f"{mark:4} {check['what']}: {check['detail']}"))
+    if not all(c["ok"] for c in checks):
+        raise typer.Exit(1)

@@ -1,0 +1,373 @@
+"""From a forge event to the next turn of its thread's conversation.
+
+:func:`handle` takes one :class:`~baton.forge.model.ForgeEvent` (from a webhook or the reconcile) through
+these gates, in order, and records what it decided in the audit log (``forge.accepted`` /
+``forge.refused`` with the reason):
+
+1. the repository is configured (else ``ignored``);
+2. the trust policy (:func:`baton.forge.trust.judge`, code, never the prompt) accepts the actor: as an
+   instruction, or as quoted context at ``read`` access — else ``dropped``;
+3. the conversation is bound, or the event is a trigger (mention, label, assignment) that binds it now —
+   an issue's thread is ``issue-N``, a PR's ``pr-N`` on the PR's own branch;
+4. a CI failure or conflict about a head that is no longer the PR's head is ``dropped`` as stale; a CI
+   failure is re-read from the forge (the whole failing set of the head, with log tails) and identified
+   by ``(head, failing set)``; a review gets its inline comments;
+5. the event is stored, unique by its identity: a redelivery, a second webhook or the reconcile's find of
+   the same event is a ``duplicate`` — across restarts and machines (the store's unique key decides);
+6. a thread that needs a human keeps the event ``held``, unless it is a trusted comment, which resumes it.
+
+Then :func:`kick` starts the thread's next turn — under a store lease of the conversation, so two
+processes never start two — unless a turn of the thread is queued or running: the event then waits
+(``pending``) and every event that waited is **coalesced** into the one next turn, started when the
+running turn has published (:mod:`baton.forge.publish`). Budgets (turns per CI failure signature, turns
+per thread per day) are counted in the store; when one is spent the thread goes to ``needs_human``, and
+baton says so on the forge once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import replace
+
+from baton.errors import BadInput, Busy
+from baton.fleet import jobs
+from baton.forge import prompts
+from baton.forge.config import RepoConfig
+from baton.forge.loop import ForgeLoop
+from baton.forge.model import (
+    Binding,
+    BindingStatus,
+    Decision,
+    EventRecord,
+    EventStatus,
+    FeedbackKind,
+    ForgeError,
+    ForgeEvent,
+    Outcome,
+    Trigger,
+)
+from baton.forge.threads import bind_thread
+from baton.forge.trust import judge
+from baton.models import Access, JobStatus
+from baton.runner.request import RunRequest
+from baton.store.leases import key_lease
+
+log = logging.getLogger("baton.forge")
+DAY = 86_400.0
+WORK_KINDS = (FeedbackKind.TASK, FeedbackKind.COMMENT, FeedbackKind.REVIEW)
+STALE_KINDS = (FeedbackKind.CI_FAILURE, FeedbackKind.CONFLICT)
+ACCESS_RANK = {Access.READ: 0, Access.EDIT: 1, Access.FULL: 2}
+
+
+def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> Outcome:
+    """Act on one event; what was done, for the delivery's record. Raises :class:`ForgeError` when the
+    forge could not be asked (the caller retries; nothing was stored)."""
+    repo = loop.repo(event.forge, event.repo)
+    if repo is None:
+        return Outcome("ignored", f"{event.forge}:{event.repo} is not a configured repository")
+    forge = loop.forge(event.forge)
+    decision = judge(event, repo, forge, lambda login: loop.permission(event.forge, event.repo, login))
+    _audit(loop, event, decision, delivery)
+    if not decision.accepted:
+        return Outcome("dropped", decision.reason)
+    binding = loop.store.get_binding(event.forge, event.repo, event.number)
+    if binding is None:
+        binding_or_why = _bind(loop, event, repo, decision)
+        if isinstance(binding_or_why, str):
+            return Outcome("ignored", binding_or_why)
+        binding = binding_or_why
+    if binding.status == BindingStatus.CLOSED:
+        return Outcome("ignored", f"{binding.conversation} is closed", binding=binding.conversation)
+    ready = _prepare(loop, event, binding)
+    if isinstance(ready, str):
+        return _store(loop, event, binding, decision, EventStatus.DROPPED, ready)
+    return _accept(loop, ready, binding, decision)
+
+
+def _accept(loop: ForgeLoop, event: ForgeEvent, binding: Binding, decision: Decision) -> Outcome:
+    resumes = event.kind == FeedbackKind.COMMENT and not decision.quoted
+    if binding.status == BindingStatus.NEEDS_HUMAN and not resumes:
+        return _store(loop, event, binding, decision, EventStatus.HELD, "the thread needs a human")
+    stored = _store(loop, event, binding, decision, EventStatus.PENDING, decision.reason)
+    if stored.status == "duplicate":
+        return stored
+    if binding.status == BindingStatus.NEEDS_HUMAN:
+        _resume(loop, binding, event)
+    started = kick(loop, binding)
+    if started is None:
+        return replace(stored, status="coalesced", reason="a turn of the thread is under way: it runs next")
+    return started
+
+
+def _store(
+    loop: ForgeLoop, event: ForgeEvent, binding: Binding, decision: Decision, status: EventStatus, why: str
+) -> Outcome:
+    record = EventRecord(
+        forge=event.forge,
+        repo=event.repo,
+        number=binding.number,
+        identity=event.identity,
+        kind=event.kind,
+        status=status,
+        event=event.to_json(),
+        received_at=loop.clock(),
+        access=(decision.access or Access.READ) if not decision.quoted else Access.READ,
+        reason=why if status != EventStatus.PENDING else ("quoted" if decision.quoted else None),
+    )
+    if loop.store.add_forge_event(record) is None:
+        return Outcome("duplicate", f"{event.identity} was acted on already", binding=binding.conversation)
+    names = {EventStatus.PENDING: "accepted", EventStatus.HELD: "held", EventStatus.DROPPED: "dropped"}
+    return Outcome(names.get(status, status.value), why, binding=binding.conversation)
+
+
+# -- binding a conversation ----------------------------------------------------------------------------
+
+
+def _bind(loop: ForgeLoop, event: ForgeEvent, repo: RepoConfig, decision: Decision) -> Binding | str:
+    """A trigger binds its issue or PR to a new thread; anything else on an unbound one is ignored."""
+    if event.trigger == Trigger.FEEDBACK:
+        return f"{event.forge}:{event.repo}#{event.number} is not bound to a thread, and this is no trigger"
+    if decision.quoted:
+        return f"{event.actor.login} is not trusted: only a trusted actor starts a thread"
+    trigger = repo.trigger(event.trigger)
+    if trigger is None:
+        return f"the {event.trigger.value} trigger is not enabled for {event.repo}"
+    if event.trigger == Trigger.LABEL and not trigger.matches_label(event.signature or ""):
+        return f"label {event.signature!r} is not one of {', '.join(trigger.names) or 'the trigger labels'}"
+    return bind_thread(
+        loop, event.forge, event.repo, event.number, trigger.agent, actor=_who(event), access=trigger.access
+    )
+
+
+# -- making an event ready -----------------------------------------------------------------------------
+
+
+def _prepare(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent | str:
+    """The event as a turn needs it (re-read from the forge), or why it is dropped."""
+    client = loop.client(event.forge)
+    if event.kind in STALE_KINDS and binding.pr is not None:
+        head = client.thread(event.repo, binding.pr).head_sha
+        if head and binding.head_sha != head:
+            binding.head_sha, binding.updated_at = head, loop.clock()
+            loop.store.save_binding(binding)
+        if event.head_sha and head and event.head_sha != head:
+            return f"stale: about {event.head_sha[:12]}, but the PR's head is now {head[:12]}"
+    if event.kind == FeedbackKind.CI_FAILURE:
+        return _ci(loop, event, binding)
+    if event.kind == FeedbackKind.REVIEW and binding.pr is not None:
+        return _review(loop, event, binding)
+    return event
+
+
+def _ci(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent | str:
+    sha = event.head_sha or binding.head_sha
+    if not sha:
+        return "a CI failure without a head commit"
+    failing = loop.client(event.forge).failed_checks(event.repo, sha)
+    if not failing:
+        return f"no check of {sha[:12]} fails now"
+    names = sorted({c.name for c in failing})
+    signature = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+    waiting = [c for c in failing if c.conclusion == "action_required"]
+    if len(waiting) == len(failing):
+        _say_once(loop, binding, f"approval:{sha}", _approval_text(sha, names))
+        return f"CI on {sha[:12]} waits for a maintainer's approval (said on the PR)"
+    return replace(
+        event, identity=f"ci:{sha}:{signature}", head_sha=sha, checks=tuple(failing), signature=signature
+    )
+
+
+def _approval_text(sha: str, names: list[str]) -> str:
+    return (
+        f"CI on `{sha[:12]}` is waiting for a maintainer's approval before it runs "
+        f"({', '.join(names)}). baton does not wait on it silently: approve the run, and baton picks up "
+        "its result."
+    )
+
+
+def _review(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent:
+    """A review with all its inline comments (a webhook of one inline comment names only that one)."""
+    wanted = event.identity.removeprefix("review:")
+    assert binding.pr is not None
+    for review in loop.client(event.forge).reviews(event.repo, binding.pr):
+        if str(review.id) == wanted:
+            return replace(
+                event,
+                body=review.body or event.body,
+                comments=review.comments or event.comments,
+                head_sha=review.commit or event.head_sha,
+                url=review.url or event.url,
+                actor=review.author if not event.actor.login else event.actor,
+            )
+    return event
+
+
+# -- starting the next turn ----------------------------------------------------------------------------
+
+
+def kick(loop: ForgeLoop, binding: Binding, finishing: str | None = None) -> Outcome | None:
+    """Start the thread's next turn from every pending event, unless a turn is queued or running (other
+    than ``finishing``, the one publishing now). None when nothing was started."""
+    lease = key_lease(loop.settings, loop.store, f"forge:{binding.conversation}")
+    try:
+        lease.acquire(wait=10.0)
+    except Busy:
+        return None  # another process is kicking this thread: it sees our event too
+    try:
+        return _kick(loop, binding, finishing)
+    finally:
+        lease.release()
+
+
+def _kick(loop: ForgeLoop, binding: Binding, finishing: str | None) -> Outcome | None:
+    current = loop.store.get_binding(binding.forge, binding.repo, binding.number) or binding
+    if current.status != BindingStatus.ACTIVE or _busy(loop, current, finishing):
+        return None
+    pending = loop.store.forge_events(current.forge, current.repo, current.number, status=EventStatus.PENDING)
+    if not pending:
+        return None
+    spent = _over_budget(loop, current, pending)
+    if spent:
+        _needs_human(loop, current, spent)
+        loop.store.set_forge_events([e.id for e in pending if e.id is not None], EventStatus.HELD, spent)
+        return Outcome("held", spent, binding=current.conversation)
+    return _submit(loop, current, pending)
+
+
+def _busy(loop: ForgeLoop, binding: Binding, finishing: str | None) -> bool:
+    for status in (JobStatus.QUEUED, JobStatus.RUNNING):
+        found = loop.store.list_jobs(binding.agent, binding.repo_slug, binding.thread, status=status, limit=5)
+        if any(job.id != finishing for job in found):
+            return True
+    return False
+
+
+def _over_budget(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> str | None:
+    repo = loop.repo(binding.forge, binding.repo)
+    budget = repo.budget if repo else None
+    if budget is None:
+        return None
+    today = loop.store.forge_turns(binding.forge, binding.repo, binding.number, since=loop.clock() - DAY)
+    if len(today) >= budget.per_day:
+        return f"the thread's daily budget of {budget.per_day} turns is spent"
+    for record in pending:
+        signature = record.event.get("signature")
+        if record.kind != FeedbackKind.CI_FAILURE or not signature:
+            continue
+        spent = loop.store.budget_spent(binding.forge, binding.repo, binding.number, signature)
+        if spent >= budget.per_failure:
+            names = ", ".join(sorted({c["name"] for c in record.event.get("checks", [])}))
+            return f"the same CI failure ({names}) came back after {spent} turns: the budget is spent"
+    return None
+
+
+def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Outcome:
+    events = [ForgeEvent.from_json(record.event) for record in pending]
+    quoted = all(record.reason == "quoted" for record in pending)
+    access = _access(binding, pending)
+    prompt = prompts.render_turn(loop.settings.home, events, quoted=quoted)
+    repo = loop.repo(binding.forge, binding.repo)
+    request = RunRequest(
+        agent=binding.agent,
+        repo=binding.repo_url,
+        thread=binding.thread,
+        prompt=prompt,
+        branch=binding.branch,
+        base=repo.base if repo else None,
+        access=access,
+        timeout=repo.timeout if repo else None,
+    )
+    try:
+        job = jobs.submit(loop.store, loop.settings, request, actor=f"forge:{binding.forge}")
+    except BadInput as exc:  # the thread cannot run here (agent missing, repo gone): say so, keep events
+        _needs_human(loop, binding, f"baton could not start a turn: {exc}")
+        return Outcome("held", str(exc), binding=binding.conversation)
+    ids = [record.id for record in pending if record.id is not None]
+    loop.store.claim_forge_events(ids, job.id)
+    kinds = sorted({record.kind.value for record in pending})
+    loop.store.add_forge_turn(job.id, binding.forge, binding.repo, binding.number, kinds, loop.clock())
+    for record in pending:
+        if record.kind == FeedbackKind.CI_FAILURE and record.event.get("signature"):
+            loop.store.spend_budget(
+                binding.forge, binding.repo, binding.number, record.event["signature"], loop.clock()
+            )
+    loop.submit(job.id)
+    log.info("forge %s: turn %s started from %d event(s): %s", binding.conversation, job.id, len(ids), kinds)
+    return Outcome("accepted", f"turn {job.id} started", job_id=job.id, binding=binding.conversation)
+
+
+def _access(binding: Binding, pending: list[EventRecord]) -> Access:
+    """Instructions run at their access (the lowest of them, a fork's read); quoted context alone, read."""
+    instructions = [record.access for record in pending if record.reason != "quoted"]
+    if not instructions:
+        return Access.READ
+    lowest = min(instructions, key=lambda a: ACCESS_RANK[a])
+    return (
+        min(lowest, binding.access, key=lambda a: ACCESS_RANK[a]) if binding.access == Access.READ else lowest
+    )
+
+
+# -- needs a human -------------------------------------------------------------------------------------
+
+
+def _needs_human(loop: ForgeLoop, binding: Binding, why: str) -> None:
+    binding.status, binding.note, binding.updated_at = BindingStatus.NEEDS_HUMAN, why, loop.clock()
+    loop.store.save_binding(binding)
+    loop.store.audit("forge.needs_human", binding.conversation, "baton", {"reason": why})
+    text = (
+        f"baton stopped working on this on its own: {why}.\n\n"
+        f"A comment from someone with write access resumes it (mention {loop.forge(binding.forge).mention} "
+        "or just say what to do)."
+    )
+    _say_once(loop, binding, f"needs_human:{loop.clock():.0f}", text)
+
+
+def _resume(loop: ForgeLoop, binding: Binding, event: ForgeEvent) -> None:
+    binding.status, binding.note, binding.updated_at = BindingStatus.ACTIVE, None, loop.clock()
+    loop.store.save_binding(binding)
+    loop.store.reset_budgets(binding.forge, binding.repo, binding.number)
+    held = loop.store.forge_events(binding.forge, binding.repo, binding.number, status=EventStatus.HELD)
+    # what waited while the thread needed a human is stale by now: the person's comment says what next
+    loop.store.set_forge_events([e.id for e in held if e.id is not None], EventStatus.DROPPED, "superseded")
+    loop.store.audit("forge.resumed", binding.conversation, _who(event), {"by": event.identity})
+
+
+def _say_once(loop: ForgeLoop, binding: Binding, identity: str, text: str) -> None:
+    """A comment baton posts once per identity (stored as a dropped event: the store's key is the once)."""
+    marker = EventRecord(
+        forge=binding.forge,
+        repo=binding.repo,
+        number=binding.number,
+        identity=f"said:{identity}",
+        kind=FeedbackKind.COMMENT,
+        status=EventStatus.DROPPED,
+        event={},
+        received_at=loop.clock(),
+        reason="baton's own comment",
+    )
+    if loop.store.add_forge_event(marker) is None:
+        return
+    try:
+        loop.client(binding.forge).post_comment(binding.repo, binding.pr or binding.number, text)
+    except ForgeError as exc:
+        log.warning("forge %s: could not comment: %s", binding.conversation, exc)
+
+
+def _audit(loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str | None) -> None:
+    detail = {
+        "identity": event.identity,
+        "kind": event.kind.value,
+        "trigger": event.trigger.value,
+        "reason": decision.reason,
+        "access": decision.access.value if decision.access else None,
+        "quoted": decision.quoted,
+        "delivery": delivery,
+        "url": event.url,
+    }
+    action = "forge.accepted" if decision.accepted else "forge.refused"
+    loop.store.audit(action, f"{event.forge}:{event.repo}#{event.number}", _who(event), detail)
+
+
+def _who(event: ForgeEvent) -> str:
+    return f"forge:{event.forge}:{event.actor.login}"

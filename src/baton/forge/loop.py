@@ -1,0 +1,82 @@
+"""The forge loop's runtime: the operator's forge configuration, one client per configured forge, the
+trust policy's permission caches, the store and how a turn is submitted. Built once by the service (and
+by ``baton forge`` commands, and a worker that publishes turns); everything in :mod:`dispatch`,
+:mod:`publish` and :mod:`reconcile` takes it.
+
+``submit`` is the executor's: the service passes its own (the in-process pool or Celery), a command
+that only reconciles passes one that stores the job for the service to pick up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from baton.errors import BadInput
+from baton.forge.config import ForgeConfig, ForgeSettings, RepoConfig, load_forges
+from baton.forge.model import ForgeClient, ForgeKind
+from baton.forge.trust import Permissions
+from baton.settings import Settings
+from baton.store import Store
+
+
+def make_client(forge: ForgeConfig) -> ForgeClient:
+    """The client of a configured forge, with its token from the environment (BadInput naming the
+    variable when it is not set)."""
+    token = forge.token()
+    if forge.kind == ForgeKind.GITEA:
+        from baton.forge.gitea import GiteaClient
+
+        return GiteaClient(forge.api_url, token)
+    from baton.forge.github import GitHubClient
+
+    return GitHubClient(forge.api_url, token)
+
+
+@dataclass
+class ForgeLoop:
+    """What the forge room works with. ``clients`` may be given (tests); else made on first use."""
+
+    settings: Settings
+    store: Store
+    config: ForgeSettings
+    submit: Callable[[str], None]  # start a stored job (the executor's submit)
+    clients: dict[str, ForgeClient] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+    _permissions: dict[str, Permissions] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def forge(self, name: str) -> ForgeConfig:
+        try:
+            return self.config.forges[name]
+        except KeyError:
+            raise BadInput(f"no forge named {name!r} in the configuration") from None
+
+    def client(self, name: str) -> ForgeClient:
+        with self._lock:
+            if name not in self.clients:
+                self.clients[name] = make_client(self.forge(name))
+            return self.clients[name]
+
+    def repo(self, forge: str, repo: str) -> RepoConfig | None:
+        return self.config.repo(forge, repo)
+
+    def permission(self, forge: str, repo: str, login: str) -> str:
+        """The actor's permission on the repo, asked of the forge and cached briefly."""
+        with self._lock:
+            if forge not in self._permissions:
+                client = self.clients.get(forge)
+                lookup = client.permission if client else self.client_lookup(forge)
+                self._permissions[forge] = Permissions(lookup)
+            cache = self._permissions[forge]
+        return cache.get(repo, login)
+
+    def client_lookup(self, forge: str) -> Callable[[str, str], str]:
+        return lambda repo, login: self.client(forge).permission(repo, login)
+
+
+def load_loop(settings: Settings, store: Store, submit: Callable[[str], None]) -> ForgeLoop:
+    """The loop for the operator's ``config.toml`` (its ``[forge.*]`` and ``[repo.*]`` tables)."""
+    return ForgeLoop(settings, store, load_forges(settings.home), submit)

@@ -1,0 +1,228 @@
+"""After a forge turn: baton does the forge's writes, never the agent.
+
+The agent holds no forge token (its walls and environment allow-list are unchanged). When a turn of a
+bound thread ends (:func:`after_job`, called by the executor that ran it, before the run is recorded as
+ended, so the thread's next turn cannot start meanwhile):
+
+1. what the agent left uncommitted in the worktree is committed on the thread's branch (the agent may
+   have committed too, at ``full`` access) — only after a turn that succeeded; otherwise the work stays
+   in the worktree and its checkpoint, and the status comment says what happened;
+2. the branch is pushed from baton's own cache clone (not from the worktree, whose git files the agent
+   could write), with the forge's token through ``GIT_ASKPASS`` (never in a URL, an argv or a log); a
+   push the forge refuses (protected branch, rules, a non-fast-forward) is reported with the forge's
+   words and nothing is lost;
+3. an issue's thread gets its pull request (draft by default, closing the issue) the first time it
+   pushes; a PR's thread just moves the PR's head;
+4. the thread's **one** status comment (run id, outcome, what changed, cost) is posted or edited;
+5. the turn is marked published (once: the store decides), and events that waited for the turn are
+   started as the next one (:func:`baton.forge.dispatch.kick`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from baton.errors import BatonError, GitError
+from baton.fleet.execute import AFTER_JOB
+from baton.forge import dispatch
+from baton.forge.config import ForgeSettings
+from baton.forge.loop import ForgeLoop
+from baton.forge.model import Binding, ForgeError, ForgeKind
+from baton.keys import Key, parse_repo
+from baton.models import JobRecord, Outcome
+from baton.settings import Settings
+from baton.workspace.gitcmd import WorktreeGit, redact, run_git, worktree_status
+from baton.workspace.workdirs import Workdirs
+
+log = logging.getLogger("baton.forge")
+SAFE_GIT = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
+
+
+def install(loop: ForgeLoop) -> None:
+    """Publish every forge turn this process's executor ends (:data:`baton.fleet.execute.AFTER_JOB`)."""
+
+    def hook(job_id: str, outcome: str, fields: dict[str, Any]) -> None:
+        after_job(loop, job_id, outcome, fields)
+
+    AFTER_JOB["forge"] = hook
+
+
+def install_per_process(settings: Settings, config: ForgeSettings) -> None:
+    """Like :func:`install`, for a worker whose jobs run in forked processes: each process opens its
+    own store (a connection must not cross a fork) and submits next turns through the fleet's queue."""
+    loops: dict[int, ForgeLoop] = {}
+
+    def hook(job_id: str, outcome: str, fields: dict[str, Any]) -> None:
+        loop = loops.get(os.getpid())
+        if loop is None:
+            from baton.fleet.executor import make_executor
+            from baton.store import open_store
+
+            store = open_store(settings.resolved_store_url)
+            loop = loops[os.getpid()] = ForgeLoop(
+                settings, store, config, make_executor(settings, store).submit
+            )
+        after_job(loop, job_id, outcome, fields)
+
+    AFTER_JOB["forge"] = hook
+
+
+def after_job(loop: ForgeLoop, job_id: str, outcome: str, fields: dict[str, Any]) -> dict[str, Any] | None:
+    """Publish a forge turn that ended with ``outcome`` (``fields``: the job's ``result`` and
+    ``error``); what was written (also kept with the turn in the store), or None when the job is not a
+    forge turn. Never raises: a failure is what it returns."""
+    events = loop.store.events_of_job(job_id)
+    job = loop.store.get_job(job_id)
+    if not events or job is None:
+        return None
+    job.outcome, job.error = outcome, fields.get("error")
+    job.result = fields.get("result") if isinstance(fields.get("result"), dict) else None
+    first = events[0]
+    binding = loop.store.get_binding(first.forge, first.repo, first.number)
+    if binding is None:
+        return {"error": f"{first.forge}:{first.repo}#{first.number} is no longer bound"}
+    try:
+        result = publish(loop, binding, job, outcome)
+    except Exception as exc:  # the run's end must be recorded whatever the forge did
+        log.exception("forge %s: publishing turn %s failed", binding.conversation, job.id)
+        result = {"error": f"{type(exc).__name__}: {redact(str(exc))}"}
+    if loop.store.mark_published(job.id, result, loop.clock()):
+        dispatch.kick(loop, binding, finishing=job.id)
+    return result
+
+
+def publish(loop: ForgeLoop, binding: Binding, job: JobRecord, outcome: str) -> dict[str, Any]:
+    """Commit, push, open or move the PR, update the status comment; what happened, as data."""
+    result: dict[str, Any] = {"outcome": outcome}
+    if outcome == Outcome.SUCCEEDED.value:
+        result.update(_push(loop, binding, job))
+    if result.get("pushed") and binding.pr is None:
+        result.update(_open_pr(loop, binding))
+    result["comment"] = _status_comment(loop, binding, job, result)
+    binding.updated_at = loop.clock()
+    loop.store.save_binding(binding)
+    return result
+
+
+# -- git -----------------------------------------------------------------------------------------------
+
+
+def _push(loop: ForgeLoop, binding: Binding, job: JobRecord) -> dict[str, Any]:
+    workdirs = Workdirs(loop.settings)
+    key = Key(binding.agent, parse_repo(binding.repo_url), binding.thread)
+    session = loop.store.get_session(binding.agent, binding.repo_slug, binding.thread)
+    wt = workdirs.worktree_git(key)
+    if session is None or wt is None:
+        return {"pushed": False, "why": "the thread has no worktree"}
+    env = workdirs.process_env(binding.agent)
+    committed = _commit(wt, env, binding, job)
+    head = wt.commit_of("HEAD")
+    if head is None or head == binding.head_sha:
+        return {"pushed": False, "committed": committed, "why": "nothing new to push"}
+    branch = binding.branch or session.branch
+    forge = loop.forge(binding.forge)
+    push_env = {
+        **env,
+        "BATON_GIT_TOKEN": forge.token(),
+        "BATON_GIT_USERNAME": "x-access-token" if forge.kind == ForgeKind.GITHUB else forge.user,
+    }
+    try:
+        run_git(
+            [*SAFE_GIT, "push", "--porcelain", binding.repo_url, f"{head}:refs/heads/{branch}"],
+            cwd=workdirs.cache_path(key.repo),
+            env=push_env,
+        )
+    except GitError as exc:
+        words = redact(str(exc))
+        loop.store.audit(
+            "forge.push_refused", binding.conversation, "baton", {"branch": branch, "error": words}
+        )
+        return {"pushed": False, "committed": committed, "refused": words, "branch": branch, "head": head}
+    stat = _diffstat(wt, env, binding.head_sha, head)
+    binding.head_sha, binding.branch = head, branch
+    return {"pushed": True, "committed": committed, "branch": branch, "head": head, "changes": stat}
+
+
+def _commit(wt: WorktreeGit, env: dict[str, str], binding: Binding, job: JobRecord) -> bool:
+    """Commit what the agent left in the worktree; whether there was anything."""
+    if not worktree_status(wt):
+        return False
+    message = (
+        f"baton: {binding.agent} on {binding.conversation}\n\nTurn {job.id} of thread {binding.thread}.\n"
+    )
+    wt.run([*SAFE_GIT, "add", "-A"], env=env)
+    wt.run([*SAFE_GIT, "commit", "--no-verify", "--quiet", "-F", "-"], env=env, stdin=message)
+    return True
+
+
+def _diffstat(wt: WorktreeGit, env: dict[str, str], old: str | None, new: str) -> str:
+    base = old if old and wt.commit_of(old) else f"{new}~1" if wt.commit_of(f"{new}~1") else None
+    if base is None:
+        return ""
+    try:
+        return wt.run(["diff", "--shortstat", base, new], env=env)
+    except GitError:
+        return ""
+
+
+# -- the forge -----------------------------------------------------------------------------------------
+
+
+def _open_pr(loop: ForgeLoop, binding: Binding) -> dict[str, Any]:
+    client, repo = loop.client(binding.forge), loop.repo(binding.forge, binding.repo)
+    assert binding.branch is not None
+    try:
+        issue = client.thread(binding.repo, binding.number)
+        base = (repo.base if repo else None) or client.default_branch(binding.repo)
+        body = (
+            f"Closes #{binding.number}.\n\nOpened by baton for {binding.agent}'s thread `{binding.thread}`."
+        )
+        draft = repo.draft if repo else True
+        number, url = client.open_pr(binding.repo, binding.branch, base, issue.title[:250], body, draft)
+    except (ForgeError, BatonError) as exc:
+        return {"pr_error": redact(str(exc))}
+    binding.pr = number
+    loop.store.audit("forge.pr_opened", binding.conversation, "baton", {"pr": number, "url": url})
+    return {"pr": number, "pr_url": url}
+
+
+def _status_comment(loop: ForgeLoop, binding: Binding, job: JobRecord, result: dict[str, Any]) -> str:
+    client = loop.client(binding.forge)
+    text = status_text(binding, job, result)
+    try:
+        if binding.status_comment is not None:
+            client.edit_comment(binding.repo, binding.status_comment, text)
+            return "edited"
+        binding.status_comment = client.post_comment(binding.repo, binding.number, text)
+        return "posted"
+    except ForgeError as exc:
+        log.warning("forge %s: status comment failed: %s", binding.conversation, exc)
+        return f"failed: {exc}"
+
+
+def status_text(binding: Binding, job: JobRecord, result: dict[str, Any]) -> str:
+    """The one status comment of a thread, as it reads after this turn."""
+    cost = (job.result or {}).get("cost_usd")
+    lines = [
+        f"**baton** · `{binding.agent}` on thread `{binding.thread}`",
+        "",
+        f"- last turn: `{job.id}` — **{result.get('outcome')}**",
+    ]
+    if result.get("pushed"):
+        head, branch = str(result.get("head"))[:12], result.get("branch")
+        lines.append(f"- pushed `{head}` to `{branch}` {result.get('changes', '')}")
+    elif result.get("refused"):
+        lines.append(
+            f"- the push was refused: {result['refused'][:500]} (the work is kept in baton's worktree)"
+        )
+    elif result.get("why"):
+        lines.append(f"- {result['why']}")
+    if result.get("pr"):
+        lines.append(f"- opened #{result['pr']}")
+    if isinstance(cost, (int, float)):
+        lines.append(f"- cost: ${cost:.4f}")
+    if job.error:
+        lines.append(f"- error: {job.error[:500]}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,245 @@
+"""The reconcile: what webhooks missed, found by asking the forge (GitHub does not redeliver a failed
+delivery; a service that was down missed them all).
+
+One pass, per configured repository:
+
+- **one** request lists the issues and PRs updated since the oldest of the repo's bound threads was
+  last looked at (every page; nothing updated: one request for the whole repository);
+- for each updated thread that is bound: its new comments and submitted reviews become events, a
+  closed or merged one closes its binding, a PR the forge cannot merge becomes a ``conflict`` event;
+  for an updated thread that is not bound, its new comments are read for a trigger (a mention);
+- for each bound, open PR: **one** conditional request for its head's checks (GitHub answers 304 when
+  nothing changed, which costs no rate limit); a change is read as a ``ci_failure`` event.
+
+Everything found goes through :func:`baton.forge.dispatch.handle`, the webhooks' own path: an event a
+webhook delivered already is a duplicate there, so a webhook and a reconcile of one event make one turn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from baton.forge import dispatch
+from baton.forge.intake import mentions
+from baton.forge.loop import ForgeLoop
+from baton.forge.model import (
+    Actor,
+    Binding,
+    BindingStatus,
+    Comment,
+    FeedbackKind,
+    ForgeError,
+    ForgeEvent,
+    ForgeKind,
+    Review,
+    ThreadInfo,
+    Trigger,
+)
+
+log = logging.getLogger("baton.forge")
+SKEW = 120.0  # seconds looked back beyond the last pass (clocks differ; the forge's index lags)
+FIRST_LOOK = 86_400.0  # a repository with no bound thread: triggers of the last day are found
+
+
+@dataclass
+class Report:
+    """What one pass did."""
+
+    repos: int = 0
+    threads: int = 0
+    found: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repos": self.repos,
+            "threads": self.threads,
+            "found": self.found,
+            "outcomes": dict(self.outcomes),
+            "errors": self.errors,
+        }
+
+
+def reconcile(loop: ForgeLoop) -> Report:
+    """One pass over every configured repository; a forge that fails is reported, the others go on."""
+    report = Report()
+    for (forge, _), config in list(loop.config.repos.items()):
+        repo = config.name
+        try:
+            _repo(loop, forge, repo, report)
+        except ForgeError as exc:
+            report.errors.append(f"{forge}:{repo}: {exc}")
+            log.warning("forge reconcile of %s:%s: %s", forge, repo, exc)
+    return report
+
+
+def bound_threads(loop: ForgeLoop, forge: str, repo: str) -> list[Binding]:
+    """The repo's bindings that are not closed (every page)."""
+    found: list[Binding] = []
+    after: tuple[str, str, int] | None = None
+    while True:
+        page = loop.store.list_bindings(forge=forge, after=after, limit=1000)
+        found += [b for b in page if b.repo.lower() == repo.lower() and b.status != BindingStatus.CLOSED]
+        if len(page) < 1000:
+            return found
+        after = (page[-1].forge, page[-1].repo, page[-1].number)
+
+
+def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report) -> None:
+    started = loop.clock()
+    client = loop.client(forge)
+    bindings = bound_threads(loop, forge, repo)
+    report.repos += 1
+    report.threads += len(bindings)
+    by_number = {b.number: b for b in bindings} | {b.pr: b for b in bindings if b.pr is not None}
+    since = min((b.seen_at for b in bindings), default=started - FIRST_LOOK) - SKEW
+    for info in client.updated_since(repo, since):
+        binding = by_number.get(info.number)
+        events = (
+            _bound(loop, forge, repo, info, binding) if binding else _triggers(loop, forge, repo, info, since)
+        )
+        _handle(loop, events, report)
+    for binding in bindings:
+        if binding.pr is not None and binding.head_sha and binding.status != BindingStatus.CLOSED:
+            _handle(loop, _checks(loop, forge, binding), report)
+    for binding in bindings:
+        fresh = loop.store.get_binding(binding.forge, binding.repo, binding.number)
+        if fresh is not None:
+            fresh.seen_at, fresh.etag = started, binding.etag
+            loop.store.save_binding(fresh)
+
+
+def _handle(loop: ForgeLoop, events: list[ForgeEvent], report: Report) -> None:
+    for event in events:
+        report.found += 1
+        try:
+            outcome = dispatch.handle(loop, event, delivery="reconcile")
+        except ForgeError as exc:
+            report.errors.append(f"{event.identity}: {exc}")
+            continue
+        report.outcomes[outcome.status] += 1
+
+
+# -- what changed on a thread ---------------------------------------------------------------------------
+
+
+def _bound(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, binding: Binding) -> list[ForgeEvent]:
+    client = loop.client(forge)
+    if info.state == "closed":
+        binding.status, binding.note = (
+            BindingStatus.CLOSED,
+            "merged" if info.merged else "closed on the forge",
+        )
+        binding.updated_at = loop.clock()
+        loop.store.save_binding(binding)
+        return []
+    events = [
+        comment_event(loop, forge, repo, info, c)
+        for c in client.comments(repo, info.number, binding.seen_at - SKEW)
+    ]
+    if info.is_pr:
+        kind = loop.forge(forge).kind
+        events += [
+            review_event(kind, forge, repo, info, r)
+            for r in client.reviews(repo, info.number)
+            if r.at >= binding.seen_at - SKEW and (r.body.strip() or r.comments)
+        ]
+        if info.mergeable is False and info.head_sha:
+            events.append(_conflict(forge, repo, info))
+    return events
+
+
+def _triggers(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, since: float) -> list[ForgeEvent]:
+    """Mentions on an unbound thread that a webhook should have delivered."""
+    mention = loop.forge(forge).mention
+    comments = loop.client(forge).comments(repo, info.number, since)
+    return [comment_event(loop, forge, repo, info, c) for c in comments if mentions(c.body, mention)]
+
+
+def comment_event(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, comment: Comment) -> ForgeEvent:
+    mention = loop.forge(forge).mention
+    return ForgeEvent(
+        forge=forge,
+        repo=repo,
+        number=info.number,
+        kind=FeedbackKind.COMMENT,
+        identity=f"comment:{comment.id}",
+        actor=comment.author,
+        trigger=Trigger.MENTION if mentions(comment.body, mention) else Trigger.FEEDBACK,
+        url=comment.url,
+        is_pr=info.is_pr,
+        head_sha=info.head_sha,
+        from_fork=info.from_fork,
+        title=info.title,
+        body=comment.body,
+        at=comment.at,
+    )
+
+
+def review_event(kind: ForgeKind, forge: str, repo: str, info: ThreadInfo, review: Review) -> ForgeEvent:
+    return ForgeEvent(
+        forge=forge,
+        repo=repo,
+        number=info.number,
+        kind=FeedbackKind.REVIEW,
+        identity=review_identity(kind, info.number, review),
+        actor=review.author,
+        url=review.url,
+        is_pr=True,
+        head_sha=review.commit,
+        from_fork=info.from_fork,
+        title=info.title,
+        body=review.body,
+        comments=review.comments,
+        at=review.at,
+    )
+
+
+def review_identity(kind: ForgeKind, number: int, review: Review) -> str:
+    """The identity a webhook of the same review carries (GitHub names the review's id; Gitea's
+    payload has none, so :mod:`baton.forge.intake` and this agree on its PR, commit and text)."""
+    if kind == ForgeKind.GITEA:
+        from baton.forge.intake import gitea_review_identity
+
+        return gitea_review_identity(number, review.commit or "", review.body)
+    return f"review:{review.id}"
+
+
+def _conflict(forge: str, repo: str, info: ThreadInfo) -> ForgeEvent:
+    return ForgeEvent(
+        forge=forge,
+        repo=repo,
+        number=info.number,
+        kind=FeedbackKind.CONFLICT,
+        identity=f"conflict:{info.head_sha}:{info.base_ref}",
+        actor=Actor("forge", bot=False),
+        url=info.url,
+        is_pr=True,
+        head_sha=info.head_sha,
+        from_fork=info.from_fork,
+        title=info.title,
+    )
+
+
+def _checks(loop: ForgeLoop, forge: str, binding: Binding) -> list[ForgeEvent]:
+    assert binding.head_sha is not None and binding.pr is not None
+    changed = loop.client(forge).checks_changed(binding.repo, binding.head_sha, binding.etag)
+    binding.etag = changed.etag
+    if not changed.changed:
+        return []
+    return [
+        ForgeEvent(
+            forge=forge,
+            repo=binding.repo,
+            number=binding.pr,
+            kind=FeedbackKind.CI_FAILURE,
+            identity=f"ci:{binding.head_sha}:?",
+            actor=Actor("forge"),
+            is_pr=True,
+            head_sha=binding.head_sha,
+        )
+    ]

@@ -1,0 +1,114 @@
+"""Routes: the forge loop — bound threads (list, show one with its events, turns and budgets; bind and
+unbind) and a reconcile on demand; and its start with the service (:func:`start`): the operator's forge
+configuration, the publisher of forge turns on this service's executor, and the schedule (a reconcile
+every ``forge_reconcile`` seconds, the heal of waiting events in between).
+
+A forge conversation is addressed as ``/v1/forge/threads/{forge}/{owner}/{name}/{number}``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from baton.fleet.executor import Executor
+from baton.forge import publish
+from baton.forge.config import ForgeSettings
+from baton.forge.loop import ForgeLoop
+from baton.forge.model import BindingStatus, ForgeError
+from baton.forge.reconcile import reconcile
+from baton.forge.schedule import Schedule
+from baton.forge.threads import bind_thread, thread_state, unbind_thread
+from baton.models import TokenScope
+from baton.service.auth import Actor, require
+from baton.settings import Settings
+from baton.store import Store
+
+router = APIRouter(tags=["forge"])
+Reader = Annotated[Actor, Depends(require(TokenScope.READ))]
+Runner = Annotated[Actor, Depends(require(TokenScope.RUN))]
+Admin = Annotated[Actor, Depends(require(TokenScope.ADMIN))]
+NO_FORGE = 'no forge is configured: add [forge.<name>] and [repo."owner/name"] to config.toml'
+PATH = "/v1/forge/threads/{forge}/{owner}/{name}/{number}"
+
+
+def start(settings: Settings, store: Store, executor: Executor, config: ForgeSettings) -> Schedule | None:
+    """The forge loop of this service (None when no forge is configured): forge turns this service's
+    executor ends are published, and the schedule runs."""
+    if not config.forges:
+        return None
+    loop = ForgeLoop(settings, store, config, executor.submit)
+    publish.install(loop)
+    schedule = Schedule(loop, settings.forge_reconcile)
+    return schedule
+
+
+def loop_of(request: Request) -> ForgeLoop:
+    schedule: Schedule | None = request.app.state.forge
+    if schedule is None:
+        raise HTTPException(
+            404, 'no forge is configured: add [forge.<name>] and [repo."owner/name"] to config.toml'
+        )
+    return schedule.loop
+
+
+class BindBody(BaseModel):
+    forge: str = Field(description="the configured forge's name")
+    repo: str = Field(description="the forge's full name of the repository: owner/name", max_length=201)
+    number: int = Field(ge=1, description="the issue or pull request")
+    agent: str | None = Field(None, description="default: the repository's agent")
+    thread: str | None = Field(None, description="default: issue-N or pr-N")
+
+
+@router.get("/v1/forge/threads", summary="Threads bound to issues and pull requests")
+def threads(
+    request: Request,
+    _actor: Reader,
+    status: Annotated[BindingStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    loop = loop_of(request)
+    return [b.to_json() for b in loop.store.list_bindings(status=status, limit=limit)]
+
+
+@router.get(
+    "/v1/forge/threads/{forge}/{owner}/{name}/{number}",
+    summary="A bound thread: its issue or PR, feedback events and their sources, turns, budgets",
+)
+def thread(
+    request: Request, _actor: Reader, forge: str, owner: str, name: str, number: int
+) -> dict[str, Any]:
+    state = thread_state(loop_of(request), forge, f"{owner}/{name}", number)
+    if state is None:
+        raise HTTPException(404, f"{forge}:{owner}/{name}#{number} is not bound to a thread")
+    return state
+
+
+@router.post("/v1/forge/threads", status_code=201, summary="Bind an issue or PR to a thread")
+def bind(request: Request, actor: Runner, body: BindBody) -> dict[str, Any]:
+    loop = loop_of(request)
+    try:
+        binding = bind_thread(loop, body.forge, body.repo, body.number, body.agent, body.thread, actor.name)
+    except ForgeError as exc:
+        raise HTTPException(502, f"the forge answered: {exc}") from exc
+    return binding.to_json()
+
+
+@router.delete(
+    "/v1/forge/threads/{forge}/{owner}/{name}/{number}",
+    summary="Unbind: feedback no longer reaches the thread",
+)
+def unbind(request: Request, actor: Admin, forge: str, owner: str, name: str, number: int) -> dict[str, Any]:
+    if not unbind_thread(loop_of(request), forge, f"{owner}/{name}", number, actor.name):
+        raise HTTPException(404, f"{forge}:{owner}/{name}#{number} is not bound to a thread")
+    return {"unbound": f"{forge}:{owner}/{name}#{number}"}
+
+
+@router.post("/v1/forge/reconcile", summary="Reconcile every configured repository now")
+async def reconcile_now(request: Request, _actor: Runner) -> dict[str, Any]:
+    loop = loop_of(request)
+    report = await run_in_threadpool(reconcile, loop)
+    return report.to_json()
