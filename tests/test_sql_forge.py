@@ -184,6 +184,18 @@ def test_concurrent_binds_of_one_conversation_make_one_binding(store: SQLStore) 
     assert len(store.list_bindings()) == 1
 
 
+def test_concurrent_binds_of_one_thread_to_many_conversations_bind_one(store: SQLStore) -> None:
+    def bind(i: int) -> bool:
+        try:
+            return store.bind(binding(100 + i, thread="contested"))[1]
+        except BadInput:
+            return False
+
+    assert race(30, bind).count(True) == 1
+    (only,) = store.list_bindings()
+    assert store.binding_for_key("claude", "github.com/acme/api", "contested") == only
+
+
 # -- events -----------------------------------------------------------------------------------------
 
 
@@ -225,7 +237,9 @@ def test_events_are_claimed_held_and_dropped(store: SQLStore) -> None:
 
 
 def test_of_1000_concurrent_inserts_of_one_event_exactly_one_wins(store: SQLStore) -> None:
-    results = race(1000, lambda i: store.add_forge_event(event("comment:7", received_at=float(i))))
+    results = race(
+        1000, lambda i: store.add_forge_event(event("comment:7", received_at=float(i))), workers=100
+    )
     winners = [r for r in results if r is not None]
     assert len(winners) == 1 and winners[0].id is not None
     assert store.forge_events("gh", "acme/api", 42) == winners
