@@ -162,7 +162,8 @@ def test_decision_table(
 def test_a_failing_permission_lookup_refuses_with_the_forges_words() -> None:
     for error in (
         ForgeError("Bad credentials", 401),
-        ForgeError("timed out"),
+        ForgeError("Resource not accessible by integration", 403),
+        ForgeError("Not Found", 404),
         BadInput("BATON_GITHUB_TOKEN is not set"),
     ):
         decision = _judge(_event("alice"), QUOTING, Asked(error=error))
@@ -170,6 +171,14 @@ def test_a_failing_permission_lookup_refuses_with_the_forges_words() -> None:
             not decision.accepted and decision.access is None and not decision.quoted
         )  # closed, never quoted
         assert decision.reason == f"the forge could not say what alice may do: {error}"
+
+
+@pytest.mark.parametrize("status", [0, 429, 500, 502, 503])
+def test_a_transient_failure_of_the_lookup_propagates_for_a_retry(status: int) -> None:
+    # nothing is decided (nothing runs) and the event is not lost: the caller retries it
+    with pytest.raises(ForgeError) as info:
+        _judge(_event("alice"), QUOTING, Asked(error=ForgeError("server error", status)))
+    assert info.value.status == status
 
 
 def test_other_errors_of_the_lookup_are_bugs_and_propagate() -> None:

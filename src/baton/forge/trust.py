@@ -15,7 +15,9 @@
 6. ``allow``: trusted.
 7. The actor's permission on the repository, asked of the forge (through :class:`Permissions`, a
    short cache): at least ``trusted`` (none < read < triage < write < maintain < admin) is trusted,
-   anything less untrusted. A lookup that fails refuses, with the forge's words (fail closed).
+   anything less untrusted. A lookup the forge refuses (401, 403, 404, ...; or no token) refuses the
+   event, with the forge's words (fail closed); a transient failure (no answer, 429, 5xx) raises its
+   ForgeError, so the caller retries the event later instead of losing a trusted actor's words.
 8. Untrusted: ``untrusted = "drop"`` refused; ``"quote"`` accepted as quoted, attributed context at
    read access.
 
@@ -103,7 +105,7 @@ def judge(
 ) -> Decision:
     """Whether ``event`` runs, at which access, as an instruction or as quoted context, and why.
     ``permission(login)`` is the actor's permission on ``repo`` (raising ForgeError when the forge
-    cannot say)."""
+    cannot say). Raises that ForgeError when it is transient (nothing was decided: retry)."""
     login = event.actor.login
     config = repo.trigger(event.trigger)  # None: not enabled here; the dispatcher binds no thread then
     if event.kind in SYSTEM_KINDS:
@@ -138,9 +140,17 @@ def _trust(event: ForgeEvent, repo: RepoConfig, permission: Callable[[str], str]
         return listed, f"{login} is {'in' if listed else 'not in'} allow, and only_allow = true"
     if _listed(login, repo.allow):
         return True, f"{login} is in allow"
+    return _by_permission(login, repo, permission)
+
+
+def _by_permission(login: str, repo: RepoConfig, permission: Callable[[str], str]) -> tuple[bool | None, str]:
     try:
         level = permission(login)
-    except (ForgeError, BadInput) as exc:
+    except ForgeError as exc:
+        if exc.transient:
+            raise  # no answer, 429 or 5xx: the caller retries the event (none is lost, none runs)
+        return None, f"the forge could not say what {login} may do: {exc}"
+    except BadInput as exc:  # the forge's token is not set
         return None, f"the forge could not say what {login} may do: {exc}"
     level = level.strip().lower()
     if RANK.get(level, 0) >= RANK[repo.trusted]:
