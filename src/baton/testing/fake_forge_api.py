@@ -1,0 +1,480 @@
+"""The fake forge's REST API: GitHub's routes under ``/api/v3``, each request and response checked
+against GitHub's OpenAPI description, and the log downloads that ``…/actions/jobs/{id}/logs``
+redirects to.
+
+Order of a request: the next injected fault (a stall, a failure), the token (401 without a known one),
+the route (404), the description's check of the request (400 with the errors), the handler (its
+:class:`~baton.testing.fake_forge.ForgeRefused` becomes GitHub's error), the ETag (304 when
+``If-None-Match`` names it), the description's check of the response (a violation when it fails),
+the reply — and then the webhook deliveries the request caused, so a receiver that calls back into the
+API never waits on the request that caused its delivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote, urlencode
+
+from baton.testing._http import QuietHandler
+from baton.testing.fake_forge_state import ROLES, parse_iso
+
+if TYPE_CHECKING:
+    from baton.testing.fake_forge import FakeForge
+
+Reply = tuple[int, Any, dict[str, str]]  # status, JSON body (None: none), extra headers
+Handler = Callable[["Call"], Reply]
+
+_CHUNK = 1 << 20
+
+
+class Call:
+    """One API request, as a route handler sees it."""
+
+    def __init__(
+        self,
+        fake: FakeForge,
+        login: str,
+        params: dict[str, str],
+        query: dict[str, list[str]],
+        body: Any,
+        url: str,
+    ) -> None:
+        self.fake, self.login, self.params, self.query, self.body, self.url = (
+            fake,
+            login,
+            params,
+            query,
+            body,
+            url,
+        )
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+    @property
+    def repo_name(self) -> str:
+        return f"{self.params['owner']}/{self.params['repo']}"
+
+    def role(self) -> str:
+        return self.fake.repo(self.repo_name).permissions.get(self.login, "none")
+
+    def require(self, role: str) -> None:
+        if ROLES.index(self.role()) < ROLES.index(role):
+            from baton.testing.fake_forge import ForgeRefused
+
+            raise ForgeRefused(403, "Resource not accessible by personal access token")
+
+    def page(self, items: list[Any]) -> tuple[list[Any], dict[str, str]]:
+        """One page of ``items`` (``per_page`` ≤ 100, default 30) and its ``Link`` header."""
+        per_page = min(100, max(1, int(self.arg("per_page", "30") or 30)))
+        page = max(1, int(self.arg("page", "1") or 1))
+        last = max(1, -(-len(items) // per_page))
+        links = []
+
+        def link(n: int, rel: str) -> str:
+            query = {k: v[-1] for k, v in self.query.items()}
+            query.update(per_page=str(per_page), page=str(n))
+            return f'<{self.url}?{urlencode(query)}>; rel="{rel}"'
+
+        if page < last:
+            links += [link(page + 1, "next"), link(last, "last")]
+        if page > 1:
+            links += [link(1, "first"), link(page - 1, "prev")]
+        return items[(page - 1) * per_page : page * per_page], {"Link": ", ".join(links)} if links else {}
+
+
+# -- route handlers ---------------------------------------------------------------------------------------
+
+
+def get_repo(c: Call) -> Reply:
+    return 200, c.fake.render.repository(c.fake.repo(c.repo_name)), {}
+
+
+def get_permission(c: Call) -> Reply:
+    from baton.testing.fake_forge import ForgeRefused
+
+    repo = c.fake.repo(c.repo_name)
+    if c.params["username"] not in c.fake.users:
+        raise ForgeRefused(404, f"{c.params['username']} is not a user")
+    return 200, c.fake.render.permission(repo, c.params["username"]), {}
+
+
+def list_issues(c: Call) -> Reply:
+    repo = c.fake.repo(c.repo_name)
+    state, since = c.arg("state", "open"), c.arg("since")
+    labels = set(filter(None, (c.arg("labels") or "").split(",")))
+    with c.fake.lock:
+        issues = [
+            i
+            for i in repo.issues.values()
+            if state in ("all", i.state)
+            and (since is None or i.updated_at >= int(parse_iso(since)))
+            and labels <= set(i.labels)
+        ]
+        key = "updated_at" if c.arg("sort") == "updated" else "created_at"
+        issues.sort(key=lambda i: (getattr(i, key), i.number), reverse=c.arg("direction", "desc") == "desc")
+        page, headers = c.page(issues)
+        return 200, [c.fake.render.issue(repo, i) for i in page], headers
+
+
+def get_issue(c: Call) -> Reply:
+    repo = c.fake.repo(c.repo_name)
+    return 200, c.fake.render.issue(repo, c.fake.issue(c.repo_name, int(c.params["issue_number"]))), {}
+
+
+def _pull(c: Call, number: int) -> Any:
+    from baton.testing.fake_forge import ForgeRefused
+
+    repo, issue = c.fake.repo(c.repo_name), c.fake.issue(c.repo_name, number)
+    if issue.pr is None:
+        raise ForgeRefused(404, "Not Found")
+    count = sum(len(r.comments) for r in c.fake.reviews(c.repo_name, number))
+    return c.fake.render.pull(repo, issue, count)
+
+
+def get_pull(c: Call) -> Reply:
+    return 200, _pull(c, int(c.params["pull_number"])), {}
+
+
+def list_pulls(c: Call) -> Reply:
+    state, head, base = c.arg("state", "open"), c.arg("head"), c.arg("base")
+    with c.fake.lock:
+        prs = [
+            p
+            for p in c.fake.pulls(c.repo_name)
+            if p.pr
+            and state in ("all", p.state)
+            and head in (None, p.pr.head_ref, f"{c.params['owner']}:{p.pr.head_ref}")
+            and base in (None, p.pr.base_ref)
+        ]
+        prs.sort(key=lambda p: p.number, reverse=True)
+        page, headers = c.page(prs)
+        repo = c.fake.repo(c.repo_name)
+        return 200, [c.fake.render.pull(repo, p) for p in page], headers
+
+
+def create_pull(c: Call) -> Reply:
+    c.require("write")
+    body = c.body
+    number = c.fake.open_pr(
+        c.repo_name,
+        c.login,
+        body["head"],
+        body["base"],
+        body.get("title") or "",
+        body.get("body") or "",
+        bool(body.get("draft")),
+    )
+    return 201, _pull(c, number), {}
+
+
+def list_comments(c: Call) -> Reply:
+    repo_name, number = c.repo_name, int(c.params["issue_number"])
+    issue, since = c.fake.issue(repo_name, number), c.arg("since")
+    with c.fake.lock:
+        comments = [
+            x
+            for x in c.fake.comments(repo_name, number)
+            if since is None or x.updated_at >= int(parse_iso(since))
+        ]
+        page, headers = c.page(comments)
+        repo = c.fake.repo(repo_name)
+        return 200, [c.fake.render.comment(repo, x, issue.pr is not None) for x in page], headers
+
+
+def create_comment(c: Call) -> Reply:
+    number = int(c.params["issue_number"])
+    issue = c.fake.issue(c.repo_name, number)
+    comment_id = c.fake.comment(c.repo_name, number, c.login, c.body["body"])
+    comment = c.fake.comments(c.repo_name, number)[-1]
+    assert comment.id == comment_id
+    repo = c.fake.repo(c.repo_name)
+    location = f"{c.fake.api_url}/repos/{c.repo_name}/issues/comments/{comment_id}"
+    return 201, c.fake.render.comment(repo, comment, issue.pr is not None), {"Location": location}
+
+
+def update_comment(c: Call) -> Reply:
+    from baton.testing.fake_forge import ForgeRefused
+
+    comment_id = int(c.params["comment_id"])
+    found = [x for x in c.fake.comments(c.repo_name) if x.id == comment_id]
+    if not found:
+        raise ForgeRefused(404, "Not Found")
+    if found[0].author != c.login:
+        c.require("write")
+    comment = c.fake.edit_comment(comment_id, c.body["body"])
+    issue = c.fake.issue(c.repo_name, comment.number)
+    return 200, c.fake.render.comment(c.fake.repo(c.repo_name), comment, issue.pr is not None), {}
+
+
+def list_reviews(c: Call) -> Reply:
+    reviews = c.fake.reviews(c.repo_name, int(c.params["pull_number"]))
+    page, headers = c.page(reviews)
+    repo = c.fake.repo(c.repo_name)
+    return 200, [c.fake.render.review(repo, r) for r in page], headers
+
+
+def list_review_comments(c: Call) -> Reply:
+    from baton.testing.fake_forge import ForgeRefused
+
+    number, review_id = int(c.params["pull_number"]), int(c.params["review_id"])
+    review = next((r for r in c.fake.reviews(c.repo_name, number) if r.id == review_id), None)
+    if review is None:
+        raise ForgeRefused(404, "Not Found")
+    page, headers = c.page(review.comments)
+    repo = c.fake.repo(c.repo_name)
+    return 200, [c.fake.render.review_comment(repo, number, x) for x in page], headers
+
+
+def _sha(c: Call) -> str:
+    ref = c.params["ref"]
+    return c.fake.repo(c.repo_name).head(ref.removeprefix("heads/")) or ref
+
+
+def list_check_runs(c: Call) -> Reply:
+    sha, name, status = _sha(c), c.arg("check_name"), c.arg("status")
+    repo = c.fake.repo(c.repo_name)
+    with c.fake.lock:
+        runs = [r for r in repo.check_runs if r.head_sha == sha]
+        if c.arg("filter", "latest") == "latest":
+            latest = {r.name: r for r in runs}  # later runs of a name replace earlier ones
+            runs = list(latest.values())
+        runs = [r for r in runs if name in (None, r.name) and status in (None, r.status)]
+        runs.sort(key=lambda r: r.id, reverse=True)
+        page, headers = c.page(runs)
+        body = {"total_count": len(runs), "check_runs": [c.fake.render.check_run(repo, r) for r in page]}
+        return 200, body, headers
+
+
+def list_annotations(c: Call) -> Reply:
+    repo, run = c.fake.repo(c.repo_name), c.fake.check_run(c.repo_name, int(c.params["check_run_id"]))
+    page, headers = c.page(run.annotations)
+    return 200, [c.fake.render.annotation(repo, run, a) for a in page], headers
+
+
+def job_logs(c: Call) -> Reply:
+    run = c.fake.check_run(c.repo_name, int(c.params["job_id"]))
+    url = f"{c.fake.web_url}/_fake/logs/{c.repo_name}/{run.id}?key={c.fake.log_key}"
+    return 302, None, {"Location": url}
+
+
+def combined_status(c: Call) -> Reply:
+    sha, repo = _sha(c), c.fake.repo(c.repo_name)
+    with c.fake.lock:
+        latest = {s.context: s for s in repo.statuses if s.sha == sha}
+        statuses = sorted(latest.values(), key=lambda s: s.id, reverse=True)
+        return 200, c.fake.render.combined_status(repo, sha, statuses), {}
+
+
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/repos/{owner}/{repo}", get_repo),
+    ("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission", get_permission),
+    ("GET", "/repos/{owner}/{repo}/issues", list_issues),
+    ("GET", "/repos/{owner}/{repo}/issues/{issue_number}", get_issue),
+    ("GET", "/repos/{owner}/{repo}/pulls", list_pulls),
+    ("POST", "/repos/{owner}/{repo}/pulls", create_pull),
+    ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", get_pull),
+    ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments", list_comments),
+    ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments", create_comment),
+    ("PATCH", "/repos/{owner}/{repo}/issues/comments/{comment_id}", update_comment),
+    ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews", list_reviews),
+    ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews/{review_id}/comments", list_review_comments),
+    ("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs", list_check_runs),
+    ("GET", "/repos/{owner}/{repo}/check-runs/{check_run_id}/annotations", list_annotations),
+    ("GET", "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs", job_logs),
+    ("GET", "/repos/{owner}/{repo}/commits/{ref}/status", combined_status),
+]
+_COMPILED = [
+    (method, template, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"), handler)
+    for method, template, handler in ROUTES
+]
+
+
+def route(method: str, path: str) -> tuple[str, dict[str, str], Handler] | None:
+    """The route's template, its path parameters and its handler; None when nothing matches."""
+    for m, template, pattern, handler in _COMPILED:
+        if m == method and (match := pattern.match(path)):
+            return template, match.groupdict(), handler
+    return None
+
+
+def etag(body: bytes) -> str:
+    return 'W/"' + hashlib.sha256(body).hexdigest()[:40] + '"'
+
+
+def _matches(header: str | None, tag: str) -> bool:
+    if not header:
+        return False
+    bare = tag.removeprefix("W/")
+    return any(t.strip() == "*" or t.strip().removeprefix("W/") == bare for t in header.split(","))
+
+
+class ApiHandler(QuietHandler):
+    owner: FakeForge
+    timeout = 120
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        path, _, query = self.path.partition("?")
+        if path.startswith("/_fake/logs/") and self.command == "GET":
+            self._log(path, parse_qs(query))
+            return
+        body = self._body()
+        fake = self.owner
+        fake._local.deferred = []
+        try:
+            status = self._api(path, query, body)
+        finally:
+            deferred, fake._local.deferred = fake._local.deferred, None
+        fake.requests.append(_request(self.command, path, status, query))
+        for delivery in deferred:
+            fake.send(delivery)
+
+    def _reply(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> bytes:
+        payload = b"" if obj is None else json.dumps(obj).encode()
+        headers = {"X-GitHub-Media-Type": "github.v3; format=json", **(headers or {})}
+        self._send(status, payload, "application/json; charset=utf-8", headers)
+        return payload
+
+    def _api(self, path: str, query: str, body: bytes) -> int:
+        from baton.testing.fake_forge import ForgeRefused, Violation
+
+        fake = self.owner
+        fault = fake.take_fault()
+        if fault and fault[0] == "stall":
+            time.sleep(fault[1])
+        elif fault:
+            status = int(fault[1])
+            self._reply(status, fake.render.error("Server Error (injected)", status))
+            return status
+        if not path.startswith("/api/v3/"):
+            self._reply(404, fake.render.error("Not Found", 404))
+            return 404
+        path = path.removeprefix("/api/v3")
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        user = fake.user_by_token(token.strip()) if scheme.lower() in ("bearer", "token") else None
+        if user is None:
+            self._reply(401, fake.render.error("Requires authentication", 401))
+            return 401
+        found = route(self.command, path)
+        if found is None:
+            self._reply(404, fake.render.error("Not Found", 404))
+            return 404
+        template, params, handler = found
+        what = f"{self.command} {template}"
+        params_q = parse_qs(query, keep_blank_values=True)
+        checked = fake.rest.check_request(
+            template,
+            self.command,
+            host_url=fake.web_url,
+            path=path,
+            params=params,
+            query=params_q,
+            headers={k: v for k, v in self.headers.items() if k.lower() != "authorization"},
+            body=body,
+            content_type=self.headers.get("Content-Type") or "",
+        )
+        if not checked.ok:
+            fake.violations.append(Violation("request", what, checked.errors))
+            self._reply(400, fake.render.error("Invalid request: " + "; ".join(checked.errors), 400))
+            return 400
+        call = Call(
+            fake,
+            user.login,
+            params,
+            params_q,
+            json.loads(body) if body else None,
+            f"{fake.api_url}{quote(path)}",
+        )
+        try:
+            status, obj, headers = handler(call)
+        except ForgeRefused as exc:
+            status, headers = exc.status, {}
+            obj = (
+                fake.render.validation_failed(exc.resource, exc.message)
+                if exc.status == 422
+                else fake.render.error(exc.message, exc.status)
+            )
+        payload = b"" if obj is None else json.dumps(obj).encode()
+        if self.command == "GET" and status == 200:
+            tag = etag(payload)
+            headers = {**headers, "ETag": tag, "Cache-Control": "private, max-age=60, s-maxage=60"}
+            if _matches(self.headers.get("If-None-Match"), tag):
+                self._reply(304, None, {"ETag": tag})
+                return 304
+        response = fake.rest.check_response(template, self.command, status, payload)
+        if not response.ok:
+            fake.violations.append(Violation("response", f"{what} → {status}", response.errors))
+        self._reply(status, obj, headers)
+        return status
+
+    def _log(self, path: str, query: dict[str, list[str]]) -> None:
+        """A job's raw log, as GitHub's pre-signed download URL serves it: no token, ``Range`` honoured."""
+        fake = self.owner
+        parts = path.removeprefix("/_fake/logs/").split("/")
+        if len(parts) != 3 or query.get("key", [""])[0] != fake.log_key:
+            self._send(404, b"not found\n", "text/plain")
+            return
+        try:
+            run = fake.check_run(f"{parts[0]}/{parts[1]}", int(parts[2]))
+        except Exception:
+            self._send(404, b"not found\n", "text/plain")
+            return
+        size = run.log_size()
+        span = _range(self.headers.get("Range"), size)
+        if span == "bad":
+            self._send(416, b"", "text/plain", {"Content-Range": f"bytes */{size}"})
+            return
+        start, end = span or (0, size)
+        self.send_response(206 if span else 200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Accept-Ranges", "bytes")
+        if span:
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        self.send_header("Content-Length", str(end - start))
+        self.end_headers()
+        for offset in range(start, end, _CHUNK):
+            self.wfile.write(run.log_slice(offset, min(end, offset + _CHUNK)))
+
+
+def _range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """``(start, end)`` (end exclusive) of a single ``bytes=`` range, None without one, "bad" when
+    it cannot be satisfied."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header.removeprefix("bytes=").strip().partition("-")
+    try:
+        if first == "":
+            n = int(last)
+            return (max(0, size - n), size) if n > 0 and size > 0 else "bad"
+        start = int(first)
+        end = min(size, int(last) + 1) if last else size
+    except ValueError:
+        return None
+    return (start, end) if start < size and start < end else "bad"
+
+
+def _request(method: str, path: str, status: int, query: str) -> Any:
+    from baton.testing.fake_forge import ApiRequest
+
+    return ApiRequest(method, path.removeprefix("/api/v3"), status, query)

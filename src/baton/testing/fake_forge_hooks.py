@@ -1,0 +1,209 @@
+"""The fake forge's webhook deliveries: payloads built from GitHub's example deliveries
+(``@octokit/webhooks-examples``) filled with the fake's state, checked against the webhook description
+(``@octokit/openapi-webhooks``), signed as GitHub signs them and sent synchronously, so a test knows the
+receiver's answer when the drive call returns.
+
+A delivery carries ``X-GitHub-Event``, ``X-GitHub-Delivery`` (a uuid; a redelivery keeps it, as
+GitHub's "Redeliver" does), ``X-GitHub-Hook-ID``, ``X-Hub-Signature-256: sha256=<HMAC-SHA256 of the
+body under the secret>`` (and the legacy SHA-1 ``X-Hub-Signature``) and ``Content-Type:
+application/json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from baton.testing.fake_forge_render import Render
+from baton.testing.fake_forge_state import (
+    CheckRun,
+    Issue,
+    IssueComment,
+    Repo,
+    Review,
+    ReviewComment,
+    Status,
+    iso,
+)
+
+
+@dataclass
+class Delivery:
+    """One webhook delivery (and what the receiver answered to each attempt)."""
+
+    id: str
+    event: str
+    action: str | None
+    body: bytes
+    statuses: list[int] = field(default_factory=list)  # one per attempt; 0: no answer
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return json.loads(self.body)  # type: ignore[no-any-return]
+
+    @property
+    def status(self) -> int | None:
+        return self.statuses[-1] if self.statuses else None
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def post(url: str, delivery: Delivery, secret: str, *, forged: bool = False, timeout: float = 10.0) -> int:
+    """Send one attempt of ``delivery``; the receiver's HTTP status (0 when it did not answer)."""
+    signature = sign(secret + ("-forged" if forged else ""), delivery.body)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "GitHub-Hookshot/fake",
+        "X-GitHub-Event": delivery.event,
+        "X-GitHub-Delivery": delivery.id,
+        "X-GitHub-Hook-ID": "1",
+        "X-Hub-Signature-256": signature,
+        "X-Hub-Signature": "sha1=" + hmac.new(secret.encode(), delivery.body, hashlib.sha1).hexdigest(),
+    }
+    request = urllib.request.Request(url, data=delivery.body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (OSError, TimeoutError):
+        return 0
+
+
+class Payloads:
+    """Webhook payloads for one fake, from the examples; :meth:`build` returns (payload, errors)."""
+
+    def __init__(self, render: Render) -> None:
+        self.render = render
+
+    def _common(self, event: str, action: str | None, repo: Repo, sender: str) -> dict[str, Any]:
+        payload = self.render.hook_template(event, action)
+        for key in ("installation", "organization", "enterprise"):
+            payload.pop(key, None)
+        self.render.repo_fields(payload["repository"], repo)
+        self.render.user_fields(payload["sender"], sender)
+        return payload
+
+    def check(self, event: str, action: str | None, payload: dict[str, Any]) -> tuple[str, ...]:
+        assert self.render.hooks is not None
+        return self.render.hooks.check(event, action, payload).errors
+
+    def issue(self, action: str, repo: Repo, issue: Issue, sender: str, **extra: str) -> dict[str, Any]:
+        """``issues`` opened, labeled (``label=``), assigned (``assignee=``), closed."""
+        payload = self._common("issues", action, repo, sender)
+        base = f"{self.render.api_url}/repos/{repo.full_name}/issues/{issue.number}"
+        self.render.issue_fields(payload["issue"], repo, issue, base)
+        if "label" in extra:
+            payload["label"] = self.render.label(repo, extra["label"])
+        if "assignee" in extra:
+            payload["assignee"] = self.render.user_fields(dict(payload["sender"]), extra["assignee"])
+        return payload
+
+    def issue_comment(self, repo: Repo, issue: Issue, comment: IssueComment) -> dict[str, Any]:
+        payload = self._common("issue_comment", "created", repo, comment.author)
+        base = f"{self.render.api_url}/repos/{repo.full_name}/issues/{issue.number}"
+        self.render.issue_fields(payload["issue"], repo, issue, base)
+        self.render.comment_fields(payload["comment"], repo, comment, issue.pr is not None)
+        return payload
+
+    def pull_request(
+        self, action: str, repo: Repo, issue: Issue, sender: str, before: str | None = None
+    ) -> dict[str, Any]:
+        """``pull_request`` opened, synchronize (``before``: the old head), closed."""
+        payload = self._common("pull_request", action, repo, sender)
+        payload["number"] = issue.number
+        self.render.pull_fields(payload["pull_request"], repo, issue)
+        if action == "synchronize":
+            payload["before"] = before or "0" * 40
+            payload["after"] = repo.pr_head(issue)
+        return payload
+
+    def review(self, repo: Repo, issue: Issue, review: Review) -> dict[str, Any]:
+        payload = self._common("pull_request_review", "submitted", repo, review.author)
+        self.render.pull_fields(payload["pull_request"], repo, issue)
+        self.render.review_fields(payload["review"], repo, review)
+        payload["review"]["state"] = review.state.lower()  # webhooks say "changes_requested"
+        return payload
+
+    def review_comment(self, repo: Repo, issue: Issue, comment: ReviewComment) -> dict[str, Any]:
+        payload = self._common("pull_request_review_comment", "created", repo, comment.author)
+        self.render.pull_fields(payload["pull_request"], repo, issue)
+        self.render.review_comment_fields(payload["comment"], repo, issue.number, comment)
+        return payload
+
+    def _pr_refs(self, repo: Repo, prs: list[Issue]) -> list[dict[str, Any]]:
+        """The ``pull_requests`` a check run or suite names (GitHub: open PRs whose head it is)."""
+        refs = []
+        for pr in prs:
+            assert pr.pr is not None
+            short = {"id": repo.id, "url": f"{self.render.api_url}/repos/{repo.full_name}", "name": repo.name}
+            refs.append(
+                {
+                    "url": f"{self.render.api_url}/repos/{repo.full_name}/pulls/{pr.number}",
+                    "id": pr.id,
+                    "number": pr.number,
+                    "head": {"ref": pr.pr.head_ref, "sha": repo.pr_head(pr), "repo": short},
+                    "base": {
+                        "ref": pr.pr.base_ref,
+                        "sha": repo.head(pr.pr.base_ref) or "0" * 40,
+                        "repo": short,
+                    },
+                }
+            )
+        return refs
+
+    def _suite(self, suite: dict[str, Any], repo: Repo, run: CheckRun, prs: list[Issue]) -> None:
+        branch = next((pr.pr.head_ref for pr in prs if pr.pr is not None), None)
+        suite.update(
+            id=run.suite_id,
+            head_sha=run.head_sha,
+            head_branch=branch,
+            status=run.status,
+            conclusion=run.conclusion,
+            url=f"{self.render.api_url}/repos/{repo.full_name}/check-suites/{run.suite_id}",
+            after=run.head_sha,
+            pull_requests=self._pr_refs(repo, prs),
+        )
+
+    def check_run(self, repo: Repo, run: CheckRun, prs: list[Issue], sender: str) -> dict[str, Any]:
+        payload = self._common("check_run", "completed", repo, sender)
+        self.render.check_run_fields(payload["check_run"], repo, run)
+        payload["check_run"]["pull_requests"] = self._pr_refs(repo, prs)
+        self._suite(payload["check_run"]["check_suite"], repo, run, prs)
+        return payload
+
+    def check_suite(self, repo: Repo, run: CheckRun, prs: list[Issue], sender: str) -> dict[str, Any]:
+        payload = self._common("check_suite", "completed", repo, sender)
+        self._suite(payload["check_suite"], repo, run, prs)
+        payload["check_suite"]["latest_check_runs_count"] = 1
+        return payload
+
+    def status(self, repo: Repo, status: Status, sender: str) -> dict[str, Any]:
+        payload = self._common("status", None, repo, sender)
+        payload.update(
+            id=status.id,
+            sha=status.sha,
+            name=repo.full_name,
+            target_url=status.target_url,
+            context=status.context,
+            description=status.description,
+            state=status.state,
+            created_at=iso(status.created_at),
+            updated_at=iso(status.created_at),
+            branches=[],
+        )
+        payload["commit"]["sha"] = status.sha
+        return payload
+
+
+def new_delivery(event: str, action: str | None, payload: dict[str, Any]) -> Delivery:
+    return Delivery(str(uuid.uuid4()), event, action, json.dumps(payload).encode())
