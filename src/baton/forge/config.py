@@ -49,6 +49,8 @@ _REPO_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")  # upper case: a (lower-case) token is refused
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 _MAX_LABEL = 50  # GitHub's limit for a label's name
+_LABEL_RE = re.compile(rf"[^\x00-\x1f\x7f]{{1,{_MAX_LABEL}}}")
+_SCP_RE = re.compile(r"(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+:(?!//)[^\s:]\S*")  # git@host:owner/name.git
 _MAX_URL = 2048
 
 _DEFAULT_URLS = {ForgeKind.GITHUB: ("https://api.github.com", "https://github.com")}
@@ -493,6 +495,8 @@ def _clone_url(fields: _Fields) -> str | None:
         fields.url("clone_url")  # raises on credentials, query, fragment
     elif not bad and "://" in value:
         bad = urlsplit(value).scheme not in ("ssh", "git", "file")
+    elif not bad:  # never git's "transport::address" (ext:: runs a command) nor a relative path
+        bad = "::" in value or not (value.startswith("/") or _SCP_RE.fullmatch(value))
     if bad:
         raise fields.error(
             "clone_url",
@@ -513,9 +517,8 @@ def _triggers(fields: _Fields, access: Access, agents: tuple[str, ...]) -> dict[
         known = ("access", "agent", "names") if trigger is Trigger.LABEL else ("access", "agent")
         one = _Fields(table.data[name], fields.source, (*table.parts, name), known)
         agent = one.text("agent")
-        label = re.compile(rf"[^\x00-\x1f\x7f]{{1,{_MAX_LABEL}}}")
         labels = (
-            one.words("names", label, f"labels (1-{_MAX_LABEL} characters)")
+            one.words("names", _LABEL_RE, f"labels (1-{_MAX_LABEL} characters)")
             if one.has("names")
             else ("baton",)
         )
