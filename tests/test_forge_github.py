@@ -818,3 +818,42 @@ def test_tail_of_an_empty_log_and_of_one_long_line() -> None:
         assert http.tail("/empty", 100) == b""
         assert http.tail("/long", 100) == b"z" * 100  # one line longer than the tail: kept, not emptied
         assert http.tail("/long", 0) == b""
+
+
+def test_a_renamed_repository_is_followed_with_the_token() -> None:
+    repo = example("/repos/{owner}/{repo}")
+    moved = httpx.Response(
+        301, json={"message": "Moved Permanently"}, headers={"location": f"{API}/repositories/1296269"}
+    )
+    forge = Forge({("GET", R): moved, ("GET", "/repositories/1296269"): repo})
+    with forge.client() as gh:
+        assert gh.default_branch(REPO) == "master"
+    assert forge.paths() == [R, "/repositories/1296269"]
+    assert forge.requests[1].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_a_body_cut_off_is_retried_like_no_answer() -> None:
+    repo = json.dumps(example("/repos/{owner}/{repo}")).encode()
+
+    def cut_off() -> Iterator[bytes]:
+        yield repo[:100]
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    forge = Forge(
+        {("GET", R): sequence(httpx.Response(200, content=cut_off()), httpx.Response(200, content=repo))}
+    )
+    with forge.client() as gh:
+        assert gh.default_branch(REPO) == "master"
+    assert len(forge.requests) == 2 and len(forge.sleeps) == 1
+
+
+def test_a_download_that_breaks_off_leaves_the_tail_empty(caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> Iterator[bytes]:
+        yield b"2024-05-01T12:00:00.0000000Z started\n" * 100
+        raise httpx.ReadError("connection reset")
+
+    forge = checks_forge(lambda request: httpx.Response(200, content=broken()))
+    with forge.client() as gh:
+        first = gh.failed_checks(REPO, SHA)[0]
+    assert first.name == "CI / test (3.11)" and first.log_tail == ""
+    assert "broke off (ReadError: connection reset)" in caplog.text and "SIGNATURE" not in caplog.text

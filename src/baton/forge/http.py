@@ -161,8 +161,9 @@ class ForgeHTTP:
         """One request (retried as the module says), its response read: a 2xx or 3xx, or a status in
         ``allow`` (404 when "not there" is an answer); any other answer is a :class:`ForgeError`.
         ``url`` is a path under the API (``/repos/a/b``) or an absolute URL (a ``Link``)."""
-        with self._send(method, url, params=params, json=json, headers=headers, allow=allow) as response:
-            response.read()
+        with self._send(
+            method, url, params=params, json=json, headers=headers, allow=allow, read=True
+        ) as response:
             return response
 
     def json(self, method: str, url: str, **kwargs: Any) -> Any:
@@ -210,13 +211,18 @@ class ForgeHTTP:
             return b""
         headers = {"Range": f"bytes=-{tail_bytes + 1}"}
         for _ in range(_MAX_REDIRECTS):
-            with self._send("GET", url, headers=headers, allow=(416,)) as response:
+            with self._send("GET", url, headers=headers, allow=(416,), follow=False) as response:
                 if response.is_redirect:
                     url = str(response.url.join(response.headers.get("location", "")))
                     continue
                 if response.status_code == 416:  # an empty log has no last bytes to give
                     return b""
-                data, cut = self._keep_last(response, tail_bytes)
+                try:
+                    data, cut = self._keep_last(response, tail_bytes)
+                except httpx.HTTPError as exc:
+                    what = self._scrub(f"{type(exc).__name__}: {exc}")
+                    broke = f"{self.name}: GET {self._where(response.url)} broke off ({what})"
+                    raise ForgeError(broke, 0) from None
                 return _whole_lines(data, tail_bytes) if cut else data
         raise ForgeError(f"{self.name}: too many redirects for GET {self._where(httpx.URL(url))}", 0)
 
@@ -241,13 +247,16 @@ class ForgeHTTP:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         allow: Iterable[int] = (),
+        read: bool = False,
+        follow: bool = True,
     ) -> Iterator[httpx.Response]:
-        """The response (streamed: its body not read yet) of the first try that is not worth
-        retrying, closed on leaving; an error's words are read here."""
+        """The response of the first try that is not worth retrying (its body ``read``, or streamed),
+        closed on leaving; an error's words are read here. ``follow``: redirects (a renamed
+        repository's 301), the token kept to the API's origin."""
         allowed = set(allow)
         for attempt in range(self.retries + 1):
             request = self._build(method, url, params, json, headers)
-            response = self._attempt(request, attempt, resend=method.upper() in _IDEMPOTENT)
+            response = self._attempt(request, attempt, read=read, follow=follow)
             if response is None:
                 continue
             try:
@@ -273,15 +282,26 @@ class ForgeHTTP:
             request.headers["Authorization"] = self._authorization
         return request
 
-    def _attempt(self, request: httpx.Request, attempt: int, *, resend: bool) -> httpx.Response | None:
+    def _attempt(
+        self, request: httpx.Request, attempt: int, *, read: bool, follow: bool
+    ) -> httpx.Response | None:
         """One try: its response, or ``None`` after a failure worth another try (slept already)."""
+        failure: httpx.RequestError
         try:
-            return self._client.send(request, stream=True)
-        except httpx.TransportError as exc:
+            response = self._client.send(request, stream=True, follow_redirects=follow)
+            try:
+                if read:
+                    response.read()
+            except BaseException:
+                response.close()
+                raise
+            return response
+        except httpx.RequestError as exc:  # a transport's failure, too many redirects, an undecodable body
             failure = exc
         # raised out of the except block, so that the error carries no context that names the request
         what = self._scrub(type(failure).__name__ + (f": {failure}" if str(failure) else ""))
-        if attempt >= self.retries or not (resend or isinstance(failure, _UNSENT)):
+        resend = request.method in _IDEMPOTENT or isinstance(failure, _UNSENT)
+        if attempt >= self.retries or not resend or not isinstance(failure, httpx.TransportError):
             raise ForgeError(
                 f"{self.name} did not answer {request.method} {self._where(request.url)} ({what})", 0
             )
