@@ -236,6 +236,19 @@ def test_events_are_claimed_held_and_dropped(store: SQLStore) -> None:
     assert store.set_forge_events([], EventStatus.PENDING) == 0
 
 
+def test_pending_forge_threads_names_each_conversation_waiting_once(store: SQLStore) -> None:
+    assert store.pending_forge_threads() == []
+    for number, identity in ((42, "a"), (42, "b"), (7, "c"), (9, "d")):
+        store.add_forge_event(event(identity, number=number))
+    store.add_forge_event(event("e", repo="acme/web", number=1))
+    (d,) = store.forge_events("gh", "acme/api", 9)
+    assert d.id is not None
+    store.set_forge_events([d.id], EventStatus.HELD, "needs a human")
+    waiting = [("gh", "acme/api", 7), ("gh", "acme/api", 42), ("gh", "acme/web", 1)]
+    assert store.pending_forge_threads() == waiting
+    assert store.pending_forge_threads(limit=2) == waiting[:2]
+
+
 def test_of_1000_concurrent_inserts_of_one_event_exactly_one_wins(store: SQLStore) -> None:
     results = race(
         1000, lambda i: store.add_forge_event(event("comment:7", received_at=float(i))), workers=100

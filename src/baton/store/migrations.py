@@ -181,6 +181,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE UNIQUE INDEX forge_events_identity ON forge_events (forge, repo, identity)",
             "CREATE INDEX forge_events_thread ON forge_events (forge, repo, number, status)",
             "CREATE INDEX forge_events_job ON forge_events (job_id)",
+            "CREATE INDEX forge_events_status ON forge_events (status, forge, repo, number)",
             """CREATE TABLE forge_turns (
                 job_id TEXT PRIMARY KEY, forge TEXT NOT NULL, repo TEXT NOT NULL, number INTEGER NOT NULL,
                 kinds TEXT NOT NULL, submitted_at {real} NOT NULL, published_at {real}, publish TEXT)""",

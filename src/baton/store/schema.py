@@ -289,6 +289,7 @@ forge_events = sa.Table(
     sa.Index("forge_events_identity", "forge", "repo", "identity", unique=True),
     sa.Index("forge_events_thread", "forge", "repo", "number", "status"),
     sa.Index("forge_events_job", "job_id"),
+    sa.Index("forge_events_status", "status", "forge", "repo", "number"),  # the conversations waiting
 )
 
 forge_turns = sa.Table(

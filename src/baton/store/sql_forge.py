@@ -192,6 +192,7 @@ class ForgeTables:
             sa.select(forge_events.c.forge, forge_events.c.repo, forge_events.c.number)
             .where(forge_events.c.status == EventStatus.PENDING.value)
             .distinct()
+            .order_by(forge_events.c.forge, forge_events.c.repo, forge_events.c.number)
             .limit(limit)
         )
         with self._tx() as conn:
