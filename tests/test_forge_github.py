@@ -19,6 +19,7 @@ import pytest
 from baton.forge.github import GitHubClient, epoch, iso, log_text
 from baton.forge.http import ForgeHTTP, RateLimited, next_link
 from baton.forge.model import Actor, Changed, ForgeError
+from baton.testing.fake_forge import FakeForge
 
 SPEC = Path(__file__).resolve().parents[1] / "node_modules/@octokit/openapi/generated/api.github.com.json"
 API = "https://api.github.com"
@@ -857,3 +858,157 @@ def test_a_download_that_breaks_off_leaves_the_tail_empty(caplog: pytest.LogCapt
         first = gh.failed_checks(REPO, SHA)[0]
     assert first.name == "CI / test (3.11)" and first.log_tail == ""
     assert "broke off (ReadError: connection reset)" in caplog.text and "SIGNATURE" not in caplog.text
+
+
+# -- against the fake GitHub (a real HTTP server checking every exchange against GitHub's description) --
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[FakeForge]:
+    with FakeForge(tmp_path / "forge") as forge:
+        forge.create_repo("acme/api", {"README.md": "# api\n", "src/x.py": "x = 1\n"})
+        forge.add_user("baton", token="ghp_baton_token_for_the_fake_forge")
+        forge.set_permission("acme/api", "baton", "write")
+        forge.set_permission("acme/api", "alice", "write")
+        forge.set_permission("acme/api", "bob", "maintain")
+        forge.set_permission("acme/api", "triager", "triage")
+        yield forge
+        assert forge.violations == []
+
+
+def fake_client(forge: FakeForge, sleeps: list[float] | None = None, **kwargs: Any) -> GitHubClient:
+    sleep = (sleeps if sleeps is not None else []).append
+    return GitHubClient(forge.api_url, forge.token("baton"), sleep=sleep, **kwargs)
+
+
+def test_fake_forge_who_what_and_a_pull_request(fake: FakeForge) -> None:
+    issue = fake.open_issue("acme/api", "alice", "Fix x", "x should be 2", labels=["baton"])
+    head = fake.commit("acme/api", "baton/issue-1", {"src/x.py": "x = 2\n"}, "x is 2")
+    with fake_client(fake) as gh:
+        assert gh.default_branch("acme/api") == "main"
+        assert [gh.permission("acme/api", who) for who in ("alice", "bob", "triager", "acme")] == [
+            "write",
+            "maintain",
+            "triage",
+            "admin",
+        ]
+        info = gh.thread("acme/api", issue)
+        assert (info.is_pr, info.title, info.body, info.labels, info.author.login) == (
+            False,
+            "Fix x",
+            "x should be 2",
+            ("baton",),
+            "alice",
+        )
+
+        number, url = gh.open_pr("acme/api", "baton/issue-1", "main", "Fix x", f"Closes #{issue}.", True)
+        assert url.endswith(f"/acme/api/pull/{number}")
+        assert gh.open_pr("acme/api", "baton/issue-1", "main", "again", "", True) == (number, url)
+        pr = gh.thread("acme/api", number)
+        assert (pr.is_pr, pr.state, pr.head_sha, pr.head_ref, pr.base_ref) == (
+            True,
+            "open",
+            head,
+            "baton/issue-1",
+            "main",
+        )
+        assert pr.from_fork is False and pr.merged is False and pr.author.login == "baton"
+
+        with pytest.raises(ForgeError) as caught:
+            gh.open_pr("acme/api", "main", "main", "nothing", "", False)
+        assert caught.value.status == 422 and "No commits between main and main" in str(caught.value)
+
+        fake.close("acme/api", number, "alice", merged=True)
+        assert gh.thread("acme/api", number).merged
+        found = {t.number: t for t in gh.updated_since("acme/api", 0)}
+        assert set(found) == {issue, number} and found[number].is_pr and found[number].merged
+        assert not found[issue].is_pr
+
+
+def test_fake_forge_conversation(fake: FakeForge) -> None:
+    issue = fake.open_issue("acme/api", "alice", "Fix x")
+    for i in range(105):  # more than a page
+        fake.comment("acme/api", issue, "alice" if i % 2 else "bob", f"comment {i}")
+    fake.commit("acme/api", "fix", {"src/x.py": "x = 2\n"})
+    pr = fake.open_pr("acme/api", "alice", "fix", title="Fix")
+    review = fake.review(
+        "acme/api", pr, "bob", "Two things", [("src/x.py", 1, "why 2?"), ("README.md", 1, "doc it")]
+    )
+    with fake_client(fake) as gh:
+        comments = gh.comments("acme/api", issue)
+        assert [c.body for c in comments] == [f"comment {i}" for i in range(105)]
+        assert comments[0].author.login == "bob" and comments[0].at > 0
+        mine = gh.post_comment("acme/api", issue, "baton is on it")
+        gh.edit_comment("acme/api", mine, "baton is done")
+        assert fake.comments("acme/api", issue, "baton")[0].body == "baton is done"
+
+        (found,) = gh.reviews("acme/api", pr)
+        assert (found.id, found.state, found.body, found.author.login) == (
+            review,
+            "COMMENTED",
+            "Two things",
+            "bob",
+        )
+        assert [(c.path, c.line, c.body) for c in found.comments] == [
+            ("src/x.py", 1, "why 2?"),
+            ("README.md", 1, "doc it"),
+        ]
+        assert found.comments[0].diff_hunk.startswith("@@")
+    assert len([r for r in fake.requests if r.path.endswith(f"/issues/{issue}/comments")]) >= 2  # paged
+
+
+def test_fake_forge_checks_and_a_log_tail(fake: FakeForge) -> None:
+    sha = fake.commit("acme/api", "fix", {"src/x.py": "x = 2\n"})
+    fake.open_pr("acme/api", "alice", "fix")
+    log = "".join(f"2024-05-01T12:00:{i % 60:02d}.0000000Z step output {i}\n" for i in range(20_000))
+    log += "2024-05-01T12:01:00.0000000Z ##[error]Process completed with exit code 1.\n"
+    with fake_client(fake) as gh:
+        first = gh.checks_changed("acme/api", sha, None)
+        assert first.changed and first.etag
+        assert gh.checks_changed("acme/api", sha, first.etag) == Changed(False, first.etag)
+
+        job = fake.add_check_run(
+            "acme/api", sha, "test", "failure", log=log, annotations=[("src/x.py", 1, "boom")]
+        )
+        fake.add_check_run("acme/api", sha, "lint", "success")
+        fake.set_status("acme/api", sha, "ci/jenkins", "error", "Jenkins broke", "https://ci.example.com/1")
+        assert gh.checks_changed("acme/api", sha, first.etag).changed
+
+        test, status = gh.failed_checks("acme/api", sha, tail_bytes=1000)
+    assert (test.name, test.conclusion, test.job_id) == ("test", "failure", job)
+    assert test.annotations == ("src/x.py:1: boom",)
+    assert test.log_tail.endswith("step output 19999\n##[error]Process completed with exit code 1.\n")
+    assert len(test.log_tail) <= 1000 and test.log_tail.startswith("step output ")
+    assert (status.name, status.conclusion, status.url, status.annotations) == (
+        "ci/jenkins",
+        "error",
+        "https://ci.example.com/1",
+        ("Jenkins broke",),
+    )
+
+
+def test_fake_forge_faults_are_retried(fake: FakeForge) -> None:
+    sleeps: list[float] = []
+    with fake_client(fake, sleeps, timeout=0.5) as gh:
+        fake.fail_next(2, 502)
+        assert gh.default_branch("acme/api") == "main"
+        assert len(sleeps) == 2
+
+        fake.stall_next(1, 1.5)  # longer than the client waits: a timeout, retried
+        assert gh.default_branch("acme/api") == "main"
+        assert len(sleeps) == 3
+
+    with fake_client(fake, sleeps, retries=1) as gh:
+        fake.fail_next(5, 500)
+        with pytest.raises(ForgeError) as caught:
+            gh.default_branch("acme/api")
+    assert caught.value.status == 500 and "Server Error (injected)" in str(caught.value)
+    assert fake.token("baton") not in str(caught.value)
+    fake.take_fault(), fake.take_fault(), fake.take_fault()  # noqa: B018 (the faults left)
+
+    with (
+        GitHubClient(fake.api_url, "ghp_wrong_token", sleep=sleeps.append) as gh,
+        pytest.raises(ForgeError) as denied,
+    ):
+        gh.default_branch("acme/api")
+    assert denied.value.status == 401 and "ghp_wrong_token" not in str(denied.value)

@@ -71,23 +71,23 @@ def render_turn(home: Path, events: list[ForgeEvent], *, quoted: bool = False) -
     if not events:
         raise ValueError("a turn needs at least one event")
     parts: list[str] = []
-    size = 0
-    for event in events:
+    room = PROMPT_CHARS
+    for number, event in enumerate(events, 1):
         part = render_event(home, event, quoted=quoted)
-        parts.append(part)
-        size += len(part) + 7
-        if size > PROMPT_CHARS:
-            left = len(events) - len(parts)
-            if left:
+        if len(part) > room:
+            parts.append(cut(part, max(room, 0), "this event was cut: the prompt is full"))
+            if left := len(events) - number:
                 parts.append(f"[… {left:,} more events of this turn were left out: the prompt is full]")
             break
+        parts.append(part)
+        room -= len(part) + 7  # and its separator
     text = "\n\n---\n\n".join(parts)
-    if len(parts) > 1:
+    if len(events) > 1:
         preface = (
             f"{len(events)} things happened on the forge since your last turn, in the order they arrived."
         )
         text = f"{preface}\n\n{text}"
-    return cut(text, PROMPT_CHARS, "the prompt was cut here")
+    return text
 
 
 def render_event(home: Path, event: ForgeEvent, *, quoted: bool = False) -> str:

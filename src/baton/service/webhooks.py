@@ -400,14 +400,12 @@ async def receive(request: Request, forge: Forge) -> JSONResponse:
 def what_to_do(loop: ForgeLoop | None, forge: Forge, event: str, payload: dict[str, Any]) -> Work | str:
     """The delivery's work (a cleanup, feedback for bound threads, or both), or why there is none."""
     cleanup = classify(event, payload)
-    found: list[ForgeEvent] | str = "no forge is configured for feedback"
-    if loop is not None:
-        found = feedback.read(loop.config, ForgeKind(forge.name), event, payload)
+    found = feedback.read(loop.config, ForgeKind(forge.name), event, payload) if loop else []
     closed = found if isinstance(found, str) and found.startswith("closed:") else None
     events = tuple(found) if isinstance(found, list) else ()
     target = cleanup if isinstance(cleanup, Target) else None
     if target is None and not events and closed is None:
-        return f"{cleanup}; {found}"
+        return f"{cleanup}; {found}" if isinstance(found, str) else str(cleanup)
     return Work(target, events, closed)
 
 

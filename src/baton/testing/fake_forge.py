@@ -164,8 +164,11 @@ class FakeForge(BackgroundServer):
         return self
 
     def stop(self) -> None:
+        # each server's loop notices its shutdown within half a second: wait for both at once
+        git = threading.Thread(target=self.git.stop, name="fake-forge-git-stop")
+        git.start()
         super().stop()
-        self.git.stop()
+        git.join()
 
     @property
     def web_url(self) -> str:
