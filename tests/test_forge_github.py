@@ -18,7 +18,7 @@ import pytest
 
 from baton.forge.github import GitHubClient, epoch, iso, log_text
 from baton.forge.http import ForgeHTTP, RateLimited, next_link
-from baton.forge.model import Actor, Changed, ForgeError
+from baton.forge.model import Actor, Changed, ForgeClient, ForgeError
 from baton.testing.fake_forge import FakeForge
 
 SPEC = Path(__file__).resolve().parents[1] / "node_modules/@octokit/openapi/generated/api.github.com.json"
@@ -763,6 +763,27 @@ def test_retry_after_is_honoured_for_429_and_secondary_limits() -> None:
     assert forge.sleeps == [7.0, 2.0]
 
 
+def test_a_secondary_rate_limit_without_headers_waits_a_minute() -> None:
+    repo = example("/repos/{owner}/{repo}")
+    secondary = httpx.Response(
+        403,
+        json={
+            "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try"
+            " again.",
+            "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+        },
+    )
+    forge = Forge({("GET", R): sequence(secondary, httpx.Response(200, json=repo))})
+    with forge.client() as gh:
+        assert gh.default_branch(REPO) == "master"
+    assert forge.sleeps == [60.0]
+    with forge.client(max_wait=10) as gh:
+        forge.routes[("GET", R)] = secondary
+        with pytest.raises(RateLimited) as caught:
+            gh.default_branch(REPO)
+    assert caught.value.status == 403 and "secondary rate limit" in str(caught.value)
+
+
 def test_a_403_that_is_no_rate_limit_is_refused_at_once() -> None:
     forge = Forge(
         {("GET", R): httpx.Response(403, json={"message": "Resource not accessible by integration"})}
@@ -884,7 +905,9 @@ def fake_client(forge: FakeForge, sleeps: list[float] | None = None, **kwargs: A
 def test_fake_forge_who_what_and_a_pull_request(fake: FakeForge) -> None:
     issue = fake.open_issue("acme/api", "alice", "Fix x", "x should be 2", labels=["baton"])
     head = fake.commit("acme/api", "baton/issue-1", {"src/x.py": "x = 2\n"}, "x is 2")
-    with fake_client(fake) as gh:
+    client: ForgeClient = fake_client(fake)  # the Protocol, as mypy checks it
+    assert isinstance(client, GitHubClient)
+    with client as gh:
         assert gh.default_branch("acme/api") == "main"
         assert [gh.permission("acme/api", who) for who in ("alice", "bob", "triager", "acme")] == [
             "write",

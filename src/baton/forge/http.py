@@ -44,6 +44,7 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LINK = re.compile(r'<([^>]*)>\s*;[^,]*?\brel="?([^",;]*)"?')
 _MAX_ERROR_BODY = 64 * 1024  # what an error's body is read for its words
 _MAX_REDIRECTS = 5
+_SECONDARY_WAIT = 60.0  # GitHub: "wait at least one minute" when a secondary rate limit names no time
 
 
 class RateLimited(ForgeError):
@@ -310,23 +311,25 @@ class ForgeHTTP:
 
     def _should_retry(self, request: httpx.Request, response: httpx.Response, attempt: int) -> float:
         """How long to wait before the next try; raises when there is none to make."""
-        status = response.status_code
-        limited = self._rate_limit_wait(response)
+        status, message = response.status_code, self._message(request, response)
+        limited = self._rate_limit_wait(response, message)
         last = attempt >= self.retries
         if limited is not None:
             if last or limited > self.max_wait:
-                raise RateLimited(self._message(request, response), status, self._clock() + limited)
+                raise RateLimited(message, status, self._clock() + limited)
             return limited
         transient = status == 429 or status >= 500
         if last or not transient or (request.method not in _IDEMPOTENT and status != 429):
-            raise ForgeError(self._message(request, response), status)
+            raise ForgeError(message, status)
         after = _retry_after(response.headers.get("retry-after"), self._clock())
         if after is not None and after > self.max_wait:
-            raise ForgeError(self._message(request, response), status)
+            raise ForgeError(message, status)
         return after if after is not None else self._backoff_for(attempt)
 
-    def _rate_limit_wait(self, response: httpx.Response) -> float | None:
-        """Seconds until a spent rate limit resets, or ``None`` when the answer is not a rate limit."""
+    def _rate_limit_wait(self, response: httpx.Response, message: str) -> float | None:
+        """Seconds until a spent rate limit resets, or ``None`` when the answer is not a rate limit:
+        ``Retry-After``; else ``x-ratelimit-reset`` when ``x-ratelimit-remaining`` is 0; else, for
+        GitHub's secondary limit that gives neither, the minute its documentation asks for."""
         status, headers = response.status_code, response.headers
         if status not in (403, 429):
             return None
@@ -337,8 +340,10 @@ class ForgeHTTP:
             try:
                 reset = float(headers.get("x-ratelimit-reset", ""))
             except ValueError:
-                return self._backoff_for(0) if status == 429 else None
+                return _SECONDARY_WAIT
             return max(0.0, reset - self._clock()) + 1.0  # the reset's second, passed
+        if any(words in message.lower() for words in ("secondary rate limit", "abuse detection")):
+            return _SECONDARY_WAIT
         return None
 
     def _backoff_for(self, attempt: int) -> float:
