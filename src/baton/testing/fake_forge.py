@@ -25,6 +25,7 @@ Run it by hand for the README's offline tour: ``python -m baton.testing.fake_for
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import os
 import secrets
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from baton.testing._http import BackgroundServer, QuietHandler
+from baton.testing._http import BackgroundServer, QuietHandler, QuietServer
 from baton.testing.fake_forge_hooks import Delivery, Payloads, new_delivery, post
 from baton.testing.fake_forge_openapi import rest_description, webhook_description
 from baton.testing.fake_forge_render import Render
@@ -89,10 +90,53 @@ class Violation:
     errors: tuple[str, ...]
 
 
+def serve_quickly(server: BackgroundServer) -> None:
+    """:meth:`BackgroundServer.start` with a 50 ms poll, so :meth:`~BackgroundServer.stop` returns at
+    once instead of after up to half a second (it adds up over a test suite's fakes)."""
+    if server._server is not None:
+        return
+    bound = type(f"{type(server).__name__}Handler", (server.handler_class(),), {"owner": server})
+    server._server = QuietServer(server.port, bound)
+    server._server.block_on_close = server.block_on_close
+    server.port = server._server.server_address[1]
+    server._thread = threading.Thread(
+        target=functools.partial(server._server.serve_forever, 0.05),
+        name=f"{server.thread_name}-{server.port}",
+        daemon=True,
+    )
+    server._thread.start()
+
+
+class _Pending:
+    """API requests in flight (until their deliveries are sent), for :meth:`FakeForge.settle`."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._count = 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            self._count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._count -= 1
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._count == 0, timeout)
+
+
 class _ForgeGit(GitHttpServer):
     """The git server: any user's token is a password; a push may move pull requests' heads."""
 
     forge: FakeForge | None = None
+
+    def start(self) -> Self:
+        self.root = Path(self.root).resolve()
+        serve_quickly(self)
+        return self
 
     def check(self, authorization: str | None) -> str | None:
         from baton.testing.git_http import _basic_credentials
@@ -144,6 +188,7 @@ class FakeForge(BackgroundServer):
         self._ids = itertools.count(1001)
         self._faults: list[tuple[str, float]] = []  # ("fail", status) | ("stall", seconds), in order
         self._local = threading.local()
+        self.pending = _Pending()
         self.git = _ForgeGit(root=self.root / "git", token="", port=git_port)
         self.git.forge = self
         self.render = Render(self.rest, self.hooks, self.api_url, self.web_url, self.clone_url, self.user)
@@ -159,7 +204,7 @@ class FakeForge(BackgroundServer):
     def start(self) -> Self:
         (self.root / "git").mkdir(parents=True, exist_ok=True)
         self.git.start()
-        super().start()
+        serve_quickly(self)
         self.render.api_url, self.render.web_url = self.api_url, self.web_url
         return self
 
@@ -618,6 +663,12 @@ class FakeForge(BackgroundServer):
         with self.lock:
             delivery.statuses.append(status)
         return status
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every API request in flight has answered and sent the deliveries it caused (they
+        go after the response, as GitHub's arrive after its API answered)."""
+        if not self.pending.wait(timeout):
+            raise TimeoutError(f"API requests still in flight after {timeout} s")
 
     def redeliver(self, delivery: Delivery | str) -> int:
         """Send a delivery again, same id and body (GitHub's "Redeliver")."""

@@ -337,50 +337,55 @@ class ApiHandler(QuietHandler):
     def _dispatch(self) -> None:
         path, _, query = self.path.partition("?")
         if path.startswith("/_fake/logs/") and self.command == "GET":
-            self._log(path, parse_qs(query))
+            status = self._log(path, parse_qs(query))
+            self.owner.requests.append(_request(self.command, path, status, query))
             return
         body = self._body()
         fake = self.owner
         fake._local.deferred = []
-        try:
-            status = self._api(path, query, body)
-        finally:
-            deferred, fake._local.deferred = fake._local.deferred, None
-        fake.requests.append(_request(self.command, path, status, query))
-        for delivery in deferred:
-            fake.send(delivery)
+        with fake.pending:
+            try:
+                status, obj, headers = self._api(path, query, body)
+            finally:
+                deferred, fake._local.deferred = fake._local.deferred, None
+            fake.requests.append(_request(self.command, path, status, query))
+            payload = b"" if obj is None else json.dumps(obj).encode()
+            headers = {"X-GitHub-Media-Type": "github.v3; format=json", **headers}
+            self._send(status, payload, "application/json; charset=utf-8", headers)
+            for delivery in deferred:
+                fake.send(delivery)
 
-    def _reply(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> bytes:
-        payload = b"" if obj is None else json.dumps(obj).encode()
-        headers = {"X-GitHub-Media-Type": "github.v3; format=json", **(headers or {})}
-        self._send(status, payload, "application/json; charset=utf-8", headers)
-        return payload
-
-    def _api(self, path: str, query: str, body: bytes) -> int:
-        from baton.testing.fake_forge import ForgeRefused, Violation
-
+    def _api(self, path: str, query: str, body: bytes) -> Reply:
+        """The request's answer; a fault, 404, 401 or 400 before its route's handler is reached."""
         fake = self.owner
         fault = fake.take_fault()
         if fault and fault[0] == "stall":
             time.sleep(fault[1])
         elif fault:
-            status = int(fault[1])
-            self._reply(status, fake.render.error("Server Error (injected)", status))
-            return status
-        if not path.startswith("/api/v3/"):
-            self._reply(404, fake.render.error("Not Found", 404))
-            return 404
-        path = path.removeprefix("/api/v3")
+            return int(fault[1]), fake.render.error("Server Error (injected)", int(fault[1])), {}
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
         user = fake.user_by_token(token.strip()) if scheme.lower() in ("bearer", "token") else None
+        found = route(self.command, path.removeprefix("/api/v3")) if path.startswith("/api/v3/") else None
         if user is None:
-            self._reply(401, fake.render.error("Requires authentication", 401))
-            return 401
-        found = route(self.command, path)
+            return 401, fake.render.error("Requires authentication", 401), {}
         if found is None:
-            self._reply(404, fake.render.error("Not Found", 404))
-            return 404
-        template, params, handler = found
+            return 404, fake.render.error("Not Found", 404), {}
+        return self._checked(path.removeprefix("/api/v3"), query, body, user.login, *found)
+
+    def _checked(
+        self,
+        path: str,
+        query: str,
+        body: bytes,
+        login: str,
+        template: str,
+        params: dict[str, str],
+        handler: Handler,
+    ) -> Reply:
+        """The route's answer, its request and response checked against the description."""
+        from baton.testing.fake_forge import ForgeRefused, Violation
+
+        fake = self.owner
         what = f"{self.command} {template}"
         params_q = parse_qs(query, keep_blank_values=True)
         checked = fake.rest.check_request(
@@ -396,16 +401,9 @@ class ApiHandler(QuietHandler):
         )
         if not checked.ok:
             fake.violations.append(Violation("request", what, checked.errors))
-            self._reply(400, fake.render.error("Invalid request: " + "; ".join(checked.errors), 400))
-            return 400
-        call = Call(
-            fake,
-            user.login,
-            params,
-            params_q,
-            json.loads(body) if body else None,
-            f"{fake.api_url}{quote(path)}",
-        )
+            return 400, fake.render.error("Invalid request: " + "; ".join(checked.errors), 400), {}
+        url = f"{fake.api_url}{quote(path)}"
+        call = Call(fake, login, params, params_q, json.loads(body) if body else None, url)
         try:
             status, obj, headers = handler(call)
         except ForgeRefused as exc:
@@ -420,31 +418,29 @@ class ApiHandler(QuietHandler):
             tag = etag(payload)
             headers = {**headers, "ETag": tag, "Cache-Control": "private, max-age=60, s-maxage=60"}
             if _matches(self.headers.get("If-None-Match"), tag):
-                self._reply(304, None, {"ETag": tag})
-                return 304
+                return 304, None, {"ETag": tag}
         response = fake.rest.check_response(template, self.command, status, payload)
         if not response.ok:
             fake.violations.append(Violation("response", f"{what} → {status}", response.errors))
-        self._reply(status, obj, headers)
-        return status
+        return status, obj, headers
 
-    def _log(self, path: str, query: dict[str, list[str]]) -> None:
+    def _log(self, path: str, query: dict[str, list[str]]) -> int:
         """A job's raw log, as GitHub's pre-signed download URL serves it: no token, ``Range`` honoured."""
         fake = self.owner
         parts = path.removeprefix("/_fake/logs/").split("/")
         if len(parts) != 3 or query.get("key", [""])[0] != fake.log_key:
             self._send(404, b"not found\n", "text/plain")
-            return
+            return 404
         try:
             run = fake.check_run(f"{parts[0]}/{parts[1]}", int(parts[2]))
         except Exception:
             self._send(404, b"not found\n", "text/plain")
-            return
+            return 404
         size = run.log_size()
         span = _range(self.headers.get("Range"), size)
         if span == "bad":
             self._send(416, b"", "text/plain", {"Content-Range": f"bytes */{size}"})
-            return
+            return 416
         start, end = span or (0, size)
         self.send_response(206 if span else 200)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -455,6 +451,7 @@ class ApiHandler(QuietHandler):
         self.end_headers()
         for offset in range(start, end, _CHUNK):
             self.wfile.write(run.log_slice(offset, min(end, offset + _CHUNK)))
+        return 206 if span else 200
 
 
 def _range(header: str | None, size: int) -> tuple[int, int] | str | None:
