@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from baton.forge.events import Malformed
-from baton.forge.intake import BODY_CHARS, TITLE_CHARS, gitea_review_identity, mentions, read_event
+from baton.forge.intake import gitea_review_identity, read_event
 from baton.forge.model import FeedbackKind, ForgeEvent, ForgeKind, Trigger
+from baton.forge.payload import BODY_CHARS, TITLE_CHARS, mentions
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "node_modules/@octokit/webhooks-examples"

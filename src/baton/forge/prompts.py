@@ -28,8 +28,8 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from baton.forge.intake import BODY_CHARS, clean
 from baton.forge.model import FailedCheck, FeedbackKind, ForgeEvent, ReviewComment, Trigger
+from baton.forge.payload import BODY_CHARS, clean
 
 PROMPT_CHARS = 1_000_000
 REVIEW_COMMENTS = 200
