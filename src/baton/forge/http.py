@@ -3,15 +3,17 @@
 
 - **Bounded retries** of what is worth retrying: no answer (a refused connection, a timeout), 429 and
   5xx, with exponential backoff and jitter; a rate limit (429, or a 403 that says so: GitHub's
-  ``x-ratelimit-remaining: 0`` or a secondary limit's ``Retry-After``) waits as long as the forge asks
-  (``Retry-After``, ``x-ratelimit-reset``) when that is under ``max_wait``, and is otherwise a
+  ``x-ratelimit-remaining: 0``, a secondary limit's ``Retry-After`` or words) waits as long as the
+  forge asks (``Retry-After``, ``x-ratelimit-reset``, else the minute GitHub's documentation asks for a
+  secondary limit) when that is under ``max_wait``, and is otherwise a
   :class:`RateLimited` error at once (a reconcile should not sleep for an hour). A POST is re-sent only
   when the forge cannot have acted on it (no connection, a rate limit): a comment is not posted twice.
   Everything else (401, 404, 422, ...) is a :class:`~baton.forge.model.ForgeError` at once.
 - **The token** goes in the ``Authorization`` header, and only to the API's own origin: a download
   redirected to a storage host (a job's log) does not carry it. It never appears in a log line or an
   error message (they name the method and the path, never the query, where a signed download URL keeps
-  its signature), and it is scrubbed from the forge's own words too.
+  its signature — a filter drops the queries from httpx's own request log for the same reason), and
+  it is scrubbed from the forge's own words too.
 - **Pagination** through ``Link: <...>; rel="next"`` headers, one page at a time: the caller keeps what
   it returns, never the pages.
 - **Conditional GETs** (``If-None-Match``): :meth:`ForgeHTTP.changed` answers :class:`Changed`.
