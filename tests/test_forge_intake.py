@@ -133,6 +133,7 @@ def test_edited_and_deleted_comments_ask_nothing() -> None:
         "line one\n  @baton: line two",
         "```\ncode\n```\n@baton after the fence",
         "> quoted\n\n@baton after the quote",
+        "```\r\nfenced\r\n```\r\n@baton after a CRLF fence",
     ],
 )
 def test_a_mention_is_a_word(text: str) -> None:
@@ -152,6 +153,8 @@ def test_a_mention_is_a_word(text: str) -> None:
         "```\n@baton inside a fence\n```",
         "~~~~\n@baton in a tilde fence\n~~~\nstill inside\n~~~~",
         "```\nunclosed fence\n@baton",
+        "```\r\n@baton in a CRLF fence\r\n```\r\n",
+        "text\r> @baton quoted after a bare CR",
         "use `@baton` in inline code",
         "``a ` @baton `` double backticks",
         "baton without the at",
@@ -572,3 +575,18 @@ def test_gitea_hostile_labels_and_assignees_are_malformed() -> None:
     payload["issue"]["assignees"] = [{"login": 5}]
     with pytest.raises(Malformed):
         gitea_read("issues", payload)
+
+
+def test_gitea_a_review_whose_text_is_not_a_string_is_malformed() -> None:
+    payload = gitea("pull_request_review_rejected")
+    payload["review"]["content"] = {"text": "x"}
+    with pytest.raises(Malformed):
+        gitea_read("pull_request_rejected", payload)
+
+
+def test_gitea_a_long_review_has_the_identity_the_reconcile_computes_from_the_api() -> None:
+    payload = gitea("pull_request_review_rejected")
+    payload["review"]["content"] = "y" * (BODY_CHARS + 5)
+    event = one(gitea_read("pull_request_rejected", payload))
+    assert event.identity == gitea_review_identity(4, event.head_sha or "", "y" * (BODY_CHARS + 5))
+    assert event.identity != gitea_review_identity(4, event.head_sha or "", event.body)

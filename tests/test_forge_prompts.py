@@ -229,7 +229,7 @@ def test_a_commit_status_without_a_pull_request_names_its_commit(home: Path) -> 
     payload = example("status", None)
     payload["state"] = "failure"
     text = render_turn(home, [event_of("status", payload)])
-    assert text.startswith("CI failed on Codertocat/Hello-World, commit 6113728f27ae at commit 6113728f27ae")
+    assert text.startswith("CI failed on Codertocat/Hello-World at commit 6113728f27ae (")
 
 
 def test_a_conflict_asks_to_bring_the_branch_up_to_date(home: Path) -> None:

@@ -148,8 +148,8 @@ def _who(event: ForgeEvent) -> str:
 
 def _where(event: ForgeEvent) -> str:
     repo = _line(event.repo)
-    if event.number <= 0:
-        return f"{repo}, commit {event.head_sha[:12] if event.head_sha else '(unknown)'}"
+    if event.number <= 0:  # a commit status whose pull request is not known yet: its commit says
+        return repo
     return f"{repo} {'pull request' if event.is_pr else 'issue'} #{event.number}"
 
 
