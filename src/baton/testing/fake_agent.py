@@ -17,6 +17,8 @@ Faults, from the environment:
   ``$HOME``, the key's home under baton);
 - ``FAKE_AGENT_NO_VERSION``: leave the version out of the ``init`` event (as Codex and Gemini do);
 - ``FAKE_AGENT_EXIT``: exit with this code after replying (a crash without a result line);
+- ``FAKE_AGENT_WRITE`` = NAME: append a line naming the turn's prompt to the file NAME in the working
+  directory (an agent that edits its worktree);
 - ``FAKE_AGENT_RETRIES`` = N: before replying, report N failed connections to the model API 0.3 s
   apart, as Claude Code's ``api_retry`` events do (``"error_status": null``).
 """
@@ -207,6 +209,9 @@ def main(argv: list[str]) -> None:
         time.sleep(0.3)
     if should_fail():
         fail(session_id, "fake failure (FAKE_AGENT_FAIL)")
+    if os.environ.get("FAKE_AGENT_WRITE"):
+        with open(os.environ["FAKE_AGENT_WRITE"], "a", encoding="utf-8") as notes:
+            notes.write(f"turn {len(history) // 2 + 1}: {args.get('prompt', '').splitlines()[0][:80]}\n")
     count = len(history) + 2
     reply = record("assistant", user["uuid"], session_id, cwd, f"fake reply: received {count} messages")
     append(transcript, reply)
