@@ -107,9 +107,11 @@ def render_event(home: Path, event: ForgeEvent, *, quoted: bool = False) -> str:
         values["quoted"] = quote(_material(event))
         kind = FeedbackKind.CONTEXT
     else:
-        values["comments"] = review_comments(event)
-        values["checks"] = failed_checks(event)
         kind = event.kind
+        if kind is FeedbackKind.REVIEW:
+            values["comments"] = review_comments(event)
+        if kind is FeedbackKind.CI_FAILURE:
+            values["checks"] = failed_checks(event)
     # only the template is parsed: each value is substituted once, as it is
     return load_template(kind, home).safe_substitute(values).strip()
 
