@@ -17,14 +17,13 @@ import json
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from baton.testing._http import QuietHandler
+from baton.testing.fake_forge_core import ApiRequest, ForgeRefused, Violation
 from baton.testing.fake_forge_state import ROLES, parse_iso
-
-if TYPE_CHECKING:
-    from baton.testing.fake_forge import FakeForge
+from baton.testing.fake_forge_threads import ForgeThreads
 
 Reply = tuple[int, Any, dict[str, str]]  # status, JSON body (None: none), extra headers
 Handler = Callable[["Call"], Reply]
@@ -37,7 +36,7 @@ class Call:
 
     def __init__(
         self,
-        fake: FakeForge,
+        fake: ForgeThreads,
         login: str,
         params: dict[str, str],
         query: dict[str, list[str]],
@@ -66,8 +65,6 @@ class Call:
 
     def require(self, role: str) -> None:
         if ROLES.index(self.role()) < ROLES.index(role):
-            from baton.testing.fake_forge import ForgeRefused
-
             raise ForgeRefused(403, "Resource not accessible by personal access token")
 
     def page(self, items: list[Any]) -> tuple[list[Any], dict[str, str]]:
@@ -97,8 +94,6 @@ def get_repo(c: Call) -> Reply:
 
 
 def get_permission(c: Call) -> Reply:
-    from baton.testing.fake_forge import ForgeRefused
-
     repo = c.fake.repo(c.repo_name)
     if c.params["username"] not in c.fake.users:
         raise ForgeRefused(404, f"{c.params['username']} is not a user")
@@ -129,8 +124,6 @@ def get_issue(c: Call) -> Reply:
 
 
 def _pull(c: Call, number: int) -> Any:
-    from baton.testing.fake_forge import ForgeRefused
-
     repo, issue = c.fake.repo(c.repo_name), c.fake.issue(c.repo_name, number)
     if issue.pr is None:
         raise ForgeRefused(404, "Not Found")
@@ -200,8 +193,6 @@ def create_comment(c: Call) -> Reply:
 
 
 def update_comment(c: Call) -> Reply:
-    from baton.testing.fake_forge import ForgeRefused
-
     comment_id = int(c.params["comment_id"])
     found = [x for x in c.fake.comments(c.repo_name) if x.id == comment_id]
     if not found:
@@ -221,8 +212,6 @@ def list_reviews(c: Call) -> Reply:
 
 
 def list_review_comments(c: Call) -> Reply:
-    from baton.testing.fake_forge import ForgeRefused
-
     number, review_id = int(c.params["pull_number"]), int(c.params["review_id"])
     review = next((r for r in c.fake.reviews(c.repo_name, number) if r.id == review_id), None)
     if review is None:
@@ -316,7 +305,7 @@ def _matches(header: str | None, tag: str) -> bool:
 
 
 class ApiHandler(QuietHandler):
-    owner: FakeForge
+    owner: ForgeThreads
     timeout = 120
 
     def do_GET(self) -> None:
@@ -383,8 +372,6 @@ class ApiHandler(QuietHandler):
         handler: Handler,
     ) -> Reply:
         """The route's answer, its request and response checked against the description."""
-        from baton.testing.fake_forge import ForgeRefused, Violation
-
         fake = self.owner
         what = f"{self.command} {template}"
         params_q = parse_qs(query, keep_blank_values=True)
@@ -438,7 +425,7 @@ class ApiHandler(QuietHandler):
             return 404
         size = run.log_size()
         span = _range(self.headers.get("Range"), size)
-        if span == "bad":
+        if span is not None and span[0] >= span[1]:
             self._send(416, b"", "text/plain", {"Content-Range": f"bytes */{size}"})
             return 416
         start, end = span or (0, size)
@@ -454,24 +441,22 @@ class ApiHandler(QuietHandler):
         return 206 if span else 200
 
 
-def _range(header: str | None, size: int) -> tuple[int, int] | str | None:
-    """``(start, end)`` (end exclusive) of a single ``bytes=`` range, None without one, "bad" when
-    it cannot be satisfied."""
+def _range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``(start, end)`` (end exclusive) of a single ``bytes=`` range, None without one (or one this
+    server ignores, as HTTP allows); an empty span when it cannot be satisfied."""
     if not header or not header.startswith("bytes=") or "," in header:
         return None
     first, _, last = header.removeprefix("bytes=").strip().partition("-")
     try:
         if first == "":
             n = int(last)
-            return (max(0, size - n), size) if n > 0 and size > 0 else "bad"
+            return (max(0, size - n), size) if n > 0 and size > 0 else (0, 0)
         start = int(first)
         end = min(size, int(last) + 1) if last else size
     except ValueError:
         return None
-    return (start, end) if start < size and start < end else "bad"
+    return (start, end) if start < size and start < end else (0, 0)
 
 
 def _request(method: str, path: str, status: int, query: str) -> Any:
-    from baton.testing.fake_forge import ApiRequest
-
     return ApiRequest(method, path.removeprefix("/api/v3"), status, query)

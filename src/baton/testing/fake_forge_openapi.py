@@ -20,7 +20,7 @@ How, and what it costs (measured on this machine, 2 cores):
 - Responses: openapi-core validates a page of 100 issues in ~0.3 s (3 ms an issue), too slow for the
   hostile tests (a review of 10,000 comments). So a response body is checked with ``jsonschema_rs``
   against the operation's schema for its status, translated from OpenAPI 3.0 (``nullable``) to JSON
-  Schema with only the components it reaches: ~2 ms for the same page, ~10–90 ms to compile each
+  Schema with only the components it reaches: ~2 ms for the same page, ~10-90 ms to compile each
   operation's schema once per process.
 - Everything is cached per process (:func:`rest_description`, :func:`webhook_description`), so a
   second fake starts in well under a millisecond of validation cost.
@@ -140,7 +140,7 @@ class RestDescription:
         self.path = node_modules() / "@octokit" / "openapi" / "generated" / f"{name}.json"
         self.doc: dict[str, Any] = json.loads(self.path.read_bytes())
         self.ghes = not name.startswith("api.github.com")  # GHES and GHEC-style bases under /api/v3
-        self._openapi = OpenAPI.from_dict(self.doc, config=Config(spec_validator_cls=None))  # type: ignore[arg-type]
+        self._openapi = OpenAPI.from_dict(self.doc, config=Config(spec_validator_cls=None))
         self._schemas = self.doc["components"]["schemas"]
         self._compiled: dict[tuple[str, str, str], Any] = {}
         self._lock = threading.Lock()

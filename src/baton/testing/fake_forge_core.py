@@ -1,0 +1,318 @@
+"""The fake forge's core (:class:`ForgeCore`): its state under one lock, users and their roles,
+repositories and the branch updates pushed to them, the webhook deliveries a change sends, and the
+faults a test injects. :class:`~baton.testing.fake_forge_threads.ForgeThreads` adds issues, pull
+requests, reviews and checks; :class:`~baton.testing.fake_forge.FakeForge` serves it all over HTTP.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from baton.testing.fake_forge_hooks import Delivery, Payloads, new_delivery, post
+from baton.testing.fake_forge_openapi import rest_description, webhook_description
+from baton.testing.fake_forge_render import Render
+from baton.testing.fake_forge_state import ROLES, Issue, IssueComment, Push, Repo, Review, User, init_bare
+
+
+class ForgeRefused(Exception):
+    """What GitHub would answer with an error (the REST layer turns it into that status)."""
+
+    def __init__(self, status: int, message: str, resource: str = "") -> None:
+        super().__init__(message)
+        self.status, self.message, self.resource = status, message, resource
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One request the API answered (git requests are in :attr:`FakeForge.git`'s ``requests``)."""
+
+    method: str
+    path: str  # without the /api/v3 prefix and the query
+    status: int
+    query: str = ""
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A request, response or delivery that GitHub's description rejects."""
+
+    kind: str  # request | response | webhook
+    what: str  # "GET /repos/{owner}/{repo}", "issue_comment.created"
+    errors: tuple[str, ...]
+
+
+class _Pending:
+    """API requests in flight (until their deliveries are sent), for :meth:`FakeForge.settle`."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._count = 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            self._count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._count -= 1
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._count == 0, timeout)
+
+
+class ForgeCore:
+    """State, users, repositories, deliveries and faults; the URLs come from the server's ports."""
+
+    port: int = 0
+    git_port: int = 0
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        secret: str = "",
+        deliver_to: str | None = None,
+        description: str = "ghes-3.19",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.root, self.secret, self.deliver_to = Path(root), secret, deliver_to
+        self.description, self.clock = description, clock
+        self.rest = rest_description(description)
+        self.hooks = webhook_description(description)
+        self.lock = threading.RLock()
+        self.users: dict[str, User] = {}
+        self.repos: dict[str, Repo] = {}
+        self.requests: list[ApiRequest] = []
+        self.violations: list[Violation] = []
+        self.deliveries: list[Delivery] = []
+        self.pushes: list[Push] = []
+        self._comments: dict[int, IssueComment] = {}
+        self._reviews: dict[int, Review] = {}
+        self.log_key = secrets.token_hex(8)  # the "pre-signed" part of log download URLs
+        self._ids = itertools.count(1001)
+        self._faults: list[tuple[str, float]] = []  # ("fail", status) | ("stall", seconds), in order
+        self._local = threading.local()
+        self.pending = _Pending()
+        self.render = Render(self.rest, self.hooks, self.api_url, self.web_url, self.clone_url, self.user)
+        self.payloads = Payloads(self.render)
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """The REST base a client is configured with (GHES-style)."""
+        return f"{self.web_url}/api/v3"
+
+    def clone_url(self, repo: Repo | str) -> str:
+        full_name = repo.full_name if isinstance(repo, Repo) else repo
+        return f"http://127.0.0.1:{self.git_port}/{full_name}.git"
+
+    # -- users ---------------------------------------------------------------------------------------
+
+    def add_user(self, login: str, type: str = "User", token: str | None = None) -> User:
+        """A user (``type`` User or Bot); its token authenticates the API and git."""
+        with self.lock:
+            user = User(login, next(self._ids), type, token or f"ghp_{login}_{secrets.token_hex(4)}")
+            self.users[login] = user
+            return user
+
+    def user(self, login: str) -> User:
+        with self.lock:
+            if login not in self.users:
+                self.add_user(login, "Bot" if login.endswith("[bot]") else "User")
+            return self.users[login]
+
+    def user_by_token(self, token: str) -> User | None:
+        with self.lock:
+            return next((u for u in self.users.values() if secrets.compare_digest(u.token, token)), None)
+
+    def token(self, login: str) -> str:
+        return self.user(login).token
+
+    def set_permission(self, repo: str, login: str, role: str) -> None:
+        """``role``: admin, maintain, write, triage, read or none."""
+        if role not in ROLES:
+            raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        with self.lock:
+            self.user(login)
+            self.repo(repo).permissions[login] = role
+
+    # -- repositories ----------------------------------------------------------------------------------
+
+    def create_repo(
+        self, full_name: str, files: dict[str, str] | None = None, default_branch: str = "main"
+    ) -> Repo:
+        """A repository whose default branch holds one commit of ``files``; its owner is an admin."""
+        owner, _, name = full_name.partition("/")
+        with self.lock:
+            self.user(owner)
+            path = self.root / "git" / owner / f"{name}.git"
+            init_bare(path, default_branch, files or {"README.md": f"# {name}\n"}, owner, self.clock())
+            repo = Repo(owner, name, next(self._ids), path, default_branch, self.clock(), {owner: "admin"})
+            repo.known = repo.branches()
+            self.repos[full_name] = repo
+            return repo
+
+    def repo(self, full_name: str) -> Repo:
+        with self.lock:
+            if full_name not in self.repos:
+                raise ForgeRefused(404, "Not Found")
+            return self.repos[full_name]
+
+    def commit(
+        self, repo: str, branch: str, files: dict[str, str], message: str = "change", base: str | None = None
+    ) -> str:
+        """A commit of ``files`` on ``branch`` (created from ``base``, default the default branch, when
+        new), made in the bare repository as a push would; sends ``synchronize`` to its open PRs."""
+        r = self.repo(repo)
+        parent = r.head(branch) or r.head(base or r.default_branch)
+        env = {**os.environ, "GIT_INDEX_FILE": str(r.path / f"index-{secrets.token_hex(4)}")}
+        try:
+            subprocess.run(["git", "-C", str(r.path), "read-tree", parent or "--empty"], env=env, check=True)
+            for name, content in files.items():
+                blob = _blob(r, content)
+                subprocess.run(
+                    [
+                        "git",
+                        "-C",
+                        str(r.path),
+                        "update-index",
+                        "--add",
+                        "--cacheinfo",
+                        f"100644,{blob},{name}",
+                    ],
+                    env=env,
+                    check=True,
+                )
+            tree = subprocess.run(
+                ["git", "-C", str(r.path), "write-tree"], env=env, capture_output=True, text=True, check=True
+            ).stdout.strip()
+        finally:
+            Path(env["GIT_INDEX_FILE"]).unlink(missing_ok=True)
+        args = ["commit-tree", tree, "-m", message, *(["-p", parent] if parent else [])]
+        sha = r.git(*args)
+        r.git("update-ref", f"refs/heads/{branch}", sha)
+        self._moved(r, branch, parent, sha, r.owner)
+        return sha
+
+    def branches(self, repo: str) -> dict[str, str]:
+        return self.repo(repo).branches()
+
+    def pushed(self, full_name: str, login: str) -> None:
+        """After a push over git: record the moved branches, and synchronize their open PRs."""
+        with self.lock:
+            repo = self.repos.get(full_name)
+            if repo is None:
+                return
+            known = repo.known
+            now = repo.branches()
+            for branch in sorted(set(known) | set(now)):
+                if known.get(branch) != now.get(branch):
+                    self._moved(repo, branch, known.get(branch), now.get(branch), login)
+
+    def _moved(self, repo: Repo, branch: str, old: str | None, new: str | None, login: str) -> None:
+        with self.lock:
+            self.pushes.append(Push(repo.full_name, branch, old, new, login))
+            repo.known = repo.branches()
+            for issue in repo.issues.values():
+                if issue.pr and issue.state == "open" and issue.pr.head_ref == branch and new:
+                    self._touch(issue)
+                    self._emit(
+                        "pull_request",
+                        "synchronize",
+                        self.payloads.pull_request("synchronize", repo, issue, login, before=old),
+                    )
+
+    def _touch(self, issue: Issue) -> None:
+        issue.updated_at = max(self.clock(), issue.updated_at)
+
+    def issue(self, repo: str, number: int) -> Issue:
+        with self.lock:
+            issue = self.repo(repo).issues.get(number)
+            if issue is None:
+                raise ForgeRefused(404, "Not Found")
+            return issue
+
+    # -- faults ------------------------------------------------------------------------------------------
+
+    def fail_next(self, n: int = 1, status: int = 500) -> None:
+        """The next ``n`` API requests are answered ``status`` (a GitHub-shaped error)."""
+        with self.lock:
+            self._faults.extend([("fail", float(status))] * n)
+
+    def stall_next(self, n: int = 1, seconds: float = 30.0) -> None:
+        """The next ``n`` API requests are held ``seconds`` before they are handled (client timeouts)."""
+        with self.lock:
+            self._faults.extend([("stall", seconds)] * n)
+
+    def take_fault(self) -> tuple[str, float] | None:
+        with self.lock:
+            return self._faults.pop(0) if self._faults else None
+
+    # -- webhooks ----------------------------------------------------------------------------------------
+
+    def _emit(self, event: str, action: str | None, payload: dict[str, Any]) -> None:
+        errors = self.payloads.check(event, action, payload)
+        if errors:
+            self.violations.append(Violation("webhook", f"{event}.{action}", errors))
+        delivery = new_delivery(event, action, payload)
+        with self.lock:
+            self.deliveries.append(delivery)
+        deferred = getattr(self._local, "deferred", None)
+        if deferred is not None:  # inside an API request: sent once its response has gone
+            deferred.append(delivery)
+        else:
+            self.send(delivery)
+
+    def send(self, delivery: Delivery, *, forged: bool = False) -> int:
+        """One attempt at ``delivery`` (nothing is sent without ``deliver_to``); the receiver's status."""
+        if not self.deliver_to:
+            return 0
+        status = post(self.deliver_to, delivery, self.secret, forged=forged)
+        with self.lock:
+            delivery.statuses.append(status)
+        return status
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every API request in flight has answered and sent the deliveries it caused (they
+        go after the response, as GitHub's arrive after its API answered)."""
+        if not self.pending.wait(timeout):
+            raise TimeoutError(f"API requests still in flight after {timeout} s")
+
+    def redeliver(self, delivery: Delivery | str) -> int:
+        """Send a delivery again, same id and body (GitHub's "Redeliver")."""
+        if isinstance(delivery, str):
+            delivery = next(d for d in self.deliveries if d.id == delivery)
+        return self.send(delivery)
+
+    def deliver_forged(self, delivery: Delivery | None = None) -> int:
+        """Send a delivery (the last one by default) signed with the wrong secret."""
+        return self.send(delivery or self.deliveries[-1], forged=True)
+
+    def last_delivery(self, event: str | None = None) -> Delivery:
+        with self.lock:
+            return next(d for d in reversed(self.deliveries) if event in (None, d.event))
+
+
+def _blob(repo: Repo, content: str) -> str:
+    proc = subprocess.run(
+        ["git", "-C", str(repo.path), "hash-object", "-w", "--stdin"],
+        input=content,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return proc.stdout.strip()

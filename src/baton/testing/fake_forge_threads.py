@@ -1,0 +1,294 @@
+"""The fake forge's conversations (:class:`ForgeThreads`): issues and pull requests on one number
+sequence, their comments, labels and assignees, reviews with inline comments, check runs (with their
+logs and annotations) and commit statuses. Each drive method changes the state, bumps the thread's
+``updated_at`` and sends the deliveries GitHub would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from baton.testing.fake_forge_core import ForgeCore, ForgeRefused
+from baton.testing.fake_forge_state import (
+    Annotation,
+    CheckRun,
+    Issue,
+    IssueComment,
+    PullPart,
+    Review,
+    ReviewComment,
+    Status,
+)
+
+
+class ForgeThreads(ForgeCore):
+    """Issues, pull requests, reviews, checks and statuses: the drive API tests call."""
+
+    def open_issue(
+        self,
+        repo: str,
+        login: str,
+        title: str,
+        body: str = "",
+        labels: Sequence[str] = (),
+        assignees: Sequence[str] = (),
+    ) -> int:
+        """An open issue; sends ``issues.opened``. Its number."""
+        with self.lock:
+            r = self.repo(repo)
+            now = self.clock()
+            issue = Issue(
+                r.next_number,
+                next(self._ids),
+                title,
+                body,
+                self.user(login).login,
+                now,
+                now,
+                labels=list(labels),
+                assignees=list(assignees),
+            )
+            r.issues[issue.number] = issue
+            r.next_number += 1
+            self._emit("issues", "opened", self.payloads.issue("opened", r, issue, login))
+            return issue.number
+
+    def label(self, repo: str, number: int, login: str, name: str) -> None:
+        """Add a label; sends ``issues.labeled`` (``pull_request.labeled`` is not sent)."""
+        with self.lock:
+            r, issue = self.repo(repo), self.issue(repo, number)
+            if name not in issue.labels:
+                issue.labels.append(name)
+            self._touch(issue)
+            self._emit("issues", "labeled", self.payloads.issue("labeled", r, issue, login, label=name))
+
+    def assign(self, repo: str, number: int, login: str, assignee: str) -> None:
+        """Assign a user; sends ``issues.assigned``."""
+        with self.lock:
+            r, issue = self.repo(repo), self.issue(repo, number)
+            self.user(assignee)
+            if assignee not in issue.assignees:
+                issue.assignees.append(assignee)
+            self._touch(issue)
+            self._emit(
+                "issues", "assigned", self.payloads.issue("assigned", r, issue, login, assignee=assignee)
+            )
+
+    def comment(self, repo: str, number: int, login: str, body: str) -> int:
+        """A new issue or PR comment; sends ``issue_comment.created``. Its id."""
+        with self.lock:
+            r, issue = self.repo(repo), self.issue(repo, number)
+            now = self.clock()
+            c = IssueComment(next(self._ids), repo, number, self.user(login).login, body, now, now)
+            self._comments[c.id] = c
+            issue.comments.append(c.id)
+            self._touch(issue)
+            self._emit("issue_comment", "created", self.payloads.issue_comment(r, issue, c))
+            return c.id
+
+    def edit_comment(self, comment_id: int, body: str) -> IssueComment:
+        with self.lock:
+            c = self._comments.get(comment_id)
+            if c is None:
+                raise ForgeRefused(404, "Not Found")
+            c.body, c.updated_at = body, self.clock()
+            self._touch(self.issue(c.repo, c.number))
+            return c
+
+    def comments(self, repo: str, number: int | None = None, login: str | None = None) -> list[IssueComment]:
+        """The comments on a repo's issues and PRs (of one, of one author), in order."""
+        with self.lock:
+            return [
+                c
+                for c in self._comments.values()
+                if c.repo == repo and number in (None, c.number) and login in (None, c.author)
+            ]
+
+    def open_pr(
+        self,
+        repo: str,
+        login: str,
+        head: str,
+        base: str | None = None,
+        title: str = "",
+        body: str = "",
+        draft: bool = False,
+    ) -> int:
+        """A pull request from ``head`` (a branch of the repo, or ``owner:branch``) onto ``base``; refused
+        (:class:`ForgeRefused` 422) as GitHub does when it has no commits over base or one is open for
+        it. Sends ``pull_request.opened``. Its number."""
+        with self.lock:
+            r = self.repo(repo)
+            ref = head.partition(":")[2] or head
+            base = base or r.default_branch
+            if r.head(ref) is None:
+                raise ForgeRefused(422, f"head {head!r} does not exist", "PullRequest")
+            if r.head(base) is None:
+                raise ForgeRefused(422, f"base {base!r} does not exist", "PullRequest")
+            if r.ahead(base, ref) == 0:
+                raise ForgeRefused(422, f"No commits between {base} and {ref}", "PullRequest")
+            for other in r.issues.values():
+                if (
+                    other.pr
+                    and other.state == "open"
+                    and other.pr.head_ref == ref
+                    and other.pr.base_ref == base
+                ):
+                    raise ForgeRefused(
+                        422, f"A pull request already exists for {r.owner}:{ref}.", "PullRequest"
+                    )
+            now = self.clock()
+            issue = Issue(
+                r.next_number,
+                next(self._ids),
+                title or ref,
+                body,
+                self.user(login).login,
+                now,
+                now,
+                pr=PullPart(ref, base, draft),
+            )
+            r.issues[issue.number] = issue
+            r.next_number += 1
+            r.known = r.branches()
+            self._emit("pull_request", "opened", self.payloads.pull_request("opened", r, issue, login))
+            return issue.number
+
+    def pulls(self, repo: str) -> list[Issue]:
+        with self.lock:
+            return [i for i in self.repo(repo).issues.values() if i.pr is not None]
+
+    def set_mergeable(self, repo: str, number: int, mergeable: bool | None) -> None:
+        with self.lock:
+            issue = self.issue(repo, number)
+            assert issue.pr is not None, f"#{number} is not a pull request"
+            issue.pr.mergeable = mergeable
+            self._touch(issue)
+
+    def close(self, repo: str, number: int, login: str, merged: bool = False) -> None:
+        """Close (or merge) an issue or PR; sends ``pull_request.closed`` or ``issues.closed``."""
+        with self.lock:
+            r, issue = self.repo(repo), self.issue(repo, number)
+            now = self.clock()
+            issue.state, issue.closed_at = "closed", now
+            self._touch(issue)
+            if issue.pr is None:
+                self._emit("issues", "closed", self.payloads.issue("closed", r, issue, login))
+                return
+            issue.pr.merged, issue.pr.merged_at = merged, now if merged else None
+            issue.pr.head_sha_at_close = r.pr_head(issue)
+            self._emit("pull_request", "closed", self.payloads.pull_request("closed", r, issue, login))
+
+    def review(
+        self,
+        repo: str,
+        pr: int,
+        login: str,
+        body: str = "",
+        comments: Iterable[tuple[str, int, str]] = (),
+        state: str = "COMMENTED",
+    ) -> int:
+        """A submitted review with inline ``(path, line, body)`` comments; sends
+        ``pull_request_review.submitted`` and one ``pull_request_review_comment.created`` each. Its id."""
+        with self.lock:
+            r, issue = self.repo(repo), self.issue(repo, pr)
+            sha, now = r.pr_head(issue), self.clock()
+            review = Review(next(self._ids), repo, pr, self.user(login).login, body, state, sha, now)
+            for path, line, text in comments:
+                hunk = f"@@ -{max(1, line - 2)},3 +{max(1, line - 2)},3 @@\n line {line}"
+                review.comments.append(
+                    ReviewComment(next(self._ids), review.id, path, line, text, hunk, sha, login, now)
+                )
+            self._reviews[review.id] = review
+            issue.reviews.append(review.id)
+            self._touch(issue)
+            self._emit("pull_request_review", "submitted", self.payloads.review(r, issue, review))
+            for c in review.comments:
+                self._emit(
+                    "pull_request_review_comment", "created", self.payloads.review_comment(r, issue, c)
+                )
+            return review.id
+
+    def reviews(self, repo: str, pr: int) -> list[Review]:
+        with self.lock:
+            return [self._reviews[i] for i in self.issue(repo, pr).reviews]
+
+    # -- checks and statuses ------------------------------------------------------------------------------
+
+    def add_check_run(
+        self,
+        repo: str,
+        sha: str,
+        name: str,
+        conclusion: str | None = "failure",
+        *,
+        status: str = "completed",
+        log: bytes | str | Path = b"",
+        annotations: Iterable[Annotation | tuple[str, int, str]] = (),
+        title: str | None = None,
+        summary: str | None = None,
+        sender: str = "github-actions[bot]",
+    ) -> int:
+        """A check run (and the Actions job of the same id, whose log it holds) on ``sha``; a completed
+        one sends ``check_run.completed`` and ``check_suite.completed``. Its id (the job id)."""
+        with self.lock:
+            r = self.repo(repo)
+            now = self.clock()
+            notes = [a if isinstance(a, Annotation) else Annotation(a[0], a[1], a[2]) for a in annotations]
+            run = CheckRun(
+                next(self._ids),
+                repo,
+                sha,
+                name,
+                status,
+                conclusion if status == "completed" else None,
+                now,
+                now if status == "completed" else None,
+                next(self._ids),
+                title,
+                summary,
+                notes,
+                log.encode() if isinstance(log, str) else log,
+            )
+            r.check_runs.append(run)
+            prs = self.prs_at(repo, sha)
+            for pr in prs:
+                self._touch(pr)
+            if status == "completed":
+                self._emit("check_run", "completed", self.payloads.check_run(r, run, prs, sender))
+                self._emit("check_suite", "completed", self.payloads.check_suite(r, run, prs, sender))
+            return run.id
+
+    def prs_at(self, repo: str, sha: str) -> list[Issue]:
+        """The open pull requests whose head is ``sha``."""
+        with self.lock:
+            r = self.repo(repo)
+            return [i for i in r.issues.values() if i.pr and i.state == "open" and r.pr_head(i) == sha]
+
+    def check_run(self, repo: str, run_id: int) -> CheckRun:
+        with self.lock:
+            run = next((c for c in self.repo(repo).check_runs if c.id == run_id), None)
+            if run is None:
+                raise ForgeRefused(404, "Not Found")
+            return run
+
+    def set_status(
+        self,
+        repo: str,
+        sha: str,
+        context: str,
+        state: str,
+        description: str | None = None,
+        target_url: str | None = None,
+        sender: str = "ci-bot[bot]",
+    ) -> int:
+        """A commit status (error, failure, pending, success); sends ``status``. Its id."""
+        with self.lock:
+            r = self.repo(repo)
+            s = Status(next(self._ids), repo, sha, context, state, description, target_url, self.clock())
+            r.statuses.append(s)
+            for pr in self.prs_at(repo, sha):
+                self._touch(pr)
+            self._emit("status", None, self.payloads.status(r, s, sender))
+            return s.id
