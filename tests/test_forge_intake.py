@@ -18,6 +18,7 @@ from baton.forge.events import Malformed
 from baton.forge.intake import gitea_review_identity, read_event
 from baton.forge.model import FeedbackKind, ForgeEvent, ForgeKind, Trigger
 from baton.forge.payload import BODY_CHARS, TITLE_CHARS, mentions
+from baton.testing import gitea_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "node_modules/@octokit/webhooks-examples"
@@ -455,6 +456,76 @@ def test_an_unreadable_time_is_zero() -> None:
 
 
 # -- Gitea and Forgejo ------------------------------------------------------------------------------
+
+
+# the envelopes' JSON names, as Gitea's webhook structs (modules/structs/hook.go) declare them
+GITEA_ENVELOPES = {
+    "IssueCommentPayload": {
+        "action",
+        "issue",
+        "pull_request",
+        "comment",
+        "changes",
+        "repository",
+        "sender",
+        "is_pull",
+    },
+    "IssuePayload": {"action", "number", "changes", "issue", "repository", "sender", "commit_id"},
+    "PullRequestPayload": {
+        "action",
+        "number",
+        "changes",
+        "pull_request",
+        "requested_reviewer",
+        "repository",
+        "sender",
+        "commit_id",
+        "review",
+    },
+    "CommitStatusPayload": {
+        "commit",
+        "context",
+        "created_at",
+        "description",
+        "id",
+        "repository",
+        "sender",
+        "sha",
+        "state",
+        "target_url",
+        "updated_at",
+    },
+}
+GITEA_FIXTURES = {
+    "issue_comment": "IssueCommentPayload",
+    "issues_opened": "IssuePayload",
+    "issues_label_updated": "IssuePayload",
+    "issues_assigned": "IssuePayload",
+    "pull_request_review_rejected": "PullRequestPayload",
+    "pull_request_synchronized": "PullRequestPayload",
+    "status": "CommitStatusPayload",
+}
+# what the objects inside an envelope are, in Gitea's swagger description
+GITEA_OBJECTS = {
+    "issue": "Issue",
+    "comment": "Comment",
+    "repository": "Repository",
+    "sender": "User",
+    "requested_reviewer": "User",
+    "pull_request": "PullRequest",
+    "commit": "PayloadCommit",
+}
+
+
+@pytest.mark.parametrize("name", sorted(GITEA_FIXTURES))
+def test_gitea_fixtures_have_gitea_s_shapes(name: str) -> None:
+    payload = gitea(name)
+    assert set(payload) <= GITEA_ENVELOPES[GITEA_FIXTURES[name]]
+    for key, definition in GITEA_OBJECTS.items():
+        if payload.get(key) is not None:
+            gitea_spec.check(definition, payload[key], f"{name}.{key}")
+    if payload.get("review") is not None:
+        assert set(payload["review"]) == {"type", "content"}  # ReviewPayload
 
 
 def gitea_read(event: str, payload: dict[str, Any], **kw: Any) -> list[ForgeEvent] | str:
