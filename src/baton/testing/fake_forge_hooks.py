@@ -85,8 +85,10 @@ class Payloads:
     def __init__(self, render: Render) -> None:
         self.render = render
 
-    def _common(self, event: str, action: str | None, repo: Repo, sender: str) -> dict[str, Any]:
-        payload = self.render.hook_template(event, action)
+    def _common(
+        self, event: str, action: str | None, repo: Repo, sender: str, without: str | None = None
+    ) -> dict[str, Any]:
+        payload = self.render.hook_template(event, action, without)
         for key in ("installation", "organization", "enterprise"):
             payload.pop(key, None)
         self.render.repo_fields(payload["repository"], repo)
@@ -134,9 +136,16 @@ class Payloads:
         payload["review"]["state"] = review.state.lower()  # webhooks say "changes_requested"
         return payload
 
-    def review_comment(self, repo: Repo, issue: Issue, comment: ReviewComment) -> dict[str, Any]:
-        payload = self._common("pull_request_review_comment", "created", repo, comment.author)
-        self.render.pull_fields(payload["pull_request"], repo, issue)
+    def review_comment(
+        self, repo: Repo, issue: Issue, comment: ReviewComment, pull: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``pull_request_review_comment.created``; ``pull``: the PR part, when the caller built it."""
+        without = None if pull is None else "pull_request"
+        payload = self._common("pull_request_review_comment", "created", repo, comment.author, without)
+        if pull is not None:
+            payload["pull_request"] = pull
+        else:
+            self.render.pull_fields(payload["pull_request"], repo, issue)
         self.render.review_comment_fields(payload["comment"], repo, issue.number, comment)
         return payload
 

@@ -73,7 +73,7 @@ class Render:
         self.api_url, self.web_url = api_url.rstrip("/"), web_url.rstrip("/")
         self.clone_url, self.user_of = clone_url, users
         self._texts: dict[tuple[str, str], str] = {}
-        self._hook_templates: dict[tuple[str, str | None], dict[str, Any]] = {}
+        self._hook_templates: dict[tuple[str, str | None], str] = {}
         self._lock = threading.Lock()
 
     # -- templates ---------------------------------------------------------------------------------
@@ -99,9 +99,21 @@ class Render:
                 self._texts[key] = text
         return json.loads(text)
 
-    def hook_template(self, event: str, action: str | None) -> dict[str, Any]:
-        """GitHub's example delivery for the event, repaired until it passes the webhook schema."""
+    def hook_template(self, event: str, action: str | None, without: str | None = None) -> dict[str, Any]:
+        """GitHub's example delivery for the event, repaired until it passes the webhook schema;
+        ``without`` one of its top-level objects (one the caller supplies: less to copy)."""
         assert self.hooks is not None
+        if without is not None:
+            key = (event, f"{action}-without-{without}")
+            with self._lock:
+                text = self._hook_templates.get(key)
+            if text is None:
+                whole = self.hook_template(event, action)
+                whole.pop(without)
+                text = json.dumps(whole)
+                with self._lock:
+                    self._hook_templates[key] = text
+            return json.loads(text)  # type: ignore[no-any-return]
         key = (event, action)
         with self._lock:
             cached = self._hook_templates.get(key)
@@ -114,10 +126,10 @@ class Render:
                 errors = self.hooks.check(event, action, best).errors
                 if not errors or not _repair(best, errors):
                     break
-            cached = json.loads(self._rebased(json.dumps(best), "octocat/Hello-World"))
+            cached = self._rebased(json.dumps(best), "octocat/Hello-World")
             with self._lock:
                 self._hook_templates[key] = cached
-        return json.loads(json.dumps(cached))  # type: ignore[no-any-return]
+        return json.loads(cached)  # type: ignore[no-any-return]
 
     # -- shared overlays: fill a REST or a webhook template ------------------------------------------
 

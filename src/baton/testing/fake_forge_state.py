@@ -208,9 +208,23 @@ class Repo:
         return proc.stdout.strip()
 
     def branches(self) -> dict[str, str]:
-        """Every branch and the commit at its head."""
-        out = self.git("for-each-ref", "--format=%(refname:short) %(objectname)", "refs/heads")
-        return dict(line.split(" ", 1) for line in out.splitlines() if line)
+        """Every branch and the commit at its head, read from the ref files themselves (git's "files"
+        ref store: ``packed-refs``, then loose refs over them): a subprocess per read made a review of
+        10,000 comments take a minute."""
+        heads: dict[str, str] = {}
+        packed = self.path / "packed-refs"
+        if packed.exists():
+            for line in packed.read_text().splitlines():
+                sha, _, ref = line.partition(" ")
+                if ref.startswith("refs/heads/") and len(sha) == 40:
+                    heads[ref.removeprefix("refs/heads/")] = sha
+        loose = self.path / "refs" / "heads"
+        for file in loose.rglob("*"):
+            if file.is_file() and not file.name.endswith(".lock"):
+                sha = file.read_text().strip()
+                if len(sha) == 40:
+                    heads[file.relative_to(loose).as_posix()] = sha
+        return heads
 
     def head(self, branch: str) -> str | None:
         return self.branches().get(branch)

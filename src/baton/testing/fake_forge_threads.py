@@ -188,9 +188,12 @@ class ForgeThreads(ForgeCore):
         body: str = "",
         comments: Iterable[tuple[str, int, str]] = (),
         state: str = "COMMENTED",
+        *,
+        deliver_comments: bool = True,
     ) -> int:
         """A submitted review with inline ``(path, line, body)`` comments; sends
-        ``pull_request_review.submitted`` and one ``pull_request_review_comment.created`` each. Its id."""
+        ``pull_request_review.submitted`` and, as GitHub does, one ``pull_request_review_comment.created``
+        per inline comment (``deliver_comments=False`` leaves those out: a huge review's test). Its id."""
         with self.lock:
             r, issue = self.repo(repo), self.issue(repo, pr)
             sha, now = r.pr_head(issue), self.clock()
@@ -204,10 +207,11 @@ class ForgeThreads(ForgeCore):
             issue.reviews.append(review.id)
             self._touch(issue)
             self._emit("pull_request_review", "submitted", self.payloads.review(r, issue, review))
-            for c in review.comments:
-                self._emit(
-                    "pull_request_review_comment", "created", self.payloads.review_comment(r, issue, c)
-                )
+            if review.comments and deliver_comments:
+                pull = self.payloads.review_comment(r, issue, review.comments[0])["pull_request"]
+                for c in review.comments:
+                    payload = self.payloads.review_comment(r, issue, c, pull)  # shared: serialized at once
+                    self._emit("pull_request_review_comment", "created", payload)
             return review.id
 
     def reviews(self, repo: str, pr: int) -> list[Review]:
