@@ -104,15 +104,14 @@ class Render:
         ``without`` one of its top-level objects (one the caller supplies: less to copy)."""
         assert self.hooks is not None
         if without is not None:
-            key = (event, f"{action}-without-{without}")
             with self._lock:
-                text = self._hook_templates.get(key)
+                text = self._hook_templates.get((event, f"{action}-without-{without}"))
             if text is None:
                 whole = self.hook_template(event, action)
                 whole.pop(without)
                 text = json.dumps(whole)
                 with self._lock:
-                    self._hook_templates[key] = text
+                    self._hook_templates[(event, f"{action}-without-{without}")] = text
             return json.loads(text)  # type: ignore[no-any-return]
         key = (event, action)
         with self._lock:
