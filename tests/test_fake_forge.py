@@ -281,6 +281,28 @@ def test_git_clone_and_push_with_the_token(fake: FakeForge, receiver: Receiver, 
     assert (sync["action"], sync["before"], sync["after"]) == ("synchronize", first, moved)
 
 
+def test_a_protected_branch_refuses_pushes_in_githubs_words(fake: FakeForge, tmp_path: Path) -> None:
+    token = fake.token("baton[bot]")
+    fake.protect(REPO, "main")
+    fake.protect(REPO, "release", allow_push=True)
+    fake.commit(REPO, "release", {"r.txt": "1\n"})
+    wc = tmp_path / "wc"
+    assert _git("clone", "-q", fake.clone_url(REPO), str(wc), token=token).returncode == 0
+    (wc / "x.txt").write_text("x\n")
+    _git("add", "x.txt", cwd=wc)
+    _git("commit", "-qm", "x", cwd=wc)
+    before = fake.branches(REPO)
+    refused = _git("push", "origin", "HEAD:main", cwd=wc, token=token)
+    assert refused.returncode != 0 and "GH006: Protected branch update failed" in refused.stderr
+    forced = _git("push", "-f", "origin", "HEAD:release", cwd=wc, token=token)  # not a fast-forward
+    assert forced.returncode != 0 and "Cannot force-push" in forced.stderr
+    assert fake.branches(REPO) == before
+    _git("fetch", "-q", "origin", "release", cwd=wc, token=token)
+    _git("merge", "-q", "--no-edit", "FETCH_HEAD", cwd=wc)
+    assert _git("push", "-q", "origin", "HEAD:release", cwd=wc, token=token).returncode == 0
+    assert _git("push", "-q", "origin", "HEAD:baton/free", cwd=wc, token=token).returncode == 0
+
+
 def test_etag_and_304(fake: FakeForge) -> None:
     sha = fake.branches(REPO)["main"]
     fake.add_check_run(REPO, sha, "build", "success")

@@ -208,6 +208,19 @@ class ForgeCore:
         self._moved(r, branch, parent, sha, r.owner)
         return sha
 
+    def protect(self, repo: str, branch: str, *, allow_push: bool = False) -> None:
+        """Protect a branch as GitHub's branch protection does: a push to it over git is refused with
+        GitHub's words (``GH006: Protected branch update failed``), or, with ``allow_push``, only a
+        force push is (``Cannot force-push to this branch``). A pre-receive hook in the bare repo."""
+        r = self.repo(repo)
+        hooks = r.path / "hooks"
+        hooks.mkdir(exist_ok=True)
+        with (hooks / "protected").open("a") as f:
+            f.write(f"refs/heads/{branch} {'force' if allow_push else 'all'}\n")
+        hook = hooks / "pre-receive"
+        hook.write_text(_PRE_RECEIVE)
+        hook.chmod(0o755)
+
     def branches(self, repo: str) -> dict[str, str]:
         return self.repo(repo).branches()
 
@@ -316,3 +329,24 @@ def _blob(repo: Repo, content: str) -> str:
         check=True,
     )
     return proc.stdout.strip()
+
+
+_PRE_RECEIVE = r"""#!/bin/sh
+# the fake forge's branch protection: hooks/protected lists "<ref> all|force"
+status=0
+while read -r old new ref; do
+    rule=$(awk -v ref="$ref" '$1 == ref { print $2 }' "$(dirname "$0")/protected")
+    [ -z "$rule" ] && continue
+    if [ "$rule" = all ]; then
+        echo "error: GH006: Protected branch update failed for $ref." >&2
+        echo "error: Changes must be made through a pull request." >&2
+        status=1
+    elif [ "$old" != 0000000000000000000000000000000000000000 ] && \
+        ! git merge-base --is-ancestor "$old" "$new" 2>/dev/null; then
+        echo "error: GH006: Protected branch update failed for $ref." >&2
+        echo "error: Cannot force-push to this branch" >&2
+        status=1
+    fi
+done
+exit $status
+"""
