@@ -189,6 +189,48 @@ def test_create_pr_as_github_does(fake: FakeForge) -> None:
     assert [p.number for p in fake.pulls(REPO)] == [made.json()["number"]]
 
 
+def test_the_fake_can_be_driven_over_its_api(fake: FakeForge) -> None:
+    """What a person trying the offline tour does with curl: every write sends its delivery."""
+    fake.commit(REPO, "feature", {"a.txt": "a\n"})
+    with api(fake, "alice") as c:
+        issue = c.post(f"/repos/{REPO}/issues", json={"title": "Broken", "body": "fix", "labels": ["bug"]})
+        number = issue.json()["number"]
+        assert issue.status_code == 201 and issue.json()["labels"][0]["name"] == "bug"
+        labels = c.post(f"/repos/{REPO}/issues/{number}/labels", json={"labels": ["baton"]})
+        assert [x["name"] for x in labels.json()] == ["bug", "baton"]
+        assigned = c.post(f"/repos/{REPO}/issues/{number}/assignees", json={"assignees": ["baton[bot]"]})
+        assert assigned.json()["assignees"][0]["login"] == "baton[bot]"
+        pr = fake.open_pr(REPO, "baton[bot]", "feature")
+        sha = fake.branches(REPO)["feature"]
+        review = c.post(
+            f"/repos/{REPO}/pulls/{pr}/reviews",
+            json={
+                "event": "REQUEST_CHANGES",
+                "body": "no",
+                "comments": [{"path": "a.txt", "line": 1, "body": "b"}],
+            },
+        )
+        assert review.json()["state"] == "CHANGES_REQUESTED"
+        status = c.post(f"/repos/{REPO}/statuses/{sha}", json={"state": "failure", "context": "ci/x"})
+        assert status.status_code == 201 and status.json()["creator"]["login"] == "alice"
+        run = c.post(
+            f"/repos/{REPO}/check-runs",
+            json={"name": "CI", "head_sha": sha, "status": "completed", "conclusion": "action_required"},
+        )
+        assert run.status_code == 201 and run.json()["conclusion"] == "action_required"
+    fake.settle()
+    assert [(d.event, d.action) for d in fake.deliveries][-8:] == [
+        ("issues", "labeled"),
+        ("issues", "assigned"),
+        ("pull_request", "opened"),
+        ("pull_request_review", "submitted"),
+        ("pull_request_review_comment", "created"),
+        ("status", None),
+        ("check_run", "completed"),
+        ("check_suite", "completed"),
+    ]
+
+
 def test_issues_since_sorted_and_paginated(fake: FakeForge) -> None:
     numbers = [fake.open_issue(REPO, "alice", f"issue {i}") for i in range(5)]
     fake.close(REPO, numbers[0], "alice")

@@ -345,7 +345,7 @@ class Render:
             node_id=_node_id("PRR", r.id),
             user=self.user_fields(obj["user"], r.author),
             body=r.body,
-            state=r.state if "state" not in obj or obj["state"].isupper() else r.state.lower(),
+            state=r.state,
             html_url=f"{html}#pullrequestreview-{r.id}",
             pull_request_url=pulls,
             submitted_at=iso(r.submitted_at),
