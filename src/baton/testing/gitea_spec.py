@@ -328,3 +328,66 @@ def check_request(method: str, path: str, query: dict[str, Any] | None = None, b
             raise SpecError(f"{method} {op.path} takes no body")
         check(op.body, body, f"{method} {op.path} body")
     return op
+
+
+# -- webhook payloads -------------------------------------------------------------------------------------
+
+# Gitea's webhook payloads are not in its swagger description: their envelopes are the Go structs of
+# modules/structs/hook.go (their JSON names here), the objects inside them the description's definitions.
+ENVELOPES: dict[str, frozenset[str]] = {
+    "IssueCommentPayload": frozenset(
+        {"action", "issue", "pull_request", "comment", "changes", "repository", "sender", "is_pull"}
+    ),
+    "IssuePayload": frozenset({"action", "number", "changes", "issue", "repository", "sender", "commit_id"}),
+    "PullRequestPayload": frozenset(
+        {
+            "action",
+            "number",
+            "changes",
+            "pull_request",
+            "requested_reviewer",
+            "repository",
+            "sender",
+            "commit_id",
+            "review",
+        }
+    ),
+    "CommitStatusPayload": frozenset(
+        {
+            "commit",
+            "context",
+            "created_at",
+            "description",
+            "id",
+            "repository",
+            "sender",
+            "sha",
+            "state",
+            "target_url",
+            "updated_at",
+        }
+    ),
+}
+OBJECTS = {
+    "issue": "Issue",
+    "comment": "Comment",
+    "repository": "Repository",
+    "sender": "User",
+    "requested_reviewer": "User",
+    "pull_request": "PullRequest",
+    "commit": "PayloadCommit",
+}
+
+
+def check_payload(envelope: str, payload: dict[str, Any]) -> None:
+    """A webhook payload of Gitea's ``envelope`` struct (``IssueCommentPayload``): no key the struct does
+    not have, each object inside of its definition, a review ``{type, content}`` (``ReviewPayload``)."""
+    unknown = set(payload) - ENVELOPES[envelope]
+    if unknown:
+        raise SpecError(f"{envelope} has no {sorted(unknown)}")
+    for key, definition in OBJECTS.items():
+        if payload.get(key) is not None:
+            check(definition, payload[key], f"{envelope}.{key}")
+    review = payload.get("review")
+    if review is not None and set(review) != {"type", "content"}:
+        raise SpecError(f"{envelope}.review is ReviewPayload {{type, content}}, not {sorted(review)}")
