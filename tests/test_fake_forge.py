@@ -10,7 +10,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,7 @@ class Receiver(BackgroundServer):
     port: int = 0
     status: int = 200
     got: list[Received] = field(default_factory=list)
+    on_delivery: Callable[[], object] | None = None  # what the receiver does before it answers
 
     def handler_class(self) -> type[QuietHandler]:
         class Handler(QuietHandler):
@@ -47,6 +48,8 @@ class Receiver(BackgroundServer):
             def do_POST(self) -> None:
                 body = self._body()
                 self.owner.got.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
+                if self.owner.on_delivery is not None:
+                    self.owner.on_delivery()
                 self._send(self.owner.status, b"{}", "application/json")
 
         return Handler
@@ -464,6 +467,31 @@ def test_deliveries_wait_until_the_api_has_answered(fake: FakeForge, receiver: R
     fake.settle()
     assert receiver.got[-1].headers["x-github-event"] == "issue_comment"
     assert json.loads(receiver.got[-1].body)["sender"]["login"] == "baton[bot]"
+
+
+def test_a_receiver_may_call_the_api_back_before_it_answers(fake: FakeForge, receiver: Receiver) -> None:
+    """Deliveries go once the change's lock is released: a receiver asking the API (the trust policy's
+    permission check) while it handles one does not wait on the fake."""
+    answers: list[int] = []
+    with api(fake) as c:
+        receiver.on_delivery = lambda: answers.append(
+            c.get(f"/repos/{REPO}/collaborators/alice/permission").status_code
+        )
+        started = time.perf_counter()
+        number = fake.open_issue(REPO, "alice", "Broken")
+        fake.comment(REPO, number, "alice", "@baton fix it")
+        c.post(f"/repos/{REPO}/issues/{number}/comments", json={"body": "on it"})
+        fake.settle()
+    assert answers == [200, 200, 200] and time.perf_counter() - started < 5
+
+
+def test_deliveries_held_until_flushed(fake: FakeForge, receiver: Receiver) -> None:
+    fake.hold = True
+    number = fake.open_issue(REPO, "alice", "Broken")
+    fake.comment(REPO, number, "alice", "first")
+    assert receiver.got == [] and len(fake.held) == 2
+    assert fake.flush() == [200, 200]
+    assert [r.headers["x-github-event"] for r in receiver.got] == ["issues", "issue_comment"]
 
 
 def test_command_line_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,8 +15,12 @@ with token auth, and sending signed webhook deliveries when a test drives a chan
 - **git**: a :class:`~baton.testing.git_http.GitHttpServer` beside the API (its own port), serving
   ``<owner>/<name>.git``; HTTP Basic with any user's token as the password.
 - **Webhooks** (:mod:`fake_forge_hooks`): payloads built from GitHub's examples, validated, signed and
-  delivered synchronously to ``deliver_to``; :meth:`FakeForge.redeliver` and
-  :meth:`FakeForge.deliver_forged` for the dedupe and signature tests.
+  POSTed to ``deliver_to``. A drive method's deliveries are sent before it returns, after its lock is
+  released (the receiver may call the API back); each :class:`Delivery` keeps the receiver's statuses.
+  Deliveries an API request causes go from a delivery thread after its response
+  (:meth:`FakeForge.settle` waits for them). ``hold = True`` keeps them until :meth:`FakeForge.flush`;
+  :meth:`FakeForge.redeliver` (same delivery id) and :meth:`FakeForge.deliver_forged` (a wrong
+  signature) for the dedupe and signature tests.
 - **Faults**: :meth:`FakeForge.fail_next` and :meth:`FakeForge.stall_next` (the API only).
 
 Run it by hand for the README's offline tour: ``python -m baton.testing.fake_forge --help``.
@@ -126,6 +130,7 @@ class FakeForge(ForgeThreads, BackgroundServer):
         git.start()
         super().stop()
         git.join()
+        self.stop_deliveries()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

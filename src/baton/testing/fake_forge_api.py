@@ -6,8 +6,10 @@ Order of a request: the next injected fault (a stall, a failure), the token (401
 the route (404), the description's check of the request (400 with the errors), the handler (its
 :class:`~baton.testing.fake_forge.ForgeRefused` becomes GitHub's error), the ETag (304 when
 ``If-None-Match`` names it), the description's check of the response (a violation when it fails),
-the reply — and then the webhook deliveries the request caused, so a receiver that calls back into the
-API never waits on the request that caused its delivery.
+the reply — and then the webhook deliveries the request caused go to the fake's delivery thread
+(:meth:`~baton.testing.fake_forge_core.ForgeCore.send_later`), so a receiver that calls back into the
+API never waits on the request, or the pooled connection, that caused its delivery.
+:meth:`~baton.testing.fake_forge_core.ForgeCore.settle` waits for them.
 """
 
 from __future__ import annotations
@@ -76,8 +78,7 @@ class ApiHandler(QuietHandler):
             try:
                 self._send(status, payload, "application/json; charset=utf-8", headers)
             finally:  # a client that gave up (a stall, a timeout) does not lose what its request did
-                for delivery in deferred:
-                    fake.send(delivery)
+                fake.send_later(deferred)
 
     def _api(self, path: str, query: str, body: bytes) -> Reply:
         """The request's answer; a fault, 404, 401 or 400 before its route's handler is reached."""

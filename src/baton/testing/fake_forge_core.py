@@ -6,13 +6,15 @@ requests, reviews and checks; :class:`~baton.testing.fake_forge.FakeForge` serve
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import queue
 import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,10 @@ class ForgeCore:
         self._faults: list[tuple[str, float]] = []  # ("fail", status) | ("stall", seconds), in order
         self._local = threading.local()
         self.pending = _Pending()
+        self.hold = False  # True: deliveries wait in ``held`` until flush()
+        self._queue: queue.Queue[list[Delivery] | None] = queue.Queue()
+        self._sender: threading.Thread | None = None
+        self.held: list[Delivery] = []
         self.render = Render(self.rest, self.hooks, self.api_url, self.web_url, self.clone_url, self.user)
         self.payloads = Payloads(self.render)
 
@@ -226,7 +232,7 @@ class ForgeCore:
 
     def pushed(self, full_name: str, login: str) -> None:
         """After a push over git: record the moved branches, and synchronize their open PRs."""
-        with self.lock:
+        with self._change():
             repo = self.repos.get(full_name)
             if repo is None:
                 return
@@ -237,7 +243,7 @@ class ForgeCore:
                     self._moved(repo, branch, known.get(branch), now.get(branch), login)
 
     def _moved(self, repo: Repo, branch: str, old: str | None, new: str | None, login: str) -> None:
-        with self.lock:
+        with self._change():
             self.pushes.append(Push(repo.full_name, branch, old, new, login))
             repo.known = repo.branches()
             for issue in repo.issues.values():
@@ -277,6 +283,32 @@ class ForgeCore:
 
     # -- webhooks ----------------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _change(self) -> Iterator[None]:
+        """Hold the lock for a change; the deliveries it makes go once the lock is released (a
+        receiver that calls the API back while handling one must not wait on this change's lock)."""
+        outer = getattr(self._local, "outbox", None) is None
+        if outer:
+            self._local.outbox = []
+        try:
+            with self.lock:
+                yield
+        finally:
+            if outer:
+                outbox, self._local.outbox = self._local.outbox, None
+                self._dispatch(outbox)
+
+    def _dispatch(self, deliveries: list[Delivery]) -> None:
+        deferred = getattr(self._local, "deferred", None)
+        if deferred is not None:  # inside an API request: sent once its response has gone
+            deferred.extend(deliveries)
+        elif self.hold:
+            with self.lock:
+                self.held.extend(deliveries)
+        else:
+            for delivery in deliveries:
+                self.send(delivery)
+
     def _emit(self, event: str, action: str | None, payload: dict[str, Any]) -> None:
         errors = self.payloads.check(event, action, payload)
         if errors:
@@ -284,11 +316,51 @@ class ForgeCore:
         delivery = new_delivery(event, action, payload)
         with self.lock:
             self.deliveries.append(delivery)
-        deferred = getattr(self._local, "deferred", None)
-        if deferred is not None:  # inside an API request: sent once its response has gone
-            deferred.append(delivery)
+        outbox = getattr(self._local, "outbox", None)
+        if outbox is not None:
+            outbox.append(delivery)
         else:
-            self.send(delivery)
+            self._dispatch([delivery])
+
+    def send_later(self, deliveries: list[Delivery]) -> None:
+        """Send an API request's deliveries from the fake's delivery thread, in order: not from the
+        request's own connection thread, which a client's pooled keep-alive connection may be waiting
+        on (as GitHub's deliveries come from elsewhere than its API). :meth:`settle` waits for them."""
+        if not deliveries:
+            return
+        self.pending.__enter__()
+        with self.lock:
+            if self._sender is None:
+                self._sender = threading.Thread(
+                    target=self._send_queued, name="fake-forge-deliveries", daemon=True
+                )
+                self._sender.start()
+        self._queue.put(deliveries)
+
+    def _send_queued(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            try:
+                if self.hold:
+                    with self.lock:
+                        self.held.extend(batch)
+                else:
+                    for delivery in batch:
+                        self.send(delivery)
+            finally:
+                self.pending.__exit__()
+
+    def stop_deliveries(self) -> None:
+        """End the delivery thread (after what is queued)."""
+        if self._sender is not None:
+            self._queue.put(None)
+            self._sender.join(timeout=30)
+            self._sender = None
+
+    def flush(self) -> list[int]:
+        """Send the deliveries held back (``hold = True``), in order; the receiver's statuses."""
+        with self.lock:
+            held, self.held = self.held, []
+        return [self.send(d) for d in held]
 
     def send(self, delivery: Delivery, *, forged: bool = False) -> int:
         """One attempt at ``delivery`` (nothing is sent without ``deliver_to``); the receiver's status."""
@@ -300,8 +372,8 @@ class ForgeCore:
         return status
 
     def settle(self, timeout: float = 10.0) -> None:
-        """Wait until every API request in flight has answered and sent the deliveries it caused (they
-        go after the response, as GitHub's arrive after its API answered)."""
+        """Wait until every API request in flight has answered and the deliveries it caused are sent
+        (they go after the response, from the delivery thread, as GitHub's come after its API answered)."""
         if not self.pending.wait(timeout):
             raise TimeoutError(f"API requests still in flight after {timeout} s")
 

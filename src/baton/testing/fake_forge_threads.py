@@ -1,7 +1,11 @@
 """The fake forge's conversations (:class:`ForgeThreads`): issues and pull requests on one number
 sequence, their comments, labels and assignees, reviews with inline comments, check runs (with their
-logs and annotations) and commit statuses. Each drive method changes the state, bumps the thread's
-``updated_at`` and sends the deliveries GitHub would.
+logs and annotations) and commit statuses. Each drive method changes the state and sends the
+deliveries GitHub would.
+
+``updated_at`` moves as GitHub's does: a comment, review, label, assignee, push to a PR's branch or
+close bumps it; a check run, a commit status and a change of mergeability do not (GitHub keeps those on
+the commit, so a reconcile that lists issues ``since`` never sees them: it must ask the head's checks).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ class ForgeThreads(ForgeCore):
         assignees: Sequence[str] = (),
     ) -> int:
         """An open issue; sends ``issues.opened``. Its number."""
-        with self.lock:
+        with self._change():
             r = self.repo(repo)
             now = self.clock()
             issue = Issue(
@@ -56,7 +60,7 @@ class ForgeThreads(ForgeCore):
 
     def label(self, repo: str, number: int, login: str, name: str) -> None:
         """Add a label; sends ``issues.labeled`` (``pull_request.labeled`` is not sent)."""
-        with self.lock:
+        with self._change():
             r, issue = self.repo(repo), self.issue(repo, number)
             if name not in issue.labels:
                 issue.labels.append(name)
@@ -65,7 +69,7 @@ class ForgeThreads(ForgeCore):
 
     def assign(self, repo: str, number: int, login: str, assignee: str) -> None:
         """Assign a user; sends ``issues.assigned``."""
-        with self.lock:
+        with self._change():
             r, issue = self.repo(repo), self.issue(repo, number)
             self.user(assignee)
             if assignee not in issue.assignees:
@@ -77,7 +81,7 @@ class ForgeThreads(ForgeCore):
 
     def comment(self, repo: str, number: int, login: str, body: str) -> int:
         """A new issue or PR comment; sends ``issue_comment.created``. Its id."""
-        with self.lock:
+        with self._change():
             r, issue = self.repo(repo), self.issue(repo, number)
             now = self.clock()
             c = IssueComment(next(self._ids), repo, number, self.user(login).login, body, now, now)
@@ -88,7 +92,7 @@ class ForgeThreads(ForgeCore):
             return c.id
 
     def edit_comment(self, comment_id: int, body: str) -> IssueComment:
-        with self.lock:
+        with self._change():
             c = self._comments.get(comment_id)
             if c is None:
                 raise ForgeRefused(404, "Not Found")
@@ -98,7 +102,7 @@ class ForgeThreads(ForgeCore):
 
     def comments(self, repo: str, number: int | None = None, login: str | None = None) -> list[IssueComment]:
         """The comments on a repo's issues and PRs (of one, of one author), in order."""
-        with self.lock:
+        with self._change():
             return [
                 c
                 for c in self._comments.values()
@@ -118,7 +122,7 @@ class ForgeThreads(ForgeCore):
         """A pull request from ``head`` (a branch of the repo, or ``owner:branch``) onto ``base``; refused
         (:class:`ForgeRefused` 422) as GitHub does when it has no commits over base or one is open for
         it. Sends ``pull_request.opened``. Its number."""
-        with self.lock:
+        with self._change():
             r = self.repo(repo)
             ref = head.partition(":")[2] or head
             base = base or r.default_branch
@@ -156,19 +160,18 @@ class ForgeThreads(ForgeCore):
             return issue.number
 
     def pulls(self, repo: str) -> list[Issue]:
-        with self.lock:
+        with self._change():
             return [i for i in self.repo(repo).issues.values() if i.pr is not None]
 
     def set_mergeable(self, repo: str, number: int, mergeable: bool | None) -> None:
-        with self.lock:
+        with self._change():
             issue = self.issue(repo, number)
             assert issue.pr is not None, f"#{number} is not a pull request"
-            issue.pr.mergeable = mergeable
-            self._touch(issue)
+            issue.pr.mergeable = mergeable  # GitHub's recomputed mergeability leaves updated_at alone
 
     def close(self, repo: str, number: int, login: str, merged: bool = False) -> None:
         """Close (or merge) an issue or PR; sends ``pull_request.closed`` or ``issues.closed``."""
-        with self.lock:
+        with self._change():
             r, issue = self.repo(repo), self.issue(repo, number)
             now = self.clock()
             issue.state, issue.closed_at = "closed", now
@@ -194,7 +197,7 @@ class ForgeThreads(ForgeCore):
         """A submitted review with inline ``(path, line, body)`` comments; sends
         ``pull_request_review.submitted`` and, as GitHub does, one ``pull_request_review_comment.created``
         per inline comment (``deliver_comments=False`` leaves those out: a huge review's test). Its id."""
-        with self.lock:
+        with self._change():
             r, issue = self.repo(repo), self.issue(repo, pr)
             sha, now = r.pr_head(issue), self.clock()
             review = Review(next(self._ids), repo, pr, self.user(login).login, body, state, sha, now)
@@ -215,7 +218,7 @@ class ForgeThreads(ForgeCore):
             return review.id
 
     def reviews(self, repo: str, pr: int) -> list[Review]:
-        with self.lock:
+        with self._change():
             return [self._reviews[i] for i in self.issue(repo, pr).reviews]
 
     # -- checks and statuses ------------------------------------------------------------------------------
@@ -236,7 +239,7 @@ class ForgeThreads(ForgeCore):
     ) -> int:
         """A check run (and the Actions job of the same id, whose log it holds) on ``sha``; a completed
         one sends ``check_run.completed`` and ``check_suite.completed``. Its id (the job id)."""
-        with self.lock:
+        with self._change():
             r = self.repo(repo)
             now = self.clock()
             notes = [a if isinstance(a, Annotation) else Annotation(a[0], a[1], a[2]) for a in annotations]
@@ -256,9 +259,7 @@ class ForgeThreads(ForgeCore):
                 log.encode() if isinstance(log, str) else log,
             )
             r.check_runs.append(run)
-            prs = self.prs_at(repo, sha)
-            for pr in prs:
-                self._touch(pr)
+            prs = self.prs_at(repo, sha)  # checks leave the PR's updated_at alone, as on GitHub
             if status == "completed":
                 self._emit("check_run", "completed", self.payloads.check_run(r, run, prs, sender))
                 self._emit("check_suite", "completed", self.payloads.check_suite(r, run, prs, sender))
@@ -266,12 +267,12 @@ class ForgeThreads(ForgeCore):
 
     def prs_at(self, repo: str, sha: str) -> list[Issue]:
         """The open pull requests whose head is ``sha``."""
-        with self.lock:
+        with self._change():
             r = self.repo(repo)
             return [i for i in r.issues.values() if i.pr and i.state == "open" and r.pr_head(i) == sha]
 
     def check_run(self, repo: str, run_id: int) -> CheckRun:
-        with self.lock:
+        with self._change():
             run = next((c for c in self.repo(repo).check_runs if c.id == run_id), None)
             if run is None:
                 raise ForgeRefused(404, "Not Found")
@@ -288,11 +289,9 @@ class ForgeThreads(ForgeCore):
         sender: str = "ci-bot[bot]",
     ) -> int:
         """A commit status (error, failure, pending, success); sends ``status``. Its id."""
-        with self.lock:
+        with self._change():
             r = self.repo(repo)
             s = Status(next(self._ids), repo, sha, context, state, description, target_url, self.clock())
-            r.statuses.append(s)
-            for pr in self.prs_at(repo, sha):
-                self._touch(pr)
+            r.statuses.append(s)  # the PR's updated_at stays: a reconcile asks the head's checks
             self._emit("status", None, self.payloads.status(r, s, sender))
             return s.id
