@@ -110,8 +110,8 @@ class ForgeCore:
         self._queue: queue.Queue[list[Delivery] | None] = queue.Queue()
         self._sender: threading.Thread | None = None
         self.held: list[Delivery] = []
-        self.render = Render(self.rest, self.hooks, self.api_url, self.web_url, self.clone_url, self.user)
-        self.payloads = Payloads(self.render)
+        self.render = Render(self.rest, self.api_url, self.web_url, self.clone_url, self.user)
+        self.payloads = Payloads(self.render, self.hooks)
 
     @property
     def web_url(self) -> str:

@@ -5,11 +5,7 @@ description's ``components/examples`` (``issue``, ``pull-request``, ``issue-comm
 deliveries, ``@octokit/webhooks-examples`` — with its URLs moved to the fake's and its fields replaced
 by the fake's state. The same overlay (:meth:`Render.issue_fields`, …) fills a REST template and a
 webhook template alike, since both describe the same GitHub objects.
-
-Some of GitHub's own examples do not pass GitHub's own schemas (a webhook example missing a newer
-required field such as ``auto_merge`` or ``has_discussions``). For each delivery the example with the
-fewest errors is taken and the missing required fields are added (``null``, or the neutral value named
-in :data:`_REPAIRS`) until it passes; anything still wrong after the overlay is a violation.
+The webhook templates themselves (which example, repaired how) are in :mod:`fake_forge_hooks`.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from baton.testing.fake_forge_openapi import RestDescription, WebhookDescription
+from baton.testing.fake_forge_openapi import RestDescription
 from baton.testing.fake_forge_state import (
     LEGACY_PERMISSION,
     Annotation,
@@ -35,23 +31,6 @@ from baton.testing.fake_forge_state import (
     iso,
 )
 
-_REPAIRS: dict[str, Any] = {
-    "has_discussions": False,
-    "draft": False,
-    "reactions": {
-        "url": "",
-        "total_count": 0,
-        "+1": 0,
-        "-1": 0,
-        "laugh": 0,
-        "hooray": 0,
-        "confused": 0,
-        "heart": 0,
-        "rocket": 0,
-        "eyes": 0,
-    },
-}
-
 
 def _node_id(kind: str, number: int) -> str:
     return f"{kind}_{number:08d}"
@@ -63,22 +42,20 @@ class Render:
     def __init__(
         self,
         rest: RestDescription,
-        hooks: WebhookDescription | None,
         api_url: str,
         web_url: str,
         clone_url: Callable[[Repo], str],
         users: Callable[[str], User],
     ) -> None:
-        self.rest, self.hooks = rest, hooks
+        self.rest = rest
         self.api_url, self.web_url = api_url.rstrip("/"), web_url.rstrip("/")
         self.clone_url, self.user_of = clone_url, users
         self._texts: dict[tuple[str, str], str] = {}
-        self._hook_templates: dict[tuple[str, str | None], str] = {}
         self._lock = threading.Lock()
 
     # -- templates ---------------------------------------------------------------------------------
 
-    def _rebased(self, text: str, full_name: str) -> str:
+    def rebased(self, text: str, full_name: str) -> str:
         return (
             text.replace(
                 "https://api.github.com/repos/octocat/Hello-World", f"{self.api_url}/repos/{full_name}"
@@ -94,41 +71,10 @@ class Render:
         with self._lock:
             text = self._texts.get(key)
         if text is None:
-            text = self._rebased(json.dumps(pick(self.rest.example(name))), full_name)
+            text = self.rebased(json.dumps(pick(self.rest.example(name))), full_name)
             with self._lock:
                 self._texts[key] = text
         return json.loads(text)
-
-    def hook_template(self, event: str, action: str | None, without: str | None = None) -> dict[str, Any]:
-        """GitHub's example delivery for the event, repaired until it passes the webhook schema;
-        ``without`` one of its top-level objects (one the caller supplies: less to copy)."""
-        assert self.hooks is not None
-        if without is not None:
-            with self._lock:
-                text = self._hook_templates.get((event, f"{action}-without-{without}"))
-            if text is None:
-                whole = self.hook_template(event, action)
-                whole.pop(without)
-                text = json.dumps(whole)
-                with self._lock:
-                    self._hook_templates[(event, f"{action}-without-{without}")] = text
-            return json.loads(text)  # type: ignore[no-any-return]
-        key = (event, action)
-        with self._lock:
-            cached = self._hook_templates.get(key)
-        if cached is None:
-            candidates = self.hooks.examples(event, action) or [
-                {**e, "action": action} for e in self.hooks.examples(event, None)
-            ]  # an action without an example (issues.closed) borrows the event's others
-            best = min(candidates, key=lambda c: len(self.hooks.check(event, action, c).errors))  # type: ignore[union-attr]
-            for _ in range(8):
-                errors = self.hooks.check(event, action, best).errors
-                if not errors or not _repair(best, errors):
-                    break
-            cached = self._rebased(json.dumps(best), "octocat/Hello-World")
-            with self._lock:
-                self._hook_templates[key] = cached
-        return json.loads(cached)  # type: ignore[no-any-return]
 
     # -- shared overlays: fill a REST or a webhook template ------------------------------------------
 
@@ -497,22 +443,3 @@ class Render:
             "documentation_url": "https://docs.github.com/enterprise-server@3.19/rest",
             "status": "422",
         }
-
-
-def _repair(payload: dict[str, Any], errors: tuple[str, ...]) -> bool:
-    """Add the required fields the errors name (``at /a/b: "x" is a required property``); whether any."""
-    fixed = False
-    for error in errors:
-        where, _, message = error.partition(": ")
-        if not message.endswith("is a required property") or not message.startswith('"'):
-            continue
-        name = message.split('"')[1]
-        node: Any = payload
-        for part in where.removeprefix("at /").split("/"):
-            if part == "":
-                continue
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        if isinstance(node, dict) and name not in node:
-            node[name] = json.loads(json.dumps(_REPAIRS.get(name)))
-            fixed = True
-    return fixed
