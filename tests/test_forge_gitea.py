@@ -338,6 +338,9 @@ class Gitea:
         self.routes: dict[tuple[str, str], Answer] = dict(routes or {})
         self.requests: list[httpx.Request] = []
         self.sleeps: list[float] = []
+        self.forgejo: set[tuple[str, str]] = (
+            set()
+        )  # routes answered in Forgejo's shapes: not Gitea's to check
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -353,7 +356,8 @@ class Gitea:
             response = answer
         else:
             response = httpx.Response(201 if request.method == "POST" else 200, json=answer)
-        if response.headers.get("content-type", "").startswith("application/json"):
+        json_answer = response.headers.get("content-type", "").startswith("application/json")
+        if json_answer and (request.method, request.url.path) not in self.forgejo:
             response.read()
             gitea_spec.check_response(request.method, path, response.status_code, response.json())
         return response
@@ -791,6 +795,55 @@ def test_a_job_linked_by_its_run_and_job_ids_is_matched_too(gitea: Gitea) -> Non
     with gitea.client() as client:
         (test, _waiting) = client.failed_checks(REPO, SHA)
     assert test.job_id == 40 and test.log_tail == "boom\n"
+
+
+def test_runs_of_another_head_are_not_read_and_a_server_ignoring_head_sha_is_read_two_pages(
+    gitea: Gitea,
+) -> None:
+    _actions(gitea, b"")
+    others = [
+        run(100 + i, head_sha="0" * 40) for i in range(300)
+    ]  # head_sha ignored: every run, newest first
+    gitea.routes[("GET", f"{R}/actions/runs")] = lambda r: httpx.Response(
+        200,
+        json={
+            "total_count": len(others),
+            "workflow_runs": others[(int(r.url.params["page"]) - 1) * 50 :][:50],
+        },
+    )
+    with gitea.client() as client:
+        failed = client.failed_checks(REPO, SHA)
+    assert [(f.name, f.job_id) for f in failed] == [
+        ("ci / test (pull_request)", None),
+        ("coverage/external", None),
+    ]
+    assert [r.url.params.get("page") for r in gitea.requests if r.url.path.endswith("/actions/runs")] == [
+        "1",
+        "2",
+    ]
+
+
+def test_forgejos_runs_say_which_wait_for_approval_and_no_jobs_api_is_no_tail(gitea: Gitea) -> None:
+    _actions(gitea, b"")
+    # Forgejo's ActionRun (its own API): commit_sha, need_approval, title; no jobs or logs endpoints
+    forgejo_run = {"id": 5, "title": "Fork PR", "commit_sha": SHA, "status": "blocked", "need_approval": True}
+    done = {
+        "id": 6,
+        "title": "CI",
+        "commit_sha": SHA,
+        "status": "failure",
+        "need_approval": False,
+        "conclusion": "failure",
+    }
+    gitea.routes[("GET", f"{R}/actions/runs")] = {"total_count": 2, "workflow_runs": [done, forgejo_run]}
+    gitea.forgejo.add(("GET", f"{R}/actions/runs"))
+    with gitea.client() as client:
+        failed = client.failed_checks(REPO, SHA)
+    assert [(f.name, f.conclusion, f.log_tail) for f in failed] == [
+        ("ci / test (pull_request)", "failure", ""),
+        ("coverage/external", "error", ""),
+        ("Fork PR", "action_required", ""),
+    ]
 
 
 def test_without_giteas_actions_api_the_statuses_come_alone(gitea: Gitea) -> None:

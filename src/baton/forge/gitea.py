@@ -28,13 +28,14 @@ Where Gitea differs from GitHub, and what this client does about it:
   from what it read (``W/"baton-<digest>"`` of the statuses' ids, states and times) and answers
   "unchanged" when it is the one it was given: still one request per head.
 - **CI failures**: each failing (``failure``/``error``) status is named by its context and linked by its
-  ``target_url``, its description as the annotation. For Gitea Actions (1.24 and later: the
-  ``actions/runs`` and ``actions/jobs/{id}/logs`` endpoints), the head's runs are read (``head_sha``),
-  their failing jobs matched to the statuses by their ``/actions/runs/<n>/jobs/<m>`` link, and each matched
-  job's failing steps and a bounded tail of its log are added. A server without those endpoints (older
-  Gitea, Actions disabled, an external CI that posts statuses) gives the statuses alone, without tails. A
-  run waiting for a maintainer's approval (a fork's PR: Gitea's run status ``waiting``) is reported as
-  ``action_required``.
+  ``target_url``, its description as the annotation. For Gitea Actions (the ``actions/runs``,
+  ``actions/runs/{run}/jobs`` and ``actions/jobs/{id}/logs`` endpoints, in the descriptions of Gitea
+  1.25, 1.26 and 1.27), the head's runs are read (``head_sha``), their failing jobs matched to the statuses by
+  their ``/actions/runs/<n>/jobs/<m>`` link, and each matched job's failing steps and a bounded tail of its
+  log are added. A server without those endpoints (an older Gitea, Actions disabled, Forgejo, whose API
+  has no jobs or logs) gives the statuses alone, without tails; a status of another CI (Woodpecker, ...)
+  is always alone, linked. A run waiting for a maintainer's approval (a fork's PR: Gitea's run status
+  ``waiting``, Forgejo's ``need_approval``) is reported as ``action_required``.
 - **Bots**: Gitea's API has no bot flag. The Actions user (id -2, ``gitea-actions``/``forgejo-actions``) and
   logins ending in ``[bot]`` or ``-bot`` are bots.
 """
@@ -69,6 +70,7 @@ log = logging.getLogger(__name__)
 
 LIMIT = 50  # Gitea's default MAX_RESPONSE_ITEMS: a larger limit is cut to it anyway
 MAX_PAGES = 200
+RUN_PAGES = 2  # Actions runs read for a head: the newest 100
 WIP = "WIP: "
 WIP_PREFIXES = ("WIP:", "[WIP]")  # Gitea's default WORK_IN_PROGRESS_PREFIXES
 FAILING_STATUS = frozenset({"failure", "error"})
@@ -223,12 +225,13 @@ class GiteaClient:
         *,
         key: str | None = None,
         limit: int = LIMIT,
+        max_pages: int = MAX_PAGES,
     ) -> Iterator[Any]:
         """Every item of a Gitea list, asked ``page=1, 2, ...`` with ``limit``: until ``X-Total-Count``
-        items came, or (without it) while ``Link`` names a next page; an empty page ends it too. ``key``
-        names the list in an object page (``workflow_runs``)."""
+        items came, or (without it) while ``Link`` names a next page; an empty page ends it too, and so
+        does ``max_pages``. ``key`` names the list in an object page (``workflow_runs``)."""
         seen = 0
-        for page in range(1, MAX_PAGES + 1):
+        for page in range(1, max_pages + 1):
             response = self.http.request("GET", path, params={**(params or {}), "page": page, "limit": limit})
             data = self._json(response)
             items = data.get(key) if key and isinstance(data, dict) else data
@@ -243,7 +246,8 @@ class GiteaClient:
                 return
             if total is None and next_link(response.headers.get("link")) is None:
                 return
-        log.warning("Gitea: stopped paging %s after %d pages", path, MAX_PAGES)
+        if max_pages == MAX_PAGES:
+            log.warning("Gitea: stopped paging %s after %d pages", path, max_pages)
 
     def _all(self, path: str, params: Mapping[str, Any] | None = None) -> list[Any]:
         """An unpaged list (Gitea answers these endpoints whole: a thread's comments, a review's)."""
@@ -392,9 +396,8 @@ class GiteaClient:
             if s.get("status") in FAILING_STATUS
         ]
         waiting: list[FailedCheck] = []
-        jobs = self._failing_jobs(
-            repo, sha, waiting
-        )  # also when no status failed: a run may wait for approval
+        # read also when no status failed: a run may wait for a maintainer's approval
+        jobs = self._failing_jobs(repo, sha, waiting)
         detailed = 0
         for i, check in enumerate(failed):
             link = _job_link(check.url)
@@ -413,37 +416,45 @@ class GiteaClient:
 
     def _failing_jobs(self, repo: str, sha: str, waiting: list[FailedCheck]) -> dict[tuple[int, int], Any]:
         """The head's failing Gitea Actions jobs by their ``(run, job)`` link numbers; the runs that wait
-        for an approval go to ``waiting``. Empty where the server has no Actions API."""
+        for an approval go to ``waiting``. Empty where the server has no Actions API (an older Gitea,
+        Actions disabled) or none of Gitea's (Forgejo lists its runs, ``commit_sha`` and
+        ``need_approval``, but has no jobs or logs API: its runs only say which wait for an approval)."""
         jobs: dict[tuple[int, int], Any] = {}
+        path = f"{_repo_path(repo)}/actions/runs"
         try:
-            runs = [
-                run
-                for run in self.pages(
-                    f"{_repo_path(repo)}/actions/runs", {"head_sha": sha}, key="workflow_runs"
-                )
-                if run.get("head_sha") in (None, sha)
-            ]
-            for run in runs:
-                if run.get("status") == "waiting":
-                    name = str(run.get("display_title") or run.get("path") or "workflow")
-                    waiting.append(FailedCheck(name, "action_required", str(run.get("html_url") or "")))
-                    continue
-                if run.get("conclusion") not in FAILING_JOB:
-                    continue
-                path = f"{_repo_path(repo)}/actions/runs/{int(run['id'])}/jobs"
-                for job in self.pages(path, key="jobs"):
-                    if job.get("conclusion") not in FAILING_JOB:
-                        continue
-                    # a status links its job by the numbers of the job's own page, or (newer Gitea) by the
-                    # run's and the job's ids: both name only this head's failing jobs
-                    link = _job_link(job.get("html_url"))
-                    if link:
-                        jobs[link] = job
-                    jobs.setdefault((int(run["id"]), int(job["id"])), job)
+            # the newest runs first; a server that ignores head_sha is not read to its oldest run
+            runs = list(self.pages(path, {"head_sha": sha}, key="workflow_runs", max_pages=RUN_PAGES))
         except ForgeError as exc:
-            if exc.status not in (403, 404):  # no Actions here (older Gitea, disabled): statuses alone
+            if exc.status not in (403, 404):
                 raise
             log.info("Gitea: no Actions runs for %s@%s: %s", repo, sha[:12], exc)
+            return jobs
+        for run in runs:
+            if (run.get("head_sha") or run.get("commit_sha")) != sha:
+                continue
+            if run.get("status") == "waiting" or (run.get("need_approval") and not run.get("approved_by")):
+                name = str(run.get("display_title") or run.get("title") or run.get("path") or "workflow")
+                waiting.append(FailedCheck(name, "action_required", str(run.get("html_url") or "")))
+            elif run.get("conclusion") in FAILING_JOB:
+                try:
+                    jobs.update(self._run_jobs(repo, int(run["id"])))
+                except ForgeError as exc:
+                    if exc.status not in (403, 404):
+                        raise
+                    log.info("Gitea: no jobs of run %s in %s: %s", run["id"], repo, exc)
+        return jobs
+
+    def _run_jobs(self, repo: str, run_id: int) -> dict[tuple[int, int], Any]:
+        """A failed run's failing jobs, by both numbers a status may link them with: those of the job's own
+        page (``html_url``) and, as newer Gitea links them, the run's and the job's ids. Either names
+        only this head's failing jobs."""
+        jobs: dict[tuple[int, int], Any] = {}
+        for job in self.pages(f"{_repo_path(repo)}/actions/runs/{run_id}/jobs", key="jobs"):
+            if job.get("conclusion") in FAILING_JOB:
+                link = _job_link(job.get("html_url"))
+                if link:
+                    jobs[link] = job
+                jobs.setdefault((run_id, int(job["id"])), job)
         return jobs
 
     def _log_tail(self, repo: str, job_id: int, tail_bytes: int) -> str:
