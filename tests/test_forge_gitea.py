@@ -435,6 +435,7 @@ def test_permission_refused_to_a_token_without_admin_is_an_error_that_names_no_t
         client.permission(REPO, "eve")
     assert raised.value.status == 403 and not raised.value.transient
     assert "Only admins can query" in str(raised.value) and TOKEN not in str(raised.value)
+    assert f"needs admin on {REPO}" in str(raised.value)
 
 
 def test_a_user_name_is_quoted_into_the_path(gitea: Gitea) -> None:

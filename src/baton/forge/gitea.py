@@ -272,7 +272,13 @@ class GiteaClient:
 
     def permission(self, repo: str, login: str) -> str:
         path = f"{_repo_path(repo)}/collaborators/{quote(login, safe='')}/permission"
-        response = self.http.request("GET", path, allow=(404,))
+        try:
+            response = self.http.request("GET", path, allow=(404,))
+        except ForgeError as exc:
+            if exc.status != 403:
+                raise
+            hint = f"baton's Gitea user needs admin on {repo} to ask for another user's permission"
+            raise ForgeError(f"{exc} ({hint})", 403) from None
         if response.status_code == 404:  # no such user (or repository)
             return "none"
         data = self._json(response) or {}
