@@ -553,6 +553,16 @@ def test_paging_without_a_total_count_follows_the_link_signal(gitea: Gitea) -> N
     assert len(gitea.requests) == 3
 
 
+def test_paging_stops_when_an_endpoint_ignores_the_page(gitea: Gitea) -> None:
+    items = _issues(120)
+    gitea.routes[("GET", f"{R}/issues")] = lambda r: httpx.Response(
+        200, json=items[:50], headers={"x-total-count": "120"}
+    )
+    with gitea.client() as client:
+        assert len(client.updated_since(REPO, 0)) == 50
+    assert len(gitea.requests) == 2
+
+
 def test_paging_stops_on_an_empty_page(gitea: Gitea) -> None:
     gitea.routes[("GET", f"{R}/issues")] = paged([], total=False)
     with gitea.client() as client:

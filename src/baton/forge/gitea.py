@@ -230,13 +230,17 @@ class GiteaClient:
         """Every item of a Gitea list, asked ``page=1, 2, ...`` with ``limit``: until ``X-Total-Count``
         items came, or (without it) while ``Link`` names a next page; an empty page ends it too, and so
         does ``max_pages``. ``key`` names the list in an object page (``workflow_runs``)."""
-        seen = 0
+        seen, first = 0, None
         for page in range(1, max_pages + 1):
             response = self.http.request("GET", path, params={**(params or {}), "page": page, "limit": limit})
             data = self._json(response)
             items = data.get(key) if key and isinstance(data, dict) else data
             if not isinstance(items, list):
                 raise ForgeError(f"Gitea answered GET {path} without a list", 0)
+            if items and page > 1 and items[0] == first:  # an endpoint that ignores page: the same again
+                log.warning("Gitea: %s answered page %d as page 1; stopped there", path, page)
+                return
+            first = items[0] if items else None
             yield from items
             seen += len(items)
             total = _total(response.headers.get("x-total-count"))
