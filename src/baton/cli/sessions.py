@@ -22,8 +22,10 @@ from baton.cli.common import (
     err,
     esc,
     group,
+    new_table,
     out,
     print_fields,
+    print_table,
 )
 from baton.cli.render import print_rows, session_rows
 from baton.cli.runs import runs_table
@@ -59,21 +61,65 @@ def sessions_ls(
 def sessions_show(
     agent: AgentOpt, repo: RepoOpt, thread: ThreadOpt, as_json: JsonOpt = False, wide: WideOpt = False
 ) -> None:
-    """Show one session, its lineage (forks, hand-offs, stacking) and its recent runs."""
+    """Show one session, its lineage (forks, hand-offs, stacking), its forge thread when it is bound
+    to an issue or PR, and its recent runs."""
+    from baton.forge.threads import forge_settings, key_state
     from baton.sessions.lineage import lineage
     from baton.sessions.manage import get_session, resolve_key
 
-    with cli_store() as (_settings, store):
+    with cli_store() as (settings, store):
         key = resolve_key(store, agent, repo, thread)
         session = get_session(store, key)
         runs = store.list_runs(key.agent, key.repo.slug, key.thread, limit=20)
         family = lineage(store, session)
+        forge = key_state(
+            store, key.agent, key.repo.slug, key.thread, forge_settings(settings.home), last=FORGE_EVENTS
+        )
         if as_json:
-            emit_json({**session.to_json(), "lineage": family, "runs": [r.to_json() for r in runs]})
+            emit_json(
+                {**session.to_json(), "lineage": family, "forge": forge, "runs": [r.to_json() for r in runs]}
+            )
             return
         print_fields({k: v for k, v in session.to_json().items() if k not in ("origin", "pending_sync")})
         _print_lineage(family)
+        if forge is not None:
+            _print_forge(forge)
         runs_table(store, runs, wide)
+
+
+FORGE_EVENTS = 10  # the newest feedback events ``sessions show`` prints
+
+
+def _print_forge(state: dict[str, Any]) -> None:
+    """The forge conversation the key is bound to: status (and why it needs a human), issue and PR,
+    budget, and the newest feedback events (who sent them, what became of them). No comment text."""
+    b, links, budget = state["binding"], state["links"], state["budget"]
+    console = out()
+    console.print(f"[bold]forge[/bold]: {esc(b['conversation'])} ({esc(b['status'])})", highlight=False)
+    lines = []
+    if b.get("note"):
+        lines.append(f"note: {b['note']}")
+    if links.get("issue"):
+        lines.append(f"issue #{b['number']}: {links['issue']}")
+    if b.get("pr"):
+        lines.append(f"PR #{b['pr']}: {links.get('pr') or '(forge not configured here)'}")
+    day = f" of {budget['per_day']}" if budget["per_day"] is not None else ""
+    lines.append(f"turns today: {budget['turns_today']}{day}")
+    for failure in budget["failures"]:
+        limit = f" of {budget['per_failure']}" if budget["per_failure"] is not None else ""
+        checks = ", ".join(failure["checks"]) or failure["signature"][:12]
+        lines.append(f"CI failure ({checks}): {failure['spent']} turn(s){limit}")
+    for line in lines:
+        console.print(f"  {esc(line)}", highlight=False)
+    if not state["events"]:
+        return
+    shown, total = len(state["events"]), state["events_total"]
+    title = f"feedback events (the last {shown} of {total})" if total > shown else "feedback events"
+    table = new_table("at", "kind", "by", "status", "run", "why", title=title)
+    for e in state["events"]:
+        row = (ago(e["at"]), e["kind"], e["actor"] or "-", e["status"], e["run_id"] or "-", e["reason"] or "")
+        table.add_row(*map(esc, row))
+    print_table(table, False)
 
 
 def _print_lineage(family: dict[str, Any]) -> None:

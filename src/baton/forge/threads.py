@@ -1,15 +1,37 @@
 """Bound threads as people manage them (``baton forge bind/unbind/show``, the API, the dashboard):
-binding an issue or PR by hand, unbinding, and a thread's whole forge state in one object."""
+binding an issue or PR by hand, unbinding, and a thread's whole forge state in one object.
+
+The state is read from the store alone (:func:`state_from_store`); the operator's configuration only
+adds the repository's budget (what was spent is counted against it) and the forge's web address (the
+issue's and the PR's links). ``baton sessions show``, ``GET /v1/session`` and the dashboard's session
+page show a key's state (:func:`key_state`) without a running forge loop.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from pathlib import Path
 from typing import Any
 
 from baton.errors import BadInput
+from baton.forge.config import ForgeConfig, ForgeSettings, load_forges
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import Binding, BindingStatus, EventStatus
+from baton.forge.model import (
+    Binding,
+    BindingStatus,
+    Budget,
+    EventRecord,
+    EventStatus,
+    FeedbackKind,
+    ForgeKind,
+)
 from baton.keys import parse_repo, validate_thread
 from baton.models import Access
+from baton.store.base import ForgeStore
+
+DAY = 86_400.0  # the daily budget's window (as dispatch counts it)
+log = logging.getLogger("baton.forge")
 
 
 def bind_thread(
@@ -74,19 +96,102 @@ def thread_state(loop: ForgeLoop, forge: str, repo: str, number: int) -> dict[st
 
 
 def state_of(loop: ForgeLoop, binding: Binding) -> dict[str, Any]:
-    events = loop.store.forge_events(binding.forge, binding.repo, binding.number)
-    turns = loop.store.forge_turns(binding.forge, binding.repo, binding.number)
     config = loop.repo(binding.forge, binding.repo)
+    forge = loop.config.forges.get(binding.forge)
+    return state_from_store(loop.store, binding, config.budget if config else None, forge, loop.clock())
+
+
+def forge_settings(home: Path) -> ForgeSettings | None:
+    """The operator's forge configuration for showing a thread; None (logged) when it cannot be read:
+    a session is still shown, without its links and budget limits."""
+    try:
+        return load_forges(home)
+    except BadInput as exc:
+        log.warning("the forge configuration cannot be read: %s", exc)
+        return None
+
+
+def key_state(
+    store: ForgeStore,
+    agent: str,
+    repo_slug: str,
+    thread: str,
+    config: ForgeSettings | None = None,
+    last: int | None = None,
+) -> dict[str, Any] | None:
+    """The forge state of a key (agent, repo slug, thread) when it is bound, else None; ``config`` (the
+    operator's, when it could be read) gives the budget and the links; ``last`` keeps that many of
+    the newest events."""
+    binding = store.binding_for_key(agent, repo_slug, thread)
+    if binding is None:
+        return None
+    repo = config.repo(binding.forge, binding.repo) if config else None
+    forge = config.forges.get(binding.forge) if config else None
+    return state_from_store(store, binding, repo.budget if repo else None, forge, last=last)
+
+
+def state_from_store(
+    store: ForgeStore,
+    binding: Binding,
+    budget: Budget | None = None,
+    forge: ForgeConfig | None = None,
+    now: float | None = None,
+    last: int | None = None,
+) -> dict[str, Any]:
+    """The binding, its events (newest last, with who, where, what became of them; the ``last`` ones
+    when given, ``events_total`` says how many there are), its turns, what its budgets spent (against
+    ``budget``'s limits when known) and its links (when the forge is known). No comment body is in it:
+    whatever the forge sent is data to show (logins, URLs, reasons), never markup."""
+    records = store.forge_events(binding.forge, binding.repo, binding.number)
+    turns = store.forge_turns(binding.forge, binding.repo, binding.number)
+    now = time.time() if now is None else now
+    shown = records[-last:] if last else records
     return {
         "binding": binding.to_json(),
         "needs_human": binding.status == BindingStatus.NEEDS_HUMAN,
-        "events": [_event(e.event, e.kind.value, e.status, e.reason, e.job_id, e.identity) for e in events],
+        "links": links(binding, forge),
+        "events_total": len(records),
+        "events": [_event(e.event, e.kind.value, e.status, e.reason, e.job_id, e.identity) for e in shown],
         "turns": turns,
         "budget": {
-            "per_failure": config.budget.per_failure if config else None,
-            "per_day": config.budget.per_day if config else None,
+            "per_failure": budget.per_failure if budget else None,
+            "per_day": budget.per_day if budget else None,
+            "turns_today": sum(1 for t in turns if t["submitted_at"] >= now - DAY),
+            "failures": _failures(store, binding, records),
         },
     }
+
+
+def links(binding: Binding, forge: ForgeConfig | None) -> dict[str, str | None]:
+    """Where a person sees the issue and the PR on the forge (``issue`` is None for a thread that
+    started on its PR); both None when the forge is not configured here."""
+    if forge is None or not forge.web_url.startswith(("https://", "http://")):
+        return {"issue": None, "pr": None}
+    base = f"{forge.web_url}/{binding.repo}"
+    pulls = "pulls" if forge.kind == ForgeKind.GITEA else "pull"
+    started_on_pr = binding.pr is not None and binding.pr == binding.number
+    return {
+        "issue": None if started_on_pr else f"{base}/issues/{binding.number}",
+        "pr": f"{base}/{pulls}/{binding.pr}" if binding.pr is not None else None,
+    }
+
+
+def _failures(store: ForgeStore, binding: Binding, records: list[EventRecord]) -> list[dict[str, Any]]:
+    """Each CI failure signature the thread saw: its failing checks' names and the turns spent on it."""
+    names: dict[str, set[str]] = {}
+    for record in records:
+        signature = record.event.get("signature")
+        if record.kind == FeedbackKind.CI_FAILURE and signature:
+            checks = record.event.get("checks") or []
+            names.setdefault(signature, set()).update(str(c.get("name", "")) for c in checks)
+    return [
+        {
+            "signature": signature,
+            "checks": sorted(n for n in checks if n),
+            "spent": store.budget_spent(binding.forge, binding.repo, binding.number, signature),
+        }
+        for signature, checks in names.items()
+    ]
 
 
 def _event(

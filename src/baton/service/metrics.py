@@ -3,9 +3,9 @@
 Correct across processes: nothing is counted in this process's memory. At every scrape a custom
 collector asks the store for GROUP BY counts (:meth:`baton.store.base.Store.metrics_counts`), so every
 service process, a restarted one, and the runs of ``baton run`` on the command line all agree; a scrape
-costs four aggregate queries (one scan of the runs, one of the sessions, two small ones). Counters are
-counts of stored rows: a reset that deletes a key's runs lowers them, which Prometheus treats as a
-counter reset.
+costs four aggregate queries (one scan of the runs, one of the sessions, two small ones) and the forge
+loop's four (below). Counters are counts of stored rows: a reset that deletes a key's runs lowers them,
+which Prometheus treats as a counter reset.
 
 - ``baton_runs_total{agent,mode,outcome}``: ended runs (attempts).
 - ``baton_run_duration_seconds{agent}``: a histogram of ended runs' durations.
@@ -28,6 +28,15 @@ counter reset.
   ``worktree + cache + home + log + store + other = total``. A worker whose report is stale has no
   bytes samples (``sum()`` is the dashboard's fleet total); ``baton_disk_report_timestamp_seconds``
   has every worker that ever reported, for an alert on a silent one.
+- The forge loop (:mod:`baton.forge`), from two more small queries
+  (:meth:`~baton.store.base.ForgeStore.forge_counts`, :meth:`~baton.store.base.ForgeStore.forge_turn_counts`):
+  ``baton_forge_events_total{kind,status}`` (stored feedback events and what became of them),
+  ``baton_forge_threads{status}`` (bound threads, every status), ``baton_forge_needs_human`` (threads
+  waiting for a person: a budget spent or a failure that came back unchanged),
+  ``baton_forge_turns_total{kind,outcome}`` (feedback turns, once per kind a turn was about, by its
+  run's outcome, ``queued``/``running`` before it has one) and ``baton_forge_refused_total`` (triggers
+  the trust policy refused, counted from the audit log's ``forge.refused`` rows — a scan of the audit
+  table, which has no index on its action).
 
 No label carries a session id, a thread or a repo: their number is unbounded.
 """
@@ -46,9 +55,9 @@ from prometheus_client.registry import Collector
 
 from baton.housekeeping.disk import DiskReport
 from baton.housekeeping.fleetdisk import FleetDisk, WorkerDisk, fleet_disk
-from baton.models import DeliveryStatus, JobStatus, Mode, Outcome, SessionStatus
+from baton.models import BindingStatus, DeliveryStatus, JobStatus, Mode, Outcome, SessionStatus
 from baton.service.diskcache import DiskCache
-from baton.store.base import ViewStore, WorkerStore
+from baton.store.base import ForgeStore, ViewStore, WorkerStore
 
 BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 DISK_FIRST_WAIT = 2.0  # the first scrape waits this long for the first measurement
@@ -143,8 +152,37 @@ def by_kind(report: DiskReport | None) -> dict[str, int]:
     }
 
 
-class MetricsStore(ViewStore, WorkerStore, Protocol):
-    """What a scrape reads: the counts and the workers' disk reports."""
+def forge_metrics(counts: dict[str, list[tuple[Any, ...]]], turns: dict[str, Any]) -> Iterator[Metric]:
+    """The forge loop's events, threads, turns and refusals (every thread status, zeros included)."""
+    events = CounterMetricFamily(
+        "baton_forge_events", "Stored forge feedback events by kind and status", labels=["kind", "status"]
+    )
+    for kind, status, n in counts["events"]:
+        events.add_metric([kind, status], n)
+    yield events
+    threads = GaugeMetricFamily("baton_forge_threads", "Bound threads by status", labels=["status"])
+    bound = {status: n for status, n in counts["bindings"]}
+    for status in BindingStatus:
+        threads.add_metric([status.value], bound.get(status.value, 0))
+    yield threads
+    yield GaugeMetricFamily(
+        "baton_forge_needs_human",
+        "Bound threads waiting for a person (a budget spent, a failure back unchanged)",
+        value=bound.get(BindingStatus.NEEDS_HUMAN.value, 0),
+    )
+    done = CounterMetricFamily(
+        "baton_forge_turns", "Feedback turns by kind and outcome", labels=["kind", "outcome"]
+    )
+    for kind, outcome, n in turns["turns"]:
+        done.add_metric([kind, outcome], n)
+    yield done
+    yield CounterMetricFamily(
+        "baton_forge_refused", "Forge triggers the trust policy refused", value=turns["refused"]
+    )
+
+
+class MetricsStore(ViewStore, WorkerStore, ForgeStore, Protocol):
+    """What a scrape reads: the counts, the workers' disk reports and the forge loop's counts."""
 
 
 class StoreCollector(Collector):
@@ -161,6 +199,7 @@ class StoreCollector(Collector):
         yield from delivery_metrics(counts["deliveries"])
         queued = sum(n for status, n in counts["jobs"] if status == JobStatus.QUEUED)
         yield GaugeMetricFamily("baton_queue_depth", "Submitted runs waiting to start", value=queued)
+        yield from forge_metrics(self.store.forge_counts(), self.store.forge_turn_counts())
         yield from disk_metrics(by_kind(self.disk.get(wait=DISK_FIRST_WAIT)), fleet_disk(self.store))
 
 

@@ -400,6 +400,12 @@ class ForgeStore(Protocol):
         """``events`` (kind, status, n) and ``bindings`` (status, n): GROUP BY queries, for /metrics."""
         ...
 
+    def forge_turn_counts(self) -> dict[str, Any]:
+        """``turns`` [(kind, outcome, n)]: a turn once per kind it was about, by its job's outcome
+        (``queued``/``running`` before it has one, ``unknown`` when the job is gone); ``refused``: how
+        many triggers the trust policy refused (the audit's ``forge.refused`` rows). For /metrics."""
+        ...
+
 
 class Store(
     KeyStore,

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 
 from baton.errors import BadInput, StoreError
 from baton.models import Access, Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
-from baton.store.schema import forge_bindings, forge_budgets, forge_events, forge_turns
+from baton.store.schema import audit, forge_bindings, forge_budgets, forge_events, forge_turns, jobs
 from baton.store.tables import insert_for
 
 CONVERSATION = ("forge", "repo", "number")
@@ -297,6 +297,29 @@ class ForgeTables:
         }
         with self._tx() as conn:
             return {name: [tuple(r) for r in conn.execute(query)] for name, query in queries.items()}
+
+    def forge_turn_counts(self) -> dict[str, Any]:
+        """``turns``: (kind, outcome, n) — a turn counts once for each kind it was about, and its
+        outcome is its job's (``queued`` or ``running`` while it has none, ``unknown`` when the job is
+        gone); ``refused``: the triggers the trust policy refused (the audit's ``forge.refused`` rows).
+        In one transaction; the turns are grouped by the database by their kinds' list (a handful of
+        combinations) and split here."""
+        t, j = forge_turns.c, jobs.c
+        # a literal, not a parameter: PostgreSQL matches the GROUP BY's expression to the SELECT's
+        outcome = sa.func.coalesce(j.outcome, j.status, sa.literal_column("'unknown'"))
+        turns = (
+            sa.select(t.kinds, outcome, sa.func.count())
+            .select_from(forge_turns.outerjoin(jobs, j.id == t.job_id))
+            .group_by(t.kinds, outcome)
+        )
+        refused = sa.select(sa.func.count()).select_from(audit).where(audit.c.action == "forge.refused")
+        counts: dict[tuple[str, str], int] = {}
+        with self._tx() as conn:
+            for kinds, result, n in conn.execute(turns):
+                for kind in json.loads(kinds) or ["none"]:
+                    counts[kind, result] = counts.get((kind, result), 0) + int(n)
+            refused_n = int(conn.execute(refused).scalar_one())
+        return {"turns": sorted((k, o, n) for (k, o), n in counts.items()), "refused": refused_n}
 
 
 def _conversation(table: sa.Table, forge: str, repo: str, number: int) -> sa.ColumnElement[bool]:
