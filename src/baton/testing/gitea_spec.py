@@ -283,7 +283,7 @@ def operation(method: str, path: str) -> Operation:
 def _validator(type_name: str) -> Any:
     """A compiled validator of a type as the generated client writes it (``List[Comment]``)."""
     tree = ast.parse(type_name, mode="eval").body
-    return jsonschema_rs.Draft202012Validator({"$defs": definitions(), **_type(tree)})
+    return jsonschema_rs.Draft202012Validator({"$defs": definitions(), **_type(tree)}, validate_formats=True)
 
 
 def check(type_name: str, value: Any, where: str = "") -> None:
