@@ -935,5 +935,5 @@ def test_the_mock_refuses_what_giteas_description_does_not_allow(gitea: Gitea) -
         gitea_spec.check_request("GET", f"/repos/{REPO}/check-runs")
     with pytest.raises(SpecError, match="unexpected"):
         gitea_spec.check("PullReviewComment", {**review_comment(1, 1, "a", 1), "line": 3})
-    with pytest.raises(SpecError, match="date-time"):
+    with pytest.raises(SpecError, match="created_at"):
         gitea_spec.check("Comment", {**comment(1), "created_at": "2026-05-01 12:00"})
