@@ -14,13 +14,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from baton.forge.config import ForgeSettings
+from baton.forge.schedule import Schedule
+from baton.forge.threads import key_state
 from baton.models import SessionStatus, TokenScope
 from baton.service.auth import Actor, require
 from baton.service.fields import Agent, Thread
 from baton.sessions.lineage import lineage
 from baton.sessions.manage import Scope, get_session, reset_session, resolve_key
 from baton.settings import Settings
-from baton.store.base import KeyStore
+from baton.store.base import Store
 
 router = APIRouter(tags=["sessions"])
 Reader = Annotated[Actor, Depends(require(TokenScope.READ))]
@@ -85,6 +88,15 @@ class RunAttempt(BaseModel):
 class SessionDetail(SessionOut):
     runs: list[RunAttempt] = Field(description="the most recent runs, newest first")
     lineage: dict[str, Any] = Field(description="forks, hand-offs and stacking (as `baton sessions show`)")
+    forge: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "null unless the key is bound to a forge issue or PR: then its binding (conversation, "
+            "status, note, pr), links to the issue and PR, the newest feedback events (kind, actor, "
+            "url, status, reason, run_id; never a comment's text), the turns and the budget spent "
+            "(as `baton sessions show --json` and GET /v1/forge/threads/...)"
+        ),
+    )
 
 
 class ResetIn(BaseModel):
@@ -114,9 +126,9 @@ class ResetOut(BaseModel):
     session: bool
 
 
-def _state(request: Request) -> tuple[Settings, KeyStore]:
+def _state(request: Request) -> tuple[Settings, Store]:
     settings: Settings = request.app.state.settings
-    store: KeyStore = request.app.state.store
+    store: Store = request.app.state.store
     return settings, store
 
 
@@ -159,7 +171,17 @@ def show_session(
     session = get_session(store, key)
     attempts = store.list_runs(key.agent, key.repo.slug, key.thread, limit=runs) if runs else []
     runs_out = [RunAttempt(**_attempt(r.to_json())) for r in attempts]
-    return SessionDetail(**session.to_json(), runs=runs_out, lineage=lineage(store, session))
+    forge = key_state(store, key.agent, key.repo.slug, key.thread, forge_config(request), last=FORGE_EVENTS)
+    return SessionDetail(**session.to_json(), runs=runs_out, lineage=lineage(store, session), forge=forge)
+
+
+FORGE_EVENTS = 20  # the newest feedback events of a bound key's ``forge``
+
+
+def forge_config(request: Request) -> ForgeSettings | None:
+    """The service's forge configuration (for a bound thread's links and budget), None without one."""
+    schedule: Schedule | None = getattr(request.app.state, "forge", None)
+    return schedule.loop.config if schedule is not None else None
 
 
 def _attempt(data: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Route: the overview (``/``): the disk card and the counters.
+"""Route: the overview (``/``): the disk card and the counters (with the forge's bound threads, and a
+link to each one that needs a human, when there are any).
 
 On a single machine the disk card shows the service's last disk measurement
 (:class:`baton.service.diskcache.DiskCache`, the same :func:`baton.housekeeping.disk.usage` that
@@ -21,14 +22,15 @@ from fastapi.responses import HTMLResponse
 
 from baton.housekeeping.disk import DiskReport
 from baton.housekeeping.fleetdisk import FleetDisk, fleet_disk
-from baton.models import Outcome, SessionStatus
+from baton.models import BindingStatus, Outcome, SessionStatus
 from baton.service.dashboard.web import Viewer, page, signed_in, state
 from baton.service.metrics import resume_result
-from baton.store.base import ViewStore
+from baton.store.base import ForgeStore, ViewStore
 
 router = APIRouter(include_in_schema=False)
 FIRST_WAIT = 10.0  # seconds the first page waits for the first measurement
 FRESH_WAIT = 120.0  # seconds ``?fresh=1`` waits for a new one
+WAITING_SHOWN = 20  # threads that need a human, linked from the overview
 KIND_NAMES = {
     "worktrees": "worktrees",
     "transcripts": "transcripts",
@@ -112,6 +114,15 @@ def counters(store: ViewStore) -> dict[str, Any]:
     }
 
 
+def forge_threads(store: ForgeStore) -> dict[str, Any] | None:
+    """Bound threads by status and the first of those that need a human (None: nothing is bound)."""
+    bound = {status: int(n) for status, n in store.forge_counts()["bindings"]}
+    if not bound:
+        return None
+    waiting = store.list_bindings(status=BindingStatus.NEEDS_HUMAN, limit=WAITING_SHOWN)
+    return {"counts": {s.value: bound.get(s.value, 0) for s in BindingStatus}, "needs_human": waiting}
+
+
 @router.get("/", response_class=HTMLResponse)
 def overview(
     request: Request,
@@ -130,4 +141,5 @@ def overview(
         disk=None if report is None else disk_view(report),
         measured_at=request.app.state.disk.measured_at,
         counts=counters(store),
+        forge=forge_threads(store),
     )

@@ -1,6 +1,12 @@
 """Routes: the sessions table (``/sessions``), a session's page (``/session``) and its reset
 (``/session/reset``: a confirmation page, then the POST that archives and removes).
 
+A session bound to a forge issue or PR shows its forge thread on its page
+(:func:`baton.forge.threads.key_state`): links to the issue and the PR, the feedback events with who
+sent them, where (a link), what became of them and the run they became, the budget spent against the
+repository's limits, and a banner when it needs a human. Comment text is never shown; everything else
+the forge sent is escaped by the templates, and only http(s) addresses become links.
+
 The table pages through 10,000 sessions in the database (sorted by last use or attempts, counted for
 "page N of M"). Sizes are not in the store: they come from the service's last disk measurement, and a
 size sort orders the matching keys by it in memory (unmeasured ones last).
@@ -18,9 +24,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from baton.errors import BadInput
+from baton.forge.threads import key_state
 from baton.housekeeping.disk import DiskReport
 from baton.models import JobStatus, SessionRecord, SessionStatus, TokenScope
 from baton.service.dashboard.web import Viewer, form_of, page, signed_in, state
+from baton.service.sessions import forge_config
 from baton.sessions.lineage import lineage
 from baton.sessions.manage import Scope, get_session, reset_session, resolve_key
 from baton.store.base import RunStore, Store
@@ -28,6 +36,7 @@ from baton.workspace.workdirs import Workdirs
 
 router = APIRouter(include_in_schema=False)
 PER_PAGE = 50
+FORGE_EVENTS = 50  # a bound session's newest feedback events on its page
 SORTS = {"last_used": "last used", "size": "size", "attempts": "attempts"}
 Signed = Annotated[Viewer, Depends(signed_in)]
 Text = Annotated[str | None, Query(max_length=4096)]
@@ -150,6 +159,9 @@ def session_page(
         size=sizes.get((session.agent, session.repo, session.thread)),
         scopes=[s.value for s in Scope],
         family=lineage(store, session),
+        forge=key_state(
+            store, session.agent, session.repo, session.thread, forge_config(request), last=FORGE_EVENTS
+        ),
         **key_runs(store, session),
     )
 

@@ -186,13 +186,22 @@ def clean_error_of(text: str, agent: str) -> str:
     return clean_error(agent, text)
 
 
+def http_url(value: object) -> str | None:
+    """The ``http_url`` filter: ``value`` when it is an http(s) address with a host (something a
+    forge sent, shown as a link), else None — never a ``javascript:`` or ``data:`` link."""
+    if not isinstance(value, str):
+        return None
+    parts = urlsplit(value)
+    return value if parts.scheme in ("http", "https") and parts.netloc else None
+
+
 def key_query(agent: str, repo: str, thread: str, **extra: str) -> str:
     return urlencode({"agent": agent, "repo": repo, "thread": thread, **extra})
 
 
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters.update(
-    size=size, ago=ago, when=when, seconds=seconds, q=quote, clean_error=clean_error_of
+    size=size, ago=ago, when=when, seconds=seconds, q=quote, clean_error=clean_error_of, http_url=http_url
 )
 templates.env.globals.update(key_query=key_query)
 
