@@ -43,7 +43,7 @@ from baton.testing.fake_forge_api import ApiHandler
 from baton.testing.fake_forge_core import ApiRequest, ForgeRefused, Violation
 from baton.testing.fake_forge_hooks import Delivery
 from baton.testing.fake_forge_threads import ForgeThreads
-from baton.testing.git_http import GitHttpRequest, GitHttpServer
+from baton.testing.git_http import GitHttpServer
 
 __all__ = ["ApiRequest", "Delivery", "FakeForge", "ForgeRefused", "Violation", "serve_quickly"]
 
@@ -66,7 +66,8 @@ def serve_quickly(server: BackgroundServer) -> None:
 
 
 class _ForgeGit(GitHttpServer):
-    """The git server: any user's token is a password; a push may move pull requests' heads."""
+    """The git server: any user's token is a password (its user is the pusher the post-receive hook
+    reports to the fake)."""
 
     forge: FakeForge | None = None
 
@@ -83,12 +84,6 @@ class _ForgeGit(GitHttpServer):
             return None
         user = self.forge.user_by_token(creds[1])
         return None if user is None else user.login
-
-    def record(self, request: GitHttpRequest) -> None:
-        super().record(request)
-        if request.path.endswith("/git-receive-pack") and request.status == 200 and self.forge is not None:
-            full_name = request.path.strip("/").removesuffix("/git-receive-pack").removesuffix(".git")
-            self.forge.pushed(full_name, request.username or "")
 
 
 class FakeForge(ForgeThreads, BackgroundServer):

@@ -12,6 +12,7 @@ import os
 import queue
 import secrets
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -168,7 +169,11 @@ class ForgeCore:
             path = self.root / "git" / owner / f"{name}.git"
             init_bare(path, default_branch, files or {"README.md": f"# {name}\n"}, owner, self.clock())
             repo = Repo(owner, name, next(self._ids), path, default_branch, self.clock(), {owner: "admin"})
-            repo.known = repo.branches()
+            hook = path / "hooks" / "post-receive"
+            hook.parent.mkdir(exist_ok=True)
+            url = f"{self.web_url}/_fake/pushed/{full_name}?key={self.log_key}"
+            hook.write_text(_POST_RECEIVE.format(python=sys.executable, url=url))
+            hook.chmod(0o755)
             self.repos[full_name] = repo
             return repo
 
@@ -230,22 +235,25 @@ class ForgeCore:
     def branches(self, repo: str) -> dict[str, str]:
         return self.repo(repo).branches()
 
-    def pushed(self, full_name: str, login: str) -> None:
-        """After a push over git: record the moved branches, and synchronize their open PRs."""
+    def pushed(self, full_name: str, login: str, updates: list[tuple[str, str, str]]) -> None:
+        """What the repo's post-receive hook reports of a push over git (``(old, new, ref)`` each, git's
+        zeros for none): the moved branches are recorded, and their open PRs synchronized. The hook
+        runs inside the push, so this is done before the pusher's ``git push`` returns."""
+        zero = "0" * 40
         with self._change():
             repo = self.repos.get(full_name)
             if repo is None:
                 return
-            known = repo.known
-            now = repo.branches()
-            for branch in sorted(set(known) | set(now)):
-                if known.get(branch) != now.get(branch):
-                    self._moved(repo, branch, known.get(branch), now.get(branch), login)
+            for old, new, ref in updates:
+                if ref.startswith("refs/heads/"):
+                    branch = ref.removeprefix("refs/heads/")
+                    self._moved(
+                        repo, branch, None if old == zero else old, None if new == zero else new, login
+                    )
 
     def _moved(self, repo: Repo, branch: str, old: str | None, new: str | None, login: str) -> None:
         with self._change():
             self.pushes.append(Push(repo.full_name, branch, old, new, login))
-            repo.known = repo.branches()
             for issue in repo.issues.values():
                 if issue.pr and issue.state == "open" and issue.pr.head_ref == branch and new:
                     self._touch(issue)
@@ -421,4 +429,17 @@ while read -r old new ref; do
     fi
 done
 exit $status
+"""
+
+
+# the fake forge hears of a push from inside it: git waits for this hook before it answers the pusher
+_POST_RECEIVE = """#!{python} -IS
+import os, sys, urllib.request
+data = sys.stdin.buffer.read()
+headers = {{"X-Fake-Forge-User": os.environ.get("REMOTE_USER", "")}}
+request = urllib.request.Request("{url}", data=data, headers=headers, method="POST")
+try:
+    urllib.request.urlopen(request, timeout=60).read()
+except Exception as exc:
+    print(f"fake forge did not hear of the push: {{exc}}", file=sys.stderr)
 """

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from baton.testing.fake_forge_core import ForgeRefused
 from baton.testing.fake_forge_state import ROLES, parse_iso
@@ -376,8 +376,9 @@ _COMPILED = [
 
 
 def route(method: str, path: str) -> tuple[str, dict[str, str], Handler] | None:
-    """The route's template, its path parameters and its handler; None when nothing matches."""
+    """The route's template, its path parameters (decoded: a ref ``baton%2Fissue-1`` is a branch with
+    a slash) and its handler; None when nothing matches."""
     for m, template, pattern, handler in _COMPILED:
         if m == method and (match := pattern.match(path)):
-            return template, match.groupdict(), handler
+            return template, {k: unquote(v) for k, v in match.groupdict().items()}, handler
     return None

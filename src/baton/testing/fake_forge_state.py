@@ -193,7 +193,6 @@ class Repo:
     issues: dict[int, Issue] = field(default_factory=dict)
     check_runs: list[CheckRun] = field(default_factory=list)
     statuses: list[Status] = field(default_factory=list)
-    known: dict[str, str] = field(default_factory=dict)  # branch heads as last seen (to find pushes)
 
     @property
     def full_name(self) -> str:

@@ -155,7 +155,6 @@ class ForgeThreads(ForgeCore):
             )
             r.issues[issue.number] = issue
             r.next_number += 1
-            r.known = r.branches()
             self._emit("pull_request", "opened", self.payloads.pull_request("opened", r, issue, login))
             return issue.number
 
