@@ -11,117 +11,23 @@ run the start of the same loop."""
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-import os
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from baton.models import BindingStatus, DeliveryStatus, JobStatus
-from baton.settings import Settings
+from baton.models import BindingStatus
 from baton.testing.fake_forge import FakeForge
 from baton.testing.tools import tool_marker
-from tests.conftest import MOCKS, wait_for
-from tests.service_fixtures import Service, run_service
-
-SECRET = "webhook-secret"
-REPO = "acme/api"
+from tests.forge_fixtures import (  # noqa: F401 (fixtures)
+    REPO,
+    agent_fixture,
+    binding_of,
+    fake_fixture,
+    forge_service_fixture,
+    model_fixture,
+    settled,
+)
+from tests.service_fixtures import Service
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeForge]:
-    forge = FakeForge(tmp_path / "forge", secret=SECRET).start()
-    forge.create_repo(REPO, {"README.md": "# api\n", "app.py": "print('hi')\n"})
-    forge.add_user("baton-bot")
-    forge.set_permission(REPO, "baton-bot", "write")
-    forge.set_permission(REPO, "alice", "write")
-    forge.set_permission(REPO, "mallory", "read")
-    yield forge
-    forge.stop()
-    assert forge.violations == [], forge.violations
-
-
-def configure(settings: Settings, fake: FakeForge, agent: str, ci_budget: int = 2) -> None:
-    settings.home.mkdir(parents=True, exist_ok=True)
-    (settings.home / "config.toml").write_text(
-        f"""
-[forge.github]
-kind = "github"
-api_url = "{fake.api_url}"
-web_url = "{fake.web_url}"
-token_env = "BATON_GIT_TOKEN"
-user = "baton-bot"
-mention = "@baton"
-
-[repo."{REPO}"]
-forge = "github"
-agent = "{agent}"
-access = "edit"
-ci_budget = {ci_budget}
-clone_url = "{fake.clone_url(REPO)}"
-"""
-    )
-
-
-@pytest.fixture
-def forge_service(
-    settings: Settings, fake: FakeForge, monkeypatch: pytest.MonkeyPatch, agent: str
-) -> Iterator[Service]:
-    monkeypatch.setenv("BATON_WEBHOOK_SECRET", SECRET)
-    monkeypatch.setenv("BATON_GIT_TOKEN", fake.token("baton-bot"))
-    configure(settings, fake, agent)
-    settings = dataclasses.replace(settings, forge_reconcile=0)  # the test reconciles when it wants
-    with run_service(settings) as service:
-        fake.deliver_to = f"{service.url}/webhooks/github"
-        yield service
-
-
-def settled(service: Service, fake: FakeForge, turns: int) -> None:
-    """``turns`` turns submitted, every one ended and published, no event waiting."""
-    fake.settle()
-
-    def done() -> bool:
-        jobs = service.store.list_jobs(limit=100)
-        return (
-            len(jobs) >= turns
-            and all(j.status == JobStatus.DONE for j in jobs)
-            and not service.store.unpublished_turns()
-            and not service.store.pending_forge_threads()
-            and not service.store.list_deliveries_by_status(DeliveryStatus.PENDING)
-        )
-
-    try:
-        wait_for(done, timeout=float(os.environ.get("FORGE_E2E_WAIT", "180")), what=f"{turns} turns")
-    except AssertionError as exc:  # say where the loop stopped
-        deliveries = [(d.event, d.status.value, d.result) for d in service.store.list_deliveries(limit=10)]
-        jobs = [(j.id, j.status.value, j.outcome, j.error) for j in service.store.list_jobs(limit=10)]
-        raise AssertionError(f"{exc}\ndeliveries: {deliveries}\njobs: {jobs}") from None
-    assert len(service.store.list_jobs(limit=100)) == turns
-
-
-def binding_of(service: Service, number: int) -> dict[str, object]:
-    found = service.store.get_binding("github", REPO, number)
-    assert found is not None, f"#{number} is not bound"
-    return found.to_json()
-
-
-@pytest.fixture
-def agent() -> str:
-    return "claude"
-
-
-@pytest.fixture
-def model(agent: str, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    module, name = MOCKS[agent]
-    with getattr(importlib.import_module(module), name)() as server:
-        for key, value in server.env().items():
-            monkeypatch.setenv(key, value)
-        server.configure_home(settings.home / "homes" / agent)
-        yield server
 
 
 def test_claude_from_an_issue_to_a_pr_that_listens(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from baton.fleet.execute import AFTER_JOB
 from baton.fleet.local import LocalExecutor
 from baton.forge import dispatch, publish
 from baton.forge.config import ForgeConfig, ForgeSettings, RepoConfig, Untrusted
@@ -142,12 +143,12 @@ def loop(
         },
     )
     executor = LocalExecutor(settings, store)
-    made = ForgeLoop(settings, store, config, executor.submit, clients={"gh": forge})  # type: ignore[dict-item]
+    made = ForgeLoop(settings, store, config, executor.submit, clients={"gh": forge})
     publish.install(made)
     executor.start()
     yield made
     executor.stop()
-    publish.AFTER_JOB.pop("forge", None)
+    AFTER_JOB.pop("forge", None)
 
 
 def comment(identity: int, body: str, login: str = "alice", number: int = 42) -> ForgeEvent:

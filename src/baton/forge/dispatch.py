@@ -49,7 +49,7 @@ from baton.forge.model import (
 )
 from baton.forge.threads import bind_thread
 from baton.forge.trust import judge
-from baton.models import Access, JobStatus
+from baton.models import Access, JobStatus, OnConflict, SyncHow
 from baton.runner.request import RunRequest
 from baton.store.leases import key_lease
 
@@ -277,6 +277,10 @@ def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Ou
         base=repo.base if repo else None,
         access=access,
         timeout=repo.timeout if repo else None,
+        # people push to the PR's branch and its base moves: bring both in first; a conflict is left
+        # to the agent to resolve (markers and a note), which is what a ``conflict`` turn asks for
+        sync=SyncHow.MERGE,
+        on_conflict=OnConflict.AGENT,
     )
     try:
         job = jobs.submit(loop.store, loop.settings, request, actor=f"forge:{binding.forge}")

@@ -137,10 +137,8 @@ def _bound(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, binding: Bi
         binding.updated_at = loop.clock()
         loop.store.save_binding(binding)
         return []
-    events = [
-        comment_event(loop, forge, repo, info, c)
-        for c in client.comments(repo, info.number, binding.seen_at - SKEW)
-    ]
+    comments = client.comments(repo, info.number, binding.seen_at - SKEW)
+    events = [comment_event(loop, forge, repo, info, c) for c in comments if not _own(loop, forge, c)]
     if info.is_pr:
         kind = loop.forge(forge).kind
         events += [
@@ -157,7 +155,17 @@ def _triggers(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, since: f
     """Mentions on an unbound thread that a webhook should have delivered."""
     mention = loop.forge(forge).mention
     comments = loop.client(forge).comments(repo, info.number, since)
-    return [comment_event(loop, forge, repo, info, c) for c in comments if mentions(c.body, mention)]
+    return [
+        comment_event(loop, forge, repo, info, c)
+        for c in comments
+        if mentions(c.body, mention) and not _own(loop, forge, c)
+    ]
+
+
+def _own(loop: ForgeLoop, forge: str, comment: Comment) -> bool:
+    """baton's own comments (its status comment): never a trigger, so not even looked at again."""
+    own = loop.forge(forge).user.casefold().removesuffix("[bot]")
+    return comment.author.login.casefold().removesuffix("[bot]") == own
 
 
 def comment_event(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, comment: Comment) -> ForgeEvent:
