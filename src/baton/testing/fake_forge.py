@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Self
+from urllib.parse import parse_qs
 
 from baton.testing._http import BackgroundServer, QuietHandler, QuietServer
 from baton.testing.fake_forge_api import ApiHandler
@@ -44,6 +45,7 @@ from baton.testing.fake_forge_core import ApiRequest, ForgeRefused, Violation
 from baton.testing.fake_forge_hooks import Delivery
 from baton.testing.fake_forge_threads import ForgeThreads
 from baton.testing.git_http import GitHttpServer
+from baton.testing.git_http import _Handler as _GitHttpHandler
 
 __all__ = ["ApiRequest", "Delivery", "FakeForge", "ForgeRefused", "Violation", "serve_quickly"]
 
@@ -65,11 +67,38 @@ def serve_quickly(server: BackgroundServer) -> None:
     server._thread.start()
 
 
+class _GitHandler(_GitHttpHandler):
+    """git's smart HTTP, plus ``POST /_fake/pushed/<owner>/<name>?key=…``: a post-receive hook's report
+    of a push (its stdin, ``old new ref`` lines), made from inside the push."""
+
+    owner: _ForgeGit
+
+    def do_POST(self) -> None:
+        path, _, query = self.path.partition("?")
+        if not path.startswith("/_fake/pushed/"):
+            super().do_POST()
+            return
+        forge, body = self.owner.forge, self._body()
+        if forge is None or parse_qs(query).get("key", [""])[0] != forge.log_key:
+            self._send(404, b"not found\n", "text/plain")
+            return
+        updates = [(u[0], u[1], u[2]) for line in body.decode().splitlines() if len(u := line.split()) >= 3]
+        try:
+            forge.hook_reported(
+                path.removeprefix("/_fake/pushed/"), self.headers.get("X-Fake-Forge-User") or "", updates
+            )
+        finally:
+            self._send(204, b"", "text/plain")
+
+
 class _ForgeGit(GitHttpServer):
     """The git server: any user's token is a password (its user is the pusher the post-receive hook
     reports to the fake)."""
 
     forge: FakeForge | None = None
+
+    def handler_class(self) -> type[_GitHandler]:
+        return _GitHandler
 
     def start(self) -> Self:
         self.root = Path(self.root).resolve()
@@ -115,6 +144,8 @@ class FakeForge(ForgeThreads, BackgroundServer):
         (self.root / "git").mkdir(parents=True, exist_ok=True)
         self.git.start()
         self.git_port = self.git.port
+        for repo in list(self.repos.values()):  # created before the git server had its port
+            self.install_hook(repo)
         serve_quickly(self)
         self.render.api_url, self.render.web_url = self.api_url, self.web_url
         return self

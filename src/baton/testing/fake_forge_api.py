@@ -66,10 +66,6 @@ class ApiHandler(QuietHandler):
             return
         body = self._body()
         fake = self.owner
-        if path.startswith("/_fake/pushed/") and self.command == "POST":
-            status = self._pushed(path, parse_qs(query), body)
-            fake.requests.append(_request(self.command, path, status, query))
-            return
         fake._local.deferred = []
         with fake.pending:
             try:
@@ -150,24 +146,6 @@ class ApiHandler(QuietHandler):
         if not response.ok:
             fake.violations.append(Violation("response", f"{what} → {status}", response.errors))
         return status, obj, headers
-
-    def _pushed(self, path: str, query: dict[str, list[str]], body: bytes) -> int:
-        """A repo's post-receive hook telling of a push (its stdin: ``old new ref`` lines)."""
-        fake = self.owner
-        if query.get("key", [""])[0] != fake.log_key:
-            self._send(404, b"not found\n", "text/plain")
-            return 404
-        updates = [tuple(line.split()[:3]) for line in body.decode().splitlines() if len(line.split()) >= 3]
-        login = self.headers.get("X-Fake-Forge-User") or ""
-        fake._local.deferred = []
-        with fake.pending:
-            try:
-                fake.pushed(path.removeprefix("/_fake/pushed/"), login, updates)  # type: ignore[arg-type]
-            finally:
-                deferred, fake._local.deferred = fake._local.deferred, None
-                self._send(204, b"", "text/plain")
-                fake.send_later(deferred)
-        return 204
 
     def _log(self, path: str, query: dict[str, list[str]]) -> int:
         """A job's raw log, as GitHub's pre-signed download URL serves it: no token, ``Range`` honoured."""

@@ -169,13 +169,17 @@ class ForgeCore:
             path = self.root / "git" / owner / f"{name}.git"
             init_bare(path, default_branch, files or {"README.md": f"# {name}\n"}, owner, self.clock())
             repo = Repo(owner, name, next(self._ids), path, default_branch, self.clock(), {owner: "admin"})
-            hook = path / "hooks" / "post-receive"
-            hook.parent.mkdir(exist_ok=True)
-            url = f"{self.web_url}/_fake/pushed/{full_name}?key={self.log_key}"
-            hook.write_text(_POST_RECEIVE.format(python=sys.executable, url=url))
-            hook.chmod(0o755)
+            self.install_hook(repo)
             self.repos[full_name] = repo
             return repo
+
+    def install_hook(self, repo: Repo) -> None:
+        """The post-receive hook that reports a push to the git server (again when its port changes)."""
+        hook = repo.path / "hooks" / "post-receive"
+        hook.parent.mkdir(exist_ok=True)
+        url = f"http://127.0.0.1:{self.git_port}/_fake/pushed/{repo.full_name}?key={self.log_key}"
+        hook.write_text(_POST_RECEIVE.format(python=sys.executable, url=url))
+        hook.chmod(0o755)
 
     def repo(self, full_name: str) -> Repo:
         with self.lock:
@@ -251,6 +255,17 @@ class ForgeCore:
                         repo, branch, None if old == zero else old, None if new == zero else new, login
                     )
 
+    def hook_reported(self, full_name: str, login: str, updates: list[tuple[str, str, str]]) -> None:
+        """:meth:`pushed`, for the post-receive hook's report: its deliveries go from the delivery
+        thread (the push waits for the hook; a receiver must not hold it up), :meth:`settle` waits."""
+        self._local.deferred = []
+        with self.pending:
+            try:
+                self.pushed(full_name, login, updates)
+            finally:
+                deferred, self._local.deferred = self._local.deferred, None
+                self.send_later(deferred)
+
     def _moved(self, repo: Repo, branch: str, old: str | None, new: str | None, login: str) -> None:
         with self._change():
             self.pushes.append(Push(repo.full_name, branch, old, new, login))
@@ -324,6 +339,11 @@ class ForgeCore:
         delivery = new_delivery(event, action, payload)
         with self.lock:
             self.deliveries.append(delivery)
+        self._enqueue(delivery)
+
+    def _enqueue(self, delivery: Delivery) -> None:
+        """Send ``delivery`` when it should go: after the change making it has released the lock (and,
+        inside an API request, after its response). A dialect's ``_emit`` ends with this."""
         outbox = getattr(self._local, "outbox", None)
         if outbox is not None:
             outbox.append(delivery)
