@@ -282,13 +282,16 @@ class WebhookDescription:
         return Checked(tuple(_errors(self._validator(self.key(event, action)), payload)))
 
 
-@functools.cache
 def rest_description(name: str = "ghes-3.19") -> RestDescription:
     """The REST description, loaded once per process."""
-    return RestDescription(name)
+    return _rest(name)
 
 
-@functools.cache
 def webhook_description(name: str = "ghes-3.19") -> WebhookDescription:
     """The webhooks' description and examples, loaded once per process."""
-    return WebhookDescription(name)
+    return _webhooks(name)
+
+
+# cached on the name alone: functools.cache keys f() and f("ghes-3.19") apart
+_rest = functools.cache(RestDescription)
+_webhooks = functools.cache(WebhookDescription)
