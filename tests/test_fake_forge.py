@@ -255,6 +255,22 @@ def test_issues_since_sorted_and_paginated(fake: FakeForge) -> None:
         assert c.get(f"/repos/{REPO}/issues", params={"state": "all", "since": future}).json() == []
 
 
+def test_a_reviews_comments_page_by_page(fake: FakeForge) -> None:
+    fake.commit(REPO, "feature", {"a.txt": "a\n"})
+    pr = fake.open_pr(REPO, "baton[bot]", "feature")
+    review = fake.review(
+        REPO, pr, "alice", "many", [("a.txt", 1, f"c{i}") for i in range(150)], deliver_comments=False
+    )
+    bodies, url = [], f"{fake.api_url}/repos/{REPO}/pulls/{pr}/reviews/{review}/comments?per_page=100"
+    with api(fake) as c:
+        while url:
+            page = c.get(url)
+            bodies += [x["body"] for x in page.json()]
+            url = page.links.get("next", {}).get("url", "")
+    assert bodies == [f"c{i}" for i in range(150)]
+    assert [d.event for d in fake.deliveries][-1] == "pull_request_review"  # the comments' left out
+
+
 def test_the_validator_can_fail(fake: FakeForge) -> None:
     rest = rest_description()
     good = rest.example("issue")

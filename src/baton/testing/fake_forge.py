@@ -6,14 +6,18 @@ with token auth, and sending signed webhook deliveries when a test drives a chan
   repository each, under ``root``), issues and pull requests on one number sequence, comments, reviews
   with inline comments, check runs (which are also the Actions jobs whose logs can be fetched) and
   commit statuses. One lock guards it; a PR's head is read from its branch in the bare repository,
-  so a push moves it (and sends ``pull_request.synchronize``, as GitHub does).
+  so a push moves it.
 - **REST** (:mod:`fake_forge_api`): the endpoints baton's client calls, with GitHub's paths, shapes,
   pagination (``Link``), ETags (``If-None-Match`` → 304) and errors (401, 404, 422). Every request and
   response is checked against GitHub's OpenAPI description (:mod:`fake_forge_openapi`): a request that
   violates it is answered 400, and both kinds are kept in :attr:`FakeForge.violations` — a test's
   fixture asserts it is empty.
-- **git**: a :class:`~baton.testing.git_http.GitHttpServer` beside the API (its own port), serving
-  ``<owner>/<name>.git``; HTTP Basic with any user's token as the password.
+- **git**: a :class:`~baton.testing.git_http.GitHttpServer` beside the API (its own port, each repo's
+  ``clone_url``), serving ``<owner>/<name>.git``; HTTP Basic with any user's token as the password.
+  Each bare repo's post-receive hook reports a push to that server from inside the push, so by the
+  time ``git push`` returns the fake has recorded it (:attr:`FakeForge.pushes`, with the token's user)
+  and queued ``pull_request.synchronize`` for the branch's open PRs (:meth:`FakeForge.settle`).
+  :meth:`FakeForge.protect` refuses pushes to a branch with GitHub's GH006 words.
 - **Webhooks** (:mod:`fake_forge_hooks`): payloads built from GitHub's examples, validated, signed and
   POSTed to ``deliver_to``. A drive method's deliveries are sent before it returns, after its lock is
   released (the receiver may call the API back); each :class:`Delivery` keeps the receiver's statuses.
