@@ -515,6 +515,24 @@ def test_deliveries_held_until_flushed(fake: FakeForge, receiver: Receiver) -> N
     assert [r.headers["x-github-event"] for r in receiver.got] == ["issues", "issue_comment"]
 
 
+def test_the_api_github_com_description_fits_too(tmp_path: Path) -> None:
+    """The default is GHES 3.19's description (its server is ``…/api/v3``, as the fake's URL); the
+    fake's answers and deliveries also conform to api.github.com's."""
+    with FakeForge(tmp_path / "dotcom", description="api.github.com") as fake:
+        fake.create_repo(REPO)
+        fake.commit(REPO, "feature", {"a.txt": "a\n"})
+        number = fake.open_issue(REPO, "acme", "Broken")
+        fake.comment(REPO, number, "acme", "hi")
+        pr = fake.open_pr(REPO, "acme", "feature")
+        with api(fake, "acme") as c:
+            assert c.get(f"/repos/{REPO}/issues", params={"state": "all"}).status_code == 200
+            assert c.get(f"/repos/{REPO}/pulls/{pr}").status_code == 200
+            assert c.post(f"/repos/{REPO}/issues/{number}/comments", json={"body": "x"}).status_code == 201
+            assert c.get(f"/repos/{REPO}/issues", params={"state": "sideways"}).status_code == 400
+        fake.settle()
+        assert [v.kind for v in fake.violations] == ["request"]
+
+
 def test_command_line_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])

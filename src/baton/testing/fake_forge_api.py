@@ -136,6 +136,9 @@ class ApiHandler(QuietHandler):
                 if exc.status == 422
                 else fake.render.error(exc.message, exc.status)
             )
+        except Exception as exc:  # a bug in the fake (or input the description allows and it does not)
+            fake.violations.append(Violation("fake", what, (f"{type(exc).__name__}: {exc}",)))
+            status, obj, headers = 500, fake.render.error(f"the fake failed: {exc}", 500), {}
         payload = b"" if obj is None else json.dumps(obj).encode()
         if self.command == "GET" and status == 200:
             tag = etag(payload)

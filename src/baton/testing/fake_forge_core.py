@@ -48,7 +48,7 @@ class ApiRequest:
 class Violation:
     """A request, response or delivery that GitHub's description rejects."""
 
-    kind: str  # request | response | webhook
+    kind: str  # request | response | webhook | fake (a handler of the fake raised: a bug in it)
     what: str  # "GET /repos/{owner}/{repo}", "issue_comment.created"
     errors: tuple[str, ...]
 
