@@ -188,13 +188,29 @@ class ForgeCore:
             return self.repos[full_name]
 
     def commit(
-        self, repo: str, branch: str, files: dict[str, str], message: str = "change", base: str | None = None
+        self,
+        repo: str,
+        branch: str,
+        files: dict[str, str],
+        message: str = "change",
+        base: str | None = None,
+        login: str | None = None,
     ) -> str:
-        """A commit of ``files`` on ``branch`` (created from ``base``, default the default branch, when
-        new), made in the bare repository as a push would; sends ``synchronize`` to its open PRs."""
+        """A commit of ``files`` by ``login`` (default: the repo's owner) on ``branch`` (created from
+        ``base``, default the default branch, when new), made in the bare repository as a push would:
+        recorded in :attr:`pushes`, ``synchronize`` sent to the branch's open PRs. Its sha."""
         r = self.repo(repo)
-        parent = r.head(branch) or r.head(base or r.default_branch)
-        env = {**os.environ, "GIT_INDEX_FILE": str(r.path / f"index-{secrets.token_hex(4)}")}
+        author = login or r.owner
+        old = r.head(branch)
+        parent = old or r.head(base or r.default_branch)
+        env = {
+            **os.environ,
+            "GIT_INDEX_FILE": str(r.path / f"index-{secrets.token_hex(4)}"),
+            "GIT_AUTHOR_NAME": author,
+            "GIT_AUTHOR_EMAIL": f"{author}@users.noreply.fake",
+            "GIT_COMMITTER_NAME": author,
+            "GIT_COMMITTER_EMAIL": f"{author}@users.noreply.fake",
+        }
         try:
             subprocess.run(["git", "-C", str(r.path), "read-tree", parent or "--empty"], env=env, check=True)
             for name, content in files.items():
@@ -218,9 +234,11 @@ class ForgeCore:
         finally:
             Path(env["GIT_INDEX_FILE"]).unlink(missing_ok=True)
         args = ["commit-tree", tree, "-m", message, *(["-p", parent] if parent else [])]
-        sha = r.git(*args)
-        r.git("update-ref", f"refs/heads/{branch}", sha)
-        self._moved(r, branch, parent, sha, r.owner)
+        sha = subprocess.run(
+            ["git", "-C", str(r.path), *args], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        r.git("update-ref", f"refs/heads/{branch}", sha, *([old] if old else []))  # unless it moved meanwhile
+        self._moved(r, branch, old, sha, author)
         return sha
 
     def protect(self, repo: str, branch: str, *, allow_push: bool = False) -> None:

@@ -110,7 +110,7 @@ class Payloads:
 
     def __init__(self, render: Render, hooks: WebhookDescription) -> None:
         self.render, self.hooks = render, hooks
-        self._hook_templates: dict[tuple[str, str | None], str] = {}
+        self._hook_templates: dict[tuple[str, str | None, str], str] = {}  # … and the API URL
         self._lock = threading.Lock()
 
     def hook_template(self, event: str, action: str | None, without: str | None = None) -> dict[str, Any]:
@@ -118,15 +118,15 @@ class Payloads:
         ``without`` one of its top-level objects (one the caller supplies: less to copy)."""
         if without is not None:
             with self._lock:
-                text = self._hook_templates.get((event, f"{action}-without-{without}"))
+                text = self._hook_templates.get((event, f"{action}-without-{without}", self.render.api_url))
             if text is None:
                 whole = self.hook_template(event, action)
                 whole.pop(without)
                 text = json.dumps(whole)
                 with self._lock:
-                    self._hook_templates[(event, f"{action}-without-{without}")] = text
+                    self._hook_templates[(event, f"{action}-without-{without}", self.render.api_url)] = text
             return json.loads(text)  # type: ignore[no-any-return]
-        key = (event, action)
+        key = (event, action, self.render.api_url)
         with self._lock:
             cached = self._hook_templates.get(key)
         if cached is None:

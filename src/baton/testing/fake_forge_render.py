@@ -50,7 +50,7 @@ class Render:
         self.rest = rest
         self.api_url, self.web_url = api_url.rstrip("/"), web_url.rstrip("/")
         self.clone_url, self.user_of = clone_url, users
-        self._texts: dict[tuple[str, str], str] = {}
+        self._texts: dict[tuple[str, str, str], str] = {}  # (example, repo, api_url): rebased JSON
         self._lock = threading.Lock()
 
     # -- templates ---------------------------------------------------------------------------------
@@ -67,7 +67,7 @@ class Render:
 
     def template(self, name: str, full_name: str, pick: Callable[[Any], Any] = lambda v: v) -> Any:
         """A fresh copy of the REST example ``name`` (``pick`` chooses a part), URLs moved to the fake's."""
-        key = (name, full_name)
+        key = (name, full_name, self.api_url)  # the URL: a template made before the server had its port
         with self._lock:
             text = self._texts.get(key)
         if text is None:
