@@ -464,6 +464,8 @@ def test_faults(fake: FakeForge) -> None:
     fake.fail_next(2, status=502)
     with api(fake) as c:
         assert [c.get(f"/repos/{REPO}").status_code for _ in range(3)] == [502, 502, 200]
+        fake.fail_next(1, status=429)
+        assert c.get(f"/repos/{REPO}").headers["Retry-After"] == "1"
         fake.stall_next(1, seconds=1.0)
         with pytest.raises(httpx.TimeoutException):
             c.get(f"/repos/{REPO}", timeout=0.2)

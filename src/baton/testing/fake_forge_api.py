@@ -87,7 +87,10 @@ class ApiHandler(QuietHandler):
         if fault and fault[0] == "stall":
             time.sleep(fault[1])
         elif fault:
-            return int(fault[1]), fake.render.error("Server Error (injected)", int(fault[1])), {}
+            status = int(fault[1])
+            # a rate limit says when to come back, as GitHub's secondary limits do
+            limited = {"Retry-After": "1", "X-RateLimit-Remaining": "0"} if status in (403, 429) else {}
+            return status, fake.render.error(f"injected {status}", status), limited
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
         user = fake.user_by_token(token.strip()) if scheme.lower() in ("bearer", "token") else None
         found = route(self.command, path.removeprefix("/api/v3")) if path.startswith("/api/v3/") else None
