@@ -21,6 +21,7 @@ import pytest
 from baton.models import DeliveryStatus, JobStatus
 from baton.settings import Settings
 from baton.testing.fake_forge import FakeForge
+from baton.testing.fake_gitea import FakeGitea
 from tests.conftest import MOCKS, wait_for
 from tests.service_fixtures import Service, run_service
 
@@ -28,12 +29,20 @@ SECRET = "webhook-secret"
 REPO = "acme/api"
 
 
+@pytest.fixture(name="forge_kind")
+def forge_kind_fixture() -> str:
+    """Which forge the fake is: github (the default) or gitea (parametrize it)."""
+    return "github"
+
+
 @pytest.fixture(name="fake")
-def fake_fixture(tmp_path: Path) -> Iterator[FakeForge]:
-    forge = FakeForge(tmp_path / "forge", secret=SECRET).start()
+def fake_fixture(tmp_path: Path, forge_kind: str) -> Iterator[FakeForge]:
+    kind = FakeGitea if forge_kind == "gitea" else FakeForge
+    forge = kind(tmp_path / "forge", secret=SECRET).start()
     forge.create_repo(REPO, {"README.md": "# api\n", "app.py": "print('hi')\n"})
     forge.add_user("baton-bot")
-    forge.set_permission(REPO, "baton-bot", "write")
+    # Gitea answers a collaborator's permission only to an admin of the repository
+    forge.set_permission(REPO, "baton-bot", "admin" if forge_kind == "gitea" else "write")
     forge.set_permission(REPO, "alice", "write")
     forge.set_permission(REPO, "mallory", "read")
     yield forge
@@ -42,11 +51,13 @@ def fake_fixture(tmp_path: Path) -> Iterator[FakeForge]:
 
 
 def configure(settings: Settings, fake: FakeForge, agent: str, ci_budget: int = 2) -> None:
+    """The forge tables of config.toml for the fake (the forge is named after its kind)."""
+    kind = kind_of(fake)
     settings.home.mkdir(parents=True, exist_ok=True)
     (settings.home / "config.toml").write_text(
         f"""
-[forge.github]
-kind = "github"
+[forge.{kind}]
+kind = "{kind}"
 api_url = "{fake.api_url}"
 web_url = "{fake.web_url}"
 token_env = "BATON_GIT_TOKEN"
@@ -54,7 +65,7 @@ user = "baton-bot"
 mention = "@baton"
 
 [repo."{REPO}"]
-forge = "github"
+forge = "{kind}"
 agent = "{agent}"
 access = "edit"
 ci_budget = {ci_budget}
@@ -72,7 +83,7 @@ def forge_service_fixture(
     configure(settings, fake, agent)
     settings = dataclasses.replace(settings, forge_reconcile=0)  # the test reconciles when it wants
     with run_service(settings) as service:
-        fake.deliver_to = f"{service.url}/webhooks/github"
+        fake.deliver_to = f"{service.url}/webhooks/{kind_of(fake)}"
         yield service
 
 
@@ -99,8 +110,12 @@ def settled(service: Service, fake: FakeForge, turns: int) -> None:
     assert len(service.store.list_jobs(limit=100)) == turns
 
 
-def binding_of(service: Service, number: int) -> dict[str, object]:
-    found = service.store.get_binding("github", REPO, number)
+def kind_of(fake: FakeForge) -> str:
+    return "gitea" if isinstance(fake, FakeGitea) else "github"
+
+
+def binding_of(service: Service, number: int, forge: str = "github") -> dict[str, object]:
+    found = service.store.get_binding(forge, REPO, number)
     assert found is not None, f"#{number} is not bound"
     return found.to_json()
 

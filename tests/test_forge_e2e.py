@@ -30,18 +30,21 @@ from tests.service_fixtures import Service
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.parametrize("forge_kind", ["github", "gitea"])
 def test_claude_from_an_issue_to_a_pr_that_listens(
-    model: object, fake: FakeForge, forge_service: Service
+    forge_kind: str, model: object, fake: FakeForge, forge_service: Service
 ) -> None:
     service = forge_service
+    ci_event = "status" if forge_kind == "gitea" else "check_run"  # Gitea's CI speaks commit statuses
     write = tool_marker("Write", file_path="greeting.txt", content="hello from baton\n")
     issue = fake.open_issue(REPO, "alice", "Add a greeting", "We need a greeting file.")
     fake.comment(REPO, issue, "alice", f"@baton please add it. {write}")
     settled(service, fake, 1)
-    binding = binding_of(service, issue)
+    binding = binding_of(service, issue, forge_kind)
     assert binding["thread"] == f"issue-{issue}" and binding["pr"] is not None
     [pr] = fake.pulls(REPO)
-    assert pr.pr is not None and pr.pr.draft and pr.pr.head_ref == "baton/claude/issue-1"
+    assert pr.pr is not None and pr.pr.head_ref == "baton/claude/issue-1"
+    assert pr.pr.draft or pr.title.startswith("WIP: ")  # Gitea has no drafts: its WIP prefix
     assert f"Closes #{issue}" in pr.body
     branch = fake.branches(REPO)["baton/claude/issue-1"]
     assert "hello from baton" in fake.repo(REPO).git("show", f"{branch}:greeting.txt")
@@ -68,7 +71,7 @@ def test_claude_from_an_issue_to_a_pr_that_listens(
     head = fake.repo(REPO).pr_head(pr)
     fake.add_check_run(REPO, head, "test", "failure", log="E   AssertionError: greeting\n" * 50)
     settled(service, fake, 3)
-    assert fake.redeliver(fake.last_delivery("check_run")) == 202
+    assert fake.redeliver(fake.last_delivery(ci_event)) == 202
     with service.client("run") as http:
         assert http.post("/v1/forge/reconcile").status_code == 200
     settled(service, fake, 3)
@@ -81,16 +84,16 @@ def test_claude_from_an_issue_to_a_pr_that_listens(
         fake.add_check_run(REPO, sha, "test", "failure", log="E   AssertionError: greeting\n")
         settled(service, fake, 4)
     events = [
-        (e.identity, e.status.value, e.reason) for e in service.store.forge_events("github", REPO, issue)
+        (e.identity, e.status.value, e.reason) for e in service.store.forge_events(forge_kind, REPO, issue)
     ]
-    assert binding_of(service, issue)["status"] == BindingStatus.NEEDS_HUMAN.value, events
+    assert binding_of(service, issue, forge_kind)["status"] == BindingStatus.NEEDS_HUMAN.value, events
     said = [c for c in fake.comments(REPO, login="baton-bot") if "stopped working" in c.body]
     assert len(said) == 1
 
     # a trusted comment resumes it
     fake.comment(REPO, pr.number, "alice", "Leave the test alone and explain what you found.")
     settled(service, fake, 5)
-    assert binding_of(service, issue)["status"] == BindingStatus.ACTIVE.value
+    assert binding_of(service, issue, forge_kind)["status"] == BindingStatus.ACTIVE.value
 
     # one conversation throughout, its history growing turn by turn
     runs = service.store.list_runs("claude", str(binding["repo_slug"]), f"issue-{issue}")

@@ -7,6 +7,7 @@ The same loop against the fake GitHub server and the real CLIs is in test_forge_
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -17,8 +18,9 @@ import pytest
 
 from baton.fleet.execute import AFTER_JOB
 from baton.fleet.local import LocalExecutor
-from baton.forge import dispatch, publish
+from baton.forge import dispatch, publish, webhook
 from baton.forge.config import ForgeConfig, ForgeSettings, RepoConfig, Untrusted
+from baton.forge.conflicts import base_moved
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import (
     Actor,
@@ -51,6 +53,7 @@ class MemoryForge:
     posted: dict[int, str] = field(default_factory=dict)
     failing: list[FailedCheck] = field(default_factory=list)
     head: str | None = None
+    mergeable: list[bool | None] = field(default_factory=lambda: [True])  # answers in turn, the last kept
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -59,8 +62,19 @@ class MemoryForge:
 
     def thread(self, repo: str, number: int) -> ThreadInfo:
         if number == 7:
+            mergeable = self.mergeable.pop(0) if len(self.mergeable) > 1 else self.mergeable[0]
             return ThreadInfo(
-                7, True, "open", "Fix it", "", "u", Actor("baton"), head_sha=self.head, head_ref="b"
+                7,
+                True,
+                "open",
+                "Fix it",
+                "",
+                "u",
+                Actor("baton"),
+                head_sha=self.head,
+                head_ref="b",
+                base_ref="main",
+                mergeable=mergeable,
             )
         return ThreadInfo(number, False, "open", "Add a greeting", "Please add one.", "u", Actor("alice"))
 
@@ -333,3 +347,35 @@ def test_a_thousand_concurrent_deliveries_of_one_event_make_one_turn(loop: Forge
     assert outcomes.count("accepted") == 1 and outcomes.count("duplicate") == 999
     idle(loop)
     assert len(loop.store.list_jobs(limit=10)) == 1
+
+
+def test_a_moved_base_that_conflicts_is_one_conflict_turn(loop: ForgeLoop, forge: MemoryForge) -> None:
+    assert dispatch.handle(loop, comment(1, "@baton start")).status == "accepted"
+    idle(loop)
+    forge.head = "d" * 40
+    forge.mergeable = [None, None, False]  # the forge computes it after the push, then says no
+    pauses: list[float] = []
+    outcomes = base_moved(loop, "gh", "acme/api", "main", sleep=pauses.append)
+    assert [o.status for o in outcomes] == ["accepted"], (outcomes, pauses)
+    assert len(pauses) >= 3
+    idle(loop)
+    job = loop.store.list_jobs(limit=1)[0]
+    assert "can no longer be merged" in job.request["prompt"]
+    assert job.request["sync"] == "merge" and job.request["on_conflict"] == "agent"
+    # the same head and base again: the same conflict, no second turn; another branch: nothing asked
+    assert [o.status for o in base_moved(loop, "gh", "acme/api", "main", sleep=pauses.append)] == [
+        "duplicate"
+    ]
+    assert base_moved(loop, "gh", "acme/api", "release", sleep=pauses.append) == []
+
+
+def test_a_push_delivery_names_the_branch_to_check(loop: ForgeLoop) -> None:
+    examples = Path(__file__).parent.parent / "node_modules/@octokit/webhooks-examples/api.github.com"
+    [push] = [e for e in json.loads((examples / "index.json").read_text()) if e["name"] == "push"]
+    payload = next(e for e in push["examples"] if e["ref"].startswith("refs/heads/"))
+    payload["repository"]["full_name"] = "acme/api"
+    payload["deleted"] = False
+    marker = webhook.read(loop.config, ForgeKind.GITHUB, "push", payload)
+    assert marker == f"pushed:gh:acme/api:{payload['ref'].removeprefix('refs/heads/')}"
+    payload["deleted"] = True
+    assert not str(webhook.read(loop.config, ForgeKind.GITHUB, "push", payload)).startswith("pushed:")

@@ -34,6 +34,7 @@ from baton.errors import BadInput, Busy
 from baton.fleet import jobs
 from baton.forge import prompts
 from baton.forge.config import RepoConfig
+from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import (
     Binding,
@@ -47,7 +48,7 @@ from baton.forge.model import (
     Outcome,
     Trigger,
 )
-from baton.forge.threads import bind_thread
+from baton.forge.threads import bind_thread, by_head
 from baton.forge.trust import judge
 from baton.models import Access, JobStatus, OnConflict, SyncHow
 from baton.runner.request import RunRequest
@@ -71,6 +72,11 @@ def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> O
     _audit(loop, event, decision, delivery)
     if not decision.accepted:
         return Outcome("dropped", decision.reason)
+    if event.number == 0:  # a commit status: its PR is the one at its head
+        found = by_head(loop, event.forge, event.repo, event.head_sha or "") if event.head_sha else None
+        if found is None or found.pr is None:
+            return Outcome("ignored", f"no bound pull request of {event.repo} is at {event.head_sha}")
+        event = replace(event, number=found.pr)
     binding = loop.store.get_binding(event.forge, event.repo, event.number)
     if binding is None:
         binding_or_why = _bind(loop, event, repo, decision)
@@ -147,12 +153,16 @@ def _prepare(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent
     """The event as a turn needs it (re-read from the forge), or why it is dropped."""
     client = loop.client(event.forge)
     if event.kind in STALE_KINDS and binding.pr is not None:
-        head = client.thread(event.repo, binding.pr).head_sha
+        now = client.thread(event.repo, binding.pr)
+        head = now.head_sha
         if head and binding.head_sha != head:
             binding.head_sha, binding.updated_at = head, loop.clock()
             loop.store.save_binding(binding)
         if event.head_sha and head and event.head_sha != head:
             return f"stale: about {event.head_sha[:12]}, but the PR's head is now {head[:12]}"
+        if event.kind == FeedbackKind.CONFLICT and now.mergeable is not False:
+            # the payload's word is not taken: Gitea says false while it computes, and of any WIP PR
+            return "the forge says the PR can be merged (or has not decided yet)"
     if event.kind == FeedbackKind.CI_FAILURE:
         return _ci(loop, event, binding)
     if event.kind == FeedbackKind.REVIEW and binding.pr is not None:
@@ -188,10 +198,10 @@ def _approval_text(sha: str, names: list[str]) -> str:
 
 def _review(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent:
     """A review with all its inline comments (a webhook of one inline comment names only that one)."""
-    wanted = event.identity.removeprefix("review:")
     assert binding.pr is not None
+    kind = loop.forge(event.forge).kind
     for review in loop.client(event.forge).reviews(event.repo, binding.pr):
-        if str(review.id) == wanted:
+        if review_identity(kind, binding.pr, review) == event.identity:
             return replace(
                 event,
                 body=review.body or event.body,

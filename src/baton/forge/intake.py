@@ -40,7 +40,7 @@ from typing import Any
 
 from baton.forge import payload as read
 from baton.forge.events import Malformed
-from baton.forge.model import FailedCheck, FeedbackKind, ForgeEvent, ForgeKind, ReviewComment, Trigger
+from baton.forge.model import FailedCheck, FeedbackKind, ForgeEvent, ForgeKind, Review, ReviewComment, Trigger
 from baton.forge.payload import BODY_CHARS, Payload, mentions
 
 MAX_PULL_REQUESTS = 100  # pull requests one CI event may name
@@ -489,3 +489,12 @@ def read_event(
     if handler is None:
         return f"{kind} event {event[:64]!r} asks nothing of a thread"
     return handler(payload, _Ctx(forge, mention, user))
+
+
+def review_identity(kind: ForgeKind, number: int, review: Review) -> str:
+    """The identity a webhook of the same review carries, for a review read from the API (the
+    reconcile's, the dispatcher's): GitHub names the review's id; Gitea's payload has none, so both
+    agree on its PR, commit and text (:func:`gitea_review_identity`)."""
+    if kind == ForgeKind.GITEA:
+        return gitea_review_identity(number, review.commit or "", review.body)
+    return f"review:{review.id}"

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from baton.forge import dispatch
-from baton.forge.intake import mentions
+from baton.forge.conflicts import conflict_event
+from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import (
     Actor,
@@ -38,6 +39,8 @@ from baton.forge.model import (
     ThreadInfo,
     Trigger,
 )
+from baton.forge.payload import mentions
+from baton.forge.threads import bound_threads
 
 log = logging.getLogger("baton.forge")
 SKEW = 120.0  # seconds looked back beyond the last pass (clocks differ; the forge's index lags)
@@ -75,18 +78,6 @@ def reconcile(loop: ForgeLoop) -> Report:
             report.errors.append(f"{forge}:{repo}: {exc}")
             log.warning("forge reconcile of %s:%s: %s", forge, repo, exc)
     return report
-
-
-def bound_threads(loop: ForgeLoop, forge: str, repo: str) -> list[Binding]:
-    """The repo's bindings that are not closed (every page)."""
-    found: list[Binding] = []
-    after: tuple[str, str, int] | None = None
-    while True:
-        page = loop.store.list_bindings(forge=forge, after=after, limit=1000)
-        found += [b for b in page if b.repo.lower() == repo.lower() and b.status != BindingStatus.CLOSED]
-        if len(page) < 1000:
-            return found
-        after = (page[-1].forge, page[-1].repo, page[-1].number)
 
 
 def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report) -> None:
@@ -137,6 +128,8 @@ def _bound(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, binding: Bi
         binding.updated_at = loop.clock()
         loop.store.save_binding(binding)
         return []
+    if info.is_pr and info.head_sha and info.head_sha != binding.head_sha:
+        binding.head_sha, binding.etag = info.head_sha, None  # a push: its checks are new
     comments = client.comments(repo, info.number, binding.seen_at - SKEW)
     events = [comment_event(loop, forge, repo, info, c) for c in comments if not _own(loop, forge, c)]
     if info.is_pr:
@@ -147,7 +140,7 @@ def _bound(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, binding: Bi
             if r.at >= binding.seen_at - SKEW and (r.body.strip() or r.comments)
         ]
         if info.mergeable is False and info.head_sha:
-            events.append(_conflict(forge, repo, info))
+            events.append(conflict_event(forge, repo, info))
     return events
 
 
@@ -204,32 +197,6 @@ def review_event(kind: ForgeKind, forge: str, repo: str, info: ThreadInfo, revie
         body=review.body,
         comments=review.comments,
         at=review.at,
-    )
-
-
-def review_identity(kind: ForgeKind, number: int, review: Review) -> str:
-    """The identity a webhook of the same review carries (GitHub names the review's id; Gitea's
-    payload has none, so :mod:`baton.forge.intake` and this agree on its PR, commit and text)."""
-    if kind == ForgeKind.GITEA:
-        from baton.forge.intake import gitea_review_identity
-
-        return gitea_review_identity(number, review.commit or "", review.body)
-    return f"review:{review.id}"
-
-
-def _conflict(forge: str, repo: str, info: ThreadInfo) -> ForgeEvent:
-    return ForgeEvent(
-        forge=forge,
-        repo=repo,
-        number=info.number,
-        kind=FeedbackKind.CONFLICT,
-        identity=f"conflict:{info.head_sha}:{info.base_ref}",
-        actor=Actor("forge", bot=False),
-        url=info.url,
-        is_pr=True,
-        head_sha=info.head_sha,
-        from_fork=info.from_fork,
-        title=info.title,
     )
 
 

@@ -208,3 +208,31 @@ def _event(
         "url": data.get("url"),
         "at": data.get("at"),
     }
+
+
+def bound_threads(loop: ForgeLoop, forge: str, repo: str) -> list[Binding]:
+    """The repo's bindings that are not closed (every page)."""
+    found: list[Binding] = []
+    after: tuple[str, str, int] | None = None
+    while True:
+        page = loop.store.list_bindings(forge=forge, after=after, limit=1000)
+        found += [b for b in page if b.repo.lower() == repo.lower() and b.status != BindingStatus.CLOSED]
+        if len(page) < 1000:
+            return found
+        after = (page[-1].forge, page[-1].repo, page[-1].number)
+
+
+def by_head(loop: ForgeLoop, forge: str, repo: str, sha: str, asked: int = 20) -> Binding | None:
+    """The open PR thread whose head is ``sha`` (a commit status names no PR): the one baton knows at
+    that head, else the first of ``asked`` bound PRs whose head the forge says it is (kept)."""
+    prs = [b for b in bound_threads(loop, forge, repo) if b.pr is not None]
+    known = next((b for b in prs if b.head_sha == sha), None)
+    if known is not None:
+        return known
+    for binding in sorted(prs, key=lambda b: b.updated_at, reverse=True)[:asked]:
+        assert binding.pr is not None
+        if loop.client(forge).thread(repo, binding.pr).head_sha == sha:
+            binding.head_sha, binding.updated_at = sha, loop.clock()
+            loop.store.save_binding(binding)
+            return binding
+    return None

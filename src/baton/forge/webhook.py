@@ -18,11 +18,13 @@ from typing import Any
 
 from baton.forge import dispatch, intake
 from baton.forge.config import ForgeConfig, ForgeSettings
+from baton.forge.conflicts import base_moved
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import BindingStatus, ForgeError, ForgeEvent, ForgeKind
 
 log = logging.getLogger("baton.forge")
 BACKOFF = (1.0, 2.0, 4.0, 8.0)  # seconds between attempts at an event while the forge fails
+MARKERS = ("closed:", "pushed:")  # what read() returns for work that is not an event
 
 
 def forge_of(config: ForgeSettings, kind: ForgeKind, payload: dict[str, Any]) -> ForgeConfig | None:
@@ -40,7 +42,7 @@ def read(
     forge = forge_of(config, kind, payload)
     if forge is None:
         return f"no {kind.value} forge is configured for this delivery"
-    closed = _closed(forge, event, payload)
+    closed = _closed(forge, event, payload) or _base_moved(forge, event, payload)
     if closed is not None:
         return closed
     return intake.read_event(kind, forge.name, event, payload, mention=forge.mention, user=forge.user)
@@ -59,8 +61,26 @@ def _closed(forge: ForgeConfig, event: str, payload: dict[str, Any]) -> str | No
     return f"closed:{forge.name}:{name}#{number}"
 
 
-def close(loop: ForgeLoop, marker: str) -> dict[str, Any]:
-    """Close the binding a ``closed:`` marker names: nothing more runs for it."""
+def _base_moved(forge: ForgeConfig, event: str, payload: dict[str, Any]) -> str | None:
+    """A push to a branch (not a deletion): a marker the worker turns into checking whether the bound
+    PRs onto that branch can still be merged (a moved base is how a PR comes to conflict, and the
+    forge sends no event when its mergeability changes)."""
+    if event != "push" or payload.get("deleted") is True:
+        return None
+    ref, repository = payload.get("ref"), payload.get("repository")
+    name = repository.get("full_name") if isinstance(repository, dict) else None
+    if not isinstance(ref, str) or not ref.startswith("refs/heads/") or not isinstance(name, str):
+        return None
+    return f"pushed:{forge.name}:{name}:{ref.removeprefix('refs/heads/')}"
+
+
+def act_on_marker(loop: ForgeLoop, marker: str) -> dict[str, Any]:
+    """Act on a marker: ``closed:`` closes the binding it names (nothing more runs for it),
+    ``pushed:`` checks the PRs onto the branch it names (:func:`baton.forge.conflicts.base_moved`)."""
+    if marker.startswith("pushed:"):
+        forge_name, _, rest = marker.removeprefix("pushed:").partition(":")
+        repo, _, branch = rest.partition(":")
+        return {"checked": [o.to_json() for o in base_moved(loop, forge_name, repo, branch)]}
     conversation = marker.removeprefix("closed:")
     forge, _, rest = conversation.partition(":")
     repo, _, number = rest.rpartition("#")

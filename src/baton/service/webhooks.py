@@ -147,19 +147,19 @@ def summary(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Work:
-    """What a delivery asks for: a cleanup (``target``), feedback for bound threads (``events``, or
-    ``closed``: an issue or PR closed), or both (a merged PR)."""
+    """What a delivery asks for: a cleanup (``target``), feedback for bound threads (``events``, or a
+    ``marker``: an issue or PR closed, a branch pushed to), or both (a merged PR)."""
 
     target: Target | None = None
     events: tuple[ForgeEvent, ...] = ()
-    closed: str | None = None
+    marker: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = self.target.to_json() if self.target else {}
         if self.events:
             data["feedback"] = [e.to_json() for e in self.events]
-        if self.closed:
-            data["closed_thread"] = self.closed
+        if self.marker:
+            data["marker"] = self.marker
         return data
 
     @classmethod
@@ -168,11 +168,11 @@ class Work:
         if "repos" in data:
             target = Target(tuple(data["repos"]), str(data["branch"]), data.get("merged") is True)
         events = tuple(ForgeEvent.from_json(e) for e in data.get("feedback", []))
-        return cls(target, events, data.get("closed_thread"))
+        return cls(target, events, data.get("marker"))
 
     @property
     def feedback(self) -> bool:
-        return bool(self.events or self.closed)
+        return bool(self.events or self.marker)
 
 
 class Worker:
@@ -219,8 +219,8 @@ class Worker:
             done: dict[str, Any] = {"error": "no forge is configured: the feedback was not acted on"}
         else:
             done = feedback.act(self.loop, list(work.events), f"{forge}:{delivery_id}") if work.events else {}
-            if work.closed:
-                done["closed_thread"] = feedback.close(self.loop, work.closed)
+            if work.marker:
+                done["marker"] = feedback.act_on_marker(self.loop, work.marker)
         stored = self.store.get_delivery(forge, delivery_id)
         result = {**(stored.result if stored and work.target else {}), **done}
         if work.target is None:
@@ -401,12 +401,12 @@ def what_to_do(loop: ForgeLoop | None, forge: Forge, event: str, payload: dict[s
     """The delivery's work (a cleanup, feedback for bound threads, or both), or why there is none."""
     cleanup = classify(event, payload)
     found = feedback.read(loop.config, ForgeKind(forge.name), event, payload) if loop else []
-    closed = found if isinstance(found, str) and found.startswith("closed:") else None
+    marker = found if isinstance(found, str) and found.startswith(feedback.MARKERS) else None
     events = tuple(found) if isinstance(found, list) else ()
     target = cleanup if isinstance(cleanup, Target) else None
-    if target is None and not events and closed is None:
+    if target is None and not events and marker is None:
         return f"{cleanup}; {found}" if isinstance(found, str) else str(cleanup)
-    return Work(target, events, closed)
+    return Work(target, events, marker)
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {

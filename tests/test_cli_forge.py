@@ -1,0 +1,70 @@
+"""``baton forge test|bind|ls|show|reconcile|unbind`` as their own processes, against the fake GitHub,
+with the fake agent: the commands a person runs, their tables, JSON and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from baton.testing.fake import register_fake
+from baton.testing.fake_forge import FakeForge
+from tests.forge_fixtures import REPO, SECRET, configure, fake_fixture  # noqa: F401
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def env(fake: FakeForge, home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    register_fake()  # exports BATON_AGENTS_EXTRA for the processes started from here
+    from baton.settings import load_settings
+
+    configure(load_settings(overrides={"home": str(home)}, environ={}), fake, "fake")
+    return {"BATON_GIT_TOKEN": fake.token("baton-bot"), "FAKE_AGENT_WRITE": "notes.md"}
+
+
+def test_forge_test_checks_the_token_the_api_and_bátons_access(cli: Cli, env: dict[str, str], fake: FakeForge) -> None:
+    done = cli("forge", "test", env={**env, "BATON_WEBHOOK_SECRET": SECRET})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok   repo github:acme/api: default branch main; baton-bot has write access" in done.stdout
+    fake.set_permission(REPO, "baton-bot", "read")
+    done = cli("forge", "test", "--json", env={**env, "BATON_GIT_TOKEN": ""})
+    assert done.returncode == 1
+    checks = {c["what"]: c for c in json.loads(done.stdout)}
+    assert not checks["forge github"]["ok"] and "BATON_GIT_TOKEN" in checks["forge github"]["detail"]
+    assert not checks["webhook secret"]["ok"]
+
+
+def test_bind_show_reconcile_ls_and_unbind(cli: Cli, env: dict[str, str], fake: FakeForge) -> None:
+    issue = fake.open_issue(REPO, "alice", "Add notes", "Please.")
+    done = cli("forge", "bind", f"github:{REPO}#{issue}", env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"github:{REPO}#{issue} is bound to fake" in done.stdout and f"issue-{issue}" in done.stdout
+    # a comment no webhook delivered: the reconcile finds it, runs the turn and publishes it
+    fake.comment(REPO, issue, "alice", "write the notes")
+    done = cli("forge", "reconcile", env=env, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 accepted" in done.stdout
+    assert "turn 1" in fake.repo(REPO).git("show", f"baton/fake/issue-{issue}:notes.md")
+    shown = json.loads(cli("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
+    assert shown["binding"]["pr"] is not None and [e["status"] for e in shown["events"]] == ["dispatched"]
+    table = cli("forge", "ls", env=env).stdout
+    assert f"github:{REPO}#{issue}" in table and "active" in table
+    assert cli("forge", "unbind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    missing = cli("forge", "show", f"github:{REPO}#{issue}", env=env)
+    assert missing.returncode != 0 and "not bound" in missing.stderr
+
+
+@pytest.mark.parametrize("bad", ["acme/api", "github:acme#1", "github:acme/api#x", "-x"])
+def test_a_malformed_conversation_is_refused_by_name(cli: Cli, env: dict[str, str], bad: str) -> None:
+    done = cli("forge", "show", "--", bad, env=env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is not a conversation" in done.stderr
+
+
+def test_without_forge_tables_the_commands_say_what_to_add(cli: Cli) -> None:
+    done = cli("forge", "ls")
+    assert done.returncode == 2 and "no forge is configured" in done.stderr
