@@ -12,7 +12,6 @@ import os
 import queue
 import secrets
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -175,11 +174,9 @@ class ForgeCore:
 
     def install_hook(self, repo: Repo) -> None:
         """The post-receive hook that reports a push to the git server (again when its port changes)."""
-        hook = repo.path / "hooks" / "post-receive"
-        hook.parent.mkdir(exist_ok=True)
-        url = f"http://127.0.0.1:{self.git_port}/_fake/pushed/{repo.full_name}?key={self.log_key}"
-        hook.write_text(_POST_RECEIVE.format(python=sys.executable, url=url))
-        hook.chmod(0o755)
+        repo.report_pushes_to(
+            f"http://127.0.0.1:{self.git_port}/_fake/pushed/{repo.full_name}?key={self.log_key}"
+        )
 
     def repo(self, full_name: str) -> Repo:
         with self.lock:
@@ -245,14 +242,7 @@ class ForgeCore:
         """Protect a branch as GitHub's branch protection does: a push to it over git is refused with
         GitHub's words (``GH006: Protected branch update failed``), or, with ``allow_push``, only a
         force push is (``Cannot force-push to this branch``). A pre-receive hook in the bare repo."""
-        r = self.repo(repo)
-        hooks = r.path / "hooks"
-        hooks.mkdir(exist_ok=True)
-        with (hooks / "protected").open("a") as f:
-            f.write(f"refs/heads/{branch} {'force' if allow_push else 'all'}\n")
-        hook = hooks / "pre-receive"
-        hook.write_text(_PRE_RECEIVE)
-        hook.chmod(0o755)
+        self.repo(repo).protect(branch, allow_push=allow_push)
 
     def branches(self, repo: str) -> dict[str, str]:
         return self.repo(repo).branches()
@@ -447,37 +437,3 @@ def _blob(repo: Repo, content: str) -> str:
         check=True,
     )
     return proc.stdout.strip()
-
-
-_PRE_RECEIVE = r"""#!/bin/sh
-# the fake forge's branch protection: hooks/protected lists "<ref> all|force"
-status=0
-while read -r old new ref; do
-    rule=$(awk -v ref="$ref" '$1 == ref { print $2 }' "$(dirname "$0")/protected")
-    [ -z "$rule" ] && continue
-    if [ "$rule" = all ]; then
-        echo "error: GH006: Protected branch update failed for $ref." >&2
-        echo "error: Changes must be made through a pull request." >&2
-        status=1
-    elif [ "$old" != 0000000000000000000000000000000000000000 ] && \
-        ! git merge-base --is-ancestor "$old" "$new" 2>/dev/null; then
-        echo "error: GH006: Protected branch update failed for $ref." >&2
-        echo "error: Cannot force-push to this branch" >&2
-        status=1
-    fi
-done
-exit $status
-"""
-
-
-# the fake forge hears of a push from inside it: git waits for this hook before it answers the pusher
-_POST_RECEIVE = """#!{python} -IS
-import os, sys, urllib.request
-data = sys.stdin.buffer.read()
-headers = {{"X-Fake-Forge-User": os.environ.get("REMOTE_USER", "")}}
-request = urllib.request.Request("{url}", data=data, headers=headers, method="POST")
-try:
-    urllib.request.urlopen(request, timeout=60).read()
-except Exception as exc:
-    print(f"fake forge did not hear of the push: {{exc}}", file=sys.stderr)
-"""

@@ -10,6 +10,7 @@ one counter per fake, so they never collide. Times are seconds since the epoch f
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -232,6 +233,23 @@ class Repo:
         """Commits on ``head`` that ``base`` does not have."""
         return int(self.git("rev-list", "--count", f"{base}..{head}"))
 
+    def protect(self, branch: str, *, allow_push: bool = False) -> None:
+        """A pre-receive hook refusing pushes to ``branch`` (only force pushes, with ``allow_push``)."""
+        hooks = self.path / "hooks"
+        hooks.mkdir(exist_ok=True)
+        with (hooks / "protected").open("a") as f:
+            f.write(f"refs/heads/{branch} {'force' if allow_push else 'all'}\n")
+        hook = hooks / "pre-receive"
+        hook.write_text(_PRE_RECEIVE)
+        hook.chmod(0o755)
+
+    def report_pushes_to(self, url: str) -> None:
+        """A post-receive hook POSTing each push's ``old new ref`` lines to ``url``, from inside it."""
+        hook = self.path / "hooks" / "post-receive"
+        hook.parent.mkdir(exist_ok=True)
+        hook.write_text(_POST_RECEIVE.format(python=sys.executable, url=url))
+        hook.chmod(0o755)
+
     def pr_head(self, issue: Issue) -> str:
         """A PR's head commit now: its branch's (so a push moves it), or the one it closed with."""
         assert issue.pr is not None
@@ -287,3 +305,37 @@ def _tree(git: Callable[..., str], entries: list[tuple[str, str]]) -> str:
         here.append(f"040000 tree {_tree(git, items)}\t{sub}")
     listing = "".join(f"{line}\n" for line in sorted(here, key=lambda s: s.split("\t")[1]))
     return git("mktree", stdin=listing)
+
+
+_PRE_RECEIVE = r"""#!/bin/sh
+# the fake forge's branch protection: hooks/protected lists "<ref> all|force"
+status=0
+while read -r old new ref; do
+    rule=$(awk -v ref="$ref" '$1 == ref { print $2 }' "$(dirname "$0")/protected")
+    [ -z "$rule" ] && continue
+    if [ "$rule" = all ]; then
+        echo "error: GH006: Protected branch update failed for $ref." >&2
+        echo "error: Changes must be made through a pull request." >&2
+        status=1
+    elif [ "$old" != 0000000000000000000000000000000000000000 ] && \
+        ! git merge-base --is-ancestor "$old" "$new" 2>/dev/null; then
+        echo "error: GH006: Protected branch update failed for $ref." >&2
+        echo "error: Cannot force-push to this branch" >&2
+        status=1
+    fi
+done
+exit $status
+"""
+
+
+# the fake forge hears of a push from inside it: git waits for this hook before it answers the pusher
+_POST_RECEIVE = """#!{python} -IS
+import os, sys, urllib.request
+data = sys.stdin.buffer.read()
+headers = {{"X-Fake-Forge-User": os.environ.get("REMOTE_USER", "")}}
+request = urllib.request.Request("{url}", data=data, headers=headers, method="POST")
+try:
+    urllib.request.urlopen(request, timeout=60).read()
+except Exception as exc:
+    print(f"fake forge did not hear of the push: {{exc}}", file=sys.stderr)
+"""
