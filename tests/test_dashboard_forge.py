@@ -115,6 +115,10 @@ def test_a_bound_session_shows_its_issue_pr_feedback_budget_and_banner(home: Hom
 
     assert BODY not in page.content()  # the comments' text stays on the forge
 
+    turn = page.locator(f"#forge-turns tr[data-run-id='{home.run_id}']")
+    assert "comment, review" in turn.inner_text() and "not yet" in turn.inner_text()
+    assert turn.locator("a.forge-turn-run").get_attribute("href") == f"/runs/{home.run_id}"
+
     runs = page.locator("#forge-events a.forge-run")
     assert runs.count() == 2
     assert runs.first.get_attribute("href") == f"/runs/{home.run_id}"
