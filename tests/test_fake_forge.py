@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -533,6 +534,35 @@ def test_the_api_github_com_description_fits_too(tmp_path: Path) -> None:
             assert c.get(f"/repos/{REPO}/issues", params={"state": "sideways"}).status_code == 400
         fake.settle()
         assert [v.kind for v in fake.violations] == ["request"]
+
+
+def test_the_command_line_serves_a_fake_until_terminated(receiver: Receiver, tmp_path: Path) -> None:
+    """The README's offline tour: the fake in its own process, driven with a token over HTTP."""
+    command = [
+        sys.executable, "-m", "baton.testing.fake_forge", "--secret", SECRET, "--deliver-to", receiver.url,
+        "--repo", REPO, "--user", "alice:write:tok-alice", "--root", str(tmp_path / "cli"),
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = dict(proc.stdout.readline().strip().split(": ", 1) for _ in range(2))
+        headers = {"Authorization": "token tok-alice"}
+        repo = httpx.get(f"{lines['api']}/repos/{REPO}", headers=headers).json()
+        assert repo["clone_url"] == lines["clone"]
+        assert _git("ls-remote", lines["clone"], token="tok-alice").stdout.strip().endswith("refs/heads/main")
+        issue = httpx.post(f"{lines['api']}/repos/{REPO}/issues", headers=headers, json={"title": "Broken"})
+        assert issue.status_code == 201
+        deadline = time.monotonic() + 10
+        while not receiver.got and time.monotonic() < deadline:
+            time.sleep(0.02)
+        got = receiver.got[-1]
+        assert got.headers["x-github-event"] == "issues"
+        assert verified(SECRET, got.body, claimed_signatures(GITHUB, got.headers))
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        assert proc.stdout is not None
+        proc.stdout.close()
 
 
 def test_command_line_help(capsys: pytest.CaptureFixture[str]) -> None:
