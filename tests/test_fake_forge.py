@@ -501,12 +501,11 @@ def test_a_receiver_may_call_the_api_back_before_it_answers(fake: FakeForge, rec
         receiver.on_delivery = lambda: answers.append(
             c.get(f"/repos/{REPO}/collaborators/alice/permission").status_code
         )
-        started = time.perf_counter()
         number = fake.open_issue(REPO, "alice", "Broken")
         fake.comment(REPO, number, "alice", "@baton fix it")
         c.post(f"/repos/{REPO}/issues/{number}/comments", json={"body": "on it"})
         fake.settle()
-    assert answers == [200, 200, 200] and time.perf_counter() - started < 5
+    assert answers == [200, 200, 200]  # a deadlock would have timed the callbacks out
 
 
 def test_deliveries_held_until_flushed(fake: FakeForge, receiver: Receiver) -> None:
