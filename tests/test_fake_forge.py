@@ -482,13 +482,16 @@ def test_validators_load_once_per_process(tmp_path: Path) -> None:
 
 
 def test_deliveries_wait_until_the_api_has_answered(fake: FakeForge, receiver: Receiver) -> None:
-    """A delivery a request caused reaches the receiver after the request's response (no deadlock)."""
+    """A delivery a request caused reaches the receiver after the request's response, as GitHub's do:
+    the receiver waits for the client's answer, which it would never see if the fake delivered first."""
     number = fake.open_issue(REPO, "alice", "Broken")
-    seen = threading.Event()
+    answered, after = threading.Event(), []
+    receiver.on_delivery = lambda: after.append(answered.wait(timeout=5))
     with api(fake) as c:
-        c.post(f"/repos/{REPO}/issues/{number}/comments", json={"body": "on it"})
-        seen.set()
+        assert c.post(f"/repos/{REPO}/issues/{number}/comments", json={"body": "on it"}).status_code == 201
+        answered.set()
     fake.settle()
+    assert after == [True]
     assert receiver.got[-1].headers["x-github-event"] == "issue_comment"
     assert json.loads(receiver.got[-1].body)["sender"]["login"] == "baton[bot]"
 
