@@ -26,7 +26,9 @@ def env(fake: FakeForge, home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[st
     return {"BATON_GIT_TOKEN": fake.token("baton-bot"), "FAKE_AGENT_WRITE": "notes.md"}
 
 
-def test_forge_test_checks_the_token_the_api_and_bátons_access(cli: Cli, env: dict[str, str], fake: FakeForge) -> None:
+def test_forge_test_checks_the_token_the_api_and_batons_access(
+    cli: Cli, env: dict[str, str], fake: FakeForge
+) -> None:
     done = cli("forge", "test", env={**env, "BATON_WEBHOOK_SECRET": SECRET})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok   repo github:acme/api: default branch main; baton-bot has write access" in done.stdout

@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from baton.cli.common import EXIT_CODES
 from baton.cli.demo import demo_cmd
 from baton.cli.doctor import agents_cmd, doctor_cmd
+from baton.cli.forge import forge_app
 from baton.cli.homes import homes_app
 from baton.cli.housekeeping import du_cmd, sweep_cmd
 from baton.cli.plan import plan_app
@@ -24,7 +25,6 @@ from baton.cli.serve import serve_cmd
 from baton.cli.sessions import sessions_app
 from baton.cli.submit import submit_cmd
 from baton.cli.sync import sync_cmd
-from baton.cli.forge import forge_app
 from baton.cli.tokens import audit_cmd, tokens_app
 from baton.cli.worker import worker_cmd
 
