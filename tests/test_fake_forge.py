@@ -272,7 +272,7 @@ def test_a_reviews_comments_page_by_page(fake: FakeForge) -> None:
     assert [d.event for d in fake.deliveries][-1] == "pull_request_review"  # the comments' left out
 
 
-def test_the_validator_can_fail(fake: FakeForge) -> None:
+def test_the_validator_can_fail(fake: FakeForge, monkeypatch: pytest.MonkeyPatch) -> None:
     rest = rest_description()
     good = rest.example("issue")
     assert rest.check_response(
@@ -291,7 +291,18 @@ def test_the_validator_can_fail(fake: FakeForge) -> None:
         answer = c.get(f"/repos/{REPO}/issues", params={"state": "sideways"})
         assert answer.status_code == 400 and "sideways" in answer.json()["message"]
         assert c.post(f"/repos/{REPO}/issues/1/comments", json={"text": "no body"}).status_code == 400
-    assert [v.kind for v in fake.violations] == ["request", "request"]
+        # a fake whose answer loses a required field: answered all the same, and recorded
+        number = fake.open_issue(REPO, "alice", "Broken")
+        whole = fake.render.issue
+        monkeypatch.setattr(
+            fake.render, "issue", lambda *a: {k: v for k, v in whole(*a).items() if k != "user"}
+        )
+        assert c.get(f"/repos/{REPO}/issues/{number}").status_code == 200
+        # and a delivery that loses one
+        monkeypatch.setattr(fake.payloads, "issue", lambda *a, **k: {"action": "labeled"})
+        fake.label(REPO, number, "alice", "bug")
+    assert [v.kind for v in fake.violations] == ["request", "request", "response", "webhook"]
+    assert "user" in fake.violations[2].errors[0]
     fake.violations.clear()
 
 
