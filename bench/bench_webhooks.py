@@ -21,6 +21,8 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -61,11 +63,15 @@ def payloads(clone_url: str, n: int, salt: int) -> list[tuple[str, dict[str, Any
 
 def request_bytes(port: int, event: str, payload: dict[str, Any]) -> bytes:
     """A signed delivery as GitHub sends it, one request per connection."""
-    body = json.dumps(payload).encode()
+    return raw_request(port, event, json.dumps(payload).encode(), str(uuid.uuid4()))
+
+
+def raw_request(port: int, event: str, body: bytes, delivery: str) -> bytes:
+    """The signed request of a delivery whose body is ready (bench_forge: the fake GitHub's payloads)."""
     head = (
         f"POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: GitHub-Hookshot/bench\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nX-GitHub-Event: {event}\r\n"
-        f"X-GitHub-Delivery: {uuid.uuid4()}\r\nX-Hub-Signature-256: {sign(body)}\r\nConnection: close\r\n\r\n"
+        f"X-GitHub-Delivery: {delivery}\r\nX-Hub-Signature-256: {sign(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body
 
@@ -110,8 +116,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def bench_webhooks(root: Path, source: Path, rounds: int = 10, concurrent: int = 50) -> Row:
-    """``rounds`` bursts of ``concurrent`` deliveries after one warm-up burst; see the module doc."""
+@contextmanager
+def cleanup_service(root: Path, source: Path) -> Iterator[tuple[int, str]]:
+    """7d's service: ``baton serve`` on a home with the sessions, the repository served over HTTP;
+    yields its port and the clone URL the payloads name (bench_forge's 15a uses it as its baseline)."""
     served = root / "served"
     served.mkdir(parents=True, exist_ok=True)
     sh(["git", "clone", "--quiet", "--bare", str(source), str(served / "api.git")])
@@ -122,8 +130,14 @@ def bench_webhooks(root: Path, source: Path, rounds: int = 10, concurrent: int =
             make_sessions(settings, clone_url)
         env = {"BATON_WEBHOOK_SECRET": SECRET, "BATON_GIT_TOKEN": GIT_TOKEN}
         with baton_serve(settings.home, env) as port:
-            asyncio.run(burst(port, clone_url, concurrent, -1))  # warm-up
-            bursts = [asyncio.run(burst(port, clone_url, concurrent, r)) for r in range(rounds)]
+            yield port, clone_url
+
+
+def bench_webhooks(root: Path, source: Path, rounds: int = 10, concurrent: int = 50) -> Row:
+    """``rounds`` bursts of ``concurrent`` deliveries after one warm-up burst; see the module doc."""
+    with cleanup_service(root, source) as (port, clone_url):
+        asyncio.run(burst(port, clone_url, concurrent, -1))  # warm-up
+        bursts = [asyncio.run(burst(port, clone_url, concurrent, r)) for r in range(rounds)]
     samples = [t for b in bursts for t in b]
     p99 = percentile(samples, 0.99)
     slowest = [max(b) for b in bursts]  # a burst's last answer: what a loaded moment costs
