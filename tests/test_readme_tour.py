@@ -1,8 +1,9 @@
-"""The README's tour, run as a newcomer pastes it: its shell blocks (steps 1 to 3), extracted from
+"""The README's tour, run as a newcomer pastes it: its shell blocks (steps 1 to 4), extracted from
 README.md itself (never a copy, so the two cannot drift), run in order as one bash script with
 ``set -euo pipefail`` on a fresh home, in a directory of their own, with baton on ``PATH`` as
 ``. .venv/bin/activate`` puts it — the real Claude Code, Codex and Gemini CLIs against the mocks,
-then the service. Only the fixed ports are swapped for free ones (another test may hold them)."""
+then the service, then the forge loop against the fake GitHub. Only the fixed ports are swapped for
+free ones (another test may hold them)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from tests.private_services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-TOUR = ("## A five-minute tour", "### 4. ")  # from this heading to the next step, which builds an image
-PORTS = ("41234", "41235", "41236", "8765")  # the tour's fixed ports
+TOUR = ("## A five-minute tour", "### 5. ")  # from this heading to the next step, which builds an image
+PORTS = ("41234", "41235", "41236", "41237", "41238", "8765")  # the tour's fixed ports
 BLOCK = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 pytestmark = pytest.mark.slow
@@ -42,6 +43,8 @@ def test_the_tour_has_the_steps_it_promises() -> None:
         "baton run -a gemini",
         "baton serve",
         "curl",
+        "python -m baton.testing.fake_forge",
+        "baton forge test",
     ):
         assert command in script
     assert not re.search(r"\b[0-9a-f]{8,}\b", script.replace("41234", "")), "no literal run ids to paste"
@@ -97,6 +100,11 @@ def test_the_readme_tour_runs_as_pasted(tmp_path: Path, leftovers: None) -> None
         "hydrated from the store's snapshot",  # after the redeploy
         "mock reply #5: received 10 messages",
         "done\nresume\nsucceeded",  # the service's run, waited for
+        "ok   repo github:acme/api",  # baton forge test
+        "true\nbaton/claude/issue-1\nCloses #1.",  # the draft PR baton opened for the issue
+        "**succeeded**",  # its one status comment
+        "mallory has read access (needs write): dropped",  # the trust policy, audited
+        "baton is baton's own user",  # its own status comments triggered nothing
     ]
     for text in expected:
         assert text in out, f"{text!r} not in the tour's output:\n{out[-6000:]}"
