@@ -239,6 +239,38 @@ def test_the_fake_can_be_driven_over_its_api(fake: FakeForge) -> None:
     ]
 
 
+def test_a_pull_request_from_a_fork(fake: FakeForge) -> None:
+    fake.create_fork(REPO, "mallory")
+    first = fake.commit("mallory/api", "evil", {"a.txt": "evil\n"}, login="mallory")
+    pr = fake.open_pr(REPO, "mallory", "mallory:evil", title="Improve things")
+    with api(fake) as c:
+        got = c.get(f"/repos/{REPO}/pulls/{pr}").json()
+        assert (got["head"]["repo"]["full_name"], got["head"]["repo"]["fork"], got["head"]["sha"]) == (
+            "mallory/api",
+            True,
+            first,
+        )
+        assert (got["head"]["label"], got["base"]["repo"]["full_name"]) == ("mallory:evil", REPO)
+        assert [
+            p["number"] for p in c.get(f"/repos/{REPO}/pulls", params={"head": "mallory:evil"}).json()
+        ] == [pr]
+        assert c.get(f"/repos/{REPO}/pulls", params={"head": "acme:evil"}).json() == []
+        moved = fake.commit("mallory/api", "evil", {"b.txt": "more\n"}, login="mallory")
+        assert c.get(f"/repos/{REPO}/pulls/{pr}").json()["head"]["sha"] == moved
+    sync = fake.last_delivery("pull_request").payload
+    assert (sync["action"], sync["before"], sync["after"], sync["repository"]["full_name"]) == (
+        "synchronize",
+        first,
+        moved,
+        REPO,
+    )
+    assert fake.branches(REPO).get("evil") is None  # the base repo only keeps refs/pull/N/head
+    fake.add_check_run(REPO, moved, "CI", "action_required")
+    assert (
+        fake.last_delivery("check_run").payload["check_run"]["pull_requests"] == []
+    )  # as GitHub: none from forks
+
+
 def test_issues_since_sorted_and_paginated(fake: FakeForge) -> None:
     numbers = [fake.open_issue(REPO, "alice", f"issue {i}") for i in range(5)]
     fake.close(REPO, numbers[0], "alice")

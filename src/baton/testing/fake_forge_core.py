@@ -110,7 +110,7 @@ class ForgeCore:
         self._queue: queue.Queue[list[Delivery] | None] = queue.Queue()
         self._sender: threading.Thread | None = None
         self.held: list[Delivery] = []
-        self.render = Render(self.rest, self.api_url, self.web_url, self.clone_url, self.user)
+        self.render = Render(self.rest, self.api_url, self.web_url, self.clone_url, self.user, self.repo)
         self.payloads = Payloads(self.render, self.hooks)
 
     @property
@@ -171,6 +171,22 @@ class ForgeCore:
             self.install_hook(repo)
             self.repos[full_name] = repo
             return repo
+
+    def create_fork(self, source: str, owner: str) -> Repo:
+        """``owner``'s fork of ``source`` (same name, all its branches), for pull requests whose head is
+        in another repository: ``open_pr(source, owner, f"{owner}:branch")``."""
+        with self.lock:
+            src, full_name = self.repo(source), f"{owner}/{source.partition('/')[2]}"
+            self.user(owner)
+            path = self.root / "git" / owner / src.path.name
+            subprocess.run(["git", "clone", "-q", "--bare", str(src.path), str(path)], check=True)
+            fork = Repo(
+                owner, src.name, next(self._ids), path, src.default_branch, self.clock(), {owner: "admin"}
+            )
+            fork.fork_of = source
+            self.install_hook(fork)
+            self.repos[full_name] = fork
+            return fork
 
     def install_hook(self, repo: Repo) -> None:
         """The post-receive hook that reports a push to the git server (again when its port changes)."""
@@ -275,16 +291,34 @@ class ForgeCore:
                 self.send_later(deferred)
 
     def _moved(self, repo: Repo, branch: str, old: str | None, new: str | None, login: str) -> None:
+        """A branch moved: recorded, and the open PRs whose head it is (here, or in the repository this
+        one is a fork of) synchronized, their ``refs/pull/N/head`` moved as GitHub moves it."""
         with self._change():
             self.pushes.append(Push(repo.full_name, branch, old, new, login))
-            for issue in repo.issues.values():
-                if issue.pr and issue.state == "open" and issue.pr.head_ref == branch and new:
+            base = self.repos.get(repo.fork_of) if repo.fork_of else repo
+            if base is None or not new:
+                return
+            head_repo = repo.full_name if repo.fork_of else None
+            for issue in base.issues.values():
+                pr = issue.pr
+                if pr and issue.state == "open" and pr.head_ref == branch and pr.head_repo == head_repo:
+                    before = base.pr_head(issue) if head_repo else old
+                    self.track_pr_head(base, issue)
                     self._touch(issue)
-                    self._emit(
-                        "pull_request",
-                        "synchronize",
-                        self.payloads.pull_request("synchronize", repo, issue, login, before=old),
-                    )
+                    payload = self.payloads.pull_request("synchronize", base, issue, login, before=before)
+                    self._emit("pull_request", "synchronize", payload)
+
+    def track_pr_head(self, base: Repo, issue: Issue) -> None:
+        """Point the base repository's ``refs/pull/N/head`` at the PR's head (fetched from a fork)."""
+        assert issue.pr is not None
+        ref = f"refs/pull/{issue.number}/head"
+        if issue.pr.head_repo is None:
+            sha = base.head(issue.pr.head_ref)
+            if sha:
+                base.git("update-ref", ref, sha)
+            return
+        fork = self.repo(issue.pr.head_repo)
+        base.git("fetch", "-q", "--no-tags", str(fork.path), f"+refs/heads/{issue.pr.head_ref}:{ref}")
 
     def _touch(self, issue: Issue) -> None:
         issue.updated_at = max(self.clock(), issue.updated_at)

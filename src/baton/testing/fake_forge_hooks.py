@@ -207,10 +207,13 @@ class Payloads:
         return payload
 
     def _pr_refs(self, repo: Repo, prs: list[Issue]) -> list[dict[str, Any]]:
-        """The ``pull_requests`` a check run or suite names (GitHub: open PRs whose head it is)."""
+        """The ``pull_requests`` a check run or suite names: GitHub's open PRs whose head it is, those
+        from forks left out (as GitHub leaves them out)."""
         refs = []
         for pr in prs:
             assert pr.pr is not None
+            if pr.pr.head_repo is not None:
+                continue
             short = {"id": repo.id, "url": f"{self.render.api_url}/repos/{repo.full_name}", "name": repo.name}
             refs.append(
                 {

@@ -46,10 +46,11 @@ class Render:
         web_url: str,
         clone_url: Callable[[Repo], str],
         users: Callable[[str], User],
+        repos: Callable[[str], Repo] | None = None,
     ) -> None:
         self.rest = rest
         self.api_url, self.web_url = api_url.rstrip("/"), web_url.rstrip("/")
-        self.clone_url, self.user_of = clone_url, users
+        self.clone_url, self.user_of, self.repo_of = clone_url, users, repos
         self._texts: dict[tuple[str, str, str], str] = {}  # (example, repo, api_url): rebased JSON
         self._lock = threading.Lock()
 
@@ -103,7 +104,7 @@ class Render:
             name=repo.name,
             full_name=repo.full_name,
             private=False,
-            fork=False,
+            fork=repo.fork_of is not None,
             url=f"{self.api_url}/repos/{repo.full_name}",
             html_url=f"{self.web_url}/{repo.full_name}",
         )
@@ -211,12 +212,16 @@ class Render:
             draft=pr.draft,
             auto_merge=None,
         )
-        for side, ref, sha in (("head", pr.head_ref, head_sha), ("base", pr.base_ref, base_sha)):
+        head_repo = self.repo_of(pr.head_repo) if pr.head_repo and self.repo_of else repo
+        for side, where, ref, sha in (
+            ("head", head_repo, pr.head_ref, head_sha),
+            ("base", repo, pr.base_ref, base_sha),
+        ):
             part = obj[side]
-            part.update(label=f"{repo.owner}:{ref}", ref=ref, sha=sha)
-            self.user_fields(part["user"], repo.owner)
+            part.update(label=f"{where.owner}:{ref}", ref=ref, sha=sha)
+            self.user_fields(part["user"], where.owner)
             if isinstance(part.get("repo"), dict):
-                self.repo_fields(part["repo"], repo)
+                self.repo_fields(part["repo"], where)
         for key, value in (
             ("merged", pr.merged),
             ("mergeable", pr.mergeable),

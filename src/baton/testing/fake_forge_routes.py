@@ -137,7 +137,7 @@ def list_pulls(c: Call) -> Reply:
             for p in c.fake.pulls(c.repo_name)
             if p.pr
             and state in ("all", p.state)
-            and head in (None, p.pr.head_ref, f"{c.params['owner']}:{p.pr.head_ref}")
+            and head in (None, f"{(p.pr.head_repo or c.repo_name).partition('/')[0]}:{p.pr.head_ref}")
             and base in (None, p.pr.base_ref)
         ]
         prs.sort(key=lambda p: p.number, reverse=True)

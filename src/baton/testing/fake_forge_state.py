@@ -60,6 +60,7 @@ class PullPart:
     merged: bool = False
     merged_at: float | None = None
     head_sha_at_close: str | None = None  # the head a closed PR keeps after its branch is deleted
+    head_repo: str | None = None  # a fork's full name: the PR's head lives there (None: this repo)
 
 
 @dataclass
@@ -194,6 +195,7 @@ class Repo:
     issues: dict[int, Issue] = field(default_factory=dict)
     check_runs: list[CheckRun] = field(default_factory=list)
     statuses: list[Status] = field(default_factory=list)
+    fork_of: str | None = None  # the full name of the repository this one is a fork of
 
     @property
     def full_name(self) -> str:
@@ -250,10 +252,27 @@ class Repo:
         hook.write_text(_POST_RECEIVE.format(python=sys.executable, url=url))
         hook.chmod(0o755)
 
+    def ref(self, name: str) -> str | None:
+        """The commit a full ref name (``refs/pull/7/head``) points at, loose or packed."""
+        loose = self.path / name
+        if loose.is_file():
+            return loose.read_text().strip() or None
+        packed = self.path / "packed-refs"
+        if packed.exists():
+            for line in packed.read_text().splitlines():
+                sha, _, ref = line.partition(" ")
+                if ref == name:
+                    return sha
+        return None
+
     def pr_head(self, issue: Issue) -> str:
-        """A PR's head commit now: its branch's (so a push moves it), or the one it closed with."""
+        """A PR's head commit now: its branch's (so a push moves it); a fork's PR, the copy GitHub keeps
+        in this repository (``refs/pull/N/head``); a closed PR, the one it closed with."""
         assert issue.pr is not None
-        sha = self.head(issue.pr.head_ref)
+        if issue.pr.head_repo is not None:
+            sha = self.ref(f"refs/pull/{issue.number}/head")
+        else:
+            sha = self.head(issue.pr.head_ref)
         return sha or issue.pr.head_sha_at_close or "0" * 40
 
 

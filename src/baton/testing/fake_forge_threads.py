@@ -119,40 +119,44 @@ class ForgeThreads(ForgeCore):
         body: str = "",
         draft: bool = False,
     ) -> int:
-        """A pull request from ``head`` (a branch of the repo, or ``owner:branch``) onto ``base``; refused
-        (:class:`ForgeRefused` 422) as GitHub does when it has no commits over base or one is open for
-        it. Sends ``pull_request.opened``. Its number."""
+        """A pull request from ``head`` (a branch of the repo, ``owner:branch`` for the same, or for a
+        branch of ``owner``'s fork: see :meth:`create_fork`) onto ``base``; refused (:class:`ForgeRefused`
+        422) as GitHub does when it has no commits over base or one is open for it. Sends
+        ``pull_request.opened``. Its number."""
         with self._change():
             r = self.repo(repo)
-            ref = head.partition(":")[2] or head
+            owner, _, ref = head.rpartition(":")
             base = base or r.default_branch
-            if r.head(ref) is None:
+            fork = None
+            if owner and owner != r.owner:
+                fork = next((x for x in self.repos.values() if x.owner == owner and x.fork_of == repo), None)
+                if fork is None:
+                    raise ForgeRefused(422, f"head {head!r} is not a fork of {repo}", "PullRequest")
+            where = fork or r
+            if where.head(ref) is None:
                 raise ForgeRefused(422, f"head {head!r} does not exist", "PullRequest")
             if r.head(base) is None:
                 raise ForgeRefused(422, f"base {base!r} does not exist", "PullRequest")
-            if r.ahead(base, ref) == 0:
-                raise ForgeRefused(422, f"No commits between {base} and {ref}", "PullRequest")
+            head_repo = fork.full_name if fork else None
             for other in r.issues.values():
+                pr = other.pr
                 if (
-                    other.pr
+                    pr
                     and other.state == "open"
-                    and other.pr.head_ref == ref
-                    and other.pr.base_ref == base
+                    and (pr.head_ref, pr.head_repo, pr.base_ref) == (ref, head_repo, base)
                 ):
                     raise ForgeRefused(
-                        422, f"A pull request already exists for {r.owner}:{ref}.", "PullRequest"
+                        422, f"A pull request already exists for {where.owner}:{ref}.", "PullRequest"
                     )
             now = self.clock()
             issue = Issue(
-                r.next_number,
-                next(self._ids),
-                title or ref,
-                body,
-                self.user(login).login,
-                now,
-                now,
-                pr=PullPart(ref, base, draft),
-            )
+                r.next_number, next(self._ids), title or ref, body, self.user(login).login, now, now,
+                pr=PullPart(ref, base, draft, head_repo=head_repo),
+            )  # fmt: skip
+            self.track_pr_head(r, issue)  # GitHub's refs/pull/N/head: a fork's head copied here
+            if r.ahead(base, r.pr_head(issue)) == 0:
+                r.git("update-ref", "-d", f"refs/pull/{issue.number}/head")
+                raise ForgeRefused(422, f"No commits between {base} and {ref}", "PullRequest")
             r.issues[issue.number] = issue
             r.next_number += 1
             self._emit("pull_request", "opened", self.payloads.pull_request("opened", r, issue, login))
