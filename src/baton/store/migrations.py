@@ -191,6 +191,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 forge TEXT NOT NULL, repo TEXT NOT NULL, number INTEGER NOT NULL, signature TEXT NOT NULL,
                 spent INTEGER NOT NULL, updated_at {real} NOT NULL,
                 PRIMARY KEY (forge, repo, number, signature))""",
+            # the trust policy's refusals are counted from the audit log (/metrics, every scrape)
+            "CREATE INDEX audit_action ON audit (action)",
         ],
     ),
 ]

@@ -122,6 +122,7 @@ audit = sa.Table(
     sa.Column("action", Text, nullable=False),
     sa.Column("key", Text, nullable=False),
     sa.Column("detail", Text, nullable=False),
+    sa.Index("audit_action", "action"),
 )
 
 plans = sa.Table(
