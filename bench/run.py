@@ -22,6 +22,7 @@ import bench_cli
 import bench_cow
 import bench_dashboard
 import bench_fake
+import bench_forge
 import bench_git
 import bench_hydrate
 import bench_landlock
@@ -50,6 +51,7 @@ GROUPS = {
         bench_git.GROUP,
         bench_cli.GROUP,
         bench_service.GROUP,
+        bench_forge.GROUP,
         bench_dashboard.GROUP,
         bench_leases.GROUP,
         bench_portable.GROUP,
@@ -61,7 +63,8 @@ GROUPS = {
 }
 # The order they run in: those that need only the small repository first.
 RUN_ORDER = (
-    *("claude", "codex", "gemini", "hydrate", "cli", "service", "dashboard", "leases", "workers", "landlock"),
+    *("claude", "codex", "gemini", "hydrate", "cli", "service", "forge", "dashboard", "leases", "workers"),
+    "landlock",
     *("fake", "portable", "git", "sync", "cow"),
 )
 assert sorted(RUN_ORDER) == sorted(GROUPS)
