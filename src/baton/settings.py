@@ -42,6 +42,7 @@ class Settings:
     closed_grace_days: float = 7.0  # a closed session's snapshot and checkpoint are kept this long
     sweep_interval: float = 86400.0  # seconds between the service's sweeps (0: never)
     forge_reconcile: float = 300.0  # seconds between the service's forge reconciles (0: webhooks only)
+    public_url: str = ""  # where people reach `baton serve` (https://baton.example): links in forge comments
     store_url: str = ""  # empty: SQLite at $BATON_HOME/baton.db; postgresql+psycopg://... for many machines
     redis_url: str = ""  # redis://...: Redis leases, fast cancel flags (optional)
     broker_url: str = ""  # redis://... or amqp://...: runs go through Celery workers (baton worker)

@@ -190,7 +190,7 @@ def _open_pr(loop: ForgeLoop, binding: Binding) -> dict[str, Any]:
 
 def _status_comment(loop: ForgeLoop, binding: Binding, job: JobRecord, result: dict[str, Any]) -> str:
     client = loop.client(binding.forge)
-    text = status_text(binding, job, result)
+    text = status_text(binding, job, result, loop.settings.public_url)
     try:
         if binding.status_comment is not None:
             client.edit_comment(binding.repo, binding.status_comment, text)
@@ -202,7 +202,7 @@ def _status_comment(loop: ForgeLoop, binding: Binding, job: JobRecord, result: d
         return f"failed: {exc}"
 
 
-def status_text(binding: Binding, job: JobRecord, result: dict[str, Any]) -> str:
+def status_text(binding: Binding, job: JobRecord, result: dict[str, Any], public_url: str = "") -> str:
     """The one status comment of a thread, as it reads after this turn."""
     cost = (job.result or {}).get("cost_usd")
     lines = [
@@ -225,4 +225,6 @@ def status_text(binding: Binding, job: JobRecord, result: dict[str, Any]) -> str
         lines.append(f"- cost: ${cost:.4f}")
     if job.error:
         lines.append(f"- error: {job.error[:500]}")
+    if public_url:
+        lines.append(f"- [the run on the dashboard]({public_url.rstrip('/')}/runs/{job.id})")
     return "\n".join(lines) + "\n"

@@ -67,6 +67,10 @@ def _base_moved(forge: ForgeConfig, event: str, payload: dict[str, Any]) -> str 
     forge sends no event when its mergeability changes)."""
     if event != "push" or payload.get("deleted") is True:
         return None
+    sender = payload.get("sender")
+    login = sender.get("login") if isinstance(sender, dict) else None
+    if isinstance(login, str) and login.casefold().removesuffix("[bot]") == forge.user.casefold():
+        return None  # baton's own push to a thread's branch moves no base it works on
     ref, repository = payload.get("ref"), payload.get("repository")
     name = repository.get("full_name") if isinstance(repository, dict) else None
     if not isinstance(ref, str) or not ref.startswith("refs/heads/") or not isinstance(name, str):
