@@ -475,6 +475,8 @@ def test_every_driven_change_delivers_a_payload_that_conforms(fake: FakeForge) -
     issue, pr, sha, _review, _run = _pr_with_feedback(fake)
     fake.label(REPO, issue, "alice", "baton")
     fake.assign(REPO, issue, "alice", "baton[bot]")
+    fake.label(REPO, pr, "alice", "ready")
+    fake.assign(REPO, pr, "alice", "alice")
     fake.close(REPO, pr, "alice", merged=True)
     kinds = [(d.event, d.action) for d in fake.deliveries]
     assert kinds == [
@@ -490,6 +492,8 @@ def test_every_driven_change_delivers_a_payload_that_conforms(fake: FakeForge) -
         ("status", None),
         ("issues", "labeled"),
         ("issues", "assigned"),
+        ("pull_request", "labeled"),
+        ("pull_request", "assigned"),
         ("pull_request", "closed"),
     ]
     hooks = webhook_description()

@@ -175,15 +175,20 @@ class Payloads:
         return payload
 
     def pull_request(
-        self, action: str, repo: Repo, issue: Issue, sender: str, before: str | None = None
+        self, action: str, repo: Repo, issue: Issue, sender: str, before: str | None = None, **extra: str
     ) -> dict[str, Any]:
-        """``pull_request`` opened, synchronize (``before``: the old head), closed."""
+        """``pull_request`` opened, synchronize (``before``: the old head), closed, labeled (``label=``),
+        assigned (``assignee=``)."""
         payload = self._common("pull_request", action, repo, sender)
         payload["number"] = issue.number
         self.render.pull_fields(payload["pull_request"], repo, issue)
         if action == "synchronize":
             payload["before"] = before or "0" * 40
             payload["after"] = repo.pr_head(issue)
+        if "label" in extra:
+            payload["label"] = self.render.label(repo, extra["label"])
+        if "assignee" in extra:
+            payload["assignee"] = self.render.user_fields(dict(payload["sender"]), extra["assignee"])
         return payload
 
     def review(self, repo: Repo, issue: Issue, review: Review) -> dict[str, Any]:

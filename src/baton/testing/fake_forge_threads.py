@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from baton.testing.fake_forge_core import ForgeCore, ForgeRefused
+from baton.testing.fake_forge_hooks import Payloads
 from baton.testing.fake_forge_state import (
     Annotation,
     CheckRun,
@@ -59,25 +60,36 @@ class ForgeThreads(ForgeCore):
             return issue.number
 
     def label(self, repo: str, number: int, login: str, name: str) -> None:
-        """Add a label; sends ``issues.labeled`` (``pull_request.labeled`` is not sent)."""
+        """Add a label; sends ``issues.labeled`` (``pull_request.labeled`` on a PR, as GitHub does)."""
         with self._change():
             r, issue = self.repo(repo), self.issue(repo, number)
             if name not in issue.labels:
                 issue.labels.append(name)
             self._touch(issue)
-            self._emit("issues", "labeled", self.payloads.issue("labeled", r, issue, login, label=name))
+            if issue.pr is not None:
+                self._emit(
+                    "pull_request",
+                    "labeled",
+                    self.payloads.pull_request("labeled", r, issue, login, label=name),
+                )
+            else:
+                self._emit("issues", "labeled", self.payloads.issue("labeled", r, issue, login, label=name))
 
     def assign(self, repo: str, number: int, login: str, assignee: str) -> None:
-        """Assign a user; sends ``issues.assigned``."""
+        """Assign a user; sends ``issues.assigned`` (``pull_request.assigned`` on a PR)."""
         with self._change():
             r, issue = self.repo(repo), self.issue(repo, number)
             self.user(assignee)
             if assignee not in issue.assignees:
                 issue.assignees.append(assignee)
             self._touch(issue)
-            self._emit(
-                "issues", "assigned", self.payloads.issue("assigned", r, issue, login, assignee=assignee)
-            )
+            if issue.pr is not None and isinstance(self.payloads, Payloads):
+                payload = self.payloads.pull_request("assigned", r, issue, login, assignee=assignee)
+                self._emit("pull_request", "assigned", payload)
+            else:
+                self._emit(
+                    "issues", "assigned", self.payloads.issue("assigned", r, issue, login, assignee=assignee)
+                )
 
     def comment(self, repo: str, number: int, login: str, body: str) -> int:
         """A new issue or PR comment; sends ``issue_comment.created``. Its id."""
