@@ -66,12 +66,9 @@ class ForgeThreads(ForgeCore):
             if name not in issue.labels:
                 issue.labels.append(name)
             self._touch(issue)
-            if issue.pr is not None:
-                self._emit(
-                    "pull_request",
-                    "labeled",
-                    self.payloads.pull_request("labeled", r, issue, login, label=name),
-                )
+            if issue.pr is not None and isinstance(self.payloads, Payloads):  # a dialect's own says how
+                payload = self.payloads.pull_request("labeled", r, issue, login, label=name)
+                self._emit("pull_request", "labeled", payload)
             else:
                 self._emit("issues", "labeled", self.payloads.issue("labeled", r, issue, login, label=name))
 
