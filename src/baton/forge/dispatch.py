@@ -312,14 +312,12 @@ def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Ou
 
 
 def _access(binding: Binding, pending: list[EventRecord]) -> Access:
-    """Instructions run at their access (the lowest of them, a fork's read); quoted context alone, read."""
-    instructions = [record.access for record in pending if record.reason != "quoted"]
-    if not instructions:
-        return Access.READ
-    lowest = min(instructions, key=lambda a: ACCESS_RANK[a])
-    return (
-        min(lowest, binding.access, key=lambda a: ACCESS_RANK[a]) if binding.access == Access.READ else lowest
-    )
+    """The lowest access of the turn's instructions (quoted context alone: read); a thread bound at
+    read (a PR from a fork) never runs above it."""
+    levels = [record.access for record in pending if record.reason != "quoted"] or [Access.READ]
+    if binding.access == Access.READ:
+        levels.append(Access.READ)
+    return min(levels, key=lambda a: ACCESS_RANK[a])
 
 
 # -- needs a human -------------------------------------------------------------------------------------
