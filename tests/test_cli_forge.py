@@ -12,7 +12,7 @@ import pytest
 
 from baton.testing.fake import register_fake
 from baton.testing.fake_forge import FakeForge
-from tests.forge_fixtures import REPO, SECRET, configure, fake_fixture  # noqa: F401
+from tests.forge_fixtures import REPO, SECRET, configure, fake_fixture, forge_kind_fixture  # noqa: F401
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 

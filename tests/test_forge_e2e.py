@@ -21,6 +21,7 @@ from tests.forge_fixtures import (  # noqa: F401 (fixtures)
     agent_fixture,
     binding_of,
     fake_fixture,
+    forge_kind_fixture,
     forge_service_fixture,
     model_fixture,
     settled,

@@ -9,6 +9,7 @@ import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +19,15 @@ from baton.testing.fake import register_fake
 from baton.testing.fake_forge import FakeForge
 from baton.testing.fake_forge_hooks import post
 from tests.conftest import git
-from tests.forge_fixtures import REPO, SECRET, binding_of, fake_fixture, forge_service_fixture, settled  # noqa: F401
+from tests.forge_fixtures import (  # noqa: F401 (fixtures)
+    REPO,
+    SECRET,
+    binding_of,
+    fake_fixture,
+    forge_kind_fixture,
+    forge_service_fixture,
+    settled,
+)
 from tests.service_fixtures import Service
 
 
@@ -153,3 +162,37 @@ def test_webhooks_and_the_api_refuse_without_credentials(fake: FakeForge, forge_
     with forge_service.client("read") as http:
         assert http.post("/v1/forge/reconcile").status_code == 403
         assert http.get("/v1/forge/threads").json() == []
+
+
+def test_a_review_of_ten_thousand_comments_is_one_bounded_turn(
+    fake: FakeForge, forge_service: Service
+) -> None:
+    issue = fake.open_issue(REPO, "alice", "Task", "")
+    fake.comment(REPO, issue, "alice", "@baton go")
+    settled(forge_service, fake, 1)
+    [pr] = fake.pulls(REPO)
+    comments = [("notes.md", 1, f"nit {n}: " + "x" * 200) for n in range(10_000)]
+    fake.review(REPO, pr.number, "alice", "A long review.", comments, deliver_comments=False)
+    settled(forge_service, fake, 2)
+    prompt = forge_service.store.list_jobs(limit=1)[0].request["prompt"]
+    assert "nit 0:" in prompt and "nit 9999:" not in prompt  # bounded, and it says so
+    assert len(prompt) < 1_100_000 and "left out" in prompt
+
+
+def test_a_hundred_megabyte_ci_log_reaches_the_turn_as_a_bounded_tail(
+    fake: FakeForge, forge_service: Service, tmp_path: Path
+) -> None:
+    issue = fake.open_issue(REPO, "alice", "Task", "")
+    fake.comment(REPO, issue, "alice", "@baton go")
+    settled(forge_service, fake, 1)
+    [pr] = fake.pulls(REPO)
+    log = tmp_path / "ci.log"
+    with log.open("wb") as out:
+        line = b"2026-11-25T06:00:00.0000000Z noise " + b"y" * 90 + b"\n"
+        for _ in range(100 * 1024 * 1024 // len(line)):
+            out.write(line)
+        out.write(b"2026-11-25T06:00:01.0000000Z E   AssertionError: the last words\n")
+    fake.add_check_run(REPO, fake.repo(REPO).pr_head(pr), "test", "failure", log=log)
+    settled(forge_service, fake, 2)
+    prompt = forge_service.store.list_jobs(limit=1)[0].request["prompt"]
+    assert "AssertionError: the last words" in prompt and len(prompt) < 200_000
