@@ -37,6 +37,7 @@ from baton.forge.model import (
     ThreadInfo,
     Trigger,
 )
+from baton.forge.schedule import heal
 from baton.models import Access, JobStatus
 from baton.settings import Settings
 from baton.store import Store
@@ -379,3 +380,18 @@ def test_a_push_delivery_names_the_branch_to_check(loop: ForgeLoop) -> None:
     assert marker == f"pushed:gh:acme/api:{payload['ref'].removeprefix('refs/heads/')}"
     payload["deleted"] = True
     assert not str(webhook.read(loop.config, ForgeKind.GITHUB, "push", payload)).startswith("pushed:")
+
+
+def test_a_turn_whose_publisher_died_is_published_by_the_heal(
+    loop: ForgeLoop, forge: MemoryForge, origin: Path
+) -> None:
+    hook = AFTER_JOB.pop("forge")  # as if the process died between the agent's end and the writes
+    assert dispatch.handle(loop, comment(1, "@baton start")).status == "accepted"
+    wait_for(lambda: all(j.status == JobStatus.DONE for j in loop.store.list_jobs()), timeout=60)
+    assert loop.store.unpublished_turns() and forge.prs == []
+    AFTER_JOB["forge"] = hook
+    heal(loop)
+    assert loop.store.unpublished_turns() == [] and len(forge.prs) == 1
+    assert "turn 1" in git(origin, "show", "baton/fake/issue-42:notes.md")
+    heal(loop)  # once only
+    assert len(forge.posted) == 1

@@ -1,7 +1,9 @@
 """The forge loop's background work in ``baton serve``: a reconcile every ``forge_reconcile`` seconds
-(:func:`baton.forge.reconcile.reconcile`), and between them a quick heal every few seconds that starts
-the turn of any thread with events left ``pending`` and no turn under way — an event that arrived while
-the thread's last turn was publishing is picked up within seconds instead of at the next reconcile.
+(:func:`baton.forge.reconcile.reconcile`), and between them a quick heal every few seconds: a turn whose
+process died before it was published (kill -9 between the agent's end and the forge's writes) is
+published, and the turn of any thread with events left ``pending`` and no turn under way starts — an
+event that arrived while the thread's last turn was publishing is picked up within seconds instead of
+at the next reconcile.
 
 A daemon thread: stopping the service does not wait for a forge that is slow to answer.
 """
@@ -11,16 +13,25 @@ from __future__ import annotations
 import logging
 import threading
 
-from baton.forge import dispatch
+from baton.forge import dispatch, publish
 from baton.forge.loop import ForgeLoop
 from baton.forge.reconcile import reconcile
+from baton.models import JobStatus
 
 log = logging.getLogger("baton.forge")
 HEAL_EVERY = 5.0
 
 
 def heal(loop: ForgeLoop) -> int:
-    """Kick every thread with pending events; how many turns started."""
+    """Publish the turns that ended unpublished (their process died between the agent's end and the
+    forge's writes), then kick every thread with pending events; how many turns started."""
+    for turn in loop.store.unpublished_turns():
+        job = loop.store.get_job(turn["job_id"])
+        if job is None or job.status != JobStatus.DONE:
+            continue  # queued or running: its own executor publishes it
+        fields = {"result": job.result, "error": job.error}
+        log.info("forge: publishing turn %s, which ended unpublished", job.id)
+        publish.after_job(loop, job.id, job.outcome or "crashed", fields)
     started = 0
     for forge, repo, number in loop.store.pending_forge_threads():
         binding = loop.store.get_binding(forge, repo, number)
