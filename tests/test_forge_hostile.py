@@ -196,3 +196,25 @@ def test_a_hundred_megabyte_ci_log_reaches_the_turn_as_a_bounded_tail(
     settled(forge_service, fake, 2)
     prompt = forge_service.store.list_jobs(limit=1)[0].request["prompt"]
     assert "AssertionError: the last words" in prompt and len(prompt) < 200_000
+
+
+def test_a_pr_from_a_fork_is_read_in_the_fork_and_nothing_is_pushed(
+    fake: FakeForge, forge_service: Service
+) -> None:
+    fake.create_fork(REPO, "mallory")
+    fake.commit("mallory/api", "feature", {"evil.py": "import os\n"}, "a contribution")
+    before = dict(fake.branches(REPO)), dict(fake.branches("mallory/api"))
+    pr = fake.open_pr(REPO, "mallory", "mallory:feature", title="A contribution")
+    fake.comment(REPO, pr, "alice", "@baton please review this")
+    settled(forge_service, fake, 1)
+    binding = binding_of(forge_service, pr)
+    assert binding["access"] == "read" and binding["repo_url"] == fake.clone_url("mallory/api")
+    job = forge_service.store.list_jobs(limit=1)[0]
+    # the agent tried to write (FAKE_AGENT_WRITE): at read, the walls refused it
+    assert job.request["access"] == "read" and job.outcome == "failed"
+    assert "Permission denied" in str(job.error)
+    session = forge_service.store.get_session("fake", str(binding["repo_slug"]), f"pr-{pr}")
+    assert session is not None and (Path(session.worktree) / "evil.py").is_file()  # the fork's code
+    assert (dict(fake.branches(REPO)), dict(fake.branches("mallory/api"))) == before  # nothing pushed
+    [status] = fake.comments(REPO, pr, login="baton-bot")
+    assert "read-only thread pushes nothing" in status.body

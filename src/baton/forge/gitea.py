@@ -54,7 +54,7 @@ from urllib.parse import quote
 import httpx
 
 from baton.forge.github import epoch, iso, log_text
-from baton.forge.http import ForgeHTTP, next_link
+from baton.forge.http import ForgeHTTP, head_clone_url, next_link
 from baton.forge.model import (
     Actor,
     Changed,
@@ -131,6 +131,7 @@ def _pull_info(issue: Mapping[str, Any], pull: Mapping[str, Any]) -> ThreadInfo:
         head_sha=head.get("sha"),
         head_ref=head.get("ref"),
         base_ref=base.get("ref"),
+        head_clone_url=head_clone_url(head),
         from_fork=_from_fork(head, base),
         mergeable=mergeable,
         labels=info.labels,

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
-from baton.forge.http import ForgeHTTP
+from baton.forge.http import ForgeHTTP, head_clone_url
 from baton.forge.model import (
     Actor,
     Changed,
@@ -115,6 +115,7 @@ def _pull_info(issue: dict[str, Any], pull: dict[str, Any]) -> ThreadInfo:
         head_sha=head.get("sha"),
         head_ref=head.get("ref"),
         base_ref=base.get("ref"),
+        head_clone_url=head_clone_url(head),
         # a deleted fork's head repo is null: it was a fork all the same
         from_fork=head_repo is None or head_repo.get("full_name") != base_repo.get("full_name"),
         mergeable=pull.get("mergeable"),

@@ -447,3 +447,13 @@ class _RedactQueries(logging.Filter):
 _httpx_log = logging.getLogger("httpx")
 if not any(isinstance(f, _RedactQueries) for f in _httpx_log.filters):
     _httpx_log.addFilter(_RedactQueries())
+
+
+def head_clone_url(head: Mapping[str, Any]) -> str | None:
+    """A pull request's head repository's clone URL (a fork's; both forges name it ``clone_url``), or
+    None when the fork is gone or the URL is not plain http(s)."""
+    repo = head.get("repo")
+    url = repo.get("clone_url") if isinstance(repo, Mapping) else None
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")) or "@" in url:
+        return None
+    return url

@@ -129,6 +129,7 @@ class ThreadInfo:
     head_ref: str | None = None
     base_ref: str | None = None
     from_fork: bool = False
+    head_clone_url: str | None = None  # where the head branch lives (a fork's own repository)
     mergeable: bool | None = None  # None: the forge has not computed it yet
     labels: tuple[str, ...] = ()
 

@@ -31,7 +31,7 @@ from baton.forge.config import ForgeSettings
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import Binding, ForgeError, ForgeKind
 from baton.keys import Key, parse_repo
-from baton.models import JobRecord, Outcome
+from baton.models import Access, JobRecord, Outcome
 from baton.settings import Settings
 from baton.workspace.gitcmd import WorktreeGit, redact, run_git, worktree_status
 from baton.workspace.workdirs import Workdirs
@@ -96,7 +96,9 @@ def after_job(loop: ForgeLoop, job_id: str, outcome: str, fields: dict[str, Any]
 def publish(loop: ForgeLoop, binding: Binding, job: JobRecord, outcome: str) -> dict[str, Any]:
     """Commit, push, open or move the PR, update the status comment; what happened, as data."""
     result: dict[str, Any] = {"outcome": outcome}
-    if outcome == Outcome.SUCCEEDED.value:
+    if binding.access == Access.READ:  # a PR from a fork: its thread reads, and pushes nothing
+        result.update({"pushed": False, "why": "a read-only thread pushes nothing"})
+    elif outcome == Outcome.SUCCEEDED.value:
         result.update(_push(loop, binding, job))
     if result.get("pushed") and binding.pr is None:
         result.update(_open_pr(loop, binding))

@@ -54,6 +54,9 @@ def bind_thread(
         return existing
     info = loop.client(forge).thread(repo, number)
     url = config.repo_url(loop.forge(forge))
+    fork = info.is_pr and info.from_fork
+    if fork and info.head_clone_url:  # a fork's PR: its code is in the fork, read there, never pushed
+        url = info.head_clone_url
     now = loop.clock()
     binding = Binding(
         forge=forge,
@@ -65,8 +68,8 @@ def bind_thread(
         repo_url=url,
         pr=number if info.is_pr else None,
         head_sha=info.head_sha,
-        branch=info.head_ref if info.is_pr and not info.from_fork else None,
-        access=Access.READ if info.from_fork else access or config.access,
+        branch=info.head_ref if info.is_pr and (not fork or info.head_clone_url) else None,
+        access=Access.READ if fork else access or config.access,
         created_at=now,
         updated_at=now,
     )
