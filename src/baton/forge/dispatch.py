@@ -234,7 +234,11 @@ def _kick(loop: ForgeLoop, binding: Binding, finishing: str | None) -> Outcome |
     current = loop.store.get_binding(binding.forge, binding.repo, binding.number) or binding
     if current.status != BindingStatus.ACTIVE or _busy(loop, current, finishing):
         return None
-    pending = loop.store.forge_events(current.forge, current.repo, current.number, status=EventStatus.PENDING)
+    waiting = loop.store.forge_events(current.forge, current.repo, current.number, status=EventStatus.PENDING)
+    # quoted words of untrusted actors never share a turn with instructions: that turn runs at read, so
+    # instructions go first and the quoted ones wait for a turn of their own
+    instructions = [record for record in waiting if record.reason != "quoted"]
+    pending = instructions or waiting
     if not pending:
         return None
     spent = _over_budget(loop, current, pending)
@@ -274,8 +278,8 @@ def _over_budget(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) 
 
 def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Outcome:
     events = [ForgeEvent.from_json(record.event) for record in pending]
-    quoted = all(record.reason == "quoted" for record in pending)
-    access = _access(binding, pending)
+    quoted = any(record.reason == "quoted" for record in pending)  # then all are (see _kick)
+    access = Access.READ if quoted else _access(binding, pending)
     prompt = prompts.render_turn(loop.settings.home, events, quoted=quoted)
     repo = loop.repo(binding.forge, binding.repo)
     request = RunRequest(
@@ -312,9 +316,9 @@ def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Ou
 
 
 def _access(binding: Binding, pending: list[EventRecord]) -> Access:
-    """The lowest access of the turn's instructions (quoted context alone: read); a thread bound at
-    read (a PR from a fork) never runs above it."""
-    levels = [record.access for record in pending if record.reason != "quoted"] or [Access.READ]
+    """The lowest access of the turn's instructions; a thread bound at read (a PR from a fork) never
+    runs above it."""
+    levels = [record.access for record in pending]
     if binding.access == Access.READ:
         levels.append(Access.READ)
     return min(levels, key=lambda a: ACCESS_RANK[a])
