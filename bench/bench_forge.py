@@ -319,10 +319,11 @@ def newest_run_start(store: Store, binding: Binding, after: float, timeout: floa
 
 
 def start_latency(
-    port: int, host: Any, store: Store, binding: Binding, token: str, reps: int
+    port: int, host: Any, store: Store, binding: Binding, token: str, reps: int, asked: list[int]
 ) -> dict[str, list[float]]:
     """15b: a trusted comment's delivery (candidate) and a ``POST /v1/runs`` of the same key
-    (baseline), interleaved; each from its 202 to its run's ``started_at``, everything settled before."""
+    (baseline), interleaved; each from its 202 to its run's ``started_at``, everything settled before.
+    ``asked`` gets the forge requests made between a delivery and its turn's start."""
     http = httpx.Client(
         base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=60
     )
@@ -331,10 +332,12 @@ def start_latency(
         settled(store)
         [(event, delivery, body)] = host.comments([(binding.number, "alice", f"And now step {rep}, please.")])
         request = raw_request(port, event, body, delivery)
+        before = host.request_count()
         sent = time.time()
         asyncio.run(deliver(port, request))
         acknowledged = time.time()
         started = newest_run_start(store, binding, sent)
+        asked.append(host.request_count() - before)  # by the time the start was seen
         settled(store)
         return started - acknowledged
 
@@ -412,7 +415,9 @@ def bench_feedback(suite: Suite, root: Path, source: Path, rounds: int, starts: 
                 ack.extra["turns"] = len(store.list_jobs(limit=10_000))
                 suite.rows.append(ack)
                 suite.notes.append(ack_note(ack, host.violations()))
-                start = start_row(start_latency(port, host, store, bindings[-1], token, starts))
+                asked: list[int] = []
+                start = start_row(start_latency(port, host, store, bindings[-1], token, starts, asked))
+                start.extra["forge_requests"] = median([float(a) for a in asked])
                 suite.rows.append(start)
                 suite.notes.append(start_note(start, host.violations()))
         finally:
@@ -436,7 +441,9 @@ def start_note(start: Row, violations: list[str]) -> str:
     b = start.extra
     return (
         f"15b: a comment's 202 to the agent's start {b['median_ms']:.0f} ms (p90 {b['p90_ms']:.0f} ms), "
-        f"a `POST /v1/runs` of the same key {b['plain_median_ms']:.0f} ms ({b['ratio_to_plain']:.2f}{TIMES})."
+        f"a `POST /v1/runs` of the same key {b['plain_median_ms']:.0f} ms "
+        f"({b['ratio_to_plain']:.2f}{TIMES}); between a delivery and its turn's start the service asked the fake GitHub "
+        f"{b['forge_requests']:.0f} requests (median)."
         + (f" The fake GitHub recorded {len(violations)} violations: {violations[:2]}" if violations else "")
     )
 
