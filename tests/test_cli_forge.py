@@ -53,6 +53,8 @@ def test_bind_show_reconcile_ls_and_unbind(cli: Cli, env: dict[str, str], fake: 
     assert "turn 1" in fake.repo(REPO).git("show", f"baton/fake/issue-{issue}:notes.md")
     shown = json.loads(cli("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
     assert shown["binding"]["pr"] is not None and [e["status"] for e in shown["events"]] == ["dispatched"]
+    text = cli("forge", "show", f"github:{REPO}#{issue}", env=env).stdout
+    assert "turns today: 1 of 20" in text and "comment:" in text
     table = cli("forge", "ls", env=env).stdout
     assert f"github:{REPO}#{issue}" in table and "active" in table
     assert cli("forge", "unbind", f"github:{REPO}#{issue}", env=env).returncode == 0

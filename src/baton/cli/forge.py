@@ -124,6 +124,11 @@ def forge_show(conversation: ConvArg, as_json: JsonOpt = False) -> None:
         console.print(esc(f"  {b['note']}"))
     if b.get("pr"):
         console.print(esc(f"  PR #{b['pr']} on {b.get('branch')} at {str(b.get('head_sha'))[:12]}"))
+    budget = state["budget"]
+    console.print(esc(f"  turns today: {budget['turns_today']} of {budget['per_day']}"))
+    for failure in budget["failures"]:
+        checks = ", ".join(failure["checks"]) or failure["signature"]
+        console.print(esc(f"  CI failure {checks}: {failure['spent']} of {budget['per_failure']} turns"))
     table = new_table("event", "kind", "by", "status", "run", "why")
     for e in state["events"]:
         table.add_row(
