@@ -111,6 +111,7 @@ clone_url = "{fake.clone_url(REPO)}"
 
     wait_for(published, timeout=120, what="two turns run and published by the worker")
     executor.stop()
+    loop.close()
     assert [j.outcome for j in shared_store.list_jobs(limit=10)] == ["succeeded", "succeeded"]
     notes = fake.repo(REPO).git("show", f"baton/fake/issue-{issue}:notes.md")
     assert "turn 1" in notes and "turn 2" in notes

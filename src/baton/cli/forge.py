@@ -71,7 +71,11 @@ def forge_loop(run_turns: bool = False) -> Iterator[ForgeLoop]:
                 'no forge is configured: add [forge.<name>] and [repo."owner/name"] to config.toml'
             )
         if not run_turns:
-            yield ForgeLoop(settings, store, config, lambda _job: None)
+            loop = ForgeLoop(settings, store, config, lambda _job: None)
+            try:
+                yield loop
+            finally:
+                loop.close()
             return
         executor = make_executor(settings, store)
         loop = ForgeLoop(settings, store, config, executor.submit)
@@ -81,6 +85,7 @@ def forge_loop(run_turns: bool = False) -> Iterator[ForgeLoop]:
             yield loop
         finally:
             executor.stop()
+            loop.close()
 
 
 @forge_app.command("ls")

@@ -76,6 +76,15 @@ class ForgeLoop:
     def client_lookup(self, forge: str) -> Callable[[str, str], str]:
         return lambda repo, login: self.client(forge).permission(repo, login)
 
+    def close(self) -> None:
+        """Close the clients this loop made (their connection pools)."""
+        with self._lock:
+            made, self.clients = list(self.clients.values()), {}
+        for client in made:
+            closing = getattr(client, "close", None)
+            if callable(closing):
+                closing()
+
 
 def load_loop(settings: Settings, store: Store, submit: Callable[[str], None]) -> ForgeLoop:
     """The loop for the operator's ``config.toml`` (its ``[forge.*]`` and ``[repo.*]`` tables)."""

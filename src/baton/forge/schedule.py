@@ -53,6 +53,8 @@ class Schedule:
 
     def stop(self) -> None:
         self.stopping.set()
+        self.thread.join(timeout=5.0)  # a round in flight ends first (the forge's timeout bounds it)
+        self.loop.close()
 
     def _run(self) -> None:
         next_reconcile = self.loop.clock() if self.every > 0 else float("inf")
