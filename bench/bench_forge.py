@@ -442,7 +442,8 @@ def start_note(start: Row, violations: list[str]) -> str:
     return (
         f"15b: a comment's 202 to the agent's start {b['median_ms']:.0f} ms (p90 {b['p90_ms']:.0f} ms), "
         f"a `POST /v1/runs` of the same key {b['plain_median_ms']:.0f} ms "
-        f"({b['ratio_to_plain']:.2f}{TIMES}); between a delivery and its turn's start the service asked the fake GitHub "
+        f"({b['ratio_to_plain']:.2f}{TIMES}); between a delivery and its turn's start the service asked "
+        "the fake GitHub "
         f"{b['forge_requests']:.0f} requests (median)."
         + (f" The fake GitHub recorded {len(violations)} violations: {violations[:2]}" if violations else "")
     )
