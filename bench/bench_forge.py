@@ -1,5 +1,5 @@
-"""Benchmarks 15a-15d, the ``forge`` group: the forge loop ("threads that listen": feedback on issues and PRs) against the
-fake GitHub (:class:`baton.testing.fake_forge.FakeForge`: REST checked against GitHub's OpenAPI
+"""Benchmarks 15a-15d, the ``forge`` group: the forge loop ("threads that listen": feedback on issues
+and PRs) against the fake GitHub (:class:`baton.testing.fake_forge.FakeForge`: REST checked against GitHub's OpenAPI
 description, payloads built from ``@octokit/webhooks-examples``).
 
 The fake GitHub runs in a process of its own (a :mod:`multiprocessing` manager holding it: its request
