@@ -1,6 +1,6 @@
 """Benchmarks 15a-15d, the ``forge`` group: the forge loop ("threads that listen": feedback on issues
-and PRs) against the fake GitHub (:class:`baton.testing.fake_forge.FakeForge`: REST checked against GitHub's OpenAPI
-description, payloads built from ``@octokit/webhooks-examples``).
+and PRs) against the fake GitHub (:class:`baton.testing.fake_forge.FakeForge`: REST checked against
+GitHub's OpenAPI description, payloads built from ``@octokit/webhooks-examples``).
 
 The fake GitHub runs in a process of its own (a :mod:`multiprocessing` manager holding it: its request
 handling, OpenAPI checks and payload building never share this interpreter's GIL with the clients
