@@ -374,3 +374,21 @@ def test_migration_13_over_a_database_at_12_keeps_its_rows(
         assert new.spend_budget("gh", "acme/api", 42, "day", 1.0) == 1
     finally:
         new.close()
+
+
+def test_mark_seen_writes_a_repositorys_bindings_at_once_and_nothing_else(store: SQLStore) -> None:
+    for number in (1, 2, 3):
+        store.bind(binding(number, note=f"n{number}"))
+    other = binding(4, repo="acme/other", thread="issue-4b")
+    store.bind(other)
+    store.mark_seen("gh", "acme/api", [(1, 'W/"a"'), (2, None)], at=123.0)
+    found = {n: store.get_binding("gh", "acme/api", n) for n in (1, 2, 3)}
+    assert [(b.seen_at, b.etag) for b in found.values() if b] == [
+        (123.0, 'W/"a"'),
+        (123.0, None),
+        (0.0, None),
+    ]
+    assert [b.note for b in found.values() if b] == ["n1", "n2", "n3"]
+    kept = store.get_binding("gh", "acme/other", 4)
+    assert kept is not None and kept.seen_at == 0.0
+    store.mark_seen("gh", "acme/api", [], at=5.0)  # nothing to write: nothing written

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,7 @@ from baton.forge.threads import bound_threads
 log = logging.getLogger("baton.forge")
 SKEW = 120.0  # seconds looked back beyond the last pass (clocks differ; the forge's index lags)
 FIRST_LOOK = 86_400.0  # a repository with no bound thread: triggers of the last day are found
+CHECKS_AT_ONCE = 8  # conditional check requests in flight at once
 
 
 @dataclass
@@ -94,14 +96,13 @@ def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report) -> None:
             _bound(loop, forge, repo, info, binding) if binding else _triggers(loop, forge, repo, info, since)
         )
         _handle(loop, events, report)
-    for binding in bindings:
-        if binding.pr is not None and binding.head_sha and binding.status != BindingStatus.CLOSED:
-            _handle(loop, _checks(loop, forge, binding), report)
-    for binding in bindings:
-        fresh = loop.store.get_binding(binding.forge, binding.repo, binding.number)
-        if fresh is not None:
-            fresh.seen_at, fresh.etag = started, binding.etag
-            loop.store.save_binding(fresh)
+    prs = [b for b in bindings if b.pr is not None and b.head_sha and b.status != BindingStatus.CLOSED]
+    # a round trip each (~100 ms to github.com): a few at once, so 1,000 PRs stay well within the pass
+    with ThreadPoolExecutor(CHECKS_AT_ONCE, thread_name_prefix="baton-reconcile") as pool:
+        found = list(pool.map(lambda binding: _checks(loop, forge, binding), prs))
+    for events in found:
+        _handle(loop, events, report)
+    loop.store.mark_seen(forge, repo, [(b.number, b.etag) for b in bindings], started)
 
 
 def _handle(loop: ForgeLoop, events: list[ForgeEvent], report: Report) -> None:

@@ -329,6 +329,10 @@ class ForgeStore(Protocol):
         another conversation is :class:`baton.errors.BadInput`."""
         ...
 
+    def mark_seen(self, forge: str, repo: str, seen: Sequence[tuple[int, str | None]], at: float) -> None:
+        """Set ``seen_at`` and the checks' ETag of the repo's bindings ``(number, etag)``, in one write."""
+        ...
+
     def list_bindings(
         self,
         *,

@@ -96,6 +96,19 @@ class ForgeTables:
             done = conn.execute(sa.update(forge_bindings).where(_conversation_where(binding)).values(values))
         return bool(done.rowcount)
 
+    def mark_seen(self, forge: str, repo: str, seen: Sequence[tuple[int, str | None]], at: float) -> None:
+        """The reconcile looked at these bindings (number, its checks' ETag) up to ``at``: one
+        transaction for a whole repository's, whatever else changed on them meanwhile is kept."""
+        c = forge_bindings.c
+        statement = (
+            sa.update(forge_bindings)
+            .where(c.forge == forge, c.repo == repo, c.number == sa.bindparam("n"))
+            .values(seen_at=at, etag=sa.bindparam("e"))
+        )
+        if seen:
+            with self._tx() as conn:
+                conn.execute(statement, [{"n": number, "e": etag} for number, etag in seen])
+
     def list_bindings(
         self,
         *,
