@@ -30,7 +30,6 @@ from baton.store import Store
 router = APIRouter(tags=["forge"])
 Reader = Annotated[Actor, Depends(require(TokenScope.READ))]
 Runner = Annotated[Actor, Depends(require(TokenScope.RUN))]
-Admin = Annotated[Actor, Depends(require(TokenScope.ADMIN))]
 NO_FORGE = 'no forge is configured: add [forge.<name>] and [repo."owner/name"] to config.toml'
 PATH = "/v1/forge/threads/{forge}/{owner}/{name}/{number}"
 
@@ -101,7 +100,7 @@ def bind(request: Request, actor: Runner, body: BindBody) -> dict[str, Any]:
     "/v1/forge/threads/{forge}/{owner}/{name}/{number}",
     summary="Unbind: feedback no longer reaches the thread",
 )
-def unbind(request: Request, actor: Admin, forge: str, owner: str, name: str, number: int) -> dict[str, Any]:
+def unbind(request: Request, actor: Runner, forge: str, owner: str, name: str, number: int) -> dict[str, Any]:
     if not unbind_thread(loop_of(request), forge, f"{owner}/{name}", number, actor.name):
         raise HTTPException(404, f"{forge}:{owner}/{name}#{number} is not bound to a thread")
     return {"unbound": f"{forge}:{owner}/{name}#{number}"}
