@@ -46,15 +46,14 @@ import hashlib
 import json
 import logging
 import re
-import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
 
 from baton.forge.github import epoch, iso, log_text
-from baton.forge.http import ForgeHTTP, head_clone_url, next_link
+from baton.forge.http import head_clone_url, next_link
 from baton.forge.model import (
     Actor,
     Changed,
@@ -65,6 +64,7 @@ from baton.forge.model import (
     ReviewComment,
     ThreadInfo,
 )
+from baton.forge.rest import RestForge, repo_path
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,6 @@ ACTIONS_USER_ID = -2
 _REVIEW_STATES = {"APPROVED": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
 _PERMISSIONS = {"owner": "admin", "admin": "admin", "write": "write", "read": "read", "none": "none"}
 _JOB_LINK = re.compile(r"/actions/runs/(\d+)/jobs/(\d+)/?$")
-_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
 
 def actor(user: Mapping[str, Any] | None) -> Actor:
@@ -176,46 +175,14 @@ def status_etag(combined: Mapping[str, Any]) -> str:
     return f'W/"baton-{hashlib.sha256(data.encode()).hexdigest()[:32]}"'
 
 
-class GiteaClient:
+class GiteaClient(RestForge):
     """:class:`~baton.forge.model.ForgeClient` for Gitea or Forgejo at ``api_url`` (``https://HOST/api/v1``)
     with ``token`` (an access token of baton's own user; scopes ``write:repository`` and
     ``write:issue``, and admin on each repository for :meth:`permission`). ``retries``, ``timeout`` and
     ``transport`` go to the shared HTTP client; ``sleep`` and ``clock`` are injectable for tests."""
 
-    def __init__(
-        self,
-        api_url: str,
-        token: str,
-        *,
-        timeout: float = 10.0,
-        retries: int = 4,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.time,
-        max_wait: float = 60.0,
-    ) -> None:
-        self.http = ForgeHTTP(
-            api_url,
-            token,
-            name="Gitea",
-            auth_scheme="token",
-            headers={"Accept": "application/json"},
-            timeout=timeout,
-            retries=retries,
-            transport=transport,
-            sleep=sleep,
-            clock=clock,
-            max_wait=max_wait,
-        )
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> GiteaClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    NAME, AUTH = "Gitea", "token"
+    HEADERS: ClassVar[dict[str, str]] = {"Accept": "application/json"}
 
     # -- paging ---------------------------------------------------------------------------------------
 
@@ -300,9 +267,6 @@ class GiteaClient:
         params = {"state": "all", "since": iso(since)}
         return [_issue_info(issue) for issue in self.pages(f"{_repo_path(repo)}/issues", params)]
 
-    def default_branch(self, repo: str) -> str:
-        return str(self.http.json("GET", _repo_path(repo))["default_branch"])
-
     # -- conversation ---------------------------------------------------------------------------------
 
     def comments(self, repo: str, number: int, since: float | None = None) -> list[Comment]:
@@ -341,17 +305,6 @@ class GiteaClient:
                 )
             )
         return reviews
-
-    def post_comment(self, repo: str, number: int, body: str) -> int:
-        data = self.http.json(
-            "POST", f"{_repo_path(repo)}/issues/{int(number)}/comments", json={"body": body}
-        )
-        return int(data["id"])
-
-    def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
-        self.http.request(
-            "PATCH", f"{_repo_path(repo)}/issues/comments/{int(comment_id)}", json={"body": body}
-        )
 
     def open_pr(self, repo: str, head: str, base: str, title: str, body: str, draft: bool) -> tuple[int, str]:
         """Open a pull request from ``head`` (a branch of ``repo``, or ``owner:branch``) into ``base``, a
@@ -485,9 +438,7 @@ def _total(value: str | None) -> int | None:
 
 
 def _repo_path(repo: str) -> str:
-    if not _REPO.fullmatch(repo) or ".." in repo:
-        raise ForgeError(f"{repo!r} is not a Gitea repository's full name (owner/name)", 0)
-    return f"/repos/{repo}"
+    return repo_path(repo, "Gitea")
 
 
 def _status_path(repo: str, sha: str) -> str:

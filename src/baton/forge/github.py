@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
-import httpx
-
-from baton.forge.http import ForgeHTTP, head_clone_url
+from baton.forge.http import head_clone_url
 from baton.forge.model import (
     Actor,
     Changed,
@@ -37,6 +34,7 @@ from baton.forge.model import (
     ReviewComment,
     ThreadInfo,
 )
+from baton.forge.rest import RestForge, repo_path
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +49,6 @@ MAX_DETAILED = 20  # check runs whose job, annotations and log are read; the oth
 _JOB_URL = re.compile(r"/job/(\d+)(?:[/?#]|$)")
 # GitHub Actions prefixes each log line with its time: "2024-05-01T12:00:00.1234567Z "
 _STAMP = re.compile(r"^\ufeff?\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z ?", re.MULTILINE)
-_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
 
 def epoch(value: str | None) -> float:
@@ -147,45 +144,16 @@ def _annotation(data: dict[str, Any]) -> str:
     return f"{where}: {message}" if where else message
 
 
-class GitHubClient:
+class GitHubClient(RestForge):
     """:class:`~baton.forge.model.ForgeClient` for GitHub at ``api_url`` with ``token`` (a fine-grained
     token, or a GitHub App installation's token). ``retries``, ``timeout`` and ``transport`` go to the
     shared HTTP client; ``sleep`` and ``clock`` are injectable for tests."""
 
-    def __init__(
-        self,
-        api_url: str,
-        token: str,
-        *,
-        timeout: float = 10.0,
-        retries: int = 4,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.time,
-        max_wait: float = 60.0,
-    ) -> None:
-        self.http = ForgeHTTP(
-            api_url,
-            token,
-            name="GitHub",
-            auth_scheme="Bearer",
-            headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION},
-            timeout=timeout,
-            retries=retries,
-            transport=transport,
-            sleep=sleep,
-            clock=clock,
-            max_wait=max_wait,
-        )
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> GitHubClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    NAME, AUTH = "GitHub", "Bearer"
+    HEADERS: ClassVar[dict[str, str]] = {
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": API_VERSION,
+    }
 
     # -- who and what ---------------------------------------------------------------------------------
 
@@ -215,9 +183,6 @@ class GitHubClient:
             "per_page": PER_PAGE,
         }
         return [_issue_info(issue) for issue in self.http.pages(f"{_repo_path(repo)}/issues", params)]
-
-    def default_branch(self, repo: str) -> str:
-        return str(self.http.json("GET", _repo_path(repo))["default_branch"])
 
     # -- conversation ---------------------------------------------------------------------------------
 
@@ -259,17 +224,6 @@ class GitHubClient:
                 )
             )
         return reviews
-
-    def post_comment(self, repo: str, number: int, body: str) -> int:
-        data = self.http.json(
-            "POST", f"{_repo_path(repo)}/issues/{int(number)}/comments", json={"body": body}
-        )
-        return int(data["id"])
-
-    def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
-        self.http.request(
-            "PATCH", f"{_repo_path(repo)}/issues/comments/{int(comment_id)}", json={"body": body}
-        )
 
     def open_pr(self, repo: str, head: str, base: str, title: str, body: str, draft: bool) -> tuple[int, str]:
         """Open a pull request from ``head`` (a branch of ``repo``, or ``owner:branch``) into ``base``;
@@ -373,9 +327,7 @@ def _job_id(run: dict[str, Any]) -> int | None:
 
 
 def _repo_path(repo: str) -> str:
-    if not _REPO.fullmatch(repo) or ".." in repo:
-        raise ForgeError(f"{repo!r} is not a GitHub repository's full name (owner/name)", 0)
-    return f"/repos/{repo}"
+    return repo_path(repo, "GitHub")
 
 
 def _check_runs_path(repo: str, sha: str) -> str:

@@ -1,0 +1,84 @@
+"""What the GitHub and Gitea clients share beyond the transport (:mod:`http`): how one is made and
+closed, the repository's path (``/repos/owner/name``, checked), and the calls both forges spell alike —
+its default branch, posting and editing an issue or PR comment."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar, Self
+
+import httpx
+
+from baton.forge.http import ForgeHTTP
+from baton.forge.model import ForgeError
+
+_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+
+
+class RestForge:
+    """A forge's REST client: ``NAME`` (for errors), ``AUTH`` (the ``Authorization`` scheme) and
+    ``HEADERS`` are the subclass's. ``retries``, ``timeout`` and ``transport`` go to the shared HTTP
+    client; ``sleep`` and ``clock`` are injectable for tests."""
+
+    NAME: ClassVar[str]
+    AUTH: ClassVar[str]
+    HEADERS: ClassVar[dict[str, str]]
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        retries: int = 4,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        max_wait: float = 60.0,
+    ) -> None:
+        self.http = ForgeHTTP(
+            api_url,
+            token,
+            name=self.NAME,
+            auth_scheme=self.AUTH,
+            headers=self.HEADERS,
+            timeout=timeout,
+            retries=retries,
+            transport=transport,
+            sleep=sleep,
+            clock=clock,
+            max_wait=max_wait,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def repo_path(self, repo: str) -> str:
+        return repo_path(repo, self.NAME)
+
+    def default_branch(self, repo: str) -> str:
+        return str(self.http.json("GET", self.repo_path(repo))["default_branch"])
+
+    def post_comment(self, repo: str, number: int, body: str) -> int:
+        path = f"{self.repo_path(repo)}/issues/{int(number)}/comments"
+        data: Any = self.http.json("POST", path, json={"body": body})
+        return int(data["id"])
+
+    def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
+        path = f"{self.repo_path(repo)}/issues/comments/{int(comment_id)}"
+        self.http.request("PATCH", path, json={"body": body})
+
+
+def repo_path(repo: str, forge: str) -> str:
+    """``/repos/owner/name``; ForgeError for anything that is not a full name (no ``..``)."""
+    if not _REPO.fullmatch(repo) or ".." in repo:
+        raise ForgeError(f"{repo!r} is not a {forge} repository's full name (owner/name)", 0)
+    return f"/repos/{repo}"
