@@ -56,7 +56,6 @@ from baton.store.leases import key_lease
 
 log = logging.getLogger("baton.forge")
 DAY = 86_400.0
-WORK_KINDS = (FeedbackKind.TASK, FeedbackKind.COMMENT, FeedbackKind.REVIEW)
 STALE_KINDS = (FeedbackKind.CI_FAILURE, FeedbackKind.CONFLICT)
 ACCESS_RANK = {Access.READ: 0, Access.EDIT: 1, Access.FULL: 2}
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from baton.errors import BadInput
-from baton.forge.config import ForgeConfig, ForgeSettings, RepoConfig, load_forges
+from baton.forge.config import ForgeConfig, ForgeSettings, RepoConfig
 from baton.forge.model import ForgeClient, ForgeKind
 from baton.forge.trust import Permissions
 from baton.settings import Settings
@@ -67,14 +67,9 @@ class ForgeLoop:
         """The actor's permission on the repo, asked of the forge and cached briefly."""
         with self._lock:
             if forge not in self._permissions:
-                client = self.clients.get(forge)
-                lookup = client.permission if client else self.client_lookup(forge)
-                self._permissions[forge] = Permissions(lookup)
+                self._permissions[forge] = Permissions(lambda r, who: self.client(forge).permission(r, who))
             cache = self._permissions[forge]
         return cache.get(repo, login)
-
-    def client_lookup(self, forge: str) -> Callable[[str, str], str]:
-        return lambda repo, login: self.client(forge).permission(repo, login)
 
     def close(self) -> None:
         """Close the clients this loop made (their connection pools)."""
@@ -84,8 +79,3 @@ class ForgeLoop:
             closing = getattr(client, "close", None)
             if callable(closing):
                 closing()
-
-
-def load_loop(settings: Settings, store: Store, submit: Callable[[str], None]) -> ForgeLoop:
-    """The loop for the operator's ``config.toml`` (its ``[forge.*]`` and ``[repo.*]`` tables)."""
-    return ForgeLoop(settings, store, load_forges(settings.home), submit)
