@@ -38,6 +38,7 @@ class Settings:
     unreachable_grace: float = 20.0  # seconds the model API may not be reached before a turn fails; 0: off
     min_free: str = "100M"  # bytes or 100M/5G: runs refuse to start below it, /readyz fails, eviction
     disk_quota: str = ""  # bytes or 50G: above it, idle worktrees are evicted (LRU); empty: no quota
+    key_disk: str = ""  # bytes or 5G: a run growing its key's files past it is stopped; empty: no budget
     concurrency: int = 4  # runs the service executes at once
     closed_grace_days: float = 7.0  # a closed session's snapshot and checkpoint are kept this long
     sweep_interval: float = 86400.0  # seconds between the service's sweeps (0: never)
@@ -63,6 +64,7 @@ class Settings:
     confine: str = "auto"  # auto, required or off: wall each agent into its key (Landlock)
     agent_env: str = ""  # NAME,NAME: more environment variables passed to agents (never BATON_* secrets)
     agent_ports: str = ""  # PORT,PORT: more TCP ports a confined agent may connect to
+    shared_caches: str = "on"  # on (a repo's threads share npm, pip, uv, cargo, Go caches) or off
     reflink: str = "auto"  # auto (reflinked worktrees where the file system clones files) or off
     warm: str = "auto"  # auto (`baton run` handed to a pre-imported server: baton.cli.warm) or off
     extra: dict[str, str] = field(default_factory=dict)
@@ -74,6 +76,11 @@ class Settings:
     @property
     def disk_quota_bytes(self) -> int | None:
         return parse_size(self.disk_quota, "disk_quota") if self.disk_quota else None
+
+    @property
+    def key_disk_bytes(self) -> int | None:
+        """The disk budget of one key (worktree, temp dir, agent home) during a run; None: no budget."""
+        return parse_size(self.key_disk, "key_disk") if self.key_disk else None
 
     @property
     def agent_env_names(self) -> tuple[str, ...]:
@@ -178,7 +185,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         values[name] = _coerce(name, value, "the command line")
     settings = Settings(home=home, **values)
     # a malformed size, name or port fails here, named
-    settings.min_free_bytes, settings.disk_quota_bytes  # noqa: B018
+    settings.min_free_bytes, settings.disk_quota_bytes, settings.key_disk_bytes  # noqa: B018
     settings.agent_env_names, settings.agent_port_numbers  # noqa: B018
     _check_choice("sync", settings.sync, [m.value for m in SyncHow])
     _check_choice("on_conflict", settings.on_conflict, [c.value for c in OnConflict])
@@ -189,6 +196,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     _check_choice("confine", settings.confine, [c.value for c in Confine])
     _check_choice("reflink", settings.reflink, ["auto", "off"])
     _check_choice("warm", settings.warm, ["auto", "off"])
+    _check_choice("shared_caches", settings.shared_caches, ["on", "off"])
     return settings
 
 

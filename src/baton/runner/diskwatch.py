@@ -1,0 +1,291 @@
+"""A key's disk budget during a run (``BATON_KEY_DISK``), and the volume's ``min_free`` as the last line.
+
+A run may not grow its key's files — the worktree, the key's temp dir and its agent home, whatever the
+caller names — past the budget: when it does, the agent is stopped with a reason written for people
+("the key's files grew to 5.2 GiB, over its disk budget of 5 GiB (BATON_KEY_DISK); the conversation
+is kept") before the volume fills, so the store and the other keys keep working. Whoever fills the
+volume, a run is also stopped when its free space falls under ``min_free``.
+
+Measuring must stay cheap beside a 2 GB ``node_modules``: :meth:`DiskWatch.stop` is called every 0.1 s
+by the runner's supervision loop (``stop_when`` of :func:`baton.runner.process.run_process`) and
+returns in about a microsecond. How:
+
+- **One exact walk at the start**, in a background thread at the lowest CPU priority (the agent starts
+  meanwhile): the key's allocated bytes as ``du -s`` counts them (:mod:`baton.workspace.du`: each
+  entry's ``st_blocks``, links never followed, a file with several hard links once).
+- **A bound from** ``statvfs`` **on every call** (under a microsecond): the sum of every fall of the
+  free space of the key's volumes since the last exact walk began is an upper bound on what the key
+  grew by since (other writers' growth is included; rises are never subtracted, so space another key
+  frees cannot hide this one's growth). While walk + falls ≤ budget, nothing else is done.
+- **Only when the bound crosses the budget, another exact walk**, again in the background; its result
+  plus the falls since it began is the new bound, and the run is stopped when the walk itself is over
+  the budget. Walks are spaced so that their CPU stays at 1 % of a core: the next one no sooner than
+  100 times the last one's CPU time (a 100,000-file worktree walks in ~0.2 s, so ~20 s apart at
+  worst); the bound keeps being checked meanwhile. Between those, a walk every
+  ``max(REFRESH, 300 times its CPU time)`` catches what one sample can hide (a key writing while, in the
+  same tenth of a second, another frees as much).
+
+So a key that writes faster than the walks are allowed to come may overshoot its budget by what it
+writes between two walks; ``min_free`` bounds the damage to the volume. The budget counts allocated
+blocks, as ``du`` does: a reflinked worktree's files count in full though they share their blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from baton.settings import Settings, format_size
+
+WALK_SPACING = 100.0  # the next walk the bound asks for waits this many times the last walk's CPU time
+MIN_SPACING = 1.0  # seconds, at least, between walks (a small key's walk takes milliseconds)
+REFRESH = 120.0  # seconds between walks when the bound never asks for one (at least 300 times a walk's CPU)
+REFRESH_SPACING = 300.0
+
+
+@dataclass(frozen=True)
+class Walk:
+    """One exact measurement: the key's allocated bytes, and what it cost."""
+
+    allocated: int
+    cpu: float  # seconds of CPU the walk took (its thread's)
+    began: float  # monotonic time it began
+    first: bool = False  # the walk at the start of the run
+
+
+class DiskWatch:
+    """The disk budget of one run of one key (see the module docstring). Made at the start of the run
+    (its first walk begins at once, in the background); :meth:`stop` is the supervision loop's
+    ``stop_when``; :meth:`close` at the end of the run."""
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        budget: int | None,
+        min_free: int,
+        home: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.paths = tuple(Path(p) for p in paths)
+        self.budget, self.min_free, self._clock = budget, min_free, clock
+        self._home_fd = _volume_fd(home) if home is not None else None
+        self.home = home
+        # the budgeted paths' volumes, one descriptor each (statvfs of a path would resolve it anew)
+        self._volumes: list[int] = []
+        if budget is not None:
+            seen: set[int] = set()
+            for path in self.paths:
+                fd = _volume_fd(path)
+                if fd is None:
+                    continue
+                device = os.fstat(fd).st_dev
+                if device in seen:
+                    os.close(fd)
+                else:
+                    seen.add(device)
+                    self._volumes.append(fd)
+        self._free = [_free_blocks(fd) or 0 for fd in self._volumes]
+        self._falls = 0  # bytes: every fall of the volumes' free space since the watch began
+        self._lock = threading.Lock()
+        self._walking: threading.Thread | None = None
+        self._walk_falls = 0  # self._falls when the walk in flight began
+        self._closed = threading.Event()
+        self.last: Walk | None = None  # the last exact walk that finished
+        self._base_falls = 0  # self._falls when self.last began
+        self._next_walk = 0.0  # monotonic time before which the bound may not ask for a walk
+        self._refresh_at = float("inf")
+        self.walks = 0  # exact walks done (for tests and the benchmark)
+        self.reason: str | None = None
+        if budget is not None:
+            self._start_walk()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, paths: Sequence[Path]) -> DiskWatch:
+        """The watch ``settings`` ask for: ``key_disk`` over ``paths``, ``min_free`` where BATON_HOME
+        lives."""
+        return cls(paths, settings.key_disk_bytes, settings.min_free_bytes, home=settings.home)
+
+    # -- the supervision loop's side ------------------------------------------------------------------
+
+    def stop(self) -> str | None:
+        """A reason to stop the agent now, or None; once given, given on every later call."""
+        if self.reason is None:
+            self.reason = self._short_of_space() or self._over_budget()
+        return self.reason
+
+    def _short_of_space(self) -> str | None:
+        if self._home_fd is None or not self.min_free:
+            return None
+        free = _available(self._home_fd)
+        if free is None or free >= self.min_free:
+            return None
+        return (
+            f"the volume holding BATON_HOME ({self.home}) has {_size(free)} free, under "
+            f"min_free of {_size(self.min_free)} (BATON_MIN_FREE); the conversation is kept"
+        )
+
+    def _over_budget(self) -> str | None:
+        if self.budget is None:
+            return None
+        self._sample()
+        with self._lock:
+            last, walking = self.last, self._walking is not None
+            base = self._base_falls
+        if last is None:
+            return None  # the first walk is still under way
+        if last.allocated > self.budget:
+            return self._over(last)
+        now = self._clock()
+        bound = last.allocated + self._falls - base
+        if not walking and ((bound > self.budget and now >= self._next_walk) or now >= self._refresh_at):
+            self._start_walk()
+        return None
+
+    def _sample(self) -> None:
+        """Add every fall of the volumes' free space since the last call to ``_falls``."""
+        for i, fd in enumerate(self._volumes):
+            free = _free_blocks(fd)
+            if free is None:
+                continue
+            if free < self._free[i]:
+                self._falls += self._free[i] - free
+            self._free[i] = free
+
+    def close(self) -> None:
+        """The run ended: a walk under way gives up at its next directory."""
+        self._closed.set()
+        for fd in (*self._volumes, *([self._home_fd] if self._home_fd is not None else [])):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._volumes, self._home_fd = [], None
+
+    def wait(self, timeout: float | None = None) -> Walk | None:
+        """The walk under way finished (for tests and the benchmark): the last walk's result."""
+        with self._lock:
+            thread = self._walking
+        if thread is not None:
+            thread.join(timeout)
+        return self.last
+
+    def _over(self, walk: Walk) -> str:
+        assert self.budget is not None
+        budget = f"its disk budget of {_size(self.budget)} (BATON_KEY_DISK)"
+        if walk.first:
+            return (
+                f"the key's files take {_size(walk.allocated)}, over {budget}: free some of them or "
+                "raise the budget; the conversation is kept"
+            )
+        return f"the key's files grew to {_size(walk.allocated)}, over {budget}; the conversation is kept"
+
+    # -- the walks -------------------------------------------------------------------------------------
+
+    def _start_walk(self) -> None:
+        with self._lock:
+            if self._walking is not None or self._closed.is_set():
+                return
+            self._walk_falls = self._falls
+            thread = threading.Thread(target=self._walk, name="baton-diskwatch", daemon=True)
+            self._walking = thread
+        thread.start()
+
+    def _walk(self) -> None:
+        _lowest_priority()
+        began, cpu0 = self._clock(), time.thread_time()
+        allocated = key_usage(self.paths, self._closed)
+        cpu = time.thread_time() - cpu0
+        with self._lock:
+            self._walking = None
+            if self._closed.is_set():
+                return
+            self.last = Walk(allocated, cpu, began, first=self.walks == 0)
+            self._base_falls = self._walk_falls
+            self.walks += 1
+            end = self._clock()
+            self._next_walk = end + max(MIN_SPACING, WALK_SPACING * cpu)
+            self._refresh_at = end + max(REFRESH, REFRESH_SPACING * cpu)
+
+
+def key_usage(paths: Sequence[Path], stop: threading.Event | None = None) -> int:
+    """Allocated bytes under ``paths`` as ``du -s`` counts them (:mod:`baton.workspace.du`: every
+    entry's blocks, links never followed, a file with several hard links once across all the paths);
+    a path that does not exist counts 0. ``stop``: give up at the next directory once it is set."""
+    linked: set[tuple[int, int]] = set()
+    return sum(_tree(path, linked, stop or threading.Event()) for path in paths)
+
+
+def _tree(path: Path, linked: set[tuple[int, int]], stop: threading.Event) -> int:
+    try:
+        top = os.stat(path)
+    except OSError:
+        return 0
+    total = int(top.st_blocks) * 512
+    stack = [os.fspath(path)] if stat.S_ISDIR(top.st_mode) else []
+    while stack and not stop.is_set():
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(entry.path)
+                    elif st.st_nlink > 1:
+                        if (st.st_dev, st.st_ino) in linked:
+                            continue
+                        linked.add((st.st_dev, st.st_ino))
+                    total += st.st_blocks * 512
+        except OSError:
+            continue  # vanished or unreadable mid-walk: counts what was read
+    return total
+
+
+def _volume_fd(path: Path) -> int | None:
+    """A descriptor on the volume holding ``path`` (its nearest existing ancestor), or None."""
+    probe = Path(path).absolute()
+    while True:
+        try:
+            return os.open(probe, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except NotADirectoryError:
+            probe = probe.parent
+        except OSError:
+            if probe == probe.parent:
+                return None
+            probe = probe.parent
+
+
+def _free_blocks(fd: int) -> int | None:
+    """The volume's free bytes, reserved blocks included (what any writer's growth takes from)."""
+    try:
+        st = os.fstatvfs(fd)
+    except OSError:
+        return None
+    return st.f_bfree * st.f_frsize
+
+
+def _available(fd: int) -> int | None:
+    """The volume's free bytes as ``shutil.disk_usage`` says (what baton's own writes may use)."""
+    try:
+        st = os.fstatvfs(fd)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _lowest_priority() -> None:
+    """This thread (on Linux, ``setpriority`` on a thread id is the thread's alone) yields the CPU to
+    the agent: the walk is bookkeeping."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
+def _size(n: int) -> str:
+    """``5 GiB``, ``5.2 GiB``, ``180 MiB``."""
+    text = format_size(n)
+    return text.replace(".0 ", " ")
