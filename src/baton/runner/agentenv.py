@@ -11,7 +11,17 @@ must find nothing of them. An agent gets only:
   URLs, the CLI's switches), matched as shell patterns;
 - the names an operator adds on purpose (``BATON_AGENT_ENV=NAME,NAME``: ``Settings.agent_env_names``);
 - and what baton sets for it: the git identity, ``HOME`` and ``TMPDIR`` in the key's own space, the
-  adapter's launch variables, ``BATON_RUN_ID`` and ``BATON_KEY`` (ids, not secrets).
+  adapter's launch variables, ``BATON_RUN_ID`` and ``BATON_KEY`` (ids, not secrets);
+- and, unless turned off (``BATON_SHARED_CACHES=off``) or at access ``read``, its package managers'
+  caches in its repository's shared cache dir (:data:`CACHES`; ``keyspace.shared_cache``), so ten
+  threads of one repo download and unpack a dependency once. Each tool gets its own subdirectory,
+  through its own variable; one the operator passes on purpose (``BATON_AGENT_ENV=PIP_CACHE_DIR``)
+  wins. Installs copy out of the cache, never hard-link (:data:`COPY_OUT`): a file an agent edits in
+  its worktree's ``node_modules`` or ``.venv`` must not change under its repo's other threads. npm's
+  debug logs stay in the key's home (``npm_config_logs_dir``): they are one thread's, not the repo's.
+  Go's build cache is shared too (content-addressed by its inputs, safe for concurrent use); cargo has
+  no variable for its registry alone, so the whole ``CARGO_HOME`` is (docs/security.md says what that
+  means).
 
 git's ``GIT_ASKPASS`` is not among them: it hands out ``BATON_GIT_TOKEN``, which is baton's, not the
 agent's (an agent that must push gets its own credentials from the operator, by name).
@@ -20,6 +30,7 @@ agent's (an agent that must push gets its own credentials from the operator, by 
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
@@ -55,6 +66,22 @@ BASE_NAMES = (
     "GIT_SSL_CAINFO",
 )
 
+# The package managers' caches a repository's threads share: variable -> its subdirectory of the repo's
+# cache dir (BATON_HOME/caches/<slug>/@shared).
+CACHES = {
+    "npm_config_cache": "npm",  # npm's content-addressed cache (npx's packages too)
+    "npm_config_store_dir": "pnpm",  # pnpm's store (pnpm reads npm's configuration variables)
+    "YARN_CACHE_FOLDER": "yarn",
+    "PIP_CACHE_DIR": "pip",
+    "UV_CACHE_DIR": "uv",
+    "CARGO_HOME": "cargo",  # registry index, crate files and their sources; also config and `cargo install`
+    "GOMODCACHE": "gomod",
+    "GOCACHE": "gobuild",
+}
+# With shared caches, installs copy (or clone copy-on-write) out of them: uv and pnpm hard-link by
+# default, and a hard-linked file edited in one worktree is edited in the cache.
+COPY_OUT = {"UV_LINK_MODE": "copy", "npm_config_package_import_method": "clone-or-copy"}
+
 # What baton sets for git that the agent must not inherit: the askpass program hands out baton's token.
 NOT_FOR_AGENTS = ("GIT_ASKPASS",)
 
@@ -78,14 +105,33 @@ def agent_env(
     baton_sets: Mapping[str, str],
     home: Path,
     tmp: Path,
+    caches: Path | None = None,
 ) -> dict[str, str]:
     """The agent's whole environment (see the module docstring): ``environ`` filtered through the
     allow-list, then what baton sets (``baton_sets``: git identity, the adapter's launch variables,
-    the run's ids), ``HOME`` and ``TMPDIR`` last."""
+    the run's ids), ``HOME`` and ``TMPDIR`` last; with ``caches`` (the repo's shared cache dir), the
+    package managers' cache variables where the operator passed none."""
     env = allowed(environ, (*BASE_NAMES, *agent_names, *operator))
     env.update({k: v for k, v in baton_sets.items() if k not in NOT_FOR_AGENTS})
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env["HOME"] = str(home)
     for name in ("TMPDIR", "TMP", "TEMP"):
         env[name] = str(tmp)
+    if caches is not None:
+        for name, sub in CACHES.items():
+            env.setdefault(name, str(caches / sub))
+        for name, value in COPY_OUT.items():
+            env.setdefault(name, value)
+        env.setdefault("npm_config_logs_dir", str(home / ".npm" / "_logs"))
     return env
+
+
+def cache_dirs(env: Mapping[str, str], root: Path) -> tuple[Path, ...]:
+    """The shared cache directories ``env`` names below ``root`` (``BATON_HOME/caches``): the ones
+    :func:`agent_env` set, which the agent's walls grant (an operator's own, elsewhere, are not)."""
+    base = os.path.realpath(root) + os.sep
+    return tuple(
+        Path(env[name])
+        for name in CACHES
+        if name in env and os.path.isabs(env[name]) and os.path.realpath(env[name]).startswith(base)
+    )

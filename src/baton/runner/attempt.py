@@ -238,7 +238,7 @@ def _launch(
 
 def _agent_env(ctx: Context, launch: Launch, record: RunRecord) -> dict[str, str]:
     """The agent's environment: an allow-list of baton's (:mod:`baton.runner.agentenv`), with the
-    key's own home and temp dir."""
+    key's own home and temp dir, and its repository's shared package caches (none at ``read``)."""
     baton_sets = {
         **ctx.workdirs.git_env(ctx.key.agent),
         # headless: a git command of the agent's that wants an editor (`rebase --continue` after a sync
@@ -249,8 +249,9 @@ def _agent_env(ctx: Context, launch: Launch, record: RunRecord) -> dict[str, str
         "BATON_KEY": str(ctx.key),
     }
     home, tmp = ctx.agent.home, keyspace.key_tmp(ctx.settings, ctx.key)
+    caches = keyspace.shared_cache(ctx.settings, ctx.key, ctx.access)
     names = _operators(ctx).env_names()
-    return agent_env(os.environ, names, ctx.settings.agent_env_names, baton_sets, home, tmp)
+    return agent_env(os.environ, names, ctx.settings.agent_env_names, baton_sets, home, tmp, caches)
 
 
 def _operators(ctx: Context) -> Agent:

@@ -24,8 +24,10 @@ from pathlib import Path
 from baton.agents import Agent
 from baton.errors import Unconfined
 from baton.models import Access, Confine
+from baton.runner.agentenv import cache_dirs
 from baton.runner.walls import GitParts, Support, Walls, support, tcp_ports
 from baton.settings import Settings
+from baton.workspace.keyspace import CACHES
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +90,10 @@ def walls_for(
     env: dict[str, str],
     repo_url: str,
 ) -> Walls:
-    """The walls of one agent start: the key's worktree at ``access``, its home and temp dir (from the
-    environment baton built: ``HOME``, ``TMPDIR``), the CLI's installation, the ports it may reach."""
+    """The walls of one agent start: the key's worktree at ``access``, its home and temp dir and its
+    repository's shared package caches (from the environment baton built: ``HOME``, ``TMPDIR``, the
+    cache variables pointing into ``BATON_HOME/caches``), the CLI's installation, the ports it may
+    reach."""
     commands = [Path(c) for c in agent.command if Path(c).is_absolute()]
     commands += [Path(found) for name in ("git", "node") if (found := shutil.which(name, path=env["PATH"]))]
     return Walls(
@@ -97,6 +101,7 @@ def walls_for(
         worktree=worktree,
         agent_home=Path(env["HOME"]),
         tmp=Path(env["TMPDIR"]),
+        caches=cache_dirs(env, settings.home / CACHES) if access != Access.READ else (),
         commands=tuple(commands),
         path=env["PATH"],
         hide=_store_file(settings),

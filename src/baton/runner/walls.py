@@ -22,8 +22,9 @@ resolved: the kernel sees inodes, not the names that reach them.
   ``/dev/shm``: it is shared by every process on the machine (PostgreSQL's dynamic shared memory
   lives there); an operator who wants Python's multiprocessing in agents adds it to ``write``.
 - **Write** (everything but making device nodes): the key's worktree, its private temp dir and agent
-  home, and the git data a commit in a linked worktree writes — measured by running ``git add``,
-  ``commit``, ``status`` and ``log`` under these walls: the worktree's own gitdir
+  home, its repository's shared package caches (``caches/<slug>/@shared/<tool>``: never another
+  repo's; not at access ``read``), and the git data a commit in a linked worktree writes — measured
+  by running ``git add``, ``commit``, ``status`` and ``log`` under these walls: the worktree's own gitdir
   (``repos/<slug>.git/worktrees/<name>``: index, HEAD, logs/HEAD), the common ``objects/``, and the
   directories of the checked-out branch's ref and reflog (``refs/heads/baton/<agent>/`` and
   ``logs/refs/heads/baton/<agent>/``: git writes ``<ref>.lock`` beside the ref and renames it). The
@@ -41,6 +42,8 @@ What the walls do not stop (measured on Linux 6.18, Landlock ABI 7):
   store on TCP with a password, or its socket where the agent's user cannot connect;
 - the shared cache: the common ``objects/`` and the branch directories hold every key of the repo
   (another key's commits and checkpoints can be read; objects and same-agent refs written);
+- the repository's shared package caches: a thread can plant a poisoned package (or, in ``CARGO_HOME``,
+  a config) that the repo's other threads then install or run; never another repo's;
 - anything baton itself does later with what the agent could write: the worktree's ``.git`` file and
   the gitdir's ``commondir`` can be pointed at a git dir whose config runs a command
   (``core.fsmonitor``) when baton runs ``git status`` there unconfined; transcripts in the agent home
@@ -136,6 +139,9 @@ class Walls:
     read: tuple[Path, ...] = ()  # more readable paths
     write: tuple[Path, ...] = ()  # more writable paths (e.g. /dev/shm)
     hide: tuple[Path, ...] = ()  # more paths never readable (a SQLite store outside BATON_HOME)
+    # The package caches the key's repository's threads share (BATON_HOME/caches/<slug>/@shared/<tool>,
+    # agentenv.CACHES): readable and writable, each made if missing; none at access read.
+    caches: tuple[Path, ...] = ()
     ports: frozenset[int] = field(default_factory=frozenset)  # TCP ports it may connect to
     # The worktree's git data, as baton knows it (never read from the agent-writable ``.git`` file or
     # ``HEAD``: an agent that rewrote them would widen its next walls): readable, and with ``commit``
@@ -242,7 +248,7 @@ def _granted(walls: Walls) -> list[tuple[Path, Fs]]:
     the caller's extra paths."""
     found = [(p, READ) for p in (walls.home / "bin", *walls.read)]
     found.append((walls.worktree, READ | WRITE if walls.edit else READ))
-    found += [(p, READ | WRITE) for p in (walls.agent_home, walls.tmp, *walls.write)]
+    found += [(p, READ | WRITE) for p in (walls.agent_home, walls.tmp, *walls.caches, *walls.write)]
     parts = walls.git
     if parts is not None:
         found += [(parts.common, READ), (parts.gitdir, READ)]
@@ -310,7 +316,7 @@ def prepare(walls: Walls) -> None:
     git the directory of the branch's reflog (a bare
     cache has no ``logs/``; a linked worktree is not bare, so git logs its branch's updates there)
     and of the branch's ref (gone after ``git pack-refs``)."""
-    for path in (walls.agent_home, walls.tmp):
+    for path in (walls.agent_home, walls.tmp, *walls.caches):
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     parts = walls.git
     if parts is not None and walls.commit:

@@ -9,11 +9,18 @@ key has its own agent home, never shared with another key::
                                               history, caches
     keys/<agent>/<repo slug>/@<thread>/tmp    its private temp dir (TMPDIR), emptied before every run
 
+And per repository, what its keys share (:func:`shared_cache`)::
+
+    caches/<repo slug>/@shared                the package managers' caches (npm, pnpm, yarn, pip, uv,
+                                              cargo, Go: ``agentenv.CACHES``), which every thread
+                                              of the repo reads and writes (not at access read)
+
 The ``@`` marks the key's directory. Slugs have any number of segments and neither a slug segment nor
 a thread may contain ``@``, so no key's directory is ever inside another key's (without it, the key
 ``(github.com/acme, api)``'s home ``…/acme/api/home`` would hold the key
 ``(github.com/acme/api, home)``'s whole space ``…/acme/api/home/home``). A walk finds every key space
-by that mark (:func:`key_spaces`).
+by that mark (:func:`key_spaces`). It keeps repositories' caches apart the same way: ``github.com/acme``'s
+are ``caches/github.com/acme/@shared``, never around ``github.com/acme/api``'s.
 
 ``homes/<agent>`` stays the operator's **base home**: configuration and credentials. A key's home is
 given copies of the base's files its adapter names (``config_files``: Claude's ``settings.json``,
@@ -52,7 +59,7 @@ from typing import Any
 from baton.agents import Agent, get_agent
 from baton.errors import AgentError, BatonError
 from baton.keys import Key, key_of
-from baton.models import SessionRecord
+from baton.models import Access, SessionRecord
 from baton.settings import Settings
 from baton.workspace import checkmemo, nofollow
 from baton.workspace.workdirs import remove_empty_parents
@@ -60,6 +67,8 @@ from baton.workspace.workdirs import remove_empty_parents
 log = logging.getLogger("baton.keyspace")
 KEYS = "keys"  # under BATON_HOME
 MARK = "@"  # the first character of a key's directory: never in a slug segment or a thread
+CACHES = "caches"  # under BATON_HOME: caches/<slug>/@shared, the package caches a repo's threads share
+SHARED = f"{MARK}shared"
 
 
 # -- where ----------------------------------------------------------------------------------------------
@@ -78,6 +87,36 @@ def key_home(settings: Settings, key: Key) -> Path:
 def key_tmp(settings: Settings, key: Key) -> Path:
     """The key's private temp dir (the agent's TMPDIR)."""
     return key_dir(settings, key) / "tmp"
+
+
+def cache_dir(settings: Settings, slug: str) -> Path:
+    """The package caches the threads of repository ``slug`` share (``caches/<slug>/@shared``: the mark
+    keeps one repo's caches out of another's, as it does key spaces, when one slug is a prefix of
+    another's)."""
+    return settings.home / CACHES / slug / SHARED
+
+
+def shared_cache(settings: Settings, key: Key, access: Access) -> Path | None:
+    """The key's repository's shared package caches, made (0700) if missing; None when the setting
+    ``shared_caches`` is off, or at access ``read``: an agent that may not change its worktree does
+    not write to what its repository's other threads install from (its tools cache in its own home)."""
+    if settings.shared_caches == "off" or access == Access.READ:
+        return None
+    path = cache_dir(settings, key.repo.slug)
+    if not path.is_dir():
+        try:
+            _make_private(settings.home, path)
+        except OSError as exc:
+            raise AgentError(f"cannot make {key.repo.slug}'s shared package caches ({path}): {exc}") from exc
+    return path
+
+
+def _make_private(root: Path, path: Path) -> None:
+    """``path`` and its missing parents below ``root``, each 0700."""
+    missing = [path, *(p for p in path.parents if p != root and root in p.parents)]
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
 
 
 def agent_for(key: Key, settings: Settings) -> Agent:
