@@ -2,9 +2,9 @@
 
 A run may not grow its key's files — the worktree, the key's temp dir and its agent home, whatever the
 caller names — past the budget: when it does, the agent is stopped with a reason written for people
-("the key's files grew to 5.2 GiB, over its disk budget of 5 GiB (BATON_KEY_DISK); the conversation
-is kept") before the volume fills, so the store and the other keys keep working. Whoever fills the
-volume, a run is also stopped when its free space falls under ``min_free``.
+("the key's files grew to 5.2 GiB, 204.8 MiB over its disk budget of 5 GiB (BATON_KEY_DISK); the
+conversation is kept") before the volume fills, so the store and the other keys keep working. Whoever
+fills the volume, a run is also stopped when its free space falls under ``min_free``.
 
 Measuring must stay cheap beside a 2 GB ``node_modules``: :meth:`DiskWatch.stop` is called every 0.1 s
 by the runner's supervision loop (``stop_when`` of :func:`baton.runner.process.run_process`) and
@@ -175,13 +175,16 @@ class DiskWatch:
 
     def _over(self, walk: Walk) -> str:
         assert self.budget is not None
-        budget = f"its disk budget of {_size(self.budget)} (BATON_KEY_DISK)"
+        over = f"{_size(walk.allocated - self.budget)} over its disk budget of {_size(self.budget)}"
         if walk.first:
             return (
-                f"the key's files take {_size(walk.allocated)}, over {budget}: free some of them or "
-                "raise the budget; the conversation is kept"
+                f"the key's files take {_size(walk.allocated)}, {over} (BATON_KEY_DISK): free some of "
+                "them or raise the budget; the conversation is kept"
             )
-        return f"the key's files grew to {_size(walk.allocated)}, over {budget}; the conversation is kept"
+        return (
+            f"the key's files grew to {_size(walk.allocated)}, {over} (BATON_KEY_DISK); "
+            "the conversation is kept"
+        )
 
     # -- the walks -------------------------------------------------------------------------------------
 

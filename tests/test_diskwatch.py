@@ -1,0 +1,225 @@
+"""The key's disk budget during a run (baton.runner.diskwatch), on real files: a writer process that
+goes over the budget is told within a second or two, one that stays under never is, other writers on
+the volume cost walks but no stop, and min_free is the last line on a small volume of its own."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from baton.errors import BadInput
+from baton.runner import diskwatch
+from baton.runner.diskwatch import DiskWatch, key_usage
+from baton.settings import load_settings
+from baton.workspace.du import disk_usage
+
+MiB = 2**20
+
+WRITER = """
+import sys, time
+path, total, chunk, pause = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+with open(path, "wb") as f:
+    for _ in range(total // chunk):
+        f.write(b"x" * chunk)
+        f.flush()
+        time.sleep(pause)
+print("done", flush=True)
+"""
+
+
+def writer(path: Path, total: int, chunk: int = MiB, pause: float = 0.05) -> subprocess.Popen[str]:
+    """Another process writing ``total`` bytes to ``path``, ``chunk`` at a time."""
+    args = [sys.executable, "-c", WRITER, str(path), str(total), str(chunk), str(pause)]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, text=True)
+
+
+def supervise(
+    watch: DiskWatch, proc: subprocess.Popen[str], key: list[Path], budget: int
+) -> tuple[str | None, float | None, float | None]:
+    """What the runner's loop does: ``watch.stop()`` every 0.1 s until a reason or the writer's end
+    (then 1.5 s more). Returns the reason, when the key really crossed the budget (measured here,
+    as the oracle) and when the reason came."""
+    crossed = told = None
+    ended: float | None = None
+    try:
+        while True:
+            now = time.monotonic()
+            if crossed is None and key_usage(key) > budget:
+                crossed = now
+            reason = watch.stop()
+            if reason is not None:
+                told = now
+                return reason, crossed, told
+            if proc.poll() is not None:
+                ended = ended or now
+                if now - ended > 1.5:
+                    return None, crossed, told
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+        watch.close()
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> list[Path]:
+    """A key's three places: a worktree with a few files, its temp dir, its agent home."""
+    worktree, tmp, home = tmp_path / "worktree", tmp_path / "tmp", tmp_path / "home"
+    for path in (worktree / "src", tmp, home):
+        path.mkdir(parents=True)
+    for i in range(20):
+        (worktree / "src" / f"f{i}.py").write_text("print('hello')\n" * 50)
+    return [worktree, tmp, home]
+
+
+def test_a_writer_over_the_budget_is_stopped_within_seconds_of_crossing(key: list[Path]) -> None:
+    budget = 20 * MiB
+    watch = DiskWatch(key, budget, min_free=0)
+    proc = writer(key[1] / "big.bin", 50 * MiB)  # 1 MiB every 50 ms: crosses after ~1 s
+    reason, crossed, told = supervise(watch, proc, key, budget)
+    assert reason is not None and crossed is not None and told is not None
+    assert told - crossed <= 2.0, f"told {told - crossed:.2f} s after crossing"
+    assert " over its disk budget of 20 MiB (BATON_KEY_DISK)" in reason
+    assert reason.startswith("the key's files grew to ") and "the conversation is kept" in reason
+    assert watch.stop() == reason  # once given, given again
+
+
+def test_a_key_under_its_budget_is_never_stopped(key: list[Path], tmp_path: Path) -> None:
+    budget = 20 * MiB
+    watch = DiskWatch(key, budget, min_free=0)
+    neighbour = tmp_path / "another-key"  # same volume, not this key: the bound crosses, walks say no
+    neighbour.mkdir()
+    other = writer(neighbour / "big.bin", 30 * MiB, pause=0.02)
+    reason, crossed, _ = supervise(watch, writer(key[0] / "grows.bin", 10 * MiB, pause=0.05), key, budget)
+    other.wait()
+    assert reason is None and crossed is None
+    assert watch.walks >= 2, "the neighbour's writes made the bound cross: a walk should have checked"
+    assert watch.last is not None and watch.last.allocated < budget
+
+
+def test_walks_are_spaced_while_others_keep_the_bound_over(key: list[Path], tmp_path: Path) -> None:
+    watch = DiskWatch(key, 1 * MiB, min_free=0)
+    watch.wait()
+    watch.budget = (watch.last.allocated if watch.last else 0) + 1  # nothing to spare: any fall crosses
+    other = writer(tmp_path / "elsewhere.bin", 40 * MiB, chunk=MiB // 4, pause=0.01)
+    started = time.monotonic()
+    while time.monotonic() - started < 3.0:
+        assert watch.stop() is None
+        time.sleep(0.02)
+    other.kill()
+    other.wait()
+    watch.close()
+    # one walk at the start, then at most one a MIN_SPACING (1 s) while the bound stays over
+    assert 2 <= watch.walks <= 5, watch.walks
+
+
+def test_the_check_costs_microseconds(key: list[Path]) -> None:
+    watch = DiskWatch(key, 20 * MiB, min_free=1, home=key[0])
+    watch.wait()
+    calls = 20_000
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        watch.stop()
+    each = (time.perf_counter() - t0) / calls
+    watch.close()
+    assert each < 50e-6, f"{each * 1e6:.1f} µs a call"
+
+
+def test_a_key_already_over_at_the_start_is_told_so(key: list[Path]) -> None:
+    (key[2] / "cache.bin").write_bytes(b"y" * (3 * MiB))
+    watch = DiskWatch(key, 2 * MiB, min_free=0)
+    watch.wait()
+    reason = watch.stop()
+    watch.close()
+    assert reason is not None and reason.startswith("the key's files take 3")
+    assert re.search(r", 1(\.\d)? MiB over its disk budget of 2 MiB \(BATON_KEY_DISK\): free some", reason)
+
+
+def test_no_budget_means_no_walk(key: list[Path]) -> None:
+    watch = DiskWatch(key, None, min_free=0)
+    assert watch.stop() is None and watch.wait() is None and watch.walks == 0
+    watch.close()
+
+
+def test_hard_links_count_once_across_the_key(key: list[Path]) -> None:
+    worktree, tmp, _ = key
+    before = key_usage(key)
+    data = worktree / "data.bin"
+    data.write_bytes(b"z" * MiB)
+    os.link(data, worktree / "src" / "again.bin")
+    os.link(data, tmp / "from-the-worktree.bin")  # another of the key's places: still once
+    grown = key_usage(key) - before
+    assert MiB <= grown < MiB + 64 * 1024  # the file's blocks (and a directory block at most)
+    assert key_usage([worktree]) == disk_usage(worktree)
+
+
+def test_symlinks_are_not_followed(key: list[Path], tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "huge.bin").write_bytes(b"h" * (4 * MiB))
+    before = key_usage(key)
+    (key[0] / "link-to-dir").symlink_to(outside)
+    (key[0] / "link-to-file").symlink_to(outside / "huge.bin")
+    assert key_usage(key) - before < 64 * 1024
+    measured = key_usage([key[0]])
+    by_du = subprocess.run(["du", "-s", "--block-size=1", str(key[0])], capture_output=True, text=True)
+    assert measured == int(by_du.stdout.split()[0])
+
+
+def test_missing_paths_count_nothing(tmp_path: Path) -> None:
+    assert key_usage([tmp_path / "not-yet", tmp_path / "nor-this"]) == 0
+    watch = DiskWatch([tmp_path / "not-yet"], 10 * MiB, min_free=0, home=tmp_path / "no" / "home")
+    watch.wait()
+    assert watch.stop() is None and watch.last is not None and watch.last.allocated == 0
+    watch.close()
+
+
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[Path]:
+    """A 64 MiB file system of our own (tmpfs; the suite runs as root, as CI does)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a 64 MiB tmpfs (a nearly full disk): run it as root", pytrace=False)
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_under_min_free_the_run_is_stopped_whoever_wrote(small_volume: Path) -> None:
+    home = small_volume / "home"
+    worktree = home / "worktrees" / "k"
+    worktree.mkdir(parents=True)
+    watch = DiskWatch([worktree], None, min_free=32 * MiB, home=home)  # no budget: min_free alone
+    assert watch.stop() is None
+    proc = writer(small_volume / "someone-else.bin", 48 * MiB, pause=0.01)
+    reason, _, _ = supervise(watch, proc, [worktree], budget=2**62)
+    assert reason is not None, "free space fell under min_free without a reason"
+    assert reason.startswith(f"the volume holding BATON_HOME ({home}) has ")
+    assert "under min_free of 32 MiB (BATON_MIN_FREE); the conversation is kept" in reason
+
+
+def test_the_setting(tmp_path: Path) -> None:
+    settings = load_settings(overrides={"home": str(tmp_path)}, environ={"BATON_KEY_DISK": "5G"})
+    assert settings.key_disk_bytes == 5 * 2**30
+    assert load_settings(overrides={"home": str(tmp_path)}, environ={}).key_disk_bytes is None
+    with pytest.raises(BadInput, match="key_disk"):
+        load_settings(overrides={"home": str(tmp_path)}, environ={"BATON_KEY_DISK": "lots"})
+    watch = DiskWatch.from_settings(settings.with_(key_disk="1M", min_free="1K"), [tmp_path])
+    assert (watch.budget, watch.min_free, watch.home) == (MiB, 1024, tmp_path)
+    watch.close()
+
+
+def test_sizes_read_like_people_write_them() -> None:
+    assert diskwatch._size(5 * 2**30) == "5 GiB"
+    assert diskwatch._size(int(5.2 * 2**30)) == "5.2 GiB"
+    assert diskwatch._size(180 * MiB) == "180 MiB"
