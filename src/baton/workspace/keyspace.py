@@ -113,6 +113,7 @@ def shared_cache(settings: Settings, key: Key, access: Access) -> Path | None:
 
 def _make_private(root: Path, path: Path) -> None:
     """``path`` and its missing parents below ``root``, each 0700."""
+    root.mkdir(parents=True, exist_ok=True)
     missing = [path, *(p for p in path.parents if p != root and root in p.parents)]
     for directory in reversed(missing):
         with contextlib.suppress(FileExistsError):
