@@ -2,7 +2,8 @@
 defaults.
 
 The config file is ``$BATON_HOME/config.toml`` (flat keys, the same names as the fields below; its
-``[forge.*]`` and ``[repo.*]`` tables are :mod:`baton.forge.config`'s, skipped here). Parsing is
+``[forge.*]`` and ``[repo.*]`` tables are :mod:`baton.forge.config`'s, ``[prune.*]``
+:mod:`baton.housekeeping.prune`'s, skipped here). Parsing is
 strict: an unknown key or a value of the wrong type is an error naming the key and where it came from,
 never a silent default.
 """
@@ -42,6 +43,7 @@ class Settings:
     concurrency: int = 4  # runs the service executes at once
     closed_grace_days: float = 7.0  # a closed session's snapshot and checkpoint are kept this long
     sweep_interval: float = 86400.0  # seconds between the service's sweeps (0: never)
+    prune_kinds: str = "default"  # NAME,NAME: ignored untracked dirs pruned first under disk pressure
     forge_reconcile: float = 300.0  # seconds between the service's forge reconciles (0: webhooks only)
     public_url: str = ""  # where people reach `baton serve` (https://baton.example): links in forge comments
     store_url: str = ""  # empty: SQLite at $BATON_HOME/baton.db; postgresql+psycopg://... for many machines
@@ -105,6 +107,20 @@ class Settings:
         return tuple(ports)
 
     @property
+    def prune_kind_names(self) -> frozenset[str]:
+        """The directory names of ``prune_kinds`` (comma-separated; ``default`` stands for
+        :data:`PRUNE_KINDS`, ``none`` for nothing); BadInput for one that is no plain directory name."""
+        names: set[str] = set()
+        for word in (w.strip() for w in self.prune_kinds.split(",") if w.strip()):
+            if word in ("default", "none"):
+                names |= set(PRUNE_KINDS) if word == "default" else set()
+            elif not prune_kind_ok(word):
+                raise BadInput(f"setting prune_kinds names {word!r}, which is no plain directory name")
+            else:
+                names.add(word)
+        return frozenset(names)
+
+    @property
     def db_path(self) -> Path:
         return self.home / "baton.db"
 
@@ -120,6 +136,20 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # log_level, in 
 LOG_FORMATS = ("text", "json")
 FORGE_TABLES = ("forge", "repo")  # config.toml's [forge.<name>] and [repo."owner/name"]: baton.forge.config
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in ("home", "extra")}
+
+
+PRUNE_TABLE = "prune"  # config.toml's [prune."<repo slug>"]: baton.housekeeping.prune
+# the rebuildable kinds of ``prune_kinds = "default"``: ignored, untracked directories a build makes again
+PRUNE_KINDS = (
+    *("node_modules", "bower_components", ".next", ".nuxt", ".svelte-kit", ".angular", ".turbo"),
+    *(".parcel-cache", ".venv", "venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"),
+    *(".tox", ".nox", "target", ".gradle", ".dart_tool", "build", "dist"),
+)
+
+
+def prune_kind_ok(name: str) -> bool:
+    """A kind is one plain directory name: no separator, glob, ``.``, ``..`` or ``.git``."""
+    return bool(re.fullmatch(r"[A-Za-z0-9._+-]{1,100}", name)) and name not in (".", "..", ".git")
 
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -187,6 +217,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     # a malformed size, name or port fails here, named
     settings.min_free_bytes, settings.disk_quota_bytes, settings.key_disk_bytes  # noqa: B018
     settings.agent_env_names, settings.agent_port_numbers  # noqa: B018
+    settings.prune_kind_names  # noqa: B018
     _check_choice("sync", settings.sync, [m.value for m in SyncHow])
     _check_choice("on_conflict", settings.on_conflict, [c.value for c in OnConflict])
     if settings.log_level.upper() not in LOG_LEVELS:  # any case, as --loglevel takes it
@@ -210,7 +241,7 @@ def _from_file(config: Path) -> dict[str, Any]:
         raise BadInput(f"{config} is not valid TOML: {exc}") from exc
     values = {}
     for name, value in data.items():
-        if name in FORGE_TABLES and isinstance(value, dict):
+        if name in (*FORGE_TABLES, PRUNE_TABLE) and isinstance(value, dict):
             continue  # baton.forge.config reads these, as strictly
         if name not in _FIELDS:
             raise BadInput(f"{config}: unknown setting {name!r} (known: {', '.join(sorted(_FIELDS))})")

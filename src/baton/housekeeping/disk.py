@@ -24,7 +24,15 @@ Elsewhere nothing is shared and every number is ``du``'s.
 free space with ``min_free``. Over either limit it evicts the least-recently-used *idle* worktrees (the
 key's lease taken with no wait: a running key is never touched): checkpoint first, then remove the
 worktree directory only. The session stays active; its branch, checkpoint ref and transcript stay, and
-its next run rebuilds the worktree from the checkpoint. Each eviction is logged and audited.
+its next run rebuilds the worktree from the checkpoint. Each eviction is logged and audited. Before
+any eviction, :func:`relieve` prunes idle keys' rebuildable artefacts (:mod:`baton.housekeeping.prune`),
+least recently used first, and evicts only if that did not free enough.
+
+**Rebuildable and unique.** A worktree's *rebuildable* bytes are its artefacts (ignored, untracked
+``node_modules``, ``.venv``, ``target``, ...: what pruning frees), counted by the same walk that
+measures the worktree (:func:`~baton.workspace.du.measure`'s marks; git is asked once per worktree which
+entries they are, without writing anything); its *unique* bytes are the rest of its own (exclusive)
+bytes: the checkout and the agent's work, which only eviction frees, after a checkpoint.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.errors import BatonError, Busy
+from baton.housekeeping.prune import PruneReport, PruneRules, found_in, prune_idle, rules
 from baton.keys import Key, key_of
 from baton.models import SessionRecord, SessionStatus
 from baton.settings import Settings
@@ -116,6 +125,8 @@ class SessionUsage:
     snapshot: int  # bytes of the store's snapshot blobs
     last_used_at: float
     shared: int = 0  # of the worktree's bytes, those on extents other files share (reflinks)
+    rebuildable: int = 0  # of the worktree's bytes, its artefacts' (what pruning frees)
+    artefacts: list[dict[str, Any]] = field(default_factory=list)  # {path, kind, bytes}
 
     @property
     def total(self) -> int:
@@ -125,6 +136,11 @@ class SessionUsage:
     def exclusive(self) -> int:
         """The worktree's own bytes: what removing it frees."""
         return self.worktree - self.shared
+
+    @property
+    def unique(self) -> int:
+        """The worktree's own bytes besides its artefacts: its checkout and the agent's work."""
+        return max(0, self.exclusive - self.rebuildable)
 
 
 _TOTALS = ("sessions", "worktree", "transcript", "snapshot")
@@ -197,7 +213,12 @@ class DiskReport:
             "caches": self.caches,
             "homes": self.homes,
             "worktrees": self.worktrees(),
-            "sessions": [{**asdict(s), "total": s.total, "exclusive": s.exclusive} for s in self.sessions],
+            "rebuildable": sum(s.rebuildable for s in self.sessions),
+            "unique": sum(s.unique for s in self.sessions),
+            "sessions": [
+                {**asdict(s), "total": s.total, "exclusive": s.exclusive, "unique": s.unique}
+                for s in self.sessions
+            ],
         }
 
 
@@ -218,8 +239,10 @@ def usage(store: KeyStore, settings: Settings, snapshots: bool = True) -> DiskRe
         store=sum(files_bytes([db.with_name(db.name + s)]) for s in ("", "-wal", "-shm")),
     )
     worktrees = Usage()  # every worktree's extents in one set: each shared extent counted once
+    table = rules(settings)
     for session in store.list_sessions():
-        report.sessions.append(session_usage(store, settings, session, snapshots, worktrees, extents))
+        one = session_usage(store, settings, session, snapshots, worktrees, extents, table)
+        report.sessions.append(one)
     report.worktrees_physical = worktrees.physical
     repos = home / "repos"
     if repos.is_dir():
@@ -255,12 +278,16 @@ def session_usage(
     snapshots: bool = True,
     into: Usage | None = None,
     extents: bool = False,
+    table: PruneRules | None = None,
 ) -> SessionUsage:
-    """One session's bytes; ``into``: the measurement of all worktrees this one's is added to."""
+    """One session's bytes; ``into``: the measurement of all worktrees this one's is added to;
+    ``table``: the kinds of artefacts (default: the settings')."""
     key = key_of(session)
     together = into if into is not None else Usage()
     before = (together.allocated, together.shared)
-    measure(Workdirs(settings).worktree_path(key), extents, together)
+    found = found_in(settings, key, (table or rules(settings)).of(key.repo.slug))
+    marks = dict.fromkeys((a.path for a in found), 0)
+    measure(Workdirs(settings).worktree_path(key), extents, together, marks)
     return SessionUsage(
         key=str(key),
         agent=session.agent,
@@ -272,6 +299,8 @@ def session_usage(
         snapshot=snapshot_bytes(store, session) if snapshots else 0,
         last_used_at=session.last_used_at,
         shared=together.shared - before[1],
+        rebuildable=sum(marks.values()),
+        artefacts=[{"path": a.path, "kind": a.kind, "bytes": marks[a.path]} for a in found],
     )
 
 
@@ -302,9 +331,35 @@ def over_limit(settings: Settings) -> int:
     return max(need, settings.min_free_bytes - free_bytes(settings.home))
 
 
-def enforce_quota(store: KeyStore, settings: Settings, actor: str) -> list[Eviction]:
-    """Evict least-recently-used idle worktrees until the home is within its limits (module doc)."""
+@dataclass
+class Relief:
+    """What :func:`relieve` did: the prunings first, then the evictions."""
+
+    pruned: PruneReport
+    evictions: list[Eviction]
+
+
+def relieve(
+    store: KeyStore, settings: Settings, actor: str, prune_all: bool = False, dry_run: bool = False
+) -> Relief:
+    """Get the home within its limits: prune idle keys' artefacts (LRU; every idle key's with
+    ``prune_all``), then evict idle worktrees (LRU) for what is still missing. A dry run lists the
+    prunings and evicts nothing."""
     need = over_limit(settings)
+    pruned = prune_idle(store, settings, need, actor, everything=prune_all, dry_run=dry_run)
+    if dry_run:
+        return Relief(pruned, [])
+    return Relief(pruned, evict_lru(store, settings, need - pruned.freed, actor))
+
+
+def enforce_quota(store: KeyStore, settings: Settings, actor: str) -> list[Eviction]:
+    """Prune, then evict least-recently-used idle worktrees until the home is within its limits
+    (module doc); the evictions."""
+    return relieve(store, settings, actor).evictions
+
+
+def evict_lru(store: KeyStore, settings: Settings, need: int, actor: str) -> list[Eviction]:
+    """Evict least-recently-used idle worktrees until ``need`` bytes are freed."""
     evictions: list[Eviction] = []
     if need <= 0:
         return evictions

@@ -15,6 +15,11 @@ counts each shared extent once within the measurement — what the volume really
 reflinked worktrees are not twenty checkouts. Without it, nothing is shared and physical is allocated
 (``du``'s number; the ioctl per file is skipped where it can only answer "not shared").
 
+**Marks.** A caller may name directories (or links) below ``path`` whose bytes it wants apart (the
+rebuildable artefacts :mod:`baton.workspace.artefacts` found): ``marks`` maps each relative path to
+0, and the walk adds every byte under it there as well as to the total, so a worktree's split costs no
+second walk.
+
 The walk is an explicit stack over :func:`os.scandir`: one ``lstat`` per entry, the directory test from
 the entry's cached type, no recursion limit; an entry that vanishes or cannot be read mid-walk counts 0
 (a measurement never fails because a run removed a file meanwhile).
@@ -50,9 +55,12 @@ def disk_usage(path: Path) -> int:
     return measure(path).allocated
 
 
-def measure(path: Path, extents: bool = False, into: Usage | None = None) -> Usage:
+def measure(
+    path: Path, extents: bool = False, into: Usage | None = None, marks: dict[str, int] | None = None
+) -> Usage:
     """The usage under ``path`` (see the module's docstring); ``into``: add to an earlier measurement,
-    so extents shared between the two are counted once in its ``physical``."""
+    so extents shared between the two are counted once in its ``physical``; ``marks``: relative paths
+    below ``path`` whose bytes are also added up apart (allocated bytes)."""
     usage = into if into is not None else Usage()
     try:
         top = os.stat(path)
@@ -61,28 +69,37 @@ def measure(path: Path, extents: bool = False, into: Usage | None = None) -> Usa
     _add(usage, os.fspath(path), top, extents)
     if not stat.S_ISDIR(top.st_mode):
         return usage
-    stack = [os.fspath(path)]
+    root = os.fspath(path)
+    marks = marks if marks is not None else {}
+    stack: list[tuple[str, str | None]] = [(root, None)]  # (directory, the mark it is under)
     while stack:
+        directory, under = stack.pop()
         try:
-            with os.scandir(stack.pop()) as entries:
+            with os.scandir(directory) as entries:
                 for entry in entries:
                     try:
                         st = entry.stat(follow_symlinks=False)
                     except OSError:
                         continue
+                    mark = under
+                    if marks and mark is None and (rel := entry.path[len(root) + 1 :]) in marks:
+                        mark = rel
                     if stat.S_ISDIR(st.st_mode):
-                        stack.append(entry.path)
-                    _add(usage, entry.path, st, extents)
+                        stack.append((entry.path, mark))
+                    size = _add(usage, entry.path, st, extents)
+                    if mark is not None:
+                        marks[mark] += size
         except OSError:
             continue  # vanished or unreadable: counts what was read
     return usage
 
 
-def _add(usage: Usage, path: str, st: os.stat_result, extents: bool) -> None:
+def _add(usage: Usage, path: str, st: os.stat_result, extents: bool) -> int:
+    """Count one entry; the allocated bytes it added (0: a hard link counted before)."""
     if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
         ident = (st.st_dev, st.st_ino)
         if ident in usage._linked:
-            return
+            return 0
         usage._linked.add(ident)
     size = int(st.st_blocks) * 512
     usage.allocated += size
@@ -92,6 +109,7 @@ def _add(usage: Usage, path: str, st: os.stat_result, extents: bool) -> None:
         shared = min(shared, size)
         usage.shared += shared
         usage.physical -= min(seen, size)
+    return size
 
 
 def _shared(path: str, device: int, known: set[tuple[int, int]]) -> tuple[int, int]:

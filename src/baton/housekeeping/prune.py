@@ -1,0 +1,214 @@
+"""Pruning: an idle key's rebuildable artefacts go before any whole worktree is evicted.
+
+Under disk pressure (:func:`baton.housekeeping.disk.relieve`) and in ``baton sweep --prune``, idle keys
+lose, least recently used first, the ignored and untracked directories of known kinds in their worktrees
+(:mod:`baton.workspace.artefacts` finds them with git and removes them without following a link):
+``node_modules``, ``.venv``, ``target``, ``__pycache__`` and the rest of
+:data:`baton.settings.PRUNE_KINDS`. Never a tracked file, never an untracked file git does not ignore
+(both are in the key's checkpoint; ignored files never are, so pruning loses nothing eviction would
+keep), never a key whose run holds its lease: each key is pruned under its lease, taken with no wait,
+as eviction takes it; a busy key is skipped and reported. Only when pruning did not free enough is a
+whole worktree evicted.
+
+**Kinds.** ``prune_kinds`` (``BATON_PRUNE_KINDS``): ``default`` (the built-in list), more names after a
+comma, or ``none``. Per repository, ``config.toml``'s ``[prune."<repo slug>"]`` tables add ``kinds`` and
+take away ``keep`` (a repo whose ``build/`` holds what no build makes again), parsed strictly here (as
+:mod:`baton.forge.config` parses its tables): an unknown key or a bad name is an error naming its table.
+
+**Dry run.** The same code, the same lease check and the same git questions, stopping before the first
+removal: what it lists (key, path, kind, bytes, why) is what the real run would prune. A real pruning
+is logged and audited as ``prune`` with the bytes freed per artefact.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from baton.errors import BadInput, BatonError, Busy
+from baton.keys import Key, key_of
+from baton.models import SessionStatus
+from baton.settings import PRUNE_TABLE, Settings, format_size, prune_kind_ok
+from baton.store.base import KeyStore
+from baton.store.leases import held, key_lease
+from baton.workspace import artefacts, gitlinks
+from baton.workspace.artefacts import Artefact
+from baton.workspace.gitcmd import WorktreeGit
+from baton.workspace.workdirs import Workdirs
+
+log = logging.getLogger("baton.housekeeping")
+_TABLE_KEYS = ("kinds", "keep")
+
+
+# -- which kinds, per repo ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PruneRules:
+    """The kinds pruned in each repository: the global ones, and each ``[prune."<slug>"]`` table's."""
+
+    kinds: frozenset[str]
+    # repo slug: (the kinds its table adds, those it keeps)
+    repos: dict[str, tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)
+
+    def of(self, slug: str) -> frozenset[str]:
+        add, keep = self.repos.get(slug, (frozenset(), frozenset()))
+        return (self.kinds | add) - keep
+
+
+def rules(settings: Settings) -> PruneRules:
+    """The settings' kinds and ``config.toml``'s per-repo tables; BadInput naming a bad entry."""
+    return PruneRules(settings.prune_kind_names, _repo_tables(settings.home / "config.toml"))
+
+
+def _repo_tables(config: Path) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    try:
+        data = tomllib.loads(config.read_text())
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{config} is not valid TOML: {exc}") from exc
+    tables = data.get(PRUNE_TABLE, {})
+    found = {}
+    for slug, table in tables.items():
+        where = f'{config}: [{PRUNE_TABLE}."{slug}"]'
+        if not isinstance(table, dict):
+            raise BadInput(f"{where} must be a table with kinds and keep (lists of directory names)")
+        unknown = sorted(set(table) - set(_TABLE_KEYS))
+        if unknown:
+            raise BadInput(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(_TABLE_KEYS)})")
+        found[slug] = (_names(where, table, "kinds"), _names(where, table, "keep"))
+    return found
+
+
+def _names(where: str, table: dict[str, Any], name: str) -> frozenset[str]:
+    value = table.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and prune_kind_ok(v) for v in value):
+        raise BadInput(f"{where}.{name} must be a list of plain directory names, not {value!r}")
+    return frozenset(value)
+
+
+# -- one key --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pruning:
+    """What was (or, dry, would be) pruned in one key's worktree, and why."""
+
+    key: str
+    worktree: str
+    reason: str
+    artefacts: list[dict[str, Any]]  # {path, kind, bytes}, relative to the worktree
+    bytes: int
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def readonly_git(settings: Settings, key: Key) -> WorktreeGit | None:
+    """The key's worktree's git for reads only (a measurement): its admin dir found by the key's name,
+    its links not repaired (nothing written); None without a worktree or an admin dir of that name."""
+    workdirs = Workdirs(settings)
+    path, cache = workdirs.worktree_path(key), workdirs.cache_path(key.repo)
+    if not gitlinks.is_real_dir(path):
+        return None
+    admin = gitlinks.find(cache, key)
+    return None if admin is None else WorktreeGit(path, admin, cache)
+
+
+def found_in(settings: Settings, key: Key, kinds: frozenset[str]) -> list[Artefact]:
+    """The key's artefacts of ``kinds``, found without writing anything (``baton du``'s split)."""
+    wt = readonly_git(settings, key) if kinds else None
+    return [] if wt is None else artefacts.find(wt, kinds)
+
+
+def prune_key(
+    store: KeyStore,
+    settings: Settings,
+    key: Key,
+    actor: str,
+    reason: str,
+    dry_run: bool = False,
+    table: PruneRules | None = None,
+) -> Pruning | None:
+    """Prune the key's artefacts under its lease (no wait: Busy when a run holds it); None when it has
+    no worktree or nothing to prune. A removal stops when the lease is lost. Audited as ``prune``."""
+    kinds = (table or rules(settings)).of(key.repo.slug)
+    with held(key_lease(settings, store, key.id), 0.0, settings.heartbeat) as lost:
+        wt = readonly_git(settings, key) if dry_run else Workdirs(settings).worktree_git(key)
+        found = artefacts.find(wt, kinds) if wt is not None and kinds else []
+        if wt is None or not found:
+            return None
+        done: list[dict[str, Any]] = []
+        for artefact in found:
+            size = artefacts.size(wt.path, artefact)
+            if dry_run or (not lost.is_set() and artefacts.remove(wt.path, artefact)):
+                done.append({"path": artefact.path, "kind": artefact.kind, "bytes": size})
+    pruning = Pruning(str(key), str(wt.path), reason, done, sum(a["bytes"] for a in done), dry_run)
+    if not dry_run and done:
+        log.info("pruned %d artefact(s) of %s (%d bytes): %s", len(done), key, pruning.bytes, reason)
+        store.audit("prune", str(key), actor, {**pruning.to_json(), "at": time.time()})
+    return pruning
+
+
+# -- idle keys, least recently used first ---------------------------------------------------------------
+
+
+@dataclass
+class PruneReport:
+    """The prunings of one pass, the keys skipped (busy) and those that failed."""
+
+    prunings: list[Pruning] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def freed(self) -> int:
+        return sum(p.bytes for p in self.prunings)
+
+
+def prune_idle(
+    store: KeyStore,
+    settings: Settings,
+    need: int,
+    actor: str,
+    everything: bool = False,
+    dry_run: bool = False,
+) -> PruneReport:
+    """Prune idle keys' artefacts, least recently used first, until ``need`` bytes are freed (all of
+    them with ``everything``: ``baton sweep --prune``); a dry run counts what it would free."""
+    report = PruneReport()
+    if need <= 0 and not everything:
+        return report
+    try:
+        table = rules(settings)
+    except BadInput as exc:  # a bad [prune."<slug>"] table: reported, and nothing pruned
+        report.errors["prune"] = str(exc)
+        return report
+    workdirs = Workdirs(settings)
+    sessions = [s for s in store.list_sessions() if s.status != SessionStatus.CLOSED]
+    for session in sorted(sessions, key=lambda s: s.last_used_at):
+        if need <= 0 and not everything:
+            break
+        key = key_of(session)
+        if not workdirs.worktree_path(key).is_dir():
+            continue
+        why = "asked: sweep --prune" if need <= 0 else f"disk pressure: {format_size(need)} to free"
+        try:
+            pruning = prune_key(store, settings, key, actor, why, dry_run, table)
+        except Busy:
+            report.skipped[str(key)] = "busy: a run holds the key"
+            continue
+        except (BatonError, OSError) as exc:
+            log.warning("could not prune the worktree of %s: %s", key, exc)
+            report.errors[str(key)] = str(exc)
+            continue
+        if pruning is not None:
+            report.prunings.append(pruning)
+            need -= pruning.bytes
+    return report
