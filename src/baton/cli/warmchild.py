@@ -2,17 +2,19 @@
 it may, becomes that client's ``baton`` process — its standard streams, working directory, umask,
 environment and arguments — and runs the command (:func:`baton.cli.main`), reporting the exit code.
 
-A request is declined, before anything is done, unless: it is of this installation; it carries the
-server's key (whoever sent it could read ``run/warm-<tag>.key``: no walled agent can); its Python
-start-up variables (``PYTHON*``) and :data:`~baton.cli.warm.CONTEXT_ENV` are the server's; and the
-client process (its pid from ``SO_PEERCRED``) runs in the server's context, as ``/proc`` tells: the same
-namespaces and root, cgroup, resource limits, user and groups, capabilities, no-new-privileges and
-seccomp state, CPU and memory affinity, niceness and scheduling policy, OOM score adjustment and
-security label. What the run then starts therefore runs where and as the client would have run it.
+The connection it is handed has proved already that its client read the server's key (the server's
+door, :mod:`baton.cli.warmgate`: no walled agent can read it). A request is still declined, before
+anything is done, unless: it is of this installation; its Python start-up variables (``PYTHON*``) and
+:data:`~baton.cli.warm.CONTEXT_ENV` are the server's; and the client process (its pid from
+``SO_PEERCRED``) runs in the server's context, as ``/proc`` tells: the same namespaces and root,
+cgroup, resource limits, user and groups, capabilities, no-new-privileges and seccomp state, CPU and
+memory affinity, niceness and scheduling policy, OOM score adjustment and security label. What the run
+then starts therefore runs where and as the client would have run it.
 
-Signals from the client (``S<signum>``) are raised in this process, where the run's own handlers
-cancel it; the client's socket closing (the client died) is a SIGTERM. The answer is ``A`` (accepted)
-or ``D<why>`` (declined), then ``X<code>`` at the end.
+The answer is ``A`` (accepted) or ``D<why>`` (declined); after ``A`` the child waits for the client's
+``G`` (go) and runs nothing without it (a client that gave up waiting runs the command itself). Signals
+from the client (``S<signum>``) are raised in this process, where the run's own handlers cancel it;
+the client's socket closing (the client died) is a SIGTERM. ``X<code>`` ends it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import array
 import atexit
 import codecs
 import contextlib
-import hmac
 import os
 import signal
 import socket
@@ -51,9 +52,9 @@ FILES = ("cgroup", "limits", "oom_score_adj", "attr/current")
 HANDSHAKE = 10.0  # seconds a client has to send its request
 
 
-def serve_one(conn: socket.socket, key: bytes, mine: dict[str, str]) -> None:
-    """Serve the request on ``conn`` and exit (``os._exit``: none of the server's clean-up runs here).
-    ``mine``: this process's :func:`context`, read ahead."""
+def serve_one(conn: socket.socket, mine: dict[str, str]) -> None:
+    """Serve the request on ``conn`` (a connection that proved it has the key) and exit (``os._exit``:
+    none of the server's clean-up runs here). ``mine``: this process's :func:`context`, read ahead."""
     code = 1
     server = os.getppid()  # before anything can end the server and leave this child to init
     try:
@@ -62,19 +63,31 @@ def serve_one(conn: socket.socket, key: bytes, mine: dict[str, str]) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         conn.settimeout(HANDSHAKE)  # a client that connects and sends nothing does not keep a child
         request, fds = _receive(conn)
-        conn.settimeout(None)
-        why = declined(conn, request, key, mine)
+        why = declined(conn, request, mine)
         if why:
             conn.sendall(b"D" + why.encode() + b"\n")
             code = 0
         else:
             conn.sendall(b"A\n")
-            _become(request, fds)
-            code = _run(request["argv"], conn, server)
+            if _read_line(conn) == b"G":  # the client's go: without it (it gave up), nothing runs
+                conn.settimeout(None)
+                _become(request, fds)
+                code = _run(request["argv"], conn, server)
     except BaseException:  # whatever happens, the child leaves without the server's clean-up
         code = 1
     finally:
         os._exit(code)
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    """One short ``\\n``-ended line (without it); what came before the end of the stream, if it ended."""
+    line = b""
+    while not line.endswith(b"\n") and len(line) < 16:
+        chunk = conn.recv(1)
+        if not chunk:
+            return line
+        line += chunk
+    return line.rstrip(b"\n")
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
@@ -110,33 +123,30 @@ def _fields(body: bytes) -> list[str]:
 
 
 def _request(fields: list[str]) -> dict[str, Any]:
-    """The request :func:`baton.cli.warm._send_request` lays out: the installation, the key, the umask,
-    the file system's encoding and errors, the three streams' encodings and errors, the arguments and
-    the environment (each counted first)."""
-    at = len(warm.installation())  # where the key is
-    if len(fields) < at + 12 or not fields[at + 10].isdigit() or not fields[at + 1].isdigit():
+    """The request :func:`baton.cli.warm._send_request` lays out: the installation, the umask, the file
+    system's encoding and errors, the three streams' encodings and errors, the arguments and the
+    environment (each counted first)."""
+    at = len(warm.installation())  # where the umask is
+    if len(fields) < at + 11 or not fields[at + 9].isdigit() or not fields[at].isdigit():
         raise ValueError("a malformed warm request")
-    nargs = int(fields[at + 10])
-    rest = fields[at + 11 + nargs :]
+    nargs = int(fields[at + 9])
+    rest = fields[at + 10 + nargs :]
     if not rest or not rest[0].isdigit() or len(rest) != 1 + 2 * int(rest[0]):
         raise ValueError("a malformed warm request")
     return {
         "installation": fields[:at],
-        "key": fields[at],
-        "umask": int(fields[at + 1]),
-        "fs": fields[at + 2 : at + 4],
-        "stdio": [fields[i : i + 2] if fields[i] else None for i in (at + 4, at + 6, at + 8)],
-        "argv": fields[at + 11 : at + 11 + nargs],
+        "umask": int(fields[at]),
+        "fs": fields[at + 1 : at + 3],
+        "stdio": [fields[i : i + 2] if fields[i] else None for i in (at + 3, at + 5, at + 7)],
+        "argv": fields[at + 10 : at + 10 + nargs],
         "env": dict(zip(rest[1::2], rest[2::2], strict=True)),
     }
 
 
-def declined(conn: socket.socket, request: dict[str, Any], key: bytes, mine: dict[str, str]) -> str | None:
+def declined(conn: socket.socket, request: dict[str, Any], mine: dict[str, str]) -> str | None:
     """Why this request may not run here (None: it may); ``mine``: this process's :func:`context`."""
     if request.get("installation") != warm.installation():
         return "another installation of baton"
-    if not hmac.compare_digest(os.fsencode(request["key"]), key.hex().encode()):
-        return "not this server's key"
     env = request["env"]
     if any(not name or "=" in name for name in env):
         return "a malformed environment"

@@ -1,24 +1,30 @@
 """The warm server of one ``BATON_HOME`` and installation (``python -m baton.cli.warmserver HOME``):
 what :mod:`baton.cli.warm` hands ``baton run`` to.
 
-It takes ``run/warm-<tag>.lock`` (one server at a time; a second one exits at once), imports what a
-run needs, writes a fresh random key to ``run/warm-<tag>.key`` (0600) and listens on
-``run/warm-<tag>.sock`` (0600, in a 0700 directory). A child forked ahead of time (:class:`Spare`) takes
-each connection of this user, and the server forks the next one: the child checks the request and
-serves it (:mod:`baton.cli.warmchild`), so a slow or hostile client never holds the server up, and two
-runs never share a process.
+It binds its abstract socket (:func:`baton.cli.warm.address`; the name is the one-server lock: a
+second server finds it taken and exits at once), imports what a run needs, writes a fresh random key
+to ``run/warm-<tag>.key`` (0600, in a 0700 directory) and listens. Its own process takes every
+connection through its door (:mod:`baton.cli.warmgate`), which lets in only this user's clients that
+prove they read the key. A child forked ahead of time (:class:`Spare`) is handed each proven
+connection and the server forks the next one: the child checks the request and serves it
+(:mod:`baton.cli.warmchild`), so a slow or hostile client never holds the server up, two runs never
+share a process, and no connection makes the server fork before it proved itself.
 
-It exits after :data:`IDLE` seconds with nothing running, when its socket is removed or replaced
-(``BATON_HOME`` deleted, another server started), when baton's code under it changed (it would
-otherwise run the old code) or the host's name did (its children would record the old one), on
-SIGTERM or SIGINT, and on SIGUSR1: a child's word that ``warm`` is now ``off``. Its children are
-separate processes: a run under way goes on when the server exits.
+While it waits, neither the server nor its spare holds anything open in ``BATON_HOME``: no lock file
+(the name is the lock), no socket file, no store connection; its working directory is ``/``. A volume
+holding the home can be unmounted as soon as the last run is done.
+
+It exits after :data:`IDLE` seconds with nothing running, when its key file is removed or replaced
+(``BATON_HOME`` deleted or unmounted, another server started in another network namespace), when
+baton's code under it changed (it would otherwise run the old code) or the host's name did (its
+children would record the old one), on SIGTERM or SIGINT (``baton warm stop``), and on SIGUSR1: a
+child's word that ``warm`` is now ``off``. Its children are separate processes: a run under way goes on
+when the server exits.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gc
 import importlib
 import os
@@ -26,18 +32,18 @@ import secrets
 import select
 import signal
 import socket
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from baton.cli import warm, warmup
+from baton.cli import warm, warmgate, warmup
+from baton.cli.warmgate import Gate
 from baton.files import atomic_write_bytes
 from baton.store import leases
 
 IDLE = 120.0  # seconds with no run under way before the server exits
-TICK = 1.0  # seconds between its checks of the socket, its code and its children
+TICK = 1.0  # seconds between its checks of its key file, its code and its children
 # what a run imports, before and after its agent: loaded once here, never in a child
 PRELOAD = (
     "baton.cli.fast",
@@ -62,31 +68,41 @@ class Stop(Exception):
 def main(argv: list[str]) -> None:
     os.chdir("/")  # never hold a directory (or its file system) busy
     home = argv[0] if argv else warm.home_dir(os.environ)
-    sock_path, key_path, lock_path = warm.paths(home)
-    run_dir = os.path.dirname(sock_path)
-    os.makedirs(run_dir, mode=0o700, exist_ok=True)
-    os.chmod(run_dir, 0o700)
-    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    listener = _bound(warm.address(home))
+    if listener is None:
+        return  # another server has this home (or this system has no abstract sockets)
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return  # another server has this home
-    for name in PRELOAD:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
-    warmup.warm_caches()
-    warmup.rehearse(home)
-    gc.freeze()  # what is loaded now is never scanned again: the children's pages stay shared
-    code = code_files()
-    key = secrets.token_bytes(32)
+        for name in PRELOAD:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
+        warmup.warm_caches()
+        warmup.rehearse(home)
+        gc.freeze()  # what is loaded now is never scanned again: the children's pages stay shared
+        code = code_files()
+        key = secrets.token_bytes(warm.KEY_SIZE)
 
-    def stop(_signum: int, _frame: object) -> None:
-        raise Stop
+        def stop(_signum: int, _frame: object) -> None:
+            raise Stop
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):  # SIGUSR1: a child read warm=off
-        signal.signal(signum, stop)
-    with _listening(sock_path, key_path, key) as (listener, ino), contextlib.suppress(Stop):
-        serve(listener, (sock_path, ino), key, code, lock, home)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):  # SIGUSR1: a child read warm=off
+            signal.signal(signum, stop)
+        key_path = warm.key_path(home)
+        with _key_written(key_path, key) as ino, contextlib.suppress(Stop):
+            listener.listen(warmgate.BACKLOG)
+            serve(Gate(listener, key), lambda: _still(key_path, ino), code, home)
+    finally:
+        listener.close()
+
+
+def _bound(name: str) -> socket.socket | None:
+    """A socket bound to the abstract ``name``; None when another process holds it."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(name)
+    except OSError:
+        listener.close()
+        return None
+    return listener
 
 
 def code_files() -> dict[str, tuple[int, int]]:
@@ -114,95 +130,80 @@ def changed(code: dict[str, tuple[int, int]]) -> bool:
 
 
 @contextlib.contextmanager
-def _listening(sock_path: str, key_path: str, key: bytes) -> Iterator[tuple[socket.socket, int]]:
-    """The key written, then the socket bound and renamed into place (a client that finds the socket
-    finds this key): the listener and the socket's inode. Both files are removed at the end while
-    they are still this server's; nothing half-made is left behind (a full disk)."""
+def _key_written(key_path: str, key: bytes) -> Iterator[int]:
+    """The key written (0600, in a 0700 ``run/``): its inode. Removed at the end while it is still
+    this server's; written and closed, it holds nothing open in the home."""
+    run_dir = os.path.dirname(key_path)
+    os.makedirs(run_dir, mode=0o700, exist_ok=True)
+    os.chmod(run_dir, 0o700)
     atomic_write_bytes(Path(key_path), key)  # 0600
-    run_dir, tmp = os.path.dirname(sock_path), f".warm-{os.getpid()}.sock"
-    dirfd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    ino = -1
+    ino = os.stat(key_path).st_ino
     try:
-        old = os.umask(0o177)
-        try:
-            listener.bind(f"/proc/self/fd/{dirfd}/{tmp}")
-        finally:
-            os.umask(old)
-        listener.listen(64)
-        os.replace(tmp, sock_path, src_dir_fd=dirfd)
-        ino = os.stat(sock_path).st_ino
-        yield listener, ino
+        yield ino
     finally:
-        listener.close()
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=dirfd)  # bound but never put in place
-        os.close(dirfd)
-        with contextlib.suppress(OSError):
-            if os.stat(sock_path).st_ino == ino:
-                os.unlink(sock_path)
+        if _still(key_path, ino):
+            with contextlib.suppress(OSError):
                 os.unlink(key_path)
 
 
-def serve(
-    listener: socket.socket,
-    sock: tuple[str, int],
-    key: bytes,
-    code: dict[str, tuple[int, int]],
-    lock: int,
-    home: str | None = None,
-) -> None:
-    """Keep a spare child waiting for the next connection until idle, replaced (``sock``: the socket's
-    path and inode), out of date, or told to stop. ``home``: the spares' (:func:`_wait_and_serve`)."""
+def serve(gate: Gate, still: Callable[[], bool], code: dict[str, tuple[int, int]], home: str | None) -> None:
+    """Keep a spare child waiting for the next proven connection until idle, replaced (``still``:
+    whether the key file is this server's), out of date, or told to stop. ``home``: the spares'
+    (:func:`_wait_and_serve`)."""
+    checked = [time.monotonic()]
 
-    def stale() -> bool:  # its code, its socket, or the host name its children would record
-        return changed(code) or not _still(*sock) or socket.gethostname() != leases.HOST
+    def stale(now: bool = False) -> bool:  # its code, its key, or the host name its children would record
+        if not now and time.monotonic() - checked[0] < TICK:
+            return False  # not at every connection of a flood: ~200 stats
+        checked[0] = time.monotonic()
+        return changed(code) or not still() or socket.gethostname() != leases.HOST
 
     busy: set[int] = set()
     last = time.monotonic()
     spare: Spare | None = None
     try:
         while not stale():
-            spare = spare or Spare(listener, key, lock, stale, home)
-            ready, _, _ = select.select([spare.taken], [], [], TICK)
-            busy = {pid for pid in busy if not _reaped(pid)}
-            if ready:
-                word = os.read(spare.taken, 1)
-                busy.add(spare.pid)
-                spare.close()
+            spare = spare or Spare(gate.sockets(), home)
+            if gate.proven:
+                if stale(now=True):  # the spare would run old code: the client runs the command itself
+                    return
+                busy.add(spare.hand(gate.proven.popleft()))
                 spare = None
-                if word != TAKEN:
-                    return  # it found this server out of date, or it died
-            if busy or ready:
+            elif not _door(gate, spare):
+                return
+            busy = {pid for pid in busy if not _reaped(pid)}
+            if busy:
                 last = time.monotonic()
             elif time.monotonic() - last > IDLE:
                 return
     finally:
+        gate.close()
         if spare is not None:
-            spare.close()  # it leaves: a connection it has not taken is never answered
+            spare.close()  # it leaves
 
 
-TAKEN, STALE = b"T", b"S"
+def _door(gate: Gate, spare: Spare) -> bool:
+    """Wait for the door's connections (a :data:`TICK` at most) and let it do what is ready; False
+    when the spare died before its connection came (something is wrong here: the server leaves)."""
+    ready, _, _ = select.select([spare.chan, *gate.waiting()], [], [], gate.timeout(TICK))
+    if spare.chan in ready:
+        return False
+    gate.step(ready)
+    return True
+
+
 STOPPING = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1}  # the server's own handlers: raise Stop
 
 
 class Spare:
-    """A child forked ahead of the next connection (a fork is ~3 ms that no run waits for): it waits
-    on the listener, says :data:`TAKEN` on its pipe when it took a connection (:data:`STALE`: the server
-    is out of date, and the connection was closed unanswered), then serves it
-    (:func:`baton.cli.warmchild.serve_one`). It leaves, taking nothing more, when its other pipe is
-    closed: the server left, whether it cleaned up or was killed."""
+    """A child forked ahead of the next proven connection (a fork is ~3 ms that no run waits for). It
+    waits on its channel (a socket pair) for the connection (:meth:`hand`), then serves it
+    (:func:`baton.cli.warmchild.serve_one`). It leaves, taking nothing, when the channel closes: the
+    server left, whether it cleaned up or was killed. ``inherited``: the server's sockets, closed in the
+    child (a child holding the listener would keep the name, and the next server out)."""
 
-    def __init__(
-        self,
-        listener: socket.socket,
-        key: bytes,
-        lock: int,
-        stale: Callable[[], bool],
-        home: str | None,
-    ) -> None:
-        self.taken, taken = os.pipe()
-        leave, self.leave = os.pipe()
+    def __init__(self, inherited: list[socket.socket], home: str | None) -> None:
+        self.chan, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # the server's handlers (Stop) must never run in the child: its signals wait until it has its own
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)
         try:
@@ -212,85 +213,42 @@ class Spare:
                     signal.signal(signum, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's session has no terminal
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-                os.close(lock)
-                os.close(self.taken)
-                os.close(self.leave)
-                _wait_and_serve(listener, key, taken, leave, stale, home)  # never returns
+                for sock in (*inherited, self.chan):
+                    sock.close()
+                _wait_and_serve(theirs, home)  # never returns
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # the server's: a stop waiting is taken now
-        os.close(taken)
-        os.close(leave)
+        theirs.close()
+
+    def hand(self, conn: socket.socket) -> int:
+        """Give the child ``conn`` (closed here); its pid. The channel is done with."""
+        try:
+            socket.send_fds(self.chan, [b"C"], [conn.fileno()])
+        except OSError:
+            pass  # the child died: the client hears the connection close, and runs the command itself
+        finally:
+            conn.close()
+            self.close()
+        return self.pid
 
     def close(self) -> None:
-        os.close(self.taken)
-        os.close(self.leave)
+        self.chan.close()
 
 
-def _wait_and_serve(
-    listener: socket.socket,
-    key: bytes,
-    taken: int,
-    leave: int,
-    stale: Callable[[], bool],
-    home: str | None,
-) -> None:
-    """The spare's life (its signals already its own): it reads its own context, holds the home's
-    store open (:func:`_hold`) and rehearses a run (:func:`baton.cli.warmup.rehearse`), then waits."""
+def _wait_and_serve(chan: socket.socket, home: str | None) -> None:
+    """The spare's life (its signals already its own): it reads its own context and rehearses a run
+    (:func:`baton.cli.warmup.rehearse`), then waits for its connection."""
     from baton.cli import warmchild
 
-    held = None
-    try:
+    with contextlib.suppress(BaseException):
         mine = warmchild.context("self")
         if home is not None:
-            held = _hold(_store_url(home))
             warmup.rehearse(home)  # while nobody waits: a fork's first touches of its pages
-        while leave not in select.select([listener.fileno(), leave], [], [])[0]:
-            try:
-                conn, _ = listener.accept()
-            except OSError:  # the client gave up in between
-                continue
-            listener.close()
-            if stale():
-                os.write(taken, STALE)
-                conn.close()
-                break
-            os.write(taken, TAKEN)
-            os.close(taken)
-            os.close(leave)
-            warmchild.serve_one(conn, key, mine)  # never returns
-    except BaseException:
-        pass
-    if held is not None:
-        with contextlib.suppress(Exception):
-            held.close()  # the home's last connection, maybe: SQLite folds the WAL back in
+        _, fds, _, _ = socket.recv_fds(chan, 1, 1)
+        chan.close()
+        if fds:
+            warmchild.serve_one(socket.socket(fileno=fds[0]), mine)  # never returns
     os._exit(0)
-
-
-def _store_url(home: str) -> str | None:
-    """The home's store as its ``config.toml`` names it (this process's environment holds no store
-    setting); None when the settings cannot be read."""
-    from baton.errors import BatonError
-    from baton.settings import load_settings
-
-    try:
-        return load_settings(overrides={"home": home}).resolved_store_url
-    except (BatonError, OSError, ValueError):
-        return None
-
-
-def _hold(store_url: str | None) -> sqlite3.Connection | None:
-    """A connection to the home's SQLite store, held open while this spare waits and serves (never
-    used): then no served run's connection is the store's last, whose closing would fold SQLite's
-    write-ahead log back into the database (an fsync, ~2 ms) only for the next run to start a new
-    one. None for another store, or one this spare cannot open."""
-    from baton.store.lite import connect_current
-
-    if store_url is None:
-        return None
-    try:
-        return connect_current(store_url)
-    except Exception:  # a full disk, a store being migrated: the runs open it as always
-        return None
 
 
 def _reaped(pid: int) -> bool:
@@ -300,9 +258,9 @@ def _reaped(pid: int) -> bool:
         return True
 
 
-def _still(sock_path: str, ino: int) -> bool:
+def _still(key_path: str, ino: int) -> bool:
     try:
-        return os.stat(sock_path).st_ino == ino
+        return os.stat(key_path).st_ino == ino
     except OSError:
         return False
 
