@@ -2,9 +2,10 @@
 its repository's cache dir for every package manager (:data:`baton.runner.agentenv.CACHES`), the
 threads of one repo share it, another repo's keys get another one, and the walls grant the run's
 repo's caches read-write and nothing of another repo's. Built through the runner's own steps
-(``attempt._agent_env`` and ``attempt._walls``), with real processes under the real walls; and npm,
-against its real registry (part of this machine's contract: unreachable means failed, not skipped):
-the second thread of a repo installs from the first one's download, ``--offline``.
+(``attempt._agent_env``, ``confine.walls_for`` and ``walls.ruleset``), with real processes under the
+real walls; and npm, against its real registry (part of this machine's contract: unreachable means
+failed, not skipped): the second thread of a repo installs from the first one's download,
+``--offline``.
 
 Like tests/test_walls.py these fail, never skip, where the kernel lacks Landlock (unless
 ``BATON_TEST_NO_LANDLOCK=1``)."""
@@ -225,10 +226,14 @@ def test_the_second_thread_of_a_repo_installs_from_the_first_ones_download(setti
     assert second.returncode == 0, second.stderr
     assert (tree2 / "node_modules" / "color-name" / "package.json").is_file()
     assert contents(cache) == downloaded  # nothing more came in
+    # and as an agent would run it, online: still nothing downloaded again
+    third, third_s, _ = npm_ci(settings, key(REPO_1, "t3"))
+    assert third.returncode == 0 and contents(cache) == downloaded, third.stderr
     # control: another repo's thread has none of it, so --offline cannot install there
     other, _, _ = npm_ci(settings, key(REPO_2, "t1"), "--offline")
     assert other.returncode != 0 and "ENOTCACHED" in other.stderr, other.stderr
     print(
         f"\nnpm ci, thread 1 (download): {first_s:.2f} s; "
-        f"thread 2 (--offline, shared cache): {second_s:.2f} s"
+        f"thread 2 (--offline, shared cache): {second_s:.2f} s; "
+        f"thread 3 (online, shared cache): {third_s:.2f} s"
     )
