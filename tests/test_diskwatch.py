@@ -79,7 +79,17 @@ def key(tmp_path: Path) -> list[Path]:
     return [worktree, tmp, home]
 
 
-def test_a_writer_over_the_budget_is_stopped_within_seconds_of_crossing(key: list[Path]) -> None:
+@pytest.fixture(params=["du", "python"])
+def walker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The walks by GNU du (where there is one) or, without it, in a thread."""
+    if request.param == "python":
+        monkeypatch.setattr(diskwatch, "_du_path", lambda: None)
+    elif diskwatch._du_path() is None:
+        pytest.fail("this test needs GNU du (coreutils)", pytrace=False)
+    return str(request.param)
+
+
+def test_a_writer_over_the_budget_is_stopped_within_seconds_of_crossing(key: list[Path], walker: str) -> None:
     budget = 20 * MiB
     watch = DiskWatch(key, budget, min_free=0)
     proc = writer(key[1] / "big.bin", 50 * MiB)  # 1 MiB every 50 ms: crosses after ~1 s
@@ -132,7 +142,7 @@ def test_the_check_costs_microseconds(key: list[Path]) -> None:
     assert each < 50e-6, f"{each * 1e6:.1f} µs a call"
 
 
-def test_a_key_already_over_at_the_start_is_told_so(key: list[Path]) -> None:
+def test_a_key_already_over_at_the_start_is_told_so(key: list[Path], walker: str) -> None:
     (key[2] / "cache.bin").write_bytes(b"y" * (3 * MiB))
     watch = DiskWatch(key, 2 * MiB, min_free=0)
     watch.wait()
@@ -171,6 +181,24 @@ def test_symlinks_are_not_followed(key: list[Path], tmp_path: Path) -> None:
     measured = key_usage([key[0]])
     by_du = subprocess.run(["du", "-s", "--block-size=1", str(key[0])], capture_output=True, text=True)
     assert measured == int(by_du.stdout.split()[0])
+
+
+def test_du_counts_as_the_walk_does(key: list[Path], tmp_path: Path) -> None:
+    worktree, tmp, agent_home = key
+    (worktree / "data.bin").write_bytes(b"d" * MiB)
+    os.link(worktree / "data.bin", tmp / "linked.bin")
+    (agent_home / "link").symlink_to(tmp_path)  # never followed
+    real = tmp_path / "real-home"
+    real.mkdir()
+    (real / "x.bin").write_bytes(b"x" * 100_000)
+    linked_home = tmp_path / "home-link"  # a path given that is a link is followed, as du.py does
+    linked_home.symlink_to(real)
+    paths = [worktree, tmp, agent_home, linked_home, tmp_path / "missing"]
+    watch = DiskWatch(paths, 10 * 2**30, min_free=0)
+    walk = watch.wait()
+    watch.close()
+    assert walk is not None and walk.allocated == key_usage(paths)
+    assert walk.allocated == sum(disk_usage(p) for p in paths) - MiB  # the hard link once
 
 
 def test_missing_paths_count_nothing(tmp_path: Path) -> None:

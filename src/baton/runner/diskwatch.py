@@ -10,20 +10,22 @@ Measuring must stay cheap beside a 2 GB ``node_modules``: :meth:`DiskWatch.stop`
 by the runner's supervision loop (``stop_when`` of :func:`baton.runner.process.run_process`) and
 returns in about a microsecond. How:
 
-- **One exact walk at the start**, in a background thread at the lowest CPU priority (the agent starts
-  meanwhile): the key's allocated bytes as ``du -s`` counts them (:mod:`baton.workspace.du`: each
-  entry's ``st_blocks``, links never followed, a file with several hard links once).
-- **A bound from** ``statvfs`` **on every call** (under a microsecond): the sum of every fall of the
-  free space of the key's volumes since the last exact walk began is an upper bound on what the key
-  grew by since (other writers' growth is included; rises are never subtracted, so space another key
-  frees cannot hide this one's growth). While walk + falls ≤ budget, nothing else is done.
+- **One exact walk at the start**, in the background (the agent starts meanwhile): the key's
+  allocated bytes as ``du -s`` counts them — each entry's ``st_blocks``, links never followed, a file
+  with several hard links once — by GNU ``du`` itself at the lowest CPU priority (half the CPU of the
+  same walk in Python, and none of it under this process's GIL, which the run's output pumps and the
+  service need), else by :func:`key_usage` in a thread.
+- **A bound from** ``statvfs`` **on every call** (under a microsecond each): the sum of every fall of
+  the free space of the key's volumes since the last exact walk began is an upper bound on what the
+  key grew by since (other writers' growth is included; rises are never subtracted, so space another
+  key frees cannot hide this one's growth). While walk + falls ≤ budget, nothing else is done.
 - **Only when the bound crosses the budget, another exact walk**, again in the background; its result
   plus the falls since it began is the new bound, and the run is stopped when the walk itself is over
-  the budget. Walks are spaced so that their CPU stays at 1 % of a core: the next one no sooner than
-  100 times the last one's CPU time (a 100,000-file worktree walks in ~0.2 s, so ~20 s apart at
-  worst); the bound keeps being checked meanwhile. Between those, a walk every
-  ``max(REFRESH, 300 times its CPU time)`` catches what one sample can hide (a key writing while, in the
-  same tenth of a second, another frees as much).
+  the budget. Walks are spaced so that their CPU stays under 1 % of a core: the next one no sooner
+  than 150 times the last one's CPU time (0.66 %, leaving room for the walk at the start; ``du`` walks
+  a 100,000-file worktree in ~0.1 s of CPU, so ~15 s apart at worst); the bound keeps being checked
+  meanwhile. Between those, a walk every ``max(REFRESH, 300 times its CPU time)`` catches what one
+  sample can hide (a key writing while, in the same tenth of a second, another frees as much).
 
 So a key that writes faster than the walks are allowed to come may overshoot its budget by what it
 writes between two walks; ``min_free`` bounds the damage to the volume. The budget counts allocated
@@ -33,8 +35,11 @@ blocks, as ``du`` does: a reflinked worktree's files count in full though they s
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import shutil
 import stat
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -43,7 +48,7 @@ from pathlib import Path
 
 from baton.settings import Settings, format_size
 
-WALK_SPACING = 100.0  # the next walk the bound asks for waits this many times the last walk's CPU time
+WALK_SPACING = 150.0  # the next walk the bound asks for waits this many times the last walk's CPU time
 MIN_SPACING = 1.0  # seconds, at least, between walks (a small key's walk takes milliseconds)
 REFRESH = 120.0  # seconds between walks when the bound never asks for one (at least 300 times a walk's CPU)
 REFRESH_SPACING = 300.0
@@ -94,6 +99,7 @@ class DiskWatch:
         self._falls = 0  # bytes: every fall of the volumes' free space since the watch began
         self._lock = threading.Lock()
         self._walking: threading.Thread | None = None
+        self._du_proc: subprocess.Popen[bytes] | None = None
         self._walk_falls = 0  # self._falls when the walk in flight began
         self._closed = threading.Event()
         self.last: Walk | None = None  # the last exact walk that finished
@@ -160,6 +166,11 @@ class DiskWatch:
     def close(self) -> None:
         """The run ended: a walk under way gives up at its next directory."""
         self._closed.set()
+        with self._lock:
+            proc = self._du_proc
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
         for fd in (*self._volumes, *([self._home_fd] if self._home_fd is not None else [])):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -198,10 +209,13 @@ class DiskWatch:
         thread.start()
 
     def _walk(self) -> None:
-        _lowest_priority()
-        began, cpu0 = self._clock(), time.thread_time()
-        allocated = key_usage(self.paths, self._closed)
-        cpu = time.thread_time() - cpu0
+        began = self._clock()
+        measured = self._du() if _du_path() is not None else None
+        if measured is None:  # no du, or it failed: the same count in this thread
+            _lowest_priority()
+            cpu0 = time.thread_time()
+            measured = key_usage(self.paths, self._closed), time.thread_time() - cpu0
+        allocated, cpu = measured
         with self._lock:
             self._walking = None
             if self._closed.is_set():
@@ -212,6 +226,45 @@ class DiskWatch:
             end = self._clock()
             self._next_walk = end + max(MIN_SPACING, WALK_SPACING * cpu)
             self._refresh_at = end + max(REFRESH, REFRESH_SPACING * cpu)
+
+    def _du(self) -> tuple[int, float] | None:
+        """``du``'s count of the key and its CPU (user + system): half the CPU of the same walk in
+        Python (the ``lstat`` calls are most of it), none of it under this process's GIL, at the
+        lowest priority. None when it cannot say (not found, killed, output not understood)."""
+        du = _du_path()
+        assert du is not None
+        existing = [os.fspath(p) for p in self.paths if os.path.lexists(p)]
+        if not existing:
+            return 0, 0.0
+        # -D: a path given that is a link is followed (as key_usage does); none below it is.
+        # -c: one total, each hard-linked file counted once across all the paths
+        argv = [du, "-s", "-c", "-D", "--block-size=1", "--", *existing]
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                env={"LC_ALL": "C", "PATH": os.defpath},
+            )
+        except OSError:
+            return None
+        with self._lock:
+            self._du_proc = proc
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, proc.pid, 19)
+        assert proc.stdout is not None
+        with proc.stdout:
+            out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        with self._lock:
+            self._du_proc = None
+        lines = out.decode("utf-8", "replace").splitlines()
+        if proc.returncode < 0 or not lines or not lines[-1].split("\t")[0].isdigit():
+            return None  # killed (closed), or not GNU du
+        # exit 1 only says some entry vanished or was unreadable mid-walk: the total counts the rest
+        return int(lines[-1].split("\t")[0]), usage.ru_utime + usage.ru_stime
 
 
 def key_usage(paths: Sequence[Path], stop: threading.Event | None = None) -> int:
@@ -247,6 +300,12 @@ def _tree(path: Path, linked: set[tuple[int, int]], stop: threading.Event) -> in
         except OSError:
             continue  # vanished or unreadable mid-walk: counts what was read
     return total
+
+
+@functools.cache
+def _du_path() -> str | None:
+    """GNU ``du``, which the walks run in a process of their own (else they run in a thread)."""
+    return shutil.which("du")
 
 
 def _volume_fd(path: Path) -> int | None:
