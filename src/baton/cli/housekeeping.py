@@ -12,6 +12,15 @@ if TYPE_CHECKING:
     from baton.housekeeping.fleetdisk import FleetDisk
 
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="report what would be removed; remove nothing")]
+PruneOpt = Annotated[
+    bool,
+    typer.Option(
+        "--prune",
+        help="prune every idle key's rebuildable artefacts (ignored node_modules, .venv, target, ...), "
+        "not only under disk pressure",
+    ),
+]
+ARTEFACTS_SHOWN = 20  # keys with rebuildable bytes in `baton du`'s table (all of them: --json)
 
 
 def size(n: int | None) -> str:
@@ -20,14 +29,15 @@ def size(n: int | None) -> str:
     return format_size(n)
 
 
-def sweep_cmd(dry_run: DryRunOpt = False, as_json: JsonOpt = False) -> None:
+def sweep_cmd(dry_run: DryRunOpt = False, prune: PruneOpt = False, as_json: JsonOpt = False) -> None:
     """Expire sessions past their TTL, purge closed ones past their grace period, remove orphan
-    worktrees, prune git's worktree records; then evict idle worktrees over the quota."""
+    worktrees, prune git's worktree records; then, over the quota or under min_free, prune idle keys'
+    rebuildable artefacts and only then evict idle worktrees."""
     from baton.housekeeping.sweep import sweep_and_enforce
     from baton.sessions.manage import local_actor
 
     with cli_store() as (settings, store):
-        data = sweep_and_enforce(store, settings, local_actor(), dry_run=dry_run)
+        data = sweep_and_enforce(store, settings, local_actor(), dry_run=dry_run, prune=prune)
     if as_json:
         emit_json(data)
         return
@@ -49,11 +59,24 @@ def _print_sweep(data: dict[str, Any]) -> None:
     lines += [f"  checkpoint of {k} kept at {ref}" for k, ref in data["checkpoints"].items()]
     lines += [f"  purged {k}" for k in data["purged"]]
     lines += [f"  orphan {p}" for p in data["orphans"]]
+    lines += _prunings(data.get("prunings", []), dry)
     lines += [f"  skipped {k}: {why}" for k, why in data["skipped"].items()]
     lines += [f"  evicted the worktree of {e['key']} ({size(e['bytes'])})" for e in data.get("evictions", [])]
     lines += [f"  error {k}: {why}" for k, why in data["errors"].items()]
     for line in lines:
         out().print(esc(line), highlight=False)
+
+
+def _prunings(prunings: list[dict[str, Any]], dry: bool) -> list[str]:
+    lines = []
+    for p in prunings:
+        verb = "would prune" if dry else "pruned"
+        lines.append(f"  {verb} {size(p['bytes'])} in {p['key']} ({p['reason']}):")
+        lines += [
+            f"    {a['path']}  {size(a['bytes'])}  (ignored and untracked {a['kind']}: rebuildable)"
+            for a in p["artefacts"]
+        ]
+    return lines
 
 
 FleetOpt = Annotated[
@@ -63,7 +86,8 @@ FleetOpt = Annotated[
 
 def du_cmd(as_json: JsonOpt = False, fleet: FleetOpt = False, wide: WideOpt = False) -> None:
     """Disk use: per agent, per repo and per session (worktree, transcript, snapshot), cache clones,
-    agent homes, and the free space of the volume. --fleet: each worker's volume (by kind, free
+    agent homes, the free space of the volume, and what of the worktrees is rebuildable (ignored
+    artefacts a sweep prunes first) and what unique. --fleet: each worker's volume (by kind, free
     space, age of its report) and the fleet's total, as the workers last reported them."""
     if fleet:
         return _du_fleet(as_json, wide)
@@ -143,8 +167,32 @@ def _print_du(data: dict[str, Any], wide: bool) -> None:
             ]
             table.add_row(*map(esc, cells))
         print_table(table, wide)
+    _print_split(data, wide)
     table = new_table("cache clone / agent home", "size")
     for name, n in [*data["caches"].items(), *(("home " + a, b) for a, b in data["homes"].items())]:
         table.add_row(esc(name), size(n))
     table.add_row("store", size(data["store"]))
     print_table(table, wide)
+
+
+def _print_split(data: dict[str, Any], wide: bool) -> None:
+    """Worktrees' rebuildable and unique bytes, in total and for the keys holding the most artefacts."""
+    console = out()
+    console.print(
+        f"worktrees: {size(data['rebuildable'])} rebuildable (ignored artefacts: pruned first under disk "
+        f"pressure, or by baton sweep --prune), {size(data['unique'])} unique",
+        highlight=False,
+    )
+    keys = [s for s in data["sessions"] if s["rebuildable"]]
+    keys.sort(key=lambda s: (-s["rebuildable"], s["key"]))
+    if not keys:
+        return
+    table = new_table("key", "worktree", "rebuildable", "unique", "artefacts")
+    for s in keys[:ARTEFACTS_SHOWN]:
+        kinds = ", ".join(sorted({a["kind"] for a in s["artefacts"]}))
+        sizes = [size(s[name]) for name in ("worktree", "rebuildable", "unique")]
+        table.add_row(*map(esc, [s["key"], *sizes, kinds]))
+    print_table(table, wide)
+    if len(keys) > ARTEFACTS_SHOWN:
+        more = len(keys) - ARTEFACTS_SHOWN
+        console.print(f"{more} more key(s) with artefacts: baton du --json", highlight=False)

@@ -16,6 +16,12 @@ Then directories under ``worktrees/`` that no session owns are removed, and ever
 taken with no wait, and a busy key is reported as skipped (an orphan directory too: it may be the
 worktree a new run is building before it saves its session).
 
+Then the disk's limits (:func:`baton.housekeeping.disk.relieve`): over ``disk_quota`` or under
+``min_free``, idle keys' rebuildable artefacts are pruned first (:mod:`baton.housekeeping.prune`; with
+``prune=True``, ``baton sweep --prune``, every idle key's, pressure or not), and only then are whole
+idle worktrees evicted. The report lists each pruning (key, artefacts with path, kind and bytes, and
+why) and counts its bytes as freed ``artefacts``.
+
 The dry run goes through the very same code — the same lease check and the same measurements — and
 stops before the first change, so its report is what the real run would do. Freed bytes are measured
 before removal (allocated bytes, as in :mod:`baton.housekeeping.disk`), by category.
@@ -34,7 +40,7 @@ from typing import Any
 
 from baton.errors import BatonError, Busy
 from baton.housekeeping.cleanup import close_locked, would_checkpoint
-from baton.housekeeping.disk import enforce_quota, files_bytes, local_bytes, local_transcript, snapshot_bytes
+from baton.housekeeping.disk import files_bytes, local_bytes, local_transcript, relieve, snapshot_bytes
 from baton.housekeeping.fleetdisk import DiskReporter
 from baton.keys import Key, key_of
 from baton.models import Fence, SessionRecord, SessionStatus
@@ -279,14 +285,22 @@ def report_once(settings: Settings, reporter: DiskReporter) -> None:
         )
 
 
-def sweep_and_enforce(store: Store, settings: Settings, actor: str, dry_run: bool = False) -> dict[str, Any]:
-    """A sweep, then (unless dry) the quota: the report as JSON with its ``evictions``; a real run is
-    audited as ``sweep`` with ``actor`` (the CLI, an admin token, the sweeper thread)."""
+def sweep_and_enforce(
+    store: Store, settings: Settings, actor: str, dry_run: bool = False, prune: bool = False
+) -> dict[str, Any]:
+    """A sweep, then the disk's limits: the report as JSON with its ``prunings`` (listed by a dry run
+    too) and ``evictions`` (none in a dry run); ``prune``: every idle key's artefacts, pressure or
+    not. A real run is audited as ``sweep`` with ``actor`` (the CLI, an admin token, the sweeper thread)."""
     data = sweep(store, settings, dry_run=dry_run).to_json()
-    if dry_run:
-        return {**data, "evictions": []}
-    data["evictions"] = [e.to_json() for e in enforce_quota(store, settings, actor)]
-    store.audit("sweep", "*", actor, data)
+    relief = relieve(store, settings, actor, prune_all=prune, dry_run=dry_run)
+    data["prunings"] = [p.to_json() for p in relief.pruned.prunings]
+    data["freed"]["artefacts"] = relief.pruned.freed
+    data["freed_total"] += relief.pruned.freed
+    data["skipped"].update(relief.pruned.skipped)
+    data["errors"].update(relief.pruned.errors)
+    data["evictions"] = [e.to_json() for e in relief.evictions]
+    if not dry_run:
+        store.audit("sweep", "*", actor, data)
     return data
 
 

@@ -24,7 +24,9 @@ router = APIRouter(prefix="/v1", tags=["housekeeping"])
 def get_disk(request: Request, actor: Annotated[Actor, Depends(require(TokenScope.READ))]) -> dict[str, Any]:
     """Bytes (allocated) of every session's worktree, local transcript and store snapshot, totals per
     agent and per repo, each cache clone and agent home, the whole ``BATON_HOME``, the volume's free
-    space, and the configured quota and minimum free space."""
+    space, and the configured quota and minimum free space. Per session and in total, the worktrees'
+    ``rebuildable`` bytes (ignored, untracked artefacts such as ``node_modules``, listed per session in
+    ``artefacts``: what a sweep prunes first) and ``unique`` bytes (the rest of their own bytes)."""
     return usage(request.app.state.store, request.app.state.settings).to_json()
 
 
@@ -43,9 +45,14 @@ def post_sweep(
     request: Request,
     actor: Annotated[Actor, Depends(require(TokenScope.ADMIN))],
     dry_run: Annotated[bool, Query(description="report what would be removed; remove nothing")] = False,
+    prune: Annotated[
+        bool, Query(description="prune every idle key's rebuildable artefacts, not only under disk pressure")
+    ] = False,
 ) -> dict[str, Any]:
     """One sweep now (what the service also does every ``BATON_SWEEP_INTERVAL``): the report of what
     was (or, dry, would be) removed, freed bytes by category, keys skipped because a run holds them,
-    and the worktrees evicted to get under the quota. A real sweep is audited with the token's name."""
+    the idle keys' rebuildable artefacts pruned first (``prunings``: key, path, kind, bytes, why; listed
+    by a dry run too), and the worktrees evicted to get under the quota. A real sweep is audited with
+    the token's name."""
     state = request.app.state
-    return sweep_and_enforce(state.store, state.settings, actor.name, dry_run=dry_run)
+    return sweep_and_enforce(state.store, state.settings, actor.name, dry_run=dry_run, prune=prune)

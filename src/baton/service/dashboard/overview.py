@@ -73,6 +73,8 @@ def disk_view(report: DiskReport) -> dict[str, Any]:
         "kinds": bars(report.kinds(), KIND_NAMES),
         "largest": sorted(report.sessions, key=lambda s: (-s.total, s.key))[:10],
         "used_pct": round(100 * report.total / report.quota, 1) if report.quota else None,
+        "rebuildable": sum(s.rebuildable for s in report.sessions),
+        "unique": sum(s.unique for s in report.sessions),
     }
 
 
