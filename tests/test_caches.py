@@ -117,6 +117,24 @@ def test_the_walls_name_the_runs_repo_caches_only(settings: Settings) -> None:
     assert walls_of(settings, k, env, Access.READ).caches == ()  # even with the variables set
 
 
+def test_the_caches_on_disk_are_found_and_removed_one_repo_at_a_time(settings: Settings) -> None:
+    one, two = env_of(settings, key(REPO_1, "t1")), env_of(settings, key(REPO_2, "t1"))
+    found = keyspace.repo_caches(settings)
+    assert found == {
+        "git.example/acme": Path(one["GOMODCACHE"]).parent,
+        "git.example/acme/api": Path(two["GOMODCACHE"]).parent,
+    }
+    module = Path(one["GOMODCACHE"]) / "example.com" / "m@v1.0.0"  # as Go leaves it: read-only
+    module.mkdir(parents=True)
+    (module / "go.mod").write_text("module example.com/m\n")
+    for path in (module / "go.mod", module, module.parent):
+        path.chmod(0o500 if path.is_dir() else 0o400)
+    assert keyspace.remove_repo_caches(settings, "git.example/acme")
+    assert not Path(one["GOMODCACHE"]).parent.exists() and Path(two["PIP_CACHE_DIR"]).parent.is_dir()
+    assert keyspace.repo_caches(settings) == {"git.example/acme/api": Path(two["GOMODCACHE"]).parent}
+    assert not keyspace.remove_repo_caches(settings, "git.example/acme")
+
+
 # -- the walls ----------------------------------------------------------------------------------------
 
 

@@ -241,6 +241,31 @@ def remove_space(settings: Settings, key: Key) -> bool:
     return True
 
 
+def repo_caches(settings: Settings) -> dict[str, Path]:
+    """The repositories' shared package caches on disk, found by their mark: slug → directory (for
+    ``baton du`` and the sweep; links are not followed)."""
+    root = settings.home / CACHES
+    found: dict[str, Path] = {}
+    for dirpath, dirnames, _files in os.walk(root):
+        here = Path(dirpath)
+        if SHARED in dirnames and not (here / SHARED).is_symlink():
+            found[here.relative_to(root).as_posix()] = here / SHARED
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(MARK))
+    return dict(sorted(found.items()))
+
+
+def remove_repo_caches(settings: Settings, slug: str) -> bool:
+    """Delete repository ``slug``'s shared package caches (through the read-only directories Go makes)
+    and the empty directories above them; True if they existed. Only when no run of the repo can be
+    using them: the caller knows the repo has no session left."""
+    path = cache_dir(settings, slug)
+    if path.is_symlink() or not path.is_dir():
+        return False
+    _rmtree(path)
+    remove_empty_parents(path.parent, settings.home / CACHES)
+    return True
+
+
 def _rmtree(path: Path) -> None:
     """``shutil.rmtree``, also through directories an agent's tools made read-only (Go's module cache)."""
 
