@@ -255,3 +255,18 @@ def test_the_second_thread_of_a_repo_installs_from_the_first_ones_download(setti
         f"thread 2 (--offline, shared cache): {second_s:.2f} s; "
         f"thread 3 (online, shared cache): {third_s:.2f} s"
     )
+
+
+def test_a_run_makes_its_repos_caches_and_a_read_run_none(settings: Settings, src_repo: Path) -> None:
+    """Through ``baton.run``: a walled run of the fake agent at ``edit`` has its repo's caches made
+    before its walls were built; at ``read`` none are."""
+    from baton import RunRequest, run
+    from baton.keys import parse_repo
+
+    caches = keyspace.cache_dir(settings, parse_repo(str(src_repo)).slug)
+    request = RunRequest(agent="fake", repo=str(src_repo), thread="r", prompt="hi", access=Access.READ)
+    assert run(request, settings=settings).run.confined and not caches.exists()
+    edit = RunRequest(agent="fake", repo=str(src_repo), thread="e", prompt="hi", access=Access.EDIT)
+    result = run(edit, settings=settings)
+    assert result.run.confined and result.run.outcome.value == "succeeded"
+    assert sorted(p.name for p in caches.iterdir()) == sorted(set(CACHES.values()))
