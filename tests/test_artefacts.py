@@ -109,7 +109,10 @@ def test_each_check_holds_alone(repo: WorktreeGit, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(artefacts, "_ignored", lambda wt, paths: set(paths))  # every candidate "ignored"
     assert artefacts.find(repo, KINDS) == [], "the listing descended into target/: not itself ignored"
     monkeypatch.undo()
-    monkeypatch.setattr(artefacts, "_listed", lambda wt: ["dist/", "target/"])  # as if git had stopped there
-    assert artefacts.find(repo, KINDS) == [], "dist/ holds a tracked file; no rule matches target/ itself"
+    monkeypatch.setattr(artefacts, "_listed", lambda wt: ["target/"])  # as if git had stopped there
+    assert artefacts.find(repo, KINDS) == [], "no ignore rule matches target/ itself"
+    monkeypatch.setattr(artefacts, "_listed", lambda wt: ["dist/"])
+    monkeypatch.setattr(artefacts, "_ignored", lambda wt, paths: set(paths))
+    assert artefacts.find(repo, KINDS) == [], "dist/ holds a tracked file"
     monkeypatch.setattr(artefacts, "_tracked", lambda wt, paths: [])
     assert [a.path for a in artefacts.find(repo, KINDS)] == ["dist"], "only the tracked check kept dist/"
