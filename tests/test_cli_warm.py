@@ -27,13 +27,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from baton.cli import warm, warmserver
+from baton.cli import warm, warmctl, warmserver
 from baton.errors import Busy, exit_code_of
 from baton.keys import parse_repo
 from baton.models import Outcome, RunRecord
 from baton.settings import Settings
 from baton.store import open_store
-from baton.store.engine import dispose_engine
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.testing.tools import tool_marker
 from tests.test_cli_kill_start import BATON, runs_of, start
@@ -84,7 +83,7 @@ def run_json(args: list[str], env: dict[str, str], **kwargs: object) -> tuple[in
     """``baton run ARGS --json``: its pid, its result and its exit code."""
     proc = start([*args, "--json"], env, **kwargs)
     out, err = proc.communicate(timeout=120)
-    result = json.loads(out) if out.strip() else {}
+    result = json.loads(out) if out.strip() else {"stderr": err}
     assert isinstance(result, dict), (out, err)
     return proc.pid, result, proc.returncode
 
@@ -114,13 +113,17 @@ def first_turn(src_repo: Path, thread: str, env: dict[str, str], home: Path) -> 
     return key
 
 
-def wait_for_server(home: Path) -> str:
-    sock_path = warm.paths(str(home))[0]
+def wait_for_server(home: Path) -> int:
+    """The pid of ``home``'s warm server, once it listens."""
     deadline = time.monotonic() + 60
-    while not os.path.exists(sock_path):
+    while (server := warmctl.find_server(str(home))) is None:
         assert time.monotonic() < deadline, "the first run started no warm server"
         time.sleep(0.05)
-    return sock_path
+    return server.pid
+
+
+def key_of(home: Path) -> bytes:
+    return Path(warm.key_path(str(home))).read_bytes()
 
 
 def test_the_first_run_starts_the_server_and_the_next_is_served_by_it(
@@ -133,7 +136,8 @@ def test_the_first_run_starts_the_server_and_the_next_is_served_by_it(
     wait_for_server(home)
     run_dir = home / "run"
     assert run_dir.stat().st_mode & 0o777 == 0o700
-    assert all(p.stat().st_mode & 0o077 == 0 for p in run_dir.iterdir())  # socket, key, lock: the user's
+    assert [p.name for p in run_dir.iterdir()] == [f"warm-{warm.tag()}.key"]  # no socket or lock file
+    assert all(p.stat().st_mode & 0o077 == 0 for p in run_dir.iterdir())  # the key: the user's
 
     # the client's working directory (a relative repo), environment and umask reach the run
     pid, second, code = run_json(
@@ -269,31 +273,48 @@ def test_a_client_in_another_context_runs_the_command_itself(
     assert len(servers(home)) == 1  # and did not start a second server
 
 
-def request_with(sock_path: str, key: bytes) -> bytes:
-    """What the server answers a request of ``baton run --help`` carrying ``key``."""
-    conn = warm._connect(sock_path)
+def request_with(home: Path, key: bytes, name: str | None = None) -> bytes:
+    """What the server of ``home`` (at ``name``: its address) answers a request of ``baton run --help``
+    proven with ``key`` (empty: the connection was closed unanswered); the client never says ``G``, so
+    nothing runs."""
+    conn = warm.connect(name or warm.address(str(home)))
     try:
-        assert warm._send_request(conn, ["run", "--help"], key)
+        if not warm._proven(conn, key):
+            return b""
+        assert warm._send_request(conn, ["run", "--help"])
         return warm._read_line(conn) or b""
+    except ConnectionResetError:
+        return b""
     finally:
         conn.close()
 
 
-def test_a_request_without_the_key_is_declined(env: dict[str, str], home: Path) -> None:
+def test_a_connection_without_the_key_is_closed_before_anything_is_forked(
+    env: dict[str, str], home: Path
+) -> None:
     warm.start_server(env)
-    sock_path = wait_for_server(home)
-    key = Path(warm.paths(str(home))[1]).read_bytes()
-    assert request_with(sock_path, b"\0" * 32).startswith(b"D")
-    assert request_with(sock_path, key[:-1] + bytes([key[-1] ^ 1])).startswith(b"D")
-    assert request_with(sock_path, key) == b"A"
+    server = psutil.Process(wait_for_server(home))
+    key = key_of(home)
+    (spare,) = spares(server)
+    for wrong in (b"\0" * 32, bytes([key[0] ^ 1]) + key[1:]):
+        conn = warm.connect(warm.address(str(home)))
+        try:
+            conn.sendall(wrong[: warm.HALF])
+            heard = conn.recv(100)  # the door closes it: the second half is never said
+        finally:
+            conn.close()
+        assert heard == b"", wrong
+    assert spares(server) == [spare]  # nothing forked, the spare still waiting for a proven one
+    assert request_with(home, b"\0" * 32) == b""
+    assert request_with(home, key) == b"A"  # the right key (and no G: nothing ran)
 
 
 def test_another_installation_is_declined_and_one_python_is_one_installation(
     env: dict[str, str], home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     warm.start_server(env)
-    sock_path = wait_for_server(home)
-    key = Path(warm.paths(str(home))[1]).read_bytes()
+    wait_for_server(home)
+    key = key_of(home)
     tags = {
         subprocess.run(
             [str(Path(sys.executable).parent / name), "-c", "from baton.cli import warm; print(warm.tag())"],
@@ -306,33 +327,44 @@ def test_another_installation_is_declined_and_one_python_is_one_installation(
     }
     assert len(tags) == 1  # bin/python and bin/python3 (the baton script's) find one server
     other = ["1", "/elsewhere", *warm.installation()[2:]]  # another virtualenv
+    name = warm.address(str(home))  # the server's, before this process passes for another installation
     monkeypatch.setattr(warm, "installation", lambda: other)
-    assert request_with(sock_path, key) == b"Danother installation of baton"
+    assert request_with(home, key, name) == b"Danother installation of baton"
 
 
-def test_a_walled_agent_cannot_read_the_key(layout: Layout) -> None:  # noqa: F811 - the fixture
+def test_a_walled_agent_can_neither_read_the_key_nor_reach_the_server(layout: Layout) -> None:  # noqa: F811
     home = layout.home
     warm.start_server({**os.environ, "BATON_HOME": str(home)})
     try:
-        wait_for_server(home)
-        key_path = warm.paths(str(home))[1]
-        assert refused(layout.walls, f"cat {key_path}")
-        assert Path(key_path).stat().st_size == 32  # there, and the walls said no
-        # the socket can be reached (the walls do not cover connect); without the key it says no
-        probe = (
-            "import socket, sys; sys.path[:0] = " + repr(sys.path) + "\n"
-            "from baton.cli import warm\n"
-            "conn = socket.socket(socket.AF_UNIX)\n"
-            f"conn.connect({warm.paths(str(home))[0]!r})\n"
-            "warm._send_request(conn, ['run', '--help'], b'guessed')\n"
-            "print(warm._read_line(conn))\n"
-        )
-        done = confined(layout.walls, f"{sys.executable} -c {shlex.quote(probe)}")
-        assert done.stdout == 'b"Dnot this server\'s key"\n', done.stderr
+        walled_probe(layout, psutil.Process(wait_for_server(home)))
     finally:
-        for proc in servers(home):
-            proc.terminate()
-            proc.wait(10)
+        warmctl.stop_server(str(home))
+
+
+def walled_probe(layout: Layout, server: psutil.Process) -> None:  # noqa: F811
+    home = layout.home
+    key_path = warm.key_path(str(home))
+    assert refused(layout.walls, f"cat {key_path}")
+    assert Path(key_path).stat().st_size == 32  # there, and the walls said no
+    # 1,500 connections from inside the walls (Landlock's abstract-socket scope): not one gets through
+    probe = (
+        "import socket\n"
+        "said = set()\n"
+        "for _ in range(1500):\n"
+        "    conn = socket.socket(socket.AF_UNIX)\n"
+        "    try:\n"
+        f"        conn.connect({warm.address(str(home))!r})\n"
+        "        said.add('connected')\n"
+        "    except OSError as exc:\n"
+        "        said.add(type(exc).__name__)\n"
+        "    conn.close()\n"
+        "print(sorted(said))\n"
+    )
+    done = confined(layout.walls, f"{sys.executable} -c {shlex.quote(probe)}")
+    assert done.stdout == "['PermissionError']\n", done.stderr
+    assert len(spares(server)) == 1  # and the server forked nothing for them
+    # outside the walls the same socket answers (the walls, not a dead server, said no)
+    assert request_with(home, key_of(home)) == b"A"
 
 
 def agent_running(settings: Settings, repo: Path, thread: str) -> None:
@@ -440,41 +472,44 @@ def spare_of(server: psutil.Process, not_pid: int = 0) -> psutil.Process:
     return found[0]
 
 
-def test_a_spare_child_waits_ahead_and_holds_the_store_open_while_the_server_lives(
+def held_under(pid: int, root: Path) -> list[str]:
+    """What process ``pid`` holds open under ``root``: its descriptors, working directory, maps."""
+    found = [os.readlink(f"/proc/{pid}/cwd")]
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            found.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    found += [line.split(maxsplit=5)[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()]
+    return [path for path in found if path.startswith(f"{root}/") or path == str(root)]
+
+
+def test_a_spare_child_waits_ahead_and_nothing_holds_the_home_while_idle(
     src_repo: Path, env: dict[str, str], home: Path, settings: Settings
 ) -> None:
     key = first_turn(src_repo, "spare", env, home)
     (server,) = servers(home)
     waiting = spare_of(server)  # forked ahead of the first connection
-    wal, url = home / "baton.db-wal", settings.resolved_store_url
-    dispose_engine(url)  # this test's own pooled connections: none is open during the run
     pid, served, code = run_json([*key, "a served turn"], env)
-    # the store stays open in the spare: the run's closing connection was not the last one, so SQLite
-    # kept its write-ahead log instead of folding it into the database (and deleting it) on every run
-    assert code == 0 and wal.exists()
-    assert ran_in(settings, served) == waiting.pid != pid  # the spare served it
-    after = spare_of(server, not_pid=waiting.pid)  # the next one, forked once the first took its connection
-    dispose_engine(url)
+    assert code == 0 and ran_in(settings, served) == waiting.pid != pid  # the spare served it
+    after = spare_of(server, not_pid=waiting.pid)  # the next one, forked once the first was handed its own
+    waiting.wait(10)
+    # idle, neither holds a descriptor, a working directory or a mapping in the home: its volume is free
+    assert held_under(server.pid, home) == [] and held_under(after.pid, home) == []
     server.terminate()
     server.wait(10)
-    deadline = time.monotonic() + 10
-    while wal.exists():  # the last spare left cleanly: its closing connection folded the log in
-        assert time.monotonic() < deadline, "the spare left the write-ahead log behind"
-        time.sleep(0.05)
-    assert not after.is_running()
+    after.wait(10)  # its channel from the server closed: it left
 
 
-def test_the_spare_of_a_killed_server_leaves_and_takes_no_connection(
+def test_the_spare_of_a_killed_server_leaves_and_a_new_server_takes_the_name(
     src_repo: Path, env: dict[str, str], home: Path, settings: Settings
 ) -> None:
     key = first_turn(src_repo, "orphan-spare", env, home)
     (server,) = servers(home)
     waiting = spare_of(server)
-    server.kill()  # no clean-up: the socket stays where it was
-    waiting.wait(10)  # its pipe from the server closed: it left
+    server.kill()  # no clean-up: the key file stays where it was
+    waiting.wait(10)  # its channel from the server closed: it left (and held no listener: the name is free)
     pid, after, code = run_json([*key, "no server now"], env)
-    assert code == 0 and ran_in(settings, after) == pid  # the socket answered nobody: run here
-    wait_for_server(home)  # ...and a new server started
+    assert code == 0 and ran_in(settings, after) == pid  # nobody answered: run here
+    assert wait_for_server(home) != server.pid  # ...and a new server started, on the same name
 
 
 def test_warm_off_in_the_config_file_stops_the_server_after_the_run_it_serves(
@@ -493,21 +528,21 @@ def test_warm_off_in_the_config_file_stops_the_server_after_the_run_it_serves(
     assert servers(home) == []
 
 
-def test_the_server_leaves_with_its_socket_and_cleans_up_on_sigterm(env: dict[str, str], home: Path) -> None:
+def test_the_server_leaves_with_its_key_file_and_cleans_up_on_sigterm(
+    env: dict[str, str], home: Path
+) -> None:
     warm.start_server(env)
-    sock_path = wait_for_server(home)
-    (server,) = servers(home)
-    os.unlink(sock_path)  # BATON_HOME removed, or another server took over
+    server = psutil.Process(wait_for_server(home))
+    os.unlink(warm.key_path(str(home)))  # BATON_HOME removed or unmounted, or another server took over
     assert server.wait(10) == 0
     warm.start_server(env)
-    sock_path = wait_for_server(home)
-    (server,) = servers(home)
-    warm.start_server(env)  # a second one finds the lock taken and leaves at once
+    server = psutil.Process(wait_for_server(home))
+    warm.start_server(env)  # a second one finds the name taken and leaves at once
     time.sleep(1)
     assert len(servers(home)) == 1
     server.terminate()
     server.wait(10)
-    assert not os.path.exists(sock_path) and not os.path.exists(warm.paths(str(home))[1])
+    assert not os.path.exists(warm.key_path(str(home))) and warmctl.find_server(str(home)) is None
 
 
 def test_changed_code_is_noticed(tmp_path: Path) -> None:
@@ -521,13 +556,21 @@ def test_changed_code_is_noticed(tmp_path: Path) -> None:
     assert warmserver.changed(seen)
 
 
-def test_bare_connections_and_garbage_never_stop_the_server(env: dict[str, str], home: Path) -> None:
+def test_garbage_before_and_after_the_proof_never_stops_the_server(env: dict[str, str], home: Path) -> None:
     warm.start_server(env)
-    sock_path = wait_for_server(home)
-    for garbage in (b"", b"\xff\xff\xff\xff", b"\0\0\0\x05{]]]]", b"\0\0\0\x02[]"):
-        conn = warm._connect(sock_path)  # a path too long for an address: through /proc/self/fd
+    wait_for_server(home)
+    key = key_of(home)
+    for proof, garbage in (
+        (b"", b""),
+        (b"", b"\xff" * 40),  # no proof: the door closes it
+        (key[: warm.HALF], b""),  # proven, then nothing: the child gives up on it
+        (key[: warm.HALF], b"\xff\xff\xff\xff"),
+        (key[: warm.HALF], b"\0\0\0\x05{]]]]"),
+        (key[: warm.HALF], b"\0\0\0\x02[]"),
+    ):
+        conn = warm.connect(warm.address(str(home)))
         try:
-            conn.sendall(garbage)
+            conn.sendall(proof + garbage)
             conn.shutdown(_socket.SHUT_WR)
             try:
                 answer = conn.recv(100)
@@ -535,18 +578,18 @@ def test_bare_connections_and_garbage_never_stop_the_server(env: dict[str, str],
                 answer = b""
         finally:
             conn.close()
-        assert answer == b""  # the child gave up on it, silently
-    key = Path(warm.paths(str(home))[1]).read_bytes()
+        assert answer == (key[warm.HALF :] if proof else b""), (proof, garbage)  # then silence
     streams = ["utf-8", "strict"] * 3
     for env_names, encoding, answer in (
         (["A=B"], "utf-8", b"Da malformed environment"),  # a name no environment can hold
         (["A"], "no-such-codec", b"Dmalformed standard streams"),
         (["A\0B"], "utf-8", b""),  # a NUL: not a request at all
     ):
-        head = [*warm.installation(), key.hex(), "18", "utf-8", "surrogateescape"]
+        head = [*warm.installation(), "18", "utf-8", "surrogateescape"]
         body = warm.encode([*head, encoding, *streams[1:], "1", "run", "1", env_names[0], "value"])
-        conn = warm._connect(sock_path)
+        conn = warm.connect(warm.address(str(home)))
         try:
+            assert warm._proven(conn, key)
             fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, 0))
             conn.sendmsg([len(body).to_bytes(4, "big")], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
             conn.sendall(body)
@@ -557,7 +600,7 @@ def test_bare_connections_and_garbage_never_stop_the_server(env: dict[str, str],
             assert said == answer, env_names
         finally:
             conn.close()
-    assert request_with(sock_path, key) == b"A"
+    assert request_with(home, key) == b"A"
 
 
 def test_the_rehearsal_of_a_run_writes_nothing(tmp_path: Path) -> None:

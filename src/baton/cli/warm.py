@@ -66,7 +66,7 @@ KEY_SIZE = 32  # bytes of the key: the client proves it knows the first half, th
 HALF = KEY_SIZE // 2
 CONNECT = 2.0  # seconds to wait for room in the server's backlog (a flood fills it) before running here
 PROOF = 2.0  # seconds the server waits for a connection's first half of the key
-ANSWER = 10.0  # seconds the client waits for each answer (the key's second half, then A or D)
+ANSWER = 5.0  # seconds the client waits for each answer (the key's second half, then A or D)
 SUPPORTED = sys.platform.startswith("linux")  # the abstract namespace is Linux's; elsewhere, no server
 
 
