@@ -5,6 +5,7 @@ follows a link, at the artefact or above it."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,14 @@ def test_each_check_holds_alone(repo: WorktreeGit, monkeypatch: pytest.MonkeyPat
     assert artefacts.find(repo, KINDS) == [], "dist/ holds a tracked file"
     monkeypatch.setattr(artefacts, "_tracked", lambda wt, paths: [])
     assert [a.path for a in artefacts.find(repo, KINDS)] == ["dist"], "only the tracked check kept dist/"
+
+
+def test_a_fifo_for_a_gitignore_does_not_hang(repo: WorktreeGit, monkeypatch: pytest.MonkeyPatch) -> None:
+    """git opens every .gitignore it meets and would wait on a FIFO forever: the answer has a limit."""
+    put(repo.path, "node_modules/a.js")
+    (repo.path / "trap").mkdir()
+    os.mkfifo(repo.path / "trap" / ".gitignore")
+    monkeypatch.setattr(artefacts, "GIT_TIMEOUT", 1.0)
+    started = time.monotonic()
+    assert artefacts.find(repo, KINDS) == []
+    assert time.monotonic() - started < 10

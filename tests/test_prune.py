@@ -16,12 +16,13 @@ import pytest
 
 from baton.errors import BadInput
 from baton.housekeeping.disk import relieve, usage
-from baton.housekeeping.prune import prune_idle, rules
+from baton.housekeeping.prune import prune_idle, readonly_git, rules
 from baton.keys import key_of
 from baton.settings import Settings, load_settings
 from baton.store import Store
 from baton.store.leases import LeaseHolder
-from baton.workspace.workdirs import disk_usage
+from baton.workspace import gitlinks
+from baton.workspace.workdirs import Workdirs, disk_usage
 from tests.conftest import commit_file, git
 from tests.service_fixtures import Service, service_fixture  # noqa: F401 (the `service` fixture)
 from tests.test_dashboard import browser
@@ -213,3 +214,18 @@ def test_disk_and_sweep_over_http_show_the_split(service: Service, repo: Path, t
         page = http.get("/", params={"fresh": 1}).text
     assert f'data-metric="rebuildable" data-bytes="{disk["rebuildable"]}"' in page
     assert f'data-rebuildable="{disk["sessions"][0]["rebuildable"]}"' in page
+
+
+def test_a_measurement_does_not_use_a_tampered_admin_dir(
+    settings: Settings, store: Store, world: tuple[Path, Path, Path]
+) -> None:
+    """The agent may write its admin dir; a FIFO there would block git (a run's repair removes it, a
+    measurement writes nothing): no split for that key, the others measured."""
+    session = next(s for s in store.list_sessions() if s.thread == "t1")
+    key = key_of(session)
+    admin = gitlinks.find(Workdirs(settings).cache_path(key.repo), key)
+    assert admin is not None and readonly_git(settings, key) is not None
+    os.mkfifo(admin / "trap")
+    assert readonly_git(settings, key) is None
+    by_thread = {s.thread: s for s in usage(store, settings).sessions}
+    assert by_thread["t1"].rebuildable == 0 and by_thread["t2"].rebuildable >= BIG

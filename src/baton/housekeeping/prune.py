@@ -23,6 +23,7 @@ is logged and audited as ``prune`` with the bytes freed per artefact.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -112,13 +113,27 @@ class Pruning:
 
 def readonly_git(settings: Settings, key: Key) -> WorktreeGit | None:
     """The key's worktree's git for reads only (a measurement): its admin dir found by the key's name,
-    its links not repaired (nothing written); None without a worktree or an admin dir of that name."""
+    its links not repaired (nothing written); None without a worktree, an admin dir of that name, or
+    with a link or a FIFO in it."""
     workdirs = Workdirs(settings)
     path, cache = workdirs.worktree_path(key), workdirs.cache_path(key.repo)
     if not gitlinks.is_real_dir(path):
         return None
     admin = gitlinks.find(cache, key)
-    return None if admin is None else WorktreeGit(path, admin, cache)
+    if admin is None or not _plain(admin):
+        return None
+    return WorktreeGit(path, admin, cache)
+
+
+def _plain(admin: Path) -> bool:
+    """Whether the admin dir holds only files and directories: git would read a link's target as its
+    ``index`` and block on a FIFO; a run's repair (:func:`baton.workspace.gitlinks.repair`) removes
+    them, a measurement does not."""
+    try:
+        with os.scandir(admin) as entries:
+            return all(e.is_file(follow_symlinks=False) or e.is_dir(follow_symlinks=False) for e in entries)
+    except OSError:
+        return False
 
 
 def found_in(settings: Settings, key: Key, kinds: frozenset[str]) -> list[Artefact]:

@@ -18,7 +18,8 @@ install makes it again. Three questions are asked of git, each once per worktree
 Pathspecs are literal (``GIT_LITERAL_PATHSPECS``): a directory the agent named ``*`` is a name, not a
 glob. Git runs through :class:`~baton.workspace.gitcmd.WorktreeGit` (``GIT_DIR`` and friends named,
 no link of the agent's followed) with ``GIT_OPTIONAL_LOCKS=0``: these are reads, and nothing in the
-admin dir is written.
+admin dir is written. Each answer has a time limit (a FIFO planted as a ``.gitignore`` would block git):
+past it, the worktree has no artefacts.
 
 **Removal** walks from a descriptor of the worktree, every component opened with ``O_NOFOLLOW``
 (:mod:`baton.workspace.nofollow`): a parent swapped for a link fails the removal. The entry itself is
@@ -34,6 +35,7 @@ import errno
 import os
 import shutil
 import stat
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,7 @@ from baton.workspace.du import measure
 from baton.workspace.gitcmd import WorktreeGit
 
 _READ_ONLY = {"GIT_OPTIONAL_LOCKS": "0"}
+GIT_TIMEOUT = 60.0  # seconds one of git's answers may take before the worktree is left as it is
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,10 @@ def _git(wt: WorktreeGit, args: list[str], stdin: bytes | None = None, literal: 
     """git's NUL-separated answer as paths; a failure answers nothing (so nothing is removed)."""
     extra = {} if stdin is None else {"input": stdin}
     env = {**os.environ, **_READ_ONLY, **({"GIT_LITERAL_PATHSPECS": "1"} if literal else {})}
-    done = wt.call(args, env=env, **extra)
+    try:
+        done = wt.call(args, env=env, timeout=GIT_TIMEOUT, **extra)
+    except subprocess.TimeoutExpired:  # a FIFO the agent named .gitignore blocks git's open()
+        return []
     if done.returncode not in (0, 1):  # check-ignore says 1 when nothing is ignored
         return []
     return [p for p in done.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
