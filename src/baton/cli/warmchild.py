@@ -253,10 +253,10 @@ def _run(argv: list[str], conn: socket.socket, server: int) -> int:
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     _release_streams()
-    done.set()
+    _stop_server_if_off(server)  # before the report: it reads the home's config.toml, and once the
+    done.set()  # client has its code, the home's volume may be unmounted at any moment
     with contextlib.suppress(OSError):
         conn.sendall(b"X%d\n" % (code & 0xFF))
-    _stop_server_if_off(server)
     getattr(threading, "_shutdown")()  # noqa: B009 - what the interpreter does at exit: join the non-daemon threads
     atexit._run_exitfuncs()
     return code & 0xFF

@@ -9,8 +9,8 @@ is closed; nothing is forked for it and nothing of it is read beyond those bytes
 along with them are closed by the kernel: the door reads no ancillary data). One that proves itself
 gets the key's second half and waits in :attr:`Gate.proven` for the server to hand it to its spare
 child. So a flood of connections costs the server one descriptor and a few bytes each, for two seconds
-at most, and a client with the key is still let in: its proof is in the socket as soon as it is
-accepted.
+at most, and a client with the key is still let in: its proof is in the socket when it is accepted,
+and read then, before the next connection is accepted (and could push it out).
 
 The door never blocks: every socket here is non-blocking, and :meth:`Gate.step` does what
 ``select`` said is ready.
@@ -87,6 +87,7 @@ class Gate:
             if len(self.pending) >= PENDING:  # a flood: the oldest has had its chance
                 self._drop(next(iter(self.pending)))
             self.pending[conn] = (time.monotonic() + warm.PROOF, b"")
+            self._read(conn)  # a client with the key sent its proof on connecting: it is there already
 
     @staticmethod
     def _mine(conn: socket.socket) -> bool:
