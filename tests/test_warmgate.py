@@ -137,9 +137,6 @@ def test_a_flood_of_connections_forks_nothing_and_a_real_run_is_still_served(
     assert watch.children <= 3, watch.children
     assert watch.rss - before < 150 * 2**20, (before, watch.rss)  # a served run's worth, not 2 GB
     assert server.is_running() and len(servers(home)) == 1
-    print(
-        f"usual {usual:.3f} s, in the flood {during:.3f} s, children <= {watch.children}, rss +{(watch.rss - before) >> 20} MiB"
-    )
 
 
 def squat(name: str, answer: bytes | None) -> tuple[socket.socket, list[bytes], threading.Thread]:
