@@ -47,7 +47,7 @@ from common import (
 from baton import Mode, RunRequest, load_settings, run
 from baton.agents import get_agent
 from baton.agents.claude import ClaudeAgent
-from baton.cli import warm
+from baton.cli import warm, warmctl
 from baton.settings import Settings
 from baton.testing.mock_anthropic import MockAnthropic
 
@@ -180,9 +180,8 @@ def cli_turn(argv: list[str], env: dict[str, str], hist: History) -> float:
 def warm_server(home: Path, env: dict[str, str]) -> None:
     """The warm server of ``home``, started as the first ``baton run`` starts it, and waited for."""
     warm.start_server(env)
-    sock = Path(warm.paths(warm.home_dir(env))[0])
     deadline = time.monotonic() + 60
-    while not sock.exists():
+    while warmctl.find_server(warm.home_dir(env)) is None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the warm server of {home} did not start")
         time.sleep(0.05)
