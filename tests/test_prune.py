@@ -210,10 +210,16 @@ def test_disk_and_sweep_over_http_show_the_split(service: Service, repo: Path, t
     with service.client("admin") as http:
         dry = http.post("/v1/sweep", params={"dry_run": "true", "prune": "true"}).json()
         assert dry["prunings"][0]["bytes"] >= BIG and (worktree / "node_modules").is_dir()
+    row = disk["sessions"][0]
     with browser(service, "read") as http:
         page = http.get("/", params={"fresh": 1}).text
+        one = http.get(
+            "/session", params={"agent": "fake", "repo": row["repo"], "thread": row["thread"]}
+        ).text
     assert f'data-metric="rebuildable" data-bytes="{disk["rebuildable"]}"' in page
-    assert f'data-rebuildable="{disk["sessions"][0]["rebuildable"]}"' in page
+    assert f'data-rebuildable="{row["rebuildable"]}"' in page and f'data-unique="{row["unique"]}"' in page
+    assert f'data-fact="rebuildable" data-bytes="{row["rebuildable"]}"' in one
+    assert f'data-fact="unique" data-bytes="{row["unique"]}"' in one and "node_modules" in one
 
 
 def test_a_measurement_does_not_use_a_tampered_admin_dir(

@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse
 
 from baton.errors import BadInput
 from baton.forge.threads import key_state
-from baton.housekeeping.disk import DiskReport
+from baton.housekeeping.disk import DiskReport, SessionUsage
 from baton.models import JobStatus, SessionRecord, SessionStatus, TokenScope
 from baton.service.dashboard.web import Viewer, form_of, page, signed_in, state
 from baton.service.sessions import forge_config
@@ -82,6 +82,13 @@ def sizes_of(report: DiskReport | None) -> dict[tuple[str, str, str], int]:
     if report is None:
         return {}
     return {(s.agent, s.repo, s.thread): s.total for s in report.sessions}
+
+
+def usage_of(report: DiskReport | None, session: SessionRecord) -> SessionUsage | None:
+    """The session's row of the last disk measurement (its rebuildable and unique bytes), if measured."""
+    key = (session.agent, session.repo, session.thread)
+    rows = report.sessions if report is not None else []
+    return next((s for s in rows if (s.agent, s.repo, s.thread) == key), None)
 
 
 def by_size(
@@ -149,7 +156,8 @@ def session_page(
 ) -> HTMLResponse:
     _settings, store = state(request)
     session = get_session(store, resolve_key(store, agent, repo, thread))
-    sizes = sizes_of(request.app.state.disk.get())
+    report = request.app.state.disk.get()
+    sizes = sizes_of(report)
     return page(
         request,
         "session.html",
@@ -157,6 +165,7 @@ def session_page(
         title=f"{session.agent}:{session.repo}:{session.thread}",
         s=session,
         size=sizes.get((session.agent, session.repo, session.thread)),
+        disk=usage_of(report, session),
         scopes=[s.value for s in Scope],
         family=lineage(store, session),
         forge=key_state(
