@@ -21,11 +21,13 @@ returns in about a microsecond. How:
   key frees cannot hide this one's growth). While walk + falls ≤ budget, nothing else is done.
 - **Only when the bound crosses the budget, another exact walk**, again in the background; its result
   plus the falls since it began is the new bound, and the run is stopped when the walk itself is over
-  the budget. Walks are spaced so that their CPU stays under 1 % of a core: the next one no sooner
-  than 150 times the last one's CPU time (0.66 %, leaving room for the walk at the start; ``du`` walks
-  a 100,000-file worktree in ~0.1 s of CPU, so ~15 s apart at worst); the bound keeps being checked
-  meanwhile. Between those, a walk every ``max(REFRESH, 300 times its CPU time)`` catches what one
-  sample can hide (a key writing while, in the same tenth of a second, another frees as much).
+  the budget. Walks are paced so that all of them, the first included, take at most ``WALK_SHARE``
+  (0.8 %) of a core over the run: the next one comes no sooner than when the walks' CPU so far plus
+  the last one's again is 0.8 % of the time since the run began (``du`` walks a 100,000-file worktree
+  in ~0.15 s of CPU: a second walk from 36 s into the run, then one every 18 s at most); the bound
+  keeps being checked meanwhile. Whatever the bound says, a walk every ``REFRESH`` seconds (when the
+  pace allows) catches what a sample can hide (a key writing while, in the same tenth of a second,
+  another frees as much).
 
 So a key that writes faster than the walks are allowed to come may overshoot its budget by what it
 writes between two walks; ``min_free`` bounds the damage to the volume. The budget counts allocated
@@ -48,10 +50,9 @@ from pathlib import Path
 
 from baton.settings import Settings, format_size
 
-WALK_SPACING = 150.0  # the next walk the bound asks for waits this many times the last walk's CPU time
+WALK_SHARE = 0.008  # of a core: the walks' CPU over the run, the first included, stays under it
 MIN_SPACING = 1.0  # seconds, at least, between walks (a small key's walk takes milliseconds)
-REFRESH = 120.0  # seconds between walks when the bound never asks for one (at least 300 times a walk's CPU)
-REFRESH_SPACING = 300.0
+REFRESH = 120.0  # seconds between walks when the bound never asks for one (when the pace allows)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ class DiskWatch:
         self._base_falls = 0  # self._falls when self.last began
         self._next_walk = 0.0  # monotonic time before which the bound may not ask for a walk
         self._refresh_at = float("inf")
+        self._began = clock()
+        self.cpu = 0.0  # seconds of CPU all the walks took
         self.walks = 0  # exact walks done (for tests and the benchmark)
         self.reason: str | None = None
         if budget is not None:
@@ -224,8 +227,9 @@ class DiskWatch:
             self._base_falls = self._walk_falls
             self.walks += 1
             end = self._clock()
-            self._next_walk = end + max(MIN_SPACING, WALK_SPACING * cpu)
-            self._refresh_at = end + max(REFRESH, REFRESH_SPACING * cpu)
+            self.cpu += cpu
+            self._next_walk = max(end + MIN_SPACING, self._began + (self.cpu + cpu) / WALK_SHARE)
+            self._refresh_at = max(end + REFRESH, self._next_walk)
 
     def _du(self) -> tuple[int, float] | None:
         """``du``'s count of the key and its CPU (user + system): half the CPU of the same walk in
