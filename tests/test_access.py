@@ -117,7 +117,7 @@ def test_what_a_codex_key_home_declares_never_widens_its_environment_or_ports(
     monkeypatch.setenv("HOST_SECRET", "s3cret")
     monkeypatch.setenv("MOCK_API_KEY", "mock")
     workdirs = SimpleNamespace(git_env=lambda agent: {})
-    ctx = SimpleNamespace(key=key, settings=settings, agent=mine, workdirs=workdirs)
+    ctx = SimpleNamespace(key=key, settings=settings, agent=mine, workdirs=workdirs, access=Access.EDIT)
     launch = SimpleNamespace(env={})
     env = attempt._agent_env(ctx, launch, SimpleNamespace(id="r1"))  # type: ignore[arg-type]
     assert env["MOCK_API_KEY"] == "mock" and "HOST_SECRET" not in env

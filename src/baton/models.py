@@ -62,10 +62,11 @@ class Outcome(StrEnum):
     CRASHED = "crashed"  # its runner died mid-run; found and marked by a later runner
     SESSION_LOST = "session_lost"  # the agent could not find the conversation; followed by a recover run
     CONFLICT = "conflict"  # a sync with upstream conflicted: the agent did not run, worktree as it was
+    LIMITED = "limited"  # baton stopped it at one of the run's limits (memory, processes, disk)
 
     @property
     def interrupted(self) -> bool:
-        return self in (Outcome.TIMED_OUT, Outcome.CANCELLED, Outcome.CRASHED)
+        return self in (Outcome.TIMED_OUT, Outcome.CANCELLED, Outcome.CRASHED, Outcome.LIMITED)
 
     @property
     def retryable(self) -> bool:
@@ -164,6 +165,10 @@ class RunRecord:
     confined: bool | None = None  # whether baton walled the agent in (None: from before confinement)
     job_id: str | None = None  # the run this attempt belongs to (None: a run of one attempt, from before)
     cli_version: str | None = None  # the agent CLI's version that ran it (None: unknown, or from before)
+    reaped: int | None = (
+        None  # processes that outlived the agent's own, ended with the run (None: from before)
+    )
+    left_running: str | None = None  # what those were (their first few commands), for the next turn
 
     @property
     def run_id(self) -> str:

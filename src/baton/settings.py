@@ -40,6 +40,10 @@ class Settings:
     min_free: str = "100M"  # bytes or 100M/5G: runs refuse to start below it, /readyz fails, eviction
     disk_quota: str = ""  # bytes or 50G: above it, idle worktrees are evicted (LRU); empty: no quota
     key_disk: str = ""  # bytes or 5G: a run growing its key's files past it is stopped; empty: no budget
+    run_memory: str = "8G"  # bytes or 4G: the memory of one run's processes (a cgroup's); 0: unbounded
+    run_pids: int = 2048  # processes and threads one run may have at once (a cgroup's); 0: unbounded
+    run_cpu: float = 0.0  # cores' worth of CPU one run may use (a cgroup's); 0: unbounded
+    cgroups: str = "auto"  # auto (a cgroup per run where the host allows: limits, nothing outlives it) or off
     concurrency: int = 4  # runs the service executes at once
     closed_grace_days: float = 7.0  # a closed session's snapshot and checkpoint are kept this long
     sweep_interval: float = 86400.0  # seconds between the service's sweeps (0: never)
@@ -78,6 +82,11 @@ class Settings:
     @property
     def disk_quota_bytes(self) -> int | None:
         return parse_size(self.disk_quota, "disk_quota") if self.disk_quota else None
+
+    @property
+    def run_memory_bytes(self) -> int | None:
+        """The memory limit of one run; None: unbounded."""
+        return parse_size(self.run_memory, "run_memory") or None if self.run_memory else None
 
     @property
     def key_disk_bytes(self) -> int | None:
@@ -216,6 +225,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     settings = Settings(home=home, **values)
     # a malformed size, name or port fails here, named
     settings.min_free_bytes, settings.disk_quota_bytes, settings.key_disk_bytes  # noqa: B018
+    settings.run_memory_bytes  # noqa: B018
     settings.agent_env_names, settings.agent_port_numbers  # noqa: B018
     settings.prune_kind_names  # noqa: B018
     _check_choice("sync", settings.sync, [m.value for m in SyncHow])
@@ -228,6 +238,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     _check_choice("reflink", settings.reflink, ["auto", "off"])
     _check_choice("warm", settings.warm, ["auto", "off"])
     _check_choice("shared_caches", settings.shared_caches, ["on", "off"])
+    _check_choice("cgroups", settings.cgroups, ["auto", "off"])
     return settings
 
 

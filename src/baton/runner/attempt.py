@@ -24,11 +24,12 @@ from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
 from baton.runner import confine
 from baton.runner.agentenv import agent_env
+from baton.runner.contain import Containment
 from baton.runner.landlock import Ruleset
 from baton.runner.modelwatch import ModelWatch
 from baton.runner.process import ProcessResult, RunLog, run_process
 from baton.runner.prompts import recap, render
-from baton.runner.state import Attempt, Context, Decision, Prepared, Start
+from baton.runner.state import KEPT, Attempt, Context, Decision, Prepared, Start
 from baton.runner.walls import GitParts, ruleset
 from baton.sessions.snapshots import take_snapshot
 from baton.store.leases import HOST
@@ -43,6 +44,8 @@ class Ending:
     outcome: Outcome
     error: str | None = None
     exit_code: int | None = None
+    reaped: int | None = None  # processes that outlived the agent's own, ended (None: it never started)
+    left_running: str | None = None  # what they were
 
 
 def new_run_id() -> str:
@@ -53,7 +56,7 @@ def new_run_id() -> str:
 def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt) -> RunRecord:
     """One attempt, decided by ``decision``, to its end in the store (see the module docstring)."""
     session = prepared.session
-    text = _prompt(ctx, prepared, decision)
+    text = _prompt(ctx, prepared, decision, attempt)
     walled = confine.check_confine(ctx.settings)
     launch = ctx.agent.launch(decision.mode, text, decision.session_id, ctx.access, walled)
     record = _record(ctx, prepared, decision, attempt)
@@ -74,6 +77,9 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
                 raise
             raise translated from exc
         ending = _classify(ctx, decision, result, turn, watch)
+        ending.reaped, ending.left_running = result.reaped.count, result.reaped.summary()
+        if ending.reaped:
+            log.note({"type": "baton.reaped", "count": ending.reaped, "processes": ending.left_running})
         # why it ended, for `runs logs` (a success's log ends with the agent's own result)
         if ending.outcome != Outcome.SUCCEEDED:
             log.note({"type": "baton.ended", "outcome": ending.outcome.value, "error": ending.error})
@@ -84,7 +90,7 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
     return _finish(ctx, prepared, record, turn, ending)
 
 
-def _prompt(ctx: Context, prepared: Prepared, decision: Decision) -> str:
+def _prompt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt) -> str:
     request, key, session = ctx.request, ctx.key, prepared.session
     values = {
         "prompt": request.prompt,
@@ -104,7 +110,15 @@ def _prompt(ctx: Context, prepared: Prepared, decision: Decision) -> str:
     text = render(decision.kind, ctx.settings.home, **values)
     if prepared.sync_text:  # the code under the conversation moved: say so before the instruction
         text = prepared.sync_text.strip() + "\n\n" + text
+    if attempt.left_running:  # its server or watcher is gone: it must not be surprised
+        text = LEFT_RUNNING.format(attempt.left_running) + "\n\n" + text
     return text
+
+
+LEFT_RUNNING = (
+    "Processes you left running in your previous turn were stopped when it ended: {}. Nothing you start "
+    "outlives your turn; start again whatever this turn needs."
+)
 
 
 def _record(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt) -> RunRecord:
@@ -212,6 +226,7 @@ def _launch(
         return not ctx.lost.is_set()  # the lease keeps itself alive; a lost one stops the agent
 
     ruleset = _walls(ctx, prepared, env) if record.confined else None
+    contain = Containment(ctx.settings, record.id, ctx.resolved.limits)
     try:
         return run_process(
             launch.argv,
@@ -229,7 +244,8 @@ def _launch(
             stdin=launch.stdin,
             spawn=ruleset.spawn if ruleset else None,
             on_stderr=watch.stderr,
-            stop_when=watch.stop,
+            stop_when=lambda: contain.check() or watch.stop(),
+            contain=contain,
         )
     finally:
         if ruleset is not None:
@@ -274,14 +290,12 @@ def _walls(ctx: Context, prepared: Prepared, env: dict[str, str]) -> Ruleset:
         raise AgentError(f"cannot wall the agent in: {exc}") from exc
 
 
-# What every interrupted turn's message ends with: what happens to the conversation next.
-KEPT = "the conversation is kept and the next run is told this turn was interrupted"
-
-
 def _classify(
     ctx: Context, decision: Decision, result: ProcessResult, turn: Turn, watch: ModelWatch
 ) -> Ending:
     agent = ctx.agent
+    if result.reaped.limit:  # a limit of the run struck: the kernel or baton stopped its processes
+        return Ending(Outcome.LIMITED, f"{result.reaped.limit}; {KEPT}", result.exit_code)
     if result.stopped:  # its model API could not be reached (baton.runner.modelwatch)
         return Ending(Outcome.FAILED, result.stopped, result.exit_code)
     if result.timed_out:
@@ -346,6 +360,8 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
         "usage": usage,
         "cost_usd": turn.cost_usd,
         "cli_version": _cli_version(ctx.agent, turn.version),
+        "reaped": ending.reaped,
+        "left_running": ending.left_running,
     }
     for name, value in final.items():
         setattr(record, name, value)

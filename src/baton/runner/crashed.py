@@ -3,8 +3,8 @@
 A run is ``running`` in the store from the moment its record is written until its runner writes how
 it ended. Whoever holds the key's lease next knows no runner is writing it any more: :func:`settle`
 (the runner calls it first thing under the lease) marks such runs ``crashed``, kills whatever of
-their agent outlived its runner on this host, and returns the key's last turn when that turn did not
-end (crashed, timed out or cancelled), so the first attempt is told it was interrupted. Nothing else
+their agent outlived its runner on this host, and returns the key's last turn, so the first attempt is
+told when it did not end (crashed, timed out, cancelled, limited) and what of it was stopped. Nothing else
 in the runner looks at a dead runner's runs.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from baton.keys import Key
 from baton.models import Fence, Outcome, RunRecord, SessionStatus
+from baton.runner.contain import end_stale
 from baton.runner.process import kill_tagged
 from baton.store.base import RunStore
 from baton.store.leases import HOST
@@ -23,18 +24,20 @@ CRASHED = (
 
 
 def settle(store: RunStore, key: Key, fence: Fence | None = None) -> RunRecord | None:
-    """Mark the key's dead runs crashed (:func:`mark_crashed`); the key's last run when it did not end."""
+    """Mark the key's dead runs crashed (:func:`mark_crashed`); the key's last run (None: none yet)."""
     mark_crashed(store, key, fence)
     last = store.list_runs(key.agent, key.repo.slug, key.thread, limit=1)
-    return last[0] if last and last[0].outcome.interrupted else None
+    return last[0] if last else None
 
 
 def mark_crashed(store: RunStore, key: Key, fence: Fence | None = None) -> list[RunRecord]:
     """Runs of ``key`` still ``running`` while we hold its lease belong to dead runners: mark them
-    ``crashed`` and kill whatever of their agent outlived its runner on this host."""
+    ``crashed`` and kill whatever of their agent outlived its runner on this host: what is left in the
+    run's group, and (where there was none) processes tagged with its ``BATON_RUN_ID``."""
     crashed = []
     for record in store.list_runs(key.agent, key.repo.slug, key.thread, limit=100, outcome=Outcome.RUNNING):
         if record.host == HOST:
+            end_stale(record.id)
             kill_tagged("BATON_RUN_ID", record.id)
         store.update_run(
             record.id,

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from baton.errors import BadInput, BatonError
 from baton.keys import Key
-from baton.models import Mode, PromptKind, SessionRecord, Snapshot
-from baton.runner.state import Attempt, Context, Decision, ForkSource, Prepared
+from baton.models import Mode, Outcome, PromptKind, SessionRecord, Snapshot
+from baton.runner.state import KEPT, Attempt, Context, Decision, ForkSource, Prepared
 from baton.sessions.snapshots import hydrate
 from baton.workspace import nofollow
 from baton.workspace.keyspace import copy_conversation
@@ -152,6 +152,8 @@ def _follow_up(ctx: Context, attempt: Attempt) -> tuple[PromptKind, str, str]:
     if interrupted is None:
         return PromptKind.DELTA, "", ""
     reason, previous = interrupted.outcome.value.replace("_", " "), ""
+    if interrupted.outcome == Outcome.LIMITED and interrupted.error:  # which limit, in baton's words
+        reason = "stopped: " + interrupted.error.removesuffix(f"; {KEPT}")
     if interrupted.prompt.strip() != ctx.request.prompt.strip():
         previous = f"That turn's instruction was:\n\n{interrupted.prompt.strip()}\n"
     return PromptKind.INTERRUPTED, reason, previous

@@ -288,16 +288,17 @@ class Ruleset:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def spawn(self, start: Callable[[], P]) -> P:
+    def spawn(self, start: Callable[[], P], before: Callable[[], None] | None = None) -> P:
         """Call ``start`` (which starts one process, e.g. ``lambda: subprocess.Popen(...)``) in a new
-        thread confined by this ruleset, and return what it returned; the ruleset is closed. The
+        thread confined by this ruleset, and return what it returned; the ruleset is closed. ``before``
+        runs in that thread before it is confined (a run group's :meth:`enter`). The
         thread lives, blocked in ``waitid(WNOWAIT)``, until that process has exited, so a parent-death
         signal the process set does not fire early; it never reaps the process (its caller does).
         ``start`` itself runs confined: what it opens (Popen's /dev/null for ``DEVNULL``) must be allowed."""
         box: list[P | BaseException] = []
         ready = threading.Event()
         thread = threading.Thread(
-            target=self._confined, args=(start, box, ready), daemon=True, name="landlock"
+            target=self._confined, args=(start, before, box, ready), daemon=True, name="landlock"
         )
         thread.start()
         try:
@@ -315,8 +316,16 @@ class Ruleset:
             raise found
         return found
 
-    def _confined(self, start: Callable[[], P], box: list[P | BaseException], ready: threading.Event) -> None:
+    def _confined(
+        self,
+        start: Callable[[], P],
+        before: Callable[[], None] | None,
+        box: list[P | BaseException],
+        ready: threading.Event,
+    ) -> None:
         try:
+            if before is not None:
+                before()
             self.restrict_self()
             proc = start()
         except BaseException as exc:  # handed to the caller's thread

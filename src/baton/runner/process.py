@@ -21,11 +21,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from baton.errors import AgentError
+from baton.runner.contain import Containment, Reaped
 
 _PR_SET_PDEATHSIG = 1
 
@@ -56,6 +57,7 @@ class ProcessResult:
     stopped: str | None = None  # stopped because ``stop_when`` said so: its reason
     log_error: str | None = None  # the event log could not be (fully) written: why (the run still ran)
     callback_error: str | None = None  # on_line raised: the first error (the pipes were still drained)
+    reaped: Reaped = field(default_factory=Reaped)  # what outlived the agent's own process, ended
 
 
 class RunLog:
@@ -176,12 +178,20 @@ def _check_executable(program: str, env: dict[str, str]) -> None:
         raise AgentError(f"cannot start {program}: Permission denied")
 
 
-# A wrapper around the start of the agent's process (see ``run_process``'s ``spawn``).
-Spawn = Callable[[Callable[[], "subprocess.Popen[bytes]"]], "subprocess.Popen[bytes]"]
+# A wrapper around the start of the agent's process (see ``run_process``'s ``spawn``): called with the
+# function that starts it and a function to call first in the thread that will.
+Spawn = Callable[
+    [Callable[[], "subprocess.Popen[bytes]"], Callable[[], None] | None], "subprocess.Popen[bytes]"
+]
 
 
 def _start(
-    argv: list[str], env: dict[str, str], cwd: Path, stdin: bytes | None, spawn: Spawn | None = None
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    stdin: bytes | None,
+    spawn: Spawn | None = None,
+    contain: Containment | None = None,
 ) -> subprocess.Popen[bytes]:
     _check_executable(argv[0], env)
     command, preexec = _with_death_signal(argv)
@@ -198,11 +208,19 @@ def _start(
             preexec_fn=preexec,
         )
 
+    enter = contain.enter if contain is not None else None
     try:
-        return popen() if spawn is None else spawn(popen)
+        if spawn is not None:
+            return spawn(popen, enter)
+        if enter is not None:
+            enter()
+        return popen()
     except (OSError, ValueError) as exc:  # ENOENT, EACCES, E2BIG; ValueError: a NUL byte in argv/env
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise AgentError(f"cannot start {argv[0]}: {reason}") from exc
+    finally:
+        if contain is not None:
+            contain.leave()
 
 
 def run_process(
@@ -222,6 +240,7 @@ def run_process(
     idle_timeout: float | None = None,
     on_stderr: Callable[[str], None] | None = None,
     stop_when: Callable[[], str | None] | None = None,
+    contain: Containment | None = None,
 ) -> ProcessResult:
     """Run to completion; ``heartbeat`` returning False (the lease was lost) cancels the run.
     ``stdin``: bytes written to the agent's stdin, which is then closed (None: /dev/null).
@@ -230,30 +249,30 @@ def run_process(
     seconds; ``idle_timeout``: seconds without a line on stdout or stderr (None: no limit).
     ``log``: where stdout lines go as they are and stderr lines as ``baton.stderr`` events (the caller
     closes it); ``on_stderr``: called with each stderr line; ``stop_when``: asked every 0.1 s, a reason
-    to stop the agent now (kept in :attr:`ProcessResult.stopped`)."""
+    to stop the agent now (kept in :attr:`ProcessResult.stopped`). ``contain``: the run's
+    :class:`~baton.runner.contain.Containment`, given the agent the moment it exists and asked to end
+    whatever outlived it, however the agent ended (:attr:`ProcessResult.reaped`)."""
     pumps = _Pumps(log, on_line, on_stderr)
-    proc = _start(argv, env, cwd, stdin, spawn)
-    threads = [
-        threading.Thread(target=pumps.out, args=(proc.stdout,), daemon=True),
-        threading.Thread(target=pumps.err, args=(proc.stderr,), daemon=True),
-    ]
-    if stdin is not None:
-        assert proc.stdin is not None
-        threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True))
-    for thread in threads:
-        thread.start()
+    limits = _Limits(timeout, idle_timeout, lambda: pumps.last_output, stop_when)
+    proc = _start(argv, env, cwd, stdin, spawn, contain)
+    if contain is not None:
+        contain.start(proc.pid)
+    threads = _pump(proc, pumps, stdin)
     try:
-        on_start(proc.pid)
-    except BaseException:
-        kill_group(proc.pid, 0, proc)  # nobody would supervise it
-        raise
-    try:
-        limits = _Limits(timeout, idle_timeout, lambda: pumps.last_output, stop_when)
-        timed_out, cancelled = _supervise(proc, heartbeat, heartbeat_every, limits, cancel, kill_grace)
-    except BaseException:  # KeyboardInterrupt, a failing heartbeat: never leave the agent unsupervised
-        kill_group(proc.pid, kill_grace, proc)
-        raise
+        try:
+            on_start(proc.pid)
+        except BaseException:
+            kill_group(proc.pid, 0, proc)  # nobody would supervise it
+            raise
+        try:
+            timed_out, cancelled = _supervise(proc, heartbeat, heartbeat_every, limits, cancel, kill_grace)
+        except BaseException:  # KeyboardInterrupt, a failing heartbeat: never leave the agent unsupervised
+            kill_group(proc.pid, kill_grace, proc)
+            raise
     finally:
+        # what outlived the agent ends before the pipes are drained: a background process holding the
+        # agent's stdout would otherwise keep its reader waiting
+        reaped = contain.end() if contain is not None else Reaped()
         _close(proc, threads)
     return ProcessResult(
         proc.returncode,
@@ -264,7 +283,22 @@ def run_process(
         stopped=limits.stopped,
         log_error=log.error,
         callback_error=pumps.callback_error,
+        reaped=reaped,
     )
+
+
+def _pump(proc: subprocess.Popen[bytes], pumps: _Pumps, stdin: bytes | None) -> list[threading.Thread]:
+    """The threads that drain the agent's stdout and stderr and feed its stdin, started."""
+    threads = [
+        threading.Thread(target=pumps.out, args=(proc.stdout,), daemon=True),
+        threading.Thread(target=pumps.err, args=(proc.stderr,), daemon=True),
+    ]
+    if stdin is not None:
+        assert proc.stdin is not None
+        threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True))
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def _close(proc: subprocess.Popen[bytes], threads: list[threading.Thread]) -> None:

@@ -140,6 +140,28 @@ class RunRequest:
             doc="stop the agent after this many seconds (default: the setting run_timeout, 3600)",
         ),
     )
+    # the run's limits over the settings run_memory, run_pids, run_cpu (enforced where a cgroup can be made)
+    memory: str | None = field(
+        default=None,
+        metadata=option(
+            "memory the agent's processes may use, such as 4G (default: setting run_memory, 8G; 0: no limit)",
+            doc="memory the agent's processes may use, such as 4G (default: the setting run_memory)",
+        ),
+    )
+    pids: int | None = field(
+        default=None,
+        metadata=option(
+            "processes and threads the agent may have at once (default: setting run_pids, 2048; 0: no limit)",
+            doc="processes and threads the agent may have at once (default: the setting run_pids)",
+        ),
+    )
+    cpu: float | None = field(
+        default=None,
+        metadata=option(
+            "cores' worth of CPU the agent may use, such as 2 (default: setting run_cpu; 0: unbounded)",
+            doc="cores' worth of CPU the agent may use (default: the setting run_cpu, unbounded)",
+        ),
+    )
     retries: int = field(
         default=0,
         metadata=option(

@@ -20,9 +20,11 @@ from baton.agents.base import check_limit, check_text
 from baton.errors import BadInput, GitError
 from baton.keys import Key, make_key, validate_thread
 from baton.models import Access, Mode, OnConflict, SyncHow
+from baton.runner.cgroups import Limits
 from baton.runner.confine import check_confine
+from baton.runner.contain import limits_of
 from baton.runner.request import RunRequest
-from baton.settings import Settings
+from baton.settings import Settings, parse_size
 from baton.sync.handoff import check_source_agent
 from baton.workspace.keyspace import agent_for
 from baton.workspace.workdirs import run_git
@@ -44,6 +46,7 @@ class Resolved:
     access: Access  # the request's, else the setting's
     timeout: float | None  # wall seconds: the request's, else the setting run_timeout (None: no limit)
     idle_timeout: float | None  # seconds without output: the setting idle_timeout (None: no limit)
+    limits: Limits  # the run's memory, processes and CPU: the request's, else the settings'
 
 
 def check_request(
@@ -76,7 +79,9 @@ def check_request(
     check_limit(agent.name, agent.capabilities, instruction)  # its text was checked in validate()
     timeout = request.timeout or settings.run_timeout or None
     idle = settings.idle_timeout or None
-    return Resolved(request, key, agent, sync, on_conflict, instruction, access, timeout, idle)
+    memory = parse_size(request.memory, "memory") if request.memory is not None else None
+    limits = limits_of(settings, memory, request.pids, request.cpu)
+    return Resolved(request, key, agent, sync, on_conflict, instruction, access, timeout, idle, limits)
 
 
 def check_credentials(agent: str, settings: Settings, environ: Mapping[str, str]) -> None:
@@ -90,6 +95,20 @@ def check_credentials(agent: str, settings: Settings, environ: Mapping[str, str]
         raise BadInput(auth.message(operators.name))
 
 
+MAX_PIDS = 4_194_304  # the kernel's own ceiling of pid_max
+MAX_CPU = 4096.0
+
+
+def _check_limits(request: RunRequest) -> None:
+    """A run's own limits: a size, a process count, a number of cores (0: unbounded)."""
+    if request.memory is not None:
+        parse_size(request.memory, "memory")
+    if request.pids is not None and not 0 <= request.pids <= MAX_PIDS:
+        raise BadInput(f"pids must be 0 to {MAX_PIDS}, not {request.pids}")
+    if request.cpu is not None and not 0 <= request.cpu <= MAX_CPU:  # NaN fails too
+        raise BadInput(f"cpu must be 0 to {MAX_CPU:g} cores, not {request.cpu}")
+
+
 def validate(request: RunRequest) -> RunRequest:
     """The request with its branch in short form; BadInput for anything malformed."""
     check_text("prompt", request.prompt)
@@ -98,6 +117,7 @@ def validate(request: RunRequest) -> RunRequest:
         raise BadInput("prompt is empty")
     if request.timeout is not None and not 0 < request.timeout <= MAX_SECONDS:
         raise BadInput(f"timeout must be more than 0 and at most {MAX_SECONDS:g} s, not {request.timeout}")
+    _check_limits(request)
     if not 0 <= request.retries <= MAX_RETRIES:
         raise BadInput(f"retries must be 0 to {MAX_RETRIES}, not {request.retries}")
     if not 0 <= request.wait <= MAX_SECONDS:

@@ -46,10 +46,10 @@ def run(request: RunRequest, settings: Settings | None = None, store: Store | No
     try:
         lease = key_lease(settings, store, resolved.key.id)
         with held(lease, resolved.request.wait, settings.heartbeat, resolved.request.cancel) as lost:
-            interrupted = settle(store, resolved.key, lease.proof)
+            last = settle(store, resolved.key, lease.proof)
             run_id = request.job_id or new_run_id()  # a job's id, or the first attempt's own
             ctx = Context(resolved, settings, store, Workdirs(settings), lost, lease.proof, run_id)
-            return _execute(ctx, interrupted)
+            return _execute(ctx, last)
     finally:
         if own_store:
             store.close()
@@ -78,15 +78,18 @@ def check_free_space(settings: Settings) -> None:
         )
 
 
-def _execute(ctx: Context, interrupted: RunRecord | None) -> RunResult:
-    """Prepare the key, then its attempts; ``interrupted``: the key's last turn, when it did not end."""
+def _execute(ctx: Context, last: RunRecord | None) -> RunResult:
+    """Prepare the key, then its attempts; ``last``: the key's last turn (the first attempt is told
+    when it did not end, and what of it was left running and stopped)."""
     prepared = prepare(ctx)
     warnings = list(prepared.warnings)
     if prepared.conflicted:
         record = record_conflict(ctx, prepared)  # the agent does not start: nothing to resume on
         return RunResult(run=record, attempts=[record], session=prepared.session, warnings=warnings)
+    interrupted = last if last is not None and last.outcome.interrupted else None
     start = Start.AFTER_INTERRUPTION if interrupted else Start.FIRST
-    attempts = _attempts(ctx, prepared, Attempt(1, start, interrupted))
+    left = last.left_running if last is not None else None
+    attempts = _attempts(ctx, prepared, Attempt(1, start, interrupted, left_running=left))
     return RunResult(run=attempts[-1], attempts=attempts, session=prepared.session, warnings=warnings)
 
 

@@ -77,6 +77,10 @@ class Decision:
     note: str | None = None  # why: recorded on the run
 
 
+# What every interrupted turn's message ends with: what happens to the conversation next.
+KEPT = "the conversation is kept and the next run is told this turn was interrupted"
+
+
 class Start(Enum):
     """Why an attempt starts."""
 
@@ -94,6 +98,7 @@ class Attempt:
     interrupted: RunRecord | None = None  # the turn cut short before this one: the prompt says so
     forced: Mode | None = None  # RECOVER once this run lost the conversation (never undone)
     lost: str | None = None  # why it was lost (the lost attempt's error): the recover attempt's note
+    left_running: str | None = None  # what the turn before this one left running, stopped at its end
 
     @property
     def first(self) -> bool:
@@ -105,7 +110,8 @@ class Attempt:
         interrupted; one forced to recover a lost conversation keeps what this one was told."""
         interrupted = self.interrupted if forced else after
         lost = after.error if forced == Mode.RECOVER else self.lost
-        return Attempt(self.number + 1, Start.RETRY, interrupted, forced or self.forced, lost)
+        left = after.left_running
+        return Attempt(self.number + 1, Start.RETRY, interrupted, forced or self.forced, lost, left)
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX audit_action ON audit (action)",
         ],
     ),
+    (
+        14,
+        "what each run left running and baton ended (runs.reaped, runs.left_running)",
+        ["ALTER TABLE runs ADD COLUMN reaped INTEGER", "ALTER TABLE runs ADD COLUMN left_running TEXT"],
+    ),
 ]
 
 DIALECT_TYPES = {

@@ -75,6 +75,8 @@ runs = sa.Table(
     sa.Column("confined", Int),
     sa.Column("job_id", Text),  # the run (a job's id, or the first attempt's) this attempt belongs to
     sa.Column("cli_version", Text),  # the agent CLI's version that ran the attempt
+    sa.Column("reaped", Int),  # processes that outlived the agent's own, ended with the run
+    sa.Column("left_running", Text),  # their first few commands
     sa.Index("runs_key", "agent", "repo", "thread", "started_at"),
     sa.Index("runs_outcome", "outcome"),
     sa.Index("runs_started", "started_at"),

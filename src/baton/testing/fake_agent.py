@@ -19,6 +19,8 @@ Faults, from the environment:
 - ``FAKE_AGENT_EXIT``: exit with this code after replying (a crash without a result line);
 - ``FAKE_AGENT_WRITE`` = NAME: append a line naming the turn's prompt to the file NAME in the working
   directory (an agent that edits its worktree);
+- ``FAKE_AGENT_RUN`` = COMMAND: run it with ``/bin/sh -c`` in the working directory before replying, and
+  wait for it, as a real agent's shell tool would (a test's processes that try to outlive the run);
 - ``FAKE_AGENT_RETRIES`` = N: before replying, report N failed connections to the model API 0.3 s
   apart, as Claude Code's ``api_retry`` events do (``"error_status": null``).
 """
@@ -209,6 +211,8 @@ def main(argv: list[str]) -> None:
         time.sleep(0.3)
     if should_fail():
         fail(session_id, "fake failure (FAKE_AGENT_FAIL)")
+    if os.environ.get("FAKE_AGENT_RUN"):  # the test's command, as a tool call (stdout: not the event stream)
+        subprocess.run(["/bin/sh", "-c", os.environ["FAKE_AGENT_RUN"]], stdout=sys.stderr, check=False)
     if os.environ.get("FAKE_AGENT_WRITE"):
         with open(os.environ["FAKE_AGENT_WRITE"], "a", encoding="utf-8") as notes:
             notes.write(f"turn {len(history) // 2 + 1}: {args.get('prompt', '').splitlines()[0][:80]}\n")

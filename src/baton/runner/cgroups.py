@@ -1,0 +1,410 @@
+"""A control group per run: where the kernel lets baton make one, every process a run starts is in it,
+however it detached, so the run's end can end them all, count them, and bound their memory, process
+count and CPU.
+
+Two layouts exist and both are supported, alone or side by side (the "hybrid" layout):
+
+- **cgroup v2** (the unified hierarchy, ``cgroup2`` in ``/proc/self/mountinfo``): a run's group is a
+  child of the runner's own group. It always gives ``cgroup.procs`` and ``cgroup.kill`` (Linux 5.14),
+  so it is the preferred *tracker*. Its limits (``memory.max``, ``pids.max``, ``cpu.max``) need the
+  controllers enabled in the parent's ``cgroup.subtree_control``, which the kernel refuses (EBUSY)
+  in a non-root group that holds processes itself: then v2 tracks and ends the run's processes, and
+  limits come from v1 or nowhere.
+- **cgroup v1** (one hierarchy per controller): ``memory`` (``memory.limit_in_bytes``, OOM kills
+  counted in ``memory.oom_control``), ``pids`` (``pids.max``, ``pids.events``), ``cpu``
+  (``cpu.cfs_quota_us``) and ``freezer`` (to stop a fork bomb in place while it is killed). A run's
+  group is ``<runner's group>/baton/<run id>`` in each.
+
+A group is made only beneath the runner's own group in each hierarchy (what a delegated subtree allows),
+and only where baton may write; anything the kernel refuses drops that piece, never the run
+(:func:`probe` says what this host enforces, for ``baton doctor``). Groups are named by run id, so the
+next runner of a key can end what a crashed run left (:func:`end_stale`).
+
+How the agent gets into its group. Python cannot start a process inside a group
+(``CLONE_INTO_CGROUP``), but v1 places *threads*: the thread that starts the agent joins the run's v1
+groups (:meth:`RunGroup.enter`, its ``tasks``), the agent is born in them, and the thread goes back
+(:meth:`RunGroup.leave`) — exact, and why v1 is preferred where both are writable. v2 places whole
+processes only: the agent is moved right after it starts, with whatever it started by then
+(:meth:`RunGroup.add`); a process it detached in that first instant is left to the subreaper
+(:mod:`baton.runner.reaper`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+V1_CONTROLLERS = ("memory", "pids", "cpu", "freezer")
+PARENT = "baton"  # v1: the runs' groups live in <own group>/baton/; v2: <own group>/baton-<run id>
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One run's bounds; None: not bounded."""
+
+    memory: int | None = None  # bytes
+    pids: int | None = None  # processes and threads
+    cpu: float | None = None  # cores' worth of CPU time per second
+
+
+@dataclass(frozen=True)
+class Host:
+    """Where this host lets baton make run groups: the directories under which they go."""
+
+    v2: Path | None = None  # the runner's own v2 group, where baton may make children
+    v2_controllers: frozenset[str] = frozenset()  # limits v2 can enforce there
+    v1: dict[str, Path] = field(default_factory=dict)  # controller → <own group>/baton in its hierarchy
+    reason: str | None = None  # why nothing can be made (for doctor)
+
+    @property
+    def tracks(self) -> bool:
+        return self.v2 is not None or bool(self.v1)
+
+    def enforces(self) -> dict[str, str]:
+        """Each limit this host enforces → how (``cgroup v2`` / ``cgroup v1``)."""
+        found: dict[str, str] = {}
+        for name in ("memory", "pids", "cpu"):
+            if name in self.v2_controllers:
+                found[name] = "cgroup v2"
+            elif name in self.v1:
+                found[name] = "cgroup v1"
+        return found
+
+    def describe(self) -> str:
+        if not self.tracks:
+            return f"no run groups: {self.reason or 'no writable cgroup hierarchy'}"
+        how = "cgroup v2" if self.v2 is not None else f"cgroup v1 ({', '.join(sorted(self.v1))})"
+        limits = self.enforces()
+        said = ", ".join(f"{k} ({v})" for k, v in limits.items()) if limits else "none"
+        return f"a group per run through {how}; limits enforced: {said}"
+
+
+def _mounts() -> list[tuple[str, Path, str, set[str]]]:
+    """The cgroup mounts: (fs type, mount point, root within the hierarchy, super options)."""
+    found = []
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        for line in fh:
+            left, _, right = line.partition(" - ")
+            parts, tail = left.split(), right.split()
+            if len(parts) >= 5 and tail and tail[0] in ("cgroup", "cgroup2"):
+                found.append((tail[0], Path(parts[4]), parts[3], set(tail[-1].split(","))))
+    return found
+
+
+def _own_paths() -> dict[str, str]:
+    """``/proc/self/cgroup``: hierarchy (``""`` for v2, else its controllers joined) → own path."""
+    found = {}
+    with contextlib.suppress(OSError), open("/proc/self/cgroup", encoding="utf-8") as fh:
+        for line in fh:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            found[controllers] = path
+    return found
+
+
+def _beneath(mount: Path, root: str, own: str) -> Path | None:
+    """Where the runner's own group appears under ``mount`` (None: outside what is mounted here)."""
+    if root != "/" and own != root and not own.startswith(root.rstrip("/") + "/"):
+        return None
+    rel = own[len(root) :] if root != "/" else own
+    return mount / rel.lstrip("/")
+
+
+def _writable(path: Path) -> bool:
+    return path.is_dir() and os.access(path, os.W_OK) and os.access(path / "cgroup.procs", os.W_OK)
+
+
+@cache
+def probe() -> Host:
+    """What this host lets baton make (read once per process)."""
+    if not os.path.isdir("/sys/fs/cgroup"):
+        return Host(reason="no /sys/fs/cgroup (not Linux, or not mounted)")
+    own, v2, v2_controllers, v1 = _own_paths(), None, frozenset[str](), {}
+    for kind, mount, root, options in _mounts():
+        if kind == "cgroup2" and "" in own:
+            place = _beneath(mount, root, own[""])
+            if place is not None and _writable(place):
+                v2, v2_controllers = place, _v2_limits(place)
+        elif kind == "cgroup":
+            for name in V1_CONTROLLERS:
+                hierarchy = next((k for k in own if name in k.split(",")), None)
+                if name in options and hierarchy is not None and name not in v1:
+                    place = _beneath(mount, root, own[hierarchy])
+                    if place is not None and _v1_parent(place / PARENT):
+                        v1[name] = place / PARENT
+    if v2 is None and not v1:
+        return Host(reason="no cgroup hierarchy baton may write (not root, and no delegated subtree)")
+    if {"freezer", "pids"} & v1.keys():  # v1 groups take the agent from its first instruction on
+        return Host(None, frozenset(), v1)
+    return Host(v2, v2_controllers, v1)
+
+
+def _v1_parent(path: Path) -> bool:
+    """``<own>/baton`` made (or there) and writable."""
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError:
+        return False
+    return _writable(path)
+
+
+def _v2_limits(place: Path) -> frozenset[str]:
+    """The limit controllers baton can enable for children of ``place``."""
+    try:
+        available = set((place / "cgroup.controllers").read_text().split())
+    except OSError:
+        return frozenset()
+    enabled = set()
+    for name in ("memory", "pids", "cpu"):
+        if name not in available:
+            continue
+        try:
+            (place / "cgroup.subtree_control").write_text(f"+{name}")
+        except OSError:  # EBUSY: the group holds processes and is not the root
+            continue
+        enabled.add(name)
+    return frozenset(enabled)
+
+
+class RunGroup:
+    """One run's groups: ``add`` its processes, ``tripped`` when a limit struck, ``end`` them all."""
+
+    def __init__(self, host: Host, run_id: str, limits: Limits) -> None:
+        self.limits = limits
+        self.dirs: dict[str, Path] = {}  # "v2" or a v1 controller → the run's directory
+        self._tid = 0  # a thread of the runner that entered the v1 groups and has not left yet
+        self._events = {"oom": 0, "pids": 0}
+        if host.v2 is not None:
+            self._make("v2", host.v2 / f"{PARENT}-{run_id}")
+        for name, parent in host.v1.items():
+            self._make(name, parent / run_id)
+        self.v2_limits = host.v2_controllers if "v2" in self.dirs else frozenset()
+        self._set_limits()
+
+    @property
+    def made(self) -> bool:
+        return bool(self.dirs)
+
+    def _make(self, name: str, path: Path) -> None:
+        with contextlib.suppress(OSError):
+            path.mkdir(exist_ok=True)
+            self.dirs[name] = path
+
+    def _write(self, name: str, file: str, value: str) -> bool:
+        path = self.dirs.get(name)
+        if path is None:
+            return False
+        try:
+            (path / file).write_text(value)
+        except OSError:
+            return False
+        return True
+
+    def _set_limits(self) -> None:
+        memory, pids, cpu = self.limits.memory, self.limits.pids, self.limits.cpu
+        v2 = self.v2_limits
+        if memory is not None:
+            if "memory" in v2:
+                self._write("v2", "memory.max", str(memory))
+                self._write("v2", "memory.swap.max", "0")
+            elif self._write("memory", "memory.limit_in_bytes", str(memory)):
+                self._write("memory", "memory.memsw.limit_in_bytes", str(memory))  # swap counts too
+        if pids is not None:
+            if "pids" in v2:
+                self._write("v2", "pids.max", str(pids))
+            else:
+                self._write("pids", "pids.max", str(pids))
+        if cpu is not None:
+            period = 100_000
+            quota = max(1000, int(cpu * period))
+            if "cpu" in v2:
+                self._write("v2", "cpu.max", f"{quota} {period}")
+            elif self._write("cpu", "cpu.cfs_period_us", str(period)):
+                self._write("cpu", "cpu.cfs_quota_us", str(quota))
+
+    def enforced(self) -> dict[str, bool]:
+        """Which of the run's limits this group enforces."""
+        have = set(self.v2_limits) | {name for name in ("memory", "pids", "cpu") if name in self.dirs}
+        asked = {"memory": self.limits.memory, "pids": self.limits.pids, "cpu": self.limits.cpu}
+        return {name: name in have for name, value in asked.items() if value is not None}
+
+    def enter(self) -> None:
+        """Put the calling thread in the run's v1 groups: what it starts now is born there."""
+        self._tid = threading.get_native_id()
+        for name, path in self.dirs.items():
+            if name != "v2":
+                with contextlib.suppress(OSError):
+                    (path / "tasks").write_text(str(self._tid))
+
+    def leave(self) -> None:
+        """Take the thread that :meth:`enter` moved back to the runner's own groups (from any thread:
+        the one that entered may be walled in by now)."""
+        tid, self._tid = self._tid, 0
+        if not tid:
+            return
+        for name, path in self.dirs.items():
+            if name != "v2":  # <own group>/baton/<run> → <own group>
+                with contextlib.suppress(OSError):
+                    (path.parent.parent / "tasks").write_text(str(tid))
+
+    def add(self, pid: int) -> None:
+        """Move ``pid`` and every descendant it has by now into the run's v2 group (v1: born there)."""
+        if "v2" not in self.dirs:
+            return
+        for found in [pid, *descendants(pid)]:
+            self._write("v2", "cgroup.procs", str(found))
+
+    def _tracker(self) -> Path | None:
+        for name in ("v2", "freezer", "pids", "memory", "cpu"):
+            if name in self.dirs:
+                return self.dirs[name]
+        return None
+
+    def procs(self) -> list[int]:
+        """The processes in the run's group now."""
+        tracker = self._tracker()
+        if tracker is None:
+            return []
+        try:
+            text = (tracker / "cgroup.procs").read_text()
+        except OSError:
+            return []
+        return [int(line) for line in text.split()]
+
+    def tripped(self) -> str | None:
+        """``"memory"`` once the kernel killed a process at the memory limit, ``"pids"`` once a fork
+        was refused at the process limit; None while neither happened."""
+        if self.limits.memory is not None and self._count("oom") > self._events["oom"]:
+            return "memory"
+        if self.limits.pids is not None and self._count("pids") > self._events["pids"]:
+            return "pids"
+        return None
+
+    def _count(self, what: str) -> int:
+        if what == "oom":
+            name, file, key = (
+                ("v2", "memory.events", "oom_kill")
+                if "memory" in self.v2_limits
+                else (
+                    "memory",
+                    "memory.oom_control",
+                    "oom_kill",
+                )
+            )
+        else:
+            name, file, key = ("v2" if "pids" in self.v2_limits else "pids"), "pids.events", "max"
+        path = self.dirs.get(name)
+        if path is None:
+            return 0
+        try:
+            text = (path / file).read_text()
+        except OSError:
+            return 0
+        for line in text.splitlines():
+            word, _, value = line.partition(" ")
+            if word == key and value.strip().isdigit():
+                return int(value)
+        return 0
+
+    def end(self) -> list[int]:
+        """SIGKILL every process still in the group and remove it: the pids ended."""
+        ended = kill_all(self.dirs)
+        remove(self.dirs)
+        return ended
+
+
+def kill_all(dirs: dict[str, Path]) -> list[int]:
+    """End every process in the groups ``dirs``: ``cgroup.kill`` in v2, else freeze, kill, thaw."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        found: set[int] = set()
+        for path in dirs.values():
+            with contextlib.suppress(OSError, ValueError):
+                found.update(int(p) for p in (path / "cgroup.procs").read_text().split())
+        if not found:
+            break
+        seen |= found
+        _kill_once(dirs, found)
+        time.sleep(0.005)
+    return sorted(seen)
+
+
+def _kill_once(dirs: dict[str, Path], pids: set[int]) -> None:
+    if "v2" in dirs:
+        with contextlib.suppress(OSError):
+            (dirs["v2"] / "cgroup.kill").write_text("1")
+            return
+    freezer = dirs.get("freezer")
+    frozen = False
+    if freezer is not None:
+        with contextlib.suppress(OSError):
+            (freezer / "freezer.state").write_text("FROZEN")
+            frozen = True
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    if frozen and freezer is not None:
+        with contextlib.suppress(OSError):
+            (freezer / "freezer.state").write_text("THAWED")
+
+
+def remove(dirs: dict[str, Path]) -> None:
+    """Remove the (emptied) groups; one the kernel still calls busy is retried briefly, then left."""
+    for path in dirs.values():
+        for _ in range(50):
+            try:
+                path.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.002)
+
+
+def end_stale(run_id: str) -> list[int]:
+    """End what a run that is no longer supervised (its runner died) left in its groups here."""
+    host = probe()
+    dirs = {name: parent / run_id for name, parent in host.v1.items()}
+    if host.v2 is not None:
+        dirs["v2"] = host.v2 / f"{PARENT}-{run_id}"
+    found = {name: path for name, path in dirs.items() if path.is_dir()}
+    if not found:
+        return []
+    ended = kill_all(found)
+    remove(found)
+    return ended
+
+
+def descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid`` now (``/proc/<pid>/task/*/children``), depth first."""
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        for child in children(current):
+            if child not in found:
+                found.append(child)
+                stack.append(child)
+    return found
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (of all its threads)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        with (
+            contextlib.suppress(OSError, ValueError),
+            open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as fh,
+        ):
+            found.extend(int(p) for p in fh.read().split())
+    return found

@@ -1,0 +1,138 @@
+"""Nothing of a run outlives it: the run's containment, from the agent's start to its end.
+
+The runner is the subreaper of everything its agents start (:mod:`baton.runner.reaper`), and each run
+gets a control group where the host allows one (:mod:`baton.runner.cgroups`, ``BATON_CGROUPS``), with
+the run's limits: ``BATON_RUN_MEMORY``, ``BATON_RUN_PIDS``, ``BATON_RUN_CPU`` (a run's own override
+wins). :meth:`Containment.start` puts the agent in its group as soon as it exists;
+:meth:`Containment.check` is asked at every supervision tick (a limit struck: the reason to stop the
+run now); :meth:`Containment.end` — on every outcome, success included — ends every process of the run
+still alive and says which (``reaped``), and whether a limit is why the run ended.
+
+Without a group, only the timeout bounds a run: an rlimit cannot honestly stand in for a run's memory
+(``RLIMIT_AS`` counts address space, which Node and Rust reserve by gigabytes), process count
+(``RLIMIT_NPROC`` counts all of the user's processes, and root ignores it) or CPU share (``RLIMIT_CPU``
+is seconds, not a rate). ``baton doctor`` and docs/security.md say what this host enforces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from baton.runner import cgroups, reaper
+from baton.runner.cgroups import Host, Limits, RunGroup
+from baton.settings import Settings, format_size
+
+SHOWN = 10  # commands of ended processes kept on the run's record
+
+
+@dataclass
+class Reaped:
+    """What a run's end ended."""
+
+    count: int = 0  # processes ended after the agent's own process ended (or was stopped)
+    commands: list[str] = field(default_factory=list)  # the first few, short
+    limit: str | None = None  # a limit that struck during the run: the user-facing reason
+
+    def summary(self) -> str | None:
+        """``sleep 777; npm run dev (3 times)`` — what was stopped, for the record and the next prompt."""
+        if not self.count:
+            return None
+        counts: dict[str, int] = {}
+        for text in self.commands:
+            counts[text] = counts.get(text, 0) + 1
+        parts = [f"{text} ({n} times)" if n > 1 else text for text, n in counts.items()]
+        more = self.count - len(self.commands)
+        return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def limits_of(
+    settings: Settings, memory: int | None = None, pids: int | None = None, cpu: float | None = None
+) -> Limits:
+    """The run's limits: its own (``memory``, ``pids``, ``cpu``) over the settings'; 0 is unbounded."""
+    memory = settings.run_memory_bytes if memory is None else memory
+    pids = settings.run_pids if pids is None else pids
+    cpu = settings.run_cpu if cpu is None else cpu
+    return Limits(memory or None, pids or None, cpu or None)
+
+
+def host(settings: Settings) -> Host:
+    """What this host lets baton do, under ``BATON_CGROUPS``."""
+    if settings.cgroups == "off":
+        return Host(reason="off (BATON_CGROUPS=off)")
+    return cgroups.probe()
+
+
+class Containment:
+    """One run's processes, from :meth:`start` to :meth:`end` (see the module)."""
+
+    def __init__(self, settings: Settings, run_id: str, limits: Limits) -> None:
+        reaper.become_subreaper()
+        self.run_id = run_id
+        self.limits = limits
+        found = host(settings)
+        group = RunGroup(found, run_id, limits) if found.tracks else None
+        self.group = group if group is not None and group.made else None
+        self.tree = None if self.group is not None else reaper.Tree(run_id)
+        self.agent = 0
+        self.struck: str | None = None
+
+    def enter(self) -> None:
+        """In the thread about to start the agent, before it is walled in: the agent is born in the
+        run's group where the host allows it (:meth:`RunGroup.enter`)."""
+        if self.group is not None:
+            self.group.enter()
+
+    def leave(self) -> None:
+        """The agent started (or could not be): the thread that started it is the runner's again."""
+        if self.group is not None:
+            self.group.leave()
+
+    def start(self, pid: int) -> None:
+        """The agent exists: into its group (where it was not born in it)."""
+        self.agent = pid
+        reaper.LIVE.add(pid)
+        if self.group is not None:
+            self.group.add(pid)
+        elif self.tree is not None:
+            self.tree.add(pid)
+
+    def check(self) -> str | None:
+        """At each supervision tick: why the run must stop now (a limit struck), else None."""
+        if self.tree is not None:
+            self.tree.watch()
+            return None
+        if self.group is None or self.struck:
+            return self.struck and self._reason(self.struck)
+        self.struck = self.group.tripped()
+        return self._reason(self.struck) if self.struck else None
+
+    def _reason(self, what: str) -> str:
+        if what == "memory":
+            size = format_size(self.limits.memory)
+            return f"the agent's processes exceeded the run's memory limit of {size} (BATON_RUN_MEMORY)"
+        return (
+            f"the agent's processes reached the run's limit of {self.limits.pids} processes (BATON_RUN_PIDS)"
+        )
+
+    def end(self) -> Reaped:
+        """End every process of the run still alive (the agent's own process has ended)."""
+        reaper.LIVE.discard(self.agent)
+        if self.group is not None:
+            self.struck = self.struck or self.group.tripped()
+            # still running: not those the agent's process group took with it (SIGKILL pending)
+            pids = [pid for pid in self.group.procs() if not reaper.ending(pid)]
+            shown = [reaper.command(pid) for pid in pids[:SHOWN]]
+            self.group.end()
+            reaper.reap_orphans()
+            count = len(pids)
+        else:
+            assert self.tree is not None
+            found = self.tree.end(alone=len(reaper.LIVE) == 0)
+            count, shown = len(found), [text for _, text in found[:SHOWN]]
+        limit = self._reason(self.struck) if self.struck else None
+        return Reaped(count, [text for text in shown if text], limit)
+
+
+def end_stale(run_id: str) -> int:
+    """End what a dead runner's run left in its group on this host: how many processes."""
+    return len(cgroups.end_stale(run_id))

@@ -1,0 +1,179 @@
+"""The runner as its runs' child subreaper: a process an agent starts and detaches (``setsid``, a double
+fork, ``nohup``, ``disown``) is re-parented to the runner when its parent exits, never to init, so it
+stays in reach until the run ends.
+
+Which run a re-parented process belongs to is the run group's business (:mod:`baton.runner.cgroups`)
+where the host allows one. Without a group, :class:`Tree` keeps the agent's descendants as they appear
+(walked at each supervision tick, by pid and start time, so a reused pid is never mistaken), and at
+the end adds the runner's re-parented children that carry the run's ``BATON_RUN_ID``, or — when this
+run is the only one under way in the process — any that started while the agent ran. The gap (no
+group, several runs in one process, a child that cleared its environment and detached in under a
+tick) is said in docs/security.md.
+
+The runner must reap what is re-parented to it: :func:`reap_orphans` waits for those that exited
+(never for a child of baton's own, which a ``subprocess.Popen`` will wait for: those share the
+runner's session, and live agents are registered in :data:`LIVE`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import threading
+import time
+
+_PR_SET_CHILD_SUBREAPER = 36
+LIVE: set[int] = set()  # agents started by this process and not yet waited for (never reaped here)
+_lock = threading.Lock()
+_subreaper: bool | None = None
+
+
+def become_subreaper() -> bool:
+    """Make this process the subreaper of everything it starts (once; False where the kernel cannot)."""
+    global _subreaper
+    with _lock:
+        if _subreaper is None:
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                _subreaper = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+            except (OSError, AttributeError):
+                _subreaper = False
+        return _subreaper
+
+
+def stat(pid: int) -> tuple[str, int, int, int] | None:
+    """``/proc/<pid>/stat``: (state, parent pid, session id, start time in clock ticks); None: gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()  # the command name may hold spaces and parentheses
+    try:
+        return fields[0].decode(), int(fields[1]), int(fields[3]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+_SIGKILL_BIT = 1 << (signal.SIGKILL - 1)
+_PF_EXITING = 0x4
+
+
+def ending(pid: int) -> bool:
+    """Whether ``pid`` is gone or on its way out: exiting (``PF_EXITING``), a zombie, or with a SIGKILL
+    pending (someone already ends it, as a timed-out agent's process group)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        if fields[0] in (b"Z", b"X", b"x") or int(fields[6]) & _PF_EXITING:
+            return True
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                name, _, value = line.partition(":")
+                if name in ("SigPnd", "ShdPnd") and int(value, 16) & _SIGKILL_BIT:
+                    return True
+    except (OSError, ValueError, IndexError):
+        return True
+    return False
+
+
+def command(pid: int, limit: int = 80) -> str:
+    """A process's command line, short, for the run's record (empty when gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            raw = fh.read(4096)
+    except OSError:
+        return ""
+    text = " ".join(part.decode("utf-8", "replace") for part in raw.split(b"\0") if part)
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def tagged(pid: int, name: bytes, value: bytes) -> bool:
+    """Whether ``pid``'s environment holds ``name=value``."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return name + b"=" + value in fh.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def own_children() -> list[int]:
+    from baton.runner.cgroups import children
+
+    return children(os.getpid())
+
+
+def reap_orphans() -> None:
+    """Wait for this process's exited children that are re-parented orphans (not baton's own, not a
+    live agent): otherwise each would stay a zombie for the life of a long-running service."""
+    me = stat(os.getpid())
+    if me is None:
+        return
+    for pid in own_children():
+        found = stat(pid)
+        if found is None or found[0] != "Z" or found[2] == me[2] or pid in LIVE:
+            continue
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+class Tree:
+    """A run's processes without a run group (see the module): the agent's descendants as seen, and
+    the runner's re-parented children that belong to the run."""
+
+    def __init__(self, run_id: str) -> None:
+        self.tag = run_id.encode()
+        self.seen: dict[int, int] = {}  # pid → start time
+        self.agent = 0
+        self.since = 0  # clock ticks since boot when the agent started
+
+    def add(self, pid: int) -> None:
+        self.agent = pid
+        found = stat(pid)
+        self.since = found[3] if found else 0
+        self.watch()
+
+    def watch(self) -> None:
+        """Note the agent's descendants now (every supervision tick)."""
+        from baton.runner.cgroups import descendants
+
+        for pid in descendants(self.agent):
+            found = stat(pid)
+            if found is not None:
+                self.seen.setdefault(pid, found[3])
+
+    def _belongs(self, pid: int, alone: bool, me: tuple[str, int, int, int]) -> bool:
+        found = stat(pid)
+        if found is None or pid in LIVE or ending(pid):
+            return False
+        if self.seen.get(pid) == found[3]:
+            return True
+        if found[2] == me[2] or found[3] < self.since:  # baton's own, or older than the run
+            return False
+        return tagged(pid, b"BATON_RUN_ID", self.tag) or alone
+
+    def end(self, alone: bool) -> list[tuple[int, str]]:
+        """SIGKILL what remains of the run (and what that leaves re-parented): (pid, command) each."""
+        from baton.runner.cgroups import descendants
+
+        me = stat(os.getpid())
+        ended: dict[int, str] = {}
+        for _ in range(50):
+            if me is None:
+                break
+            roots = [
+                p for p in [*self.seen, *own_children()] if p not in ended and self._belongs(p, alone, me)
+            ]
+            if not roots:
+                break
+            for pid in [*roots, *(d for r in roots for d in descendants(r) if not ending(d))]:
+                ended.setdefault(pid, command(pid))
+                self.seen.setdefault(pid, (stat(pid) or ("", 0, 0, -1))[3])
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.005)
+        reap_orphans()
+        return list(ended.items())

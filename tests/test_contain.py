@@ -1,0 +1,230 @@
+"""Nothing of a run outlives it (baton.runner.contain): real processes, real cgroups where this host has
+them (``BATON_CGROUPS=auto``) and the subreaper alone (``off``), through ``baton.run`` with the fake
+agent, whose ``FAKE_AGENT_RUN`` command stands for the agent's shell tool.
+
+Every way of detaching is tried: ``setsid``, a double fork, ``nohup``, ``disown``, a cleared
+environment, and 20 plain background jobs; on success, timeout, cancel and after the runner is
+SIGKILLed. Limits: a memory hog and a process flood end their run ``limited`` with the reason while
+another key's run beside them succeeds, and the conversation resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from baton import Outcome, RunRequest, RunResult, run
+from baton.runner import cgroups
+from baton.settings import Settings, load_settings
+from tests.conftest import BATON, FAST, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def detach(tag: str) -> str:
+    """A shell command that leaves 25 processes running, each way there is, all sleeping ``tag``
+    seconds (a number unique to the test, to find them)."""
+    quiet = ">/dev/null 2>&1"
+    return "; ".join(
+        [
+            f"(setsid nohup sh -c 'sleep {tag}; echo late > late.txt' {quiet} &)",  # setsid + double fork
+            f"(sleep {tag} {quiet} &)",  # a double fork
+            f"nohup sleep {tag} {quiet} & disown",
+            f"env -i /bin/sh -c '(setsid sleep {tag} {quiet} &)'",  # a cleared environment
+            f"for i in $(seq 20); do sleep {tag} {quiet} & done",
+            "echo started",
+        ]
+    )
+
+
+def alive(tag: str) -> list[int]:
+    """Processes whose command line holds ``sleep TAG``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        line = " ".join(proc.info["cmdline"] or [])
+        if f"sleep {tag}" in line and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc.pid)
+    return found
+
+
+def tag() -> str:
+    return str(700000 + uuid.uuid4().int % 99999)
+
+
+@pytest.fixture(params=["auto", "off"])
+def contained(request: pytest.FixtureRequest, home: Path) -> Settings:
+    """Settings with run groups (where this host allows) or with the subreaper alone."""
+    if request.param == "auto":
+        assert cgroups.probe().tracks, f"this host should allow run groups: {cgroups.probe().reason}"
+    return load_settings(overrides={"home": str(home), **FAST, "cgroups": request.param}, environ={})
+
+
+def ask(
+    settings: Settings, repo: Path, monkeypatch: pytest.MonkeyPatch, command: str, **how: object
+) -> RunResult:
+    # only in this test's own key: a run beside it (another thread, another key) runs nothing
+    monkeypatch.setenv("FAKE_AGENT_RUN", f'case "$BATON_KEY" in *beside*) ;; *) {command} ;; esac')
+    thread = str(how.pop("thread", "contain"))
+    request = RunRequest(agent="fake", repo=str(repo), thread=thread, prompt="work", **how)  # type: ignore[arg-type]
+    return run(request, settings=settings)
+
+
+def test_everything_detached_ends_with_a_successful_run(
+    contained: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    sleeping = tag()
+    monkeypatch.setenv("FAKE_AGENT_WRITE", "prompts.txt")  # in the worktree: the walls allow it
+    result = ask(contained, src_repo, monkeypatch, detach(sleeping))
+    notes = Path(result.session.worktree) / "prompts.txt"
+    assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+    assert alive(sleeping) == [], "a process of the run outlived it"
+    assert result.run.reaped == 25, (result.run.reaped, result.run.left_running)
+    assert result.run.left_running and f"sleep {sleeping}" in result.run.left_running
+    assert not (Path(result.session.worktree) / "late.txt").exists()
+
+    second = ask(contained, src_repo, monkeypatch, "true")
+    assert second.run.outcome == Outcome.SUCCEEDED and second.run.mode.value == "resume"
+    assert second.run.reaped == 0 and second.run.left_running is None
+    told = notes.read_text().splitlines()[-1]
+    assert told.startswith("turn 2: Processes you left running in your previous turn were stopped"), told
+
+
+def test_a_timed_out_run_ends_its_detached_processes(
+    contained: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sleeping = tag()
+    result = ask(contained, src_repo, monkeypatch, f"{detach(sleeping)}; sleep 60", timeout=3)
+    assert result.run.outcome == Outcome.TIMED_OUT
+    assert alive(sleeping) == []
+    # the agent's process group went with it; what had left the group (3 in new sessions) was reaped
+    assert result.run.reaped == 3, result.run.left_running
+
+
+def test_a_cancelled_run_ends_its_detached_processes(
+    contained: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sleeping = tag()
+    request = RunRequest(agent="fake", repo=str(src_repo), thread="cancel", prompt="work")
+    monkeypatch.setenv("FAKE_AGENT_RUN", f"{detach(sleeping)}; sleep 60")
+    threading.Thread(
+        target=lambda: (wait_for(lambda: len(alive(sleeping)) >= 25), request.cancel.set())
+    ).start()
+    result = run(request, settings=contained)
+    assert result.run.outcome == Outcome.CANCELLED
+    assert alive(sleeping) == []
+    assert result.run.reaped == 3, result.run.left_running
+
+
+def test_what_a_killed_runner_left_is_ended_by_the_next_run_of_its_key(
+    contained: Settings, src_repo: Path, tmp_path: Path
+) -> None:
+    """The runner (``baton run``, its own process) is SIGKILLed mid-turn: its agent dies with it (the
+    parent-death signal), what the agent detached survives until the key's next run, which ends it
+    (the run's group; without one, the processes tagged with the run's id: the one that cleared its
+    environment escapes, as docs/security.md says)."""
+    sleeping = tag()
+    env = {
+        **os.environ,
+        "BATON_HOME": str(contained.home),
+        "BATON_CGROUPS": contained.cgroups,
+        "BATON_WARM": "off",
+        "FAKE_AGENT_RUN": f"{detach(sleeping)}; sleep 120",
+        **{f"BATON_{k.upper()}": str(v) for k, v in FAST.items()},
+    }
+    args = [*BATON, "run", "--agent", "fake", "--repo", str(src_repo), "--thread", "killed", "work"]
+    runner = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(alive(sleeping)) >= 25)
+    finally:
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+    time.sleep(0.5)
+    survivors = alive(sleeping)
+    assert survivors, "the detached processes outlive a killed runner until the key's next run"
+    env["FAKE_AGENT_RUN"] = "true"
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    left = alive(sleeping)
+    if contained.cgroups == "auto":
+        assert left == []
+    else:  # only the one whose environment was cleared (it carries no BATON_RUN_ID) is beyond reach
+        assert len(left) <= 1, left
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+
+
+def concurrently(work: Callable[[], RunResult]) -> tuple[threading.Thread, list[RunResult]]:
+    box: list[RunResult] = []
+    thread = threading.Thread(target=lambda: box.append(work()))
+    thread.start()
+    return thread, box
+
+
+@pytest.fixture
+def grouped(home: Path) -> Settings:
+    host = cgroups.probe()
+    assert {"memory", "pids"} <= host.enforces().keys(), f"this host enforces {host.enforces()}"
+    return load_settings(overrides={"home": str(home), **FAST}, environ={})
+
+
+def test_a_memory_hog_ends_its_run_limited_and_the_conversation_resumes(
+    grouped: Settings, src_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other_repo = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(src_repo), str(other_repo)], check=True)
+    beside, done = concurrently(
+        lambda: run(
+            RunRequest(agent="fake", repo=str(other_repo), thread="beside", prompt="hi"), settings=grouped
+        )
+    )
+    hog = f"{sys.executable} -c 'a = bytearray(600 * 2**20); import time; time.sleep(60)'"
+    result = ask(grouped, src_repo, monkeypatch, hog, memory="100M", timeout=60)
+    beside.join()
+    assert result.run.outcome == Outcome.LIMITED, (result.run.outcome, result.run.error)
+    assert result.run.error and "memory limit of 100.0 MiB" in result.run.error
+    assert done and done[0].run.outcome == Outcome.SUCCEEDED
+    again = ask(grouped, src_repo, monkeypatch, "true")
+    assert again.run.outcome == Outcome.SUCCEEDED and again.run.mode.value == "resume"
+    assert again.run.prompt_kind.value == "interrupted"
+
+
+def test_a_process_flood_ends_its_run_limited_not_the_machine(
+    grouped: Settings, src_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other_repo = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(src_repo), str(other_repo)], check=True)
+    beside, done = concurrently(
+        lambda: run(
+            RunRequest(agent="fake", repo=str(other_repo), thread="beside", prompt="hi"), settings=grouped
+        )
+    )
+    sleeping = tag()
+    flood = f"i=0; while [ $i -lt 100000 ]; do sleep {sleeping} & i=$((i+1)); done 2>/dev/null; wait"
+    started = time.monotonic()
+    result = ask(grouped, src_repo, monkeypatch, flood, pids=64, timeout=60)
+    beside.join()
+    assert result.run.outcome == Outcome.LIMITED, (result.run.outcome, result.run.error)
+    assert result.run.error and "limit of 64 processes" in result.run.error
+    assert time.monotonic() - started < 30
+    assert alive(sleeping) == []
+    assert done and done[0].run.outcome == Outcome.SUCCEEDED
+
+
+def test_bad_limits_are_refused_before_anything_is_written(settings: Settings, src_repo: Path) -> None:
+    from baton.errors import BadInput
+
+    for how, said in (({"memory": "lots"}, "memory"), ({"pids": -1}, "pids"), ({"cpu": float("nan")}, "cpu")):
+        request = RunRequest(agent="fake", repo=str(src_repo), thread="bad", prompt="hi", **how)  # type: ignore[arg-type]
+        with pytest.raises(BadInput, match=said):
+            run(request, settings=settings)
+    assert not (settings.home / "worktrees").exists()
