@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import signal
 import subprocess
 import uuid
@@ -150,10 +151,30 @@ def test_bad_values_are_refused_naming_the_setting(tmp_path: Path) -> None:
         setup_logging("INFO", "yaml")
 
 
+def test_anything_shaped_like_a_token_is_redacted_in_every_encoding_and_nothing_else() -> None:
+    from baton.cli.logsetup import redact_tokens
+
+    spelled = "".join(f"%{ord(c):02X}" for c in "baton_") + BODY  # every character of the prefix encoded
+    for line in (
+        f"GET /v1/runs/{TOKEN} HTTP/1.1",
+        f"GET /v1/runs?q=Bearer%20{TOKEN}",
+        f"GET /v1/runs?q=Bearer+baton%5f{BODY}",
+        f"GET /x?next=baton%255F{BODY}",
+        f"GET /x/{spelled}",
+        f"Authorization: Bearer {TOKEN[:30]}",  # a cut one too
+    ):
+        redacted = redact_tokens(line)
+        assert BODY[:14] not in redacted and "baton_***" in redacted, (line, redacted)
+    for line in ("baton_home and baton_a_short_name", "BATON_AGENTS_EXTRA=fake", "100% done", "baton_***"):
+        assert redact_tokens(line) == line
+
+
 # -- the commands -------------------------------------------------------------------------------------
 
 
 LEAKED = "baton_Wq3rT0kenInTheQueryStr1ng"
+TOKEN = "baton_" + secrets.token_urlsafe(32)  # shaped as `baton tokens create` makes them
+BODY = TOKEN.removeprefix("baton_")
 
 
 def serve_and_stop(baton_env: dict[str, str], fmt: str) -> tuple[str, str, str]:
@@ -187,6 +208,14 @@ def serve_and_stop(baton_env: dict[str, str], fmt: str) -> tuple[str, str, str]:
             # a token in the URL is refused, and must not be written to the access log either
             leaky = {"token": LEAKED, "limit": "5", "api_key": "k3y-in-url", "thread": LEAKED}
             assert httpx.get(f"{url}/v1/runs", params=leaky, timeout=10).status_code == 401
+            # anywhere else in the URL, as it is or percent-encoded (once, twice), under any name
+            for target in (
+                f"/v1/runs/{TOKEN}",
+                f"/v1/runs?q=Bearer%20{TOKEN}",
+                f"/v1/runs/baton%5F{BODY}",
+                f"/v1/runs/x?next=%2Fv1%2Fruns%2Fbaton%255f{BODY}",
+            ):
+                assert httpx.get(f"{url}{target}", timeout=10).status_code in (401, 404), target
         finally:
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=30)
@@ -207,6 +236,13 @@ def test_baton_serve_logs_baton_and_uvicorn_lines_as_text(baton_env: dict[str, s
     assert lines[0].startswith("baton serve: http://127.0.0.1:")  # the start-up line, for people
     assert LEAKED not in err and "k3y-in-url" not in err
     assert "GET /v1/runs?token=***&limit=5&api_key=***&thread=*** HTTP/1.1" in err, err
+    assert BODY[:20] not in err and BODY[-20:] not in err
+    for target in (
+        "/v1/runs/baton_***",
+        "/v1/runs?q=Bearer%20baton_***",
+        "/v1/runs/x?next=%2Fv1%2Fruns%2Fbaton_***",
+    ):
+        assert f'"GET {target} HTTP/1.1"' in err, err
 
 
 def test_baton_serve_logs_json_lines_only(baton_env: dict[str, str]) -> None:
@@ -219,6 +255,7 @@ def test_baton_serve_logs_json_lines_only(baton_env: dict[str, str]) -> None:
     assert [d["message"] for d in mine] == [f"webhook github {delivery}: redelivery, answered from the first"]
     assert any(d["logger"] == "uvicorn.access" and "POST /webhooks/github" in d["message"] for d in lines)
     assert LEAKED not in err and any("/v1/runs?token=***&limit=5" in d["message"] for d in lines)
+    assert BODY[:20] not in err and any("GET /v1/runs/baton_*** " in d["message"] for d in lines)
 
 
 @pytest.mark.parametrize("broker", ["redis"], indirect=True)

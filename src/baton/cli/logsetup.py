@@ -8,6 +8,10 @@ here, where the process is set up.
 and ``exc_info`` holding the traceback's text when there is one). The level is ``BATON_LOG_LEVEL``
 (INFO). Python's warnings go through it too.
 
+Nothing shaped like a baton token leaves through it (:func:`redact_tokens`, on every formatted line:
+a token pasted into a URL's path or query reaches uvicorn's access line as the client sent it), and
+the values of secret-looking query parameters are masked (:class:`RedactAccess`).
+
 The servers' own loggers propagate to it instead of printing a format of their own: ``baton serve``
 starts uvicorn with ``log_config=None``, and ``baton worker`` has Celery configure no logging
 (:func:`baton.fleet.celery.run_worker` answers Celery's ``setup_logging`` signal).
@@ -48,6 +52,9 @@ class TextFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return _time(record)
 
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_tokens(super().format(record))  # the message and its traceback alike
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line: time, level, logger, message (and exc_info, stack_info)."""
@@ -65,7 +72,7 @@ class JsonFormatter(logging.Formatter):
             data["exc_info"] = record.exc_text
         if record.stack_info:
             data["stack_info"] = self.formatStack(record.stack_info)
-        return json.dumps(data, ensure_ascii=False)
+        return json.dumps({name: redact_tokens(value) for name, value in data.items()}, ensure_ascii=False)
 
 
 # a query parameter whose name says it holds a secret (a value shaped like a baton token is one, whatever
@@ -73,6 +80,30 @@ class JsonFormatter(logging.Formatter):
 SECRET_PARAM = re.compile(r"token|secret|passw|pwd|key|auth|sig|session|credential|code", re.IGNORECASE)
 REDACTED = "***"
 TOKEN_PREFIX = "baton_"  # baton.service.auth.PREFIX (not imported: that module needs the server extra)
+
+
+def _token_shape() -> re.Pattern[str]:
+    """A baton token as it may appear in a logged line: the prefix, then at least 20 characters of
+    ``secrets.token_urlsafe``'s alphabet (a whole token has 43; a cut one is still a secret), each
+    character as it is or percent-encoded, once or more (``%5F``, ``%255f``: a URL's path and query
+    reach the access log encoded as the client sent them)."""
+    encoded = r"%(?:25)*"  # a percent sign, itself encoded any number of times
+
+    def char(c: str) -> str:
+        return f"(?:{re.escape(c)}|{encoded}(?i:{ord(c):02x}))"
+
+    body = rf"(?:[A-Za-z0-9_-]|{encoded}[0-9A-Fa-f]{{2}})"
+    return re.compile("".join(map(char, TOKEN_PREFIX)) + body + "{20,}")
+
+
+TOKEN_SHAPE = _token_shape()
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with everything shaped like a baton token replaced by ``baton_***``, wherever it is (a
+    URL's path or query, a header echoed in a message, a traceback). By shape, not by looking up the
+    tokens that exist: the log must not hold a token that was revoked, mistyped or not issued yet."""
+    return TOKEN_SHAPE.sub(TOKEN_PREFIX + REDACTED, text) if TOKEN_PREFIX[:5] in text or "%" in text else text
 
 
 def redact_query(target: str) -> str:
