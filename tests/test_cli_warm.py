@@ -2,10 +2,13 @@
 
 Real ``baton`` processes (``python -m baton.cli``) and a real server: the first run starts it, later
 ones are served by a child of it, with the client's working directory, environment, umask, streams
-and exit code; a client in another context (resource limits, Python variables) or without the key is
-declined and runs the command itself; a walled agent cannot read the key; SIGINT cancels a served run
-and so does the client's death; kill -9 at random moments of a served start-up loses nothing; the
-server leaves with its socket and cleans up after itself.
+and exit code; a client in another context (resource limits, Python variables) is declined and runs
+the command itself; a connection without the key is closed before anything is forked; a walled agent
+can neither read the key nor connect to the server's abstract socket; SIGINT cancels a served run and
+so does the client's death; kill -9 at random moments of a served start-up loses nothing; the server
+holds nothing open in the home, leaves with its key file and cleans up after itself. The door under
+a flood and impostors on the server's name: ``tests/test_warmgate.py``; ``baton warm`` and the home's
+volume: ``tests/test_warmctl.py``.
 """
 
 from __future__ import annotations
