@@ -22,9 +22,17 @@ from pathlib import Path
 import psutil
 import pytest
 
-from baton.cli import warm
+from baton.cli import warm, warmserver
 from baton.settings import Settings
-from tests.test_cli_warm import _no_server_left, first_turn, ran_in, run_json, servers  # noqa: F401
+from tests.test_cli_warm import (  # noqa: F401
+    _no_server_left,
+    first_turn,
+    ran_in,
+    request_with,
+    run_json,
+    servers,
+    wait_for_server,
+)
 
 FLOOD = 1500
 
@@ -137,6 +145,28 @@ def test_a_flood_of_connections_forks_nothing_and_a_real_run_is_still_served(
     assert watch.children <= 3, watch.children
     assert watch.rss - before < 150 * 2**20, (before, watch.rss)  # a served run's worth, not 2 GB
     assert server.is_running() and len(servers(home)) == 1
+
+
+def test_clients_with_the_key_that_send_nothing_more_keep_a_bounded_number_of_children(
+    env: dict[str, str],
+    home: Path,
+) -> None:
+    warm.start_server(env)
+    server = psutil.Process(wait_for_server(home))
+    key = Path(warm.key_path(str(home))).read_bytes()
+    quiet = []
+    try:
+        for _ in range(3 * warmserver.WAITING):
+            conn = warm.connect(warm.address(str(home)))
+            quiet.append(conn)
+            assert warm._proven(conn, key)  # let in at the door; then not a byte of the request
+        time.sleep(1)
+        live = [c for c in server.children() if c.status() != psutil.STATUS_ZOMBIE]
+        assert len(live) <= warmserver.WAITING + 1, live  # those waiting for their request, and a spare
+    finally:
+        for conn in quiet:
+            conn.close()  # their children see the end of the stream and leave
+    assert request_with(home, key) == b"A"  # the server goes on
 
 
 def squat(name: str, answer: bytes | None) -> tuple[socket.socket, list[bytes], threading.Thread]:

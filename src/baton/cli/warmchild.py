@@ -28,7 +28,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from baton.cli import warm
@@ -52,9 +52,10 @@ FILES = ("cgroup", "limits", "oom_score_adj", "attr/current")
 HANDSHAKE = 10.0  # seconds a client has to send its request
 
 
-def serve_one(conn: socket.socket, mine: dict[str, str]) -> None:
+def serve_one(conn: socket.socket, mine: dict[str, str], received: Callable[[], None]) -> None:
     """Serve the request on ``conn`` (a connection that proved it has the key) and exit (``os._exit``:
-    none of the server's clean-up runs here). ``mine``: this process's :func:`context`, read ahead."""
+    none of the server's clean-up runs here). ``mine``: this process's :func:`context`, read ahead;
+    ``received``: called once the request is in (the server stops counting this child as waiting)."""
     code = 1
     server = os.getppid()  # before anything can end the server and leave this child to init
     try:
@@ -63,6 +64,7 @@ def serve_one(conn: socket.socket, mine: dict[str, str]) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         conn.settimeout(HANDSHAKE)  # a client that connects and sends nothing does not keep a child
         request, fds = _receive(conn)
+        received()
         why = declined(conn, request, mine)
         if why:
             conn.sendall(b"D" + why.encode() + b"\n")

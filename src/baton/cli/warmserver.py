@@ -8,7 +8,8 @@ connection through its door (:mod:`baton.cli.warmgate`), which lets in only this
 prove they read the key. A child forked ahead of time (:class:`Spare`) is handed each proven
 connection and the server forks the next one: the child checks the request and serves it
 (:mod:`baton.cli.warmchild`), so a slow or hostile client never holds the server up, two runs never
-share a process, and no connection makes the server fork before it proved itself.
+share a process, and no connection makes the server fork before it proved itself. At most
+:data:`WAITING` children wait for the request of the connection they were handed (:class:`Handed`).
 
 While it waits, neither the server nor its spare holds anything open in ``BATON_HOME``: no lock file
 (the name is the lock), no socket file, no store connection; its working directory is ``/``. A volume
@@ -44,6 +45,7 @@ from baton.store import leases
 
 IDLE = 120.0  # seconds with no run under way before the server exits
 TICK = 1.0  # seconds between its checks of its key file, its code and its children
+WAITING = 8  # children handed a proven connection whose request has not come in yet, at most
 # what a run imports, before and after its agent: loaded once here, never in a child
 PRELOAD = (
     "baton.cli.fast",
@@ -158,38 +160,74 @@ def serve(gate: Gate, still: Callable[[], bool], code: dict[str, tuple[int, int]
         checked[0] = time.monotonic()
         return changed(code) or not still() or socket.gethostname() != leases.HOST
 
-    busy: set[int] = set()
+    handed = Handed()
     last = time.monotonic()
     spare: Spare | None = None
     try:
         while not stale():
-            spare = spare or Spare(gate.sockets(), home)
-            if gate.proven:
+            spare = spare or Spare([*gate.sockets(), *handed.waiting], home)
+            if gate.proven and not handed.full():
                 if stale(now=True):  # the spare would run old code: the client runs the command itself
                     return
-                busy.add(spare.hand(gate.proven.popleft()))
+                handed.add(*spare.hand(gate.proven.popleft()))
                 spare = None
-            elif not _door(gate, spare):
+            elif not _door(gate, spare, handed):
                 return
-            busy = {pid for pid in busy if not _reaped(pid)}
-            if busy:
+            if handed.reap():
                 last = time.monotonic()
             elif time.monotonic() - last > IDLE:
                 return
     finally:
         gate.close()
+        handed.close()
         if spare is not None:
             spare.close()  # it leaves
 
 
-def _door(gate: Gate, spare: Spare) -> bool:
-    """Wait for the door's connections (a :data:`TICK` at most) and let it do what is ready; False
-    when the spare died before its connection came (something is wrong here: the server leaves)."""
-    ready, _, _ = select.select([spare.chan, *gate.waiting()], [], [], gate.timeout(TICK))
+def _door(gate: Gate, spare: Spare, handed: Handed) -> bool:
+    """Wait for the door's connections and the handed children's word (a :data:`TICK` at most) and
+    do what is ready; False when the spare died before its connection came (something is wrong here:
+    the server leaves)."""
+    ready, _, _ = select.select([spare.chan, *handed.waiting, *gate.waiting()], [], [], gate.timeout(TICK))
     if spare.chan in ready:
         return False
+    handed.settle(ready)
     gate.step(ready)
     return True
+
+
+class Handed:
+    """The children handed a connection: their pids until reaped (a run under way keeps the server
+    from idling out), and the channels of those still waiting for their request, each closed by its
+    child once the request is in (or by its death). At most :data:`WAITING` wait at once: beyond, a
+    proven connection waits at the door, so even a client with the key that sends nothing more cannot
+    make the server fork on and on."""
+
+    def __init__(self) -> None:
+        self.pids: set[int] = set()
+        self.waiting: dict[socket.socket, int] = {}
+
+    def add(self, chan: socket.socket, pid: int) -> None:
+        self.pids.add(pid)
+        self.waiting[chan] = pid
+
+    def full(self) -> bool:
+        return len(self.waiting) >= WAITING
+
+    def settle(self, ready: list[socket.socket]) -> None:
+        for chan in [c for c in ready if c in self.waiting]:
+            del self.waiting[chan]
+            chan.close()
+
+    def reap(self) -> bool:
+        """Whether a child is still running, once the dead ones are reaped."""
+        self.pids = {pid for pid in self.pids if not _reaped(pid)}
+        return bool(self.pids)
+
+    def close(self) -> None:
+        for chan in self.waiting:
+            chan.close()
+        self.waiting.clear()
 
 
 STOPPING = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1}  # the server's own handlers: raise Stop
@@ -220,16 +258,16 @@ class Spare:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # the server's: a stop waiting is taken now
         theirs.close()
 
-    def hand(self, conn: socket.socket) -> int:
-        """Give the child ``conn`` (closed here); its pid. The channel is done with."""
+    def hand(self, conn: socket.socket) -> tuple[socket.socket, int]:
+        """Give the child ``conn`` (closed here): the channel, which the child closes once it has the
+        request (:class:`Handed`), and its pid."""
         try:
             socket.send_fds(self.chan, [b"C"], [conn.fileno()])
         except OSError:
             pass  # the child died: the client hears the connection close, and runs the command itself
         finally:
             conn.close()
-            self.close()
-        return self.pid
+        return self.chan, self.pid
 
     def close(self) -> None:
         self.chan.close()
@@ -245,9 +283,8 @@ def _wait_and_serve(chan: socket.socket, home: str | None) -> None:
         if home is not None:
             warmup.rehearse(home)  # while nobody waits: a fork's first touches of its pages
         _, fds, _, _ = socket.recv_fds(chan, 1, 1)
-        chan.close()
-        if fds:
-            warmchild.serve_one(socket.socket(fileno=fds[0]), mine)  # never returns
+        if fds:  # the channel is closed once the request is in: the server counts who still waits
+            warmchild.serve_one(socket.socket(fileno=fds[0]), mine, chan.close)  # never returns
     os._exit(0)
 
 
