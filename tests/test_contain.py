@@ -41,7 +41,8 @@ def detach(tag: str) -> str:
             f"(sleep {tag} {quiet} &)",  # a double fork
             f"nohup sleep {tag} {quiet} & disown",
             f"env -i /bin/sh -c '(setsid sleep {tag} {quiet} &)'",  # a cleared environment
-            f"for i in $(seq 20); do sleep {tag} {quiet} & done",
+            # (no $(seq 20): Gemini CLI's shell tool refuses command substitution)
+            f"for i in {' '.join(map(str, range(20)))}; do sleep {tag} {quiet} & done",
             "echo started",
         ]
     )
@@ -228,3 +229,24 @@ def test_bad_limits_are_refused_before_anything_is_written(settings: Settings, s
         with pytest.raises(BadInput, match=said):
             run(request, settings=settings)
     assert not (settings.home / "worktrees").exists()
+
+
+def test_a_v2_group_holds_and_ends_what_is_moved_into_it() -> None:
+    """The v2 path (Kubernetes nodes are mostly v2), on this host's unified mount, which has no
+    controllers: a process moved in at start, and what it detached after, are ended by cgroup.kill."""
+    own = cgroups._own_paths()[""]
+    mount = next(m for kind, m, root, _ in cgroups._mounts() if kind == "cgroup2")
+    host = cgroups.Host(v2=cgroups._beneath(mount, "/", own))
+    group = cgroups.RunGroup(host, f"t{uuid.uuid4().hex[:8]}", cgroups.Limits(pids=64))
+    assert group.made and set(group.dirs) == {"v2"}
+    sleeping = tag()
+    proc = subprocess.Popen(
+        ["sh", "-c", f"sleep 0.2; (setsid sleep {sleeping} >/dev/null 2>&1 &); sleep {sleeping}"]
+    )
+    group.add(proc.pid)
+    wait_for(lambda: len(alive(sleeping)) == 3)  # sh (its command line names the sleep) and two sleeps
+    assert set(alive(sleeping)) <= set(group.procs())
+    path = group.dirs["v2"]
+    ended = group.end()
+    proc.wait()
+    assert alive(sleeping) == [] and len(ended) == 3 and not path.exists()

@@ -124,24 +124,34 @@ def probe() -> Host:
     """What this host lets baton make (read once per process)."""
     if not os.path.isdir("/sys/fs/cgroup"):
         return Host(reason="no /sys/fs/cgroup (not Linux, or not mounted)")
-    own, v2, v2_controllers, v1 = _own_paths(), None, frozenset[str](), {}
-    for kind, mount, root, options in _mounts():
-        if kind == "cgroup2" and "" in own:
-            place = _beneath(mount, root, own[""])
-            if place is not None and _writable(place):
-                v2, v2_controllers = place, _v2_limits(place)
-        elif kind == "cgroup":
-            for name in V1_CONTROLLERS:
-                hierarchy = next((k for k in own if name in k.split(",")), None)
-                if name in options and hierarchy is not None and name not in v1:
-                    place = _beneath(mount, root, own[hierarchy])
-                    if place is not None and _v1_parent(place / PARENT):
-                        v1[name] = place / PARENT
+    own, mounts = _own_paths(), _mounts()
+    v2 = next((p for kind, m, root, _ in mounts if kind == "cgroup2" for p in _v2_place(m, root, own)), None)
+    v1 = _v1_places(mounts, own)
     if v2 is None and not v1:
         return Host(reason="no cgroup hierarchy baton may write (not root, and no delegated subtree)")
     if {"freezer", "pids"} & v1.keys():  # v1 groups take the agent from its first instruction on
         return Host(None, frozenset(), v1)
-    return Host(v2, v2_controllers, v1)
+    return Host(v2, _v2_limits(v2) if v2 is not None else frozenset(), v1)
+
+
+def _v2_place(mount: Path, root: str, own: dict[str, str]) -> list[Path]:
+    """The runner's own v2 group under this mount, when baton may make groups in it."""
+    place = _beneath(mount, root, own[""]) if "" in own else None
+    return [place] if place is not None and _writable(place) else []
+
+
+def _v1_places(mounts: list[tuple[str, Path, str, set[str]]], own: dict[str, str]) -> dict[str, Path]:
+    """Each v1 controller baton uses → ``<own group>/baton`` in its hierarchy, where writable."""
+    found: dict[str, Path] = {}
+    for kind, mount, root, options in mounts:
+        for name in V1_CONTROLLERS if kind == "cgroup" else ():
+            hierarchy = next((k for k in own if name in k.split(",")), None)
+            if name not in options or hierarchy is None or name in found:
+                continue
+            place = _beneath(mount, root, own[hierarchy])
+            if place is not None and _v1_parent(place / PARENT):
+                found[name] = place / PARENT
+    return found
 
 
 def _v1_parent(path: Path) -> bool:
