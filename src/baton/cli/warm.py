@@ -51,6 +51,7 @@ from __future__ import annotations
 import _socket  # socket.py without its enums: ~2 ms sooner
 import os
 import sys
+import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ KEY_SIZE = 32  # bytes of the key: the client proves it knows the first half, th
 HALF = KEY_SIZE // 2
 CONNECT = 2.0  # seconds to wait for room in the server's backlog (a flood fills it) before running here
 PROOF = 2.0  # seconds the server waits for a connection's first half of the key
-ANSWER = 5.0  # seconds the client waits for each answer (the key's second half, then A or D)
+ANSWER = 5.0  # seconds the client waits for the answers (the key's second half, then A or D), in all
 SUPPORTED = sys.platform.startswith("linux")  # the abstract namespace is Linux's; elsewhere, no server
 
 
@@ -143,9 +144,10 @@ def hand_over(args: list[str]) -> int | str:
         return DECLINED  # a server too busy to take the connection, or one the caller may not reach
     try:
         try:
-            if len(key) != KEY_SIZE or not _proven(conn, key) or not _send_request(conn, args):
+            deadline = time.monotonic() + ANSWER
+            if len(key) != KEY_SIZE or not _proven(conn, key, deadline) or not _send_request(conn, args):
                 return DECLINED
-            if _read_line(conn) != b"A":
+            if _read_line(conn, deadline) != b"A":
                 return DECLINED
             conn.settimeout(None)
             conn.sendall(b"G\n")  # the child runs the command only now
@@ -156,15 +158,15 @@ def hand_over(args: list[str]) -> int | str:
         conn.close()
 
 
-def _proven(conn: _socket.socket, key: bytes) -> bool:
+def _proven(conn: _socket.socket, key: bytes, deadline: float | None = None) -> bool:
     """Steps 2 and 3 of the module's conversation: the key's first half sent, its second half heard
-    (constant-time compare)."""
+    (constant-time compare) before ``deadline``."""
     from _operator import _compare_digest  # hmac's, without hashlib
 
     conn.sendall(key[:HALF])
     heard = b""
     while len(heard) < HALF:
-        chunk = conn.recv(HALF - len(heard))
+        chunk = _recv(conn, HALF - len(heard), deadline)
         if not chunk:
             return False
         heard += chunk
@@ -246,15 +248,25 @@ def _spec(stream: object) -> list[str]:
     return [str(part) for part in found] if all(isinstance(part, str) for part in found) else ["", ""]
 
 
-def _read_line(conn: _socket.socket) -> bytes | None:
-    """One ``\\n``-ended message (without it); None at the end of the stream."""
+def _read_line(conn: _socket.socket, deadline: float | None = None) -> bytes | None:
+    """One ``\\n``-ended message (without it); None at the end of the stream. TimeoutError past
+    ``deadline`` (``time.monotonic``), however slowly the bytes come."""
     line = b""
     while not line.endswith(b"\n"):
-        chunk = conn.recv(1)
+        chunk = _recv(conn, 1, deadline)
         if not chunk:
             return None
         line += chunk
     return line[:-1]
+
+
+def _recv(conn: _socket.socket, size: int, deadline: float | None) -> bytes:
+    if deadline is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the warm server did not answer in time")
+        conn.settimeout(left)
+    return conn.recv(size)
 
 
 def _wait(conn: _socket.socket) -> int:
