@@ -117,9 +117,12 @@ def test_a_cancelled_run_ends_its_detached_processes(
     sleeping = tag()
     request = RunRequest(agent="fake", repo=str(src_repo), thread="cancel", prompt="work")
     monkeypatch.setenv("FAKE_AGENT_RUN", f"{detach(sleeping)}; sleep 60")
-    threading.Thread(
-        target=lambda: (wait_for(lambda: len(alive(sleeping)) >= 25), request.cancel.set())
-    ).start()
+
+    def cancel_when_started() -> None:
+        wait_for(lambda: len(alive(sleeping)) >= 25)
+        request.cancel.set()
+
+    threading.Thread(target=cancel_when_started).start()
     result = run(request, settings=contained)
     assert result.run.outcome == Outcome.CANCELLED
     assert alive(sleeping) == []
@@ -225,7 +228,7 @@ def test_bad_limits_are_refused_before_anything_is_written(settings: Settings, s
     from baton.errors import BadInput
 
     for how, said in (({"memory": "lots"}, "memory"), ({"pids": -1}, "pids"), ({"cpu": float("nan")}, "cpu")):
-        request = RunRequest(agent="fake", repo=str(src_repo), thread="bad", prompt="hi", **how)  # type: ignore[arg-type]
+        request = RunRequest(agent="fake", repo=str(src_repo), thread="bad", prompt="hi", **how)
         with pytest.raises(BadInput, match=said):
             run(request, settings=settings)
     assert not (settings.home / "worktrees").exists()

@@ -17,10 +17,17 @@ from baton import Outcome, RunRequest, RunResult, run
 from baton.models import Access
 from baton.settings import Settings
 from baton.testing import MockModel
-from tests.test_access_real import agent, model, shell_marker, tool_results  # noqa: F401 - the fixtures
+from tests import test_access_real
+from tests.test_access_real import shell_marker, tool_results
 from tests.test_contain import alive, detach, tag
 
 pytestmark = pytest.mark.slow
+agent, model = test_access_real.agent, test_access_real.model  # the fixtures: each real CLI, its mock
+
+
+def last_request(model: MockModel) -> str:
+    """The latest conversation request the mock received, as text."""
+    return json.dumps(model.conversation()[-1].__dict__, default=str)  # type: ignore[attr-defined]
 
 
 def turn(agent: str, settings: Settings, repo: Path, prompt: str, **how: object) -> RunResult:
@@ -51,7 +58,7 @@ def test_a_real_agents_detached_processes_end_with_its_turn(
 
     second = turn(agent, settings, src_repo, "go on")
     assert second.run.outcome == Outcome.SUCCEEDED and second.run.mode.value == "resume"
-    sent = json.dumps(model.conversation()[-1].__dict__, default=str)
+    sent = last_request(model)
     assert "Processes you left running in your previous turn were stopped" in sent
     assert f"sleep {sleeping}" in sent
 
@@ -63,4 +70,4 @@ def test_a_real_agents_detached_processes_end_with_its_turn(
     assert third.run.error and "memory limit of 300.0 MiB" in third.run.error
     fourth = turn(agent, settings, src_repo, "what happened?")
     assert fourth.run.outcome == Outcome.SUCCEEDED and fourth.run.mode.value == "resume"
-    assert "memory limit of 300.0 MiB" in json.dumps(model.conversation()[-1].__dict__, default=str)
+    assert "memory limit of 300.0 MiB" in last_request(model)
