@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from baton.housekeeping.doctor import check_git, check_home, mount_of, run_doctor
+from baton.housekeeping.doctor import (
+    CheckStatus,
+    check_containment,
+    check_git,
+    check_home,
+    mount_of,
+    run_doctor,
+)
 from baton.settings import Settings, load_settings
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -126,3 +133,12 @@ def test_doctor_hints_suit_the_install(tmp_path: Path) -> None:
     assert npm_hint("@openai/codex@0.169.0", root=tmp_path) == "npm install -g @openai/codex@0.169.0"
     assert "make setup" not in agents_hint(root=tmp_path) and "agent-baton" in agents_hint(root=tmp_path)
     assert "make setup" in agents_hint()  # this test runs in a source checkout
+
+
+def test_doctor_says_which_run_limits_this_host_enforces(home: Path) -> None:
+    grouped = check_containment(load_settings(overrides={"home": str(home), "run_cpu": 2}, environ={}))
+    assert grouped.status == CheckStatus.OK, grouped.detail  # this host: cgroup v1, as root
+    assert "memory 8.0 GiB (cgroup v1)" in grouped.detail and "cpu 2.0 (cgroup v1)" in grouped.detail
+    off = check_containment(load_settings(overrides={"home": str(home), "cgroups": "off"}, environ={}))
+    assert off.status == CheckStatus.WARN
+    assert "not enforced: memory 8.0 GiB, pids 2048" in off.detail and "subreaper" in off.detail

@@ -30,6 +30,7 @@ from baton.agents.versions import tested_note
 from baton.errors import BatonError
 from baton.install import agents_hint
 from baton.models import SessionRecord
+from baton.runner import contain
 from baton.runner.confine import describe
 from baton.settings import Settings
 from baton.store import open_store
@@ -298,6 +299,7 @@ def run_doctor(
         *fleet,
         check_orphans(settings),
         check_confinement(settings),
+        check_containment(settings),
         *agents,
     ]
 
@@ -308,6 +310,13 @@ def check_confinement(settings: Settings) -> Check:
     found = describe(settings)
     status = CheckStatus.OK if found.walled else CheckStatus.WARN if found.ok else CheckStatus.ERROR
     return Check("agent confinement", status, found.detail)
+
+
+def check_containment(settings: Settings) -> Check:
+    """Whether each run gets a control group here (nothing outlives it; its memory, process and CPU
+    limits), or only the subreaper: a warning, since then only the timeout bounds a run."""
+    grouped, detail = contain.describe(settings)
+    return Check("run containment", CheckStatus.OK if grouped else CheckStatus.WARN, detail)
 
 
 def to_json(checks: list[Check], settings: Settings) -> dict[str, Any]:

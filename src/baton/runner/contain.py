@@ -62,6 +62,29 @@ def host(settings: Settings) -> Host:
     return cgroups.probe()
 
 
+def describe(settings: Settings) -> tuple[bool, str]:
+    """For ``baton doctor``: whether runs get a group here, and what of the run limits is enforced."""
+    found, limits = host(settings), limits_of(settings)
+    asked = {
+        "memory": format_size(limits.memory) if limits.memory else None,
+        "pids": limits.pids,
+        "cpu": limits.cpu,
+    }
+    wanted = {name: value for name, value in asked.items() if value}
+    if not found.tracks:
+        unenforced = f"; not enforced: {', '.join(f'{k} {v}' for k, v in wanted.items())}" if wanted else ""
+        return False, (
+            f"{found.describe()}: the runner's subreaper still ends what a run leaves running; only the "
+            f"timeout bounds a run{unenforced}"
+        )
+    how = found.enforces()
+    said = [
+        f"{name} {value} ({how[name]})" if name in how else f"{name} {value} (not enforced here)"
+        for name, value in wanted.items()
+    ]
+    return True, f"{found.describe()}; run limits: {', '.join(said) or 'none set'}"
+
+
 class Containment:
     """One run's processes, from :meth:`start` to :meth:`end` (see the module)."""
 
