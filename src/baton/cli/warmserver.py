@@ -70,7 +70,7 @@ class Stop(Exception):
 def main(argv: list[str]) -> None:
     os.chdir("/")  # never hold a directory (or its file system) busy
     home = argv[0] if argv else warm.home_dir(os.environ)
-    listener = _bound(warm.address(home))
+    listener = _bound(warm.address(home)) if warm.SUPPORTED else None
     if listener is None:
         return  # another server has this home (or this system has no abstract sockets)
     try:
