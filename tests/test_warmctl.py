@@ -84,8 +84,12 @@ def test_the_home_s_volume_unmounts_as_soon_as_a_warm_run_returns(
     home = volume / "baton-home"
     env = {**env, "BATON_HOME": str(home)}
     key = ["run", "-a", "fake", "-r", str(src_repo), "-t", "volume"]
+    home.mkdir()
+    given = os.open(home / "given.txt", os.O_CREAT | os.O_WRONLY)  # a descriptor its caller passed on
     try:
-        _, first, code = run_json([*key, "first turn"], env)  # run here; starts the server
+        # run here; starts the server, which must not inherit the descriptor on the volume
+        _, first, code = run_json([*key, "first turn"], env, pass_fds=(given,))
+        os.close(given)
         assert code == 0, first
         server = psutil.Process(wait_for_server(home))
         pid, served, code = run_json([*key, "a served turn"], env)
