@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,6 +200,42 @@ def test_du_counts_as_the_walk_does(key: list[Path], tmp_path: Path) -> None:
     watch.close()
     assert walk is not None and walk.allocated == key_usage(paths)
     assert walk.allocated == sum(disk_usage(p) for p in paths) - MiB  # the hard link once
+
+
+def test_a_du_that_is_not_gnu_du_gives_way_to_the_walk_in_python(
+    key: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    busybox = tmp_path / "du"  # BusyBox's du knows no --block-size: usage on stderr, nothing on stdout
+    busybox.write_text("#!/bin/sh\necho 'du: unrecognized option' >&2\nexit 1\n")
+    busybox.chmod(0o755)
+    monkeypatch.setattr(diskwatch, "_du_path", lambda: str(busybox))
+    watch = DiskWatch(key, 10 * MiB, min_free=0)
+    walk = watch.wait()
+    watch.close()
+    assert walk is not None and walk.allocated == key_usage(key) and not watch._use_du
+
+
+def test_closing_ends_a_walk_under_way(
+    key: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow = tmp_path / "du"  # a du that would take half a minute: close() kills it
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    slow.chmod(0o755)
+    monkeypatch.setattr(diskwatch, "_du_path", lambda: str(slow))
+    watch = DiskWatch(key, 10 * MiB, min_free=0)
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    watch.close()
+    watch.wait(timeout=10)
+    assert time.monotonic() - t0 < 5
+    assert watch.last is None and watch._walking is None and watch._du_proc is None
+    assert watch.stop() is None
+
+
+def test_the_walk_in_python_gives_up_when_told(key: list[Path]) -> None:
+    told = threading.Event()
+    told.set()
+    assert key_usage(key, told) == sum(os.stat(p).st_blocks * 512 for p in key)  # the tops, no more
 
 
 def test_missing_paths_count_nothing(tmp_path: Path) -> None:

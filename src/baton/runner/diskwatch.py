@@ -40,6 +40,7 @@ import contextlib
 import functools
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import threading
@@ -60,7 +61,7 @@ class Walk:
     """One exact measurement: the key's allocated bytes, and what it cost."""
 
     allocated: int
-    cpu: float  # seconds of CPU the walk took (its thread's)
+    cpu: float  # seconds of CPU the walk took (du's, or its thread's)
     began: float  # monotonic time it began
     first: bool = False  # the walk at the start of the run
 
@@ -110,6 +111,7 @@ class DiskWatch:
         self._began = clock()
         self.cpu = 0.0  # seconds of CPU all the walks took
         self.walks = 0  # exact walks done (for tests and the benchmark)
+        self._use_du = _du_path() is not None
         self.reason: str | None = None
         if budget is not None:
             self._start_walk()
@@ -169,11 +171,10 @@ class DiskWatch:
     def close(self) -> None:
         """The run ended: a walk under way gives up at its next directory."""
         self._closed.set()
-        with self._lock:
-            proc = self._du_proc
-        if proc is not None:
-            with contextlib.suppress(OSError):
-                proc.kill()
+        with self._lock:  # not Popen.kill, which may reap du under the walk's wait4
+            if self._du_proc is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(self._du_proc.pid, signal.SIGKILL)
         for fd in (*self._volumes, *([self._home_fd] if self._home_fd is not None else [])):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -213,23 +214,33 @@ class DiskWatch:
 
     def _walk(self) -> None:
         began = self._clock()
-        measured = self._du() if _du_path() is not None else None
-        if measured is None:  # no du, or it failed: the same count in this thread
-            _lowest_priority()
-            cpu0 = time.thread_time()
-            measured = key_usage(self.paths, self._closed), time.thread_time() - cpu0
-        allocated, cpu = measured
-        with self._lock:
-            self._walking = None
-            if self._closed.is_set():
-                return
-            self.last = Walk(allocated, cpu, began, first=self.walks == 0)
-            self._base_falls = self._walk_falls
-            self.walks += 1
-            end = self._clock()
-            self.cpu += cpu
-            self._next_walk = max(end + MIN_SPACING, self._began + (self.cpu + cpu) / WALK_SHARE)
-            self._refresh_at = max(end + REFRESH, self._next_walk)
+        measured = None
+        try:
+            measured = self._measure()
+        finally:  # whatever happened, the next walk may come
+            with self._lock:
+                self._walking = None
+                if measured is not None and not self._closed.is_set():
+                    self._record(*measured, began)
+
+    def _measure(self) -> tuple[int, float] | None:
+        """The key's allocated bytes and the walk's CPU; None when the watch was closed meanwhile."""
+        measured = self._du() if self._use_du else None
+        if measured is not None or self._closed.is_set():
+            return measured
+        _lowest_priority()  # no du, or it failed: the same count in this thread
+        cpu0 = time.thread_time()
+        return key_usage(self.paths, self._closed), time.thread_time() - cpu0
+
+    def _record(self, allocated: int, cpu: float, began: float) -> None:
+        """A walk's result (under the lock): the new base of the bound, and when the next walk may come."""
+        self.last = Walk(allocated, cpu, began, first=self.walks == 0)
+        self._base_falls = self._walk_falls
+        self.walks += 1
+        self.cpu += cpu
+        end = self._clock()
+        self._next_walk = max(end + MIN_SPACING, self._began + (self.cpu + cpu) / WALK_SHARE)
+        self._refresh_at = max(end + REFRESH, self._next_walk)
 
     def _du(self) -> tuple[int, float] | None:
         """``du``'s count of the key and its CPU (user + system): half the CPU of the same walk in
@@ -255,18 +266,26 @@ class DiskWatch:
             return None
         with self._lock:
             self._du_proc = proc
+            if self._closed.is_set():  # close() ran before it could see this du
+                os.kill(proc.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, proc.pid, 19)
         assert proc.stdout is not None
         with proc.stdout:
             out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        # Its end is seen without reaping it (WNOWAIT), so close() can never signal a reused pid; then
+        # reaped by wait4 for its CPU (Popen.wait would give the exit status alone).
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
         with self._lock:
             self._du_proc = None
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
         lines = out.decode("utf-8", "replace").splitlines()
-        if proc.returncode < 0 or not lines or not lines[-1].split("\t")[0].isdigit():
-            return None  # killed (closed), or not GNU du
+        if proc.returncode < 0:
+            return None  # killed (closed)
+        if not lines or not lines[-1].split("\t")[0].isdigit():
+            self._use_du = False  # not GNU du (BusyBox's has no --block-size): walk in Python from now on
+            return None
         # exit 1 only says some entry vanished or was unreadable mid-walk: the total counts the rest
         return int(lines[-1].split("\t")[0]), usage.ru_utime + usage.ru_stime
 
