@@ -232,6 +232,20 @@ def test_closing_ends_a_walk_under_way(
     assert watch.stop() is None
 
 
+def test_du_reaped_by_another_still_counts(key: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    real_waitpid = os.waitpid
+
+    def stolen(pid: int, options: int) -> tuple[int, int, object]:
+        real_waitpid(pid, 0)  # a waitpid(-1) reaper elsewhere in the process got there first
+        raise ChildProcessError(10, "No child processes")
+
+    monkeypatch.setattr(os, "wait4", stolen)
+    watch = DiskWatch(key, 10 * MiB, min_free=0)
+    walk = watch.wait()
+    watch.close()
+    assert walk is not None and walk.allocated == key_usage(key) and watch._use_du
+
+
 def test_the_walk_in_python_gives_up_when_told(key: list[Path]) -> None:
     told = threading.Event()
     told.set()

@@ -248,12 +248,13 @@ class DiskWatch:
         lowest priority. None when it cannot say (not found, killed, output not understood)."""
         du = _du_path()
         assert du is not None
-        existing = [os.fspath(p) for p in self.paths if os.path.lexists(p)]
+        existing = [os.path.abspath(p) for p in self.paths if os.path.lexists(p)]
         if not existing:
             return 0, 0.0
         # -D: a path given that is a link is followed (as key_usage does); none below it is.
         # -c: one total, each hard-linked file counted once across all the paths
         argv = [du, "-s", "-c", "-D", "--block-size=1", "--", *existing]
+        started = time.monotonic()
         try:
             proc = subprocess.Popen(
                 argv,
@@ -275,19 +276,26 @@ class DiskWatch:
             out = proc.stdout.read()
         # Its end is seen without reaping it (WNOWAIT), so close() can never signal a reused pid; then
         # reaped by wait4 for its CPU (Popen.wait would give the exit status alone).
-        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
         with self._lock:
             self._du_proc = None
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        lines = out.decode("utf-8", "replace").splitlines()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cpu = usage.ru_utime + usage.ru_stime
+        except ChildProcessError:  # a reaper of any child in this process took it: its output stands
+            proc.returncode, cpu = 0, time.monotonic() - started
         if proc.returncode < 0:
             return None  # killed (closed)
-        if not lines or not lines[-1].split("\t")[0].isdigit():
+        # -c's last line is "N<tab>total" (every path given is absolute, so no path's line ends so)
+        last = out.decode("utf-8", "replace").rstrip("\n").rpartition("\n")[2]
+        total, tab, name = last.partition("\t")
+        if not (total.isdigit() and tab and name == "total"):
             self._use_du = False  # not GNU du (BusyBox's has no --block-size): walk in Python from now on
             return None
         # exit 1 only says some entry vanished or was unreadable mid-walk: the total counts the rest
-        return int(lines[-1].split("\t")[0]), usage.ru_utime + usage.ru_stime
+        return int(total), cpu
 
 
 def key_usage(paths: Sequence[Path], stop: threading.Event | None = None) -> int:
