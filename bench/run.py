@@ -19,6 +19,7 @@ from typing import Any
 import _venv  # noqa: F401  (re-runs with .venv's interpreter when baton is missing)
 import bench_claude
 import bench_cli
+import bench_contain
 import bench_cow
 import bench_dashboard
 import bench_fake
@@ -58,6 +59,7 @@ GROUPS = {
         bench_workers.GROUP,
         bench_sync.GROUP,
         bench_landlock.GROUP,
+        bench_contain.GROUP,
         bench_cow.GROUP,
     )
 }
@@ -65,6 +67,7 @@ GROUPS = {
 RUN_ORDER = (
     *("claude", "codex", "gemini", "hydrate", "cli", "service", "forge", "dashboard", "leases", "workers"),
     "landlock",
+    "contain",
     *("fake", "portable", "git", "sync", "cow"),
 )
 assert sorted(RUN_ORDER) == sorted(GROUPS)

@@ -192,9 +192,21 @@ class RunGroup:
         if host.v2 is not None:
             self._make("v2", host.v2 / f"{PARENT}-{run_id}")
         for name, parent in host.v1.items():
-            self._make(name, parent / run_id)
+            if name in self._v1_needed(host, limits):
+                self._make(name, parent / run_id)
         self.v2_limits = host.v2_controllers if "v2" in self.dirs else frozenset()
         self._set_limits()
+
+    @staticmethod
+    def _v1_needed(host: Host, limits: Limits) -> set[str]:
+        """The v1 hierarchies this run needs: one to track its processes (``pids``, else ``freezer``),
+        and those of its limits (each group costs a ``mkdir`` and a placement)."""
+        needed = {"pids"} if "pids" in host.v1 else {"freezer"}
+        if limits.memory is not None:
+            needed.add("memory")
+        if limits.cpu is not None:
+            needed.add("cpu")
+        return needed
 
     @property
     def made(self) -> bool:

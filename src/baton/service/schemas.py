@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from baton.agents import AGENTS
 from baton.runner.request import Doc, RequestField, RunJson, RunRequest, request_fields
-from baton.runner.resolve import MAX_RETRIES, MAX_SECONDS
+from baton.runner.resolve import MAX_CPU, MAX_PIDS, MAX_RETRIES, MAX_SECONDS
 from baton.service import fields as rule
 
 # What an option of a run takes beyond its type, checked (or, for repo, stated) as the runner checks it;
@@ -38,6 +38,10 @@ RULES: dict[str, Any] = {
     "handoff_from": rule.Agent,
     "timeout": Annotated[float, Field(gt=0, le=int(MAX_SECONDS))],
     "retries": Annotated[int, Field(ge=0, le=MAX_RETRIES)],
+    # a size as the settings take it (settings.parse_size): 1073741824, 512M, 4G, 1.5GiB; 0: no limit
+    "memory": Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*[KMGTkmgt]?([iI]?[bB])?\s*$", max_length=32)],
+    "pids": Annotated[int, Field(ge=0, le=MAX_PIDS)],
+    "cpu": Annotated[float, Field(ge=0, le=MAX_CPU)],
 }
 
 
