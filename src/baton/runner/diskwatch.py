@@ -15,10 +15,11 @@ returns in about a microsecond. How:
   with several hard links once — by GNU ``du`` itself at the lowest CPU priority (half the CPU of the
   same walk in Python, and none of it under this process's GIL, which the run's output pumps and the
   service need), else by :func:`key_usage` in a thread.
-- **A bound from** ``statvfs`` **on every call** (under a microsecond each): the sum of every fall of
-  the free space of the key's volumes since the last exact walk began is an upper bound on what the
-  key grew by since (other writers' growth is included; rises are never subtracted, so space another
-  key frees cannot hide this one's growth). While walk + falls ≤ budget, nothing else is done.
+- **A bound from** ``statvfs`` **every quarter of a second** (under a microsecond each; the calls in
+  between only read the clock): the sum of every fall of the free space of the key's volumes since
+  the last exact walk began is an upper bound on what the key grew by since (other writers' growth is
+  included; rises are never subtracted, so space another key frees cannot hide this one's growth).
+  While walk + falls ≤ budget, nothing else is done.
 - **Only when the bound crosses the budget, another exact walk**, again in the background; its result
   plus the falls since it began is the new bound, and the run is stopped when the walk itself is over
   the budget. Walks are paced so that all of them, the first included, take at most ``WALK_SHARE``
@@ -26,7 +27,7 @@ returns in about a microsecond. How:
   the last one's again is 0.8 % of the time since the run began (``du`` walks a 100,000-file worktree
   in ~0.15 s of CPU: a second walk from 36 s into the run, then one every 18 s at most); the bound
   keeps being checked meanwhile. Whatever the bound says, a walk every ``REFRESH`` seconds (when the
-  pace allows) catches what a sample can hide (a key writing while, in the same tenth of a second,
+  pace allows) catches what a sample can hide (a key writing while, in the same quarter of a second,
   another frees as much).
 
 So a key that writes faster than the walks are allowed to come may overshoot its budget by what it
@@ -54,6 +55,7 @@ from baton.settings import Settings, format_size
 WALK_SHARE = 0.008  # of a core: the walks' CPU over the run, the first included, stays under it
 MIN_SPACING = 1.0  # seconds, at least, between walks (a small key's walk takes milliseconds)
 REFRESH = 120.0  # seconds between walks when the bound never asks for one (when the pace allows)
+SAMPLE_EVERY = 0.25  # seconds between looks at the volumes (a statvfs is a round trip on NFS)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class DiskWatch:
         self._next_walk = 0.0  # monotonic time before which the bound may not ask for a walk
         self._refresh_at = float("inf")
         self._began = clock()
+        self._sample_at = 0.0  # stop() looks at the volumes again from then on
         self.cpu = 0.0  # seconds of CPU all the walks took
         self.walks = 0  # exact walks done (for tests and the benchmark)
         self._use_du = _du_path() is not None
@@ -127,6 +130,10 @@ class DiskWatch:
     def stop(self) -> str | None:
         """A reason to stop the agent now, or None; once given, given on every later call."""
         if self.reason is None:
+            now = self._clock()
+            if now < self._sample_at:
+                return None
+            self._sample_at = now + SAMPLE_EVERY
             self.reason = self._short_of_space() or self._over_budget()
         return self.reason
 
