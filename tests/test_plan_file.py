@@ -132,7 +132,28 @@ BAD = [
     ("id: x\nagent: claude\nrepo: r\ntasks: [{id: a.lock, prompt: p}]\n", "p.yaml:4: task 1 id 'a.lock'"),
     ("[" * 5000, "p.yaml: the YAML is nested too deeply"),
     ("id: x\nagent: \x1f\n", "p.yaml:2: not valid YAML: character U+001F is not allowed"),
+    # a task's own limits
+    (
+        "id: x\nagent: claude\nrepo: r\ntasks:\n  - id: a\n    prompt: p\n    memory: lots\n",
+        "p.yaml:7: setting 'task 1 memory' must be a size",
+    ),
+    (
+        "id: x\nagent: claude\nrepo: r\ntasks:\n  - id: a\n    prompt: p\n    pids: -5\n",
+        "p.yaml:7: task 1 pids must be a whole number",
+    ),
+    (
+        "id: x\nagent: claude\nrepo: r\ntasks:\n  - id: a\n    prompt: p\n    cpu: .nan\n",
+        "p.yaml:7: task 1 cpu must be a number of cores",
+    ),
 ]
+
+
+def test_a_tasks_limits_reach_its_run() -> None:
+    text = "id: x\nagent: claude\nrepo: r\ntasks:\n  - id: a\n    prompt: p\n    memory: 4G\n    pids: 512\n    cpu: 1.5\n"
+    task = parse_plan(text, "p.yaml").tasks[0]
+    assert (task.memory, task.pids, task.cpu) == ("4G", 512, 1.5)
+    plain = parse_plan(GOOD, "p.yaml").tasks[0]
+    assert (plain.memory, plain.pids, plain.cpu) == (None, None, None)
 
 
 @pytest.mark.parametrize(("text", "message"), BAD)

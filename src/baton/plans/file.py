@@ -17,6 +17,9 @@ tasks:
     retries: 2                 # with retry: how many extra attempts (default 2)
     timeout: 900               # seconds, optional
     access: full               # read | edit | full, optional (default: --access, else setting access)
+    memory: 4G                 # the run's limits, optional (default: settings run_memory, run_pids,
+    pids: 512                  #   run_cpu; 0: no limit); enforced where the host gives runs a cgroup
+    cpu: 2
 ```
 
 The YAML is composed into nodes (not just loaded) so every error can point at a line.
@@ -42,10 +45,11 @@ import yaml
 from baton.errors import BadInput
 from baton.keys import THREAD_RE, is_scp_remote, parse_repo
 from baton.models import Access
+from baton.settings import parse_size
 
 ON_FAILURE = ("stop", "continue", "retry")
 PLAN_KEYS = {"id", "agent", "repo", "branch", "base", "context", "tasks"}
-TASK_KEYS = {"id", "prompt", "on_failure", "retries", "timeout", "access"}
+TASK_KEYS = {"id", "prompt", "on_failure", "retries", "timeout", "access", "memory", "pids", "cpu"}
 STDIN = "<stdin>"  # the file name of a plan read from standard input (its paths: the current directory's)
 
 
@@ -57,6 +61,9 @@ class Task:
     retries: int = 0
     timeout: float | None = None
     access: Access | None = None
+    memory: str | None = None  # the run's limits (None: the settings')
+    pids: int | None = None
+    cpu: float | None = None
 
     @property
     def prompt_sha(self) -> str:
@@ -236,7 +243,28 @@ def _task(where: _Where, node: yaml.Node, name: str) -> tuple[Task, yaml.Node]:
     timeout = _scalar(where, fields["timeout"], f"{name} timeout", "number") if "timeout" in fields else None
     prompt = _scalar(where, fields["prompt"], f"{name} prompt", "string")
     access = _access(where, fields["access"], f"{name} access") if "access" in fields else None
-    return Task(task_id, prompt, on_failure, retries, timeout, access), fields["id"]
+    limits = _limits(where, fields, name)
+    return Task(task_id, prompt, on_failure, retries, timeout, access, **limits), fields["id"]
+
+
+def _limits(where: _Where, fields: dict[str, yaml.Node], name: str) -> dict[str, Any]:
+    """A task's own ``memory`` (a size), ``pids`` and ``cpu`` (numbers ≥ 0), each checked here."""
+    found: dict[str, Any] = {}
+    if "memory" in fields:
+        text = str(_scalar(where, fields["memory"], f"{name} memory", "string"))
+        try:
+            parse_size(text, f"{name} memory")
+        except BadInput as exc:
+            raise where.fail(fields["memory"], str(exc)) from None
+        found["memory"] = text
+    if "pids" in fields:
+        found["pids"] = _scalar(where, fields["pids"], f"{name} pids", "integer")
+    if "cpu" in fields:
+        value = _construct(where, fields["cpu"], f"{name} cpu")
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < math.inf:
+            raise where.fail(fields["cpu"], f"{name} cpu must be a number of cores ≥ 0, not {value!r}")
+        found["cpu"] = float(value)
+    return found
 
 
 def _access(where: _Where, node: yaml.Node, name: str) -> Access:
