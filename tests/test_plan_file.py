@@ -149,7 +149,8 @@ BAD = [
 
 
 def test_a_tasks_limits_reach_its_run() -> None:
-    text = "id: x\nagent: claude\nrepo: r\ntasks:\n  - id: a\n    prompt: p\n    memory: 4G\n    pids: 512\n    cpu: 1.5\n"
+    text = "id: x\nagent: claude\nrepo: r\ntasks:\n  - id: a\n    prompt: p\n"
+    text += "    memory: 4G\n    pids: 512\n    cpu: 1.5\n"
     task = parse_plan(text, "p.yaml").tasks[0]
     assert (task.memory, task.pids, task.cpu) == ("4G", 512, 1.5)
     plain = parse_plan(GOOD, "p.yaml").tasks[0]
