@@ -253,3 +253,35 @@ def test_a_v2_group_holds_and_ends_what_is_moved_into_it() -> None:
     ended = group.end()
     proc.wait()
     assert alive(sleeping) == [] and len(ended) == 3 and not path.exists()
+
+
+def test_a_sweep_ends_what_a_killed_runner_left(home: Path, src_repo: Path) -> None:
+    """No run of the key comes after the killed one: ``baton sweep`` ends what it left in its group."""
+    settings = load_settings(overrides={"home": str(home), **FAST}, environ={})
+    sleeping = tag()
+    env = {
+        **os.environ,
+        "BATON_HOME": str(home),
+        "BATON_WARM": "off",
+        "FAKE_AGENT_RUN": f"{detach(sleeping)}; sleep 120",
+        **{f"BATON_{k.upper()}": str(v) for k, v in FAST.items()},
+    }
+    args = [*BATON, "run", "--agent", "fake", "--repo", str(src_repo), "--thread", "swept", "work"]
+    runner = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(alive(sleeping)) >= 25)
+    finally:
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+    assert alive(sleeping)
+    from baton.housekeeping.sweep import sweep
+    from baton.store import open_store
+
+    store = open_store(settings.resolved_store_url)
+    try:
+        report = sweep(store, settings)
+    finally:
+        store.close()
+    assert alive(sleeping) == []
+    # the 25, and the agent's shell tool with its `sleep 120` (the agent itself died with its runner)
+    assert list(report.leftovers.values()) == [27], report.leftovers

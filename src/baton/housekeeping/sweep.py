@@ -22,6 +22,9 @@ Then the disk's limits (:func:`baton.housekeeping.disk.relieve`): over ``disk_qu
 idle worktrees evicted. The report lists each pruning (key, artefacts with path, kind and bytes, and
 why) and counts its bytes as freed ``artefacts``.
 
+And what a dead runner's run left running in its control group (:mod:`baton.runner.cgroups`: its
+runner was killed, and no run of its key came since) is ended, counted per run in ``leftovers``.
+
 The dry run goes through the very same code — the same lease check and the same measurements — and
 stops before the first change, so its report is what the real run would do. Freed bytes are measured
 before removal (allocated bytes, as in :mod:`baton.housekeeping.disk`), by category.
@@ -44,6 +47,7 @@ from baton.housekeeping.disk import files_bytes, local_bytes, local_transcript, 
 from baton.housekeeping.fleetdisk import DiskReporter
 from baton.keys import Key, key_of
 from baton.models import Fence, SessionRecord, SessionStatus
+from baton.runner.contain import end_unsupervised
 from baton.settings import Settings
 from baton.store import open_store
 from baton.store.base import KeyStore, Store
@@ -72,6 +76,9 @@ class SweepReport:
     checkpoints: dict[str, str] = field(default_factory=dict)  # expired key → checkpoint ref kept
     errors: dict[str, str] = field(default_factory=dict)
     job_leases: int = 0  # released lease rows of ended jobs deleted from the store
+    leftovers: dict[str, int] = field(
+        default_factory=dict
+    )  # run → processes it left, ended (its runner died)
 
     @property
     def freed_total(self) -> int:
@@ -90,6 +97,8 @@ def sweep(store: Store, settings: Settings, dry_run: bool = False, now: float | 
             sweeper.guarded(key_of(session), sweeper.purge if closed else sweeper.expire)
     sweeper.orphans()
     sweeper.prune()
+    if not dry_run:
+        sweeper.report.leftovers = end_unsupervised(store.get_run)
     return sweeper.report
 
 

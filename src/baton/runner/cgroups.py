@@ -403,6 +403,19 @@ def end_stale(run_id: str) -> list[int]:
     return ended
 
 
+def run_groups() -> list[str]:
+    """The run ids whose groups exist here (a run under way, or one whose runner died)."""
+    host, found = probe(), set[str]()
+    for parent in host.v1.values():
+        with contextlib.suppress(OSError):
+            found.update(p.name for p in parent.iterdir() if p.is_dir())
+    if host.v2 is not None:
+        with contextlib.suppress(OSError):
+            prefix = f"{PARENT}-"
+            found.update(p.name[len(prefix) :] for p in host.v2.iterdir() if p.name.startswith(prefix))
+    return sorted(found)
+
+
 def descendants(pid: int) -> list[int]:
     """Every descendant of ``pid`` now (``/proc/<pid>/task/*/children``), depth first."""
     found: list[int] = []

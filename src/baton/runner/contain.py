@@ -16,11 +16,14 @@ is seconds, not a rate). ``baton doctor`` and docs/security.md say what this hos
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from baton.models import Outcome, RunRecord
 from baton.runner import cgroups, reaper
 from baton.runner.cgroups import Host, Limits, RunGroup
 from baton.settings import Settings, format_size
+from baton.store.leases import HOST
 
 SHOWN = 10  # commands of ended processes kept on the run's record
 
@@ -154,6 +157,26 @@ class Containment:
             count, shown = len(found), [text for _, text in found[:SHOWN]]
         limit = self._reason(self.struck) if self.struck else None
         return Reaped(count, [text for text in shown if text], limit)
+
+
+def end_unsupervised(run: Callable[[str], RunRecord | None]) -> dict[str, int]:
+    """End what is left in the groups of runs no runner supervises here any more (``run``: the store's
+    record of a run id): a run that ended, or whose runner on this host is gone. A group of a run this
+    store does not know is another home's (its record is written before its group is made): left
+    alone. The run id → how many processes were ended (for ``baton sweep``)."""
+    import psutil  # (~20 ms of imports: the sweep's, never a run's)
+
+    ended = {}
+    for run_id in cgroups.run_groups():
+        record = run(run_id)
+        if record is None:
+            continue
+        if record.outcome == Outcome.RUNNING and (
+            record.host != HOST or psutil.pid_exists(record.runner_pid)
+        ):
+            continue  # its runner is alive (here, or on another host sharing these groups)
+        ended[run_id] = end_stale(run_id)
+    return ended
 
 
 def end_stale(run_id: str) -> int:
