@@ -285,3 +285,30 @@ def test_a_sweep_ends_what_a_killed_runner_left(home: Path, src_repo: Path) -> N
     assert alive(sleeping) == []
     # the 25, and the agent's shell tool with its `sleep 120` (the agent itself died with its runner)
     assert list(report.leftovers.values()) == [27], report.leftovers
+
+
+def test_a_disk_filler_ends_its_run_limited_and_other_keys_go_on(
+    home: Path, src_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run writing past its key's disk budget (BATON_KEY_DISK) is stopped before the volume fills;
+    another key's run beside it succeeds, and the conversation resumes."""
+    settings = load_settings(overrides={"home": str(home), **FAST, "key_disk": "30M"}, environ={})
+    other_repo = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(src_repo), str(other_repo)], check=True)
+    beside, done = concurrently(
+        lambda: run(
+            RunRequest(agent="fake", repo=str(other_repo), thread="beside", prompt="hi"), settings=settings
+        )
+    )
+    filler = (
+        "i=0; while [ $i -lt 400 ]; do head -c 1048576 /dev/urandom > fill-$i; i=$((i+1)); sleep 0.01; done"
+    )
+    result = ask(settings, src_repo, monkeypatch, filler, timeout=60)
+    beside.join()
+    assert result.run.outcome == Outcome.LIMITED, (result.run.outcome, result.run.error)
+    assert result.run.error and "over its disk budget of 30 MiB (BATON_KEY_DISK)" in result.run.error
+    written = len(list(Path(result.session.worktree).glob("fill-*")))
+    assert 30 <= written < 400, written  # stopped soon after the budget, long before the end
+    assert done and done[0].run.outcome == Outcome.SUCCEEDED
+    again = ask(settings, src_repo, monkeypatch, "true")
+    assert again.run.outcome == Outcome.SUCCEEDED and again.run.mode.value == "resume"

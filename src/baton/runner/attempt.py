@@ -25,6 +25,7 @@ from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, Se
 from baton.runner import confine
 from baton.runner.agentenv import agent_env
 from baton.runner.contain import Containment
+from baton.runner.diskwatch import DiskWatch
 from baton.runner.landlock import Ruleset
 from baton.runner.modelwatch import ModelWatch
 from baton.runner.process import ProcessResult, RunLog, run_process
@@ -227,8 +228,9 @@ def _launch(
 
     ruleset = _walls(ctx, prepared, env) if record.confined else None
     contain = Containment(ctx.settings, record.id, ctx.resolved.limits)
+    disk = DiskWatch.from_settings(ctx.settings, [prepared.worktree, Path(env["TMPDIR"]), Path(env["HOME"])])
     try:
-        return run_process(
+        result = run_process(
             launch.argv,
             env,
             prepared.worktree,
@@ -244,12 +246,16 @@ def _launch(
             stdin=launch.stdin,
             spawn=ruleset.spawn if ruleset else None,
             on_stderr=watch.stderr,
-            stop_when=lambda: contain.check() or watch.stop(),
+            stop_when=lambda: contain.check() or disk.stop() or watch.stop(),
             contain=contain,
         )
     finally:
+        disk.close()
         if ruleset is not None:
             ruleset.close()
+    if disk.reason:  # the key's disk budget, or the volume's min_free: a limit of the run, as memory is
+        result.reaped.limit = result.reaped.limit or disk.reason
+    return result
 
 
 def _agent_env(ctx: Context, launch: Launch, record: RunRecord) -> dict[str, str]:
@@ -295,7 +301,8 @@ def _classify(
 ) -> Ending:
     agent = ctx.agent
     if result.reaped.limit:  # a limit of the run struck: the kernel or baton stopped its processes
-        return Ending(Outcome.LIMITED, f"{result.reaped.limit}; {KEPT}", result.exit_code)
+        said = result.reaped.limit.removesuffix("; the conversation is kept")
+        return Ending(Outcome.LIMITED, f"{said}; {KEPT}", result.exit_code)
     if result.stopped:  # its model API could not be reached (baton.runner.modelwatch)
         return Ending(Outcome.FAILED, result.stopped, result.exit_code)
     if result.timed_out:
