@@ -70,6 +70,7 @@ class Settings:
     confine: str = "auto"  # auto, required or off: wall each agent into its key (Landlock)
     agent_env: str = ""  # NAME,NAME: more environment variables passed to agents (never BATON_* secrets)
     agent_ports: str = ""  # PORT,PORT: more TCP ports a confined agent may connect to
+    mount_ns: str = "auto"  # auto (a walled agent gets its own mount namespace where the host allows) or off
     shared_caches: str = "on"  # on (a repo's threads share npm, pip, uv, cargo, Go caches) or off
     reflink: str = "auto"  # auto (reflinked worktrees where the file system clones files) or off
     warm: str = "auto"  # auto (`baton run` handed to a pre-imported server: baton.cli.warm) or off
@@ -239,6 +240,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     _check_choice("warm", settings.warm, ["auto", "off"])
     _check_choice("shared_caches", settings.shared_caches, ["on", "off"])
     _check_choice("cgroups", settings.cgroups, ["auto", "off"])
+    _check_choice("mount_ns", settings.mount_ns, ["auto", "off"])
     return settings
 
 

@@ -22,13 +22,13 @@ from baton.agents import Agent, Launch, Turn, clean_error, get_agent
 from baton.agents.base import version_or_none
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
-from baton.runner import confine
+from baton.runner import confine, mountns
 from baton.runner.agentenv import agent_env
 from baton.runner.contain import Containment
 from baton.runner.diskwatch import DiskWatch
 from baton.runner.landlock import Ruleset
 from baton.runner.modelwatch import ModelWatch
-from baton.runner.process import ProcessResult, RunLog, run_process
+from baton.runner.process import ProcessResult, RunLog, Spawn, run_process
 from baton.runner.prompts import recap, render
 from baton.runner.state import KEPT, Attempt, Context, Decision, Prepared, Start
 from baton.runner.walls import GitParts, ruleset
@@ -226,7 +226,7 @@ def _launch(
             _fenced_update(ctx, record.id, {"heartbeat_at": time.time()})  # refused: lost, stop the agent
         return not ctx.lost.is_set()  # the lease keeps itself alive; a lost one stops the agent
 
-    ruleset = _walls(ctx, prepared, env) if record.confined else None
+    ruleset, spawn = _walls(ctx, prepared, env) if record.confined else (None, None)
     contain = Containment(ctx.settings, record.id, ctx.resolved.limits)
     disk = DiskWatch.from_settings(ctx.settings, [prepared.worktree, Path(env["TMPDIR"]), Path(env["HOME"])])
     try:
@@ -244,7 +244,7 @@ def _launch(
             cancel=ctx.request.cancel,
             kill_grace=ctx.settings.kill_grace,
             stdin=launch.stdin,
-            spawn=ruleset.spawn if ruleset else None,
+            spawn=spawn,
             on_stderr=watch.stderr,
             stop_when=lambda: contain.check() or disk.stop() or watch.stop(),
             contain=contain,
@@ -283,16 +283,24 @@ def _operators(ctx: Context) -> Agent:
     return get_agent(ctx.key.agent, ctx.settings)
 
 
-def _walls(ctx: Context, prepared: Prepared, env: dict[str, str]) -> Ruleset:
-    """The kernel ruleset walling this attempt's agent into its key, at the run's access level."""
+def _walls(ctx: Context, prepared: Prepared, env: dict[str, str]) -> tuple[Ruleset, Spawn]:
+    """The kernel ruleset walling this attempt's agent into its key, at the run's access level, and how
+    to start the agent in it: in its own mount namespace where ``BATON_MOUNT_NS`` and the host allow."""
     found = ctx.workdirs.worktree_git(ctx.key)  # its links to its admin dir repaired first
     git = GitParts(found.admin, found.common, f"refs/heads/{prepared.session.branch}") if found else None
     spec = confine.walls_for(
         ctx.settings, _operators(ctx), ctx.access, prepared.worktree, git, env, ctx.key.repo.url
     )
     try:
-        return ruleset(spec)
+        built = ruleset(spec)
     except OSError as exc:
+        raise AgentError(f"cannot wall the agent in: {exc}") from exc
+    if not mountns.applies(ctx.settings.mount_ns):
+        return built, built.spawn
+    try:
+        return built, mountns.Spawner(built, spec)
+    except OSError as exc:
+        built.close()
         raise AgentError(f"cannot wall the agent in: {exc}") from exc
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from baton.agents import Agent
 from baton.errors import Unconfined
 from baton.models import Access, Confine
+from baton.runner import mountns
 from baton.runner.agentenv import cache_dirs
 from baton.runner.walls import GitParts, Support, Walls, support, tcp_ports
 from baton.settings import Settings
@@ -73,12 +74,22 @@ def describe(settings: Settings) -> Confinement:
         return Confinement(True, False, "off (BATON_CONFINE=off): agents reach whatever baton's user can")
     if found.ok:
         gaps = f"; not enforced by this kernel: {'; '.join(found.missing)}" if found.missing else ""
-        detail = f"{mode.value}: every agent walled into its key (Landlock ABI {found.abi}){gaps}"
+        walled = f"every agent walled into its key (Landlock ABI {found.abi})"
+        detail = f"{mode.value}: {walled}{gaps}; {_sockets(settings)}"
         return Confinement(True, True, detail)
     reason = found.reason or "Landlock is unavailable"
     if mode == Confine.REQUIRED:
         return Confinement(False, False, f"required, but impossible here: {reason}; no agent will start")
     return Confinement(True, False, f"auto, but agents run unconfined: {reason}")
+
+
+def _sockets(settings: Settings) -> str:
+    """What keeps a walled agent from pathname UNIX sockets here (Landlock checks their ``connect`` only
+    from ABI 9, which baton does not use)."""
+    if mountns.applies(settings.mount_ns):
+        return "pathname UNIX sockets hidden (the agent's own mount namespace)"
+    why = "BATON_MOUNT_NS=off" if settings.mount_ns == "off" else f"no mount namespace: {mountns.probe()}"
+    return f"pathname UNIX sockets not walled ({why})"
 
 
 def walls_for(

@@ -311,6 +311,17 @@ def rules(walls: Walls) -> Rules:
     return Rules(tuple(paths), walls.ports - {0})
 
 
+def named(walls: Walls) -> list[str]:
+    """Every path the walls name, as named (unresolved; :func:`rules` resolves them): the agent's own
+    mount namespace (:mod:`baton.runner.mountns`) recreates the symbolic links on the way to them."""
+    return [
+        *_readable(walls),
+        *DEVICES,
+        *(str(c) for c in walls.commands),
+        *(str(p) for p, _ in _granted(walls)),
+    ]
+
+
 def prepare(walls: Walls) -> None:
     """Create what the agent needs and cannot create under the walls: its home and temp dir, and for
     git the directory of the branch's reflog (a bare

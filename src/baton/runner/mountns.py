@@ -1,0 +1,241 @@
+"""The agent's own mount namespace, in which only the paths its walls allow exist.
+
+Landlock before ABI 9 does not check the path of ``connect()`` to a *pathname* UNIX socket: a walled
+agent could still reach ``/var/run/postgresql/.s.PGSQL.5432`` (and log in as baton's user where the
+server trusts its peers) or a ``docker.sock``. Where baton may make a mount namespace (root, or
+``CAP_SYS_ADMIN`` in its user namespace: :func:`probe`, once), the agent gets one whose root is a
+fresh tmpfs holding only the paths of :func:`baton.runner.walls.rules` — each bound (recursively) at
+its own path — and the symbolic links on the way to what the walls name (``/bin`` → ``usr/bin``,
+``/etc/resolv.conf``'s target, an nvm ``current``), plus ``/dev/fd`` and ``/dev/std*``. A socket
+anywhere else does not exist there: ``connect`` answers ENOENT. The old root is detached and every
+mount is private, so nothing propagates back to the host. ``/proc`` and ``/sys`` are the host's (same
+pid namespace). The walls (Landlock) apply on top, unchanged: rules are on inodes, which a bind mount
+keeps.
+
+Where it is built. Landlock forbids a confined thread to change mounts, so the namespace is made
+before the ruleset is enforced, in the short thread :meth:`~baton.runner.landlock.Ruleset.spawn`
+already starts the agent from (:func:`spawner` puts :func:`enter` in its ``before``): the thread
+unshares its mount namespace (and with it its root and cwd, so the runner's other threads keep
+theirs), builds the tree, ``pivot_root``\\ s into it, then confines itself and starts the agent with
+``vfork`` as before. No ``preexec_fn``, so no fork of the whole runner: the cost is the mounts alone
+(``bench/bench_landlock.py``, 13d).
+
+Not hidden: sockets inside the paths the walls allow (the worktree, the agent's home and temp dir,
+``/proc``, ``/sys``, ``/etc``, ``/usr``, …). A rename between two allowed paths that were one file
+system on the host now crosses mounts (EXDEV; tools fall back to a copy, as across ``/tmp``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import functools
+import os
+import platform
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from baton.runner.landlock import Ruleset
+from baton.runner.walls import Walls, named, rules
+
+_CLONE_NEWNS = 0x00020000
+_MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+_MNT_DETACH = 2
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "armv7l": 218, "i686": 217, "ppc64le": 203}
+# What a program finds in /dev without asking for it: bash's process substitution, `> /dev/stderr`.
+DEV_LINKS = (
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The agent's root: what is made in the fresh tmpfs, in order, then bound."""
+
+    dirs: tuple[str, ...]  # directories made (parents first): the way to binds and links
+    files: tuple[str, ...]  # empty files made, on which a file is bound
+    binds: tuple[str, ...]  # bound at their own path, recursively; none within another
+    links: tuple[tuple[str, str], ...]  # (path, target): symbolic links made
+
+
+def _within(path: str, roots: Iterable[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def _links(names: Iterable[str], binds: list[str]) -> dict[str, str]:
+    """The symbolic links on the way to ``names`` that no bind brings along (followed, link after link:
+    ``/bin`` → ``usr/bin``)."""
+    found: dict[str, str] = {}
+    todo = [n for n in names if os.path.isabs(n)]
+    for _ in range(1000):  # a loop of links ends here
+        if not todo:
+            break
+        parts = os.path.normpath(todo.pop()).split("/")[1:]
+        for i in range(len(parts)):
+            path = "/" + "/".join(parts[: i + 1])
+            if _within(path, binds):
+                break
+            if os.path.islink(path):
+                target = os.readlink(path)
+                found[path] = target
+                todo.append(os.path.join(os.path.dirname(path), target, *parts[i + 1 :]))
+                break
+    return found
+
+
+def layout(walls: Walls) -> Layout:
+    """The tree for ``walls``: the paths of :func:`~baton.runner.walls.rules` (reads the filesystem)."""
+    binds: list[str] = []
+    for path in sorted({p for p, _ in rules(walls).paths}):
+        if not _within(path, binds):  # sorted: an ancestor comes first and brings it along
+            binds.append(path)
+    links = {p: t for p, t in _links(named(walls), binds).items()}
+    links.update((p, t) for p, t in DEV_LINKS if not _within(p, binds))
+    files = [p for p in binds if not os.path.isdir(p)]
+    dirs: dict[str, None] = {}
+    for path in [*binds, *links]:
+        for parent in reversed(_parents(path)):
+            dirs[parent] = None
+    for path in [p for p in binds if p not in files]:
+        dirs[path] = None
+    return Layout(tuple(sorted(dirs)), tuple(files), tuple(binds), tuple(sorted(links.items())))
+
+
+def _parents(path: str) -> list[str]:
+    found = []
+    while (path := os.path.dirname(path)) != "/":
+        found.append(path)
+    return found
+
+
+class _Libc:
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.unshare = libc.unshare
+        self.unshare.argtypes = [ctypes.c_int]
+        self.mount = libc.mount
+        self.mount.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_ulong,
+            ctypes.c_char_p,
+        ]
+        self.umount2 = libc.umount2
+        self.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        self.syscall = libc.syscall
+        self.syscall.restype = ctypes.c_long
+
+
+@functools.cache
+def _libc() -> _Libc:
+    return _Libc()
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"the agent's mount namespace: {what}: {os.strerror(code)}")
+
+
+@functools.cache
+def _base() -> str:
+    """An empty directory of this process, on which each agent's tmpfs root is mounted (in the agent's
+    namespace only: the host never sees a mount there)."""
+    path = tempfile.mkdtemp(prefix="baton-root-")
+    atexit.register(_remove, path, os.getpid())  # by its maker only, not by a forked child
+    return path
+
+
+def _remove(path: str, pid: int) -> None:
+    with contextlib.suppress(OSError):
+        if os.getpid() == pid:
+            os.rmdir(path)
+
+
+def enter(found: Layout) -> None:
+    """Move the calling thread into a new mount namespace holding only ``found``, as its root (and cwd).
+    Call it in a thread of its own, before Landlock confines it; the runner's other threads keep the
+    host's namespace, root and cwd. OSError when a step fails (the thread's namespace is then unusable:
+    start nothing from it)."""
+    libc, base = _libc(), _base()
+    number = _PIVOT_ROOT.get(platform.machine())
+    if number is None:
+        raise OSError(0, f"the agent's mount namespace: pivot_root unknown on {platform.machine()}")
+    _check(libc.unshare(_CLONE_NEWNS), "unshare")
+    _check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "making / private")
+    _check(libc.mount(b"tmpfs", base.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"mode=0755"), "tmpfs")
+    for path in found.dirs:
+        os.mkdir(base + path, 0o755)
+    for path in found.files:
+        os.close(os.open(base + path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    for path, target in found.links:
+        os.symlink(target, base + path)
+    for path in found.binds:
+        source = path.encode()
+        _check(libc.mount(source, base.encode() + source, None, _MS_BIND | _MS_REC, None), f"binding {path}")
+    os.chdir(base)
+    _check(libc.syscall(ctypes.c_long(number), b".", b"."), "pivot_root")
+    _check(libc.umount2(b".", _MNT_DETACH), "detaching the old root")
+    os.chdir("/")
+
+
+@functools.cache
+def probe() -> str | None:
+    """Whether this process may give agents a mount namespace: None when it may, else why not (once)."""
+    if platform.machine() not in _PIVOT_ROOT:
+        return f"pivot_root is unknown on {platform.machine()}"
+    why: list[str] = []
+
+    def attempt() -> None:  # in a thread of its own: its namespace ends with it
+        try:
+            enter(Layout((), (), (), ()))
+        except OSError as exc:
+            why.append(exc.strerror or str(exc))
+        except AttributeError:
+            why.append("this C library has no unshare() (not Linux)")
+
+    thread = threading.Thread(target=attempt, name="mountns-probe", daemon=True)
+    thread.start()
+    thread.join()
+    return why[0] if why else None
+
+
+class _HasPid(Protocol):
+    @property
+    def pid(self) -> int: ...
+
+
+P = TypeVar("P", bound=_HasPid)
+
+
+class Spawner:
+    """:meth:`Ruleset.spawn` with the agent in its own mount namespace (:func:`layout` of ``walls``,
+    computed when made, after :func:`~baton.runner.walls.ruleset` has prepared the key's directories):
+    ``before`` (a run group's enter) first, then :func:`enter`, in the thread that confines itself and
+    starts the agent."""
+
+    def __init__(self, ruleset: Ruleset, walls: Walls) -> None:
+        self.ruleset = ruleset
+        self.layout = layout(walls)
+
+    def __call__(self, start: Callable[[], P], before: Callable[[], None] | None = None) -> P:
+        def first() -> None:
+            if before is not None:
+                before()
+            enter(self.layout)
+
+        return self.ruleset.spawn(start, first)
+
+
+def applies(setting: str) -> bool:
+    """Whether agents get their own mount namespace: ``BATON_MOUNT_NS`` (``auto``/``off``) against what
+    this host allows (:func:`probe`)."""
+    return setting != "off" and probe() is None
