@@ -102,6 +102,38 @@ def test_a_writer_over_the_budget_is_stopped_within_seconds_of_crossing(key: lis
     assert watch.stop() == reason  # once given, given again
 
 
+def test_an_agent_over_the_budget_is_stopped_through_run_process(key: list[Path], tmp_path: Path) -> None:
+    """As the runner will wire it: the watch is ``run_process``'s ``stop_when``; the agent (a writer
+    that would write 200 MiB) is stopped, its reason kept in ``ProcessResult.stopped``."""
+    from baton.runner.process import RunLog, run_process
+
+    worktree = key[0]
+    watch = DiskWatch(key, 20 * MiB, min_free=0)
+    argv = [sys.executable, "-c", WRITER, str(worktree / "out.bin"), str(200 * MiB), str(MiB), "0.02"]
+    t0 = time.monotonic()
+    try:
+        with RunLog(tmp_path / "log.jsonl") as log:
+            result = run_process(
+                argv,
+                dict(os.environ),
+                worktree,
+                log,
+                lambda _line: None,
+                on_start=lambda _pid: None,
+                heartbeat=lambda: True,
+                heartbeat_every=60,
+                timeout=60,
+                cancel=threading.Event(),
+                kill_grace=1,
+                stop_when=watch.stop,
+            )
+    finally:
+        watch.close()
+    assert result.stopped is not None and "over its disk budget of 20 MiB (BATON_KEY_DISK)" in result.stopped
+    assert not result.timed_out and time.monotonic() - t0 < 10
+    assert key_usage(key) < 100 * MiB  # stopped well before the 200 MiB
+
+
 def test_a_key_under_its_budget_is_never_stopped(key: list[Path], tmp_path: Path) -> None:
     budget = 20 * MiB
     watch = DiskWatch(key, budget, min_free=0)
