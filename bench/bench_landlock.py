@@ -11,8 +11,11 @@ repository and a key's linked worktree on ``baton/fake/bench``). Each row interl
   ``Ruleset.spawn`` (a thread that confines itself and starts the process, still with ``vfork``).
 
 Rows: 13a ``/bin/true`` (the start alone); 13b ``python -c pass`` (a start that opens a few hundred
-files, each now checked against the rules). A note gives, for information, the same start through
-``preexec_fn`` (``Ruleset.child_hook``), which makes CPython fork instead of vfork, in this process.
+files, each now checked against the rules). 13d: the agent's own mount namespace (``runner/mountns``:
+the layout computed from the walls, then in the spawn thread a tmpfs root, one bind per allowed path,
+``pivot_root``) ÷ the same walled start without it, ``/bin/true`` through ``run_process``. A note
+gives, for information, the same start through ``preexec_fn`` (``Ruleset.child_hook``), which makes
+CPython fork instead of vfork, in this process.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 
 from common import Group, Plan, Repos, Row, Suite, interleave, median, ms, pair_differences, rmtree, sh
 
-from baton.runner import walls
+from baton.runner import mountns, walls
 from baton.runner.process import RunLog, Spawn, run_process
 from baton.runner.walls import Walls, git_parts
 
@@ -65,10 +68,13 @@ def layout(root: Path) -> Walls:
     return spec
 
 
-def start(argv: list[str], spec: Walls, root: Path, confined: bool) -> float:
-    """One run of ``argv`` through run_process; seconds from before the walls are built to its end."""
+def start(argv: list[str], spec: Walls, root: Path, confined: bool, ns: bool = False) -> float:
+    """One run of ``argv`` through run_process; seconds from before the walls are built to its end.
+    ``ns``: walled and in its own mount namespace."""
     t0 = time.perf_counter()
-    spawn: Spawn | None = walls.ruleset(spec).spawn if confined else None
+    spawn: Spawn | None = walls.ruleset(spec).spawn if confined and not ns else None
+    if ns:
+        spawn = mountns.walled(spec)[1]
     with RunLog(root / "log.jsonl") as log:
         result = run_process(
             argv,
@@ -108,6 +114,27 @@ def pair(name: str, argv: list[str], spec: Walls, root: Path, reps: int) -> Row:
         n=reps,
         overhead=cost,
         samples={"candidate": samples["confined"], "baseline": samples["unconfined"]},
+    )
+
+
+def ns_row(spec: Walls, root: Path, reps: int) -> Row:
+    """13d: ``/bin/true`` walled in and in its own mount namespace ÷ walled in alone."""
+    samples = interleave(
+        {
+            "walls": lambda _rep: start(["/bin/true"], spec, root, confined=True),
+            "ns": lambda _rep: start(["/bin/true"], spec, root, confined=True, ns=True),
+        },
+        reps,
+    )
+    return Row(
+        name="13d mount namespace: start /bin/true walled, in its own mount namespace ÷ walled alone",
+        kind="overhead",
+        candidate=median(samples["ns"]),
+        baseline=median(samples["walls"]),
+        goal=GOAL,
+        n=reps,
+        overhead=median(pair_differences(samples["ns"], samples["walls"])),
+        samples={"candidate": samples["ns"], "baseline": samples["walls"]},
     )
 
 
@@ -200,6 +227,8 @@ def bench_landlock(root: Path, reps: int) -> tuple[list[Row], str]:
         ),
         turn_row(root, max(reps // 5, 5)),
     ]
+    if mountns.probe() is None:  # root, or CAP_SYS_ADMIN in baton's user namespace
+        rows.append(ns_row(spec, root, reps))
     return rows, preexec_note(spec, reps)
 
 
@@ -214,7 +243,8 @@ def run_group(suite: Suite, repos: Repos) -> None:
 
 GROUP = Group(
     "landlock",
-    "13a-13c: an agent start and a fake-agent turn walled in with Landlock vs unconfined (≤ 5 ms)",
+    "13a-13d: an agent start and a fake-agent turn walled in with Landlock vs unconfined, and in its own"
+    " mount namespace vs walled alone (≤ 5 ms)",
     run_group,
 )
 

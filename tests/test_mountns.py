@@ -24,7 +24,7 @@ import pytest
 from baton import Outcome, RunRequest, RunResult, run
 from baton.models import Access
 from baton.runner import confine, mountns
-from baton.runner.walls import Walls, ruleset
+from baton.runner.walls import Walls
 from baton.settings import Settings, load_settings
 from baton.testing import MockModel
 from baton.testing.tools import tool_marker
@@ -121,7 +121,7 @@ def test_the_namespace_holds_only_the_walls_paths(home: Path, tmp_path: Path, li
         path=os.environ["PATH"],
         commands=(Path(sys.executable),),
     )
-    spawn = mountns.Spawner(ruleset(spec), spec)
+    spawn = mountns.walled(spec)[1]
     assert not any(
         b == str(home) or b.startswith(str(home) + "/worktrees/fake/repo/t2") for b in spawn.layout.binds
     )

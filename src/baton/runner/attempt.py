@@ -292,16 +292,12 @@ def _walls(ctx: Context, prepared: Prepared, env: dict[str, str]) -> tuple[Rules
         ctx.settings, _operators(ctx), ctx.access, prepared.worktree, git, env, ctx.key.repo.url
     )
     try:
+        if mountns.applies(ctx.settings.mount_ns):
+            return mountns.walled(spec)
         built = ruleset(spec)
     except OSError as exc:
         raise AgentError(f"cannot wall the agent in: {exc}") from exc
-    if not mountns.applies(ctx.settings.mount_ns):
-        return built, built.spawn
-    try:
-        return built, mountns.Spawner(built, spec)
-    except OSError as exc:
-        built.close()
-        raise AgentError(f"cannot wall the agent in: {exc}") from exc
+    return built, built.spawn
 
 
 def _classify(

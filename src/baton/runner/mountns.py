@@ -18,7 +18,7 @@ already starts the agent from (:func:`spawner` puts :func:`enter` in its ``befor
 unshares its mount namespace (and with it its root and cwd, so the runner's other threads keep
 theirs), builds the tree, ``pivot_root``\\ s into it, then confines itself and starts the agent with
 ``vfork`` as before. No ``preexec_fn``, so no fork of the whole runner: the cost is the mounts alone
-(``bench/bench_landlock.py``, 13d).
+(``bench/bench_landlock.py``, 13d). :func:`walled` builds both from one computation of the rules.
 
 Not hidden: sockets inside the paths the walls allow (the worktree, the agent's home and temp dir,
 ``/proc``, ``/sys``, ``/etc``, ``/usr``, …). A rename between two allowed paths that were one file
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from baton.runner.landlock import Ruleset
-from baton.runner.walls import Walls, named, rules
+from baton.runner.walls import Rules, Walls, named, prepare, rules, ruleset
 
 _CLONE_NEWNS = 0x00020000
 _MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
@@ -65,14 +65,20 @@ class Layout:
     links: tuple[tuple[str, str], ...]  # (path, target): symbolic links made
 
 
-def _within(path: str, roots: Iterable[str]) -> bool:
-    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+def _bound(path: str, binds: set[str]) -> bool:
+    """Whether ``path`` is one of ``binds`` or beneath one."""
+    while path not in binds:
+        if path == "/":
+            return False
+        path = os.path.dirname(path)
+    return True
 
 
-def _links(names: Iterable[str], binds: list[str]) -> dict[str, str]:
+def _links(names: Iterable[str], binds: set[str]) -> dict[str, str]:
     """The symbolic links on the way to ``names`` that no bind brings along (followed, link after link:
     ``/bin`` → ``usr/bin``)."""
     found: dict[str, str] = {}
+    plain: set[str] = set()  # prefixes seen to be no link (nor bound)
     todo = [n for n in names if os.path.isabs(n)]
     for _ in range(1000):  # a loop of links ends here
         if not todo:
@@ -80,32 +86,36 @@ def _links(names: Iterable[str], binds: list[str]) -> dict[str, str]:
         parts = os.path.normpath(todo.pop()).split("/")[1:]
         for i in range(len(parts)):
             path = "/" + "/".join(parts[: i + 1])
-            if _within(path, binds):
+            if path in plain:
+                continue
+            if path in binds or path in found:
                 break
-            if os.path.islink(path):
-                target = os.readlink(path)
-                found[path] = target
-                todo.append(os.path.join(os.path.dirname(path), target, *parts[i + 1 :]))
-                break
+            if not os.path.islink(path):
+                plain.add(path)
+                continue
+            target = os.readlink(path)
+            found[path] = target
+            todo.append(os.path.join(os.path.dirname(path), target, *parts[i + 1 :]))
+            break
     return found
 
 
-def layout(walls: Walls) -> Layout:
-    """The tree for ``walls``: the paths of :func:`~baton.runner.walls.rules` (reads the filesystem)."""
-    binds: list[str] = []
-    for path in sorted({p for p, _ in rules(walls).paths}):
-        if not _within(path, binds):  # sorted: an ancestor comes first and brings it along
-            binds.append(path)
-    links = {p: t for p, t in _links(named(walls), binds).items()}
-    links.update((p, t) for p, t in DEV_LINKS if not _within(p, binds))
-    files = [p for p in binds if not os.path.isdir(p)]
-    dirs: dict[str, None] = {}
+def layout(walls: Walls, found: Rules | None = None) -> Layout:
+    """The tree for ``walls``: the paths of ``found``, its :func:`~baton.runner.walls.rules` (computed
+    when not given; reads the filesystem)."""
+    binds: set[str] = set()
+    for path in sorted({p for p, _ in (found or rules(walls)).paths}):
+        if not _bound(path, binds):  # sorted: an ancestor comes first and brings it along
+            binds.add(path)
+    links = _links(named(walls), binds)
+    links.update((p, t) for p, t in DEV_LINKS if not _bound(p, binds))
+    files = {p for p in binds if not os.path.isdir(p)}
+    dirs: set[str] = {p for p in binds if p not in files}
     for path in [*binds, *links]:
-        for parent in reversed(_parents(path)):
-            dirs[parent] = None
-    for path in [p for p in binds if p not in files]:
-        dirs[path] = None
-    return Layout(tuple(sorted(dirs)), tuple(files), tuple(binds), tuple(sorted(links.items())))
+        dirs.update(_parents(path))
+    return Layout(
+        tuple(sorted(dirs)), tuple(sorted(files)), tuple(sorted(binds)), tuple(sorted(links.items()))
+    )
 
 
 def _parents(path: str) -> list[str]:
@@ -217,14 +227,12 @@ P = TypeVar("P", bound=_HasPid)
 
 
 class Spawner:
-    """:meth:`Ruleset.spawn` with the agent in its own mount namespace (:func:`layout` of ``walls``,
-    computed when made, after :func:`~baton.runner.walls.ruleset` has prepared the key's directories):
-    ``before`` (a run group's enter) first, then :func:`enter`, in the thread that confines itself and
-    starts the agent."""
+    """:meth:`Ruleset.spawn` with the agent in its own mount namespace, ``layout``: ``before`` (a run
+    group's enter) first, then :func:`enter`, in the thread that confines itself and starts the agent."""
 
-    def __init__(self, ruleset: Ruleset, walls: Walls) -> None:
+    def __init__(self, ruleset: Ruleset, layout: Layout) -> None:
         self.ruleset = ruleset
-        self.layout = layout(walls)
+        self.layout = layout
 
     def __call__(self, start: Callable[[], P], before: Callable[[], None] | None = None) -> P:
         def first() -> None:
@@ -233,6 +241,19 @@ class Spawner:
             enter(self.layout)
 
         return self.ruleset.spawn(start, first)
+
+
+def walled(walls: Walls) -> tuple[Ruleset, Spawner]:
+    """The kernel ruleset for ``walls`` (:func:`~baton.runner.walls.ruleset`) and how to start an agent
+    behind it in its own mount namespace of the same paths. OSError when either cannot be built."""
+    prepare(walls)
+    found = rules(walls)
+    built = ruleset(walls, found)
+    try:
+        return built, Spawner(built, layout(walls, found))
+    except BaseException:
+        built.close()
+        raise
 
 
 def applies(setting: str) -> bool:

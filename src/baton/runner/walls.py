@@ -335,11 +335,12 @@ def prepare(walls: Walls) -> None:
             path.mkdir(parents=True, exist_ok=True)
 
 
-def ruleset(walls: Walls) -> Ruleset:
-    """:func:`prepare`, then the kernel ruleset for ``walls``, ready for :meth:`Ruleset.spawn`.
+def ruleset(walls: Walls, found: Rules | None = None) -> Ruleset:
+    """:func:`prepare`, then the kernel ruleset for ``walls``, ready for :meth:`Ruleset.spawn`
+    (``found``: its :func:`rules`, computed after :func:`prepare`, when the caller needs them too).
     Raises :class:`~baton.runner.landlock.LandlockError` (an OSError) when the kernel has none."""
     prepare(walls)
-    found = rules(walls)
+    found = rules(walls) if found is None else found
     built = Ruleset(HANDLED_FS, Net.CONNECT_TCP, found.scoped, drop_caps=DROP_CAPS)
     try:
         for path, rights in found.paths:
