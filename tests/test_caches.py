@@ -270,3 +270,35 @@ def test_a_run_makes_its_repos_caches_and_a_read_run_none(settings: Settings, sr
     result = run(edit, settings=settings)
     assert result.run.confined and result.run.outcome.value == "succeeded"
     assert sorted(p.name for p in caches.iterdir()) == sorted(set(CACHES.values()))
+
+
+def test_du_counts_a_repos_package_caches_and_a_sweep_removes_them_with_its_last_session(
+    settings: Settings, src_repo: Path
+) -> None:
+    from baton import RunRequest, run
+    from baton.housekeeping.disk import usage
+    from baton.housekeeping.sweep import sweep
+    from baton.store import open_store
+
+    register_fake()
+    kept = run(RunRequest(agent="fake", repo=str(src_repo), thread="t", prompt="hi"), settings=settings)
+    assert kept.ok
+    live = keyspace.cache_dir(settings, kept.session.repo)
+    assert live.is_dir(), "the run's repository got its shared caches"
+    path = keyspace.cache_dir(settings, "local/gone")
+    path.mkdir(parents=True)
+    (path / "npm").mkdir()
+    (path / "npm" / "blob").write_bytes(b"x" * 65536)
+    store = open_store(settings.resolved_store_url)
+    try:
+        report = usage(store, settings)
+        assert report.package_caches["local/gone"] >= 65536
+        assert report.kinds()["package_caches"] >= 65536
+        dry = sweep(store, settings, dry_run=True)
+        assert dry.package_caches == ["local/gone"] and path.exists()
+        done = sweep(store, settings)
+        assert done.package_caches == ["local/gone"] and not path.exists()
+        assert live.is_dir(), "a repository with a session keeps its caches"
+        assert done.freed["package_caches"] >= 65536
+    finally:
+        store.close()

@@ -22,7 +22,7 @@ from baton.settings import Settings
 from baton.store import Store
 from baton.store.leases import LeaseHolder
 from baton.workspace.gitcmd import commit_of
-from baton.workspace.keyspace import key_dir
+from baton.workspace.keyspace import cache_dir, key_dir
 from baton.workspace.workdirs import Workdirs, disk_usage
 from tests.conftest import wait_for
 from tests.test_runner import go
@@ -62,6 +62,9 @@ class World:
         self.building.mkdir()
         self.building_lease = LeaseHolder(store, f"fake/{self.repo}/new-key", 60)
         self.building_lease.acquire(0)
+        self.gone_caches = cache_dir(settings, "local/gone-repo")  # a repository no session is left of
+        (self.gone_caches / "npm").mkdir(parents=True)
+        (self.gone_caches / "npm" / "blob").write_bytes(b"x" * 8192)
 
     def worktree(self, thread: str) -> Path:
         return Path(self.sessions[thread].worktree)
@@ -78,6 +81,7 @@ class World:
             "snapshots": snapshot_bytes(self.store, t4),
             "logs": files_bytes(logs),
             "orphans": sum(disk_usage(p) for p in self.orphans),
+            "package_caches": disk_usage(self.gone_caches),
         }
 
 

@@ -59,6 +59,11 @@ def _print_sweep(data: dict[str, Any]) -> None:
     lines += [f"  checkpoint of {k} kept at {ref}" for k, ref in data["checkpoints"].items()]
     lines += [f"  purged {k}" for k in data["purged"]]
     lines += [f"  orphan {p}" for p in data["orphans"]]
+    lines += [f"  package caches of {slug} (no session left)" for slug in data.get("package_caches", [])]
+    lines += [
+        f"  ended {n} process(es) run {r} left (its runner died)"
+        for r, n in data.get("leftovers", {}).items()
+    ]
     lines += _prunings(data.get("prunings", []), dry)
     lines += [f"  skipped {k}: {why}" for k, why in data["skipped"].items()]
     lines += [f"  evicted the worktree of {e['key']} ({size(e['bytes'])})" for e in data.get("evictions", [])]
@@ -168,8 +173,10 @@ def _print_du(data: dict[str, Any], wide: bool) -> None:
             table.add_row(*map(esc, cells))
         print_table(table, wide)
     _print_split(data, wide)
-    table = new_table("cache clone / agent home", "size")
-    for name, n in [*data["caches"].items(), *(("home " + a, b) for a, b in data["homes"].items())]:
+    table = new_table("cache clone / package caches / agent home", "size")
+    packages = (("packages " + slug, n) for slug, n in data.get("package_caches", {}).items())
+    homes = (("home " + a, b) for a, b in data["homes"].items())
+    for name, n in [*data["caches"].items(), *packages, *homes]:
         table.add_row(esc(name), size(n))
     table.add_row("store", size(data["store"]))
     print_table(table, wide)

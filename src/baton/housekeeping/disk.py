@@ -54,7 +54,7 @@ from baton.store.base import KeyStore, SnapshotStore
 from baton.store.leases import held, key_lease
 from baton.workspace import reflink
 from baton.workspace.du import Usage, measure
-from baton.workspace.keyspace import KEYS, conversation_files, key_dir
+from baton.workspace.keyspace import KEYS, conversation_files, key_dir, repo_caches
 from baton.workspace.workdirs import Workdirs, disk_usage
 
 log = logging.getLogger("baton.housekeeping")
@@ -158,6 +158,9 @@ class DiskReport:
     min_free: int
     sessions: list[SessionUsage] = field(default_factory=list)
     caches: dict[str, int] = field(default_factory=dict)  # repo slug → bytes of its cache clone
+    package_caches: dict[str, int] = field(
+        default_factory=dict
+    )  # repo slug → its threads' shared package caches
     homes: dict[str, int] = field(default_factory=dict)  # agent → bytes of its base home and key homes
     store: int = 0  # bytes of the SQLite database (0 for a remote store)
     worktrees_physical: int = 0  # the worktrees' bytes with each shared extent counted once
@@ -197,6 +200,7 @@ class DiskReport:
             "transcripts": transcripts,
             "snapshots": sum(s.snapshot for s in self.sessions),
             "caches": sum(self.caches.values()),
+            "package_caches": sum(self.package_caches.values()),
             "homes": max(0, sum(self.homes.values()) - transcripts),
         }
 
@@ -211,6 +215,7 @@ class DiskReport:
             "agents": self.per("agent"),
             "repos": self.per("repo"),
             "caches": self.caches,
+            "package_caches": self.package_caches,
             "homes": self.homes,
             "worktrees": self.worktrees(),
             "rebuildable": sum(s.rebuildable for s in self.sessions),
@@ -250,6 +255,7 @@ def usage(store: KeyStore, settings: Settings, snapshots: bool = True) -> DiskRe
             if (cache / "HEAD").is_file():
                 report.caches[cache.relative_to(repos).as_posix().removesuffix(".git")] = disk_usage(cache)
     report.homes = home_bytes(settings)
+    report.package_caches = {slug: disk_usage(path) for slug, path in repo_caches(settings).items()}
     return report
 
 

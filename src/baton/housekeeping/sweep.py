@@ -22,6 +22,8 @@ Then the disk's limits (:func:`baton.housekeeping.disk.relieve`): over ``disk_qu
 idle worktrees evicted. The report lists each pruning (key, artefacts with path, kind and bytes, and
 why) and counts its bytes as freed ``artefacts``.
 
+The shared package caches of a repository no session is left of are removed too.
+
 And what a dead runner's run left running in its control group (:mod:`baton.runner.cgroups`: its
 runner was killed, and no run of its key came since) is ended, counted per run in ``leftovers``.
 
@@ -53,12 +55,12 @@ from baton.store import open_store
 from baton.store.base import KeyStore, Store
 from baton.store.leases import held, key_lease
 from baton.workspace.gitcmd import run_git
-from baton.workspace.keyspace import remove_space
+from baton.workspace.keyspace import remove_repo_caches, remove_space, repo_caches
 from baton.workspace.locks import file_lock
 from baton.workspace.workdirs import Workdirs, disk_usage, remove_empty_parents
 
 log = logging.getLogger("baton.housekeeping")
-CATEGORIES = ("worktrees", "transcripts", "snapshots", "logs", "orphans")
+CATEGORIES = ("worktrees", "transcripts", "snapshots", "logs", "orphans", "package_caches")
 
 
 @dataclass
@@ -76,9 +78,9 @@ class SweepReport:
     checkpoints: dict[str, str] = field(default_factory=dict)  # expired key → checkpoint ref kept
     errors: dict[str, str] = field(default_factory=dict)
     job_leases: int = 0  # released lease rows of ended jobs deleted from the store
-    leftovers: dict[str, int] = field(
-        default_factory=dict
-    )  # run → processes it left, ended (its runner died)
+    package_caches: list[str] = field(default_factory=list)  # repos with no session left: caches removed
+    # run → the processes it left running, ended (its runner died)
+    leftovers: dict[str, int] = field(default_factory=dict)
 
     @property
     def freed_total(self) -> int:
@@ -97,6 +99,7 @@ def sweep(store: Store, settings: Settings, dry_run: bool = False, now: float | 
             sweeper.guarded(key_of(session), sweeper.purge if closed else sweeper.expire)
     sweeper.orphans()
     sweeper.prune()
+    _package_caches(store, settings, sweeper.report)
     if not dry_run:
         sweeper.report.leftovers = end_unsupervised(store.get_run)
     return sweeper.report
@@ -232,6 +235,26 @@ def _unowned(directory: Path, owned: set[Path], above: set[Path]) -> list[Path]:
         else:
             found.append(child)
     return found
+
+
+def _package_caches(store: KeyStore, settings: Settings, report: SweepReport) -> None:
+    """Remove the shared package caches of repositories no session is left of (under the repo's lock,
+    the sessions read again: a run saves its session before its agent gets the caches)."""
+    for slug, path in repo_caches(settings).items():
+        if store.list_sessions(repo=slug, limit=1):
+            continue
+        size = disk_usage(path)
+        try:
+            with file_lock(settings.home, f"repo:{slug}"):
+                if store.list_sessions(repo=slug, limit=1):
+                    continue
+                if not report.dry_run:
+                    remove_repo_caches(settings, slug)
+        except (BatonError, OSError) as exc:
+            report.errors[str(path)] = str(exc)
+            continue
+        report.package_caches.append(slug)
+        report.freed["package_caches"] += size
 
 
 def _prune(settings: Settings, report: SweepReport) -> None:
