@@ -22,6 +22,7 @@ import bench_cli
 import bench_contain
 import bench_cow
 import bench_dashboard
+import bench_diskwatch
 import bench_fake
 import bench_forge
 import bench_git
@@ -60,6 +61,7 @@ GROUPS = {
         bench_sync.GROUP,
         bench_landlock.GROUP,
         bench_contain.GROUP,
+        bench_diskwatch.GROUP,
         bench_cow.GROUP,
     )
 }
@@ -68,6 +70,7 @@ RUN_ORDER = (
     *("claude", "codex", "gemini", "hydrate", "cli", "service", "forge", "dashboard", "leases", "workers"),
     "landlock",
     "contain",
+    "diskwatch",
     *("fake", "portable", "git", "sync", "cow"),
 )
 assert sorted(RUN_ORDER) == sorted(GROUPS)
