@@ -38,8 +38,9 @@ What the walls do not stop (measured on Linux 6.18, Landlock ABI 7):
 
 - connecting to a *pathname* UNIX socket (``/var/run/postgresql/.s.PGSQL.5432``): the TCP rules do not
   cover it and the filesystem rules do not either (only making a socket file is a right; the path
-  lookup of ``connect`` is not checked until ``LANDLOCK_ACCESS_FS_RESOLVE_UNIX``, ABI 9). Keep the
-  store on TCP with a password, or its socket where the agent's user cannot connect;
+  lookup of ``connect`` is not checked until ``LANDLOCK_ACCESS_FS_RESOLVE_UNIX``, ABI 9). Where baton
+  may make a mount namespace, :mod:`baton.runner.mountns` gives the agent one holding only these
+  paths, so such a socket is not there; elsewhere keep the store on TCP with a password;
 - the shared cache: the common ``objects/`` and the branch directories hold every key of the repo
   (another key's commits and checkpoints can be read; objects and same-agent refs written);
 - the repository's shared package caches: a thread can plant a poisoned package (or, in ``CARGO_HOME``,
