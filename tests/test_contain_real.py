@@ -8,7 +8,11 @@ Then a memory hog asked for the same way ends its turn ``limited`` and the conve
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,7 @@ from baton.models import Access
 from baton.settings import Settings
 from baton.testing import MockModel
 from tests import test_access_real
+from tests.conftest import BATON, FAST, wait_for
 from tests.test_access_real import shell_marker, tool_results
 from tests.test_contain import alive, detach, tag
 
@@ -30,11 +35,13 @@ def last_request(model: MockModel) -> str:
     return json.dumps(model.conversation()[-1].__dict__, default=str)  # type: ignore[attr-defined]
 
 
-def turn(agent: str, settings: Settings, repo: Path, prompt: str, **how: object) -> RunResult:
+def turn(
+    agent: str, settings: Settings, repo: Path, prompt: str, thread: str = "contain", **how: object
+) -> RunResult:
     request = RunRequest(
         agent=agent,
         repo=str(repo),
-        thread="contain",
+        thread=thread,
         prompt=prompt,
         access=Access.FULL,
         **how,  # type: ignore[arg-type]
@@ -71,3 +78,65 @@ def test_a_real_agents_detached_processes_end_with_its_turn(
     fourth = turn(agent, settings, src_repo, "what happened?")
     assert fourth.run.outcome == Outcome.SUCCEEDED and fourth.run.mode.value == "resume"
     assert "memory limit of 300.0 MiB" in last_request(model)
+
+
+def test_a_real_agents_detached_processes_end_on_timeout_cancel_and_a_killed_runner(
+    agent: str, settings: Settings, src_repo: Path, model: MockModel
+) -> None:
+    """The same detaching command, then ``sleep 60`` in the same tool call: the turn is stopped by its
+    timeout, then cancelled, then its runner (``baton run``, a process of its own) is SIGKILLed; each
+    time nothing of what the agent started is left once the run (or the key's next run) is over."""
+    # a thread each: a turn after an interrupted one is told its instruction again, markers included
+    sleeping = tag()
+    serve = f"serve {shell_marker(agent, detach(sleeping) + '; sleep 60')}"
+    timed = turn(agent, settings, src_repo, serve, thread="timeout", timeout=8)
+    assert timed.run.outcome == Outcome.TIMED_OUT, (timed.run.outcome, timed.run.error)
+    assert alive(sleeping) == [] and timed.run.reaped is not None and timed.run.reaped >= 3
+
+    sleeping = tag()
+    request = RunRequest(
+        agent=agent,
+        repo=str(src_repo),
+        thread="cancel",
+        prompt=f"serve {shell_marker(agent, detach(sleeping) + '; sleep 60')}",
+        access=Access.FULL,
+    )
+
+    def cancel_when_started() -> None:
+        wait_for(lambda: len(alive(sleeping)) >= 25)
+        request.cancel.set()
+
+    threading.Thread(target=cancel_when_started, daemon=True).start()
+    cancelled = run(request, settings=settings)
+    assert cancelled.run.outcome == Outcome.CANCELLED, (cancelled.run.outcome, cancelled.run.error)
+    assert alive(sleeping) == [] and cancelled.run.reaped is not None and cancelled.run.reaped >= 3
+
+    sleeping = tag()
+    env = {**os.environ, "BATON_HOME": str(settings.home), "BATON_WARM": "off"}
+    env.update({f"BATON_{k.upper()}": str(v) for k, v in FAST.items()})
+    # the key's next turn is told this instruction again, and runs it: then without the minute's sleep
+    command = shell_marker(agent, detach(sleeping) + "; test -e .slept || (touch .slept; sleep 60)")
+    args = [
+        *BATON,
+        "run",
+        "-a",
+        agent,
+        "-r",
+        str(src_repo),
+        "-t",
+        "killed",
+        "--access",
+        "full",
+        f"serve {command}",
+    ]
+    runner = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(alive(sleeping)) >= 25)
+    finally:
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+    next_turn = subprocess.run(
+        [*args[:-1], "go on"], env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+    )
+    assert next_turn.returncode == 0, next_turn.stderr[-2000:]
+    assert alive(sleeping) == [], "the key's next run ends what the killed runner's agent left"
