@@ -21,12 +21,14 @@ and only where baton may write; anything the kernel refuses drops that piece, ne
 next runner of a key can end what a crashed run left (:func:`end_stale`).
 
 How the agent gets into its group. Python cannot start a process inside a group
-(``CLONE_INTO_CGROUP``), but v1 places *threads*: the thread that starts the agent joins the run's v1
-groups (:meth:`RunGroup.enter`, its ``tasks``), the agent is born in them, and the thread goes back
-(:meth:`RunGroup.leave`) — exact, and why v1 is preferred where both are writable. v2 places whole
-processes only: the agent is moved right after it starts, with whatever it started by then
-(:meth:`RunGroup.add`); a process it detached in that first instant is left to the subreaper
-(:mod:`baton.runner.reaper`).
+(``CLONE_INTO_CGROUP``), so the agent is moved in right after it starts, then whatever it started by
+then (:meth:`RunGroup.add`), from a thread of its own: a move waits for the kernel's cgroup lock,
+~10 ms on a busy host (an RCU grace period), which the agent's start must not wait for. A CLI starts
+nothing of the model's asking in its first milliseconds; a process it detached in that instant is
+left to the subreaper, which ends it when it carries the run's ``BATON_RUN_ID``
+(:mod:`baton.runner.reaper`). (Moving the starting *thread* into the v1 groups first would have the
+agent born in them, but costs that wait on the agent's start.) v1 is preferred where both are
+writable: it has the limits on hosts of the hybrid layout.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from functools import cache
@@ -187,7 +188,6 @@ class RunGroup:
     def __init__(self, host: Host, run_id: str, limits: Limits) -> None:
         self.limits = limits
         self.dirs: dict[str, Path] = {}  # "v2" or a v1 controller → the run's directory
-        self._tid = 0  # a thread of the runner that entered the v1 groups and has not left yet
         self._events = {"oom": 0, "pids": 0}
         if host.v2 is not None:
             self._make("v2", host.v2 / f"{PARENT}-{run_id}")
@@ -255,31 +255,15 @@ class RunGroup:
         asked = {"memory": self.limits.memory, "pids": self.limits.pids, "cpu": self.limits.cpu}
         return {name: name in have for name, value in asked.items() if value is not None}
 
-    def enter(self) -> None:
-        """Put the calling thread in the run's v1 groups: what it starts now is born there."""
-        self._tid = threading.get_native_id()
-        for name, path in self.dirs.items():
-            if name != "v2":
-                with contextlib.suppress(OSError):
-                    (path / "tasks").write_text(str(self._tid))
-
-    def leave(self) -> None:
-        """Take the thread that :meth:`enter` moved back to the runner's own groups (from any thread:
-        the one that entered may be walled in by now)."""
-        tid, self._tid = self._tid, 0
-        if not tid:
-            return
-        for name, path in self.dirs.items():
-            if name != "v2":  # <own group>/baton/<run> → <own group>
-                with contextlib.suppress(OSError):
-                    (path.parent.parent / "tasks").write_text(str(tid))
-
     def add(self, pid: int) -> None:
-        """Move ``pid`` and every descendant it has by now into the run's v2 group (v1: born there)."""
-        if "v2" not in self.dirs:
-            return
-        for found in [pid, *descendants(pid)]:
-            self._write("v2", "cgroup.procs", str(found))
+        """Move ``pid``, then every descendant it has by then, into the run's groups."""
+        moved: set[int] = set()
+        for _ in range(2):  # what it started while it was being moved, too
+            for found in [pid, *descendants(pid)]:
+                if found not in moved:
+                    moved.add(found)
+                    for name in self.dirs:
+                        self._write(name, "cgroup.procs", str(found))
 
     def _tracker(self) -> Path | None:
         for name in ("v2", "freezer", "pids", "memory", "cpu"):

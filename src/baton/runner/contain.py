@@ -16,6 +16,7 @@ is seconds, not a rate). ``baton doctor`` and docs/security.md say what this hos
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -98,36 +99,29 @@ class Containment:
         found = host(settings)
         group = RunGroup(found, run_id, limits) if found.tracks else None
         self.group = group if group is not None and group.made else None
-        self.tree = None if self.group is not None else reaper.Tree(run_id)
+        self.tree = reaper.Tree(run_id)  # without a group, what the run is; with one, a safety net
+        self._placing: threading.Thread | None = None
         self.agent = 0
         self.struck: str | None = None
 
-    def enter(self) -> None:
-        """In the thread about to start the agent, before it is walled in: the agent is born in the
-        run's group where the host allows it (:meth:`RunGroup.enter`)."""
-        if self.group is not None:
-            self.group.enter()
-
-    def leave(self) -> None:
-        """The agent started (or could not be): the thread that started it is the runner's again."""
-        if self.group is not None:
-            self.group.leave()
-
     def start(self, pid: int) -> None:
-        """The agent exists: into its group (where it was not born in it)."""
+        """The agent exists: into its group, from a thread of its own (:mod:`baton.runner.cgroups`:
+        a move waits for the kernel's cgroup lock, which the agent's start must not)."""
         self.agent = pid
         reaper.LIVE.add(pid)
+        self.tree.add(pid)
         if self.group is not None:
-            self.group.add(pid)
-        elif self.tree is not None:
-            self.tree.add(pid)
+            self._placing = threading.Thread(
+                target=self.group.add, args=(pid,), daemon=True, name="baton-cgroup"
+            )
+            self._placing.start()
 
     def check(self) -> str | None:
         """At each supervision tick: why the run must stop now (a limit struck), else None."""
-        if self.tree is not None:
+        if self.group is None:
             self.tree.watch()
             return None
-        if self.group is None or self.struck:
+        if self.struck:
             return self.struck and self._reason(self.struck)
         self.struck = self.group.tripped()
         return self._reason(self.struck) if self.struck else None
@@ -143,18 +137,18 @@ class Containment:
     def end(self) -> Reaped:
         """End every process of the run still alive (the agent's own process has ended)."""
         reaper.LIVE.discard(self.agent)
+        count, shown = 0, []
         if self.group is not None:
+            if self._placing is not None:
+                self._placing.join()
             self.struck = self.struck or self.group.tripped()
             # still running: not those the agent's process group took with it (SIGKILL pending)
             pids = [pid for pid in self.group.procs() if not reaper.ending(pid)]
-            shown = [reaper.command(pid) for pid in pids[:SHOWN]]
+            count, shown = len(pids), [reaper.command(pid) for pid in pids[:SHOWN]]
             self.group.end()
-            reaper.reap_orphans()
-            count = len(pids)
-        else:
-            assert self.tree is not None
-            found = self.tree.end(alone=len(reaper.LIVE) == 0)
-            count, shown = len(found), [text for _, text in found[:SHOWN]]
+        # without a group, the run's tree; with one, what detached before the agent was moved into it
+        found = self.tree.end(alone=self.group is None and len(reaper.LIVE) == 0)
+        count, shown = count + len(found), shown + [text for _, text in found[:SHOWN]]
         limit = self._reason(self.struck) if self.struck else None
         return Reaped(count, [text for text in shown if text], limit)
 

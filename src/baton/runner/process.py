@@ -191,7 +191,6 @@ def _start(
     cwd: Path,
     stdin: bytes | None,
     spawn: Spawn | None = None,
-    contain: Containment | None = None,
 ) -> subprocess.Popen[bytes]:
     _check_executable(argv[0], env)
     command, preexec = _with_death_signal(argv)
@@ -208,19 +207,11 @@ def _start(
             preexec_fn=preexec,
         )
 
-    enter = contain.enter if contain is not None else None
     try:
-        if spawn is not None:
-            return spawn(popen, enter)
-        if enter is not None:
-            enter()
-        return popen()
+        return popen() if spawn is None else spawn(popen, None)
     except (OSError, ValueError) as exc:  # ENOENT, EACCES, E2BIG; ValueError: a NUL byte in argv/env
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise AgentError(f"cannot start {argv[0]}: {reason}") from exc
-    finally:
-        if contain is not None:
-            contain.leave()
 
 
 def run_process(
@@ -254,7 +245,7 @@ def run_process(
     whatever outlived it, however the agent ended (:attr:`ProcessResult.reaped`)."""
     pumps = _Pumps(log, on_line, on_stderr)
     limits = _Limits(timeout, idle_timeout, lambda: pumps.last_output, stop_when)
-    proc = _start(argv, env, cwd, stdin, spawn, contain)
+    proc = _start(argv, env, cwd, stdin, spawn)
     if contain is not None:
         contain.start(proc.pid)
     threads = _pump(proc, pumps, stdin)
