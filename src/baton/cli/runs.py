@@ -102,7 +102,7 @@ def runs_show(run_id: RunId, as_json: JsonOpt = False, wide: WideOpt = False) ->
 SHOWN = (
     "status", "outcome", "agent", "repo", "thread", "prompt", "actor", "mode", "session_id", "branch",
     "worktree", "access", "confined", "cli_version", "submitted_at", "started_at", "ended_at", "duration_s",
-    "cost_usd", "usage", "note", "sync", "warnings", "error", "result",
+    "cost_usd", "usage", "reaped", "left_running", "note", "sync", "warnings", "error", "result",
 )  # fmt: skip
 
 

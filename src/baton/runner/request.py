@@ -254,6 +254,8 @@ class RunJson(TypedDict):
     access: Annotated[str | None, Doc("what the agent was allowed to do: read, edit or full")]
     confined: Annotated[bool | None, Doc("whether baton walled the agent into its key (Landlock)")]
     cli_version: Annotated[str | None, Doc("the version of the agent CLI that ran the last attempt")]
+    reaped: Annotated[int | None, Doc("processes the last attempt left running, ended when it ended")]
+    left_running: Annotated[str | None, Doc("what those were: their first few commands")]
     warnings: list[str]
     attempts: Annotated[list[AttemptJson], Doc("every attempt (retries, a recovery), oldest first")]
 
@@ -310,6 +312,8 @@ class RunResult:
             "access": run.access.value if run.access else None,
             "confined": run.confined,
             "cli_version": run.cli_version,
+            "reaped": run.reaped,
+            "left_running": run.left_running,
             "warnings": self.warnings,
             "attempts": [attempt_json(a) for a in self.attempts],
         }
