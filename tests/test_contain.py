@@ -227,11 +227,20 @@ def test_a_process_flood_ends_its_run_limited_not_the_machine(
 def test_bad_limits_are_refused_before_anything_is_written(settings: Settings, src_repo: Path) -> None:
     from baton.errors import BadInput
 
-    for how, said in (({"memory": "lots"}, "memory"), ({"pids": -1}, "pids"), ({"cpu": float("nan")}, "cpu")):
+    bad = (
+        ({"memory": "lots"}, "memory"),
+        ({"memory": "1K"}, "from 16M to 1024T"),
+        ({"memory": "9999T"}, "from 16M to 1024T"),
+        ({"pids": -1}, "pids"),
+        ({"cpu": float("nan")}, "cpu"),
+    )
+    for how, said in bad:
         request = RunRequest(agent="fake", repo=str(src_repo), thread="bad", prompt="hi", **how)
         with pytest.raises(BadInput, match=said):
             run(request, settings=settings)
     assert not (settings.home / "worktrees").exists()
+    with pytest.raises(BadInput, match="setting 'run_memory' must be 0"):
+        load_settings(overrides={"home": str(settings.home), "run_memory": "1M"}, environ={})
 
 
 def test_a_v2_group_holds_and_ends_what_is_moved_into_it() -> None:

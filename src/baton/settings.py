@@ -87,7 +87,9 @@ class Settings:
     @property
     def run_memory_bytes(self) -> int | None:
         """The memory limit of one run; None: unbounded."""
-        return parse_size(self.run_memory, "run_memory") or None if self.run_memory else None
+        size = parse_size(self.run_memory, "run_memory") if self.run_memory else 0
+        check_memory(size, "setting 'run_memory'")
+        return size or None
 
     @property
     def key_disk_bytes(self) -> int | None:
@@ -171,6 +173,15 @@ def parse_size(text: str, name: str = "size") -> int:
     if not match:
         raise BadInput(f"setting {name!r} must be a size such as 1073741824, 512M or 50G, not {text!r}")
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+MIN_MEMORY, MAX_MEMORY = 16 * 2**20, 2**50  # below 16 MiB no agent CLI starts; above 1 PiB, a typo
+
+
+def check_memory(size: int, name: str) -> None:
+    """A run's memory limit: 0 (none), or 16 MiB to 1 PiB (what a cgroup takes and a CLI survives)."""
+    if size and not MIN_MEMORY <= size <= MAX_MEMORY:
+        raise BadInput(f"{name} must be 0 (no limit) or from 16M to 1024T, not {size} bytes")
 
 
 def format_size(n: int | None, missing: str = "-") -> str:

@@ -24,7 +24,7 @@ from baton.runner.cgroups import Limits
 from baton.runner.confine import check_confine
 from baton.runner.contain import limits_of
 from baton.runner.request import RunRequest
-from baton.settings import Settings, parse_size
+from baton.settings import Settings, check_memory, parse_size
 from baton.sync.handoff import check_source_agent
 from baton.workspace.keyspace import agent_for
 from baton.workspace.workdirs import run_git
@@ -96,13 +96,14 @@ def check_credentials(agent: str, settings: Settings, environ: Mapping[str, str]
 
 
 MAX_PIDS = 4_194_304  # the kernel's own ceiling of pid_max
+
 MAX_CPU = 4096.0
 
 
 def _check_limits(request: RunRequest) -> None:
     """A run's own limits: a size, a process count, a number of cores (0: unbounded)."""
     if request.memory is not None:
-        parse_size(request.memory, "memory")
+        check_memory(parse_size(request.memory, "memory"), "memory")
     if request.pids is not None and not 0 <= request.pids <= MAX_PIDS:
         raise BadInput(f"pids must be 0 to {MAX_PIDS}, not {request.pids}")
     if request.cpu is not None and not 0 <= request.cpu <= MAX_CPU:  # NaN fails too
