@@ -89,7 +89,7 @@ def _sockets(settings: Settings) -> str:
     if mountns.applies(settings.mount_ns):
         return "pathname UNIX sockets hidden (the agent's own mount namespace)"
     why = "BATON_MOUNT_NS=off" if settings.mount_ns == "off" else f"no mount namespace: {mountns.probe()}"
-    return f"pathname UNIX sockets not walled ({why})"
+    return f"pathname UNIX sockets not walled ({why}; baton does not use Landlock ABI 9's check of them)"
 
 
 def walls_for(
