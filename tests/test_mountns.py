@@ -10,6 +10,7 @@ which proves the test can fail.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import shlex
@@ -150,12 +151,31 @@ def test_the_namespace_holds_only_the_walls_paths(home: Path, tmp_path: Path, li
     assert os.path.exists(listening) and Path("/var").is_dir()
 
 
+def test_a_namespace_that_cannot_be_built_starts_nothing(home: Path, tmp_path: Path) -> None:
+    """A bind that fails (its source gone since the layout was made) fails the start with the reason;
+    the runner keeps its own view, and nothing is left mounted on the host."""
+    worktree = home / "worktrees" / "fake" / "repo" / "t1"
+    worktree.mkdir(parents=True)
+    spec = Walls(home=home, worktree=worktree, agent_home=home / "h", tmp=home / "t", path="/usr/bin:/bin")
+    built, spawn = mountns.walled(spec)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    spawn.layout = dataclasses.replace(spawn.layout, binds=(*spawn.layout.binds, str(gone)))
+    gone.rmdir()
+    before = Path("/proc/self/mountinfo").read_text()
+    with pytest.raises(OSError, match=f"the agent's mount namespace: binding {gone}"):
+        spawn(lambda: subprocess.Popen(["/bin/true"], cwd=worktree))
+    assert Path("/proc/self/mountinfo").read_text() == before and os.getcwd() != "/"
+    assert list((home / mountns.BASE).iterdir()) == []  # the mount point is empty on the host
+    assert built.fd == -1  # the ruleset is closed all the same
+
+
 def test_doctor_says_which_applies(home: Path) -> None:
     assert "pathname UNIX sockets hidden (the agent's own mount namespace)" in (
         confine.describe(mode_settings(home, "auto")).detail
     )
     off = confine.describe(mode_settings(home, "off")).detail
-    assert "pathname UNIX sockets not walled (BATON_MOUNT_NS=off)" in off
+    assert "pathname UNIX sockets not walled (BATON_MOUNT_NS=off;" in off
 
 
 @pytest.fixture

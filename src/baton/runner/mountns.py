@@ -27,8 +27,6 @@ system on the host now crosses mounts (EXDEV; tools fall back to a copy, as acro
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import ctypes
 import functools
 import os
@@ -45,6 +43,7 @@ from baton.runner.walls import Rules, Walls, named, prepare, rules, ruleset
 _CLONE_NEWNS = 0x00020000
 _MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
 _MNT_DETACH = 2
+BASE = ".mountns"  # in BATON_HOME: see Layout.base
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "armv7l": 218, "i686": 217, "ppc64le": 203}
 # What a program finds in /dev without asking for it: bash's process substitution, `> /dev/stderr`.
 DEV_LINKS = (
@@ -63,6 +62,9 @@ class Layout:
     files: tuple[str, ...]  # empty files made, on which a file is bound
     binds: tuple[str, ...]  # bound at their own path, recursively; none within another
     links: tuple[tuple[str, str], ...]  # (path, target): symbolic links made
+    # An empty directory on which the tmpfs is mounted, in the agent's namespace only (the host never
+    # sees a mount there): BATON_HOME/.mountns, out of reach of /tmp cleaners, never bound.
+    base: str = ""
 
 
 def _bound(path: str, binds: set[str]) -> bool:
@@ -113,8 +115,9 @@ def layout(walls: Walls, found: Rules | None = None) -> Layout:
     dirs: set[str] = {p for p in binds if p not in files}
     for path in [*binds, *links]:
         dirs.update(_parents(path))
+    base = os.path.join(walls.home, BASE)
     return Layout(
-        tuple(sorted(dirs)), tuple(sorted(files)), tuple(sorted(binds)), tuple(sorted(links.items()))
+        tuple(sorted(dirs)), tuple(sorted(files)), tuple(sorted(binds)), tuple(sorted(links.items())), base
     )
 
 
@@ -155,27 +158,12 @@ def _check(result: int, what: str) -> None:
         raise OSError(code, f"the agent's mount namespace: {what}: {os.strerror(code)}")
 
 
-@functools.cache
-def _base() -> str:
-    """An empty directory of this process, on which each agent's tmpfs root is mounted (in the agent's
-    namespace only: the host never sees a mount there)."""
-    path = tempfile.mkdtemp(prefix="baton-root-")
-    atexit.register(_remove, path, os.getpid())  # by its maker only, not by a forked child
-    return path
-
-
-def _remove(path: str, pid: int) -> None:
-    with contextlib.suppress(OSError):
-        if os.getpid() == pid:
-            os.rmdir(path)
-
-
 def enter(found: Layout) -> None:
     """Move the calling thread into a new mount namespace holding only ``found``, as its root (and cwd).
     Call it in a thread of its own, before Landlock confines it; the runner's other threads keep the
     host's namespace, root and cwd. OSError when a step fails (the thread's namespace is then unusable:
     start nothing from it)."""
-    libc, base = _libc(), _base()
+    libc, base = _libc(), found.base
     number = _PIVOT_ROOT.get(platform.machine())
     if number is None:
         raise OSError(0, f"the agent's mount namespace: pivot_root unknown on {platform.machine()}")
@@ -206,7 +194,8 @@ def probe() -> str | None:
 
     def attempt() -> None:  # in a thread of its own: its namespace ends with it
         try:
-            enter(Layout((), (), (), ()))
+            # over the temp dir: in this thread's private namespace, which ends with it
+            enter(Layout((), (), (), (), tempfile.gettempdir()))
         except OSError as exc:
             why.append(exc.strerror or str(exc))
         except AttributeError:
@@ -250,7 +239,9 @@ def walled(walls: Walls) -> tuple[Ruleset, Spawner]:
     found = rules(walls)
     built = ruleset(walls, found)
     try:
-        return built, Spawner(built, layout(walls, found))
+        tree = layout(walls, found)
+        os.makedirs(tree.base, mode=0o700, exist_ok=True)
+        return built, Spawner(built, tree)
     except BaseException:
         built.close()
         raise
