@@ -43,6 +43,7 @@ from baton.runner.walls import Rules, Walls, named, prepare, rules, ruleset
 _CLONE_NEWNS = 0x00020000
 _MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
 _MNT_DETACH = 2
+_WHAT = "the agent's mount namespace: "
 BASE = ".mountns"  # in BATON_HOME: see Layout.base
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "armv7l": 218, "i686": 217, "ppc64le": 203}
 # What a program finds in /dev without asking for it: bash's process substitution, `> /dev/stderr`.
@@ -155,7 +156,7 @@ def _libc() -> _Libc:
 def _check(result: int, what: str) -> None:
     if result != 0:
         code = ctypes.get_errno()
-        raise OSError(code, f"the agent's mount namespace: {what}: {os.strerror(code)}")
+        raise OSError(code, f"{_WHAT}{what}: {os.strerror(code)}")
 
 
 def enter(found: Layout) -> None:
@@ -166,7 +167,7 @@ def enter(found: Layout) -> None:
     libc, base = _libc(), found.base
     number = _PIVOT_ROOT.get(platform.machine())
     if number is None:
-        raise OSError(0, f"the agent's mount namespace: pivot_root unknown on {platform.machine()}")
+        raise OSError(0, f"{_WHAT}pivot_root unknown on {platform.machine()}")
     _check(libc.unshare(_CLONE_NEWNS), "unshare")
     _check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "making / private")
     _check(libc.mount(b"tmpfs", base.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"mode=0755"), "tmpfs")
@@ -197,7 +198,7 @@ def probe() -> str | None:
             # over the temp dir: in this thread's private namespace, which ends with it
             enter(Layout((), (), (), (), tempfile.gettempdir()))
         except OSError as exc:
-            why.append(exc.strerror or str(exc))
+            why.append((exc.strerror or str(exc)).removeprefix(_WHAT))
         except AttributeError:
             why.append("this C library has no unshare() (not Linux)")
 
