@@ -151,6 +151,28 @@ def test_the_namespace_holds_only_the_walls_paths(home: Path, tmp_path: Path, li
     assert os.path.exists(listening) and Path("/var").is_dir()
 
 
+def test_links_on_the_way_to_a_path_dir_are_recreated(home: Path, tmp_path: Path) -> None:
+    """A ``PATH`` entry through a link (nvm's ``current``): the walls grant its target, the namespace
+    recreates the link, so the tool is found by the name the agent's ``PATH`` gives."""
+    (tmp_path / "versions" / "v1" / "bin").mkdir(parents=True)
+    tool = tmp_path / "versions" / "v1" / "bin" / "tool"
+    tool.write_text("#!/bin/sh\necho tool ran\n")
+    tool.chmod(0o755)
+    (tmp_path / "current").symlink_to("versions/v1")
+    worktree = home / "worktrees" / "fake" / "repo" / "t1"
+    worktree.mkdir(parents=True)
+    path = f"{tmp_path / 'current' / 'bin'}:/usr/bin:/bin"
+    spec = Walls(home=home, worktree=worktree, agent_home=home / "h", tmp=home / "t", path=path)
+    _, spawn = mountns.walled(spec)
+    assert (str(tmp_path / "current"), "versions/v1") in spawn.layout.links
+    proc = spawn(
+        lambda: subprocess.Popen(
+            ["sh", "-c", "tool"], cwd=worktree, env={"PATH": path}, stdout=subprocess.PIPE
+        )
+    )
+    assert proc.communicate(timeout=30)[0] == b"tool ran\n" and proc.returncode == 0
+
+
 def test_a_namespace_that_cannot_be_built_starts_nothing(home: Path, tmp_path: Path) -> None:
     """A bind that fails (its source gone since the layout was made) fails the start with the reason;
     the runner keeps its own view, and nothing is left mounted on the host."""
