@@ -68,8 +68,10 @@ def test_close_branch_then_a_new_run_resumes_with_the_uncommitted_file(
 def test_close_waits_for_the_running_run_to_end(settings: Settings, src_repo: Path, tmp_path: Path) -> None:
     """A close during a run takes effect after it, never mid-run."""
     go(settings, src_repo, "one")
-    gate = tmp_path / "gate"
-    slow = tmp_path / "slow-agent"
+    (tmp_path / "bin").mkdir()
+    # beside the agent script: what the walls (and the agent's mount namespace) give it, the gate included
+    gate = tmp_path / "bin" / "gate"
+    slow = tmp_path / "bin" / "slow-agent"
     cmd = " ".join(fake_agent_bin())
     slow.write_text(f'#!/bin/sh\nwhile [ ! -e {gate} ]; do sleep 0.05; done\nexec {cmd} "$@"\n')
     slow.chmod(0o755)

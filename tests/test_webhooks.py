@@ -343,8 +343,12 @@ def test_a_webhook_during_a_running_run_waits_for_the_run_to_end(
     service: Service, settings: Settings, served: GitHttpServer, tmp_path: Path
 ) -> None:
     make_session(settings, service.store, served, "issue-1", "feature-a")
-    gate = tmp_path / "gate"  # the agent starts once it exists: the run lasts as long as the test needs
-    gated = tmp_path / "gated-agent"
+    (tmp_path / "bin").mkdir()
+    # beside the agent script: what the walls (and the agent's mount namespace) give it, the gate included
+    gate = (
+        tmp_path / "bin" / "gate"
+    )  # the agent starts once it exists: the run lasts as long as the test needs
+    gated = tmp_path / "bin" / "gated-agent"
     gated.write_text(
         f'#!/bin/sh\nwhile [ ! -e {gate} ]; do sleep 0.05; done\nexec {" ".join(fake_agent_bin())} "$@"\n'
     )

@@ -17,7 +17,8 @@ disk card and ``/metrics`` read the rows back (:func:`fleet_disk`).
      "volume": "2049",                                   # the filesystem's device number
      "every": 300.0}                                     # seconds until the next report
 
-``homes`` is the agent homes besides the transcripts they hold, ``store`` a SQLite database (0 on
+``caches`` is the cache clones and the repositories' shared package caches, ``homes`` the agent homes
+besides the transcripts they hold, ``store`` a SQLite database (0 on
 PostgreSQL), ``other`` the rest (templates, locks, orphans). Snapshot bytes are left out: they are in the
 shared store, not on the volume. Workers on one host that share a filesystem (same ``volume``) count
 its free and total bytes once in the fleet's total, and workers sharing one home its bytes once.
@@ -60,6 +61,7 @@ def worker_document(report: DiskReport, logs: int, every: float, volume: str = "
     """The report stored for a worker (module doc) from its home's :class:`DiskReport`."""
     local = [s for s in report.sessions if s.worktree + s.transcript]
     kinds = {k: n for k, n in report.kinds().items() if k != "snapshots"}
+    kinds["caches"] += kinds.pop("package_caches", 0)  # a worker's caches: clones and package caches
     kinds |= {"logs": logs, "store": report.store}
     kinds["other"] = max(0, report.total - sum(kinds.values()))
     agents: dict[str, int] = {}
