@@ -321,3 +321,18 @@ def test_a_disk_filler_ends_its_run_limited_and_other_keys_go_on(
     assert done and done[0].run.outcome == Outcome.SUCCEEDED
     again = ask(settings, src_repo, monkeypatch, "true")
     assert again.run.outcome == Outcome.SUCCEEDED and again.run.mode.value == "resume"
+
+
+def test_an_agent_named_through_dot_dot_starts_in_its_mount_namespace(
+    settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``/a/elsewhere/../../python``: the agent's mount namespace holds the CLI's directory, not every
+    directory its path passes through (``elsewhere``); the runner resolves the ``..`` first."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    up = "/".join([".."] * len(elsewhere.parts[1:]))
+    monkeypatch.setattr(sys, "executable", f"{elsewhere}/{up}{os.path.abspath(sys.executable)}")
+    result = run(
+        RunRequest(agent="fake", repo=str(src_repo), thread="detour", prompt="hi"), settings=settings
+    )
+    assert result.ok, result.run.error

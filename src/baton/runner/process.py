@@ -193,6 +193,9 @@ def _start(
     spawn: Spawn | None = None,
 ) -> subprocess.Popen[bytes]:
     _check_executable(argv[0], env)
+    if os.path.isabs(argv[0]) and ".." in argv[0].split("/"):  # the agent's mount namespace may
+        head, name = os.path.split(argv[0])  # hold `/a/x` and not `/a/b` of `/a/b/../x`
+        argv = [os.path.join(os.path.realpath(head), name), *argv[1:]]
     command, preexec = _with_death_signal(argv)
 
     def popen() -> subprocess.Popen[bytes]:
