@@ -143,7 +143,7 @@ def run_group(suite: Suite, repos: Repos) -> None:
 
 GROUP = Group(
     "contain",
-    "17a-17c: an agent start and a fake-agent turn in a run group with limits, or the subreaper only (≤ 5 ms)",
+    "17a-17c: an agent start and a turn in a run group with limits, or the subreaper only (≤ 5 ms)",
     run_group,
 )
 

@@ -260,7 +260,8 @@ def _limits(where: _Where, fields: dict[str, yaml.Node], name: str) -> dict[str,
     if "pids" in fields:
         found["pids"] = _scalar(where, fields["pids"], f"{name} pids", "integer")
     if "cpu" in fields:
-        value = _construct(where, fields["cpu"], f"{name} cpu")
+        node = fields["cpu"]
+        value = _construct(where, node, f"{name} cpu") if isinstance(node, yaml.ScalarNode) else None
         if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < math.inf:
             raise where.fail(fields["cpu"], f"{name} cpu must be a number of cores ≥ 0, not {value!r}")
         found["cpu"] = float(value)
