@@ -71,12 +71,13 @@ def test_dash_is_standard_input_and_a_file_is_a_file(stdin: Callable[..., Piped]
     assert read_input("-", "prompt", "--prompt-file") == "fix the bug é ✓\nthen $(this) --json\n"
     (tmp_path / "p.txt").write_bytes(b"from a file\r\n")
     assert read_input(str(tmp_path / "p.txt"), "prompt", "--prompt-file") == "from a file\n"
+    before = os.getcwd()
     os.chdir(tmp_path)  # a file named "-" is still reachable as ./-
     try:
         Path("-").write_text("the file named dash")
         assert read_input("./-", "prompt", "--prompt-file") == "the file named dash"
     finally:
-        os.chdir("/")
+        os.chdir(before)  # (the next test in this process must find the directory it had)
 
 
 def test_a_terminal_is_refused_rather_than_read(stdin: Callable[..., Piped]) -> None:

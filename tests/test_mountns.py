@@ -98,13 +98,14 @@ def test_a_walled_agent_reaches_no_socket_outside_its_walls(
             f"test -e {shlex.quote(str(home / 'baton.db'))} || echo no-store >> probes.txt",
         ]
     )
+    cwd = os.getcwd()
     result = ask(mode_settings(home, mode), src_repo, monkeypatch, work)
     lines = (Path(result.session.worktree) / "probes.txt").read_text().splitlines()
     expected = "ENOENT" if mode == "auto" else "connected"
     assert lines[: len(paths)] == [f"{path} {expected}" for path in paths], lines
     # stat() is not walled by Landlock: only the namespace hides that the store exists
     assert lines[len(paths) :] == ["kept", "committed", *(["no-store"] if mode == "auto" else [])], lines
-    assert os.path.exists(listening) and os.getcwd() != "/", "the runner's own view is the host's"
+    assert os.path.exists(listening) and os.getcwd() == cwd, "the runner's own view is the host's"
 
 
 def test_the_namespace_holds_only_the_walls_paths(home: Path, tmp_path: Path, listening: str) -> None:
@@ -184,10 +185,10 @@ def test_a_namespace_that_cannot_be_built_starts_nothing(home: Path, tmp_path: P
     gone.mkdir()
     spawn.layout = dataclasses.replace(spawn.layout, binds=(*spawn.layout.binds, str(gone)))
     gone.rmdir()
-    before = Path("/proc/self/mountinfo").read_text()
+    before, cwd = Path("/proc/self/mountinfo").read_text(), os.getcwd()
     with pytest.raises(OSError, match=f"the agent's mount namespace: binding {gone}"):
         spawn(lambda: subprocess.Popen(["/bin/true"], cwd=worktree))
-    assert Path("/proc/self/mountinfo").read_text() == before and os.getcwd() != "/"
+    assert Path("/proc/self/mountinfo").read_text() == before and os.getcwd() == cwd
     assert list((home / mountns.BASE).iterdir()) == []  # the mount point is empty on the host
     assert built.fd == -1  # the ruleset is closed all the same
 

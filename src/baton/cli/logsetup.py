@@ -93,7 +93,10 @@ def _token_shape() -> re.Pattern[str]:
         return f"(?:{re.escape(c)}|{encoded}(?i:{ord(c):02x}))"
 
     body = rf"(?:[A-Za-z0-9_-]|{encoded}[0-9A-Fa-f]{{2}})"
-    return re.compile("".join(map(char, TOKEN_PREFIX)) + body + "{20,}")
+    # where a token starts: not inside a word (`test_baton_worker_logs_celery_0` is a name), but
+    # after any other character, an encoded one included (`Bearer%20baton_…`)
+    start = r"(?:(?<![A-Za-z0-9_])|(?<=%[0-9A-Fa-f][0-9A-Fa-f]))"
+    return re.compile(start + "".join(map(char, TOKEN_PREFIX)) + body + "{20,}")
 
 
 TOKEN_SHAPE = _token_shape()

@@ -36,6 +36,7 @@ KIND_NAMES = {
     "transcripts": "transcripts",
     "snapshots": "snapshots (in the store)",
     "caches": "cache clones",
+    "package_caches": "package caches (a repository's threads share them)",
     "homes": "agent homes (besides transcripts)",
     "logs": "run logs",
     "store": "store database",
