@@ -136,9 +136,12 @@ def test_doctor_hints_suit_the_install(tmp_path: Path) -> None:
 
 
 def test_doctor_says_which_run_limits_this_host_enforces(home: Path) -> None:
-    grouped = check_containment(load_settings(overrides={"home": str(home), "run_cpu": 2}, environ={}))
+    grouped = check_containment(
+        load_settings(overrides={"home": str(home), "run_cpu": 2, "key_disk": "5G"}, environ={})
+    )
     assert grouped.status == CheckStatus.OK, grouped.detail  # this host: cgroup v1, as root
     assert "memory 8.0 GiB (cgroup v1)" in grouped.detail and "cpu 2.0 (cgroup v1)" in grouped.detail
+    assert "a key's disk 5.0 GiB (BATON_KEY_DISK, watched during each run)" in grouped.detail
     off = check_containment(load_settings(overrides={"home": str(home), "cgroups": "off"}, environ={}))
     assert off.status == CheckStatus.WARN
     assert "not enforced: memory 8.0 GiB, pids 2048" in off.detail and "subreaper" in off.detail

@@ -67,7 +67,8 @@ def host(settings: Settings) -> Host:
 
 
 def describe(settings: Settings) -> tuple[bool, str]:
-    """For ``baton doctor``: whether runs get a group here, and what of the run limits is enforced."""
+    """For ``baton doctor``: whether runs get a group here, what of the run limits is enforced, and the
+    key's disk budget (a watch during the run wherever it is set: no quota on any host yet)."""
     found, limits = host(settings), limits_of(settings)
     asked = {
         "memory": format_size(limits.memory) if limits.memory else None,
@@ -79,14 +80,19 @@ def describe(settings: Settings) -> tuple[bool, str]:
         unenforced = f"; not enforced: {', '.join(f'{k} {v}' for k, v in wanted.items())}" if wanted else ""
         return False, (
             f"{found.describe()}: the runner's subreaper still ends what a run leaves running; only the "
-            f"timeout bounds a run{unenforced}"
+            f"timeout bounds a run{unenforced}{_disk(settings)}"
         )
     how = found.enforces()
     said = [
         f"{name} {value} ({how[name]})" if name in how else f"{name} {value} (not enforced here)"
         for name, value in wanted.items()
     ]
-    return True, f"{found.describe()}; run limits: {', '.join(said) or 'none set'}"
+    return True, f"{found.describe()}; run limits: {', '.join(said) or 'none set'}{_disk(settings)}"
+
+
+def _disk(settings: Settings) -> str:
+    budget = settings.key_disk_bytes
+    return f"; a key's disk {format_size(budget)} (BATON_KEY_DISK, watched during each run)" if budget else ""
 
 
 class Containment:
