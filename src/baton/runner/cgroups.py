@@ -188,7 +188,6 @@ class RunGroup:
     def __init__(self, host: Host, run_id: str, limits: Limits) -> None:
         self.limits = limits
         self.dirs: dict[str, Path] = {}  # "v2" or a v1 controller → the run's directory
-        self._events = {"oom": 0, "pids": 0}
         if host.v2 is not None:
             self._make("v2", host.v2 / f"{PARENT}-{run_id}")
         for name, parent in host.v1.items():
@@ -249,12 +248,6 @@ class RunGroup:
             elif self._write("cpu", "cpu.cfs_period_us", str(period)):
                 self._write("cpu", "cpu.cfs_quota_us", str(quota))
 
-    def enforced(self) -> dict[str, bool]:
-        """Which of the run's limits this group enforces."""
-        have = set(self.v2_limits) | {name for name in ("memory", "pids", "cpu") if name in self.dirs}
-        asked = {"memory": self.limits.memory, "pids": self.limits.pids, "cpu": self.limits.cpu}
-        return {name: name in have for name, value in asked.items() if value is not None}
-
     def add(self, pid: int) -> None:
         """Move ``pid``, then every descendant it has by then, into the run's groups."""
         moved: set[int] = set()
@@ -285,9 +278,9 @@ class RunGroup:
     def tripped(self) -> str | None:
         """``"memory"`` once the kernel killed a process at the memory limit, ``"pids"`` once a fork
         was refused at the process limit; None while neither happened."""
-        if self.limits.memory is not None and self._count("oom") > self._events["oom"]:
+        if self.limits.memory is not None and self._count("oom") > 0:  # a new group counts from 0
             return "memory"
-        if self.limits.pids is not None and self._count("pids") > self._events["pids"]:
+        if self.limits.pids is not None and self._count("pids") > 0:
             return "pids"
         return None
 
