@@ -336,3 +336,14 @@ def test_an_agent_named_through_dot_dot_starts_in_its_mount_namespace(
         RunRequest(agent="fake", repo=str(src_repo), thread="detour", prompt="hi"), settings=settings
     )
     assert result.ok, result.run.error
+
+
+def test_an_agent_that_cannot_start_leaves_no_group(settings: Settings, src_repo: Path) -> None:
+    """A missing agent binary: the run ends ``failed`` before any process exists, and the group made
+    for it is removed (nothing left for a sweep to find)."""
+    missing = settings.with_(extra={"fake_bin": str(settings.home / "no-such-agent")})
+    result = run(
+        RunRequest(agent="fake", repo=str(src_repo), thread="missing", prompt="hi"), settings=missing
+    )
+    assert result.run.outcome == Outcome.FAILED and "no-such-agent" in (result.run.error or "")
+    assert result.run.id not in cgroups.run_groups()  # (other tests' runs may have groups meanwhile)

@@ -141,7 +141,12 @@ class Containment:
         )
 
     def end(self) -> Reaped:
-        """End every process of the run still alive (the agent's own process has ended)."""
+        """End every process of the run still alive (the agent's own process has ended, or never
+        started: then there is only the empty group to remove)."""
+        if not self.agent:
+            if self.group is not None:
+                self.group.end()
+            return Reaped()
         reaper.LIVE.discard(self.agent)
         count, shown = 0, []
         if self.group is not None:

@@ -248,7 +248,12 @@ def run_process(
     whatever outlived it, however the agent ended (:attr:`ProcessResult.reaped`)."""
     pumps = _Pumps(log, on_line, on_stderr)
     limits = _Limits(timeout, idle_timeout, lambda: pumps.last_output, stop_when)
-    proc = _start(argv, env, cwd, stdin, spawn)
+    try:
+        proc = _start(argv, env, cwd, stdin, spawn)
+    except BaseException:
+        if contain is not None:
+            contain.end()  # its group is made, empty: removed
+        raise
     if contain is not None:
         contain.start(proc.pid)
     threads = _pump(proc, pumps, stdin)
