@@ -31,6 +31,7 @@ from baton.cli.common import (
 
 if TYPE_CHECKING:
     from baton.forge.loop import ForgeLoop
+    from baton.store.base import Store
 
 forge_app = group("Threads bound to forge issues and pull requests: the feedback loop.")
 CONVERSATION = re.compile(
@@ -78,14 +79,37 @@ def forge_loop(run_turns: bool = False) -> Iterator[ForgeLoop]:
                 loop.close()
             return
         executor = make_executor(settings, store)
-        loop = ForgeLoop(settings, store, config, executor.submit)
+        submitted: list[str] = []
+
+        def submit(job_id: str) -> None:
+            submitted.append(job_id)
+            executor.submit(job_id)
+
+        loop = ForgeLoop(settings, store, config, submit)
         publish.install(loop)
         executor.start()
         try:
             yield loop
+            _await_turns(store, submitted, settings.run_timeout or 3600.0)
         finally:
             executor.stop()
             loop.close()
+
+
+def _await_turns(store: Store, jobs: list[str], longest: float) -> None:
+    """Until every job ``jobs`` names has ended and its turn is published (the executor's stop waits
+    only 10 s, and on a busy machine a turn and its push take longer), or ``longest`` seconds."""
+    import time
+
+    from baton.models import JobStatus
+
+    deadline = time.monotonic() + longest + 60.0
+    while time.monotonic() < deadline:
+        unpublished = {turn["job_id"] for turn in store.unpublished_turns(limit=1000)}
+        records = [store.get_job(job_id) for job_id in jobs]
+        if all(r is None or r.status == JobStatus.DONE for r in records) and not unpublished & set(jobs):
+            return
+        time.sleep(0.1)
 
 
 @forge_app.command("ls")
