@@ -20,10 +20,9 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
-from common import Group, Plan, Repos, Row, Suite, interleave, median, pair_differences, rmtree, sh
+from common import Group, Plan, Repos, Row, Suite, interleave, median, pair_differences, rmtree, setting_turns
 
 from baton.runner.contain import Containment, limits_of
 from baton.runner.process import RunLog, run_process
@@ -79,47 +78,13 @@ def pair(name: str, root: Path, settings: Settings, reps: int) -> Row:
 
 def turn_row(root: Path, reps: int) -> Row:
     """17c: a resumed turn of the fake agent through ``baton.run``, run groups on vs off."""
-    from baton import RunRequest, run
-    from baton.testing.fake import register_fake
-
-    register_fake()
-    repo = root / "turn-repo"
-    repo.mkdir()
-    sh(["git", "init", "-q", "-b", "main"], cwd=repo)
-    (repo / "README").write_text("bench\n")
-    sh(["git", "add", "."], cwd=repo)
-    ident = {
-        "GIT_AUTHOR_NAME": "b",
-        "GIT_AUTHOR_EMAIL": "b@x",
-        "GIT_COMMITTER_NAME": "b",
-        "GIT_COMMITTER_EMAIL": "b@x",
-    }
-    sh(["git", "commit", "-qm", "init"], cwd=repo, env={**os.environ, **ident})
-    base = load_settings(overrides={"home": str(root / "turn-home")})
-
-    def turn(cgroups: str) -> Callable[[int], float]:
-        def once(_rep: int) -> float:
-            request = RunRequest(agent="fake", repo=str(repo), thread="bench", prompt="go")
-            t0 = time.perf_counter()
-            result = run(request, settings=base.with_(cgroups=cgroups))
-            elapsed = time.perf_counter() - t0
-            if not result.ok or result.run.reaped != 0:
-                raise RuntimeError(f"turn failed, or left something running: {result.run}")
-            return elapsed
-
-        return once
-
-    turn("off")(0)  # the key's worktree, home and conversation exist before timing
-    samples = interleave({"off": turn("off"), "auto": turn("auto")}, reps)
-    return Row(
-        name="17c contain: a resumed baton.run turn of the fake agent, BATON_CGROUPS=auto ÷ off",
-        kind="overhead",
-        candidate=median(samples["auto"]),
-        baseline=median(samples["off"]),
-        goal=GOAL,
-        n=reps,
-        overhead=median(pair_differences(samples["auto"], samples["off"])),
-        samples={"candidate": samples["auto"], "baseline": samples["off"]},
+    return setting_turns(
+        root,
+        "17c contain: a resumed baton.run turn of the fake agent, BATON_CGROUPS=auto ÷ off",
+        reps,
+        GOAL,
+        ({"cgroups": "off"}, {"cgroups": "auto"}),
+        lambda result, _changes: "it left something running" if result.run.reaped else None,
     )
 
 

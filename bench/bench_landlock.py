@@ -29,8 +29,22 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from common import Group, Plan, Repos, Row, Suite, interleave, median, ms, pair_differences, rmtree, sh
+from common import (
+    Group,
+    Plan,
+    Repos,
+    Row,
+    Suite,
+    interleave,
+    median,
+    ms,
+    pair_differences,
+    rmtree,
+    setting_turns,
+    sh,
+)
 
 from baton.runner import mountns, walls
 from baton.runner.process import RunLog, Spawn, run_process
@@ -173,48 +187,17 @@ def preexec_note(spec: Walls, reps: int) -> str:
 def turn_row(root: Path, reps: int) -> Row:
     """13c: one resumed turn of the fake agent through ``baton.run``, BATON_CONFINE auto (walled in)
     vs off, on one key: the whole cost of confinement per turn (walls, allow-listed environment)."""
-    from baton import RunRequest, run
-    from baton.settings import load_settings
-    from baton.testing.fake import register_fake
 
-    register_fake()
-    repo = root / "turn-repo"
-    repo.mkdir()
-    sh(["git", "init", "-q", "-b", "main"], cwd=repo)
-    (repo / "README").write_text("bench\n")
-    sh(["git", "add", "."], cwd=repo)
-    ident = {
-        "GIT_AUTHOR_NAME": "b",
-        "GIT_AUTHOR_EMAIL": "b@x",
-        "GIT_COMMITTER_NAME": "b",
-        "GIT_COMMITTER_EMAIL": "b@x",
-    }
-    sh(["git", "commit", "-qm", "init"], cwd=repo, env={**os.environ, **ident})
-    base = load_settings(overrides={"home": str(root / "turn-home")})
+    def walled_as_asked(result: Any, changes: dict[str, Any]) -> str | None:
+        return None if result.run.confined is (changes["confine"] == "auto") else "not as confined as asked"
 
-    def turn(confine: str) -> Callable[[int], float]:
-        def once(_rep: int) -> float:
-            request = RunRequest(agent="fake", repo=str(repo), thread="bench", prompt="go")
-            t0 = time.perf_counter()
-            result = run(request, settings=base.with_(confine=confine))
-            elapsed = time.perf_counter() - t0
-            if not result.ok or result.run.confined is not (confine == "auto"):
-                raise RuntimeError(f"turn failed or not as confined as asked: {result.run}")
-            return elapsed
-
-        return once
-
-    turn("off")(0)  # the key's worktree, home and conversation exist before timing
-    samples = interleave({"off": turn("off"), "auto": turn("auto")}, reps)
-    return Row(
-        name="13c walls: a resumed baton.run turn of the fake agent, confined ÷ BATON_CONFINE=off",
-        kind="overhead",
-        candidate=median(samples["auto"]),
-        baseline=median(samples["off"]),
-        goal=GOAL,
-        n=reps,
-        overhead=median(pair_differences(samples["auto"], samples["off"])),
-        samples={"candidate": samples["auto"], "baseline": samples["off"]},
+    return setting_turns(
+        root,
+        "13c walls: a resumed baton.run turn of the fake agent, confined ÷ BATON_CONFINE=off",
+        reps,
+        GOAL,
+        ({"confine": "off"}, {"confine": "auto"}),
+        walled_as_asked,
     )
 
 

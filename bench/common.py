@@ -90,6 +90,64 @@ def sh(args: Sequence[str], cwd: Path | None = None, env: Mapping[str, str] | No
     return out.stdout
 
 
+def setting_turns(
+    root: Path,
+    name: str,
+    reps: int,
+    goal: float,
+    variants: tuple[dict[str, Any], dict[str, Any]],
+    check: Callable[[Any, dict[str, Any]], str | None],
+) -> Row:
+    """A resumed ``baton.run`` turn of the fake agent on one key under two settings, ``variants`` =
+    (baseline, candidate) changes, interleaved: the candidate's cost a turn. ``check(result, changes)``
+    says what is wrong with a turn (None: nothing)."""
+    from baton import RunRequest, run
+    from baton.settings import load_settings
+    from baton.testing.fake import register_fake
+
+    register_fake()
+    repo = root / "turn-repo"
+    repo.mkdir()
+    sh(["git", "init", "-q", "-b", "main"], cwd=repo)
+    (repo / "README").write_text("bench\n")
+    sh(["git", "add", "."], cwd=repo)
+    ident = {
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@x",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@x",
+    }
+    sh(["git", "commit", "-qm", "init"], cwd=repo, env={**os.environ, **ident})
+    base = load_settings(overrides={"home": str(root / "turn-home")})
+
+    def turn(changes: dict[str, Any]) -> Callable[[int], float]:
+        def once(_rep: int) -> float:
+            request = RunRequest(agent="fake", repo=str(repo), thread="bench", prompt="go")
+            t0 = time.perf_counter()
+            result = run(request, settings=base.with_(**changes))
+            elapsed = time.perf_counter() - t0
+            wrong = "it failed" if not result.ok else check(result, changes)
+            if wrong:
+                raise RuntimeError(f"{name}: {wrong}: {result.run}")
+            return elapsed
+
+        return once
+
+    baseline, candidate = variants
+    turn(baseline)(0)  # the key's worktree, home and conversation exist before timing
+    samples = interleave({"baseline": turn(baseline), "candidate": turn(candidate)}, reps)
+    return Row(
+        name=name,
+        kind="overhead",
+        candidate=median(samples["candidate"]),
+        baseline=median(samples["baseline"]),
+        goal=goal,
+        n=reps,
+        overhead=median(pair_differences(samples["candidate"], samples["baseline"])),
+        samples=samples,
+    )
+
+
 def rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 

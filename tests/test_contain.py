@@ -58,6 +58,16 @@ def alive(tag: str) -> list[int]:
     return found
 
 
+def killed_midway(args: list[str], env: dict[str, str], sleeping: str) -> None:
+    """Start ``baton ARGS`` as its own process and SIGKILL it once its agent has detached its 25."""
+    runner = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(alive(sleeping)) >= 25)
+    finally:
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+
+
 def tag() -> str:
     return str(700000 + uuid.uuid4().int % 99999)
 
@@ -146,12 +156,7 @@ def test_what_a_killed_runner_left_is_ended_by_the_next_run_of_its_key(
         **{f"BATON_{k.upper()}": str(v) for k, v in FAST.items()},
     }
     args = [*BATON, "run", "--agent", "fake", "--repo", str(src_repo), "--thread", "killed", "work"]
-    runner = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: len(alive(sleeping)) >= 25)
-    finally:
-        runner.send_signal(signal.SIGKILL)
-        runner.wait()
+    killed_midway(args, env, sleeping)
     time.sleep(0.5)
     survivors = alive(sleeping)
     assert survivors, "the detached processes outlive a killed runner until the key's next run"
@@ -276,12 +281,7 @@ def test_a_sweep_ends_what_a_killed_runner_left(home: Path, src_repo: Path) -> N
         **{f"BATON_{k.upper()}": str(v) for k, v in FAST.items()},
     }
     args = [*BATON, "run", "--agent", "fake", "--repo", str(src_repo), "--thread", "swept", "work"]
-    runner = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: len(alive(sleeping)) >= 25)
-    finally:
-        runner.send_signal(signal.SIGKILL)
-        runner.wait()
+    killed_midway(args, env, sleeping)
     assert alive(sleeping)
     from baton.housekeeping.sweep import sweep
     from baton.store import open_store

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from baton.testing import MockModel
 from tests import test_access_real
 from tests.conftest import BATON, FAST, wait_for
 from tests.test_access_real import shell_marker, tool_results
-from tests.test_contain import alive, detach, tag
+from tests.test_contain import alive, detach, killed_midway, tag
 
 pytestmark = pytest.mark.slow
 agent, model = test_access_real.agent, test_access_real.model  # the fixtures: each real CLI, its mock
@@ -129,12 +128,7 @@ def test_a_real_agents_detached_processes_end_on_timeout_cancel_and_a_killed_run
         "full",
         f"serve {command}",
     ]
-    runner = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: len(alive(sleeping)) >= 25)
-    finally:
-        runner.send_signal(signal.SIGKILL)
-        runner.wait()
+    killed_midway(args, env, sleeping)
     next_turn = subprocess.run(
         [*args[:-1], "go on"], env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
     )
