@@ -127,9 +127,7 @@ class Containment:
         if self.group is None:
             self.tree.watch()
             return None
-        if self.struck:
-            return self.struck and self._reason(self.struck)
-        self.struck = self.group.tripped()
+        self.struck = self.struck or self.group.tripped()
         return self._reason(self.struck) if self.struck else None
 
     def _reason(self, what: str) -> str:

@@ -24,6 +24,8 @@ import signal
 import threading
 import time
 
+from baton.runner.cgroups import children, descendants
+
 _PR_SET_CHILD_SUBREAPER = 36
 LIVE: set[int] = set()  # agents started by this process and not yet waited for (never reaped here)
 _lock = threading.Lock()
@@ -101,8 +103,6 @@ def tagged(pid: int, name: bytes, value: bytes) -> bool:
 
 
 def own_children() -> list[int]:
-    from baton.runner.cgroups import children
-
     return children(os.getpid())
 
 
@@ -138,8 +138,6 @@ class Tree:
 
     def watch(self) -> None:
         """Note the agent's descendants now (every supervision tick)."""
-        from baton.runner.cgroups import descendants
-
         for pid in descendants(self.agent):
             found = stat(pid)
             if found is not None:
@@ -157,8 +155,6 @@ class Tree:
 
     def end(self, alone: bool) -> list[tuple[int, str]]:
         """SIGKILL what remains of the run (and what that leaves re-parented): (pid, command) each."""
-        from baton.runner.cgroups import descendants
-
         me = stat(os.getpid())
         ended: dict[int, str] = {}
         for _ in range(50):
