@@ -31,6 +31,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self
 
+from baton.agents import limits
+from baton.agents.limits import Limit
 from baton.agents.signals import Signal
 from baton.agents.versions import cached_version, known_version, remember_version
 from baton.errors import AgentError, BadInput, BatonError
@@ -73,6 +75,7 @@ class Turn:
     cost_usd: float | None = None
     version: str | None = None
     events: int = 0
+    limit: Limit | None = None  # a usage limit its events reported (:mod:`baton.agents.limits`)
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,11 @@ class Agent(Protocol):
         """The same for one stderr line (Gemini CLI reports its retries there)."""
         ...
 
+    def usage_limit(self, exit_code: int, turn: Turn, stderr: str) -> Limit | None:
+        """The usage limit the turn ran into (:mod:`baton.agents.limits`): what its events said, else
+        its words when it failed; None when it ran into none."""
+        ...
+
     def model_url(self, env: Mapping[str, str]) -> str | None:
         """The model API's address the CLI connects to with the environment ``env`` (read on the
         operator's base home); None when baton cannot tell (a cloud provider's own endpoint)."""
@@ -294,7 +302,19 @@ class AgentBase:
         event = parse_event(line, turn)
         if event is not None:
             self.on_event(event, turn)
+            turn.limit = limits.merge(turn.limit, self.limit_event(event))
         return event
+
+    def limit_event(self, event: dict[str, Any]) -> Limit | None:
+        """None by default: an adapter that knows its CLI's limit events reads them."""
+        return None
+
+    def usage_limit(self, exit_code: int, turn: Turn, stderr: str) -> Limit | None:
+        if turn.limit is not None:
+            return turn.limit
+        if exit_code == 0 and not turn.is_error:
+            return None
+        return limits.from_words("\n".join([*turn.errors, turn.result or "", stderr[-4000:]]))
 
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
         raise NotImplementedError

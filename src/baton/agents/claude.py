@@ -46,9 +46,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from baton.agents import signals
+from baton.agents import limits, signals
 from baton.agents.base import AgentBase, Capabilities, Launch, Turn, find_binary, guard_prompt, need_session
 from baton.agents.formats import claude_problem
+from baton.agents.limits import Limit
 from baton.agents.signals import Signal
 from baton.errors import AgentError
 from baton.files import write_json
@@ -213,6 +214,9 @@ class ClaudeAgent(AgentBase):
 
     def signal(self, event: dict[str, Any]) -> Signal | None:
         return signals.claude(event)
+
+    def limit_event(self, event: dict[str, Any]) -> Limit | None:
+        return limits.claude_event(event)
 
     def model_url(self, env: Mapping[str, str]) -> str | None:
         """``ANTHROPIC_BASE_URL``, else Anthropic's API; None on Bedrock or Vertex (their own hosts)."""

@@ -164,16 +164,32 @@ R = TypeVar("R", bound=RecordedRequest)
 
 
 @dataclass
+class Refusal:
+    """An error reply a mock gives its conversation requests instead of an answer, the way the vendor's
+    API refuses a request over a limit: ``status``, the JSON ``body`` and the ``headers``; ``times``: for
+    that many conversation requests, then the mock answers again (None: until :attr:`MockServer.refusal`
+    is cleared). Each mock builds its vendor's refusals (``usage_limit``, ``rate_limit``)."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    times: int | None = None
+    given: int = 0
+
+
+@dataclass
 class MockServer(BackgroundServer, Generic[R]):
     """A mock model API: the part of :class:`baton.testing.MockModel` every mock implements alike.
 
     ``delay`` holds each reply back for that many seconds before the first byte (a slow model, for
-    kill-mid-run tests); ``fail_status`` answers requests with that HTTP status; every request is kept
-    in :attr:`requests`."""
+    kill-mid-run tests); ``fail_status`` answers requests with that HTTP status; ``refusal`` answers
+    conversation requests with a vendor's limit reply (:class:`Refusal`); every request is kept in
+    :attr:`requests`."""
 
     port: int = 0
     delay: float = 0.0
     fail_status: int | None = None
+    refusal: Refusal | None = None
     requests: list[R] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _turns: int = field(default=0, repr=False)
@@ -206,6 +222,17 @@ class MockServer(BackgroundServer, Generic[R]):
         """The conversation requests, in order (routing, title and other utility calls left out)."""
         with self._lock:
             return [r for r in self.requests if r.is_conversation]
+
+    def refusing(self, request: R) -> Refusal | None:
+        """The refusal to give ``request`` instead of an answer, counted (None: answer it)."""
+        with self._lock:
+            refusal = self.refusal
+            if refusal is None or not request.is_conversation:
+                return None
+            if refusal.times is not None and refusal.given >= refusal.times:
+                return None
+            refusal.given += 1
+            return refusal
 
     def record(self, request: R) -> int:
         """Keep a request; returns its 1-based turn number if it is a conversation request, else 0."""

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from baton.testing import mock_cli
-from baton.testing._http import JsonHandler, MockServer, RecordedRequest, export_line
+from baton.testing._http import Refusal, JsonHandler, MockServer, RecordedRequest, export_line
 from baton.testing.tools import MarkerError as MarkerError  # re-exported: tests import them from here
 from baton.testing.tools import find_calls
 from baton.testing.tools import tool_input as tool_input
@@ -133,6 +133,32 @@ class MockAnthropic(MockServer[MockRequest]):
         return self.message_counts()
 
 
+def usage_limit(resets_at: int, claim: str = "five_hour", times: int | None = None) -> Refusal:
+    """Anthropic's refusal of a subscription's spent usage limit (Claude Max's five-hour or weekly
+    window): HTTP 429 with the ``anthropic-ratelimit-unified-*`` headers, which Claude Code turns into a
+    ``rate_limit_event`` under a subscription login (``CLAUDE_CODE_OAUTH_TOKEN``)."""
+    headers = {
+        "retry-after": str(max(0, resets_at - int(time.time()))),
+        "anthropic-ratelimit-unified-status": "rejected",
+        "anthropic-ratelimit-unified-reset": str(resets_at),
+        "anthropic-ratelimit-unified-representative-claim": claim,
+        "anthropic-ratelimit-unified-5h-status": "rejected" if claim == "five_hour" else "allowed",
+        "anthropic-ratelimit-unified-5h-reset": str(resets_at),
+    }
+    return Refusal(429, _refusal_body(), headers, times)
+
+
+def rate_limit(retry_after: int = 30, times: int | None = None) -> Refusal:
+    """Anthropic's refusal of an API key's per-minute rate limit: HTTP 429 ``rate_limit_error`` with a
+    ``retry-after`` and no unified headers (a transient limit)."""
+    return Refusal(429, _refusal_body(), {"retry-after": str(retry_after)}, times)
+
+
+def _refusal_body() -> dict[str, Any]:
+    message = "This request would exceed your account's rate limit. Please try again later."
+    return {"type": "error", "error": {"type": "rate_limit_error", "message": message}}
+
+
 def reply_text(number: int, count: int) -> str:
     return f"mock reply #{number}: received {count} messages"
 
@@ -162,6 +188,9 @@ class _Handler(JsonHandler):
             time.sleep(self.owner.delay)
         if self.owner.fail_status is not None:
             self._error(self.owner.fail_status, "api_error", "mock failure")
+            return
+        if (refusal := self.owner.refusing(request)) is not None:
+            self._send(refusal.status, json.dumps(refusal.body).encode(), "application/json", refusal.headers)
             return
         self._reply(request, number)
 
