@@ -138,25 +138,26 @@ class Containment:
             f"the agent's processes reached the run's limit of {self.limits.pids} processes (BATON_RUN_PIDS)"
         )
 
-    def end(self) -> Reaped:
+    def end(self, killed: bool = False) -> Reaped:
         """End every process of the run still alive (the agent's own process has ended, or never
-        started: then there is only the empty group to remove)."""
+        started: then there is only the empty group to remove). ``killed``: the runner SIGKILLed the
+        agent's process group (timeout, cancel, a limit): its members are not counted as left running."""
         if not self.agent:
             if self.group is not None:
                 self.group.end()
             return Reaped()
         reaper.LIVE.discard(self.agent)
-        count, shown = 0, []
+        count, shown, group = 0, [], self.agent if killed else 0  # the agent leads its process group
         if self.group is not None:
             if self._placing is not None:
                 self._placing.join()
             self.struck = self.struck or self.group.tripped()
-            # still running: not those the agent's process group took with it (SIGKILL pending)
-            pids = [pid for pid in self.group.procs() if not reaper.ending(pid)]
+            # still running: not those the agent's process group took with it
+            pids = [pid for pid in self.group.procs() if not reaper.ending(pid, group)]
             count, shown = len(pids), [reaper.command(pid) for pid in pids[:SHOWN]]
             self.group.end()
         # without a group, the run's tree; with one, what detached before the agent was moved into it
-        found = self.tree.end(alone=self.group is None and len(reaper.LIVE) == 0)
+        found = self.tree.end(alone=self.group is None and len(reaper.LIVE) == 0, killed=group)
         count, shown = count + len(found), shown + [text for _, text in found[:SHOWN]]
         limit = self._reason(self.struck) if self.struck else None
         return Reaped(count, [text for text in shown if text], limit)

@@ -257,6 +257,7 @@ def run_process(
     if contain is not None:
         contain.start(proc.pid)
     threads = _pump(proc, pumps, stdin)
+    killed = True  # the agent's process group, until the agent is found to have ended on its own
     try:
         try:
             on_start(proc.pid)
@@ -265,13 +266,14 @@ def run_process(
             raise
         try:
             timed_out, cancelled = _supervise(proc, heartbeat, heartbeat_every, limits, cancel, kill_grace)
+            killed = timed_out or cancelled or limits.stopped is not None
         except BaseException:  # KeyboardInterrupt, a failing heartbeat: never leave the agent unsupervised
             kill_group(proc.pid, kill_grace, proc)
             raise
     finally:
         # what outlived the agent ends before the pipes are drained: a background process holding the
         # agent's stdout would otherwise keep its reader waiting
-        reaped = contain.end() if contain is not None else Reaped()
+        reaped = contain.end(killed) if contain is not None else Reaped()
         _close(proc, threads)
     return ProcessResult(
         proc.returncode,

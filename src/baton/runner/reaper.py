@@ -63,13 +63,16 @@ _SIGKILL_BIT = 1 << (signal.SIGKILL - 1)
 _PF_EXITING = 0x4
 
 
-def ending(pid: int) -> bool:
-    """Whether ``pid`` is gone or on its way out: exiting (``PF_EXITING``), a zombie, or with a SIGKILL
-    pending (someone already ends it, as a timed-out agent's process group)."""
+def ending(pid: int, killed: int = 0) -> bool:
+    """Whether ``pid`` is gone or on its way out: exiting (``PF_EXITING``), a zombie, with a SIGKILL
+    pending, or a member of the process group ``killed`` (a timed-out agent's group was SIGKILLed: its
+    members are on their way out, though one may be between taking the signal and ``PF_EXITING``)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()
         if fields[0] in (b"Z", b"X", b"x") or int(fields[6]) & _PF_EXITING:
+            return True
+        if killed and int(fields[2]) == killed:
             return True
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
             for line in fh:
@@ -143,9 +146,9 @@ class Tree:
             if found is not None:
                 self.seen.setdefault(pid, found[3])
 
-    def _belongs(self, pid: int, alone: bool, me: tuple[str, int, int, int]) -> bool:
+    def _belongs(self, pid: int, alone: bool, me: tuple[str, int, int, int], killed: int) -> bool:
         found = stat(pid)
-        if found is None or pid in LIVE or ending(pid):
+        if found is None or pid in LIVE or ending(pid, killed):
             return False
         if self.seen.get(pid) == found[3]:
             return True
@@ -153,19 +156,20 @@ class Tree:
             return False
         return tagged(pid, b"BATON_RUN_ID", self.tag) or alone
 
-    def end(self, alone: bool) -> list[tuple[int, str]]:
-        """SIGKILL what remains of the run (and what that leaves re-parented): (pid, command) each."""
+    def end(self, alone: bool, killed: int = 0) -> list[tuple[int, str]]:
+        """SIGKILL what remains of the run (and what that leaves re-parented): (pid, command) each;
+        ``killed``: the process group already SIGKILLed (see :func:`ending`)."""
         me = stat(os.getpid())
         ended: dict[int, str] = {}
         for _ in range(50):
             if me is None:
                 break
             roots = [
-                p for p in [*self.seen, *own_children()] if p not in ended and self._belongs(p, alone, me)
+                p for p in [*self.seen, *own_children()] if p not in ended and self._belongs(p, alone, me, killed)
             ]
             if not roots:
                 break
-            for pid in [*roots, *(d for r in roots for d in descendants(r) if not ending(d))]:
+            for pid in [*roots, *(d for r in roots for d in descendants(r) if not ending(d, killed))]:
                 ended.setdefault(pid, command(pid))
                 self.seen.setdefault(pid, (stat(pid) or ("", 0, 0, -1))[3])
                 with contextlib.suppress(OSError):
