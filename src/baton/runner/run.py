@@ -16,7 +16,6 @@ is the first, the first after an interrupted turn, or a retry (:class:`~baton.ru
 from __future__ import annotations
 
 import shutil
-from typing import cast
 
 from baton.errors import DiskFull
 from baton.models import Mode, Outcome, RunRecord
@@ -42,7 +41,7 @@ def run(request: RunRequest, settings: Settings | None = None, store: Store | No
     resolved = check_request(request, settings)
     check_free_space(settings)
     own_store = store is None
-    store = store or _open(settings.resolved_store_url)
+    store = store or open_store(settings.resolved_store_url)
     try:
         lease = key_lease(settings, store, resolved.key.id)
         with held(lease, resolved.request.wait, settings.heartbeat, resolved.request.cancel) as lost:
@@ -53,15 +52,6 @@ def run(request: RunRequest, settings: Settings | None = None, store: Store | No
     finally:
         if own_store:
             store.close()
-
-
-def _open(url: str) -> Store:
-    """The run's own store: on a SQLite store at the last migration the one ``baton run`` uses
-    (:mod:`baton.store.early`: the run's calls through ``sqlite3``, a third of SQLAlchemy's cost each),
-    else the SQL store."""
-    from baton.store.early import open_early
-
-    return cast("Store | None", open_early(url)) or open_store(url)
 
 
 def check_free_space(settings: Settings) -> None:
