@@ -4,7 +4,9 @@ Messages are written for the person at the terminal. Each class carries the CLI 
 so the CLI turns any ``BatonError`` into a clean message and a meaningful code without a lookup table:
 0 succeeded, 1 the agent failed or timed out (or the disk is full), 2 bad input, 3 the key is busy,
 4 a remote could not be reached (network or credentials), 5 a sync with upstream conflicted,
-6 ``baton serve`` cannot listen (its port is in use), 130 cancelled. Work that ran and ended some
+6 ``baton serve`` cannot listen (its port is in use), 75 the agent's usage quota is spent (the run
+waits for its reset: ``rate_limited``, or not started while its credential's breaker holds), 130
+cancelled. Work that ran and ended some
 way (a run, a queued run, a sync) exits with :func:`exit_code_of` its outcome: the one map of
 outcomes to codes.
 Third-party errors are translated at the boundary with ``raise X from exc``.
@@ -18,7 +20,12 @@ from typing import Any
 from baton.models import Outcome
 
 # how a run (or a sync) ended -> the exit code; any other outcome exits 1
-OUTCOME_EXIT: dict[str, int] = {Outcome.SUCCEEDED: 0, Outcome.CONFLICT: 5, Outcome.CANCELLED: 130}
+OUTCOME_EXIT: dict[str, int] = {
+    Outcome.SUCCEEDED: 0,
+    Outcome.CONFLICT: 5,
+    Outcome.RATE_LIMITED: 75,  # EX_TEMPFAIL: try again later (when the quota resets)
+    Outcome.CANCELLED: 130,
+}
 
 
 def exit_code_of(*outcomes: str | None) -> int:
@@ -55,6 +62,18 @@ class Busy(BatonError):
 class Fenced(Busy):
     """A write by a runner whose lease was taken over (its fencing token is older than the store's):
     refused, and the runner stops."""
+
+
+class QuotaHeld(BatonError):
+    """The credential's usage quota is spent (its breaker holds, :mod:`baton.runner.quota`): the run
+    was not started, nothing was written. ``resets_at``: when runs of it may start again."""
+
+    exit_code = 75
+
+    def __init__(self, message: str, resets_at: float, credential: str) -> None:
+        super().__init__(message)
+        self.resets_at = resets_at
+        self.credential = credential
 
 
 class GitError(BatonError):

@@ -63,10 +63,17 @@ class Outcome(StrEnum):
     SESSION_LOST = "session_lost"  # the agent could not find the conversation; followed by a recover run
     CONFLICT = "conflict"  # a sync with upstream conflicted: the agent did not run, worktree as it was
     LIMITED = "limited"  # baton stopped it at one of the run's limits (memory, processes, disk)
+    RATE_LIMITED = "rate_limited"  # the agent's usage quota is spent: the thread waits for its reset
 
     @property
     def interrupted(self) -> bool:
-        return self in (Outcome.TIMED_OUT, Outcome.CANCELLED, Outcome.CRASHED, Outcome.LIMITED)
+        return self in (
+            Outcome.TIMED_OUT,
+            Outcome.CANCELLED,
+            Outcome.CRASHED,
+            Outcome.LIMITED,
+            Outcome.RATE_LIMITED,
+        )
 
     @property
     def retryable(self) -> bool:
@@ -97,6 +104,7 @@ class SessionStatus(StrEnum):
     # because the HTTP schema's SessionStatus enum, /metrics' baton_sessions and baton.SessionStatus list it
     CLOSED = "closed"  # its branch or PR is gone: worktree and local transcript freed after a
     # checkpoint; the store keeps snapshot and checkpoint for the grace period, and a new run resumes
+    WAITING = "waiting_for_quota"  # its last turn met a spent usage quota: it resumes after the reset
 
 
 @dataclass
@@ -169,6 +177,8 @@ class RunRecord:
         None  # processes that outlived the agent's own, ended with the run (None: from before)
     )
     left_running: str | None = None  # what those were (their first few commands), for the next turn
+    resets_at: float | None = None  # rate_limited: when the agent's quota resets (None: not said)
+    limit_kind: str | None = None  # rate_limited: which quota (five_hour, seven_day, daily…; "" unknown)
 
     @property
     def run_id(self) -> str:
@@ -189,7 +199,7 @@ class RunRecord:
         data["prompt_kind"] = self.prompt_kind.value
         data["outcome"] = self.outcome.value
         data["duration_s"] = self.duration_s
-        for name in ("started_at", "ended_at", "heartbeat_at"):
+        for name in ("started_at", "ended_at", "heartbeat_at", "resets_at"):
             data[name] = iso(data[name])
         return data
 
@@ -517,3 +527,39 @@ class EventRecord:
     job_id: str | None = None
     reason: str | None = None  # why it was dropped or held
     id: int | None = None  # the store's row number (arrival order)
+
+
+class QuotaState(StrEnum):
+    """A credential's usage-quota breaker."""
+
+    OK = "ok"  # its runs start (its last limit has reset, or it never met one)
+    EXHAUSTED = "exhausted"  # its quota is spent: every run of it waits until ``resets_at``
+
+
+@dataclass
+class QuotaRecord:
+    """One credential's breaker (``quotas``), shared by every machine of the fleet: while it is
+    exhausted, no run of that credential starts into the wall (:mod:`baton.runner.quota`)."""
+
+    credential: str  # a hash of the credential (never the secret itself)
+    agent: str  # the agent whose run met the limit
+    label: str  # for people: the agent and where the credential comes from (a variable, a file)
+    state: QuotaState = QuotaState.OK
+    resets_at: float | None = None  # when runs of it may start again
+    scope: str = ""  # which quota (five_hour, seven_day, daily…; "" unknown)
+    detail: str = ""  # what the agent said, and how baton chose resets_at
+    refusals: int = 0  # limits met in a row at or after a reset: a phantom limit backs off
+    tripped_at: float | None = None
+    run_id: str | None = None  # the run that met it last
+    updated_at: float = 0.0
+
+    def held(self, now: float) -> bool:
+        """Whether runs of this credential must wait now."""
+        return self.state == QuotaState.EXHAUSTED and (self.resets_at or 0.0) > now
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        for name in ("resets_at", "tripped_at", "updated_at"):
+            data[name] = iso(data[name])
+        return data

@@ -69,16 +69,16 @@ def epoch(value: Any, now: float | None = None) -> float | None:
 
 
 def merge(old: Limit | None, new: Limit | None) -> Limit | None:
-    """The stronger of two limits seen in one turn: exhausted over transient; a known reset kept."""
+    """The limit of a turn that reported ``old`` and then ``new``: an exhausted quota over a transient
+    limit; of two alike the first (a CLI's structured event comes before its words), with what it left
+    unsaid (its reset, its scope) taken from the second."""
     if new is None:
         return old
-    if old is None:
+    if old is None or (new.kind == LimitKind.EXHAUSTED and old.kind == LimitKind.TRANSIENT):
         return new
-    if old.kind == LimitKind.EXHAUSTED and new.kind == LimitKind.TRANSIENT:
+    if new.kind != old.kind:
         return old
-    if new.kind == old.kind and new.resets_at is None and old.resets_at is not None:
-        return Limit(new.kind, old.resets_at, new.scope or old.scope, new.detail or old.detail)
-    return new
+    return Limit(old.kind, old.resets_at or new.resets_at, old.scope or new.scope, old.detail or new.detail)
 
 
 # -- words ------------------------------------------------------------------------------------------
@@ -90,7 +90,12 @@ _RESETS = re.compile(
     r"(?P<hour>\d{1,2})(?::(?P<minute>\d{2}))?\s*(?P<half>am|pm)?\s*(?:\((?P<zone>[^)]{1,64})\))?",
     re.IGNORECASE,
 )
-_MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
 
 
 def from_words(text: str, now: float | None = None) -> Limit | None:
@@ -115,19 +120,24 @@ def _scope(words: str) -> str:
     return "_".join(words.split()) or ""
 
 
-def reset_said(text: str, now: float | None = None) -> float | None:
-    """The time in ``resets 11:03pm (UTC)`` or ``resets Nov 28, 3pm (Europe/Paris)``: the next such
-    moment after ``now`` in the zone named (UTC when none or unknown); None when there is none."""
-    found = _RESETS.search(text)
-    if found is None:
-        return None
+def _clock(found: re.Match[str]) -> tuple[int, int] | None:
+    """The hour (0-23) and minute of a ``resets`` match; None when they are no time of day."""
     hour, minute = int(found["hour"]), int(found["minute"] or 0)
     if found["half"]:
         if not 1 <= hour <= 12:
             return None
         hour = hour % 12 + (12 if found["half"].lower() == "pm" else 0)
-    if hour > 23 or minute > 59:
+    return (hour, minute) if hour <= 23 and minute <= 59 else None
+
+
+def reset_said(text: str, now: float | None = None) -> float | None:
+    """The time in ``resets 11:03pm (UTC)`` or ``resets Nov 28, 3pm (Europe/Paris)``: the next such
+    moment after ``now`` in the zone named (UTC when none or unknown); None when there is none."""
+    found = _RESETS.search(text)
+    clock = _clock(found) if found is not None else None
+    if found is None or clock is None:
         return None
+    hour, minute = clock
     try:
         zone = ZoneInfo((found["zone"] or "UTC").strip())
     except (ZoneInfoNotFoundError, ValueError):
@@ -198,8 +208,109 @@ def _no_output(event: dict[str, Any]) -> bool:
 
 
 def codex_event(event: dict[str, Any]) -> Limit | None:
-    """Codex's stream: (measured by its section of docs/agent-clis.md)."""
+    """Codex's ``exec --json`` stream (0.169.0). A refused turn ends with an ``error`` event and a
+    ``turn.failed`` whose ``error.message`` holds the same words, exit 1; nothing in the stream is
+    structured (the reset to the second is in the rollout: :func:`codex_rate_limits`).
+
+    - a spent plan limit (HTTP 429 ``usage_limit_reached``), one request, no retry: ``You've hit your
+      usage limit. … try again at 2:04 PM.`` (its apostrophe typographic; ``at Nov 27th, 2026 12:15
+      PM`` on another day, ``later`` without a reset): EXHAUSTED, reset from the words
+      (:func:`codex_reset`);
+    - an API key out of quota (429 ``insufficient_quota``): ``Quota exceeded. Check your plan and
+      billing details.``: EXHAUSTED, no reset said;
+    - any other 429 (``rate_limit_exceeded``, a garbled body): ``exceeded retry limit, last status: 429
+      Too Many Requests`` once Codex's own retries are spent: TRANSIENT. The retries themselves
+      (``Reconnecting... 1/5 (exceeded retry limit, last status: 429 …)``) are none: the next may pass.
+
+    ``usage_not_included`` (``To use Codex with your ChatGPT plan, upgrade to Plus…``) is no limit: it
+    never resets, so the turn fails as any other."""
+    message = _codex_message(event)
+    if message is None or message.startswith("Reconnecting"):
+        return None
+    if _CODEX_SPENT.search(message):
+        return Limit(LimitKind.EXHAUSTED, codex_reset(message), "", one_line(message))
+    if _CODEX_429.search(message):
+        return Limit(LimitKind.TRANSIENT, None, "", one_line(message))
     return None
+
+
+_CODEX_SPENT = re.compile(
+    r"\byou(?:'|\u2019)ve hit your usage limit|\bquota exceeded\. check your plan"
+    r"|\bworkspace is out of credits|\bhit your spend cap",
+    re.IGNORECASE,
+)
+_CODEX_429 = re.compile(r"\blast status: 429\b")
+_CODEX_AT = re.compile(
+    r"try again at (?:(?P<month>[A-Za-z]{3}) (?P<day>\d{1,2})(?:st|nd|rd|th)?, (?P<year>\d{4}) )?"
+    r"(?P<hour>\d{1,2}):(?P<minute>\d{2}) ?(?P<half>[AP]M)\b",
+    re.IGNORECASE,
+)
+
+
+def _codex_message(event: dict[str, Any]) -> str | None:
+    """The words of an ``error`` event or of a ``turn.failed`` event's ``error``; None for others."""
+    kind = event.get("type")
+    if kind == "error":
+        message = event.get("message")
+    elif kind == "turn.failed":
+        error = event.get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+    else:
+        return None
+    return message if isinstance(message, str) else None
+
+
+def codex_reset(message: str, now: float | None = None) -> float | None:
+    """The reset in ``try again at 2:04 PM`` (today) or ``try again at Nov 27th, 2026 12:15 PM``. Codex
+    prints it in its own local time (the TZ baton passes on to it, so this process's) and to the
+    minute, seconds cut: the end of that minute is returned, never before the reset and at most a
+    minute after it. None without a time (``try again later``) or with an impossible one."""
+    found = _CODEX_AT.search(message)
+    if found is None:
+        return None
+    hour, minute = int(found["hour"]), int(found["minute"])
+    if not 1 <= hour <= 12 or minute > 59:
+        return None
+    hour = hour % 12 + (12 if found["half"].upper() == "PM" else 0)
+    try:
+        if found["month"]:
+            month = _MONTHS.get(found["month"].lower())
+            if month is None:
+                return None
+            at = datetime(int(found["year"]), month, int(found["day"]), hour, minute)
+        else:
+            today = datetime.fromtimestamp(now if now is not None else time.time())
+            at = today.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        return epoch(at.timestamp() + 60)  # naive: local time, as Codex printed it
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+_CODEX_WINDOWS = {300: "five_hour", 10080: "seven_day"}
+
+
+def codex_rate_limits(rate_limits: Any) -> Limit | None:
+    """The spent window in a rollout's ``rate_limits`` (a ``token_count`` event Codex writes from the
+    ``x-codex-primary-*``/``x-codex-secondary-*`` headers of every reply, refusals too): ``primary`` or
+    ``secondary`` at ``used_percent`` ≥ 100, its ``resets_at`` (epoch seconds, exact) and its
+    ``window_minutes`` as the scope (300: five_hour, 10080: seven_day); the later reset when both are
+    spent. None when none is (no headers: both windows are null)."""
+    if not isinstance(rate_limits, dict):
+        return None
+    windows = (rate_limits.get("primary"), rate_limits.get("secondary"))
+    spent: list[dict[str, Any]] = [w for w in windows if isinstance(w, dict) and _spent(w)]
+    if not spent:
+        return None
+    window = max(spent, key=lambda w: epoch(w.get("resets_at")) or 0.0)
+    minutes = window.get("window_minutes")
+    scope = _CODEX_WINDOWS.get(minutes, "") if isinstance(minutes, int) else ""
+    detail = f"rate_limits: the {scope or 'usage'} window at {window['used_percent']:g}%"
+    return Limit(LimitKind.EXHAUSTED, epoch(window.get("resets_at")), scope, detail)
+
+
+def _spent(window: dict[str, Any]) -> bool:
+    used = window.get("used_percent")
+    return isinstance(used, int | float) and not isinstance(used, bool) and used >= 100
 
 
 # -- Gemini CLI -------------------------------------------------------------------------------------

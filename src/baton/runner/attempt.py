@@ -20,9 +20,10 @@ from typing import Any
 
 from baton.agents import Agent, Launch, Turn, clean_error, get_agent
 from baton.agents.base import version_or_none
+from baton.agents.limits import Limit, LimitKind
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
-from baton.runner import confine, mountns
+from baton.runner import confine, mountns, quota
 from baton.runner.agentenv import agent_env
 from baton.runner.contain import Containment
 from baton.runner.diskwatch import DiskWatch
@@ -47,6 +48,12 @@ class Ending:
     exit_code: int | None = None
     reaped: int | None = None  # processes that outlived the agent's own, ended (None: it never started)
     left_running: str | None = None  # what they were
+    limit: Limit | None = None  # the usage limit the turn met (rate_limited; a transient one: failed)
+    resets_at: float | None = None  # rate_limited: when runs of its credential may start again
+
+
+# What a rate-limited turn's message ends with: what happens to its instruction.
+WAITS = "the conversation is kept and the first turn after the reset delivers this turn's instruction"
 
 
 def new_run_id() -> str:
@@ -78,6 +85,7 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
                 raise
             raise translated from exc
         ending = _classify(ctx, decision, result, turn, watch)
+        _quota(ctx, record, ending)
         ending.reaped, ending.left_running = result.reaped.count, result.reaped.summary()
         if ending.reaped:
             log.note({"type": "baton.reaped", "count": ending.reaped, "processes": ending.left_running})
@@ -326,6 +334,9 @@ def _classify(
     if result.cancelled:
         return Ending(Outcome.CANCELLED, f"cancelled; {KEPT}", result.exit_code)
     outcome = agent.classify(result.exit_code, turn, result.stderr)
+    limited = _limited(agent, outcome, result, turn)
+    if limited is not None:
+        return limited
     if (
         outcome == Outcome.SUCCEEDED
         and decision.mode == Mode.RESUME
@@ -344,6 +355,41 @@ def _classify(
     return Ending(
         outcome, "; ".join(lines) or f"the agent exited with code {result.exit_code}", result.exit_code
     )
+
+
+def _limited(agent: Agent, outcome: Outcome, result: ProcessResult, turn: Turn) -> Ending | None:
+    """A turn that met a usage limit (:mod:`baton.agents.limits`): ``rate_limited`` for a spent quota,
+    ``failed`` (retried with backoff) for a transient one; None when it met none, or went through
+    anyway (a success with output, a lost conversation)."""
+    if outcome not in (Outcome.FAILED, Outcome.SUCCEEDED):
+        return None
+    limit = agent.usage_limit(result.exit_code, turn, result.stderr)
+    if limit is None or (outcome == Outcome.SUCCEEDED and turn.usage.get("output_tokens")):
+        return None
+    if limit.kind == LimitKind.EXHAUSTED:
+        return Ending(Outcome.RATE_LIMITED, limit.detail, result.exit_code, limit=limit)
+    if outcome == Outcome.SUCCEEDED:
+        return None
+    said = f": {limit.detail}" if limit.detail else ""
+    return Ending(
+        Outcome.FAILED, f"rate limited (a transient limit, retried with backoff){said}", result.exit_code
+    )
+
+
+def _quota(ctx: Context, record: RunRecord, ending: Ending) -> None:
+    """Trip the credential's breaker on a spent quota (the run then says until when it waits), close it
+    after a turn that went through (:mod:`baton.runner.quota`)."""
+    if ctx.breaker is None or ending.outcome not in (Outcome.SUCCEEDED, Outcome.RATE_LIMITED):
+        return
+    with contextlib.suppress(BatonError):  # a store hiccup: the run's own record still says what happened
+        tripped = ctx.breaker.after(ctx.store, ending.limit, record.run_id, record.started_at, ctx.settings)
+        if tripped is not None and tripped.resets_at is not None:
+            ending.resets_at = tripped.resets_at
+    if ending.outcome == Outcome.RATE_LIMITED:
+        label = ctx.breaker.label
+        until = f"until {quota.when(ending.resets_at, time.time())}" if ending.resets_at else "for its reset"
+        said = f" ({ending.error})" if ending.error else ""
+        ending.error = f"the usage quota of {label} is spent{said}; the thread waits {until}; {WAITS}"
 
 
 def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, ending: Ending) -> RunRecord:
@@ -373,6 +419,8 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
         "cli_version": _cli_version(ctx.agent, turn.version),
         "reaped": ending.reaped,
         "left_running": ending.left_running,
+        "resets_at": ending.resets_at,
+        "limit_kind": ending.limit.scope if ending.outcome == Outcome.RATE_LIMITED and ending.limit else None,
     }
     for name, value in final.items():
         setattr(record, name, value)
@@ -389,7 +437,8 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
     if trouble:  # the run did its work; only other machines cannot rebuild it: say so on the run
         record.note = "; ".join(filter(None, [record.note, trouble]))
         ctx.store.update_run(record.id, fence=ctx.fence, note=record.note)
-    session.status = SessionStatus.ACTIVE
+    waits = ending.outcome == Outcome.RATE_LIMITED
+    session.status = SessionStatus.WAITING if waits else SessionStatus.ACTIVE
     session.last_outcome = ending.outcome
     session.last_used_at = ended
     session.expires_at = ended + ctx.settings.ttl_days * 86400

@@ -164,9 +164,8 @@ class Tree:
         for _ in range(50):
             if me is None:
                 break
-            roots = [
-                p for p in [*self.seen, *own_children()] if p not in ended and self._belongs(p, alone, me, killed)
-            ]
+            found = [*self.seen, *own_children()]
+            roots = [p for p in found if p not in ended and self._belongs(p, alone, me, killed)]
             if not roots:
                 break
             for pid in [*roots, *(d for r in roots for d in descendants(r) if not ending(d, killed))]:

@@ -168,12 +168,23 @@ class RunRequest:
             "retry failed or timed-out runs N times", doc="retry failed or timed-out attempts this many times"
         ),
     )
+    # what a spent usage quota does (None: the setting on_limit)
+    on_limit: str | None = field(
+        default=None,
+        metadata=option(
+            "wait (for the quota's reset) or fallback:AGENT (it carries the thread meanwhile and hands it"
+            " back); default: setting on_limit",
+            doc="wait, or fallback:<agent>: what a spent usage quota does (default: the setting on_limit)",
+        ),
+    )
     # a queued run does not wait: its executor starts a key's runs one after the other
     wait: float = field(default=0.0, metadata=option("wait up to S seconds for a busy key", queued=False))
     cancel: threading.Event = field(default_factory=threading.Event)
     on_event: EventCallback | None = None  # live subscriber: every agent event as it arrives
     on_start: Callable[[RunRecord], None] | None = None
     job_id: str | None = None  # the submitted run (job) this call runs: its attempts carry its id
+    wait_quota: bool = False  # a spent usage quota: wait for its reset and run again (``baton run``)
+    on_wait: Callable[[str], None] | None = None  # told why and until when it waits for a quota
 
 
 @dataclass(frozen=True)

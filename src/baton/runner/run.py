@@ -15,10 +15,14 @@ is the first, the first after an interrupted turn, or a retry (:class:`~baton.ru
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 
-from baton.errors import DiskFull
+from baton.agents import get_agent
+from baton.errors import Cancelled, DiskFull, QuotaHeld
 from baton.models import Mode, Outcome, RunRecord
+from baton.runner import quota
 from baton.runner.attempt import new_run_id, record_conflict, run_attempt, usage_delta
 from baton.runner.crashed import mark_crashed, settle
 from baton.runner.decide import decide
@@ -35,19 +39,49 @@ __all__ = ["Resolved", "check_request", "mark_crashed", "new_run_id", "run", "us
 
 
 def run(request: RunRequest, settings: Settings | None = None, store: Store | None = None) -> RunResult:
-    """Run one instruction on one key. Raises BadInput (nothing written), Busy or DiskFull; agent
-    failures are outcomes in the result, not exceptions."""
+    """Run one instruction on one key. Raises BadInput (nothing written), Busy, DiskFull or QuotaHeld
+    (its credential's usage quota is spent: nothing started); agent failures are outcomes in the
+    result, not exceptions. With ``request.wait_quota`` a spent quota is waited for instead, and the
+    run made again after the reset (the next turn delivers the instruction, once)."""
     settings = settings or load_settings()
+    while True:
+        try:
+            result = _run_once(request, settings, store)
+        except QuotaHeld as held:
+            if not request.wait_quota:
+                raise
+            _wait_for_quota(request, held.resets_at, str(held))
+            continue
+        ended = result.run
+        if not (request.wait_quota and ended.outcome == Outcome.RATE_LIMITED and ended.resets_at):
+            return result
+        _wait_for_quota(request, ended.resets_at, ended.error or "the usage quota is spent")
+
+
+def _wait_for_quota(request: RunRequest, resets_at: float, why: str) -> None:
+    """Sleep until a little after ``resets_at`` (:func:`~baton.runner.quota.jitter`); Cancelled when
+    the request is cancelled meanwhile."""
+    now = time.time()
+    until = quota.jitter(resets_at, now)
+    if request.on_wait is not None:
+        request.on_wait(f"{why}; waiting until {quota.when(until, now)} (--wait-quota)")
+    if request.cancel.wait(max(0.0, until - now)):
+        raise Cancelled("cancelled while waiting for the usage quota to reset")
+
+
+def _run_once(request: RunRequest, settings: Settings, store: Store | None) -> RunResult:
     resolved = check_request(request, settings)
     check_free_space(settings)
     own_store = store is None
     store = store or open_store(settings.resolved_store_url)
     try:
+        operators = get_agent(resolved.key.agent, settings)  # its credential as the operator set it
+        breaker = quota.Breaker.check(store, operators, os.environ)
         lease = key_lease(settings, store, resolved.key.id)
         with held(lease, resolved.request.wait, settings.heartbeat, resolved.request.cancel) as lost:
             last = settle(store, resolved.key, lease.proof)
             run_id = request.job_id or new_run_id()  # a job's id, or the first attempt's own
-            ctx = Context(resolved, settings, store, Workdirs(settings), lost, lease.proof, run_id)
+            ctx = Context(resolved, settings, store, Workdirs(settings), lost, lease.proof, run_id, breaker)
             return _execute(ctx, last)
     finally:
         if own_store:

@@ -22,6 +22,7 @@ from typing import Any
 from baton.agents import Agent
 from baton.keys import Key
 from baton.models import Access, Fence, Mode, PromptKind, RunRecord, SessionRecord
+from baton.runner.quota import Breaker
 from baton.runner.request import RunRequest
 from baton.runner.resolve import Resolved
 from baton.settings import Settings
@@ -40,6 +41,7 @@ class Context:
     lost: threading.Event  # set when the key's lease was taken over: stop, write nothing more
     fence: Fence | None = None  # the lease's proof: the store refuses this run's writes after a takeover
     run_id: str = ""  # the run's id, on each attempt's record (a job's id, else the first attempt's)
+    breaker: Breaker | None = None  # its credential's usage-quota breaker, checked before the lease
 
     @property
     def request(self) -> RunRequest:

@@ -40,6 +40,7 @@ from baton.models import (
     Lease,
     Outcome,
     PlanRecord,
+    QuotaRecord,
     RunRecord,
     SessionRecord,
     SessionStatus,
@@ -159,7 +160,21 @@ class AuditStore(Protocol):
     def list_audit(self, limit: int = 100) -> list[dict[str, Any]]: ...
 
 
-class KeyStore(RunStore, SnapshotStore, CheckpointStore, LeaseStore, AuditStore, Protocol):
+class QuotaStore(Protocol):
+    """The usage-quota breakers, one per credential (:mod:`baton.store.sql_quota`)."""
+
+    def quota(self, credential: str) -> QuotaRecord | None: ...
+
+    def save_quota(self, record: QuotaRecord) -> None: ...
+
+    def clear_quota(self, credential: str, started: float) -> bool:
+        """Close the breaker after a run started at ``started`` went through (unless met again since)."""
+        ...
+
+    def list_quotas(self) -> list[QuotaRecord]: ...
+
+
+class KeyStore(RunStore, SnapshotStore, CheckpointStore, LeaseStore, AuditStore, QuotaStore, Protocol):
     """Everything the store keeps about keys: what a run, a reset, a close or a sweep of a key needs."""
 
 

@@ -200,6 +200,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "what each run left running and baton ended (runs.reaped, runs.left_running)",
         ["ALTER TABLE runs ADD COLUMN reaped INTEGER", "ALTER TABLE runs ADD COLUMN left_running TEXT"],
     ),
+    (
+        15,
+        "usage limits: a rate-limited run's reset (runs.resets_at, limit_kind); a breaker per credential",
+        [
+            "ALTER TABLE runs ADD COLUMN resets_at {real}",
+            "ALTER TABLE runs ADD COLUMN limit_kind TEXT",
+            """CREATE TABLE quotas (
+                credential TEXT PRIMARY KEY, agent TEXT NOT NULL, label TEXT NOT NULL, state TEXT NOT NULL,
+                resets_at {real}, scope TEXT NOT NULL, detail TEXT NOT NULL, refusals INTEGER NOT NULL,
+                tripped_at {real}, run_id TEXT, updated_at {real} NOT NULL)""",
+        ],
+    ),
 ]
 
 DIALECT_TYPES = {

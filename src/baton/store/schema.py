@@ -77,6 +77,8 @@ runs = sa.Table(
     sa.Column("cli_version", Text),  # the agent CLI's version that ran the attempt
     sa.Column("reaped", Int),  # processes that outlived the agent's own, ended with the run
     sa.Column("left_running", Text),  # their first few commands
+    sa.Column("resets_at", Real),  # rate_limited: when the agent's quota resets
+    sa.Column("limit_kind", Text),  # rate_limited: which quota
     sa.Index("runs_key", "agent", "repo", "thread", "started_at"),
     sa.Index("runs_outcome", "outcome"),
     sa.Index("runs_started", "started_at"),
@@ -320,4 +322,20 @@ forge_budgets = sa.Table(
     sa.Column("spent", Int, nullable=False),
     sa.Column("updated_at", Real, nullable=False),
     sa.PrimaryKeyConstraint("forge", "repo", "number", "signature"),
+)
+
+quotas = sa.Table(
+    "quotas",
+    metadata,
+    sa.Column("credential", Text, primary_key=True),  # a hash of the credential, never the secret
+    sa.Column("agent", Text, nullable=False),
+    sa.Column("label", Text, nullable=False),
+    sa.Column("state", Text, nullable=False),
+    sa.Column("resets_at", Real),
+    sa.Column("scope", Text, nullable=False),
+    sa.Column("detail", Text, nullable=False),
+    sa.Column("refusals", Int, nullable=False),
+    sa.Column("tripped_at", Real),
+    sa.Column("run_id", Text),
+    sa.Column("updated_at", Real, nullable=False),
 )

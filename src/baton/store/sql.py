@@ -28,6 +28,7 @@ from baton.store.rows import session_values, snapshot_digests, snapshot_of
 from baton.store.sql_checkpoints import CheckpointTables
 from baton.store.sql_forge import ForgeTables
 from baton.store.sql_plans import PlanTables
+from baton.store.sql_quota import QuotaTables
 from baton.store.sql_sdk import SdkEntryTables
 from baton.store.sql_service import ServiceTables
 from baton.store.sql_views import ViewQueries
@@ -64,6 +65,7 @@ class SQLStore(
     WorkerTables,
     WebSessionTables,
     ForgeTables,
+    QuotaTables,
 ):
     """A :class:`baton.store.base.Store` over one SQLAlchemy engine."""
 

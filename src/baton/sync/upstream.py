@@ -111,7 +111,7 @@ def downstream(
         s
         for s in store.list_sessions(repo=repo)
         if s.base_thread
-        and s.status in (SessionStatus.ACTIVE, SessionStatus.RUNNING)  # a closed one keeps its state
+        and s.status != SessionStatus.CLOSED  # a closed one keeps its state (an archived one is never stored)
         and (s.base_thread == thread or (branch is not None and s.base == branch))
     ]
 

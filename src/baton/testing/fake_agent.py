@@ -22,7 +22,10 @@ Faults, from the environment:
 - ``FAKE_AGENT_RUN`` = COMMAND: run it with ``/bin/sh -c`` in the working directory before replying, and
   wait for it, as a real agent's shell tool would (a test's processes that try to outlive the run);
 - ``FAKE_AGENT_RETRIES`` = N: before replying, report N failed connections to the model API 0.3 s
-  apart, as Claude Code's ``api_retry`` events do (``"error_status": null``).
+  apart, as Claude Code's ``api_retry`` events do (``"error_status": null``);
+- ``FAKE_AGENT_LIMIT_UNTIL`` = EPOCH: until then, meet a spent five-hour usage limit as Claude Code does
+  under a subscription login (a rejected ``rate_limit_event`` with ``resetsAt``, the 429 error result,
+  exit 1).
 """
 
 from __future__ import annotations
@@ -83,6 +86,41 @@ def should_fail() -> bool:
         counter.write_text(str(done + 1))
         return done < first
     return False
+
+
+def limited(session_id: str) -> None:
+    """Meet a spent usage limit until ``FAKE_AGENT_LIMIT_UNTIL`` (see the module docstring)."""
+    until = int(float(os.environ.get("FAKE_AGENT_LIMIT_UNTIL", "0") or 0))  # whole seconds, as resetsAt
+    if time.time() >= until:
+        return
+    info = {
+        "status": "rejected",
+        "resetsAt": int(until),
+        "rateLimitType": "five_hour",
+        "isUsingOverage": False,
+    }
+    emit({"type": "rate_limit_event", "rate_limit_info": info, "session_id": session_id})
+    text = "You've hit your 5-hour limit · resets 11:03pm (UTC)"
+    emit(
+        {
+            "type": "assistant",
+            "session_id": session_id,
+            "error": "rate_limit",
+            "message": {"content": [{"type": "text", "text": text}]},
+        }
+    )
+    emit(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": True,
+            "api_error_status": 429,
+            "session_id": session_id,
+            "result": text,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+    )
+    sys.exit(1)
 
 
 VALUED = ("--session-id", "--resume", "--output-format", "--settings")
@@ -209,6 +247,7 @@ def main(argv: list[str]) -> None:
             }
         )
         time.sleep(0.3)
+    limited(session_id)
     if should_fail():
         fail(session_id, "fake failure (FAKE_AGENT_FAIL)")
     if os.environ.get("FAKE_AGENT_RUN"):  # the test's command, as a tool call (stdout: not the event stream)

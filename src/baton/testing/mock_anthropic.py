@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from baton.testing import mock_cli
-from baton.testing._http import Refusal, JsonHandler, MockServer, RecordedRequest, export_line
+from baton.testing._http import JsonHandler, MockServer, RecordedRequest, Refusal, export_line
 from baton.testing.tools import MarkerError as MarkerError  # re-exported: tests import them from here
 from baton.testing.tools import find_calls
 from baton.testing.tools import tool_input as tool_input
