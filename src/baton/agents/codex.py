@@ -81,6 +81,7 @@ what it needs is refused before it starts.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import re
@@ -92,7 +93,7 @@ from urllib.parse import urlsplit
 
 import tomlkit
 
-from baton.agents import codex_config, signals
+from baton.agents import codex_config, limits, signals
 from baton.agents.base import AgentBase, Auth, Capabilities, Launch, Turn, find_binary, need_uuid
 from baton.agents.codex_config import merge_toml as merge_toml  # re-exported for callers
 from baton.agents.codex_config import read_toml as read_toml
@@ -101,6 +102,7 @@ from baton.agents.codex_threads import is_thread_id as is_thread_id  # re-export
 from baton.agents.codex_threads import repair_index as repair_index
 from baton.agents.codex_threads import rollout_files as rollout_files
 from baton.agents.formats import codex_problem
+from baton.agents.limits import Limit, LimitKind
 from baton.agents.signals import Signal
 from baton.errors import AgentError
 from baton.install import npm_hint
@@ -297,6 +299,23 @@ class CodexAgent(AgentBase):
     def signal(self, event: dict[str, Any]) -> Signal | None:
         return signals.codex(event)
 
+    def limit_event(self, event: dict[str, Any]) -> Limit | None:
+        return limits.codex_event(event)
+
+    def usage_limit(self, exit_code: int, turn: Turn, stderr: str) -> Limit | None:
+        """The base's, with an exhausted quota's reset made exact: Codex's words give it to the minute
+        in its local time, while the thread's rollout records the refusal's ``x-codex-*`` headers
+        (``rate_limits``) with the spent window's ``resets_at`` to the second. The words stand when
+        the rollout has no spent window (a refusal without those headers) or cannot be read."""
+        said = super().usage_limit(exit_code, turn, stderr)
+        if said is None or said.kind != LimitKind.EXHAUSTED or not turn.session_id:
+            return said
+        files = rollout_files(self._home, turn.session_id)
+        window = limits.codex_rate_limits(last_rate_limits(files[-1])) if files else None
+        if window is None or window.resets_at is None:
+            return said
+        return Limit(said.kind, window.resets_at, window.scope or said.scope, said.detail or window.detail)
+
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
         """Fold one ``codex exec --json`` event into ``turn`` (see :data:`_EVENT_HANDLERS`)."""
         handler = _EVENT_HANDLERS.get(str(event.get("type")))
@@ -305,9 +324,11 @@ class CodexAgent(AgentBase):
 
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
         said = "\n".join([*turn.errors, stderr])
-        if NOT_FOUND in said or UNREADABLE in said:
+        # A turn the model API refused over a limit had found its thread: never lost, whatever it said.
+        found = turn.limit is not None
+        if not found and (NOT_FOUND in said or UNREADABLE in said):
             return Outcome.SESSION_LOST
-        if (changed := PROVIDER_CHANGED.search(said)) is not None:
+        if not found and (changed := PROVIDER_CHANGED.search(said)) is not None:
             cli_said = next(line.strip() for line in said.splitlines() if changed[0] in line)
             turn.errors[:] = [
                 f"the conversation was made with model provider {changed[1]!r} and Codex cannot resume "
@@ -388,6 +409,41 @@ _EVENT_HANDLERS: dict[str, Callable[[dict[str, Any], Turn], None]] = {
     "turn.failed": _on_turn_failed,
     "error": _on_error,
 }
+
+
+ROLLOUT_TAIL = 1 << 20  # the bytes of a rollout's end searched for its last rate_limits
+
+
+def last_rate_limits(path: Path) -> Any:
+    """The ``rate_limits`` of the last turn's last ``token_count`` event, in a rollout's last MiB. Codex
+    0.169 writes one after every reply with the reply's ``x-codex-*`` headers, a usage-limit refusal's
+    included, but none after other refusals (``insufficient_quota``, a garbled 429): the search stops
+    at the turn's ``task_started``, so an earlier turn's numbers are never taken for this one's. None
+    when there is none or the file cannot be read; lines that are no JSON object are skipped."""
+    try:
+        with path.open("rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - ROLLOUT_TAIL))
+            lines = file.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        kind = _event_msg_type(line) if b'"token_count"' in line or b'"task_started"' in line else None
+        if kind == "task_started":
+            return None
+        if kind == "token_count":
+            return json.loads(line)["payload"].get("rate_limits")
+    return None
+
+
+def _event_msg_type(line: bytes) -> str | None:
+    """The ``payload.type`` of a rollout line; None for a line that is no JSON object with one."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    payload = entry.get("payload") if isinstance(entry, dict) else None
+    kind = payload.get("type") if isinstance(payload, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def provider_flags(provider: dict[str, str]) -> list[str]:

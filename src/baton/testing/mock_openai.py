@@ -30,10 +30,14 @@ table pointing here (plus ``model_provider`` and ``model``) into that file, keep
 
 Every request is kept in :attr:`MockOpenAI.requests`. ``delay`` holds each reply back for that many
 seconds before the first byte (a slow model, for kill-mid-run tests); ``fail_status`` answers every
-conversation request with that HTTP status. The server plumbing (start/stop, the request log, JSON
-and SSE replies) is shared with the other mocks in :mod:`baton.testing._http`, and so is the command
-line in :mod:`baton.testing.mock_cli`: ``python -m baton.testing.mock_openai [--port N]`` serves until
-Ctrl-C and prints its URL and what to export to point an agent at it.
+conversation request with that HTTP status; ``refusal`` answers conversation requests the way OpenAI
+refuses one over a limit (:func:`usage_limit`: a ChatGPT plan's spent Codex limit; :func:`rate_limit`:
+an API key's per-minute limit); ``reply_headers`` go with every answer (:func:`rate_limit_headers`:
+the ``x-codex-*`` usage headers the ChatGPT backend sends with every reply, which Codex records).
+The server plumbing (start/stop, the request log, JSON and SSE replies) is shared with the other mocks
+in :mod:`baton.testing._http`, and so is the command line in :mod:`baton.testing.mock_cli`:
+``python -m baton.testing.mock_openai [--port N]`` serves until Ctrl-C and prints its URL and what to
+export to point an agent at it.
 """
 
 from __future__ import annotations
@@ -42,13 +46,13 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from baton.agents.codex import merge_toml
 from baton.testing import mock_cli
-from baton.testing._http import JsonHandler, MockServer, RecordedRequest, export_line
+from baton.testing._http import JsonHandler, MockServer, RecordedRequest, Refusal, export_line
 from baton.testing.tools import MarkerError, find_calls
 
 API_KEY_ENV = "MOCK_API_KEY"
@@ -149,7 +153,10 @@ def _collect_text(value: Any, parts: list[str]) -> None:
 
 @dataclass
 class MockOpenAI(MockServer[MockRequest]):
-    """A running mock server; use as a context manager or call :meth:`start`/:meth:`stop`."""
+    """A running mock server; use as a context manager or call :meth:`start`/:meth:`stop`.
+    ``reply_headers`` are sent with every answer (not with refusals, which carry their own)."""
+
+    reply_headers: dict[str, str] = field(default_factory=dict)
 
     def handler_class(self) -> type[_Handler]:
         return _Handler
@@ -206,6 +213,69 @@ class MockOpenAI(MockServer[MockRequest]):
     def history_counts(self) -> list[int]:
         """How many ``input`` items each conversation request carried, in order."""
         return [len(r.input) for r in self.conversation()]
+
+
+def usage_limit(
+    resets_at: int, times: int | None = None, plan_type: str = "plus", window_minutes: int = 300
+) -> Refusal:
+    """The ChatGPT backend's refusal of a plan's spent Codex limit (a five-hour or weekly window): HTTP
+    429 with ``error.type`` ``usage_limit_reached``, the plan, the reset as ``resets_at`` (epoch
+    seconds) and ``resets_in_seconds``, and the ``x-codex-*`` usage headers with the window at 100 %.
+    Codex 0.169 reads ``usage_limit_reached``, ``plan_type`` and ``resets_at`` from such a body, and the
+    headers of the limit ``x-codex-active-limit`` names (``codex``: the ``x-codex-primary-*`` and
+    ``x-codex-secondary-*`` families), codex-rs ``api_bridge.rs`` and ``rate_limits.rs``."""
+    now = int(time.time())
+    message = "The usage limit has been reached"
+    error = {
+        "type": "usage_limit_reached",
+        "message": message,
+        "plan_type": plan_type,
+        "resets_at": resets_at,
+        "resets_in_seconds": max(0, resets_at - now),
+    }
+    spent: Window = (100.0, window_minutes, resets_at)
+    if window_minutes <= 300:  # the five-hour window is spent; the weekly one is not
+        primary, secondary = spent, (60.0, 10080, resets_at + 86400)
+    else:  # the weekly window is spent
+        primary, secondary = (40.0, 300, now + 3600), spent
+    headers = {"x-codex-active-limit": "codex", **rate_limit_headers(primary, secondary)}
+    return Refusal(429, {"error": error}, headers, times)
+
+
+def rate_limit(retry_after: int = 30, times: int | None = None) -> Refusal:
+    """OpenAI's refusal of an API key's per-minute rate limit (a transient limit): HTTP 429 with
+    ``code`` ``rate_limit_exceeded``, a ``retry-after`` and the ``x-ratelimit-*`` headers, as the
+    platform API sends them; no ``x-codex-*`` headers (those are the ChatGPT backend's)."""
+    message = (
+        "Rate limit reached for gpt-5.5 in organization org-mock on tokens per min (TPM): Limit 30000, "
+        f"Used 30000, Requested 1200. Please try again in {retry_after}s. Visit "
+        "https://platform.openai.com/account/rate-limits to learn more."
+    )
+    error = {"message": message, "type": "tokens", "param": None, "code": "rate_limit_exceeded"}
+    headers = {
+        "retry-after": str(retry_after),
+        "x-ratelimit-limit-tokens": "30000",
+        "x-ratelimit-remaining-tokens": "0",
+        "x-ratelimit-reset-tokens": f"{retry_after}s",
+    }
+    return Refusal(429, {"error": error}, headers, times)
+
+
+Window = tuple[float, int, int]  # used percent, window minutes, reset (epoch seconds)
+
+
+def rate_limit_headers(primary: Window, secondary: Window | None = None) -> dict[str, str]:
+    """The ChatGPT backend's usage headers (``x-codex-primary-used-percent``, ``…-window-minutes``,
+    ``…-reset-at`` and the ``secondary`` family), which Codex reads from every reply into its
+    ``rate_limits`` (a five-hour primary and a weekly secondary window on a Plus plan)."""
+    headers: dict[str, str] = {}
+    for name, window in (("primary", primary), ("secondary", secondary)):
+        if window is not None:
+            used, minutes, resets_at = window
+            headers[f"x-codex-{name}-used-percent"] = f"{used:g}"
+            headers[f"x-codex-{name}-window-minutes"] = str(minutes)
+            headers[f"x-codex-{name}-reset-at"] = str(resets_at)
+    return headers
 
 
 def reply_text(number: int, count: int) -> str:
@@ -323,6 +393,9 @@ class _Handler(JsonHandler):
         if self.owner.fail_status is not None:
             self._json(self.owner.fail_status, {"error": {"message": "mock failure", "type": "server_error"}})
             return
+        if (refusal := self.owner.refusing(request)) is not None:
+            self._send(refusal.status, json.dumps(refusal.body).encode(), "application/json", refusal.headers)
+            return
         try:
             calls = request.tool_calls()
         except MarkerError as exc:
@@ -330,10 +403,12 @@ class _Handler(JsonHandler):
             return
         count = len(request.input)
         stream = events(body, reply_text(number, count), number, count, calls)
+        headers = self.owner.reply_headers
         if body.get("stream"):
-            self._sse(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in stream)
+            frames = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in stream)
+            self._send(200, frames.encode(), "text/event-stream", {"Cache-Control": "no-cache", **headers})
         else:
-            self._json(200, stream[-1]["response"])
+            self._send(200, json.dumps(stream[-1]["response"]).encode(), "application/json", headers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
