@@ -218,7 +218,7 @@ def claude_notes(api: Row, cli: Row) -> list[str]:
 
 
 # what `baton run` (its fast path, baton.cli.fast) imports before its agent starts, without a warm server
-PRE_AGENT_IMPORTS = "import baton.cli.fast, baton.cli.running, baton.runner.run, baton.store.early"
+PRE_AGENT_IMPORTS = "import baton.cli.fast, baton.cli.running, baton.runner.run, baton.store.sql"
 
 
 def import_cost(reps: int = 5) -> float:

@@ -308,31 +308,43 @@ def test_run_fast_path_skips_typer_and_pydantic(src_repo: Path, baton_env: dict[
         assert f"'{heavy}'" not in loaded, loaded
 
 
-def test_run_loads_neither_sqlalchemy_nor_rich(src_repo: Path, baton_env: dict[str, str]) -> None:
-    """``baton run`` on a SQLite store, printing to pipes, imports neither SQLAlchemy (every call of
-    the run, first turn or later, is ``baton.store.early``'s) nor Rich (plain lines to a pipe): not
-    before its agent starts, nor after."""
+def test_run_opens_the_sql_store_before_its_agent_and_never_loads_rich(
+    src_repo: Path, baton_env: dict[str, str]
+) -> None:
+    """``baton run`` on a SQLite store, printing to pipes, with no warm server: its store is the SQL
+    store, so SQLAlchemy is imported before its agent starts, on a new home and on a resumed key alike;
+    Rich never is (plain lines to a pipe). A warm server's child finds SQLAlchemy and the SQLite dialect
+    loaded already: the server imports them (:data:`~baton.cli.warmserver.PRELOAD`)."""
+    watched = ("sqlalchemy", "sqlalchemy.dialects.sqlite", "rich")
     code = (
         "import subprocess, sys\n"
         "seen = []\n"
         "real = subprocess.Popen.__init__\n"
         "def spy(self, args, *a, **k):\n"
         "    if 'fake_agent' in ' '.join(map(str, args)):\n"
-        "        seen.append(sorted(m for m in ('sqlalchemy', 'rich') if m in sys.modules))\n"
+        f"        seen.append([m for m in {watched!r} if m in sys.modules])\n"
         "    real(self, args, *a, **k)\n"
         "subprocess.Popen.__init__ = spy\n"
         "from baton.cli import main\n"
         "try:\n"
         f"    main(['run', '-a', 'fake', '-r', {str(src_repo)!r}, '-t', 'order', 'hi'])\n"
         "finally:\n"
-        "    print(seen, sorted(m for m in ('sqlalchemy', 'rich') if m in sys.modules), file=sys.stderr)\n"
+        f"    print(seen, [m for m in {watched!r} if m in sys.modules], file=sys.stderr)\n"
     )
-    made = run([*FAST, "run", "-a", "fake", "-r", str(src_repo), "-t", "first", "hi"], baton_env)
-    assert made.returncode == 0, made.stderr  # the store made and migrated: SQLAlchemy's job
-    for turn in ("fresh", "resume"):
+    store = ["sqlalchemy", "sqlalchemy.dialects.sqlite"]
+    for turn in ("fresh", "resume"):  # the fresh turn makes the home's store
         done = run([sys.executable, "-c", code], baton_env)
         assert done.returncode == 0 and f"mode={turn}" in done.stdout, done.stdout + done.stderr
-        assert done.stderr.strip().splitlines()[-1] == "[[]] []", (turn, done.stderr)
+        assert done.stderr.strip().splitlines()[-1] == f"{[store]} {store}", (turn, done.stderr)
+    preload = (
+        "import importlib, sys\n"
+        "from baton.cli.warmserver import PRELOAD\n"
+        "for name in PRELOAD:\n"
+        "    importlib.import_module(name)\n"
+        f"print([m for m in {tuple(store)!r} if m in sys.modules])\n"
+    )
+    done = run([sys.executable, "-c", preload], {})
+    assert done.stdout.strip() == str(store), done.stderr
 
 
 def test_help_imports_no_store(baton_env: dict[str, str]) -> None:

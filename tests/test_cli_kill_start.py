@@ -1,11 +1,11 @@
 """``baton run`` killed with SIGKILL at random moments of its start-up loses nothing.
 
 The command's start-up (its imports, the settings, the store, the lease, the worktree, the run record)
-is where the fast paths of ``baton.cli.fast`` and ``baton.store.early`` changed the order of things;
-these tests kill it there, at random delays between its start and a little after its agent's (when the
-SQL store loads), and after each kill run the key normally: that run must succeed at once (never a key
-left busy), resume the same conversation, and the store must end with every attempt's real outcome
-(``succeeded``, or ``crashed`` for the killed ones), never ``running``.
+is where the fast path of ``baton.cli.fast`` changed the order of things; these tests kill it there,
+at random delays between its start and a little after its agent's, and after each kill run the key
+normally: that run must succeed at once (never a key left busy), resume the same conversation, and the
+store must end with every attempt's real outcome (``succeeded``, or ``crashed`` for the killed ones),
+never ``running``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from baton.cli.render import emit_json, err, esc, out, say
 
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from baton.models import RunRecord
     from baton.runner.request import EventCallback, RunRequest, RunResult
     from baton.settings import Settings
-    from baton.store.base import Store
 
 T = TypeVar("T")
 
@@ -25,28 +24,31 @@ T = TypeVar("T")
 def execute(request: RunRequest, as_json: bool, start_warm: bool = False) -> int:
     """Run ``request``, print its result (JSON with ``as_json``) and return the outcome's exit code.
 
-    On a SQLite store the run gets :class:`~baton.store.early.EarlyStore`: its agent starts before
-    SQLAlchemy is imported, which then loads beside the agent's own start-up. ``start_warm``: no warm
-    server answered, start one for the next run (unless the setting ``warm`` is ``off``)."""
+    It opens no store of its own: :func:`baton.runner.run.run` opens the SQL store once the request is
+    checked (SQLAlchemy is imported then, before the agent starts, unless a warm server preloaded it),
+    and the printed result reads the run's short id from it again (one engine per URL and process).
+    That engine's connections are closed before this returns: a warm server's child reports the exit
+    code next, and its client's home may then be unmounted while the child finishes in the background.
+    ``start_warm``: no warm server answered, start one for the next run (unless the setting ``warm``
+    is ``off``)."""
     from baton.errors import exit_code_of
     from baton.settings import load_settings
-    from baton.store.early import open_early
 
     settings = load_settings()
     if start_warm and settings.warm != "off":
         from baton.cli.warm import start_server
 
         start_server(os.environ)
-    store = cast("Store | None", open_early(settings.resolved_store_url))
     try:
-        result = _with_cancel(request.cancel, lambda: _run_with_status(request, as_json, settings, store))
+        result = _with_cancel(request.cancel, lambda: _run_with_status(request, as_json, settings))
         if as_json:
             emit_json(result.to_json())
         else:
-            _print_result(result, settings, store)
+            _print_result(result, settings)
     finally:
-        if store is not None:
-            store.close()
+        engine = sys.modules.get("baton.store.engine")  # not imported: no store was opened
+        if engine is not None:
+            engine.dispose_engine(settings.resolved_store_url)
     return exit_code_of(result.run.outcome)
 
 
@@ -64,19 +66,19 @@ def _with_cancel(cancel: threading.Event, work: Callable[[], T]) -> T:
             signal.signal(s, h)
 
 
-def _run_with_status(request: RunRequest, quiet: bool, settings: Settings, store: Store | None) -> RunResult:
+def _run_with_status(request: RunRequest, quiet: bool, settings: Settings) -> RunResult:
     from baton.runner.run import run
 
     # isatty first: a pipe (a dispatcher's) never shows progress, and Rich is then not imported
     # before the agent starts
     if quiet or not sys.stderr.isatty() or not err().is_terminal:
-        return run(request, settings, store)
+        return run(request, settings)
     with err().status(esc(f"{request.agent} on {request.thread}: starting")) as status:
         request.on_start = lambda r: status.update(
             esc(f"{r.agent} on {r.thread}: {r.mode.value} run {r.run_id[-8:]}, attempt {r.attempt}")
         )
         request.on_event = _model_line(status.update, request.on_event)
-        return run(request, settings, store)
+        return run(request, settings)
 
 
 def _model_line(show: Callable[[str], None], then: EventCallback | None) -> EventCallback:
@@ -93,20 +95,17 @@ def _model_line(show: Callable[[str], None], then: EventCallback | None) -> Even
     return on_event
 
 
-def _print_result(result: RunResult, settings: Settings, store: Store | None) -> None:
+def _print_result(result: RunResult, settings: Settings) -> None:
     from baton.models import Outcome
     from baton.runner.runids import short_id
     from baton.store import open_store
 
     r = result.run
-    if store is not None:
+    store = open_store(settings.resolved_store_url)  # the run's engine, opened already
+    try:
         run_id = short_id(store, result.run_id)
-    else:
-        opened = open_store(settings.resolved_store_url)
-        try:
-            run_id = short_id(opened, result.run_id)
-        finally:
-            opened.close()
+    finally:
+        store.close()
     rest = (
         f"  run {run_id}  {r.agent}:{r.repo}:{r.thread}  mode={r.mode.value} attempt={r.attempt} "
         f"session={result.session.agent_session_id}"

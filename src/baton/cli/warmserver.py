@@ -52,8 +52,8 @@ PRELOAD = (
     "baton.cli.running",
     "baton.cli.render",
     "baton.runner.run",
-    "baton.store.early",
-    "baton.store.sql",  # a PostgreSQL store, and whatever the early store hands on
+    "baton.store.sql",  # the run's store (SQLAlchemy)
+    "sqlalchemy.dialects.sqlite",  # imported when the store's engine is made: else in every child
     "baton.agents.claude",
     "baton.agents.codex",
     "baton.agents.gemini",

@@ -53,11 +53,8 @@ class LiteStore:
             params += [limit, offset]
         return [session_of(row) for row in self._rows(sql, params)]
 
-    def _connection(self) -> sqlite3.Connection:
-        return self.conn
-
     def _rows(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-        cursor = self._connection().execute(sql, params)
+        cursor = self.conn.execute(sql, params)
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -102,13 +99,11 @@ def connect_current(url: str) -> sqlite3.Connection | None:
     return conn
 
 
-def connect_file(path: Path, check_same_thread: bool = True) -> sqlite3.Connection:
+def connect_file(path: Path) -> sqlite3.Connection:
     """A connection to the existing SQLite database ``path``, configured as the SQL store's are."""
     # mode=rw: never creates the file. Not mode=ro: a WAL database whose -wal and -shm files are
     # gone (the last connection closed cleanly) cannot be opened read-only.
-    conn = sqlite3.connect(
-        f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=30, check_same_thread=check_same_thread
-    )
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=30)
     try:
         configure(conn)  # as every connection of the SQL store
     except sqlite3.Error:

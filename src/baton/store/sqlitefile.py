@@ -1,6 +1,6 @@
 """A SQLite store's file and connections, without SQLAlchemy: the room its disk must have before it is
 opened, and the settings of every connection to it (shared by :mod:`baton.store.engine` and
-:mod:`baton.store.early`)."""
+:mod:`baton.store.lite`)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def check_room(database: Path) -> None:
 
 
 def configure(dbapi_conn: Any) -> None:
-    """Every SQLite connection baton opens, SQLAlchemy's or :mod:`baton.store.early`'s."""
+    """Every SQLite connection baton opens, SQLAlchemy's or :mod:`baton.store.lite`'s."""
     # Take transactions into our own hands (pysqlite's implicit BEGIN is deferred, which lets two
     # writers both read a free lease); WAL lets readers run beside the one writer.
     dbapi_conn.isolation_level = None
