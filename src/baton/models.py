@@ -352,6 +352,7 @@ class JobRecord:
     error: str | None = None
     cancel_requested_at: float | None = None  # a cancel was asked for; whoever runs it stops it
     seq: int | None = None  # its place among its key's jobs, numbered by the store at commit (None: older)
+    not_before: float | None = None  # queued again to wait for a usage quota's reset: not started before
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {

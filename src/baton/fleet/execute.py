@@ -9,6 +9,9 @@ a job is started they run it alike, with :func:`execute`: open its event stream,
 The outcome is the run's own (with its ``result`` and ``error``), else:
 
 - ``cancelled``: the cancel came before the run started, or while it waited for its key's lease;
+- none yet, with ``defer_quota``: its credential's usage quota is spent (:class:`~baton.errors.QuotaHeld`
+  from the breaker, or a run that ended ``rate_limited``): the executor queues the job again until the
+  reset (``not_before``), and the run after it delivers the instruction;
 - ``failed`` with the message of a :class:`~baton.errors.BatonError` (the key's session refuses the
   request, a full disk, a fenced write, the key held past the wait unless the executor defers that), or
   ``internal error: ...`` for anything else; ``failed`` too when the job cannot even write its event
@@ -24,7 +27,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from baton.errors import BatonError, Busy, Cancelled
+from baton.errors import BatonError, Busy, Cancelled, QuotaHeld
 from baton.fleet import jobs
 from baton.models import Outcome, RunRecord
 from baton.runner.request import AttemptJson, RunResult
@@ -55,6 +58,9 @@ class JobRun:
     watch: Callable[[], AbstractContextManager[Any]] = nullcontext  # held around the run (a cancel watch)
     earlier: Callable[[], list[AttemptJson]] | None = None  # attempts before (a takeover): listed first
     defer_busy: bool = False  # Busy (the key held past ``wait``) is raised instead of failing the job
+    # a spent usage quota (the credential's breaker holds, or the run ended rate_limited) raises
+    # QuotaHeld instead of ending the job: the executor queues it again until the reset
+    defer_quota: bool = False
     may_end: Callable[[], bool] = _yes  # asked just before the end is recorded: False leaves it unrecorded
 
 
@@ -81,7 +87,7 @@ def _outcome(
     except Cancelled as exc:  # while waiting for its key: it never started
         return Outcome.CANCELLED.value, {"error": str(exc)}
     except BatonError as exc:  # BadInput (the key's session refuses it), Busy, DiskFull, Fenced, ...
-        if how.defer_busy and isinstance(exc, Busy):
+        if (how.defer_busy and isinstance(exc, Busy)) or (how.defer_quota and isinstance(exc, QuotaHeld)):
             raise
         return Outcome.FAILED.value, {"error": str(exc)}
     except Exception as exc:
@@ -89,6 +95,14 @@ def _outcome(
         return Outcome.FAILED.value, {"error": f"internal error: {type(exc).__name__}: {exc}"}
     if result is None:
         return Outcome.CANCELLED.value, {"error": NOT_STARTED}
+    ended = result.run
+    if (
+        how.defer_quota
+        and ended.outcome == Outcome.RATE_LIMITED
+        and ended.resets_at
+        and not how.cancel.is_set()
+    ):
+        raise QuotaHeld(ended.error or "the usage quota is spent", ended.resets_at, "")
     data = result.to_json()
     if how.earlier is not None:
         data["attempts"] = how.earlier() + data["attempts"]

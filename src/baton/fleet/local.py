@@ -7,8 +7,10 @@ In memory it skips keys it is already running, so a pass asks the store about at
 idle key. A started job runs in its own daemon thread (at most ``settings.concurrency`` at once), with
 :func:`baton.fleet.execute.execute`, as on a Celery worker; the key's lease is still the real
 serialisation against runs from the CLI or other machines, so a job waits for it up to
-:data:`LEASE_WAIT` seconds. The dispatcher wakes when a job is submitted or ends, and at least every
-:data:`POLL` seconds (for jobs another process queued or finished).
+:data:`LEASE_WAIT` seconds. A job whose credential's usage quota is spent is queued again, first of
+its key, and not started before the reset (``not_before``, with jitter). The dispatcher wakes when a
+job is submitted or ends, and at least every :data:`POLL` seconds (for jobs another process queued or
+finished, and jobs whose wait for a quota is over).
 
 Threads are daemons, on purpose: :meth:`stop` waits a bounded time for running jobs and then lets the
 process exit; a job it leaves behind is ``running`` in the store, and :meth:`start` of the next
@@ -24,9 +26,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from baton.errors import QuotaHeld
 from baton.fleet import jobs
 from baton.fleet.execute import NOT_STARTED, JobRun, execute
 from baton.models import JobRecord, JobStatus, Outcome
+from baton.runner import quota
 from baton.settings import Settings
 from baton.store import Store
 
@@ -45,6 +49,7 @@ class _Queued:
     job_id: str
     key: KeyId = field(compare=False)
     rank: tuple[bool, int, float] = field(compare=False)  # its place among its key's jobs (:func:`_rank`)
+    not_before: float = field(default=0.0, compare=False)  # waiting for a usage quota's reset until then
 
 
 def _rank(job: JobRecord) -> tuple[bool, int, float]:
@@ -133,7 +138,8 @@ class LocalExecutor:
 
     def _queue(self, job: JobRecord) -> None:
         if job.id not in self._queued_ids and job.id not in self._running:
-            bisect.insort(self._queued, _Queued(job.submitted_at, job.id, _key(job), _rank(job)))
+            entry = _Queued(job.submitted_at, job.id, _key(job), _rank(job), job.not_before or 0.0)
+            bisect.insort(self._queued, entry)
             self._queued_ids.add(job.id)
 
     def _unqueue(self, job_id: str) -> None:
@@ -165,6 +171,7 @@ class LocalExecutor:
     def _pump(self) -> None:
         """Start what may start: keys by their oldest queued job, each key's first job in the store's
         order (:func:`_rank`), one job per idle key, up to the concurrency."""
+        now = time.time()
         with self._lock:
             busy = {r.key for r in self._running.values()}
             first: dict[KeyId, _Queued] = {}
@@ -177,7 +184,8 @@ class LocalExecutor:
                 if entry.key in busy:
                     continue
                 busy.add(entry.key)  # started or not, later jobs of this key wait for its first
-                self._try_start(first[entry.key])
+                if first[entry.key].not_before <= now:  # else it waits for a usage quota's reset
+                    self._try_start(first[entry.key])
 
     def _try_start(self, entry: _Queued) -> None:
         if self.store.start_job(entry.job_id, time.time()):
@@ -197,14 +205,29 @@ class LocalExecutor:
 
     def _work(self, job_id: str, cancel: threading.Event) -> None:
         """Run one job and record how it ended (:func:`execute`); never leaves it running here."""
-        how = JobRun(cancel, self.lease_wait, log, may_end=lambda: self._forget(job_id))
+        how = JobRun(cancel, self.lease_wait, log, defer_quota=True, may_end=lambda: self._forget(job_id))
         try:
             execute(self.settings, self.store, job_id, how)
+        except QuotaHeld as spent:
+            self._wait_quota(job_id, spent)
         except Exception:
             log.exception("could not record the end of job %s", job_id)
         finally:
             self._forget(job_id)
             self._wake.set()
+
+    def _wait_quota(self, job_id: str, spent: QuotaHeld) -> None:
+        """Its credential's usage quota is spent: queued again, still first of its key, and started
+        by the dispatcher (which looks every :data:`POLL` seconds) after the reset, with jitter."""
+        now = time.time()
+        at = quota.jitter(spent.resets_at, now)
+        self.store.update_job(job_id, status=JobStatus.QUEUED.value, started_at=None, not_before=at)
+        log.info("job %s waits for a usage quota's reset until %s", job_id, quota.when(at, now))
+        job = self.store.get_job(job_id)
+        with self._lock:
+            self._running.pop(job_id, None)
+            if job is not None and job.status == JobStatus.QUEUED:
+                self._queue(job)
 
     def _forget(self, job_id: str) -> bool:
         """The job has ended here: a cancel now finds nothing to stop (the store may still say running)."""

@@ -29,6 +29,12 @@ its key, and so does a redelivered message of a job that already ended (its work
 between the end and the kick). The kick goes to the broker, so the next run of a key starts wherever a
 slot is free, in submission order.
 
+**A spent usage quota** (:mod:`baton.runner.quota`): a job whose credential's breaker holds, or whose
+run ended ``rate_limited``, is queued again, still first of its key, with ``not_before`` its reset (with
+jitter, :func:`baton.runner.quota.jitter`), and a message is sent for it with that countdown; a message
+that comes earlier (a copy, the janitor) is dropped, and ``Store.start_job`` refuses it before then. The
+slot is free meanwhile; the key's later jobs wait behind it, in order.
+
 **The janitor** (:func:`heal`, every worker, every ``lease_ttl`` seconds) kicks what no message will
 bring back: a ``running`` job whose lease is free (a worker died and the broker holds its message for
 the visibility timeout, or a copy was dropped), and the oldest queued job of a key with nothing running
@@ -49,11 +55,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from baton.errors import Busy
+from baton.errors import Busy, QuotaHeld
 from baton.fleet import jobs
 from baton.fleet.cancel import CancelWatch, request_cancel
 from baton.fleet.execute import NOT_STARTED, JobRun, execute
 from baton.models import JobRecord, JobStatus, Outcome, RunRecord
+from baton.runner import quota
 from baton.runner.request import AttemptJson, RunResult, attempt_json
 from baton.settings import Settings
 from baton.store.base import JobStore, LeaseBackend, Store
@@ -68,7 +75,7 @@ STALE = 4  # lease TTLs a key's oldest queued job waits, with nothing of its key
 UNFINISHED = (Outcome.RUNNING, Outcome.CRASHED, Outcome.SESSION_LOST)  # a takeover runs these again
 
 # What handle() did with a message (logged, and returned by the Celery task).
-UNKNOWN, ENDED, HELD, WAITING, CANCELLED, RAN, RECORDED, DEFERRED, LOST = (
+UNKNOWN, ENDED, HELD, WAITING, CANCELLED, RAN, RECORDED, DEFERRED, LOST, QUOTA = (
     "unknown",  # no such job
     "ended",  # the job had ended already: nothing to do (its successor kicked)
     "held",  # a live worker handles the job: dropped
@@ -78,6 +85,7 @@ UNKNOWN, ENDED, HELD, WAITING, CANCELLED, RAN, RECORDED, DEFERRED, LOST = (
     "recorded",  # taken over after its last attempt had ended: only its end was recorded
     "deferred",  # the key's lease was held elsewhere (a CLI run) too long: queued again, retried later
     "lost",  # this worker lost the job's lease mid-run (paused too long): the new holder records the end
+    "quota",  # its credential's usage quota is spent: queued again, a message for it after the reset
 )
 
 
@@ -185,6 +193,8 @@ class _Handler:
         if job.status == JobStatus.QUEUED:
             if job.cancel_requested_at is not None:
                 return self._end(job, Outcome.CANCELLED.value, {"error": NOT_STARTED}, CANCELLED)
+            if job.not_before is not None and job.not_before > time.time():
+                return QUOTA  # early (a copy, the janitor): the message sent for its reset starts it
             if not self.store.start_job(self.job_id, time.time()):
                 return WAITING
             return self._run(job)
@@ -210,12 +220,15 @@ class _Handler:
             watch=lambda: CancelWatch(self.store, connect(self.settings), self.job_id, self.lease.stop),
             earlier=lambda: [self._attempt(r) for r in self.prior],
             defer_busy=True,
+            defer_quota=True,
             may_end=self.lease.still,
         )
         try:
             ended = execute(self.settings, self.store, self.job_id, how)
         except Busy:
             return self._defer(job)
+        except QuotaHeld as spent:
+            return self._wait_quota(job, spent)
         if ended is None:
             log.warning("job %s: its lease was taken over mid-run; the new holder records its end", job.id)
             return LOST
@@ -256,6 +269,17 @@ class _Handler:
         log.info("job %s: its key is held elsewhere; retrying in %.0f s", job.id, self.settings.lease_ttl)
         return DEFERRED
 
+    def _wait_quota(self, job: JobRecord, spent: QuotaHeld) -> str:
+        """Its credential's usage quota is spent: back to queued (still first of its key, so the key's
+        later jobs wait behind it), not started before the reset (with jitter), and a message for it
+        then; the slot is free meanwhile."""
+        now = time.time()
+        at = quota.jitter(spent.resets_at, now)
+        self.store.update_job(self.job_id, status=JobStatus.QUEUED.value, started_at=None, not_before=at)
+        self.kick(self.job_id, at - now)
+        log.info("job %s waits for a usage quota's reset until %s", job.id, quota.when(at, now))
+        return QUOTA
+
     def _end(self, job: JobRecord, outcome: str, fields: dict[str, Any], what: str) -> str:
         """End a job that does not run (a cancelled queued one, a takeover's record) and kick the next."""
         jobs.finish(self.store, self.settings, self.job_id, outcome, **fields)
@@ -279,7 +303,8 @@ def heal(settings: Settings, store: Store, kick: Kick, kicked: dict[str, float])
         if key in busy:
             continue
         busy.add(key)  # only the first queued job of a key (in the store's order) may start
-        if job.submitted_at < now - stale and kicked.get(job.id, 0.0) < now - stale:
+        since = max(job.submitted_at, job.not_before or 0.0)  # one waiting for a quota: since its reset
+        if since < now - stale and kicked.get(job.id, 0.0) < now - stale:
             kicked[job.id] = now
             kick(job.id, 0.0)
             sent.append(job.id)

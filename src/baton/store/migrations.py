@@ -202,10 +202,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
     (
         15,
-        "usage limits: a rate-limited run's reset (runs.resets_at, limit_kind); a breaker per credential",
+        "usage limits: a run's reset (runs.resets_at, limit_kind), a job's wait, a breaker per credential",
         [
             "ALTER TABLE runs ADD COLUMN resets_at {real}",
             "ALTER TABLE runs ADD COLUMN limit_kind TEXT",
+            "ALTER TABLE jobs ADD COLUMN not_before {real}",
             """CREATE TABLE quotas (
                 credential TEXT PRIMARY KEY, agent TEXT NOT NULL, label TEXT NOT NULL, state TEXT NOT NULL,
                 resets_at {real}, scope TEXT NOT NULL, detail TEXT NOT NULL, refusals INTEGER NOT NULL,

@@ -134,13 +134,16 @@ class ServiceTables:
             return bool(result.rowcount)
 
     def start_job(self, job_id: str, started_at: float) -> bool:
-        """Move a queued job to running, unless another job of its key runs: True if it may start.
-        Atomic, so two executors never start two jobs of one key."""
+        """Move a queued job to running, unless another job of its key runs or it waits for a usage
+        quota's reset (``not_before``): True if it may start. Atomic, so two executors never start two
+        jobs of one key."""
         with self._tx() as conn:
             row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
             if row is None or row._mapping["status"] != JobStatus.QUEUED:
                 return False
             job = _job(row._mapping)
+            if job.not_before is not None and job.not_before > started_at:
+                return False  # it waits for a usage quota's reset
             busy = conn.execute(
                 sa.select(jobs.c.id).where(
                     _same_key(job),
