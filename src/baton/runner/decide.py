@@ -154,6 +154,8 @@ def _follow_up(ctx: Context, attempt: Attempt) -> tuple[PromptKind, str, str]:
     reason, previous = interrupted.outcome.value.replace("_", " "), ""
     if interrupted.outcome == Outcome.LIMITED and interrupted.error:  # which limit, in baton's words
         reason = "stopped: " + interrupted.error.removesuffix(f"; {KEPT}")
+    if interrupted.outcome == Outcome.RATE_LIMITED:
+        reason = "stopped by a usage limit, which has reset since"
     if interrupted.prompt.strip() != ctx.request.prompt.strip():
         previous = f"That turn's instruction was:\n\n{interrupted.prompt.strip()}\n"
     return PromptKind.INTERRUPTED, reason, previous
