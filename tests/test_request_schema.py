@@ -68,11 +68,11 @@ def test_the_cli_the_http_body_and_the_plain_form_have_the_schemas_fields() -> N
     queued = {f.name: f for f in request_fields(queued=True)}
     everything = {f.name: f for f in request_fields()}
     assert set(everything) - set(queued) == {"wait"}
-    assert {"cancel", "on_event", "on_start"}.isdisjoint(everything)  # Python callers' only
+    assert {"cancel", "on_event", "on_start", "wait_quota", "on_wait"}.isdisjoint(everything)  # Python's only
 
     # the command line: the argument's file option and the commands' own options aside
     run_params, submit_params = cli_params(run_cmd), cli_params(submit_cmd)
-    assert set(run_params) - {"prompt_file", "as_json"} == set(everything)
+    assert set(run_params) - {"prompt_file", "as_json", "wait_quota"} == set(everything)
     assert set(submit_params) - {"prompt_file", "as_json", "follow"} == set(queued)
     for name, f in everything.items():
         param = run_params[name]

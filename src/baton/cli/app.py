@@ -19,6 +19,7 @@ from baton.cli.forge import forge_app
 from baton.cli.homes import homes_app
 from baton.cli.housekeeping import du_cmd, sweep_cmd
 from baton.cli.plan import plan_app
+from baton.cli.quota import quota_app
 from baton.cli.run import run_cmd
 from baton.cli.runs import runs_app
 from baton.cli.serve import serve_cmd
@@ -102,5 +103,6 @@ app.command("sweep")(sweep_cmd)
 app.command("du")(du_cmd)
 app.command("sync")(sync_cmd)
 app.add_typer(warm_app, name="warm")
+app.add_typer(quota_app, name="quota")
 for _group in app.registered_groups:  # every group's help lists its commands as the app's does
     _group.cls = Group

@@ -7,7 +7,8 @@ a container's writable layer — a warning); each agent's own retention at least
 enough for worktrees, partial clone and ``git restore``; the store reachable and migrated; free space
 on ``BATON_HOME``'s volume; agent transcripts on disk that no stored session owns (in the key spaces
 of keys the store does not know, or in a base home: the store was deleted or replaced, and the next
-run of those keys would start a new conversation); and how each agent
+run of those keys would start a new conversation); the usage quotas spent (a warning per credential
+whose breaker holds: its runs wait until the reset, :mod:`baton.housekeeping.quotas`); and how each agent
 authenticates under baton (it relocates the agent homes, so a login in ``~/.claude`` is not used: an
 API key or token in the environment is). With a broker or Redis configured, the fleet's checks too
 (:mod:`baton.fleet.checks`: the broker and Redis answer, the workers of this store seen recently).
@@ -28,6 +29,7 @@ from baton.agents import AGENTS, get_agent
 from baton.agents.base import Agent
 from baton.agents.versions import tested_note
 from baton.errors import BatonError
+from baton.housekeeping.quotas import held_lines
 from baton.install import agents_hint
 from baton.models import SessionRecord
 from baton.runner import contain
@@ -298,10 +300,28 @@ def run_doctor(
         check_store(settings),
         *fleet,
         check_orphans(settings),
+        *check_quotas(settings),
         check_confinement(settings),
         check_containment(settings),
         *agents,
     ]
+
+
+def check_quotas(settings: Settings, now: float | None = None) -> list[Check]:
+    """A warning per credential whose usage quota is spent (its breaker holds: its runs wait until the
+    reset, :mod:`baton.housekeeping.quotas`), or one line saying none is."""
+    try:
+        store = open_store(settings.resolved_store_url)
+    except BatonError as exc:
+        return [Check("usage quotas", CheckStatus.WARN, f"not checked: {exc}")]
+    try:
+        held = held_lines(store, now)
+    finally:
+        store.close()
+    if not held:
+        return [Check("usage quotas", CheckStatus.OK, "none spent")]
+    hint = "; its runs wait until then (`baton quota clear` if it was raised)"
+    return [Check("usage quota", CheckStatus.WARN, line + hint) for line in held]
 
 
 def check_confinement(settings: Settings) -> Check:

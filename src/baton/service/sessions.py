@@ -83,6 +83,8 @@ class RunAttempt(BaseModel):
     usage: dict[str, Any]
     cost_usd: float | None
     sync: dict[str, Any] | None = Field(None, description="what syncing with upstream brought in")
+    resets_at: str | None = Field(None, description="rate_limited: when the agent's usage quota resets")
+    limit_kind: str | None = Field(None, description="rate_limited: which quota (five_hour, seven_day…)")
 
 
 class SessionDetail(SessionOut):

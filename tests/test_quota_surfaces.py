@@ -1,0 +1,201 @@
+"""Usage limits as people and programs see them (:mod:`baton.housekeeping.quotas`): ``baton run``'s exit
+75 and ``--wait-quota``, ``baton quota`` and ``quota clear`` (audited), ``doctor``'s line per spent
+credential, ``GET /v1/quotas``, the run views' ``resets_at``/``limit_kind`` and ``/metrics``. The fake
+agent meets the limit as Claude Code does (``FAKE_AGENT_LIMIT_UNTIL``); the dashboard's card is
+tests/test_dashboard_quota.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from baton.cli.fast import try_fast
+from baton.errors import BadInput, NotFound
+from baton.housekeeping import quotas
+from baton.housekeeping.doctor import CheckStatus, check_quotas
+from baton.models import QuotaRecord, QuotaState
+from baton.settings import Settings
+from baton.store import Store
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+NOW = 1_800_000_000.0
+
+
+def breaker(
+    label: str, resets_at: float | None, state: QuotaState = QuotaState.EXHAUSTED, **more: object
+) -> QuotaRecord:
+    agent = label.split(" ", 1)[0]
+    key = label.replace(" ", "-").replace("#", "")
+    fields: dict[str, object] = {"detail": "rate_limit_event rejected (five_hour)", "tripped_at": NOW - 60}
+    return QuotaRecord(key, agent, label, state, resets_at=resets_at, **{**fields, **more})  # type: ignore[arg-type]
+
+
+def limited(cli: Cli, repo: Path, thread: str, until: float, *extra: str) -> subprocess.CompletedProcess[str]:
+    return cli(
+        "run",
+        "-a",
+        "fake",
+        "-r",
+        str(repo),
+        "-t",
+        thread,
+        *extra,
+        "write the parser",
+        env={"FAKE_AGENT_LIMIT_UNTIL": str(until)},
+    )
+
+
+# -- baton run -------------------------------------------------------------------------------------
+
+
+def test_a_spent_quota_exits_75_says_when_and_holds_the_credential(cli: Cli, src_repo: Path) -> None:
+    until = int(time.time()) + 3600
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
+    # for people: the outcome, and when it resets on the error line
+    met = limited(cli, src_repo, "quota", until)
+    assert met.returncode == 75 and met.stdout.startswith("rate_limited"), met.stdout
+    assert "error: the usage quota of fake " in met.stderr and stamp in met.stderr, met.stderr
+    assert "Traceback" not in met.stderr
+
+    # for scripts (the breaker cleared by hand first: the fake agent's credential is one)
+    assert cli("quota", "clear", "fake").returncode == 0
+    again = limited(cli, src_repo, "quota", until, "--json")
+    assert again.returncode == 75, again.stderr
+    shown = json.loads(again.stdout)
+    assert shown["outcome"] == "rate_limited" and shown["limit_kind"] == "five_hour"
+    assert shown["resets_at"] == time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(until))
+
+    # another key of the same credential: refused before anything is written, a clean message
+    held = cli("run", "-a", "fake", "-r", str(src_repo), "-t", "other", "hello")
+    assert held.returncode == 75 and held.stdout == "", held.stdout
+    assert held.stderr.startswith("error: the usage quota of fake ") and "nothing was started" in held.stderr
+    assert stamp in held.stderr and "Traceback" not in held.stderr
+    as_json = json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", "other", "--json", "hi").stdout)
+    assert as_json["error"]["type"] == "QuotaHeld" and as_json["error"]["exit_code"] == 75
+    assert "other" not in cli("sessions", "ls").stdout, "nothing written for the refused key"
+
+    shown_run = json.loads(cli("runs", "show", shown["run_id"], "--json").stdout)
+    attempt = shown_run[0] if isinstance(shown_run, list) else shown_run
+    assert "rate_limited" in json.dumps(attempt) and shown["resets_at"] in json.dumps(attempt)
+
+
+def test_wait_quota_waits_for_a_held_breaker_then_runs(cli: Cli, src_repo: Path) -> None:
+    until = time.time() + 5
+    assert limited(cli, src_repo, "first", until).returncode == 75
+    started = time.monotonic()
+    waited = cli("run", "-a", "fake", "-r", str(src_repo), "-t", "second", "--wait-quota", "--json", "go on")
+    assert waited.returncode == 0, waited.stderr
+    assert json.loads(waited.stdout)["outcome"] == "succeeded"
+    assert "nothing was started" in waited.stderr and "waiting until" in waited.stderr
+    assert "(--wait-quota)" in waited.stderr and "Traceback" not in waited.stderr
+    assert time.monotonic() - started >= until - time.time() - 1  # it did wait for the reset
+
+
+def test_wait_quota_is_typers_to_parse_never_the_fast_paths() -> None:
+    plain = ["run", "-a", "fake", "-r", "/nowhere", "-t", "x", "--wait-quota", "hello"]
+    assert try_fast(plain) is None
+    assert try_fast([*plain[:-1], "--json", "hello"]) is None
+
+
+def test_the_exit_code_is_documented(cli: Cli) -> None:
+    assert "75 a usage quota is spent" in " ".join(cli("run", "--help").stdout.split())
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    assert "| `75` |" in docs and "baton quota clear" in docs and "--wait-quota" in docs
+
+
+# -- baton quota -----------------------------------------------------------------------------------
+
+
+def test_baton_quota_lists_and_clears_a_breaker_audited(cli: Cli, src_repo: Path) -> None:
+    assert cli("quota").stdout.strip() == "no credential has met a usage limit"
+    assert json.loads(cli("quota", "--json").stdout) == []
+    until = int(time.time()) + 7200
+    assert limited(cli, src_repo, "q", until).returncode == 75
+
+    table = cli("quota", "--wide")
+    assert table.returncode == 0, table.stderr
+    row = next(line for line in table.stdout.splitlines() if line.startswith("fake no credential #"))
+    assert " exhausted " in row and ("(in 1 h 59 min)" in row or "(in 2 h)" in row), row
+    assert "rate_limit_event rejected (five_hour)" in row
+    (record,) = json.loads(cli("quota", "--json").stdout)
+    assert record["held"] is True and record["state"] == "exhausted" and record["agent"] == "fake"
+    assert 7000 < record["resets_in_s"] <= 7200 and record["refusals"] == 0
+    label = record["label"]
+
+    assert cli("quota", "clear", "nobody").returncode == 2
+    cleared = cli("quota", "clear", "fake no cred", "--json")
+    assert cleared.returncode == 0, cleared.stderr
+    done = json.loads(cleared.stdout)
+    assert done["closed"] is True and done["was"] == "exhausted" and done["held"] is False
+    assert done["state"] == "ok"
+    audit = json.loads(cli("audit", "--json").stdout)
+    entry = next(a for a in audit if a["action"] == "quota-clear")
+    assert entry["key"] == label and entry["detail"]["closed"] is True and entry["detail"]["held"] is True
+
+    # its runs start again at once (the agent's quota is back)
+    ran = cli("run", "-a", "fake", "-r", str(src_repo), "-t", "after", "hello")
+    assert ran.returncode == 0, ran.stderr
+    again = cli("quota", "clear", record["credential"][:8])
+    assert again.returncode == 0 and "nothing to clear" in again.stdout
+
+
+def test_clear_names_one_breaker_or_says_which(store: Store) -> None:
+    store.save_quota(breaker("claude ANTHROPIC_API_KEY #aaa111", NOW + 60))
+    store.save_quota(breaker("claude CLAUDE_CODE_OAUTH_TOKEN #bbb222", NOW + 60))
+    with pytest.raises(BadInput, match=r"'claude' names 2 breakers: .*ANTHROPIC_API_KEY.*OAUTH"):
+        quotas.find_breaker(store, "claude")
+    with pytest.raises(NotFound, match="no usage-quota breaker 'codex'"):
+        quotas.find_breaker(store, "codex")
+    with pytest.raises(BadInput):
+        quotas.find_breaker(store, "  ")
+    assert quotas.find_breaker(store, "claude CLAUDE").label.endswith("#bbb222")
+    cleared = quotas.clear_breaker(store, "claude-ANTHROPIC", "ops", now=NOW)  # a hash prefix
+    assert cleared.closed and cleared.before.held and not cleared.after.held
+    assert store.quota("claude-ANTHROPIC_API_KEY-aaa111").state == QuotaState.OK  # type: ignore[union-attr]
+    assert store.quota("claude-CLAUDE_CODE_OAUTH_TOKEN-bbb222").held(NOW)  # type: ignore[union-attr]
+    (entry,) = [a for a in store.list_audit() if a["action"] == "quota-clear"]
+    assert entry["actor"] == "ops"
+
+
+def test_a_breaker_past_its_reset_is_exhausted_but_no_longer_holds(store: Store) -> None:
+    store.save_quota(breaker("codex OPENAI_API_KEY #ccc333", NOW - 5))
+    store.save_quota(breaker("gemini GEMINI_API_KEY #ddd444", NOW + 90 * 60))
+    store.save_quota(breaker("claude ANTHROPIC_API_KEY #eee555", None, QuotaState.OK))
+    views = {v.record.agent: v for v in quotas.quota_views(store, NOW)}
+    assert views["gemini"].held and views["gemini"].state == "exhausted"
+    assert views["gemini"].resets(NOW).endswith("(in 1 h 30 min)")
+    assert not views["codex"].held and views["codex"].state == "exhausted (reset passed)"
+    assert views["codex"].resets(NOW).endswith("(passed)") and views["codex"].resets_in == 0
+    assert views["claude"].state == "ok" and views["claude"].resets(NOW) == "—"
+    assert quotas.held_lines(store, NOW) == [
+        "usage quota of gemini GEMINI_API_KEY #ddd444 spent, resets at 2027-01-15 09:30:00 UTC "
+        "(in 1 h 30 min)"
+    ]
+
+
+# -- doctor ----------------------------------------------------------------------------------------
+
+
+def test_doctor_warns_once_per_spent_credential(settings: Settings, store: Store) -> None:
+    (none,) = check_quotas(settings, NOW)
+    assert (none.name, none.status, none.detail) == ("usage quotas", CheckStatus.OK, "none spent")
+    store.save_quota(breaker("claude ANTHROPIC_API_KEY #aaa111", NOW + 3600))
+    store.save_quota(breaker("codex OPENAI_API_KEY #ccc333", NOW + 60))
+    store.save_quota(breaker("gemini GEMINI_API_KEY #ddd444", NOW - 1))  # its reset passed: not held
+    checks = check_quotas(settings, NOW)
+    assert [c.status for c in checks] == [CheckStatus.WARN, CheckStatus.WARN]
+    assert checks[0].detail.startswith("usage quota of codex OPENAI_API_KEY #ccc333 spent, resets at ")
+    assert "(in 1 min)" in checks[0].detail and "(in 1 h)" in checks[1].detail
+    assert all("baton quota clear" in c.detail for c in checks)
+
+
+def test_doctor_says_so_through_the_cli(cli: Cli, src_repo: Path) -> None:
+    assert limited(cli, src_repo, "d", time.time() + 600).returncode == 75
+    report = json.loads(cli("doctor", "--json").stdout)
+    (check,) = [c for c in report["checks"] if c["name"].startswith("usage quota")]
+    assert check["status"] == "warn" and check["detail"].startswith("usage quota of fake no credential #")
