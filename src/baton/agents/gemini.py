@@ -55,6 +55,14 @@ Credentials: ``GEMINI_API_KEY`` (baton selects the API-key auth type unless the 
 Without it Gemini exits 41 ("you must specify the GEMINI_API_KEY environment variable"); a bad key
 is answered ``API key not valid``: both are FAILED with baton's message.
 
+Usage limits (:func:`baton.agents.limits.gemini_event`, measured on 0.61.0): a refused quota ends the
+turn with one ``result`` of ``status: "error"`` and exit 173 (429 & 0xFF). A spent daily quota is not
+retried and its ``result`` has no delay; the API's ``Please retry in 43s.`` is only in the error dump
+on stderr, which :meth:`GeminiAgent.usage_limit` also reads. A per-minute quota is retried by the CLI
+itself, 10 requests over about four minutes, before that ``result`` (3 over ~16 s under ``auto``
+routing). Headless, it never fell back to another model (``-m pro``, ``-m flash``, ``auto``): its
+fallback asks the user, which only the interactive UI can.
+
 Retention: Gemini's session cleanup runs at every start and has a data-loss bug (see
 :data:`MANAGED`), so baton turns it off and its own sweeper expires conversations.
 """
@@ -67,13 +75,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from baton.agents import signals
+from baton.agents import limits, signals
 from baton.agents.base import (
     AgentBase,
     Capabilities,
@@ -87,6 +96,7 @@ from baton.agents.base import (
 from baton.agents.formats import gemini_problem
 from baton.agents.gemini_files import IGNORED_PREFIXES, chat_files, map_project, newest
 from baton.agents.gemini_files import read_chat as read_chat  # re-exported for tests
+from baton.agents.limits import Limit, LimitKind
 from baton.agents.signals import Signal
 from baton.errors import AgentError
 from baton.files import atomic_write_text, merge, write_json
@@ -318,6 +328,21 @@ class GeminiAgent(AgentBase):
     def stderr_signal(self, line: str) -> Signal | None:
         return signals.gemini_stderr(line)
 
+    def limit_event(self, event: dict[str, Any]) -> Limit | None:
+        return limits.gemini_event(event)
+
+    def usage_limit(self, exit_code: int, turn: Turn, stderr: str) -> Limit | None:
+        """The limit the ``result`` event named, completed by stderr: a spent daily quota's ``result``
+        carries no delay, while the error dump on stderr still shows the API's ``Please retry in 43s.``
+        (and when stdout was lost, stderr's ``TerminalQuotaError``/``RetryableQuotaError`` says it all).
+        A turn that went through had no limit, whatever its retries met on the way."""
+        if exit_code == 0 and not turn.is_error:
+            return turn.limit
+        now = time.time()
+        said = [limits.gemini_stderr(line, now) for line in stderr.splitlines()[-STDERR_LINES:]]
+        found = strongest([turn.limit, *said])
+        return found or super().usage_limit(exit_code, turn, stderr)
+
     def model_url(self, env: Mapping[str, str]) -> str | None:
         """``GOOGLE_GEMINI_BASE_URL``, else Google's API; None on Vertex AI (a regional host)."""
         if env.get("GOOGLE_GENAI_USE_VERTEXAI", "").lower() in ("1", "true"):
@@ -327,6 +352,10 @@ class GeminiAgent(AgentBase):
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
         said = "\n".join([*turn.errors, stderr])
         succeeded = exit_code == 0 and not turn.is_error and turn.result is not None
+        if not succeeded and self.usage_limit(exit_code, turn, stderr) is not None:
+            # the model API answered (refused): whatever the words, the conversation was not lost
+            self.not_logged_in(exit_code, turn, stderr)
+            return Outcome.FAILED
         if NOT_FOUND in said or IMPORT_FAILED in said:
             return Outcome.SESSION_LOST
         # `--resume latest` in a directory without sessions warns and starts a NEW one (exit 0): a
@@ -419,6 +448,23 @@ def from_settings(name: str, settings: Settings) -> GeminiAgent:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+STDERR_LINES = 2000  # a quota's 10 retries print ~50 lines: the tail read for a limit is bounded
+
+
+def strongest(found: list[Limit | None]) -> Limit | None:
+    """The limit of a turn from what its lines said: exhausted over transient, the first named of the
+    stronger kind, with the reset of the last line that gave one when that line gave none (Gemini
+    prints the error's name and its delay on separate lines of one dump)."""
+    seen = [limit for limit in found if limit is not None]
+    if not seen:
+        return None
+    spent = [limit for limit in seen if limit.kind == LimitKind.EXHAUSTED]
+    chosen = (spent or seen)[0]
+    if chosen.resets_at is not None:
+        return chosen
+    resets = [limit.resets_at for limit in seen if limit.resets_at is not None]
+    return Limit(chosen.kind, resets[-1], chosen.scope, chosen.detail) if resets else chosen
 
 
 def usage_from_stats(stats: dict[str, Any]) -> dict[str, Any]:

@@ -317,10 +317,98 @@ def _spent(window: dict[str, Any]) -> bool:
 
 
 def gemini_event(event: dict[str, Any]) -> Limit | None:
-    """Gemini CLI's stream-json events: (measured by its section of docs/agent-clis.md)."""
-    return None
+    """Gemini CLI's stream-json events: a ``result`` with ``status: "error"`` whose ``error.message``
+    is a refused quota. Measured on 0.61.0 (exit 173, i.e. 429 & 0xFF, one ``result`` line, no event
+    while it retries):
+
+    - a spent daily quota (TerminalQuotaError, one request): ``[API Error: You have exhausted your
+      daily quota on this model.]`` — no reset in it (the CLI drops the API's RetryInfo there);
+    - a per-minute quota (RetryableQuotaError, after 10 requests over ~4 minutes): ``[API Error: You
+      exceeded your current quota, … Please retry in 5s.\\nSuggested retry after 5s.]``; the same words
+      with a delay over 300 s are a TerminalQuotaError, sent once.
+
+    Both end with the CLI's advice ``Please wait and try again later. …``. A delay is counted from
+    the event's ``timestamp`` (the CLI's clock when it gave up)."""
+    if not isinstance(event, dict) or event.get("type") != "result" or event.get("status") == "success":
+        return None
+    error = event.get("error")
+    message = error.get("message") if isinstance(error, dict) else None
+    if not isinstance(message, str):
+        return None
+    return _gemini_limit(message, _gemini_time(event.get("timestamp")))
 
 
-def gemini_stderr(line: str) -> Limit | None:
-    """Gemini CLI's stderr lines: (measured by its section of docs/agent-clis.md)."""
-    return None
+def gemini_stderr(line: str, now: float | None = None) -> Limit | None:
+    """One of Gemini CLI's stderr lines about a refused quota, measured on 0.61.0: the error it ends
+    with (``Error when talking to Gemini API Full report available at: … TerminalQuotaError: You have
+    exhausted your daily quota on this model.``, or ``… RetryableQuotaError: You exceeded your current
+    quota, …``), each retry (``Attempt 3 failed: You exceeded your current quota, …``), and the lines
+    of the error dump that carry the API's delay (``Please retry in 43s.``, ``Suggested retry after
+    5s.. Retrying after 20833ms...``, ``retryDelayMs: 5000,``). A line with only a delay is a transient
+    limit resetting ``now`` plus the delay: the adapter joins it to the error the other lines name."""
+    if not isinstance(line, str):
+        return None
+    return _gemini_limit(line, time.time() if now is None else now)
+
+
+# The CLI's own rule (googleQuotaErrors.ts, MAX_RETRYABLE_DELAY_SECONDS): a longer delay is terminal.
+_GEMINI_RETRYABLE_S = 300
+_LATEST = 32503680000  # year 3000: a later reset is no time (as :func:`epoch` says)
+_GEMINI_QUOTA = re.compile(
+    r"exceeded your current quota|exhausted your daily quota|quota exceeded|RESOURCE_EXHAUSTED"
+    r"|TerminalQuotaError|RetryableQuotaError|Please wait and try again later|Possible quota limitations",
+    re.IGNORECASE,
+)
+_GEMINI_SPENT = re.compile(r"TerminalQuotaError|exhausted your daily quota|limit:\s*0(?!\d|\.\d)", re.I)
+_GEMINI_DAILY = re.compile(r"daily quota|per ?day", re.IGNORECASE)
+_GEMINI_CAPACITY = re.compile(r"exhausted your capacity|capacity exceeded|MODEL_CAPACITY_EXHAUSTED", re.I)
+_GEMINI_DELAY = re.compile(
+    r"(?:Please retry in|Suggested retry after)\s+(\d+(?:\.\d+)?)\s*(ms|s)\b|retryDelayMs:\s*(\d+)", re.I
+)
+_GEMINI_ADVICE = re.compile(r"\s*(?:Please wait and try again later|Possible quota limitations)[\s\S]*$")
+
+
+def _gemini_limit(text: str, now: float) -> Limit | None:
+    """What a Gemini CLI error text says: EXHAUSTED for a spent quota (a TerminalQuotaError, a daily
+    quota, a quota of 0, a delay over 300 s), TRANSIENT for a per-minute one or the model's capacity
+    (a server's, not the credential's); None when it names no quota nor a delay."""
+    delay = _gemini_delay(text)
+    if _GEMINI_QUOTA.search(text) is None and delay is None:
+        return None
+    resets_at = now + delay if delay is not None and 1e9 <= now + delay <= _LATEST else None
+    daily = _GEMINI_DAILY.search(text) is not None
+    spent = _GEMINI_SPENT.search(text) is not None or daily or (delay or 0) > _GEMINI_RETRYABLE_S
+    kind = LimitKind.EXHAUSTED if spent and not _GEMINI_CAPACITY.search(text) else LimitKind.TRANSIENT
+    return Limit(kind, resets_at, "daily" if daily else "", _gemini_detail(text))
+
+
+def _gemini_delay(text: str) -> float | None:
+    """The longest delay the API asked for in ``text``, in seconds (None: none said)."""
+    delays = []
+    for found in _GEMINI_DELAY.finditer(text):
+        if found[3] is not None:
+            delays.append(float(found[3]) / 1000)
+        else:
+            delays.append(float(found[1]) / (1000 if found[2].lower() == "ms" else 1))
+    return max(delays) if delays else None  # an endless one (1e999s) is no reset: see _LATEST
+
+
+def _gemini_detail(text: str) -> str:
+    """The error's words on one line, without the CLI's advice to switch /auth methods (which does not
+    apply under baton), the ``[API Error: …]`` wrapping, nor what stderr says before the error's name
+    (the path of a report file)."""
+    said = _GEMINI_ADVICE.sub("", text).strip()
+    said = said.split("QuotaError: ", 1)[-1]
+    if said.startswith("[API Error: ") and said.endswith("]"):
+        said = said[len("[API Error: ") : -1]
+    return one_line(said)
+
+
+def _gemini_time(value: Any) -> float:
+    """An event's ISO ``timestamp`` as epoch seconds; now when it has none that can be read."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except (ValueError, OverflowError, OSError):
+            pass
+    return time.time()

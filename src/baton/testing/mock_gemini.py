@@ -32,10 +32,12 @@ ends (contents 1, then 3). A tool the request does not offer is still called: th
 
 Every request is kept in :attr:`MockGemini.requests`. ``delay`` holds each conversation reply back for
 that many seconds before the first byte (a slow model, for kill-mid-run tests); ``fail_status``
-answers every request with that HTTP status. The server plumbing (start/stop, the request log, JSON
-and SSE replies) is shared with the other mocks in :mod:`baton.testing._http`, and so is the command
-line in :mod:`baton.testing.mock_cli`: ``python -m baton.testing.mock_gemini [--port N]`` serves until
-Ctrl-C and prints its URL and what to export to point an agent at it.
+answers every request with that HTTP status; ``refusal`` answers conversation requests the way the
+Gemini API refuses a request over a quota (:func:`quota_exhausted`, :func:`rate_limit`). The server
+plumbing (start/stop, the request log, JSON and SSE replies) is shared with the other mocks in
+:mod:`baton.testing._http`, and so is the command line in :mod:`baton.testing.mock_cli`: ``python -m
+baton.testing.mock_gemini [--port N]`` serves until Ctrl-C and prints its URL and what to export to
+point an agent at it.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from baton.testing import mock_cli
-from baton.testing._http import JsonHandler, MockServer, RecordedRequest, export_line
+from baton.testing._http import JsonHandler, MockServer, RecordedRequest, Refusal, export_line
 from baton.testing.tools import MarkerError, find_calls
 
 STREAM = ":streamGenerateContent"
@@ -191,6 +193,65 @@ class MockGemini(MockServer[MockRequest]):
         super().stop()
 
 
+# -- refusals ---------------------------------------------------------------------------------------
+# The Gemini API (generativelanguage v1beta) refuses a request over a quota with HTTP 429
+# RESOURCE_EXHAUSTED and google.rpc details. Gemini CLI 0.61 (classifyGoogleError in its
+# googleQuotaErrors.ts) reads them in this order: a QuotaFailure violation whose quotaId has "PerDay" or
+# "Daily" is a TerminalQuotaError (not retried; its RetryInfo is dropped); else a RetryInfo delay is a
+# RetryableQuotaError (a TerminalQuotaError when over 300 s); else a "PerMinute" quotaId is a
+# RetryableQuotaError with 60 s. A message with "limit: 0" is terminal before any of that, so the
+# limits named here are never 0.
+
+QUOTA_DOCS = "https://ai.google.dev/gemini-api/docs/rate-limits"
+QUOTA_MODEL = "gemini-2.5-pro"
+DAILY_QUOTA = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+MINUTE_QUOTA = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+
+
+def quota_exhausted(retry_delay_s: int | None, times: int | None = None) -> Refusal:
+    """The Gemini API's refusal of a spent daily quota (the free tier's requests a day for a model):
+    HTTP 429 ``RESOURCE_EXHAUSTED`` with a ``QuotaFailure`` naming :data:`DAILY_QUOTA` and, when
+    ``retry_delay_s`` is given, a ``RetryInfo`` and ``Please retry in …`` in the message, as the real
+    API adds them. Gemini CLI takes it for a TerminalQuotaError."""
+    return Refusal(429, _quota_body(DAILY_QUOTA, 50, retry_delay_s), {}, times)
+
+
+def rate_limit(retry_delay_s: int = 5, times: int | None = None) -> Refusal:
+    """The Gemini API's refusal of a per-minute quota (requests a minute for a model): HTTP 429
+    ``RESOURCE_EXHAUSTED`` with a ``QuotaFailure`` naming :data:`MINUTE_QUOTA` and a ``RetryInfo`` of
+    ``retry_delay_s``. Gemini CLI takes it for a RetryableQuotaError and retries it with backoff."""
+    return Refusal(429, _quota_body(MINUTE_QUOTA, 2, retry_delay_s), {}, times)
+
+
+def _quota_body(quota_id: str, limit: int, retry_delay_s: int | None) -> dict[str, Any]:
+    """The ``error`` object the real API sends for a quota, details in its order."""
+    metric = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. For more "
+        f"information on this error, head to: {QUOTA_DOCS}.\n* Quota exceeded for metric: {metric}, "
+        f"limit: {limit}, model: {QUOTA_MODEL}"
+    )
+    violation = {
+        "quotaMetric": metric,
+        "quotaId": quota_id,
+        "quotaDimensions": {"location": "global", "model": QUOTA_MODEL},
+        "quotaValue": str(limit),
+    }
+    details: list[dict[str, Any]] = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]},
+        {
+            "@type": "type.googleapis.com/google.rpc.Help",
+            "links": [{"description": "Learn more about Gemini API quotas", "url": QUOTA_DOCS}],
+        },
+    ]
+    if retry_delay_s is not None:
+        message += f"\nPlease retry in {retry_delay_s}s."
+        details.append(
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_delay_s}s"}
+        )
+    return {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED", "details": details}}
+
+
 def reply_text(number: int, count: int) -> str:
     return f"mock reply #{number}: received {count} contents"
 
@@ -259,6 +320,9 @@ class _Handler(JsonHandler):
         number = self.owner.record(request)
         if self.owner.fail_status is not None:
             self._json(self.owner.fail_status, _error(self.owner.fail_status, "INTERNAL", "mock failure"))
+            return
+        if (refusal := self.owner.refusing(request)) is not None:
+            self._send(refusal.status, json.dumps(refusal.body).encode(), "application/json", refusal.headers)
             return
         if request.method == "countTokens":
             self._json(200, {"totalTokens": 10})
