@@ -43,6 +43,9 @@ class Settings:
     run_memory: str = "8G"  # bytes or 4G: the memory of one run's processes (a cgroup's); 0: unbounded
     run_pids: int = 2048  # processes and threads one run may have at once (a cgroup's); 0: unbounded
     run_cpu: float = 0.0  # cores' worth of CPU one run may use (a cgroup's); 0: unbounded
+    on_limit: str = (
+        "wait"  # a spent usage quota: wait for its reset, or fallback:<agent> carries on meanwhile
+    )
     quota_wait: float = 900.0  # seconds to wait for a spent quota whose reset the agent did not say
     quota_max_wait: float = 691200.0  # seconds at most to wait for a reset (8 days: a weekly window)
     cgroups: str = "auto"  # auto (a cgroup per run where the host allows: limits, nothing outlives it) or off
@@ -253,6 +256,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     _check_choice("warm", settings.warm, ["auto", "off"])
     _check_choice("shared_caches", settings.shared_caches, ["on", "off"])
     _check_choice("cgroups", settings.cgroups, ["auto", "off"])
+    check_on_limit(settings.on_limit, "setting 'on_limit'")
     if settings.quota_wait < 1 or settings.quota_max_wait < settings.quota_wait:
         raise BadInput("settings quota_wait (at least 1 s) and quota_max_wait (at least quota_wait) disagree")
     _check_choice("mount_ns", settings.mount_ns, ["auto", "off"])
@@ -275,6 +279,17 @@ def _from_file(config: Path) -> dict[str, Any]:
             raise BadInput(f"{config}: unknown setting {name!r} (known: {', '.join(sorted(_FIELDS))})")
         values[name] = _coerce(name, value, str(config))
     return values
+
+
+def check_on_limit(value: str, what: str) -> str | None:
+    """``on_limit``: ``wait`` or ``fallback:<agent>`` (an agent's name; whether it exists is checked
+    when a run names it); the fallback agent's name, None for ``wait``."""
+    if value == "wait":
+        return None
+    name = value.removeprefix("fallback:")
+    if name == value or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name):
+        raise BadInput(f"{what} must be 'wait' or 'fallback:<agent>' (as fallback:codex), not {value!r}")
+    return name
 
 
 def _check_choice(name: str, value: str, choices: list[str]) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import NoneType, UnionType
 from typing import Annotated, Any, TypedDict, get_args, get_type_hints
 
-from baton.models import Access, Mode, OnConflict, Outcome, RunRecord, SessionRecord, SyncHow, iso
+from baton.models import Access, Mode, OnConflict, Outcome, RunRecord, SessionRecord, SyncHow
 
 EventCallback = Callable[[RunRecord, dict[str, Any]], None]
 
@@ -168,6 +168,15 @@ class RunRequest:
             "retry failed or timed-out runs N times", doc="retry failed or timed-out attempts this many times"
         ),
     )
+    # what a spent usage quota does (None: the setting on_limit)
+    on_limit: str | None = field(
+        default=None,
+        metadata=option(
+            "wait (for the quota's reset) or fallback:AGENT (it carries the thread meanwhile and hands it"
+            " back); default: setting on_limit",
+            doc="wait, or fallback:<agent>: what a spent usage quota does (default: the setting on_limit)",
+        ),
+    )
     # a queued run does not wait: its executor starts a key's runs one after the other
     wait: float = field(default=0.0, metadata=option("wait up to S seconds for a busy key", queued=False))
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -246,10 +255,6 @@ class RunJson(TypedDict):
     attempt: int
     result: str | None
     error: str | None
-    resets_at: Annotated[str | None, Doc("rate_limited: when the agent's usage quota resets (ISO 8601, UTC)")]
-    limit_kind: Annotated[
-        str | None, Doc("rate_limited: which quota (five_hour, seven_day, daily…; '' unknown)")
-    ]
     usage: dict[str, Any]
     cost_usd: float | None
     worktree: str
@@ -308,8 +313,6 @@ class RunResult:
             "attempt": run.attempt,
             "result": run.result,
             "error": run.error,
-            "resets_at": iso(run.resets_at),
-            "limit_kind": run.limit_kind,
             "usage": run.usage,
             "cost_usd": run.cost_usd,
             "worktree": self.session.worktree,

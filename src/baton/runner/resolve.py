@@ -24,7 +24,7 @@ from baton.runner.cgroups import Limits
 from baton.runner.confine import check_confine
 from baton.runner.contain import limits_of
 from baton.runner.request import RunRequest
-from baton.settings import Settings, check_memory, parse_size
+from baton.settings import Settings, check_memory, check_on_limit, parse_size
 from baton.sync.handoff import check_source_agent
 from baton.workspace.keyspace import agent_for
 from baton.workspace.workdirs import run_git
@@ -66,7 +66,11 @@ def check_request(
         request.on_conflict or OnConflict(settings.on_conflict),
     )
     access = request.access or Access(settings.access)
-    request = dataclasses.replace(request, sync=sync, on_conflict=on_conflict, access=access)
+    on_limit = request.on_limit or settings.on_limit
+    _check_fallback(request.agent, on_limit)
+    request = dataclasses.replace(
+        request, sync=sync, on_conflict=on_conflict, access=access, on_limit=on_limit
+    )
     key = make_key(request.agent, request.repo, request.thread, AGENTS)
     agent = agent_for(key, settings)  # the key's own home (nothing is created here)
     if request.mode != Mode.AUTO and not agent.capabilities.supports(request.mode):
@@ -82,6 +86,14 @@ def check_request(
     memory = parse_size(request.memory, "memory") if request.memory is not None else None
     limits = limits_of(settings, memory, request.pids, request.cpu)
     return Resolved(request, key, agent, sync, on_conflict, instruction, access, timeout, idle, limits)
+
+
+def _check_fallback(agent: str, on_limit: str) -> None:
+    """``on_limit``: ``wait``, or ``fallback:`` another known agent."""
+    fallback = check_on_limit(on_limit, "on_limit")
+    if fallback is not None and (fallback not in AGENTS or fallback == agent):
+        others = ", ".join(sorted(a for a in AGENTS if a != agent))
+        raise BadInput(f"on_limit names {fallback!r}: the fallback must be another agent ({others})")
 
 
 def check_credentials(agent: str, settings: Settings, environ: Mapping[str, str]) -> None:
