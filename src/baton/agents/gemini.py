@@ -59,8 +59,8 @@ Usage limits (:func:`baton.agents.limits.gemini_event`, measured on 0.61.0): a r
 turn with one ``result`` of ``status: "error"`` and exit 173 (429 & 0xFF). A spent daily quota is not
 retried and its ``result`` has no delay; the API's ``Please retry in 43s.`` is only in the error dump
 on stderr, which :meth:`GeminiAgent.usage_limit` also reads. A per-minute quota is retried by the CLI
-itself, 10 requests over about four minutes, before that ``result`` (3 over ~16 s under ``auto``
-routing). Headless, it never fell back to another model (``-m pro``, ``-m flash``, ``auto``): its
+itself, 10 requests over about four minutes, before that ``result`` (3 over ~16 s when ``auto``
+routes to pro). Headless, it never fell back to another model (``-m pro``, ``-m flash``, ``auto``): its
 fallback asks the user, which only the interactive UI can.
 
 Retention: Gemini's session cleanup runs at every start and has a data-loss bug (see
