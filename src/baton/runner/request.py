@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import NoneType, UnionType
 from typing import Annotated, Any, TypedDict, get_args, get_type_hints
 
-from baton.models import Access, Mode, OnConflict, Outcome, RunRecord, SessionRecord, SyncHow
+from baton.models import Access, Mode, OnConflict, Outcome, RunRecord, SessionRecord, SyncHow, iso
 
 EventCallback = Callable[[RunRecord, dict[str, Any]], None]
 
@@ -255,6 +255,10 @@ class RunJson(TypedDict):
     attempt: int
     result: str | None
     error: str | None
+    resets_at: Annotated[str | None, Doc("rate_limited: when the agent's usage quota resets (ISO 8601, UTC)")]
+    limit_kind: Annotated[
+        str | None, Doc("rate_limited: which quota (five_hour, seven_day, daily…; '' unknown)")
+    ]
     usage: dict[str, Any]
     cost_usd: float | None
     worktree: str
@@ -313,6 +317,8 @@ class RunResult:
             "attempt": run.attempt,
             "result": run.result,
             "error": run.error,
+            "resets_at": iso(run.resets_at),
+            "limit_kind": run.limit_kind,
             "usage": run.usage,
             "cost_usd": run.cost_usd,
             "worktree": self.session.worktree,
