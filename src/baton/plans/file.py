@@ -8,6 +8,8 @@ branch: feature/billing      # optional (default baton/<agent>/plan-<id>)
 base: main                   # optional
 context: |                   # optional: shared context, in the first prompt only
   We are adding invoices to the billing service.
+on_limit: fallback:codex     # optional: wait (default: setting on_limit) or fallback:<agent>, which
+                             #   carries the plan's tasks while the agent's usage quota is spent
 tasks:
   - id: models
     prompt: Add the Invoice model.
@@ -45,10 +47,10 @@ import yaml
 from baton.errors import BadInput
 from baton.keys import THREAD_RE, is_scp_remote, parse_repo
 from baton.models import Access
-from baton.settings import parse_size
+from baton.settings import check_on_limit, parse_size
 
 ON_FAILURE = ("stop", "continue", "retry")
-PLAN_KEYS = {"id", "agent", "repo", "branch", "base", "context", "tasks"}
+PLAN_KEYS = {"id", "agent", "repo", "branch", "base", "context", "on_limit", "tasks"}
 TASK_KEYS = {"id", "prompt", "on_failure", "retries", "timeout", "access", "memory", "pids", "cpu"}
 STDIN = "<stdin>"  # the file name of a plan read from standard input (its paths: the current directory's)
 
@@ -79,6 +81,7 @@ class Plan:
     branch: str | None = None
     base: str | None = None
     context: str | None = None
+    on_limit: str | None = None  # wait or fallback:<agent> (None: the setting on_limit)
     file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -214,9 +217,14 @@ def parse_plan(text: str, file: str = "<plan>", base: Path | None = None) -> Pla
         "agent": _scalar(where, top["agent"], "agent", "string"),
         "repo": repo if base is None else _repo_path(where, top["repo"], repo, base),
     }
-    for optional in ("branch", "base", "context"):
+    for optional in ("branch", "base", "context", "on_limit"):
         if optional in top:
             values[optional] = _scalar(where, top[optional], optional, "string")
+    if "on_limit" in values:
+        try:
+            check_on_limit(values["on_limit"], "on_limit")
+        except BadInput as exc:
+            raise where.fail(top["on_limit"], str(exc)) from None
     return Plan(tasks=_tasks(where, top["tasks"]), file=file, **values)
 
 

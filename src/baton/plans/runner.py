@@ -147,7 +147,8 @@ def _run_task(
     )
     state.usage, state.ended_at = last.usage, time.time()
     state.status = TaskStatus.SUCCEEDED if last.outcome == Outcome.SUCCEEDED else TaskStatus.FAILED
-    record.session_id = result.session.agent_session_id  # updated whenever the agent reports a new one
+    if result.session.agent == plan.agent:  # (a turn its on_limit fallback carried is that agent's)
+        record.session_id = result.session.agent_session_id  # updated whenever the agent reports a new one
     if state.status == TaskStatus.FAILED and task.on_failure != "continue":
         record.status = PlanStatus.FAILED
     _save(store, record, on_progress, None, fence)
@@ -165,6 +166,7 @@ def _run(
             branch=plan.branch,
             base=plan.base,
             context=plan.context,
+            on_limit=plan.on_limit,
             timeout=task.timeout,
             retries=task.retries,
             access=task.access,

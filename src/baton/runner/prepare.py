@@ -23,7 +23,15 @@ from baton.models import Mode, Outcome, PromptKind, SessionRecord
 from baton.runner.decide import decide_fork, fork_source
 from baton.runner.state import Context, Decision, ForkSource, Prepared
 from baton.sync.engine import SyncReport
-from baton.sync.handoff import changed_files, handoff_recap, handoff_source, recap_budget, seed_worktree
+from baton.sync.handoff import (
+    CaughtUp,
+    catch_up,
+    changed_files,
+    handoff_recap,
+    handoff_source,
+    recap_budget,
+    seed_worktree,
+)
 from baton.sync.upstream import sync_before_turn, upstream_session
 from baton.workspace import keyspace, portable
 from baton.workspace.gitcmd import ref_exists
@@ -68,8 +76,14 @@ def prepare(ctx: Context) -> Prepared:
     branch = stored.branch if stored else (ctx.request.branch or branch_for(key))
     base = stored.base if stored else (lineage.upstream.branch if lineage.upstream else ctx.request.base)
     seeded = _seed(ctx, lineage, branch) if stored is None else None
-    made, note = portable.worktree_from_store(
-        ctx.store, ctx.workdirs, key, branch, _start_from(ctx, lineage, base), known=stored is not None
+    caught = _catch_up(ctx, stored, branch) if stored is not None else None
+    made, note = portable.worktree_from_store(  # a caught-up key's new state is here, not in the store
+        ctx.store,
+        ctx.workdirs,
+        key,
+        branch,
+        _start_from(ctx, lineage, base),
+        known=stored is not None and not caught,
     )
     warnings = lineage.warnings + (_lost_store(ctx, made) if stored is None else ())
     new_space = keyspace.prepare_space(ctx.settings, key, ctx.agent)
@@ -88,15 +102,43 @@ def prepare(ctx: Context) -> Prepared:
     return Prepared(
         session=session,
         worktree=made.path,
-        note=_notes(seeded, note, moved, synced.note),
+        note=_notes(seeded, caught.note if caught else None, note, moved, synced.note),
         sync=synced.record,
-        sync_text=synced.text,
+        sync_text="\n\n".join(t for t in (_caught_text(ctx, stored, caught), synced.text) if t),
         conflicted=synced.conflicted,
         fork=lineage.fork,
         first=opening.decision,
         recap=opening.recap,
         source=opening.source,
         warnings=warnings,
+    )
+
+
+def _catch_up(ctx: Context, stored: SessionRecord, branch: str) -> CaughtUp | None:
+    """The other agent of the thread's fallback pair worked since this key did: its work first."""
+    source_agent = ctx.request.catch_up_from
+    if source_agent is None:
+        return None
+    source, source_session = handoff_source(ctx.store, ctx.key, source_agent)
+    return catch_up(ctx.store, ctx.workdirs, source, source_session, ctx.key, branch)
+
+
+def _caught_text(ctx: Context, stored: SessionRecord | None, caught: CaughtUp | None) -> str:
+    """What the conversation is told of the other agent's turns and changes since it last worked."""
+    source_agent = ctx.request.catch_up_from
+    if caught is None or stored is None or source_agent is None:
+        return ""
+    key = ctx.key
+    runs = ctx.store.list_runs(source_agent, key.repo.slug, key.thread, limit=200)
+    since = stored.last_used_at or 0.0
+    turns = [r for r in reversed(runs) if r.started_at >= since and r.outcome != Outcome.SESSION_LOST]
+    budget = recap_budget(ctx.agent, others=ctx.resolved.instruction)
+    recap = handoff_recap(turns, caught.changed, source_agent, budget)
+    return (
+        f"While you could not work on this thread (your usage quota was spent), {source_agent} carried it "
+        "in a conversation of its own. Its work is now in your working directory, committed and "
+        f"uncommitted (this was {caught.old[:12]}, it is {caught.new[:12]} now). What it was asked and "
+        f"answered since you last worked, and the files changed since then:\n\n{recap}"
     )
 
 

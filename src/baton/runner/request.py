@@ -184,6 +184,9 @@ class RunRequest:
     on_start: Callable[[RunRecord], None] | None = None
     job_id: str | None = None  # the submitted run (job) this call runs: its attempts carry its id
     wait_quota: bool = False  # a spent usage quota: wait for its reset and run again (``baton run``)
+    # the other agent of an on_limit fallback pair worked on the thread since this key last did: its
+    # work is brought in first and the prompt says what it did (:func:`baton.sync.handoff.catch_up`)
+    catch_up_from: str | None = None
     on_wait: Callable[[str], None] | None = None  # told why and until when it waits for a quota
 
 

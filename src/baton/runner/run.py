@@ -15,6 +15,7 @@ is the first, the first after an interrupted turn, or a retry (:class:`~baton.ru
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -30,7 +31,7 @@ from baton.runner.prepare import prepare
 from baton.runner.request import RunRequest, RunResult
 from baton.runner.resolve import Resolved, check_request
 from baton.runner.state import Attempt, Context, Prepared, Start
-from baton.settings import Settings, load_settings
+from baton.settings import Settings, check_on_limit, load_settings
 from baton.store import Store, open_store
 from baton.store.leases import held, key_lease
 from baton.workspace.workdirs import Workdirs
@@ -41,21 +42,53 @@ __all__ = ["Resolved", "check_request", "mark_crashed", "new_run_id", "run", "us
 def run(request: RunRequest, settings: Settings | None = None, store: Store | None = None) -> RunResult:
     """Run one instruction on one key. Raises BadInput (nothing written), Busy, DiskFull or QuotaHeld
     (its credential's usage quota is spent: nothing started); agent failures are outcomes in the
-    result, not exceptions. With ``request.wait_quota`` a spent quota is waited for instead, and the
-    run made again after the reset (the next turn delivers the instruction, once)."""
+    result, not exceptions. A spent quota (the run ended ``rate_limited``, or its breaker holds) is, by
+    ``on_limit``, the result (``wait``), or the thread's turn carried by the fallback agent in its own
+    conversation (``fallback:<agent>``, :func:`_fall_back`); with ``request.wait_quota`` it is waited
+    for, and the run made again after the reset (the next turn delivers the instruction)."""
     settings = settings or load_settings()
+    fallback = check_on_limit(request.on_limit or settings.on_limit, "on_limit")
     while True:
         try:
-            result = _run_once(request, settings, store)
+            result = _run_once(request, settings, store, partner=fallback)
         except QuotaHeld as held:
+            if fallback is not None:
+                return _fall_back(request, fallback, settings, store, str(held), [])
             if not request.wait_quota:
                 raise
             _wait_for_quota(request, held.resets_at, str(held))
             continue
         ended = result.run
+        if ended.outcome == Outcome.RATE_LIMITED and fallback is not None:
+            return _fall_back(request, fallback, settings, store, ended.error or "", result.attempts)
         if not (request.wait_quota and ended.outcome == Outcome.RATE_LIMITED and ended.resets_at):
             return result
         _wait_for_quota(request, ended.resets_at, ended.error or "the usage quota is spent")
+
+
+def _fall_back(
+    request: RunRequest,
+    fallback: str,
+    settings: Settings,
+    store: Store | None,
+    why: str,
+    before: list[RunRecord],
+) -> RunResult:
+    """The turn carried by the fallback agent on the same repo and thread while ``request.agent``'s
+    quota is spent: its first time from a hand-off (a recap of the original conversation, its work
+    seeded), later in its own conversation after taking the original's later work; it hands the
+    thread back the same way, since the original agent's next run (with ``on_limit``) takes the
+    fallback's later work (:func:`_run_once`'s ``partner``). A spent quota of the fallback's too
+    raises QuotaHeld (``--wait-quota`` waits for it, a queued run is queued again)."""
+    carrier = dataclasses.replace(request, agent=fallback, on_limit="wait", handoff_from=None, mode=Mode.AUTO)
+    result = _run_once(carrier, settings, store, partner=request.agent, first_from=True)
+    note = (
+        f"{request.agent}'s usage quota is spent ({why}); {fallback} carried this turn in its own "
+        f"conversation (on_limit fallback:{fallback}); {request.agent}'s next run takes its work back"
+    )
+    return dataclasses.replace(
+        result, attempts=[*before, *result.attempts], warnings=[note, *result.warnings]
+    )
 
 
 def _wait_for_quota(request: RunRequest, resets_at: float, why: str) -> None:
@@ -69,7 +102,16 @@ def _wait_for_quota(request: RunRequest, resets_at: float, why: str) -> None:
         raise Cancelled("cancelled while waiting for the usage quota to reset")
 
 
-def _run_once(request: RunRequest, settings: Settings, store: Store | None) -> RunResult:
+def _run_once(
+    request: RunRequest,
+    settings: Settings,
+    store: Store | None,
+    partner: str | None,
+    first_from: bool = False,
+) -> RunResult:
+    """One run of the key; ``partner``: the other agent of an ``on_limit`` fallback pair, whose later
+    work on the thread this key takes first (``first_from``: by a hand-off when this key has no
+    conversation yet)."""
     resolved = check_request(request, settings)
     check_free_space(settings)
     own_store = store is None
@@ -77,6 +119,8 @@ def _run_once(request: RunRequest, settings: Settings, store: Store | None) -> R
     try:
         operators = get_agent(resolved.key.agent, settings)  # its credential as the operator set it
         breaker = quota.Breaker.check(store, operators, os.environ)
+        if partner is not None:
+            resolved = _partnered(store, resolved, partner, first_from)
         lease = key_lease(settings, store, resolved.key.id)
         with held(lease, resolved.request.wait, settings.heartbeat, resolved.request.cancel) as lost:
             last = settle(store, resolved.key, lease.proof)
@@ -86,6 +130,26 @@ def _run_once(request: RunRequest, settings: Settings, store: Store | None) -> R
     finally:
         if own_store:
             store.close()
+
+
+def _partnered(store: Store, resolved: Resolved, partner: str, first_from: bool) -> Resolved:
+    """The request taking the partner's later work: the partner worked on the thread since this key
+    did (a hand-back, or a fallback taking the thread again), or, with ``first_from``, this key has no
+    conversation yet and the partner has one (the first hand-off)."""
+    key = resolved.key
+    own = store.get_session(key.agent, key.repo.slug, key.thread)
+    theirs = store.get_session(partner, key.repo.slug, key.thread)
+    if theirs is None or not theirs.agent_session_id:
+        return resolved
+    if own is None or not own.agent_session_id:
+        if not first_from:
+            return resolved
+        return dataclasses.replace(
+            resolved, request=dataclasses.replace(resolved.request, handoff_from=partner)
+        )
+    if theirs.last_used_at <= own.last_used_at:
+        return resolved
+    return dataclasses.replace(resolved, request=dataclasses.replace(resolved.request, catch_up_from=partner))
 
 
 def check_free_space(settings: Settings) -> None:

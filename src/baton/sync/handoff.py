@@ -45,6 +45,8 @@ from baton.workspace.workdirs import Workdirs
 
 __all__ = [
     "DEFAULT_BUDGET",
+    "CaughtUp",
+    "catch_up",
     "changed_files",
     "check_source_agent",
     "handoff_recap",
@@ -253,6 +255,57 @@ def _count_changes(cache: Path, old: str, new: str) -> int:
     return sum(1 for name in out.split("\0") if name)
 
 
+# -- catching up: a key with a conversation takes the other agent's later work -------------------------------
+
+
+@dataclass(frozen=True)
+class CaughtUp:
+    """What :func:`catch_up` did: the target's state before (``old``, a commit) and after (``new``), the
+    files that changed between them (as :func:`changed_files` lists them), and a note for the run."""
+
+    old: str
+    new: str
+    changed: list[str]
+    note: str
+
+
+def catch_up(
+    store: KeyStore, workdirs: Workdirs, source: Key, source_session: SessionRecord, target: Key, branch: str
+) -> CaughtUp | None:
+    """Bring the source's later work into the target's worktree (the target has a conversation of its
+    own; the fallback agent handing a thread back, or taking it again): its worktree, branch and
+    checkpoint are archived first (nothing is lost), then its branch is moved to the source's tip and
+    its checkpoint ref to the source's state, so the worktree prepared next holds the source's
+    committed, uncommitted and untracked work. None when the source's work is nowhere to be found or is
+    the target's already; BadInput, before anything is written, when the target's branch has work the
+    source's does not (the two diverged: nothing is moved)."""
+    cache = workdirs.ensure_cache(source.repo, source.agent, fetch=False)
+    state, notes = _source_state(store, workdirs, source, source_session, cache)
+    own = _worktree_state(workdirs, target) or _cache_state(workdirs, target, branch, cache)
+    if state is None or (own is not None and own.commit == state.commit):
+        return None
+    _check_branch(workdirs, target, branch, state, cache)
+    old = own.commit if own is not None else state.head
+    archive = archive_worktree(workdirs, target, branch, archive_stamp())
+    workdirs.remove_worktree_dir(target)
+    _point_refs(workdirs, target, branch, state, cache)
+    from baton.sessions.manage import local_actor  # (the session layer: only for a catch-up)
+
+    ref = archive.ref if archive else None
+    store.audit("handoff-catch-up", str(target), local_actor(), {"from": str(source), "archive": ref})
+    changed = _changes(cache, old, state.commit)
+    note = f"took {state.where}'s later work at {state.head[:12]}; this key's own state is archived at {ref}"
+    return CaughtUp(old, state.commit, changed, "; ".join([note, *notes]))
+
+
+def _changes(cache: Path, old: str, new: str, limit: int = MAX_FILES) -> list[str]:
+    out = run_git(["diff-tree", "-r", "-z", "--no-renames", "--name-status", old, new], cwd=cache, raw=True)
+    fields = out.split("\0")
+    lines = [f"{status} {_printable(path)}" for status, path in zip(fields[0::2], fields[1::2], strict=False)]
+    lines = [line for line in lines if line.strip()]
+    return [*lines[:limit], f"... and {len(lines) - limit} more"] if len(lines) > limit else lines
+
+
 # -- what changed -----------------------------------------------------------------------------------------
 
 
@@ -274,14 +327,7 @@ def changed_files(
     state = _local_state(workdirs, source, source_session, store, cache)
     if state is None:
         return []
-    old = _merge_base(workdirs, cache, source_session.base, state)
-    out = run_git(["diff-tree", "-r", "-z", "--no-renames", "--name-status", old, state], cwd=cache, raw=True)
-    fields = out.split("\0")
-    lines = [f"{status} {_printable(path)}" for status, path in zip(fields[0::2], fields[1::2], strict=False)]
-    lines = [line for line in lines if line.strip()]
-    if len(lines) > limit:
-        return [*lines[:limit], f"... and {len(lines) - limit} more"]
-    return lines
+    return _changes(cache, _merge_base(workdirs, cache, source_session.base, state), state, limit)
 
 
 def _local_state(
