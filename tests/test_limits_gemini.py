@@ -144,26 +144,30 @@ def epoch_of(stamp: str) -> float:
 # -- the measured lines -----------------------------------------------------------------------------
 
 
-def test_a_spent_daily_quota_with_the_apis_delay_on_stderr(adapter: GeminiAgent) -> None:
+def pacific_midnight(now: float) -> float:
+    return limits.next_midnight(now, "America/Los_Angeles")
+
+
+def test_a_spent_daily_quota_resets_at_midnight_pacific_whatever_its_delay(adapter: GeminiAgent) -> None:
     turn = read(adapter, INIT, USER, DAILY)
+    midnight = pacific_midnight(epoch_of("2026-11-25T12:04:46.289Z"))
+    assert midnight == 1795680000.0  # 2026-11-26 00:00 in Los Angeles
     assert turn.limit == Limit(
-        LimitKind.EXHAUSTED, None, "daily", "You have exhausted your daily quota on this model."
+        LimitKind.EXHAUSTED, midnight, "daily", "You have exhausted your daily quota on this model."
     )
-    before = time.time()
-    limit = adapter.usage_limit(173, turn, daily_stderr(43))
-    after = time.time()
+    limit = adapter.usage_limit(173, turn, daily_stderr(43))  # its "retry in 43s" is a retry hint
     assert limit is not None and limit.kind == LimitKind.EXHAUSTED and limit.scope == "daily"
-    assert limit.resets_at is not None and before + 43 <= limit.resets_at <= after + 43
+    assert limit.resets_at == midnight
     assert limit.detail == "You have exhausted your daily quota on this model."
     assert adapter.classify(173, turn, daily_stderr(43)) == Outcome.FAILED
 
 
-def test_a_spent_daily_quota_without_a_delay_has_no_reset(adapter: GeminiAgent) -> None:
+def test_a_spent_daily_quota_without_a_delay_resets_at_midnight_pacific(adapter: GeminiAgent) -> None:
     turn = read(adapter, INIT, USER, DAILY)
     limit = adapter.usage_limit(173, turn, daily_stderr(None))
     assert limit is not None and (limit.kind, limit.resets_at, limit.scope) == (
         LimitKind.EXHAUSTED,
-        None,
+        pacific_midnight(epoch_of("2026-11-25T12:04:46.289Z")),
         "daily",
     )
 
@@ -188,7 +192,10 @@ def test_stderr_alone_tells_the_limit_when_stdout_said_nothing(adapter: GeminiAg
     now = 1_800_000_000.0
     header = REPORT + "TerminalQuotaError: You have exhausted your daily quota on this model."
     assert limits.gemini_stderr(header, now) == Limit(
-        LimitKind.EXHAUSTED, None, "daily", "You have exhausted your daily quota on this model."
+        LimitKind.EXHAUSTED,
+        pacific_midnight(now),
+        "daily",
+        "You have exhausted your daily quota on this model.",
     )
     transient = limits.gemini_stderr(RETRYABLE, now)
     assert transient is not None and transient.kind == LimitKind.TRANSIENT
@@ -379,7 +386,7 @@ def max_attempts(agent: GeminiAgent, attempts: int) -> None:
 
 
 @pytest.mark.slow
-def test_real_cli_spent_daily_quota_resets_after_the_apis_delay(
+def test_real_cli_spent_daily_quota_resets_at_midnight_pacific(
     gemini: GeminiAgent, refusing: TimedMock, tmp_path: Path
 ) -> None:
     ran = drive(gemini, refusing, mock_gemini.quota_exhausted(43), tmp_path)
@@ -387,7 +394,7 @@ def test_real_cli_spent_daily_quota_resets_after_the_apis_delay(
     assert len(ran.refused_at) == 1, "a spent daily quota is not retried"
     assert ran.limit is not None and ran.limit.kind == LimitKind.EXHAUSTED and ran.limit.scope == "daily"
     assert ran.limit.resets_at is not None
-    assert ran.refused_at[0] + 43 <= ran.limit.resets_at <= ran.refused_at[0] + 44, ran.limit
+    assert ran.limit.resets_at == pacific_midnight(ran.refused_at[0]), ran.limit  # not the API's 43 s
     assert ran.outcome == Outcome.FAILED  # which the runner makes rate_limited
 
 
@@ -398,7 +405,10 @@ def test_real_cli_spent_daily_quota_without_a_delay(
     ran = drive(gemini, refusing, mock_gemini.quota_exhausted(None), tmp_path)
     assert ran.exit_code == 173 and len(ran.refused_at) == 1
     assert ran.limit == Limit(
-        LimitKind.EXHAUSTED, None, "daily", "You have exhausted your daily quota on this model."
+        LimitKind.EXHAUSTED,
+        pacific_midnight(ran.refused_at[0]),
+        "daily",
+        "You have exhausted your daily quota on this model.",
     )
 
 

@@ -159,6 +159,13 @@ def reset_said(text: str, now: float | None = None) -> float | None:
     return at.timestamp()
 
 
+def next_midnight(now: float, zone: str) -> float:
+    """The next midnight after ``now`` in ``zone`` (where a vendor's daily quota resets)."""
+    current = datetime.fromtimestamp(now, ZoneInfo(zone))
+    midnight = (current + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight.timestamp()
+
+
 # -- Claude Code ------------------------------------------------------------------------------------
 
 
@@ -377,6 +384,8 @@ def _gemini_limit(text: str, now: float) -> Limit | None:
         return None
     resets_at = now + delay if delay is not None and 1e9 <= now + delay <= _LATEST else None
     daily = _GEMINI_DAILY.search(text) is not None
+    if daily:  # its RetryInfo (43 s) is a retry hint: a day's quota resets at midnight Pacific time
+        resets_at = max(resets_at or 0.0, next_midnight(now, "America/Los_Angeles"))
     spent = _GEMINI_SPENT.search(text) is not None or daily or (delay or 0) > _GEMINI_RETRYABLE_S
     kind = LimitKind.EXHAUSTED if spent and not _GEMINI_CAPACITY.search(text) else LimitKind.TRANSIENT
     return Limit(kind, resets_at, "daily" if daily else "", _gemini_detail(text))
