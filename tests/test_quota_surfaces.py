@@ -12,8 +12,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from baton import Outcome, RunRequest, run
 from baton.cli.fast import try_fast
 from baton.errors import BadInput, NotFound
 from baton.housekeeping import quotas
@@ -21,6 +24,7 @@ from baton.housekeeping.doctor import CheckStatus, check_quotas
 from baton.models import QuotaRecord, QuotaState
 from baton.settings import Settings
 from baton.store import Store
+from tests.service_fixtures import Service, service_fixture  # noqa: F401 (the `service` fixture)
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 NOW = 1_800_000_000.0
@@ -199,3 +203,105 @@ def test_doctor_says_so_through_the_cli(cli: Cli, src_repo: Path) -> None:
     report = json.loads(cli("doctor", "--json").stdout)
     (check,) = [c for c in report["checks"] if c["name"].startswith("usage quota")]
     assert check["status"] == "warn" and check["detail"].startswith("usage quota of fake no credential #")
+
+
+# -- HTTP API and /metrics -------------------------------------------------------------------------
+
+
+def met_limit(
+    settings: Settings, store: Store, repo: Path, monkeypatch: pytest.MonkeyPatch, until: float
+) -> str:
+    """A run of the fake agent that meets a spent quota resetting at ``until``: its run id."""
+    monkeypatch.setenv("FAKE_AGENT_LIMIT_UNTIL", str(until))
+    result = run(RunRequest("fake", str(repo), "quota", "write the parser"), settings, store)
+    monkeypatch.delenv("FAKE_AGENT_LIMIT_UNTIL")
+    assert result.run.outcome == Outcome.RATE_LIMITED
+    return result.run_id
+
+
+def test_the_api_lists_and_clears_breakers_and_shows_the_reset(
+    service: Service, settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with service.client("read") as http:
+        assert http.get("/v1/quotas").json() == []
+    until = int(time.time()) + 3600
+    run_id = met_limit(settings, service.store, src_repo, monkeypatch, until)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(until))
+
+    with service.client(None) as anonymous:
+        assert anonymous.get("/v1/quotas").status_code == 401
+    with service.client("read") as http:
+        (record,) = http.get("/v1/quotas").json()
+        assert record["held"] is True and record["state"] == "exhausted" and record["resets_at"] == stamp
+        assert record["agent"] == "fake" and record["label"].startswith("fake no credential #")
+        assert record["scope"] == "five_hour" and record["run_id"] == run_id and record["resets_in_s"] > 3500
+        shown = http.get(f"/v1/runs/{run_id}").json()
+        assert shown["outcome"] == "rate_limited" and shown["resets_at"] == stamp
+        assert shown["limit_kind"] == "five_hour"
+        key = {"agent": "fake", "repo": shown["repo"], "thread": "quota"}
+        session = http.get("/v1/session", params=key).json()
+        assert session["status"] == "waiting_for_quota"
+        assert session["runs"][0]["resets_at"] == stamp and session["runs"][0]["limit_kind"] == "five_hour"
+        waiting = http.get("/v1/sessions", params={"status": "waiting_for_quota"}).json()
+        assert [s["thread"] for s in waiting["sessions"]] == ["quota"]
+        assert http.post("/v1/quotas/clear", json={"credential": "fake"}).status_code == 403
+
+    admin = service.token("admin", name="ops-admin")
+    with service.client(admin) as http:
+        assert http.post("/v1/quotas/clear", json={"credential": "nobody"}).status_code == 404
+        assert http.post("/v1/quotas/clear", json={"credential": ""}).status_code == 422
+        cleared = http.post("/v1/quotas/clear", json={"credential": record["credential"][:10]})
+        assert cleared.status_code == 200, cleared.text
+        assert cleared.json()["closed"] is True and cleared.json()["held"] is False
+        (entry,) = [a for a in http.get("/v1/audit").json() if a["action"] == "quota-clear"]
+        assert entry["actor"] == "ops-admin" and entry["key"] == record["label"]
+        assert http.get("/v1/quotas").json()[0]["state"] == "ok"
+
+
+def test_the_openapi_document_shows_quotas_on_limit_and_the_reset(service: Service) -> None:
+    document = httpx.get(service.url + "/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    assert "on_limit" in schemas["RunBody"]["properties"]
+    assert "fallback:" in schemas["RunBody"]["properties"]["on_limit"]["description"]
+    assert {"resets_at", "limit_kind"} <= set(schemas["RunView"]["properties"])
+    assert {"resets_at", "limit_kind"} <= set(schemas["RunAttempt"]["properties"])
+    listed = document["paths"]["/v1/quotas"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert listed["schema"]["items"]["$ref"].endswith("/QuotaOut")
+    assert {"held", "resets_at", "resets_in_s", "refusals", "label"} <= set(schemas["QuotaOut"]["properties"])
+    assert "/v1/quotas/clear" in document["paths"]
+    assert "waiting_for_quota" in schemas["SessionStatus"]["enum"]
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_metrics_show_each_breaker_and_a_rate_limited_run_is_no_failure(
+    service: Service, settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    until = int(time.time()) + 600
+    met_limit(settings, service.store, src_repo, monkeypatch, until)
+    service.store.save_quota(breaker("claude ANTHROPIC_API_KEY #aaa111", time.time() - 10))  # reset passed
+    service.store.save_quota(breaker("codex OPENAI_API_KEY #ccc333", None, QuotaState.OK))
+    m = scrape(service.url)
+    (fake,) = [s.record.label for s in quotas.quota_views(service.store) if s.record.agent == "fake"]
+
+    def sample(name: str, **labels: str) -> float | None:
+        return m.get((name, frozenset(labels.items())))
+
+    assert sample("baton_quota_held", agent="fake", credential_label=fake) == 1
+    assert sample("baton_quota_resets_at_seconds", agent="fake", credential_label=fake) == until
+    claude = "claude ANTHROPIC_API_KEY #aaa111"
+    assert sample("baton_quota_held", agent="claude", credential_label=claude) == 0
+    assert sample("baton_quota_resets_at_seconds", agent="claude", credential_label=claude) is not None
+    codex = "codex OPENAI_API_KEY #ccc333"
+    assert sample("baton_quota_held", agent="codex", credential_label=codex) == 0
+    assert sample("baton_quota_resets_at_seconds", agent="codex", credential_label=codex) is None
+    assert sample("baton_runs_total", agent="fake", mode="fresh", outcome="rate_limited") == 1
+    assert not any(k[0] == "baton_runs_total" and ("outcome", "failed") in k[1] for k in m)
+    assert sample("baton_sessions", agent="fake", status="waiting_for_quota") == 1

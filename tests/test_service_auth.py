@@ -28,11 +28,12 @@ from tests.service_fixtures import Service, run_service, service_fixture  # noqa
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 READ, RUN, ADMIN = TokenScope.READ, TokenScope.RUN, TokenScope.ADMIN
-ADMIN_WORDS = ("/tokens", "/audit", "/sweep", "/reset")
+ADMIN_WORDS = ("/tokens", "/audit", "/sweep", "/reset", "/quotas/clear")
 
 
 def needed(method: str, path: str) -> TokenScope:
-    """The scope each route needs: admin for reset, sweep, tokens and audit; read for other GETs; run
+    """The scope each route needs: admin for reset, sweep, tokens, audit and clearing a quota breaker;
+    read for other GETs; run
     for the rest (submitting and cancelling runs)."""
     if any(word in path for word in ADMIN_WORDS):
         return ADMIN
@@ -121,6 +122,9 @@ def valid_request(world: World, method: str, path: str) -> Request | None:
         ("GET", "/v1/disk/fleet"): ("/v1/disk/fleet", None, {200}),
         ("POST", "/v1/sweep"): ("/v1/sweep?dry_run=true", None, {200}),
         ("GET", "/v1/webhooks/deliveries"): ("/v1/webhooks/deliveries", None, {200}),
+        ("GET", "/v1/quotas"): ("/v1/quotas", None, {200}),
+        # no breaker in this store: 404, past auth, which is the point here
+        ("POST", "/v1/quotas/clear"): ("/v1/quotas/clear", {"credential": "nobody"}, {404}),
     }
     return known.get((method, path))
 

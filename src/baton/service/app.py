@@ -35,7 +35,7 @@ from baton.errors import BatonError
 from baton.fleet.executor import check_executor, make_executor
 from baton.forge.config import load_forges
 from baton.housekeeping.sweep import sweep_periodically
-from baton.service import admin, dashboard, disk, forge, health, metrics, runs, sessions, webhooks
+from baton.service import admin, dashboard, disk, forge, health, metrics, quotas, runs, sessions, webhooks
 from baton.service.diskcache import DiskCache
 from baton.service.errors import ERROR_RESPONSES, baton_error_handler, http_error_handler, problems
 from baton.service.limits import BodyLimit
@@ -88,7 +88,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPIOffline(title="baton", version="1", description=DESCRIPTION, lifespan=lifespan)
     for module in (health, metrics):  # no token, so no 401/403; the body limit holds for every route
         app.include_router(module.router, responses=problems(413))
-    for module in (runs, sessions, admin, disk, forge, webhooks):  # the /v1 route groups (and webhooks)
+    for module in (
+        runs,
+        sessions,
+        admin,
+        disk,
+        quotas,
+        forge,
+        webhooks,
+    ):  # the /v1 route groups (and webhooks)
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.add_exception_handler(BatonError, baton_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error_handler)  # type: ignore[arg-type]

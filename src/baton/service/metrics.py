@@ -3,9 +3,9 @@
 Correct across processes: nothing is counted in this process's memory. At every scrape a custom
 collector asks the store for GROUP BY counts (:meth:`baton.store.base.Store.metrics_counts`), so every
 service process, a restarted one, and the runs of ``baton run`` on the command line all agree; a scrape
-costs four aggregate queries (one scan of the runs, one of the sessions, two small ones) and the forge
-loop's four (below). Counters are counts of stored rows: a reset that deletes a key's runs lowers them,
-which Prometheus treats as a counter reset.
+costs four aggregate queries (one scan of the runs, one of the sessions, two small ones), the forge
+loop's four and the quota breakers' one (below). Counters are counts of stored rows: a reset that
+deletes a key's runs lowers them, which Prometheus treats as a counter reset.
 
 - ``baton_runs_total{agent,mode,outcome}``: ended runs (attempts).
 - ``baton_run_duration_seconds{agent}``: a histogram of ended runs' durations.
@@ -38,11 +38,22 @@ which Prometheus treats as a counter reset.
   the trust policy refused, counted from the audit log's ``forge.refused`` rows — a scan of the audit
   table, which has no index on its action).
 
+- The usage-quota breakers (:mod:`baton.runner.quota`, one store read of ``quotas``), one sample per
+  credential that ever met a limit: ``baton_quota_held{agent,credential_label}`` (1 while its runs
+  wait, else 0) and ``baton_quota_resets_at_seconds{agent,credential_label}`` (when it resets, a Unix
+  time; only exhausted breakers have one). The label is the breaker's (``claude ANTHROPIC_API_KEY
+  #3fa2c1``: where the credential comes from and the start of its hash, never the secret); there are
+  as many as credentials, a handful.
+
+A ``rate_limited`` run (a spent usage quota) is a state, not a failure: it is its own ``outcome`` in
+``baton_runs_total``, and a resume that then met the quota still counts as the resume it was.
+
 No label carries a session id, a thread or a repo: their number is unbounded.
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
@@ -55,9 +66,18 @@ from prometheus_client.registry import Collector
 
 from baton.housekeeping.disk import DiskReport
 from baton.housekeeping.fleetdisk import FleetDisk, WorkerDisk, fleet_disk
-from baton.models import BindingStatus, DeliveryStatus, JobStatus, Mode, Outcome, SessionStatus
+from baton.models import (
+    BindingStatus,
+    DeliveryStatus,
+    JobStatus,
+    Mode,
+    Outcome,
+    QuotaRecord,
+    QuotaState,
+    SessionStatus,
+)
 from baton.service.diskcache import DiskCache
-from baton.store.base import ForgeStore, ViewStore, WorkerStore
+from baton.store.base import ForgeStore, QuotaStore, ViewStore, WorkerStore
 
 BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 DISK_FIRST_WAIT = 2.0  # the first scrape waits this long for the first measurement
@@ -181,8 +201,30 @@ def forge_metrics(counts: dict[str, list[tuple[Any, ...]]], turns: dict[str, Any
     )
 
 
-class MetricsStore(ViewStore, WorkerStore, ForgeStore, Protocol):
-    """What a scrape reads: the counts, the workers' disk reports and the forge loop's counts."""
+def quota_metrics(records: list[QuotaRecord], now: float) -> Iterator[Metric]:
+    """Whether each credential's breaker holds now, and when the exhausted ones reset."""
+    held = GaugeMetricFamily(
+        "baton_quota_held",
+        "1 while a credential's usage quota is spent and its runs wait, else 0",
+        labels=["agent", "credential_label"],
+    )
+    resets = GaugeMetricFamily(
+        "baton_quota_resets_at_seconds",
+        "When a spent usage quota resets (Unix time)",
+        labels=["agent", "credential_label"],
+    )
+    for record in records:
+        labels = [record.agent, record.label]
+        held.add_metric(labels, 1 if record.held(now) else 0)
+        if record.state == QuotaState.EXHAUSTED and record.resets_at is not None:
+            resets.add_metric(labels, record.resets_at)
+    yield held
+    yield resets
+
+
+class MetricsStore(ViewStore, WorkerStore, ForgeStore, QuotaStore, Protocol):
+    """What a scrape reads: the counts, the workers' disk reports, the forge loop's counts and the
+    usage-quota breakers."""
 
 
 class StoreCollector(Collector):
@@ -200,6 +242,7 @@ class StoreCollector(Collector):
         queued = sum(n for status, n in counts["jobs"] if status == JobStatus.QUEUED)
         yield GaugeMetricFamily("baton_queue_depth", "Submitted runs waiting to start", value=queued)
         yield from forge_metrics(self.store.forge_counts(), self.store.forge_turn_counts())
+        yield from quota_metrics(self.store.list_quotas(), time.time())
         yield from disk_metrics(by_kind(self.disk.get(wait=DISK_FIRST_WAIT)), fleet_disk(self.store))
 
 

@@ -70,7 +70,8 @@ class JobView(BaseModel):
     started_at: str | None
     ended_at: str | None
     outcome: str | None = Field(
-        description="succeeded, failed, timed_out, cancelled, crashed; null until done"
+        description="succeeded, failed, timed_out, cancelled, crashed, rate_limited (a spent usage "
+        "quota: see resets_at), …; null until done"
     )
     error: str | None
 

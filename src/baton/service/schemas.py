@@ -10,11 +10,12 @@
 - :func:`view_model`: a run as the API shows it, a job's own fields (``base``) and then every field
   of ``baton run --json`` (:class:`~baton.runner.request.RunJson`), each ``null`` (a list: empty)
   until the run ran. A nested ``TypedDict`` (an attempt) becomes a model of its own.
+- :class:`QuotaOut`: a credential's usage-quota breaker (``GET /v1/quotas``), as ``baton quota --json``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, get_args, get_origin, get_type_hints, is_typeddict
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints, is_typeddict
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -95,3 +96,32 @@ def _model_types(kind: Any) -> Any:
         return kind
     fields: dict[str, Any] = {key: (hint, ...) for key, hint in get_type_hints(kind).items()}
     return create_model(kind.__name__.removesuffix("Json"), **fields)
+
+
+class QuotaOut(BaseModel):
+    """One credential's usage-quota breaker (``baton quota --json``): while it holds, no run of that
+    credential starts; the first turn that goes through after the reset closes it."""
+
+    credential: str = Field(description="a hash of the credential (never the secret)")
+    agent: str = Field(description="the agent whose run met the limit")
+    label: str = Field(description="for people: the agent, where the credential comes from, the hash's start")
+    state: Literal["ok", "exhausted"] = Field(
+        description="exhausted from the limit until a turn goes through"
+    )
+    held: bool = Field(description="runs of this credential wait now (exhausted and before resets_at)")
+    resets_at: str | None = Field(description="when runs of it may start again (ISO 8601, UTC)")
+    resets_in_s: float | None = Field(description="seconds until resets_at (0 once past)")
+    scope: str = Field(description="which quota: five_hour, seven_day, daily… ('' unknown)")
+    detail: str = Field(description="what the agent said, and how baton chose resets_at")
+    refusals: int = Field(description="limits met in a row at or after a reset (a phantom limit backs off)")
+    tripped_at: str | None
+    run_id: str | None = Field(description="the run that met the limit last")
+    updated_at: str | None
+
+
+class QuotaCleared(QuotaOut):
+    """A breaker closed by hand (audited ``quota-clear``)."""
+
+    was: str = Field(description="its state before: exhausted, exhausted (reset passed) or ok")
+    was_held: bool
+    closed: bool = Field(description="whether it was open (exhausted) and is now closed")
