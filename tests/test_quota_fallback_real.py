@@ -86,6 +86,7 @@ tasks:
     codex_runs = list(reversed(store.list_runs("codex", done.record.repo, "plan-fb")))
     assert [r.prompt_kind for r in codex_runs] == [PromptKind.HANDOFF, PromptKind.DELTA]
     assert codex_runs[1].session_id_in == codex_runs[0].session_id_out, "codex's own conversation, resumed"
+    assert all(r.note and "carried for claude, whose usage quota is spent" in r.note for r in codex_runs)
     assert "outline the parser" in openai.conversation()[0].text(), "the hand-off's recap of claude's turn"
 
     anthropic.refusal = None
@@ -102,6 +103,7 @@ tasks:
     )
     assert back.ok, back.run.error
     assert back.run.mode == Mode.RESUME and back.run.session_id_in == claude.agent_session_id
+    assert back.run.note and "took codex's worktree's later work" in back.run.note, back.run.note
     assert (Path(back.session.worktree) / "made.txt").read_text() == "made by codex\n", (
         "codex's work came back"
     )

@@ -102,7 +102,9 @@ def prepare(ctx: Context) -> Prepared:
     return Prepared(
         session=session,
         worktree=made.path,
-        note=_notes(seeded, caught.note if caught else None, note, moved, synced.note),
+        note=_notes(
+            ctx.request.carried_for, seeded, caught.note if caught else None, note, moved, synced.note
+        ),
         sync=synced.record,
         sync_text="\n\n".join(t for t in (_caught_text(ctx, stored, caught), synced.text) if t),
         conflicted=synced.conflicted,

@@ -187,6 +187,7 @@ class RunRequest:
     # the other agent of an on_limit fallback pair worked on the thread since this key last did: its
     # work is brought in first and the prompt says what it did (:func:`baton.sync.handoff.catch_up`)
     catch_up_from: str | None = None
+    carried_for: str | None = None  # an on_limit fallback's run: for whom and why (on its record's note)
     on_wait: Callable[[str], None] | None = None  # told why and until when it waits for a quota
 
 

@@ -80,7 +80,10 @@ def _fall_back(
     thread back the same way, since the original agent's next run (with ``on_limit``) takes the
     fallback's later work (:func:`_run_once`'s ``partner``). A spent quota of the fallback's too
     raises QuotaHeld (``--wait-quota`` waits for it, a queued run is queued again)."""
-    carrier = dataclasses.replace(request, agent=fallback, on_limit="wait", handoff_from=None, mode=Mode.AUTO)
+    carried = f"carried for {request.agent}, whose usage quota is spent (on_limit fallback:{fallback})"
+    carrier = dataclasses.replace(
+        request, agent=fallback, on_limit="wait", handoff_from=None, mode=Mode.AUTO, carried_for=carried
+    )
     result = _run_once(carrier, settings, store, partner=request.agent, first_from=True)
     note = (
         f"{request.agent}'s usage quota is spent ({why}); {fallback} carried this turn in its own "
