@@ -1,5 +1,9 @@
-"""Route: the overview (``/``): the disk card and the counters (with the forge's bound threads, and a
-link to each one that needs a human, when there are any).
+"""Route: the overview (``/``): the disk card, the counters (with the forge's bound threads, and a
+link to each one that needs a human, when there are any) and the usage quotas spent (each held
+credential and when it resets: :mod:`baton.housekeeping.quotas`).
+
+A ``rate_limited`` run is a state, not a failure: a resume that met a spent quota is named apart from
+the resumes that failed, timed out or crashed beside the resume success rate.
 
 On a single machine the disk card shows the service's last disk measurement
 (:class:`baton.service.diskcache.DiskCache`, the same :func:`baton.housekeeping.disk.usage` that
@@ -22,10 +26,11 @@ from fastapi.responses import HTMLResponse
 
 from baton.housekeeping.disk import DiskReport
 from baton.housekeeping.fleetdisk import FleetDisk, fleet_disk
-from baton.models import BindingStatus, Outcome, SessionStatus
+from baton.housekeeping.quotas import quota_views
+from baton.models import BindingStatus, Outcome, QuotaState, SessionStatus
 from baton.service.dashboard.web import Viewer, page, signed_in, state
 from baton.service.metrics import resume_result
-from baton.store.base import ForgeStore, ViewStore
+from baton.store.base import ForgeStore, QuotaStore, ViewStore
 
 router = APIRouter(include_in_schema=False)
 FIRST_WAIT = 10.0  # seconds the first page waits for the first measurement
@@ -95,12 +100,15 @@ def counters(store: ViewStore) -> dict[str, Any]:
     outcomes: Counter[str] = Counter()
     resumes: Counter[str] = Counter()
     kept_failing: Counter[str] = Counter()  # resumes that kept their conversation, yet did not succeed
+    kept_limited = 0  # ... because the agent's usage quota was spent: a state, not a failure
     for mode, outcome, hydrated, n in counts["runs"]:
         outcomes[outcome] += n
         result = resume_result(mode, outcome, hydrated)
         if result is not None and outcome != Outcome.RUNNING:
             resumes[result] += n
-            if result in ("resumed", "hydrated") and outcome != Outcome.SUCCEEDED:
+            if result in ("resumed", "hydrated") and outcome == Outcome.RATE_LIMITED:
+                kept_limited += n
+            elif result in ("resumed", "hydrated") and outcome != Outcome.SUCCEEDED:
                 kept_failing[outcome] += n
     tried = sum(resumes.values())
     kept = resumes["resumed"] + resumes["hydrated"]
@@ -114,6 +122,20 @@ def counters(store: ViewStore) -> dict[str, Any]:
         "resume_kept": kept,
         "resume_rate": None if not tried else round(100 * kept / tried),
         "resume_failures": dict(sorted(kept_failing.items())),
+        "resume_limited": kept_limited,
+    }
+
+
+def quota_card(store: QuotaStore, now: float | None = None) -> dict[str, Any]:
+    """The usage-quota card: the credentials whose quota is spent (their runs wait) with their reset,
+    and how many more are past their reset, waiting for a turn to close them."""
+    now = time.time() if now is None else now
+    views = quota_views(store, now)
+    return {
+        "now": now,
+        "held": [v for v in views if v.held],
+        "passed": sum(1 for v in views if v.record.state == QuotaState.EXHAUSTED and not v.held),
+        "known": len(views),
     }
 
 
@@ -145,4 +167,5 @@ def overview(
         measured_at=request.app.state.disk.measured_at,
         counts=counters(store),
         forge=forge_threads(store),
+        quotas=quota_card(store),
     )
