@@ -174,3 +174,46 @@ def test_wait_quota_waits_and_runs_again(
     assert result.ok, result.run.error
     assert len(told) == 1 and "waiting until" in told[0] and "--wait-quota" in told[0]
     assert result.run.prompt_kind == PromptKind.INTERRUPTED  # the rate-limited turn before it
+
+
+def test_a_phantom_limit_backs_off_and_says_so(
+    settings: Settings, store: Store, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_AGENT_LIMIT_UNTIL", str(time.time() + 600))  # refused for 10 min...
+    monkeypatch.setenv("FAKE_AGENT_LIMIT_SAYS", str(int(time.time()) + 2))  # ...saying it resets in 2 s
+    first = go(settings, src_repo, "go", thread="phantom")
+    assert first.run.outcome == Outcome.RATE_LIMITED and first.run.resets_at is not None
+    time.sleep(max(0.0, first.run.resets_at - time.time()) + 0.2)
+    second = go(settings, src_repo, "go", thread="phantom")  # the breaker let it try: refused again
+    assert second.run.outcome == Outcome.RATE_LIMITED and second.run.resets_at is not None
+    assert second.run.resets_at - second.run.started_at >= settings.quota_wait - 5, "backed off, not 2 s"
+    (breaker,) = store.list_quotas()
+    assert breaker.refusals == 1 and "still refused after its reset (1 time in a row)" in breaker.detail
+    assert "still refused after its reset" in (second.run.error or "")
+
+
+@pytest.mark.parametrize(
+    ("says", "wait", "words"),
+    [
+        ("garbled", None, None),  # no reset in the event: the words' time (the next 11:03pm UTC)
+        ("1700000000", quota.PAST_WAIT, "is past"),  # 2023
+        ("4102444800", 8 * 86400.0, "not believed"),  # 2100
+    ],
+)
+def test_a_garbled_past_or_far_reset_is_handled_and_said(
+    settings: Settings,
+    src_repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    says: str,
+    wait: float | None,
+    words: str | None,
+) -> None:
+    monkeypatch.setenv("FAKE_AGENT_LIMIT_UNTIL", str(time.time() + 600))
+    monkeypatch.setenv("FAKE_AGENT_LIMIT_SAYS", says)
+    result = go(settings, src_repo, "go", thread="odd")
+    assert result.run.outcome == Outcome.RATE_LIMITED and result.run.resets_at is not None
+    if wait is not None:
+        assert abs(result.run.resets_at - result.run.started_at - wait) < 10
+    else:
+        assert 0 < result.run.resets_at - time.time() <= 86400
+    assert words is None or words in (result.run.error or ""), result.run.error

@@ -381,10 +381,11 @@ def _quota(ctx: Context, record: RunRecord, ending: Ending) -> None:
     after a turn that went through (:mod:`baton.runner.quota`)."""
     if ctx.breaker is None or ending.outcome not in (Outcome.SUCCEEDED, Outcome.RATE_LIMITED):
         return
+    tripped = None
     with contextlib.suppress(BatonError):  # a store hiccup: the run's own record still says what happened
         tripped = ctx.breaker.after(ctx.store, ending.limit, record.run_id, record.started_at, ctx.settings)
-        if tripped is not None and tripped.resets_at is not None:
-            ending.resets_at = tripped.resets_at
+    if tripped is not None:  # its detail: the agent's words and how baton chose the reset
+        ending.resets_at, ending.error = tripped.resets_at, tripped.detail
     if ending.outcome == Outcome.RATE_LIMITED:
         label = ctx.breaker.label
         until = f"until {quota.when(ending.resets_at, time.time())}" if ending.resets_at else "for its reset"

@@ -50,20 +50,29 @@ def run(request: RunRequest, settings: Settings | None = None, store: Store | No
     fallback = check_on_limit(request.on_limit or settings.on_limit, "on_limit")
     while True:
         try:
-            result = _run_once(request, settings, store, partner=fallback)
+            result = _turn(request, settings, store, fallback)
         except QuotaHeld as held:
-            if fallback is not None:
-                return _fall_back(request, fallback, settings, store, str(held), [])
             if not request.wait_quota:
                 raise
             _wait_for_quota(request, held.resets_at, str(held))
             continue
         ended = result.run
-        if ended.outcome == Outcome.RATE_LIMITED and fallback is not None:
-            return _fall_back(request, fallback, settings, store, ended.error or "", result.attempts)
         if not (request.wait_quota and ended.outcome == Outcome.RATE_LIMITED and ended.resets_at):
             return result
         _wait_for_quota(request, ended.resets_at, ended.error or "the usage quota is spent")
+
+
+def _turn(request: RunRequest, settings: Settings, store: Store | None, fallback: str | None) -> RunResult:
+    """One turn of the thread: the key's, or, while its quota is spent, the fallback agent's."""
+    try:
+        result = _run_once(request, settings, store, partner=fallback)
+    except QuotaHeld as held:
+        if fallback is None:
+            raise
+        return _fall_back(request, fallback, settings, store, str(held), [])
+    if fallback is not None and result.run.outcome == Outcome.RATE_LIMITED:
+        return _fall_back(request, fallback, settings, store, result.run.error or "", result.attempts)
+    return result
 
 
 def _fall_back(

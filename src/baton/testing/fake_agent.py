@@ -25,7 +25,8 @@ Faults, from the environment:
   apart, as Claude Code's ``api_retry`` events do (``"error_status": null``);
 - ``FAKE_AGENT_LIMIT_UNTIL`` = EPOCH: until then, meet a spent five-hour usage limit as Claude Code does
   under a subscription login (a rejected ``rate_limit_event`` with ``resetsAt``, the 429 error result,
-  exit 1).
+  exit 1); ``FAKE_AGENT_LIMIT_SAYS`` = EPOCH or ``garbled``: the ``resetsAt`` it reports instead (a phantom
+  limit says a reset that passes while it still refuses).
 """
 
 from __future__ import annotations
@@ -93,9 +94,10 @@ def limited(session_id: str) -> None:
     until = int(float(os.environ.get("FAKE_AGENT_LIMIT_UNTIL", "0") or 0))  # whole seconds, as resetsAt
     if time.time() >= until:
         return
+    says = os.environ.get("FAKE_AGENT_LIMIT_SAYS", "")
     info = {
         "status": "rejected",
-        "resetsAt": int(until),
+        "resetsAt": (says if says == "garbled" else int(float(says))) if says else until,
         "rateLimitType": "five_hour",
         "isUsingOverage": False,
     }
