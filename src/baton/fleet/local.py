@@ -209,25 +209,30 @@ class LocalExecutor:
         try:
             execute(self.settings, self.store, job_id, how)
         except QuotaHeld as spent:
-            self._wait_quota(job_id, spent)
+            self._wait_quota(job_id, spent, cancel)
         except Exception:
             log.exception("could not record the end of job %s", job_id)
         finally:
             self._forget(job_id)
             self._wake.set()
 
-    def _wait_quota(self, job_id: str, spent: QuotaHeld) -> None:
+    def _wait_quota(self, job_id: str, spent: QuotaHeld, cancel: threading.Event) -> None:
         """Its credential's usage quota is spent: queued again, still first of its key, and started
-        by the dispatcher (which looks every :data:`POLL` seconds) after the reset, with jitter."""
+        by the dispatcher (which looks every :data:`POLL` seconds) after the reset, with jitter. Under
+        the lock, as :meth:`cancel` looks: a cancel that came while it ran ends it now (it is no longer
+        running here, and would else be lost), one that comes later finds it queued."""
         now = time.time()
         at = quota.jitter(spent.resets_at, now)
-        self.store.update_job(job_id, status=JobStatus.QUEUED.value, started_at=None, not_before=at)
-        log.info("job %s waits for a usage quota's reset until %s", job_id, quota.when(at, now))
-        job = self.store.get_job(job_id)
         with self._lock:
             self._running.pop(job_id, None)
+            if cancel.is_set():
+                jobs.finish(self.store, self.settings, job_id, Outcome.CANCELLED.value, error=NOT_STARTED)
+                return
+            self.store.update_job(job_id, status=JobStatus.QUEUED.value, started_at=None, not_before=at)
+            job = self.store.get_job(job_id)
             if job is not None and job.status == JobStatus.QUEUED:
                 self._queue(job)
+        log.info("job %s waits for a usage quota's reset until %s", job_id, quota.when(at, now))
 
     def _forget(self, job_id: str) -> bool:
         """The job has ended here: a cancel now finds nothing to stop (the store may still say running)."""

@@ -272,10 +272,15 @@ class _Handler:
     def _wait_quota(self, job: JobRecord, spent: QuotaHeld) -> str:
         """Its credential's usage quota is spent: back to queued (still first of its key, so the key's
         later jobs wait behind it), not started before the reset (with jitter), and a message for it
-        then; the slot is free meanwhile."""
+        then; the slot is free meanwhile. A cancel asked for while it ran (its flag is in the store,
+        read after the job is queued again, under its lease) ends it now: the reset's message would
+        see it only hours later."""
         now = time.time()
         at = quota.jitter(spent.resets_at, now)
         self.store.update_job(self.job_id, status=JobStatus.QUEUED.value, started_at=None, not_before=at)
+        current = self.store.get_job(self.job_id)
+        if current is not None and current.cancel_requested_at is not None:
+            return self._end(job, Outcome.CANCELLED.value, {"error": NOT_STARTED}, CANCELLED)
         self.kick(self.job_id, at - now)
         log.info("job %s waits for a usage quota's reset until %s", job.id, quota.when(at, now))
         return QUOTA
