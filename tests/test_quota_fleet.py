@@ -371,6 +371,29 @@ def test_a_waiting_job_is_queued_again_until_its_reset_and_may_be_cancelled(
     assert runs_of(store, src_repo, "t1") == [], "nothing reached the agent"
 
 
+def test_a_long_wait_is_the_janitors_once_its_time_has_come(
+    settings: Settings, store: Store, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reset hours away gets no delayed message (a broker would hold it unacknowledged that long:
+    RabbitMQ closes the channel after its consumer_timeout): the janitor leaves the job alone until its
+    time, then kicks it once."""
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", URL_A)
+    key, label = quota.credential(get_agent("fake", settings), os.environ)
+    reset = time.time() + 5 * 3600
+    quota.trip(store, key, label, "fake", Limit(LimitKind.EXHAUSTED, reset), "elsewhere", settings, None)
+    job = jobs.submit(store, settings, body(src_repo, "long", "one"), "test")
+    kicks = Kicks()
+    assert queued.handle(job.id, settings, store, kicks) == queued.QUOTA
+    assert list(kicks) == [], "no message held for five hours"
+    waiting = job_of(store, job.id)
+    assert waiting.not_before is not None and waiting.not_before >= reset
+    kicked: dict[str, float] = {}
+    assert queued.heal(settings, store, kicks, kicked) == [], "kicked before its reset"
+    store.update_job(job.id, not_before=time.time() - 1)  # (its time has come)
+    assert queued.heal(settings, store, kicks, kicked) == [job.id]
+    assert queued.heal(settings, store, kicks, kicked) == [], "kicked once, not every pass"
+
+
 class Gate:
     """Holds a run at its breaker's check (:func:`baton.runner.quota.check`) until let go, so a cancel
     can come in exactly then: after the job started, before it is found held and queued again."""

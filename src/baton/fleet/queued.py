@@ -31,9 +31,10 @@ slot is free, in submission order.
 
 **A spent usage quota** (:mod:`baton.runner.quota`): a job whose credential's breaker holds, or whose
 run ended ``rate_limited``, is queued again, still first of its key, with ``not_before`` its reset (with
-jitter, :func:`baton.runner.quota.jitter`), and a message is sent for it with that countdown; a message
-that comes earlier (a copy, the janitor) is dropped, and ``Store.start_job`` refuses it before then. The
-slot is free meanwhile; the key's later jobs wait behind it, in order.
+jitter, :func:`baton.runner.quota.jitter`), and a message is sent for it with that countdown (up to
+:data:`COUNTDOWN_MAX`; a longer wait is the janitor's, which kicks it once its time has come); a message
+that comes earlier (a copy) is dropped, and ``Store.start_job`` refuses it before then. The slot is free
+meanwhile; the key's later jobs wait behind it, in order.
 
 **The janitor** (:func:`heal`, every worker, every ``lease_ttl`` seconds) kicks what no message will
 bring back: a ``running`` job whose lease is free (a worker died and the broker holds its message for
@@ -72,6 +73,10 @@ log = logging.getLogger("baton.worker")
 Kick = Callable[[str, float], None]  # send a message for a job id, after a countdown in seconds
 ALL = 10**9
 STALE = 4  # lease TTLs a key's oldest queued job waits, with nothing of its key running, before a kick
+# seconds at most a job waiting for a usage quota's reset is sent a delayed message for (a Celery
+# countdown is held unacknowledged by a worker until it is due: RabbitMQ closes a channel whose message
+# waits past its consumer_timeout, 30 min by default); a longer wait is the janitor's, once it is due
+COUNTDOWN_MAX = 600.0
 UNFINISHED = (Outcome.RUNNING, Outcome.CRASHED, Outcome.SESSION_LOST)  # a takeover runs these again
 
 # What handle() did with a message (logged, and returned by the Celery task).
@@ -281,7 +286,8 @@ class _Handler:
         current = self.store.get_job(self.job_id)
         if current is not None and current.cancel_requested_at is not None:
             return self._end(job, Outcome.CANCELLED.value, {"error": NOT_STARTED}, CANCELLED)
-        self.kick(self.job_id, at - now)
+        if at - now <= COUNTDOWN_MAX:  # a longer wait: the janitor kicks it when its time has come
+            self.kick(self.job_id, at - now)
         log.info("job %s waits for a usage quota's reset until %s", job.id, quota.when(at, now))
         return QUOTA
 
@@ -308,8 +314,11 @@ def heal(settings: Settings, store: Store, kick: Kick, kicked: dict[str, float])
         if key in busy:
             continue
         busy.add(key)  # only the first queued job of a key (in the store's order) may start
-        since = max(job.submitted_at, job.not_before or 0.0)  # one waiting for a quota: since its reset
-        if since < now - stale and kicked.get(job.id, 0.0) < now - stale:
+        if job.not_before is not None and job.not_before > now:
+            continue  # it waits for a usage quota's reset
+        due = job.not_before is not None and kicked.get(job.id, 0.0) < job.not_before  # reset passed: once
+        since = max(job.submitted_at, job.not_before or 0.0)
+        if due or (since < now - stale and kicked.get(job.id, 0.0) < now - stale):
             kicked[job.id] = now
             kick(job.id, 0.0)
             sent.append(job.id)
