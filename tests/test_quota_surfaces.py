@@ -86,6 +86,13 @@ def test_a_spent_quota_exits_75_says_when_and_holds_the_credential(cli: Cli, src
     shown_run = json.loads(cli("runs", "show", shown["run_id"], "--json").stdout)
     attempt = shown_run[0] if isinstance(shown_run, list) else shown_run
     assert "rate_limited" in json.dumps(attempt) and shown["resets_at"] in json.dumps(attempt)
+    lines = cli("runs", "show", shown["run_id"]).stdout.splitlines()
+    at = lines.index("outcome: rate_limited")
+    assert lines[at + 1].startswith(f"resets_at: {stamp} (in ") and lines[at + 2] == "limit_kind: five_hour"
+    assert cli("quota", "clear", "fake").returncode == 0
+    ok = json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", "fine", "--json", "hi").stdout)
+    assert ok["outcome"] == "succeeded" and ok["resets_at"] is None and ok["limit_kind"] is None
+    assert "resets_at" not in cli("runs", "show", ok["run_id"]).stdout
 
 
 def test_wait_quota_waits_for_a_held_breaker_then_runs(cli: Cli, src_repo: Path) -> None:

@@ -6,6 +6,7 @@ a short form.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -111,6 +112,8 @@ def print_run(data: dict[str, Any]) -> None:
     without the agent CLI's known noise lines (``--json`` keeps the stored text). No ``actor`` line
     for a run no one submitted (``baton run``: ``--json`` has ``"actor": ""``, as the API answers)."""
     shown = {"run": data["run_id"], **{name: data.get(name) for name in SHOWN}}
+    if data.get("outcome") == "rate_limited":  # a state, not a failure: when it may go on
+        shown = _with_reset(shown, data)
     if not shown["actor"]:
         del shown["actor"]
     if shown["error"]:
@@ -118,6 +121,22 @@ def print_run(data: dict[str, Any]) -> None:
 
         shown["error"] = clean_error(data["agent"], shown["error"])
     print_fields(shown)
+
+
+def _with_reset(shown: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """``shown`` with the quota's reset and kind right after the outcome of a ``rate_limited`` run."""
+    from datetime import datetime
+
+    resets = data.get("resets_at")
+    if resets:
+        from baton.runner.quota import when
+
+        at = datetime.fromisoformat(resets).timestamp()
+        resets = when(at, time.time()) if at > time.time() else f"{resets} (passed)"
+    at_outcome = list(shown).index("outcome") + 1
+    items = list(shown.items())
+    items[at_outcome:at_outcome] = [("resets_at", resets), ("limit_kind", data.get("limit_kind"))]
+    return dict(items)
 
 
 @runs_app.command("logs")

@@ -155,7 +155,9 @@ async def _notice_if_unclaimed(settings: Settings, store: Store, job_id: str) ->
 
 def _print_outcome(job: JobRecord) -> None:
     result = job.result or {}
-    color = "green" if job.outcome == Outcome.SUCCEEDED.value else "red"
+    # a spent usage quota is a state, not a failure: the thread waits for the reset
+    colors = {Outcome.SUCCEEDED.value: "green", Outcome.RATE_LIMITED.value: "blue"}
+    color = colors.get(job.outcome or "", "red")
     key = f"{job.agent}:{job.repo}:{job.thread}"
     out().print(
         f"[{color}]{esc(job.outcome)}[/{color}]  run {esc(job.id)}  {esc(key)}  "
