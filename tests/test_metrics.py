@@ -23,7 +23,10 @@ from baton.store import Store
 from tests.service_fixtures import Service, run_service, service_fixture  # noqa: F401 (the `service` fixture)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-ALLOWED_LABELS = {"agent", "mode", "outcome", "result", "status", "kind", "forge", "event", "le", "worker"}
+ALLOWED_LABELS = {
+    "agent", "mode", "outcome", "result", "status", "kind", "forge", "event", "le", "worker",
+    "credential_label",  # a usage-quota breaker's: where the credential comes from, never the secret
+}  # fmt: skip
 
 
 def scrape(url: str) -> Samples:

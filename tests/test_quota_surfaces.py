@@ -6,11 +6,13 @@ tests/test_dashboard_quota.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -95,16 +97,19 @@ def test_a_spent_quota_exits_75_says_when_and_holds_the_credential(cli: Cli, src
     assert "resets_at" not in cli("runs", "show", ok["run_id"]).stdout
 
 
-def test_wait_quota_waits_for_a_held_breaker_then_runs(cli: Cli, src_repo: Path) -> None:
-    until = time.time() + 5
-    assert limited(cli, src_repo, "first", until).returncode == 75
-    started = time.monotonic()
+def test_wait_quota_waits_for_a_held_breaker_then_runs(cli: Cli, src_repo: Path, store: Store) -> None:
+    assert limited(cli, src_repo, "first", time.time() + 3600).returncode == 75
+    (tripped,) = store.list_quotas()
+    reset = time.time() + 6  # sooner, and from now: the first process's start-up is not part of the wait
+    store.save_quota(dataclasses.replace(tripped, resets_at=reset))
     waited = cli("run", "-a", "fake", "-r", str(src_repo), "-t", "second", "--wait-quota", "--json", "go on")
     assert waited.returncode == 0, waited.stderr
     assert json.loads(waited.stdout)["outcome"] == "succeeded"
     assert "nothing was started" in waited.stderr and "waiting until" in waited.stderr
     assert "(--wait-quota)" in waited.stderr and "Traceback" not in waited.stderr
-    assert time.monotonic() - started >= until - time.time() - 1  # it did wait for the reset
+    assert time.time() >= reset, "it waited for the reset"
+    (closed,) = store.list_quotas()
+    assert closed.state == QuotaState.OK, "the first turn through after the reset closed the breaker"
 
 
 def test_wait_quota_is_typers_to_parse_never_the_fast_paths() -> None:
@@ -134,6 +139,7 @@ def test_baton_quota_lists_and_clears_a_breaker_audited(cli: Cli, src_repo: Path
     assert " exhausted " in row and ("(in 1 h 59 min)" in row or "(in 2 h)" in row), row
     assert "rate_limit_event rejected (five_hour)" in row
     (record,) = json.loads(cli("quota", "--json").stdout)
+    assert json.loads(cli("quota", "ls", "--json").stdout) == [{**record, "resets_in_s": ANY}]
     assert record["held"] is True and record["state"] == "exhausted" and record["agent"] == "fake"
     assert 7000 < record["resets_in_s"] <= 7200 and record["refusals"] == 0
     label = record["label"]

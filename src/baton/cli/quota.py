@@ -27,10 +27,15 @@ Credential = Annotated[
 
 
 @quota_app.callback()
-def quota_ls(ctx: typer.Context, as_json: JsonOpt = False, wide: WideOpt = False) -> None:
+def quota_main(ctx: typer.Context, as_json: JsonOpt = False, wide: WideOpt = False) -> None:
+    """List every credential's breaker (as `baton quota ls`), or clear one."""
+    if ctx.invoked_subcommand is None:
+        quota_ls(as_json, wide)
+
+
+@quota_app.command("ls")
+def quota_ls(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """List every credential's breaker: label, agent, state, when it resets, refusals in a row, detail."""
-    if ctx.invoked_subcommand is not None:
-        return
     import time
 
     from baton.housekeeping.quotas import quota_views
