@@ -30,6 +30,7 @@ import bench_hydrate
 import bench_landlock
 import bench_leases
 import bench_portable
+import bench_quota
 import bench_service
 import bench_sync
 import bench_workers
@@ -56,6 +57,7 @@ GROUPS = {
         bench_forge.GROUP,
         bench_dashboard.GROUP,
         bench_leases.GROUP,
+        bench_quota.GROUP,
         bench_portable.GROUP,
         bench_workers.GROUP,
         bench_sync.GROUP,
@@ -68,6 +70,7 @@ GROUPS = {
 # The order they run in: those that need only the small repository first.
 RUN_ORDER = (
     *("claude", "codex", "gemini", "hydrate", "cli", "service", "forge", "dashboard", "leases", "workers"),
+    "quota",
     "landlock",
     "contain",
     "diskwatch",
