@@ -423,15 +423,23 @@ def last_rate_limits(path: Path) -> Any:
     try:
         with path.open("rb") as file:
             file.seek(max(0, file.seek(0, os.SEEK_END) - ROLLOUT_TAIL))
-            lines = file.read().splitlines()
+            data = file.read()
     except OSError:
         return None
-    for line in reversed(lines):
-        kind = _event_msg_type(line) if b'"token_count"' in line or b'"task_started"' in line else None
+    end = len(data)
+    while end > 0:  # from the end, only the lines that name either event are parsed
+        found = max(data.rfind(b'"token_count"', 0, end), data.rfind(b'"task_started"', 0, end))
+        if found < 0:
+            return None
+        begin = data.rfind(b"\n", 0, found) + 1
+        stop = data.find(b"\n", found)
+        line = data[begin : stop if stop >= 0 else len(data)]
+        kind = _event_msg_type(line)
         if kind == "task_started":
             return None
         if kind == "token_count":
             return json.loads(line)["payload"].get("rate_limits")
+        end = begin
     return None
 
 
