@@ -171,3 +171,33 @@ def test_the_card_lists_held_credentials_and_counts_the_passed(store: Store) -> 
     card = quota_card(store, now)
     assert [v.record.label for v in card["held"]] == ["claude ANTHROPIC_API_KEY #aaa111"]
     assert card["passed"] == 1 and card["known"] == 3
+
+
+def test_an_admin_clears_a_breaker_from_the_card_a_reader_cannot(service: Service, tabs: Tabs) -> None:
+    label = "claude ANTHROPIC_API_KEY #aaa111"
+    service.store.save_quota(
+        QuotaRecord("aaa111", "claude", label, QuotaState.EXHAUSTED, resets_at=time.time() + 3600)
+    )
+    reader = tabs.open(service.url)
+    reader.sign_in(service.token("read"))
+    assert reader.page.locator("#quotas-held tr[data-credential]").count() == 1
+    assert reader.page.locator("form.quota-clear").count() == 0
+    csrf = reader.page.get_attribute("input[name=csrf]", "value")
+    forged = reader.context.request.post(
+        f"{service.url}/quotas/clear", form={"csrf": csrf or "", "credential": "aaa111"}, max_redirects=0
+    )
+    assert forged.status == 403
+    assert service.store.quota("aaa111").held(time.time())  # type: ignore[union-attr]
+
+    admin = tabs.open(service.url)
+    admin.sign_in(service.token("admin", name="ops-admin"))
+    admin.page.locator("#quotas").scroll_into_view_if_needed()
+    admin.screenshot("dashboard-quotas-admin")
+    with admin.page.expect_navigation(wait_until="load"):
+        admin.page.click(f"#quotas-held tr[data-credential='{label}'] form.quota-clear button")
+    assert admin.path().startswith("/?cleared=")
+    assert admin.page.inner_text("#quota-cleared") == f"Cleared the breaker of {label}: its runs start again."
+    assert admin.page.locator("#quotas-none").is_visible()
+    assert service.store.quota("aaa111").state == QuotaState.OK  # type: ignore[union-attr]
+    (entry,) = [a for a in service.store.list_audit() if a["action"] == "quota-clear"]
+    assert entry["actor"] == "ops-admin" and entry["key"] == label

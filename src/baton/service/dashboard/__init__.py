@@ -31,7 +31,7 @@ from baton.service.errors import (
     validation_words,
 )
 
-PAGES = ("/login", "/logout", "/sessions", "/session", "/runs", "/plans", "/deliveries", "/audit")
+PAGES = ("/login", "/logout", "/sessions", "/session", "/runs", "/plans", "/deliveries", "/audit", "/quotas")
 STREAMS = "/ui/stream/"
 API = ("/v1/", "/webhooks/")  # the API's paths: JSON errors, whoever asks
 

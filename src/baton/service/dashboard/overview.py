@@ -1,6 +1,7 @@
 """Route: the overview (``/``): the disk card, the counters (with the forge's bound threads, and a
 link to each one that needs a human, when there are any) and the usage quotas spent (each held
-credential and when it resets: :mod:`baton.housekeeping.quotas`).
+credential and when it resets: :mod:`baton.housekeeping.quotas`), where an admin may clear one whose
+quota was raised (``POST /quotas/clear``, a form with the CSRF value, audited).
 
 A ``rate_limited`` run is a state, not a failure: a resume that met a spent quota is named apart from
 the resumes that failed, timed out or crashed beside the resume success rate.
@@ -20,15 +21,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from baton.housekeeping.disk import DiskReport
 from baton.housekeeping.fleetdisk import FleetDisk, fleet_disk
-from baton.housekeeping.quotas import quota_views
-from baton.models import BindingStatus, Outcome, QuotaState, SessionStatus
-from baton.service.dashboard.web import Viewer, page, signed_in, state
+from baton.housekeeping.quotas import clear_breaker, quota_views
+from baton.models import BindingStatus, Outcome, QuotaState, SessionStatus, TokenScope
+from baton.service.dashboard.web import Viewer, form_of, page, signed_in, state, with_headers
 from baton.service.metrics import resume_result
 from baton.store.base import ForgeStore, QuotaStore, ViewStore
 
@@ -153,6 +156,7 @@ def overview(
     request: Request,
     viewer: Annotated[Viewer, Depends(signed_in)],
     fresh: Annotated[bool, Query(description="measure the disk now")] = False,
+    cleared: Annotated[str | None, Query(max_length=300)] = None,
 ) -> HTMLResponse:
     _settings, store = state(request)
     fleet = fleet_disk(store)
@@ -168,4 +172,17 @@ def overview(
         counts=counters(store),
         forge=forge_threads(store),
         quotas=quota_card(store),
+        cleared=cleared,
     )
+
+
+@router.post("/quotas/clear")
+async def clear_quota(request: Request, viewer: Annotated[Viewer, Depends(signed_in)]) -> Response:
+    """An admin closes a credential's breaker by hand (its quota was raised): audited with the token's
+    name, as ``baton quota clear`` and ``POST /v1/quotas/clear`` are; back to the overview, which says
+    so."""
+    fields = await form_of(request, viewer, TokenScope.ADMIN)
+    _settings, store = state(request)
+    done = await run_in_threadpool(clear_breaker, store, fields.get("credential", ""), viewer.name)
+    target = "/?" + urlencode({"cleared": done.after.record.label}) + "#quotas"
+    return with_headers(RedirectResponse(target, status_code=303))
