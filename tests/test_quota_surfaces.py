@@ -318,3 +318,14 @@ def test_metrics_show_each_breaker_and_a_rate_limited_run_is_no_failure(
     assert sample("baton_runs_total", agent="fake", mode="fresh", outcome="rate_limited") == 1
     assert not any(k[0] == "baton_runs_total" and ("outcome", "failed") in k[1] for k in m)
     assert sample("baton_sessions", agent="fake", status="waiting_for_quota") == 1
+
+
+def test_the_python_api_names_the_quota_surfaces() -> None:
+    import baton
+    from baton import errors, models
+
+    assert baton.QuotaHeld is errors.QuotaHeld and baton.QuotaHeld.exit_code == 75
+    assert baton.QuotaRecord is models.QuotaRecord and baton.QuotaState is models.QuotaState
+    assert baton.quota_views is quotas.quota_views and baton.clear_breaker is quotas.clear_breaker
+    assert baton.Outcome.RATE_LIMITED == "rate_limited"
+    assert baton.SessionStatus.WAITING == "waiting_for_quota"
