@@ -1,4 +1,4 @@
-"""Benchmarks 18 and 19: what usage-limit handling (issue 34) costs a run.
+"""Benchmarks 18 and 19: what usage-limit handling costs a run.
 
 18 — classifying a turn's events for usage limits (the goal: ≤ 1 ms a turn). A real turn is recorded
 first, untimed: baton runs the real CLI against its mock model with a prompt of 100 tool calls, and the
@@ -9,7 +9,7 @@ key's adapter, interleaved:
 - candidate: ``read_event`` on every line (the JSON parse, the adapter's ``on_event``, and
   ``limit_event`` merged into ``turn.limit``), then ``usage_limit`` on the turn, as the runner does;
 - baseline: the same lines without limit detection: ``parse_event`` and ``on_event`` alone, no
-  ``usage_limit`` (the runner's work per turn before issue 34);
+  ``usage_limit`` (the runner's work per turn before usage limits were recognised);
 - for the notes: the classification alone, ``limit_event`` and ``merge`` over the already parsed
   events, then ``usage_limit``.
 

@@ -1,6 +1,6 @@
 """A spent usage quota across the fleet, with real processes: the runs of a credential wait for its
 reset instead of running into the wall, then all go through, in order per key; other credentials'
-runs go on meanwhile (issue 34, "threads that wait").
+runs go on meanwhile ("threads that wait").
 
 - **Celery**: two ``baton worker`` processes (their own BATON_HOMEs, one PostgreSQL store, a private
   Redis broker) and 20 runs of one credential (5 keys x 4) queued at once, the fake agent meeting a
