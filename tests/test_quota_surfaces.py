@@ -15,7 +15,11 @@ from pathlib import Path
 from unittest.mock import ANY
 
 import httpx
+import jsonschema_rs
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from baton import Outcome, RunRequest, run
@@ -24,7 +28,8 @@ from baton.errors import BadInput, NotFound
 from baton.housekeeping import quotas
 from baton.housekeeping.doctor import CheckStatus, check_quotas
 from baton.models import QuotaRecord, QuotaState
-from baton.settings import Settings
+from baton.service.fields import ON_LIMIT_PATTERN
+from baton.settings import Settings, check_on_limit
 from baton.store import Store
 from tests.service_fixtures import Service, service_fixture  # noqa: F401 (the `service` fixture)
 
@@ -327,5 +332,39 @@ def test_the_python_api_names_the_quota_surfaces() -> None:
     assert baton.QuotaHeld is errors.QuotaHeld and baton.QuotaHeld.exit_code == 75
     assert baton.QuotaRecord is models.QuotaRecord and baton.QuotaState is models.QuotaState
     assert baton.quota_views is quotas.quota_views and baton.clear_breaker is quotas.clear_breaker
-    assert baton.Outcome.RATE_LIMITED == "rate_limited"
-    assert baton.SessionStatus.WAITING == "waiting_for_quota"
+    assert baton.Outcome.RATE_LIMITED.value == "rate_limited"
+    assert baton.SessionStatus.WAITING.value == "waiting_for_quota"
+
+
+ON_LIMITS = st.sampled_from(["wait", "fallback:", "fallback:codex", "Wait", "fallback:Codex"]) | st.text(
+    alphabet="waitfbck:_-9AZ\n", max_size=14
+)
+
+
+@examples(max_examples=300, deadline=None, database=None)
+@given(ON_LIMITS)
+def test_the_on_limit_pattern_the_api_states_is_the_settings_check(value: str) -> None:
+    """``on_limit`` in the OpenAPI document (a pattern, read as ECMA-262 as clients read it) takes what
+    the runner takes, and the API refuses the rest in the runner's words."""
+    stated = jsonschema_rs.validator_for({"type": "string", "pattern": ON_LIMIT_PATTERN}).is_valid(value)
+    try:
+        check_on_limit(value, "on_limit")
+        taken = True
+    except BadInput:
+        taken = False
+    assert stated == taken, repr(value)
+
+
+def test_a_bad_on_limit_is_refused_by_the_api_in_the_runners_words(service: Service, src_repo: Path) -> None:
+    with service.client("run") as http:
+        body = {
+            "agent": "fake",
+            "repo": str(src_repo),
+            "thread": "t",
+            "prompt": "hi",
+            "on_limit": "sometimes",
+        }
+        refused = http.post("/v1/runs", json=body)
+        assert refused.status_code == 422
+        assert "on_limit must be 'wait' or 'fallback:<agent>'" in refused.json()["detail"]
+        assert http.post("/v1/runs", json={**body, "on_limit": "wait"}).status_code == 202

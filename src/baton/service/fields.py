@@ -36,6 +36,7 @@ from baton.agents.base import check_text
 from baton.errors import BadInput
 from baton.keys import validate_agent, validate_thread
 from baton.models import Mode
+from baton.settings import check_on_limit
 
 ERROR_TYPE = "baton"  # a check's refusal: its message is the whole 422 detail
 
@@ -84,6 +85,9 @@ BRANCH_NEVER = (
 
 # A token's name (service.auth.create_token).
 TOKEN_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+# What a spent usage quota does (settings.check_on_limit): wait, or fallback:<an agent's name>.
+ON_LIMIT_PATTERN = "^(?:wait|fallback:[a-z][a-z0-9_-]{0,31})$"
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: typing hashes Annotated's metadata
@@ -167,6 +171,10 @@ def check_token_name(name: str) -> None:
         )
 
 
+def check_on_limit_option(value: str) -> None:
+    check_on_limit(value, "on_limit")
+
+
 Agent = Annotated[str, Rule(agents_enum, known_agent)]
 Thread = Annotated[
     str, Rule({"pattern": THREAD_PATTERN, "minLength": 1, "maxLength": THREAD_MAX}, validate_thread)
@@ -179,6 +187,7 @@ RepoSpec = Annotated[str, Rule({"pattern": REPO_PATTERN, "minLength": 1})]  # pa
 TokenName = Annotated[
     str, Rule({"pattern": TOKEN_NAME_PATTERN, "minLength": 1, "maxLength": 64}, check_token_name)
 ]
+OnLimit = Annotated[str, Rule({"pattern": ON_LIMIT_PATTERN, "maxLength": 41}, check_on_limit_option)]
 
 
 def run_rules(agents: list[str]) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ RULES: dict[str, Any] = {
     "fork_from": rule.Thread,
     "base_thread": rule.Thread,
     "handoff_from": rule.Agent,
+    "on_limit": rule.OnLimit,
     "timeout": Annotated[float, Field(gt=0, le=int(MAX_SECONDS))],
     "retries": Annotated[int, Field(ge=0, le=MAX_RETRIES)],
     # a size as the settings take it (settings.parse_size): 1073741824, 512M, 4G, 1.5GiB; 0: no limit
