@@ -96,7 +96,7 @@ def _model_line(show: Callable[[str], None], then: EventCallback | None) -> Even
 
 
 def _print_result(result: RunResult, settings: Settings) -> None:
-    from baton.models import Outcome
+    from baton.models import Outcome, iso
     from baton.runner.runids import short_id
     from baton.store import open_store
 
@@ -111,11 +111,14 @@ def _print_result(result: RunResult, settings: Settings) -> None:
         f"session={result.session.agent_session_id}"
     )
     if sys.stdout.isatty():  # the outcome in colour
-        color = "green" if r.outcome == Outcome.SUCCEEDED else "red"
+        colors = {Outcome.SUCCEEDED: "green", Outcome.RATE_LIMITED: "blue"}  # waiting is no failure
+        color = colors.get(r.outcome, "red")
         out().print(f"[{color}]{r.outcome.value}[/{color}]{esc(rest)}", highlight=False)
     else:
         say(r.outcome.value + rest)
     say(f"worktree: {result.session.worktree}  ({r.duration_s} s)")
+    if r.outcome == Outcome.RATE_LIMITED and r.resets_at:
+        say(f"resets at: {iso(r.resets_at)} (exit 75; --wait-quota waits for it)")
     if r.result:
         say(r.result)
     if r.note:
