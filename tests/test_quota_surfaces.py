@@ -31,6 +31,7 @@ from baton.models import QuotaRecord, QuotaState
 from baton.service.fields import ON_LIMIT_PATTERN
 from baton.settings import Settings, check_on_limit
 from baton.store import Store
+from tests.conftest import wait_for
 from tests.service_fixtures import Service, service_fixture  # noqa: F401 (the `service` fixture)
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -368,3 +369,27 @@ def test_a_bad_on_limit_is_refused_by_the_api_in_the_runners_words(service: Serv
         assert refused.status_code == 422
         assert "on_limit must be 'wait' or 'fallback:<agent>'" in refused.json()["detail"]
         assert http.post("/v1/runs", json={**body, "on_limit": "wait"}).status_code == 202
+
+
+def test_a_submitted_run_waiting_for_its_quota_says_until_when(
+    service: Service, settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run submitted while its credential's breaker holds is queued again, its view saying until when
+    (``not_before``: the reset plus jitter), never started before."""
+    until = int(time.time()) + 3600
+    met_limit(settings, service.store, src_repo, monkeypatch, until)
+    with service.client("run") as http:
+        made = http.post(
+            "/v1/runs", json={"agent": "fake", "repo": str(src_repo), "thread": "later", "prompt": "x"}
+        )
+        assert made.status_code == 202, made.text
+        run_id = made.json()["run_id"]
+
+        def waiting() -> bool:
+            return http.get(f"/v1/runs/{run_id}").json().get("not_before") is not None
+
+        wait_for(waiting, 20, 0.1, "the run to be queued again until the reset")
+        shown = http.get(f"/v1/runs/{run_id}").json()
+    assert shown["status"] == "queued" and shown["started_at"] is None
+    at = time.mktime(time.strptime(shown["not_before"], "%Y-%m-%dT%H:%M:%S+00:00")) - time.timezone
+    assert until < at <= until + 300

@@ -367,6 +367,7 @@ class JobRecord:
             "ended_at": iso(self.ended_at),
             "outcome": self.outcome,
             "error": self.error,
+            "not_before": iso(self.not_before),
         }
         return {**data, **(self.result or {}), "run_id": self.id, "status": self.status.value}
 

@@ -74,6 +74,11 @@ class JobView(BaseModel):
         "quota: see resets_at), …; null until done"
     )
     error: str | None
+    not_before: str | None = Field(
+        None,
+        description="queued again to wait for its credential's usage quota to reset: not started before "
+        "this (its last attempt, rate_limited, says why)",
+    )
 
 
 # Both derived from the runner's schema (baton.service.schemas); mypy sees the plain models.
