@@ -393,3 +393,26 @@ def test_a_submitted_run_waiting_for_its_quota_says_until_when(
     assert shown["status"] == "queued" and shown["started_at"] is None
     at = time.mktime(time.strptime(shown["not_before"], "%Y-%m-%dT%H:%M:%S+00:00")) - time.timezone
     assert until < at <= until + 300
+
+
+# -- baton plan run --------------------------------------------------------------------------------
+
+
+def test_a_plan_stops_with_exit_75_at_a_spent_quota_or_waits_for_it(
+    cli: Cli, src_repo: Path, tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        f"id: q\nagent: fake\nrepo: {json.dumps(str(src_repo))}\n"
+        "tasks:\n  - id: one\n    prompt: first\n  - id: two\n    prompt: second\n"
+    )
+    until = int(time.time()) + 3
+    stopped = cli("plan", "run", str(plan), "--json", env={"FAKE_AGENT_LIMIT_UNTIL": str(until)})
+    assert stopped.returncode == 75, stopped.stderr
+    tasks = {t["id"]: t for t in json.loads(stopped.stdout)["tasks"]}
+    assert tasks["one"]["outcome"] == "rate_limited" and tasks["two"]["status"] == "pending"
+
+    waited = cli("plan", "run", str(plan), "--wait-quota", env={"FAKE_AGENT_LIMIT_UNTIL": str(until)})
+    assert waited.returncode == 0, waited.stderr
+    assert "plan q: the usage quota of fake" in waited.stderr and "--wait-quota" in waited.stderr
+    assert "plan q succeeded: 2/2 tasks succeeded" in waited.stdout

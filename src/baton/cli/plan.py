@@ -20,6 +20,7 @@ from baton.cli.common import (
     print_table,
 )
 from baton.cli.render import natural, wrap_between_words
+from baton.errors import exit_code_of
 from baton.models import Access, TaskStatus
 
 if TYPE_CHECKING:
@@ -63,11 +64,20 @@ def plan_run(
         Access | None,
         typer.Option(help="read, edit or full, for tasks without an access: of their own (default: setting)"),
     ] = None,
+    wait_quota: Annotated[
+        bool,
+        typer.Option(
+            "--wait-quota",
+            help="a spent usage quota: wait for its reset and go on, instead of stopping (exit 75)",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
     """Run a plan's unfinished tasks in one conversation; re-run it to continue after an interruption.
-    A relative repo: is read from the plan file's directory (from standard input: the current one)."""
+    A relative repo: is read from the plan file's directory (from standard input: the current one). A
+    task that meets a spent usage quota stops the plan with exit 75 (re-run it after the reset), unless
+    --wait-quota, or the plan's on_limit: names a fallback agent."""
     from rich.live import Live
 
     from baton.cli.inputs import STDIN, read_input
@@ -83,8 +93,11 @@ def plan_run(
         if access is not None:
             settings = settings.with_(access=access.value)
         live_view = not as_json and out().is_terminal
+        waits = (
+            (lambda why: err().print(esc(f"plan {plan.id}: {why}"), highlight=False)) if wait_quota else None
+        )
         if not live_view:
-            result = run_plan(plan, settings, store, from_task=from_task)
+            result = run_plan(plan, settings, store, from_task=from_task, wait_quota=waits)
         else:  # --wide: the live table goes when the plan ends, for the table at natural width
             with Live(console=out(), auto_refresh=False, transient=wide) as live:
 
@@ -92,7 +105,9 @@ def plan_run(
                     table = plan_table(store, record, current, whole=False)
                     live.update(wrap_between_words(table), refresh=True)
 
-                result = run_plan(plan, settings, store, from_task=from_task, on_progress=show)
+                result = run_plan(
+                    plan, settings, store, from_task=from_task, on_progress=show, wait_quota=waits
+                )
         record = result.record
         if as_json:
             emit_json(record.to_json())
@@ -104,7 +119,8 @@ def plan_run(
         (out() if result.ok else err()).print(
             esc(f"plan {record.id} {record.status}: {summary}"), highlight=False
         )
-    raise typer.Exit(0 if result.ok else 1)
+    failed = [t.outcome for t in record.tasks if t.status == TaskStatus.FAILED]
+    raise typer.Exit(0 if result.ok else (exit_code_of(*failed) if failed else 1))  # 75: a spent quota
 
 
 @plan_app.command("show")

@@ -78,8 +78,11 @@ def run_plan(
     store: Store,
     from_task: str | None = None,
     on_progress: Progress | None = None,
+    wait_quota: Callable[[str], None] | None = None,
 ) -> PlanResult:
-    """Run the plan's unfinished tasks in order; returns the stored record at the end."""
+    """Run the plan's unfinished tasks in order; returns the stored record at the end. ``wait_quota``:
+    a task that meets a spent usage quota waits for its reset and goes on, told why and until when
+    (None: the task ends ``rate_limited`` and the plan stops, to be re-run after the reset)."""
     from baton.agents import AGENTS
 
     key = make_key(plan.agent, plan.repo, plan.thread, AGENTS)
@@ -105,7 +108,7 @@ def run_plan(
                 continue
             if record.status == PlanStatus.FAILED:
                 break
-            _run_task(plan, tasks[state.id], state, record, settings, store, on_progress, fence)
+            _run_task(plan, tasks[state.id], state, record, settings, store, on_progress, fence, wait_quota)
         failed = [t for t in record.tasks if t.status == TaskStatus.FAILED]
         pending = [t for t in record.tasks if t.status in (TaskStatus.PENDING, TaskStatus.RUNNING)]
         record.status = PlanStatus.FAILED if failed or pending else PlanStatus.SUCCEEDED
@@ -122,6 +125,7 @@ def _run_task(
     store: Store,
     on_progress: Progress | None,
     fence: Fence,
+    wait_quota: Callable[[str], None] | None,
 ) -> None:
     state.status, state.started_at, state.ended_at = TaskStatus.RUNNING, time.time(), None
     state.run_id = state.outcome = state.result = state.error = None
@@ -132,7 +136,7 @@ def _run_task(
         _save(store, record, on_progress, task.id, fence)
 
     try:
-        result = _run(plan, task, settings, store, started)
+        result = _run(plan, task, settings, store, started, wait_quota)
     except BatonError as exc:  # refused or unreachable before the turn ended: the task did not run
         state.status, state.error, state.ended_at = TaskStatus.FAILED, str(exc), time.time()
         record.status = PlanStatus.FAILED  # not left "running": nothing runs it now
@@ -155,7 +159,12 @@ def _run_task(
 
 
 def _run(
-    plan: Plan, task: Task, settings: Settings, store: Store, started: Callable[[RunRecord], None]
+    plan: Plan,
+    task: Task,
+    settings: Settings,
+    store: Store,
+    started: Callable[[RunRecord], None],
+    wait_quota: Callable[[str], None] | None,
 ) -> RunResult:
     return run(
         RunRequest(
@@ -175,6 +184,8 @@ def _run(
             cpu=task.cpu,
             wait=settings.lease_ttl,
             on_start=started,
+            wait_quota=wait_quota is not None,
+            on_wait=wait_quota,
         ),
         settings=settings,
         store=store,
