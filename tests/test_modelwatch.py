@@ -104,6 +104,10 @@ def test_gemini_retries_on_stderr() -> None:
     assert server == Signal(SignalKind.RETRYING, "with status 503", 1)
     assert signals.gemini_stderr("    at async retryWithBackoff (file:///x.js:1:2)") is None
     assert signals.gemini_stderr("Ripgrep is not available. Falling back to GrepTool.") is None
+    # a per-minute quota it retries (measured on 0.61.0): its words first, the delay on lines of their own
+    quota = "Attempt 3 failed: You exceeded your current quota, please check your plan and billing details."
+    assert signals.gemini_stderr(quota) == Signal(SignalKind.RETRYING, quota.split(": ", 1)[1], 3)
+    assert signals.gemini_stderr("Suggested retry after 5s.. Retrying after 5267ms...") is None
 
 
 def test_each_adapter_names_its_model_url(settings: Settings) -> None:

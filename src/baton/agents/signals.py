@@ -120,13 +120,17 @@ def codex(event: dict[str, Any]) -> Signal | None:
 
 
 _GEMINI_RETRY = re.compile(r"Attempt (\d+) failed\b(.*?)\. (?:Retrying|Max attempts reached)(.*)")
+_GEMINI_QUOTA_RETRY = re.compile(r"Attempt (\d+) failed: (.+)")
 
 
 def gemini_stderr(line: str) -> Signal | None:
-    """Gemini CLI's ``Attempt N failed[ with status S]. Retrying with backoff... Error: …`` on stderr."""
+    """Gemini CLI's ``Attempt N failed[ with status S]. Retrying with backoff... Error: …`` on stderr;
+    and the first line of a quota error it retries, ``Attempt N failed: You exceeded your current quota,
+    …`` (its delay follows on lines of their own)."""
     found = _GEMINI_RETRY.match(line.strip())
     if found is None:
-        return None
+        quota = _GEMINI_QUOTA_RETRY.match(line.strip())
+        return Signal(SignalKind.RETRYING, one_line(quota[2]), int(quota[1])) if quota else None
     said = found[3].split("Error:", 1)[-1].strip(" .") if "Error:" in found[3] else ""
     how = found[2].strip(" :")
     return from_text(" ".join(filter(None, [how, said])) or "failed", _int(found[1]))
