@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from baton.agents import EXTRA_ENV, get_agent, register_agent
+from baton.agents.acp import AcpAgent
 from baton.agents.claude import ClaudeAgent
 from baton.settings import Settings
 from baton.workspace.keyspace import key_spaces
@@ -37,12 +38,13 @@ def from_settings(name: str, settings: Settings) -> ClaudeAgent:
     return FakeAgent(name, settings.home / "homes" / name, binary or fake_agent_bin())
 
 
-def register_fake() -> None:
-    """Register ``fake`` here and, through the environment, in every process started from here."""
-    register_agent(NAME, FACTORY)
+def register_fake(name: str = NAME, factory: str = FACTORY) -> None:
+    """Register ``fake`` (or another fake: ``fake-acp``) here and, through the environment, in every
+    process started from here."""
+    register_agent(name, factory)
     entries = [e for e in os.environ.get(EXTRA_ENV, "").split(",") if e.strip()]
-    if f"{NAME}={FACTORY}" not in entries:
-        os.environ[EXTRA_ENV] = ",".join([*entries, f"{NAME}={FACTORY}"])
+    if f"{name}={factory}" not in entries:
+        os.environ[EXTRA_ENV] = ",".join([*entries, f"{name}={factory}"])
 
 
 def find_transcripts(settings: Settings, session_id: str, agent: str = NAME) -> list[Path]:
@@ -54,3 +56,27 @@ def find_transcripts(settings: Settings, session_id: str, agent: str = NAME) -> 
         for space in key_spaces(settings, agent)
         for path in adapter.with_home(space.home).transcript_files(session_id)
     ]
+
+
+# -- the fake ACP agent ------------------------------------------------------------------------------
+
+ACP_NAME = "fake-acp"
+ACP_FACTORY = "baton.testing.fake:acp_from_settings"
+
+
+class FakeAcpAgent(AcpAgent):
+    """The ACP adapter driving :mod:`baton.testing.fake_acp_agent`, its conversations in its home."""
+
+    env_patterns = ("FAKE_ACP_*",)
+
+    def home_env(self) -> dict[str, str]:
+        return {"FAKE_ACP_HOME": str(self._home)}
+
+    def transcript_files(self, session_id: str) -> list[Path]:
+        path = self._home / "sessions" / f"{session_id}.json"
+        return [path] if path.is_file() and "/" not in session_id else []
+
+
+def acp_from_settings(name: str, settings: Settings) -> AcpAgent:
+    program = [sys.executable, "-S", str(Path(__file__).parent / "fake_acp_agent.py")]
+    return FakeAcpAgent(name, settings.home / "homes" / name, program)

@@ -1,0 +1,127 @@
+"""Agents that speak the Agent Client Protocol (ACP): one adapter, configured per agent.
+
+Each turn runs the ACP bridge (:mod:`baton.agents.acpbridge`) as the agent process: it starts the ACP
+agent (``opencode acp``…) as its child, opens or loads the conversation, sends the prompt it reads on
+stdin, answers the agent's permission requests from the run's access level, and prints one JSON event
+per line, which :meth:`AcpAgent.on_event` reads into the turn. So the runner treats an ACP agent as it
+treats every CLI — walls, containment, timeouts, snapshots, hydration and hand-offs unchanged — and what
+differs per agent is a subclass's few attributes: its command, where its home's variables point, where
+it keeps a conversation (for snapshots), its credentials and model settings.
+
+Modes: ``fresh`` (``session/new``: the agent chooses the id, captured from the bridge's ``acp.session``
+event) and ``resume`` (``session/load`` by the stored id; a load the agent refuses is a lost
+conversation: baton recovers with a recap). ``continue`` and ``fork`` are not offered (ACP's
+``session/fork`` is unstable, and not every agent has it).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from baton.agents.base import AgentBase, Capabilities, Launch, Turn, need_session
+from baton.errors import AgentError
+from baton.models import Access, Mode, Outcome
+
+NOT_FOUND = "the ACP agent could not load the conversation"
+BRIDGE = Path(__file__).with_name("acpbridge.py")
+
+
+class AcpAgent(AgentBase):
+    """An ACP agent driven through the bridge; a subclass says which and how (see the module)."""
+
+    capabilities = Capabilities(
+        preassigned_id=False,
+        resume_by_id=True,
+        continue_latest=False,
+        fork=False,
+        reports_cost=False,
+        not_found=NOT_FOUND,
+    )
+    acp_args: ClassVar[tuple[str, ...]] = ()  # what makes the CLI speak ACP on stdio (``acp``)
+
+    def __init__(self, name: str, home: Path, command: list[str]) -> None:
+        super().__init__(home)
+        self.name = name
+        self._command = command
+
+    @property
+    def command(self) -> list[str]:
+        if not self._command:
+            raise AgentError(f"the {self.name} CLI is not installed")
+        return self._command
+
+    def prepare_home(self, ttl_days: float) -> None:
+        self._home.mkdir(parents=True, exist_ok=True)
+
+    def home_env(self) -> dict[str, str]:
+        """The variables that put the agent's state (sessions, config) in this key's home."""
+        return {"HOME": str(self._home)}
+
+    def launch(
+        self,
+        mode: Mode,
+        prompt: str,
+        session_id: str | None,
+        access: Access = Access.EDIT,
+        walled: bool = False,
+    ) -> Launch:
+        argv = [sys.executable, "-S", str(BRIDGE), "--access", access.value]
+        if mode == Mode.RESUME:
+            argv += ["--session", need_session(session_id, mode)]
+        elif mode not in (Mode.FRESH, Mode.RECOVER):
+            raise AgentError(f"mode {mode.value!r} cannot be launched directly")
+        argv += ["--", *self.command, *self.acp_args]
+        return Launch(argv=argv, env=self.home_env(), stdin=self.prompt_stdin(prompt))
+
+    def on_event(self, event: dict[str, Any], turn: Turn) -> None:
+        kind = event.get("type")
+        if kind == "acp.session" and isinstance(event.get("session_id"), str):
+            turn.session_id = event["session_id"]
+        elif kind == "acp.update":
+            self._update(event.get("update"), turn)
+        elif kind == "acp.result":
+            stop = event.get("stop_reason")
+            turn.is_error = stop != "end_turn"
+            turn.result = turn.result or ""
+            if turn.is_error:
+                turn.errors.append(f"the agent stopped: {stop}")
+            usage = (event.get("meta") or {}).get("usage") if isinstance(event.get("meta"), dict) else None
+            if isinstance(usage, dict):
+                turn.usage = {
+                    k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)
+                }
+        elif kind == "acp.error":
+            error = event.get("error")
+            said = error.get("message") if isinstance(error, dict) else error
+            if event.get("session_not_found"):
+                turn.errors.append(f"{NOT_FOUND}: {said}")
+            else:
+                turn.errors.append(f"{event.get('step')}: {said}")
+
+    @staticmethod
+    def _update(update: Any, turn: Turn) -> None:
+        if not isinstance(update, dict) or update.get("sessionUpdate") != "agent_message_chunk":
+            return
+        content = update.get("content")
+        if isinstance(content, dict) and isinstance(content.get("text"), str):
+            turn.result = (turn.result or "") + content["text"]
+
+    def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
+        if any(e.startswith(NOT_FOUND) for e in turn.errors):
+            return Outcome.SESSION_LOST
+        if exit_code == 0 and not turn.is_error and turn.result is not None:
+            return Outcome.SUCCEEDED
+        self.not_logged_in(exit_code, turn, stderr)
+        return Outcome.FAILED
+
+    def transcript_files(self, session_id: str) -> list[Path]:
+        raise NotImplementedError
+
+    def after_hydrate(self, session_id: str, cwd: Path) -> None:
+        """Nothing by default: the agent loads a conversation by its id from its home."""
+
+    def model_url(self, env: Mapping[str, str]) -> str | None:
+        return None

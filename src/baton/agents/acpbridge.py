@@ -1,0 +1,230 @@
+"""The ACP bridge: one turn of an Agent Client Protocol agent, as baton runs every agent CLI — one process
+per turn, the prompt on stdin, one JSON event per line on stdout (stdlib only; run with ``python -S``).
+
+baton's runner starts, walls, contains, times out and kills an agent *process* whose stream it reads
+(:mod:`baton.runner.process`). An ACP agent is driven by a conversation instead (JSON-RPC over its stdio:
+requests both ways), so the adapter (:mod:`baton.agents.acp`) starts this bridge as the agent; the bridge
+starts the ACP agent as its child, inside the same walls and process group, and:
+
+1. ``initialize`` (protocol version 1, no file-system or terminal capabilities: the agent uses its own
+   tools, inside the walls);
+2. ``session/new`` with the working directory (no MCP servers), or ``session/load`` of ``--session``
+   (its history replayed as ``session/update`` notifications, which are not this turn's and are only
+   counted); a load the agent refuses prints ``{"type": "acp.error", "session_not_found": true, …}``;
+3. ``session/prompt`` with the prompt read from stdin (never argv), printing every ``session/update``
+   as ``{"type": "acp.update", "update": …}``;
+4. answers ``session/request_permission`` from ``--access`` (read: reads only; edit: reads and edits;
+   full: everything), printing each decision as ``{"type": "acp.permission", …}``: nothing waits on a
+   person; any other request from the agent is refused (method not found);
+5. prints ``{"type": "acp.result", "stop_reason": …, "session_id": …}`` and exits 0 on ``end_turn``, 1
+   otherwise. SIGTERM/SIGINT (baton's timeout or cancel) send ``session/cancel``, give the agent a
+   moment to stop the turn, then end it.
+
+A thin client, not the ``agent-client-protocol`` SDK from PyPI: baton needs five methods of the
+protocol, the SDK is asyncio and pydantic (~0.3 s of imports a turn, in a process that does nothing else),
+and this module must run under ``python -S`` inside the agent's walls, where only the standard library
+and this file are read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+PROTOCOL_VERSION = 1
+CANCEL_GRACE = 3.0  # seconds the agent has to end a cancelled turn
+ALLOWED = {  # the tool kinds each access level allows (ACP's ToolKind)
+    "read": {"read", "search", "fetch", "think"},
+    "edit": {"read", "search", "fetch", "think", "edit", "delete", "move"},
+}
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+class Peer:
+    """The JSON-RPC connection to the agent: requests out (answered in order of arrival), requests and
+    notifications in (handled on the reader thread)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], access: str) -> None:
+        self.proc, self.access = proc, access
+        self.next_id = 0
+        self.waiting: dict[int, queue.Queue[dict[str, Any]]] = {}
+        self.lock = threading.Lock()
+        self.session = ""
+        self.replaying = False  # a session/load replays the history: not this turn's
+        self.replayed = 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = (json.dumps({"jsonrpc": "2.0", **message}) + "\n").encode()
+        with self.lock:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+
+    def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Send a request, wait for its answer: the whole response (``result`` or ``error``)."""
+        with self.lock:
+            self.next_id += 1
+            ident = self.next_id
+            box: queue.Queue[dict[str, Any]] = queue.Queue(1)
+            self.waiting[ident] = box
+        self.send({"id": ident, "method": method, "params": params})
+        return box.get()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                emit({"type": "acp.stdout", "line": raw.decode("utf-8", "replace").rstrip("\n")[:2000]})
+                continue
+            if isinstance(message, dict):
+                self._dispatch(message)
+        for box in list(self.waiting.values()):  # the agent is gone: no answer will come
+            box.put({"error": {"code": -32000, "message": "the agent exited"}})
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        method = message.get("method")
+        if method is None:
+            ident = message.get("id")
+            box = self.waiting.pop(ident, None) if isinstance(ident, int) else None
+            if box is not None:
+                box.put(message)
+        elif "id" in message:
+            self._answer(message)
+        elif method == "session/update":
+            params = message.get("params")
+            update = params.get("update") if isinstance(params, dict) else None
+            if self.replaying:
+                self.replayed += 1
+            elif isinstance(update, dict):
+                emit({"type": "acp.update", "update": update})
+
+    def _answer(self, request: dict[str, Any]) -> None:
+        if request.get("method") != "session/request_permission":
+            error = {"code": -32601, "message": f"baton does not offer {request.get('method')!r}"}
+            self.send({"id": request["id"], "error": error})
+            return
+        outcome, said = decide(self.access, _dict(request.get("params")))
+        emit({"type": "acp.permission", **said})
+        self.send({"id": request["id"], "result": {"outcome": outcome}})
+
+
+def decide(access: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The answer to a permission request at ``access`` (ACP's outcome) and what to record of it."""
+    tool = _dict(params.get("toolCall"))
+    kind = tool.get("kind") if isinstance(tool.get("kind"), str) else "other"
+    allow = access == "full" or kind in ALLOWED.get(access, set())
+    options = [o for o in params.get("options") or [] if isinstance(o, dict)]
+    wanted = ("allow_once", "allow_always") if allow else ("reject_once", "reject_always")
+    chosen = next((o for w in wanted for o in options if o.get("kind") == w), None)
+    said = {"tool": str(tool.get("title") or kind)[:200], "kind": kind, "allowed": allow, "access": access}
+    if chosen is None:
+        return {"outcome": "cancelled"}, said
+    return {"outcome": "selected", "optionId": chosen.get("optionId")}, said
+
+
+def turn(peer: Peer, session: str | None, cwd: str, prompt: str) -> int:
+    """The turn's steps (see the module docstring); the exit code."""
+    started = peer.call(
+        "initialize",
+        {
+            "protocolVersion": PROTOCOL_VERSION,
+            "clientCapabilities": {"fs": {"readTextFile": False, "writeTextFile": False}, "terminal": False},
+            "clientInfo": {"name": "baton", "version": "1"},
+        },
+    )
+    if "error" in started:
+        emit({"type": "acp.error", "step": "initialize", "error": started["error"]})
+        return 1
+    if session:
+        peer.replaying = True
+        loaded = peer.call("session/load", {"sessionId": session, "cwd": cwd, "mcpServers": []})
+        peer.replaying = False
+        if "error" in loaded:
+            emit(
+                {
+                    "type": "acp.error",
+                    "step": "session/load",
+                    "session_not_found": True,
+                    "error": loaded["error"],
+                }
+            )
+            return 2
+        peer.session = session
+    else:
+        made = peer.call("session/new", {"cwd": cwd, "mcpServers": []})
+        result = made.get("result")
+        if not isinstance(result, dict) or not isinstance(result.get("sessionId"), str):
+            emit({"type": "acp.error", "step": "session/new", "error": made.get("error")})
+            return 1
+        peer.session = result["sessionId"]
+    info = _dict(started.get("result"))
+    emit({"type": "acp.session", "session_id": peer.session, "replayed": peer.replayed, "agent": info})
+    answered = peer.call(
+        "session/prompt", {"sessionId": peer.session, "prompt": [{"type": "text", "text": prompt}]}
+    )
+    result = _dict(answered.get("result"))
+    if "error" in answered:
+        emit({"type": "acp.error", "step": "session/prompt", "error": answered["error"]})
+        return 1
+    stop = result.get("stopReason")
+    emit({"type": "acp.result", "stop_reason": stop, "session_id": peer.session, "meta": result.get("_meta")})
+    return 0 if stop == "end_turn" else 1
+
+
+def main(argv: list[str]) -> int:
+    """``acpbridge --access LEVEL --cwd DIR [--session ID] -- AGENT ARGV…``; the prompt on stdin."""
+    args = {"--access": "read", "--cwd": os.getcwd(), "--session": ""}
+    while argv and argv[0] != "--":
+        if argv[0] not in args or len(argv) < 2:
+            sys.stderr.write(f"acpbridge: unknown or incomplete option {argv[0]!r}\n")
+            return 2
+        args[argv[0]], argv = argv[1], argv[2:]
+    command = argv[1:]
+    if not command:
+        sys.stderr.write("acpbridge: no agent command after --\n")
+        return 2
+    prompt = sys.stdin.buffer.read().decode("utf-8", "replace")
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    peer = Peer(proc, args["--access"])
+
+    def stop(_signum: int, _frame: object) -> None:  # baton's timeout or cancel: end the turn cleanly
+        if peer.session:
+            with contextlib.suppress(OSError):
+                peer.send({"method": "session/cancel", "params": {"sessionId": peer.session}})
+        threading.Timer(CANCEL_GRACE, proc.kill).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        code = turn(peer, args["--session"] or None, args["--cwd"], prompt)
+    finally:
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        try:
+            proc.wait(CANCEL_GRACE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,114 @@
+"""The ACP adapter (:mod:`baton.agents.acp`) and its bridge (:mod:`baton.agents.acpbridge`) through the
+whole runner, driving the fake ACP agent (:mod:`baton.testing.fake_acp_agent`, newline-delimited JSON-RPC
+as ``opencode acp`` speaks it): a conversation created, loaded by id and grown; the agent's permission
+requests answered from the access level (edits at ``edit``, commands only at ``full``) and done or
+refused for real; a wiped home hydrated from the store; a conversation gone everywhere recovered with a
+recap; a timeout cancelling the turn."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from baton import Mode, Outcome, PromptKind, RunRequest, RunResult, run
+from baton.agents.acpbridge import decide
+from baton.models import Access
+from baton.settings import Settings
+from baton.store import Store
+from baton.testing.fake import ACP_FACTORY, ACP_NAME, register_fake
+
+register_fake(ACP_NAME, ACP_FACTORY)
+
+
+def go(settings: Settings, repo: Path, prompt: str, **how: object) -> RunResult:
+    request = RunRequest(agent=ACP_NAME, repo=str(repo), thread="acp", prompt=prompt, **how)  # type: ignore[arg-type]
+    return run(request, settings=settings)
+
+
+def test_a_conversation_is_created_loaded_by_id_and_grows(settings: Settings, src_repo: Path) -> None:
+    first = go(settings, src_repo, "outline the parser")
+    assert first.ok, first.run.error
+    assert first.run.mode == Mode.FRESH and first.session.agent_session_id
+    assert first.run.result == "fake acp reply: received 2 messages"
+    assert first.run.usage == {"input_tokens": 20, "output_tokens": 5}
+    second = go(settings, src_repo, "write it")
+    assert second.ok and second.run.mode == Mode.RESUME
+    assert second.run.session_id_in == first.session.agent_session_id == second.session.agent_session_id
+    assert second.run.result == "fake acp reply: received 4 messages", "the history came along"
+
+
+@pytest.mark.parametrize(
+    ("access", "made", "ran"),
+    [(Access.READ, False, False), (Access.EDIT, True, False), (Access.FULL, True, True)],
+)
+def test_permission_requests_are_answered_from_the_access_level(
+    settings: Settings, src_repo: Path, access: Access, made: bool, ran: bool
+) -> None:
+    result = go(settings, src_repo, "[[acp:edit made.txt]] [[acp:execute touch ran.txt]]", access=access)
+    assert result.ok, result.run.error
+    worktree = Path(result.session.worktree)
+    assert (worktree / "made.txt").exists() is made
+    assert (worktree / "ran.txt").exists() is ran
+    log = [json.loads(line) for line in Path(result.run.log_path).read_text().splitlines()]
+    decisions = {e["kind"]: e["allowed"] for e in log if e.get("type") == "acp.permission"}
+    assert decisions == {"edit": made, "execute": ran}, "every request answered and recorded"
+
+
+def test_a_permission_request_without_the_wanted_option_is_cancelled() -> None:
+    reject_only = {"toolCall": {"kind": "edit"}, "options": [{"optionId": "r", "kind": "reject_once"}]}
+    assert decide("edit", reject_only)[0] == {"outcome": "cancelled"}
+    assert decide("read", reject_only)[0] == {"outcome": "selected", "optionId": "r"}
+    assert decide("full", {"toolCall": "garbled", "options": "garbled"})[0] == {"outcome": "cancelled"}
+
+
+def test_a_wiped_home_is_hydrated_from_the_store(settings: Settings, src_repo: Path) -> None:
+    first = go(settings, src_repo, "one")
+    go(settings, src_repo, "two")
+    shutil.rmtree(settings.home / "keys" / ACP_NAME)  # a redeploy on a disk that is not persistent
+    after = go(settings, src_repo, "three")
+    assert after.ok and after.run.mode == Mode.RESUME, after.run.error
+    assert after.session.agent_session_id == first.session.agent_session_id
+    assert after.run.result == "fake acp reply: received 6 messages"
+
+
+def test_a_conversation_gone_everywhere_is_recovered_with_a_recap(
+    settings: Settings, store: Store, src_repo: Path
+) -> None:
+    first = go(settings, src_repo, "implement the parser")
+    shutil.rmtree(settings.home / "keys" / ACP_NAME)
+    store.delete_snapshot(ACP_NAME, first.session.repo, "acp")
+    after = go(settings, src_repo, "write the docs")
+    assert after.ok, after.run.error
+    assert after.run.mode == Mode.RECOVER and after.run.prompt_kind == PromptKind.RECAP
+    assert after.session.agent_session_id != first.session.agent_session_id
+
+
+def test_a_load_the_agent_refuses_is_a_lost_conversation_then_recovered(
+    settings: Settings, store: Store, src_repo: Path
+) -> None:
+    first = go(settings, src_repo, "one")
+    store.delete_snapshot(ACP_NAME, first.session.repo, "acp")  # (else baton restores the store's copy)
+    sessions = next((settings.home / "keys" / ACP_NAME).rglob("sessions"))
+    for path in sessions.iterdir():  # there, but the agent cannot load it
+        path.write_text("garbled")
+    after = go(settings, src_repo, "two")
+    assert after.ok, after.run.error
+    assert [a.outcome for a in after.attempts] == [Outcome.SESSION_LOST, Outcome.SUCCEEDED]
+    assert after.attempts[0].error and "could not load the conversation" in after.attempts[0].error
+    assert after.run.mode == Mode.RECOVER and after.session.agent_session_id != first.session.agent_session_id
+
+
+def test_a_timeout_cancels_the_turn_and_the_conversation_resumes(
+    settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = go(settings, src_repo, "one")
+    monkeypatch.setenv("FAKE_ACP_DELAY", "30")
+    slow = go(settings, src_repo, "two", timeout=2)
+    assert slow.run.outcome == Outcome.TIMED_OUT
+    monkeypatch.setenv("FAKE_ACP_DELAY", "0")
+    after = go(settings, src_repo, "three")
+    assert after.ok and after.run.session_id_in == first.session.agent_session_id
+    assert after.run.prompt_kind == PromptKind.INTERRUPTED
