@@ -15,6 +15,7 @@ import pytest
 
 from baton import Mode, Outcome, PromptKind, RunRequest, RunResult, run
 from baton.agents.acpbridge import decide
+from baton.agents.events import LogRenderer
 from baton.models import Access
 from baton.settings import Settings
 from baton.store import Store
@@ -112,3 +113,16 @@ def test_a_timeout_cancels_the_turn_and_the_conversation_resumes(
     after = go(settings, src_repo, "three")
     assert after.ok and after.run.session_id_in == first.session.agent_session_id
     assert after.run.prompt_kind == PromptKind.INTERRUPTED
+
+
+def test_runs_logs_shows_an_acp_turn(settings: Settings, src_repo: Path) -> None:
+    result = go(settings, src_repo, "[[acp:edit made.txt]] [[acp:execute touch ran.txt]]", access=Access.EDIT)
+    shown = [
+        (e.kind, e.text)
+        for e in LogRenderer(ACP_NAME).feed(Path(result.run.log_path).read_text().splitlines())
+    ]
+    shown += [(e.kind, e.text) for e in LogRenderer(ACP_NAME).flush()]
+    assert ("info", "allowed at edit: edit edit made.txt") in shown
+    assert ("info", "refused at edit: execute execute touch ran.txt") in shown
+    assert ("tool", "edit made.txt") in shown and ("done", "done") in shown
+    assert ("text", "fake acp reply: received 2 messages") in shown, "the chunks joined"

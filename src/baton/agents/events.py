@@ -190,6 +190,50 @@ def gemini_entries(event: Event) -> list[Entry]:
     return []
 
 
+# -- ACP agents (the bridge's events: baton.agents.acpbridge) --------------------------------------
+
+
+def acp_entries(event: Event) -> list[Entry]:
+    kind = event.get("type")
+    if kind == "acp.session":
+        replayed = event.get("replayed")
+        return [
+            Entry(
+                "info",
+                f"session {event.get('session_id')}"
+                + (f" · loaded ({replayed} replayed)" if replayed else ""),
+            )
+        ]
+    if kind == "acp.update" and isinstance(event.get("update"), dict):
+        return _acp_update(event["update"])
+    if kind == "acp.permission":
+        verdict = "allowed" if event.get("allowed") else "refused"
+        return [
+            Entry(
+                "info", clip(f"{verdict} at {event.get('access')}: {event.get('kind')} {event.get('tool')}")
+            )
+        ]
+    if kind == "acp.result":
+        stop = event.get("stop_reason")
+        return [Entry("done", "done") if stop == "end_turn" else Entry("error", f"stopped: {stop}")]
+    if kind == "acp.error":
+        error = event.get("error")
+        said = error.get("message") if isinstance(error, dict) else error
+        return [Entry("error", clip(f"{event.get('step')}: {said}"))]
+    return []
+
+
+def _acp_update(update: Event) -> list[Entry]:
+    kind, content = update.get("sessionUpdate"), update.get("content")
+    if kind == "agent_message_chunk" and isinstance(content, dict) and isinstance(content.get("text"), str):
+        return [Entry("text", content["text"], delta=True)]
+    if kind == "tool_call":
+        return [Entry("tool", clip(f"{update.get('kind', 'tool')} {update.get('title', '')}".strip()))]
+    if kind == "tool_call_update" and update.get("status") == "failed":
+        return [Entry("error", clip(f"{update.get('title') or 'tool'} failed"))]
+    return []
+
+
 def baton_entries(event: Event, agents: Callable[[Event], list[Entry]]) -> list[Entry]:
     """baton's own events in a run's log (``baton.model``: what the agent said of its model API as
     it retried, ``baton.ended``: how the turn ended when it did not succeed); the agent's through
@@ -205,6 +249,8 @@ def baton_entries(event: Event, agents: Callable[[Event], list[Entry]]) -> list[
         return [Entry("error", clip(f"{outcome}: {error}" if error else str(outcome), 1000))]
     if isinstance(kind, str) and kind.startswith("baton."):
         return []
+    if isinstance(kind, str) and kind.startswith("acp."):  # any agent driven through the ACP bridge
+        return acp_entries(event)
     return agents(event)
 
 
