@@ -42,16 +42,21 @@ class AcpAgent(AgentBase):
     )
     acp_args: ClassVar[tuple[str, ...]] = ()  # what makes the CLI speak ACP on stdio (``acp``)
 
-    def __init__(self, name: str, home: Path, command: list[str]) -> None:
+    def __init__(self, name: str, home: Path, command: list[str] | None = None) -> None:
         super().__init__(home)
         self.name = name
         self._command = command
 
     @property
     def command(self) -> list[str]:
-        if not self._command:
-            raise AgentError(f"the {self.name} CLI is not installed")
+        """The ACP agent's own argv prefix (the bridge runs it); found when first asked for."""
+        if self._command is None:
+            self._command = self.locate()
         return self._command
+
+    def locate(self) -> list[str]:
+        """Find the CLI; AgentError naming how to install it when it is missing."""
+        raise AgentError(f"the {self.name} CLI is not installed")
 
     def prepare_home(self, ttl_days: float) -> None:
         self._home.mkdir(parents=True, exist_ok=True)
@@ -88,7 +93,9 @@ class AcpAgent(AgentBase):
             turn.result = turn.result or ""
             if turn.is_error:
                 turn.errors.append(f"the agent stopped: {stop}")
-            usage = (event.get("meta") or {}).get("usage") if isinstance(event.get("meta"), dict) else None
+            usage = event.get("usage")  # the prompt's result (Copilot), or its _meta (others)
+            if not isinstance(usage, dict) and isinstance(event.get("meta"), dict):
+                usage = event["meta"].get("usage")
             if isinstance(usage, dict):
                 turn.usage = {
                     k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)

@@ -185,7 +185,15 @@ def turn(peer: Peer, session: str | None, cwd: str, prompt: str) -> int:
         emit({"type": "acp.error", "step": "session/prompt", "error": answered["error"]})
         return 1
     stop = result.get("stopReason")
-    emit({"type": "acp.result", "stop_reason": stop, "session_id": peer.session, "meta": result.get("_meta")})
+    emit(
+        {
+            "type": "acp.result",
+            "stop_reason": stop,
+            "session_id": peer.session,
+            "usage": result.get("usage"),
+            "meta": result.get("_meta"),
+        }
+    )
     return 0 if stop == "end_turn" else 1
 
 

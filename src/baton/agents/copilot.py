@@ -1,0 +1,106 @@
+"""GitHub Copilot CLI (``@github/copilot``) through the ACP adapter (:mod:`baton.agents.acp`).
+
+Measured on 1.0.102 (docs/agent-clis.md): ``copilot --acp --stdio`` speaks ACP with ``loadSession``
+(``session/load`` replays the history; a missing id is ``-32002 Resource not found: Session <id> not
+found``), no fork, no pre-assigned ids (``--acp`` refuses ``--session-id``). Its state is
+``$COPILOT_HOME``: a conversation is ``session-state/<id>/`` (``events.jsonl``, ``workspace.yaml``), which
+copied alone into another home loads whole. The npm package's native binary
+(``@github/copilot-linux-x64``) is run directly, not through its node loader (a killed loader would
+leave it running); on its first start it unpacks ~235 MB into ``$XDG_CACHE_HOME/copilot/pkg``, so
+every key shares one such cache beside the binary (unpacked by baton's version probe, outside the walls),
+else its own home's.
+
+Credentials: a model provider of one's own (``COPILOT_PROVIDER_BASE_URL`` with
+``COPILOT_PROVIDER_API_KEY``, ``COPILOT_MODEL``; ``COPILOT_OFFLINE=true`` skips every other network
+access), or a GitHub login (``COPILOT_GITHUB_TOKEN``, ``GH_TOKEN``, ``GITHUB_TOKEN``). A failed model
+call is no protocol error: the turn ends ``end_turn`` without usage and an ``Error: …`` text, which
+:meth:`CopilotAgent.classify` calls failed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+from baton.agents.acp import AcpAgent
+from baton.agents.base import Turn, find_binary
+from baton.settings import Settings
+
+INSTALL = "npm install -g @github/copilot (or `make setup` in a baton checkout)"
+FAILED_CALL = re.compile(r"(?:^|\s|\.\.\.)Error: ")  # its words for a model call that failed
+
+
+class CopilotAgent(AcpAgent):
+    acp_args = ("--acp", "--stdio", "--no-auto-update", "--disable-client-telemetry", "--disallow-temp-dir")
+    credentials = ("COPILOT_PROVIDER_API_KEY", "COPILOT_GITHUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN")
+    auth_hint = (
+        "a model provider's key (COPILOT_PROVIDER_BASE_URL, COPILOT_PROVIDER_API_KEY, COPILOT_MODEL) "
+        "or a GitHub token"
+    )
+    env_patterns = ("COPILOT_*", "GH_TOKEN", "GITHUB_TOKEN", "GH_HOST")
+
+    def locate(self) -> list[str]:
+        return native_binary()
+
+    def home_env(self) -> dict[str, str]:
+        return {"COPILOT_HOME": str(self._home / "copilot"), "XDG_CACHE_HOME": str(self.cache_dir())}
+
+    def prepare_home(self, ttl_days: float) -> None:
+        """The home, and the binary's unpacked package in its cache (its first start unpacks it: here,
+        outside the walls, which give the agent that cache to read only)."""
+        super().prepare_home(ttl_days)
+        if not (self.cache_dir() / "copilot" / "pkg").is_dir():
+            self.probe_version(tuple(self.command))
+
+    def cache_dir(self) -> Path:
+        """Where the binary unpacks itself: beside it when that is writable (shared by every key),
+        else in this home."""
+        binary = Path(self.command[0])
+        shared = binary.parent / ".baton-cache"
+        if shared.is_dir() or os.access(binary.parent, os.W_OK):
+            return shared
+        return self._home / "cache"
+
+    def probe_version(self, command: tuple[str, ...]) -> str | None:
+        """``copilot --version``, its cache where runs find it (the first start unpacks it there)."""
+        import subprocess
+
+        env = {**os.environ, "XDG_CACHE_HOME": str(self.cache_dir()), "COPILOT_OFFLINE": "true"}
+        try:
+            out = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=60, env=env)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        words = out.stdout.split()
+        return next((w.strip(".,") for w in words if w[:1].isdigit()), None) if out.returncode == 0 else None
+
+    def on_event(self, event: dict[str, Any], turn: Turn) -> None:
+        super().on_event(event, turn)
+        said = FAILED_CALL.search(turn.result or "") if event.get("type") == "acp.result" else None
+        if said is not None and not turn.usage:  # a failed model call ends the turn end_turn, without usage
+            turn.is_error = True
+            turn.errors.append((turn.result or "")[said.start() :].strip()[:500])
+
+    def transcript_files(self, session_id: str) -> list[Path]:
+        folder = self._home / "copilot" / "session-state" / session_id
+        if "/" in session_id or session_id in ("", ".", "..") or not folder.is_dir():
+            return []
+        return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.endswith((".lock", ".hold")))
+
+
+def native_binary() -> list[str]:
+    """The platform package's binary beside the loader the PATH finds, else the loader itself."""
+    loader = find_binary("", "copilot", "BATON_COPILOT_BIN", INSTALL)
+    arch = {"x86_64": "x64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    modules = [p for p in Path(loader[0]).resolve().parents if p.name == "node_modules"]
+    for root in modules[-1:]:
+        native = root / "@github" / f"copilot-linux-{arch}" / "copilot"
+        if native.is_file():
+            return [str(native)]
+    return loader
+
+
+def from_settings(name: str, settings: Settings) -> CopilotAgent:
+    return CopilotAgent(name, settings.home / "homes" / name)
