@@ -140,6 +140,16 @@ def decide(access: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[st
     return {"outcome": "selected", "optionId": chosen.get("optionId")}, said
 
 
+def known(peer: Peer, info: dict[str, Any], session: str) -> bool:
+    """Whether the agent still lists ``session`` (an agent whose load errors do not say "not found",
+    as OpenCode's generic ``-32603``): False when it does not, or cannot list (the load's error then
+    stands for a lost conversation)."""
+    if "list" not in _dict(_dict(info.get("agentCapabilities")).get("sessionCapabilities")):
+        return False
+    listed = _dict(peer.call("session/list", {}).get("result")).get("sessions")
+    return isinstance(listed, list) and any(_dict(s).get("sessionId") == session for s in listed)
+
+
 def turn(peer: Peer, session: str | None, cwd: str, prompt: str) -> int:
     """The turn's steps (see the module docstring); the exit code."""
     started = peer.call(
@@ -158,15 +168,10 @@ def turn(peer: Peer, session: str | None, cwd: str, prompt: str) -> int:
         loaded = peer.call("session/load", {"sessionId": session, "cwd": cwd, "mcpServers": []})
         peer.replaying = False
         if "error" in loaded:
-            emit(
-                {
-                    "type": "acp.error",
-                    "step": "session/load",
-                    "session_not_found": True,
-                    "error": loaded["error"],
-                }
-            )
-            return 2
+            lost = not known(peer, _dict(started.get("result")), session)
+            error = {"type": "acp.error", "step": "session/load", "session_not_found": lost}
+            emit({**error, "error": loaded["error"]})
+            return 2 if lost else 1
         peer.session = session
     else:
         made = peer.call("session/new", {"cwd": cwd, "mcpServers": []})

@@ -1,0 +1,132 @@
+"""OpenCode (``opencode-ai``) through the ACP adapter (:mod:`baton.agents.acp`): ``opencode acp``.
+
+Measured on 1.18.33 (docs/agent-clis.md): sessions are created (``ses_…``, chosen by OpenCode) and
+loaded by id (``session/load`` replays the history); a missing id is the generic ``-32603 Internal
+error: OpenCode service failure``, which the bridge tells apart with ``session/list``. Everything of a home
+is under the XDG variables, which point into the key's home; all its conversations are one SQLite
+database in WAL mode, ``data/opencode/opencode.db`` (with ``-wal`` and ``-shm``: the WAL is not merged at
+exit), which is what a snapshot keeps. A session is bound to the directory it was made in: baton's
+worktree paths are stable, and moves keep ``BATON_HOME`` at one path.
+
+Offline and hostile-input hygiene: no update check, no sharing, no model catalogue fetch, no LSP
+downloads, no project ``opencode.json`` (a repository's config is the repository's, not the operator's),
+and a stub that stops its background ``npm install`` of its plugin package. The access level is its own
+permission config (``OPENCODE_PERMISSION``): ``read`` denies edits and the shell (the tools are not even
+offered), ``edit`` allows edits only, ``full`` both; the walls hold whatever it does.
+
+Credentials and the model are the operator's OpenCode config (``homes/opencode/config/opencode/
+opencode.json``, copied into each key's home; ``opencode auth login``'s ``auth.json`` too): a provider
+may need no key at all (a local model), so baton checks none.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+from baton.agents.acp import AcpAgent
+from baton.agents.base import Launch, find_binary
+from baton.models import Access, Mode
+from baton.settings import Settings
+
+INSTALL = "npm install -g opencode-ai (or `make setup` in a baton checkout)"
+OFFLINE = {
+    "OPENCODE_DISABLE_AUTOUPDATE": "1",
+    "OPENCODE_DISABLE_SHARE": "1",
+    "OPENCODE_DISABLE_MODELS_FETCH": "1",
+    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+    "OPENCODE_DISABLE_PROJECT_CONFIG": "1",
+    "OPENCODE_DISABLE_CLAUDE_CODE": "1",
+}
+PERMISSION = {
+    Access.READ: {"edit": "deny", "bash": "deny", "webfetch": "deny"},
+    Access.EDIT: {"edit": "allow", "bash": "deny", "webfetch": "deny"},
+    Access.FULL: {"edit": "allow", "bash": "allow", "webfetch": "allow"},
+}
+DATABASE = ("opencode.db", "opencode.db-wal", "opencode.db-shm")
+
+
+class OpenCodeAgent(AcpAgent):
+    acp_args = ("acp",)
+    auth_hint = "a model provider in the OpenCode config (homes/opencode/config/opencode/opencode.json)"
+    env_patterns = ("OPENCODE_*", "OPENAI_*", "ANTHROPIC_*", "GEMINI_*", "GOOGLE_*", "OPENROUTER_*")
+    config_files = ("config/opencode/opencode.json", "data/opencode/auth.json")
+    git_files = ("opencode",)  # its project id cache, rewritten at every start: the walls grant it alone
+
+    def locate(self) -> list[str]:
+        return native_binary()
+
+    def home_env(self) -> dict[str, str]:
+        home = self._home
+        xdg = {f"XDG_{part.upper()}_HOME": str(home / part) for part in ("data", "config", "cache", "state")}
+        return {**xdg, **OFFLINE}
+
+    def launch(
+        self,
+        mode: Mode,
+        prompt: str,
+        session_id: str | None,
+        access: Access = Access.EDIT,
+        walled: bool = False,
+    ) -> Launch:
+        made = super().launch(mode, prompt, session_id, access, walled)
+        env = {**made.env, "OPENCODE_PERMISSION": json.dumps(PERMISSION[access])}
+        return Launch(made.argv, env, made.new_session_id, made.stdin)
+
+    def prepare_home(self, ttl_days: float) -> None:
+        """The home, and the stub that keeps OpenCode from installing its plugin package from npm at
+        every start (it skips the install when this lock file lists it)."""
+        config = self._home / "config" / "opencode"
+        (config / "node_modules").mkdir(parents=True, exist_ok=True)
+        lock = config / "package-lock.json"
+        if not lock.is_file():
+            lock.write_text(json.dumps({"packages": {"": {"dependencies": {"@opencode-ai/plugin": "*"}}}}))
+
+    def before_launch(self, worktree: Path) -> None:
+        """OpenCode caches its project id (the repository's first root commit) in ``<git dir>/opencode``
+        and rewrites it at every start, failing the session when it cannot: the walls grant that one
+        file (:attr:`git_files`), never the directory (a file created there could be a hook), so it is
+        created here, outside them."""
+        found = _git(worktree, "rev-parse", "--git-common-dir")
+        if not found:
+            return
+        cache = (worktree / found).resolve() / "opencode"
+        if cache.is_file():
+            return
+        roots = sorted(_git(worktree, "rev-list", "--max-parents=0", "--all").split())
+        if roots:
+            cache.write_text(roots[0])
+
+    def transcript_files(self, session_id: str) -> list[Path]:
+        data = self._home / "data" / "opencode"
+        if not session_id.startswith("ses_") or not (data / DATABASE[0]).is_file():
+            return []
+        return [data / name for name in DATABASE if (data / name).is_file()]
+
+
+def _git(cwd: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def native_binary() -> list[str]:
+    """The platform package's binary (``opencode-linux-x64/bin/opencode``) beside the loader the PATH
+    finds: the loader is a placeholder until its postinstall ran."""
+    loader = find_binary("", "opencode", "BATON_OPENCODE_BIN", INSTALL)
+    arch = {"x86_64": "x64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    modules = [p for p in Path(loader[0]).resolve().parents if p.name == "node_modules"]
+    for root in modules[-1:]:
+        for package in (f"opencode-linux-{arch}", f"opencode-linux-{arch}-baseline"):
+            native = root / package / "bin" / "opencode"
+            if native.is_file():
+                return [str(native)]
+    return loader
+
+
+def from_settings(name: str, settings: Settings) -> OpenCodeAgent:
+    return OpenCodeAgent(name, settings.home / "homes" / name)
