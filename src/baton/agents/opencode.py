@@ -1,5 +1,10 @@
 """OpenCode (``opencode-ai``) through the ACP adapter (:mod:`baton.agents.acp`): ``opencode acp``.
 
+Not wired in yet: no registry entry, not pinned (npm 11.19 writes a package-lock without the other
+platforms' optional ``opencode-*`` packages, which ``npm ci`` then refuses), and walled its session
+service still fails (``-32603 … service: directory``). Run unwalled by hand against the OpenAI mock it
+creates, loads by id and grows a conversation. What follows is what was measured for it.
+
 Measured on 1.18.33 (docs/agent-clis.md): sessions are created (``ses_…``, chosen by OpenCode) and
 loaded by id (``session/load`` replays the history); a missing id is the generic ``-32603 Internal
 error: OpenCode service failure``, which the bridge tells apart with ``session/list``. Everything of a home
