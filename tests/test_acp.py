@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from baton import Mode, Outcome, PromptKind, RunRequest, RunResult, run
+from baton.agents import register_agent, unregister_agent
 from baton.agents.acpbridge import decide
 from baton.agents.events import LogRenderer
 from baton.models import Access
 from baton.settings import Settings
 from baton.store import Store
-from baton.testing.fake import ACP_FACTORY, ACP_NAME, register_fake
+from baton.testing.fake import ACP_FACTORY, ACP_NAME
 
-register_fake(ACP_NAME, ACP_FACTORY)
+
+@pytest.fixture(autouse=True)
+def fake_acp() -> Iterator[None]:
+    """The fake ACP agent, known to this module's tests only (the API's schema of the others and
+    `baton agents` list the agents every process knows)."""
+    register_agent(ACP_NAME, ACP_FACTORY)
+    yield
+    unregister_agent(ACP_NAME)
 
 
 def go(settings: Settings, repo: Path, prompt: str, **how: object) -> RunResult:

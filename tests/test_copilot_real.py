@@ -15,14 +15,20 @@ from pathlib import Path
 import pytest
 
 from baton import Mode, Outcome, RunRequest, RunResult, run
-from baton.agents import get_agent, register_agent
+from baton.agents import get_agent, register_agent, unregister_agent
 from baton.models import Access
 from baton.settings import Settings
 from baton.testing.mock_openai import MODEL, MockOpenAI
 
 pytestmark = pytest.mark.slow
 
-register_agent("copilot", "baton.agents.copilot:from_settings")
+
+@pytest.fixture(autouse=True)
+def copilot() -> Iterator[None]:
+    """Copilot, known to this module's tests only (not yet a built-in agent)."""
+    register_agent("copilot", "baton.agents.copilot:from_settings")
+    yield
+    unregister_agent("copilot")
 
 
 @pytest.fixture

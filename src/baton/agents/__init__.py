@@ -51,6 +51,15 @@ def register_agent(name: str, factory: str) -> None:
         AGENTS.append(name)
 
 
+def unregister_agent(name: str) -> None:
+    """Forget an agent :func:`register_agent` made (a test's own, after it); a built-in one stays."""
+    if name in BUILTIN:
+        return
+    _FACTORIES.pop(name, None)
+    if name in AGENTS:
+        AGENTS.remove(name)
+
+
 def register_from_env(value: str | None = None) -> None:
     """Register the agents that ``BATON_AGENTS_EXTRA`` (or ``value``) names."""
     text = os.environ.get(EXTRA_ENV, "") if value is None else value

@@ -38,13 +38,12 @@ def from_settings(name: str, settings: Settings) -> ClaudeAgent:
     return FakeAgent(name, settings.home / "homes" / name, binary or fake_agent_bin())
 
 
-def register_fake(name: str = NAME, factory: str = FACTORY) -> None:
-    """Register ``fake`` (or another fake: ``fake-acp``) here and, through the environment, in every
-    process started from here."""
-    register_agent(name, factory)
+def register_fake() -> None:
+    """Register ``fake`` here and, through the environment, in every process started from here."""
+    register_agent(NAME, FACTORY)
     entries = [e for e in os.environ.get(EXTRA_ENV, "").split(",") if e.strip()]
-    if f"{name}={factory}" not in entries:
-        os.environ[EXTRA_ENV] = ",".join([*entries, f"{name}={factory}"])
+    if f"{NAME}={FACTORY}" not in entries:
+        os.environ[EXTRA_ENV] = ",".join([*entries, f"{NAME}={FACTORY}"])
 
 
 def find_transcripts(settings: Settings, session_id: str, agent: str = NAME) -> list[Path]:
