@@ -16,6 +16,7 @@ conversation: baton recovers with a recap). ``continue`` and ``fork`` are not of
 
 from __future__ import annotations
 
+import platform
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -132,3 +133,18 @@ class AcpAgent(AgentBase):
 
     def model_url(self, env: Mapping[str, str]) -> str | None:
         return None
+
+
+def platform_binary(loader: list[str], *candidates: str) -> list[str]:
+    """The native binary an npm package's loader runs (a placeholder or a node wrapper that a killed
+    run would leave its child behind), found in the loader's outermost ``node_modules`` at the first of
+    ``candidates`` (relative paths, ``{arch}`` the Node name of this machine's: ``x64``, ``arm64``);
+    the loader itself when none is there."""
+    arch = {"x86_64": "x64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    modules = [p for p in Path(loader[0]).resolve().parents if p.name == "node_modules"]
+    for root in modules[-1:]:
+        for candidate in candidates:
+            native = root / candidate.format(arch=arch)
+            if native.is_file():
+                return [str(native)]
+    return loader

@@ -20,12 +20,11 @@ call is no protocol error: the turn ends ``end_turn`` without usage and an ``Err
 from __future__ import annotations
 
 import os
-import platform
 import re
 from pathlib import Path
 from typing import Any
 
-from baton.agents.acp import AcpAgent
+from baton.agents.acp import AcpAgent, platform_binary
 from baton.agents.base import Turn, find_binary
 from baton.settings import Settings
 
@@ -93,13 +92,7 @@ class CopilotAgent(AcpAgent):
 def native_binary() -> list[str]:
     """The platform package's binary beside the loader the PATH finds, else the loader itself."""
     loader = find_binary("", "copilot", "BATON_COPILOT_BIN", INSTALL)
-    arch = {"x86_64": "x64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-    modules = [p for p in Path(loader[0]).resolve().parents if p.name == "node_modules"]
-    for root in modules[-1:]:
-        native = root / "@github" / f"copilot-linux-{arch}" / "copilot"
-        if native.is_file():
-            return [str(native)]
-    return loader
+    return platform_binary(loader, "@github/copilot-linux-{arch}/copilot")
 
 
 def from_settings(name: str, settings: Settings) -> CopilotAgent:

@@ -27,11 +27,10 @@ may need no key at all (a local model), so baton checks none.
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 from pathlib import Path
 
-from baton.agents.acp import AcpAgent
+from baton.agents.acp import AcpAgent, platform_binary
 from baton.agents.base import Launch, find_binary
 from baton.models import Access, Mode
 from baton.settings import Settings
@@ -120,17 +119,12 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 def native_binary() -> list[str]:
-    """The platform package's binary (``opencode-linux-x64/bin/opencode``) beside the loader the PATH
-    finds: the loader is a placeholder until its postinstall ran."""
+    """The platform package's binary beside the loader the PATH finds (the loader is a placeholder
+    until its postinstall ran)."""
     loader = find_binary("", "opencode", "BATON_OPENCODE_BIN", INSTALL)
-    arch = {"x86_64": "x64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-    modules = [p for p in Path(loader[0]).resolve().parents if p.name == "node_modules"]
-    for root in modules[-1:]:
-        for package in (f"opencode-linux-{arch}", f"opencode-linux-{arch}-baseline"):
-            native = root / package / "bin" / "opencode"
-            if native.is_file():
-                return [str(native)]
-    return loader
+    return platform_binary(
+        loader, "opencode-linux-{arch}/bin/opencode", "opencode-linux-{arch}-baseline/bin/opencode"
+    )
 
 
 def from_settings(name: str, settings: Settings) -> OpenCodeAgent:
