@@ -76,7 +76,7 @@ $(VENV)/.installed: pyproject.toml package.json package-lock.json
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	npm ci --no-audit --no-fund --loglevel=error
-	ln -sf "$(CURDIR)/node_modules/.bin/codex" "$(CURDIR)/node_modules/.bin/gemini" "$(CURDIR)/node_modules/.bin/copilot" $(VENV)/bin/
+	ln -sf "$(CURDIR)/node_modules/.bin/codex" "$(CURDIR)/node_modules/.bin/gemini" "$(CURDIR)/node_modules/.bin/copilot" "$(CURDIR)/node_modules/.bin/opencode" $(VENV)/bin/
 	touch $@
 
 # The demo needs only the virtualenv (Python, Node and git): no service, no browser, no root.
