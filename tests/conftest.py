@@ -80,14 +80,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker("services")
 
 
-# The three real CLIs' mock model servers (module, class), and how many history items each CLI sends on
-# a conversation's first turn (each later turn adds 2).
+# The real CLIs' mock model servers (module, class), and how many history items each CLI sends on a
+# conversation's first turn (each later turn adds 2).
 MOCKS = {
     "claude": ("baton.testing.mock_anthropic", "MockAnthropic"),
     "codex": ("baton.testing.mock_openai", "MockOpenAI"),
     "gemini": ("baton.testing.mock_gemini", "MockGemini"),
+    "copilot": ("baton.testing.mock_openai_agents", "MockCopilot"),
 }
-FIRST = {"claude": 2, "codex": 4, "gemini": 1}
+FIRST = {"claude": 2, "codex": 4, "gemini": 1, "copilot": 1}
 
 
 def wait_for(

@@ -45,13 +45,15 @@ def shell_marker(agent: str, command: str) -> str:
         return tool_marker("Bash", command=command)
     if agent == "codex":  # no login shell (its default): only what the test asks runs
         return "[[tool:exec_command " + json.dumps({"cmd": command, "login": False}) + "]]"
+    if agent == "copilot":
+        return tool_marker("bash", command=command, description="run it")
     return tool_marker("run_shell_command", command=command)
 
 
 def write_marker(agent: str) -> str:
     if agent == "claude":
         return tool_marker("Write", file_path="made.txt", content="made by the agent\n")
-    if agent == "codex":
+    if agent in ("codex", "copilot"):  # both offer the freeform apply_patch
         return tool_marker("apply_patch", input=PATCH)
     return tool_marker("write_file", file_path="made.txt", content="made by the agent\n")
 
@@ -69,7 +71,13 @@ REFUSALS = {
     # walled in, Codex runs its own sandbox off (it cannot run inside Landlock): the walls refuse
     "codex": Refusals("Failed to write file", "index.lock': Permission denied"),
     "gemini": Refusals('Tool "write_file" not found', "Tool execution denied by policy."),
+    "copilot": Refusals(
+        "denied due to the following rules: `write`", "denied due to the following rules: `shell`"
+    ),
 }
+
+
+OPENAI_WIRE = ("codex", "copilot")  # the agents whose model is the OpenAI mock (the Responses API)
 
 
 def text(value: Any) -> str:
@@ -87,7 +95,7 @@ def tool_results(agent: str, model: MockModel) -> list[str]:
     if agent == "claude":
         blocks = [b for b in last.messages[-1]["content"] if isinstance(b, dict)]
         return [text(b.get("content")) for b in blocks if b.get("type") == "tool_result"]
-    if agent == "codex":  # the outputs after the turn's user message
+    if agent in OPENAI_WIRE:  # the outputs after the turn's user message
         items = last.input[max(i for i, item in enumerate(last.input) if item.get("role") == "user") :]
         return [text(i.get("output")) for i in items if str(i.get("type")).endswith("_call_output")]
     parts = last.contents[-1]["parts"]  # the user content holding the turn's function responses

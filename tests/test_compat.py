@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from baton import Mode, Outcome, RunRequest, RunResult, run
+from baton.agents import get_agent
+from baton.errors import BadInput
 from baton.settings import Settings
 from baton.testing import MockModel
 from tests.conftest import MOCKS
@@ -109,6 +111,14 @@ def test_hydrate(agent: str, settings: Settings, src_repo: Path, model: MockMode
 
 def test_fork(agent: str, settings: Settings, src_repo: Path, model: MockModel) -> None:
     first = turn(under(settings, agent, "FROM"), agent, src_repo, "FORK-MARK the plan", thread="dev")
+    if not get_agent(agent, settings).capabilities.fork:  # refused before anything is written
+        request = RunRequest(
+            agent=agent, repo=str(src_repo), thread="review", prompt="r", mode=Mode.FORK, fork_from="dev"
+        )
+        with pytest.raises(BadInput, match=f"agent '{agent}' cannot run in mode 'fork'"):
+            run(request, settings=under(settings, agent, "TO"))
+        assert not list((settings.home / "worktrees").rglob("review")), "nothing written"
+        return
     review = turn(
         under(settings, agent, "TO"),
         agent,

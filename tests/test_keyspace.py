@@ -18,6 +18,7 @@ import pytest
 
 from baton import Mode, Outcome, RunRequest, RunResult, Scope, open_store, reset_session, run
 from baton.agents import AGENTS, get_agent
+from baton.errors import BadInput
 from baton.housekeeping.doctor import check_orphans
 from baton.keys import Key, Repo, key_of, make_key
 from baton.models import SessionRecord
@@ -336,6 +337,11 @@ def test_real_cli_fork_of_a_thread_whose_home_is_gone(
     dev = real(settings, agent, src_repo, "dev step 0", thread="dev")
     real(settings, agent, src_repo, "dev step 1", thread="dev")
     shutil.rmtree(key_dir(settings, key_of(dev.session)))  # the source's home: hydrated from its snapshot
+    if not get_agent(agent, settings).capabilities.fork:  # an agent without forks: refused up front
+        with pytest.raises(BadInput, match="cannot run in mode 'fork'"):
+            real(settings, agent, src_repo, "review it", thread="review", mode=Mode.FORK, fork_from="dev")
+        assert not list((settings.home / "worktrees").rglob("review")), "nothing written"
+        return
     review = real(settings, agent, src_repo, "review it", thread="review", mode=Mode.FORK, fork_from="dev")
     assert review.run.mode == Mode.FORK and review.session.agent_session_id != dev.session.agent_session_id
     assert "hydrated" in str(review.run.note)

@@ -65,6 +65,8 @@ class Settings:
     claude_bin: str = ""  # empty: the claude-agent-sdk's bundled CLI, else `claude` on PATH
     codex_bin: str = ""  # empty: `codex` on PATH, else next to this Python
     gemini_bin: str = ""  # empty: `gemini` on PATH, else next to this Python
+    copilot_bin: str = ""  # empty: `copilot` on PATH, else next to this Python (its native binary beside)
+    opencode_bin: str = ""  # empty: `opencode` on PATH, else next to this Python (its native binary beside)
     sync: str = "off"  # off, merge or rebase: bring upstream changes into the worktree before each turn
     on_conflict: str = "stop"  # stop (outcome conflict, worktree untouched) or agent (markers + a note)
     git_user_name: str = "baton ({agent})"

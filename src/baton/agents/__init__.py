@@ -34,6 +34,7 @@ BUILTIN = {
     "claude": "baton.agents.claude:from_settings",
     "codex": "baton.agents.codex:from_settings",
     "gemini": "baton.agents.gemini:from_settings",
+    "copilot": "baton.agents.copilot:from_settings",
 }
 EXTRA_ENV = "BATON_AGENTS_EXTRA"
 VERSION_CACHE = "cli-versions.json"  # under BATON_HOME/cache (see baton.agents.versions)

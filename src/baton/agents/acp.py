@@ -79,8 +79,13 @@ class AcpAgent(AgentBase):
             argv += ["--session", need_session(session_id, mode)]
         elif mode not in (Mode.FRESH, Mode.RECOVER):
             raise AgentError(f"mode {mode.value!r} cannot be launched directly")
-        argv += ["--", *self.command, *self.acp_args]
+        argv += ["--", *self.command, *self.acp_args, *self.access_args(access)]
         return Launch(argv=argv, env=self.home_env(), stdin=self.prompt_stdin(prompt))
+
+    def access_args(self, access: Access) -> list[str]:
+        """The agent's own flags for an access level, where it has them (the bridge's answers to its
+        permission requests hold either way)."""
+        return []
 
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
         kind = event.get("type")

@@ -21,14 +21,22 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from baton.agents.acp import AcpAgent, platform_binary
 from baton.agents.base import Turn, find_binary
+from baton.agents.signals import Signal, from_text
+from baton.models import Access
 from baton.settings import Settings
 
 INSTALL = "npm install -g @github/copilot (or `make setup` in a baton checkout)"
+TOOL_RULES = {
+    Access.READ: ("--deny-tool=write", "--deny-tool=shell"),
+    Access.EDIT: ("--allow-tool=write", "--deny-tool=shell"),
+    Access.FULL: ("--allow-all-tools",),
+}
 FAILED_CALL = re.compile(r"(?:^|\s|\.\.\.)Error: ")  # its words for a model call that failed
 
 
@@ -41,8 +49,17 @@ class CopilotAgent(AcpAgent):
     )
     env_patterns = ("COPILOT_*", "GH_TOKEN", "GITHUB_TOKEN", "GH_HOST")
 
+    def __init__(self, name: str, home: Path, binary: str = "") -> None:
+        super().__init__(name, home)
+        self.binary = binary
+
     def locate(self) -> list[str]:
-        return native_binary()
+        return native_binary(self.binary)
+
+    def access_args(self, access: Access) -> list[str]:
+        """Its own tool rules: a permission it asks for and baton refuses cancels the whole turn
+        ("Operation cancelled by user"), a tool denied by rule is refused to the model, which goes on."""
+        return list(TOOL_RULES[access])
 
     def home_env(self) -> dict[str, str]:
         return {"COPILOT_HOME": str(self._home / "copilot"), "XDG_CACHE_HOME": str(self.cache_dir())}
@@ -75,12 +92,25 @@ class CopilotAgent(AcpAgent):
         words = out.stdout.split()
         return next((w.strip(".,") for w in words if w[:1].isdigit()), None) if out.returncode == 0 else None
 
+    def model_url(self, env: Mapping[str, str]) -> str | None:
+        """Its own provider's address; None for GitHub's service (a login: baton does not know where)."""
+        return env.get("COPILOT_PROVIDER_BASE_URL") or None
+
+    def signal(self, event: dict[str, Any]) -> Signal | None:
+        """Its retries, told in the turn's text ("Info: Response was interrupted due to a server error.
+        Retrying..."): its words do not tell a refused connection from a server error; it gives up
+        after five (~28 s), naming the provider's address."""
+        said = retry_notice(event)
+        return from_text(said) if said else None
+
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
+        if retry_notice(event):
+            return  # shown live as a retry (:meth:`signal`), not part of the answer
         super().on_event(event, turn)
         said = FAILED_CALL.search(turn.result or "") if event.get("type") == "acp.result" else None
         if said is not None and not turn.usage:  # a failed model call ends the turn end_turn, without usage
             turn.is_error = True
-            turn.errors.append((turn.result or "")[said.start() :].strip()[:500])
+            turn.errors.append((turn.result or "")[said.start() :].strip(" .")[:500])
 
     def transcript_files(self, session_id: str) -> list[Path]:
         folder = self._home / "copilot" / "session-state" / session_id
@@ -89,11 +119,22 @@ class CopilotAgent(AcpAgent):
         return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.endswith((".lock", ".hold")))
 
 
-def native_binary() -> list[str]:
-    """The platform package's binary beside the loader the PATH finds, else the loader itself."""
-    loader = find_binary("", "copilot", "BATON_COPILOT_BIN", INSTALL)
+def retry_notice(event: dict[str, Any]) -> str | None:
+    """The words of a retry notice Copilot streams as a message chunk, else None."""
+    update = event.get("update") if event.get("type") == "acp.update" else None
+    content = update.get("content") if isinstance(update, dict) else None
+    text = content.get("text") if isinstance(content, dict) else None
+    if isinstance(text, str) and text.startswith("Info: ") and text.rstrip().endswith("Retrying..."):
+        return text.removeprefix("Info: ").strip()
+    return None
+
+
+def native_binary(setting: str = "") -> list[str]:
+    """The platform package's binary beside the loader (``BATON_COPILOT_BIN``, else the one the PATH
+    finds), else the loader itself."""
+    loader = find_binary(setting, "copilot", "BATON_COPILOT_BIN", INSTALL)
     return platform_binary(loader, "@github/copilot-linux-{arch}/copilot")
 
 
 def from_settings(name: str, settings: Settings) -> CopilotAgent:
-    return CopilotAgent(name, settings.home / "homes" / name)
+    return CopilotAgent(name, settings.home / "homes" / name, settings.copilot_bin)

@@ -58,6 +58,7 @@ from baton.testing.tools import MarkerError, find_calls
 API_KEY_ENV = "MOCK_API_KEY"
 MODEL = "gpt-5.5"  # in Codex's built-in catalogue: an unknown name adds a metadata warning event
 Item = dict[str, Any]
+COMPACTION = "Please create a detailed summary of the conversation so far."  # Copilot CLI 1.0's words
 
 
 @dataclass
@@ -71,7 +72,9 @@ class MockRequest(RecordedRequest):
 
     @property
     def is_conversation(self) -> bool:
-        return self.path.startswith("/v1/responses")
+        """A turn of the conversation; not a CLI's own compaction of it (Copilot CLI summarises a
+        conversation grown past a share of its context in a request of its own)."""
+        return self.path.startswith("/v1/responses") and not self.latest_user_text().startswith(COMPACTION)
 
     def text(self) -> str:
         """All the text of the request's ``input`` items, joined (for asserting what was sent)."""

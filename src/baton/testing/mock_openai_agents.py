@@ -1,0 +1,76 @@
+"""The OpenAI mock (:class:`~baton.testing.mock_openai.MockOpenAI`, the Responses API) as the model of
+the ACP agents that speak it: GitHub Copilot CLI (its own model provider, no GitHub login) and OpenCode
+(an ``@ai-sdk/openai`` provider in its config). The server and its replies are the OpenAI mock's; only
+the way each agent is pointed at it differs (:meth:`env`, :meth:`configure_home`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from baton.testing._http import export_line
+from baton.testing.mock_openai import MODEL, MockOpenAI
+
+OPENCODE_CONFIG = "config/opencode/opencode.json"  # under the agent's base home: copied into each key's
+
+
+@dataclass
+class MockCopilot(MockOpenAI):
+    """Copilot CLI's own model provider pointed here; ``COPILOT_OFFLINE`` keeps it off every other
+    network (no GitHub login, no telemetry, no update check)."""
+
+    def env(self) -> dict[str, str]:
+        return {
+            "COPILOT_OFFLINE": "true",
+            "COPILOT_PROVIDER_BASE_URL": f"{self.url}/v1",
+            "COPILOT_PROVIDER_API_KEY": "mock-key",
+            "COPILOT_PROVIDER_WIRE_API": "responses",
+            "COPILOT_MODEL": MODEL,
+        }
+
+    def shell_lines(self) -> list[str]:
+        return ["# point baton run -a copilot (or plain `copilot`) at this mock:", export_line(self.env())]
+
+
+@dataclass
+class MockOpenCode(MockOpenAI):
+    """OpenCode's model is a provider in its config file (nothing in the environment): a ``mock``
+    provider through its bundled ``@ai-sdk/openai``, the model ``mock/<MODEL>``."""
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    def config(self) -> dict[str, object]:
+        return {
+            "$schema": "https://opencode.ai/config.json",
+            "provider": {
+                "mock": {
+                    "npm": "@ai-sdk/openai",
+                    "name": "Mock",
+                    "options": {"baseURL": f"{self.url}/v1", "apiKey": "mock-key"},
+                    "models": {MODEL: {"name": MODEL}},
+                }
+            },
+            "model": f"mock/{MODEL}",
+            "small_model": f"mock/{MODEL}",
+            "autoupdate": False,
+            "share": "disabled",
+        }
+
+    def configure_home(self, home: Path) -> None:
+        """Write the provider into the base home's OpenCode config (baton copies it into each key's
+        home), keeping the config's other keys."""
+        path = home / OPENCODE_CONFIG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = json.loads(path.read_text()) if path.is_file() else {}
+        path.write_text(json.dumps({**kept, **self.config()}, indent=2))
+
+    def shell_lines(self) -> list[str]:
+        return [
+            "# OpenCode reads its model from its config: put this in",
+            f"# $BATON_HOME/homes/opencode/{OPENCODE_CONFIG} (for baton)",
+            f"# or ~/.{OPENCODE_CONFIG} (plain opencode):",
+            f"#   {json.dumps(self.config())}",
+        ]
