@@ -1,9 +1,9 @@
 """OpenCode (``opencode-ai``) through the ACP adapter (:mod:`baton.agents.acp`): ``opencode acp``.
 
 Not wired in yet: no registry entry, not pinned (npm 11.19 writes a package-lock without the other
-platforms' optional ``opencode-*`` packages, which ``npm ci`` then refuses), and walled its session
-service still fails (``-32603 … service: directory``). Run unwalled by hand against the OpenAI mock it
-creates, loads by id and grows a conversation. What follows is what was measured for it.
+platforms' optional ``opencode-*`` packages, which ``npm ci`` then refuses). Run by hand against the
+OpenAI mock, walled or not, it creates, loads by id and grows a conversation. What follows is what was
+measured for it.
 
 Measured on 1.18.33 (docs/agent-clis.md): sessions are created (``ses_…``, chosen by OpenCode) and
 loaded by id (``session/load`` replays the history); a missing id is the generic ``-32603 Internal
@@ -19,6 +19,13 @@ and a stub that stops its background ``npm install`` of its plugin package. The 
 permission config (``OPENCODE_PERMISSION``): ``read`` denies edits and the shell (the tools are not even
 offered), ``edit`` allows edits only, ``full`` both; the walls hold whatever it does.
 
+Walled, two ports more. ``opencode acp`` is a client of its own HTTP server (it listens on 127.0.0.1,
+port 4096 else any, and its ACP side calls it there): the walls refuse that ``connect`` (EACCES) and
+``session/new`` fails, ``-32603 OpenCode service failure``, ``service: directory``. So a walled launch
+picks a free loopback port, tells it ``--port``, and names its URL as a base URL in its environment
+(:data:`SERVER_URL`), whose port the walls grant (:func:`baton.runner.walls.tcp_ports`). And its model
+provider's ``baseURL`` is in its config file, not its environment: :meth:`OpenCodeAgent.endpoints`.
+
 Credentials and the model are the operator's OpenCode config (``homes/opencode/config/opencode/
 opencode.json``, copied into each key's home; ``opencode auth login``'s ``auth.json`` too): a provider
 may need no key at all (a local model), so baton checks none.
@@ -27,6 +34,7 @@ may need no key at all (a local model), so baton checks none.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from pathlib import Path
 
@@ -49,18 +57,36 @@ PERMISSION = {
     Access.EDIT: {"edit": "allow", "bash": "deny", "webfetch": "deny"},
     Access.FULL: {"edit": "allow", "bash": "allow", "webfetch": "allow"},
 }
+CONFIG = "config/opencode/opencode.json"  # in a home: the operator's, copied into each key's
 DATABASE = ("opencode.db", "opencode.db-wal", "opencode.db-shm")
+LOOPBACK = "127.0.0.1"
+# baton's name, not one OpenCode reads: where its server listens, a base URL the walls grant the port of
+SERVER_URL = "OPENCODE_ACP_SERVER_BASE_URL"
 
 
 class OpenCodeAgent(AcpAgent):
     acp_args = ("acp",)
     auth_hint = "a model provider in the OpenCode config (homes/opencode/config/opencode/opencode.json)"
     env_patterns = ("OPENCODE_*", "OPENAI_*", "ANTHROPIC_*", "GEMINI_*", "GOOGLE_*", "OPENROUTER_*")
-    config_files = ("config/opencode/opencode.json", "data/opencode/auth.json")
+    config_files = (CONFIG, "data/opencode/auth.json")
     git_files = ("opencode",)  # its project id cache, rewritten at every start: the walls grant it alone
 
     def locate(self) -> list[str]:
         return native_binary()
+
+    def endpoints(self) -> tuple[str, ...]:
+        """The ``baseURL`` of each provider in the home's ``opencode.json`` (read on the operator's
+        base home, never a key's): a walled-in OpenCode may connect to their ports."""
+        try:
+            config = json.loads((self._home / CONFIG).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return ()
+        providers = config.get("provider") if isinstance(config, dict) else None
+        if not isinstance(providers, dict):
+            return ()
+        options = [p.get("options") for p in providers.values() if isinstance(p, dict)]
+        urls = [o.get("baseURL") for o in options if isinstance(o, dict)]
+        return tuple(url for url in urls if isinstance(url, str))
 
     def home_env(self) -> dict[str, str]:
         home = self._home
@@ -76,8 +102,15 @@ class OpenCodeAgent(AcpAgent):
         walled: bool = False,
     ) -> Launch:
         made = super().launch(mode, prompt, session_id, access, walled)
-        env = {**made.env, "OPENCODE_PERMISSION": json.dumps(PERMISSION[access])}
-        return Launch(made.argv, env, made.new_session_id, made.stdin)
+        argv, env = made.argv, {**made.env, "OPENCODE_PERMISSION": json.dumps(PERMISSION[access])}
+        if walled:
+            # its ACP side calls its own HTTP server (see the module docstring): the walls grant the
+            # port named here, chosen free a moment before (another process could take it meanwhile:
+            # then OpenCode cannot listen and the turn fails), that port only, for this launch only
+            port = free_port()
+            argv = [*argv, "--hostname", LOOPBACK, "--port", str(port)]
+            env[SERVER_URL] = f"http://{LOOPBACK}:{port}"
+        return Launch(argv, env, made.new_session_id, made.stdin)
 
     def prepare_home(self, ttl_days: float) -> None:
         """The home, and the stub that keeps OpenCode from installing its plugin package from npm at
@@ -116,6 +149,14 @@ def _git(cwd: Path, *args: str) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def free_port() -> int:
+    """A loopback TCP port free now (the kernel's pick), for OpenCode's server to listen on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def native_binary() -> list[str]:
