@@ -25,6 +25,9 @@ port 4096 else any, and its ACP side calls it there): the walls refuse that ``co
 picks a free loopback port, tells it ``--port``, and names its URL as a base URL in its environment
 (:data:`SERVER_URL`), whose port the walls grant (:func:`baton.runner.walls.tcp_ports`). And its model
 provider's ``baseURL`` is in its config file, not its environment: :meth:`OpenCodeAgent.endpoints`.
+Nothing else: its refused writes of its project id cache, ``<git common dir>/opencode`` (it finds the
+id again, the repository's root commit, at each start), and opens of the parents of its working
+directory at start (EACCES both) fail no turn, fresh or loaded, and no tool.
 
 Credentials and the model are the operator's OpenCode config (``homes/opencode/config/opencode/
 opencode.json``, copied into each key's home; ``opencode auth login``'s ``auth.json`` too): a provider
@@ -35,7 +38,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 from pathlib import Path
 
 from baton.agents.acp import AcpAgent, platform_binary
@@ -69,7 +71,6 @@ class OpenCodeAgent(AcpAgent):
     auth_hint = "a model provider in the OpenCode config (homes/opencode/config/opencode/opencode.json)"
     env_patterns = ("OPENCODE_*", "OPENAI_*", "ANTHROPIC_*", "GEMINI_*", "GOOGLE_*", "OPENROUTER_*")
     config_files = (CONFIG, "data/opencode/auth.json")
-    git_files = ("opencode",)  # its project id cache, rewritten at every start: the walls grant it alone
 
     def locate(self) -> list[str]:
         return native_binary()
@@ -121,34 +122,11 @@ class OpenCodeAgent(AcpAgent):
         if not lock.is_file():
             lock.write_text(json.dumps({"packages": {"": {"dependencies": {"@opencode-ai/plugin": "*"}}}}))
 
-    def before_launch(self, worktree: Path) -> None:
-        """OpenCode caches its project id (the repository's first root commit) in ``<git dir>/opencode``
-        and rewrites it at every start, failing the session when it cannot: the walls grant that one
-        file (:attr:`git_files`), never the directory (a file created there could be a hook), so it is
-        created here, outside them."""
-        found = _git(worktree, "rev-parse", "--git-common-dir")
-        if not found:
-            return
-        cache = (worktree / found).resolve() / "opencode"
-        if cache.is_file():
-            return
-        roots = sorted(_git(worktree, "rev-list", "--max-parents=0", "--all").split())
-        if roots:
-            cache.write_text(roots[0])
-
     def transcript_files(self, session_id: str) -> list[Path]:
         data = self._home / "data" / "opencode"
         if not session_id.startswith("ses_") or not (data / DATABASE[0]).is_file():
             return []
         return [data / name for name in DATABASE if (data / name).is_file()]
-
-
-def _git(cwd: Path, *args: str) -> str:
-    try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def free_port() -> int:

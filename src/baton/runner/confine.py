@@ -118,8 +118,6 @@ def walls_for(
         hide=_store_file(settings),
         ports=tcp_ports(settings, env, [repo_url, *agent.endpoints()]),
         git=git,
-        # a file of the repository's git directory the CLI rewrites (created by its before_launch)
-        write=tuple(git.common / name for name in getattr(agent, "git_files", ())) if git else (),
         edit=access != Access.READ,
         commit=access == Access.FULL,
     )

@@ -10,9 +10,7 @@ its own path — and the symbolic links on the way to what the walls name (``/bi
 anywhere else does not exist there: ``connect`` answers ENOENT. The old root is detached and every
 mount is private, so nothing propagates back to the host. ``/proc`` and ``/sys`` are the host's (same
 pid namespace). The walls (Landlock) apply on top, unchanged: rules are on inodes, which a bind mount
-keeps; one more is added inside: listing a directory (``READ_DIR``) anywhere in this tree, whose
-directories hold only what the walls allow (a runtime that opens every parent of its working directory
-as a directory, as OpenCode's Bun does, fails on a host's ``/`` otherwise).
+keeps.
 
 Where it is built. Landlock forbids a confined thread to change mounts, so the namespace is made
 before the ruleset is enforced, in the short thread :meth:`~baton.runner.landlock.Ruleset.spawn`
@@ -42,7 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from baton.runner.landlock import Fs, Ruleset
+from baton.runner.landlock import Ruleset
 from baton.runner.walls import Rules, Walls, named, prepare, rules, ruleset
 
 _CLONE_NEWNS = 0x00020000
@@ -234,9 +232,6 @@ class Spawner:
             if before is not None:
                 before()
             enter(self.layout)
-            # the directories on the way to what the walls allow may be listed: here they hold nothing
-            # else (a runtime that opens each parent of its cwd, as Bun's, works; names only)
-            self.ruleset.allow_path("/", Fs.READ_DIR)
 
         return self.ruleset.spawn(start, first)
 
