@@ -87,8 +87,9 @@ MOCKS = {
     "codex": ("baton.testing.mock_openai", "MockOpenAI"),
     "gemini": ("baton.testing.mock_gemini", "MockGemini"),
     "copilot": ("baton.testing.mock_openai_agents", "MockCopilot"),
+    "opencode": ("baton.testing.mock_openai_agents", "MockOpenCode"),
 }
-FIRST = {"claude": 2, "codex": 4, "gemini": 1, "copilot": 1}
+FIRST = {"claude": 2, "codex": 4, "gemini": 1, "copilot": 1, "opencode": 2}
 
 
 def wait_for(

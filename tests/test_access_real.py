@@ -47,6 +47,8 @@ def shell_marker(agent: str, command: str) -> str:
         return "[[tool:exec_command " + json.dumps({"cmd": command, "login": False}) + "]]"
     if agent == "copilot":
         return tool_marker("bash", command=command, description="run it")
+    if agent == "opencode":
+        return tool_marker("bash", command=command)
     return tool_marker("run_shell_command", command=command)
 
 
@@ -55,6 +57,8 @@ def write_marker(agent: str) -> str:
         return tool_marker("Write", file_path="made.txt", content="made by the agent\n")
     if agent in ("codex", "copilot"):  # both offer the freeform apply_patch
         return tool_marker("apply_patch", input=PATCH)
+    if agent == "opencode":  # its apply_patch (for GPT models) takes the same patch as JSON
+        return tool_marker("apply_patch", patchText=PATCH)
     return tool_marker("write_file", file_path="made.txt", content="made by the agent\n")
 
 
@@ -77,7 +81,11 @@ REFUSALS = {
 }
 
 
-OPENAI_WIRE = ("codex", "copilot")  # the agents whose model is the OpenAI mock (the Responses API)
+OPENAI_WIRE = (
+    "codex",
+    "copilot",
+    "opencode",
+)  # the agents whose model is the OpenAI mock (the Responses API)
 
 
 def text(value: Any) -> str:

@@ -208,8 +208,9 @@ def test_unsupported_mode_is_bad_input(
 
 def test_agents_json_lists_capabilities(cli: Cli) -> None:
     rows = {r["agent"]: r for r in json.loads(cli("agents", "--json").stdout)}
-    assert set(rows) == {"claude", "codex", "gemini", "fake"}
+    assert set(rows) == {"claude", "codex", "gemini", "copilot", "opencode", "fake"}
     assert all(rows[a]["capabilities"]["fork"] is True for a in ("claude", "codex", "gemini"))
+    assert not any(rows[a]["capabilities"]["fork"] for a in ("copilot", "opencode")), "ACP agents: no fork"
     assert all(r["installed"] and r["version"] for r in rows.values()), rows
     assert rows["claude"]["home"].endswith("homes/claude")
 

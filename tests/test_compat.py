@@ -12,7 +12,6 @@ A turn carried on proves it got the history by the marker of the first turn in t
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -45,12 +44,7 @@ def binary(agent: str, end: str) -> str:
 
 
 def under(settings: Settings, agent: str, end: str) -> Settings:
-    path = binary(agent, end)
-    if agent == "claude":
-        return dataclasses.replace(settings, claude_bin=path)
-    if agent == "codex":
-        return dataclasses.replace(settings, codex_bin=path)
-    return dataclasses.replace(settings, gemini_bin=path)
+    return settings.with_(**{f"{agent}_bin": binary(agent, end)})
 
 
 def turn(

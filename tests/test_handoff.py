@@ -33,7 +33,7 @@ from baton.sync.handoff import (
 from baton.testing import MockModel
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.workspace.workdirs import Workdirs, branch_for
-from tests.conftest import FAST, FIRST, agent_work, git, status
+from tests.conftest import FAST, FIRST, MOCKS, agent_work, git, status
 
 # -- helpers -------------------------------------------------------------------------------------------
 
@@ -566,10 +566,7 @@ def test_the_template_carries_source_recap_context_and_instruction(tmp_path: Pat
 
 # -- end to end: the real CLIs against their mocks ----------------------------------------------------------
 
-TARGET_MOCKS = {
-    "codex": ("baton.testing.mock_openai", "MockOpenAI"),
-    "gemini": ("baton.testing.mock_gemini", "MockGemini"),
-}
+TARGET_MOCKS = {agent: mock for agent, mock in MOCKS.items() if agent != "claude"}  # to and from Claude
 
 
 @pytest.fixture(params=sorted(TARGET_MOCKS))

@@ -27,6 +27,9 @@ UID = 10001
 # What `podman run` needs on this machine: runc cannot raise the container's rlimits to the host's, and
 # the default network needs a helper the VM lacks (docs/deploy.md, "The image").
 RUN_FLAGS = ["--rm", "--network", "host", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+# The CLIs the image carries; the ACP agents (Copilot CLI, OpenCode) are listed, not installed, with the
+# command that adds them in a derived image (docs/deploy.md): with them it would outgrow its budget.
+IN_IMAGE = ("claude", "codex", "gemini")
 SIZE_BUDGET_MIB = 1536  # measured 1,295 MiB unpacked (the three CLIs are 857 MB of it): a guard, not the goal
 SERVICE_FIXTURES = {"built_image": "image"}
 
@@ -101,7 +104,9 @@ def test_doctor_passes_inside_the_image_with_every_pinned_cli(built_image: str, 
     versions = {agent["agent"]: agent["version"] for agent in agents}
     assert versions["codex"] == pins["@openai/codex"]
     assert versions["gemini"] == pins["@google/gemini-cli"]
-    assert versions["claude"] and all(agent["installed"] for agent in agents), agents
+    assert versions["claude"] and all(agent["installed"] for agent in agents if agent["agent"] in IN_IMAGE)
+    others = [agent for agent in agents if agent["agent"] not in IN_IMAGE]
+    assert others and all("npm install -g" in str(agent["problem"]) for agent in others), others
 
 
 def test_the_image_runs_as_10001_on_a_read_only_root(built_image: str, volume: Path) -> None:

@@ -406,7 +406,7 @@ def test_a_plan_stops_with_exit_75_at_a_spent_quota_or_waits_for_it(
         f"id: q\nagent: fake\nrepo: {json.dumps(str(src_repo))}\n"
         "tasks:\n  - id: one\n    prompt: first\n  - id: two\n    prompt: second\n"
     )
-    until = int(time.time()) + 3
+    until = int(time.time()) + 8  # still ahead when the second run starts, on a loaded machine too
     stopped = cli("plan", "run", str(plan), "--json", env={"FAKE_AGENT_LIMIT_UNTIL": str(until)})
     assert stopped.returncode == 75, stopped.stderr
     tasks = {t["id"]: t for t in json.loads(stopped.stdout)["tasks"]}

@@ -112,6 +112,15 @@ TOOLS: dict[str, dict[str, Callable[[str], str]]] = {
         ),
         "shell": lambda cmd: f"[[tool:bash command={q(cmd)} description=run]]",
     },
+    "opencode": {
+        "read": lambda path: f"[[tool:read filePath={q(path)}]]",
+        "write": lambda path: (
+            "[[tool:apply_patch patchText="
+            + q(f"*** Begin Patch\n*** Add File: {path}\n+{PWNED}*** End Patch\n")
+            + "]]"
+        ),
+        "shell": lambda cmd: f"[[tool:bash command={q(cmd)}]]",
+    },
 }
 Call = tuple[str, str]  # (tool kind, its argument: a path or a command)
 

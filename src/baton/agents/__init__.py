@@ -35,6 +35,7 @@ BUILTIN = {
     "codex": "baton.agents.codex:from_settings",
     "gemini": "baton.agents.gemini:from_settings",
     "copilot": "baton.agents.copilot:from_settings",
+    "opencode": "baton.agents.opencode:from_settings",
 }
 EXTRA_ENV = "BATON_AGENTS_EXTRA"
 VERSION_CACHE = "cli-versions.json"  # under BATON_HOME/cache (see baton.agents.versions)

@@ -142,12 +142,13 @@ class AcpAgent(AgentBase):
 
 def platform_binary(loader: list[str], *candidates: str) -> list[str]:
     """The native binary an npm package's loader runs (a placeholder or a node wrapper that a killed
-    run would leave its child behind), found in the loader's outermost ``node_modules`` at the first of
-    ``candidates`` (relative paths, ``{arch}`` the Node name of this machine's: ``x64``, ``arm64``);
-    the loader itself when none is there."""
+    run would leave its child behind): the first of ``candidates`` (relative paths, ``{arch}`` the Node
+    name of this machine's: ``x64``, ``arm64``) in a ``node_modules`` around the loader, the nearest
+    first (a global install nests it in the package's own ``node_modules``, a local one beside it); the
+    loader itself when there is none."""
     arch = {"x86_64": "x64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-    modules = [p for p in Path(loader[0]).resolve().parents if p.name == "node_modules"]
-    for root in modules[-1:]:
+    for parent in Path(loader[0]).resolve().parents:
+        root = parent if parent.name == "node_modules" else parent / "node_modules"
         for candidate in candidates:
             native = root / candidate.format(arch=arch)
             if native.is_file():

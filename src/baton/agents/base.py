@@ -211,11 +211,6 @@ class Agent(Protocol):
         """The same for one stderr line (Gemini CLI reports its retries there)."""
         ...
 
-    def before_launch(self, worktree: Path) -> None:
-        """Prepare, outside the walls, what the CLI writes where the walls would not let it (OpenCode's
-        project id cache in the repository's git directory); nothing by default."""
-        ...
-
     def usage_limit(self, exit_code: int, turn: Turn, stderr: str) -> Limit | None:
         """The usage limit the turn ran into (:mod:`baton.agents.limits`): what its events said, else
         its words when it failed; None when it ran into none."""
@@ -313,9 +308,6 @@ class AgentBase:
     def limit_event(self, event: dict[str, Any]) -> Limit | None:
         """None by default: an adapter that knows its CLI's limit events reads them."""
         return None
-
-    def before_launch(self, worktree: Path) -> None:
-        """Nothing by default."""
 
     def usage_limit(self, exit_code: int, turn: Turn, stderr: str) -> Limit | None:
         if turn.limit is not None:

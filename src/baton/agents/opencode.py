@@ -1,10 +1,5 @@
 """OpenCode (``opencode-ai``) through the ACP adapter (:mod:`baton.agents.acp`): ``opencode acp``.
 
-Not wired in yet: no registry entry, not pinned (npm 11.19 writes a package-lock without the other
-platforms' optional ``opencode-*`` packages, which ``npm ci`` then refuses). Run by hand against the
-OpenAI mock, walled or not, it creates, loads by id and grows a conversation. What follows is what was
-measured for it.
-
 Measured on 1.18.33 (docs/agent-clis.md): sessions are created (``ses_…``, chosen by OpenCode) and
 loaded by id (``session/load`` replays the history); a missing id is the generic ``-32603 Internal
 error: OpenCode service failure``, which the bridge tells apart with ``session/list``. Everything of a home
@@ -30,8 +25,9 @@ id again, the repository's root commit, at each start), and opens of the parents
 directory at start (EACCES both) fail no turn, fresh or loaded, and no tool.
 
 Credentials and the model are the operator's OpenCode config (``homes/opencode/config/opencode/
-opencode.json``, copied into each key's home; ``opencode auth login``'s ``auth.json`` too): a provider
-may need no key at all (a local model), so baton checks none.
+opencode.json``, copied into each key's home; ``opencode auth login``'s ``auth.json`` too), or a
+provider's key in the environment, which OpenCode finds by itself: baton checks for one of them before
+a run (a local model's provider needs no key, but a config naming it).
 """
 
 from __future__ import annotations
@@ -71,9 +67,17 @@ class OpenCodeAgent(AcpAgent):
     auth_hint = "a model provider in the OpenCode config (homes/opencode/config/opencode/opencode.json)"
     env_patterns = ("OPENCODE_*", "OPENAI_*", "ANTHROPIC_*", "GEMINI_*", "GOOGLE_*", "OPENROUTER_*")
     config_files = (CONFIG, "data/opencode/auth.json")
+    # a provider's key in the environment (OpenCode finds those providers itself), or its config or
+    # `opencode auth login`'s file: a local model's provider needs no key at all
+    credentials = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY")
+    credential_files = config_files
+
+    def __init__(self, name: str, home: Path, binary: str = "") -> None:
+        super().__init__(name, home)
+        self.binary = binary
 
     def locate(self) -> list[str]:
-        return native_binary()
+        return native_binary(self.binary)
 
     def endpoints(self) -> tuple[str, ...]:
         """The ``baseURL`` of each provider in the home's ``opencode.json`` (read on the operator's
@@ -137,14 +141,14 @@ def free_port() -> int:
         return port
 
 
-def native_binary() -> list[str]:
-    """The platform package's binary beside the loader the PATH finds (the loader is a placeholder
-    until its postinstall ran)."""
-    loader = find_binary("", "opencode", "BATON_OPENCODE_BIN", INSTALL)
+def native_binary(setting: str = "") -> list[str]:
+    """The platform package's binary beside the loader (``BATON_OPENCODE_BIN``, else the one the PATH
+    finds; the loader is a placeholder until its postinstall ran)."""
+    loader = find_binary(setting, "opencode", "BATON_OPENCODE_BIN", INSTALL)
     return platform_binary(
         loader, "opencode-linux-{arch}/bin/opencode", "opencode-linux-{arch}-baseline/bin/opencode"
     )
 
 
 def from_settings(name: str, settings: Settings) -> OpenCodeAgent:
-    return OpenCodeAgent(name, settings.home / "homes" / name)
+    return OpenCodeAgent(name, settings.home / "homes" / name, settings.opencode_bin)

@@ -73,7 +73,6 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
     with RunLog(Path(record.log_path)) as log:
         try:
             _start(ctx, session, record, launch)
-            ctx.agent.before_launch(prepared.worktree)
             env = _agent_env(ctx, launch, record)
             watch = _watch(ctx, record, env, log)
             result = _launch(ctx, prepared, decision, launch, record, turn, env, watch)

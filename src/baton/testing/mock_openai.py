@@ -59,6 +59,7 @@ API_KEY_ENV = "MOCK_API_KEY"
 MODEL = "gpt-5.5"  # in Codex's built-in catalogue: an unknown name adds a metadata warning event
 Item = dict[str, Any]
 COMPACTION = "Please create a detailed summary of the conversation so far."  # Copilot CLI 1.0's words
+TITLING = "You are a title generator."  # OpenCode 1.18's
 
 
 @dataclass
@@ -73,8 +74,13 @@ class MockRequest(RecordedRequest):
     @property
     def is_conversation(self) -> bool:
         """A turn of the conversation; not a CLI's own compaction of it (Copilot CLI summarises a
-        conversation grown past a share of its context in a request of its own)."""
-        return self.path.startswith("/v1/responses") and not self.latest_user_text().startswith(COMPACTION)
+        conversation grown past a share of its context in a request of its own) nor a title for it
+        (OpenCode asks for one, with its own instructions, on a conversation's first turn)."""
+        first = self.input[0] if self.input and isinstance(self.input[0], dict) else {}
+        titling = first.get("role") == "developer" and str(first.get("content")).startswith(TITLING)
+        return self.path.startswith("/v1/responses") and not (
+            titling or self.latest_user_text().startswith(COMPACTION)
+        )
 
     def text(self) -> str:
         """All the text of the request's ``input`` items, joined (for asserting what was sent)."""
