@@ -1,13 +1,16 @@
 """``make compat``: the compatibility matrix of the agent CLIs.
 
 For each real CLI it installs the pinned release, the newest in its registry and two older ones (npm
-for Codex and Gemini, PyPI's claude-agent-sdk wheel for Claude Code, into ``.compat/`` or
+for Codex, Gemini and Copilot, PyPI's claude-agent-sdk wheel for Claude Code, into ``.compat/`` or
 ``$BATON_COMPAT_DIR``), runs ``tests/test_compat.py``'s scenarios (fresh, resume, hydrate after a
 wiped home, fork, hand-off, a tool call that edits a file) once per column, and writes:
 
 - ``docs/compat.md``: version by scenario, ✔ or ✘ with the reason;
 - ``src/baton/agents/tested.json``: the CLI versions whose column passed whole (``baton doctor`` warns
   on others), the pinned one first.
+
+Running some agents (``--agents copilot``) rewrites only theirs: the other agents' sections of the
+table and entries of ``tested.json`` stay as their last run left them (each section says when).
 
 The columns: *pinned* (started and carried on under the pin); each *older* release (started under
 it, carried on under the pin: an operator upgrading to this baton); *newest* (started under the pin,
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -40,6 +44,9 @@ class Cli:
     pinned: str  # the package version baton pins (pyproject.toml, package-lock.json)
     newest: str
     older: tuple[str, ...]
+    # package version → why its column fails, as measured by hand (the tests' own message is often
+    # only the symptom); the table shows it under the agent's section while that column fails
+    why: dict[str, str] = field(default_factory=dict)
 
 
 # The releases measured (bump them with the pins: docs/release.md, "Agent CLI pins").
@@ -47,6 +54,18 @@ CLIS = (
     Cli("claude", "claude-agent-sdk", "0.2.184", "0.2.187", ("0.2.180", "0.2.170")),
     Cli("codex", "@openai/codex", "0.169.0", "0.169.0", ("0.166.0", "0.162.1")),
     Cli("gemini", "@google/gemini-cli", "0.61.0", "0.61.0", ("0.60.0", "0.56.0")),
+    Cli(
+        "copilot",
+        "@github/copilot",
+        "1.0.102",
+        "1.0.102",
+        ("1.0.92", "1.0.83"),
+        why=dict.fromkeys(
+            ("1.0.92", "1.0.83"),
+            "it refuses `--disable-client-telemetry` (added in 1.0.100), which the adapter passes, and exits "
+            "before ACP's `initialize`; without that flag its six scenarios pass (measured 2026-11-25)",
+        ),
+    ),
 )
 
 
@@ -59,6 +78,11 @@ class Column:
     cli_version: str = ""  # what the column's tested CLI reports (`--version`)
     results: dict[str, str] = field(default_factory=dict)  # scenario → "" (passed) or the reason
 
+    @property
+    def tested(self) -> str:
+        """The package version this column is about (the pinned column's: the pin)."""
+        return self.carry if self.label == "newest" else self.start
+
 
 def install(cli: Cli, version: str, into: Path) -> Path:
     """The CLI binary of ``version``, installed under ``into`` unless it already is."""
@@ -68,6 +92,8 @@ def install(cli: Cli, version: str, into: Path) -> Path:
         command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                    "--no-deps", "--target", str(target), f"{cli.package}=={version}"]  # fmt: skip
     else:
+        # Copilot's loader (a node script): the adapter runs the native binary of the platform package
+        # installed beside it, @github/copilot-linux-{arch} (baton.agents.acp.platform_binary)
         binary = target / "node_modules" / ".bin" / cli.agent
         command = ["npm", "install", "--prefix", str(target), "--no-audit", "--no-fund", "--loglevel=error",
                    f"{cli.package}@{version}"]  # fmt: skip
@@ -80,8 +106,12 @@ def install(cli: Cli, version: str, into: Path) -> Path:
 def version_of(agent: str, binary: Path) -> str:
     sys.path.insert(0, str(ROOT / "src"))
     from baton.agents.base import cli_version
+    from baton.agents.copilot import CopilotAgent
     from baton.agents.gemini import gemini_version
 
+    if agent == "copilot":  # the native binary the runs use, unpacked into the cache they share
+        copilot = CopilotAgent(agent, binary.parent.parent.parent / "home", str(binary))
+        return copilot.probe_version(tuple(copilot.command)) or "?"
     probe = gemini_version if agent == "gemini" else cli_version
     return probe((str(binary),)) or "?"
 
@@ -119,38 +149,67 @@ def read_report(path: Path) -> dict[str, str]:
             results[scenario] = ""
         else:
             text = (problem.get("message") or problem.text or problem.tag).strip()
-            results[scenario] = " ".join(text.split())[:160]
+            results[scenario] = " ".join(text.split("\n", 1)[0].split())[:160]
     return results
 
 
+HEADER = """\
+# Agent CLI compatibility
+
+Written by `make compat` (`bench/compat.py`); do not edit by hand. Each column starts a
+conversation under one release and carries it on under another, through baton, against the
+project's mock model servers: *older* → pinned is an operator upgrading to this baton; pinned →
+*newest* is the next pin bump. A scenario passes when every turn succeeded and the carried-on
+turn's request held the first turn's words (the history was whole). CI runs the pinned column
+(`tests/test_compat.py`). Pin bumps: docs/release.md.
+"""
+
+
 def write_table(columns: list[Column], path: Path) -> None:
-    lines = [
-        "# Agent CLI compatibility",
-        "",
-        "Written by `make compat` (`bench/compat.py`); do not edit by hand. Each column starts a",
-        "conversation under one release and carries it on under another, through baton, against the",
-        "project's mock model servers: *older* → pinned is an operator upgrading to this baton; pinned →",
-        "*newest* is the next pin bump. A scenario passes when every turn succeeded and the carried-on",
-        "turn's request held the first turn's words (the history was whole). CI runs the pinned column",
-        "(`tests/test_compat.py`). Pin bumps: docs/release.md.",
-        "",
-        f"Measured {time.strftime('%Y-%m-%d')}.",
-        "",
-    ]
+    """The agents measured now as new sections; every other agent's section as it was (a run of
+    some agents keeps the rest), in the order of ``CLIS``."""
+    sections = kept_sections(path)
+    today = time.strftime("%Y-%m-%d")
     for agent in dict.fromkeys(c.agent for c in columns):
-        mine = [c for c in columns if c.agent == agent]
-        lines += [f"## {agent}", ""]
+        lines = [f"## {agent}", "", f"Measured {today}.", ""]
         lines.append("| column | started under → carried on under | " + " | ".join(SCENARIOS) + " |")
         lines.append("|---|---|" + "---|" * len(SCENARIOS))
-        for c in mine:
+        for c in (c for c in columns if c.agent == agent):
             cells = [
                 "✔" if not c.results.get(s) else f"✘ {c.results[s].replace('|', '/')}" for s in SCENARIOS
             ]
             lines.append(
                 f"| {c.label} ({c.cli_version}) | {c.start} → {c.carry} | " + " | ".join(cells) + " |"
             )
-        lines.append("")
-    path.write_text("\n".join(lines))
+        why = next(cli.why for cli in CLIS if cli.agent == agent)
+        failed = [
+            (c, why[c.tested]) for c in columns if c.agent == agent and failed_column(c) and c.tested in why
+        ]
+        if failed:
+            lines.append("")
+        lines += [f"- Why *{c.label} {c.tested}* fails: {reason}." for c, reason in failed]
+        sections[agent] = "\n".join(lines)
+    order = [cli.agent for cli in CLIS]
+    agents = sorted(sections, key=lambda a: order.index(a) if a in order else len(order))
+    path.write_text(HEADER + "".join(f"\n{sections[a].strip()}\n" for a in agents))
+
+
+def kept_sections(path: Path) -> dict[str, str]:
+    """agent → its section of the table already written (``## agent`` to the next), each with the
+    date it was measured (a table from before the dates moved into the sections: its one date)."""
+    text = path.read_text() if path.is_file() else ""
+    top = re.search(r"^Measured (\S+)\.$", text.split("\n## ", 1)[0], re.MULTILINE)
+    sections = {}
+    for part in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
+        agent, _, body = part.partition("\n")
+        if top and not re.search(r"^Measured ", body, re.MULTILINE):
+            body = f"\nMeasured {top.group(1)}.\n" + body
+        sections[agent.strip()] = f"## {agent.strip()}\n{body}"
+    return sections
+
+
+def failed_column(column: Column) -> bool:
+    return not column.results or any(column.results.values())
 
 
 def write_tested(columns: list[Column], path: Path) -> None:
@@ -159,9 +218,9 @@ def write_tested(columns: list[Column], path: Path) -> None:
         mine = [c for c in columns if c.agent == cli.agent]
         if not mine:
             continue
-        passed = [c.cli_version for c in mine if c.results and not any(c.results.values())]
+        passed = [c.cli_version for c in mine if not failed_column(c)]
         pinned = next(c.cli_version for c in mine if c.label == "pinned")
-        entry = data["agents"][cli.agent]
+        entry = data["agents"].setdefault(cli.agent, {"package": cli.package})
         entry["pinned_package"] = cli.pinned
         entry["versions"] = list(dict.fromkeys([pinned, *passed]))
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
@@ -169,7 +228,7 @@ def write_tested(columns: list[Column], path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--agents", default="claude,codex,gemini")
+    parser.add_argument("--agents", default=",".join(cli.agent for cli in CLIS))
     parser.add_argument("--dir", default=os.environ.get("BATON_COMPAT_DIR", str(ROOT / ".compat")))
     parser.add_argument("--table", default=str(ROOT / "docs" / "compat.md"))
     args = parser.parse_args()
@@ -193,7 +252,7 @@ def main() -> int:
             columns.append(column)
     write_table(columns, Path(args.table))
     write_tested(columns, ROOT / "src" / "baton" / "agents" / "tested.json")
-    failed = [c for c in columns if any(c.results.values())]
+    failed = [c for c in columns if failed_column(c)]
     for c in failed:
         print(f"compat: FAILED {c.agent} {c.label} {c.start} → {c.carry}", file=sys.stderr)
     return 1 if failed else 0
