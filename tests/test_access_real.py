@@ -75,17 +75,14 @@ REFUSALS = {
     # walled in, Codex runs its own sandbox off (it cannot run inside Landlock): the walls refuse
     "codex": Refusals("Failed to write file", "index.lock': Permission denied"),
     "gemini": Refusals('Tool "write_file" not found', "Tool execution denied by policy."),
-    "copilot": Refusals(
-        "denied due to the following rules: `write`", "denied due to the following rules: `shell`"
-    ),
+    "copilot": Refusals("following rules: `write`", "following rules: `shell`"),
+    # its permission config at read and edit: the tools are not even offered
+    "opencode": Refusals("unavailable tool 'apply_patch'", "unavailable tool 'bash'"),
 }
 
 
-OPENAI_WIRE = (
-    "codex",
-    "copilot",
-    "opencode",
-)  # the agents whose model is the OpenAI mock (the Responses API)
+# the agents whose model is the OpenAI mock (the Responses API)
+OPENAI_WIRE = ("codex", "copilot", "opencode")
 
 
 def text(value: Any) -> str:

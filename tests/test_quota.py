@@ -89,6 +89,32 @@ def test_the_words_give_the_reset_in_the_zone_they_name() -> None:
     assert unknown_zone is not None and unknown_zone.resets_at == 1795611600.0  # read as UTC
 
 
+@pytest.mark.parametrize(
+    ("said", "kind"),
+    [  # as Copilot CLI 1.0.102 and OpenCode 1.18.33 relay an OpenAI-compatible provider's 429 (measured)
+        (
+            "Error: Failed to get response from the AI model; retried 5 times (total retry wait time: "
+            "58.05 seconds) Last error: 429 You exceeded your current quota, please check your plan",
+            limits.LimitKind.EXHAUSTED,
+        ),
+        (
+            "session/prompt: Internal error: You exceeded your current quota, please check",
+            limits.LimitKind.EXHAUSTED,
+        ),
+        (
+            "Last error: 429 Rate limit reached for gpt-5.5 in organization org-mock on tokens per min (TPM)",
+            limits.LimitKind.TRANSIENT,
+        ),
+        ("Error: Could not connect to local model provider at http://127.0.0.1:9/v1.", None),
+        ("the rate limit of our API is documented in docs/limits.md", None),
+    ],
+)
+def test_a_providers_refusal_relayed_in_an_acp_agents_words(said: str, kind: limits.LimitKind | None) -> None:
+    found = limits.from_api_words(said)
+    assert (found.kind if found else None) == kind
+    assert found is None or (found.resets_at is None and found.detail)
+
+
 def _settings(settings: Settings) -> Settings:
     return settings.with_(quota_wait=600.0, quota_max_wait=8 * 86400.0)
 

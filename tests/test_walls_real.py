@@ -199,7 +199,13 @@ def make_victim(scene: Scene, canaries: dict[str, str]) -> Victim:
     on_disk = holding(roots, (canaries["prompt"], canaries["file"]))
     assert any(p.name.startswith(scene.db.name) for p in on_disk), f"the store holds no canary: {on_disk}"
     logs = scene.home / "logs"
-    found = [p for p in on_disk if p.suffix == ".jsonl" and "victim" in str(p) and logs not in p.parents]
+    # the CLI's conversation: a transcript named for A's thread, or whatever holds it in A's key home
+    # (OpenCode's SQLite database and its WAL)
+    found = [
+        p
+        for p in on_disk
+        if logs not in p.parents and ("@victim" in p.parts or (p.suffix == ".jsonl" and "victim" in str(p)))
+    ]
     assert found, f"A's transcript is not among {on_disk}"
     return Victim(worktree, secret, found[0], tuple(on_disk), ran.runner_pid)
 

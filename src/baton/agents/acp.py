@@ -22,7 +22,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from baton.agents.base import AgentBase, Capabilities, Launch, Turn, need_session
+from baton.agents import limits
+from baton.agents.base import AgentBase, Capabilities, Launch, Turn, guard_prompt, need_session
+from baton.agents.limits import Limit
 from baton.errors import AgentError
 from baton.models import Access, Mode, Outcome
 
@@ -80,7 +82,8 @@ class AcpAgent(AgentBase):
         elif mode not in (Mode.FRESH, Mode.RECOVER):
             raise AgentError(f"mode {mode.value!r} cannot be launched directly")
         argv += ["--", *self.command, *self.acp_args, *self.access_args(access)]
-        return Launch(argv=argv, env=self.home_env(), stdin=self.prompt_stdin(prompt))
+        # ACP's slash commands are prompts that start with "/" (OpenCode runs them): never a user's
+        return Launch(argv=argv, env=self.home_env(), stdin=self.prompt_stdin(guard_prompt(prompt, ("/",))))
 
     def access_args(self, access: Access) -> list[str]:
         """The agent's own flags for an access level, where it has them (the bridge's answers to its
@@ -129,6 +132,14 @@ class AcpAgent(AgentBase):
             return Outcome.SUCCEEDED
         self.not_logged_in(exit_code, turn, stderr)
         return Outcome.FAILED
+
+    def usage_limit(self, exit_code: int, turn: Turn, stderr: str) -> Limit | None:
+        """Its words for a limit: an ACP agent relays its provider's refusal as text (measured: Copilot
+        CLI on an OpenAI-compatible provider), which baton reads as any agent's, then as an API's."""
+        found = super().usage_limit(exit_code, turn, stderr)
+        if found is not None or (exit_code == 0 and not turn.is_error):
+            return found
+        return limits.from_api_words("\n".join([*turn.errors, turn.result or ""]))
 
     def transcript_files(self, session_id: str) -> list[Path]:
         raise NotImplementedError

@@ -37,11 +37,12 @@ TOOL_RULES = {
     Access.EDIT: ("--allow-tool=write", "--deny-tool=shell"),
     Access.FULL: ("--allow-all-tools",),
 }
+NO_TELEMETRY = ("--disable-client-telemetry",)
 FAILED_CALL = re.compile(r"(?:^|\s|\.\.\.)Error: ")  # its words for a model call that failed
 
 
 class CopilotAgent(AcpAgent):
-    acp_args = ("--acp", "--stdio", "--no-auto-update", "--disable-client-telemetry", "--disallow-temp-dir")
+    acp_args = ("--acp", "--stdio", "--no-auto-update", "--disallow-temp-dir")
     credentials = ("COPILOT_PROVIDER_API_KEY", "COPILOT_GITHUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN")
     auth_hint = (
         "a model provider's key (COPILOT_PROVIDER_BASE_URL, COPILOT_PROVIDER_API_KEY, COPILOT_MODEL) "
@@ -58,8 +59,9 @@ class CopilotAgent(AcpAgent):
 
     def access_args(self, access: Access) -> list[str]:
         """Its own tool rules: a permission it asks for and baton refuses cancels the whole turn
-        ("Operation cancelled by user"), a tool denied by rule is refused to the model, which goes on."""
-        return list(TOOL_RULES[access])
+        ("Operation cancelled by user"), a tool denied by rule is refused to the model, which goes on.
+        And its telemetry off, where the release knows the flag (1.0.100 on: older ones exit on it)."""
+        return [*TOOL_RULES[access], *(NO_TELEMETRY if _release(self.version()) >= (1, 0, 100) else ())]
 
     def home_env(self) -> dict[str, str]:
         return {"COPILOT_HOME": str(self._home / "copilot"), "XDG_CACHE_HOME": str(self.cache_dir())}
@@ -117,6 +119,12 @@ class CopilotAgent(AcpAgent):
         if "/" in session_id or session_id in ("", ".", "..") or not folder.is_dir():
             return []
         return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.endswith((".lock", ".hold")))
+
+
+def _release(version: str | None) -> tuple[int, ...]:
+    """``1.0.102`` as ``(1, 0, 102)``; ``()`` for none or another form."""
+    parts = (version or "").split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else ()
 
 
 def retry_notice(event: dict[str, Any]) -> str | None:

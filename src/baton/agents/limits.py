@@ -111,6 +111,23 @@ def from_words(text: str, now: float | None = None) -> Limit | None:
     return None
 
 
+# An OpenAI-compatible provider's 429, as an agent that calls it directly relays it (Copilot CLI 1.0's own
+# provider: "Error: Failed to get response from the AI model; retried 5 times … Last error: 429 You
+# exceeded your current quota, …"): the spent quota (billing: no reset said) and a per-minute limit.
+_SPENT_QUOTA = re.compile(r"insufficient_quota|exceeded your current quota", re.IGNORECASE)
+_RATE_LIMITED = re.compile(r"\b429\b.{0,40}rate limit|rate_limit_exceeded", re.IGNORECASE)
+
+
+def from_api_words(text: str) -> Limit | None:
+    """A provider's refusal relayed in an agent's words: an exhausted quota (no reset said: baton's
+    own wait), a transient rate limit; None when the words say neither."""
+    if _SPENT_QUOTA.search(text):
+        return Limit(LimitKind.EXHAUSTED, None, "quota", one_line(text))
+    if _RATE_LIMITED.search(text):
+        return Limit(LimitKind.TRANSIENT, None, "", one_line(text))
+    return None
+
+
 def _scope(words: str) -> str:
     words = words.strip().lower()
     if "5-hour" in words or "five" in words or "session" in words:

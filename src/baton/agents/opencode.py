@@ -35,9 +35,10 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from typing import Any
 
 from baton.agents.acp import AcpAgent, platform_binary
-from baton.agents.base import Launch, find_binary
+from baton.agents.base import Launch, Turn, find_binary
 from baton.models import Access, Mode
 from baton.settings import Settings
 
@@ -58,6 +59,7 @@ PERMISSION = {
 CONFIG = "config/opencode/opencode.json"  # in a home: the operator's, copied into each key's
 DATABASE = ("opencode.db", "opencode.db-wal", "opencode.db-shm")
 LOOPBACK = "127.0.0.1"
+UNREACHABLE = "Cannot connect to API"  # its words for a provider it could not reach
 # baton's name, not one OpenCode reads: where its server listens, a base URL the walls grant the port of
 SERVER_URL = "OPENCODE_ACP_SERVER_BASE_URL"
 
@@ -92,6 +94,15 @@ class OpenCodeAgent(AcpAgent):
         options = [p.get("options") for p in providers.values() if isinstance(p, dict)]
         urls = [o.get("baseURL") for o in options if isinstance(o, dict)]
         return tuple(url for url in urls if isinstance(url, str))
+
+    def on_event(self, event: dict[str, Any], turn: Turn) -> None:
+        """An unreachable provider: OpenCode retries silently for ~75 s, then fails the prompt with
+        "Cannot connect to API: Unable to connect. Is the computer able to access the url?" without
+        saying which: baton names it."""
+        super().on_event(event, turn)
+        said = turn.errors[-1] if event.get("type") == "acp.error" and turn.errors else ""
+        if UNREACHABLE in said and (urls := self.endpoints()):
+            turn.errors[-1] += f" (the model API at {', '.join(urls)})"
 
     def home_env(self) -> dict[str, str]:
         home = self._home
