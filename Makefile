@@ -113,7 +113,7 @@ bench: setup
 # ones of each CLI, through tests/test_compat.py's scenarios; writes docs/compat.md and the versions
 # `baton doctor` accepts (src/baton/agents/tested.json). Installs the releases under .compat/ (npm and
 # PyPI). CI runs only the pinned column (`make test`). AGENTS=claude,codex to run fewer.
-AGENTS ?= claude,codex,gemini,copilot
+AGENTS ?= claude,codex,gemini,copilot,opencode
 .PHONY: compat bump-agents
 compat: $(VENV)/.installed
 	$(PY) bench/compat.py --agents $(AGENTS)

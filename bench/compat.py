@@ -1,9 +1,10 @@
 """``make compat``: the compatibility matrix of the agent CLIs.
 
 For each real CLI it installs the pinned release, the newest in its registry and two older ones (npm
-for Codex, Gemini and Copilot, PyPI's claude-agent-sdk wheel for Claude Code, into ``.compat/`` or
-``$BATON_COMPAT_DIR``), runs ``tests/test_compat.py``'s scenarios (fresh, resume, hydrate after a
-wiped home, fork, hand-off, a tool call that edits a file) once per column, and writes:
+for Codex, Gemini, Copilot and OpenCode, PyPI's claude-agent-sdk wheel for Claude Code, into
+``.compat/`` or ``$BATON_COMPAT_DIR``), runs ``tests/test_compat.py``'s scenarios (fresh, resume,
+hydrate after a wiped home, fork, hand-off, a tool call that edits a file) once per column, and
+writes:
 
 - ``docs/compat.md``: version by scenario, ✔ or ✘ with the reason;
 - ``src/baton/agents/tested.json``: the CLI versions whose column passed whole (``baton doctor`` warns
@@ -66,6 +67,7 @@ CLIS = (
             "before ACP's `initialize`; without that flag its six scenarios pass (measured 2026-11-25)",
         ),
     ),
+    Cli("opencode", "opencode-ai", "1.18.33", "1.18.33", ("1.18.30", "1.18.18")),
 )
 
 
@@ -92,8 +94,9 @@ def install(cli: Cli, version: str, into: Path) -> Path:
         command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                    "--no-deps", "--target", str(target), f"{cli.package}=={version}"]  # fmt: skip
     else:
-        # Copilot's loader (a node script): the adapter runs the native binary of the platform package
-        # installed beside it, @github/copilot-linux-{arch} (baton.agents.acp.platform_binary)
+        # Copilot's and OpenCode's loaders: the adapter runs the native binary of the platform package
+        # installed beside it, @github/copilot-linux-{arch} or opencode-linux-{arch}[-baseline]
+        # (baton.agents.acp.platform_binary), this install's own
         binary = target / "node_modules" / ".bin" / cli.agent
         command = ["npm", "install", "--prefix", str(target), "--no-audit", "--no-fund", "--loglevel=error",
                    f"{cli.package}@{version}"]  # fmt: skip
@@ -108,10 +111,13 @@ def version_of(agent: str, binary: Path) -> str:
     from baton.agents.base import cli_version
     from baton.agents.copilot import CopilotAgent
     from baton.agents.gemini import gemini_version
+    from baton.agents.opencode import native_binary
 
     if agent == "copilot":  # the native binary the runs use, unpacked into the cache they share
         copilot = CopilotAgent(agent, binary.parent.parent.parent / "home", str(binary))
         return copilot.probe_version(tuple(copilot.command)) or "?"
+    if agent == "opencode":  # the platform package's binary the runs use (the adapter's own search)
+        return cli_version(tuple(native_binary(str(binary)))) or "?"
     probe = gemini_version if agent == "gemini" else cli_version
     return probe((str(binary),)) or "?"
 

@@ -33,6 +33,7 @@ a run (a local model's provider needs no key, but a config naming it).
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,25 @@ OFFLINE = {
     "OPENCODE_DISABLE_PROJECT_CONFIG": "1",
     "OPENCODE_DISABLE_CLAUDE_CODE": "1",
 }
+# Every permission decided up front: a request baton refuses fails OpenCode's whole prompt ("The user
+# rejected permission to use this specific tool call"), and so does a rule that denies one of its
+# questions (its doom-loop check: the same tool three times in a row); a tool the rules deny is not even
+# offered. Reading outside the worktree (external_directory) is allowed: the walls decide what is there;
+# a loop is bounded by the run's timeout.
+_NEVER_ASK = {"*": "allow", "external_directory": "allow", "doom_loop": "allow"}
 PERMISSION = {
-    Access.READ: {"edit": "deny", "bash": "deny", "webfetch": "deny"},
-    Access.EDIT: {"edit": "allow", "bash": "deny", "webfetch": "deny"},
-    Access.FULL: {"edit": "allow", "bash": "allow", "webfetch": "allow"},
+    Access.READ: {**_NEVER_ASK, "edit": "deny", "bash": "deny", "webfetch": "deny"},
+    Access.EDIT: {**_NEVER_ASK, "edit": "allow", "bash": "deny", "webfetch": "deny"},
+    Access.FULL: {**_NEVER_ASK, "edit": "allow", "bash": "allow", "webfetch": "allow"},
 }
+# The variables of the providers OpenCode finds by itself (its credentials when its config names none).
+PROVIDER_ENV = {
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "openai": ("OPENAI_API_KEY",),
+    "google": ("GEMINI_API_KEY", "GOOGLE_GENERATIVE_AI_API_KEY"),
+    "openrouter": ("OPENROUTER_API_KEY",),
+}
+ENV_REF = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")  # its config's own references to variables
 CONFIG = "config/opencode/opencode.json"  # in a home: the operator's, copied into each key's
 DATABASE = ("opencode.db", "opencode.db-wal", "opencode.db-shm")
 LOOPBACK = "127.0.0.1"
@@ -67,7 +82,6 @@ SERVER_URL = "OPENCODE_ACP_SERVER_BASE_URL"
 class OpenCodeAgent(AcpAgent):
     acp_args = ("acp",)
     auth_hint = "a model provider in the OpenCode config (homes/opencode/config/opencode/opencode.json)"
-    env_patterns = ("OPENCODE_*", "OPENAI_*", "ANTHROPIC_*", "GEMINI_*", "GOOGLE_*", "OPENROUTER_*")
     config_files = (CONFIG, "data/opencode/auth.json")
     # a provider's key in the environment (OpenCode finds those providers itself), or its config or
     # `opencode auth login`'s file: a local model's provider needs no key at all
@@ -81,18 +95,31 @@ class OpenCodeAgent(AcpAgent):
     def locate(self) -> list[str]:
         return native_binary(self.binary)
 
+    def env_names(self) -> tuple[str, ...]:
+        """Its switches, and the credentials of the providers its config uses (their standard variables
+        and its ``{env:NAME}`` references), never every provider's key the operator holds (another
+        agent's, for all OpenCode knows); every provider's when the config names none."""
+        config = self._config()
+        if not config:
+            return ("OPENCODE_*", *(name for names in PROVIDER_ENV.values() for name in names))
+        used = set(_dict(config.get("provider")))
+        used |= {str(config.get(k, "")).partition("/")[0] for k in ("model", "small_model")}
+        names = [name for provider in sorted(used) for name in PROVIDER_ENV.get(provider, ())]
+        names += ENV_REF.findall(json.dumps(config))
+        return ("OPENCODE_*", *dict.fromkeys(names))
+
+    def _config(self) -> dict[str, Any]:
+        """The home's ``opencode.json`` ({} when there is none or it cannot be read)."""
+        try:
+            return _dict(json.loads((self._home / CONFIG).read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return {}
+
     def endpoints(self) -> tuple[str, ...]:
         """The ``baseURL`` of each provider in the home's ``opencode.json`` (read on the operator's
         base home, never a key's): a walled-in OpenCode may connect to their ports."""
-        try:
-            config = json.loads((self._home / CONFIG).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
-            return ()
-        providers = config.get("provider") if isinstance(config, dict) else None
-        if not isinstance(providers, dict):
-            return ()
-        options = [p.get("options") for p in providers.values() if isinstance(p, dict)]
-        urls = [o.get("baseURL") for o in options if isinstance(o, dict)]
+        options = [_dict(p).get("options") for p in _dict(self._config().get("provider")).values()]
+        urls = [_dict(o).get("baseURL") for o in options]
         return tuple(url for url in urls if isinstance(url, str))
 
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
@@ -142,6 +169,10 @@ class OpenCodeAgent(AcpAgent):
         if not session_id.startswith("ses_") or not (data / DATABASE[0]).is_file():
             return []
         return [data / name for name in DATABASE if (data / name).is_file()]
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def free_port() -> int:
