@@ -11,8 +11,10 @@ worktree paths are stable, and moves keep ``BATON_HOME`` at one path.
 Offline and hostile-input hygiene: no update check, no sharing, no model catalogue fetch, no LSP
 downloads, no project ``opencode.json`` (a repository's config is the repository's, not the operator's),
 and a stub that stops its background ``npm install`` of its plugin package. The access level is its own
-permission config (``OPENCODE_PERMISSION``): ``read`` denies edits and the shell (the tools are not even
-offered), ``edit`` allows edits only, ``full`` both; the walls hold whatever it does.
+permission config (``OPENCODE_PERMISSION``), every permission decided so that it never asks (a refused
+question fails its whole prompt): ``read`` denies edits and the shell (the tools are not even offered),
+``edit`` allows edits only, ``full`` both; the walls hold whatever it does. A prompt starting with ``/``
+would run one of its commands: the adapter guards it.
 
 Walled, two ports more. ``opencode acp`` is a client of its own HTTP server (it listens on 127.0.0.1,
 port 4096 else any, and its ACP side calls it there): the walls refuse that ``connect`` (EACCES) and
@@ -27,7 +29,9 @@ directory at start (EACCES both) fail no turn, fresh or loaded, and no tool.
 Credentials and the model are the operator's OpenCode config (``homes/opencode/config/opencode/
 opencode.json``, copied into each key's home; ``opencode auth login``'s ``auth.json`` too), or a
 provider's key in the environment, which OpenCode finds by itself: baton checks for one of them before
-a run (a local model's provider needs no key, but a config naming it).
+a run (a local model's provider needs no key, but a config naming it). Only the variables of the
+providers its config uses reach it (:meth:`OpenCodeAgent.env_names`), not every provider's key the
+operator holds for other agents.
 """
 
 from __future__ import annotations
