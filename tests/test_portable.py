@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import importlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from baton.testing.mock_anthropic import MockAnthropic
 from baton.workspace import gitcmd, portable
 from baton.workspace.archives import list_archives
 from baton.workspace.workdirs import Workdirs
-from tests.conftest import FAST, agent_work, git, status
+from tests.conftest import FAST, FIRST, MOCKS, agent_work, git, status
 
 TOKEN = "portable-test-token"
 
@@ -505,3 +506,36 @@ def test_claude_code_on_a_new_machine_with_the_same_mount_path(
     assert mock.message_counts() == [2, 4, 6]
     assert (worktree(third) / "README.md").read_text() == "# uncommitted on A\n"
     assert (worktree(third) / "notes.md").read_text() == "untracked on A\n"
+
+
+# -- the ACP agents (Copilot CLI, OpenCode) against their mocks ----------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", ["copilot", "opencode"])
+def test_an_acp_agent_on_a_new_machine_with_the_same_mount_path(
+    agent: str, a: Settings, src_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same move for the agents driven over ACP: their conversation (Copilot's session directory,
+    OpenCode's database) hydrated from the store on the empty machine, loaded by id with its history."""
+    module, name = MOCKS[agent]
+    with getattr(importlib.import_module(module), name)() as model:
+        for variable, value in model.env().items():
+            monkeypatch.setenv(variable, value)
+        model.configure_home(a.home / "homes" / agent)
+
+        def turn(prompt: str) -> RunResult:
+            result = run(RunRequest(agent=agent, repo=str(src_repo), thread="t1", prompt=prompt), settings=a)
+            assert result.ok, result.run.error
+            return result
+
+        first = turn("turn 1")
+        (worktree(first) / "notes.md").write_text("untracked on A\n")
+        turn("turn 2")
+        a.home.rename(tmp_path / "machine-a-is-gone")
+        model.configure_home(a.home / "homes" / agent)  # the operator's config, on every machine
+        third = turn("turn 3")
+    assert third.run.mode == Mode.RESUME and third.run.note and "hydrated" in third.run.note
+    assert third.session.agent_session_id == first.session.agent_session_id
+    assert model.history_counts() == [FIRST[agent] + 2 * i for i in range(3)]
+    assert "turn 1" in model.texts()[-1] and (worktree(third) / "notes.md").read_text() == "untracked on A\n"
