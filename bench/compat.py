@@ -67,6 +67,8 @@ CLIS = (
             "before ACP's `initialize`; without that flag its six scenarios pass (measured 2026-11-25)",
         ),
     ),
+    # releases whose opencode-linux-x64 package the registry serves (docs/release.md): without it the
+    # install fails; 1.18.33 is `latest` (2026-09-28), 1.18.30 from 2026-09-09, 1.18.18 from 2026-08-14
     Cli("opencode", "opencode-ai", "1.18.33", "1.18.33", ("1.18.30", "1.18.18")),
 )
 

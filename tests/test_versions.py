@@ -137,7 +137,7 @@ def test_the_adapters_remember_under_baton_home(settings: Settings) -> None:
 
 def test_tested_versions_name_every_real_agent_pinned_first() -> None:
     known = versions.tested_versions()
-    assert set(known) == {"claude", "codex", "gemini", "copilot"}
+    assert set(known) == {"claude", "codex", "gemini", "copilot", "opencode"}
     for agent, listed in known.items():
         assert listed and versions.pinned(agent) == listed[0] and versions.is_tested(agent, listed[0])
         assert versions.tested_note(agent, listed[0]) is None
