@@ -135,3 +135,32 @@ def test_runs_logs_shows_an_acp_turn(settings: Settings, src_repo: Path) -> None
     assert ("info", "refused at edit: execute execute touch ran.txt") in shown
     assert ("tool", "edit made.txt") in shown and ("done", "done") in shown
     assert ("text", "fake acp reply: received 2 messages") in shown, "the chunks joined"
+
+
+def test_a_local_transcript_is_trusted_by_its_own_format(tmp_path: Path) -> None:
+    """Before a resume baton trusts the local transcript over the snapshot unless it looks damaged:
+    a JSON transcript smaller than its snapshot or not parsing is; OpenCode's SQLite database (smaller
+    once its WAL is merged) and Copilot's rewritten ``workspace.yaml`` are not, so such a resume loads
+    the local conversation instead of overwriting it with an older snapshot."""
+    from baton.models import Snapshot
+    from baton.runner.decide import SQLITE, _damage
+
+    def snapshot(total: int) -> Snapshot:
+        return Snapshot("a", "r", "t", "s", {}, total, 0.0)
+
+    db, wal = tmp_path / "opencode.db", tmp_path / "opencode.db-wal"
+    db.write_bytes(SQLITE + b"\0" * 100)
+    wal.write_bytes(b"")
+    assert _damage([db, wal], snapshot(10_000)) is None
+    db.write_bytes(b"garbage")
+    assert _damage([db], None) == "opencode.db is not a SQLite database"
+    events, workspace = tmp_path / "events.jsonl", tmp_path / "workspace.yaml"
+    events.write_text('{"type": "session.start"}\n')
+    workspace.write_text("id: x\n")
+    assert _damage([events, workspace], snapshot(10_000)) is None
+    assert (
+        _damage([events], snapshot(10_000))
+        == f"the local transcript has {events.stat().st_size} bytes, the snapshot 10000"
+    )
+    events.write_bytes(b"\x00\x01 not json\n")
+    assert _damage([events, workspace], None) == "events.jsonl does not parse as JSONL"

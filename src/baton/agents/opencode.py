@@ -150,6 +150,9 @@ class OpenCodeAgent(AcpAgent):
     ) -> Launch:
         made = super().launch(mode, prompt, session_id, access, walled)
         argv, env = made.argv, {**made.env, "OPENCODE_PERMISSION": json.dumps(PERMISSION[access])}
+        # no snapshots of its own: a git store of the worktree in each key's home (disk, ~1 s a turn);
+        # baton checkpoints the worktree itself. Over the config files, so the operator's are kept.
+        env["OPENCODE_CONFIG_CONTENT"] = json.dumps({"snapshot": False})
         if walled:
             # its ACP side calls its own HTTP server (see the module docstring): the walls grant the
             # port named here, chosen free a moment before (another process could take it meanwhile:

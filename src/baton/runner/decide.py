@@ -42,6 +42,9 @@ class Local:
     note: str | None = None
 
 
+JSON_TEXT = (".jsonl", ".json")  # transcripts as JSON lines (Claude, Codex, Gemini, Copilot's events)
+SQLITE = b"SQLite format 3\x00"  # the first bytes of a SQLite database (OpenCode's)
+
 def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
     """How ``attempt`` starts its conversation (the module docstring's matrix)."""
     mode, session = attempt.forced or ctx.request.mode, prepared.session
@@ -245,9 +248,27 @@ def ensure_local(ctx: Context, key: Key, session_id: str, cwd: Path) -> Local:
 
 def _damage(files: list[Path], snapshot: Snapshot | None) -> str | None:
     """Why the local transcript cannot be trusted over the snapshot, or None. Cheap: sizes, and the
-    first line of each file (a transcript is JSONL; a binary or rewritten file fails to parse)."""
+    first bytes of each file: a JSONL transcript's first line parses (a binary or rewritten file does
+    not), a SQLite database (OpenCode's) starts with its header. Sizes only where every file is a JSON
+    transcript, which only grows: a database shrinks when its WAL is merged, a YAML file is rewritten."""
     if not files:
         return None
+    size = sum(p.stat().st_size for p in files)
+    grows = all(p.suffix in JSON_TEXT for p in files)
+    if grows and snapshot is not None and size < snapshot.total_bytes:
+        return f"the local transcript has {size} bytes, the snapshot {snapshot.total_bytes}"
+    for path in files:
+        with path.open("rb") as fh:
+            first = fh.readline() if path.suffix in JSON_TEXT else fh.read(len(SQLITE))
+        if path.suffix == ".db" and first != SQLITE:
+            return f"{path.name} is not a SQLite database"
+        if path.suffix not in JSON_TEXT:
+            continue
+        try:
+            json.loads(first)
+        except ValueError:
+            return f"{path.name} does not parse as JSONL"
+    return None
     size = sum(p.stat().st_size for p in files)
     if snapshot is not None and size < snapshot.total_bytes:
         return f"the local transcript has {size} bytes, the snapshot {snapshot.total_bytes}"
