@@ -45,6 +45,7 @@ class Local:
 JSON_TEXT = (".jsonl", ".json")  # transcripts as JSON lines (Claude, Codex, Gemini, Copilot's events)
 SQLITE = b"SQLite format 3\x00"  # the first bytes of a SQLite database (OpenCode's)
 
+
 def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
     """How ``attempt`` starts its conversation (the module docstring's matrix)."""
     mode, session = attempt.forced or ctx.request.mode, prepared.session
