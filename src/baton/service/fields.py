@@ -206,11 +206,14 @@ def run_rules(agents: list[str]) -> list[dict[str, Any]]:
             "then": {"properties": {"mode": {"enum": [Mode.AUTO.value, Mode.FRESH.value]}}},
         },
     ]
-    rules += [
+    # no hand-off from the agent itself: one rule for all agents (one if/then per agent made the
+    # body's schema branch per agent, past what a schema-driven generator such as Schemathesis models)
+    same = [
         {
-            "if": {"properties": {"agent": {"const": name}}, "required": ["agent"]},
-            "then": {"properties": {"handoff_from": {"not": {"const": name}}}},
+            "properties": {"agent": {"const": name}, "handoff_from": {"const": name}},
+            "required": ["agent", "handoff_from"],
         }
         for name in agents
     ]
+    rules.append({"not": {"anyOf": same}})
     return rules
