@@ -27,6 +27,7 @@ from tests.test_contain import alive, detach, killed_midway, tag
 
 pytestmark = pytest.mark.slow
 agent, model = test_access_real.agent, test_access_real.model  # the fixtures: each real CLI, its mock
+STARTS = {"opencode": 30}  # seconds a turn's timeout leaves a slow-starting CLI
 
 
 def last_request(model: MockModel) -> str:
@@ -88,7 +89,8 @@ def test_a_real_agents_detached_processes_end_on_timeout_cancel_and_a_killed_run
     # a thread each: a turn after an interrupted one is told its instruction again, markers included
     sleeping = tag()
     serve = f"serve {shell_marker(agent, detach(sleeping) + '; sleep 60')}"
-    timed = turn(agent, settings, src_repo, serve, thread="timeout", timeout=8)
+    # long enough for the CLI to start and call its tool (OpenCode's start alone takes ~7-15 s)
+    timed = turn(agent, settings, src_repo, serve, thread="timeout", timeout=STARTS.get(agent, 8))
     assert timed.run.outcome == Outcome.TIMED_OUT, (timed.run.outcome, timed.run.error)
     assert alive(sleeping) == [] and timed.run.reaped is not None and timed.run.reaped >= 3
 

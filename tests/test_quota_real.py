@@ -16,14 +16,13 @@ from pathlib import Path
 import pytest
 
 from baton import Outcome, RunRequest, RunResult, run
-from baton.agents import limits
+from baton.agents import get_agent, limits
 from baton.errors import QuotaHeld
 from baton.models import SessionStatus
 from baton.settings import Settings
 from baton.store import Store
 from baton.testing import mock_anthropic, mock_gemini, mock_openai
 from baton.testing._http import Refusal
-from tests.test_access_real import agent as agent
 from tests.test_access_real import model as model
 
 pytestmark = pytest.mark.slow
@@ -34,6 +33,15 @@ REFUSALS: dict[str, Callable[[int], Refusal]] = {
     "codex": lambda at: mock_openai.usage_limit(at),
     "gemini": lambda at: mock_gemini.quota_exhausted(43),  # a day's quota, the API's usual retry hint
 }
+
+
+@pytest.fixture(params=sorted(REFUSALS))
+def agent(request: pytest.FixtureRequest, settings: Settings) -> str:
+    """The agents whose limits say when they reset (the ACP agents relay a provider's words, with no
+    reset: tests/test_copilot_real.py, tests/test_quota.py)."""
+    name = str(request.param)
+    assert get_agent(name, settings).version(), f"the real {name} CLI did not answer --version"
+    return name
 
 
 def ask(settings: Settings, repo: Path, agent: str, thread: str, prompt: str) -> RunResult:
