@@ -345,9 +345,12 @@ def _kill_once(dirs: dict[str, Path], pids: set[int]) -> None:
         with contextlib.suppress(OSError):
             (freezer / "freezer.state").write_text("FROZEN")
             frozen = True
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+    # without a freezer, all stopped first: killed one by one, a shell whose child died first could run
+    # its next command (`sleep N; echo late > late.txt` wrote late.txt) before its own turn came
+    for sig in (signal.SIGKILL,) if frozen else (signal.SIGSTOP, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
     if frozen and freezer is not None:
         with contextlib.suppress(OSError):
             (freezer / "freezer.state").write_text("THAWED")
