@@ -82,6 +82,16 @@ def q(path: Path | str) -> str:
     return shlex.quote(str(path))
 
 
+def patch_adding(path: str, field: str) -> str:
+    """An ``apply_patch`` call (Codex's and Copilot's freeform ``input``, OpenCode's ``patchText``)
+    adding the file ``path`` with the PWNED line."""
+    return (
+        f"[[tool:apply_patch {field}="
+        + q(f"*** Begin Patch\n*** Add File: {path}\n+{PWNED}*** End Patch\n")
+        + "]]"
+    )
+
+
 # The tools of each CLI the calls use: a file read, a file write, a shell command. Codex has no
 # file-read tool (it reads through exec_command), and its shell runs without a login shell.
 TOOLS: dict[str, dict[str, Callable[[str], str]]] = {
@@ -91,11 +101,7 @@ TOOLS: dict[str, dict[str, Callable[[str], str]]] = {
         "shell": lambda cmd: f"[[tool:Bash command={q(cmd)}]]",
     },
     "codex": {
-        "write": lambda path: (
-            "[[tool:apply_patch input="
-            + q(f"*** Begin Patch\n*** Add File: {path}\n+{PWNED}*** End Patch\n")
-            + "]]"
-        ),
+        "write": lambda path: patch_adding(path, "input"),
         "shell": lambda cmd: "[[tool:exec_command " + json.dumps({"cmd": cmd, "login": False}) + "]]",
     },
     "gemini": {
@@ -105,20 +111,12 @@ TOOLS: dict[str, dict[str, Callable[[str], str]]] = {
     },
     "copilot": {
         "read": lambda path: f"[[tool:view path={q(path)}]]",
-        "write": lambda path: (
-            "[[tool:apply_patch input="
-            + q(f"*** Begin Patch\n*** Add File: {path}\n+{PWNED}*** End Patch\n")
-            + "]]"
-        ),
+        "write": lambda path: patch_adding(path, "input"),
         "shell": lambda cmd: f"[[tool:bash command={q(cmd)} description=run]]",
     },
     "opencode": {
         "read": lambda path: f"[[tool:read filePath={q(path)}]]",
-        "write": lambda path: (
-            "[[tool:apply_patch patchText="
-            + q(f"*** Begin Patch\n*** Add File: {path}\n+{PWNED}*** End Patch\n")
-            + "]]"
-        ),
+        "write": lambda path: patch_adding(path, "patchText"),
         "shell": lambda cmd: f"[[tool:bash command={q(cmd)}]]",
     },
 }
