@@ -59,4 +59,6 @@ def worker_cmd(
     forges = load_forges(settings.home)  # a bad forge table fails here, named, before the worker starts
     if forges.forges:
         install_per_process(settings, forges)  # the forge turns this worker runs are published by it
-    run_worker(settings, concurrency, names, pool.value, hostname, settings.log_level.upper())
+    status = run_worker(settings, concurrency, names, pool.value, hostname, settings.log_level.upper())
+    if status:  # stopped on an error: a supervisor that restarts on failure must see one
+        raise typer.Exit(status)

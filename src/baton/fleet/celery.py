@@ -100,6 +100,10 @@ def make_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_transport_options=_transport_options(options),
     )
+    if options.redis:  # kombu's, guarded: a broker restart mid-run no longer ends the worker
+        from baton.fleet.redis_transport import TRANSPORT
+
+        app.conf.broker_transport = TRANSPORT
     return app
 
 
@@ -329,8 +333,11 @@ def run_worker(
     pool: str = "prefork",
     hostname: str | None = None,
     loglevel: str = "INFO",
-) -> None:
-    """Start a Celery worker for baton's runs in this process (returns when it stops)."""
+) -> int:
+    """Run a Celery worker for baton's runs in this process; returns its exit status when it stops:
+    0 after a warm shutdown (SIGTERM, SIGINT), non-zero when it stopped on an error, so a supervisor
+    that restarts failed workers (``Restart=on-failure``, a pod's restart policy) restarts it.
+    ``app.worker_main`` would drop that status (it returns None whatever happened)."""
     global _settings
     from celery import signals
     from celery.utils.nodenames import host_format  # type: ignore[import-untyped]
@@ -368,4 +375,7 @@ def run_worker(
         tag,
         settings.home,
     )
-    app.worker_main(argv)
+    status = app.start(argv)  # Celery's exit status (click's Exit); None: it returned normally
+    if status:
+        log.error("baton worker: stopped with exit status %s", status)
+    return int(status or 0)

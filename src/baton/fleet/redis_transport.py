@@ -1,0 +1,61 @@
+"""kombu's Redis transport with one guard: a broker restart must not end a worker.
+
+Measured with Celery 5.7.0, kombu 5.7.0 and redis-py 8.1 (the newest releases): a Redis broker
+restarted while a worker holds an unacknowledged message (a run in flight, ``acks_late``) ended that
+worker with ``CRITICAL celery.worker: Unrecoverable error: AttributeError("'NoneType' object has no
+attribute 'hostname'")``. The path: the consumer's ``on_connection_error_after_connected`` first
+``collect()``s the broken connection, which detaches the transport from it (``transport.client =
+None``) without closing its default channel, then ``close()``s it; closing the channel restores its
+unacknowledged messages, which needs a new Redis client, whose parameters are read from
+``transport.client`` (``_connparams``): None. ``ignore_errors`` swallows only the transport's connection
+and channel errors, so the ``AttributeError`` reaches the worker, which stops (and Celery's
+``worker_main`` drops its exit status: see :func:`baton.fleet.celery.run_worker`). Idle workers hold no
+unacknowledged message and reconnect fine.
+
+The guard: a channel whose transport has lost its connection says so with redis-py's own
+``ConnectionError``, one of the errors the consumer ignores while it throws the connection away and
+reconnects. Nothing is lost by not restoring there: the message stays in the broker's unacknowledged
+set (if the broker kept its data) and the worker, still running the job, ends it as usual; a copy
+that the broker gives back later finds the job ended or held and does nothing
+(:mod:`baton.fleet.queued`), and a message the restart lost is sent again by the janitor.
+
+Selected by :func:`baton.fleet.celery.make_app` for ``redis://`` and ``rediss://`` brokers (kombu reads
+TLS from the connection's options, not from the class).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu.transport import TRANSPORT_ALIASES  # type: ignore[import-untyped]
+from kombu.transport import redis as kombu_redis  # type: ignore[import-untyped]
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+
+class Channel(kombu_redis.Channel):  # type: ignore[misc]
+    """kombu's channel, refusing with a connection error once its transport has lost its client."""
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection is None or self.connection.client is None:
+            raise RedisConnectionError("the broker connection was closed (a new one is being made)")
+        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)
+        return params
+
+
+class Transport(kombu_redis.Transport):  # type: ignore[misc]
+    """kombu's Redis transport with :class:`Channel`."""
+
+    Channel = Channel
+
+    @property
+    def supports_batch_publish(self) -> bool:
+        # the same read of ``client.hostname`` as _connparams: a detached transport batches nothing
+        if self.client is None:
+            return False
+        return bool(super().supports_batch_publish)
+
+
+# An alias of its own: kombu logs a connection as ``<transport>://host``, and an operator should read
+# "baton-redis://127.0.0.1:6379/0" there, not a class path.
+TRANSPORT = "baton-redis"
+TRANSPORT_ALIASES.setdefault(TRANSPORT, f"{__name__}:Transport")
