@@ -1,0 +1,28 @@
+#!/bin/sh
+# The images the trial fleet runs, built on this machine from Debian's packages (no image registry):
+# baton's own (deploy/image/build.sh: `make image`) and PostgreSQL, Redis and RabbitMQ
+# (deploy/image/services/*.Containerfile) on the same Debian base. An image already there is reused;
+# REBUILD=1 builds them all again.
+#
+#   deploy/fleet/images.sh        (as root, as `make image`; ENGINE is podman)
+set -eu
+cd "$(dirname "$0")/../.."
+BASE=${BASE:-localhost/baton-base:trixie}
+has_image() { podman image exists "$1"; }
+
+if [ -n "${REBUILD:-}" ] || ! has_image localhost/baton:dev; then
+	ENGINE=podman deploy/image/build.sh
+fi
+if ! has_image "$BASE"; then  # baton's image came from elsewhere: the base is made as build.sh makes it
+	ENGINE=podman deploy/image/base.sh "$BASE"
+fi
+for service in postgres redis rabbitmq; do
+	image=localhost/baton-$service:dev
+	if [ -n "${REBUILD:-}" ] || ! has_image "$image"; then
+		echo "fleet images: building $image on $BASE"
+		start=$(date +%s)
+		podman build --pull=never --network host --build-arg "BASE=$BASE" \
+			--file "deploy/image/services/$service.Containerfile" --tag "$image" deploy/image/services >/dev/null
+		echo "fleet images: $image in $(($(date +%s) - start)) s"
+	fi
+done
