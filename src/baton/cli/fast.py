@@ -36,6 +36,8 @@ def try_fast(args: list[str]) -> int | None:
 LS_OPTIONS = {
     "agent": (("--agent", "-a"), True),
     "repo": (("--repo", "-r"), True),
+    "limit": (("--limit", "-L"), True),
+    "all": (("--all",), False),
     "json": (("--json",), False),
     "wide": (("--wide", "-w"), False),
 }
@@ -71,9 +73,14 @@ def parse(
 
 
 def sessions_ls(args: list[str]) -> int | None:
-    """``baton sessions ls [--agent A] [--repo R] [--json] [--wide]`` (see ``cli/sessions.py``)."""
+    """``baton sessions ls [--agent A] [--repo R] [--limit N | --all] [--json] [--wide]`` (see
+    ``cli/sessions.py``); a limit that is not a whole number of at least 1, or both ``--limit`` and
+    ``--all``, is Typer's to refuse."""
     given = parse(args, LS_OPTIONS)
     if given is None:
+        return None
+    text = given.get("limit")
+    if text is not None and (given.get("all") or not str(text).isdigit() or int(str(text)) < 1):
         return None
     from baton.keys import repo_slug
     from baton.settings import load_settings
@@ -82,18 +89,20 @@ def sessions_ls(args: list[str]) -> int | None:
     store = open_lite(load_settings().resolved_store_url)
     if store is None:
         return None
-    agent, repo = given.get("agent"), given.get("repo")
-    with store:
-        rows = store.list_sessions(
-            agent=str(agent) if agent else None, repo=repo_slug(store, str(repo)) if repo else None
-        )
-    from baton.cli.render import emit_json, print_rows, session_rows
+    from baton.cli.listing import list_sessions_page, page_limit
 
-    if given.get("json"):
-        emit_json([s.to_json() for s in rows])
-    else:
-        wide = bool(given.get("wide"))
-        print_rows(*session_rows(rows, wide), wide)
+    agent, repo = given.get("agent"), given.get("repo")
+    limit = page_limit(None if text is None else int(str(text)), bool(given.get("all")))
+    with store:
+        slug = repo_slug(store, str(repo)) if repo else None
+        list_sessions_page(
+            store,
+            str(agent) if agent else None,
+            slug,
+            limit,
+            bool(given.get("json")),
+            bool(given.get("wide")),
+        )
     return 0
 
 

@@ -14,6 +14,8 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from rich.console import Console
     from rich.table import Table
 
@@ -207,7 +209,7 @@ def ago(ts: float | None) -> str:
     return f"{text} ago" if delta >= 0 else f"in {text}"
 
 
-def session_rows(rows: list[SessionRecord], wide: bool) -> tuple[list[str], list[list[str]]]:
+def session_rows(rows: Iterable[SessionRecord], wide: bool) -> tuple[list[str], list[list[str]]]:
     """Sessions as :func:`print_rows` takes them: at 80 columns by default; ``wide`` adds the session
     id, attempts, expiry, worktree."""
     columns = ["agent", "repo", "thread", "status", "last outcome", "last used"]

@@ -25,21 +25,30 @@ from baton.cli.common import (
     print_fields,
     print_table,
 )
+from baton.cli.listing import DEFAULT_LIMIT
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from baton.models import RunRecord
     from baton.store.base import Store
 
 runs_app = group("List runs, show one, read or follow its log.")
+LimitOpt = Annotated[
+    int | None,
+    typer.Option("--limit", "-L", help=f"show N rows (default {DEFAULT_LIMIT})", show_default=False),
+]
+AllOpt = Annotated[bool, typer.Option("--all", help="show every row (JSON is written as it is read)")]
 RunId = Annotated[str, typer.Argument(help="a run id, a prefix of it, or the short id tables show")]
 
 
-def runs_table(store: Store, runs: list[RunRecord], wide: bool = False, attempts: bool = False) -> None:
+def runs_table(store: Store, runs: Iterable[RunRecord], wide: bool = False, attempts: bool = False) -> int:
     """Print attempts as a table: the columns that fit 80 by default, every column with ``wide``
     (one line a run, as in a pipe). The id column is the run's short id, with ``#N`` for a retry
-    (``attempts``: the attempt's own id, for a run's list of its attempts)."""
+    (``attempts``: the attempt's own id, for a run's list of its attempts). How many were printed."""
     from baton.runner.runids import short_ids
 
+    runs = list(runs)
     shown = short_ids(store, [r.id if attempts else r.run_id for r in runs])
     ident = "attempt" if attempts else "run"
     table = new_table(ident, "agent", "thread", "mode", "outcome", "started", "secs")
@@ -56,6 +65,7 @@ def runs_table(store: Store, runs: list[RunRecord], wide: bool = False, attempts
             cells.insert(6, r.prompt_kind.value)
         table.add_row(*map(esc, cells))
     print_table(table, wide)
+    return len(runs)
 
 
 @runs_app.command("ls")
@@ -63,19 +73,26 @@ def runs_ls(
     agent: Annotated[str | None, typer.Option("--agent", "-a")] = None,
     repo: Annotated[str | None, typer.Option("--repo", "-r", help=REPO_FILTER)] = None,
     thread: Annotated[str | None, typer.Option("--thread", "-t")] = None,
-    limit: Annotated[int, typer.Option(help="at most N runs")] = 50,
+    limit: LimitOpt = None,
+    every: AllOpt = False,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
-    """List runs, newest first."""
+    """List runs (each attempt), newest first: the last 30 unless --limit N or --all (a line on stderr
+    says how many more there are)."""
+    from baton.cli.listing import emit_json_list, page_limit, say_more
     from baton.keys import repo_slug
 
+    shown = page_limit(limit, every)
     with cli_store() as (_settings, store):
-        runs = store.list_runs(agent, repo and repo_slug(store, repo), thread, limit=limit)
-        if as_json:
-            emit_json([r.to_json() for r in runs])
+        slug = repo and repo_slug(store, repo)
+        if shown is None:
+            runs: Iterable[RunRecord] = store.iter_runs(agent, slug, thread)
         else:
-            runs_table(store, runs, wide=wide)
+            runs = store.list_runs(agent, slug, thread, limit=shown)
+        count = emit_json_list(r.to_json() for r in runs) if as_json else runs_table(store, runs, wide)
+        if shown is not None and count == shown:
+            say_more(count, store.count_runs(agent, slug, thread), "runs", "newest first")
 
 
 @runs_app.command("show")

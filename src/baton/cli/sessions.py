@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -27,11 +27,8 @@ from baton.cli.common import (
     print_fields,
     print_table,
 )
-from baton.cli.render import print_rows, session_rows
-from baton.cli.runs import runs_table
-
-if TYPE_CHECKING:
-    pass
+from baton.cli.listing import list_sessions_page, page_limit
+from baton.cli.runs import AllOpt, LimitOpt, runs_table
 
 sessions_app = group("List, show, reset, export and import sessions.")
 # The values of ``baton.sessions.manage.Scope``, spelled here so building the CLI does not import the
@@ -43,18 +40,18 @@ ScopeName = Literal["conversation", "worktree", "all"]
 def sessions_ls(
     agent: Annotated[str | None, typer.Option("--agent", "-a")] = None,
     repo: Annotated[str | None, typer.Option("--repo", "-r", help=REPO_FILTER)] = None,
+    limit: LimitOpt = None,
+    every: AllOpt = False,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
-    """List sessions, most recently used first."""
+    """List sessions, most recently used first: the first 30 unless --limit N or --all (a line on
+    stderr says how many more there are)."""
     from baton.keys import repo_slug
 
+    shown = page_limit(limit, every)
     with cli_store() as (_settings, store):
-        rows = store.list_sessions(agent=agent, repo=repo and repo_slug(store, repo))
-    if as_json:
-        emit_json([s.to_json() for s in rows])
-        return
-    print_rows(*session_rows(rows, wide), wide)
+        list_sessions_page(store, agent, repo and repo_slug(store, repo), shown, as_json, wide)
 
 
 @sessions_app.command("show")

@@ -41,20 +41,23 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from baton.agents import get_agent
+from baton.agents.base import Agent
 from baton.errors import BatonError, Busy
 from baton.housekeeping.prune import PruneReport, PruneRules, found_in, prune_idle, rules
 from baton.keys import Key, key_of
 from baton.models import SessionRecord, SessionStatus
 from baton.settings import Settings
-from baton.store.base import KeyStore, SnapshotStore
+from baton.store.base import KeyStore, ListingStore, SnapshotStore
 from baton.store.leases import held, key_lease
 from baton.workspace import reflink
+from baton.workspace.artefacts import Artefact
 from baton.workspace.du import Usage, measure
-from baton.workspace.keyspace import KEYS, conversation_files, key_dir, repo_caches
+from baton.workspace.keyspace import KEYS, MARK, conversation_files, key_dir, repo_caches
 from baton.workspace.workdirs import Workdirs, disk_usage
 
 log = logging.getLogger("baton.housekeeping")
@@ -113,7 +116,7 @@ def free_bytes(path: Path) -> int:
 # -- the report ---------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class SessionUsage:
     key: str
     agent: str
@@ -132,6 +135,13 @@ class SessionUsage:
     def total(self) -> int:
         return self.worktree + self.transcript + self.snapshot
 
+    def to_json(self) -> dict[str, Any]:
+        """Its fields and the derived sizes (by hand, not ``asdict``: its deep copies cost seconds
+        over 100,000 sessions)."""
+        data = {name: getattr(self, name) for name in _FIELDS}
+        data["artefacts"] = [dict(a) for a in self.artefacts]
+        return {**data, "total": self.total, "exclusive": self.exclusive, "unique": self.unique}
+
     @property
     def exclusive(self) -> int:
         """The worktree's own bytes: what removing it frees."""
@@ -144,6 +154,7 @@ class SessionUsage:
 
 
 _TOTALS = ("sessions", "worktree", "transcript", "snapshot")
+_FIELDS = tuple(f.name for f in fields(SessionUsage))
 
 
 @dataclass
@@ -220,18 +231,25 @@ class DiskReport:
             "worktrees": self.worktrees(),
             "rebuildable": sum(s.rebuildable for s in self.sessions),
             "unique": sum(s.unique for s in self.sessions),
-            "sessions": [
-                {**asdict(s), "total": s.total, "exclusive": s.exclusive, "unique": s.unique}
-                for s in self.sessions
-            ],
+            "sessions": [s.to_json() for s in self.sessions],
         }
 
 
-def usage(store: KeyStore, settings: Settings, snapshots: bool = True) -> DiskReport:
+class MeasuredStore(SnapshotStore, ListingStore, Protocol):
+    """What :func:`usage` reads: the sessions, a page at a time, and their snapshots' sizes."""
+
+
+def usage(store: MeasuredStore, settings: Settings, snapshots: bool = True) -> DiskReport:
     """Measure everything ``baton du`` and ``GET /v1/disk`` show (walks the directories: seconds on a
     large home, so the service computes it on request, never per metric scrape). ``snapshots=False``
     leaves the store's snapshot bytes at 0 (a fleet worker's report: they are not on its volume, and
-    reading every blob from a shared store on each report would cost more than the walk)."""
+    reading every blob from a shared store on each report would cost more than the walk).
+
+    It costs what is on disk, not what is in the store: the sessions are read a page at a time, their
+    snapshots' sizes in batches (:meth:`~baton.store.base.SnapshotStore.snapshot_sizes`), and a
+    session whose worktree and key space are absent costs two ``stat`` calls (and a look in its
+    agent's base home, only when that home holds conversations from before key spaces): 100,000
+    stored sessions with nothing on disk are measured in seconds (bench/bench_scale.py)."""
     home = settings.home
     db = settings.db_path
     extents = clones_files(home)
@@ -244,10 +262,11 @@ def usage(store: KeyStore, settings: Settings, snapshots: bool = True) -> DiskRe
         store=sum(files_bytes([db.with_name(db.name + s)]) for s in ("", "-wal", "-shm")),
     )
     worktrees = Usage()  # every worktree's extents in one set: each shared extent counted once
-    table = rules(settings)
-    for session in store.list_sessions():
-        one = session_usage(store, settings, session, snapshots, worktrees, extents, table)
-        report.sessions.append(one)
+    scan = Scan(settings, rules(settings), extents, worktrees)
+    sizes = dict(store.snapshot_sizes()) if snapshots else {}
+    for session in store.iter_sessions():
+        key = (session.agent, session.repo, session.thread)
+        report.sessions.append(scan.session(session, sizes.get(key, 0)))
     report.worktrees_physical = worktrees.physical
     repos = home / "repos"
     if repos.is_dir():
@@ -288,26 +307,73 @@ def session_usage(
 ) -> SessionUsage:
     """One session's bytes; ``into``: the measurement of all worktrees this one's is added to;
     ``table``: the kinds of artefacts (default: the settings')."""
-    key = key_of(session)
-    together = into if into is not None else Usage()
-    before = (together.allocated, together.shared)
-    found = found_in(settings, key, (table or rules(settings)).of(key.repo.slug))
-    marks = dict.fromkeys((a.path for a in found), 0)
-    measure(Workdirs(settings).worktree_path(key), extents, together, marks)
-    return SessionUsage(
-        key=str(key),
-        agent=session.agent,
-        repo=session.repo,
-        thread=session.thread,
-        status=session.status.value,
-        worktree=together.allocated - before[0],
-        transcript=local_bytes(settings, session, local_transcript(settings, session)),
-        snapshot=snapshot_bytes(store, session) if snapshots else 0,
-        last_used_at=session.last_used_at,
-        shared=together.shared - before[1],
-        rebuildable=sum(marks.values()),
-        artefacts=[{"path": a.path, "kind": a.kind, "bytes": marks[a.path]} for a in found],
-    )
+    scan = Scan(settings, table or rules(settings), extents, into if into is not None else Usage())
+    return scan.session(session, snapshot_bytes(store, session) if snapshots else 0)
+
+
+class Scan:
+    """Measures sessions one after another on one home, sharing what does not change between them:
+    the worktrees' paths, the artefact rules, the extents seen so far, and each agent's base home
+    (looked up once: whether it holds anything a session's files could be among)."""
+
+    def __init__(self, settings: Settings, table: PruneRules, extents: bool, into: Usage) -> None:
+        self.settings, self.table, self.extents, self.into = settings, table, extents, into
+        # the roots of Workdirs.worktree_path and keyspace.key_dir, as strings: joined for every stored
+        # session, a pathlib.Path each would be most of the time of a store of bare records
+        # (tests/test_du_scale.py checks them against those functions)
+        self.worktrees = os.path.join(settings.home, "worktrees")
+        self.spaces = os.path.join(settings.home, KEYS)
+        self._bases: dict[str, Agent | None] = {}
+
+    def session(self, session: SessionRecord, snapshot: int) -> SessionUsage:
+        key = key_of(session)
+        before = (self.into.allocated, self.into.shared)
+        found: list[Artefact] = []
+        marks: dict[str, int] = {}
+        path = os.path.join(self.worktrees, key.agent, key.repo.slug, key.thread)
+        if os.path.lexists(path):  # most stored sessions have none (evicted, or on another machine)
+            found = found_in(self.settings, key, self.table.of(key.repo.slug))
+            marks = dict.fromkeys((a.path for a in found), 0)
+            measure(Path(path), self.extents, self.into, marks)
+        return SessionUsage(
+            key=str(key),
+            agent=session.agent,
+            repo=session.repo,
+            thread=session.thread,
+            status=session.status.value,
+            worktree=self.into.allocated - before[0],
+            transcript=self.transcript(session, key),
+            snapshot=snapshot,
+            last_used_at=session.last_used_at,
+            shared=self.into.shared - before[1],
+            rebuildable=sum(marks.values()),
+            artefacts=[{"path": a.path, "kind": a.kind, "bytes": marks[a.path]} for a in found],
+        )
+
+    def transcript(self, session: SessionRecord, key: Key) -> int:
+        """:func:`local_bytes` of the session; without a key space, only its files in the agent's base
+        home can hold bytes, looked for through the base adapter kept for the agent."""
+        if os.path.isdir(os.path.join(self.spaces, key.agent, key.repo.slug, MARK + key.thread)):
+            return local_bytes(self.settings, session, local_transcript(self.settings, session))
+        base = self.base(session.agent)
+        if base is None or not session.agent_session_id:
+            return 0
+        ident = session.agent_session_id
+        try:
+            return files_bytes([*base.transcript_files(ident), *base.leftover_files(ident)])
+        except (BatonError, KeyError):
+            return 0  # as local_transcript: files this process cannot find count 0
+
+    def base(self, agent: str) -> Agent | None:
+        """The agent's base adapter; None for an agent this process does not know or a base home
+        that does not exist (nothing of any session can be in it)."""
+        if agent not in self._bases:
+            try:
+                found: Agent | None = get_agent(agent, self.settings)
+            except (BatonError, KeyError):
+                found = None
+            self._bases[agent] = found if found is not None and found.home.is_dir() else None
+        return self._bases[agent]
 
 
 # -- quota and eviction -------------------------------------------------------------------------------

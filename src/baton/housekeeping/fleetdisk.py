@@ -46,7 +46,7 @@ from typing import Any, Protocol
 from baton.housekeeping.disk import DiskReport, usage
 from baton.models import WorkerRecord
 from baton.settings import Settings
-from baton.store.base import KeyStore, WorkerStore
+from baton.store.base import KeyStore, ListingStore, WorkerStore
 from baton.workspace.du import disk_usage
 
 log = logging.getLogger("baton.housekeeping")
@@ -90,7 +90,7 @@ def _top(values: dict[str, int], keep: int) -> dict[str, int]:
     return top
 
 
-class Reporting(KeyStore, WorkerStore, Protocol):
+class Reporting(KeyStore, ListingStore, WorkerStore, Protocol):
     """What a report needs of the store: the sessions (to measure them) and the workers' rows."""
 
 

@@ -14,16 +14,15 @@ import logging
 import threading
 import time
 
-from baton.housekeeping.disk import DiskReport, usage
+from baton.housekeeping.disk import DiskReport, MeasuredStore, usage
 from baton.settings import Settings
-from baton.store.base import KeyStore
 
 DISK_TTL = 60.0  # seconds a measurement is reused
 log = logging.getLogger("baton.service.disk")
 
 
 class DiskCache:
-    def __init__(self, store: KeyStore, settings: Settings) -> None:
+    def __init__(self, store: MeasuredStore, settings: Settings) -> None:
         self.store, self.settings = store, settings
         self.report: DiskReport | None = None
         self.measured_at = 0.0  # wall-clock time of ``report``

@@ -27,7 +27,7 @@ in the store → :class:`baton.errors.Fenced` and nothing written; smaller (a Re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from baton.models import (
@@ -111,6 +111,10 @@ class SnapshotStore(BlobStore, Protocol):
 
     def get_snapshot(self, agent: str, repo: str, thread: str) -> Snapshot | None: ...
     def delete_snapshot(self, agent: str, repo: str, thread: str) -> None: ...
+    def snapshot_sizes(self) -> Iterator[tuple[tuple[str, str, str], int]]:
+        """``((agent, repo, thread), stored bytes of its blobs)`` of every snapshot, read in batches
+        (``baton du``: two queries a batch, not one a session; see store/sql_listing.py)."""
+        ...
 
 
 class CheckpointStore(BlobStore, Protocol):
@@ -172,6 +176,42 @@ class QuotaStore(Protocol):
         ...
 
     def list_quotas(self) -> list[QuotaRecord]: ...
+
+
+class ListingStore(Protocol):
+    """Whole tables walked without holding them (``baton sessions ls``, ``baton runs ls``): counted,
+    and read a keyset page at a time in their listing order (see store/sql_listing.py)."""
+
+    def count_sessions(
+        self, agent: str | None = None, repo: str | None = None, status: SessionStatus | None = None
+    ) -> int: ...
+    def iter_sessions(
+        self,
+        agent: str | None = None,
+        repo: str | None = None,
+        status: SessionStatus | None = None,
+        batch: int = 500,
+    ) -> Iterator[SessionRecord]:
+        """Most recently used first, then by thread, agent, repo (``list_sessions``' order)."""
+        ...
+
+    def count_runs(
+        self,
+        agent: str | None = None,
+        repo: str | None = None,
+        thread: str | None = None,
+        outcome: Outcome | None = None,
+    ) -> int: ...
+    def iter_runs(
+        self,
+        agent: str | None = None,
+        repo: str | None = None,
+        thread: str | None = None,
+        outcome: Outcome | None = None,
+        batch: int = 500,
+    ) -> Iterator[RunRecord]:
+        """Newest first, then by id (``list_runs``' order)."""
+        ...
 
 
 class KeyStore(RunStore, SnapshotStore, CheckpointStore, LeaseStore, AuditStore, QuotaStore, Protocol):
@@ -428,6 +468,7 @@ class ForgeStore(Protocol):
 
 class Store(
     KeyStore,
+    ListingStore,
     PlanStore,
     JobStore,
     TokenStore,

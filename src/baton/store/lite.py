@@ -14,6 +14,7 @@ own conversions, and the queries keep :class:`~baton.store.sql.SQLStore`'s order
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +41,44 @@ class LiteStore:
         offset: int = 0,
     ) -> list[SessionRecord]:
         """As :meth:`baton.store.sql.SQLStore.list_sessions`: most recently used first, then by thread."""
-        where: list[str] = []
-        params: list[str | int] = []
-        for column, value in (("agent", agent), ("repo", repo), ("status", status and status.value)):
-            if value:
-                where.append(f"{column} = ?")
-                params.append(value)
-        sql = "SELECT * FROM sessions" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY last_used_at DESC, thread"
+        where, params = _filter(agent, repo, status)
+        sql = "SELECT * FROM sessions" + where
+        sql += " ORDER BY last_used_at DESC, thread, agent, repo"
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             params += [limit, offset]
         return [session_of(row) for row in self._rows(sql, params)]
+
+    def count_sessions(
+        self, agent: str | None = None, repo: str | None = None, status: SessionStatus | None = None
+    ) -> int:
+        where, params = _filter(agent, repo, status)
+        return int(self.conn.execute("SELECT count(*) FROM sessions" + where, params).fetchone()[0])
+
+    def iter_sessions(
+        self,
+        agent: str | None = None,
+        repo: str | None = None,
+        status: SessionStatus | None = None,
+        batch: int = 500,
+    ) -> Iterator[SessionRecord]:
+        """As :meth:`baton.store.sql_listing.ListingQueries.iter_sessions`: keyset pages, in
+        :meth:`list_sessions`' order."""
+        where, params = _filter(agent, repo, status)
+        after: SessionRecord | None = None
+        while True:
+            sql, args = "SELECT * FROM sessions" + where, list(params)
+            if after is not None:
+                sql += (" AND " if where else " WHERE ") + (
+                    "last_used_at <= ? AND NOT (last_used_at = ? AND (thread, agent, repo) <= (?, ?, ?))"
+                )
+                args += [after.last_used_at, after.last_used_at, after.thread, after.agent, after.repo]
+            sql += " ORDER BY last_used_at DESC, thread, agent, repo LIMIT ?"
+            page = [session_of(row) for row in self._rows(sql, [*args, batch])]
+            yield from page
+            if len(page) < batch:
+                return
+            after = page[-1]
 
     def _rows(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
         cursor = self.conn.execute(sql, params)
@@ -66,6 +93,17 @@ class LiteStore:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _filter(agent: str | None, repo: str | None, status: SessionStatus | None) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause (empty, or with its leading space) of the sessions' filters, and its values."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("agent", agent), ("repo", repo), ("status", status and status.value)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    return (" WHERE " + " AND ".join(where) if where else ""), params
 
 
 def open_lite(url: str) -> LiteStore | None:

@@ -27,6 +27,7 @@ from baton.store.engine import engine_for, migrate, redact, store_error
 from baton.store.rows import session_values, snapshot_digests, snapshot_of
 from baton.store.sql_checkpoints import CheckpointTables
 from baton.store.sql_forge import ForgeTables
+from baton.store.sql_listing import ListingQueries
 from baton.store.sql_plans import PlanTables
 from baton.store.sql_quota import QuotaTables
 from baton.store.sql_sdk import SdkEntryTables
@@ -60,6 +61,7 @@ class SQLStore(
     PlanTables,
     ServiceTables,
     ViewQueries,
+    ListingQueries,
     CheckpointTables,
     SdkEntryTables,
     WorkerTables,
@@ -143,7 +145,9 @@ class SQLStore(
         limit: int | None = None,
         offset: int = 0,
     ) -> list[SessionRecord]:
-        query = sa.select(sessions).order_by(sessions.c.last_used_at.desc(), sessions.c.thread)
+        query = sa.select(sessions).order_by(
+            sessions.c.last_used_at.desc(), sessions.c.thread, sessions.c.agent, sessions.c.repo
+        )
         if agent:
             query = query.where(sessions.c.agent == agent)
         if repo:
@@ -206,7 +210,7 @@ class SQLStore(
         outcome: Outcome | None = None,
         offset: int = 0,
     ) -> list[RunRecord]:
-        query = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit).offset(offset)
+        query = sa.select(runs).order_by(runs.c.started_at.desc(), runs.c.id).limit(limit).offset(offset)
         for name, value in (("agent", agent), ("repo", repo), ("thread", thread), ("outcome", outcome)):
             if value is not None:
                 query = query.where(runs.c[name] == value)
