@@ -337,7 +337,8 @@ def run_worker(
     """Run a Celery worker for baton's runs in this process; returns its exit status when it stops:
     0 after a warm shutdown (SIGTERM, SIGINT), non-zero when it stopped on an error, so a supervisor
     that restarts failed workers (``Restart=on-failure``, a pod's restart policy) restarts it.
-    ``app.worker_main`` would drop that status (it returns None whatever happened)."""
+    Celery drops that status (``worker_main`` returns None whatever happened): it is read from the
+    worker itself."""
     global _settings
     from celery import signals
     from celery.utils.nodenames import host_format  # type: ignore[import-untyped]
@@ -358,6 +359,10 @@ def run_worker(
     signals.worker_process_init.connect(_after_fork, weak=False)
     signals.worker_ready.connect(janitor.start, weak=False)
     signals.worker_shutting_down.connect(janitor.halt, weak=False)
+    # Celery's own exit status (EX_FAILURE after "Unrecoverable error") is set on its WorkController,
+    # which worker_main (and click, run without standalone mode) never hand back: kept to read it
+    started: list[Any] = []
+    signals.worker_init.connect(lambda sender, **_: started.append(sender), weak=False)
     argv = [
         "worker",
         f"--loglevel={loglevel}",
@@ -375,7 +380,8 @@ def run_worker(
         tag,
         settings.home,
     )
-    status = app.start(argv)  # Celery's exit status (click's Exit); None: it returned normally
+    app.worker_main(argv)
+    status = int(started[0].exitcode or 0) if started else 1  # no worker made: it failed to start
     if status:
-        log.error("baton worker: stopped with exit status %s", status)
-    return int(status or 0)
+        log.error("baton worker: stopped on an error (exit status %d)", status)
+    return status
