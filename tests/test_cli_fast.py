@@ -74,6 +74,11 @@ def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
         ["--repo", "https://github.com/acme/service-1", "-a", "claude"],
         ["-r", "no such repo"],
         ["-a", "claude", "-a", "codex"],  # the last wins, as in Click
+        ["--limit", "5"],
+        ["-L", "3", "--json"],
+        ["--all"],
+        ["--all", "--json", "-a", "codex"],
+        ["--limit=40"],
     ],
 )
 def test_sessions_ls_fast_equals_typer(
@@ -84,6 +89,7 @@ def test_sessions_ls_fast_equals_typer(
     fast, typer = run([*FAST, "sessions", "ls", *args], env), run([*TYPER, "sessions", "ls", *args], env)
     assert fast.returncode == typer.returncode == 0, fast.stderr + typer.stderr
     assert fast.stdout == typer.stdout
+    assert fast.stderr == typer.stderr  # the note of how many more there are, or nothing
     assert fast.stdout.count("\n") >= 2 or "no such repo" in args
 
 
@@ -105,7 +111,9 @@ def test_sessions_ls_fast_path_skips_typer_and_sqlalchemy(
     assert "issue-0" in done.stdout
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--bogus"], ["-a"], ["extra"], ["-wa", "x"], ["--json=1"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["--bogus"], ["-a"], ["extra"], ["-wa", "x"], ["--json=1"], ["--limit"], ["--all=1"]]
+)
 def test_what_the_fast_path_does_not_know_goes_to_typer(args: list[str]) -> None:
     assert parse(args, LS_OPTIONS) is None
 
@@ -169,6 +177,9 @@ def test_lite_lists_sessions_as_the_sql_store_does(store: Store, home: Path, set
             {"agent": "claude", "repo": "github.com/acme/service-0", "limit": 2},
         ):
             assert lite.list_sessions(**query) == store.list_sessions(**query), query
+        for where in ({}, {"agent": "codex"}, {"repo": "github.com/acme/service-3"}):
+            assert list(lite.iter_sessions(**where, batch=4)) == list(store.iter_sessions(**where, batch=7))
+            assert lite.count_sessions(**where) == store.count_sessions(**where), where
 
 
 def test_print_rows_matches_rich_to_the_byte(

@@ -101,10 +101,13 @@ def du_cmd(as_json: JsonOpt = False, fleet: FleetOpt = False, wide: WideOpt = Fa
     with cli_store() as (settings, store):
         report = usage(store, settings)
         workers = len(store.list_workers())
-    data = report.to_json()
-    if as_json:
-        emit_json(data)
+    data = report.to_json(sessions=False)
+    if as_json:  # one session at a time: a list of 100,000 dicts is hundreds of MiB
+        from baton.cli.listing import emit_json_with
+
+        emit_json_with(data, "sessions", (s.to_json() for s in report.sessions))
         return
+    data["sessions"] = [s.to_json() for s in report.sessions if s.rebuildable]  # what the table shows
     _print_du(data, wide)
     if workers:  # this home is not where a fleet's worktrees are
         out().print(

@@ -60,6 +60,22 @@ def emit_json_list(items: Iterable[Any]) -> int:
     return count - 1  # the last chunk closes the array
 
 
+def emit_json_with(head: dict[str, Any], name: str, items: Iterable[Any]) -> None:
+    """Write ``{**head, name: list(items)}`` as :func:`emit_json_list` writes a list: ``items`` one
+    at a time, the text ``json.dumps(..., indent=2)``'s."""
+    text = json.dumps(head, indent=2, default=str)
+    opening = (text[:-2] + ",\n") if head else "{\n"  # the head's members, its closing brace cut
+    sys.stdout.write(opening + f"  {json.dumps(name)}: ")
+    pending, size = [], 0
+    for chunk in json_chunks(items):
+        pending.append(chunk.replace("\n", "\n  "))
+        size += len(chunk)
+        if size >= FLUSH_EVERY:
+            sys.stdout.write("".join(pending))
+            pending, size = [], 0
+    sys.stdout.write("".join(pending) + "\n}\n")
+
+
 def more_note(shown: int, total: int, noun: str, order: str) -> str | None:
     """The line saying what the page left out, or None when it shows everything."""
     if total <= shown:

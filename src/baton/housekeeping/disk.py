@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -215,8 +216,10 @@ class DiskReport:
             "homes": max(0, sum(self.homes.values()) - transcripts),
         }
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, sessions: bool = True) -> dict[str, Any]:
+        """Everything, the sessions last (``sessions=False``: without them, for a caller that
+        writes them one at a time, :meth:`SessionUsage.to_json`)."""
+        data = {
             "home": self.home,
             "total": self.total,
             "free": self.free,
@@ -231,8 +234,10 @@ class DiskReport:
             "worktrees": self.worktrees(),
             "rebuildable": sum(s.rebuildable for s in self.sessions),
             "unique": sum(s.unique for s in self.sessions),
-            "sessions": [s.to_json() for s in self.sessions],
         }
+        if sessions:
+            data["sessions"] = [s.to_json() for s in self.sessions]
+        return data
 
 
 class MeasuredStore(SnapshotStore, ListingStore, Protocol):
@@ -330,15 +335,16 @@ class Scan:
         before = (self.into.allocated, self.into.shared)
         found: list[Artefact] = []
         marks: dict[str, int] = {}
-        path = os.path.join(self.worktrees, key.agent, key.repo.slug, key.thread)
+        # as os.path.join, without its checks (the key's parts are validated names)
+        path = f"{self.worktrees}/{key.agent}/{key.repo.slug}/{key.thread}"
         if os.path.lexists(path):  # most stored sessions have none (evicted, or on another machine)
             found = found_in(self.settings, key, self.table.of(key.repo.slug))
             marks = dict.fromkeys((a.path for a in found), 0)
             measure(Path(path), self.extents, self.into, marks)
         return SessionUsage(
             key=str(key),
-            agent=session.agent,
-            repo=session.repo,
+            agent=sys.intern(session.agent),  # one string per agent, repo and status, not per session
+            repo=sys.intern(session.repo),
             thread=session.thread,
             status=session.status.value,
             worktree=self.into.allocated - before[0],
@@ -353,7 +359,7 @@ class Scan:
     def transcript(self, session: SessionRecord, key: Key) -> int:
         """:func:`local_bytes` of the session; without a key space, only its files in the agent's base
         home can hold bytes, looked for through the base adapter kept for the agent."""
-        if os.path.isdir(os.path.join(self.spaces, key.agent, key.repo.slug, MARK + key.thread)):
+        if os.path.isdir(f"{self.spaces}/{key.agent}/{key.repo.slug}/{MARK}{key.thread}"):
             return local_bytes(self.settings, session, local_transcript(self.settings, session))
         base = self.base(session.agent)
         if base is None or not session.agent_session_id:
