@@ -30,6 +30,12 @@ class DiskCache:
         self._lock = threading.Lock()
         self._refreshing: threading.Thread | None = None
         self._took = 0.0  # seconds the last measurement took
+        self.started_at: float | None = None  # wall-clock start of the measurement running now
+
+    def start(self) -> None:
+        """Begin the first measurement in the background (the service does on start-up, so the first
+        page finds it done, or started long ago, rather than starting it)."""
+        self.get()
 
     def get(self, wait: float = 0.0, fresh: bool = False) -> DiskReport | None:
         """The last report; starts a refresh when it is stale (or ``fresh``). Waits up to ``wait``
@@ -38,6 +44,7 @@ class DiskCache:
             stale = time.monotonic() - self._age_base > max(DISK_TTL, 10 * self._took)
             if (stale or fresh) and self._refreshing is None:
                 self._refreshing = threading.Thread(target=self._refresh, name="baton-disk", daemon=True)
+                self.started_at = time.time()
                 self._refreshing.start()
             thread = self._refreshing
             must_wait = fresh or self.report is None
@@ -55,5 +62,5 @@ class DiskCache:
         with self._lock:
             if report is not None:
                 self.report, self.measured_at = report, time.time()
-            self._age_base, self._refreshing = time.monotonic(), None
+            self._age_base, self._refreshing, self.started_at = time.monotonic(), None, None
             self._took = self._age_base - started
