@@ -16,19 +16,24 @@ The outcome is the run's own (with its ``result`` and ``error``), else:
   request, a full disk, a fenced write, the key held past the wait unless the executor defers that), or
   ``internal error: ...`` for anything else; ``failed`` too when the job cannot even write its event
   stream (a full disk).
+
+Recording the end waits out a store outage (:func:`_through_outage`), as the job's events do
+(:mod:`baton.fleet.eventsink`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from baton.errors import BatonError, Busy, Cancelled, QuotaHeld
+from baton.errors import BatonError, Busy, Cancelled, QuotaHeld, StoreError
 from baton.fleet import jobs
+from baton.fleet.eventsink import DRAIN, FIRST_RETRY, LAST_RETRY
 from baton.models import Outcome, RunRecord
 from baton.runner.request import AttemptJson, RunResult
 from baton.runner.run import run
@@ -134,11 +139,33 @@ def _end(
     events: jobs.EventLog | None,
     fields: dict[str, Any],
 ) -> str | None:
-    if not how.may_end():
+    if not _through_outage(job_id, how.log, how.may_end):
         return None
     _after(job_id, outcome, fields, how.log)
-    jobs.finish(store, settings, job_id, outcome, events, **fields)
+    _through_outage(job_id, how.log, lambda: jobs.finish(store, settings, job_id, outcome, events, **fields))
     return outcome
+
+
+T = TypeVar("T")
+
+
+def _through_outage(job_id: str, log: logging.Logger, step: Callable[[], T]) -> T:
+    """``step`` (a write of the job's end), tried again while the store is away, up to
+    :data:`~baton.fleet.eventsink.DRAIN` seconds: a run that ended during a store outage (a restart,
+    a failover) is recorded when the store is back, not run again by the worker that takes the job
+    over. Both steps are idempotent (a lease renewal; ``done`` with the same fields)."""
+    deadline, delay = time.monotonic() + DRAIN, FIRST_RETRY
+    while True:
+        try:
+            return step()
+        except StoreError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning(
+                "job %s: its end is not recorded yet (%s); trying again in %.1f s", job_id, exc, delay
+            )
+            time.sleep(delay)
+            delay = min(LAST_RETRY, delay * 2)
 
 
 def _after(job_id: str, outcome: str, fields: dict[str, Any], log: logging.Logger) -> None:

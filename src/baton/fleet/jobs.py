@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from baton.errors import BadInput
+from baton.fleet.eventsink import StoreSink
 from baton.models import JobRecord, JobStatus, RunRecord
 from baton.runner.attempt import new_run_id
 from baton.runner.request import RequestField, RunRequest, request_fields
@@ -124,6 +125,8 @@ def finish(
 ) -> None:
     """End a job: ``done`` with ``outcome`` (and ``result``/``error``) in the store, then the end
     marker of its event stream (through ``log`` when the caller has it open)."""
+    if log is not None:
+        log.flush()  # every event in the store before the job is seen ended (streams through the store)
     store.update_job(job_id, status=JobStatus.DONE, outcome=outcome, ended_at=time.time(), **fields)
     if log is not None:
         log.write({END: outcome})
@@ -194,11 +197,13 @@ class EventLog:
         path = events_path(settings, job_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._job_id, self._store = job_id, store if shared(settings) else None
+        self._job_id = job_id
         earlier = _lines(path, 0)[0]
         self._seq = int(earlier[-1]["seq"]) if earlier else 0
-        if self._store is not None:
-            self._seq = max(self._seq, self._store.last_job_event(job_id))
+        self._sink: StoreSink | None = None
+        if store is not None and shared(settings):
+            self._seq = max(self._seq, store.last_job_event(job_id))
+            self._sink = StoreSink(store, job_id)  # the store's writes off the agent's reader thread
         self._file = path.open("a", encoding="utf-8")
 
     def __enter__(self) -> EventLog:
@@ -219,13 +224,20 @@ class EventLog:
             line = json.dumps({"seq": self._seq, **data}, ensure_ascii=False, default=str)
             self._file.write(line + "\n")
             self._file.flush()
-            if self._store is not None:
-                self._store.add_job_event(self._job_id, self._seq, line)
+            if self._sink is not None:
+                self._sink.put(self._seq, line)
         notify()
+
+    def flush(self) -> None:
+        """Wait until the store holds every line written so far (when streams are shared)."""
+        if self._sink is not None:
+            self._sink.flush()
 
     def close(self) -> None:
         # No fsync: the store holds the outcome durably; a stream cut short by a crash loses at most
         # its tail (a reader skips a partial line and ends with the stored outcome).
+        if self._sink is not None:
+            self._sink.close()
         with self._lock:
             self._file.close()
 

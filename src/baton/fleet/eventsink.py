@@ -1,0 +1,96 @@
+"""A job's event stream on its way to the store: in order, exactly once, whatever the store does.
+
+With a broker, a job's events reach its followers through the store (:mod:`baton.fleet.jobs`). Writing
+each event from the thread that reads the agent's output made that thread wait on the store: a
+PostgreSQL frozen for 20 s mid-turn (SIGSTOP, a stalled VM, a failover) held it past the end of the
+agent, whose pipe was then closed under it (``ValueError: readline of closed file``), and an event
+whose write failed was never written again (a follower saw seq 1, 3, 4).
+
+So the reader only queues: :class:`StoreSink` owns one thread that writes the queued lines in
+sequence order, one at a time, and on any failure waits (0.2 s, doubling to 5 s) and writes the same
+line again. A write is an insert that ignores a row already there (``add_job_event``), so a line
+whose first write did land although its answer was lost is not doubled. :meth:`StoreSink.flush` waits
+until the store has every line queued so far: the job's end is recorded only after it, so a follower
+that sees the job ended has seen its whole stream. An outage delays events; only one longer than
+:data:`DRAIN` at the job's end leaves lines behind (the job's end cannot be recorded then either),
+and the local file still has them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+
+from baton.store.base import JobStore
+
+log = logging.getLogger("baton.events")
+
+DRAIN = 300.0  # seconds the end of a job waits for the store to take its queued events
+FIRST_RETRY, LAST_RETRY = 0.2, 5.0
+
+
+class StoreSink:
+    """The queued event lines of one job and the thread that writes them to the store."""
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        self._store, self._job_id = store, job_id
+        self._pending: deque[tuple[int, str]] = deque()
+        self._changed = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"baton-events-{job_id}", daemon=True)
+        self._thread.start()
+
+    def put(self, seq: int, line: str) -> None:
+        """Queue line ``seq`` (callers put them in sequence order); never waits on the store."""
+        with self._changed:
+            self._pending.append((seq, line))
+            self._changed.notify_all()
+
+    def flush(self, timeout: float = DRAIN) -> bool:
+        """Wait until the store holds every line queued so far; False after ``timeout`` seconds."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._pending, timeout)
+
+    def close(self, timeout: float = DRAIN) -> None:
+        """Flush, then stop the thread. Lines the store never took are logged, not lost silently."""
+        if not self.flush(timeout):
+            with self._changed:
+                left = [seq for seq, _ in self._pending]
+            log.error(
+                "job %s: the store took no events for %.0f s; seq %s are only in this worker's file",
+                self._job_id,
+                timeout,
+                left,
+            )
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        self._thread.join(timeout=1)
+
+    def _run(self) -> None:
+        delay = FIRST_RETRY
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._pending or self._closed)
+                if self._closed:
+                    return
+                seq, line = self._pending[0]
+            try:
+                self._store.add_job_event(self._job_id, seq, line)
+            except Exception as exc:  # the store's words; retried until it answers or the job is closed
+                self._failed(seq, exc, delay)
+                with self._changed:
+                    self._changed.wait_for(lambda: self._closed, delay)
+                delay = min(LAST_RETRY, delay * 2)
+                continue
+            if delay > FIRST_RETRY:
+                log.warning("job %s: the store takes events again (from seq %d)", self._job_id, seq)
+            delay = FIRST_RETRY
+            with self._changed:
+                self._pending.popleft()
+                self._changed.notify_all()
+
+    def _failed(self, seq: int, exc: Exception, delay: float) -> None:
+        if delay == FIRST_RETRY:  # once per outage, not once per retry
+            log.warning("job %s: event seq %d not stored yet (%s); retrying", self._job_id, seq, exc)
