@@ -89,6 +89,19 @@ demo: $(VENV)/.installed
 image:
 	deploy/image/build.sh
 
+# A trial fleet on this host from the same manifests (deploy/fleet, an overlay of deploy/kubernetes):
+# baton serve, two baton workers, PostgreSQL, Redis and RabbitMQ as pods of `podman kube play`, on the
+# host's network (API http://127.0.0.1:28765). As root; builds the images that are missing (from
+# Debian's packages, no registry) and makes missing secrets (random passwords) in FLEET_SECRETS
+# (deploy/fleet/secrets). fleet-down removes the pods, their volumes and secrets; both are idempotent.
+# docs/deploy.md, "A trial fleet with podman".
+FLEET_SECRETS ?= deploy/fleet/secrets
+.PHONY: fleet-up fleet-down
+fleet-up: $(VENV)/.installed image-tools
+	FLEET_SECRETS=$(FLEET_SECRETS) PY=$(PY) deploy/fleet/fleet.sh up
+fleet-down: $(VENV)/.installed
+	FLEET_SECRETS=$(FLEET_SECRETS) PY=$(PY) deploy/fleet/fleet.sh down
+
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
+import json
 import re
 import shlex
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -589,3 +592,225 @@ def test_the_statefulset_is_governed_by_a_headless_service_of_its_pods() -> None
     governing = services[worker["spec"]["serviceName"]]
     assert governing["clusterIP"] == "None"
     assert governing["selector"] == worker["spec"]["selector"]["matchLabels"]
+
+
+# -- the trial fleet: deploy/fleet (an overlay) and what podman runs of it (deploy/fleet/render.py) -----
+
+FLEET = ROOT / "deploy" / "fleet"
+_spec = importlib.util.spec_from_file_location("fleet_render", FLEET / "render.py")
+assert _spec is not None and _spec.loader is not None
+render = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = render  # its dataclass looks its module up
+_spec.loader.exec_module(render)
+FLEET_PODS = {
+    "baton-api-0",
+    "baton-worker-0",
+    "baton-worker-1",
+    "baton-postgres-0",
+    "baton-redis-0",
+    "baton-rabbitmq-0",
+}
+
+
+def example_secrets(directory: Path) -> Path:
+    """The env files every generator of the overlay and its base reads, from the committed examples
+    (made as ``render.py secrets`` makes them, for the ones without an example)."""
+    directory.mkdir(exist_ok=True)
+    for example in [*(DEPLOY / "secrets").glob("*.env.example"), *(FLEET / "secrets").glob("*.env.example")]:
+        (directory / example.name.removesuffix(".example")).write_text(example.read_text())
+    return directory
+
+
+@pytest.fixture
+def fleet_docs(tmp_path: Path) -> list[Doc]:
+    docs: list[Doc] = render.build(FLEET, example_secrets(tmp_path / "secrets"))
+    return docs
+
+
+def test_the_overlay_and_its_services_validate_strictly_against_the_pinned_kubernetes(
+    fleet_docs: list[Doc],
+) -> None:
+    kinds = {doc["kind"] for doc in fleet_docs}
+    assert {"Deployment", "StatefulSet", "CronJob", "Secret", "ConfigMap", "PersistentVolumeClaim"} <= kinds
+    for doc in fleet_docs:
+        assert kubernetes_validate.validate(doc, K8S_VERSION, strict=True) == "1.32", doc["metadata"]["name"]
+
+
+def test_the_renderer_builds_the_base_as_these_tests_read_it(tmp_path: Path) -> None:
+    """render.build of deploy/kubernetes: the manifests the tests above check, plus the generated objects."""
+    built = render.build(DEPLOY, example_secrets(tmp_path / "secrets"))
+    names = {(d["kind"], d["metadata"]["name"]) for d in built}
+    assert names == {(d["kind"], d["metadata"]["name"]) for _, d in manifests()} | {
+        ("Secret", name) for name in generated_secrets()
+    }
+    assert all(d["metadata"].get("namespace") == "baton" for d in built if d["kind"] != "Namespace")
+    assert all(d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "baton" for d in built)
+
+
+def test_the_overlay_changes_only_what_a_one_host_fleet_needs(fleet_docs: list[Doc]) -> None:
+    base = {(d["kind"], d["metadata"]["name"]): d for _, d in manifests()}
+    fleet = {(d["kind"], d["metadata"]["name"]): d for d in fleet_docs}
+    assert set(base) <= set(fleet)
+    api = fleet["Deployment", "baton-api"]["spec"]["template"]["spec"]
+    assert api["hostNetwork"] is True and api["containers"][0]["args"][-1] == "28765"
+    worker = fleet["StatefulSet", "baton-worker"]
+    assert worker["spec"]["template"]["spec"]["hostNetwork"] is True
+    assert (
+        worker["spec"]["volumeClaimTemplates"]
+        == base["StatefulSet", "baton-worker"]["spec"]["volumeClaimTemplates"]
+    )
+    for kind, name in set(base) - {
+        ("Deployment", "baton-api"),
+        ("StatefulSet", "baton-worker"),
+        ("CronJob", "baton-sweep"),
+        ("ConfigMap", "baton-config"),
+        ("Namespace", "baton"),
+    }:
+        assert fleet[kind, name] == base[kind, name] | {"metadata": fleet[kind, name]["metadata"]}, (
+            f"{kind} {name}"
+        )
+
+
+def test_podman_gets_one_pod_per_replica_with_volumes_of_its_own(fleet_docs: list[Doc]) -> None:
+    fleet = render.to_podman(fleet_docs)
+    pods = {p["metadata"]["name"]: p for p in fleet.pods}
+    assert set(pods) == FLEET_PODS
+    assert [p["metadata"]["name"] for p in fleet.services] == [
+        "baton-postgres-0",
+        "baton-redis-0",
+        "baton-rabbitmq-0",
+    ]
+    claims: dict[str, str] = {}
+    for name, pod in pods.items():
+        spec = pod["spec"]
+        assert spec["hostname"] == name and spec["restartPolicy"] == "Always" and spec["hostNetwork"] is True
+        for volume in spec["volumes"]:
+            assert set(volume) == {"name", "persistentVolumeClaim"}, f"{name}: {volume}"  # no emptyDir
+            claim = volume["persistentVolumeClaim"]["claimName"]
+            assert claims.setdefault(claim, name) == name or name.startswith("never"), f"{claim} is shared"
+        for container in spec["containers"]:
+            assert not set(container) & {"ports", "startupProbe", "livenessProbe", "readinessProbe"}, name
+            assert not any("$(" in arg for arg in container.get("args", [])), name
+    assert claims["home-baton-worker-1"] == "baton-worker-1"  # Kubernetes' claim name for the pod
+    assert claims["baton-api-0-tmp"] == "baton-api-0"
+    assert sorted(fleet.volumes) == sorted(claims)
+    worker = pods["baton-worker-0"]["spec"]["containers"][0]
+    assert worker["args"] == ["worker", "--concurrency", "2"]
+    assert {"secretRef": {"name": "baton-model", "optional": True}} in worker["envFrom"]
+    assert fleet.ports == [25432, 26379, 35672]
+    assert render.api_url(fleet) == "http://127.0.0.1:28765"
+
+
+def test_what_podman_cannot_run_is_left_out_and_docs_say_so(fleet_docs: list[Doc]) -> None:
+    fleet = render.to_podman(fleet_docs)
+    kinds = {s.partition("/")[0] for s in fleet.skipped}
+    assert kinds == {
+        "Namespace",
+        "ServiceAccount",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "CronJob",
+    }
+    section = DOCS.read_text().partition("## A trial fleet")[2].partition("\n## ")[0]
+    for kind in kinds | {"StatefulSet", "emptyDir", "Secret", "probe"}:
+        assert kind in section, f"docs/deploy.md does not say what becomes of {kind} under podman"
+    with pytest.raises(render.RenderError):
+        render.to_podman([{"kind": "DaemonSet", "metadata": {"name": "x"}}])
+
+
+def test_podman_secrets_are_the_flat_base64_maps_podman_4_3_reads(
+    tmp_path: Path, fleet_docs: list[Doc]
+) -> None:
+    fleet = render.to_podman(fleet_docs)
+    assert set(fleet.secrets) == {
+        "baton-store",
+        "baton-webhook",
+        "baton-credentials",
+        "baton-fleet-services",
+        "baton-model",
+    }
+    store = json.loads(fleet.secrets["baton-store"])
+    assert set(store) == {"BATON_STORE_URL", "BATON_BROKER_URL", "BATON_REDIS_URL"}
+    render.write_podman(fleet, tmp_path / "out")
+    for name in fleet.secrets:
+        assert (tmp_path / "out" / "secrets" / f"{name}.json").stat().st_mode & 0o077 == 0
+    played = list(yaml.safe_load_all((tmp_path / "out" / "baton.yaml").read_text()))
+    assert {d["kind"] for d in played} == {"ConfigMap", "Pod"} and not any(
+        d["kind"] == "Secret" for d in played
+    )
+
+
+def test_generated_secrets_point_at_the_services_ports_with_their_passwords(tmp_path: Path) -> None:
+    made = render.make_secrets(tmp_path)
+    assert sorted(made) == ["credentials.env", "model.env", "services.env", "store.env", "webhook.env"]
+    assert render.make_secrets(tmp_path) == []  # kept: a second fleet-up keeps the passwords
+    passwords = render.read_env_file(tmp_path / "services.env")
+    urls = render.read_env_file(tmp_path / "store.env")
+    assert all(len(v) == 32 for v in passwords.values())
+    assert f":{passwords['POSTGRES_PASSWORD']}@127.0.0.1:25432/" in urls["BATON_STORE_URL"]
+    assert urls["BATON_BROKER_URL"].startswith(
+        f"amqp://baton:{passwords['RABBITMQ_PASSWORD']}@127.0.0.1:35672/"
+    )
+    assert f":{passwords['REDIS_PASSWORD']}@127.0.0.1:26379/" in urls["BATON_REDIS_URL"]
+    assert (tmp_path / "store.env").stat().st_mode & 0o077 == 0
+    load_settings(environ={"BATON_HOME": str(tmp_path), **urls})  # baton accepts them
+    fleet = render.to_podman(render.build(FLEET, tmp_path))
+    services = {c["name"]: c for p in fleet.services for c in p["spec"]["containers"]}
+    ports = {
+        name: next(e["value"] for e in c["env"] if e["name"].endswith("PORT") and "DIST" not in e["name"])
+        for name, c in services.items()
+    }
+    assert ports == {"postgres": "25432", "redis": "26379", "rabbitmq": "35672"}
+
+
+def test_every_service_image_is_built_from_a_containerfile_here(fleet_docs: list[Doc]) -> None:
+    fleet = render.to_podman(fleet_docs)
+    for pod in fleet.services:
+        (container,) = pod["spec"]["containers"]
+        name = re.fullmatch(r"localhost/baton-(\w+):dev", container["image"])
+        assert name, container["image"]
+        containerfile = ROOT / "deploy" / "image" / "services" / f"{name[1]}.Containerfile"
+        uid = pod["spec"]["securityContext"]["runAsUser"]
+        assert f"USER {uid}:{uid}" in containerfile.read_text(), f"{containerfile.name} runs as another user"
+        assert name[1] in (FLEET / "images.sh").read_text()
+
+
+@pytest.mark.parametrize(
+    ("op", "expected"),
+    [
+        ({"op": "replace", "path": "/a/b~1c", "value": 2}, {"a": {"b/c": 2, "l": [1]}}),
+        ({"op": "add", "path": "/a/l/-", "value": 3}, {"a": {"b/c": 1, "l": [1, 3]}}),
+        ({"op": "add", "path": "/a/l/0", "value": 0}, {"a": {"b/c": 1, "l": [0, 1]}}),
+        ({"op": "remove", "path": "/a/b~1c"}, {"a": {"l": [1]}}),
+    ],
+)
+def test_json_6902_operations(op: Doc, expected: Doc) -> None:
+    doc = {"a": {"b/c": 1, "l": [1]}}
+    render.apply_operation(doc, op)
+    assert doc == expected
+
+
+def test_the_renderer_refuses_what_it_cannot_render_faithfully(tmp_path: Path) -> None:
+    with pytest.raises(render.RenderError, match="does not exist"):
+        render.apply_operation({"a": {}}, {"op": "replace", "path": "/a/x", "value": 1})
+    with pytest.raises(render.RenderError, match="not supported"):
+        render.apply_operation({"a": {}}, {"op": "move", "path": "/a/x", "from": "/a/y"})
+    (tmp_path / "kustomization.yaml").write_text("resources: []\nreplicas: [{name: x, count: 2}]\n")
+    with pytest.raises(render.RenderError, match="replicas"):
+        render.build(tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        "secretGenerator: [{name: x, behavior: replace, envs: [a.env]}]\n"
+    )
+    (tmp_path / "a.env").write_text("A=1\n")
+    with pytest.raises(render.RenderError, match="no base"):
+        render.build(tmp_path)
+    (tmp_path / "a.env").write_text("not a pair\n")
+    with pytest.raises(render.RenderError, match="KEY=VALUE"):
+        render.read_env_file(tmp_path / "a.env")
+
+
+def test_kubernetes_variable_expansion() -> None:
+    env = {"N": "4"}
+    assert render.expand("--concurrency=$(N)", env) == "--concurrency=4"
+    assert render.expand("$$(N) $(UNSET)", env) == "$(N) $(UNSET)"
