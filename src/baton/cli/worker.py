@@ -39,10 +39,25 @@ def worker_cmd(
     loglevel: Annotated[
         str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR (default: setting log_level, INFO)")
     ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="start nothing: exit 0 if the worker of this BATON_HOME is ready (its store and broker "
+            "answer), else 1 with the reason (an exec readiness probe)",
+        ),
+    ] = False,
+    live: Annotated[
+        bool,
+        typer.Option("--live", help="with --check: only that the worker is running, ready or not (liveness)"),
+    ] = False,
 ) -> None:
     """Run the jobs queued on the broker (BATON_BROKER_URL): runs of one key in submission order, never
     two at once, on whichever worker is free. SIGTERM lets running jobs finish; a killed worker's
     jobs are taken over by the others."""
+    if check or live:
+        _check(live)
+        return
     from baton.cli.logsetup import announce, setup_logging
     from baton.fleet.celery import make_app, run_worker
     from baton.settings import load_settings
@@ -62,3 +77,14 @@ def worker_cmd(
     status = run_worker(settings, concurrency, names, pool.value, hostname, settings.log_level.upper())
     if status:  # stopped on an error: a supervisor that restarts on failure must see one
         raise typer.Exit(status)
+
+
+def _check(live: bool) -> None:
+    """The probe: reads the file the worker keeps fresh (:mod:`baton.fleet.health`), nothing else."""
+    from baton.fleet.health import verdict
+    from baton.settings import load_settings
+
+    found = verdict(load_settings(), live=live)
+    typer.echo(found.message, err=not found.ok)
+    if not found.ok:
+        raise typer.Exit(1)

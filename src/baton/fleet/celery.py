@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 from baton.errors import BadInput, BatonError
 from baton.fleet import queued
+from baton.fleet.health import BrokerCheck, Monitor
 from baton.fleet.routing import StoreTag, bounce_delay, misrouted, queue_for, store_tag
 from baton.housekeeping.sweep import sweep_periodically
 from baton.install import extra_hint
@@ -355,10 +356,13 @@ def run_worker(
     queues = queues or [queue_for(settings, tag)]
     name = host_format(hostname or f"baton-{os.getpid()}@%h")
     janitor = _Janitor(app, settings, queues, name, tag)
+    monitor = Monitor(settings, BrokerCheck(app, queues[0]))
     signals.setup_logging.connect(_logging_as_configured(app), weak=False)
     signals.worker_process_init.connect(_after_fork, weak=False)
     signals.worker_ready.connect(janitor.start, weak=False)
     signals.worker_shutting_down.connect(janitor.halt, weak=False)
+    signals.worker_ready.connect(monitor.start, weak=False)  # `baton worker --check` reads what it writes
+    signals.worker_shutting_down.connect(monitor.drain, weak=False)
     # Celery's own exit status (EX_FAILURE after "Unrecoverable error") is set on its WorkController,
     # which worker_main (and click, run without standalone mode) never hand back: kept to read it
     started: list[Any] = []
