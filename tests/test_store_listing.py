@@ -12,7 +12,16 @@ import pytest
 import sqlalchemy as sa
 
 from baton.housekeeping.disk import snapshot_bytes
-from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus, Snapshot
+from baton.models import (
+    JobRecord,
+    Mode,
+    Outcome,
+    PromptKind,
+    RunRecord,
+    SessionRecord,
+    SessionStatus,
+    Snapshot,
+)
 from baton.store.sql import SQLStore
 from baton.store.tables import snapshots
 
@@ -140,3 +149,34 @@ def test_snapshot_sizes_are_what_snapshot_bytes_reads(sql: SQLStore) -> None:
     assert sizes[(records[0].agent, records[0].repo, "t1")] == len(blobs["a"]) + len(blobs["b"])
     assert sizes[(records[3].agent, records[3].repo, "t4")] == len(blobs["e"]) + len(blobs["f"])
     assert all(type(n) is int for n in sizes.values())
+
+
+def test_ids_sharing_names_the_fragments_two_ids_have(sql: SQLStore) -> None:
+    def attempt(ident: str, job: str | None = None) -> None:
+        run = RunRecord(ident, "claude", "github.com/acme/r", "t", 1, Mode.RESUME, PromptKind.DELTA, "go")
+        run.job_id = job
+        sql.add_run(run)
+
+    attempt("019a00000001-aaaa1111")
+    attempt("019a00000002-aaaa1111")  # the same tail: both ids
+    attempt("bbbb2222-019a00000003")  # starts with the other's tail
+    attempt("019a00000004-bbbb2222")
+    attempt("019a00000005-cccc3333", job="019a00000006-dddd4444")
+    sql.add_job(JobRecord("019a00000006-dddd4444", "claude", "github.com/acme/r", "t", {}))
+    sql.add_job(JobRecord("019a00000007-cccc3333", "claude", "github.com/acme/r", "t", {}))  # a job's tail
+    attempt("019a00000008-eeee5555")
+    shared = sql.ids_sharing({"aaaa1111", "bbbb2222", "cccc3333", "dddd4444", "eeee5555", "ffff6666"})
+    assert shared == {
+        "aaaa1111": {"019a00000001-aaaa1111", "019a00000002-aaaa1111"},
+        "bbbb2222": {"bbbb2222-019a00000003", "019a00000004-bbbb2222"},
+        "cccc3333": {"019a00000005-cccc3333", "019a00000007-cccc3333"},
+    }
+    for fragment in shared:  # what the lookups one fragment at a time find
+        assert shared[fragment] == {*sql.find_run_ids(fragment), *sql.find_job_ids(fragment)}
+
+    from baton.runner.runids import FEW, short_ids
+
+    ids = ["019a00000001-aaaa1111", "019a00000004-bbbb2222", "019a00000008-eeee5555", "019a00000006-dddd4444"]
+    assert len(ids) > FEW  # the one-pass way; the same answer as one lookup per id
+    expected = {i: i if i.endswith(("aaaa1111", "bbbb2222")) else i[-8:] for i in ids}
+    assert short_ids(sql, ids) == expected == {i: short_ids(sql, [i])[i] for i in ids}

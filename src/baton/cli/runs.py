@@ -18,12 +18,9 @@ from baton.cli.common import (
     ago,
     cli_store,
     emit_json,
-    esc,
     group,
-    new_table,
     out,
     print_fields,
-    print_table,
 )
 from baton.cli.listing import DEFAULT_LIMIT
 
@@ -45,27 +42,31 @@ RunId = Annotated[str, typer.Argument(help="a run id, a prefix of it, or the sho
 def runs_table(store: Store, runs: Iterable[RunRecord], wide: bool = False, attempts: bool = False) -> int:
     """Print attempts as a table: the columns that fit 80 by default, every column with ``wide``
     (one line a run, as in a pipe). The id column is the run's short id, with ``#N`` for a retry
-    (``attempts``: the attempt's own id, for a run's list of its attempts). How many were printed."""
+    (``attempts``: the attempt's own id, for a run's list of its attempts). How many were printed.
+    Only the cells are kept, not the records (``runs ls --all``), and the table is printed as
+    :func:`~baton.cli.render.print_rows` prints one: Rich's layout of 100,000 rows took minutes."""
+    from baton.cli.render import print_rows
     from baton.runner.runids import short_ids
 
-    runs = list(runs)
-    shown = short_ids(store, [r.id if attempts else r.run_id for r in runs])
-    ident = "attempt" if attempts else "run"
-    table = new_table(ident, "agent", "thread", "mode", "outcome", "started", "secs")
-    if wide:
-        table = new_table(
-            ident, "agent", "repo", "thread", "try", "mode", "prompt", "outcome", "started", "secs"
-        )
+    ids: list[tuple[str, str]] = []  # (the id whose short form is shown, its #N suffix)
+    rows: list[list[str]] = []
     for r in runs:
         secs = "-" if r.duration_s is None else f"{r.duration_s:.1f}"
-        ident = shown[r.id] if attempts else shown[r.run_id] + (f"#{r.attempt}" if r.attempt > 1 else "")
-        cells = [ident, r.agent, r.thread, r.mode.value, r.outcome.value, ago(r.started_at), secs]
+        ids.append((r.id, "") if attempts else (r.run_id, f"#{r.attempt}" if r.attempt > 1 else ""))
+        cells = [r.agent, r.thread, r.mode.value, r.outcome.value, ago(r.started_at), secs]
         if wide:
-            cells[2:3] = [r.repo, r.thread, str(r.attempt)]
-            cells.insert(6, r.prompt_kind.value)
-        table.add_row(*map(esc, cells))
-    print_table(table, wide)
-    return len(runs)
+            cells[1:2] = [r.repo, r.thread, str(r.attempt)]
+            cells.insert(5, r.prompt_kind.value)
+        rows.append(cells)
+    shown = short_ids(store, [i for i, _ in ids])
+    for cells, (ident, suffix) in zip(rows, ids, strict=True):
+        cells.insert(0, shown[ident] + suffix)
+    columns = ["attempt" if attempts else "run", "agent", "thread", "mode", "outcome", "started", "secs"]
+    if wide:
+        columns[2:3] = ["repo", "thread", "try"]
+        columns.insert(6, "prompt")
+    print_rows(columns, rows, wide)
+    return len(rows)
 
 
 @runs_app.command("ls")

@@ -134,8 +134,17 @@ def resolve_run(store: RunLookup, fragment: str) -> RunRecord:
     return ref.attempt
 
 
+FEW = 3  # ids whose short forms are looked up one by one (indexed prefix, scanned tail: one query each)
+
+
 def short_ids(store: RunLookup, ids: Iterable[str]) -> dict[str, str]:
-    """Each run id's short form: its tail, unless another run or attempt ends the same way."""
+    """Each run id's short form: its tail, unless another run or attempt ends (or starts) the same
+    way. More than a few ids (a table) are checked in one pass over the stored ids
+    (``ids_sharing``), not one scan each."""
+    ids = list(ids)
+    if len(ids) > FEW:
+        shared = store.ids_sharing({run_id[-SHORT:] for run_id in ids})  # by two ids or more
+        return {i: i if i[-SHORT:] in shared else i[-SHORT:] for i in ids}
     shown: dict[str, str] = {}
     for run_id in ids:
         tail = run_id[-SHORT:]

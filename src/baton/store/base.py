@@ -27,7 +27,7 @@ in the store → :class:`baton.errors.Fenced` and nothing written; smaller (a Re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from baton.models import (
@@ -213,6 +213,12 @@ class ListingStore(Protocol):
         """Newest first, then by id (``list_runs``' order)."""
         ...
 
+    def ids_sharing(self, fragments: Collection[str]) -> dict[str, set[str]]:
+        """The fragments two or more attempt or job ids start or end with (what ``find_run_ids`` and
+        ``find_job_ids`` match), and those ids, in one pass over the ids: the short ids of a table of
+        runs."""
+        ...
+
 
 class KeyStore(RunStore, SnapshotStore, CheckpointStore, LeaseStore, AuditStore, QuotaStore, Protocol):
     """Everything the store keeps about keys: what a run, a reset, a close or a sweep of a key needs."""
@@ -269,7 +275,7 @@ class JobStore(Protocol):
         ...
 
 
-class RunLookup(RunStore, JobStore, Protocol):
+class RunLookup(RunStore, JobStore, ListingStore, Protocol):
     """What finding a run by its id reads: a job's or an attempt's (``baton.runner.runids``)."""
 
 
