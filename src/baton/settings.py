@@ -62,6 +62,7 @@ class Settings:
     queue: str = ""  # the Celery queue runs go to and workers read; empty: the store's own, baton.<store id>
     visibility_timeout: float = 86400.0  # seconds (Redis broker): longer than the longest run
     queued_notice: float = 30.0  # seconds until `baton submit --follow` says no worker took it; 0: never
+    drain_timeout: float = 240.0  # seconds a stopping worker's turns run on, then are handed back; 0: wait
     claude_bin: str = ""  # empty: the claude-agent-sdk's bundled CLI, else `claude` on PATH
     codex_bin: str = ""  # empty: `codex` on PATH, else next to this Python
     gemini_bin: str = ""  # empty: `gemini` on PATH, else next to this Python

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from baton.errors import BadInput, BatonError
-from baton.fleet import queued
+from baton.fleet import drain, queued
 from baton.fleet.health import BrokerCheck, Monitor
 from baton.fleet.routing import StoreTag, bounce_delay, misrouted, queue_for, store_tag
 from baton.housekeeping.sweep import sweep_periodically
@@ -363,6 +363,8 @@ def run_worker(
     signals.worker_shutting_down.connect(janitor.halt, weak=False)
     signals.worker_ready.connect(monitor.start, weak=False)  # `baton worker --check` reads what it writes
     signals.worker_shutting_down.connect(monitor.drain, weak=False)
+    drain.clear(settings)
+    signals.worker_shutting_down.connect(lambda **_: drain.begin(settings), weak=False)
     # Celery's own exit status (EX_FAILURE after "Unrecoverable error") is set on its WorkController,
     # which worker_main (and click, run without standalone mode) never hand back: kept to read it
     started: list[Any] = []

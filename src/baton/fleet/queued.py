@@ -59,6 +59,7 @@ from typing import Any
 from baton.errors import Busy, QuotaHeld
 from baton.fleet import jobs
 from baton.fleet.cancel import CancelWatch, request_cancel
+from baton.fleet.drain import HandBack
 from baton.fleet.execute import NOT_STARTED, JobRun, execute
 from baton.models import JobRecord, JobStatus, Outcome, RunRecord
 from baton.runner import quota
@@ -92,6 +93,9 @@ UNKNOWN, ENDED, HELD, WAITING, CANCELLED, RAN, RECORDED, DEFERRED, LOST, QUOTA =
     "lost",  # this worker lost the job's lease mid-run (paused too long): the new holder records the end
     "quota",  # its credential's usage quota is spent: queued again, a message for it after the reset
 )
+
+
+HANDED_BACK = "handed back"  # the worker stopped past its drain's deadline: its turn stopped, queued again
 
 
 def job_lease(store: LeaseBackend, settings: Settings, job_id: str) -> LeaseHolder:
@@ -217,23 +221,26 @@ class _Handler:
         return self._run(job)
 
     def _run(self, job: JobRecord) -> str:
-        how = JobRun(
-            self.lease.stop,
-            key_wait(self.settings),
-            log,
-            on_start=self.started,
-            watch=lambda: CancelWatch(self.store, connect(self.settings), self.job_id, self.lease.stop),
-            earlier=lambda: [self._attempt(r) for r in self.prior],
-            defer_busy=True,
-            defer_quota=True,
-            may_end=self.lease.still,
-        )
-        try:
-            ended = execute(self.settings, self.store, self.job_id, how)
-        except Busy:
-            return self._defer(job)
-        except QuotaHeld as spent:
-            return self._wait_quota(job, spent)
+        with HandBack(self.settings, self.job_id, self.lease.stop) as back:
+            how = JobRun(
+                self.lease.stop,
+                key_wait(self.settings),
+                log,
+                on_start=self.started,
+                watch=lambda: CancelWatch(self.store, connect(self.settings), self.job_id, self.lease.stop),
+                earlier=lambda: [self._attempt(r) for r in self.prior],
+                defer_busy=True,
+                defer_quota=True,
+                may_end=lambda: not back.due and self.lease.still(),  # handed back: not ended
+            )
+            try:
+                ended = execute(self.settings, self.store, self.job_id, how)
+            except Busy:
+                return self._defer(job)
+            except QuotaHeld as spent:
+                return self._wait_quota(job, spent)
+        if ended is None and back.due:
+            return self._hand_back(job)
         if ended is None:
             log.warning("job %s: its lease was taken over mid-run; the new holder records its end", job.id)
             return LOST
@@ -273,6 +280,15 @@ class _Handler:
         self.kick(self.job_id, self.settings.lease_ttl)
         log.info("job %s: its key is held elsewhere; retrying in %.0f s", job.id, self.settings.lease_ttl)
         return DEFERRED
+
+    def _hand_back(self, job: JobRecord) -> str:
+        """The worker drained past its deadline (:mod:`baton.fleet.drain`): its turn was stopped (and
+        checkpointed); back to queued, still first of its key, and a message for another worker,
+        which resumes the conversation with the interrupted note."""
+        self.store.update_job(self.job_id, status=JobStatus.QUEUED.value, started_at=None)
+        self.kick(self.job_id, 0.0)
+        log.warning("job %s: handed back to the queue (the worker is stopping)", job.id)
+        return HANDED_BACK
 
     def _wait_quota(self, job: JobRecord, spent: QuotaHeld) -> str:
         """Its credential's usage quota is spent: back to queued (still first of its key, so the key's
