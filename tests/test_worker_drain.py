@@ -3,7 +3,7 @@ REAL ``baton worker`` processes on a private Redis broker and a shared SQLite st
 turns (:mod:`baton.fleet.drain`).
 
 - within the drain's time: the running turn finishes there, a job submitted after the SIGTERM is not
-  taken by it (another worker runs it), and the worker exits 0;
+  taken by it (another worker runs it), its probe says not ready but alive, and it exits 0;
 - past ``BATON_DRAIN_TIMEOUT``: the turn is stopped, recorded ``cancelled`` with its conversation kept,
   the job goes back to the queue, and another worker resumes the conversation with the interrupted
   note; the stopping worker exits 0 soon after its deadline.
@@ -27,6 +27,7 @@ from tests.celery_fixtures import Broker, Worker, Workers
 from tests.conftest import FAST, wait_for
 from tests.restartable import RestartableRedis
 from tests.test_celery import body, job_of, runs_of, wait_done
+from tests.test_worker_health import probe
 
 SERVICE_FIXTURES = {"private_redis": "redis"}
 
@@ -92,6 +93,9 @@ def test_a_draining_worker_finishes_its_turn_and_takes_no_new_one(
     wait_for(lambda: running(store, first), 60, what="the turn to run")
     terminate(a)
     later = submit(client, store, src_repo, "t2", "after the SIGTERM")
+    status, said = probe(a.home)
+    assert status == 1 and "shutting down" in said, "a draining worker is not ready"
+    assert probe(a.home, "--live")[0] == 0, "a draining worker is alive (no liveness kill mid-drain)"
     assert a.proc.wait(60) == 0, a.text()[-3000:]
     (done,) = wait_done(store, [first], timeout=5)
     assert done.outcome == "succeeded" and [r.outcome for r in runs_of(store, src_repo, "t1")] == [
