@@ -53,8 +53,9 @@ def worker_cmd(
     ] = False,
 ) -> None:
     """Run the jobs queued on the broker (BATON_BROKER_URL): runs of one key in submission order, never
-    two at once, on whichever worker is free. SIGTERM lets running jobs finish; a killed worker's
-    jobs are taken over by the others."""
+    two at once, on whichever worker is free. SIGTERM drains: no new job, running turns finish, and
+    past BATON_DRAIN_TIMEOUT (240 s) they are stopped and handed back for another worker to resume; a
+    killed worker's jobs are taken over by the others. Exits non-zero when it stops on an error."""
     if check or live:
         _check(live)
         return

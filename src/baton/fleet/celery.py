@@ -21,7 +21,12 @@
   the worker running the job watches.
 - Each worker's main process runs the janitor: a heartbeat into the store's ``workers`` every
   ``heartbeat`` seconds (``baton doctor`` lists the workers seen), :func:`baton.fleet.queued.heal` every
-  ``lease_ttl`` seconds.
+  ``lease_ttl`` seconds; and the health monitor that ``baton worker --check`` reads
+  (:mod:`baton.fleet.health`).
+- A Redis broker goes through kombu's transport with a guard (:mod:`baton.fleet.redis_transport`): a
+  broker restart mid-run no longer ends the worker. A worker that stops on an error exits non-zero.
+- SIGTERM drains (:mod:`baton.fleet.drain`): no new job, running turns finish, and past
+  ``drain_timeout`` they are stopped and handed back to the queue.
 """
 
 from __future__ import annotations
