@@ -7,8 +7,9 @@ be told apart and marked ``crashed``.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -95,6 +96,26 @@ class OnConflict(StrEnum):
     AGENT = "agent"  # leave the conflict markers and tell the agent which files conflict
 
 
+def plain_fields(record: Any) -> dict[str, Any]:
+    """``asdict(record)`` for a flat record (no dataclass among its values), without deep-copying
+    every value: strings, numbers and enums are shared, a dict or list is copied. ``asdict`` took
+    most of ``baton sessions ls --all --json``'s time over 100,000 sessions."""
+    return {
+        name: copy.deepcopy(value) if isinstance(value, dict | list) else value
+        for name, value in ((name, getattr(record, name)) for name in _field_names(type(record)))
+    }
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}  # a record class → its field names, in order
+
+
+def _field_names(kind: type) -> tuple[str, ...]:
+    names = _NAMES.get(kind)
+    if names is None:
+        names = _NAMES[kind] = tuple(f.name for f in fields(kind))
+    return names
+
+
 class SessionStatus(StrEnum):
     """The state of a key's session record."""
 
@@ -131,7 +152,7 @@ class SessionRecord:
     pending_sync: dict[str, Any] | None = None  # a sync done between turns (a merged upstream), not yet told
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = plain_fields(self)
         data["session_id"] = data.pop("agent_session_id")
         data["status"] = self.status.value
         data["last_outcome"] = self.last_outcome.value if self.last_outcome else None
@@ -191,7 +212,7 @@ class RunRecord:
         return None if self.ended_at is None else round(self.ended_at - self.started_at, 3)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = plain_fields(self)
         data.pop("job_id")
         data["attempt_id"] = data.pop("id")
         data["run_id"] = self.run_id

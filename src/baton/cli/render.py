@@ -153,8 +153,10 @@ def print_rows(columns: list[str], rows: list[list[str]], wide: bool = False) ->
 
         plain = {"markup": False, "highlight": False, "emoji": False}
         console.print(line(columns), style="bold", **plain)  # type: ignore[arg-type]
-        if rows:
-            console.print("\n".join(map(line, rows)), **plain)  # type: ignore[arg-type]
+        # the rows unstyled, as Rich would print them, but written a thousand lines at a time: Rich
+        # makes a segment of every line first (``sessions ls --all``: 100,000 rows, ~100 MiB)
+        for start in range(0, len(rows), 1000):
+            console.file.write("".join(line(row) + "\n" for row in rows[start : start + 1000]))
         return
     table = new_table(*columns)
     for row in rows:
