@@ -35,7 +35,12 @@ wait_for() {
 
 down() {
 	render
-	while read -r pod; do podman pod rm --force --ignore "$pod" >/dev/null; done <"$out/pods"
+	# baton's pods before the services they are connected to; each group stopped in parallel, each
+	# pod given its grace period (SIGTERM, then SIGKILL)
+	for group in baton-pods service-pods; do
+		while read -r pod; do podman pod rm --force --ignore "$pod" >/dev/null & done <"$out/$group"
+		wait
+	done
 	while read -r volume; do
 		if podman volume exists "$volume"; then podman volume rm --force "$volume" >/dev/null; fi
 	done <"$out/volumes"

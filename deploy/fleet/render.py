@@ -406,8 +406,9 @@ def _write(path: Path, values: dict[str, str]) -> None:
 
 def write_podman(fleet: Podman, out: Path) -> None:
     """OUT/services.yaml and OUT/baton.yaml (each with the ConfigMaps: kube play reads them from the
-    same file), OUT/secrets/NAME.json (0600), OUT/volumes, OUT/pods, OUT/ports (the services'
-    ``127.0.0.1:PORT`` to wait for), OUT/api (the API's URL)."""
+    same file), OUT/secrets/NAME.json (0600), OUT/volumes, OUT/pods (and OUT/service-pods,
+    OUT/baton-pods), OUT/ports (the services' ``127.0.0.1:PORT`` to wait for), OUT/api (the API's
+    URL): one name a line, for fleet.sh."""
     (out / "secrets").mkdir(parents=True, exist_ok=True)
     for name, pods in (("services", fleet.services), ("baton", fleet.baton)):
         (out / f"{name}.yaml").write_text(yaml.safe_dump_all([*fleet.config_maps, *pods], sort_keys=False))
@@ -417,6 +418,8 @@ def write_podman(fleet: Podman, out: Path) -> None:
         path.write_text(data)
     (out / "volumes").write_text("".join(f"{v}\n" for v in fleet.volumes))
     (out / "pods").write_text("".join(f"{p['metadata']['name']}\n" for p in fleet.pods))
+    for name, pods in (("service-pods", fleet.services), ("baton-pods", fleet.baton)):
+        (out / name).write_text("".join(f"{p['metadata']['name']}\n" for p in pods))
     (out / "ports").write_text("".join(f"127.0.0.1:{p}\n" for p in fleet.ports))
     (out / "api").write_text(api_url(fleet) + "\n")
 
