@@ -3,15 +3,15 @@
 The server is found by its abstract socket (:func:`baton.cli.warm.address`): a connection's
 ``SO_PEERCRED`` names its process (and :func:`baton.cli.warm.connect` refuses another user's). The
 connection sends nothing: the server's door drops it unanswered. ``stop`` sends that process SIGTERM
-while the connection is still open (so the pid cannot have been reused) and waits until the name is
-free; runs the server's children are serving go on to their end.
+through a pidfd taken while the connection is still open (so the pid cannot have been reused) and waits
+until the process has exited; runs the server's children are serving go on to their end.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
-import time
 from dataclasses import dataclass
 
 from baton.cli import warm
@@ -56,28 +56,21 @@ def stop_server(home: str, wait: float = STOP_WAIT) -> WarmServer | None:
         conn = warm.connect(warm.address(home))
     except OSError:
         return None
-    try:  # signalled while connected: the pid is the listener's, alive
+    try:  # a handle on the process taken while connected: the pid is the listener's, alive
         pid = warm.peer(conn)[0]
         server = WarmServer(pid, len(_children(pid)))
-        os.kill(pid, signal.SIGTERM)
+        handle = os.pidfd_open(pid)
     finally:
         conn.close()
-    deadline = time.monotonic() + wait
-    while _listening(home):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the warm server (pid {pid}) did not stop within {wait:g} s")
-        time.sleep(0.02)
-    return server
-
-
-def _listening(home: str) -> bool:
     try:
-        warm.connect(warm.address(home)).close()
-    except ConnectionRefusedError:
-        return False
-    except OSError:  # busy or unreachable: still there
-        return True
-    return True
+        signal.pidfd_send_signal(handle, signal.SIGTERM)
+        # gone, not only silent: a server between closing its socket and exiting still holds the
+        # home's volume (an unmount right after `warm stop` would find it busy)
+        if not select.select([handle], [], [], wait)[0]:
+            raise TimeoutError(f"the warm server (pid {pid}) did not stop within {wait:g} s")
+    finally:
+        os.close(handle)
+    return server
 
 
 def _children(pid: int) -> list[int]:
