@@ -31,6 +31,7 @@ import bench_landlock
 import bench_leases
 import bench_portable
 import bench_quota
+import bench_scale
 import bench_service
 import bench_sync
 import bench_workers
@@ -65,6 +66,7 @@ GROUPS = {
         bench_contain.GROUP,
         bench_diskwatch.GROUP,
         bench_cow.GROUP,
+        bench_scale.GROUP,
     )
 }
 # The order they run in: those that need only the small repository first.
@@ -74,6 +76,7 @@ RUN_ORDER = (
     "landlock",
     "contain",
     "diskwatch",
+    "scale",
     *("fake", "portable", "git", "sync", "cow"),
 )
 assert sorted(RUN_ORDER) == sorted(GROUPS)
