@@ -4,8 +4,8 @@ PostgreSQL, Redis and RabbitMQ (the broker) — and forty runs over eight keys g
 each a turn of the REAL Claude Code CLI inside a worker container against the mock model server on the
 host's loopback (the pods are on the host's network). Meanwhile one worker is ``podman kill``ed in the
 middle of a turn (and started again, as a kubelet would: podman does not restart a container it was
-told to kill), the broker's container is restarted, and the API's container is restarted (the last
-eight runs are submitted after it is back).
+told to kill), the broker's pod is restarted, and the API's pod is restarted (the last eight runs are
+submitted after it is back).
 
 Afterwards: every run ended ``succeeded`` (none queued or running); the killed turn is recorded
 ``crashed`` and its key was taken over and continued — the retry resumed the same conversation with
@@ -47,15 +47,36 @@ ROOT = Path(__file__).resolve().parents[1]
 FLEET = ROOT / "deploy" / "fleet"
 API = "http://127.0.0.1:28765"
 KEYS, TURNS = 8, 5
-DELAY = 1.5  # seconds the mock holds each reply: a turn is long enough to be killed in the middle
-WORKER, BROKER, SERVICE = "baton-worker-0-worker", "baton-rabbitmq-0-rabbitmq", "baton-api-0-api"
+DELAY = 2.0  # seconds the mock holds each reply: a turn is long enough to be killed in the middle
+WORKER, SERVICE = "baton-worker-0-worker", "baton-api-0-api"  # containers (pod baton-worker-0: its worker)
+# Restarted as pods: a pod of `kube play` has the exit policy "stop" (its infra container stops once its
+# last container has), so `podman restart` of its one container fails ("cannot get namespace path ...
+# container is stopped"), and `podman pod restart` races that policy, which may stop the container it
+# just started (seen 2 times in 3). Stopped, seen exited, started: restart_pod.
+BROKER_POD, SERVICE_POD = "baton-rabbitmq-0", "baton-api-0"
 TOKEN = re.compile(r"\[(k\d+)\] turn (\d+)")
+
+
+@dataclass
+class TimedMock(MockAnthropic):
+    """The mock, noting when each request arrived: a request younger than its delay is still unanswered."""
+
+    arrived: dict[int, float] = field(default_factory=dict)
+
+    def record(self, request: MockRequest) -> int:
+        self.arrived[id(request)] = time.monotonic()
+        return super().record(request)
+
+    def unanswered(self, margin: float) -> list[MockRequest]:
+        """Requests whose reply is still at least ``margin`` seconds away."""
+        now = time.monotonic()
+        return [r for r in self.conversation() if now - self.arrived[id(r)] < self.delay - margin]
 
 
 @dataclass
 class Fleet:
     store: Store
-    model: MockAnthropic
+    model: TimedMock
     repo: str
     token: str = ""
     timings: dict[str, float] = field(default_factory=dict)
@@ -121,7 +142,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, git_daemon: str) -> Iterator
     if shutil.which("podman") is None:
         pytest.fail("podman is missing: `make setup` installs it as root (apt-get install podman runc)")
     secrets = tmp_path_factory.mktemp("secrets")
-    with MockAnthropic(port=0, delay=DELAY) as model:
+    with TimedMock(port=0, delay=DELAY) as model:
         made = subprocess.run(
             [str(ROOT / ".venv" / "bin" / "python"), str(FLEET / "render.py"), "secrets", str(secrets)],
             capture_output=True,
@@ -158,11 +179,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, git_daemon: str) -> Iterator
 # -- driving the fleet -------------------------------------------------------------------------------
 
 
-def until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+def until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.3) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.3)
+        time.sleep(interval)
 
 
 def answers(url: str) -> bool:
@@ -189,11 +210,33 @@ def podman(*argv: str) -> None:
     assert done.returncode == 0, f"podman {' '.join(argv)}: {done.stderr}"
 
 
+def restart_pod(name: str, port: int) -> None:
+    """Stop a pod, wait until podman sees it exited, start it, wait until it answers on ``port``."""
+    podman("pod", "stop", name)
+
+    def state() -> str:
+        inspect = ["podman", "pod", "inspect", name, "--format", "{{.State}}"]
+        return subprocess.run(inspect, capture_output=True, text=True, check=True).stdout.strip()
+
+    until(lambda: state() == "Exited", 60, f"pod {name} to stop")
+    podman("pod", "start", name)
+    until(lambda: port_answers(port), 120, f"pod {name} to answer on {port}")
+
+
+def port_answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 1).close()
+    except OSError:
+        return False
+    return True
+
+
 def mid_turn_on_worker_0(fleet: Fleet) -> RunRecord | None:
-    """A resumed turn (not a key's first) on baton-worker-0 whose request the mock holds right now:
-    its agent is waiting for the reply."""
-    recent = fleet.model.conversation()[-6:]
-    pending = {m.group(0) for r in recent if (m := TOKEN.search(r.latest_user_text()))}
+    """A resumed turn (not a key's first) on baton-worker-0 whose request the mock holds for another
+    second at least: its agent is waiting for the reply (killed after it, the turn would be answered
+    twice: once before the kill, once by the retry)."""
+    held = fleet.model.unanswered(margin=1.0)
+    pending = {m.group(0) for r in held if (m := TOKEN.search(r.latest_user_text()))}
     for run in fleet.store.list_runs(agent="claude", limit=50, outcome=Outcome.RUNNING):
         token = TOKEN.search(run.prompt)
         if run.host == "baton-worker-0" and token and token.group(2) != "0" and token.group(0) in pending:
@@ -209,7 +252,7 @@ def kill_a_worker_mid_turn(fleet: Fleet) -> RunRecord:
         found.extend([run] if run else [])
         return run is not None
 
-    until(in_flight, 120, "a turn in flight on baton-worker-0")
+    until(in_flight, 120, "a turn in flight on baton-worker-0", interval=0.05)
     podman("kill", WORKER)
     time.sleep(2)  # the kubelet's restart back-off; podman itself restarts no container it killed
     podman("start", WORKER)
@@ -251,9 +294,9 @@ def test_forty_real_claude_runs_survive_a_killed_worker_and_restarts_of_the_brok
 
     killed = kill_a_worker_mid_turn(fleet)
     until(progress(fleet, 4), 120, "turns after the kill")
-    podman("restart", BROKER)
+    restart_pod(BROKER_POD, 35672)
     until(progress(fleet, 4), 180, "turns after the broker's restart")
-    podman("restart", SERVICE)
+    restart_pod(SERVICE_POD, 28765)
     until(lambda: answers(f"{API}/readyz"), 120, "the service back after its restart")
     jobs |= submit(fleet, TURNS - 1)  # the restarted service takes runs again
 
