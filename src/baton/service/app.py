@@ -64,7 +64,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings, app.state.store = settings, store
         app.state.executor = executor = make_executor(settings, store)  # Celery when a broker is set
         app.state.disk = DiskCache(store, settings)  # the last disk measurement (metrics, dashboard)
-        app.state.disk.start()  # measured in the background from now: the first page need not wait
         # before the executor starts: the forge turns it runs (queued ones too) are published
         app.state.forge = schedule = forge.start(settings, store, executor, forges)
         stop = threading.Event()

@@ -32,11 +32,6 @@ class DiskCache:
         self._took = 0.0  # seconds the last measurement took
         self.started_at: float | None = None  # wall-clock start of the measurement running now
 
-    def start(self) -> None:
-        """Begin the first measurement in the background (the service does on start-up, so the first
-        page finds it done, or started long ago, rather than starting it)."""
-        self.get()
-
     def get(self, wait: float = 0.0, fresh: bool = False) -> DiskReport | None:
         """The last report; starts a refresh when it is stale (or ``fresh``). Waits up to ``wait``
         seconds for that refresh when there is no report yet, or when ``fresh`` asks for a new one."""

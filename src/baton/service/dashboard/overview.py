@@ -9,8 +9,10 @@ the resumes that failed, timed out or crashed beside the resume success rate.
 On a single machine the disk card shows the service's last disk measurement
 (:class:`baton.service.diskcache.DiskCache`, the same :func:`baton.housekeeping.disk.usage` that
 ``baton du`` prints), with its time; ``?fresh=1`` measures now and waits for it. The page never walks
-the home itself: the measurement is refreshed in the background (started with the service), the
-first page waits at most :data:`FIRST_WAIT` for the first one and otherwise says it is still running,
+the home itself: the measurement is refreshed in the background (the first page, or the first
+``/metrics`` scrape, starts the first one: a measurement taken when the service starts would be
+reused for a minute though the home changed since), the first page waits at most :data:`FIRST_WAIT`
+for it and otherwise says it is still running and since when,
 and the card's bars and largest sessions are computed once per measurement (:func:`cached_view`), not
 per page: over 100,000 sessions that was 0.3 s of every answer. In a fleet (the store
 knows workers) the worktrees and transcripts are on the workers' volumes, so the card shows their
