@@ -344,9 +344,29 @@ def check(fleet: Fleet, jobs: dict[str, str], killed: RunRecord) -> None:
     fleet.timings |= {"runs": len(everything), "crashed": len(crashed)}
 
 
+def describe(fleet: Fleet, key: str) -> list[tuple[str, ...]]:
+    """A key's attempts, for a failure's message."""
+    runs = sorted(fleet.store.list_runs(agent="claude", thread=key, limit=100), key=lambda r: r.started_at)
+    return [
+        (
+            r.prompt[:14],
+            r.outcome.value,
+            r.prompt_kind.value,
+            r.mode.value,
+            r.host,
+            f"{r.started_at:.1f}",
+            f"{r.ended_at or 0:.1f}",
+            (r.job_id or "")[-6:],
+        )
+        for r in runs
+    ]
+
+
 def check_histories(fleet: Fleet, jobs: dict[str, str], killed: RunRecord) -> None:
     """What the mock saw: per key, histories that only grow; in the last one, every instruction of the
-    key answered exactly once (the interrupted one included)."""
+    key answered by the model exactly once (the interrupted one included). Only the mock's replies
+    count as answers: resuming a conversation whose last message is an unanswered instruction, Claude
+    Code puts an assistant message of its own after it (a placeholder, not the model's)."""
     by_key: dict[str, list[MockRequest]] = {}
     for request in fleet.model.conversation():
         first = TOKEN.search(request.text())
@@ -358,15 +378,19 @@ def check_histories(fleet: Fleet, jobs: dict[str, str], killed: RunRecord) -> No
         assert counts == sorted(counts), f"{key}: a history shrank (a fresh conversation): {counts}"
         answered: dict[str, int] = {}
         current = None
-        for message in [*requests[-1].messages, {"role": "assistant", "content": "(the last reply)"}]:
+        last_reply = {"role": "assistant", "content": "mock reply #0 (to the last request)"}
+        for message in [*requests[-1].messages, last_reply]:
             text = json.dumps(message.get("content"))
             if message.get("role") == "user" and (found := TOKEN.findall(text)):
                 current = "[{}] turn {}".format(*found[-1])
-            elif message.get("role") == "assistant" and current:
+            elif message.get("role") == "assistant" and current and "mock reply #" in text:
                 answered[current] = answered.get(current, 0) + 1
                 current = None
         mine = sorted(t for t in jobs.values() if t.startswith(f"[{key}]"))
-        assert answered == dict.fromkeys(mine, 1), f"{key}: {answered}"
+        assert answered == dict.fromkeys(mine, 1), (
+            f"{key}: {answered}; killed {killed.prompt[:14]!r}; its runs: {describe(fleet, key)}; "
+            f"its history: {[(m.get('role'), TOKEN.findall(json.dumps(m))) for m in requests[-1].messages]}"
+        )
     retried = TOKEN.search(killed.prompt)
     assert retried
     last_before = [len(r.messages) for r in by_key[retried.group(1)] if retried.group(0) not in r.text()]
