@@ -18,9 +18,10 @@ command -v podman >/dev/null || { echo "fleet: podman is missing: make image-too
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
+# $1: the env files' directory (made when missing), $2: --quiet or nothing
 render() {
-	"$PY" deploy/fleet/render.py secrets "$SECRETS" --broker "${FLEET_BROKER:-amqp}"
-	"$PY" deploy/fleet/render.py podman deploy/fleet --secrets "$SECRETS" --out "$out"
+	"$PY" deploy/fleet/render.py secrets "$1" --broker "${FLEET_BROKER:-amqp}" ${2:-}
+	"$PY" deploy/fleet/render.py podman deploy/fleet --secrets "$1" --out "$out"
 }
 
 # $1: what, $2: a command that succeeds once it is ready; up to $3 seconds
@@ -34,7 +35,7 @@ wait_for() {
 }
 
 down() {
-	render
+	render "$out/names" --quiet  # only the names of what to remove: throwaway secrets, never FLEET_SECRETS's
 	# baton's pods before the services they are connected to; each group stopped in parallel, each
 	# pod given its grace period (SIGTERM, then SIGKILL)
 	for group in baton-pods service-pods; do
@@ -53,7 +54,7 @@ down() {
 up() {
 	start=$(date +%s)
 	deploy/fleet/images.sh
-	render
+	render "$SECRETS"
 	for secret in "$out"/secrets/*.json; do
 		name=$(basename "$secret" .json)
 		if podman secret inspect "$name" >/dev/null 2>&1; then podman secret rm "$name" >/dev/null; fi

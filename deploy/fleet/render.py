@@ -446,11 +446,13 @@ def main(argv: list[str] | None = None) -> int:
     made = commands.add_parser("secrets", help="write the trial fleet's missing env files")
     made.add_argument("directory", type=Path)
     made.add_argument("--broker", choices=("amqp", "redis"), default="amqp")
+    made.add_argument("--quiet", action="store_true", help="say nothing of the files written")
     args = parser.parse_args(argv)
     try:
         if args.command == "secrets":
             for name in make_secrets(args.directory, args.broker):
-                print(f"render: wrote {args.directory / name}", file=sys.stderr)
+                if not args.quiet:
+                    print(f"render: wrote {args.directory / name}", file=sys.stderr)
         elif args.command == "build":
             print(yaml.safe_dump_all(build(args.directory, args.secrets), sort_keys=False), end="")
         else:
