@@ -79,7 +79,7 @@ def running(store: Store, job_id: str) -> bool:
 def terminate(worker: Worker) -> float:
     """SIGTERM to the worker's main process only (its pool's processes get none, as in a pod)."""
     worker.proc.send_signal(signal.SIGTERM)
-    wait_for(lambda: "draining" in worker.text() or "Warm shutdown" in worker.text(), 10, what="the drain")
+    wait_for(lambda: "draining: no new runs" in worker.text(), 10, what="the drain (seen within a second)")
     return time.monotonic()
 
 
@@ -93,8 +93,8 @@ def test_a_draining_worker_finishes_its_turn_and_takes_no_new_one(
     wait_for(lambda: running(store, first), 60, what="the turn to run")
     terminate(a)
     later = submit(client, store, src_repo, "t2", "after the SIGTERM")
-    status, said = probe(a.home)
-    assert status == 1 and "shutting down" in said, "a draining worker is not ready"
+    wait_for(lambda: probe(a.home)[0] == 1, 5, what="a draining worker to be not ready")
+    assert "shutting down" in probe(a.home)[1]
     assert probe(a.home, "--live")[0] == 0, "a draining worker is alive (no liveness kill mid-drain)"
     assert a.proc.wait(60) == 0, a.text()[-3000:]
     (done,) = wait_done(store, [first], timeout=5)

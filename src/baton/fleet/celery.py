@@ -310,6 +310,17 @@ class _Janitor:
         enqueue(self.app, job_id, self.queue, self.tag, countdown)
 
 
+def _stopping() -> bool:
+    """Whether Celery's SIGTERM/SIGINT handler asked the worker to stop (its own flags, read from the
+    health monitor's thread: nothing of baton runs in the signal handler, where a write could wait
+    on a lock the interrupted code holds)."""
+    from celery.worker import state  # type: ignore[import-untyped]
+
+    # Celery's own test (state.maybe_shutdown): a flag is set when it is neither None nor False; a
+    # warm shutdown's is 0 (EX_OK), which `in (None, False)` would take for False
+    return any(flag is not None and flag is not False for flag in (state.should_stop, state.should_terminate))
+
+
 def _logging_as_configured(app: Celery) -> Callable[..., None]:
     """Celery's ``setup_logging`` receiver: with one, Celery installs no handler or format of its own,
     so its loggers propagate to the process's (``baton worker`` configures them first:
@@ -361,15 +372,13 @@ def run_worker(
     queues = queues or [queue_for(settings, tag)]
     name = host_format(hostname or f"baton-{os.getpid()}@%h")
     janitor = _Janitor(app, settings, queues, name, tag)
-    monitor = Monitor(settings, BrokerCheck(app, queues[0]))
+    monitor = Monitor(settings, BrokerCheck(app, queues[0]), _stopping, lambda: drain.begin(settings))
     signals.setup_logging.connect(_logging_as_configured(app), weak=False)
     signals.worker_process_init.connect(_after_fork, weak=False)
     signals.worker_ready.connect(janitor.start, weak=False)
     signals.worker_shutting_down.connect(janitor.halt, weak=False)
     signals.worker_ready.connect(monitor.start, weak=False)  # `baton worker --check` reads what it writes
-    signals.worker_shutting_down.connect(monitor.drain, weak=False)
     drain.clear(settings)
-    signals.worker_shutting_down.connect(lambda **_: drain.begin(settings), weak=False)
     # Celery's own exit status (EX_FAILURE after "Unrecoverable error") is set on its WorkController,
     # which worker_main (and click, run without standalone mode) never hand back: kept to read it
     started: list[Any] = []

@@ -23,7 +23,6 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from baton.settings import Settings
 
@@ -42,9 +41,10 @@ def clear(settings: Settings) -> None:
     drain_path(settings).unlink(missing_ok=True)
 
 
-def begin(settings: Settings, **_: Any) -> None:
+def begin(settings: Settings) -> None:
     """The worker is shutting down: write the deadline (none with ``drain_timeout`` 0: wait for the
-    turns, however long, as Celery alone would)."""
+    turns, however long, as Celery alone would). Called by the health monitor's thread when it sees
+    Celery's stop flag (:mod:`baton.fleet.health`), within a second or so of the SIGTERM."""
     if settings.drain_timeout <= 0:
         return
     deadline = time.time() + settings.drain_timeout

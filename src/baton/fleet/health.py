@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass
@@ -118,8 +119,17 @@ class BrokerCheck:
 class Monitor:
     """The thread that keeps :func:`health_path` fresh (see the module docstring)."""
 
-    def __init__(self, settings: Settings, broker: BrokerCheck) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: BrokerCheck,
+        stopping: Callable[[], bool] = lambda: False,
+        on_drain: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``stopping``: whether the worker was told to stop (read each round); ``on_drain``: called
+        once, from this thread, when it first says so."""
         self.settings, self.broker = settings, broker
+        self.stopping, self.on_drain = stopping, on_drain
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="baton-health", daemon=True)
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="baton-health-check")
@@ -130,21 +140,22 @@ class Monitor:
     def start(self, **_: Any) -> None:
         self.thread.start()
 
-    def drain(self, **_: Any) -> None:
-        """The worker is shutting down (SIGTERM): not ready from now on, still alive while it drains
-        (a liveness probe must not kill a worker finishing its turns)."""
-        self.draining = True
-        self.write(Health(time.time(), os.getpid(), False, DRAINING))
-
     def halt(self) -> None:
         self.stop.set()
 
     def _loop(self) -> None:
         try:
-            while True:
-                self.write(self.check())
-                if self.stop.wait(interval(self.settings)):
-                    return
+            due = 0.0
+            while not self.stop.is_set():
+                if not self.draining and self.stopping():
+                    # shutting down (SIGTERM): not ready from now on, still alive while it drains
+                    # (a liveness probe must not kill a worker finishing its turns)
+                    self.draining, due = True, 0.0
+                    self.on_drain()
+                if time.monotonic() >= due:
+                    self.write(self.check())
+                    due = time.monotonic() + interval(self.settings)
+                self.stop.wait(min(1.0, interval(self.settings)))  # a drain is seen within a second
         finally:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.broker.close()
