@@ -99,6 +99,14 @@ def fleet_sh(command: str, secrets: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def listed(kind: str) -> list[str]:
+    """The names podman lists of a kind of object (``volume``, ``secret``)."""
+    done = subprocess.run(
+        ["podman", kind, "ls", "--format", "{{.Name}}"], capture_output=True, text=True, check=True
+    )
+    return done.stdout.split()
+
+
 def env_file(path: Path) -> dict[str, str]:
     lines = [line.partition("=") for line in path.read_text().splitlines() if "=" in line]
     return {key: value for key, _, value in lines}
@@ -174,6 +182,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, git_daemon: str) -> Iterator
                 check=True,
             )
             assert left.stdout.strip() == "", "fleet-down left pods behind"
+            assert not [v for v in listed("volume") if "baton-" in v], "fleet-down left volumes behind"
+            assert not [n for n in listed("secret") if n.startswith("baton-")], "fleet-down left secrets"
+            again = fleet_sh("down", secrets)  # idempotent: nothing left to remove is no error
+            assert again.returncode == 0, again.stderr[-2000:]
 
 
 # -- driving the fleet -------------------------------------------------------------------------------
