@@ -23,6 +23,7 @@ from baton.models import (
     Snapshot,
 )
 from baton.store.sql import SQLStore
+from baton.store.sql_listing import BATCH
 from baton.store.tables import snapshots
 
 
@@ -173,6 +174,16 @@ def test_ids_sharing_names_the_fragments_two_ids_have(sql: SQLStore) -> None:
     }
     for fragment in shared:  # what the lookups one fragment at a time find
         assert shared[fragment] == {*sql.find_run_ids(fragment), *sql.find_job_ids(fragment)}
+    every = [*(r.id for r in sql.list_runs(limit=100)), *(j.id for j in sql.list_jobs(limit=100))]
+
+    def brute(wanted: set[str]) -> dict[str, set[str]]:
+        found = {f: {i for i in every if i.startswith(f) or i.endswith(f)} for f in wanted}
+        return {f: ids for f, ids in found.items() if len(ids) > 1}
+
+    many = {f"{n:08x}" for n in range(600)} | {"aaaa1111", "bbbb2222", "cccc3333", "019a0000", "eeee5555"}
+    assert len(many) > BATCH  # matched in Python over every id, not in SQL
+    assert sql.ids_sharing(many) == brute(many) and "019a0000" in brute(many)
+    assert sql.ids_sharing({"019a0000", "eeee5555", "zz"}) == brute({"019a0000", "eeee5555", "zz"})
 
     from baton.runner.runids import FEW, short_ids
 

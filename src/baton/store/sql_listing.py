@@ -19,7 +19,7 @@ data is not sent), instead of one query per session and every blob's data.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -126,26 +126,31 @@ class ListingQueries:
             after = page[-1]
 
     def ids_sharing(self, fragments: Collection[str]) -> dict[str, set[str]]:
-        """The fragments that two or more attempt or job ids start or end with, and those ids, read
-        in one pass over both tables' ids. An id's tail has no index: ``find_run_ids`` scans the
-        table for each fragment (30 ms over 100,000 runs), so a table of 30 runs' short ids took a
-        second; here it is one scan of the ids, matched in Python by each length's set of fragments.
-        A fragment only one id has is not in the answer (one entry per fragment would be most of
-        ``runs ls --all``'s memory)."""
+        """The fragments that two or more attempt or job ids start or end with, and those ids. An
+        id's tail has no index: ``find_run_ids`` scans the table for each fragment (30 ms over
+        100,000 runs), so a table of 30 runs' short ids took a second. A page's fragments are matched
+        in one query per table (``substr``/``right`` of the id ``IN`` them: the database scans once
+        and sends only what matches); more than a batch of them (``runs ls --all``) in one pass over
+        the ids, in Python. A fragment only one id has is not in the answer."""
         by_length: dict[int, set[str]] = {}
         for fragment in fragments:
             by_length.setdefault(len(fragment), set()).add(fragment)
-        first: dict[str, str] = {}  # fragment → the first id that had it
-        shared: dict[str, set[str]] = {}
+        if len(fragments) > BATCH:
+            return _sharing(self._all_ids(), by_length)
+        return _sharing(self._ids_with(by_length), by_length)
+
+    def _all_ids(self) -> Iterator[str]:
         with self._tx() as conn:
             for column in (runs.c.id, jobs.c.id):
-                for (ident,) in conn.execute(sa.select(column)):
-                    for size, wanted in by_length.items():
-                        for part in {ident[:size], ident[-size:]} & wanted:
-                            seen = first.setdefault(part, ident)
-                            if seen != ident:
-                                shared.setdefault(part, {seen}).add(ident)
-        return shared
+                yield from conn.execute(sa.select(column)).scalars()
+
+    def _ids_with(self, by_length: dict[int, set[str]]) -> Iterator[str]:
+        with self._tx() as conn:
+            tail = sa.func.right if conn.dialect.name == "postgresql" else _sqlite_tail
+            for column in (runs.c.id, jobs.c.id):
+                for size, wanted in by_length.items():
+                    near = sa.or_(sa.func.substr(column, 1, size).in_(wanted), tail(column, size).in_(wanted))
+                    yield from conn.execute(sa.select(column).where(near)).scalars()
 
     def snapshot_sizes(self, batch: int = BATCH) -> Iterator[tuple[tuple[str, str, str], int]]:
         """``((agent, repo, thread), bytes)`` of every stored snapshot: the stored length of each of
@@ -183,3 +188,22 @@ def _dicts(result: CursorResult[Any]) -> Iterator[dict[str, Any]]:
     names = list(result.keys())
     for row in result:
         yield dict(zip(names, row, strict=True))
+
+
+def _sqlite_tail(column: Any, size: int) -> Any:
+    """SQLite's spelling of PostgreSQL's ``right(column, size)``: the last ``size`` characters (the
+    whole string when it is shorter)."""
+    return sa.func.substr(column, -size)
+
+
+def _sharing(ids: Iterable[str], by_length: dict[int, set[str]]) -> dict[str, set[str]]:
+    """The fragments of ``by_length`` that two or more distinct ``ids`` start or end with."""
+    first: dict[str, str] = {}  # fragment → the first id that had it
+    shared: dict[str, set[str]] = {}
+    for ident in ids:
+        for size, wanted in by_length.items():
+            for part in {ident[:size], ident[-size:]} & wanted:
+                seen = first.setdefault(part, ident)
+                if seen != ident:
+                    shared.setdefault(part, {seen}).add(ident)
+    return shared
