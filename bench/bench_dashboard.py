@@ -5,7 +5,7 @@ second), side by side with the JSON API's page of the same sessions.
 :func:`bench_cli.seed_sessions`). Three variants, interleaved:
 
 - 8a candidate: ``GET /sessions`` (the first page of 50, newest first), server-rendered HTML, signed
-  in by the ``baton_token`` cookie (from ``POST /login``), over a kept-alive httpx connection;
+  in by the session cookie (from ``POST /login``), over a kept-alive httpx connection;
 - 8b candidate: the same page in Chromium (Debian's ``/usr/bin/chromium`` through Playwright, the
   flags of ``tests/browser_fixtures.py``), navigation start to the end of the load event by the
   page's Navigation Timing entry (its stylesheet and script included, from the browser's cache after
@@ -39,6 +39,7 @@ from playwright.sync_api import Page
 
 from baton.models import TokenScope
 from baton.service.auth import create_token
+from baton.service.dashboard.web import COOKIE
 from baton.settings import load_settings
 from baton.store import open_store
 from baton.testing.browser import chromium
@@ -65,7 +66,7 @@ def read_token(home: Path) -> str:
 def sign_in(http: httpx.Client, token: str) -> str:
     """``POST /login`` as the form does; the session cookie's value."""
     response = http.post("/login", data={"token": token, "next": "/sessions"})
-    cookie = response.cookies.get("baton_token")
+    cookie = response.cookies.get(COOKIE)
     if response.status_code != 303 or not cookie:
         raise RuntimeError(f"sign-in failed: {response.status_code} {response.text[:200]}")
     return cookie
@@ -76,14 +77,14 @@ def chromium_page(base_url: str, cookie: str) -> Iterator[Page]:
     """A page of a fresh headless Chromium holding the session cookie."""
     with chromium() as browser:
         context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 800})
-        context.add_cookies([{"name": "baton_token", "value": cookie, "url": base_url}])
+        context.add_cookies([{"name": COOKIE, "value": cookie, "url": base_url}])
         yield context.new_page()
 
 
 def measure_disk(http: httpx.Client, cookie: str) -> float:
     """``GET /?fresh=1``: the overview after a new disk measurement; the seconds it took."""
     t0 = time.perf_counter()
-    response = http.get("/?fresh=1", headers={"Cookie": f"baton_token={cookie}"})
+    response = http.get("/?fresh=1", headers={"Cookie": f"{COOKIE}={cookie}"})
     elapsed = time.perf_counter() - t0
     if response.status_code != 200 or "data-measured-at" not in response.text:
         raise RuntimeError(f"the overview answered {response.status_code} without a disk measurement")
@@ -96,7 +97,7 @@ class Variants:
     def __init__(self, http: httpx.Client, page: Page, token: str, cookie: str) -> None:
         self.http, self.page = http, page
         self.api_auth = {"Authorization": f"Bearer {token}"}
-        self.cookie = {"Cookie": f"baton_token={cookie}"}
+        self.cookie = {"Cookie": f"{COOKIE}={cookie}"}
         self.wall: list[float] = []  # 8b from Python: goto() to its return, Playwright's IPC included
         self.html_in: list[float] = []  # 8b: navigation start to the HTML's last byte
 
