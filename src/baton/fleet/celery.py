@@ -310,6 +310,12 @@ class _Janitor:
         enqueue(self.app, job_id, self.queue, self.tag, countdown)
 
 
+def _drain(janitor: _Janitor, settings: Settings) -> None:
+    """The worker was told to stop: the janitor stops, the running turns get their deadline."""
+    janitor.halt()
+    drain.begin(settings)
+
+
 def _stopping() -> bool:
     """Whether Celery's SIGTERM/SIGINT handler asked the worker to stop (its own flags, read from the
     health monitor's thread: nothing of baton runs in the signal handler, where a write could wait
@@ -372,11 +378,10 @@ def run_worker(
     queues = queues or [queue_for(settings, tag)]
     name = host_format(hostname or f"baton-{os.getpid()}@%h")
     janitor = _Janitor(app, settings, queues, name, tag)
-    monitor = Monitor(settings, BrokerCheck(app, queues[0]), _stopping, lambda: drain.begin(settings))
+    monitor = Monitor(settings, BrokerCheck(app, queues[0]), _stopping, lambda: _drain(janitor, settings))
     signals.setup_logging.connect(_logging_as_configured(app), weak=False)
     signals.worker_process_init.connect(_after_fork, weak=False)
     signals.worker_ready.connect(janitor.start, weak=False)
-    signals.worker_shutting_down.connect(janitor.halt, weak=False)
     signals.worker_ready.connect(monitor.start, weak=False)  # `baton worker --check` reads what it writes
     drain.clear(settings)
     # Celery's own exit status (EX_FAILURE after "Unrecoverable error") is set on its WorkController,
