@@ -90,6 +90,8 @@ def test_a_broker_restart_mid_run_keeps_the_worker(
             assert [r.outcome for r in attempts] == [Outcome.SUCCEEDED], f"k{i} ran {len(attempts)} times"
         assert worker.proc.poll() is None, f"the worker ended ({worker.proc.returncode}):\n{worker.text()}"
         assert "Unrecoverable error" not in worker.text()
+        if isinstance(restartable, RestartableRedis):  # acknowledged through the old channel, not lost
+            assert "Couldn't ack" not in worker.text(), worker.text()[-3000:]
 
         executor = CeleryExecutor(client, store)  # after the restart: the same worker takes new runs
         after = jobs.submit(store, client, body(src_repo, "k0", "turn 2"), "test")

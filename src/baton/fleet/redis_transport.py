@@ -12,12 +12,14 @@ and channel errors, so the ``AttributeError`` reaches the worker, which stops (a
 ``worker_main`` drops its exit status: see :func:`baton.fleet.celery.run_worker`). Idle workers hold no
 unacknowledged message and reconnect fine.
 
-The guard: a channel whose transport has lost its connection says so with redis-py's own
+The guard: a channel remembers the parameters it reached Redis with and uses them once its
+transport is detached; with Redis still down, that attempt fails with redis-py's own
 ``ConnectionError``, one of the errors the consumer ignores while it throws the connection away and
 reconnects. Nothing is lost by not restoring there: the message stays in the broker's unacknowledged
-set (if the broker kept its data) and the worker, still running the job, ends it as usual; a copy
-that the broker gives back later finds the job ended or held and does nothing
-(:mod:`baton.fleet.queued`), and a message the restart lost is sent again by the janitor.
+set (if the broker kept its data) and the worker, still running the job, ends it as usual and
+acknowledges it through the old channel once Redis answers; a copy that the broker gives back
+finds the job ended or held and does nothing (:mod:`baton.fleet.queued`), and a message the restart
+lost is sent again by the janitor.
 
 Selected by :func:`baton.fleet.celery.make_app` for ``redis://`` and ``rediss://`` brokers (kombu reads
 TLS from the connection's options, not from the class).
@@ -33,12 +35,21 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 
 class Channel(kombu_redis.Channel):
-    """kombu's channel, refusing with a connection error once its transport has lost its client."""
+    """kombu's channel, which remembers how it reached Redis: once its transport has lost its client,
+    it reaches Redis the same way (the acknowledgement of a run that ended after the restart then
+    lands, instead of Celery's ``Couldn't ack`` and a redelivery after the visibility timeout), and
+    before it ever reached it, it says so with a connection error."""
+
+    _known: dict[bool, dict[str, Any]]
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        known = self.__dict__.setdefault("_known", {})
         if self.connection is None or self.connection.client is None:
-            raise RedisConnectionError("the broker connection was closed (a new one is being made)")
+            if asynchronous not in known:
+                raise RedisConnectionError("the broker connection was closed (a new one is being made)")
+            return dict(known[asynchronous])
         params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
+        known[asynchronous] = dict(params)
         return params
 
 
