@@ -18,6 +18,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,25 @@ class RestartablePostgres:
         except (OSError, subprocess.CalledProcessError, ValueError):
             pass
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# The fixtures a test module imports by name (with its SERVICE_FIXTURES entry: redis, postgres).
+@pytest.fixture(name="private_redis")
+def private_redis_fixture(tmp_path: Path) -> Iterator[RestartableRedis]:
+    """A private redis-server of the test's own, started; stopped at the end."""
+    server = RestartableRedis(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(name="private_pg")
+def private_pg_fixture() -> Iterator[RestartablePostgres]:
+    """A private PostgreSQL server of the test's own; removed at the end."""
+    server = RestartablePostgres()
+    try:
+        yield server
+    finally:
+        server.close()

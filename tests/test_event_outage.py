@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,37 +21,18 @@ from baton.settings import load_settings
 from baton.store import open_store
 from tests.celery_fixtures import Broker, Workers
 from tests.conftest import FAST, wait_for
-from tests.restartable import RestartablePostgres, RestartableRedis
+from tests.restartable import RestartablePostgres, RestartableRedis, private_pg_fixture, private_redis_fixture  # noqa: F401 (fixtures)
 from tests.test_celery import body, job_of
 
 RETRIES = 60  # the fake agent's events, 0.3 s apart
-SERVICE_FIXTURES = {"frozen_pg": "postgres", "private_redis": "redis"}
-
-
-@pytest.fixture(name="frozen_pg")
-def frozen_pg_fixture() -> Iterator[RestartablePostgres]:
-    server = RestartablePostgres()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture(name="private_redis")
-def private_redis_fixture(tmp_path: Path) -> Iterator[RestartableRedis]:
-    server = RestartableRedis(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+SERVICE_FIXTURES = {"private_pg": "postgres", "private_redis": "redis"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("outage", ["freeze", "stop"])
 def test_a_store_outage_mid_turn_delays_events_and_drops_none(
     tmp_path: Path,
-    frozen_pg: RestartablePostgres,
+    private_pg: RestartablePostgres,
     private_redis: RestartableRedis,
     src_repo: Path,
     outage: str,
@@ -62,12 +42,12 @@ def test_a_store_outage_mid_turn_delays_events_and_drops_none(
     the turn's own end writes come after it: a store that refuses them fails the turn)."""
     overrides = {
         "home": str(tmp_path / "client"),
-        "store_url": frozen_pg.url,
+        "store_url": private_pg.url,
         "broker_url": private_redis.url,
     }
     client = load_settings(overrides={**overrides, **FAST, "queue": "baton-frozen"}, environ={})
     store = open_store(client.resolved_store_url)
-    workers = Workers(tmp_path, frozen_pg.url, Broker("redis", private_redis.url, "baton-frozen"))
+    workers = Workers(tmp_path, private_pg.url, Broker("redis", private_redis.url, "baton-frozen"))
     try:
         # a lease that outlives the freeze: this test is about the stream, not about fencing
         env = {
@@ -83,7 +63,9 @@ def test_a_store_outage_mid_turn_delays_events_and_drops_none(
         executor.stop()
         wait_for(lambda: len(store.job_events(job.id)) >= 3, timeout=60, what="the first events")
         away, back = (
-            (frozen_pg.freeze, frozen_pg.thaw) if outage == "freeze" else (frozen_pg.stop, frozen_pg.start)
+            (private_pg.freeze, private_pg.thaw)
+            if outage == "freeze"
+            else (private_pg.stop, private_pg.start)
         )
         away()
         try:

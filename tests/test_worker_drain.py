@@ -25,21 +25,11 @@ from baton.settings import Settings, load_settings
 from baton.store import Store, open_store
 from tests.celery_fixtures import Broker, Worker, Workers
 from tests.conftest import FAST, wait_for
-from tests.restartable import RestartableRedis
+from tests.restartable import RestartableRedis, private_redis_fixture  # noqa: F401 (the fixture)
 from tests.test_celery import body, job_of, runs_of, wait_done
 from tests.test_worker_health import probe
 
 SERVICE_FIXTURES = {"private_redis": "redis"}
-
-
-@pytest.fixture(name="private_redis")
-def private_redis_fixture(tmp_path: Path) -> Iterator[RestartableRedis]:
-    server = RestartableRedis(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(name="fleet")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from baton.fleet.health import STALE, Health, Monitor, health_path, verdict
 from baton.settings import Settings
 from tests.celery_fixtures import Broker, Workers
 from tests.conftest import BATON, wait_for
-from tests.restartable import RestartablePostgres, RestartableRedis
+from tests.restartable import RestartablePostgres, RestartableRedis, private_pg_fixture, private_redis_fixture  # noqa: F401 (fixtures)
 from tests.test_deploy import check_cli
 
 SERVICE_FIXTURES = {"private_pg": "postgres", "private_redis": "redis"}
@@ -59,25 +58,6 @@ def test_the_manifest_probes_are_real_commands() -> None:
         assert check_cli(command[1:]) == "worker", kind
         assert "--check" in command, kind
     assert "--live" in found["livenessProbe"] and "--live" not in found["readinessProbe"]
-
-
-@pytest.fixture(name="private_pg")
-def private_pg_fixture() -> Iterator[RestartablePostgres]:
-    server = RestartablePostgres()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture(name="private_redis")
-def private_redis_fixture(tmp_path: Path) -> Iterator[RestartableRedis]:
-    server = RestartableRedis(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def probe(home: Path, *flags: str) -> tuple[int, str]:
