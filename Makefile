@@ -103,8 +103,8 @@ fleet-down: $(VENV)/.installed
 	FLEET_SECRETS=$(FLEET_SECRETS) PY=$(PY) deploy/fleet/fleet.sh down
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench deploy
+	$(VENV)/bin/ruff format --check src tests bench deploy
 	$(VENV)/bin/mypy
 
 test: lint
@@ -116,7 +116,7 @@ test: lint
 # should the selection ever be empty. `make test` runs everything.
 FAST_TESTS ?= not slow and not services
 test-fast: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench deploy
 	$(PY) -m pytest -n 2 --dist worksteal -m "$(FAST_TESTS)"
 
 bench: setup
