@@ -349,3 +349,23 @@ def test_an_agent_that_cannot_start_leaves_no_group(settings: Settings, src_repo
     )
     assert result.run.outcome == Outcome.FAILED and "no-such-agent" in (result.run.error or "")
     assert result.run.id not in cgroups.run_groups()  # (other tests' runs may have groups meanwhile)
+
+
+def test_a_pid_that_left_the_group_is_not_signalled() -> None:
+    """A pid read from the group may belong to another process by the time it is signalled (pid_max is
+    often 32768; a fork bomb being ended cycles through it): only the group's own processes are
+    stopped and killed, whatever pids the kill is handed."""
+    group = cgroups.RunGroup(cgroups.probe(), f"t{uuid.uuid4().hex[:8]}", cgroups.Limits(pids=64))
+    assert group.made
+    member = subprocess.Popen(["sleep", "30"])
+    outsider = subprocess.Popen(["sleep", "30"])
+    try:
+        group.add(member.pid)
+        wait_for(lambda: member.pid in group.procs())
+        cgroups._kill_once(group.dirs, {member.pid, outsider.pid})  # the outsider as if its pid were reused
+        assert member.wait(10) == -signal.SIGKILL
+        assert outsider.poll() is None and psutil.Process(outsider.pid).status() != psutil.STATUS_STOPPED
+    finally:
+        outsider.kill()
+        outsider.wait()
+        group.end()

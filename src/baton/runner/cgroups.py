@@ -347,13 +347,43 @@ def _kill_once(dirs: dict[str, Path], pids: set[int]) -> None:
             frozen = True
     # without a freezer, all stopped first: killed one by one, a shell whose child died first could run
     # its next command (`sleep N; echo late > late.txt` wrote late.txt) before its own turn came
-    for sig in (signal.SIGKILL,) if frozen else (signal.SIGSTOP, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                os.kill(pid, sig)
+    handles = _members(dirs, pids)
+    try:
+        for sig in (signal.SIGKILL,) if frozen else (signal.SIGSTOP, signal.SIGKILL):
+            for handle in handles:
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(handle, sig)
+    finally:
+        for handle in handles:
+            os.close(handle)
     if frozen and freezer is not None:
         with contextlib.suppress(OSError):
             (freezer / "freezer.state").write_text("THAWED")
+
+
+def _members(dirs: dict[str, Path], pids: set[int]) -> list[int]:
+    """A pidfd for each of ``pids`` that is (still) in the group: a pid read from ``cgroup.procs`` may
+    have exited and been reused by another process before it is signalled (pid_max is often 32768,
+    and a fork bomb being ended cycles through it in seconds: the full suite saw an unrelated agent
+    of another test ended). The pidfd holds the process it was opened on; its ``/proc/PID/cgroup``,
+    read after, says whether that process is the group's."""
+    names = {f"/{path.name}" for path in dirs.values()}
+    handles = []
+    for pid in pids:
+        try:
+            handle = os.pidfd_open(pid)
+        except OSError:
+            continue
+        try:
+            with open(f"/proc/{pid}/cgroup") as fh:
+                ours = any(line.rstrip("\n").endswith(tuple(names)) for line in fh)
+        except OSError:
+            ours = False
+        if ours:
+            handles.append(handle)
+        else:
+            os.close(handle)
+    return handles
 
 
 def remove(dirs: dict[str, Path]) -> None:
