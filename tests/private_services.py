@@ -113,6 +113,25 @@ def private_postgres() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def rabbitmq_env(workdir: Path, node: str, port: int) -> dict[str, str]:
+    """The environment of a RabbitMQ node of its own in ``workdir``: its name, AMQP ``port``, a free
+    distribution port, its data and logs there, no plugins (``workdir`` is made)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "enabled_plugins").write_text("[].\n")
+    return {
+        **os.environ,
+        "HOME": str(workdir),  # its own Erlang cookie
+        "RABBITMQ_NODENAME": node,
+        "RABBITMQ_NODE_PORT": str(port),
+        "RABBITMQ_DIST_PORT": str(free_port()),
+        "RABBITMQ_MNESIA_BASE": str(workdir / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(workdir / "log"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(workdir / "enabled_plugins"),
+        "RABBITMQ_PID_FILE": str(workdir / "pid"),
+        "RABBITMQ_CONFIG_FILE": str(workdir / "none"),
+    }
+
+
 @contextmanager
 def private_rabbitmq(workdir: Path) -> Iterator[str]:
     """A RabbitMQ node of its own (its own name, ports and data, no plugins); its AMQP URL (guest)."""
@@ -122,22 +141,9 @@ def private_rabbitmq(workdir: Path) -> Iterator[str]:
             "or set BATON_TEST_AMQP_URL",
             pytrace=False,
         )
-    port, dist = free_port(), free_port()
+    port = free_port()
     node = f"baton-test-{port}@localhost"
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "enabled_plugins").write_text("[].\n")
-    env = {
-        **os.environ,
-        "HOME": str(workdir),  # its own Erlang cookie
-        "RABBITMQ_NODENAME": node,
-        "RABBITMQ_NODE_PORT": str(port),
-        "RABBITMQ_DIST_PORT": str(dist),
-        "RABBITMQ_MNESIA_BASE": str(workdir / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(workdir / "log"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(workdir / "enabled_plugins"),
-        "RABBITMQ_PID_FILE": str(workdir / "pid"),
-        "RABBITMQ_CONFIG_FILE": str(workdir / "none"),
-    }
+    env = rabbitmq_env(workdir, node, port)
     log = workdir / "out.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([RABBITMQ_SERVER], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)

@@ -31,6 +31,7 @@ from tests.private_services import (
     _wait,
     answers,
     free_port,
+    rabbitmq_env,
 )
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -44,7 +45,22 @@ def _wait_gone(port: int, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-class RestartableRedis:
+class _Restartable:
+    """A server stopped and started again on the same port, as a real restart does."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def restart(self, down: float = 1.0) -> None:
+        self.stop()
+        time.sleep(down)
+        self.start()
+
+
+class RestartableRedis(_Restartable):
     def __init__(self, workdir: Path) -> None:
         self.port, self.workdir = free_port(), workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -64,35 +80,17 @@ class RestartableRedis:
             self.proc.wait()
         _wait_gone(self.port)
 
-    def restart(self, down: float = 1.0) -> None:
-        self.stop()
-        time.sleep(down)
-        self.start()
 
-
-class RestartableRabbit:
+class RestartableRabbit(_Restartable):
     def __init__(self, workdir: Path) -> None:
         if not Path(RABBITMQ_SERVER).exists():
             pytest.fail(
                 "the RabbitMQ server is not installed: apt-get install rabbitmq-server", pytrace=False
             )
-        self.port, dist = free_port(), free_port()
+        self.port = free_port()
         self.node = f"baton-restart-{self.port}@localhost"
         self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "enabled_plugins").write_text("[].\n")
-        self.env = {
-            **os.environ,
-            "HOME": str(workdir),
-            "RABBITMQ_NODENAME": self.node,
-            "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(dist),
-            "RABBITMQ_MNESIA_BASE": str(workdir / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(workdir / "log"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(workdir / "enabled_plugins"),
-            "RABBITMQ_PID_FILE": str(workdir / "pid"),
-            "RABBITMQ_CONFIG_FILE": str(workdir / "none"),
-        }
+        self.env = rabbitmq_env(workdir, self.node, self.port)
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
 
@@ -114,11 +112,6 @@ class RestartableRabbit:
             self.proc.kill()
             self.proc.wait()
         _wait_gone(self.port)
-
-    def restart(self, down: float = 1.0) -> None:
-        self.stop()
-        time.sleep(down)
-        self.start()
 
 
 class RestartablePostgres:
