@@ -145,3 +145,55 @@ def test_doctor_says_which_run_limits_this_host_enforces(home: Path) -> None:
     off = check_containment(load_settings(overrides={"home": str(home), "cgroups": "off"}, environ={}))
     assert off.status == CheckStatus.WARN
     assert "not enforced: memory 8.0 GiB, pids 2048" in off.detail and "subreaper" in off.detail
+
+
+def test_every_agent_implements_the_whole_agent_protocol(settings: Settings) -> None:
+    """Adapters are loaded by name (importlib), so mypy never checks them against the Protocol: a
+    method an adapter lacks was a doctor traceback (`'CopilotAgent' object has no attribute
+    'retention'`) in any home where Copilot CLI or OpenCode had run."""
+    from baton.agents import AGENTS, get_agent
+    from baton.agents.base import Agent
+
+    members = [name for name in vars(Agent) if not name.startswith("_")]
+    assert "retention" in members and "prepare_home" in members
+    for name in AGENTS:
+        agent = get_agent(name, settings)
+        missing = [member for member in members if not hasattr(agent, member)]
+        assert not missing, f"{name} lacks {missing}"
+
+
+def test_doctor_after_every_agent_made_its_home(settings: Settings, cli: Cli) -> None:
+    """Every agent's home exists (as after a run of each): doctor checks each one's retention, and
+    neither the table nor --json is a traceback."""
+    from baton.agents import get_agent
+    from baton.housekeeping.doctor import REAL_AGENTS
+
+    for name in REAL_AGENTS:
+        get_agent(name, settings).prepare_home(settings.ttl_days)  # what a run of each does first
+    checks = {c.name: c for c in run_doctor(settings)}
+    for name in REAL_AGENTS:
+        assert checks[f"{name} retention"].status == "ok", checks[f"{name} retention"]
+        assert "could not be checked" not in checks[f"{name} CLI"].detail
+    done = cli("doctor", "--json", env={"BATON_HOME": str(settings.home)})
+    assert "Traceback" not in done.stderr
+    report = json.loads(done.stdout)
+    assert {f"{name} retention" for name in REAL_AGENTS} <= {c["name"] for c in report["checks"]}
+
+
+def test_a_bug_in_one_agents_check_is_one_line_not_a_traceback(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from baton.housekeeping import doctor
+
+    real = doctor.check_agent
+
+    def broken(name: str, *args: object, **kwargs: object) -> list[doctor.Check]:
+        if name == "codex":
+            raise AttributeError("'CodexAgent' object has no attribute 'retention'")
+        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(doctor, "check_agent", broken)
+    checks = {c.name: c for c in run_doctor(settings)}
+    assert checks["codex CLI"].status == "error"
+    assert "could not be checked: AttributeError" in checks["codex CLI"].detail
+    assert "claude CLI" in checks and "claude retention" in checks, "the other agents are still checked"

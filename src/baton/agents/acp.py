@@ -144,6 +144,12 @@ class AcpAgent(AgentBase):
     def transcript_files(self, session_id: str) -> list[Path]:
         raise NotImplementedError
 
+    def retention(self, ttl_days: float) -> tuple[bool, str]:
+        """Always kept: neither Copilot CLI nor OpenCode has a transcript retention setting (none in
+        their releases' configuration schemas), and neither was seen deleting a conversation; baton's
+        sweeper applies the TTL."""
+        return True, f"{self.name} keeps conversations until they are deleted (no retention setting to align)"
+
     def after_hydrate(self, session_id: str, cwd: Path) -> None:
         """Nothing by default: the agent loads a conversation by its id from its home."""
 

@@ -164,44 +164,50 @@ def check_store(settings: Settings) -> Check:
 def check_agents(settings: Settings, environ: Mapping[str, str]) -> list[Check]:
     checks: list[Check] = []
     found = 0
-    home = settings.home.resolve() if settings.home.exists() else settings.home
     for name in REAL_AGENTS:
         try:
-            agent = get_agent(name, settings)
-            command = agent.command
-            version = agent.version()
+            said = check_agent(name, settings, environ)
         except BatonError as exc:
-            checks.append(Check(f"{name} CLI", CheckStatus.WARN, str(exc)))
-            continue
-        if version is None:
-            checks.append(
-                Check(f"{name} CLI", CheckStatus.WARN, f"{' '.join(command)} did not report a version")
-            )
-            continue
-        found += 1
-        untested = tested_note(name, version)
-        status = CheckStatus.WARN if untested else CheckStatus.OK
-        said = untested or f"{version}, a version this baton was tested with"
-        checks.append(Check(f"{name} CLI", status, f"{said} ({' '.join(command)})"))
-        agent_home = agent.home.resolve() if agent.home.exists() else agent.home
-        inside = home in agent_home.parents
-        checks.append(
-            Check(
-                f"{name} home",
-                CheckStatus.OK if inside else CheckStatus.ERROR,
-                f"{agent_home}" + ("" if inside else f" is outside BATON_HOME {home}"),
-            )
-        )
-        if agent.home.exists():
-            ok, detail = agent.retention(settings.ttl_days)
-        else:
-            ok, detail = True, "set on first run (home not created yet)"
-        checks.append(Check(f"{name} retention", CheckStatus.OK if ok else CheckStatus.ERROR, detail))
-        checks.append(check_credentials(agent, environ))
+            said = [Check(f"{name} CLI", CheckStatus.WARN, str(exc))]
+        except Exception as exc:  # doctor reports every agent: a bug in one check is a line, not a traceback
+            said = [
+                Check(f"{name} CLI", CheckStatus.ERROR, f"could not be checked: {type(exc).__name__}: {exc}")
+            ]
+        found += any(check.name == f"{name} home" for check in said)  # only a CLI with a version has one
+        checks.extend(said)
     if not found:
         checks.insert(
             0, Check("agents", CheckStatus.ERROR, f"no agent CLI found: {agents_hint()}, or set BATON_*_BIN")
         )
+    return checks
+
+
+def check_agent(name: str, settings: Settings, environ: Mapping[str, str]) -> list[Check]:
+    """One agent's checks: its CLI and version, its home inside BATON_HOME, its retention, its
+    credentials. A CLI that is missing or reports no version gets one warning and nothing else."""
+    agent = get_agent(name, settings)
+    command = agent.command
+    version = agent.version()
+    if version is None:
+        return [Check(f"{name} CLI", CheckStatus.WARN, f"{' '.join(command)} did not report a version")]
+    untested = tested_note(name, version)
+    said = untested or f"{version}, a version this baton was tested with"
+    checks = [
+        Check(
+            f"{name} CLI", CheckStatus.WARN if untested else CheckStatus.OK, f"{said} ({' '.join(command)})"
+        )
+    ]
+    home = settings.home.resolve() if settings.home.exists() else settings.home
+    agent_home = agent.home.resolve() if agent.home.exists() else agent.home
+    inside = home in agent_home.parents
+    detail = f"{agent_home}" + ("" if inside else f" is outside BATON_HOME {home}")
+    checks.append(Check(f"{name} home", CheckStatus.OK if inside else CheckStatus.ERROR, detail))
+    if agent.home.exists():
+        ok, detail = agent.retention(settings.ttl_days)
+    else:
+        ok, detail = True, "set on first run (home not created yet)"
+    checks.append(Check(f"{name} retention", CheckStatus.OK if ok else CheckStatus.ERROR, detail))
+    checks.append(check_credentials(agent, environ))
     return checks
 
 
