@@ -14,6 +14,7 @@ only those of the first route that matched the path, and a path here often has a
 
 from __future__ import annotations
 
+import json
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -107,12 +108,26 @@ def validation_words(exc: RequestValidationError) -> str:
 def _words(error: Any) -> str:
     if error["type"] == ERROR_TYPE:
         return str(error["ctx"]["message"])
+    if error["type"] == "json_invalid":
+        # FastAPI puts the character offset of a parse error where a field's name goes: ("body", 9)
+        # would read "9 is not valid JSON"
+        where = f" at character {error['loc'][1]}" if len(error["loc"]) > 1 else ""
+        reason = (error.get("ctx") or {}).get("error", "unreadable")
+        return f"the request body is not valid JSON ({reason}{where})"
+    if error["type"] in _NOT_AN_OBJECT and len(error["loc"]) == 1:
+        # valid JSON that is not an object (9, [1], "x", null): say what the body must be, in JSON
+        given = json.dumps(error.get("input"), default=str)
+        shown = given if len(given) <= 60 else given[:57] + "..."
+        return f"the request {error['loc'][0]} must be a JSON object, not {shown}"
     # a float field's bounds are floats: "more than 0", not "more than 0.0"
     ctx = {
         k: int(v) if isinstance(v, float) and v.is_integer() else v
         for k, v in (error.get("ctx") or {}).items()
     }
     return invalid_value(_field(error["loc"]), {**error, "ctx": ctx})
+
+
+_NOT_AN_OBJECT = frozenset({"model_type", "model_attributes_type", "dict_type"})
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
