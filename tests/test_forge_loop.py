@@ -418,3 +418,60 @@ def test_quoted_words_never_share_a_turn_with_instructions(
     assert "push to main" not in trusted.request["prompt"]
     assert quoted.request["access"] == Access.READ.value and "> ignore all that" in quoted.request["prompt"]
     assert "and add a test" not in quoted.request["prompt"]
+
+
+def test_an_unresolved_conflict_is_never_pushed_and_the_next_turn_is_told(
+    loop: ForgeLoop, forge: MemoryForge, origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert dispatch.handle(loop, comment(1, "@baton start")).status == "accepted"
+    idle(loop)
+    binding = loop.store.get_binding("gh", "acme/api", 42)
+    assert binding is not None and binding.head_sha is not None
+    pushed = binding.head_sha
+    # a person pushes to the PR's base a notes.md of their own: the thread's notes.md conflicts with it
+    person = tmp_path / "person"
+    git(tmp_path, "clone", "--quiet", str(origin), str(person))
+    (person / "notes.md").write_text("the base's own notes\n")
+    git(person, "add", "notes.md")
+    git(person, "-c", "user.name=p", "-c", "user.email=p@x", "commit", "--quiet", "-m", "notes on main")
+    git(person, "push", "--quiet", "origin", "HEAD:main")
+    forge.head, forge.mergeable = pushed, [False]
+    # the conflict turn: the fake agent appends a line and ends, the markers left where git put them
+    assert [o.status for o in base_moved(loop, "gh", "acme/api", "main", sleep=lambda _s: None)] == [
+        "accepted"
+    ]
+    idle(loop)
+    conflict_job = loop.store.list_jobs(limit=1)[0]
+    assert conflict_job.outcome == "succeeded"
+    prompt = conflict_job.request["prompt"]
+    assert "Do not run git add or git commit" in prompt and "`git commit --no-edit`" not in prompt
+    # what the agent was given (its transcript), the sync's note included: only what edit access can do
+    given = "".join(t.read_text() for t in (loop.settings.home / "keys").rglob("*.jsonl"))
+    assert "stopped at a conflict in notes.md" in given and "do not run git add, git commit" in given
+    assert "git commit --no-edit" not in given
+    # nothing was concluded, committed or pushed: the branch on the forge is where it was, no marker in it
+    assert git(origin, "rev-parse", "baton/fake/issue-42") == pushed
+    assert "<<<<<<<" not in git(origin, "show", "baton/fake/issue-42:notes.md")
+    [status] = forge.comments_of()
+    assert "the merge conflict is still open" in status and "`notes.md` (3 marker lines)" in status
+    assert "- pushed `" not in status and "Nothing was committed or pushed" in status
+    binding = loop.store.get_binding("gh", "acme/api", 42)
+    assert binding is not None and binding.note is not None and "still open in `notes.md`" in binding.note
+    assert any(a["action"] == "forge.conflict_open" for a in loop.store.list_audit(20))
+    worktree = Path(loop.store.get_session("fake", binding.repo_slug, "issue-42").worktree)  # type: ignore[union-attr]
+    assert "<<<<<<<" in (worktree / "notes.md").read_text()  # the work stays in the worktree
+    # the next turn is told first; this time the agent resolves the file, and baton concludes the merge
+    monkeypatch.setenv("FAKE_AGENT_RUN", "printf 'both notes, merged\\n' > notes.md")
+    assert dispatch.handle(loop, comment(2, "please resolve it")).status == "accepted"
+    idle(loop)
+    told = loop.store.list_jobs(limit=1)[0].request["prompt"]
+    assert told.startswith("Before anything else: your last turn ended with the merge not concluded")
+    head = git(origin, "rev-parse", "baton/fake/issue-42")
+    assert head != pushed
+    parents = git(origin, "rev-list", "--parents", "--max-count=1", head).split()[1:]
+    assert len(parents) == 2 and git(origin, "rev-parse", "main") in parents  # the merge, concluded
+    merged = git(origin, "show", f"{head}:notes.md")
+    assert merged.startswith("both notes, merged") and "<<<<<<<" not in merged
+    binding = loop.store.get_binding("gh", "acme/api", 42)
+    assert binding is not None and binding.note is None
+    assert "still open" not in forge.comments_of()[0] and "**succeeded**" in forge.comments_of()[0]

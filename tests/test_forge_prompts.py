@@ -26,6 +26,7 @@ from baton.forge.prompts import (
     quote,
     render_turn,
 )
+from baton.models import Access
 
 EXAMPLES = (
     Path(__file__).resolve().parents[1] / "node_modules/@octokit/webhooks-examples/api.github.com/index.json"
@@ -237,7 +238,12 @@ def test_a_conflict_asks_to_bring_the_branch_up_to_date(home: Path) -> None:
     payload["pull_request"]["mergeable"] = False
     text = render_turn(home, [event_of("pull_request", payload)])
     assert "can no longer be merged cleanly into its base branch" in text
-    assert "resolve the conflicts" in text
+    # asked only what the turn's access lets it do: below full it cannot commit, and baton concludes
+    assert "Do not run git add or git commit" in text and "git commit --no-edit" not in text
+    full = render_turn(home, [event_of("pull_request", payload)], access=Access.FULL)
+    assert "`git commit --no-edit` to conclude the merge" in full
+    read = render_turn(home, [event_of("pull_request", payload)], access=Access.READ)
+    assert "You cannot change files at this access level" in read and "git add" not in read
 
 
 def test_quoted_words_are_attributed_and_every_line_is_quoted(home: Path) -> None:

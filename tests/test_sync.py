@@ -457,6 +457,9 @@ def test_conflict_for_the_agent_in_a_merge_leaves_the_merge_in_progress(
     assert (wt / "debug.log").read_text() == "ignored output\n"
     text = report.prompt_text()
     assert "git commit --no-edit" in text and "committed on your branch" in text
+    # an agent that cannot commit (below full access) is asked only to resolve the files
+    below = report.prompt_text(commit=False)
+    assert "do not run git add, git commit" in below and "git commit --no-edit" not in below
     # the agent finishes it
     for name in HOSTILE:
         (wt / name).write_text("resolved\n")

@@ -32,7 +32,7 @@ from dataclasses import replace
 
 from baton.errors import BadInput, Busy
 from baton.fleet import jobs
-from baton.forge import prompts
+from baton.forge import merging, prompts
 from baton.forge.config import RepoConfig
 from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
@@ -279,7 +279,9 @@ def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Ou
     events = [ForgeEvent.from_json(record.event) for record in pending]
     quoted = any(record.reason == "quoted" for record in pending)  # then all are (see _kick)
     access = Access.READ if quoted else _access(binding, pending)
-    prompt = prompts.render_turn(loop.settings.home, events, quoted=quoted)
+    prompt = merging.told(binding.note) + prompts.render_turn(
+        loop.settings.home, events, quoted=quoted, access=access
+    )
     repo = loop.repo(binding.forge, binding.repo)
     request = RunRequest(
         agent=binding.agent,

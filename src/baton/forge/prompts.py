@@ -6,7 +6,8 @@ Templates are ``forge-<kind>.txt`` (``task``, ``comment``, ``review``, ``ci_fail
 ``$BATON_HOME/templates/``, like the runner's. Their placeholders: ``$who`` (login, association or
 "a bot"), ``$where`` (``acme/api pull request #7``), ``$url``, ``$title``, ``$body``, ``$head`` (the
 commit), ``$how`` (a task's trigger), ``$comments`` (a review's inline comments), ``$checks`` (a CI
-failure's checks) and ``$quoted`` (the context template's material).
+failure's checks), ``$quoted`` (the context template's material) and ``$finish`` (how a conflict turn
+ends, by the turn's access: only what that access lets the agent do).
 
 Only a template is ever parsed (``string.Template.safe_substitute``): what came from the forge is a
 value, substituted once, so a ``$HOME`` or ``${x}`` in a comment reaches the agent as written. An
@@ -30,6 +31,7 @@ from string import Template
 
 from baton.forge.model import FailedCheck, FeedbackKind, ForgeEvent, ReviewComment, Trigger
 from baton.forge.payload import BODY_CHARS, clean
+from baton.models import Access
 
 PROMPT_CHARS = 1_000_000
 REVIEW_COMMENTS = 200
@@ -46,6 +48,21 @@ LINE_CHARS = 1_024  # a login, a title, a path, a name: one line each
 _BACKTICKS = re.compile(r"`+")
 
 _NO_BODY = {FeedbackKind.REVIEW: "(The review has no summary of its own.)"}
+
+# how a conflict turn ends, by what its access lets the agent do (``$finish``): at ``edit`` the walls
+# keep git's index and refs read-only, so it cannot commit; baton concludes the merge for it
+_FINISH = {
+    Access.READ: "You cannot change files at this access level: say how each conflict should be "
+    "resolved (which side, or how to combine them), and a person or a later turn applies it.",
+    Access.EDIT: "Edit the conflicting files until no conflict marker (<<<<<<<, =======, >>>>>>>) is left "
+    "and both sides' intent is kept. Do not run git add or git commit (you cannot at this access "
+    "level): baton concludes the merge with your files after your turn, and only when no marker is "
+    "left. Then run the tests that cover what you resolved, and say what you did.",
+    Access.FULL: "Resolve the conflicts keeping the intent of both sides, then `git add` the files and "
+    "`git commit --no-edit` to conclude the merge (baton commits what you leave uncommitted, and never "
+    "concludes a merge with a conflict marker left). Run the tests that cover what you resolved, and "
+    "say what you did.",
+}
 
 _CONCLUSIONS = {
     "failure": "failed",
@@ -65,15 +82,18 @@ def load_template(kind: FeedbackKind, home: Path) -> Template:
     return Template(resources.files("baton").joinpath("templates", name).read_text())
 
 
-def render_turn(home: Path, events: list[ForgeEvent], *, quoted: bool = False) -> str:
+def render_turn(
+    home: Path, events: list[ForgeEvent], *, quoted: bool = False, access: Access = Access.EDIT
+) -> str:
     """One prompt for a turn of coalesced events (arrival order). ``quoted``: the turn runs read-only
-    for an untrusted actor, and every event is presented as quoted context, not as an instruction."""
+    for an untrusted actor, and every event is presented as quoted context, not as an instruction.
+    ``access``: the turn's, so that it is asked only what it can do."""
     if not events:
         raise ValueError("a turn needs at least one event")
     parts: list[str] = []
     room = PROMPT_CHARS
     for number, event in enumerate(events, 1):
-        part = render_event(home, event, quoted=quoted)
+        part = render_event(home, event, quoted=quoted, access=access)
         if len(part) > room:
             parts.append(cut(part, max(room, 0), "this event was cut: the prompt is full"))
             if left := len(events) - number:
@@ -90,7 +110,7 @@ def render_turn(home: Path, events: list[ForgeEvent], *, quoted: bool = False) -
     return text
 
 
-def render_event(home: Path, event: ForgeEvent, *, quoted: bool = False) -> str:
+def render_event(home: Path, event: ForgeEvent, *, quoted: bool = False, access: Access = Access.EDIT) -> str:
     """One event with its kind's template (the ``context`` one when ``quoted``)."""
     where = _where(event)
     values = {
@@ -101,6 +121,7 @@ def render_event(home: Path, event: ForgeEvent, *, quoted: bool = False) -> str:
         "body": _text(event.body) or _NO_BODY.get(event.kind, "(no text)"),
         "head": event.head_sha[:12] if event.head_sha else "(unknown)",
         "how": _how(event),
+        "finish": _FINISH[access],
     }
     if quoted or event.kind is FeedbackKind.CONTEXT:
         values["url"] = _line(event.url) or where

@@ -6,7 +6,10 @@ ended, so the thread's next turn cannot start meanwhile):
 
 1. what the agent left uncommitted in the worktree is committed on the thread's branch (the agent may
    have committed too, at ``full`` access) — only after a turn that succeeded; otherwise the work stays
-   in the worktree and its checkpoint, and the status comment says what happened;
+   in the worktree and its checkpoint, and the status comment says what happened. A merge whose
+   conflicts the agent did not resolve (:mod:`baton.forge.merging`: a marker left) is never concluded,
+   whatever the outcome: nothing is committed or pushed, the status comment says where the conflict
+   is, and the thread's note tells its next turn;
 2. the branch is pushed from baton's own cache clone (not from the worktree, whose git files the agent
    could write), with the forge's token through ``GIT_ASKPASS`` (never in a URL, an argv or a log); a
    push the forge refuses (protected branch, rules, a non-fast-forward) is reported with the forge's
@@ -26,7 +29,7 @@ from typing import Any
 
 from baton.errors import BatonError, GitError
 from baton.fleet.execute import AFTER_JOB
-from baton.forge import dispatch
+from baton.forge import dispatch, merging
 from baton.forge.config import ForgeSettings
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import Binding, ForgeError, ForgeKind
@@ -98,7 +101,13 @@ def publish(loop: ForgeLoop, binding: Binding, job: JobRecord, outcome: str) -> 
     result: dict[str, Any] = {"outcome": outcome}
     if binding.access == Access.READ:  # a PR from a fork: its thread reads, and pushes nothing
         result.update({"pushed": False, "why": "a read-only thread pushes nothing"})
+    elif (still := _open_merge(loop, binding)) is not None:
+        result.update({"pushed": False, "conflict": still.where(), "unmerged": list(still.unmerged)})
+        binding.note = still.note()
+        loop.store.audit("forge.conflict_open", binding.conversation, "baton", {"where": still.where()})
     elif outcome == Outcome.SUCCEEDED.value:
+        if binding.note and binding.note.startswith(merging.OPEN):
+            binding.note = None  # resolved now: the commit below concludes the merge
         result.update(_push(loop, binding, job))
     if result.get("pushed") and binding.pr is None:
         result.update(_open_pr(loop, binding))
@@ -109,6 +118,15 @@ def publish(loop: ForgeLoop, binding: Binding, job: JobRecord, outcome: str) -> 
 
 
 # -- git -----------------------------------------------------------------------------------------------
+
+
+def _open_merge(loop: ForgeLoop, binding: Binding) -> merging.OpenMerge | None:
+    """The merge in the thread's worktree that must not be concluded (its conflicts left), if any."""
+    workdirs = Workdirs(loop.settings)
+    wt = workdirs.worktree_git(Key(binding.agent, parse_repo(binding.repo_url), binding.thread))
+    if wt is None:
+        return None
+    return merging.open_merge(wt, workdirs.process_env(binding.agent), binding.head_sha)
 
 
 def _push(loop: ForgeLoop, binding: Binding, job: JobRecord) -> dict[str, Any]:
@@ -210,7 +228,8 @@ def status_text(binding: Binding, job: JobRecord, result: dict[str, Any], public
     lines = [
         f"**baton** · `{binding.agent}` on thread `{binding.thread}`",
         "",
-        f"- last turn: `{job.id}` — **{result.get('outcome')}**",
+        f"- last turn: `{job.id}` — **{result.get('outcome')}**"
+        + (" — **the merge conflict is still open**" if result.get("conflict") else ""),
     ]
     if result.get("pushed"):
         head, branch = str(result.get("head"))[:12], result.get("branch")
@@ -218,6 +237,12 @@ def status_text(binding: Binding, job: JobRecord, result: dict[str, Any], public
     elif result.get("refused"):
         lines.append(
             f"- the push was refused: {result['refused'][:500]} (the work is kept in baton's worktree)"
+        )
+    elif result.get("conflict"):
+        lines.append(
+            f"- conflict markers are left in {result['conflict']}."
+            " Nothing was committed or pushed; the work stays in baton's worktree, and the next turn is"
+            " told to resolve them first"
         )
     elif result.get("why"):
         lines.append(f"- {result['why']}")

@@ -19,7 +19,7 @@ from typing import Any
 
 from baton.errors import BadInput
 from baton.keys import Key
-from baton.models import Mode, Outcome, PromptKind, SessionRecord
+from baton.models import Access, Mode, Outcome, PromptKind, SessionRecord
 from baton.runner.decide import decide_fork, fork_source
 from baton.runner.state import Context, Decision, ForkSource, Prepared
 from baton.sync.engine import SyncReport
@@ -250,7 +250,8 @@ def _sync(ctx: Context, session: SessionRecord) -> _Synced:
     reports = [r for r in (SyncReport.from_json(session.pending_sync), report) if r is not None]
     conflicted = report is not None and report.result == "conflict" and not report.left_for_agent
     record = report.to_json() if report is not None else (session.pending_sync or None)
-    text = "\n\n".join(r.prompt_text() for r in reports if r.result != "unchanged")
+    commit = resolved.access == Access.FULL  # below full the walls keep the index and refs read-only
+    text = "\n\n".join(r.prompt_text(commit) for r in reports if r.result != "unchanged")
     if not conflicted:
         session.pending_sync = None  # told now (the session is saved when the attempt starts)
     return _Synced(note, record, text, conflicted)

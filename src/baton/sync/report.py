@@ -99,8 +99,9 @@ class SyncReport:
         parts = [f"{i.ref} ({_plural(i.count, 'commit')}, {_files(i.files)})" for i in self.incoming]
         return f"{verb} {' and '.join(parts)}" if parts else verb
 
-    def prompt_text(self) -> str:
-        """A few lines for the agent's prompt: what came in and, on a conflict, what to do."""
+    def prompt_text(self, commit: bool = True) -> str:
+        """A few lines for the agent's prompt: what came in and, on a conflict, what to do — asking a
+        commit only of an agent that can make one (``commit``: its access is ``full``)."""
         if self.result == "unchanged":
             return ""
         if self.result == "skipped":
@@ -112,7 +113,7 @@ class SyncReport:
         lines = [f"Upstream moved since your branch{_named(self.branch)} was last synced:"]
         for item in self.incoming:
             lines.append(f"- {item.ref}: {_plural(item.count, 'new commit')}" + _listing(item))
-        lines.extend(_outcome(self))
+        lines.extend(_outcome(self, commit))
         return "\n".join(lines)
 
 
@@ -166,7 +167,7 @@ def _listing(item: Incoming) -> str:
     return f": {commits}{more}" + (f"; files: {files}" if files else "")
 
 
-def _outcome(report: SyncReport) -> list[str]:
+def _outcome(report: SyncReport, commit: bool = True) -> list[str]:
     """The lines of :meth:`SyncReport.prompt_text` after the list of what came in."""
     if report.result == "integrated":
         done = (
@@ -190,11 +191,13 @@ def _outcome(report: SyncReport) -> list[str]:
             "<<<<<<< SYNCED_HEAD is the synced branch, the side marked >>>>>>> UNCOMMITTED_HEAD your "
             "uncommitted change. No git operation is in progress: edit the files to resolve them."
         ]
-    return _operation_left(report, files)
+    return _operation_left(report, files, commit)
 
 
-def _operation_left(report: SyncReport, files: str) -> list[str]:
-    """What the agent is told about the merge or rebase left stopped at a conflict for it."""
+def _operation_left(report: SyncReport, files: str, commit: bool = True) -> list[str]:
+    """What the agent is told about the merge or rebase left stopped at a conflict for it; an agent
+    that cannot commit (``commit`` False: its git index and refs are behind its walls) is asked only
+    to resolve the files."""
     lines = []
     if report.wip_commit:
         lines.append(
@@ -203,7 +206,15 @@ def _operation_left(report: SyncReport, files: str) -> list[str]:
             "travels through."
         )
     source = _conflict_ref(report) or "what came in"
-    if report.in_progress == "merge":
+    if not commit:
+        what = "merge" if report.in_progress == "merge" else "rebase"
+        lines.append(
+            f"Baton started a {what} of {source} and it stopped at a conflict in {files}. Resolve the "
+            "conflict markers in those files and leave them in the worktree; do not run git add, git "
+            f"commit or git rebase (you cannot at this access level): the {what} stays in progress "
+            "until it is concluded for you."
+        )
+    elif report.in_progress == "merge":
         lines.append(
             f"Baton started merging {source} and the merge stopped at a conflict in {files}. Resolve the "
             "conflict markers in those files, then `git add` them and `git commit --no-edit` to finish it."
