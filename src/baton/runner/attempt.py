@@ -30,7 +30,7 @@ from baton.runner.diskwatch import DiskWatch
 from baton.runner.landlock import Ruleset
 from baton.runner.modelwatch import ModelWatch
 from baton.runner.process import ProcessResult, RunLog, Spawn, run_process
-from baton.runner.prompts import recap, render
+from baton.runner.prompts import INTERRUPTED_NEW, recap, render
 from baton.runner.state import KEPT, Attempt, Context, Decision, Prepared, Start
 from baton.runner.walls import GitParts, ruleset
 from baton.sessions.snapshots import take_snapshot
@@ -101,8 +101,12 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
 
 def _prompt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt) -> str:
     request, key, session = ctx.request, ctx.key, prepared.session
+    instruction, told_before = request.prompt, bool(decision.reason) and decision.kind in NEW_CONVERSATION
+    if told_before:  # the interrupted turn left nothing to resume: its instruction comes with this one
+        values = {"reason": decision.reason, "previous": decision.previous, "prompt": request.prompt}
+        instruction = render(INTERRUPTED_NEW, ctx.settings.home, **values).rstrip("\n")
     values = {
-        "prompt": request.prompt,
+        "prompt": instruction,
         "repo": key.repo.slug,
         "thread": key.thread,
         "branch": session.branch,
@@ -115,14 +119,20 @@ def _prompt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attem
     }
     if decision.kind == PromptKind.RECAP:
         earlier = ctx.store.list_runs(key.agent, key.repo.slug, key.thread, limit=20)
-        values["recap"] = recap([r for r in reversed(earlier) if r.outcome != Outcome.SESSION_LOST])
-    text = render(decision.kind, ctx.settings.home, **values)
+        # the interrupted turn is told in full with the instruction, not clipped in the recap as well
+        skip = attempt.interrupted.id if told_before and attempt.interrupted else None
+        kept = [r for r in reversed(earlier) if r.outcome != Outcome.SESSION_LOST and r.id != skip]
+        values["recap"] = recap(kept)
+    text = decision.told + render(decision.kind, ctx.settings.home, **values)
     if prepared.sync_text:  # the code under the conversation moved: say so before the instruction
         text = prepared.sync_text.strip() + "\n\n" + text
     if attempt.left_running:  # its server or watcher is gone: it must not be surprised
         text = LEFT_RUNNING.format(attempt.left_running) + "\n\n" + text
     return text
 
+
+# the prompts that start a new conversation: an interrupted turn's instruction is told with them
+NEW_CONVERSATION = (PromptKind.FULL, PromptKind.RECAP, PromptKind.HANDOFF)
 
 LEFT_RUNNING = (
     "Processes you left running in your previous turn were stopped when it ended: {}. Nothing you start "

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from baton.errors import BadInput, BatonError
 from baton.keys import Key
-from baton.models import Mode, Outcome, PromptKind, SessionRecord, Snapshot
+from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, Snapshot
 from baton.runner.state import KEPT, Attempt, Context, Decision, ForkSource, Prepared
 from baton.sessions.snapshots import hydrate
 from baton.workspace import nofollow
@@ -49,30 +49,39 @@ SQLITE = b"SQLite format 3\x00"  # the first bytes of a SQLite database (OpenCod
 def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
     """How ``attempt`` starts its conversation (the module docstring's matrix)."""
     mode, session = attempt.forced or ctx.request.mode, prepared.session
-    if mode == Mode.FRESH:
-        return Decision(Mode.FRESH, None, PromptKind.FULL)
-    if mode == Mode.RECOVER:
-        why = f"the agent could not resume the conversation: {attempt.lost}" if attempt.lost else None
-        return Decision(
-            Mode.RECOVER, None, PromptKind.RECAP, note=why or "the agent could not find the conversation"
-        )
     if mode == Mode.FORK:
         assert prepared.fork is not None  # prepare looks up the source of every run in mode fork
         return decide_fork(ctx, session, prepared.fork)
-    follow_up, reason, previous = _follow_up(ctx, attempt)
+    follow = follow_up(ctx, attempt)
+    # a new conversation (fresh, recovered) has no turn to continue: it is told the interrupted
+    # turn's instruction itself, whether the agent had a conversation by then or not
+    told = {"reason": follow.reason, "previous": follow.previous, "told": follow.told}
+    if mode == Mode.FRESH:
+        return Decision(Mode.FRESH, None, PromptKind.FULL, **told)
+    if mode == Mode.RECOVER:
+        why = f"the agent could not resume the conversation: {attempt.lost}" if attempt.lost else None
+        note = why or "the agent could not find the conversation"
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=note, **told)
     if mode == Mode.CONTINUE:
-        kind = follow_up if session.agent_session_id else PromptKind.FULL
-        return Decision(Mode.CONTINUE, None, kind, reason, previous)
+        kind = follow.kind if session.agent_session_id else PromptKind.FULL
+        return Decision(Mode.CONTINUE, None, kind, **told)
     if not session.agent_session_id:
-        return Decision(Mode.FRESH, None, PromptKind.FULL)
+        return Decision(Mode.FRESH, None, PromptKind.FULL, note=follow.fresh_note, **told)
     local = ensure_local(ctx, ctx.key, session.agent_session_id, prepared.worktree)
     if not local.ok:
-        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=local.note)
+        return Decision(
+            Mode.RECOVER, None, PromptKind.RECAP, note=_notes(local.note, follow.fresh_note), **told
+        )
     unreadable = unreadable_format(ctx, session.agent_session_id)
     if unreadable:
-        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=_notes(local.note, unreadable))
-    resume = Decision(Mode.RESUME, session.agent_session_id, follow_up, reason, previous, local.note)
-    return _after_unanswered(ctx, resume) if follow_up == PromptKind.DELTA else resume
+        notes = _notes(local.note, unreadable, follow.fresh_note)
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, **told)
+    resume = Decision(
+        Mode.RESUME, session.agent_session_id, follow.kind, note=_notes(local.note, follow.note), **told
+    )
+    if follow.kind == PromptKind.DELTA and not follow.told:  # (a carried instruction is not asked again)
+        return _after_unanswered(ctx, resume)
+    return resume
 
 
 # bytes of a transcript's end read for its last turn: every resume pays for them, not for the whole
@@ -149,12 +158,44 @@ def unreadable_format(ctx: Context, session_id: str) -> str | None:
     return None
 
 
-def _follow_up(ctx: Context, attempt: Attempt) -> tuple[PromptKind, str, str]:
-    """The prompt of a continued conversation: the bare delta, or after a turn cut short the
-    "interrupted" one, with how it ended and (when it differs) its instruction."""
+@dataclass(frozen=True)
+class FollowUp:
+    """What a turn is told of the key's last turn (:func:`follow_up`)."""
+
+    kind: PromptKind  # for a resumed conversation: the bare delta, or the "interrupted" prompt
+    reason: str = ""  # how the last turn ended, when it was cut short
+    previous: str = ""  # its instruction, when this turn's differs
+    told: str = ""  # what became of its instruction instead (the on_limit fallback carried it)
+    note: str | None = None  # for the run's record
+
+    @property
+    def fresh_note(self) -> str | None:
+        """The record's note when a new conversation is told the interrupted turn's instruction."""
+        if not self.reason:
+            return self.note
+        return (
+            "the last turn was cut short and left no conversation to resume: this one is told its instruction"
+        )
+
+
+def follow_up(ctx: Context, attempt: Attempt) -> FollowUp:
+    """The prompt of a turn after the key's last: the bare delta, or after a turn cut short the
+    "interrupted" one, with how it ended and (when it differs) its instruction. A turn stopped by a
+    spent usage quota whose instruction the ``on_limit`` fallback carried (this run takes its work
+    back: ``catch_up_from``) is not asked again: a non-idempotent instruction must run once. Its
+    prompt says who did it; what it answered and changed comes before it (the catch-up's text)."""
     interrupted = attempt.interrupted
     if interrupted is None:
-        return PromptKind.DELTA, "", ""
+        return FollowUp(PromptKind.DELTA)
+    carrier = _carried_by(ctx, interrupted)
+    if carrier is not None:
+        told = (
+            f"Your previous turn was stopped by your usage limit before you could do it; {carrier} carried "
+            "out its instruction instead (what it answered and changed is above). It is done: do not do it "
+            "again.\n\n"
+        )
+        note = f"the last turn's instruction was carried by {carrier} (on_limit fallback): not asked again"
+        return FollowUp(PromptKind.DELTA, told=told, note=note)
     reason, previous = interrupted.outcome.value.replace("_", " "), ""
     if interrupted.outcome == Outcome.LIMITED and interrupted.error:  # which limit, in baton's words
         reason = "stopped: " + interrupted.error.removesuffix(f"; {KEPT}")
@@ -162,7 +203,20 @@ def _follow_up(ctx: Context, attempt: Attempt) -> tuple[PromptKind, str, str]:
         reason = "stopped by a usage limit, which has reset since"
     if interrupted.prompt.strip() != ctx.request.prompt.strip():
         previous = f"That turn's instruction was:\n\n{interrupted.prompt.strip()}\n"
-    return PromptKind.INTERRUPTED, reason, previous
+    return FollowUp(PromptKind.INTERRUPTED, reason, previous)
+
+
+def _carried_by(ctx: Context, interrupted: RunRecord) -> str | None:
+    """The ``on_limit`` fallback agent that carried ``interrupted``'s instruction (a turn of its own
+    on the thread since, with the same instruction), when this run takes its work back; else None."""
+    partner = ctx.request.catch_up_from
+    if partner is None or interrupted.outcome != Outcome.RATE_LIMITED:
+        return None
+    key, asked = ctx.key, interrupted.prompt.strip()
+    for record in ctx.store.list_runs(partner, key.repo.slug, key.thread, limit=200):
+        if record.started_at >= interrupted.started_at and record.prompt.strip() == asked:
+            return partner
+    return None
 
 
 def fork_source(ctx: Context, session: SessionRecord | None) -> ForkSource:

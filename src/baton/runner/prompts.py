@@ -1,5 +1,8 @@
 """Prompt templates: ``full`` for a fresh conversation, ``delta`` for a resumed one, ``recap`` for a
-recovered one, ``interrupted`` after a run that did not finish.
+recovered one, ``interrupted`` after a run that did not finish. A turn cut short before it left a
+conversation to resume (its agent stopped before it reported a session, or its transcript lost) is
+not lost with it: the next turn's new conversation (``full``, ``recap``, ``handoff``) gets, as its
+``$prompt``, ``interrupted-new`` — how that turn ended, its instruction, then this one.
 
 Templates are ``string.Template`` files (``$prompt``, ``$repo``, ``$thread``, ``$branch``,
 ``$worktree``, ``$context``, ``$recap``, ``$reason``,
@@ -21,20 +24,23 @@ from baton.sync.recaps import repo_relative
 RECAP_CHARS = 600
 
 
-def load_template(kind: PromptKind, home: Path) -> Template:
-    override = home / "templates" / f"{kind.value}.txt"
+# the ``$prompt`` of a new conversation after a turn cut short before it left one to resume
+INTERRUPTED_NEW = "interrupted-new"
+
+
+def load_template(kind: PromptKind | str, home: Path) -> Template:
+    """The template ``kind`` (a :class:`PromptKind`, or :data:`INTERRUPTED_NEW`): the user's, else baton's."""
+    override = home / "templates" / f"{kind}.txt"
     if override.is_file():
         return Template(override.read_text())
-    return Template(resources.files("baton").joinpath("templates", f"{kind.value}.txt").read_text())
+    return Template(resources.files("baton").joinpath("templates", f"{kind}.txt").read_text())
 
 
-def render(kind: PromptKind, home: Path, **values: str) -> str:
+def render(kind: PromptKind | str, home: Path, **values: str) -> str:
     try:
         text = load_template(kind, home).substitute(values)
     except (KeyError, ValueError) as exc:
-        raise BadInput(
-            f"prompt template {kind.value}.txt uses an unknown or malformed placeholder: {exc}"
-        ) from exc
+        raise BadInput(f"prompt template {kind}.txt uses an unknown or malformed placeholder: {exc}") from exc
     return "\n".join(line.rstrip() for line in text.strip().splitlines()) + "\n"
 
 

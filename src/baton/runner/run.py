@@ -22,15 +22,15 @@ import time
 
 from baton.agents import get_agent
 from baton.errors import Cancelled, DiskFull, QuotaHeld
-from baton.models import Mode, Outcome, RunRecord
+from baton.models import Mode, Outcome, PromptKind, RunRecord
 from baton.runner import quota
 from baton.runner.attempt import new_run_id, record_conflict, run_attempt, usage_delta
 from baton.runner.crashed import mark_crashed, settle
-from baton.runner.decide import decide
+from baton.runner.decide import decide, follow_up
 from baton.runner.prepare import prepare
 from baton.runner.request import RunRequest, RunResult
 from baton.runner.resolve import Resolved, check_request
-from baton.runner.state import Attempt, Context, Prepared, Start
+from baton.runner.state import Attempt, Context, Decision, Prepared, Start
 from baton.settings import Settings, check_on_limit, load_settings
 from baton.store import Store, open_store
 from baton.store.leases import held, key_lease
@@ -199,7 +199,7 @@ def _attempts(ctx: Context, prepared: Prepared, attempt: Attempt) -> list[RunRec
     request = ctx.request
     attempts: list[RunRecord] = []
     retries_left, delay = request.retries, ctx.settings.retry_backoff
-    decision = prepared.first
+    decision = _opening(ctx, prepared, attempt)
     while True:
         record = run_attempt(ctx, prepared, decision or decide(ctx, prepared, attempt), attempt)
         attempts.append(record)
@@ -216,3 +216,13 @@ def _attempts(ctx: Context, prepared: Prepared, attempt: Attempt) -> list[RunRec
         if request.cancel.wait(delay):
             return attempts
         delay *= 2
+
+
+def _opening(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision | None:
+    """The first attempt's decision when preparing made it (a fork, a hand-off); a hand-off starts a
+    new conversation, which is told the key's interrupted last turn (its agent had none to resume)."""
+    first = prepared.first
+    if first is None or first.kind != PromptKind.HANDOFF or attempt.interrupted is None:
+        return first
+    follow = follow_up(ctx, attempt)
+    return dataclasses.replace(first, reason=follow.reason, previous=follow.previous)

@@ -77,6 +77,7 @@ class Decision:
     reason: str = ""  # for the interrupted note: how the last turn ended
     previous: str = ""  # the interrupted instruction (the agent may not have flushed it to disk)
     note: str | None = None  # why: recorded on the run
+    told: str = ""  # said before the instruction: the interrupted turn's instruction was carried elsewhere
 
 
 # What every interrupted turn's message ends with: what happens to the conversation next.
