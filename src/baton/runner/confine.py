@@ -75,7 +75,7 @@ def describe(settings: Settings) -> Confinement:
     if found.ok:
         gaps = f"; not enforced by this kernel: {'; '.join(found.missing)}" if found.missing else ""
         walled = f"every agent walled into its key (Landlock ABI {found.abi})"
-        detail = f"{mode.value}: {walled}{gaps}; {_sockets(settings)}"
+        detail = f"{mode.value}: {walled}{gaps}; {_sockets(settings)}; {_processes(settings)}"
         return Confinement(True, True, detail)
     reason = found.reason or "Landlock is unavailable"
     if mode == Confine.REQUIRED:
@@ -90,6 +90,26 @@ def _sockets(settings: Settings) -> str:
         return "pathname UNIX sockets hidden (the agent's own mount namespace)"
     why = "BATON_MOUNT_NS=off" if settings.mount_ns == "off" else f"no mount namespace: {mountns.probe()}"
     return f"pathname UNIX sockets not walled ({why}; baton does not use Landlock ABI 9's check of them)"
+
+
+def _processes(settings: Settings) -> str:
+    """What a walled agent sees of the machine's processes here (docs/security.md has the table)."""
+    if mountns.applies(settings.mount_ns):
+        why = mountns.proc_probe()
+        if why is None:
+            return (
+                "processes: only their own run's (a procfs with hidepid=ptraceable in their mount "
+                "namespace; /proc/net is still the host network's)"
+            )
+        why = f"no fresh procfs: {why}"
+    else:
+        why = "BATON_MOUNT_NS=off" if settings.mount_ns == "off" else f"no mount namespace: {mountns.probe()}"
+    if mountns.host_hides():
+        return f"processes: only their own run's (the host's /proc has hidepid=ptraceable; {why})"
+    return (
+        f"processes: every process's command line visible ({why}; "
+        "`mount -o remount,hidepid=ptraceable /proc` on the host hides them)"
+    )
 
 
 def walls_for(

@@ -16,7 +16,12 @@ resolved: the kernel sees inodes, not the names that reach them.
   ``/tmp``, ``/var``, ``/run`` (Kubernetes service-account tokens live in ``/run/secrets``), ``/srv``,
   ``/mnt``, ``/media``, nor ``/dev`` as a whole (a root agent could read raw disks). ``/proc`` is
   whole because processes come and go; Landlock's ptrace rule already refuses another domain's
-  ``/proc/<pid>/environ``, ``mem``, ``fd`` and ``cwd``.
+  ``/proc/<pid>/environ``, ``mem``, ``fd`` and ``cwd`` (and hides the other processes altogether in
+  the agent's own mount namespace, whose procfs has ``hidepid=ptraceable``: :mod:`baton.runner.mountns`).
+  Never the system's secrets (:data:`SECRETS`: ``/etc/shadow``, ``sudoers``, ssh host keys, ...), which
+  a root agent could otherwise read: in the agent's mount namespace an empty file is bound over each;
+  without one, ``/etc`` (and any directory on the way to a secret) is granted child by child, links
+  skipped (the kernel checks a link's target, which stays as walled as before).
 - **Devices**, read, write, truncate and ioctl: ``/dev/null``, ``zero``, ``full``, ``random``,
   ``urandom``, ``tty``, ``ptmx`` and ``pts/`` (terminals for tools that allocate a pty). Not
   ``/dev/shm``: it is shared by every process on the machine (PostgreSQL's dynamic shared memory
@@ -54,6 +59,7 @@ What the walls do not stop (measured on Linux 6.18, Landlock ABI 7):
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
 from collections.abc import Iterable, Mapping
@@ -83,6 +89,19 @@ DROP_CAPS = (2, 12, 13, 16, 17, 19, 21, 22, 32, 33, 34, 38, 39, 40)
 # DAC_READ_SEARCH, NET_ADMIN, NET_RAW, SYS_MODULE, SYS_RAWIO, SYS_PTRACE, SYS_ADMIN, SYS_BOOT,
 # MAC_OVERRIDE, MAC_ADMIN, SYSLOG, PERFMON, BPF, CHECKPOINT_RESTORE
 
+# Root-only files of the system that hold credentials (globs): a root agent reads them otherwise.
+SECRETS = (
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/ssh/ssh_host_*_key",
+    "/etc/ssl/private",
+    "/etc/security/opasswd",
+    "/etc/krb5.keytab",
+)
 PACKAGE_ROOT = str(
     Path(__file__).resolve().parents[2]
 )  # where baton is installed (the fake agent runs from it)
@@ -297,14 +316,34 @@ def _around(path: str, hidden: list[str], rights: Fs, seen: set[str]) -> list[tu
     return found
 
 
-def rules(walls: Walls) -> Rules:
-    """The Landlock rules for ``walls`` (reads the filesystem, changes nothing)."""
+def secrets() -> list[str]:
+    """The :data:`SECRETS` on this host, resolved."""
+    return _resolve(found for pattern in SECRETS for found in glob.glob(pattern))
+
+
+def _sparing(path: str, spared: list[str]) -> list[str]:
+    """``path``, or when it holds one of ``spared``, its children but the ``spared`` (recursively),
+    links skipped."""
+    if not any(_within(s, [path]) for s in spared):
+        return [path]
+    if path in spared or not os.path.isdir(path) or os.path.islink(path):
+        return []
+    with os.scandir(path) as entries:
+        return [
+            found for entry in entries if not entry.is_symlink() for found in _sparing(entry.path, spared)
+        ]
+
+
+def rules(walls: Walls, masked: bool = False) -> Rules:
+    """The Landlock rules for ``walls`` (reads the filesystem, changes nothing). ``masked``: the
+    :data:`SECRETS` are masked by the agent's mount namespace, so the rules need not spare them."""
     hidden = _resolve([walls.home, *walls.hide])
+    spared = [] if masked else secrets()
     seen: set[str] = set()
     paths: list[tuple[str, Fs]] = []
     for path in _resolve(_readable(walls)):
         if not _within(path, hidden):
-            paths += _around(path, hidden, READ, seen)
+            paths += [(p, r) for part in _sparing(path, spared) for p, r in _around(part, hidden, READ, seen)]
     paths += [(path, DEVICE) for path in _resolve(DEVICES)]
     for given, rights in _granted(walls):
         for path in _resolve([given]):
