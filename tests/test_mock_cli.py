@@ -4,6 +4,7 @@ that a real request follows, a busy port, Ctrl-C and SIGTERM, ``--print-env`` fo
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import shlex
@@ -164,8 +165,14 @@ def test_port_serves_there_and_prints_a_pasteable_export_line(mock: Mock, served
 
 
 @EACH
-def test_ctrl_c_stops_it_quietly(mock: Mock, served: list[Served]) -> None:
-    server = Served(command(mock))
+@pytest.mark.parametrize("sigint", ["inherited", "ignored"])
+def test_ctrl_c_stops_it_quietly(mock: Mock, sigint: str, served: list[Served]) -> None:
+    """Also when its parent ignores SIGINT (``nohup … &``, a background ``make test``): Python keeps an
+    ignored SIGINT ignored unless the mock sets its handler itself."""
+    argv = command(mock)
+    if sigint == "ignored":
+        argv = ["bash", "-c", 'trap "" INT && exec "$@"', "bash", *argv]
+    server = Served(argv)
     served.append(server)
     url = server.printed_until_export()[0]
     assert url.startswith("http://127.0.0.1:")
@@ -222,9 +229,19 @@ def test_bad_arguments_are_usage_errors(args: list[str], said: str) -> None:
 
 def test_the_codex_snippet_is_toml_pointing_plain_codex_at_the_mock() -> None:
     out = subprocess.run(
-        command(MOCKS[1], "--port", "41234", "--print-env"), capture_output=True, text=True, timeout=TIMEOUT
+        command(MOCKS[1], "--port", "41234", "--agent", "codex", "--print-env"),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
     )
     snippet = [line.removeprefix("#   ") for line in out.stdout.splitlines() if line.startswith("#   ")]
+    alone = subprocess.run(
+        command(MOCKS[1], "--port", "41234", "--agent", "codex", "--print-config"),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert alone.returncode == 0 and alone.stdout == "\n".join(snippet) + "\n"
     config = tomllib.loads("\n".join(snippet))
     assert config["model_provider"] == "mock"
     provider = config["model_providers"]["mock"]
@@ -232,3 +249,50 @@ def test_the_codex_snippet_is_toml_pointing_plain_codex_at_the_mock() -> None:
     assert provider["wire_api"] == "responses"
     env = exported(out.stdout)
     assert env[provider["env_key"]] == "mock-key"  # the key Codex sends is the one the export line sets
+
+
+def printed(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command(MOCKS[1], *args), capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def test_the_openai_mock_prints_every_agent_it_serves_and_eval_takes_them_all() -> None:
+    """Codex, Copilot CLI and OpenCode speak its API: each block is there, valid shell together."""
+    out = printed("--port", "41236", "--print-env")
+    assert out.returncode == 0, out.stderr
+    env = exported(out.stdout)
+    assert env["OPENAI_BASE_URL"] == env["COPILOT_PROVIDER_BASE_URL"] == "http://127.0.0.1:41236/v1"
+    # Copilot with a provider of its own refuses to start without a model ("BYOK providers require an
+    # explicit model"): the model is part of its lines
+    assert env["COPILOT_MODEL"] == "gpt-5.5" and env["COPILOT_OFFLINE"] == "true"
+    assert "--agent opencode --print-config" in out.stdout
+    for agent in ("codex", "copilot", "opencode"):
+        alone = printed("--port", "41236", "--agent", agent, "--print-env")
+        assert alone.returncode == 0 and alone.stdout.strip() in out.stdout, agent
+    assert "COPILOT" not in printed("--port", "41236", "--agent", "codex", "--print-env").stdout
+
+
+def test_the_opencode_config_it_prints_points_opencode_at_it() -> None:
+    out = printed("--port", "41236", "--agent", "opencode", "--print-config")
+    assert out.returncode == 0, out.stderr
+    config = json.loads(out.stdout)
+    provider = config["provider"]["mock"]
+    assert provider["options"]["baseURL"] == "http://127.0.0.1:41236/v1"
+    assert config["model"] == "mock/gpt-5.5" and "gpt-5.5" in provider["models"]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["--port", "1", "--print-config"],
+            "--print-config needs --agent with a config file: codex or opencode",
+        ),
+        (["--port", "1", "--agent", "copilot", "--print-config"], "needs --agent with a config file"),
+        (["--agent", "opencode", "--print-config"], "--print-config needs --port N"),
+        (["--agent", "claude"], "argument --agent: invalid choice: 'claude'"),
+    ],
+)
+def test_bad_agent_arguments_are_usage_errors(args: list[str], said: str) -> None:
+    out = printed(*args)
+    assert out.returncode == 2 and out.stdout == ""
+    assert said in out.stderr and "Traceback" not in out.stderr

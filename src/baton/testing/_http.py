@@ -210,6 +210,11 @@ class MockServer(BackgroundServer, Generic[R]):
         agent CLI at this server: valid shell, comments and one :func:`export_line`."""
         raise NotImplementedError
 
+    def config_text(self) -> str | None:
+        """The contents of the config file that points the agent CLI here, where it reads its model
+        from a file rather than the environment (``--print-config``); None: the environment is all."""
+        return None
+
     def history_counts(self) -> list[int]:
         """History items each conversation request carried, in order."""
         raise NotImplementedError

@@ -2,13 +2,19 @@
 (``mock_openai``, ``mock_gemini``) ``[--port N] [--print-env]``.
 
 A mock serves on 127.0.0.1 (only: it is a test server) on ``--port``, or on a free port without one,
-until Ctrl-C or SIGTERM, and then exits 0 without a traceback. On start it prints on stdout, flushed at
+until Ctrl-C or SIGTERM (even when started with SIGINT ignored, as under ``nohup … &``), and then
+exits 0 without a traceback. On start it prints on stdout, flushed at
 once, its URL alone on the first line (a script can read that line), then shell lines: comments and one
 ``export`` line that points the agent CLI at it, paste-able as printed (each mock's
 ``shell_lines``). ``--print-env`` prints only those shell lines for ``--port`` and exits without
 serving, for ``eval "$(python -m baton.testing.mock_anthropic --port N --print-env)"`` in a script that
 starts the mock on that port itself. A port it cannot listen on (in use, or privileged) is one line on
 stderr and exit 1.
+
+A mock that serves several agents (the OpenAI mock: Codex, Copilot CLI and OpenCode speak its API)
+prints the lines of each, one block per agent, or of one with ``--agent NAME``; ``--print-config``
+prints the config file that agent reads its model from (OpenCode's ``opencode.json``, plain Codex's
+``config.toml``), to redirect into place.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import errno
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any
 
@@ -39,7 +45,10 @@ def _port(text: str) -> int:
     return port
 
 
-def parser(module: str, description: str) -> argparse.ArgumentParser:
+Agents = Mapping[str, type[MockServer[Any]]]
+
+
+def parser(module: str, description: str, agents: Agents | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"python -m baton.testing.{module}",
         description=description,
@@ -54,6 +63,17 @@ def parser(module: str, description: str) -> argparse.ArgumentParser:
         action="store_true",
         help="print only the shell lines for --port and exit, without serving (for eval)",
     )
+    if agents:
+        p.add_argument(
+            "--agent",
+            choices=list(agents),
+            help="the lines for this agent only (default: every agent this mock serves)",
+        )
+        p.add_argument(
+            "--print-config",
+            action="store_true",
+            help="print the config file --agent reads its model from, for --port, and exit",
+        )
     return p
 
 
@@ -70,16 +90,41 @@ def _listen_error(port: int, exc: OSError) -> str:
     return f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}"
 
 
+def shell_lines(servers: Sequence[type[MockServer[Any]]], port: int) -> list[str]:
+    """Each server's lines for ``port``, a blank line between two agents' blocks."""
+    blocks = [server(port=port).shell_lines() for server in servers]
+    return [line for i, block in enumerate(blocks) for line in ([""] if i else []) + block]
+
+
 def main(
-    server: type[MockServer[Any]], module: str, description: str, argv: Sequence[str] | None = None
+    server: type[MockServer[Any]],
+    module: str,
+    description: str,
+    argv: Sequence[str] | None = None,
+    agents: Agents | None = None,
 ) -> int:
-    """Parse ``argv``, then serve ``server`` until interrupted (or print its shell lines); the exit code."""
-    args = parser(module, description).parse_args(argv)
-    if args.print_env:
-        if not args.port:
-            parser(module, description).error("--print-env needs --port N (the port the mock serves on)")
-        print("\n".join(server(port=args.port).shell_lines()), flush=True)
+    """Parse ``argv``, then serve ``server`` until interrupted (or print its shell lines, or an agent's
+    config file); the exit code. ``agents``: the agents it serves, by name, each with its own lines."""
+    p = parser(module, description, agents)
+    args = p.parse_args(argv)
+    agent = getattr(args, "agent", None)
+    chosen = [agents[agent]] if agents and agent else list((agents or {}).values()) or [server]
+    if (args.print_env or getattr(args, "print_config", False)) and not args.port:
+        flag = "--print-env" if args.print_env else "--print-config"
+        p.error(f"{flag} needs --port N (the port the mock serves on)")
+    if getattr(args, "print_config", False):
+        text = chosen[0](port=args.port).config_text() if agent else None
+        if text is None:
+            has = [name for name, kind in (agents or {}).items() if kind(port=1).config_text() is not None]
+            p.error(f"--print-config needs --agent with a config file: {' or '.join(has)}")
+        print(text, end="", flush=True)
         return 0
+    if args.print_env:
+        print("\n".join(shell_lines(chosen, args.port)), flush=True)
+        return 0
+    # A parent that ignores SIGINT (`nohup … &`, a background `make test`) passes the ignore on to
+    # Python, which then keeps it: Ctrl-C would do nothing. Set both handlers, whatever was inherited.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     mock = server(port=args.port)
     try:
@@ -89,7 +134,7 @@ def main(
             print(f"{module}: {_listen_error(args.port, exc)}", file=sys.stderr)
             return 1
         try:
-            print("\n".join([mock.url, *mock.shell_lines()]), flush=True)
+            print("\n".join([mock.url, *shell_lines(chosen, mock.port)]), flush=True)
             while True:
                 time.sleep(3600)
         finally:

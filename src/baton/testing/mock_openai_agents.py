@@ -30,8 +30,15 @@ class MockCopilot(MockOpenAI):
             "COPILOT_MODEL": MODEL,
         }
 
+    def config_text(self) -> str | None:
+        return None  # the environment is all it needs (not Codex's config.toml, which it would inherit)
+
     def shell_lines(self) -> list[str]:
-        return ["# point baton run -a copilot (or plain `copilot`) at this mock:", export_line(self.env())]
+        return [
+            "# point baton run -a copilot (or plain `copilot`) at this mock: its own model provider, and",
+            f"# a model ({MODEL}: a provider of your own needs one named), kept off GitHub:",
+            export_line(self.env()),
+        ]
 
 
 @dataclass
@@ -67,10 +74,16 @@ class MockOpenCode(MockOpenAI):
         kept = json.loads(path.read_text()) if path.is_file() else {}
         path.write_text(json.dumps({**kept, **self.config()}, indent=2))
 
+    def config_text(self) -> str:
+        return json.dumps(self.config(), indent=2) + "\n"
+
     def shell_lines(self) -> list[str]:
+        command = f"python -m baton.testing.mock_openai --port {self.port} --agent opencode --print-config"
         return [
-            "# OpenCode reads its model from its config: put this in",
-            f"# $BATON_HOME/homes/opencode/{OPENCODE_CONFIG} (for baton)",
-            f"# or ~/.{OPENCODE_CONFIG} (plain opencode):",
-            f"#   {json.dumps(self.config())}",
+            "# OpenCode reads its model from its config file, not the environment: for baton, write it",
+            "# into the base home (baton copies it into each key's home; plain opencode reads",
+            f"# ~/.{OPENCODE_CONFIG}):",
+            f'#   mkdir -p "$BATON_HOME/homes/opencode/{OPENCODE_CONFIG.rsplit("/", 1)[0]}"',
+            f'#   {command} > "$BATON_HOME/homes/opencode/{OPENCODE_CONFIG}"',
+            f"# it holds: {json.dumps(self.config())}",
         ]

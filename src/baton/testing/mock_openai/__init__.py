@@ -36,22 +36,21 @@ an API key's per-minute limit); ``reply_headers`` go with every answer (:func:`r
 the ``x-codex-*`` usage headers the ChatGPT backend sends with every reply, which Codex records).
 The server plumbing (start/stop, the request log, JSON and SSE replies) is shared with the other mocks
 in :mod:`baton.testing._http`, and so is the command line in :mod:`baton.testing.mock_cli`:
-``python -m baton.testing.mock_openai [--port N]`` serves until Ctrl-C and prints its URL and what to
-export to point an agent at it.
+``python -m baton.testing.mock_openai [--port N] [--agent NAME]`` (this package's ``__main__``, which
+may import the ACP agents' mocks of :mod:`baton.testing.mock_openai_agents`: they import this module)
+serves until Ctrl-C and prints its URL and, for each agent it serves (Codex, Copilot CLI, OpenCode),
+what to export or configure to point that agent at it.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from baton.agents.codex import merge_toml
-from baton.testing import mock_cli
 from baton.testing._http import JsonHandler, MockServer, RecordedRequest, Refusal, export_line
 from baton.testing.tools import MarkerError, find_calls
 
@@ -191,24 +190,28 @@ class MockOpenAI(MockServer[MockRequest]):
     def shell_lines(self) -> list[str]:
         """The export line baton reads for Codex, and, as comments, the config.toml lines plain
         ``codex`` needs instead (it ignores ``OPENAI_BASE_URL``)."""
-        base_url = f"{self.url}/v1"
-        values = {"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "mock-key"}
+        values = {"OPENAI_BASE_URL": f"{self.url}/v1", "OPENAI_API_KEY": "mock-key"}
+        return [
+            "# point baton run -a codex at this mock (baton makes it each turn's model provider):",
+            export_line(values),
+            "# plain `codex` ignores OPENAI_BASE_URL: put these lines in $CODEX_HOME/config.toml (default",
+            "# ~/.codex/config.toml), the first two above any [table], and export OPENAI_API_KEY as above",
+            "# (--agent codex --print-config prints them alone):",
+            *(f"#   {line}" for line in (self.config_text() or "").splitlines()),
+        ]
+
+    def config_text(self) -> str | None:
+        """The config.toml lines that point plain ``codex`` here."""
         toml = [
             f"model = {json.dumps(MODEL)}",
             'model_provider = "mock"',
             "[model_providers.mock]",
             'name = "Mock"',
-            f"base_url = {json.dumps(base_url)}",
+            f"base_url = {json.dumps(f'{self.url}/v1')}",
             'env_key = "OPENAI_API_KEY"',
             'wire_api = "responses"',
         ]
-        return [
-            "# point baton run -a codex at this mock (baton makes it each turn's model provider):",
-            export_line(values),
-            "# plain `codex` ignores OPENAI_BASE_URL: put these lines in $CODEX_HOME/config.toml (default",
-            "# ~/.codex/config.toml), the first two above any [table], and export OPENAI_API_KEY as above:",
-            *(f"#   {line}" for line in toml),
-        ]
+        return "\n".join(toml) + "\n"
 
     def configure_home(self, home: Path) -> None:
         """Merge this server as Codex's model provider into ``home/config.toml``, keeping other keys."""
@@ -418,16 +421,3 @@ class _Handler(JsonHandler):
             self._send(200, frames.encode(), "text/event-stream", {"Cache-Control": "no-cache", **headers})
         else:
             self._send(200, json.dumps(stream[-1]["response"]).encode(), "application/json", headers)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m baton.testing.mock_openai [--port N] [--print-env]`` (:mod:`baton.testing.mock_cli`)."""
-    description = (
-        "A mock OpenAI Responses API on 127.0.0.1, to run Codex offline.\n"
-        "Each reply says how many input items the request carried."
-    )
-    return mock_cli.main(MockOpenAI, "mock_openai", description, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
