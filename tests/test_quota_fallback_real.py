@@ -2,7 +2,8 @@
 carries the plan's turns in a conversation of its own (a hand-off: a recap of Claude's, Claude's work
 seeded into its worktree) and makes changes; after the reset Claude's next turn takes Codex's work
 back, resumes Claude's own native session (resume by id) and its request holds the delta of what
-Codex did; both conversations stay resumable. Mocks: Anthropic (refusing as a subscription's spent
+Codex did, and says that the refused instruction was carried out by Codex: it is never asked again (a
+non-idempotent instruction would run twice); both conversations stay resumable. Mocks: Anthropic (refusing as a subscription's spent
 five-hour window) and OpenAI."""
 
 from __future__ import annotations
@@ -111,6 +112,13 @@ tasks:
     assert "codex carried it" in sent and "A made.txt" in sent, sent[-3000:]
     assert "task three: say what you did" in sent and "mock reply" in sent, "codex's turns and answers"
     assert "outline the parser" in sent, "claude's own history came along (its native session)"
+    # task two was refused to claude and carried by codex: claude is told so, never asked to do it again
+    # (the turn's first request: the recap of codex's turns holds its tool marker, which the mock acts on)
+    told = next(t for r in anthropic.conversation() if "task four" in (t := r.latest_user_text()))
+    assert back.run.prompt_kind == PromptKind.DELTA, back.run.prompt_kind
+    assert "codex carried out its instruction instead" in told and "do not do it again" in told, told
+    assert "That turn's instruction was" not in told and "finish what that turn started" not in told, told
+    assert back.run.note and "carried by codex (on_limit fallback): not asked again" in back.run.note
 
     again = run(
         RunRequest(agent="codex", repo=str(src_repo), thread="plan-fb", prompt="task five"), settings=settings
