@@ -72,3 +72,56 @@ def test_a_malformed_conversation_is_refused_by_name(cli: Cli, env: dict[str, st
 def test_without_forge_tables_the_commands_say_what_to_add(cli: Cli) -> None:
     done = cli("forge", "ls")
     assert done.returncode == 2 and "no forge is configured" in done.stderr
+
+
+def test_forge_test_tries_the_clone_and_the_push_as_a_turn_does(
+    cli: Cli, env: dict[str, str], fake: FakeForge, home: Path
+) -> None:
+    done = cli("forge", "test", env={**env, "BATON_WEBHOOK_SECRET": SECRET})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (
+        f"ok   repo github:{REPO} clone: {fake.clone_url(REPO)} can be cloned with BATON_GIT_TOKEN"
+        in done.stdout
+    )
+    assert f"ok   repo github:{REPO} push: baton-bot can push to {fake.clone_url(REPO)}" in done.stdout
+    assert "baton/forge-test-dry-run" not in fake.branches(REPO)  # a dry run: nothing written
+    # the API answers, but the clone credential is wrong: a turn could not clone, and the test says so
+    bad = {**env, "BATON_WEBHOOK_SECRET": SECRET, "BATON_GITHUB_TOKEN": env["BATON_GIT_TOKEN"]}
+    bad["BATON_GIT_TOKEN"] = "not-a-token"
+    config = home / "config.toml"
+    config.write_text(config.read_text().replace('"BATON_GIT_TOKEN"', '"BATON_GITHUB_TOKEN"'))
+    done = cli("forge", "test", "--json", env=bad)
+    assert done.returncode == 1, done.stdout + done.stderr
+    checks = {c["what"]: c for c in json.loads(done.stdout)}
+    assert checks[f"repo github:{REPO}"]["ok"] and checks[f"repo github:{REPO} push"]["ok"]
+    clone = checks[f"repo github:{REPO} clone"]
+    assert not clone["ok"] and "git cannot read" in clone["detail"] and "not-a-token" not in done.stdout
+
+
+def test_refused_check_runs_degrade_to_commit_statuses(
+    cli: Cli, env: dict[str, str], fake: FakeForge
+) -> None:
+    fake.refuse_check_runs(REPO)
+    done = cli("forge", "test", env={**env, "BATON_WEBHOOK_SECRET": SECRET})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"warn repo github:{REPO} checks: check runs cannot be read" in done.stdout
+    issue = fake.open_issue(REPO, "alice", "Add notes", "Please.")
+    assert cli("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    fake.comment(REPO, issue, "alice", "write the notes")
+    done = cli("forge", "reconcile", env=env, timeout=180)
+    assert done.returncode == 0 and "1 accepted" in done.stdout, done.stdout + done.stderr
+    [pr] = fake.pulls(REPO)
+    head = fake.branches(REPO)[f"baton/fake/issue-{issue}"]
+    fake.set_status(REPO, head, "ci/test", "failure", "3 tests failed")
+    # the check runs are refused (403), the failing status is read all the same: a ci_failure turn
+    done = cli("forge", "reconcile", "--json", env=env, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["errors"] == [] and report["outcomes"]["accepted"] == 1, report
+    shown = json.loads(cli("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
+    kinds = [(e["kind"], e["status"]) for e in shown["events"]]
+    assert ("ci_failure", "dispatched") in kinds
+    notes = [e for e in shown["events"] if e["identity"] == "note:check-runs-refused"]
+    assert len(notes) == 1 and "commit statuses only" in notes[0]["reason"] and "403" in notes[0]["reason"]
+    assert shown["binding"]["seen_at"] > 0  # the pass was recorded
+    assert pr.number == shown["binding"]["pr"]

@@ -31,13 +31,16 @@ from baton.forge.model import (
     EventStatus,
     FailedCheck,
     FeedbackKind,
+    ForgeError,
     ForgeEvent,
     ForgeKind,
     Review,
     ThreadInfo,
     Trigger,
 )
+from baton.forge.reconcile import reconcile
 from baton.forge.schedule import heal
+from baton.forge.threads import bind_thread
 from baton.models import Access, JobStatus
 from baton.settings import Settings
 from baton.store import Store
@@ -475,3 +478,26 @@ def test_an_unresolved_conflict_is_never_pushed_and_the_next_turn_is_told(
     binding = loop.store.get_binding("gh", "acme/api", 42)
     assert binding is not None and binding.note is None
     assert "still open" not in forge.comments_of()[0] and "**succeeded**" in forge.comments_of()[0]
+
+
+def test_one_prs_failed_read_never_aborts_the_reconcile_pass(
+    loop: ForgeLoop, forge: MemoryForge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert dispatch.handle(loop, comment(1, "@baton start")).status == "accepted"
+    idle(loop)
+    bind_thread(loop, "gh", "acme/api", 43)  # a second thread, with no PR yet
+
+    def refused(repo: str, sha: str, etag: str | None) -> Changed:
+        raise ForgeError("GitHub answered 502 to GET /repos/acme/api/commits/x/check-runs: Bad Gateway", 502)
+
+    monkeypatch.setattr(forge, "checks_changed", refused)
+    report = reconcile(loop)
+    assert report.repos == 1 and report.threads == 2
+    assert len(report.errors) == 1 and "#7 (checks)" in report.errors[0] and "502" in report.errors[0]
+    pr_thread, plain = (
+        loop.store.get_binding("gh", "acme/api", 42),
+        loop.store.get_binding("gh", "acme/api", 43),
+    )
+    assert pr_thread is not None and plain is not None
+    assert plain.seen_at > 0  # what was read is recorded
+    assert pr_thread.seen_at == 0  # what was not is read again by the next pass

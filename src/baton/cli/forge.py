@@ -235,7 +235,7 @@ def forge_reconcile(as_json: JsonOpt = False) -> None:
 
 @forge_app.command("test")
 def forge_test(as_json: JsonOpt = False) -> None:
-    """Check the configuration against each forge: the token, the API, baton's own access to each repo."""
+    """Check what a turn needs of each forge: the token and API, baton's access, clone and push, webhooks."""
     from baton.forge.check import check_forges
 
     with forge_loop() as loop:
@@ -244,7 +244,7 @@ def forge_test(as_json: JsonOpt = False) -> None:
         emit_json(checks)
     else:
         for check in checks:
-            mark = "ok" if check["ok"] else "FAIL"
+            mark = ("warn" if check.get("warn") else "ok") if check["ok"] else "FAIL"
             out().print(esc(f"{mark:4} {check['what']}: {check['detail']}"))
     if not all(c["ok"] for c in checks):
         raise typer.Exit(1)

@@ -1,17 +1,52 @@
 """``baton forge test``: the configuration checked against each forge, as ``doctor`` checks the machine —
-the token's variable is set, the API answers, baton's own user may push to each repository, and
-webhooks can be verified."""
+everything a turn will need, tried the way the turn does it, so that "ok" here means a turn can run:
+
+- the webhook secret is set (else every delivery is refused);
+- each forge's token variable is set and its API answers;
+- per repository: the default branch and baton's own user's permission (write, to push and comment);
+  on GitHub, whether the check runs can be read (a fine-grained token may be refused them on a private
+  repository: then CI failures come from commit statuses only — a warning, not a failure);
+- **a clone with the clone credentials**: ``git ls-remote`` of the URL baton clones (``clone_url``, else
+  the forge's), with ``BATON_GIT_TOKEN`` (and ``BATON_GIT_USERNAME``) through ``GIT_ASKPASS`` — the
+  token never in an argv or a URL;
+- **a push with the forge's token**: ``git push --dry-run`` of a throw-away commit to a branch that does
+  not exist, which authenticates to the forge's receive-pack as a real push would and writes nothing;
+- the webhooks, where the forge tells (GitHub answers a repository's hooks to an admin): one delivering
+  to ``/webhooks/<kind>`` with the events the loop relies on.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from baton.errors import BadInput
+from baton.errors import BadInput, GitError
+from baton.forge.config import ForgeConfig, RepoConfig
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import ForgeError
+from baton.forge.model import ForgeError, ForgeKind
+from baton.workspace.gitcmd import redact, run_git
+from baton.workspace.workdirs import Workdirs
 
 PUSHERS = ("write", "maintain", "admin")
+SAFE_GIT = ["-c", "core.hooksPath=/dev/null", "-c", "credential.helper="]
+# what the loop needs delivered: comments, reviews, CI, conflicts (pushes) and closing (pull requests)
+GITHUB_EVENTS = frozenset(
+    {
+        "issues",
+        "issue_comment",
+        "pull_request",
+        "pull_request_review",
+        "pull_request_review_comment",
+        "check_run",
+        "check_suite",
+        "workflow_run",
+        "status",
+        "delete",
+        "push",
+    }
+)
 
 
 def check_forges(loop: ForgeLoop) -> list[dict[str, Any]]:
@@ -30,21 +65,128 @@ def check_forges(loop: ForgeLoop) -> list[dict[str, Any]]:
         )
     for (forge_name, _), repo in sorted(loop.config.repos.items()):
         if forge_name in usable:
-            checks.append(_repo(loop, forge_name, repo.name))
+            checks += _repo(loop, forge_name, repo)
     return checks
 
 
-def _repo(loop: ForgeLoop, forge_name: str, repo: str) -> dict[str, Any]:
-    client, user = loop.client(forge_name), loop.forge(forge_name).user
-    what = f"repo {forge_name}:{repo}"
+def _repo(loop: ForgeLoop, forge_name: str, repo: RepoConfig) -> list[dict[str, Any]]:
+    client, forge = loop.client(forge_name), loop.forge(forge_name)
+    what = f"repo {forge_name}:{repo.name}"
     try:
-        branch = client.default_branch(repo)
-        permission = client.permission(repo, user)
+        branch = client.default_branch(repo.name)
+        permission = client.permission(repo.name, forge.user)
     except ForgeError as exc:
-        return _check(what, False, f"the forge answered: {exc}")
+        return [_check(what, False, f"the forge answered: {exc}")]
     if permission not in PUSHERS:
-        return _check(what, False, f"{user} has {permission} access: baton needs write to push and comment")
-    return _check(what, True, f"default branch {branch}; {user} has {permission} access")
+        found = _check(
+            what, False, f"{forge.user} has {permission} access: baton needs write to push and comment"
+        )
+    else:
+        found = _check(what, True, f"default branch {branch}; {forge.user} has {permission} access")
+    checks = [found]
+    refusal = getattr(client, "check_runs_refusal", None)
+    if callable(refusal):
+        checks.append(_check_runs(what, refusal, repo.name, branch))
+    url = repo.repo_url(forge)
+    checks.append(_clone(loop, what, url))
+    checks.append(_push(loop, what, url, forge))
+    checks.append(_hooks(loop, what, forge_name, forge, repo.name))
+    return checks
+
+
+def _check_runs(what: str, refusal: Any, repo: str, branch: str) -> dict[str, Any]:
+    try:
+        words = refusal(repo, branch)
+    except ForgeError as exc:
+        return _check(f"{what} checks", False, f"the forge answered: {exc}")
+    if words:
+        return _check(
+            f"{what} checks",
+            True,
+            f"check runs cannot be read ({words}): CI failures come from commit statuses only "
+            "(a GitHub App's token with Checks: read reads both)",
+            warn=True,
+        )
+    return _check(f"{what} checks", True, "check runs and commit statuses can be read")
+
+
+def _clone(loop: ForgeLoop, what: str, url: str) -> dict[str, Any]:
+    """``git ls-remote`` as a turn's clone authenticates: BATON_GIT_TOKEN through GIT_ASKPASS."""
+    env = Workdirs(loop.settings).process_env("baton")
+    try:
+        heads = run_git([*SAFE_GIT, "ls-remote", "--heads", "--", url], cwd=loop.settings.home, env=env)
+    except GitError as exc:
+        hint = (
+            ""
+            if os.environ.get("BATON_GIT_TOKEN")
+            else " (BATON_GIT_TOKEN, the clone credential, is not set)"
+        )
+        return _check(f"{what} clone", False, f"git cannot read {url}{hint}: {_words(exc)}")
+    count = len([line for line in heads.splitlines() if line.strip()])
+    return _check(f"{what} clone", True, f"{url} can be cloned with BATON_GIT_TOKEN ({count} branches)")
+
+
+def _push(loop: ForgeLoop, what: str, url: str, forge: ForgeConfig) -> dict[str, Any]:
+    """A dry-run push with the forge's token, as baton's pushes authenticate; nothing is written."""
+    workdirs = Workdirs(loop.settings)
+    env = {
+        **workdirs.process_env("baton"),
+        "BATON_GIT_TOKEN": forge.token(),
+        "BATON_GIT_USERNAME": "x-access-token" if forge.kind == ForgeKind.GITHUB else forge.user,
+    }
+    with tempfile.TemporaryDirectory(prefix="baton-forge-test-") as tmp:
+        scratch = Path(tmp)
+        try:
+            run_git(["init", "--quiet", "--bare", str(scratch)], cwd=scratch, env=env)
+            tree = run_git(
+                ["hash-object", "-t", "tree", "-w", "--stdin"],
+                cwd=scratch,
+                env={**env, "GIT_DIR": tmp},
+                stdin="",
+            )
+            commit = run_git(
+                ["commit-tree", tree, "-m", "baton forge test"], cwd=scratch, env={**env, "GIT_DIR": tmp}
+            )
+            ref = "refs/heads/baton/forge-test-dry-run"
+            run_git(
+                [*SAFE_GIT, "push", "--dry-run", "--porcelain", "--", url, f"{commit}:{ref}"],
+                cwd=scratch,
+                env={**env, "GIT_DIR": tmp},
+            )
+        except GitError as exc:
+            return _check(f"{what} push", False, f"a push with {forge.token_env} is refused: {_words(exc)}")
+    return _check(f"{what} push", True, f"{forge.user} can push to {url} with {forge.token_env} (dry run)")
+
+
+def _hooks(loop: ForgeLoop, what: str, forge_name: str, forge: ForgeConfig, repo: str) -> dict[str, Any]:
+    hooks = getattr(loop.client(forge_name), "webhooks", None)
+    if not callable(hooks):
+        return _check(
+            f"{what} webhooks", True, "the forge does not tell its webhooks: not checked", warn=True
+        )
+    try:
+        found: list[tuple[str, frozenset[str]]] = hooks(repo)
+    except ForgeError as exc:
+        return _check(
+            f"{what} webhooks", True, f"the forge does not tell ({exc.status}): not checked", warn=True
+        )
+    path = f"/webhooks/{forge.kind.value}"
+    ours = [events for url, events in found if url.rstrip("/").endswith(path)]
+    if not ours:
+        return _check(
+            f"{what} webhooks", False, f"no webhook delivers to …{path}: only the reconcile finds events"
+        )
+    missing = sorted(GITHUB_EVENTS - ours[0]) if "*" not in ours[0] else []
+    if missing:
+        return _check(
+            f"{what} webhooks", False, f"the webhook to …{path} lacks the events {', '.join(missing)}"
+        )
+    return _check(f"{what} webhooks", True, f"a webhook delivers every event the loop needs to …{path}")
+
+
+def _words(exc: GitError) -> str:
+    text = " ".join(redact(str(exc)).split())
+    return text[-400:]
 
 
 def _secret_detail() -> str:
@@ -53,5 +195,8 @@ def _secret_detail() -> str:
     return "BATON_WEBHOOK_SECRET is not set: webhooks are refused (403); only the reconcile finds events"
 
 
-def _check(what: str, ok: bool, detail: str) -> dict[str, Any]:
-    return {"what": what, "ok": ok, "detail": detail}
+def _check(what: str, ok: bool, detail: str, warn: bool = False) -> dict[str, Any]:
+    found: dict[str, Any] = {"what": what, "ok": ok, "detail": detail}
+    if warn:
+        found["warn"] = True
+    return found

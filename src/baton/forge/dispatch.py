@@ -58,6 +58,7 @@ log = logging.getLogger("baton.forge")
 DAY = 86_400.0
 STALE_KINDS = (FeedbackKind.CI_FAILURE, FeedbackKind.CONFLICT)
 ACCESS_RANK = {Access.READ: 0, Access.EDIT: 1, Access.FULL: 2}
+CHECKS_REFUSED = "the forge refused to read check runs, so CI failures are read from commit statuses only"
 
 
 def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> Outcome:
@@ -173,7 +174,11 @@ def _ci(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent | st
     sha = event.head_sha or binding.head_sha
     if not sha:
         return "a CI failure without a head commit"
-    failing = loop.client(event.forge).failed_checks(event.repo, sha)
+    client = loop.client(event.forge)
+    failing = client.failed_checks(event.repo, sha)
+    refused = getattr(client, "refused_checks", {}).get(event.repo)
+    if refused:
+        _note_once(loop, binding, "check-runs-refused", f"{CHECKS_REFUSED}: {refused[0]}")
     if not failing:
         return f"no check of {sha[:12]} fails now"
     names = sorted({c.name for c in failing})
@@ -369,6 +374,23 @@ def _say_once(loop: ForgeLoop, binding: Binding, identity: str, text: str) -> No
         loop.client(binding.forge).post_comment(binding.repo, binding.pr or binding.number, text)
     except ForgeError as exc:
         log.warning("forge %s: could not comment: %s", binding.conversation, exc)
+
+
+def _note_once(loop: ForgeLoop, binding: Binding, identity: str, why: str) -> None:
+    """A note on the thread, once (``baton forge show`` lists it among the events; nothing is posted)."""
+    loop.store.add_forge_event(
+        EventRecord(
+            forge=binding.forge,
+            repo=binding.repo,
+            number=binding.number,
+            identity=f"note:{identity}",
+            kind=FeedbackKind.CI_FAILURE,
+            status=EventStatus.DROPPED,
+            event={},
+            received_at=loop.clock(),
+            reason=why[:1000],
+        )
+    )
 
 
 def _audit(loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str | None) -> None:

@@ -12,18 +12,26 @@ ends ``/job/<id>``) — the failing steps' names and the last ``tail_bytes`` of 
 ``Range`` request of the download the API redirects to (never the whole log: the check's ``url`` links
 it). A check's details that cannot be read (an expired log, a missing permission) leave its fields
 empty rather than hide the failure itself.
+
+**Check runs refused.** GitHub may answer 403 to a fine-grained token's check-run reads on a private
+repository (check runs are an App permission). That is no reason to lose the failing *commit statuses*
+the token can read: a refused check-run read counts as "no check runs", said once in the log and kept
+in :attr:`GitHubClient.refused_checks` (the dispatcher notes it on the thread, ``baton forge test``
+says it), and the reconcile's conditional request watches the combined status instead. The check runs
+are asked again after :data:`RETRY_REFUSED` seconds (a token given the permission meanwhile).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from baton.forge.http import head_clone_url
+from baton.forge.http import RateLimited, head_clone_url
 from baton.forge.model import (
     Actor,
     Changed,
@@ -46,6 +54,7 @@ FAILING_STATUS = frozenset({"failure", "error"})
 ROLES = frozenset({"admin", "maintain", "write", "triage", "read", "none"})
 MAX_ANNOTATIONS = 50  # per check run: the first page of them
 MAX_DETAILED = 20  # check runs whose job, annotations and log are read; the others are named and linked
+RETRY_REFUSED = 3600.0  # seconds before check runs the forge refused are asked again
 _JOB_URL = re.compile(r"/job/(\d+)(?:[/?#]|$)")
 # GitHub Actions prefixes each log line with its time: "2024-05-01T12:00:00.1234567Z "
 _STAMP = re.compile(r"^\ufeff?\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z ?", re.MULTILINE)
@@ -244,15 +253,74 @@ class GitHubClient(RestForge):
 
     # -- checks ---------------------------------------------------------------------------------------
 
+    def __init__(self, api_url: str, token: str, **kwargs: Any) -> None:
+        super().__init__(api_url, token, **kwargs)
+        # repositories whose check runs the forge refused: its words and when (see the module)
+        self.refused_checks: dict[str, tuple[str, float]] = {}
+
+    def _check_runs_usable(self, repo: str) -> bool:
+        refused = self.refused_checks.get(repo)
+        return refused is None or time.time() - refused[1] >= RETRY_REFUSED
+
+    def _refused(self, repo: str, exc: ForgeError) -> bool:
+        """Whether ``exc`` is the forge refusing check runs (then remembered, logged once)."""
+        if exc.status != 403 or isinstance(exc, RateLimited):
+            return False
+        if repo not in self.refused_checks:
+            log.warning(
+                "%s: check runs cannot be read (%s); CI failures are read from commit statuses only",
+                repo,
+                exc,
+            )
+        self.refused_checks[repo] = (str(exc), time.time())
+        return True
+
+    def webhooks(self, repo: str) -> list[tuple[str, frozenset[str]]]:
+        """The repository's webhooks (``baton forge test``): each one's URL and events (``*``: all).
+        GitHub tells them to an admin of the repository only (ForgeError 403/404 otherwise)."""
+        found = []
+        for hook in self.http.pages(f"{_repo_path(repo)}/hooks", {"per_page": PER_PAGE}):
+            if hook.get("active", True):
+                url = str((hook.get("config") or {}).get("url") or "")
+                found.append((url, frozenset(str(e) for e in hook.get("events") or ())))
+        return found
+
+    def check_runs_refusal(self, repo: str, ref: str) -> str | None:
+        """The forge's words when it refuses to read the check runs of ``ref`` (``baton forge test``),
+        else None."""
+        try:
+            self.http.request("GET", _check_runs_path(repo, ref), params={"per_page": 1})
+        except ForgeError as exc:
+            if self._refused(repo, exc):
+                return str(exc)
+            raise
+        self.refused_checks.pop(repo, None)
+        return None
+
     def checks_changed(self, repo: str, sha: str, etag: str | None) -> Changed:
-        return self.http.changed(_check_runs_path(repo, sha), etag, params={"per_page": PER_PAGE})
+        if self._check_runs_usable(repo):
+            try:
+                return self.http.changed(_check_runs_path(repo, sha), etag, params={"per_page": PER_PAGE})
+            except ForgeError as exc:
+                if not self._refused(repo, exc):
+                    raise
+        return self.http.changed(_status_path(repo, sha), etag, params={"per_page": PER_PAGE})
 
     def failed_checks(self, repo: str, sha: str, tail_bytes: int = 16_384) -> list[FailedCheck]:
         failed: list[FailedCheck] = []
-        for run in self.http.pages(_check_runs_path(repo, sha), {"per_page": PER_PAGE}, key="check_runs"):
-            if run.get("conclusion") in FAILING:
-                detailed = len(failed) < MAX_DETAILED
-                failed.append(self._failed_run(repo, run, tail_bytes) if detailed else _plain_run(run))
+        if self._check_runs_usable(repo):
+            try:
+                runs = self.http.pages(_check_runs_path(repo, sha), {"per_page": PER_PAGE}, key="check_runs")
+                for run in runs:
+                    if run.get("conclusion") in FAILING:
+                        detailed = len(failed) < MAX_DETAILED
+                        failed.append(
+                            self._failed_run(repo, run, tail_bytes) if detailed else _plain_run(run)
+                        )
+                self.refused_checks.pop(repo, None)
+            except ForgeError as exc:
+                if not self._refused(repo, exc):
+                    raise
         failed.extend(self._failed_statuses(repo, sha))
         return failed
 
@@ -298,8 +366,7 @@ class GitHubClient(RestForge):
 
     def _failed_statuses(self, repo: str, sha: str) -> Iterator[FailedCheck]:
         """The failing commit statuses (the combined status holds the latest of each context)."""
-        path = f"{_repo_path(repo)}/commits/{quote(sha, safe='')}/status"
-        combined = self.http.json("GET", path, params={"per_page": PER_PAGE})
+        combined = self.http.json("GET", _status_path(repo, sha), params={"per_page": PER_PAGE})
         for status in combined.get("statuses") or ():
             if status.get("state") in FAILING_STATUS:
                 description = str(status.get("description") or "")
@@ -332,3 +399,7 @@ def _repo_path(repo: str) -> str:
 
 def _check_runs_path(repo: str, sha: str) -> str:
     return f"{_repo_path(repo)}/commits/{quote(sha, safe='')}/check-runs"
+
+
+def _status_path(repo: str, sha: str) -> str:
+    return f"{_repo_path(repo)}/commits/{quote(sha, safe='')}/status"

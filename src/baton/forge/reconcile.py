@@ -1,7 +1,8 @@
 """The reconcile: what webhooks missed, found by asking the forge (GitHub does not redeliver a failed
 delivery; a service that was down missed them all).
 
-One pass, per configured repository:
+One pass, per configured repository (a failure to read one thread, or one PR's checks, is reported
+and the pass goes on; what it read is recorded, and what it could not is read again by the next pass):
 
 - **one** request lists the issues and PRs updated since the oldest of the repo's bound threads was
   last looked at (every page; nothing updated: one request for the whole repository);
@@ -90,19 +91,45 @@ def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report) -> None:
     report.threads += len(bindings)
     by_number = {b.number: b for b in bindings} | {b.pr: b for b in bindings if b.pr is not None}
     since = min((b.seen_at for b in bindings), default=started - FIRST_LOOK) - SKEW
+    unread: set[int] = set()  # bindings a read failed for: not marked seen, so the next pass reads them
     for info in client.updated_since(repo, since):
         binding = by_number.get(info.number)
-        events = (
-            _bound(loop, forge, repo, info, binding) if binding else _triggers(loop, forge, repo, info, since)
-        )
+        try:
+            events = (
+                _bound(loop, forge, repo, info, binding)
+                if binding
+                else _triggers(loop, forge, repo, info, since)
+            )
+        except ForgeError as exc:  # one thread's failure is that thread's: the pass goes on
+            _failed(report, f"{forge}:{repo}#{info.number}", exc)
+            if binding is not None:
+                unread.add(binding.number)
+            continue
         _handle(loop, events, report)
     prs = [b for b in bindings if b.pr is not None and b.head_sha and b.status != BindingStatus.CLOSED]
     # a round trip each (~100 ms to github.com): a few at once, so 1,000 PRs stay well within the pass
     with ThreadPoolExecutor(CHECKS_AT_ONCE, thread_name_prefix="baton-reconcile") as pool:
-        found = list(pool.map(lambda binding: _checks(loop, forge, binding), prs))
-    for events in found:
-        _handle(loop, events, report)
-    loop.store.mark_seen(forge, repo, [(b.number, b.etag) for b in bindings], started)
+        found = list(pool.map(lambda binding: _checks_of(loop, forge, binding), prs))
+    for pr, answer in zip(prs, found, strict=True):
+        if isinstance(answer, ForgeError):
+            _failed(report, f"{forge}:{repo}#{pr.pr} (checks)", answer)
+            unread.add(pr.number)
+            continue
+        _handle(loop, answer, report)
+    seen = [(b.number, b.etag) for b in bindings if b.number not in unread]
+    loop.store.mark_seen(forge, repo, seen, started)
+
+
+def _failed(report: Report, what: str, exc: ForgeError) -> None:
+    report.errors.append(f"{what}: {exc}")
+    log.warning("forge reconcile of %s: %s", what, exc)
+
+
+def _checks_of(loop: ForgeLoop, forge: str, binding: Binding) -> list[ForgeEvent] | ForgeError:
+    try:
+        return _checks(loop, forge, binding)
+    except ForgeError as exc:
+        return exc
 
 
 def _handle(loop: ForgeLoop, events: list[ForgeEvent], report: Report) -> None:

@@ -254,6 +254,11 @@ class ForgeCore:
         self._moved(r, branch, old, sha, author)
         return sha
 
+    def refuse_check_runs(self, repo: str, refused: bool = True) -> None:
+        """Answer the repository's check-run reads 403, as GitHub may for a fine-grained token on a
+        private repository (it has no Checks permission); commit statuses stay readable."""
+        self.repo(repo).check_runs_refused = refused
+
     def protect(self, repo: str, branch: str, *, allow_push: bool = False) -> None:
         """Protect a branch as GitHub's branch protection does: a push to it over git is refused with
         GitHub's words (``GH006: Protected branch update failed``), or, with ``allow_push``, only a

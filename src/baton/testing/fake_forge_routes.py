@@ -223,6 +223,8 @@ def _sha(c: Call) -> str:
 def list_check_runs(c: Call) -> Reply:
     sha, name, status = _sha(c), c.arg("check_name"), c.arg("status")
     repo = c.fake.repo(c.repo_name)
+    if repo.check_runs_refused:
+        raise ForgeRefused(403, "Resource not accessible by personal access token")
     with c.fake.lock:
         runs = [r for r in repo.check_runs if r.head_sha == sha]
         if c.arg("filter", "latest") == "latest":

@@ -196,6 +196,7 @@ class Repo:
     check_runs: list[CheckRun] = field(default_factory=list)
     statuses: list[Status] = field(default_factory=list)
     fork_of: str | None = None  # the full name of the repository this one is a fork of
+    check_runs_refused: bool = False  # a fine-grained token on a private repository: check runs are 403
 
     @property
     def full_name(self) -> str:
