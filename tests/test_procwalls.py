@@ -218,3 +218,20 @@ def test_a_real_cli_sees_only_its_own_processes(
         f"a leak in request {n} to the mock" for n, r in enumerate(model.requests) if scene.leaks(str(r.body))
     ]
     assert not problems, f"{agent}: {problems}\n{seen[:3000]}"
+
+
+@pytest.mark.parametrize(
+    ("options", "hides"),
+    [("rw", False), ("rw,hidepid=invisible", False), ("rw,hidepid=ptraceable", True), ("rw,hidepid=4", True)],
+)
+def test_doctor_reads_the_hosts_proc_options(tmp_path: Path, options: str, hides: bool) -> None:
+    """Without a namespace, what the agent sees is the host's /proc: ``hidepid=ptraceable`` there hides
+    the others (``invisible`` does not: every agent is baton's uid)."""
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "21 27 0:20 / /sys rw,nosuid - sysfs sysfs rw\n"
+        f"22 27 0:21 / /proc rw,relatime - proc proc {options}\n"
+        "23 22 0:22 / /proc/sys/fs/binfmt_misc rw - binfmt_misc binfmt_misc rw\n"
+    )
+    assert mountns.host_hides(str(info)) is hides
+    assert mountns.host_hides(str(tmp_path / "none")) is False

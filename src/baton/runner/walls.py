@@ -21,7 +21,8 @@ resolved: the kernel sees inodes, not the names that reach them.
   Never the system's secrets (:data:`SECRETS`: ``/etc/shadow``, ``sudoers``, ssh host keys, ...), which
   a root agent could otherwise read: in the agent's mount namespace an empty file is bound over each;
   without one, ``/etc`` (and any directory on the way to a secret) is granted child by child, links
-  skipped (the kernel checks a link's target, which stays as walled as before).
+  skipped (the kernel checks a link's target, which stays as walled as before): +2.6 ms per start
+  idle, +6.4 ms at load 6 (~190 rules instead of 30), paid only by a root baton without namespaces.
 - **Devices**, read, write, truncate and ioctl: ``/dev/null``, ``zero``, ``full``, ``random``,
   ``urandom``, ``tty``, ``ptmx`` and ``pts/`` (terminals for tools that allocate a pty). Not
   ``/dev/shm``: it is shared by every process on the machine (PostgreSQL's dynamic shared memory
@@ -317,8 +318,10 @@ def _around(path: str, hidden: list[str], rights: Fs, seen: set[str]) -> list[tu
 
 
 def secrets() -> list[str]:
-    """The :data:`SECRETS` on this host, resolved."""
-    return _resolve(found for pattern in SECRETS for found in glob.glob(pattern))
+    """The :data:`SECRETS` on this host that baton's user (hence its agents) could read, resolved:
+    for an unprivileged baton usually none (they are root's), so walls cost nothing more there."""
+    found = _resolve(path for pattern in SECRETS for path in glob.glob(pattern))
+    return [path for path in found if os.access(path, os.R_OK)]
 
 
 def _sparing(path: str, spared: list[str]) -> list[str]:
