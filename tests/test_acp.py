@@ -164,3 +164,23 @@ def test_a_local_transcript_is_trusted_by_its_own_format(tmp_path: Path) -> None
     )
     events.write_bytes(b"\x00\x01 not json\n")
     assert _damage([events, workspace], None) == "events.jsonl does not parse as JSONL"
+
+
+@pytest.mark.parametrize("pids", [1, 2])
+def test_a_bridge_under_the_process_limit_says_so_in_one_line(
+    settings: Settings, src_repo: Path, pids: int
+) -> None:
+    """Under ``BATON_RUN_PIDS`` the bridge cannot start its agent (1: no fork) or the thread that reads
+    it (2): the run ends ``limited``, and its log has one line saying why, never a Python traceback."""
+    from baton.runner import cgroups
+
+    assert "pids" in cgroups.probe().enforces(), "this host enforces no process limit: nothing to test"
+    result = go(settings, src_repo, "hello", pids=pids)
+    assert result.run.outcome == Outcome.LIMITED, (result.run.outcome, result.run.error)
+    log = Path(result.run.log_path).read_text()
+    assert "Traceback" not in log and 'File "' not in log, log
+    said = [json.loads(line) for line in log.splitlines()]
+    stderr = [e["line"] for e in said if e.get("type") == "baton.stderr"]
+    assert len(stderr) == 1 and stderr[0].startswith("acpbridge: cannot "), stderr
+    assert "process limit, BATON_RUN_PIDS" in stderr[0]
+    assert result.attempts[0].error and "BATON_RUN_PIDS" in result.attempts[0].error

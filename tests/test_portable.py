@@ -539,3 +539,71 @@ def test_an_acp_agent_on_a_new_machine_with_the_same_mount_path(
     assert third.session.agent_session_id == first.session.agent_session_id
     assert model.history_counts() == [FIRST[agent] + 2 * i for i in range(3)]
     assert "turn 1" in model.texts()[-1] and (worktree(third) / "notes.md").read_text() == "untracked on A\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", ["copilot", "opencode"])
+def test_an_acp_agent_moves_to_another_baton_home(
+    agent: str, a: Settings, b: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Turn three on worker B, whose ``BATON_HOME`` is another path (the fleet docs give each worker
+    its own): the conversation hydrated there is loaded by id with its whole history, in B's worktree.
+    OpenCode binds a session to the directory and project it was made in: baton rewrites them on
+    hydrate (:meth:`baton.agents.opencode.OpenCodeAgent.after_hydrate`)."""
+    module, name = MOCKS[agent]
+    with getattr(importlib.import_module(module), name)() as model:
+        for variable, value in model.env().items():
+            monkeypatch.setenv(variable, value)
+        for home in (a.home, b.home):
+            model.configure_home(home / "homes" / agent)
+
+        def turn(settings: Settings, prompt: str) -> RunResult:
+            request = RunRequest(agent=agent, repo=str(src_repo), thread="t1", prompt=prompt)
+            result = run(request, settings=settings)
+            assert result.ok, (result.run.mode, result.run.error)
+            return result
+
+        first = turn(a, "turn 1")
+        (worktree(first) / "notes.md").write_text("untracked on A\n")
+        turn(a, "turn 2")
+        third = turn(b, "turn 3")
+        fourth = turn(b, "turn 4")
+    assert worktree(third) != worktree(first) and str(b.home) in str(worktree(third))
+    assert third.run.mode == fourth.run.mode == Mode.RESUME, third.run.note
+    assert third.session.agent_session_id == fourth.session.agent_session_id == first.session.agent_session_id
+    assert model.history_counts() == [FIRST[agent] + 2 * i for i in range(4)]
+    assert "turn 1" in model.texts()[-1] and (worktree(third) / "notes.md").read_text() == "untracked on A\n"
+
+
+@pytest.mark.slow
+def test_an_opencode_conversation_that_cannot_move_is_recovered_not_wedged(
+    a: Settings, b: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the hydrated conversation cannot be rebound to B's worktree (here: the rebind undone, as a
+    release of OpenCode whose database baton does not know would leave it), OpenCode loads it but would
+    fail every prompt: the bridge sees that OpenCode does not list it for B's worktree, the turn is
+    ``session_lost`` and recovered with a recap, and the next turn resumes the new conversation."""
+    from baton.agents import opencode
+    from baton.models import Outcome, PromptKind
+    from baton.testing.mock_openai_agents import MockOpenCode
+
+    with MockOpenCode() as model:
+        for home in (a.home, b.home):
+            model.configure_home(home / "homes" / "opencode")
+
+        def turn(settings: Settings, prompt: str) -> RunResult:
+            request = RunRequest(agent="opencode", repo=str(src_repo), thread="t1", prompt=prompt)
+            result = run(request, settings=settings)
+            assert result.ok, (result.run.mode, result.run.error)
+            return result
+
+        first = turn(a, "turn 1")
+        monkeypatch.setattr(opencode, "rebind", lambda *args: False)
+        moved = turn(b, "turn 2")
+        after = turn(b, "turn 3")
+    assert [x.outcome for x in moved.attempts] == [Outcome.SESSION_LOST, Outcome.SUCCEEDED]
+    assert moved.attempts[0].error and "bound to another directory" in moved.attempts[0].error
+    assert moved.run.mode == Mode.RECOVER and moved.run.prompt_kind == PromptKind.RECAP
+    assert moved.session.agent_session_id != first.session.agent_session_id
+    assert after.run.mode == Mode.RESUME and after.session.agent_session_id == moved.session.agent_session_id
+    assert "turn 1" in model.texts()[-1], "the recap carried the first turn"

@@ -44,6 +44,12 @@ class AcpAgent(AgentBase):
         not_found=NOT_FOUND,
     )
     acp_args: ClassVar[tuple[str, ...]] = ()  # what makes the CLI speak ACP on stdio (``acp``)
+    # the agent binds a conversation to the directory it was made in: a load it does not list for the
+    # worktree is a lost conversation (recovered), not a prompt that fails every turn
+    bound_to_cwd: ClassVar[bool] = False
+    # the variable that protects the agent's own server (its password), given a fresh random value for
+    # each turn by the bridge, inside the walls: never in argv, a log, the store or baton's memory
+    server_secret_env: ClassVar[str] = ""
 
     def __init__(self, name: str, home: Path, command: list[str] | None = None) -> None:
         super().__init__(home)
@@ -81,6 +87,10 @@ class AcpAgent(AgentBase):
             argv += ["--session", need_session(session_id, mode)]
         elif mode not in (Mode.FRESH, Mode.RECOVER):
             raise AgentError(f"mode {mode.value!r} cannot be launched directly")
+        if self.bound_to_cwd:
+            argv += ["--bound", "1"]
+        if self.server_secret_env:
+            argv += ["--secret-env", self.server_secret_env]
         argv += ["--", *self.command, *self.acp_args, *self.access_args(access)]
         # ACP's slash commands are prompts that start with "/" (OpenCode runs them): never a user's
         return Launch(argv=argv, env=self.home_env(), stdin=self.prompt_stdin(guard_prompt(prompt, ("/",))))

@@ -32,10 +32,12 @@ import contextlib
 import json
 import os
 import queue
+import secrets
 import signal
 import subprocess
 import sys
 import threading
+import traceback
 from typing import Any
 
 PROTOCOL_VERSION = 1
@@ -150,7 +152,15 @@ def known(peer: Peer, info: dict[str, Any], session: str) -> bool:
     return isinstance(listed, list) and any(_dict(s).get("sessionId") == session for s in listed)
 
 
-def turn(peer: Peer, session: str | None, cwd: str, prompt: str) -> int:
+def listed(peer: Peer, info: dict[str, Any], session: str, cwd: str) -> bool:
+    """Whether the agent lists ``session`` among those of ``cwd`` (True when it cannot list)."""
+    if "list" not in _dict(_dict(info.get("agentCapabilities")).get("sessionCapabilities")):
+        return True
+    listed = _dict(peer.call("session/list", {"cwd": cwd}).get("result")).get("sessions")
+    return isinstance(listed, list) and any(_dict(s).get("sessionId") == session for s in listed)
+
+
+def turn(peer: Peer, session: str | None, cwd: str, prompt: str, bound: bool = False) -> int:
     """The turn's steps (see the module docstring); the exit code."""
     started = peer.call(
         "initialize",
@@ -164,6 +174,14 @@ def turn(peer: Peer, session: str | None, cwd: str, prompt: str) -> int:
         emit({"type": "acp.error", "step": "initialize", "error": started["error"]})
         return 1
     if session:
+        info = _dict(started.get("result"))
+        if bound and not listed(peer, info, session, cwd) and known(peer, info, session):
+            # bound to another directory (a move to another BATON_HOME that could not be rebound): the
+            # agent would load it, then fail every prompt (and list it here once loaded): a lost
+            # conversation, recovered with a recap
+            said = f"the conversation {session} is bound to another directory than {cwd}"
+            emit({"type": "acp.error", "step": "session/load", "session_not_found": True, "error": said})
+            return 2
         peer.replaying = True
         loaded = peer.call("session/load", {"sessionId": session, "cwd": cwd, "mcpServers": []})
         peer.replaying = False
@@ -202,32 +220,66 @@ def turn(peer: Peer, session: str | None, cwd: str, prompt: str) -> int:
     return 0 if stop == "end_turn" else 1
 
 
-def main(argv: list[str]) -> int:
-    """``acpbridge --access LEVEL --cwd DIR [--session ID] -- AGENT ARGV…``; the prompt on stdin."""
-    args = {"--access": "read", "--cwd": os.getcwd(), "--session": ""}
+def options(argv: list[str]) -> tuple[dict[str, str], list[str]] | None:
+    """``acpbridge --access LEVEL --cwd DIR [--session ID] [--bound 1] [--secret-env NAME] -- AGENT
+    ARGV…``: the options and the agent's argv; None (said on stderr) when they are not that."""
+    args = {"--access": "read", "--cwd": os.getcwd(), "--session": "", "--bound": "", "--secret-env": ""}
     while argv and argv[0] != "--":
         if argv[0] not in args or len(argv) < 2:
             sys.stderr.write(f"acpbridge: unknown or incomplete option {argv[0]!r}\n")
-            return 2
+            return None
         args[argv[0]], argv = argv[1], argv[2:]
-    command = argv[1:]
-    if not command:
+    if not argv[1:]:
         sys.stderr.write("acpbridge: no agent command after --\n")
+        return None
+    return args, argv[1:]
+
+
+def start(command: list[str], secret_env: str, access: str) -> Peer | str:
+    """The agent started and read, or why it could not be. ``secret_env``: the variable that gets a
+    password made here, for this turn only (so it is in no argv, log or file, nor in baton's memory)."""
+    env = dict(os.environ)
+    if secret_env:
+        env[secret_env] = secrets.token_urlsafe(32)
+    try:
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    except OSError as exc:
+        return f"cannot start {os.path.basename(command[0])}: {reason(exc)}"
+    try:
+        return Peer(proc, access)
+    except RuntimeError as exc:  # no thread to read the agent with
+        proc.kill()
+        proc.wait()
+        return f"cannot read {os.path.basename(command[0])}: {reason(exc)}"
+
+
+def main(argv: list[str]) -> int:
+    """One turn (see the module docstring and :func:`options`); the prompt on stdin. ``--bound``: the
+    agent binds a conversation to its directory (a load it does not list for ``--cwd`` is lost);
+    ``--secret-env``: the agent's variable for the password of the HTTP server it starts for itself."""
+    parsed = options(argv)
+    if parsed is None:
         return 2
+    args, command = parsed
     prompt = sys.stdin.buffer.read().decode("utf-8", "replace")
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    peer = Peer(proc, args["--access"])
+    peer = start(command, args["--secret-env"], args["--access"])
+    if isinstance(peer, str):
+        return fail("start", peer)
+    proc = peer.proc
 
     def stop(_signum: int, _frame: object) -> None:  # baton's timeout or cancel: end the turn cleanly
         if peer.session:
             with contextlib.suppress(OSError):
                 peer.send({"method": "session/cancel", "params": {"sessionId": peer.session}})
-        threading.Timer(CANCEL_GRACE, proc.kill).start()
+        try:
+            threading.Timer(CANCEL_GRACE, proc.kill).start()
+        except RuntimeError:  # no thread for the grace: end it now
+            proc.kill()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        code = turn(peer, args["--session"] or None, args["--cwd"], prompt)
+        code = turn(peer, args["--session"] or None, args["--cwd"], prompt, bound=bool(args["--bound"]))
     finally:
         if proc.stdin is not None:
             with contextlib.suppress(OSError):
@@ -239,5 +291,31 @@ def main(argv: list[str]) -> int:
     return code
 
 
+def reason(exc: BaseException) -> str:
+    """Why a process or thread could not start, in words: EAGAIN (or Python's "can't start new thread")
+    is the run's process limit."""
+    if isinstance(exc, BlockingIOError) or "can't start new thread" in str(exc):
+        return "the run may start no more processes or threads (its process limit, BATON_RUN_PIDS)"
+    return f"{exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+
+
+def fail(step: str, said: str) -> int:
+    """One line on stderr and one error event, never a traceback (the run's log shows both)."""
+    sys.stderr.write(f"acpbridge: {said}\n")
+    with contextlib.suppress(OSError):
+        emit({"type": "acp.error", "step": step, "error": said})
+    return 1
+
+
+def entry(argv: list[str]) -> int:
+    """:func:`main`, whose unforeseen failure is one line naming where, not a traceback in the run's log."""
+    try:
+        return main(argv)
+    except Exception as exc:  # the last word of a process whose stderr is the run's log
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" (acpbridge.py line {frames[-1].lineno})" if frames else ""
+        return fail("bridge", f"{type(exc).__name__}: {reason(exc)}{where}")
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(entry(sys.argv[1:]))

@@ -5,8 +5,10 @@ loaded by id (``session/load`` replays the history); a missing id is the generic
 error: OpenCode service failure``, which the bridge tells apart with ``session/list``. Everything of a home
 is under the XDG variables, which point into the key's home; all its conversations are one SQLite
 database in WAL mode, ``data/opencode/opencode.db`` (with ``-wal`` and ``-shm``: the WAL is not merged at
-exit), which is what a snapshot keeps. A session is bound to the directory it was made in: baton's
-worktree paths are stable, and moves keep ``BATON_HOME`` at one path.
+exit), which is what a snapshot keeps. A session is bound to the directory it was made in: loaded in
+another (a worktree of another ``BATON_HOME``) every prompt fails "OpenCode service failure", so a
+hydrated conversation is rebound to the key's worktree (:mod:`baton.agents.opencode_db`), and one that
+still is not listed for the worktree is lost (the bridge's ``--bound``: a recap, never a wedged key).
 
 Offline and hostile-input hygiene: no update check, no sharing, no model catalogue fetch, no LSP
 downloads, no project ``opencode.json`` (a repository's config is the repository's, not the operator's),
@@ -15,6 +17,13 @@ permission config (``OPENCODE_PERMISSION``), every permission decided so that it
 question fails its whole prompt): ``read`` denies edits and the shell (the tools are not even offered),
 ``edit`` allows edits only, ``full`` both; the walls hold whatever it does. A prompt starting with ``/``
 would run one of its commands: the adapter guards it.
+
+Its server answers only its own turn: OpenCode listens on 127.0.0.1 whatever its config says
+(``--hostname``; ``server.mdns`` alone would make it every interface), and behind HTTP basic auth with
+``OPENCODE_SERVER_PASSWORD``, which its ACP side sends too: the bridge sets it to a fresh random value for
+each turn (:attr:`OpenCodeAgent.server_secret_env`), in no argv, log or file. Without it any local user
+read its config (a provider's ``apiKey``) and the worktree's files through it (issue 42; measured on
+1.18.33: 401 for every route now, ``tests/test_acp_servers_real.py``).
 
 Walled, two ports more. ``opencode acp`` is a client of its own HTTP server (it listens on 127.0.0.1,
 port 4096 else any, and its ACP side calls it there): the walls refuse that ``connect`` (EACCES) and
@@ -44,6 +53,7 @@ from typing import Any
 
 from baton.agents.acp import AcpAgent, platform_binary
 from baton.agents.base import Launch, Turn, find_binary
+from baton.agents.opencode_db import rebind
 from baton.models import Access, Mode
 from baton.settings import Settings
 
@@ -84,7 +94,11 @@ SERVER_URL = "OPENCODE_ACP_SERVER_BASE_URL"
 
 
 class OpenCodeAgent(AcpAgent):
-    acp_args = ("acp",)
+    # its server on loopback whatever the operator's config says (``server.mdns`` alone would make it
+    # listen on every interface), behind a password made for each turn (see the module docstring)
+    acp_args = ("acp", "--hostname", LOOPBACK, "--mdns=false")
+    bound_to_cwd = True
+    server_secret_env = "OPENCODE_SERVER_PASSWORD"
     auth_hint = "a model provider in the OpenCode config (homes/opencode/config/opencode/opencode.json)"
     config_files = (CONFIG, "data/opencode/auth.json")
     # a provider's key in the environment (OpenCode finds those providers itself), or its config or
@@ -158,7 +172,7 @@ class OpenCodeAgent(AcpAgent):
             # port named here, chosen free a moment before (another process could take it meanwhile:
             # then OpenCode cannot listen and the turn fails), that port only, for this launch only
             port = free_port()
-            argv = [*argv, "--hostname", LOOPBACK, "--port", str(port)]
+            argv = [*argv, "--port", str(port)]
             env[SERVER_URL] = f"http://{LOOPBACK}:{port}"
         return Launch(argv, env, made.new_session_id, made.stdin)
 
@@ -170,6 +184,11 @@ class OpenCodeAgent(AcpAgent):
         lock = config / "package-lock.json"
         if not lock.is_file():
             lock.write_text(json.dumps({"packages": {"": {"dependencies": {"@opencode-ai/plugin": "*"}}}}))
+
+    def after_hydrate(self, session_id: str, cwd: Path) -> None:
+        """Bind the hydrated conversation to ``cwd``: OpenCode fails every prompt of a session made in
+        another directory (:mod:`baton.agents.opencode_db`)."""
+        rebind(self._home / "data" / "opencode" / DATABASE[0], session_id, str(cwd))
 
     def transcript_files(self, session_id: str) -> list[Path]:
         data = self._home / "data" / "opencode"

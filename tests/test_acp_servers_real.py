@@ -1,0 +1,194 @@
+"""What an ACP agent serves during a turn, probed as a hostile neighbour would (issue 42, item 2).
+
+OpenCode's ACP side is a client of an HTTP server it starts for itself; without a password that server
+answered any local user — its configuration (a provider's ``apiKey`` included) and the worktree's files.
+Each real ACP CLI runs a turn against its mock model, which holds the reply back; meanwhile every socket
+the turn's processes listen on is found (``/proc``) and probed: as another uid (``nobody``), without a
+password and with another one, and from another key's agent (the fake agent inside its own walls). None
+reads anything, and the turn itself succeeds (the agent's own client has the turn's password).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from baton import RunRequest, RunResult, run
+from baton.agents import get_agent
+from baton.settings import Settings
+from baton.testing._http import MockServer
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.slow
+
+NOBODY = 65534
+PYTHON = "/usr/bin/python3"  # the system's: another user cannot read the virtualenv's under /root
+HOLD = 12.0  # seconds the mock holds each reply back: the turn is running while it is probed
+PATHS = ("/config", "/file/content?path=README.md", "/session", "/provider")
+# A GET of ``url`` with an optional ``user:password``: the status and the body's start, or why it failed.
+PROBE = """
+import base64, sys, urllib.error, urllib.request
+request = urllib.request.Request(sys.argv[1])
+if sys.argv[2]:
+    request.add_header("Authorization", "Basic " + base64.b64encode(sys.argv[2].encode()).decode())
+try:
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        print(answer.status, answer.read(4000).decode("utf-8", "replace"))
+except urllib.error.HTTPError as error:
+    print(error.code, error.read(2000).decode("utf-8", "replace"))
+except OSError as error:
+    print("unreachable", error)
+"""
+
+
+@pytest.fixture(params=["copilot", "opencode"])
+def agent(request: pytest.FixtureRequest, settings: Settings) -> str:
+    name = str(request.param)
+    assert get_agent(name, settings).version(), f"the real {name} CLI did not answer --version"
+    return name
+
+
+@pytest.fixture
+def probe_script() -> Iterator[Path]:
+    """The probe as a file any user can read (pytest's temporary directories are the owner's only)."""
+    with tempfile.TemporaryDirectory(prefix="baton-probe-") as folder:
+        Path(folder).chmod(0o755)
+        path = Path(folder) / "probe.py"
+        path.write_text(PROBE)
+        path.chmod(0o644)
+        yield path
+
+
+def turn_pids(home: Path) -> list[int]:
+    """The processes working in a worktree under ``home``: the bridge, the agent and its children."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "cwd").startswith(str(home / "worktrees")):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def socket_inodes(pids: list[int]) -> set[str]:
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def listening(pids: list[int]) -> tuple[list[tuple[str, int]], list[str]]:
+    """The TCP (address, port) and Unix socket paths the processes listen on."""
+    inodes = socket_inodes(pids)
+    tcp = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                address, port = fields[1].split(":")
+                tcp.append((address, int(port, 16)))
+    unix = []
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[6] in inodes and int(fields[3], 16) & 0x10000:  # __SO_ACCEPTCON: listening
+            unix.append(fields[7] if len(fields) > 7 else "(unnamed)")
+    return tcp, unix
+
+
+def probe(script: Path, url: str, auth: str = "", user: int | None = None) -> str:
+    out = subprocess.run(
+        [PYTHON, "-S", str(script), url, auth],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        user=user,
+        group=user,
+        extra_groups=[] if user is not None else None,
+        cwd="/",
+    )
+    return (out.stdout + out.stderr).strip()
+
+
+def test_an_acp_agents_servers_serve_nobody_else(
+    agent: str, model: MockServer[Any], settings: Settings, src_repo: Path, probe_script: Path
+) -> None:
+    model.delay = HOLD
+    results: list[RunResult] = []
+    turn = threading.Thread(
+        target=lambda: results.append(
+            run(RunRequest(agent=agent, repo=str(src_repo), thread="served", prompt="hi"), settings=settings)
+        )
+    )
+    turn.start()
+    try:
+        wait_for(lambda: model.requests, timeout=120, what=f"{agent}'s first model request")
+        tcp, unix = listening(turn_pids(settings.home))
+        print(f"{agent} listens on TCP {tcp}, Unix {unix}")
+        assert all(address in ("0100007F", "00000000000000000000000001000000") for address, _ in tcp), (
+            "a server on an interface other than loopback"
+        )
+        said: list[str] = []
+        for _, port in tcp:
+            for path in PATHS:
+                url = f"http://127.0.0.1:{port}{path}"
+                said += [
+                    probe(probe_script, url, user=NOBODY),  # another user of the machine
+                    probe(probe_script, url, "opencode:" + "x" * 43, user=NOBODY),  # with a guess
+                    probe(probe_script, url),  # this uid without the turn's password
+                ]
+        for path in unix:  # another user cannot connect to a socket of the run's (or there is none)
+            said.append(probe(probe_script, f"http://unix{path}", user=NOBODY))
+        if agent == "opencode":
+            assert tcp, "OpenCode's own server was not found: the probe would prove nothing"
+            neighbour = _neighbour_probe(settings, src_repo, [p for _, p in tcp])
+            said.append(neighbour)
+            assert neighbour.count("\n") + 1 >= len(tcp), neighbour
+    finally:
+        turn.join(timeout=300)
+    print("\n".join(said))
+    assert said or not tcp
+    assert not any(line.startswith("200") for line in said), said
+    assert all(line.startswith(("401", "unreachable")) for line in said), said
+    assert not any("mock-key" in line or "apiKey" in line for line in said), "the provider's key was served"
+    (result,) = results
+    assert result.ok, result.run.error
+
+
+def _neighbour_probe(settings: Settings, src_repo: Path, ports: list[int]) -> str:
+    """Another key's agent (the fake agent, in its own walls) asks the same server for its config."""
+    commands = " ; ".join(
+        f"{PYTHON} -S -c {shlex.quote(PROBE)} http://127.0.0.1:{port}/config '' >> probe.txt 2>&1"
+        for port in ports
+    )
+    request = RunRequest(agent="fake", repo=str(src_repo), thread="neighbour", prompt="look around")
+    previous = os.environ.get("FAKE_AGENT_RUN")
+    os.environ["FAKE_AGENT_RUN"] = commands
+    try:
+        result = run(request, settings=settings)
+    finally:
+        if previous is None:
+            os.environ.pop("FAKE_AGENT_RUN", None)
+        else:
+            os.environ["FAKE_AGENT_RUN"] = previous
+    assert result.ok, result.run.error
+    return (Path(result.session.worktree) / "probe.txt").read_text().strip()
