@@ -57,8 +57,11 @@ def test_claude_from_an_issue_to_a_pr_that_listens(
     settled(service, fake, 1)
     refused = [a for a in service.store.list_audit(50) if a["action"] == "forge.refused"]
     assert any("mallory" in a["detail"]["reason"] for a in refused), refused
-    # baton's own status comments came back as deliveries too, and triggered nothing
-    assert any("own user" in a["detail"]["reason"] for a in refused)
+    # baton's own status comments came back as deliveries too: they triggered nothing, and are no
+    # refusal (not audited, not counted in baton_forge_refused_total); each refusal is one row
+    assert not any("own user" in a["detail"]["reason"] for a in refused), refused
+    identities = [a["detail"]["identity"] for a in refused]
+    assert len(identities) == len(set(identities)), identities
 
     # a review with two inline comments is one turn
     fake.review(

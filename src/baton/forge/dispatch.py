@@ -2,7 +2,10 @@
 
 :func:`handle` takes one :class:`~baton.forge.model.ForgeEvent` (from a webhook or the reconcile) through
 these gates, in order, and records what it decided in the audit log (``forge.accepted`` /
-``forge.refused`` with the reason):
+``forge.refused`` with the reason) **once per event** — when the event is first stored under its identity
+(a refused one is kept as ``dropped``), so a redelivery, a second webhook or the reconcile's find of it
+adds no row; an accepted event that is not acted on (not a trigger, no bound thread) is not audited, and
+baton's own comments (refused by rule) are not either: they are no one's attempt to steer it:
 
 1. the repository is configured (else ``ignored``);
 2. the trust policy (:func:`baton.forge.trust.judge`, code, never the prompt) accepts the actor: as an
@@ -32,7 +35,7 @@ from dataclasses import replace
 
 from baton.errors import BadInput, Busy
 from baton.fleet import jobs
-from baton.forge import merging, prompts
+from baton.forge import merging, prompts, records
 from baton.forge.config import RepoConfig
 from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
@@ -43,13 +46,12 @@ from baton.forge.model import (
     EventRecord,
     EventStatus,
     FeedbackKind,
-    ForgeError,
     ForgeEvent,
     Outcome,
     Trigger,
 )
 from baton.forge.threads import bind_thread, by_head
-from baton.forge.trust import judge
+from baton.forge.trust import is_own, judge
 from baton.models import Access, JobStatus, OnConflict, SyncHow
 from baton.runner.request import RunRequest
 from baton.store.leases import key_lease
@@ -69,8 +71,9 @@ def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> O
         return Outcome("ignored", f"{event.forge}:{event.repo} is not a configured repository")
     forge = loop.forge(event.forge)
     decision = judge(event, repo, forge, lambda login: loop.permission(event.forge, event.repo, login))
-    _audit(loop, event, decision, delivery)
     if not decision.accepted:
+        if not is_own(event.actor.login, forge):  # baton's own words are no refusal: not audited
+            records.refuse(loop, event, decision, delivery)
         return Outcome("dropped", decision.reason)
     if event.number == 0:  # a commit status: its PR is the one at its head
         found = by_head(loop, event.forge, event.repo, event.head_sha or "") if event.head_sha else None
@@ -87,15 +90,17 @@ def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> O
         return Outcome("ignored", f"{binding.conversation} is closed", binding=binding.conversation)
     ready = _prepare(loop, event, binding)
     if isinstance(ready, str):
-        return _store(loop, event, binding, decision, EventStatus.DROPPED, ready)
-    return _accept(loop, ready, binding, decision)
+        return _store(loop, event, binding, decision, EventStatus.DROPPED, ready, delivery)
+    return _accept(loop, ready, binding, decision, delivery)
 
 
-def _accept(loop: ForgeLoop, event: ForgeEvent, binding: Binding, decision: Decision) -> Outcome:
+def _accept(
+    loop: ForgeLoop, event: ForgeEvent, binding: Binding, decision: Decision, delivery: str | None
+) -> Outcome:
     resumes = event.kind == FeedbackKind.COMMENT and not decision.quoted
     if binding.status == BindingStatus.NEEDS_HUMAN and not resumes:
-        return _store(loop, event, binding, decision, EventStatus.HELD, "the thread needs a human")
-    stored = _store(loop, event, binding, decision, EventStatus.PENDING, decision.reason)
+        return _store(loop, event, binding, decision, EventStatus.HELD, "the thread needs a human", delivery)
+    stored = _store(loop, event, binding, decision, EventStatus.PENDING, decision.reason, delivery)
     if stored.status == "duplicate":
         return stored
     if binding.status == BindingStatus.NEEDS_HUMAN:
@@ -107,8 +112,16 @@ def _accept(loop: ForgeLoop, event: ForgeEvent, binding: Binding, decision: Deci
 
 
 def _store(
-    loop: ForgeLoop, event: ForgeEvent, binding: Binding, decision: Decision, status: EventStatus, why: str
+    loop: ForgeLoop,
+    event: ForgeEvent,
+    binding: Binding,
+    decision: Decision,
+    status: EventStatus,
+    why: str,
+    delivery: str | None = None,
 ) -> Outcome:
+    """The event stored once by its identity (a duplicate otherwise), and its trust decision audited
+    then — once per event, however many deliveries and reconciles bring it."""
     record = EventRecord(
         forge=event.forge,
         repo=event.repo,
@@ -123,6 +136,7 @@ def _store(
     )
     if loop.store.add_forge_event(record) is None:
         return Outcome("duplicate", f"{event.identity} was acted on already", binding=binding.conversation)
+    records.audit(loop, event, decision, delivery)
     names = {EventStatus.PENDING: "accepted", EventStatus.HELD: "held", EventStatus.DROPPED: "dropped"}
     return Outcome(names.get(status, status.value), why, binding=binding.conversation)
 
@@ -142,7 +156,13 @@ def _bind(loop: ForgeLoop, event: ForgeEvent, repo: RepoConfig, decision: Decisi
     if event.trigger == Trigger.LABEL and not trigger.matches_label(event.signature or ""):
         return f"label {event.signature!r} is not one of {', '.join(trigger.names) or 'the trigger labels'}"
     return bind_thread(
-        loop, event.forge, event.repo, event.number, trigger.agent, actor=_who(event), access=trigger.access
+        loop,
+        event.forge,
+        event.repo,
+        event.number,
+        trigger.agent,
+        actor=records.who(event),
+        access=trigger.access,
     )
 
 
@@ -178,14 +198,14 @@ def _ci(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent | st
     failing = client.failed_checks(event.repo, sha)
     refused = getattr(client, "refused_checks", {}).get(event.repo)
     if refused:
-        _note_once(loop, binding, "check-runs-refused", f"{CHECKS_REFUSED}: {refused[0]}")
+        records.note_once(loop, binding, "check-runs-refused", f"{CHECKS_REFUSED}: {refused[0]}")
     if not failing:
         return f"no check of {sha[:12]} fails now"
     names = sorted({c.name for c in failing})
     signature = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
     waiting = [c for c in failing if c.conclusion == "action_required"]
     if len(waiting) == len(failing):
-        _say_once(loop, binding, f"approval:{sha}", _approval_text(sha, names))
+        records.say_once(loop, binding, f"approval:{sha}", _approval_text(sha, names))
         return f"CI on {sha[:12]} waits for a maintainer's approval (said on the PR)"
     return replace(
         event, identity=f"ci:{sha}:{signature}", head_sha=sha, checks=tuple(failing), signature=signature
@@ -342,7 +362,7 @@ def _needs_human(loop: ForgeLoop, binding: Binding, why: str) -> None:
         f"A comment from someone with write access resumes it (mention {loop.forge(binding.forge).mention} "
         "or just say what to do)."
     )
-    _say_once(loop, binding, f"needs_human:{loop.clock():.0f}", text)
+    records.say_once(loop, binding, f"needs_human:{loop.clock():.0f}", text)
 
 
 def _resume(loop: ForgeLoop, binding: Binding, event: ForgeEvent) -> None:
@@ -352,61 +372,4 @@ def _resume(loop: ForgeLoop, binding: Binding, event: ForgeEvent) -> None:
     held = loop.store.forge_events(binding.forge, binding.repo, binding.number, status=EventStatus.HELD)
     # what waited while the thread needed a human is stale by now: the person's comment says what next
     loop.store.set_forge_events([e.id for e in held if e.id is not None], EventStatus.DROPPED, "superseded")
-    loop.store.audit("forge.resumed", binding.conversation, _who(event), {"by": event.identity})
-
-
-def _say_once(loop: ForgeLoop, binding: Binding, identity: str, text: str) -> None:
-    """A comment baton posts once per identity (stored as a dropped event: the store's key is the once)."""
-    marker = EventRecord(
-        forge=binding.forge,
-        repo=binding.repo,
-        number=binding.number,
-        identity=f"said:{identity}",
-        kind=FeedbackKind.COMMENT,
-        status=EventStatus.DROPPED,
-        event={},
-        received_at=loop.clock(),
-        reason="baton's own comment",
-    )
-    if loop.store.add_forge_event(marker) is None:
-        return
-    try:
-        loop.client(binding.forge).post_comment(binding.repo, binding.pr or binding.number, text)
-    except ForgeError as exc:
-        log.warning("forge %s: could not comment: %s", binding.conversation, exc)
-
-
-def _note_once(loop: ForgeLoop, binding: Binding, identity: str, why: str) -> None:
-    """A note on the thread, once (``baton forge show`` lists it among the events; nothing is posted)."""
-    loop.store.add_forge_event(
-        EventRecord(
-            forge=binding.forge,
-            repo=binding.repo,
-            number=binding.number,
-            identity=f"note:{identity}",
-            kind=FeedbackKind.CI_FAILURE,
-            status=EventStatus.DROPPED,
-            event={},
-            received_at=loop.clock(),
-            reason=why[:1000],
-        )
-    )
-
-
-def _audit(loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str | None) -> None:
-    detail = {
-        "identity": event.identity,
-        "kind": event.kind.value,
-        "trigger": event.trigger.value,
-        "reason": decision.reason,
-        "access": decision.access.value if decision.access else None,
-        "quoted": decision.quoted,
-        "delivery": delivery,
-        "url": event.url,
-    }
-    action = "forge.accepted" if decision.accepted else "forge.refused"
-    loop.store.audit(action, f"{event.forge}:{event.repo}#{event.number}", _who(event), detail)
-
-
-def _who(event: ForgeEvent) -> str:
-    return f"forge:{event.forge}:{event.actor.login}"
+    loop.store.audit("forge.resumed", binding.conversation, records.who(event), {"by": event.identity})

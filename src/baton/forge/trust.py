@@ -168,6 +168,11 @@ def _refuse(reason: str) -> Decision:
     return Decision(False, None, False, reason)
 
 
+def is_own(login: str, forge: ForgeConfig) -> bool:
+    """Whether ``login`` is baton's own user on ``forge`` (``name`` and ``name[bot]`` alike)."""
+    return bool(login) and _bare(login) == _bare(forge.user)
+
+
 def _bare(login: str) -> str:
     return login.casefold().removesuffix("[bot]")
 

@@ -1,0 +1,100 @@
+"""What the dispatcher keeps of its decisions besides turns: the audit log's one row per event
+(:func:`audit`, :func:`refuse`: a refused event is kept ``dropped`` under its identity, so the store's
+unique key makes its refusal audited once however often it arrives), and what baton says or notes on a
+thread once (:func:`say_once`: a comment posted on the forge; :func:`note_once`: a note ``baton forge
+show`` lists, nothing posted), each once per identity by the same key."""
+
+from __future__ import annotations
+
+import logging
+
+from baton.forge.loop import ForgeLoop
+from baton.forge.model import (
+    Binding,
+    Decision,
+    EventRecord,
+    EventStatus,
+    FeedbackKind,
+    ForgeError,
+    ForgeEvent,
+)
+from baton.models import Access
+
+log = logging.getLogger("baton.forge")
+
+
+def say_once(loop: ForgeLoop, binding: Binding, identity: str, text: str) -> None:
+    """A comment baton posts once per identity (stored as a dropped event: the store's key is the once)."""
+    marker = EventRecord(
+        forge=binding.forge,
+        repo=binding.repo,
+        number=binding.number,
+        identity=f"said:{identity}",
+        kind=FeedbackKind.COMMENT,
+        status=EventStatus.DROPPED,
+        event={},
+        received_at=loop.clock(),
+        reason="baton's own comment",
+    )
+    if loop.store.add_forge_event(marker) is None:
+        return
+    try:
+        loop.client(binding.forge).post_comment(binding.repo, binding.pr or binding.number, text)
+    except ForgeError as exc:
+        log.warning("forge %s: could not comment: %s", binding.conversation, exc)
+
+
+def note_once(loop: ForgeLoop, binding: Binding, identity: str, why: str) -> None:
+    """A note on the thread, once (``baton forge show`` lists it among the events; nothing is posted)."""
+    loop.store.add_forge_event(
+        EventRecord(
+            forge=binding.forge,
+            repo=binding.repo,
+            number=binding.number,
+            identity=f"note:{identity}",
+            kind=FeedbackKind.CI_FAILURE,
+            status=EventStatus.DROPPED,
+            event={},
+            received_at=loop.clock(),
+            reason=why[:1000],
+        )
+    )
+
+
+def refuse(loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str | None) -> None:
+    """A refused event, kept (dropped, with the reason: ``baton forge show`` lists it) and audited once
+    per identity: a redelivery or the reconcile's find of it is no second refusal."""
+    bound = loop.store.get_binding(event.forge, event.repo, event.number) if event.number else None
+    record = EventRecord(
+        forge=event.forge,
+        repo=event.repo,
+        number=bound.number if bound else event.number,  # a PR's event is its issue's thread's
+        identity=event.identity,
+        kind=event.kind,
+        status=EventStatus.DROPPED,
+        event=event.to_json(),
+        received_at=loop.clock(),
+        access=Access.READ,
+        reason=decision.reason,
+    )
+    if loop.store.add_forge_event(record) is not None:
+        audit(loop, event, decision, delivery)
+
+
+def audit(loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str | None) -> None:
+    detail = {
+        "identity": event.identity,
+        "kind": event.kind.value,
+        "trigger": event.trigger.value,
+        "reason": decision.reason,
+        "access": decision.access.value if decision.access else None,
+        "quoted": decision.quoted,
+        "delivery": delivery,
+        "url": event.url,
+    }
+    action = "forge.accepted" if decision.accepted else "forge.refused"
+    loop.store.audit(action, f"{event.forge}:{event.repo}#{event.number}", who(event), detail)
+
+
+def who(event: ForgeEvent) -> str:
+    return f"forge:{event.forge}:{event.actor.login}"
