@@ -125,3 +125,28 @@ def test_refused_check_runs_degrade_to_commit_statuses(
     assert len(notes) == 1 and "commit statuses only" in notes[0]["reason"] and "403" in notes[0]["reason"]
     assert shown["binding"]["seen_at"] > 0  # the pass was recorded
     assert pr.number == shown["binding"]["pr"]
+
+
+def test_bind_says_in_one_line_what_is_wrong(cli: Cli, env: dict[str, str], fake: FakeForge) -> None:
+    missing = cli("forge", "bind", f"github:{REPO}#999", env=env)
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert "Traceback" not in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+    assert f"github:{REPO}#999: the forge has no issue or pull request #999" in missing.stderr
+    as_json = cli("forge", "bind", f"github:{REPO}#999", "--json", env=env)
+    error = json.loads(as_json.stdout)["error"]
+    assert as_json.returncode == 2 and error["type"] == "NotFound" and error["exit_code"] == 2
+    issue = fake.open_issue(REPO, "alice", "Add notes", "Please.")
+    refused = cli("forge", "bind", f"github:{REPO}#{issue}", env={**env, "BATON_GIT_TOKEN": "wrong-token"})
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr and "BATON_GIT_TOKEN" in refused.stderr
+    assert "wrong-token" not in refused.stderr
+    unknown = cli("forge", "bind", f"github:{REPO}#{issue}", "--agent", "nope", env=env)
+    assert unknown.returncode == 2 and "unknown agent 'nope'" in unknown.stderr, unknown.stderr
+    assert cli("forge", "ls", "--json", env=env).stdout.strip() == "[]"  # nothing was bound
+    assert cli("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    again = cli("forge", "bind", f"github:{REPO}#{issue}", env=env)  # as it is bound: fine
+    assert again.returncode == 0 and "is bound to fake" in again.stdout
+    other = cli("forge", "bind", f"github:{REPO}#{issue}", "--agent", "codex", env=env)
+    assert other.returncode == 2 and "is already bound, to agent 'fake'" in other.stderr, other.stderr
+    shown = json.loads(cli("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
+    assert shown["binding"]["agent"] == "fake"

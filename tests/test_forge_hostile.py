@@ -218,3 +218,20 @@ def test_a_pr_from_a_fork_is_read_in_the_fork_and_nothing_is_pushed(
     assert (dict(fake.branches(REPO)), dict(fake.branches("mallory/api"))) == before  # nothing pushed
     [status] = fake.comments(REPO, pr, login="baton-bot")
     assert "read-only thread pushes nothing" in status.body
+
+
+def test_the_bind_api_checks_the_agent_the_issue_and_a_rebind(
+    fake: FakeForge, forge_service: Service
+) -> None:
+    issue = fake.open_issue(REPO, "alice", "Task", "")
+    with forge_service.client("run") as http:
+        body = {"forge": "github", "repo": REPO, "number": issue}
+        nope = http.post("/v1/forge/threads", json={**body, "agent": "nope"})
+        assert nope.status_code == 422 and "unknown agent 'nope'" in nope.json()["detail"]
+        missing = http.post("/v1/forge/threads", json={**body, "number": 999})
+        assert missing.status_code == 404 and "#999" in missing.json()["detail"]
+        assert http.post("/v1/forge/threads", json=body).status_code == 201
+        assert http.post("/v1/forge/threads", json=body).status_code == 201  # as bound: the binding
+        other = http.post("/v1/forge/threads", json={**body, "agent": "claude"})
+        assert other.status_code == 409 and "already bound" in other.json()["detail"]
+        assert [b["agent"] for b in http.get("/v1/forge/threads").json()] == ["fake"]

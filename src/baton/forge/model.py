@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from baton.errors import BatonError
 from baton.models import Access, Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
 
 __all__ = ["Binding", "BindingStatus", "EventRecord", "EventStatus", "FeedbackKind"]  # kept by the store
@@ -178,6 +179,13 @@ class ForgeError(Exception):
     def transient(self) -> bool:
         """Worth retrying: no answer, a timeout, 429 or a 5xx."""
         return self.status == 0 or self.status == 429 or self.status >= 500
+
+
+class ForgeUnreachable(BatonError):
+    """A forge a command needed refused baton's token or failed (exit 4, as an unreachable remote);
+    the message names the token's variable when it was refused."""
+
+    exit_code = 4
 
 
 class ForgeClient(Protocol):

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from baton.errors import BadInput
+from baton.errors import BadInput, NotFound
 from baton.forge.config import ForgeConfig, ForgeSettings, load_forges
+from baton.forge.http import RateLimited
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import (
     Binding,
@@ -24,9 +25,12 @@ from baton.forge.model import (
     EventRecord,
     EventStatus,
     FeedbackKind,
+    ForgeError,
     ForgeKind,
+    ForgeUnreachable,
+    ThreadInfo,
 )
-from baton.keys import parse_repo, validate_thread
+from baton.keys import parse_repo, validate_agent, validate_thread
 from baton.models import Access
 from baton.store.base import ForgeStore
 
@@ -45,14 +49,33 @@ def bind_thread(
     access: Access | None = None,
 ) -> Binding:
     """Bind the issue or PR to a thread (the forge is asked what it is); the stored binding when it is
-    bound already. BadInput for a repository that is not configured, or a key bound elsewhere."""
+    bound already as asked. BadInput for a repository that is not configured, an agent baton does not
+    know (as ``baton run -a``), a key bound elsewhere, or an issue bound already to another agent or
+    thread (:class:`AlreadyBound`); NotFound when the forge has no such issue or PR;
+    :class:`ForgeUnreachable` when the forge refuses the token (naming its variable) or fails."""
     config = loop.repo(forge, repo)
     if config is None:
         raise BadInput(f'{forge}:{repo} is not a configured repository ([repo."{repo}"] in config.toml)')
+    if agent is not None:
+        from baton.agents import AGENTS
+
+        validate_agent(agent, AGENTS)
+    if thread is not None:
+        validate_thread(thread)
     existing = loop.store.get_binding(forge, repo, number)
     if existing is not None:
+        differs = [
+            f"{name} {have!r}"
+            for name, asked, have in (("agent", agent, existing.agent), ("thread", thread, existing.thread))
+            if asked is not None and asked != have
+        ]
+        if differs:
+            raise AlreadyBound(
+                f"{existing.conversation} is already bound, to {' and '.join(differs)}: "
+                f"unbind it first (baton forge unbind {existing.conversation})"
+            )
         return existing
-    info = loop.client(forge).thread(repo, number)
+    info = _thread(loop, forge, repo, number)
     url = config.repo_url(loop.forge(forge))
     fork = info.is_pr and info.from_fork
     if fork and info.head_clone_url:  # a fork's PR: its code is in the fork, read there, never pushed
@@ -78,6 +101,29 @@ def bind_thread(
         "forge.bind", stored.conversation, actor, {"thread": stored.thread, "agent": stored.agent}
     )
     return stored
+
+
+class AlreadyBound(BadInput):
+    """The issue or PR is bound already, to another agent or thread than asked."""
+
+
+def _thread(loop: ForgeLoop, forge: str, repo: str, number: int) -> ThreadInfo:
+    """The issue or PR as the forge describes it, its failures as a person reads them."""
+    try:
+        return loop.client(forge).thread(repo, number)
+    except ForgeError as exc:
+        config = loop.forge(forge)
+        if exc.status == 404:
+            raise NotFound(
+                f"{forge}:{repo}#{number}: the forge has no issue or pull request #{number} in {repo} "
+                f"(or {config.user} cannot see it)"
+            ) from None
+        if exc.status in (401, 403) and not isinstance(exc, RateLimited):
+            raise ForgeUnreachable(
+                f"{forge}:{repo}#{number}: the forge refused baton's token ({exc.status}): check "
+                f"{config.token_env} (the token of {config.user}) — {exc}"
+            ) from None
+        raise ForgeUnreachable(f"{forge}:{repo}#{number}: {exc}") from None
 
 
 def unbind_thread(loop: ForgeLoop, forge: str, repo: str, number: int, actor: str = "cli") -> bool:

@@ -18,10 +18,10 @@ from baton.fleet.executor import Executor
 from baton.forge import publish
 from baton.forge.config import ForgeSettings
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import BindingStatus, ForgeError
+from baton.forge.model import BindingStatus, ForgeError, ForgeUnreachable
 from baton.forge.reconcile import reconcile
 from baton.forge.schedule import Schedule
-from baton.forge.threads import bind_thread, thread_state, unbind_thread
+from baton.forge.threads import AlreadyBound, bind_thread, thread_state, unbind_thread
 from baton.models import TokenScope
 from baton.service.auth import Actor, require
 from baton.settings import Settings
@@ -86,13 +86,28 @@ def thread(
     return state
 
 
-@router.post("/v1/forge/threads", status_code=201, summary="Bind an issue or PR to a thread")
+@router.post(
+    "/v1/forge/threads",
+    status_code=201,
+    summary="Bind an issue or PR to a thread",
+    responses={
+        404: {"description": "the forge has no such issue or pull request"},
+        409: {"description": "the issue or PR is bound already, to another agent or thread"},
+        422: {"description": "bad input: an unknown agent, a bad thread, a repository not configured"},
+        502: {"description": "the forge refused baton's token (its variable named) or failed"},
+    },
+)
 def bind(request: Request, actor: Runner, body: BindBody) -> dict[str, Any]:
+    """Bind an issue or PR to a thread: the agent is checked as ``baton run -a`` checks it (422), the
+    issue or PR is asked of the forge (404 when it has none); binding it again as bound returns the
+    binding, with another agent or thread is a 409."""
     loop = loop_of(request)
     try:
         binding = bind_thread(loop, body.forge, body.repo, body.number, body.agent, body.thread, actor.name)
-    except ForgeError as exc:
-        raise HTTPException(502, f"the forge answered: {exc}") from exc
+    except AlreadyBound as exc:
+        raise HTTPException(409, str(exc)) from None
+    except (ForgeUnreachable, ForgeError) as exc:
+        raise HTTPException(502, str(exc)) from None
     return binding.to_json()
 
 
