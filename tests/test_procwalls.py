@@ -50,6 +50,7 @@ pytestmark = pytest.mark.slow
 
 OWN = "own-42-child"  # in the agent's child's argv; its command spells it own-4''2-child
 TIMEOUT = 240.0
+SHELL_AT_READ = {"claude", "codex"}  # the CLIs whose shell runs at read (Claude: the operator allows Bash)
 
 
 @dataclass(frozen=True)
@@ -192,28 +193,48 @@ def test_doctor_says_what_agents_see(home: Path, monkeypatch: pytest.MonkeyPatch
 # -- the real CLIs ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=sorted(MOCKS))
-def agent(request: pytest.FixtureRequest, settings: Settings) -> str:
-    return real_cli(str(request.param), settings)
+# Every CLI at full; at read those that reach /proc at all: Gemini at read refuses its shell ("denied
+# by policy") and any path outside the workspace to its file tools (measured), so it proves nothing there.
+CASES = [(agent, Access.FULL) for agent in sorted(MOCKS)]
+CASES += [(agent, Access.READ) for agent in sorted(MOCKS) if agent != "gemini"]
 
 
+@pytest.mark.parametrize(("agent", "access"), CASES, ids=lambda v: str(getattr(v, "value", v)))
 def test_a_real_cli_sees_only_its_own_processes(
-    agent: str, settings: Settings, src_repo: Path, scene: Scene, request: pytest.FixtureRequest
+    agent: str,
+    access: Access,
+    settings: Settings,
+    src_repo: Path,
+    scene: Scene,
+    request: pytest.FixtureRequest,
 ) -> None:
-    """Each real CLI at ``full`` (where its shell tool runs at every CLI), its shell tool asked for
-    the scene's command by its mock."""
+    """Each real CLI at ``read`` and ``full``, its shell tool asked for the scene's command by its
+    mock; at ``read``, where the CLI refuses its shell (Gemini, Copilot, OpenCode), its file-read tool
+    asked for the canary processes' ``/proc/<pid>/cmdline`` and the shadow files, and, to show that
+    it reads ``/proc`` at all, ``/proc/self/status``."""
+    real_cli(agent, settings)
     mocked: Callable[[str, Path], Any] = request.getfixturevalue("start_mock")
     model = mocked(agent, settings.home / "homes" / agent)
-    prompt = "Look around:\n" + TOOLS[agent]["shell"](scene.command())
+    reads = access == Access.READ and agent not in SHELL_AT_READ
+    if reads:
+        paths = [f"/proc/{pid}/cmdline" for pid in scene.pids.values()]
+        paths += ["/etc/shadow", "/etc/gshadow", "/proc/self/status"]
+        prompt = "Look around:\n" + "\n".join(TOOLS[agent]["read"](path) for path in paths)
+    else:
+        prompt = "Look around:\n" + TOOLS[agent]["shell"](scene.command())
     asked = RunRequest(
-        agent=agent, repo=str(src_repo), thread="procs", prompt=prompt, access=Access.FULL, timeout=TIMEOUT
+        agent=agent, repo=str(src_repo), thread="procs", prompt=prompt, access=access, timeout=TIMEOUT
     )
     result = run(asked, settings=settings)
     assert result.run.outcome == Outcome.SUCCEEDED and result.run.confined, result.run.error
     results = results_by_call(agent, model)
-    assert len(results) == 1, results
-    seen = results[0]
-    problems = check(scene, seen)
+    assert len(results) == (5 if reads else 1), results
+    seen = "\n".join(results)
+    if reads:
+        problems = scene.leaks(seen)
+        problems += [] if "PPid:" in results[-1] else ["/proc/self/status was not read"]
+    else:
+        problems = check(scene, seen)
     problems += [
         f"a leak in request {n} to the mock" for n, r in enumerate(model.requests) if scene.leaks(str(r.body))
     ]
