@@ -1,7 +1,8 @@
 """What a walled agent sees of the machine's processes and secrets (issue 42): in its own mount
 namespace, ``/proc`` is a fresh procfs with ``hidepid=ptraceable`` (baton.runner.mountns), so
-``ls /proc`` and ``/proc/*/cmdline`` show its own run's processes only, and ``/etc/shadow`` (with the
-other :data:`baton.runner.walls.SECRETS`) is an empty file there, or refused by Landlock without one.
+``ls /proc`` and ``/proc/*/cmdline`` show its own run's processes only, and ``/etc/shadow`` (with
+the other :data:`baton.runner.hostsecrets.SECRETS`) is an empty file there, or refused by Landlock
+without one.
 
 The scene: two processes hold a canary in their argv while the agent runs — a *bystander* started by
 this test unconfined (a concurrent ``baton run`` with its prompt, a database's command line) and

@@ -25,7 +25,7 @@ host refuses a fresh procfs (a container whose ``/proc`` has masked paths: the k
 ``/proc/net`` is the network namespace's, whatever the procfs: its ``unix``, ``tcp`` and ``udp``
 tables stay readable (socket paths and addresses, no process's argv).
 
-The system's secrets in ``/etc`` (:data:`baton.runner.walls.SECRETS`: ``shadow``, ``sudoers``, ssh host
+The system's secrets in ``/etc`` (:mod:`baton.runner.hostsecrets`: ``shadow``, ``sudoers``, ssh host
 keys, ...) are masked by an empty, mode-0 file or directory bound over each, so that ``/etc`` stays one
 bind (Landlock alone hides them by granting ``/etc``'s other children one by one).
 
@@ -57,8 +57,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from baton.runner import hostsecrets
 from baton.runner.landlock import Ruleset
-from baton.runner.walls import READ, Rules, Walls, named, prepare, rules, ruleset, secrets
+from baton.runner.walls import READ, Rules, Walls, named, prepare, rules, ruleset
 
 _CLONE_NEWNS = 0x00020000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
@@ -146,7 +147,7 @@ def layout(walls: Walls, found: Rules | None = None, proc: bool | None = None) -
     for path in [*binds, *links]:
         dirs.update(_parents(path))
     base = os.path.join(walls.home, BASE)
-    masks = tuple(sorted(p for p in secrets() if _bound(p, binds)))
+    masks = tuple(sorted(p for p in hostsecrets.readable() if _bound(p, binds)))
     return Layout(
         tuple(sorted(dirs)),
         tuple(sorted(files)),

@@ -18,11 +18,9 @@ resolved: the kernel sees inodes, not the names that reach them.
   whole because processes come and go; Landlock's ptrace rule already refuses another domain's
   ``/proc/<pid>/environ``, ``mem``, ``fd`` and ``cwd`` (and hides the other processes altogether in
   the agent's own mount namespace, whose procfs has ``hidepid=ptraceable``: :mod:`baton.runner.mountns`).
-  Never the system's secrets (:data:`SECRETS`: ``/etc/shadow``, ``sudoers``, ssh host keys, ...), which
-  a root agent could otherwise read: in the agent's mount namespace an empty file is bound over each;
-  without one, ``/etc`` (and any directory on the way to a secret) is granted child by child, links
-  skipped (the kernel checks a link's target, which stays as walled as before): +2.6 ms per start
-  idle, +6.4 ms at load 6 (~190 rules instead of 30), paid only by a root baton without namespaces.
+  Never the system's secrets (:mod:`baton.runner.hostsecrets`: ``/etc/shadow``, ``sudoers``, ssh host
+  keys, ...) that baton's user could read, i.e. as root: masked in the agent's mount namespace,
+  spared child by child without one.
 - **Devices**, read, write, truncate and ioctl: ``/dev/null``, ``zero``, ``full``, ``random``,
   ``urandom``, ``tty``, ``ptmx`` and ``pts/`` (terminals for tools that allocate a pty). Not
   ``/dev/shm``: it is shared by every process on the machine (PostgreSQL's dynamic shared memory
@@ -60,7 +58,6 @@ What the walls do not stop (measured on Linux 6.18, Landlock ABI 7):
 
 from __future__ import annotations
 
-import glob
 import os
 import sys
 from collections.abc import Iterable, Mapping
@@ -69,6 +66,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from baton.errors import BadInput
+from baton.runner import hostsecrets
 from baton.runner.landlock import Fs, Net, Ruleset, Scope, probe
 from baton.settings import Settings
 
@@ -90,19 +88,6 @@ DROP_CAPS = (2, 12, 13, 16, 17, 19, 21, 22, 32, 33, 34, 38, 39, 40)
 # DAC_READ_SEARCH, NET_ADMIN, NET_RAW, SYS_MODULE, SYS_RAWIO, SYS_PTRACE, SYS_ADMIN, SYS_BOOT,
 # MAC_OVERRIDE, MAC_ADMIN, SYSLOG, PERFMON, BPF, CHECKPOINT_RESTORE
 
-# Root-only files of the system that hold credentials (globs): a root agent reads them otherwise.
-SECRETS = (
-    "/etc/shadow",
-    "/etc/shadow-",
-    "/etc/gshadow",
-    "/etc/gshadow-",
-    "/etc/sudoers",
-    "/etc/sudoers.d",
-    "/etc/ssh/ssh_host_*_key",
-    "/etc/ssl/private",
-    "/etc/security/opasswd",
-    "/etc/krb5.keytab",
-)
 PACKAGE_ROOT = str(
     Path(__file__).resolve().parents[2]
 )  # where baton is installed (the fake agent runs from it)
@@ -317,36 +302,21 @@ def _around(path: str, hidden: list[str], rights: Fs, seen: set[str]) -> list[tu
     return found
 
 
-def secrets() -> list[str]:
-    """The :data:`SECRETS` on this host that baton's user (hence its agents) could read, resolved:
-    for an unprivileged baton usually none (they are root's), so walls cost nothing more there."""
-    found = _resolve(path for pattern in SECRETS for path in glob.glob(pattern))
-    return [path for path in found if os.access(path, os.R_OK)]
-
-
-def _sparing(path: str, spared: list[str]) -> list[str]:
-    """``path``, or when it holds one of ``spared``, its children but the ``spared`` (recursively),
-    links skipped."""
-    if not any(_within(s, [path]) for s in spared):
-        return [path]
-    if path in spared or not os.path.isdir(path) or os.path.islink(path):
-        return []
-    with os.scandir(path) as entries:
-        return [
-            found for entry in entries if not entry.is_symlink() for found in _sparing(entry.path, spared)
-        ]
-
-
 def rules(walls: Walls, masked: bool = False) -> Rules:
     """The Landlock rules for ``walls`` (reads the filesystem, changes nothing). ``masked``: the
-    :data:`SECRETS` are masked by the agent's mount namespace, so the rules need not spare them."""
+    system's secrets (:mod:`~baton.runner.hostsecrets`) are masked by the agent's mount namespace, so
+    the rules need not spare them."""
     hidden = _resolve([walls.home, *walls.hide])
-    spared = [] if masked else secrets()
+    spared = [] if masked else hostsecrets.readable()
     seen: set[str] = set()
     paths: list[tuple[str, Fs]] = []
     for path in _resolve(_readable(walls)):
         if not _within(path, hidden):
-            paths += [(p, r) for part in _sparing(path, spared) for p, r in _around(part, hidden, READ, seen)]
+            paths += [
+                (p, r)
+                for part in hostsecrets.sparing(path, spared)
+                for p, r in _around(part, hidden, READ, seen)
+            ]
     paths += [(path, DEVICE) for path in _resolve(DEVICES)]
     for given, rights in _granted(walls):
         for path in _resolve([given]):
