@@ -13,7 +13,10 @@ repository and a key's linked worktree on ``baton/fake/bench``). Each row interl
 Rows: 13a ``/bin/true`` (the start alone); 13b ``python -c pass`` (a start that opens a few hundred
 files, each now checked against the rules). 13d: the agent's own mount namespace (``runner/mountns``:
 the layout computed from the walls, then in the spawn thread a tmpfs root, one bind per allowed path,
-``pivot_root``) ÷ the same walled start without it, ``/bin/true`` through ``run_process``. A note
+a fresh procfs with ``hidepid=ptraceable``, an empty file over each system secret, ``pivot_root``) ÷
+the same walled start without it, ``/bin/true`` through ``run_process``. As root, the walls without
+a namespace (13a, 13b, 13d's baseline) also spare those secrets, granting ``/etc`` child by child
+(``runner/hostsecrets``). A note
 gives, for information, the same start through ``preexec_fn`` (``Ruleset.child_hook``), which makes
 CPython fork instead of vfork, in this process.
 """

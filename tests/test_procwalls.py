@@ -37,7 +37,7 @@ import pytest
 
 from baton import Outcome, RunRequest, run
 from baton.models import Access
-from baton.runner import confine, mountns, walls
+from baton.runner import confine, hostsecrets, mountns, walls
 from baton.settings import Settings, load_settings
 from tests import test_walls_real
 from tests.conftest import FAST, MOCKS
@@ -257,3 +257,19 @@ def test_doctor_reads_the_hosts_proc_options(tmp_path: Path, options: str, hides
     )
     assert mountns.host_hides(str(info)) is hides
     assert mountns.host_hides(str(tmp_path / "none")) is False
+
+
+def test_sparing_grants_a_directory_but_its_secrets(tmp_path: Path) -> None:
+    """Without a namespace, Landlock grants /etc child by child: every child but a secret, into a
+    directory that holds one, links left out (the kernel checks their target, walled as before)."""
+    etc = tmp_path / "etc"
+    (etc / "ssl" / "private").mkdir(parents=True)
+    (etc / "ssl" / "certs").mkdir()
+    for name in ("passwd", "shadow", "hosts"):
+        (etc / name).write_text(name)
+    (etc / "mtab").symlink_to("/proc/self/mounts")
+    spared = [str(etc / "shadow"), str(etc / "ssl" / "private")]
+    found = sorted(hostsecrets.sparing(str(etc), spared))
+    assert found == [str(etc / "hosts"), str(etc / "passwd"), str(etc / "ssl" / "certs")]
+    assert hostsecrets.sparing(str(etc / "ssl" / "certs"), spared) == [str(etc / "ssl" / "certs")]
+    assert hostsecrets.sparing(str(etc / "shadow"), spared) == []

@@ -9,8 +9,9 @@ says otherwise. Two ways, one per kind of host:
   nothing measurable;
 - without one, Landlock (an allow-list: it cannot deny a subpath of an allowed path) grants ``/etc``
   child by child but the secrets, recursively on the way to each (:func:`sparing`), links skipped (the
-  kernel checks a link's target, which stays as walled as before): ~190 rules instead of 30, +2.6 ms
-  per start idle, +6.4 ms at load 6 (``walls.rules`` and ``walls.ruleset``, as root).
+  kernel checks a link's target, which stays as walled as before): 197 rules instead of 36 here,
+  +2.6 ms per start idle, +2.4 to +9.2 ms at load 6-11 (``walls.rules`` and ``walls.ruleset``, as
+  root; bench/README.md note 16).
 
 Only the secrets baton's user can read count (:func:`readable`): for an unprivileged baton they are
 root's and none does, so neither way costs anything there.
@@ -54,5 +55,18 @@ def sparing(path: str, spared: list[str]) -> list[str]:
         return [path]
     if path in spared or not os.path.isdir(path) or os.path.islink(path):
         return []
+    return _children(path, spared)
+
+
+def _children(path: str, spared: list[str]) -> list[str]:
+    """A directory holding a spared path: its entries' types come with the listing (no stat each)."""
+    found: list[str] = []
     with os.scandir(path) as entries:
-        return [found for entry in entries if not entry.is_symlink() for found in sparing(entry.path, spared)]
+        for entry in entries:
+            if entry.path in spared or entry.is_symlink():
+                continue
+            if not any(_within(s, entry.path) for s in spared):
+                found.append(entry.path)
+            elif entry.is_dir(follow_symlinks=False):
+                found += _children(entry.path, spared)
+    return found
