@@ -620,3 +620,61 @@ def test_command_line_help(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for flag in ("--port", "--secret", "--deliver-to", "--repo", "--user"):
         assert flag in out
+
+
+def test_a_merge_over_the_api_merges_and_sends_the_closed_webhook(fake: FakeForge) -> None:
+    fake.commit(REPO, "feature", {"a.txt": "a\n"})
+    fake.commit(REPO, "main", {"b.txt": "b\n"}, "main moved")  # so the merge is a real one
+    pr = fake.open_pr(REPO, "baton[bot]", "feature")
+    head, base = fake.branches(REPO)["feature"], fake.branches(REPO)["main"]
+    with api(fake, "alice") as c:
+        stale = c.put(f"/repos/{REPO}/pulls/{pr}/merge", json={"sha": "0" * 40})
+        assert stale.status_code == 409
+        merged = c.put(f"/repos/{REPO}/pulls/{pr}/merge", json={"sha": head})
+        assert merged.status_code == 200 and merged.json()["merged"] is True
+        again = c.put(f"/repos/{REPO}/pulls/{pr}/merge", json={})
+        assert again.status_code == 405
+        shown = c.get(f"/repos/{REPO}/pulls/{pr}").json()
+    assert shown["merged"] is True and shown["state"] == "closed"
+    main_now = fake.branches(REPO)["main"]
+    assert main_now == merged.json()["sha"]
+    parents = fake.repo(REPO).git("rev-list", "--parents", "--max-count=1", main_now).split()[1:]
+    assert parents == [base, head]
+    assert fake.repo(REPO).git("show", f"{main_now}:a.txt") == "a"
+    fake.settle()
+    closed = fake.last_delivery("pull_request")
+    assert closed.action == "closed" and closed.payload["pull_request"]["merged"] is True
+
+
+def test_a_conflicting_merge_is_refused(fake: FakeForge) -> None:
+    fake.commit(REPO, "feature", {"README.md": "theirs\n"})
+    fake.commit(REPO, "main", {"README.md": "ours\n"}, "main moved")
+    pr = fake.open_pr(REPO, "baton[bot]", "feature")
+    with api(fake, "alice") as c:
+        assert c.put(f"/repos/{REPO}/pulls/{pr}/merge", json={}).status_code == 405
+    assert fake.issue(REPO, pr).state == "open"
+
+
+def test_the_command_line_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for flag in ("--port", "--git-port"):
+            command = [
+                sys.executable,
+                "-m",
+                "baton.testing.fake_forge",
+                flag,
+                str(port),
+                "--root",
+                str(tmp_path),
+            ]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+            assert done.returncode == 1, done.stderr
+            assert done.stderr.strip() == (
+                f"python -m baton.testing.fake_forge: cannot listen on 127.0.0.1:{port} ({flag}): "
+                "Address already in use"
+            )

@@ -45,6 +45,7 @@ def test_the_tour_has_the_steps_it_promises() -> None:
         "curl",
         "python -m baton.testing.fake_forge",
         "baton forge test",
+        "/merge",
     ):
         assert command in script
     assert not re.search(r"\b[0-9a-f]{8,}\b", script.replace("41234", "")), "no literal run ids to paste"
@@ -104,6 +105,8 @@ def test_the_readme_tour_runs_as_pasted(tmp_path: Path, leftovers: None) -> None
         "true\nbaton/claude/issue-1\nCloses #1.",  # the draft PR baton opened for the issue
         "**succeeded**",  # its one status comment
         "mallory has read access (needs write): dropped",  # the trust policy, audited
+        "merged: true",  # alice's merge over GitHub's API
+        "the worktree is freed",  # it closed the thread and freed its worktree
     ]
     for text in expected:
         assert text in out, f"{text!r} not in the tour's output:\n{out[-6000:]}"

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import functools
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -197,7 +198,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     fake = FakeForge(
         root, secret=args.secret, deliver_to=args.deliver_to, port=args.port, git_port=args.git_port
     )
-    fake.start()
+    try:
+        fake.start()
+    except OSError as exc:  # a port in use: one line and a non-zero exit, never a traceback
+        which = "--git-port" if fake.git._server is None else "--port"
+        port = args.git_port if which == "--git-port" else args.port
+        print(
+            f"{parser.prog}: cannot listen on 127.0.0.1:{port} ({which}): {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     for full_name in args.repo:
         fake.create_repo(full_name)
     for spec in args.user:

@@ -7,7 +7,8 @@ Reads: the repository, a collaborator's permission, issues (``since``, ``state``
 an issue, pull requests, a pull request, comments (``since``), reviews and a review's comments, check
 runs for a ref, a check run's annotations, a job's logs (302 to a download URL), the combined status.
 Writes: a pull request (422 as GitHub), a comment and its edit; and, for driving the fake from outside
-its process, an issue, labels, assignees, a review, a commit status, a check run.
+its process, an issue, labels, assignees, a review, a commit status, a check run, and a pull request's
+merge (a merge commit onto its base, the PR closed merged and its ``pull_request.closed`` sent).
 """
 
 from __future__ import annotations
@@ -308,6 +309,15 @@ def create_review(c: Call) -> Reply:
     return 200, c.fake.render.review(c.fake.repo(c.repo_name), review), {}
 
 
+def merge_pull(c: Call) -> Reply:
+    c.require("write")
+    body = c.body or {}
+    sha = c.fake.merge(
+        c.repo_name, int(c.params["pull_number"]), c.login, body.get("sha"), body.get("commit_title") or ""
+    )
+    return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}, {}
+
+
 def create_status(c: Call) -> Reply:
     body = c.body
     status_id = c.fake.set_status(
@@ -368,6 +378,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/labels", add_labels),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/assignees", add_assignees),
     ("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews", create_review),
+    ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge", merge_pull),
     ("POST", "/repos/{owner}/{repo}/statuses/{sha}", create_status),
     ("POST", "/repos/{owner}/{repo}/check-runs", create_check_run),
 ]

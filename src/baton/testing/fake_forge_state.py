@@ -9,6 +9,7 @@ one counter per fake, so they never collide. Times are seconds since the epoch f
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -207,6 +208,19 @@ class Repo:
             ["git", "-C", str(self.path), *args], capture_output=True, text=True, check=False
         )
         if check and proc.returncode != 0:
+            raise RuntimeError(f"git {' '.join(args)} in {self.full_name}: {proc.stderr.strip()}")
+        return proc.stdout.strip()
+
+    def git_env(self, env: dict[str, str], *args: str) -> str:
+        """:meth:`git` with ``env`` added to this process's environment (a commit's identity)."""
+        proc = subprocess.run(
+            ["git", "-C", str(self.path), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, **env},
+        )
+        if proc.returncode != 0:
             raise RuntimeError(f"git {' '.join(args)} in {self.full_name}: {proc.stderr.strip()}")
         return proc.stdout.strip()
 

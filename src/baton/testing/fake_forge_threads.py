@@ -195,6 +195,42 @@ class ForgeThreads(ForgeCore):
             issue.pr.head_sha_at_close = r.pr_head(issue)
             self._emit("pull_request", "closed", self.payloads.pull_request("closed", r, issue, login))
 
+    def merge(self, repo: str, number: int, login: str, sha: str | None = None, title: str = "") -> str:
+        """Merge an open PR as GitHub's merge button does (a merge commit of its head into its base, made
+        in the bare repository: 405 when it conflicts, 409 when ``sha`` is no longer its head), then
+        close it merged (``pull_request.closed``). The merge commit's sha."""
+        with self._change():
+            r, issue = self.repo(repo), self.issue(repo, number)
+            if issue.pr is None:
+                raise ForgeRefused(404, "Not Found")
+            if issue.state != "open":
+                raise ForgeRefused(405, "Pull Request is not mergeable")
+            head, base = r.pr_head(issue), r.head(issue.pr.base_ref)
+            if sha is not None and sha != head:
+                raise ForgeRefused(409, "Head branch was modified. Review and try the merge again.")
+            if base is None:
+                raise ForgeRefused(405, "Base branch was modified. Review and try the merge again.")
+            tree = r.git("merge-tree", "--write-tree", base, head, check=False)
+            if not tree or "\n" in tree:  # a conflict lists its files after the tree
+                raise ForgeRefused(405, "Pull Request is not mergeable")
+            message = title or f"Merge pull request #{number} from {issue.pr.head_ref}"
+            author = {"GIT_AUTHOR_NAME": login, "GIT_AUTHOR_EMAIL": f"{login}@users.noreply.fake"}
+            commit = r.git_env(
+                {**author, "GIT_COMMITTER_NAME": login, "GIT_COMMITTER_EMAIL": author["GIT_AUTHOR_EMAIL"]},
+                "commit-tree",
+                tree,
+                "-p",
+                base,
+                "-p",
+                head,
+                "-m",
+                message,
+            )
+            r.git("update-ref", f"refs/heads/{issue.pr.base_ref}", commit, base)
+            self._moved(r, issue.pr.base_ref, base, commit, login)
+        self.close(repo, number, login, merged=True)
+        return commit
+
     def review(
         self,
         repo: str,
