@@ -150,3 +150,31 @@ def test_bind_says_in_one_line_what_is_wrong(cli: Cli, env: dict[str, str], fake
     assert other.returncode == 2 and "is already bound, to agent 'fake'" in other.stderr, other.stderr
     shown = json.loads(cli("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
     assert shown["binding"]["agent"] == "fake"
+
+
+def test_the_documented_example_configuration_works_as_pasted(
+    cli: Cli, env: dict[str, str], fake: FakeForge, home: Path
+) -> None:
+    """docs/forge.md's example, only its github.com addresses swapped for the fake's."""
+    docs = (Path(__file__).parents[1] / "docs" / "forge.md").read_text()
+    section = docs[docs.index("## Configuration") :]
+    example = section[section.index("```toml\n") + 8 : section.index("```\n", section.index("```toml\n"))]
+    for real, local in (
+        ("https://api.github.com", fake.api_url),
+        ("https://github.com/acme/api.git", fake.clone_url(REPO)),
+        ("https://github.com", fake.web_url),
+    ):
+        assert real in example
+        example = example.replace(real, local)
+    (home / "config.toml").write_text(example)
+    token = fake.token("baton-bot")
+    variables = {"BATON_GITHUB_TOKEN": token, "BATON_GIT_TOKEN": token, "BATON_WEBHOOK_SECRET": SECRET}
+    done = cli("forge", "test", "--json", env={**env, **variables})
+    checks = json.loads(done.stdout)
+    assert done.returncode == 0, checks
+    whats = {c["what"] for c in checks}
+    assert {f"repo github:{REPO} clone", f"repo github:{REPO} push"} <= whats
+    # the variables the text names are the ones needed: without the clone token, the clone fails
+    done = cli("forge", "test", "--json", env={**env, **variables, "BATON_GIT_TOKEN": ""})
+    failed = [c["what"] for c in json.loads(done.stdout) if not c["ok"]]
+    assert done.returncode == 1 and failed == [f"repo github:{REPO} clone"], failed

@@ -520,3 +520,27 @@ def test_the_audit_log_has_one_decision_per_event_and_none_for_batons_own_commen
     # the refused event is kept on the thread with its reason (forge show lists it)
     [kept] = [e for e in loop.store.forge_events("gh", "acme/api", 42) if e.identity == "comment:2"]
     assert kept.status == EventStatus.DROPPED and "mallory has read access" in (kept.reason or "")
+
+
+def test_a_binding_follows_its_fixed_configuration_with_one_status_comment(
+    loop: ForgeLoop, forge: MemoryForge, origin: Path, tmp_path: Path
+) -> None:
+    right = loop.config.repos[("gh", "acme/api")]
+    wrong = replace(right, clone_url="http://127.0.0.1:9/acme/api.git")  # git is served elsewhere
+    loop.config.repos[("gh", "acme/api")] = wrong
+    assert dispatch.handle(loop, comment(1, "@baton start")).status == "accepted"
+    idle(loop)
+    [failed] = loop.store.list_jobs(limit=5)
+    assert failed.outcome != "succeeded"  # the clone failed
+    assert [c for c in forge.comments_of() if c.startswith("**baton**")]
+    # the operator fixes the configuration; the next turn follows it, no unbind and bind
+    loop.config.repos[("gh", "acme/api")] = right
+    assert dispatch.handle(loop, comment(2, "try again")).status == "accepted"
+    idle(loop)
+    binding = loop.store.get_binding("gh", "acme/api", 42)
+    assert binding is not None and binding.repo_url == str(origin)
+    assert "turn 1" in git(origin, "show", "baton/fake/issue-42:notes.md")
+    statuses = [c for c in forge.comments_of() if c.startswith("**baton**")]
+    assert len(statuses) == 1 and "**succeeded**" in statuses[0]  # the one comment, edited
+    moved = [a for a in loop.store.list_audit(50) if a["action"] == "forge.moved"]
+    assert len(moved) == 1 and moved[0]["detail"]["to"] == str(origin)

@@ -50,7 +50,7 @@ from baton.forge.model import (
     Outcome,
     Trigger,
 )
-from baton.forge.threads import bind_thread, by_head
+from baton.forge.threads import bind_thread, by_head, follow_config
 from baton.forge.trust import is_own, judge
 from baton.models import Access, JobStatus, OnConflict, SyncHow
 from baton.runner.request import RunRequest
@@ -301,6 +301,7 @@ def _over_budget(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) 
 
 
 def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Outcome:
+    binding = follow_config(loop, binding)  # a fixed configuration is followed before the turn
     events = [ForgeEvent.from_json(record.event) for record in pending]
     quoted = any(record.reason == "quoted" for record in pending)  # then all are (see _kick)
     access = Access.READ if quoted else _access(binding, pending)

@@ -64,6 +64,7 @@ def bind_thread(
         validate_thread(thread)
     existing = loop.store.get_binding(forge, repo, number)
     if existing is not None:
+        existing = follow_config(loop, existing)
         differs = [
             f"{name} {have!r}"
             for name, asked, have in (("agent", agent, existing.agent), ("thread", thread, existing.thread))
@@ -101,6 +102,29 @@ def bind_thread(
         "forge.bind", stored.conversation, actor, {"thread": stored.thread, "agent": stored.agent}
     )
     return stored
+
+
+def follow_config(loop: ForgeLoop, binding: Binding) -> Binding:
+    """The binding moved to where its repository's configuration now says baton clones and pushes
+    (``clone_url``, else the forge's ``web_url``), when that changed since it was bound — a thread bound
+    under a wrong configuration follows the fix, keeping its one status comment, its PR, events and
+    budgets. A PR from a fork stays in the fork. The conversation is keyed by the repository's slug: a
+    new URL is a new key, so the old key's session and worktree stay where they are (audited, with
+    both), and the next turn starts in the new one."""
+    config, forge = loop.repo(binding.forge, binding.repo), loop.config.forges.get(binding.forge)
+    fork = binding.access == Access.READ and binding.pr == binding.number  # may be read in a fork: stays
+    if config is None or forge is None or fork:
+        return binding
+    url = config.repo_url(forge)
+    if url == binding.repo_url:
+        return binding
+    old_url, old_slug = binding.repo_url, binding.repo_slug
+    binding.repo_url, binding.repo_slug, binding.updated_at = url, parse_repo(url).slug, loop.clock()
+    loop.store.save_binding(binding)
+    detail = {"from": old_url, "to": url, "old_key": f"{binding.agent} {old_slug} {binding.thread}"}
+    loop.store.audit("forge.moved", binding.conversation, "baton", detail)
+    log.info("forge %s: moved from %s to %s (the configuration changed)", binding.conversation, old_url, url)
+    return binding
 
 
 class AlreadyBound(BadInput):
