@@ -156,6 +156,12 @@ class Agent(Protocol):
         """How the CLI authenticates, as the home's configuration says (read it on the base home)."""
         ...
 
+    def credential(self, env: Mapping[str, str]) -> tuple[str, str] | None:
+        """The credential the CLI authenticates with in ``env`` (read on the base home): where it is
+        found, for people (a variable's name, a file), and the secret, which only a hash may keep (the
+        key of its usage-limit breaker); None when it uses none."""
+        ...
+
     def env_names(self) -> tuple[str, ...]:
         """The environment variables the CLI needs, as fnmatch patterns (``ANTHROPIC_*``): its
         credentials, base URL and its own switches; never one of baton's (``BATON_*``). The runner
@@ -324,6 +330,20 @@ class AgentBase:
         :attr:`credential_files` in this home)."""
         files = tuple(self._home / f for f in self.credential_files)
         return Auth(self.credentials, self.other_credentials, files, self.auth_hint)
+
+    def credential(self, env: Mapping[str, str]) -> tuple[str, str] | None:
+        """The first of :meth:`auth`'s variables set in ``env``, else the first login file it can read
+        (its bytes in hex); None when there is neither."""
+        auth = self.auth()
+        for name in (*auth.names, *auth.also):
+            if value := env.get(name):
+                return name, value
+        for path in auth.files:
+            try:
+                return path.name, path.read_bytes().hex()
+            except OSError:
+                continue
+        return None
 
     def not_logged_in(self, exit_code: int, turn: Turn, stderr: str) -> bool:
         """True, with baton's message put first in ``turn.errors``, when the CLI said it has no valid

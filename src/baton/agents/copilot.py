@@ -38,12 +38,13 @@ TOOL_RULES = {
     Access.FULL: ("--allow-all-tools",),
 }
 NO_TELEMETRY = ("--disable-client-telemetry",)
+GITHUB_TOKENS = ("COPILOT_GITHUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN")  # its order of precedence
 FAILED_CALL = re.compile(r"(?:^|\s|\.\.\.)Error: ")  # its words for a model call that failed
 
 
 class CopilotAgent(AcpAgent):
     acp_args = ("--acp", "--stdio", "--no-auto-update", "--disallow-temp-dir")
-    credentials = ("COPILOT_PROVIDER_API_KEY", "COPILOT_GITHUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN")
+    credentials = ("COPILOT_PROVIDER_API_KEY", *GITHUB_TOKENS)
     auth_hint = (
         "a model provider's key (COPILOT_PROVIDER_BASE_URL, COPILOT_PROVIDER_API_KEY, COPILOT_MODEL) "
         "or a GitHub token"
@@ -93,6 +94,14 @@ class CopilotAgent(AcpAgent):
             return None
         words = out.stdout.split()
         return next((w.strip(".,") for w in words if w[:1].isdigit()), None) if out.returncode == 0 else None
+
+    def credential(self, env: Mapping[str, str]) -> tuple[str, str] | None:
+        """Its own provider's key when a provider is set (a GitHub token then authenticates nothing),
+        else the GitHub token it reads first."""
+        if env.get("COPILOT_PROVIDER_BASE_URL"):
+            key = env.get("COPILOT_PROVIDER_API_KEY")
+            return ("COPILOT_PROVIDER_API_KEY", key) if key else None
+        return next(((name, env[name]) for name in GITHUB_TOKENS if env.get(name)), None)
 
     def model_url(self, env: Mapping[str, str]) -> str | None:
         """Its own provider's address; None for GitHub's service (a login: baton does not know where)."""

@@ -48,6 +48,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,9 @@ PROVIDER_ENV = {
     "openrouter": ("OPENROUTER_API_KEY",),
 }
 ENV_REF = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")  # its config's own references to variables
+FILE_REF = re.compile(r"\{file:([^}]+)\}")  # and to files (a key kept apart from the config)
 CONFIG = "config/opencode/opencode.json"  # in a home: the operator's, copied into each key's
+LOGINS = "data/opencode/auth.json"  # `opencode auth login`'s keys, by provider
 DATABASE = ("opencode.db", "opencode.db-wal", "opencode.db-shm")
 LOOPBACK = "127.0.0.1"
 UNREACHABLE = "Cannot connect to API"  # its words for a provider it could not reach
@@ -100,7 +103,7 @@ class OpenCodeAgent(AcpAgent):
     bound_to_cwd = True
     server_secret_env = "OPENCODE_SERVER_PASSWORD"
     auth_hint = "a model provider in the OpenCode config (homes/opencode/config/opencode/opencode.json)"
-    config_files = (CONFIG, "data/opencode/auth.json")
+    config_files = (CONFIG, LOGINS)
     # a provider's key in the environment (OpenCode finds those providers itself), or its config or
     # `opencode auth login`'s file: a local model's provider needs no key at all
     credentials = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY")
@@ -128,10 +131,51 @@ class OpenCodeAgent(AcpAgent):
 
     def _config(self) -> dict[str, Any]:
         """The home's ``opencode.json`` ({} when there is none or it cannot be read)."""
+        return self._json(CONFIG)
+
+    def _json(self, name: str) -> dict[str, Any]:
+        """A JSON object of the home ({} when there is none or it cannot be read)."""
         try:
-            return _dict(json.loads((self._home / CONFIG).read_text(encoding="utf-8")))
+            return _dict(json.loads((self._home / name).read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError, ValueError):
             return {}
+
+    def credential(self, env: Mapping[str, str]) -> tuple[str, str] | None:
+        """The key of the provider its model is from (``model: "<provider>/<model>"``), as OpenCode
+        finds it: the provider's ``options.apiKey`` in its config (a ``{env:NAME}`` or ``{file:PATH}``
+        reference read), else the provider's standard variable, else ``auth.json``'s entry — never
+        another provider's variable (the Claude key baton holds for Claude Code). Hashed with the
+        provider's ``baseURL``: the same key at another service is another breaker."""
+        config = self._config()
+        provider = str(config.get("model", "")).partition("/")[0]
+        if not provider:  # no model named: OpenCode picks one of the providers it finds itself
+            return super().credential(env)
+        options = _dict(_dict(_dict(config.get("provider")).get(provider)).get("options"))
+        where = f"{options.get('baseURL', '')}\0"
+        key = options.get("apiKey")
+        if isinstance(key, str) and key:  # its own references read, as OpenCode reads them
+            named = ENV_REF.findall(key) + [f"{provider} key file {f}" for f in FILE_REF.findall(key)]
+            value = ENV_REF.sub(lambda m: env.get(m.group(1), ""), key)
+            value = FILE_REF.sub(lambda m: self._key_file(m.group(1)) or "", value)
+            if not value:
+                return None
+            return (named[0] if named else f"{provider} apiKey in opencode.json"), where + value
+        for name in PROVIDER_ENV.get(provider, ()):
+            if env.get(name):
+                return name, where + env[name]
+        login = _dict(self._json(LOGINS).get(provider))
+        if login:
+            return f"{provider} login in auth.json", where + json.dumps(login, sort_keys=True)
+        return None
+
+    def _key_file(self, name: str) -> str | None:
+        """The text of a ``{file:…}`` reference (``~/`` the user's home, a relative path the config's
+        folder), stripped as OpenCode reads it; None when it cannot be read."""
+        path = Path(name).expanduser() if name.startswith("~") else (self._home / CONFIG).parent / name
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def endpoints(self) -> tuple[str, ...]:
         """The ``baseURL`` of each provider in the home's ``opencode.json`` (read on the operator's

@@ -43,21 +43,15 @@ PAST_WAIT = 60.0  # seconds to wait when the agent's reset time is already past
 
 
 def credential(agent: Agent, env: Mapping[str, str]) -> tuple[str, str]:
-    """The breaker's key for the credential ``agent`` runs with in ``env`` and a label for people:
-    the first of its credential variables set (its login file when none is), hashed with the agent's
-    model address; never the secret itself."""
-    auth = agent.auth()
+    """The breaker's key for the credential ``agent`` runs with in ``env`` and a label for people: the
+    one the agent says it uses (:meth:`~baton.agents.base.Agent.credential`: its variable, its config's
+    key, its login file), hashed with the agent's model address; never the secret itself."""
     url = agent.model_url(env) or ""
-    for name in (*auth.names, *auth.also):
-        if value := env.get(name):
-            return _labelled(agent.name, name, f"{url}\0{value}")
-    for path in auth.files:
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        return _labelled(agent.name, path.name, f"{url}\0{data.hex()}")
-    return _labelled(agent.name, "no credential", f"{url}\0{agent.name}")
+    found = agent.credential(env)
+    if found is None:
+        return _labelled(agent.name, "no credential", f"{url}\0{agent.name}")
+    source, secret = found
+    return _labelled(agent.name, source, f"{url}\0{secret}")
 
 
 def _labelled(agent: str, source: str, secret: str) -> tuple[str, str]:
