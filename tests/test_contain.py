@@ -325,6 +325,24 @@ def test_a_disk_filler_ends_its_run_limited_and_other_keys_go_on(
     assert again.run.outcome == Outcome.SUCCEEDED and again.run.mode.value == "resume"
 
 
+def test_a_write_at_the_very_end_of_a_turn_still_ends_it_limited(
+    home: Path, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 MB allocated in milliseconds as the agent's last act, and the agent gone at once: the
+    watch's samples may never see it, the exact measure when the turn ends does. The turn ends
+    ``limited`` with the reason, the 200 MB stay, and the next turn is told (three turns: every one)."""
+    settings = load_settings(overrides={"home": str(home), **FAST, "key_disk": "50M"}, environ={})
+    for n in range(3):
+        result = ask(settings, src_repo, monkeypatch, f"fallocate -l 200M big-{n}.bin", retries=0)
+        big = Path(result.session.worktree) / f"big-{n}.bin"
+        assert result.run.outcome == Outcome.LIMITED, (n, result.run.outcome, result.run.error)
+        assert result.run.error and "over its disk budget of 50 MiB (BATON_KEY_DISK)" in result.run.error
+        assert big.stat().st_size == 200 * 2**20, "the agent's files are kept"
+        big.unlink()
+    told = ask(settings, src_repo, monkeypatch, "true")
+    assert told.run.outcome == Outcome.SUCCEEDED and told.run.prompt_kind.value == "interrupted"
+
+
 def test_an_agent_named_through_dot_dot_starts_in_its_mount_namespace(
     settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -185,6 +185,39 @@ def test_a_key_already_over_at_the_start_is_told_so(key: list[Path], walker: str
     assert re.search(r", 1(\.\d)? MiB over its disk budget of 2 MiB \(BATON_KEY_DISK\): free some", reason)
 
 
+def test_a_write_faster_than_the_watch_is_caught_when_the_turn_ends(key: list[Path], walker: str) -> None:
+    """40 MiB written at once, after the watch's last look and just before the turn ends: the look
+    sees nothing yet, the exact walk at the end does, and the files stay (they are the agent's work)."""
+    watch = DiskWatch(key, 20 * MiB, min_free=0)
+    try:
+        watch.wait()
+        assert watch.stop() is None
+        big = key[0] / "big.bin"
+        with big.open("wb") as out:
+            out.write(os.urandom(40 * MiB))
+            out.flush()
+            os.fsync(out.fileno())
+        # the supervision loop's look right after the write starts a walk at most: it does not stop yet
+        assert watch.stop() is None
+        reason = watch.final()
+        assert reason is not None, "the turn ended over its budget, and nothing said so"
+        assert re.search(
+            r"^the key's files take 40(\.\d)? MiB at the end of the turn, 20(\.\d)? MiB over", reason
+        )
+        assert "(BATON_KEY_DISK): nothing was deleted" in reason and watch.stop() == reason
+        assert big.stat().st_size == 40 * MiB
+    finally:
+        watch.close()
+
+
+def test_a_turn_under_its_budget_ends_without_a_reason(key: list[Path]) -> None:
+    watch = DiskWatch(key, 20 * MiB, min_free=0)
+    (key[0] / "small.bin").write_bytes(b"z" * MiB)
+    assert watch.final() is None
+    watch.close()
+    assert DiskWatch(key, None, min_free=0).final() is None  # no budget: no walk at the end either
+
+
 def test_no_budget_means_no_walk(key: list[Path]) -> None:
     watch = DiskWatch(key, None, min_free=0)
     assert watch.stop() is None and watch.wait() is None and watch.walks == 0

@@ -267,6 +267,7 @@ def _launch(
             stop_when=lambda: contain.check() or disk.stop() or watch.stop(),
             contain=contain,
         )
+        disk.final()  # measured once more now the agent is gone: a write faster than the watch counts too
     finally:
         disk.close()
         if ruleset is not None:

@@ -31,7 +31,12 @@ returns in a quarter of a microsecond (2.4 µs four times a second, when it look
   another frees as much).
 
 So a key that writes faster than the walks are allowed to come may overshoot its budget by what it
-writes between two walks; ``min_free`` bounds the damage to the volume. The budget counts allocated
+writes between two walks; ``min_free`` bounds the damage to the volume. The samples and walks only
+stop a run early: the budget itself is held by **one more exact walk when the turn ends**
+(:meth:`DiskWatch.final`, once the agent's processes are gone), so a write that lands between two
+looks (a 200 MB ``dd`` in its turn's last second) still ends the turn ``limited``, its files kept,
+and the key's next turn is told. A key over its budget when a turn starts is stopped by that turn's
+first walk, or at its end. The budget counts allocated
 blocks, as ``du`` does: a reflinked worktree's files count in full though they share their blocks.
 (Project quotas, where the kernel refuses a write over the limit, would make the budget hard; the
 kernels this was built on have no quota support for XFS or ext4, so it is not tried.)
@@ -41,6 +46,7 @@ The runner makes one per run and closes it when the agent is done::
     disk = DiskWatch.from_settings(settings, [worktree, key_tmp, agent_home])
     try:
         result = run_process(..., stop_when=lambda: model_watch.stop() or disk.stop())
+        over = disk.final()  # the budget held however fast the agent wrote
     finally:
         disk.close()
 """
@@ -184,6 +190,24 @@ class DiskWatch:
             if free < self._free[i]:
                 self._falls += self._free[i] - free
             self._free[i] = free
+
+    def final(self) -> str | None:
+        """The turn ended (its processes are gone): the key measured exactly once more, in this thread,
+        at full priority (the run waits for it), after any walk under way (which may have begun before
+        the last write). The reason to end the turn ``limited``, or None. The files are never touched:
+        they are the agent's work, reported, not deleted."""
+        if self.reason is not None or self.budget is None or self._closed.is_set():
+            return self.reason
+        self.wait()
+        measured = self._du() if self._use_du else None
+        allocated = measured[0] if measured is not None else key_usage(self.paths, self._closed)
+        if allocated > self.budget:
+            over = f"{_size(allocated - self.budget)} over its disk budget of {_size(self.budget)}"
+            self.reason = (
+                f"the key's files take {_size(allocated)} at the end of the turn, {over} (BATON_KEY_DISK): "
+                "nothing was deleted; free some of them or raise the budget; the conversation is kept"
+            )
+        return self.reason
 
     def close(self) -> None:
         """The run ended: a walk under way gives up at its next directory."""
