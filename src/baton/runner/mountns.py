@@ -14,10 +14,11 @@ apply on top, unchanged: rules are on inodes, which a bind mount keeps.
 ``/proc`` is a fresh procfs instance mounted with ``hidepid=ptraceable`` (per-mount options, Linux
 5.8): a process there sees only the processes it could ptrace, and Landlock refuses the ptrace of any
 process outside the caller's own domain (baton, other runs' agents and their tools, every other
-process of the host), while the agent's own children are in its domain. So ``/proc/*/cmdline`` shows
+process of the host), while the agent's own children are in its domain (but one that made itself
+non-dumpable, as ``ssh-agent`` does: measured hidden from its parent too). So ``/proc/*/cmdline`` shows
 the run's own processes, not a concurrent run's prompt or another agent's tool command. Chosen over a
 PID namespace, which needs an init in front of the agent (a pid 1 ignores signals it has no handler
-for, and procfs must then be mounted from inside it) for the same result here: measured +0.04 ms.
+for, and procfs must then be mounted from inside it) for the same result here (the mount: 0.04 ms).
 A new procfs has its own root inode, which the ruleset built in the parent (on the host's ``/proc``)
 does not name: :class:`Spawner` adds the rule for it once the thread is in the namespace. Where the
 host refuses a fresh procfs (a container whose ``/proc`` has masked paths: the kernel's
