@@ -106,3 +106,17 @@ def test_a_spent_quota_ends_the_turn_rate_limited(
     assert result.run.outcome == Outcome.RATE_LIMITED, (result.run.outcome, result.run.error)
     assert result.run.limit_kind == "quota" and result.run.resets_at is not None
     assert "exceeded your current quota" in str(result.run.error)
+
+
+def test_without_a_model_the_error_says_why_it_exited(
+    model: MockOpenAI, settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copilot with a provider of its own and no ``COPILOT_MODEL`` exits during ``initialize``; its reason
+    is on its stderr only, and the run's error carries it (it said only "initialize: the agent exited")."""
+    monkeypatch.delenv("COPILOT_MODEL")
+    result = go(settings, src_repo, "hello")
+    assert result.run.outcome == Outcome.FAILED
+    error = result.run.error or ""
+    assert error.startswith("initialize: the agent exited (exit code "), error
+    assert "explicit model" in error, error
+    assert model.conversation() == []  # it never reached the model

@@ -28,6 +28,7 @@ and this file are read.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -42,6 +43,10 @@ from typing import Any
 
 PROTOCOL_VERSION = 1
 CANCEL_GRACE = 3.0  # seconds the agent has to end a cancelled turn
+# the agent's last stderr lines, said with "the agent exited": an agent that stops during initialize says
+# why only there (Copilot CLI: "BYOK providers require an explicit model"), and the run's error would
+# otherwise be "initialize: the agent exited"
+STDERR_TAIL = 5
 ALLOWED = {  # the tool kinds each access level allows (ACP's ToolKind)
     "read": {"read", "search", "fetch", "think"},
     "edit": {"read", "search", "fetch", "think", "edit", "delete", "move"},
@@ -69,7 +74,32 @@ class Peer:
         self.session = ""
         self.replaying = False  # a session/load replays the history: not this turn's
         self.replayed = 0
+        self.said: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
+        self.relay = threading.Thread(target=self._relay, daemon=True)
+        self.relay.start()
         threading.Thread(target=self._read, daemon=True).start()
+
+    def _relay(self) -> None:
+        """The agent's stderr, line by line, on to the bridge's (the run's log keeps all of it); the last
+        non-blank lines kept for :meth:`exited`."""
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.buffer.write(raw)
+                sys.stderr.buffer.flush()
+            line = raw.decode("utf-8", "replace").strip()
+            if line:
+                self.said.append(line[:500])
+
+    def exited(self) -> str:
+        """Why no answer will come: the agent exited, how, and its last words on stderr."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(1)
+        self.relay.join(1)  # its last lines are written as it exits
+        code = self.proc.returncode
+        how = "" if code is None else f" (exit code {code})" if code >= 0 else f" (signal {-code})"
+        tail = " | ".join(self.said)
+        return f"the agent exited{how}" + (f"; its stderr ended: {tail}" if tail else "")
 
     def send(self, message: dict[str, Any]) -> None:
         data = (json.dumps({"jsonrpc": "2.0", **message}) + "\n").encode()
@@ -98,8 +128,10 @@ class Peer:
                 continue
             if isinstance(message, dict):
                 self._dispatch(message)
-        for box in list(self.waiting.values()):  # the agent is gone: no answer will come
-            box.put({"error": {"code": -32000, "message": "the agent exited"}})
+        if self.waiting:  # the agent is gone: no answer will come
+            said = self.exited()
+            for box in list(self.waiting.values()):
+                box.put({"error": {"code": -32000, "message": said}})
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         method = message.get("method")
@@ -242,7 +274,9 @@ def start(command: list[str], secret_env: str, access: str) -> Peer | str:
     if secret_env:
         env[secret_env] = secrets.token_urlsafe(32)
     try:
-        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
     except OSError as exc:
         return f"cannot start {os.path.basename(command[0])}: {reason(exc)}"
     try:
