@@ -21,7 +21,7 @@ from baton.sessions.snapshots import take_snapshot
 from baton.settings import Settings
 from baton.store import SQLStore, Store
 from baton.workspace import badrefs, gitlinks, keyspace
-from baton.workspace.gitcmd import WorktreeGit, checkout_changes, commit_of, run_git
+from baton.workspace.gitcmd import WorktreeGit, checkout_changes, commit_of, redact, run_git
 from baton.workspace.keyspace import key_home
 from baton.workspace.workdirs import Workdirs, branch_for
 from tests.conftest import commit_file, git, make_repo
@@ -338,3 +338,19 @@ def test_a_bad_ref_behind_a_link_in_the_admin_dir_is_never_removed_through_it(
     (wt.admin / "refs").unlink()
     (wt.admin / "HEAD").write_text("4" * 40 + "\n")
     assert badrefs.heal(wt.common, f"worktrees/{wt.admin.name}/HEAD") and not (wt.admin / "HEAD").exists()
+
+
+def test_redact_removes_a_urls_whole_user_info() -> None:
+    """Every character of a URL's user-info goes, a password holding ``@`` or a quote included; the
+    rest of the text (a path's ``@scope``, quoted text beside the URL) stays."""
+    cases = {
+        "fatal: unable to access 'https://x-access-token:ghs_s3cret@github.com/acme/api/': 403": (
+            "fatal: unable to access 'https://github.com/acme/api/': 403"
+        ),
+        "https://u:p@ss3cret@host/x": "https://host/x",
+        "https://u:it's3cret@host/x": "https://host/x",
+        "cannot reach postgresql://baton:pw@localhost:5432/db": "cannot reach postgresql://localhost:5432/db",
+        "https://host/a/@scope/pkg and 'a@b'": "https://host/a/@scope/pkg and 'a@b'",
+    }
+    for text, redacted in cases.items():
+        assert redact(text) == redacted, text

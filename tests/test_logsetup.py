@@ -162,6 +162,10 @@ def test_anything_shaped_like_a_token_is_redacted_in_every_encoding_and_nothing_
         f"GET /x?next=baton%255F{BODY}",
         f"GET /x/{spelled}",
         f"Authorization: Bearer {TOKEN[:30]}",  # a cut one too
+        f"GET /v1/runs/x{TOKEN} HTTP/1.1",  # glued to a word
+        f"run id=abc_{TOKEN}; token=9{TOKEN}",
+        f"GET /v1/runs/x{spelled}",
+        f"GET /v1/runs/ab{TOKEN_AB}",  # mixed case: a token's body, glued or not
     ):
         redacted = redact_tokens(line)
         assert BODY[:14] not in redacted and "baton_***" in redacted, (line, redacted)
@@ -171,6 +175,8 @@ def test_anything_shaped_like_a_token_is_redacted_in_every_encoding_and_nothing_
         "100% done",
         "baton_***",
         "/tmp/pytest-7/test_baton_worker_logs_celery_0/home",  # a name with baton_ inside a word
+        "test_baton_worker_logs_celery_and_the_rest_of_a_long_name",
+        "MY_BATON_AGENTS_EXTRA_AND_MORE_WORDS=1 ANOTHERBATON_SETTING_THAT_IS_LONG",
     )
     for line in names:
         assert redact_tokens(line) == line
@@ -182,6 +188,7 @@ def test_anything_shaped_like_a_token_is_redacted_in_every_encoding_and_nothing_
 LEAKED = "baton_Wq3rT0kenInTheQueryStr1ng"
 TOKEN = "baton_" + secrets.token_urlsafe(32)  # shaped as `baton tokens create` makes them
 BODY = TOKEN.removeprefix("baton_")
+TOKEN_AB = "baton_" + "aB" * 16  # in mixed case for sure (a random one is, but for a chance of 10^-10)
 
 
 def serve_and_stop(baton_env: dict[str, str], fmt: str) -> tuple[str, str, str]:

@@ -84,29 +84,48 @@ TOKEN_PREFIX = "baton_"  # baton.service.auth.PREFIX (not imported: that module 
 
 def _token_shape() -> re.Pattern[str]:
     """A baton token as it may appear in a logged line: the prefix, then at least 20 characters of
-    ``secrets.token_urlsafe``'s alphabet (a whole token has 43; a cut one is still a secret), each
-    character as it is or percent-encoded, once or more (``%5F``, ``%255f``: a URL's path and query
-    reach the access log encoded as the client sent them)."""
+    ``secrets.token_urlsafe``'s alphabet (a whole token has 43; a cut one is still a secret; group 1),
+    each character as it is or percent-encoded, once or more (``%5F``, ``%255f``: a URL's path and
+    query reach the access log encoded as the client sent them). Where it starts is judged by
+    :func:`_redacted`."""
     encoded = r"%(?:25)*"  # a percent sign, itself encoded any number of times
 
     def char(c: str) -> str:
         return f"(?:{re.escape(c)}|{encoded}(?i:{ord(c):02x}))"
 
     body = rf"(?:[A-Za-z0-9_-]|{encoded}[0-9A-Fa-f]{{2}})"
-    # where a token starts: not inside a word (`test_baton_worker_logs_celery_0` is a name), but
-    # after any other character, an encoded one included (`Bearer%20baton_…`)
-    start = r"(?:(?<![A-Za-z0-9_])|(?<=%[0-9A-Fa-f][0-9A-Fa-f]))"
-    return re.compile(start + "".join(map(char, TOKEN_PREFIX)) + body + "{20,}")
+    return re.compile("".join(map(char, TOKEN_PREFIX)) + f"({body}{{20,}})")
 
 
 TOKEN_SHAPE = _token_shape()
+ENCODED_END = re.compile(r"%(?:25)*[0-9A-Fa-f]{2}$")  # a percent-encoded character, just before
+
+
+def _redacted(match: re.Match[str]) -> str:
+    """A token's replacement, or the text itself when it is a name. After anything but a word
+    character (or after an encoded one: ``Bearer%20baton_…``) it is a token. Glued to a word it may
+    be a name (``test_baton_worker_logs_celery_0``) or a token all the same (``/v1/runs/xbaton_…``, a
+    path or an id pasted against it): a token when its body is random, in mixed case as
+    ``token_urlsafe``'s are (a 20-character cut one is in one case only with a chance of 4 in 10^5;
+    names are snake_case or SHOUTING)."""
+    text, start = match.string, match.start()
+    before = text[start - 1] if start else ""
+    glued = before.isascii() and (before.isalnum() or before == "_")
+    if glued and not ENCODED_END.search(text, max(0, start - 16), start):
+        body = match.group(1)
+        for _ in range(4):  # as the client encoded it, up to an encoded percent sign's encoding
+            body = unquote_plus(body) if "%" in body else body
+        if not (any(c.isupper() for c in body) and any(c.islower() for c in body)):
+            return match.group()
+    return TOKEN_PREFIX + REDACTED
 
 
 def redact_tokens(text: str) -> str:
     """``text`` with everything shaped like a baton token replaced by ``baton_***``, wherever it is (a
-    URL's path or query, a header echoed in a message, a traceback). By shape, not by looking up the
-    tokens that exist: the log must not hold a token that was revoked, mistyped or not issued yet."""
-    return TOKEN_SHAPE.sub(TOKEN_PREFIX + REDACTED, text) if TOKEN_PREFIX[:5] in text or "%" in text else text
+    URL's path or query, a header echoed in a message, a traceback, glued to a word). By shape, not by
+    looking up the tokens that exist: the log must not hold a token that was revoked, mistyped or not
+    issued yet."""
+    return TOKEN_SHAPE.sub(_redacted, text) if TOKEN_PREFIX[:5] in text or "%" in text else text
 
 
 def redact_query(target: str) -> str:

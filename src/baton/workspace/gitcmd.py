@@ -118,8 +118,10 @@ def remote_error(repo: Repo, action: str, exc: GitError) -> BatonError:
 
 
 def redact(text: str) -> str:
-    """``text`` without the user-info part of any URL in it (git redacts it too; this is a safety net)."""
-    return re.sub(r"(?<=://)[^/@\s']+@", "", text)
+    """``text`` without the user-info part of any URL in it (git redacts it too; this is a safety net):
+    all of it, up to the authority's last ``@`` (a password may hold an ``@`` or a quote: stopping at
+    the first left the rest, ``https://ss@host`` of ``u:p@ss``)."""
+    return re.sub(r"(?<=://)[^/\s]*@", "", text)
 
 
 @dataclass(frozen=True)
