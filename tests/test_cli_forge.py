@@ -178,3 +178,32 @@ def test_the_documented_example_configuration_works_as_pasted(
     done = cli("forge", "test", "--json", env={**env, **variables, "BATON_GIT_TOKEN": ""})
     failed = [c["what"] for c in json.loads(done.stdout) if not c["ok"]]
     assert done.returncode == 1 and failed == [f"repo github:{REPO} clone"], failed
+
+
+def test_what_a_reconcile_pass_costs(cli: Cli, env: dict[str, str], fake: FakeForge) -> None:
+    """The numbers docs/forge.md gives: a pass looks back 120 s before the last one, so a thread baton
+    just worked on is read again (its new comments, its reviews); a quiet one costs the issue list and
+    one conditional check request per bound PR."""
+    issue = fake.open_issue(REPO, "alice", "Add notes", "Please.")
+    assert cli("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    fake.comment(REPO, issue, "alice", "write the notes")
+    assert cli("forge", "reconcile", env=env, timeout=180).returncode == 0
+    [pr] = fake.pulls(REPO)
+    fake.review(REPO, pr.number, "alice", "fine", [("notes.md", 1, "ok")])
+    assert cli("forge", "reconcile", env=env, timeout=180).returncode == 0  # the review's turn
+
+    def cost() -> list[str]:
+        before = len(fake.requests)
+        done = cli("forge", "reconcile", "--json", env=env, timeout=180)
+        assert done.returncode == 0 and json.loads(done.stdout)["errors"] == [], done.stdout
+        return [f"{r.method} {r.path}" for r in fake.requests[before:]]
+
+    recent = cost()  # within 120 s of the turns: the issue and its PR are read again
+    # the list; the issue's and the PR's comments; the PR's reviews and the one in the window's inline
+    # comments; the PR's checks — what it finds again is known: no permission asked, nothing re-read
+    assert len(recent) == 6, recent
+    assert not any("permission" in r for r in recent) and sum("/reviews" in r for r in recent) == 2
+    for thread in fake.repo(REPO).issues.values():  # 10 minutes later: nothing moved since
+        thread.updated_at -= 600
+    quiet = cost()
+    assert len(quiet) == 2 and quiet[1].endswith("/check-runs"), quiet

@@ -216,6 +216,16 @@ def test_a_huge_log_keeps_its_bounded_end(home: Path) -> None:
     assert len(text) < LOG_CHARS + 2_000
 
 
+def test_a_check_without_a_link_is_never_said_to_be_linked(home: Path) -> None:
+    event = replace(ci(FailedCheck("ci/lint", "failure", "", log_tail="E501\n" * 10_000)), url="")
+    text = render_turn(home, [event])
+    assert "(no link)" not in text and "the whole log:" not in text
+    assert "- ci/lint: failed — the forge gave no link to its log" in text
+    assert "the end of its log (cut):" in text and "earlier lines are in the whole log" not in text
+    assert "the whole logs are linked" not in text
+    assert "at commit" in text and "(no link given)" in text
+
+
 def test_action_required_is_waiting_for_a_human_not_a_failure_to_fix(home: Path) -> None:
     text = render_turn(
         home, [ci(FailedCheck("deploy", "action_required", "https://github.com/acme/api/actions/runs/3"))]

@@ -70,6 +70,8 @@ def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> O
     if repo is None:
         return Outcome("ignored", f"{event.forge}:{event.repo} is not a configured repository")
     forge = loop.forge(event.forge)
+    if _known(loop, event):  # found again (a redelivery, the reconcile's look-back): nothing to ask
+        return Outcome("duplicate", f"{event.identity} was acted on already")
     decision = judge(event, repo, forge, lambda login: loop.permission(event.forge, event.repo, login))
     if not decision.accepted:
         if not is_own(event.actor.login, forge):  # baton's own words are no refusal: not audited
@@ -80,18 +82,28 @@ def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> O
         if found is None or found.pr is None:
             return Outcome("ignored", f"no bound pull request of {event.repo} is at {event.head_sha}")
         event = replace(event, number=found.pr)
-    binding = loop.store.get_binding(event.forge, event.repo, event.number)
-    if binding is None:
-        binding_or_why = _bind(loop, event, repo, decision)
-        if isinstance(binding_or_why, str):
-            return Outcome("ignored", binding_or_why)
-        binding = binding_or_why
+    binding = loop.store.get_binding(event.forge, event.repo, event.number) or _bind(
+        loop, event, repo, decision
+    )
+    if isinstance(binding, str):
+        return Outcome("ignored", binding)
     if binding.status == BindingStatus.CLOSED:
         return Outcome("ignored", f"{binding.conversation} is closed", binding=binding.conversation)
     ready = _prepare(loop, event, binding)
     if isinstance(ready, str):
         return _store(loop, event, binding, decision, EventStatus.DROPPED, ready, delivery)
     return _accept(loop, ready, binding, decision, delivery)
+
+
+def _known(loop: ForgeLoop, event: ForgeEvent) -> bool:
+    """Whether the event is stored already on its bound thread: then it is a duplicate before the
+    forge is asked anything (a permission, a review's inline comments) — the store's unique key still
+    decides for the events that race past this."""
+    binding = loop.store.get_binding(event.forge, event.repo, event.number) if event.number else None
+    if binding is None:
+        return False
+    stored = loop.store.forge_events(binding.forge, binding.repo, binding.number)
+    return any(record.identity == event.identity for record in stored)
 
 
 def _accept(

@@ -282,13 +282,15 @@ class GiteaClient(RestForge):
             for c in self._all(f"{_repo_path(repo)}/issues/{int(number)}/comments", params)
         ]
 
-    def reviews(self, repo: str, number: int) -> list[Review]:
+    def reviews(self, repo: str, number: int, since: float | None = None) -> list[Review]:
         path = f"{_repo_path(repo)}/pulls/{int(number)}/reviews"
         reviews = []
         for r in self.pages(path):
             state = _REVIEW_STATES.get(str(r.get("state") or ""))
             if state is None:  # PENDING: a draft only its author sees; REQUEST_REVIEW: a request
                 continue
+            if since is not None and epoch(r.get("submitted_at")) < since:
+                continue  # read before: its inline comments are not asked again
             comments: tuple[ReviewComment, ...] = ()
             if r.get("comments_count", 1):
                 comments = tuple(_review_comment(c) for c in self._all(f"{path}/{int(r['id'])}/comments"))

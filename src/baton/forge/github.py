@@ -210,12 +210,14 @@ class GitHubClient(RestForge):
             for c in self.http.pages(f"{_repo_path(repo)}/issues/{int(number)}/comments", params)
         ]
 
-    def reviews(self, repo: str, number: int) -> list[Review]:
+    def reviews(self, repo: str, number: int, since: float | None = None) -> list[Review]:
         path = f"{_repo_path(repo)}/pulls/{int(number)}/reviews"
         reviews = []
         for r in self.http.pages(path, {"per_page": PER_PAGE}):
             if r.get("state") == "PENDING":  # a draft only its author sees: not submitted
                 continue
+            if since is not None and epoch(r.get("submitted_at")) < since:
+                continue  # read before: its inline comments are not asked again (one request each)
             comments = tuple(
                 _review_comment(c)
                 for c in self.http.pages(f"{path}/{int(r['id'])}/comments", {"per_page": PER_PAGE})

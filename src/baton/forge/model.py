@@ -210,8 +210,9 @@ class ForgeClient(Protocol):
 
     def comments(self, repo: str, number: int, since: float | None = None) -> list[Comment]: ...
 
-    def reviews(self, repo: str, number: int) -> list[Review]:
-        """Submitted reviews, each with its inline comments."""
+    def reviews(self, repo: str, number: int, since: float | None = None) -> list[Review]:
+        """Submitted reviews (those submitted at or after ``since`` when given), each with its inline
+        comments."""
         ...
 
     def failed_checks(self, repo: str, sha: str, tail_bytes: int = 16_384) -> list[FailedCheck]:

@@ -116,7 +116,7 @@ def render_event(home: Path, event: ForgeEvent, *, quoted: bool = False, access:
     values = {
         "who": _who(event),
         "where": where,
-        "url": _line(event.url) or "(no link)",
+        "url": _line(event.url) or "no link given",
         "title": _line(event.title) or "(untitled)",
         "body": _text(event.body) or _NO_BODY.get(event.kind, "(no text)"),
         "head": event.head_sha[:12] if event.head_sha else "(unknown)",
@@ -248,15 +248,15 @@ def review_comments(event: ForgeEvent) -> str:
 
 
 def _check(check: FailedCheck) -> str:
-    name, url = _line(check.name) or "(unnamed check)", _line(check.url) or "(no link)"
+    name, url = _line(check.name) or "(unnamed check)", _line(check.url)
     if check.conclusion == "action_required":
         return (
             f"- {name}: waiting for a human's approval to run (action_required) — not a failure to fix,"
             f" nothing for you to do about it. {url}"
-        )
-    lines = [
-        f"- {name}: {_CONCLUSIONS.get(check.conclusion, _line(check.conclusion))} — the whole log: {url}"
-    ]
+        ).rstrip()
+    # say where the whole log is only when the forge said so: no "(no link)" and then "it is linked"
+    where = f"the whole log: {url}" if url else "the forge gave no link to its log"
+    lines = [f"- {name}: {_CONCLUSIONS.get(check.conclusion, _line(check.conclusion))} — {where}"]
     if check.steps:
         steps = [_line(s) for s in check.steps[:STEPS]]
         more = f" (and {len(check.steps) - STEPS:,} more)" if len(check.steps) > STEPS else ""
@@ -269,7 +269,9 @@ def _check(check: FailedCheck) -> str:
     if check.log_tail.strip():
         tail, short = _tail(clean(check.log_tail[-4 * LOG_CHARS :], BODY_CHARS), 10_000, LOG_CHARS)
         lines.append(
-            "  the end of its log" + (" (its earlier lines are in the whole log)" if short else "") + ":"
+            "  the end of its log"
+            + (" (its earlier lines are in the whole log)" if short and url else " (cut)" if short else "")
+            + ":"
         )
         lines.append(fenced(tail))
     return "\n".join(lines)

@@ -14,6 +14,11 @@ and the pass goes on; what it read is recorded, and what it could not is read ag
 
 Everything found goes through :func:`baton.forge.dispatch.handle`, the webhooks' own path: an event a
 webhook delivered already is a duplicate there, so a webhook and a reconcile of one event make one turn.
+
+"Since" is :data:`SKEW` seconds before the last pass (the forge's clock and index lag behind baton's), so
+a thread touched in that window (often by baton's own status comment) is read again; what that finds is
+known on the thread already and answered ``duplicate`` from the store, before the forge is asked a
+permission or a review's inline comments (docs/forge.md gives the measured cost of a pass).
 """
 
 from __future__ import annotations
@@ -164,8 +169,8 @@ def _bound(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, binding: Bi
         kind = loop.forge(forge).kind
         events += [
             review_event(kind, forge, repo, info, r)
-            for r in client.reviews(repo, info.number)
-            if r.at >= binding.seen_at - SKEW and (r.body.strip() or r.comments)
+            for r in client.reviews(repo, info.number, since=binding.seen_at - SKEW)
+            if r.body.strip() or r.comments
         ]
         if info.mergeable is False and info.head_sha:
             events.append(conflict_event(forge, repo, info))
