@@ -10,7 +10,9 @@ starts the ACP agent as its child, inside the same walls and process group, and:
    tools, inside the walls);
 2. ``session/new`` with the working directory (no MCP servers), or ``session/load`` of ``--session``
    (its history replayed as ``session/update`` notifications, which are not this turn's and are only
-   counted); a load the agent refuses prints ``{"type": "acp.error", "session_not_found": true, …}``;
+   counted); a load the agent refuses prints ``{"type": "acp.error", "session_not_found": true, …}``,
+   and so does, before any load, a conversation that an agent binding conversations to their directory
+   (``--bound``) lists for another directory only (it would load it, then fail every prompt);
 3. ``session/prompt`` with the prompt read from stdin (never argv), printing every ``session/update``
    as ``{"type": "acp.update", "update": …}``;
 4. answers ``session/request_permission`` from ``--access`` (read: reads only; edit: reads and edits;
@@ -19,6 +21,11 @@ starts the ACP agent as its child, inside the same walls and process group, and:
 5. prints ``{"type": "acp.result", "stop_reason": …, "session_id": …}`` and exits 0 on ``end_turn``, 1
    otherwise. SIGTERM/SIGINT (baton's timeout or cancel) send ``session/cancel``, give the agent a
    moment to stop the turn, then end it.
+
+The agent starts with ``--secret-env NAME`` set to a random password made here for this turn (the
+password of an HTTP server the agent starts for itself: OpenCode's), in no argv, log or file. A bridge
+that cannot start its agent or a thread (the run's process limit) says so in one line on stderr and an
+``acp.error`` event, never a traceback (:func:`entry`).
 
 A thin client, not the ``agent-client-protocol`` SDK from PyPI: baton needs five methods of the
 protocol, the SDK is asyncio and pydantic (~0.3 s of imports a turn, in a process that does nothing else),
