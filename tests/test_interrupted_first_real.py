@@ -4,10 +4,11 @@ REAL agent CLI (Claude Code, Codex, Gemini; Copilot CLI and OpenCode over the Ag
 The first turn is stopped at once by a run limit (16 MiB of memory: OpenCode alone needs ~256 MiB to
 start; Codex fits in 16 MiB and reports its thread first, so it gets 2 processes): the model never
 sees it. Claude and Gemini were given a session id up front but wrote no transcript; Codex, Copilot
-and OpenCode never reported one. The key's next turn, with another instruction, starts a new
-conversation (fresh, or recovered for a pre-assigned id with nothing on disk) whose prompt says the
-last turn was interrupted and holds its instruction exactly once, whole, before this one; the turn
-after that resumes and is not told it again.
+and OpenCode never reported one. The key's next turn is stopped the same way. The one after, with
+another instruction, starts a new conversation (fresh, or recovered for a pre-assigned id with
+nothing on disk) whose prompt says the last turn was interrupted and holds both stopped turns'
+instructions, oldest first, each exactly once and whole, before its own; the turn after that
+resumes and is not told them again.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def test_a_first_turn_stopped_before_its_conversation_is_told_to_the_next(
     assert stopped.run.outcome == Outcome.LIMITED, (stopped.run.outcome, stopped.run.error)
     assert stopped.run.error and "next run is told this turn was interrupted" in stopped.run.error
     assert model.conversation() == [], "stopped before the CLI reached its model"  # type: ignore[attr-defined]
+    # the key's next turn stopped the same way (the limit still too low): neither instruction is lost
+    again = turn(agent, settings, src_repo, "again-instruction: the docs", **STOP.get(agent, MEMORY))
+    assert again.run.outcome == Outcome.LIMITED, (again.run.outcome, again.run.error)
 
     second = turn(agent, settings, src_repo, "second-instruction: report")
     assert second.run.outcome == Outcome.SUCCEEDED, second.run.error
@@ -59,8 +63,11 @@ def test_a_first_turn_stopped_before_its_conversation_is_told_to_the_next(
     assert second.run.prompt_kind in (PromptKind.FULL, PromptKind.RECAP)
     sent = last_sent(model).text()
     assert sent.count(first_instruction.strip()) == 1, sent[-4000:]
+    assert sent.count("again-instruction: the docs") == 1, sent[-4000:]
     assert "previous turn on this thread was interrupted (stopped: " in sent and "processes" in sent
-    assert sent.index(first_instruction.strip()) < sent.index("second-instruction: report")
+    assert "turns cut short in a row, oldest first:" in sent
+    order = [sent.index(t) for t in (first_instruction.strip(), "again-instruction", "second-instruction")]
+    assert order == sorted(order), order
     assert second.run.note and "this one is told its instruction" in second.run.note, second.run.note
 
     third = turn(agent, settings, src_repo, "third-instruction: go on")

@@ -119,9 +119,9 @@ def _prompt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attem
     }
     if decision.kind == PromptKind.RECAP:
         earlier = ctx.store.list_runs(key.agent, key.repo.slug, key.thread, limit=20)
-        # the interrupted turn is told in full with the instruction, not clipped in the recap as well
-        skip = attempt.interrupted.id if told_before and attempt.interrupted else None
-        kept = [r for r in reversed(earlier) if r.outcome != Outcome.SESSION_LOST and r.id != skip]
+        # the turns cut short are told in full with the instruction, not clipped in the recap as well
+        skip = decision.cut_short if told_before else ()
+        kept = [r for r in reversed(earlier) if r.outcome != Outcome.SESSION_LOST and r.id not in skip]
         values["recap"] = recap(kept)
     text = decision.told + render(decision.kind, ctx.settings.home, **values)
     if prepared.sync_text:  # the code under the conversation moved: say so before the instruction

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from baton.errors import BadInput, BatonError
 from baton.keys import Key
@@ -54,8 +55,8 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
         return decide_fork(ctx, session, prepared.fork)
     follow = follow_up(ctx, attempt)
     # a new conversation (fresh, recovered) has no turn to continue: it is told the interrupted
-    # turn's instruction itself, whether the agent had a conversation by then or not
-    told = {"reason": follow.reason, "previous": follow.previous, "told": follow.told}
+    # turns' instructions themselves, whether the agent had a conversation by then or not
+    told = told_new(ctx, attempt, follow)
     if mode == Mode.FRESH:
         return Decision(Mode.FRESH, None, PromptKind.FULL, **told)
     if mode == Mode.RECOVER:
@@ -77,7 +78,13 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
         notes = _notes(local.note, unreadable, follow.fresh_note)
         return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, **told)
     resume = Decision(
-        Mode.RESUME, session.agent_session_id, follow.kind, note=_notes(local.note, follow.note), **told
+        Mode.RESUME,
+        session.agent_session_id,
+        follow.kind,
+        follow.reason,
+        follow.previous,
+        _notes(local.note, follow.note),
+        follow.told,
     )
     if follow.kind == PromptKind.DELTA and not follow.told:  # (a carried instruction is not asked again)
         return _after_unanswered(ctx, resume)
@@ -204,6 +211,49 @@ def follow_up(ctx: Context, attempt: Attempt) -> FollowUp:
     if interrupted.prompt.strip() != ctx.request.prompt.strip():
         previous = f"That turn's instruction was:\n\n{interrupted.prompt.strip()}\n"
     return FollowUp(PromptKind.INTERRUPTED, reason, previous)
+
+
+# turns cut short in a row whose instructions a new conversation is told, at most
+CHAIN = 10
+
+
+def told_new(ctx: Context, attempt: Attempt, follow: FollowUp) -> dict[str, Any]:
+    """What a new conversation (its prompt ``full``, ``recap`` or ``handoff``) is told of the turns
+    cut short before it, as :class:`Decision` fields: every instruction of the key's turns cut short
+    in a row up to the last (up to :data:`CHAIN`), oldest first, each once and whole: a turn after
+    one stopped before it left a conversation may be stopped the same way (OpenCode under a memory
+    limit it cannot even start in), and no conversation holds any of them."""
+    told: dict[str, Any] = {"reason": follow.reason, "previous": follow.previous, "told": follow.told}
+    interrupted = attempt.interrupted
+    if interrupted is None or not follow.reason:
+        return told
+    chain = _cut_short(ctx, interrupted)
+    asked, texts = ctx.request.prompt.strip(), []
+    for record in chain:
+        text = record.prompt.strip()
+        if text != asked and text not in texts:
+            texts.append(text)
+    if len(texts) > 1:
+        listed = "\n\n".join(f"{n}. {text}" for n, text in enumerate(texts, 1))
+        told["previous"] = f"The instructions of the turns cut short in a row, oldest first:\n\n{listed}\n"
+    else:
+        told["previous"] = f"That turn's instruction was:\n\n{texts[0]}\n" if texts else ""
+    told["cut_short"] = tuple(record.id for record in chain)
+    return told
+
+
+def _cut_short(ctx: Context, interrupted: RunRecord) -> list[RunRecord]:
+    """``interrupted`` and the key's turns cut short right before it, oldest first."""
+    key, chain = ctx.key, list[RunRecord]()
+    for record in ctx.store.list_runs(key.agent, key.repo.slug, key.thread, limit=CHAIN + 10):
+        if not chain and record.id != interrupted.id:
+            continue  # newer: this run's own attempts (a lost conversation's) come first
+        if chain and not record.outcome.interrupted:
+            break
+        chain.append(record)
+        if len(chain) == CHAIN:
+            break
+    return list(reversed(chain)) or [interrupted]
 
 
 def _carried_by(ctx: Context, interrupted: RunRecord) -> str | None:

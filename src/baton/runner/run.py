@@ -26,7 +26,7 @@ from baton.models import Mode, Outcome, PromptKind, RunRecord
 from baton.runner import quota
 from baton.runner.attempt import new_run_id, record_conflict, run_attempt, usage_delta
 from baton.runner.crashed import mark_crashed, settle
-from baton.runner.decide import decide, follow_up
+from baton.runner.decide import decide, follow_up, told_new
 from baton.runner.prepare import prepare
 from baton.runner.request import RunRequest, RunResult
 from baton.runner.resolve import Resolved, check_request
@@ -224,5 +224,7 @@ def _opening(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision | N
     first = prepared.first
     if first is None or first.kind != PromptKind.HANDOFF or attempt.interrupted is None:
         return first
-    follow = follow_up(ctx, attempt)
-    return dataclasses.replace(first, reason=follow.reason, previous=follow.previous)
+    told = told_new(ctx, attempt, follow_up(ctx, attempt))
+    return dataclasses.replace(
+        first, reason=told["reason"], previous=told["previous"], cut_short=told.get("cut_short", ())
+    )

@@ -78,6 +78,7 @@ class Decision:
     previous: str = ""  # the interrupted instruction (the agent may not have flushed it to disk)
     note: str | None = None  # why: recorded on the run
     told: str = ""  # said before the instruction: the interrupted turn's instruction was carried elsewhere
+    cut_short: tuple[str, ...] = ()  # runs whose instructions a new conversation is told whole (not recapped)
 
 
 # What every interrupted turn's message ends with: what happens to the conversation next.
