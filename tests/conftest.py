@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import random
 import subprocess
 import sys
 import time
@@ -69,6 +70,36 @@ def services_of(item: pytest.Item) -> set[str]:
     params = callspec.params.values() if callspec is not None else ()
     found |= {SERVICE_PARAMS[value] for value in params if isinstance(value, str) and value in SERVICE_PARAMS}
     return found
+
+
+# -- Schemathesis' seed (tests/test_service_schema.py): a new one each run, so each run explores other
+# cases, printed in the header (and in a failure), so a failure can be replayed with
+# BATON_SCHEMATHESIS_SEED=<seed>. Drawn here, once: xdist's workers inherit it from the environment.
+SCHEMA_SEED = "BATON_SCHEMATHESIS_SEED"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    given = os.environ.get(SCHEMA_SEED, "")
+    if not given:
+        os.environ[SCHEMA_SEED] = str(random.randrange(2**32))
+    elif not given.isdigit():
+        raise pytest.UsageError(f"{SCHEMA_SEED} takes a whole number (a seed to replay), not {given!r}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under a failure of a module that uses the seed (its ``REPLAY``), how to replay it."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    replay = getattr(getattr(item, "module", None), "REPLAY", None)
+    if report.failed and isinstance(replay, str):
+        report.sections.append(("schemathesis seed", replay))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return (
+        f"schemathesis seed: {os.environ[SCHEMA_SEED]} (replay with {SCHEMA_SEED}={os.environ[SCHEMA_SEED]})"
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

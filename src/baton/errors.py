@@ -50,7 +50,7 @@ class BadInput(BatonError):
 
 
 class NotFound(BadInput):
-    """A session, run or file the caller named does not exist."""
+    """A session, run, file or local repository the caller named does not exist."""
 
 
 class Busy(BatonError):

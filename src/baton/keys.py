@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from baton.errors import BadInput
+from baton.errors import BadInput, NotFound
 from baton.models import SessionRecord
 
 THREAD_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -172,8 +172,8 @@ def _local_repo(path_text: str) -> Repo:
     except RuntimeError as exc:  # ~user for a user that does not exist
         raise BadInput(f"repo {path_text!r}: {exc}") from exc
     try:
-        if not path.exists():
-            raise BadInput(f"repo {path_text!r} does not exist (not a URL and no such directory)")
+        if not path.exists():  # NotFound: the API's 404, which its schema documents for it
+            raise NotFound(f"repo {path_text!r} does not exist (not a URL and no such directory)")
         real = path.resolve()
         is_git = (real / ".git").exists() or ((real / "HEAD").is_file() and (real / "objects").is_dir())
     except OSError as exc:  # a name too long, a directory we may not read

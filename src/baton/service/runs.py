@@ -127,10 +127,17 @@ SUBMITTED: dict[int | str, dict[str, Any]] = {
             "CancelRun": _link("post", "/v1/runs/{run_id}/cancel", "cancel the run"),
         },
     },
+    # a repo that names nothing here is valid by the schema (no schema can know the server's disk): its
+    # status is the 404 documented here, which Schemathesis' positive checks expect of a valid body too
+    404: {
+        "model": Problem,
+        "description": "no such repository: repo is not a git URL and no such directory exists on the "
+        "service (nothing written)",
+    },
     422: {
         "model": Problem,
         "description": "bad input, nothing written: a field or a rule between fields, or what no schema can "
-        "say: the repo is neither a git URL nor a local repository here, the agent's CLI or credentials are "
+        "say: the repo is a directory but not a git repository here, the agent's CLI or credentials are "
         "missing on the service, the instruction is over the agent's limit",
     },
     **problems(503),

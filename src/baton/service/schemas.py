@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints, is_typeddict
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, Strict, create_model
 
 from baton.agents import AGENTS
 from baton.runner.request import Doc, RequestField, RunJson, RunRequest, request_fields
@@ -38,12 +38,14 @@ RULES: dict[str, Any] = {
     "base_thread": rule.Thread,
     "handoff_from": rule.Agent,
     "on_limit": rule.OnLimit,
-    "timeout": Annotated[float, Field(gt=0, le=int(MAX_SECONDS))],
-    "retries": Annotated[int, Field(ge=0, le=MAX_RETRIES)],
+    # numbers strictly (Strict): pydantic would take false for 0 and "3" for 3, which the schema's
+    # integer and number refuse (Schemathesis: "retries": false accepted, a schema-violating body)
+    "timeout": Annotated[float, Strict(), Field(gt=0, le=int(MAX_SECONDS))],
+    "retries": Annotated[int, Strict(), Field(ge=0, le=MAX_RETRIES)],
     # a size as the settings take it (settings.parse_size): 1073741824, 512M, 4G, 1.5GiB; 0: no limit
     "memory": Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*[KMGTkmgt]?([iI]?[bB])?\s*$", max_length=32)],
-    "pids": Annotated[int, Field(ge=0, le=MAX_PIDS)],
-    "cpu": Annotated[float, Field(ge=0, le=MAX_CPU)],
+    "pids": Annotated[int, Strict(), Field(ge=0, le=MAX_PIDS)],
+    "cpu": Annotated[float, Strict(), Field(ge=0, le=MAX_CPU)],
 }
 
 
