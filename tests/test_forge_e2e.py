@@ -7,7 +7,7 @@ tool); baton commits, pushes with its own token and opens the draft PR; a review
 comments is one turn; a CI failure is one turn, and its redelivery and a reconcile make no second one;
 the same failure twice more (on new heads) puts the thread in needs_human with one comment; a trusted
 comment resumes it — one session id throughout, the model seeing the history grow. Codex and Gemini
-run the start of the same loop."""
+run the start of the same loop. A conflict turn Claude ends without resolving pushes nothing."""
 
 from __future__ import annotations
 
@@ -60,8 +60,7 @@ def test_claude_from_an_issue_to_a_pr_that_listens(
     # baton's own status comments came back as deliveries too: they triggered nothing, and are no
     # refusal (not audited, not counted in baton_forge_refused_total); each refusal is one row
     assert not any("own user" in a["detail"]["reason"] for a in refused), refused
-    identities = [a["detail"]["identity"] for a in refused]
-    assert len(identities) == len(set(identities)), identities
+    assert len(refused) == len({a["detail"]["identity"] for a in refused}), refused
 
     # a review with two inline comments is one turn
     fake.review(
@@ -125,3 +124,32 @@ def test_codex_and_gemini_start_the_same_loop(
     counts = model.history_counts()  # type: ignore[attr-defined]
     assert counts[-1] > counts[0]
     assert len(fake.comments(REPO, issue, login="baton-bot")) == 1
+
+
+def test_claude_leaving_a_conflict_unresolved_is_never_pushed(
+    model: object, fake: FakeForge, forge_service: Service
+) -> None:
+    """The real Claude Code at edit, through the mock: the conflict turn's model answers in words and
+    ends the turn with the markers where git left them. baton commits nothing and pushes nothing."""
+    service = forge_service
+    write = tool_marker("Write", file_path="greeting.txt", content="hello from baton\n")
+    issue = fake.open_issue(REPO, "alice", "Add a greeting", "We need a greeting file.")
+    fake.comment(REPO, issue, "alice", f"@baton please add it. {write}")
+    settled(service, fake, 1)
+    [pr] = fake.pulls(REPO)
+    # the base gets a greeting of its own; the forge says the PR cannot merge; a person's push to the
+    # PR's branch tells baton (pull_request synchronize)
+    fake.commit(REPO, "main", {"greeting.txt": "hello from main\n"}, "a greeting on main")
+    fake.set_mergeable(REPO, pr.number, False)
+    head = fake.commit(REPO, "baton/claude/issue-1", {"other.txt": "x\n"}, "a person's push", login="alice")
+    settled(service, fake, 2)
+    turn = service.store.list_jobs(limit=1)[0]
+    assert turn.outcome == "succeeded" and "can no longer be merged" in turn.request["prompt"]
+    assert "Do not run git add or git commit" in turn.request["prompt"]
+    assert fake.branches(REPO)["baton/claude/issue-1"] == head  # nothing was pushed
+    for sha in fake.repo(REPO).git("rev-list", "--all").split():
+        assert "<<<<<<<" not in fake.repo(REPO).git("grep", "-h", "-e", "<<<<<<<", sha, check=False)
+    [status] = fake.comments(REPO, issue, login="baton-bot")
+    assert "the merge conflict is still open" in status.body and "`greeting.txt`" in status.body
+    binding = binding_of(service, issue)
+    assert str(binding["note"]).startswith("a merge conflict is still open in `greeting.txt`")
