@@ -89,3 +89,56 @@ def test_a_fork_looks_its_source_up_once_however_many_attempts(
     assert [a.outcome for a in fork.attempts] == [Outcome.FAILED, Outcome.SUCCEEDED]
     assert [a.session_id_in for a in fork.attempts] == [dev.session.agent_session_id] * 2
     assert looked_up.count("dev") == 1
+
+
+def test_a_new_conversation_is_told_the_turns_cut_short_in_a_row_within_the_clis_limit() -> None:
+    """Three turns cut short in a row, after one that ended: a new conversation is told the three
+    instructions, oldest first, each once (the repeated one once), not the ended one's; with a CLI
+    limit that holds only the newest, the older ones are named by their runs, never dropped silently."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from baton.runner.decide import follow_up, told_new
+    from baton.runner.state import Context
+
+    def made(n: int, outcome: Outcome, prompt: str) -> RunRecord:
+        return dataclasses.replace(_record(outcome, prompt), id=f"run{n}", started_at=float(n))
+
+    runs = [  # newest first, as the store lists them
+        made(4, Outcome.LIMITED, "C " + "c" * 150_000),
+        made(3, Outcome.CRASHED, "B " + "b" * 150_000),
+        made(2, Outcome.LIMITED, "B " + "b" * 150_000),
+        made(1, Outcome.TIMED_OUT, "A"),
+        made(0, Outcome.SUCCEEDED, "done before"),
+    ]
+
+    def context(caps: SimpleNamespace) -> Context:
+        key = SimpleNamespace(agent="fake", repo=SimpleNamespace(slug="r"), thread="t")
+        return cast(
+            Context,
+            SimpleNamespace(
+                key=key,
+                store=SimpleNamespace(list_runs=lambda *a, **k: runs),
+                request=SimpleNamespace(prompt="now this", catch_up_from=None),
+                agent=SimpleNamespace(capabilities=caps),
+                resolved=SimpleNamespace(instruction="now this"),
+            ),
+        )
+
+    attempt = Attempt(1, Start.AFTER_INTERRUPTION, runs[0])
+    roomy = context(SimpleNamespace(max_prompt_chars=None, max_prompt_bytes=None))
+    told = told_new(roomy, attempt, follow_up(roomy, attempt))
+    previous = told["previous"]
+    assert previous.startswith(
+        "The instructions of the turns cut short in a row, oldest first:\n\n1. A\n\n2. B "
+    )
+    assert previous.count("b" * 150_000) == 1 and "3. C " in previous and "done before" not in previous
+    assert told["cut_short"] == ("run1", "run2", "run3", "run4") and told["reason"] == "limited"
+
+    tight = context(
+        SimpleNamespace(max_prompt_chars=None, max_prompt_bytes=256_000)
+    )  # Gemini's: only the newest fits
+    told = told_new(tight, attempt, follow_up(tight, attempt))
+    assert told["previous"].startswith("That turn's instruction was:\n\nC ")
+    assert "runs run1, run2, run3, do not fit in this prompt" in told["previous"], told["previous"][-200:]
+    assert told["cut_short"] == ("run4",)  # the others stay in a recap

@@ -228,18 +228,42 @@ def told_new(ctx: Context, attempt: Attempt, follow: FollowUp) -> dict[str, Any]
     if interrupted is None or not follow.reason:
         return told
     chain = _cut_short(ctx, interrupted)
-    asked, texts = ctx.request.prompt.strip(), []
-    for record in chain:
+    asked, texts, left_out = ctx.request.prompt.strip(), list[str](), list[RunRecord]()
+    for record in reversed(chain):  # the newest first, while they fit the CLI's prompt limit
         text = record.prompt.strip()
-        if text != asked and text not in texts:
-            texts.append(text)
+        if text == asked or text in texts:
+            continue
+        if left_out or not _fits(ctx, [*texts, text]):  # and every older one: no gap in the story
+            left_out.append(record)
+            continue
+        texts.insert(0, text)
     if len(texts) > 1:
         listed = "\n\n".join(f"{n}. {text}" for n, text in enumerate(texts, 1))
         told["previous"] = f"The instructions of the turns cut short in a row, oldest first:\n\n{listed}\n"
     else:
         told["previous"] = f"That turn's instruction was:\n\n{texts[0]}\n" if texts else ""
-    told["cut_short"] = tuple(record.id for record in chain)
+    if left_out:  # never silently: the run's record says where they are
+        ids = ", ".join(r.id for r in reversed(left_out))
+        told["previous"] += (
+            f"(The instructions of earlier turns cut short, runs {ids}, do not fit in this prompt.)\n"
+        )
+    told["cut_short"] = tuple(record.id for record in chain if record not in left_out)
     return told
+
+
+# characters of a new conversation's prompt kept for its template's words and a recap's clipped runs
+RESERVED = 16_000
+
+
+def _fits(ctx: Context, texts: list[str]) -> bool:
+    """Whether ``texts`` fit the agent CLI's prompt limits beside the instruction (its characters,
+    or its UTF-8 bytes at 4 a reserved character)."""
+    caps, instruction = ctx.agent.capabilities, ctx.resolved.instruction
+    chars = sum(len(t) for t in texts) + len(instruction) + RESERVED
+    if caps.max_prompt_chars is not None and chars > caps.max_prompt_chars:
+        return False
+    size = sum(len(t.encode("utf-8", "replace")) for t in [*texts, instruction]) + 4 * RESERVED
+    return caps.max_prompt_bytes is None or size <= caps.max_prompt_bytes
 
 
 def _cut_short(ctx: Context, interrupted: RunRecord) -> list[RunRecord]:
@@ -369,17 +393,6 @@ def _damage(files: list[Path], snapshot: Snapshot | None) -> str | None:
             return f"{path.name} is not a SQLite database"
         if path.suffix not in JSON_TEXT:
             continue
-        try:
-            json.loads(first)
-        except ValueError:
-            return f"{path.name} does not parse as JSONL"
-    return None
-    size = sum(p.stat().st_size for p in files)
-    if snapshot is not None and size < snapshot.total_bytes:
-        return f"the local transcript has {size} bytes, the snapshot {snapshot.total_bytes}"
-    for path in files:
-        with path.open("rb") as fh:
-            first = fh.readline()
         try:
             json.loads(first)
         except ValueError:
