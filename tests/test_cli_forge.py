@@ -207,3 +207,29 @@ def test_what_a_reconcile_pass_costs(cli: Cli, env: dict[str, str], fake: FakeFo
         thread.updated_at -= 600
     quiet = cost()
     assert len(quiet) == 2 and quiet[1].endswith("/check-runs"), quiet
+
+
+def test_forge_test_checks_the_webhook_where_the_forge_tells(
+    cli: Cli, env: dict[str, str], fake: FakeForge
+) -> None:
+    secret = {**env, "BATON_WEBHOOK_SECRET": SECRET}
+    done = cli("forge", "test", env=secret)  # baton-bot has write: GitHub tells hooks to admins only
+    assert (
+        done.returncode == 0 and f"warn repo github:{REPO} webhooks: the forge does not tell" in done.stdout
+    )
+    fake.set_permission(REPO, "baton-bot", "admin")
+    try:
+        fake.deliver_to = "https://baton.example.com/webhooks/github"
+        done = cli("forge", "test", env=secret)
+        assert done.returncode == 0, done.stdout
+        assert (
+            f"ok   repo github:{REPO} webhooks: a webhook delivers every event the loop needs" in done.stdout
+        )
+        fake.hook_events.remove("push")  # conflicts would go unnoticed
+        done = cli("forge", "test", env=secret)
+        assert done.returncode == 1 and "lacks the events push" in done.stdout, done.stdout
+        fake.deliver_to = "https://elsewhere.example.com/hooks"
+        done = cli("forge", "test", env=secret)
+        assert done.returncode == 1 and "no webhook delivers to …/webhooks/github" in done.stdout
+    finally:
+        fake.deliver_to = None

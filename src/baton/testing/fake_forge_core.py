@@ -98,6 +98,12 @@ class ForgeCore:
         self.requests: list[ApiRequest] = []
         self.violations: list[Violation] = []
         self.deliveries: list[Delivery] = []
+        # the events of the repositories' one webhook (to ``deliver_to``), as GET .../hooks shows them
+        self.hook_events: list[str] = [
+            *("issues", "issue_comment", "pull_request", "pull_request_review"),
+            *("pull_request_review_comment", "check_run", "check_suite", "workflow_run"),
+            *("status", "delete", "push"),
+        ]
         self.pushes: list[Push] = []
         self._comments: dict[int, IssueComment] = {}
         self._reviews: dict[int, Review] = {}

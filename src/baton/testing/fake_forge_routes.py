@@ -3,9 +3,10 @@ offline tour with ``curl``) calls, each taking a :class:`Call` and returning ``(
 headers)``. Paths, parameters and shapes are GitHub's (the server checks them against the
 description); refusals raise :class:`~baton.testing.fake_forge_core.ForgeRefused` with GitHub's words.
 
-Reads: the repository, a collaborator's permission, issues (``since``, ``state``, ``sort``, pages),
-an issue, pull requests, a pull request, comments (``since``), reviews and a review's comments, check
-runs for a ref, a check run's annotations, a job's logs (302 to a download URL), the combined status.
+Reads: the repository, its webhooks (to an admin), a collaborator's permission, issues (``since``,
+``state``, ``sort``, pages), an issue, pull requests, a pull request, comments (``since``), reviews and a
+review's comments, check runs for a ref, a check run's annotations, a job's logs (302 to a download
+URL), the combined status.
 Writes: a pull request (422 as GitHub), a comment and its edit; and, for driving the fake from outside
 its process, an issue, labels, assignees, a review, a commit status, a check run, and a pull request's
 merge (a merge commit onto its base, the PR closed merged and its ``pull_request.closed`` sent).
@@ -318,6 +319,29 @@ def merge_pull(c: Call) -> Reply:
     return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}, {}
 
 
+def list_hooks(c: Call) -> Reply:
+    """The repository's webhooks, to an admin only (as GitHub): the one to ``deliver_to``, if any."""
+    c.require("admin")
+    base = f"{c.fake.api_url}/repos/{c.repo_name}/hooks/1"
+    hook = {
+        "type": "Repository",
+        "id": 1,
+        "name": "web",
+        "active": True,
+        "events": list(c.fake.hook_events),
+        "config": {"url": c.fake.deliver_to, "content_type": "json", "insecure_ssl": "0"},
+        "created_at": "2024-01-01T00:00:00Z",
+        "updated_at": "2024-01-01T00:00:00Z",
+        "url": base,
+        "test_url": f"{base}/test",
+        "ping_url": f"{base}/pings",
+        "deliveries_url": f"{base}/deliveries",
+        "last_response": {"code": None, "status": "unused", "message": None},
+    }
+    page, headers = c.page([hook] if c.fake.deliver_to else [])
+    return 200, page, headers
+
+
 def create_status(c: Call) -> Reply:
     body = c.body
     status_id = c.fake.set_status(
@@ -374,6 +398,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/repos/{owner}/{repo}/check-runs/{check_run_id}/annotations", list_annotations),
     ("GET", "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs", job_logs),
     ("GET", "/repos/{owner}/{repo}/commits/{ref}/status", combined_status),
+    ("GET", "/repos/{owner}/{repo}/hooks", list_hooks),
     ("POST", "/repos/{owner}/{repo}/issues", create_issue),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/labels", add_labels),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/assignees", add_assignees),
