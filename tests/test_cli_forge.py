@@ -233,3 +233,23 @@ def test_forge_test_checks_the_webhook_where_the_forge_tells(
         assert done.returncode == 1 and "no webhook delivers to …/webhooks/github" in done.stdout
     finally:
         fake.deliver_to = None
+
+
+def test_unbind_and_bind_again_keep_one_status_comment(
+    cli: Cli, env: dict[str, str], fake: FakeForge
+) -> None:
+    issue = fake.open_issue(REPO, "alice", "Add notes", "Please.")
+    assert cli("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    fake.comment(REPO, issue, "alice", "write the notes")
+    assert cli("forge", "reconcile", env=env, timeout=180).returncode == 0
+    [status] = fake.comments(REPO, issue, login="baton-bot")
+    first = status.body
+    assert cli("forge", "unbind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    assert cli("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    shown = json.loads(cli("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
+    assert shown["binding"]["status_comment"] == status.id  # the earlier binding's comment, adopted
+    fake.comment(REPO, issue, "alice", "and a second line")
+    done = cli("forge", "reconcile", env=env, timeout=180)
+    assert done.returncode == 0 and "1 accepted" in done.stdout, done.stdout + done.stderr
+    [edited] = fake.comments(REPO, issue, login="baton-bot")
+    assert edited.id == status.id and edited.body != first

@@ -33,6 +33,7 @@ from baton.forge import dispatch, merging
 from baton.forge.config import ForgeSettings
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import Binding, ForgeError, ForgeKind
+from baton.forge.threads import STATUS_HEAD
 from baton.keys import Key, parse_repo
 from baton.models import Access, JobRecord, Outcome
 from baton.settings import Settings
@@ -226,7 +227,7 @@ def status_text(binding: Binding, job: JobRecord, result: dict[str, Any], public
     """The one status comment of a thread, as it reads after this turn."""
     cost = (job.result or {}).get("cost_usd")
     lines = [
-        f"**baton** · `{binding.agent}` on thread `{binding.thread}`",
+        f"{STATUS_HEAD}`{binding.agent}` on thread `{binding.thread}`",
         "",
         f"- last turn: `{job.id}` — **{result.get('outcome')}**"
         + (" — **the merge conflict is still open**" if result.get("conflict") else ""),

@@ -30,11 +30,13 @@ from baton.forge.model import (
     ForgeUnreachable,
     ThreadInfo,
 )
+from baton.forge.trust import is_own
 from baton.keys import parse_repo, validate_agent, validate_thread
 from baton.models import Access
 from baton.store.base import ForgeStore
 
 DAY = 86_400.0  # the daily budget's window (as dispatch counts it)
+STATUS_HEAD = "**baton** · "  # how baton's status comment starts (publish.status_text)
 log = logging.getLogger("baton.forge")
 
 
@@ -94,6 +96,7 @@ def bind_thread(
         head_sha=info.head_sha,
         branch=info.head_ref if info.is_pr and (not fork or info.head_clone_url) else None,
         access=Access.READ if fork else access or config.access,
+        status_comment=_status_comment_of(loop, forge, repo, number),
         created_at=now,
         updated_at=now,
     )
@@ -102,6 +105,20 @@ def bind_thread(
         "forge.bind", stored.conversation, actor, {"thread": stored.thread, "agent": stored.agent}
     )
     return stored
+
+
+def _status_comment_of(loop: ForgeLoop, forge: str, repo: str, number: int) -> int | None:
+    """baton's status comment on the issue from an earlier binding of it (unbound, then bound again):
+    kept up to date from now on, so a thread never has two. None when there is none (or the forge
+    cannot say: then a new one is posted)."""
+    config = loop.forge(forge)
+    try:
+        comments = loop.client(forge).comments(repo, number)
+    except ForgeError as exc:
+        log.warning("forge %s:%s#%d: its comments cannot be read: %s", forge, repo, number, exc)
+        return None
+    own = [c.id for c in comments if is_own(c.author.login, config) and c.body.startswith(STATUS_HEAD)]
+    return own[-1] if own else None
 
 
 def follow_config(loop: ForgeLoop, binding: Binding) -> Binding:
