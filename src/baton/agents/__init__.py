@@ -70,6 +70,14 @@ def register_from_env(value: str | None = None) -> None:
         register_agent(name.strip(), factory.strip())
 
 
+def listed(names: list[str] | None = None) -> str:
+    """The registered agents (or ``names``) as help texts name them: ``claude, codex, gemini, copilot or
+    opencode``. Every help text that lists the agents says this, so none is ever a stale hand-written
+    list; the API's ``enum`` is :data:`AGENTS` itself."""
+    names = list(AGENTS if names is None else names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def get_agent(name: str, settings: Settings) -> Agent:
     """The adapter for ``name``; KeyError for a name nobody registered."""
     module, _, attr = _FACTORIES[name].partition(":")
@@ -139,5 +147,6 @@ __all__ = [
     "clean_error",
     "describe_agent",
     "get_agent",
+    "listed",
     "register_agent",
 ]

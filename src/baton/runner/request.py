@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from types import NoneType, UnionType
 from typing import Annotated, Any, TypedDict, get_args, get_type_hints
 
+from baton.agents import listed
 from baton.models import Access, Mode, OnConflict, Outcome, RunRecord, SessionRecord, SyncHow, iso
 
 EventCallback = Callable[[RunRecord, dict[str, Any]], None]
@@ -54,8 +55,8 @@ class RunRequest:
 
     agent: str = field(
         metadata=option(
-            "claude, codex, gemini (or fake, for tests)",
-            doc="claude, codex or gemini",
+            listed(),  # the agents registered when this is imported (BATON_AGENTS_EXTRA's too)
+            doc="the agent, by name: the enum lists every agent registered with the service",
             flags=("--agent", "-a"),
         )
     )

@@ -28,7 +28,7 @@ from baton.store.base import Store
 router = APIRouter(tags=["sessions"])
 Reader = Annotated[Actor, Depends(require(TokenScope.READ))]
 Admin = Annotated[Actor, Depends(require(TokenScope.ADMIN))]
-AgentQ = Annotated[Agent, Query(description="claude, codex, gemini")]
+AgentQ = Annotated[Agent, Query(description="the agent, by name: the enum lists every registered agent")]
 RepoQ = Annotated[str, Query(description="the repo's slug (github.com/acme/api), URL or local path")]
 ThreadQ = Annotated[Thread, Query(description="the unit of work, e.g. issue-42")]
 
