@@ -235,3 +235,22 @@ def test_the_bind_api_checks_the_agent_the_issue_and_a_rebind(
         other = http.post("/v1/forge/threads", json={**body, "agent": "claude"})
         assert other.status_code == 409 and "already bound" in other.json()["detail"]
         assert [b["agent"] for b in http.get("/v1/forge/threads").json()] == ["fake"]
+
+
+def test_a_burst_of_issues_audits_one_decision_each_and_no_refusal_of_batons_own(
+    fake: FakeForge, forge_service: Service
+) -> None:
+    issues = [fake.open_issue(REPO, "alice", f"Task {n}", "") for n in range(8)]
+    for issue in issues:
+        fake.comment(REPO, issue, "alice", "@baton go")
+    settled(forge_service, fake, len(issues))
+    # every thread's status comment (posted, then its PR's opening) came back as deliveries
+    assert len([d for d in fake.deliveries if d.event == "issue_comment"]) >= 2 * len(issues)
+    rows = forge_service.store.list_audit(500)
+    accepted = [a for a in rows if a["action"] == "forge.accepted"]
+    assert sorted(a["detail"]["identity"] for a in accepted) == sorted(
+        {a["detail"]["identity"] for a in accepted}
+    )
+    assert len(accepted) == len(issues)
+    assert [a for a in rows if a["action"] == "forge.refused"] == []
+    assert forge_service.store.forge_turn_counts()["refused"] == 0  # baton_forge_refused_total
