@@ -121,6 +121,27 @@ def test_each_adapter_names_its_model_url(settings: Settings) -> None:
     assert codex.model_url({"OPENAI_BASE_URL": "http://127.0.0.1:7/v1"}) == "http://127.0.0.1:7/v1"
 
 
+def test_opencodes_silence_after_its_prompt_is_no_connection_until_the_model_speaks(tmp_path: Path) -> None:
+    """OpenCode retries an unreachable provider without a word (~75 s): from its session on, the watch
+    counts no connection (its own command list included) until the model's first word; its address is
+    the provider its config's model is from."""
+    from baton.agents.opencode import CONFIG, OpenCodeAgent
+
+    agent = OpenCodeAgent("opencode", tmp_path)
+    assert agent.model_url({}) is None  # no config: a provider it finds itself, address unknown
+    provider = {"mock": {"options": {"baseURL": "http://127.0.0.1:9/v1"}}, "other": {"options": {}}}
+    (tmp_path / CONFIG).parent.mkdir(parents=True)
+    (tmp_path / CONFIG).write_text(json.dumps({"provider": provider, "model": "mock/m"}))
+    assert agent.model_url({}) == "http://127.0.0.1:9/v1"
+    waiting = Signal(SignalKind.UNREACHABLE, "no answer yet (OpenCode says nothing while it retries)")
+    assert agent.signal({"type": "acp.session", "session_id": "ses_1"}) == waiting
+    commands = {"type": "acp.update", "update": {"sessionUpdate": "available_commands_update"}}
+    assert agent.signal(commands) == waiting
+    for said in ("agent_message_chunk", "agent_thought_chunk", "tool_call"):
+        assert agent.signal({"type": "acp.update", "update": {"sessionUpdate": said}}) is None
+    assert agent.signal({"type": "acp.result", "stop_reason": "end_turn"}) is None
+
+
 # -- baton's own connection attempt -----------------------------------------------------------------
 
 

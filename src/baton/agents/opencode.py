@@ -55,6 +55,7 @@ from typing import Any
 from baton.agents.acp import AcpAgent, platform_binary
 from baton.agents.base import Launch, Turn, find_binary
 from baton.agents.opencode_db import rebind
+from baton.agents.signals import Signal, SignalKind
 from baton.models import Access, Mode
 from baton.settings import Settings
 
@@ -92,6 +93,8 @@ LOGINS = "data/opencode/auth.json"  # `opencode auth login`'s keys, by provider
 DATABASE = ("opencode.db", "opencode.db-wal", "opencode.db-shm")
 LOOPBACK = "127.0.0.1"
 UNREACHABLE = "Cannot connect to API"  # its words for a provider it could not reach
+# the session updates that come from the model (ACP's): any other (available_commands_update…) is OpenCode's
+MODEL_UPDATES = {"agent_message_chunk", "agent_thought_chunk", "tool_call", "tool_call_update", "plan"}
 # baton's name, not one OpenCode reads: where its server listens, a base URL the walls grant the port of
 SERVER_URL = "OPENCODE_ACP_SERVER_BASE_URL"
 
@@ -176,6 +179,26 @@ class OpenCodeAgent(AcpAgent):
             return path.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError):
             return None
+
+    def model_url(self, env: Mapping[str, str]) -> str | None:
+        """The ``baseURL`` of the provider its config's model is from (None: a provider OpenCode finds
+        itself, whose address baton does not know)."""
+        config = self._config()
+        provider = str(config.get("model", "")).partition("/")[0]
+        url = _dict(_dict(_dict(config.get("provider")).get(provider)).get("options")).get("baseURL")
+        return url if isinstance(url, str) and url else None
+
+    def signal(self, event: dict[str, Any]) -> Signal | None:
+        """Its prompt sent, nothing heard yet: OpenCode retries a provider it cannot reach without a word
+        (~75 s, then "Cannot connect to API"), so until the model's first word the turn counts as not
+        connected, and after the grace baton tries the address itself (a model that is only slow is
+        reached, and left to answer)."""
+        kind = event.get("type")
+        update = _dict(event.get("update")).get("sessionUpdate") if kind == "acp.update" else None
+        # its own notices (the commands it offers) are no word of the model's
+        if kind == "acp.session" or (update and update not in MODEL_UPDATES):
+            return Signal(SignalKind.UNREACHABLE, "no answer yet (OpenCode says nothing while it retries)")
+        return None
 
     def endpoints(self) -> tuple[str, ...]:
         """The ``baseURL`` of each provider in the home's ``opencode.json`` (read on the operator's
