@@ -6,6 +6,13 @@ The config file is ``$BATON_HOME/config.toml`` (flat keys, the same names as the
 :mod:`baton.housekeeping.prune`'s, skipped here). Parsing is
 strict: an unknown key or a value of the wrong type is an error naming the key and where it came from,
 never a silent default.
+
+Each setting is said once, here: its field's type and default, and its meaning for people (an
+:class:`About` in the field's metadata, markdown). docs/configuration.md's table is generated from them
+(``bench/settings_doc.py``; ``tests/test_settings_doc.py`` fails while the page differs), with the
+variables only the environment gives (:data:`ENV_ONLY`, read where they are used) and the words a
+setting of a few takes (:data:`CHOICES`, which :func:`load_settings` checks). The fields are laid out by
+hand (``fmt: off``): one line each plus their meaning's, where the formatter would take three times as many.
 """
 
 from __future__ import annotations
@@ -25,64 +32,189 @@ from baton.models import Access, Confine, OnConflict, SyncHow
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything baton reads from its environment; built by :func:`load_settings`."""
+class About:
+    """What one setting means, as docs/configuration.md's table says it (the table is generated from
+    these: ``bench/settings_doc.py``). The default and the type are the field's own, shown as people
+    read them; ``default`` says what an empty default stands for (a value the code computes)."""
 
-    home: Path
-    ttl_days: float = 30.0  # a session expires this long after its last use
-    lease_ttl: float = 30.0  # seconds a lease lives without a heartbeat
-    heartbeat: float = 5.0  # seconds between heartbeats of a running run
-    retry_backoff: float = 2.0  # first retry waits this long, doubling each time
-    kill_grace: float = 3.0  # seconds between SIGTERM and SIGKILL of a timed-out agent
-    run_timeout: float = 3600.0  # seconds an agent may run (a run's --timeout wins); 0: no limit
-    idle_timeout: float = 900.0  # seconds an agent may go without output before it is stopped; 0: no limit
-    unreachable_grace: float = 20.0  # seconds the model API may not be reached before a turn fails; 0: off
-    min_free: str = "100M"  # bytes or 100M/5G: runs refuse to start below it, /readyz fails, eviction
-    disk_quota: str = ""  # bytes or 50G: above it, idle worktrees are evicted (LRU); empty: no quota
-    key_disk: str = ""  # bytes or 5G: a run growing its key's files past it is stopped; empty: no budget
-    run_memory: str = "8G"  # bytes or 4G: the memory of one run's processes (a cgroup's); 0: unbounded
-    run_pids: int = 2048  # processes and threads one run may have at once (a cgroup's); 0: unbounded
-    run_cpu: float = 0.0  # cores' worth of CPU one run may use (a cgroup's); 0: unbounded
-    on_limit: str = (
-        "wait"  # a spent usage quota: wait for its reset, or fallback:<agent> carries on meanwhile
-    )
-    quota_wait: float = 900.0  # seconds to wait for a spent quota whose reset the agent did not say
-    quota_max_wait: float = 691200.0  # seconds at most to wait for a reset (8 days: a weekly window)
-    cgroups: str = "auto"  # auto (a cgroup per run where the host allows: limits, nothing outlives it) or off
-    concurrency: int = 4  # runs the service executes at once
-    closed_grace_days: float = 7.0  # a closed session's snapshot and checkpoint are kept this long
-    sweep_interval: float = 86400.0  # seconds between the service's sweeps (0: never)
-    prune_kinds: str = "default"  # NAME,NAME: ignored untracked dirs pruned first under disk pressure
-    forge_reconcile: float = 300.0  # seconds between the service's forge reconciles (0: webhooks only)
-    public_url: str = ""  # where people reach `baton serve` (https://baton.example): links in forge comments
-    store_url: str = ""  # empty: SQLite at $BATON_HOME/baton.db; postgresql+psycopg://... for many machines
-    redis_url: str = ""  # redis://...: Redis leases, fast cancel flags (optional)
-    broker_url: str = ""  # redis://... or amqp://...: runs go through Celery workers (baton worker)
-    lease_backend: str = "sql"  # sql (the store) or redis (needs redis_url)
-    queue: str = ""  # the Celery queue runs go to and workers read; empty: the store's own, baton.<store id>
-    visibility_timeout: float = 86400.0  # seconds (Redis broker): longer than the longest run
-    queued_notice: float = 30.0  # seconds until `baton submit --follow` says no worker took it; 0: never
-    drain_timeout: float = 240.0  # seconds a stopping worker's turns run on, then are handed back; 0: wait
-    claude_bin: str = ""  # empty: the claude-agent-sdk's bundled CLI, else `claude` on PATH
-    codex_bin: str = ""  # empty: `codex` on PATH, else next to this Python
-    gemini_bin: str = ""  # empty: `gemini` on PATH, else next to this Python
-    copilot_bin: str = ""  # empty: `copilot` on PATH, else next to this Python (its native binary beside)
-    opencode_bin: str = ""  # empty: `opencode` on PATH, else next to this Python (its native binary beside)
-    sync: str = "off"  # off, merge or rebase: bring upstream changes into the worktree before each turn
-    on_conflict: str = "stop"  # stop (outcome conflict, worktree untouched) or agent (markers + a note)
-    git_user_name: str = "baton ({agent})"
-    git_user_email: str = "{agent}@baton.invalid"
-    log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR or CRITICAL: baton serve's and baton worker's log
-    log_format: str = "text"  # text (time level logger: message) or json (one object per line)
-    access: str = "edit"  # read, edit or full: what an agent may do in its worktree (a run's --access wins)
-    confine: str = "auto"  # auto, required or off: wall each agent into its key (Landlock)
-    agent_env: str = ""  # NAME,NAME: more environment variables passed to agents (never BATON_* secrets)
-    agent_ports: str = ""  # PORT,PORT: more TCP ports a confined agent may connect to
-    mount_ns: str = "auto"  # auto (a walled agent gets its own mount namespace where the host allows) or off
-    shared_caches: str = "on"  # on (a repo's threads share npm, pip, uv, cargo, Go caches) or off
-    reflink: str = "auto"  # auto (reflinked worktrees where the file system clones files) or off
-    warm: str = "auto"  # auto (`baton run` handed to a pre-imported server: baton.cli.warm) or off
-    extra: dict[str, str] = field(default_factory=dict)
+    meaning: str  # markdown: links into the other pages may stay
+    default: str | None = None  # only where the field's default is empty: what baton uses then
+    kind: str | None = None  # what it takes, when its type says too little (a size, names, a form)
+    env_only: bool = False  # read from the environment only (BATON_NAME), never from config.toml
+
+
+def about(meaning: str, **how: Any) -> dict[str, About]:
+    """A setting's metadata: ``field(default=..., metadata=about("..."))``."""
+    return {"about": About(meaning, **how)}
+
+
+_SIZE = "size"  # bytes, or 512M, 5G: parse_size
+_CLI = "next to baton's Python (its platform package's native binary beside it is run)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything baton reads from its environment; built by :func:`load_settings`. Each field's
+    :class:`About` is its meaning, for people and for the docs."""
+
+    # fmt: off
+    home: Path = field(metadata=about(
+        "where everything lives", default="the platform's user data dir", env_only=True))
+    ttl_days: float = field(default=30.0, metadata=about("a session expires this long after its last use"))
+    lease_ttl: float = field(default=30.0, metadata=about("seconds a lease lives without a heartbeat"))
+    heartbeat: float = field(default=5.0, metadata=about("seconds between heartbeats of a running run"))
+    retry_backoff: float = field(default=2.0, metadata=about(
+        "seconds the first retry of a run waits, doubling each time"))
+    kill_grace: float = field(default=3.0, metadata=about(
+        "seconds between SIGTERM and SIGKILL of an agent being stopped"))
+    run_timeout: float = field(default=3600.0, metadata=about(
+        "seconds an agent may run before it is stopped (`timed_out`, the conversation kept); a run's "
+        "`--timeout` wins; 0: no limit"))
+    idle_timeout: float = field(default=900.0, metadata=about(
+        "seconds an agent may go without a line of output before it is stopped the same way; 0: no limit"))
+    unreachable_grace: float = field(default=20.0, metadata=about(
+        "seconds an agent may report nothing but failed connections to its model API (a wrong "
+        "`ANTHROPIC_BASE_URL`, a server that is down) before the turn ends `failed`, naming the address "
+        "and the cause — once baton cannot connect to that address either; 0: leave the agent to its own "
+        "retries (minutes) ([cli.md](cli.md#a-model-that-cannot-be-reached))"))
+    min_free: str = field(default="100M", metadata=about(
+        "a run refuses to start with less free space where `BATON_HOME` lives (bytes, or `512M`, `5G`); "
+        "below it `/readyz` fails and a sweep frees space (prune, then eviction)", kind=_SIZE))
+    disk_quota: str = field(default="", metadata=about(
+        "bytes (`50G`): above it, a sweep evicts the least-recently-used idle worktrees, checkpointed "
+        "first ([cli.md](cli.md#disk-and-expiry-du-and-sweep)); empty: no quota", kind=_SIZE))
+    key_disk: str = field(default="", metadata=about(
+        "bytes (`5G`): one key's disk budget during a run — its worktree, temp dir and agent home, counted "
+        "as `du -s` counts them. A run that grows them past it is stopped, the conversation kept: \"the "
+        "key's files grew to 5.2 GiB, 204.8 MiB over its disk budget of 5 GiB (BATON_KEY_DISK)\"; a run "
+        "that starts over it is stopped as soon as that is measured, and every turn ends with one exact "
+        "measure, so a write faster than the watch (a 200 MB file in a second, as the turn ends) still "
+        "ends it `limited` (its files kept, the next turn told). Also during a run: free space under "
+        "`BATON_MIN_FREE` where `BATON_HOME` lives stops it, whoever wrote. Empty: no budget (a worktree's "
+        "size is the repository's; pick one that fits your largest) "
+        "([security.md](security.md#disk-what-is-enforced))", kind=_SIZE))
+    run_memory: str = field(default="8G", metadata=about(
+        "the memory one run's processes may use together (bytes, or `512M`, `4G`; RAM and swap); past it "
+        "the kernel kills one of them and the run ends `limited`: \"the agent's processes exceeded the "
+        "run's memory limit of 4.0 GiB (BATON_RUN_MEMORY)\", the conversation kept; a run's `memory` wins; "
+        "0: no limit. Enforced where runs get a cgroup "
+        "([security.md](security.md#what-a-run-leaves-behind-nothing))", kind=_SIZE))
+    run_pids: int = field(default=2048, metadata=about(
+        "processes and threads one run may have at once (Node and Rust CLIs start tens of threads each); a "
+        "fork past it fails, and the run ends `limited`; a run's `pids` wins; 0: no limit"))
+    run_cpu: float = field(default=0.0, metadata=about(
+        "cores' worth of CPU one run may use (`2`, `0.5`): its processes are throttled past it, never "
+        "stopped; a run's `cpu` wins; 0: no limit"))
+    on_limit: str = field(default="wait", metadata=about(
+        "what a spent usage quota does: `wait` for its reset (the thread is `waiting_for_quota`, a queued "
+        "run is queued again until then, `baton run` exits 75 or waits with `--wait-quota`), or "
+        "`fallback:<agent>` (that agent carries the thread's turns meanwhile and hands it back); a run's "
+        "`--on-limit` and a plan's `on_limit:` win ([agents.md](agents.md#usage-limits))",
+        kind="`wait` or `fallback:<agent>`"))
+    quota_wait: float = field(default=900.0, metadata=about(
+        "seconds runs of a credential wait when its agent met a spent quota without saying when it resets; "
+        "doubles for each refusal in a row after a reset (a phantom limit), up to 4 h"))
+    quota_max_wait: float = field(default=691200.0, metadata=about(
+        "the longest wait for a reset baton believes (8 days: a weekly window); a reset further away is "
+        "not believed, and runs try again after this long (the breaker's detail says so)"))
+    cgroups: str = field(default="auto", metadata=about(
+        "`auto`: a control group per run where the host lets baton make one (cgroup v1 or v2, as root or "
+        "in a delegated subtree), holding every process the run starts, with the limits above; `off`: none "
+        "(the runner's subreaper still ends what a run leaves running). `baton doctor` says which applies"))
+    concurrency: int = field(default=4, metadata=about("runs `baton serve` or a worker executes at once"))
+    closed_grace_days: float = field(default=7.0, metadata=about(
+        "a closed session (expired, or cleaned up by a webhook) can still be resumed this long; then a "
+        "sweep purges it"))
+    sweep_interval: float = field(default=86400.0, metadata=about(
+        "seconds between the service's sweeps; 0: never"))
+    prune_kinds: str = field(default="default", metadata=about(
+        "`NAME,NAME`: the ignored, untracked directories a sweep prunes from idle worktrees before it "
+        "evicts any ([below](#rebuildable-artefacts-prune)); `default` stands for the built-in list, "
+        "`none` turns pruning off", kind="names"))
+    forge_reconcile: float = field(default=300.0, metadata=about(
+        "seconds between `baton serve`'s reconciles with the configured forges (the first at start); 0: "
+        "webhooks only ([forge.md](forge.md#webhooks-and-the-reconcile))"))
+    public_url: str = field(default="", metadata=about(
+        "where people reach `baton serve` (`https://baton.example.com`): the forge loop's status comments "
+        "link each run's dashboard page under it"))
+    store_url: str = field(default="", metadata=about(
+        "the store; `postgresql+psycopg://...` for many machines (the `postgres` extra)",
+        default="`sqlite:///$BATON_HOME/baton.db`"))
+    redis_url: str = field(default="", metadata=about(
+        "`redis://...`: fast cancel flags, and Redis leases (optional)"))
+    broker_url: str = field(default="", metadata=about(
+        "`redis://...` or `amqp://...`: runs go through Celery workers (`baton worker`) "
+        "([fleet.md](fleet.md))"))
+    lease_backend: str = field(default="sql", metadata=about(
+        "where leases are held: the store, or Redis (needs `BATON_REDIS_URL`)", kind="`sql` or `redis`"))
+    queue: str = field(default="", metadata=about(
+        "the Celery queue runs go to and workers read", default="the store's own, `baton.<store id>`"))
+    visibility_timeout: float = field(default=86400.0, metadata=about(
+        "seconds (Redis broker) before a run a worker took and never acknowledged is delivered again: "
+        "longer than the longest run"))
+    queued_notice: float = field(default=30.0, metadata=about(
+        "seconds until `baton submit --follow` says no worker took its run; 0: never"))
+    drain_timeout: float = field(default=240.0, metadata=about(
+        "seconds a stopping worker's turns run on before they are handed back; 0: wait for them"))
+    claude_bin: str = field(default="", metadata=about(
+        "Claude Code binary", default="the SDK's bundled CLI, else `claude` on PATH"))
+    codex_bin: str = field(default="", metadata=about(
+        "Codex CLI binary", default="`codex` on PATH, else next to baton's Python"))
+    gemini_bin: str = field(default="", metadata=about(
+        "Gemini CLI binary", default="`gemini` on PATH, else next to baton's Python"))
+    copilot_bin: str = field(default="", metadata=about(
+        "GitHub Copilot CLI binary", default=f"`copilot` on PATH, else {_CLI}"))
+    opencode_bin: str = field(default="", metadata=about(
+        "OpenCode binary", default=f"`opencode` on PATH, else {_CLI}"))
+    sync: str = field(default="off", metadata=about(
+        "`merge` or `rebase`: bring upstream changes into the worktree before every turn; `off`: never"))
+    on_conflict: str = field(default="stop", metadata=about(
+        "`stop`: a sync's conflict ends the turn (outcome `conflict`, the worktree untouched); `agent`: "
+        "leave the conflict markers for the agent, with a note, instead of stopping"))
+    git_user_name: str = field(default="baton ({agent})", metadata=about(
+        "the git name of each agent's commits and of baton's checkpoints (`{agent}` is replaced)"))
+    git_user_email: str = field(default="{agent}@baton.invalid", metadata=about(
+        "the git e-mail of each agent's commits and of baton's checkpoints (`{agent}` is replaced)"))
+    log_level: str = field(default="INFO", metadata=about(
+        "the log of `baton serve` and `baton worker`, in any case (the worker's `--loglevel` overrides it)"))
+    log_format: str = field(default="text", metadata=about(
+        "`text`: `TIME LEVEL LOGGER: MESSAGE` lines; `json`: one JSON object per line (`time`, `level`, "
+        "`logger`, `message`, and `exc_info` with a traceback), uvicorn's and Celery's lines included"))
+    access: str = field(default="edit", metadata=about(
+        "what an agent may do: `read`, `edit` or `full` (a run's `--access` wins)"))
+    confine: str = field(default="auto", metadata=about(
+        "wall each agent into its key with Landlock: `auto` (where the kernel can; says so once "
+        "otherwise), `required` (refuse, exit 2), `off`"))
+    agent_env: str = field(default="", metadata=about(
+        "`NAME,NAME`: more environment variables agents get (they get an allow-list; `BATON_*` is refused)",
+        kind="names"))
+    agent_ports: str = field(default="", metadata=about(
+        "`PORT,PORT`: more TCP ports a walled agent may connect to (besides 80, 443, 22, 9418 and its base "
+        "URLs')", kind="ports"))
+    mount_ns: str = field(default="auto", metadata=about(
+        "`auto`: a walled agent gets its own mount namespace, in which only the paths its walls allow "
+        "exist (so a pathname UNIX socket elsewhere, PostgreSQL's or Docker's, is not there to connect to; "
+        "its `/proc` shows only its own run's processes; `/etc/shadow` & co are empty files), where the "
+        "host lets baton make one (root, or `CAP_SYS_ADMIN` in its user namespace); `off`: never. `baton "
+        "doctor` says which applies ([security.md](security.md#what-the-walls-add))"))
+    shared_caches: str = field(default="on", metadata=about(
+        "`on`: the threads of a repository share its package managers' caches, in `BATON_HOME/caches/<repo "
+        "slug>/@shared/` (npm, pnpm, yarn, pip, uv, cargo's `CARGO_HOME`, Go's module and build caches, "
+        "each through its own variable; not at access `read`), walled read-write for that repository's "
+        "keys only; `off`: each key caches in its own home. A thread can poison its repository's caches, "
+        "never another's ([security.md](security.md#shared-package-caches))"))
+    reflink: str = field(default="auto", metadata=about(
+        "`auto`: where `BATON_HOME`'s cache clones and worktrees are on one file system that clones files "
+        "(XFS, btrfs; probed, not assumed), a new worktree is a reflinked copy of a pristine checkout of "
+        "its commit, sharing its blocks; `off`: always `git worktree add` "
+        "([cli.md](cli.md#copy-on-write-worktrees))"))
+    warm: str = field(default="auto", metadata=about(
+        "`auto`: the first `baton run` of a home starts a warm server, a pre-imported baton process that "
+        "later `baton run`s of this user, installation and context hand themselves to (their agent starts "
+        "~0.1-0.2 s sooner); it leaves after two idle minutes; `off`: every `baton run` imports and runs "
+        "everything itself ([cli.md](cli.md#warm-start))"))
+    # fmt: on
+    extra: dict[str, str] = field(default_factory=dict)  # adapters' own (fake_bin): no variable, file or docs
 
     @property
     def min_free_bytes(self) -> int:
@@ -154,6 +286,55 @@ class Settings:
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # log_level, in any case
 LOG_FORMATS = ("text", "json")
+# the settings that take one of a few words: load_settings refuses any other, the docs list them
+CHOICES: dict[str, tuple[str, ...]] = {
+    "sync": tuple(m.value for m in SyncHow),
+    "on_conflict": tuple(c.value for c in OnConflict),
+    "log_level": LOG_LEVELS,
+    "log_format": LOG_FORMATS,
+    "access": tuple(a.value for a in Access),
+    "confine": tuple(c.value for c in Confine),
+    "reflink": ("auto", "off"),
+    "warm": ("auto", "off"),
+    "shared_caches": ("on", "off"),
+    "cgroups": ("auto", "off"),
+    "mount_ns": ("auto", "off"),
+}
+
+
+@dataclass(frozen=True)
+class EnvSetting:
+    """A setting only the environment gives (never ``config.toml``), read where it is used: a secret
+    that must not sit in a file, or what a process needs before any settings are loaded."""
+
+    name: str  # BATON_...
+    after: str  # the field whose row it follows in the docs' table
+    about: About
+
+
+ENV_ONLY = (
+    EnvSetting("BATON_WEBHOOK_SECRET", "public_url", About(
+        "the forges' webhook secret: a delivery is taken only with a valid HMAC signature under it; unset, "
+        "every delivery is refused (403) and only the reconcile finds events ([forge.md](forge.md))")),
+    EnvSetting("BATON_FORWARDED_ALLOW_IPS", "public_url", About(
+        "the addresses of the TLS proxies whose `X-Forwarded-Proto`/`-For` `baton serve` trusts, "
+        "comma-separated (`*`: any); behind HTTPS the dashboard's cookie is then Secure (`baton serve "
+        "--forwarded-allow-ips`)", default="`127.0.0.1,::1`")),
+    EnvSetting("BATON_FORGE_CONFIG", "public_url", About(
+        "a TOML file (relative to `$BATON_HOME`) holding the `[forge.*]` and `[repo.*]` tables instead of "
+        "`config.toml` ([below](#forges-and-repositories))")),
+    EnvSetting("BATON_GEMINI_MODEL", "opencode_bin", About(
+        "the model Gemini runs (`-m`); else the CLI's own choice (`GEMINI_MODEL`, its `settings.json`), "
+        "else its `pro` alias; `auto` lets the CLI route")),
+    EnvSetting("BATON_GIT_TOKEN", "git_user_email", About(
+        "token for HTTPS git remotes (never passed to agents)")),
+    EnvSetting("BATON_GIT_USERNAME", "git_user_email", About(
+        "the user name sent with `BATON_GIT_TOKEN`", default="`x-access-token`")),
+    EnvSetting("BATON_AGENTS_EXTRA", "git_user_email", About(
+        "`name=module:factory,…`: agents of your own, registered at start "
+        "([architecture.md](architecture.md#where-to-add-things))")),
+)  # fmt: skip
+
 FORGE_TABLES = ("forge", "repo")  # config.toml's [forge.<name>] and [repo."owner/name"]: baton.forge.config
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in ("home", "extra")}
 
@@ -248,21 +429,13 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     settings.run_memory_bytes  # noqa: B018
     settings.agent_env_names, settings.agent_port_numbers  # noqa: B018
     settings.prune_kind_names  # noqa: B018
-    _check_choice("sync", settings.sync, [m.value for m in SyncHow])
-    _check_choice("on_conflict", settings.on_conflict, [c.value for c in OnConflict])
-    if settings.log_level.upper() not in LOG_LEVELS:  # any case, as --loglevel takes it
-        _check_choice("log_level", settings.log_level, list(LOG_LEVELS))
-    _check_choice("log_format", settings.log_format, list(LOG_FORMATS))
-    _check_choice("access", settings.access, [a.value for a in Access])
-    _check_choice("confine", settings.confine, [c.value for c in Confine])
-    _check_choice("reflink", settings.reflink, ["auto", "off"])
-    _check_choice("warm", settings.warm, ["auto", "off"])
-    _check_choice("shared_caches", settings.shared_caches, ["on", "off"])
-    _check_choice("cgroups", settings.cgroups, ["auto", "off"])
+    for name, choices in CHOICES.items():
+        value = getattr(settings, name)
+        if not (name == "log_level" and value.upper() in choices):  # any case, as --loglevel takes it
+            _check_choice(name, value, list(choices))
     check_on_limit(settings.on_limit, "setting 'on_limit'")
     if settings.quota_wait < 1 or settings.quota_max_wait < settings.quota_wait:
         raise BadInput("settings quota_wait (at least 1 s) and quota_max_wait (at least quota_wait) disagree")
-    _check_choice("mount_ns", settings.mount_ns, ["auto", "off"])
     return settings
 
 
