@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 import time
@@ -224,6 +225,20 @@ def test_cancel_stops_the_run(settings: Settings, src_repo: Path, monkeypatch: p
     threading.Timer(0.5, cancel.set).start()
     result = go(settings, src_repo, cancel=cancel, retries=2)
     assert [a.outcome for a in result.attempts] == [Outcome.CANCELLED]
+
+
+def test_a_cancel_during_the_wait_before_a_retry_ends_the_run_at_once(
+    settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry policy's sleep (baton.retry.cancellable) wakes on the cancel: no second attempt, and
+    no waiting out a 60 s backoff."""
+    monkeypatch.setenv("FAKE_AGENT_FAIL", "1")
+    cancel = threading.Event()
+    started = time.monotonic()
+    threading.Timer(1.5, cancel.set).start()
+    result = go(dataclasses.replace(settings, retry_backoff=60.0), src_repo, cancel=cancel, retries=2)
+    assert [a.outcome for a in result.attempts] == [Outcome.FAILED]
+    assert time.monotonic() - started < 30
 
 
 def test_crashed_run_is_marked_and_next_run_gets_interrupted_note(settings: Settings, src_repo: Path) -> None:

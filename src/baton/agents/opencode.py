@@ -29,7 +29,7 @@ Walled, two ports more. ``opencode acp`` is a client of its own HTTP server (it 
 port 4096 else any, and its ACP side calls it there): the walls refuse that ``connect`` (EACCES) and
 ``session/new`` fails, ``-32603 OpenCode service failure``, ``service: directory``. So a walled launch
 picks a free loopback port, tells it ``--port``, and names its URL as a base URL in its environment
-(:data:`SERVER_URL`), whose port the walls grant (:func:`baton.runner.walls.tcp_ports`). And its model
+(:data:`SERVER_URL`), whose port the walls grant (:func:`baton.sandbox.walls.tcp_ports`). And its model
 provider's ``baseURL`` is in its config file, not its environment: :meth:`OpenCodeAgent.endpoints`.
 Nothing else: its refused writes of its project id cache, ``<git common dir>/opencode`` (it finds the
 id again, the repository's root commit, at each start), and opens of the parents of its working

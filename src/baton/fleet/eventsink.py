@@ -18,10 +18,12 @@ and the local file still has them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import deque
 
+from baton import retry
 from baton.store.base import JobStore
 
 log = logging.getLogger("baton.events")
@@ -69,28 +71,39 @@ class StoreSink:
         self._thread.join(timeout=1)
 
     def _run(self) -> None:
-        delay = FIRST_RETRY
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: self._pending or self._closed)
                 if self._closed:
                     return
                 seq, line = self._pending[0]
+            failures: list[BaseException] = []  # this line's, so an outage is said once, and its end
             try:
-                self._store.add_job_event(self._job_id, seq, line)
-            except Exception as exc:  # the store's words; retried until it answers or the job is closed
-                self._failed(seq, exc, delay)
-                with self._changed:
-                    self._changed.wait_for(lambda: self._closed, delay)
-                delay = min(LAST_RETRY, delay * 2)
-                continue
-            if delay > FIRST_RETRY:
+                retry.Retrying(
+                    retry=retry.retry_if_exception_type(Exception),  # the store's words, whatever they are
+                    wait=retry.growing(FIRST_RETRY, LAST_RETRY),
+                    stop=retry.stop_never,  # until it answers or the job is closed (:meth:`_nap`)
+                    before_sleep=functools.partial(self._failed, seq, failures=failures),
+                    sleep=self._nap,
+                    reraise=True,
+                )(self._store.add_job_event, self._job_id, seq, line)
+            except retry.Stopped:
+                return
+            if failures:
                 log.warning("job %s: the store takes events again (from seq %d)", self._job_id, seq)
-            delay = FIRST_RETRY
             with self._changed:
                 self._pending.popleft()
                 self._changed.notify_all()
 
-    def _failed(self, seq: int, exc: Exception, delay: float) -> None:
-        if delay == FIRST_RETRY:  # once per outage, not once per retry
+    def _nap(self, delay: float) -> None:
+        """The pause before the store is tried again; a close ends it (and the loop) at once."""
+        with self._changed:
+            if self._changed.wait_for(lambda: self._closed, delay):
+                raise retry.Stopped
+
+    def _failed(self, seq: int, state: retry.RetryCallState, *, failures: list[BaseException]) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if not failures and exc is not None:  # once per outage, not once per retry
             log.warning("job %s: event seq %d not stored yet (%s); retrying", self._job_id, seq, exc)
+        if exc is not None:
+            failures.append(exc)

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from baton import retry
 from baton.errors import BatonError, Busy, Cancelled, QuotaHeld, StoreError
 from baton.fleet import jobs
 from baton.fleet.eventsink import DRAIN, FIRST_RETRY, LAST_RETRY
@@ -154,18 +154,24 @@ def _through_outage(job_id: str, log: logging.Logger, step: Callable[[], T]) -> 
     :data:`~baton.fleet.eventsink.DRAIN` seconds: a run that ended during a store outage (a restart,
     a failover) is recorded when the store is back, not run again by the worker that takes the job
     over. Both steps are idempotent (a lease renewal; ``done`` with the same fields)."""
-    deadline, delay = time.monotonic() + DRAIN, FIRST_RETRY
-    while True:
-        try:
-            return step()
-        except StoreError as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning(
-                "job %s: its end is not recorded yet (%s); trying again in %.1f s", job_id, exc, delay
-            )
-            time.sleep(delay)
-            delay = min(LAST_RETRY, delay * 2)
+
+    def said(state: retry.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "job %s: its end is not recorded yet (%s); trying again in %.1f s",
+            job_id,
+            exc,
+            state.upcoming_sleep,
+        )
+
+    return retry.Retrying(
+        retry=retry.retry_if_exception_type(StoreError),
+        wait=retry.growing(FIRST_RETRY, LAST_RETRY),
+        stop=retry.stop_before_delay(DRAIN),  # the next try would come after DRAIN: the error stands
+        before_sleep=said,
+        sleep=retry.sleep,
+        reraise=True,
+    )(step)
 
 
 def _after(job_id: str, outcome: str, fields: dict[str, Any], log: logging.Logger) -> None:

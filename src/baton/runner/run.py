@@ -15,11 +15,13 @@ is the first, the first after an interrupted turn, or a retry (:class:`~baton.ru
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
 import time
 
+from baton import retry
 from baton.agents import get_agent
 from baton.errors import Cancelled, DiskFull, QuotaHeld
 from baton.models import Mode, Outcome, PromptKind, RunRecord
@@ -195,27 +197,42 @@ def _execute(ctx: Context, last: RunRecord | None) -> RunResult:
 
 def _attempts(ctx: Context, prepared: Prepared, attempt: Attempt) -> list[RunRecord]:
     """Attempts until one ends for good: a lost conversation is recovered at once (no retry used up:
-    the agent did no work), a retryable outcome is retried after a growing delay."""
+    the agent did no work), a retryable outcome is retried after a growing delay (``retry_backoff``,
+    doubling; :mod:`baton.retry`), ``request.retries`` times at most; a cancel ends the wait."""
     request = ctx.request
     attempts: list[RunRecord] = []
-    retries_left, delay = request.retries, ctx.settings.retry_backoff
     decision = _opening(ctx, prepared, attempt)
-    while True:
-        record = run_attempt(ctx, prepared, decision or decide(ctx, prepared, attempt), attempt)
-        attempts.append(record)
-        decision = None
-        if record.outcome == Outcome.SESSION_LOST and attempt.forced != Mode.RECOVER:
+
+    def one() -> RunRecord:
+        nonlocal attempt, decision
+        while True:
+            record = run_attempt(ctx, prepared, decision or decide(ctx, prepared, attempt), attempt)
+            attempts.append(record)
+            decision = None
+            if record.outcome != Outcome.SESSION_LOST or attempt.forced == Mode.RECOVER:
+                return record
             attempt = attempt.retry(record, forced=Mode.RECOVER)
-            continue
-        if not record.outcome.retryable or retries_left <= 0 or request.cancel.is_set():
-            return attempts
-        if ctx.lost.is_set() or (record.exit_code is None and record.outcome == Outcome.FAILED):
-            return attempts  # the key is someone else's now, or the agent could not even start
-        retries_left -= 1
-        attempt = attempt.retry(record)
-        if request.cancel.wait(delay):
-            return attempts
-        delay *= 2
+
+    def again(record: RunRecord) -> bool:
+        if not record.outcome.retryable or request.cancel.is_set():
+            return False
+        # the key is someone else's now, or the agent could not even start
+        return not (ctx.lost.is_set() or (record.exit_code is None and record.outcome == Outcome.FAILED))
+
+    def next_attempt(state: retry.RetryCallState) -> None:
+        nonlocal attempt
+        attempt = attempt.retry(attempts[-1])
+
+    with contextlib.suppress(retry.Stopped):  # cancelled while waiting to try again
+        retry.Retrying(
+            retry=retry.retry_if_result(again),
+            wait=retry.growing(ctx.settings.retry_backoff),
+            stop=retry.stop_after_attempt(request.retries + 1),
+            before_sleep=next_attempt,
+            sleep=retry.cancellable(request.cancel),
+            retry_error_callback=lambda _state: None,  # out of retries: the last attempt stands
+        )(one)
+    return attempts
 
 
 def _opening(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision | None:

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from baton import retry
 from baton.errors import BadInput, BatonError, Busy, Cancelled
 from baton.models import Fence, Lease
 from baton.settings import Settings
@@ -101,24 +102,30 @@ class LeaseHolder:
         """Take the lease, polling for up to ``wait`` seconds; raise :class:`Busy` naming the holder,
         or :class:`Cancelled` as soon as ``cancel`` is set while waiting."""
         deadline = time.monotonic() + max(wait, 0.0)
-        delay = 0.05
-        while True:
-            lease = Lease(self.key, self.holder, HOST, os.getpid(), 0.0, 0.0)
-            blocker = self.grants.try_lease(lease, self.ttl, self._can_take)
-            if blocker is None:
-                self.held, self.fence = True, lease.fence
-                return
-            if time.monotonic() >= deadline:
-                raise Busy(
-                    f"{self.key} is busy: a run holds it (host {blocker.host}, pid {blocker.pid}, "
-                    f"since {time.strftime('%H:%M:%S', time.localtime(blocker.acquired_at))}); "
-                    "try again later or pass --wait SECONDS"
-                )
-            if cancel is not None and cancel.wait(delay):
-                raise Cancelled(f"cancelled while waiting for {self.key}, which a run holds")
-            if cancel is None:
-                time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+        try:
+            blocker = retry.Retrying(
+                retry=retry.retry_if_result(lambda held_by: held_by is not None),
+                wait=retry.growing(0.05, 0.5, factor=1.5),  # polls: soon at first, then twice a second
+                stop=lambda _state: time.monotonic() >= deadline,
+                sleep=retry.cancellable(cancel),
+                retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+            )(self._try)
+        except retry.Stopped:
+            raise Cancelled(f"cancelled while waiting for {self.key}, which a run holds") from None
+        if blocker is not None:
+            raise Busy(
+                f"{self.key} is busy: a run holds it (host {blocker.host}, pid {blocker.pid}, "
+                f"since {time.strftime('%H:%M:%S', time.localtime(blocker.acquired_at))}); "
+                "try again later or pass --wait SECONDS"
+            )
+
+    def _try(self) -> Lease | None:
+        """One try at the lease: None when it is ours now, else the lease that holds the key."""
+        lease = Lease(self.key, self.holder, HOST, os.getpid(), 0.0, 0.0)
+        blocker = self.grants.try_lease(lease, self.ttl, self._can_take)
+        if blocker is None:
+            self.held, self.fence = True, lease.fence
+        return blocker
 
     def renew(self) -> bool:
         """Push the expiry forward; False when the lease was taken over (stop working on the key)."""
