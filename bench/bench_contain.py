@@ -24,8 +24,8 @@ from pathlib import Path
 
 from common import Group, Plan, Repos, Row, Suite, interleave, median, pair_differences, rmtree, setting_turns
 
-from baton.runner.contain import Containment, limits_of
 from baton.runner.process import RunLog, run_process
+from baton.sandbox.contain import Containment, limits_of
 from baton.settings import Settings, load_settings
 
 REPS = Plan(full=200, quick=30)

@@ -1,4 +1,4 @@
-"""Benchmark 16: what watching a key's disk budget during a run costs (``baton.runner.diskwatch``), for
+"""Benchmark 16: what watching a key's disk budget during a run costs (``baton.sandbox.diskwatch``), for
 a 100,000-file worktree. Goal: ≤ 1 % of a core (10 ms of CPU per second of run).
 
 Set-up, untimed: a key of 100,000 small files (1,000 directories of 100 files of 200 bytes) and its
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from common import Group, Plan, Repos, Row, Suite, median, rmtree
 
-from baton.runner.diskwatch import DiskWatch, key_usage
+from baton.sandbox.diskwatch import DiskWatch, key_usage
 
 REPS = Plan(full=2, quick=1)
 SECONDS = Plan(full=30, quick=10)

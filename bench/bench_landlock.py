@@ -11,12 +11,12 @@ repository and a key's linked worktree on ``baton/fake/bench``). Each row interl
   ``Ruleset.spawn`` (a thread that confines itself and starts the process, still with ``vfork``).
 
 Rows: 13a ``/bin/true`` (the start alone); 13b ``python -c pass`` (a start that opens a few hundred
-files, each now checked against the rules). 13d: the agent's own mount namespace (``runner/mountns``:
+files, each now checked against the rules). 13d: the agent's own mount namespace (``sandbox/mountns``:
 the layout computed from the walls, then in the spawn thread a tmpfs root, one bind per allowed path,
 a fresh procfs with ``hidepid=ptraceable``, an empty file over each system secret, ``pivot_root``) ÷
 the same walled start without it, ``/bin/true`` through ``run_process``. As root, the walls without
 a namespace (13a, 13b, 13d's baseline) also spare those secrets, granting ``/etc`` child by child
-(``runner/hostsecrets``). A note
+(``sandbox/hostsecrets``). A note
 gives, for information, the same start through ``preexec_fn`` (``Ruleset.child_hook``), which makes
 CPython fork instead of vfork, in this process.
 """
@@ -49,9 +49,9 @@ from common import (
     sh,
 )
 
-from baton.runner import mountns, walls
 from baton.runner.process import RunLog, Spawn, run_process
-from baton.runner.walls import Walls, git_parts
+from baton.sandbox import mountns, walls
+from baton.sandbox.walls import Walls, git_parts
 
 REPS = Plan(full=200, quick=30)
 GOAL = 0.005

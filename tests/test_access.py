@@ -11,8 +11,8 @@ from baton import RunRequest, run
 from baton.errors import BadInput
 from baton.models import Access
 from baton.plans.file import parse_plan
-from baton.runner.agentenv import agent_env
 from baton.runner.resolve import check_request
+from baton.sandbox.agentenv import agent_env
 from baton.settings import Settings, load_settings
 from baton.store import open_store
 

@@ -172,7 +172,7 @@ def test_a_bridge_under_the_process_limit_says_so_in_one_line(
 ) -> None:
     """Under ``BATON_RUN_PIDS`` the bridge cannot start its agent (1: no fork) or the thread that reads
     it (2): the run ends ``limited``, and its log has one line saying why, never a Python traceback."""
-    from baton.runner import cgroups
+    from baton.sandbox import cgroups
 
     assert "pids" in cgroups.probe().enforces(), "this host enforces no process limit: nothing to test"
     result = go(settings, src_repo, "hello", pids=pids)

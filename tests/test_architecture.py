@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
     {"workspace"},
     {"sessions"},
     {"sync"},
+    {"sandbox"},
     {"runner"},
     {"plans", "housekeeping"},
     {"fleet"},
@@ -25,6 +26,16 @@ LAYERS: list[set[str]] = [
     {"cli"},
 ]
 API = {"__init__", "sdk"}  # the public API re-exports from every room
+# The sandbox starts agents for the runner alone; above it, only these modules may use it as well (to
+# describe it, to end what a dead runner left in its control group, to import it ahead of a run).
+SANDBOX_USERS = {
+    "baton.housekeeping.doctor",  # baton doctor: how agents are walled in and contained here
+    "baton.housekeeping.sweep",  # a dead runner's control group ended
+    "baton.service.health",  # /readyz: whether agents can be walled in
+    "baton.cli.warmup",  # the warm server imports the walls before its first request
+}
+# The sandbox needs only these rooms below it: never a session, a sync or a run.
+SANDBOX_NEEDS = {"agents", "store", "workspace"}
 
 
 def _modules() -> dict[str, Path]:
@@ -132,6 +143,23 @@ def _cycle() -> list[str] | None:
 
 def test_no_circle_between_modules() -> None:
     assert _cycle() is None, " -> ".join(_cycle() or [])
+
+
+def test_only_the_runner_starts_agents_through_the_sandbox() -> None:
+    users = {
+        m for m, deps in GRAPH.items() if _room(m) != "sandbox" and any(_room(d) == "sandbox" for d in deps)
+    }
+    others = {m for m in users if _room(m) not in {"runner", *API}} - SANDBOX_USERS
+    assert not others, f"modules other than the runner's that import baton.sandbox: {sorted(others)}"
+    assert {m for m in users if _room(m) == "runner"}, "the runner no longer imports the sandbox"
+    stale = SANDBOX_USERS - users
+    assert not stale, f"SANDBOX_USERS names modules that no longer import the sandbox: {sorted(stale)}"
+
+
+def test_the_sandbox_needs_no_run() -> None:
+    below = {_room(d) for m, deps in GRAPH.items() if _room(m) == "sandbox" for d in deps}
+    extra = below - {"sandbox"} - GROUND - SANDBOX_NEEDS
+    assert not extra, f"the sandbox imports rooms it should not need: {sorted(extra)}"
 
 
 @pytest.mark.parametrize("room", sorted(set().union(*LAYERS)))

@@ -1,5 +1,5 @@
 """Shared package caches per repository (issue 33, point 5): the environment a run's agent gets names
-its repository's cache dir for every package manager (:data:`baton.runner.agentenv.CACHES`), the
+its repository's cache dir for every package manager (:data:`baton.sandbox.agentenv.CACHES`), the
 threads of one repo share it, another repo's keys get another one, and the walls grant the run's
 repo's caches read-write and nothing of another repo's. Built through the runner's own steps
 (``attempt._agent_env``, ``confine.walls_for`` and ``walls.ruleset``), with real processes under the
@@ -24,9 +24,10 @@ import pytest
 
 from baton.keys import Key, make_key
 from baton.models import Access
-from baton.runner import attempt, confine
-from baton.runner.agentenv import CACHES, COPY_OUT
-from baton.runner.walls import Walls
+from baton.runner import attempt
+from baton.sandbox import confine
+from baton.sandbox.agentenv import CACHES, COPY_OUT
+from baton.sandbox.walls import Walls
 from baton.settings import Settings
 from baton.testing.fake import register_fake
 from baton.workspace import keyspace
@@ -142,7 +143,7 @@ def confined(
     spec: Walls, env: dict[str, str], argv: list[str], cwd: Path
 ) -> subprocess.CompletedProcess[str]:
     """``argv`` walled in by ``spec`` (the runner's own ruleset), with ``env``, in ``cwd``."""
-    from baton.runner.walls import ruleset
+    from baton.sandbox.walls import ruleset
 
     proc = ruleset(spec).spawn(
         lambda: subprocess.Popen(

@@ -34,7 +34,7 @@ from baton.cli import warm, warmctl, warmserver
 from baton.errors import Busy, exit_code_of
 from baton.keys import parse_repo
 from baton.models import Outcome, RunRecord
-from baton.runner import landlock
+from baton.sandbox import landlock
 from baton.settings import Settings
 from baton.store import open_store
 from baton.testing.mock_anthropic import MockAnthropic

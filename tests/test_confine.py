@@ -13,9 +13,9 @@ from baton import RunRequest, run
 from baton.cli import main
 from baton.errors import Unconfined
 from baton.housekeeping.doctor import CheckStatus, check_confinement
-from baton.runner import confine
 from baton.runner.resolve import check_request
-from baton.runner.walls import Support
+from baton.sandbox import confine
+from baton.sandbox.walls import Support
 from baton.service.health import check_ready
 from baton.settings import Settings
 from baton.store import open_store
@@ -66,7 +66,7 @@ def test_auto_without_landlock_runs_unconfined_and_says_so_once(
     settings: Settings, src_repo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     confine._warn_once.cache_clear()
-    with caplog.at_level(logging.WARNING, logger="baton.runner.confine"):
+    with caplog.at_level(logging.WARNING, logger="baton.sandbox.confine"):
         first = run(request(src_repo), settings=settings)
         second = run(request(src_repo), settings=settings)
     assert first.ok and second.ok and first.run.confined is False

@@ -1,4 +1,4 @@
-"""Nothing of a run outlives it (baton.runner.contain): real processes, real cgroups where this host has
+"""Nothing of a run outlives it (baton.sandbox.contain): real processes, real cgroups where this host has
 them (``BATON_CGROUPS=auto``) and the subreaper alone (``off``), through ``baton.run`` with the fake
 agent, whose ``FAKE_AGENT_RUN`` command stands for the agent's shell tool.
 
@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from baton import Outcome, RunRequest, RunResult, run
-from baton.runner import cgroups
+from baton.sandbox import cgroups
 from baton.settings import Settings, load_settings
 from tests.conftest import BATON, FAST, wait_for
 

@@ -1,4 +1,4 @@
-"""The key's disk budget during a run (baton.runner.diskwatch), on real files: a writer process that
+"""The key's disk budget during a run (baton.sandbox.diskwatch), on real files: a writer process that
 goes over the budget is told within a second or two, one that stays under never is, other writers on
 the volume cost walks but no stop, and min_free is the last line on a small volume of its own."""
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from baton.errors import BadInput
-from baton.runner import diskwatch
-from baton.runner.diskwatch import DiskWatch, key_usage
+from baton.sandbox import diskwatch
+from baton.sandbox.diskwatch import DiskWatch, key_usage
 from baton.settings import load_settings
 from baton.workspace.du import disk_usage
 

@@ -1,4 +1,4 @@
-"""baton.runner.landlock, the kernel binding, with real processes: what a confined child can read,
+"""baton.sandbox.landlock, the kernel binding, with real processes: what a confined child can read,
 write and connect to, the scopes (signals, abstract UNIX sockets), the ABI masking, the ruleset built
 in the parent and enforced by :meth:`Ruleset.spawn` (a confined thread) or :meth:`Ruleset.child_hook`
 (``preexec_fn``), and that neither leaks the ruleset's descriptor nor restricts the parent.
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from baton.runner import landlock
-from baton.runner.landlock import Fs, LandlockError, Net, Ruleset, Scope
+from baton.sandbox import landlock
+from baton.sandbox.landlock import Fs, LandlockError, Net, Ruleset, Scope
 
 READ = Fs.EXECUTE | Fs.READ_FILE | Fs.READ_DIR
 WRITE = Fs((1 << 16) - 1) & ~(Fs.MAKE_CHAR | Fs.MAKE_BLOCK)

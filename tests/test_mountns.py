@@ -1,4 +1,4 @@
-"""The agent's own mount namespace (baton.runner.mountns): real processes, walled in through
+"""The agent's own mount namespace (baton.sandbox.mountns): real processes, walled in through
 ``baton.run`` (the fake agent, whose ``FAKE_AGENT_RUN`` command stands for its shell tool) and through
 the real Claude Code CLI against its mock model.
 
@@ -24,8 +24,8 @@ import pytest
 
 from baton import Outcome, RunRequest, RunResult, run
 from baton.models import Access
-from baton.runner import confine, mountns
-from baton.runner.walls import Walls
+from baton.sandbox import confine, mountns
+from baton.sandbox.walls import Walls
 from baton.settings import Settings, load_settings
 from baton.testing import MockModel
 from baton.testing.tools import tool_marker

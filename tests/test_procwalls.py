@@ -1,7 +1,7 @@
 """What a walled agent sees of the machine's processes and secrets (issue 42): in its own mount
-namespace, ``/proc`` is a fresh procfs with ``hidepid=ptraceable`` (baton.runner.mountns), so
+namespace, ``/proc`` is a fresh procfs with ``hidepid=ptraceable`` (baton.sandbox.mountns), so
 ``ls /proc`` and ``/proc/*/cmdline`` show its own run's processes only, and ``/etc/shadow`` (with
-the other :data:`baton.runner.hostsecrets.SECRETS`) is an empty file there, or refused by Landlock
+the other :data:`baton.sandbox.hostsecrets.SECRETS`) is an empty file there, or refused by Landlock
 without one.
 
 The scene: two processes hold a canary in their argv while the agent runs — a *bystander* started by
@@ -37,7 +37,7 @@ import pytest
 
 from baton import Outcome, RunRequest, run
 from baton.models import Access
-from baton.runner import confine, hostsecrets, mountns, walls
+from baton.sandbox import confine, hostsecrets, mountns, walls
 from baton.settings import Settings, load_settings
 from tests import test_walls_real
 from tests.conftest import FAST, MOCKS

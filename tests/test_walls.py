@@ -1,4 +1,4 @@
-"""baton.runner.walls, the policy, with real processes in a fake BATON_HOME laid out as baton lays it
+"""baton.sandbox.walls, the policy, with real processes in a fake BATON_HOME laid out as baton lays it
 out (a bare cache clone, two keys' linked worktrees on their branches): a confined agent reads the
 system and its key, writes only its key's parts, commits with git in its worktree, cannot touch the
 store, the logs or another key, cannot reach a denied port or signal baton, and nor can anything it
@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from baton.errors import BadInput
-from baton.runner import walls
 from baton.runner.process import RunLog, run_process
-from baton.runner.walls import Walls, git_parts, installation, rules, ruleset, support, tcp_ports, url_port
+from baton.sandbox import walls
+from baton.sandbox.walls import Walls, git_parts, installation, rules, ruleset, support, tcp_ports, url_port
 from baton.settings import Settings
 from tests.conftest import GIT_ID
 from tests.test_landlock import require_landlock
@@ -210,7 +210,7 @@ def test_baton_environment_is_not_readable(layout: Layout) -> None:
 
 def test_a_python_agent_runs(layout: Layout) -> None:
     """This Python (its prefix and base prefix) and baton's own package are readable: the fake agent."""
-    done = confined(layout.walls, f"{sys.executable} -c 'import baton.runner.landlock; print(1 + 1)'")
+    done = confined(layout.walls, f"{sys.executable} -c 'import baton.sandbox.landlock; print(1 + 1)'")
     assert done.stdout == "2\n", done.stderr
 
 

@@ -3,8 +3,8 @@ driven by its mock model's ``[[tool:NAME ARGS]]`` markers (baton/testing/tools.p
 injection would drive it, at each access level through ``baton.run``; Claude also through ``baton
 serve`` (POST /v1/runs) and Codex through a Celery ``baton worker``, at ``full``.
 
-Written against the behaviour, not the implementation (the walls: runner/walls.py and landlock.py; the
-environment allow-list: runner/agentenv.py). The scene:
+Written against the behaviour, not the implementation (the walls: sandbox/walls.py and landlock.py; the
+environment allow-list: sandbox/agentenv.py). The scene:
 
 1. A **victim**, key A (thread ``victim``) of the same agent and repository, runs first with a canary
    in its prompt, so its transcript, baton's run log and the store hold it; the test then writes

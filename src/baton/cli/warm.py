@@ -15,7 +15,7 @@ still ends in the store with its real outcome.
 The socket is in Linux's **abstract namespace** (:func:`address`: a name made of the installation's tag
 and the home's path, no file): nothing of it lies in ``BATON_HOME``, whose volume the server therefore
 never holds busy, and Landlock's ``LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET`` (set on every walled agent:
-``baton.runner.walls.SCOPED``) keeps an agent from connecting to it. Elsewhere there is no warm server.
+``baton.sandbox.walls.SCOPED``) keeps an agent from connecting to it. Elsewhere there is no warm server.
 
 Who may use it, the conversation (each step before the next):
 

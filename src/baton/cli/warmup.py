@@ -44,7 +44,8 @@ def warm_caches() -> None:
     from baton.agents.codex import CodexAgent
     from baton.agents.gemini import GeminiAgent
     from baton.models import PromptKind
-    from baton.runner import agentenv, confine, prompts
+    from baton.runner import prompts
+    from baton.sandbox import agentenv, confine
 
     with contextlib.suppress(Exception):
         confine._support()
@@ -71,9 +72,9 @@ def rehearse(home: str) -> None:
 def _rehearse_agent(name: str, settings: Settings) -> None:
     from baton.agents.base import Turn
     from baton.models import Access, Mode
-    from baton.runner import agentenv, confine, walls
     from baton.runner.request import RunRequest
     from baton.runner.resolve import check_request
+    from baton.sandbox import agentenv, confine, walls
 
     request = RunRequest(agent=name, repo="https://example.invalid/warm/up.git", thread="warm-up", prompt=".")
     resolved = check_request(request, settings, credentials=False)

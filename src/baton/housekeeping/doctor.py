@@ -26,14 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from baton.agents import AGENTS, get_agent
+from baton.agents.acp import AcpAgent
 from baton.agents.base import Agent
 from baton.agents.versions import tested_note
 from baton.errors import BatonError
 from baton.housekeeping.quotas import held_lines
 from baton.install import agents_hint
 from baton.models import SessionRecord
-from baton.runner import contain
-from baton.runner.confine import describe
+from baton.sandbox import contain
+from baton.sandbox.confine import describe
 from baton.settings import Settings
 from baton.store import open_store
 from baton.store.migrations import MIGRATIONS
@@ -208,6 +209,9 @@ def check_agent(name: str, settings: Settings, environ: Mapping[str, str]) -> li
         ok, detail = True, "set on first run (home not created yet)"
     checks.append(Check(f"{name} retention", CheckStatus.OK if ok else CheckStatus.ERROR, detail))
     checks.append(check_credentials(agent, environ))
+    model = agent.model_check(environ) if isinstance(agent, AcpAgent) else None
+    if model is not None:  # what an ACP agent needs to reach a model, offline too
+        checks.append(Check(f"{name} model", CheckStatus.OK if model[0] else CheckStatus.WARN, model[1]))
     return checks
 
 

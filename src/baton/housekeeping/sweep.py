@@ -24,7 +24,7 @@ why) and counts its bytes as freed ``artefacts``.
 
 The shared package caches of a repository no session is left of are removed too.
 
-And what a dead runner's run left running in its control group (:mod:`baton.runner.cgroups`: its
+And what a dead runner's run left running in its control group (:mod:`baton.sandbox.cgroups`: its
 runner was killed, and no run of its key came since) is ended, counted per run in ``leftovers``.
 
 The dry run goes through the very same code — the same lease check and the same measurements — and
@@ -49,7 +49,7 @@ from baton.housekeeping.disk import files_bytes, local_bytes, local_transcript, 
 from baton.housekeeping.fleetdisk import DiskReporter
 from baton.keys import Key, key_of
 from baton.models import Fence, SessionRecord, SessionStatus
-from baton.runner.contain import end_unsupervised
+from baton.sandbox.contain import end_unsupervised
 from baton.settings import Settings
 from baton.store import open_store
 from baton.store.base import KeyStore, Store

@@ -23,16 +23,17 @@ from baton.agents.base import version_or_none
 from baton.agents.limits import Limit, LimitKind
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
-from baton.runner import confine, mountns, quota
-from baton.runner.agentenv import agent_env
-from baton.runner.contain import Containment
-from baton.runner.diskwatch import DiskWatch
-from baton.runner.landlock import Ruleset
+from baton.runner import quota
 from baton.runner.modelwatch import ModelWatch
 from baton.runner.process import ProcessResult, RunLog, Spawn, run_process
 from baton.runner.prompts import INTERRUPTED_NEW, recap, render
 from baton.runner.state import KEPT, Attempt, Context, Decision, Prepared, Start
-from baton.runner.walls import GitParts, ruleset
+from baton.sandbox import confine, mountns
+from baton.sandbox.agentenv import agent_env
+from baton.sandbox.contain import Containment
+from baton.sandbox.diskwatch import DiskWatch
+from baton.sandbox.landlock import Ruleset
+from baton.sandbox.walls import GitParts, ruleset
 from baton.sessions.snapshots import take_snapshot
 from baton.store.leases import HOST
 from baton.workspace import keyspace
@@ -278,7 +279,7 @@ def _launch(
 
 
 def _agent_env(ctx: Context, launch: Launch, record: RunRecord) -> dict[str, str]:
-    """The agent's environment: an allow-list of baton's (:mod:`baton.runner.agentenv`), with the
+    """The agent's environment: an allow-list of baton's (:mod:`baton.sandbox.agentenv`), with the
     key's own home and temp dir, and its repository's shared package caches (none at ``read``)."""
     baton_sets = {
         **ctx.workdirs.git_env(ctx.key.agent),

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from baton.errors import AgentError
-from baton.runner.contain import Containment, Reaped
+from baton.sandbox.contain import Containment, Reaped
 
 _PR_SET_PDEATHSIG = 1
 
@@ -239,12 +239,12 @@ def run_process(
     """Run to completion; ``heartbeat`` returning False (the lease was lost) cancels the run.
     ``stdin``: bytes written to the agent's stdin, which is then closed (None: /dev/null).
     ``spawn``: called with the function that starts the agent, to start it differently — the walls'
-    :meth:`baton.runner.landlock.Ruleset.spawn` starts it inside its Landlock domain. ``timeout``: wall
+    :meth:`baton.sandbox.landlock.Ruleset.spawn` starts it inside its Landlock domain. ``timeout``: wall
     seconds; ``idle_timeout``: seconds without a line on stdout or stderr (None: no limit).
     ``log``: where stdout lines go as they are and stderr lines as ``baton.stderr`` events (the caller
     closes it); ``on_stderr``: called with each stderr line; ``stop_when``: asked every 0.1 s, a reason
     to stop the agent now (kept in :attr:`ProcessResult.stopped`). ``contain``: the run's
-    :class:`~baton.runner.contain.Containment`, given the agent the moment it exists and asked to end
+    :class:`~baton.sandbox.contain.Containment`, given the agent the moment it exists and asked to end
     whatever outlived it, however the agent ended (:attr:`ProcessResult.reaped`)."""
     pumps = _Pumps(log, on_line, on_stderr)
     limits = _Limits(timeout, idle_timeout, lambda: pumps.last_output, stop_when)

@@ -20,10 +20,10 @@ from baton.agents.base import check_limit, check_text
 from baton.errors import BadInput, GitError
 from baton.keys import Key, make_key, validate_thread
 from baton.models import Access, Mode, OnConflict, SyncHow
-from baton.runner.cgroups import Limits
-from baton.runner.confine import check_confine
-from baton.runner.contain import limits_of
 from baton.runner.request import RunRequest
+from baton.sandbox.cgroups import Limits
+from baton.sandbox.confine import check_confine
+from baton.sandbox.contain import limits_of
 from baton.settings import Settings, check_memory, check_on_limit, parse_size
 from baton.sync.handoff import check_source_agent
 from baton.workspace.keyspace import agent_for

@@ -26,7 +26,7 @@ then (:meth:`RunGroup.add`), from a thread of its own: a move waits for the kern
 ~10 ms on a busy host (an RCU grace period), which the agent's start must not wait for. A CLI starts
 nothing of the model's asking in its first milliseconds; a process it detached in that instant is
 left to the subreaper, which ends it when it carries the run's ``BATON_RUN_ID``
-(:mod:`baton.runner.reaper`). (Moving the starting *thread* into the v1 groups first would have the
+(:mod:`baton.sandbox.reaper`). (Moving the starting *thread* into the v1 groups first would have the
 agent born in them, but costs that wait on the agent's start.) v1 is preferred where both are
 writable: it has the limits on hosts of the hybrid layout.
 """

@@ -1,5 +1,5 @@
 """Whether and how one attempt's agent is walled in: ``BATON_CONFINE`` against what the kernel can
-do, and the :class:`~baton.runner.walls.Walls` of the key at the run's access level.
+do, and the :class:`~baton.sandbox.walls.Walls` of the key at the run's access level.
 
 - ``off``: never (the operator confines baton some other way). ``auto`` (the default): wherever the
   kernel has Landlock; elsewhere agents run unconfined and baton says so once per process, in its log.
@@ -24,9 +24,9 @@ from pathlib import Path
 from baton.agents import Agent
 from baton.errors import Unconfined
 from baton.models import Access, Confine
-from baton.runner import mountns
-from baton.runner.agentenv import cache_dirs
-from baton.runner.walls import GitParts, Support, Walls, support, tcp_ports
+from baton.sandbox import mountns
+from baton.sandbox.agentenv import cache_dirs
+from baton.sandbox.walls import GitParts, Support, Walls, support, tcp_ports
 from baton.settings import Settings
 from baton.workspace.keyspace import CACHES
 

@@ -1,7 +1,7 @@
 """Nothing of a run outlives it: the run's containment, from the agent's start to its end.
 
-The runner is the subreaper of everything its agents start (:mod:`baton.runner.reaper`), and each run
-gets a control group where the host allows one (:mod:`baton.runner.cgroups`, ``BATON_CGROUPS``), with
+The runner is the subreaper of everything its agents start (:mod:`baton.sandbox.reaper`), and each run
+gets a control group where the host allows one (:mod:`baton.sandbox.cgroups`, ``BATON_CGROUPS``), with
 the run's limits: ``BATON_RUN_MEMORY``, ``BATON_RUN_PIDS``, ``BATON_RUN_CPU`` (a run's own override
 wins). :meth:`Containment.start` puts the agent in its group as soon as it exists;
 :meth:`Containment.check` is asked at every supervision tick (a limit struck: the reason to stop the
@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from baton.models import Outcome, RunRecord
-from baton.runner import cgroups, reaper
-from baton.runner.cgroups import Host, Limits, RunGroup
+from baton.sandbox import cgroups, reaper
+from baton.sandbox.cgroups import Host, Limits, RunGroup
 from baton.settings import Settings, format_size
 from baton.store.leases import HOST
 
@@ -111,7 +111,7 @@ class Containment:
         self.struck: str | None = None
 
     def start(self, pid: int) -> None:
-        """The agent exists: into its group, from a thread of its own (:mod:`baton.runner.cgroups`:
+        """The agent exists: into its group, from a thread of its own (:mod:`baton.sandbox.cgroups`:
         a move waits for the kernel's cgroup lock, which the agent's start must not)."""
         self.agent = pid
         reaper.LIVE.add(pid)

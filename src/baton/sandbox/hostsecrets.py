@@ -4,7 +4,7 @@
 CA certificates), and a root agent reads everything in it, ``/etc/shadow`` included, unless something
 says otherwise. Two ways, one per kind of host:
 
-- in the agent's own mount namespace (:mod:`baton.runner.mountns`), an empty, mode-0 file (or
+- in the agent's own mount namespace (:mod:`baton.sandbox.mountns`), an empty, mode-0 file (or
   directory) is bound over each of :func:`readable`: ``/etc`` stays one bind, six more mounts cost
   nothing measurable;
 - without one, Landlock (an allow-list: it cannot deny a subpath of an allowed path) grants ``/etc``

@@ -1,4 +1,4 @@
-"""Landlock, the kernel binding: nothing baton-specific (the policy is :mod:`baton.runner.walls`).
+"""Landlock, the kernel binding: nothing baton-specific (the policy is :mod:`baton.sandbox.walls`).
 
 Landlock lets an unprivileged process restrict itself and everything it will ever start: which paths
 it may read, write or execute (ABI 1-3, 5), which TCP ports it may connect to (ABI 4) and whether it

@@ -4,7 +4,7 @@ Landlock before ABI 9 does not check the path of ``connect()`` to a *pathname* U
 agent could still reach ``/var/run/postgresql/.s.PGSQL.5432`` (and log in as baton's user where the
 server trusts its peers) or a ``docker.sock``. Where baton may make a mount namespace (root, or
 ``CAP_SYS_ADMIN`` in its user namespace: :func:`probe`, once), the agent gets one whose root is a
-fresh tmpfs holding only the paths of :func:`baton.runner.walls.rules` — each bound (recursively) at
+fresh tmpfs holding only the paths of :func:`baton.sandbox.walls.rules` — each bound (recursively) at
 its own path — and the symbolic links on the way to what the walls name (``/bin`` → ``usr/bin``,
 ``/etc/resolv.conf``'s target, an nvm ``current``), plus ``/dev/fd`` and ``/dev/std*``. A socket
 anywhere else does not exist there: ``connect`` answers ENOENT. The old root is detached and every
@@ -26,12 +26,12 @@ host refuses a fresh procfs (a container whose ``/proc`` has masked paths: the k
 ``/proc/net`` is the network namespace's, whatever the procfs: its ``unix``, ``tcp`` and ``udp``
 tables stay readable (socket paths and addresses, no process's argv).
 
-The system's secrets in ``/etc`` (:mod:`baton.runner.hostsecrets`: ``shadow``, ``sudoers``, ssh host
+The system's secrets in ``/etc`` (:mod:`baton.sandbox.hostsecrets`: ``shadow``, ``sudoers``, ssh host
 keys, ...) are masked by an empty, mode-0 file or directory bound over each, so that ``/etc`` stays one
 bind (Landlock alone hides them by granting ``/etc``'s other children one by one).
 
 Where it is built. Landlock forbids a confined thread to change mounts, so the namespace is made
-before the ruleset is enforced, in the short thread :meth:`~baton.runner.landlock.Ruleset.spawn`
+before the ruleset is enforced, in the short thread :meth:`~baton.sandbox.landlock.Ruleset.spawn`
 already starts the agent from (:class:`Spawner` puts :func:`enter` in its ``before``): the thread
 unshares its mount namespace (and with it its root and cwd, so the runner's other threads keep
 theirs), builds the tree, pivots into it (``pivot_root``), then confines itself and starts the agent with
@@ -58,9 +58,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from baton.runner import hostsecrets
-from baton.runner.landlock import Ruleset
-from baton.runner.walls import READ, Rules, Walls, named, prepare, rules, ruleset
+from baton.sandbox import hostsecrets
+from baton.sandbox.landlock import Ruleset
+from baton.sandbox.walls import READ, Rules, Walls, named, prepare, rules, ruleset
 
 _CLONE_NEWNS = 0x00020000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
@@ -129,7 +129,7 @@ def _links(names: Iterable[str], binds: set[str]) -> dict[str, str]:
 
 
 def layout(walls: Walls, found: Rules | None = None, proc: bool | None = None) -> Layout:
-    """The tree for ``walls``: the paths of ``found``, its :func:`~baton.runner.walls.rules` (computed
+    """The tree for ``walls``: the paths of ``found``, its :func:`~baton.sandbox.walls.rules` (computed
     when not given; reads the filesystem), with ``masked=True``: the secrets are masked here. ``proc``:
     a fresh procfs for ``/proc`` (by default where :func:`proc_probe` allows)."""
     binds: set[str] = set()
@@ -323,7 +323,7 @@ class Spawner:
 
 
 def walled(walls: Walls) -> tuple[Ruleset, Spawner]:
-    """The kernel ruleset for ``walls`` (:func:`~baton.runner.walls.ruleset`) and how to start an agent
+    """The kernel ruleset for ``walls`` (:func:`~baton.sandbox.walls.ruleset`) and how to start an agent
     behind it in its own mount namespace of the same paths. OSError when either cannot be built."""
     prepare(walls)
     found = rules(walls, masked=True)

@@ -2,7 +2,7 @@
 fork, ``nohup``, ``disown``) is re-parented to the runner when its parent exits, never to init, so it
 stays in reach until the run ends.
 
-Which run a re-parented process belongs to is the run group's business (:mod:`baton.runner.cgroups`)
+Which run a re-parented process belongs to is the run group's business (:mod:`baton.sandbox.cgroups`)
 where the host allows one. Without a group, :class:`Tree` keeps the agent's descendants as they appear
 (walked at each supervision tick, by pid and start time, so a reused pid is never mistaken), and at
 the end adds the runner's re-parented children that carry the run's ``BATON_RUN_ID``, or — when this
@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 
-from baton.runner.cgroups import children, descendants
+from baton.sandbox.cgroups import children, descendants
 
 _PR_SET_CHILD_SUBREAPER = 36
 LIVE: set[int] = set()  # agents started by this process and not yet waited for (never reaped here)

@@ -1,5 +1,5 @@
 """The walls around one agent: which paths it may read and write and which TCP ports it may connect to,
-as Landlock rules (:mod:`baton.runner.landlock` is the kernel binding; this module is the policy).
+as Landlock rules (:mod:`baton.sandbox.landlock` is the kernel binding; this module is the policy).
 
 Landlock is an allow-list that cannot deny a subpath of an allowed path, so "everything but
 ``BATON_HOME``" is built by granting, beneath an allowed directory that contains ``BATON_HOME``, its
@@ -17,8 +17,8 @@ resolved: the kernel sees inodes, not the names that reach them.
   ``/mnt``, ``/media``, nor ``/dev`` as a whole (a root agent could read raw disks). ``/proc`` is
   whole because processes come and go; Landlock's ptrace rule already refuses another domain's
   ``/proc/<pid>/environ``, ``mem``, ``fd`` and ``cwd`` (and hides the other processes altogether in
-  the agent's own mount namespace, whose procfs has ``hidepid=ptraceable``: :mod:`baton.runner.mountns`).
-  Never the system's secrets (:mod:`baton.runner.hostsecrets`: ``/etc/shadow``, ``sudoers``, ssh host
+  the agent's own mount namespace, whose procfs has ``hidepid=ptraceable``: :mod:`baton.sandbox.mountns`).
+  Never the system's secrets (:mod:`baton.sandbox.hostsecrets`: ``/etc/shadow``, ``sudoers``, ssh host
   keys, ...) that baton's user could read, i.e. as root: masked in the agent's mount namespace,
   spared child by child without one.
 - **Devices**, read, write, truncate and ioctl: ``/dev/null``, ``zero``, ``full``, ``random``,
@@ -43,7 +43,7 @@ What the walls do not stop (measured on Linux 6.18, Landlock ABI 7):
 - connecting to a *pathname* UNIX socket (``/var/run/postgresql/.s.PGSQL.5432``): the TCP rules do not
   cover it and the filesystem rules do not either (only making a socket file is a right; the path
   lookup of ``connect`` is not checked until ``LANDLOCK_ACCESS_FS_RESOLVE_UNIX``, ABI 9). Where baton
-  may make a mount namespace, :mod:`baton.runner.mountns` gives the agent one holding only these
+  may make a mount namespace, :mod:`baton.sandbox.mountns` gives the agent one holding only these
   paths, so such a socket is not there; elsewhere keep the store on TCP with a password;
 - the shared cache: the common ``objects/`` and the branch directories hold every key of the repo
   (another key's commits and checkpoints can be read; objects and same-agent refs written);
@@ -66,8 +66,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from baton.errors import BadInput
-from baton.runner import hostsecrets
-from baton.runner.landlock import Fs, Net, Ruleset, Scope, probe
+from baton.sandbox import hostsecrets
+from baton.sandbox.landlock import Fs, Net, Ruleset, Scope, probe
 from baton.settings import Settings
 
 READ = Fs.EXECUTE | Fs.READ_FILE | Fs.READ_DIR
@@ -304,7 +304,7 @@ def _around(path: str, hidden: list[str], rights: Fs, seen: set[str]) -> list[tu
 
 def rules(walls: Walls, masked: bool = False) -> Rules:
     """The Landlock rules for ``walls`` (reads the filesystem, changes nothing). ``masked``: the
-    system's secrets (:mod:`~baton.runner.hostsecrets`) are masked by the agent's mount namespace, so
+    system's secrets (:mod:`~baton.sandbox.hostsecrets`) are masked by the agent's mount namespace, so
     the rules need not spare them."""
     hidden = _resolve([walls.home, *walls.hide])
     spared = [] if masked else hostsecrets.readable()
@@ -326,7 +326,7 @@ def rules(walls: Walls, masked: bool = False) -> Rules:
 
 def named(walls: Walls) -> list[str]:
     """Every path the walls name, as named (unresolved; :func:`rules` resolves them): the agent's own
-    mount namespace (:mod:`baton.runner.mountns`) recreates the symbolic links on the way to them."""
+    mount namespace (:mod:`baton.sandbox.mountns`) recreates the symbolic links on the way to them."""
     return [
         *_readable(walls),
         *DEVICES,
@@ -351,7 +351,7 @@ def prepare(walls: Walls) -> None:
 def ruleset(walls: Walls, found: Rules | None = None) -> Ruleset:
     """:func:`prepare`, then the kernel ruleset for ``walls``, ready for :meth:`Ruleset.spawn`
     (``found``: its :func:`rules`, computed after :func:`prepare`, when the caller needs them too).
-    Raises :class:`~baton.runner.landlock.LandlockError` (an OSError) when the kernel has none."""
+    Raises :class:`~baton.sandbox.landlock.LandlockError` (an OSError) when the kernel has none."""
     prepare(walls)
     found = rules(walls) if found is None else found
     built = Ruleset(HANDLED_FS, Net.CONNECT_TCP, found.scoped, drop_caps=DROP_CAPS)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from baton.runner.confine import describe
+from baton.sandbox.confine import describe
 from baton.settings import Settings
 from baton.store.base import RunStore
 
