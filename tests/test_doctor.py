@@ -197,3 +197,27 @@ def test_a_bug_in_one_agents_check_is_one_line_not_a_traceback(
     assert checks["codex CLI"].status == "error"
     assert "could not be checked: AttributeError" in checks["codex CLI"].detail
     assert "claude CLI" in checks and "claude retention" in checks, "the other agents are still checked"
+
+
+def test_doctor_says_what_each_acp_agent_needs_for_its_model(settings: Settings) -> None:
+    """What the runs cannot check before they start: Copilot CLI with a provider of its own and no
+    model exits during initialize; OpenCode without a provider in its config is online only (and does not
+    read OPENAI_BASE_URL). Each is one line naming what to set."""
+    from baton.testing.mock_openai_agents import MockCopilot, MockOpenCode
+
+    provider = MockCopilot(port=41236).env()
+    bare = {k: v for k, v in provider.items() if k != "COPILOT_MODEL"}
+    checks = {c.name: c for c in run_doctor(settings, environ={**bare, "OPENAI_BASE_URL": "http://h/v1"})}
+    copilot, opencode = checks["copilot model"], checks["opencode model"]
+    assert copilot.status == "warn" and "COPILOT_MODEL is not set" in copilot.detail
+    assert "BYOK providers require an explicit model" in copilot.detail
+    assert opencode.status == "warn" and "no model in " in opencode.detail
+    assert "OPENAI_BASE_URL is set, but OpenCode does not read it" in opencode.detail
+    assert "--agent opencode --print-config" in opencode.detail
+    MockOpenCode(port=41236).configure_home(settings.home / "homes" / "opencode")
+    checks = {c.name: c for c in run_doctor(settings, environ=provider)}
+    assert checks["copilot model"].status == "ok"
+    assert checks["copilot model"].detail == "gpt-5.5 at http://127.0.0.1:41236/v1"
+    assert checks["opencode model"].status == "ok"
+    assert checks["opencode model"].detail.startswith("mock/gpt-5.5 at http://127.0.0.1:41236/v1")
+    assert "claude model" not in checks  # Claude Code, Codex and Gemini take their model from baton's env

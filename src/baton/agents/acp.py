@@ -166,6 +166,11 @@ class AcpAgent(AgentBase):
     def model_url(self, env: Mapping[str, str]) -> str | None:
         return None
 
+    def model_check(self, env: Mapping[str, str]) -> tuple[bool, str] | None:
+        """Whether its model is set up, and where it is (``baton doctor``): an ACP agent reads it from
+        its own settings, which a run cannot check before it starts. None: nothing to say."""
+        return None
+
 
 def platform_binary(loader: list[str], *candidates: str) -> list[str]:
     """The native binary an npm package's loader runs (a placeholder or a node wrapper that a killed

@@ -103,6 +103,22 @@ class CopilotAgent(AcpAgent):
             return ("COPILOT_PROVIDER_API_KEY", key) if key else None
         return next(((name, env[name]) for name in GITHUB_TOKENS if env.get(name)), None)
 
+    def model_check(self, env: Mapping[str, str]) -> tuple[bool, str] | None:
+        """A provider of its own needs a model named, else it exits during initialize ("BYOK providers
+        require an explicit model"); without a provider it is GitHub's service, online only."""
+        url = env.get("COPILOT_PROVIDER_BASE_URL")
+        if not url:
+            return True, (
+                "GitHub's Copilot service (online); offline, a provider of your own: "
+                "COPILOT_PROVIDER_BASE_URL, COPILOT_PROVIDER_API_KEY and COPILOT_MODEL"
+            )
+        if not env.get("COPILOT_MODEL"):
+            return False, (
+                f"COPILOT_PROVIDER_BASE_URL is {url} but COPILOT_MODEL is not set: Copilot CLI exits at "
+                "start ('BYOK providers require an explicit model'); set it to a model that provider serves"
+            )
+        return True, f"{env['COPILOT_MODEL']} at {url}"
+
     def model_url(self, env: Mapping[str, str]) -> str | None:
         """Its own provider's address; None for GitHub's service (a login: baton does not know where)."""
         return env.get("COPILOT_PROVIDER_BASE_URL") or None

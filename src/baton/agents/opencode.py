@@ -180,6 +180,24 @@ class OpenCodeAgent(AcpAgent):
         except (OSError, UnicodeDecodeError):
             return None
 
+    def model_check(self, env: Mapping[str, str]) -> tuple[bool, str] | None:
+        """Its model is a provider in the base home's ``opencode.json``: without one it picks a provider
+        of its own (online; ``OPENAI_BASE_URL`` means nothing to it)."""
+        model = str(self._config().get("model", ""))
+        if url := self.model_url(env):
+            return True, f"{model} at {url} ({CONFIG} of the base home)"
+        if model:
+            return True, f"{model}, a provider OpenCode knows itself (online) ({CONFIG} of the base home)"
+        where = self._home / CONFIG
+        said = (
+            " (OPENAI_BASE_URL is set, but OpenCode does not read it)" if env.get("OPENAI_BASE_URL") else ""
+        )
+        return False, (
+            f"no model in {where}: OpenCode picks a provider of its own, online{said}; for a server of "
+            "your own, a provider there (`python -m baton.testing.mock_openai --port N --agent opencode "
+            "--print-config` prints one for the mock)"
+        )
+
     def model_url(self, env: Mapping[str, str]) -> str | None:
         """The ``baseURL`` of the provider its config's model is from (None: a provider OpenCode finds
         itself, whose address baton does not know)."""
