@@ -142,7 +142,8 @@ def test_an_acp_agents_servers_serve_nobody_else(
     turn.start()
     try:
         wait_for(lambda: model.requests, timeout=120, what=f"{agent}'s first model request")
-        tcp, unix = listening(turn_pids(settings.home))
+        pids = turn_pids(settings.home)
+        tcp, unix = listening(pids)
         print(f"{agent} listens on TCP {tcp}, Unix {unix}")
         assert all(address in ("0100007F", "00000000000000000000000001000000") for address, _ in tcp), (
             "a server on an interface other than loopback"
@@ -160,9 +161,11 @@ def test_an_acp_agents_servers_serve_nobody_else(
             said.append(probe(probe_script, f"http://unix{path}", user=NOBODY))
         if agent == "opencode":
             assert tcp, "OpenCode's own server was not found: the probe would prove nothing"
-            neighbour = _neighbour_probe(settings, src_repo, [p for _, p in tcp])
+            neighbour, environ = _neighbour_probe(settings, src_repo, [p for _, p in tcp], pids)
             said.append(neighbour)
             assert neighbour.count("\n") + 1 >= len(tcp), neighbour
+            print(f"the neighbour reading the turn's environments: {environ!r}")
+            assert "OPENCODE_SERVER_PASSWORD" not in environ, "another key's agent read the password"
     finally:
         turn.join(timeout=300)
     print("\n".join(said))
@@ -174,15 +177,19 @@ def test_an_acp_agents_servers_serve_nobody_else(
     assert result.ok, result.run.error
 
 
-def _neighbour_probe(settings: Settings, src_repo: Path, ports: list[int]) -> str:
-    """Another key's agent (the fake agent, in its own walls) asks the same server for its config."""
-    commands = " ; ".join(
+def _neighbour_probe(
+    settings: Settings, src_repo: Path, ports: list[int], pids: list[int]
+) -> tuple[str, str]:
+    """Another key's agent (the fake agent, in its own walls) asks the same server for its config, and
+    tries to read the turn's processes' environments (where the password is): what it got of each."""
+    commands = [
         f"{PYTHON} -S -c {shlex.quote(PROBE)} http://127.0.0.1:{port}/config '' >> probe.txt 2>&1"
         for port in ports
-    )
+    ]
+    commands += [f"(tr '\\0' '\\n' < /proc/{pid}/environ) >> environ.txt 2>&1" for pid in pids]
     request = RunRequest(agent="fake", repo=str(src_repo), thread="neighbour", prompt="look around")
     previous = os.environ.get("FAKE_AGENT_RUN")
-    os.environ["FAKE_AGENT_RUN"] = commands
+    os.environ["FAKE_AGENT_RUN"] = " ; ".join(commands)
     try:
         result = run(request, settings=settings)
     finally:
@@ -191,4 +198,5 @@ def _neighbour_probe(settings: Settings, src_repo: Path, ports: list[int]) -> st
         else:
             os.environ["FAKE_AGENT_RUN"] = previous
     assert result.ok, result.run.error
-    return (Path(result.session.worktree) / "probe.txt").read_text().strip()
+    worktree = Path(result.session.worktree)
+    return (worktree / "probe.txt").read_text().strip(), (worktree / "environ.txt").read_text().strip()

@@ -38,7 +38,7 @@ from baton.sandbox.confine import describe
 from baton.settings import Settings
 from baton.store import open_store
 from baton.store.migrations import MIGRATIONS
-from baton.workspace import reflink
+from baton.workspace.cow import reflink
 from baton.workspace.keyspace import key_spaces
 from baton.workspace.workdirs import run_git
 
