@@ -125,14 +125,22 @@ def test_opencodes_silence_after_its_prompt_is_no_connection_until_the_model_spe
     """OpenCode retries an unreachable provider without a word (~75 s): from its session on, the watch
     counts no connection (its own command list included) until the model's first word; its address is
     the provider its config's model is from."""
-    from baton.agents.opencode import CONFIG, OpenCodeAgent
+    from baton.agents.base import Turn
+    from baton.agents.opencode import CONFIG, UNREACHABLE, OpenCodeAgent
 
     agent = OpenCodeAgent("opencode", tmp_path)
     assert agent.model_url({}) is None  # no config: a provider it finds itself, address unknown
+    failed = {"type": "acp.error", "step": "session/prompt", "error": {"message": f"{UNREACHABLE}: x"}}
+    turn = Turn()
+    agent.on_event(failed, turn)  # what it ends with (~75 s) where baton cannot probe: it says why
+    assert "OpenCode reads no OPENAI_BASE_URL; `baton doctor` says what it needs" in turn.errors[-1]
     provider = {"mock": {"options": {"baseURL": "http://127.0.0.1:9/v1"}}, "other": {"options": {}}}
     (tmp_path / CONFIG).parent.mkdir(parents=True)
     (tmp_path / CONFIG).write_text(json.dumps({"provider": provider, "model": "mock/m"}))
     assert agent.model_url({}) == "http://127.0.0.1:9/v1"
+    turn = Turn()
+    agent.on_event(failed, turn)
+    assert turn.errors[-1].endswith("(the model API at http://127.0.0.1:9/v1)")
     waiting = Signal(SignalKind.UNREACHABLE, "no answer yet (OpenCode says nothing while it retries)")
     assert agent.signal({"type": "acp.session", "session_id": "ses_1"}) == waiting
     commands = {"type": "acp.update", "update": {"sessionUpdate": "available_commands_update"}}

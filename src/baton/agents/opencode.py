@@ -233,6 +233,11 @@ class OpenCodeAgent(AcpAgent):
         said = turn.errors[-1] if event.get("type") == "acp.error" and turn.errors else ""
         if UNREACHABLE in said and (urls := self.endpoints()):
             turn.errors[-1] += f" (the model API at {', '.join(urls)})"
+        elif UNREACHABLE in said:  # no provider of the operator's: one it found itself, online
+            turn.errors[-1] += (
+                f" (a provider OpenCode found itself, online: no provider in {CONFIG} of the base home, and "
+                "OpenCode reads no OPENAI_BASE_URL; `baton doctor` says what it needs)"
+            )
 
     def home_env(self) -> dict[str, str]:
         home = self._home
