@@ -100,7 +100,7 @@ def test_no_help_text_or_description_lists_agents_by_hand() -> None:
         if path.suffix in (".html", ".js", ".txt") and "testing" not in path.relative_to(SRC).parts
     ]
     assert len(pages) > 20, pages  # 15 pages, a script, 12 templates
-    found += [f"{p.relative_to(SRC)}: {m.group(0)!r}" for p in pages for m in HAND_LIST.finditer(p.read_text())]
+    found += [f"{p.relative_to(SRC)}: {m[0]!r}" for p in pages for m in HAND_LIST.finditer(p.read_text())]
     assert not found, "say baton.agents.listed() or the enum, not a list by hand:\n" + "\n".join(found)
 
 
