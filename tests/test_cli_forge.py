@@ -199,9 +199,10 @@ def test_what_a_reconcile_pass_costs(cli: Cli, env: dict[str, str], fake: FakeFo
         return [f"{r.method} {r.path}" for r in fake.requests[before:]]
 
     recent = cost()  # within 120 s of the turns: the issue and its PR are read again
-    # the list; the issue's and the PR's comments; the PR's reviews and the one in the window's inline
-    # comments; the PR's checks — what it finds again is known: no permission asked, nothing re-read
-    assert len(recent) == 6, recent
+    # the list; the PR read whole (its head, its mergeability: GitHub's list has neither); the issue's
+    # and the PR's comments; the PR's reviews and the one in the window's inline comments; the PR's
+    # checks — what it finds again is known: no permission asked, nothing re-read
+    assert len(recent) == 8, recent
     assert not any("permission" in r for r in recent) and sum("/reviews" in r for r in recent) == 2
     for thread in fake.repo(REPO).issues.values():  # 10 minutes later: nothing moved since
         thread.updated_at -= 600
@@ -253,3 +254,25 @@ def test_unbind_and_bind_again_keep_one_status_comment(
     assert done.returncode == 0 and "1 accepted" in done.stdout, done.stdout + done.stderr
     [edited] = fake.comments(REPO, issue, login="baton-bot")
     assert edited.id == status.id and edited.body != first
+
+
+def test_the_reconcile_finds_a_conflict_no_webhook_told_and_pushes_nothing_unresolved(
+    cli: Cli, env: dict[str, str], fake: FakeForge
+) -> None:
+    issue = fake.open_issue(REPO, "alice", "Add notes", "Please.")
+    assert cli("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    fake.comment(REPO, issue, "alice", "write the notes")
+    assert cli("forge", "reconcile", env=env, timeout=180).returncode == 0
+    [pr] = fake.pulls(REPO)
+    branch = f"baton/fake/issue-{issue}"
+    fake.commit(REPO, "main", {"notes.md": "the base's own notes\n"}, "notes on main")
+    fake.set_mergeable(REPO, pr.number, False)
+    head = fake.commit(REPO, branch, {"other.txt": "x\n"}, "a person's push", login="alice")
+    done = cli("forge", "reconcile", "--json", env=env, timeout=180)  # no webhook: the reconcile finds it
+    assert done.returncode == 0 and json.loads(done.stdout)["outcomes"].get("accepted") == 1, done.stdout
+    shown = json.loads(cli("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
+    assert [e["kind"] for e in shown["events"] if e["status"] == "dispatched"][-1] == "conflict"
+    assert shown["binding"]["head_sha"] == head
+    assert fake.branches(REPO)[branch] == head  # the fake agent left the markers: nothing pushed
+    [status] = fake.comments(REPO, issue, login="baton-bot")
+    assert "the merge conflict is still open" in status.body and "`notes.md`" in status.body

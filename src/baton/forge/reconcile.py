@@ -7,7 +7,8 @@ and the pass goes on; what it read is recorded, and what it could not is read ag
 - **one** request lists the issues and PRs updated since the oldest of the repo's bound threads was
   last looked at (every page; nothing updated: one request for the whole repository);
 - for each updated thread that is bound: its new comments and submitted reviews become events, a
-  closed or merged one closes its binding, a PR the forge cannot merge becomes a ``conflict`` event;
+  closed or merged one closes its binding, a PR the forge cannot merge becomes a ``conflict`` event (a
+  PR the list does not describe — GitHub's issue list gives no head or mergeability — is read whole);
   for an updated thread that is not bound, its new comments are read for a trigger (a mention);
 - for each bound, open PR: **one** conditional request for its head's checks (GitHub answers 304 when
   nothing changed, which costs no rate limit); a change is read as a ``ci_failure`` event.
@@ -161,6 +162,10 @@ def _bound(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, binding: Bi
         binding.updated_at = loop.clock()
         loop.store.save_binding(binding)
         return []
+    if info.is_pr and info.head_sha is None:
+        # GitHub's issue list says nothing of a PR's head or mergeability: the pull request does (a
+        # person's push, or a base that moved, found without their webhooks)
+        info = client.thread(repo, info.number)
     if info.is_pr and info.head_sha and info.head_sha != binding.head_sha:
         binding.head_sha, binding.etag = info.head_sha, None  # a push: its checks are new
     comments = client.comments(repo, info.number, binding.seen_at - SKEW)
