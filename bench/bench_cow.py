@@ -37,10 +37,10 @@ from common import TIMES, Group, Plan, Repos, Row, Suite, clean_environ, clock, 
 
 from baton import load_settings
 from baton.keys import make_key
-from baton.workspace import spares
+from baton.workspace.cow import spares
+from baton.workspace.cow.pristine import DIRNAME
+from baton.workspace.cow.spares import SPARE
 from baton.workspace.du import disk_usage, measure
-from baton.workspace.pristine import DIRNAME
-from baton.workspace.spares import SPARE
 from baton.workspace.workdirs import Workdirs, branch_for
 
 VERSION = "5.1.4"

@@ -47,7 +47,7 @@ from baton.keys import Key, make_key
 from baton.settings import Settings
 from baton.store import Store
 from baton.testing.fake import register_fake
-from baton.workspace import spares
+from baton.workspace.cow import spares
 from baton.workspace.workdirs import Workdirs
 
 register_fake()

@@ -29,7 +29,7 @@ from baton.testing import MockModel
 from baton.testing.fake import register_fake
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.testing.mock_openai import MockOpenAI
-from baton.workspace import spares
+from baton.workspace.cow import spares
 from tests.private_services import answers, private_postgres, private_rabbitmq
 
 register_fake()  # the fake agent, here and (BATON_AGENTS_EXTRA) in every `baton` process tests start

@@ -10,12 +10,14 @@ reads anything, and the turn itself succeeds (the agent's own client has the tur
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +202,65 @@ def _neighbour_probe(
     assert result.ok, result.run.error
     worktree = Path(result.session.worktree)
     return (worktree / "probe.txt").read_text().strip(), (worktree / "environ.txt").read_text().strip()
+
+
+def turn_password(pids: list[int]) -> str:
+    """OpenCode's server password, read (as the test's own uid, outside any walls) from the turn's
+    processes' environments."""
+    for pid in pids:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for entry in environ:
+            if entry.startswith(b"OPENCODE_SERVER_PASSWORD="):
+                return entry.split(b"=", 1)[1].decode()
+    return ""
+
+
+def in_thread(request: RunRequest, settings: Settings) -> tuple[threading.Thread, list[RunResult]]:
+    """A thread that runs ``request`` (not started yet) and the list its result goes to."""
+    results: list[RunResult] = []
+    return threading.Thread(target=lambda: results.append(run(request, settings=settings))), results
+
+
+def more(model: MockServer[Any], than: int) -> bool:
+    return len(model.requests) > than
+
+
+@pytest.mark.parametrize("agent", ["opencode"])
+def test_opencodes_password_is_its_turns_alone_and_never_written(
+    model: MockServer[Any], settings: Settings, src_repo: Path, probe_script: Path
+) -> None:
+    """The password is what guards OpenCode's server (with it, its config is served), it is new for
+    each turn, and it reaches no argv, no log, no file of ``BATON_HOME`` (the store included)."""
+    model.delay = HOLD / 2
+    seen: list[str] = []
+    argvs: list[bytes] = []
+    for number in range(2):
+        request = RunRequest(agent="opencode", repo=str(src_repo), thread="served", prompt=f"turn {number}")
+        turn, results = in_thread(request, settings)
+        before = len(model.requests)
+        turn.start()
+        try:
+            wait_for(partial(more, model, before), timeout=120, what="OpenCode's model request")
+            pids = turn_pids(settings.home)
+            password = turn_password(pids)
+            assert len(password) >= 40, "no password made for the turn"
+            (port,) = {port for _, port in listening(pids)[0]}
+            served = probe(probe_script, f"http://127.0.0.1:{port}/config", f"opencode:{password}")
+            assert served.startswith("200") and "mock-key" in served, served
+            for entry in Path("/proc").iterdir():
+                with contextlib.suppress(OSError):
+                    argvs.append((entry / "cmdline").read_bytes())
+        finally:
+            turn.join(timeout=300)
+        (result,) = results
+        assert result.ok, result.run.error
+        seen.append(password)
+    assert seen[0] != seen[1], "the same password for two turns"
+    for password in seen:
+        secret = password.encode()
+        assert not any(secret in argv for argv in argvs), "the password reached an argv"
+        written = [p for p in settings.home.rglob("*") if p.is_file() and secret in p.read_bytes()]
+        assert written == [], f"the password was written to {written}"

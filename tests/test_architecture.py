@@ -36,6 +36,8 @@ SANDBOX_USERS = {
 }
 # The sandbox needs only these rooms below it: never a session, a sync or a run.
 SANDBOX_NEEDS = {"agents", "store", "workspace"}
+# Sub-rooms: what each may import of its own room outside itself (it sits below the rest of it).
+SUBROOMS = {"baton.workspace.cow": {"baton.workspace.gitcmd", "baton.workspace.gitlinks"}}
 
 
 def _modules() -> dict[str, Path]:
@@ -160,6 +162,16 @@ def test_the_sandbox_needs_no_run() -> None:
     below = {_room(d) for m, deps in GRAPH.items() if _room(m) == "sandbox" for d in deps}
     extra = below - {"sandbox"} - GROUND - SANDBOX_NEEDS
     assert not extra, f"the sandbox imports rooms it should not need: {sorted(extra)}"
+
+
+@pytest.mark.parametrize("sub", sorted(SUBROOMS))
+def test_a_sub_room_sits_below_the_rest_of_its_room(sub: str) -> None:
+    room = sub.split(".")[1]
+    inside = {m for m in MODULES if m == sub or m.startswith(f"{sub}.")}
+    assert inside, f"{sub} has no modules"
+    used = {d for m in inside for d in GRAPH[m] if _room(d) == room and d not in inside}
+    extra = used - SUBROOMS[sub]
+    assert not extra, f"{sub} imports of {room} more than its git primitives: {sorted(extra)}"
 
 
 @pytest.mark.parametrize("room", sorted(set().union(*LAYERS)))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from baton.workspace import gitindex, reflink
-from baton.workspace.clonetree import clone
+from baton.workspace.cow import gitindex, reflink
+from baton.workspace.cow.clonetree import clone
 from tests.conftest import git, make_repo
 from tests.xfs import per_test_dir, xfs_volume
 

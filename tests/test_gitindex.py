@@ -12,7 +12,7 @@ import pytest
 
 from baton.errors import BadInput
 from baton.settings import load_settings
-from baton.workspace.gitindex import backdate, restat
+from baton.workspace.cow.gitindex import backdate, restat
 from tests.conftest import git, make_repo, status
 
 

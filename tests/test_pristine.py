@@ -20,7 +20,7 @@ from baton.keys import Key, make_key
 from baton.models import Outcome
 from baton.settings import Settings, load_settings
 from baton.store import open_store
-from baton.workspace import pristine, reflink, spares
+from baton.workspace.cow import pristine, reflink, spares
 from baton.workspace.du import disk_usage
 from baton.workspace.workdirs import Workdirs, branch_for
 from tests.conftest import BATON, FAST, git, make_repo
@@ -317,7 +317,7 @@ from baton.store import open_store
 from baton.workspace.du import disk_usage
 from baton.keys import make_key
 from baton.settings import Settings
-from baton.workspace import pristine
+from baton.workspace.cow import pristine
 from baton.workspace.workdirs import Workdirs
 
 home, origin, where = Path(sys.argv[1]), sys.argv[2], sys.argv[3]

@@ -12,8 +12,8 @@ any files of the conversation still in the agent's base home from before key spa
 *home* bytes are its base home and all its key spaces, so "homes besides transcripts" is the base
 homes (and the spaces of keys the store does not know).
 
-**Reflinks.** On a volume that clones files (XFS, btrfs: :mod:`baton.workspace.reflink`, probed once
-per volume), worktrees are reflinked copies of pristine checkouts (:mod:`baton.workspace.pristine`) and
+**Reflinks.** On a volume that clones files (XFS, btrfs: :mod:`baton.workspace.cow.reflink`, probed once
+per volume), worktrees are reflinked copies of pristine checkouts (:mod:`baton.workspace.cow.pristine`) and
 their untouched files share blocks. There each worktree's bytes are split into *shared* (on extents
 another file also uses) and *exclusive* (its own: what removing it frees), read with ``FIEMAP``; the
 home's total and the worktrees' *physical* bytes count each shared extent once (:mod:`baton.workspace.du`),
@@ -57,7 +57,7 @@ from baton.models import SessionRecord, SessionStatus
 from baton.settings import Settings
 from baton.store.base import KeyStore, ListingStore, SnapshotStore
 from baton.store.leases import held, key_lease
-from baton.workspace import reflink
+from baton.workspace.cow import reflink
 from baton.workspace.du import Usage, measure
 from baton.workspace.keyspace import KEYS, repo_caches
 from baton.workspace.workdirs import Workdirs, disk_usage

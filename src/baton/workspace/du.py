@@ -7,7 +7,7 @@ themselves (never followed). A file with several hard links is counted once per 
 does; directories are not deduplicated (they cannot be hard-linked). ``path`` itself is followed when it
 is a symlink, so a ``BATON_HOME`` that points at a volume is measured there.
 
-With ``extents=True`` (the caller found the volume clones files: :mod:`baton.workspace.reflink`), each
+With ``extents=True`` (the caller found the volume clones files: :mod:`baton.workspace.cow.reflink`), each
 regular file's extents are read too (``FS_IOC_FIEMAP``): bytes on an extent flagged
 ``FIEMAP_EXTENT_SHARED`` are **shared** (a reflinked worktree's untouched files share the pristine
 checkout's blocks; an edited file's new blocks are its own), the rest **exclusive**, and **physical**
@@ -32,7 +32,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from baton.workspace import reflink
+from baton.workspace.cow import reflink
 
 
 @dataclass

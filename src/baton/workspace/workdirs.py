@@ -7,7 +7,7 @@
   changes, because agents key their transcripts by directory. An existing worktree is reused as is
   (no fetch: the fast path); a lost one is rebuilt on its branch and its last checkpoint re-applied.
   A new one is a reflinked copy of a pristine checkout where the volume clones files
-  (:mod:`baton.workspace.pristine`), else ``git worktree add``; what may be found at the path before
+  (:mod:`baton.workspace.cow.pristine`), else ``git worktree add``; what may be found at the path before
   a rebuild is :mod:`baton.workspace.wtpaths`'s.
   baton's git there never follows the agent-writable ``.git`` file or ``commondir``: it runs through
   :meth:`Workdirs.worktree_git` (:mod:`baton.workspace.gitlinks`), and a worktree whose admin dir is
@@ -41,7 +41,8 @@ from baton.errors import BadInput, GitError
 from baton.files import atomic_write_bytes, atomic_write_text
 from baton.keys import Key, Repo
 from baton.settings import Settings
-from baton.workspace import badrefs, checkpoints, gitindex, gitlinks, nofollow, pristine, wtpaths
+from baton.workspace import badrefs, checkpoints, gitlinks, nofollow, wtpaths
+from baton.workspace.cow import gitindex, pristine
 from baton.workspace.du import disk_usage
 from baton.workspace.gitcmd import (
     WorktreeGit,
@@ -212,7 +213,7 @@ class Workdirs:
         self, key: Key, cache: Path, branch: str, base: str | None, env: dict[str, str]
     ) -> tuple[Worktree, WorktreeGit, str]:
         """Make the key's worktree on ``branch`` (created from ``base`` when missing): a reflinked copy
-        of a pristine checkout where the file system allows it (:mod:`baton.workspace.pristine`),
+        of a pristine checkout where the file system allows it (:mod:`baton.workspace.cow.pristine`),
         else ``git worktree add``. Returns what was made, its git and the commit checked out."""
         path = self.worktree_path(key)
         made = Worktree(path, built=True)

@@ -1,9 +1,9 @@
 """Spare copies: a new key's copy-on-write worktree made ahead, off the run's critical path.
 
-A reflinked copy of a pristine checkout (:mod:`baton.workspace.pristine`) costs what a checkout costs
+A reflinked copy of a pristine checkout (:mod:`baton.workspace.cow.pristine`) costs what a checkout costs
 in the kernel: one inode per file and directory (Django's 6,809 files: ~0.7 s here, as much as ``git
 worktree add``). So each pristine checkout keeps one **spare**: ``<pristine>/spare/`` holding
-``tree/`` (a reflinked copy, as :func:`baton.workspace.clonetree.clone` makes it) and ``index`` (git's
+``tree/`` (a reflinked copy, as :func:`baton.workspace.cow.clonetree.clone` makes it) and ``index`` (git's
 index of that copy, stat data included). A new worktree takes it whole (:func:`take`, one ``rename``:
 of two takers, one gets it, the other copies as before) and is ready in the time of a few renames.
 The worktree that took it, or made a copy because there was none, starts a new one (:func:`refill`)
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from baton.files import atomic_write_bytes
-from baton.workspace import clonetree
+from baton.workspace.cow import clonetree
 
 log = logging.getLogger("baton.workspace")
 SPARE = "spare"

@@ -13,7 +13,7 @@ index's stat data is exact and costs one ``lstat`` per file.
 entry's ``mtime``, size and file type gets the copy's ``ctime``, ``dev``, ``ino``, ``uid`` and ``gid``;
 any other entry is left as it was (git then re-reads that one file, as it would anyway). Its parts —
 :func:`entries`, :func:`carry` (one entry, from a ``stat`` the caller already has) and :func:`seal` —
-let :mod:`baton.workspace.clonetree` carry each entry over as it makes the file, without a second
+let :mod:`baton.workspace.cow.clonetree` carry each entry over as it makes the file, without a second
 ``lstat`` per file. Index versions
 2, 3 and 4, SHA-1 and SHA-256 repositories; the trailing checksum is recomputed (or left all zeros
 under ``index.skipHash``). An index this module does not understand raises ``ValueError`` and the

@@ -1,7 +1,7 @@
 """Copy-on-write worktrees: a new worktree is a reflinked copy of a pristine checkout of its commit.
 
 Where ``BATON_HOME``'s cache clones and worktrees are on one file system that clones files
-(:func:`baton.workspace.reflink.supported`: XFS, btrfs), twenty worktrees of one commit need not hold
+(:func:`baton.workspace.cow.reflink.supported`: XFS, btrfs), twenty worktrees of one commit need not hold
 its files twenty times. The cache clone keeps a **pristine checkout** per commit a worktree was made
 from: ``repos/<slug>.git/baton-pristine/<commit>/`` holding ``tree/`` (the files, as ``git read-tree
 -u`` wrote them) and ``index`` (git's index of them, version 4: paths prefix-compressed, and every
@@ -11,7 +11,7 @@ worktree copied from it keeps that version, each holding its own index). A new w
    its own, ``.cow-<thread>-*`` (a thread never starts with a dot, so no key owns that name);
 2. filled with a reflinked copy of ``tree/`` and given the pristine index with each entry's stat data
    carried over to the copy, so git trusts it without re-reading the files, in one pass over the
-   index (:func:`baton.workspace.clonetree.clone`: the file system shares the extents, so the copy
+   index (:func:`baton.workspace.cow.clonetree.clone`: the file system shares the extents, so the copy
    costs metadata only; an agent's write to a file unshares just that file's changed blocks, never
    touching the pristine copy or another key's file);
 3. pointed at its stable path in git's record (``gitdir``), then
@@ -21,7 +21,7 @@ A commit without a pristine checkout of its own but near the most recently used 
 :data:`NEAR` of the files differ: a key's branch an agent commit ahead, a base a few commits on) is
 copied from that one, and ``git read-tree -m -u`` then writes only the files that differ, and their
 index entries, in the staging directory. Step 2 takes the pristine checkout's **spare copy** whole when
-it has one (:mod:`baton.workspace.spares`, made ahead in the background).
+it has one (:mod:`baton.workspace.cow.spares`, made ahead in the background).
 
 A commit with no pristine checkout near it (a repository's first worktree on this home) is checked
 out by git as on any other file system, and its pristine checkout is then made **from that worktree**
@@ -59,7 +59,8 @@ from pathlib import Path
 from baton.errors import GitError
 from baton.files import atomic_write_bytes, atomic_write_text
 from baton.keys import Key
-from baton.workspace import clonetree, gitlinks, reflink, spares
+from baton.workspace import gitlinks
+from baton.workspace.cow import clonetree, reflink, spares
 from baton.workspace.gitcmd import WorktreeGit, run_git
 
 log = logging.getLogger("baton.workspace")
@@ -199,7 +200,7 @@ def adopt(cache: Path, commit: str, worktree: Path, env: dict[str, str]) -> bool
 
 
 def adopt_later(cache: Path, commit: str, worktree: Path, env: dict[str, str]) -> None:
-    """:func:`adopt` in a background thread (:func:`baton.workspace.spares.start`)."""
+    """:func:`adopt` in a background thread (:func:`baton.workspace.cow.spares.start`)."""
     spares.start(cache / DIRNAME / commit, lambda: adopt(cache, commit, worktree, env))
 
 
@@ -285,7 +286,7 @@ def make_worktree(
 
 def _spare_or_fill(pristine: Path, holder: Path, stage: Path, oid_size: int) -> tuple[bytes, int]:
     """Fill ``stage`` (holding only its ``.git`` file): with the pristine checkout's spare copy when
-    it has one (:mod:`baton.workspace.spares`: moved in whole, its index ready), else with a copy made
+    it has one (:mod:`baton.workspace.cow.spares`: moved in whole, its index ready), else with a copy made
     now; the index for it, and how many entries git will re-read."""
     spare = spares.take(pristine, holder)
     if spare is None:
