@@ -35,6 +35,7 @@ from baton.errors import BatonError, Busy, Cancelled, QuotaHeld, StoreError
 from baton.fleet import jobs
 from baton.fleet.eventsink import DRAIN, FIRST_RETRY, LAST_RETRY
 from baton.models import Outcome, RunRecord
+from baton.runner import onspent
 from baton.runner.request import AttemptJson, RunResult
 from baton.runner.run import run
 from baton.settings import Settings
@@ -92,7 +93,9 @@ def _outcome(
     except Cancelled as exc:  # while waiting for its key: it never started
         return Outcome.CANCELLED.value, {"error": str(exc)}
     except BatonError as exc:  # BadInput (the key's session refuses it), Busy, DiskFull, Fenced, ...
-        if (how.defer_busy and isinstance(exc, Busy)) or (how.defer_quota and isinstance(exc, QuotaHeld)):
+        if how.defer_busy and isinstance(exc, Busy):
+            raise
+        if isinstance(exc, QuotaHeld) and _requeued(onspent.Spent.refused(exc), how):
             raise
         return Outcome.FAILED.value, {"error": str(exc)}
     except Exception as exc:
@@ -100,18 +103,21 @@ def _outcome(
         return Outcome.FAILED.value, {"error": f"internal error: {type(exc).__name__}: {exc}"}
     if result is None:
         return Outcome.CANCELLED.value, {"error": NOT_STARTED}
-    ended = result.run
-    if (
-        how.defer_quota
-        and ended.outcome == Outcome.RATE_LIMITED
-        and ended.resets_at
-        and not how.cancel.is_set()
-    ):
-        raise QuotaHeld(ended.error or "the usage quota is spent", ended.resets_at, "")
+    spent = onspent.Spent.ended(result.run)
+    if spent is not None and spent.resets_at is not None and _requeued(spent, how):
+        raise QuotaHeld(spent.why, spent.resets_at, "")
     data = result.to_json()
     if how.earlier is not None:
         data["attempts"] = how.earlier() + data["attempts"]
     return result.run.outcome.value, {"result": data, "error": result.run.error}
+
+
+def _requeued(spent: onspent.Spent, how: JobRun) -> bool:
+    """Whether the job goes back to its executor's queue (raised to it as QuotaHeld) for ``spent``
+    (:func:`baton.runner.onspent.consequence`), instead of ending."""
+    can = onspent.Can(requeue=how.defer_quota)
+    then = onspent.consequence(spent, can, cancelled=how.cancel.is_set())
+    return then.then == onspent.Then.REQUEUE
 
 
 def _run(

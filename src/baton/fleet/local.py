@@ -31,6 +31,7 @@ from baton.fleet import jobs
 from baton.fleet.execute import NOT_STARTED, JobRun, execute
 from baton.models import JobRecord, JobStatus, Outcome
 from baton.runner import quota
+from baton.runner.onspent import requeue_at
 from baton.settings import Settings
 from baton.store import Store
 
@@ -222,7 +223,7 @@ class LocalExecutor:
         the lock, as :meth:`cancel` looks: a cancel that came while it ran ends it now (it is no longer
         running here, and would else be lost), one that comes later finds it queued."""
         now = time.time()
-        at = quota.jitter(spent.resets_at, now)
+        at = requeue_at(spent, now)
         with self._lock:
             self._running.pop(job_id, None)
             if cancel.is_set():

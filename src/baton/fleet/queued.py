@@ -63,6 +63,7 @@ from baton.fleet.drain import HandBack
 from baton.fleet.execute import NOT_STARTED, JobRun, execute
 from baton.models import JobRecord, JobStatus, Outcome, RunRecord
 from baton.runner import quota
+from baton.runner.onspent import requeue_at
 from baton.runner.request import AttemptJson, RunResult, attempt_json
 from baton.settings import Settings
 from baton.store.base import JobStore, LeaseBackend, Store
@@ -297,7 +298,7 @@ class _Handler:
         read after the job is queued again, under its lease) ends it now: the reset's message would
         see it only hours later."""
         now = time.time()
-        at = quota.jitter(spent.resets_at, now)
+        at = requeue_at(spent, now)
         self.store.update_job(self.job_id, status=JobStatus.QUEUED.value, started_at=None, not_before=at)
         current = self.store.get_job(self.job_id)
         if current is not None and current.cancel_requested_at is not None:

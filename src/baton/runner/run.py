@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import shutil
 import time
+from collections.abc import Callable
 
 from baton import retry
 from baton.agents import get_agent
 from baton.errors import Cancelled, DiskFull, QuotaHeld
 from baton.models import Mode, Outcome, PromptKind, RunRecord
-from baton.runner import quota
+from baton.runner import onspent, quota
 from baton.runner.attempt import new_run_id, record_conflict, run_attempt, usage_delta
 from baton.runner.crashed import mark_crashed, settle
 from baton.runner.decide import decide, follow_up, told_new
@@ -47,34 +49,50 @@ def run(request: RunRequest, settings: Settings | None = None, store: Store | No
     result, not exceptions. A spent quota (the run ended ``rate_limited``, or its breaker holds) is, by
     ``on_limit``, the result (``wait``), or the thread's turn carried by the fallback agent in its own
     conversation (``fallback:<agent>``, :func:`_fall_back`); with ``request.wait_quota`` it is waited
-    for, and the run made again after the reset (the next turn delivers the instruction)."""
+    for, and the run made again after the reset (the next turn delivers the instruction). Which of
+    these is :func:`baton.runner.onspent.consequence`'s decision, as for the executors."""
     settings = settings or load_settings()
-    fallback = check_on_limit(request.on_limit or settings.on_limit, "on_limit")
+    can = onspent.Can(
+        fall_back_to=check_on_limit(request.on_limit or settings.on_limit, "on_limit"),
+        wait=request.wait_quota,
+    )
     while True:
-        try:
-            result = _turn(request, settings, store, fallback)
-        except QuotaHeld as held:
-            if not request.wait_quota:
-                raise
-            _wait_for_quota(request, held.resets_at, str(held))
-            continue
-        ended = result.run
-        if not (request.wait_quota and ended.outcome == Outcome.RATE_LIMITED and ended.resets_at):
+        result, spent = _spent(
+            functools.partial(_run_once, request, settings, store, partner=can.fall_back_to)
+        )
+        if spent is None:
+            assert result is not None
             return result
-        _wait_for_quota(request, ended.resets_at, ended.error or "the usage quota is spent")
+        then = onspent.consequence(spent, can)
+        if then.then == onspent.Then.FALL_BACK:
+            assert can.fall_back_to is not None
+            before = result.attempts if result is not None else []
+            result, spent = _spent(
+                functools.partial(
+                    _fall_back, request, can.fall_back_to, settings, store, then.spent.why, before
+                )
+            )
+            if spent is None:
+                assert result is not None
+                return result
+            # the fallback's own quota spent too: decided again, without a second fallback
+            then = onspent.consequence(spent, dataclasses.replace(can, fall_back_to=None))
+        if then.then == onspent.Then.WAIT:
+            _wait_for_quota(request, then)
+            continue
+        if spent.held is not None:
+            raise spent.held
+        assert result is not None
+        return result
 
 
-def _turn(request: RunRequest, settings: Settings, store: Store | None, fallback: str | None) -> RunResult:
-    """One turn of the thread: the key's, or, while its quota is spent, the fallback agent's."""
+def _spent(turn: Callable[[], RunResult]) -> tuple[RunResult | None, onspent.Spent | None]:
+    """A turn's result (None: its breaker refused it) and the spent quota it met, if it met one."""
     try:
-        result = _run_once(request, settings, store, partner=fallback)
+        result = turn()
     except QuotaHeld as held:
-        if fallback is None:
-            raise
-        return _fall_back(request, fallback, settings, store, str(held), [])
-    if fallback is not None and result.run.outcome == Outcome.RATE_LIMITED:
-        return _fall_back(request, fallback, settings, store, result.run.error or "", result.attempts)
-    return result
+        return None, onspent.Spent.refused(held)
+    return result, onspent.Spent.ended(result.run)
 
 
 def _fall_back(
@@ -105,14 +123,14 @@ def _fall_back(
     )
 
 
-def _wait_for_quota(request: RunRequest, resets_at: float, why: str) -> None:
-    """Sleep until a little after ``resets_at`` (:func:`~baton.runner.quota.jitter`); Cancelled when
-    the request is cancelled meanwhile."""
+def _wait_for_quota(request: RunRequest, then: onspent.Consequence) -> None:
+    """Sleep until ``then.until`` (a little after the reset: :func:`~baton.runner.quota.jitter`);
+    Cancelled when the request is cancelled meanwhile."""
+    assert then.until is not None
     now = time.time()
-    until = quota.jitter(resets_at, now)
     if request.on_wait is not None:
-        request.on_wait(f"{why}; waiting until {quota.when(until, now)} (--wait-quota)")
-    if request.cancel.wait(max(0.0, until - now)):
+        request.on_wait(f"{then.spent.why}; waiting until {quota.when(then.until, now)} (--wait-quota)")
+    if request.cancel.wait(max(0.0, then.until - now)):
         raise Cancelled("cancelled while waiting for the usage quota to reset")
 
 
