@@ -35,10 +35,11 @@ def execute(request: RunRequest, as_json: bool, start_warm: bool = False) -> int
     from baton.settings import load_settings
 
     settings = load_settings()
-    if start_warm and settings.warm != "off":
-        from baton.cli.warm import start_server
+    if start_warm:
+        from baton.cli import warm
 
-        start_server(os.environ)
+        if not warm.off(os.environ, settings.warm):
+            warm.start_server(os.environ)
     try:
         result = _with_cancel(request.cancel, lambda: _run_with_status(request, as_json, settings))
         if as_json:

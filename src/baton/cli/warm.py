@@ -128,10 +128,20 @@ def address(home: str) -> str:
 OFF, ABSENT, DECLINED = "off", "absent", "declined"
 
 
+def off(env: Mapping[str, str], setting: str | None = None) -> bool:
+    """Whether the warm server is off: the one rule for the three processes that ask (the client
+    before it hands a command over, ``baton run`` before it starts a server, a server's child after
+    each command, which stops the server then). ``setting``: the settings' ``warm`` (environment,
+    then ``config.toml``) when the caller has them; without it, ``BATON_WARM`` alone, as the client's
+    fast path loads no settings (a server started before ``config.toml`` said ``off`` takes the
+    command, and its child stops it)."""
+    return (env.get("BATON_WARM") if setting is None else setting) == OFF
+
+
 def hand_over(args: list[str]) -> int | str:
     """Run ``baton ARGS`` in the warm server: its exit code; or why no server took it (:data:`OFF`,
     :data:`ABSENT`: start one, :data:`DECLINED`), and then nothing was done and the caller runs it."""
-    if SERVING or not SUPPORTED or os.environ.get("BATON_WARM") == "off" or not _stdio_open():
+    if SERVING or not SUPPORTED or off(os.environ) or not _stdio_open():
         return OFF
     home = home_dir(os.environ)
     try:

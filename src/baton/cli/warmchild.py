@@ -282,7 +282,7 @@ def _stop_server_if_off(server: int) -> None:
 
     # the server only while it is still this child's parent: never a signal to whoever adopted the child
     with contextlib.suppress(BatonError, OSError):
-        if load_settings().warm == "off" and os.getppid() == server:
+        if warm.off(os.environ, load_settings().warm) and os.getppid() == server:
             os.kill(server, signal.SIGUSR1)
 
 
