@@ -14,9 +14,10 @@ import pytest
 
 from baton import open_store
 from baton.errors import BadInput, BatonError, Busy
-from baton.models import PlanRecord, TaskStatus
 from baton.plans.file import parse_plan
+from baton.plans.records import PlanRecord, TaskStatus
 from baton.plans.runner import run_plan
+from baton.plans.tables import plan_store
 from baton.settings import Settings
 from baton.store.leases import LeaseHolder
 from baton.testing.mock_anthropic import MockAnthropic
@@ -87,10 +88,10 @@ def test_interrupted_task_is_rerun_with_the_note(settings: Settings, src_repo: P
     first = go(settings, plan_text(src_repo))
     store = open_store(settings.resolved_store_url)
     # imitate a runner killed during t3: its run is still "running", the task too
-    record = store.get_plan("demo")
+    record = plan_store(store).get_plan("demo")
     assert record is not None
     record.tasks[2].status = TaskStatus.RUNNING
-    store.save_plan(record)
+    plan_store(store).save_plan(record)
     store.update_run(str(first.tasks[2].run_id), outcome="running", ended_at=None)
     again = go(settings, plan_text(src_repo))
     rerun = store.get_run(str(again.tasks[2].run_id))
@@ -123,7 +124,7 @@ def test_a_plan_with_a_relative_repo_is_one_key_from_any_directory(
     try:
         with pytest.raises(RuntimeError, match="killed"):
             run_plan(load_plan(Path("plan.yaml")), settings, store, on_progress=killed_at_t2)
-        first = store.get_plan("demo")
+        first = plan_store(store).get_plan("demo")
         assert first is not None and first.repo == slug
         assert [t.status for t in first.tasks] == [
             TaskStatus.SUCCEEDED,
@@ -147,7 +148,7 @@ def test_a_task_refused_before_its_turn_leaves_the_plan_failed_not_running(setti
         go(settings, text)
     assert raised.value.exit_code == 4
     store = open_store(settings.resolved_store_url)
-    record = store.get_plan("demo")
+    record = plan_store(store).get_plan("demo")
     store.close()
     assert record is not None and record.status == "failed"
     assert [t.status for t in record.tasks] == [TaskStatus.FAILED, TaskStatus.PENDING, TaskStatus.PENDING]
@@ -255,7 +256,7 @@ def test_real_claude_sigkill_during_task_2_then_rerun(
     os.kill(runner.pid, signal.SIGKILL)
     runner.communicate(timeout=10)
     store = open_store(settings.resolved_store_url)
-    killed = store.get_plan("demo")
+    killed = plan_store(store).get_plan("demo")
     assert killed is not None
     assert [t.status for t in killed.tasks] == [TaskStatus.SUCCEEDED, TaskStatus.RUNNING, TaskStatus.PENDING]
     first_run = killed.tasks[0].run_id

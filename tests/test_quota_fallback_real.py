@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from baton import Mode, Outcome, RunRequest, run
-from baton.models import PlanRecord, PromptKind
+from baton.models import PromptKind
 from baton.plans.file import parse_plan
+from baton.plans.records import PlanRecord
 from baton.plans.runner import run_plan
 from baton.settings import Settings
 from baton.store import Store

@@ -15,7 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from baton.errors import Busy, Fenced
-from baton.models import Fence, Lease, PlanRecord, PlanStatus
+from baton.models import Fence, Lease
+from baton.plans.records import PlanRecord, PlanStatus
+from baton.plans.tables import plan_store
 from baton.store import SQLStore
 from baton.store.leases import LeaseHolder
 from baton.store.schema import leases
@@ -90,7 +92,7 @@ def _plan(version: int, plan_id: str = "p1") -> PlanRecord:
 
 
 def _plan_version(store: SQLStore) -> int:
-    plan = store.get_plan("p1")
+    plan = plan_store(store).get_plan("p1")
     return int(plan.updated_at) if plan else 0
 
 
@@ -109,7 +111,7 @@ WRITES = [
         _run_attempt,
     ),
     Write("save_snapshot", _nothing, _save_snapshot, _snapshot_version),
-    Write("save_plan", _nothing, lambda s, f, v: s.save_plan(_plan(v), fence=f), _plan_version),
+    Write("save_plan", _nothing, lambda s, f, v: plan_store(s).save_plan(_plan(v), fence=f), _plan_version),
 ]
 
 
@@ -223,7 +225,7 @@ def _snapshot_race(store: SQLStore, thread: str, i: int) -> None:
 RACES: dict[str, Callable[[SQLStore, str, int], Any]] = {
     "save_session": lambda s, t, i: s.save_session(make_session(t, attempts=i)),
     "save_snapshot": _snapshot_race,
-    "save_plan": lambda s, t, i: s.save_plan(_plan(i, plan_id=t)),
+    "save_plan": lambda s, t, i: plan_store(s).save_plan(_plan(i, plan_id=t)),
     "try_lease": lambda s, t, i: s.try_lease(make_lease(f"h{i}", key=t), 60, lambda _e, _n: False),
     "advance_fence": lambda s, t, i: s.advance_fence(t, i + 1),
     "fenced save_session": lambda s, t, i: s.save_session(make_session(t), fence=Fence(t, i + 1)),

@@ -287,64 +287,6 @@ def iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
-class TaskStatus(StrEnum):
-    """Progress of one task of a plan."""
-
-    PENDING = "pending"  # not run yet (or to be re-run)
-    RUNNING = "running"  # its run is under way, or its runner died (re-run with the interrupted note)
-    SUCCEEDED = "succeeded"  # done; never re-run unless asked with --from
-    FAILED = "failed"  # its run failed (after its retries)
-    SKIPPED = "skipped"  # passed over by --from
-
-
-@dataclass
-class TaskState:
-    """What is stored of one task: its prompt's hash (to notice edits), status, run and result."""
-
-    id: str
-    prompt_sha: str
-    status: TaskStatus = TaskStatus.PENDING
-    run_id: str | None = None
-    outcome: str | None = None
-    result: str | None = None
-    error: str | None = None
-    usage: dict[str, Any] = field(default_factory=dict)
-    started_at: float | None = None
-    ended_at: float | None = None
-
-
-class PlanStatus(StrEnum):
-    """Progress of a whole plan."""
-
-    PENDING = "pending"  # stored, not started
-    RUNNING = "running"  # a runner works through its tasks (or died doing so: run it again)
-    SUCCEEDED = "succeeded"  # every task succeeded or was skipped
-    FAILED = "failed"  # a task failed (and the plan stops on failure), or tasks were left unfinished
-
-
-@dataclass
-class PlanRecord:
-    """A plan's stored progress: one key (thread ``plan-<id>``), its tasks in order."""
-
-    id: str
-    agent: str
-    repo: str  # slug
-    thread: str
-    file: str
-    status: PlanStatus
-    tasks: list[TaskState]
-    session_id: str | None = None
-    created_at: float = 0.0
-    updated_at: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["created_at"], data["updated_at"] = iso(self.created_at), iso(self.updated_at)
-        for task in data["tasks"]:
-            task["started_at"], task["ended_at"] = iso(task["started_at"]), iso(task["ended_at"])
-        return data
-
-
 class JobStatus(StrEnum):
     """Where a submitted run (a job of the service's executor) is."""
 

@@ -21,12 +21,13 @@ from baton.cli.common import (
 )
 from baton.cli.render import natural, wrap_between_words
 from baton.errors import exit_code_of
-from baton.models import Access, TaskStatus
+from baton.models import Access
+from baton.plans.records import TaskStatus
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from baton.models import PlanRecord
+    from baton.plans.records import PlanRecord
     from baton.store.base import Store
 
 plan_app = group("Run ordered tasks as turns of one conversation.")
@@ -127,9 +128,10 @@ def plan_run(
 def plan_show(plan_id: str, as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """Show a plan's progress, task by task."""
     from baton.errors import NotFound
+    from baton.plans.tables import plan_store  # (SQLAlchemy: only once a store is opened)
 
     with cli_store() as (_settings, store):
-        record = store.get_plan(plan_id)
+        record = plan_store(store).get_plan(plan_id)
         if record is None:
             raise NotFound(f"no plan {plan_id!r}")
         if as_json:
@@ -141,8 +143,10 @@ def plan_show(plan_id: str, as_json: JsonOpt = False, wide: WideOpt = False) -> 
 @plan_app.command("ls")
 def plan_ls(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """List plans, most recently updated first; `--wide` shows sessions' whole ids."""
+    from baton.plans.tables import plan_store
+
     with cli_store() as (_settings, store):
-        records = store.list_plans()
+        records = plan_store(store).list_plans()
     if as_json:
         emit_json([r.to_json() for r in records])
         return

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 
 from baton.errors import BadInput, BatonError
 from baton.keys import make_key
-from baton.models import Fence, Outcome, PlanRecord, PlanStatus, RunRecord, TaskState, TaskStatus
+from baton.models import Fence, Outcome, RunRecord
 from baton.plans.file import Plan, Task
+from baton.plans.records import PlanRecord, PlanStatus, TaskState, TaskStatus
+from baton.plans.tables import plan_store
 from baton.runner.request import RunRequest, RunResult
 from baton.runner.run import run
 from baton.settings import Settings
-from baton.store.base import PlanStore, Store
+from baton.store.base import Store
 from baton.store.leases import held, key_lease
 
 Progress = Callable[[PlanRecord, str | None], None]  # the record, and the id of the task now running
@@ -86,7 +88,7 @@ def run_plan(
     from baton.agents import AGENTS
 
     key = make_key(plan.agent, plan.repo, plan.thread, AGENTS)
-    record = store.get_plan(plan.id)
+    record = plan_store(store).get_plan(plan.id)
     if record is not None and (record.agent, record.repo) != (key.agent, key.repo.slug):
         raise BadInput(
             f"plan {plan.id!r} already exists for {record.agent} on {record.repo}; give this plan another id"
@@ -193,9 +195,9 @@ def _run(
 
 
 def _save(
-    store: PlanStore, record: PlanRecord, on_progress: Progress | None, current: str | None, fence: Fence
+    store: Store, record: PlanRecord, on_progress: Progress | None, current: str | None, fence: Fence
 ) -> None:
     record.updated_at = time.time()
-    store.save_plan(record, fence=fence)
+    plan_store(store).save_plan(record, fence=fence)
     if on_progress is not None:
         on_progress(record, current)

@@ -11,12 +11,16 @@ so what it depends on is what it calls: the roles follow the SQL store's parts â
   :mod:`baton.store.redis_leases`) and the record of their fencing tokens (``sql.py``);
 - :class:`AuditStore`: what was done, by whom (``sql.py``);
 - :class:`KeyStore`: all of the above, what any work on a key (a run, a reset, a sweep) needs;
-- :class:`PlanStore` (``sql_plans.py``); :class:`JobStore`, :class:`TokenStore`, :class:`DeliveryStore`:
+- :class:`JobStore`, :class:`TokenStore`, :class:`DeliveryStore`:
   the service's jobs, API tokens and webhook deliveries (``sql_service.py``); :class:`ViewStore`: the
   dashboard's and ``/metrics``' counted reads (``sql_views.py``); :class:`ForgeStore`: the forge room's
   bindings, events, turns and budgets (``sql_forge.py``).
 
 Keep them small: the runner's needs, not a general ORM.
+
+A room above the store owns its data: its records (``records.py``), its tables and its role, with an
+implementation that runs in the store's own transactions (:class:`Transactions`), in its ``tables.py``
+(:mod:`baton.plans.tables`, ...). The roles here are the ones rooms share.
 
 Fencing: the writes a run makes about its key (``save_session``, ``add_run``, ``update_run``,
 ``save_snapshot``, ``save_plan``, ``save_checkpoint``) take ``fence=`` (a :class:`Fence`, the lease's key
@@ -39,7 +43,6 @@ from baton.models import (
     JobStatus,
     Lease,
     Outcome,
-    PlanRecord,
     QuotaRecord,
     RunRecord,
     SessionRecord,
@@ -50,6 +53,10 @@ from baton.models import (
 )
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from sqlalchemy.engine import Connection
+
     from baton.models import Binding, BindingStatus, EventRecord, EventStatus
 
 
@@ -222,14 +229,6 @@ class ListingStore(Protocol):
 
 class KeyStore(RunStore, SnapshotStore, CheckpointStore, LeaseStore, AuditStore, QuotaStore, Protocol):
     """Everything the store keeps about keys: what a run, a reset, a close or a sweep of a key needs."""
-
-
-class PlanStore(Protocol):
-    """Plans' progress, one record per plan."""
-
-    def save_plan(self, plan: PlanRecord, *, fence: Fence | None = None) -> None: ...
-    def get_plan(self, plan_id: str) -> PlanRecord | None: ...
-    def list_plans(self) -> list[PlanRecord]: ...
 
 
 class JobStore(Protocol):
@@ -472,10 +471,19 @@ class ForgeStore(Protocol):
         ...
 
 
+class Transactions(Protocol):
+    """The store's transactions, for the rooms that keep their own tables in it (their ``tables.py``)."""
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """One transaction on the store's engine: committed when the block ends, rolled back when it
+        raises; database errors come out as :class:`baton.errors.StoreError`."""
+        ...
+
+
 class Store(
+    Transactions,
     KeyStore,
     ListingStore,
-    PlanStore,
     JobStore,
     TokenStore,
     WebSessionStore,

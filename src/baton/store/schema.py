@@ -1,8 +1,10 @@
 """The schema, stated once: typed SQLAlchemy ``Table`` objects that every query of the SQL store is
-built from. The DDL that creates them is the ordered list in :mod:`baton.store.migrations` (append-only,
-shipped as plain SQL); ``tests/test_schema.py`` migrates an empty database on SQLite and on PostgreSQL
-and checks that what the migrations built is exactly this (tables, columns, types, nullability, keys,
-indexes), so the two can never drift apart.
+built from. This module states the tables of the rooms below the plans (sessions, runs, jobs, blobs,
+...); a room above owns its data and states its own tables on the same :data:`metadata`, in its
+``tables.py`` (:mod:`baton.plans.tables`, ...). The DDL that creates them all is the one ordered list in
+:mod:`baton.store.migrations` (append-only, shipped as plain SQL); ``tests/test_schema.py`` migrates an
+empty database on SQLite and on PostgreSQL and checks that what the migrations built is exactly these
+tables (columns, types, nullability, keys, indexes), so the two can never drift apart.
 
 Times are seconds since the epoch as doubles; JSON documents are text.
 """
@@ -15,15 +17,16 @@ metadata = sa.MetaData()
 Text, Int, Real, Blob = sa.Text, sa.Integer, sa.Double, sa.LargeBinary
 
 
-def _key() -> list[sa.Column[str]]:
-    """The three columns of a key: agent, repo slug, thread."""
+def key_columns() -> list[sa.Column[str]]:
+    """The three columns of a key: agent, repo slug, thread (new ones each call: a column belongs to
+    one table)."""
     return [sa.Column(n, Text, nullable=False) for n in ("agent", "repo", "thread")]
 
 
 sessions = sa.Table(
     "sessions",
     metadata,
-    *_key(),
+    *key_columns(),
     sa.Column("repo_url", Text, nullable=False),
     sa.Column("branch", Text, nullable=False),
     sa.Column("base", Text),
@@ -49,7 +52,7 @@ runs = sa.Table(
     "runs",
     metadata,
     sa.Column("id", Text, primary_key=True),
-    *_key(),
+    *key_columns(),
     sa.Column("attempt", Int, nullable=False),
     sa.Column("mode", Text, nullable=False),
     sa.Column("prompt_kind", Text, nullable=False),
@@ -109,7 +112,7 @@ blobs = sa.Table(
 snapshots = sa.Table(
     "snapshots",
     metadata,
-    *_key(),
+    *key_columns(),
     sa.Column("agent_session_id", Text, nullable=False),
     sa.Column("files", Text, nullable=False),
     sa.Column("total_bytes", Int, nullable=False),
@@ -129,24 +132,11 @@ audit = sa.Table(
     sa.Index("audit_action", "action"),
 )
 
-plans = sa.Table(
-    "plans",
-    metadata,
-    sa.Column("id", Text, primary_key=True),
-    *_key(),
-    sa.Column("file", Text, nullable=False),
-    sa.Column("status", Text, nullable=False),
-    sa.Column("session_id", Text),
-    sa.Column("tasks", Text, nullable=False),
-    sa.Column("created_at", Real, nullable=False),
-    sa.Column("updated_at", Real, nullable=False),
-)
-
 jobs = sa.Table(
     "jobs",
     metadata,
     sa.Column("id", Text, primary_key=True),
-    *_key(),
+    *key_columns(),
     sa.Column("request", Text, nullable=False),
     sa.Column("status", Text, nullable=False),
     sa.Column("actor", Text, nullable=False),
@@ -198,7 +188,7 @@ job_events = sa.Table(
 checkpoints = sa.Table(
     "checkpoints",
     metadata,
-    *_key(),
+    *key_columns(),
     sa.Column("commit_sha", Text, nullable=False),  # the checkpoint commit (uncommitted work on the branch)
     sa.Column("branch", Text, nullable=False),
     sa.Column("branch_sha", Text),  # the branch's tip the checkpoint was made on

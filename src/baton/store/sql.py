@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,7 +28,6 @@ from baton.store.rows import session_values, snapshot_digests, snapshot_of
 from baton.store.sql_checkpoints import CheckpointTables
 from baton.store.sql_forge import ForgeTables
 from baton.store.sql_listing import ListingQueries
-from baton.store.sql_plans import PlanTables
 from baton.store.sql_quota import QuotaTables
 from baton.store.sql_sdk import SdkEntryTables
 from baton.store.sql_service import ServiceTables
@@ -58,7 +57,6 @@ from baton.store.tables import (
 
 
 class SQLStore(
-    PlanTables,
     ServiceTables,
     ViewQueries,
     ListingQueries,
@@ -99,6 +97,11 @@ class SQLStore(
             raise store_error(exc, self.url) from exc
         except sa.exc.SQLAlchemyError as exc:  # no connection free in the pool in time, ...
             raise StoreError(f"store error: {exc.__class__.__name__}: {exc}") from exc
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """One transaction on the store's engine, its errors translated as every other write's: what a
+        room that owns its data (:mod:`baton.plans.tables`, ...) reads and writes its tables in."""
+        return self._tx()
 
     # -- migrations ---------------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
-from baton.models import TaskStatus
+from baton.plans.records import TaskStatus
+from baton.plans.tables import plan_store
 from baton.service.dashboard.web import Viewer, page, signed_in, state
 
 router = APIRouter(include_in_schema=False)
@@ -20,7 +21,7 @@ Limit = Annotated[int, Query(ge=1, le=5000)]
 @router.get("/plans", response_class=HTMLResponse)
 def plans(request: Request, viewer: Signed) -> HTMLResponse:
     _settings, store = state(request)
-    found = sorted(store.list_plans(), key=lambda p: p.updated_at, reverse=True)
+    found = sorted(plan_store(store).list_plans(), key=lambda p: p.updated_at, reverse=True)
     progress = {
         p.id: sum(1 for t in p.tasks if t.status in (TaskStatus.SUCCEEDED, TaskStatus.SKIPPED)) for p in found
     }
