@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from baton.forge.events import Malformed
+from baton.forge.events import Ignored, Malformed
 from baton.forge.intake import gitea_review_identity, read_event
 from baton.forge.model import FeedbackKind, ForgeEvent, ForgeKind, Trigger
 from baton.forge.payload import BODY_CHARS, TITLE_CHARS, mentions
@@ -56,11 +56,11 @@ def gitea(name: str) -> dict[str, Any]:
     return loaded
 
 
-def github(event: str, payload: dict[str, Any], **kw: Any) -> list[ForgeEvent] | str:
+def github(event: str, payload: dict[str, Any], **kw: Any) -> list[ForgeEvent] | Ignored:
     return read_event(ForgeKind.GITHUB, "gh", event, payload, **kw)
 
 
-def one(result: list[ForgeEvent] | str) -> ForgeEvent:
+def one(result: list[ForgeEvent] | Ignored) -> ForgeEvent:
     assert isinstance(result, list), result
     assert len(result) == 1
     return result[0]
@@ -77,7 +77,7 @@ def test_every_official_example_is_read_or_ignored_never_an_error(variant: str) 
     for name, payloads in _examples(variant).items():
         for payload in payloads:
             result = github(name, payload)
-            assert isinstance(result, str | list)
+            assert isinstance(result, Ignored | list)
             count += 1
     assert count > 20
 
@@ -207,7 +207,7 @@ def test_a_label_is_a_task_that_carries_the_label_in_its_signature() -> None:
 def test_an_assignment_to_baton_is_a_task_and_to_anyone_else_is_ignored() -> None:
     payload = example("issues", "assigned")
     why = github("issues", payload)
-    assert why == "the issue was assigned to Codertocat, not to baton's user baton"
+    assert why == Ignored("the issue was assigned to Codertocat, not to baton's user baton")
     payload["assignee"]["login"] = "Baton"
     event = one(github("issues", payload))
     assert event.trigger is Trigger.ASSIGN and event.identity == "assign:1:Baton:2019-05-15T15:20:18Z"
@@ -236,7 +236,7 @@ def test_a_review_without_a_body_still_counts_for_its_inline_comments() -> None:
 def test_an_approval_without_words_asks_nothing_and_with_words_is_a_review() -> None:
     payload = example("pull_request_review", "submitted")
     payload["review"]["state"] = "approved"
-    assert github("pull_request_review", payload) == "an approval without words asks nothing"
+    assert github("pull_request_review", payload) == Ignored("an approval without words asks nothing")
     payload["review"]["body"] = "LGTM, but rename the helper."
     assert one(github("pull_request_review", payload)).body == "LGTM, but rename the helper."
 
@@ -368,7 +368,9 @@ def test_a_closed_pull_request_asks_nothing() -> None:
 
 
 def test_an_event_baton_does_not_read_asks_nothing() -> None:
-    assert github("push", {"ref": "refs/heads/main"}) == "github event 'push' asks nothing of a thread"
+    assert github("push", {"ref": "refs/heads/main"}) == Ignored(
+        "github event 'push' asks nothing of a thread"
+    )
 
 
 # -- hostile payloads -------------------------------------------------------------------------------
@@ -476,7 +478,7 @@ def test_gitea_fixtures_have_gitea_s_shapes(name: str) -> None:
     gitea_spec.check_payload(GITEA_FIXTURES[name], gitea(name))
 
 
-def gitea_read(event: str, payload: dict[str, Any], **kw: Any) -> list[ForgeEvent] | str:
+def gitea_read(event: str, payload: dict[str, Any], **kw: Any) -> list[ForgeEvent] | Ignored:
     return read_event(ForgeKind.GITEA, "gt", event, payload, **kw)
 
 
@@ -510,7 +512,7 @@ def test_gitea_label_updated_is_a_task_per_current_label() -> None:
     ]
     payload = gitea("issues_label_updated")
     payload["issue"]["labels"] = []
-    assert gitea_read("issue_label", payload) == "the issue's labels were cleared"
+    assert gitea_read("issue_label", payload) == Ignored("the issue's labels were cleared")
 
 
 def test_gitea_an_assignment_to_baton() -> None:
@@ -536,7 +538,7 @@ def test_gitea_a_review_is_identified_by_pr_head_and_text(name: str) -> None:
 def test_gitea_an_approval_without_words_asks_nothing() -> None:
     payload = gitea("pull_request_review_rejected")
     payload["review"] = {"type": "pull_request_review_approved", "content": ""}
-    assert gitea_read("pull_request_approved", payload) == "an approval without words asks nothing"
+    assert gitea_read("pull_request_approved", payload) == Ignored("an approval without words asks nothing")
 
 
 def test_gitea_a_review_from_a_fork() -> None:

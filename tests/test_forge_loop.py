@@ -18,9 +18,10 @@ import pytest
 
 from baton.fleet.execute import AFTER_JOB
 from baton.fleet.local import LocalExecutor
-from baton.forge import dispatch, publish, webhook
+from baton.forge import dispatch, publish
 from baton.forge.config import ForgeConfig, ForgeSettings, RepoConfig, Untrusted
 from baton.forge.conflicts import base_moved
+from baton.forge.delivery import READERS, BasePushed, Delivery
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import (
     Actor,
@@ -379,10 +380,12 @@ def test_a_push_delivery_names_the_branch_to_check(loop: ForgeLoop) -> None:
     payload = next(e for e in push["examples"] if e["ref"].startswith("refs/heads/"))
     payload["repository"]["full_name"] = "acme/api"
     payload["deleted"] = False
-    marker = webhook.read(loop.config, ForgeKind.GITHUB, "push", payload)
-    assert marker == f"pushed:gh:acme/api:{payload['ref'].removeprefix('refs/heads/')}"
+    reader = READERS[ForgeKind.GITHUB]
+    read = reader.feedback(loop.config, "push", payload)
+    assert read == Delivery(pushed=BasePushed("gh", "acme/api", payload["ref"].removeprefix("refs/heads/")))
     payload["deleted"] = True
-    assert not str(webhook.read(loop.config, ForgeKind.GITHUB, "push", payload)).startswith("pushed:")
+    read = reader.feedback(loop.config, "push", payload)
+    assert not (isinstance(read, Delivery) and read.pushed)
 
 
 def test_a_turn_whose_publisher_died_is_published_by_the_heal(

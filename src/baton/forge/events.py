@@ -1,8 +1,9 @@
 """What a forge's webhook says, checked and read: the signature over the raw body (HMAC-SHA256,
 compared in constant time), and the payload of an event that cleans up — which repository (its slugs)
-and which branch. Pure functions: the routes and the background work are in
-:mod:`baton.service.webhooks`. Headers are any mapping whose ``get`` takes lower-case names (the
-routes pass Starlette's, which matches names in any case)."""
+and which branch. Pure functions: :mod:`baton.forge.delivery` reads a whole delivery with them, the
+background work is in :mod:`baton.forge.deliveries` and the routes in :mod:`baton.service.webhooks`.
+Headers are any mapping whose ``get`` takes lower-case names (the routes pass Starlette's, which
+matches names in any case)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,16 @@ class Target:
 
     def to_json(self) -> dict[str, Any]:
         return {"repos": list(self.repos), "branch": self.branch, "merged": self.merged}
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """Why a delivery (or one reading of it) asks nothing: stored as the delivery's ``ignored``."""
+
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 class Malformed(ValueError):
@@ -137,44 +148,44 @@ def branch_name(ref: str) -> str:
     return branch
 
 
-def _on_delete(p: dict[str, Any]) -> Target | str:
+def _on_delete(p: dict[str, Any]) -> Target | Ignored:
     ref_type = _field(p, "ref_type", str)
     if ref_type != "branch":
-        return f"delete of a {ref_type}, not a branch"
+        return Ignored(f"delete of a {ref_type}, not a branch")
     return Target(repo_slugs(p.get("repository"), "payload.repository"), branch_name(_field(p, "ref", str)))
 
 
-def _on_pull_request(p: dict[str, Any]) -> Target | str:
+def _on_pull_request(p: dict[str, Any]) -> Target | Ignored:
     action = _field(p, "action", str)
     if action != "closed":
-        return f"pull_request action {action!r} does not clean up"
+        return Ignored(f"pull_request action {action!r} does not clean up")
     head = _field(_field(p, "pull_request", dict), "head", dict, "payload.pull_request")
     branch = branch_name(_field(head, "ref", str, "payload.pull_request.head"))
     if "repo" in head and head["repo"] is None:  # the fork was deleted: its branches went with it
-        return "the pull request's head repository is gone"
+        return Ignored("the pull request's head repository is gone")
     # the head branch lives in the head repository (a fork's own, for a PR from a fork)
     repository = head["repo"] if "repo" in head else p.get("repository")
     merged = p["pull_request"].get("merged") is True
     return Target(repo_slugs(repository, "payload.pull_request.head.repo"), branch, merged)
 
 
-def _on_push(p: dict[str, Any]) -> Target | str:
+def _on_push(p: dict[str, Any]) -> Target | Ignored:
     if p.get("deleted") is not True:
-        return "push that does not delete a branch"
+        return Ignored("push that does not delete a branch")
     ref = _field(p, "ref", str)
     if not ref.startswith("refs/heads/"):
-        return f"push deleting {ref!r}, not a branch"
+        return Ignored(f"push deleting {ref!r}, not a branch")
     return Target(repo_slugs(p.get("repository"), "payload.repository"), branch_name(ref))
 
 
-EVENTS: dict[str, Callable[[dict[str, Any]], Target | str]] = {
+EVENTS: dict[str, Callable[[dict[str, Any]], Target | Ignored]] = {
     "delete": _on_delete,
     "pull_request": _on_pull_request,
     "push": _on_push,
 }
 
 
-def classify(event: str, payload: dict[str, Any]) -> Target | str:
+def classify(event: str, payload: dict[str, Any]) -> Target | Ignored:
     """What the event cleans up, or why it is ignored; :class:`Malformed` when it lacks fields."""
     handler = EVENTS.get(event)
-    return handler(payload) if handler else f"event {event!r} does not clean up"
+    return handler(payload) if handler else Ignored(f"event {event!r} does not clean up")

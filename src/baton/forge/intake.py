@@ -1,5 +1,6 @@
 """What a forge's webhook delivery asks of a thread: its payload read into typed :class:`ForgeEvent`\\ s
-(GitHub, and Gitea or Forgejo, which sends Gitea's payloads), or the reason it asks nothing.
+(GitHub, and Gitea or Forgejo, which sends Gitea's payloads), or why it asks nothing
+(:class:`~baton.forge.events.Ignored`, never a string to tell apart from data).
 
 :func:`read_event` is pure: no store, no forge request. The signature was checked before (in
 :mod:`baton.forge.events`); a signed payload is still hostile: every field is read through
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from baton.forge import payload as read
-from baton.forge.events import Malformed
+from baton.forge.events import Ignored, Malformed
 from baton.forge.model import FailedCheck, FeedbackKind, ForgeEvent, ForgeKind, Review, ReviewComment, Trigger
 from baton.forge.payload import BODY_CHARS, Payload, mentions
 
@@ -65,10 +66,10 @@ def _action(p: Payload) -> str:
     return read.string(p, "action", "payload", required=True, limit=64)
 
 
-def _gh_issue_comment(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
+def _gh_issue_comment(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
     action = _action(p)
     if action != "created":
-        return f"issue_comment action {action!r} asks nothing (only a new comment does)"
+        return Ignored(f"issue_comment action {action!r} asks nothing (only a new comment does)")
     issue, comment = read.obj(p, "issue", "payload"), read.obj(p, "comment", "payload")
     where = "payload.comment"
     body = read.text(comment, "body", where)
@@ -106,15 +107,15 @@ def _issue_event(p: Payload, c: _Ctx, **fields: Any) -> ForgeEvent:
     )
 
 
-def _opened(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
+def _opened(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
     issue = read.obj(p, "issue", "payload")
     if not mentions(read.text(issue, "body", "payload.issue"), c.mention):
-        return f"an issue opened without a mention of {c.mention}"
+        return Ignored(f"an issue opened without a mention of {c.mention}")
     number = read.integer(issue, "number", "payload.issue")
     return [_issue_event(p, c, identity=f"task:{number}", trigger=Trigger.MENTION)]
 
 
-def _gh_issues(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
+def _gh_issues(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
     action = _action(p)
     if action == "opened":
         return _opened(p, c)
@@ -132,9 +133,9 @@ def _gh_issues(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
     if action == "assigned":
         login = read.actor(p.get("assignee"), "payload.assignee").login
         if login.lower() != c.user.lower():
-            return f"the issue was assigned to {login}, not to baton's user {c.user}"
+            return Ignored(f"the issue was assigned to {login}, not to baton's user {c.user}")
         return [_issue_event(p, c, identity=f"assign:{number}:{login}:{updated}", trigger=Trigger.ASSIGN)]
-    return f"issues action {action!r} asks nothing"
+    return Ignored(f"issues action {action!r} asks nothing")
 
 
 def _pr_fields(pr: Payload) -> dict[str, Any]:
@@ -147,15 +148,15 @@ def _pr_fields(pr: Payload) -> dict[str, Any]:
     }
 
 
-def _gh_review(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
+def _gh_review(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
     action = _action(p)
     if action != "submitted":
-        return f"pull_request_review action {action!r} asks nothing"
+        return Ignored(f"pull_request_review action {action!r} asks nothing")
     review, pr = read.obj(p, "review", "payload"), read.obj(p, "pull_request", "payload")
     where = "payload.review"
     body = read.text(review, "body", where)
     if read.string(review, "state", where).lower() == "approved" and not body.strip():
-        return "an approval without words asks nothing"
+        return Ignored("an approval without words asks nothing")
     head = read.sha(review, "commit_id", where) if review.get("commit_id") else _head(pr)
     return [
         ForgeEvent(
@@ -177,10 +178,10 @@ def _head(pr: Payload) -> str:
     return read.sha(read.obj(pr, "head", "payload.pull_request"), "sha", "payload.pull_request.head")
 
 
-def _gh_review_comment(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
+def _gh_review_comment(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
     action = _action(p)
     if action != "created":
-        return f"pull_request_review_comment action {action!r} asks nothing"
+        return Ignored(f"pull_request_review_comment action {action!r} asks nothing")
     comment, pr = read.obj(p, "comment", "payload"), read.obj(p, "pull_request", "payload")
     where = "payload.comment"
     review_id = comment.get("pull_request_review_id")
@@ -214,12 +215,12 @@ def _gh_review_comment(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
 
 def _ci_events(
     p: Payload, c: _Ctx, prs: Any, head: str, check: FailedCheck, at: float
-) -> list[ForgeEvent] | str:
+) -> list[ForgeEvent] | Ignored:
     """One ``ci_failure`` per pull request the CI event names."""
     if not isinstance(prs, list):
         raise Malformed("the CI event's pull_requests is missing or not a list")
     if not prs:
-        return (
+        return Ignored(
             f"{check.name!r} failed on {head[:12]} but names no pull request (a branch without one, or"
             " a pull request from a fork, which GitHub leaves out: the reconcile finds those)"
         )
@@ -247,20 +248,20 @@ def _ci_events(
     return events
 
 
-def _completed(p: Payload, obj: str) -> tuple[Payload, str] | str:
+def _completed(p: Payload, obj: str) -> tuple[Payload, str] | Ignored:
     action = _action(p)
     run = read.obj(p, obj, "payload")
     conclusion = read.string(run, "conclusion", f"payload.{obj}", limit=64)
     if action != "completed":
-        return f"{obj} action {action!r} asks nothing (only a completed one can fail)"
+        return Ignored(f"{obj} action {action!r} asks nothing (only a completed one can fail)")
     if conclusion not in FAILED:
-        return f"{obj} concluded {conclusion or 'nothing'!r}: nothing to fix"
+        return Ignored(f"{obj} concluded {conclusion or 'nothing'!r}: nothing to fix")
     return run, conclusion
 
 
-def _gh_check_run(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
+def _gh_check_run(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
     done = _completed(p, "check_run")
-    if isinstance(done, str):
+    if isinstance(done, Ignored):
         return done
     run, conclusion = done
     where = "payload.check_run"
@@ -278,9 +279,9 @@ def _gh_check_run(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
     )
 
 
-def _gh_check_suite(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
+def _gh_check_suite(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
     done = _completed(p, "check_suite")
-    if isinstance(done, str):
+    if isinstance(done, Ignored):
         return done
     suite, conclusion = done
     where = "payload.check_suite"
@@ -293,9 +294,9 @@ def _gh_check_suite(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
     return _ci_events(p, c, suite.get("pull_requests"), head, check, read.time(suite, "updated_at"))
 
 
-def _gh_workflow_run(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
+def _gh_workflow_run(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
     done = _completed(p, "workflow_run")
-    if isinstance(done, str):
+    if isinstance(done, Ignored):
         return done
     run, conclusion = done
     where = "payload.workflow_run"
@@ -309,11 +310,11 @@ def _gh_workflow_run(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
     )
 
 
-def _status(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
+def _status(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
     """A commit status (both forges): it names a commit, not a pull request (``number`` 0)."""
     state = read.string(p, "state", "payload", required=True, limit=64)
     if state not in FAILED_STATUS:
-        return f"a commit status {state!r}: nothing to fix"
+        return Ignored(f"a commit status {state!r}: nothing to fix")
     head, context = read.sha(p, "sha", "payload"), read.string(p, "context", "payload", required=True)
     check = FailedCheck(context, state, read.link(p, "target_url"), job_id=None)
     return [
@@ -333,14 +334,14 @@ def _status(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
     ]
 
 
-def _pull_request(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
+def _pull_request(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
     """Both forges: a pull request the forge says cannot merge cleanly."""
     action = _action(p)
     if action not in CONFLICT_ACTIONS:
-        return f"pull_request action {action!r} asks nothing"
+        return Ignored(f"pull_request action {action!r} asks nothing")
     pr = read.obj(p, "pull_request", "payload")
     if pr.get("mergeable") is not False:
-        return f"the pull request is mergeable ({pr.get('mergeable')!r}): no conflict to resolve"
+        return Ignored(f"the pull request is mergeable ({pr.get('mergeable')!r}): no conflict to resolve")
     head = _head(pr)
     base = read.sha(read.obj(pr, "base", "payload.pull_request"), "sha", "payload.pull_request.base")
     return [
@@ -358,7 +359,7 @@ def _pull_request(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
     ]
 
 
-GITHUB_EVENTS: dict[str, Callable[[Payload, _Ctx], list[ForgeEvent] | str]] = {
+GITHUB_EVENTS: dict[str, Callable[[Payload, _Ctx], list[ForgeEvent] | Ignored]] = {
     "issue_comment": _gh_issue_comment,
     "issues": _gh_issues,
     "pull_request_review": _gh_review,
@@ -374,7 +375,7 @@ GITHUB_EVENTS: dict[str, Callable[[Payload, _Ctx], list[ForgeEvent] | str]] = {
 # -- Gitea and Forgejo ------------------------------------------------------------------------------
 
 
-def _gt_issues(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
+def _gt_issues(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
     action = _action(p)
     if action == "opened":
         return _opened(p, c)
@@ -382,10 +383,10 @@ def _gt_issues(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
         return _gt_labels(p, c)
     if action == "assigned":
         return _gt_assigned(p, c)
-    return f"issues action {action!r} asks nothing"
+    return Ignored(f"issues action {action!r} asks nothing")
 
 
-def _gt_labels(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
+def _gt_labels(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
     issue = read.obj(p, "issue", "payload")
     number = read.integer(issue, "number", "payload.issue")
     labels = issue.get("labels") or []
@@ -394,14 +395,14 @@ def _gt_labels(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
     names = [read.string(label, "name", "payload.issue.labels[]", required=True, limit=255)
              for label in labels[:MAX_LABELS] if isinstance(label, dict)]  # fmt: skip
     if not names:
-        return "the issue's labels were cleared"
+        return Ignored("the issue's labels were cleared")
     return [
         _issue_event(p, c, identity=f"label:{number}:{name}", trigger=Trigger.LABEL, signature=name)
         for name in names
     ]
 
 
-def _gt_assigned(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
+def _gt_assigned(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
     issue = read.obj(p, "issue", "payload")
     number = read.integer(issue, "number", "payload.issue")
     assignees = issue.get("assignees") or ([issue["assignee"]] if issue.get("assignee") else [])
@@ -409,18 +410,20 @@ def _gt_assigned(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
         raise Malformed("payload.issue.assignees is not a list")
     logins = [read.actor(a, "payload.issue.assignees[]").login for a in assignees[:MAX_LABELS]]
     if not any(login.lower() == c.user.lower() for login in logins):
-        return f"the issue was assigned to {', '.join(logins) or 'nobody'}, not to baton's user {c.user}"
+        return Ignored(
+            f"the issue was assigned to {', '.join(logins) or 'nobody'}, not to baton's user {c.user}"
+        )
     return [_issue_event(p, c, identity=f"assign:{number}:{c.user}", trigger=Trigger.ASSIGN)]
 
 
-def _gt_review(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
+def _gt_review(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
     """A submitted review (approved, rejected or comment): Gitea sends its type and text, no id."""
     review, pr = read.obj(p, "review", "payload"), read.obj(p, "pull_request", "payload")
     kind = read.string(review, "type", "payload.review", limit=64)
     content = read.text(review, "content", "payload.review")
     raw = str(review.get("content") or "")  # type-checked by _body; the identity hashes it as sent
     if "approved" in kind and not content.strip():
-        return "an approval without words asks nothing"
+        return Ignored("an approval without words asks nothing")
     fields = _pr_fields(pr)
     head = _head(pr)
     return [
@@ -446,13 +449,13 @@ def gitea_review_identity(number: int, head: str, content: str) -> str:
     return f"review:{number}:{head.lower()}:{digest}"
 
 
-def _gt_pull_request_comment(p: Payload, c: _Ctx) -> list[ForgeEvent] | str:
+def _gt_pull_request_comment(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
     """Gitea names a review of type comment ``pull_request_comment`` in ``X-Gitea-Event`` and a plain
     comment on a pull request ``pull_request_comment`` in ``X-Gitea-Event-Type``: told by the shape."""
     return _gt_review(p, c) if "review" in p else _gh_issue_comment(p, c)
 
 
-GITEA_EVENTS: dict[str, Callable[[Payload, _Ctx], list[ForgeEvent] | str]] = {
+GITEA_EVENTS: dict[str, Callable[[Payload, _Ctx], list[ForgeEvent] | Ignored]] = {
     # X-Gitea-Event names, then the finer X-Gitea-Event-Type names for the same payloads
     "issue_comment": _gh_issue_comment,  # comment.user, is_pull: the same reading as GitHub's
     "issues": _gt_issues,
@@ -478,7 +481,7 @@ def read_event(
     *,
     mention: str = "@baton",
     user: str = "baton",
-) -> list[ForgeEvent] | str:
+) -> list[ForgeEvent] | Ignored:
     """The events a delivery carries, or why it carries none (stored as the delivery's ``ignored``).
     ``user`` is baton's own login on the forge: an assignment to anyone else is ignored. Raises
     :class:`Malformed` for a payload that lacks what its event needs."""
@@ -487,7 +490,7 @@ def read_event(
     handlers = GITHUB_EVENTS if ForgeKind(kind) is ForgeKind.GITHUB else GITEA_EVENTS
     handler = handlers.get(event)
     if handler is None:
-        return f"{kind} event {event[:64]!r} asks nothing of a thread"
+        return Ignored(f"{kind} event {event[:64]!r} asks nothing of a thread")
     return handler(payload, _Ctx(forge, mention, user))
 
 

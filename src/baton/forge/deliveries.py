@@ -1,0 +1,226 @@
+"""A webhook delivery's work, done in the background: the delivery records, the worker pool that acts
+on them, and the group commit of new ones (the routes, HTTP in and a status code out, are
+:mod:`baton.service.webhooks`; the reading of a delivery is :mod:`baton.forge.delivery`).
+
+The insert of a delivery's record, keyed by (forge, delivery id), is the atomic "act once": a
+redelivery finds the first record. Inserts are group-committed by one thread (:class:`Intake`): a burst
+of deliveries costs a few transactions, and the acknowledgement stays within tens of milliseconds under
+50 at once.
+
+The work (:func:`baton.housekeeping.cleanup.close_branch`: checkpoint, free, close; after a running run
+ends; then the forge loop's feedback) can take long, and forges give up after 10 s, so a delivery is
+stored ``pending`` with its work (:meth:`Delivery.to_json`) and a small pool of daemon threads
+(:class:`Worker`) does it and stores the result. A restarted service re-queues the deliveries a
+previous process left ``pending`` (closing is idempotent, so doing one twice is harmless; losing one is
+not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from baton.forge import webhook as feedback
+from baton.forge.delivery import Delivery
+from baton.forge.events import Target
+from baton.forge.loop import ForgeLoop
+from baton.housekeeping.cleanup import close_branch
+from baton.models import DeliveryRecord, DeliveryStatus
+from baton.settings import Settings
+from baton.store.base import DeliveryStore, KeyStore, Store
+from baton.sync.upstream import restack
+
+log = logging.getLogger("baton.webhooks")
+
+
+def close_target(store: Store, settings: Settings, forge: str, delivery_id: str, target: Target) -> None:
+    """Close the target's sessions and store the delivery's result (``failed`` with the error when the
+    work raised, ``ignored`` when no session matched)."""
+    actor = f"webhook:{forge}:{delivery_id}"
+    try:
+        reports = {slug: close_branch(store, settings, slug, target.branch, actor) for slug in target.repos}
+    except Exception as exc:  # the delivery records any failure; the thread must live on
+        log.exception("webhook %s %s: cleaning up %s failed", forge, delivery_id, target.branch)
+        result = {**target.to_json(), "error": f"{exc.__class__.__name__}: {exc}"}
+        store.update_delivery(forge, delivery_id, DeliveryStatus.FAILED, result)
+        return
+    result = {**target.to_json(), **summary(reports)}
+    if target.merged:
+        result = _restack(store, settings, target, result)
+    store.update_delivery(forge, delivery_id, DeliveryStatus(result.pop("status")), result)
+    log.info(
+        "webhook %s %s: branch %r: %s", forge, delivery_id, target.branch, result.get("ignored", "closed")
+    )
+
+
+def _restack(store: KeyStore, settings: Settings, target: Target, result: dict[str, Any]) -> dict[str, Any]:
+    """A merged pull request: the threads stacked on its branch are rebased onto the default branch."""
+    done = [
+        r.to_json() for slug in target.repos for r in restack(settings, store, slug, branch=target.branch)
+    ]
+    if not done:
+        return result
+    status = result["status"]
+    if status == DeliveryStatus.IGNORED.value:
+        status, result = DeliveryStatus.DONE.value, {k: v for k, v in result.items() if k != "ignored"}
+    if any(r["result"] == "failed" for r in done):
+        status = DeliveryStatus.FAILED.value
+        result["error"] = "; ".join(filter(None, [result.get("error"), "restacking a stacked thread failed"]))
+    return {**result, "status": status, "restacked": done}
+
+
+def summary(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The delivery's result from close_branch's reports (one per slug): ``failed`` when a key could not
+    be closed (the others were), ``done`` when some were, else ``ignored`` with why."""
+    closed = [key for r in reports.values() for key in r.get("closed", [])]
+    errors = {key: e for r in reports.values() for key, e in r.get("errors", {}).items()}
+    already = [key for r in reports.values() for key in r.get("already_closed", [])]
+    result: dict[str, Any] = {"closed": closed, "reports": reports}
+    if errors:
+        return {**result, "status": DeliveryStatus.FAILED.value, "error": "; ".join(errors.values())}
+    if closed:
+        return {**result, "status": DeliveryStatus.DONE.value}
+    why = f"its sessions were already closed: {', '.join(already)}" if already else "no session works on it"
+    return {**result, "status": DeliveryStatus.IGNORED.value, "ignored": why}
+
+
+class Worker:
+    """A bounded pool of daemon threads draining a queue of (forge, delivery id, work). Daemons,
+    because a cleanup may wait for a long run: shutting down must not wait for it (the delivery stays
+    ``pending`` in the store and the next start re-queues it)."""
+
+    def __init__(self, store: Store, settings: Settings, threads: int, loop: ForgeLoop | None = None) -> None:
+        self.store, self.settings, self.loop = store, settings, loop
+        self.jobs: queue.Queue[tuple[str, str, Delivery] | None] = queue.Queue()
+        self.threads = [
+            threading.Thread(target=self._drain, name=f"baton-webhook-{i}", daemon=True)
+            for i in range(threads)
+        ]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, forge: str, delivery_id: str, work: Delivery) -> None:
+        self.jobs.put((forge, delivery_id, work))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        for _ in self.threads:
+            self.jobs.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _drain(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            forge, delivery_id, work = job
+            try:
+                if work.target is not None:
+                    close_target(self.store, self.settings, forge, delivery_id, work.target)
+                if work.feedback:
+                    self._feedback(forge, delivery_id, work)
+            except Exception:  # even storing the failure failed (store gone): it stays pending
+                log.exception("webhook %s %s: could not record the result", forge, delivery_id)
+
+    def _feedback(self, forge: str, delivery_id: str, work: Delivery) -> None:
+        """Act on the delivery's feedback and merge what happened into its stored result."""
+        if self.loop is None:
+            done: dict[str, Any] = {"error": "no forge is configured: the feedback was not acted on"}
+        else:
+            done = feedback.act(self.loop, list(work.events), f"{forge}:{delivery_id}") if work.events else {}
+            if work.closed:
+                done["marker"] = feedback.act_on_closed(self.loop, work.closed)
+            if work.pushed:
+                done["marker"] = feedback.act_on_pushed(self.loop, work.pushed)
+        stored = self.store.get_delivery(forge, delivery_id)
+        result = {**(stored.result if stored and work.target else {}), **done}
+        if work.target is None:
+            result.pop("feedback", None)
+        failed = "error" in result or (stored is not None and stored.status == DeliveryStatus.FAILED)
+        self.store.update_delivery(
+            forge, delivery_id, DeliveryStatus.FAILED if failed else DeliveryStatus.DONE, result
+        )
+
+    def requeue_pending(self) -> int:
+        """Queue the work of deliveries a previous process accepted but did not finish."""
+        pending = self.store.list_deliveries_by_status(DeliveryStatus.PENDING)
+        for record in pending:
+            try:
+                work = Delivery.from_json(record.result)
+            except (KeyError, TypeError, ValueError):
+                work = Delivery()
+            if work.target is None and not work.feedback:
+                error = {"error": "stored pending without its work (a target or feedback); not retried"}
+                self.store.update_delivery(record.forge, record.delivery_id, DeliveryStatus.FAILED, error)
+                continue
+            self.submit(record.forge, record.delivery_id, work)
+        return len(pending)
+
+
+class Intake:
+    """Group commit of new deliveries: handlers queue their record and await a future; one thread
+    inserts everything queued in one transaction (:meth:`Store.add_deliveries`) and settles the
+    futures. A burst of deliveries then costs a few transactions instead of one each, and no handler
+    waits for a thread of the shared pool, which keeps the acknowledgement fast under load."""
+
+    BATCH = 200
+
+    def __init__(self, store: DeliveryStore) -> None:
+        self.store = store
+        self.queue: queue.SimpleQueue[tuple[DeliveryRecord, asyncio.Future[bool]] | None] = (
+            queue.SimpleQueue()
+        )
+        self.thread = threading.Thread(target=self._run, name="baton-webhook-intake", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout)
+
+    async def add(self, record: DeliveryRecord) -> bool:
+        """Store ``record`` unless its (forge, id) is known: True when it was new."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.queue.put((record, future))
+        return await future
+
+    def _run(self) -> None:
+        while True:
+            batch, stopping = [self.queue.get()], False
+            while batch[-1] is not None and len(batch) < self.BATCH:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            if batch[-1] is None:
+                batch.pop()
+                stopping = True
+            if batch:
+                self._write([item for item in batch if item is not None])
+            if stopping:
+                return
+
+    def _write(self, batch: list[tuple[DeliveryRecord, asyncio.Future[bool]]]) -> None:
+        try:
+            added: list[bool] | Exception = self.store.add_deliveries([record for record, _ in batch])
+        except Exception as exc:  # each waiting handler answers 500 with it
+            added = exc
+        for i, (_, future) in enumerate(batch):
+            outcome = added if isinstance(added, Exception) else added[i]
+            with contextlib.suppress(RuntimeError):  # the handler's loop is gone (shut down)
+                future.get_loop().call_soon_threadsafe(_settle, future, outcome)
+
+
+def _settle(future: asyncio.Future[bool], outcome: bool | Exception) -> None:
+    if future.done():  # the client went away and the handler was cancelled
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

@@ -1,0 +1,222 @@
+"""A webhook delivery read once, into a typed value: what it asks of baton (:class:`Delivery`, whose
+parts each have a :class:`DeliveryKind`) or why it asks nothing (:class:`Ignored`).
+
+One :class:`Reader` per forge (GitHub; Gitea, whose payloads Forgejo sends too) reads the signed
+payload — the cleanup (:func:`baton.forge.events.classify`), an issue or PR closed, a branch pushed to,
+and the feedback events (:mod:`baton.forge.intake`'s table of that forge) — and the worker
+(:mod:`baton.forge.deliveries`) acts on the typed parts. Nothing is passed on as a string to split
+again: a repository's ``full_name`` may hold any character a forge allows, so a marker such as
+``closed:gh:owner/name#7`` could not be parsed back safely.
+
+A payload is hostile even when signed: every field a part keeps is type- and length-checked here, and
+one its event needs but lacks raises :class:`~baton.forge.events.Malformed` (the route's 400). A closed
+or pushed-to part whose fields are missing or malformed is no such part (as before this module: the
+intake reads the same payload and says why it asks nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from baton.forge import intake
+from baton.forge.config import ForgeConfig, ForgeSettings
+from baton.forge.events import GITEA, GITHUB, Forge, Ignored, Target, classify
+from baton.forge.model import ForgeEvent, ForgeKind
+
+MAX_NAME = 255  # a repository's owner/name and a branch, as the intake's reading bounds them
+
+
+class DeliveryKind(StrEnum):
+    """What a part of a delivery is."""
+
+    CLEANUP = "cleanup"  # a branch is gone (deleted, or its PR closed): the sessions on it close
+    FEEDBACK = "feedback"  # comments, reviews, CI failures, conflicts for bound threads
+    CLOSED = "closed"  # an issue or PR closed: its binding closes
+    BASE_PUSHED = "base_pushed"  # a branch pushed to: the bound PRs onto it are checked for conflicts
+
+
+@dataclass(frozen=True)
+class Closed:
+    """An issue or pull request closed on the forge ``forge`` (a configured forge's name)."""
+
+    kind: ClassVar[DeliveryKind] = DeliveryKind.CLOSED
+    forge: str
+    repo: str
+    number: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"forge": self.forge, "repo": self.repo, "number": self.number}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Closed:
+        return cls(str(data["forge"]), str(data["repo"]), int(data["number"]))
+
+
+@dataclass(frozen=True)
+class BasePushed:
+    """A branch of ``repo`` pushed to (not deleted) by someone other than baton."""
+
+    kind: ClassVar[DeliveryKind] = DeliveryKind.BASE_PUSHED
+    forge: str
+    repo: str
+    branch: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"forge": self.forge, "repo": self.repo, "branch": self.branch}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BasePushed:
+        return cls(str(data["forge"]), str(data["repo"]), str(data["branch"]))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What one delivery asks for: a cleanup, feedback events, a closed thread, a moved base — or
+    several (a merged PR both cleans up and closes its binding)."""
+
+    target: Target | None = None
+    events: tuple[ForgeEvent, ...] = ()
+    closed: Closed | None = None
+    pushed: BasePushed | None = None
+
+    @property
+    def kinds(self) -> tuple[DeliveryKind, ...]:
+        parts = (
+            (self.target, DeliveryKind.CLEANUP),
+            (self.events, DeliveryKind.FEEDBACK),
+            (self.closed, DeliveryKind.CLOSED),
+            (self.pushed, DeliveryKind.BASE_PUSHED),
+        )
+        return tuple(kind for part, kind in parts if part)
+
+    @property
+    def feedback(self) -> bool:
+        """Whether the forge loop has work in it (events, a closed thread or a moved base)."""
+        return bool(self.events or self.closed or self.pushed)
+
+    def to_json(self) -> dict[str, Any]:
+        """What a pending delivery stores, so a restarted service finds its work again."""
+        data = self.target.to_json() if self.target else {}
+        if self.events:
+            data["feedback"] = [e.to_json() for e in self.events]
+        if self.closed:
+            data["closes"] = self.closed.to_json()
+        if self.pushed:
+            data["base_pushed"] = self.pushed.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Delivery:
+        """Raises KeyError, TypeError or ValueError for a stored value that is not one."""
+        target = None
+        if "repos" in data:
+            target = Target(tuple(data["repos"]), str(data["branch"]), data.get("merged") is True)
+        events = tuple(ForgeEvent.from_json(e) for e in data.get("feedback", []))
+        closed = Closed.from_json(data["closes"]) if "closes" in data else None
+        pushed = BasePushed.from_json(data["base_pushed"]) if "base_pushed" in data else None
+        if "marker" in data:  # stored pending by an earlier version, as a string marker
+            closed, pushed = _legacy_marker(str(data["marker"]))
+        return cls(target, events, closed, pushed)
+
+
+def _legacy_marker(marker: str) -> tuple[Closed | None, BasePushed | None]:
+    """``closed:<forge>:<repo>#<n>`` or ``pushed:<forge>:<repo>:<branch>``, as an earlier version
+    stored a pending delivery's work (read only for rows written before this module)."""
+    kind, _, rest = marker.partition(":")
+    forge, _, rest = rest.partition(":")
+    if kind == "closed":
+        repo, _, number = rest.rpartition("#")
+        return Closed(forge, repo, int(number)), None
+    if kind == "pushed":
+        repo, _, branch = rest.partition(":")
+        return None, BasePushed(forge, repo, branch)
+    raise ValueError(f"unknown marker {marker[:64]!r}")
+
+
+def _repo(payload: Mapping[str, Any]) -> str | None:
+    repository = payload.get("repository")
+    name = repository.get("full_name") if isinstance(repository, dict) else None
+    if not isinstance(name, str) or name.count("/") != 1 or len(name) > MAX_NAME:
+        return None
+    return None if any(c.isspace() or ord(c) < 32 for c in name) else name
+
+
+def _closed(forge: ForgeConfig, event: str, payload: Mapping[str, Any]) -> Closed | None:
+    if event not in ("issues", "pull_request") or payload.get("action") != "closed":
+        return None
+    item = payload.get("issue") if event == "issues" else payload.get("pull_request")
+    number = item.get("number") if isinstance(item, dict) else None
+    repo = _repo(payload)
+    if type(number) is not int or number < 1 or repo is None:
+        return None
+    return Closed(forge.name, repo, number)
+
+
+def _pushed(forge: ForgeConfig, event: str, payload: Mapping[str, Any]) -> BasePushed | None:
+    """A push to a branch (not a deletion): a moved base is how a PR comes to conflict, and the forge
+    sends no event when its mergeability changes."""
+    if event != "push" or payload.get("deleted") is True:
+        return None
+    sender = payload.get("sender")
+    login = sender.get("login") if isinstance(sender, dict) else None
+    if isinstance(login, str) and login.casefold().removesuffix("[bot]") == forge.user.casefold():
+        return None  # baton's own push to a thread's branch moves no base it works on
+    ref, repo = payload.get("ref"), _repo(payload)
+    if not isinstance(ref, str) or not ref.startswith("refs/heads/") or repo is None:
+        return None
+    branch = ref.removeprefix("refs/heads/")
+    if not branch or len(branch) > MAX_NAME or any(ord(c) < 32 or c == "\x7f" for c in branch):
+        return None
+    return BasePushed(forge.name, repo, branch)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One forge's reading of its deliveries: its headers (:class:`~baton.forge.events.Forge`) and its
+    kind, which picks its table of feedback events in :mod:`baton.forge.intake`."""
+
+    forge: Forge
+    kind: ForgeKind
+
+    def read(self, config: ForgeSettings | None, event: str, payload: dict[str, Any]) -> Delivery | Ignored:
+        """What the delivery asks for, or why nothing (with ``config`` None, no forge loop runs and
+        only the cleanup is read). Raises :class:`~baton.forge.events.Malformed`."""
+        cleanup = classify(event, payload)
+        target = cleanup if isinstance(cleanup, Target) else None
+        found = self.feedback(config, event, payload) if config is not None else Delivery()
+        if isinstance(found, Delivery) and (target or found.feedback):
+            return Delivery(target, found.events, found.closed, found.pushed)
+        return Ignored(f"{cleanup}; {found}" if isinstance(found, Ignored) else str(cleanup))
+
+    def feedback(self, config: ForgeSettings, event: str, payload: dict[str, Any]) -> Delivery | Ignored:
+        """The forge loop's part of a delivery: a closed thread, a moved base, or feedback events."""
+        forge = config.forge_of_kind(self.kind, _html_url(payload))
+        if forge is None:
+            return Ignored(f"no {self.kind.value} forge is configured for this delivery")
+        closed = _closed(forge, event, payload)
+        pushed = None if closed else _pushed(forge, event, payload)
+        if closed or pushed:
+            return Delivery(closed=closed, pushed=pushed)
+        events = self.events(forge, event, payload)
+        return events if isinstance(events, Ignored) else Delivery(events=tuple(events))
+
+    def events(self, forge: ForgeConfig, event: str, payload: dict[str, Any]) -> list[ForgeEvent] | Ignored:
+        return intake.read_event(
+            self.kind, forge.name, event, payload, mention=forge.mention, user=forge.user
+        )
+
+
+def _html_url(payload: Mapping[str, Any]) -> str | None:
+    """The repository's web address: which forge of a kind sent it, when several are configured."""
+    repository = payload.get("repository")
+    url = repository.get("html_url") if isinstance(repository, dict) else None
+    return url if isinstance(url, str) else None
+
+
+READERS: dict[ForgeKind, Reader] = {
+    ForgeKind.GITHUB: Reader(GITHUB, ForgeKind.GITHUB),
+    ForgeKind.GITEA: Reader(GITEA, ForgeKind.GITEA),
+}
