@@ -4,14 +4,18 @@ no other test times: the job's end written through a store outage (baton.fleet.e
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from baton import retry
-from baton.errors import StoreError
+from baton.agents import gemini_files
+from baton.errors import Busy, StoreError
 from baton.fleet import execute
+from baton.workspace.locks import file_lock
 
 
 def test_growing_delays_double_from_the_first_up_to_the_cap() -> None:
@@ -100,3 +104,31 @@ def _fails() -> None:
 
 def _store_down() -> None:
     raise StoreError("down")
+
+
+def test_a_file_lock_held_elsewhere_is_busy_after_its_timeout_and_taken_once_free(tmp_path: Path) -> None:
+    with file_lock(tmp_path, "repo cache"):
+        started = time.monotonic()
+        # another open file description of the same lock file: flock refuses it as another process's
+        with pytest.raises(Busy, match="repo cache is locked"), file_lock(tmp_path, "repo cache", 0.3):
+            pass
+        assert 0.3 <= time.monotonic() - started < 5
+    with file_lock(tmp_path, "repo cache", 0):  # released: taken at the first try
+        assert time.monotonic() - started < 5
+
+
+def test_gemini_s_registry_lock_waits_for_its_holder_and_takes_a_stale_one(tmp_path: Path) -> None:
+    registry = tmp_path / "projects.json"
+    lock = Path(str(registry) + ".lock")
+    lock.mkdir()  # a Gemini CLI holds it, then lets go
+    threading.Timer(0.4, lock.rmdir).start()
+    started = time.monotonic()
+    with gemini_files.registry_lock(registry):
+        assert lock.is_dir() and time.monotonic() - started >= 0.4
+    assert not lock.exists()
+    lock.mkdir()  # its holder died long ago: older than proper-lockfile's stale time
+    old = time.time() - 2 * gemini_files.LOCK_STALE_S
+    os.utime(lock, (old, old))
+    started = time.monotonic()
+    with gemini_files.registry_lock(registry):
+        assert time.monotonic() - started < 1

@@ -29,6 +29,7 @@ from tenacity import (
     stop_before_delay,
     stop_never,
     wait_exponential,
+    wait_fixed,
     wait_none,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "stop_after_attempt",
     "stop_before_delay",
     "stop_never",
+    "wait_fixed",
     "wait_none",
 ]
 

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from baton import retry
 from baton.errors import AgentError
 from baton.files import write_json
 
@@ -266,18 +267,28 @@ def registry_lock(path: Path) -> Iterator[None]:
         write_json(path, {"projects": {}})
     lock = Path(os.path.realpath(path) + ".lock")
     deadline = time.monotonic() + 2 * LOCK_STALE_S
-    while True:
+
+    def take() -> None:
         try:
             lock.mkdir()
-            break
         except FileExistsError:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # a lock that went meanwhile, or taken again: as held
                 if time.time() - lock.stat().st_mtime > LOCK_STALE_S:
-                    lock.rmdir()
-                    continue
-            if time.monotonic() > deadline:
-                raise AgentError(f"{lock} is held by another process; remove it if none runs") from None
-            time.sleep(0.05)
+                    lock.rmdir()  # stale: its holder is gone
+                    lock.mkdir()
+                    return
+            raise
+
+    try:
+        retry.Retrying(
+            retry=retry.retry_if_exception_type(FileExistsError),
+            wait=retry.wait_fixed(0.05),
+            stop=lambda _state: time.monotonic() > deadline,
+            sleep=retry.sleep,
+            reraise=True,
+        )(take)
+    except FileExistsError:
+        raise AgentError(f"{lock} is held by another process; remove it if none runs") from None
     try:
         yield
     finally:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from baton import retry
 from baton.errors import Busy
 
 
@@ -26,15 +27,20 @@ def file_lock(home: Path, name: str, timeout: float | None = None) -> Iterator[N
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory / f"{safe}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
+        if timeout is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # the kernel waits for it
+        else:
+            deadline = time.monotonic() + timeout
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline is not None else 0))
-                break
+                retry.Retrying(
+                    retry=retry.retry_if_exception_type(BlockingIOError),
+                    wait=retry.wait_fixed(0.05),
+                    stop=lambda _state: time.monotonic() >= deadline,
+                    sleep=retry.sleep,
+                    reraise=True,
+                )(fcntl.flock, fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise Busy(f"{name} is locked by another process") from None
-                time.sleep(0.05)
+                raise Busy(f"{name} is locked by another process") from None
         yield
     finally:
         os.close(fd)
