@@ -6,7 +6,7 @@ their REST clients (:mod:`http` shared; :mod:`github`, :mod:`gitea`: one module 
 :class:`model.ForgeClient` — GitLab would be one more), the operator's configuration and the trust
 policy (:mod:`config`, :mod:`trust`), the loop itself (:mod:`loop`: its runtime; :mod:`dispatch`: from
 an event to the next turn — bind, dedupe, coalesce, budgets, needs_human; :mod:`conflicts`: a moved
-base; :mod:`records`: the audit's one row per event, what baton says or notes once; :mod:`publish`:
+base; :mod:`decisions`: the audit's one row per event, what baton says or notes once; :mod:`publish`:
 baton's writes after a turn (:mod:`merging`: a merge it must not conclude); :mod:`reconcile` and
 :mod:`schedule`: what webhooks missed), bound threads as people manage them (:mod:`threads`), ``baton
 forge test`` (:mod:`check`) and the turns' prompts (:mod:`prompts`). It submits runs through

@@ -35,7 +35,7 @@ from dataclasses import replace
 
 from baton.errors import BadInput, Busy
 from baton.fleet import jobs
-from baton.forge import merging, prompts, records
+from baton.forge import decisions, merging, prompts
 from baton.forge.config import RepoConfig
 from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
@@ -75,7 +75,7 @@ def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> O
     decision = judge(event, repo, forge, lambda login: loop.permission(event.forge, event.repo, login))
     if not decision.accepted:
         if not is_own(event.actor.login, forge):  # baton's own words are no refusal: not audited
-            records.refuse(loop, event, decision, delivery)
+            decisions.refuse(loop, event, decision, delivery)
         return Outcome("dropped", decision.reason)
     if event.number == 0:  # a commit status: its PR is the one at its head
         found = by_head(loop, event.forge, event.repo, event.head_sha or "") if event.head_sha else None
@@ -148,7 +148,7 @@ def _store(
     )
     if loop.store.add_forge_event(record) is None:
         return Outcome("duplicate", f"{event.identity} was acted on already", binding=binding.conversation)
-    records.audit(loop, event, decision, delivery)
+    decisions.audit(loop, event, decision, delivery)
     names = {EventStatus.PENDING: "accepted", EventStatus.HELD: "held", EventStatus.DROPPED: "dropped"}
     return Outcome(names.get(status, status.value), why, binding=binding.conversation)
 
@@ -173,7 +173,7 @@ def _bind(loop: ForgeLoop, event: ForgeEvent, repo: RepoConfig, decision: Decisi
         event.repo,
         event.number,
         trigger.agent,
-        actor=records.who(event),
+        actor=decisions.who(event),
         access=trigger.access,
     )
 
@@ -210,14 +210,14 @@ def _ci(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent | st
     failing = client.failed_checks(event.repo, sha)
     refused = getattr(client, "refused_checks", {}).get(event.repo)
     if refused:
-        records.note_once(loop, binding, "check-runs-refused", f"{CHECKS_REFUSED}: {refused[0]}")
+        decisions.note_once(loop, binding, "check-runs-refused", f"{CHECKS_REFUSED}: {refused[0]}")
     if not failing:
         return f"no check of {sha[:12]} fails now"
     names = sorted({c.name for c in failing})
     signature = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
     waiting = [c for c in failing if c.conclusion == "action_required"]
     if len(waiting) == len(failing):
-        records.say_once(loop, binding, f"approval:{sha}", _approval_text(sha, names))
+        decisions.say_once(loop, binding, f"approval:{sha}", _approval_text(sha, names))
         return f"CI on {sha[:12]} waits for a maintainer's approval (said on the PR)"
     return replace(
         event, identity=f"ci:{sha}:{signature}", head_sha=sha, checks=tuple(failing), signature=signature
@@ -375,7 +375,7 @@ def _needs_human(loop: ForgeLoop, binding: Binding, why: str) -> None:
         f"A comment from someone with write access resumes it (mention {loop.forge(binding.forge).mention} "
         "or just say what to do)."
     )
-    records.say_once(loop, binding, f"needs_human:{loop.clock():.0f}", text)
+    decisions.say_once(loop, binding, f"needs_human:{loop.clock():.0f}", text)
 
 
 def _resume(loop: ForgeLoop, binding: Binding, event: ForgeEvent) -> None:
@@ -385,4 +385,4 @@ def _resume(loop: ForgeLoop, binding: Binding, event: ForgeEvent) -> None:
     held = loop.store.forge_events(binding.forge, binding.repo, binding.number, status=EventStatus.HELD)
     # what waited while the thread needed a human is stale by now: the person's comment says what next
     loop.store.set_forge_events([e.id for e in held if e.id is not None], EventStatus.DROPPED, "superseded")
-    loop.store.audit("forge.resumed", binding.conversation, records.who(event), {"by": event.identity})
+    loop.store.audit("forge.resumed", binding.conversation, decisions.who(event), {"by": event.identity})
