@@ -23,6 +23,7 @@ from collections.abc import Callable
 from tenacity import (
     RetryCallState,
     Retrying,
+    retry_if_exception,
     retry_if_exception_type,
     retry_if_result,
     stop_after_attempt,
@@ -39,6 +40,7 @@ __all__ = [
     "Stopped",
     "cancellable",
     "growing",
+    "retry_if_exception",
     "retry_if_exception_type",
     "retry_if_result",
     "sleep",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from baton import retry
 from baton.forge import dispatch
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import Actor, FeedbackKind, ForgeEvent, Outcome, ThreadInfo
@@ -26,10 +27,10 @@ def base_moved(
     client = loop.client(forge)
     undecided = [b.pr for b in bound_threads(loop, forge, repo) if b.pr is not None][:MAX_PRS]
     outcomes: list[Outcome] = []
-    for pause in TRIES:
-        if not undecided:
-            break
-        sleep(pause)
+
+    def look() -> list[int]:
+        """Each undecided PR asked once more: those still undecided."""
+        nonlocal undecided
         waiting: list[int] = []
         for number in undecided:
             info = client.thread(repo, number)
@@ -40,6 +41,18 @@ def base_moved(
             elif info.mergeable is False and info.head_sha:
                 outcomes.append(dispatch.handle(loop, conflict_event(forge, repo, info), delivery="push"))
         undecided = waiting
+        return waiting
+
+    if not undecided:
+        return outcomes
+    sleep(TRIES[0])
+    retry.Retrying(
+        retry=retry.retry_if_result(bool),  # some are still undecided
+        wait=lambda state: TRIES[state.attempt_number],
+        stop=retry.stop_after_attempt(len(TRIES)),
+        sleep=sleep,
+        retry_error_callback=lambda _state: None,  # still undecided after the last look: left as they are
+    )(look)
     return outcomes
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from baton import retry
 from baton.forge import dispatch
 from baton.forge.conflicts import base_moved
 from baton.forge.delivery import BasePushed, Closed
@@ -23,7 +24,8 @@ from baton.forge.loop import ForgeLoop
 from baton.forge.model import BindingStatus, ForgeError, ForgeEvent
 
 log = logging.getLogger("baton.forge")
-BACKOFF = (1.0, 2.0, 4.0, 8.0)  # seconds between attempts at an event while the forge fails
+# seconds between attempts at an event while the forge fails: 1, 2, 4, 8 (five attempts)
+FIRST_PAUSE, LAST_PAUSE, ATTEMPTS = 1.0, 8.0, 5
 
 
 def act_on_pushed(loop: ForgeLoop, pushed: BasePushed) -> dict[str, Any]:
@@ -56,18 +58,19 @@ def act(
     outcomes: list[dict[str, Any]] = []
     errors: list[str] = []
     for event in events:
-        for pause in (*BACKOFF, None):
-            try:
-                outcomes.append(
-                    {"identity": event.identity, **dispatch.handle(loop, event, delivery).to_json()}
-                )
-                break
-            except ForgeError as exc:
-                if pause is None or not exc.transient:
-                    errors.append(f"{event.identity}: {exc}")
-                    log.warning("forge delivery %s: %s failed: %s", delivery, event.identity, exc)
-                    break
-                sleep(pause)
+        try:
+            handled = retry.Retrying(
+                retry=retry.retry_if_exception(lambda exc: isinstance(exc, ForgeError) and exc.transient),
+                wait=retry.growing(FIRST_PAUSE, LAST_PAUSE),
+                stop=retry.stop_after_attempt(ATTEMPTS),
+                sleep=sleep,
+                reraise=True,
+            )(dispatch.handle, loop, event, delivery)
+        except ForgeError as exc:
+            errors.append(f"{event.identity}: {exc}")
+            log.warning("forge delivery %s: %s failed: %s", delivery, event.identity, exc)
+            continue
+        outcomes.append({"identity": event.identity, **handled.to_json()})
     result: dict[str, Any] = {"forge": outcomes}
     if errors:
         result["error"] = "; ".join(errors) + " (the next reconcile looks again)"
