@@ -49,8 +49,9 @@ from common import (
     sh,
 )
 
-from baton.runner.process import RunLog, Spawn, run_process
+from baton.runner.process import RunLog, run_process
 from baton.sandbox import mountns, walls
+from baton.sandbox.enclosure import Spawn
 from baton.sandbox.walls import Walls, git_parts
 
 REPS = Plan(full=200, quick=30)

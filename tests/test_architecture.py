@@ -28,6 +28,7 @@ LAYERS: list[set[str]] = [
 API = {"__init__", "sdk"}  # the public API re-exports from every room
 # The sandbox starts agents for the runner alone; above it, only these modules may use it as well (to
 # describe it, to end what a dead runner left in its control group, to import it ahead of a run).
+SANDBOX_ENTRY = "baton.sandbox.enclosure"  # the one module of the sandbox the runner imports
 SANDBOX_USERS = {
     "baton.housekeeping.doctor",  # baton doctor: how agents are walled in and contained here
     "baton.housekeeping.sweep",  # a dead runner's control group ended
@@ -154,6 +155,11 @@ def test_only_the_runner_starts_agents_through_the_sandbox() -> None:
     others = {m for m in users if _room(m) not in {"runner", *API}} - SANDBOX_USERS
     assert not others, f"modules other than the runner's that import baton.sandbox: {sorted(others)}"
     assert {m for m in users if _room(m) == "runner"}, "the runner no longer imports the sandbox"
+    # the runner's one entry to the sandbox: what it needs beyond it, the entry re-exports
+    entered = {d for m in users if _room(m) == "runner" for d in GRAPH[m] if _room(d) == "sandbox"}
+    assert entered == {SANDBOX_ENTRY}, (
+        f"the runner goes into the sandbox past {SANDBOX_ENTRY}: {sorted(entered)}"
+    )
     stale = SANDBOX_USERS - users
     assert not stale, f"SANDBOX_USERS names modules that no longer import the sandbox: {sorted(stale)}"
 

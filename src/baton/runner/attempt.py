@@ -25,15 +25,10 @@ from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
 from baton.runner import quota
 from baton.runner.modelwatch import ModelWatch
-from baton.runner.process import ProcessResult, RunLog, Spawn, run_process
+from baton.runner.process import ProcessResult, RunLog, run_process
 from baton.runner.prompts import INTERRUPTED_NEW, recap, render
 from baton.runner.state import KEPT, Attempt, Context, Decision, Prepared, Start
-from baton.sandbox import confine, mountns
-from baton.sandbox.agentenv import agent_env
-from baton.sandbox.contain import Containment
-from baton.sandbox.diskwatch import DiskWatch
-from baton.sandbox.landlock import Ruleset
-from baton.sandbox.walls import GitParts, ruleset
+from baton.sandbox.enclosure import Enclosure, GitParts, Walls, agent_env, check_confine, walls_for
 from baton.sessions.snapshots import take_snapshot
 from baton.store.leases import HOST
 from baton.workspace import keyspace
@@ -66,7 +61,7 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
     """One attempt, decided by ``decision``, to its end in the store (see the module docstring)."""
     session = prepared.session
     text = _prompt(ctx, prepared, decision, attempt)
-    walled = confine.check_confine(ctx.settings)
+    walled = check_confine(ctx.settings)
     launch = ctx.agent.launch(decision.mode, text, decision.session_id, ctx.access, walled)
     record = _record(ctx, prepared, decision, attempt)
     record.confined = walled
@@ -245,10 +240,9 @@ def _launch(
             _fenced_update(ctx, record.id, {"heartbeat_at": time.time()})  # refused: lost, stop the agent
         return not ctx.lost.is_set()  # the lease keeps itself alive; a lost one stops the agent
 
-    ruleset, spawn = _walls(ctx, prepared, env) if record.confined else (None, None)
-    contain = Containment(ctx.settings, record.id, ctx.resolved.limits)
-    disk = DiskWatch.from_settings(ctx.settings, [prepared.worktree, Path(env["TMPDIR"]), Path(env["HOME"])])
-    try:
+    walls = _walls(ctx, prepared, env) if record.confined else None
+    watched = [prepared.worktree, Path(env["TMPDIR"]), Path(env["HOME"])]
+    with Enclosure.open(ctx.settings, record.id, ctx.resolved.limits, walls, watched) as box:
         result = run_process(
             launch.argv,
             env,
@@ -263,18 +257,12 @@ def _launch(
             cancel=ctx.request.cancel,
             kill_grace=ctx.settings.kill_grace,
             stdin=launch.stdin,
-            spawn=spawn,
+            spawn=box.spawn,
             on_stderr=watch.stderr,
-            stop_when=lambda: contain.check() or disk.stop() or watch.stop(),
-            contain=contain,
+            stop_when=lambda: box.stop() or watch.stop(),
+            contain=box.contain,
         )
-        disk.final()  # measured once more now the agent is gone: a write faster than the watch counts too
-    finally:
-        disk.close()
-        if ruleset is not None:
-            ruleset.close()
-    if disk.reason:  # the key's disk budget, or the volume's min_free: a limit of the run, as memory is
-        result.reaped.limit = result.reaped.limit or disk.reason
+        box.final(result.reaped)  # the key's disk once more, now the agent is gone
     return result
 
 
@@ -303,21 +291,12 @@ def _operators(ctx: Context) -> Agent:
     return get_agent(ctx.key.agent, ctx.settings)
 
 
-def _walls(ctx: Context, prepared: Prepared, env: dict[str, str]) -> tuple[Ruleset, Spawn]:
-    """The kernel ruleset walling this attempt's agent into its key, at the run's access level, and how
-    to start the agent in it: in its own mount namespace where ``BATON_MOUNT_NS`` and the host allow."""
+def _walls(ctx: Context, prepared: Prepared, env: dict[str, str]) -> Walls:
+    """The walls of this attempt's agent: its key at the run's access level (the enclosure builds the
+    kernel's ruleset of them, and the mount namespace where the host allows)."""
     found = ctx.workdirs.worktree_git(ctx.key)  # its links to its admin dir repaired first
     git = GitParts(found.admin, found.common, f"refs/heads/{prepared.session.branch}") if found else None
-    spec = confine.walls_for(
-        ctx.settings, _operators(ctx), ctx.access, prepared.worktree, git, env, ctx.key.repo.url
-    )
-    try:
-        if mountns.applies(ctx.settings.mount_ns):
-            return mountns.walled(spec)
-        built = ruleset(spec)
-    except OSError as exc:
-        raise AgentError(f"cannot wall the agent in: {exc}") from exc
-    return built, built.spawn
+    return walls_for(ctx.settings, _operators(ctx), ctx.access, prepared.worktree, git, env, ctx.key.repo.url)
 
 
 def _classify(

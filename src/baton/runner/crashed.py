@@ -13,7 +13,7 @@ from __future__ import annotations
 from baton.keys import Key
 from baton.models import Fence, Outcome, RunRecord, SessionStatus
 from baton.runner.process import kill_tagged
-from baton.sandbox.contain import end_stale
+from baton.sandbox.enclosure import end_stale
 from baton.store.base import RunStore
 from baton.store.leases import HOST
 

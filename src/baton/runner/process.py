@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from baton.errors import AgentError
-from baton.sandbox.contain import Containment, Reaped
+from baton.sandbox.enclosure import Containment, Reaped, Spawn
 
 _PR_SET_PDEATHSIG = 1
 
@@ -176,13 +176,6 @@ def _check_executable(program: str, env: dict[str, str]) -> None:
         raise AgentError(f"cannot start {program}: No such file or directory")
     if not os.access(found, os.X_OK):
         raise AgentError(f"cannot start {program}: Permission denied")
-
-
-# A wrapper around the start of the agent's process (see ``run_process``'s ``spawn``): called with the
-# function that starts it and a function to call first in the thread that will.
-Spawn = Callable[
-    [Callable[[], "subprocess.Popen[bytes]"], Callable[[], None] | None], "subprocess.Popen[bytes]"
-]
 
 
 def _start(

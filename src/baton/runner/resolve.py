@@ -21,9 +21,7 @@ from baton.errors import BadInput, GitError
 from baton.keys import Key, make_key, validate_thread
 from baton.models import Access, Mode, OnConflict, SyncHow
 from baton.runner.request import RunRequest
-from baton.sandbox.cgroups import Limits
-from baton.sandbox.confine import check_confine
-from baton.sandbox.contain import limits_of
+from baton.sandbox.enclosure import Limits, check_confine, limits_of
 from baton.settings import Settings, check_memory, check_on_limit, parse_size
 from baton.sync.handoff import check_source_agent
 from baton.workspace.keyspace import agent_for

@@ -1,0 +1,134 @@
+"""The sandbox's one entry for the runner: an :class:`Enclosure` is everything that surrounds one agent
+process of one attempt, opened before the agent starts and closed once it has ended.
+
+- the **walls** it starts behind (:mod:`~baton.sandbox.walls` as Landlock rules, in a mount namespace
+  of its own where ``BATON_MOUNT_NS`` and the host allow: :mod:`~baton.sandbox.mountns`), given as
+  :attr:`Enclosure.spawn`, the wrapper that starts the agent from a thread that confined itself;
+- its **containment** (:mod:`~baton.sandbox.contain`: the run's control group or the reaper, the run's
+  memory, process and CPU limits), :attr:`Enclosure.contain`, told the agent's pid the moment it exists
+  and asked at its end what outlived it (:class:`Reaped`);
+- the key's **disk budget** (:mod:`~baton.sandbox.diskwatch`), sampled by :meth:`Enclosure.stop` while
+  the agent runs and measured once more by :meth:`Enclosure.final` when it has ended.
+
+The process itself is the runner's (:func:`baton.runner.process.run_process`): reading what the agent
+says, heartbeats, timeouts and cancels are about a run, which the sandbox knows nothing of. So the
+enclosure hands the runner three parts (``spawn``, ``contain``, ``stop``) to start and watch the agent
+with, and says how it ended in the runner's :class:`Reaped` (what outlived it, and a limit struck).
+
+The rest of what the runner needs of the sandbox is re-exported here, so that this module is the only
+one of the sandbox the runner imports (``tests/test_architecture.py`` holds it to that): whether agents
+can be walled in (:func:`check_confine`), the walls of one start (:func:`walls_for`, :class:`GitParts`,
+:class:`Walls`),
+the agent's environment (:func:`agent_env`), a run's limits (:class:`Limits`, :func:`limits_of`) and a
+dead runner's run ended (:func:`end_stale`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from baton.errors import AgentError
+from baton.sandbox import mountns
+from baton.sandbox.agentenv import agent_env
+from baton.sandbox.cgroups import Limits
+from baton.sandbox.confine import check_confine, walls_for
+from baton.sandbox.contain import Containment, Reaped, end_stale, limits_of
+from baton.sandbox.diskwatch import DiskWatch
+from baton.sandbox.landlock import Ruleset
+from baton.sandbox.walls import GitParts, Walls, ruleset
+from baton.settings import Settings
+
+__all__ = [
+    "Containment",
+    "Enclosure",
+    "GitParts",
+    "Limits",
+    "Reaped",
+    "Spawn",
+    "Walls",
+    "agent_env",
+    "check_confine",
+    "end_stale",
+    "limits_of",
+    "walls_for",
+]
+
+# A wrapper around the start of the agent's process: called with the function that starts it and a
+# function to call first in the thread that will (the walls are entered in that thread, never in the
+# runner's own, which must stay free to write the store, the logs and the next key's worktree).
+Spawn = Callable[
+    [Callable[[], "subprocess.Popen[bytes]"], Callable[[], None] | None], "subprocess.Popen[bytes]"
+]
+
+
+@dataclass
+class Enclosure:
+    """One attempt's agent, surrounded (see the module docstring). Use it as a context manager: leaving
+    it closes the walls' ruleset and the disk watch, whatever happened to the agent."""
+
+    contain: Containment  # given the agent's pid as it starts; asked at its end what outlived it
+    disk: DiskWatch
+    ruleset: Ruleset | None  # None: the agent is not walled in (BATON_CONFINE=off, or no Landlock)
+    spawn: Spawn | None  # how the agent starts behind the walls; None: as any process
+
+    @classmethod
+    def open(
+        cls, settings: Settings, run_id: str, limits: Limits, walls: Walls | None, watched: Sequence[Path]
+    ) -> Enclosure:
+        """The enclosure of run ``run_id``'s agent: behind ``walls`` (None: unwalled), within
+        ``limits``, with the key's disk budget over ``watched`` (its worktree, temp dir and home).
+        :class:`~baton.errors.AgentError` when the walls cannot be built: the agent is never started
+        unwalled in their place."""
+        built, spawn = _walled(settings, walls) if walls is not None else (None, None)
+        try:
+            return cls(
+                Containment(settings, run_id, limits),
+                DiskWatch.from_settings(settings, watched),
+                built,
+                spawn,
+            )
+        except BaseException:
+            if built is not None:
+                built.close()
+            raise
+
+    def stop(self) -> str | None:
+        """While the agent runs: a reason to stop it now (a limit of the run struck, the key's disk
+        budget or the volume's free space), or None."""
+        return self.contain.check() or self.disk.stop()
+
+    def final(self, reaped: Reaped) -> None:
+        """The agent and what it started have ended: the key's disk measured once more (a write faster
+        than the watch counts too), and a budget it broke made a limit of the run, as memory is."""
+        self.disk.final()
+        if self.disk.reason:
+            reaped.limit = reaped.limit or self.disk.reason
+
+    def close(self) -> None:
+        self.disk.close()
+        if self.ruleset is not None:
+            self.ruleset.close()
+
+    def __enter__(self) -> Enclosure:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _walled(settings: Settings, walls: Walls) -> tuple[Ruleset, Spawn]:
+    """The kernel ruleset for ``walls`` and how to start an agent in it: in its own mount namespace
+    where ``BATON_MOUNT_NS`` and the host allow."""
+    try:
+        if mountns.applies(settings.mount_ns):
+            return mountns.walled(walls)
+        built = ruleset(walls)
+    except OSError as exc:
+        raise AgentError(f"cannot wall the agent in: {exc}") from exc
+    return built, built.spawn
