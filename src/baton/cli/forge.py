@@ -63,7 +63,6 @@ def forge_loop(run_turns: bool = False) -> Iterator[ForgeLoop]:
     from baton.fleet.executor import make_executor
     from baton.forge import publish
     from baton.forge.config import load_forges
-    from baton.forge.loop import ForgeLoop
 
     with cli_store() as (settings, store):
         config = load_forges(settings.home)
@@ -72,7 +71,7 @@ def forge_loop(run_turns: bool = False) -> Iterator[ForgeLoop]:
                 'no forge is configured: add [forge.<name>] and [repo."owner/name"] to config.toml'
             )
         if not run_turns:
-            loop = ForgeLoop(settings, store, config, lambda _job: None)
+            loop = publish.compose(settings, store, config, lambda _job: None)
             try:
                 yield loop
             finally:
@@ -85,8 +84,7 @@ def forge_loop(run_turns: bool = False) -> Iterator[ForgeLoop]:
             submitted.append(job_id)
             executor.submit(job_id)
 
-        loop = ForgeLoop(settings, store, config, submit)
-        publish.install(loop)
+        loop = publish.compose(settings, store, config, submit, publishing=True)
         executor.start()
         try:
             yield loop

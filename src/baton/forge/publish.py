@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from baton.errors import BatonError, GitError
@@ -37,11 +38,31 @@ from baton.forge.threads import STATUS_HEAD
 from baton.keys import Key, parse_repo
 from baton.models import Access, JobRecord, Outcome
 from baton.settings import Settings
+from baton.store import Store
 from baton.workspace.gitcmd import WorktreeGit, redact, run_git, worktree_status
 from baton.workspace.workdirs import Workdirs
 
 log = logging.getLogger("baton.forge")
 SAFE_GIT = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
+
+
+def compose(
+    settings: Settings,
+    store: Store,
+    config: ForgeSettings,
+    submit: Callable[[str], None],
+    *,
+    publishing: bool = False,
+) -> ForgeLoop:
+    """The one place a :class:`ForgeLoop` is composed (the service, ``baton forge`` commands and a
+    worker's processes call it): the operator's forge configuration, the store, how a turn is
+    submitted, and with ``publishing`` the forge turns this process's executor ends are published
+    (:func:`install`). A loop that only reads and stores (``baton forge ls``, a reconcile whose turns
+    the service runs) publishes nothing."""
+    loop = ForgeLoop(settings, store, config, submit)
+    if publishing:
+        install(loop)
+    return loop
 
 
 def install(loop: ForgeLoop) -> None:
@@ -65,7 +86,8 @@ def install_per_process(settings: Settings, config: ForgeSettings) -> None:
             from baton.store import open_store
 
             store = open_store(settings.resolved_store_url)
-            loop = loops[os.getpid()] = ForgeLoop(
+            # this hook is the publisher already: installing another would replace it with itself
+            loop = loops[os.getpid()] = compose(
                 settings, store, config, make_executor(settings, store).submit
             )
         after_job(loop, job_id, outcome, fields)

@@ -39,10 +39,8 @@ def start(settings: Settings, store: Store, executor: Executor, config: ForgeSet
     executor ends are published, and the schedule runs."""
     if not config.forges:
         return None
-    loop = ForgeLoop(settings, store, config, executor.submit)
-    publish.install(loop)
-    schedule = Schedule(loop, settings.forge_reconcile)
-    return schedule
+    loop = publish.compose(settings, store, config, executor.submit, publishing=True)
+    return Schedule(loop, settings.forge_reconcile)
 
 
 def loop_of(request: Request) -> ForgeLoop:
