@@ -2,12 +2,13 @@
 ``httpx.Client`` and the manners of a good API citizen.
 
 - **Bounded retries** of what is worth retrying: no answer (a refused connection, a timeout), 429 and
-  5xx, with exponential backoff and jitter; a rate limit (429, or a 403 that says so: GitHub's
-  ``x-ratelimit-remaining: 0``, a secondary limit's ``Retry-After`` or words) waits as long as the
-  forge asks (``Retry-After``, ``x-ratelimit-reset``, else the minute GitHub's documentation asks for a
-  secondary limit) when that is under ``max_wait``, and is otherwise a
-  :class:`RateLimited` error at once (a reconcile should not sleep for an hour). A POST is re-sent only
-  when the forge cannot have acted on it (no connection, a rate limit): a comment is not posted twice.
+  5xx, with exponential backoff and jitter (the tries on the one retry policy, :mod:`baton.retry`); a
+  rate limit (429, or a 403 that says so: GitHub's ``x-ratelimit-remaining: 0``, a secondary limit's
+  ``Retry-After`` or words) waits as long as the forge asks (``Retry-After``, ``x-ratelimit-reset``,
+  else the minute GitHub's documentation asks for a secondary limit) when that is under ``max_wait``,
+  and is otherwise a :class:`RateLimited` error at once (a reconcile should not sleep for an hour). A
+  POST is re-sent only when the forge cannot have acted on it (no connection, a rate limit): a comment
+  is not posted twice.
   Everything else (401, 404, 422, ...) is a :class:`~baton.forge.model.ForgeError` at once.
 - **The token** goes in the ``Authorization`` header, and only to the API's own origin: a download
   redirected to a storage host (a job's log) does not carry it. It never appears in a log line or an
@@ -26,6 +27,7 @@
 from __future__ import annotations
 
 import email.utils
+import itertools
 import logging
 import random
 import re
@@ -36,6 +38,7 @@ from typing import Any
 
 import httpx
 
+from baton import retry
 from baton.forge.model import Changed, ForgeError
 
 log = logging.getLogger(__name__)
@@ -91,6 +94,21 @@ def forge_words(response: httpx.Response, body: bytes) -> str:
         else:
             words.append(str(error))
     return ": ".join(w for w in words if w) or response.reason_phrase
+
+
+class _Again(Exception):
+    """A try worth another (raised to the retry policy, never out of :class:`ForgeHTTP`): what went
+    wrong and how long to wait first (a backoff, or what the forge asked)."""
+
+    def __init__(self, request: httpx.Request, why: str, wait: float, attempt: int) -> None:
+        super().__init__(why)
+        self.request, self.why, self.wait, self.attempt = request, why, wait, attempt
+
+
+def _again(state: retry.RetryCallState) -> _Again:
+    failure = state.outcome.exception() if state.outcome is not None else None
+    assert isinstance(failure, _Again)
+    return failure
 
 
 def _retry_after(value: str | None, now: float) -> float | None:
@@ -256,21 +274,32 @@ class ForgeHTTP:
         """The response of the first try that is not worth retrying (its body ``read``, or streamed),
         closed on leaving; an error's words are read here. ``follow``: redirects (a renamed
         repository's 301), the token kept to the API's origin."""
-        allowed = set(allow)
-        for attempt in range(self.retries + 1):
+        allowed, tries = set(allow), itertools.count()
+
+        def one() -> httpx.Response:
+            attempt = next(tries)
             request = self._build(method, url, params, json, headers)
             response = self._attempt(request, attempt, read=read, follow=follow)
-            if response is None:
-                continue
+            if response.status_code < 400 or response.status_code in allowed:
+                return response
             try:
-                if response.status_code < 400 or response.status_code in allowed:
-                    yield response
-                    return
                 wait = self._should_retry(request, response, attempt)
             finally:
                 response.close()
-            self._pause(request, f"{response.status_code}", wait, attempt)
-        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+            raise _Again(request, f"{response.status_code}", wait, attempt)
+
+        response = retry.Retrying(
+            retry=retry.retry_if_exception_type(_Again),
+            wait=lambda state: _again(state).wait,
+            stop=retry.stop_after_attempt(self.retries + 1),  # the last try raises its own error first
+            before_sleep=self._pause,
+            sleep=self._sleep,
+            reraise=True,
+        )(one)
+        try:
+            yield response
+        finally:
+            response.close()
 
     def _build(
         self,
@@ -285,10 +314,8 @@ class ForgeHTTP:
             request.headers["Authorization"] = self._authorization
         return request
 
-    def _attempt(
-        self, request: httpx.Request, attempt: int, *, read: bool, follow: bool
-    ) -> httpx.Response | None:
-        """One try: its response, or ``None`` after a failure worth another try (slept already)."""
+    def _attempt(self, request: httpx.Request, attempt: int, *, read: bool, follow: bool) -> httpx.Response:
+        """One try: its response; :class:`_Again` after a failure worth another try."""
         failure: httpx.RequestError
         try:
             response = self._client.send(request, stream=True, follow_redirects=follow)
@@ -308,8 +335,7 @@ class ForgeHTTP:
             raise ForgeError(
                 f"{self.name} did not answer {request.method} {self._where(request.url)} ({what})", 0
             )
-        self._pause(request, what, self._backoff_for(attempt), attempt)
-        return None
+        raise _Again(request, what, self._backoff_for(attempt), attempt)
 
     def _should_retry(self, request: httpx.Request, response: httpx.Response, attempt: int) -> float:
         """How long to wait before the next try; raises when there is none to make."""
@@ -353,18 +379,19 @@ class ForgeHTTP:
         delay = min(self.max_backoff, self.backoff * 2.0**attempt)
         return float(delay * (0.5 + self._jitter() / 2))
 
-    def _pause(self, request: httpx.Request, why: str, wait: float, attempt: int) -> None:
+    def _pause(self, state: retry.RetryCallState) -> None:
+        """Said before the retry policy sleeps (``sleep``) until the next try."""
+        again = _again(state)
         log.info(
             "%s: %s %s: %s; retrying in %.1f s (%d of %d)",
             self.name,
-            request.method,
-            self._where(request.url),
-            why,
-            wait,
-            attempt + 1,
+            again.request.method,
+            self._where(again.request.url),
+            again.why,
+            again.wait,
+            again.attempt + 1,
             self.retries,
         )
-        self._sleep(wait)
 
     # -- reading answers ------------------------------------------------------------------------------
 
