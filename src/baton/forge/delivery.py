@@ -150,7 +150,7 @@ def _closed(forge: ForgeConfig, event: str, payload: Mapping[str, Any]) -> Close
     item = payload.get("issue") if event == "issues" else payload.get("pull_request")
     number = item.get("number") if isinstance(item, dict) else None
     repo = _repo(payload)
-    if type(number) is not int or number < 1 or repo is None:
+    if type(number) is not int or not 0 < number < 2**63 or repo is None:  # a store's BIGINT
         return None
     return Closed(forge.name, repo, number)
 
