@@ -607,3 +607,32 @@ def test_an_opencode_conversation_that_cannot_move_is_recovered_not_wedged(
     assert moved.session.agent_session_id != first.session.agent_session_id
     assert after.run.mode == Mode.RESUME and after.session.agent_session_id == moved.session.agent_session_id
     assert "turn 1" in model.texts()[-1], "the recap carried the first turn"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", ["copilot", "opencode"])
+def test_back_on_worker_a_an_acp_agent_resumes_what_b_added(
+    agent: str, a: Settings, b: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Turn one on A, turn two on B, turn three on A again: A's own copy of the conversation (OpenCode's
+    database, Copilot's session files) is a turn behind the store's snapshot. Neither format only grows,
+    so size cannot tell; A must hydrate B's turn, not resume its stale copy and silently lose it."""
+    module, name = MOCKS[agent]
+    with getattr(importlib.import_module(module), name)() as model:
+        for variable, value in model.env().items():
+            monkeypatch.setenv(variable, value)
+        for home in (a.home, b.home):
+            model.configure_home(home / "homes" / agent)
+
+        def turn(settings: Settings, prompt: str) -> RunResult:
+            request = RunRequest(agent=agent, repo=str(src_repo), thread="t1", prompt=prompt)
+            result = run(request, settings=settings)
+            assert result.ok, (result.run.mode, result.run.error)
+            return result
+
+        turn(a, "turn 1")
+        turn(b, "turn 2 on B")
+        third = turn(a, "turn 3")
+    assert third.run.mode == Mode.RESUME and third.run.note and "hydrated" in third.run.note, third.run.note
+    assert model.history_counts() == [FIRST[agent] + 2 * i for i in range(3)]
+    assert any("turn 2 on B" in text for text in model.texts()[-1:]), "B's turn is in A's third request"

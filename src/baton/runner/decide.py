@@ -4,8 +4,9 @@
 
 - no session id for the key → ``fresh`` (with a pre-assigned id), full prompt;
 - transcript on local disk and intact → ``resume`` by id;
-- transcript missing locally, or shorter than the store's snapshot, or unreadable → hydrate it from the
-  snapshot, then ``resume``;
+- transcript missing locally, or shorter than the store's snapshot, or older than it (this machine's
+  copy was in step with an earlier snapshot: another machine ran a turn since), or unreadable →
+  hydrate it from the snapshot, then ``resume``;
 - gone everywhere, or the snapshot itself is corrupt or missing blobs, or the agent says "not found"
   → ``recover``: fresh, with a recap of earlier runs. The run's ``note`` says why.
 
@@ -30,7 +31,7 @@ from baton.errors import BadInput, BatonError
 from baton.keys import Key
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, Snapshot
 from baton.runner.state import KEPT, Attempt, Context, Decision, ForkSource, Prepared
-from baton.sessions.snapshots import hydrate
+from baton.sessions.snapshots import hydrate, in_step
 from baton.workspace import nofollow
 from baton.workspace.keyspace import copy_conversation
 
@@ -356,6 +357,8 @@ def ensure_local(ctx: Context, key: Key, session_id: str, cwd: Path) -> Local:
     if snapshot is not None and snapshot.agent_session_id != session_id:
         snapshot = None
     damage = _damage(files, snapshot)
+    if damage is None and files and snapshot is not None and in_step(agent, snapshot) is False:
+        damage = "this machine's copy is older: the store's snapshot was taken on another machine since"
     if files and damage is None:
         return Local(True)
     if snapshot is None:  # nothing better to offer: the agent judges a damaged local transcript

@@ -8,6 +8,12 @@ the store. Hydration writes the files back atomically (a temporary file of its o
 and never overwrites a local file that is already longer — unless the runner found it damaged
 (:func:`baton.runner.decide.ensure_local`).
 
+Which snapshot a machine's copy is in step with is marked beside the agent home (:func:`mark`, a file
+the agent's walls do not reach), after a snapshot is taken or hydrated: a conversation kept in a file
+that does not only grow (OpenCode's database, Copilot's session state) cannot be judged by its size, and
+a machine that ran turn one, while another ran turn two, must hydrate turn two rather than resume its own
+older copy (:func:`in_step`, read by :func:`baton.runner.decide.ensure_local`).
+
 The agent home is the agent's to write, so neither way follows a link (:mod:`baton.workspace.nofollow`):
 a transcript replaced by a link to ``baton.db``, a private key or another key's transcript is left out
 of the snapshot (a warning in the log), and hydration does not write through a directory replaced by
@@ -17,6 +23,7 @@ one (a :class:`~baton.errors.StoreError`: the runner goes on as for an unusable 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
@@ -30,6 +37,7 @@ from baton.models import Fence, Snapshot
 from baton.store.base import BlobStore, SnapshotStore
 from baton.workspace import nofollow
 
+MARK = ".snapshot-mark"  # the agent home's name + this: which snapshot the local copy is in step with
 CHUNK = 256 * 1024
 # zlib's fastest level: the last chunk is compressed again every turn (256 KiB of JSONL: ~2 ms at level
 # 1, ~4.5 ms at 6, for 8 % more bytes); smaller chunks would cost a hydration more blobs to read
@@ -82,7 +90,41 @@ def take_snapshot(
         return None
     snapshot = Snapshot(key.agent, key.repo.slug, key.thread, session_id, files, total, time.time())
     store.save_snapshot(snapshot, fence=fence)
+    mark(agent, snapshot)
     return snapshot
+
+
+def identity(snapshot: Snapshot) -> str:
+    """What names a snapshot's content: its conversation and every file's chunk digests."""
+    body = json.dumps([snapshot.agent_session_id, snapshot.files], sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _mark_path(agent: Agent) -> Path:
+    return agent.home.with_name(agent.home.name + MARK)
+
+
+def mark(agent: Agent, snapshot: Snapshot) -> None:
+    """Remember that the agent home's copy of the conversation is ``snapshot`` (just taken or hydrated).
+    A mark that cannot be written is only logged: the next decision then trusts the local copy, as
+    before marks existed."""
+    path = _mark_path(agent)
+    try:
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(identity(snapshot), encoding="ascii")
+        temporary.replace(path)
+    except OSError as exc:
+        log.warning("could not mark %s as in step with its snapshot: %s", agent.home, exc)
+
+
+def in_step(agent: Agent, snapshot: Snapshot) -> bool | None:
+    """Whether the agent home's copy was last in step with ``snapshot`` (False: the store's snapshot
+    was taken elsewhere since, so the local copy is older); None when no mark was ever written."""
+    try:
+        marked = _mark_path(agent).read_text(encoding="ascii")
+    except (OSError, ValueError):
+        return None
+    return marked == identity(snapshot)
 
 
 def _read_transcript(agent: Agent, key: Key, path: Path) -> bytes | None:
@@ -149,4 +191,5 @@ def hydrate(
                 f"snapshot of {key} names a path outside the agent home: {rel!r} ({exc})"
             ) from exc
     agent.after_hydrate(session_id, cwd)
+    mark(agent, snapshot)
     return snapshot
