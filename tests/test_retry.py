@@ -3,6 +3,7 @@ no other test times: the job's end written through a store outage (baton.fleet.e
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -15,6 +16,7 @@ from baton import retry
 from baton.agents import gemini_files
 from baton.errors import Busy, StoreError
 from baton.fleet import execute
+from baton.sandbox import cgroups
 from baton.workspace.locks import file_lock
 
 
@@ -132,3 +134,28 @@ def test_gemini_s_registry_lock_waits_for_its_holder_and_takes_a_stale_one(tmp_p
     started = time.monotonic()
     with gemini_files.registry_lock(registry):
         assert time.monotonic() - started < 1
+
+
+class Group:
+    """A control group's directory whose rmdir answers as the kernel did."""
+
+    def __init__(self, *answers: OSError | None) -> None:
+        self.answers, self.tries = list(answers), 0
+
+    def rmdir(self) -> None:
+        self.tries += 1
+        answer = self.answers.pop(0) if self.answers else OSError(errno.EBUSY, "busy")
+        if answer is not None:
+            raise answer
+
+
+def test_a_busy_control_group_is_removed_when_the_kernel_lets_go_and_left_after_50_tries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    busy = OSError(errno.EBUSY, "busy")
+    freed, stuck, gone = Group(busy, busy, None), Group(), Group(FileNotFoundError())
+    cgroups.remove({"memory": freed, "pids": stuck, "cpu": gone})  # type: ignore[dict-item]
+    assert (freed.tries, stuck.tries, gone.tries) == (3, 50, 1)
+    assert slept == [0.002] * (2 + 49)

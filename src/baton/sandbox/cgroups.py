@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from baton import retry
+
 V1_CONTROLLERS = ("memory", "pids", "cpu", "freezer")
 PARENT = "baton"  # v1: the runs' groups live in <own group>/baton/; v2: <own group>/baton-<run id>
 
@@ -389,14 +391,17 @@ def _members(dirs: dict[str, Path], pids: set[int]) -> list[int]:
 def remove(dirs: dict[str, Path]) -> None:
     """Remove the (emptied) groups; one the kernel still calls busy is retried briefly, then left."""
     for path in dirs.values():
-        for _ in range(50):
-            try:
-                path.rmdir()
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.002)
+        # FileNotFoundError: gone already; any other OSError (EBUSY) 50 times, 2 ms apart, then left
+        with contextlib.suppress(OSError):
+            retry.Retrying(
+                retry=retry.retry_if_exception(
+                    lambda exc: isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError)
+                ),
+                wait=retry.wait_fixed(0.002),
+                stop=retry.stop_after_attempt(50),
+                sleep=retry.sleep,
+                reraise=True,
+            )(path.rmdir)
 
 
 def end_stale(run_id: str) -> list[int]:
