@@ -8,15 +8,17 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from baton import retry
 from baton.agents import gemini_files
-from baton.errors import Busy, StoreError
+from baton.errors import Busy, GitError, StoreError
 from baton.fleet import execute
 from baton.sandbox import cgroups
+from baton.workspace import badrefs
 from baton.workspace.locks import file_lock
 
 
@@ -159,3 +161,37 @@ def test_a_busy_control_group_is_removed_when_the_kernel_lets_go_and_left_after_
     cgroups.remove({"memory": freed, "pids": stuck, "cpu": gone})  # type: ignore[dict-item]
     assert (freed.tries, stuck.tries, gone.tries) == (3, 50, 1)
     assert slept == [0.002] * (2 + 49)
+
+
+def test_a_fetch_is_tried_again_after_each_bad_ref_healed_up_to_eight(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(badrefs, "heal", lambda _cache, ref: not ref.endswith("kept"))
+    failures = [GitError("fatal: bad object refs/heads/a"), GitError("fatal: bad object refs/heads/b")]
+    fetches: list[int] = []
+
+    def fetch() -> None:
+        fetches.append(1)
+        if failures:
+            raise failures.pop(0)
+
+    assert badrefs.fetch_healing(tmp_path, fetch) == ["refs/heads/a", "refs/heads/b"]
+    assert len(fetches) == 3
+    with pytest.raises(GitError, match="refs/heads/kept"):  # not healed: the fetch's own error
+        badrefs.fetch_healing(tmp_path, _bad("refs/heads/kept"))
+    with pytest.raises(GitError, match="network"):  # any other failure: not tried again
+        badrefs.fetch_healing(tmp_path, _fails_with(GitError("fatal: network unreachable")))
+    refs = iter(range(100))
+    with pytest.raises(GitError, match="refs/heads/r8"):  # the ninth bad ref: TRIES healed already
+        badrefs.fetch_healing(tmp_path, lambda: _bad(f"refs/heads/r{next(refs)}")())
+
+
+def _bad(ref: str) -> Callable[[], None]:
+    return _fails_with(GitError(f"fatal: bad object {ref}"))
+
+
+def _fails_with(exc: Exception) -> Callable[[], None]:
+    def fetch() -> None:
+        raise exc
+
+    return fetch

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from baton import retry
 from baton.errors import GitError
 from baton.workspace import gitlinks, nofollow
 from baton.workspace.gitcmd import run_git
@@ -34,16 +35,23 @@ def fetch_healing(cache: Path, fetch: Callable[[], object]) -> list[str]:
     """Run ``fetch``; while it fails on a ref naming no object, heal that ref and run it again. The
     refs healed; the fetch's own error when it fails otherwise, or on a ref that cannot be healed."""
     healed: list[str] = []
-    while True:
-        try:
-            fetch()
-            return healed
-        except GitError as exc:
-            found = _BAD.search(str(exc))
-            ref = found.group(1) if found else None
-            if ref is None or ref in healed or len(healed) >= TRIES or not heal(cache, ref):
-                raise
-            healed.append(ref)
+
+    def healed_one(exc: BaseException) -> bool:
+        """Whether ``exc`` named a bad ref that is healed now (so the fetch is worth another try)."""
+        found = _BAD.search(str(exc)) if isinstance(exc, GitError) else None
+        ref = found.group(1) if found else None
+        if ref is None or ref in healed or len(healed) >= TRIES or not heal(cache, ref):
+            return False
+        healed.append(ref)
+        return True
+
+    retry.Retrying(
+        retry=retry.retry_if_exception(healed_one),
+        wait=retry.wait_none(),  # at once: the fetch failed on the ref, not on the network
+        stop=retry.stop_never,  # bounded by TRIES: healed_one says no after that many refs
+        reraise=True,
+    )(fetch)
+    return healed
 
 
 def heal(cache: Path, ref: str) -> bool:
