@@ -68,8 +68,9 @@ from baton.forge.loop import ForgeLoop
 from baton.forge.reconcile import reconcile
 from baton.forge.threads import bind_thread
 from baton.keys import parse_repo
-from baton.models import Binding, JobStatus, TokenScope
+from baton.models import Binding, JobStatus
 from baton.service.auth import create_token
+from baton.service.records import TokenScope
 from baton.settings import Settings
 from baton.store import Store
 from baton.testing.fake import register_fake

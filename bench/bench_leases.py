@@ -32,8 +32,8 @@ import sqlalchemy as sa
 from common import Group, Plan, Repos, Row, Suite, interleave
 from sqlalchemy.pool import NullPool
 
-from baton.models import Lease
 from baton.store import SQLStore
+from baton.store.base import Lease
 from baton.store.leases import HOST, LeaseBackend, LeaseHolder
 from baton.store.redis import RedisConn, open_redis
 from baton.store.redis_leases import RedisLeases

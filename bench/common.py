@@ -31,8 +31,8 @@ from typing import Any, NamedTuple, TypeVar
 import httpx
 from repogen import RepoShape
 
-from baton.models import TokenScope
 from baton.service.auth import create_token
+from baton.service.records import TokenScope
 from baton.settings import Settings
 from baton.store import open_store
 from baton.testing._http import MockServer

@@ -35,9 +35,10 @@ import httpx
 import pytest
 import uvicorn
 
-from baton.models import TokenScope
 from baton.service.app import create_app
 from baton.service.auth import create_token
+from baton.service.records import TokenScope
+from baton.service.tables import token_store
 from baton.settings import Settings
 from baton.store import Store, open_store
 from tests.conftest import wait_for
@@ -76,7 +77,7 @@ class Service:
     def revoked_token(self, scope: TokenScope | str = TokenScope.ADMIN) -> str:
         name = f"revoked{next(_names)}"
         secret = self.token(scope, name)
-        self.store.revoke_token(name, time.time())
+        token_store(self.store).revoke_token(name, time.time())
         return secret
 
     def client(self, token: str | None = None, timeout: float = 30.0) -> httpx.Client:

@@ -10,8 +10,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from baton.models import Lease, Mode, PromptKind, RunRecord, SessionRecord, Snapshot
+from baton.models import Mode, PromptKind, RunRecord, SessionRecord, Snapshot
 from baton.store import SQLStore
+from baton.store.base import Lease
 
 REPO = "github.com/acme/api"
 

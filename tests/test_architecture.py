@@ -184,3 +184,87 @@ def test_a_sub_room_sits_below_the_rest_of_its_room(sub: str) -> None:
 def test_each_room_says_what_it_owns_and_may_import(room: str) -> None:
     doc = ast.get_docstring(ast.parse((SRC / "baton" / room / "__init__.py").read_text())) or ""
     assert "May import" in doc, f"baton/{room}/__init__.py does not say what it may import"
+
+
+# -- a room owns its data -------------------------------------------------------------------------------
+# Rooms that keep their own records (records.py) and their own tables and store role (tables.py).
+DATA_ROOMS = {"plans", "service"}
+
+
+def _place(module: str) -> str:
+    """A module's room, or its own name on the ground floor (each ground module a place of its own)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _users(module: str, names: set[str]) -> dict[str, set[str]]:
+    """Per name defined in ``module``: the places (rooms, ground modules) other than the public API
+    whose modules import it from there, lazy imports included."""
+    found: dict[str, set[str]] = {name: set() for name in names}
+    for other, path in MODULES.items():
+        if other == module or _room(other) in API:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == module:
+                for alias in node.names:
+                    if alias.name in found:
+                        found[alias.name].add(_place(other))
+    return found
+
+
+def _classes(module: str, protocols: bool | None = None) -> set[str]:
+    """The classes ``module`` defines (``protocols``: only the Protocols, or only the others)."""
+    tree = ast.parse(MODULES[module].read_text())
+    found = set()
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            is_protocol = any(getattr(b, "id", "") == "Protocol" for b in node.bases)
+            if protocols is None or protocols == is_protocol:
+                found.add(node.name)
+    return found
+
+
+def test_every_type_left_in_models_is_shared_by_two_rooms() -> None:
+    """A type that one room uses (it and the rooms above it, which reach it through that room) is that
+    room's: in its ``records.py``, not on the ground floor."""
+    alone = {name: places for name, places in _users("baton.models", _classes("baton.models")).items()}
+    wrong = {name: sorted(places) for name, places in alone.items() if len(places) < 2}
+    assert not wrong, f"types in models.py used by fewer than two rooms (move them to the room): {wrong}"
+
+
+@pytest.mark.parametrize("room", sorted(DATA_ROOMS))
+def test_a_room_that_owns_data_keeps_it_in_records_and_tables(room: str) -> None:
+    for part in ("records", "tables"):
+        assert f"baton.{room}.{part}" in MODULES, f"baton/{room}/{part}.py is missing"
+    records = _classes(f"baton.{room}.records")
+    moved = records & _classes("baton.models")
+    assert not moved, f"{room}'s records are stated twice (models.py too): {sorted(moved)}"
+    # the store below knows nothing of the room's data
+    below = {m for m, deps in GRAPH.items() if _room(m) == "store" for d in deps if _room(d) == room}
+    assert not below, f"store modules import {room}: {sorted(below)}"
+
+
+def test_every_store_role_is_used_by_its_owner_and_the_rooms_above_it() -> None:
+    """The shared roles (store/base.py) and each data room's (its tables.py): every role is used, and
+    only by its owner's room and rooms above it; a data room's role (or the function that gives it
+    over a store) is used by the room itself."""
+    wrong = []
+    owners = {"baton.store.base": "store", **{f"baton.{r}.tables": r for r in DATA_ROOMS}}
+    for module, owner in owners.items():
+        roles = _classes(module, protocols=True)
+        if owner != "store":  # the function that gives a room's role over the store: <role>_store()
+            tree = ast.parse(MODULES[module].read_text())
+            roles |= {
+                n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.endswith("_store")
+            }
+        users = _users(module, roles)
+        for role, places in users.items():
+            rooms = {p for p in places if p in set().union(*LAYERS)}
+            if not places and (owner == "store" or role.endswith("_store")):  # (a room's Protocol: via it)
+                wrong.append(f"{module}.{role}: used by nobody")
+            below = sorted(p for p in rooms if _layer(p) < _layer(owner))
+            if below:
+                wrong.append(f"{module}.{role}: used below its owner {owner}: {below}")
+            if owner != "store" and role.endswith("_store") and owner not in places:
+                wrong.append(f"{module}.{role}: not used by its own room {owner}")
+    assert not wrong, "\n".join(wrong)

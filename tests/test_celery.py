@@ -30,11 +30,12 @@ from baton.fleet.celery import CeleryExecutor
 from baton.fleet.executor import make_executor
 from baton.fleet.local import LocalExecutor
 from baton.keys import parse_repo
-from baton.models import JobRecord, JobStatus, Lease, Outcome, PromptKind, RunRecord
+from baton.models import JobRecord, JobStatus, Outcome, PromptKind, RunRecord
 from baton.runner.request import RunRequest
 from baton.runner.run import run
 from baton.settings import Settings
 from baton.store import Store
+from baton.store.base import Lease
 from tests.celery_fixtures import (  # noqa: F401 (fixtures)
     Broker,
     Workers,

@@ -19,9 +19,11 @@ import pytest
 
 from baton import RunRequest, run
 from baton.keys import make_key
-from baton.models import Mode, SessionRecord, SessionStatus, TokenScope
+from baton.models import Mode, SessionRecord, SessionStatus
 from baton.service.auth import create_token
 from baton.service.dashboard.web import csrf_for
+from baton.service.records import TokenScope
+from baton.service.tables import token_store
 from baton.settings import Settings
 from baton.store import open_store
 from baton.testing.fake_agent import VERSION as FAKE_VERSION
@@ -181,7 +183,7 @@ def test_revoking_the_token_signs_its_sessions_out(service: Service) -> None:
     with httpx.Client(base_url=service.url, timeout=30) as http:
         http.post("/login", data={"token": secret})
         assert http.get("/", follow_redirects=False).status_code == 200
-        service.store.revoke_token("to-revoke", 1.0)
+        token_store(service.store).revoke_token("to-revoke", 1.0)
         assert http.get("/", follow_redirects=False).status_code == 303
 
 

@@ -14,9 +14,9 @@ import psutil
 import pytest
 
 from baton.errors import Busy
-from baton.models import Lease
 from baton.settings import Settings
 from baton.store import SQLStore
+from baton.store.base import Lease
 from baton.store.leases import HOST, LeaseBackend, LeaseHolder, held, lease_backend, pid_alive
 from tests.conftest import wait_for
 

@@ -18,10 +18,11 @@ import pytest
 from baton import Mode, RunRequest, RunResult, open_store, run
 from baton.errors import BadInput, Fenced, GitError, StoreError
 from baton.keys import Key, make_key
-from baton.models import CheckpointRecord, Fence, Lease
+from baton.models import CheckpointRecord, Fence
 from baton.sessions.manage import Scope, export_session, import_session, reset_session
 from baton.settings import Settings, load_settings
 from baton.store import Store
+from baton.store.base import Lease
 from baton.testing.git_http import GitHttpServer
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.workspace import gitcmd, portable

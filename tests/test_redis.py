@@ -21,9 +21,10 @@ import pytest
 from baton.errors import BadInput, Busy, Fenced, StoreError
 from baton.fleet.cancel import CancelWatch, cancel_requested, flag_set, request_cancel
 from baton.install import extra_hint
-from baton.models import Fence, JobRecord, Lease, SessionRecord
+from baton.models import Fence, JobRecord, SessionRecord
 from baton.settings import Settings
 from baton.store import SQLStore
+from baton.store.base import Lease
 from baton.store.leases import HOST, LeaseHolder, held, lease_backend, pid_alive
 from baton.store.redis import RedisConn, open_redis, prefix_for, store_identity
 from baton.store.redis_leases import RedisLeases

@@ -28,10 +28,11 @@ from baton.cli.run import run_cmd
 from baton.cli.submit import submit_cmd
 from baton.errors import BadInput
 from baton.fleet import jobs
-from baton.models import JobStatus, Mode, PromptKind, RunRecord, SessionRecord, TokenScope
+from baton.models import JobStatus, Mode, PromptKind, RunRecord, SessionRecord
 from baton.runner.request import RunJson, RunRequest, RunResult, option, request_fields
 from baton.service import runs
 from baton.service.auth import Actor
+from baton.service.records import TokenScope
 from baton.service.schemas import RULES, body_model, view_model
 from baton.settings import Settings
 from baton.store import Store

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import baton.plans.tables  # noqa: F401  (a room's own tables, stated on the store's metadata)
+import baton.plans.tables
+import baton.service.tables  # noqa: F401
 from baton.store.migrations import MIGRATIONS
 from baton.store.schema import metadata
 from baton.store.sql import SQLStore

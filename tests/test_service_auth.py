@@ -20,8 +20,8 @@ import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
 
-from baton.models import TokenScope
 from baton.service.app import create_app
+from baton.service.records import TokenScope
 from baton.settings import Settings, load_settings
 from tests.conftest import FAST, make_repo, wait_for
 from tests.service_fixtures import Service, run_service, service_fixture  # noqa: F401 (fixture)

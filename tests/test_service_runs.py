@@ -17,8 +17,8 @@ import pytest
 
 from baton import RunRequest, run
 from baton.agents.base import cli_version
-from baton.models import TokenScope
 from baton.service.auth import create_token
+from baton.service.records import TokenScope
 from baton.settings import Settings
 from baton.store import open_store
 from baton.testing.mock_anthropic import MockAnthropic

@@ -14,8 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from baton.errors import BadInput, StoreError
-from baton.models import Lease, Outcome, SessionStatus
+from baton.models import Outcome, SessionStatus
 from baton.store import SQLStore, open_store
+from baton.store.base import Lease
 from baton.store.engine import migrate
 from baton.store.migrations import MIGRATIONS
 from tests.store_contract import count, make_lease, make_run, make_session, make_snapshot

@@ -15,10 +15,11 @@ import pytest
 import sqlalchemy as sa
 
 from baton.errors import Busy, Fenced
-from baton.models import Fence, Lease
+from baton.models import Fence
 from baton.plans.records import PlanRecord, PlanStatus
 from baton.plans.tables import plan_store
 from baton.store import SQLStore
+from baton.store.base import Lease
 from baton.store.leases import LeaseHolder
 from baton.store.schema import leases
 from baton.store.tables import check_fence

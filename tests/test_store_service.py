@@ -12,16 +12,9 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from baton.models import (
-    DeliveryRecord,
-    DeliveryStatus,
-    JobRecord,
-    JobStatus,
-    Outcome,
-    SessionStatus,
-    TokenRecord,
-    TokenScope,
-)
+from baton.models import DeliveryRecord, DeliveryStatus, JobRecord, JobStatus, Outcome, SessionStatus
+from baton.service.records import TokenRecord, TokenScope
+from baton.service.tables import token_store, web_session_store
 from baton.store import Store, open_store
 from tests.store_contract import REPO, make_run, make_session, race
 
@@ -54,10 +47,10 @@ def test_jobs_of_one_key_start_in_submission_order(store: Store) -> None:
 
 
 def test_tokens_and_deliveries(store: Store) -> None:
-    store.add_token(TokenRecord("ci", TokenScope.RUN, "d" * 64, 1.0))
-    found = store.find_token("d" * 64)
+    token_store(store).add_token(TokenRecord("ci", TokenScope.RUN, "d" * 64, 1.0))
+    found = token_store(store).find_token("d" * 64)
     assert found is not None and found.scope == TokenScope.RUN and found.revoked_at is None
-    assert store.revoke_token("ci", 2.0) and not store.revoke_token("ci", 3.0)
+    assert token_store(store).revoke_token("ci", 2.0) and not token_store(store).revoke_token("ci", 3.0)
     assert TokenScope.ADMIN.allows(TokenScope.RUN) and not TokenScope.READ.allows(TokenScope.RUN)
     first = DeliveryRecord("github", "abc", "delete", 1.0)
     assert store.add_delivery(first) and not store.add_delivery(first)
@@ -157,7 +150,8 @@ def test_job_events_are_shared_in_order_and_stored_once(store: Store) -> None:
 
 
 def test_released_lease_rows_of_ended_jobs_are_pruned(store: Store) -> None:
-    from baton.models import JobStatus, Lease
+    from baton.models import JobStatus
+    from baton.store.base import Lease
 
     for job_id, status in (
         ("done1", JobStatus.DONE),
@@ -245,12 +239,16 @@ def test_jobs_from_before_seq_come_first_by_their_clock(store: Store, store_url:
 
 
 def test_web_sessions_expire_and_are_revoked_once(store: Store) -> None:
-    store.add_web_session("d1", "alice", 100.0, 200.0)
-    assert store.web_session_token("d1", 150.0) == "alice"
-    assert store.web_session_token("d1", 200.0) is None  # expired
-    assert store.web_session_token("nope", 150.0) is None
-    assert store.revoke_web_session("d1", 160.0) and not store.revoke_web_session("d1", 161.0)
-    assert store.web_session_token("d1", 170.0) is None
-    store.add_web_session("d2", "bob", 300.0, 400.0)  # sessions expired by then are pruned
-    store.add_web_session("d1", "carol", 300.0, 400.0)  # (d1's row went: its digest is free again)
-    assert store.web_session_token("d1", 310.0) == "carol"
+    web_session_store(store).add_web_session("d1", "alice", 100.0, 200.0)
+    assert web_session_store(store).web_session_token("d1", 150.0) == "alice"
+    assert web_session_store(store).web_session_token("d1", 200.0) is None  # expired
+    assert web_session_store(store).web_session_token("nope", 150.0) is None
+    assert web_session_store(store).revoke_web_session("d1", 160.0) and not web_session_store(
+        store
+    ).revoke_web_session("d1", 161.0)
+    assert web_session_store(store).web_session_token("d1", 170.0) is None
+    web_session_store(store).add_web_session("d2", "bob", 300.0, 400.0)  # sessions expired by then are pruned
+    web_session_store(store).add_web_session(
+        "d1", "carol", 300.0, 400.0
+    )  # (d1's row went: its digest is free again)
+    assert web_session_store(store).web_session_token("d1", 310.0) == "carol"

@@ -225,19 +225,6 @@ class RunRecord:
         return data
 
 
-@dataclass
-class Lease:
-    """Who holds a key right now, until when."""
-
-    key: str
-    holder: str
-    host: str
-    pid: int
-    acquired_at: float
-    expires_at: float
-    fence: int = 0  # the grant's fencing token: every grant of a key gets a larger one
-
-
 @dataclass(frozen=True)
 class Fence:
     """A write's proof that its writer holds the key's lease: the lease key and the grant's token.
@@ -356,37 +343,6 @@ class WorkerRecord:
             "started_at": iso(self.started_at),
             "seen_at": iso(self.seen_at),
             "disk_at": iso(self.disk_at),
-        }
-
-
-class TokenScope(StrEnum):
-    """What an API token may do; each scope includes the ones below it."""
-
-    READ = "read"  # every GET
-    RUN = "run"  # submit and cancel runs
-    ADMIN = "admin"  # reset, sweep, tokens
-
-    def allows(self, needed: TokenScope) -> bool:
-        order = [TokenScope.READ, TokenScope.RUN, TokenScope.ADMIN]
-        return order.index(self) >= order.index(needed)
-
-
-@dataclass
-class TokenRecord:
-    """An API token as stored: its name, scope and the SHA-256 of the secret (never the secret)."""
-
-    name: str
-    scope: TokenScope
-    digest: str
-    created_at: float
-    revoked_at: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "scope": self.scope.value,
-            "created_at": iso(self.created_at),
-            "revoked_at": iso(self.revoked_at),
         }
 
 

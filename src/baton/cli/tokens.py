@@ -26,7 +26,7 @@ from baton.cli.common import (
 from baton.cli.render import natural
 
 tokens_app = group("Create, list and revoke API tokens for `baton serve`.")
-# The values of ``baton.models.TokenScope``, spelled here so building the CLI stays import-light.
+# The values of ``baton.service.records.TokenScope``, spelled here so building the CLI stays import-light.
 ScopeName = Literal["read", "run", "admin"]
 
 
@@ -37,8 +37,8 @@ def tokens_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a token and print its secret (shown once: store it now)."""
-    from baton.models import TokenScope
     from baton.service.auth import issue_token
+    from baton.service.records import TokenScope
 
     with cli_store() as (_settings, store):
         secret = issue_token(store, name, TokenScope(scope))
@@ -52,8 +52,10 @@ def tokens_create(
 @tokens_app.command("ls")
 def tokens_ls(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """List tokens: name, scope, created, revoked (never the secrets)."""
+    from baton.service.tables import token_store  # (SQLAlchemy: only once a store is opened)
+
     with cli_store() as (_settings, store):
-        rows = store.list_tokens()
+        rows = token_store(store).list_tokens()
     if as_json:
         emit_json([t.to_json() for t in rows])
         return

@@ -13,9 +13,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from baton.models import TokenRecord, TokenScope, iso
+from baton.models import iso
 from baton.service.auth import Actor, TokenAdmin, issue_token, require, revoke_token
 from baton.service.fields import TokenName
+from baton.service.records import TokenRecord, TokenScope
+from baton.service.tables import token_store
 
 router = APIRouter(tags=["admin"])
 Admin = Annotated[Actor, Depends(require(TokenScope.ADMIN))]
@@ -61,7 +63,7 @@ def _store(request: Request) -> TokenAdmin:
 
 @router.get("/v1/tokens", response_model=list[TokenOut], summary="List API tokens (never their secrets)")
 def list_tokens(request: Request, actor: Admin) -> list[TokenOut]:
-    return [TokenOut.of(t) for t in _store(request).list_tokens()]
+    return [TokenOut.of(t) for t in token_store(_store(request)).list_tokens()]
 
 
 @router.post("/v1/tokens", response_model=NewToken, status_code=201, summary="Create an API token")

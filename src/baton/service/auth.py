@@ -23,10 +23,11 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from baton.errors import BadInput, NotFound
-from baton.models import TokenRecord, TokenScope
 from baton.service.fields import check_token_name
+from baton.service.records import TokenRecord, TokenScope
+from baton.service.tables import token_store
 from baton.sessions.manage import local_actor
-from baton.store.base import AuditStore, TokenStore
+from baton.store.base import AuditStore, Transactions
 
 PREFIX = "baton_"
 _bearer = HTTPBearer(auto_error=False, description="an API token from `baton tokens create`")
@@ -37,7 +38,7 @@ class NameTaken(BadInput):
     """A token of that name exists (revoked or not): the request conflicts with what is stored."""
 
 
-class TokenAdmin(TokenStore, AuditStore, Protocol):
+class TokenAdmin(Transactions, AuditStore, Protocol):
     """What issuing and revoking tokens needs of the store: the tokens, and the audit of who did it."""
 
 
@@ -45,13 +46,14 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def create_token(store: TokenStore, name: str, scope: TokenScope) -> str:
+def create_token(store: Transactions, name: str, scope: TokenScope) -> str:
     """Store a new token's hash; returns the secret (shown once)."""
     check_token_name(name)
-    if store.get_token(name) is not None:
+    tokens = token_store(store)
+    if tokens.get_token(name) is not None:
         raise NameTaken(f"a token named {name!r} exists; revoke it or choose another name")
     secret = PREFIX + secrets.token_urlsafe(32)
-    store.add_token(TokenRecord(name, scope, digest(secret), time.time()))
+    tokens.add_token(TokenRecord(name, scope, digest(secret), time.time()))
     return secret
 
 
@@ -66,19 +68,20 @@ def issue_token(store: TokenAdmin, name: str, scope: TokenScope, actor: str | No
 def revoke_token(store: TokenAdmin, name: str, actor: str | None = None) -> TokenRecord:
     """Revoke a token by name (audited ``token-revoke``); NotFound when there is none. Revoking a
     revoked token changes nothing and returns it as it is."""
-    token = store.get_token(name)
+    tokens = token_store(store)
+    token = tokens.get_token(name)
     if token is None:
         raise NotFound(f"no token named {name!r}")
     if token.revoked_at is None:
-        store.revoke_token(name, time.time())
+        tokens.revoke_token(name, time.time())
         store.audit("token-revoke", name, actor or local_actor(), {"scope": token.scope.value})
-        token = store.get_token(name) or token
+        token = tokens.get_token(name) or token
     return token
 
 
-def valid_token(store: TokenStore, secret: str) -> TokenRecord | None:
+def valid_token(store: Transactions, secret: str) -> TokenRecord | None:
     """The stored token whose secret this is, unless unknown or revoked."""
-    token = store.find_token(digest(secret))
+    token = token_store(store).find_token(digest(secret))
     return None if token is None or token.revoked_at is not None else token
 
 

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from baton.housekeeping.disk import usage
 from baton.housekeeping.fleetdisk import fleet_disk
 from baton.housekeeping.sweep import sweep_and_enforce
-from baton.models import TokenScope
 from baton.service.auth import Actor, require
+from baton.service.records import TokenScope
 
 router = APIRouter(prefix="/v1", tags=["housekeeping"])
 

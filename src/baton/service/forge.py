@@ -22,8 +22,8 @@ from baton.forge.model import BindingStatus, ForgeError, ForgeUnreachable
 from baton.forge.reconcile import reconcile
 from baton.forge.schedule import Schedule
 from baton.forge.threads import AlreadyBound, bind_thread, thread_state, unbind_thread
-from baton.models import TokenScope
 from baton.service.auth import Actor, require
+from baton.service.records import TokenScope
 from baton.settings import Settings
 from baton.store import Store
 

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from baton.housekeeping.quotas import clear_breaker, quota_views
-from baton.models import TokenScope
 from baton.service.auth import Actor, require
+from baton.service.records import TokenScope
 from baton.service.schemas import QuotaCleared, QuotaOut
 
 router = APIRouter(prefix="/v1/quotas", tags=["quotas"])

@@ -29,11 +29,12 @@ from baton.errors import BadInput, NotFound
 from baton.fleet import jobs
 from baton.fleet.executor import Executor
 from baton.keys import parse_repo
-from baton.models import JobRecord, JobStatus, TokenScope
+from baton.models import JobRecord, JobStatus
 from baton.runner.request import RunRequest
 from baton.runner.runids import RunRef, resolve
 from baton.service.auth import Actor, require
 from baton.service.errors import Problem, json_errors, problems
+from baton.service.records import TokenScope
 from baton.service.schemas import body_model, view_model
 from baton.settings import Settings
 from baton.store import Store

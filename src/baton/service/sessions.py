@@ -17,9 +17,10 @@ from pydantic import BaseModel, Field
 from baton.forge.config import ForgeSettings
 from baton.forge.schedule import Schedule
 from baton.forge.threads import key_state
-from baton.models import SessionStatus, TokenScope
+from baton.models import SessionStatus
 from baton.service.auth import Actor, require
 from baton.service.fields import Agent, Thread
+from baton.service.records import TokenScope
 from baton.sessions.lineage import lineage
 from baton.sessions.manage import Scope, get_session, reset_session, resolve_key
 from baton.settings import Settings

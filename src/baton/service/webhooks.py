@@ -58,9 +58,10 @@ from baton.forge.delivery import READERS, Reader
 from baton.forge.delivery import Delivery as Work  # Delivery: the route's response model, below
 from baton.forge.events import Ignored, Malformed, claimed_signatures, payload_of, verified
 from baton.forge.model import ForgeKind
-from baton.models import DeliveryRecord, DeliveryStatus, TokenScope
+from baton.models import DeliveryRecord, DeliveryStatus
 from baton.service.auth import Actor, require
 from baton.service.errors import Problem
+from baton.service.records import TokenScope
 from baton.settings import Settings
 from baton.store.base import DeliveryStore
 

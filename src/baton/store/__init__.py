@@ -25,9 +25,7 @@ from baton.store.base import (
     RunStore,
     SnapshotStore,
     Store,
-    TokenStore,
     ViewStore,
-    WebSessionStore,
 )
 
 if TYPE_CHECKING:
@@ -81,8 +79,6 @@ __all__ = [
     "SQLStore",
     "SnapshotStore",
     "Store",
-    "TokenStore",
     "ViewStore",
-    "WebSessionStore",
     "open_store",
 ]

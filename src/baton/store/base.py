@@ -11,8 +11,8 @@ so what it depends on is what it calls: the roles follow the SQL store's parts â
   :mod:`baton.store.redis_leases`) and the record of their fencing tokens (``sql.py``);
 - :class:`AuditStore`: what was done, by whom (``sql.py``);
 - :class:`KeyStore`: all of the above, what any work on a key (a run, a reset, a sweep) needs;
-- :class:`JobStore`, :class:`TokenStore`, :class:`DeliveryStore`:
-  the service's jobs, API tokens and webhook deliveries (``sql_service.py``); :class:`ViewStore`: the
+- :class:`JobStore`, :class:`DeliveryStore`:
+  the fleet's jobs and the webhook deliveries (``sql_service.py``); :class:`ViewStore`: the
   dashboard's and ``/metrics``' counted reads (``sql_views.py``); :class:`ForgeStore`: the forge room's
   bindings, events, turns and budgets (``sql_forge.py``).
 
@@ -32,6 +32,7 @@ in the store â†’ :class:`baton.errors.Fenced` and nothing written; smaller (a Re
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from baton.models import (
@@ -41,14 +42,12 @@ from baton.models import (
     Fence,
     JobRecord,
     JobStatus,
-    Lease,
     Outcome,
     QuotaRecord,
     RunRecord,
     SessionRecord,
     SessionStatus,
     Snapshot,
-    TokenRecord,
     WorkerRecord,
 )
 
@@ -58,6 +57,20 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from baton.models import Binding, BindingStatus, EventRecord, EventStatus
+
+
+@dataclass
+class Lease:
+    """Who holds a key right now, until when: a lease backend's record (the store's own, Redis's); nothing
+    outside the store reads one."""
+
+    key: str
+    holder: str
+    host: str
+    pid: int
+    acquired_at: float
+    expires_at: float
+    fence: int = 0  # the grant's fencing token: every grant of a key gets a larger one
 
 
 class RunStore(Protocol):
@@ -278,27 +291,6 @@ class RunLookup(RunStore, JobStore, ListingStore, Protocol):
     """What finding a run by its id reads: a job's or an attempt's (``baton.runner.runids``)."""
 
 
-class TokenStore(Protocol):
-    """The service's API tokens (their hashes)."""
-
-    def add_token(self, token: TokenRecord) -> None: ...
-    def get_token(self, name: str) -> TokenRecord | None: ...
-    def find_token(self, digest: str) -> TokenRecord | None: ...
-    def list_tokens(self) -> list[TokenRecord]: ...
-    def revoke_token(self, name: str, at: float) -> bool: ...
-
-
-class WebSessionStore(Protocol):
-    """The dashboard's sign-ins, by the SHA-256 of the cookie's random session id."""
-
-    def add_web_session(self, digest: str, token_name: str, created_at: float, expires_at: float) -> None: ...
-    def web_session_token(self, digest: str, now: float) -> str | None:
-        """The token that signed the session in, unless unknown, expired or revoked."""
-        ...
-
-    def revoke_web_session(self, digest: str, at: float) -> bool: ...
-
-
 class DeliveryStore(Protocol):
     """Webhook deliveries, one per forge and delivery id."""
 
@@ -485,8 +477,6 @@ class Store(
     KeyStore,
     ListingStore,
     JobStore,
-    TokenStore,
-    WebSessionStore,
     DeliveryStore,
     ViewStore,
     WorkerStore,

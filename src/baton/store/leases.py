@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 
 from baton import retry
 from baton.errors import BadInput, BatonError, Busy, Cancelled
-from baton.models import Fence, Lease
+from baton.models import Fence
 from baton.settings import Settings
-from baton.store.base import LeaseBackend, LeaseStore
+from baton.store.base import Lease, LeaseBackend, LeaseStore
 
 __all__ = ["HOST", "LeaseBackend", "LeaseHolder", "held", "key_lease", "lease_backend", "pid_alive"]
 

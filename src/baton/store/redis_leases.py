@@ -28,8 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from baton.errors import Fenced
-from baton.models import Lease
-from baton.store.base import LeaseStore
+from baton.store.base import Lease, LeaseStore
 from baton.store.redis import RedisConn
 
 # KEYS: lease, counter; ARGV: holder, host, pid, ttl ms, a holder the caller may replace ("" none).

@@ -154,16 +154,6 @@ jobs = sa.Table(
     sa.Index("jobs_key_seq", "agent", "repo", "thread", "seq"),
 )
 
-tokens = sa.Table(
-    "tokens",
-    metadata,
-    sa.Column("name", Text, primary_key=True),
-    sa.Column("scope", Text, nullable=False),
-    sa.Column("digest", Text, nullable=False, unique=True),
-    sa.Column("created_at", Real, nullable=False),
-    sa.Column("revoked_at", Real),
-)
-
 deliveries = sa.Table(
     "deliveries",
     metadata,
@@ -226,16 +216,6 @@ workers = sa.Table(
     sa.Column("disk_at", Real),
     sa.Column("free_bytes", sa.BigInteger),
     sa.Column("total_bytes", sa.BigInteger),
-)
-
-web_sessions = sa.Table(
-    "web_sessions",
-    metadata,
-    sa.Column("digest", Text, primary_key=True),  # SHA-256 of the cookie's random session id
-    sa.Column("token_name", Text, nullable=False),  # the API token that signed in
-    sa.Column("created_at", Real, nullable=False),
-    sa.Column("expires_at", Real, nullable=False),
-    sa.Column("revoked_at", Real),
 )
 
 # -- forges: threads bound to issues and pull requests (baton.forge) ------------------------------------

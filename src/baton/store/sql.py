@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from baton.errors import StoreError
-from baton.models import Fence, Lease, Outcome, RunRecord, SessionRecord, SessionStatus, Snapshot
+from baton.models import Fence, Outcome, RunRecord, SessionRecord, SessionStatus, Snapshot
+from baton.store.base import Lease
 from baton.store.engine import engine_for, migrate, redact, store_error
 from baton.store.rows import session_values, snapshot_digests, snapshot_of
 from baton.store.sql_checkpoints import CheckpointTables
@@ -32,7 +33,6 @@ from baton.store.sql_quota import QuotaTables
 from baton.store.sql_sdk import SdkEntryTables
 from baton.store.sql_service import ServiceTables
 from baton.store.sql_views import ViewQueries
-from baton.store.sql_websessions import WebSessionTables
 from baton.store.sql_workers import WorkerTables
 from baton.store.tables import (
     KEY,
@@ -63,7 +63,6 @@ class SQLStore(
     CheckpointTables,
     SdkEntryTables,
     WorkerTables,
-    WebSessionTables,
     ForgeTables,
     QuotaTables,
 ):

@@ -1,5 +1,6 @@
-"""What the service keeps in the SQL store: submitted runs (jobs), API tokens (hashes only) and
-webhook deliveries (for deduplication and the deliveries list).
+"""What the fleet and the forge keep in the SQL store: submitted runs (jobs) and webhook deliveries
+(for deduplication and the deliveries list). The service's own API tokens are in
+:mod:`baton.service.tables`.
 
 Jobs are the service's queue: a job is stored ``queued`` before the API answers 202, so a restart
 loses nothing, and an executor (in-process now, Celery later) starts the oldest queued job of a key only
@@ -20,8 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from baton.models import DeliveryRecord, DeliveryStatus, JobRecord, JobStatus, TokenRecord, TokenScope
-from baton.store.schema import deliveries, job_events, jobs, tokens
+from baton.models import DeliveryRecord, DeliveryStatus, JobRecord, JobStatus
+from baton.store.schema import deliveries, job_events, jobs
 from baton.store.schema import leases as _leases
 from baton.store.schema import runs as _runs
 from baton.store.schema import sessions as _sessions
@@ -161,36 +162,6 @@ class ServiceTables:
                 .values(status=JobStatus.RUNNING.value, started_at=started_at)
             )
             return bool(started.rowcount)
-
-    # -- tokens -------------------------------------------------------------------------------------
-
-    def add_token(self, token: TokenRecord) -> None:
-        values = {**token.__dict__, "scope": token.scope.value}
-        with self._tx() as conn:
-            conn.execute(sa.insert(tokens).values(values))
-
-    def get_token(self, name: str) -> TokenRecord | None:
-        with self._tx() as conn:
-            row = conn.execute(sa.select(tokens).where(tokens.c.name == name)).first()
-        return _token(row._mapping) if row else None
-
-    def find_token(self, digest: str) -> TokenRecord | None:
-        with self._tx() as conn:
-            row = conn.execute(sa.select(tokens).where(tokens.c.digest == digest)).first()
-        return _token(row._mapping) if row else None
-
-    def list_tokens(self) -> list[TokenRecord]:
-        with self._tx() as conn:
-            return [_token(r._mapping) for r in conn.execute(sa.select(tokens).order_by(tokens.c.name))]
-
-    def revoke_token(self, name: str, at: float) -> bool:
-        with self._tx() as conn:
-            result = conn.execute(
-                sa.update(tokens)
-                .where(tokens.c.name == name, tokens.c.revoked_at.is_(None))
-                .values(revoked_at=at)
-            )
-            return bool(result.rowcount)
 
     # -- webhook deliveries -------------------------------------------------------------------------
 
@@ -340,12 +311,6 @@ def _job(row: Any) -> JobRecord:
     data["request"] = json.loads(data["request"])
     data["result"] = json.loads(data["result"]) if data["result"] else None
     return JobRecord(**data)
-
-
-def _token(row: Any) -> TokenRecord:
-    data = dict(row)
-    data["scope"] = TokenScope(data["scope"])
-    return TokenRecord(**data)
 
 
 def _delivery_values(delivery: DeliveryRecord) -> dict[str, Any]:

@@ -36,9 +36,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from baton.housekeeping.disk import DiskReport
 from baton.housekeeping.fleetdisk import FleetDisk, fleet_disk
 from baton.housekeeping.quotas import clear_breaker, quota_views
-from baton.models import BindingStatus, Outcome, QuotaState, SessionStatus, TokenScope
+from baton.models import BindingStatus, Outcome, QuotaState, SessionStatus
 from baton.service.dashboard.web import Viewer, form_of, page, signed_in, state, with_headers
 from baton.service.metrics import resume_result
+from baton.service.records import TokenScope
 from baton.store.base import ForgeStore, QuotaStore, ViewStore
 
 router = APIRouter(include_in_schema=False)

@@ -26,8 +26,9 @@ from fastapi.responses import HTMLResponse
 from baton.errors import BadInput
 from baton.forge.threads import key_state
 from baton.housekeeping.disk import DiskReport, SessionUsage
-from baton.models import JobStatus, SessionRecord, SessionStatus, TokenScope
+from baton.models import JobStatus, SessionRecord, SessionStatus
 from baton.service.dashboard.web import Viewer, form_of, page, signed_in, state
+from baton.service.records import TokenScope
 from baton.service.sessions import forge_config
 from baton.sessions.lineage import lineage
 from baton.sessions.manage import Scope, get_session, reset_session, resolve_key

@@ -9,7 +9,6 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from baton.models import TokenScope
 from baton.service.auth import valid_token
 from baton.service.dashboard.web import (
     COOKIE,
@@ -26,6 +25,7 @@ from baton.service.dashboard.web import (
     viewer_of,
     with_headers,
 )
+from baton.service.records import TokenScope
 
 router = APIRouter(include_in_schema=False)
 

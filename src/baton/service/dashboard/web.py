@@ -4,7 +4,7 @@
 random session id in the ``baton_session`` cookie (HttpOnly, so no script can read it; SameSite=Strict,
 so no other site's page sends it; Secure when the request came over HTTPS, a trusted proxy's
 ``X-Forwarded-Proto: https`` included — ``baton serve --forwarded-allow-ips``), and the store keeps
-only its SHA-256 (:mod:`baton.store.sql_websessions`). Signing out revokes the session, so a copied
+only its SHA-256 (:mod:`baton.service.tables`). Signing out revokes the session, so a copied
 cookie stops working; every request also looks the session's token up as the API does, so revoking
 the token signs its browsers out at once.
 
@@ -36,8 +36,9 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from baton.agents import clean_error
-from baton.models import TokenRecord, TokenScope
 from baton.service.auth import digest
+from baton.service.records import TokenRecord, TokenScope
+from baton.service.tables import token_store, web_session_store
 from baton.settings import Settings, format_size
 from baton.store import Store
 
@@ -90,12 +91,12 @@ def sign_in(store: Store, token: TokenRecord) -> str:
     """Start a session for ``token``; returns its id (the cookie's value), which nothing keeps."""
     session_id = secrets.token_urlsafe(32)
     now = time.time()
-    store.add_web_session(digest(session_id), token.name, now, now + COOKIE_AGE)
+    web_session_store(store).add_web_session(digest(session_id), token.name, now, now + COOKIE_AGE)
     return session_id
 
 
 def sign_out(store: Store, session_id: str) -> None:
-    store.revoke_web_session(digest(session_id), time.time())
+    web_session_store(store).revoke_web_session(digest(session_id), time.time())
 
 
 def state(request: Request) -> tuple[Settings, Store]:
@@ -109,8 +110,8 @@ def viewer_of(request: Request) -> Viewer | None:
     if not session_id:
         return None
     store: Store = request.app.state.store
-    name = store.web_session_token(digest(session_id), time.time())
-    token = store.get_token(name) if name else None
+    name = web_session_store(store).web_session_token(digest(session_id), time.time())
+    token = token_store(store).get_token(name) if name else None
     if token is None or token.revoked_at is not None:
         return None
     return Viewer(token.name, token.scope, csrf_for(session_id))
