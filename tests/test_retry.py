@@ -3,6 +3,7 @@ no other test times: the job's end written through a store outage (baton.fleet.e
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -17,7 +18,9 @@ from baton import retry
 from baton.agents import gemini_files
 from baton.errors import Busy, GitError, StoreError
 from baton.fleet import execute
+from baton.forge.model import Binding, BindingStatus
 from baton.sandbox import cgroups
+from baton.store import open_store, sql_forge
 from baton.workspace import badrefs
 from baton.workspace.locks import file_lock
 
@@ -195,3 +198,33 @@ def _fails_with(exc: Exception) -> Callable[[], None]:
         raise exc
 
     return fetch
+
+
+def test_a_bind_whose_blocking_row_keeps_vanishing_is_tried_three_times_then_a_store_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'baton.db'}")
+    first = Binding(
+        forge="github",
+        repo="acme/api",
+        number=42,
+        agent="claude",
+        repo_slug="acme-api",
+        thread="issue-42",
+        repo_url="https://forge.example/acme/api.git",
+        status=BindingStatus.ACTIVE,
+        created_at=1.0,
+        updated_at=1.0,
+    )
+    assert store.bind(first)[1]
+    reads: list[int] = []
+
+    def never_found(*_args: object) -> None:  # the row that blocks the insert is gone when read
+        reads.append(1)
+
+    monkeypatch.setattr(sql_forge, "_binding_row", never_found)
+    again = dataclasses.replace(first, thread="another-thread")  # blocked by the conversation's key
+    with pytest.raises(StoreError, match="its rows kept changing"):
+        store.bind(again)
+    assert len(reads) == 2 * 3  # two reads a try, three tries
+    store.close()

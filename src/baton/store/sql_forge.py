@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from baton import retry
 from baton.errors import BadInput, StoreError
 from baton.models import Access, Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
 from baton.store.schema import audit, forge_bindings, forge_budgets, forge_events, forge_turns, jobs
@@ -49,7 +50,10 @@ class ForgeTables:
         number, or as the PR of an issue's binding) the stored one and False, unchanged. A key bound to
         another conversation is :class:`BadInput`."""
         values = binding_values(binding)
-        for _ in range(3):  # a row that blocked the insert and was unbound before it could be read
+
+        def one() -> tuple[Binding, bool] | None:
+            """One try in its own transaction; None: a row blocked the insert and was unbound before
+            it could be read (tried again)."""
             with self._tx() as conn:
                 stored = _binding_row(conn, binding.forge, binding.repo, binding.number)
                 if stored is not None:
@@ -65,6 +69,16 @@ class ForgeTables:
                 owner = conn.execute(sa.select(forge_bindings).where(_key_where(binding))).first()
                 if owner is not None:
                     raise BadInput(_key_taken(binding, binding_of(owner._mapping)))
+                return None
+
+        bound = retry.Retrying(
+            retry=retry.retry_if_result(lambda result: result is None),
+            wait=retry.wait_none(),  # at once: the row that blocked it is gone
+            stop=retry.stop_after_attempt(3),
+            retry_error_callback=lambda _state: None,
+        )(one)
+        if bound is not None:
+            return bound
         raise StoreError(f"could not bind {binding.conversation}: its rows kept changing; retry")
 
     def get_binding(self, forge: str, repo: str, number: int) -> Binding | None:
