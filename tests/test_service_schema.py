@@ -41,11 +41,12 @@ from schemathesis.core.result import Ok
 
 from baton.errors import BadInput, BatonError, Busy, DiskFull, GitError, NotFound, RemoteError, StoreError
 from baton.install import extra_hint
-from baton.models import TokenRecord, TokenScope
 from baton.service.app import create_app
 from baton.service.auth import digest
 from baton.service.errors import baton_error_handler
 from baton.service.health import check_ready
+from baton.service.records import TokenRecord, TokenScope
+from baton.service.tables import token_store
 from baton.settings import Settings, load_settings
 from tests import conftest
 from tests.conftest import BATON, FAST, make_repo
@@ -164,7 +165,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     os.environ["BATON_WEBHOOK_SECRET"] = WEBHOOK_SECRET
     try:
         with run_service(load_settings(overrides={"home": str(home), **FAST}, environ={})) as running:
-            running.store.add_token(
+            token_store(running.store).add_token(
                 TokenRecord(TOKEN_NAME, TokenScope.ADMIN, digest(ADMIN_SECRET), time.time())
             )
             yield Api(running, ADMIN_SECRET, str(repo))
@@ -205,7 +206,8 @@ def test_the_links_are_followed_statefully(api: Api) -> None:
     Its rules depend on the answers of a live server (a cancel is 202 or 409 by how far the run got), so
     Hypothesis may find a sequence it replays behaving otherwise (``Flaky``): as Schemathesis' own runner
     does, that ends a round without failing it, and a failed check is failed all the same (recorded as
-    it happens). Rounds run until the links were followed (at most three)."""
+    it happens). Rounds run until the links were followed (at most six: whether a round reaches both
+    depends on the seed and the server's answers; seed 22 reached only the cancel in three)."""
     submitted: set[str] = set()
     followed: set[tuple[str, str]] = set()
     failures: list[str] = []
@@ -233,7 +235,7 @@ def test_the_links_are_followed_statefully(api: Api) -> None:
                 failures.append(str(exc))
                 raise
 
-    for round_ in range(3):
+    for round_ in range(6):
         with contextlib.suppress(hypothesis.errors.Flaky):
             seeded = hypothesis.seed(SEED + round_)(Linked)
             seeded.run(settings=hypothesis.settings(STATEFUL, max_examples=12, stateful_step_count=6))
