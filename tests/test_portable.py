@@ -10,8 +10,10 @@ import base64
 import dataclasses
 import importlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -542,6 +544,31 @@ def test_an_acp_agent_on_a_new_machine_with_the_same_mount_path(
     assert "turn 1" in model.texts()[-1] and (worktree(third) / "notes.md").read_text() == "untracked on A\n"
 
 
+Turn = Callable[[Settings, str], RunResult]
+
+
+@contextmanager
+def acp_workers(
+    agent: str, repo: Path, monkeypatch: pytest.MonkeyPatch, *workers: Settings
+) -> Iterator[tuple[Any, Turn]]:
+    """An ACP agent's mock model, configured in every worker's base home, and a turn of thread t1 on any
+    of them (which must succeed)."""
+    module, name = MOCKS[agent]
+    with getattr(importlib.import_module(module), name)() as model:
+        for variable, value in model.env().items():
+            monkeypatch.setenv(variable, value)
+        for worker in workers:
+            model.configure_home(worker.home / "homes" / agent)
+
+        def turn(settings: Settings, prompt: str) -> RunResult:
+            request = RunRequest(agent=agent, repo=str(repo), thread="t1", prompt=prompt)
+            result = run(request, settings=settings)
+            assert result.ok, (result.run.mode, result.run.error)
+            return result
+
+        yield model, turn
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("agent", ["copilot", "opencode"])
 def test_an_acp_agent_moves_to_another_baton_home(
@@ -551,19 +578,7 @@ def test_an_acp_agent_moves_to_another_baton_home(
     its own): the conversation hydrated there is loaded by id with its whole history, in B's worktree.
     OpenCode binds a session to the directory and project it was made in: baton rewrites them on
     hydrate (:meth:`baton.agents.opencode.OpenCodeAgent.after_hydrate`)."""
-    module, name = MOCKS[agent]
-    with getattr(importlib.import_module(module), name)() as model:
-        for variable, value in model.env().items():
-            monkeypatch.setenv(variable, value)
-        for home in (a.home, b.home):
-            model.configure_home(home / "homes" / agent)
-
-        def turn(settings: Settings, prompt: str) -> RunResult:
-            request = RunRequest(agent=agent, repo=str(src_repo), thread="t1", prompt=prompt)
-            result = run(request, settings=settings)
-            assert result.ok, (result.run.mode, result.run.error)
-            return result
-
+    with acp_workers(agent, src_repo, monkeypatch, a, b) as (model, turn):
         first = turn(a, "turn 1")
         (worktree(first) / "notes.md").write_text("untracked on A\n")
         turn(a, "turn 2")
@@ -618,19 +633,7 @@ def test_back_on_worker_a_an_acp_agent_resumes_what_b_added(
     """Turn one on A, turn two on B, turn three on A again: A's own copy of the conversation (OpenCode's
     database, Copilot's session files) is a turn behind the store's snapshot. Neither format only grows,
     so size cannot tell; A must hydrate B's turn, not resume its stale copy and silently lose it."""
-    module, name = MOCKS[agent]
-    with getattr(importlib.import_module(module), name)() as model:
-        for variable, value in model.env().items():
-            monkeypatch.setenv(variable, value)
-        for home in (a.home, b.home):
-            model.configure_home(home / "homes" / agent)
-
-        def turn(settings: Settings, prompt: str) -> RunResult:
-            request = RunRequest(agent=agent, repo=str(src_repo), thread="t1", prompt=prompt)
-            result = run(request, settings=settings)
-            assert result.ok, (result.run.mode, result.run.error)
-            return result
-
+    with acp_workers(agent, src_repo, monkeypatch, a, b) as (model, turn):
         turn(a, "turn 1")
         turn(b, "turn 2 on B")
         third = turn(a, "turn 3")
