@@ -39,8 +39,9 @@ def blocks() -> list[str]:
 
 def test_the_page_has_a_block_for_each_agent() -> None:
     found = blocks()
-    assert len(found) == 1 + len(AGENTS)  # the scratch home and repository, then one per agent
-    for agent, block in zip(AGENTS, found[1:], strict=True):
+    assert len(found) == 2 + len(AGENTS)  # the scratch home and repository, one per agent, then doctor
+    assert found[-1].strip() == "baton doctor"
+    for agent, block in zip(AGENTS, found[1:-1], strict=True):
         assert f"baton run -a {agent} " in block, block
         assert len(SAID.findall(block)) == 1, f"{agent}'s block says what its run prints"
 
@@ -91,3 +92,7 @@ def test_each_agents_block_runs_as_pasted(tmp_path: Path, leftovers: None) -> No
     printed = [line for line in out.splitlines() if line.startswith("mock reply #")]
     assert printed == SAID.findall(script), out[-6000:]
     assert out.count("succeeded  run ") == len(AGENTS), out[-6000:]
+    # doctor exited 0 (set -e), with an ok line for every agent's CLI, retention and credentials
+    for agent in AGENTS:
+        for check in ("CLI", "retention", "credentials"):
+            assert re.search(rf"^\W*ok\W+{agent} {check}\b", out, re.MULTILINE), (agent, check, out[-6000:])
