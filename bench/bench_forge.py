@@ -66,9 +66,11 @@ from baton.forge.config import load_forges
 from baton.forge.github import GitHubClient
 from baton.forge.loop import ForgeLoop
 from baton.forge.reconcile import reconcile
+from baton.forge.records import Binding
+from baton.forge.tables import forge_store
 from baton.forge.threads import bind_thread
 from baton.keys import parse_repo
-from baton.models import Binding, JobStatus
+from baton.models import JobStatus
 from baton.service.auth import create_token
 from baton.service.records import TokenScope
 from baton.settings import Settings
@@ -235,8 +237,8 @@ def settled(store: Store, timeout: float = 120.0) -> None:
     while (
         store.list_jobs(status=JobStatus.QUEUED, limit=1)
         or store.list_jobs(status=JobStatus.RUNNING, limit=1)
-        or store.unpublished_turns(limit=1)
-        or store.pending_forge_threads(limit=1)
+        or forge_store(store).unpublished_turns(limit=1)
+        or forge_store(store).pending_forge_threads(limit=1)
     ):
         if time.monotonic() > deadline:
             raise RuntimeError("the forge loop did not settle in time")
@@ -491,8 +493,8 @@ def bind_all(loop: ForgeLoop, issues: list[int], prs: list[tuple[int, str, str]]
             created_at=now,
             updated_at=now,
         )
-        loop.store.bind(binding)
-        loop.store.save_binding(binding)
+        forge_store(loop.store).bind(binding)
+        forge_store(loop.store).save_binding(binding)
     for number, branch, sha in prs:
         binding = Binding(
             "github",
@@ -510,8 +512,8 @@ def bind_all(loop: ForgeLoop, issues: list[int], prs: list[tuple[int, str, str]]
             created_at=now,
             updated_at=now,
         )
-        loop.store.bind(binding)
-        loop.store.save_binding(binding)
+        forge_store(loop.store).bind(binding)
+        forge_store(loop.store).save_binding(binding)
 
 
 def one_pass(loop: ForgeLoop, host: Any) -> tuple[float, list[tuple[str, str, int]], dict[str, Any]]:
@@ -638,7 +640,7 @@ def profiled_pass(loop: ForgeLoop) -> str:
 def raw_requests(urls: dict[str, str], store: Store) -> tuple[float, int]:
     """The steady pass's requests alone, by plain httpx on one connection: the issues list since a
     minute ago and each PR head's check-runs with its stored ETag. Seconds, and how many were 304."""
-    bindings = store.list_bindings(forge="github", limit=10_000)
+    bindings = forge_store(store).list_bindings(forge="github", limit=10_000)
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 180))
     headers = {"Authorization": f"Bearer {urls['token']}", "Accept": "application/vnd.github+json"}
     not_modified = 0

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from baton.models import DeliveryStatus, JobStatus
+from baton.forge.records import DeliveryStatus
+from baton.forge.tables import delivery_store, forge_store
+from baton.models import JobStatus
 from baton.settings import Settings
 from baton.testing.fake_forge import FakeForge
 from baton.testing.fake_gitea import FakeGitea
@@ -96,15 +98,18 @@ def settled(service: Service, fake: FakeForge, turns: int) -> None:
         return (
             len(jobs) >= turns
             and all(j.status == JobStatus.DONE for j in jobs)
-            and not service.store.unpublished_turns()
-            and not service.store.pending_forge_threads()
-            and not service.store.list_deliveries_by_status(DeliveryStatus.PENDING)
+            and not forge_store(service.store).unpublished_turns()
+            and not forge_store(service.store).pending_forge_threads()
+            and not delivery_store(service.store).list_deliveries_by_status(DeliveryStatus.PENDING)
         )
 
     try:
         wait_for(done, timeout=float(os.environ.get("FORGE_E2E_WAIT", "180")), what=f"{turns} turns")
     except AssertionError as exc:  # say where the loop stopped
-        deliveries = [(d.event, d.status.value, d.result) for d in service.store.list_deliveries(limit=10)]
+        deliveries = [
+            (d.event, d.status.value, d.result)
+            for d in delivery_store(service.store).list_deliveries(limit=10)
+        ]
         jobs = [(j.id, j.status.value, j.outcome, j.error) for j in service.store.list_jobs(limit=10)]
         raise AssertionError(f"{exc}\ndeliveries: {deliveries}\njobs: {jobs}") from None
     assert len(service.store.list_jobs(limit=100)) == turns
@@ -115,7 +120,7 @@ def kind_of(fake: FakeForge) -> str:
 
 
 def binding_of(service: Service, number: int, forge: str = "github") -> dict[str, object]:
-    found = service.store.get_binding(forge, REPO, number)
+    found = forge_store(service.store).get_binding(forge, REPO, number)
     assert found is not None, f"#{number} is not bound"
     return found.to_json()
 

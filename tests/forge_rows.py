@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from baton.forge.model import Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
+from baton.forge.records import Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
+from baton.forge.tables import forge_store
 from baton.models import Access
 from baton.store.base import Store
 
@@ -96,7 +97,7 @@ def seed_thread(store: Store, agent: str, repo_slug: str, thread: str, run_id: s
         created_at=now - 3600,
         updated_at=now,
     )
-    stored, new = store.bind(binding)
+    stored, new = forge_store(store).bind(binding)
     assert new
     comment_url = f"{WEB}/{REPO}/pull/{PR}#issuecomment-1"
     records = [
@@ -146,8 +147,8 @@ def seed_thread(store: Store, agent: str, repo_slug: str, thread: str, run_id: s
             job_id=job,
             reason=reason,
         )
-        assert store.add_forge_event(record) is not None
-    assert store.add_forge_turn(run_id, FORGE, REPO, NUMBER, ["comment", "review"], now - 30)
+        assert forge_store(store).add_forge_event(record) is not None
+    assert forge_store(store).add_forge_turn(run_id, FORGE, REPO, NUMBER, ["comment", "review"], now - 30)
     for _ in range(3):
-        store.spend_budget(FORGE, REPO, NUMBER, SIGNATURE, now)
+        forge_store(store).spend_budget(FORGE, REPO, NUMBER, SIGNATURE, now)
     return Seeded(stored, run_id)

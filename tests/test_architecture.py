@@ -188,7 +188,7 @@ def test_each_room_says_what_it_owns_and_may_import(room: str) -> None:
 
 # -- a room owns its data -------------------------------------------------------------------------------
 # Rooms that keep their own records (records.py) and their own tables and store role (tables.py).
-DATA_ROOMS = {"plans", "service"}
+DATA_ROOMS = {"forge", "plans", "service"}
 
 
 def _place(module: str) -> str:

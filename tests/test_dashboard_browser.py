@@ -33,7 +33,9 @@ import httpx
 import pytest
 
 from baton import RunRequest, run
-from baton.models import DeliveryRecord, DeliveryStatus, Outcome
+from baton.forge.records import DeliveryRecord, DeliveryStatus
+from baton.forge.tables import delivery_store
+from baton.models import Outcome
 from baton.plans.file import parse_plan
 from baton.plans.runner import run_plan
 from baton.settings import Settings, load_settings
@@ -140,7 +142,7 @@ def seed(fleet: Fleet, root: Path) -> None:
     assert run_plan(parse_plan(alpha_plan.read_text(), str(alpha_plan)), fleet.settings, store).record
     delivery = DeliveryRecord("github", "delivery-1", "issue_comment", time.time(), DeliveryStatus.DONE)
     delivery.result = {"matched": [f"claude:{fleet.sessions['issue-4'].slug}:issue-4"], "runs": []}
-    assert store.add_delivery(delivery)
+    assert delivery_store(store).add_delivery(delivery)
 
 
 @pytest.fixture(scope="module")

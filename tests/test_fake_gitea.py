@@ -16,7 +16,8 @@ import pytest
 from baton.forge.events import GITEA, claimed_signatures, verified
 from baton.forge.gitea import GiteaClient
 from baton.forge.intake import read_event
-from baton.forge.model import Actor, FeedbackKind, ForgeError, ForgeKind
+from baton.forge.model import Actor, ForgeError, ForgeKind
+from baton.forge.records import FeedbackKind
 from baton.testing._http import BackgroundServer, QuietHandler
 from baton.testing.fake_forge import serve_quickly
 from baton.testing.fake_gitea import FakeGitea

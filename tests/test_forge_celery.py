@@ -14,7 +14,9 @@ from baton.fleet.celery import CeleryExecutor
 from baton.forge import dispatch
 from baton.forge.config import load_forges
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import Actor, FeedbackKind, ForgeEvent, Trigger
+from baton.forge.model import Actor, ForgeEvent, Trigger
+from baton.forge.records import FeedbackKind
+from baton.forge.tables import forge_store
 from baton.models import JobStatus
 from baton.settings import Settings
 from baton.store import Store
@@ -106,7 +108,7 @@ clone_url = "{fake.clone_url(REPO)}"
         return (
             len(jobs) == 2
             and all(j.status == JobStatus.DONE for j in jobs)
-            and not shared_store.unpublished_turns()
+            and not forge_store(shared_store).unpublished_turns()
         )
 
     wait_for(published, timeout=120, what="two turns run and published by the worker")

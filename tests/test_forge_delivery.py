@@ -20,8 +20,9 @@ from baton.forge.deliveries import Worker
 from baton.forge.delivery import READERS, BasePushed, Closed, Delivery, DeliveryKind, Reader
 from baton.forge.events import Ignored, Malformed, Target
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import Binding, BindingStatus, ForgeKind
-from baton.models import DeliveryRecord, DeliveryStatus
+from baton.forge.model import ForgeKind
+from baton.forge.records import Binding, BindingStatus, DeliveryRecord, DeliveryStatus
+from baton.forge.tables import delivery_store, forge_store
 from baton.settings import Settings
 from baton.store import Store
 
@@ -190,7 +191,7 @@ def _bound(store: Store, number: int) -> Binding:
         thread=f"issue-{number}", repo_url="https://x/acme/api.git", status=BindingStatus.ACTIVE,
         created_at=now, updated_at=now,
     )  # fmt: skip
-    stored, new = store.bind(binding)
+    stored, new = forge_store(store).bind(binding)
     assert new
     return stored
 
@@ -198,7 +199,7 @@ def _bound(store: Store, number: int) -> Binding:
 def _wait_done(store: Store, delivery_id: str) -> DeliveryRecord:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        record = store.get_delivery("github", delivery_id)
+        record = delivery_store(store).get_delivery("github", delivery_id)
         if record is not None and record.status != DeliveryStatus.PENDING:
             return record
         time.sleep(0.02)
@@ -214,7 +215,7 @@ def test_pending_deliveries_old_and_new_are_acted_on_after_a_restart(
     now = time.time()
     typed = Delivery(closed=Closed("gh", "acme/api", 8)).to_json()
     assert "marker" not in typed and typed == {"closes": {"forge": "gh", "repo": "acme/api", "number": 8}}
-    assert store.add_deliveries([
+    assert delivery_store(store).add_deliveries([
         DeliveryRecord("github", "d-old", "issues", now, result={"marker": "closed:gh:acme/api#7"}),
         DeliveryRecord("github", "d-new", "issues", now, result=typed),
     ]) == [True, True]  # fmt: skip
@@ -226,7 +227,7 @@ def test_pending_deliveries_old_and_new_are_acted_on_after_a_restart(
             record = _wait_done(store, delivery_id)
             assert record.status == DeliveryStatus.DONE, record.result
             assert record.result == {"marker": {"closed": binding.conversation}}
-            stored = store.get_binding("gh", "acme/api", binding.number)
+            stored = forge_store(store).get_binding("gh", "acme/api", binding.number)
             assert stored is not None and stored.status == BindingStatus.CLOSED
     finally:
         worker.stop()

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from baton.models import BindingStatus
+from baton.forge.records import BindingStatus
+from baton.forge.tables import forge_store
 from baton.testing.fake_forge import FakeForge
 from baton.testing.tools import tool_marker
 from tests.forge_fixtures import (  # noqa: F401 (fixtures)
@@ -87,7 +88,8 @@ def test_claude_from_an_issue_to_a_pr_that_listens(
         fake.add_check_run(REPO, sha, "test", "failure", log="E   AssertionError: greeting\n")
         settled(service, fake, 4)
     events = [
-        (e.identity, e.status.value, e.reason) for e in service.store.forge_events(forge_kind, REPO, issue)
+        (e.identity, e.status.value, e.reason)
+        for e in forge_store(service.store).forge_events(forge_kind, REPO, issue)
     ]
     assert binding_of(service, issue, forge_kind)["status"] == BindingStatus.NEEDS_HUMAN.value, events
     said = [c for c in fake.comments(REPO, login="baton-bot") if "stopped working" in c.body]

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from baton.forge.events import signature
+from baton.forge.tables import delivery_store, forge_store
 from baton.testing.fake import register_fake
 from baton.testing.fake_forge import FakeForge
 from baton.testing.fake_forge_hooks import post
@@ -49,8 +50,10 @@ def test_a_forged_signature_is_refused_and_nothing_happens(fake: FakeForge, forg
     fake.comment(REPO, issue, "alice", "@baton go")
     fake.deliver_to = url
     assert fake.deliver_forged(fake.last_delivery("issue_comment")) == 401
-    assert [d for d in forge_service.store.list_deliveries(limit=10) if d.event == "issue_comment"] == []
-    assert forge_service.store.get_binding("github", REPO, issue) is None
+    assert [
+        d for d in delivery_store(forge_service.store).list_deliveries(limit=10) if d.event == "issue_comment"
+    ] == []
+    assert forge_store(forge_service.store).get_binding("github", REPO, issue) is None
 
 
 def test_two_hundred_concurrent_deliveries_of_one_comment_make_one_turn(
@@ -71,7 +74,11 @@ def test_two_hundred_concurrent_deliveries_of_one_comment_make_one_turn(
         t.join()
     assert statuses.count(202) == 200
     settled(forge_service, fake, 1)
-    deliveries = [d for d in forge_service.store.list_deliveries(limit=300) if d.event == "issue_comment"]
+    deliveries = [
+        d
+        for d in delivery_store(forge_service.store).list_deliveries(limit=300)
+        if d.event == "issue_comment"
+    ]
     outcomes = [o["status"] for d in deliveries for o in d.result["forge"]]
     assert outcomes.count("accepted") + outcomes.count("coalesced") == 1
     assert outcomes.count("duplicate") == 199
@@ -95,7 +102,9 @@ def test_an_unknown_repository_is_ignored(fake: FakeForge, forge_service: Servic
     issue = fake.open_issue("acme/other", "alice", "Task", "")
     fake.comment("acme/other", issue, "alice", "@baton go")
     settled(forge_service, fake, 0)
-    [delivery] = [d for d in forge_service.store.list_deliveries(limit=10) if d.event == "issue_comment"]
+    [delivery] = [
+        d for d in delivery_store(forge_service.store).list_deliveries(limit=10) if d.event == "issue_comment"
+    ]
     [outcome] = delivery.result["forge"]
     assert outcome["status"] == "ignored" and "not a configured repository" in outcome["reason"]
 
@@ -139,7 +148,7 @@ def test_a_refused_push_is_reported_in_the_forges_words_and_the_work_is_kept(
     issue = fake.open_issue(REPO, "alice", "Task", "")
     fake.comment(REPO, issue, "alice", "@baton go")
     settled(forge_service, fake, 1)
-    [turn] = forge_service.store.forge_turns("github", REPO, issue)
+    [turn] = forge_store(forge_service.store).forge_turns("github", REPO, issue)
     assert "GH006" in turn["publish"]["refused"]
     [status] = fake.comments(REPO, issue, login="baton-bot")
     assert "push was refused" in status.body and "GH006" in status.body
@@ -253,4 +262,4 @@ def test_a_burst_of_issues_audits_one_decision_each_and_no_refusal_of_batons_own
     )
     assert len(accepted) == len(issues)
     assert [a for a in rows if a["action"] == "forge.refused"] == []
-    assert forge_service.store.forge_turn_counts()["refused"] == 0  # baton_forge_refused_total
+    assert forge_store(forge_service.store).forge_turn_counts()["refused"] == 0  # baton_forge_refused_total

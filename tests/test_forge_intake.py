@@ -16,8 +16,9 @@ import pytest
 
 from baton.forge.events import Ignored, Malformed
 from baton.forge.intake import gitea_review_identity, read_event
-from baton.forge.model import FeedbackKind, ForgeEvent, ForgeKind, Trigger
+from baton.forge.model import ForgeEvent, ForgeKind, Trigger
 from baton.forge.payload import BODY_CHARS, TITLE_CHARS, mentions
+from baton.forge.records import FeedbackKind
 from baton.testing import gitea_spec
 
 ROOT = Path(__file__).resolve().parents[1]

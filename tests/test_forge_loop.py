@@ -25,13 +25,10 @@ from baton.forge.delivery import READERS, BasePushed, Delivery
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import (
     Actor,
-    BindingStatus,
     Budget,
     Changed,
     Comment,
-    EventStatus,
     FailedCheck,
-    FeedbackKind,
     ForgeError,
     ForgeEvent,
     ForgeKind,
@@ -40,7 +37,9 @@ from baton.forge.model import (
     Trigger,
 )
 from baton.forge.reconcile import reconcile
+from baton.forge.records import BindingStatus, EventStatus, FeedbackKind
 from baton.forge.schedule import heal
+from baton.forge.tables import forge_store
 from baton.forge.threads import bind_thread
 from baton.models import Access, JobStatus
 from baton.settings import Settings
@@ -189,8 +188,8 @@ def idle(loop: ForgeLoop) -> None:
 
     def settled() -> bool:
         jobs = loop.store.list_jobs(limit=100)
-        pending = loop.store.pending_forge_threads()
-        unpublished = loop.store.unpublished_turns()
+        pending = forge_store(loop.store).pending_forge_threads()
+        unpublished = forge_store(loop.store).unpublished_turns()
         return all(j.status == JobStatus.DONE for j in jobs) and not pending and not unpublished
 
     wait_for(settled, timeout=60)
@@ -202,7 +201,7 @@ def test_a_mention_binds_the_issue_and_baton_pushes_and_opens_the_pr(
     outcome = dispatch.handle(loop, comment(1, "@baton please add a greeting"))
     assert outcome.status == "accepted", outcome
     idle(loop)
-    binding = loop.store.get_binding("gh", "acme/api", 42)
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
     assert binding is not None and binding.thread == "issue-42" and binding.pr == 7
     assert forge.prs == [("baton/fake/issue-42", "main", "Add a greeting", True)]
     # the agent's edit was committed by baton and pushed with baton's credentials
@@ -235,7 +234,7 @@ def test_a_duplicate_makes_no_second_turn_and_events_behind_a_turn_coalesce(
     idle(loop)
     jobs = loop.store.list_jobs(limit=10, oldest_first=True)
     assert len(jobs) == 2  # the first, then one for both coalesced comments
-    second = loop.store.events_of_job(jobs[1].id)
+    second = forge_store(loop.store).events_of_job(jobs[1].id)
     assert [e.identity for e in second] == ["comment:2", "comment:3"]
     assert "and also 2" in jobs[1].request["prompt"] and "and also 3" in jobs[1].request["prompt"]
 
@@ -262,7 +261,7 @@ def test_an_untrusted_actor_is_dropped_or_quoted_read_only(loop: ForgeLoop) -> N
 def test_an_untrusted_actor_never_starts_a_thread(loop: ForgeLoop) -> None:
     outcome = dispatch.handle(loop, comment(1, "@baton do it", login="mallory"))
     assert outcome.status == "dropped"
-    assert loop.store.get_binding("gh", "acme/api", 42) is None and not loop.store.list_jobs()
+    assert forge_store(loop.store).get_binding("gh", "acme/api", 42) is None and not loop.store.list_jobs()
 
 
 def ci(sha: str) -> ForgeEvent:
@@ -284,14 +283,14 @@ def test_the_ci_budget_ends_in_needs_human_with_one_comment_and_a_trusted_commen
     forge.failing = [FailedCheck("CI / test", "failure", "https://ci/1", log_tail="AssertionError: 1 != 2")]
     assert dispatch.handle(loop, comment(1, "@baton start")).status == "accepted"
     idle(loop)
-    binding = loop.store.get_binding("gh", "acme/api", 42)
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
     assert binding is not None and binding.pr == 7
     for n in range(3):  # each a new head with the same failure
         forge.head = f"{n:040d}"
         outcome = dispatch.handle(loop, ci(forge.head))
         idle(loop)
         assert outcome.status == ("accepted" if n < 2 else "held"), (n, outcome)
-    binding = loop.store.get_binding("gh", "acme/api", 42)
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
     assert binding is not None and binding.status == BindingStatus.NEEDS_HUMAN
     said = [c for c in forge.comments_of() if "stopped working on this on its own" in c]
     assert len(said) == 1 and "CI / test" in said[0]
@@ -302,9 +301,9 @@ def test_the_ci_budget_ends_in_needs_human_with_one_comment_and_a_trusted_commen
     # a trusted comment resumes the thread
     assert dispatch.handle(loop, comment(9, "try a different approach")).status == "accepted"
     idle(loop)
-    binding = loop.store.get_binding("gh", "acme/api", 42)
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
     assert binding is not None and binding.status == BindingStatus.ACTIVE
-    held = loop.store.forge_events("gh", "acme/api", 42, status=EventStatus.HELD)
+    held = forge_store(loop.store).forge_events("gh", "acme/api", 42, status=EventStatus.HELD)
     assert held == []
 
 
@@ -394,10 +393,10 @@ def test_a_turn_whose_publisher_died_is_published_by_the_heal(
     hook = AFTER_JOB.pop("forge")  # as if the process died between the agent's end and the writes
     assert dispatch.handle(loop, comment(1, "@baton start")).status == "accepted"
     wait_for(lambda: all(j.status == JobStatus.DONE for j in loop.store.list_jobs()), timeout=60)
-    assert loop.store.unpublished_turns() and forge.prs == []
+    assert forge_store(loop.store).unpublished_turns() and forge.prs == []
     AFTER_JOB["forge"] = hook
     heal(loop)
-    assert loop.store.unpublished_turns() == [] and len(forge.prs) == 1
+    assert forge_store(loop.store).unpublished_turns() == [] and len(forge.prs) == 1
     assert "turn 1" in git(origin, "show", "baton/fake/issue-42:notes.md")
     heal(loop)  # once only
     assert len(forge.posted) == 1
@@ -431,7 +430,7 @@ def test_an_unresolved_conflict_is_never_pushed_and_the_next_turn_is_told(
 ) -> None:
     assert dispatch.handle(loop, comment(1, "@baton start")).status == "accepted"
     idle(loop)
-    binding = loop.store.get_binding("gh", "acme/api", 42)
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
     assert binding is not None and binding.head_sha is not None
     pushed = binding.head_sha
     # a person pushes to the PR's base a notes.md of their own: the thread's notes.md conflicts with it
@@ -461,7 +460,7 @@ def test_an_unresolved_conflict_is_never_pushed_and_the_next_turn_is_told(
     [status] = forge.comments_of()
     assert "the merge conflict is still open" in status and "`notes.md` (3 marker lines)" in status
     assert "- pushed `" not in status and "Nothing was committed or pushed" in status
-    binding = loop.store.get_binding("gh", "acme/api", 42)
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
     assert binding is not None and binding.note is not None and "still open in `notes.md`" in binding.note
     assert any(a["action"] == "forge.conflict_open" for a in loop.store.list_audit(20))
     worktree = Path(loop.store.get_session("fake", binding.repo_slug, "issue-42").worktree)  # type: ignore[union-attr]
@@ -478,7 +477,7 @@ def test_an_unresolved_conflict_is_never_pushed_and_the_next_turn_is_told(
     assert len(parents) == 2 and git(origin, "rev-parse", "main") in parents  # the merge, concluded
     merged = git(origin, "show", f"{head}:notes.md")
     assert merged.startswith("both notes, merged") and "<<<<<<<" not in merged
-    binding = loop.store.get_binding("gh", "acme/api", 42)
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
     assert binding is not None and binding.note is None
     assert "still open" not in forge.comments_of()[0] and "**succeeded**" in forge.comments_of()[0]
 
@@ -498,8 +497,8 @@ def test_one_prs_failed_read_never_aborts_the_reconcile_pass(
     assert report.repos == 1 and report.threads == 2
     assert len(report.errors) == 1 and "#7 (checks)" in report.errors[0] and "502" in report.errors[0]
     pr_thread, plain = (
-        loop.store.get_binding("gh", "acme/api", 42),
-        loop.store.get_binding("gh", "acme/api", 43),
+        forge_store(loop.store).get_binding("gh", "acme/api", 42),
+        forge_store(loop.store).get_binding("gh", "acme/api", 43),
     )
     assert pr_thread is not None and plain is not None
     assert plain.seen_at > 0  # what was read is recorded
@@ -519,9 +518,11 @@ def test_the_audit_log_has_one_decision_per_event_and_none_for_batons_own_commen
     rows = [a for a in loop.store.list_audit(100) if a["action"] in ("forge.accepted", "forge.refused")]
     decided = sorted((a["action"], a["detail"]["identity"]) for a in rows)
     assert decided == [("forge.accepted", "comment:1"), ("forge.refused", "comment:2")]
-    assert loop.store.forge_turn_counts()["refused"] == 1  # baton_forge_refused_total
+    assert forge_store(loop.store).forge_turn_counts()["refused"] == 1  # baton_forge_refused_total
     # the refused event is kept on the thread with its reason (forge show lists it)
-    [kept] = [e for e in loop.store.forge_events("gh", "acme/api", 42) if e.identity == "comment:2"]
+    [kept] = [
+        e for e in forge_store(loop.store).forge_events("gh", "acme/api", 42) if e.identity == "comment:2"
+    ]
     assert kept.status == EventStatus.DROPPED and "mallory has read access" in (kept.reason or "")
 
 
@@ -540,7 +541,7 @@ def test_a_binding_follows_its_fixed_configuration_with_one_status_comment(
     loop.config.repos[("gh", "acme/api")] = right
     assert dispatch.handle(loop, comment(2, "try again")).status == "accepted"
     idle(loop)
-    binding = loop.store.get_binding("gh", "acme/api", 42)
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
     assert binding is not None and binding.repo_url == str(origin)
     assert "turn 1" in git(origin, "show", "baton/fake/issue-42:notes.md")
     statuses = [c for c in forge.comments_of() if c.startswith("**baton**")]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from baton.forge.intake import read_event
-from baton.forge.model import Actor, FailedCheck, FeedbackKind, ForgeEvent, ForgeKind, ReviewComment, Trigger
+from baton.forge.model import Actor, FailedCheck, ForgeEvent, ForgeKind, ReviewComment, Trigger
 from baton.forge.prompts import (
     HUNK_LINES,
     LOG_CHARS,
@@ -26,6 +26,7 @@ from baton.forge.prompts import (
     quote,
     render_turn,
 )
+from baton.forge.records import FeedbackKind
 from baton.models import Access
 
 EXAMPLES = (

@@ -17,7 +17,9 @@ import pytest
 
 from baton import RunRequest, run
 from baton.forge.config import ForgeConfig
-from baton.forge.model import Binding, Budget, ForgeKind
+from baton.forge.model import Budget, ForgeKind
+from baton.forge.records import Binding
+from baton.forge.tables import forge_store
 from baton.forge.threads import key_state, links, state_from_store
 from baton.models import JobRecord, JobStatus
 from baton.settings import Settings, load_settings
@@ -89,9 +91,10 @@ def test_links_follow_the_forge_kind() -> None:
 def test_state_from_store_counts_budgets_and_keeps_bodies_out(store: Store) -> None:
     seeded = seed_thread(store, "claude", "github.com/acme/api", "issue-42", "run-1")
     old = time.time() - 2 * 86_400  # a turn of two days ago is not today's
-    assert store.add_forge_turn("run-0", "github", REPO, NUMBER, ["ci_failure"], old)
+    assert forge_store(store).add_forge_turn("run-0", "github", REPO, NUMBER, ["ci_failure"], old)
     github = forge_config(ForgeKind.GITHUB, WEB)
-    state = state_from_store(store, seeded.binding, Budget(per_failure=3, per_day=5), github, last=2)
+    budget = Budget(per_failure=3, per_day=5)
+    state = state_from_store(forge_store(store), seeded.binding, budget, github, last=2)
     assert state["needs_human"] is True and state["binding"]["note"] == NOTE
     assert state["links"] == {"issue": f"{WEB}/{REPO}/issues/{NUMBER}", "pr": f"{WEB}/{REPO}/pull/{PR}"}
     assert state["events_total"] == 4
@@ -122,18 +125,18 @@ def job(job_id: str, status: JobStatus, outcome: str | None = None) -> JobRecord
 def test_forge_turn_counts_by_kind_and_outcome(store_url: str) -> None:
     store = SQLStore(store_url)
     try:
-        assert store.forge_turn_counts() == {"turns": [], "refused": 0}
+        assert forge_store(store).forge_turn_counts() == {"turns": [], "refused": 0}
         store.add_job(job("j-ok", JobStatus.DONE, "succeeded"))
         store.add_job(job("j-fail", JobStatus.DONE, "failed"))
         store.add_job(job("j-run", JobStatus.RUNNING))
-        store.add_forge_turn("j-ok", "gh", REPO, 7, ["comment", "review"], 1.0)
-        store.add_forge_turn("j-fail", "gh", REPO, 7, ["ci_failure"], 2.0)
-        store.add_forge_turn("j-run", "gh", REPO, 7, ["ci_failure"], 3.0)
-        store.add_forge_turn("j-gone", "gh", REPO, 7, ["comment"], 4.0)  # its job was removed
+        forge_store(store).add_forge_turn("j-ok", "gh", REPO, 7, ["comment", "review"], 1.0)
+        forge_store(store).add_forge_turn("j-fail", "gh", REPO, 7, ["ci_failure"], 2.0)
+        forge_store(store).add_forge_turn("j-run", "gh", REPO, 7, ["ci_failure"], 3.0)
+        forge_store(store).add_forge_turn("j-gone", "gh", REPO, 7, ["comment"], 4.0)  # its job was removed
         for i in range(2):
             store.audit("forge.refused", f"gh:{REPO}#7", f"forge:gh:m{i}", {"reason": "untrusted"})
         store.audit("forge.accepted", f"gh:{REPO}#7", "forge:gh:alice", {})
-        assert store.forge_turn_counts() == {
+        assert forge_store(store).forge_turn_counts() == {
             "turns": [
                 ("ci_failure", "failed", 1),
                 ("ci_failure", "running", 1),
@@ -252,7 +255,7 @@ def test_metrics_count_the_forge_loop(forge_service: Service, src_repo: Path) ->
     slug, run_id = a_session(forge_service.settings, src_repo)
     store = forge_service.store
     seed_thread(store, "fake", slug, "issue-42", run_id)
-    store.bind(a_binding(7))  # a second thread, active
+    forge_store(store).bind(a_binding(7))  # a second thread, active
     store.add_job(job(run_id, JobStatus.DONE, "succeeded"))
     store.audit("forge.refused", f"github:{REPO}#42", f"forge:github:{EVIL_LOGIN}", {"reason": EVIL_REASON})
     m = scrape(forge_service.url)

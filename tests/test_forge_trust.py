@@ -11,7 +11,8 @@ import pytest
 
 from baton.errors import BadInput
 from baton.forge.config import BotPolicy, ForgeConfig, RepoConfig, TriggerConfig, Untrusted
-from baton.forge.model import Actor, Decision, FeedbackKind, ForgeError, ForgeEvent, ForgeKind, Trigger
+from baton.forge.model import Actor, Decision, ForgeError, ForgeEvent, ForgeKind, Trigger
+from baton.forge.records import FeedbackKind
 from baton.forge.trust import Permissions, judge
 from baton.models import Access
 

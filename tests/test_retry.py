@@ -18,9 +18,11 @@ from baton import retry
 from baton.agents import gemini_files
 from baton.errors import Busy, GitError, StoreError
 from baton.fleet import execute
-from baton.forge.model import Binding, BindingStatus
+from baton.forge import sql_forge
+from baton.forge.records import Binding, BindingStatus
+from baton.forge.tables import forge_store
 from baton.sandbox import cgroups
-from baton.store import open_store, sql_forge
+from baton.store import open_store
 from baton.workspace import badrefs
 from baton.workspace.locks import file_lock
 
@@ -216,7 +218,7 @@ def test_a_bind_whose_blocking_row_keeps_vanishing_is_tried_three_times_then_a_s
         created_at=1.0,
         updated_at=1.0,
     )
-    assert store.bind(first)[1]
+    assert forge_store(store).bind(first)[1]
     reads: list[int] = []
 
     def never_found(*_args: object) -> None:  # the row that blocks the insert is gone when read
@@ -225,6 +227,6 @@ def test_a_bind_whose_blocking_row_keeps_vanishing_is_tried_three_times_then_a_s
     monkeypatch.setattr(sql_forge, "_binding_row", never_found)
     again = dataclasses.replace(first, thread="another-thread")  # blocked by the conversation's key
     with pytest.raises(StoreError, match="its rows kept changing"):
-        store.bind(again)
+        forge_store(store).bind(again)
     assert len(reads) == 2 * 3  # two reads a try, three tries
     store.close()

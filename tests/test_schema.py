@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+import baton.forge.tables
 import baton.plans.tables
 import baton.service.tables  # noqa: F401
 from baton.store.migrations import MIGRATIONS

@@ -28,7 +28,9 @@ import pytest
 
 from baton import Mode, Outcome, RunRequest, RunResult, run
 from baton.forge.events import repo_slug
-from baton.models import DeliveryRecord, OnConflict, SessionRecord, SessionStatus, SyncHow
+from baton.forge.records import DeliveryRecord
+from baton.forge.tables import delivery_store
+from baton.models import OnConflict, SessionRecord, SessionStatus, SyncHow
 from baton.settings import Settings
 from baton.store import Store, open_store
 from baton.testing.git_http import GitHttpServer
@@ -436,7 +438,9 @@ def test_a_restarted_service_restacks_for_a_pending_merged_delivery(
         a, b, _ = stack(settings, store, url, remote)
         main = maintainer_merges(tmp_path, remote, a.session.branch, "squash")
         target = {"repos": [slug], "branch": a.session.branch, "merged": True}
-        store.add_delivery(DeliveryRecord("github", "d-merged", "pull_request", time.time(), result=target))
+        delivery_store(store).add_delivery(
+            DeliveryRecord("github", "d-merged", "pull_request", time.time(), result=target)
+        )
         with run_service(settings) as restarted:
             record = finished(restarted, "github", "d-merged")
         assert record.status.value == "done", record.result

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from baton.models import DeliveryRecord, DeliveryStatus, JobRecord, JobStatus, Outcome, SessionStatus
+from baton.forge.records import DeliveryRecord, DeliveryStatus
+from baton.forge.tables import delivery_store
+from baton.models import JobRecord, JobStatus, Outcome, SessionStatus
 from baton.service.records import TokenRecord, TokenScope
 from baton.service.tables import token_store, web_session_store
 from baton.store import Store, open_store
@@ -53,23 +55,28 @@ def test_tokens_and_deliveries(store: Store) -> None:
     assert token_store(store).revoke_token("ci", 2.0) and not token_store(store).revoke_token("ci", 3.0)
     assert TokenScope.ADMIN.allows(TokenScope.RUN) and not TokenScope.READ.allows(TokenScope.RUN)
     first = DeliveryRecord("github", "abc", "delete", 1.0)
-    assert store.add_delivery(first) and not store.add_delivery(first)
-    store.update_delivery("github", "abc", DeliveryStatus.DONE, {"closed": 1})
-    stored = store.get_delivery("github", "abc")
+    assert delivery_store(store).add_delivery(first) and not delivery_store(store).add_delivery(first)
+    delivery_store(store).update_delivery("github", "abc", DeliveryStatus.DONE, {"closed": 1})
+    stored = delivery_store(store).get_delivery("github", "abc")
     assert stored is not None and stored.status == DeliveryStatus.DONE and stored.result == {"closed": 1}
+    delivery_store(store).add_delivery(DeliveryRecord("gitea", "x", "push", 2.0))
+    assert sorted(delivery_store(store).delivery_counts()) == [
+        ("gitea", "push", "pending", 1),
+        ("github", "delete", "done", 1),
+    ]
 
 
 def test_a_batch_of_deliveries_is_stored_once_per_id(store: Store) -> None:
-    store.add_delivery(DeliveryRecord("github", "known", "push", 1.0))
+    delivery_store(store).add_delivery(DeliveryRecord("github", "known", "push", 1.0))
     batch = [
         DeliveryRecord("github", "new", "push", 2.0),
         DeliveryRecord("github", "known", "push", 2.0),
         DeliveryRecord("gitlab", "known", "push", 2.0),  # another forge: another delivery
         DeliveryRecord("github", "new", "push", 2.0),  # again in the batch
     ]
-    assert store.add_deliveries(batch) == [True, False, True, False]
-    assert store.add_deliveries([]) == []
-    assert sorted((d.forge, d.delivery_id) for d in store.list_deliveries()) == [
+    assert delivery_store(store).add_deliveries(batch) == [True, False, True, False]
+    assert delivery_store(store).add_deliveries([]) == []
+    assert sorted((d.forge, d.delivery_id) for d in delivery_store(store).list_deliveries()) == [
         ("github", "known"),
         ("github", "new"),
         ("gitlab", "known"),
@@ -84,7 +91,7 @@ def executors_race(store: Store, thread: str) -> None:
     started = race(4, lambda _i: store.start_job(first, 5.0))
     assert started.count(True) == 1, started
     assert [j.id for j in store.list_jobs(thread=thread, status=JobStatus.RUNNING)] == [first]
-    added = race(4, lambda _i: store.add_delivery(delivery))
+    added = race(4, lambda _i: delivery_store(store).add_delivery(delivery))
     assert sorted(added) == [False, False, False, True], added
 
 

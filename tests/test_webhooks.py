@@ -24,7 +24,9 @@ import pytest
 
 from baton import RunRequest, run
 from baton.forge.events import payload_of, repo_slug, verified
-from baton.models import DeliveryRecord, Outcome, SessionStatus
+from baton.forge.records import DeliveryRecord
+from baton.forge.tables import delivery_store
+from baton.models import Outcome, SessionStatus
 from baton.settings import Settings
 from baton.store import Store, open_store
 from baton.testing.fake import fake_agent_bin
@@ -178,11 +180,11 @@ def finished(service: Service, forge: str, delivery: str) -> DeliveryRecord:
     """The delivery once its background work ended."""
 
     def done() -> bool:
-        record = service.store.get_delivery(forge, delivery)
+        record = delivery_store(service.store).get_delivery(forge, delivery)
         return record is not None and record.status.value != "pending"
 
     wait_for(done, timeout=60)
-    record = service.store.get_delivery(forge, delivery)
+    record = delivery_store(service.store).get_delivery(forge, delivery)
     assert record is not None
     return record
 
@@ -259,7 +261,7 @@ def test_bad_signatures_are_401_and_change_nothing(
     # nothing to wait for when checking that nothing happens: background work, had any been queued,
     # would have written a delivery within this pause
     time.sleep(0.2)
-    assert service.store.list_deliveries() == []
+    assert delivery_store(service.store).list_deliveries() == []
     assert service.store.list_audit(1000) == audit_before
     assert status_of(service.store, served, "issue-1") == SessionStatus.ACTIVE
 
@@ -273,7 +275,7 @@ def test_no_secret_refuses_webhooks_with_403(
         answer = httpx.post(f"{service.url}/webhooks/{forge}", content=body, headers=headers)
         assert answer.status_code == 403
         assert "BATON_WEBHOOK_SECRET" in answer.json()["detail"]
-    assert service.store.list_deliveries() == []
+    assert delivery_store(service.store).list_deliveries() == []
     assert any("BATON_WEBHOOK_SECRET is not set" in r.getMessage() for r in caplog.records)
 
 
@@ -336,7 +338,7 @@ def test_a_redelivery_returns_the_first_result_and_acts_once(
     assert late.json()["result"] == record.result
     time.sleep(0.3)  # that nothing more happens has no condition to wait for: a second close had this time
     assert len(closes(service.store)) == 1
-    assert len(service.store.list_deliveries()) == 1
+    assert len(delivery_store(service.store).list_deliveries()) == 1
 
 
 def test_a_webhook_during_a_running_run_waits_for_the_run_to_end(
@@ -367,7 +369,7 @@ def test_a_webhook_during_a_running_run_waits_for_the_run_to_end(
     answer = post(service, "gitea", "delete", delete_event(served, "feature-a"), delivery)
     assert answer.status_code == 202 and answer.json()["status"] == "pending"
     time.sleep(0.5)  # that the cleanup does not act mid-run has no condition to wait for: it had this time
-    assert service.store.get_delivery("gitea", delivery).status.value == "pending"  # type: ignore[union-attr]
+    assert delivery_store(service.store).get_delivery("gitea", delivery).status.value == "pending"  # type: ignore[union-attr]
     assert status_of(service.store, served, "issue-1") == SessionStatus.RUNNING
     gate.touch()
     record = finished(service, "gitea", delivery)
@@ -402,7 +404,7 @@ def test_other_events_are_ignored_and_stored(
             answer.json().get("ignored") or finished(service, "github", delivery).result["ignored"]
         )
     assert status_of(service.store, served, "issue-1") == SessionStatus.ACTIVE
-    assert {d.status.value for d in service.store.list_deliveries()} == {"ignored"}
+    assert {d.status.value for d in delivery_store(service.store).list_deliveries()} == {"ignored"}
     assert closes(service.store) == []
 
 
@@ -431,7 +433,7 @@ def test_signed_but_malformed_deliveries_are_400(
     answer = httpx.post(f"{service.url}/webhooks/github", content=body, headers=sent)
     assert answer.status_code == 400, answer.text
     assert words in answer.json()["detail"]
-    assert service.store.list_deliveries() == []
+    assert delivery_store(service.store).list_deliveries() == []
 
 
 def test_deliveries_are_listed_with_a_read_token(service: Service, served: GitHttpServer) -> None:
@@ -454,8 +456,10 @@ def test_a_restarted_service_does_the_work_of_pending_deliveries(
     make_session(settings, store, served, "issue-1", "feature-a")
     slug = repo_slug(served.url("api.git"))
     target = {"repos": [slug], "branch": "feature-a"}
-    store.add_delivery(DeliveryRecord("github", "d-left", "delete", time.time(), result=target))
-    store.add_delivery(DeliveryRecord("gitea", "d-no-target", "delete", time.time()))
+    delivery_store(store).add_delivery(
+        DeliveryRecord("github", "d-left", "delete", time.time(), result=target)
+    )
+    delivery_store(store).add_delivery(DeliveryRecord("gitea", "d-no-target", "delete", time.time()))
     with run_service(settings) as restarted:
         record = finished(restarted, "github", "d-left")
         broken = finished(restarted, "gitea", "d-no-target")
@@ -521,22 +525,24 @@ def test_concurrent_redeliveries_store_one_and_act_once(
     assert {a.json()["delivery"] for a in answers[:20]} == {"d-same"}
     assert finished(service, "github", "d-same").status.value == "done"
     time.sleep(0.3)  # that nothing more happens has no condition to wait for: a second close had this time
-    assert len(service.store.list_deliveries()) == 11
+    assert len(delivery_store(service.store).list_deliveries()) == 11
     assert len(closes(service.store)) == 1
 
 
 def test_add_deliveries_flags_known_ids_and_repeats_within_the_batch(service: Service) -> None:
     store = service.store
-    assert store.add_delivery(DeliveryRecord("github", "a", "ping", 1.0))
+    assert delivery_store(store).add_delivery(DeliveryRecord("github", "a", "ping", 1.0))
     batch = [
         DeliveryRecord("github", "a", "ping", 2.0),  # stored before
         DeliveryRecord("github", "b", "ping", 2.0),
         DeliveryRecord("gitea", "a", "ping", 2.0),  # the same id from another forge is another delivery
         DeliveryRecord("github", "b", "ping", 3.0),  # a repeat within the batch
     ]
-    assert store.add_deliveries(batch) == [False, True, True, False]
-    assert store.add_deliveries([]) == []
-    assert sorted((d.forge, d.delivery_id, d.received_at) for d in store.list_deliveries()) == [
+    assert delivery_store(store).add_deliveries(batch) == [False, True, True, False]
+    assert delivery_store(store).add_deliveries([]) == []
+    assert sorted(
+        (d.forge, d.delivery_id, d.received_at) for d in delivery_store(store).list_deliveries()
+    ) == [
         ("gitea", "a", 2.0),
         ("github", "a", 1.0),
         ("github", "b", 2.0),

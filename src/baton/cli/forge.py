@@ -28,6 +28,7 @@ from baton.cli.common import (
     out,
     print_table,
 )
+from baton.forge.tables import forge_store
 
 if TYPE_CHECKING:
     from baton.forge.loop import ForgeLoop
@@ -103,7 +104,7 @@ def _await_turns(store: Store, jobs: list[str], longest: float) -> None:
 
     deadline = time.monotonic() + longest + 60.0
     while time.monotonic() < deadline:
-        unpublished = {turn["job_id"] for turn in store.unpublished_turns(limit=1000)}
+        unpublished = {turn["job_id"] for turn in forge_store(store).unpublished_turns(limit=1000)}
         records = [store.get_job(job_id) for job_id in jobs]
         if all(r is None or r.status == JobStatus.DONE for r in records) and not unpublished & set(jobs):
             return
@@ -117,10 +118,10 @@ def forge_ls(
     wide: WideOpt = False,
 ) -> None:
     """List bound threads: the conversation, its key, status, PR and when it last changed."""
-    from baton.forge.model import BindingStatus
+    from baton.forge.records import BindingStatus
 
     with forge_loop() as loop:
-        rows = loop.store.list_bindings(status=BindingStatus(status) if status else None)
+        rows = forge_store(loop.store).list_bindings(status=BindingStatus(status) if status else None)
     if as_json:
         emit_json([b.to_json() for b in rows])
         return

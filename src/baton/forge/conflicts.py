@@ -13,7 +13,8 @@ from collections.abc import Callable
 from baton import retry
 from baton.forge import dispatch
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import Actor, FeedbackKind, ForgeEvent, Outcome, ThreadInfo
+from baton.forge.model import Actor, ForgeEvent, Outcome, ThreadInfo
+from baton.forge.records import FeedbackKind
 from baton.forge.threads import bound_threads
 
 TRIES = (0.0, 2.0, 4.0, 8.0)  # seconds before each look at an undecided PR

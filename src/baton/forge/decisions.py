@@ -9,15 +9,9 @@ from __future__ import annotations
 import logging
 
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import (
-    Binding,
-    Decision,
-    EventRecord,
-    EventStatus,
-    FeedbackKind,
-    ForgeError,
-    ForgeEvent,
-)
+from baton.forge.model import Decision, ForgeError, ForgeEvent
+from baton.forge.records import Binding, EventRecord, EventStatus, FeedbackKind
+from baton.forge.tables import forge_store
 from baton.models import Access
 
 log = logging.getLogger("baton.forge")
@@ -36,7 +30,7 @@ def say_once(loop: ForgeLoop, binding: Binding, identity: str, text: str) -> Non
         received_at=loop.clock(),
         reason="baton's own comment",
     )
-    if loop.store.add_forge_event(marker) is None:
+    if forge_store(loop.store).add_forge_event(marker) is None:
         return
     try:
         loop.client(binding.forge).post_comment(binding.repo, binding.pr or binding.number, text)
@@ -46,7 +40,7 @@ def say_once(loop: ForgeLoop, binding: Binding, identity: str, text: str) -> Non
 
 def note_once(loop: ForgeLoop, binding: Binding, identity: str, why: str) -> None:
     """A note on the thread, once (``baton forge show`` lists it among the events; nothing is posted)."""
-    loop.store.add_forge_event(
+    forge_store(loop.store).add_forge_event(
         EventRecord(
             forge=binding.forge,
             repo=binding.repo,
@@ -64,7 +58,9 @@ def note_once(loop: ForgeLoop, binding: Binding, identity: str, why: str) -> Non
 def refuse(loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str | None) -> None:
     """A refused event, kept (dropped, with the reason: ``baton forge show`` lists it) and audited once
     per identity: a redelivery or the reconcile's find of it is no second refusal."""
-    bound = loop.store.get_binding(event.forge, event.repo, event.number) if event.number else None
+    bound = (
+        forge_store(loop.store).get_binding(event.forge, event.repo, event.number) if event.number else None
+    )
     record = EventRecord(
         forge=event.forge,
         repo=event.repo,
@@ -77,7 +73,7 @@ def refuse(loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str
         access=Access.READ,
         reason=decision.reason,
     )
-    if loop.store.add_forge_event(record) is not None:
+    if forge_store(loop.store).add_forge_event(record) is not None:
         audit(loop, event, decision, delivery)
 
 

@@ -29,10 +29,11 @@ from baton.forge import webhook as feedback
 from baton.forge.delivery import Delivery
 from baton.forge.events import Target
 from baton.forge.loop import ForgeLoop
+from baton.forge.records import DeliveryRecord, DeliveryStatus
+from baton.forge.tables import DeliveryStore, delivery_store
 from baton.housekeeping.cleanup import close_branch
-from baton.models import DeliveryRecord, DeliveryStatus
 from baton.settings import Settings
-from baton.store.base import DeliveryStore, KeyStore, Store
+from baton.store.base import KeyStore, Store
 from baton.sync.upstream import restack
 
 log = logging.getLogger("baton.webhooks")
@@ -47,12 +48,12 @@ def close_target(store: Store, settings: Settings, forge: str, delivery_id: str,
     except Exception as exc:  # the delivery records any failure; the thread must live on
         log.exception("webhook %s %s: cleaning up %s failed", forge, delivery_id, target.branch)
         result = {**target.to_json(), "error": f"{exc.__class__.__name__}: {exc}"}
-        store.update_delivery(forge, delivery_id, DeliveryStatus.FAILED, result)
+        delivery_store(store).update_delivery(forge, delivery_id, DeliveryStatus.FAILED, result)
         return
     result = {**target.to_json(), **summary(reports)}
     if target.merged:
         result = _restack(store, settings, target, result)
-    store.update_delivery(forge, delivery_id, DeliveryStatus(result.pop("status")), result)
+    delivery_store(store).update_delivery(forge, delivery_id, DeliveryStatus(result.pop("status")), result)
     log.info(
         "webhook %s %s: branch %r: %s", forge, delivery_id, target.branch, result.get("ignored", "closed")
     )
@@ -96,6 +97,7 @@ class Worker:
 
     def __init__(self, store: Store, settings: Settings, threads: int, loop: ForgeLoop | None = None) -> None:
         self.store, self.settings, self.loop = store, settings, loop
+        self.deliveries = delivery_store(store)
         self.jobs: queue.Queue[tuple[str, str, Delivery] | None] = queue.Queue()
         self.threads = [
             threading.Thread(target=self._drain, name=f"baton-webhook-{i}", daemon=True)
@@ -137,18 +139,18 @@ class Worker:
                 done["marker"] = feedback.act_on_closed(self.loop, work.closed)
             if work.pushed:
                 done["marker"] = feedback.act_on_pushed(self.loop, work.pushed)
-        stored = self.store.get_delivery(forge, delivery_id)
+        stored = self.deliveries.get_delivery(forge, delivery_id)
         result = {**(stored.result if stored and work.target else {}), **done}
         if work.target is None:
             result.pop("feedback", None)
         failed = "error" in result or (stored is not None and stored.status == DeliveryStatus.FAILED)
-        self.store.update_delivery(
+        self.deliveries.update_delivery(
             forge, delivery_id, DeliveryStatus.FAILED if failed else DeliveryStatus.DONE, result
         )
 
     def requeue_pending(self) -> int:
         """Queue the work of deliveries a previous process accepted but did not finish."""
-        pending = self.store.list_deliveries_by_status(DeliveryStatus.PENDING)
+        pending = self.deliveries.list_deliveries_by_status(DeliveryStatus.PENDING)
         for record in pending:
             try:
                 work = Delivery.from_json(record.result)
@@ -156,7 +158,9 @@ class Worker:
                 work = Delivery()
             if work.target is None and not work.feedback:
                 error = {"error": "stored pending without its work (a target or feedback); not retried"}
-                self.store.update_delivery(record.forge, record.delivery_id, DeliveryStatus.FAILED, error)
+                self.deliveries.update_delivery(
+                    record.forge, record.delivery_id, DeliveryStatus.FAILED, error
+                )
                 continue
             self.submit(record.forge, record.delivery_id, work)
         return len(pending)

@@ -39,17 +39,9 @@ from baton.forge import decisions, merging, prompts
 from baton.forge.config import RepoConfig
 from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import (
-    Binding,
-    BindingStatus,
-    Decision,
-    EventRecord,
-    EventStatus,
-    FeedbackKind,
-    ForgeEvent,
-    Outcome,
-    Trigger,
-)
+from baton.forge.model import Decision, ForgeEvent, Outcome, Trigger
+from baton.forge.records import Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
+from baton.forge.tables import forge_store
 from baton.forge.threads import bind_thread, by_head, follow_config
 from baton.forge.trust import is_own, judge
 from baton.models import Access, JobStatus, OnConflict, SyncHow
@@ -82,7 +74,7 @@ def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> O
         if found is None or found.pr is None:
             return Outcome("ignored", f"no bound pull request of {event.repo} is at {event.head_sha}")
         event = replace(event, number=found.pr)
-    binding = loop.store.get_binding(event.forge, event.repo, event.number) or _bind(
+    binding = forge_store(loop.store).get_binding(event.forge, event.repo, event.number) or _bind(
         loop, event, repo, decision
     )
     if isinstance(binding, str):
@@ -99,10 +91,12 @@ def _known(loop: ForgeLoop, event: ForgeEvent) -> bool:
     """Whether the event is stored already on its bound thread: then it is a duplicate before the
     forge is asked anything (a permission, a review's inline comments) — the store's unique key still
     decides for the events that race past this."""
-    binding = loop.store.get_binding(event.forge, event.repo, event.number) if event.number else None
+    binding = (
+        forge_store(loop.store).get_binding(event.forge, event.repo, event.number) if event.number else None
+    )
     if binding is None:
         return False
-    stored = loop.store.forge_events(binding.forge, binding.repo, binding.number)
+    stored = forge_store(loop.store).forge_events(binding.forge, binding.repo, binding.number)
     return any(record.identity == event.identity for record in stored)
 
 
@@ -146,7 +140,7 @@ def _store(
         access=(decision.access or Access.READ) if not decision.quoted else Access.READ,
         reason=why if status != EventStatus.PENDING else ("quoted" if decision.quoted else None),
     )
-    if loop.store.add_forge_event(record) is None:
+    if forge_store(loop.store).add_forge_event(record) is None:
         return Outcome("duplicate", f"{event.identity} was acted on already", binding=binding.conversation)
     decisions.audit(loop, event, decision, delivery)
     names = {EventStatus.PENDING: "accepted", EventStatus.HELD: "held", EventStatus.DROPPED: "dropped"}
@@ -189,7 +183,7 @@ def _prepare(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent
         head = now.head_sha
         if head and binding.head_sha != head:
             binding.head_sha, binding.updated_at = head, loop.clock()
-            loop.store.save_binding(binding)
+            forge_store(loop.store).save_binding(binding)
         if event.head_sha and head and event.head_sha != head:
             return f"stale: about {event.head_sha[:12]}, but the PR's head is now {head[:12]}"
         if event.kind == FeedbackKind.CONFLICT and now.mergeable is not False:
@@ -267,10 +261,12 @@ def kick(loop: ForgeLoop, binding: Binding, finishing: str | None = None) -> Out
 
 
 def _kick(loop: ForgeLoop, binding: Binding, finishing: str | None) -> Outcome | None:
-    current = loop.store.get_binding(binding.forge, binding.repo, binding.number) or binding
+    current = forge_store(loop.store).get_binding(binding.forge, binding.repo, binding.number) or binding
     if current.status != BindingStatus.ACTIVE or _busy(loop, current, finishing):
         return None
-    waiting = loop.store.forge_events(current.forge, current.repo, current.number, status=EventStatus.PENDING)
+    waiting = forge_store(loop.store).forge_events(
+        current.forge, current.repo, current.number, status=EventStatus.PENDING
+    )
     # quoted words of untrusted actors never share a turn with instructions: that turn runs at read, so
     # instructions go first and the quoted ones wait for a turn of their own
     instructions = [record for record in waiting if record.reason != "quoted"]
@@ -280,7 +276,9 @@ def _kick(loop: ForgeLoop, binding: Binding, finishing: str | None) -> Outcome |
     spent = _over_budget(loop, current, pending)
     if spent:
         _needs_human(loop, current, spent)
-        loop.store.set_forge_events([e.id for e in pending if e.id is not None], EventStatus.HELD, spent)
+        forge_store(loop.store).set_forge_events(
+            [e.id for e in pending if e.id is not None], EventStatus.HELD, spent
+        )
         return Outcome("held", spent, binding=current.conversation)
     return _submit(loop, current, pending)
 
@@ -298,14 +296,16 @@ def _over_budget(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) 
     budget = repo.budget if repo else None
     if budget is None:
         return None
-    today = loop.store.forge_turns(binding.forge, binding.repo, binding.number, since=loop.clock() - DAY)
+    today = forge_store(loop.store).forge_turns(
+        binding.forge, binding.repo, binding.number, since=loop.clock() - DAY
+    )
     if len(today) >= budget.per_day:
         return f"the thread's daily budget of {budget.per_day} turns is spent"
     for record in pending:
         signature = record.event.get("signature")
         if record.kind != FeedbackKind.CI_FAILURE or not signature:
             continue
-        spent = loop.store.budget_spent(binding.forge, binding.repo, binding.number, signature)
+        spent = forge_store(loop.store).budget_spent(binding.forge, binding.repo, binding.number, signature)
         if spent >= budget.per_failure:
             names = ", ".join(sorted({c["name"] for c in record.event.get("checks", [])}))
             return f"the same CI failure ({names}) came back after {spent} turns: the budget is spent"
@@ -341,12 +341,14 @@ def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Ou
         _needs_human(loop, binding, f"baton could not start a turn: {exc}")
         return Outcome("held", str(exc), binding=binding.conversation)
     ids = [record.id for record in pending if record.id is not None]
-    loop.store.claim_forge_events(ids, job.id)
+    forge_store(loop.store).claim_forge_events(ids, job.id)
     kinds = sorted({record.kind.value for record in pending})
-    loop.store.add_forge_turn(job.id, binding.forge, binding.repo, binding.number, kinds, loop.clock())
+    forge_store(loop.store).add_forge_turn(
+        job.id, binding.forge, binding.repo, binding.number, kinds, loop.clock()
+    )
     for record in pending:
         if record.kind == FeedbackKind.CI_FAILURE and record.event.get("signature"):
-            loop.store.spend_budget(
+            forge_store(loop.store).spend_budget(
                 binding.forge, binding.repo, binding.number, record.event["signature"], loop.clock()
             )
     loop.submit(job.id)
@@ -368,7 +370,7 @@ def _access(binding: Binding, pending: list[EventRecord]) -> Access:
 
 def _needs_human(loop: ForgeLoop, binding: Binding, why: str) -> None:
     binding.status, binding.note, binding.updated_at = BindingStatus.NEEDS_HUMAN, why, loop.clock()
-    loop.store.save_binding(binding)
+    forge_store(loop.store).save_binding(binding)
     loop.store.audit("forge.needs_human", binding.conversation, "baton", {"reason": why})
     text = (
         f"baton stopped working on this on its own: {why}.\n\n"
@@ -380,9 +382,13 @@ def _needs_human(loop: ForgeLoop, binding: Binding, why: str) -> None:
 
 def _resume(loop: ForgeLoop, binding: Binding, event: ForgeEvent) -> None:
     binding.status, binding.note, binding.updated_at = BindingStatus.ACTIVE, None, loop.clock()
-    loop.store.save_binding(binding)
-    loop.store.reset_budgets(binding.forge, binding.repo, binding.number)
-    held = loop.store.forge_events(binding.forge, binding.repo, binding.number, status=EventStatus.HELD)
+    forge_store(loop.store).save_binding(binding)
+    forge_store(loop.store).reset_budgets(binding.forge, binding.repo, binding.number)
+    held = forge_store(loop.store).forge_events(
+        binding.forge, binding.repo, binding.number, status=EventStatus.HELD
+    )
     # what waited while the thread needed a human is stale by now: the person's comment says what next
-    loop.store.set_forge_events([e.id for e in held if e.id is not None], EventStatus.DROPPED, "superseded")
+    forge_store(loop.store).set_forge_events(
+        [e.id for e in held if e.id is not None], EventStatus.DROPPED, "superseded"
+    )
     loop.store.audit("forge.resumed", binding.conversation, decisions.who(event), {"by": event.identity})

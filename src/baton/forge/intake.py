@@ -41,8 +41,9 @@ from typing import Any
 
 from baton.forge import payload as read
 from baton.forge.events import Ignored, Malformed
-from baton.forge.model import FailedCheck, FeedbackKind, ForgeEvent, ForgeKind, Review, ReviewComment, Trigger
+from baton.forge.model import FailedCheck, ForgeEvent, ForgeKind, Review, ReviewComment, Trigger
 from baton.forge.payload import BODY_CHARS, Payload, mentions
+from baton.forge.records import FeedbackKind
 
 MAX_PULL_REQUESTS = 100  # pull requests one CI event may name
 MAX_LABELS = 100  # labels read from Gitea's label_updated

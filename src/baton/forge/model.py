@@ -1,7 +1,7 @@
-"""The forge room's vocabulary: what happened on a forge (:class:`ForgeEvent`), the thread it is bound
-to (:class:`Binding`), what a forge can be asked (:class:`ForgeClient`, one module per forge kind), and
-the records the store keeps of it all. Pure data and Protocols: every other module of the room builds on
-these.
+"""The forge room's vocabulary: what happened on a forge (:class:`ForgeEvent`) and what a forge can be
+asked (:class:`ForgeClient`, one module per forge kind); the records the store keeps of it all (the
+thread bound to a conversation, :class:`~baton.forge.records.Binding`, its events, the deliveries) are
+in :mod:`baton.forge.records`. Pure data and Protocols: every other module of the room builds on these.
 
 A forge conversation is ``(forge, repo, number)``: ``forge`` the operator's name for a configured forge
 (``[forge.<name>]`` in ``config.toml``), ``repo`` the forge's full name (``acme/api``), ``number`` the
@@ -16,9 +16,8 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from baton.errors import BatonError
-from baton.models import Access, Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
-
-__all__ = ["Binding", "BindingStatus", "EventRecord", "EventStatus", "FeedbackKind"]  # kept by the store
+from baton.forge.records import FeedbackKind
+from baton.models import Access
 
 
 class ForgeKind(StrEnum):

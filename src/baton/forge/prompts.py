@@ -29,8 +29,9 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from baton.forge.model import FailedCheck, FeedbackKind, ForgeEvent, ReviewComment, Trigger
+from baton.forge.model import FailedCheck, ForgeEvent, ReviewComment, Trigger
 from baton.forge.payload import BODY_CHARS, clean
+from baton.forge.records import FeedbackKind
 from baton.models import Access
 
 PROMPT_CHARS = 1_000_000

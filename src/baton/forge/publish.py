@@ -33,7 +33,9 @@ from baton.fleet.execute import AFTER_JOB
 from baton.forge import dispatch, merging
 from baton.forge.config import ForgeSettings
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import Binding, ForgeError, ForgeKind
+from baton.forge.model import ForgeError, ForgeKind
+from baton.forge.records import Binding
+from baton.forge.tables import forge_store
 from baton.forge.threads import STATUS_HEAD
 from baton.keys import Key, parse_repo
 from baton.models import Access, JobRecord, Outcome
@@ -99,14 +101,14 @@ def after_job(loop: ForgeLoop, job_id: str, outcome: str, fields: dict[str, Any]
     """Publish a forge turn that ended with ``outcome`` (``fields``: the job's ``result`` and
     ``error``); what was written (also kept with the turn in the store), or None when the job is not a
     forge turn. Never raises: a failure is what it returns."""
-    events = loop.store.events_of_job(job_id)
+    events = forge_store(loop.store).events_of_job(job_id)
     job = loop.store.get_job(job_id)
     if not events or job is None:
         return None
     job.outcome, job.error = outcome, fields.get("error")
     job.result = fields.get("result") if isinstance(fields.get("result"), dict) else None
     first = events[0]
-    binding = loop.store.get_binding(first.forge, first.repo, first.number)
+    binding = forge_store(loop.store).get_binding(first.forge, first.repo, first.number)
     if binding is None:
         return {"error": f"{first.forge}:{first.repo}#{first.number} is no longer bound"}
     try:
@@ -114,7 +116,7 @@ def after_job(loop: ForgeLoop, job_id: str, outcome: str, fields: dict[str, Any]
     except Exception as exc:  # the run's end must be recorded whatever the forge did
         log.exception("forge %s: publishing turn %s failed", binding.conversation, job.id)
         result = {"error": f"{type(exc).__name__}: {redact(str(exc))}"}
-    if loop.store.mark_published(job.id, result, loop.clock()):
+    if forge_store(loop.store).mark_published(job.id, result, loop.clock()):
         dispatch.kick(loop, binding, finishing=job.id)
     return result
 
@@ -136,7 +138,7 @@ def publish(loop: ForgeLoop, binding: Binding, job: JobRecord, outcome: str) -> 
         result.update(_open_pr(loop, binding))
     result["comment"] = _status_comment(loop, binding, job, result)
     binding.updated_at = loop.clock()
-    loop.store.save_binding(binding)
+    forge_store(loop.store).save_binding(binding)
     return result
 
 

@@ -34,20 +34,10 @@ from baton.forge import dispatch
 from baton.forge.conflicts import conflict_event
 from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import (
-    Actor,
-    Binding,
-    BindingStatus,
-    Comment,
-    FeedbackKind,
-    ForgeError,
-    ForgeEvent,
-    ForgeKind,
-    Review,
-    ThreadInfo,
-    Trigger,
-)
+from baton.forge.model import Actor, Comment, ForgeError, ForgeEvent, ForgeKind, Review, ThreadInfo, Trigger
 from baton.forge.payload import mentions
+from baton.forge.records import Binding, BindingStatus, FeedbackKind
+from baton.forge.tables import forge_store
 from baton.forge.threads import bound_threads
 
 log = logging.getLogger("baton.forge")
@@ -123,7 +113,7 @@ def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report) -> None:
             continue
         _handle(loop, answer, report)
     seen = [(b.number, b.etag) for b in bindings if b.number not in unread]
-    loop.store.mark_seen(forge, repo, seen, started)
+    forge_store(loop.store).mark_seen(forge, repo, seen, started)
 
 
 def _failed(report: Report, what: str, exc: ForgeError) -> None:
@@ -160,7 +150,7 @@ def _bound(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, binding: Bi
             "merged" if info.merged else "closed on the forge",
         )
         binding.updated_at = loop.clock()
-        loop.store.save_binding(binding)
+        forge_store(loop.store).save_binding(binding)
         return []
     if info.is_pr and info.head_sha is None:
         # GitHub's issue list says nothing of a PR's head or mergeability: the pull request does (a

@@ -16,6 +16,7 @@ import threading
 from baton.forge import dispatch, publish
 from baton.forge.loop import ForgeLoop
 from baton.forge.reconcile import reconcile
+from baton.forge.tables import forge_store
 from baton.models import JobStatus
 
 log = logging.getLogger("baton.forge")
@@ -25,7 +26,7 @@ HEAL_EVERY = 5.0
 def heal(loop: ForgeLoop) -> int:
     """Publish the turns that ended unpublished (their process died between the agent's end and the
     forge's writes), then kick every thread with pending events; how many turns started."""
-    for turn in loop.store.unpublished_turns():
+    for turn in forge_store(loop.store).unpublished_turns():
         job = loop.store.get_job(turn["job_id"])
         if job is None or job.status != JobStatus.DONE:
             continue  # queued or running: its own executor publishes it
@@ -33,8 +34,8 @@ def heal(loop: ForgeLoop) -> int:
         log.info("forge: publishing turn %s, which ended unpublished", job.id)
         publish.after_job(loop, job.id, job.outcome or "crashed", fields)
     started = 0
-    for forge, repo, number in loop.store.pending_forge_threads():
-        binding = loop.store.get_binding(forge, repo, number)
+    for forge, repo, number in forge_store(loop.store).pending_forge_threads():
+        binding = forge_store(loop.store).get_binding(forge, repo, number)
         if binding is not None and dispatch.kick(loop, binding) is not None:
             started += 1
     return started

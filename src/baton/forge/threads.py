@@ -18,22 +18,13 @@ from baton.errors import BadInput, NotFound
 from baton.forge.config import ForgeConfig, ForgeSettings, load_forges
 from baton.forge.http import RateLimited
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import (
-    Binding,
-    BindingStatus,
-    Budget,
-    EventRecord,
-    EventStatus,
-    FeedbackKind,
-    ForgeError,
-    ForgeKind,
-    ForgeUnreachable,
-    ThreadInfo,
-)
+from baton.forge.model import Budget, ForgeError, ForgeKind, ForgeUnreachable, ThreadInfo
+from baton.forge.records import Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
+from baton.forge.tables import ForgeStore, forge_store
 from baton.forge.trust import is_own
 from baton.keys import parse_repo, validate_agent, validate_thread
 from baton.models import Access
-from baton.store.base import ForgeStore
+from baton.store.base import Transactions
 
 DAY = 86_400.0  # the daily budget's window (as dispatch counts it)
 STATUS_HEAD = "**baton** · "  # how baton's status comment starts (publish.status_text)
@@ -64,7 +55,7 @@ def bind_thread(
         validate_agent(agent, AGENTS)
     if thread is not None:
         validate_thread(thread)
-    existing = loop.store.get_binding(forge, repo, number)
+    existing = forge_store(loop.store).get_binding(forge, repo, number)
     if existing is not None:
         existing = follow_config(loop, existing)
         differs = [
@@ -100,7 +91,7 @@ def bind_thread(
         created_at=now,
         updated_at=now,
     )
-    stored, _new = loop.store.bind(binding)
+    stored, _new = forge_store(loop.store).bind(binding)
     loop.store.audit(
         "forge.bind", stored.conversation, actor, {"thread": stored.thread, "agent": stored.agent}
     )
@@ -137,7 +128,7 @@ def follow_config(loop: ForgeLoop, binding: Binding) -> Binding:
         return binding
     old_url, old_slug = binding.repo_url, binding.repo_slug
     binding.repo_url, binding.repo_slug, binding.updated_at = url, parse_repo(url).slug, loop.clock()
-    loop.store.save_binding(binding)
+    forge_store(loop.store).save_binding(binding)
     detail = {"from": old_url, "to": url, "old_key": f"{binding.agent} {old_slug} {binding.thread}"}
     loop.store.audit("forge.moved", binding.conversation, "baton", detail)
     log.info("forge %s: moved from %s to %s (the configuration changed)", binding.conversation, old_url, url)
@@ -168,10 +159,10 @@ def _thread(loop: ForgeLoop, forge: str, repo: str, number: int) -> ThreadInfo:
 
 
 def unbind_thread(loop: ForgeLoop, forge: str, repo: str, number: int, actor: str = "cli") -> bool:
-    binding = loop.store.get_binding(forge, repo, number)
+    binding = forge_store(loop.store).get_binding(forge, repo, number)
     if binding is None:
         return False
-    loop.store.unbind(binding.forge, binding.repo, binding.number)
+    forge_store(loop.store).unbind(binding.forge, binding.repo, binding.number)
     loop.store.audit("forge.unbind", binding.conversation, actor, {"thread": binding.thread})
     return True
 
@@ -179,7 +170,7 @@ def unbind_thread(loop: ForgeLoop, forge: str, repo: str, number: int, actor: st
 def thread_state(loop: ForgeLoop, forge: str, repo: str, number: int) -> dict[str, Any] | None:
     """The binding, its events (newest last, with who, where, what became of them), its turns and the
     budgets it spent; None when the conversation is not bound."""
-    binding = loop.store.get_binding(forge, repo, number)
+    binding = forge_store(loop.store).get_binding(forge, repo, number)
     if binding is None:
         return None
     return state_of(loop, binding)
@@ -188,7 +179,9 @@ def thread_state(loop: ForgeLoop, forge: str, repo: str, number: int) -> dict[st
 def state_of(loop: ForgeLoop, binding: Binding) -> dict[str, Any]:
     config = loop.repo(binding.forge, binding.repo)
     forge = loop.config.forges.get(binding.forge)
-    return state_from_store(loop.store, binding, config.budget if config else None, forge, loop.clock())
+    return state_from_store(
+        forge_store(loop.store), binding, config.budget if config else None, forge, loop.clock()
+    )
 
 
 def forge_settings(home: Path) -> ForgeSettings | None:
@@ -202,7 +195,7 @@ def forge_settings(home: Path) -> ForgeSettings | None:
 
 
 def key_state(
-    store: ForgeStore,
+    store: Transactions,
     agent: str,
     repo_slug: str,
     thread: str,
@@ -212,12 +205,13 @@ def key_state(
     """The forge state of a key (agent, repo slug, thread) when it is bound, else None; ``config`` (the
     operator's, when it could be read) gives the budget and the links; ``last`` keeps that many of
     the newest events."""
-    binding = store.binding_for_key(agent, repo_slug, thread)
+    bindings = forge_store(store)
+    binding = bindings.binding_for_key(agent, repo_slug, thread)
     if binding is None:
         return None
     repo = config.repo(binding.forge, binding.repo) if config else None
     forge = config.forges.get(binding.forge) if config else None
-    return state_from_store(store, binding, repo.budget if repo else None, forge, last=last)
+    return state_from_store(bindings, binding, repo.budget if repo else None, forge, last=last)
 
 
 def state_from_store(
@@ -305,7 +299,7 @@ def bound_threads(loop: ForgeLoop, forge: str, repo: str) -> list[Binding]:
     found: list[Binding] = []
     after: tuple[str, str, int] | None = None
     while True:
-        page = loop.store.list_bindings(forge=forge, after=after, limit=1000)
+        page = forge_store(loop.store).list_bindings(forge=forge, after=after, limit=1000)
         found += [b for b in page if b.repo.lower() == repo.lower() and b.status != BindingStatus.CLOSED]
         if len(page) < 1000:
             return found
@@ -323,6 +317,6 @@ def by_head(loop: ForgeLoop, forge: str, repo: str, sha: str, asked: int = 20) -
         assert binding.pr is not None
         if loop.client(forge).thread(repo, binding.pr).head_sha == sha:
             binding.head_sha, binding.updated_at = sha, loop.clock()
-            loop.store.save_binding(binding)
+            forge_store(loop.store).save_binding(binding)
             return binding
     return None

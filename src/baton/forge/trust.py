@@ -41,7 +41,8 @@ from concurrent.futures import Future
 
 from baton.errors import BadInput
 from baton.forge.config import PERMISSIONS, BotPolicy, ForgeConfig, RepoConfig, Untrusted
-from baton.forge.model import Decision, FeedbackKind, ForgeError, ForgeEvent
+from baton.forge.model import Decision, ForgeError, ForgeEvent
+from baton.forge.records import FeedbackKind
 from baton.models import Access
 
 RANK = {name: rank for rank, name in enumerate(PERMISSIONS)}  # an unknown answer ranks as none

@@ -21,7 +21,9 @@ from baton.forge import dispatch
 from baton.forge.conflicts import base_moved
 from baton.forge.delivery import BasePushed, Closed
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import BindingStatus, ForgeError, ForgeEvent
+from baton.forge.model import ForgeError, ForgeEvent
+from baton.forge.records import BindingStatus
+from baton.forge.tables import forge_store
 
 log = logging.getLogger("baton.forge")
 # seconds between attempts at an event while the forge fails: 1, 2, 4, 8 (five attempts)
@@ -35,7 +37,7 @@ def act_on_pushed(loop: ForgeLoop, pushed: BasePushed) -> dict[str, Any]:
 
 def act_on_closed(loop: ForgeLoop, closed: Closed) -> dict[str, Any]:
     """An issue or PR closed: close the binding it names (nothing more runs for it)."""
-    binding = loop.store.get_binding(closed.forge, closed.repo, closed.number)
+    binding = forge_store(loop.store).get_binding(closed.forge, closed.repo, closed.number)
     if binding is None or binding.status == BindingStatus.CLOSED:
         return {"ignored": f"{closed.forge}:{closed.repo}#{closed.number} is not an open bound thread"}
     binding.status, binding.note, binding.updated_at = (
@@ -43,7 +45,7 @@ def act_on_closed(loop: ForgeLoop, closed: Closed) -> dict[str, Any]:
         "closed on the forge",
         loop.clock(),
     )
-    loop.store.save_binding(binding)
+    forge_store(loop.store).save_binding(binding)
     loop.store.audit("forge.closed", binding.conversation, f"forge:{closed.forge}", {})
     return {"closed": binding.conversation}
 

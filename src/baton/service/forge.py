@@ -18,9 +18,11 @@ from baton.fleet.executor import Executor
 from baton.forge import publish
 from baton.forge.config import ForgeSettings
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import BindingStatus, ForgeError, ForgeUnreachable
+from baton.forge.model import ForgeError, ForgeUnreachable
 from baton.forge.reconcile import reconcile
+from baton.forge.records import BindingStatus
 from baton.forge.schedule import Schedule
+from baton.forge.tables import forge_store
 from baton.forge.threads import AlreadyBound, bind_thread, thread_state, unbind_thread
 from baton.service.auth import Actor, require
 from baton.service.records import TokenScope
@@ -68,7 +70,7 @@ def threads(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     loop = loop_of(request)
-    return [b.to_json() for b in loop.store.list_bindings(status=status, limit=limit)]
+    return [b.to_json() for b in forge_store(loop.store).list_bindings(status=status, limit=limit)]
 
 
 @router.get(

@@ -3,8 +3,9 @@
 Correct across processes: nothing is counted in this process's memory. At every scrape a custom
 collector asks the store for GROUP BY counts (:meth:`baton.store.base.Store.metrics_counts`), so every
 service process, a restarted one, and the runs of ``baton run`` on the command line all agree; a scrape
-costs four aggregate queries (one scan of the runs, one of the sessions, two small ones), the forge
-loop's four and the quota breakers' one (below). Counters are counts of stored rows: a reset that
+costs three aggregate queries (one scan of the runs, one of the sessions, the jobs'), the forge's
+deliveries' one (:meth:`~baton.forge.tables.DeliveryStore.delivery_counts`), the forge loop's four and
+the quota breakers' one (below). Counters are counts of stored rows: a reset that
 deletes a key's runs lowers them, which Prometheus treats as a counter reset.
 
 - ``baton_runs_total{agent,mode,outcome}``: ended runs (attempts).
@@ -29,7 +30,8 @@ deletes a key's runs lowers them, which Prometheus treats as a counter reset.
   bytes samples (``sum()`` is the dashboard's fleet total); ``baton_disk_report_timestamp_seconds``
   has every worker that ever reported, for an alert on a silent one.
 - The forge loop (:mod:`baton.forge`), from two more small queries
-  (:meth:`~baton.store.base.ForgeStore.forge_counts`, :meth:`~baton.store.base.ForgeStore.forge_turn_counts`):
+  (:meth:`~baton.forge.tables.ForgeStore.forge_counts`,
+  :meth:`~baton.forge.tables.ForgeStore.forge_turn_counts`):
   ``baton_forge_events_total{kind,status}`` (stored feedback events and what became of them),
   ``baton_forge_threads{status}`` (bound threads, every status), ``baton_forge_needs_human`` (threads
   waiting for a person: a budget spent or a failure that came back unchanged),
@@ -64,20 +66,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from baton.forge.records import BindingStatus, DeliveryStatus
+from baton.forge.tables import delivery_store, forge_store
 from baton.housekeeping.disk import DiskReport
 from baton.housekeeping.fleetdisk import FleetDisk, WorkerDisk, fleet_disk
-from baton.models import (
-    BindingStatus,
-    DeliveryStatus,
-    JobStatus,
-    Mode,
-    Outcome,
-    QuotaRecord,
-    QuotaState,
-    SessionStatus,
-)
+from baton.models import JobStatus, Mode, Outcome, QuotaRecord, QuotaState, SessionStatus
 from baton.service.diskcache import DiskCache
-from baton.store.base import ForgeStore, QuotaStore, ViewStore, WorkerStore
+from baton.store.base import QuotaStore, Transactions, ViewStore, WorkerStore
 
 BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 DISK_FIRST_WAIT = 2.0  # the first scrape waits this long for the first measurement
@@ -222,7 +217,7 @@ def quota_metrics(records: list[QuotaRecord], now: float) -> Iterator[Metric]:
     yield resets
 
 
-class MetricsStore(ViewStore, WorkerStore, ForgeStore, QuotaStore, Protocol):
+class MetricsStore(ViewStore, WorkerStore, QuotaStore, Transactions, Protocol):
     """What a scrape reads: the counts, the workers' disk reports, the forge loop's counts and the
     usage-quota breakers."""
 
@@ -238,10 +233,11 @@ class StoreCollector(Collector):
         yield from run_metrics(counts["runs"])
         yield duration_metric(counts["runs"])
         yield session_metric(counts["sessions"])
-        yield from delivery_metrics(counts["deliveries"])
+        yield from delivery_metrics(delivery_store(self.store).delivery_counts())
         queued = sum(n for status, n in counts["jobs"] if status == JobStatus.QUEUED)
         yield GaugeMetricFamily("baton_queue_depth", "Submitted runs waiting to start", value=queued)
-        yield from forge_metrics(self.store.forge_counts(), self.store.forge_turn_counts())
+        forge = forge_store(self.store)
+        yield from forge_metrics(forge.forge_counts(), forge.forge_turn_counts())
         yield from quota_metrics(self.store.list_quotas(), time.time())
         yield from disk_metrics(by_kind(self.disk.get(wait=DISK_FIRST_WAIT)), fleet_disk(self.store))
 

@@ -58,12 +58,12 @@ from baton.forge.delivery import READERS, Reader
 from baton.forge.delivery import Delivery as Work  # Delivery: the route's response model, below
 from baton.forge.events import Ignored, Malformed, claimed_signatures, payload_of, verified
 from baton.forge.model import ForgeKind
-from baton.models import DeliveryRecord, DeliveryStatus
+from baton.forge.records import DeliveryRecord, DeliveryStatus
+from baton.forge.tables import delivery_store
 from baton.service.auth import Actor, require
 from baton.service.errors import Problem
 from baton.service.records import TokenScope
 from baton.settings import Settings
-from baton.store.base import DeliveryStore
 
 SECRET_ENV = "BATON_WEBHOOK_SECRET"
 DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -89,7 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     worker = Worker(
         app.state.store, settings, threads=max(2, settings.concurrency), loop=app.state.forge_loop
     )
-    intake = Intake(app.state.store)
+    intake = Intake(delivery_store(app.state.store))
     app.state.webhooks, app.state.webhook_intake = worker, intake
     worker.start()
     intake.start()
@@ -133,7 +133,7 @@ async def accept(
             forge, delivery_id, event, time.time(), DeliveryStatus.IGNORED, {"ignored": work.reason}
         )
     if not await state.webhook_intake.add(record):
-        stored = await run_in_threadpool(worker.store.get_delivery, forge, delivery_id)
+        stored = await run_in_threadpool(worker.deliveries.get_delivery, forge, delivery_id)
         log.info("webhook %s %s: redelivery, answered from the first", forge, delivery_id)
         return stored or record
     if isinstance(work, Work):
@@ -226,5 +226,5 @@ def deliveries(
     _actor: Annotated[Actor, Depends(require(TokenScope.READ))],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    store: DeliveryStore = request.app.state.store
-    return [d.to_json() for d in store.list_deliveries(limit=limit)]
+    deliveries = delivery_store(request.app.state.store)
+    return [d.to_json() for d in deliveries.list_deliveries(limit=limit)]

@@ -11,16 +11,15 @@ so what it depends on is what it calls: the roles follow the SQL store's parts â
   :mod:`baton.store.redis_leases`) and the record of their fencing tokens (``sql.py``);
 - :class:`AuditStore`: what was done, by whom (``sql.py``);
 - :class:`KeyStore`: all of the above, what any work on a key (a run, a reset, a sweep) needs;
-- :class:`JobStore`, :class:`DeliveryStore`:
-  the fleet's jobs and the webhook deliveries (``sql_service.py``); :class:`ViewStore`: the
-  dashboard's and ``/metrics``' counted reads (``sql_views.py``); :class:`ForgeStore`: the forge room's
-  bindings, events, turns and budgets (``sql_forge.py``).
+- :class:`JobStore`: the fleet's jobs (``sql_service.py``); :class:`ViewStore`: the dashboard's and
+  ``/metrics``' counted reads (``sql_views.py``).
 
 Keep them small: the runner's needs, not a general ORM.
 
 A room above the store owns its data: its records (``records.py``), its tables and its role, with an
 implementation that runs in the store's own transactions (:class:`Transactions`), in its ``tables.py``
-(:mod:`baton.plans.tables`, ...). The roles here are the ones rooms share.
+(:mod:`baton.plans.tables`, :mod:`baton.service.tables`, :mod:`baton.forge.tables`). The roles here
+are the ones rooms share.
 
 Fencing: the writes a run makes about its key (``save_session``, ``add_run``, ``update_run``,
 ``save_snapshot``, ``save_plan``, ``save_checkpoint``) take ``fence=`` (a :class:`Fence`, the lease's key
@@ -37,8 +36,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from baton.models import (
     CheckpointRecord,
-    DeliveryRecord,
-    DeliveryStatus,
     Fence,
     JobRecord,
     JobStatus,
@@ -55,8 +52,6 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from sqlalchemy.engine import Connection
-
-    from baton.models import Binding, BindingStatus, EventRecord, EventStatus
 
 
 @dataclass
@@ -291,27 +286,6 @@ class RunLookup(RunStore, JobStore, ListingStore, Protocol):
     """What finding a run by its id reads: a job's or an attempt's (``baton.runner.runids``)."""
 
 
-class DeliveryStore(Protocol):
-    """Webhook deliveries, one per forge and delivery id."""
-
-    def add_delivery(self, delivery: DeliveryRecord) -> bool:
-        """False when the delivery is already stored: a redelivery, to answer from the first."""
-        ...
-
-    def add_deliveries(self, batch: Sequence[DeliveryRecord]) -> list[bool]:
-        """Many in one transaction; per delivery, False when known (or earlier in the batch)."""
-        ...
-
-    def get_delivery(self, forge: str, delivery_id: str) -> DeliveryRecord | None: ...
-    def update_delivery(
-        self, forge: str, delivery_id: str, status: DeliveryStatus, result: dict[str, Any]
-    ) -> None: ...
-    def list_deliveries(self, limit: int = 100) -> list[DeliveryRecord]: ...
-    def list_deliveries_by_status(self, status: DeliveryStatus, limit: int = 1000) -> list[DeliveryRecord]:
-        """Oldest first (the service re-queues ``pending`` ones at start)."""
-        ...
-
-
 class WorkerStore(Protocol):
     """The fleet's workers: heartbeats and disk reports (see store/sql_workers.py)."""
 
@@ -354,112 +328,8 @@ class ViewStore(Protocol):
     def metrics_counts(self, buckets: Sequence[float]) -> dict[str, list[tuple[Any, ...]]]:
         """What ``/metrics`` shows, counted by the database (GROUP BY) in one transaction:
         ``runs`` of ended runs: (agent, mode, outcome, hydrated, n, n with an end time, sum of
-        durations, then n with duration <= each bucket); ``sessions`` (agent, status, n);
-        ``deliveries`` (forge, event, status, n); ``jobs`` (status, n)."""
-        ...
-
-
-class ForgeStore(Protocol):
-    """The forge room's threads bound to issues and PRs, their events, turns and budgets (see
-    store/sql_forge.py). A conversation is (forge, repo, number). Each write is one transaction, and
-    what must happen once across machines (an event acted on, a row claimed, a turn published, a
-    budget spent) is decided by the database."""
-
-    def bind(self, binding: Binding) -> tuple[Binding, bool]:
-        """Store a new binding: ``(binding, True)``; a conversation bound already (by its number or
-        as an issue's PR) gives the stored one and False, unchanged. A key (agent, repo slug, thread)
-        bound to another conversation is :class:`baton.errors.BadInput`."""
-        ...
-
-    def get_binding(self, forge: str, repo: str, number: int) -> Binding | None:
-        """The binding of ``number``, or the one whose ``pr`` it is."""
-        ...
-
-    def binding_for_key(self, agent: str, repo_slug: str, thread: str) -> Binding | None: ...
-    def save_binding(self, binding: Binding) -> bool:
-        """Write every field (the caller sets ``updated_at``); False when not bound. A key bound to
-        another conversation is :class:`baton.errors.BadInput`."""
-        ...
-
-    def mark_seen(self, forge: str, repo: str, seen: Sequence[tuple[int, str | None]], at: float) -> None:
-        """Set ``seen_at`` and the checks' ETag of the repo's bindings ``(number, etag)``, in one write."""
-        ...
-
-    def list_bindings(
-        self,
-        *,
-        status: BindingStatus | None = None,
-        forge: str | None = None,
-        limit: int = 1000,
-        after: tuple[str, str, int] | None = None,
-    ) -> list[Binding]:
-        """By (forge, repo, number); ``after`` the last one's (forge, repo, number), for the next page."""
-        ...
-
-    def unbind(self, forge: str, repo: str, number: int) -> bool: ...
-    def add_forge_event(self, record: EventRecord) -> EventRecord | None:
-        """The stored record (with its ``id``); None when (forge, repo, identity) is known already."""
-        ...
-
-    def forge_events(
-        self, forge: str, repo: str, number: int, *, status: EventStatus | None = None, limit: int = 1000
-    ) -> list[EventRecord]:
-        """In arrival order."""
-        ...
-
-    def events_of_job(self, job_id: str) -> list[EventRecord]: ...
-    def claim_forge_events(self, ids: Sequence[int], job_id: str) -> list[int]:
-        """Pending or held â†’ dispatched for ``job_id``: the ids moved (each to one claimer only)."""
-        ...
-
-    def set_forge_events(self, ids: Sequence[int], status: EventStatus, reason: str | None = None) -> int:
-        """Set status and reason; how many rows."""
-        ...
-
-    def pending_forge_threads(self, limit: int = 1000) -> list[tuple[str, str, int]]:
-        """(forge, repo, number) of the conversations with pending events."""
-        ...
-
-    def recent_forge_events(self, limit: int = 100) -> list[EventRecord]:
-        """Newest first."""
-        ...
-
-    def add_forge_turn(
-        self, job_id: str, forge: str, repo: str, number: int, kinds: list[str], submitted_at: float
-    ) -> bool:
-        """False when ``job_id`` is recorded already."""
-        ...
-
-    def forge_turns(self, forge: str, repo: str, number: int, since: float = 0) -> list[dict[str, Any]]:
-        """Turns submitted at or after ``since``, oldest first: job_id, forge, repo, number, kinds
-        (list), submitted_at, published_at, publish (dict or None)."""
-        ...
-
-    def unpublished_turns(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Turns not published yet, oldest first."""
-        ...
-
-    def mark_published(self, job_id: str, publish: dict[str, Any], at: float) -> bool:
-        """True for the one caller that publishes the turn; False when it was published already."""
-        ...
-
-    def spend_budget(self, forge: str, repo: str, number: int, signature: str, at: float) -> int:
-        """One more against ``signature`` (atomic); the count now."""
-        ...
-
-    def budget_spent(self, forge: str, repo: str, number: int, signature: str) -> int: ...
-    def reset_budgets(self, forge: str, repo: str, number: int) -> int:
-        """Forget the conversation's spends; how many budgets were reset."""
-        ...
-
-    def forge_counts(self) -> dict[str, list[tuple[Any, ...]]]:
-        """``events`` (kind, status, n) and ``bindings`` (status, n): GROUP BY queries, for /metrics."""
-        ...
-
-    def forge_turn_counts(self) -> dict[str, Any]:
-        """``turns`` [(kind, outcome, n)]: a turn once per kind it was about, by its job's outcome
-        (``queued``/``running`` before it has one, ``unknown`` when the job is gone); ``refused``: how
-        many triggers the trust policy refused (the audit's ``forge.refused`` rows). For /metrics."""
+        durations, then n with duration <= each bucket); ``sessions`` (agent, status, n); ``jobs``
+        (status, n). (The forge's deliveries are counted by its own role, ``delivery_counts``.)"""
         ...
 
 
@@ -477,10 +347,8 @@ class Store(
     KeyStore,
     ListingStore,
     JobStore,
-    DeliveryStore,
     ViewStore,
     WorkerStore,
-    ForgeStore,
     Protocol,
 ):
     """The whole store: every role, and its own life (schema, connection)."""

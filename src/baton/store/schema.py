@@ -154,18 +154,6 @@ jobs = sa.Table(
     sa.Index("jobs_key_seq", "agent", "repo", "thread", "seq"),
 )
 
-deliveries = sa.Table(
-    "deliveries",
-    metadata,
-    sa.Column("forge", Text, nullable=False),
-    sa.Column("delivery_id", Text, nullable=False),
-    sa.Column("event", Text, nullable=False),
-    sa.Column("received_at", Real, nullable=False),
-    sa.Column("status", Text, nullable=False),
-    sa.Column("result", Text, nullable=False),
-    sa.PrimaryKeyConstraint("forge", "delivery_id"),
-)
-
 job_events = sa.Table(
     "job_events",
     metadata,
@@ -216,83 +204,6 @@ workers = sa.Table(
     sa.Column("disk_at", Real),
     sa.Column("free_bytes", sa.BigInteger),
     sa.Column("total_bytes", sa.BigInteger),
-)
-
-# -- forges: threads bound to issues and pull requests (baton.forge) ------------------------------------
-
-forge_bindings = sa.Table(
-    "forge_bindings",
-    metadata,
-    sa.Column("forge", Text, nullable=False),  # the configured forge's name
-    sa.Column("repo", Text, nullable=False),  # the forge's full name: acme/api
-    sa.Column("number", Int, nullable=False),  # the issue (or the PR a thread started on)
-    sa.Column("agent", Text, nullable=False),
-    sa.Column("repo_slug", Text, nullable=False),  # baton's key: agent, repo slug, thread
-    sa.Column("thread", Text, nullable=False),
-    sa.Column("repo_url", Text, nullable=False),
-    sa.Column("status", Text, nullable=False),
-    sa.Column("pr", Int),  # the thread's PR (an issue's binding is found by it too)
-    sa.Column("head_sha", Text),
-    sa.Column("branch", Text),
-    sa.Column("access", Text, nullable=False),
-    sa.Column("status_comment", sa.BigInteger),  # a GitHub comment id (beyond 2^31)
-    sa.Column("etag", Text),
-    sa.Column("seen_at", Real, nullable=False),
-    sa.Column("note", Text),
-    sa.Column("created_at", Real, nullable=False),
-    sa.Column("updated_at", Real, nullable=False),
-    sa.PrimaryKeyConstraint("forge", "repo", "number"),
-    sa.Index("forge_bindings_key", "agent", "repo_slug", "thread", unique=True),
-    sa.Index("forge_bindings_pr", "forge", "repo", "pr"),
-    sa.Index("forge_bindings_status", "status"),
-)
-
-forge_events = sa.Table(
-    "forge_events",
-    metadata,
-    sa.Column("id", Int, primary_key=True, autoincrement=True),  # arrival order
-    sa.Column("forge", Text, nullable=False),
-    sa.Column("repo", Text, nullable=False),
-    sa.Column("number", Int, nullable=False),
-    sa.Column("identity", Text, nullable=False),  # the event itself: acted on once, however it arrives
-    sa.Column("kind", Text, nullable=False),
-    sa.Column("status", Text, nullable=False),
-    sa.Column("event", Text, nullable=False),  # JSON: ForgeEvent.to_json()
-    sa.Column("access", Text, nullable=False),
-    sa.Column("job_id", Text),  # the turn that took it
-    sa.Column("reason", Text),  # why it was dropped or held
-    sa.Column("received_at", Real, nullable=False),
-    sa.Index("forge_events_identity", "forge", "repo", "identity", unique=True),
-    sa.Index("forge_events_thread", "forge", "repo", "number", "status"),
-    sa.Index("forge_events_job", "job_id"),
-    sa.Index("forge_events_status", "status", "forge", "repo", "number"),  # the conversations waiting
-)
-
-forge_turns = sa.Table(
-    "forge_turns",
-    metadata,
-    sa.Column("job_id", Text, primary_key=True),
-    sa.Column("forge", Text, nullable=False),
-    sa.Column("repo", Text, nullable=False),
-    sa.Column("number", Int, nullable=False),
-    sa.Column("kinds", Text, nullable=False),  # JSON list of the feedback kinds the turn is about
-    sa.Column("submitted_at", Real, nullable=False),
-    sa.Column("published_at", Real),  # set once, when baton wrote the turn's outcome back
-    sa.Column("publish", Text),  # JSON: what baton wrote back
-    sa.Index("forge_turns_thread", "forge", "repo", "number", "submitted_at"),
-    sa.Index("forge_turns_published", "published_at"),
-)
-
-forge_budgets = sa.Table(
-    "forge_budgets",
-    metadata,
-    sa.Column("forge", Text, nullable=False),
-    sa.Column("repo", Text, nullable=False),
-    sa.Column("number", Int, nullable=False),
-    sa.Column("signature", Text, nullable=False),  # what is counted (the caller names it: a failure, a day)
-    sa.Column("spent", Int, nullable=False),
-    sa.Column("updated_at", Real, nullable=False),
-    sa.PrimaryKeyConstraint("forge", "repo", "number", "signature"),
 )
 
 quotas = sa.Table(

@@ -27,7 +27,6 @@ from baton.store.base import Lease
 from baton.store.engine import engine_for, migrate, redact, store_error
 from baton.store.rows import session_values, snapshot_digests, snapshot_of
 from baton.store.sql_checkpoints import CheckpointTables
-from baton.store.sql_forge import ForgeTables
 from baton.store.sql_listing import ListingQueries
 from baton.store.sql_quota import QuotaTables
 from baton.store.sql_sdk import SdkEntryTables
@@ -63,7 +62,6 @@ class SQLStore(
     CheckpointTables,
     SdkEntryTables,
     WorkerTables,
-    ForgeTables,
     QuotaTables,
 ):
     """A :class:`baton.store.base.Store` over one SQLAlchemy engine."""

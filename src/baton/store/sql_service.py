@@ -1,14 +1,12 @@
-"""What the fleet and the forge keep in the SQL store: submitted runs (jobs) and webhook deliveries
-(for deduplication and the deliveries list). The service's own API tokens are in
-:mod:`baton.service.tables`.
+"""What the fleet keeps in the SQL store: submitted runs (jobs) and their event streams, and the
+counts of ``/metrics``. The service's own API tokens are in :mod:`baton.service.tables`, the forge's
+webhook deliveries in :mod:`baton.forge.tables`.
 
 Jobs are the service's queue: a job is stored ``queued`` before the API answers 202, so a restart
 loses nothing, and an executor (in-process now, Celery later) starts the oldest queued job of a key only
 when no job of that key is running (runs of one key start in submission order: the key's oldest queued
 job blocks every later one in any snapshot, and the move to running is conditional on the job still
-being queued, so of two executors starting one job only one wins). Deliveries are keyed by (forge,
-delivery id): inserting an existing one does nothing (``ON CONFLICT DO NOTHING``), which is the atomic
-"act once".
+being queued, so of two executors starting one job only one wins).
 """
 
 from __future__ import annotations
@@ -21,12 +19,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from baton.models import DeliveryRecord, DeliveryStatus, JobRecord, JobStatus
-from baton.store.schema import deliveries, job_events, jobs
+from baton.models import JobRecord, JobStatus
+from baton.store.schema import job_events, jobs
 from baton.store.schema import leases as _leases
 from baton.store.schema import runs as _runs
 from baton.store.schema import sessions as _sessions
-from baton.store.tables import id_like, insert_for, lock_key, upsert
+from baton.store.tables import id_like, lock_key, upsert
 
 
 class ServiceTables:
@@ -163,72 +161,12 @@ class ServiceTables:
             )
             return bool(started.rowcount)
 
-    # -- webhook deliveries -------------------------------------------------------------------------
-
-    def add_delivery(self, delivery: DeliveryRecord) -> bool:
-        """Insert a new delivery; False when (forge, delivery id) is already stored (a redelivery)."""
-        return self.add_deliveries([delivery])[0]
-
-    def add_deliveries(self, batch: Sequence[DeliveryRecord]) -> list[bool]:
-        """:meth:`add_delivery` for many in one transaction (the webhook intake's group commit): per
-        delivery, False when its (forge, id) is stored already or came earlier in the batch."""
-        first: dict[tuple[str, str], int] = {}
-        for index, d in enumerate(batch):
-            first.setdefault((d.forge, d.delivery_id), index)
-        if not first:
-            return []
-        rows = [_delivery_values(batch[index]) for index in first.values()]
-        with self._tx() as conn:
-            # one multi-row statement, not executemany: one step of SQLite, so the writing thread gives
-            # up and retakes the GIL once, not once per row (the event loop waits less). Known ones are
-            # skipped by the database, atomically (two machines may receive one delivery at once).
-            insert = insert_for(conn, deliveries).values(rows).on_conflict_do_nothing()
-            returned = conn.execute(insert.returning(deliveries.c.forge, deliveries.c.delivery_id))
-            inserted = {(forge, delivery_id) for forge, delivery_id in returned}
-        return [
-            first[(d.forge, d.delivery_id)] == index and (d.forge, d.delivery_id) in inserted
-            for index, d in enumerate(batch)
-        ]
-
-    def get_delivery(self, forge: str, delivery_id: str) -> DeliveryRecord | None:
-        with self._tx() as conn:
-            row = conn.execute(
-                sa.select(deliveries).where(
-                    deliveries.c.forge == forge, deliveries.c.delivery_id == delivery_id
-                )
-            ).first()
-        return _delivery(row._mapping) if row else None
-
-    def update_delivery(
-        self, forge: str, delivery_id: str, status: DeliveryStatus, result: dict[str, Any]
-    ) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                sa.update(deliveries)
-                .where(deliveries.c.forge == forge, deliveries.c.delivery_id == delivery_id)
-                .values(status=status.value, result=json.dumps(result))
-            )
-
-    def list_deliveries(self, limit: int = 100) -> list[DeliveryRecord]:
-        query = sa.select(deliveries).order_by(deliveries.c.received_at.desc()).limit(limit)
-        with self._tx() as conn:
-            return [_delivery(r._mapping) for r in conn.execute(query)]
-
-    def list_deliveries_by_status(self, status: DeliveryStatus, limit: int = 1000) -> list[DeliveryRecord]:
-        query = (
-            sa.select(deliveries)
-            .where(deliveries.c.status == status.value)
-            .order_by(deliveries.c.received_at.asc())
-            .limit(limit)
-        )
-        with self._tx() as conn:
-            return [_delivery(r._mapping) for r in conn.execute(query)]
-
     # -- metrics ------------------------------------------------------------------------------------
 
     def metrics_counts(self, buckets: Sequence[float]) -> dict[str, list[tuple[Any, ...]]]:
         """Counted by the database, so every process (and a restarted one) reports the same numbers,
-        and a scrape costs four GROUP BY queries (one scan of the runs, one of the sessions)."""
+        and a scrape costs three GROUP BY queries (one scan of the runs, one of the sessions; the
+        forge's deliveries are counted by its own role, :mod:`baton.forge.tables`)."""
         with self._tx() as conn:
             return {
                 name: [tuple(r) for r in conn.execute(query)] for name, query in _metrics_queries(buckets)
@@ -263,12 +201,6 @@ def _metrics_queries(buckets: Sequence[float]) -> list[tuple[str, Any]]:
             "sessions",
             sa.select(_sessions.c.agent, _sessions.c.status, count).group_by(
                 _sessions.c.agent, _sessions.c.status
-            ),
-        ),
-        (
-            "deliveries",
-            sa.select(deliveries.c.forge, deliveries.c.event, deliveries.c.status, count).group_by(
-                deliveries.c.forge, deliveries.c.event, deliveries.c.status
             ),
         ),
         ("jobs", sa.select(jobs.c.status, count).group_by(jobs.c.status)),
@@ -311,14 +243,3 @@ def _job(row: Any) -> JobRecord:
     data["request"] = json.loads(data["request"])
     data["result"] = json.loads(data["result"]) if data["result"] else None
     return JobRecord(**data)
-
-
-def _delivery_values(delivery: DeliveryRecord) -> dict[str, Any]:
-    return {**delivery.__dict__, "status": delivery.status.value, "result": json.dumps(delivery.result)}
-
-
-def _delivery(row: Any) -> DeliveryRecord:
-    data = dict(row)
-    data["status"] = DeliveryStatus(data["status"])
-    data["result"] = json.loads(data["result"] or "{}")
-    return DeliveryRecord(**data)

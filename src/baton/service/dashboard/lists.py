@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
+from baton.forge.tables import delivery_store
 from baton.plans.records import TaskStatus
 from baton.plans.tables import plan_store
 from baton.service.dashboard.web import Viewer, page, signed_in, state
@@ -31,7 +32,7 @@ def plans(request: Request, viewer: Signed) -> HTMLResponse:
 @router.get("/deliveries", response_class=HTMLResponse)
 def deliveries(request: Request, viewer: Signed, limit: Limit = 200) -> HTMLResponse:
     _settings, store = state(request)
-    rows = store.list_deliveries(limit=limit)
+    rows = delivery_store(store).list_deliveries(limit=limit)
     return page(request, "deliveries.html", viewer, title="Webhooks", rows=rows, limit=limit)
 
 

@@ -33,14 +33,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from baton.forge.records import BindingStatus
+from baton.forge.tables import forge_store
 from baton.housekeeping.disk import DiskReport
 from baton.housekeeping.fleetdisk import FleetDisk, fleet_disk
 from baton.housekeeping.quotas import clear_breaker, quota_views
-from baton.models import BindingStatus, Outcome, QuotaState, SessionStatus
+from baton.models import Outcome, QuotaState, SessionStatus
 from baton.service.dashboard.web import Viewer, form_of, page, signed_in, state, with_headers
 from baton.service.metrics import resume_result
 from baton.service.records import TokenScope
-from baton.store.base import ForgeStore, QuotaStore, ViewStore
+from baton.store.base import QuotaStore, Transactions, ViewStore
 
 router = APIRouter(include_in_schema=False)
 FIRST_WAIT = 0.5  # seconds the first page waits for the first measurement (then: "still running")
@@ -163,12 +165,13 @@ def quota_card(store: QuotaStore, now: float | None = None) -> dict[str, Any]:
     }
 
 
-def forge_threads(store: ForgeStore) -> dict[str, Any] | None:
+def forge_threads(store: Transactions) -> dict[str, Any] | None:
     """Bound threads by status and the first of those that need a human (None: nothing is bound)."""
-    bound = {status: int(n) for status, n in store.forge_counts()["bindings"]}
+    forge = forge_store(store)
+    bound = {status: int(n) for status, n in forge.forge_counts()["bindings"]}
     if not bound:
         return None
-    waiting = store.list_bindings(status=BindingStatus.NEEDS_HUMAN, limit=WAITING_SHOWN)
+    waiting = forge.list_bindings(status=BindingStatus.NEEDS_HUMAN, limit=WAITING_SHOWN)
     return {"counts": {s.value: bound.get(s.value, 0) for s in BindingStatus}, "needs_human": waiting}
 
 

@@ -1,6 +1,7 @@
-"""The forge room's tables (:mod:`baton.forge`): threads bound to issues and pull requests
-(``forge_bindings``), the events seen on them (``forge_events``), the turns submitted for them
-(``forge_turns``) and what their budgets have spent (``forge_budgets``).
+"""The forge room's :class:`~baton.forge.tables.ForgeStore` in the SQL store's transactions
+(:func:`baton.forge.tables.forge_store`): threads bound to issues and pull requests (``forge_bindings``),
+the events seen on them (``forge_events``), the turns submitted for them (``forge_turns``) and what
+their budgets have spent (``forge_budgets``).
 
 Several machines receive the same webhooks and run the same reconcile, so every decision that must be
 taken once is taken by the database, in one statement:
@@ -21,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,19 +29,22 @@ from sqlalchemy.engine import Connection
 
 from baton import retry
 from baton.errors import BadInput, StoreError
-from baton.models import Access, Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
-from baton.store.schema import audit, forge_bindings, forge_budgets, forge_events, forge_turns, jobs
+from baton.forge.records import Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
+from baton.forge.schema import forge_bindings, forge_budgets, forge_events, forge_turns
+from baton.models import Access
+from baton.store.base import Transactions
+from baton.store.schema import audit, jobs
 from baton.store.tables import insert_for
 
 CONVERSATION = ("forge", "repo", "number")
 CLAIMABLE = (EventStatus.PENDING.value, EventStatus.HELD.value)
 
 
-class ForgeTables:
-    """Mixed into :class:`baton.store.sql.SQLStore`, which provides ``_tx``."""
+class SQLForge:
+    """:class:`~baton.forge.tables.ForgeStore` in the SQL store's transactions."""
 
-    def _tx(self) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
+    def __init__(self, store: Transactions) -> None:
+        self._store = store
 
     # -- bindings -----------------------------------------------------------------------------------
 
@@ -54,7 +57,7 @@ class ForgeTables:
         def one() -> tuple[Binding, bool] | None:
             """One try in its own transaction; None: a row blocked the insert and was unbound before
             it could be read (tried again)."""
-            with self._tx() as conn:
+            with self._store.transaction() as conn:
                 stored = _binding_row(conn, binding.forge, binding.repo, binding.number)
                 if stored is not None:
                     return binding_of(stored), False
@@ -83,7 +86,7 @@ class ForgeTables:
 
     def get_binding(self, forge: str, repo: str, number: int) -> Binding | None:
         """The binding of ``number``, or the binding whose PR ``number`` is (an issue's thread)."""
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             row = _binding_row(conn, forge, repo, number)
         return binding_of(row) if row is not None else None
 
@@ -93,7 +96,7 @@ class ForgeTables:
             forge_bindings.c.repo_slug == repo_slug,
             forge_bindings.c.thread == thread,
         )
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             row = conn.execute(sa.select(forge_bindings).where(where)).first()
         return binding_of(row._mapping) if row is not None else None
 
@@ -101,7 +104,7 @@ class ForgeTables:
         """Write every field of a stored binding (the caller sets ``updated_at``); False when it is
         not bound (any more). Moving it to a key bound to another conversation is :class:`BadInput`."""
         values = binding_values(binding)
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             owner = conn.execute(
                 sa.select(forge_bindings).where(_key_where(binding), sa.not_(_conversation_where(binding)))
             ).first()
@@ -120,7 +123,7 @@ class ForgeTables:
             .values(seen_at=at, etag=sa.bindparam("e"))
         )
         if seen:
-            with self._tx() as conn:
+            with self._store.transaction() as conn:
                 conn.execute(statement, [{"n": number, "e": etag} for number, etag in seen])
 
     def list_bindings(
@@ -147,11 +150,11 @@ class ForgeTables:
                     sa.and_(c.forge == f, c.repo == r, c.number > n),
                 )
             )
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             return [binding_of(r._mapping) for r in conn.execute(query)]
 
     def unbind(self, forge: str, repo: str, number: int) -> bool:
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             done = conn.execute(
                 sa.delete(forge_bindings).where(_conversation(forge_bindings, forge, repo, number))
             )
@@ -162,7 +165,7 @@ class ForgeTables:
     def add_forge_event(self, record: EventRecord) -> EventRecord | None:
         """Store a new event, returned with its ``id``; None when its (forge, repo, identity) is stored
         already (a duplicate: a redelivery, a second webhook, the reconcile finding it again)."""
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             insert = insert_for(conn, forge_events).values(event_values(record))
             insert = insert.on_conflict_do_nothing(index_elements=["forge", "repo", "identity"])
             new_id = conn.execute(insert.returning(forge_events.c.id)).scalar()
@@ -175,14 +178,14 @@ class ForgeTables:
         query = sa.select(forge_events).where(_conversation(forge_events, forge, repo, number))
         if status is not None:
             query = query.where(forge_events.c.status == status.value)
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             return [
                 event_of(r._mapping) for r in conn.execute(query.order_by(forge_events.c.id).limit(limit))
             ]
 
     def events_of_job(self, job_id: str) -> list[EventRecord]:
         query = sa.select(forge_events).where(forge_events.c.job_id == job_id).order_by(forge_events.c.id)
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             return [event_of(r._mapping) for r in conn.execute(query)]
 
     def claim_forge_events(self, ids: Sequence[int], job_id: str) -> list[int]:
@@ -196,7 +199,7 @@ class ForgeTables:
             .values(status=EventStatus.DISPATCHED.value, job_id=job_id)
             .returning(forge_events.c.id)
         )
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             _lock_in_order(conn, ids)
             return sorted(int(i) for i in conn.execute(claim).scalars())
 
@@ -204,7 +207,7 @@ class ForgeTables:
         """Set the status (and the reason, None clearing it) of the events of ``ids``; how many."""
         if not ids:
             return 0
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             _lock_in_order(conn, ids)
             done = conn.execute(
                 sa.update(forge_events)
@@ -222,13 +225,13 @@ class ForgeTables:
             .order_by(forge_events.c.forge, forge_events.c.repo, forge_events.c.number)
             .limit(limit)
         )
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             return [(r.forge, r.repo, r.number) for r in conn.execute(query)]
 
     def recent_forge_events(self, limit: int = 100) -> list[EventRecord]:
         """Newest first, across conversations (the dashboard, the API)."""
         query = sa.select(forge_events).order_by(forge_events.c.id.desc()).limit(limit)
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             return [event_of(r._mapping) for r in conn.execute(query)]
 
     # -- turns --------------------------------------------------------------------------------------
@@ -245,7 +248,7 @@ class ForgeTables:
             "kinds": json.dumps([str(k) for k in kinds]),
             "submitted_at": submitted_at,
         }
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             insert = insert_for(conn, forge_turns).values(values).on_conflict_do_nothing()
             return conn.execute(insert.returning(forge_turns.c.job_id)).first() is not None
 
@@ -256,7 +259,7 @@ class ForgeTables:
             .where(_conversation(forge_turns, forge, repo, number), forge_turns.c.submitted_at >= since)
             .order_by(forge_turns.c.submitted_at, forge_turns.c.job_id)
         )
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             return [turn_of(r._mapping) for r in conn.execute(query)]
 
     def unpublished_turns(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -267,13 +270,13 @@ class ForgeTables:
             .order_by(forge_turns.c.submitted_at, forge_turns.c.job_id)
             .limit(limit)
         )
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             return [turn_of(r._mapping) for r in conn.execute(query)]
 
     def mark_published(self, job_id: str, publish: dict[str, Any], at: float) -> bool:
         """Record what was written back for the turn; False when it was published already (or is not
         a turn): the caller that gets True is the one that publishes."""
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             done = conn.execute(
                 sa.update(forge_turns)
                 .where(forge_turns.c.job_id == job_id, forge_turns.c.published_at.is_(None))
@@ -286,7 +289,7 @@ class ForgeTables:
     def spend_budget(self, forge: str, repo: str, number: int, signature: str, at: float) -> int:
         """Count one more turn against ``signature``; the count now (1 for the first)."""
         values = {"forge": forge, "repo": repo, "number": number, "signature": signature, "spent": 1}
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             insert = insert_for(conn, forge_budgets).values({**values, "updated_at": at})
             upsert = insert.on_conflict_do_update(
                 index_elements=[*CONVERSATION, "signature"],
@@ -298,12 +301,12 @@ class ForgeTables:
         query = sa.select(forge_budgets.c.spent).where(
             _conversation(forge_budgets, forge, repo, number), forge_budgets.c.signature == signature
         )
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             return int(conn.execute(query).scalar() or 0)
 
     def reset_budgets(self, forge: str, repo: str, number: int) -> int:
         """Forget what the conversation's budgets spent (a trusted resume); how many were reset."""
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             done = conn.execute(
                 sa.delete(forge_budgets).where(_conversation(forge_budgets, forge, repo, number))
             )
@@ -322,7 +325,7 @@ class ForgeTables:
             .order_by(e.kind, e.status),
             "bindings": sa.select(b.status, count).group_by(b.status).order_by(b.status),
         }
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             return {name: [tuple(r) for r in conn.execute(query)] for name, query in queries.items()}
 
     def forge_turn_counts(self) -> dict[str, Any]:
@@ -341,7 +344,7 @@ class ForgeTables:
         )
         refused = sa.select(sa.func.count()).select_from(audit).where(audit.c.action == "forge.refused")
         counts: dict[tuple[str, str], int] = {}
-        with self._tx() as conn:
+        with self._store.transaction() as conn:
             for kinds, result, n in conn.execute(turns):
                 for kind in json.loads(kinds) or ["none"]:
                     counts[kind, result] = counts.get((kind, result), 0) + int(n)
