@@ -264,6 +264,31 @@ def test_an_untrusted_actor_never_starts_a_thread(loop: ForgeLoop) -> None:
     assert forge_store(loop.store).get_binding("gh", "acme/api", 42) is None and not loop.store.list_jobs()
 
 
+def test_feedback_on_nothing_bound_is_ignored_and_a_passing_ci_dropped_with_its_reason(
+    loop: ForgeLoop, forge: MemoryForge
+) -> None:
+    """Why an event binds nothing (ignored) or is not made ready for a turn (dropped, kept with it)
+    reaches the outcome and the stored event word for word."""
+    outcome = dispatch.handle(loop, comment(1, "looks good"))  # no mention: no trigger
+    assert (outcome.status, outcome.reason) == (
+        "ignored",
+        "gh:acme/api#42 is not bound to a thread, and this is no trigger",
+    )
+    assert forge_store(loop.store).get_binding("gh", "acme/api", 42) is None
+    assert dispatch.handle(loop, comment(2, "@baton start")).status == "accepted"
+    idle(loop)
+    forge.head, forge.failing = "d" * 40, []  # the failure is gone by the time baton asks
+    outcome = dispatch.handle(loop, ci(forge.head))
+    assert (outcome.status, outcome.reason) == ("dropped", f"no check of {'d' * 12} fails now")
+    kept = forge_store(loop.store).recent_forge_events(limit=1)[0]
+    assert (kept.identity, kept.status, kept.reason) == (
+        f"ci:{'d' * 40}:test",
+        EventStatus.DROPPED,
+        outcome.reason,
+    )
+    assert len(loop.store.list_jobs()) == 1  # the first turn only
+
+
 def ci(sha: str) -> ForgeEvent:
     return ForgeEvent(
         "gh",

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from baton.errors import BadInput, Busy
 from baton.fleet import jobs
@@ -77,13 +77,13 @@ def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> O
     binding = forge_store(loop.store).get_binding(event.forge, event.repo, event.number) or _bind(
         loop, event, repo, decision
     )
-    if isinstance(binding, str):
-        return Outcome("ignored", binding)
+    if isinstance(binding, Unbound):
+        return Outcome("ignored", binding.reason)
     if binding.status == BindingStatus.CLOSED:
         return Outcome("ignored", f"{binding.conversation} is closed", binding=binding.conversation)
     ready = _prepare(loop, event, binding)
-    if isinstance(ready, str):
-        return _store(loop, event, binding, decision, EventStatus.DROPPED, ready, delivery)
+    if isinstance(ready, Dropped):
+        return _store(loop, event, binding, decision, EventStatus.DROPPED, ready.reason, delivery)
     return _accept(loop, ready, binding, decision, delivery)
 
 
@@ -150,17 +150,27 @@ def _store(
 # -- binding a conversation ----------------------------------------------------------------------------
 
 
-def _bind(loop: ForgeLoop, event: ForgeEvent, repo: RepoConfig, decision: Decision) -> Binding | str:
+@dataclass(frozen=True)
+class Unbound:
+    """Why an event on an unbound conversation binds no thread: the event is ``ignored``."""
+
+    reason: str
+
+
+def _bind(loop: ForgeLoop, event: ForgeEvent, repo: RepoConfig, decision: Decision) -> Binding | Unbound:
     """A trigger binds its issue or PR to a new thread; anything else on an unbound one is ignored."""
     if event.trigger == Trigger.FEEDBACK:
-        return f"{event.forge}:{event.repo}#{event.number} is not bound to a thread, and this is no trigger"
+        return Unbound(
+            f"{event.forge}:{event.repo}#{event.number} is not bound to a thread, and this is no trigger"
+        )
     if decision.quoted:
-        return f"{event.actor.login} is not trusted: only a trusted actor starts a thread"
+        return Unbound(f"{event.actor.login} is not trusted: only a trusted actor starts a thread")
     trigger = repo.trigger(event.trigger)
     if trigger is None:
-        return f"the {event.trigger.value} trigger is not enabled for {event.repo}"
+        return Unbound(f"the {event.trigger.value} trigger is not enabled for {event.repo}")
     if event.trigger == Trigger.LABEL and not trigger.matches_label(event.signature or ""):
-        return f"label {event.signature!r} is not one of {', '.join(trigger.names) or 'the trigger labels'}"
+        names = ", ".join(trigger.names) or "the trigger labels"
+        return Unbound(f"label {event.signature!r} is not one of {names}")
     return bind_thread(
         loop,
         event.forge,
@@ -175,7 +185,14 @@ def _bind(loop: ForgeLoop, event: ForgeEvent, repo: RepoConfig, decision: Decisi
 # -- making an event ready -----------------------------------------------------------------------------
 
 
-def _prepare(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent | str:
+@dataclass(frozen=True)
+class Dropped:
+    """Why an event on a bound thread is not made ready for a turn: stored ``dropped`` with the reason."""
+
+    reason: str
+
+
+def _prepare(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent | Dropped:
     """The event as a turn needs it (re-read from the forge), or why it is dropped."""
     client = loop.client(event.forge)
     if event.kind in STALE_KINDS and binding.pr is not None:
@@ -185,10 +202,10 @@ def _prepare(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent
             binding.head_sha, binding.updated_at = head, loop.clock()
             forge_store(loop.store).save_binding(binding)
         if event.head_sha and head and event.head_sha != head:
-            return f"stale: about {event.head_sha[:12]}, but the PR's head is now {head[:12]}"
+            return Dropped(f"stale: about {event.head_sha[:12]}, but the PR's head is now {head[:12]}")
         if event.kind == FeedbackKind.CONFLICT and now.mergeable is not False:
             # the payload's word is not taken: Gitea says false while it computes, and of any WIP PR
-            return "the forge says the PR can be merged (or has not decided yet)"
+            return Dropped("the forge says the PR can be merged (or has not decided yet)")
     if event.kind == FeedbackKind.CI_FAILURE:
         return _ci(loop, event, binding)
     if event.kind == FeedbackKind.REVIEW and binding.pr is not None:
@@ -196,23 +213,23 @@ def _prepare(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent
     return event
 
 
-def _ci(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent | str:
+def _ci(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent | Dropped:
     sha = event.head_sha or binding.head_sha
     if not sha:
-        return "a CI failure without a head commit"
+        return Dropped("a CI failure without a head commit")
     client = loop.client(event.forge)
     failing = client.failed_checks(event.repo, sha)
     refused = getattr(client, "refused_checks", {}).get(event.repo)
     if refused:
         decisions.note_once(loop, binding, "check-runs-refused", f"{CHECKS_REFUSED}: {refused[0]}")
     if not failing:
-        return f"no check of {sha[:12]} fails now"
+        return Dropped(f"no check of {sha[:12]} fails now")
     names = sorted({c.name for c in failing})
     signature = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
     waiting = [c for c in failing if c.conclusion == "action_required"]
     if len(waiting) == len(failing):
         decisions.say_once(loop, binding, f"approval:{sha}", _approval_text(sha, names))
-        return f"CI on {sha[:12]} waits for a maintainer's approval (said on the PR)"
+        return Dropped(f"CI on {sha[:12]} waits for a maintainer's approval (said on the PR)")
     return replace(
         event, identity=f"ci:{sha}:{signature}", head_sha=sha, checks=tuple(failing), signature=signature
     )
