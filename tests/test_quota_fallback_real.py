@@ -3,8 +3,8 @@ carries the plan's turns in a conversation of its own (a hand-off: a recap of Cl
 seeded into its worktree) and makes changes; after the reset Claude's next turn takes Codex's work
 back, resumes Claude's own native session (resume by id) and its request holds the delta of what
 Codex did, and says that the refused instruction was carried out by Codex: it is never asked again (a
-non-idempotent instruction would run twice); both conversations stay resumable. Mocks: Anthropic (refusing as a subscription's spent
-five-hour window) and OpenAI."""
+non-idempotent instruction would run twice); both conversations stay resumable. Mocks: Anthropic
+(refusing as a subscription's spent five-hour window) and OpenAI."""
 
 from __future__ import annotations
 
