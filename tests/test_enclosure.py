@@ -4,11 +4,13 @@ disk measured once more at its end, and the walls that cannot be built refused, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import threading
 from pathlib import Path
 
+import psutil
 import pytest
 
 from baton.errors import AgentError
@@ -18,6 +20,8 @@ from baton.settings import Settings
 from tests.conftest import GIT_ID
 from tests.test_landlock import require_landlock
 from tests.test_walls import Layout, layout  # noqa: F401 (the fixture)
+
+LEFT = str(700000 + os.getpid() % 99999)  # a sleep no other test starts
 
 
 def _run(box: Enclosure, script: str, cwd: Path, home: Path) -> ProcessResult:
@@ -48,7 +52,7 @@ def test_an_enclosed_agent_is_walled_contained_and_its_disk_measured(layout: Lay
     outside = layout.mine.parent / "escaped"
     script = (
         f"echo out > {outside} 2>/dev/null && echo wrote || echo refused; "
-        "sleep 300 & "  # outlives the agent: the enclosure ends it
+        f"sleep {LEFT} & "  # outlives the agent's own process: nothing of it may outlive the run
         "head -c 3000000 /dev/zero > big; echo done"  # over the budget as its very last act
     )
     with Enclosure.open(settings, "enc1", limits_of(settings), layout.walls, [layout.mine]) as box:
@@ -60,7 +64,8 @@ def test_an_enclosed_agent_is_walled_contained_and_its_disk_measured(layout: Lay
     said = (layout.walls.agent_home / "run.jsonl").read_text()
     assert "refused" in said and "wrote" not in said, said
     assert not outside.exists()
-    assert result.reaped.count >= 1, "the sleep left behind was not ended"
+    left = [p.pid for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", LEFT]]
+    assert not left, f"the sleep left behind still runs: {left}"
     assert result.reaped.limit and "BATON_KEY_DISK" in result.reaped.limit, result.reaped.limit
     assert (layout.mine / "big").stat().st_size == 3_000_000, "the agent's files are kept"
 
@@ -81,9 +86,16 @@ def test_walls_that_cannot_be_built_are_an_agent_error(layout: Layout) -> None: 
     require_landlock()
     settings = Settings(home=layout.home, mount_ns="off", min_free="0")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) - 1, hard))
+    # the limit bounds descriptor numbers: every free number under it is taken first (holes included)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(map(int, os.listdir("/proc/self/fd"))) + 1, hard))
+    taken: list[int] = []
     try:
+        with contextlib.suppress(OSError):
+            while True:
+                taken.append(os.dup(0))
         with pytest.raises(AgentError, match=r"cannot wall the agent in: .*Too many open files"):
             Enclosure.open(settings, "enc3", limits_of(settings), layout.walls, [layout.mine])
     finally:
+        for fd in taken:
+            os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
