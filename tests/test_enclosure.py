@@ -52,7 +52,9 @@ def test_an_enclosed_agent_is_walled_contained_and_its_disk_measured(layout: Lay
     outside = layout.mine.parent / "escaped"
     script = (
         f"echo out > {outside} 2>/dev/null && echo wrote || echo refused; "
-        f"sleep {LEFT} & "  # outlives the agent's own process: nothing of it may outlive the run
+        # outlives the agent's own process: nothing of it may outlive the run. Started after a pause: a
+        # fork in the first instants of the agent's process can precede its move into the run's group
+        f"sleep 0.5; sleep {LEFT} & "
         "head -c 3000000 /dev/zero > big; echo done"  # over the budget as its very last act
     )
     with Enclosure.open(settings, "enc1", limits_of(settings), layout.walls, [layout.mine]) as box:
