@@ -18,7 +18,7 @@ from baton.housekeeping.disk import usage
 from baton.housekeeping.doctor import run_doctor
 from baton.keys import Key, make_key
 from baton.models import Outcome
-from baton.settings import Settings, load_settings
+from baton.settings import AutoOff, Settings, load_settings
 from baton.store import open_store
 from baton.workspace.cow import pristine, reflink, spares
 from baton.workspace.du import disk_usage
@@ -377,7 +377,8 @@ def test_a_build_killed_midway_leaves_nothing_a_run_trusts(home: Path, origin: P
 
 
 def test_reflink_off_and_ext4_make_plain_worktrees(home: Path, origin: Path, tmp_path: Path) -> None:
-    for where, reflinks in ((home, "off"), (tmp_path / "ext4-home", "auto")):
+    cases: tuple[tuple[Path, AutoOff], ...] = ((home, "off"), (tmp_path / "ext4-home", "auto"))
+    for where, reflinks in cases:
         workdirs = Workdirs(Settings(home=where, reflink=reflinks))
         key = key_of(origin, "plain")
         path = workdirs.prepare_worktree(key, "baton/fake/plain", None).path

@@ -3,9 +3,12 @@ defaults.
 
 The config file is ``$BATON_HOME/config.toml`` (flat keys, the same names as the fields below; its
 ``[forge.*]`` and ``[repo.*]`` tables are :mod:`baton.forge.config`'s, ``[prune.*]``
-:mod:`baton.housekeeping.prune`'s, skipped here). Parsing is
-strict: an unknown key or a value of the wrong type is an error naming the key and where it came from,
-never a silent default.
+:mod:`baton.housekeeping.prune`'s). One reader, :func:`read_config`, reads it for all three into a
+:class:`ConfigFile`: the flat settings, and each table for the room that owns it (which types it, as
+strictly). It parses one text once per process (a parse per distinct content, so an edited file is
+seen at the next load and an unchanged one is never parsed again), and every caller gets its own copy.
+Parsing is strict: an unknown key or a value of the wrong type is an error naming the key and where it
+came from, never a silent default.
 
 Each setting is said once, here: its field's type and default, and its meaning for people (an
 :class:`About` in the field's metadata, markdown). docs/configuration.md's table is generated from them
@@ -17,13 +20,16 @@ hand (``fmt: off``): one line each plus their meaning's, where the formatter wou
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import platformdirs
 
@@ -47,6 +53,11 @@ def about(meaning: str, **how: Any) -> dict[str, About]:
     """A setting's metadata: ``field(default=..., metadata=about("..."))``."""
     return {"about": About(meaning, **how)}
 
+
+# the words a switch takes, as types: mypy checks every comparison and assignment, CHOICES lists them
+AutoOff = Literal["auto", "off"]  # auto: where the host allows it (probed); off: never
+OnOff = Literal["on", "off"]
+LogFormat = Literal["text", "json"]
 
 _SIZE = "size"  # bytes, or 512M, 5G: parse_size
 _CLI = "next to baton's Python (its platform package's native binary beside it is run)"
@@ -117,7 +128,7 @@ class Settings:
     quota_max_wait: float = field(default=691200.0, metadata=about(
         "the longest wait for a reset baton believes (8 days: a weekly window); a reset further away is "
         "not believed, and runs try again after this long (the breaker's detail says so)"))
-    cgroups: str = field(default="auto", metadata=about(
+    cgroups: AutoOff = field(default="auto", metadata=about(
         "`auto`: a control group per run where the host lets baton make one (cgroup v1 or v2, as root or "
         "in a delegated subtree), holding every process the run starts, with the limits above; `off`: none "
         "(the runner's subreaper still ends what a run leaves running). `baton doctor` says which applies"))
@@ -177,7 +188,7 @@ class Settings:
         "the git e-mail of each agent's commits and of baton's checkpoints (`{agent}` is replaced)"))
     log_level: str = field(default="INFO", metadata=about(
         "the log of `baton serve` and `baton worker`, in any case (the worker's `--loglevel` overrides it)"))
-    log_format: str = field(default="text", metadata=about(
+    log_format: LogFormat = field(default="text", metadata=about(
         "`text`: `TIME LEVEL LOGGER: MESSAGE` lines; `json`: one JSON object per line (`time`, `level`, "
         "`logger`, `message`, and `exc_info` with a traceback), uvicorn's and Celery's lines included"))
     access: str = field(default="edit", metadata=about(
@@ -191,24 +202,24 @@ class Settings:
     agent_ports: str = field(default="", metadata=about(
         "`PORT,PORT`: more TCP ports a walled agent may connect to (besides 80, 443, 22, 9418 and its base "
         "URLs')", kind="ports"))
-    mount_ns: str = field(default="auto", metadata=about(
+    mount_ns: AutoOff = field(default="auto", metadata=about(
         "`auto`: a walled agent gets its own mount namespace, in which only the paths its walls allow "
         "exist (so a pathname UNIX socket elsewhere, PostgreSQL's or Docker's, is not there to connect to; "
         "its `/proc` shows only its own run's processes; `/etc/shadow` & co are empty files), where the "
         "host lets baton make one (root, or `CAP_SYS_ADMIN` in its user namespace); `off`: never. `baton "
         "doctor` says which applies ([security.md](security.md#what-the-walls-add))"))
-    shared_caches: str = field(default="on", metadata=about(
+    shared_caches: OnOff = field(default="on", metadata=about(
         "`on`: the threads of a repository share its package managers' caches, in `BATON_HOME/caches/<repo "
         "slug>/@shared/` (npm, pnpm, yarn, pip, uv, cargo's `CARGO_HOME`, Go's module and build caches, "
         "each through its own variable; not at access `read`), walled read-write for that repository's "
         "keys only; `off`: each key caches in its own home. A thread can poison its repository's caches, "
         "never another's ([security.md](security.md#shared-package-caches))"))
-    reflink: str = field(default="auto", metadata=about(
+    reflink: AutoOff = field(default="auto", metadata=about(
         "`auto`: where `BATON_HOME`'s cache clones and worktrees are on one file system that clones files "
         "(XFS, btrfs; probed, not assumed), a new worktree is a reflinked copy of a pristine checkout of "
         "its commit, sharing its blocks; `off`: always `git worktree add` "
         "([cli.md](cli.md#copy-on-write-worktrees))"))
-    warm: str = field(default="auto", metadata=about(
+    warm: AutoOff = field(default="auto", metadata=about(
         "`auto`: the first `baton run` of a home starts a warm server, a pre-imported baton process that "
         "later `baton run`s of this user, installation and context hand themselves to (their agent starts "
         "~0.1-0.2 s sooner); it leaves after two idle minutes; `off`: every `baton run` imports and runs "
@@ -285,8 +296,9 @@ class Settings:
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # log_level, in any case
-LOG_FORMATS = ("text", "json")
-# the settings that take one of a few words: load_settings refuses any other, the docs list them
+LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
+# the settings that take one of a few words (a Literal type, or an enum of models.py): load_settings
+# refuses any other, the docs list them
 CHOICES: dict[str, tuple[str, ...]] = {
     "sync": tuple(m.value for m in SyncHow),
     "on_conflict": tuple(c.value for c in OnConflict),
@@ -294,11 +306,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "log_format": LOG_FORMATS,
     "access": tuple(a.value for a in Access),
     "confine": tuple(c.value for c in Confine),
-    "reflink": ("auto", "off"),
-    "warm": ("auto", "off"),
-    "shared_caches": ("on", "off"),
-    "cgroups": ("auto", "off"),
-    "mount_ns": ("auto", "off"),
+    "reflink": get_args(AutoOff),
+    "warm": get_args(AutoOff),
+    "shared_caches": get_args(OnOff),
+    "cgroups": get_args(AutoOff),
+    "mount_ns": get_args(AutoOff),
 }
 
 
@@ -335,11 +347,12 @@ ENV_ONLY = (
         "([architecture.md](architecture.md#where-to-add-things))")),
 )  # fmt: skip
 
-FORGE_TABLES = ("forge", "repo")  # config.toml's [forge.<name>] and [repo."owner/name"]: baton.forge.config
+Table = Literal["forge", "repo", "prune"]  # the tables of config.toml that other rooms own and type
+FORGE_TABLES: tuple[Table, ...] = ("forge", "repo")  # [forge.<name>], [repo."owner/name"]: baton.forge.config
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in ("home", "extra")}
 
 
-PRUNE_TABLE = "prune"  # config.toml's [prune."<repo slug>"]: baton.housekeeping.prune
+PRUNE_TABLE: Table = "prune"  # config.toml's [prune."<repo slug>"]: baton.housekeeping.prune
 # the rebuildable kinds of ``prune_kinds = "default"``: ignored, untracked directories a build makes again
 PRUNE_KINDS = (
     *("node_modules", "bower_components", ".next", ".nuxt", ".svelte-kit", ".angular", ".turbo"),
@@ -441,20 +454,59 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
 
 def _from_file(config: Path) -> dict[str, Any]:
     """The settings of ``config.toml`` (none when there is no such file)."""
-    if not config.is_file():
-        return {}
-    try:
-        data = tomllib.loads(config.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise BadInput(f"{config} is not valid TOML: {exc}") from exc
+    file = read_config(config)
     values = {}
-    for name, value in data.items():
-        if name in (*FORGE_TABLES, PRUNE_TABLE) and isinstance(value, dict):
-            continue  # baton.forge.config reads these, as strictly
+    for name, value in file.settings().items():
         if name not in _FIELDS:
             raise BadInput(f"{config}: unknown setting {name!r} (known: {', '.join(sorted(_FIELDS))})")
         values[name] = _coerce(name, value, str(config))
     return values
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A TOML config file as read once by :func:`read_config`: its top-level keys, split between the
+    flat settings (:func:`load_settings` types them) and the tables other rooms own and type."""
+
+    path: Path
+    data: Mapping[str, Any] = field(default_factory=dict)  # this caller's own copy: it may keep it
+
+    def settings(self) -> dict[str, Any]:
+        """The flat keys: everything but the owned tables (a ``forge = 1`` is an unknown setting)."""
+        owned = (*FORGE_TABLES, PRUNE_TABLE)
+        return {k: v for k, v in self.data.items() if not (k in owned and isinstance(v, dict))}
+
+    def table(self, name: Table) -> Any:
+        """The value under ``name`` as the file has it (its owner checks that it is a table); {} when
+        the file has none."""
+        return self.data.get(name, {})
+
+
+def read_config(path: Path) -> ConfigFile:
+    """``path`` read and parsed (an empty :class:`ConfigFile` when it is not a file); BadInput naming
+    the file when it is not valid TOML or cannot be read. A text already parsed in this process is not
+    parsed again (:func:`_parsed`)."""
+    if not path.is_file():
+        return ConfigFile(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path} cannot be read: {exc}") from exc
+    try:
+        data = _parsed(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{path} is not valid TOML: {exc}") from exc
+    # a copy each: a caller's change to its tables can never reach another's, nor the cache
+    return ConfigFile(path, copy.deepcopy(data))
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(text: str) -> dict[str, Any]:
+    """One parse per distinct text per process: settings, the forge loop and pruning read the same
+    file, often in one command, and a long-lived server or worker reloads it; keyed by the content (not
+    a file's mtime, which a quick rewrite may leave unchanged), so an edit is never missed. A text that
+    fails to parse raises each time (lru_cache keeps no exception)."""
+    return tomllib.loads(text)
 
 
 def check_on_limit(value: str, what: str) -> str | None:

@@ -1,8 +1,9 @@
 """The forges baton listens to and the repositories it works on: the ``[forge.<name>]`` and
 ``[repo."<owner>/<name>"]`` tables of ``$BATON_HOME/config.toml``, read strictly.
 
-``settings.py`` reads the file's flat keys and skips exactly these two tables; this module reads
-them, with the same strictness: an unknown key, a value of the wrong type or out of its choices, a
+The file is read by :func:`baton.settings.read_config`, the one reader of ``config.toml`` (parsed
+once per process; ``settings.py`` types its flat keys, this module these two tables), with the same
+strictness: an unknown key, a value of the wrong type or out of its choices, a
 forge nobody configured, an agent nobody registered, a repository that is not ``owner/name``, an API
 URL that is not http(s) or that carries credentials — each is a :class:`BadInput` naming the file
 and the key (``repo."acme/api".triggers.label.access``), before anything runs. A value that may be a
@@ -13,7 +14,8 @@ tables, instead of ``config.toml`` (then ``config.toml`` must not have them too)
 
 The token itself is never in the file nor in these objects: ``token_env`` names the environment
 variable that holds it, read by :meth:`ForgeConfig.token` when a client needs it, so no repr, log or
-error message can carry it. Nothing here is cached: the service loads once at start and on reload.
+error message can carry it. Nothing typed here is cached (the reader keeps only parses, by content):
+the service loads once at start and on reload.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import json
 import math
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -34,6 +35,7 @@ from baton.errors import BadInput
 from baton.forge.model import Budget, ForgeKind, Trigger
 from baton.models import Access
 from baton.settings import FORGE_TABLES as TABLES  # the tables of config.toml this module owns
+from baton.settings import read_config
 
 FORGE_CONFIG_ENV = "BATON_FORGE_CONFIG"
 
@@ -224,7 +226,7 @@ def load_forges(
 
 def _read(home: Path, environ: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:
     config = home / "config.toml"
-    data = {k: v for k, v in _parse(config).items() if k in TABLES} if config.is_file() else {}
+    data: dict[str, Any] = {k: v for k, v in read_config(config).data.items() if k in TABLES}
     other = environ.get(FORGE_CONFIG_ENV, "")
     if not other:
         return (config if data else None), data
@@ -236,20 +238,11 @@ def _read(home: Path, environ: Mapping[str, str]) -> tuple[Path | None, dict[str
         raise BadInput(
             f"{config} has [forge] or [repo] tables, and ${FORGE_CONFIG_ENV} names {path}: keep them in one"
         )
-    data = _parse(path)
+    data = dict(read_config(path).data)
     for name in data:
         if name not in TABLES:
             raise BadInput(f"{path}: unknown key {_key(name)} (known: forge, repo)")
     return path, data
-
-
-def _parse(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise BadInput(f"{path} is not valid TOML: {exc}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path} cannot be read: {exc}") from exc
 
 
 def _key(*parts: str) -> str:

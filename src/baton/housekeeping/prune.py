@@ -12,8 +12,9 @@ whole worktree evicted.
 
 **Kinds.** ``prune_kinds`` (``BATON_PRUNE_KINDS``): ``default`` (the built-in list), more names after a
 comma, or ``none``. Per repository, ``config.toml``'s ``[prune."<repo slug>"]`` tables add ``kinds`` and
-take away ``keep`` (a repo whose ``build/`` holds what no build makes again), parsed strictly here (as
-:mod:`baton.forge.config` parses its tables): an unknown key or a bad name is an error naming its table.
+take away ``keep`` (a repo whose ``build/`` holds what no build makes again); the file is read by
+:func:`baton.settings.read_config` (once per process), and these tables typed strictly here (as
+:mod:`baton.forge.config` types its own): an unknown key or a bad name is an error naming its table.
 
 **Dry run.** The same code, the same lease check and the same git questions, stopping before the first
 removal: what it lists (key, path, kind, bytes, why) is what the real run would prune. A real pruning
@@ -25,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 from baton.errors import BadInput, BatonError, Busy
 from baton.keys import Key, key_of
 from baton.models import SessionStatus
-from baton.settings import PRUNE_TABLE, Settings, format_size, prune_kind_ok
+from baton.settings import PRUNE_TABLE, Settings, format_size, prune_kind_ok, read_config
 from baton.store.base import KeyStore
 from baton.store.leases import held, key_lease
 from baton.workspace import artefacts, gitlinks
@@ -67,13 +67,9 @@ def rules(settings: Settings) -> PruneRules:
 
 
 def _repo_tables(config: Path) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
-    try:
-        data = tomllib.loads(config.read_text())
-    except FileNotFoundError:
-        return {}
-    except tomllib.TOMLDecodeError as exc:
-        raise BadInput(f"{config} is not valid TOML: {exc}") from exc
-    tables = data.get(PRUNE_TABLE, {})
+    tables = read_config(config).table(PRUNE_TABLE)  # the one reader: parsed once, errors named
+    if not isinstance(tables, dict):  # load_settings refuses it first (an unknown setting); never crash
+        raise BadInput(f"{config}: {PRUNE_TABLE} must be a table of repository slugs")
     found = {}
     for slug, table in tables.items():
         where = f'{config}: [{PRUNE_TABLE}."{slug}"]'
