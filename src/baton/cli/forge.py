@@ -28,7 +28,6 @@ from baton.cli.common import (
     out,
     print_table,
 )
-from baton.forge.tables import forge_store
 
 if TYPE_CHECKING:
     from baton.forge.loop import ForgeLoop
@@ -100,6 +99,7 @@ def _await_turns(store: Store, jobs: list[str], longest: float) -> None:
     only 10 s, and on a busy machine a turn and its push take longer), or ``longest`` seconds."""
     import time
 
+    from baton.forge.tables import forge_store
     from baton.models import JobStatus
 
     deadline = time.monotonic() + longest + 60.0
@@ -119,6 +119,7 @@ def forge_ls(
 ) -> None:
     """List bound threads: the conversation, its key, status, PR and when it last changed."""
     from baton.forge.records import BindingStatus
+    from baton.forge.tables import forge_store
 
     with forge_loop() as loop:
         rows = forge_store(loop.store).list_bindings(status=BindingStatus(status) if status else None)
