@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from baton.models import Outcome, RunRecord
 from baton.sandbox import cgroups, reaper
@@ -175,12 +176,20 @@ def end_unsupervised(run: Callable[[str], RunRecord | None]) -> dict[str, int]:
         record = run(run_id)
         if record is None:
             continue
-        if record.outcome == Outcome.RUNNING and (
-            record.host != HOST or psutil.pid_exists(record.runner_pid)
-        ):
+        if record.outcome == Outcome.RUNNING and (record.host != HOST or _runner_alive(psutil, record)):
             continue  # its runner is alive (here, or on another host sharing these groups)
         ended[run_id] = end_stale(run_id)
     return ended
+
+
+def _runner_alive(psutil: Any, record: RunRecord) -> bool:
+    """Whether the run's runner still runs here: its pid, held by a process started before the run (a
+    killed runner's pid is soon another process's where pids cycle fast: 32768 of them here)."""
+    try:
+        started = psutil.Process(record.runner_pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+    return bool(started <= record.started_at + 1.0)
 
 
 def end_stale(run_id: str) -> int:
