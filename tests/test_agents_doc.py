@@ -7,17 +7,12 @@ what that agent's run printed."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
+from tests.pasted import leftovers, run_pasted  # noqa: F401 (leftovers: the fixture)
 from tests.private_services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,49 +41,12 @@ def test_the_page_has_a_block_for_each_agent() -> None:
         assert len(SAID.findall(block)) == 1, f"{agent}'s block says what its run prints"
 
 
-@pytest.fixture
-def leftovers(tmp_path: Path) -> Iterator[None]:
-    """Whatever the blocks leave running under ``tmp_path`` (a warm server) is stopped."""
-    yield
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if any(str(tmp_path) in part for part in cmdline) and proc.pid != os.getpid():
-            proc.terminate()
-
-
-def test_each_agents_block_runs_as_pasted(tmp_path: Path, leftovers: None) -> None:
+def test_each_agents_block_runs_as_pasted(tmp_path: Path, leftovers: None) -> None:  # noqa: F811
     script = "\n".join(blocks())
     for port in PORTS:
         script = re.sub(rf"\b{port}\b", str(free_port()), script)
-    work = tmp_path / "work"
-    work.mkdir()
-    (tmp_path / "user").mkdir()
-    venv_bin = str(Path(sys.executable).parent)
-    keep = ("PATH", "LANG", "LC_ALL", "TERM", "USER", "LOGNAME", "SHELL")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env |= {
-        "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', os.defpath)}",
-        "VIRTUAL_ENV": str(Path(venv_bin).parent),
-        "HOME": str(tmp_path / "user"),  # no login or config of the machine's is used
-        "TMPDIR": str(tmp_path),  # so mktemp -d, the blocks' BATON_HOME, is ours to clean up
-    }
-    wrapped = f"set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n{script}\n"
-    proc = subprocess.Popen(
-        ["bash", "-c", wrapped],
-        cwd=work,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, out[-6000:]
+    returncode, out = run_pasted(script, tmp_path)
+    assert returncode == 0, out[-6000:]
     printed = [line for line in out.splitlines() if line.startswith("mock reply #")]
     assert printed == SAID.findall(script), out[-6000:]
     assert out.count("succeeded  run ") == len(AGENTS), out[-6000:]

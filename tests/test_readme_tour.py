@@ -7,17 +7,12 @@ free ones (another test may hold them)."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
+from tests.pasted import leftovers, run_pasted  # noqa: F401 (leftovers: the fixture)
 from tests.private_services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,49 +46,12 @@ def test_the_tour_has_the_steps_it_promises() -> None:
     assert not re.search(r"\b[0-9a-f]{8,}\b", script.replace("41234", "")), "no literal run ids to paste"
 
 
-@pytest.fixture
-def leftovers(tmp_path: Path) -> Iterator[None]:
-    """Whatever the tour leaves running under ``tmp_path`` (the warm server it starts) is stopped."""
-    yield
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if any(str(tmp_path) in part for part in cmdline) and proc.pid != os.getpid():
-            proc.terminate()
-
-
-def test_the_readme_tour_runs_as_pasted(tmp_path: Path, leftovers: None) -> None:
+def test_the_readme_tour_runs_as_pasted(tmp_path: Path, leftovers: None) -> None:  # noqa: F811
     script = "\n".join(tour_blocks())
     for port in PORTS:
         script = re.sub(rf"\b{port}\b", str(free_port()), script)
-    work = tmp_path / "work"
-    work.mkdir()
-    venv_bin = str(Path(sys.executable).parent)
-    keep = ("PATH", "LANG", "LC_ALL", "TERM", "USER", "LOGNAME", "SHELL")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env |= {
-        "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', os.defpath)}",
-        "VIRTUAL_ENV": str(Path(venv_bin).parent),
-        "HOME": str(tmp_path / "user"),
-        "TMPDIR": str(tmp_path),  # so mktemp -d, the tour's BATON_HOME, is ours to clean up
-    }
-    (tmp_path / "user").mkdir()
-    wrapped = f"set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null' EXIT\n{script}\n"
-    proc = subprocess.Popen(
-        ["bash", "-c", wrapped],
-        cwd=work,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, out[-6000:]
+    returncode, out = run_pasted(script, tmp_path)
+    assert returncode == 0, out[-6000:]
     print(out)
     expected = [
         "mock reply #1: received 2 messages",  # the first claude run
