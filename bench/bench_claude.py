@@ -5,12 +5,12 @@ git worktree of the same small repository, with their own conversation each (so 
 history grows by one turn per repetition, in step with the others):
 
 - (a) ``baton.run(RunRequest(agent="claude", ...))``, the Python API, in this process;
-- (b) ``baton run -a claude -r REPO -t THREAD PROMPT``, the CLI, as a subprocess, as it runs by default:
-  handed to the warm server of its home (``baton.cli.warm``; started before the timed turns, as the
-  first ``baton run`` of a home starts it); and the same with ``BATON_WARM=off`` (its own process
-  imports the runner), for the notes;
+- (b) ``baton run -a claude -r REPO -t THREAD PROMPT``, the CLI, as a subprocess;
 - baseline: ``claude -p PROMPT --output-format stream-json --verbose --resume ID`` as a subprocess,
   with ``CLAUDE_CONFIG_DIR`` set to its own directory.
+
+Then (1g) the CLI and the baseline again with the mock holding each reply back for :data:`SLOW_REPLY`
+seconds, as a real model does: what baton's start-up and bookkeeping weigh on a realistic turn.
 
 Every turn is checked: it succeeded, kept the same session id, and the mock's reply shows the request
 carried two more messages than the previous turn of that conversation (proof it really resumed).
@@ -22,12 +22,10 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 from common import (
-    TIMES,
     Group,
     History,
     Plan,
@@ -41,17 +39,17 @@ from common import (
     median,
     ms,
     patched_environ,
-    sh,
 )
 
 from baton import Mode, RunRequest, load_settings, run
 from baton.agents import get_agent
 from baton.agents.claude import ClaudeAgent
-from baton.cli import warm, warmctl
 from baton.settings import Settings
 from baton.testing.mock_anthropic import MockAnthropic
 
 REPS = Plan(full=21, quick=3)
+SLOW_REPS = Plan(full=7, quick=2)
+SLOW_REPLY = 3.0  # seconds the mock holds each reply back in 1g
 
 
 def baton_cli() -> list[str]:
@@ -71,8 +69,8 @@ def claude_command(settings: Settings) -> list[str]:
     return agent.command
 
 
-def bench_claude(root: Path, source: Path, reps: int) -> list[Row]:
-    """Returns the rows for (a) and (b)."""
+def bench_claude(root: Path, source: Path, reps: int, slow_reps: int) -> list[Row]:
+    """Returns the rows for (a), (b) and (g)."""
     home = root / "baton-home"
     settings = load_settings(overrides={"home": str(home)}, environ={})
     claude = claude_command(settings)
@@ -87,9 +85,9 @@ def bench_claude(root: Path, source: Path, reps: int) -> list[Row]:
 
     with MockAnthropic() as mock, patched_environ(mock.env()):
         api_hist, cli_hist = History("(a) baton.run"), History("(b) baton run")
-        off_hist, direct_hist = History("(b) baton run, BATON_WARM=off"), History("claude -p")
+        direct_hist = History("claude -p")
         # First turns (fresh), untimed: each variant gets its own conversation to resume.
-        for thread, hist in (("bench-api", api_hist), ("bench-cli", cli_hist), ("bench-cli-off", off_hist)):
+        for thread, hist in (("bench-api", api_hist), ("bench-cli", cli_hist)):
             request = RunRequest(agent="claude", repo=repo, thread=thread, prompt=prompt)
             first = run(request, settings=settings)
             if not first.ok:
@@ -134,15 +132,12 @@ def bench_claude(root: Path, source: Path, reps: int) -> list[Row]:
                 cli_hist,
             )
 
-        def cli_off(_rep: int) -> float:
-            argv = [*baton_cli(), "run", "-a", "claude", "-r", repo, "-t", "bench-cli-off", prompt]
-            return cli_turn(argv, {**cli_env, "BATON_WARM": "off"}, off_hist)
-
         def baseline(_rep: int) -> float:
             return clock(lambda: direct(["--resume", session_id]))[1]
 
-        warm_server(home, cli_env)
-        samples = interleave({"api": api, "cli": cli, "cli_off": cli_off, "direct": baseline}, reps)
+        samples = interleave({"api": api, "cli": cli, "direct": baseline}, reps)
+        mock.delay = SLOW_REPLY
+        slow = interleave({"cli": cli, "direct": baseline}, slow_reps)
 
     base = median(samples["direct"])
     rows = [
@@ -153,8 +148,7 @@ def bench_claude(root: Path, source: Path, reps: int) -> list[Row]:
             base,
             goal,
             reps,
-            samples={"candidate": samples[name], "baseline": samples["direct"]}
-            | ({"warm_off": samples["cli_off"]} if name == "cli" else {}),
+            samples={"candidate": samples[name], "baseline": samples["direct"]},
             agent="claude",
         )
         # the goals: the API within 5 %, the CLI (a fresh Python process) within 10 %
@@ -163,6 +157,18 @@ def bench_claude(root: Path, source: Path, reps: int) -> list[Row]:
             ("b", "`baton run` CLI", "cli", 1.1),
         )
     ]
+    rows.append(
+        Row(
+            f"1g `baton run` CLI resume ÷ `claude -p --resume`, the model replying after {SLOW_REPLY:.0f} s",
+            "ratio",
+            median(slow["cli"]),
+            median(slow["direct"]),
+            1.05,
+            slow_reps,
+            samples={"candidate": slow["cli"], "baseline": slow["direct"]},
+            agent="claude",
+        )
+    )
     return rows
 
 
@@ -177,54 +183,26 @@ def cli_turn(argv: list[str], env: dict[str, str], hist: History) -> float:
     return elapsed
 
 
-def warm_server(home: Path, env: dict[str, str]) -> None:
-    """The warm server of ``home``, started as the first ``baton run`` starts it, and waited for."""
-    warm.start_server(env)
-    deadline = time.monotonic() + 60
-    while warmctl.find_server(warm.home_dir(env)) is None:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the warm server of {home} did not start")
-        time.sleep(0.05)
-
-
 def run_group(suite: Suite, repos: Repos) -> None:
     suite.step(
-        "1a/1b claude resume: baton.run / baton CLI / claude -p", lambda: record(suite, repos.small.path)
+        "1a/1b/1g claude resume: baton.run / baton CLI / claude -p, and on a slow model",
+        lambda: record(suite, repos.small.path),
     )
 
 
 def record(suite: Suite, small: Path) -> None:
-    found = bench_claude(suite.scratch / "b1", small, suite.pick(REPS))
+    found = bench_claude(suite.scratch / "b1", small, suite.pick(REPS), suite.pick(SLOW_REPS))
     suite.rows.extend(found)
-    suite.notes.extend(claude_notes(found[0], found[1]))
+    suite.notes.extend(claude_notes(found[0], found[2]))
 
 
-def claude_notes(api: Row, cli: Row) -> list[str]:
-    off = median(cli.samples["warm_off"])
-    notes = [
-        f"1b is `baton run` as it runs by default, handed to the warm server of its home "
-        f"(baton.cli.warm): the client starts Python and imports only the hand-over; a child forked "
-        f"from the pre-imported server runs the turn. With BATON_WARM=off, the same command imports "
-        f"the runner itself before its agent starts (`python -c '{PRE_AGENT_IMPORTS}'` alone takes "
-        f"{ms(import_cost())} here): {ms(off)}, {off / cli.baseline:.3f}{TIMES} the baseline, in the "
-        f"same run."
+def claude_notes(api: Row, slow: Row) -> list[str]:
+    return [
+        f"1a/1b: the mock model answers at once, so the baseline ({ms(api.baseline)}) is almost all "
+        f"Claude Code start-up; 1g is the same CLI turn with the model replying after {SLOW_REPLY:.0f} s: "
+        f"baton's start-up and bookkeeping there are {(slow.candidate - slow.baseline) * 1000:+.0f} ms "
+        f"on a {ms(slow.baseline)} turn ({(slow.candidate / slow.baseline - 1) * 100:.1f} %)."
     ]
-    notes.append(
-        f"1a: the mock model answers at once, so the baseline ({ms(api.baseline)}) is almost all "
-        f"Claude Code start-up; a real model's turn takes seconds, so the same absolute overhead "
-        f"(1a: {(api.candidate - api.baseline) * 1000:+.0f} ms) is a much smaller ratio there."
-    )
-    return notes
 
 
-# what `baton run` (its fast path, baton.cli.fast) imports before its agent starts, without a warm server
-PRE_AGENT_IMPORTS = "import baton.cli.fast, baton.cli.running, baton.runner.run, baton.store.sql"
-
-
-def import_cost(reps: int = 5) -> float:
-    """Median seconds for a fresh interpreter to import what ``baton run`` imports before its agent
-    starts when no warm server serves it."""
-    return median([clock(lambda: sh([sys.executable, "-c", PRE_AGENT_IMPORTS]))[1] for _ in range(reps)])
-
-
-GROUP = Group("claude", "1a, 1b: a resumed Claude Code turn", run_group)
+GROUP = Group("claude", "1a, 1b, 1g: a resumed Claude Code turn", run_group)

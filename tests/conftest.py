@@ -33,9 +33,6 @@ from baton.workspace.cow import spares
 from tests.private_services import answers, private_postgres, private_rabbitmq
 
 register_fake()  # the fake agent, here and (BATON_AGENTS_EXTRA) in every `baton` process tests start
-# every `baton` process a test starts runs its command itself: the warm server (baton.cli.warm) is
-# tested on its own, in tests/test_cli_warm.py, which turns it on
-os.environ["BATON_WARM"] = "off"
 
 GIT_ID = {
     "GIT_AUTHOR_NAME": "test",

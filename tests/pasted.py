@@ -1,7 +1,7 @@
 """Running documentation as a newcomer pastes it: shell blocks joined into one bash script with
 ``set -euo pipefail``, in a directory of its own, with baton and the real agent CLIs on ``PATH`` as
 ``. .venv/bin/activate`` puts them, and a home of its own (no login or config of the machine's); and the
-``leftovers`` fixture, which stops what the blocks leave running under ``tmp_path`` (a warm server)."""
+``leftovers`` fixture, which stops what the blocks leave running under ``tmp_path`` (a service it started)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def run_pasted(script: str, tmp_path: Path, timeout: float = 600) -> tuple[int, 
 
 @pytest.fixture
 def leftovers(tmp_path: Path) -> Iterator[None]:
-    """Whatever the blocks leave running under ``tmp_path`` (a warm server) is stopped."""
+    """Whatever the blocks leave running under ``tmp_path`` (a service it started) is stopped."""
     yield
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []

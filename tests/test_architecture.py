@@ -27,13 +27,12 @@ LAYERS: list[set[str]] = [
 ]
 API = {"__init__", "sdk"}  # the public API re-exports from every room
 # The sandbox starts agents for the runner alone; above it, only these modules may use it as well (to
-# describe it, to end what a dead runner left in its control group, to import it ahead of a run).
+# describe it, to end what a dead runner left in its control group).
 SANDBOX_ENTRY = "baton.sandbox.enclosure"  # the one module of the sandbox the runner imports
 SANDBOX_USERS = {
     "baton.housekeeping.doctor",  # baton doctor: how agents are walled in and contained here
     "baton.housekeeping.sweep",  # a dead runner's control group ended
     "baton.service.health",  # /readyz: whether agents can be walled in
-    "baton.cli.warmup",  # the warm server imports the walls before its first request
 }
 # The sandbox needs only these rooms below it: never a session, a sync or a run.
 SANDBOX_NEEDS = {"agents", "store", "workspace"}
@@ -162,6 +161,14 @@ def test_only_the_runner_starts_agents_through_the_sandbox() -> None:
     )
     stale = SANDBOX_USERS - users
     assert not stale, f"SANDBOX_USERS names modules that no longer import the sandbox: {sorted(stale)}"
+
+
+def test_speed_code_lives_in_one_box_off_every_other_import_path() -> None:
+    """The fast path (``sessions ls`` without Typer or SQLAlchemy) is one package, ``baton.cli.fast``,
+    and only ``baton.cli``'s entry point imports it: no other module pays for it or depends on it."""
+    box = "baton.cli.fast"
+    users = {m for m, deps in GRAPH.items() if not m.startswith(box) and any(d.startswith(box) for d in deps)}
+    assert users == {"baton.cli"}, f"modules outside the fast path's box that import it: {sorted(users)}"
 
 
 def test_the_sandbox_needs_no_run() -> None:

@@ -1,5 +1,5 @@
-"""The CLI's fast paths (``baton.cli.fast``) and the lite store reader (``baton.store.lite``): the same
-answers as the Typer commands over the SQL store, to the byte, and the imports they promise to skip."""
+"""The CLI's fast path (``baton.cli.fast``) and its lite store reader (``baton.cli.fast.lite``): the same
+answers as the Typer command over the SQL store, to the byte, and the imports it promises to skip."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from baton.cli.fast import LS_OPTIONS, parse
+from baton.cli.fast.lite import open_lite
 from baton.models import Outcome, SessionRecord, SessionStatus
 from baton.settings import Settings
 from baton.store import Store
-from baton.store.lite import open_lite
 from baton.store.migrations import MIGRATIONS
 
-# The Typer app itself, without main()'s fast paths: what the fast path must equal.
+# The Typer app itself, without main()'s fast path: what the fast path must equal.
 TYPER = [
     sys.executable,
     "-c",
@@ -214,151 +214,6 @@ def test_print_rows_matches_rich_to_the_byte(
 
 
 # -- baton run ---------------------------------------------------------------------------------------
-
-
-def fields_of(request: object) -> dict[str, object]:
-    from baton.runner.request import request_fields
-
-    return {f.name: getattr(request, f.name) for f in request_fields()}
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["-a", "fake", "-r", "/src", "-t", "issue-1", "do it"],
-        ["do it", "--agent", "fake", "--repo=/src", "--thread", "t"],
-        ["-a", "fake", "--json", "-r", "https://x.test/a/b", "-t", "t", "a prompt\nwith lines"],
-    ],
-)
-def test_run_fast_path_builds_the_request_typer_builds(
-    monkeypatch: pytest.MonkeyPatch, args: list[str]
-) -> None:
-    import typer.main
-
-    from baton.cli import fast, running
-    from baton.cli import run as run_module
-    from baton.cli.app import app
-
-    seen: list[tuple[object, bool]] = []
-
-    def execute(request: object, as_json: bool, start_warm: bool = False) -> int:
-        seen.append((request, as_json))
-        return 0
-
-    monkeypatch.setattr(running, "execute", execute)  # the fast path's
-    monkeypatch.setattr(run_module, "execute", execute)  # the Typer command's
-    assert fast.try_fast(["run", *args]) == 0
-    typer.main.get_command(app).main(["run", *args], prog_name="baton", standalone_mode=False)
-    assert len(seen) == 2
-    (ours, our_json), (theirs, their_json) = seen
-    assert fields_of(ours) == fields_of(theirs) and our_json == their_json == ("--json" in args)
-
-
-@pytest.mark.parametrize("how", [["--prompt-file", "FILE"], ["--prompt-file=FILE"], ["--prompt-file", "-"]])
-def test_run_fast_path_reads_the_prompt_file_as_typer_does(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, how: list[str]
-) -> None:
-    import typer.main
-
-    from baton.cli import fast, running
-    from baton.cli import run as run_module
-    from baton.cli.app import app
-    from tests.test_cli_inputs import Piped
-
-    (tmp_path / "p.txt").write_text("from the file é\n")
-    args = ["-a", "fake", "-r", "/src", "-t", "t", *(a.replace("FILE", str(tmp_path / "p.txt")) for a in how)]
-    piped = Piped("from stdin ✓\n".encode())
-    monkeypatch.setattr(sys, "stdin", piped)
-    seen: list[object] = []
-
-    def execute(request: object, as_json: bool, start_warm: bool = False) -> int:
-        seen.append(request)
-        return 0
-
-    monkeypatch.setattr(running, "execute", execute)
-    monkeypatch.setattr(run_module, "execute", execute)
-    try:
-        assert fast.try_fast(["run", *args]) == 0  # taken by the fast path, not left to Typer
-        typer.main.get_command(app).main(["run", *args], prog_name="baton", standalone_mode=False)
-    finally:
-        piped.close()
-    ours, theirs = map(fields_of, seen)
-    assert ours == theirs and ours["prompt"] == ("from stdin ✓\n" if "-" in how else "from the file é\n")
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["-a", "fake", "-r", "/src", "-t", "t"],  # no prompt
-        ["-a", "fake", "-r", "/src", "-t", "t", "one", "two"],
-        ["-a", "fake", "-r", "/src", "-t", "t", "--mode", "fresh", "p"],  # an option it does not know
-        ["-a", "fake", "-r", "/src", "-t", "t", "--", "-p"],
-        ["-a", "fake", "-r", "/src", "-t", "t", "--prompt-file", "-", "p"],  # both: Typer's error
-        ["-a", "fake", "-r", "/src", "-t", "t", "--prompt-file"],  # no value
-        ["-a", "fake", "-r", "/src", "-t", "-", "p"],  # "-" only for the prompt file
-        ["-a", "fake", "-r", "/src", "p"],  # no thread
-        ["--help"],
-    ],
-)
-def test_run_fast_path_leaves_the_rest_to_typer(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
-    from baton.cli import fast, running
-
-    monkeypatch.setattr(running, "execute", lambda request, as_json: pytest.fail("the fast path ran"))
-    assert fast.try_fast(["run", *args]) is None
-
-
-def test_run_fast_path_skips_typer_and_pydantic(src_repo: Path, baton_env: dict[str, str]) -> None:
-    code = (
-        "import sys, atexit\n"
-        "atexit.register(lambda: print(sorted({m.split('.')[0] for m in sys.modules}), file=sys.stderr))\n"
-        "from baton.cli import main\n"
-        f"main(['run', '-a', 'fake', '-r', {str(src_repo)!r}, '-t', 'lazy', 'hi'])\n"
-    )
-    done = run([sys.executable, "-c", code], baton_env)
-    assert done.returncode == 0, done.stderr
-    assert "succeeded" in done.stdout and "mode=fresh" in done.stdout
-    loaded = done.stderr.strip().splitlines()[-1]
-    for heavy in ("typer", "pydantic", "click"):
-        assert f"'{heavy}'" not in loaded, loaded
-
-
-def test_run_opens_the_sql_store_before_its_agent_and_never_loads_rich(
-    src_repo: Path, baton_env: dict[str, str]
-) -> None:
-    """``baton run`` on a SQLite store, printing to pipes, with no warm server: its store is the SQL
-    store, so SQLAlchemy is imported before its agent starts, on a new home and on a resumed key alike;
-    Rich never is (plain lines to a pipe). A warm server's child finds SQLAlchemy and the SQLite dialect
-    loaded already: the server imports them (:data:`~baton.cli.warmserver.PRELOAD`)."""
-    watched = ("sqlalchemy", "sqlalchemy.dialects.sqlite", "rich")
-    code = (
-        "import subprocess, sys\n"
-        "seen = []\n"
-        "real = subprocess.Popen.__init__\n"
-        "def spy(self, args, *a, **k):\n"
-        "    if 'fake_agent' in ' '.join(map(str, args)):\n"
-        f"        seen.append([m for m in {watched!r} if m in sys.modules])\n"
-        "    real(self, args, *a, **k)\n"
-        "subprocess.Popen.__init__ = spy\n"
-        "from baton.cli import main\n"
-        "try:\n"
-        f"    main(['run', '-a', 'fake', '-r', {str(src_repo)!r}, '-t', 'order', 'hi'])\n"
-        "finally:\n"
-        f"    print(seen, [m for m in {watched!r} if m in sys.modules], file=sys.stderr)\n"
-    )
-    store = ["sqlalchemy", "sqlalchemy.dialects.sqlite"]
-    for turn in ("fresh", "resume"):  # the fresh turn makes the home's store
-        done = run([sys.executable, "-c", code], baton_env)
-        assert done.returncode == 0 and f"mode={turn}" in done.stdout, done.stdout + done.stderr
-        assert done.stderr.strip().splitlines()[-1] == f"{[store]} {store}", (turn, done.stderr)
-    preload = (
-        "import importlib, sys\n"
-        "from baton.cli.warmserver import PRELOAD\n"
-        "for name in PRELOAD:\n"
-        "    importlib.import_module(name)\n"
-        f"print([m for m in {tuple(store)!r} if m in sys.modules])\n"
-    )
-    done = run([sys.executable, "-c", preload], {})
-    assert done.stdout.strip() == str(store), done.stderr
 
 
 def test_help_imports_no_store(baton_env: dict[str, str]) -> None:

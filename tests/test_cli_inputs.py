@@ -1,7 +1,6 @@
 """``--prompt-file`` and ``baton plan run`` read a file, or standard input for ``-`` (``baton.cli.inputs``):
 bounded, strict UTF-8, a terminal or an empty stream refused with a clear error before anything is
-written — on the fast path of ``baton run``, through Typer (``baton run`` with any other option,
-``baton submit``) and through the warm server (tests/test_cli_warm.py) alike."""
+written — by ``baton run`` in its common form and with other options, and by ``baton submit``, alike."""
 
 from __future__ import annotations
 
@@ -146,7 +145,7 @@ def test_a_closed_stdin_and_a_missing_file_are_clear_errors(
         read_input(str(tmp_path / "nope"), "prompt", "--prompt-file")
 
 
-# -- the command line: the fast path and Typer ----------------------------------------------------------
+# -- the command line: baton run and submit -------------------------------------------------------------
 
 
 def baton(args: list[str], env: dict[str, str], stdin: bytes | int | None = None) -> tuple[int, str, str]:
@@ -174,15 +173,17 @@ def prompt_of(home: Path, result: str) -> str:
     return found.prompt
 
 
-def test_a_piped_prompt_runs_on_the_fast_path_and_through_typer(
+def test_a_piped_prompt_runs_in_the_common_form_and_with_other_options(
     src_repo: Path, baton_env: dict[str, str], home: Path
 ) -> None:
     key = ["run", "-a", "fake", "-r", str(src_repo), "-t", "piped", "--json"]
     prompt = "fix it é ✓\n--json $(rm -rf /) `x`\n" + "y" * 200_000  # more than a pipe's buffer
-    code, out, err = baton([*key, "--prompt-file", "-"], baton_env, prompt.encode())  # the fast path
+    code, out, err = baton([*key, "--prompt-file", "-"], baton_env, prompt.encode())  # the common form
     assert code == 0, err
     assert json.loads(out)["mode"] == "fresh" and prompt_of(home, out) == prompt
-    code, out, err = baton([*key, "--timeout", "60", "--prompt-file=-"], baton_env, b"second\n")  # Typer's
+    code, out, err = baton(
+        [*key, "--timeout", "60", "--prompt-file=-"], baton_env, b"second\n"
+    )  # with another option
     assert code == 0, err
     assert json.loads(out)["mode"] == "resume" and prompt_of(home, out) == "second\n"
 
@@ -192,9 +193,9 @@ def test_stdin_that_is_no_prompt_is_refused_the_same_way_everywhere_and_nothing_
 ) -> None:
     key = ["-a", "fake", "-r", str(src_repo), "-t", "refused"]
     forms = [
-        ["run", *key, "--prompt-file", "-"],  # the fast path
-        ["run", *key, "--timeout", "60", "--prompt-file", "-"],  # Typer's
-        ["submit", *key, "--prompt-file", "-"],  # Typer's, queued
+        ["run", *key, "--prompt-file", "-"],
+        ["run", *key, "--timeout", "60", "--prompt-file", "-"],
+        ["submit", *key, "--prompt-file", "-"],  # queued
     ]
     cases: list[tuple[bytes | int | None, str]] = [
         (None, "error: the prompt from stdin is empty"),

@@ -325,7 +325,7 @@ def test_a_cancel_says_what_happens_next(
 
 
 def test_baton_runs_status_line_shows_the_retries_and_passes_every_event_on() -> None:
-    from baton.cli.running import _model_line
+    from baton.cli.run import _model_line
 
     shown: list[str] = []
     passed: list[dict[str, Any]] = []

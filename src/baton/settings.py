@@ -219,11 +219,6 @@ class Settings:
         "(XFS, btrfs; probed, not assumed), a new worktree is a reflinked copy of a pristine checkout of "
         "its commit, sharing its blocks; `off`: always `git worktree add` "
         "([cli.md](cli.md#copy-on-write-worktrees))"))
-    warm: AutoOff = field(default="auto", metadata=about(
-        "`auto`: the first `baton run` of a home starts a warm server, a pre-imported baton process that "
-        "later `baton run`s of this user, installation and context hand themselves to (their agent starts "
-        "~0.1-0.2 s sooner); it leaves after two idle minutes; `off`: every `baton run` imports and runs "
-        "everything itself ([cli.md](cli.md#warm-start))"))
     # fmt: on
     extra: dict[str, str] = field(default_factory=dict)  # adapters' own (fake_bin): no variable, file or docs
 
@@ -307,7 +302,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "access": tuple(a.value for a in Access),
     "confine": tuple(c.value for c in Confine),
     "reflink": get_args(AutoOff),
-    "warm": get_args(AutoOff),
     "shared_caches": get_args(OnOff),
     "cgroups": get_args(AutoOff),
     "mount_ns": get_args(AutoOff),

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         try:
             code = _dispatch(args, as_json)
         except Exception as exc:
-            from baton.errors import BatonError  # here: a run handed to the warm server never imports it
+            from baton.errors import BatonError
 
             if not isinstance(exc, BatonError):
                 raise
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 
 def _dispatch(args: list[str], as_json: bool) -> Any:
-    """The command's exit code: a fast path's (:mod:`baton.cli.fast`: the commands typed most, without
-    Typer or SQLAlchemy) when one covers ``args``, else the Typer app's."""
+    """The command's exit code: the fast path's (:mod:`baton.cli.fast`: ``sessions ls`` without Typer or
+    SQLAlchemy) when it covers ``args``, else the Typer app's."""
     from baton.cli.fast import try_fast
 
     code = try_fast(args)

@@ -27,7 +27,6 @@ from baton.cli.sessions import sessions_app
 from baton.cli.submit import submit_cmd
 from baton.cli.sync import sync_cmd
 from baton.cli.tokens import audit_cmd, tokens_app
-from baton.cli.warmctl import warm_app
 from baton.cli.worker import worker_cmd
 
 if TYPE_CHECKING:
@@ -102,7 +101,6 @@ app.command("audit")(audit_cmd)
 app.command("sweep")(sweep_cmd)
 app.command("du")(du_cmd)
 app.command("sync")(sync_cmd)
-app.add_typer(warm_app, name="warm")
 app.add_typer(quota_app, name="quota")
 for _group in app.registered_groups:  # every group's help lists its commands as the app's does
     _group.cls = Group

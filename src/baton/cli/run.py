@@ -1,21 +1,29 @@
 """``baton run``: one instruction on one key, resuming its conversation.
 
-The Typer command; what it does once the request is parsed is :func:`baton.cli.running.execute`,
-which the fast path of :mod:`baton.cli.fast` calls as well. ``--wait-quota`` is this command's own
-(a queued run waits for a quota in its executor, not in a process): the fast path does not know it,
-so a run with it is always parsed here.
+The Typer command and what it does once the request is parsed (:func:`execute`): run it with
+SIGINT/SIGTERM as its cancel, print the result, answer the outcome's exit code. ``--wait-quota`` waits
+for a spent quota's reset in this process (a queued run waits in its executor instead).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from baton.cli.common import JsonOpt
 from baton.cli.options import request_command
-from baton.cli.running import execute
+from baton.cli.render import emit_json, err, esc, out, say
 from baton.runner.request import RunRequest
+
+if TYPE_CHECKING:
+    from baton.models import RunRecord
+    from baton.runner.request import EventCallback, RunResult
+    from baton.settings import Settings
 
 WaitQuotaOpt = Annotated[
     bool,
@@ -37,6 +45,107 @@ def run_cmd(request: RunRequest, as_json: JsonOpt = False, wait_quota: WaitQuota
 
 def _tell_waiting(message: str) -> None:
     """Why and until when ``--wait-quota`` waits, on standard error (stdout stays the result's)."""
-    from baton.cli.render import say
-
     say(message, to_err=True)
+
+
+T = TypeVar("T")
+
+
+def execute(request: RunRequest, as_json: bool) -> int:
+    """Run ``request``, print its result (JSON with ``as_json``) and return the outcome's exit code.
+
+    It opens no store of its own: :func:`baton.runner.run.run` opens the SQL store once the request is
+    checked, and the printed result reads the run's short id from it again (one engine per URL and
+    process). That engine's connections are closed before this returns."""
+    from baton.errors import exit_code_of
+    from baton.settings import load_settings
+
+    settings = load_settings()
+    try:
+        result = _with_cancel(request.cancel, lambda: _run_with_status(request, as_json, settings))
+        if as_json:
+            emit_json(result.to_json())
+        else:
+            _print_result(result, settings)
+    finally:
+        engine = sys.modules.get("baton.store.engine")  # not imported: no store was opened
+        if engine is not None:
+            engine.dispose_engine(settings.resolved_store_url)
+    return exit_code_of(result.run.outcome)
+
+
+def _with_cancel(cancel: threading.Event, work: Callable[[], T]) -> T:
+    """SIGINT/SIGTERM cancel the run cleanly (the agent's group is killed, the outcome recorded)."""
+
+    def handler(signum: int, _frame: object) -> None:
+        cancel.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return work()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _run_with_status(request: RunRequest, quiet: bool, settings: Settings) -> RunResult:
+    from baton.runner.run import run
+
+    # isatty first: a pipe (a dispatcher's) never shows progress, and Rich is then not imported
+    # before the agent starts
+    if quiet or not sys.stderr.isatty() or not err().is_terminal:
+        return run(request, settings)
+    with err().status(esc(f"{request.agent} on {request.thread}: starting")) as status:
+        request.on_start = lambda r: status.update(
+            esc(f"{r.agent} on {r.thread}: {r.mode.value} run {r.run_id[-8:]}, attempt {r.attempt}")
+        )
+        request.on_event = _model_line(status.update, request.on_event)
+        return run(request, settings)
+
+
+def _model_line(show: Callable[[str], None], then: EventCallback | None) -> EventCallback:
+    """An ``on_event`` that shows what the agent says of its model API as it retries (``baton.model``
+    events: "waiting for the model at URL: connection failed, retry 3") on the status line, then
+    calls ``then``."""
+
+    def on_event(record: RunRecord, event: dict[str, Any]) -> None:
+        if event.get("type") == "baton.model":
+            show(esc(f"{record.agent} on {record.thread}: {event.get('text')}"))
+        if then is not None:
+            then(record, event)
+
+    return on_event
+
+
+def _print_result(result: RunResult, settings: Settings) -> None:
+    from baton.models import Outcome, iso
+    from baton.runner.runids import short_id
+    from baton.store import open_store
+
+    r = result.run
+    store = open_store(settings.resolved_store_url)  # the run's engine, opened already
+    try:
+        run_id = short_id(store, result.run_id)
+    finally:
+        store.close()
+    rest = (
+        f"  run {run_id}  {r.agent}:{r.repo}:{r.thread}  mode={r.mode.value} attempt={r.attempt} "
+        f"session={result.session.agent_session_id}"
+    )
+    if sys.stdout.isatty():  # the outcome in colour
+        colors = {Outcome.SUCCEEDED: "green", Outcome.RATE_LIMITED: "blue"}  # waiting is no failure
+        color = colors.get(r.outcome, "red")
+        out().print(f"[{color}]{r.outcome.value}[/{color}]{esc(rest)}", highlight=False)
+    else:
+        say(r.outcome.value + rest)
+    say(f"worktree: {result.session.worktree}  ({r.duration_s} s)")
+    if r.outcome == Outcome.RATE_LIMITED and r.resets_at:
+        say(f"resets at: {iso(r.resets_at)} (exit 75; --wait-quota waits for it)")
+    if r.result:
+        say(r.result)
+    if r.note:
+        say(f"note: {r.note}", to_err=True)
+    if r.error:
+        say(f"error: {r.error}", to_err=True)
+    for warning in result.warnings:
+        say(f"warning: {warning}", to_err=True)

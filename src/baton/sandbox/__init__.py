@@ -13,9 +13,9 @@ It knows nothing of runs, prompts, sessions or the store's records beyond the fe
 handed: the runner (:mod:`baton.runner.attempt`, :mod:`~baton.runner.process`) decides when an agent
 starts and what its end means. Above it, only the runner starts agents through it, through one
 entry: :mod:`enclosure` (an :class:`~baton.sandbox.enclosure.Enclosure` per agent start); ``baton doctor``
-and ``/readyz`` describe it (:mod:`baton.housekeeping.doctor`, :mod:`baton.service.health`), the sweep
-ends what a dead runner's run left in its control group (:mod:`baton.housekeeping.sweep`) and the warm
-server imports it ahead (:mod:`baton.cli.warmup`); ``tests/test_architecture.py`` holds that list.
+and ``/readyz`` describe it (:mod:`baton.housekeeping.doctor`, :mod:`baton.service.health`) and the
+sweep ends what a dead runner's run left in its control group (:mod:`baton.housekeeping.sweep`);
+``tests/test_architecture.py`` holds that list.
 
 May import: the ground floor, :mod:`baton.agents` (an agent's command and endpoints, for its walls),
 :mod:`baton.store` (this host's name, for a dead runner's group) and :mod:`baton.workspace` (where the

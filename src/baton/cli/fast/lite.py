@@ -1,6 +1,6 @@
-"""The SQLite store read through the standard library's ``sqlite3``, for commands a person types
-often (``baton sessions ls``): opening the SQL store imports SQLAlchemy, about 0.2 s, several times
-what such a command needs in all.
+"""The SQLite store read through the standard library's ``sqlite3``, for the fast path's
+``baton sessions ls``: opening the SQL store imports SQLAlchemy, about 0.2 s, several times what such
+a command needs in all.
 
 It reads only, and only a store that is exactly where this code expects it: a ``sqlite:///PATH`` URL
 (no query options) naming a database that exists and whose schema is at the last migration of
@@ -8,7 +8,7 @@ It reads only, and only a store that is exactly where this code expects it: a ``
 unreadable file — is ``None`` from :func:`open_lite`, and the caller takes the full store, which
 creates, migrates and explains. Rows become records through :mod:`baton.store.rows`, the SQL store's
 own conversions, and the queries keep :class:`~baton.store.sql.SQLStore`'s order, so both answer alike
-(``tests/test_store_lite.py`` compares them).
+(``tests/test_cli_fast.py`` compares them).
 """
 
 from __future__ import annotations
