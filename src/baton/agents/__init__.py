@@ -1,20 +1,12 @@
-"""Agent adapters, chosen by name from a registry: name → ``"module:factory"``, imported when asked
-for, so a missing optional piece of one adapter never breaks the others. A factory is called as
-``factory(name, settings)`` and returns an :class:`Agent`.
-
-Extra agents (the test suite's fake agent, a user's own adapter) are registered with
+"""Agent adapters, chosen by name from a registry (name → ``"module:factory"``, imported when asked for, so
+a missing optional piece of one adapter never breaks the others); ``factory(name, settings)`` returns an
+:class:`Agent`. Extra agents (the tests' ``fake``, a user's own adapter) are registered with
 :func:`register_agent`, or for every process started from this environment with
-``BATON_AGENTS_EXTRA="name=module:factory[,name2=module2:factory2]"`` (read when this package is
-imported). The tests register ``fake`` (:func:`baton.testing.fake.register_fake`) this way, so the
-``baton`` processes they start know it too; the real agents never list it.
+``BATON_AGENTS_EXTRA="name=module:factory[,…]"``, read when this package is imported. :func:`clean_error`
+drops the stderr lines an adapter module's ``NOISE`` declares never the error, in one place for the
+runner, the CLI and the dashboard. The agents' event streams as readable entries: :mod:`events`.
 
-**Noise.** An adapter module may declare ``NOISE``: patterns of lines its CLI prints on stderr that are
-never the error (Codex's ``WARNING: proceeding, even though we could not create PATH aliases…``).
-:func:`clean_error` drops them, in one place for the runner (what it records of stderr), the CLI and
-the dashboard (what they show of an error), so such a line never hides the real cause.
-
-May import: the ground floor only (errors, models, settings, files, install). Also here: the agents'
-event streams as readable entries (:mod:`events`).
+May import: the ground floor only (errors, models, settings, files, install).
 """
 
 from __future__ import annotations
@@ -114,8 +106,10 @@ def describe_agent(name: str, settings: Settings) -> dict[str, Any]:
 
 def clean_error(agent: str, text: str) -> str:
     """``text`` without the lines the agent's CLI prints that are never the error (its adapter
-    module's ``NOISE``). Parts of one line joined by ``"; "`` (how the runner joins an agent's last
-    stderr lines) count as lines. ``text`` unchanged when it is all noise (better noise than nothing)."""
+    module's ``NOISE``, such as Codex's ``WARNING: proceeding, even though we could not create PATH
+    aliases…``), so such a line never hides the real cause. Parts of one line joined by ``"; "`` (how
+    the runner joins an agent's last stderr lines) count as lines. ``text`` unchanged when it is all
+    noise (better noise than nothing)."""
     noise = noise_of(agent)
     if not noise:
         return text

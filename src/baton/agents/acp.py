@@ -1,17 +1,11 @@
-"""Agents that speak the Agent Client Protocol (ACP): one adapter, configured per agent.
-
-Each turn runs the ACP bridge (:mod:`baton.agents.acpbridge`) as the agent process: it starts the ACP
-agent (``opencode acp``…) as its child, opens or loads the conversation, sends the prompt it reads on
-stdin, answers the agent's permission requests from the run's access level, and prints one JSON event
-per line, which :meth:`AcpAgent.on_event` reads into the turn. So the runner treats an ACP agent as it
-treats every CLI — walls, containment, timeouts, snapshots, hydration and hand-offs unchanged — and what
-differs per agent is a subclass's few attributes: its command, where its home's variables point, where
-it keeps a conversation (for snapshots), its credentials and model settings.
-
-Modes: ``fresh`` (``session/new``: the agent chooses the id, captured from the bridge's ``acp.session``
-event) and ``resume`` (``session/load`` by the stored id; a load the agent refuses is a lost
-conversation: baton recovers with a recap). ``continue`` and ``fork`` are not offered (ACP's
-``session/fork`` is unstable, and not every agent has it).
+"""Agents that speak the Agent Client Protocol (ACP): one adapter, :class:`AcpAgent`, configured per agent
+by a subclass's few attributes (its command, where its home's variables point, where it keeps a
+conversation, its credentials and model settings). Each turn runs the ACP bridge
+(:mod:`baton.agents.acpbridge`) as the agent process, and :meth:`AcpAgent.on_event` reads its JSON events
+into the turn, so the runner treats an ACP agent as every CLI (walls, containment, timeouts, snapshots,
+hand-offs). Modes: ``fresh`` (``session/new``, the agent's id from the ``acp.session`` event) and
+``resume`` (``session/load``; a refused load is a lost conversation, recovered with a recap);
+``continue`` and ``fork`` are not offered (ACP's ``session/fork`` is unstable, and not every agent has it).
 """
 
 from __future__ import annotations

@@ -1,36 +1,11 @@
-"""The ACP bridge: one turn of an Agent Client Protocol agent, as baton runs every agent CLI — one process
-per turn, the prompt on stdin, one JSON event per line on stdout (stdlib only; run with ``python -S``).
-
-baton's runner starts, walls, contains, times out and kills an agent *process* whose stream it reads
-(:mod:`baton.runner.process`). An ACP agent is driven by a conversation instead (JSON-RPC over its stdio:
-requests both ways), so the adapter (:mod:`baton.agents.acp`) starts this bridge as the agent; the bridge
-starts the ACP agent as its child, inside the same walls and process group, and:
-
-1. ``initialize`` (protocol version 1, no file-system or terminal capabilities: the agent uses its own
-   tools, inside the walls);
-2. ``session/new`` with the working directory (no MCP servers), or ``session/load`` of ``--session``
-   (its history replayed as ``session/update`` notifications, which are not this turn's and are only
-   counted); a load the agent refuses prints ``{"type": "acp.error", "session_not_found": true, …}``,
-   and so does, before any load, a conversation that an agent binding conversations to their directory
-   (``--bound``) lists for another directory only (it would load it, then fail every prompt);
-3. ``session/prompt`` with the prompt read from stdin (never argv), printing every ``session/update``
-   as ``{"type": "acp.update", "update": …}``;
-4. answers ``session/request_permission`` from ``--access`` (read: reads only; edit: reads and edits;
-   full: everything), printing each decision as ``{"type": "acp.permission", …}``: nothing waits on a
-   person; any other request from the agent is refused (method not found);
-5. prints ``{"type": "acp.result", "stop_reason": …, "session_id": …}`` and exits 0 on ``end_turn``, 1
-   otherwise. SIGTERM/SIGINT (baton's timeout or cancel) send ``session/cancel``, give the agent a
-   moment to stop the turn, then end it.
-
-The agent starts with ``--secret-env NAME`` set to a random password made here for this turn (the
-password of an HTTP server the agent starts for itself: OpenCode's), in no argv, log or file. A bridge
-that cannot start its agent or a thread (the run's process limit) says so in one line on stderr and an
-``acp.error`` event, never a traceback (:func:`entry`).
-
-A thin client, not the ``agent-client-protocol`` SDK from PyPI: baton needs five methods of the
-protocol, the SDK is asyncio and pydantic (~0.3 s of imports a turn, in a process that does nothing else),
-and this module must run under ``python -S`` inside the agent's walls, where only the standard library
-and this file are read.
+"""The ACP bridge: one turn of an Agent Client Protocol agent run as baton runs every agent CLI — one process
+per turn, the prompt on stdin, one JSON event per line on stdout — so the runner can start, wall, contain,
+time out and kill it like any other (:mod:`baton.runner.process`). The adapter (:mod:`baton.agents.acp`)
+starts this bridge as the agent; the bridge starts the ACP agent as its child, in the same walls and
+process group, talks JSON-RPC with it over its stdio (:func:`turn`), answers its permission requests from
+the run's access level (:func:`decide`), and says a failure in one line, never a traceback
+(:func:`entry`). Standard library only, run with ``python -S`` inside the walls; not the
+``agent-client-protocol`` SDK (asyncio and pydantic, ~0.3 s of imports a turn, for five methods).
 """
 
 from __future__ import annotations
@@ -168,7 +143,8 @@ class Peer:
 
 
 def decide(access: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The answer to a permission request at ``access`` (ACP's outcome) and what to record of it."""
+    """The answer to a permission request at ``access`` (ACP's outcome) and what to record of it: read
+    allows reads only, edit reads and edits, full everything (:data:`ALLOWED`)."""
     tool = _dict(params.get("toolCall"))
     kind = tool.get("kind") if isinstance(tool.get("kind"), str) else "other"
     allow = access == "full" or kind in ALLOWED.get(access, set())
@@ -200,7 +176,21 @@ def listed(peer: Peer, info: dict[str, Any], session: str, cwd: str) -> bool:
 
 
 def turn(peer: Peer, session: str | None, cwd: str, prompt: str, bound: bool = False) -> int:
-    """The turn's steps (see the module docstring); the exit code."""
+    """One turn; the exit code: 0 when it ends ``end_turn``, 2 for a lost conversation, else 1.
+
+    1. ``initialize`` (protocol version 1, no file-system or terminal capabilities: the agent uses its
+       own tools, inside the walls);
+    2. ``session/new`` with the working directory (no MCP servers), or ``session/load`` of ``session``
+       (its history replayed as ``session/update`` notifications, which are not this turn's and are only
+       counted); a load the agent refuses prints ``{"type": "acp.error", "session_not_found": true, …}``,
+       and so does, before any load, a conversation that an agent binding conversations to their
+       directory (``bound``) lists for another directory only (it would load it, then fail every prompt);
+    3. ``session/prompt`` with the prompt (read from stdin, never argv), every ``session/update`` printed
+       as ``{"type": "acp.update", "update": …}``, and each ``session/request_permission`` answered by
+       :func:`decide` (printed as ``acp.permission``: nothing waits on a person; any other request from
+       the agent is refused, method not found);
+    4. ``{"type": "acp.result", "stop_reason": …, "session_id": …}``.
+    """
     started = peer.call(
         "initialize",
         {
@@ -308,7 +298,9 @@ def main(argv: list[str]) -> int:
         return fail("start", peer)
     proc = peer.proc
 
-    def stop(_signum: int, _frame: object) -> None:  # baton's timeout or cancel: end the turn cleanly
+    # baton's timeout or cancel: session/cancel, a moment (CANCEL_GRACE) for the agent to stop the turn,
+    # then the agent is ended
+    def stop(_signum: int, _frame: object) -> None:
         if peer.session:
             with contextlib.suppress(OSError):
                 peer.send({"method": "session/cancel", "params": {"sessionId": peer.session}})

@@ -1,20 +1,10 @@
-"""The agent seam: what baton needs from one coding-agent CLI, and what the adapters share.
-
-An adapter turns a mode and a prompt into a :class:`Launch` (argv, environment, stdin), reads the CLI's
-event stream line by line into a :class:`Turn`, classifies how the turn ended, and knows where the CLI
-keeps a session's transcript files inside its (relocated) home, so they can be snapshotted and
-hydrated. Adapters never start processes, touch git or the store: the runner does.
-
-**A prompt is never an option.** Issue bodies and PR comments become prompts, so a prompt such as
-``--settings={"hooks":…}`` must never reach a CLI's option parser (that one runs a command). Every
-adapter passes the prompt on the agent's stdin (:attr:`Launch.stdin`) and nothing of it in argv; the
-argv carries only baton's own flags and ids. stdin also has no length limit of its own, where one argv
-string is capped at 128 KiB on Linux. What each CLI still limits is in :class:`Capabilities`
-(``max_prompt_chars``, ``max_prompt_bytes``) and refused up front by :meth:`AgentBase.check_prompt`.
-
-What adapters share lives here: :class:`AgentBase` (home, version, prompt checks, event-line parsing,
-the "not logged in" translation), :func:`find_binary`, :func:`cli_version` and the session-id checks
-(:func:`need_session`, :func:`need_uuid`).
+"""The agent seam: what baton needs from one coding-agent CLI (:class:`Agent`), and what the adapters share
+(:class:`AgentBase`: home, version, prompt checks, event-line parsing, the "not logged in" translation;
+:func:`find_binary`, :func:`cli_version`, :func:`need_session`, :func:`need_uuid`). An adapter turns a
+mode and a prompt into a :class:`Launch` — the prompt on stdin, never a byte of it in argv, so no prompt
+can be read as an option — reads the CLI's event stream into a :class:`Turn`, classifies how the turn
+ended, and knows where the CLI keeps a session's transcript files in its relocated home, so they can be
+snapshotted and hydrated. Adapters never start processes, touch git or the store: the runner does.
 """
 
 from __future__ import annotations
@@ -81,7 +71,13 @@ class Turn:
 @dataclass(frozen=True)
 class Launch:
     """How to start one turn: the argv (never a secret, never a byte of the prompt), the environment to
-    add, and the prompt as the bytes to write to the agent's stdin."""
+    add, and the prompt as the bytes to write to the agent's stdin.
+
+    Issue bodies and PR comments become prompts, so a prompt such as ``--settings={"hooks":…}`` must
+    never reach a CLI's option parser (that one runs a command): argv carries only baton's own flags and
+    ids. stdin also has no length limit of its own, where one argv string is capped at 128 KiB on Linux;
+    what each CLI still limits is in :class:`Capabilities` (``max_prompt_chars``, ``max_prompt_bytes``),
+    refused up front by :func:`check_prompt`."""
 
     argv: list[str]
     env: dict[str, str]

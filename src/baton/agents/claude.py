@@ -1,38 +1,10 @@
-"""Claude Code adapter (also drives the fake agent, which honours the same flags).
-
-Measured behaviour this relies on (docs/agent-clis.md): ``--session-id`` pre-assigns a NEW id and fails on
-an existing one, so only fresh runs use it; ``--resume <id>`` keeps the id and appends to the same
-transcript, from any cwd; ``--fork-session`` with ``--resume`` makes a new id carrying the history;
-``--continue`` is "latest in this directory" and only used when asked. The transcript is one file,
-``$CLAUDE_CONFIG_DIR/projects/<mangled cwd>/<id>.jsonl``, found here by id rather than by re-deriving
-the mangling. A missing conversation is reported as ``No conversation found with session ID``.
-
-The prompt: ``claude -p`` (``--print``, a flag without a value) with no positional prompt reads the
-prompt from stdin, whole and byte for byte (measured on 2.1.327 up to 2 MB), so argv never holds a
-byte of it. A prompt starting with ``/`` is a slash command even on stdin (``/clear`` answers without
-asking the model), so it is sent as ``Instruction: <prompt>`` (:func:`~baton.agents.base.guard_prompt`).
-
-Access levels (:data:`ClaudeAgent.access_flags`, measured on 2.1.327 in ``-p`` mode as root; see
-docs/agent-clis.md): without flags a headless Claude refuses every Write ("Claude requested permissions
-to write to …") and any Bash command that changes files; a repository's ``.claude/settings.json`` can
-set ``defaultMode``, so every level names its mode. ``read`` is ``dontAsk`` (anything not pre-approved
-is denied, read-only Bash such as ``ls`` or ``cat x | wc -l`` still runs) with the file-writing tools
-removed; ``edit`` is ``acceptEdits`` (Write/Edit inside the cwd, and file-system commands such as
-``touch`` there; writes outside the cwd and ``git commit`` are refused); ``full`` adds every Bash
-command (``--allowedTools=Bash``). ``bypassPermissions`` (like ``--dangerously-skip-permissions``) is
-refused as root, so it is not used. The flags are written ``--flag=value``: the variadic tool lists
-then cannot swallow a following argument, and the fake agent's parser skips them.
-
-An instruction is written to the transcript before the model is asked: a turn that fails before the
-model answers (no credentials, an API error) leaves it there, answered at most by a ``<synthetic>``
-API-error message that the next request leaves out. The next ``--resume`` then sends it again with
-the new instruction, in one user message. :meth:`ClaudeAgent.unanswered_prompt` finds such a turn, so
-the runner can say so (:mod:`baton.runner.decide`).
-
-Credentials: baton relocates ``CLAUDE_CONFIG_DIR``, so a ``~/.claude`` login is not seen. Without a key
-the CLI answers ``Not logged in · Please run /login`` (``Invalid API key · …`` for a bad one), exit 1:
-classified FAILED with baton's message naming ``ANTHROPIC_API_KEY`` / ``CLAUDE_CODE_OAUTH_TOKEN``. A run
-with none of the credentials :meth:`~baton.agents.base.AgentBase.auth` lists is refused before it starts.
+"""Claude Code adapter (it also drives the fake agent, which honours the same flags): ``claude -p
+--output-format stream-json --verbose`` with the prompt on stdin, ``--session-id`` for a fresh run's
+pre-assigned id, ``--resume <id>`` (with ``--fork-session`` to fork), ``--continue`` only when asked;
+each access level as a permission mode and tool lists (:attr:`ClaudeAgent.access_flags`); the home
+relocated by ``CLAUDE_CONFIG_DIR`` with ``cleanupPeriodDays`` at least baton's TTL; and the transcript
+read for an instruction the model never answered (:meth:`ClaudeAgent.unanswered_prompt`). What it
+relies on was measured on the CLI: docs/agent-clis.md, "Claude Code" and "Access levels".
 """
 
 from __future__ import annotations
@@ -105,7 +77,11 @@ class ClaudeAgent(AgentBase):
         "CLAUDE_CODE_USE_VERTEX",
     )
     credential_files: tuple[str, ...] = (".credentials.json",)
-    # What each access level lets the CLI do (see the module docstring for what was measured).
+    # What each access level lets the CLI do (measured on 2.1.327 in -p mode as root: docs/agent-clis.md,
+    # "Access levels"). A repository's .claude/settings.json can set defaultMode, so every level names its
+    # mode; bypassPermissions (--dangerously-skip-permissions) is refused as root, so it is not used. Each
+    # flag is written --flag=value: the variadic tool lists then cannot swallow a following argument, and
+    # the fake agent's parser skips them.
     access_flags: ClassVar[dict[Access, tuple[str, ...]]] = {
         Access.READ: ("--permission-mode=dontAsk", "--disallowedTools=Write,Edit,NotebookEdit"),
         Access.EDIT: ("--permission-mode=acceptEdits",),
@@ -225,6 +201,8 @@ class ClaudeAgent(AgentBase):
         return env.get("ANTHROPIC_BASE_URL") or DEFAULT_API
 
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
+        """A missing conversation is lost; without credentials (``Not logged in · Please run /login``,
+        exit 1) the turn FAILED with baton's message naming the variables (:meth:`not_logged_in`)."""
         if any(NOT_FOUND in e for e in turn.errors) or NOT_FOUND in stderr:
             return Outcome.SESSION_LOST
         if exit_code == 0 and not turn.is_error and turn.result is not None:
@@ -233,6 +211,7 @@ class ClaudeAgent(AgentBase):
         return Outcome.FAILED
 
     def transcript_files(self, session_id: str) -> list[Path]:
+        # projects/<mangled cwd>/<id>.jsonl: found by id rather than by re-deriving the mangling
         projects = self._home / "projects"
         if not projects.is_dir():
             return []
@@ -246,7 +225,11 @@ class ClaudeAgent(AgentBase):
 
     def unanswered_prompt(self, transcript: bytes) -> str | None:
         """The text of the transcript's last instruction when no model answer follows it (a turn that
-        failed before the model answered); None when it was answered. Read from the end."""
+        failed before the model answered); None when it was answered. Read from the end.
+
+        Claude writes an instruction to the transcript before the model is asked, and its next
+        ``--resume`` sends it again with the new instruction: the runner says so in the next prompt
+        (:mod:`baton.runner.decide`)."""
         for line in _lines_from_end(transcript):
             found = _turn(line)
             if found is not None:

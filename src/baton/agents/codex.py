@@ -1,81 +1,12 @@
-"""Codex CLI adapter (``codex exec --json``), built on measured behaviour of Codex CLI 0.169.0.
-
-Sessions are Codex *threads*. A thread's id is a UUID that Codex chooses (a fresh thread's cannot be
-pre-assigned; a fork's is baton's) and reports in the first event,
-``{"type":"thread.started","thread_id":...}``. The argv:
-
-- fresh / recover: ``codex exec --json --skip-git-repo-check -``
-- resume:          ``codex exec --json --skip-git-repo-check resume <id> -``
-- continue:        ``codex exec --json --skip-git-repo-check resume --last -``
-- fork:            ``codex exec --json --skip-git-repo-check resume <new id> -``, after
-  :func:`~baton.agents.codex_threads.fork_rollout` copied the source's rollout under a new thread id
-  (:attr:`Launch.new_session_id`, so the runner records the fork's id before Codex starts)
-
-Exec-level flags go before ``resume`` (they are not accepted after it). The prompt is never in argv:
-``-`` as the prompt makes Codex read it from stdin, whole and byte for byte (measured on 0.169.0),
-so no prompt is ever parsed as a flag or a subcommand. Codex refuses a prompt of more than 1,048,576
-characters ("Input exceeds the maximum length", exit 1): baton refuses it up front
-(``max_prompt_chars``).
-``--skip-git-repo-check`` is always passed because a worktree may sit outside any trusted directory.
-Forks are copies, not ``codex exec fork``: Codex's own fork reads its history from the source's
-rollout at every resume, so it would die with its source (see :mod:`baton.agents.codex_threads`).
-The process baton starts is the native binary, not npm's ``bin/codex.js`` wrapper, which on Node 20
-spawns it as a child: a runner killed with SIGKILL takes its agent down through ``PR_SET_PDEATHSIG``,
-and with the wrapper in between Codex would survive, keep the thread's writer lock and fail the next
-resume (see :func:`native_codex`).
-``RUST_BACKTRACE`` is switched off so an error's last stderr lines (which baton reports) are the error.
-
-Codex's traps, and what guards them:
-
-- ``resume <x>`` with a non-UUID ``x`` matching no thread *name* silently starts a NEW thread (exit 0).
-  :meth:`CodexAgent.launch` refuses a non-UUID id, and :meth:`CodexAgent.transcript_files` never
-  reports one as local, so baton recovers instead of resuming it.
-- A resume can report another thread than the one asked for (a rollout file named for one id holding
-  another thread resumes *that* thread). The runner turns a resume that reports a different id into
-  ``session_lost`` (``resume_keeps_id``), never a success on the old id.
-- A missing rollout: exit 1, nothing on stdout, stderr ``no rollout found for thread id <id>``; an
-  empty, non-UTF-8 or header-less rollout: exit 1, ``failed to read session metadata``. Both are
-  ``session_lost`` (the conversation cannot be resumed), so the runner recovers with a recap.
-- A thread made under one model provider, resumed after the operator's config.toml names another:
-  exit 1, stderr ``Cannot change this thread's model provider from `openai` to `mock` on resume``, for
-  every later resume too. Also ``session_lost``, with baton's sentence first in the error (the run's
-  recover attempt gets it as its note).
-- Usage in ``turn.completed`` is cumulative for the thread (restored from the rollout on resume):
-  the adapter reports it as is and the runner records per-run deltas (``cumulative_usage``). A fork's
-  copy carries its source's counters, so a fork's first turn reports the source's total plus its own.
-
-Storage: ``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-<local time>-<id>.jsonl``, one file per thread,
-plus Codex's SQLite indexes, which a stale row can break: :mod:`baton.agents.codex_threads` finds the
-files, repairs the index before every resume and after hydration, and copies a rollout for a fork.
-
-The home (``CODEX_HOME``) holds a ``config.toml`` that baton manages: it forces the keys that keep
-headless runs quiet and offline (:data:`MANAGED`) and keeps every other key (a user's or the mock's
-``model_provider``). Codex 0.169 has no retention setting for its rollouts and was not seen deleting
-them, so there is nothing to align with baton's TTL. :mod:`baton.agents.codex_config` merges it with
-tomlkit, so the user's comments and layout survive.
-
-Access levels (:data:`CodexAgent.access_flags`, measured on 0.169.0; see docs/agent-clis.md): ``exec``
-never asks for approval, so the sandbox mode (``--sandbox``, an exec-level flag) is the whole mapping.
-``read-only`` lets commands read and refuses every write ("Read-only file system"; ``apply_patch``:
-"patch rejected: writing is blocked by read-only sandbox"). ``workspace-write`` lets commands and
-``apply_patch`` write in the cwd and /tmp, without network, but keeps ``.git`` and a worktree's resolved
-gitdir read-only: ``git commit`` in a baton worktree fails ("Unable to create …/index.lock: Read-only
-file system"), also with the gitdir in ``writable_roots`` or ``--add-dir``. A permission profile with
-explicit write entries for the gitdir does allow commits, but needs the worktree's absolute gitdir
-(launch does not know the cwd) and leaves the network off; so ``full`` is ``danger-full-access``
-(Codex's own sandbox off) and baton's confinement is the wall. Codex's sandbox needs mount
-namespaces (bubblewrap): inside an outer Landlock domain ``mount`` is denied and every sandboxed command
-fails ("bwrap: Failed to make / slave: Operation not permitted"), see docs/agent-clis.md. So a
-``walled`` launch (baton's Landlock walls around the agent, which follow the access level) always runs
-``danger-full-access``: the walls, not Codex's sandbox, keep ``read`` from writing and ``edit`` from
-committing.
-
-Credentials: Codex reads ``CODEX_API_KEY`` or ``OPENAI_API_KEY`` (or a ``codex login`` in the home,
-which baton relocates). Without one the model API answers ``401 Unauthorized``; a provider whose
-``env_key`` is unset gives ``Missing environment variable``: both are FAILED with baton's message.
-What counts follows the home's ``model_provider`` (:meth:`CodexAgent.auth`): a provider of the file
-with an ``env_key`` needs that variable, one without (a local server) needs nothing; a run without
-what it needs is refused before it starts.
+"""Codex CLI adapter (``codex exec --json``), built on the measured behaviour of Codex CLI 0.169.0
+(docs/agent-clis.md, "Codex CLI" and "Access levels"). Sessions are Codex *threads*, whose UUID Codex
+chooses and reports in ``thread.started``; the prompt goes on stdin (``-``); a fork is a copy of the
+source's rollout under a new id (:mod:`baton.agents.codex_threads`, which also finds rollouts and repairs
+Codex's indexes); the home's ``config.toml`` gets the keys that keep headless runs quiet and offline
+(:data:`MANAGED`, merged by :mod:`baton.agents.codex_config`); the native binary is run, not npm's wrapper
+(:func:`native_codex`). Codex's traps — a resume that silently starts a new thread, a changed model
+provider, usage cumulative per thread — are guarded where they are met (:meth:`CodexAgent.launch`,
+:meth:`CodexAgent.classify`, ``Capabilities.cumulative_usage``).
 """
 
 from __future__ import annotations
@@ -155,7 +86,11 @@ class CodexAgent(AgentBase):
     credentials: tuple[str, ...] = ("CODEX_API_KEY", "OPENAI_API_KEY")
     auth_hint = "an OpenAI API key"
     auth_failures = ("401 Unauthorized", "Missing environment variable", "no Codex credentials were found")
-    # What each access level lets the CLI do (see the module docstring for what was measured).
+    # What each access level lets the CLI do (measured on 0.169.0: docs/agent-clis.md, "Access levels").
+    # exec never asks for approval, so the sandbox mode is the whole mapping. workspace-write keeps a
+    # worktree's resolved gitdir read-only (no commits), and a permission profile that allows them needs
+    # the worktree's absolute gitdir and keeps the network off: so full is danger-full-access (Codex's
+    # own sandbox off), and baton's walls are the wall.
     access_flags: ClassVar[dict[Access, tuple[str, ...]]] = {
         Access.READ: ("--sandbox", "read-only"),
         Access.EDIT: ("--sandbox", "workspace-write"),
@@ -184,8 +119,9 @@ class CodexAgent(AgentBase):
     # -- home ---------------------------------------------------------------------------------------
 
     def prepare_home(self, ttl_days: float) -> None:
-        """Create CODEX_HOME and force :data:`MANAGED` into its config.toml, keeping other keys.
-        ``ttl_days`` is unused: Codex has no rollout retention to align (see the module docstring)."""
+        """Create CODEX_HOME and force :data:`MANAGED` into its config.toml, keeping every other key (a
+        user's or the mock's ``model_provider``; tomlkit keeps their comments and layout). ``ttl_days`` is
+        unused: Codex has no rollout retention to align (see :meth:`retention`)."""
         self._home.mkdir(parents=True, exist_ok=True)
         merge_toml(self._home / "config.toml", MANAGED)
 
@@ -203,11 +139,26 @@ class CodexAgent(AgentBase):
         access: Access = Access.EDIT,
         walled: bool = False,
     ) -> Launch:
-        """For FORK, ``session_id`` is the source thread: its rollout is copied under a new id first
-        (only after the prompt and the id were accepted, so a refused launch writes nothing)."""
+        """The argv, exec-level flags first (they are not accepted after ``resume``), ``-`` as the prompt
+        so Codex reads it from stdin and no prompt is ever parsed as a flag or a subcommand:
+
+        - fresh / recover: ``codex exec --json --skip-git-repo-check -``
+        - resume:          ``codex exec --json --skip-git-repo-check resume <id> -``
+        - continue:        ``codex exec --json --skip-git-repo-check resume --last -``
+        - fork:            ``codex exec --json --skip-git-repo-check resume <new id> -``
+
+        ``--skip-git-repo-check`` always, as a worktree may sit outside any trusted directory. A resume
+        id must be a UUID: ``resume <x>`` with a non-UUID ``x`` matching no thread *name* silently starts
+        a NEW thread (exit 0), so baton refuses it, and recovers instead. For FORK, ``session_id`` is the
+        source thread: its rollout is copied under a new id first (:func:`fork_rollout`; only after the
+        prompt and the id were accepted, so a refused launch writes nothing), and the new id is
+        :attr:`Launch.new_session_id`, so the runner records the fork's id before Codex starts."""
         command, env = self._resolve()
         stdin = self.prompt_stdin(prompt)
-        flags = self.access_flags[Access.FULL if walled else access]  # walled: see the module docstring
+        # Codex's sandbox (bubblewrap) cannot start inside baton's Landlock walls (a Landlocked process may
+        # not mount: every sandboxed command fails), so a walled launch runs danger-full-access and the
+        # walls, which follow the access level, keep read from writing and edit from committing.
+        flags = self.access_flags[Access.FULL if walled else access]
         provider = self.base_url_provider(os.environ)  # checked before the fork's copy is written
         argv, new_id = [*command, *EXEC, *flags, *(provider_flags(provider) if provider else [])], None
         if mode in (Mode.FRESH, Mode.RECOVER):
@@ -323,6 +274,10 @@ class CodexAgent(AgentBase):
             handler(event, turn)
 
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
+        """A missing or unreadable rollout, and a thread made under another model provider, are lost
+        conversations (the runner recovers with a recap; for the provider, baton's sentence first, which
+        the recovery gets as its note); no credentials (``401 Unauthorized``, ``Missing environment
+        variable``) FAILED with baton's message."""
         said = "\n".join([*turn.errors, stderr])
         # A turn the model API refused over a limit had found its thread: never lost, whatever it said.
         found = turn.limit is not None
@@ -345,7 +300,8 @@ class CodexAgent(AgentBase):
     # -- transcripts --------------------------------------------------------------------------------
 
     def transcript_files(self, session_id: str) -> list[Path]:
-        """The thread's rollout file(s) under ``sessions/``; empty files are not a transcript."""
+        """The thread's rollout file(s) under ``sessions/``; empty files are not a transcript, and an id
+        that is no UUID has none (so baton recovers rather than resume it: see :meth:`launch`)."""
         return rollout_files(self._home, session_id)
 
     def transcript_problem(self, transcript: bytes) -> str | None:
@@ -385,7 +341,9 @@ def _on_turn_completed(event: dict[str, Any], turn: Turn) -> None:
     turn.is_error = False
     usage = event.get("usage")
     if isinstance(usage, dict):
-        # Cumulative for the thread; the runner turns it into this run's delta.
+        # Cumulative for the thread (restored from the rollout on resume); the runner turns it into this
+        # run's delta. A fork's copied rollout carries its source's counters, so a fork's first turn
+        # reports the source's total plus its own.
         turn.usage = {k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 

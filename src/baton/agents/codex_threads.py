@@ -1,41 +1,8 @@
-"""Codex's threads on disk: rollout files, the SQLite indexes beside them, and forking a rollout.
-
-Measured on Codex CLI 0.169.0. A thread is one JSONL *rollout*,
-``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-<local time>-<id>.jsonl`` (the folder and the time in the
-name are the thread's creation in local time; found here by the id at the end of the name). Its first
-line is ``{"type":"session_meta","payload":{"id":<id>,"session_id":<id>,…}}``; later lines name the
-thread again (``thread_id`` of ``thread_settings_applied`` and ``item_completed`` events,
-``thread_id``/``session_id`` of ``token_usage_record`` lines). Model input is always rebuilt from the
-rollout, never from an index.
-
-Codex also keeps SQLite indexes in the home: ``state_*.sqlite`` (``threads``: id → absolute
-``rollout_path``, cwd, title, timestamps, …; ``thread_read_receipts``) and ``thread_history_*.sqlite``
-(``thread_turns``/``thread_items``/``thread_history_projection_state``: a projection of each rollout,
-with byte offsets into it). A home with no row for a thread finds the rollout by scanning
-``sessions/`` and writes the rows itself on that first resume; but a *stale* row — pointing at a path
-where the file no longer is (a BATON_HOME restored at another path, a snapshot written under another
-date folder) — makes ``resume`` fail with "no rollout found" although the rollout is on disk. So after
-hydration, and before every resume, :func:`repair_index` points a stale row at the file that exists
-and drops the thread's history projection so Codex rebuilds it from the rollout.
-
-**Forks** (:func:`fork_rollout`). ``codex exec fork <id>`` exists in 0.169, but the thread it makes is
-not self-contained: its rollout holds only ``forked_from_id``/``forked_from_ordinal_exclusive`` and
-the new turns, and resuming it reads the history from the source's rollout ("paginated history
-lineage"). Measured: with the source rollout gone (a reset of the source, an expiry, another machine
-that hydrated only the fork's snapshot) the fork cannot be resumed: ``invalid paginated history lineage
-for <source>: missing source rollout``. A baton fork must outlive its source and travel alone in its
-snapshot, so baton copies the source rollout whole under a new thread id instead, and resumes that:
-
-- the id is a new UUIDv7, as Codex's own ids are (time-ordered);
-- every occurrence of the source id in the copy becomes the new id (a same-length byte replacement:
-  the header, the events and the usage records all name the thread; the rest stays byte for byte);
-- the copy is cut after its last complete line (the source may be being written by another run), its
-  header is checked, and it is written to a temporary file then renamed, so a failed copy leaves
-  nothing behind;
-- no index row is written: the new thread has none, which Codex handles by finding the rollout by its
-  name and indexing it on the first resume (measured: a ``threads`` row with the new rollout path and
-  the resuming cwd, and a projection of the whole copied history). The source's rollout and rows are
-  only read.
+"""Codex's threads on disk: finding a thread's rollout file (:func:`rollout_files`), repairing the SQLite
+indexes beside them (:func:`repair_index`), and forking a rollout (:func:`fork_rollout`). A thread is one
+JSONL rollout, ``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-<local time>-<id>.jsonl``, found here by the id
+at the end of its name; Codex 0.169.0's formats, its indexes and why its own ``codex exec fork`` will not
+do are measured in docs/agent-clis.md, "Codex CLI".
 """
 
 from __future__ import annotations
@@ -89,8 +56,22 @@ def rollout_path(home: Path, thread_id: str, now: float | None = None) -> Path:
 
 
 def fork_rollout(home: Path, source_id: str) -> tuple[str, Path]:
-    """Copy the rollout of thread ``source_id`` to a new thread (see the module docstring); returns the
-    new thread's id and rollout. AgentError, with nothing written, when the source cannot be forked."""
+    """Copy the rollout of thread ``source_id`` to a new thread; returns the new thread's id and
+    rollout. AgentError, with nothing written, when the source cannot be forked.
+
+    A baton fork must outlive its source and travel alone in its snapshot, which a thread of Codex's own
+    ``codex exec fork`` does not (it reads its history from the source's rollout). So the source rollout
+    is copied whole:
+
+    - the id is a new UUIDv7, as Codex's own ids are (time-ordered);
+    - every occurrence of the source id in the copy becomes the new id (a same-length byte replacement:
+      the header, the events and the usage records all name the thread; the rest stays byte for byte);
+    - the copy is cut after its last complete line (the source may be being written by another run), its
+      header is checked, and it is written to a temporary file then renamed, so a failed copy leaves
+      nothing behind;
+    - no index row is written: Codex finds a thread without one by its rollout's name and indexes it on
+      the first resume. The source's rollout and rows are only read.
+    """
     files = rollout_files(home, source_id)
     if not files:
         raise AgentError(f"cannot fork Codex thread {source_id}: it has no rollout under {home / 'sessions'}")
@@ -138,8 +119,11 @@ def _check_header(data: bytes, source_id: str, source: Path) -> None:
 def repair_index(home: Path, session_id: str, projection: bool = False) -> bool:
     """Point a stale ``threads`` row of ``session_id`` at the rollout that is on disk, and drop the
     thread's history projection when the row was stale or ``projection`` is asked for (Codex rebuilds
-    it from the rollout). Best effort: an index baton cannot open (locked, another schema) is left
-    alone. True if anything changed."""
+    it from the rollout). A row pointing where the file no longer is (a BATON_HOME restored at another
+    path, a snapshot written under another date folder) makes ``resume`` fail with "no rollout found"
+    although the rollout is on disk: the adapter calls this after hydration and before every resume.
+    Best effort: an index baton cannot open (locked, another schema) is left alone. True if anything
+    changed."""
     files = rollout_files(home, session_id)
     if not files:
         return False

@@ -1,20 +1,10 @@
-"""GitHub Copilot CLI (``@github/copilot``) through the ACP adapter (:mod:`baton.agents.acp`).
-
-Measured on 1.0.102 (docs/agent-clis.md): ``copilot --acp --stdio`` speaks ACP with ``loadSession``
-(``session/load`` replays the history; a missing id is ``-32002 Resource not found: Session <id> not
-found``), no fork, no pre-assigned ids (``--acp`` refuses ``--session-id``). Its state is
-``$COPILOT_HOME``: a conversation is ``session-state/<id>/`` (``events.jsonl``, ``workspace.yaml``), which
-copied alone into another home loads whole. The npm package's native binary
-(``@github/copilot-linux-x64``) is run directly, not through its node loader (a killed loader would
-leave it running); on its first start it unpacks ~235 MB into ``$XDG_CACHE_HOME/copilot/pkg``, so
-every key shares one such cache beside the binary (unpacked by baton's version probe, outside the walls),
-else its own home's.
-
-Credentials: a model provider of one's own (``COPILOT_PROVIDER_BASE_URL`` with
-``COPILOT_PROVIDER_API_KEY``, ``COPILOT_MODEL``; ``COPILOT_OFFLINE=true`` skips every other network
-access), or a GitHub login (``COPILOT_GITHUB_TOKEN``, ``GH_TOKEN``, ``GITHUB_TOKEN``). A failed model
-call is no protocol error: the turn ends ``end_turn`` without usage and an ``Error: …`` text, which
-:meth:`CopilotAgent.classify` calls failed.
+"""GitHub Copilot CLI (``@github/copilot``) through the ACP adapter (:mod:`baton.agents.acp`): ``copilot
+--acp --stdio``, its npm package's native binary run directly (:func:`native_binary`), its state in the
+key's ``$COPILOT_HOME`` (a conversation is ``session-state/<id>/``), its access levels as tool rules
+(:data:`TOOL_RULES`), its credentials a model provider of one's own or a GitHub token
+(:meth:`CopilotAgent.credential`), and its failed model calls, which end ``end_turn`` with an ``Error: …``
+text, told from answers (:meth:`CopilotAgent.on_event`). Measured on 1.0.102: docs/agent-clis.md,
+"GitHub Copilot CLI".
 """
 
 from __future__ import annotations
@@ -75,8 +65,8 @@ class CopilotAgent(AcpAgent):
             self.probe_version(tuple(self.command))
 
     def cache_dir(self) -> Path:
-        """Where the binary unpacks itself: beside it when that is writable (shared by every key),
-        else in this home."""
+        """Where the binary unpacks itself (~235 MB on its first start, into ``$XDG_CACHE_HOME/copilot/
+        pkg``): beside it when that is writable (one cache shared by every key), else in this home."""
         binary = Path(self.command[0])
         shared = binary.parent / ".baton-cache"
         if shared.is_dir() or os.access(binary.parent, os.W_OK):

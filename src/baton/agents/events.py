@@ -1,24 +1,11 @@
-"""Agent event streams as readable entries: what ``baton runs logs`` (and the dashboard) show.
-
-Each agent CLI writes its own JSON lines; a run's log (``logs/<run-id>.jsonl``) keeps them raw. This
-module turns one event into zero or more :class:`Entry` values of a few kinds, the same for every
-agent: ``text`` (the assistant speaking), ``tool`` (a call, with a one-line summary of its input),
-``output`` (what a tool returned), ``error``, ``info`` (session started, model) and ``done`` (the
-turn's end, with its cost or usage). The shapes, per agent:
-
-- Claude ``--output-format stream-json`` (and the fake agent): ``system``/``init``; ``assistant``
-  and ``user`` events whose ``message.content`` holds ``text``, ``tool_use``, ``tool_result`` blocks;
-  ``result``.
-- Codex ``exec --json``: ``thread.started``; ``item.started``/``item.completed`` with an ``item`` of
-  type ``agent_message``, ``reasoning``, ``command_execution``, ``file_change``, ``mcp_tool_call``,
-  ``web_search``, ``todo_list`` or ``error``; ``turn.completed``/``turn.failed``; ``error``.
-- Gemini ``--output-format stream-json``: ``init``; ``message`` (assistant text arrives in ``delta``
-  chunks); ``tool_use``; ``tool_result``; ``error`` (warning or error); ``result``.
-
-baton adds events of its own to a run's log (``baton.*``, :func:`baton_entries`): what the agent said
-of its model API while it retried, and how a turn that did not succeed ended.
-
-Gemini's deltas are joined by :class:`LogRenderer`, which is fed lines and hands back whole entries.
+"""Agent event streams as readable entries: what ``baton runs logs`` (and the dashboard) show. A run's log
+(``logs/<run-id>.jsonl``) keeps each CLI's JSON lines raw; this module turns one event into zero or more
+:class:`Entry` values of a few kinds, the same for every agent — ``text`` (the assistant speaking),
+``tool`` (a call, with a one-line summary of its input), ``output`` (what a tool returned), ``error``,
+``info`` (session started, model) and ``done`` (the turn's end, with its cost or usage) — one reader per
+agent's stream (:func:`claude_entries`, :func:`codex_entries`, :func:`gemini_entries`,
+:func:`acp_entries`), one for baton's own ``baton.*`` events (:func:`baton_entries`), and
+:class:`LogRenderer`, which joins streamed text deltas into whole entries.
 """
 
 from __future__ import annotations
@@ -77,6 +64,9 @@ def _block_text(content: Any) -> str:
 
 
 def claude_entries(event: Event) -> list[Entry]:
+    """Claude ``--output-format stream-json`` (and the fake agent): ``system``/``init``; ``assistant``
+    and ``user`` events whose ``message.content`` holds ``text``, ``tool_use``, ``tool_result`` blocks;
+    ``result``."""
     kind = event.get("type")
     if kind == "system" and event.get("subtype") == "init":
         return [Entry("info", f"session {event.get('session_id')} · model {event.get('model', '?')}")]
@@ -118,6 +108,9 @@ def _claude_result(event: Event) -> list[Entry]:
 
 
 def codex_entries(event: Event) -> list[Entry]:
+    """Codex ``exec --json``: ``thread.started``; ``item.started``/``item.completed`` with an ``item`` of
+    type ``agent_message``, ``reasoning``, ``command_execution``, ``file_change``, ``mcp_tool_call``,
+    ``web_search``, ``todo_list`` or ``error``; ``turn.completed``/``turn.failed``; ``error``."""
     kind = event.get("type")
     if kind == "thread.started":
         return [Entry("info", f"thread {event.get('thread_id')}")]
@@ -167,6 +160,9 @@ def _codex_item(item: Event) -> list[Entry]:
 
 
 def gemini_entries(event: Event) -> list[Entry]:
+    """Gemini ``--output-format stream-json``: ``init``; ``message`` (assistant text arrives in ``delta``
+    chunks, joined by :class:`LogRenderer`); ``tool_use``; ``tool_result``; ``error`` (warning or
+    error); ``result``."""
     kind = event.get("type")
     if kind == "init":
         return [Entry("info", f"session {event.get('session_id')} · model {event.get('model', '?')}")]
@@ -194,6 +190,8 @@ def gemini_entries(event: Event) -> list[Entry]:
 
 
 def acp_entries(event: Event) -> list[Entry]:
+    """The ACP bridge's events (:mod:`baton.agents.acpbridge`): ``acp.session``, ``acp.update`` (text
+    chunks, tool calls, failed tool calls), ``acp.permission``, ``acp.result``, ``acp.error``."""
     kind = event.get("type")
     if kind == "acp.session":
         replayed = event.get("replayed")

@@ -1,21 +1,11 @@
-"""Whether a transcript is in a format baton (and the CLI it drives) can read: the guard against an
-upgrade of an agent CLI that would silently lose half of a conversation.
-
-The agent CLIs change their transcript formats between releases. A CLI that meets entries it does not
-understand skips them (Claude tolerates garbage lines, Gemini drops records it cannot replay), so a
-conversation written by a newer or older release resumes with part of its history, exit 0, and
-nobody is told. Before a resume, baton reads the transcript the way the pinned CLIs write it
-(measured on Claude Code 2.1.3xx, Codex 0.16x, Gemini 0.5x-0.6x; see docs/compat.md) and calls it
-unreadable when
-
-- it holds JSON entries but not one conversation turn baton recognises (the whole format changed:
-  keys renamed, entries wrapped in an envelope), or
-- a turn-shaped entry is malformed: a user or model entry without the message it should carry, or an
-  entry of an unknown type carrying a message (a renamed type: the CLI would skip it).
-
-Entries of types baton does not know that carry no message (new metadata a release adds) are fine:
-they lose nothing. The runner then recovers with a recap instead of resuming, and says why
-(:mod:`baton.runner.decide`).
+"""Whether a transcript is in a format baton (and the CLI it drives) can read: the guard against an upgrade
+of an agent CLI that would silently lose half of a conversation. The CLIs change their transcript formats
+between releases, and one that meets entries it does not understand skips them (Claude tolerates garbage
+lines, Gemini drops records it cannot replay): a conversation written by another release would resume
+with part of its history, exit 0, and nobody told. So before a resume baton reads the transcript the way
+the pinned CLIs write it (measured on Claude Code 2.1.3xx, Codex 0.16x, Gemini 0.5x-0.6x; docs/compat.md)
+with one rule (:func:`judge`); a transcript it calls unreadable is recovered with a recap instead, saying
+why (:mod:`baton.runner.decide`).
 """
 
 from __future__ import annotations
@@ -44,8 +34,16 @@ def entries(data: bytes) -> Iterator[tuple[int, Entry]]:
 
 
 def judge(data: bytes, turn: Callable[[Entry], bool | None]) -> Problem:
-    """The shared rule (see the module docstring). ``turn(entry)``: True for a turn baton can read,
-    False for a turn-shaped entry it cannot, None for anything else (metadata)."""
+    """The shared rule. ``turn(entry)``: True for a turn baton can read, False for a turn-shaped entry
+    it cannot, None for anything else (metadata). A transcript is unreadable when
+
+    - it holds JSON entries but not one conversation turn baton recognises (the whole format changed:
+      keys renamed, entries wrapped in an envelope), or
+    - a turn-shaped entry is malformed: a user or model entry without the message it should carry, or
+      an entry of an unknown type carrying a message (a renamed type: the CLI would skip it).
+
+    Entries of types baton does not know that carry no message (new metadata a release adds) are fine:
+    they lose nothing."""
     seen = readable = 0
     for number, entry in entries(data):
         seen += 1

@@ -1,70 +1,11 @@
-"""Gemini CLI adapter (``gemini -o stream-json``, the prompt on stdin), built on measured behaviour of
-0.61.0.
-
-The prompt is never in argv. With no ``-p`` and a stdin that is not a terminal, Gemini runs headless
-and takes its stdin as the prompt, byte for byte (measured); it reads at most 8 MiB of stdin and
-silently cuts the rest, and a prompt of more than about 262,000 characters gets no reply in
-stream-json mode (see :data:`MAX_PROMPT_BYTES`), so baton refuses a prompt over 256,000 bytes up front
-(``max_prompt_bytes``). Gemini
-starts reading stdin within its first seconds and gives up on a pipe that stays empty for 500 ms;
-baton writes the whole prompt at once when the process starts (:func:`baton.runner.process.run_process`).
-The argv:
-
-- fresh / recover: ``gemini -o stream-json -m MODEL --session-id <new uuid>``
-- resume:          ``… --resume <full id>`` (the 8-character short id is rejected)
-- continue:        ``… --resume latest``
-- fork:            ``… --session-file <the source's chat file>`` — Gemini copies the history into a
-  NEW session in the current directory's project. ``--session-file`` and ``--session-id`` are
-  mutually exclusive (exit 1), so a fork's id cannot be pre-assigned: it is the one the ``init``
-  event reports, which the runner captures like any other.
-
-``-m`` skips the per-turn routing call that the default ``auto`` model makes. The model is, in order:
-``BATON_GEMINI_MODEL``; the CLI's own choices (``GEMINI_MODEL``, then ``model.name`` in the home's
-settings.json); else :data:`DEFAULT_MODEL` (the CLI's ``pro`` alias, which it resolves to its current
-pro model). ``auto`` from any of them passes no ``-m`` and lets the CLI route.
-
-The environment: ``GEMINI_CLI_HOME`` relocates everything into ``<home>/.gemini``;
-``GEMINI_CLI_TRUST_WORKSPACE`` trusts the worktree baton made (an untrusted folder exits 55 before
-doing anything); ``GEMINI_CLI_NO_RELAUNCH`` keeps Gemini one process — by default it re-spawns itself
-as a child node process, which would outlive a runner killed with SIGKILL (only the direct child gets
-``PR_SET_PDEATHSIG``) and keep writing the transcript the next run resumes.
-
-Access levels (:data:`GeminiAgent.access_flags`, measured on 0.61.0; see docs/agent-clis.md): headless
-Gemini does not offer the model the tools that would need an approval ("Tool "run_shell_command" not
-found"). ``--approval-mode default`` offers the reading tools only (read_file, list_directory,
-grep_search, glob); ``auto_edit`` adds write_file and replace, which refuse paths outside the workspace
-("Path not in workspace"); ``yolo`` adds run_shell_command. ``read`` and ``edit`` also load
-:data:`READ_ONLY_SHELL`, a policy that allows a few read-only commands and nothing else ("Tool execution
-denied by policy."; a redirection "requires user confirmation, which is not supported in
-non-interactive mode"). The policy is written into the home at every launch, outside the
-``policies/`` folder Gemini loads by itself, so it applies only where baton names it; a missing policy
-file is silently ignored (no shell then). Every level names its mode, so a repository's settings
-cannot choose one; a repository's ``.gemini/policies`` allowing the shell did not apply (measured).
-
-Prompts that Gemini would not keep: a prompt starting with ``/`` runs a slash command in headless mode
-(``/clear``, ``/memory add …``), and a user message starting with ``/``, ``?``, ``<session_context>``
-or ``<hook_context>`` is sent once but dropped from the history of every later resume (measured). Such
-a prompt is sent as ``Instruction: <prompt>``.
-
-Sessions are keyed by the EXACT working directory, through ``projects.json`` and per-project chat
-folders under ``<home>/.gemini``: :mod:`baton.agents.gemini_files` finds a session's chat files (by
-its FULL id, counting only files with resumable content) and, after hydration, maps the worktree to
-the folder its chat file lives in (:meth:`GeminiAgent.after_hydrate`).
-
-Credentials: ``GEMINI_API_KEY`` (baton selects the API-key auth type unless the user chose another).
-Without it Gemini exits 41 ("you must specify the GEMINI_API_KEY environment variable"); a bad key
-is answered ``API key not valid``: both are FAILED with baton's message.
-
-Usage limits (:func:`baton.agents.limits.gemini_event`, measured on 0.61.0): a refused quota ends the
-turn with one ``result`` of ``status: "error"`` and exit 173 (429 & 0xFF). A spent daily quota is not
-retried and its ``result`` has no delay; the API's ``Please retry in 43s.`` is only in the error dump
-on stderr, which :meth:`GeminiAgent.usage_limit` also reads. A per-minute quota is retried by the CLI
-itself, 10 requests over about four minutes, before that ``result`` (3 over ~16 s when ``auto``
-routes to pro). Headless, it never fell back to another model (``-m pro``, ``-m flash``, ``auto``): its
-fallback asks the user, which only the interactive UI can.
-
-Retention: Gemini's session cleanup runs at every start and has a data-loss bug (see
-:data:`MANAGED`), so baton turns it off and its own sweeper expires conversations.
+"""Gemini CLI adapter (``gemini -o stream-json``, the prompt on stdin), built on the measured behaviour of
+0.61.0 (docs/agent-clis.md, "Gemini CLI", "Access levels" and "Usage limits"): the argv of each mode and
+the environment that relocates, trusts and keeps it one process (:meth:`GeminiAgent.launch`), the model
+(:meth:`GeminiAgent.model`), each access level as an approval mode and a read-only shell policy
+(:data:`READ_ONLY_SHELL`), the home's ``settings.json`` with its data-losing session retention off
+(:data:`MANAGED`), and a quota's limit read from its ``result`` and its stderr
+(:meth:`GeminiAgent.usage_limit`). Its sessions are keyed by the exact working directory;
+:mod:`baton.agents.gemini_files` finds their chat files and re-homes them after hydration.
 """
 
 from __future__ import annotations
@@ -159,7 +100,9 @@ argsPattern = "--output"
 decision = "deny"
 priority = 200
 """
-POLICY_FILE = "baton-read-only-shell.toml"  # in <home>/.gemini, not in the policies/ Gemini loads itself
+# In <home>/.gemini, not in the policies/ Gemini loads by itself, so it applies only where baton names it
+# (written at every launch: a missing policy file is silently ignored, and then there is no shell).
+POLICY_FILE = "baton-read-only-shell.toml"
 
 
 DEFAULT_API = "https://generativelanguage.googleapis.com"
@@ -184,7 +127,10 @@ class GeminiAgent(AgentBase):
     # Also documented: Vertex AI's key or service account, and a "Login with Google" in the base home.
     other_credentials = ("GOOGLE_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS")
     credential_files = (".gemini/oauth_creds.json",)
-    # What each access level lets the CLI do (see the module docstring for what was measured), and the
+    # What each access level lets the CLI do (measured on 0.61.0: docs/agent-clis.md, "Access levels"):
+    # headless Gemini does not offer the model a tool that would need an approval; default offers the
+    # reading tools, auto_edit adds write_file and replace (inside the workspace), yolo adds the shell.
+    # Every level names its mode, so a repository's settings cannot choose one. read_only_shell: the
     # levels that also load the READ_ONLY_SHELL policy (``--policy=<home>/.gemini/POLICY_FILE``).
     access_flags: ClassVar[dict[Access, tuple[str, ...]]] = {
         Access.READ: ("--approval-mode=default",),
@@ -267,6 +213,21 @@ class GeminiAgent(AgentBase):
         access: Access = Access.EDIT,
         walled: bool = False,
     ) -> Launch:
+        """The argv, the prompt on stdin (baton writes it whole when the process starts: Gemini gives up
+        on a pipe that stays empty for 500 ms), a prompt Gemini would run or drop from its history sent
+        as ``Instruction: <prompt>``:
+
+        - fresh / recover: ``gemini -o stream-json -m MODEL --session-id <new uuid>``
+        - resume:          ``… --resume <full id>`` (the 8-character short id is rejected)
+        - continue:        ``… --resume latest``
+        - fork:            ``… --session-file <the source's chat file>``: a NEW session, whose id (which
+          cannot be pre-assigned with ``--session-file``) the ``init`` event reports
+
+        ``GEMINI_CLI_HOME`` relocates everything into ``<home>/.gemini``; ``GEMINI_CLI_TRUST_WORKSPACE``
+        trusts the worktree baton made (an untrusted folder exits 55); ``GEMINI_CLI_NO_RELAUNCH`` keeps
+        Gemini one process: by default it re-spawns itself as a child node process, which would outlive
+        a runner killed with SIGKILL (only the direct child gets ``PR_SET_PDEATHSIG``) and keep writing
+        the transcript the next run resumes."""
         stdin = self.prompt_stdin(guard_prompt(prompt, IGNORED_PREFIXES))
         argv = [*self.command, "-o", "stream-json", *self.access_argv(access)]
         model = self.model()
@@ -310,7 +271,10 @@ class GeminiAgent(AgentBase):
         return [*flags, f"--policy={path}"]
 
     def model(self) -> str | None:
-        """The ``-m`` value, or None to let the CLI route (``auto``)."""
+        """The ``-m`` value, or None to let the CLI route (``auto``). In order: ``BATON_GEMINI_MODEL``;
+        the CLI's own choices (``GEMINI_MODEL``, then ``model.name`` in the home's settings.json); else
+        :data:`DEFAULT_MODEL` (the CLI's ``pro`` alias, which it resolves to its current pro model).
+        ``-m`` skips the routing call the ``auto`` model makes every turn."""
         chosen = os.environ.get(MODEL_ENV, "").strip() or os.environ.get("GEMINI_MODEL", "").strip()
         if not chosen:
             with contextlib.suppress(AgentError, AttributeError):
@@ -350,6 +314,8 @@ class GeminiAgent(AgentBase):
         return env.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_API
 
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
+        """A limit is a failure, never a lost conversation; an unknown id or an unreadable session file
+        is lost; no credentials (exit 41, ``API key not valid``) FAILED with baton's message."""
         said = "\n".join([*turn.errors, stderr])
         succeeded = exit_code == 0 and not turn.is_error and turn.result is not None
         if not succeeded and self.usage_limit(exit_code, turn, stderr) is not None:

@@ -1,20 +1,11 @@
-"""Where the Gemini CLI keeps a conversation on disk, and how baton finds and re-homes it.
-
-Gemini keys sessions by the EXACT working directory: ``<home>/.gemini/projects.json`` maps a directory
-to a *slug*, and a session's chat file lives in ``tmp/<slug>/chats/session-<time>-<first 8 of id>.jsonl``
-(JSONL: a header ``{"sessionId","projectHash",…}``, message records, ``{"$set":…}`` updates; older
-versions wrote one ``.json`` document). The slug is derived from the directory's basename
-(``issue-1``, ``issue-1-1``, …) and owned through a ``.project_root`` marker in ``tmp/<slug>`` and
-``history/<slug>``.
-
-- :func:`chat_files` finds a session's files: named for its short id, holding its FULL id (two
-  sessions can share the 8-character prefix) and with content Gemini can resume (:func:`read_chat`
-  replays a file as Gemini's loader does).
-- :func:`map_project` makes a worktree resume its hydrated chat files: it maps the directory to the
-  slug they live in, moving them to a slug of the directory's own when that one belongs to another
-  directory on this machine, and writes the markers.
-- :func:`registry_lock` takes Gemini's own lock on ``projects.json`` (proper-lockfile's
-  ``<file>.lock`` directory), so a Gemini starting meanwhile never loses baton's mapping or the reverse.
+"""Where the Gemini CLI keeps a conversation on disk, and how baton finds and re-homes it. Gemini keys
+sessions by the EXACT working directory: ``<home>/.gemini/projects.json`` maps a directory to a slug, and
+a session's chat file is ``tmp/<slug>/chats/session-<time>-<first 8 of id>.jsonl`` (its formats are in
+docs/agent-clis.md, "Gemini CLI"). :func:`chat_files` finds a session's resumable files (replayed as
+Gemini's loader does, :func:`read_chat`); :func:`map_project` makes a worktree resume its hydrated chat
+files, moving them to a slug of its own when theirs belongs to another directory here; and
+:func:`registry_lock` takes Gemini's own lock on ``projects.json``, so a Gemini starting meanwhile never
+loses baton's mapping or the reverse.
 """
 
 from __future__ import annotations

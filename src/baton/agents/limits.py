@@ -1,24 +1,11 @@
-"""Usage limits, per agent: what a turn's events (first) and its words (second) say about a limit.
-
-Two kinds, told apart because they call for different waits:
-
-- **exhausted** — a quota is spent (Claude Max's five-hour or weekly window, a ChatGPT plan's Codex
-  limit, Gemini's daily quota): nothing goes through until its reset, so the turn ends
-  ``rate_limited`` and the credential's breaker holds every other run of it until ``resets_at``;
-- **transient** — a per-minute rate limit (an API key's requests or tokens a minute): the turn failed
-  and is retried soon, with backoff, as any failure.
-
+"""Usage limits, per agent: what a turn's events (first) and its words (second) say about a limit. Two
+kinds, told apart because they call for different waits (:class:`LimitKind`): **exhausted**, a spent
+quota (the turn ends ``rate_limited`` and the credential's breaker holds every other run of it until
+``resets_at``), and **transient**, a per-minute rate limit (the turn failed and is retried with backoff).
 Each adapter records what its events say in :attr:`baton.agents.base.Turn.limit` as they stream
 (:func:`claude_event`, :func:`codex_event`, :func:`gemini_event`), and its ``usage_limit`` reads the
-turn's words when no event said it (:func:`from_words`). Measured against the real CLIs driven by mock
-models that refuse the way the vendors' APIs do (docs/agent-clis.md, "Usage limits").
-
-Claude Code 2.1.327: under a subscription login a spent window streams ``{"type":"rate_limit_event",
-"rate_limit_info":{"status":"rejected","resetsAt":<epoch s>,"rateLimitType":"five_hour",…}}`` and
-the text ``You've hit your 5-hour limit · resets 11:03pm (UTC)``; under an API key a 429 streams only
-an ``assistant`` line with ``"error":"rate_limit"`` and a ``result`` with ``is_error`` and
-``api_error_status: 429`` (exit 1, one request, no retry). Older releases said ``Claude AI usage limit
-reached|<epoch>``, sometimes inside a zero-token ``subtype: success`` result.
+turn's words when no event said it (:func:`from_words`). What each CLI says, measured against mock models
+that refuse as the vendors' APIs do: docs/agent-clis.md, "Usage limits".
 """
 
 from __future__ import annotations

@@ -1,46 +1,12 @@
-"""OpenCode (``opencode-ai``) through the ACP adapter (:mod:`baton.agents.acp`): ``opencode acp``.
-
-Measured on 1.18.33 (docs/agent-clis.md): sessions are created (``ses_…``, chosen by OpenCode) and
-loaded by id (``session/load`` replays the history); a missing id is the generic ``-32603 Internal
-error: OpenCode service failure``, which the bridge tells apart with ``session/list``. Everything of a home
-is under the XDG variables, which point into the key's home; all its conversations are one SQLite
-database in WAL mode, ``data/opencode/opencode.db`` (with ``-wal`` and ``-shm``: the WAL is not merged at
-exit), which is what a snapshot keeps. A session is bound to the directory it was made in: loaded in
-another (a worktree of another ``BATON_HOME``) every prompt fails "OpenCode service failure", so a
-hydrated conversation is rebound to the key's worktree (:mod:`baton.agents.opencode_db`), and one that
-still is not listed for the worktree is lost (the bridge's ``--bound``: a recap, never a wedged key).
-
-Offline and hostile-input hygiene: no update check, no sharing, no model catalogue fetch, no LSP
-downloads, no project ``opencode.json`` (a repository's config is the repository's, not the operator's),
-and a stub that stops its background ``npm install`` of its plugin package. The access level is its own
-permission config (``OPENCODE_PERMISSION``), every permission decided so that it never asks (a refused
-question fails its whole prompt): ``read`` denies edits and the shell (the tools are not even offered),
-``edit`` allows edits only, ``full`` both; the walls hold whatever it does. A prompt starting with ``/``
-would run one of its commands: the adapter guards it.
-
-Its server answers only its own turn: OpenCode listens on 127.0.0.1 whatever its config says
-(``--hostname``; ``server.mdns`` alone would make it every interface), and behind HTTP basic auth with
-``OPENCODE_SERVER_PASSWORD``, which its ACP side sends too: the bridge sets it to a fresh random value for
-each turn (:attr:`OpenCodeAgent.server_secret_env`), in no argv, log or file. Without it any local user
-read its config (a provider's ``apiKey``) and the worktree's files through it (issue 42; measured on
-1.18.33: 401 for every route now, ``tests/test_acp_servers_real.py``).
-
-Walled, two ports more. ``opencode acp`` is a client of its own HTTP server (it listens on 127.0.0.1,
-port 4096 else any, and its ACP side calls it there): the walls refuse that ``connect`` (EACCES) and
-``session/new`` fails, ``-32603 OpenCode service failure``, ``service: directory``. So a walled launch
-picks a free loopback port, tells it ``--port``, and names its URL as a base URL in its environment
-(:data:`SERVER_URL`), whose port the walls grant (:func:`baton.sandbox.walls.tcp_ports`). And its model
-provider's ``baseURL`` is in its config file, not its environment: :meth:`OpenCodeAgent.endpoints`.
-Nothing else: its refused writes of its project id cache, ``<git common dir>/opencode`` (it finds the
-id again, the repository's root commit, at each start), and opens of the parents of its working
-directory at start (EACCES both) fail no turn, fresh or loaded, and no tool.
-
-Credentials and the model are the operator's OpenCode config (``homes/opencode/config/opencode/
-opencode.json``, copied into each key's home; ``opencode auth login``'s ``auth.json`` too), or a
-provider's key in the environment, which OpenCode finds by itself: baton checks for one of them before
-a run (a local model's provider needs no key, but a config naming it). Only the variables of the
-providers its config uses reach it (:meth:`OpenCodeAgent.env_names`), not every provider's key the
-operator holds for other agents.
+"""OpenCode (``opencode-ai``) through the ACP adapter (:mod:`baton.agents.acp`): ``opencode acp``, its
+state under the four ``XDG_*_HOME`` variables in the key's home (every conversation in one SQLite
+database, which is what a snapshot keeps, rebound to the key's worktree after hydration:
+:mod:`baton.agents.opencode_db`), its offline switches (:data:`OFFLINE`), its access level as a
+permission config that never asks (:data:`PERMISSION`), its own HTTP server on loopback behind a password
+made for each turn (:attr:`OpenCodeAgent.server_secret_env`) and, walled, on a port the walls grant
+(:meth:`OpenCodeAgent.launch`), and its credentials from the operator's OpenCode config or a provider's
+variable (:meth:`OpenCodeAgent.credential`, :meth:`OpenCodeAgent.env_names`). Measured on 1.18.33:
+docs/agent-clis.md, "OpenCode"; the server's guarantees: docs/security.md.
 """
 
 from __future__ import annotations
@@ -60,6 +26,8 @@ from baton.models import Access, Mode
 from baton.settings import Settings
 
 INSTALL = "npm install -g opencode-ai (or `make setup` in a baton checkout)"
+# No update check, no sharing, no model catalogue fetch, no LSP downloads, no project opencode.json (a
+# repository's config is the repository's, not the operator's); the plugin install: prepare_home.
 OFFLINE = {
     "OPENCODE_DISABLE_AUTOUPDATE": "1",
     "OPENCODE_DISABLE_SHARE": "1",
@@ -101,7 +69,9 @@ SERVER_URL = "OPENCODE_ACP_SERVER_BASE_URL"
 
 class OpenCodeAgent(AcpAgent):
     # its server on loopback whatever the operator's config says (``server.mdns`` alone would make it
-    # listen on every interface), behind a password made for each turn (see the module docstring)
+    # listen on every interface), behind HTTP basic auth with OPENCODE_SERVER_PASSWORD, which its ACP
+    # side sends too: the bridge sets it to a fresh random value for each turn, in no argv, log or file
+    # (without it any local user read its config, a provider's apiKey, and the worktree's files)
     acp_args = ("acp", "--hostname", LOOPBACK, "--mdns=false")
     bound_to_cwd = True
     server_secret_env = "OPENCODE_SERVER_PASSWORD"
@@ -258,9 +228,12 @@ class OpenCodeAgent(AcpAgent):
         # baton checkpoints the worktree itself. Over the config files, so the operator's are kept.
         env["OPENCODE_CONFIG_CONTENT"] = json.dumps({"snapshot": False})
         if walled:
-            # its ACP side calls its own HTTP server (see the module docstring): the walls grant the
-            # port named here, chosen free a moment before (another process could take it meanwhile:
-            # then OpenCode cannot listen and the turn fails), that port only, for this launch only
+            # its ACP side calls its own HTTP server (127.0.0.1:4096, else any port), which walls refuse
+            # (session/new fails "OpenCode service failure", service: directory): the walls grant the
+            # port named here as a base URL (SERVER_URL, baton.sandbox.walls.tcp_ports), chosen free a
+            # moment before (another process could take it meanwhile: then OpenCode cannot listen and
+            # the turn fails), that port only, for this launch only. Its model provider's baseURL is in
+            # its config, not its environment: endpoints().
             port = free_port()
             argv = [*argv, "--port", str(port)]
             env[SERVER_URL] = f"http://{LOOPBACK}:{port}"

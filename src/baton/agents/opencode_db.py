@@ -1,19 +1,9 @@
 """OpenCode's database, where a conversation moved to another path needs one change: its directory.
-
-OpenCode (1.18.33, measured) keeps every conversation of a home in one SQLite database,
-``data/opencode/opencode.db``, and binds each session to the directory it was made in
-(``session.directory``, and its project's ``project.worktree``). Loaded from another directory — a worktree
-of another ``BATON_HOME``, as the fleet docs give each worker — ``session/load`` still answers, but every
-``session/prompt`` fails with the generic ``-32603 Internal error: OpenCode service failure``, and its
-``session/list`` for the new directory does not list it. :func:`rebind` points the session (and the
-sessions it spawned, and its project) at the new directory after a hydrate; the history itself (messages
-and parts) names no directory OpenCode reads back.
-
-The database came from the agent's own home, so it is treated as hostile: no symlink is followed, its
-schema's functions are not trusted (``trusted_schema`` off: a trigger planted in it cannot call anything
-but plain SQL on the same database), and only parameterised updates are run. A database in another shape
-(another release of OpenCode) raises :class:`~baton.errors.AgentError`, which the hydrate turns into a
-lost conversation (a recap), never a wedged key.
+OpenCode (1.18.33) keeps every conversation of a home in one SQLite database and binds each session to
+the directory it was made in; loaded from another directory (a worktree of another ``BATON_HOME``) every
+prompt fails (docs/agent-clis.md, "OpenCode"). :func:`rebind` points the session, the sessions it
+spawned and its project at the new directory after a hydrate, treating the database, which came from the
+agent's own home, as hostile.
 """
 
 from __future__ import annotations
@@ -29,7 +19,14 @@ TIMEOUT = 5.0  # seconds to wait for a lock: nothing else has the database open 
 def rebind(database: Path, session_id: str, directory: str) -> bool:
     """Point ``session_id`` (and the sessions with its old directory, its project's worktree and the
     project's directory list) at ``directory``; True when it changed anything, False when the session is
-    already there or not in the database (the agent's load then tells)."""
+    already there or not in the database (the agent's load then tells). The history itself (messages
+    and parts) names no directory OpenCode reads back.
+
+    The database came from the agent's own home, so it is treated as hostile: no symlink is followed,
+    its schema's functions are not trusted (``trusted_schema`` off: a trigger planted in it cannot call
+    anything but plain SQL on the same database), and only parameterised updates are run. A database in
+    another shape (another release of OpenCode) raises :class:`~baton.errors.AgentError`, which the
+    hydrate turns into a lost conversation (a recap), never a wedged key."""
     if database.is_symlink() or not database.is_file():
         return False
     try:

@@ -1,25 +1,9 @@
-"""What a turn's event stream says about the model API, as it streams: one classifier per agent.
-
-An agent CLI whose model API does not answer does not exit: it retries, for minutes (Claude Code 2.1.x
-ten times with a growing delay, ~3 minutes), or for ever (Codex 0.169 "waiting for network"), and
-Gemini CLI 0.61 prints its retries on stderr only. Each adapter reads those lines into a
-:class:`Signal` (:meth:`baton.agents.base.Agent.signal`), the same few kinds for every agent, so the
-runner (:mod:`baton.runner.modelwatch`) can show them live and end a turn whose model cannot be
-reached within seconds instead of minutes. A later kind (a usage limit) belongs here too: one
-classifier of a turn's events.
-
-Measured against each real CLI pointed at ``http://127.0.0.1:1`` (connection refused):
-
-- Claude Code 2.1.327: stdout ``{"type":"system","subtype":"api_retry","attempt":N,"max_retries":10,
-  "retry_delay_ms":…,"error_status":null,"error":"unknown"}``; an HTTP error the CLI retries carries
-  its status in ``error_status`` instead.
-- Codex 0.169.0: stdout ``{"type":"error","message":"Reconnecting... waiting for network (Connection
-  failed: error sending request)"}`` (its own provider table), or ``"Reconnecting... 2/5 (stream
-  disconnected before completion: Connection refused (os error 111))"`` (the built-in provider with
-  ``openai_base_url``, after WebSocket attempts), and an ``error`` item ``Falling back from
-  WebSockets to HTTPS transport. … Connection refused``.
-- Gemini CLI 0.61.0: stderr ``Attempt N failed. Retrying with backoff... Error: exception TypeError:
-  fetch failed sending request``, then a stack trace.
+"""What a turn's event stream says about the model API, as it streams: one classifier per agent. An agent
+CLI whose model API does not answer does not exit: it retries, for minutes (Claude Code) or for ever
+(Codex), and Gemini CLI prints its retries on stderr only (measured: docs/agent-clis.md, "A model API
+that cannot be reached"). Each adapter reads those lines into a :class:`Signal` of the same few kinds for
+every agent (:meth:`baton.agents.base.Agent.signal`), so the runner (:mod:`baton.runner.modelwatch`) can
+show them live and end a turn whose model cannot be reached within seconds instead of minutes.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
-"""Which version of an agent CLI ran a turn, cheaply, and whether this baton was tested with it.
-
-**Cheap.** ``claude --version`` costs 0.1-0.4 s and ``gemini --version`` about 2 s: too much for every
-turn. Claude reports its version in its own ``system/init`` event (the adapter takes it from there,
-for free); for the others :func:`cached_version` asks the CLI once per *binary* and keeps the answer
-in a small JSON file under ``BATON_HOME/cache``, keyed by the binary's fingerprint: its real path,
-inode, size, modification and change times. npm gives every file of a package the same fixed mtime,
-so mtime and size alone could not tell two releases apart; an upgrade writes new files, which get a
-new inode and change time, so the fingerprint moves and the next turn asks the CLI again.
-
-**Tested.** ``tested.json`` beside this module lists, per agent, the CLI versions whose compatibility
-matrix passed (``make compat`` writes it with ``docs/compat.md``; the pinned version is always among
-them). ``baton doctor`` warns, and does not fail, on a version that is not listed.
+"""Which version of an agent CLI ran a turn, cheaply, and whether this baton was tested with it. Asking
+costs 0.1-0.4 s (``claude --version``) to about 2 s (``gemini --version``), too much for every turn:
+Claude reports its version in its own ``system/init`` event, and for the others :func:`cached_version`
+asks the CLI once per binary, keyed by its :func:`fingerprint`. ``tested.json`` beside this module lists,
+per agent, the CLI versions whose compatibility matrix passed (``make compat`` writes it with
+``docs/compat.md``; the pinned version is always among them); ``baton doctor`` warns, and does not fail,
+on a version that is not listed (:func:`tested_note`).
 """
 
 from __future__ import annotations
@@ -33,7 +27,9 @@ TESTED_FILE = "tested.json"
 def fingerprint(command: Iterable[str]) -> str | None:
     """What identifies the installed CLI behind ``command``: each argument that is a file (the binary,
     a script run by an interpreter), by real path, inode, size, mtime and ctime. None when no argument
-    is a file (nothing to key a cache on)."""
+    is a file (nothing to key a cache on). npm gives every file of a package the same fixed mtime, so
+    mtime and size alone could not tell two releases apart; an upgrade writes new files, which get a new
+    inode and change time, so the fingerprint moves and the next turn asks the CLI again."""
     parts = []
     for arg in command:
         try:
@@ -47,9 +43,10 @@ def fingerprint(command: Iterable[str]) -> str | None:
 
 
 def cached_version(command: tuple[str, ...], probe: Probe, cache_file: Path | None) -> str | None:
-    """The CLI's version: from ``cache_file`` when this binary was asked before, else ``probe(command)``
-    (kept in the file when it answered). A cache that cannot be read or written is only a slower
-    turn, never an error; a failed probe is not kept, so the next turn asks again."""
+    """The CLI's version: from ``cache_file`` (a small JSON file under ``BATON_HOME/cache``) when this
+    binary was asked before, else ``probe(command)`` (kept in the file when it answered). A cache that
+    cannot be read or written is only a slower turn, never an error; a failed probe is not kept, so the
+    next turn asks again."""
     known = known_version(command, cache_file)
     if known is not None:
         return known

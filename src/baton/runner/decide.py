@@ -1,23 +1,9 @@
-"""The decision matrix: how one attempt of a run starts its conversation.
-
-``mode=auto``:
-
-- no session id for the key → ``fresh`` (with a pre-assigned id), full prompt;
-- transcript on local disk and intact → ``resume`` by id;
-- transcript missing locally, or shorter than the store's snapshot, or older than it (this machine's
-  copy was in step with an earlier snapshot: another machine ran a turn since), or unreadable →
-  hydrate it from the snapshot, then ``resume``;
-- gone everywhere, or the snapshot itself is corrupt or missing blobs, or the agent says "not found"
-  → ``recover``: fresh, with a recap of earlier runs. The run's ``note`` says why.
-
-Everything here looks in the key's own agent home (:mod:`baton.workspace.keyspace`). A fork of another
-thread's conversation first gets a copy of it there, from that thread's home on this machine (or the
-base home, for a conversation from before key spaces), else hydrates the source's snapshot there.
-
-A resumed turn after an interrupted one (crashed, timed out, cancelled, or a failed attempt being
-retried) gets the "you were interrupted" prompt instead of the bare delta; so does one after a turn
-that failed before the model answered, whose instruction the conversation still holds unanswered
-(:func:`_after_unanswered`).
+"""The decision matrix: how one attempt of a run starts its conversation (:func:`decide`): ``fresh``,
+``resume`` (after hydrating the transcript from its snapshot where the local copy is missing, behind or
+unreadable), or ``recover`` (fresh, with a recap of earlier runs) when it is gone everywhere; a fork
+first gets a copy of its source in the key's own agent home (:func:`decide_fork`). It also says what a
+turn is told of the key's last turn (:func:`follow_up`, :func:`told_new`): the bare delta, or the
+"interrupted" prompt after a turn cut short or one whose instruction went unanswered.
 """
 
 from __future__ import annotations
@@ -49,7 +35,20 @@ SQLITE = b"SQLite format 3\x00"  # the first bytes of a SQLite database (OpenCod
 
 
 def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
-    """How ``attempt`` starts its conversation (the module docstring's matrix)."""
+    """How ``attempt`` starts its conversation. ``mode=auto``:
+
+    - no session id for the key → ``fresh`` (with a pre-assigned id), full prompt;
+    - transcript on local disk and intact → ``resume`` by id;
+    - transcript missing locally, or shorter than the store's snapshot, or older than it (this
+      machine's copy was in step with an earlier snapshot: another machine ran a turn since), or
+      unreadable → hydrate it from the snapshot, then ``resume``;
+    - gone everywhere, or the snapshot itself is corrupt or missing blobs, or the agent says "not
+      found" → ``recover``: fresh, with a recap of earlier runs. The run's ``note`` says why.
+
+    Everything here looks in the key's own agent home (:mod:`baton.workspace.keyspace`). A resumed turn
+    after an interrupted one (crashed, timed out, cancelled, or a failed attempt being retried) gets
+    the "you were interrupted" prompt instead of the bare delta; so does one after a turn that failed
+    before the model answered (:func:`_after_unanswered`)."""
     mode, session = attempt.forced or ctx.request.mode, prepared.session
     if mode == Mode.FORK:
         assert prepared.fork is not None  # prepare looks up the source of every run in mode fork
@@ -326,8 +325,9 @@ def decide_fork(ctx: Context, session: SessionRecord, source: ForkSource) -> Dec
 
 def _copy_source(ctx: Context, source: ForkSource, source_id: str) -> str | None:
     """Another key's conversation lives in that key's home: the fork's key gets a copy in its own (the
-    agent may read nothing of another key's). None when it is the key's own, or this machine has no
-    copy (then :func:`ensure_local` hydrates the source's snapshot); a failed copy says so, and
+    agent may read nothing of another key's), from that thread's home on this machine (or the base
+    home, for a conversation from before key spaces). None when it is the key's own, or this machine has
+    no copy (then :func:`ensure_local` hydrates the source's snapshot); a failed copy says so, and
     hydration from the snapshot is tried the same way."""
     if source.key == ctx.key:
         return None

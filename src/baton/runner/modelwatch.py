@@ -1,21 +1,10 @@
-"""Watching a turn's model API: the CLI's retries shown as they come, and a model that cannot be
-reached made an outcome within seconds, not minutes.
-
-An agent CLI whose model API does not answer keeps retrying (Claude Code ~3 minutes, Codex for ever),
-so a mistyped ``ANTHROPIC_BASE_URL`` used to look like baton hanging. :class:`ModelWatch` reads each
-line of the turn through the adapter's classifier (:mod:`baton.agents.signals`):
-
-- every signal becomes a ``baton.model`` event in the run's log and for the run's live subscribers
-  (``baton run``'s status line, ``GET /v1/runs/{id}/events``, the dashboard): "waiting for the model at
-  URL: connection failed, retry 3";
-- after ``unreachable_grace`` seconds (the setting, 20 by default; 0 turns this off) of nothing but
-  "no connection" signals, baton tries the model's address itself (a TCP connection to its host and
-  port, or to the proxy the agent's environment names for it). When that fails too, the turn is
-  stopped and ends ``failed``, with the cause: "the model API at http://127.0.0.1:1 could not be
-  reached: connection refused". When baton connects, the CLI's trouble is its own (its proxy, its
-  walls), and it is left to its retries for another grace.
-
-Any other event the CLI prints (the model answered) ends the streak.
+"""Watching a turn's model API: the CLI's retries shown as they come, and a model that cannot be reached
+made an outcome within seconds, not minutes (a mistyped ``ANTHROPIC_BASE_URL`` used to look like baton
+hanging). :class:`ModelWatch` reads each line of the turn through the adapter's classifier
+(:mod:`baton.agents.signals`): every signal becomes a ``baton.model`` event for the run's log and live
+subscribers, and after ``unreachable_grace`` seconds of nothing but "no connection" baton tries the
+model's address itself and stops the turn when it cannot connect either (:meth:`ModelWatch.stop`); any
+other event (the model answered) ends the streak. What a user sees: docs/cli.md.
 """
 
 from __future__ import annotations
@@ -36,7 +25,7 @@ PROBE_TIMEOUT = 3.0  # seconds baton's own connection attempt waits
 
 
 class ModelWatch:
-    """One turn's watch (see the module docstring): its events go to ``log`` and to ``publish`` (the
+    """One turn's watch: its events go to ``log`` and to ``publish`` (the
     run's live subscribers). ``event`` and ``stderr`` are called from the process's reader threads,
     ``stop`` from its supervisor: the state is behind a lock."""
 
@@ -102,7 +91,9 @@ class ModelWatch:
 
     def stop(self) -> str | None:
         """Why the turn must stop now: its model could not be reached for ``grace`` seconds, neither by
-        the agent nor by baton (see the module docstring); None otherwise."""
+        the agent nor by baton (a TCP connection to its host and port, or to the proxy the agent's
+        environment names for it); None otherwise. When baton connects, the CLI's trouble is its own
+        (its proxy, its walls), and it is left to its retries for another grace."""
         if not self.grace or self.url is None:
             return None
         with self._lock:

@@ -1,28 +1,8 @@
-"""What a spent usage quota means to whoever met it: one decision, made here for every caller.
-
-A spent quota is met in two ways (:class:`Spent`): the credential's breaker held before the run started
-(:class:`~baton.errors.QuotaHeld`, nothing started), or the run ended ``rate_limited`` (with the reset
-its agent said, or none). What follows depends only on what the caller can do (:class:`Can`), and is
-decided by :func:`consequence` in this order:
-
-1. **fall back**: with ``on_limit = fallback:<agent>``, the thread's turn is carried by the fallback
-   agent in its own conversation (:func:`baton.runner.run`); a spent quota of the fallback's is decided
-   again, with no second fallback;
-2. **stop** when there is nothing to wait for (a ``rate_limited`` run whose agent said no reset), or
-   when the run that ended ``rate_limited`` was cancelled meanwhile (its result is its end; a job the
-   breaker refused before it started is still queued again, and the executor ends it as cancelled,
-   never started);
-3. **wait** here, with ``--wait-quota`` (the CLI, the SDK, a plan): sleep until a little after the
-   reset and run the instruction again;
-4. **queue again**, in an executor (:mod:`baton.fleet.local`, :mod:`baton.fleet.queued`): the job goes
-   back to the queue, still first of its key, and is not started before the reset;
-5. **stop**: the caller is told, the run's result (``rate_limited``) or :class:`QuotaHeld`, which the
-   CLI ends with exit 75.
-
-Waiting and queueing start again at the same moment, the reset plus a jitter
-(:func:`baton.runner.quota.jitter`), so a thousand threads of one credential do not all start in the
-same second. Before, each of the runner, the job executor and both executors made its part of this
-decision itself.
+"""What a spent usage quota means to whoever met it: one decision, made here for every caller (the runner,
+the job executor and both executors). A spent quota is met in two ways (:class:`Spent`): the
+credential's breaker held before the run started (:class:`~baton.errors.QuotaHeld`, nothing started),
+or the run ended ``rate_limited``. What follows depends only on what the caller can do (:class:`Can`):
+fall back, stop, wait here, queue again, or stop with exit 75, decided by :func:`consequence`.
 """
 
 from __future__ import annotations
@@ -84,7 +64,25 @@ class Consequence:
 
 
 def consequence(spent: Spent, can: Can, *, cancelled: bool = False, now: float | None = None) -> Consequence:
-    """What the caller does about ``spent``, by the order in the module's docstring."""
+    """What the caller does about ``spent``, in this order:
+
+    1. **fall back**: with ``on_limit = fallback:<agent>``, the thread's turn is carried by the fallback
+       agent in its own conversation (:func:`baton.runner.run`); a spent quota of the fallback's is
+       decided again, with no second fallback;
+    2. **stop** when there is nothing to wait for (a ``rate_limited`` run whose agent said no reset),
+       or when the run that ended ``rate_limited`` was cancelled meanwhile (its result is its end; a job
+       the breaker refused before it started is still queued again, and the executor ends it as
+       cancelled, never started);
+    3. **wait** here, with ``--wait-quota`` (the CLI, the SDK, a plan): sleep until a little after the
+       reset and run the instruction again;
+    4. **queue again**, in an executor (:mod:`baton.fleet.local`, :mod:`baton.fleet.queued`): the job
+       goes back to the queue, still first of its key, and is not started before the reset;
+    5. **stop**: the caller is told, the run's result (``rate_limited``) or :class:`QuotaHeld`, which
+       the CLI ends with exit 75.
+
+    Waiting and queueing start again at the same moment, the reset plus a jitter
+    (:func:`baton.runner.quota.jitter`), so a thousand threads of one credential do not all start in
+    the same second."""
     if can.fall_back_to is not None:
         return Consequence(Then.FALL_BACK, spent)
     if spent.resets_at is None or (cancelled and spent.held is None):

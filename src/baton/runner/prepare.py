@@ -1,13 +1,8 @@
 """Preparing a key for its attempts, under its lease: one call of :func:`prepare` returns a frozen
-:class:`~baton.runner.state.Prepared`.
-
-In order: every refusal that needs only the store, with the lineage the request names looked up
-once (a fork's source, a hand-off's source, a stacked key's upstream) → the worktree (a hand-off's
-seeded from its source's work; a key known to the store brought to its checkpoint) → the key's own
-space (its agent home seeded from the base home, a conversation still in the base home moved in) →
-the session record and a fork's or a hand-off's first decision, so that a refusal there still
-removes a worktree and a key space made now → the sync with upstream (a key that already had a
-session). Nothing here is decided again by an attempt.
+:class:`~baton.runner.state.Prepared`. In order: every refusal that needs only the store (the lineage
+the request names looked up once) → the worktree → the key's own space → the session record and a
+fork's or hand-off's first decision (so a refusal there still removes what was made now) → the sync
+with upstream. Nothing here is decided again by an attempt.
 """
 
 from __future__ import annotations
@@ -69,7 +64,11 @@ class _Synced:
 
 def prepare(ctx: Context) -> Prepared:
     """The worktree and the session record; a worktree made now is removed again if the run is
-    refused before its first attempt starts."""
+    refused before its first attempt starts. The lineage is a fork's source, a hand-off's source or a
+    stacked key's upstream; the worktree is a hand-off's seeded from its source's work, or a key known
+    to the store brought to its checkpoint; the key's space gets its agent home seeded from the base
+    home (a conversation still in the base home moved in); the sync runs for a key that already had a
+    session."""
     key = ctx.key
     stored = ctx.store.get_session(key.agent, key.repo.slug, key.thread)
     lineage = _refuse(ctx, stored)

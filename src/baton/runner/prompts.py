@@ -1,14 +1,10 @@
 """Prompt templates: ``full`` for a fresh conversation, ``delta`` for a resumed one, ``recap`` for a
-recovered one, ``interrupted`` after a run that did not finish. A turn cut short before it left a
-conversation to resume (its agent stopped before it reported a session, or its transcript lost) is
-not lost with it: the next turn's new conversation (``full``, ``recap``, ``handoff``) gets, as its
-``$prompt``, ``interrupted-new`` — how that turn ended, its instruction, then this one.
-
-Templates are ``string.Template`` files (``$prompt``, ``$repo``, ``$thread``, ``$branch``,
-``$worktree``, ``$context``, ``$recap``, ``$reason``,
-``$previous``), shipped in the package and overridable by
-files of the same name in ``$BATON_HOME/templates/``. ``$`` in a prompt needs no escaping: only the
-template is parsed.
+recovered one, ``interrupted`` after a run that did not finish, and ``interrupted-new`` as the
+``$prompt`` of a new conversation after a turn cut short before it left one to resume. Templates are
+``string.Template`` files (``$prompt``, ``$repo``, ``$thread``, ``$branch``, ``$worktree``,
+``$context``, ``$recap``, ``$reason``, ``$previous``), shipped in the package and overridable by files
+of the same name in ``$BATON_HOME/templates/``. ``$`` in a prompt needs no escaping: only the template
+is parsed.
 """
 
 from __future__ import annotations

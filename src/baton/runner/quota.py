@@ -1,25 +1,11 @@
-"""Usage limits as a state: one breaker per credential, across the fleet.
-
-A turn whose agent met a spent quota (:mod:`baton.agents.limits`, ``exhausted``) ends ``rate_limited``
-and trips the breaker of the credential it ran with (:func:`trip`): a row in the store keyed by a hash
-of the credential, never the secret (:func:`credential`). Before any run starts, on any machine, one
-store read (:func:`check`) refuses it while that breaker holds — :class:`~baton.errors.QuotaHeld`,
-nothing written — so a queue of runs for a spent credential waits instead of turning into a pile of
-failures; runs of other credentials and agents go on. The first turn that goes through after the
-reset closes it (:func:`clear`).
-
-When runs may start again (:func:`plan_reset`):
-
-- the reset the agent said, plus nothing (the jitter is the waiting threads', :func:`jitter`);
-- none said: ``quota_wait`` (15 min by default);
-- one in the past (a skewed clock, a garbled field): one minute;
-- one further than ``quota_max_wait`` (8 days; a weekly window fits): that long at most, and the
-  breaker's detail says that the agent's own time was not believed;
-- still refused at or after the reset (a phantom limit): ``quota_wait`` doubled for each refusal in a
-  row, at most :data:`PHANTOM_CAP`, and the detail says so.
-
-A transient limit (a per-minute rate limit) trips nothing: the turn failed, and is retried soon with
-backoff like any failure.
+"""Usage limits as a state: one breaker per credential, across the fleet. A turn whose agent met a spent
+quota (:mod:`baton.agents.limits`, ``exhausted``) ends ``rate_limited`` and trips the breaker of the
+credential it ran with (:func:`trip`): a row in the store keyed by a hash of the credential, never the
+secret (:func:`credential`). Before any run starts, on any machine, one store read (:func:`check`)
+refuses it while that breaker holds (:class:`~baton.errors.QuotaHeld`, nothing written), so a queue of
+runs for a spent credential waits instead of turning into failures; the first turn that goes through
+after the reset closes it (:func:`clear`). A transient limit trips nothing: the turn failed, and is
+retried with backoff like any failure.
 """
 
 from __future__ import annotations
@@ -101,7 +87,16 @@ def plan_reset(
     limit: Limit, previous: QuotaRecord | None, settings: Settings, now: float
 ) -> tuple[float, int, str]:
     """When runs of a credential that met ``limit`` may start again: (resets_at, refusals in a row,
-    how that was decided, for the breaker's detail). See the module docstring."""
+    how that was decided, for the breaker's detail):
+
+    - the reset the agent said, plus nothing (the jitter is the waiting threads', :func:`jitter`);
+    - none said: ``quota_wait`` (15 min by default);
+    - one in the past (a skewed clock, a garbled field): one minute;
+    - one further than ``quota_max_wait`` (8 days; a weekly window fits): that long at most, and the
+      breaker's detail says that the agent's own time was not believed;
+    - still refused at or after the reset (a phantom limit): ``quota_wait`` doubled for each refusal
+      in a row, at most :data:`PHANTOM_CAP`, and the detail says so.
+    """
     said, notes = limit.resets_at, []
     if said is None:
         at = now + settings.quota_wait

@@ -1,15 +1,9 @@
-"""What a caller asks :func:`baton.run` for, and what it gets back: the one schema of a run request and
-of its result.
-
-:class:`RunRequest` is the definition every surface derives from: each field a caller may set carries an
-:class:`Option` in its metadata (its help on the command line, its description in the API, whether a
-queued run takes it), and :func:`request_fields` lists them with their types and defaults. From it come
-the options of ``baton run`` and ``baton submit`` (:mod:`baton.cli.options`), the body of ``POST
-/v1/runs`` (:mod:`baton.service.schemas`) and a job's plain form (:mod:`baton.fleet.jobs`). A new run
-option is one field here, and the code that uses it.
-
-:class:`RunJson` is the one definition of the result's shape: :meth:`RunResult.to_json` fills it (mypy
-checks every key) and the API's ``RunView`` is derived from it.
+"""What a caller asks :func:`baton.run` for, and what it gets back: the one schema of a run request and of
+its result. :class:`RunRequest` is the definition every surface derives from — each field a caller may
+set carries an :class:`Option` in its metadata, and :func:`request_fields` lists them — so the options
+of ``baton run`` and ``baton submit``, the body of ``POST /v1/runs`` and a job's plain form all follow
+from it. :class:`RunJson` is the one definition of the result's shape: :meth:`RunResult.to_json` fills
+it (mypy checks every key) and the API's ``RunView`` is derived from it.
 """
 
 from __future__ import annotations

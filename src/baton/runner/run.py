@@ -1,16 +1,10 @@
-"""The runner: one call of :func:`run` runs one instruction on one key, in this order:
-
-validate everything that can be validated, once (:func:`~baton.runner.resolve.check_request`; nothing
-written yet) → hold the key's lease (kept alive through every step by :func:`baton.store.leases.held`)
-→ mark runs left ``running`` by dead runners as ``crashed``, killing their agent if it survived
-(:func:`~baton.runner.crashed.settle`, which also says whether the key's last turn was cut short) →
-prepare the key: refusals, worktree, session, sync (:func:`~baton.runner.prepare.prepare`; a worktree
-made now is undone if the run is refused after it) → per attempt: choose the mode
-(:mod:`~baton.runner.decide`) and run it (:mod:`~baton.runner.attempt`) → retry retryable outcomes
-with backoff, resuming the same conversation → release the lease.
-
-Each step hands the next a frozen value (:mod:`baton.runner.state`); an attempt is told whether it
-is the first, the first after an interrupted turn, or a retry (:class:`~baton.runner.state.Start`).
+"""The runner: one call of :func:`run` runs one instruction on one key — validate once
+(:func:`~baton.runner.resolve.check_request`, nothing written yet) → hold the key's lease
+(:func:`baton.store.leases.held`) → settle the runs dead runners left (:func:`~baton.runner.crashed.settle`)
+→ prepare the key (:func:`~baton.runner.prepare.prepare`) → per attempt, choose the mode
+(:mod:`~baton.runner.decide`) and run it (:mod:`~baton.runner.attempt`), retrying retryable outcomes
+on the same conversation → release the lease. Each step hands the next a frozen value
+(:mod:`baton.runner.state`); a spent quota's consequence is :mod:`baton.runner.onspent`'s.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
-"""Run ids: one id per run, accepted everywhere, and its short form.
-
-A **run** is what a caller starts: ``POST /v1/runs`` or ``baton submit`` (a job: the run's id is the
-job's), or ``baton run`` (the run's id is its first attempt's). Its **attempts** (retries, a recovery
-after a lost conversation, a takeover by another worker) are records of their own, each carrying the
-run's id (``RunRecord.run_id``). Every surface (the CLI, the API, the dashboard, the event streams)
-takes a run's id, or any of its attempts' ids, and :func:`resolve` finds the run either way.
-
-An id is 12 hex digits of milliseconds then 8 random hex digits (``runner.new_run_id``), so ids made
-the same hour share their first 8 characters: a prefix is a poor short form. The short form is the
-random tail (:data:`SHORT` characters), widened to the full id in the rare case another id shares that
-tail. A command accepts the full id, any prefix, or any tail; a fragment that matches several runs is
-an error that lists them, never a silent pick.
+"""Run ids: one id per run, accepted everywhere, and its short form. A run is what a caller starts (a job's
+id, or ``baton run``'s first attempt's); its attempts (retries, a recovery, a takeover) are records of
+their own carrying the run's id (``RunRecord.run_id``), and every surface takes a run's id or any of its
+attempts' (:func:`resolve`). An id is 12 hex digits of milliseconds then 8 random ones, so a prefix is a
+poor short form: the short form is the random tail (:data:`SHORT` characters), widened when another id
+shares it (:func:`short_ids`). A command accepts the full id, any prefix or any tail; a fragment that
+matches several runs is an error that lists them, never a silent pick.
 """
 
 from __future__ import annotations

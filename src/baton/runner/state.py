@@ -1,14 +1,10 @@
 """What one run hands from step to step, as frozen values, each made by one step and only read after:
-
-- :class:`~baton.runner.resolve.Resolved` — the request checked (:func:`~baton.runner.resolve.check_request`);
-- :class:`Context` — the run's surroundings once the key's lease is held (:func:`baton.runner.run.run`);
-- :class:`Prepared` — the key made ready: worktree, session, lineage, sync
-  (:func:`~baton.runner.prepare.prepare`);
-- :class:`Attempt` — which attempt this is and what came before it (the attempts loop);
-- :class:`Decision` — how that attempt starts its conversation (:mod:`~baton.runner.decide`).
-
-The one mutable thing a run carries is the key's :class:`~baton.models.SessionRecord` (in
-:attr:`Prepared.session`): it is the store's record, and every attempt writes it as it goes.
+:class:`~baton.runner.resolve.Resolved` (the request checked), :class:`Context` (the run's surroundings
+once the key's lease is held), :class:`Prepared` (the key made ready: worktree, session, lineage, sync),
+:class:`Attempt` (which attempt this is and what came before it) and :class:`Decision` (how that attempt
+starts its conversation). The one mutable thing a run carries is the key's
+:class:`~baton.models.SessionRecord` (:attr:`Prepared.session`): the store's record, which every attempt
+writes as it goes.
 """
 
 from __future__ import annotations

@@ -1,30 +1,11 @@
-"""The environment an agent process gets: an allow-list, never baton's own.
-
-baton's environment holds secrets an agent must never see: the store's URL (with its password), the
-broker's and Redis's URLs, the webhook secret, the git token, and the other agents' API keys. Prompts
-come from strangers (issue bodies, PR comments), so a prompt injection that prints the environment
-must find nothing of them. An agent gets only:
-
-- what every program needs: ``PATH``, the locale, the terminal's kind, the time zone;
-- how to reach the network: the proxy variables and the CA bundle variables;
-- its own CLI's variables, as its adapter declares them (``Agent.env_names()``: credentials, base
-  URLs, the CLI's switches), matched as shell patterns;
-- the names an operator adds on purpose (``BATON_AGENT_ENV=NAME,NAME``: ``Settings.agent_env_names``);
-- and what baton sets for it: the git identity, ``HOME`` and ``TMPDIR`` in the key's own space, the
-  adapter's launch variables, ``BATON_RUN_ID`` and ``BATON_KEY`` (ids, not secrets);
-- and, unless turned off (``BATON_SHARED_CACHES=off``) or at access ``read``, its package managers'
-  caches in its repository's shared cache dir (:data:`CACHES`; ``keyspace.shared_cache``), so ten
-  threads of one repo download and unpack a dependency once. Each tool gets its own subdirectory,
-  through its own variable; one the operator passes on purpose (``BATON_AGENT_ENV=PIP_CACHE_DIR``)
-  wins. Installs copy out of the cache, never hard-link (:data:`COPY_OUT`): a file an agent edits in
-  its worktree's ``node_modules`` or ``.venv`` must not change under its repo's other threads. npm's
-  debug logs stay in the key's home (``npm_config_logs_dir``): they are one thread's, not the repo's.
-  Go's build cache is shared too (content-addressed by its inputs, safe for concurrent use); cargo has
-  no variable for its registry alone, so the whole ``CARGO_HOME`` is (docs/security.md says what that
-  means).
-
-git's ``GIT_ASKPASS`` is not among them: it hands out ``BATON_GIT_TOKEN``, which is baton's, not the
-agent's (an agent that must push gets its own credentials from the operator, by name).
+"""The environment an agent process gets: an allow-list, never baton's own. baton's environment holds
+secrets an agent must never see (the store's, broker's and Redis's URLs, the webhook secret, the git
+token, other agents' API keys), and a prompt injection that prints the environment must find none of
+them. :func:`agent_env` passes every program's basics and the network's (:data:`BASE_NAMES`), the
+agent CLI's own variables (``Agent.env_names()``), the names the operator adds (``BATON_AGENT_ENV``),
+what baton sets (git identity, ``HOME`` and ``TMPDIR`` in the key's space, the run's ids; never
+``GIT_ASKPASS``) and, unless off or at ``read``, the repository's shared package caches (:data:`CACHES`).
+What that lets through and why: docs/security.md, "The agent's environment" and "Shared package caches".
 """
 
 from __future__ import annotations
@@ -66,8 +47,11 @@ BASE_NAMES = (
     "GIT_SSL_CAINFO",
 )
 
-# The package managers' caches a repository's threads share: variable -> its subdirectory of the repo's
-# cache dir (BATON_HOME/caches/<slug>/@shared).
+# The package managers' caches a repository's threads share, so ten threads of one repo download and
+# unpack a dependency once: variable -> its subdirectory of the repo's cache dir
+# (BATON_HOME/caches/<slug>/@shared). A variable the operator passes on purpose
+# (BATON_AGENT_ENV=PIP_CACHE_DIR) wins. Go's build cache is shared too (content-addressed by its inputs,
+# safe for concurrent use); cargo has no variable for its registry alone, so the whole CARGO_HOME is.
 CACHES = {
     "npm_config_cache": "npm",  # npm's content-addressed cache (npx's packages too)
     "npm_config_store_dir": "pnpm",  # pnpm's store (pnpm reads npm's configuration variables)
@@ -107,10 +91,10 @@ def agent_env(
     tmp: Path,
     caches: Path | None = None,
 ) -> dict[str, str]:
-    """The agent's whole environment (see the module docstring): ``environ`` filtered through the
-    allow-list, then what baton sets (``baton_sets``: git identity, the adapter's launch variables,
-    the run's ids), ``HOME`` and ``TMPDIR`` last; with ``caches`` (the repo's shared cache dir), the
-    package managers' cache variables where the operator passed none."""
+    """The agent's whole environment: ``environ`` filtered through the allow-list, then what baton sets
+    (``baton_sets``: git identity, the adapter's launch variables, the run's ids), ``HOME`` and
+    ``TMPDIR`` last; with ``caches`` (the repo's shared cache dir), the package managers' cache variables
+    where the operator passed none."""
     env = allowed(environ, (*BASE_NAMES, *agent_names, *operator))
     env.update({k: v for k, v in baton_sets.items() if k not in NOT_FOR_AGENTS})
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -122,7 +106,7 @@ def agent_env(
             env.setdefault(name, str(caches / sub))
         for name, value in COPY_OUT.items():
             env.setdefault(name, value)
-        env.setdefault("npm_config_logs_dir", str(home / ".npm" / "_logs"))
+        env.setdefault("npm_config_logs_dir", str(home / ".npm" / "_logs"))  # one thread's, not the repo's
     return env
 
 

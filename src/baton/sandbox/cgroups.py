@@ -1,34 +1,11 @@
 """A control group per run: where the kernel lets baton make one, every process a run starts is in it,
 however it detached, so the run's end can end them all, count them, and bound their memory, process
-count and CPU.
-
-Two layouts exist and both are supported, alone or side by side (the "hybrid" layout):
-
-- **cgroup v2** (the unified hierarchy, ``cgroup2`` in ``/proc/self/mountinfo``): a run's group is a
-  child of the runner's own group. It always gives ``cgroup.procs`` and ``cgroup.kill`` (Linux 5.14),
-  so it is the preferred *tracker*. Its limits (``memory.max``, ``pids.max``, ``cpu.max``) need the
-  controllers enabled in the parent's ``cgroup.subtree_control``, which the kernel refuses (EBUSY)
-  in a non-root group that holds processes itself: then v2 tracks and ends the run's processes, and
-  limits come from v1 or nowhere.
-- **cgroup v1** (one hierarchy per controller): ``memory`` (``memory.limit_in_bytes``, OOM kills
-  counted in ``memory.oom_control``), ``pids`` (``pids.max``, ``pids.events``), ``cpu``
-  (``cpu.cfs_quota_us``) and ``freezer`` (to stop a fork bomb in place while it is killed). A run's
-  group is ``<runner's group>/baton/<run id>`` in each.
-
-A group is made only beneath the runner's own group in each hierarchy (what a delegated subtree allows),
-and only where baton may write; anything the kernel refuses drops that piece, never the run
-(:func:`probe` says what this host enforces, for ``baton doctor``). Groups are named by run id, so the
-next runner of a key can end what a crashed run left (:func:`end_stale`).
-
-How the agent gets into its group. Python cannot start a process inside a group
-(``CLONE_INTO_CGROUP``), so the agent is moved in right after it starts, then whatever it started by
-then (:meth:`RunGroup.add`), from a thread of its own: a move waits for the kernel's cgroup lock,
-~10 ms on a busy host (an RCU grace period), which the agent's start must not wait for. A CLI starts
-nothing of the model's asking in its first milliseconds; a process it detached in that instant is
-left to the subreaper, which ends it when it carries the run's ``BATON_RUN_ID``
-(:mod:`baton.sandbox.reaper`). (Moving the starting *thread* into the v1 groups first would have the
-agent born in them, but costs that wait on the agent's start.) v1 is preferred where both are
-writable: it has the limits on hosts of the hybrid layout.
+count and CPU. Both layouts are supported, alone or side by side (the "hybrid" layout): cgroup v2, a
+child of the runner's own group, and cgroup v1, ``<runner's group>/baton/<run id>`` in each hierarchy
+(:class:`Host`). A group is made only beneath the runner's own group and only where baton may write;
+anything the kernel refuses drops that piece, never the run (:func:`probe` says what this host
+enforces, for ``baton doctor``). Groups are named by run id, so the next runner of a key can end what a
+crashed run left (:func:`end_stale`).
 """
 
 from __future__ import annotations
@@ -58,7 +35,18 @@ class Limits:
 
 @dataclass(frozen=True)
 class Host:
-    """Where this host lets baton make run groups: the directories under which they go."""
+    """Where this host lets baton make run groups: the directories under which they go.
+
+    - **cgroup v2** (the unified hierarchy, ``cgroup2`` in ``/proc/self/mountinfo``) always gives
+      ``cgroup.procs`` and ``cgroup.kill`` (Linux 5.14), so it is the preferred *tracker*. Its limits
+      (``memory.max``, ``pids.max``, ``cpu.max``) need the controllers enabled in the parent's
+      ``cgroup.subtree_control``, which the kernel refuses (EBUSY) in a non-root group that holds
+      processes itself: then v2 tracks and ends the run's processes, and limits come from v1 or nowhere.
+    - **cgroup v1** (one hierarchy per controller): ``memory`` (``memory.limit_in_bytes``, OOM kills
+      counted in ``memory.oom_control``), ``pids`` (``pids.max``, ``pids.events``), ``cpu``
+      (``cpu.cfs_quota_us``) and ``freezer`` (to stop a fork bomb in place while it is killed). v1 is
+      preferred where both are writable: it has the limits on hosts of the hybrid layout.
+    """
 
     v2: Path | None = None  # the runner's own v2 group, where baton may make children
     v2_controllers: frozenset[str] = frozenset()  # limits v2 can enforce there
@@ -251,7 +239,15 @@ class RunGroup:
                 self._write("cpu", "cpu.cfs_quota_us", str(quota))
 
     def add(self, pid: int) -> None:
-        """Move ``pid``, then every descendant it has by then, into the run's groups."""
+        """Move ``pid``, then every descendant it has by then, into the run's groups.
+
+        Python cannot start a process inside a group (``CLONE_INTO_CGROUP``), so the agent is moved in
+        right after it starts, then whatever it started by then, from a thread of its own: a move waits
+        for the kernel's cgroup lock, ~10 ms on a busy host (an RCU grace period), which the agent's
+        start must not wait for. A CLI starts nothing of the model's asking in its first milliseconds; a
+        process it detached in that instant is left to the subreaper, which ends it when it carries the
+        run's ``BATON_RUN_ID`` (:mod:`baton.sandbox.reaper`). (Moving the starting *thread* into the v1
+        groups first would have the agent born in them, but costs that wait on the agent's start.)"""
         moved: set[int] = set()
         for _ in range(2):  # what it started while it was being moved, too
             for found in [pid, *descendants(pid)]:

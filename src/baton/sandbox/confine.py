@@ -1,16 +1,10 @@
-"""Whether and how one attempt's agent is walled in: ``BATON_CONFINE`` against what the kernel can
-do, and the :class:`~baton.sandbox.walls.Walls` of the key at the run's access level.
-
-- ``off``: never (the operator confines baton some other way). ``auto`` (the default): wherever the
-  kernel has Landlock; elsewhere agents run unconfined and baton says so once per process, in its log.
-  ``required``: an agent that cannot be walled in is never started (:class:`~baton.errors.Unconfined`,
-  exit 2, HTTP 503), which :func:`check_confine` tells before anything is written.
-- The walls follow the access level, so the level holds even where a CLI's own checks would let more
-  through: ``read`` leaves the worktree read-only, ``edit`` makes it writable, ``full`` also makes
-  writable what a commit on the key's branch writes in the cache clone.
-- The git parts are baton's own knowledge — the cache clone, the session's branch, the worktree's
-  admin directory named after its key (:mod:`baton.workspace.gitlinks`) — never the agent-writable
-  ``.git`` file or ``HEAD``: an agent that rewrote them must not widen its next walls.
+"""Whether and how one attempt's agent is walled in: ``BATON_CONFINE`` (``off``, ``auto``, ``required``)
+against what the kernel can do (:func:`check_confine`, told before anything is written; ``auto`` says
+once per process, in its log, that agents run unconfined), and the
+:class:`~baton.sandbox.walls.Walls` of the key at the run's access level (:func:`walls_for`). The walls
+follow the level, so it holds even where a CLI's own checks would let more through; their git parts
+are baton's own knowledge (the cache clone, the session's branch, the worktree's admin directory), never
+the agent-writable ``.git`` file or ``HEAD``, so an agent that rewrote them cannot widen its next walls.
 """
 
 from __future__ import annotations
@@ -44,7 +38,8 @@ def _warn_once(reason: str) -> None:
 
 
 def check_confine(settings: Settings) -> bool:
-    """Whether agents will be walled in; :class:`Unconfined` when ``required`` cannot be met."""
+    """Whether agents will be walled in; :class:`Unconfined` (exit 2, HTTP 503) when ``required``
+    cannot be met, so an agent that cannot be walled in is never started."""
     mode = Confine(settings.confine)
     if mode == Confine.OFF:
         return False

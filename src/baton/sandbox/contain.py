@@ -1,17 +1,11 @@
-"""Nothing of a run outlives it: the run's containment, from the agent's start to its end.
-
-The runner is the subreaper of everything its agents start (:mod:`baton.sandbox.reaper`), and each run
-gets a control group where the host allows one (:mod:`baton.sandbox.cgroups`, ``BATON_CGROUPS``), with
-the run's limits: ``BATON_RUN_MEMORY``, ``BATON_RUN_PIDS``, ``BATON_RUN_CPU`` (a run's own override
-wins). :meth:`Containment.start` puts the agent in its group as soon as it exists;
-:meth:`Containment.check` is asked at every supervision tick (a limit struck: the reason to stop the
-run now); :meth:`Containment.end` — on every outcome, success included — ends every process of the run
-still alive and says which (``reaped``), and whether a limit is why the run ended.
-
-Without a group, only the timeout bounds a run: an rlimit cannot honestly stand in for a run's memory
-(``RLIMIT_AS`` counts address space, which Node and Rust reserve by gigabytes), process count
-(``RLIMIT_NPROC`` counts all of the user's processes, and root ignores it) or CPU share (``RLIMIT_CPU``
-is seconds, not a rate). ``baton doctor`` and docs/security.md say what this host enforces.
+"""Nothing of a run outlives it: the run's containment, from the agent's start to its end. The runner is
+the subreaper of everything its agents start (:mod:`baton.sandbox.reaper`), and each run gets a control
+group with its limits where the host allows one (:mod:`baton.sandbox.cgroups`, ``BATON_CGROUPS``,
+``BATON_RUN_MEMORY``/``PIDS``/``CPU``, a run's own override winning). :meth:`Containment.start` puts the
+agent in its group as soon as it exists; :meth:`Containment.check`, at every supervision tick, says
+whether a limit struck; :meth:`Containment.end`, on every outcome, ends every process of the run still
+alive and says which. Without a group only the timeout bounds a run (why no rlimit stands in, and what
+this host enforces: docs/security.md, ``baton doctor``).
 """
 
 from __future__ import annotations

@@ -1,54 +1,10 @@
 """A key's disk budget during a run (``BATON_KEY_DISK``), and the volume's ``min_free`` as the last line.
-
-A run may not grow its key's files — the worktree, the key's temp dir and its agent home, whatever the
-caller names — past the budget: when it does, the agent is stopped with a reason written for people
-("the key's files grew to 5.2 GiB, 204.8 MiB over its disk budget of 5 GiB (BATON_KEY_DISK); the
-conversation is kept") before the volume fills, so the store and the other keys keep working. Whoever
-fills the volume, a run is also stopped when its free space falls under ``min_free``.
-
-Measuring must stay cheap beside a 2 GB ``node_modules``: :meth:`DiskWatch.stop` is called every 0.1 s
-by the runner's supervision loop (``stop_when`` of :func:`baton.runner.process.run_process`) and
-returns in a quarter of a microsecond (2.4 µs four times a second, when it looks at the volumes). How:
-
-- **One exact walk at the start**, in the background (the agent starts meanwhile): the key's
-  allocated bytes as ``du -s`` counts them — each entry's ``st_blocks``, links never followed, a file
-  with several hard links once — by GNU ``du`` itself at the lowest CPU priority (half the CPU of the
-  same walk in Python, and none of it under this process's GIL, which the run's output pumps and the
-  service need), else by :func:`key_usage` in a thread.
-- **A bound from** ``statvfs`` **every quarter of a second** (under a microsecond each; the calls in
-  between only read the clock): the sum of every fall of the free space of the key's volumes since
-  the last exact walk began is an upper bound on what the key grew by since (other writers' growth is
-  included; rises are never subtracted, so space another key frees cannot hide this one's growth).
-  While walk + falls ≤ budget, nothing else is done.
-- **Only when the bound crosses the budget, another exact walk**, again in the background; its result
-  plus the falls since it began is the new bound, and the run is stopped when the walk itself is over
-  the budget. Walks are paced so that all of them, the first included, take at most ``WALK_SHARE``
-  (0.8 %) of a core over the run: the next one comes no sooner than when the walks' CPU so far plus
-  the last one's again is 0.8 % of the time since the run began (``du`` walks a 100,000-file worktree
-  in ~0.15 s of CPU: a second walk from ~37 s into the run, then one every ~19 s at most); the bound
-  keeps being checked meanwhile. Whatever the bound says, a walk every ``REFRESH`` seconds (when the
-  pace allows) catches what a sample can hide (a key writing while, in the same quarter of a second,
-  another frees as much).
-
-So a key that writes faster than the walks are allowed to come may overshoot its budget by what it
-writes between two walks; ``min_free`` bounds the damage to the volume. The samples and walks only
-stop a run early: the budget itself is held by **one more exact walk when the turn ends**
-(:meth:`DiskWatch.final`, once the agent's processes are gone), so a write that lands between two
-looks (a 200 MB ``dd`` in its turn's last second) still ends the turn ``limited``, its files kept,
-and the key's next turn is told. A key over its budget when a turn starts is stopped by that turn's
-first walk, or at its end. The budget counts allocated
-blocks, as ``du`` does: a reflinked worktree's files count in full though they share their blocks.
-(Project quotas, where the kernel refuses a write over the limit, would make the budget hard; the
-kernels this was built on have no quota support for XFS or ext4, so it is not tried.)
-
-The runner makes one per run and closes it when the agent is done::
-
-    disk = DiskWatch.from_settings(settings, [worktree, key_tmp, agent_home])
-    try:
-        result = run_process(..., stop_when=lambda: model_watch.stop() or disk.stop())
-        over = disk.final()  # the budget held however fast the agent wrote
-    finally:
-        disk.close()
+A run may not grow its key's files (the worktree, the key's temp dir and its agent home, whatever the
+caller names) past the budget: when it does, the agent is stopped with a reason written for people
+before the volume fills, so the store and the other keys keep working; whoever fills the volume, a run
+is also stopped when its free space falls under ``min_free``. :class:`DiskWatch` measures it cheaply
+beside a 2 GB ``node_modules`` (exact walks, paced, and a bound from ``statvfs`` between them) and holds
+the budget with one more walk when the turn ends; what that guarantees: docs/security.md, "Disk".
 """
 
 from __future__ import annotations
@@ -85,9 +41,44 @@ class Walk:
 
 
 class DiskWatch:
-    """The disk budget of one run of one key (see the module docstring). Made at the start of the run
-    (its first walk begins at once, in the background); :meth:`stop` is the supervision loop's
-    ``stop_when``; :meth:`close` at the end of the run."""
+    """The disk budget of one run of one key. Made at the start of the run (its first walk begins at
+    once, in the background); :meth:`stop` is the supervision loop's ``stop_when``; :meth:`final` when
+    the agent is done; :meth:`close` at the end of the run::
+
+        disk = DiskWatch.from_settings(settings, [worktree, key_tmp, agent_home])
+        try:
+            result = run_process(..., stop_when=lambda: model_watch.stop() or disk.stop())
+            over = disk.final()  # the budget held however fast the agent wrote
+        finally:
+            disk.close()
+
+    :meth:`stop` is called every 0.1 s and returns in a quarter of a microsecond (2.4 µs four times a
+    second, when it looks at the volumes). How:
+
+    - **One exact walk at the start**, in the background (the agent starts meanwhile): the key's
+      allocated bytes as ``du -s`` counts them — each entry's ``st_blocks``, links never followed, a
+      file with several hard links once — by GNU ``du`` itself at the lowest CPU priority (half the CPU
+      of the same walk in Python, and none of it under this process's GIL, which the run's output pumps
+      and the service need), else by :func:`key_usage` in a thread.
+    - **A bound from** ``statvfs`` **every quarter of a second** (under a microsecond each; the calls in
+      between only read the clock): the sum of every fall of the free space of the key's volumes since
+      the last exact walk began is an upper bound on what the key grew by since (other writers' growth
+      is included; rises are never subtracted, so space another key frees cannot hide this one's
+      growth). While walk + falls ≤ budget, nothing else is done.
+    - **Only when the bound crosses the budget, another exact walk**, again in the background; its
+      result plus the falls since it began is the new bound, and the run is stopped when the walk
+      itself is over the budget. Walks are paced so that all of them, the first included, take at most
+      :data:`WALK_SHARE` (0.8 %) of a core over the run: the next one comes no sooner than when the
+      walks' CPU so far plus the last one's again is 0.8 % of the time since the run began (``du`` walks
+      a 100,000-file worktree in ~0.15 s of CPU: a second walk from ~37 s into the run, then one every
+      ~19 s at most); the bound keeps being checked meanwhile. Whatever the bound says, a walk every
+      :data:`REFRESH` seconds (when the pace allows) catches what a sample can hide (a key writing
+      while, in the same quarter of a second, another frees as much).
+
+    So a key that writes faster than the walks may come can overshoot its budget by what it writes
+    between two walks; ``min_free`` bounds the damage to the volume, and :meth:`final` holds the budget
+    (a 200 MB ``dd`` in the turn's last second still ends it ``limited``). A key over its budget when a
+    turn starts is stopped by that turn's first walk, or at its end."""
 
     def __init__(
         self,

@@ -1,26 +1,12 @@
 """The sandbox's one entry for the runner: an :class:`Enclosure` is everything that surrounds one agent
-process of one attempt, opened before the agent starts and closed once it has ended.
-
-- the **walls** it starts behind (:mod:`~baton.sandbox.walls` as Landlock rules, in a mount namespace
-  of its own where ``BATON_MOUNT_NS`` and the host allow: :mod:`~baton.sandbox.mountns`), given as
-  :attr:`Enclosure.spawn`, the wrapper that starts the agent from a thread that confined itself;
-- its **containment** (:mod:`~baton.sandbox.contain`: the run's control group or the reaper, the run's
-  memory, process and CPU limits), :attr:`Enclosure.contain`, told the agent's pid the moment it exists
-  and asked at its end what outlived it (:class:`Reaped`);
-- the key's **disk budget** (:mod:`~baton.sandbox.diskwatch`), sampled by :meth:`Enclosure.stop` while
-  the agent runs and measured once more by :meth:`Enclosure.final` when it has ended.
-
-The process itself is the runner's (:func:`baton.runner.process.run_process`): reading what the agent
-says, heartbeats, timeouts and cancels are about a run, which the sandbox knows nothing of. So the
-enclosure hands the runner three parts (``spawn``, ``contain``, ``stop``) to start and watch the agent
-with, and says how it ended in the runner's :class:`Reaped` (what outlived it, and a limit struck).
-
-The rest of what the runner needs of the sandbox is re-exported here, so that this module is the only
-one of the sandbox the runner imports (``tests/test_architecture.py`` holds it to that): whether agents
-can be walled in (:func:`check_confine`), the walls of one start (:func:`walls_for`, :class:`GitParts`,
-:class:`Walls`),
-the agent's environment (:func:`agent_env`), a run's limits (:class:`Limits`, :func:`limits_of`) and a
-dead runner's run ended (:func:`end_stale`).
+process of one attempt, opened before the agent starts and closed once it has ended — the walls it
+starts behind (:attr:`Enclosure.spawn`, in a mount namespace of its own where allowed), its containment
+(:attr:`Enclosure.contain`: told the agent's pid as it starts, asked at its end what outlived it) and
+the key's disk budget (:meth:`Enclosure.stop` while it runs, :meth:`Enclosure.final` at its end). The
+process itself is the runner's (:func:`baton.runner.process.run_process`): reading it, heartbeats,
+timeouts and cancels are about a run, which the sandbox knows nothing of. The rest the runner needs of
+the sandbox is re-exported here (:data:`__all__`), so this is the only sandbox module it imports
+(``tests/test_architecture.py`` holds it to that).
 """
 
 from __future__ import annotations
@@ -67,8 +53,10 @@ Spawn = Callable[
 
 @dataclass
 class Enclosure:
-    """One attempt's agent, surrounded (see the module docstring). Use it as a context manager: leaving
-    it closes the walls' ruleset and the disk watch, whatever happened to the agent."""
+    """One attempt's agent, surrounded. Use it as a context manager: leaving it closes the walls'
+    ruleset and the disk watch, whatever happened to the agent. The runner starts and watches the agent
+    with its three parts (``spawn``, ``contain``, ``stop``) and learns how it ended from
+    :class:`Reaped` (what outlived it, and a limit struck)."""
 
     contain: Containment  # given the agent's pid as it starts; asked at its end what outlived it
     disk: DiskWatch

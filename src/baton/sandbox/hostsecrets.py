@@ -1,20 +1,9 @@
-"""The system's secrets no agent may read: root-only files of the host that hold credentials.
-
-``/etc`` is among what every agent reads (the system's configuration: ``passwd``, ``resolv.conf``, the
-CA certificates), and a root agent reads everything in it, ``/etc/shadow`` included, unless something
-says otherwise. Two ways, one per kind of host:
-
-- in the agent's own mount namespace (:mod:`baton.sandbox.mountns`), an empty, mode-0 file (or
-  directory) is bound over each of :func:`readable`: ``/etc`` stays one bind, six more mounts cost
-  nothing measurable;
-- without one, Landlock (an allow-list: it cannot deny a subpath of an allowed path) grants ``/etc``
-  child by child but the secrets, recursively on the way to each (:func:`sparing`), links skipped (the
-  kernel checks a link's target, which stays as walled as before): 197 rules instead of 36 here,
-  +2.6 ms per start idle, +2.4 to +9.2 ms at load 6-11 (``walls.rules`` and ``walls.ruleset``, as
-  root; bench/README.md note 16).
-
-Only the secrets baton's user can read count (:func:`readable`): for an unprivileged baton they are
-root's and none does, so neither way costs anything there.
+"""The system's secrets no agent may read: root-only files of the host that hold credentials
+(:data:`SECRETS`). Every agent reads ``/etc`` (``passwd``, ``resolv.conf``, the CA certificates), and a
+root agent would read ``/etc/shadow`` with it. In the agent's own mount namespace
+(:mod:`baton.sandbox.mountns`) an empty, mode-0 file or directory is bound over each; without one,
+Landlock grants ``/etc`` child by child but them (:func:`sparing`). Only the secrets baton's user can
+read count (:func:`readable`): for an unprivileged baton none does, and neither way costs anything.
 """
 
 from __future__ import annotations
@@ -50,7 +39,12 @@ def _within(path: str, root: str) -> bool:
 
 def sparing(path: str, spared: list[str]) -> list[str]:
     """``path``, or when it holds one of ``spared``, its children but the ``spared`` (recursively),
-    links skipped: what to grant so that ``path`` is readable but ``spared``."""
+    links skipped: what to grant so that ``path`` is readable but ``spared``. Landlock is an allow-list
+    (it cannot deny a subpath of an allowed path), hence the children; a link is skipped because the
+    kernel checks its target, which stays as walled as before. The cost, as root: 197 rules instead of
+    36 here, +2.6 ms per start idle, +2.4 to +9.2 ms at load 6-11 (``walls.rules`` and
+    ``walls.ruleset``; bench/README.md note 16). A mount namespace's binds (``/etc`` stays one bind,
+    six more mounts) cost nothing measurable."""
     if not any(_within(s, path) for s in spared):
         return [path]
     if path in spared or not os.path.isdir(path) or os.path.islink(path):

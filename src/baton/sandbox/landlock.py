@@ -1,30 +1,10 @@
 """Landlock, the kernel binding: nothing baton-specific (the policy is :mod:`baton.sandbox.walls`).
-
-Landlock lets an unprivileged process restrict itself and everything it will ever start: which paths
-it may read, write or execute (ABI 1-3, 5), which TCP ports it may connect to (ABI 4) and whether it
-may signal or reach abstract UNIX sockets of processes outside its domain (ABI 6). It needs no
-capability, so it works in containers and under Kubernetes' restricted profile.
-
-Why a ctypes module of our own rather than a PyPI binding: ``landlock`` (1.0.0.dev5) knows only the
-filesystem rights; ``py-landlock`` (0.1.1) and ``landlockpy`` (0.2.0) cover the network rules and the
-scopes but are young, and none of them lets us choose *where* the ruleset is enforced, which is what
-decides the cost (below). Three syscalls, three structs and one prctl are ~200 lines we can read.
-
-Where the ruleset is enforced. The ruleset is built in the parent (open the paths, add the rules),
-then enforced on the agent at start. Two ways, both measured (``bench/bench_landlock.py``):
-
-- :meth:`Ruleset.spawn` (the default): a short thread enforces the ruleset on *itself* (Landlock and
-  ``no_new_privs`` are per thread) and starts the agent with ``subprocess.Popen``, which keeps using
-  ``vfork``: the child inherits the thread's domain. Cost: a thread start and two syscalls, under
-  a millisecond beyond an unconfined start (measured: /bin/true 1.7 → 2.4 ms with 11 rules built).
-  The thread then waits for the child's exit without reaping it, because a parent-death signal
-  (``setpriv --pdeathsig``) fires when the *thread* that started a process ends. The rest of the
-  parent (heartbeats, log readers) is never restricted. Python code the thread runs meanwhile (Popen's
-  own set-up, a garbage collection) is restricted too: it can only do less, never more.
-- :meth:`Ruleset.child_hook`, for ``preexec_fn``: ``prctl`` and ``landlock_restrict_self`` through
-  pre-resolved ctypes functions in the child between fork and exec. Safe (no locks, no imports), but
-  any ``preexec_fn`` makes CPython fork the whole runner instead of ``vfork``, copying its page
-  tables: +2 ms for a 12 MiB parent, +23 ms for one of 300 MiB. Kept for callers that fork anyway.
+Landlock lets an unprivileged process restrict itself and everything it will ever start: which paths it
+may read, write or execute (ABI 1-3, 5), which TCP ports it may connect to (ABI 4) and whether it may
+signal or reach abstract UNIX sockets of processes outside its domain (ABI 6); it needs no capability,
+so it works in containers and under Kubernetes' restricted profile. A :class:`Ruleset` is built in the
+parent, then enforced on the agent as it starts (:meth:`Ruleset.spawn`, or :meth:`Ruleset.child_hook`
+for a caller that forks anyway), through ctypes: three syscalls, three structs and one prctl.
 """
 
 from __future__ import annotations
@@ -42,6 +22,10 @@ from enum import IntFlag
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+# A ctypes binding of our own rather than one from PyPI: ``landlock`` (1.0.0.dev5) knows only the
+# filesystem rights; ``py-landlock`` (0.1.1) and ``landlockpy`` (0.2.0) cover the network rules and the
+# scopes but are young, and none of them lets us choose *where* the ruleset is enforced, which is what
+# decides the cost (Ruleset.spawn). ~200 lines we can read.
 _SYS_CREATE_RULESET = 444  # the same number on every architecture (the syscall table was unified)
 _SYS_ADD_RULE = 445
 _SYS_RESTRICT_SELF = 446
@@ -294,7 +278,16 @@ class Ruleset:
         runs in that thread before it is confined (a run group's :meth:`enter`). The
         thread lives, blocked in ``waitid(WNOWAIT)``, until that process has exited, so a parent-death
         signal the process set does not fire early; it never reaps the process (its caller does).
-        ``start`` itself runs confined: what it opens (Popen's /dev/null for ``DEVNULL``) must be allowed."""
+        ``start`` itself runs confined: what it opens (Popen's /dev/null for ``DEVNULL``) must be allowed.
+
+        The default way (both measured, ``bench/bench_landlock.py``): Landlock and ``no_new_privs`` are
+        per thread, so the thread enforces the ruleset on *itself* and ``subprocess.Popen`` keeps using
+        ``vfork``: the child inherits the thread's domain. Cost: a thread start and two syscalls, under a
+        millisecond beyond an unconfined start (/bin/true 1.7 → 2.4 ms with 11 rules built). The thread
+        waits without reaping because a parent-death signal (``setpriv --pdeathsig``) fires when the
+        *thread* that started a process ends. The rest of the parent (heartbeats, log readers) is never
+        restricted; Python code the thread runs meanwhile (Popen's own set-up, a garbage collection) is
+        restricted too: it can only do less, never more."""
         box: list[P | BaseException] = []
         ready = threading.Event()
         thread = threading.Thread(
@@ -340,7 +333,9 @@ class Ruleset:
     def child_hook(self) -> Callable[[], None]:
         """A ``preexec_fn`` enforcing this ruleset in the child between fork and exec: only ``prctl``
         and ``landlock_restrict_self``, through functions resolved here in the parent (no import, no
-        lookup, no lock in the child). Close the ruleset once the child has started."""
+        lookup, no lock in the child). Close the ruleset once the child has started. Safe, but any
+        ``preexec_fn`` makes CPython fork the whole runner instead of ``vfork``, copying its page tables:
+        +2 ms for a 12 MiB parent, +23 ms for one of 300 MiB. Kept for callers that fork anyway."""
         libc = _libc()
         prctl, syscall = libc.prctl, libc.syscall
         nr, fd, flags = ctypes.c_long(_SYS_RESTRICT_SELF), ctypes.c_long(self.fd), ctypes.c_uint32(0)

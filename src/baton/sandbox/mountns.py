@@ -1,49 +1,11 @@
-"""The agent's own mount namespace, in which only the paths its walls allow exist.
-
-Landlock before ABI 9 does not check the path of ``connect()`` to a *pathname* UNIX socket: a walled
-agent could still reach ``/var/run/postgresql/.s.PGSQL.5432`` (and log in as baton's user where the
-server trusts its peers) or a ``docker.sock``. Where baton may make a mount namespace (root, or
-``CAP_SYS_ADMIN`` in its user namespace: :func:`probe`, once), the agent gets one whose root is a
-fresh tmpfs holding only the paths of :func:`baton.sandbox.walls.rules` — each bound (recursively) at
-its own path — and the symbolic links on the way to what the walls name (``/bin`` → ``usr/bin``,
-``/etc/resolv.conf``'s target, an nvm ``current``), plus ``/dev/fd`` and ``/dev/std*``. A socket
-anywhere else does not exist there: ``connect`` answers ENOENT. The old root is detached and every
-mount is private, so nothing propagates back to the host. ``/sys`` is the host's; the walls (Landlock)
-apply on top, unchanged: rules are on inodes, which a bind mount keeps.
-
-``/proc`` is a fresh procfs instance mounted with ``hidepid=ptraceable`` (per-mount options, Linux
-5.8): a process there sees only the processes it could ptrace, and Landlock refuses the ptrace of any
-process outside the caller's own domain (baton, other runs' agents and their tools, every other
-process of the host), while the agent's own children are in its domain (but one that made itself
-non-dumpable, as ``ssh-agent`` does: measured hidden from its parent too). So ``/proc/*/cmdline`` shows
-the run's own processes, not a concurrent run's prompt or another agent's tool command. Chosen over a
-PID namespace, which needs an init in front of the agent (a pid 1 ignores signals it has no handler
-for, and procfs must then be mounted from inside it) for the same result here (the mount: 0.04 ms).
-A new procfs has its own root inode, which the ruleset built in the parent (on the host's ``/proc``)
-does not name: :class:`Spawner` adds the rule for it once the thread is in the namespace. Where the
-host refuses a fresh procfs (a container whose ``/proc`` has masked paths: the kernel's
-``mount_too_revealing``), :func:`proc_probe` says why and the host's ``/proc`` is bound instead.
-``/proc/net`` is the network namespace's, whatever the procfs: its ``unix``, ``tcp`` and ``udp``
-tables stay readable (socket paths and addresses, no process's argv).
-
-The system's secrets in ``/etc`` (:mod:`baton.sandbox.hostsecrets`: ``shadow``, ``sudoers``, ssh host
-keys, ...) are masked by an empty, mode-0 file or directory bound over each, so that ``/etc`` stays one
-bind (Landlock alone hides them by granting ``/etc``'s other children one by one).
-
-Where it is built. Landlock forbids a confined thread to change mounts, so the namespace is made
-before the ruleset is enforced, in the short thread :meth:`~baton.sandbox.landlock.Ruleset.spawn`
-already starts the agent from (:class:`Spawner` puts :func:`enter` in its ``before``): the thread
-unshares its mount namespace (and with it its root and cwd, so the runner's other threads keep
-theirs), builds the tree, pivots into it (``pivot_root``), then confines itself and starts the agent with
-``vfork`` as before. No ``preexec_fn``, so no fork of the whole runner (+2 ms at 12 MiB, +20 ms at
-300 MiB): the cost is the layout and the mounts, ~1 ms (``bench/bench_landlock.py``, 13d).
-:func:`walled` builds the ruleset and the layout from one computation of the rules. As with
-Landlock, Python code that thread runs meanwhile (a garbage collection's finalizers) sees the agent's
-view: it can only do less.
-
-Not hidden: sockets inside the paths the walls allow (the worktree, the agent's home and temp dir,
-``/proc``, ``/sys``, ``/etc``, ``/usr``, …). A rename between two allowed paths that were one file
-system on the host now crosses mounts (EXDEV; tools fall back to a copy, as across ``/tmp``).
+"""The agent's own mount namespace, in which only the paths its walls allow exist. Landlock before ABI 9
+does not check the path of ``connect()`` to a pathname UNIX socket (PostgreSQL's, a ``docker.sock``), and
+its ptrace rule hides no process's ``cmdline``. Where baton may make a mount namespace (root, or
+``CAP_SYS_ADMIN`` in its user namespace: :func:`probe`), the agent's root is a fresh tmpfs holding only
+the paths of :func:`baton.sandbox.walls.rules`, each bound at its own path (:func:`layout`), with the
+system's secrets masked and a fresh procfs with ``hidepid=ptraceable`` (:func:`proc_probe`), entered in
+the thread that starts the agent before Landlock confines it (:func:`enter`, :class:`Spawner`). What an
+agent sees then, and what stays visible: docs/security.md, "What the walls add" and "What an agent sees".
 """
 
 from __future__ import annotations
@@ -130,8 +92,14 @@ def _links(names: Iterable[str], binds: set[str]) -> dict[str, str]:
 
 def layout(walls: Walls, found: Rules | None = None, proc: bool | None = None) -> Layout:
     """The tree for ``walls``: the paths of ``found``, its :func:`~baton.sandbox.walls.rules` (computed
-    when not given; reads the filesystem), with ``masked=True``: the secrets are masked here. ``proc``:
-    a fresh procfs for ``/proc`` (by default where :func:`proc_probe` allows)."""
+    when not given; reads the filesystem), with ``masked=True``: the secrets are masked here (an empty,
+    mode-0 file or directory bound over each, so that ``/etc`` stays one bind). ``proc``: a fresh procfs
+    for ``/proc`` (by default where :func:`proc_probe` allows; else the host's ``/proc`` is bound).
+
+    Each path is bound (recursively) at its own path, with the symbolic links on the way to what the
+    walls name (``/bin`` → ``usr/bin``, ``/etc/resolv.conf``'s target, an nvm ``current``), plus
+    ``/dev/fd`` and ``/dev/std*``. ``/sys`` is the host's. The walls (Landlock) apply on top, unchanged:
+    rules are on inodes, which a bind mount keeps."""
     binds: set[str] = set()
     for path in sorted({p for p, _ in (found or rules(walls, masked=True)).paths}):
         if not _bound(path, binds):  # sorted: an ancestor comes first and brings it along
@@ -199,9 +167,10 @@ def _check(result: int, what: str) -> None:
 
 def enter(found: Layout) -> None:
     """Move the calling thread into a new mount namespace holding only ``found``, as its root (and cwd).
-    Call it in a thread of its own, before Landlock confines it; the runner's other threads keep the
-    host's namespace, root and cwd. OSError when a step fails (the thread's namespace is then unusable:
-    start nothing from it)."""
+    Call it in a thread of its own, before Landlock confines it (a confined thread may not change mounts);
+    the runner's other threads keep the host's namespace, root and cwd. OSError when a step fails (the
+    thread's namespace is then unusable: start nothing from it). The old root is detached and every
+    mount is private, so nothing propagates back to the host."""
     libc, base = _libc(), found.base
     number = _PIVOT_ROOT.get(platform.machine())
     if number is None:
@@ -245,7 +214,10 @@ def _mask(libc: _Libc, base: str, masks: tuple[str, ...]) -> None:
 @functools.cache
 def proc_probe() -> str | None:
     """Whether agents' namespaces may have a fresh procfs with ``hidepid=ptraceable``: None when they
-    may, else why not (once). Only meaningful where :func:`probe` allows a namespace."""
+    may, else why not (once): a container whose ``/proc`` has masked paths is refused one (the kernel's
+    ``mount_too_revealing``). Only meaningful where :func:`probe` allows a namespace. Chosen over a PID
+    namespace, which needs an init in front of the agent (a pid 1 ignores signals it has no handler
+    for, and procfs must then be mounted from inside it) for the same result here."""
     why = probe()
     if why is not None:
         return why
@@ -305,7 +277,11 @@ P = TypeVar("P", bound=_HasPid)
 
 class Spawner:
     """:meth:`Ruleset.spawn` with the agent in its own mount namespace, ``layout``: ``before`` (a run
-    group's enter) first, then :func:`enter`, in the thread that confines itself and starts the agent."""
+    group's enter) first, then :func:`enter`, in the thread that confines itself and starts the agent.
+    The agent is still started with ``vfork`` (no ``preexec_fn``, so no fork of the whole runner: +2 ms
+    at 12 MiB, +20 ms at 300 MiB): the cost is the layout and the mounts, ~1 ms
+    (``bench/bench_landlock.py``, 13d). As with Landlock, Python code that thread runs meanwhile (a
+    garbage collection's finalizers) sees the agent's view: it can only do less."""
 
     def __init__(self, ruleset: Ruleset, layout: Layout) -> None:
         self.ruleset = ruleset

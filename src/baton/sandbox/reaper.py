@@ -1,18 +1,9 @@
 """The runner as its runs' child subreaper: a process an agent starts and detaches (``setsid``, a double
 fork, ``nohup``, ``disown``) is re-parented to the runner when its parent exits, never to init, so it
-stays in reach until the run ends.
-
-Which run a re-parented process belongs to is the run group's business (:mod:`baton.sandbox.cgroups`)
-where the host allows one. Without a group, :class:`Tree` keeps the agent's descendants as they appear
-(walked at each supervision tick, by pid and start time, so a reused pid is never mistaken), and at
-the end adds the runner's re-parented children that carry the run's ``BATON_RUN_ID``, or — when this
-run is the only one under way in the process — any that started while the agent ran. The gap (no
-group, several runs in one process, a child that cleared its environment and detached in under a
-tick) is said in docs/security.md.
-
-The runner must reap what is re-parented to it: :func:`reap_orphans` waits for those that exited
-(never for a child of baton's own, which a ``subprocess.Popen`` will wait for: those share the
-runner's session, and live agents are registered in :data:`LIVE`).
+stays in reach until the run ends. Which run it belongs to is the run group's business
+(:mod:`baton.sandbox.cgroups`) where the host allows one; without a group, :class:`Tree` keeps the
+agent's descendants and the re-parented children that belong to the run (its gap: docs/security.md).
+The runner must reap what is re-parented to it: :func:`reap_orphans`.
 """
 
 from __future__ import annotations
@@ -111,7 +102,9 @@ def own_children() -> list[int]:
 
 def reap_orphans() -> None:
     """Wait for this process's exited children that are re-parented orphans (not baton's own, not a
-    live agent): otherwise each would stay a zombie for the life of a long-running service."""
+    live agent): otherwise each would stay a zombie for the life of a long-running service. Never a
+    child of baton's own, which a ``subprocess.Popen`` will wait for: those share the runner's session,
+    and live agents are registered in :data:`LIVE`."""
     me = stat(os.getpid())
     if me is None:
         return
@@ -124,8 +117,10 @@ def reap_orphans() -> None:
 
 
 class Tree:
-    """A run's processes without a run group (see the module): the agent's descendants as seen, and
-    the runner's re-parented children that belong to the run."""
+    """A run's processes without a run group: the agent's descendants as they appear (walked at each
+    supervision tick, by pid and start time, so a reused pid is never mistaken), and at the end the
+    runner's re-parented children that carry the run's ``BATON_RUN_ID``, or — when this run is the only
+    one under way in the process — any that started while the agent ran."""
 
     def __init__(self, run_id: str) -> None:
         self.tag = run_id.encode()

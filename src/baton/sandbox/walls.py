@@ -1,59 +1,11 @@
-"""The walls around one agent: which paths it may read and write and which TCP ports it may connect to,
-as Landlock rules (:mod:`baton.sandbox.landlock` is the kernel binding; this module is the policy).
-
-Landlock is an allow-list that cannot deny a subpath of an allowed path, so "everything but
-``BATON_HOME``" is built by granting, beneath an allowed directory that contains ``BATON_HOME``, its
-children one by one except the branch leading to ``BATON_HOME`` (recursively). Paths are compared
-resolved: the kernel sees inodes, not the names that reach them.
-
-- **Read and execute**: the system (``/usr``, ``/bin``, ``/sbin``, ``/lib*``, ``/etc``, ``/opt``,
-  ``/nix``, ``/proc``, ``/sys``), the target of ``/etc/resolv.conf`` (often under ``/run``), this
-  Python (``sys.prefix``, ``sys.base_prefix``) and baton's own package (the fake agent), the agent's
-  ``PATH`` directories, each CLI's installation (its resolved binary's directory; the whole
-  ``node_modules`` of a node package; the prefix of a ``<prefix>/bin/<exe>`` layout, such as nvm's),
-  ``BATON_HOME/bin`` (git's askpass helper, which holds no secret), and the caller's extra paths.
-  Not: ``/home``, ``/root`` (unless a ``PATH`` entry or a CLI lives there, then only that subtree),
-  ``/tmp``, ``/var``, ``/run`` (Kubernetes service-account tokens live in ``/run/secrets``), ``/srv``,
-  ``/mnt``, ``/media``, nor ``/dev`` as a whole (a root agent could read raw disks). ``/proc`` is
-  whole because processes come and go; Landlock's ptrace rule already refuses another domain's
-  ``/proc/<pid>/environ``, ``mem``, ``fd`` and ``cwd`` (and hides the other processes altogether in
-  the agent's own mount namespace, whose procfs has ``hidepid=ptraceable``: :mod:`baton.sandbox.mountns`).
-  Never the system's secrets (:mod:`baton.sandbox.hostsecrets`: ``/etc/shadow``, ``sudoers``, ssh host
-  keys, ...) that baton's user could read, i.e. as root: masked in the agent's mount namespace,
-  spared child by child without one.
-- **Devices**, read, write, truncate and ioctl: ``/dev/null``, ``zero``, ``full``, ``random``,
-  ``urandom``, ``tty``, ``ptmx`` and ``pts/`` (terminals for tools that allocate a pty). Not
-  ``/dev/shm``: it is shared by every process on the machine (PostgreSQL's dynamic shared memory
-  lives there); an operator who wants Python's multiprocessing in agents adds it to ``write``.
-- **Write** (everything but making device nodes): the key's worktree, its private temp dir and agent
-  home, its repository's shared package caches (``caches/<slug>/@shared/<tool>``: never another
-  repo's; not at access ``read``), and the git data a commit in a linked worktree writes — measured
-  by running ``git add``, ``commit``, ``status`` and ``log`` under these walls: the worktree's own gitdir
-  (``repos/<slug>.git/worktrees/<name>``: index, HEAD, logs/HEAD), the common ``objects/``, and the
-  directories of the checked-out branch's ref and reflog (``refs/heads/baton/<agent>/`` and
-  ``logs/refs/heads/baton/<agent>/``: git writes ``<ref>.lock`` beside the ref and renames it). The
-  rest of the common dir (config, hooks, packed-refs, other refs) is read-only, so an agent cannot
-  plant a hook or a config that baton's own git commands would run.
-- **Network** (ABI 4): TCP connect only to :func:`tcp_ports`; bind is not restricted.
-- **Scopes** (ABI 6): no signal to, and no abstract UNIX socket of, a process outside the domain.
-- **Capabilities**: a root agent loses those that get around the walls (:data:`DROP_CAPS`).
-
-What the walls do not stop (measured on Linux 6.18, Landlock ABI 7):
-
-- connecting to a *pathname* UNIX socket (``/var/run/postgresql/.s.PGSQL.5432``): the TCP rules do not
-  cover it and the filesystem rules do not either (only making a socket file is a right; the path
-  lookup of ``connect`` is not checked until ``LANDLOCK_ACCESS_FS_RESOLVE_UNIX``, ABI 9). Where baton
-  may make a mount namespace, :mod:`baton.sandbox.mountns` gives the agent one holding only these
-  paths, so such a socket is not there; elsewhere keep the store on TCP with a password;
-- the shared cache: the common ``objects/`` and the branch directories hold every key of the repo
-  (another key's commits and checkpoints can be read; objects and same-agent refs written);
-- the repository's shared package caches: a thread can plant a poisoned package (or, in ``CARGO_HOME``,
-  a config) that the repo's other threads then install or run; never another repo's;
-- anything baton itself does later with what the agent could write: the worktree's ``.git`` file and
-  the gitdir's ``commondir`` can be pointed at a git dir whose config runs a command
-  (``core.fsmonitor``) when baton runs ``git status`` there unconfined; transcripts in the agent home
-  can be replaced by symbolic links. Baton's own git calls in a worktree must name ``GIT_DIR``,
-  ``GIT_COMMON_DIR`` and ``GIT_WORK_TREE`` itself, and its file reads there must not follow links.
+"""The walls around one agent: which paths it may read and write and which TCP ports it may connect to, as
+Landlock rules (:mod:`baton.sandbox.landlock` is the kernel binding; this module is the policy). The
+system, the CLI's installation and the key's own parts are readable, devices usable, the key's worktree,
+home, temp dir, caches and the git data of a commit on its branch writable at the levels that allow
+it, TCP only to :func:`tcp_ports`; no signal to, or abstract socket of, a process outside the walls; a
+root agent loses the capabilities that get around them (:data:`DROP_CAPS`). What they hold and what they
+do not stop (measured on Linux 6.18, Landlock ABI 7): docs/security.md, "What the walls add" and "Known
+gaps".
 """
 
 from __future__ import annotations
@@ -91,6 +43,11 @@ DROP_CAPS = (2, 12, 13, 16, 17, 19, 21, 22, 32, 33, 34, 38, 39, 40)
 PACKAGE_ROOT = str(
     Path(__file__).resolve().parents[2]
 )  # where baton is installed (the fake agent runs from it)
+# Read and execute. Not /home, /root (unless a PATH entry or a CLI lives there, then only that subtree),
+# /tmp, /var, /run (Kubernetes service-account tokens live in /run/secrets), /srv, /mnt, /media, nor /dev
+# as a whole (a root agent could read raw disks). /proc is whole because processes come and go:
+# Landlock's ptrace rule already refuses another domain's /proc/<pid>/environ, mem, fd and cwd (and the
+# agent's own mount namespace hides the other processes altogether: baton.sandbox.mountns).
 SYSTEM = (
     "/usr",
     "/bin",
@@ -105,6 +62,9 @@ SYSTEM = (
     "/proc",
     "/sys",
 )
+# Read, write, truncate and ioctl; ptmx and pts/ for tools that allocate a pty. Not /dev/shm: it is
+# shared by every process on the machine (PostgreSQL's dynamic shared memory lives there); Python's
+# multiprocessing in agents needs it added to Walls.write.
 DEVICES = (
     "/dev/null",
     "/dev/zero",
@@ -166,6 +126,11 @@ class GitParts:
     branch: str | None  # refs/heads/... checked out; None on a detached HEAD
 
     def writable(self) -> list[Path]:
+        """What a commit writes, measured by running ``git add``, ``commit``, ``status`` and ``log`` under
+        the walls: the worktree's own gitdir (index, HEAD, logs/HEAD), the common ``objects/``, and the
+        directories of the branch's ref and reflog (git writes ``<ref>.lock`` beside the ref and renames
+        it). The rest of the common dir (config, hooks, packed-refs, other refs) stays read-only, so an
+        agent cannot plant a hook or a config that baton's own git commands would run."""
         found = [self.gitdir, self.common / "objects"]
         if self.branch is not None:
             parent = Path(self.branch).parent
@@ -305,7 +270,12 @@ def _around(path: str, hidden: list[str], rights: Fs, seen: set[str]) -> list[tu
 def rules(walls: Walls, masked: bool = False) -> Rules:
     """The Landlock rules for ``walls`` (reads the filesystem, changes nothing). ``masked``: the
     system's secrets (:mod:`~baton.sandbox.hostsecrets`) are masked by the agent's mount namespace, so
-    the rules need not spare them."""
+    the rules need not spare them.
+
+    Landlock is an allow-list that cannot deny a subpath of an allowed path, so "everything but
+    ``BATON_HOME``" is built by granting, beneath an allowed directory that contains ``BATON_HOME``, its
+    children one by one except the branch leading to ``BATON_HOME`` (:func:`_around`). Paths are
+    compared resolved: the kernel sees inodes, not the names that reach them."""
     hidden = _resolve([walls.home, *walls.hide])
     spared = [] if masked else hostsecrets.readable()
     seen: set[str] = set()

@@ -1,23 +1,10 @@
-"""Transcript snapshots: a session's transcript files, compressed and content-addressed in the store,
-so any machine (or the same machine after its agent home was wiped) can resume the conversation.
-
-A snapshot maps each file's path *relative to the agent home* to the SHA-256 digests of its chunks;
-each chunk is stored once per digest, zlib-compressed, so a long conversation costs per turn only what
-the turn appended. Only the latest snapshot of a key is kept; blobs no snapshot uses are dropped by
-the store. Hydration writes the files back atomically (a temporary file of its own, then a rename)
-and never overwrites a local file that is already longer — unless the runner found it damaged
-(:func:`baton.runner.decide.ensure_local`).
-
-Which snapshot a machine's copy is in step with is marked beside the agent home (:func:`mark`, a file
-the agent's walls do not reach), after a snapshot is taken or hydrated: a conversation kept in a file
-that does not only grow (OpenCode's database, Copilot's session state) cannot be judged by its size, and
-a machine that ran turn one, while another ran turn two, must hydrate turn two rather than resume its own
-older copy (:func:`in_step`, read by :func:`baton.runner.decide.ensure_local`).
-
-The agent home is the agent's to write, so neither way follows a link (:mod:`baton.workspace.nofollow`):
-a transcript replaced by a link to ``baton.db``, a private key or another key's transcript is left out
-of the snapshot (a warning in the log), and hydration does not write through a directory replaced by
-one (a :class:`~baton.errors.StoreError`: the runner goes on as for an unusable snapshot).
+"""Transcript snapshots: a session's transcript files, compressed and content-addressed in the store, so any
+machine (or the same machine after its agent home was wiped) can resume the conversation. A snapshot maps
+each file's path relative to the agent home to the SHA-256 digests of its chunks, each stored once,
+zlib-compressed (:func:`chunks`), so a turn costs only what it appended; only the latest snapshot of a
+key is kept. :func:`take_snapshot` and :func:`hydrate` never follow a link in the agent's home
+(:mod:`baton.workspace.nofollow`), and :func:`mark` records beside the home which snapshot its copy is
+in step with (:func:`in_step`).
 """
 
 from __future__ import annotations
@@ -65,7 +52,8 @@ def take_snapshot(
 ) -> Snapshot | None:
     """Copy the session's transcript files into the store; None when there are none. Only chunks the
     previous snapshot does not already hold are compressed and written; with ``fence``, the store
-    refuses the snapshot (:class:`baton.errors.Fenced`) of a runner whose lease was taken over."""
+    refuses the snapshot (:class:`baton.errors.Fenced`) of a runner whose lease was taken over. Blobs
+    no snapshot uses any more are dropped by the store."""
     try:
         previous = store.get_snapshot(key.agent, key.repo.slug, key.thread)
     except StoreError:
@@ -105,9 +93,12 @@ def _mark_path(agent: Agent) -> Path:
 
 
 def mark(agent: Agent, snapshot: Snapshot) -> None:
-    """Remember that the agent home's copy of the conversation is ``snapshot`` (just taken or hydrated).
-    A mark that cannot be written is only logged: the next decision then trusts the local copy, as
-    before marks existed."""
+    """Remember that the agent home's copy of the conversation is ``snapshot`` (just taken or hydrated),
+    in a file beside the agent home that the agent's walls do not reach. A conversation kept in a file
+    that does not only grow (OpenCode's database, Copilot's session state) cannot be judged by its size,
+    and a machine that ran turn one, while another ran turn two, must hydrate turn two rather than
+    resume its own older copy. A mark that cannot be written is only logged: the next decision then
+    trusts the local copy, as before marks existed."""
     path = _mark_path(agent)
     try:
         temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -129,7 +120,9 @@ def in_step(agent: Agent, snapshot: Snapshot) -> bool | None:
 
 def _read_transcript(agent: Agent, key: Key, path: Path) -> bytes | None:
     """A transcript file's bytes, read below the agent home without following a link; None (logged)
-    for one that is a link, below one, not a regular file or outside the home."""
+    for one that is a link, below one, not a regular file or outside the home: the agent home is the
+    agent's to write, and a transcript replaced by a link to ``baton.db``, a private key or another key's
+    transcript is left out of the snapshot."""
     try:
         return nofollow.read_beneath(agent.home, path.relative_to(agent.home))
     except (OSError, ValueError) as exc:
@@ -168,9 +161,11 @@ def hydrate(
     store: SnapshotStore, agent: Agent, key: Key, session_id: str, cwd: Path, overwrite: bool = False
 ) -> Snapshot | None:
     """Write the key's snapshot of ``session_id`` back into the agent home; None if there is none.
-    The chunks a local copy already holds are taken from it (:func:`_local_chunks`).
-
-    ``overwrite``: replace local files even when they are longer (the caller found them unusable)."""
+    The chunks a local copy already holds are taken from it (:func:`_local_chunks`). Each file is written
+    atomically (a temporary file of its own, then a rename), never through a directory the agent
+    replaced by a link (a :class:`~baton.errors.StoreError`: the runner goes on as for an unusable
+    snapshot), and never over a local file that is already longer unless ``overwrite``: the caller
+    (:func:`baton.runner.decide.ensure_local`) found it damaged."""
     snapshot = store.get_snapshot(key.agent, key.repo.slug, key.thread)
     if snapshot is None or snapshot.agent_session_id != session_id:
         return None

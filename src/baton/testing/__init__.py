@@ -1,11 +1,9 @@
-"""Offline test harness: mock model servers (one per agent's API), the fake agent CLI and an
-authenticated git smart-HTTP server. Used by the test suite, the demo and the benchmarks.
-
-Every mock implements :class:`MockModel`, so one test can drive any agent the same way: its replies
-(and :meth:`MockModel.history_counts`) reveal how much history each request carried, which is how a
-test proves that a conversation resumed rather than started over.
-
-Also here: the offline demo (:mod:`demo`), which drives the runner.
+"""Offline test harness: mock model servers (one per agent's API), the fake agent CLIs, a fake forge and an
+authenticated git smart-HTTP server, used by the test suite, the demo and the benchmarks. Every mock
+implements :class:`MockModel`, so one test can drive any agent the same way: its replies (and
+:meth:`MockModel.history_counts`) reveal how much history each request carried, which is how a test
+proves that a conversation resumed rather than started over. Also here: the offline demo
+(:mod:`demo`), which drives the runner.
 
 May import: the ground floor, agents and (the demo) the runner.
 """

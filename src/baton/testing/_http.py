@@ -1,18 +1,10 @@
-"""The HTTP plumbing under every test server: the three mock model APIs and the git smart-HTTP server.
-
-- :class:`QuietServer`: threaded, daemon threads, 127.0.0.1 only, and quiet about clients that hang up
-  mid-reply (a killed agent CLI does exactly that in the fault tests).
-- :class:`BackgroundServer`: a QuietServer served from a daemon thread, started and stopped by
-  :meth:`~BackgroundServer.start`/:meth:`~BackgroundServer.stop` or ``with``. A subclass names its
-  request handler in :meth:`~BackgroundServer.handler_class`; the handler reaches the object that
-  started it as ``self.owner``.
-- :class:`QuietHandler`: HTTP/1.1 with keep-alive, request logging silenced, helpers to read a body
-  and send a whole reply. :class:`JsonHandler` adds what a model API speaks: JSON in, JSON or
-  server-sent events out.
-- :class:`MockServer` and :class:`RecordedRequest`: what the three mock model APIs share (``port``,
-  ``delay``, ``fail_status``, the requests kept under a lock, the numbering of conversation turns);
-  each mock adds its API's routes, replies and request fields, and the shell lines its command line
-  (:mod:`baton.testing.mock_cli`) prints.
+"""The HTTP plumbing under every test server (the mock model APIs and the git smart-HTTP server):
+:class:`QuietServer` (threaded, 127.0.0.1 only, quiet about clients that hang up mid-reply),
+:class:`BackgroundServer` (one served from a daemon thread; a subclass names its handler, which reaches
+the server as ``self.owner``), :class:`QuietHandler` and :class:`JsonHandler` (keep-alive HTTP/1.1, no
+request log; JSON in, JSON or server-sent events out), and :class:`MockServer` with
+:class:`RecordedRequest`: what the mock model APIs share (``port``, ``delay``, ``fail_status``, the
+requests kept under a lock, the numbering of conversation turns).
 """
 
 from __future__ import annotations
@@ -29,6 +21,9 @@ from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 
 class QuietServer(ThreadingHTTPServer):
+    """Threaded (daemon threads), on 127.0.0.1 only, and quiet about clients that hang up mid-reply (a
+    killed agent CLI does exactly that in the fault tests)."""
+
     daemon_threads = True
 
     def __init__(self, port: int, handler: type[BaseHTTPRequestHandler]) -> None:

@@ -1,16 +1,9 @@
-"""``baton demo``: the product in one minute, offline.
-
-It makes a scratch repository and a scratch ``BATON_HOME``, starts the mock Anthropic API on
-127.0.0.1, and drives the REAL Claude Code CLI through three runs of one thread (fresh, then resumed
-twice: the mock sees the history grow). In the second run the mock model asks for a Write tool call
-and the agent edits ``calc.py`` in its worktree — at the default access ``edit``, walled into its key
-where the kernel has Landlock. Then it deletes the thread's agent home, as
-a container redeploy would, and runs again: baton hydrates the transcript from its store and the
-conversation resumes with its full history (10 messages), under the same session id.
-
-The mock numbers its replies one per request, and a tool call makes a run send two requests (the
-model's tool call, then its answer to the tool's result), so the second run shows reply #3: the demo
-says so where it happens, since a newcomer would otherwise look for the missing #2.
+"""``baton demo``: the product in one minute, offline. In a scratch repository and ``BATON_HOME``, with the
+mock Anthropic API on 127.0.0.1, it drives the REAL Claude Code CLI through three runs of one thread
+(fresh, then resumed twice: the mock sees the history grow; in the second the agent edits ``calc.py``
+in its walled worktree at the default access ``edit``), then deletes the thread's agent home, as a
+container redeploy would, and runs again: baton hydrates the transcript from its store and the
+conversation resumes with its full history, under the same session id (:func:`run_demo`).
 """
 
 from __future__ import annotations
@@ -82,7 +75,9 @@ PROMPT_WORDS = {"full": "task context + instruction", "delta": "only the new ins
 
 def skipped_replies(first: int, requests: Sequence[MockRequest]) -> str | None:
     """One line saying why a run's reply shows number ``first + len(requests) - 1`` when it started at
-    ``first``, or None when the run made one request: a tool call and its result make two requests."""
+    ``first``, or None when the run made one request: a tool call and its result make two requests.
+    The mock numbers its replies one per request, so the second run shows reply #3: the demo says so
+    where it happens, since a newcomer would otherwise look for the missing #2."""
     if len(requests) < 2:
         return None
     last = first + len(requests) - 1
@@ -123,6 +118,8 @@ def _report(say: Callable[[str], None], result: RunResult, first: int, requests:
 
 
 def run_demo(console: Console, keep: bool = False) -> int:
+    """The demo's runs, told as they go; the exit code. The resumed run after the wiped home shows the
+    whole history (10 messages)."""
     scratch = Path(tempfile.mkdtemp(prefix="baton-demo-"))
     settings = load_settings(overrides={"home": str(scratch / "home")})
     claude = ClaudeAgent("claude", settings.home / "homes" / "claude", settings.claude_bin or None)

@@ -1,16 +1,9 @@
-"""A fake Agent Client Protocol agent for fast tests (stdlib only; run with ``python -S``): newline-
-delimited JSON-RPC on stdio, as ``opencode acp`` speaks it.
-
-- ``initialize`` → protocol 1, ``loadSession``; ``session/new`` → a new id, its history a JSON file in
-  ``$FAKE_ACP_HOME`` (default ``$HOME``) ``/sessions/<id>.json``; ``session/load`` → the history replayed
-  as ``session/update`` notifications, or error ``-32002 Session not found`` (a lost conversation);
-- ``session/prompt`` → the reply ``fake acp reply: received N messages`` (N grows 2, 4, 6 across turns,
-  as the mocks' replies do), streamed in two ``agent_message_chunk`` updates, then ``end_turn``. A
-  marker ``[[acp:KIND FILE]]`` in the prompt first asks for permission to run a tool of that kind
-  (``edit``, ``execute``, ``read``…) and, when allowed, does it: writes FILE in the working directory
-  (``edit``), or runs FILE as a shell command there (``execute``); a ``tool_call`` update says which;
-- ``session/cancel`` ends the prompt under way with ``cancelled``; ``FAKE_ACP_DELAY`` seconds of
-  thinking before the reply (for timeouts and cancels).
+"""A fake Agent Client Protocol agent for fast tests (stdlib only; run with ``python -S``): newline-delimited
+JSON-RPC on stdio, as ``opencode acp`` speaks it. Its conversations are JSON files in ``$FAKE_ACP_HOME``
+(default ``$HOME``) ``/sessions/<id>.json``; it replies ``fake acp reply: received N messages`` (N grows
+2, 4, 6 across turns, as the mocks' replies do); a ``[[acp:KIND FILE]]`` marker in a prompt makes it ask
+permission for a tool and use it; ``FAKE_ACP_DELAY`` makes it think (for timeouts and cancels). The
+methods it answers: :func:`handle`.
 """
 
 from __future__ import annotations
@@ -79,6 +72,11 @@ def ask(session: str, kind: str, title: str) -> bool:
 
 
 def prompt(ident: Any, params: dict[str, Any]) -> None:
+    """``session/prompt``: the reply, streamed in two ``agent_message_chunk`` updates, then ``end_turn``
+    (``cancelled`` when ``session/cancel`` came meanwhile). A marker ``[[acp:KIND FILE]]`` in the prompt
+    first asks for permission to run a tool of that kind (``edit``, ``execute``, ``read``…) and, when
+    allowed, does it: writes FILE in the working directory (``edit``), or runs FILE as a shell command
+    there (``execute``); a ``tool_call`` update says which."""
     session = params["sessionId"]
     text = "".join(b.get("text", "") for b in params.get("prompt", []) if isinstance(b, dict))
     past = history(session) or []
@@ -123,6 +121,10 @@ def prompt(ident: Any, params: dict[str, Any]) -> None:
 
 
 def handle(message: dict[str, Any]) -> None:
+    """One message: ``initialize`` → protocol 1, ``loadSession``; ``session/new`` → a new id;
+    ``session/load`` → the history replayed as ``session/update`` notifications, or error ``-32002
+    Session not found`` (a lost conversation); ``session/prompt`` → :func:`prompt`; ``session/cancel``
+    ends the prompt under way; an answer to one of our own requests wakes :func:`ask`."""
     method, ident, params = message.get("method"), message.get("id"), message.get("params") or {}
     if method is None:  # an answer to one of our requests
         with answered:

@@ -1,32 +1,10 @@
-"""A fast stand-in for the Claude Code CLI, for unit tests (stdlib only; run with ``python -S``).
-
-It honours the flags baton uses (``-p``, ``--output-format stream-json``, ``--verbose``,
-``--session-id``, ``--resume``, ``--fork-session``, ``--continue``, ``--version``) and parses its argv
-as Claude Code does: ``-p`` is a flag, the prompt is the positional argument, and without one the
-prompt is read from stdin. It also runs the ``SessionStart`` hook commands of ``--settings JSON``
-(as Claude does), so a prompt that reached argv and was read as an option is caught by the fast
-tests too. It keeps transcripts
-where Claude does (``$CLAUDE_CONFIG_DIR/projects/<mangled cwd>/<id>.jsonl``), writes the prompt before
-"thinking" (so a kill mid-turn leaves the prompt on disk, as the real CLI does), and answers
-``fake reply: received N messages`` where N grows 2, 4, 6 across resumed turns, like the mock model.
-
-Faults, from the environment:
-- ``FAKE_AGENT_DELAY``: seconds to think before replying;
-- ``FAKE_AGENT_FAIL``: reply with an error result and exit 1;
-- ``FAKE_AGENT_FAIL_FIRST`` = N: fail the first N runs, counted in ``FAKE_AGENT_STATE`` (a directory; default
-  ``$HOME``, the key's home under baton);
-- ``FAKE_AGENT_NO_VERSION``: leave the version out of the ``init`` event (as Codex and Gemini do);
-- ``FAKE_AGENT_EXIT``: exit with this code after replying (a crash without a result line);
-- ``FAKE_AGENT_WRITE`` = NAME: append a line naming the turn's prompt to the file NAME in the working
-  directory (an agent that edits its worktree);
-- ``FAKE_AGENT_RUN`` = COMMAND: run it with ``/bin/sh -c`` in the working directory before replying, and
-  wait for it, as a real agent's shell tool would (a test's processes that try to outlive the run);
-- ``FAKE_AGENT_RETRIES`` = N: before replying, report N failed connections to the model API 0.3 s
-  apart, as Claude Code's ``api_retry`` events do (``"error_status": null``);
-- ``FAKE_AGENT_LIMIT_UNTIL`` = EPOCH: until then, meet a spent five-hour usage limit as Claude Code does
-  under a subscription login (a rejected ``rate_limit_event`` with ``resetsAt``, the 429 error result,
-  exit 1); ``FAKE_AGENT_LIMIT_SAYS`` = EPOCH or ``garbled``: the ``resetsAt`` it reports instead (a phantom
-  limit says a reset that passes while it still refuses).
+"""A fast stand-in for the Claude Code CLI, for unit tests (stdlib only; run with ``python -S``). It
+honours the flags baton uses and parses its argv as Claude Code does (:func:`parse_args`; without a
+positional prompt it reads stdin), runs the ``SessionStart`` hooks of ``--settings`` so a prompt read as
+an option is caught by the fast tests too (:func:`run_hooks`), keeps transcripts where Claude does,
+writes the prompt before "thinking" (a kill mid-turn leaves it on disk, as the real CLI does), and
+answers ``fake reply: received N messages`` where N grows 2, 4, 6 across resumed turns, like the mock
+model. Faults come from ``FAKE_AGENT_*`` variables (:func:`main`).
 """
 
 from __future__ import annotations
@@ -90,7 +68,7 @@ def should_fail() -> bool:
 
 
 def limited(session_id: str) -> None:
-    """Meet a spent usage limit until ``FAKE_AGENT_LIMIT_UNTIL`` (see the module docstring)."""
+    """Meet a spent usage limit until ``FAKE_AGENT_LIMIT_UNTIL`` (see :func:`main`)."""
     until = int(float(os.environ.get("FAKE_AGENT_LIMIT_UNTIL", "0") or 0))  # whole seconds, as resetsAt
     if time.time() >= until:
         return
@@ -214,6 +192,28 @@ def append(transcript: Path, *entries: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> None:
+    """One turn: the flags baton uses (``-p``, ``--output-format stream-json``, ``--verbose``,
+    ``--session-id``, ``--resume``, ``--fork-session``, ``--continue``, ``--version``), the transcript
+    at ``$CLAUDE_CONFIG_DIR/projects/<mangled cwd>/<id>.jsonl``. Faults, from the environment:
+
+    - ``FAKE_AGENT_DELAY``: seconds to think before replying;
+    - ``FAKE_AGENT_FAIL``: reply with an error result and exit 1;
+    - ``FAKE_AGENT_FAIL_FIRST`` = N: fail the first N runs, counted in ``FAKE_AGENT_STATE`` (a directory;
+      default ``$HOME``, the key's home under baton);
+    - ``FAKE_AGENT_NO_VERSION``: leave the version out of the ``init`` event (as Codex and Gemini do);
+    - ``FAKE_AGENT_EXIT``: exit with this code after replying (a crash without a result line);
+    - ``FAKE_AGENT_WRITE`` = NAME: append a line naming the turn's prompt to the file NAME in the
+      working directory (an agent that edits its worktree);
+    - ``FAKE_AGENT_RUN`` = COMMAND: run it with ``/bin/sh -c`` in the working directory before replying,
+      and wait for it, as a real agent's shell tool would (a test's processes that try to outlive the
+      run);
+    - ``FAKE_AGENT_RETRIES`` = N: before replying, report N failed connections to the model API 0.3 s
+      apart, as Claude Code's ``api_retry`` events do (``"error_status": null``);
+    - ``FAKE_AGENT_LIMIT_UNTIL`` = EPOCH: until then, meet a spent five-hour usage limit as Claude Code
+      does under a subscription login (a rejected ``rate_limit_event`` with ``resetsAt``, the 429 error
+      result, exit 1); ``FAKE_AGENT_LIMIT_SAYS`` = EPOCH or ``garbled``: the ``resetsAt`` it reports
+      instead (a phantom limit says a reset that passes while it still refuses).
+    """
     args = parse_args(argv)
     if args.get("version"):
         print(f"{VERSION} (Claude Code)")

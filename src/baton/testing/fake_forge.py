@@ -1,33 +1,9 @@
-"""A stateful fake GitHub for the forge tests: a real HTTP server on 127.0.0.1 speaking GitHub's REST
-API (GHES-style, at ``http://127.0.0.1:PORT/api/v3``), serving each repository's git over smart HTTP
-with token auth, and sending signed webhook deliveries when a test drives a change.
-
-- **State** (:mod:`fake_forge_state`): users and their role per repository, repositories (a bare git
-  repository each, under ``root``), issues and pull requests on one number sequence, comments, reviews
-  with inline comments, check runs (which are also the Actions jobs whose logs can be fetched) and
-  commit statuses. One lock guards it; a PR's head is read from its branch in the bare repository,
-  so a push moves it.
-- **REST** (:mod:`fake_forge_api`): the endpoints baton's client calls, with GitHub's paths, shapes,
-  pagination (``Link``), ETags (``If-None-Match`` → 304) and errors (401, 404, 422). Every request and
-  response is checked against GitHub's OpenAPI description (:mod:`fake_forge_openapi`): a request that
-  violates it is answered 400, and both kinds are kept in :attr:`FakeForge.violations` — a test's
-  fixture asserts it is empty.
-- **git**: a :class:`~baton.testing.git_http.GitHttpServer` beside the API (its own port, each repo's
-  ``clone_url``), serving ``<owner>/<name>.git``; HTTP Basic with any user's token as the password.
-  Each bare repo's post-receive hook reports a push to that server from inside the push, so by the
-  time ``git push`` returns the fake has recorded it (:attr:`FakeForge.pushes`, with the token's user)
-  and queued ``pull_request.synchronize`` for the branch's open PRs (:meth:`FakeForge.settle`).
-  :meth:`FakeForge.protect` refuses pushes to a branch with GitHub's GH006 words.
-- **Webhooks** (:mod:`fake_forge_hooks`): payloads built from GitHub's examples, validated, signed and
-  POSTed to ``deliver_to``. A drive method's deliveries are sent before it returns, after its lock is
-  released (the receiver may call the API back); each :class:`Delivery` keeps the receiver's statuses.
-  Deliveries an API request causes go from a delivery thread after its response
-  (:meth:`FakeForge.settle` waits for them). ``hold = True`` keeps them until :meth:`FakeForge.flush`;
-  :meth:`FakeForge.redeliver` (same delivery id) and :meth:`FakeForge.deliver_forged` (a wrong
-  signature) for the dedupe and signature tests.
-- **Faults**: :meth:`FakeForge.fail_next` and :meth:`FakeForge.stall_next` (the API only).
-
-Run it by hand for the README's offline tour: ``python -m baton.testing.fake_forge --help``.
+"""A stateful fake GitHub for the forge tests (:class:`FakeForge`): a real HTTP server on 127.0.0.1 speaking
+GitHub's REST API (GHES-style, at ``http://127.0.0.1:PORT/api/v3``, checked against GitHub's OpenAPI
+description: :mod:`fake_forge_api`), serving each repository's git over smart HTTP with token auth, and
+sending signed webhook deliveries when a test drives a change (:mod:`fake_forge_hooks`); its state and
+conversations are :mod:`fake_forge_core` and :mod:`fake_forge_threads`. Run it by hand for the README's
+offline tour: ``python -m baton.testing.fake_forge --help``.
 """
 
 from __future__ import annotations
@@ -121,7 +97,31 @@ class _ForgeGit(GitHttpServer):
 
 
 class FakeForge(ForgeThreads, BackgroundServer):
-    """The fake GitHub; ``with FakeForge(tmp_path) as fake:`` or :meth:`start`/:meth:`stop`."""
+    """The fake GitHub; ``with FakeForge(tmp_path) as fake:`` or :meth:`start`/:meth:`stop`.
+
+    - **State**: users and their role per repository, repositories (a bare git repository each, under
+      ``root``), issues and pull requests on one number sequence, comments, reviews with inline
+      comments, check runs (which are also the Actions jobs whose logs can be fetched) and commit
+      statuses. One lock guards it; a PR's head is read from its branch in the bare repository, so a
+      push moves it.
+    - **REST**: the endpoints baton's client calls, with GitHub's paths, shapes, pagination (``Link``),
+      ETags (``If-None-Match`` → 304) and errors (401, 404, 422). A request that violates GitHub's
+      OpenAPI description is answered 400; request and response violations are both kept in
+      :attr:`violations` — a test's fixture asserts it is empty.
+    - **git**: a :class:`~baton.testing.git_http.GitHttpServer` beside the API (its own port, each
+      repo's ``clone_url``), serving ``<owner>/<name>.git``; HTTP Basic with any user's token as the
+      password. Each bare repo's post-receive hook reports a push to that server from inside the push,
+      so by the time ``git push`` returns the fake has recorded it (:attr:`pushes`, with the token's
+      user) and queued ``pull_request.synchronize`` for the branch's open PRs (:meth:`settle`).
+      :meth:`protect` refuses pushes to a branch with GitHub's GH006 words.
+    - **Webhooks**: POSTed to ``deliver_to``. A drive method's deliveries are sent before it returns,
+      after its lock is released (the receiver may call the API back); each ``Delivery`` keeps the
+      receiver's statuses. Deliveries an API request causes go from a delivery thread after its
+      response (:meth:`settle` waits for them). ``hold = True`` keeps them until :meth:`flush`;
+      :meth:`redeliver` (same delivery id) and :meth:`deliver_forged` (a wrong signature) for the
+      dedupe and signature tests.
+    - **Faults**: :meth:`fail_next` and :meth:`stall_next` (the API only).
+    """
 
     thread_name = "fake-forge"
     block_on_close = False

@@ -1,15 +1,6 @@
-"""The fake forge's REST API: GitHub's routes under ``/api/v3``, each request and response checked
-against GitHub's OpenAPI description, and the log downloads that ``…/actions/jobs/{id}/logs``
-redirects to.
-
-Order of a request: the next injected fault (a stall, a failure), the token (401 without a known one),
-the route (404), the description's check of the request (400 with the errors), the handler (its
-:class:`~baton.testing.fake_forge.ForgeRefused` becomes GitHub's error), the ETag (304 when
-``If-None-Match`` names it), the description's check of the response (a violation when it fails),
-the reply — and then the webhook deliveries the request caused go to the fake's delivery thread
-(:meth:`~baton.testing.fake_forge_core.ForgeCore.send_later`), so a receiver that calls back into the
-API never waits on the request, or the pooled connection, that caused its delivery.
-:meth:`~baton.testing.fake_forge_core.ForgeCore.settle` waits for them.
+"""The fake forge's REST API: GitHub's routes under ``/api/v3``, each request and response checked against
+GitHub's OpenAPI description, and the log downloads that ``…/actions/jobs/{id}/logs`` redirects to
+(:class:`ApiHandler`).
 """
 
 from __future__ import annotations
@@ -59,6 +50,15 @@ class ApiHandler(QuietHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        """One request, in order: the next injected fault (a stall, a failure), the token (401 without
+        a known one), the route (404), the description's check of the request (400 with the errors),
+        the handler (its :class:`~baton.testing.fake_forge.ForgeRefused` becomes GitHub's error), the
+        ETag (304 when ``If-None-Match`` names it), the description's check of the response (a
+        violation when it fails), the reply — and then the webhook deliveries the request caused go to
+        the fake's delivery thread (:meth:`~baton.testing.fake_forge_core.ForgeCore.send_later`), so a
+        receiver that calls back into the API never waits on the request, or the pooled connection,
+        that caused its delivery (:meth:`~baton.testing.fake_forge_core.ForgeCore.settle` waits for
+        them)."""
         path, _, query = self.path.partition("?")
         if path.startswith("/_fake/logs/") and self.command == "GET":
             status = self._log(path, parse_qs(query))

@@ -1,32 +1,11 @@
 """GitHub's own machine-readable descriptions, as the fake forge's referee: every REST request and
-response and every webhook delivery it makes is checked against them.
-
-The descriptions come from npm, pinned in ``package.json`` and used where ``make setup`` installed them
-(``node_modules/@octokit/…``), never copied into the tree:
-
-- the REST API: ``@octokit/openapi``'s ``generated/ghes-3.19.json`` (OpenAPI 3.0). GitHub Enterprise
-  Server's description, because its server is ``{protocol}://{hostname}/api/v3``: the fake's own
-  ``http://127.0.0.1:PORT/api/v3`` matches it as it is, and a baton configured with an ``api_url`` is
-  exactly a GHES client. (``api.github.com.json`` works too: pass ``description="api.github.com"``.)
-- the webhooks: ``@octokit/openapi-webhooks``'s description of the same name (OpenAPI 3.1, so its
-  schemas are JSON Schema 2020-12), and the payload examples of ``@octokit/webhooks-examples``.
-
-How, and what it costs (measured on this machine, 2 cores):
-
-- Requests: ``openapi-core`` (parameters deserialised by their style, enums, the JSON body's schema),
-  told the operation's path template so it never searches the thousand paths. Loading the 11 MB
-  description takes ~0.2 s (``json.load``) plus ~0.65 s to import openapi-core, once per process;
-  a request then costs a few milliseconds (~0.1 s for the first of each operation).
-- Responses: openapi-core validates a page of 100 issues in ~0.3 s (3 ms an issue), too slow for the
-  hostile tests (a review of 10,000 comments). So a response body is checked with ``jsonschema_rs``
-  against the operation's schema for its status, translated from OpenAPI 3.0 (``nullable``) to JSON
-  Schema with only the components it reaches: ~2 ms for the same page, ~10-90 ms to compile each
-  operation's schema once per process.
-- Everything is cached per process (:func:`rest_description`, :func:`webhook_description`), so a
-  second fake starts in well under a millisecond of validation cost.
-
-A status the description does not list for an operation (GitHub's descriptions leave out 401, and
-most 404s and 5xx) is checked only for being a ``basic-error``-shaped JSON object.
+response and every webhook delivery it makes is checked against them (:class:`RestDescription`,
+:class:`WebhookDescription`). They come from npm, pinned in ``package.json`` and used where ``make
+setup`` installed them (``node_modules/@octokit/…``), never copied into the tree: ``@octokit/openapi``'s
+``generated/ghes-3.19.json`` for the REST API (GitHub Enterprise Server's, because its server is
+``{protocol}://{hostname}/api/v3``: the fake's own ``http://127.0.0.1:PORT/api/v3`` matches it as it
+is, and a baton configured with an ``api_url`` is exactly a GHES client; ``description="api.github.com"``
+works too), and ``@octokit/openapi-webhooks`` with ``@octokit/webhooks-examples`` for the webhooks.
 """
 
 from __future__ import annotations
@@ -131,7 +110,18 @@ class Checked:
 
 class RestDescription:
     """One REST description, loaded once: request validation by openapi-core, response bodies by
-    jsonschema_rs (compiled per operation and status, on first use)."""
+    jsonschema_rs (compiled per operation and status, on first use). Measured on 2 cores:
+
+    - Requests: ``openapi-core`` (parameters deserialised by their style, enums, the JSON body's
+      schema), told the operation's path template so it never searches the thousand paths. Loading the
+      11 MB description takes ~0.2 s (``json.load``) plus ~0.65 s to import openapi-core, once per
+      process; a request then costs a few milliseconds (~0.1 s for the first of each operation).
+    - Responses: openapi-core validates a page of 100 issues in ~0.3 s (3 ms an issue), too slow for
+      the hostile tests (a review of 10,000 comments). So a response body is checked with
+      ``jsonschema_rs`` against the operation's schema for its status, translated from OpenAPI 3.0
+      (``nullable``) to JSON Schema with only the components it reaches: ~2 ms for the same page,
+      ~10-90 ms to compile each operation's schema once per process.
+    """
 
     def __init__(self, name: str) -> None:
         from openapi_core import Config, OpenAPI
@@ -198,6 +188,9 @@ class RestDescription:
         return Checked()
 
     def _validator(self, template: str, method: str, status: int) -> Any:
+        """The compiled schema of an answer. An error status the description does not list for the
+        operation (GitHub's descriptions leave out 401, and most 404s and 5xx) is checked only for being
+        a ``basic-error``-shaped JSON object."""
         key = (template, method.lower(), str(status))
         with self._lock:
             if key in self._compiled:
@@ -237,7 +230,8 @@ class RestDescription:
 
 
 class WebhookDescription:
-    """The webhooks' description (OpenAPI 3.1) and GitHub's example payloads."""
+    """The webhooks' description (OpenAPI 3.1, so its schemas are JSON Schema 2020-12) and GitHub's
+    example payloads."""
 
     def __init__(self, name: str) -> None:
         base = node_modules() / "@octokit"
@@ -283,7 +277,8 @@ class WebhookDescription:
 
 
 def rest_description(name: str = "ghes-3.19") -> RestDescription:
-    """The REST description, loaded once per process."""
+    """The REST description, loaded once per process (a second fake starts in well under a millisecond
+    of validation cost)."""
     return _rest(name)
 
 

@@ -1,15 +1,11 @@
-"""The fake forge's REST routes: one handler per GitHub operation baton (or a person trying the
-offline tour with ``curl``) calls, each taking a :class:`Call` and returning ``(status, JSON body,
-headers)``. Paths, parameters and shapes are GitHub's (the server checks them against the
-description); refusals raise :class:`~baton.testing.fake_forge_core.ForgeRefused` with GitHub's words.
-
-Reads: the repository, its webhooks (to an admin), a collaborator's permission, issues (``since``,
-``state``, ``sort``, pages), an issue, pull requests, a pull request, comments (``since``), reviews and a
-review's comments, check runs for a ref, a check run's annotations, a job's logs (302 to a download
-URL), the combined status.
-Writes: a pull request (422 as GitHub), a comment and its edit; and, for driving the fake from outside
-its process, an issue, labels, assignees, a review, a commit status, a check run, and a pull request's
-merge (a merge commit onto its base, the PR closed merged and its ``pull_request.closed`` sent).
+"""The fake forge's REST routes: one handler per GitHub operation baton (or a person trying the offline
+tour with ``curl``) calls, each taking a :class:`Call` and returning ``(status, JSON body, headers)``.
+Paths, parameters and shapes are GitHub's (the server checks them against the description); refusals
+raise :class:`~baton.testing.fake_forge_core.ForgeRefused` with GitHub's words. Reads: the repository,
+its webhooks, a permission, issues, pull requests, comments, reviews, check runs and annotations, a
+job's logs (302 to a download URL), the combined status. Writes: a pull request (422 as GitHub), a
+comment and its edit; and, to drive the fake from outside its process, an issue, labels, assignees, a
+review, a commit status, a check run, and a merge (the PR closed merged, ``pull_request.closed`` sent).
 """
 
 from __future__ import annotations

@@ -1,22 +1,8 @@
 """The fake forge speaking Gitea (and so Forgejo): the same state and drive API as
 :class:`~baton.testing.fake_forge.FakeForge` (users, repositories with git over HTTP, issues, pull
 requests, comments, reviews, check runs, statuses), served with Gitea's REST API v1 at
-``http://127.0.0.1:PORT/api/v1`` and Gitea's webhooks.
-
-- **REST**: the routes baton's :class:`~baton.forge.gitea.GiteaClient` calls, with Gitea's paths,
-  shapes (:mod:`fake_gitea_render`), paging (``page``/``limit`` cut to 50, ``X-Total-Count``, a ``Link``
-  written from the server's own URL), errors (``{"message", "url"}``; 409 for a second PR of one head)
-  and no ``ETag``s (Gitea's API sends none for these). Every request and answer is checked against
-  Gitea's description (:mod:`gitea_spec`): a request it rejects is answered 400, and both kinds go to
-  :attr:`violations`.
-- **Actions**: a check run is a Gitea Actions job alone in its run; adding one also posts the commit
-  status Gitea Actions posts for it (context ``"<name> (pull_request)"``, by ``gitea-actions``, linked to
-  the job), and its log is served at ``/actions/jobs/{id}/logs`` (``Range`` honoured).
-- **Webhooks**: Gitea's payloads (checked against its webhook structs and definitions), with
-  ``X-Gitea-Event``, ``X-Gitea-Event-Type``, ``X-Gitea-Delivery``, ``X-Gitea-Signature`` (the bare hex
-  HMAC-SHA256) and the Gogs and GitHub copies Gitea also sends. A review is one delivery
-  (``pull_request_approved``/``_rejected``/``_comment``), without its inline comments; check runs send
-  nothing (their statuses do).
+``http://127.0.0.1:PORT/api/v1`` and Gitea's webhooks, every request, answer and delivery checked
+against Gitea's description (:mod:`gitea_spec`). :class:`FakeGitea` says how each part speaks Gitea.
 """
 
 from __future__ import annotations
@@ -78,7 +64,22 @@ def gitea_sign(secret: str, body: bytes) -> str:
 
 class FakeGitea(FakeForge):
     """The fake Gitea; ``with FakeGitea(tmp_path) as fake:``. ``violations`` holds every request, answer
-    or delivery Gitea's description rejects: a test's fixture asserts it stays empty."""
+    or delivery Gitea's description rejects: a test's fixture asserts it stays empty.
+
+    - **REST**: the routes baton's :class:`~baton.forge.gitea.GiteaClient` calls, with Gitea's paths,
+      shapes (:mod:`~baton.testing.fake_gitea_render`), paging (``page``/``limit`` cut to 50,
+      ``X-Total-Count``, a ``Link`` written from the server's own URL), errors (``{"message", "url"}``;
+      409 for a second PR of one head) and no ``ETag``s (Gitea's API sends none for these). A request
+      Gitea's description rejects is answered 400.
+    - **Actions**: a check run is a Gitea Actions job alone in its run; adding one also posts the commit
+      status Gitea Actions posts for it (context ``"<name> (pull_request)"``, by ``gitea-actions``,
+      linked to the job), and its log is served at ``/actions/jobs/{id}/logs`` (``Range`` honoured).
+    - **Webhooks**: Gitea's payloads (checked against its webhook structs and definitions), with
+      ``X-Gitea-Event``, ``X-Gitea-Event-Type``, ``X-Gitea-Delivery``, ``X-Gitea-Signature`` (the bare
+      hex HMAC-SHA256) and the Gogs and GitHub copies Gitea also sends. A review is one delivery
+      (``pull_request_approved``/``_rejected``/``_comment``), without its inline comments; check runs
+      send nothing (their statuses do).
+    """
 
     thread_name = "fake-gitea"
 

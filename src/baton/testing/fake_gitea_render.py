@@ -1,17 +1,8 @@
 """The fake forge's state in Gitea's shapes (:class:`GiteaRender`) and Gitea's webhook payloads
-(:class:`GiteaPayloads`), for :class:`~baton.testing.fake_gitea.FakeGitea`.
-
-The objects are the definitions of Gitea's swagger description (1.27; checked by
-:mod:`baton.testing.gitea_spec` on the way out), the payloads Gitea's webhook structs
-(``modules/structs/hook.go``). Where the shared state speaks GitHub, Gitea's words are used:
-
-- a collaborator's role is Gitea's access mode (the repository's owner ``owner``; maintain and write
-  ``write``; triage and read ``read``; anyone else ``read``, as on a public repository);
-- a review's state is ``APPROVED``, ``REQUEST_CHANGES`` or ``COMMENT``; an inline comment's line its
-  ``position``;
-- a check run is a Gitea Actions job, alone in its run (the run's id is the check suite's, the job's the
-  check run's), linked as ``/{owner}/{repo}/actions/runs/{run}/jobs/0``;
-- ``mergeable`` is false for a work-in-progress PR (a ``WIP:`` title) and while unknown, as Gitea says.
+(:class:`GiteaPayloads`), for :class:`~baton.testing.fake_gitea.FakeGitea`. The objects are the
+definitions of Gitea's swagger description (1.27; checked by :mod:`baton.testing.gitea_spec` on the way
+out), the payloads Gitea's webhook structs (``modules/structs/hook.go``); where the shared state speaks
+GitHub, Gitea's words are used (:class:`GiteaRender`).
 """
 
 from __future__ import annotations
@@ -63,7 +54,17 @@ def run_state(run: CheckRun) -> tuple[str, str]:
 
 class GiteaRender:
     """Gitea-shaped objects of the fake's state; ``urls()`` gives the fake's (web, api, git) bases now
-    (they are known once its servers listen)."""
+    (they are known once its servers listen). Gitea's words for GitHub's:
+
+    - a collaborator's role is Gitea's access mode (the repository's owner ``owner``; maintain and
+      write ``write``; triage and read ``read``; anyone else ``read``, as on a public repository);
+    - a review's state is ``APPROVED``, ``REQUEST_CHANGES`` or ``COMMENT``; an inline comment's line its
+      ``position``;
+    - a check run is a Gitea Actions job, alone in its run (the run's id is the check suite's, the
+      job's the check run's), linked as ``/{owner}/{repo}/actions/runs/{run}/jobs/0``;
+    - ``mergeable`` is false for a work-in-progress PR (a ``WIP:`` title) and while unknown, as Gitea
+      says.
+    """
 
     def __init__(self, urls: Callable[[], tuple[str, str, str]], users: Callable[[str], Any]) -> None:
         self.urls, self.users = urls, users

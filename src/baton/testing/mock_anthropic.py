@@ -1,35 +1,11 @@
-"""A mock Anthropic Messages API for offline runs of the real Claude Code CLI.
-
-It answers ``POST /v1/messages`` (streaming SSE or plain JSON) on 127.0.0.1. Every reply says how many
-messages the request carried (``mock reply #3: received 6 messages``), which is how tests and the demo
-prove that a resumed conversation really carried its history: a fresh conversation starts at 2 (the
-user turn plus Claude Code's ``# Environment`` message), and each resumed turn adds two.
-
-Tool calls, opt-in: a marker ``[[tool:NAME ARGS]]`` in the text of the latest ``user`` message (Claude
-Code puts its ``# Environment`` message after it, as a ``system`` message) makes the reply that same
-text followed by a ``tool_use`` block calling ``NAME`` (id ``toolu_mock_<N>_<i>``), with stop reason
-``tool_use``; several markers make several calls in one reply. The marker's syntax (shared by the three
-mocks) is in :mod:`baton.testing.tools`; :func:`tool_marker` writes one. Only a request that offers
-``tools`` gets a call (a side call offering none gets text), and a marker that cannot be parsed is
-answered with HTTP 400, so a typo fails the run loudly instead of quietly answering with text.
-
-Claude Code runs the tool and sends its result back in a new request whose latest user message holds
-the ``tool_result`` (not the marker), so that request gets the plain text reply and the turn ends. Each
-request of the round trip is numbered and counted like any other: on a fresh conversation a turn with
-a tool call makes two requests, ``received 2`` then ``received 4`` (the assistant's ``tool_use`` and
-the user's ``tool_result`` are two more messages), and the next turn carries 6. Measured with Claude
-Code 2.1.x in ``-p`` mode: Read (and a read-only Bash command such as ``ls``) runs without asking;
-Write, and a Bash command that would change files, are denied (an ``is_error`` tool result saying it
-needs approval) and the turn still ends ``success``. Without a marker nothing differs from a text-only
-mock.
-
-Every request is kept in :attr:`MockAnthropic.requests`, so a test can read what the agent sent (for
-example the recap of a recovered conversation, or a tool's result). ``delay`` holds each reply back for
-that many seconds before the first byte (a slow model, for kill-mid-run tests); ``fail_status``
-answers every request with that HTTP status. The server plumbing (start/stop, the request log, JSON
-and SSE replies) is shared with the other mocks in :mod:`baton.testing._http`, and so is the command
-line in :mod:`baton.testing.mock_cli`: ``python -m baton.testing.mock_anthropic [--port N]`` serves until
-Ctrl-C and prints its URL and what to export to point an agent at it.
+"""A mock Anthropic Messages API for offline runs of the real Claude Code CLI (:class:`MockAnthropic`). It
+answers ``POST /v1/messages`` (streaming SSE or plain JSON) on 127.0.0.1, every reply saying how many
+messages the request carried (``mock reply #3: received 6 messages``): a fresh conversation starts at 2
+(the user turn plus Claude Code's ``# Environment`` message) and each resumed turn adds two, which is how
+tests and the demo prove that a resumed conversation carried its history. A ``[[tool:NAME ARGS]]`` marker
+(:mod:`baton.testing.tools`) makes it call a tool (:meth:`MockRequest.tool_calls`); ``usage_limit`` and
+``rate_limit`` refuse as Anthropic's API does. ``python -m baton.testing.mock_anthropic [--port N]``
+serves it by hand (:mod:`baton.testing.mock_cli`).
 """
 
 from __future__ import annotations
@@ -74,8 +50,14 @@ class MockRequest(RecordedRequest):
         return "\n".join(_texts(users[-1:]))
 
     def tool_calls(self) -> list[Block]:
-        """The ``tool_use`` blocks this request asks for (none unless it offers tools); raises
-        :class:`MarkerError` for a marker that cannot be parsed."""
+        """The ``tool_use`` blocks this request asks for: one per marker in the text of the latest
+        ``user`` message (Claude Code puts its ``# Environment`` message after it, as a ``system``
+        message), each calling ``NAME`` (id ``toolu_mock_<N>_<i>``) after the reply's text, with stop
+        reason ``tool_use``. None unless the request offers ``tools`` (a side call offering none gets
+        text). Raises :class:`MarkerError` for a marker that cannot be parsed (answered with HTTP 400,
+        so a typo fails the run loudly). Claude Code sends the tool's result back in a new request
+        whose latest user message holds the ``tool_result``, not the marker: that request gets the
+        plain text reply and the turn ends."""
         if not self.body.get("tools"):
             return []
         return [
@@ -99,7 +81,10 @@ def _texts(messages: list[dict[str, Any]]) -> list[str]:
 
 @dataclass
 class MockAnthropic(MockServer[MockRequest]):
-    """A running mock server; use as a context manager or call :meth:`start`/:meth:`stop`."""
+    """A running mock server; use as a context manager or call :meth:`start`/:meth:`stop`. Every
+    request is kept in :attr:`requests` (what the agent sent: a recovered conversation's recap, a
+    tool's result); ``delay`` holds each reply back before the first byte (a slow model, for
+    kill-mid-run tests); ``fail_status`` answers every request with that HTTP status."""
 
     def handler_class(self) -> type[_Handler]:
         return _Handler

@@ -1,20 +1,10 @@
 """The command line the three mock model servers share: ``python -m baton.testing.mock_anthropic``
-(``mock_openai``, ``mock_gemini``) ``[--port N] [--print-env]``.
-
-A mock serves on 127.0.0.1 (only: it is a test server) on ``--port``, or on a free port without one,
-until Ctrl-C or SIGTERM (even when started with SIGINT ignored, as under ``nohup … &``), and then
-exits 0 without a traceback. On start it prints on stdout, flushed at
-once, its URL alone on the first line (a script can read that line), then shell lines: comments and one
-``export`` line that points the agent CLI at it, paste-able as printed (each mock's
-``shell_lines``). ``--print-env`` prints only those shell lines for ``--port`` and exits without
-serving, for ``eval "$(python -m baton.testing.mock_anthropic --port N --print-env)"`` in a script that
-starts the mock on that port itself. A port it cannot listen on (in use, or privileged) is one line on
-stderr and exit 1.
-
-A mock that serves several agents (the OpenAI mock: Codex, Copilot CLI and OpenCode speak its API)
-prints the lines of each, one block per agent, or of one with ``--agent NAME``; ``--print-config``
-prints the config file that agent reads its model from (OpenCode's ``opencode.json``, plain Codex's
-``config.toml``), to redirect into place.
+(``mock_openai``, ``mock_gemini``) ``[--port N] [--print-env]`` (:func:`main`). A mock serves on
+127.0.0.1 only, on ``--port`` or a free port, until Ctrl-C or SIGTERM, then exits 0 without a
+traceback; on start it prints its URL alone on the first line (a script can read it), then paste-able
+shell lines that point the agent CLI at it. ``--print-env`` prints only those lines for ``--port`` and
+exits, for ``eval "$(… --port N --print-env)"``; a mock serving several agents (the OpenAI mock) prints a
+block per agent, or one with ``--agent NAME``, and ``--print-config`` that agent's config file.
 """
 
 from __future__ import annotations
@@ -104,7 +94,10 @@ def main(
     agents: Agents | None = None,
 ) -> int:
     """Parse ``argv``, then serve ``server`` until interrupted (or print its shell lines, or an agent's
-    config file); the exit code. ``agents``: the agents it serves, by name, each with its own lines."""
+    config file); the exit code. ``agents``: the agents it serves, by name, each with its own lines.
+    The output is flushed at once; a port it cannot listen on (in use, or privileged) is one line on
+    stderr and exit 1. ``--print-config`` prints the config file the agent reads its model from
+    (OpenCode's ``opencode.json``, plain Codex's ``config.toml``), to redirect into place."""
     p = parser(module, description, agents)
     args = p.parse_args(argv)
     agent = getattr(args, "agent", None)

@@ -1,43 +1,11 @@
-"""A mock Gemini API (``generativelanguage`` v1beta) for offline runs of the real Gemini CLI.
-
-It answers, on 127.0.0.1:
-
-- ``POST /v1beta/models/<model>:streamGenerateContent?alt=sse`` — the conversation turn, as SSE
-  ``data:`` chunks of ``GenerateContentResponse`` objects; the last chunk carries
-  ``finishReason: STOP`` and ``usageMetadata`` (without them the CLI reports an invalid stream);
-- ``POST /v1beta/models/<model>:generateContent`` — the same object as plain JSON;
-- ``:countTokens`` and anything else under ``/v1beta/models`` with a harmless answer.
-
-A request whose ``generationConfig`` asks for JSON with a schema (``responseJsonSchema`` or
-``responseSchema``) is a *utility* call, not a conversation turn: the CLI's model router (a schema
-asking for ``complexity_score``), its next-speaker and loop checks. The mock answers those with an
-object that validates against the schema, built from the schema itself, so any such call works
-without the mock knowing it in advance. Title/summary calls (non-streaming ``generateContent``
-without a schema) are answered with a short text. Neither kind counts as a conversation request.
-
-Every conversation reply says how many ``contents`` entries (history turns) the request carried —
-``mock reply #3: received 5 contents`` — which is how a test proves that a resumed conversation really
-carried its history: a fresh Gemini conversation sends 1, and each resumed turn adds two (1, 3, 5…).
-
-Tool calls, opt-in: a marker ``[[tool:NAME ARGS]]`` (:mod:`baton.testing.tools`) in the text of the
-last ``contents`` entry, when it is the user's, makes a conversation reply offering
-``functionDeclarations`` end with one ``functionCall`` part per marker (``{"name": NAME, "args":
-ARGS}``) beside the text. Gemini CLI 0.61's tools: read_file (``file_path``), write_file
-(``file_path``, ``content``), replace (``file_path``, ``old_string``, ``new_string``, ``instruction``),
-run_shell_command (``command``), list_directory, grep_search, glob; which ones a request offers
-depends on the approval mode. Gemini runs each call and sends a ``functionResponse`` part back in a new
-user content (:meth:`MockRequest.function_responses`): no text, so that request gets text and the turn
-ends (contents 1, then 3). A tool the request does not offer is still called: the CLI answers
-``Tool "NAME" not found``. A marker that cannot be parsed is answered with HTTP 400.
-
-Every request is kept in :attr:`MockGemini.requests`. ``delay`` holds each conversation reply back for
-that many seconds before the first byte (a slow model, for kill-mid-run tests); ``fail_status``
-answers every request with that HTTP status; ``refusal`` answers conversation requests the way the
-Gemini API refuses a request over a quota (:func:`quota_exhausted`, :func:`rate_limit`). The server
-plumbing (start/stop, the request log, JSON and SSE replies) is shared with the other mocks in
-:mod:`baton.testing._http`, and so is the command line in :mod:`baton.testing.mock_cli`: ``python -m
-baton.testing.mock_gemini [--port N]`` serves until Ctrl-C and prints its URL and what to export to
-point an agent at it.
+"""A mock Gemini API (``generativelanguage`` v1beta) for offline runs of the real Gemini CLI
+(:class:`MockGemini`). On 127.0.0.1 it answers ``:streamGenerateContent?alt=sse`` (the conversation
+turn, as SSE chunks whose last carries ``finishReason: STOP`` and ``usageMetadata``), ``:generateContent``
+(the same object as JSON), and anything else under ``/v1beta/models`` harmlessly. Every conversation reply
+says how many ``contents`` entries the request carried (``mock reply #3: received 5 contents``): a fresh
+conversation sends 1 and each resumed turn adds two. The CLI's utility calls get schema-shaped answers
+(:meth:`_Handler._reply`), a ``[[tool:NAME ARGS]]`` marker a ``functionCall``
+(:meth:`MockRequest.tool_calls`), and ``quota_exhausted`` and ``rate_limit`` refuse as its API does.
 """
 
 from __future__ import annotations
@@ -111,8 +79,13 @@ class MockRequest(RecordedRequest):
         )
 
     def tool_calls(self) -> list[Part]:
-        """The ``functionCall`` parts the latest user text's markers ask for (none unless the request
-        offers function declarations); raises :class:`MarkerError` for a marker that cannot be parsed."""
+        """The ``functionCall`` parts (``{"name": NAME, "args": ARGS}``) the markers in the last
+        ``contents`` entry ask for, when it is the user's, beside the reply's text (none unless the
+        request offers ``functionDeclarations``); raises :class:`MarkerError` for a marker that cannot be
+        parsed (answered with HTTP 400). A tool the request does not offer is still called: the CLI
+        answers ``Tool "NAME" not found``. Gemini sends each result back as a ``functionResponse`` part
+        in a new user content (:meth:`function_responses`): no text, so that request gets text and the
+        turn ends."""
         if not self.is_conversation or not self.offers_tools():
             return []
         return [
@@ -141,7 +114,12 @@ def _texts(contents: list[dict[str, Any]]) -> list[str]:
 
 @dataclass
 class MockGemini(MockServer[MockRequest]):
-    """A running mock server; use as a context manager or call :meth:`start`/:meth:`stop`."""
+    """A running mock server; use as a context manager or call :meth:`start`/:meth:`stop`. Every
+    request is kept in :attr:`requests`; ``delay`` holds each conversation reply back before the first
+    byte (a slow model, for kill-mid-run tests); ``fail_status`` answers every request with that HTTP
+    status; ``refusal`` answers conversation requests the way the Gemini API refuses a request over a
+    quota (:func:`quota_exhausted`, :func:`rate_limit`). ``python -m baton.testing.mock_gemini [--port
+    N]`` serves it by hand (:mod:`baton.testing.mock_cli`)."""
 
     block_on_close: ClassVar[bool] = False  # a reply held back by ``delay`` must not hold up stop()
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -334,7 +312,11 @@ class _Handler(JsonHandler):
 
     def _reply(self, request: MockRequest, number: int) -> None:
         """A generate call's answer: schema-shaped JSON, the conversation's text (and the tool calls
-        its markers ask for), or a title."""
+        its markers ask for), or a title. A request whose ``generationConfig`` asks for JSON with a
+        schema is a utility call, not a conversation turn (the CLI's model router, its next-speaker and
+        loop checks): it gets an object built from the schema itself (:func:`fill_schema`), so any such
+        call works without the mock knowing it in advance. A non-streaming call without a schema (a
+        title, a summary) gets a short text. Neither kind counts as a conversation request."""
         try:
             calls = request.tool_calls()
         except MarkerError as exc:

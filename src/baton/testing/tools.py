@@ -1,14 +1,9 @@
-"""The tool-call marker the three mock model APIs share: ``[[tool:NAME ARGS]]`` in the text of the
-latest user turn asks the mock to answer with a call of tool ``NAME``, in its API's own shape (an
-Anthropic ``tool_use`` block, a Responses API ``function_call`` or ``custom_tool_call`` item, a Gemini
-``functionCall`` part). That is how a test makes a REAL agent CLI run a tool of its choosing, offline.
-
-``ARGS`` is the tool's input: nothing, ``key=value`` pairs (shell-style quoting, string values:
-``[[tool:Read file_path=README.md]]``, ``[[tool:Bash command="ls -la"]]``) or one JSON object
-(``[[tool:Read {"file_path": "README.md", "limit": 5}]]``); it cannot contain ``]]``. Several markers
-make several calls in one reply. :func:`tool_marker` writes one; :func:`find_calls` reads them all.
-A marker that cannot be parsed raises :class:`MarkerError`, which each mock answers with HTTP 400, so
-a typo fails the run loudly instead of quietly answering with text.
+"""The tool-call marker the three mock model APIs share: ``[[tool:NAME ARGS]]`` in the text of the latest
+user turn asks the mock to answer with a call of tool ``NAME`` in its API's own shape, which is how a
+test makes a REAL agent CLI run a tool of its choosing, offline. Several markers make several calls in
+one reply. :func:`tool_marker` writes one; :func:`find_calls` reads them all; a marker that cannot be
+parsed raises :class:`MarkerError`, which each mock answers with HTTP 400, so a typo fails the run
+loudly instead of quietly answering with text.
 """
 
 from __future__ import annotations
@@ -26,7 +21,9 @@ class MarkerError(ValueError):
 
 
 def tool_input(args: str) -> dict[str, Any]:
-    """A marker's arguments as a tool input: one JSON object, or ``key=value`` pairs."""
+    """A marker's arguments as a tool input: nothing, ``key=value`` pairs (shell-style quoting, string
+    values: ``[[tool:Read file_path=README.md]]``, ``[[tool:Bash command="ls -la"]]``) or one JSON
+    object (``[[tool:Read {"file_path": "README.md", "limit": 5}]]``); it cannot contain ``]]``."""
     args = args.strip()
     if args.startswith("{"):
         try:

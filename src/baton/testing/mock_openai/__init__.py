@@ -1,45 +1,11 @@
-"""A mock OpenAI Responses API for offline runs of the real Codex CLI.
-
-It answers ``POST /v1/responses`` on 127.0.0.1 with the server-sent event sequence Codex accepts
-(docs/agent-clis.md): ``response.created``, ``response.in_progress``, ``response.output_item.added``,
-``response.content_part.added``, ``response.output_text.delta``, ``response.output_text.done``,
-``response.content_part.done``, ``response.output_item.done`` and ``response.completed`` with usage
-(without that last event Codex retries and fails). Every reply says how many ``input`` items the request
-carried (``mock reply #3: received 8 items``): Codex re-sends the whole history on every turn, so a
-growing count proves that a resumed conversation carried its history (4 items on a fresh thread, then
-6, 8, …) and a count of 4 proves a fresh start.
-
-Tool calls, opt-in: a marker ``[[tool:NAME ARGS]]`` (:mod:`baton.testing.tools`) in the text of the
-request's last ``input`` item, when that is a user message, makes the reply the usual message followed
-by one output item per marker: a ``custom_tool_call`` whose ``input`` is the marker's ``input``
-argument for a tool the request offers as ``custom`` (Codex 0.169's freeform ``apply_patch``, which takes
-the patch text itself), else a ``function_call`` whose ``arguments`` are the marker's arguments as JSON
-(``exec_command`` takes ``cmd``; also ``write_stdin``, ``view_image``…). Ids are ``fc_mock_<N>_<i>`` /
-``ctc_mock_<N>_<i>``, call ids ``call_mock_<N>_<i>``. Only a request offering ``tools`` gets calls.
-Codex runs each call and sends its result back as a ``function_call_output`` or
-``custom_tool_call_output`` item after the call (:meth:`MockRequest.tool_outputs`); that request's last
-item is no user message, so it gets text and the turn ends: a fresh turn with a tool call makes two
-requests, ``received 4`` then ``received 7`` items (message, call, output). A marker that cannot be parsed
-is answered with HTTP 400.
-
-Codex does not read a base URL from the environment: it reads its model provider from
-``$CODEX_HOME/config.toml``. :meth:`MockOpenAI.configure_home` merges a ``[model_providers.mock]``
-table pointing here (plus ``model_provider`` and ``model``) into that file, keeping every other key;
-:meth:`MockOpenAI.env` supplies the API key the provider names. The merge is the Codex adapter's
-(:func:`baton.agents.codex.merge_toml`, which keeps comments), as that adapter owns the rest of the file.
-
-Every request is kept in :attr:`MockOpenAI.requests`. ``delay`` holds each reply back for that many
-seconds before the first byte (a slow model, for kill-mid-run tests); ``fail_status`` answers every
-conversation request with that HTTP status; ``refusal`` answers conversation requests the way OpenAI
-refuses one over a limit (:func:`usage_limit`: a ChatGPT plan's spent Codex limit; :func:`rate_limit`:
-an API key's per-minute limit); ``reply_headers`` go with every answer (:func:`rate_limit_headers`:
-the ``x-codex-*`` usage headers the ChatGPT backend sends with every reply, which Codex records).
-The server plumbing (start/stop, the request log, JSON and SSE replies) is shared with the other mocks
-in :mod:`baton.testing._http`, and so is the command line in :mod:`baton.testing.mock_cli`:
-``python -m baton.testing.mock_openai [--port N] [--agent NAME]`` (this package's ``__main__``, which
-may import the ACP agents' mocks of :mod:`baton.testing.mock_openai_agents`: they import this module)
-serves until Ctrl-C and prints its URL and, for each agent it serves (Codex, Copilot CLI, OpenCode),
-what to export or configure to point that agent at it.
+"""A mock OpenAI Responses API for offline runs of the real Codex CLI (:class:`MockOpenAI`; the ACP agents'
+mocks build on it: :mod:`baton.testing.mock_openai_agents`). It answers ``POST /v1/responses`` on
+127.0.0.1 with the server-sent events Codex accepts (:func:`events`; docs/agent-clis.md), every reply
+saying how many ``input`` items the request carried (``mock reply #3: received 8 items``): 4 on a fresh
+thread, then 6, 8, … as resumes re-send the history. A ``[[tool:NAME ARGS]]`` marker makes it call a
+tool (:meth:`MockRequest.tool_calls`); :meth:`MockOpenAI.configure_home` points a Codex home at it;
+``usage_limit`` and ``rate_limit`` refuse as OpenAI does. ``python -m baton.testing.mock_openai [--port N]
+[--agent NAME]`` serves it by hand (:mod:`baton.testing.mock_cli`).
 """
 
 from __future__ import annotations
@@ -112,7 +78,11 @@ class MockRequest(RecordedRequest):
         """The output items calling the tools the latest user message's markers ask for (none unless
         the request offers tools): a ``custom_tool_call`` with the marker's ``input`` as its text for a
         tool offered as ``custom`` (Codex's freeform ``apply_patch``), else a ``function_call`` with the
-        marker's arguments as JSON. Raises :class:`MarkerError` for a marker that cannot be parsed."""
+        marker's arguments as JSON. Raises :class:`MarkerError` for a marker that cannot be parsed
+        (answered with HTTP 400). Ids are ``fc_mock_<N>_<i>`` / ``ctc_mock_<N>_<i>``, call ids
+        ``call_mock_<N>_<i>``. Codex sends each result back as a ``function_call_output`` or
+        ``custom_tool_call_output`` item after the call (:meth:`tool_outputs`): that request's last item
+        is no user message, so it gets text and the turn ends."""
         offered = self.offered_tools()
         if not offered:
             return []
@@ -162,7 +132,13 @@ def _collect_text(value: Any, parts: list[str]) -> None:
 @dataclass
 class MockOpenAI(MockServer[MockRequest]):
     """A running mock server; use as a context manager or call :meth:`start`/:meth:`stop`.
-    ``reply_headers`` are sent with every answer (not with refusals, which carry their own)."""
+    ``reply_headers`` are sent with every answer (not with refusals, which carry their own;
+    :func:`rate_limit_headers`: the ``x-codex-*`` usage headers the ChatGPT backend sends with every
+    reply, which Codex records). Every request is kept in :attr:`requests`; ``delay`` holds each reply
+    back before the first byte (a slow model, for kill-mid-run tests); ``fail_status`` answers every
+    conversation request with that HTTP status; ``refusal`` answers conversation requests the way OpenAI
+    refuses one over a limit (:func:`usage_limit`: a ChatGPT plan's spent Codex limit;
+    :func:`rate_limit`: an API key's per-minute limit)."""
 
     reply_headers: dict[str, str] = field(default_factory=dict)
 
@@ -214,7 +190,10 @@ class MockOpenAI(MockServer[MockRequest]):
         return "\n".join(toml) + "\n"
 
     def configure_home(self, home: Path) -> None:
-        """Merge this server as Codex's model provider into ``home/config.toml``, keeping other keys."""
+        """Merge this server as Codex's model provider into ``home/config.toml``, keeping other keys:
+        Codex reads no base URL from the environment. The merge is the Codex adapter's
+        (:func:`baton.agents.codex.merge_toml`, which keeps comments), as that adapter owns the rest of
+        the file; :meth:`env` supplies the API key the provider names."""
         home.mkdir(parents=True, exist_ok=True)
         forced = {"model_providers": {"mock": self.provider()}, "model_provider": "mock", "model": MODEL}
         merge_toml(home / "config.toml", forced)
