@@ -1,18 +1,8 @@
-"""``baton forge test``: the configuration checked against each forge, as ``doctor`` checks the machine —
-everything a turn will need, tried the way the turn does it, so that "ok" here means a turn can run:
-
-- the webhook secret is set (else every delivery is refused);
-- each forge's token variable is set and its API answers;
-- per repository: the default branch and baton's own user's permission (write, to push and comment);
-  on GitHub, whether the check runs can be read (a fine-grained token may be refused them on a private
-  repository: then CI failures come from commit statuses only — a warning, not a failure);
-- **a clone with the clone credentials**: ``git ls-remote`` of the URL baton clones (``clone_url``, else
-  the forge's), with ``BATON_GIT_TOKEN`` (and ``BATON_GIT_USERNAME``) through ``GIT_ASKPASS`` — the
-  token never in an argv or a URL;
-- **a push with the forge's token**: ``git push --dry-run`` of a throw-away commit to a branch that does
-  not exist, which authenticates to the forge's receive-pack as a real push would and writes nothing;
-- the webhooks, where the forge tells (GitHub answers a repository's hooks to an admin): one delivering
-  to ``/webhooks/<kind>`` with the events the loop relies on.
+"""``baton forge test``: the configuration checked against each forge, as ``doctor`` checks the machine.
+Everything a turn will need (the webhook secret, each forge's token and API, baton's permission and the
+check runs on each repository, a clone with the clone credentials, a push with the forge's token, the
+webhooks) is tried the way the turn does it, so that "ok" here means a turn can run; each check and what
+a warning means: docs/forge.md (Configuration).
 """
 
 from __future__ import annotations
@@ -127,7 +117,10 @@ def _clone(loop: ForgeLoop, what: str, url: str) -> dict[str, Any]:
 
 
 def _push(loop: ForgeLoop, what: str, url: str, forge: ForgeConfig) -> dict[str, Any]:
-    """A dry-run push with the forge's token, as baton's pushes authenticate; nothing is written."""
+    """A dry-run push with the forge's token, as baton's pushes authenticate; nothing is written.
+
+    A throw-away commit to a branch that does not exist: ``git push --dry-run`` still authenticates to
+    the forge's receive-pack as a real push would, so a refused token shows here."""
     workdirs = Workdirs(loop.settings)
     env = {
         **workdirs.process_env("baton"),

@@ -1,21 +1,11 @@
 """The forges baton listens to and the repositories it works on: the ``[forge.<name>]`` and
-``[repo."<owner>/<name>"]`` tables of ``$BATON_HOME/config.toml``, read strictly.
-
-The file is read by :func:`baton.settings.read_config`, the one reader of ``config.toml`` (parsed
-once per process; ``settings.py`` types its flat keys, this module these two tables), with the same
-strictness: an unknown key, a value of the wrong type or out of its choices, a
-forge nobody configured, an agent nobody registered, a repository that is not ``owner/name``, an API
-URL that is not http(s) or that carries credentials — each is a :class:`BadInput` naming the file
-and the key (``repo."acme/api".triggers.label.access``), before anything runs. A value that may be a
-secret (a URL with credentials, a token pasted where its variable's name belongs) is never echoed.
-
-``BATON_FORGE_CONFIG`` may name another TOML file (relative: to ``$BATON_HOME``) holding only these
-tables, instead of ``config.toml`` (then ``config.toml`` must not have them too).
-
-The token itself is never in the file nor in these objects: ``token_env`` names the environment
-variable that holds it, read by :meth:`ForgeConfig.token` when a client needs it, so no repr, log or
-error message can carry it. Nothing typed here is cached (the reader keeps only parses, by content):
-the service loads once at start and on reload.
+``[repo."<owner>/<name>"]`` tables of ``$BATON_HOME/config.toml`` (or of the file ``BATON_FORGE_CONFIG``
+names), typed strictly. The file comes from :func:`baton.settings.read_config`, the one reader of
+``config.toml``; this module types its two tables, and every refusal is a :class:`BadInput` naming the
+file and the key (``repo."acme/api".triggers.label.access``), a value that may be a secret never echoed.
+The token is never in the file nor in these objects: ``token_env`` names its variable, read by
+:meth:`ForgeConfig.token` only when a client needs it, so no repr, log or error message can carry it.
+The keys, their defaults and what is refused: docs/configuration.md (Forges and repositories).
 """
 
 from __future__ import annotations
@@ -199,7 +189,10 @@ def load_forges(
 ) -> ForgeSettings:
     """Read the ``forge`` and ``repo`` tables of ``home/config.toml`` (or of ``$BATON_FORGE_CONFIG``);
     an empty ForgeSettings when there are none. ``agents``: the names a repository's or trigger's
-    agent may be (default: baton's agent registry)."""
+    agent may be (default: baton's agent registry).
+
+    Nothing typed here is cached (the reader keeps only parses, by content): the service loads once at
+    start and on reload, and each call types the tables afresh."""
     if agents is None:
         from baton.agents import AGENTS
 

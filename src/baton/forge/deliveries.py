@@ -1,18 +1,9 @@
-"""A webhook delivery's work, done in the background: the delivery records, the worker pool that acts
-on them, and the group commit of new ones (the routes, HTTP in and a status code out, are
-:mod:`baton.service.webhooks`; the reading of a delivery is :mod:`baton.forge.delivery`).
-
-The insert of a delivery's record, keyed by (forge, delivery id), is the atomic "act once": a
-redelivery finds the first record. Inserts are group-committed by one thread (:class:`Intake`): a burst
-of deliveries costs a few transactions, and the acknowledgement stays within tens of milliseconds under
-50 at once.
-
-The work (:func:`baton.housekeeping.cleanup.close_branch`: checkpoint, free, close; after a running run
-ends; then the forge loop's feedback) can take long, and forges give up after 10 s, so a delivery is
-stored ``pending`` with its work (:meth:`Delivery.to_json`) and a small pool of daemon threads
-(:class:`Worker`) does it and stores the result. A restarted service re-queues the deliveries a
-previous process left ``pending`` (closing is idempotent, so doing one twice is harmless; losing one is
-not).
+"""A webhook delivery's work, done in the background: the delivery records, the worker pool that acts on
+them (:class:`Worker`: the cleanup, :func:`baton.housekeeping.cleanup.close_branch`, then the forge
+loop's feedback) and the group commit of new ones (:class:`Intake`). The insert of a delivery's record,
+keyed by (forge, delivery id), is the atomic "act once": a redelivery finds the first record. The routes,
+HTTP in and a status code out, are :mod:`baton.service.webhooks`; the reading of a delivery is
+:mod:`baton.forge.delivery`.
 """
 
 from __future__ import annotations
@@ -91,9 +82,12 @@ def summary(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 class Worker:
-    """A bounded pool of daemon threads draining a queue of (forge, delivery id, work). Daemons,
-    because a cleanup may wait for a long run: shutting down must not wait for it (the delivery stays
-    ``pending`` in the store and the next start re-queues it)."""
+    """A bounded pool of daemon threads draining a queue of (forge, delivery id, work). The work
+    (checkpoint, free, close, after a running run ends; then the feedback) can take long and forges give
+    up after 10 s, so a delivery is stored ``pending`` with its work (:meth:`Delivery.to_json`), answered
+    at once, and done here, its result stored. Daemons, because a cleanup may wait for a long run:
+    shutting down must not wait for it (the delivery stays ``pending`` in the store and the next start
+    re-queues it)."""
 
     def __init__(self, store: Store, settings: Settings, threads: int, loop: ForgeLoop | None = None) -> None:
         self.store, self.settings, self.loop = store, settings, loop
@@ -149,7 +143,8 @@ class Worker:
         )
 
     def requeue_pending(self) -> int:
-        """Queue the work of deliveries a previous process accepted but did not finish."""
+        """Queue the work of deliveries a previous process accepted but did not finish (closing is
+        idempotent, so doing one twice is harmless; losing one is not)."""
         pending = self.deliveries.list_deliveries_by_status(DeliveryStatus.PENDING)
         for record in pending:
             try:
@@ -170,7 +165,8 @@ class Intake:
     """Group commit of new deliveries: handlers queue their record and await a future; one thread
     inserts everything queued in one transaction (:meth:`Store.add_deliveries`) and settles the
     futures. A burst of deliveries then costs a few transactions instead of one each, and no handler
-    waits for a thread of the shared pool, which keeps the acknowledgement fast under load."""
+    waits for a thread of the shared pool, which keeps the acknowledgement fast under load: within
+    tens of milliseconds under 50 deliveries at once."""
 
     BATCH = 200
 

@@ -1,17 +1,10 @@
 """A webhook delivery read once, into a typed value: what it asks of baton (:class:`Delivery`, whose
-parts each have a :class:`DeliveryKind`) or why it asks nothing (:class:`Ignored`).
-
-One :class:`Reader` per forge (GitHub; Gitea, whose payloads Forgejo sends too) reads the signed
-payload — the cleanup (:func:`baton.forge.events.classify`), an issue or PR closed, a branch pushed to,
-and the feedback events (:mod:`baton.forge.intake`'s table of that forge) — and the worker
-(:mod:`baton.forge.deliveries`) acts on the typed parts. Nothing is passed on as a string to split
-again: a repository's ``full_name`` may hold any character a forge allows, so a marker such as
-``closed:gh:owner/name#7`` could not be parsed back safely.
-
-A payload is hostile even when signed: every field a part keeps is type- and length-checked here, and
-one its event needs but lacks raises :class:`~baton.forge.events.Malformed` (the route's 400). A closed
-or pushed-to part whose fields are missing or malformed is no such part (as before this module: the
-intake reads the same payload and says why it asks nothing).
+parts each have a :class:`DeliveryKind`: a cleanup, feedback events, an issue or PR closed, a branch
+pushed to) or why it asks nothing (:class:`Ignored`). One :class:`Reader` per forge (GitHub; Gitea, whose
+payloads Forgejo sends too) reads the signed payload, and the worker (:mod:`baton.forge.deliveries`)
+acts on the typed parts. A payload is hostile even when signed: every field a part keeps is type- and
+length-checked here, and one its event needs but lacks raises :class:`~baton.forge.events.Malformed`
+(the route's 400).
 """
 
 from __future__ import annotations
@@ -75,7 +68,11 @@ class BasePushed:
 @dataclass(frozen=True)
 class Delivery:
     """What one delivery asks for: a cleanup, feedback events, a closed thread, a moved base — or
-    several (a merged PR both cleans up and closes its binding)."""
+    several (a merged PR both cleans up and closes its binding).
+
+    Nothing is passed on as a string to split again: a repository's ``full_name`` may hold any
+    character a forge allows, so a marker such as ``closed:gh:owner/name#7`` could not be parsed back
+    safely (:func:`_legacy_marker` reads only what an earlier version stored)."""
 
     target: Target | None = None
     events: tuple[ForgeEvent, ...] = ()
@@ -192,7 +189,10 @@ class Reader:
         return Ignored(f"{cleanup}; {found}" if isinstance(found, Ignored) else str(cleanup))
 
     def feedback(self, config: ForgeSettings, event: str, payload: dict[str, Any]) -> Delivery | Ignored:
-        """The forge loop's part of a delivery: a closed thread, a moved base, or feedback events."""
+        """The forge loop's part of a delivery: a closed thread, a moved base, or feedback events.
+
+        A closed or pushed-to part whose fields are missing or malformed is no such part (as before
+        this module): the intake then reads the same payload and says why it asks nothing."""
         forge = config.forge_of_kind(self.kind, _html_url(payload))
         if forge is None:
             return Ignored(f"no {self.kind.value} forge is configured for this delivery")

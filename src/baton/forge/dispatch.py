@@ -1,30 +1,9 @@
-"""From a forge event to the next turn of its thread's conversation.
-
-:func:`handle` takes one :class:`~baton.forge.model.ForgeEvent` (from a webhook or the reconcile) through
-these gates, in order, and records what it decided in the audit log (``forge.accepted`` /
-``forge.refused`` with the reason) **once per event** — when the event is first stored under its identity
-(a refused one is kept as ``dropped``), so a redelivery, a second webhook or the reconcile's find of it
-adds no row; an accepted event that is not acted on (not a trigger, no bound thread) is not audited, and
-baton's own comments (refused by rule) are not either: they are no one's attempt to steer it:
-
-1. the repository is configured (else ``ignored``);
-2. the trust policy (:func:`baton.forge.trust.judge`, code, never the prompt) accepts the actor: as an
-   instruction, or as quoted context at ``read`` access — else ``dropped``;
-3. the conversation is bound, or the event is a trigger (mention, label, assignment) that binds it now —
-   an issue's thread is ``issue-N``, a PR's ``pr-N`` on the PR's own branch;
-4. a CI failure or conflict about a head that is no longer the PR's head is ``dropped`` as stale; a CI
-   failure is re-read from the forge (the whole failing set of the head, with log tails) and identified
-   by ``(head, failing set)``; a review gets its inline comments;
-5. the event is stored, unique by its identity: a redelivery, a second webhook or the reconcile's find of
-   the same event is a ``duplicate`` — across restarts and machines (the store's unique key decides);
-6. a thread that needs a human keeps the event ``held``, unless it is a trusted comment, which resumes it.
-
-Then :func:`kick` starts the thread's next turn — under a store lease of the conversation, so two
-processes never start two — unless a turn of the thread is queued or running: the event then waits
-(``pending``) and every event that waited is **coalesced** into the one next turn, started when the
-running turn has published (:mod:`baton.forge.publish`). Budgets (turns per CI failure signature, turns
-per thread per day) are counted in the store; when one is spent the thread goes to ``needs_human``, and
-baton says so on the forge once.
+"""From a forge event to the next turn of its thread's conversation. :func:`handle` takes one
+:class:`~baton.forge.model.ForgeEvent` (from a webhook or the reconcile) through the gates in order
+(a configured repository, the trust policy, a bound thread or a trigger that binds it, stale, the
+store's dedupe, ``needs_human``) and records what it decided in the audit log once per event;
+:func:`kick` starts the thread's next turn from every event that waited, coalesced, within the
+thread's budgets. The gates and their order: :func:`handle`; what people see of them: docs/forge.md.
 """
 
 from __future__ import annotations
@@ -57,7 +36,29 @@ CHECKS_REFUSED = "the forge refused to read check runs, so CI failures are read 
 
 def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> Outcome:
     """Act on one event; what was done, for the delivery's record. Raises :class:`ForgeError` when the
-    forge could not be asked (the caller retries; nothing was stored)."""
+    forge could not be asked (the caller retries; nothing was stored).
+
+    The gates, in order:
+
+    1. the repository is configured (else ``ignored``);
+    2. the trust policy (:func:`baton.forge.trust.judge`, code, never the prompt) accepts the actor: as
+       an instruction, or as quoted context at ``read`` access — else ``dropped``;
+    3. the conversation is bound, or the event is a trigger (mention, label, assignment) that binds it
+       now — an issue's thread is ``issue-N``, a PR's ``pr-N`` on the PR's own branch;
+    4. a CI failure or conflict about a head that is no longer the PR's head is ``dropped`` as stale; a
+       CI failure is re-read from the forge (the whole failing set of the head, with log tails) and
+       identified by ``(head, failing set)``; a review gets its inline comments;
+    5. the event is stored, unique by its identity: a redelivery, a second webhook or the reconcile's
+       find of the same event is a ``duplicate`` — across restarts and machines (the store's unique key
+       decides);
+    6. a thread that needs a human keeps the event ``held``, unless it is a trusted comment, which
+       resumes it.
+
+    The decision is audited (``forge.accepted`` / ``forge.refused`` with the reason) **once per
+    event**: when the event is first stored under its identity (a refused one is kept as ``dropped``),
+    so a redelivery, a second webhook or the reconcile's find of it adds no row. An accepted event that
+    is not acted on (not a trigger, no bound thread) is not audited, and neither are baton's own
+    comments (refused by rule): they are no one's attempt to steer it."""
     repo = loop.repo(event.forge, event.repo)
     if repo is None:
         return Outcome("ignored", f"{event.forge}:{event.repo} is not a configured repository")
@@ -265,7 +266,13 @@ def _review(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent:
 
 def kick(loop: ForgeLoop, binding: Binding, finishing: str | None = None) -> Outcome | None:
     """Start the thread's next turn from every pending event, unless a turn is queued or running (other
-    than ``finishing``, the one publishing now). None when nothing was started."""
+    than ``finishing``, the one publishing now). None when nothing was started.
+
+    Under a store lease of the conversation, so two processes never start two. An event that finds a
+    turn queued or running waits (``pending``), and every event that waited is **coalesced** into the
+    one next turn, started when the running turn has published (:mod:`baton.forge.publish`). Budgets
+    (turns per CI failure signature, turns per thread per day) are counted in the store; when one is
+    spent the thread goes to ``needs_human``, and baton says so on the forge once."""
     lease = key_lease(loop.settings, loop.store, f"forge:{binding.conversation}")
     try:
         lease.acquire(wait=10.0)

@@ -1,43 +1,10 @@
-"""Gitea's REST API v1 (Gitea, and Forgejo, which keeps it) as a :class:`~baton.forge.model.ForgeClient`.
-
-A thin client over :class:`~baton.forge.http.ForgeHTTP` (retries, rate limits, ETags, a log's tail, the
-token's manners), reading Gitea's answers into the room's dataclasses. ``api_url`` is the server's
-``https://HOST/api/v1``; the token goes as ``Authorization: token <t>``. The shapes are those of Gitea's
-swagger description (1.27; ``baton.testing.gitea_spec`` checks the tests' answers against it).
-
-Where Gitea differs from GitHub, and what this client does about it:
-
-- **Paging** by ``page`` and ``limit``, asked page after page until Gitea's ``X-Total-Count`` is reached
-  (or, without it, while its ``Link`` names a next page). The ``Link`` URL is not followed: Gitea writes
-  it from its configured ``ROOT_URL``, which behind a proxy is often not the origin baton talks to (and
-  the token only goes to that origin).
-- **Permission**: ``collaborators/{user}/permission`` answers Gitea's access mode (``owner``, ``admin``,
-  ``write``, ``read``, ``none``); ``owner`` is read as ``admin``. Gitea answers it only to a site admin, a
-  repository admin, or the user themselves: baton's token needs admin on the repository.
-- **Mergeable**: Gitea says ``mergeable: false`` while it is still checking and for every work-in-progress
-  PR (a ``WIP:`` title), as well as for a conflict. A draft's ``false`` says nothing and is read as
-  unknown (``None``); an open PR's ``false`` is read as not mergeable.
-- **Draft**: Gitea has no draft flag to set; a draft PR is one whose title starts with ``WIP:`` (Gitea's
-  default work-in-progress prefix), so :meth:`GiteaClient.open_pr` puts it there.
-- **Reviews**: states ``APPROVED``, ``REQUEST_CHANGES``, ``COMMENT`` are read as GitHub's words
-  (``CHANGES_REQUESTED``, ``COMMENTED``); ``PENDING`` (a draft review) and ``REQUEST_REVIEW`` (a request,
-  not a review) are not submitted reviews. An inline comment's line is ``position`` (the new file's
-  line), or ``original_position`` for a comment on a removed line.
-- **Checks** are commit statuses (Gitea's combined status: ``status`` per context). :meth:`checks_changed`
-  sends ``If-None-Match``; Gitea answers that endpoint without an ``ETag``, so the client makes its own
-  from what it read (``W/"baton-<digest>"`` of the statuses' ids, states and times) and answers
-  "unchanged" when it is the one it was given: still one request per head.
-- **CI failures**: each failing (``failure``/``error``) status is named by its context and linked by its
-  ``target_url``, its description as the annotation. For Gitea Actions (the ``actions/runs``,
-  ``actions/runs/{run}/jobs`` and ``actions/jobs/{id}/logs`` endpoints, in the descriptions of Gitea
-  1.25, 1.26 and 1.27), the head's runs are read (``head_sha``), their failing jobs matched to the statuses by
-  their ``/actions/runs/<n>/jobs/<m>`` link, and each matched job's failing steps and a bounded tail of its
-  log are added. A server without those endpoints (an older Gitea, Actions disabled, Forgejo, whose API
-  has no jobs or logs) gives the statuses alone, without tails; a status of another CI (Woodpecker, ...)
-  is always alone, linked. A run waiting for a maintainer's approval (a fork's PR: Gitea's run status
-  ``waiting``, Forgejo's ``need_approval``) is reported as ``action_required``.
-- **Bots**: Gitea's API has no bot flag. The Actions user (id -2, ``gitea-actions``/``forgejo-actions``) and
-  logins ending in ``[bot]`` or ``-bot`` are bots.
+"""Gitea's REST API v1 (Gitea, and Forgejo, which keeps it) as a :class:`~baton.forge.model.ForgeClient`:
+a thin client over :class:`~baton.forge.http.ForgeHTTP` (retries, rate limits, ETags, a log's tail, the
+token's manners), reading Gitea's answers into the room's dataclasses. The shapes are those of Gitea's
+swagger description (1.27; ``baton.testing.gitea_spec`` checks the tests' answers against it). Where
+Gitea differs from GitHub (paging, permissions, mergeable, drafts, reviews, checks and Actions logs,
+bots), the method that meets it says what it does about it; what an operator sees of it: docs/forge.md
+(Setting up Gitea and Forgejo).
 """
 
 from __future__ import annotations
@@ -83,7 +50,9 @@ _JOB_LINK = re.compile(r"/actions/runs/(\d+)/jobs/(\d+)/?$")
 
 
 def actor(user: Mapping[str, Any] | None) -> Actor:
-    """Who a payload's ``user`` is; a deleted account is Gitea's ``Ghost`` (id -1)."""
+    """Who a payload's ``user`` is; a deleted account is Gitea's ``Ghost`` (id -1). Gitea's API has no bot
+    flag: the Actions user (id -2, ``gitea-actions``/``forgejo-actions``) and logins ending in ``[bot]``
+    or ``-bot`` are bots."""
     if not user:
         return Actor("Ghost")
     login = str(user.get("login") or user.get("username") or "Ghost")
@@ -111,6 +80,10 @@ def _issue_info(issue: Mapping[str, Any]) -> ThreadInfo:
 
 
 def _pull_info(issue: Mapping[str, Any], pull: Mapping[str, Any]) -> ThreadInfo:
+    """A pull request as ThreadInfo. Gitea says ``mergeable: false`` while it is still checking and for
+    every work-in-progress PR (a ``WIP:`` title), as well as for a conflict: a draft's (or a closed
+    one's) ``false`` says nothing and is read as unknown (``None``); an open PR's ``false`` is read as
+    not mergeable."""
     info = _issue_info(issue)
     head, base = pull.get("head") or {}, pull.get("base") or {}
     merged = bool(pull.get("merged") or pull.get("merged_at"))
@@ -148,6 +121,8 @@ def _from_fork(head: Mapping[str, Any], base: Mapping[str, Any]) -> bool:
 
 
 def _review_comment(data: Mapping[str, Any]) -> ReviewComment:
+    """An inline comment; its line is ``position`` (the new file's line), or ``original_position`` for a
+    comment on a removed line."""
     line = data.get("position") or data.get("original_position") or None
     return ReviewComment(
         id=int(data["id"]),
@@ -177,9 +152,10 @@ def status_etag(combined: Mapping[str, Any]) -> str:
 
 class GiteaClient(RestForge):
     """:class:`~baton.forge.model.ForgeClient` for Gitea or Forgejo at ``api_url`` (``https://HOST/api/v1``)
-    with ``token`` (an access token of baton's own user; scopes ``write:repository`` and
-    ``write:issue``, and admin on each repository for :meth:`permission`). ``retries``, ``timeout`` and
-    ``transport`` go to the shared HTTP client; ``sleep`` and ``clock`` are injectable for tests."""
+    with ``token`` (an access token of baton's own user, sent as ``Authorization: token <t>``; scopes
+    ``write:repository`` and ``write:issue``, and admin on each repository for :meth:`permission`).
+    ``retries``, ``timeout`` and ``transport`` go to the shared HTTP client; ``sleep`` and ``clock`` are
+    injectable for tests."""
 
     NAME, AUTH = "Gitea", "token"
     HEADERS: ClassVar[dict[str, str]] = {"Accept": "application/json"}
@@ -197,7 +173,10 @@ class GiteaClient(RestForge):
     ) -> Iterator[Any]:
         """Every item of a Gitea list, asked ``page=1, 2, ...`` with ``limit``: until ``X-Total-Count``
         items came, or (without it) while ``Link`` names a next page; an empty page ends it too, and so
-        does ``max_pages``. ``key`` names the list in an object page (``workflow_runs``)."""
+        does ``max_pages``. ``key`` names the list in an object page (``workflow_runs``).
+
+        The ``Link`` URL is not followed: Gitea writes it from its configured ``ROOT_URL``, which behind
+        a proxy is often not the origin baton talks to (and the token only goes to that origin)."""
         seen, first = 0, None
         for page in range(1, max_pages + 1):
             response = self.http.request("GET", path, params={**(params or {}), "page": page, "limit": limit})
@@ -243,6 +222,10 @@ class GiteaClient(RestForge):
     # -- who and what ---------------------------------------------------------------------------------
 
     def permission(self, repo: str, login: str) -> str:
+        """``collaborators/{user}/permission`` answers Gitea's access mode (``owner``, ``admin``,
+        ``write``, ``read``, ``none``); ``owner`` is read as ``admin``. Gitea answers it only to a site
+        admin, a repository admin, or the user themselves: baton's token needs admin on the repository
+        (a 403 says so)."""
         path = f"{_repo_path(repo)}/collaborators/{quote(login, safe='')}/permission"
         try:
             response = self.http.request("GET", path, allow=(404,))
@@ -285,6 +268,8 @@ class GiteaClient(RestForge):
     def reviews(self, repo: str, number: int, since: float | None = None) -> list[Review]:
         path = f"{_repo_path(repo)}/pulls/{int(number)}/reviews"
         reviews = []
+        # states APPROVED, REQUEST_CHANGES, COMMENT are read as GitHub's words (CHANGES_REQUESTED,
+        # COMMENTED); PENDING (a draft review) and REQUEST_REVIEW (a request) are no submitted reviews
         for r in self.pages(path):
             state = _REVIEW_STATES.get(str(r.get("state") or ""))
             if state is None:  # PENDING: a draft only its author sees; REQUEST_REVIEW: a request
@@ -310,7 +295,8 @@ class GiteaClient(RestForge):
 
     def open_pr(self, repo: str, head: str, base: str, title: str, body: str, draft: bool) -> tuple[int, str]:
         """Open a pull request from ``head`` (a branch of ``repo``, or ``owner:branch``) into ``base``, a
-        draft as a ``WIP:`` title; when one is open for that head and base already (Gitea's 409), that
+        draft as a ``WIP:`` title (Gitea has no draft flag to set; ``WIP:`` is its default
+        work-in-progress prefix); when one is open for that head and base already (Gitea's 409), that
         one."""
         if draft and not _draft(title):
             title = WIP + title
@@ -339,6 +325,10 @@ class GiteaClient(RestForge):
     # -- checks ---------------------------------------------------------------------------------------
 
     def checks_changed(self, repo: str, sha: str, etag: str | None) -> Changed:
+        """Checks are commit statuses (Gitea's combined status: ``status`` per context). Gitea answers
+        this endpoint without an ``ETag``, so the client makes its own from what it read
+        (:func:`status_etag`: ``W/"baton-<digest>"`` of the statuses' ids, states and times) and answers
+        "unchanged" when it is the one it was given: still one request per head."""
         headers = {"If-None-Match": etag} if etag else None
         response = self.http.request(
             "GET", _status_path(repo, sha), params={"limit": LIMIT}, headers=headers, allow=(304,)
@@ -351,6 +341,16 @@ class GiteaClient(RestForge):
         return Changed(mine != etag, mine)
 
     def failed_checks(self, repo: str, sha: str, tail_bytes: int = 16_384) -> list[FailedCheck]:
+        """Each failing (``failure``/``error``) status, named by its context, linked by its
+        ``target_url``, its description as the annotation. For Gitea Actions (the ``actions/runs``,
+        ``actions/runs/{run}/jobs`` and ``actions/jobs/{id}/logs`` endpoints, in the descriptions of
+        Gitea 1.25, 1.26 and 1.27), the head's runs are read (``head_sha``), their failing jobs matched to
+        the statuses by their ``/actions/runs/<n>/jobs/<m>`` link, and each matched job's failing steps
+        and a bounded tail of its log are added. A server without those endpoints (an older Gitea,
+        Actions disabled, Forgejo, whose API has no jobs or logs) gives the statuses alone, without
+        tails; a status of another CI (Woodpecker, ...) is always alone, linked. A run waiting for a
+        maintainer's approval (a fork's PR: Gitea's run status ``waiting``, Forgejo's
+        ``need_approval``) is reported as ``action_required``."""
         failed = [
             FailedCheck(
                 name=str(s.get("context") or "status"),

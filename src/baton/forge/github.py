@@ -1,24 +1,10 @@
-"""GitHub's REST API (github.com and GitHub Enterprise Server) as a :class:`~baton.forge.model.ForgeClient`.
-
-A thin client over :class:`~baton.forge.http.ForgeHTTP` (retries, rate limits, pagination, ETags, the
+"""GitHub's REST API (github.com and GitHub Enterprise Server) as a :class:`~baton.forge.model.ForgeClient`:
+a thin client over :class:`~baton.forge.http.ForgeHTTP` (retries, rate limits, pagination, ETags, the
 token's manners), reading GitHub's answers into the room's dataclasses. The endpoints are those of
 GitHub's REST API v3 (``X-GitHub-Api-Version: 2022-11-28``); ``api_url`` is ``https://api.github.com``
-or an Enterprise server's ``https://HOST/api/v3``.
-
-What a failing check says (:meth:`GitHubClient.failed_checks`): the commit's check runs that failed
-(and those waiting for a human: ``action_required``) and its failing commit statuses; each check run
-with its first annotations, and — for a GitHub Actions job (a check run's id is its job's id; its URL
-ends ``/job/<id>``) — the failing steps' names and the last ``tail_bytes`` of its log, asked with a
-``Range`` request of the download the API redirects to (never the whole log: the check's ``url`` links
-it). A check's details that cannot be read (an expired log, a missing permission) leave its fields
-empty rather than hide the failure itself.
-
-**Check runs refused.** GitHub may answer 403 to a fine-grained token's check-run reads on a private
-repository (check runs are an App permission). That is no reason to lose the failing *commit statuses*
-the token can read: a refused check-run read counts as "no check runs", said once in the log and kept
-in :attr:`GitHubClient.refused_checks` (the dispatcher notes it on the thread, ``baton forge test``
-says it), and the reconcile's conditional request watches the combined status instead. The check runs
-are asked again after :data:`RETRY_REFUSED` seconds (a token given the permission meanwhile).
+or an Enterprise server's ``https://HOST/api/v3``. What a failing check says is
+:meth:`GitHubClient.failed_checks`'s; check runs GitHub refuses to a fine-grained token (a private
+repository) leave the commit statuses to read: :attr:`GitHubClient.refused_checks`.
 """
 
 from __future__ import annotations
@@ -257,7 +243,13 @@ class GitHubClient(RestForge):
 
     def __init__(self, api_url: str, token: str, **kwargs: Any) -> None:
         super().__init__(api_url, token, **kwargs)
-        # repositories whose check runs the forge refused: its words and when (see the module)
+        # Repositories whose check runs the forge refused: its words and when. GitHub may answer 403 to a
+        # fine-grained token's check-run reads on a private repository (check runs are an App
+        # permission); that is no reason to lose the failing *commit statuses* the token can read, so a
+        # refused read counts as "no check runs", said once in the log and kept here (the dispatcher
+        # notes it on the thread, ``baton forge test`` says it), and the reconcile's conditional request
+        # watches the combined status instead. Check runs are asked again after RETRY_REFUSED seconds
+        # (a token given the permission meanwhile).
         self.refused_checks: dict[str, tuple[str, float]] = {}
 
     def _check_runs_usable(self, repo: str) -> bool:
@@ -309,6 +301,13 @@ class GitHubClient(RestForge):
         return self.http.changed(_status_path(repo, sha), etag, params={"per_page": PER_PAGE})
 
     def failed_checks(self, repo: str, sha: str, tail_bytes: int = 16_384) -> list[FailedCheck]:
+        """The commit's check runs that failed (and those waiting for a human: ``action_required``) and
+        its failing commit statuses; each check run with its first annotations, and — for a GitHub
+        Actions job (a check run's id is its job's id; its URL ends ``/job/<id>``) — the failing steps'
+        names and the last ``tail_bytes`` of its log, asked with a ``Range`` request of the download the
+        API redirects to (never the whole log: the check's ``url`` links it). A check's details that
+        cannot be read (an expired log, a missing permission) leave its fields empty rather than hide
+        the failure itself."""
         failed: list[FailedCheck] = []
         if self._check_runs_usable(repo):
             try:

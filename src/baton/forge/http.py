@@ -1,27 +1,9 @@
 """What the forges' REST clients share (:mod:`baton.forge.github`, :mod:`baton.forge.gitea`): one
-``httpx.Client`` and the manners of a good API citizen.
-
-- **Bounded retries** of what is worth retrying: no answer (a refused connection, a timeout), 429 and
-  5xx, with exponential backoff and jitter (the tries on the one retry policy, :mod:`baton.retry`); a
-  rate limit (429, or a 403 that says so: GitHub's ``x-ratelimit-remaining: 0``, a secondary limit's
-  ``Retry-After`` or words) waits as long as the forge asks (``Retry-After``, ``x-ratelimit-reset``,
-  else the minute GitHub's documentation asks for a secondary limit) when that is under ``max_wait``,
-  and is otherwise a :class:`RateLimited` error at once (a reconcile should not sleep for an hour). A
-  POST is re-sent only when the forge cannot have acted on it (no connection, a rate limit): a comment
-  is not posted twice.
-  Everything else (401, 404, 422, ...) is a :class:`~baton.forge.model.ForgeError` at once.
-- **The token** goes in the ``Authorization`` header, and only to the API's own origin: a download
-  redirected to a storage host (a job's log) does not carry it. It never appears in a log line or an
-  error message (they name the method and the path, never the query, where a signed download URL keeps
-  its signature — a filter drops the queries from httpx's own request log for the same reason), and
-  it is scrubbed from the forge's own words too.
-- **Pagination** through ``Link: <...>; rel="next"`` headers, one page at a time: the caller keeps what
-  it returns, never the pages.
-- **Conditional GETs** (``If-None-Match``): :meth:`ForgeHTTP.changed` answers :class:`Changed`.
-- **A log's tail** (:meth:`ForgeHTTP.tail`): a ``Range: bytes=-N`` request, and if the server ignores
-  it, the stream read to its end keeping only the last ``N`` bytes — a 100 MB log is never held.
-- **Errors in the forge's words**: ``ForgeError("GitHub answered 422 to POST /repos/a/b/pulls:
-  Validation Failed: A pull request already exists for a:b.", 422)``.
+``httpx.Client`` and the manners of a good API citizen (:class:`ForgeHTTP`): bounded retries of what is
+worth retrying, rate limits waited for or raised as :class:`RateLimited`, a POST never sent twice where
+the forge may have acted on it, the token only to the API's own origin and never in a log line or an
+error, pagination one page at a time, conditional GETs, a log's tail without holding the log, and
+errors in the forge's words.
 """
 
 from __future__ import annotations
@@ -128,7 +110,29 @@ class ForgeHTTP:
     """A forge's REST API at ``api_url`` (``https://api.github.com``,
     ``https://ghes.example.com/api/v3``, ``https://gitea.example.com/api/v1``), authenticated with
     ``token`` (``Authorization: <auth_scheme> <token>``). ``retries`` re-sends after the first try;
-    ``sleep``, ``clock`` and ``jitter`` are injectable so the tests do not wait."""
+    ``sleep``, ``clock`` and ``jitter`` are injectable so the tests do not wait.
+
+    - **Bounded retries** of what is worth retrying: no answer (a refused connection, a timeout), 429
+      and 5xx, with exponential backoff and jitter (the tries on the one retry policy,
+      :mod:`baton.retry`); a rate limit (429, or a 403 that says so: GitHub's
+      ``x-ratelimit-remaining: 0``, a secondary limit's ``Retry-After`` or words) waits as long as the
+      forge asks (``Retry-After``, ``x-ratelimit-reset``, else the minute GitHub's documentation asks
+      for a secondary limit) when that is under ``max_wait``, and is otherwise a :class:`RateLimited`
+      error at once (a reconcile should not sleep for an hour). A POST is re-sent only when the forge
+      cannot have acted on it (no connection, a rate limit): a comment is not posted twice. Everything
+      else (401, 404, 422, ...) is a :class:`~baton.forge.model.ForgeError` at once.
+    - **The token** goes in the ``Authorization`` header, and only to the API's own origin: a download
+      redirected to a storage host (a job's log) does not carry it. It never appears in a log line or
+      an error message (they name the method and the path, never the query, where a signed download
+      URL keeps its signature — a filter drops the queries from httpx's own request log for the same
+      reason), and it is scrubbed from the forge's own words too.
+    - **Pagination** through ``Link: <...>; rel="next"`` headers, one page at a time: the caller keeps
+      what it returns, never the pages.
+    - **Conditional GETs** (``If-None-Match``): :meth:`changed` answers :class:`Changed`.
+    - **A log's tail** (:meth:`tail`): a ``Range: bytes=-N`` request, and if the server ignores it, the
+      stream read to its end keeping only the last ``N`` bytes — a 100 MB log is never held.
+    - **Errors in the forge's words**: ``ForgeError("GitHub answered 422 to POST /repos/a/b/pulls:
+      Validation Failed: A pull request already exists for a:b.", 422)``."""
 
     def __init__(
         self,
@@ -179,7 +183,7 @@ class ForgeHTTP:
         headers: Mapping[str, str] | None = None,
         allow: Iterable[int] = (),
     ) -> httpx.Response:
-        """One request (retried as the module says), its response read: a 2xx or 3xx, or a status in
+        """One request (retried as the class says), its response read: a 2xx or 3xx, or a status in
         ``allow`` (404 when "not there" is an answer); any other answer is a :class:`ForgeError`.
         ``url`` is a path under the API (``/repos/a/b``) or an absolute URL (a ``Link``)."""
         with self._send(

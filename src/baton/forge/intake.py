@@ -1,35 +1,11 @@
 """What a forge's webhook delivery asks of a thread: its payload read into typed :class:`ForgeEvent`\\ s
 (GitHub, and Gitea or Forgejo, which sends Gitea's payloads), or why it asks nothing
-(:class:`~baton.forge.events.Ignored`, never a string to tell apart from data).
-
-:func:`read_event` is pure: no store, no forge request. The signature was checked before (in
-:mod:`baton.forge.events`); a signed payload is still hostile: every field is read through
+(:class:`~baton.forge.events.Ignored`, never a string to tell apart from data), through one table of
+events per forge. :func:`read_event` is pure: no store, no forge request. The signature was checked
+before (in :mod:`baton.forge.events`); a signed payload is still hostile: every field is read through
 :mod:`baton.forge.payload` (type-checked, texts cleaned and cut with a marker, links only ``http(s)``),
-and a payload missing what its event needs raises :class:`Malformed` (the route answers 400).
-
-What each event becomes:
-
-- a comment (``issue_comment`` created): ``comment``, a ``mention`` trigger when its text names baton
-  (``@baton``, as a word, outside quoted lines, fenced code and inline code), else ``feedback``;
-  identity ``comment:<id>``.
-- an issue (``issues``): opened with a mention, ``task:<n>``; labelled, ``label:<n>:<label>:<updated>``
-  with **the label in** ``signature``; assigned to baton's own user, ``assign:<n>:<login>:<updated>``.
-  Gitea's ``label_updated`` and ``assigned`` do not say which label or assignee changed: each current
-  label (or baton among the assignees) is an event, identified without the time (``label:<n>:<label>``,
-  ``assign:<n>:<login>``), so a label that stays on the issue is acted on once.
-- a review: GitHub's ``review:<review id>``, and an inline comment is its review's event with that one
-  comment (the dispatcher fetches the rest); Gitea sends no review id, so ``review:<n>:<head>:<sha256
-  of the text, 16 hex>``. An approval without words is ignored.
-- a failed check run, check suite, workflow run or commit status: ``ci_failure``, one event per pull
-  request it names, identity ``ci:<head>:<name>``, provisional (the dispatcher re-identifies it with
-  the whole failing set). A commit status names no pull request: its ``number`` is ``0`` and the
-  dispatcher finds the pull request by ``head_sha``.
-- a pull request opened, reopened or pushed to that the forge says cannot merge (``mergeable`` false):
-  ``conflict:<head>:<base>``.
-
-``from_fork`` is true for a pull request whose head repository differs from its base's, is gone, or
-cannot be told apart (the safe side: a fork never runs above ``read``). An issue comment on a pull
-request carries no head: its ``from_fork`` is left to the dispatcher, which reads the pull request.
+and a payload missing what its event needs raises :class:`Malformed` (the route answers 400). What each
+event becomes, and its identity: :func:`read_event`.
 """
 
 from __future__ import annotations
@@ -485,7 +461,33 @@ def read_event(
 ) -> list[ForgeEvent] | Ignored:
     """The events a delivery carries, or why it carries none (stored as the delivery's ``ignored``).
     ``user`` is baton's own login on the forge: an assignment to anyone else is ignored. Raises
-    :class:`Malformed` for a payload that lacks what its event needs."""
+    :class:`Malformed` for a payload that lacks what its event needs.
+
+    What each event becomes:
+
+    - a comment (``issue_comment`` created): ``comment``, a ``mention`` trigger when its text names
+      baton (``@baton``, as a word, outside quoted lines, fenced code and inline code), else
+      ``feedback``; identity ``comment:<id>``.
+    - an issue (``issues``): opened with a mention, ``task:<n>``; labelled,
+      ``label:<n>:<label>:<updated>`` with **the label in** ``signature``; assigned to baton's own user,
+      ``assign:<n>:<login>:<updated>``. Gitea's ``label_updated`` and ``assigned`` do not say which
+      label or assignee changed: each current label (or baton among the assignees) is an event,
+      identified without the time (``label:<n>:<label>``, ``assign:<n>:<login>``), so a label that
+      stays on the issue is acted on once.
+    - a review: GitHub's ``review:<review id>``, and an inline comment is its review's event with that
+      one comment (the dispatcher fetches the rest); Gitea sends no review id, so
+      ``review:<n>:<head>:<sha256 of the text, 16 hex>``. An approval without words is ignored.
+    - a failed check run, check suite, workflow run or commit status: ``ci_failure``, one event per
+      pull request it names, identity ``ci:<head>:<name>``, provisional (the dispatcher re-identifies it
+      with the whole failing set). A commit status names no pull request: its ``number`` is ``0`` and
+      the dispatcher finds the pull request by ``head_sha``.
+    - a pull request opened, reopened or pushed to that the forge says cannot merge (``mergeable``
+      false): ``conflict:<head>:<base>``.
+
+    ``from_fork`` is true for a pull request whose head repository differs from its base's, is gone, or
+    cannot be told apart (the safe side: a fork never runs above ``read``). An issue comment on a pull
+    request carries no head: its ``from_fork`` is left to the dispatcher, which reads the pull
+    request."""
     if not isinstance(payload, dict):
         raise Malformed("the payload is not a JSON object")
     handlers = GITHUB_EVENTS if ForgeKind(kind) is ForgeKind.GITHUB else GITEA_EVENTS

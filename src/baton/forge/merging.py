@@ -1,26 +1,10 @@
 """Whether a thread's worktree holds a merge baton must not conclude: the publish step's check before it
-commits (:mod:`baton.forge.publish`).
-
-A ``conflict`` turn starts with the base merged into the worktree and stopped at its conflicts
-(``on_conflict=agent``: a real ``git merge`` left in progress, the markers in the files). An agent that
-ends the turn without resolving them (it gave up, ran out of turns, or — at ``edit`` — could not run
-``git commit``) leaves the merge open; committing what is there with ``git add -A`` would conclude it
-**with the markers** and push them as a success. So before committing, the merge being concluded is
-looked at as its commit would be:
-
-- the merge: one in progress (``MERGE_HEAD``), or a merge commit the agent made itself (at ``full``)
-  that baton has not pushed yet; its parents are what each side had;
-- the tree the commit would have: the worktree as it is, staged into a copy of its index (the real
-  index is the agent's and stays as git left it, its unmerged entries included, so the next turn sees
-  the conflict as git reports it);
-- a conflict marker left over: a line ``git diff --check`` calls a "leftover conflict marker" against
-  **every** parent (a marker-looking line one side already had is that side's content, not the merge's);
-- the paths git still lists as unmerged (``git ls-files -u``) are named too, so the status comment and
-  the next turn say where; at ``edit`` the agent cannot stage its resolution (the index is behind the
-  walls), so an unmerged path without a marker left counts as resolved by the agent, and baton stages it.
-
-The answer is the paths with a marker left (none: the merge may be concluded). A thread's note keeps
-them (:data:`OPEN`), so the next turn is told before its instructions (:func:`told`).
+commits (:mod:`baton.forge.publish`). A ``conflict`` turn starts with the base merged into the worktree
+and stopped at its conflicts (``on_conflict=agent``); an agent that ends the turn without resolving them
+(it gave up, ran out of turns, or — at ``edit`` — could not run ``git commit``) leaves the merge open,
+and committing what is there with ``git add -A`` would conclude it **with the markers** and push them as
+a success. :func:`open_merge` answers the paths with a marker left (none: the merge may be concluded); a
+thread's note keeps them (:data:`OPEN`), so the next turn is told before its instructions (:func:`told`).
 """
 
 from __future__ import annotations
@@ -62,7 +46,22 @@ def _lines(count: int) -> str:
 
 def open_merge(wt: WorktreeGit, env: dict[str, str], pushed: str | None) -> OpenMerge | None:
     """The merge in ``wt`` that must not be concluded, or None (no merge, or every conflict resolved).
-    ``pushed``: the head baton last pushed (a merge commit the agent made after it is checked too)."""
+    ``pushed``: the head baton last pushed (a merge commit the agent made after it is checked too).
+
+    The merge being concluded is looked at as its commit would be:
+
+    - the merge: one in progress (``MERGE_HEAD``), or a merge commit the agent made itself (at ``full``)
+      that baton has not pushed yet; its parents are what each side had;
+    - the tree the commit would have: the worktree as it is, staged into a copy of its index (the real
+      index is the agent's and stays as git left it, its unmerged entries included, so the next turn
+      sees the conflict as git reports it);
+    - a conflict marker left over: a line ``git diff --check`` calls a "leftover conflict marker"
+      against **every** parent (a marker-looking line one side already had is that side's content, not
+      the merge's);
+    - the paths git still lists as unmerged (``git ls-files -u``) are named too, so the status comment
+      and the next turn say where; at ``edit`` the agent cannot stage its resolution (the index is
+      behind the walls), so an unmerged path without a marker left counts as resolved by the agent,
+      and baton stages it."""
     head = wt.commit_of("HEAD")
     if head is None:
         return None

@@ -1,25 +1,11 @@
 """The prompt of a feedback turn: the forge events coalesced into it, each rendered with its kind's
-template, in the order they arrived, each naming who, where and the link.
-
-Templates are ``forge-<kind>.txt`` (``task``, ``comment``, ``review``, ``ci_failure``, ``conflict``,
-``context``), shipped in the package and overridable by files of the same name in
-``$BATON_HOME/templates/``, like the runner's. Their placeholders: ``$who`` (login, association or
-"a bot"), ``$where`` (``acme/api pull request #7``), ``$url``, ``$title``, ``$body``, ``$head`` (the
-commit), ``$how`` (a task's trigger), ``$comments`` (a review's inline comments), ``$checks`` (a CI
-failure's checks), ``$quoted`` (the context template's material) and ``$finish`` (how a conflict turn
-ends, by the turn's access: only what that access lets the agent do).
-
-Only a template is ever parsed (``string.Template.safe_substitute``): what came from the forge is a
-value, substituted once, so a ``$HOME`` or ``${x}`` in a comment reaches the agent as written. An
-untrusted actor's words (``quoted=True``, or a ``context`` event) go through the ``context`` template:
-attributed, said not to be an instruction, and every line of them prefixed with ``> `` — a line break of
-any kind (``str.splitlines``) starts a new quoted line, so no line escapes the quote.
-
-Everything is bounded: a review shows at most :data:`REVIEW_COMMENTS` inline comments and
-:data:`REVIEW_CHARS` characters of them (saying how many were left out and linking the review), a diff
-hunk its last :data:`HUNK_LINES` lines, a CI failure :data:`CHECKS` checks with their steps, annotations
-and the last :data:`LOG_CHARS` characters of each log (the whole log is linked, never pasted), and the
-whole prompt :data:`PROMPT_CHARS` characters, cut with a marker.
+template (``forge-<kind>.txt``, shipped in the package and overridable in ``$BATON_HOME/templates/``, like
+the runner's), in the order they arrived, each naming who, where and the link. Only a template is ever
+parsed (``string.Template.safe_substitute``): what came from the forge is a value, substituted once, so a
+``$HOME`` or ``${x}`` in a comment reaches the agent as written; an untrusted actor's words go through
+the ``context`` template, quoted line by line (:func:`quote`). Everything is bounded (the constants
+below: a review's comments, a diff hunk, a CI failure's checks and log tails, the whole prompt), cut
+with a marker. The templates' placeholders: docs/forge.md (Feedback and its prompts).
 """
 
 from __future__ import annotations
@@ -139,7 +125,10 @@ def render_event(home: Path, event: ForgeEvent, *, quoted: bool = False, access:
 
 
 def quote(text: str) -> str:
-    """Every line of ``text`` prefixed with ``> ``, whatever breaks it."""
+    """Every line of ``text`` prefixed with ``> ``, whatever breaks it: a line break of any kind
+    (``str.splitlines``) starts a new quoted line, so no line escapes the quote. An untrusted actor's
+    words (``quoted=True``, or a ``context`` event) come here through the ``context`` template:
+    attributed, said not to be an instruction."""
     return "\n".join(f"> {line}" if line else ">" for line in text.splitlines()) or ">"
 
 
@@ -228,7 +217,9 @@ def _inline(number: int, comment: ReviewComment) -> str:
 
 
 def review_comments(event: ForgeEvent) -> str:
-    """A review's inline comments, bounded in number and size."""
+    """A review's inline comments, bounded in number and size: at most :data:`REVIEW_COMMENTS` comments
+    and :data:`REVIEW_CHARS` characters of them, saying how many were left out and linking the review;
+    a diff hunk shows its last :data:`HUNK_LINES` lines."""
     if not event.comments:
         return "(No inline comments.)"
     parts: list[str] = []
@@ -279,7 +270,8 @@ def _check(check: FailedCheck) -> str:
 
 
 def failed_checks(event: ForgeEvent) -> str:
-    """A CI failure's checks, bounded."""
+    """A CI failure's checks, bounded: :data:`CHECKS` checks with their steps, annotations and the last
+    :data:`LOG_CHARS` characters of each log (the whole log is linked, never pasted)."""
     if not event.checks:
         return "(The forge named no failing check.)"
     parts = [_check(check) for check in event.checks[:CHECKS]]

@@ -1,24 +1,11 @@
-"""After a forge turn: baton does the forge's writes, never the agent.
-
-The agent holds no forge token (its walls and environment allow-list are unchanged). When a turn of a
-bound thread ends (:func:`after_job`, called by the executor that ran it, before the run is recorded as
-ended, so the thread's next turn cannot start meanwhile):
-
-1. what the agent left uncommitted in the worktree is committed on the thread's branch (the agent may
-   have committed too, at ``full`` access) — only after a turn that succeeded; otherwise the work stays
-   in the worktree and its checkpoint, and the status comment says what happened. A merge whose
-   conflicts the agent did not resolve (:mod:`baton.forge.merging`: a marker left) is never concluded,
-   whatever the outcome: nothing is committed or pushed, the status comment says where the conflict
-   is, and the thread's note tells its next turn;
-2. the branch is pushed from baton's own cache clone (not from the worktree, whose git files the agent
-   could write), with the forge's token through ``GIT_ASKPASS`` (never in a URL, an argv or a log); a
-   push the forge refuses (protected branch, rules, a non-fast-forward) is reported with the forge's
-   words and nothing is lost;
-3. an issue's thread gets its pull request (draft by default, closing the issue) the first time it
-   pushes; a PR's thread just moves the PR's head;
-4. the thread's **one** status comment (run id, outcome, what changed, cost) is posted or edited;
-5. the turn is marked published (once: the store decides), and events that waited for the turn are
-   started as the next one (:func:`baton.forge.dispatch.kick`).
+"""After a forge turn: baton does the forge's writes, never the agent, which holds no forge token (its
+walls and environment allow-list are unchanged). When a turn of a bound thread ends, :func:`after_job`
+(called by the executor that ran it, before the run is recorded as ended, so the thread's next turn
+cannot start meanwhile) commits what the agent left (after a turn that succeeded, and never a merge with
+a conflict left: :mod:`baton.forge.merging`), pushes the thread's branch from baton's own cache clone,
+opens the issue's pull request the first time, posts or edits the thread's one status comment, marks
+the turn published and starts the events that waited as the next turn. Each step and why:
+:func:`publish` and docs/forge.md (What baton writes on the forge).
 """
 
 from __future__ import annotations
@@ -100,7 +87,9 @@ def install_per_process(settings: Settings, config: ForgeSettings) -> None:
 def after_job(loop: ForgeLoop, job_id: str, outcome: str, fields: dict[str, Any]) -> dict[str, Any] | None:
     """Publish a forge turn that ended with ``outcome`` (``fields``: the job's ``result`` and
     ``error``); what was written (also kept with the turn in the store), or None when the job is not a
-    forge turn. Never raises: a failure is what it returns."""
+    forge turn. Never raises: a failure is what it returns. The turn is marked published once (the
+    store decides), and only then are the events that waited for it started as the next turn
+    (:func:`baton.forge.dispatch.kick`)."""
     events = forge_store(loop.store).events_of_job(job_id)
     job = loop.store.get_job(job_id)
     if not events or job is None:
@@ -122,7 +111,21 @@ def after_job(loop: ForgeLoop, job_id: str, outcome: str, fields: dict[str, Any]
 
 
 def publish(loop: ForgeLoop, binding: Binding, job: JobRecord, outcome: str) -> dict[str, Any]:
-    """Commit, push, open or move the PR, update the status comment; what happened, as data."""
+    """Commit, push, open or move the PR, update the status comment; what happened, as data.
+
+    1. What the agent left uncommitted in the worktree is committed on the thread's branch (the agent
+       may have committed too, at ``full`` access) — only after a turn that succeeded; otherwise the
+       work stays in the worktree and its checkpoint, and the status comment says what happened. A
+       merge whose conflicts the agent did not resolve (a marker left) is never concluded, whatever the
+       outcome: nothing is committed or pushed, the status comment says where the conflict is, and the
+       thread's note tells its next turn.
+    2. The branch is pushed from baton's own cache clone (not from the worktree, whose git files the
+       agent could write), with the forge's token through ``GIT_ASKPASS`` (never in a URL, an argv or a
+       log); a push the forge refuses (protected branch, rules, a non-fast-forward) is reported with
+       the forge's words and nothing is lost.
+    3. An issue's thread gets its pull request (draft by default, closing the issue) the first time it
+       pushes; a PR's thread just moves the PR's head.
+    4. The thread's **one** status comment (run id, outcome, what changed, cost) is posted or edited."""
     result: dict[str, Any] = {"outcome": outcome}
     if binding.access == Access.READ:  # a PR from a fork: its thread reads, and pushes nothing
         result.update({"pushed": False, "why": "a read-only thread pushes nothing"})

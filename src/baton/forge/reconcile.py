@@ -1,25 +1,10 @@
 """The reconcile: what webhooks missed, found by asking the forge (GitHub does not redeliver a failed
-delivery; a service that was down missed them all).
-
-One pass, per configured repository (a failure to read one thread, or one PR's checks, is reported
-and the pass goes on; what it read is recorded, and what it could not is read again by the next pass):
-
-- **one** request lists the issues and PRs updated since the oldest of the repo's bound threads was
-  last looked at (every page; nothing updated: one request for the whole repository);
-- for each updated thread that is bound: its new comments and submitted reviews become events, a
-  closed or merged one closes its binding, a PR the forge cannot merge becomes a ``conflict`` event (a
-  PR the list does not describe — GitHub's issue list gives no head or mergeability — is read whole);
-  for an updated thread that is not bound, its new comments are read for a trigger (a mention);
-- for each bound, open PR: **one** conditional request for its head's checks (GitHub answers 304 when
-  nothing changed, which costs no rate limit); a change is read as a ``ci_failure`` event.
-
-Everything found goes through :func:`baton.forge.dispatch.handle`, the webhooks' own path: an event a
-webhook delivered already is a duplicate there, so a webhook and a reconcile of one event make one turn.
-
-"Since" is :data:`SKEW` seconds before the last pass (the forge's clock and index lag behind baton's), so
-a thread touched in that window (often by baton's own status comment) is read again; what that finds is
-known on the thread already and answered ``duplicate`` from the store, before the forge is asked a
-permission or a review's inline comments (docs/forge.md gives the measured cost of a pass).
+delivery; a service that was down missed them all). :func:`reconcile` makes one pass per configured
+repository: one request for the issues and PRs updated since its threads were last looked at (less
+:data:`SKEW`), the new comments, reviews, closes and conflicts of the bound ones and the mentions on the
+others, and one conditional request per bound, open PR's head checks. Everything found goes through
+:func:`baton.forge.dispatch.handle`, the webhooks' own path, so a webhook and a reconcile of one event
+make one turn. What a pass asks and its measured cost: docs/forge.md (Webhooks and the reconcile).
 """
 
 from __future__ import annotations
@@ -67,7 +52,24 @@ class Report:
 
 
 def reconcile(loop: ForgeLoop) -> Report:
-    """One pass over every configured repository; a forge that fails is reported, the others go on."""
+    """One pass over every configured repository; a forge that fails is reported, the others go on.
+
+    Per repository (a failure to read one thread, or one PR's checks, is reported and the pass goes on;
+    what it read is recorded, and what it could not is read again by the next pass):
+
+    - **one** request lists the issues and PRs updated since the oldest of the repo's bound threads was
+      last looked at (every page; nothing updated: one request for the whole repository);
+    - for each updated thread that is bound: its new comments and submitted reviews become events, a
+      closed or merged one closes its binding, a PR the forge cannot merge becomes a ``conflict`` event
+      (a PR the list does not describe — GitHub's issue list gives no head or mergeability — is read
+      whole); for an updated thread that is not bound, its new comments are read for a trigger;
+    - for each bound, open PR: **one** conditional request for its head's checks (GitHub answers 304
+      when nothing changed, which costs no rate limit); a change is read as a ``ci_failure`` event.
+
+    "Since" is :data:`SKEW` seconds before the last pass (the forge's clock and index lag behind
+    baton's), so a thread touched in that window (often by baton's own status comment) is read again;
+    what that finds is known on the thread already and answered ``duplicate`` from the store, before
+    the forge is asked a permission or a review's inline comments."""
     report = Report()
     for (forge, _), config in list(loop.config.repos.items()):
         repo = config.name

@@ -1,20 +1,11 @@
 """The forge room's :class:`~baton.forge.tables.ForgeStore` in the SQL store's transactions
 (:func:`baton.forge.tables.forge_store`): threads bound to issues and pull requests (``forge_bindings``),
-the events seen on them (``forge_events``), the turns submitted for them (``forge_turns``) and what
-their budgets have spent (``forge_budgets``).
-
-Several machines receive the same webhooks and run the same reconcile, so every decision that must be
-taken once is taken by the database, in one statement:
-
-- an event is acted on once: its insert skips a known ``(forge, repo, identity)`` (``ON CONFLICT DO
-  NOTHING ... RETURNING``), so of any number of concurrent inserts exactly one gets a row back;
-- an event joins one turn: a claim moves only rows still ``pending``/``held`` (a conditional ``UPDATE
-  ... RETURNING``; PostgreSQL re-checks the condition on a row another claimer has just changed);
-- a turn is published once: ``published_at`` is set only where it is still NULL;
-- a budget counts every spend: ``INSERT ... ON CONFLICT DO UPDATE SET spent = spent + 1 RETURNING``.
-
-Each method is one transaction. Rows and records are converted by the functions at the end (JSON text
-for ``event``, ``kinds`` and ``publish``; enums as their values).
+the events seen on them (``forge_events``), the turns submitted for them (``forge_turns``) and what their
+budgets have spent (``forge_budgets``). Several machines receive the same webhooks and run the same
+reconcile, so every decision that must be taken once (an event acted on, an event joining a turn, a turn
+published, a budget's spend) is taken by the database, in one statement (each method says which). Each
+method is one transaction; rows and records are converted by the functions at the end (JSON text for
+``event``, ``kinds`` and ``publish``; enums as their values).
 """
 
 from __future__ import annotations
@@ -164,7 +155,9 @@ class SQLForge:
 
     def add_forge_event(self, record: EventRecord) -> EventRecord | None:
         """Store a new event, returned with its ``id``; None when its (forge, repo, identity) is stored
-        already (a duplicate: a redelivery, a second webhook, the reconcile finding it again)."""
+        already (a duplicate: a redelivery, a second webhook, the reconcile finding it again). The
+        event is acted on once: ``ON CONFLICT DO NOTHING ... RETURNING``, so of any number of concurrent
+        inserts exactly one gets a row back."""
         with self._store.transaction() as conn:
             insert = insert_for(conn, forge_events).values(event_values(record))
             insert = insert.on_conflict_do_nothing(index_elements=["forge", "repo", "identity"])
@@ -190,7 +183,8 @@ class SQLForge:
 
     def claim_forge_events(self, ids: Sequence[int], job_id: str) -> list[int]:
         """Move the events of ``ids`` still pending or held to dispatched, for ``job_id``; the ids it
-        moved (two claimers never both get one)."""
+        moved (two claimers never both get one: a conditional ``UPDATE ... RETURNING``, and PostgreSQL
+        re-checks the condition on a row another claimer has just changed)."""
         if not ids:
             return []
         claim = (
@@ -275,7 +269,8 @@ class SQLForge:
 
     def mark_published(self, job_id: str, publish: dict[str, Any], at: float) -> bool:
         """Record what was written back for the turn; False when it was published already (or is not
-        a turn): the caller that gets True is the one that publishes."""
+        a turn): the caller that gets True is the one that publishes (``published_at`` is set only
+        where it is still NULL)."""
         with self._store.transaction() as conn:
             done = conn.execute(
                 sa.update(forge_turns)
@@ -287,7 +282,8 @@ class SQLForge:
     # -- budgets ------------------------------------------------------------------------------------
 
     def spend_budget(self, forge: str, repo: str, number: int, signature: str, at: float) -> int:
-        """Count one more turn against ``signature``; the count now (1 for the first)."""
+        """Count one more turn against ``signature``; the count now (1 for the first). Every spend
+        counts: ``INSERT ... ON CONFLICT DO UPDATE SET spent = spent + 1 RETURNING``."""
         values = {"forge": forge, "repo": repo, "number": number, "signature": signature, "spent": 1}
         with self._store.transaction() as conn:
             insert = insert_for(conn, forge_budgets).values({**values, "updated_at": at})

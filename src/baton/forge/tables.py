@@ -1,19 +1,12 @@
-"""The forge room's data in the store: its tables, its roles and the role over the SQL store.
-
-The tables (stated in :mod:`baton.forge.schema`, which both this module and the forge's implementation
-import: that implementation is too long to share a module with the roles, and it cannot import the
-module that hands it out): webhook deliveries (``deliveries``, one per forge and delivery id, kept
-with their result so a redelivery answers the same and acts once), threads bound to issues and pull
-requests (``forge_bindings``), the events seen on them (``forge_events``), the turns submitted for
-them (``forge_turns``) and what their budgets have spent (``forge_budgets``). They are stated on the
-store's one :data:`~baton.store.schema.metadata` and built, like every table, by the central
-append-only list in :mod:`baton.store.migrations`; the store itself knows nothing of forges.
-
-The roles: :class:`DeliveryStore` (:func:`delivery_store`, implemented here: inserting a known (forge,
-delivery id) does nothing, ``ON CONFLICT DO NOTHING``, which is the atomic "act once") and
-:class:`ForgeStore` (:func:`forge_store`, implemented in :mod:`baton.forge.sql_forge`, where each
-decision that must be taken once across machines is taken by the database). Both run in the store's
-own transactions (:meth:`~baton.store.base.Transactions.transaction`).
+"""The forge room's data in the store: its roles and the role over the SQL store. Its tables, stated in
+:mod:`baton.forge.schema` on the store's one :data:`~baton.store.schema.metadata` and built by the
+central append-only list in :mod:`baton.store.migrations`, are webhook deliveries (``deliveries``, one
+per forge and delivery id, kept with their result so a redelivery answers the same and acts once) and
+the forge loop's bindings, events, turns and budgets. :class:`DeliveryStore` (:func:`delivery_store`) is
+implemented here: inserting a known (forge, delivery id) does nothing, ``ON CONFLICT DO NOTHING``, which
+is the atomic "act once"; :class:`ForgeStore` (:func:`forge_store`) in :mod:`baton.forge.sql_forge`,
+which is too long to share a module with the roles and cannot import the module that hands it out
+(hence :mod:`baton.forge.schema`). Both run in the store's own transactions.
 """
 
 from __future__ import annotations

@@ -1,35 +1,10 @@
 """Who may start or steer a thread: the trust policy, enforced here in code — never by the prompt.
-
-:func:`judge` decides about one event's actor, in this order (the first rule that speaks decides):
-
-1. A CI failure or a merge conflict (``FeedbackKind.CI_FAILURE``/``CONFLICT``) is the forge's own
-   event about a bound pull request, not anyone's words: accepted. It comes first because its actor is
-   whoever pushed the head — often baton itself — or a CI app's bot. (A fork's PR still runs at read.)
-2. baton's own user (any case; ``name`` and ``name[bot]`` are one): refused — its own comments and
-   pushes never trigger anything, whatever ``bots`` says.
-3. ``deny``: refused.
-4. A bot (the forge says so, or the login ends in ``[bot]``): ``bots = "none"`` refused;
-   ``"allow-list"`` accepted when in ``bot_allow`` (no permission asked), else refused; ``"all"`` goes
-   on to the rules for people.
-5. ``only_allow``: trusted when in ``allow``, else untrusted.
-6. ``allow``: trusted.
-7. The actor's permission on the repository, asked of the forge (through :class:`Permissions`, a
-   short cache): at least ``trusted`` (none < read < triage < write < maintain < admin) is trusted,
-   anything less untrusted. A lookup the forge refuses (401, 403, 404, ...; or no token) refuses the
-   event, with the forge's words (fail closed); a transient failure (no answer, 429, 5xx) raises its
-   ForgeError, so the caller retries the event later instead of losing a trusted actor's words.
-8. Untrusted: ``untrusted = "drop"`` refused; ``"quote"`` accepted as quoted, attributed context at
-   read access.
-
-An accepted instruction runs at its trigger's access (feedback, or a trigger the repository has not
-enabled: the repository's ``access``), never above read for a pull request from a fork. Every decision
-carries a reason naming what decided, for the audit log. The judge speaks of the actor only: whether
-an event may *bind* a thread (an enabled trigger, its label, never quoted words) is the dispatcher's
-question (:mod:`baton.forge.dispatch`).
-
-Bot loops: two bots replying to each other trigger nothing with the default ``bots = "none"`` (rule 4),
-and with ``bots = "all"`` baton's own comments still never trigger (rule 2), so baton never answers
-itself; another bot it answers is judged like a person (its permission on the repository).
+:func:`judge` decides about one event's actor by ordered rules, the first that speaks deciding (the
+forge's own CI and conflict news, baton's own user, ``deny``, bots, ``only_allow``, ``allow``, the
+actor's permission asked of the forge through :class:`Permissions`, a short cache; the untrusted
+dropped or quoted at ``read``), and every decision carries a reason naming what decided, for the audit
+log. The rules in order: :func:`judge`; what they guarantee and what not: docs/forge.md (Who may
+trigger) and docs/security.md (The forge loop's trust policy).
 """
 
 from __future__ import annotations
@@ -106,7 +81,40 @@ def judge(
 ) -> Decision:
     """Whether ``event`` runs, at which access, as an instruction or as quoted context, and why.
     ``permission(login)`` is the actor's permission on ``repo`` (raising ForgeError when the forge
-    cannot say). Raises that ForgeError when it is transient (nothing was decided: retry)."""
+    cannot say). Raises that ForgeError when it is transient (nothing was decided: retry).
+
+    In this order, the first rule that speaks deciding:
+
+    1. A CI failure or a merge conflict (``FeedbackKind.CI_FAILURE``/``CONFLICT``) is the forge's own
+       event about a bound pull request, not anyone's words: accepted. It comes first because its actor
+       is whoever pushed the head — often baton itself — or a CI app's bot. (A fork's PR still runs at
+       read.)
+    2. baton's own user (any case; ``name`` and ``name[bot]`` are one): refused — its own comments and
+       pushes never trigger anything, whatever ``bots`` says.
+    3. ``deny``: refused.
+    4. A bot (the forge says so, or the login ends in ``[bot]``): ``bots = "none"`` refused;
+       ``"allow-list"`` accepted when in ``bot_allow`` (no permission asked), else refused; ``"all"``
+       goes on to the rules for people.
+    5. ``only_allow``: trusted when in ``allow``, else untrusted.
+    6. ``allow``: trusted.
+    7. The actor's permission on the repository, asked of the forge (through :class:`Permissions`, a
+       short cache): at least ``trusted`` (none < read < triage < write < maintain < admin) is trusted,
+       anything less untrusted. A lookup the forge refuses (401, 403, 404, ...; or no token) refuses
+       the event, with the forge's words (fail closed); a transient failure (no answer, 429, 5xx)
+       raises its ForgeError, so the caller retries the event later instead of losing a trusted
+       actor's words.
+    8. Untrusted: ``untrusted = "drop"`` refused; ``"quote"`` accepted as quoted, attributed context
+       at read access.
+
+    An accepted instruction runs at its trigger's access (feedback, or a trigger the repository has
+    not enabled: the repository's ``access``), never above read for a pull request from a fork. The
+    judge speaks of the actor only: whether an event may *bind* a thread (an enabled trigger, its
+    label, never quoted words) is the dispatcher's question (:mod:`baton.forge.dispatch`).
+
+    Bot loops: two bots replying to each other trigger nothing with the default ``bots = "none"``
+    (rule 4), and with ``bots = "all"`` baton's own comments still never trigger (rule 2), so baton
+    never answers itself; another bot it answers is judged like a person (its permission on the
+    repository)."""
     login = event.actor.login
     config = repo.trigger(event.trigger)  # None: not enabled here; the dispatcher binds no thread then
     if event.kind in SYSTEM_KINDS:

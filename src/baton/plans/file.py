@@ -1,37 +1,9 @@
-"""Plan files: YAML, validated strictly, with errors that name the field and its line.
-
-```yaml
-id: billing-api              # the plan's id; its conversation is the thread `plan-<id>`
-agent: claude
-repo: https://github.com/acme/api
-branch: feature/billing      # optional (default baton/<agent>/plan-<id>)
-base: main                   # optional
-context: |                   # optional: shared context, in the first prompt only
-  We are adding invoices to the billing service.
-on_limit: fallback:codex     # optional: wait (default: setting on_limit) or fallback:<agent>, which
-                             #   carries the plan's tasks while the agent's usage quota is spent
-tasks:
-  - id: models
-    prompt: Add the Invoice model.
-  - id: api
-    prompt: Add the /invoices endpoints.
-    on_failure: retry          # stop (default) | continue | retry
-    retries: 2                 # with retry: how many extra attempts (default 2)
-    timeout: 900               # seconds, optional
-    access: full               # read | edit | full, optional (default: --access, else setting access)
-    memory: 4G                 # the run's limits, optional (default: settings run_memory, run_pids,
-    pids: 512                  #   run_cpu; 0: no limit); enforced where the host gives runs a cgroup
-    cpu: 2
-```
-
-The YAML is composed into nodes (not just loaded) so every error can point at a line.
-
-A relative local ``repo:`` is read from the plan file's directory (as Compose reads a compose file's
-paths), so a plan works the same from wherever it is run: :func:`load_plan` makes it absolute, and
-refuses one that is not a repository naming the path it tried. A URL (``https://``, ``git@host:...``)
-stays as written, and so do an absolute path and ``~/...``. A plan read from standard input
-(``baton plan run -``) has no directory: its relative paths are read from the current one. ``repo:`` is
-a plan's only path (``base:`` is a git ref, ``context:`` text).
+"""Plan files: YAML, validated strictly, with errors that name the field and its line (the YAML is
+composed into nodes, not just loaded, so every error can point at a line). :func:`load_plan` reads one
+into a :class:`Plan` (whose docstring shows every key) and makes a relative local ``repo:`` absolute
+against the plan file's directory, as Compose reads a compose file's paths, so a plan works the same
+from wherever it is run (:func:`_repo_path`). The format and the ``repo:`` rule, for people:
+docs/cli.md (Plans).
 """
 
 from __future__ import annotations
@@ -74,6 +46,35 @@ class Task:
 
 @dataclass(frozen=True)
 class Plan:
+    """A plan file, every key of it:
+
+    ```yaml
+    id: billing-api              # the plan's id; its conversation is the thread `plan-<id>`
+    agent: claude
+    repo: https://github.com/acme/api
+    branch: feature/billing      # optional (default baton/<agent>/plan-<id>)
+    base: main                   # optional
+    context: |                   # optional: shared context, in the first prompt only
+      We are adding invoices to the billing service.
+    on_limit: fallback:codex     # optional: wait (default: setting on_limit) or fallback:<agent>,
+                                 #   which carries the plan's tasks while the agent's usage quota
+                                 #   is spent
+    tasks:
+      - id: models
+        prompt: Add the Invoice model.
+      - id: api
+        prompt: Add the /invoices endpoints.
+        on_failure: retry          # stop (default) | continue | retry
+        retries: 2                 # with retry: how many extra attempts (default 2)
+        timeout: 900               # seconds, optional
+        access: full               # read | edit | full, optional (default: --access, else setting
+                                   #   access)
+        memory: 4G                 # the run's limits, optional (default: settings run_memory,
+        pids: 512                  #   run_pids, run_cpu; 0: no limit); enforced where the host
+        cpu: 2                     #   gives runs a cgroup
+    ```
+    """
+
     id: str
     agent: str
     repo: str
@@ -303,8 +304,14 @@ def _failure_policy(where: _Where, fields: dict[str, yaml.Node], name: str) -> t
 
 
 def _repo_path(where: _Where, node: yaml.Node, repo: str, base: Path) -> str:
-    """``repo`` with a relative local path made absolute against ``base`` (see the module); BadInput
-    naming the path tried when it is no repository. A URL, an absolute or ``~`` path: as written."""
+    """``repo`` with a relative local path made absolute against ``base``; BadInput naming the path
+    tried when it is no repository. A URL (``https://``, ``git@host:...``), an absolute or ``~`` path:
+    as written.
+
+    ``base`` is the plan file's directory (as Compose reads a compose file's paths), so a plan works
+    the same from wherever it is run; a plan read from standard input (``baton plan run -``) has no
+    directory, and its relative paths are read from the current one. ``repo:`` is a plan's only path
+    (``base:`` is a git ref, ``context:`` text)."""
     text = repo.strip()
     if "://" in text or text.startswith("~") or Path(text).is_absolute() or is_scp_remote(text, base):
         return repo

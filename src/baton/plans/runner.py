@@ -1,17 +1,9 @@
 """Plans: an ordered list of tasks run as successive turns of ONE conversation (one key, thread
-``plan-<id>``), so each task knows what the earlier ones did.
-
-Task 1 starts the conversation (full prompt with the plan's context); each later task is a resumed turn
-carrying only its own prompt — the runner's decision matrix does this on its own, including hydration
-and recovery. Progress is stored per task after every change, so running the same plan again continues
-at the first task that has not succeeded, in the same conversation; a task left ``running`` by a killed
-runner is re-run, and the runner gives it the "you were interrupted" note. A task whose run raised
-before its turn ended (a remote that cannot be reached) is stored ``failed`` with the reason, and so is
-the plan. A finished task whose prompt changed in the file is reported, and re-run only when asked
-(``from_task``).
-
-A plan is held by one runner at a time: its own lease (``plan:<id>``), kept alive by
-:func:`baton.store.leases.held` for as long as the plan runs, on top of the key's lease each task's run takes.
+``plan-<id>``), so each task knows what the earlier ones did. Task 1 starts the conversation (full prompt
+with the plan's context); each later task is a resumed turn carrying only its own prompt — the runner's
+decision matrix does this on its own, including hydration and recovery. Progress is stored per task
+after every change, so running the plan again continues at its first unfinished task, in the same
+conversation (:func:`run_plan`; what people see of it: docs/cli.md, Plans).
 """
 
 from __future__ import annotations
@@ -84,7 +76,14 @@ def run_plan(
 ) -> PlanResult:
     """Run the plan's unfinished tasks in order; returns the stored record at the end. ``wait_quota``:
     a task that meets a spent usage quota waits for its reset and goes on, told why and until when
-    (None: the task ends ``rate_limited`` and the plan stops, to be re-run after the reset)."""
+    (None: the task ends ``rate_limited`` and the plan stops, to be re-run after the reset).
+
+    A task left ``running`` by a killed runner is re-run, and the runner gives it the "you were
+    interrupted" note. A task whose run raised before its turn ended (a remote that cannot be reached)
+    is stored ``failed`` with the reason, and so is the plan. A finished task whose prompt changed in
+    the file is reported, and re-run only when asked (``from_task``). A plan is held by one runner at a
+    time: its own lease (``plan:<id>``), kept alive by :func:`baton.store.leases.held` for as long as
+    the plan runs, on top of the key's lease each task's run takes."""
     from baton.agents import AGENTS
 
     key = make_key(plan.agent, plan.repo, plan.thread, AGENTS)

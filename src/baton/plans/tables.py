@@ -1,15 +1,10 @@
-"""The plans room's data in the store: its table (``plans``), its role (:class:`PlanStore`) and the
-role over the SQL store (:func:`plan_store`).
-
-One row per plan, its tasks' states as a JSON list. A plan has a handful to a few dozen tasks and is
-written by one runner at a time (it holds the plan's lease, whose fence its writes may carry), so
-rewriting the row (an upsert) on each task change is simple and atomic.
-
-The table is stated on the store's one :data:`~baton.store.schema.metadata`, and built, like every
-table, by the central append-only list in :mod:`baton.store.migrations` (migration 2); the store itself
-knows nothing of plans. Reads and writes run in the store's own transactions
-(:meth:`~baton.store.base.Transactions.transaction`), so a fenced save is checked against the key's
-lease row in the same transaction as any other fenced write.
+"""The plans room's data in the store: its table (``plans``, built by migration 2 of the central
+append-only list in :mod:`baton.store.migrations`), its role (:class:`PlanStore`) and the role over the
+SQL store (:func:`plan_store`). One row per plan, its tasks' states as a JSON list: a plan has a handful
+to a few dozen tasks and is written by one runner at a time (it holds the plan's lease, whose fence its
+writes may carry), so rewriting the row (an upsert) on each task change is simple and atomic. Reads and
+writes run in the store's own transactions, so a fenced save is checked against the lease row in the
+same transaction as any other fenced write.
 """
 
 from __future__ import annotations

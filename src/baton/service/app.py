@@ -1,24 +1,8 @@
-"""The FastAPI application: :func:`create_app` wires the store, the executor and the background
-sweeper into ``app.state`` and mounts one router per route group.
-
-Start-up (lifespan): open the store, start the executor (the in-process pool marks jobs left
-``running`` by a previous process ``done``/crashed and takes the queued ones; with a broker, Celery
-workers run them: :func:`baton.fleet.executor.make_executor`), start the sweeper thread. Shut-down stops
-them in reverse.
-
-Errors: every route raises baton's own errors (:mod:`baton.errors`) and one handler here turns them into
-HTTP, so every route (present and future) answers alike: ``{"detail": "<the CLI's message>"}`` with
-NotFound 404, BadInput 422, a conflict 409, DiskFull 507, RemoteError 502, any other BatonError 500.
-The same codes (and 401/403 from auth, 413 from the body limit) are documented on every ``/v1``
-operation (:mod:`baton.service.errors`); a 405 names every method of its path in ``Allow``.
-
-The OpenAPI document is generated when first asked for (FastAPI keeps it): the agents its ``agent``
-fields list (an ``enum``, :mod:`baton.service.fields`) are those registered then, which are those a
-request is checked against.
-
-Docs: ``/docs`` (Swagger UI) and ``/redoc`` load their scripts and styles from the service itself, not
-from a CDN, so they work on a network without internet: ``fastapi-offline`` ships the assets and
-serves them under ``/static-offline-docs``.
+"""The FastAPI application: :func:`create_app` wires the store, the executor, the forge loop and the
+background sweeper into ``app.state``, mounts one router per route group and the dashboard, and installs
+the one handler that turns baton's own errors into HTTP (:mod:`baton.service.errors`), so every route,
+present and future, answers alike. The OpenAPI document is generated when first asked for (FastAPI keeps
+it), so the agents its ``agent`` fields list are those registered then (:mod:`baton.service.fields`).
 """
 
 from __future__ import annotations
@@ -54,6 +38,10 @@ need no token."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service's app. Start-up (lifespan): open the store, start the executor (the in-process pool
+    marks jobs left ``running`` by a previous process ``done``/crashed and takes the queued ones; with a
+    broker, Celery workers run them: :func:`baton.fleet.executor.make_executor`), start the sweeper
+    thread. Shut-down stops them in reverse."""
     settings = settings or load_settings()
     check_executor(settings)  # a bad broker URL or a missing extra: the CLI's message, before serving
     forges = load_forges(settings.home)  # a bad [forge.*] or [repo.*] table: named, before serving
@@ -84,7 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sweeper.join(timeout=10)
             store.close()
 
-    # FastAPI's own /docs loads Swagger UI from a CDN (blank offline); this one serves it from the package.
+    # FastAPI's own /docs loads Swagger UI from a CDN (blank offline); this one serves it from the package:
+    # /docs (Swagger UI) and /redoc load their scripts and styles from the service itself, so they work on a
+    # network without internet (fastapi-offline ships the assets and serves them under /static-offline-docs)
     app = FastAPIOffline(title="baton", version="1", description=DESCRIPTION, lifespan=lifespan)
     for module in (health, metrics):  # no token, so no 401/403; the body limit holds for every route
         app.include_router(module.router, responses=problems(413))

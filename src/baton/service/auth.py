@@ -1,12 +1,9 @@
-"""API tokens: ``baton tokens create`` prints a secret once and the store keeps only its SHA-256.
-
-Every ``/v1`` route depends on :func:`require` with the scope it needs (``read`` for GETs, ``run`` to
-submit and cancel, ``admin`` for reset, sweep and tokens; admin ⊃ run ⊃ read). A missing, unknown or
-revoked token is 401; a token whose scope is too small is 403.
-
-:func:`issue_token` and :func:`revoke_token` are what ``baton tokens`` and the admin API both call:
-each is audited with its actor (the local user on the CLI, the calling token's name over HTTP), and
-the audit entry never holds the secret. A name already taken (a revoked token's too) is
+"""API tokens: ``baton tokens create`` prints a secret once and the store keeps only its SHA-256. Every
+``/v1`` route depends on :func:`require` with the scope it needs (``read`` for GETs, ``run`` to submit
+and cancel, ``admin`` for reset, sweep and tokens; admin ⊃ run ⊃ read): a missing, unknown or revoked
+token is 401, too small a scope 403. :func:`issue_token` and :func:`revoke_token` are what ``baton
+tokens`` and the admin API both call: each is audited with its actor (the local user on the CLI, the
+calling token's name over HTTP), never with the secret. A name already taken (a revoked token's too) is
 :class:`NameTaken`: 409 over HTTP, a bad input (exit 2) on the CLI.
 """
 

@@ -1,15 +1,9 @@
 """How the service answers an error: one handler turns baton's own errors into HTTP, and one table
-documents the codes on every operation.
-
-``{"detail": "<the CLI's message>"}`` with NotFound 404, BadInput 422, a conflict with what is stored
-409 (Busy: a run holds the key; a token name taken; a short run id that matches several runs),
-DiskFull 507, RemoteError 502, Unconfined 503, any other BatonError 500 (and 401/403 from
-:mod:`baton.service.auth`, 413 from :mod:`baton.service.limits`). A body or query that fails its model
-is a 422 in the same shape and words (``timeout takes a number, not 'abc'``; a field's own check,
-:mod:`baton.service.fields`, in the CLI's words), never pydantic's list of errors.
-
-A method a path does not have is 405 with ``Allow`` naming every method the path has: Starlette names
-only those of the first route that matched the path, and a path here often has a route per method.
+documents the codes on every operation. Each is ``{"detail": "<the CLI's message>"}``, its status by the
+error's class (:func:`status_of`); a body or query that fails its model is a 422 in the same shape and
+words (a field's own check, :mod:`baton.service.fields`, in the CLI's words), never pydantic's list of
+errors; a method a path does not have is 405 with ``Allow`` naming every method the path has
+(:func:`http_error_handler`). The codes and what each means: docs/service.md (Tokens and errors).
 """
 
 from __future__ import annotations
@@ -136,7 +130,9 @@ def _field(loc: tuple[int | str, ...]) -> str:
 
 
 async def http_error_handler(request: Request, exc: HTTPException) -> Response:
-    """FastAPI's answer to an HTTPException, with a 405's ``Allow`` naming every method of the path."""
+    """FastAPI's answer to an HTTPException, with a 405's ``Allow`` naming every method of the path:
+    Starlette names only those of the first route that matched the path, and a path here often has a
+    route per method."""
     methods = allowed_methods(request.app.router.routes, request.scope) if exc.status_code == 405 else []
     if methods:
         exc = HTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": ", ".join(methods)})

@@ -1,23 +1,12 @@
-"""What the API's fields take, said once for the check and for the schema.
-
-A field whose rule is baton's own is an ``Annotated`` type carrying a :class:`Rule`: the rule's JSON
-schema (a ``pattern``, an ``enum``, lengths) goes into ``/openapi.json``, and its check runs when the
-request is read. A check is the CLI's own function where there is one (a thread's name:
-:func:`baton.keys.validate_thread`; an agent's: the registry; an instruction's text), so a refused value
-gets the CLI's words (:data:`ERROR_TYPE`, shown as they are by :mod:`baton.service.errors`). A branch is
-checked here against git's rule as the patterns state it (the runner then asks git itself), so a NUL
-byte never reaches git's argv. Two rules are only stated here: a repo (whether it names a repository is
-the runner's to say, with its own words) and the rules between a run's fields (:func:`run_rules`);
-:func:`baton.runner.resolve.check_request` refuses those, before anything is written.
-
-The patterns are ECMA-262 as JSON Schema wants, without look-arounds (RE2 and Rust's regex, which many
-clients validate with, have none); the tests check each, read as ECMA-262, against the function that
-enforces it (for a branch: against git).
-
-**Agents.** The registry can grow at run time (``register_agent``, ``BATON_AGENTS_EXTRA``), so
-:data:`Agent`'s ``enum`` is read from it when the schema is generated (FastAPI generates the OpenAPI
-document when first asked for, and keeps it), and its check reads the registry too: an agent
-registered before the service serves is listed and taken.
+"""What the API's fields take, said once for the check and for the schema. A field whose rule is baton's
+own is an ``Annotated`` type carrying a :class:`Rule`: the rule's JSON schema (a ``pattern``, an
+``enum``, lengths) goes into ``/openapi.json``, and its check runs when the request is read — the CLI's
+own function where there is one (a thread's name: :func:`baton.keys.validate_thread`; an agent's: the
+registry; an instruction's text), so a refused value gets the CLI's words. A repo and the rules between
+a run's fields (:func:`run_rules`) are only stated here: :func:`baton.runner.resolve.check_request`
+refuses them, in its own words, before anything is written. The patterns are ECMA-262 as JSON Schema
+wants, without look-arounds (RE2 and Rust's regex, which many clients validate with, have none); the
+tests check each, read as ECMA-262, against the function that enforces it (for a branch: against git).
 """
 
 from __future__ import annotations
@@ -155,8 +144,9 @@ def branch_schema() -> dict[str, Any]:
 
 
 def check_branch(branch: str) -> None:
-    """The branch's form, as the runner checks it with git (and in the same words): a NUL byte
-    never reaches git's argv."""
+    """The branch's form, as the runner checks it with git (and in the same words): checked here
+    against git's rule as the patterns state it (the runner then asks git itself), so a NUL byte never
+    reaches git's argv."""
     if not _BRANCH_OK.fullmatch(branch) or _BRANCH_NEVER.search(branch):
         raise BadInput(f"branch {branch!r} is not a valid branch name")
 
@@ -175,6 +165,9 @@ def check_on_limit_option(value: str) -> None:
     check_on_limit(value, "on_limit")
 
 
+# The registry can grow at run time (register_agent, BATON_AGENTS_EXTRA), so Agent's enum is read from it when
+# the schema is generated (FastAPI generates the OpenAPI document when first asked for, and keeps it), and its
+# check reads the registry too: an agent registered before the service serves is listed and taken.
 Agent = Annotated[str, Rule(agents_enum, known_agent)]
 Thread = Annotated[
     str, Rule({"pattern": THREAD_PATTERN, "minLength": 1, "maxLength": THREAD_MAX}, validate_thread)

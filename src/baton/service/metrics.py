@@ -1,56 +1,10 @@
-"""Route: ``/metrics`` in the Prometheus text format (no token: scrapers run inside the network).
-
-Correct across processes: nothing is counted in this process's memory. At every scrape a custom
-collector asks the store for GROUP BY counts (:meth:`baton.store.base.Store.metrics_counts`), so every
-service process, a restarted one, and the runs of ``baton run`` on the command line all agree; a scrape
-costs three aggregate queries (one scan of the runs, one of the sessions, the jobs'), the forge's
-deliveries' one (:meth:`~baton.forge.tables.DeliveryStore.delivery_counts`), the forge loop's four and
-the quota breakers' one (below). Counters are counts of stored rows: a reset that
-deletes a key's runs lowers them, which Prometheus treats as a counter reset.
-
-- ``baton_runs_total{agent,mode,outcome}``: ended runs (attempts).
-- ``baton_run_duration_seconds{agent}``: a histogram of ended runs' durations.
-- ``baton_resumes_total{agent,result}``: how continuing a conversation went — ``resumed`` (by id from
-  the local transcript), ``hydrated`` (resumed after restoring the store's snapshot), ``recovered``
-  (the conversation was gone: fresh with a recap), ``lost`` (the agent could not find it). The resume
-  success rate is (resumed + hydrated) / all.
-- ``baton_sessions{agent,status}``, ``baton_queue_depth`` (submitted runs waiting).
-- ``baton_webhook_deliveries_total{forge,event,result}`` (finished deliveries) and
-  ``baton_webhook_deliveries_pending``.
-- ``baton_disk_bytes{kind}``: from :func:`baton.housekeeping.disk.usage`, which walks directories, so
-  it is measured in a background thread at most every ``DISK_TTL`` seconds
-  (:class:`baton.service.diskcache.DiskCache`, shared with the dashboard) and the scrape reads the
-  last numbers. Kinds are views, not a partition: ``total`` is everything under ``BATON_HOME``,
-  ``transcript`` is inside ``home``, ``free`` is the volume's free space. These samples have an empty
-  ``worker`` label (the service's own home; Prometheus reads an empty label as none).
-- ``baton_disk_bytes{worker,kind}``: each fleet worker's volume as it last reported it
-  (:mod:`baton.housekeeping.fleetdisk`), with the same kinds and meanings (``home`` holds
-  ``transcript``), no ``snapshot`` (it is in the store) and two more, ``log`` and ``other``:
-  ``worktree + cache + home + log + store + other = total``. A worker whose report is stale has no
-  bytes samples (``sum()`` is the dashboard's fleet total); ``baton_disk_report_timestamp_seconds``
-  has every worker that ever reported, for an alert on a silent one.
-- The forge loop (:mod:`baton.forge`), from two more small queries
-  (:meth:`~baton.forge.tables.ForgeStore.forge_counts`,
-  :meth:`~baton.forge.tables.ForgeStore.forge_turn_counts`):
-  ``baton_forge_events_total{kind,status}`` (stored feedback events and what became of them),
-  ``baton_forge_threads{status}`` (bound threads, every status), ``baton_forge_needs_human`` (threads
-  waiting for a person: a budget spent or a failure that came back unchanged),
-  ``baton_forge_turns_total{kind,outcome}`` (feedback turns, once per kind a turn was about, by its
-  run's outcome, ``queued``/``running`` before it has one) and ``baton_forge_refused_total`` (triggers
-  the trust policy refused, counted from the audit log's ``forge.refused`` rows — a scan of the audit
-  table, which has no index on its action).
-
-- The usage-quota breakers (:mod:`baton.runner.quota`, one store read of ``quotas``), one sample per
-  credential that ever met a limit: ``baton_quota_held{agent,credential_label}`` (1 while its runs
-  wait, else 0) and ``baton_quota_resets_at_seconds{agent,credential_label}`` (when it resets, a Unix
-  time; only exhausted breakers have one). The label is the breaker's (``claude ANTHROPIC_API_KEY
-  #3fa2c1``: where the credential comes from and the start of its hash, never the secret); there are
-  as many as credentials, a handful.
-
-A ``rate_limited`` run (a spent usage quota) is a state, not a failure: it is its own ``outcome`` in
-``baton_runs_total``, and a resume that then met the quota still counts as the resume it was.
-
-No label carries a session id, a thread or a repo: their number is unbounded.
+"""Route: ``/metrics`` in the Prometheus text format (no token: scrapers run inside the network). Correct
+across processes: nothing is counted in this process's memory. At every scrape a custom collector
+(:class:`StoreCollector`) asks the store for GROUP BY counts, so every service process, a restarted one,
+and the runs of ``baton run`` on the command line all agree; the disk gauges come from the background
+measurement (:class:`baton.service.diskcache.DiskCache`, shared with the dashboard) and the workers'
+reports. No label carries a session id, a thread or a repo: their number is unbounded. Every metric
+and what it counts: docs/service.md (Metrics).
 """
 
 from __future__ import annotations
@@ -223,7 +177,14 @@ class MetricsStore(ViewStore, WorkerStore, QuotaStore, Transactions, Protocol):
 
 
 class StoreCollector(Collector):
-    """Everything from the store (and the disk cache) at collect time."""
+    """Everything from the store (and the disk cache) at collect time. A scrape costs three aggregate
+    queries (:meth:`baton.store.base.Store.metrics_counts`: one scan of the runs, one of the sessions,
+    the jobs'), the forge's deliveries' one (:meth:`~baton.forge.tables.DeliveryStore.delivery_counts`),
+    the forge loop's four (:meth:`~baton.forge.tables.ForgeStore.forge_counts`,
+    :meth:`~baton.forge.tables.ForgeStore.forge_turn_counts`; ``baton_forge_refused_total`` counts the
+    audit log's ``forge.refused`` rows, a scan of the audit table, which has no index on its action)
+    and the quota breakers' one (one store read of ``quotas``). Counters are counts of stored rows: a
+    reset that deletes a key's runs lowers them, which Prometheus treats as a counter reset."""
 
     def __init__(self, store: MetricsStore, disk: DiskCache) -> None:
         self.store, self.disk = store, disk

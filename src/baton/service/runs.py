@@ -1,15 +1,10 @@
-"""Routes: runs. Submit one (stored ``queued`` before the 202, validated like ``baton run``), read
-it, list them, stream its agent events (Server-Sent Events), cancel it.
-
-A run of the API is a job (:mod:`baton.fleet.jobs`): its ``run_id`` is the job's id, and once it ran its
-record carries every field of ``baton run --json``; its ``attempts`` (retries, a recovery) have ids of
-their own, and every route takes either (:mod:`baton.runner.runids`), as the CLI and the dashboard do.
-The event stream is replayed from the job's event file, so a late subscriber gets it from
-the start, ``Last-Event-ID`` resumes after an event, and the stream ends with one ``outcome`` event.
-
-The list pages as the sessions' does (``{"runs", "limit", "offset", "next_offset"}``), and the 202 of a
-submission carries OpenAPI links to the run's routes (its ``run_id`` as their path parameter), so a
-client generated from the schema can follow them.
+"""Routes: runs. Submit one (stored ``queued`` before the 202, validated like ``baton run``), read it,
+list them, stream its agent events (Server-Sent Events), cancel it. A run of the API is a job
+(:mod:`baton.fleet.jobs`): its ``run_id`` is the job's id, and once it ran its record carries every field
+of ``baton run --json``; its attempts have ids of their own, and every route takes either
+(:mod:`baton.runner.runids`). The event stream is replayed from the job's event file, so a late
+subscriber gets it from the start; the list pages as the sessions' does, and the 202 carries OpenAPI
+links to the run's routes. What each route answers: docs/service.md (Runs over HTTP).
 """
 
 from __future__ import annotations

@@ -1,16 +1,7 @@
-"""The API's models of a run, derived from the runner's one schema (:mod:`baton.runner.request`).
-
-- :func:`body_model`: the body of ``POST /v1/runs``, one field per option of a queued run
-  (:class:`~baton.runner.request.RunRequest`'s fields with an ``Option``): its name, type, default
-  and description (the option's ``doc``, else its help), and what it takes beyond its type
-  (:data:`RULES`: a thread's pattern, the registered agents, ranges; :mod:`baton.service.fields`),
-  with the rules between options (``allOf``). Pydantic checks the types and the single fields' rules,
-  once: the route builds the request from the validated body, and the runner's check refuses the rest
-  in the same words as on the command line.
-- :func:`view_model`: a run as the API shows it, a job's own fields (``base``) and then every field
-  of ``baton run --json`` (:class:`~baton.runner.request.RunJson`), each ``null`` (a list: empty)
-  until the run ran. A nested ``TypedDict`` (an attempt) becomes a model of its own.
-- :class:`QuotaOut`: a credential's usage-quota breaker (``GET /v1/quotas``), as ``baton quota --json``.
+"""The API's models of a run, derived from the runner's one schema (:mod:`baton.runner.request`):
+:func:`body_model`, the body of ``POST /v1/runs``, one field per option of a queued run; :func:`view_model`,
+a run as the API shows it, a job's own fields and then every field of ``baton run --json``; and
+:class:`QuotaOut`, a credential's usage-quota breaker (``GET /v1/quotas``), as ``baton quota --json``.
 """
 
 from __future__ import annotations
@@ -50,7 +41,13 @@ RULES: dict[str, Any] = {
 
 
 def body_model(name: str, doc: str, schema: type[RunRequest] = RunRequest) -> type[BaseModel]:
-    """The request body of a queued run: unknown fields are refused (422)."""
+    """The request body of a queued run: unknown fields are refused (422). One field per option of a
+    queued run (:class:`~baton.runner.request.RunRequest`'s fields with an ``Option``): its name, type,
+    default and description (the option's ``doc``, else its help), and what it takes beyond its type
+    (:data:`RULES`: a thread's pattern, the registered agents, ranges; :mod:`baton.service.fields`),
+    with the rules between options (``allOf``). Pydantic checks the types and the single fields' rules,
+    once: the route builds the request from the validated body, and the runner's check refuses the rest
+    in the same words as on the command line."""
     fields: dict[str, Any] = {
         f.name: (_ruled(f), Field(... if f.required else f.default, description=f.option.description))
         for f in request_fields(schema, queued=True)
@@ -72,7 +69,10 @@ def _ruled(f: RequestField) -> Any:
 
 
 def view_model(name: str, doc: str, base: type[BaseModel], shape: type = RunJson) -> type[BaseModel]:
-    """``base`` and then every field of ``shape`` that ``base`` does not have, unset until known."""
+    """``base`` and then every field of ``shape`` that ``base`` does not have, unset until known: a
+    run's view is a job's own fields (``base``) and then every field of ``baton run --json``
+    (:class:`~baton.runner.request.RunJson`), each ``null`` (a list: empty) until the run ran. A nested
+    ``TypedDict`` (an attempt) becomes a model of its own."""
     hints = get_type_hints(shape, include_extras=True)
     fields: dict[str, Any] = {
         key: _unset(hint) for key, hint in hints.items() if key not in base.model_fields

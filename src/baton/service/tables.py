@@ -1,17 +1,11 @@
 """The service room's data in the store: its tables (``tokens``, ``web_sessions``), its roles
 (:class:`TokenStore`, :class:`WebSessionStore`) and their implementation in the SQL store's own
-transactions (:func:`token_store`, :func:`web_session_store`).
-
-API tokens are kept as the SHA-256 of their secret, never the secret (:mod:`baton.service.auth` makes
-and checks them). The dashboard's sign-ins (``web_sessions``): the browser's cookie holds a random
-session id, the store only its SHA-256, the API token that signed in, and when it expires or was
-revoked (sign-out). The token itself never leaves the sign-in form, so signing out revokes something:
-a copied cookie stops working at once. The token is still looked up on every request
-(:mod:`baton.service.dashboard.web`), so revoking the token signs out each of its sessions too.
-
-The tables are stated on the store's one :data:`~baton.store.schema.metadata` and built, like every
-table, by the central append-only list in :mod:`baton.store.migrations`; the store knows nothing of
-tokens.
+transactions (:func:`token_store`, :func:`web_session_store`). API tokens are kept as the SHA-256 of
+their secret, never the secret (:mod:`baton.service.auth` makes and checks them); a dashboard sign-in as
+the SHA-256 of the cookie's random session id, the API token that signed in, and when it expires or was
+revoked (sign-out), so signing out revokes something (:mod:`baton.service.dashboard.web`). The tables
+are stated on the store's one :data:`~baton.store.schema.metadata` and built, like every table, by the
+central append-only list in :mod:`baton.store.migrations`; the store knows nothing of tokens.
 """
 
 from __future__ import annotations

@@ -1,40 +1,12 @@
-"""Routes: signed cleanup webhooks from GitHub (``POST /webhooks/github``) and Gitea
-(``POST /webhooks/gitea``), and the list of deliveries (``GET /v1/webhooks/deliveries``).
-
-HTTP in, a status code out: the domain code is in the forge room. A delivery goes through these gates,
-in this order, and stops at the first that fails (the signature is checked by :mod:`baton.forge.events`,
-the payload read once, into a typed :class:`~baton.forge.delivery.Delivery`, by its forge's
-:class:`~baton.forge.delivery.Reader`; a body over 25 MB is refused before, with 413, by
-:mod:`baton.service.limits`):
-
-1. ``BATON_WEBHOOK_SECRET`` is set (read per request, never logged or stored) — else 403: webhooks are
-   refused, never accepted unsigned (a 4xx: the sender's request cannot be authenticated here; a 5xx
-   would say the service is failing).
-2. The HMAC-SHA256 of the *raw* body under the secret equals the signature header, compared in constant
-   time (GitHub ``X-Hub-Signature-256: sha256=<hex>``; Gitea ``X-Gitea-Signature: <hex>``, or the GitHub
-   header it also sends) — else 401, nothing done.
-3. A delivery id (``X-GitHub-Delivery`` / ``X-Gitea-Delivery``) and an event name are present, the body
-   is a JSON object, and an event that cleans up has the fields it needs — else 400.
-4. The delivery is inserted into the store, keyed by (forge, delivery id). The insert is the atomic
-   "act once": a redelivery finds the first record and is answered from it, doing nothing. Inserts
-   are group-committed by one thread (:class:`baton.forge.deliveries.Intake`): a burst of deliveries
-   costs a few transactions, and the acknowledgement stays within tens of milliseconds under 50 at
-   once.
-
-Events that clean up: ``delete`` of a branch, ``pull_request`` ``closed`` (merged or not; the branch is
-``head.ref`` in the head repository, which for a PR from a fork is the fork; when merged, the threads
-stacked on that branch are then rebased onto the default branch, :func:`baton.sync.upstream.restack`), and
-``push`` with ``deleted: true`` of ``refs/heads/<branch>``. Everything else is stored ``ignored`` and
-answered 202 ``{"ignored": "<why>"}``. A payload names its repository by ``clone_url``, ``ssh_url`` and
-``html_url``; each one's slug (:func:`baton.keys.parse_repo`, URL forms only, so no filesystem or
-network is touched) is matched, since a self-hosted forge's HTTP and SSH URLs give different slugs.
-
-The work (:func:`baton.housekeeping.cleanup.close_branch`: checkpoint, free, close; after a running run
-ends) can take long, and forges give up after 10 s, so the delivery is stored ``pending`` with its
-work and answered 202 at once; a small pool of daemon threads (:class:`baton.forge.deliveries.Worker`)
-does the work and stores the result. The pool belongs to this router's lifespan, which also re-queues
-deliveries a previous process left ``pending`` (closing is idempotent, so doing one twice is harmless;
-losing one is not).
+"""Routes: signed webhooks from GitHub (``POST /webhooks/github``) and Gitea (``POST /webhooks/gitea``),
+and the list of deliveries (``GET /v1/webhooks/deliveries``). HTTP in, a status code out: the domain
+code is in the forge room. A delivery goes through the gates of :func:`receive` in order (the secret,
+the signature, the headers and payload, read once into a typed delivery by its forge's
+:class:`~baton.forge.delivery.Reader`) and is stored keyed by (forge, delivery id), the atomic "act
+once", and answered 202 at once; its work (the cleanup, the forge loop's feedback) runs in the
+background (:class:`baton.forge.deliveries.Worker`, whose pool belongs to this router's lifespan, which
+also re-queues deliveries a previous process left ``pending``). What is cleaned up and when:
+docs/service.md (Webhooks).
 """
 
 from __future__ import annotations
@@ -149,6 +121,30 @@ def _header(headers: Headers, names: tuple[str, ...], pattern: re.Pattern[str], 
 
 
 async def receive(request: Request, reader: Reader) -> JSONResponse:
+    """One delivery through the gates, in order, stopping at the first that fails (a body over 25 MB is
+    refused before, with 413, by :mod:`baton.service.limits`):
+
+    1. ``BATON_WEBHOOK_SECRET`` is set (read per request, never logged or stored) — else 403: webhooks
+       are refused, never accepted unsigned (a 4xx: the sender's request cannot be authenticated here;
+       a 5xx would say the service is failing).
+    2. The HMAC-SHA256 of the *raw* body under the secret equals the signature header, compared in
+       constant time (GitHub ``X-Hub-Signature-256: sha256=<hex>``; Gitea ``X-Gitea-Signature: <hex>``,
+       or the GitHub header it also sends; :mod:`baton.forge.events`) — else 401, nothing done.
+    3. A delivery id (``X-GitHub-Delivery`` / ``X-Gitea-Delivery``) and an event name are present, the
+       body is a JSON object, and an event that cleans up has the fields it needs — else 400.
+    4. The delivery is inserted into the store, keyed by (forge, delivery id): a redelivery finds the
+       first record and is answered from it, doing nothing. Inserts are group-committed by one thread
+       (:class:`baton.forge.deliveries.Intake`).
+
+    Events that clean up: ``delete`` of a branch, ``pull_request`` ``closed`` (merged or not; the branch
+    is ``head.ref`` in the head repository, which for a PR from a fork is the fork; when merged, the
+    threads stacked on that branch are then rebased onto the default branch,
+    :func:`baton.sync.upstream.restack`), and ``push`` with ``deleted: true`` of ``refs/heads/<branch>``.
+    A delivery that asks nothing else (no cleanup, nothing for the forge loop) is stored ``ignored``
+    and answered 202 ``{"ignored": "<why>"}``. A payload names its
+    repository by ``clone_url``, ``ssh_url`` and ``html_url``; each one's slug
+    (:func:`baton.keys.parse_repo`, URL forms only, so no filesystem or network is touched) is matched,
+    since a self-hosted forge's HTTP and SSH URLs give different slugs."""
     forge = reader.forge
     secret = os.environ.get(SECRET_ENV)
     if not secret:

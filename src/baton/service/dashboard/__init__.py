@@ -1,13 +1,10 @@
-"""The web dashboard of ``baton serve``: server-rendered pages (Jinja2) over the same store the API
-reads, a little plain JavaScript for the live parts (Server-Sent Events), every asset served from
-``/static`` (no CDN, no build step).
-
-Pages: ``/`` (disk use and counters), ``/sessions`` and ``/session`` (with reset), ``/runs`` and
-``/runs/<id>``, ``/plans``, ``/deliveries``, ``/audit``; sign-in at ``/login`` with an API token
-(:mod:`.web` explains the cookie and the CSRF check). Read tokens see everything and change nothing;
-reset needs admin. Errors on a page are pages (the API's routes keep their JSON errors), and so is a
-URL that is nothing here, asked for by a browser (``Accept: text/html``); under ``/v1/`` and
-``/webhooks/`` it is the API's JSON 404.
+"""The web dashboard of ``baton serve``: server-rendered pages (Jinja2) over the same store the API reads,
+a little plain JavaScript for the live parts (Server-Sent Events), every asset served from ``/static``
+(no CDN, no build step). Pages: ``/`` (disk use and counters), ``/sessions`` and ``/session`` (with
+reset), ``/runs`` and ``/runs/<id>``, ``/plans``, ``/deliveries``, ``/audit``; sign-in at ``/login``
+with an API token (:mod:`.web` explains the cookie and the CSRF check). Errors on a page are pages, and
+so is a URL that is nothing here asked for by a browser (``Accept: text/html``); under ``/v1/`` and
+``/webhooks/`` it is the API's JSON 404. What each page shows: docs/service.md (Dashboard).
 """
 
 from __future__ import annotations

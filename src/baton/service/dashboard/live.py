@@ -1,18 +1,10 @@
-"""Live streams for the pages (Server-Sent Events, signed in by the cookie; 401 without it).
-
-``/ui/stream/session``: a key's timeline (an HTML fragment, sent again whenever it changes: a run
-submitted, started, ended), the facts of its card that runs change (attempts, last used...), and the
-entries of each of its runs as they are written. Every run newer than the stream's start is followed
-from its first line, one after another, even one that started and ended between two looks (a fast
-agent), and ends with an ``outcome`` event. ``/ui/stream/run/<id>`` follows one run and ends after
-its outcome.
-
-Events: ``timeline`` (HTML), ``facts`` ({name: text}, the card's ``data-fact`` elements), ``run``
-({run_id, short, attempt, mode, href}: the live log starts over), ``entry`` (HTML of one entry),
-``outcome`` ({run_id, attempt_id, outcome}). Data is JSON; the HTML in it is rendered by Jinja2 with
-autoescaping, so an agent's output is text, never markup. The store is read in the thread pool, and a
-look happens every :data:`POLL` seconds, or at once when a run of this process writes events. A stream
-lasts at most :data:`LIFETIME`; the browser then reconnects by itself.
+"""Live streams for the pages (Server-Sent Events, signed in by the cookie; 401 without it):
+``/ui/stream/session`` follows a key (its timeline, its card's facts, and every run newer than the
+stream's start from its first line: :class:`SessionWatch`), ``/ui/stream/run/<id>`` one run until its
+outcome (:class:`Follow`). Data is JSON; the HTML in it is rendered by Jinja2 with autoescaping, so an
+agent's output is text, never markup. The store is read in the thread pool, every :data:`POLL` seconds
+or at once when a run of this process writes events; a stream lasts at most :data:`LIFETIME`, and the
+browser then reconnects by itself.
 """
 
 from __future__ import annotations
@@ -51,7 +43,8 @@ def entry_html(entry: Entry) -> str:
 
 
 class Follow:
-    """One run's log, read as it grows."""
+    """One run's log, read as it grows: ``entry`` events (the HTML of one entry each), then an
+    ``outcome`` event (``{run_id, attempt_id, outcome}``) once the run has ended."""
 
     def __init__(self, record: RunRecord) -> None:
         self.id, self.run_id = record.id, record.run_id
@@ -87,7 +80,12 @@ def session_facts(session: SessionRecord) -> dict[str, str]:
 
 
 class SessionWatch:
-    """What changed for one key since the last look."""
+    """What changed for one key since the last look, as events: ``timeline`` (HTML, sent again whenever
+    it changes: a run submitted, started, ended), ``facts`` (``{name: text}``, the card's ``data-fact``
+    elements: attempts, last used...), ``run`` (``{run_id, short, attempt, mode, href}``: the live log
+    starts over) and then the run's ``entry`` and ``outcome`` events. Every run newer than the stream's
+    start is followed from its first line, one after another, even one that started and ended between
+    two looks (a fast agent)."""
 
     def __init__(self, store: Store, session: SessionRecord) -> None:
         self.store, self.session = store, session

@@ -1,24 +1,11 @@
-"""Route: the overview (``/``): the disk card, the counters (with the forge's bound threads, and a
-link to each one that needs a human, when there are any) and the usage quotas spent (each held
-credential and when it resets: :mod:`baton.housekeeping.quotas`), where an admin may clear one whose
-quota was raised (``POST /quotas/clear``, a form with the CSRF value, audited).
-
-A ``rate_limited`` run is a state, not a failure: a resume that met a spent quota is named apart from
-the resumes that failed, timed out or crashed beside the resume success rate.
-
-On a single machine the disk card shows the service's last disk measurement
-(:class:`baton.service.diskcache.DiskCache`, the same :func:`baton.housekeeping.disk.usage` that
-``baton du`` prints), with its time; ``?fresh=1`` measures now and waits for it. The page never walks
-the home itself: the measurement is refreshed in the background (the first page, or the first
-``/metrics`` scrape, starts the first one: a measurement taken when the service starts would be
-reused for a minute though the home changed since), the first page waits at most :data:`FIRST_WAIT`
-for it and otherwise says it is still running and since when,
-and the card's bars and largest sessions are computed once per measurement (:func:`cached_view`), not
-per page: over 100,000 sessions that was 0.3 s of every answer. In a fleet (the store
-knows workers) the worktrees and transcripts are on the workers' volumes, so the card shows their
-reports instead (:func:`baton.housekeeping.fleetdisk.fleet_disk`, what ``baton du --fleet`` prints): a
-row per worker, stale ones marked, and the fleet's total; the service's own home is one line below.
-Bars are inline SVG drawn here, no chart library.
+"""Route: the overview (``/``): the disk card, the counters (with the forge's bound threads, and a link to
+each one that needs a human) and the usage quotas spent (each held credential and when it resets), where
+an admin may clear one whose quota was raised (``POST /quotas/clear``, a form with the CSRF value,
+audited). The page never walks the home itself: on a single machine the disk card shows the service's
+last disk measurement (:class:`baton.service.diskcache.DiskCache`, what ``baton du`` prints), refreshed
+in the background, and in a fleet the workers' reports (:func:`baton.housekeeping.fleetdisk.fleet_disk`,
+what ``baton du --fleet`` prints). Bars are inline SVG drawn here, no chart library. What the card and
+the counters show: docs/service.md (Dashboard).
 """
 
 from __future__ import annotations
@@ -100,8 +87,9 @@ _views: list[tuple[DiskReport, dict[str, Any]]] = []  # the last report and its 
 
 
 def cached_view(report: DiskReport) -> dict[str, Any]:
-    """:func:`disk_view` of ``report``, computed once per measurement (two pages asking at once may
-    both compute it; either answer is the same)."""
+    """:func:`disk_view` of ``report``, computed once per measurement, not per page: over 100,000
+    sessions the card's bars and largest sessions were 0.3 s of every answer (two pages asking at once
+    may both compute it; either answer is the same)."""
     last = _views[-1] if _views else None
     if last is not None and last[0] is report:
         return last[1]
@@ -126,7 +114,7 @@ def counters(store: ViewStore) -> dict[str, Any]:
     outcomes: Counter[str] = Counter()
     resumes: Counter[str] = Counter()
     kept_failing: Counter[str] = Counter()  # resumes that kept their conversation, yet did not succeed
-    kept_limited = 0  # ... because the agent's usage quota was spent: a state, not a failure
+    kept_limited = 0  # ... because the agent's usage quota was spent: a state, not a failure, named apart
     for mode, outcome, hydrated, n in counts["runs"]:
         outcomes[outcome] += n
         result = resume_result(mode, outcome, hydrated)
@@ -184,6 +172,9 @@ def overview(
 ) -> HTMLResponse:
     _settings, store = state(request)
     fleet = fleet_disk(store)
+    # The first page (or the first /metrics scrape) starts the first measurement: one taken when the service
+    # starts would be reused for a minute though the home changed since. The first page waits at most
+    # FIRST_WAIT for it and otherwise says it is still running and since when; ?fresh=1 measures now.
     wait = FRESH_WAIT if fresh else (0.0 if fleet.workers else FIRST_WAIT)  # a fleet: its reports suffice
     report = request.app.state.disk.get(wait=wait, fresh=fresh)
     return page(

@@ -1,15 +1,9 @@
 """Routes: the sessions table (``/sessions``), a session's page (``/session``) and its reset
-(``/session/reset``: a confirmation page, then the POST that archives and removes).
-
-A session bound to a forge issue or PR shows its forge thread on its page
-(:func:`baton.forge.threads.key_state`): links to the issue and the PR, the feedback events with who
-sent them, where (a link), what became of them and the run they became, the budget spent against the
-repository's limits, and a banner when it needs a human. Comment text is never shown; everything else
-the forge sent is escaped by the templates, and only http(s) addresses become links.
-
-The table pages through 10,000 sessions in the database (sorted by last use or attempts, counted for
-"page N of M"). Sizes are not in the store: they come from the service's last disk measurement, and a
-size sort orders the matching keys by it in memory (unmeasured ones last).
+(``/session/reset``: a confirmation page, then the POST that archives and removes). A session bound to a
+forge issue or PR shows its forge thread on its page (:func:`baton.forge.threads.key_state`): links to
+the issue and the PR, the feedback events with who sent them, where, what became of them and the run
+they became, the budget spent, and a banner when it needs a human. Comment text is never shown;
+everything else the forge sent is escaped by the templates, and only http(s) addresses become links.
 """
 
 from __future__ import annotations
@@ -95,6 +89,10 @@ def usage_of(report: DiskReport | None, session: SessionRecord) -> SessionUsage 
 def by_size(
     store: Store, f: Filters, sizes: dict[tuple[str, str, str], int]
 ) -> tuple[list[SessionRecord], int]:
+    """A page of the table sorted by size. Sizes are not in the store: they come from the service's
+    last disk measurement, so the matching keys are ordered by it in memory (unmeasured ones last).
+    The other sorts page in the database (the table pages through 10,000 sessions there, sorted by last
+    use or attempts, counted for "page N of M")."""
     keys = store.session_keys(f.agent, f.repo, f.status)
     measured = sorted((k for k in keys if k in sizes), key=lambda k: (sizes[k], k), reverse=f.descending)
     ordered = measured + sorted(k for k in keys if k not in sizes)

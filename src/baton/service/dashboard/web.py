@@ -1,22 +1,10 @@
-"""What every dashboard page shares: the templates, the signed-in viewer, CSRF, and security headers.
-
-**Sign-in.** The API token is typed into the sign-in form and goes no further: the browser gets a
-random session id in the ``baton_session`` cookie (HttpOnly, so no script can read it; SameSite=Strict,
-so no other site's page sends it; Secure when the request came over HTTPS, a trusted proxy's
-``X-Forwarded-Proto: https`` included — ``baton serve --forwarded-allow-ips``), and the store keeps
-only its SHA-256 (:mod:`baton.service.tables`). Signing out revokes the session, so a copied
-cookie stops working; every request also looks the session's token up as the API does, so revoking
-the token signs its browsers out at once.
-
-**CSRF.** Every form that changes state carries ``csrf`` = HMAC-SHA256(session id, a fixed label):
-only a page that knows the session can make it, it never reveals the session id, and it needs no
-server-side state of its own. A POST with a missing or wrong value is 403, as is one whose token
-lacks the scope, checked before anything is read or written; so is a POST whose ``Origin`` header
-names another site, or is ``null`` (a sandboxed frame, a ``data:`` page: never this site's own
-form), which also guards the sign-in form against logging a victim into another token.
-
-**Headers.** A strict Content-Security-Policy: scripts, styles and images only from baton itself (no
-inline script, no CDN), no framing; pages are never cached.
+"""What every dashboard page shares: the templates, the signed-in viewer, CSRF, and security headers. The
+API token typed into the sign-in form goes no further: the browser gets a random session id in the
+``baton_session`` cookie (:func:`sign_in`), the store only its SHA-256, and every request also looks the
+session's token up as the API does (:func:`viewer_of`). Every form that changes state carries a CSRF
+value derived from the session (:func:`csrf_for`), checked with its ``Origin`` and the viewer's scope
+before anything is read or written (:func:`form_of`); every page carries :data:`HEADERS`. What this
+guarantees: docs/security.md (The service and its dashboard).
 """
 
 from __future__ import annotations
@@ -47,6 +35,8 @@ COOKIE = "baton_session"
 COOKIE_AGE = 8 * 3600  # a sign-in lasts a working day
 FORM_LIMIT = 64 * 1024  # bytes of a dashboard form; its fields are a key and a scope
 _CSRF_LABEL = b"baton dashboard csrf v1"
+# A strict Content-Security-Policy: scripts, styles and images only from baton itself (no inline script, no
+# CDN), no framing; pages are never cached.
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -84,11 +74,15 @@ class Forbidden(Exception):
 
 
 def csrf_for(session_id: str) -> str:
+    """The CSRF value of the session's forms: HMAC-SHA256(session id, a fixed label). Only a page that
+    knows the session can make it, it never reveals the session id, and it needs no server-side state
+    of its own."""
     return hmac.new(session_id.encode("utf-8", "surrogatepass"), _CSRF_LABEL, hashlib.sha256).hexdigest()
 
 
 def sign_in(store: Store, token: TokenRecord) -> str:
-    """Start a session for ``token``; returns its id (the cookie's value), which nothing keeps."""
+    """Start a session for ``token``; returns its id (the cookie's value), which nothing keeps: the
+    store has only its SHA-256 (:mod:`baton.service.tables`)."""
     session_id = secrets.token_urlsafe(32)
     now = time.time()
     web_session_store(store).add_web_session(digest(session_id), token.name, now, now + COOKIE_AGE)
@@ -96,6 +90,7 @@ def sign_in(store: Store, token: TokenRecord) -> str:
 
 
 def sign_out(store: Store, session_id: str) -> None:
+    """Revoke the session, so a copied cookie stops working."""
     web_session_store(store).revoke_web_session(digest(session_id), time.time())
 
 
@@ -105,7 +100,8 @@ def state(request: Request) -> tuple[Settings, Store]:
 
 def viewer_of(request: Request) -> Viewer | None:
     """The signed-in viewer: the cookie's session, live (not expired, not signed out), of a token that
-    is still valid; None otherwise."""
+    is still valid; None otherwise. The token is looked up on every request, as the API does, so
+    revoking it signs its browsers out at once."""
     session_id = request.cookies.get(COOKIE)
     if not session_id:
         return None
@@ -127,15 +123,18 @@ def signed_in(request: Request) -> Viewer:
 
 
 def check_origin(request: Request) -> None:
-    """A browser's POST from another site's page names that site in ``Origin``: refused (this also
-    covers the sign-in form, which has no token to derive a CSRF value from)."""
+    """A browser's POST from another site's page names that site in ``Origin``: refused, and so is
+    ``null`` (a sandboxed frame, a ``data:`` page: never this site's own form). This also covers the
+    sign-in form, which has no token to derive a CSRF value from: it guards against logging a victim
+    into another token."""
     origin = request.headers.get("origin")
     if origin and (origin == "null" or urlsplit(origin).netloc != request.headers.get("host")):
         raise Forbidden(f"a form posted from {origin} is refused")
 
 
 async def form_of(request: Request, viewer: Viewer, scope: TokenScope) -> dict[str, str]:
-    """A state-changing form's fields, after its origin, CSRF value and the viewer's scope are checked."""
+    """A state-changing form's fields, after its origin, CSRF value and the viewer's scope are checked
+    (each failure a 403, before anything is read or written)."""
     check_origin(request)
     body = await request.body()
     if len(body) > FORM_LIMIT:
