@@ -1,10 +1,11 @@
 """A job's event stream on its way to the store: in order, exactly once, whatever the store does. With
 a broker, a job's events reach its followers through the store (:mod:`baton.fleet.jobs`); the thread
-that reads the agent's output must not wait on the store (a store frozen mid-turn held it past the
-agent's end, and a failed write was never written again: docs/fleet.md, "A store outage mid-turn").
-So the reader only queues, and :class:`StoreSink` owns one thread that writes the queued lines in
-sequence order, one at a time, trying a line again after a failure (0.2 s, doubling to 5 s) until the
-store takes it; the job's end is recorded only after :meth:`StoreSink.flush`.
+that reads the agent's output must not wait on the store (a PostgreSQL frozen mid-turn by SIGSTOP, a
+stalled VM or a failover held it past the agent's end, and a failed write was never written again:
+docs/fleet.md, "A store outage mid-turn"). So the reader only queues, and :class:`StoreSink` owns one
+thread that writes the queued lines in sequence order, one at a time, trying a line again after a
+failure (0.2 s, doubling to 5 s) until the store takes it; the job's end is recorded only after
+:meth:`StoreSink.flush`.
 """
 
 from __future__ import annotations

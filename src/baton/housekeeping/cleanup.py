@@ -124,8 +124,9 @@ def close_locked(
        agent home, with the transcript, and its temp dir; :mod:`baton.workspace.keyspace`), and any
        files of the conversation a run before key spaces left in the agent's base home;
     4. mark the session ``closed``, keeping its conversation id, its ``expires_at`` the end of its
-       grace period (``closed_grace_days`` from now). The caller audits ``close`` (or ``expire``) with
-       the actor, what was removed and where the checkpoint is."""
+       grace period (``closed_grace_days`` from now). The caller audits it with the actor, what was
+       removed and where the checkpoint is (:func:`close_session` as ``close``; a sweep's expiry in
+       its ``sweep`` record)."""
     workdirs = Workdirs(settings)
     path = workdirs.worktree_path(key)
     result = CloseResult(str(key), str(path), cache=str(workdirs.cache_path(key.repo)))
