@@ -146,7 +146,8 @@ class LeaseBackend(Protocol):
 
 
 class LeaseStore(LeaseBackend, Protocol):
-    """The store's side of leases: its own grants, and the fencing tokens of grants made elsewhere.
+    """The store's side of leases: its own grants, and the fencing tokens of grants made elsewhere
+    (``sql.py``).
 
     Fencing: the writes a run makes about its key (``save_session``, ``add_run``, ``update_run``,
     ``save_snapshot``, ``save_plan``, ``save_checkpoint``) take ``fence=`` (a :class:`Fence`, the
