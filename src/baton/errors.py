@@ -1,14 +1,8 @@
 """Every error baton raises on purpose derives from :class:`BatonError`; and the exit code of an outcome.
-
-Messages are written for the person at the terminal. Each class carries the CLI exit code it maps to,
-so the CLI turns any ``BatonError`` into a clean message and a meaningful code without a lookup table:
-0 succeeded, 1 the agent failed or timed out (or the disk is full), 2 bad input, 3 the key is busy,
-4 a remote could not be reached (network or credentials), 5 a sync with upstream conflicted,
-6 ``baton serve`` cannot listen (its port is in use), 75 the agent's usage quota is spent (the run
-waits for its reset: ``rate_limited``, or not started while its credential's breaker holds), 130
-cancelled. Work that ran and ended some
-way (a run, a queued run, a sync) exits with :func:`exit_code_of` its outcome: the one map of
-outcomes to codes.
+Messages are written for the person at the terminal, and each class carries the CLI exit code it maps
+to (the codes and their meanings: docs/cli.md, "Exit codes"), so the CLI turns any ``BatonError`` into a
+clean message and a meaningful code without a lookup table. Work that ran and ended some way (a run, a
+queued run, a sync) exits with :func:`exit_code_of` its outcome: the one map of outcomes to codes.
 Third-party errors are translated at the boundary with ``raise X from exc``.
 """
 

@@ -1,15 +1,11 @@
-"""Keys: ``(agent, repo, thread)`` — one conversation and one worktree per key.
-
-Everything here is pure validation and runs before anything is written. A repo is a git URL or a
-local path; both become a *slug*, a relative path used for directories and display:
-
-- ``https://github.com/acme/api.git``, ``git@github.com:acme/api``, ``ssh://git@github.com/acme/api``
-  → ``github.com/acme/api``;
-- a local repository ``/srv/code/api`` → ``local/api-<8 hex of its real path>`` (stable for that path,
-  distinct for two repos of the same name).
-
-URLs carrying credentials are refused: tokens belong in ``BATON_GIT_TOKEN``, never in a URL that would
-end up in git's config, argv or the database.
+"""Keys: ``(agent, repo, thread)``, one conversation and one worktree per key. Everything here is pure
+validation and runs before anything is written. A repo is a git URL or a local path, and both become
+a *slug*, a relative path used for directories and display (:func:`parse_repo`):
+``https://github.com/acme/api.git``, ``git@github.com:acme/api`` and ``ssh://git@github.com/acme/api``
+are ``github.com/acme/api``, a local repository ``/srv/code/api`` is ``local/api-<8 hex of its real
+path>`` (stable for that path, distinct for two repos of the same name). URLs carrying credentials are
+refused: tokens belong in ``BATON_GIT_TOKEN``, never in a URL that would end up in git's config, argv
+or the database.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
-"""One retry policy for the whole house, built on tenacity.
-
-Every loop in baton that tries something again (a store write through an outage, an event line the
-store did not take, a key's lease held by another run, an agent's retryable turn, a forge that fails
-while an event is handled) is a :class:`tenacity.Retrying` made here, so that what "again" means is
-written once: a delay that grows by a factor up to a cap (:func:`growing`), a stop by count or by a
-deadline that the next sleep would pass (tenacity's own ``stop_*``), and a sleep that a cancel cuts
-short (:func:`cancellable`, which raises :class:`Stopped` out of the loop). Each loop keeps its own
-numbers, what it retries and what it logs; only the machinery is shared.
-
-Two rules of the house apply to every policy: a loop that gives up re-raises the last error itself
-(``reraise=True``, never tenacity's ``RetryError``, whose message names no cause a user can act on),
-and the sleep is looked up when it is called (a module's ``time.sleep``), so a test that stubs time
-out still does.
+"""One retry policy for the whole house, built on tenacity: every loop in baton that tries something
+again (docs/architecture.md, "Trying again") is a :class:`tenacity.Retrying` made from here, so that
+what "again" means is written once: a delay that grows by a factor up to a cap (:func:`growing`), a
+stop by count or by a deadline that the next sleep would pass (tenacity's own ``stop_*``), and a sleep
+that a cancel cuts short (:func:`cancellable`, which raises :class:`Stopped` out of the loop), looked
+up when it is called (:func:`sleep`). Each loop keeps its own numbers, what it retries and what it
+logs. A loop that gives up re-raises the last error itself (``reraise=True``, never tenacity's
+``RetryError``, whose message names no cause a user can act on).
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
-"""One settings object, resolved once: explicit overrides > environment (``BATON_*``) > config file >
-defaults.
-
-The config file is ``$BATON_HOME/config.toml`` (flat keys, the same names as the fields below; its
-``[forge.*]`` and ``[repo.*]`` tables are :mod:`baton.forge.config`'s, ``[prune.*]``
-:mod:`baton.housekeeping.prune`'s). One reader, :func:`read_config`, reads it for all three into a
-:class:`ConfigFile`: the flat settings, and each table for the room that owns it (which types it, as
-strictly). It parses one text once per process (a parse per distinct content, so an edited file is
-seen at the next load and an unchanged one is never parsed again), and every caller gets its own copy.
-Parsing is strict: an unknown key or a value of the wrong type is an error naming the key and where it
-came from, never a silent default.
-
-Each setting is said once, here: its field's type and default, and its meaning for people (an
-:class:`About` in the field's metadata, markdown). docs/configuration.md's table is generated from them
-(``bench/settings_doc.py``; ``tests/test_settings_doc.py`` fails while the page differs), with the
-variables only the environment gives (:data:`ENV_ONLY`, read where they are used) and the words a
-setting of a few takes (:data:`CHOICES`, which :func:`load_settings` checks). The fields are laid out by
-hand (``fmt: off``): one line each plus their meaning's, where the formatter would take three times as many.
+"""One settings object, resolved once: explicit overrides > environment (``BATON_*``) >
+``$BATON_HOME/config.toml`` > defaults, parsed strictly (an unknown key or a value of the wrong type is
+an error naming the key and where it came from, never a silent default). Each setting is said once,
+here: its field's type, default and meaning for people (an :class:`About`), from which
+docs/configuration.md's table is generated (``bench/settings_doc.py``), with the variables only the
+environment gives (:data:`ENV_ONLY`) and the words a switch takes (:data:`CHOICES`). :func:`read_config`
+is the one reader of ``config.toml``, for the settings and for the tables other rooms own and type
+(``[forge.*]``, ``[repo.*]``, ``[prune.*]``): docs/architecture.md, "One decision, one place".
 """
 
 from __future__ import annotations
@@ -68,6 +58,7 @@ class Settings:
     """Everything baton reads from its environment; built by :func:`load_settings`. Each field's
     :class:`About` is its meaning, for people and for the docs."""
 
+    # laid out by hand: one line each plus their meaning's, where the formatter would take three times as many
     # fmt: off
     home: Path = field(metadata=about(
         "where everything lives", default="the platform's user data dir", env_only=True))

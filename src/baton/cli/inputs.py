@@ -1,14 +1,9 @@
-"""Text a command reads from a file named on its command line, or from standard input for ``-``: a
-``--X-file`` option of a run request (``--prompt-file``, :mod:`baton.cli.options` and the fast path of
-:mod:`baton.cli.fast`) and a plan (``baton plan run -``).
-
-Dispatchers pipe prompts, so ``-`` is standard input, as it is for most Unix tools. Both ways are read
-alike: at most :data:`MAX_INPUT` bytes (a larger file or stream is refused, never read whole into
-memory), strict UTF-8 (an undecodable byte is refused naming its offset), newlines as Python's text
-files read them. On top of that, standard input must be piped in: a terminal is refused rather than
-read (the command would sit waiting for an end of file nobody types), and an empty stream is refused
-(the dispatcher piped nothing). What is read is then checked as any prompt is (no NUL byte, the agent
-CLI's own limits: :func:`baton.runner.resolve.validate`), before anything is written.
+"""Text a command reads from a file named on its command line, or from standard input for ``-`` (as
+dispatchers pipe prompts, and as most Unix tools read ``-``): a run request's ``--prompt-file``
+(:mod:`baton.cli.options` and the fast path of :mod:`baton.cli.fast`) and a plan
+(``baton plan run -``). Both are read alike by :func:`read_input`, bounded and strict, each refusal
+naming the flag; what is read is then checked as any prompt is (no NUL byte, the agent CLI's own
+limits: :func:`baton.runner.resolve.validate`), before anything is written.
 
 May import: the ground floor only (the fast path imports it before anything else of baton).
 """
@@ -28,7 +23,13 @@ def read_input(path: str, what: str, flag: str) -> str:
     """The UTF-8 text of file ``path``, or of standard input when ``path`` is ``-``; BadInput naming
     ``flag`` (how the command line named it: ``--prompt-file``) and ``what`` it is (``prompt``) for a
     file that cannot be read, too much of it, text that is not UTF-8, and standard input that is a
-    terminal, closed or empty."""
+    terminal, closed or empty.
+
+    At most :data:`MAX_INPUT` bytes are read (a larger file or stream is refused, never read whole into
+    memory); the text is strict UTF-8 (an undecodable byte is refused naming its offset), its newlines
+    as Python's text files read them. Standard input must be piped in: a terminal is refused rather
+    than read (the command would sit waiting for an end of file nobody types), and an empty stream is
+    refused (the dispatcher piped nothing)."""
     from baton.errors import BadInput
 
     if path == STDIN:

@@ -1,13 +1,9 @@
-"""Paged listings (``baton sessions ls``, ``baton runs ls``): a page by default, ``--limit N``,
-``--all``, and JSON written as it is read.
-
-As ``gh ... list`` does, a listing shows :data:`DEFAULT_LIMIT` rows, most recent first, and says on
-stderr how many more there are and how to see them (stdout stays the table or the JSON a script
-reads). ``--all`` walks the store a keyset page at a time (:mod:`baton.store.sql_listing`); with
-``--json`` each record is written as it arrives, so 100,000 sessions cost the memory of one page, not
-of a list of them all. The streamed text is ``json.dumps(..., indent=2)``'s to the byte.
-
-No Typer here: :mod:`baton.cli.fast` prints through these functions too.
+"""Paged listings (``baton sessions ls``, ``baton runs ls``), as ``gh ... list`` pages them:
+:data:`DEFAULT_LIMIT` rows, most recent first, unless ``--limit N`` or ``--all``; a note on stderr of
+how many more there are (stdout stays the table or the JSON a script reads); and with ``--all
+--json`` each record written as it is read from the store's keyset pages (:mod:`baton.store.sql_listing`),
+so the memory is one page's, the text ``json.dumps(..., indent=2)``'s to the byte. No Typer here:
+:mod:`baton.cli.fast` prints through these functions too.
 """
 
 from __future__ import annotations

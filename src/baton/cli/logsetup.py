@@ -1,23 +1,10 @@
-"""The log of the commands that run as services, ``baton serve`` and ``baton worker``: configured once,
-here, where the process is set up.
-
-:func:`setup_logging` puts one handler on the root logger, on stderr: every line carries the time (ISO
-8601, local, with its offset), the level, the logger's name and the message, as text
-(``2026-11-24T10:03:04.123+00:00 INFO baton.executor: ...``, a traceback on the lines after it) or, with
-``BATON_LOG_FORMAT=json``, as one JSON object per line (``time``, ``level``, ``logger``, ``message``,
-and ``exc_info`` holding the traceback's text when there is one). The level is ``BATON_LOG_LEVEL``
-(INFO). Python's warnings go through it too.
-
-Nothing shaped like a baton token leaves through it (:func:`redact_tokens`, on every formatted line:
-a token pasted into a URL's path or query reaches uvicorn's access line as the client sent it), and
-the values of secret-looking query parameters are masked (:class:`RedactAccess`).
-
-The servers' own loggers propagate to it instead of printing a format of their own: ``baton serve``
-starts uvicorn with ``log_config=None``, and ``baton worker`` has Celery configure no logging
-(:func:`baton.fleet.celery.run_worker` answers Celery's ``setup_logging`` signal).
-
-Only the CLI calls this: the library (``baton.run``, the service's app, the runner) only writes to
-its ``baton.*`` loggers and leaves configuring them to whoever runs it. No lower room imports this module.
+"""The log of the commands that run as services, ``baton serve`` and ``baton worker``, configured once,
+here, where the process is set up: :func:`setup_logging` puts one handler on stderr (text lines, or
+one JSON object a line with ``BATON_LOG_FORMAT=json``; the level ``BATON_LOG_LEVEL``), uvicorn's,
+Celery's and Python's warnings included, and lets nothing shaped like a baton token, nor the value of
+a secret-looking query parameter, through (:func:`redact_tokens`, :class:`RedactAccess`). Only the
+CLI calls this: the library (``baton.run``, the service's app, the runner) only writes to its
+``baton.*`` loggers and leaves configuring them to whoever runs it. No lower room imports this module.
 """
 
 from __future__ import annotations
@@ -44,7 +31,8 @@ def _time(record: logging.LogRecord) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """``TIME LEVEL LOGGER: MESSAGE`` (the traceback, if any, on the lines after it)."""
+    """``TIME LEVEL LOGGER: MESSAGE`` (the traceback, if any, on the lines after it); the time is ISO
+    8601, local, with its offset: ``2026-11-24T10:03:04.123+00:00 INFO baton.executor: ...``."""
 
     def __init__(self) -> None:
         super().__init__(TEXT)
@@ -57,7 +45,8 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record, on one line: time, level, logger, message (and exc_info, stack_info)."""
+    """One JSON object per record, on one line: time, level, logger, message (and exc_info, stack_info:
+    the traceback's text, when there is one)."""
 
     def format(self, record: logging.LogRecord) -> str:
         data = {
@@ -163,7 +152,13 @@ class _Handler(logging.StreamHandler[TextIO]):
 def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> logging.Handler:
     """Configure the process's logging: one handler on the root logger writing ``fmt`` (``text`` or
     ``json``) to ``stream`` (stderr), and the root logger's level (a name, any case). A second call
-    replaces the handler of the first; handlers others installed are left alone. Returns the handler."""
+    replaces the handler of the first; handlers others installed are left alone. Returns the handler.
+
+    Every formatted line goes through :func:`redact_tokens` (a token pasted into a URL's path or query
+    reaches uvicorn's access line as the client sent it). The servers' own loggers propagate to this
+    handler instead of printing a format of their own: ``baton serve`` starts uvicorn with
+    ``log_config=None``, and ``baton worker`` has Celery configure no logging
+    (:func:`baton.fleet.celery.run_worker` answers Celery's ``setup_logging`` signal)."""
     name = level.upper()
     if name not in LOG_LEVELS:  # load_settings refuses these first, naming where they came from
         raise BadInput(f"setting 'log_level' must be one of {', '.join(LOG_LEVELS)}, not {level!r}")

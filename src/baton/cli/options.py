@@ -1,14 +1,10 @@
-"""A run request's options on the command line, derived from :class:`~baton.runner.request.RunRequest`.
-
-``baton run`` and ``baton submit`` take the same request (run here, or queued for a worker): each is
-written ``command(request, *own options)`` and :func:`request_command` gives Typer one flat signature,
-the request's options (from its fields' :class:`~baton.runner.request.Option`: flags, help, type,
-default) in the schema's order, then the command's own. The command receives the request built, its
-instruction read from the argument or the file (``-``: standard input, :mod:`baton.cli.inputs`). A
-field Typer has not seen cannot be forgotten here: a new run option is a new field of ``RunRequest``.
-
-The key's options (``--agent``, ``--repo``, ``--thread``) are the request's too, for every command that
-names a key (:func:`key_option`).
+"""A run request's options on the command line, derived from :class:`~baton.runner.request.RunRequest`:
+``baton run`` and ``baton submit`` (run here, or queued for a worker) are each written
+``command(request, *own options)``, and :func:`request_command` gives Typer one flat signature, the
+request's options (its fields' :class:`~baton.runner.request.Option`) in the schema's order, then the
+command's own, and hands the command the request built. A field Typer has not seen cannot be forgotten
+here: a new run option is a new field of ``RunRequest``. The key's options (``--agent``, ``--repo``,
+``--thread``) are the request's too, for every command that names a key (:func:`key_option`).
 """
 
 from __future__ import annotations
@@ -38,7 +34,9 @@ def request_command(
     queued: bool = False, schema: type[RunRequest] = RunRequest
 ) -> Callable[[Command], Command]:
     """Decorate ``command(request, *own)``: the command Typer sees takes the request's options (only
-    a queued run's with ``queued``) and then the command's own, and hands the request over built."""
+    a queued run's with ``queued``; flags, help, type, default from each field's ``Option``) and then the
+    command's own, and hands the request over built, its instruction read from the argument or the file
+    (``-``: standard input, :mod:`baton.cli.inputs`)."""
     fields = request_fields(schema, queued)
 
     def wrap(command: Command) -> Command:

@@ -1,16 +1,9 @@
 """``baton submit``: queue one instruction on one key for the workers (``baton worker``) and print its
-run id; ``--follow`` then streams its agent events until the outcome, as the API's event stream does.
-With ``--follow --json`` the stream is JSON Lines (one object a line, printed as it comes), the API's
-event stream line by line: ``{"seq", "run_id", "attempt", "attempt_id", "event"}`` per agent event
-(its ``event: agent`` data: the run's id, the attempt's number and id, the agent's own event), then
-one ``{"outcome": {...}}`` (its ``event: outcome``): the run as it ended.
-
-It needs a broker (``BATON_BROKER_URL``). Without one it refuses rather than running here: a job stored
-with nobody to run it would wait silently, and running it here and now is what ``baton run`` does.
-The run is stored ``queued`` before it is sent (validated like ``baton run``, nothing written when it
-is refused); if the broker does not take it, it is ended ``failed`` and the command fails. With
-``--follow``, a run no worker has taken after ``BATON_QUEUED_NOTICE`` seconds (30) gets one notice on
-stderr saying which queue and store it waits for and which workers were seen, and the wait goes on.
+run id; ``--follow`` then streams its agent events until the outcome, as the API's event stream does
+(with ``--json``, as JSON Lines, line by line the same), and says once, after ``BATON_QUEUED_NOTICE``
+seconds, that no worker has taken it yet. The run is stored ``queued`` (validated like ``baton run``,
+nothing written when it is refused) before it is sent, and ended ``failed`` when the broker does not
+take it. It needs a broker (``BATON_BROKER_URL``): without one it refuses rather than running here.
 """
 
 from __future__ import annotations
@@ -53,6 +46,8 @@ def submit_cmd(
     submission order). Needs BATON_BROKER_URL; `baton run` runs here instead."""
     with cli_store() as (settings, store):
         if not settings.broker_url:
+            # refused rather than run here: a job stored with nobody to run it would wait silently, and
+            # running it here and now is what `baton run` does
             raise BadInput(
                 "baton submit queues runs for `baton worker`s and needs a broker: set BATON_BROKER_URL "
                 "(redis://HOST:6379/0 or amqp://USER:PASSWORD@HOST:5672//), "
@@ -94,7 +89,10 @@ def _print_queued(job: JobRecord, as_json: bool) -> None:
 
 def _follow(settings: Settings, store: Store, job: JobRecord, as_json: bool) -> JobRecord:
     """Print the job's events until its end marker; the job as it ended. Ctrl-C stops following only:
-    the run goes on (cancel it through the API)."""
+    the run goes on (cancel it through the API). With ``as_json``, JSON Lines, printed as they come:
+    ``{"seq", "run_id", "attempt", "attempt_id", "event"}`` per agent event (the API's ``event: agent``
+    data: the run's id, the attempt's number and id, the agent's own event), then one
+    ``{"outcome": {...}}`` (its ``event: outcome``): the run as it ended."""
     import asyncio  # here: `baton --help` imports this module, and asyncio costs it ~20 ms
 
     try:
@@ -138,7 +136,7 @@ async def _stream(settings: Settings, store: Store, job: JobRecord, as_json: boo
 
 async def _notice_if_unclaimed(settings: Settings, store: Store, job_id: str) -> None:
     """Once, after ``queued_notice`` seconds (0: never): say so on stderr if no worker has taken the
-    run yet."""
+    run yet (which queue and store it waits for, which workers were seen); the wait goes on."""
     import asyncio
 
     from baton.fleet.presence import unclaimed_notice

@@ -1,6 +1,5 @@
-"""The fleet: runs submitted to the service and the executors that run them, here or on workers.
-
-Owns: jobs (:mod:`jobs`), the executor seam and its choice (:mod:`executor`), the in-process pool
+"""The fleet: runs submitted to the service and the executors that run them, here or on workers. Owns
+jobs (:mod:`jobs`), the executor seam and its choice (:mod:`executor`), the in-process pool
 (:mod:`local`), Celery workers (:mod:`celery`) with what a queue's worker does with a message
 (:mod:`queued`), running a started job and recording its end, which both executors share
 (:mod:`execute`), and cooperative cancel (:mod:`cancel`). The job tables are the store's

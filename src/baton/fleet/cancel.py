@@ -1,15 +1,11 @@
 """Cooperative cancel: a request to stop a submitted run (a job), noticed by whichever worker runs it.
-
-Cancel never kills a worker (no Celery ``revoke(terminate=True)``): it is a flag the worker polls, and the
-runner stops its agent the way a local cancel does (the process group, outcome ``cancelled``, the
-conversation kept).
-
-- The store is the truth: :meth:`Store.request_cancel` sets ``jobs.cancel_requested_at``.
-- With Redis, a flag key ``<prefix>cancel:<job id>`` (a day's TTL) is set too, so a worker checks it
-  with one ``EXISTS`` every 0.2 s and reads the store only every 2 s, as the fallback for a flag Redis
-  lost (restarted empty) or could not take. Without Redis the store is read every 0.5 s.
-- :class:`CancelWatch` does the polling in a thread and sets an event (the run request's ``cancel``
-  event), so the runner only looks at a ``threading.Event``.
+Cancel never kills a worker (no Celery ``revoke(terminate=True)``): the store records the request (the
+truth: :meth:`Store.request_cancel` sets ``jobs.cancel_requested_at``), with Redis a flag key
+``<prefix>cancel:<job id>`` (a day's TTL) is set too, and :class:`CancelWatch` polls them from a thread
+(Redis's flag with one ``EXISTS`` every 0.2 s and the store every 2 s, the fallback for a flag Redis
+lost or could not take; without Redis the store every 0.5 s) and sets the run request's ``cancel``
+event. The runner only looks at that ``threading.Event`` and stops its agent the way a local cancel
+does (the process group, outcome ``cancelled``, the conversation kept).
 """
 
 from __future__ import annotations

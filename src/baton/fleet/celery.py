@@ -1,32 +1,12 @@
-"""The Celery executor: runs go through a broker (``BATON_BROKER_URL``, ``redis://`` or ``amqp://``) to
-``baton worker`` processes on any machine that shares the store. The ``celery`` extra.
-
-- The message is plain data: the job id and its store's tag (task ``baton.run_job``, JSON). The job
-  and its request are stored ``queued`` before it is sent (:func:`baton.fleet.jobs.submit`); what a
-  worker does with a message, and why doing it twice is harmless, is :mod:`baton.fleet.queued`.
-- The queue is the store's own (``baton.<store id>``) unless ``BATON_QUEUE`` names one; a message whose
-  job is not in the worker's store goes back to the queue, never dropped (:mod:`baton.fleet.routing`).
-- The API side (:class:`CeleryExecutor`, chosen by ``baton serve`` when a broker is set, and used by
-  ``baton submit``) only sends messages and sets cancel flags; it needs no task code.
-- Long runs are safe: ``task_acks_late`` with ``task_reject_on_worker_lost`` (a message is acknowledged
-  when its run has ended; a worker killed mid-run gives it back), ``worker_prefetch_multiplier=1`` (a
-  worker holds no more messages than it has slots), for Redis a ``visibility_timeout`` longer than the
-  longest run (:data:`VISIBILITY_TIMEOUT`, a day; ``BATON_VISIBILITY_TIMEOUT``) with the unacknowledged
-  messages of dead workers looked for every few seconds, and the SQL engine forgotten in every forked
-  pool process (``worker_process_init``). RabbitMQ closes a channel whose delivery stays unacknowledged
-  past its ``consumer_timeout`` (30 min by default): raise it above the longest run in the server's
-  configuration; a run cut that way is still finished by its worker, and the copy redelivered meanwhile
-  finds the job held and is dropped.
-- Cancel never revokes a task: it is the store's flag (and Redis's, with ``BATON_REDIS_URL``), which
-  the worker running the job watches.
-- Each worker's main process runs the janitor: a heartbeat into the store's ``workers`` every
-  ``heartbeat`` seconds (``baton doctor`` lists the workers seen), :func:`baton.fleet.queued.heal` every
-  ``lease_ttl`` seconds; and the health monitor that ``baton worker --check`` reads
-  (:mod:`baton.fleet.health`).
-- A Redis broker goes through kombu's transport with a guard (:mod:`baton.fleet.redis_transport`): a
-  broker restart mid-run no longer ends the worker. A worker that stops on an error exits non-zero.
-- SIGTERM drains (:mod:`baton.fleet.drain`): no new job, running turns finish, and past
-  ``drain_timeout`` they are stopped and handed back to the queue.
+"""The Celery executor (the ``celery`` extra): runs go through a broker (``BATON_BROKER_URL``,
+``redis://`` or ``amqp://``) to ``baton worker`` processes on any machine that shares the store. A
+message is plain data, the job id and its store's tag (task ``baton.run_job``, JSON), sent to the
+store's own queue (:mod:`baton.fleet.routing`) once the job is stored ``queued``; what a worker does
+with it, and why doing it twice is harmless, is :mod:`baton.fleet.queued`. The API's side,
+:class:`CeleryExecutor`, only sends messages; the worker's, :func:`run_worker`, sets Celery up for long
+runs (:func:`make_app`) and adds the janitor (:class:`_Janitor`), the health monitor
+(:mod:`baton.fleet.health`), the drain on SIGTERM (:mod:`baton.fleet.drain`) and, for Redis, a guarded
+transport (:mod:`baton.fleet.redis_transport`). What a fleet's operator sees of it: docs/fleet.md.
 """
 
 from __future__ import annotations
@@ -94,6 +74,12 @@ def make_app(settings: Settings) -> Celery:
         raise BadInput(f"running through a broker needs the celery extra: {hint}") from None
     options = broker_options(settings)
     app = Celery("baton", broker=options.url, set_as_current=False)
+    # Long runs are safe: a message is acknowledged when its run has ended, and a worker killed mid-run
+    # gives it back (acks_late, reject_on_worker_lost); a worker holds no more messages than it has
+    # slots (prefetch 1); for Redis the visibility timeout outlasts the longest run (_transport_options).
+    # RabbitMQ closes a channel whose delivery stays unacknowledged past its consumer_timeout (30 min by
+    # default): the server's configuration must raise it above the longest run; a run cut that way is
+    # still finished by its worker, and the copy redelivered meanwhile finds the job held and is dropped.
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -143,7 +129,10 @@ def enqueue(
 
 
 class CeleryExecutor:
-    """The API's side: :class:`baton.fleet.executor.Executor` over a broker (see the module docstring)."""
+    """The API's side: :class:`baton.fleet.executor.Executor` over a broker, chosen by ``baton serve``
+    when a broker is set and used by ``baton submit``. It only sends messages and sets cancel flags (a
+    cancel never revokes a task: the worker running the job watches the store's flag, and Redis's with
+    ``BATON_REDIS_URL``); it needs no task code."""
 
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings, self.store = settings, store
@@ -248,7 +237,8 @@ def _after_fork(**_: Any) -> None:
 
 
 class _Janitor:
-    """The worker's heartbeat into the store's ``workers`` every ``heartbeat`` seconds and
+    """The worker's heartbeat into the store's ``workers`` every ``heartbeat`` seconds (``baton
+    doctor`` lists the workers seen) and
     :func:`baton.fleet.queued.heal` every ``lease_ttl`` seconds, in the worker's main process,
     and the sweeper of this worker's own ``BATON_HOME`` (its worktrees, transcripts and quota, which
     no other machine sees) every ``sweep_interval``, as ``baton serve`` sweeps its own."""

@@ -1,20 +1,12 @@
 """A worker told to stop (SIGTERM: a pod's termination, ``systemctl stop``) drains: it takes no new
 job, lets the turns it runs finish, and past ``BATON_DRAIN_TIMEOUT`` seconds hands the rest back.
-
-Celery's warm shutdown does the first two: its consumer stops taking messages at once, and the worker
-waits for its running tasks. It would wait forever, though, and the orchestrator's SIGKILL at the end
-of its grace period kills the agent mid-turn without the turn's checkpoint or transcript snapshot: a
-worker on another machine would then resume from the previous turn's worktree. So the main process
-writes the drain's deadline into ``$BATON_HOME/worker-drain`` (the pool's processes are forked: a
-file is what they share) and every running job watches it (:class:`HandBack`, one stat a second).
-Past the deadline the job stops its run as a cancel would (the agent is stopped, the attempt ends
-``cancelled``, its worktree checkpointed and its transcript snapshotted), and instead of ending,
-the job goes back to ``queued`` with a message for it on the broker: another worker takes it and
-resumes the conversation with the "you were interrupted" note (:mod:`baton.runner.decide`).
-
-Set the orchestrator's grace period (``terminationGracePeriodSeconds``) above the drain timeout plus
-the time a stopped turn needs to end (``kill_grace``, its checkpoint and snapshot: seconds; 60 s is a
-safe margin): 240 s of drain and a 300 s grace period by default.
+Celery's warm shutdown does the first two but would wait forever, and the orchestrator's SIGKILL at
+the end of its grace period would kill the agent mid-turn without its checkpoint or transcript
+snapshot (another worker would resume from the previous turn's worktree). So the main process writes
+the drain's deadline into ``$BATON_HOME/worker-drain`` (the pool's processes are forked: a file is
+what they share), every running job watches it (:class:`HandBack`), and past it the job stops its run
+as a cancel would and goes back to ``queued`` with a message for another worker, which resumes the
+conversation with the "you were interrupted" note. The grace period to set: docs/fleet.md, Draining.
 """
 
 from __future__ import annotations

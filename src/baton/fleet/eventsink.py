@@ -1,19 +1,11 @@
-"""A job's event stream on its way to the store: in order, exactly once, whatever the store does.
-
-With a broker, a job's events reach its followers through the store (:mod:`baton.fleet.jobs`). Writing
-each event from the thread that reads the agent's output made that thread wait on the store: a
-PostgreSQL frozen for 20 s mid-turn (SIGSTOP, a stalled VM, a failover) held it past the end of the
-agent, whose pipe was then closed under it (``ValueError: readline of closed file``), and an event
-whose write failed was never written again (a follower saw seq 1, 3, 4).
-
-So the reader only queues: :class:`StoreSink` owns one thread that writes the queued lines in
-sequence order, one at a time, and on any failure waits (0.2 s, doubling to 5 s) and writes the same
-line again. A write is an insert that ignores a row already there (``add_job_event``), so a line
-whose first write did land although its answer was lost is not doubled. :meth:`StoreSink.flush` waits
-until the store has every line queued so far: the job's end is recorded only after it, so a follower
-that sees the job ended has seen its whole stream. An outage delays events; only one longer than
-:data:`DRAIN` at the job's end leaves lines behind (the job's end cannot be recorded then either),
-and the local file still has them.
+"""A job's event stream on its way to the store: in order, exactly once, whatever the store does. With
+a broker, a job's events reach its followers through the store (:mod:`baton.fleet.jobs`); the thread
+that reads the agent's output must not wait on the store (a PostgreSQL frozen mid-turn by SIGSTOP, a
+stalled VM or a failover held it past the agent's end, and a failed write was never written again:
+docs/fleet.md, "A store outage mid-turn"). So the reader only queues, and :class:`StoreSink` owns one
+thread that writes the queued lines in sequence order, one at a time, trying a line again after a
+failure (0.2 s, doubling to 5 s) until the store takes it; the job's end is recorded only after
+:meth:`StoreSink.flush`.
 """
 
 from __future__ import annotations
@@ -50,12 +42,15 @@ class StoreSink:
             self._changed.notify_all()
 
     def flush(self, timeout: float = DRAIN) -> bool:
-        """Wait until the store holds every line queued so far; False after ``timeout`` seconds."""
+        """Wait until the store holds every line queued so far; False after ``timeout`` seconds. The job's
+        end is recorded only after it, so a follower that sees the job ended has seen its whole stream."""
         with self._changed:
             return self._changed.wait_for(lambda: not self._pending, timeout)
 
     def close(self, timeout: float = DRAIN) -> None:
-        """Flush, then stop the thread. Lines the store never took are logged, not lost silently."""
+        """Flush, then stop the thread. Lines the store never took are logged, not lost silently: only an
+        outage longer than :data:`DRAIN` at the job's end leaves lines behind (the job's end cannot be
+        recorded then either), and the job's local file still has them."""
         if not self.flush(timeout):
             with self._changed:
                 left = [seq for seq, _ in self._pending]
@@ -78,6 +73,8 @@ class StoreSink:
                     return
                 seq, line = self._pending[0]
             failures: list[BaseException] = []  # this line's, so an outage is said once, and its end
+            # add_job_event inserts ignoring a row already there: a line whose first write did land
+            # although its answer was lost is not doubled by writing it again
             try:
                 retry.Retrying(
                     retry=retry.retry_if_exception_type(Exception),  # the store's words, whatever they are

@@ -1,24 +1,10 @@
-"""Running one started job and recording how it ended: what both executors share.
-
-The in-process pool (:mod:`baton.fleet.local`) and a queue's worker (:mod:`baton.fleet.queued`) differ
-in how a job reaches them, how long it waits for its key, and what they know of earlier attempts. Once
-a job is started they run it alike, with :func:`execute`: open its event stream, run its request with
-:func:`baton.runner.run.run`, turn what happened into an outcome and end the job
-(:func:`baton.fleet.jobs.finish`). What only the executor knows comes in a :class:`JobRun`.
-
-The outcome is the run's own (with its ``result`` and ``error``), else:
-
-- ``cancelled``: the cancel came before the run started, or while it waited for its key's lease;
-- none yet, with ``defer_quota``: its credential's usage quota is spent (:class:`~baton.errors.QuotaHeld`
-  from the breaker, or a run that ended ``rate_limited``): the executor queues the job again until the
-  reset (``not_before``), and the run after it delivers the instruction;
-- ``failed`` with the message of a :class:`~baton.errors.BatonError` (the key's session refuses the
-  request, a full disk, a fenced write, the key held past the wait unless the executor defers that), or
-  ``internal error: ...`` for anything else; ``failed`` too when the job cannot even write its event
-  stream (a full disk).
-
-Recording the end waits out a store outage (:func:`_through_outage`), as the job's events do
-(:mod:`baton.fleet.eventsink`).
+"""Running one started job and recording how it ended: what both executors share. The in-process pool
+(:mod:`baton.fleet.local`) and a queue's worker (:mod:`baton.fleet.queued`) differ in how a job reaches
+them, how long it waits for its key, and what they know of earlier attempts (a :class:`JobRun` says
+it); once a job is started they run it alike, with :func:`execute`: open its event stream, run its
+request with :func:`baton.runner.run.run`, turn what happened into an outcome (:func:`_outcome`) and
+end the job (:func:`baton.fleet.jobs.finish`), waiting out a store outage (:func:`_through_outage`),
+as the job's events do (:mod:`baton.fleet.eventsink`).
 """
 
 from __future__ import annotations
@@ -87,7 +73,17 @@ def execute(settings: Settings, store: Store, job_id: str, how: JobRun) -> str |
 def _outcome(
     settings: Settings, store: Store, job_id: str, how: JobRun, events: jobs.EventLog
 ) -> tuple[str, dict[str, Any]]:
-    """How the run ended, as the job's outcome and fields (``result``, ``error``)."""
+    """How the run ended, as the job's outcome and fields (``result``, ``error``): the run's own outcome
+    (with its ``result`` and ``error``), else
+
+    - ``cancelled``: the cancel came before the run started, or while it waited for its key's lease;
+    - none yet, with ``defer_quota``: its credential's usage quota is spent (:class:`QuotaHeld` from the
+      breaker, or a run that ended ``rate_limited``), raised as :class:`QuotaHeld`: the executor queues
+      the job again until the reset (``not_before``), and the run after it delivers the instruction;
+    - ``failed`` with the message of a :class:`BatonError` (the key's session refuses the request, a
+      full disk, a fenced write, the key held past the wait unless the executor defers that), or
+      ``internal error: ...`` for anything else. (A job that cannot even write its event stream, a full
+      disk, is ``failed`` too: :func:`execute`.)"""
     try:
         result = _run(settings, store, job_id, how, events)
     except Cancelled as exc:  # while waiting for its key: it never started

@@ -1,20 +1,11 @@
 """A worker's health, for probes that run a command (Kubernetes ``exec`` probes, a systemd watchdog
-script): ``baton worker --check`` (ready) and ``baton worker --check --live`` (alive).
-
-A probe runs every 10 s or so, in a new process: it must be cheap and must not depend on the worker
-answering a request. So the worker keeps a small file fresh, ``$BATON_HOME/worker-health.json``
-(one worker per ``BATON_HOME``, as every deployment has), and the probe only reads it:
-
-- :class:`Monitor`, a thread of the worker's main process, every :func:`interval` seconds asks the
-  store (one small read) and the broker (a connection of its own kept open: Redis ``PING``, AMQP a
-  passive declare of the worker's queue) whether they answer, each with at most :data:`ANSWER`
-  seconds: a check that hangs (a frozen PostgreSQL keeps the connection open and never answers) is
-  reported as not answering, and the next one waits for it instead of piling up threads. Then it
-  writes the file (atomically: a probe never reads half of it).
-- ``ready``: both answered. A worker whose store or broker is gone takes no run usefully, but it is
-  not restarted for that (its running turns would die with it): readiness only says so.
-- ``alive``: the file was written in the last :data:`STALE` seconds, whatever it says: the process
-  and its monitor thread are running. A missing or stale file is neither alive nor ready.
+script): ``baton worker --check`` (ready: the store and the broker answered) and ``baton worker --check
+--live`` (alive: the health file was written in the last :data:`STALE` seconds, whatever it says). A
+probe runs every 10 s or so, in a new process: it must be cheap and must not depend on the worker
+answering a request. So a thread of the worker's main process (:class:`Monitor`) keeps a small file
+fresh, ``$BATON_HOME/worker-health.json`` (one worker per ``BATON_HOME``, as every deployment has), and
+the probe only reads it (:func:`verdict`). A worker whose store or broker is gone is not ready but is
+not restarted for it (its running turns would die with it); a missing or stale file is neither.
 """
 
 from __future__ import annotations
@@ -117,7 +108,12 @@ class BrokerCheck:
 
 
 class Monitor:
-    """The thread that keeps :func:`health_path` fresh (see the module docstring)."""
+    """The thread that keeps :func:`health_path` fresh: every :func:`interval` seconds it asks the store
+    (one small read) and the broker (:class:`BrokerCheck`: Redis ``PING``, AMQP a passive declare of the
+    worker's queue) whether they answer, each with at most :data:`ANSWER` seconds: a check that hangs (a
+    frozen PostgreSQL keeps the connection open and never answers) is reported as not answering, and
+    the next round waits for it instead of piling up threads. Then it writes the file atomically (a
+    probe never reads half of it)."""
 
     def __init__(
         self,

@@ -1,25 +1,9 @@
-"""Jobs: runs submitted to the service. The core under ``POST /v1/runs`` and the executors.
-
-- :func:`submit` validates a request exactly as :func:`baton.run` does before its first write
-  (:func:`baton.runner.run.check_request`) and only then stores the job ``queued``: a bad request is
-  refused with the CLI's message and nothing is written; a good one survives a restart. Refusals that
-  depend on the key's session (a branch that differs from the session's, ``resume`` without a
-  conversation, a missing fork source) are not checked here: an earlier job of the key may still
-  change them. They end the job ``failed`` with the runner's message.
-- :func:`finish` is the one way a job ends: the store first (status ``done``), then the end marker
-  of its event stream, so a reader that sees the marker also sees the final record.
-- The event stream of a job is its own JSONL file, ``$BATON_HOME/jobs/<job_id>.events.jsonl``
-  (:class:`EventLog` writes it, :func:`read_events` tails it). The runner's raw per-attempt logs
-  (``logs/<run-id>.jsonl``) are not replayed instead because they have no sequence numbers, hold
-  lines that are not events (stderr, partial lines of a killed agent), and a job's attempts are only
-  known once each starts; one file per job gives every event a stable sequence number (the SSE
-  ``id``), survives a restart, and lets a late subscriber read from the start with one sequential
-  read. Lines are appended whole under a lock and flushed, so a reader never sees half a line (it
-  also ignores a trailing partial line, which only a crash can leave).
-- Readers in this process are woken by :func:`notify` when a line is appended (no polling delay);
-  they are coroutines, so a subscriber waiting for a quiet agent holds no thread. A reader also
-  re-checks on a short timeout, which is all a reader needs when the executor runs elsewhere and
-  shares ``BATON_HOME``.
+"""Jobs: runs submitted to the service, the core under ``POST /v1/runs``, ``baton submit`` and the
+executors. :func:`submit` validates a request exactly as :func:`baton.run` does before its first write
+and only then stores the job ``queued`` (a bad request writes nothing; a good one survives a restart);
+:func:`finish` is the one way a job ends; and a job's event stream is its own JSONL file,
+``$BATON_HOME/jobs/<job_id>.events.jsonl`` (through the store too, with a broker), which
+:class:`EventLog` writes and :func:`read_events` tails, woken in this process by :func:`notify`.
 """
 
 from __future__ import annotations
@@ -55,7 +39,10 @@ def submit(
 ) -> JobRecord:
     """Validate the request like ``baton run`` and store the job ``queued``; BadInput (nothing
     written) when anything is wrong. ``request`` is typed already (the API's body, the CLI's options)
-    or plain data, checked here (:func:`build_request`)."""
+    or plain data, checked here (:func:`build_request`). Refusals that depend on the key's session (a
+    branch that differs from the session's, ``resume`` without a conversation, a missing fork source)
+    are not checked here: an earlier job of the key may still change them. They end the job ``failed``
+    with the runner's message."""
     typed = request if isinstance(request, RunRequest) else build_request(request)
     # the agent's credentials are checked where it runs: here without a broker, else on the worker
     resolved = check_request(typed, settings, credentials=not settings.broker_url)
@@ -124,7 +111,8 @@ def finish(
     store: Store, settings: Settings, job_id: str, outcome: str, log: EventLog | None = None, **fields: Any
 ) -> None:
     """End a job: ``done`` with ``outcome`` (and ``result``/``error``) in the store, then the end
-    marker of its event stream (through ``log`` when the caller has it open)."""
+    marker of its event stream (through ``log`` when the caller has it open), in that order, so a
+    reader that sees the marker also sees the final record."""
     if log is not None:
         log.flush()  # every event in the store before the job is seen ended (streams through the store)
     store.update_job(job_id, status=JobStatus.DONE, outcome=outcome, ended_at=time.time(), **fields)
@@ -191,7 +179,14 @@ def shared(settings: Settings) -> bool:
 class EventLog:
     """The event stream of one job, opened for appending. Sequence numbers continue from what the
     file (and, when streams are shared, the store) already holds, so a stream is never renumbered,
-    not even by a redelivery on another worker."""
+    not even by a redelivery on another worker.
+
+    The runner's raw per-attempt logs (``logs/<run-id>.jsonl``) are not replayed instead because they
+    have no sequence numbers, hold lines that are not events (stderr, partial lines of a killed agent),
+    and a job's attempts are only known once each starts; one file per job gives every event a stable
+    sequence number (the SSE ``id``), survives a restart, and lets a late subscriber read from the
+    start with one sequential read. Lines are appended whole under a lock and flushed, so a reader
+    never sees half a line (it also ignores a trailing partial line, which only a crash can leave)."""
 
     def __init__(self, settings: Settings, job_id: str, store: Store | None = None) -> None:
         path = events_path(settings, job_id)
@@ -274,7 +269,9 @@ async def read_events(
     runs on another machine), else from this home's file. The job is looked up only when nothing is new: a
     job it says is done whose stream has no end marker (the process died between :func:`finish`'s
     two writes) ends with its stored outcome. Reads are small and SQLite readers never wait for
-    writers (WAL), so they run on the event loop."""
+    writers (WAL), so they run on the event loop. A reader in the process that writes the stream is
+    woken by :func:`notify` (no polling delay); it also re-checks every ``poll`` seconds, which is all a
+    reader needs when the executor runs elsewhere and shares ``BATON_HOME``."""
     path, offset = events_path(settings, job_id), 0
     while True:
         seen = version()

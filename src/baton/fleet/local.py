@@ -1,21 +1,8 @@
-"""The in-process executor: a bounded pool that runs the service's jobs with :func:`baton.run`.
-
-One dispatcher thread owns every start: it walks the queued keys oldest first and starts a job only
-through :meth:`Store.start_job` (atomic: never while an earlier job of its key is queued or one is
-running, so the runs of a key start in submission order, even with several executors on one store).
-In memory it skips keys it is already running, so a pass asks the store about at most one job per
-idle key. A started job runs in its own daemon thread (at most ``settings.concurrency`` at once), with
-:func:`baton.fleet.execute.execute`, as on a Celery worker; the key's lease is still the real
-serialisation against runs from the CLI or other machines, so a job waits for it up to
-:data:`LEASE_WAIT` seconds. A job whose credential's usage quota is spent is queued again, first of
-its key, and not started before the reset (``not_before``, with jitter). The dispatcher wakes when a
-job is submitted or ends, and at least every :data:`POLL` seconds (for jobs another process queued or
-finished, and jobs whose wait for a quota is over).
-
-Threads are daemons, on purpose: :meth:`stop` waits a bounded time for running jobs and then lets the
-process exit; a job it leaves behind is ``running`` in the store, and :meth:`start` of the next
-process marks it ``crashed`` (the runner relabels its attempt when the key runs next, and that run
-resumes the conversation with the interruption note).
+"""The in-process executor (``baton serve`` without a broker): a bounded pool that runs the service's
+jobs with :func:`baton.fleet.execute.execute`, as a Celery worker does. One dispatcher thread owns
+every start and starts a job only through :meth:`Store.start_job`, so the runs of a key start in
+submission order, one at a time, even with several executors on one store; each started job runs in
+a daemon thread of its own, at most ``settings.concurrency`` at once (:class:`LocalExecutor`).
 """
 
 from __future__ import annotations
@@ -72,7 +59,18 @@ def _key(job: JobRecord) -> KeyId:
 
 
 class LocalExecutor:
-    """See the module docstring. Implements :class:`baton.fleet.executor.Executor`."""
+    """The in-process pool; implements :class:`baton.fleet.executor.Executor`.
+
+    One dispatcher thread owns every start: it walks the queued keys oldest first and starts a job only
+    through :meth:`Store.start_job` (atomic: never while an earlier job of its key is queued or one is
+    running, so the runs of a key start in submission order, even with several executors on one store).
+    In memory it skips keys it is already running, so a pass asks the store about at most one job per
+    idle key. A started job runs in its own daemon thread (at most ``settings.concurrency`` at once); the
+    key's lease is still the real serialisation against runs from the CLI or other machines, so a job
+    waits for it up to :data:`LEASE_WAIT` seconds. A job whose credential's usage quota is spent is
+    queued again, first of its key, and not started before the reset (:meth:`_wait_quota`). The
+    dispatcher wakes when a job is submitted or ends, and at least every :data:`POLL` seconds (for jobs
+    another process queued or finished, and jobs whose wait for a quota is over)."""
 
     def __init__(self, settings: Settings, store: Store, lease_wait: float = LEASE_WAIT) -> None:
         self.settings, self.store, self.lease_wait = settings, store, lease_wait
@@ -124,7 +122,12 @@ class LocalExecutor:
         return True
 
     def stop(self) -> None:
-        """Stop dispatching and wait up to :data:`STOP_WAIT` seconds for running jobs; cancel nothing."""
+        """Stop dispatching and wait up to :data:`STOP_WAIT` seconds for running jobs; cancel nothing.
+
+        The jobs' threads are daemons, on purpose: after the bounded wait the process may exit; a job it
+        leaves behind is ``running`` in the store, and :meth:`start` of the next process marks it
+        ``crashed`` (the runner relabels its attempt when the key runs next, and that run resumes the
+        conversation with the interruption note)."""
         self._stopping.set()
         self._wake.set()
         if self._dispatcher is not None:

@@ -1,50 +1,11 @@
-"""Jobs delivered by a message queue (the Celery executor's core, broker-agnostic).
-
-A message carries only a job id. The job, with its request, is stored ``queued`` first
-(:func:`baton.fleet.jobs.submit`), so the store, not the broker, is the truth, and a message may arrive
-twice, late, or after the worker that had it died: :func:`handle` is idempotent.
-
-**The job lease.** Whoever handles a job holds the lease ``job:<id>`` in the store from before it starts
-the job until after it recorded its end (renewed by :func:`baton.store.leases.held`, like a key's lease). So:
-
-- a message whose job's lease is held by a live worker is dropped: that worker has a message of its own
-  for the job, unacknowledged until it is done (``acks_late``), which the broker redelivers if it dies;
-- a job ``running`` whose lease is free was being handled by a worker that died: the message (its own
-  redelivery, or the janitor's kick) takes it over. A takeover first looks at the attempts the dead
-  worker recorded in the job (:meth:`_Handler.started`): when the last one had ended, only the job's end
-  went unrecorded, and it is recorded now (a turn never runs twice); otherwise the job runs again, and
-  the runner marks the dead attempt ``crashed`` once the key's lease is free and resumes the
-  conversation with the interruption note;
-- a worker whose renewal finds the job's lease taken (it was paused past the TTL) stops its run at once
-  (the renewal sets the run's cancel event) and records nothing: the new holder records the end.
-
-The run itself, and the record of its end, is :func:`baton.fleet.execute.execute`, as in the in-process
-pool.
-
-**Order per key without holding a slot.** ``Store.start_job`` is the gate: it starts a job only when no
-earlier job of its key is queued and none is running. A message whose job may not start yet is
-dropped at once (a worker slot never waits for another key's run); the job is *kicked* (sent a new
-message) when the job ahead of it ends: every end of a job, by any path, kicks the oldest queued job of
-its key, and so does a redelivered message of a job that already ended (its worker may have died
-between the end and the kick). The kick goes to the broker, so the next run of a key starts wherever a
-slot is free, in submission order.
-
-**A spent usage quota** (:mod:`baton.runner.quota`): a job whose credential's breaker holds, or whose
-run ended ``rate_limited``, is queued again, still first of its key, with ``not_before`` its reset (with
-jitter, :func:`baton.runner.quota.jitter`), and a message is sent for it with that countdown (up to
-:data:`COUNTDOWN_MAX`; a longer wait is the janitor's, which kicks it once its time has come); a message
-that comes earlier (a copy) is dropped, and ``Store.start_job`` refuses it before then. The slot is free
-meanwhile; the key's later jobs wait behind it, in order.
-
-**The janitor** (:func:`heal`, every worker, every ``lease_ttl`` seconds) kicks what no message will
-bring back: a ``running`` job whose lease is free (a worker died and the broker holds its message for
-the visibility timeout, or a copy was dropped), and the oldest queued job of a key with nothing running
-that has waited :data:`STALE` lease TTLs (its message was lost: the broker was down when it was sent).
-A kick that was not needed finds the job held or ended and does nothing.
-
-**Cancel** is the store's flag (:func:`baton.fleet.cancel.request_cancel`), never a revoke: the worker running
-the job watches it (:class:`baton.fleet.cancel.CancelWatch`) and the runner stops the agent; a queued job is
-ended by whoever holds its lease next (:func:`cancel` tries at once).
+"""Jobs delivered by a message queue (the Celery executor's core, broker-agnostic). A message carries
+only a job id; the job, with its request, is stored ``queued`` first (:func:`baton.fleet.jobs.submit`),
+so the store, not the broker, is the truth, and a message may arrive twice, late, or after the worker
+that had it died: :func:`handle` is idempotent, holding the job's own lease while it works, and runs
+the job with :func:`baton.fleet.execute.execute` as the in-process pool does. The runs of a key start
+in submission order without holding a worker slot (an end *kicks* the key's next job), a job whose
+usage quota is spent waits for its reset off the slot, and each worker's janitor (:func:`heal`) kicks
+what no message will bring back. Cancel is the store's flag, never a revoke (:func:`cancel`).
 """
 
 from __future__ import annotations
@@ -111,7 +72,31 @@ def key_wait(settings: Settings) -> float:
 
 
 def handle(job_id: str, settings: Settings, store: Store, kick: Kick) -> str:
-    """Do what a message for ``job_id`` asks, if anything (see the module docstring)."""
+    """Do what a message for ``job_id`` asks, if anything; what it did (:data:`UNKNOWN`, ...).
+
+    **The job lease.** Whoever handles a job holds the lease ``job:<id>`` in the store from before it
+    starts the job until after it recorded its end (renewed by :func:`baton.store.leases.held`, like a
+    key's lease). So:
+
+    - a message whose job's lease is held by a live worker is dropped: that worker has a message of its
+      own for the job, unacknowledged until it is done (``acks_late``), which the broker redelivers if
+      it dies;
+    - a job ``running`` whose lease is free was being handled by a worker that died: the message (its
+      own redelivery, or the janitor's kick) takes it over (:meth:`_Handler._take_over`): when the last
+      attempt the dead worker recorded in the job (:meth:`_Handler.started`) had ended, only the job's
+      end went unrecorded, and it is recorded now (a turn never runs twice); otherwise the job runs
+      again, and the runner marks the dead attempt ``crashed`` once the key's lease is free and resumes
+      the conversation with the interruption note;
+    - a worker whose renewal finds the job's lease taken (it was paused past the TTL) stops its run at
+      once (the renewal sets the run's cancel event) and records nothing: the new holder records the end.
+
+    **Order per key without holding a slot.** ``Store.start_job`` is the gate: it starts a job only when
+    no earlier job of its key is queued and none is running. A message whose job may not start yet is
+    dropped at once (a worker slot never waits for another key's run); the job is *kicked* (sent a new
+    message) when the job ahead of it ends: every end of a job, by any path, kicks the oldest queued job
+    of its key (:func:`kick_next`), and so does a redelivered message of a job that already ended (its
+    worker may have died between the end and the kick). The kick goes to the broker, so the next run of
+    a key starts wherever a slot is free, in submission order."""
     job = store.get_job(job_id)
     if job is None:
         return UNKNOWN
@@ -141,8 +126,10 @@ def kick_next(store: JobStore, job: JobRecord, kick: Kick) -> None:
 
 
 def cancel(settings: Settings, store: Store, job_id: str, kick: Kick, wait: float = 1.0) -> bool:
-    """Ask for ``job_id`` to stop (the API's cancel): False when it already ended or is unknown. A
-    running job is stopped by its worker, which watches the flag. A queued one is ended here once its
+    """Ask for ``job_id`` to stop (the API's cancel): False when it already ended or is unknown. It is
+    the store's flag (:func:`baton.fleet.cancel.request_cancel`), never a revoke: a running job is
+    stopped by its worker, which watches the flag (:class:`baton.fleet.cancel.CancelWatch`), and the
+    runner stops the agent. A queued one is ended here once its
     lease is had (a worker holds a queued job's lease only for a moment; ``wait`` seconds at most, else
     the worker that holds it sees the flag)."""
     if not request_cancel(store, job_id, connect(settings)):
@@ -294,9 +281,12 @@ class _Handler:
     def _wait_quota(self, job: JobRecord, spent: QuotaHeld) -> str:
         """Its credential's usage quota is spent: back to queued (still first of its key, so the key's
         later jobs wait behind it), not started before the reset (with jitter), and a message for it
-        then; the slot is free meanwhile. A cancel asked for while it ran (its flag is in the store,
-        read after the job is queued again, under its lease) ends it now: the reset's message would
-        see it only hours later."""
+        then; the slot is free meanwhile. The message is sent with a countdown to the reset (jitter:
+        :func:`baton.runner.quota.jitter`) up to :data:`COUNTDOWN_MAX`; a longer wait is the janitor's
+        (:func:`heal`), which kicks it once its time has come. A message that comes earlier (a copy) is
+        dropped, and ``Store.start_job`` refuses it before then. A cancel asked for while it ran (its
+        flag is in the store, read after the job is queued again, under its lease) ends it now: the
+        reset's message would see it only hours later."""
         now = time.time()
         at = requeue_at(spent, now)
         self.store.update_job(self.job_id, status=JobStatus.QUEUED.value, started_at=None, not_before=at)
@@ -316,8 +306,14 @@ class _Handler:
 
 
 def heal(settings: Settings, store: Store, kick: Kick, kicked: dict[str, float]) -> list[str]:
-    """One janitor pass (see the module docstring); the job ids it kicked. ``kicked`` remembers when
-    this janitor last kicked a queued job, so a long queue is not flooded with copies."""
+    """One janitor pass (every worker, every ``lease_ttl`` seconds); the job ids it kicked. ``kicked``
+    remembers when this janitor last kicked a queued job, so a long queue is not flooded with copies.
+
+    It kicks what no message will bring back: a ``running`` job whose lease is free (a worker died and
+    the broker holds its message for the visibility timeout, or a copy was dropped), the oldest queued
+    job of a key with nothing running that has waited :data:`STALE` lease TTLs (its message was lost:
+    the broker was down when it was sent), and a job whose wait for a usage quota's reset is over. A
+    kick that was not needed finds the job held or ended and does nothing."""
     now, sent = time.time(), []
     running = store.list_jobs(status=JobStatus.RUNNING, limit=ALL)
     for job in running:

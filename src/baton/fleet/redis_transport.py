@@ -1,28 +1,10 @@
-"""kombu's Redis transport with one guard: a broker restart must not end a worker.
-
-Measured with Celery 5.7.0, kombu 5.7.0 and redis-py 8.1 (the newest releases): a Redis broker
-restarted while a worker holds an unacknowledged message (a run in flight, ``acks_late``) ended that
-worker with ``CRITICAL celery.worker: Unrecoverable error: AttributeError("'NoneType' object has no
-attribute 'hostname'")``. The path: the consumer's ``on_connection_error_after_connected`` first
-``collect()``s the broken connection, which detaches the transport from it (``transport.client =
-None``) without closing its default channel, then ``close()``s it; closing the channel restores its
-unacknowledged messages, which needs a new Redis client, whose parameters are read from
-``transport.client`` (``_connparams``): None. ``ignore_errors`` swallows only the transport's connection
-and channel errors, so the ``AttributeError`` reaches the worker, which stops (and Celery's
-``worker_main`` drops its exit status: see :func:`baton.fleet.celery.run_worker`). Idle workers hold no
-unacknowledged message and reconnect fine.
-
-The guard: a channel remembers the parameters it reached Redis with and uses them once its
-transport is detached; with Redis still down, that attempt fails with redis-py's own
-``ConnectionError``, one of the errors the consumer ignores while it throws the connection away and
-reconnects. Nothing is lost by not restoring there: the message stays in the broker's unacknowledged
-set (if the broker kept its data) and the worker, still running the job, ends it as usual and
-acknowledges it through the old channel once Redis answers; a copy that the broker gives back
-finds the job ended or held and does nothing (:mod:`baton.fleet.queued`), and a message the restart
-lost is sent again by the janitor.
-
-Selected by :func:`baton.fleet.celery.make_app` for ``redis://`` and ``rediss://`` brokers (kombu reads
-TLS from the connection's options, not from the class).
+"""kombu's Redis transport with one guard: a broker restart must not end a worker. kombu's own ended a
+worker holding an unacknowledged message (a run in flight, ``acks_late``) when its Redis broker
+restarted: the consumer detaches the transport from the broken connection (``transport.client =
+None``), then closes its channel, whose restoring of its unacknowledged messages reads the new Redis
+client's parameters from that ``None`` (``AttributeError ... 'hostname'``; measured, versions and
+path: docs/fleet.md, "A broker restart"). The guard is :class:`Channel`: it remembers the parameters
+it reached Redis with and uses them once its transport is detached.
 """
 
 from __future__ import annotations
@@ -38,7 +20,14 @@ class Channel(kombu_redis.Channel):
     """kombu's channel, which remembers how it reached Redis: once its transport has lost its client,
     it reaches Redis the same way (the acknowledgement of a run that ended after the restart then
     lands, instead of Celery's ``Couldn't ack`` and a redelivery after the visibility timeout), and
-    before it ever reached it, it says so with a connection error."""
+    before it ever reached it, it says so with a connection error.
+
+    With Redis still down, that attempt fails with redis-py's own ``ConnectionError``, one of the
+    errors the consumer ignores while it throws the connection away and reconnects. Nothing is lost by
+    not restoring there: the message stays in the broker's unacknowledged set (if the broker kept its
+    data) and the worker, still running the job, ends it as usual and acknowledges it through the old
+    channel once Redis answers; a copy that the broker gives back finds the job ended or held and does
+    nothing (:mod:`baton.fleet.queued`), and a message the restart lost is sent again by the janitor."""
 
     _known: dict[bool, dict[str, Any]]
 
@@ -54,7 +43,9 @@ class Channel(kombu_redis.Channel):
 
 
 class Transport(kombu_redis.Transport):
-    """kombu's Redis transport with :class:`Channel`."""
+    """kombu's Redis transport with :class:`Channel`; :func:`baton.fleet.celery.make_app` selects it
+    for ``redis://`` and ``rediss://`` brokers (kombu reads TLS from the connection's options, not from
+    the class)."""
 
     Channel = Channel
 

@@ -1,19 +1,11 @@
-"""Which queue a job goes to, and what a worker does with a message that is not for its store.
-
-A job lives in one store; only a worker on that store can run it. So:
-
-- **The default queue is the store's own**: ``baton.<id>``, where ``<id>`` is
-  :meth:`baton.store.base.Store.identity` (read from the store itself, so two URLs naming one
-  database agree, and two databases never do). A client and a worker configured with different
-  ``BATON_STORE_URL``\\ s never meet.
-- **An explicit queue** (``BATON_QUEUE``, ``baton worker --queues``) is shared by whoever names it,
-  whatever their store. Every message therefore carries its sender's :class:`StoreTag` (the id and
-  the store's URL without its password), and a worker that does not find the job in its store never
-  drops the message: it logs an ERROR naming both stores and sends it back to the same queue after a
-  delay that doubles with each bounce up to :data:`MAX_BOUNCE_DELAY`, so a worker of the right store
-  takes it, and a message that no worker can take costs one log line a few minutes, not a hot loop.
-  (Jobs are never deleted from a store, so a job missing from the store that sent it means the store
-  was replaced: the message goes back too.)
+"""Which queue a job goes to, and what a worker does with a message that is not for its store. A job
+lives in one store and only a worker on that store can run it, so the default queue is the store's
+own, ``baton.<id>`` (:func:`queue_for`; the id read from the store itself,
+:meth:`baton.store.base.Store.identity`: two URLs naming one database agree, two databases never do).
+An explicit queue (``BATON_QUEUE``, ``baton worker --queues``) is shared by whoever names it, so every
+message carries its sender's :class:`StoreTag`, and a worker that does not find the job in its store
+logs an ERROR naming both stores (:func:`misrouted`) and sends the message back to the same queue
+after a growing delay (:func:`bounce_delay`), never dropping it: a worker of the right store takes it.
 """
 
 from __future__ import annotations
@@ -70,12 +62,16 @@ def queue_for(settings: Settings, tag: StoreTag) -> str:
 
 
 def bounce_delay(bounces: int) -> float:
-    """Seconds before a misrouted message's ``bounces``-th return (0-based) is offered again."""
+    """Seconds before a misrouted message's ``bounces``-th return (0-based) is offered again: doubling
+    up to :data:`MAX_BOUNCE_DELAY`, so a message that no worker can take costs one log line a few
+    minutes, not a hot loop."""
     return min(MAX_BOUNCE_DELAY, FIRST_BOUNCE_DELAY * float(2 ** min(bounces, 16)))
 
 
 def misrouted(job_id: str, ours: StoreTag, theirs: StoreTag | None, queue: str, delay: float) -> str:
-    """The ERROR a worker logs for a message whose job is not in its store."""
+    """The ERROR a worker logs for a message whose job is not in its store. Jobs are never deleted
+    from a store, so a job missing from the store that sent it means the store was replaced: the
+    message goes back too."""
     if theirs is None:
         sender = "a store the message does not name (sent by an older baton)"
     elif theirs.id == ours.id:

@@ -1,21 +1,10 @@
-"""Closing the sessions of a branch or PR that is gone (a webhook), and of an expired key (the sweeper).
-
-Closing never loses work, in this order, under the key's lease (a running key is closed after its run
-ends, never mid-run):
-
-1. **checkpoint** the worktree: its uncommitted state becomes ``refs/baton/checkpoints/<agent>/<thread>``
-   in the repo's cache clone (no ref when the worktree is clean: its branch holds everything);
-2. **snapshot** the agent's transcript into the store;
-3. remove the worktree directory (the branch and the checkpoint ref stay) and the key's space (its
-   agent home, with the transcript, and its temp dir; :mod:`baton.workspace.keyspace`), and any files of
-   the conversation a run before key spaces left in the agent's base home;
-4. mark the session ``closed``, keeping its conversation id, and audit ``close`` (or ``expire``) with
-   the actor, what was removed and where the checkpoint is.
-
-A closed session's ``expires_at`` is the end of its grace period (``closed_grace_days`` from the close):
-until then a new run of the key resumes the same conversation (hydrated from the snapshot) in a
-worktree rebuilt from the checkpoint — the runner's ordinary path for a lost worktree and a missing
-transcript; after it, the sweeper purges the snapshot, the checkpoint and the rows.
+"""Closing the sessions of a branch or PR that is gone (a webhook), and of an expired key (the sweeper),
+without losing work: under the key's lease (a running key is closed after its run ends, never mid-run)
+the worktree is checkpointed, the transcript snapshotted, then the worktree and the key's space
+removed, and the session marked ``closed`` and audited with where the checkpoint is
+(:func:`close_locked`). Until the end of its grace period (``closed_grace_days``) a new run of the key
+resumes the same conversation in a worktree rebuilt from the checkpoint, the runner's ordinary path
+for a lost worktree and a missing transcript; after it, the sweeper purges what the store kept.
 """
 
 from __future__ import annotations
@@ -98,8 +87,8 @@ def close_branch(
 def close_session(
     store: KeyStore, settings: Settings, key: Key, actor: str, wait: float = CLOSE_WAIT
 ) -> CloseResult:
-    """Close one key (module doc), waiting up to ``wait`` seconds for a run of it to end (Busy after
-    that). Audited as ``close`` (or ``close-failed`` with the error)."""
+    """Close one key (:func:`close_locked`), waiting up to ``wait`` seconds for a run of it to end (Busy
+    after that). Audited as ``close`` (or ``close-failed`` with the error)."""
     lease = key_lease(settings, store, key.id)
     try:
         with held(lease, wait, settings.heartbeat):
@@ -125,7 +114,19 @@ def close_locked(
     """Checkpoint, snapshot, remove, mark closed: the caller holds the key's lease (``fence``, its
     proof for the store's writes). ``files``: the session's local transcript files when the caller
     has listed them already (a listing can cost milliseconds: Claude's is a glob over every project
-    folder of its home)."""
+    folder of its home). In this order, so nothing is lost:
+
+    1. **checkpoint** the worktree: its uncommitted state becomes
+       ``refs/baton/checkpoints/<agent>/<thread>`` in the repo's cache clone (no ref when the worktree
+       is clean: its branch holds everything);
+    2. **snapshot** the agent's transcript into the store;
+    3. remove the worktree directory (the branch and the checkpoint ref stay) and the key's space (its
+       agent home, with the transcript, and its temp dir; :mod:`baton.workspace.keyspace`), and any
+       files of the conversation a run before key spaces left in the agent's base home;
+    4. mark the session ``closed``, keeping its conversation id, its ``expires_at`` the end of its
+       grace period (``closed_grace_days`` from now). The caller audits it with the actor, what was
+       removed and where the checkpoint is (:func:`close_session` as ``close``; a sweep's expiry in
+       its ``sweep`` record)."""
     workdirs = Workdirs(settings)
     path = workdirs.worktree_path(key)
     result = CloseResult(str(key), str(path), cache=str(workdirs.cache_path(key.repo)))

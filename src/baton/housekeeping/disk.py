@@ -1,38 +1,11 @@
-"""Disk accounting, quotas and eviction.
-
-Every size here is *allocated* bytes (``st_blocks * 512`` of files, directories and symlinks, hard
-links counted once), the measure of :func:`~baton.workspace.du.disk_usage`, which equals
-``du -s --block-size=1``; so what ``baton du`` shows, what the sweeper reports as freed, what a quota
-compares and what ``du`` says are one number. Store snapshot bytes are the compressed blobs the store
-holds for the snapshot (a chunk shared with another snapshot counts for each; that is rare: chunks carry ids).
-
-A session's *transcript* bytes are its whole key space (:mod:`baton.workspace.keyspace`: the key's
-agent home, where the CLI keeps the conversation and everything else of it, and its temp dir), plus
-any files of the conversation still in the agent's base home from before key spaces. An agent's
-*home* bytes are its base home and all its key spaces, so "homes besides transcripts" is the base
-homes (and the spaces of keys the store does not know).
-
-**Reflinks.** On a volume that clones files (XFS, btrfs: :mod:`baton.workspace.cow.reflink`, probed once
-per volume), worktrees are reflinked copies of pristine checkouts (:mod:`baton.workspace.cow.pristine`) and
-their untouched files share blocks. There each worktree's bytes are split into *shared* (on extents
-another file also uses) and *exclusive* (its own: what removing it frees), read with ``FIEMAP``; the
-home's total and the worktrees' *physical* bytes count each shared extent once (:mod:`baton.workspace.du`),
-so twenty reflinked worktrees do not look like twenty checkouts; ``du`` would count them twenty times.
-Elsewhere nothing is shared and every number is ``du``'s.
-
-**Quota.** :func:`enforce_quota` compares the use of ``BATON_HOME`` with ``disk_quota`` and the volume's
-free space with ``min_free``. Over either limit it evicts the least-recently-used *idle* worktrees (the
-key's lease taken with no wait: a running key is never touched): checkpoint first, then remove the
-worktree directory only. The session stays active; its branch, checkpoint ref and transcript stay, and
-its next run rebuilds the worktree from the checkpoint. Each eviction is logged and audited. Before
-any eviction, :func:`relieve` prunes idle keys' rebuildable artefacts (:mod:`baton.housekeeping.prune`),
-least recently used first, and evicts only if that did not free enough.
-
-**Rebuildable and unique.** A worktree's *rebuildable* bytes are its artefacts (ignored, untracked
-``node_modules``, ``.venv``, ``target``, ...: what pruning frees), counted by the same walk that
-measures the worktree (:func:`~baton.workspace.du.measure`'s marks; git is asked once per worktree which
-entries they are, without writing anything); its *unique* bytes are the rest of its own (exclusive)
-bytes: the checkout and the agent's work, which only eviction frees, after a checkpoint.
+"""Disk accounting, quotas and eviction. Every size here is *allocated* bytes, the measure of
+:func:`~baton.workspace.du.disk_usage` (``du -s --block-size=1``'s), so what ``baton du`` shows, what
+the sweeper reports as freed, what a quota compares and what ``du`` says are one number; on a volume
+that clones files a worktree's bytes are split into shared and exclusive, and the home's total counts
+each shared extent once (:mod:`baton.workspace.du`). :func:`usage` measures what ``baton du`` shows;
+:func:`enforce_quota` keeps the home within ``disk_quota`` and ``min_free``: idle keys' rebuildable
+artefacts pruned first (:mod:`baton.housekeeping.prune`), then the least-recently-used idle worktrees
+evicted, each checkpointed first (:func:`evict`). What each number means: docs/cli.md, "Disk and expiry".
 """
 
 from __future__ import annotations
@@ -78,7 +51,18 @@ def free_bytes(path: Path) -> int:
 @dataclass
 class DiskReport:
     """Bytes per session, totals per agent and per repo, cache clones, agent homes, the home's total
-    (everything under ``BATON_HOME``) and the volume's free space."""
+    (everything under ``BATON_HOME``) and the volume's free space.
+
+    A session's *transcript* bytes are its whole key space (:mod:`baton.workspace.keyspace`: the key's
+    agent home, where the CLI keeps the conversation and everything else of it, and its temp dir), plus
+    any files of the conversation still in the agent's base home from before key spaces. An agent's
+    *home* bytes are its base home and all its key spaces, so "homes besides transcripts" is the base
+    homes (and the spaces of keys the store does not know). Store snapshot bytes are the compressed
+    blobs the store holds for the snapshot (a chunk shared with another snapshot counts for each; that
+    is rare: chunks carry ids). A worktree's *rebuildable* bytes are its artefacts (what pruning frees),
+    counted by the same walk that measures it (:func:`~baton.workspace.du.measure`'s marks; git is asked
+    once per worktree which entries they are, without writing anything); its *unique* bytes are the
+    rest of its own (exclusive) bytes: the checkout and the agent's work, which only eviction frees."""
 
     home: str
     total: int
@@ -283,8 +267,9 @@ def relieve(
 
 
 def enforce_quota(store: KeyStore, settings: Settings, actor: str) -> list[Eviction]:
-    """Prune, then evict least-recently-used idle worktrees until the home is within its limits
-    (module doc); the evictions."""
+    """Prune, then evict least-recently-used idle worktrees until the home is within its limits (over
+    ``disk_quota`` for the home's use, or under ``min_free`` for the volume's free space: :func:`relieve`);
+    the evictions."""
     return relieve(store, settings, actor).evictions
 
 
@@ -316,7 +301,9 @@ def evict_lru(store: KeyStore, settings: Settings, need: int, actor: str) -> lis
 
 def evict(store: KeyStore, settings: Settings, key: Key, actor: str) -> Eviction | None:
     """Checkpoint the key's worktree, then remove its directory (under its lease, no wait: Busy when a
-    run holds it); None when it has no worktree. Audited as ``evict``."""
+    run holds it); None when it has no worktree. Logged and audited as ``evict``. Only the directory
+    goes: the session stays active, its branch, checkpoint ref and transcript stay, and its next run
+    rebuilds the worktree from the checkpoint."""
     workdirs = Workdirs(settings)
     path = workdirs.worktree_path(key)
     with held(key_lease(settings, store, key.id), 0.0, settings.heartbeat):

@@ -1,17 +1,9 @@
-"""``baton doctor``: is this machine set up so conversations survive?
-
-Each check is ``ok``, ``warn`` (works, but something a person should know) or ``error`` (baton's
-promises do not hold here). The checks: agent CLIs found and their versions; each agent home inside
-``BATON_HOME``; ``BATON_HOME`` on a persistent filesystem (tmpfs/ramfs is an error, an overlay root —
-a container's writable layer — a warning); each agent's own retention at least baton's TTL; git new
-enough for worktrees, partial clone and ``git restore``; the store reachable and migrated; free space
-on ``BATON_HOME``'s volume; agent transcripts on disk that no stored session owns (in the key spaces
-of keys the store does not know, or in a base home: the store was deleted or replaced, and the next
-run of those keys would start a new conversation); the usage quotas spent (a warning per credential
-whose breaker holds: its runs wait until the reset, :mod:`baton.housekeeping.quotas`); and how each agent
-authenticates under baton (it relocates the agent homes, so a login in ``~/.claude`` is not used: an
-API key or token in the environment is). With a broker or Redis configured, the fleet's checks too
-(:mod:`baton.fleet.checks`: the broker and Redis answer, the workers of this store seen recently).
+"""``baton doctor``: is this machine set up so conversations survive? Each check is ``ok``, ``warn``
+(works, but something a person should know) or ``error`` (baton's promises do not hold here: doctor
+exits 1). :func:`run_doctor` makes them in order: the data dir's filesystem and free space, worktrees,
+git, the store, the fleet's checks when a broker or Redis is configured (:mod:`baton.fleet.checks`),
+transcripts that no stored session owns, spent usage quotas, confinement and containment, and each
+agent (its CLI and version, its home, its retention, how it authenticates under baton).
 """
 
 from __future__ import annotations
@@ -299,7 +291,19 @@ def run_doctor(
     settings: Settings, environ: Mapping[str, str] | None = None, fleet: Sequence[Check] = ()
 ) -> list[Check]:
     """Every check, in order; ``fleet``: the fleet's checks (:func:`baton.fleet.checks.fleet_checks`,
-    a layer above this one), shown after the store's."""
+    a layer above this one: the broker and Redis answer, the workers of this store seen recently),
+    shown after the store's.
+
+    The checks: ``BATON_HOME`` on a persistent filesystem (tmpfs/ramfs is an error, an overlay root, a
+    container's writable layer, a warning); free space on its volume; whether worktrees are reflinked;
+    git new enough for worktrees, partial clone and ``git restore``; the store reachable and migrated;
+    agent transcripts on disk that no stored session owns (in the key spaces of keys the store does not
+    know, or in a base home: the store was deleted or replaced, and the next run of those keys would
+    start a new conversation); the usage quotas spent (a warning per credential whose breaker holds:
+    its runs wait until the reset); how agents are walled in and runs contained; and per agent, its
+    CLI found and its version, its home inside ``BATON_HOME``, its own retention at least baton's TTL,
+    and how it authenticates under baton (which relocates the agent homes, so a login in
+    ``~/.claude`` is not used: an API key or token in the environment is)."""
     environ = os.environ if environ is None else environ
     agents = check_agents(settings, environ)
     return [

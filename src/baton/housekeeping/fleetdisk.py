@@ -1,34 +1,10 @@
 """A fleet's disk: each worker reports its own volume's use to the shared store; every surface reads it.
-
 In fleet mode the worktrees, transcripts and cache clones live on the workers' volumes, not on the API
-service's: its own ``BATON_HOME`` is nearly empty. So each ``baton worker`` measures its home
+service's, whose own ``BATON_HOME`` is nearly empty. So each ``baton worker`` measures its home
 (:func:`baton.housekeeping.disk.usage`, the very numbers ``baton du`` prints there) and stores a small
-document in its row of the store's ``workers`` table (:meth:`~baton.store.base.Store.report_worker_disk`),
-with the free and total bytes of the filesystem holding its home. ``baton du --fleet``, the dashboard's
+document (:func:`worker_document`) in its row of the store's ``workers`` table, with the free and total
+bytes of the filesystem holding its home (:class:`DiskReporter`); ``baton du --fleet``, the dashboard's
 disk card and ``/metrics`` read the rows back (:func:`fleet_disk`).
-
-**The report** (``workers.disk``, version 1)::
-
-    {"version": 1, "home": "/data/baton", "used": 1234,   # bytes under BATON_HOME (``du -s``)
-     "kinds": {"worktrees": …, "transcripts": …, "caches": …, "homes": …, "logs": …, "store": …,
-               "other": …},                              # a partition of "used"
-     "agents": {"claude": …}, "repos": {"github.com/acme/api": …},  # worktrees + transcripts
-     "sessions": 3,                                      # sessions with bytes on this volume
-     "volume": "2049",                                   # the filesystem's device number
-     "every": 300.0}                                     # seconds until the next report
-
-``caches`` is the cache clones and the repositories' shared package caches, ``homes`` the agent homes
-besides the transcripts they hold, ``store`` a SQLite database (0 on
-PostgreSQL), ``other`` the rest (templates, locks, orphans). Snapshot bytes are left out: they are in the
-shared store, not on the volume. Workers on one host that share a filesystem (same ``volume``) count
-its free and total bytes once in the fleet's total, and workers sharing one home its bytes once.
-``repos`` keeps the :data:`TOP_REPOS` largest; the rest is summed under ``"(others)"``, so a row stays
-small however many repos a worker has served.
-
-**When.** At the worker's start, then every ``min(sweep_interval, REPORT_EVERY)`` seconds (never more
-often than ten times the last walk took), after the sweep when one was due. A report older than three
-of its own ``every`` (and a minute) is **stale**: shown as such, and left out of the fleet's total and
-the byte gauges (a worker gone for good must not count forever; its row stays visible).
 """
 
 from __future__ import annotations
@@ -58,7 +34,21 @@ KINDS = ("worktrees", "transcripts", "caches", "homes", "logs", "store", "other"
 
 
 def worker_document(report: DiskReport, logs: int, every: float, volume: str = "") -> dict[str, Any]:
-    """The report stored for a worker (module doc) from its home's :class:`DiskReport`."""
+    """The report stored for a worker (``workers.disk``, version 1) from its home's :class:`DiskReport`::
+
+        {"version": 1, "home": "/data/baton", "used": 1234,   # bytes under BATON_HOME (``du -s``)
+         "kinds": {"worktrees": …, "transcripts": …, "caches": …, "homes": …, "logs": …, "store": …,
+                   "other": …},                              # a partition of "used"
+         "agents": {"claude": …}, "repos": {"github.com/acme/api": …},  # worktrees + transcripts
+         "sessions": 3,                                      # sessions with bytes on this volume
+         "volume": "2049",                                   # the filesystem's device number
+         "every": 300.0}                                     # seconds until the next report
+
+    ``caches`` is the cache clones and the repositories' shared package caches, ``homes`` the agent
+    homes besides the transcripts they hold, ``store`` a SQLite database (0 on PostgreSQL), ``other``
+    the rest (templates, locks, orphans). Snapshot bytes are left out: they are in the shared store,
+    not on the volume. ``repos`` keeps the :data:`TOP_REPOS` largest; the rest is summed under
+    ``"(others)"``, so a row stays small however many repos a worker has served."""
     local = [s for s in report.sessions if s.worktree + s.transcript]
     kinds = {k: n for k, n in report.kinds().items() if k != "snapshots"}
     kinds["caches"] += kinds.pop("package_caches", 0)  # a worker's caches: clones and package caches
@@ -106,7 +96,9 @@ class DiskReporter:
     took: float = 0.0  # seconds the last measurement took
 
     def period(self) -> float:
-        """Seconds to wait before the next report (module doc)."""
+        """Seconds to wait before the next report: ``min(sweep_interval, REPORT_EVERY)``, never less
+        than ten times the last walk took. A worker reports at its start, then every period, after the
+        sweep when one was due (:func:`baton.housekeeping.sweep.sweep_periodically`)."""
         interval = self.settings.sweep_interval
         base = min(interval, REPORT_EVERY) if interval > 0 else REPORT_EVERY
         return max(base, 10 * self.took)
@@ -177,7 +169,10 @@ class FleetDisk:
 
 
 def worker_disk(worker: WorkerRecord, now: float) -> WorkerDisk:
-    """A worker's row; a report that cannot be read (another version's, or damaged) counts as none."""
+    """A worker's row; a report that cannot be read (another version's, or damaged) counts as none. A
+    report older than three of its own ``every`` (and :data:`STALE_SLACK`) is **stale**: shown as such,
+    and left out of the fleet's total and the byte gauges (a worker gone for good must not count
+    forever; its row stays visible)."""
     row = WorkerDisk(worker.name, worker.host, worker.seen_at, worker.free_bytes, worker.total_bytes)
     if worker.disk is None or worker.disk_at is None:
         return row
@@ -191,7 +186,7 @@ def worker_disk(worker: WorkerRecord, now: float) -> WorkerDisk:
 
 
 def _read(doc: dict[str, Any], host: str) -> dict[str, Any]:
-    """The fields of a stored report (module doc); raises on anything else."""
+    """The fields of a stored report (:func:`worker_document`); raises on anything else."""
     return {
         "used": int(doc["used"]),
         "kinds": {k: int(doc["kinds"].get(k, 0)) for k in KINDS},
@@ -204,7 +199,9 @@ def _read(doc: dict[str, Any], host: str) -> dict[str, Any]:
 
 
 def fleet_disk(store: WorkerStore, now: float | None = None) -> FleetDisk:
-    """The fleet's disk from the workers' rows (module doc); ``workers`` is empty on a single machine."""
+    """The fleet's disk from the workers' rows; ``workers`` is empty on a single machine. The total is
+    the fresh reports': workers on one host that share a filesystem (same ``volume``) count its free and
+    total bytes once, and workers sharing one home its bytes once."""
     now = time.time() if now is None else now
     rows = [worker_disk(w, now) for w in store.list_workers()]
     fresh = [w for w in rows if not w.stale]

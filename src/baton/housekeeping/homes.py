@@ -1,18 +1,9 @@
-"""``baton homes link``: for people who run the agent CLIs outside baton (the redeploy problem).
-
-The CLIs keep their conversations in ``~/.claude`` (plus ``~/.claude.json``), ``~/.codex`` and
-``~/.gemini``. On a container those live on the ephemeral disk. ``link`` turns each into a symlink to a
-directory on a persistent volume:
-
-- nothing there → create the target, link it;
-- a real directory/file there and no target yet → *move* it to the target (same data, now persistent),
-  link it;
-- a real one there and a target that already holds data (the volume remembers an earlier container)
-  → move the local one aside to ``<name>.baton-backup-<time>`` (never deleted) and link the target;
-- already linked to the target → nothing (idempotent).
-
-Every action is recorded in ``<target dir>/.baton-homes.json`` so ``unlink`` can put back exactly what
-was there: the moved directory returns to its place, a backup is restored, the symlink goes.
+"""``baton homes link``: for people who run the agent CLIs outside baton (the redeploy problem). The
+CLIs keep their conversations in ``~/.claude`` (plus ``~/.claude.json``), ``~/.codex`` and
+``~/.gemini``, which on a container live on the ephemeral disk; :func:`link` turns each into a symlink
+to a directory on a persistent volume, moving or backing up (never deleting) what is there, and
+records every action in ``<target dir>/.baton-homes.json`` so that :func:`unlink` puts back exactly
+what was there.
 """
 
 from __future__ import annotations
@@ -93,7 +84,15 @@ def _has_data(path: Path) -> bool:
 
 
 def link(directory: Path, home: Path | None = None, dry_run: bool = False) -> list[Action]:
-    """Link each agent home under ``home`` (default ``~``) to ``directory``; see the module docstring."""
+    """Link each agent home under ``home`` (default ``~``) to ``directory`` (:func:`_decide`):
+
+    - nothing there → create the target, link it;
+    - a real directory/file there and no target yet → *move* it to the target (same data, now
+      persistent), link it;
+    - a real one there and a target that already holds data (the volume remembers an earlier
+      container) → move the local one aside to ``<name>.baton-backup-<time>`` (never deleted) and link
+      the target;
+    - already linked to the target → nothing (idempotent)."""
     home = home or Path.home()
     directory = directory.expanduser().absolute()
     if directory == home or directory in {home / n for n in ENTRIES}:
@@ -151,7 +150,8 @@ def _is_file(name: str) -> bool:
 
 
 def unlink(directory: Path, dry_run: bool = False) -> list[Action]:
-    """Undo :func:`link`: remove the symlinks and put back what was there."""
+    """Undo :func:`link`: remove the symlinks and put back what was there, as its manifest says (the
+    moved directory returns to its place, a backup is restored, the symlink goes)."""
     directory = directory.expanduser().absolute()
     manifest = _load(directory)
     actions: list[Action] = []

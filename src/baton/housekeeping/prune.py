@@ -1,24 +1,10 @@
-"""Pruning: an idle key's rebuildable artefacts go before any whole worktree is evicted.
-
-Under disk pressure (:func:`baton.housekeeping.disk.relieve`) and in ``baton sweep --prune``, idle keys
-lose, least recently used first, the ignored and untracked directories of known kinds in their worktrees
-(:mod:`baton.workspace.artefacts` finds them with git and removes them without following a link):
-``node_modules``, ``.venv``, ``target``, ``__pycache__`` and the rest of
-:data:`baton.settings.PRUNE_KINDS`. Never a tracked file, never an untracked file git does not ignore
-(both are in the key's checkpoint; ignored files never are, so pruning loses nothing eviction would
-keep), never a key whose run holds its lease: each key is pruned under its lease, taken with no wait,
-as eviction takes it; a busy key is skipped and reported. Only when pruning did not free enough is a
-whole worktree evicted.
-
-**Kinds.** ``prune_kinds`` (``BATON_PRUNE_KINDS``): ``default`` (the built-in list), more names after a
-comma, or ``none``. Per repository, ``config.toml``'s ``[prune."<repo slug>"]`` tables add ``kinds`` and
-take away ``keep`` (a repo whose ``build/`` holds what no build makes again); the file is read by
-:func:`baton.settings.read_config` (once per process), and these tables typed strictly here (as
-:mod:`baton.forge.config` types its own): an unknown key or a bad name is an error naming its table.
-
-**Dry run.** The same code, the same lease check and the same git questions, stopping before the first
-removal: what it lists (key, path, kind, bytes, why) is what the real run would prune. A real pruning
-is logged and audited as ``prune`` with the bytes freed per artefact.
+"""Pruning: an idle key's rebuildable artefacts go before any whole worktree is evicted. Under disk
+pressure (:func:`baton.housekeeping.disk.relieve`) and in ``baton sweep --prune``, idle keys lose,
+least recently used first (:func:`prune_idle`), the ignored and untracked directories of known kinds in
+their worktrees (``node_modules``, ``.venv``, ``target``, ...: :data:`baton.settings.PRUNE_KINDS`,
+found and removed by :mod:`baton.workspace.artefacts`), each key under its lease (:func:`prune_key`).
+Which kinds: ``prune_kinds`` and ``config.toml``'s ``[prune."<repo slug>"]`` tables (:func:`rules`;
+docs/configuration.md, "Rebuildable artefacts: prune").
 """
 
 from __future__ import annotations
@@ -62,7 +48,10 @@ class PruneRules:
 
 
 def rules(settings: Settings) -> PruneRules:
-    """The settings' kinds and ``config.toml``'s per-repo tables; BadInput naming a bad entry."""
+    """The settings' kinds and ``config.toml``'s per-repo tables; BadInput naming a bad entry. The file
+    is read by :func:`baton.settings.read_config` (once per process), and these tables typed strictly
+    here (as :mod:`baton.forge.config` types its own): an unknown key or a bad name is an error naming
+    its table."""
     return PruneRules(settings.prune_kind_names, _repo_tables(settings.home / "config.toml"))
 
 
@@ -148,7 +137,13 @@ def prune_key(
     table: PruneRules | None = None,
 ) -> Pruning | None:
     """Prune the key's artefacts under its lease (no wait: Busy when a run holds it); None when it has
-    no worktree or nothing to prune. A removal stops when the lease is lost. Audited as ``prune``."""
+    no worktree or nothing to prune. A removal stops when the lease is lost. Logged and audited as
+    ``prune``, with the bytes freed per artefact.
+
+    Never a tracked file, never an untracked file git does not ignore: both are in the key's
+    checkpoint, and ignored files never are, so pruning loses nothing eviction would keep. A dry run is
+    the same code, the same lease check and the same git questions, stopping before the first removal:
+    what it lists (key, path, kind, bytes, why) is what the real run would prune."""
     kinds = (table or rules(settings)).of(key.repo.slug)
     with held(key_lease(settings, store, key.id), 0.0, settings.heartbeat) as lost:
         wt = readonly_git(settings, key) if dry_run else Workdirs(settings).worktree_git(key)
@@ -192,7 +187,9 @@ def prune_idle(
     dry_run: bool = False,
 ) -> PruneReport:
     """Prune idle keys' artefacts, least recently used first, until ``need`` bytes are freed (all of
-    them with ``everything``: ``baton sweep --prune``); a dry run counts what it would free."""
+    them with ``everything``: ``baton sweep --prune``); a dry run counts what it would free. A busy
+    key is skipped and reported. Only when pruning did not free enough is a whole worktree evicted
+    (the caller's: :func:`baton.housekeeping.disk.relieve`)."""
     report = PruneReport()
     if need <= 0 and not everything:
         return report

@@ -1,35 +1,11 @@
-"""The sweeper: expiry, purge of closed sessions, orphan worktrees, ``git worktree prune``.
-
-Two stages, so that expiry never loses work at once:
-
-- **expire**: a session past its TTL (``expires_at``) is *closed* like a gone branch
-  (:mod:`baton.housekeeping.cleanup`): checkpoint, snapshot, then its worktree and its key space (the
-  key's agent home with the transcript, and its temp dir) are removed; the store keeps its snapshot,
-  checkpoint and rows for ``closed_grace_days`` (a run in that time resumes it);
-- **purge**: a closed session past its grace period loses the rest: snapshot (and blobs no other
-  snapshot uses), checkpoint ref, run records with their event logs, and the session row. Its branch
-  stays in the cache clone: commits are never deleted by a sweep. With ``closed_grace_days = 0`` an
-  expired session is purged by the next sweep.
-
-Then directories under ``worktrees/`` that no session owns are removed, and every cache clone gets a
-``git worktree prune``. A key whose lease is live is never touched: each key is handled under its lease
-taken with no wait, and a busy key is reported as skipped (an orphan directory too: it may be the
-worktree a new run is building before it saves its session).
-
-Then the disk's limits (:func:`baton.housekeeping.disk.relieve`): over ``disk_quota`` or under
-``min_free``, idle keys' rebuildable artefacts are pruned first (:mod:`baton.housekeeping.prune`; with
-``prune=True``, ``baton sweep --prune``, every idle key's, pressure or not), and only then are whole
-idle worktrees evicted. The report lists each pruning (key, artefacts with path, kind and bytes, and
-why) and counts its bytes as freed ``artefacts``.
-
-The shared package caches of a repository no session is left of are removed too.
-
-And what a dead runner's run left running in its control group (:mod:`baton.sandbox.cgroups`: its
-runner was killed, and no run of its key came since) is ended, counted per run in ``leftovers``.
-
-The dry run goes through the very same code — the same lease check and the same measurements — and
-stops before the first change, so its report is what the real run would do. Freed bytes are measured
-before removal (allocated bytes, as in :mod:`baton.housekeeping.disk`), by category.
+"""The sweeper: expiry, purge of closed sessions, orphan worktrees, ``git worktree prune``, the shared
+package caches no session is left of, and what a dead runner's run left running (:func:`sweep`); then
+the disk's limits, pruning before eviction (:func:`sweep_and_enforce`). Expiry never loses work at
+once: an expired session is only *closed* (:mod:`baton.housekeeping.cleanup`), and purged after its
+grace period. A key whose lease is live is never touched (each key is handled under its lease, taken
+with no wait), and the dry run goes through the very same code, stopping before the first change, so
+its report is what the real run would do. ``baton serve`` and each ``baton worker`` sweep their own
+home periodically (:func:`sweep_periodically`).
 """
 
 from __future__ import annotations
@@ -91,7 +67,25 @@ class SweepReport:
 
 
 def sweep(store: Store, settings: Settings, dry_run: bool = False, now: float | None = None) -> SweepReport:
-    """One sweep (module doc). Never raises for one key: its error is in the report."""
+    """One sweep. Never raises for one key: its error is in the report. Two stages, so that expiry
+    never loses work at once:
+
+    - **expire**: a session past its TTL (``expires_at``) is *closed* like a gone branch
+      (:func:`baton.housekeeping.cleanup.close_locked`): checkpoint, snapshot, then its worktree and
+      its key space (the key's agent home with the transcript, and its temp dir) are removed; the store
+      keeps its snapshot, checkpoint and rows for ``closed_grace_days`` (a run in that time resumes it);
+    - **purge**: a closed session past its grace period loses the rest: snapshot (and blobs no other
+      snapshot uses), checkpoint ref, run records with their event logs, and the session row. Its
+      branch stays in the cache clone: commits are never deleted by a sweep. With
+      ``closed_grace_days = 0`` an expired session is purged by the next sweep.
+
+    Then directories under ``worktrees/`` that no session owns are removed, every cache clone gets a
+    ``git worktree prune``, and the shared package caches of a repository no session is left of are
+    removed. A busy key is reported as skipped (an orphan directory too: it may be the worktree a new
+    run is building before it saves its session). Last, what a dead runner's run left running in its
+    control group (:mod:`baton.sandbox.cgroups`: its runner was killed, and no run of its key came
+    since) is ended, counted per run in ``leftovers``. Freed bytes are measured before removal
+    (allocated bytes, as in :mod:`baton.housekeeping.disk`), by category."""
     sweeper = _Sweeper(store, settings, SweepReport(dry_run=dry_run), time.time() if now is None else now)
     for session in store.list_sessions():
         if 0 < session.expires_at < sweeper.now:
@@ -320,9 +314,12 @@ def report_once(settings: Settings, reporter: DiskReporter) -> None:
 def sweep_and_enforce(
     store: Store, settings: Settings, actor: str, dry_run: bool = False, prune: bool = False
 ) -> dict[str, Any]:
-    """A sweep, then the disk's limits: the report as JSON with its ``prunings`` (listed by a dry run
-    too) and ``evictions`` (none in a dry run); ``prune``: every idle key's artefacts, pressure or
-    not. A real run is audited as ``sweep`` with ``actor`` (the CLI, an admin token, the sweeper thread)."""
+    """A sweep, then the disk's limits (:func:`baton.housekeeping.disk.relieve`: over ``disk_quota`` or
+    under ``min_free``, idle keys' rebuildable artefacts are pruned first, and only then whole idle
+    worktrees evicted): the report as JSON with its ``prunings`` (key, artefacts with path, kind and
+    bytes, and why; listed by a dry run too), their bytes counted as freed ``artefacts``, and
+    ``evictions`` (none in a dry run); ``prune``: every idle key's artefacts, pressure or not. A real
+    run is audited as ``sweep`` with ``actor`` (the CLI, an admin token, the sweeper thread)."""
     data = sweep(store, settings, dry_run=dry_run).to_json()
     relief = relieve(store, settings, actor, prune_all=prune, dry_run=dry_run)
     data["prunings"] = [p.to_json() for p in relief.pruned.prunings]

@@ -1,31 +1,11 @@
 """The store's Protocols: what the runner and the surfaces need from persistence, one role at a time.
-
 ``Store`` is the whole of it (the SQL backend, SQLite or PostgreSQL through the same code, implements
-all of it; :func:`baton.store.open_store` picks it by URL scheme). A consumer names the role it uses,
-so what it depends on is what it calls: the roles follow the SQL store's parts —
-
-- :class:`RunStore`: sessions and their runs (``sql.py``);
-- :class:`BlobStore`, :class:`SnapshotStore`, :class:`CheckpointStore`: content-addressed blobs, the
-  transcript snapshots and the worktree checkpoints kept in them (``sql.py``, ``sql_checkpoints.py``);
-- :class:`LeaseBackend`, :class:`LeaseStore`: lease grants (Redis grants them too,
-  :mod:`baton.store.redis_leases`) and the record of their fencing tokens (``sql.py``);
-- :class:`AuditStore`: what was done, by whom (``sql.py``);
-- :class:`KeyStore`: all of the above, what any work on a key (a run, a reset, a sweep) needs;
-- :class:`JobStore`: the fleet's jobs (``sql_service.py``); :class:`ViewStore`: the dashboard's and
-  ``/metrics``' counted reads (``sql_views.py``).
-
-Keep them small: the runner's needs, not a general ORM.
-
-A room above the store owns its data: its records (``records.py``), its tables and its role, with an
-implementation that runs in the store's own transactions (:class:`Transactions`), in its ``tables.py``
-(:mod:`baton.plans.tables`, :mod:`baton.service.tables`, :mod:`baton.forge.tables`). The roles here
-are the ones rooms share.
-
-Fencing: the writes a run makes about its key (``save_session``, ``add_run``, ``update_run``,
-``save_snapshot``, ``save_plan``, ``save_checkpoint``) take ``fence=`` (a :class:`Fence`, the lease's key
-and the grant's token). In the write's transaction the store compares it with the key's token: larger
-in the store → :class:`baton.errors.Fenced` and nothing written; smaller (a Redis grant not recorded yet)
-→ the store's is advanced to it. Without a fence the write is not checked.
+all of it; :func:`baton.store.open_store` picks it by URL scheme). A consumer names the role it uses
+(:class:`RunStore`, :class:`SnapshotStore`, :class:`LeaseBackend`, :class:`JobStore`, ...; all a key's
+work needs: :class:`KeyStore`), so what it depends on is what it calls; the roles follow the SQL
+store's parts. Keep them small: the runner's needs, not a general ORM. The roles here are the ones
+rooms share; a room that owns its data keeps its role in its own ``tables.py``, run in the store's
+transactions (:class:`Transactions`; docs/architecture.md, "Where a room's data lives").
 """
 
 from __future__ import annotations
@@ -69,7 +49,7 @@ class Lease:
 
 
 class RunStore(Protocol):
-    """Sessions (one record per key) and their runs (one per attempt)."""
+    """Sessions (one record per key) and their runs (one per attempt) (``sql.py``)."""
 
     def get_session(self, agent: str, repo: str, thread: str) -> SessionRecord | None: ...
     def save_session(self, session: SessionRecord, *, fence: Fence | None = None) -> None: ...
@@ -111,7 +91,7 @@ class RunStore(Protocol):
 
 
 class BlobStore(Protocol):
-    """Content-addressed blobs: transcript chunks and checkpoint bundles, shared by digest."""
+    """Content-addressed blobs: transcript chunks and checkpoint bundles, shared by digest (``sql.py``)."""
 
     def put_blob(self, digest: str, data: bytes, size: int) -> None: ...
     def get_blob(self, digest: str) -> bytes | None: ...
@@ -133,7 +113,8 @@ class SnapshotStore(BlobStore, Protocol):
 
 
 class CheckpointStore(BlobStore, Protocol):
-    """Each key's latest worktree checkpoint, its git bundle in the blobs (read with ``get_blob``)."""
+    """Each key's latest worktree checkpoint, its git bundle in the blobs (read with ``get_blob``;
+    ``sql_checkpoints.py``)."""
 
     def save_checkpoint(self, record: CheckpointRecord, data: bytes, fence: Fence | None = None) -> None: ...
     def get_checkpoint(self, agent: str, repo: str, thread: str) -> CheckpointRecord | None: ...
@@ -141,7 +122,8 @@ class CheckpointStore(BlobStore, Protocol):
 
 
 class LeaseBackend(Protocol):
-    """Where leases are granted: the SQL store, or Redis. Expiry is judged by the backend's clock."""
+    """Where leases are granted: the SQL store, or Redis (:mod:`baton.store.redis_leases`). Expiry is
+    judged by the backend's clock."""
 
     def try_lease(self, lease: Lease, ttl: float, can_take: Callable[[Lease, float], bool]) -> Lease | None:
         """Grant ``lease``, or replace the existing one when ``can_take(existing, now)`` is true (a
@@ -164,7 +146,14 @@ class LeaseBackend(Protocol):
 
 
 class LeaseStore(LeaseBackend, Protocol):
-    """The store's side of leases: its own grants, and the fencing tokens of grants made elsewhere."""
+    """The store's side of leases: its own grants, and the fencing tokens of grants made elsewhere
+    (``sql.py``).
+
+    Fencing: the writes a run makes about its key (``save_session``, ``add_run``, ``update_run``,
+    ``save_snapshot``, ``save_plan``, ``save_checkpoint``) take ``fence=`` (a :class:`Fence`, the
+    lease's key and the grant's token). In the write's transaction the store compares it with the key's
+    token: larger in the store → :class:`baton.errors.Fenced` and nothing written; smaller (a Redis grant
+    not recorded yet) → the store's is advanced to it. Without a fence the write is not checked."""
 
     def advance_fence(self, key: str, token: int) -> None:
         """Record that a grant with ``token`` holds ``key`` (a lease granted outside the store, by
@@ -173,7 +162,8 @@ class LeaseStore(LeaseBackend, Protocol):
 
 
 class AuditStore(Protocol):
-    """The audit log: resets, closes, evictions, sweeps, tokens — what was done to what, by whom."""
+    """The audit log: resets, closes, evictions, sweeps, tokens — what was done to what, by whom
+    (``sql.py``)."""
 
     def audit(self, action: str, key: str, actor: str, detail: dict[str, Any]) -> None: ...
     def list_audit(self, limit: int = 100) -> list[dict[str, Any]]: ...
@@ -236,7 +226,8 @@ class ListingStore(Protocol):
 
 
 class KeyStore(RunStore, SnapshotStore, CheckpointStore, LeaseStore, AuditStore, QuotaStore, Protocol):
-    """Everything the store keeps about keys: what a run, a reset, a close or a sweep of a key needs."""
+    """Everything the store keeps about keys: what a run, a reset, a close or a sweep of a key needs
+    (the roles above it, together)."""
 
 
 class JobStore(Protocol):

@@ -1,19 +1,10 @@
-"""Leases: the right to run a key, held by one runner at a time across processes and machines.
-
-A lease lives in the store with an expiry that the holder's heartbeat pushes forward. Another runner
-may take it over when it has expired, or — without waiting for expiry — when its holder ran on this
-same host and that process is gone (a SIGKILLed runner is noticed at once, not after the TTL).
-
-:func:`held` is the one way to hold a lease for a piece of work (a run, a plan, a reset): it takes the
-lease, renews it from a background thread through every step — clone, hydrate, agent, snapshot,
-checkpoint — and releases it at the end. A slow step can then never let another runner take the key.
-The yielded event is set when a renewal finds the lease taken over: the holder must stop.
-
-Where grants live is a :class:`LeaseBackend`: the SQL store itself (the default), or Redis
-(``BATON_LEASE_BACKEND=redis``, :class:`~baton.store.redis_leases.RedisLeases`), which records each
-grant's fencing
-token in the store so the store's fenced writes refuse older grants either way.
-:func:`lease_backend` picks one from the settings.
+"""Leases: the right to run a key, held by one runner at a time across processes and machines. A lease
+lives in its backend with an expiry that the holder's heartbeat pushes forward; another runner may
+take it over when it has expired, or at once when its holder ran on this same host and that process is
+gone (a SIGKILLed runner is noticed at once, not after the TTL). :func:`held` is the one way to hold a
+lease for a piece of work (a run, a plan, a reset), and :func:`lease_backend` picks where grants live:
+the SQL store itself (the default) or Redis (``BATON_LEASE_BACKEND=redis``), which records each grant's
+fencing token in the store, so the store's fenced writes refuse older grants either way.
 """
 
 from __future__ import annotations
@@ -154,7 +145,11 @@ def held(
     """Hold ``lease`` for the ``with`` block (acquired waiting up to ``wait`` seconds unless ``cancel``
     is set meanwhile, renewed every ``every`` seconds, released at the end); yields the event that is
     set if the lease is lost. ``on_loss`` (the caller's stop event, e.g. its run's cancel) is set by the
-    same renewal, so the work stops at once: no thread of the caller's relays one event to the other."""
+    same renewal, so the work stops at once: no thread of the caller's relays one event to the other.
+
+    The lease is renewed from a background thread through every step of the work (clone, hydrate,
+    agent, snapshot, checkpoint), so a slow step can never let another runner take the key; when a
+    renewal finds the lease taken over, the holder must stop."""
     lease.acquire(wait, cancel)
     lost = threading.Event()
     stop = threading.Event()

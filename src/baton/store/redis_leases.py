@@ -1,24 +1,11 @@
 """Lease grants through Redis (``BATON_LEASE_BACKEND=redis``): the :class:`baton.store.leases.LeaseBackend`
-the SQL store also implements, for deployments whose store should not carry every heartbeat.
-
-A lease is one string key, ``<prefix>lease:{KEY}``, holding the grant as JSON (holder, host, pid,
-acquired, fence) and expiring by Redis's own clock (``PX``): an expired lease is simply gone. Beside it
+the SQL store also implements, for deployments whose store should not carry every heartbeat. A lease is
+one string key, ``<prefix>lease:{KEY}``, holding the grant as JSON (holder, host, pid, acquired, fence)
+and expiring by Redis's own clock (``PX``): an expired lease is simply gone. Beside it
 ``<prefix>fence:{KEY}`` counts grants (``INCR``, never expires, survives releases), so every grant gets
 a larger fencing token. Grant, renewal and release are Lua scripts, atomic in Redis; the braces keep
-both keys in one Redis Cluster slot.
-
-- **Grant**: free (or held by this holder, who keeps its token, or by the holder the caller may replace)
-  → the next token and ``SET ... PX``; else the blocker and its remaining time come back, and the
-  caller's ``can_take`` decides (a holder on this host whose process is gone is replaced at once, as
-  with the SQL lease — the value carries host and pid for that).
-- **Renew**: ``PEXPIRE`` only if the value still names this holder; **release**: ``DEL`` likewise.
-- **The SQL store fences too.** After each grant the token is recorded with
-  :meth:`LeaseStore.advance_fence`, so the store refuses writes of every older grant. If Redis lost its
-  counters (restarted empty), the store has seen larger tokens than Redis now hands out; the grant then
-  raises its counter past the store's — to one above it when :class:`Fenced` says which it saw
-  (``seen``), else doubling until the store accepts it; still one holder at a time, and tokens only
-  need to grow, not to be consecutive. (One deployment uses one lease backend: SQL grants and Redis
-  grants of the same keys at once would keep raising each other.)
+both keys in one Redis Cluster slot. Each grant's token is recorded in the SQL store too
+(:meth:`RedisLeases._record`), so the store's fenced writes refuse every older grant.
 """
 
 from __future__ import annotations
@@ -120,7 +107,10 @@ class RedisLeases:
     def try_lease(self, lease: Lease, ttl: float, can_take: Callable[[Lease, float], bool]) -> Lease | None:
         """Grant ``lease`` (updated in place: times by Redis's clock, its fencing token), or return the
         lease that blocks it. ``can_take(existing, now)`` may replace a live holder (an expired one is
-        already gone)."""
+        already gone): a holder on this host whose process is gone is replaced at once, as with the SQL
+        lease (the value carries host and pid for that). A free lease, or one this holder holds (it
+        keeps its token), gets the next token and ``SET ... PX``. Renewal is ``PEXPIRE`` only if the
+        value still names this holder, release ``DEL`` likewise."""
         granted, existing, now = self._attempt(lease, ttl, "")
         if not granted and can_take(existing, now):
             granted, existing, now = self._attempt(lease, ttl, existing.holder)
@@ -143,8 +133,16 @@ class RedisLeases:
         return bool(ok), _lease(lease.key, value, int(now_ms), int(pttl)), int(now_ms) / 1000
 
     def _record(self, lease: Lease) -> int:
-        """Record the grant's token in the store; raise Redis's counter past the store's if Redis lost
-        it. Returns the token the store accepted."""
+        """Record the grant's token in the store (:meth:`LeaseStore.advance_fence`), so the store refuses
+        writes of every older grant; raise Redis's counter past the store's if Redis lost it. Returns the
+        token the store accepted.
+
+        If Redis lost its counters (restarted empty), the store has seen larger tokens than Redis now
+        hands out; the grant then raises its counter past the store's: to one above it when
+        :class:`Fenced` says which it saw (``seen``), else doubling until the store accepts it. Still
+        one holder at a time: tokens only need to grow, not to be consecutive. (One deployment uses one
+        lease backend: SQL grants and Redis grants of the same keys at once would keep raising each
+        other.)"""
         token = lease.fence
         while True:
             try:

@@ -1,20 +1,9 @@
 """Reads that walk a whole table without holding it: sessions and runs in pages for ``baton sessions
 ls`` and ``baton runs ls`` (counted, and streamed with ``--all``), and the snapshots' sizes for ``baton
-du``.
-
-**Keyset pages.** A page after the first starts *after the last row of the one before* (its sort
-key), never at an ``OFFSET``: each page is one range read of the ``sessions_recent`` (``last_used_at
-DESC, thread``) or ``runs_started`` index, so walking 100,000 rows costs the same per page at the end
-as at the start, and a row written between two pages neither repeats nor hides another. The order
-ends in the primary key (sessions: ``thread, agent, repo``; runs: ``id``), so it is total and a page
-boundary between two rows of the same time is exact. The condition is spelled ``time <= t AND NOT
-(time = t AND rest <= last)``, not as one row-value comparison, so both SQLite and PostgreSQL scan
-the index from ``t`` down.
-
-**Snapshot sizes** are the stored (compressed) bytes of each snapshot's blobs, what
-:func:`baton.housekeeping.disk.snapshot_bytes` reads one key at a time; here a batch of snapshots
-and the lengths of their blobs are two queries (``length`` of a blob is read from its header, the
-data is not sent), instead of one query per session and every blob's data.
+du``. A page after the first starts *after the last row of the one before* (a keyset page, never an
+``OFFSET``: :meth:`ListingQueries.iter_sessions`), so walking 100,000 rows costs the same per page at
+the end as at the start, and a row written between two pages neither repeats nor hides another; the
+snapshots' sizes are two queries a batch (:meth:`ListingQueries.snapshot_sizes`), not one a session.
 """
 
 from __future__ import annotations
@@ -69,7 +58,14 @@ class ListingQueries:
         batch: int = BATCH,
     ) -> Iterator[SessionRecord]:
         """Every matching session, most recently used first (then by thread, agent, repo), read a
-        keyset page of ``batch`` at a time (one short transaction each: no lock is held between)."""
+        keyset page of ``batch`` at a time (one short transaction each: no lock is held between).
+
+        Each page is one range read of the ``sessions_recent`` (``last_used_at DESC, thread``) index
+        (``runs_started`` for :meth:`iter_runs`), starting after the previous page's last sort key. The
+        order ends in the primary key (sessions: ``thread, agent, repo``; runs: ``id``), so it is total
+        and a page boundary between two rows of the same time is exact. The condition is spelled
+        ``time <= t AND NOT (time = t AND rest <= last)``, not as one row-value comparison, so both
+        SQLite and PostgreSQL scan the index from ``t`` down."""
         order = (sessions.c.last_used_at.desc(), sessions.c.thread, sessions.c.agent, sessions.c.repo)
         where = session_where(agent, repo, status)
         after: SessionRecord | None = None
@@ -155,7 +151,10 @@ class ListingQueries:
     def snapshot_sizes(self, batch: int = BATCH) -> Iterator[tuple[tuple[str, str, str], int]]:
         """``((agent, repo, thread), bytes)`` of every stored snapshot: the stored length of each of
         its blobs (a blob another snapshot shares counts for both; a missing one, or a snapshot whose
-        file list is unreadable, counts 0), a batch of snapshots at a time."""
+        file list is unreadable, counts 0), a batch of snapshots at a time. What
+        :func:`baton.housekeeping.disk.snapshot_bytes` reads one key at a time is here a batch of
+        snapshots and the lengths of their blobs, two queries (``length`` of a blob is read from its
+        header, the data is not sent), instead of one query per session and every blob's data."""
         key = (snapshots.c.agent, snapshots.c.repo, snapshots.c.thread)
         after: tuple[str, str, str] | None = None
         while True:

@@ -1,13 +1,9 @@
 """The Claude Agent SDK's session store over the SQL store: transcript entries per (project key,
 session id, subpath), appended in order, deduplicated by their ``uuid``. :mod:`baton.sdk` adapts it to
-the SDK's ``SessionStore`` protocol; this layer knows nothing of the SDK and keeps entries as JSON text.
-
-One row per entry in ``sdk_entries``; ``seq`` (autoincrement) is the append order. The main transcript
-has the subpath ``""``; a subagent's transcript its own subpath. A unique index on (project key,
-session id, subpath, uuid) makes a repeated uuid a no-op (``ON CONFLICT DO NOTHING``, on SQLite and
-PostgreSQL alike) while entries without a uuid (NULL, never equal to another NULL) are always appended.
-``mtime`` is the database's clock at the append (seconds), so workers on several machines agree on
-which session was written last.
+the SDK's ``SessionStore`` protocol; this layer knows nothing of the SDK and keeps entries as JSON text,
+one row per entry in ``sdk_entries`` (``seq``, autoincrement, the append order; the main transcript's
+subpath ``""``, a subagent's its own). ``mtime`` is the database's clock at the append (seconds), so
+workers on several machines agree on which session was written last.
 """
 
 from __future__ import annotations
@@ -37,7 +33,10 @@ class SdkEntryTables:
         self, project_key: str, session_id: str, subpath: str, entries: Sequence[tuple[str | None, str]]
     ) -> int:
         """Append ``(uuid, entry JSON)`` pairs in order in one transaction, skipping uuids this
-        transcript already holds (also repeated ones within the batch); returns how many were added."""
+        transcript already holds (also repeated ones within the batch); returns how many were added.
+        A unique index on (project key, session id, subpath, uuid) makes a repeated uuid a no-op
+        (``ON CONFLICT DO NOTHING``, on SQLite and PostgreSQL alike), while entries without a uuid
+        (NULL, never equal to another NULL) are always appended."""
         rows, seen = [], set()
         for uuid, entry in entries:
             if uuid is not None and uuid in seen:

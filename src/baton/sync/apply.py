@@ -1,16 +1,8 @@
 """Putting a computed sync into the worktree, under the marker (:mod:`baton.sync.marker`): a failure on
-the way puts everything back and re-raises.
-
-- **A clean result** (:func:`apply`): move the branch ref and the key's checkpoint ref (one
-  transaction), write only the files that differ (:func:`~baton.workspace.gitcmd.checkout_changes`; in a
-  partial
-  clone their blobs are fetched first, in one batch, with the key's credentials), reset the index to
-  the new HEAD (files untracked before stay untracked). A conflict only in the uncommitted work is
-  applied the same way, its conflict markers in the files and no operation in progress.
-- **A conflict in history for the agent** (:func:`leave_for_agent`, ``on_conflict=agent``): the
-  uncommitted work is first committed on the branch (so it travels through the operation), then the
-  real ``git merge`` / ``git rebase`` runs in the worktree (the rebase's to-do list is the commits the
-  computed one replayed) and is left stopped at the conflict for the agent to finish.
+the way puts everything back and re-raises. A clean result (:func:`apply`) moves the refs and writes
+only the files that differ; a conflict in history handed to the agent (:func:`leave_for_agent`,
+``on_conflict=agent``) runs the real ``git merge`` / ``git rebase`` in the worktree and leaves it
+stopped at the conflict for the agent to finish.
 """
 
 from __future__ import annotations
@@ -37,7 +29,13 @@ _REBASE_FLAGS = ["--quiet", "--no-autostash", "--no-update-refs", "--no-autosqua
 
 def apply(g: SyncGit, head: str, checkpoint: str | None, plan: Plan) -> list[str]:
     """Move the branch to the plan's commit and the worktree to its tree (only the files that
-    differ), the index to the new HEAD. Returns the ignored files a tracked file replaced."""
+    differ), the index to the new HEAD. Returns the ignored files a tracked file replaced.
+
+    The branch ref and the key's checkpoint ref move in one transaction; only the files that differ
+    are written (:func:`~baton.workspace.gitcmd.checkout_changes`; in a partial clone their blobs are
+    fetched first, in one batch, with the key's credentials); the index is reset to the new HEAD (files
+    untracked before stay untracked). A conflict only in the uncommitted work is applied the same way,
+    its conflict markers in the files and no operation in progress."""
     marker = begin(g, head, checkpoint, [plan.target])
     old, new = checkpoint or head, plan.tree or plan.target
     try:
@@ -83,7 +81,8 @@ def leave_for_agent(
     how: SyncHow,
 ) -> SyncReport:
     """Run the real merge / rebase in the worktree and leave it stopped at the conflict, the
-    uncommitted work first committed on the branch so that it travels through."""
+    uncommitted work first committed on the branch so that it travels through. The rebase's to-do
+    list is the commits the computed one replayed (:func:`_real_rebase`)."""
     marker = begin(g, head, checkpoint, [])
     try:
         cur = head

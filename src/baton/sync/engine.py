@@ -1,29 +1,10 @@
 """Sync with upstream before a turn: bring into the key's branch what people pushed to it on the remote
 and what moved on its base, by merge or by rebase, keeping the agent's uncommitted work uncommitted.
-
 This module holds the entry points (:func:`sync_worktree`, :func:`recover_interrupted_sync`) and the
-decisions; each step has a module of its own:
-
-- :mod:`baton.sync.git`: the git of one sync (:class:`~baton.sync.git.SyncGit`), isolated from the
-  user's configuration (no hooks, signing, autostash, rerere, editor, auto-gc), and the commits a sync
-  writes by hand, queued and written in batches by one ``hash-object``.
-- :mod:`baton.sync.fetch`: fetching only the two refs followed, only when they moved (a local remote's
-  refs are read from its files), with the credentials up front over HTTP(S).
-- :mod:`baton.sync.plan`: **computed before touched**, the integration done in git's object store
-  (``merge-tree``, a rebase as a series of cherry-picks, the uncommitted work re-applied the same way).
-  A conflict found there leaves the worktree exactly as it was (its index bytes too), which is what
-  ``on_conflict=stop`` asks.
-- :mod:`baton.sync.apply`: only a clean result (or a conflict handed to the agent, as a real ``git
-  merge`` / ``git rebase`` left stopped) touches the worktree, only the files that differ.
-- :mod:`baton.sync.marker`: **applied with a marker**, written first; a sync killed mid-way is undone
-  by :func:`recover_interrupted_sync`.
-- :mod:`baton.sync.report`: what a sync did (:class:`SyncReport`), for the record, people and the agent.
-
-**Cheap when nothing moved.** The common case is a turn where nothing came in, so that path spawns no
-git process for a local remote (and one fetch for a remote one). The triple (HEAD, remote branch,
-base) last found fully integrated is remembered in the worktree's gitdir (``baton-sync-seen``); the
-same triple again, or the same tips with a HEAD that descends from that one through loose commits (the
-agent committed; read here without git), is "unchanged". Otherwise one ``rev-list`` decides.
+decisions (whether to sync at all, whether anything moved: :func:`_moved`, cheap when nothing did);
+each step has a module of its own (fetch, plan, apply, marker, report, over :mod:`baton.sync.git`):
+computed in git's object store before the worktree is touched, and applied under a marker that undoes
+a sync killed mid-way (how they fit: docs/architecture.md, "Sync with upstream").
 """
 
 from __future__ import annotations
@@ -62,10 +43,11 @@ def sync_worktree(
     on_conflict: OnConflict,
     fetch: bool = True,
 ) -> SyncReport:
-    """Bring into the key's worktree what came in on its branch on the remote and on its base (see the
-    module's docstring). ``base_ref``: the full ref of the base (None: the repo's default branch);
-    ``base_sha``: the commit the branch was last based on (None: the merge-base). Raises GitError for
-    a git failure that is not a conflict, after putting the worktree back as it was."""
+    """Bring into the key's worktree what came in on its branch on the remote and on its base: fetched,
+    computed in the object store, then applied (or, on a conflict, stopped or left to the agent).
+    ``base_ref``: the full ref of the base (None: the repo's default branch); ``base_sha``: the commit
+    the branch was last based on (None: the merge-base). Raises GitError for a git failure that is not
+    a conflict, after putting the worktree back as it was."""
     how, on_conflict = SyncHow(how), OnConflict(on_conflict)
     if how is SyncHow.OFF:
         return SyncReport(str(how), "skipped", note="sync is off", base_sha=base_sha, branch=branch)
@@ -173,7 +155,10 @@ def _sync(
 def _moved(g: SyncGit, how: SyncHow, head: str, remote: str | None, base: str, last: str | None) -> bool:
     """Whether the remote branch or the base has a commit HEAD lacks: no when they are what they
     were at the last check that found nothing and HEAD descends from that check's HEAD (the agent
-    committed since: its new commits are loose objects, read here), else one git process asks."""
+    committed since: its new commits are loose objects, read here), else one git process asks. That
+    last check is remembered in the worktree's gitdir (:data:`SEEN`: the triple HEAD, remote branch and
+    base last found fully integrated), so a turn where nothing came in spawns no git process for a
+    local remote (and one fetch for a remote one)."""
     how_then, _, rest = (last or "").partition(" ")
     old_head, _, tips_then = rest.partition(" ")
     same_tips = how_then == how and tips_then == f"{remote or '-'} {base}\n"

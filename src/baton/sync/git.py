@@ -1,17 +1,10 @@
 """The git one sync runs in one worktree (:class:`SyncGit`): its paths, its environment, the commands,
-and the commits a sync writes by hand.
-
-- **Isolated from the user's git configuration** where it changes what happens (:data:`ISOLATE`): no
-  hooks, no signing, no autostash, no rerere, no ``update-refs``, no editor, no auto-gc.
-- **Commits written by hand, in batches.** A sync makes its commits (merges, rebased copies, the
-  throw-away commits of a cherry-pick, the checkpoint) as bytes here: :meth:`SyncGit.defer` queues one
-  and returns its id at once (:func:`object_id` computes it as git does), and the queue is written by
-  the next ``hash-object`` (:meth:`SyncGit.write`, which checks git's ids against ours) or before the
-  next git command, which may need those objects.
-- Reads that need no git process (a ref, HEAD, what is in progress) read the files, never through a
-  link (the gitdir is the agent's to write).
-- **Never through the agent's pointers**: every command runs through the worktree's
-  :class:`~baton.workspace.gitcmd.WorktreeGit` (``GIT_DIR``, ``GIT_COMMON_DIR``, ``GIT_WORK_TREE`` named).
+and the commits a sync writes by hand. It is isolated from the user's git configuration where that
+changes what happens (:data:`ISOLATE`), runs every command through the worktree's
+:class:`~baton.workspace.gitcmd.WorktreeGit` (never through the agent's pointers), reads what needs no
+git process (a ref, HEAD, what is in progress) from the files, never through a link (the gitdir is the
+agent's to write), and writes its commits (merges, rebased copies, throw-away commits, the checkpoint)
+in batches (:meth:`SyncGit.defer`, :meth:`SyncGit.write`).
 """
 
 from __future__ import annotations
@@ -138,7 +131,8 @@ class SyncGit:
 
     def defer(self, body: bytes, like: str) -> str:
         """Queue commit ``body`` to be written with the next object write (or before the next git
-        command, which may need it); its id now (:func:`object_id`, ``like``: an id of the repo)."""
+        command, which may need it); its id now (:func:`object_id`, ``like``: an id of the repo). The
+        queue is written by the next ``hash-object`` (:meth:`write`, which checks git's ids against ours)."""
         self.pending.append(body)
         return object_id(body, like)
 

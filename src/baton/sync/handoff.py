@@ -1,26 +1,11 @@
 """Hand-off between agents: ``--handoff-from AGENT`` starts a key's conversation from another agent's
-work on the same repo and thread (one provider's quota or outage, or a second opinion).
-
-Two things carry over, and the source keeps both:
-
-- **The work.** Before the target's worktree is built, :func:`seed_worktree` creates the target's
-  branch at the source's branch tip and the target's checkpoint ref at the source's *state*: its
-  uncommitted and untracked files as a commit on that tip. :meth:`Workdirs.prepare_worktree` then
-  checks the branch out and re-applies the checkpoint, exactly as it rebuilds a lost worktree. The
-  state comes from the source's worktree when this machine has it (staged into a throw-away index: the
-  source's index, files and refs are never written, since we do not hold its lease), else from the
-  source's branch and checkpoint in the cache clone, else from the store's shared checkpoint of another
-  machine (:mod:`baton.workspace.portable`). When the store holds a newer state than this machine last shared,
-  another machine ran the source since, and the store's state wins (it is what the recap describes).
-  Two branches, because git checks a branch out in one worktree only, and from here on each agent's
-  commits are its own. A worktree of the target without a session (left by a hand-off refused at
-  launch) would be reused as it is, so it is archived (:mod:`baton.workspace.archives`) and replaced.
-- **The conversation**, as text, since no agent can read another's transcript: a recap
-  (:mod:`baton.sync.recaps`) of the source's instructions and answers, oldest first, and the files it
-  changed against its base (:func:`changed_files`), cut to the target's prompt limit; paths into the
-  source's worktree in them become paths in the repository (the target works in its own worktree).
-
-The source's conversation, worktree, branch and store records are only read: it stays resumable.
+work on the same repo and thread (one provider's quota or outage, or a second opinion). Two things
+carry over: the work (:func:`seed_worktree`: the target's own branch at the source's tip and its
+checkpoint ref at the source's uncommitted and untracked files, from which its worktree is built as a
+lost one is rebuilt), and the conversation, as text, since no agent can read another's transcript (a
+recap, :mod:`baton.sync.recaps`, of the source's instructions and answers and the files it changed:
+:func:`changed_files`). The source's conversation, worktree, branch and store records are only read:
+it stays resumable.
 """
 
 from __future__ import annotations
@@ -111,7 +96,12 @@ def seed_worktree(
     uncommitted and untracked work. A worktree of the target left without a session (a hand-off
     refused at launch) is archived and removed first. Returns a note for the run (where the work came
     from); BadInput, before anything is written, when ``branch`` is the source's, is checked out
-    elsewhere, or exists at a commit that is not behind the source's tip."""
+    elsewhere, or exists at a commit that is not behind the source's tip.
+
+    Two branches, because git checks a branch out in one worktree only, and from here on each agent's
+    commits are its own. :meth:`Workdirs.prepare_worktree` checks the branch out and re-applies the
+    checkpoint exactly as it rebuilds a lost worktree. A leftover worktree of the target is replaced
+    because it would be reused as it is, without the source's work."""
     if branch == source_session.branch:
         raise BadInput(
             f"{target} cannot work on branch {branch!r}: it is {source}'s, and git checks a branch out in "
@@ -153,7 +143,13 @@ def _replace_leftover(store: AuditStore, workdirs: Workdirs, target: Key, branch
 def _source_state(
     store: CheckpointStore, workdirs: Workdirs, source: Key, session: SessionRecord, cache: Path
 ) -> tuple[_State | None, list[str]]:
-    """The source's state (see :class:`_State`) and notes on what could not be used."""
+    """The source's state (see :class:`_State`) and notes on what could not be used. It comes from the
+    source's worktree when this machine has it (staged into a throw-away index: the source's index,
+    files and refs are never written, since we do not hold its lease), else from the source's branch
+    and checkpoint in the cache clone, else from the store's shared checkpoint of another machine
+    (:mod:`baton.workspace.portable`). When the store holds a newer state than this machine last
+    shared, another machine ran the source since, and the store's state wins (it is what the recap
+    describes)."""
     notes: list[str] = []
     record = _store_record(store, source, session.branch, notes)
     newer_elsewhere = record is not None and record.commit_sha != workdirs.read_ref(

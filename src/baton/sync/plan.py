@@ -1,15 +1,9 @@
 """A sync computed in git's object store before the worktree is touched (:func:`plan`): the new HEAD,
-the worktree's new tree and the first conflict, if any.
-
-- Merges are ``git merge-tree --write-tree`` and a merge commit written by hand.
-- A rebase is a series of cherry-picks, each the ``merge-tree`` of the picked commit and a throw-away
-  commit of the new tree made on the picked commit's parent, so that parent is their merge-base (git
-  2.39 has neither ``merge-tree --merge-base`` nor ``git replay``). A commit whose change is already
-  there is dropped, as ``git rebase`` drops it; a root commit is picked against the empty tree.
-- The uncommitted work (the key's checkpoint, a commit on the old HEAD) is re-applied the same way: the
-  merge-tree of the checkpoint and a throw-away commit of the new tree, both on the old HEAD.
-
-A conflict found here leaves the worktree exactly as it was, which is what ``on_conflict=stop`` asks.
+the worktree's new tree and the first conflict, if any. Merges are ``git merge-tree --write-tree`` and
+a merge commit written by hand (:func:`merge`); a rebase is a series of cherry-picks, each a
+``merge-tree`` against a throw-away commit (:func:`rebase`); the uncommitted work (the key's
+checkpoint) is re-applied the same way (:func:`reapply`). A conflict found here leaves the worktree
+exactly as it was, which is what ``on_conflict=stop`` asks.
 """
 
 from __future__ import annotations
@@ -142,7 +136,11 @@ def _based_on(g: SyncGit, cur: str, base_sha: str | None) -> bool:
 
 def rebase(g: SyncGit, cur: str, onto: str, shas: list[str]) -> tuple[str, str | None, list[str]]:
     """Replay ``shas`` onto ``onto`` as ``git rebase`` would (commits that become empty dropped): the
-    new tip, its tree (None: not known here) and the conflicting files."""
+    new tip, its tree (None: not known here) and the conflicting files. Each pick is the
+    ``merge-tree`` of the picked commit and a throw-away commit of the new tree made on the picked
+    commit's parent, so that parent is their merge-base (:func:`_pick`; git 2.39 has neither
+    ``merge-tree --merge-base`` nor ``git replay``). A commit whose change is already there is dropped,
+    as ``git rebase`` drops it; a root commit is picked against the empty tree."""
     if not shas:
         return onto, None, []
     commits, onto_tree = _commits(g, shas, onto)

@@ -1,17 +1,9 @@
 """A hand-off's recap: another agent's conversation on a key, as text for the new agent's first prompt
-(no agent can read another's transcript).
-
-The recap holds the source's instructions and answers, oldest first, and the files it changed, cut to
-the target CLI's prompt limit (:func:`recap_budget`). A long history is summarised by section: the
-newest turns verbatim while they fit, older ones one clipped line each, the oldest as "N earlier turns"
-lines; the last resort clips the newest turn in its middle. :func:`handoff_recap` never exceeds its
-budget, whatever the sizes or characters of the history.
-
-The recap names files by their path inside the repository, never by the source's worktree path: each
-key has its own worktree, and an absolute path into the source's would send the new agent to work in
-the wrong directory. :func:`repo_relative` rewrites them (``<worktree>/src/x.py`` → ``src/x.py``, the
-worktree itself → ``./``), also for a recovered conversation's recap, whose earlier runs may have run
-in a ``BATON_HOME`` at another path (another machine, a moved home).
+(no agent can read another's transcript): the source's instructions and answers, oldest first, and the
+files it changed, cut to the target CLI's prompt limit (:func:`recap_budget`) and never over it
+(:func:`handoff_recap`). Files are named by their path inside the repository, never by the source's
+worktree path (:func:`repo_relative`): each key has its own worktree, and an absolute path into the
+source's would send the new agent to work in the wrong directory.
 """
 
 from __future__ import annotations
@@ -57,7 +49,10 @@ def recap_budget(agent: Agent, others: str = "") -> int:
 def handoff_recap(runs: list[RunRecord], changed: list[str], source_agent: str, budget: int) -> str:
     """The recap of ``source_agent``'s conversation (``runs`` oldest first) and of the files it changed,
     in at most ``budget`` characters: the newest turns verbatim as far as they fit, older ones
-    summarised (see the module's docstring), the file list cut with "... and N more"."""
+    summarised, the file list cut with "... and N more". A long history is summarised by section: the
+    newest turns verbatim while they fit, older ones one clipped line each, the oldest as "N earlier
+    turns" lines; the last resort clips the newest turn in its middle. It never exceeds its budget,
+    whatever the sizes or characters of the history."""
     if budget <= 0:
         return ""
     relative = repo_relative(runs)
@@ -244,7 +239,9 @@ def repo_relative(runs: Iterable[RunRecord]) -> Rewrite:
     ``<BATON_HOME>/worktrees/<agent>/<slug>/<thread>``, in the home each run's log names (with or
     without a trailing slash, and its real path), or in any other home (a path ending in
     ``/worktrees/<agent>/<slug>/<thread>``) — to paths inside the repository: ``src/x.py``, and ``./``
-    for the worktree itself. Linear in the text's length, whatever it holds."""
+    for the worktree itself. Linear in the text's length, whatever it holds. A recovered
+    conversation's recap uses it too: its earlier runs may have run in a ``BATON_HOME`` at another path
+    (another machine, a moved home)."""
     keys: set[tuple[str, str, str]] = set()
     exact: set[str] = set()
     for run in runs:

@@ -1,17 +1,10 @@
 """A key's relation to the rest of the repository: the base its branch follows (the default branch, a
-named one, or another thread's branch when stacked) and bringing what moved there into its worktree.
-
-- **Before a turn** (``--sync merge|rebase``, setting ``sync``): :func:`sync_before_turn` finishes what a
-  killed sync left behind, then lets
-  :func:`~baton.sync.engine.sync_worktree` fetch and integrate the remote branch
-  (people's pushes) and the moved base, keeping the agent's uncommitted work. The report goes into the
-  turn's prompt and onto its run; a conflict with the default ``stop`` ends the run ``conflict`` before the
-  agent starts, the worktree exactly as it was.
-- **Stacked threads** (``--base-thread T``): a new key's branch starts from T's branch, and its session
-  records T and the commit it started from (``base_sha``, where a later rebase replays from). When T's PR
-  is merged (the ``pull_request`` webhook, or ``baton sync`` by hand), :func:`restack` rebases T's
-  downstream threads onto the default branch under their own leases and records that as their base; the
-  report waits in the session (``pending_sync``) until the next turn tells the agent.
+named one, or another thread's branch when stacked: :func:`base_ref`) and bringing what moved there
+into its worktree: before a turn (``--sync merge|rebase``: :func:`sync_before_turn`, its report going
+into the turn's prompt and onto its run), and between turns (``baton sync``: :func:`sync_thread`; a
+merged upstream thread: :func:`restack`, whose report waits in the session, ``pending_sync``, until
+the next turn tells the agent). A stacked key's session records the thread it is stacked on and the
+commit it started from (``base_sha``, where a later rebase replays from).
 """
 
 from __future__ import annotations
@@ -62,7 +55,10 @@ def sync_before_turn(
     workdirs: Workdirs, key: Key, session: SessionRecord, how: SyncHow, on_conflict: OnConflict
 ) -> tuple[SyncReport | None, str | None]:
     """Finish what a killed sync left, then sync (``how`` off: only the former). Returns the report (None:
-    no sync asked) and a note for the run when an interrupted sync had to be undone."""
+    no sync asked) and a note for the run when an interrupted sync had to be undone. The sync fetches and
+    integrates the remote branch (people's pushes) and the moved base, keeping the agent's uncommitted
+    work; a conflict with the default ``stop`` ends the run ``conflict`` before the agent starts, the
+    worktree exactly as it was."""
     worktree = workdirs.worktree_path(key)
     note = recover_interrupted_sync(workdirs, key, worktree)
     if how == SyncHow.OFF:

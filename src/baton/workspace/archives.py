@@ -1,22 +1,10 @@
-"""Archives: what baton keeps of a key's work before it removes it (a reset now; cleanup and expiry next).
-
-A worktree archive is one commit under ``refs/baton/archive/<agent>/<thread>/<stamp>`` in the
-repo's cache clone (``repos/<slug>.git``):
-
-- its **tree** is the worktree as it is — uncommitted and untracked files included, ``.gitignore``
-  respected — or, when the worktree is already gone, its last checkpoint;
-- its **parents** are the worktree's ``HEAD``, the key's branch tip when that differs, and (worktree
-  gone) the last checkpoint. A force-deleted branch leaves its commits dangling until ``git gc`` prunes
-  them; one archive ref keeps the agent's commits *and* its uncommitted work reachable. When there is
-  nothing uncommitted and a single parent, the ref points at that commit itself.
-
-Getting the work back is plain git (:func:`restore_command` prints it)::
-
-    git -C <cache> worktree add <dir> <ref>      # a detached worktree holding everything
-    git -C <cache> branch <name> <ref>           # or a branch to continue on
-
-:func:`restore_worktree` does the first from Python. The stamp is the UTC time of the reset
-(``20250102T030405Z``); a second archive in the same second gets ``-2``, ``-3``, ...
+"""Archives: what baton keeps of a key's work before it removes it (a reset now; cleanup and expiry
+next). A worktree archive is one commit under ``refs/baton/archive/<agent>/<thread>/<stamp>`` in the
+repo's cache clone (``repos/<slug>.git``), whose tree is the worktree as it is and whose parents keep
+the agent's commits reachable (:func:`archive_worktree`). Getting the work back is plain git
+(:meth:`WorktreeArchive.restore_command` prints it: ``git -C <cache> worktree add <dir> <ref>``, or
+``git -C <cache> branch <name> <ref>`` to continue on a branch); :func:`restore_worktree` does the
+first from Python.
 """
 
 from __future__ import annotations
@@ -55,7 +43,15 @@ def archive_prefix(key: Key) -> str:
 
 def archive_worktree(workdirs: Workdirs, key: Key, branch: str, stamp: str) -> WorktreeArchive | None:
     """Archive the key's worktree, ``branch`` and checkpoint under a new ref; None when there is no commit
-    to keep (no cache clone, no branch, no worktree). Nothing is removed here."""
+    to keep (no cache clone, no branch, no worktree). Nothing is removed here.
+
+    The archive commit's **tree** is the worktree as it is — uncommitted and untracked files included,
+    ``.gitignore`` respected — or, when the worktree is already gone, its last checkpoint. Its
+    **parents** are the worktree's ``HEAD``, the key's branch tip when that differs, and (worktree
+    gone) the last checkpoint: a force-deleted branch leaves its commits dangling until ``git gc``
+    prunes them, and one archive ref keeps the agent's commits *and* its uncommitted work reachable.
+    When there is nothing uncommitted and a single parent, the ref points at that commit itself. The
+    ref's stamp is the UTC time of the reset (``20250102T030405Z``)."""
     cache = workdirs.cache_path(key.repo)
     if not (cache / "HEAD").is_file():
         return None
@@ -80,7 +76,8 @@ def archive_worktree(workdirs: Workdirs, key: Key, branch: str, stamp: str) -> W
 
 
 def _create_ref(cache: Path, ref: str, commit: str) -> str:
-    """Create ``ref`` (never overwrite one: ``-2``, ``-3``, ... when the name is taken)."""
+    """Create ``ref`` (never overwrite one: ``-2``, ``-3``, ... when the name is taken, as a second
+    archive in the same second is)."""
     name, n = ref, 1
     while commit_of(cache, name) is not None:
         n += 1

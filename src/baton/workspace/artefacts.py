@@ -1,32 +1,10 @@
 """A worktree's rebuildable artefacts: which ignored, untracked directories can go, and removing them.
-
 An *artefact* is an entry of a worktree that git ignores and does not track, whose name is one of the
-*kinds* the caller gives (``node_modules``, ``.venv``, ``target``, ``__pycache__``, ...: the settings
-resolve them, :mod:`baton.housekeeping.prune`). Removing one loses nothing that a checkpoint would
-keep (a checkpoint takes tracked and untracked files, never ignored ones), and the next build or
-install makes it again. Three questions are asked of git, each once per worktree, never per entry:
-
-1. ``git ls-files --others --ignored --exclude-standard --directory``: git stops at a directory that
-   an ignore rule matches and lists it alone (``dist/``); a directory that is merely untracked with
-   nothing but ignored files inside is listed *and descended* (``target/`` then ``target/a.o``). Only
-   the first is an ignored directory: a listed directory with entries below it is not one.
-2. ``git check-ignore --stdin``: each candidate itself matches an ignore rule (the same answer by
-   another path of git's code; an entry both disagree on is kept).
-3. ``git ls-files -- <candidates>``: nothing tracked lies beneath (a file force-added under an ignored
-   ``build/`` makes git descend, so 1 already drops it; this is the check that does not rely on it).
-
-Pathspecs are literal (``GIT_LITERAL_PATHSPECS``): a directory the agent named ``*`` is a name, not a
-glob. Git runs through :class:`~baton.workspace.gitcmd.WorktreeGit` (``GIT_DIR`` and friends named,
-no link of the agent's followed) with ``GIT_OPTIONAL_LOCKS=0``: these are reads, and nothing in the
-admin dir is written. Each answer has a time limit (a FIFO planted as a ``.gitignore`` would block git):
-past it, the worktree has no artefacts.
-
-**Removal** walks from a descriptor of the worktree, every component opened with ``O_NOFOLLOW``
-(:mod:`baton.workspace.nofollow`): a parent swapped for a link fails the removal. The entry itself is
-``lstat``-ed: a link (an agent's ``node_modules -> /home/me``) is unlinked, never followed; a directory
-is removed by :func:`shutil.rmtree` relative to the parent's descriptor, which on Linux walks by
-descriptors and refuses a top that changed into a link between the ``lstat`` and the ``open``. A
-regular file with a kind's name is not an artefact.
+*kinds* the caller gives (``node_modules``, ``.venv``, ``target``, ...: :mod:`baton.housekeeping.prune`
+resolves them). Removing one loses nothing that a checkpoint would keep (a checkpoint takes tracked
+and untracked files, never ignored ones), and the next build or install makes it again. :func:`find`
+asks git three questions, each once per worktree, reading only; :func:`remove` deletes without
+following any link of the agent's.
 """
 
 from __future__ import annotations
@@ -57,7 +35,26 @@ class Artefact:
 
 
 def find(wt: WorktreeGit, kinds: frozenset[str]) -> list[Artefact]:
-    """The worktree's artefacts of ``kinds`` (the module's docstring), sorted by path; none without kinds."""
+    """The worktree's artefacts of ``kinds``, sorted by path; none without kinds. Three questions are
+    asked of git, each once per worktree, never per entry:
+
+    1. ``git ls-files --others --ignored --exclude-standard --directory``: git stops at a directory
+       that an ignore rule matches and lists it alone (``dist/``); a directory that is merely untracked
+       with nothing but ignored files inside is listed *and descended* (``target/`` then
+       ``target/a.o``). Only the first is an ignored directory: a listed directory with entries below
+       it is not one.
+    2. ``git check-ignore --stdin``: each candidate itself matches an ignore rule (the same answer by
+       another path of git's code; an entry both disagree on is kept).
+    3. ``git ls-files -- <candidates>``: nothing tracked lies beneath (a file force-added under an
+       ignored ``build/`` makes git descend, so 1 already drops it; this is the check that does not
+       rely on it).
+
+    Pathspecs are literal (``GIT_LITERAL_PATHSPECS``): a directory the agent named ``*`` is a name, not
+    a glob. Git runs through :class:`~baton.workspace.gitcmd.WorktreeGit` (``GIT_DIR`` and friends
+    named, no link of the agent's followed) with ``GIT_OPTIONAL_LOCKS=0``: these are reads, and nothing
+    in the admin dir is written. Each answer has a time limit (a FIFO planted as a ``.gitignore`` would
+    block git): past it, the worktree has no artefacts. A regular file with a kind's name is not an
+    artefact."""
     if not kinds:
         return []
     listed = _listed(wt)
@@ -139,8 +136,13 @@ def size(root: Path, artefact: Artefact) -> int:
 
 
 def remove(root: Path, artefact: Artefact) -> bool:
-    """Delete the artefact below ``root`` (the module's docstring); False when it was gone, is no
-    directory or link any more, or a parent is a link (nothing removed then)."""
+    """Delete the artefact below ``root``; False when it was gone, is no directory or link any more, or
+    a parent is a link (nothing removed then). The walk starts from a descriptor of the worktree, every
+    component opened with ``O_NOFOLLOW`` (:mod:`baton.workspace.nofollow`): a parent swapped for a link
+    fails the removal. The entry itself is ``lstat``-ed: a link (an agent's ``node_modules ->
+    /home/me``) is unlinked, never followed; a directory is removed by :func:`shutil.rmtree` relative to
+    the parent's descriptor, which on Linux walks by descriptors and refuses a top that changed into a
+    link between the ``lstat`` and the ``open``."""
     parts = nofollow.parts_of(artefact.path)
     try:
         with nofollow.directory(root, parts[:-1]) as fd:

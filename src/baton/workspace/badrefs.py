@@ -1,16 +1,11 @@
-"""Refs in a cache clone that name no object, which would make every fetch of the repo fail.
-
-After it receives objects, ``git fetch`` checks that they connect to every ref the clone has, the
-HEADs and private refs of all linked worktrees included (``rev-list --all``); one ref naming an object
-the clone lacks makes it die with ``fatal: bad object <ref>``, for every key of the repo. Such a ref
-comes from a ``git worktree add`` killed between the placeholder HEAD it writes first (forty zeros) and
-the real one, or from an agent, whose walls let it write its own admin dir (its HEAD) and its branch.
-
-:func:`fetch_healing` runs a fetch and, while it fails naming such a ref, :func:`heal` s it and fetches
-again: a worktree's private ref (``worktrees/<name>/HEAD``) is removed, and baton points that HEAD at
-the key's branch the next time the key runs (:func:`baton.workspace.gitlinks.ensure_head`); a shared
-ref (``refs/...``) is deleted. Neither held anything: the object it names does not exist. Both are
-logged with what they held. The caller holds the repo's lock.
+"""Refs in a cache clone that name no object, which would make every fetch of the repo fail. After it
+receives objects, ``git fetch`` checks that they connect to every ref the clone has, the HEADs and
+private refs of all linked worktrees included (``rev-list --all``); one ref naming an object the clone
+lacks makes it die with ``fatal: bad object <ref>``, for every key of the repo. Such a ref comes from
+a ``git worktree add`` killed between the placeholder HEAD it writes first (forty zeros) and the real
+one, or from an agent, whose walls let it write its own admin dir (its HEAD) and its branch.
+:func:`fetch_healing` runs a fetch and, while it fails naming such a ref, :func:`heal` s it and
+fetches again. The caller holds the repo's lock.
 """
 
 from __future__ import annotations
@@ -56,7 +51,11 @@ def fetch_healing(cache: Path, fetch: Callable[[], object]) -> list[str]:
 
 def heal(cache: Path, ref: str) -> bool:
     """Remove ``ref`` of the cache clone (as git named it in ``bad object <ref>``) when it names no
-    object; False when it is not a ref baton can remove, or names an object after all."""
+    object; False when it is not a ref baton can remove, or names an object after all. A worktree's
+    private ref (``worktrees/<name>/HEAD``) is removed, and baton points that HEAD at the key's branch
+    the next time the key runs (:func:`baton.workspace.gitlinks.ensure_head`); a shared ref
+    (``refs/...``) is deleted. Neither held anything: the object it names does not exist. Both are
+    logged with what they held."""
     private = _PRIVATE.fullmatch(ref)
     if private:
         held = _remove_private(cache, cache / gitlinks.ADMIN / private.group(1), private.group(2))

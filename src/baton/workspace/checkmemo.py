@@ -1,21 +1,11 @@
 """What a key's last checkpoint was made of, so that the next checkpoint of a worktree that has not
-changed since is that same commit without staging anything again.
-
-A checkpoint of a dirty worktree stages the paths ``git status`` lists into a copy of the worktree's
-index and writes its tree (:func:`~baton.workspace.gitcmd.worktree_tree`): two git processes and a
-third to compare with the last checkpoint, tens of ms on a loaded machine. Most checkpoints find the
+changed since is that same commit without staging anything again (staging a dirty worktree costs two
+git processes and a third to compare, tens of ms on a loaded machine; most checkpoints find the
 worktree as the last one left it: a turn that edited nothing, a worker taking a key over that first
-checkpoints its own older state. The memo says, for the last checkpoint commit: the HEAD it sits on,
-the status it was made from, and the mode and object id git staged for every path that status named.
-The worktree still holds that commit when HEAD and the status are the same and every named path has
-the same mode and content — hashed again here, as git hashes a blob, never trusted from stat data.
-Paths the status does not name are HEAD's (that is what the status says), so the tree is the same.
-
-The memo lives in ``BATON_HOME/cache/checkpoints/``, out of every agent's reach. One that is
-missing, unreadable or of another checkpoint than the key's ref (the ref was moved here: a take-over)
-is never believed: the checkpoint commit itself is then checked the same way, against its diff from
-HEAD (:func:`baton.workspace.checkpoints.take`), and staged as before when it does not hold. A
-status naming a nested repository (``dir/``) or more than :data:`MAX_PATHS` paths is not memoised.
+checkpoints its own older state). The memo (:class:`Memo`) says, for the last checkpoint commit, the
+HEAD it sits on, the status it was made from, and what git staged for every path that status named;
+:func:`holds` believes it only when all of that is still so, the contents hashed again. It lives in
+``BATON_HOME/cache/checkpoints/``, out of every agent's reach.
 """
 
 from __future__ import annotations
@@ -48,7 +38,8 @@ def path_of(home: Path, key: Key) -> Path:
 
 
 def paths(status: str) -> list[str] | None:
-    """The paths a porcelain v1 ``-z`` status names; None when it cannot be memoised."""
+    """The paths a porcelain v1 ``-z`` status names; None when it cannot be memoised (a status naming a
+    nested repository, ``dir/``, or more than :data:`MAX_PATHS` paths)."""
     found = [entry[3:] for entry in status.split("\0") if entry]
     if len(found) > MAX_PATHS or any(p.endswith("/") or not p for p in found):
         return None
@@ -79,7 +70,13 @@ def forget(home: Path, key: Key) -> None:
 
 
 def holds(memo: Memo, worktree: Path, head: str | None, status: str) -> bool:
-    """Whether the worktree (``head``, ``status``: just read) still holds the memo's commit."""
+    """Whether the worktree (``head``, ``status``: just read) still holds the memo's commit: HEAD and
+    the status are the same and every named path has the same mode and content — hashed again here, as
+    git hashes a blob, never trusted from stat data. Paths the status does not name are HEAD's (that is
+    what the status says), so the tree is the same. A memo that is missing, unreadable or of another
+    checkpoint than the key's ref (the ref was moved here: a take-over) is never believed: the caller
+    then checks the checkpoint commit itself the same way, against its diff from HEAD
+    (:func:`baton.workspace.checkpoints.take`), and stages as before when it does not hold."""
     if head != memo.head or status != memo.status:
         return False
     named = paths(status)

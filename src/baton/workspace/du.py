@@ -1,28 +1,9 @@
 """Allocated bytes under a directory, counted as ``du -s --block-size=1`` counts them — and, on a file
-system with reflinks, how many of them are shared.
-
-Every entry's allocated blocks (``st_blocks * 512``): files, **directories' own blocks** (a worktree of
-a few thousand directories holds 4 KiB in each, a sixth of a typical worktree's use), and symlinks
-themselves (never followed). A file with several hard links is counted once per measurement, as ``du``
-does; directories are not deduplicated (they cannot be hard-linked). ``path`` itself is followed when it
-is a symlink, so a ``BATON_HOME`` that points at a volume is measured there.
-
-With ``extents=True`` (the caller found the volume clones files: :mod:`baton.workspace.cow.reflink`), each
-regular file's extents are read too (``FS_IOC_FIEMAP``): bytes on an extent flagged
-``FIEMAP_EXTENT_SHARED`` are **shared** (a reflinked worktree's untouched files share the pristine
-checkout's blocks; an edited file's new blocks are its own), the rest **exclusive**, and **physical**
-counts each shared extent once within the measurement — what the volume really holds, where twenty
-reflinked worktrees are not twenty checkouts. Without it, nothing is shared and physical is allocated
-(``du``'s number; the ioctl per file is skipped where it can only answer "not shared").
-
-**Marks.** A caller may name directories (or links) below ``path`` whose bytes it wants apart (the
-rebuildable artefacts :mod:`baton.workspace.artefacts` found): ``marks`` maps each relative path to
-0, and the walk adds every byte under it there as well as to the total, so a worktree's split costs no
-second walk.
-
-The walk is an explicit stack over :func:`os.scandir`: one ``lstat`` per entry, the directory test from
-the entry's cached type, no recursion limit; an entry that vanishes or cannot be read mid-walk counts 0
-(a measurement never fails because a run removed a file meanwhile).
+system with reflinks, how many of them are shared. Every entry's allocated blocks count (files,
+directories' own blocks, symlinks themselves; a hard-linked file once), and with ``extents=True`` each
+file's extents are read too (``FS_IOC_FIEMAP``), so a reflinked worktree's bytes split into shared
+and exclusive and the **physical** total counts each shared extent once: what the volume really
+holds, where twenty reflinked worktrees are not twenty checkouts (:func:`measure`).
 """
 
 from __future__ import annotations
@@ -58,9 +39,29 @@ def disk_usage(path: Path) -> int:
 def measure(
     path: Path, extents: bool = False, into: Usage | None = None, marks: dict[str, int] | None = None
 ) -> Usage:
-    """The usage under ``path`` (see the module's docstring); ``into``: add to an earlier measurement,
-    so extents shared between the two are counted once in its ``physical``; ``marks``: relative paths
-    below ``path`` whose bytes are also added up apart (allocated bytes)."""
+    """The usage under ``path``; ``into``: add to an earlier measurement, so extents shared between the
+    two are counted once in its ``physical``; ``marks``: relative paths below ``path`` whose bytes are
+    also added up apart (allocated bytes).
+
+    Every entry's allocated blocks (``st_blocks * 512``): files, **directories' own blocks** (a worktree
+    of a few thousand directories holds 4 KiB in each, a sixth of a typical worktree's use), and
+    symlinks themselves (never followed). A file with several hard links is counted once per
+    measurement, as ``du`` does; directories are not deduplicated (they cannot be hard-linked).
+    ``path`` itself is followed when it is a symlink, so a ``BATON_HOME`` that points at a volume is
+    measured there.
+
+    With ``extents=True`` (the caller found the volume clones files: :mod:`baton.workspace.cow.reflink`),
+    bytes on an extent flagged ``FIEMAP_EXTENT_SHARED`` are **shared** (a reflinked worktree's untouched
+    files share the pristine checkout's blocks; an edited file's new blocks are its own), the rest
+    **exclusive**. Without it, nothing is shared and physical is allocated (``du``'s number; the ioctl
+    per file is skipped where it can only answer "not shared").
+
+    ``marks`` (the rebuildable artefacts :mod:`baton.workspace.artefacts` found) maps each relative path
+    to 0, and the walk adds every byte under it there as well as to the total, so a worktree's split
+    costs no second walk. The walk is an explicit stack over :func:`os.scandir`: one ``lstat`` per
+    entry, the directory test from the entry's cached type, no recursion limit; an entry that vanishes
+    or cannot be read mid-walk counts 0 (a measurement never fails because a run removed a file
+    meanwhile)."""
     usage = into if into is not None else Usage()
     try:
         top = os.stat(path)

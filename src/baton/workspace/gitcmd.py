@@ -1,19 +1,10 @@
 """Running git: one function that runs it and turns failures into :class:`~baton.errors.GitError` with
-git's own words, the translation of a failed clone or fetch into :class:`~baton.errors.RemoteError` or
-:class:`~baton.errors.BadInput`, and the few read-only queries worktrees and archives share.
-
-**A key's worktree is the agent's to write**, its ``.git`` file and its admin dir in the cache clone
-(``worktrees/<name>``: ``HEAD``, ``index``, ``commondir``, ``gitdir``) included. baton's own git there
-runs unconfined, so it must never follow those pointers: one that leads to a git dir whose config says
-``core.fsmonitor=<command>`` would have baton run the command outside the walls. Every git command
-baton runs in a worktree goes through :class:`WorktreeGit`, which names ``GIT_DIR`` (the admin dir),
-``GIT_COMMON_DIR`` (the cache clone) and ``GIT_WORK_TREE`` in its environment, so git reads neither
-the ``.git`` file nor ``commondir``; the admin dir is found by its name, never through them
-(:mod:`baton.workspace.gitlinks`). :func:`run_git` and the queries here refuse a directory holding a
-``.git`` without ``GIT_DIR``, so new code cannot forget. What git still reads is trustworthy: the
-config and hooks of the common dir are read-only to the agent (the walls), and the admin dir's own
-``config`` and ``config.worktree`` are not read (``config`` is the common dir's; ``config.worktree``
-only with ``extensions.worktreeConfig``, which baton never sets in a cache clone).
+git's own words (:func:`run_git`), the translation of a failed clone or fetch into
+:class:`~baton.errors.RemoteError` or :class:`~baton.errors.BadInput` (:func:`remote_error`), and the
+few read-only queries worktrees and archives share. A key's worktree is the agent's to write, its
+``.git`` file and its admin dir included, so every git command baton runs in a worktree goes through
+:class:`WorktreeGit`, which never follows those pointers, and :func:`run_git` refuses a directory
+holding a ``.git`` without ``GIT_DIR``, so new code cannot forget.
 """
 
 from __future__ import annotations
@@ -126,9 +117,20 @@ def redact(text: str) -> str:
 
 @dataclass(frozen=True)
 class WorktreeGit:
-    """The git of one key's worktree as baton runs it (see the module's docstring): ``GIT_DIR``,
-    ``GIT_COMMON_DIR`` and ``GIT_WORK_TREE`` named in the environment. Made by
-    :meth:`baton.workspace.workdirs.Workdirs.worktree_git`, which finds and repairs the links."""
+    """The git of one key's worktree as baton runs it: ``GIT_DIR`` (the admin dir), ``GIT_COMMON_DIR``
+    (the cache clone) and ``GIT_WORK_TREE`` named in the environment, so git reads neither the ``.git``
+    file nor ``commondir``. Made by :meth:`baton.workspace.workdirs.Workdirs.worktree_git`, which
+    finds and repairs the links; the admin dir is found by its name, never through them
+    (:mod:`baton.workspace.gitlinks`).
+
+    A key's worktree is the agent's to write, its ``.git`` file and its admin dir in the cache clone
+    (``worktrees/<name>``: ``HEAD``, ``index``, ``commondir``, ``gitdir``) included. baton's own git
+    there runs unconfined, so it must never follow those pointers: one that leads to a git dir whose
+    config says ``core.fsmonitor=<command>`` would have baton run the command outside the walls. What
+    git still reads is trustworthy: the config and hooks of the common dir are read-only to the agent
+    (the walls), and the admin dir's own ``config`` and ``config.worktree`` are not read (``config`` is
+    the common dir's; ``config.worktree`` only with ``extensions.worktreeConfig``, which baton never
+    sets in a cache clone)."""
 
     path: Path  # the worktree
     admin: Path  # its admin dir in the cache clone: cache/worktrees/<name>

@@ -1,29 +1,10 @@
-"""How baton finds a key's worktree's git without trusting anything its agent can write.
-
-git links a linked worktree and its admin dir in the cache clone both ways: the worktree's ``.git``
-file names the admin dir, the admin dir's ``gitdir`` names the worktree and its ``commondir`` the cache
-clone. An agent may write all three (its worktree and its admin dir are inside its walls), so baton
-reads none of them to decide where git looks (:class:`~baton.workspace.gitcmd.WorktreeGit`).
-
-**The admin dir has the key's name.** git names it after the worktree's directory (the thread, with a
-number when two agents share a thread); right after ``git worktree add`` — under the repo's lock,
-before any agent ran there — baton renames it to :func:`admin_name` (``<agent>+<thread>``) and points
-the ``.git`` file at it (:func:`claim`). The name is a function of the key, so nothing needs recording:
-no other key's admin dir can have it (an agent cannot create or rename entries of ``worktrees/``, only
-write inside its own admin dir), and git never makes a name with ``+`` (a thread has none). A stale dir
-of that name is the same key's. Chosen over scanning ``worktrees/*/gitdir`` for the one that points
-back at the worktree, which another agent can forge (its own ``gitdir`` may name any path), and over a
-record beside the cache, which goes stale when git prunes an admin dir and reuses its name.
-
-**Worktrees made before** have a git-chosen name: the one admin dir without ``+`` whose ``gitdir``
-points back at the worktree is renamed once (:func:`adopt`); none or more than one (a forged claim),
-and the worktree is treated as broken.
-
-**Repairs** (:func:`repair`, every time baton resolves the links): the ``.git`` file, ``gitdir`` and
-``commondir`` rewritten when they say anything else (the agent's own git, and the walls built for its
-next run, read them); links, FIFOs, sockets and devices in the admin dir removed (git appends to
-``logs/HEAD`` and locks ``index`` through a link, which would write wherever it points); a ``HEAD``
-that names no commit or branch pointed at the key's branch (:func:`ensure_head`).
+"""How baton finds a key's worktree's git without trusting anything its agent can write. git links a
+linked worktree and its admin dir in the cache clone both ways (the worktree's ``.git`` file names the
+admin dir, the admin dir's ``gitdir`` names the worktree and its ``commondir`` the cache clone), and an
+agent may write all three (its worktree and its admin dir are inside its walls), so baton reads none
+of them to decide where git looks (:class:`~baton.workspace.gitcmd.WorktreeGit`): the admin dir has
+the key's name (:func:`admin_name`, given by :func:`claim` right after ``git worktree add``), and
+:func:`repair` puts the links back each time baton resolves them.
 """
 
 from __future__ import annotations
@@ -50,7 +31,14 @@ _HEAD = re.compile(  # a branch, or a commit id other than git's placeholder of 
 
 
 def admin_name(key: Key) -> str:
-    """The name of the key's admin dir in its cache clone: ``<agent>+<thread>``."""
+    """The name of the key's admin dir in its cache clone: ``<agent>+<thread>``.
+
+    The name is a function of the key, so nothing needs recording: no other key's admin dir can have it
+    (an agent cannot create or rename entries of ``worktrees/``, only write inside its own admin dir),
+    and git never makes a name with ``+`` (a thread has none). A stale dir of that name is the same
+    key's. Chosen over scanning ``worktrees/*/gitdir`` for the one that points back at the worktree,
+    which another agent can forge (its own ``gitdir`` may name any path), and over a record beside the
+    cache, which goes stale when git prunes an admin dir and reuses its name."""
     agent = re.sub(r"[^A-Za-z0-9._-]", "_", key.agent)
     if agent != key.agent:
         agent += "-" + hashlib.sha256(key.agent.encode()).hexdigest()[:8]
@@ -76,7 +64,9 @@ def is_real_dir(path: Path) -> bool:
 
 def claim(cache: Path, before: set[str], path: Path, key: Key) -> WorktreeGit:
     """After ``git worktree add`` made the worktree at ``path`` (``before``: the admin dirs until then;
-    the caller holds the repo's lock): give its admin dir the key's name and point ``.git`` at it."""
+    the caller holds the repo's lock): give its admin dir the key's name and point ``.git`` at it. git
+    names it after the worktree's directory (the thread, with a number when two agents share a thread);
+    this runs under the repo's lock, before any agent ran there."""
     made = names(cache) - before
     if len(made) != 1:
         raise GitError(f"git worktree add made {len(made)} admin dirs in {cache / ADMIN}, not one")
@@ -98,7 +88,7 @@ def drop(cache: Path, key: Key) -> None:
 
 
 def find(cache: Path, key: Key) -> Path | None:
-    """The key's admin dir when it exists (its name is the key's: see the module's docstring)."""
+    """The key's admin dir when it exists (its name is the key's: :func:`admin_name`)."""
     target = admin_dir(cache, key)
     return target if is_real_dir(target) else None
 
@@ -106,7 +96,8 @@ def find(cache: Path, key: Key) -> Path | None:
 def adopt(cache: Path, path: Path, key: Key) -> Path | None:
     """A worktree made before admin dirs had the key's name: the one git-named admin dir whose
     ``gitdir`` points back at ``path``, renamed to the key's name (the caller holds the repo's lock);
-    None when there is none, or more than one (one is forged)."""
+    None when there is none, or more than one (one is forged): the worktree is then treated as
+    broken."""
     if find(cache, key) is not None:
         return admin_dir(cache, key)
     want = str(path.resolve() / ".git")
@@ -151,7 +142,11 @@ def drop_unfinished(cache: Path, root: Path) -> list[Path]:
 
 def repair(wt: WorktreeGit) -> WorktreeGit:
     """Make the links between the worktree and its admin dir what baton made them, and remove what no
-    git dir holds (see the module's docstring); logged when anything was changed."""
+    git dir holds; logged when anything was changed. The ``.git`` file, ``gitdir`` and ``commondir``
+    are rewritten when they say anything else (the agent's own git, and the walls built for its next
+    run, read them); links, FIFOs, sockets and devices in the admin dir are removed (git appends to
+    ``logs/HEAD`` and locks ``index`` through a link, which would write wherever it points). A ``HEAD``
+    that names no commit or branch is pointed at the key's branch by :func:`ensure_head`."""
     fixed = [f"{name} (not a file or directory)" for name in nofollow.scrub(wt.admin)]
     wanted = {
         wt.path / ".git": f"gitdir: {wt.admin}\n",

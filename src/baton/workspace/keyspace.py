@@ -1,47 +1,11 @@
-"""Key spaces: each key's private corner of ``BATON_HOME``, holding its agent home and its temp dir.
-
-An agent run for one key may write only its worktree, its key's agent home and its key's temp dir
-(Landlock, whose rules are hierarchical: granting a directory grants everything beneath). So every
-key has its own agent home, never shared with another key::
-
-    keys/<agent>/<repo slug>/@<thread>/home   the CLI's home for this key (CLAUDE_CONFIG_DIR, CODEX_HOME,
-                                              GEMINI_CLI_HOME; HOME too): its transcripts, indexes,
-                                              history, caches
-    keys/<agent>/<repo slug>/@<thread>/tmp    its private temp dir (TMPDIR), emptied before every run
-
-And per repository, what its keys share (:func:`shared_cache`)::
-
-    caches/<repo slug>/@shared                the package managers' caches (npm, pnpm, yarn, pip, uv,
-                                              cargo, Go: ``agentenv.CACHES``), which every thread
-                                              of the repo reads and writes (not at access read)
-
-The ``@`` marks the key's directory. Slugs have any number of segments and neither a slug segment nor
-a thread may contain ``@``, so no key's directory is ever inside another key's (without it, the key
-``(github.com/acme, api)``'s home ``…/acme/api/home`` would hold the key
-``(github.com/acme/api, home)``'s whole space ``…/acme/api/home/home``). A walk finds every key space
-by that mark (:func:`key_spaces`). It keeps repositories' caches apart the same way: ``github.com/acme``'s
-are ``caches/github.com/acme/@shared``, never around ``github.com/acme/api``'s.
-
-``homes/<agent>`` stays the operator's **base home**: configuration and credentials. A key's home is
-given copies of the base's files its adapter names (``config_files``: Claude's ``settings.json``,
-Codex's ``config.toml``, …) when they are missing there or older than the base's — so an operator's
-edit, or a test's mock configuring the base home, reaches every key on its next run — and then the
-adapter aligns it as it always did (``prepare_home``: retention and baton's managed settings).
-
-**The adapter of a key** is the agent's adapter with its home moved (:func:`agent_for`): launch
-environment, transcript files, snapshots and hydration then all work in the key's home.
-
-**Moving in.** Conversations that ran before key spaces existed are in the base home. The first run
-of such a key moves them in (:func:`adopt_legacy`: copy, make them resumable with the adapter's
-``after_hydrate``, then delete the base's), before the runner decides how to start; if that fails
-nothing is lost and the runner's usual path applies (hydrate from the store's snapshot, else recover).
-A fork of another key's conversation gets a copy of it (:func:`copy_conversation`) from that key's
-home, else from the base home; the runner hydrates from the source's snapshot when neither has it.
-
-**Never through a link.** A key's home is its agent's to write: every copy here reads and writes
-below a home with :mod:`baton.workspace.nofollow`, so a transcript replaced by a link to
-``baton.db`` or another key's file is not copied (a log line says so), and a directory replaced by a
-link to elsewhere is not where baton writes.
+"""Key spaces: each key's private corner of ``BATON_HOME``, holding its agent home and its temp dir
+(``keys/<agent>/<repo slug>/@<thread>/home`` and ``…/tmp``: :func:`key_dir`), and per repository the
+package caches its keys share (``caches/<repo slug>/@shared``: :func:`shared_cache`). An agent run for
+one key may write only its worktree, its key's home and its key's temp dir (Landlock, whose rules are
+hierarchical), so every key has its own agent home, seeded from the operator's base home,
+``homes/<agent>`` (:func:`prepare_space`), and its adapter is the agent's with its home moved
+(:func:`agent_for`). Conversations from before key spaces are moved in on a key's first run
+(:func:`adopt_legacy`), and every copy here goes through :mod:`baton.workspace.nofollow`.
 """
 
 from __future__ import annotations
@@ -75,7 +39,18 @@ SHARED = f"{MARK}shared"
 
 
 def key_dir(settings: Settings, key: Key) -> Path:
-    """The key's space: its agent home and its temp dir, and nothing of any other key."""
+    """The key's space: its agent home and its temp dir, and nothing of any other key::
+
+        keys/<agent>/<repo slug>/@<thread>/home   the CLI's home for this key (CLAUDE_CONFIG_DIR,
+                                                  CODEX_HOME, GEMINI_CLI_HOME; HOME too): its
+                                                  transcripts, indexes, history, caches
+        keys/<agent>/<repo slug>/@<thread>/tmp    its private temp dir (TMPDIR), emptied before every run
+
+    The ``@`` marks the key's directory. Slugs have any number of segments and neither a slug segment
+    nor a thread may contain ``@``, so no key's directory is ever inside another key's (without it, the
+    key ``(github.com/acme, api)``'s home ``…/acme/api/home`` would hold the key
+    ``(github.com/acme/api, home)``'s whole space ``…/acme/api/home/home``). A walk finds every key
+    space by that mark (:func:`key_spaces`)."""
     return settings.home / KEYS / key.agent / key.repo.slug / f"{MARK}{key.thread}"
 
 
@@ -170,7 +145,14 @@ def key_spaces(settings: Settings, agent: str | None = None) -> list[KeySpace]:
 def prepare_space(settings: Settings, key: Key, agent: Agent) -> bool:
     """Make the key's space ready for a run of ``agent`` (the key's adapter, :func:`agent_for`): the
     base home aligned, the key's home seeded from it and aligned, the temp dir empty. True when the
-    space was created now (a refused first run removes it again: :func:`remove_space`)."""
+    space was created now (a refused first run removes it again: :func:`remove_space`).
+
+    ``homes/<agent>`` stays the operator's **base home**: configuration and credentials. A key's home
+    is given copies of the base's files its adapter names (``config_files``: Claude's ``settings.json``,
+    Codex's ``config.toml``, …) when they are missing there or older than the base's
+    (:func:`seed_home`) — so an operator's edit, or a test's mock configuring the base home, reaches
+    every key on its next run — and then the adapter aligns it as it always did (``prepare_home``:
+    retention and baton's managed settings)."""
     made = not key_dir(settings, key).exists()
     base = get_agent(key.agent, settings)
     base.prepare_home(settings.ttl_days)  # the operator's base: `baton doctor` checks its retention
@@ -305,7 +287,11 @@ def holder(settings: Settings, key: Key, session_id: str) -> Agent:
 def adopt_legacy(settings: Settings, key: Key, agent: Agent, session_id: str, cwd: Path) -> str | None:
     """Move the key's conversation from the base home into the key's home (``agent``), when only the
     base has it; what was done, for the run's note, or None when there was nothing to move. Never
-    raises: a move that fails leaves the base's files where they were, and says so."""
+    raises: a move that fails leaves the base's files where they were, and says so. Conversations that
+    ran before key spaces existed are in the base home; the first run of such a key moves them in (copy,
+    make them resumable with the adapter's ``after_hydrate``, then delete the base's) before the runner
+    decides how to start; if that fails nothing is lost and the runner's usual path applies (hydrate
+    from the store's snapshot, else recover)."""
     if agent.transcript_files(session_id):
         return None
     base = get_agent(key.agent, settings)
@@ -337,7 +323,8 @@ def copy_into(source_home: Path, home: Path, files: list[Path]) -> list[Path]:
     """Copy ``files`` (inside ``source_home``) to the same relative paths in ``home``, unless a copy at
     least as long is there already; the copies made. On an error the copies made so far are removed.
     Both homes are agents' to write: a file that is a link, or below one, on either side is not
-    copied (logged)."""
+    copied (logged), so a transcript replaced by a link to ``baton.db`` or another key's file is not
+    copied, and a directory replaced by a link to elsewhere is not where baton writes."""
     copies: list[Path] = []
     try:
         for path in files:

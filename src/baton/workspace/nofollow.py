@@ -1,14 +1,12 @@
-"""Files an agent can write, read and written by baton without following a symbolic link.
-
-baton runs unconfined; an agent's walls let it write its worktree, its gitdir and its key's home. A
-transcript there replaced by a link to ``BATON_HOME/baton.db`` or ``~/.ssh/id_rsa`` must not be read
-into the store (and handed back to the agent by a later hydration), and a directory replaced by a link
-to ``/etc`` must not be where baton writes or deletes. So every path below an agent-writable ``root``
-is walked one component at a time from a descriptor of ``root``, each opened with ``O_NOFOLLOW``:
-a link anywhere below ``root`` fails the call with :class:`Unsafe` (or, for a read, ``ELOOP``), and a
-link swapped in while baton works cannot redirect it (the descriptors already held are used, never
-the name again). ``root`` itself is baton's own path and is opened normally. Only regular files are
-read (a FIFO would block, a device is no transcript).
+"""Files an agent can write, read and written by baton without following a symbolic link. baton runs
+unconfined, and an agent's walls let it write its worktree, its gitdir and its key's home: a transcript
+there replaced by a link to ``BATON_HOME/baton.db`` or ``~/.ssh/id_rsa`` must not be read into the
+store, and a directory replaced by a link to ``/etc`` must not be where baton writes or deletes. So
+every path below an agent-writable ``root`` (itself baton's own path, opened normally) is walked one
+component at a time from a descriptor of ``root``, each opened with ``O_NOFOLLOW``: a link anywhere
+below fails the call with :class:`Unsafe` (or, for a read, ``ELOOP``), and a link swapped in while
+baton works cannot redirect it (the descriptors held are used, never the name again). Only regular
+files are read (a FIFO would block, a device is no transcript).
 """
 
 from __future__ import annotations

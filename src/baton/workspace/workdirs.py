@@ -1,29 +1,10 @@
-"""Workdirs: one shared cache clone per repo and one worktree per key at a stable path.
-
-- Cache: ``repos/<slug>.git``, bare; a partial clone (``--filter=blob:none``) for remote URLs, a local
-  clone (hard-linked objects) for local paths; fetched under a per-repo lock into
-  ``refs/remotes/origin/*`` so fetches never touch the branches worktrees have checked out.
-- Worktree: ``worktrees/<agent>/<slug>/<thread>`` on ``baton/<agent>/<thread>``. The path never
-  changes, because agents key their transcripts by directory. An existing worktree is reused as is
-  (no fetch: the fast path); a lost one is rebuilt on its branch and its last checkpoint re-applied.
-  A new one is a reflinked copy of a pristine checkout where the volume clones files
-  (:mod:`baton.workspace.cow.pristine`), else ``git worktree add``; what may be found at the path before
-  a rebuild is :mod:`baton.workspace.wtpaths`'s.
-  baton's git there never follows the agent-writable ``.git`` file or ``commondir``: it runs through
-  :meth:`Workdirs.worktree_git` (:mod:`baton.workspace.gitlinks`), and a worktree whose admin dir is
-  lost is checkpointed from the cache clone itself and rebuilt (:meth:`Workdirs.prepare_worktree`); a
-  file or link found at a worktree's path is moved under ``archive/`` (never deleted, never followed).
-- Checkpoint: the worktree's uncommitted state (tracked and untracked, respecting .gitignore) as a
-  commit on top of HEAD, under ``refs/baton/checkpoints/<agent>/<thread>`` in the cache, built with a
-  throw-away index so the worktree's own index is untouched (:mod:`baton.workspace.checkpoints`).
-- Shared checkpoint: ``refs/baton/shared/<agent>/<thread>`` in the cache names the key's state as the
-  store last had it from or gave to this home (:mod:`baton.workspace.portable`): a store record naming another
-  commit means another machine has run the key since. The bundles that carry a checkpoint between
-  machines are made and fetched here; deciding when is :mod:`baton.workspace.portable`'s job.
-- Credentials: git asks ``bin/git-askpass`` (created here), which prints ``$BATON_GIT_TOKEN``; the
-  token never appears in a URL, argv, git config, a log or the store. (The fetches of a sync before a
-  turn send it up front instead, as an ``http.<url>.extraHeader`` in that git process's environment:
-  one HTTP round trip fewer; see :mod:`baton.sync.fetch`.)
+"""Workdirs: one shared cache clone per repo and one worktree per key at a stable path
+(:class:`Workdirs`): the cache ``repos/<slug>.git`` (bare; a partial clone for a URL), the worktree
+``worktrees/<agent>/<slug>/<thread>`` on ``baton/<agent>/<thread>``, reused as is when it exists and
+else rebuilt on its branch with its last checkpoint re-applied (:meth:`Workdirs.prepare_worktree`), and
+the key's checkpoint and shared refs in the cache. baton's git in a worktree runs only through
+:meth:`Workdirs.worktree_git`, and git's credentials come from ``bin/git-askpass``, which prints
+``$BATON_GIT_TOKEN``: the token never appears in a URL, argv, git config, a log or the store.
 """
 
 from __future__ import annotations
@@ -87,6 +68,35 @@ class Worktree:
 
 @dataclass
 class Workdirs:
+    """The cache clones and worktrees of one ``BATON_HOME``.
+
+    - Cache: ``repos/<slug>.git``, bare; a partial clone (``--filter=blob:none``) for remote URLs, a
+      local clone (hard-linked objects) for local paths; fetched under a per-repo lock into
+      ``refs/remotes/origin/*`` so fetches never touch the branches worktrees have checked out.
+    - Worktree: ``worktrees/<agent>/<slug>/<thread>`` on ``baton/<agent>/<thread>``. The path never
+      changes, because agents key their transcripts by directory. An existing worktree is reused as is
+      (no fetch: the fast path); a lost one is rebuilt on its branch and its last checkpoint
+      re-applied. A new one is a reflinked copy of a pristine checkout where the volume clones files
+      (:mod:`baton.workspace.cow.pristine`), else ``git worktree add``; what may be found at the path
+      before a rebuild is :mod:`baton.workspace.wtpaths`'s. baton's git there never follows the
+      agent-writable ``.git`` file or ``commondir``: it runs through :meth:`worktree_git`
+      (:mod:`baton.workspace.gitlinks`), and a worktree whose admin dir is lost is checkpointed from
+      the cache clone itself and rebuilt (:meth:`prepare_worktree`); a file or link found at a
+      worktree's path is moved under ``archive/`` (never deleted, never followed).
+    - Checkpoint: the worktree's uncommitted state (tracked and untracked, respecting .gitignore) as a
+      commit on top of HEAD, under ``refs/baton/checkpoints/<agent>/<thread>`` in the cache, built
+      with a throw-away index so the worktree's own index is untouched
+      (:mod:`baton.workspace.checkpoints`).
+    - Shared checkpoint: ``refs/baton/shared/<agent>/<thread>`` in the cache names the key's state as
+      the store last had it from or gave to this home (:mod:`baton.workspace.portable`): a store record
+      naming another commit means another machine has run the key since. The bundles that carry a
+      checkpoint between machines, and when they go, are :mod:`baton.workspace.portable`'s.
+    - Credentials: git asks ``bin/git-askpass`` (created here: :data:`ASKPASS`), which prints
+      ``$BATON_GIT_TOKEN``. (The fetches of a sync before a turn send it up front instead, as an
+      ``http.<url>.extraHeader`` in that git process's environment: one HTTP round trip fewer; see
+      :mod:`baton.sync.fetch`.)
+    """
+
     settings: Settings
 
     @property

@@ -1,21 +1,9 @@
-"""``RedisSessionStore``: the SDK's ``SessionStore`` over Redis, with an optional TTL.
-
-Keys (``P`` the prefix; each part percent-encoded, so a ``:`` or ``/`` in a project key cannot make two
-keys collide)::
-
-    P e:<project>:<session>:<subpath>   list    the transcript's entries (JSON), in append order
-    P u:<project>:<session>:<subpath>   set     the uuids those entries carry (deduplication)
-    P k:<project>:<session>             set     the session's subpaths (subagent transcripts)
-    P s:<project>:<session>             string  the session's summary (JSON: mtime and the SDK's data)
-    P i:<project>                       zset    the project's sessions, scored by last append (ms)
-
-The main transcript's subpath is empty. An append is one optimistic transaction (WATCH the uuid set
-and the summary, read which uuids are new and the previous summary, fold, MULTI/EXEC; retried when
-another writer got in between), so the list, the uuid set, the index and the summary never disagree
-and concurrent writers never fold the same entries twice. Times come from the Redis server's clock.
-With ``ttl``, every key a write touches expires ``ttl`` seconds after it; the index drops sessions
-older than that. Blocking redis-py calls run in a worker thread (no event loop is ever blocked, and
-no connection is tied to one loop). Not for Redis Cluster (a transaction spans a project's keys).
+"""``RedisSessionStore``: the SDK's ``SessionStore`` over Redis, with an optional TTL. Each transcript
+is a Redis list of its entries beside a set of their uuids (deduplication), indexed per project and
+summarised per session (the keys: :class:`RedisSessionStore`); an append is one optimistic
+transaction, so these never disagree and concurrent writers never fold the same entries twice
+(:meth:`RedisSessionStore._append`). Times come from the Redis server's clock, and blocking redis-py
+calls run in a worker thread (:meth:`RedisSessionStore._call`).
 """
 
 from __future__ import annotations
@@ -52,6 +40,19 @@ class RedisSessionStore(SessionStore):
 
     ``url_or_client``: a ``redis://`` URL, a ``redis.Redis`` client, or None for ``BATON_REDIS_URL``.
     ``prefix`` starts every key; ``ttl`` (seconds) makes sessions expire after their last write.
+
+    Keys (``P`` the prefix; each part percent-encoded, so a ``:`` or ``/`` in a project key cannot make
+    two keys collide)::
+
+        P e:<project>:<session>:<subpath>   list    the transcript's entries (JSON), in append order
+        P u:<project>:<session>:<subpath>   set     the uuids those entries carry (deduplication)
+        P k:<project>:<session>             set     the session's subpaths (subagent transcripts)
+        P s:<project>:<session>             string  the session's summary (JSON: mtime and the SDK's data)
+        P i:<project>                       zset    the project's sessions, scored by last append (ms)
+
+    The main transcript's subpath is empty. With ``ttl``, every key a write touches expires ``ttl``
+    seconds after it; the index drops sessions older than that. Not for Redis Cluster (a transaction
+    spans a project's keys).
     """
 
     def __init__(
@@ -123,6 +124,8 @@ class RedisSessionStore(SessionStore):
     # -- the work, in a worker thread --------------------------------------------------------------
 
     async def _call(self, func: Callable[..., T], *args: Any) -> T:
+        """``func`` in a worker thread: no event loop is ever blocked, and no connection is tied to one
+        loop."""
         try:
             return await off_loop(func, *args)
         except redis.RedisError as exc:
@@ -133,6 +136,10 @@ class RedisSessionStore(SessionStore):
         return decode(texts) if texts else None
 
     def _append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
+        """One optimistic transaction: WATCH the uuid set and the summary, read which uuids are new and
+        the previous summary, fold, MULTI/EXEC; retried when another writer got in between. So the list,
+        the uuid set, the index and the summary never disagree, and concurrent writers never fold the
+        same entries twice."""
         rows = encode(key, entries)
         project_key, session_id = parts(key)
         sub, uuids_key = subpath(key), self._uuids(key)

@@ -1,16 +1,10 @@
-"""Copy-on-write worktrees: the workspace's fast path for making a worktree, where the file system
-clones files (XFS, btrfs), and nothing of it where it does not.
-
-Owns: asking the file system for reflinks and shared extents (:mod:`reflink`), a git index carried
-over to a copy of its work tree so git trusts it without re-reading every file (:mod:`gitindex`), the
-reflinked copy of a tree with its index in one pass (:mod:`clonetree`), the pristine checkout per
-commit that new worktrees are copied from (:mod:`pristine`) and the spare copy made ahead of the next
-worktree (:mod:`spares`).
-
-A sub-room of :mod:`baton.workspace`, below the rest of it: :mod:`baton.workspace.workdirs` asks it
-for a worktree and falls back to ``git worktree add`` when it cannot give one; disk accounting
-(:mod:`baton.workspace.du`, :mod:`baton.housekeeping.disk`) and ``baton doctor`` ask :mod:`reflink`
-about shared extents and support.
+"""Copy-on-write worktrees: the workspace's fast path for making a worktree where the file system
+clones files (XFS, btrfs), and nothing of it where it does not. Owns reflinks and shared extents
+(:mod:`reflink`), a git index carried over to a copy of its work tree (:mod:`gitindex`), the reflinked
+copy of a tree with its index in one pass (:mod:`clonetree`), the pristine checkout per commit that
+new worktrees are copied from (:mod:`pristine`) and the spare made ahead (:mod:`spares`). A sub-room
+below the rest of :mod:`baton.workspace`: :mod:`baton.workspace.workdirs` asks it for a worktree and
+falls back to ``git worktree add``; disk accounting and ``baton doctor`` ask :mod:`reflink`.
 
 May import: the ground floor, and of the workspace only its git primitives (:mod:`baton.workspace.gitcmd`,
 :mod:`baton.workspace.gitlinks`); ``tests/test_architecture.py`` holds it to that.

@@ -1,27 +1,10 @@
 """Reflink the files a git index lists into an empty directory, carrying the index over in one pass.
-
-A copy-on-write worktree (:mod:`baton.workspace.cow.pristine`) is a reflinked copy of a pristine checkout
-with that checkout's index, restatted. :func:`clone` does both per file, driven by the index: for each
-entry, its directory (made once, the first time an entry needs it), then the file — a regular file
-opened on both sides and cloned with the ``FICLONE`` ioctl (the file system shares the extents: no
-data is read or written), its ``mtime`` set to the source's (the index names it), and the new file's
-``fstat`` carried into the entry (:func:`baton.workspace.cow.gitindex.carry`); a symbolic link made anew
-with the source's target, never followed; a submodule's gitlink an empty directory, as git makes it.
-Files are created with git's modes (0666 or 0777, less the umask), directories 0777 less the umask.
-
-Measured against GNU ``cp -R --reflink=always --preserve=timestamps`` followed by
-:func:`~baton.workspace.cow.gitindex.restat` on Django 5.1.4's 6,809 files on XFS: 10-15 % less wall and
-CPU time (no second ``lstat`` of every file, no directory timestamps, no process). The kernel's share
-(creating 10,042 inodes and cloning 6,809 files: ~0.3 s of system time) is the floor. Threads did not
-help on a 2-core machine under load (the interpreter's lock hands back and forth at every system call)
-and are not used.
-
-Paths come from git's own index of a commit (git refuses ``..``, ``.git`` and absolute paths there);
-they are checked again, every directory on the way is one this pass made, and no final component is
-followed, so nothing is written outside ``target``. On the source side (which may be an agent's
-worktree: :func:`baton.workspace.cow.pristine.adopt`) every directory is opened from its parent's
-descriptor without following a link, so nothing outside ``source`` is opened either. Any error raises
-``OSError`` or ``ValueError`` with ``target`` half-filled: the caller removes it.
+A copy-on-write worktree (:mod:`baton.workspace.cow.pristine`) is a reflinked copy of a pristine
+checkout with that checkout's index, restatted; :func:`clone` does both per file, driven by the index
+(the file cloned with ``FICLONE``: no data is read or written, and its ``fstat`` carried into the
+entry: :func:`baton.workspace.cow.gitindex.carry`). Nothing is written outside the target and nothing
+outside the source is opened: paths come from git's own index and are checked again, every directory
+on the way is one this pass made, and no link is followed on either side.
 """
 
 from __future__ import annotations
@@ -49,7 +32,27 @@ def clone(
     ``target``; the index for ``target`` and how many entries git will re-read (a file that is not
     the one its entry describes, a gitlink). ``skip_unreadable``: a source file that is missing, of
     another kind or behind a link (an agent's worktree) is skipped, or left half-made, instead of
-    raising: the caller verifies every file against git afterwards."""
+    raising: the caller verifies every file against git afterwards.
+
+    For each entry: its directory (made once, the first time an entry needs it), then the file — a
+    regular file opened on both sides and cloned with the ``FICLONE`` ioctl (the file system shares
+    the extents), its ``mtime`` set to the source's (the index names it), and the new file's ``fstat``
+    carried into the entry; a symbolic link made anew with the source's target, never followed; a
+    submodule's gitlink an empty directory, as git makes it. Files are created with git's modes (0666
+    or 0777, less the umask), directories 0777 less the umask. Paths come from git's own index of a
+    commit (git refuses ``..``, ``.git`` and absolute paths there); they are checked again
+    (:func:`_check`), every directory on the way is one this pass made, and no final component is
+    followed, so nothing is written outside ``target``. On the source side (which may be an agent's
+    worktree: :func:`baton.workspace.cow.pristine.adopt`) every directory is opened from its parent's
+    descriptor without following a link (:class:`_Sources`). Any error raises ``OSError`` or
+    ``ValueError`` with ``target`` half-filled: the caller removes it.
+
+    Measured against GNU ``cp -R --reflink=always --preserve=timestamps`` followed by
+    :func:`~baton.workspace.cow.gitindex.restat` on Django 5.1.4's 6,809 files on XFS: 10-15 % less
+    wall and CPU time (no second ``lstat`` of every file, no directory timestamps, no process). The
+    kernel's share (creating 10,042 inodes and cloning 6,809 files: ~0.3 s of system time) is the
+    floor. Threads did not help on a 2-core machine under load (the interpreter's lock hands back and
+    forth at every system call) and are not used."""
     out = bytearray(index)
     dst = os.fsencode(target) + b"/"
     made: set[bytes] = {b""}

@@ -1,47 +1,11 @@
 """Copy-on-write worktrees: a new worktree is a reflinked copy of a pristine checkout of its commit.
-
-Where ``BATON_HOME``'s cache clones and worktrees are on one file system that clones files
-(:func:`baton.workspace.cow.reflink.supported`: XFS, btrfs), twenty worktrees of one commit need not hold
-its files twenty times. The cache clone keeps a **pristine checkout** per commit a worktree was made
-from: ``repos/<slug>.git/baton-pristine/<commit>/`` holding ``tree/`` (the files, as ``git read-tree
--u`` wrote them) and ``index`` (git's index of them, version 4: paths prefix-compressed, and every
-worktree copied from it keeps that version, each holding its own index). A new worktree is
-
-1. registered with git without files (``git worktree add --no-checkout``) at a **staging** path beside
-   its own, ``.cow-<thread>-*`` (a thread never starts with a dot, so no key owns that name);
-2. filled with a reflinked copy of ``tree/`` and given the pristine index with each entry's stat data
-   carried over to the copy, so git trusts it without re-reading the files, in one pass over the
-   index (:func:`baton.workspace.cow.clonetree.clone`: the file system shares the extents, so the copy
-   costs metadata only; an agent's write to a file unshares just that file's changed blocks, never
-   touching the pristine copy or another key's file);
-3. pointed at its stable path in git's record (``gitdir``), then
-4. renamed to its stable path, and only then is it a worktree baton reuses.
-
-A commit without a pristine checkout of its own but near the most recently used one (at most
-:data:`NEAR` of the files differ: a key's branch an agent commit ahead, a base a few commits on) is
-copied from that one, and ``git read-tree -m -u`` then writes only the files that differ, and their
-index entries, in the staging directory. Step 2 takes the pristine checkout's **spare copy** whole when
-it has one (:mod:`baton.workspace.cow.spares`, made ahead in the background).
-
-A commit with no pristine checkout near it (a repository's first worktree on this home) is checked
-out by git as on any other file system, and its pristine checkout is then made **from that worktree**
-in the background (:func:`adopt`): reflinked, so the two share their blocks, and verified by git
-against the commit, file by file, so nothing the agent changed meanwhile gets in. The first worktree
-thus costs one checkout, not a checkout and a copy.
-
-A process killed at any step leaves a staging directory, never a half-filled worktree at the key's
-path: :func:`clear_stages` removes the key's leftovers before the next build, and ``git worktree
-prune`` then drops the admin dir that pointed there. A pristine checkout is built in a temporary
-directory and renamed into place whole (never over a complete one), so one that exists is complete;
-only the :data:`KEEP` most recently used of a repo are kept (removing one does not touch the worktrees
-cloned from it: their extents are reference-counted), and they go with the cache clone they live in.
-Agents
-cannot write there: their walls grant only the cache's ``objects/``, their own admin dir and branch
-refs.
-
-Anything that goes wrong on this path raises :class:`CowUnavailable`, after undoing what it made; the
-caller then makes the worktree as before (``git worktree add``). Elsewhere (ext4, tmpfs, overlayfs)
-nothing here runs.
+Where ``BATON_HOME``'s cache clones and worktrees are on one file system that clones files (XFS,
+btrfs: :func:`usable`), the cache clone keeps a **pristine checkout** per commit a worktree was made
+from, ``repos/<slug>.git/baton-pristine/<commit>/`` (``tree/``, the files, and ``index``, git's index
+of them), and :func:`make_worktree` copies it (or a near one) into a staging directory that becomes the
+key's worktree only when it is whole; a commit with none near it is checked out by git, and its
+pristine checkout made from that worktree in the background (:func:`adopt`). Anything that goes wrong
+raises :class:`CowUnavailable` after undoing what it made: the caller runs ``git worktree add``.
 """
 
 from __future__ import annotations
@@ -68,6 +32,7 @@ DIRNAME = "baton-pristine"  # in the cache clone
 KEEP = 3  # pristine checkouts kept per repo, most recently used first
 NEAR = 0.05  # a pristine checkout of another commit is copied when at most this share of files differ
 STAGE = ".cow-"
+# the pristine index's version, which every worktree copied from it keeps (each holding its own index)
 INDEX_VERSION = 4  # each path stored as what differs from the one before: Django's index 27 % smaller
 
 
@@ -142,7 +107,12 @@ def _checkouts(root: Path) -> list[Path]:
 
 def _install(tmp: Path, target: Path) -> bool:
     """Rename the finished build ``tmp`` into place; False when another process put one there first
-    (renaming onto a directory that is not empty fails: a complete one is never replaced)."""
+    (renaming onto a directory that is not empty fails: a complete one is never replaced). A pristine
+    checkout is built in a temporary directory and renamed into place whole, so one that exists is
+    complete. Only the :data:`KEEP` most recently used of a repo are kept (:func:`_evict`; removing one
+    does not touch the worktrees cloned from it: their extents are reference-counted), and they go with
+    the cache clone they live in. Agents cannot write there: their walls grant only the cache's
+    ``objects/``, their own admin dir and branch refs."""
     if target.exists() and not (target / "index").is_file():
         shutil.rmtree(target, ignore_errors=True)  # a directory without its index: not one we made
     try:
@@ -240,10 +210,28 @@ def make_worktree(
     cache: Path, path: Path, key: Key, branch: str, commit: str, env: dict[str, str]
 ) -> WorktreeGit:
     """The key's worktree at ``path`` on ``branch`` (which exists, at ``commit``), reflinked from the
-    pristine checkout of ``commit`` or a near one (:func:`nearest`; the module's steps; the caller
-    holds the repo's lock and has cleared ``path``). Raises :class:`CowUnavailable` having undone its
-    own work; :class:`NoPristine`, having done nothing, when there is none to copy (the caller checks
-    the worktree out, then :func:`adopt_later`)."""
+    pristine checkout of ``commit`` or a near one (:func:`nearest`; the caller holds the repo's lock
+    and has cleared ``path``). Raises :class:`CowUnavailable` having undone its own work;
+    :class:`NoPristine`, having done nothing, when there is none to copy (the caller checks the
+    worktree out, then :func:`adopt_later`). The new worktree is
+
+    1. registered with git without files (``git worktree add --no-checkout``) at a **staging** path
+       beside its own, ``.cow-<thread>-*`` (a thread never starts with a dot, so no key owns that name);
+    2. filled with a reflinked copy of ``tree/`` and given the pristine index with each entry's stat
+       data carried over to the copy, so git trusts it without re-reading the files, in one pass over
+       the index (:func:`baton.workspace.cow.clonetree.clone`: the file system shares the extents, so
+       the copy costs metadata only; an agent's write to a file unshares just that file's changed
+       blocks, never touching the pristine copy or another key's file), or given the pristine
+       checkout's **spare copy** whole when it has one (:mod:`baton.workspace.cow.spares`, made ahead
+       in the background: :func:`_spare_or_fill`);
+    3. pointed at its stable path in git's record (``gitdir``), then
+    4. renamed to its stable path, and only then is it a worktree baton reuses.
+
+    Copied from a near commit's checkout, ``git read-tree -m -u`` then writes only the files that
+    differ, and their index entries, in the staging directory. A process killed at any step leaves a
+    staging directory, never a half-filled worktree at the key's path: :func:`clear_stages` removes the
+    key's leftovers before the next build, and ``git worktree prune`` then drops the admin dir that
+    pointed there."""
     spares.wait(cache / DIRNAME / commit)  # this process is making it (or its spare): it is nearly there
     found = nearest(cache, commit)
     if found is None:

@@ -1,22 +1,12 @@
-"""Spare copies: a new key's copy-on-write worktree made ahead, off the run's critical path.
-
-A reflinked copy of a pristine checkout (:mod:`baton.workspace.cow.pristine`) costs what a checkout costs
-in the kernel: one inode per file and directory (Django's 6,809 files: ~0.7 s here, as much as ``git
-worktree add``). So each pristine checkout keeps one **spare**: ``<pristine>/spare/`` holding
-``tree/`` (a reflinked copy, as :func:`baton.workspace.cow.clonetree.clone` makes it) and ``index`` (git's
-index of that copy, stat data included). A new worktree takes it whole (:func:`take`, one ``rename``:
-of two takers, one gets it, the other copies as before) and is ready in the time of a few renames.
-The worktree that took it, or made a copy because there was none, starts a new one (:func:`refill`)
-in a background thread, so it is made while that worktree's agent takes its turn (seconds with a real
-model; the copy of Django, ~0.7 s).
-
-A spare is built in ``<pristine>/.spare-*`` and renamed into place whole, so one that exists is
-complete; a kill mid-build leaves a ``.spare-*`` directory, removed by the next build under the same
-lock. The copy shares its extents with the pristine files: a spare costs the inodes of one checkout
-(XFS: ~4.9 MiB for Django), not its data. It lives inside the pristine checkout and goes with it when
-that is evicted; agents cannot write there (their walls grant only the cache's ``objects/``, their own
-admin dir and branch refs). Threads still copying are waited for at the process's exit, and by
-:func:`settle` (tests and benchmarks, between steps).
+"""Spare copies: a new key's copy-on-write worktree made ahead, off the run's critical path. A
+reflinked copy of a pristine checkout (:mod:`baton.workspace.cow.pristine`) costs what a checkout costs
+in the kernel, one inode per file and directory (Django's 6,809 files: ~0.7 s here, as much as ``git
+worktree add``). So each pristine checkout keeps one **spare**, ``<pristine>/spare/`` (``tree/``, a
+reflinked copy, and ``index``, git's index of it, stat data included): a new worktree takes it whole
+(:func:`take`, one ``rename``) and is ready in the time of a few renames, and the worktree that took it,
+or made a copy because there was none, starts a new one in a background thread (:func:`refill`) while
+its agent takes its turn. A spare costs the inodes of one checkout (XFS: ~4.9 MiB for Django), not its
+data: it shares its extents with the pristine files.
 """
 
 from __future__ import annotations
@@ -42,7 +32,8 @@ _guard = threading.Lock()
 
 def take(pristine: Path, holder: Path) -> tuple[Path, bytes] | None:
     """Claim ``pristine``'s spare: moved into ``holder`` (a new worktree's staging directory); its
-    files' directory and its index. None when it has none (or another process took it first)."""
+    files' directory and its index. None when it has none (or another process took it first: of two
+    takers, one gets it, the other copies as before)."""
     claimed = holder / SPARE
     try:
         os.rename(pristine / SPARE, claimed)
@@ -52,7 +43,8 @@ def take(pristine: Path, holder: Path) -> tuple[Path, bytes] | None:
 
 
 def refill(pristine: Path, oid_size: int) -> None:
-    """Make ``pristine``'s spare in a background thread when it has none."""
+    """Make ``pristine``'s spare in a background thread when it has none, so it is made while the new
+    worktree's agent takes its turn (seconds with a real model; the copy of Django, ~0.7 s)."""
     if not (pristine / SPARE).exists():
         start(pristine, lambda: build(pristine, oid_size))
 
@@ -80,7 +72,8 @@ def wait(pristine: Path) -> None:
 
 
 def settle() -> None:
-    """Wait for all the work on pristine checkouts under way in this process."""
+    """Wait for all the work on pristine checkouts under way in this process (tests and benchmarks,
+    between steps; threads still copying are also waited for at the process's exit)."""
     while True:
         with _guard:
             running = [t for t in _threads.values() if t.is_alive() and t is not threading.current_thread()]
@@ -94,7 +87,11 @@ def settle() -> None:
 def build(pristine: Path, oid_size: int) -> bool:
     """Make ``pristine``'s spare now, unless it has one or another process is making it; whether one
     was made. Failures (the pristine checkout evicted meanwhile, a full disk) only log: the next
-    worktree copies as before."""
+    worktree copies as before. A spare is built in ``<pristine>/.spare-*`` and renamed into place
+    whole, so one that exists is complete; a kill mid-build leaves a ``.spare-*`` directory, removed by
+    the next build under the same lock. It lives inside the pristine checkout and goes with it when
+    that is evicted; agents cannot write there (their walls grant only the cache's ``objects/``, their
+    own admin dir and branch refs)."""
     try:
         lock = os.open(pristine / "index", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
