@@ -163,6 +163,18 @@ def test_only_the_runner_starts_agents_through_the_sandbox() -> None:
     assert not stale, f"SANDBOX_USERS names modules that no longer import the sandbox: {sorted(stale)}"
 
 
+def test_every_module_docstring_is_a_paragraph() -> None:
+    """A module says what it is for in one paragraph (at most 10 lines, its "May import" lines aside);
+    measured CLI behaviour lives in docs/agent-clis.md, the reasons for a function in its own docstring."""
+    long = {}
+    for module, path in MODULES.items():
+        doc = ast.get_docstring(ast.parse(path.read_text()), clean=False) or ""
+        lines = doc.split("May import")[0].strip("\n").count("\n") + 1
+        if lines > 10:
+            long[module] = lines
+    assert not long, f"module docstrings over 10 lines: {long}"
+
+
 def test_speed_code_lives_in_one_box_off_every_other_import_path() -> None:
     """The fast path (``sessions ls`` without Typer or SQLAlchemy) is one package, ``baton.cli.fast``,
     and only ``baton.cli``'s entry point imports it: no other module pays for it or depends on it."""

@@ -1,14 +1,10 @@
-"""The SQLite store read through the standard library's ``sqlite3``, for the fast path's
-``baton sessions ls``: opening the SQL store imports SQLAlchemy, about 0.2 s, several times what such
-a command needs in all.
-
-It reads only, and only a store that is exactly where this code expects it: a ``sqlite:///PATH`` URL
-(no query options) naming a database that exists and whose schema is at the last migration of
-:data:`~baton.store.migrations.MIGRATIONS`. Anything else — PostgreSQL, a new or older store, an
-unreadable file — is ``None`` from :func:`open_lite`, and the caller takes the full store, which
-creates, migrates and explains. Rows become records through :mod:`baton.store.rows`, the SQL store's
-own conversions, and the queries keep :class:`~baton.store.sql.SQLStore`'s order, so both answer alike
-(``tests/test_cli_fast.py`` compares them).
+"""The SQLite store read through the standard library's ``sqlite3``, for the fast path's ``baton sessions
+ls``: opening the SQL store imports SQLAlchemy, about 0.2 s, several times what the command needs in
+all. It reads only a ``sqlite:///PATH`` store that exists and is at the last migration of
+:data:`~baton.store.migrations.MIGRATIONS`; anything else (PostgreSQL, a new or older store, an
+unreadable file) is ``None`` from :func:`open_lite`, and the caller takes the full store, which creates,
+migrates and explains. Rows become records through :mod:`baton.store.rows`, and the queries keep
+:class:`~baton.store.sql.SQLStore`'s order, so both answer alike (``tests/test_cli_fast.py`` compares).
 """
 
 from __future__ import annotations
