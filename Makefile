@@ -123,7 +123,7 @@ bench: setup
 	$(PY) bench/run.py
 
 # The agent CLIs' compatibility matrix (bench/compat.py): the pinned release, the newest and two older
-# ones of each CLI, through tests/test_compat.py's scenarios; writes docs/compat.md and the versions
+# ones of each CLI, through tests/agents/test_compat.py's scenarios; writes docs/compat.md and the versions
 # `baton doctor` accepts (src/baton/agents/tested.json). Installs the releases under .compat/ (npm and
 # PyPI). CI runs only the pinned column (`make test`). AGENTS=claude,codex to run fewer.
 AGENTS ?= claude,codex,gemini,copilot,opencode

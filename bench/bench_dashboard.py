@@ -36,13 +36,13 @@ import httpx
 from bench_cli import seed_sessions
 from common import TIMES, Group, Plan, Repos, Row, Suite, baton_serve, interleave, median, rmtree
 from playwright.sync_api import Page
+from tests.support.browser import chromium
 
 from baton.service.auth import create_token
 from baton.service.dashboard.web import COOKIE
 from baton.service.records import TokenScope
 from baton.settings import load_settings
 from baton.store import open_store
-from baton.testing.browser import chromium
 
 REPS = Plan(full=30, quick=5)
 GOAL = 1.0  # seconds: the first page loads in under a second

@@ -2,7 +2,7 @@
 
 For each real CLI it installs the pinned release, the newest in its registry and two older ones (npm
 for Codex, Gemini, Copilot and OpenCode, PyPI's claude-agent-sdk wheel for Claude Code, into
-``.compat/`` or ``$BATON_COMPAT_DIR``), runs ``tests/test_compat.py``'s scenarios (fresh, resume,
+``.compat/`` or ``$BATON_COMPAT_DIR``), runs ``tests/agents/test_compat.py``'s scenarios (fresh, resume,
 hydrate after a wiped home, fork, hand-off, a tool call that edits a file) once per column, and
 writes:
 
@@ -133,7 +133,7 @@ def run_column(column: Column, start: Path, carry: Path, reports: Path) -> None:
         f"BATON_COMPAT_TO_{column.agent.upper()}": str(carry),
     }
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
-               "tests/test_compat.py", "-k", f"[{column.agent}]", f"--junitxml={report}"]  # fmt: skip
+               "tests/agents/test_compat.py", "-k", f"[{column.agent}]", f"--junitxml={report}"]  # fmt: skip
     began = time.monotonic()
     subprocess.run(command, cwd=ROOT, env=env, check=False)
     column.results = read_report(report)
@@ -169,7 +169,7 @@ conversation under one release and carries it on under another, through baton, a
 project's mock model servers: *older* → pinned is an operator upgrading to this baton; pinned →
 *newest* is the next pin bump. A scenario passes when every turn succeeded and the carried-on
 turn's request held the first turn's words (the history was whole). CI runs the pinned column
-(`tests/test_compat.py`). Pin bumps: docs/release.md.
+(`tests/agents/test_compat.py`). Pin bumps: docs/release.md.
 """
 
 

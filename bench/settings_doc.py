@@ -2,7 +2,7 @@
 ``src/baton/settings.py``: each :class:`~baton.settings.Settings` field (its name, type, default and
 :class:`~baton.settings.About`) and each setting read from the environment only
 (:data:`~baton.settings.ENV_ONLY`) is one row, so the table cannot drift from the code:
-``tests/test_settings_doc.py`` fails, with the diff, when the page differs from what this prints.
+``tests/ground/test_settings_doc.py`` fails, with the diff, when the page differs from what this prints.
 
     .venv/bin/python bench/settings_doc.py            rewrite the table in docs/configuration.md
     .venv/bin/python bench/settings_doc.py --check    exit 1 with the diff when the page is stale

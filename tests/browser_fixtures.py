@@ -40,7 +40,7 @@ from playwright.sync_api import (
     ViewportSize,
 )
 
-from baton.testing.browser import chromium
+from tests.support.browser import chromium
 
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}

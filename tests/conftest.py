@@ -69,7 +69,7 @@ def services_of(item: pytest.Item) -> set[str]:
     return found
 
 
-# -- Schemathesis' seed (tests/test_service_schema.py): a new one each run, so each run explores other
+# -- Schemathesis' seed (tests/service/test_service_schema.py): a new one each run, so each run explores other
 # cases, printed in the header (and in a failure), so a failure can be replayed with
 # BATON_SCHEMATHESIS_SEED=<seed>. Drawn here, once: xdist's workers inherit it from the environment.
 SCHEMA_SEED = "BATON_SCHEMATHESIS_SEED"

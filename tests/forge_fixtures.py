@@ -23,9 +23,9 @@ from baton.forge.tables import delivery_store, forge_store
 from baton.models import JobStatus
 from baton.settings import Settings
 from baton.testing.fake_forge import FakeForge
-from baton.testing.fake_gitea import FakeGitea
 from tests.conftest import MOCKS, wait_for
 from tests.service_fixtures import Service, run_service
+from tests.support.fake_gitea import FakeGitea
 
 SECRET = "webhook-secret"
 REPO = "acme/api"

@@ -1,7 +1,7 @@
 """Gitea's REST API v1 (Gitea, and Forgejo, which keeps it) as a :class:`~baton.forge.model.ForgeClient`:
 a thin client over :class:`~baton.forge.http.ForgeHTTP` (retries, rate limits, ETags, a log's tail, the
 token's manners), reading Gitea's answers into the room's dataclasses. The shapes are those of Gitea's
-swagger description (1.27; ``baton.testing.gitea_spec`` checks the tests' answers against it). Where
+swagger description (1.27; ``tests.support.gitea_spec`` checks the tests' answers against it). Where
 Gitea differs from GitHub (paging, permissions, mergeable, drafts, reviews, checks and Actions logs,
 bots), the method that meets it says what it does about it; what an operator sees of it: docs/forge.md
 (Setting up Gitea and Forgejo).

@@ -5,7 +5,7 @@ them (``forge_events``), the turns submitted for them (``forge_turns``) and what
 spent (``forge_budgets``).
 
 Stated on the store's one :data:`~baton.store.schema.metadata`; the DDL that creates them is the
-central append-only list in :mod:`baton.store.migrations` (``tests/test_schema.py`` checks the two
+central append-only list in :mod:`baton.store.migrations` (``tests/store/test_schema.py`` checks the two
 agree). Times are seconds since the epoch as doubles; JSON documents are text.
 """
 

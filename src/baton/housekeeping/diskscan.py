@@ -123,7 +123,7 @@ class Scan:
         self.settings, self.table, self.extents, self.into = settings, table, extents, into
         # the roots of Workdirs.worktree_path and keyspace.key_dir, as strings: joined for every stored
         # session, a pathlib.Path each would be most of the time of a store of bare records
-        # (tests/test_du_scale.py checks them against those functions)
+        # (tests/workspace/test_du_scale.py checks them against those functions)
         self.worktrees = os.path.join(settings.home, "worktrees")
         self.spaces = os.path.join(settings.home, KEYS)
         self._bases: dict[str, Agent | None] = {}

@@ -6,7 +6,7 @@ the key's disk budget (:meth:`Enclosure.stop` while it runs, :meth:`Enclosure.fi
 process itself is the runner's (:func:`baton.runner.process.run_process`): reading it, heartbeats,
 timeouts and cancels are about a run, which the sandbox knows nothing of. The rest the runner needs of
 the sandbox is re-exported here (:data:`__all__`), so this is the only sandbox module it imports
-(``tests/test_architecture.py`` holds it to that).
+(``tests/project/test_architecture.py`` holds it to that).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 built from. This module states the tables of the rooms below the plans (sessions, runs, jobs, blobs,
 ...); a room above owns its data and states its own tables on the same :data:`metadata`, in its
 ``tables.py`` (:mod:`baton.plans.tables`, ...). The DDL that creates them all is the one ordered list in
-:mod:`baton.store.migrations` (append-only, shipped as plain SQL); ``tests/test_schema.py`` migrates an
+:mod:`baton.store.migrations` (append-only, shipped as plain SQL); ``tests/store/test_schema.py`` migrates an
 empty database on SQLite and on PostgreSQL and checks that what the migrations built is exactly these
 tables (columns, types, nullability, keys, indexes), so the two can never drift apart.
 

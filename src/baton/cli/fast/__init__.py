@@ -3,7 +3,7 @@ or SQLAlchemy (~0.1 s instead of ~0.5 s; bench/README.md, "Speed code").
 
 It is parsed here by hand and answered from :mod:`baton.cli.fast.lite`, printed by the same
 :mod:`baton.cli.render` functions, so its output is the Typer command's to the byte
-(``tests/test_cli_fast.py`` compares them). It takes only what it fully understands: an unknown or
+(``tests/cli/test_cli_fast.py`` compares them). It takes only what it fully understands: an unknown or
 malformed option, ``--help``, a store the lite reader declines (PostgreSQL, one that needs migrating) —
 anything else returns ``None`` and the Typer command runs, with its own parsing and messages. Only
 :func:`baton.cli.main` imports this package (the architecture test holds it).

@@ -4,7 +4,7 @@ all. It reads only a ``sqlite:///PATH`` store that exists and is at the last mig
 :data:`~baton.store.migrations.MIGRATIONS`; anything else (PostgreSQL, a new or older store, an
 unreadable file) is ``None`` from :func:`open_lite`, and the caller takes the full store, which creates,
 migrates and explains. Rows become records through :mod:`baton.store.rows`, and the queries keep
-:class:`~baton.store.sql.SQLStore`'s order, so both answer alike (``tests/test_cli_fast.py`` compares).
+:class:`~baton.store.sql.SQLStore`'s order, so both answer alike (``tests/cli/test_cli_fast.py`` compares).
 """
 
 from __future__ import annotations

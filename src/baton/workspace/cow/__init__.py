@@ -7,5 +7,5 @@ below the rest of :mod:`baton.workspace`: :mod:`baton.workspace.workdirs` asks i
 falls back to ``git worktree add``; disk accounting and ``baton doctor`` ask :mod:`reflink`.
 
 May import: the ground floor, and of the workspace only its git primitives (:mod:`baton.workspace.gitcmd`,
-:mod:`baton.workspace.gitlinks`); ``tests/test_architecture.py`` holds it to that.
+:mod:`baton.workspace.gitlinks`); ``tests/project/test_architecture.py`` holds it to that.
 """

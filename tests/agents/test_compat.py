@@ -1,0 +1,145 @@
+"""The compatibility scenarios: a conversation started under one release of an agent CLI and carried
+on under another, for each real CLI against its mock model server.
+
+``BATON_COMPAT_FROM_<AGENT>`` names the binary that starts each conversation, ``BATON_COMPAT_TO_<AGENT>``
+the one that carries it on (each defaults to the pinned CLI, so the suite runs the pinned column).
+``make compat`` (bench/compat.py) runs them for the pinned version, the newest in the registry and two
+older releases, and writes the table in docs/compat.md.
+
+A turn carried on proves it got the history by the marker of the first turn in the model's request
+(counts of messages differ across releases, which send different numbers of system messages).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from baton import Mode, Outcome, RunRequest, RunResult, run
+from baton.agents import get_agent
+from baton.errors import BadInput
+from baton.settings import Settings
+from baton.testing import MockModel
+from tests.conftest import MOCKS
+from tests.sandbox.test_access_real import write_marker
+
+pytestmark = [pytest.mark.slow, pytest.mark.compat]
+SCENARIOS = ("fresh", "resume", "hydrate", "fork", "handoff", "tool")
+
+
+@pytest.fixture(params=sorted(MOCKS))
+def agent(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def binary(agent: str, end: str) -> str:
+    """The binary of one end of the upgrade (``""``: the pinned CLI, as settings resolve it)."""
+    path = os.environ.get(f"BATON_COMPAT_{end}_{agent.upper()}", "")
+    if path and not Path(path).is_file():
+        raise AssertionError(f"BATON_COMPAT_{end}_{agent.upper()}={path} is not a file")
+    return path
+
+
+def under(settings: Settings, agent: str, end: str) -> Settings:
+    return settings.with_(**{f"{agent}_bin": binary(agent, end)})
+
+
+def turn(
+    settings: Settings,
+    agent: str,
+    repo: Path,
+    prompt: str,
+    thread: str = "t",
+    mode: Mode = Mode.AUTO,
+    fork_from: str | None = None,
+    handoff_from: str | None = None,
+) -> RunResult:
+    request = RunRequest(
+        agent=agent,
+        repo=str(repo),
+        thread=thread,
+        prompt=prompt,
+        mode=mode,
+        fork_from=fork_from,
+        handoff_from=handoff_from,
+    )
+    result = run(request, settings=settings)
+    assert result.run.outcome == Outcome.SUCCEEDED, (result.run.mode, result.run.error, result.run.note)
+    return result
+
+
+def carried(model: MockModel, marker: str) -> None:
+    """The latest request to the model held the first turn's marker: the history was carried on."""
+    assert marker in model.texts()[-1], f"{marker} missing from the request: the history was lost"
+
+
+def test_fresh(agent: str, settings: Settings, src_repo: Path, model: MockModel) -> None:
+    first = turn(under(settings, agent, "FROM"), agent, src_repo, "FRESH-MARK say hello")
+    assert first.run.mode == Mode.FRESH and first.session.agent_session_id
+    assert first.run.cli_version, "the run records the CLI's version"
+    after = turn(under(settings, agent, "TO"), agent, src_repo, "and again")
+    assert after.run.mode == Mode.RESUME, after.run.note
+
+
+def test_resume(agent: str, settings: Settings, src_repo: Path, model: MockModel) -> None:
+    first = turn(under(settings, agent, "FROM"), agent, src_repo, "RESUME-MARK remember this")
+    second = turn(under(settings, agent, "TO"), agent, src_repo, "what did I say?")
+    assert second.run.mode == Mode.RESUME, second.run.note
+    assert second.session.agent_session_id == first.session.agent_session_id
+    carried(model, "RESUME-MARK")
+
+
+def test_hydrate(agent: str, settings: Settings, src_repo: Path, model: MockModel) -> None:
+    first = turn(under(settings, agent, "FROM"), agent, src_repo, "HYDRATE-MARK remember this")
+    shutil.rmtree(settings.home / "homes" / agent)  # a redeploy on a disk that is not persistent
+    shutil.rmtree(settings.home / "keys" / agent)
+    model.configure_home(settings.home / "homes" / agent)
+    second = turn(under(settings, agent, "TO"), agent, src_repo, "what did I say?")
+    assert second.run.mode == Mode.RESUME and "hydrated" in str(second.run.note), second.run.note
+    assert second.session.agent_session_id == first.session.agent_session_id
+    carried(model, "HYDRATE-MARK")
+
+
+def test_fork(agent: str, settings: Settings, src_repo: Path, model: MockModel) -> None:
+    first = turn(under(settings, agent, "FROM"), agent, src_repo, "FORK-MARK the plan", thread="dev")
+    if not get_agent(agent, settings).capabilities.fork:  # refused before anything is written
+        request = RunRequest(
+            agent=agent, repo=str(src_repo), thread="review", prompt="r", mode=Mode.FORK, fork_from="dev"
+        )
+        with pytest.raises(BadInput, match=f"agent '{agent}' cannot run in mode 'fork'"):
+            run(request, settings=under(settings, agent, "TO"))
+        assert not list((settings.home / "worktrees").rglob("review")), "nothing written"
+        return
+    review = turn(
+        under(settings, agent, "TO"),
+        agent,
+        src_repo,
+        "review it",
+        thread="review",
+        mode=Mode.FORK,
+        fork_from="dev",
+    )
+    assert review.run.mode == Mode.FORK
+    assert review.session.agent_session_id not in (None, first.session.agent_session_id)
+    carried(model, "FORK-MARK")
+
+
+def test_handoff(agent: str, settings: Settings, src_repo: Path, model: MockModel) -> None:
+    turn(settings, "fake", src_repo, "HANDOFF-MARK the fake agent's work")
+    handed = turn(under(settings, agent, "FROM"), agent, src_repo, "take over", handoff_from="fake")
+    carried(model, "HANDOFF-MARK")
+    after = turn(under(settings, agent, "TO"), agent, src_repo, "go on")
+    assert after.run.mode == Mode.RESUME and after.session.agent_session_id == handed.session.agent_session_id
+    carried(model, "HANDOFF-MARK")
+
+
+def test_tool(agent: str, settings: Settings, src_repo: Path, model: MockModel) -> None:
+    first = turn(under(settings, agent, "FROM"), agent, src_repo, f"TOOL-MARK write it {write_marker(agent)}")
+    made = Path(first.session.worktree) / "made.txt"
+    assert made.read_text() == "made by the agent\n", "the tool call edited the file"
+    second = turn(under(settings, agent, "TO"), agent, src_repo, "what did you write?")
+    assert second.run.mode == Mode.RESUME, second.run.note
+    carried(model, "TOOL-MARK")

@@ -1,0 +1,409 @@
+"""The whole fleet in containers, with faults: ``deploy/fleet/fleet.sh up`` (what ``make fleet-up`` runs)
+plays deploy/fleet's manifests with ``podman kube play`` — ``baton serve``, two ``baton worker`` pods,
+PostgreSQL, Redis and RabbitMQ (the broker) — and forty runs over eight keys go in through the API,
+each a turn of the REAL Claude Code CLI inside a worker container against the mock model server on the
+host's loopback (the pods are on the host's network). Meanwhile one worker is ``podman kill``ed in the
+middle of a turn (and started again, as a kubelet would: podman does not restart a container it was
+told to kill), the broker's pod is restarted, and the API's pod is restarted (the last eight runs are
+submitted after it is back).
+
+Afterwards: every run ended ``succeeded`` (none queued or running); the killed turn is recorded
+``crashed`` and its key was taken over and continued — the retry resumed the same conversation with
+the "interrupted" prompt, and the mock saw that key's history grow, never restart; every instruction
+was answered exactly once in its key's final history; runs of a key never overlapped (the store's
+records: no key had two agents at once); each key has five succeeded runs, one conversation, and the
+counts add up. Timings are printed (``-s``) for docs/deploy.md.
+
+Needs root and podman (``make setup`` installs podman; CI runs as root); fails, never skips, without.
+The images are built when missing (about 4.5 minutes the first time); with them, about two minutes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from baton.models import JobStatus, Outcome, PromptKind, RunRecord
+from baton.store import Store, open_store
+from baton.testing.mock_anthropic import MockAnthropic, MockRequest
+
+pytestmark = pytest.mark.slow
+SERVICE_FIXTURES = {"fleet": "image"}  # podman as root, like the image's own test
+
+ROOT = Path(__file__).resolve().parents[2]
+FLEET = ROOT / "deploy" / "fleet"
+API = "http://127.0.0.1:28765"
+KEYS, TURNS = 8, 5
+DELAY = 2.0  # seconds the mock holds each reply: a turn is long enough to be killed in the middle
+WORKER, SERVICE = "baton-worker-0-worker", "baton-api-0-api"  # containers (pod baton-worker-0: its worker)
+# Restarted as pods: a pod of `kube play` has the exit policy "stop" (its infra container stops once its
+# last container has), so `podman restart` of its one container fails ("cannot get namespace path ...
+# container is stopped"), and `podman pod restart` races that policy, which may stop the container it
+# just started (seen 2 times in 3). Stopped, seen exited, started: restart_pod.
+BROKER_POD, SERVICE_POD = "baton-rabbitmq-0", "baton-api-0"
+TOKEN = re.compile(r"\[(k\d+)\] turn (\d+)")
+
+
+@dataclass
+class TimedMock(MockAnthropic):
+    """The mock, noting when each request arrived: a request younger than its delay is still unanswered."""
+
+    arrived: dict[int, float] = field(default_factory=dict)
+
+    def record(self, request: MockRequest) -> int:
+        self.arrived[id(request)] = time.monotonic()
+        return super().record(request)
+
+    def unanswered(self, margin: float) -> list[MockRequest]:
+        """Requests whose reply is still at least ``margin`` seconds away."""
+        now = time.monotonic()
+        return [r for r in self.conversation() if now - self.arrived[id(r)] < self.delay - margin]
+
+
+@dataclass
+class Fleet:
+    store: Store
+    model: TimedMock
+    repo: str
+    token: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def fleet_sh(command: str, secrets: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FLEET_SECRETS": str(secrets), "PY": str(ROOT / ".venv" / "bin" / "python")}
+    return subprocess.run(
+        [str(FLEET / "fleet.sh"), command], env=env, capture_output=True, text=True, timeout=1800
+    )
+
+
+def listed(kind: str) -> list[str]:
+    """The names podman lists of a kind of object (``volume``, ``secret``)."""
+    done = subprocess.run(
+        ["podman", kind, "ls", "--format", "{{.Name}}"], capture_output=True, text=True, check=True
+    )
+    return done.stdout.split()
+
+
+def env_file(path: Path) -> dict[str, str]:
+    lines = [line.partition("=") for line in path.read_text().splitlines() if "=" in line]
+    return {key: value for key, _, value in lines}
+
+
+@pytest.fixture(scope="module")
+def git_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A repository the workers clone over git:// from the host's loopback."""
+    base = tmp_path_factory.mktemp("git")
+    work = base / "work"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    (work / "README.md").write_text("the fleet's test repository\n")
+    subprocess.run(["git", "-C", str(work), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(work), "commit", "-qm", "init"], check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(base / "src.git")], check=True)
+    port = free_port()
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            f"--base-path={base}",
+            "--export-all",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(base),
+        ],
+        start_new_session=True,  # its forked children go with it (killpg)
+    )
+    try:
+        yield f"git://127.0.0.1:{port}/src.git"
+    finally:
+        os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.wait()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, git_daemon: str) -> Iterator[Fleet]:
+    if os.geteuid() != 0:
+        pytest.fail("the fleet runs in podman's rootful store: run this test as root", pytrace=False)
+    if shutil.which("podman") is None:
+        pytest.fail("podman is missing: `make setup` installs it as root (apt-get install podman runc)")
+    secrets = tmp_path_factory.mktemp("secrets")
+    with TimedMock(port=0, delay=DELAY) as model:
+        made = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "python"), str(FLEET / "render.py"), "secrets", str(secrets)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "store.env" in made.stderr
+        env = model.env()
+        (secrets / "credentials.env").write_text(f"ANTHROPIC_API_KEY={env.pop('ANTHROPIC_API_KEY')}\n")
+        (secrets / "model.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        fleet_sh("down", secrets)  # a fleet left behind by an earlier run: its volumes would hold old runs
+        began = time.monotonic()
+        up = fleet_sh("up", secrets)
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        timings = {"fleet_up_s": time.monotonic() - began}
+        store = open_store(env_file(secrets / "store.env")["BATON_STORE_URL"])
+        try:
+            yield Fleet(store, model, git_daemon, timings=timings)
+        finally:
+            began = time.monotonic()
+            down = fleet_sh("down", secrets)
+            timings["fleet_down_s"] = time.monotonic() - began
+            print(f"fleet timings: {json.dumps({k: round(v, 1) for k, v in timings.items()})}")
+            assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
+            left = subprocess.run(
+                ["podman", "pod", "ps", "-q", "--filter", "name=baton-"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            assert left.stdout.strip() == "", "fleet-down left pods behind"
+            assert not [v for v in listed("volume") if "baton-" in v], "fleet-down left volumes behind"
+            assert not [n for n in listed("secret") if n.startswith("baton-")], "fleet-down left secrets"
+            again = fleet_sh("down", secrets)  # idempotent: nothing left to remove is no error
+            assert again.returncode == 0, again.stderr[-2000:]
+
+
+# -- driving the fleet -------------------------------------------------------------------------------
+
+
+def until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.3) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(interval)
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def submit(fleet: Fleet, turn: int) -> dict[str, str]:
+    """One turn of every key: job id → its token ``[kK] turn T``."""
+    ids = {}
+    for key in range(KEYS):
+        token = f"[k{key}] turn {turn}"
+        body = {"agent": "claude", "repo": fleet.repo, "thread": f"k{key}", "prompt": f"{token}: say done"}
+        answer = httpx.post(f"{API}/v1/runs", json=body, headers=fleet.headers(), timeout=30)
+        assert answer.status_code == 202, answer.text
+        ids[answer.json()["run_id"]] = token
+    return ids
+
+
+def podman(*argv: str) -> None:
+    done = subprocess.run(["podman", *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"podman {' '.join(argv)}: {done.stderr}"
+
+
+def restart_pod(name: str, port: int) -> None:
+    """Stop a pod, wait until podman sees it exited, start it, wait until it answers on ``port``."""
+    podman("pod", "stop", name)
+
+    def state() -> str:
+        inspect = ["podman", "pod", "inspect", name, "--format", "{{.State}}"]
+        return subprocess.run(inspect, capture_output=True, text=True, check=True).stdout.strip()
+
+    until(lambda: state() == "Exited", 60, f"pod {name} to stop")
+    podman("pod", "start", name)
+    until(lambda: port_answers(port), 120, f"pod {name} to answer on {port}")
+
+
+def port_answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 1).close()
+    except OSError:
+        return False
+    return True
+
+
+def mid_turn_on_worker_0(fleet: Fleet) -> RunRecord | None:
+    """A resumed turn (not a key's first) on baton-worker-0 whose request the mock holds for another
+    second at least: its agent is waiting for the reply (killed after it, the turn would be answered
+    twice: once before the kill, once by the retry)."""
+    held = fleet.model.unanswered(margin=1.0)
+    pending = {m.group(0) for r in held if (m := TOKEN.search(r.latest_user_text()))}
+    for run in fleet.store.list_runs(agent="claude", limit=50, outcome=Outcome.RUNNING):
+        token = TOKEN.search(run.prompt)
+        if run.host == "baton-worker-0" and token and token.group(2) != "0" and token.group(0) in pending:
+            return run
+    return None
+
+
+def kill_a_worker_mid_turn(fleet: Fleet) -> RunRecord:
+    found: list[RunRecord] = []
+
+    def in_flight() -> bool:
+        run = mid_turn_on_worker_0(fleet)
+        found.extend([run] if run else [])
+        return run is not None
+
+    until(in_flight, 120, "a turn in flight on baton-worker-0", interval=0.05)
+    podman("kill", WORKER)
+    time.sleep(2)  # the kubelet's restart back-off; podman itself restarts no container it killed
+    podman("start", WORKER)
+    return found[0]
+
+
+def progress(fleet: Fleet, more: int) -> Callable[[], bool]:
+    seen = len(fleet.model.conversation())
+    return lambda: len(fleet.model.conversation()) >= seen + more
+
+
+# -- the test --------------------------------------------------------------------------------------------
+
+
+def test_forty_real_claude_runs_survive_a_killed_worker_and_restarts_of_the_broker_and_the_service(
+    fleet: Fleet,
+) -> None:
+    began = time.monotonic()
+    fleet.token = json.loads(
+        subprocess.check_output(
+            [
+                "podman",
+                "exec",
+                SERVICE,
+                "baton",
+                "tokens",
+                "create",
+                "--name",
+                "fault-test",
+                "--scope",
+                "run",
+                "--json",
+            ]
+        )
+    )["token"]
+    jobs: dict[str, str] = {}
+    for turn in range(TURNS - 1):
+        jobs |= submit(fleet, turn)
+
+    killed = kill_a_worker_mid_turn(fleet)
+    until(progress(fleet, 4), 120, "turns after the kill")
+    restart_pod(BROKER_POD, 35672)
+    until(progress(fleet, 4), 180, "turns after the broker's restart")
+    restart_pod(SERVICE_POD, 28765)
+    until(lambda: answers(f"{API}/readyz"), 120, "the service back after its restart")
+    jobs |= submit(fleet, TURNS - 1)  # the restarted service takes runs again
+
+    def ended() -> bool:
+        return all((job := fleet.store.get_job(j)) is not None and job.status == JobStatus.DONE for j in jobs)
+
+    until(ended, 300, "every run to end")
+    fleet.timings["runs_s"] = time.monotonic() - began
+    check(fleet, jobs, killed)
+
+
+def check(fleet: Fleet, jobs: dict[str, str], killed: RunRecord) -> None:
+    records = {j: fleet.store.get_job(j) for j in jobs}
+    outcomes = {j: r.outcome if r else None for j, r in records.items()}
+    assert all(o == "succeeded" for o in outcomes.values()), {
+        jobs[j]: o for j, o in outcomes.items() if o != "succeeded"
+    }
+    runs = {
+        f"k{k}": sorted(
+            fleet.store.list_runs("claude", killed.repo, f"k{k}", limit=100), key=lambda r: r.started_at
+        )
+        for k in range(KEYS)
+    }
+    everything = [r for rs in runs.values() for r in rs]
+    assert {r.job_id for r in everything} >= set(jobs)
+    # The killed turn: crashed, then taken over by a retry of the same job that resumed its conversation.
+    dead = next(r for r in everything if r.id == killed.id)
+    assert dead.outcome == Outcome.CRASHED, dead
+    retry = next(r for r in runs[killed.thread] if r.started_at > dead.started_at)
+    assert retry.job_id == dead.job_id and retry.prompt_kind == PromptKind.INTERRUPTED, retry
+    assert retry.outcome == Outcome.SUCCEEDED and retry.session_id_in == dead.session_id_in, retry
+    for thread, attempts in runs.items():
+        ok = [r for r in attempts if r.outcome == Outcome.SUCCEEDED]
+        assert len(ok) == TURNS and len({r.job_id for r in ok}) == TURNS, f"{thread}: {len(ok)} succeeded"
+        assert len({r.session_id_out for r in ok}) == 1, f"{thread}: more than one conversation"
+        assert all(r.outcome in (Outcome.SUCCEEDED, Outcome.CRASHED) for r in attempts), [
+            (r.outcome, r.error) for r in attempts
+        ]
+        for earlier, later in itertools.pairwise(attempts):
+            end = earlier.ended_at if earlier.outcome != Outcome.CRASHED else earlier.heartbeat_at
+            assert end is not None and end <= later.started_at, f"{thread}: two agents at once"
+    crashed = [r for r in everything if r.outcome == Outcome.CRASHED]
+    assert len(everything) == KEYS * TURNS + len(crashed)
+    check_histories(fleet, jobs, killed)
+    fleet.timings |= {"runs": len(everything), "crashed": len(crashed)}
+
+
+def describe(fleet: Fleet, key: str) -> list[tuple[str, ...]]:
+    """A key's attempts, for a failure's message."""
+    runs = sorted(fleet.store.list_runs(agent="claude", thread=key, limit=100), key=lambda r: r.started_at)
+    return [
+        (
+            r.prompt[:14],
+            r.outcome.value,
+            r.prompt_kind.value,
+            r.mode.value,
+            r.host,
+            f"{r.started_at:.1f}",
+            f"{r.ended_at or 0:.1f}",
+            (r.job_id or "")[-6:],
+        )
+        for r in runs
+    ]
+
+
+def check_histories(fleet: Fleet, jobs: dict[str, str], killed: RunRecord) -> None:
+    """What the mock saw: per key, histories that only grow; in the last one, every instruction of the
+    key answered by the model exactly once (the interrupted one included). Only the mock's replies
+    count as answers: resuming a conversation whose last message is an unanswered instruction, Claude
+    Code puts an assistant message of its own after it (a placeholder, not the model's)."""
+    by_key: dict[str, list[MockRequest]] = {}
+    for request in fleet.model.conversation():
+        first = TOKEN.search(request.text())
+        assert first, request.text()[:300]
+        by_key.setdefault(first.group(1), []).append(request)
+    assert sorted(by_key) == sorted(f"k{k}" for k in range(KEYS))
+    for key, requests in by_key.items():
+        counts = [len(r.messages) for r in requests]
+        assert counts == sorted(counts), f"{key}: a history shrank (a fresh conversation): {counts}"
+        answered: dict[str, int] = {}
+        current = None
+        last_reply = {"role": "assistant", "content": "mock reply #0 (to the last request)"}
+        for message in [*requests[-1].messages, last_reply]:
+            text = json.dumps(message.get("content"))
+            if message.get("role") == "user" and (found := TOKEN.findall(text)):
+                current = "[{}] turn {}".format(*found[-1])
+            elif message.get("role") == "assistant" and current and "mock reply #" in text:
+                answered[current] = answered.get(current, 0) + 1
+                current = None
+        mine = sorted(t for t in jobs.values() if t.startswith(f"[{key}]"))
+        assert answered == dict.fromkeys(mine, 1), (
+            f"{key}: {answered}; killed {killed.prompt[:14]!r}; its runs: {describe(fleet, key)}; "
+            f"its history: {[(m.get('role'), TOKEN.findall(json.dumps(m))) for m in requests[-1].messages]}"
+        )
+    retried = TOKEN.search(killed.prompt)
+    assert retried
+    last_before = [len(r.messages) for r in by_key[retried.group(1)] if retried.group(0) not in r.text()]
+    assert last_before and len(by_key[retried.group(1)][-1].messages) > max(last_before)
