@@ -6,6 +6,13 @@
 #
 #   deploy/fleet/images.sh        (as root, as `make image`; ENGINE is podman)
 set -eu
+# One image build at a time on this machine: the image test and the fleet test may start at once on a
+# fresh machine, and two builds side by side took twice the base and twice the build; the second now
+# waits, then finds what the first made.
+if [ -z "${BATON_IMAGE_LOCKED:-}" ] && command -v flock >/dev/null; then
+	export BATON_IMAGE_LOCKED=1
+	exec flock "${TMPDIR:-/tmp}/baton-image.lock" "$0" "$@"
+fi
 cd "$(dirname "$0")/../.."
 BASE=${BASE:-localhost/baton-base:trixie}
 has_image() { podman image exists "$1"; }

@@ -10,6 +10,13 @@
 # CA_BUNDLE (default: the system's) is handed to the build as a secret, for pip and npm behind a proxy
 # that re-signs TLS; it does not end up in the image. The build stage's image is removed after the build.
 set -eu
+# One image build at a time on this machine: the image test and the fleet test may start at once on a
+# fresh machine, and two builds side by side took twice the base and twice the build; the second now
+# waits, then finds what the first made.
+if [ -z "${BATON_IMAGE_LOCKED:-}" ] && command -v flock >/dev/null; then
+	export BATON_IMAGE_LOCKED=1
+	exec flock "${TMPDIR:-/tmp}/baton-image.lock" "$0" "$@"
+fi
 cd "$(dirname "$0")/../.."
 IMAGE=${IMAGE:-localhost/baton:dev}
 OFFICIAL=docker.io/library/debian:trixie-slim
