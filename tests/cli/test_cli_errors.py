@@ -41,6 +41,16 @@ def test_json_errors_are_objects_on_stdout(cli: Cli, src_repo: Path) -> None:
     assert "sideways" in usage.stderr  # people still read the message on stderr
 
 
+def test_a_bad_extra_agent_is_a_clear_error_not_a_traceback(cli: Cli) -> None:
+    """BATON_AGENTS_EXTRA is read when the agents are imported; printing the error must not import them
+    again (it did: a traceback of the same error, exit 1)."""
+    for value, named in (("bogus", "agent 'bogus'"), ("x=", "agent 'x'")):
+        for args in (("runs", "ls"), ("run", "-a", "fake", "-r", "/nowhere", "-t", "t", "p")):
+            done = cli(*args, env={"BATON_AGENTS_EXTRA": value})
+            assert done.returncode == 2 and "Traceback" not in done.stderr, (value, args, done.stderr)
+            assert done.stderr.startswith(f"error: {named}: the factory must be 'module:function'"), done.stderr
+
+
 def test_json_after_double_dash_is_a_prompt_not_a_flag(cli: Cli, src_repo: Path) -> None:
     result = cli("run", "-a", "nope", "-r", str(src_repo), "-t", "x", "--", "--json")
     assert result.returncode == 2 and result.stdout == "" and "unknown agent" in result.stderr

@@ -86,7 +86,8 @@ def fail(kind: str, message: str, exit_code: int, as_json: bool, quiet: bool = F
 
         sys.stdout.write(json.dumps({"error": error}, indent=2) + "\n")
     if not quiet:
-        from baton.cli.common import err, esc
+        # not cli.common: it imports the agents, whose import may be what failed (BATON_AGENTS_EXTRA)
+        from baton.cli.render import err, esc
 
         err().print(f"[red]error:[/red] {esc(message)}", highlight=False)
     sys.exit(exit_code)
