@@ -106,6 +106,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(name)
         if found:
             item.add_marker("services")
+    # The image builds (minutes each, one after the other: deploy/image/build.sh holds a lock) first, so
+    # under `--dist worksteal` one worker starts on them while the other takes everything else, and
+    # neither waits for them at the end; `make image`'s test before the fleet's, which then reuses its
+    # image. A stable sort: every worker collects the same order.
+    items.sort(key=_builds_first)
+
+
+def _builds_first(item: pytest.Item) -> int:
+    """0: `make image`'s test; 1: the fleet's (reusing that image); 2: everything else."""
+    if item.get_closest_marker("image") is None:
+        return 2
+    return 1 if "fleet" in item.nodeid else 0
 
 
 # The real CLIs' mock model servers (module, class), and how many history items each CLI sends on a

@@ -48,7 +48,8 @@ def test_a_bad_extra_agent_is_a_clear_error_not_a_traceback(cli: Cli) -> None:
         for args in (("runs", "ls"), ("run", "-a", "fake", "-r", "/nowhere", "-t", "t", "p")):
             done = cli(*args, env={"BATON_AGENTS_EXTRA": value})
             assert done.returncode == 2 and "Traceback" not in done.stderr, (value, args, done.stderr)
-            assert done.stderr.startswith(f"error: {named}: the factory must be 'module:function'"), done.stderr
+            said = f"error: {named}: the factory must be 'module:function'"
+            assert done.stderr.startswith(said), done.stderr
 
 
 def test_json_after_double_dash_is_a_prompt_not_a_flag(cli: Cli, src_repo: Path) -> None:
