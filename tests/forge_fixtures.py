@@ -20,6 +20,7 @@ import pytest
 
 from baton.forge.records import DeliveryStatus
 from baton.forge.tables import delivery_store, forge_store
+from baton.forge.threads import STATUS_HEAD
 from baton.models import JobStatus
 from baton.settings import Settings
 from baton.testing.fake_forge import FakeForge
@@ -117,6 +118,16 @@ def settled(service: Service, fake: FakeForge, turns: int) -> None:
 
 def kind_of(fake: FakeForge) -> str:
     return "gitea" if isinstance(fake, FakeGitea) else "github"
+
+
+def statuses(fake: FakeForge, number: int | None = None) -> list[str]:
+    """The bodies of baton's status comments (one per thread) on ``number`` (every one: None)."""
+    return [c.body for c in fake.comments(REPO, number, login="baton-bot") if c.body.startswith(STATUS_HEAD)]
+
+
+def answers(fake: FakeForge, number: int) -> list[str]:
+    """The bodies of the agent's answers baton posted on ``number`` (``reply = "comment"``), oldest first."""
+    return [c.body for c in fake.comments(REPO, number, login="baton-bot") if c.body.startswith("<sub>`")]
 
 
 def binding_of(service: Service, number: int, forge: str = "github") -> dict[str, object]:

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from baton.forge.threads import STATUS_HEAD
 from baton.testing.fake import register_fake
 from baton.testing.fake_forge import FakeForge
+from baton.testing.fake_forge_state import IssueComment
 from tests.forge_fixtures import REPO, SECRET, configure, fake_fixture, forge_kind_fixture  # noqa: F401
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -24,6 +26,11 @@ def env(fake: FakeForge, home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[st
 
     configure(load_settings(overrides={"home": str(home)}, environ={}), fake, "fake")
     return {"BATON_GIT_TOKEN": fake.token("baton-bot"), "FAKE_AGENT_WRITE": "notes.md"}
+
+
+def status_comments(fake: FakeForge, issue: int) -> list[IssueComment]:
+    """baton's status comments on ``issue`` (the agent's answers beside them left out)."""
+    return [c for c in fake.comments(REPO, issue, login="baton-bot") if c.body.startswith(STATUS_HEAD)]
 
 
 def test_forge_test_checks_the_token_the_api_and_batons_access(
@@ -243,7 +250,7 @@ def test_unbind_and_bind_again_keep_one_status_comment(
     assert cli("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
     fake.comment(REPO, issue, "alice", "write the notes")
     assert cli("forge", "reconcile", env=env, timeout=180).returncode == 0
-    [status] = fake.comments(REPO, issue, login="baton-bot")
+    [status] = status_comments(fake, issue)
     first = status.body
     assert cli("forge", "unbind", f"github:{REPO}#{issue}", env=env).returncode == 0
     assert cli("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
@@ -252,7 +259,7 @@ def test_unbind_and_bind_again_keep_one_status_comment(
     fake.comment(REPO, issue, "alice", "and a second line")
     done = cli("forge", "reconcile", env=env, timeout=180)
     assert done.returncode == 0 and "1 accepted" in done.stdout, done.stdout + done.stderr
-    [edited] = fake.comments(REPO, issue, login="baton-bot")
+    [edited] = status_comments(fake, issue)
     assert edited.id == status.id and edited.body != first
 
 
@@ -274,5 +281,5 @@ def test_the_reconcile_finds_a_conflict_no_webhook_told_and_pushes_nothing_unres
     assert [e["kind"] for e in shown["events"] if e["status"] == "dispatched"][-1] == "conflict"
     assert shown["binding"]["head_sha"] == head
     assert fake.branches(REPO)[branch] == head  # the fake agent left the markers: nothing pushed
-    [status] = fake.comments(REPO, issue, login="baton-bot")
+    [status] = status_comments(fake, issue)
     assert "the merge conflict is still open" in status.body and "`notes.md`" in status.body

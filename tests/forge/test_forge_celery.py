@@ -33,7 +33,7 @@ from tests.celery_fixtures import (  # noqa: F401 (fixtures)
     workers_fixture,
 )
 from tests.conftest import wait_for
-from tests.forge_fixtures import REPO, SECRET
+from tests.forge_fixtures import REPO, SECRET, statuses
 
 pytestmark = pytest.mark.slow
 
@@ -118,5 +118,5 @@ clone_url = "{fake.clone_url(REPO)}"
     notes = fake.repo(REPO).git("show", f"baton/fake/issue-{issue}:notes.md")
     assert "turn 1" in notes and "turn 2" in notes
     [pr] = fake.pulls(REPO)
-    [status] = fake.comments(REPO, issue, login="baton-bot")
-    assert f"opened #{pr.number}" in status.body or "succeeded" in status.body
+    [status] = statuses(fake, issue)
+    assert f"opened #{pr.number}" in status or "succeeded" in status

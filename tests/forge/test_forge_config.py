@@ -11,6 +11,7 @@ from baton.forge.config import (
     BotPolicy,
     ForgeConfig,
     ForgeSettings,
+    Reply,
     RepoConfig,
     TriggerConfig,
     Untrusted,
@@ -158,9 +159,22 @@ def test_defaults_of_a_repo(tmp_path: Path) -> None:
     assert (repo.bots, repo.untrusted) == (BotPolicy.NONE, Untrusted.DROP)
     assert repo.budget == Budget(per_failure=3, per_day=20)
     assert (repo.draft, repo.base, repo.clone_url, repo.timeout) == (True, None, None, None)
+    assert repo.reply is Reply.COMMENT  # the agent's answer, a reply of its own on the forge
     assert repo.triggers == {Trigger.MENTION: TriggerConfig(Trigger.MENTION, Access.EDIT)}
     assert repo.trigger(Trigger.LABEL) is None and repo.trigger(Trigger.ASSIGN) is None
     assert repo.repo_url(forges.forges["github"]) == "https://github.com/acme/api.git"
+
+
+@pytest.mark.parametrize("reply", list(Reply))
+def test_where_the_agents_answer_goes_is_the_repos_reply(tmp_path: Path, reply: Reply) -> None:
+    repo = _load(tmp_path, GITHUB + f'[repo."acme/api"]\nreply = "{reply.value}"\n').repo(
+        "github", "acme/api"
+    )
+    assert repo is not None and repo.reply is reply
+
+
+def test_an_unknown_reply_is_refused_naming_the_key_and_the_words(tmp_path: Path) -> None:
+    _refused(tmp_path, GITHUB + '[repo."acme/api"]\nreply = "thread"\n', "reply", "comment, status, none")
 
 
 def test_a_repo_built_in_code_gets_the_mention_at_its_access() -> None:

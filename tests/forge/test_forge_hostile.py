@@ -28,6 +28,7 @@ from tests.forge_fixtures import (  # noqa: F401 (fixtures)
     forge_kind_fixture,
     forge_service_fixture,
     settled,
+    statuses,
 )
 from tests.service_fixtures import Service
 
@@ -150,8 +151,8 @@ def test_a_refused_push_is_reported_in_the_forges_words_and_the_work_is_kept(
     settled(forge_service, fake, 1)
     [turn] = forge_store(forge_service.store).forge_turns("github", REPO, issue)
     assert "GH006" in turn["publish"]["refused"]
-    [status] = fake.comments(REPO, issue, login="baton-bot")
-    assert "push was refused" in status.body and "GH006" in status.body
+    [status] = statuses(fake, issue)
+    assert "push was refused" in status and "GH006" in status
     assert "baton/fake/issue-1" not in fake.branches(REPO) and fake.pulls(REPO) == []
     binding = binding_of(forge_service, issue)
     session = forge_service.store.get_session("fake", str(binding["repo_slug"]), f"issue-{issue}")
@@ -225,8 +226,8 @@ def test_a_pr_from_a_fork_is_read_in_the_fork_and_nothing_is_pushed(
     session = forge_service.store.get_session("fake", str(binding["repo_slug"]), f"pr-{pr}")
     assert session is not None and (Path(session.worktree) / "evil.py").is_file()  # the fork's code
     assert (dict(fake.branches(REPO)), dict(fake.branches("mallory/api"))) == before  # nothing pushed
-    [status] = fake.comments(REPO, pr, login="baton-bot")
-    assert "read-only thread pushes nothing" in status.body
+    [status] = statuses(fake, pr)
+    assert "read-only thread pushes nothing" in status
 
 
 def test_the_bind_api_checks_the_agent_the_issue_and_a_rebind(

@@ -19,7 +19,7 @@ import pytest
 from baton.fleet.execute import AFTER_JOB
 from baton.fleet.local import LocalExecutor
 from baton.forge import dispatch, publish
-from baton.forge.config import ForgeConfig, ForgeSettings, RepoConfig, Untrusted
+from baton.forge.config import ForgeConfig, ForgeSettings, Reply, RepoConfig, Untrusted
 from baton.forge.conflicts import base_moved
 from baton.forge.delivery import READERS, BasePushed, Delivery
 from baton.forge.loop import ForgeLoop
@@ -40,7 +40,7 @@ from baton.forge.reconcile import reconcile
 from baton.forge.records import BindingStatus, EventStatus, FeedbackKind
 from baton.forge.schedule import heal
 from baton.forge.tables import forge_store
-from baton.forge.threads import bind_thread
+from baton.forge.threads import STATUS_HEAD, bind_thread
 from baton.models import Access, JobStatus
 from baton.settings import Settings
 from baton.store import Store
@@ -90,6 +90,14 @@ class MemoryForge:
 
     def comments_of(self) -> list[str]:
         return list(self.posted.values())
+
+    def statuses(self) -> list[str]:
+        """baton's status comments (one a thread)."""
+        return [c for c in self.posted.values() if c.startswith(STATUS_HEAD)]
+
+    def answers(self) -> list[str]:
+        """The agent's answers baton posted (``reply = "comment"``, the default)."""
+        return [c for c in self.posted.values() if c.startswith("<sub>`")]
 
     def comments(self, repo: str, number: int, since: float | None = None) -> list[Comment]:
         return []
@@ -207,13 +215,16 @@ def test_a_mention_binds_the_issue_and_baton_pushes_and_opens_the_pr(
     # the agent's edit was committed by baton and pushed with baton's credentials
     pushed = git(origin, "show", "baton/fake/issue-42:notes.md")
     assert "turn 1" in pushed
-    [status] = forge.comments_of()
+    [status] = forge.statuses()
     assert "succeeded" in status and "opened #7" in status
+    [answer] = forge.answers()  # the fake agent's own words, attributed to its turn
+    assert answer.startswith("<sub>`fake` on thread `issue-42` · turn `")
+    assert "fake reply: received 2 messages" in answer
     # a second comment is the next turn of the same conversation; the status comment is edited, not added
     assert dispatch.handle(loop, comment(2, "now make it louder")).status == "accepted"
     idle(loop)
     assert "turn 2" in git(origin, "show", "baton/fake/issue-42:notes.md")
-    assert len(forge.posted) == 1
+    assert len(forge.statuses()) == 1 and len(forge.answers()) == 2  # one status comment, an answer a turn
     sessions = loop.store.list_runs("fake", binding.repo_slug, "issue-42")
     assert {r.session_id_out for r in sessions} == {sessions[0].session_id_out}  # one conversation
     audit = [a["action"] for a in loop.store.list_audit(50)]
@@ -412,6 +423,19 @@ def test_a_push_delivery_names_the_branch_to_check(loop: ForgeLoop) -> None:
     assert not (isinstance(read, Delivery) and read.pushed)
 
 
+@pytest.mark.parametrize("reply", [Reply.STATUS, Reply.NONE])
+def test_the_repos_reply_puts_the_answer_in_the_status_comment_or_nowhere(
+    loop: ForgeLoop, forge: MemoryForge, reply: Reply
+) -> None:
+    key = ("gh", "acme/api")
+    loop.config.repos[key] = replace(loop.config.repos[key], reply=reply)
+    assert dispatch.handle(loop, comment(1, "@baton start")).status == "accepted"
+    idle(loop)
+    [status] = forge.statuses()
+    assert forge.answers() == [] and len(forge.posted) == 1  # no comment of its own
+    assert ("**The agent's answer:**\n\nfake reply: received 2 messages" in status) is (reply is Reply.STATUS)
+
+
 def test_a_turn_whose_publisher_died_is_published_by_the_heal(
     loop: ForgeLoop, forge: MemoryForge, origin: Path
 ) -> None:
@@ -423,8 +447,8 @@ def test_a_turn_whose_publisher_died_is_published_by_the_heal(
     heal(loop)
     assert forge_store(loop.store).unpublished_turns() == [] and len(forge.prs) == 1
     assert "turn 1" in git(origin, "show", "baton/fake/issue-42:notes.md")
-    heal(loop)  # once only
-    assert len(forge.posted) == 1
+    heal(loop)  # once only: one status comment, one answer
+    assert len(forge.statuses()) == 1 and len(forge.answers()) == 1
 
 
 def test_quoted_words_never_share_a_turn_with_instructions(
@@ -482,7 +506,7 @@ def test_an_unresolved_conflict_is_never_pushed_and_the_next_turn_is_told(
     # nothing was concluded, committed or pushed: the branch on the forge is where it was, no marker in it
     assert git(origin, "rev-parse", "baton/fake/issue-42") == pushed
     assert "<<<<<<<" not in git(origin, "show", "baton/fake/issue-42:notes.md")
-    [status] = forge.comments_of()
+    [status] = forge.statuses()
     assert "the merge conflict is still open" in status and "`notes.md` (3 marker lines)" in status
     assert "- pushed `" not in status and "Nothing was committed or pushed" in status
     binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
@@ -504,7 +528,7 @@ def test_an_unresolved_conflict_is_never_pushed_and_the_next_turn_is_told(
     assert merged.startswith("both notes, merged") and "<<<<<<<" not in merged
     binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
     assert binding is not None and binding.note is None
-    assert "still open" not in forge.comments_of()[0] and "**succeeded**" in forge.comments_of()[0]
+    assert "still open" not in forge.statuses()[0] and "**succeeded**" in forge.statuses()[0]
 
 
 def test_one_prs_failed_read_never_aborts_the_reconcile_pass(

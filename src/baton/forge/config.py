@@ -57,6 +57,14 @@ class BotPolicy(StrEnum):
     ALL = "all"  # bots are judged like people (their permission on the repo)
 
 
+class Reply(StrEnum):
+    """Where the agent's answer of a forge turn goes: a comment of its own, the status comment, nowhere."""
+
+    COMMENT = "comment"  # a reply in the conversation, beside the one status comment
+    STATUS = "status"  # a section of the status comment
+    NONE = "none"  # only on baton's own surfaces (the dashboard, the API)
+
+
 class Untrusted(StrEnum):
     """What becomes of an untrusted actor's words on a bound thread."""
 
@@ -126,6 +134,7 @@ class RepoConfig:
     untrusted: Untrusted = Untrusted.DROP
     budget: Budget = field(default_factory=Budget)
     draft: bool = True  # baton's pull requests open as drafts
+    reply: Reply = Reply.COMMENT  # where the agent's answer of each turn is posted
     base: str | None = None  # the branch PRs target; None: the repository's default branch
     clone_url: str | None = None  # None: the forge's <web_url>/<owner>/<name>.git
     timeout: float | None = None  # a turn's timeout in seconds; None: the settings' run_timeout
@@ -403,7 +412,7 @@ def _urls(fields: _Fields, kind: ForgeKind) -> tuple[str, str]:
 
 _REPO_KEYS = (
     "forge", "agent", "access", "trusted", "allow", "deny", "only_allow", "bots", "bot_allow",
-    "untrusted", "ci_budget", "daily_turns", "draft", "base", "clone_url", "timeout", "triggers",
+    "untrusted", "ci_budget", "daily_turns", "draft", "reply", "base", "clone_url", "timeout", "triggers",
 )  # fmt: skip
 
 
@@ -432,6 +441,7 @@ def _repo(
         untrusted=Untrusted(fields.choice("untrusted", [u.value for u in Untrusted], Untrusted.DROP.value)),
         budget=Budget(per_failure=fields.count("ci_budget", 3), per_day=fields.count("daily_turns", 20)),
         draft=fields.flag("draft", True),
+        reply=Reply(fields.choice("reply", [r.value for r in Reply], Reply.COMMENT.value)),
         base=_branch(fields),
         clone_url=_clone_url(fields),
         timeout=fields.seconds("timeout"),

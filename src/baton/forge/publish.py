@@ -17,8 +17,8 @@ from typing import Any
 
 from baton.errors import BatonError, GitError
 from baton.fleet.execute import AFTER_JOB
-from baton.forge import dispatch, merging
-from baton.forge.config import ForgeSettings
+from baton.forge import answers, dispatch, merging
+from baton.forge.config import ForgeSettings, Reply
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeError, ForgeKind
 from baton.forge.records import Binding
@@ -125,7 +125,10 @@ def publish(loop: ForgeLoop, binding: Binding, job: JobRecord, outcome: str) -> 
        the forge's words and nothing is lost.
     3. An issue's thread gets its pull request (draft by default, closing the issue) the first time it
        pushes; a PR's thread just moves the PR's head.
-    4. The thread's **one** status comment (run id, outcome, what changed, cost) is posted or edited."""
+    4. The thread's **one** status comment (run id, outcome, what changed, cost) is posted or edited.
+    5. The agent's answer (its final message) is posted as a reply of its own, attributed and bounded
+       (:mod:`baton.forge.answers`), or shown in the status comment, or nowhere: the repository's
+       ``reply`` (``comment``, ``status``, ``none``)."""
     result: dict[str, Any] = {"outcome": outcome}
     if binding.access == Access.READ:  # a PR from a fork: its thread reads, and pushes nothing
         result.update({"pushed": False, "why": "a read-only thread pushes nothing"})
@@ -139,7 +142,11 @@ def publish(loop: ForgeLoop, binding: Binding, job: JobRecord, outcome: str) -> 
         result.update(_push(loop, binding, job))
     if result.get("pushed") and binding.pr is None:
         result.update(_open_pr(loop, binding))
-    result["comment"] = _status_comment(loop, binding, job, result)
+    repo = loop.repo(binding.forge, binding.repo)
+    reply = repo.reply if repo is not None else Reply.COMMENT
+    result["comment"] = _status_comment(loop, binding, job, result, reply is Reply.STATUS)
+    if reply is Reply.COMMENT and (answer := answers.answer_of(job)) is not None:
+        result["reply"] = _post(loop, binding, answers.answer_text(binding, job, answer))
     binding.updated_at = loop.clock()
     forge_store(loop.store).save_binding(binding)
     return result
@@ -236,9 +243,23 @@ def _open_pr(loop: ForgeLoop, binding: Binding) -> dict[str, Any]:
     return {"pr": number, "pr_url": url}
 
 
-def _status_comment(loop: ForgeLoop, binding: Binding, job: JobRecord, result: dict[str, Any]) -> str:
+def _post(loop: ForgeLoop, binding: Binding, text: str) -> str:
+    """A comment of baton's in the thread's conversation: "posted", or why not (the turn is kept)."""
+    try:
+        loop.client(binding.forge).post_comment(binding.repo, binding.number, text)
+    except ForgeError as exc:
+        log.warning("forge %s: the agent's answer was not posted: %s", binding.conversation, exc)
+        return f"failed: {exc}"
+    return "posted"
+
+
+def _status_comment(
+    loop: ForgeLoop, binding: Binding, job: JobRecord, result: dict[str, Any], with_answer: bool
+) -> str:
     client = loop.client(binding.forge)
     text = status_text(binding, job, result, loop.settings.public_url)
+    if with_answer and (lines := answers.section(job)):
+        text += "\n".join(lines) + "\n"
     try:
         if binding.status_comment is not None:
             client.edit_comment(binding.repo, binding.status_comment, text)
