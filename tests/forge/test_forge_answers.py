@@ -4,6 +4,8 @@ a forge comment holds, folded when long, its text posted as written; and where t
 
 from __future__ import annotations
 
+import pytest
+
 from baton.forge import answers
 from baton.forge.answers import FOLD_AT, MAX_CHARS, answer_text
 from baton.forge.records import Binding
@@ -45,6 +47,17 @@ def test_hostile_text_is_data_and_never_reads_as_batons_own_comment() -> None:
     text = answer_text(binding(), job(hostile), hostile)
     assert not text.startswith(STATUS_HEAD) and text.startswith("<sub>`claude`")
     assert hostile.replace("\0", "\ufffd") in text and "\0" not in text
+
+
+def test_the_secrets_in_batons_environment_never_reach_the_forge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prompt-injected agent that echoes the model key it was given, or a forge token it found: its
+    answer shows ``***`` in their place, on a comment of its own and in the status comment alike."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-leaked-value")
+    monkeypatch.setenv("BATON_GIT_TOKEN", "ghp_leakedforgetoken")
+    monkeypatch.setenv("HOME_DIR_NAME", "ordinary-value-kept")  # not a secret's name: left
+    said = "key sk-ant-api03-leaked-value, token ghp_leakedforgetoken, ordinary-value-kept"
+    for text in (answer_text(binding(), job(said), said), answers.section(job(said))[3]):
+        assert "leaked" not in text and "key ***, token ***, ordinary-value-kept" in text
 
 
 def test_no_answer_without_words_and_the_status_section_is_bounded() -> None:

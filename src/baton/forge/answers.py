@@ -1,16 +1,34 @@
 """The agent's answer of a forge turn, as the forge shows it: its final message, attributed (agent,
 thread, turn, run), bounded to what a forge comment holds, folded under ``<details>`` when long. The
-text is the agent's, posted as written (only NUL, which no forge stores, is replaced): baton never
-reads it as anything, and its own comments never trigger a turn (:func:`baton.forge.trust.judge`).
+text is the agent's, posted as written but for NUL (no forge stores it) and the values of the secrets
+in baton's environment (a model key the agent was given, a forge token), which a prompt-injected agent
+could echo onto a public forge: baton never reads it as anything, and its own comments never trigger a
+turn (:func:`baton.forge.trust.judge`).
 """
 
 from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
 
 from baton.forge.records import Binding
 from baton.models import JobRecord
 
 FOLD_AT = 1_500  # characters: a longer answer is folded, so the conversation stays readable
 MAX_CHARS = 60_000  # GitHub refuses a comment over 65,536 characters; room left for the rest
+SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(_|$)", re.IGNORECASE)
+SECRET_MIN = 8  # characters: a shorter value would blank ordinary words
+
+
+def shown(text: str, environ: Mapping[str, str] = os.environ) -> str:
+    """``text`` as the forge may show it: NUL replaced, and each value of a secret-named variable of
+    ``environ`` (``*_KEY``, ``*_TOKEN``, ``*SECRET*``, ``*PASSWORD*``) replaced by ``***``."""
+    text = text.replace("\0", "\ufffd")
+    for name, value in environ.items():
+        if len(value) >= SECRET_MIN and value in text and SECRET_NAME.search(name):
+            text = text.replace(value, "***")
+    return text
 
 
 def answer_of(job: JobRecord) -> str | None:
@@ -26,7 +44,7 @@ def answer_text(binding: Binding, job: JobRecord, answer: str) -> str:
     about = f"`{binding.agent}` on thread `{binding.thread}` · turn `{job.id}`" + (
         f" · run `{run_id}`" if isinstance(run_id, str) and run_id != job.id else ""
     )
-    body = answer.replace("\0", "\ufffd")
+    body = shown(answer)
     cut = ""
     if len(body) > MAX_CHARS:
         cut = f"\n\n*… {len(body) - MAX_CHARS:,} more characters: the whole answer is on baton's dashboard*"
@@ -42,7 +60,7 @@ def section(job: JobRecord) -> list[str]:
     answer = answer_of(job)
     if answer is None:
         return []
-    shown = answer.replace("\0", "\ufffd")
-    if len(shown) > FOLD_AT:
-        shown = shown[:FOLD_AT] + f" … ({len(answer) - FOLD_AT:,} more characters on baton's dashboard)"
-    return ["", "**The agent's answer:**", "", shown]
+    text = shown(answer)
+    if len(text) > FOLD_AT:
+        text = text[:FOLD_AT] + f" … ({len(answer) - FOLD_AT:,} more characters on baton's dashboard)"
+    return ["", "**The agent's answer:**", "", text]
