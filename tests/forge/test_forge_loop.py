@@ -436,6 +436,22 @@ def test_the_repos_reply_puts_the_answer_in_the_status_comment_or_nowhere(
     assert ("**The agent's answer:**\n\nfake reply: received 2 messages" in status) is (reply is Reply.STATUS)
 
 
+def test_a_turn_published_again_posts_its_answer_once(
+    loop: ForgeLoop, forge: MemoryForge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publisher that died after the forge's writes, before the turn was marked published: the heal
+    publishes the turn again, and finds its answer on the thread instead of posting a second one."""
+    assert dispatch.handle(loop, comment(1, "@baton start")).status == "accepted"
+    idle(loop)
+    [job] = loop.store.list_jobs(limit=5)
+    said = [Comment(i, Actor("baton-bot"), body, "u") for i, body in forge.posted.items()]
+    monkeypatch.setattr(forge, "comments", lambda repo, number, since=None: said)
+    fields = {"result": job.result, "error": job.error}
+    published = publish.after_job(loop, job.id, str(job.outcome), fields, again=True)
+    assert published is not None and published["reply"] == "posted before"
+    assert len(forge.statuses()) == 1 and len(forge.answers()) == 1
+
+
 def test_a_turn_whose_publisher_died_is_published_by_the_heal(
     loop: ForgeLoop, forge: MemoryForge, origin: Path
 ) -> None:

@@ -40,10 +40,6 @@ def answer_of(job: JobRecord) -> str | None:
 def answer_text(binding: Binding, job: JobRecord, answer: str) -> str:
     """The comment that carries ``answer``: who said it in which turn, then the answer, cut at
     :data:`MAX_CHARS` (saying how much more there was) and folded past :data:`FOLD_AT`."""
-    run_id = (job.result or {}).get("run_id")
-    about = f"`{binding.agent}` on thread `{binding.thread}` · turn `{job.id}`" + (
-        f" · run `{run_id}`" if isinstance(run_id, str) and run_id != job.id else ""
-    )
     body = shown(answer)
     cut = ""
     if len(body) > MAX_CHARS:
@@ -52,7 +48,14 @@ def answer_text(binding: Binding, job: JobRecord, answer: str) -> str:
     if len(answer) > FOLD_AT:
         summary = f"the agent's answer ({len(answer):,} characters)"
         body = f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
-    return f"<sub>{about}</sub>\n\n{body}{cut}\n"
+    return f"{attribution(binding, job)}</sub>\n\n{body}{cut}\n"
+
+
+def attribution(binding: Binding, job: JobRecord) -> str:
+    """How the answer of ``job`` starts (who said it in which turn), up to the closing ``</sub>``."""
+    run_id = (job.result or {}).get("run_id")
+    run = f" · run `{run_id}`" if isinstance(run_id, str) and run_id != job.id else ""
+    return f"<sub>`{binding.agent}` on thread `{binding.thread}` · turn `{job.id}`{run}"
 
 
 def section(job: JobRecord) -> list[str]:

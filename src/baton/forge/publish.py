@@ -24,6 +24,7 @@ from baton.forge.model import ForgeError, ForgeKind
 from baton.forge.records import Binding
 from baton.forge.tables import forge_store
 from baton.forge.threads import STATUS_HEAD
+from baton.forge.trust import is_own
 from baton.keys import Key, parse_repo
 from baton.models import Access, JobRecord, Outcome
 from baton.settings import Settings
@@ -84,12 +85,15 @@ def install_per_process(settings: Settings, config: ForgeSettings) -> None:
     AFTER_JOB["forge"] = hook
 
 
-def after_job(loop: ForgeLoop, job_id: str, outcome: str, fields: dict[str, Any]) -> dict[str, Any] | None:
+def after_job(
+    loop: ForgeLoop, job_id: str, outcome: str, fields: dict[str, Any], again: bool = False
+) -> dict[str, Any] | None:
     """Publish a forge turn that ended with ``outcome`` (``fields``: the job's ``result`` and
     ``error``); what was written (also kept with the turn in the store), or None when the job is not a
     forge turn. Never raises: a failure is what it returns. The turn is marked published once (the
     store decides), and only then are the events that waited for it started as the next turn
-    (:func:`baton.forge.dispatch.kick`)."""
+    (:func:`baton.forge.dispatch.kick`). ``again``: the heal publishes a turn whose publisher died, which
+    may have posted its answer already."""
     events = forge_store(loop.store).events_of_job(job_id)
     job = loop.store.get_job(job_id)
     if not events or job is None:
@@ -101,7 +105,7 @@ def after_job(loop: ForgeLoop, job_id: str, outcome: str, fields: dict[str, Any]
     if binding is None:
         return {"error": f"{first.forge}:{first.repo}#{first.number} is no longer bound"}
     try:
-        result = publish(loop, binding, job, outcome)
+        result = publish(loop, binding, job, outcome, again)
     except Exception as exc:  # the run's end must be recorded whatever the forge did
         log.exception("forge %s: publishing turn %s failed", binding.conversation, job.id)
         result = {"error": f"{type(exc).__name__}: {redact(str(exc))}"}
@@ -110,7 +114,9 @@ def after_job(loop: ForgeLoop, job_id: str, outcome: str, fields: dict[str, Any]
     return result
 
 
-def publish(loop: ForgeLoop, binding: Binding, job: JobRecord, outcome: str) -> dict[str, Any]:
+def publish(
+    loop: ForgeLoop, binding: Binding, job: JobRecord, outcome: str, again: bool = False
+) -> dict[str, Any]:
     """Commit, push, open or move the PR, update the status comment; what happened, as data.
 
     1. What the agent left uncommitted in the worktree is committed on the thread's branch (the agent
@@ -146,7 +152,10 @@ def publish(loop: ForgeLoop, binding: Binding, job: JobRecord, outcome: str) -> 
     reply = repo.reply if repo is not None else Reply.COMMENT
     result["comment"] = _status_comment(loop, binding, job, result, reply is Reply.STATUS)
     if reply is Reply.COMMENT and (answer := answers.answer_of(job)) is not None:
-        result["reply"] = _post(loop, binding, answers.answer_text(binding, job, answer))
+        if again and _answered(loop, binding, job):
+            result["reply"] = "posted before"
+        else:
+            result["reply"] = _post(loop, binding, answers.answer_text(binding, job, answer))
     binding.updated_at = loop.clock()
     forge_store(loop.store).save_binding(binding)
     return result
@@ -241,6 +250,18 @@ def _open_pr(loop: ForgeLoop, binding: Binding) -> dict[str, Any]:
     binding.pr = number
     loop.store.audit("forge.pr_opened", binding.conversation, "baton", {"pr": number, "url": url})
     return {"pr": number, "pr_url": url}
+
+
+def _answered(loop: ForgeLoop, binding: Binding, job: JobRecord) -> bool:
+    """Whether baton's answer of ``job`` is on the thread already (its publisher died after posting it):
+    asked only when a turn is published again, so a turn's answer is posted once."""
+    forge = loop.forge(binding.forge)
+    mark = answers.attribution(binding, job)
+    try:
+        said = loop.client(binding.forge).comments(binding.repo, binding.number, since=job.started_at)
+    except ForgeError:
+        return False  # cannot tell: post it (twice at worst, never lost)
+    return any(is_own(c.author.login, forge) and c.body.startswith(mark) for c in said)
 
 
 def _post(loop: ForgeLoop, binding: Binding, text: str) -> str:

@@ -32,7 +32,7 @@ def heal(loop: ForgeLoop) -> int:
             continue  # queued or running: its own executor publishes it
         fields = {"result": job.result, "error": job.error}
         log.info("forge: publishing turn %s, which ended unpublished", job.id)
-        publish.after_job(loop, job.id, job.outcome or "crashed", fields)
+        publish.after_job(loop, job.id, job.outcome or "crashed", fields, again=True)
     started = 0
     for forge, repo, number in forge_store(loop.store).pending_forge_threads():
         binding = forge_store(loop.store).get_binding(forge, repo, number)
