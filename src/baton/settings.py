@@ -437,11 +437,17 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     return settings
 
 
+# settings that were, and are now read and ignored: a config.toml written when they existed keeps working
+RETIRED = {"warm"}  # the warm server, retired on 2026-11-26 (bench/README.md, note 17)
+
+
 def _from_file(config: Path) -> dict[str, Any]:
     """The settings of ``config.toml`` (none when there is no such file)."""
     file = read_config(config)
     values = {}
     for name, value in file.settings().items():
+        if name in RETIRED:
+            continue
         if name not in _FIELDS:
             raise BadInput(f"{config}: unknown setting {name!r} (known: {', '.join(sorted(_FIELDS))})")
         values[name] = _coerce(name, value, str(config))

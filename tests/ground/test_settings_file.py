@@ -137,3 +137,10 @@ def test_the_typed_switches_are_their_choices() -> None:
     assert set(typed) == {"cgroups", "mount_ns", "reflink", "shared_caches", "log_format"}
     for name, alias in typed.items():
         assert CHOICES[name] == get_args(getattr(settings_module, alias)), name
+
+
+def test_a_retired_setting_in_the_file_is_ignored_not_refused(tmp_path: Path) -> None:
+    """``warm = "off"`` was the documented way to turn the warm server off; the server is gone, and a
+    file that still says so loads (the key ignored) instead of failing every command."""
+    (tmp_path / "config.toml").write_text('warm = "off"\nttl_days = 7\n')
+    assert load_settings(overrides={"home": str(tmp_path)}, environ={}).ttl_days == 7
