@@ -65,6 +65,7 @@ class Outcome(StrEnum):
     CONFLICT = "conflict"  # a sync with upstream conflicted: the agent did not run, worktree as it was
     LIMITED = "limited"  # baton stopped it at one of the run's limits (memory, processes, disk)
     RATE_LIMITED = "rate_limited"  # the agent's usage quota is spent: the thread waits for its reset
+    NEEDS_INPUT = "needs_input"  # the agent asked a person (``ask_human``): the thread waits for an answer
 
     @property
     def interrupted(self) -> bool:
@@ -200,6 +201,7 @@ class RunRecord:
     left_running: str | None = None  # what those were (their first few commands), for the next turn
     resets_at: float | None = None  # rate_limited: when the agent's quota resets (None: not said)
     limit_kind: str | None = None  # rate_limited: which quota (five_hour, seven_day, daily…; "" unknown)
+    question: dict[str, Any] | None = None  # needs_input: what the agent asked ({"text", "options"})
 
     @property
     def run_id(self) -> str:

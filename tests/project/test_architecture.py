@@ -14,7 +14,7 @@ GROUND = {"errors", "models", "install", "files", "keys", "settings", "retry"}
 # lowest first; a room may import its own modules, the ground floor and any room of a lower layer
 LAYERS: list[set[str]] = [
     {"agents", "store"},
-    {"workspace"},
+    {"workspace", "asking"},
     {"sessions"},
     {"sync"},
     {"sandbox"},

@@ -10,6 +10,7 @@ hand-offs). Modes: ``fresh`` (``session/new``, the agent's id from the ``acp.ses
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from baton.agents import limits
-from baton.agents.base import AgentBase, Capabilities, Launch, Turn, guard_prompt, need_session
+from baton.agents.base import AgentBase, Capabilities, Launch, McpServer, Turn, guard_prompt, need_session
 from baton.agents.limits import Limit
 from baton.errors import AgentError
 from baton.models import Access, Mode, Outcome
@@ -75,8 +76,13 @@ class AcpAgent(AgentBase):
         session_id: str | None,
         access: Access = Access.EDIT,
         walled: bool = False,
+        servers: tuple[McpServer, ...] = (),
     ) -> Launch:
         argv = [sys.executable, "-S", str(BRIDGE), "--access", access.value]
+        flagged = self.server_args(servers)
+        if servers and not flagged:  # ACP's stdio McpServer: name, command, args, env (no secret: argv)
+            given = [{"name": s.name, "command": s.command, "args": list(s.args), "env": []} for s in servers]
+            argv += ["--mcp", json.dumps(given)]
         if mode == Mode.RESUME:
             argv += ["--session", need_session(session_id, mode)]
         elif mode not in (Mode.FRESH, Mode.RECOVER):
@@ -85,9 +91,14 @@ class AcpAgent(AgentBase):
             argv += ["--bound", "1"]
         if self.server_secret_env:
             argv += ["--secret-env", self.server_secret_env]
-        argv += ["--", *self.command, *self.acp_args, *self.access_args(access)]
+        argv += ["--", *self.command, *self.acp_args, *self.access_args(access), *flagged]
         # ACP's slash commands are prompts that start with "/" (OpenCode runs them): never a user's
         return Launch(argv=argv, env=self.home_env(), stdin=self.prompt_stdin(guard_prompt(prompt, ("/",))))
+
+    def server_args(self, servers: tuple[McpServer, ...]) -> list[str]:
+        """The agent's own flags that give it ``servers``, for an agent that takes no MCP server over
+        ACP; [] (the default): they go in ``session/new`` and ``session/load``."""
+        return []
 
     def access_args(self, access: Access) -> list[str]:
         """The agent's own flags for an access level, where it has them (the bridge's answers to its

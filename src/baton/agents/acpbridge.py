@@ -29,6 +29,7 @@ CANCEL_GRACE = 3.0  # seconds the agent has to end a cancelled turn
 # why only there (Copilot CLI: "BYOK providers require an explicit model"), and the run's error would
 # otherwise be "initialize: the agent exited"
 STDERR_TAIL = 5
+ASK_TOOL = "ask_human"  # baton's MCP tool (baton.asking.server), allowed at every access level
 ALLOWED = {  # the tool kinds each access level allows (ACP's ToolKind)
     "read": {"read", "search", "fetch", "think"},
     "edit": {"read", "search", "fetch", "think", "edit", "delete", "move"},
@@ -147,7 +148,7 @@ def decide(access: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[st
     allows reads only, edit reads and edits, full everything (:data:`ALLOWED`)."""
     tool = _dict(params.get("toolCall"))
     kind = tool.get("kind") if isinstance(tool.get("kind"), str) else "other"
-    allow = access == "full" or kind in ALLOWED.get(access, set())
+    allow = access == "full" or kind in ALLOWED.get(access, set()) or asks(tool)
     options = [o for o in params.get("options") or [] if isinstance(o, dict)]
     wanted = ("allow_once", "allow_always") if allow else ("reject_once", "reject_always")
     chosen = next((o for w in wanted for o in options if o.get("kind") == w), None)
@@ -155,6 +156,14 @@ def decide(access: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[st
     if chosen is None:
         return {"outcome": "cancelled"}, said
     return {"outcome": "selected", "optionId": chosen.get("optionId")}, said
+
+
+def asks(tool: dict[str, Any]) -> bool:
+    """Whether a permission request is for baton's own ``ask_human`` (allowed at every access level:
+    it only writes the question down): its title names it, and it is no edit or command."""
+    title = tool.get("title")
+    kind = tool.get("kind") or "other"
+    return isinstance(title, str) and ASK_TOOL in title and kind not in ("edit", "delete", "move", "execute")
 
 
 def known(peer: Peer, info: dict[str, Any], session: str) -> bool:
@@ -175,14 +184,22 @@ def listed(peer: Peer, info: dict[str, Any], session: str, cwd: str) -> bool:
     return isinstance(listed, list) and any(_dict(s).get("sessionId") == session for s in listed)
 
 
-def turn(peer: Peer, session: str | None, cwd: str, prompt: str, bound: bool = False) -> int:
+def turn(
+    peer: Peer,
+    session: str | None,
+    cwd: str,
+    prompt: str,
+    bound: bool = False,
+    servers: list[Any] | None = None,
+) -> int:
     """One turn; the exit code: 0 when it ends ``end_turn``, 2 for a lost conversation, else 1.
 
     1. ``initialize`` (protocol version 1, no file-system or terminal capabilities: the agent uses its
        own tools, inside the walls);
-    2. ``session/new`` with the working directory (no MCP servers), or ``session/load`` of ``session``
-       (its history replayed as ``session/update`` notifications, which are not this turn's and are only
-       counted); a load the agent refuses prints ``{"type": "acp.error", "session_not_found": true, …}``,
+    2. ``session/new`` with the working directory and ``servers`` (ACP's stdio ``McpServer`` objects),
+       or ``session/load`` of ``session`` (its history replayed as ``session/update`` notifications,
+       which are not this turn's and are only counted); a load the agent refuses prints
+       ``{"type": "acp.error", "session_not_found": true, …}``,
        and so does, before any load, a conversation that an agent binding conversations to their
        directory (``bound``) lists for another directory only (it would load it, then fail every prompt);
     3. ``session/prompt`` with the prompt (read from stdin, never argv), every ``session/update`` printed
@@ -212,7 +229,7 @@ def turn(peer: Peer, session: str | None, cwd: str, prompt: str, bound: bool = F
             emit({"type": "acp.error", "step": "session/load", "session_not_found": True, "error": said})
             return 2
         peer.replaying = True
-        loaded = peer.call("session/load", {"sessionId": session, "cwd": cwd, "mcpServers": []})
+        loaded = peer.call("session/load", {"sessionId": session, "cwd": cwd, "mcpServers": servers or []})
         peer.replaying = False
         if "error" in loaded:
             lost = not known(peer, _dict(started.get("result")), session)
@@ -221,7 +238,7 @@ def turn(peer: Peer, session: str | None, cwd: str, prompt: str, bound: bool = F
             return 2 if lost else 1
         peer.session = session
     else:
-        made = peer.call("session/new", {"cwd": cwd, "mcpServers": []})
+        made = peer.call("session/new", {"cwd": cwd, "mcpServers": servers or []})
         result = made.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("sessionId"), str):
             emit({"type": "acp.error", "step": "session/new", "error": made.get("error")})
@@ -250,9 +267,16 @@ def turn(peer: Peer, session: str | None, cwd: str, prompt: str, bound: bool = F
 
 
 def options(argv: list[str]) -> tuple[dict[str, str], list[str]] | None:
-    """``acpbridge --access LEVEL --cwd DIR [--session ID] [--bound 1] [--secret-env NAME] -- AGENT
-    ARGV…``: the options and the agent's argv; None (said on stderr) when they are not that."""
-    args = {"--access": "read", "--cwd": os.getcwd(), "--session": "", "--bound": "", "--secret-env": ""}
+    """``acpbridge --access LEVEL --cwd DIR [--session ID] [--bound 1] [--secret-env NAME] [--mcp JSON]
+    -- AGENT ARGV…``: the options and the agent's argv; None (said on stderr) when they are not that."""
+    args = {
+        "--access": "read",
+        "--cwd": os.getcwd(),
+        "--session": "",
+        "--bound": "",
+        "--secret-env": "",
+        "--mcp": "[]",
+    }
     while argv and argv[0] != "--":
         if argv[0] not in args or len(argv) < 2:
             sys.stderr.write(f"acpbridge: unknown or incomplete option {argv[0]!r}\n")
@@ -312,7 +336,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        code = turn(peer, args["--session"] or None, args["--cwd"], prompt, bound=bool(args["--bound"]))
+        servers = json.loads(args["--mcp"])
+        code = turn(peer, args["--session"] or None, args["--cwd"], prompt, bool(args["--bound"]), servers)
     finally:
         if proc.stdin is not None:
             with contextlib.suppress(OSError):

@@ -86,6 +86,16 @@ class Launch:
 
 
 @dataclass(frozen=True)
+class McpServer:
+    """A stdio MCP server a turn's agent is given (baton's own ``ask_human``: :mod:`baton.asking`),
+    configured through the CLI's own MCP configuration. Never a secret in it: it may reach argv."""
+
+    name: str
+    command: str
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Auth:
     """How an agent CLI can authenticate under baton: any one of these does; none at all means it needs
     no credentials (a local model provider). baton checks it before a run writes anything
@@ -176,11 +186,13 @@ class Agent(Protocol):
         session_id: str | None,
         access: Access = Access.EDIT,
         walled: bool = False,
+        servers: tuple[McpServer, ...] = (),
     ) -> Launch:
         """``session_id``: the conversation to resume/fork (None for fresh/recover/continue);
         ``access``: what the CLI may let the agent do; ``walled``: baton's Landlock walls hold the
         agent at that level whatever the CLI allows (a CLI whose own sandbox cannot run inside them
-        switches it off)."""
+        switches it off); ``servers``: MCP servers the agent is given, each tool allowed at every
+        access level (they run inside the same walls)."""
         ...
 
     def read_event(self, line: str, turn: Turn) -> dict[str, Any] | None:

@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from baton.agents import limits, signals
-from baton.agents.base import AgentBase, Capabilities, Launch, Turn, find_binary, guard_prompt, need_session
+from baton.agents.base import (
+    AgentBase,
+    Capabilities,
+    Launch,
+    McpServer,
+    Turn,
+    find_binary,
+    guard_prompt,
+    need_session,
+)
 from baton.agents.formats import claude_problem
 from baton.agents.limits import Limit
 from baton.agents.signals import Signal
@@ -147,10 +156,12 @@ class ClaudeAgent(AgentBase):
         session_id: str | None,
         access: Access = Access.EDIT,
         walled: bool = False,
+        servers: tuple[McpServer, ...] = (),
     ) -> Launch:
         # `-p` is a flag: with no positional prompt the CLI reads the prompt from stdin.
         argv = [*self.command, "-p", "--output-format", "stream-json", "--verbose"]
         argv += self.access_flags[access]
+        argv += mcp_flags(servers)
         new_id: str | None = None
         if mode in (Mode.FRESH, Mode.RECOVER):
             new_id = str(uuid.uuid4())
@@ -235,6 +246,23 @@ class ClaudeAgent(AgentBase):
             if found is not None:
                 return found or None
         return None
+
+
+def mcp_flags(servers: tuple[McpServer, ...]) -> list[str]:
+    """``--mcp-config`` with the turn's servers, and their tools allowed (``mcp__<server>``: every tool
+    of it) at every access level: ``-p`` refuses a tool it was not told it may use."""
+    if not servers:
+        return []
+    # alwaysLoad: never deferred behind tool search (the model would have to search for a tool it
+    # does not know it has), and the turn starts once the server is connected
+    config = {
+        "mcpServers": {
+            s.name: {"type": "stdio", "command": s.command, "args": list(s.args), "alwaysLoad": True}
+            for s in servers
+        }
+    }
+    allowed = ",".join(f"mcp__{s.name}" for s in servers)
+    return [f"--mcp-config={json.dumps(config)}", f"--allowedTools={allowed}"]
 
 
 def _lines_from_end(data: bytes) -> Iterator[bytes]:

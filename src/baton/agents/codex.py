@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import tomlkit
 
 from baton.agents import codex_config, limits, signals
-from baton.agents.base import AgentBase, Auth, Capabilities, Launch, Turn, find_binary, need_uuid
+from baton.agents.base import AgentBase, Auth, Capabilities, Launch, McpServer, Turn, find_binary, need_uuid
 from baton.agents.codex_config import merge_toml as merge_toml  # re-exported for callers
 from baton.agents.codex_config import read_toml as read_toml
 from baton.agents.codex_threads import fork_rollout
@@ -138,6 +138,7 @@ class CodexAgent(AgentBase):
         session_id: str | None,
         access: Access = Access.EDIT,
         walled: bool = False,
+        servers: tuple[McpServer, ...] = (),
     ) -> Launch:
         """The argv, exec-level flags first (they are not accepted after ``resume``), ``-`` as the prompt
         so Codex reads it from stdin and no prompt is ever parsed as a flag or a subcommand:
@@ -161,6 +162,7 @@ class CodexAgent(AgentBase):
         flags = self.access_flags[Access.FULL if walled else access]
         provider = self.base_url_provider(os.environ)  # checked before the fork's copy is written
         argv, new_id = [*command, *EXEC, *flags, *(provider_flags(provider) if provider else [])], None
+        argv += mcp_flags(servers)
         if mode in (Mode.FRESH, Mode.RECOVER):
             argv += [STDIN]
         elif mode == Mode.RESUME:
@@ -423,6 +425,18 @@ def provider_flags(provider: dict[str, str]) -> list[str]:
         "-c",
         f"model_providers.{BASE_URL_PROVIDER}={table.as_string()}",
     ]
+
+
+def mcp_flags(servers: tuple[McpServer, ...]) -> list[str]:
+    """``-c mcp_servers.<name>={command, args}`` per server, for this turn only (config.toml untouched)."""
+    # tool search off: Codex would otherwise defer every MCP tool behind it, and a model that has to
+    # search for a tool it does not know it has never asks
+    flags: list[str] = []
+    for server in servers:
+        table = tomlkit.inline_table()
+        table.update({"command": server.command, "args": list(server.args)})
+        flags += ["-c", f"mcp_servers.{server.name}={table.as_string()}"]
+    return flags
 
 
 def from_settings(name: str, settings: Settings) -> CodexAgent:

@@ -9,6 +9,7 @@ text, told from answers (:meth:`CopilotAgent.on_event`). Measured on 1.0.102: do
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.agents.acp import AcpAgent, platform_binary
-from baton.agents.base import Turn, find_binary
+from baton.agents.base import McpServer, Turn, find_binary
 from baton.agents.signals import Signal, from_text
 from baton.models import Access
 from baton.settings import Settings
@@ -53,6 +54,19 @@ class CopilotAgent(AcpAgent):
         ("Operation cancelled by user"), a tool denied by rule is refused to the model, which goes on.
         And its telemetry off, where the release knows the flag (1.0.100 on: older ones exit on it)."""
         return [*TOOL_RULES[access], *(NO_TELEMETRY if _release(self.version()) >= (1, 0, 100) else ())]
+
+    def server_args(self, servers: tuple[McpServer, ...]) -> list[str]:
+        """``--additional-mcp-config``: 1.0.102 takes no MCP server given over ACP (its tools never
+        appear), only its own configuration; every tool of each server allowed."""
+        if not servers:
+            return []
+        config = {
+            "mcpServers": {
+                s.name: {"type": "local", "command": s.command, "args": list(s.args), "tools": ["*"]}
+                for s in servers
+            }
+        }
+        return ["--additional-mcp-config", json.dumps(config)]
 
     def home_env(self) -> dict[str, str]:
         return {"COPILOT_HOME": str(self._home / "copilot"), "XDG_CACHE_HOME": str(self.cache_dir())}

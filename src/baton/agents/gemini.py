@@ -28,6 +28,7 @@ from baton.agents.base import (
     AgentBase,
     Capabilities,
     Launch,
+    McpServer,
     Turn,
     find_binary,
     guard_prompt,
@@ -104,6 +105,8 @@ priority = 200
 # (written at every launch: a missing policy file is silently ignored, and then there is no shell).
 POLICY_FILE = "baton-read-only-shell.toml"
 
+
+BATON_SERVERS = ("baton",)  # the MCP servers baton gives a turn (baton.asking), by name
 
 DEFAULT_API = "https://generativelanguage.googleapis.com"
 
@@ -212,6 +215,7 @@ class GeminiAgent(AgentBase):
         session_id: str | None,
         access: Access = Access.EDIT,
         walled: bool = False,
+        servers: tuple[McpServer, ...] = (),
     ) -> Launch:
         """The argv, the prompt on stdin (baton writes it whole when the process starts: Gemini gives up
         on a pipe that stays empty for 500 ms), a prompt Gemini would run or drop from its history sent
@@ -227,8 +231,10 @@ class GeminiAgent(AgentBase):
         trusts the worktree baton made (an untrusted folder exits 55); ``GEMINI_CLI_NO_RELAUNCH`` keeps
         Gemini one process: by default it re-spawns itself as a child node process, which would outlive
         a runner killed with SIGKILL (only the direct child gets ``PR_SET_PDEATHSIG``) and keep writing
-        the transcript the next run resumes."""
+        the transcript the next run resumes. ``servers`` are written into the home's settings.json
+        (:meth:`give_servers`)."""
         stdin = self.prompt_stdin(guard_prompt(prompt, IGNORED_PREFIXES))
+        self.give_servers(servers)
         argv = [*self.command, "-o", "stream-json", *self.access_argv(access)]
         model = self.model()
         if model:
@@ -254,6 +260,18 @@ class GeminiAgent(AgentBase):
             "GEMINI_CLI_NO_RELAUNCH": "true",
         }
         return Launch(argv=argv, env=env, new_session_id=new_id, stdin=stdin)
+
+    def give_servers(self, servers: tuple[McpServer, ...]) -> None:
+        """The turn's MCP servers in settings.json's ``mcpServers`` (``trust``: their calls need no
+        confirmation, which a headless turn cannot give); a server named like baton's that this turn
+        does not have is removed, the user's others kept; written only when it changed."""
+        settings = self._settings()
+        found = settings.get("mcpServers")
+        current = dict(found) if isinstance(found, dict) else {}
+        wanted = {s.name: {"command": s.command, "args": list(s.args), "trust": True} for s in servers}
+        merged = {name: spec for name, spec in current.items() if name not in BATON_SERVERS} | wanted
+        if merged != current:
+            write_json(self.gemini_dir / "settings.json", {**settings, "mcpServers": merged})
 
     def access_argv(self, access: Access) -> list[str]:
         """The flags of ``access``, with the read-only shell policy (written, if it is not there as

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.agents.acp import AcpAgent, platform_binary
-from baton.agents.base import Launch, Turn, find_binary
+from baton.agents.base import Launch, McpServer, Turn, find_binary
 from baton.agents.opencode_db import rebind
 from baton.agents.signals import Signal, SignalKind
 from baton.models import Access, Mode
@@ -221,8 +221,9 @@ class OpenCodeAgent(AcpAgent):
         session_id: str | None,
         access: Access = Access.EDIT,
         walled: bool = False,
+        servers: tuple[McpServer, ...] = (),
     ) -> Launch:
-        made = super().launch(mode, prompt, session_id, access, walled)
+        made = super().launch(mode, prompt, session_id, access, walled, servers)
         argv, env = made.argv, {**made.env, "OPENCODE_PERMISSION": json.dumps(PERMISSION[access])}
         # no snapshots of its own: a git store of the worktree in each key's home (disk, ~1 s a turn);
         # baton checkpoints the worktree itself. Over the config files, so the operator's are kept.

@@ -21,6 +21,8 @@ from typing import Any
 from baton.agents import Agent, Launch, Turn, clean_error, get_agent
 from baton.agents.base import version_or_none
 from baton.agents.limits import Limit, LimitKind
+from baton.asking import questions
+from baton.asking.questions import Question
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
 from baton.runner import quota
@@ -46,6 +48,7 @@ class Ending:
     left_running: str | None = None  # what they were
     limit: Limit | None = None  # the usage limit the turn met (rate_limited; a transient one: failed)
     resets_at: float | None = None  # rate_limited: when runs of its credential may start again
+    question: Question | None = None  # needs_input: what the agent asked
 
 
 # What a rate-limited turn's message ends with: what happens to its instruction.
@@ -62,7 +65,10 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
     session = prepared.session
     text = _prompt(ctx, prepared, decision, attempt)
     walled = check_confine(ctx.settings)
-    launch = ctx.agent.launch(decision.mode, text, decision.session_id, ctx.access, walled)
+    tmp = keyspace.key_tmp(ctx.settings, ctx.key)
+    questions.clear(tmp)  # an earlier turn's question is never this one's
+    servers = (questions.server(tmp),)
+    launch = ctx.agent.launch(decision.mode, text, decision.session_id, ctx.access, walled, servers)
     record = _record(ctx, prepared, decision, attempt)
     record.confined = walled
     turn = Turn()
@@ -80,7 +86,7 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
             if translated is exc:
                 raise
             raise translated from exc
-        ending = _classify(ctx, decision, result, turn, watch)
+        ending = _asked(_classify(ctx, decision, result, turn, watch), questions.take(tmp))
         _quota(ctx, record, ending)
         ending.reaped, ending.left_running = result.reaped.count, result.reaped.summary()
         if ending.reaped:
@@ -348,6 +354,15 @@ def _classify(
     )
 
 
+def _asked(ending: Ending, question: Question | None) -> Ending:
+    """A turn whose agent asked a person (``ask_human``) and then ended its turn — or failed after
+    asking — ends ``needs_input`` with the question: never retried, the thread waits for an answer.
+    A turn cut short (timeout, cancel, a limit) keeps that outcome; its question is dropped."""
+    if question is None or ending.outcome not in (Outcome.SUCCEEDED, Outcome.FAILED):
+        return ending
+    return Ending(Outcome.NEEDS_INPUT, None, ending.exit_code, question=question)
+
+
 def _limited(agent: Agent, outcome: Outcome, result: ProcessResult, turn: Turn) -> Ending | None:
     """A turn that met a usage limit (:mod:`baton.agents.limits`): ``rate_limited`` for a spent quota,
     ``failed`` (retried with backoff) for a transient one; None when it met none, or went through
@@ -413,6 +428,7 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
         "left_running": ending.left_running,
         "resets_at": ending.resets_at,
         "limit_kind": ending.limit.scope if ending.outcome == Outcome.RATE_LIMITED and ending.limit else None,
+        "question": ending.question.to_json() if ending.question else None,
     }
     for name, value in final.items():
         setattr(record, name, value)

@@ -258,6 +258,9 @@ class RunJson(TypedDict):
     limit_kind: Annotated[
         str | None, Doc("rate_limited: which quota (five_hour, seven_day, daily…; '' unknown)")
     ]
+    question: Annotated[
+        dict[str, Any] | None, Doc("needs_input: what the agent asked a person ({text, options})")
+    ]
     usage: dict[str, Any]
     cost_usd: float | None
     worktree: str
@@ -318,6 +321,7 @@ class RunResult:
             "error": run.error,
             "resets_at": iso(run.resets_at),
             "limit_kind": run.limit_kind,
+            "question": run.question,
             "usage": run.usage,
             "cost_usd": run.cost_usd,
             "worktree": self.session.worktree,

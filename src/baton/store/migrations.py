@@ -213,6 +213,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 tripped_at {real}, run_id TEXT, updated_at {real} NOT NULL)""",
         ],
     ),
+    (
+        16,
+        "a thread can ask a person: the question of a run that ended needs_input (runs.question)",
+        ["ALTER TABLE runs ADD COLUMN question TEXT"],
+    ),
 ]
 
 DIALECT_TYPES = {

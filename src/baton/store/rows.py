@@ -25,7 +25,7 @@ def db_value(name: str, value: Any) -> Any:
     return value
 
 
-JSON_OR_NULL = ("sync", "origin", "pending_sync")  # JSON documents that may be absent (NULL)
+JSON_OR_NULL = ("sync", "origin", "pending_sync", "question")  # JSON documents that may be absent (NULL)
 
 
 def _json_or_none(text: str | None) -> Any:
@@ -49,6 +49,7 @@ def run_of(row: Any) -> RunRecord:
     data["outcome"] = Outcome(data["outcome"])
     data["usage"] = json.loads(data["usage"] or "{}")
     data["sync"] = _json_or_none(data["sync"])
+    data["question"] = _json_or_none(data.get("question"))
     data["access"] = _access_or_none(data["access"])
     data["confined"] = None if data["confined"] is None else bool(data["confined"])
     return RunRecord(**data)

@@ -82,6 +82,7 @@ runs = sa.Table(
     sa.Column("left_running", Text),  # their first few commands
     sa.Column("resets_at", Real),  # rate_limited: when the agent's quota resets
     sa.Column("limit_kind", Text),  # rate_limited: which quota
+    sa.Column("question", Text),  # needs_input: what the agent asked (JSON)
     sa.Index("runs_key", "agent", "repo", "thread", "started_at"),
     sa.Index("runs_outcome", "outcome"),
     sa.Index("runs_started", "started_at"),

@@ -58,11 +58,13 @@ class MockRequest(RecordedRequest):
         so a typo fails the run loudly). Claude Code sends the tool's result back in a new request
         whose latest user message holds the ``tool_result``, not the marker: that request gets the
         plain text reply and the turn ends."""
-        if not self.body.get("tools"):
+        tools = self.body.get("tools")
+        if not tools or not isinstance(tools, list):
             return []
+        offered = [t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)]
         return [
             {"type": "tool_use", "name": name, "input": args}
-            for name, args in find_calls(self.latest_user_text())
+            for name, args in find_calls(self.latest_user_text(), offered)
         ]
 
 

@@ -88,9 +88,16 @@ class MockRequest(RecordedRequest):
         turn ends."""
         if not self.is_conversation or not self.offers_tools():
             return []
+        offered = [
+            str(f.get("name"))
+            for t in self.body.get("tools") or []
+            if isinstance(t, dict)
+            for f in t.get("functionDeclarations") or []
+            if isinstance(f, dict)
+        ]
         return [
             {"functionCall": {"name": name, "args": args}}
-            for name, args in find_calls(self.latest_user_text())
+            for name, args in find_calls(self.latest_user_text(), offered)
         ]
 
     def function_responses(self) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Iterable
 from typing import Any
 
 TOOL_MARKER = re.compile(r"\[\[tool:(?P<name>[A-Za-z_][\w.-]*)(?P<args>.*?)\]\]", re.DOTALL)
@@ -48,6 +49,19 @@ def tool_marker(name: str, **args: str) -> str:
     return f"[[tool:{name}{pairs}]]"
 
 
-def find_calls(text: str) -> list[tuple[str, dict[str, Any]]]:
-    """Every marker in ``text``, in order, as (tool name, input); raises :class:`MarkerError`."""
-    return [(m["name"], tool_input(m["args"])) for m in TOOL_MARKER.finditer(text)]
+def find_calls(text: str, offered: Iterable[str] = ()) -> list[tuple[str, dict[str, Any]]]:
+    """Every marker in ``text``, in order, as (tool name, input), each name as :func:`resolve` finds
+    it among the ``offered`` tools; raises :class:`MarkerError`."""
+    names = tuple(offered)
+    return [(resolve(m["name"], names), tool_input(m["args"])) for m in TOOL_MARKER.finditer(text)]
+
+
+def resolve(name: str, offered: tuple[str, ...]) -> str:
+    """``name`` if offered, else the one offered tool that is ``name`` qualified by its MCP server
+    (``mcp__baton__ask_human``, ``baton__ask_human``, ``baton-ask_human``, ``baton_ask_human``: each
+    CLI's spelling), so one marker ``[[tool:ask_human …]]`` calls baton's tool through every CLI; else
+    ``name`` (the CLI then says the tool is not found)."""
+    if name in offered:
+        return name
+    found = [o for o in offered if len(o) > len(name) and o.endswith(name) and o[-len(name) - 1] in "_-."]
+    return found[0] if len(found) == 1 else name

@@ -86,8 +86,17 @@ class MockRequest(RecordedRequest):
         offered = self.offered_tools()
         if not offered:
             return []
+        found = self.searched_tools()
+        if found is not None:  # the tools a search found: the markers that asked for one call it now
+            return [
+                _function_call(name, args, found[name]) for name, args in self.wanted(found) if name in found
+            ]
         calls: list[Item] = []
-        for name, args in find_calls(self.latest_user_text()):
+        for name, args in find_calls(self.latest_user_text(), offered):
+            if name not in offered and self.can_search():
+                # a deferred tool (Codex defers MCP tools): search for it first, as a model does
+                calls.append(_search_call(name))
+                continue
             if offered.get(name) == "custom":
                 calls.append(
                     {
@@ -108,6 +117,42 @@ class MockRequest(RecordedRequest):
                 )
         return calls
 
+    def can_search(self) -> bool:
+        """Whether the request offers ``tool_search`` (deferred tools are found through it)."""
+        tools = self.body.get("tools")
+        return isinstance(tools, list) and any(
+            isinstance(t, dict) and t.get("type") == "tool_search" for t in tools
+        )
+
+    def searched_tools(self) -> dict[str, str | None] | None:
+        """When the last input item is a ``tool_search_output``: the tools it found, name → namespace
+        (the call names both), else None."""
+        last = self.input[-1] if self.input else None
+        if not isinstance(last, dict) or last.get("type") != "tool_search_output":
+            return None
+        found: dict[str, str | None] = {}
+        for tool in last.get("tools") or []:
+            if isinstance(tool, dict) and tool.get("type") == "namespace":
+                for inner in tool.get("tools") or []:
+                    if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+                        found[inner["name"]] = str(tool.get("name"))
+            elif isinstance(tool, dict) and isinstance(tool.get("name"), str):
+                found[tool["name"]] = None
+        return found
+
+    def wanted(self, found: dict[str, str | None]) -> list[tuple[str, dict[str, Any]]]:
+        """The markers of the last user message (before the search), resolved among ``found``."""
+        users = [
+            item
+            for item in self.input
+            if isinstance(item, dict)
+            and item.get("type", "message") == "message"
+            and item.get("role") == "user"
+        ]
+        parts: list[str] = []
+        _collect_text(users[-1].get("content") if users else None, parts)
+        return find_calls("\n".join(parts), found)
+
     def tool_outputs(self) -> dict[str, Any]:
         """What the CLI sent back for each tool call in the history: call id → output."""
         return {
@@ -115,6 +160,20 @@ class MockRequest(RecordedRequest):
             for item in self.input
             if isinstance(item, dict) and str(item.get("type")).endswith("_call_output") and "call_id" in item
         }
+
+
+def _search_call(name: str) -> Item:
+    return {
+        "type": "tool_search_call",
+        "status": "completed",
+        "execution": "client",
+        "arguments": {"query": name, "limit": 8},
+    }
+
+
+def _function_call(name: str, args: dict[str, Any], namespace: str | None) -> Item:
+    call: Item = {"type": "function_call", "status": "completed", "name": name, "arguments": json.dumps(args)}
+    return {**call, "namespace": namespace} if namespace else call
 
 
 def _collect_text(value: Any, parts: list[str]) -> None:
@@ -301,7 +360,7 @@ def events(
     }
     items: list[Item] = [message]
     for index, call in enumerate(calls or [], 1):
-        prefix = "ctc" if call["type"] == "custom_tool_call" else "fc"
+        prefix = {"custom_tool_call": "ctc", "tool_search_call": "tsc"}.get(call["type"], "fc")
         items.append(
             {**call, "id": f"{prefix}_mock_{number}_{index}", "call_id": f"call_mock_{number}_{index}"}
         )
@@ -345,6 +404,8 @@ def _item_events(index: int, item: Item) -> list[dict[str, Any]]:
             {"type": "response.content_part.done", **at, "part": part},
             done,
         ]
+    if item["type"] == "tool_search_call":  # no streamed arguments: added and done, whole
+        return [{**added, "item": item}, done]
     field = "input" if item["type"] == "custom_tool_call" else "arguments"
     kind = "custom_tool_call_input" if field == "input" else "function_call_arguments"
     return [

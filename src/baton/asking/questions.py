@@ -1,0 +1,93 @@
+"""A turn's question and the answer that resumes its thread. The agent's ``ask_human`` call (the MCP
+server of :mod:`baton.asking.server`) writes the question into the key's temp dir; the runner gives each
+turn the server (:func:`server`), clears the file before the agent starts and reads it back after
+(:func:`take`), bounded and checked like any input from the agent; a person's answer becomes the next
+turn's prompt (:func:`answer_prompt`), which says what was asked and who answered.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from baton.agents.base import McpServer
+from baton.asking import server as _server
+
+FILE = "baton-question.json"  # in the key's temp dir (the agent's TMPDIR, inside its walls)
+MAX_FILE = 256 * 1024  # a question file larger than this was not written by the server: ignored
+MAX_ANSWER = 100_000  # characters of a person's answer a turn takes
+
+
+@dataclass(frozen=True)
+class Question:
+    """What the agent asked: the question and, if it offered a choice, the options."""
+
+    text: str
+    options: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "options": list(self.options)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Question | None:
+        """The question a stored value holds, or None when it holds none."""
+        if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+            return None
+        options = data.get("options") or []
+        return cls(data["text"], tuple(o for o in options if isinstance(o, str)))
+
+    def shown(self) -> str:
+        """The question with its options, as a person reads it (plain text)."""
+        options = "".join(f"\n  {n}. {o}" for n, o in enumerate(self.options, 1))
+        return self.text + (f"\nOptions:{options}" if options else "")
+
+
+def path(tmp: Path) -> Path:
+    """Where a turn's question is written, in the key's temp dir ``tmp``."""
+    return tmp / FILE
+
+
+def server(tmp: Path) -> McpServer:
+    """The ``baton`` MCP server for a turn of the key whose temp dir is ``tmp``: baton's Python running
+    the server's file isolated (``-I -S``: no site, no user paths, no baton package import)."""
+    return McpServer(_server.NAME, sys.executable, ("-I", "-S", str(Path(_server.__file__)), str(path(tmp))))
+
+
+def clear(tmp: Path) -> None:
+    """Remove an earlier turn's question, before the agent starts."""
+    path(tmp).unlink(missing_ok=True)
+
+
+def take(tmp: Path) -> Question | None:
+    """The question this turn's agent asked (the file removed), or None. A file that is not a question
+    the server could have written (too large, not JSON, a link) counts as none."""
+    found = path(tmp)
+    try:
+        if found.is_symlink() or not found.is_file() or found.stat().st_size > MAX_FILE:
+            return None
+        data = json.loads(found.read_bytes())
+    except (OSError, ValueError):
+        return None
+    finally:
+        found.unlink(missing_ok=True)
+    asked = _server.question_of(data)
+    if isinstance(asked, str):
+        return None
+    return Question(asked["question"], tuple(asked["options"]))
+
+
+def answer_prompt(question: Question, answer: str, by: str) -> str:
+    """The next turn's prompt: what the agent asked and ``by``'s answer (quoted as data)."""
+    if len(answer) > MAX_ANSWER:
+        answer = answer[:MAX_ANSWER] + f"\n…({len(answer) - MAX_ANSWER} more characters cut)"
+    return (
+        f"You asked a person a question and your turn ended. The question was:\n\n{_quote(question.shown())}"
+        f"\n\n{by} answered:\n\n{_quote(answer)}\n\nContinue the work with this answer."
+    )
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" for line in text.replace("\x00", "\ufffd").splitlines() or [""])
