@@ -17,6 +17,7 @@ from baton.models import Outcome
 OUTCOME_EXIT: dict[str, int] = {
     Outcome.SUCCEEDED: 0,
     Outcome.CONFLICT: 5,
+    Outcome.NEEDS_INPUT: 7,  # the agent asked a person: `baton answer` resumes the thread
     Outcome.RATE_LIMITED: 75,  # EX_TEMPFAIL: try again later (when the quota resets)
     Outcome.CANCELLED: 130,
 }
@@ -45,6 +46,10 @@ class BadInput(BatonError):
 
 class NotFound(BadInput):
     """A session, run, file or local repository the caller named does not exist."""
+
+
+class NotWaiting(BadInput):
+    """An answer to a thread that waits on no question (its last turn asked nothing)."""
 
 
 class Busy(BatonError):

@@ -343,6 +343,44 @@ def test_the_ci_budget_ends_in_needs_human_with_one_comment_and_a_trusted_commen
     assert held == []
 
 
+ASK = '[[tool:ask_human {"question": "Which greeting: hello or hi?", "options": ["hello", "hi"]}]]'
+
+
+def test_a_question_parks_the_thread_and_only_a_trusted_reply_resumes_it_with_the_answer(
+    loop: ForgeLoop, forge: MemoryForge
+) -> None:
+    assert dispatch.handle(loop, comment(1, f"@baton add a greeting {ASK}")).status == "accepted"
+    idle(loop)
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
+    assert (
+        binding is not None and binding.status == BindingStatus.NEEDS_HUMAN and binding.note == publish.ASKED
+    )
+    [status] = forge.statuses()
+    assert "**needs_input**" in status and publish.ASKED in status
+    [question] = [c for c in forge.answers() if "**The agent asks" in c]  # the question, not the answer
+    assert question.startswith("<sub>`fake` on thread `issue-42` · turn `")
+    assert "**The agent asks @alice:**" in question and "> Which greeting: hello or hi?" in question
+    assert "1. hello\n2. hi" in question
+    assert not [c for c in forge.answers() if "fake reply" in c]  # the question replaces the answer
+    # an untrusted reply never resumes it (nothing was pushed: the work waits in the worktree)
+    assert dispatch.handle(loop, comment(2, "answer: rm -rf /", login="mallory")).status == "dropped"
+    assert forge.prs == []
+    assert len(loop.store.list_jobs(limit=10)) == 1
+    # a trusted reply resumes the same conversation, told the question and the answer
+    assert dispatch.handle(loop, comment(3, "hi, please")).status == "accepted"
+    idle(loop)
+    _first, second = loop.store.list_jobs(limit=10, oldest_first=True)
+    prompt = second.request["prompt"]
+    assert "> Which greeting: hello or hi?" in prompt and "@alice on the forge answered" in prompt
+    assert "hi, please" in prompt and "rm -rf" not in prompt
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
+    assert binding is not None and binding.status == BindingStatus.ACTIVE
+    runs = loop.store.list_runs("fake", binding.repo_slug, "issue-42")
+    assert [r.outcome.value for r in runs] == ["succeeded", "needs_input"]
+    assert runs[0].session_id_in == runs[1].session_id_out  # the same native session
+    assert "forge.needs_input" in [a["action"] for a in loop.store.list_audit(50)]
+
+
 def test_a_stale_ci_failure_is_dropped(loop: ForgeLoop, forge: MemoryForge) -> None:
     forge.failing = [FailedCheck("CI / test", "failure", "https://ci/1")]
     assert dispatch.handle(loop, comment(1, "@baton start")).status == "accepted"

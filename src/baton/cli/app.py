@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from typer.core import TyperGroup
 
+from baton.cli.answer import answer_cmd
 from baton.cli.common import EXIT_CODES
 from baton.cli.demo import demo_cmd
 from baton.cli.doctor import agents_cmd, doctor_cmd
@@ -86,6 +87,7 @@ def _main(
 
 app.command("run", epilog=EPILOG)(run_cmd)
 app.command("submit", epilog=EPILOG)(submit_cmd)
+app.command("answer", epilog=EPILOG)(answer_cmd)
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(runs_app, name="runs")
 app.add_typer(plan_app, name="plan")

@@ -143,9 +143,22 @@ def _print_result(result: RunResult, settings: Settings) -> None:
         say(f"resets at: {iso(r.resets_at)} (exit 75; --wait-quota waits for it)")
     if r.result:
         say(r.result)
+    if r.outcome == Outcome.NEEDS_INPUT:
+        _print_question(r)
     if r.note:
         say(f"note: {r.note}", to_err=True)
     if r.error:
         say(f"error: {r.error}", to_err=True)
     for warning in result.warnings:
         say(f"warning: {warning}", to_err=True)
+
+
+def _print_question(r: RunRecord) -> None:
+    """The question a turn asked, and how to answer it (exit 7)."""
+    from baton.asking.questions import Question
+
+    question = Question.from_json(r.question)
+    shown = question.shown() if question else "(the question could not be read)"
+    say("the agent asks (exit 7; the thread waits for an answer):")
+    say(shown)
+    say(f"answer it with: baton answer -a {r.agent} -r {r.repo} -t {r.thread} 'YOUR ANSWER'", to_err=True)

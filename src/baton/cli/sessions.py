@@ -28,6 +28,7 @@ from baton.cli.common import (
     print_table,
 )
 from baton.cli.listing import list_sessions_page, page_limit
+from baton.cli.render import say
 from baton.cli.runs import AllOpt, LimitOpt, runs_table
 
 sessions_app = group("List, show, reset, export and import sessions.")
@@ -60,6 +61,7 @@ def sessions_show(
 ) -> None:
     """Show one session, its lineage (forks, hand-offs, stacking), its forge thread when it is bound
     to an issue or PR, and its recent runs."""
+    from baton.asking.pending import waiting
     from baton.forge.threads import forge_settings, key_state
     from baton.sessions.lineage import lineage
     from baton.sessions.manage import get_session, resolve_key
@@ -72,12 +74,23 @@ def sessions_show(
         forge = key_state(
             store, key.agent, key.repo.slug, key.thread, forge_settings(settings.home), last=FORGE_EVENTS
         )
+        asked = waiting(store, key.agent, key.repo.slug, key.thread)
+        question = asked.to_json() if asked else None
         if as_json:
+            runs_json = [r.to_json() for r in runs]
             emit_json(
-                {**session.to_json(), "lineage": family, "forge": forge, "runs": [r.to_json() for r in runs]}
+                {
+                    **session.to_json(),
+                    "lineage": family,
+                    "forge": forge,
+                    "question": question,
+                    "runs": runs_json,
+                }
             )
             return
         print_fields({k: v for k, v in session.to_json().items() if k not in ("origin", "pending_sync")})
+        if asked is not None:
+            say(f"waiting for an answer (baton answer) to: {asked.question.shown()}")
         _print_lineage(family)
         if forge is not None:
             _print_forge(forge)

@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 
+from baton.asking.questions import Question
 from baton.forge.records import Binding
 from baton.models import JobRecord
 
@@ -19,6 +20,7 @@ FOLD_AT = 1_500  # characters: a longer answer is folded, so the conversation st
 MAX_CHARS = 60_000  # GitHub refuses a comment over 65,536 characters; room left for the rest
 SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(_|$)", re.IGNORECASE)
 SECRET_MIN = 8  # characters: a shorter value would blank ordinary words
+LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,98}[A-Za-z0-9\]])?")  # a forge login, as mentioned
 
 
 def shown(text: str, environ: Mapping[str, str] = os.environ) -> str:
@@ -67,3 +69,25 @@ def section(job: JobRecord) -> list[str]:
     if len(text) > FOLD_AT:
         text = text[:FOLD_AT] + f" … ({len(answer) - FOLD_AT:,} more characters on baton's dashboard)"
     return ["", "**The agent's answer:**", "", text]
+
+
+def question_of(job: JobRecord) -> Question | None:
+    """What ``job``'s turn asked a person (it ended ``needs_input``); None when it asked nothing."""
+    return Question.from_json((job.result or {}).get("question"))
+
+
+def question_text(binding: Binding, job: JobRecord, question: Question, asked_by: list[str]) -> str:
+    """The comment that puts the agent's question to the people the work is for: attributed like an
+    answer, mentioning who asked for the work (logins the forge gave, nothing else), the question quoted
+    (never folded: it must be read) and how to answer."""
+    mentions = " ".join(f"@{login}" for login in dict.fromkeys(asked_by) if LOGIN.fullmatch(login))
+    text = shown(question.text)
+    if len(text) > MAX_CHARS:
+        text = text[:MAX_CHARS] + f" … ({len(text) - MAX_CHARS:,} more characters on baton's dashboard)"
+    quoted = "\n".join(f"> {line}" for line in text.splitlines() or [""])
+    options = "".join(f"\n{n}. {shown(o)}" for n, o in enumerate(question.options, 1))
+    return (
+        f"{attribution(binding, job)}</sub>\n\n**The agent asks{(' ' + mentions) if mentions else ''}:**\n\n"
+        f"{quoted}\n{options}\n\nThe thread waits for an answer: a reply here from someone with write access "
+        "resumes the same conversation with it.\n"
+    )

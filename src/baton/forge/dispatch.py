@@ -12,6 +12,8 @@ import hashlib
 import logging
 from dataclasses import dataclass, replace
 
+from baton.asking.pending import waiting
+from baton.asking.questions import answer_prompt
 from baton.errors import BadInput, Busy
 from baton.fleet import jobs
 from baton.forge import decisions, merging, prompts
@@ -341,9 +343,8 @@ def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Ou
     events = [ForgeEvent.from_json(record.event) for record in pending]
     quoted = any(record.reason == "quoted" for record in pending)  # then all are (see _kick)
     access = Access.READ if quoted else _access(binding, pending)
-    prompt = merging.told(binding.note) + prompts.render_turn(
-        loop.settings.home, events, quoted=quoted, access=access
-    )
+    body = prompts.render_turn(loop.settings.home, events, quoted=quoted, access=access)
+    prompt = merging.told(binding.note) + _answering(loop, binding, body, events)
     repo = loop.repo(binding.forge, binding.repo)
     request = RunRequest(
         agent=binding.agent,
@@ -378,6 +379,16 @@ def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Ou
     loop.submit(job.id)
     log.info("forge %s: turn %s started from %d event(s): %s", binding.conversation, job.id, len(ids), kinds)
     return Outcome("accepted", f"turn {job.id} started", job_id=job.id, binding=binding.conversation)
+
+
+def _answering(loop: ForgeLoop, binding: Binding, body: str, events: list[ForgeEvent]) -> str:
+    """The turn's prompt: the events' ``body``, as the answer to the question the thread's last turn
+    asked when it did (the same prompt ``baton answer`` gives, :mod:`baton.asking.pending`)."""
+    asked = waiting(loop.store, binding.agent, binding.repo_slug, binding.thread)
+    if asked is None:
+        return body
+    who = ", ".join(dict.fromkeys(f"@{e.actor.login}" for e in events)) or "a person"
+    return answer_prompt(asked.question, body, f"{who} on the forge")
 
 
 def _access(binding: Binding, pending: list[EventRecord]) -> Access:

@@ -15,13 +15,14 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from baton.asking.questions import Question
 from baton.errors import BatonError, GitError
 from baton.fleet.execute import AFTER_JOB
 from baton.forge import answers, dispatch, merging
 from baton.forge.config import ForgeSettings, Reply
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import ForgeError, ForgeKind
-from baton.forge.records import Binding
+from baton.forge.model import ForgeError, ForgeEvent, ForgeKind
+from baton.forge.records import Binding, BindingStatus
 from baton.forge.tables import forge_store
 from baton.forge.threads import STATUS_HEAD
 from baton.forge.trust import is_own
@@ -34,6 +35,7 @@ from baton.workspace.workdirs import Workdirs
 
 log = logging.getLogger("baton.forge")
 SAFE_GIT = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
+ASKED = "the agent asked a question and waits for an answer"  # a parked thread's note
 
 
 def compose(
@@ -150,12 +152,17 @@ def publish(
         result.update(_open_pr(loop, binding))
     repo = loop.repo(binding.forge, binding.repo)
     reply = repo.reply if repo is not None else Reply.COMMENT
+    question = answers.question_of(job) if outcome == Outcome.NEEDS_INPUT.value else None
+    if question is not None:
+        result["asked"] = True
     result["comment"] = _status_comment(loop, binding, job, result, reply is Reply.STATUS)
-    if reply is Reply.COMMENT and (answer := answers.answer_of(job)) is not None:
-        if again and _answered(loop, binding, job):
-            result["reply"] = "posted before"
-        else:
-            result["reply"] = _post(loop, binding, answers.answer_text(binding, job, answer))
+    if question is not None:  # asked whatever `reply` says: a question unread is a thread stuck
+        result["question"] = _ask(loop, binding, job, question, again)
+    elif reply is Reply.COMMENT and (answer := answers.answer_of(job)) is not None:
+        posted = again and _answered(loop, binding, job)
+        result["reply"] = (
+            "posted before" if posted else _post(loop, binding, answers.answer_text(binding, job, answer))
+        )
     binding.updated_at = loop.clock()
     forge_store(loop.store).save_binding(binding)
     return result
@@ -264,6 +271,29 @@ def _answered(loop: ForgeLoop, binding: Binding, job: JobRecord) -> bool:
     return any(is_own(c.author.login, forge) and c.body.startswith(mark) for c in said)
 
 
+def _ask(loop: ForgeLoop, binding: Binding, job: JobRecord, question: Question, again: bool) -> str:
+    """Put the turn's question to the people the work is for, once, and park the thread."""
+    if again and _answered(loop, binding, job):
+        said = "posted before"
+    else:
+        said = _post(loop, binding, answers.question_text(binding, job, question, _asked_by(loop, job)))
+    _park(loop, binding, question.text)
+    return said
+
+
+def _asked_by(loop: ForgeLoop, job: JobRecord) -> list[str]:
+    """The logins whose events made ``job``'s turn: the people a question of it is put to."""
+    events = forge_store(loop.store).events_of_job(job.id)
+    return [ForgeEvent.from_json(record.event).actor.login for record in events]
+
+
+def _park(loop: ForgeLoop, binding: Binding, question: str) -> None:
+    """The thread waits for a person's answer: as a thread that needs a human, which a trusted comment
+    resumes (:func:`baton.forge.dispatch.handle`) with the question and the answer as its prompt."""
+    binding.status, binding.note = BindingStatus.NEEDS_HUMAN, ASKED
+    loop.store.audit("forge.needs_input", binding.conversation, "baton", {"question": question[:500]})
+
+
 def _post(loop: ForgeLoop, binding: Binding, text: str) -> str:
     """A comment of baton's in the thread's conversation: "posted", or why not (the turn is kept)."""
     try:
@@ -316,6 +346,8 @@ def status_text(binding: Binding, job: JobRecord, result: dict[str, Any], public
         )
     elif result.get("why"):
         lines.append(f"- {result['why']}")
+    if result.get("asked"):
+        lines.append(f"- {ASKED}: its question is below")
     if result.get("pr"):
         lines.append(f"- opened #{result['pr']}")
     if isinstance(cost, (int, float)):

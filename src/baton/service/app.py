@@ -19,7 +19,19 @@ from baton.errors import BatonError
 from baton.fleet.executor import check_executor, make_executor
 from baton.forge.config import load_forges
 from baton.housekeeping.sweep import sweep_periodically
-from baton.service import admin, dashboard, disk, forge, health, metrics, quotas, runs, sessions, webhooks
+from baton.service import (
+    admin,
+    answers,
+    dashboard,
+    disk,
+    forge,
+    health,
+    metrics,
+    quotas,
+    runs,
+    sessions,
+    webhooks,
+)
 from baton.service.diskcache import DiskCache
 from baton.service.errors import ERROR_RESPONSES, baton_error_handler, http_error_handler, problems
 from baton.service.limits import BodyLimit
@@ -80,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, responses=problems(413))
     for module in (
         runs,
+        answers,
         sessions,
         admin,
         disk,

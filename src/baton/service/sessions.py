@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from baton.asking.pending import waiting
 from baton.forge.config import ForgeSettings
 from baton.forge.schedule import Schedule
 from baton.forge.threads import key_state
@@ -86,11 +87,26 @@ class RunAttempt(BaseModel):
     sync: dict[str, Any] | None = Field(None, description="what syncing with upstream brought in")
     resets_at: str | None = Field(None, description="rate_limited: when the agent's usage quota resets")
     limit_kind: str | None = Field(None, description="rate_limited: which quota (five_hour, seven_day…)")
+    question: dict[str, Any] | None = Field(
+        None, description="needs_input: what the agent asked ({text, options})"
+    )
+
+
+class QuestionOut(BaseModel):
+    """The question a thread waits on: its last turn ended ``needs_input``."""
+
+    text: str
+    options: list[str]
+    run_id: str = Field(description="the run that asked")
+    asked_at: str | None
 
 
 class SessionDetail(SessionOut):
     runs: list[RunAttempt] = Field(description="the most recent runs, newest first")
     lineage: dict[str, Any] = Field(description="forks, hand-offs and stacking (as `baton sessions show`)")
+    question: QuestionOut | None = Field(
+        None, description="the question the thread waits on (POST /v1/answers answers it); null when none"
+    )
     forge: dict[str, Any] | None = Field(
         None,
         description=(
@@ -175,7 +191,11 @@ def show_session(
     attempts = store.list_runs(key.agent, key.repo.slug, key.thread, limit=runs) if runs else []
     runs_out = [RunAttempt(**_attempt(r.to_json())) for r in attempts]
     forge = key_state(store, key.agent, key.repo.slug, key.thread, forge_config(request), last=FORGE_EVENTS)
-    return SessionDetail(**session.to_json(), runs=runs_out, lineage=lineage(store, session), forge=forge)
+    asked = waiting(store, key.agent, key.repo.slug, key.thread)
+    question = QuestionOut(**asked.to_json()) if asked else None
+    return SessionDetail(
+        **session.to_json(), runs=runs_out, lineage=lineage(store, session), forge=forge, question=question
+    )
 
 
 FORGE_EVENTS = 20  # the newest feedback events of a bound key's ``forge``

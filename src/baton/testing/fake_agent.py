@@ -103,7 +103,36 @@ def limited(session_id: str) -> None:
     sys.exit(1)
 
 
-VALUED = ("--session-id", "--resume", "--output-format", "--settings")
+VALUED = ("--session-id", "--resume", "--output-format", "--settings", "--mcp-config")
+ASK = re.compile(r"\[\[tool:ask_human (\{.*?\})\]\]", re.DOTALL)  # a marker the fake answers as a model would
+
+
+def ask_human(config: str | None, prompt: str) -> str | None:
+    """When ``prompt`` holds ``[[tool:ask_human {JSON}]]``: call the tool as Claude Code does — start the
+    ``baton`` MCP server ``--mcp-config`` names, initialize, list its tools, call ``ask_human`` with the
+    JSON — and return the tool's text (None without a marker or a server)."""
+    found = ASK.search(prompt)
+    servers = json.loads(config).get("mcpServers", {}) if config else {}
+    server = servers.get("baton")
+    if found is None or not isinstance(server, dict):
+        return None
+    calls = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18"}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "ask_human", "arguments": json.loads(found[1])},
+        },
+    ]
+    lines = "".join(json.dumps(c) + "\n" for c in calls)
+    done = subprocess.run(
+        [server["command"], *server.get("args", [])], input=lines, capture_output=True, text=True
+    )
+    answers = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    return str(answers[-1]["result"]["content"][0]["text"]) if len(answers) == 3 else done.stderr
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
@@ -209,6 +238,8 @@ def main(argv: list[str]) -> None:
       run);
     - ``FAKE_AGENT_RETRIES`` = N: before replying, report N failed connections to the model API 0.3 s
       apart, as Claude Code's ``api_retry`` events do (``"error_status": null``);
+    - a prompt holding ``[[tool:ask_human {JSON}]]`` calls baton's ``ask_human`` through the MCP server
+      ``--mcp-config`` gives it (:func:`ask_human`), as a model asking a person would;
     - ``FAKE_AGENT_LIMIT_UNTIL`` = EPOCH: until then, meet a spent five-hour usage limit as Claude Code
       does under a subscription login (a rejected ``rate_limit_event`` with ``resetsAt``, the 429 error
       result, exit 1); ``FAKE_AGENT_LIMIT_SAYS`` = EPOCH or ``garbled``: the ``resetsAt`` it reports
@@ -258,7 +289,9 @@ def main(argv: list[str]) -> None:
         with open(os.environ["FAKE_AGENT_WRITE"], "a", encoding="utf-8") as notes:
             notes.write(f"turn {len(history) // 2 + 1}: {args.get('prompt', '').splitlines()[0][:80]}\n")
     count = len(history) + 2
-    reply = record("assistant", user["uuid"], session_id, cwd, f"fake reply: received {count} messages")
+    asked = ask_human(args.get("mcp-config"), args.get("prompt", ""))
+    said = f"fake reply: received {count} messages" + (f"; asked a person: {asked}" if asked else "")
+    reply = record("assistant", user["uuid"], session_id, cwd, said)
     append(transcript, reply)
     emit({"type": "assistant", "session_id": session_id, "message": reply["message"]})
     if os.environ.get("FAKE_AGENT_EXIT"):

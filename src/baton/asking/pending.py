@@ -1,0 +1,55 @@
+"""The question a thread waits on: its key's last turn ended ``needs_input`` and no turn has run since
+(:func:`waiting`), and the request that answers it (:func:`answering`), which every surface (the CLI's
+``baton answer``, the API, the dashboard) makes the same way: the same key, resuming its conversation,
+the question and the answer as the prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from baton.asking.questions import Question, answer_prompt
+from baton.errors import BadInput, NotWaiting
+from baton.models import Outcome, RunRecord, iso
+from baton.store.base import RunStore
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A thread waiting for a person: the run that asked and what it asked."""
+
+    run: RunRecord
+    question: Question
+
+    @property
+    def asked_at(self) -> float:
+        return self.run.ended_at or self.run.started_at
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.question.to_json(), "run_id": self.run.run_id, "asked_at": iso(self.asked_at)}
+
+
+def waiting(store: RunStore, agent: str, repo: str, thread: str) -> Waiting | None:
+    """The question the key (``repo`` is its slug) waits on, or None when it waits on none."""
+    session = store.get_session(agent, repo, thread)
+    if session is None or session.last_outcome != Outcome.NEEDS_INPUT:
+        return None
+    last = store.list_runs(agent, repo, thread, limit=1)
+    if not last or last[0].outcome != Outcome.NEEDS_INPUT:
+        return None
+    question = Question.from_json(last[0].question)
+    return Waiting(last[0], question) if question is not None else None
+
+
+def answering(store: RunStore, agent: str, repo: str, thread: str, answer: str, by: str) -> str:
+    """The prompt of the turn that answers the key's question; NotWaiting when it waits on none,
+    BadInput for an empty answer (nothing is written either way)."""
+    if not answer.strip():
+        raise BadInput("the answer is empty")
+    found = waiting(store, agent, repo, thread)
+    if found is None:
+        raise NotWaiting(
+            f"{agent}:{repo}:{thread} is not waiting for an answer (its last turn asked nothing)"
+        )
+    return answer_prompt(found.question, answer, by)

@@ -1,0 +1,35 @@
+"""``baton answer``: answer the question a thread waits on (its last turn ended ``needs_input``) and run
+the turn that carries it — the same key resuming its conversation, the question and the answer as the
+prompt (:func:`baton.asking.pending.answering`), run and printed as ``baton run`` does.
+"""
+
+from __future__ import annotations
+
+import getpass
+
+import typer
+
+from baton.cli.common import JsonOpt, cli_store
+from baton.cli.options import request_command
+from baton.cli.run import execute
+from baton.runner.request import RunRequest
+
+
+@request_command()
+def answer_cmd(request: RunRequest, as_json: JsonOpt = False) -> None:
+    """Answer the question a thread waits on (the instruction is the answer) and run the turn that
+    resumes its conversation with it; exit 2 when the thread waits on no question."""
+    from baton.asking.pending import answering
+    from baton.sessions.manage import resolve_key
+
+    with cli_store() as (_settings, store):
+        key = resolve_key(store, request.agent, request.repo, request.thread)
+        request.prompt = answering(store, key.agent, key.repo.slug, key.thread, request.prompt, _who())
+    raise typer.Exit(execute(request, as_json))
+
+
+def _who() -> str:
+    try:
+        return f"{getpass.getuser()} (at the command line)"
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        return "a person at the command line"
