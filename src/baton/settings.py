@@ -119,6 +119,26 @@ class Settings:
     quota_max_wait: float = field(default=691200.0, metadata=about(
         "the longest wait for a reset baton believes (8 days: a weekly window); a reset further away is "
         "not believed, and runs try again after this long (the breaker's detail says so)"))
+    max_usd: float = field(default=0.0, metadata=about(
+        "USD one thread may spend (the cost its agent reports for each turn) before it parks: the next "
+        "turn does not start its agent and ends `needs_input`, saying what was spent and how to raise it "
+        "(`baton budget`, a forge reply `@baton budget +5`); a run's `--max-usd` and a forge repo's "
+        "`max_usd` hold too (the smaller); 0: no cap ([cli.md](cli.md#spending-caps-baton-budget))"))
+    max_tokens: int = field(default=0, metadata=about(
+        "input + output tokens one thread may use before it parks the same way; 0: no cap"))
+    max_minutes: float = field(default=0.0, metadata=about(
+        "wall-clock minutes one thread's turns may run before it parks the same way; 0: no cap"))
+    max_turns: int = field(default=0, metadata=about(
+        "turns one thread may have before it parks the same way; 0: no cap"))
+    repo_max_usd: float = field(default=0.0, metadata=about(
+        "USD all threads of one repository may spend together before each of them parks "
+        "(`baton budget -r REPO --repo-wide --usd +N` raises it); 0: no cap"))
+    repo_max_tokens: int = field(default=0, metadata=about(
+        "input + output tokens all threads of one repository may use together; 0: no cap"))
+    repo_max_minutes: float = field(default=0.0, metadata=about(
+        "wall-clock minutes all threads of one repository may run together; 0: no cap"))
+    repo_max_turns: int = field(default=0, metadata=about(
+        "turns all threads of one repository may have together; 0: no cap"))
     cgroups: AutoOff = field(default="auto", metadata=about(
         "`auto`: a control group per run where the host lets baton make one (cgroup v1 or v2, as root or "
         "in a delegated subtree), holding every process the run starts, with the limits above; `off`: none "
@@ -432,9 +452,17 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
         if not (name == "log_level" and value.upper() in choices):  # any case, as --loglevel takes it
             _check_choice(name, value, list(choices))
     check_on_limit(settings.on_limit, "setting 'on_limit'")
+    for name in CAPS:
+        if not getattr(settings, name) <= MAX_CAP:  # also infinity (1e309)
+            raise BadInput(f"setting {name!r} must be a finite number from 0 to {MAX_CAP:g}")
     if settings.quota_wait < 1 or settings.quota_max_wait < settings.quota_wait:
         raise BadInput("settings quota_wait (at least 1 s) and quota_max_wait (at least quota_wait) disagree")
     return settings
+
+
+# the spending caps (baton.caps): finite, and at most this (a larger one is a typo)
+CAPS = tuple(f"{scope}max_{m}" for scope in ("", "repo_") for m in ("usd", "tokens", "minutes", "turns"))
+MAX_CAP = 1e15
 
 
 # settings that were, and are now read and ignored: a config.toml written when they existed keeps working

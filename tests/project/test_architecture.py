@@ -14,8 +14,8 @@ GROUND = {"errors", "models", "install", "files", "keys", "settings", "retry"}
 # lowest first; a room may import its own modules, the ground floor and any room of a lower layer
 LAYERS: list[set[str]] = [
     {"agents", "store"},
-    {"workspace", "asking"},
-    {"sessions"},
+    {"workspace", "caps"},
+    {"sessions", "asking"},
     {"sync"},
     {"sandbox"},
     {"runner"},

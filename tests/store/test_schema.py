@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+import baton.caps.tables
 import baton.forge.tables
 import baton.plans.tables
 import baton.service.tables  # noqa: F401

@@ -5,5 +5,5 @@ by the agent CLI inside the agent's walls: it holds no secret and only writes th
 the question itself — where a turn's question is kept, how it is read back bounded, and the prompt that
 carries a person's answer into the next turn (:mod:`questions`).
 
-May import: the ground floor, :mod:`baton.agents`.
+May import: the ground floor, :mod:`baton.agents`, :mod:`baton.caps` (a question a cap asks).
 """

@@ -1,7 +1,9 @@
 """The question a thread waits on: its key's last turn ended ``needs_input`` and no turn has run since
 (:func:`waiting`), and the request that answers it (:func:`answering`), which every surface (the CLI's
 ``baton answer``, the API, the dashboard) makes the same way: the same key, resuming its conversation,
-the question and the answer as the prompt.
+the question and the answer as the prompt (:func:`answer_to`). A thread parked at a spending cap
+waits on baton's question (:mod:`baton.caps.parked`): its answer resumes the capped turn's instruction
+with the answer after it, and the cap is checked again before that turn, so only a raise lets it run.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from baton.asking.questions import Question, answer_prompt
+from baton.caps.parked import of_run, resume_prompt
 from baton.errors import BadInput, NotWaiting
 from baton.models import Outcome, RunRecord, iso
 from baton.store.base import RunStore
@@ -52,4 +55,13 @@ def answering(store: RunStore, agent: str, repo: str, thread: str, answer: str, 
         raise NotWaiting(
             f"{agent}:{repo}:{thread} is not waiting for an answer (its last turn asked nothing)"
         )
+    return answer_to(found, answer, by)
+
+
+def answer_to(found: Waiting, answer: str, by: str) -> str:
+    """The prompt that carries ``by``'s ``answer`` to what ``found`` waits on: the agent's question and
+    the answer; or, parked at a cap, the capped turn's instruction with the answer after it."""
+    capped = of_run(found.run)
+    if capped is not None:
+        return resume_prompt(capped, answer, by)
     return answer_prompt(found.question, answer, by)

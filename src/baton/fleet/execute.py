@@ -127,7 +127,7 @@ def _run(
         return None
     request = jobs.build_request(job.request)
     request.wait, request.cancel, request.on_event = how.wait, how.cancel, events.on_event
-    request.on_start, request.job_id = how.on_start, job_id
+    request.on_start, request.job_id, request.submitted_by = how.on_start, job_id, job.actor
     with how.watch():
         return run(request, settings, store)
 

@@ -190,6 +190,21 @@ def record_conflict(ctx: Context, prepared: Prepared) -> RunRecord:
     return record
 
 
+def record_parked(ctx: Context, prepared: Prepared, attempt: Attempt, question: dict[str, Any]) -> RunRecord:
+    """A turn that ends before its agent starts because its thread is at a spending cap
+    (:mod:`baton.runner.capped`): recorded ``needs_input`` with baton's ``question``, its instruction
+    kept on the run for the turn that resumes it (whose agent then gets it once)."""
+    session = prepared.session
+    mode = Mode.RESUME if session.agent_session_id else Mode.FRESH
+    record = _record(ctx, prepared, Decision(mode, session.agent_session_id, PromptKind.DELTA), attempt)
+    record.outcome, record.ended_at, record.question = Outcome.NEEDS_INPUT, record.started_at, question
+    ctx.store.add_run(record, fence=ctx.fence)
+    session.status, session.last_outcome = SessionStatus.ACTIVE, Outcome.NEEDS_INPUT
+    session.last_used_at = record.started_at
+    ctx.store.save_session(session, fence=ctx.fence)
+    return record
+
+
 def _start(ctx: Context, session: SessionRecord, record: RunRecord, launch: Launch) -> None:
     """Write the run record (``running``) and the session before the agent starts."""
     if launch.new_session_id:

@@ -172,6 +172,36 @@ class RunRequest:
             doc="wait, or fallback:<agent>: what a spent usage quota does (default: the setting on_limit)",
         ),
     )
+    # spending caps of the thread for this run, over the settings max_usd, ... (the smaller holds)
+    max_usd: float | None = field(
+        default=None,
+        metadata=option(
+            "park the thread (needs_input) before a turn once it has spent this many USD, as its agent "
+            "reports cost (default: setting max_usd; the smaller holds; 0: none)",
+            doc="USD the thread may spend before it parks (the setting max_usd holds too; 0: none)",
+        ),
+    )
+    max_tokens: int | None = field(
+        default=None,
+        metadata=option(
+            "park the thread once its runs used this many input+output tokens (default: setting max_tokens)",
+            doc="input+output tokens the thread may use before it parks (the setting max_tokens holds too)",
+        ),
+    )
+    max_minutes: float | None = field(
+        default=None,
+        metadata=option(
+            "park the thread once its turns ran this many wall-clock minutes (default: setting max_minutes)",
+            doc="wall-clock minutes the thread's turns may run before it parks (the setting holds too)",
+        ),
+    )
+    max_turns: int | None = field(
+        default=None,
+        metadata=option(
+            "park the thread once it has had this many turns (default: setting max_turns)",
+            doc="turns the thread may have before it parks (the setting max_turns holds too)",
+        ),
+    )
     # a queued run does not wait: its executor starts a key's runs one after the other
     wait: float = field(default=0.0, metadata=option("wait up to S seconds for a busy key", queued=False))
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -184,6 +214,7 @@ class RunRequest:
     catch_up_from: str | None = None
     carried_for: str | None = None  # an on_limit fallback's run: for whom and why (on its record's note)
     on_wait: Callable[[str], None] | None = None  # told why and until when it waits for a quota
+    submitted_by: str | None = None  # a job's actor (an API token's name): that token's caps hold the run
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from baton.agents import AGENTS, Agent, get_agent
 from baton.agents.base import check_limit, check_text
+from baton.caps.model import NAMES, Measure, check_cap
 from baton.errors import BadInput, GitError
 from baton.keys import Key, make_key, validate_thread
 from baton.models import Access, Mode, OnConflict, SyncHow
@@ -118,6 +119,8 @@ def _check_limits(request: RunRequest) -> None:
         raise BadInput(f"pids must be 0 to {MAX_PIDS}, not {request.pids}")
     if request.cpu is not None and not 0 <= request.cpu <= MAX_CPU:  # NaN fails too
         raise BadInput(f"cpu must be 0 to {MAX_CPU:g} cores, not {request.cpu}")
+    for measure in Measure:  # spending caps: finite, 0 (none) up to the measure's maximum
+        check_cap(measure, getattr(request, NAMES[measure]))
 
 
 def validate(request: RunRequest) -> RunRequest:

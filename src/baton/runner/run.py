@@ -21,7 +21,7 @@ from baton import retry
 from baton.agents import get_agent
 from baton.errors import Cancelled, DiskFull, QuotaHeld
 from baton.models import Mode, Outcome, PromptKind, RunRecord
-from baton.runner import onspent, quota
+from baton.runner import capped, onspent, quota
 from baton.runner.attempt import new_run_id, record_conflict, run_attempt, usage_delta
 from baton.runner.crashed import mark_crashed, settle
 from baton.runner.decide import decide, follow_up, told_new
@@ -204,6 +204,7 @@ def _execute(ctx: Context, last: RunRecord | None) -> RunResult:
     start = Start.AFTER_INTERRUPTION if interrupted else Start.FIRST
     left = last.left_running if last is not None else None
     attempts = _attempts(ctx, prepared, Attempt(1, start, interrupted, left_running=left))
+    warnings += capped.crossed(ctx, attempts[-1])  # a cap this turn reached: the next one parks
     return RunResult(run=attempts[-1], attempts=attempts, session=prepared.session, warnings=warnings)
 
 
@@ -218,7 +219,10 @@ def _attempts(ctx: Context, prepared: Prepared, attempt: Attempt) -> list[RunRec
     def one() -> RunRecord:
         nonlocal attempt, decision
         while True:
-            record = run_attempt(ctx, prepared, decision or decide(ctx, prepared, attempt), attempt)
+            # a thread at a spending cap parks before its agent starts (needs_input, never retried)
+            record = capped.park(ctx, prepared, attempt) or run_attempt(
+                ctx, prepared, decision or decide(ctx, prepared, attempt), attempt
+            )
             attempts.append(record)
             decision = None
             if record.outcome != Outcome.SESSION_LOST or attempt.forced == Mode.RECOVER:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, Strict, create_model
 
 from baton.agents import AGENTS
+from baton.caps.model import MAXIMA, Measure
 from baton.runner.request import Doc, RequestField, RunJson, RunRequest, request_fields
 from baton.runner.resolve import MAX_CPU, MAX_PIDS, MAX_RETRIES, MAX_SECONDS
 from baton.service import fields as rule
@@ -37,6 +38,11 @@ RULES: dict[str, Any] = {
     "memory": Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*[KMGTkmgt]?([iI]?[bB])?\s*$", max_length=32)],
     "pids": Annotated[int, Strict(), Field(ge=0, le=MAX_PIDS)],
     "cpu": Annotated[float, Strict(), Field(ge=0, le=MAX_CPU)],
+    # spending caps: 0 (none) up to the caps' maxima (baton.caps.model), never NaN or infinite
+    "max_usd": Annotated[float, Strict(), Field(ge=0, le=MAXIMA[Measure.USD])],
+    "max_tokens": Annotated[int, Strict(), Field(ge=0, le=int(MAXIMA[Measure.TOKENS]))],
+    "max_minutes": Annotated[float, Strict(), Field(ge=0, le=MAXIMA[Measure.MINUTES])],
+    "max_turns": Annotated[int, Strict(), Field(ge=0, le=int(MAXIMA[Measure.TURNS]))],
 }
 
 

@@ -218,6 +218,19 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "a thread can ask a person: the question of a run that ended needs_input (runs.question)",
         ["ALTER TABLE runs ADD COLUMN question TEXT"],
     ),
+    (
+        17,
+        "spending caps: caps stored for a subject (an API token's), and every raise of a cap",
+        [
+            """CREATE TABLE cap_limits (
+                scope TEXT NOT NULL, subject TEXT NOT NULL, measure TEXT NOT NULL, amount {real} NOT NULL,
+                set_at {real} NOT NULL, set_by TEXT NOT NULL, PRIMARY KEY (scope, subject, measure))""",
+            """CREATE TABLE cap_raises (
+                id {serial_pk}, scope TEXT NOT NULL, subject TEXT NOT NULL, measure TEXT NOT NULL,
+                amount {real} NOT NULL, at {real} NOT NULL, by TEXT NOT NULL)""",
+            "CREATE INDEX cap_raises_subject ON cap_raises (scope, subject)",
+        ],
+    ),
 ]
 
 DIALECT_TYPES = {

@@ -1,0 +1,90 @@
+"""The one decision whether a turn may start: each scope's caps (the thread's, its repository's, the API
+token's that submitted the run), raised by what was raised since, against what the scope has spent
+(:mod:`baton.caps.spend`). A turn may start while every cap is above its spend; at or past one it does
+not (:func:`reached`, the runner parks the thread). A turn that crosses a cap ends as it ends: the next
+turn is the one that parks. :func:`standing` is the same reading, every cap of a scope, for people.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from baton.caps.model import Caps, Measure, Reached, Scope
+from baton.caps.spend import Spend, spent
+from baton.caps.tables import Raise, cap_store
+from baton.store.base import Transactions
+
+
+@dataclass(frozen=True)
+class Holds:
+    """The caps a turn of one key is held to, per scope."""
+
+    thread: str  # agent:repo:thread
+    repo: str  # the repo's slug
+    thread_caps: Caps
+    repo_caps: Caps
+    token: str | None = None  # the API token that submitted the run (its caps are stored), if one did
+
+    def scopes(self, store: Transactions) -> list[tuple[Scope, str, Caps]]:
+        found = [(Scope.THREAD, self.thread, self.thread_caps), (Scope.REPO, self.repo, self.repo_caps)]
+        if self.token is not None:
+            found.append((Scope.TOKEN, self.token, cap_store(store).stored_caps(Scope.TOKEN, self.token)))
+        return found
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One cap of a scope as it stands: configured, raised since, spent."""
+
+    scope: Scope
+    subject: str
+    measure: Measure
+    cap: float | None  # configured (None: no cap)
+    raised: float  # the sum of its raises
+    spent: float
+
+    @property
+    def limit(self) -> float | None:
+        return None if self.cap is None else self.cap + self.raised
+
+    @property
+    def reached(self) -> bool:
+        return self.limit is not None and self.spent >= self.limit
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope.value,
+            "subject": self.subject,
+            "measure": self.measure.value,
+            "cap": self.cap,
+            "raised": self.raised,
+            "limit": self.limit,
+            "spent": self.spent,
+            "reached": self.reached,
+        }
+
+
+def reached(store: Transactions, holds: Holds) -> Reached | None:
+    """The first cap (thread, then repository, then token; USD, tokens, minutes, turns) whose spend has
+    reached it with its raises; None when the turn may start. Only scopes with a cap are queried."""
+    for scope, subject, caps in holds.scopes(store):
+        if not caps.set():
+            continue
+        for found in standing(store, scope, subject, caps):
+            if found.reached:
+                assert found.limit is not None
+                return Reached(scope, subject, found.measure, found.spent, found.limit)
+    return None
+
+
+def standing(
+    store: Transactions, scope: Scope, subject: str, caps: Caps, raises: list[Raise] | None = None
+) -> list[Standing]:
+    """Every measure of the scope: its cap, raises and spend (one query for the spend, one for raises)."""
+    made = cap_store(store).raises(scope, subject) if raises is None else raises
+    spend: Spend = spent(store, scope, subject)
+    return [
+        Standing(scope, subject, m, caps.get(m), sum(r.amount for r in made if r.measure == m), spend.get(m))
+        for m in Measure
+    ]

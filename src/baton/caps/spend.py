@@ -1,0 +1,88 @@
+"""What a thread, a repository or an API token has spent, computed from the store's runs on each check
+(one query per scope, never a running counter that could drift from what the runs say): USD from the
+cost each turn's agent reported, tokens as input plus output of each run's ``usage``, minutes from each
+turn's start to its end (to its last heartbeat while it runs), and turns: the runs whose agent started
+(a turn parked at a cap or stopped by a conflict before its agent ran spends nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from baton.caps.model import Measure, Scope
+from baton.store.base import Transactions
+from baton.store.schema import Real, jobs, runs
+
+TOKENS = ("input_tokens", "output_tokens")  # the usage counters a tokens cap counts (never cached reads)
+
+
+@dataclass(frozen=True)
+class Spend:
+    """One scope's spend, in each measure."""
+
+    usd: float = 0.0
+    tokens: float = 0.0
+    minutes: float = 0.0
+    turns: float = 0.0
+
+    def get(self, measure: Measure) -> float:
+        value: float = getattr(self, measure.value)
+        return value
+
+    def to_json(self) -> dict[str, float]:
+        return {m.value: self.get(m) for m in Measure}
+
+
+def spent(store: Transactions, scope: Scope, subject: str) -> Spend:
+    """The spend of ``subject`` (agent:repo:thread, a repo's slug, a token's name) in one query."""
+    with store.transaction() as conn:
+        row = conn.execute(_query(conn, scope, subject)).one()
+    return Spend(
+        float(row.usd or 0), float(row.tokens or 0), float(row.seconds or 0) / 60, float(row.turns or 0)
+    )
+
+
+def _query(conn: Connection, scope: Scope, subject: str) -> Any:
+    end = sa.func.coalesce(runs.c.ended_at, runs.c.heartbeat_at, runs.c.started_at)
+    query = sa.select(
+        sa.func.sum(runs.c.cost_usd).label("usd"),
+        sa.func.sum(_tokens(conn)).label("tokens"),
+        sa.func.sum(end - runs.c.started_at).label("seconds"),
+        sa.func.count(runs.c.agent_pid).label("turns"),
+    )
+    if scope == Scope.THREAD:
+        agent, repo, thread = split_thread(subject)
+        return query.where(runs.c.agent == agent, runs.c.repo == repo, runs.c.thread == thread)
+    if scope == Scope.REPO:
+        return query.where(runs.c.repo == subject)
+    submitted = sa.select(jobs.c.id).where(jobs.c.actor == subject)
+    return query.where(runs.c.job_id.in_(submitted))
+
+
+def _tokens(conn: Connection) -> sa.ColumnElement[Any]:
+    """A run's input + output tokens, read from its ``usage`` JSON in the store's own dialect."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        usage = sa.cast(runs.c.usage, postgresql.JSONB)
+        parts = [sa.cast(usage[name].astext, Real) for name in ("input_tokens", "output_tokens")]
+    else:
+        parts = [
+            sa.func.json_extract(runs.c.usage, f"$.{name}") for name in ("input_tokens", "output_tokens")
+        ]
+    return sa.func.coalesce(parts[0], 0) + sa.func.coalesce(parts[1], 0)
+
+
+def thread_subject(agent: str, repo: str, thread: str) -> str:
+    """A thread's subject: ``agent:repo:thread`` (a repo's slug holds no ``:``, nor does a thread)."""
+    return f"{agent}:{repo}:{thread}"
+
+
+def split_thread(subject: str) -> tuple[str, str, str]:
+    agent, _, rest = subject.partition(":")
+    repo, _, thread = rest.rpartition(":")
+    return agent, repo, thread

@@ -1,0 +1,91 @@
+"""Spending caps in the runner (:mod:`baton.caps`): before each turn, the key's thread, its repository
+and the API token that submitted the run are held to their caps (:func:`park`); a thread at one does
+not start its agent: the turn is recorded ``needs_input`` with baton's question (what was spent of which
+cap, how to raise it) and its instruction kept, which the turn that resumes it runs. A turn that crosses
+a cap ends as it ends; :func:`crossed` says so on its result, and the next turn parks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import cast
+
+from baton.caps import words
+from baton.caps.check import Holds, reached
+from baton.caps.model import Caps, Reached
+from baton.caps.parked import parked, resume_prompt
+from baton.caps.spend import thread_subject
+from baton.errors import BatonError
+from baton.models import RunRecord
+from baton.runner.attempt import record_parked
+from baton.runner.request import RunRequest
+from baton.runner.state import Attempt, Context, Prepared
+from baton.settings import Settings
+from baton.store.base import RunStore, Transactions
+
+
+def run_caps(request: RunRequest) -> Caps:
+    """The thread caps a run's own request carries (none set: an empty :class:`Caps`)."""
+    return Caps(request.max_usd, request.max_tokens, request.max_minutes, request.max_turns)
+
+
+def holds(ctx: Context) -> Holds:
+    """The caps a turn of the run's key is held to: the thread's (the settings' and the run's own, the
+    smaller of each), its repository's (the settings'), the submitting API token's (stored)."""
+    s, key = ctx.settings, ctx.key
+    thread = _settings_caps(s).tightest(run_caps(ctx.request))
+    repo = Caps(s.repo_max_usd, s.repo_max_tokens, s.repo_max_minutes, s.repo_max_turns)
+    subject = thread_subject(key.agent, key.repo.slug, key.thread)
+    return Holds(subject, key.repo.slug, thread, repo, ctx.request.submitted_by)
+
+
+def _settings_caps(s: Settings) -> Caps:
+    return Caps(s.max_usd, s.max_tokens, s.max_minutes, s.max_turns)
+
+
+def _store(ctx: Context) -> Transactions:
+    # the runner's store is the whole Store, its transactions too; Context names only what runs use
+    return cast(Transactions, ctx.store)
+
+
+def park(ctx: Context, prepared: Prepared, attempt: Attempt) -> RunRecord | None:
+    """The parked turn when a cap of the key is reached (its agent not started), else None."""
+    found = reached(_store(ctx), holds(ctx))
+    if found is None:
+        return None
+    return record_parked(ctx, prepared, attempt, words.question(found, run_caps(ctx.request)))
+
+
+def crossed(ctx: Context, last: RunRecord) -> list[str]:
+    """A warning when the turn that just ended left a cap reached (the next turn parks); none when it
+    parked itself, or the store cannot say now (the next turn checks again)."""
+    if last.question is not None:
+        return []
+    found: Reached | None = None
+    with contextlib.suppress(BatonError):
+        found = reached(_store(ctx), holds(ctx))
+    if found is None:
+        return []
+    return [f"{words.spent_words(found)}: the next turn of the thread parks until it is raised"]
+
+
+def resume_request(store: RunStore, agent: str, repo: str, thread: str) -> RunRequest | None:
+    """The request that resumes the key (``repo``: its slug) parked at a cap: the capped turn's
+    instruction (:func:`baton.caps.parked.resume_prompt`), the thread caps its request carried; None
+    when the key is not parked at a cap."""
+    found = parked(store, agent, repo, thread)
+    session = store.get_session(agent, repo, thread) if found else None
+    if found is None or session is None:
+        return None
+    caps = found.run_caps
+    return RunRequest(
+        agent=agent,
+        repo=session.repo_url,
+        thread=thread,
+        prompt=resume_prompt(found),
+        max_usd=caps.usd,
+        max_tokens=None if caps.tokens is None else int(caps.tokens),
+        max_minutes=caps.minutes,
+        max_turns=None if caps.turns is None else int(caps.turns),
+        access=found.run.access,
+    )
