@@ -10,8 +10,8 @@ import time
 import pytest
 
 from baton.caps.check import Holds, reached, standing
-from baton.caps.model import Caps, Measure, Reached, Scope, check_cap, parse_raise
-from baton.caps.spend import spent, thread_subject
+from baton.caps.model import Caps, Measure, Reached, Scope, check_cap, parse_raise, thread_subject
+from baton.caps.spend import spent
 from baton.caps.tables import cap_store
 from baton.errors import BadInput
 from baton.models import JobRecord, Mode, Outcome, PromptKind, RunRecord

@@ -171,3 +171,14 @@ class Reached:
             )
         except (KeyError, TypeError, ValueError):
             return None
+
+
+def thread_subject(agent: str, repo: str, thread: str) -> str:
+    """A thread's subject: ``agent:repo:thread`` (a repo's slug holds no ``:``, nor does a thread)."""
+    return f"{agent}:{repo}:{thread}"
+
+
+def split_thread(subject: str) -> tuple[str, str, str]:
+    agent, _, rest = subject.partition(":")
+    repo, _, thread = rest.rpartition(":")
+    return agent, repo, thread

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from baton.caps.model import Measure, Scope
+from baton.caps.model import Measure, Scope, split_thread
 from baton.store.base import Transactions
 from baton.store.schema import Real, jobs, runs
 
@@ -65,24 +65,12 @@ def _query(conn: Connection, scope: Scope, subject: str) -> Any:
 
 def _tokens(conn: Connection) -> sa.ColumnElement[Any]:
     """A run's input + output tokens, read from its ``usage`` JSON in the store's own dialect."""
+    parts: list[sa.ColumnElement[Any]]
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects import postgresql
 
         usage = sa.cast(runs.c.usage, postgresql.JSONB)
-        parts = [sa.cast(usage[name].astext, Real) for name in ("input_tokens", "output_tokens")]
+        parts = [sa.cast(usage[name].astext, Real) for name in TOKENS]
     else:
-        parts = [
-            sa.func.json_extract(runs.c.usage, f"$.{name}") for name in ("input_tokens", "output_tokens")
-        ]
+        parts = [sa.func.json_extract(runs.c.usage, f"$.{name}") for name in TOKENS]
     return sa.func.coalesce(parts[0], 0) + sa.func.coalesce(parts[1], 0)
-
-
-def thread_subject(agent: str, repo: str, thread: str) -> str:
-    """A thread's subject: ``agent:repo:thread`` (a repo's slug holds no ``:``, nor does a thread)."""
-    return f"{agent}:{repo}:{thread}"
-
-
-def split_thread(subject: str) -> tuple[str, str, str]:
-    agent, _, rest = subject.partition(":")
-    repo, _, thread = rest.rpartition(":")
-    return agent, repo, thread

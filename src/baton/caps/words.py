@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from baton.caps.model import RUN_CAPS, Caps, Reached, Scope, amount_word, number, shown
-from baton.caps.spend import split_thread
+from baton.caps.model import RUN_CAPS, Caps, Reached, Scope, amount_word, number, shown, split_thread
 
 WHOSE = {Scope.THREAD: "this thread", Scope.REPO: "repository {}", Scope.TOKEN: "API token {!r}"}
 

@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from baton.cli.answer import answer_cmd
+from baton.cli.budget import budget_cmd
 from baton.cli.common import EXIT_CODES
 from baton.cli.demo import demo_cmd
 from baton.cli.doctor import agents_cmd, doctor_cmd
@@ -88,6 +89,7 @@ def _main(
 app.command("run", epilog=EPILOG)(run_cmd)
 app.command("submit", epilog=EPILOG)(submit_cmd)
 app.command("answer", epilog=EPILOG)(answer_cmd)
+app.command("budget")(budget_cmd)
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(runs_app, name="runs")
 app.add_typer(plan_app, name="plan")

@@ -156,9 +156,14 @@ def _print_result(result: RunResult, settings: Settings) -> None:
 def _print_question(r: RunRecord) -> None:
     """The question a turn asked, and how to answer it (exit 7)."""
     from baton.asking.questions import Question
+    from baton.caps.parked import of_run
 
     question = Question.from_json(r.question)
     shown = question.shown() if question else "(the question could not be read)"
+    if of_run(r) is not None:  # baton's question: the thread is at a spending cap (its text says how on)
+        say("the thread is parked at a spending cap (exit 7; its agent did not start):")
+        say(shown)
+        return
     say("the agent asks (exit 7; the thread waits for an answer):")
     say(shown)
     say(f"answer it with: baton answer -a {r.agent} -r {r.repo} -t {r.thread} 'YOUR ANSWER'", to_err=True)

@@ -8,14 +8,13 @@ a cap ends as it ends; :func:`crossed` says so on its result, and the next turn 
 from __future__ import annotations
 
 import contextlib
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from baton.caps import words
-from baton.caps.check import Holds, reached
-from baton.caps.model import Caps, Reached
+from baton.caps.model import Caps, Reached, Scope, thread_subject
 from baton.caps.parked import parked, resume_prompt
-from baton.caps.spend import thread_subject
 from baton.errors import BatonError
+from baton.keys import Key
 from baton.models import RunRecord
 from baton.runner.attempt import record_parked
 from baton.runner.request import RunRequest
@@ -23,24 +22,32 @@ from baton.runner.state import Attempt, Context, Prepared
 from baton.settings import Settings
 from baton.store.base import RunStore, Transactions
 
+if TYPE_CHECKING:
+    from baton.caps.check import Holds
+
 
 def run_caps(request: RunRequest) -> Caps:
     """The thread caps a run's own request carries (none set: an empty :class:`Caps`)."""
     return Caps(request.max_usd, request.max_tokens, request.max_minutes, request.max_turns)
 
 
-def holds(ctx: Context) -> Holds:
-    """The caps a turn of the run's key is held to: the thread's (the settings' and the run's own, the
-    smaller of each), its repository's (the settings'), the submitting API token's (stored)."""
-    s, key = ctx.settings, ctx.key
-    thread = _settings_caps(s).tightest(run_caps(ctx.request))
-    repo = Caps(s.repo_max_usd, s.repo_max_tokens, s.repo_max_minutes, s.repo_max_turns)
+def holds(settings: Settings, store: Transactions, key: Key, request: RunRequest) -> Holds:
+    """The caps a turn of ``request`` on ``key`` is held to: the thread's (the settings' and the run's
+    own, the smaller of each), its repository's (the settings'), the submitting API token's (stored)."""
+    from baton.caps.budget import Target, configured  # (SQLAlchemy: only once a store is opened)
+    from baton.caps.check import Holds
+
     subject = thread_subject(key.agent, key.repo.slug, key.thread)
-    return Holds(subject, key.repo.slug, thread, repo, ctx.request.submitted_by)
+    thread = configured(settings, store, Target(Scope.THREAD, subject)).tightest(run_caps(request))
+    repo = configured(settings, store, Target(Scope.REPO, key.repo.slug))
+    return Holds(subject, key.repo.slug, thread, repo, request.submitted_by)
 
 
-def _settings_caps(s: Settings) -> Caps:
-    return Caps(s.max_usd, s.max_tokens, s.max_minutes, s.max_turns)
+def blocking(settings: Settings, store: Transactions, key: Key, request: RunRequest) -> Reached | None:
+    """The cap a turn of ``request`` would park at now, or None (:func:`baton.caps.check.reached`)."""
+    from baton.caps.check import reached
+
+    return reached(store, holds(settings, store, key, request))
 
 
 def _store(ctx: Context) -> Transactions:
@@ -50,7 +57,7 @@ def _store(ctx: Context) -> Transactions:
 
 def park(ctx: Context, prepared: Prepared, attempt: Attempt) -> RunRecord | None:
     """The parked turn when a cap of the key is reached (its agent not started), else None."""
-    found = reached(_store(ctx), holds(ctx))
+    found = blocking(ctx.settings, _store(ctx), ctx.key, ctx.request)
     if found is None:
         return None
     return record_parked(ctx, prepared, attempt, words.question(found, run_caps(ctx.request)))
@@ -63,7 +70,7 @@ def crossed(ctx: Context, last: RunRecord) -> list[str]:
         return []
     found: Reached | None = None
     with contextlib.suppress(BatonError):
-        found = reached(_store(ctx), holds(ctx))
+        found = blocking(ctx.settings, _store(ctx), ctx.key, ctx.request)
     if found is None:
         return []
     return [f"{words.spent_words(found)}: the next turn of the thread parks until it is raised"]
