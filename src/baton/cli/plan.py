@@ -36,6 +36,7 @@ MARKS = {
     TaskStatus.RUNNING: "[yellow]▶[/yellow]",
     TaskStatus.SUCCEEDED: "[green]✓[/green]",
     TaskStatus.FAILED: "[red]✗[/red]",
+    TaskStatus.WAITING: "[yellow]?[/yellow]",
     TaskStatus.SKIPPED: "[dim]-[/dim]",
 }
 
@@ -120,8 +121,9 @@ def plan_run(
         (out() if result.ok else err()).print(
             esc(f"plan {record.id} {record.status}: {summary}"), highlight=False
         )
-    failed = [t.outcome for t in record.tasks if t.status == TaskStatus.FAILED]
-    raise typer.Exit(0 if result.ok else (exit_code_of(*failed) if failed else 1))  # 75: a spent quota
+    failed = [t.outcome for t in record.tasks if t.status in (TaskStatus.FAILED, TaskStatus.WAITING)]
+    # 75: a spent quota; 7: a task waits on a person (a spending cap: `baton budget` raises it)
+    raise typer.Exit(0 if result.ok else (exit_code_of(*failed) if failed else 1))
 
 
 @plan_app.command("show")

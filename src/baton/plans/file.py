@@ -16,13 +16,15 @@ from typing import Any
 
 import yaml
 
+from baton.caps.model import NAMES, Caps, check_cap
 from baton.errors import BadInput
 from baton.keys import THREAD_RE, is_scp_remote, parse_repo
 from baton.models import Access
 from baton.settings import check_on_limit, parse_size
 
 ON_FAILURE = ("stop", "continue", "retry")
-PLAN_KEYS = {"id", "agent", "repo", "branch", "base", "context", "on_limit", "tasks"}
+CAP_KEYS = {"max_usd", "max_tokens", "max_minutes", "max_turns"}  # the plan thread's spending caps
+PLAN_KEYS = {"id", "agent", "repo", "branch", "base", "context", "on_limit", "tasks", *CAP_KEYS}
 TASK_KEYS = {"id", "prompt", "on_failure", "retries", "timeout", "access", "memory", "pids", "cpu"}
 STDIN = "<stdin>"  # the file name of a plan read from standard input (its paths: the current directory's)
 
@@ -59,6 +61,9 @@ class Plan:
     on_limit: fallback:codex     # optional: wait (default: setting on_limit) or fallback:<agent>,
                                  #   which carries the plan's tasks while the agent's usage quota
                                  #   is spent
+    max_usd: 5                   # optional spending caps of the plan's thread (also max_tokens,
+                                 #   max_minutes, max_turns; the settings' hold too): a task that
+                                 #   would start past one parks the plan (`baton budget` raises it)
     tasks:
       - id: models
         prompt: Add the Invoice model.
@@ -83,6 +88,7 @@ class Plan:
     base: str | None = None
     context: str | None = None
     on_limit: str | None = None  # wait or fallback:<agent> (None: the setting on_limit)
+    caps: Caps = field(default_factory=Caps)  # the plan thread's spending caps (max_usd, ...)
     file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -226,7 +232,24 @@ def parse_plan(text: str, file: str = "<plan>", base: Path | None = None) -> Pla
             check_on_limit(values["on_limit"], "on_limit")
         except BadInput as exc:
             raise where.fail(top["on_limit"], str(exc)) from None
-    return Plan(tasks=_tasks(where, top["tasks"]), file=file, **values)
+    return Plan(tasks=_tasks(where, top["tasks"]), file=file, caps=_caps(where, top), **values)
+
+
+def _caps(where: _Where, top: dict[str, yaml.Node]) -> Caps:
+    """The plan's ``max_usd``, ``max_tokens``, ``max_minutes``, ``max_turns``, each read as a run's."""
+    found: dict[str, float | None] = {}
+    for measure, name in NAMES.items():
+        if name not in top:
+            continue
+        node = top[name]
+        if not isinstance(node, yaml.ScalarNode):
+            raise where.fail(node, f"{name} must be a number")
+        value = _construct(where, node, name)
+        try:
+            found[measure.value] = check_cap(measure, value, name)
+        except BadInput as exc:
+            raise where.fail(node, str(exc)) from None
+    return Caps(**found)
 
 
 def _tasks(where: _Where, node: yaml.Node) -> list[Task]:

@@ -20,6 +20,7 @@ class TaskStatus(StrEnum):
     RUNNING = "running"  # its run is under way, or its runner died (re-run with the interrupted note)
     SUCCEEDED = "succeeded"  # done; never re-run unless asked with --from
     FAILED = "failed"  # its run failed (after its retries)
+    WAITING = "waiting"  # its turn waits on a person (needs_input: at a spending cap, or a question)
     SKIPPED = "skipped"  # passed over by --from
 
 
@@ -46,6 +47,7 @@ class PlanStatus(StrEnum):
     RUNNING = "running"  # a runner works through its tasks (or died doing so: run it again)
     SUCCEEDED = "succeeded"  # every task succeeded or was skipped
     FAILED = "failed"  # a task failed (and the plan stops on failure), or tasks were left unfinished
+    WAITING = "waiting"  # a task waits on a person (at a spending cap: `baton budget` raises and resumes)
 
 
 @dataclass

@@ -107,12 +107,10 @@ def run_plan(
         for state in record.tasks:
             if state.status in (TaskStatus.SUCCEEDED, TaskStatus.SKIPPED):
                 continue
-            if record.status == PlanStatus.FAILED:
+            if record.status in (PlanStatus.FAILED, PlanStatus.WAITING):
                 break
             _run_task(plan, tasks[state.id], state, record, settings, store, on_progress, fence, wait_quota)
-        failed = [t for t in record.tasks if t.status == TaskStatus.FAILED]
-        pending = [t for t in record.tasks if t.status in (TaskStatus.PENDING, TaskStatus.RUNNING)]
-        record.status = PlanStatus.FAILED if failed or pending else PlanStatus.SUCCEEDED
+        record.status = _status(record)
         _save(store, record, on_progress, None, fence)
         return PlanResult(record)
 
@@ -151,12 +149,28 @@ def _run_task(
         last.error,
     )
     state.usage, state.ended_at = last.usage, time.time()
-    state.status = TaskStatus.SUCCEEDED if last.outcome == Outcome.SUCCEEDED else TaskStatus.FAILED
+    state.status = STATUS_OF.get(last.outcome, TaskStatus.FAILED)
+    if state.status == TaskStatus.WAITING:  # the plan parks with it: run again once it is answered
+        record.status = PlanStatus.WAITING
     if result.session.agent == plan.agent:  # (a turn its on_limit fallback carried is that agent's)
         record.session_id = result.session.agent_session_id  # updated whenever the agent reports a new one
     if state.status == TaskStatus.FAILED and task.on_failure != "continue":
         record.status = PlanStatus.FAILED
     _save(store, record, on_progress, None, fence)
+
+
+# how a task's run ending becomes its status (any other ending: failed)
+STATUS_OF = {Outcome.SUCCEEDED: TaskStatus.SUCCEEDED, Outcome.NEEDS_INPUT: TaskStatus.WAITING}
+
+
+def _status(record: PlanRecord) -> PlanStatus:
+    """The plan's status after a run of it: waiting on a person, failed (or left unfinished), or done."""
+    statuses = {t.status for t in record.tasks}
+    if TaskStatus.WAITING in statuses:
+        return PlanStatus.WAITING
+    if statuses & {TaskStatus.FAILED, TaskStatus.PENDING, TaskStatus.RUNNING}:
+        return PlanStatus.FAILED
+    return PlanStatus.SUCCEEDED
 
 
 def _run(
@@ -184,6 +198,10 @@ def _run(
             pids=task.pids,
             cpu=task.cpu,
             wait=settings.lease_ttl,
+            max_usd=plan.caps.usd,
+            max_tokens=None if plan.caps.tokens is None else int(plan.caps.tokens),
+            max_minutes=plan.caps.minutes,
+            max_turns=None if plan.caps.turns is None else int(plan.caps.turns),
             on_start=started,
             wait_quota=wait_quota is not None,
             on_wait=wait_quota,
