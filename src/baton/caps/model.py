@@ -67,6 +67,14 @@ class Caps:
     def to_json(self) -> dict[str, float]:
         return {m.value: v for m, v in self.set()}
 
+    def as_fields(self) -> dict[str, Any]:
+        """The caps as a run request's fields (``max_usd``, ...; tokens and turns whole numbers)."""
+        return {
+            NAMES[m]: None if v is None else int(v) if m in WHOLE else v
+            for m in Measure
+            for v in [self.get(m)]
+        }
+
     @classmethod
     def from_json(cls, data: Any) -> Caps:
         if not isinstance(data, dict):

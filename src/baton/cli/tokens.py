@@ -34,14 +34,23 @@ ScopeName = Literal["read", "run", "admin"]
 def tokens_create(
     name: Annotated[str, typer.Option("--name", "-n", help="a unique name; the audit log shows it")],
     scope: Annotated[ScopeName, typer.Option(help="read: GETs; run: + submit/cancel; admin: + the rest")],
+    max_usd: Annotated[float | None, typer.Option(help="USD the runs it submits may spend together")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="input+output tokens they may use together")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="wall-clock minutes they may run")] = None,
+    max_turns: Annotated[int | None, typer.Option(help="turns they may have together")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a token and print its secret (shown once: store it now)."""
+    """Create a token and print its secret (shown once: store it now). --max-usd (--max-tokens,
+    --max-minutes, --max-turns): past it, each run it submits parks (`baton budget --token` raises it)."""
+    from baton.caps.model import Caps, Measure, check_cap
     from baton.service.auth import issue_token
     from baton.service.records import TokenScope
 
+    given = {Measure.USD: max_usd, Measure.TOKENS: max_tokens, Measure.MINUTES: max_minutes}
+    given[Measure.TURNS] = max_turns
+    caps = Caps(**{m.value: check_cap(m, v, f"--max-{m.value}") for m, v in given.items()})  # before a write
     with cli_store() as (_settings, store):
-        secret = issue_token(store, name, TokenScope(scope))
+        secret = issue_token(store, name, TokenScope(scope), caps=caps)
     if as_json:
         emit_json({"name": name, "scope": scope, "token": secret})
         return

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 
 from baton.asking.questions import Question
+from baton.caps.model import Reached
+from baton.caps.words import forge_text
 from baton.forge.records import Binding
 from baton.models import JobRecord
 
@@ -90,4 +92,21 @@ def question_text(binding: Binding, job: JobRecord, question: Question, asked_by
         f"{attribution(binding, job)}</sub>\n\n**The agent asks{(' ' + mentions) if mentions else ''}:**\n\n"
         f"{quoted}\n{options}\n\nThe thread waits for an answer: a reply here from someone with write access "
         "resumes the same conversation with it.\n"
+    )
+
+
+def cap_of(job: JobRecord) -> Reached | None:
+    """The spending cap ``job``'s turn parked at (its question is baton's), or None."""
+    question = (job.result or {}).get("question")
+    return Reached.from_json(question.get("cap")) if isinstance(question, dict) else None
+
+
+def cap_text(binding: Binding, job: JobRecord, reached: Reached, mention: str, asked_by: list[str]) -> str:
+    """The comment of a turn parked at a spending cap: baton's notice (what was spent of which cap,
+    how to raise it with a reply), to the people who asked for the work; the agent did not run."""
+    mentions = " ".join(f"@{login}" for login in dict.fromkeys(asked_by) if LOGIN.fullmatch(login))
+    whom, notice = f" for {mentions}" if mentions else "", forge_text(reached, mention)
+    return (
+        f"{attribution(binding, job)}</sub>\n\n**baton paused this thread{whom}:** {notice}"
+        "\n\nThe agent did not start this turn; a raise runs its instruction.\n"
     )

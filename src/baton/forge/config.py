@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from baton.caps.model import NAMES, Caps, check_cap
 from baton.errors import BadInput
 from baton.forge.model import Budget, ForgeKind, Trigger
 from baton.models import Access
@@ -138,6 +139,7 @@ class RepoConfig:
     base: str | None = None  # the branch PRs target; None: the repository's default branch
     clone_url: str | None = None  # None: the forge's <web_url>/<owner>/<name>.git
     timeout: float | None = None  # a turn's timeout in seconds; None: the settings' run_timeout
+    caps: Caps = field(default_factory=Caps)  # each thread's spending caps (max_usd, ...; the settings' too)
     triggers: dict[Trigger, TriggerConfig] = field(default_factory=_DefaultTriggers)
 
     def __post_init__(self) -> None:
@@ -413,6 +415,7 @@ def _urls(fields: _Fields, kind: ForgeKind) -> tuple[str, str]:
 _REPO_KEYS = (
     "forge", "agent", "access", "trusted", "allow", "deny", "only_allow", "bots", "bot_allow",
     "untrusted", "ci_budget", "daily_turns", "draft", "reply", "base", "clone_url", "timeout", "triggers",
+    "max_usd", "max_tokens", "max_minutes", "max_turns",
 )  # fmt: skip
 
 
@@ -445,8 +448,21 @@ def _repo(
         base=_branch(fields),
         clone_url=_clone_url(fields),
         timeout=fields.seconds("timeout"),
+        caps=_caps(fields),
         triggers=_triggers(fields, access, agents),
     )
+
+
+def _caps(fields: _Fields) -> Caps:
+    """``max_usd``, ``max_tokens``, ``max_minutes``, ``max_turns``: each thread's spending caps."""
+    found: dict[str, float | None] = {}
+    for measure, name in NAMES.items():
+        if fields.has(name):
+            try:
+                found[measure.value] = check_cap(measure, fields.data.get(name), name)
+            except BadInput as exc:
+                raise fields.error(name, str(exc).removeprefix(f"{name} ")) from None
+    return Caps(**found)
 
 
 def _repo_forge(fields: _Fields, forges: dict[str, ForgeConfig]) -> str:

@@ -12,11 +12,11 @@ import hashlib
 import logging
 from dataclasses import dataclass, replace
 
-from baton.asking.pending import waiting
-from baton.asking.questions import answer_prompt
+from baton.asking.pending import answer_to, waiting
+from baton.caps.words import parked_text
 from baton.errors import BadInput, Busy
 from baton.fleet import jobs
-from baton.forge import decisions, merging, prompts
+from baton.forge import budget, decisions, merging, prompts
 from baton.forge.config import RepoConfig
 from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
@@ -112,6 +112,8 @@ def _accept(
     stored = _store(loop, event, binding, decision, EventStatus.PENDING, decision.reason, delivery)
     if stored.status == "duplicate":
         return stored
+    if resumes:  # stored once: a trusted `@baton budget +5` raises the thread's spending cap once
+        budget.raised(loop, binding, event)
     if binding.status == BindingStatus.NEEDS_HUMAN:
         _resume(loop, binding, event)
     started = kick(loop, binding)
@@ -355,6 +357,7 @@ def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Ou
         base=repo.base if repo else None,
         access=access,
         timeout=repo.timeout if repo else None,
+        **(repo.caps.as_fields() if repo else {}),  # each thread's spending caps (max_usd, ...)
         # people push to the PR's branch and its base moves: bring both in first; a conflict is left
         # to the agent to resolve (markers and a note), which is what a ``conflict`` turn asks for
         sync=SyncHow.MERGE,
@@ -388,7 +391,7 @@ def _answering(loop: ForgeLoop, binding: Binding, body: str, events: list[ForgeE
     if asked is None:
         return body
     who = ", ".join(dict.fromkeys(f"@{e.actor.login}" for e in events)) or "a person"
-    return answer_prompt(asked.question, body, f"{who} on the forge")
+    return answer_to(asked, budget.said(loop, asked, body, events), f"{who} on the forge")
 
 
 def _access(binding: Binding, pending: list[EventRecord]) -> Access:
@@ -407,10 +410,10 @@ def _needs_human(loop: ForgeLoop, binding: Binding, why: str) -> None:
     binding.status, binding.note, binding.updated_at = BindingStatus.NEEDS_HUMAN, why, loop.clock()
     forge_store(loop.store).save_binding(binding)
     loop.store.audit("forge.needs_human", binding.conversation, "baton", {"reason": why})
-    text = (
-        f"baton stopped working on this on its own: {why}.\n\n"
-        f"A comment from someone with write access resumes it (mention {loop.forge(binding.forge).mention} "
-        "or just say what to do)."
+    mention = loop.forge(binding.forge).mention
+    text = parked_text(  # the one notice of a thread stopped for spending, as a cap's says it
+        f"baton stopped working on this on its own: {why}",
+        f"a comment from someone with write access resumes it (mention {mention} or just say what to do)",
     )
     decisions.say_once(loop, binding, f"needs_human:{loop.clock():.0f}", text)
 

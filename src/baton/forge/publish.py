@@ -36,6 +36,7 @@ from baton.workspace.workdirs import Workdirs
 log = logging.getLogger("baton.forge")
 SAFE_GIT = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
 ASKED = "the agent asked a question and waits for an answer"  # a parked thread's note
+CAPPED = "the thread is at a spending cap and waits for a raise"  # the note of one parked at a cap
 
 
 def compose(
@@ -273,11 +274,15 @@ def _answered(loop: ForgeLoop, binding: Binding, job: JobRecord) -> bool:
 
 def _ask(loop: ForgeLoop, binding: Binding, job: JobRecord, question: Question, again: bool) -> str:
     """Put the turn's question to the people the work is for, once, and park the thread."""
+    capped = answers.cap_of(job)  # baton's question: the thread is at a spending cap
     if again and _answered(loop, binding, job):
         said = "posted before"
+    elif capped is not None:
+        mention = loop.forge(binding.forge).mention
+        said = _post(loop, binding, answers.cap_text(binding, job, capped, mention, _asked_by(loop, job)))
     else:
         said = _post(loop, binding, answers.question_text(binding, job, question, _asked_by(loop, job)))
-    _park(loop, binding, question.text)
+    _park(loop, binding, question.text, CAPPED if capped is not None else ASKED)
     return said
 
 
@@ -287,10 +292,11 @@ def _asked_by(loop: ForgeLoop, job: JobRecord) -> list[str]:
     return [ForgeEvent.from_json(record.event).actor.login for record in events]
 
 
-def _park(loop: ForgeLoop, binding: Binding, question: str) -> None:
+def _park(loop: ForgeLoop, binding: Binding, question: str, note: str = ASKED) -> None:
     """The thread waits for a person's answer: as a thread that needs a human, which a trusted comment
-    resumes (:func:`baton.forge.dispatch.handle`) with the question and the answer as its prompt."""
-    binding.status, binding.note = BindingStatus.NEEDS_HUMAN, ASKED
+    resumes (:func:`baton.forge.dispatch.handle`) with the question and the answer as its prompt (at a
+    spending cap: the capped turn's instruction, :mod:`baton.forge.budget`)."""
+    binding.status, binding.note = BindingStatus.NEEDS_HUMAN, note
     loop.store.audit("forge.needs_input", binding.conversation, "baton", {"question": question[:500]})
 
 
@@ -347,7 +353,7 @@ def status_text(binding: Binding, job: JobRecord, result: dict[str, Any], public
     elif result.get("why"):
         lines.append(f"- {result['why']}")
     if result.get("asked"):
-        lines.append(f"- {ASKED}: its question is below")
+        lines.append(f"- {CAPPED if answers.cap_of(job) else ASKED}: its question is below")
     if result.get("pr"):
         lines.append(f"- opened #{result['pr']}")
     if isinstance(cost, (int, float)):

@@ -84,15 +84,11 @@ def resume_request(store: RunStore, agent: str, repo: str, thread: str) -> RunRe
     session = store.get_session(agent, repo, thread) if found else None
     if found is None or session is None:
         return None
-    caps = found.run_caps
     return RunRequest(
         agent=agent,
         repo=session.repo_url,
         thread=thread,
         prompt=resume_prompt(found),
-        max_usd=caps.usd,
-        max_tokens=None if caps.tokens is None else int(caps.tokens),
-        max_minutes=caps.minutes,
-        max_turns=None if caps.turns is None else int(caps.turns),
         access=found.run.access,
+        **found.run_caps.as_fields(),
     )

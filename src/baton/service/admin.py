@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, Strict
 
+from baton.caps.model import MAXIMA, Caps, Measure
 from baton.models import iso
 from baton.service.auth import Actor, TokenAdmin, issue_token, require, revoke_token
 from baton.service.fields import TokenName
@@ -26,6 +27,14 @@ Admin = Annotated[Actor, Depends(require(TokenScope.ADMIN))]
 class TokenIn(BaseModel):
     name: TokenName = Field(description="1-64 of letters, digits, '.', '_', '-'; a letter or digit first")
     scope: TokenScope
+    # what the runs it submits may spend together before each parks (0 or absent: no cap)
+    max_usd: Annotated[float, Strict(), Field(ge=0, le=MAXIMA[Measure.USD])] | None = None
+    max_tokens: Annotated[int, Strict(), Field(ge=0, le=int(MAXIMA[Measure.TOKENS]))] | None = None
+    max_minutes: Annotated[float, Strict(), Field(ge=0, le=MAXIMA[Measure.MINUTES])] | None = None
+    max_turns: Annotated[int, Strict(), Field(ge=0, le=int(MAXIMA[Measure.TURNS]))] | None = None
+
+    def caps(self) -> Caps:
+        return Caps(self.max_usd, self.max_tokens, self.max_minutes, self.max_turns)
 
 
 class NewToken(BaseModel):
@@ -68,8 +77,10 @@ def list_tokens(request: Request, actor: Admin) -> list[TokenOut]:
 
 @router.post("/v1/tokens", response_model=NewToken, status_code=201, summary="Create an API token")
 def create_token(request: Request, body: TokenIn, actor: Admin) -> NewToken:
-    """The secret is in this response only (the store keeps its SHA-256). Audited as ``token-create``."""
-    secret = issue_token(_store(request), body.name, body.scope, actor.name)
+    """The secret is in this response only (the store keeps its SHA-256). Audited as ``token-create``.
+    ``max_usd``, ``max_tokens``, ``max_minutes``, ``max_turns``: what the runs it submits may spend
+    together; past one each of its runs parks (``POST /v1/budget`` with ``token`` raises it)."""
+    secret = issue_token(_store(request), body.name, body.scope, actor.name, body.caps())
     return NewToken(name=body.name, scope=body.scope, token=secret)
 
 

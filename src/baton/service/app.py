@@ -22,6 +22,7 @@ from baton.housekeeping.sweep import sweep_periodically
 from baton.service import (
     admin,
     answers,
+    budget,
     dashboard,
     disk,
     forge,
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         runs,
         answers,
+        budget,
         sessions,
         admin,
         disk,

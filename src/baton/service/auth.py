@@ -19,6 +19,9 @@ from typing import Annotated, Protocol
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from baton.caps.model import Caps
+from baton.caps.model import Scope as CapScope
+from baton.caps.tables import cap_store
 from baton.errors import BadInput, NotFound
 from baton.service.fields import check_token_name
 from baton.service.records import TokenRecord, TokenScope
@@ -54,11 +57,18 @@ def create_token(store: Transactions, name: str, scope: TokenScope) -> str:
     return secret
 
 
-def issue_token(store: TokenAdmin, name: str, scope: TokenScope, actor: str | None = None) -> str:
+def issue_token(
+    store: TokenAdmin, name: str, scope: TokenScope, actor: str | None = None, caps: Caps | None = None
+) -> str:
     """Create a token and audit it (``token-create``; the actor defaults to the local user, as a
-    CLI reset's does); returns the secret, which nothing keeps."""
+    CLI reset's does); returns the secret, which nothing keeps. ``caps``: what the runs it submits may
+    spend together (:mod:`baton.caps`; checked already), stored with it."""
     secret = create_token(store, name, scope)
-    store.audit("token-create", name, actor or local_actor(), {"scope": scope.value})
+    who = actor or local_actor()
+    if caps is not None and caps.set():
+        cap_store(store).set_caps(CapScope.TOKEN, name, caps, who)
+    detail = {"scope": scope.value, **({"caps": caps.to_json()} if caps is not None and caps.set() else {})}
+    store.audit("token-create", name, who, detail)
     return secret
 
 
