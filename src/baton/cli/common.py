@@ -44,7 +44,8 @@ EXIT_CODES = {
     4: "a git remote is unreachable (network or credentials)",
     5: "syncing with upstream conflicted: the agent did not run, the worktree is as it was",
     6: "baton serve cannot listen: its port is in use or not allowed",
-    7: "the agent asked a person a question (needs_input): `baton answer` answers it and resumes the thread",
+    7: "the thread waits on a person (needs_input): the agent asked a question (`baton answer` answers it),"
+    " or it is at a spending cap (`baton budget` raises it)",
     75: "a usage quota is spent: the run met it (rate_limited), or its credential's breaker holds (nothing"
     " was started); the message says when it resets",
     130: "cancelled (Ctrl-C or SIGTERM)",
