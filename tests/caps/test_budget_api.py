@@ -92,8 +92,19 @@ def test_a_tokens_caps_hold_the_runs_it_submits(settings: Settings, src_repo: Pa
         with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {made['token']}"}) as ci:
             first = finished(admin, ci.post("/v1/runs", json=body).json()["run_id"])
             second = finished(admin, ci.post("/v1/runs", json={**body, "thread": "t2"}).json()["run_id"])
-        shown = admin.get("/v1/budget", params={"token": "ci"}).json()
+        shown = admin.get("/v1/budget/token", params={"token": "ci"}).json()
+        assert admin.get("/v1/budget/token", params={"token": "nobody"}).status_code == 404
+        assert admin.post("/v1/budget/token", json={"token": "nobody", "turns": 1}).status_code == 404
+        raised = admin.post("/v1/budget/token", json={"token": "ci", "turns": 2}).json()
+        repo = admin.post("/v1/budget/repo", json={"repo": str(src_repo), "usd": 5}).json()
+        assert admin.get("/v1/budget/repo", params={"repo": "0" * 2048}).status_code == 404
+        audit = [a for a in service.store.list_audit(50) if a["action"] == "caps.raised"]
     assert first["outcome"] == "succeeded" and second["outcome"] == "needs_input", (first, second)
     assert "API token 'ci' has spent 1 turn of its 1 turn cap" in second["question"]["text"]
     [turns] = [c for c in shown["caps"] if c["measure"] == "turns"]
     assert (turns["scope"], turns["limit"], turns["spent"]) == ("token", 1.0, 1.0)
+    [turns] = [c for c in raised["caps"] if c["measure"] == "turns"]
+    assert (raised["raised"], turns["raised"], turns["limit"]) == (1, 2.0, 3.0)
+    assert repo["target"] == f"repo {_slug(src_repo)}" and repo["raised"] == 1
+    assert {a["key"] for a in audit} == {"ci", _slug(src_repo)}
+    assert all(a["actor"].endswith("(through baton's API)") for a in audit)

@@ -12,7 +12,7 @@ from typing import Any
 
 from baton.caps.model import Caps, Measure, Reached, Scope
 from baton.caps.spend import Spend, spent
-from baton.caps.tables import Raise, cap_store
+from baton.caps.tables import cap_store
 from baton.store.base import Transactions
 
 
@@ -78,13 +78,7 @@ def reached(store: Transactions, holds: Holds) -> Reached | None:
     return None
 
 
-def standing(
-    store: Transactions, scope: Scope, subject: str, caps: Caps, raises: list[Raise] | None = None
-) -> list[Standing]:
-    """Every measure of the scope: its cap, raises and spend (one query for the spend, one for raises)."""
-    made = cap_store(store).raises(scope, subject) if raises is None else raises
+def standing(store: Transactions, scope: Scope, subject: str, caps: Caps) -> list[Standing]:
+    """Every measure of the scope: its cap, raises and spend (one query: :func:`baton.caps.spend.spent`)."""
     spend: Spend = spent(store, scope, subject)
-    return [
-        Standing(scope, subject, m, caps.get(m), sum(r.amount for r in made if r.measure == m), spend.get(m))
-        for m in Measure
-    ]
+    return [Standing(scope, subject, m, caps.get(m), spend.raised_of(m), spend.get(m)) for m in Measure]

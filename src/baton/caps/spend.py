@@ -1,5 +1,6 @@
 """What a thread, a repository or an API token has spent, computed from the store's runs on each check
-(one query per scope, never a running counter that could drift from what the runs say): USD from the
+(one query per scope, its caps' raises read in the same query; never a running counter that could
+drift from what the runs say): USD from the
 cost each turn's agent reported, tokens as input plus output of each run's ``usage``, minutes from each
 turn's start to its end (to its last heartbeat while it runs), and turns: the runs whose agent started
 (a turn parked at a cap or stopped by a conflict before its agent ran spends nothing).
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from baton.caps.model import Measure, Scope, split_thread
+from baton.caps.tables import cap_raises
 from baton.store.base import Transactions
 from baton.store.schema import Real, jobs, runs
 
@@ -22,12 +24,16 @@ TOKENS = ("input_tokens", "output_tokens")  # the usage counters a tokens cap co
 
 @dataclass(frozen=True)
 class Spend:
-    """One scope's spend, in each measure."""
+    """One scope's spend, in each measure, and the sum of the raises of each of its caps."""
 
     usd: float = 0.0
     tokens: float = 0.0
     minutes: float = 0.0
     turns: float = 0.0
+    raised: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # in the order of Measure
+
+    def raised_of(self, measure: Measure) -> float:
+        return self.raised[list(Measure).index(measure)]
 
     def get(self, measure: Measure) -> float:
         value: float = getattr(self, measure.value)
@@ -38,12 +44,25 @@ class Spend:
 
 
 def spent(store: Transactions, scope: Scope, subject: str) -> Spend:
-    """The spend of ``subject`` (agent:repo:thread, a repo's slug, a token's name) in one query."""
+    """The spend of ``subject`` (agent:repo:thread, a repo's slug, a token's name) and its caps'
+    raises, in one query."""
     with store.transaction() as conn:
         row = conn.execute(_query(conn, scope, subject)).one()
+    raised = tuple(float(getattr(row, f"raised_{m.value}") or 0) for m in Measure)
     return Spend(
-        float(row.usd or 0), float(row.tokens or 0), float(row.seconds or 0) / 60, float(row.turns or 0)
+        float(row.usd or 0),
+        float(row.tokens or 0),
+        float(row.seconds or 0) / 60,
+        float(row.turns or 0),
+        (raised[0], raised[1], raised[2], raised[3]),
     )
+
+
+def _raised(scope: Scope, subject: str, measure: Measure) -> Any:
+    """The sum of the raises of one cap, as a scalar subquery of the spend's query."""
+    where = (cap_raises.c.scope == scope.value) & (cap_raises.c.subject == subject)
+    query = sa.select(sa.func.sum(cap_raises.c.amount)).where(where & (cap_raises.c.measure == measure.value))
+    return query.scalar_subquery().label(f"raised_{measure.value}")
 
 
 def _query(conn: Connection, scope: Scope, subject: str) -> Any:
@@ -53,6 +72,7 @@ def _query(conn: Connection, scope: Scope, subject: str) -> Any:
         sa.func.sum(_tokens(conn)).label("tokens"),
         sa.func.sum(end - runs.c.started_at).label("seconds"),
         sa.func.count(runs.c.agent_pid).label("turns"),
+        *(_raised(scope, subject, m) for m in Measure),
     )
     if scope == Scope.THREAD:
         agent, repo, thread = split_thread(subject)

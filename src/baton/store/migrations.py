@@ -229,6 +229,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 id {serial_pk}, scope TEXT NOT NULL, subject TEXT NOT NULL, measure TEXT NOT NULL,
                 amount {real} NOT NULL, at {real} NOT NULL, by TEXT NOT NULL)""",
             "CREATE INDEX cap_raises_subject ON cap_raises (scope, subject)",
+            "CREATE INDEX jobs_actor ON jobs (actor)",  # a token's spend: the runs of the jobs it submitted
         ],
     ),
 ]

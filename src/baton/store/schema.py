@@ -153,6 +153,7 @@ jobs = sa.Table(
     sa.Index("jobs_key", "agent", "repo", "thread", "submitted_at"),
     sa.Index("jobs_status", "status", "submitted_at"),
     sa.Index("jobs_key_seq", "agent", "repo", "thread", "seq"),
+    sa.Index("jobs_actor", "actor"),  # a token's spend (baton.caps.spend)
 )
 
 job_events = sa.Table(
