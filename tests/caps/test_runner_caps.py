@@ -82,13 +82,13 @@ def test_a_thread_at_its_cap_parks_before_its_agent_starts_and_a_raise_runs_it_o
 def test_a_turn_that_crosses_a_cap_ends_as_it_ended_and_says_the_next_parks(
     settings: Settings, src_repo: Path, wrote: Path
 ) -> None:
-    capped = settings.with_(max_usd=0.0001)  # the fake agent reports $0.0001 a turn
+    capped = settings.with_(max_usd=0.0001)  # the fake agent reports $0.0002 for a first turn
     result = run(RunRequest(agent="fake", repo=str(src_repo), thread="t1", prompt="go"), settings=capped)
     assert result.run.outcome == Outcome.SUCCEEDED
     assert any("the next turn of the thread parks" in w for w in result.warnings), result.warnings
     again = run(RunRequest(agent="fake", repo=str(src_repo), thread="t1", prompt="more"), settings=capped)
     assert again.run.outcome == Outcome.NEEDS_INPUT and len(turns(wrote)) == 1
-    assert "this thread has spent $0.0001 of its $0.0001 cap" in (again.run.question or {})["text"]
+    assert "this thread has spent $0.0002 of its $0.0001 cap" in (again.run.question or {})["text"]
 
 
 def test_a_runs_own_cap_cannot_lift_the_settings(settings: Settings, src_repo: Path, wrote: Path) -> None:

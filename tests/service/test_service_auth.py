@@ -32,11 +32,11 @@ ADMIN_WORDS = ("/tokens", "/audit", "/sweep", "/reset", "/quotas/clear")
 
 
 def needed(method: str, path: str) -> TokenScope:
-    """The scope each route needs: admin for reset, sweep, tokens, audit and clearing a quota breaker;
-    read for other GETs; run
+    """The scope each route needs: admin for reset, sweep, tokens, audit, clearing a quota breaker and
+    raising a spending cap; read for other GETs; run
     for the rest (submitting and cancelling runs)."""
-    if any(word in path for word in ADMIN_WORDS):
-        return ADMIN
+    if any(word in path for word in ADMIN_WORDS) or (method == "POST" and path.startswith("/v1/budget")):
+        return ADMIN  # (raising a spending cap lets money be spent)
     return READ if method == "GET" else RUN
 
 
@@ -125,6 +125,13 @@ def valid_request(world: World, method: str, path: str) -> Request | None:
         ("GET", "/v1/quotas"): ("/v1/quotas", None, {200}),
         # no breaker in this store: 404, past auth, which is the point here
         ("POST", "/v1/quotas/clear"): ("/v1/quotas/clear", {"credential": "nobody"}, {404}),
+        ("GET", "/v1/budget"): ("/v1/budget?" + urlencode(key), None, {200}),
+        ("POST", "/v1/budget"): ("/v1/budget", {**key, "turns": 1}, {200}),
+        ("GET", "/v1/budget/repo"): ("/v1/budget/repo?" + urlencode({"repo": world.repo}), None, {200}),
+        ("POST", "/v1/budget/repo"): ("/v1/budget/repo", {"repo": world.repo, "usd": 1}, {200}),
+        # no such token: 404, past auth, which is the point here
+        ("GET", "/v1/budget/token"): ("/v1/budget/token?token=nobody", None, {404}),
+        ("POST", "/v1/budget/token"): ("/v1/budget/token", {"token": "nobody", "usd": 1}, {404}),
     }
     return known.get((method, path))
 
