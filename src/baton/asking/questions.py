@@ -79,6 +79,20 @@ def take(tmp: Path) -> Question | None:
     return Question(asked["question"], tuple(asked["options"]))
 
 
+def refused(permissions: list[str], access: str) -> Question:
+    """The question a turn puts to a person when its agent asked for ``permissions`` above the run's
+    ``access`` and was refused (``on_permission = "ask"``): the answer is words for the agent, never a
+    grant (what a thread may do is baton's configuration)."""
+    asked = "; ".join(permissions[:5]) + (
+        f"; and {len(permissions) - 5} more" if len(permissions) > 5 else ""
+    )
+    return Question(
+        f"The agent asked for permission to use {asked}, which this thread's access ({access}) does not "
+        "allow, and was refused. How should it go on? (Your answer reaches the agent as words; it does not "
+        "change what the thread may do.)"
+    )
+
+
 def answer_prompt(question: Question, answer: str, by: str) -> str:
     """The next turn's prompt: what the agent asked and ``by``'s answer (quoted as data)."""
     if len(answer) > MAX_ANSWER:

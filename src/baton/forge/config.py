@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from baton.errors import BadInput
 from baton.forge.model import Budget, ForgeKind, Trigger
-from baton.models import Access
+from baton.models import Access, OnPermission
 from baton.settings import FORGE_TABLES as TABLES  # the tables of config.toml this module owns
 from baton.settings import read_config
 
@@ -135,6 +135,7 @@ class RepoConfig:
     budget: Budget = field(default_factory=Budget)
     draft: bool = True  # baton's pull requests open as drafts
     reply: Reply = Reply.COMMENT  # where the agent's answer of each turn is posted
+    on_permission: OnPermission = OnPermission.REFUSE  # an ACP agent's permission above access: ask?
     base: str | None = None  # the branch PRs target; None: the repository's default branch
     clone_url: str | None = None  # None: the forge's <web_url>/<owner>/<name>.git
     timeout: float | None = None  # a turn's timeout in seconds; None: the settings' run_timeout
@@ -413,6 +414,7 @@ def _urls(fields: _Fields, kind: ForgeKind) -> tuple[str, str]:
 _REPO_KEYS = (
     "forge", "agent", "access", "trusted", "allow", "deny", "only_allow", "bots", "bot_allow",
     "untrusted", "ci_budget", "daily_turns", "draft", "reply", "base", "clone_url", "timeout", "triggers",
+    "on_permission",
 )  # fmt: skip
 
 
@@ -442,6 +444,9 @@ def _repo(
         budget=Budget(per_failure=fields.count("ci_budget", 3), per_day=fields.count("daily_turns", 20)),
         draft=fields.flag("draft", True),
         reply=Reply(fields.choice("reply", [r.value for r in Reply], Reply.COMMENT.value)),
+        on_permission=OnPermission(
+            fields.choice("on_permission", [p.value for p in OnPermission], OnPermission.REFUSE.value)
+        ),
         base=_branch(fields),
         clone_url=_clone_url(fields),
         timeout=fields.seconds("timeout"),
