@@ -123,6 +123,16 @@ class RunRequest:
             doc="refuse or ask",
         ),
     )
+    # this run answers the question of that run: refused unless the thread still waits on it
+    answers: str | None = field(
+        default=None,
+        metadata=option(
+            "the run whose question this answers: refused unless the thread still waits on it (set by "
+            "baton answer)",
+            doc="the run id whose question this answers: refused (nothing written) unless the thread still "
+            "waits on it, so an answer resumes a thread once",
+        ),
+    )
     # a new key's branch starts from this thread's branch (stacked)
     base_thread: str | None = field(
         default=None,

@@ -14,8 +14,9 @@ from pydantic import BaseModel, Field
 
 from baton.asking.pending import answering
 from baton.asking.questions import MAX_ANSWER
+from baton.errors import NotWaiting
 from baton.fleet import jobs
-from baton.models import JobRecord
+from baton.models import JobRecord, JobStatus
 from baton.runner.request import RunRequest
 from baton.service.auth import Actor, require
 from baton.service.fields import Agent, Thread
@@ -79,8 +80,12 @@ def submit_answer(
     job to its executor."""
     key = resolve_key(store, named.agent, named.repo, named.thread)
     session = get_session(store, key)
-    prompt = answering(
-        store, key.agent, key.repo.slug, key.thread, answer, f"{actor} (through baton's {where})"
+    by = f"{actor} (through baton's {where})"
+    found = answering(store, key.agent, key.repo.slug, key.thread, answer, by)
+    queued = store.list_jobs(key.agent, key.repo.slug, key.thread, status=JobStatus.QUEUED, limit=1)
+    if queued:  # an answer (or another run) is on its way: this one would answer a question twice
+        raise NotWaiting(f"{key} has a run queued already (run {queued[0].id}): the thread is not waiting")
+    request = RunRequest(
+        agent=key.agent, repo=session.repo_url, thread=key.thread, prompt=found.prompt, answers=found.answers
     )
-    request = RunRequest(agent=key.agent, repo=session.repo_url, thread=key.thread, prompt=prompt)
     return jobs.submit(store, settings, request, actor)
