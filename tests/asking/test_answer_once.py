@@ -5,12 +5,14 @@ when both got past the first look), and nothing else runs."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from baton import RunRequest, run
+from baton.asking import questions
 from baton.errors import NotWaiting
 from baton.models import JobStatus, Outcome
 from baton.runner.run import still_waits
@@ -64,3 +66,17 @@ def test_the_runner_refuses_an_answer_to_a_question_that_is_no_longer_waiting(
         run(RunRequest("fake", str(repo), "t", "yes again", answers=asked.run_id), settings)
     with pytest.raises(NotWaiting):
         still_waits(None, "x")
+
+
+def test_an_agent_that_goes_on_after_asking_is_stopped_after_its_grace(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_fake()
+    monkeypatch.setattr(questions, "ASK_GRACE", 1.0)
+    monkeypatch.setenv("FAKE_AGENT_AFTER_ASK", "30")
+    repo = make_repo(tmp_path / "src")
+    started = time.monotonic()
+    asked = run(RunRequest("fake", str(repo), "t", f"start {ASK}"), settings)
+    assert time.monotonic() - started < 20  # stopped, not waited for
+    assert asked.run.outcome == Outcome.NEEDS_INPUT and len(asked.attempts) == 1
+    assert asked.run.question is not None and asked.run.question["text"] == "Go on?"

@@ -267,7 +267,7 @@ def _launch(
             stdin=launch.stdin,
             spawn=box.spawn,
             on_stderr=watch.stderr,
-            stop_when=lambda: box.stop() or watch.stop(),
+            stop_when=lambda: box.stop() or watch.stop() or questions.overdue(Path(env["TMPDIR"])),
             contain=box.contain,
         )
         box.final(result.reaped)  # the key's disk once more, now the agent is gone
