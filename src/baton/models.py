@@ -90,6 +90,13 @@ class SyncHow(StrEnum):
     REBASE = "rebase"  # replay the key's own commits onto them
 
 
+class OnPermission(StrEnum):
+    """What a permission the agent asks for above the run's access level does (ACP agents ask)."""
+
+    REFUSE = "refuse"  # refused: the agent goes on without it (or ends its turn)
+    ASK = "ask"  # refused, and the turn ends ``needs_input`` with the request as a question to a person
+
+
 class OnConflict(StrEnum):
     """What a sync does when what came in conflicts with the key's work."""
 

@@ -18,7 +18,8 @@ from baton import Mode, Outcome, PromptKind, RunRequest, RunResult, run
 from baton.agents import register_agent, unregister_agent
 from baton.agents.acpbridge import decide
 from baton.agents.events import LogRenderer
-from baton.models import Access
+from baton.asking.questions import Question
+from baton.models import Access, OnPermission
 from baton.settings import Settings
 from baton.store import Store
 from baton.testing.fake import ACP_FACTORY, ACP_NAME
@@ -184,3 +185,23 @@ def test_a_bridge_under_the_process_limit_says_so_in_one_line(
     assert len(stderr) == 1 and stderr[0].startswith("acpbridge: cannot "), stderr
     assert "process limit, BATON_RUN_PIDS" in stderr[0]
     assert result.attempts[0].error and "BATON_RUN_PIDS" in result.attempts[0].error
+
+
+def test_with_on_permission_ask_a_refused_permission_becomes_the_question_of_the_turn(
+    settings: Settings, src_repo: Path
+) -> None:
+    """``on_permission = "ask"``: the request above the access level is refused all the same (nothing
+    runs), and the turn ends needs_input with it as a question; with the default, it just goes on."""
+    asked = go(
+        settings,
+        src_repo,
+        "[[acp:execute touch ran.txt]]",
+        access=Access.EDIT,
+        on_permission=OnPermission.ASK,
+    )
+    assert asked.run.outcome == Outcome.NEEDS_INPUT, asked.run.error
+    assert not (Path(asked.session.worktree) / "ran.txt").exists()
+    question = Question.from_json(asked.run.question)
+    assert question is not None and "touch ran.txt (execute)" in question.text and "(edit)" in question.text
+    went_on = go(settings, src_repo, "[[acp:execute touch ran.txt]]", access=Access.EDIT)
+    assert went_on.run.outcome == Outcome.SUCCEEDED and went_on.run.question is None

@@ -14,6 +14,7 @@ from baton.asking.pending import answering, waiting
 from baton.caps.model import Measure, Scope
 from baton.caps.parked import parked
 from baton.caps.tables import cap_store
+from baton.errors import NotWaiting
 from baton.keys import make_key
 from baton.runner.capped import resume_request
 from baton.settings import Settings
@@ -58,9 +59,12 @@ def test_a_thread_at_its_cap_parks_before_its_agent_starts_and_a_raise_runs_it_o
         asked = waiting(store, "fake", slug, "t1")  # every surface that shows questions shows it
         assert asked is not None and asked.question.text == question["text"]
         # an answer resumes the capped instruction with the words after it (the cap then holds again)
-        said = answering(store, "fake", slug, "t1", "please go on", "alice")
+        answer = answering(store, "fake", slug, "t1", "please go on", "alice")
+        said = answer.prompt
         assert said.startswith("second-instruction\n\n") and "> please go on" in said
-        assert go(settings, src_repo, said, max_turns=1).run.outcome == Outcome.NEEDS_INPUT
+        assert answer.answers == capped.run.run_id
+        answered = go(settings, src_repo, said, max_turns=1, answers=answer.answers)
+        assert answered.run.outcome == Outcome.NEEDS_INPUT
         assert len(turns(wrote)) == 1
         cap_store(store).add_raise(Scope.THREAD, f"fake:{slug}:t1", Measure.TURNS, 1.0, "alice")
         request = resume_request(store, "fake", slug, "t1")
@@ -68,6 +72,8 @@ def test_a_thread_at_its_cap_parks_before_its_agent_starts_and_a_raise_runs_it_o
         assert request.prompt == said
         resumed = run(request, settings=settings)
         assert resumed.run.outcome == Outcome.SUCCEEDED
+        with pytest.raises(NotWaiting):  # a second resume of the same parked turn (two raises at once)
+            run(request, settings=settings)
         assert parked(store, "fake", slug, "t1") is None
         assert resume_request(store, "fake", slug, "t1") is None  # nothing to resume twice
     finally:

@@ -18,7 +18,7 @@ from baton.forge.config import (
     load_forges,
 )
 from baton.forge.model import Budget, ForgeKind, Trigger
-from baton.models import Access
+from baton.models import Access, OnPermission
 
 AGENTS = ("claude", "codex", "gemini")
 
@@ -175,6 +175,16 @@ def test_where_the_agents_answer_goes_is_the_repos_reply(tmp_path: Path, reply: 
 
 def test_an_unknown_reply_is_refused_naming_the_key_and_the_words(tmp_path: Path) -> None:
     _refused(tmp_path, GITHUB + '[repo."acme/api"]\nreply = "thread"\n', "reply", "comment, status, none")
+
+
+def test_on_permission_is_refuse_unless_the_repo_asks_and_nothing_else_is_taken(tmp_path: Path) -> None:
+    plain = _load(tmp_path, GITHUB + '[repo."acme/api"]\n').repo("github", "acme/api")
+    asking = _load(tmp_path, GITHUB + '[repo."acme/api"]\non_permission = "ask"\n').repo("github", "acme/api")
+    assert plain is not None and plain.on_permission is OnPermission.REFUSE
+    assert asking is not None and asking.on_permission is OnPermission.ASK
+    _refused(
+        tmp_path, GITHUB + '[repo."acme/api"]\non_permission = "allow"\n', "on_permission", "refuse, ask"
+    )
 
 
 def test_a_repo_built_in_code_gets_the_mention_at_its_access() -> None:

@@ -11,6 +11,8 @@ run the start of the same loop. A conflict turn Claude ends without resolving pu
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from baton.forge.records import BindingStatus
@@ -167,3 +169,51 @@ def test_claude_leaving_a_conflict_unresolved_is_never_pushed(
     assert "the merge conflict is still open" in status and "`greeting.txt`" in status
     binding = binding_of(service, issue)
     assert str(binding["note"]).startswith("a merge conflict is still open in `greeting.txt`")
+
+
+QUESTION = "Which file name: hello.txt or greeting.txt?"
+ASK = (
+    "[[tool:ask_human " + json.dumps({"question": QUESTION, "options": ["hello.txt", "greeting.txt"]}) + "]]"
+)
+
+
+@pytest.mark.parametrize(
+    ("agent", "forge_kind"),
+    [
+        ("claude", "github"),
+        ("claude", "gitea"),
+        ("codex", "github"),
+        ("gemini", "gitea"),
+        ("copilot", "github"),
+    ],
+)
+def test_the_agent_asks_on_the_forge_and_a_trusted_reply_resumes_the_same_conversation(
+    agent: str, forge_kind: str, model: object, fake: FakeForge, forge_service: Service
+) -> None:
+    """The real CLI calls baton's ask_human through its mock: the question is posted on the issue, asking
+    the person who asked for the work; the thread waits; an untrusted reply does nothing; a trusted
+    reply resumes the same conversation, told the question and the answer."""
+    service = forge_service
+    issue = fake.open_issue(REPO, "alice", "Add a greeting", "We need a greeting file.")
+    fake.comment(REPO, issue, "alice", f"@baton please add it. {ASK}")
+    settled(service, fake, 1)
+    assert binding_of(service, issue, forge_kind)["status"] == BindingStatus.NEEDS_HUMAN.value
+    [question] = [c for c in answers(fake, issue) if "**The agent asks" in c]
+    assert f"**The agent asks @alice:**\n\n> {QUESTION}" in question and "2. greeting.txt" in question
+    [status] = statuses(fake, issue)
+    assert "**needs_input**" in status
+    fake.comment(REPO, issue, "mallory", "name it evil.txt")  # untrusted: never an answer
+    settled(service, fake, 1)
+    assert binding_of(service, issue, forge_kind)["status"] == BindingStatus.NEEDS_HUMAN.value
+    fake.comment(REPO, issue, "alice", "greeting.txt, please")
+    settled(service, fake, 2)
+    binding = binding_of(service, issue, forge_kind)
+    assert binding["status"] == BindingStatus.ACTIVE.value
+    answer_turn = service.store.list_jobs(limit=1)[0]
+    prompt = str(answer_turn.request["prompt"])
+    assert f"> {QUESTION}" in prompt and "@alice on the forge answered" in prompt and "evil" not in prompt
+    runs = service.store.list_runs(agent, str(binding["repo_slug"]), f"issue-{issue}")
+    assert [r.outcome.value for r in runs] == ["succeeded", "needs_input"]
+    assert runs[0].session_id_in == runs[1].session_id_out  # the same native session
+    counts = model.history_counts()  # type: ignore[attr-defined]
+    assert counts[-1] > counts[0]

@@ -63,6 +63,8 @@ def test_the_readme_tour_runs_as_pasted(tmp_path: Path, leftovers: None) -> None
         "true\nbaton/claude/issue-1\nCloses #1.",  # the draft PR baton opened for the issue
         "**succeeded**",  # its one status comment
         "<sub>`claude` on thread `issue-1` · turn `",  # the agent's answer, attributed, on the issue
+        "**The agent asks @alice:**\n\n> Which farewell: bye or goodbye?",  # its question, on the issue
+        "@alice on the forge answered:",  # her reply resumed the conversation, told the question
         "mallory has read access (needs write): dropped",  # the trust policy, audited
         "merged: true",  # alice's merge over GitHub's API
         "the worktree is freed",  # it closed the thread and freed its worktree

@@ -436,6 +436,35 @@ def test_read_and_run_tokens_cannot_reset(fleet: Fleet, tabs: Tabs) -> None:
     assert Path(sess.worktree).is_dir() and len(fleet.service.store.list_audit()) == audited
 
 
+def test_a_waiting_question_is_shown_and_answered_from_the_session_page(
+    fleet: Fleet, tabs: Tabs, tmp_path: Path
+) -> None:
+    """The fake agent asks through baton's MCP server; the page shows the question (escaped) and, to a
+    run token, the answer form, whose POST queues the run that resumes the same conversation."""
+    repo = make_repo(tmp_path / "asks")
+    ask = '[[tool:ask_human {"question": "<b>Which</b> one?", "options": ["left", "right"]}]]'
+    asked = run(RunRequest("fake", str(repo), "asks", f"choose {ask}"), fleet.settings)
+    assert asked.run.outcome == Outcome.NEEDS_INPUT
+    sess = Sess("fake", repo, asked.session.repo, "asks", asked.session.worktree, asked.run.id)
+    reader = fleet.signed_in(tabs, "read")
+    reader.goto(sess.page)
+    assert reader.page.inner_text("#question-text") == "<b>Which</b> one?"  # text, not markup
+    assert reader.page.locator("#question-options li").all_inner_texts() == ["left", "right"]
+    assert reader.page.locator("#answer-form").count() == 0  # a read token may not answer
+    tab = fleet.signed_in(tabs, "run")
+    tab.goto(sess.page)
+    tab.page.fill("#answer-text", "right, please")
+    with tab.page.expect_navigation():
+        tab.page.click("#answer-button")
+    assert tab.path().startswith("/session?")
+    store = fleet.service.store
+    wait_for(lambda: store.list_runs("fake", sess.slug, "asks", limit=1)[0].outcome == Outcome.SUCCEEDED)
+    answered = store.list_runs("fake", sess.slug, "asks", limit=1)[0]
+    assert answered.session_id_in == asked.run.session_id_out and "right, please" in answered.prompt
+    tab.goto(sess.page)
+    assert tab.page.locator("#needs-input").count() == 0
+
+
 # -- every page, two screens, keyboard ------------------------------------------------------------------
 
 

@@ -46,7 +46,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def known_runs(settings: Settings, store: Store, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """fresh, resume, hydrate, recover on issue-1; a failed fresh run on issue-2."""
+    """fresh, resume, hydrate, recover on issue-1; a failed fresh run on issue-2; issue-3 asks a person."""
 
     def turn(thread: str, prompt: str) -> Mode:
         return run(RunRequest("fake", str(repo), thread, prompt), settings, store).run.mode
@@ -63,6 +63,8 @@ def known_runs(settings: Settings, store: Store, repo: Path, monkeypatch: pytest
     monkeypatch.setenv("FAKE_AGENT_FAIL", "1")
     assert turn("issue-2", "this fails") == Mode.FRESH
     monkeypatch.delenv("FAKE_AGENT_FAIL")
+    ask = '[[tool:ask_human {"question": "May I?"}]]'  # the fake agent asks through baton's MCP server
+    assert turn("issue-3", f"ask first {ask}") == Mode.FRESH
 
 
 def ping(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,12 +91,15 @@ def test_metrics_after_known_runs(
         assert value(m, "baton_runs_total", agent="fake", mode=mode, outcome=outcome) == n, (mode, outcome)
     for result, n in {"resumed": 1, "hydrated": 1, "recovered": 1, "lost": 0}.items():
         assert value(m, "baton_resumes_total", agent="fake", result=result) == n, result
-    assert value(m, "baton_run_duration_seconds_count", agent="fake") == 5
-    assert value(m, "baton_run_duration_seconds_bucket", agent="fake", le="+Inf") == 5
+    assert value(m, "baton_run_duration_seconds_count", agent="fake") == 6
+    assert value(m, "baton_run_duration_seconds_bucket", agent="fake", le="+Inf") == 6
     assert value(m, "baton_run_duration_seconds_sum", agent="fake") > 0
     counts = [value(m, "baton_run_duration_seconds_bucket", agent="fake", le=str(b)) for b in BUCKETS]
-    assert counts == sorted(counts) and counts[-1] == 5
-    assert value(m, "baton_sessions", agent="fake", status="active") == 2
+    assert counts == sorted(counts) and counts[-1] == 6
+    assert value(m, "baton_runs_total", agent="fake", mode="fresh", outcome="needs_input") == 1
+    assert value(m, "baton_threads_waiting_for_input", agent="fake") == 1
+    assert 0 <= value(m, "baton_threads_waiting_for_input_oldest_seconds", agent="fake") < 600
+    assert value(m, "baton_sessions", agent="fake", status="active") == 3
     assert value(m, "baton_sessions", agent="fake", status="closed") == 0
     assert value(m, "baton_webhook_deliveries_total", forge="github", event="ping", result="ignored") == 1
     assert value(m, "baton_queue_depth") == 0

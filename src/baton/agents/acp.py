@@ -124,6 +124,8 @@ class AcpAgent(AgentBase):
                 turn.usage = {
                     k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)
                 }
+        elif kind == "acp.permission" and event.get("allowed") is False:
+            turn.refused.append(f"{str(event.get('tool'))[:200]} ({event.get('kind')})")
         elif kind == "acp.error":
             error = event.get("error")
             said = error.get("message") if isinstance(error, dict) else error

@@ -66,6 +66,7 @@ class Turn:
     version: str | None = None
     events: int = 0
     limit: Limit | None = None  # a usage limit its events reported (:mod:`baton.agents.limits`)
+    refused: list[str] = field(default_factory=list)  # the permissions it asked for and was refused
 
 
 @dataclass(frozen=True)

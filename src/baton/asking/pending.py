@@ -1,9 +1,10 @@
 """The question a thread waits on: its key's last turn ended ``needs_input`` and no turn has run since
-(:func:`waiting`), and the request that answers it (:func:`answering`), which every surface (the CLI's
+(:func:`waiting`), and the turn that answers it (:func:`answering`), which every surface (the CLI's
 ``baton answer``, the API, the dashboard) makes the same way: the same key, resuming its conversation,
-the question and the answer as the prompt (:func:`answer_to`). A thread parked at a spending cap
-waits on baton's question (:mod:`baton.caps.parked`): its answer resumes the capped turn's instruction
-with the answer after it, and the cap is checked again before that turn, so only a raise lets it run.
+the question and the answer as the prompt (:func:`answer_to`), refused by the runner unless the thread
+still waits on that question (``RunRequest.answers``), so one answer resumes it. A thread parked at a
+spending cap waits on baton's question (:mod:`baton.caps.parked`): its answer resumes the capped turn's
+instruction with the answer after it, and the cap is checked again first, so only a raise lets it run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from baton.asking.questions import Question, answer_prompt
 from baton.caps.parked import of_run, resume_prompt
 from baton.errors import BadInput, NotWaiting
-from baton.models import Outcome, RunRecord, iso
+from baton.models import Outcome, RunRecord, SessionStatus, iso
 from baton.store.base import RunStore
 
 
@@ -36,7 +37,11 @@ class Waiting:
 def waiting(store: RunStore, agent: str, repo: str, thread: str) -> Waiting | None:
     """The question the key (``repo`` is its slug) waits on, or None when it waits on none."""
     session = store.get_session(agent, repo, thread)
-    if session is None or session.last_outcome != Outcome.NEEDS_INPUT:
+    if (
+        session is None
+        or session.status == SessionStatus.RUNNING
+        or session.last_outcome != Outcome.NEEDS_INPUT
+    ):
         return None
     last = store.list_runs(agent, repo, thread, limit=1)
     if not last or last[0].outcome != Outcome.NEEDS_INPUT:
@@ -45,9 +50,18 @@ def waiting(store: RunStore, agent: str, repo: str, thread: str) -> Waiting | No
     return Waiting(last[0], question) if question is not None else None
 
 
-def answering(store: RunStore, agent: str, repo: str, thread: str, answer: str, by: str) -> str:
-    """The prompt of the turn that answers the key's question; NotWaiting when it waits on none,
-    BadInput for an empty answer (nothing is written either way)."""
+@dataclass(frozen=True)
+class Answer:
+    """The turn that answers a question: its prompt, and the run whose question it answers (the
+    request's ``answers``: the runner refuses it unless the thread still waits on that run)."""
+
+    prompt: str
+    answers: str
+
+
+def answering(store: RunStore, agent: str, repo: str, thread: str, answer: str, by: str) -> Answer:
+    """The turn that answers the key's question; NotWaiting when it waits on none, BadInput for an
+    empty answer (nothing is written either way)."""
     if not answer.strip():
         raise BadInput("the answer is empty")
     found = waiting(store, agent, repo, thread)
@@ -55,7 +69,7 @@ def answering(store: RunStore, agent: str, repo: str, thread: str, answer: str, 
         raise NotWaiting(
             f"{agent}:{repo}:{thread} is not waiting for an answer (its last turn asked nothing)"
         )
-    return answer_to(found, answer, by)
+    return Answer(answer_to(found, answer, by), found.run.run_id)
 
 
 def answer_to(found: Waiting, answer: str, by: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from baton.asking import server as _server
 FILE = "baton-question.json"  # in the key's temp dir (the agent's TMPDIR, inside its walls)
 MAX_FILE = 256 * 1024  # a question file larger than this was not written by the server: ignored
 MAX_ANSWER = 100_000  # characters of a person's answer a turn takes
+ASK_GRACE = 60.0  # seconds an agent has to end its turn after asking, before baton ends it
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,20 @@ def server(tmp: Path) -> McpServer:
     return McpServer(_server.NAME, sys.executable, ("-I", "-S", str(Path(_server.__file__)), str(path(tmp))))
 
 
+def overdue(tmp: Path, now: float | None = None) -> str | None:
+    """Why the turn must stop now: its agent asked a person more than :data:`ASK_GRACE` seconds ago and
+    has not ended its turn (the tool told it to); None otherwise. A stat, asked every 0.1 s while it
+    runs."""
+    try:
+        asked = path(tmp).lstat().st_mtime
+    except OSError:
+        return None
+    waited = (time.time() if now is None else now) - asked
+    if waited <= ASK_GRACE:
+        return None
+    return f"the agent asked a person {waited:.0f} s ago and went on instead of ending its turn: stopped"
+
+
 def clear(tmp: Path) -> None:
     """Remove an earlier turn's question, before the agent starts."""
     path(tmp).unlink(missing_ok=True)
@@ -77,6 +93,20 @@ def take(tmp: Path) -> Question | None:
     if isinstance(asked, str):
         return None
     return Question(asked["question"], tuple(asked["options"]))
+
+
+def refused(permissions: list[str], access: str) -> Question:
+    """The question a turn puts to a person when its agent asked for ``permissions`` above the run's
+    ``access`` and was refused (``on_permission = "ask"``): the answer is words for the agent, never a
+    grant (what a thread may do is baton's configuration)."""
+    asked = "; ".join(permissions[:5]) + (
+        f"; and {len(permissions) - 5} more" if len(permissions) > 5 else ""
+    )
+    return Question(
+        f"The agent asked for permission to use {asked}, which this thread's access ({access}) does not "
+        "allow, and was refused. How should it go on? (Your answer reaches the agent as words; it does not "
+        "change what the thread may do.)"
+    )
 
 
 def answer_prompt(question: Question, answer: str, by: str) -> str:

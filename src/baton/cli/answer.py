@@ -24,7 +24,8 @@ def answer_cmd(request: RunRequest, as_json: JsonOpt = False) -> None:
 
     with cli_store() as (_settings, store):
         key = resolve_key(store, request.agent, request.repo, request.thread)
-        request.prompt = answering(store, key.agent, key.repo.slug, key.thread, request.prompt, _who())
+        found = answering(store, key.agent, key.repo.slug, key.thread, request.prompt, _who())
+    request.prompt, request.answers = found.prompt, found.answers
     raise typer.Exit(execute(request, as_json))
 
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from baton.caps.model import NAMES, Caps, check_cap
 from baton.errors import BadInput
 from baton.forge.model import Budget, ForgeKind, Trigger
-from baton.models import Access
+from baton.models import Access, OnPermission
 from baton.settings import FORGE_TABLES as TABLES  # the tables of config.toml this module owns
 from baton.settings import read_config
 
@@ -136,6 +136,7 @@ class RepoConfig:
     budget: Budget = field(default_factory=Budget)
     draft: bool = True  # baton's pull requests open as drafts
     reply: Reply = Reply.COMMENT  # where the agent's answer of each turn is posted
+    on_permission: OnPermission = OnPermission.REFUSE  # an ACP agent's permission above access: ask?
     base: str | None = None  # the branch PRs target; None: the repository's default branch
     clone_url: str | None = None  # None: the forge's <web_url>/<owner>/<name>.git
     timeout: float | None = None  # a turn's timeout in seconds; None: the settings' run_timeout
@@ -415,7 +416,7 @@ def _urls(fields: _Fields, kind: ForgeKind) -> tuple[str, str]:
 _REPO_KEYS = (
     "forge", "agent", "access", "trusted", "allow", "deny", "only_allow", "bots", "bot_allow",
     "untrusted", "ci_budget", "daily_turns", "draft", "reply", "base", "clone_url", "timeout", "triggers",
-    "max_usd", "max_tokens", "max_minutes", "max_turns",
+    "on_permission", "max_usd", "max_tokens", "max_minutes", "max_turns",
 )  # fmt: skip
 
 
@@ -445,6 +446,9 @@ def _repo(
         budget=Budget(per_failure=fields.count("ci_budget", 3), per_day=fields.count("daily_turns", 20)),
         draft=fields.flag("draft", True),
         reply=Reply(fields.choice("reply", [r.value for r in Reply], Reply.COMMENT.value)),
+        on_permission=OnPermission(
+            fields.choice("on_permission", [p.value for p in OnPermission], OnPermission.REFUSE.value)
+        ),
         base=_branch(fields),
         clone_url=_clone_url(fields),
         timeout=fields.seconds("timeout"),

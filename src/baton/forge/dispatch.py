@@ -25,7 +25,7 @@ from baton.forge.records import Binding, BindingStatus, EventRecord, EventStatus
 from baton.forge.tables import forge_store
 from baton.forge.threads import bind_thread, by_head, follow_config
 from baton.forge.trust import is_own, judge
-from baton.models import Access, JobStatus, OnConflict, SyncHow
+from baton.models import Access, JobStatus, OnConflict, OnPermission, SyncHow
 from baton.runner.request import RunRequest
 from baton.store.leases import key_lease
 
@@ -362,6 +362,7 @@ def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Ou
         # to the agent to resolve (markers and a note), which is what a ``conflict`` turn asks for
         sync=SyncHow.MERGE,
         on_conflict=OnConflict.AGENT,
+        on_permission=repo.on_permission if repo else OnPermission.REFUSE,
     )
     try:
         job = jobs.submit(loop.store, loop.settings, request, actor=f"forge:{binding.forge}")

@@ -278,18 +278,33 @@ def _ask(loop: ForgeLoop, binding: Binding, job: JobRecord, question: Question, 
     if again and _answered(loop, binding, job):
         said = "posted before"
     elif capped is not None:
-        mention = loop.forge(binding.forge).mention
-        said = _post(loop, binding, answers.cap_text(binding, job, capped, mention, _asked_by(loop, job)))
+        mention, asked_by = loop.forge(binding.forge).mention, _asked_by(loop, binding, job)
+        said = _post(loop, binding, answers.cap_text(binding, job, capped, mention, asked_by))
     else:
-        said = _post(loop, binding, answers.question_text(binding, job, question, _asked_by(loop, job)))
+        said = _post(
+            loop, binding, answers.question_text(binding, job, question, _asked_by(loop, binding, job))
+        )
     _park(loop, binding, question.text, CAPPED if capped is not None else ASKED)
     return said
 
 
-def _asked_by(loop: ForgeLoop, job: JobRecord) -> list[str]:
-    """The logins whose events made ``job``'s turn: the people a question of it is put to."""
-    events = forge_store(loop.store).events_of_job(job.id)
-    return [ForgeEvent.from_json(record.event).actor.login for record in events]
+def _asked_by(loop: ForgeLoop, binding: Binding, job: JobRecord) -> list[str]:
+    """The people a question of ``job``'s turn is put to: the trusted people (never a bot, never an
+    untrusted actor whose words were only quoted) whose events made the turn, else the one who started
+    the thread (a CI failure's turn)."""
+    store = forge_store(loop.store)
+    for records in (
+        store.events_of_job(job.id),
+        store.forge_events(binding.forge, binding.repo, binding.number, limit=1),
+    ):
+        people = [
+            event.actor.login
+            for event in (ForgeEvent.from_json(r.event) for r in records if r.reason != "quoted")
+            if not event.actor.bot
+        ]
+        if people:
+            return people
+    return []
 
 
 def _park(loop: ForgeLoop, binding: Binding, question: str, note: str = ASKED) -> None:

@@ -24,7 +24,7 @@ from baton.agents.limits import Limit, LimitKind
 from baton.asking import questions
 from baton.asking.questions import Question
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
-from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
+from baton.models import Mode, OnPermission, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
 from baton.runner import quota
 from baton.runner.modelwatch import ModelWatch
 from baton.runner.process import ProcessResult, RunLog, run_process
@@ -86,7 +86,9 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
             if translated is exc:
                 raise
             raise translated from exc
-        ending = _asked(_classify(ctx, decision, result, turn, watch), questions.take(tmp))
+        ending = _asked(
+            _classify(ctx, decision, result, turn, watch), questions.take(tmp) or _refused(ctx, turn)
+        )
         _quota(ctx, record, ending)
         ending.reaped, ending.left_running = result.reaped.count, result.reaped.summary()
         if ending.reaped:
@@ -280,7 +282,7 @@ def _launch(
             stdin=launch.stdin,
             spawn=box.spawn,
             on_stderr=watch.stderr,
-            stop_when=lambda: box.stop() or watch.stop(),
+            stop_when=lambda: box.stop() or watch.stop() or questions.overdue(Path(env["TMPDIR"])),
             contain=box.contain,
         )
         box.final(result.reaped)  # the key's disk once more, now the agent is gone
@@ -376,6 +378,13 @@ def _asked(ending: Ending, question: Question | None) -> Ending:
     if question is None or ending.outcome not in (Outcome.SUCCEEDED, Outcome.FAILED):
         return ending
     return Ending(Outcome.NEEDS_INPUT, None, ending.exit_code, question=question)
+
+
+def _refused(ctx: Context, turn: Turn) -> Question | None:
+    """With ``on_permission = "ask"``, the permissions the agent was refused, as a question."""
+    if ctx.request.on_permission != OnPermission.ASK or not turn.refused:
+        return None
+    return questions.refused(turn.refused, ctx.access.value)
 
 
 def _limited(agent: Agent, outcome: Outcome, result: ProcessResult, turn: Turn) -> Ending | None:

@@ -78,8 +78,9 @@ def crossed(ctx: Context, last: RunRecord) -> list[str]:
 
 def resume_request(store: RunStore, agent: str, repo: str, thread: str) -> RunRequest | None:
     """The request that resumes the key (``repo``: its slug) parked at a cap: the capped turn's
-    instruction (:func:`baton.caps.parked.resume_prompt`), the thread caps its request carried; None
-    when the key is not parked at a cap."""
+    instruction (:func:`baton.caps.parked.resume_prompt`), the thread caps its request carried, and
+    ``answers`` naming the parked run, so two raises at once resume it once (the runner refuses the
+    other: the thread has moved on); None when the key is not parked at a cap."""
     found = parked(store, agent, repo, thread)
     session = store.get_session(agent, repo, thread) if found else None
     if found is None or session is None:
@@ -90,5 +91,6 @@ def resume_request(store: RunStore, agent: str, repo: str, thread: str) -> RunRe
         thread=thread,
         prompt=resume_prompt(found),
         access=found.run.access,
+        answers=found.run.run_id,  # refused unless the thread still waits there: one raise resumes it once
         **found.run_caps.as_fields(),
     )

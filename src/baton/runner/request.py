@@ -16,7 +16,17 @@ from types import NoneType, UnionType
 from typing import Annotated, Any, TypedDict, get_args, get_type_hints
 
 from baton.agents import listed
-from baton.models import Access, Mode, OnConflict, Outcome, RunRecord, SessionRecord, SyncHow, iso
+from baton.models import (
+    Access,
+    Mode,
+    OnConflict,
+    OnPermission,
+    Outcome,
+    RunRecord,
+    SessionRecord,
+    SyncHow,
+    iso,
+)
 
 EventCallback = Callable[[RunRecord, dict[str, Any]], None]
 
@@ -102,6 +112,25 @@ class RunRequest:
         metadata=option(
             "stop: outcome conflict, worktree untouched (default); agent: markers + a note",
             doc="stop or agent (markers + a note)",
+        ),
+    )
+    # an ACP agent's permission request above the access level: refused, or also asked of a person
+    on_permission: OnPermission = field(
+        default=OnPermission.REFUSE,
+        metadata=option(
+            "refuse: a permission above --access is refused (default); ask: also end needs_input, the "
+            "request put to a person as a question",
+            doc="refuse or ask",
+        ),
+    )
+    # this run answers the question of that run: refused unless the thread still waits on it
+    answers: str | None = field(
+        default=None,
+        metadata=option(
+            "the run whose question this answers: refused unless the thread still waits on it (set by "
+            "baton answer)",
+            doc="the run id whose question this answers: refused (nothing written) unless the thread still "
+            "waits on it, so an answer resumes a thread once",
         ),
     )
     # a new key's branch starts from this thread's branch (stacked)

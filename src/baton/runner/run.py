@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from baton import retry
 from baton.agents import get_agent
-from baton.errors import Cancelled, DiskFull, QuotaHeld
+from baton.errors import Cancelled, DiskFull, NotWaiting, QuotaHeld
 from baton.models import Mode, Outcome, PromptKind, RunRecord
 from baton.runner import capped, onspent, quota
 from baton.runner.attempt import new_run_id, record_conflict, run_attempt, usage_delta
@@ -150,12 +150,22 @@ def _run_once(
         lease = key_lease(settings, store, resolved.key.id)
         with held(lease, resolved.request.wait, settings.heartbeat, resolved.request.cancel) as lost:
             last = settle(store, resolved.key, lease.proof)
+            if request.answers is not None:
+                still_waits(last, request.answers)
             run_id = request.job_id or new_run_id()  # a job's id, or the first attempt's own
             ctx = Context(resolved, settings, store, Workdirs(settings), lost, lease.proof, run_id, breaker)
             return _execute(ctx, last)
     finally:
         if own_store:
             store.close()
+
+
+def still_waits(last: RunRecord | None, answers: str) -> None:
+    """NotWaiting unless the key's last turn is run ``answers`` and it asked a person: checked under the
+    key's lease, so of two answers to one question (two `baton answer`s, two POSTs, a double click)
+    one resumes the thread and the other is refused with nothing written."""
+    if last is None or answers not in (last.run_id, last.id) or last.outcome != Outcome.NEEDS_INPUT:
+        raise NotWaiting(f"run {answers}'s question is answered already, or the thread has moved on")
 
 
 def _partnered(store: Store, resolved: Resolved, partner: str, first_from: bool) -> Resolved:

@@ -6,6 +6,7 @@ answer`` does); 409 when the thread waits on no question, nothing written.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends
@@ -13,13 +14,17 @@ from pydantic import BaseModel, Field
 
 from baton.asking.pending import answering
 from baton.asking.questions import MAX_ANSWER
+from baton.errors import NotWaiting
 from baton.fleet import jobs
+from baton.models import JobRecord, JobStatus
 from baton.runner.request import RunRequest
 from baton.service.auth import Actor, require
 from baton.service.fields import Agent, Thread
 from baton.service.records import TokenScope
 from baton.service.runs import SUBMITTED, ExecutorDep, RunState, SettingsDep, StoreDep
 from baton.sessions.manage import get_session, resolve_key
+from baton.settings import Settings
+from baton.store import Store
 
 router = APIRouter(tags=["runs"])
 Runner = Annotated[Actor, Depends(require(TokenScope.RUN))]
@@ -51,11 +56,36 @@ def answer(
 ) -> dict[str, Any]:
     """The run that carries the answer is queued like ``POST /v1/runs`` (its id and links in the 202);
     404 when the key has no session, 409 when its thread waits on no question."""
-    key = resolve_key(store, body.agent, body.repo, body.thread)
-    session = get_session(store, key)
-    by = f"{actor.name} (through baton's API)"
-    prompt = answering(store, key.agent, key.repo.slug, key.thread, body.answer, by)
-    request = RunRequest(agent=key.agent, repo=session.repo_url, thread=key.thread, prompt=prompt)
-    job = jobs.submit(store, settings, request, actor.name)
+    job = submit_answer(
+        store, settings, Key3(body.agent, body.repo, body.thread), body.answer, actor.name, "API"
+    )
     after.add_task(executor.submit, job.id)
     return {"run_id": job.id, "status": job.status}
+
+
+@dataclass(frozen=True)
+class Key3:
+    """A key as a person names it (``repo``: slug, URL or local path)."""
+
+    agent: str
+    repo: str
+    thread: str
+
+
+def submit_answer(
+    store: Store, settings: Settings, named: Key3, answer: str, actor: str, where: str
+) -> JobRecord:
+    """Queue the run that answers the question ``named``'s thread waits on (the API's and the
+    dashboard's one way); NotFound, NotWaiting or BadInput with nothing written. The caller hands the
+    job to its executor."""
+    key = resolve_key(store, named.agent, named.repo, named.thread)
+    session = get_session(store, key)
+    by = f"{actor} (through baton's {where})"
+    found = answering(store, key.agent, key.repo.slug, key.thread, answer, by)
+    queued = store.list_jobs(key.agent, key.repo.slug, key.thread, status=JobStatus.QUEUED, limit=1)
+    if queued:  # an answer (or another run) is on its way: this one would answer a question twice
+        raise NotWaiting(f"{key} has a run queued already (run {queued[0].id}): the thread is not waiting")
+    request = RunRequest(
+        agent=key.agent, repo=session.repo_url, thread=key.thread, prompt=found.prompt, answers=found.answers
+    )
+    return jobs.submit(store, settings, request, actor)

@@ -90,6 +90,23 @@ def session_metric(rows: list[tuple[Any, ...]]) -> Metric:
     return gauge
 
 
+def waiting_metrics(rows: list[tuple[Any, ...]], now: float) -> Iterator[Metric]:
+    """Threads whose agent asked a person (``needs_input``), and how long the oldest has waited."""
+    waiting = GaugeMetricFamily(
+        "baton_threads_waiting_for_input", "Threads whose agent asked a person, waiting", labels=["agent"]
+    )
+    oldest = GaugeMetricFamily(
+        "baton_threads_waiting_for_input_oldest_seconds",
+        "How long the longest-waiting thread has waited for an answer",
+        labels=["agent"],
+    )
+    for agent, n, since in sorted(rows):
+        waiting.add_metric([agent], n)
+        oldest.add_metric([agent], max(0.0, now - float(since or now)))
+    yield waiting
+    yield oldest
+
+
 def delivery_metrics(rows: list[tuple[Any, ...]]) -> Iterator[Metric]:
     done = CounterMetricFamily(
         "baton_webhook_deliveries", "Finished webhook deliveries", labels=["forge", "event", "result"]
@@ -194,6 +211,7 @@ class StoreCollector(Collector):
         yield from run_metrics(counts["runs"])
         yield duration_metric(counts["runs"])
         yield session_metric(counts["sessions"])
+        yield from waiting_metrics(counts["waiting"], time.time())
         yield from delivery_metrics(delivery_store(self.store).delivery_counts())
         queued = sum(n for status, n in counts["jobs"] if status == JobStatus.QUEUED)
         yield GaugeMetricFamily("baton_queue_depth", "Submitted runs waiting to start", value=queued)

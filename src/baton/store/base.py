@@ -320,7 +320,8 @@ class ViewStore(Protocol):
         """What ``/metrics`` shows, counted by the database (GROUP BY) in one transaction:
         ``runs`` of ended runs: (agent, mode, outcome, hydrated, n, n with an end time, sum of
         durations, then n with duration <= each bucket); ``sessions`` (agent, status, n); ``jobs``
-        (status, n). (The forge's deliveries are counted by its own role, ``delivery_counts``.)"""
+        (status, n); ``waiting`` (agent, n, the oldest's last use): threads waiting for an answer.
+        (The forge's deliveries are counted by its own role, ``delivery_counts``.)"""
         ...
 
 

@@ -204,6 +204,12 @@ def _metrics_queries(buckets: Sequence[float]) -> list[tuple[str, Any]]:
             ),
         ),
         ("jobs", sa.select(jobs.c.status, count).group_by(jobs.c.status)),
+        (  # threads whose agent asked a person: how many, and since when the oldest waits
+            "waiting",
+            sa.select(_sessions.c.agent, count, sa.func.min(_sessions.c.last_used_at))
+            .where(_sessions.c.last_outcome == "needs_input")
+            .group_by(_sessions.c.agent),
+        ),
     ]
 
 

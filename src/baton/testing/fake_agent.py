@@ -131,6 +131,7 @@ def ask_human(config: str | None, prompt: str) -> str | None:
     done = subprocess.run(
         [server["command"], *server.get("args", [])], input=lines, capture_output=True, text=True
     )
+    time.sleep(float(os.environ.get("FAKE_AGENT_AFTER_ASK", "0") or 0))  # going on after asking
     answers = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     return str(answers[-1]["result"]["content"][0]["text"]) if len(answers) == 3 else done.stderr
 
@@ -239,7 +240,8 @@ def main(argv: list[str]) -> None:
     - ``FAKE_AGENT_RETRIES`` = N: before replying, report N failed connections to the model API 0.3 s
       apart, as Claude Code's ``api_retry`` events do (``"error_status": null``);
     - a prompt holding ``[[tool:ask_human {JSON}]]`` calls baton's ``ask_human`` through the MCP server
-      ``--mcp-config`` gives it (:func:`ask_human`), as a model asking a person would;
+      ``--mcp-config`` gives it (:func:`ask_human`), as a model asking a person would, then sleeps
+      ``FAKE_AGENT_AFTER_ASK`` seconds (an agent that does not end its turn when told to);
     - ``FAKE_AGENT_LIMIT_UNTIL`` = EPOCH: until then, meet a spent five-hour usage limit as Claude Code
       does under a subscription login (a rejected ``rate_limit_event`` with ``resetsAt``, the 429 error
       result, exit 1); ``FAKE_AGENT_LIMIT_SAYS`` = EPOCH or ``garbled``: the ``resetsAt`` it reports

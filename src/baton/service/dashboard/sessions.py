@@ -1,5 +1,6 @@
 """Routes: the sessions table (``/sessions``), a session's page (``/session``) and its reset
-(``/session/reset``: a confirmation page, then the POST that archives and removes). A session bound to a
+(``/session/reset``: a confirmation page, then the POST that archives and removes) and the answer to the
+question a thread waits on (``/session/answer``: the run that carries it queued). A session bound to a
 forge issue or PR shows its forge thread on its page (:func:`baton.forge.threads.key_state`): links to
 the issue and the PR, the feedback events with who sent them, where, what became of them and the run
 they became, the budget spent, and a banner when it needs a human. Comment text is never shown;
@@ -15,13 +16,15 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from baton.asking.pending import waiting
 from baton.errors import BadInput
 from baton.forge.threads import key_state
 from baton.housekeeping.disk import DiskReport, SessionUsage
 from baton.models import JobStatus, SessionRecord, SessionStatus
-from baton.service.dashboard.web import Viewer, form_of, page, signed_in, state
+from baton.service.answers import Key3, submit_answer
+from baton.service.dashboard.web import Viewer, form_of, page, signed_in, state, with_headers
 from baton.service.records import TokenScope
 from baton.service.sessions import forge_config
 from baton.sessions.lineage import lineage
@@ -170,8 +173,24 @@ def session_page(
         forge=key_state(
             store, session.agent, session.repo, session.thread, forge_config(request), last=FORGE_EVENTS
         ),
+        question=waiting(store, session.agent, session.repo, session.thread),
+        can_answer=viewer.scope.allows(TokenScope.RUN),
         **key_runs(store, session),
     )
+
+
+@router.post("/session/answer", response_class=HTMLResponse)
+async def do_answer(request: Request, viewer: Signed) -> Response:
+    """The answer form of a waiting thread: the run that carries it is queued, then the session page."""
+    fields = await form_of(request, viewer, TokenScope.RUN)
+    settings, store = state(request)
+    named = Key3(fields.get("agent", ""), fields.get("repo", ""), fields.get("thread", ""))
+    job = await run_in_threadpool(
+        submit_answer, store, settings, named, fields.get("answer", ""), viewer.name, "dashboard"
+    )
+    request.app.state.executor.submit(job.id)
+    target = "/session?" + urlencode({"agent": named.agent, "repo": named.repo, "thread": named.thread})
+    return with_headers(RedirectResponse(target, status_code=303))
 
 
 def removal(settings: Any, store: RunStore, session: SessionRecord, scope: Scope) -> dict[str, Any]:
