@@ -110,6 +110,11 @@ def test_a_trusted_budget_reply_raises_the_cap_and_resumes_the_parked_turn_once(
     # a redelivery of the same comment is a duplicate: the cap is not raised twice
     assert dispatch.handle(loop, comment(4, "@baton budget +1 turns")).status == "duplicate"
     assert len(cap_store(loop.store).raises(Scope.THREAD, subject)) == 1
+    # on a thread that waits on nothing, a budget command raises the cap and runs no turn
+    assert dispatch.handle(loop, comment(5, "@baton budget +2 turns")).status == "accepted"
+    idle(loop)
+    assert [r.amount for r in cap_store(loop.store).raises(Scope.THREAD, subject)] == [1.0, 2.0]
+    assert len(loop.store.list_jobs(limit=10)) == 3
 
 
 @pytest.mark.parametrize(

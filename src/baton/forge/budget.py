@@ -1,10 +1,11 @@
 """A spending cap on a forge thread: a trusted comment that is exactly ``@baton budget +N`` (USD), or
 ``@baton budget +N tokens|minutes|turns`` (baton's mention as the forge configures it), raises the
 thread's cap by N (:func:`raised`: a raise row, audited with the commenter's login) and, like any
-trusted comment, resumes the thread, whose next turn delivers the instruction of the turn that parked
-at the cap (:func:`said`). The command is read strictly: anything else, an amount out of range
-included, is an ordinary comment; an untrusted actor's never raises (the dispatcher asks only for
-trusted ones). What a parked thread says on the forge is :func:`baton.caps.words.forge_text`.
+trusted comment, resumes a waiting thread, whose next turn delivers the instruction of the turn that
+parked at the cap (:func:`said`); on a thread that waits on nothing it runs no turn. Read strictly:
+anything else, an amount out of range included, is an ordinary comment; an untrusted actor's never
+raises (the dispatcher asks only for trusted ones). What a parked thread says on the forge is
+:func:`baton.caps.words.forge_text`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ def command(body: str, mention: str) -> tuple[Measure, float] | None:
         return measure, parse_raise(measure, found.group(1))
     except BadInput:  # out of range: an ordinary comment
         return None
+
+
+RAISED = "a budget command: the thread's spending cap is raised, and no turn runs for it"
+
+
+def is_command(loop: ForgeLoop, event: ForgeEvent) -> bool:
+    """Whether ``event`` is exactly a budget command (whoever wrote it: trust is the caller's)."""
+    return command(event.body or "", loop.forge(event.forge).mention) is not None
 
 
 def raised(loop: ForgeLoop, binding: Binding, event: ForgeEvent) -> Raise | None:

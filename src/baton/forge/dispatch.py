@@ -109,11 +109,16 @@ def _accept(
     resumes = event.kind == FeedbackKind.COMMENT and not decision.quoted
     if binding.status == BindingStatus.NEEDS_HUMAN and not resumes:
         return _store(loop, event, binding, decision, EventStatus.HELD, "the thread needs a human", delivery)
-    stored = _store(loop, event, binding, decision, EventStatus.PENDING, decision.reason, delivery)
+    # a trusted `@baton budget +5` on a thread that waits on nothing raises its cap and runs no turn
+    only = resumes and binding.status == BindingStatus.ACTIVE and budget.is_command(loop, event)
+    status, why = (EventStatus.DROPPED, budget.RAISED) if only else (EventStatus.PENDING, decision.reason)
+    stored = _store(loop, event, binding, decision, status, why, delivery)
     if stored.status == "duplicate":
         return stored
     if resumes:  # stored once: a trusted `@baton budget +5` raises the thread's spending cap once
         budget.raised(loop, binding, event)
+    if only:
+        return replace(stored, status="accepted")
     if binding.status == BindingStatus.NEEDS_HUMAN:
         _resume(loop, binding, event)
     started = kick(loop, binding)
