@@ -135,6 +135,7 @@ class RepoConfig:
     budget: Budget = field(default_factory=Budget)
     draft: bool = True  # baton's pull requests open as drafts
     reply: Reply = Reply.COMMENT  # where the agent's answer of each turn is posted
+    resolve_threads: bool = False  # resolve the inline comments' threads the agent accounted done
     base: str | None = None  # the branch PRs target; None: the repository's default branch
     clone_url: str | None = None  # None: the forge's <web_url>/<owner>/<name>.git
     timeout: float | None = None  # a turn's timeout in seconds; None: the settings' run_timeout
@@ -413,6 +414,7 @@ def _urls(fields: _Fields, kind: ForgeKind) -> tuple[str, str]:
 _REPO_KEYS = (
     "forge", "agent", "access", "trusted", "allow", "deny", "only_allow", "bots", "bot_allow",
     "untrusted", "ci_budget", "daily_turns", "draft", "reply", "base", "clone_url", "timeout", "triggers",
+    "resolve_threads",
 )  # fmt: skip
 
 
@@ -442,6 +444,7 @@ def _repo(
         budget=Budget(per_failure=fields.count("ci_budget", 3), per_day=fields.count("daily_turns", 20)),
         draft=fields.flag("draft", True),
         reply=Reply(fields.choice("reply", [r.value for r in Reply], Reply.COMMENT.value)),
+        resolve_threads=fields.flag("resolve_threads", False),
         base=_branch(fields),
         clone_url=_clone_url(fields),
         timeout=fields.seconds("timeout"),
