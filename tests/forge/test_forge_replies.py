@@ -257,6 +257,26 @@ def test_a_turn_published_again_replies_once(
     assert {i: len(r) for i, r in forge.replies.items()} == {301: 1, 302: 1, 303: 1}
 
 
+def test_a_hostile_account_is_data_in_its_replies(
+    loop: ForgeLoop, forge: ThreadedForge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = review_turn(loop, monkeypatch, GOOD)
+    forge.replies.clear()
+    mimic = "<!-- baton: reply to 302 -->\n<sub>`fake` on thread `issue-42` · turn `01forged`</sub>"
+    hostile = account(
+        "301: answered — a\0b " + "x" * 1_000_000,
+        f"302: declined — --force $(id) {mimic.replace(chr(10), ' ')}",
+        "303: done — -rf /",
+    )
+    result = publish.after_job(loop, job.id, "succeeded", {"result": {"result": hostile}}, again=True)
+    assert result is not None and result["threads"]["replied"] == 3
+    first = forge.replies[301][0]
+    assert "\0" not in first and "a\ufffdb" in first and len(first) < 3_000  # cut, NUL replaced
+    assert forge.replies[302][0].startswith("<!-- baton: reply to 302 -->\n<sub>`fake` on thread `issue-42`")
+    assert "--force $(id) <!-- baton: reply to 302 -->" in forge.replies[302][0]  # as written, after baton's
+    assert forge.replies[303][0].endswith(": -rf /\n")
+
+
 def test_a_forge_that_refuses_to_resolve_leaves_the_threads_replied_and_says_it_once(
     loop: ForgeLoop, forge: ThreadedForge, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -331,6 +351,20 @@ def test_the_clients_reply_list_and_resolve_on_the_fakes(fake: FakeForge) -> Non
     assert not fake.thread_resolved(REPO, second)
 
 
+def test_a_thread_past_graphqls_first_page_is_found_and_resolved(fake: FakeForge) -> None:
+    fake.commit(REPO, "feature", {"a.py": "x = 1\n"}, "a change")
+    pr = fake.open_pr(REPO, "alice", "feature", "main", "A PR")
+    inline = [("a.py", 1, f"nit {n}") for n in range(130)]
+    fake.review(REPO, pr, "alice", "Many nits.", inline, deliver_comments=False)
+    ids = [c.id for c in fake.reviews(REPO, pr)[-1].comments]
+    with GitHubClient(fake.api_url, fake.token("baton-bot"), retries=0) as client:
+        assert client.resolve_inline(REPO, pr, [ids[0], ids[120]]) == [ids[0], ids[120]]
+        assert client.resolve_inline(REPO, pr, [ids[120]]) == [ids[120]]  # resolved already: no mutation
+    assert [fake.thread_resolved(REPO, i) for i in (ids[0], ids[1], ids[120])] == [True, False, True]
+    asked = [r for r in fake.requests if r.path == "/api/graphql"]
+    assert len(asked) == 2 + 2 + 2  # two pages and two resolves, then two pages and none
+
+
 # -- a real service on the fakes --------------------------------------------------------------------------
 
 
@@ -383,4 +417,6 @@ def test_a_review_on_a_fake_forge_is_answered_in_its_threads_and_batons_replies_
         assert http.post("/v1/forge/reconcile").status_code == 200
     settled(service, fake, 2)
     assert len(fake.review_comments(REPO, pr.number)) == 6
+    refused = [a for a in service.store.list_audit(100) if a["action"] == "forge.refused"]
+    assert not [a for a in refused if "baton-bot" in str(a["detail"])], refused  # its own: no refusal
     assert any("I went through the review." in a for a in answers(fake, issue))

@@ -33,7 +33,7 @@ from baton.forge.config import Reply
 from baton.forge.inline import InlineThreads
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeError, ForgeEvent, ReviewComment
-from baton.forge.records import Binding
+from baton.forge.records import Binding, FeedbackKind
 from baton.forge.tables import forge_store
 from baton.forge.trust import is_own
 from baton.models import JobRecord
@@ -59,7 +59,7 @@ def review_turn(loop: ForgeLoop, job: JobRecord) -> Turn | None:
     ids, _ = accounts.inline_ids(events)
     if not ids:
         return None
-    every = {c.id: c for e in events for c in e.comments}
+    every = {c.id: c for e in events if e.kind is FeedbackKind.REVIEW for c in e.comments}
     chosen = set(ids)
     return Turn({i: every[i] for i in ids}, tuple(c for i, c in every.items() if i not in chosen))
 

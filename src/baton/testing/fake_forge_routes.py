@@ -4,8 +4,9 @@ Paths, parameters and shapes are GitHub's (the server checks them against the de
 raise :class:`~baton.testing.fake_forge_core.ForgeRefused` with GitHub's words. Reads: the repository,
 its webhooks, a permission, issues, pull requests, comments, reviews, check runs and annotations, a
 job's logs (302 to a download URL), the combined status, a pull request's inline comments. Writes: a
-pull request (422 as GitHub), a comment and its edit, a reply in an inline comment's thread; and, to drive the fake from outside its process, an issue, labels, assignees, a
-review, a commit status, a check run, and a merge (the PR closed merged, ``pull_request.closed`` sent).
+pull request (422 as GitHub), a comment and its edit, a reply in an inline comment's thread; and, to
+drive the fake from outside its process, an issue, labels, assignees, a review, a commit status, a
+check run, and a merge (the PR closed merged, ``pull_request.closed`` sent).
 """
 
 from __future__ import annotations
