@@ -40,7 +40,7 @@ def read(answer: str, ids: tuple[int, ...] = IDS) -> Account:
 def test_a_good_account_reads_each_verdict_its_commit_and_text() -> None:
     answer = "I went through the review.\n\n" + block(
         "101: done — renamed the helper and its callers",
-        "102: done 4f2a9c1 \u2013 the test covers it now"  # an en dash,
+        "102: done 4f2a9c1 \u2013 the test covers it now",  # an en dash
         "103: declined — it would break the public API",
     )
     account = read(answer)
