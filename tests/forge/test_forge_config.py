@@ -160,6 +160,7 @@ def test_defaults_of_a_repo(tmp_path: Path) -> None:
     assert repo.budget == Budget(per_failure=3, per_day=20)
     assert (repo.draft, repo.base, repo.clone_url, repo.timeout) == (True, None, None, None)
     assert repo.reply is Reply.COMMENT  # the agent's answer, a reply of its own on the forge
+    assert repo.resolve_threads is False  # review threads are left for people to resolve
     assert repo.triggers == {Trigger.MENTION: TriggerConfig(Trigger.MENTION, Access.EDIT)}
     assert repo.trigger(Trigger.LABEL) is None and repo.trigger(Trigger.ASSIGN) is None
     assert repo.repo_url(forges.forges["github"]) == "https://github.com/acme/api.git"
@@ -185,6 +186,12 @@ def test_on_permission_is_refuse_unless_the_repo_asks_and_nothing_else_is_taken(
     _refused(
         tmp_path, GITHUB + '[repo."acme/api"]\non_permission = "allow"\n', "on_permission", "refuse, ask"
     )
+
+
+def test_resolve_threads_is_a_flag_refused_when_it_is_not_one(tmp_path: Path) -> None:
+    loaded = _load(tmp_path, GITHUB + '[repo."acme/api"]\nresolve_threads = true\n')
+    assert loaded.repo("github", "acme/api").resolve_threads is True  # type: ignore[union-attr]
+    _refused(tmp_path, GITHUB + '[repo."acme/api"]\nresolve_threads = "yes"\n', "resolve_threads")
 
 
 def test_a_repo_built_in_code_gets_the_mention_at_its_access() -> None:

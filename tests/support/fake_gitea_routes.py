@@ -200,6 +200,29 @@ def list_review_comments(c: Call) -> Reply:
     return 200, [c.gitea.review_comment(repo, number, x) for x in review.comments], {}
 
 
+def create_review_reply(c: Call) -> Reply:
+    """A reply in an inline comment's thread (Gitea 1.27 and later; ``without_inline_threads``: 404)."""
+    if c.fake.without_inline_threads:
+        raise ForgeRefused(404, "Not Found")
+    number, comment_id = int(c.params["index"]), int(c.params["id"])
+    c.require("read")
+    reply_id = c.fake.reply_to_review_comment(
+        c.repo_name, number, comment_id, c.login, c.body.get("body") or ""
+    )
+    found = c.fake.find_review_comment(c.repo_name, reply_id)
+    assert found is not None
+    return 201, c.gitea.review_comment(c.fake.repo(c.repo_name), number, found[1]), {}
+
+
+def resolve_review_comment(c: Call) -> Reply:
+    """Resolve an inline comment's conversation (Gitea 1.27 and later; write access)."""
+    found = c.fake.find_review_comment(c.repo_name, int(c.params["id"]))
+    if c.fake.without_inline_threads or found is None:
+        raise ForgeRefused(404, "Not Found")
+    c.fake.resolve_thread(c.repo_name, found[0], found[1].in_reply_to or found[1].id, c.login)
+    return 204, None, {}
+
+
 def _sha(c: Call) -> str:
     ref = c.params["ref"]
     return c.fake.repo(c.repo_name).head(ref) or ref
@@ -265,6 +288,8 @@ ROUTES: list[tuple[str, str, Callable[[Call], Reply]]] = [
     ("PATCH", "/repos/{owner}/{repo}/issues/comments/{id}", edit_comment),
     ("GET", "/repos/{owner}/{repo}/pulls/{index}/reviews", list_reviews),
     ("GET", "/repos/{owner}/{repo}/pulls/{index}/reviews/{id}/comments", list_review_comments),
+    ("POST", "/repos/{owner}/{repo}/pulls/{index}/comments/{id}/replies", create_review_reply),
+    ("POST", "/repos/{owner}/{repo}/pulls/comments/{id}/resolve", resolve_review_comment),
     ("GET", "/repos/{owner}/{repo}/commits/{ref}/status", combined_status),
     ("GET", "/repos/{owner}/{repo}/actions/runs", list_runs),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run}/jobs", list_run_jobs),

@@ -136,6 +136,7 @@ class RepoConfig:
     draft: bool = True  # baton's pull requests open as drafts
     reply: Reply = Reply.COMMENT  # where the agent's answer of each turn is posted
     on_permission: OnPermission = OnPermission.REFUSE  # an ACP agent's permission above access: ask?
+    resolve_threads: bool = False  # resolve the inline comments' threads the agent accounted done
     base: str | None = None  # the branch PRs target; None: the repository's default branch
     clone_url: str | None = None  # None: the forge's <web_url>/<owner>/<name>.git
     timeout: float | None = None  # a turn's timeout in seconds; None: the settings' run_timeout
@@ -415,6 +416,7 @@ _REPO_KEYS = (
     "forge", "agent", "access", "trusted", "allow", "deny", "only_allow", "bots", "bot_allow",
     "untrusted", "ci_budget", "daily_turns", "draft", "reply", "base", "clone_url", "timeout", "triggers",
     "on_permission",
+    "resolve_threads",
 )  # fmt: skip
 
 
@@ -447,6 +449,7 @@ def _repo(
         on_permission=OnPermission(
             fields.choice("on_permission", [p.value for p in OnPermission], OnPermission.REFUSE.value)
         ),
+        resolve_threads=fields.flag("resolve_threads", False),
         base=_branch(fields),
         clone_url=_clone_url(fields),
         timeout=fields.seconds("timeout"),

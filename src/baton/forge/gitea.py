@@ -21,6 +21,7 @@ import httpx
 
 from baton.forge.github import epoch, iso, log_text
 from baton.forge.http import head_clone_url, next_link
+from baton.forge.inline import GiteaInline
 from baton.forge.model import (
     Actor,
     Changed,
@@ -150,7 +151,7 @@ def status_etag(combined: Mapping[str, Any]) -> str:
     return f'W/"baton-{hashlib.sha256(data.encode()).hexdigest()[:32]}"'
 
 
-class GiteaClient(RestForge):
+class GiteaClient(RestForge, GiteaInline):
     """:class:`~baton.forge.model.ForgeClient` for Gitea or Forgejo at ``api_url`` (``https://HOST/api/v1``)
     with ``token`` (an access token of baton's own user, sent as ``Authorization: token <t>``; scopes
     ``write:repository`` and ``write:issue``, and admin on each repository for :meth:`permission`).

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from baton.forge.http import RateLimited, head_clone_url
+from baton.forge.inline import GitHubInline
 from baton.forge.model import (
     Actor,
     Changed,
@@ -139,7 +140,7 @@ def _annotation(data: dict[str, Any]) -> str:
     return f"{where}: {message}" if where else message
 
 
-class GitHubClient(RestForge):
+class GitHubClient(RestForge, GitHubInline):
     """:class:`~baton.forge.model.ForgeClient` for GitHub at ``api_url`` with ``token`` (a fine-grained
     token, or a GitHub App installation's token). ``retries``, ``timeout`` and ``transport`` go to the
     shared HTTP client; ``sleep`` and ``clock`` are injectable for tests."""

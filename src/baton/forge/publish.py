@@ -18,7 +18,7 @@ from typing import Any
 from baton.asking.questions import Question
 from baton.errors import BatonError, GitError
 from baton.fleet.execute import AFTER_JOB
-from baton.forge import answers, dispatch, merging
+from baton.forge import answers, dispatch, merging, replies
 from baton.forge.config import ForgeSettings, Reply
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeError, ForgeEvent, ForgeKind
@@ -136,7 +136,9 @@ def publish(
     4. The thread's **one** status comment (run id, outcome, what changed, cost) is posted or edited.
     5. The agent's answer (its final message) is posted as a reply of its own, attributed and bounded
        (:mod:`baton.forge.answers`), or shown in the status comment, or nowhere: the repository's
-       ``reply`` (``comment``, ``status``, ``none``)."""
+       ``reply`` (``comment``, ``status``, ``none``).
+    6. After a review turn, each inline comment's thread gets a reply with the agent's account of it,
+       and the threads it did are resolved where the repository says so (:mod:`baton.forge.replies`)."""
     result: dict[str, Any] = {"outcome": outcome}
     if binding.access == Access.READ:  # a PR from a fork: its thread reads, and pushes nothing
         result.update({"pushed": False, "why": "a read-only thread pushes nothing"})
@@ -163,6 +165,11 @@ def publish(
         result["reply"] = (
             "posted before" if posted else _post(loop, binding, answers.answer_text(binding, job, answer))
         )
+    if (
+        question is None
+        and (threads := replies.answer_threads(loop, binding, job, result, again)) is not None
+    ):
+        result["threads"] = threads  # a turn that asked answers its review comments after the answer
     binding.updated_at = loop.clock()
     forge_store(loop.store).save_binding(binding)
     return result

@@ -317,6 +317,8 @@ class Render:
         url = f"{self.api_url}/repos/{repo.full_name}/pulls/comments/{c.id}"
         html = f"{self.web_url}/{repo.full_name}/pull/{number}#discussion_r{c.id}"
         obj.pop("in_reply_to_id", None)
+        if c.in_reply_to is not None:
+            obj["in_reply_to_id"] = c.in_reply_to
         obj.update(
             url=url,
             pull_request_review_id=c.review_id,
@@ -347,6 +349,11 @@ class Render:
 
     def review_comment(self, repo: Repo, number: int, c: ReviewComment) -> dict[str, Any]:
         obj = self.template("review-comment-items", repo.full_name, lambda v: v[0])
+        return self.review_comment_fields(obj, repo, number, c)
+
+    def pull_review_comment(self, repo: Repo, number: int, c: ReviewComment) -> dict[str, Any]:
+        """An inline comment as a pull request's list of them (and a reply's creation) shows it."""
+        obj = self.template("pull-request-review-comment", repo.full_name)
         return self.review_comment_fields(obj, repo, number, c)
 
     def check_run_fields(self, obj: dict[str, Any], repo: Repo, run: CheckRun) -> dict[str, Any]:

@@ -104,6 +104,7 @@ class ReviewComment:
     commit_id: str
     author: str
     created_at: float
+    in_reply_to: int | None = None  # a reply: the id of its thread's first comment
 
 
 @dataclass
