@@ -163,6 +163,8 @@ def publish(
         result["reply"] = (
             "posted before" if posted else _post(loop, binding, answers.answer_text(binding, job, answer))
         )
+    elif reply is Reply.STATUS and answers.answer_of(job) and not result["comment"].startswith("failed"):
+        result["reply"] = "in the status comment"  # an answer, for the outcomes (forge/outcomes.py)
     binding.updated_at = loop.clock()
     forge_store(loop.store).save_binding(binding)
     return result
@@ -256,6 +258,7 @@ def _open_pr(loop: ForgeLoop, binding: Binding) -> dict[str, Any]:
         return {"pr_error": redact(str(exc))}
     binding.pr = number
     loop.store.audit("forge.pr_opened", binding.conversation, "baton", {"pr": number, "url": url})
+    forge_store(loop.store).mark_pr_opened(binding.forge, binding.repo, binding.number, loop.clock())
     return {"pr": number, "pr_url": url}
 
 
