@@ -180,7 +180,9 @@ def test_the_overview_shows_the_outcomes_per_repository_and_agent(home: Home, ta
     assert cell("rounds") == "—" and cell("first-push") == "—" and cell("ci-fix") == "—"
     assert cell("answered") == "0 of 3 (0%)"
     assert cell("waiting").startswith("1, the longest ")
+    row.scroll_into_view_if_needed()
     assert row.is_visible()
+    tab.screenshot("dashboard-forge-outcomes")
 
 
 def test_the_bound_session_fits_a_phone(home: Home, tabs: Tabs) -> None:

@@ -14,9 +14,10 @@ dashboard's overview alike, from facts the forge room records once, where they h
 - answered: ``forge_turns.answered``, a turn that pushed, posted the agent's answer or asked a question
   (:func:`answered`, from what the publisher reports).
 
-Everything is read in one transaction by a fixed set of four queries (bindings; turns; CI failures;
-events by answer, counted by the database) and computed here: the cost is one row per thread, one per
-turn and one per CI failure, never a query per thread. The definitions, exactly: docs/forge.md
+Everything is read in one transaction by a fixed set of four queries and computed here: a row per
+thread (its first push and rounds to green counted by the database), a row per CI failure and per push
+of a thread that had one, and the events accepted and answered counted by the database per repository
+and agent — never a query per thread. The definitions, exactly: docs/forge.md
 (Outcomes).
 """
 
@@ -37,7 +38,6 @@ from baton.store.base import Transactions
 
 Group = tuple[str, str, str]  # forge, repo, agent
 Conversation = tuple[str, str, int]  # forge, repo, number
-Turn = tuple[float, float | None, str | None]  # submitted_at, published_at, the head it pushed
 Failure = tuple[float, str, str]  # received_at, head, signature
 Answers = dict[Group, tuple[int, int]]  # accepted, answered
 ANSWERS = ("posted", "posted before", "in the status comment")  # what ``reply`` says of a posted answer
@@ -139,7 +139,7 @@ class Push:
 
 @dataclass
 class _Thread:
-    """One binding's facts and its turns, while computing."""
+    """One binding's facts, while computing (``first_push`` and ``rounds`` counted by the database)."""
 
     group: Group
     status: str
@@ -149,11 +149,10 @@ class _Thread:
     closed_at: float | None
     merged: bool
     waiting_since: float | None
-    turns: list[Turn] = field(default_factory=list)
+    first_push: float | None  # when its first push was published
+    rounds: int  # its feedback turns after the PR opened, up to the last push (see rounds_to_green)
+    pushes: list[Push] = field(default_factory=list)  # read only for a thread that had a CI failure
     failures: list[Failure] = field(default_factory=list)
-
-    def pushes(self) -> list[Push]:
-        return sorted(Push(published, head) for _s, published, head in self.turns if head and published)
 
 
 def outcomes(store: Transactions, now: float, since: float | None = None) -> list[RepoOutcomes]:
@@ -177,36 +176,26 @@ def outcomes(store: Transactions, now: float, since: float | None = None) -> lis
 
 def _count(row: RepoOutcomes, thread: _Thread, values: dict[str, list[float]], now: float) -> None:
     row.threads += 1
-    pushes = thread.pushes()
-    if pushes:
-        values["first_push"].append(max(0.0, pushes[0].at - thread.created_at))
+    if thread.first_push is not None:
+        values["first_push"].append(max(0.0, thread.first_push - thread.created_at))
     if thread.pr_opened_at is not None:
         row.prs_opened += 1
         if thread.merged:
             row.prs_merged += 1
-            values["rounds"].append(rounds_to_green(thread.pr_opened_at, thread.turns))
+            values["rounds"].append(thread.rounds)
         elif thread.closed_at is not None:
             row.prs_closed += 1
-    values["ci_fix"] += ci_fix_times(thread.failures, pushes)
+    if thread.failures:
+        values["ci_fix"] += ci_fix_times(thread.failures, sorted(thread.pushes))
     if thread.status == BindingStatus.NEEDS_HUMAN.value:
         values["waiting"].append(max(0.0, now - (thread.waiting_since or thread.updated_at)))
 
 
-def rounds_to_green(pr_opened_at: float, turns: list[Turn]) -> int:
-    """The feedback turns of a merged PR until its last push (the head that was merged: green): the
-    turns submitted after baton opened the PR, up to and including the one that pushed last. A PR merged
-    as it was opened: 0."""
-    last = max((submitted for submitted, _p, head in turns if head), default=None)
-    if last is None:
-        return 0
-    return sum(1 for submitted, _p, _h in turns if pr_opened_at < submitted <= last)
-
-
 def ci_fix_times(failures: list[Failure], pushes: list[Push]) -> list[float]:
-    """Seconds from each CI failure to the push that fixed it: per failure signature, a failure starts
-    an episode (later reports of the same signature before the fix belong to it); the fix is the first
-    push after it whose head has no failure of that signature recorded. An episode no push has fixed
-    yet is not counted."""
+    """Seconds from each CI failure to the push that fixed it (``pushes`` in time order): per failure
+    signature, a failure starts an episode (later reports of the same signature before the fix belong
+    to it); the fix is the first push after it whose head has no failure of that signature recorded.
+    An episode no push has fixed yet is not counted."""
     failing = {(head, signature) for _at, head, signature in failures}
     times: list[float] = []
     by_signature: dict[str, list[float]] = defaultdict(list)
@@ -228,48 +217,104 @@ def ci_fix_times(failures: list[Failure], pushes: list[Push]) -> list[float]:
 
 
 def _read(store: Transactions, since: float | None) -> tuple[dict[Conversation, _Thread], Answers]:
-    """The four queries, in one transaction."""
-    b, t, e = forge_bindings.c, forge_turns.c, forge_events.c
+    """The four queries, in one transaction; rows are unpacked as tuples (a row's attributes cost
+    more than the database's work at thousands of threads)."""
+    b = forge_bindings.c
     window = b.created_at >= since if since is not None else sa.true()
-    joined = sa.and_(b.forge == t.forge, b.repo == t.repo, b.number == t.number)
-    on_event = sa.and_(b.forge == e.forge, b.repo == e.repo, b.number == e.number)
-    bindings = sa.select(
-        b.forge, b.repo, b.number, b.agent, b.status, b.created_at, b.updated_at,
-        b.pr_opened_at, b.closed_at, b.merged, b.waiting_since,
-    ).where(window)  # fmt: skip
-    turns = (
-        sa.select(t.forge, t.repo, t.number, t.submitted_at, t.published_at, t.pushed)
-        .select_from(forge_turns.join(forge_bindings, joined))
+    threads: dict[Conversation, _Thread] = {}
+    with store.transaction() as conn:
+        for forge, repo, number, agent, *facts in conn.execute(_bindings(window)):
+            status, created, updated, opened, closed, merged, waiting, first_push, rounds = facts
+            threads[forge, repo, number] = _Thread(
+                (forge, repo, agent), status, created, updated, opened, closed, bool(merged), waiting,
+                first_push, int(rounds or 0),
+            )  # fmt: skip
+        for forge, repo, number, received, identity in conn.execute(_failures(window)):
+            parsed = _failure(identity)
+            if parsed is not None and (thread := threads.get((forge, repo, number))):
+                thread.failures.append((received, *parsed))
+        for forge, repo, number, published, head in conn.execute(_pushes(window)):
+            if (thread := threads.get((forge, repo, number))) and thread.failures:
+                thread.pushes.append(Push(published, head))
+        answers = {(f, r, a): (int(n), int(yes)) for f, r, a, n, yes in conn.execute(_answers(window))}
+    return threads, answers
+
+
+def _bindings(window: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """A row per thread: its facts, when its first push was published, and its rounds to green — a
+    merged PR's feedback turns: those submitted after baton opened the PR, up to and including the one
+    that pushed last (the head that was merged: green; a PR merged as it was opened, 0)."""
+    b, t = forge_bindings.c, forge_turns.c
+    pushing = t.pushed.is_not(None)
+    per_thread = (
+        sa.select(
+            t.forge,
+            t.repo,
+            t.number,
+            sa.func.min(sa.case((pushing, t.published_at))).label("first_push"),
+            sa.func.max(sa.case((pushing, t.submitted_at))).label("last_push"),
+        )
+        .group_by(t.forge, t.repo, t.number)
+        .subquery()
+    )
+    p = per_thread.c
+    turn = forge_turns.alias("turn")
+    rounds = (
+        sa.select(sa.func.count())
+        .where(
+            turn.c.forge == b.forge,
+            turn.c.repo == b.repo,
+            turn.c.number == b.number,
+            turn.c.submitted_at > b.pr_opened_at,
+            turn.c.submitted_at <= p.last_push,
+        )
+        .scalar_subquery()
+    )
+    on_thread = sa.and_(p.forge == b.forge, p.repo == b.repo, p.number == b.number)
+    facts = [b.status, b.created_at, b.updated_at, b.pr_opened_at, b.closed_at, b.merged, b.waiting_since]
+    return (
+        sa.select(b.forge, b.repo, b.number, b.agent, *facts, p.first_push, sa.case((b.merged == 1, rounds)))
+        .select_from(forge_bindings.outerjoin(per_thread, on_thread))
         .where(window)
     )
-    failures = (
+
+
+def _failures(window: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """The CI failures of the threads, as stored for a turn (not dropped: stale, passing, ...)."""
+    b, e = forge_bindings.c, forge_events.c
+    on_event = sa.and_(b.forge == e.forge, b.repo == e.repo, b.number == e.number)
+    return (
         sa.select(e.forge, e.repo, e.number, e.received_at, e.identity)
         .select_from(forge_events.join(forge_bindings, on_event))
         .where(window, e.kind == FeedbackKind.CI_FAILURE.value, e.status != EventStatus.DROPPED.value)
     )
+
+
+def _pushes(window: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """The pushes of the threads that had a CI failure (the others' are not needed)."""
+    b, t, e = forge_bindings.c, forge_turns.c, forge_events.c
+    failed = sa.exists().where(
+        e.forge == t.forge, e.repo == t.repo, e.number == t.number, e.kind == FeedbackKind.CI_FAILURE.value
+    )
+    on_turn = sa.and_(b.forge == t.forge, b.repo == t.repo, b.number == t.number)
+    return (
+        sa.select(t.forge, t.repo, t.number, t.published_at, t.pushed)
+        .select_from(forge_turns.join(forge_bindings, on_turn))
+        .where(window, t.pushed.is_not(None), t.published_at.is_not(None), failed)
+    )
+
+
+def _answers(window: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """Per (forge, repo, agent): the events accepted (not dropped), and those whose turn answered."""
+    b, t, e = forge_bindings.c, forge_turns.c, forge_events.c
+    on_event = sa.and_(b.forge == e.forge, b.repo == e.repo, b.number == e.number)
     answer = sa.case((t.answered == 1, 1), else_=0)
-    counted = (
+    return (
         sa.select(b.forge, b.repo, b.agent, sa.func.count(), sa.func.coalesce(sa.func.sum(answer), 0))
         .select_from(forge_events.join(forge_bindings, on_event).outerjoin(forge_turns, t.job_id == e.job_id))
         .where(window, e.status != EventStatus.DROPPED.value)
         .group_by(b.forge, b.repo, b.agent)
     )
-    threads: dict[Conversation, _Thread] = {}
-    with store.transaction() as conn:
-        for r in conn.execute(bindings):
-            threads[r.forge, r.repo, r.number] = _Thread(
-                (r.forge, r.repo, r.agent), r.status, r.created_at, r.updated_at, r.pr_opened_at,
-                r.closed_at, bool(r.merged), r.waiting_since,
-            )  # fmt: skip
-        for t_row in conn.execute(turns):
-            if (thread := threads.get((t_row.forge, t_row.repo, t_row.number))) is not None:
-                thread.turns.append((t_row.submitted_at, t_row.published_at, t_row.pushed))
-        for e_row in conn.execute(failures):
-            parsed = _failure(e_row.identity)
-            if parsed is not None and (thread := threads.get((e_row.forge, e_row.repo, e_row.number))):
-                thread.failures.append((e_row.received_at, *parsed))
-        answers = {(f, repo, a): (int(n), int(yes)) for f, repo, a, n, yes in conn.execute(counted)}
-    return threads, answers
 
 
 def _failure(identity: str) -> tuple[str, str] | None:
