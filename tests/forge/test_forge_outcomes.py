@@ -17,11 +17,15 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from baton.forge.config import ForgeSettings
+from baton.forge.delivery import Closed
+from baton.forge.loop import ForgeLoop
 from baton.forge.outcomes import Push, RepoOutcomes, Spread, answered, ci_fix_times, outcomes, pushed_head
 from baton.forge.records import Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
 from baton.forge.tables import forge_store
+from baton.forge.webhook import act_on_closed
 from baton.models import Access
-from baton.settings import load_settings
+from baton.settings import Settings, load_settings
 from baton.store import engine as store_engine
 from baton.store.engine import dispose_engine
 from baton.store.migrations import MIGRATIONS
@@ -189,6 +193,27 @@ def test_the_store_keeps_the_outcome_facts_across_saves(store: SQLStore) -> None
     assert binding is not None and "merged" not in binding.to_json()  # not on the record
     forge_store(store).mark_merged("gh", REPO, 999)  # bound to nothing: nothing happens
     assert forge_store(store).get_binding("gh", REPO, 999) is None
+
+
+def test_a_merge_counts_whichever_close_the_webhooks_bring_first(store: SQLStore, settings: Settings) -> None:
+    """A PR that closes its issue: GitHub may deliver the issue's close before the PR's. The issue's
+    close closes the binding, the PR's merged close still records the merge; a PR closed without a
+    merge is closed unmerged."""
+    loop = ForgeLoop(settings, store, ForgeSettings(), lambda _job: None, clock=lambda: 900.0)
+    for number in (1, 2, 3):
+        bind(store, number, 100)
+        link_pr(store, number, 10 + number)
+        forge_store(store).mark_pr_opened("gh", REPO, number, 200)
+    assert "closed" in act_on_closed(loop, Closed("gh", REPO, 1))  # the issue first
+    assert "ignored" in act_on_closed(loop, Closed("gh", REPO, 11, merged=True))  # closed already
+    assert "closed" in act_on_closed(loop, Closed("gh", REPO, 12, merged=True))  # the PR first
+    assert "ignored" in act_on_closed(loop, Closed("gh", REPO, 2))
+    assert "closed" in act_on_closed(loop, Closed("gh", REPO, 13))  # closed, not merged
+    assert [facts(store, n)[1:3] for n in (1, 2, 3)] == [(900.0, 1), (900.0, 1), (900.0, None)]
+    binding = forge_store(store).get_binding("gh", REPO, 2)
+    assert binding is not None and binding.note == "merged"
+    [row] = outcomes(store, 1000.0)
+    assert (row.prs_opened, row.prs_merged, row.prs_closed, row.merged_rate) == (3, 2, 1, 0.6667)
 
 
 def facts(store: SQLStore, number: int) -> tuple[Any, ...]:

@@ -1,9 +1,9 @@
-"""The forge loop's outcomes end to end: the fake GitHub (REST, git over HTTP, signed webhooks), a real
-``baton serve`` and the fake agent. An issue is mentioned, baton pushes and opens the PR, CI fails on
-its head, the next turn pushes the fix (its checks pass), a person merges the PR — and
-``GET /v1/forge/outcomes`` and ``/metrics`` say so: one thread, one PR opened and merged after one
-round of feedback, a first push, a CI failure fixed by the next push, both feedback events answered,
-nobody waiting."""
+"""The forge loop's outcomes end to end: the fake GitHub (REST, git over HTTP, signed webhooks; and the
+fake Gitea, whose CI speaks commit statuses), a real ``baton serve`` and the fake agent. An issue is
+mentioned, baton pushes and opens the PR, CI fails on its head, the next turn pushes the fix (its checks
+pass), a person merges the PR — and ``GET /v1/forge/outcomes`` and ``/metrics`` say so: one thread, one
+PR opened and merged after one round of feedback, a first push, a CI failure fixed by the next push,
+both feedback events answered, nobody waiting."""
 
 from __future__ import annotations
 
@@ -39,7 +39,10 @@ def model() -> Iterator[None]:
     yield None  # the fake agent needs no model
 
 
-def test_an_issue_to_a_merged_pr_reports_its_outcomes(fake: FakeForge, forge_service: Service) -> None:
+@pytest.mark.parametrize("forge_kind", ["github", "gitea"])
+def test_an_issue_to_a_merged_pr_reports_its_outcomes(
+    forge_kind: str, fake: FakeForge, forge_service: Service
+) -> None:
     service = forge_service
     issue = fake.open_issue(REPO, "alice", "Add notes", "We need notes.")
     fake.comment(REPO, issue, "alice", "@baton please add the notes")
@@ -54,7 +57,7 @@ def test_an_issue_to_a_merged_pr_reports_its_outcomes(fake: FakeForge, forge_ser
     fake.add_check_run(REPO, fixed_head, "test", "success")  # green: no event, no turn
     fake.merge(REPO, pr.number, "alice")
     settled(service, fake, 2)
-    binding = forge_store(service.store).get_binding("github", REPO, issue)
+    binding = forge_store(service.store).get_binding(forge_kind, REPO, issue)
     assert binding is not None and binding.status == BindingStatus.CLOSED
 
     headers = {"Authorization": f"Bearer {service.token('read')}"}
@@ -62,7 +65,7 @@ def test_an_issue_to_a_merged_pr_reports_its_outcomes(fake: FakeForge, forge_ser
     assert answer.status_code == 200, answer.text
     [row] = answer.json()["repos"]
     print("outcomes:", row)  # the numbers the issue's note reports (-s shows them)
-    assert (row["forge"], row["repo"], row["agent"]) == ("github", REPO, "fake")
+    assert (row["forge"], row["repo"], row["agent"]) == (forge_kind, REPO, "fake")
     assert row["threads_started"] == 1
     assert (row["prs_opened"], row["prs_merged"], row["prs_closed_unmerged"]) == (1, 1, 0)
     assert row["merged_rate"] == 1.0
@@ -75,7 +78,7 @@ def test_an_issue_to_a_merged_pr_reports_its_outcomes(fake: FakeForge, forge_ser
     assert row["waiting"] == 0 and row["waiting_seconds"]["max"] is None
 
     m = scrape(service.url)
-    labels = {"forge": "github", "repo": REPO, "agent": "fake"}
+    labels = {"forge": forge_kind, "repo": REPO, "agent": "fake"}
     assert value(m, "baton_forge_prs_merged_total", **labels) == 1
     assert value(m, "baton_forge_rounds_to_green", quantile="0.5", **labels) == 1
     assert value(m, "baton_forge_ci_fix_seconds", quantile="0.5", **labels) == pytest.approx(ci_fix["median"])
