@@ -3,7 +3,7 @@ known times (SQLite and PostgreSQL): threads, PRs opened / merged / closed unmer
 time to the first push and from a CI failure to its fix, feedback answered of accepted, threads
 waiting on a person; the facts the store keeps on its own (since when a thread waits, when it closed,
 merged once and for good, the first PR opening); what a published turn counts as (hostile reports
-too); the fixed number of queries however many threads; migration 16 over a database at 15 with rows.
+too); the fixed number of queries however many threads; migration 17 over a database at 16 with rows.
 ``/metrics`` and ``GET /v1/forge/outcomes`` over a real service show the same numbers."""
 
 from __future__ import annotations
@@ -249,7 +249,10 @@ def test_ci_fix_times_follow_each_signature_to_the_push_that_ends_it() -> None:
         ({"pushed": False, "reply": "posted"}, None, True),
         ({"pushed": False, "reply": "posted before"}, None, True),
         ({"pushed": False, "reply": "in the status comment"}, None, True),
-        ({"pushed": False, "question": "Which base?"}, None, True),
+        ({"pushed": False, "asked": True, "question": "posted"}, None, True),  # needs_input
+        ({"pushed": False, "asked": True, "question": "posted before"}, None, True),
+        ({"pushed": False, "asked": True, "question": "failed: 502 Bad Gateway"}, None, False),
+        ({"pushed": False, "question": "Which base? (a question's text is no report)"}, None, False),
         ({"pushed": False, "reply": "failed: 502"}, None, False),
         ({"pushed": False, "why": "nothing new to push"}, None, False),
         ({"pushed": "true", "head": "abc", "reply": "Posted"}, None, False),  # only what publish says
@@ -283,13 +286,13 @@ def test_the_outcomes_cost_four_queries_however_many_threads(store: SQLStore) ->
     assert len(statements) == 4, statements
 
 
-def test_migration_16_over_a_database_at_15_keeps_what_its_rows_say(
+def test_migration_17_over_a_database_at_16_keeps_what_its_rows_say(
     store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as patched:
-        patched.setattr(store_engine, "MIGRATIONS", MIGRATIONS[:15])
+        patched.setattr(store_engine, "MIGRATIONS", MIGRATIONS[:16])
         old = SQLStore(store_url)
-        assert old.schema_version() == 15
+        assert old.schema_version() == 16
         with old.engine.begin() as conn:
             columns = (
                 "forge, repo, number, agent, repo_slug, thread, repo_url, status, pr, access, seen_at, "
@@ -314,7 +317,7 @@ def test_migration_16_over_a_database_at_15_keeps_what_its_rows_say(
 
     new = SQLStore(store_url)  # opening migrates
     try:
-        assert MIGRATIONS[15][0] == 16 and new.schema_version() == MIGRATIONS[-1][0]
+        assert MIGRATIONS[16][0] == 17 and new.schema_version() == MIGRATIONS[-1][0]
         opened_1 = facts(new, 1)[0]
         assert opened_1 is not None and opened_1 > 1_000_000  # the audit row's time
         assert facts(new, 1)[1:] == (300.0, 1, None)

@@ -40,7 +40,8 @@ Group = tuple[str, str, str]  # forge, repo, agent
 Conversation = tuple[str, str, int]  # forge, repo, number
 Failure = tuple[float, str, str]  # received_at, head, signature
 Answers = dict[Group, tuple[int, int]]  # accepted, answered
-ANSWERS = ("posted", "posted before", "in the status comment")  # what ``reply`` says of a posted answer
+ANSWERS = ("posted", "posted before", "in the status comment")  # ``reply``: the answer reached the forge
+ASKED = ("posted", "posted before")  # ``question``: the question reached the forge
 
 
 def pushed_head(publish: dict[str, Any]) -> str | None:
@@ -51,8 +52,10 @@ def pushed_head(publish: dict[str, Any]) -> str | None:
 
 def answered(publish: dict[str, Any]) -> bool:
     """Whether a published turn answered the feedback it took: it pushed, the agent's answer was posted
-    (a comment, or a section of the status comment), or it asked a question (``question``)."""
-    return publish.get("pushed") is True or publish.get("reply") in ANSWERS or bool(publish.get("question"))
+    (a comment, or a section of the status comment), or its question was put on the forge (a turn that
+    ended ``needs_input``) — in the publisher's own words; a post that failed is no answer."""
+    said = publish.get("pushed") is True or publish.get("reply") in ANSWERS
+    return said or publish.get("question") in ASKED
 
 
 @dataclass(frozen=True)
