@@ -39,13 +39,15 @@ class Closed:
     forge: str
     repo: str
     number: int
+    merged: bool = False  # a pull request merged (the forge's ``pull_request.merged``)
 
     def to_json(self) -> dict[str, Any]:
-        return {"forge": self.forge, "repo": self.repo, "number": self.number}
+        data: dict[str, Any] = {"forge": self.forge, "repo": self.repo, "number": self.number}
+        return {**data, "merged": True} if self.merged else data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Closed:
-        return cls(str(data["forge"]), str(data["repo"]), int(data["number"]))
+        return cls(str(data["forge"]), str(data["repo"]), int(data["number"]), data.get("merged") is True)
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,8 @@ def _closed(forge: ForgeConfig, event: str, payload: Mapping[str, Any]) -> Close
     repo = _repo(payload)
     if type(number) is not int or not 0 < number < 2**63 or repo is None:  # a store's BIGINT
         return None
-    return Closed(forge.name, repo, number)
+    merged = event == "pull_request" and isinstance(item, dict) and item.get("merged") is True
+    return Closed(forge.name, repo, number, merged)
 
 
 def _pushed(forge: ForgeConfig, event: str, payload: Mapping[str, Any]) -> BasePushed | None:

@@ -158,21 +158,37 @@ def publish(
     if question is not None:
         result["asked"] = True
     result["comment"] = _status_comment(loop, binding, job, result, reply is Reply.STATUS)
-    if question is not None:  # asked whatever `reply` says: a question unread is a thread stuck
+    _reply(loop, binding, job, result, reply, question, again)
+    binding.updated_at = loop.clock()
+    forge_store(loop.store).save_binding(binding)
+    return result
+
+
+def _reply(
+    loop: ForgeLoop,
+    binding: Binding,
+    job: JobRecord,
+    result: dict[str, Any],
+    reply: Reply,
+    question: Question | None,
+    again: bool,
+) -> None:
+    """What people read of the turn besides its status: its question (whatever ``reply`` says: a question
+    unread is a thread stuck), else its answer where ``reply`` puts it, then, after a review turn, a reply
+    in each inline comment's thread (a turn that asked answers them after the answer)."""
+    if question is not None:
         result["question"] = _ask(loop, binding, job, question, again)
-    elif reply is Reply.COMMENT and (answer := answers.answer_of(job)) is not None:
+        return
+    answer = answers.answer_of(job)
+    if reply is Reply.COMMENT and answer is not None:
         posted = again and _answered(loop, binding, job)
         result["reply"] = (
             "posted before" if posted else _post(loop, binding, answers.answer_text(binding, job, answer))
         )
-    if (
-        question is None
-        and (threads := replies.answer_threads(loop, binding, job, result, again)) is not None
-    ):
-        result["threads"] = threads  # a turn that asked answers its review comments after the answer
-    binding.updated_at = loop.clock()
-    forge_store(loop.store).save_binding(binding)
-    return result
+    elif reply is Reply.STATUS and answer and not result["comment"].startswith("failed"):
+        result["reply"] = "in the status comment"  # an answer, for the outcomes (forge/outcomes.py)
+    if (threads := replies.answer_threads(loop, binding, job, result, again)) is not None:
+        result["threads"] = threads
 
 
 # -- git -----------------------------------------------------------------------------------------------
@@ -263,6 +279,7 @@ def _open_pr(loop: ForgeLoop, binding: Binding) -> dict[str, Any]:
         return {"pr_error": redact(str(exc))}
     binding.pr = number
     loop.store.audit("forge.pr_opened", binding.conversation, "baton", {"pr": number, "url": url})
+    forge_store(loop.store).mark_pr_opened(binding.forge, binding.repo, binding.number, loop.clock())
     return {"pr": number, "pr_url": url}
 
 

@@ -153,6 +153,8 @@ def _bound(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, binding: Bi
         )
         binding.updated_at = loop.clock()
         forge_store(loop.store).save_binding(binding)
+        if info.merged:  # kept apart from the note: the issue's close may be read after the PR's
+            forge_store(loop.store).mark_merged(forge, repo, info.number)
         return []
     if info.is_pr and info.head_sha is None:
         # GitHub's issue list says nothing of a PR's head or mergeability: the pull request does (a

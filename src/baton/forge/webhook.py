@@ -38,11 +38,13 @@ def act_on_pushed(loop: ForgeLoop, pushed: BasePushed) -> dict[str, Any]:
 def act_on_closed(loop: ForgeLoop, closed: Closed) -> dict[str, Any]:
     """An issue or PR closed: close the binding it names (nothing more runs for it)."""
     binding = forge_store(loop.store).get_binding(closed.forge, closed.repo, closed.number)
+    if binding is not None and closed.merged:  # an outcome, also after the issue's close closed it
+        forge_store(loop.store).mark_merged(closed.forge, closed.repo, closed.number)
     if binding is None or binding.status == BindingStatus.CLOSED:
         return {"ignored": f"{closed.forge}:{closed.repo}#{closed.number} is not an open bound thread"}
     binding.status, binding.note, binding.updated_at = (
         BindingStatus.CLOSED,
-        "closed on the forge",
+        "merged" if closed.merged else "closed on the forge",
         loop.clock(),
     )
     forge_store(loop.store).save_binding(binding)
