@@ -1,29 +1,10 @@
 """The agent's account of a review's inline comments: what a review turn's prompt asks it to end its
-answer with (:func:`request`), and the strict reading of it (:func:`parse`). One home for the format,
-which the prompt shows and the parser reads; :mod:`baton.forge.replies` posts each line in its
-comment's thread.
-
-The format is a fenced block whose info string is ``baton-replies``, one line per inline comment::
-
-    ```baton-replies
-    123: done — renamed the helper and its callers
-    124: done 4f2a9c1 — the test covers it now
-    125: answered — the timeout is in seconds (config.py says so)
-    126: declined — changing the signature would break the public API
-    ```
-
-``<id>: <verdict> [<commit>] — <text>``: the verdict is ``done``, ``answered`` or ``declined``; a ``done``
-may name the commit (7 to 40 hex digits, at least one a digit) the agent made itself; the dash may be
-an em dash, an en dash, ``-`` or ``:``, and a line may start with a list bullet. Chosen because a model
-writes it reliably (a fenced block with a name, like a diff or a code example) and a person reads it as
-it is in the answer comment.
-
-Read strictly: the **last** such block of the answer counts; every non-blank line of it must have the
-form, or the whole account is :class:`Unreadable` (and the turn falls back to the whole answer) — a
-half-read account would answer some threads with a guess. Only the ids of the turn's own inline
-comments count: an unknown id is ignored (counted), a repeated id keeps its first line. Each text is
-cut at :data:`TEXT_CHARS`. The text is the agent's: it is posted as written (through
-:func:`baton.forge.answers.shown`), never read as anything.
+answer with (:func:`request`), and the strict reading of it (:func:`parse`) — one home for the format,
+``<id>: done|answered|declined [<commit>] — <text>`` lines in a fenced ``baton-replies`` block (the
+format and why: the comment above :data:`INFO`). Read strictly: the last block counts, and a line not
+of the form makes the whole account :class:`Unreadable` (the turn falls back to the whole answer);
+only the turn's own comment ids count; texts are cut at :data:`TEXT_CHARS` and posted as written,
+never read as anything. :mod:`baton.forge.replies` posts each line in its comment's thread.
 """
 
 from __future__ import annotations
@@ -36,6 +17,27 @@ from enum import StrEnum
 from baton.forge.model import ForgeEvent
 from baton.forge.records import FeedbackKind
 
+# The format is a fenced block whose info string is ``baton-replies``, one line per inline comment::
+#
+#     ```baton-replies
+#     123: done — renamed the helper and its callers
+#     124: done 4f2a9c1 — the test covers it now
+#     125: answered — the timeout is in seconds (config.py says so)
+#     126: declined — changing the signature would break the public API
+#     ```
+#
+# ``<id>: <verdict> [<commit>] — <text>``: the verdict is ``done``, ``answered`` or ``declined``; a ``done``
+# may name the commit (7 to 40 hex digits, at least one a digit) the agent made itself; the dash may be
+# an em dash, an en dash, ``-`` or ``:``, and a line may start with a list bullet. Chosen because a model
+# writes it reliably (a fenced block with a name, like a diff or a code example) and a person reads it as
+# it is in the answer comment.
+#
+# Read strictly: the **last** such block of the answer counts; every non-blank line of it must have the
+# form, or the whole account is :class:`Unreadable` (and the turn falls back to the whole answer) — a
+# half-read account would answer some threads with a guess. Only the ids of the turn's own inline
+# comments count: an unknown id is ignored (counted), a repeated id keeps its first line. Each text is
+# cut at :data:`TEXT_CHARS`. The text is the agent's: it is posted as written (through
+# :func:`baton.forge.answers.shown`), never read as anything.
 INFO = "baton-replies"  # the fenced block's info string
 MAX_THREADS = 100  # inline comments a turn answers in their threads; beyond, one comment says so
 TEXT_CHARS = 2_000  # one account's text, cut with a marker

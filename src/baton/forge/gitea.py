@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from baton.forge.github import epoch, iso, log_text
+from baton.forge.github import log_text
 from baton.forge.http import head_clone_url, next_link
 from baton.forge.inline import GiteaInline
 from baton.forge.model import (
@@ -32,7 +32,7 @@ from baton.forge.model import (
     ReviewComment,
     ThreadInfo,
 )
-from baton.forge.rest import RestForge, repo_path
+from baton.forge.rest import RestForge, epoch, iso, repo_path
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,7 @@ class GiteaClient(RestForge, GiteaInline):
     injectable for tests."""
 
     NAME, AUTH = "Gitea", "token"
+    author = staticmethod(actor)  # how a payload's user is read (the inline threads' mixin too)
     HEADERS: ClassVar[dict[str, str]] = {"Accept": "application/json"}
 
     # -- paging ---------------------------------------------------------------------------------------

@@ -1,26 +1,19 @@
 """The threads of a review's inline comments, as each forge offers them (:class:`InlineThreads`): a reply
 in a comment's thread, the pull request's inline comments (to find baton's own replies again), and
-resolving a thread. Mixed into :class:`~baton.forge.github.GitHubClient` (:class:`GitHubInline`) and
-:class:`~baton.forge.gitea.GiteaClient` (:class:`GiteaInline`); :mod:`baton.forge.replies` uses them.
-
-- **GitHub**: ``POST /repos/{o}/{r}/pulls/{n}/comments/{id}/replies``; the PR's review comments,
-  replies included, from ``GET /repos/{o}/{r}/pulls/{n}/comments?since=``; a thread is resolved with
-  GraphQL's ``resolveReviewThread``, its id found by the first comment of each of the PR's
-  ``reviewThreads`` (REST has no thread id). GraphQL lives at ``https://api.github.com/graphql``, or a
-  GitHub Enterprise Server's ``https://HOST/api/graphql`` beside its ``/api/v3``.
-- **Gitea** (1.27 and later; Forgejo and older Gitea answer 404): ``POST
-  /repos/{o}/{r}/pulls/{n}/comments/{id}/replies`` and ``POST /repos/{o}/{r}/pulls/comments/{id}/resolve``;
-  the inline comments are read review by review (Gitea lists no PR's comments at once).
+resolving a thread; mixed into the GitHub and Gitea clients (:class:`GitHubInline`,
+:class:`GiteaInline`), used by :mod:`baton.forge.replies`. GitHub: the REST replies route, the PR's review
+comments, GraphQL's ``reviewThreads`` and ``resolveReviewThread`` (:func:`graphql_url`). Gitea 1.27 and
+later: its replies and resolve routes (Forgejo and older Gitea answer 404).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from baton.forge.http import ForgeHTTP
 from baton.forge.model import Actor, Comment, ForgeError
-from baton.forge.rest import repo_path
+from baton.forge.rest import epoch, iso, repo_path
 
 THREAD_PAGES = 10  # GraphQL pages of 100 review threads read to find a comment's thread
 PER_PAGE = 100
@@ -66,22 +59,22 @@ class InlineThreads(Protocol):
 
 
 class GitHubInline:
-    """:class:`InlineThreads` for GitHub (mixed into its client, whose ``http`` it uses)."""
+    """:class:`InlineThreads` for GitHub (mixed into its client, whose ``http`` and ``author``, how a
+    payload's user is read, it uses)."""
 
     http: ForgeHTTP
+    author: Callable[[Any], Actor]
 
     def reply_inline(self, repo: str, number: int, comment_id: int, body: str) -> int:
         path = f"{repo_path(repo, 'GitHub')}/pulls/{int(number)}/comments/{int(comment_id)}/replies"
         return int(self.http.json("POST", path, json={"body": body})["id"])
 
     def inline_comments(self, repo: str, number: int, since: float | None = None) -> list[Comment]:
-        from baton.forge.github import actor, iso  # github.py mixes this class in: imported late
-
         params: dict[str, Any] = {"per_page": PER_PAGE}
         if since is not None:
             params["since"] = iso(since)
         path = f"{repo_path(repo, 'GitHub')}/pulls/{int(number)}/comments"
-        return [_comment(c, actor(c.get("user"))) for c in self.http.pages(path, params)]
+        return [_comment(c, self.author(c.get("user"))) for c in self.http.pages(path, params)]
 
     def resolve_inline(self, repo: str, number: int, comment_ids: Sequence[int]) -> list[int]:
         threads = dict(self._threads(repo, number, set(comment_ids)))
@@ -144,22 +137,21 @@ def graphql_url(api_url: str) -> str:
 
 
 class GiteaInline:
-    """:class:`InlineThreads` for Gitea 1.27 and later (mixed into its client)."""
+    """:class:`InlineThreads` for Gitea 1.27 and later (mixed into its client, as GitHub's)."""
 
     http: ForgeHTTP
+    author: Callable[[Any], Actor]
 
     def reply_inline(self, repo: str, number: int, comment_id: int, body: str) -> int:
         path = f"{repo_path(repo, 'Gitea')}/pulls/{int(number)}/comments/{int(comment_id)}/replies"
         return int(self.http.json("POST", path, json={"body": body})["id"])
 
     def inline_comments(self, repo: str, number: int, since: float | None = None) -> list[Comment]:
-        from baton.forge.gitea import actor  # gitea.py mixes this class in: imported late
-
         path = f"{repo_path(repo, 'Gitea')}/pulls/{int(number)}/reviews"
         found = []
         for review in self.pages(path):
             for c in self.http.json("GET", f"{path}/{int(review['id'])}/comments") or ():
-                comment = _comment(c, actor(c.get("user")))
+                comment = _comment(c, self.author(c.get("user")))
                 if since is None or comment.at >= int(since):
                     found.append(comment)
         return found
@@ -174,8 +166,6 @@ class GiteaInline:
 
 
 def _comment(data: Mapping[str, Any], author: Actor) -> Comment:
-    from baton.forge.github import epoch
-
     return Comment(
         id=int(data["id"]),
         author=author,

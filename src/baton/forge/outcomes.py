@@ -1,24 +1,9 @@
-"""What the forge loop came to, per repository and agent: threads started, the PRs baton opened and what
-became of them, rounds of feedback to green, how long from a mention to the first push and from a CI
-failure to the push that fixed it, how many accepted feedback events were answered, and the threads
-waiting on a person. :func:`outcomes` computes it for ``/metrics``, ``GET /v1/forge/outcomes`` and the
-dashboard's overview alike, from facts the forge room records once, where they happen:
-
-- a thread started: its binding (``created_at``, the mention, label or assignment that bound it);
-- its PR opened: ``forge_bindings.pr_opened_at``, set by the publisher when it opens the PR;
-- closed, merged: ``closed_at``, kept by the store when a save moves the binding to ``closed``;
-  ``merged``, set when the forge says the PR was merged (the reconcile, the ``closed`` webhook), never
-  undone (the issue's close and the PR's may come in either order);
-- waiting on a person: ``waiting_since``, kept by the store while the binding stays in ``needs_human``;
-- a push: ``forge_turns.pushed``, the head a turn pushed, at its ``published_at`` (just after the push);
-- answered: ``forge_turns.answered``, a turn that pushed, posted the agent's answer or asked a question
-  (:func:`answered`, from what the publisher reports).
-
-Everything is read in one transaction by a fixed set of four queries and computed here: a row per
-thread (its first push and rounds to green counted by the database), a row per CI failure and per push
-of a thread that had one, and the events accepted and answered counted by the database per repository
-and agent — never a query per thread. The definitions, exactly: docs/forge.md
-(Outcomes).
+"""What the forge loop came to, per repository and agent (threads started, PRs opened and what became
+of them, rounds to green, mention to first push, CI failure to its fix, feedback answered, threads
+waiting on a person): :func:`outcomes` computes it for ``/metrics``, ``GET /v1/forge/outcomes`` and the
+dashboard alike, in one transaction of four queries however many threads, from facts recorded once
+where they happen (the binding's ``created_at``, ``pr_opened_at``, ``closed_at``, ``merged``,
+``waiting_since``; a turn's ``pushed`` and ``answered``). The definitions: docs/forge.md (Outcomes).
 """
 
 from __future__ import annotations

@@ -1,24 +1,11 @@
 """Every inline comment of a review answered where it was made: after a review turn publishes, baton
-replies in each inline comment's thread with the agent's account of it (:mod:`baton.forge.accounts`),
-attributed like the answer (:func:`baton.forge.answers.attribution`), and — where the repository opts
-in (``resolve_threads = true``) and the forge allows — resolves the threads the agent accounted
-``done``. What each reply says (:func:`reply_text`):
-
-- an account line: **Done** (in the commit the agent named, or the one baton pushed this turn),
-  **Answered** or **Declined**, with the agent's words;
-- an inline comment the account has no line for: that the agent did not account for it, and where its
-  whole answer is;
-- an answer with no account baton can read: that it did not account comment by comment, and where its
-  whole answer is (the answer comment, ``reply = "comment"``; the status comment, ``"status"``).
-
-``reply = "none"`` keeps the agent's words off the forge: no thread gets a reply. A reply the forge
-refuses (a Gitea without the route, 404) or that fails is not lost: the replies that could not be
-threaded, and the comments past :data:`~baton.forge.accounts.MAX_THREADS`, go in **one** comment on the
-pull request, each linked to its inline comment. A turn published again (the heal) first looks for its
-own replies (one listing of the PR's inline comments), so each is posted once. Resolving is best
-effort: a forge that refuses (403, 404, a GraphQL error) leaves the threads replied and open, said once
-in the log and in the turn's record, never a failed publish. baton's own replies never trigger a turn:
-their webhooks and the reconcile's find of them name baton's own user (:func:`baton.forge.trust.judge`).
+replies in each comment's thread with the agent's account of it (:mod:`baton.forge.accounts`) —
+**Done**, **Answered** or **Declined** with its words, or that it left the comment out, or that its
+account could not be read and where the whole answer is (:func:`reply_text`) — attributed like the
+answer, once each (a re-published turn finds its replies first), none with ``reply = "none"``; replies
+a forge refuses go in one comment on the PR. With ``resolve_threads = true`` the threads accounted
+``done`` are resolved, best effort. baton's own replies never trigger a turn. The details: docs/forge.md
+(Replies in each inline comment's thread).
 """
 
 from __future__ import annotations
