@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, quote
 
 from baton.testing._http import QuietHandler
 from baton.testing.fake_forge_core import ApiRequest, ForgeRefused, Violation
+from baton.testing.fake_forge_merge import GRAPHQL_PATH, ForgeMerge, graphql
 from baton.testing.fake_forge_routes import Call, Handler, Reply, route
 from baton.testing.fake_forge_threads import ForgeThreads
 
@@ -96,6 +97,9 @@ class ApiHandler(QuietHandler):
         found = route(self.command, path.removeprefix("/api/v3")) if path.startswith("/api/v3/") else None
         if user is None:
             return 401, fake.render.error("Requires authentication", 401), {}
+        if path == GRAPHQL_PATH and self.command == "POST" and isinstance(fake, ForgeMerge):
+            status, obj = graphql(fake, user.login, body)
+            return status, obj, {}
         if found is None:
             return 404, fake.render.error("Not Found", 404), {}
         return self._checked(path.removeprefix("/api/v3"), query, body, user.login, *found)
