@@ -18,6 +18,7 @@ from baton.forge.config import load_forges
 from baton.forge.delivery import READERS, Delivery
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeKind
+from baton.forge.reconcile import reconcile
 from baton.forge.records import Binding
 from baton.forge.tables import forge_store
 from baton.forge.threads import bind_thread
@@ -87,6 +88,8 @@ def test_an_approved_green_pr_is_marked_ready_and_auto_merged_once(
     loop = policy("auto")
     _binding, pr, head = baton_pr(loop, fake)
     fake.add_check_run(REPO, head, "test", "success")
+    if forge_kind == "github":  # GitHub enables auto-merge only while something is left to wait for
+        fake.require_approvals(REPO, 2)
     done = approve(loop, fake, pr)
     delivery = next(d for d in reversed(fake.deliveries) if d.event != "pull_request" and d.event != "push")
     [result] = done["merge"]
@@ -94,7 +97,7 @@ def test_an_approved_green_pr_is_marked_ready_and_auto_merged_once(
     assert result["auto_merge"].startswith("done: the forge's auto-merge enabled (merge)"), result
     issue = fake.issue(REPO, pr)
     assert issue.pr is not None and issue.pr.draft is False
-    if forge_kind == "github":  # enabled, waiting for GitHub to merge it
+    if forge_kind == "github":  # enabled, waiting for the second approval GitHub requires
         assert issue.pr.auto_merge == "merge" and issue.pr.auto_merge_by == "baton-bot"
         assert issue.state == "open"
         # ready; the repository's merge settings; auto-merge with its default method
@@ -140,20 +143,45 @@ def test_untrusted_approvals_and_red_or_missing_checks_do_nothing(
     assert result["merge"] == "ready" and issue.pr.draft is False, result
 
 
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [("not allowed", "auto-merge is not allowed on acme/api"), ("clean", "is in clean status")],
+)
 def test_githubs_refusal_of_auto_merge_is_said_once(
-    policy: Callable[[str], ForgeLoop], fake: FakeForge
+    policy: Callable[[str], ForgeLoop], fake: FakeForge, setting: str, words: str
 ) -> None:
+    """GitHub refuses auto-merge where the repository does not allow it, and on a PR it could merge at
+    once (approved and green, nothing more required): baton says so once and merges nothing."""
     loop = policy("auto")
-    fake.allow_auto_merge(REPO, False)
+    if setting == "not allowed":
+        fake.allow_auto_merge(REPO, False)
     _binding, pr, head = baton_pr(loop, fake)
     fake.add_check_run(REPO, head, "test", "success")
     [result] = approve(loop, fake, pr)["merge"]
-    assert result["ready"].startswith("done") and "auto-merge is not allowed" in result["auto_merge"], result
+    assert result["ready"].startswith("done") and words in result["auto_merge"], result
     [row] = audited(loop, "forge.auto_merge")
-    assert "not allowed" in row["detail"]["refused"]
+    assert words in row["detail"]["refused"]
     fake.add_check_run(REPO, head, "other", "success")
     [result] = approve(loop, fake, pr, login="alice")["merge"]
     assert result == {"merge": "done for this head"}
     assert len(audited(loop, "forge.auto_merge")) == 1
     issue = fake.issue(REPO, pr)
     assert issue.pr is not None and issue.pr.auto_merge is None and issue.state == "open"
+
+
+@pytest.mark.parametrize("forge_kind", ["github", "gitea"])
+def test_the_reconcile_finds_an_approval_the_webhooks_missed(
+    policy: Callable[[str], ForgeLoop], fake: FakeForge
+) -> None:
+    loop = policy("ready")
+    _binding, pr, head = baton_pr(loop, fake)
+    fake.add_check_run(REPO, head, "test", "success")
+    fake.review(REPO, pr, "alice", "", state="APPROVED")  # its delivery lost
+    report = reconcile(loop)
+    assert report.outcomes["merge_policy"] == 1 and not report.errors, report.to_json()
+    issue = fake.issue(REPO, pr)
+    assert issue.pr is not None and issue.pr.draft is False
+    [row] = audited(loop, "forge.ready")
+    assert row["detail"]["after"] == "reconcile" and row["detail"]["head"] == head
+    reconcile(loop)  # the next pass: done for this head, nothing written
+    assert len(audited(loop, "forge.ready")) == 1

@@ -175,7 +175,9 @@ def merge_pull(c: Call) -> Reply:
         raise ForgeRefused(409, "head out of date")
     latest = {s.context: s.state for s in repo.statuses if s.sha == head}
     if body.get("merge_when_checks_succeed") and not (latest and set(latest.values()) == {"success"}):
-        c.fake.enable_auto_merge(c.repo_name, number, c.login, str(body.get("do") or "merge"))
+        c.fake.enable_auto_merge(
+            c.repo_name, number, c.login, str(body.get("do") or "merge"), clean_refused=False
+        )
         return 200, None, {}
     c.fake.merge(c.repo_name, number, c.login, head)
     return 200, None, {}

@@ -30,6 +30,11 @@ class ForgeMerge(ForgeThreads):
         with self._change():
             self.repo(repo).required_checks = list(names)
 
+    def require_approvals(self, repo: str, count: int) -> None:
+        """The default branch's protection requires ``count`` approving reviews before a merge."""
+        with self._change():
+            self.repo(repo).required_approvals = count
+
     def allow_auto_merge(self, repo: str, allowed: bool = True) -> None:
         with self._change():
             self.repo(repo).allow_auto_merge = allowed
@@ -42,9 +47,12 @@ class ForgeMerge(ForgeThreads):
             issue.pr.draft = False
             self._touch(issue)
 
-    def enable_auto_merge(self, repo: str, number: int, login: str, method: str) -> None:
-        """GitHub's auto-merge of the PR with ``method``: refused as GitHub does when the repository
-        does not allow it or the PR is a draft."""
+    def enable_auto_merge(
+        self, repo: str, number: int, login: str, method: str, clean_refused: bool = True
+    ) -> None:
+        """The forge's auto-merge of the PR with ``method``: refused as GitHub does when the repository
+        does not allow it, the PR is a draft, or there is nothing left to wait for (``clean_refused``:
+        GitHub's "clean" or "unstable" merge state: it could be merged now)."""
         with self._change():
             if not self.repo(repo).allow_auto_merge:
                 raise ForgeRefused(422, "Auto merge is not allowed for this repository")
@@ -52,8 +60,37 @@ class ForgeMerge(ForgeThreads):
             assert issue.pr is not None
             if issue.pr.draft:
                 raise ForgeRefused(422, "Can't enable auto-merge for this pull request: it is a draft")
+            state = self.merge_state(repo, issue)
+            if clean_refused and state in ("clean", "unstable"):
+                raise ForgeRefused(422, f"Pull request Pull request is in {state} status")
             issue.pr.auto_merge, issue.pr.auto_merge_by = method.lower(), login
             self._touch(issue)
+
+    def merge_state(self, repo: str, issue: Issue) -> str:
+        """GitHub's ``mergeStateStatus``, as far as the fake models it: ``dirty`` (a conflict),
+        ``blocked`` (a required check not green, or fewer approvals on the head than required),
+        ``unstable`` (another check not green), else ``clean``."""
+        assert issue.pr is not None
+        r = self.repo(repo)
+        if issue.pr.mergeable is False:
+            return "dirty"
+        head = r.pr_head(issue)
+        green: dict[str, bool] = {}
+        for run in r.check_runs:
+            if run.head_sha == head:  # later runs of a name replace earlier ones
+                green[run.name] = run.status == "completed" and run.conclusion in (
+                    "success",
+                    "neutral",
+                    "skipped",
+                )
+        for status in r.statuses:
+            if status.sha == head:
+                green[status.context] = status.state == "success"
+        latest = {v.author: v.state for v in self.reviews(repo, issue.number) if v.commit_id == head}
+        approvals = sum(1 for state in latest.values() if state == "APPROVED")
+        if approvals < r.required_approvals or not all(green.get(c, False) for c in r.required_checks):
+            return "blocked"
+        return "clean" if all(green.values()) else "unstable"
 
     def open_pull(self, repo: str, number: int) -> Issue:
         issue = self.issue(repo, number)

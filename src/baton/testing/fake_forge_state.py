@@ -202,6 +202,7 @@ class Repo:
     check_runs_refused: bool = False  # a fine-grained token on a private repository: check runs are 403
     required_checks: list[str] = field(default_factory=list)  # the default branch's protection requires
     allow_auto_merge: bool = True  # the repository's "Allow auto-merge" setting
+    required_approvals: int = 0  # the default branch's protection requires this many approvals
 
     @property
     def full_name(self) -> str:
