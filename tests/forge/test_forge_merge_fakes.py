@@ -90,7 +90,15 @@ def test_an_approved_green_pr_is_marked_ready_and_auto_merged_once(
     fake.add_check_run(REPO, head, "test", "success")
     if forge_kind == "github":  # GitHub enables auto-merge only while something is left to wait for
         fake.require_approvals(REPO, 2)
+    asked = len(fake.requests)
     done = approve(loop, fake, pr)
+    made = [f"{r.method} {r.path.split('/')[-1]}" for r in fake.requests[asked:]]
+    if forge_kind == "github":  # the PR, its head's checks and statuses, reviews, base branch and rules;
+        # the approver's permission; ready, the repository's merge settings, auto-merge (GraphQL)
+        assert len(made) == 10 and made[-3:] == ["POST graphql"] * 3, made
+    else:  # the PR, the head's statuses, reviews, branch protections; the permission; the title; the
+        # repository's merge styles, the merge
+        assert len(made) == 8 and made[-3:] == ["PATCH 2", "GET api", "POST merge"], made
     delivery = next(d for d in reversed(fake.deliveries) if d.event != "pull_request" and d.event != "push")
     [result] = done["merge"]
     assert result["merge"] == "ready" and result["ready"].startswith("done"), result

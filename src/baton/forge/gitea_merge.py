@@ -54,6 +54,7 @@ class GiteaMerge:
 
     def __init__(self, client: GiteaClient) -> None:
         self.client, self.http = client, client.http
+        self._titles: dict[tuple[str, int], str] = {}  # (repo, number) -> the PR's title, as read
 
     def pull_state(self, repo: str, number: int) -> PullState:
         path = repo_path(repo, "Gitea")
@@ -61,6 +62,7 @@ class GiteaMerge:
         head = str((pull.get("head") or {}).get("sha") or "")
         base = str((pull.get("base") or {}).get("ref") or "")
         checks = self._checks(path, head)
+        self._titles[(repo, int(number))] = str(pull.get("title") or "")
         return PullState(
             number=int(number),
             open=pull.get("state") == "open" and not pull.get("merged"),
@@ -117,7 +119,9 @@ class GiteaMerge:
 
     def mark_ready(self, repo: str, number: int) -> None:
         path = f"{repo_path(repo, 'Gitea')}/pulls/{int(number)}"
-        title = str(self.http.json("GET", path).get("title") or "")
+        title = self._titles.get((repo, int(number)))
+        if title is None:
+            title = str(self.http.json("GET", path).get("title") or "")
         if is_wip(title):
             self.http.request("PATCH", path, json={"title": ready_title(title)})
 

@@ -53,12 +53,15 @@ class GitHubMerge:
 
     def __init__(self, http: ForgeHTTP) -> None:
         self.http = http
+        self._nodes: dict[tuple[str, int], str] = {}  # (repo, number) -> the PR's GraphQL id, as read
 
     def pull_state(self, repo: str, number: int) -> PullState:
         path = repo_path(repo, "GitHub")
         pull = self.http.json("GET", f"{path}/pulls/{int(number)}")
         head = str((pull.get("head") or {}).get("sha") or "")
         base = str((pull.get("base") or {}).get("ref") or "")
+        if pull.get("node_id"):
+            self._nodes[(repo, int(number))] = str(pull["node_id"])
         checks, unknown = self._checks(path, head)
         return PullState(
             number=int(number),
@@ -146,8 +149,11 @@ class GitHubMerge:
         return method.lower()
 
     def _node_id(self, repo: str, number: int) -> str:
-        pull = self.http.json("GET", f"{repo_path(repo, 'GitHub')}/pulls/{int(number)}")
-        return str(pull["node_id"])
+        """The PR's GraphQL id: as :meth:`pull_state` read it, else asked."""
+        if (repo, int(number)) not in self._nodes:
+            pull = self.http.json("GET", f"{repo_path(repo, 'GitHub')}/pulls/{int(number)}")
+            self._nodes[(repo, int(number))] = str(pull["node_id"])
+        return self._nodes[(repo, int(number))]
 
     def _graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         """One GraphQL request; its ``data``, or a ForgeError with GitHub's words (GraphQL answers 200

@@ -52,10 +52,8 @@ def merge_client(client: ForgeClient) -> MergeClient:
         from baton.forge.gitea_merge import GiteaMerge
 
         return GiteaMerge(client)
-    if all(
-        callable(getattr(client, name, None)) for name in ("pull_state", "mark_ready", "enable_auto_merge")
-    ):
-        return client  # type: ignore[return-value]
+    if isinstance(client, MergeClient):
+        return client
     raise ForgeError(f"{type(client).__name__} cannot read a pull request's readiness", 0)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from baton.forge.model import Actor, Review
 
@@ -58,6 +58,7 @@ class PullState:
     checks_unknown: str = ""  # why the head's checks could not all be read ("": they were)
 
 
+@runtime_checkable
 class MergeClient(Protocol):
     """What the merge policy asks of a forge. Every method raises
     :class:`~baton.forge.model.ForgeError` (a refusal: not transient; no answer: transient)."""
