@@ -369,13 +369,18 @@ def test_an_approval_or_a_green_check_is_read_as_settled(stalled: ForgeLoop) -> 
     assert isinstance(found, Delivery) and found.settled is None and found.events
     bad = {**run, "pull_requests": [{"number": "7"}, {"number": -1}, "x", {"number": True}, None]}
     assert isinstance(_gh(stalled, "check_run", {"action": "completed", "check_run": bad}), Ignored)
+    # a repository whose merge policy is off: an approval asks nothing, as before
+    policy(stalled, MergePolicy.OFF)
+    found = _gh(stalled, "pull_request_review", {"action": "submitted", "review": review, "pull_request": pr})
+    assert isinstance(found, Ignored) and "approval without words" in found.reason
 
 
 def test_giteas_approval_is_read_as_settled(stalled: ForgeLoop) -> None:
     gitea = ForgeConfig(
         "gt", ForgeKind.GITEA, "http://g/api/v1", "http://g", "TEST_FORGE_TOKEN", "baton-bot", "@baton"
     )
-    config = ForgeSettings(forges={"gt": gitea})
+    repo = RepoConfig("acme/api", "gt", agent="fake", merge=MergePolicy.READY)
+    config = ForgeSettings(forges={"gt": gitea}, repos={("gt", "acme/api"): repo})
     payload = {
         "action": "reviewed",
         "review": {"type": "pull_request_review_approved", "content": ""},

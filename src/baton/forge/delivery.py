@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, TypeGuard
 
 from baton.forge import intake
-from baton.forge.config import ForgeConfig, ForgeSettings
+from baton.forge.config import ForgeConfig, ForgeSettings, MergePolicy
 from baton.forge.events import GITEA, GITHUB, Forge, Ignored, Target, classify
 from baton.forge.model import ForgeEvent, ForgeKind
 
@@ -229,7 +229,7 @@ class Reader:
         if closed or pushed:
             return Delivery(closed=closed, pushed=pushed)
         events = self.events(forge, event, payload)
-        settled = _settled(forge, event, payload)
+        settled = _settled(config, forge, event, payload)
         if isinstance(events, Ignored):
             return Delivery(settled=settled) if settled else events
         return Delivery(events=tuple(events), settled=settled)
@@ -245,12 +245,16 @@ CHECK_EVENTS = ("check_run", "check_suite", "workflow_run")
 SUCCEEDED = frozenset({"success", "neutral", "skipped"})
 
 
-def _settled(forge: ForgeConfig, event: str, payload: Mapping[str, Any]) -> Settled | None:
+def _settled(
+    config: ForgeSettings, forge: ForgeConfig, event: str, payload: Mapping[str, Any]
+) -> Settled | None:
     """An approval (GitHub's ``pull_request_review`` approved; Gitea's approved review), a completed
-    check run, check suite or workflow run that succeeded, or a commit status ``success``: the merge
-    policy asks whether the PRs it names are ready now. Anything malformed is no such part."""
+    check run, check suite or workflow run that succeeded, or a commit status ``success``, on a
+    repository whose merge policy is on: the merge policy asks whether the PRs it names are ready now
+    (elsewhere such a delivery stays ignored, as it asks nothing). Anything malformed is no such part."""
     repo = _repo(payload)
-    if repo is None:
+    found = config.repo(forge.name, repo) if repo is not None else None
+    if repo is None or found is None or found.merge is MergePolicy.OFF:
         return None
     if event == "pull_request_review" or event in APPROVALS:
         numbers = _approved(event, payload)
