@@ -11,6 +11,7 @@ from baton.forge.config import (
     BotPolicy,
     ForgeConfig,
     ForgeSettings,
+    MergePolicy,
     Reply,
     RepoConfig,
     TriggerConfig,
@@ -492,3 +493,32 @@ def _quoted(name: str) -> str:
 def test_clone_urls_that_are_accepted(tmp_path: Path, url: str) -> None:
     repo = _load(tmp_path, GITHUB + f'[repo."acme/api"]\nclone_url = "{url}"\n').repo("github", "acme/api")
     assert repo is not None and repo.clone_url == url
+
+
+# -- the merge policy ---------------------------------------------------------------------------------------
+
+
+def test_the_merge_policy_is_off_unless_a_repo_opts_in(tmp_path: Path) -> None:
+    repo = _load(tmp_path, GITHUB + '[repo."acme/api"]\n').repo("github", "acme/api")
+    assert repo is not None and repo.merge is MergePolicy.OFF
+    assert RepoConfig("acme/api", "github").merge is MergePolicy.OFF
+
+
+@pytest.mark.parametrize("merge", list(MergePolicy))
+def test_the_merge_policy_is_the_repos_merge(tmp_path: Path, merge: MergePolicy) -> None:
+    repo = _load(tmp_path, GITHUB + f'[repo."acme/api"]\nmerge = "{merge.value}"\n').repo(
+        "github", "acme/api"
+    )
+    assert repo is not None and repo.merge is merge
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [('"merge"', "'merge'"), ('"Auto"', "'Auto'"), ("true", "True"), ('""', "''"), ("1", "1")],
+)
+def test_a_bad_merge_policy_is_refused_naming_the_key_and_the_choices(
+    tmp_path: Path, value: str, shown: str
+) -> None:
+    message = _refused(tmp_path, GITHUB + f'[repo."acme/api"]\nmerge = {value}\n', 'repo."acme/api".merge')
+    assert "off, ready, auto" in message or "must be a string" in message, message
+    assert shown in message, message

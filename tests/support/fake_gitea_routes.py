@@ -11,8 +11,8 @@ from typing import Any
 from urllib.parse import quote
 
 from baton.testing.fake_forge_core import ForgeRefused
+from baton.testing.fake_forge_merge import ForgeMerge
 from baton.testing.fake_forge_state import ROLES, CheckRun, Issue, parse_iso
-from baton.testing.fake_forge_threads import ForgeThreads
 from tests.support.fake_gitea_render import MODES, GiteaRender, wip
 
 LIMIT = 50  # Gitea's MAX_RESPONSE_ITEMS
@@ -26,7 +26,7 @@ class Call:
 
     def __init__(
         self,
-        fake: ForgeThreads,
+        fake: ForgeMerge,
         gitea: GiteaRender,
         creator: Callable[[int], str],
         login: str,
@@ -149,6 +149,58 @@ def create_pull(c: Call) -> Reply:
             raise ForgeRefused(409, f"pull request already exists for these targets {targets}") from None
         raise
     return 201, _pull(c, number), {}
+
+
+def edit_pull(c: Call) -> Reply:
+    """Its title edited (the only field baton edits: a work-in-progress prefix dropped marks it ready)."""
+    c.require("write")
+    number = int(c.params["index"])
+    title = c.body.get("title")
+    if isinstance(title, str):
+        c.fake.retitle(c.repo_name, number, title, wip(title))
+    return 201, _pull(c, number), {}
+
+
+def merge_pull(c: Call) -> Reply:
+    """Gitea's merge: refused for a work in progress (405); with ``merge_when_checks_succeed``, scheduled
+    while the head's statuses have not all succeeded (kept as the PR's ``auto_merge``), else merged now."""
+    c.require("write")
+    number, body = int(c.params["index"]), c.body or {}
+    issue = c.fake.open_pull(c.repo_name, number)
+    if wip(issue.title):
+        raise ForgeRefused(405, "The pull request is a work in progress and cannot be merged")
+    repo = c.fake.repo(c.repo_name)
+    head = repo.pr_head(issue)
+    if body.get("head_commit_id") and body["head_commit_id"] != head:
+        raise ForgeRefused(409, "head out of date")
+    latest = {s.context: s.state for s in repo.statuses if s.sha == head}
+    if body.get("merge_when_checks_succeed") and not (latest and set(latest.values()) == {"success"}):
+        c.fake.enable_auto_merge(
+            c.repo_name, number, c.login, str(body.get("do") or "merge"), clean_refused=False
+        )
+        return 200, None, {}
+    c.fake.merge(c.repo_name, number, c.login, head)
+    return 200, None, {}
+
+
+def list_branch_protections(c: Call) -> Reply:
+    """The repository's protection rules, to an admin (as Gitea): the default branch's required checks."""
+    c.require("admin")
+    repo = c.fake.repo(c.repo_name)
+    if not repo.required_checks:
+        return 200, [], {}
+    at = "2024-01-01T00:00:00Z"
+    rule = {
+        "branch_name": repo.default_branch,
+        "rule_name": repo.default_branch,
+        "enable_status_check": True,
+        "status_check_contexts": list(repo.required_checks),
+        "enable_push": False,
+        "required_approvals": 0,
+        "created_at": at,
+        "updated_at": at,
+    }
+    return 200, [rule], {}
 
 
 def list_comments(c: Call) -> Reply:
@@ -283,6 +335,9 @@ ROUTES: list[tuple[str, str, Callable[[Call], Reply]]] = [
     ("GET", "/repos/{owner}/{repo}/pulls", list_pulls),
     ("POST", "/repos/{owner}/{repo}/pulls", create_pull),
     ("GET", "/repos/{owner}/{repo}/pulls/{index}", get_pull),
+    ("PATCH", "/repos/{owner}/{repo}/pulls/{index}", edit_pull),
+    ("POST", "/repos/{owner}/{repo}/pulls/{index}/merge", merge_pull),
+    ("GET", "/repos/{owner}/{repo}/branch_protections", list_branch_protections),
     ("GET", "/repos/{owner}/{repo}/issues/{index}/comments", list_comments),
     ("POST", "/repos/{owner}/{repo}/issues/{index}/comments", create_comment),
     ("PATCH", "/repos/{owner}/{repo}/issues/comments/{id}", edit_comment),

@@ -45,13 +45,14 @@ def compose(
     submit: Callable[[str], None],
     *,
     publishing: bool = False,
+    cancel: Callable[[str], bool] | None = None,
 ) -> ForgeLoop:
     """The one place a :class:`ForgeLoop` is composed (the service, ``baton forge`` commands and a
     worker's processes call it): the operator's forge configuration, the store, how a turn is
     submitted, and with ``publishing`` the forge turns this process's executor ends are published
     (:func:`install`). A loop that only reads and stores (``baton forge ls``, a reconcile whose turns
-    the service runs) publishes nothing."""
-    loop = ForgeLoop(settings, store, config, submit)
+    the service runs) publishes nothing. ``cancel``: the executor's, which stops a closed PR's turns."""
+    loop = ForgeLoop(settings, store, config, submit, cancel=cancel)
     if publishing:
         install(loop)
     return loop

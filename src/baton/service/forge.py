@@ -45,7 +45,7 @@ def start(settings: Settings, store: Store, executor: Executor, config: ForgeSet
     executor ends are published, and the schedule runs."""
     if not config.forges:
         return None
-    loop = publish.compose(settings, store, config, executor.submit, publishing=True)
+    loop = publish.compose(settings, store, config, executor.submit, publishing=True, cancel=executor.cancel)
     return Schedule(loop, settings.forge_reconcile)
 
 

@@ -15,9 +15,12 @@ from urllib.parse import parse_qs, quote
 from baton.testing import fake_forge_graphql
 from baton.testing._http import QuietHandler
 from baton.testing.fake_forge_core import ApiRequest, ForgeRefused, Violation
+from baton.testing.fake_forge_merge import GRAPHQL_PATH, ForgeMerge, graphql
 from baton.testing.fake_forge_routes import Call, Handler, Reply, route
 from baton.testing.fake_forge_threads import ForgeThreads
 
+# the merge policy's GraphQL operations (fake_forge_merge); anything else is the review threads'
+MERGE_OPERATIONS = (b"markPullRequestReadyForReview", b"enablePullRequestAutoMerge", b"autoMergeAllowed")
 _CHUNK = 1 << 20
 
 
@@ -98,8 +101,10 @@ class ApiHandler(QuietHandler):
         found = route(self.command, path.removeprefix("/api/v3")) if path.startswith("/api/v3/") else None
         if user is None:
             return 401, fake.render.error("Requires authentication", 401), {}
-        if path == "/api/graphql" and self.command == "POST":
-            status, obj = fake_forge_graphql.answer(fake, user.login, body)
+        if path == GRAPHQL_PATH and self.command == "POST":  # the merge policy's operations, or the threads'
+            merging = isinstance(fake, ForgeMerge) and any(op in body for op in MERGE_OPERATIONS)
+            answer = graphql if merging else fake_forge_graphql.answer
+            status, obj = answer(fake, user.login, body)  # type: ignore[arg-type]
             return status, obj, {}
         if found is None:
             return 404, fake.render.error("Not Found", 404), {}

@@ -335,6 +335,20 @@ def merge_pull(c: Call) -> Reply:
     return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}, {}
 
 
+def get_branch(c: Call) -> Reply:
+    repo = c.fake.repo(c.repo_name)
+    sha = repo.head(c.params["branch"])
+    if sha is None:
+        raise ForgeRefused(404, "Branch not found")
+    return 200, c.fake.render.branch(repo, c.params["branch"], sha), {}
+
+
+def branch_rules(c: Call) -> Reply:
+    """The rulesets' rules on a branch: the fake keeps its required checks in branch protection."""
+    c.fake.repo(c.repo_name)
+    return 200, [], {}
+
+
 def list_hooks(c: Call) -> Reply:
     """The repository's webhooks, to an admin only (as GitHub): the one to ``deliver_to``, if any."""
     c.require("admin")
@@ -415,6 +429,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs", job_logs),
     ("GET", "/repos/{owner}/{repo}/commits/{ref}/status", combined_status),
     ("GET", "/repos/{owner}/{repo}/hooks", list_hooks),
+    ("GET", "/repos/{owner}/{repo}/branches/{branch}", get_branch),
+    ("GET", "/repos/{owner}/{repo}/rules/branches/{branch}", branch_rules),
     ("POST", "/repos/{owner}/{repo}/issues", create_issue),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/labels", add_labels),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/assignees", add_assignees),
