@@ -151,18 +151,31 @@ def test_untrusted_approvals_and_red_or_missing_checks_do_nothing(
     assert result["merge"] == "ready" and issue.pr.draft is False, result
 
 
-@pytest.mark.parametrize(
-    ("setting", "words"),
-    [("not allowed", "auto-merge is not allowed on acme/api"), ("clean", "is in clean status")],
-)
-def test_githubs_refusal_of_auto_merge_is_said_once(
-    policy: Callable[[str], ForgeLoop], fake: FakeForge, setting: str, words: str
+def test_auto_on_a_github_pr_with_nothing_left_to_wait_for_merges_it_through_githubs_merge(
+    policy: Callable[[str], ForgeLoop], fake: FakeForge
 ) -> None:
-    """GitHub refuses auto-merge where the repository does not allow it, and on a PR it could merge at
-    once (approved and green, nothing more required): baton says so once and merges nothing."""
+    """GitHub refuses to enable auto-merge on a PR it could merge now (approved and green, nothing more
+    required: "clean status"): with ``auto`` baton then asks GitHub to merge it, at the approved head,
+    as `gh pr merge --auto` does — once."""
     loop = policy("auto")
-    if setting == "not allowed":
-        fake.allow_auto_merge(REPO, False)
+    _binding, pr, head = baton_pr(loop, fake)
+    fake.add_check_run(REPO, head, "test", "success")
+    [result] = approve(loop, fake, pr)["merge"]
+    assert result["ready"].startswith("done") and "GitHub merged it at once" in result["auto_merge"], result
+    issue = fake.issue(REPO, pr)
+    assert issue.pr is not None and issue.pr.merged and issue.state == "closed"
+    assert writes(fake).count(f"PUT /repos/{REPO}/pulls/{pr}/merge") == 1
+    assert len(audited(loop, "forge.auto_merge")) == 1
+
+
+def test_githubs_refusal_of_auto_merge_is_said_once(
+    policy: Callable[[str], ForgeLoop], fake: FakeForge
+) -> None:
+    """GitHub refuses auto-merge where the repository does not allow it: baton says so once and merges
+    nothing."""
+    loop = policy("auto")
+    words = "auto-merge is not allowed on acme/api"
+    fake.allow_auto_merge(REPO, False)
     _binding, pr, head = baton_pr(loop, fake)
     fake.add_check_run(REPO, head, "test", "success")
     [result] = approve(loop, fake, pr)["merge"]

@@ -12,6 +12,7 @@ check on the head must be green).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -145,7 +146,17 @@ class GitHubMerge:
         if not found.get("autoMergeAllowed"):
             raise ForgeError(f"auto-merge is not allowed on {repo} (the repository's settings)", 422)
         method = _method(found)
-        self._graphql(AUTO, {"id": self._node_id(repo, number), "method": method, "head": head_sha})
+        try:
+            self._graphql(AUTO, {"id": self._node_id(repo, number), "method": method, "head": head_sha})
+        except ForgeError as exc:
+            if not CLEAN.search(str(exc)):
+                raise
+            # GitHub enables auto-merge only while something is left to wait for; a PR it could merge
+            # now is merged now, through its own merge (branch protection still decides), at the head
+            # that was approved and green — what `gh pr merge --auto` does
+            path = f"{repo_path(repo, 'GitHub')}/pulls/{int(number)}/merge"
+            self.http.json("PUT", path, json={"sha": head_sha, "merge_method": method.lower()})
+            return f"{method.lower()}; nothing was left to wait for, so GitHub merged it at once"
         return method.lower()
 
     def _node_id(self, repo: str, number: int) -> str:
@@ -166,6 +177,9 @@ class GitHubMerge:
             raise ForgeError(f"GitHub's GraphQL API refused: {words}", 422)
         data = answer.get("data") if isinstance(answer, dict) else None
         return data if isinstance(data, dict) else {}
+
+
+CLEAN = re.compile(r"is in (clean|unstable|has_hooks) status", re.IGNORECASE)  # GitHub: "nothing to wait for"
 
 
 def _run_state(run: dict[str, Any]) -> str:
