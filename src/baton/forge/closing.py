@@ -1,15 +1,9 @@
 """A thread whose issue or pull request was merged or closed on the forge (its ``closed`` webhook, or the
-reconcile's find of it): :func:`close_thread` closes the binding (nothing more runs for it) and stops
-its turns — a **queued** turn is cancelled before it starts (its events dropped, saying why, and it is
-marked published so nothing is written back for it), a **running** one is asked to stop through the
-executor's own cancel (the runner stops the agent's process group; the run ends ``cancelled`` and, as
-every run's end does, checkpoints the worktree under ``refs/baton/checkpoints/<agent>/<thread>`` in the
-repository's cache clone and keeps the conversation). The work is never deleted: what the agent left is
-in that checkpoint, and the ``pull_request`` ``closed`` webhook's cleanup then frees the worktree after
-checkpointing it again (:mod:`baton.housekeeping.cleanup`).
-
-Only forge turns are stopped (jobs with the thread's events): a person's own run of the key through the
-API or the CLI is theirs to cancel.
+reconcile's find of it): :func:`close_thread` closes the binding and stops its forge turns — a queued one
+is cancelled before it starts (its events dropped, saying why, and marked published so nothing is
+written back), a running one is stopped through the executor's own cancel (the run ends ``cancelled``
+and, as every run's end does, checkpoints the worktree and keeps the conversation). The work is never
+deleted; a person's own run of the key is theirs to cancel.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
-"""The merge policy on Gitea and Forgejo (:class:`~baton.forge.readiness.MergeClient`). Gitea has no
-draft flag: a pull request is a work in progress while its title starts with one of the
-work-in-progress prefixes (``WIP:``, ``[WIP]`` by default; ``Draft:`` is taken too), so baton marks it
-ready by editing its title without the prefix (``PATCH /repos/{owner}/{repo}/pulls/{index}``). Its own
-auto-merge is a merge asked with ``merge_when_checks_succeed`` (``POST …/pulls/{index}/merge``): Gitea
-schedules it until the head's required statuses succeed, and merges at once when they have (baton only
-asks it when they have, so on Gitea "auto" merges the approved, green PR through Gitea's own merge).
-
-Checks are commit statuses (Gitea Actions posts one per job). The required ones are the base branch's
-protection rule's ``status_check_contexts`` (glob patterns, as Gitea matches them), read from
-``branch_protections`` — which Gitea shows to a repository admin, as baton's user is (the trust policy
-needs it); refused, every status on the head must succeed.
+"""The merge policy on Gitea and Forgejo (:class:`~baton.forge.readiness.MergeClient`). Gitea has no draft
+flag: a PR is a work in progress while its title starts with a WIP prefix (``WIP:``, ``[WIP]``,
+``Draft:``), so it is marked ready by editing its title (``PATCH …/pulls/{index}``); its own auto-merge is
+a merge asked with ``merge_when_checks_succeed`` (``POST …/pulls/{index}/merge``), which merges at once
+when the statuses have succeeded. Checks are commit statuses; the required ones are the base branch
+protection's ``status_check_contexts`` (globs, read from ``branch_protections``, which Gitea shows a
+repository admin); refused, every status on the head must succeed.
 """
 
 from __future__ import annotations

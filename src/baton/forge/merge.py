@@ -1,17 +1,10 @@
-"""The merge policy, acted on (opt-in per repository: ``merge = "off" | "ready" | "auto"``). When the
-pull request baton opened for an issue's thread is approved and green on its current head
-(:func:`baton.forge.readiness.not_ready`), baton marks it ready for review (``ready``), and with
-``auto`` also enables the forge's **own** auto-merge; it never merges by itself otherwise.
-
-:func:`consider` is asked after an approving review or a check going green (a webhook:
-:func:`act_on_settled`), and by the reconcile for a PR it finds updated or whose checks changed. Each
-step is taken **once per head**: recorded on the thread under ``merge:<step>:<head>`` (so a redelivery,
-a second webhook or the reconcile does not repeat it, across processes: the store's key decides) and
-audited (``forge.ready``, ``forge.auto_merge``). A forge that refuses a step (auto-merge not allowed on
-the repository, a 403, a GraphQL error) is said once — in the log, the audit row and the thread's record
-(``baton forge show``) — and never raises; one that does not answer is asked again next time. A step
-is only asked of the forge when the store has no record of it for the head baton last knew, so a quiet
-thread costs no request.
+"""The merge policy, acted on (opt-in per repository: ``merge = "off" | "ready" | "auto"``): when the PR
+baton opened for an issue's thread is approved and green on its current head
+(:func:`baton.forge.readiness.not_ready`), it is marked ready for review, and with ``auto`` the forge's
+own auto-merge is enabled. :func:`consider` is asked after an approving review or a green check
+(:func:`act_on_settled`) and by the reconcile; each step is taken once per head (recorded on the thread
+as ``merge:<step>:<head>``, audited ``forge.ready`` / ``forge.auto_merge``), a refusal said once and
+never raised, a forge that does not answer asked again next time, and a quiet thread costs no request.
 """
 
 from __future__ import annotations

@@ -1,23 +1,10 @@
-"""Whether baton's pull request is ready: approved on its current head by a trusted reviewer, no change
-requested outstanding, and every required check green — the merge policy's one question
-(:mod:`baton.forge.merge` acts on the answer). Pure: :class:`PullState` is what a forge says of the PR
-(read by :class:`MergeClient`, one implementation per forge: :mod:`baton.forge.github_merge`,
-:mod:`baton.forge.gitea_merge`), and :func:`not_ready` is the decision, with the reason it is not ready
-yet, or None.
-
-The rules, in order:
-
-1. the PR is open;
-2. no reviewer's latest review requests changes (whoever they are: a request for changes always holds
-   the PR back; a dismissed review counts as none);
-3. at least one approval **on the current head** (a push after an approval asks for another) from a
-   reviewer the trust policy trusts (:func:`baton.forge.trust.judge`: the same rules as for whose words
-   start a turn; an approval from someone without ``trusted`` access, a bot not allowed, baton's own
-   user, counts for nothing);
-4. the checks on the head: every **required** check present and green when the forge names them
-   (GitHub's branch protection and rulesets, Gitea's branch protection); when it names none or cannot
-   say, **every** check on the head green (a check still running, or failed, holds it back; a head with
-   no check at all has nothing to wait for).
+"""Whether baton's pull request is ready — the merge policy's one question (:mod:`baton.forge.merge` acts
+on the answer). Pure: :class:`PullState` is what a forge says of the PR (read by a :class:`MergeClient`:
+:mod:`baton.forge.github_merge`, :mod:`baton.forge.gitea_merge`) and :func:`not_ready` decides, by the
+rules in order: the PR is open; no reviewer's latest review requests changes; an approval on the
+current head from a reviewer the trust policy trusts; every required check green (when the forge names
+none, every check on the head; a head with no check has nothing to wait for). The rules in full:
+:func:`not_ready` and docs/forge.md (The merge policy).
 """
 
 from __future__ import annotations
@@ -79,6 +66,19 @@ def worst(states: list[str]) -> str:
     return max(states, key=lambda s: _WORSE.get(s, 2)) if states else GREEN
 
 
+# The rules, in order:
+#
+# 1. the PR is open;
+# 2. no reviewer's latest review requests changes (whoever they are: a request for changes always holds
+#    the PR back; a dismissed review counts as none);
+# 3. at least one approval **on the current head** (a push after an approval asks for another) from a
+#    reviewer the trust policy trusts (:func:`baton.forge.trust.judge`: the same rules as for whose words
+#    start a turn; an approval from someone without ``trusted`` access, a bot not allowed, baton's own
+#    user, counts for nothing);
+# 4. the checks on the head: every **required** check present and green when the forge names them
+#    (GitHub's branch protection and rulesets, Gitea's branch protection); when it names none or cannot
+#    say, **every** check on the head green (a check still running, or failed, holds it back; a head with
+#    no check at all has nothing to wait for).
 def not_ready(pull: PullState, trusted: Callable[[Actor], bool]) -> str | None:
     """Why the PR is not ready yet (the rules in the module's docstring, in order), or None when it is.
     ``trusted(actor)``: the trust policy's word on a reviewer (asked only of approvals on the head)."""
