@@ -11,6 +11,7 @@ from baton.forge.config import (
     BotPolicy,
     ForgeConfig,
     ForgeSettings,
+    MergePolicy,
     Reply,
     RepoConfig,
     TriggerConfig,
@@ -160,6 +161,7 @@ def test_defaults_of_a_repo(tmp_path: Path) -> None:
     assert repo.budget == Budget(per_failure=3, per_day=20)
     assert (repo.draft, repo.base, repo.clone_url, repo.timeout) == (True, None, None, None)
     assert repo.reply is Reply.COMMENT  # the agent's answer, a reply of its own on the forge
+    assert repo.resolve_threads is False  # review threads are left for people to resolve
     assert repo.triggers == {Trigger.MENTION: TriggerConfig(Trigger.MENTION, Access.EDIT)}
     assert repo.trigger(Trigger.LABEL) is None and repo.trigger(Trigger.ASSIGN) is None
     assert repo.repo_url(forges.forges["github"]) == "https://github.com/acme/api.git"
@@ -185,6 +187,12 @@ def test_on_permission_is_refuse_unless_the_repo_asks_and_nothing_else_is_taken(
     _refused(
         tmp_path, GITHUB + '[repo."acme/api"]\non_permission = "allow"\n', "on_permission", "refuse, ask"
     )
+
+
+def test_resolve_threads_is_a_flag_refused_when_it_is_not_one(tmp_path: Path) -> None:
+    loaded = _load(tmp_path, GITHUB + '[repo."acme/api"]\nresolve_threads = true\n')
+    assert loaded.repo("github", "acme/api").resolve_threads is True  # type: ignore[union-attr]
+    _refused(tmp_path, GITHUB + '[repo."acme/api"]\nresolve_threads = "yes"\n', "resolve_threads")
 
 
 def test_a_repo_built_in_code_gets_the_mention_at_its_access() -> None:
@@ -485,3 +493,32 @@ def _quoted(name: str) -> str:
 def test_clone_urls_that_are_accepted(tmp_path: Path, url: str) -> None:
     repo = _load(tmp_path, GITHUB + f'[repo."acme/api"]\nclone_url = "{url}"\n').repo("github", "acme/api")
     assert repo is not None and repo.clone_url == url
+
+
+# -- the merge policy ---------------------------------------------------------------------------------------
+
+
+def test_the_merge_policy_is_off_unless_a_repo_opts_in(tmp_path: Path) -> None:
+    repo = _load(tmp_path, GITHUB + '[repo."acme/api"]\n').repo("github", "acme/api")
+    assert repo is not None and repo.merge is MergePolicy.OFF
+    assert RepoConfig("acme/api", "github").merge is MergePolicy.OFF
+
+
+@pytest.mark.parametrize("merge", list(MergePolicy))
+def test_the_merge_policy_is_the_repos_merge(tmp_path: Path, merge: MergePolicy) -> None:
+    repo = _load(tmp_path, GITHUB + f'[repo."acme/api"]\nmerge = "{merge.value}"\n').repo(
+        "github", "acme/api"
+    )
+    assert repo is not None and repo.merge is merge
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [('"merge"', "'merge'"), ('"Auto"', "'Auto'"), ("true", "True"), ('""', "''"), ("1", "1")],
+)
+def test_a_bad_merge_policy_is_refused_naming_the_key_and_the_choices(
+    tmp_path: Path, value: str, shown: str
+) -> None:
+    message = _refused(tmp_path, GITHUB + f'[repo."acme/api"]\nmerge = {value}\n', 'repo."acme/api".merge')
+    assert "off, ready, auto" in message or "must be a string" in message, message
+    assert shown in message, message

@@ -62,9 +62,18 @@ def test_a_merged_pr_closed_is_a_cleanup_and_a_closed_thread(reader: Reader) -> 
     assert isinstance(read, Delivery)
     assert read.kinds == (DeliveryKind.CLEANUP, DeliveryKind.CLOSED)
     forge = "gh" if reader is GITHUB else "gt"
-    assert read.closed == Closed(forge, "acme/api", 7)
+    assert read.closed == Closed(forge, "acme/api", 7, merged=True)  # an outcome: the PR was merged
     assert read.target == Target(("x/acme/api",), "feature", merged=True)
     assert Delivery.from_json(read.to_json()) == read
+    unmerged = reader.read(CONFIG, "pull_request", pr_closed(merged=False))
+    assert isinstance(unmerged, Delivery) and unmerged.closed == Closed(forge, "acme/api", 7)
+    said = pr_closed()
+    said["pull_request"]["merged"] = "true"  # only the forge's boolean says merged
+    assert isinstance(read := reader.read(CONFIG, "pull_request", said), Delivery)
+    assert read.closed is not None and read.closed.merged is False
+    issue = {"action": "closed", "issue": {"number": 7, "merged": True}, "repository": repository()}
+    assert isinstance(read := reader.read(CONFIG, "issues", issue), Delivery)
+    assert read.closed == Closed(forge, "acme/api", 7)  # an issue is never merged
 
 
 def test_without_a_forge_loop_only_the_cleanup_is_read() -> None:

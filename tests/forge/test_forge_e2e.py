@@ -4,7 +4,8 @@ serve`` receiving its webhooks, and the real agent CLIs against their mock model
 
 The Claude loop: an issue comment starts the thread; the agent writes a file (the mock asks for the
 tool); baton commits, pushes with its own token and opens the draft PR; a review with two inline
-comments is one turn; a CI failure is one turn, and its redelivery and a reconcile make no second one;
+comments is one turn, answered in each comment's thread (the mock model told to end with the account
+the prompt asks for); a CI failure is one turn, and its redelivery and a reconcile make no second one;
 the same failure twice more (on new heads) puts the thread in needs_human with one comment; a trusted
 comment resumes it — one session id throughout, the model seeing the history grow. Codex and Gemini
 run the start of the same loop. A conflict turn Claude ends without resolving pushes nothing."""
@@ -66,13 +67,8 @@ def test_claude_from_an_issue_to_a_pr_that_listens(
     assert not any("own user" in a["detail"]["reason"] for a in refused), refused
     assert len(refused) == len({a["detail"]["identity"] for a in refused}), refused
 
-    # a review with two inline comments is one turn
-    fake.review(
-        REPO, pr.number, "alice", "Two nits.", [("greeting.txt", 1, "say hi"), ("app.py", 1, "and here")]
-    )
-    settled(service, fake, 2)
-    review_turn = service.store.list_jobs(limit=1)[0]
-    assert "say hi" in review_turn.request["prompt"] and "and here" in review_turn.request["prompt"]
+    # a review with two inline comments is one turn, answered in each comment's thread
+    answered_in_threads(service, fake, model, pr.number)
 
     # a CI failure is one turn; its redelivery and a reconcile make no second one
     head = fake.repo(REPO).pr_head(pr)
@@ -217,3 +213,28 @@ def test_the_agent_asks_on_the_forge_and_a_trusted_reply_resumes_the_same_conver
     assert runs[0].session_id_in == runs[1].session_id_out  # the same native session
     counts = model.history_counts()  # type: ignore[attr-defined]
     assert counts[-1] > counts[0]
+
+
+def answered_in_threads(service: Service, fake: FakeForge, model: object, pr: int) -> None:
+    """A review of two inline comments, one turn; the model (told while the review's deliveries wait)
+    ends with the account the prompt asks for, and baton replies in each comment's thread."""
+    fake.hold = True
+    hi_there = tool_marker("Write", file_path="greeting.txt", content="hi from baton\n")
+    fake.review(
+        REPO, pr, "alice", "Two nits.", [("greeting.txt", 1, f"say hi {hi_there}"), ("app.py", 1, "and here")]
+    )
+    hi, here = (c.id for c in fake.reviews(REPO, pr)[-1].comments)
+    account = f"{hi}: done — it says hi\n{here}: declined — app.py is fine"
+    model.answer = f"Both looked at.\n\n```baton-replies\n{account}\n```"  # type: ignore[attr-defined]
+    fake.hold = False
+    fake.flush()
+    settled(service, fake, 2)
+    model.answer = None  # type: ignore[attr-defined]
+    review_turn = service.store.list_jobs(limit=1)[0]
+    assert "say hi" in review_turn.request["prompt"] and "and here" in review_turn.request["prompt"]
+    assert f"one line per comment id ({hi}, {here})" in review_turn.request["prompt"]
+    [done], [declined] = fake.replies(REPO, pr, hi), fake.replies(REPO, pr, here)
+    head = fake.repo(REPO).pr_head(fake.issue(REPO, pr))
+    assert done.author == "baton-bot" and f"**Done** in `{head[:12]}`: it says hi" in done.body
+    assert "**Declined**: app.py is fine" in declined.body
+    assert not fake.thread_resolved(REPO, hi)  # resolve_threads is off by default

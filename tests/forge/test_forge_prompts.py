@@ -135,18 +135,29 @@ def test_events_come_in_arrival_order_each_with_its_template(home: Path) -> None
         )
     ]
     assert positions == sorted(positions)
-    assert text.count("\n---\n") == 3
+    assert text.count("\n---\n") == 4  # and the account of the review's inline comments, asked last
+    assert text.rindex("```baton-replies") > text.index("LAST-COMMENT")
 
 
 def test_a_review_lists_its_inline_comments_with_place_hunk_and_text(home: Path) -> None:
     text = render_turn(home, [review(2)])
     assert f"reviewed Codertocat/Hello-World pull request #2 at commit {HEAD[:12]}" in text
     assert (
-        "Inline comment 1 — src/mod1.py:11 (https://github.com/Codertocat/Hello-World/pull/2#discussion_r1):"
-        in text
+        "Inline comment 1 (id 1) — src/mod1.py:11"
+        " (https://github.com/Codertocat/Hello-World/pull/2#discussion_r1):" in text
     )
     assert "```diff\n@@ -1,3 +1,3 @@\n-old\n+new\n```\ncomment 1" in text
-    assert "Inline comment 2 — src/mod2.py:12" in text
+    assert "Inline comment 2 (id 2) — src/mod2.py:12" in text
+
+
+def test_a_review_turn_asks_for_an_account_of_each_inline_comment_and_a_quoted_one_for_none(
+    home: Path,
+) -> None:
+    text = render_turn(home, [comment(), review(2)])
+    ask = text[text.rindex("---") :]
+    assert "one line per comment id (1, 2)" in ask and "```baton-replies\n<id>: done — " in ask
+    assert "baton-replies" not in render_turn(home, [comment()])
+    assert "baton-replies" not in render_turn(home, [review(2)], quoted=True, access=Access.READ)
 
 
 def test_an_inline_comment_from_the_official_example(home: Path) -> None:

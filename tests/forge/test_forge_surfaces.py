@@ -240,7 +240,7 @@ def test_api_session_has_the_forge_field(forge_service: Service, src_repo: Path)
     assert forge["budget"]["per_failure"] == 3 and forge["budget"]["turns_today"] == 1
     assert {e["reason"] for e in forge["events"]} >= {EVIL_REASON}
     assert BODY not in answer.text
-    schema = httpx.get(f"{forge_service.url}/openapi.json").json()["components"]["schemas"]
+    schema = httpx.get(f"{forge_service.url}/openapi.json", timeout=60).json()["components"]["schemas"]
     field = schema["SessionDetail"]["properties"]["forge"]
     assert "forge" not in schema["SessionDetail"].get("required", [])
     assert "never a comment's text" in field["description"]

@@ -149,6 +149,42 @@ def test_the_overview_counts_threads_and_links_the_one_that_needs_a_human(home: 
     assert page.locator("#forge").get_attribute("data-conversation") == f"github:{REPO}#{NUMBER}"
 
 
+def test_the_overview_shows_the_outcomes_per_repository_and_agent(home: Home, tabs: Tabs) -> None:
+    """One row for the seeded thread's repository and agent: a thread, no PR baton opened, three
+    feedback events accepted (the dropped one is not) and none answered yet (its turn is not
+    published), one thread waiting on a person since it was bound."""
+    tab = home.signed_in(tabs)
+    page = tab.page
+    rows = page.locator("#forge-outcomes-table tbody tr")
+    assert rows.count() == 1
+    row = rows.first
+    assert (
+        row.get_attribute("data-forge"),
+        row.get_attribute("data-repo"),
+        row.get_attribute("data-agent"),
+    ) == (
+        "github",
+        REPO,
+        "fake",
+    )
+
+    def cell(name: str) -> str:
+        return row.locator(f"[data-cell='{name}']").inner_text().strip()
+
+    assert (cell("threads"), cell("prs-opened"), cell("prs-merged"), cell("prs-closed")) == (
+        "1",
+        "0",
+        "0",
+        "0",
+    )
+    assert cell("rounds") == "—" and cell("first-push") == "—" and cell("ci-fix") == "—"
+    assert cell("answered") == "0 of 3 (0%)"
+    assert cell("waiting").startswith("1, the longest ")
+    row.scroll_into_view_if_needed()
+    assert row.is_visible()
+    tab.screenshot("dashboard-forge-outcomes")
+
+
 def test_the_bound_session_fits_a_phone(home: Home, tabs: Tabs) -> None:
     tab = home.signed_in(tabs, phone=True)
     assert tab.goto(home.page("issue-42")) == 200

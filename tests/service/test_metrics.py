@@ -26,6 +26,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ALLOWED_LABELS = {
     "agent", "mode", "outcome", "result", "status", "kind", "forge", "event", "le", "worker",
     "credential_label",  # a usage-quota breaker's: where the credential comes from, never the secret
+    "repo", "quantile",  # the forge outcomes': a configured repository (bounded), a summary's quantile
 }  # fmt: skip
 
 

@@ -11,8 +11,8 @@ from typing import Any
 from urllib.parse import quote
 
 from baton.testing.fake_forge_core import ForgeRefused
+from baton.testing.fake_forge_merge import ForgeMerge
 from baton.testing.fake_forge_state import ROLES, CheckRun, Issue, parse_iso
-from baton.testing.fake_forge_threads import ForgeThreads
 from tests.support.fake_gitea_render import MODES, GiteaRender, wip
 
 LIMIT = 50  # Gitea's MAX_RESPONSE_ITEMS
@@ -26,7 +26,7 @@ class Call:
 
     def __init__(
         self,
-        fake: ForgeThreads,
+        fake: ForgeMerge,
         gitea: GiteaRender,
         creator: Callable[[int], str],
         login: str,
@@ -151,6 +151,58 @@ def create_pull(c: Call) -> Reply:
     return 201, _pull(c, number), {}
 
 
+def edit_pull(c: Call) -> Reply:
+    """Its title edited (the only field baton edits: a work-in-progress prefix dropped marks it ready)."""
+    c.require("write")
+    number = int(c.params["index"])
+    title = c.body.get("title")
+    if isinstance(title, str):
+        c.fake.retitle(c.repo_name, number, title, wip(title))
+    return 201, _pull(c, number), {}
+
+
+def merge_pull(c: Call) -> Reply:
+    """Gitea's merge: refused for a work in progress (405); with ``merge_when_checks_succeed``, scheduled
+    while the head's statuses have not all succeeded (kept as the PR's ``auto_merge``), else merged now."""
+    c.require("write")
+    number, body = int(c.params["index"]), c.body or {}
+    issue = c.fake.open_pull(c.repo_name, number)
+    if wip(issue.title):
+        raise ForgeRefused(405, "The pull request is a work in progress and cannot be merged")
+    repo = c.fake.repo(c.repo_name)
+    head = repo.pr_head(issue)
+    if body.get("head_commit_id") and body["head_commit_id"] != head:
+        raise ForgeRefused(409, "head out of date")
+    latest = {s.context: s.state for s in repo.statuses if s.sha == head}
+    if body.get("merge_when_checks_succeed") and not (latest and set(latest.values()) == {"success"}):
+        c.fake.enable_auto_merge(
+            c.repo_name, number, c.login, str(body.get("do") or "merge"), clean_refused=False
+        )
+        return 200, None, {}
+    c.fake.merge(c.repo_name, number, c.login, head)
+    return 200, None, {}
+
+
+def list_branch_protections(c: Call) -> Reply:
+    """The repository's protection rules, to an admin (as Gitea): the default branch's required checks."""
+    c.require("admin")
+    repo = c.fake.repo(c.repo_name)
+    if not repo.required_checks:
+        return 200, [], {}
+    at = "2024-01-01T00:00:00Z"
+    rule = {
+        "branch_name": repo.default_branch,
+        "rule_name": repo.default_branch,
+        "enable_status_check": True,
+        "status_check_contexts": list(repo.required_checks),
+        "enable_push": False,
+        "required_approvals": 0,
+        "created_at": at,
+        "updated_at": at,
+    }
+    return 200, [rule], {}
+
+
 def list_comments(c: Call) -> Reply:
     repo_name, number = c.repo_name, int(c.params["index"])
     issue, since = c.fake.issue(repo_name, number), c.arg("since")
@@ -198,6 +250,29 @@ def list_review_comments(c: Call) -> Reply:
         raise ForgeRefused(404, "review does not exist")
     repo = c.fake.repo(c.repo_name)
     return 200, [c.gitea.review_comment(repo, number, x) for x in review.comments], {}
+
+
+def create_review_reply(c: Call) -> Reply:
+    """A reply in an inline comment's thread (Gitea 1.27 and later; ``without_inline_threads``: 404)."""
+    if c.fake.without_inline_threads:
+        raise ForgeRefused(404, "Not Found")
+    number, comment_id = int(c.params["index"]), int(c.params["id"])
+    c.require("read")
+    reply_id = c.fake.reply_to_review_comment(
+        c.repo_name, number, comment_id, c.login, c.body.get("body") or ""
+    )
+    found = c.fake.find_review_comment(c.repo_name, reply_id)
+    assert found is not None
+    return 201, c.gitea.review_comment(c.fake.repo(c.repo_name), number, found[1]), {}
+
+
+def resolve_review_comment(c: Call) -> Reply:
+    """Resolve an inline comment's conversation (Gitea 1.27 and later; write access)."""
+    found = c.fake.find_review_comment(c.repo_name, int(c.params["id"]))
+    if c.fake.without_inline_threads or found is None:
+        raise ForgeRefused(404, "Not Found")
+    c.fake.resolve_thread(c.repo_name, found[0], found[1].in_reply_to or found[1].id, c.login)
+    return 204, None, {}
 
 
 def _sha(c: Call) -> str:
@@ -260,11 +335,16 @@ ROUTES: list[tuple[str, str, Callable[[Call], Reply]]] = [
     ("GET", "/repos/{owner}/{repo}/pulls", list_pulls),
     ("POST", "/repos/{owner}/{repo}/pulls", create_pull),
     ("GET", "/repos/{owner}/{repo}/pulls/{index}", get_pull),
+    ("PATCH", "/repos/{owner}/{repo}/pulls/{index}", edit_pull),
+    ("POST", "/repos/{owner}/{repo}/pulls/{index}/merge", merge_pull),
+    ("GET", "/repos/{owner}/{repo}/branch_protections", list_branch_protections),
     ("GET", "/repos/{owner}/{repo}/issues/{index}/comments", list_comments),
     ("POST", "/repos/{owner}/{repo}/issues/{index}/comments", create_comment),
     ("PATCH", "/repos/{owner}/{repo}/issues/comments/{id}", edit_comment),
     ("GET", "/repos/{owner}/{repo}/pulls/{index}/reviews", list_reviews),
     ("GET", "/repos/{owner}/{repo}/pulls/{index}/reviews/{id}/comments", list_review_comments),
+    ("POST", "/repos/{owner}/{repo}/pulls/{index}/comments/{id}/replies", create_review_reply),
+    ("POST", "/repos/{owner}/{repo}/pulls/comments/{id}/resolve", resolve_review_comment),
     ("GET", "/repos/{owner}/{repo}/commits/{ref}/status", combined_status),
     ("GET", "/repos/{owner}/{repo}/actions/runs", list_runs),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run}/jobs", list_run_jobs),

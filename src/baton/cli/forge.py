@@ -84,7 +84,7 @@ def forge_loop(run_turns: bool = False) -> Iterator[ForgeLoop]:
             submitted.append(job_id)
             executor.submit(job_id)
 
-        loop = publish.compose(settings, store, config, submit, publishing=True)
+        loop = publish.compose(settings, store, config, submit, publishing=True, cancel=executor.cancel)
         executor.start()
         try:
             yield loop

@@ -66,6 +66,14 @@ class Reply(StrEnum):
     NONE = "none"  # only on baton's own surfaces (the dashboard, the API)
 
 
+class MergePolicy(StrEnum):
+    """What baton does with the pull request it opened for a thread once it is approved and green."""
+
+    OFF = "off"  # nothing: a person marks it ready and merges it
+    READY = "ready"  # mark it ready for review (GitHub's draft flag; Gitea's "WIP:" title prefix)
+    AUTO = "auto"  # mark it ready and enable the forge's own auto-merge (baton never merges itself)
+
+
 class Untrusted(StrEnum):
     """What becomes of an untrusted actor's words on a bound thread."""
 
@@ -137,6 +145,8 @@ class RepoConfig:
     draft: bool = True  # baton's pull requests open as drafts
     reply: Reply = Reply.COMMENT  # where the agent's answer of each turn is posted
     on_permission: OnPermission = OnPermission.REFUSE  # an ACP agent's permission above access: ask?
+    resolve_threads: bool = False  # resolve the inline comments' threads the agent accounted done
+    merge: MergePolicy = MergePolicy.OFF  # baton's PR, approved and green: ready, auto-merge, or nothing
     base: str | None = None  # the branch PRs target; None: the repository's default branch
     clone_url: str | None = None  # None: the forge's <web_url>/<owner>/<name>.git
     timeout: float | None = None  # a turn's timeout in seconds; None: the settings' run_timeout
@@ -416,7 +426,10 @@ def _urls(fields: _Fields, kind: ForgeKind) -> tuple[str, str]:
 _REPO_KEYS = (
     "forge", "agent", "access", "trusted", "allow", "deny", "only_allow", "bots", "bot_allow",
     "untrusted", "ci_budget", "daily_turns", "draft", "reply", "base", "clone_url", "timeout", "triggers",
-    "on_permission", "max_usd", "max_tokens", "max_minutes", "max_turns",
+    "on_permission",
+    "resolve_threads",
+    "merge",
+    "max_usd", "max_tokens", "max_minutes", "max_turns",
 )  # fmt: skip
 
 
@@ -449,6 +462,8 @@ def _repo(
         on_permission=OnPermission(
             fields.choice("on_permission", [p.value for p in OnPermission], OnPermission.REFUSE.value)
         ),
+        resolve_threads=fields.flag("resolve_threads", False),
+        merge=MergePolicy(fields.choice("merge", [m.value for m in MergePolicy], MergePolicy.OFF.value)),
         base=_branch(fields),
         clone_url=_clone_url(fields),
         timeout=fields.seconds("timeout"),

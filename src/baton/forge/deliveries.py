@@ -116,23 +116,44 @@ class Worker:
         while (job := self.jobs.get()) is not None:
             forge, delivery_id, work = job
             try:
+                # a closed thread's turns are stopped first: the cleanup waits for a running one to end
+                closed = self._closed(work)
                 if work.target is not None:
                     close_target(self.store, self.settings, forge, delivery_id, work.target)
                 if work.feedback:
-                    self._feedback(forge, delivery_id, work)
+                    self._feedback(forge, delivery_id, work, closed)
             except Exception:  # even storing the failure failed (store gone): it stays pending
                 log.exception("webhook %s %s: could not record the result", forge, delivery_id)
 
-    def _feedback(self, forge: str, delivery_id: str, work: Delivery) -> None:
-        """Act on the delivery's feedback and merge what happened into its stored result."""
+    def _closed(self, work: Delivery) -> dict[str, Any] | None:
+        """The delivery's closed thread, closed and its turns stopped (None: it names none)."""
+        if work.closed is None or self.loop is None:
+            return None
+        try:
+            return feedback.act_on_closed(self.loop, work.closed)
+        except Exception as exc:  # said in the delivery's result; the cleanup still runs
+            log.exception("webhook: closing %s failed", work.closed.to_json())
+            return {"error": f"closing the thread failed: {type(exc).__name__}: {exc}"}
+
+    def _feedback(
+        self, forge: str, delivery_id: str, work: Delivery, closed: dict[str, Any] | None = None
+    ) -> None:
+        """Act on the delivery's feedback and merge what happened into its stored result (``closed``:
+        what closing its thread did already, before the cleanup)."""
         if self.loop is None:
             done: dict[str, Any] = {"error": "no forge is configured: the feedback was not acted on"}
         else:
             done = feedback.act(self.loop, list(work.events), f"{forge}:{delivery_id}") if work.events else {}
             if work.closed:
-                done["marker"] = feedback.act_on_closed(self.loop, work.closed)
+                done["marker"] = (
+                    closed if closed is not None else feedback.act_on_closed(self.loop, work.closed)
+                )
+                if "error" in done["marker"]:
+                    done["error"] = done["marker"]["error"]
             if work.pushed:
                 done["marker"] = feedback.act_on_pushed(self.loop, work.pushed)
+            if work.settled:
+                done["merge"] = feedback.act_on_settled(self.loop, work.settled)
         stored = self.deliveries.get_delivery(forge, delivery_id)
         result = {**(stored.result if stored and work.target else {}), **done}
         if work.target is None:

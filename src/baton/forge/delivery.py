@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 from baton.forge import intake
-from baton.forge.config import ForgeConfig, ForgeSettings
+from baton.forge.config import ForgeConfig, ForgeSettings, MergePolicy
 from baton.forge.events import GITEA, GITHUB, Forge, Ignored, Target, classify
 from baton.forge.model import ForgeEvent, ForgeKind
 
@@ -29,6 +29,7 @@ class DeliveryKind(StrEnum):
     FEEDBACK = "feedback"  # comments, reviews, CI failures, conflicts for bound threads
     CLOSED = "closed"  # an issue or PR closed: its binding closes
     BASE_PUSHED = "base_pushed"  # a branch pushed to: the bound PRs onto it are checked for conflicts
+    SETTLED = "settled"  # an approval, or a check that succeeded: the merge policy looks at the PR
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,15 @@ class Closed:
     forge: str
     repo: str
     number: int
+    merged: bool = False  # a pull request merged (the forge's ``pull_request.merged``)
 
     def to_json(self) -> dict[str, Any]:
-        return {"forge": self.forge, "repo": self.repo, "number": self.number}
+        data: dict[str, Any] = {"forge": self.forge, "repo": self.repo, "number": self.number}
+        return {**data, "merged": True} if self.merged else data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Closed:
-        return cls(str(data["forge"]), str(data["repo"]), int(data["number"]))
+        return cls(str(data["forge"]), str(data["repo"]), int(data["number"]), data.get("merged") is True)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,27 @@ class BasePushed:
 
 
 @dataclass(frozen=True)
+class Settled:
+    """A delivery that may have made a PR ready: a review submitted, or a check or status that
+    succeeded. ``numbers``: the pull requests it names (none: a commit status, found by ``head_sha``)."""
+
+    kind: ClassVar[DeliveryKind] = DeliveryKind.SETTLED
+    forge: str
+    repo: str
+    numbers: tuple[int, ...] = ()
+    head_sha: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"forge": self.forge, "repo": self.repo, "numbers": list(self.numbers), "head": self.head_sha}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Settled:
+        head = data.get("head")
+        numbers = tuple(int(n) for n in data.get("numbers") or ())
+        return cls(str(data["forge"]), str(data["repo"]), numbers, str(head) if head else None)
+
+
+@dataclass(frozen=True)
 class Delivery:
     """What one delivery asks for: a cleanup, feedback events, a closed thread, a moved base — or
     several (a merged PR both cleans up and closes its binding).
@@ -78,6 +102,7 @@ class Delivery:
     events: tuple[ForgeEvent, ...] = ()
     closed: Closed | None = None
     pushed: BasePushed | None = None
+    settled: Settled | None = None
 
     @property
     def kinds(self) -> tuple[DeliveryKind, ...]:
@@ -86,13 +111,15 @@ class Delivery:
             (self.events, DeliveryKind.FEEDBACK),
             (self.closed, DeliveryKind.CLOSED),
             (self.pushed, DeliveryKind.BASE_PUSHED),
+            (self.settled, DeliveryKind.SETTLED),
         )
         return tuple(kind for part, kind in parts if part)
 
     @property
     def feedback(self) -> bool:
-        """Whether the forge loop has work in it (events, a closed thread or a moved base)."""
-        return bool(self.events or self.closed or self.pushed)
+        """Whether the forge loop has work in it (events, a closed thread, a moved base, a PR that may be
+        ready)."""
+        return bool(self.events or self.closed or self.pushed or self.settled)
 
     def to_json(self) -> dict[str, Any]:
         """What a pending delivery stores, so a restarted service finds its work again."""
@@ -103,6 +130,8 @@ class Delivery:
             data["closes"] = self.closed.to_json()
         if self.pushed:
             data["base_pushed"] = self.pushed.to_json()
+        if self.settled:
+            data["settled"] = self.settled.to_json()
         return data
 
     @classmethod
@@ -114,9 +143,10 @@ class Delivery:
         events = tuple(ForgeEvent.from_json(e) for e in data.get("feedback", []))
         closed = Closed.from_json(data["closes"]) if "closes" in data else None
         pushed = BasePushed.from_json(data["base_pushed"]) if "base_pushed" in data else None
+        settled = Settled.from_json(data["settled"]) if "settled" in data else None
         if "marker" in data:  # stored pending by an earlier version, as a string marker
             closed, pushed = _legacy_marker(str(data["marker"]))
-        return cls(target, events, closed, pushed)
+        return cls(target, events, closed, pushed, settled)
 
 
 def _legacy_marker(marker: str) -> tuple[Closed | None, BasePushed | None]:
@@ -149,7 +179,8 @@ def _closed(forge: ForgeConfig, event: str, payload: Mapping[str, Any]) -> Close
     repo = _repo(payload)
     if type(number) is not int or not 0 < number < 2**63 or repo is None:  # a store's BIGINT
         return None
-    return Closed(forge.name, repo, number)
+    merged = event == "pull_request" and isinstance(item, dict) and item.get("merged") is True
+    return Closed(forge.name, repo, number, merged)
 
 
 def _pushed(forge: ForgeConfig, event: str, payload: Mapping[str, Any]) -> BasePushed | None:
@@ -185,7 +216,7 @@ class Reader:
         target = cleanup if isinstance(cleanup, Target) else None
         found = self.feedback(config, event, payload) if config is not None else Delivery()
         if isinstance(found, Delivery) and (target or found.feedback):
-            return Delivery(target, found.events, found.closed, found.pushed)
+            return Delivery(target, found.events, found.closed, found.pushed, found.settled)
         return Ignored(f"{cleanup}; {found}" if isinstance(found, Ignored) else str(cleanup))
 
     def feedback(self, config: ForgeSettings, event: str, payload: dict[str, Any]) -> Delivery | Ignored:
@@ -201,12 +232,74 @@ class Reader:
         if closed or pushed:
             return Delivery(closed=closed, pushed=pushed)
         events = self.events(forge, event, payload)
-        return events if isinstance(events, Ignored) else Delivery(events=tuple(events))
+        settled = _settled(config, forge, event, payload)
+        if isinstance(events, Ignored):
+            return Delivery(settled=settled) if settled else events
+        return Delivery(events=tuple(events), settled=settled)
 
     def events(self, forge: ForgeConfig, event: str, payload: dict[str, Any]) -> list[ForgeEvent] | Ignored:
         return intake.read_event(
             self.kind, forge.name, event, payload, mention=forge.mention, user=forge.user
         )
+
+
+APPROVALS = frozenset({"pull_request_approved", "pull_request_review_approved"})  # Gitea's event names
+CHECK_EVENTS = ("check_run", "check_suite", "workflow_run")
+SUCCEEDED = frozenset({"success", "neutral", "skipped"})
+
+
+def _settled(
+    config: ForgeSettings, forge: ForgeConfig, event: str, payload: Mapping[str, Any]
+) -> Settled | None:
+    """An approval (GitHub's ``pull_request_review`` approved; Gitea's approved review), a completed
+    check run, check suite or workflow run that succeeded, or a commit status ``success``, on a
+    repository whose merge policy is on: the merge policy asks whether the PRs it names are ready now
+    (elsewhere such a delivery stays ignored, as it asks nothing). Anything malformed is no such part."""
+    repo = _repo(payload)
+    found = config.repo(forge.name, repo) if repo is not None else None
+    if repo is None or found is None or found.merge is MergePolicy.OFF:
+        return None
+    if event == "pull_request_review" or event in APPROVALS:
+        numbers = _approved(event, payload)
+    elif event in CHECK_EVENTS:
+        numbers = _succeeded(event, payload)
+    elif event == "status" and payload.get("state") == "success":
+        sha = payload.get("sha")
+        if isinstance(sha, str) and 7 <= len(sha) <= 64 and all(c in "0123456789abcdefABCDEF" for c in sha):
+            return Settled(forge.name, repo, head_sha=sha.lower())
+        return None
+    else:
+        return None
+    return Settled(forge.name, repo, numbers) if numbers else None
+
+
+def _approved(event: str, payload: Mapping[str, Any]) -> tuple[int, ...]:
+    """The PR an approval names (GitHub's review state, or Gitea's approved event)."""
+    review = payload.get("review")
+    state = str(review.get("state") or "") if isinstance(review, dict) else ""
+    if event == "pull_request_review" and (
+        payload.get("action") != "submitted" or state.lower() != "approved"
+    ):
+        return ()
+    pr = payload.get("pull_request")
+    number = pr.get("number") if isinstance(pr, dict) else None
+    return (number,) if _number(number) else ()
+
+
+def _succeeded(event: str, payload: Mapping[str, Any]) -> tuple[int, ...]:
+    """The PRs a completed, succeeded check run, check suite or workflow run names."""
+    run = payload.get(event)
+    if payload.get("action") != "completed" or not isinstance(run, dict):
+        return ()
+    if run.get("conclusion") not in SUCCEEDED:
+        return ()
+    prs = run.get("pull_requests")
+    listed = [p.get("number") for p in (prs if isinstance(prs, list) else [])[:100] if isinstance(p, dict)]
+    return tuple(n for n in listed if _number(n))
+
+
+def _number(value: Any) -> TypeGuard[int]:
+    return type(value) is int and 0 < value < 2**63
 
 
 def _html_url(payload: Mapping[str, Any]) -> str | None:

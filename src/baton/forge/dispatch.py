@@ -295,7 +295,7 @@ def kick(loop: ForgeLoop, binding: Binding, finishing: str | None = None) -> Out
 
 def _kick(loop: ForgeLoop, binding: Binding, finishing: str | None) -> Outcome | None:
     current = forge_store(loop.store).get_binding(binding.forge, binding.repo, binding.number) or binding
-    if current.status != BindingStatus.ACTIVE or _busy(loop, current, finishing):
+    if current.status != BindingStatus.ACTIVE or busy(loop, current, finishing):
         return None
     waiting = forge_store(loop.store).forge_events(
         current.forge, current.repo, current.number, status=EventStatus.PENDING
@@ -316,7 +316,8 @@ def _kick(loop: ForgeLoop, binding: Binding, finishing: str | None) -> Outcome |
     return _submit(loop, current, pending)
 
 
-def _busy(loop: ForgeLoop, binding: Binding, finishing: str | None) -> bool:
+def busy(loop: ForgeLoop, binding: Binding, finishing: str | None = None) -> bool:
+    """Whether a turn of the thread is queued or running (other than ``finishing``)."""
     for status in (JobStatus.QUEUED, JobStatus.RUNNING):
         found = loop.store.list_jobs(binding.agent, binding.repo_slug, binding.thread, status=status, limit=5)
         if any(job.id != finishing for job in found):

@@ -19,8 +19,9 @@ from urllib.parse import quote
 
 import httpx
 
-from baton.forge.github import epoch, iso, log_text
+from baton.forge.github import log_text
 from baton.forge.http import head_clone_url, next_link
+from baton.forge.inline import GiteaInline
 from baton.forge.model import (
     Actor,
     Changed,
@@ -31,7 +32,7 @@ from baton.forge.model import (
     ReviewComment,
     ThreadInfo,
 )
-from baton.forge.rest import RestForge, repo_path
+from baton.forge.rest import RestForge, epoch, iso, repo_path
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def status_etag(combined: Mapping[str, Any]) -> str:
     return f'W/"baton-{hashlib.sha256(data.encode()).hexdigest()[:32]}"'
 
 
-class GiteaClient(RestForge):
+class GiteaClient(RestForge, GiteaInline):
     """:class:`~baton.forge.model.ForgeClient` for Gitea or Forgejo at ``api_url`` (``https://HOST/api/v1``)
     with ``token`` (an access token of baton's own user, sent as ``Authorization: token <t>``; scopes
     ``write:repository`` and ``write:issue``, and admin on each repository for :meth:`permission`).
@@ -158,6 +159,7 @@ class GiteaClient(RestForge):
     injectable for tests."""
 
     NAME, AUTH = "Gitea", "token"
+    author = staticmethod(actor)  # how a payload's user is read (the inline threads' mixin too)
     HEADERS: ClassVar[dict[str, str]] = {"Accept": "application/json"}
 
     # -- paging ---------------------------------------------------------------------------------------

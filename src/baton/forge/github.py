@@ -13,11 +13,11 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from baton.forge.http import RateLimited, head_clone_url
+from baton.forge.inline import GitHubInline
 from baton.forge.model import (
     Actor,
     Changed,
@@ -28,7 +28,7 @@ from baton.forge.model import (
     ReviewComment,
     ThreadInfo,
 )
-from baton.forge.rest import RestForge, repo_path
+from baton.forge.rest import RestForge, epoch, iso, repo_path
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +44,6 @@ RETRY_REFUSED = 3600.0  # seconds before check runs the forge refused are asked 
 _JOB_URL = re.compile(r"/job/(\d+)(?:[/?#]|$)")
 # GitHub Actions prefixes each log line with its time: "2024-05-01T12:00:00.1234567Z "
 _STAMP = re.compile(r"^\ufeff?\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z ?", re.MULTILINE)
-
-
-def epoch(value: str | None) -> float:
-    """An ISO 8601 time (``2024-05-01T12:00:00Z``) in seconds since the epoch; 0.0 for none."""
-    if not value:
-        return 0.0
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return 0.0
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-
-
-def iso(seconds: float) -> str:
-    """Seconds since the epoch as GitHub's ``since`` wants them (whole seconds, UTC, floored so that
-    "at or after" holds)."""
-    return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def actor(user: dict[str, Any] | None, association: str | None = None) -> Actor:
@@ -139,12 +122,13 @@ def _annotation(data: dict[str, Any]) -> str:
     return f"{where}: {message}" if where else message
 
 
-class GitHubClient(RestForge):
+class GitHubClient(RestForge, GitHubInline):
     """:class:`~baton.forge.model.ForgeClient` for GitHub at ``api_url`` with ``token`` (a fine-grained
     token, or a GitHub App installation's token). ``retries``, ``timeout`` and ``transport`` go to the
     shared HTTP client; ``sleep`` and ``clock`` are injectable for tests."""
 
     NAME, AUTH = "GitHub", "Bearer"
+    author = staticmethod(actor)  # how a payload's user is read (the inline threads' mixin too)
     HEADERS: ClassVar[dict[str, str]] = {
         "Accept": "application/vnd.github+json",
         "X-GitHub-Api-Version": API_VERSION,

@@ -4,7 +4,8 @@ by ``baton forge`` commands, and a worker that publishes turns); everything in :
 :mod:`publish` and :mod:`reconcile` takes it.
 
 ``submit`` is the executor's: the service passes its own (the in-process pool or Celery), a command
-that only reconciles passes one that stores the job for the service to pick up.
+that only reconciles passes one that stores the job for the service to pick up; ``cancel`` too (a
+merged or closed PR stops its thread's turns).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class ForgeLoop:
     store: Store
     config: ForgeSettings
     submit: Callable[[str], None]  # start a stored job (the executor's submit)
+    # stop a queued or running job (the executor's cancel): a closed PR's turns; None: the store's
+    # cancel request alone (what a queue's worker watches)
+    cancel: Callable[[str], bool] | None = None
     clients: dict[str, ForgeClient] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
     _permissions: dict[str, Permissions] = field(default_factory=dict)

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
+from baton.forge import accounts
 from baton.forge.model import FailedCheck, ForgeEvent, ReviewComment, Trigger
 from baton.forge.payload import BODY_CHARS, clean
 from baton.forge.records import FeedbackKind
@@ -74,11 +75,15 @@ def render_turn(
 ) -> str:
     """One prompt for a turn of coalesced events (arrival order). ``quoted``: the turn runs read-only
     for an untrusted actor, and every event is presented as quoted context, not as an instruction.
-    ``access``: the turn's, so that it is asked only what it can do."""
+    ``access``: the turn's, so that it is asked only what it can do. A turn with a review's inline
+    comments ends asking for the agent's account of each (:func:`baton.forge.accounts.request`), which
+    baton posts in each comment's thread; a quoted turn is asked none."""
     if not events:
         raise ValueError("a turn needs at least one event")
+    ids = () if quoted else accounts.inline_ids(events)[0]
+    ask = accounts.request(ids) if ids else ""
     parts: list[str] = []
-    room = PROMPT_CHARS
+    room = PROMPT_CHARS - (len(ask) + 7 if ask else 0)
     for number, event in enumerate(events, 1):
         part = render_event(home, event, quoted=quoted, access=access)
         if len(part) > room:
@@ -89,6 +94,8 @@ def render_turn(
         parts.append(part)
         room -= len(part) + 7  # and its separator
     text = "\n\n---\n\n".join(parts)
+    if ask:
+        text += f"\n\n---\n\n{ask}"
     if len(events) > 1:
         preface = (
             f"{len(events)} things happened on the forge since your last turn, in the order they arrived."
@@ -208,7 +215,7 @@ def _tail(text: str, lines: int, chars: int) -> tuple[str, bool]:
 def _inline(number: int, comment: ReviewComment) -> str:
     place = _line(comment.path) + (f":{comment.line}" if comment.line else "")
     link = f" ({_line(comment.url)})" if comment.url else ""
-    parts = [f"Inline comment {number} — {place}{link}:"]
+    parts = [f"Inline comment {number} (id {comment.id}) — {place}{link}:"]
     if comment.diff_hunk.strip():
         hunk, short = _tail(clean(comment.diff_hunk[-4 * HUNK_CHARS :], BODY_CHARS), HUNK_LINES, HUNK_CHARS)
         parts.append(("(the end of the diff hunk)\n" if short else "") + fenced(hunk, "diff"))

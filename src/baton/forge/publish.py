@@ -18,7 +18,7 @@ from typing import Any
 from baton.asking.questions import Question
 from baton.errors import BatonError, GitError
 from baton.fleet.execute import AFTER_JOB
-from baton.forge import answers, dispatch, merging
+from baton.forge import answers, dispatch, merging, replies
 from baton.forge.config import ForgeSettings, Reply
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeError, ForgeEvent, ForgeKind
@@ -46,13 +46,14 @@ def compose(
     submit: Callable[[str], None],
     *,
     publishing: bool = False,
+    cancel: Callable[[str], bool] | None = None,
 ) -> ForgeLoop:
     """The one place a :class:`ForgeLoop` is composed (the service, ``baton forge`` commands and a
     worker's processes call it): the operator's forge configuration, the store, how a turn is
     submitted, and with ``publishing`` the forge turns this process's executor ends are published
     (:func:`install`). A loop that only reads and stores (``baton forge ls``, a reconcile whose turns
-    the service runs) publishes nothing."""
-    loop = ForgeLoop(settings, store, config, submit)
+    the service runs) publishes nothing. ``cancel``: the executor's, which stops a closed PR's turns."""
+    loop = ForgeLoop(settings, store, config, submit, cancel=cancel)
     if publishing:
         install(loop)
     return loop
@@ -137,7 +138,9 @@ def publish(
     4. The thread's **one** status comment (run id, outcome, what changed, cost) is posted or edited.
     5. The agent's answer (its final message) is posted as a reply of its own, attributed and bounded
        (:mod:`baton.forge.answers`), or shown in the status comment, or nowhere: the repository's
-       ``reply`` (``comment``, ``status``, ``none``)."""
+       ``reply`` (``comment``, ``status``, ``none``).
+    6. After a review turn, each inline comment's thread gets a reply with the agent's account of it,
+       and the threads it did are resolved where the repository says so (:mod:`baton.forge.replies`)."""
     result: dict[str, Any] = {"outcome": outcome}
     if binding.access == Access.READ:  # a PR from a fork: its thread reads, and pushes nothing
         result.update({"pushed": False, "why": "a read-only thread pushes nothing"})
@@ -157,16 +160,37 @@ def publish(
     if question is not None:
         result["asked"] = True
     result["comment"] = _status_comment(loop, binding, job, result, reply is Reply.STATUS)
-    if question is not None:  # asked whatever `reply` says: a question unread is a thread stuck
+    _reply(loop, binding, job, result, reply, question, again)
+    binding.updated_at = loop.clock()
+    forge_store(loop.store).save_binding(binding)
+    return result
+
+
+def _reply(
+    loop: ForgeLoop,
+    binding: Binding,
+    job: JobRecord,
+    result: dict[str, Any],
+    reply: Reply,
+    question: Question | None,
+    again: bool,
+) -> None:
+    """What people read of the turn besides its status: its question (whatever ``reply`` says: a question
+    unread is a thread stuck), else its answer where ``reply`` puts it, then, after a review turn, a reply
+    in each inline comment's thread (a turn that asked answers them after the answer)."""
+    if question is not None:
         result["question"] = _ask(loop, binding, job, question, again)
-    elif reply is Reply.COMMENT and (answer := answers.answer_of(job)) is not None:
+        return
+    answer = answers.answer_of(job)
+    if reply is Reply.COMMENT and answer is not None:
         posted = again and _answered(loop, binding, job)
         result["reply"] = (
             "posted before" if posted else _post(loop, binding, answers.answer_text(binding, job, answer))
         )
-    binding.updated_at = loop.clock()
-    forge_store(loop.store).save_binding(binding)
-    return result
+    elif reply is Reply.STATUS and answer and not result["comment"].startswith("failed"):
+        result["reply"] = "in the status comment"  # an answer, for the outcomes (forge/outcomes.py)
+    if (threads := replies.answer_threads(loop, binding, job, result, again)) is not None:
+        result["threads"] = threads
 
 
 # -- git -----------------------------------------------------------------------------------------------
@@ -257,6 +281,7 @@ def _open_pr(loop: ForgeLoop, binding: Binding) -> dict[str, Any]:
         return {"pr_error": redact(str(exc))}
     binding.pr = number
     loop.store.audit("forge.pr_opened", binding.conversation, "baton", {"pr": number, "url": url})
+    forge_store(loop.store).mark_pr_opened(binding.forge, binding.repo, binding.number, loop.clock())
     return {"pr": number, "pr_url": url}
 
 

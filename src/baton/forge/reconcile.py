@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton.forge import dispatch
+from baton.forge import dispatch, merge
+from baton.forge.closing import close_thread
 from baton.forge.conflicts import conflict_event
 from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
@@ -90,8 +91,11 @@ def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report) -> None:
     by_number = {b.number: b for b in bindings} | {b.pr: b for b in bindings if b.pr is not None}
     since = min((b.seen_at for b in bindings), default=started - FIRST_LOOK) - SKEW
     unread: set[int] = set()  # bindings a read failed for: not marked seen, so the next pass reads them
+    touched: set[int] = set()  # bound PRs updated or whose checks changed: the merge policy looks
     for info in client.updated_since(repo, since):
         binding = by_number.get(info.number)
+        if binding is not None and info.number == binding.pr and info.state == "open":
+            touched.add(binding.number)
         try:
             events = (
                 _bound(loop, forge, repo, info, binding)
@@ -113,9 +117,26 @@ def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report) -> None:
             _failed(report, f"{forge}:{repo}#{pr.pr} (checks)", answer)
             unread.add(pr.number)
             continue
+        if answer:
+            touched.add(pr.number)
         _handle(loop, answer, report)
+    _merge_policy(loop, forge, repo, touched, report)
     seen = [(b.number, b.etag) for b in bindings if b.number not in unread]
     forge_store(loop.store).mark_seen(forge, repo, seen, started)
+
+
+def _merge_policy(loop: ForgeLoop, forge: str, repo: str, touched: set[int], report: Report) -> None:
+    """The merge policy's look at each PR the pass found updated or with changed checks (nothing is
+    asked of the forge for a repository whose ``merge`` is off, or a head done already)."""
+    for number in sorted(touched):
+        binding = forge_store(loop.store).get_binding(forge, repo, number)  # as the events left it
+        if binding is None:
+            continue
+        done = merge.consider(loop, binding, "reconcile")
+        if done.get("error"):
+            report.errors.append(f"{forge}:{repo}#{binding.pr} (merge policy): {done['error']}")
+        elif done.get("merge") == "ready":
+            report.outcomes["merge_policy"] += 1
 
 
 def _failed(report: Report, what: str, exc: ForgeError) -> None:
@@ -147,12 +168,9 @@ def _handle(loop: ForgeLoop, events: list[ForgeEvent], report: Report) -> None:
 def _bound(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, binding: Binding) -> list[ForgeEvent]:
     client = loop.client(forge)
     if info.state == "closed":
-        binding.status, binding.note = (
-            BindingStatus.CLOSED,
-            "merged" if info.merged else "closed on the forge",
-        )
-        binding.updated_at = loop.clock()
-        forge_store(loop.store).save_binding(binding)
+        close_thread(loop, binding, "merged" if info.merged else "closed on the forge", "reconcile")
+        if info.merged:  # kept apart from the note: the issue's close may be read after the PR's
+            forge_store(loop.store).mark_merged(forge, repo, info.number)
         return []
     if info.is_pr and info.head_sha is None:
         # GitHub's issue list says nothing of a PR's head or mergeability: the pull request does (a

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
 import httpx
@@ -15,6 +16,23 @@ from baton.forge.http import ForgeHTTP
 from baton.forge.model import ForgeError
 
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+
+
+def epoch(value: str | None) -> float:
+    """An ISO 8601 time (``2024-05-01T12:00:00Z``) in seconds since the epoch; 0.0 for none."""
+    if not value:
+        return 0.0
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def iso(seconds: float) -> str:
+    """Seconds since the epoch as GitHub's ``since`` wants them (whole seconds, UTC, floored so that
+    "at or after" holds)."""
+    return datetime.fromtimestamp(int(seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class RestForge:

@@ -49,6 +49,11 @@ forge_bindings = sa.Table(
     sa.Column("note", Text),
     sa.Column("created_at", Real, nullable=False),
     sa.Column("updated_at", Real, nullable=False),
+    # the outcome facts (baton.forge.outcomes), kept by the store, not on the Binding record:
+    sa.Column("pr_opened_at", Real),  # when baton opened the thread's PR (None: it did not)
+    sa.Column("closed_at", Real),  # when it was seen closed (None while open)
+    sa.Column("merged", Int),  # 1: its PR was merged (set once, never undone)
+    sa.Column("waiting_since", Real),  # when it went to needs_human (None while it does not wait)
     sa.PrimaryKeyConstraint("forge", "repo", "number"),
     sa.Index("forge_bindings_key", "agent", "repo_slug", "thread", unique=True),
     sa.Index("forge_bindings_pr", "forge", "repo", "pr"),
@@ -74,6 +79,7 @@ forge_events = sa.Table(
     sa.Index("forge_events_thread", "forge", "repo", "number", "status"),
     sa.Index("forge_events_job", "job_id"),
     sa.Index("forge_events_status", "status", "forge", "repo", "number"),  # the conversations waiting
+    sa.Index("forge_events_kind", "kind"),  # the outcomes' CI failures
 )
 
 forge_turns = sa.Table(
@@ -87,6 +93,8 @@ forge_turns = sa.Table(
     sa.Column("submitted_at", Real, nullable=False),
     sa.Column("published_at", Real),  # set once, when baton wrote the turn's outcome back
     sa.Column("publish", Text),  # JSON: what baton wrote back
+    sa.Column("pushed", Text),  # the head the turn pushed (None: it pushed nothing)
+    sa.Column("answered", Int),  # 1: it pushed, posted an answer or asked a question (set when published)
     sa.Index("forge_turns_thread", "forge", "repo", "number", "submitted_at"),
     sa.Index("forge_turns_published", "published_at"),
 )

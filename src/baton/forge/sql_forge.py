@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from baton import retry
 from baton.errors import BadInput, StoreError
+from baton.forge.outcomes import answered, pushed_head
 from baton.forge.records import Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
 from baton.forge.schema import forge_bindings, forge_budgets, forge_events, forge_turns
 from baton.models import Access
@@ -28,6 +30,7 @@ from baton.store.schema import audit, jobs
 from baton.store.tables import insert_for
 
 CONVERSATION = ("forge", "repo", "number")
+OUTCOME_COLUMNS = frozenset({"pr_opened_at", "closed_at", "merged", "waiting_since"})  # not on Binding
 CLAIMABLE = (EventStatus.PENDING.value, EventStatus.HELD.value)
 
 
@@ -43,7 +46,12 @@ class SQLForge:
         """Store a new binding: ``(binding, True)``; when the conversation is bound already (by its
         number, or as the PR of an issue's binding) the stored one and False, unchanged. A key bound to
         another conversation is :class:`BadInput`."""
-        values = binding_values(binding)
+        at = binding.updated_at or binding.created_at
+        values = {
+            **binding_values(binding),
+            "waiting_since": at if binding.status == BindingStatus.NEEDS_HUMAN else None,
+            "closed_at": at if binding.status == BindingStatus.CLOSED else None,
+        }
 
         def one() -> tuple[Binding, bool] | None:
             """One try in its own transaction; None: a row blocked the insert and was unbound before
@@ -101,8 +109,28 @@ class SQLForge:
             ).first()
             if owner is not None:
                 raise BadInput(_key_taken(binding, binding_of(owner._mapping)))
-            done = conn.execute(sa.update(forge_bindings).where(_conversation_where(binding)).values(values))
+            update = sa.update(forge_bindings).where(_conversation_where(binding))
+            done = conn.execute(update.values({**values, **_transitions(binding)}))
         return bool(done.rowcount)
+
+    def mark_pr_opened(self, forge: str, repo: str, number: int, at: float) -> None:
+        """baton opened the thread's PR at ``at`` (the first time only: a later call changes nothing)."""
+        c = forge_bindings.c
+        with self._store.transaction() as conn:
+            conn.execute(
+                sa.update(forge_bindings)
+                .where(_conversation(forge_bindings, forge, repo, number), c.pr_opened_at.is_(None))
+                .values(pr_opened_at=at)
+            )
+
+    def mark_merged(self, forge: str, repo: str, number: int) -> None:
+        """The thread's PR was merged (the binding of ``number``, or the one whose PR it is): set once,
+        never undone, whichever of the issue's and the PR's close is seen first."""
+        with self._store.transaction() as conn:
+            row = _binding_row(conn, forge, repo, number)
+            if row is not None:
+                where = _conversation(forge_bindings, row["forge"], row["repo"], row["number"])
+                conn.execute(sa.update(forge_bindings).where(where).values(merged=1))
 
     def mark_seen(self, forge: str, repo: str, seen: Sequence[tuple[int, str | None]], at: float) -> None:
         """The reconcile looked at these bindings (number, its checks' ETag) up to ``at``: one
@@ -271,11 +299,12 @@ class SQLForge:
         """Record what was written back for the turn; False when it was published already (or is not
         a turn): the caller that gets True is the one that publishes (``published_at`` is set only
         where it is still NULL)."""
+        facts = {"pushed": pushed_head(publish), "answered": int(answered(publish))}
         with self._store.transaction() as conn:
             done = conn.execute(
                 sa.update(forge_turns)
                 .where(forge_turns.c.job_id == job_id, forge_turns.c.published_at.is_(None))
-                .values(published_at=at, publish=json.dumps(publish))
+                .values(published_at=at, publish=json.dumps(publish), **facts)
             )
         return bool(done.rowcount)
 
@@ -375,6 +404,23 @@ def _binding_row(conn: Connection, forge: str, repo: str, number: int) -> Any:
     return row._mapping if row is not None else None
 
 
+def _transitions(binding: Binding) -> dict[str, Any]:
+    """The outcome facts a save keeps (:mod:`baton.forge.outcomes`), by the stored row's status (the
+    right-hand side of an UPDATE reads the row as it was): since when it waits on a person (kept while
+    it stays in ``needs_human``, cleared when it leaves) and when it was closed (kept once set)."""
+    c = forge_bindings.c
+    at = sa.literal(binding.updated_at or time.time(), sa.Float)
+    waiting, closed = BindingStatus.NEEDS_HUMAN.value, BindingStatus.CLOSED.value
+    return {
+        "waiting_since": sa.case((c.status == waiting, sa.func.coalesce(c.waiting_since, at)), else_=at)
+        if binding.status == BindingStatus.NEEDS_HUMAN
+        else None,
+        "closed_at": sa.case((c.status == closed, sa.func.coalesce(c.closed_at, at)), else_=at)
+        if binding.status == BindingStatus.CLOSED
+        else None,
+    }
+
+
 def _lock_in_order(conn: Connection, ids: Sequence[int]) -> None:
     """PostgreSQL: lock the rows of ``ids`` in id order first, so two writers of overlapping sets
     (a claim, a drop) wait for each other instead of deadlocking on rows locked in another order.
@@ -399,7 +445,7 @@ def binding_values(binding: Binding) -> dict[str, Any]:
 
 
 def binding_of(row: Any) -> Binding:
-    data = dict(row)
+    data = {k: v for k, v in dict(row).items() if k not in OUTCOME_COLUMNS}
     data["status"] = BindingStatus(data["status"])
     data["access"] = Access(data["access"])
     return Binding(**data)

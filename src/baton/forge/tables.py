@@ -78,6 +78,14 @@ class ForgeStore(Protocol):
         another conversation is :class:`baton.errors.BadInput`."""
         ...
 
+    def mark_pr_opened(self, forge: str, repo: str, number: int, at: float) -> None:
+        """baton opened the thread's PR at ``at`` (kept from the first call): an outcome fact."""
+        ...
+
+    def mark_merged(self, forge: str, repo: str, number: int) -> None:
+        """The PR of the binding of ``number`` (or whose PR it is) was merged: an outcome fact, set once."""
+        ...
+
     def mark_seen(self, forge: str, repo: str, seen: Sequence[tuple[int, str | None]], at: float) -> None:
         """Set ``seen_at`` and the checks' ETag of the repo's bindings ``(number, etag)``, in one write."""
         ...
@@ -137,7 +145,8 @@ class ForgeStore(Protocol):
         ...
 
     def mark_published(self, job_id: str, publish: dict[str, Any], at: float) -> bool:
-        """True for the one caller that publishes the turn; False when it was published already."""
+        """True for the one caller that publishes the turn; False when it was published already. What
+        it pushed and whether it answered are kept beside it (:mod:`baton.forge.outcomes`)."""
         ...
 
     def spend_budget(self, forge: str, repo: str, number: int, signature: str, at: float) -> int:

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from baton import retry
-from baton.forge import dispatch
+from baton.forge import dispatch, merge
+from baton.forge.closing import close_thread
 from baton.forge.conflicts import base_moved
-from baton.forge.delivery import BasePushed, Closed
+from baton.forge.delivery import BasePushed, Closed, Settled
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeError, ForgeEvent
 from baton.forge.records import BindingStatus
@@ -36,18 +37,22 @@ def act_on_pushed(loop: ForgeLoop, pushed: BasePushed) -> dict[str, Any]:
 
 
 def act_on_closed(loop: ForgeLoop, closed: Closed) -> dict[str, Any]:
-    """An issue or PR closed: close the binding it names (nothing more runs for it)."""
+    """An issue or PR closed: close the binding it names and stop its turns
+    (:func:`baton.forge.closing.close_thread`: nothing more runs for it, its work stays checkpointed)."""
     binding = forge_store(loop.store).get_binding(closed.forge, closed.repo, closed.number)
+    if binding is not None and closed.merged:  # an outcome, also after the issue's close closed it
+        forge_store(loop.store).mark_merged(closed.forge, closed.repo, closed.number)
     if binding is None or binding.status == BindingStatus.CLOSED:
         return {"ignored": f"{closed.forge}:{closed.repo}#{closed.number} is not an open bound thread"}
-    binding.status, binding.note, binding.updated_at = (
-        BindingStatus.CLOSED,
-        "closed on the forge",
-        loop.clock(),
+    return close_thread(
+        loop, binding, "merged" if closed.merged else "closed on the forge", f"forge:{closed.forge}"
     )
-    forge_store(loop.store).save_binding(binding)
-    loop.store.audit("forge.closed", binding.conversation, f"forge:{closed.forge}", {})
-    return {"closed": binding.conversation}
+
+
+def act_on_settled(loop: ForgeLoop, settled: Settled) -> dict[str, Any]:
+    """A review submitted or a check succeeded: the merge policy looks at the PRs it names
+    (:func:`baton.forge.merge.act_on_settled`)."""
+    return merge.act_on_settled(loop, settled)
 
 
 def act(

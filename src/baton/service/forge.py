@@ -1,5 +1,6 @@
 """Routes: the forge loop — bound threads (list, show one with its events, turns and budgets; bind and
-unbind) and a reconcile on demand; and its start with the service (:func:`start`): the operator's forge
+unbind), its outcomes per repository and agent (:mod:`baton.forge.outcomes`) and a reconcile on demand;
+and its start with the service (:func:`start`): the operator's forge
 configuration, the publisher of forge turns on this service's executor, and the schedule (a reconcile
 every ``forge_reconcile`` seconds, the heal of waiting events in between).
 
@@ -8,6 +9,7 @@ A forge conversation is addressed as ``/v1/forge/threads/{forge}/{owner}/{name}/
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -19,11 +21,13 @@ from baton.forge import publish
 from baton.forge.config import ForgeSettings
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeError, ForgeUnreachable
+from baton.forge.outcomes import outcomes
 from baton.forge.reconcile import reconcile
 from baton.forge.records import BindingStatus
 from baton.forge.schedule import Schedule
 from baton.forge.tables import forge_store
 from baton.forge.threads import AlreadyBound, bind_thread, thread_state, unbind_thread
+from baton.models import iso
 from baton.service.auth import Actor, require
 from baton.service.records import TokenScope
 from baton.settings import Settings
@@ -41,7 +45,7 @@ def start(settings: Settings, store: Store, executor: Executor, config: ForgeSet
     executor ends are published, and the schedule runs."""
     if not config.forges:
         return None
-    loop = publish.compose(settings, store, config, executor.submit, publishing=True)
+    loop = publish.compose(settings, store, config, executor.submit, publishing=True, cancel=executor.cancel)
     return Schedule(loop, settings.forge_reconcile)
 
 
@@ -119,6 +123,65 @@ def unbind(request: Request, actor: Runner, forge: str, owner: str, name: str, n
     if not unbind_thread(loop_of(request), forge, f"{owner}/{name}", number, actor.name):
         raise HTTPException(404, f"{forge}:{owner}/{name}#{number} is not bound to a thread")
     return {"unbound": f"{forge}:{owner}/{name}#{number}"}
+
+
+class SpreadOut(BaseModel):
+    """A distribution: how many values, their sum, median, 90th percentile (nearest rank), largest."""
+
+    count: int
+    sum: float
+    median: float | None = Field(description="null when there is no value")
+    p90: float | None
+    max: float | None
+
+
+class OutcomeOut(BaseModel):
+    """What one agent's threads on one repository came to (definitions: docs/forge.md, Outcomes)."""
+
+    forge: str
+    repo: str = Field(description="the forge's full name: owner/name")
+    agent: str
+    threads_started: int = Field(description="threads bound to an issue or PR")
+    prs_opened: int = Field(description="pull requests baton opened for an issue's thread")
+    prs_merged: int = Field(description="of those, merged")
+    prs_closed_unmerged: int = Field(description="of those, closed without a merge")
+    merged_rate: float | None = Field(description="merged ÷ (merged + closed unmerged)")
+    rounds_to_green: SpreadOut = Field(description="per merged PR: feedback turns until its last push")
+    first_push_seconds: SpreadOut = Field(description="per thread: from its binding to its first push")
+    ci_fix_seconds: SpreadOut = Field(description="per CI failure: to the push after which it is gone")
+    feedback_accepted: int = Field(description="feedback events accepted (not dropped)")
+    feedback_answered: int = Field(description="of those, whose turn pushed, answered or asked")
+    answered_rate: float | None = Field(description="answered ÷ accepted")
+    waiting: int = Field(description="threads waiting on a person now (needs_human)")
+    waiting_seconds: SpreadOut = Field(description="how long each of them has waited")
+
+
+class OutcomesOut(BaseModel):
+    """The forge loop's outcomes per forge, repository and agent."""
+
+    at: str = Field(description="when they were computed (ISO 8601, UTC)")
+    since: str | None = Field(description="threads bound since then (null: every thread)")
+    repos: list[OutcomeOut]
+
+
+@router.get(
+    "/v1/forge/outcomes",
+    summary="The forge loop's outcomes per repository and agent",
+    response_model=OutcomesOut,
+)
+def forge_outcomes(
+    request: Request,
+    _actor: Reader,
+    days: Annotated[int | None, Query(ge=1, le=3650, description="threads bound in the last days")] = None,
+) -> dict[str, Any]:
+    """Threads started, PRs opened, merged and closed unmerged, rounds of feedback to green, time to
+    the first push and to a CI failure's fix, feedback answered of accepted, threads waiting on a
+    person — what ``/metrics`` and the dashboard show, from the store (no forge needs to be
+    configured here: a service that only shows a fleet's store answers too)."""
+    now = time.time()
+    since = now - days * 86_400 if days is not None else None
+    rows = outcomes(request.app.state.store, now, since)
+    return {"at": iso(now), "since": iso(since), "repos": [row.to_json() for row in rows]}
 
 
 @router.post("/v1/forge/reconcile", summary="Reconcile every configured repository now")

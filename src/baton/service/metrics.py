@@ -3,15 +3,17 @@ across processes: nothing is counted in this process's memory. At every scrape a
 (:class:`StoreCollector`) asks the store for GROUP BY counts, so every service process, a restarted one,
 and the runs of ``baton run`` on the command line all agree; the disk gauges come from the background
 measurement (:class:`baton.service.diskcache.DiskCache`, shared with the dashboard) and the workers'
-reports. No label carries a session id, a thread or a repo: their number is unbounded. Every metric
-and what it counts: docs/service.md (Metrics).
+reports. No label carries a session id or a thread: their number is unbounded; the forge loop's outcomes
+(:func:`outcome_metrics`) carry the repository and the agent, as many as the operator configured (a
+thread is bound only on a configured repository). Every metric and what it counts: docs/service.md
+(Metrics).
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
@@ -20,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from baton.forge.outcomes import RepoOutcomes, Spread, outcomes
 from baton.forge.records import BindingStatus, DeliveryStatus
 from baton.forge.tables import delivery_store, forge_store
 from baton.housekeeping.disk import DiskReport
@@ -167,6 +170,68 @@ def forge_metrics(counts: dict[str, list[tuple[Any, ...]]], turns: dict[str, Any
     )
 
 
+OUTCOME_LABELS = ["forge", "repo", "agent"]
+OUTCOME_COUNTS: tuple[tuple[str, str, Callable[[RepoOutcomes], int]], ...] = (  # name, help, count
+    ("baton_forge_threads_started", "Threads bound to an issue or PR", lambda o: o.threads),
+    ("baton_forge_prs_opened", "Pull requests baton opened for an issue's thread", lambda o: o.prs_opened),
+    ("baton_forge_prs_merged", "Pull requests baton opened that were merged", lambda o: o.prs_merged),
+    (
+        "baton_forge_prs_closed_unmerged",
+        "Pull requests baton opened that were closed without a merge",
+        lambda o: o.prs_closed,
+    ),
+    ("baton_forge_feedback_accepted", "Feedback events accepted (not dropped)", lambda o: o.accepted),
+    (
+        "baton_forge_feedback_answered",
+        "Accepted feedback events whose turn pushed, posted an answer or asked a question",
+        lambda o: o.answered,
+    ),
+)
+OUTCOME_SPREADS: tuple[tuple[str, str, Callable[[RepoOutcomes], Spread]], ...] = (
+    ("baton_forge_rounds_to_green", "Feedback turns until a merged PR's last push", lambda o: o.rounds),
+    (
+        "baton_forge_first_push_seconds",
+        "From a thread's binding (the mention) to its first push",
+        lambda o: o.first_push,
+    ),
+    ("baton_forge_ci_fix_seconds", "From a CI failure to the push that fixed it", lambda o: o.ci_fix),
+    ("baton_forge_waiting_seconds", "How long each thread in needs_human has waited", lambda o: o.waiting),
+)
+
+
+def outcome_metrics(rows: list[RepoOutcomes]) -> Iterator[Metric]:
+    """The forge loop's outcomes per forge, repository and agent (:mod:`baton.forge.outcomes`): counts,
+    and distributions as summaries (median and 90th percentile, sum, count)."""
+    for name, text, count in OUTCOME_COUNTS:
+        counter = CounterMetricFamily(name, text, labels=OUTCOME_LABELS)
+        for row in rows:
+            counter.add_metric([row.forge, row.repo, row.agent], count(row))
+        yield counter
+    for name, text, spread in OUTCOME_SPREADS:
+        yield _summary(name, text, [((r.forge, r.repo, r.agent), spread(r)) for r in rows])
+    longest = GaugeMetricFamily(
+        "baton_forge_waiting_longest_seconds",
+        "The longest wait of a thread in needs_human now (0: none waits)",
+        labels=OUTCOME_LABELS,
+    )
+    for row in rows:
+        longest.add_metric([row.forge, row.repo, row.agent], row.waiting.max or 0.0)
+    yield longest
+
+
+def _summary(name: str, text: str, spreads: list[tuple[tuple[str, str, str], Spread]]) -> Metric:
+    """A summary of precomputed spreads: quantiles only where there is a value."""
+    summary = Metric(name, text, "summary")
+    for (forge, repo, agent), spread in spreads:
+        labels = {"forge": forge, "repo": repo, "agent": agent}
+        for quantile, value in (("0.5", spread.median), ("0.9", spread.p90)):
+            if value is not None:
+                summary.add_sample(name, {**labels, "quantile": quantile}, value)
+        summary.add_sample(f"{name}_sum", labels, spread.total)
+        summary.add_sample(f"{name}_count", labels, spread.count)
+    return summary
+
+
 def quota_metrics(records: list[QuotaRecord], now: float) -> Iterator[Metric]:
     """Whether each credential's breaker holds now, and when the exhausted ones reset."""
     held = GaugeMetricFamily(
@@ -199,9 +264,11 @@ class StoreCollector(Collector):
     the jobs'), the forge's deliveries' one (:meth:`~baton.forge.tables.DeliveryStore.delivery_counts`),
     the forge loop's four (:meth:`~baton.forge.tables.ForgeStore.forge_counts`,
     :meth:`~baton.forge.tables.ForgeStore.forge_turn_counts`; ``baton_forge_refused_total`` counts the
-    audit log's ``forge.refused`` rows, a scan of the audit table, which has no index on its action)
-    and the quota breakers' one (one store read of ``quotas``). Counters are counts of stored rows: a
-    reset that deletes a key's runs lowers them, which Prometheus treats as a counter reset."""
+    audit log's ``forge.refused`` rows, a scan of the audit table, which has no index on its action),
+    the forge outcomes' four (:func:`baton.forge.outcomes.outcomes`: a row per bound thread, per turn
+    and per CI failure) and the quota breakers' one (one store read of ``quotas``). Counters are
+    counts of stored rows: a reset that deletes a key's runs lowers them, which Prometheus treats as a
+    counter reset."""
 
     def __init__(self, store: MetricsStore, disk: DiskCache) -> None:
         self.store, self.disk = store, disk
@@ -217,6 +284,7 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily("baton_queue_depth", "Submitted runs waiting to start", value=queued)
         forge = forge_store(self.store)
         yield from forge_metrics(forge.forge_counts(), forge.forge_turn_counts())
+        yield from outcome_metrics(outcomes(self.store, time.time()))
         yield from quota_metrics(self.store.list_quotas(), time.time())
         yield from disk_metrics(by_kind(self.disk.get(wait=DISK_FIRST_WAIT)), fleet_disk(self.store))
 

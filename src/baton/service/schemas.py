@@ -30,6 +30,7 @@ RULES: dict[str, Any] = {
     "base_thread": rule.Thread,
     "handoff_from": rule.Agent,
     "on_limit": rule.OnLimit,
+    "answers": Annotated[str, Field(pattern=r"^[0-9a-f]{1,64}$", max_length=64)],  # a run's id
     # numbers strictly (Strict): pydantic would take false for 0 and "3" for 3, which the schema's
     # integer and number refuse (Schemathesis: "retries": false accepted, a schema-violating body)
     "timeout": Annotated[float, Strict(), Field(gt=0, le=int(MAX_SECONDS))],

@@ -220,6 +220,30 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
     (
         17,
+        "the forge loop's outcomes (forge/outcomes.py): when a thread's PR was opened, merged or closed, "
+        "since when it waits on a person; what each turn pushed and whether it answered",
+        [
+            "ALTER TABLE forge_bindings ADD COLUMN pr_opened_at {real}",
+            "ALTER TABLE forge_bindings ADD COLUMN closed_at {real}",
+            "ALTER TABLE forge_bindings ADD COLUMN merged INTEGER",
+            "ALTER TABLE forge_bindings ADD COLUMN waiting_since {real}",
+            "ALTER TABLE forge_turns ADD COLUMN pushed TEXT",
+            "ALTER TABLE forge_turns ADD COLUMN answered INTEGER",
+            "CREATE INDEX forge_events_kind ON forge_events (kind)",
+            # what the rows already say, kept: a thread closed or waiting since its last change (the
+            # best known time), merged as the reconcile noted it, its PR opened when audited (earlier
+            # turns' pushes are in their publish JSON only: not read back, so they count from now on)
+            "UPDATE forge_bindings SET closed_at = updated_at WHERE status = 'closed'",
+            "UPDATE forge_bindings SET merged = 1 WHERE status = 'closed' AND note = 'merged'",
+            "UPDATE forge_bindings SET waiting_since = updated_at WHERE status = 'needs_human'",
+            """UPDATE forge_bindings SET pr_opened_at = COALESCE((SELECT min(audit.at) FROM audit
+                WHERE audit.action = 'forge.pr_opened' AND audit.key = forge_bindings.forge || ':'
+                || forge_bindings.repo || '#' || CAST(forge_bindings.number AS TEXT)), updated_at)
+                WHERE pr IS NOT NULL AND pr <> number""",
+        ],
+    ),
+    (
+        18,
         "spending caps: caps stored for a subject (an API token's), and every raise of a cap",
         [
             """CREATE TABLE cap_limits (

@@ -231,6 +231,7 @@ def main(argv: list[str]) -> None:
     - ``FAKE_AGENT_FAIL_FIRST`` = N: fail the first N runs, counted in ``FAKE_AGENT_STATE`` (a directory;
       default ``$HOME``, the key's home under baton);
     - ``FAKE_AGENT_NO_VERSION``: leave the version out of the ``init`` event (as Codex and Gemini do);
+    - ``FAKE_AGENT_SAY`` = TEXT: reply with TEXT instead of the count of messages;
     - ``FAKE_AGENT_EXIT``: exit with this code after replying (a crash without a result line);
     - ``FAKE_AGENT_WRITE`` = NAME: append a line naming the turn's prompt to the file NAME in the
       working directory (an agent that edits its worktree);
@@ -292,8 +293,10 @@ def main(argv: list[str]) -> None:
             notes.write(f"turn {len(history) // 2 + 1}: {args.get('prompt', '').splitlines()[0][:80]}\n")
     count = len(history) + 2
     asked = ask_human(args.get("mcp-config"), args.get("prompt", ""))
-    said = f"fake reply: received {count} messages" + (f"; asked a person: {asked}" if asked else "")
-    reply = record("assistant", user["uuid"], session_id, cwd, said)
+    says = os.environ.get("FAKE_AGENT_SAY") or f"fake reply: received {count} messages"
+    reply = record(
+        "assistant", user["uuid"], session_id, cwd, says + (f"; asked a person: {asked}" if asked else "")
+    )
     append(transcript, reply)
     emit({"type": "assistant", "session_id": session_id, "message": reply["message"]})
     if os.environ.get("FAKE_AGENT_EXIT"):

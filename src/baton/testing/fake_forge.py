@@ -24,7 +24,7 @@ from baton.testing._http import BackgroundServer, QuietHandler, QuietServer
 from baton.testing.fake_forge_api import ApiHandler
 from baton.testing.fake_forge_core import ApiRequest, ForgeRefused, Violation
 from baton.testing.fake_forge_hooks import Delivery
-from baton.testing.fake_forge_threads import ForgeThreads
+from baton.testing.fake_forge_merge import ForgeMerge
 from baton.testing.git_http import GitHttpServer
 from baton.testing.git_http import _Handler as _GitHttpHandler
 
@@ -96,7 +96,7 @@ class _ForgeGit(GitHttpServer):
         return None if user is None else user.login
 
 
-class FakeForge(ForgeThreads, BackgroundServer):
+class FakeForge(ForgeMerge, BackgroundServer):
     """The fake GitHub; ``with FakeForge(tmp_path) as fake:`` or :meth:`start`/:meth:`stop`.
 
     - **State**: users and their role per repository, repositories (a bare git repository each, under
@@ -120,6 +120,8 @@ class FakeForge(ForgeThreads, BackgroundServer):
       response (:meth:`settle` waits for them). ``hold = True`` keeps them until :meth:`flush`;
       :meth:`redeliver` (same delivery id) and :meth:`deliver_forged` (a wrong signature) for the
       dedupe and signature tests.
+    - **Merging** (:mod:`fake_forge_merge`): a draft marked ready and auto-merge enabled through
+      GitHub's GraphQL (``/api/graphql``), the default branch's required checks, "Allow auto-merge".
     - **Faults**: :meth:`fail_next` and :meth:`stall_next` (the API only).
     """
 

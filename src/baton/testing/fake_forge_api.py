@@ -1,5 +1,6 @@
 """The fake forge's REST API: GitHub's routes under ``/api/v3``, each request and response checked against
-GitHub's OpenAPI description, and the log downloads that ``…/actions/jobs/{id}/logs`` redirects to
+GitHub's OpenAPI description, its GraphQL endpoint's two operations baton uses (:mod:`fake_forge_graphql`),
+and the log downloads that ``…/actions/jobs/{id}/logs`` redirects to
 (:class:`ApiHandler`).
 """
 
@@ -11,11 +12,15 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+from baton.testing import fake_forge_graphql
 from baton.testing._http import QuietHandler
 from baton.testing.fake_forge_core import ApiRequest, ForgeRefused, Violation
+from baton.testing.fake_forge_merge import GRAPHQL_PATH, ForgeMerge, graphql
 from baton.testing.fake_forge_routes import Call, Handler, Reply, route
 from baton.testing.fake_forge_threads import ForgeThreads
 
+# the merge policy's GraphQL operations (fake_forge_merge); anything else is the review threads'
+MERGE_OPERATIONS = (b"markPullRequestReadyForReview", b"enablePullRequestAutoMerge", b"autoMergeAllowed")
 _CHUNK = 1 << 20
 
 
@@ -96,6 +101,11 @@ class ApiHandler(QuietHandler):
         found = route(self.command, path.removeprefix("/api/v3")) if path.startswith("/api/v3/") else None
         if user is None:
             return 401, fake.render.error("Requires authentication", 401), {}
+        if path == GRAPHQL_PATH and self.command == "POST":  # the merge policy's operations, or the threads'
+            merging = isinstance(fake, ForgeMerge) and any(op in body for op in MERGE_OPERATIONS)
+            answer = graphql if merging else fake_forge_graphql.answer
+            status, obj = answer(fake, user.login, body)  # type: ignore[arg-type]
+            return status, obj, {}
         if found is None:
             return 404, fake.render.error("Not Found", 404), {}
         return self._checked(path.removeprefix("/api/v3"), query, body, user.login, *found)

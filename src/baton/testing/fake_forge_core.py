@@ -107,6 +107,9 @@ class ForgeCore:
         self.pushes: list[Push] = []
         self._comments: dict[int, IssueComment] = {}
         self._reviews: dict[int, Review] = {}
+        self.resolved_threads: set[tuple[str, int]] = set()  # (repo, a thread's first comment id)
+        self.graphql_refuses: str | None = None  # a GraphQL error type (FORBIDDEN) it answers everything with
+        self.without_inline_threads = False  # the fake Gitea: replying and resolving answer 404 (before 1.27)
         self.log_key = secrets.token_hex(8)  # the "pre-signed" part of log download URLs
         self._ids = itertools.count(1001)
         self._faults: list[tuple[str, float]] = []  # ("fail", status) | ("stall", seconds), in order

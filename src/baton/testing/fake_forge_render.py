@@ -212,6 +212,13 @@ class Render:
             draft=pr.draft,
             auto_merge=None,
         )
+        if pr.auto_merge:
+            obj["auto_merge"] = {
+                "enabled_by": self.user_fields(dict(obj["user"]), pr.auto_merge_by or issue.author),
+                "merge_method": pr.auto_merge,
+                "commit_title": f"{issue.title} (#{issue.number})",
+                "commit_message": "",
+            }
         head_repo = self.repo_of(pr.head_repo) if pr.head_repo and self.repo_of else repo
         for side, where, ref, sha in (
             ("head", head_repo, pr.head_ref, head_sha),
@@ -252,6 +259,22 @@ class Render:
             language=None,
         )
         return self.repo_fields(obj, repo)
+
+    def branch(self, repo: Repo, name: str, sha: str) -> dict[str, Any]:
+        """A branch with its protection: the required checks of the repository's default branch."""
+        obj = self.template("branch-get", repo.full_name)
+        obj["name"] = name
+        obj["commit"]["sha"] = sha
+        required = repo.required_checks if name == repo.default_branch else []
+        obj["protected"] = bool(required)
+        checks = obj["protection"].setdefault("required_status_checks", {})
+        checks.update(
+            enforcement_level="non_admins" if required else "off",
+            contexts=list(required),
+            checks=[{"context": c, "app_id": None} for c in required],
+        )
+        obj["protection"]["enabled"] = bool(required)
+        return obj  # type: ignore[no-any-return]
 
     def permission(self, repo: Repo, login: str) -> dict[str, Any]:
         name = "repository-collaborator-permission-response-if-user-has-admin-permissions"
@@ -317,6 +340,8 @@ class Render:
         url = f"{self.api_url}/repos/{repo.full_name}/pulls/comments/{c.id}"
         html = f"{self.web_url}/{repo.full_name}/pull/{number}#discussion_r{c.id}"
         obj.pop("in_reply_to_id", None)
+        if c.in_reply_to is not None:
+            obj["in_reply_to_id"] = c.in_reply_to
         obj.update(
             url=url,
             pull_request_review_id=c.review_id,
@@ -347,6 +372,11 @@ class Render:
 
     def review_comment(self, repo: Repo, number: int, c: ReviewComment) -> dict[str, Any]:
         obj = self.template("review-comment-items", repo.full_name, lambda v: v[0])
+        return self.review_comment_fields(obj, repo, number, c)
+
+    def pull_review_comment(self, repo: Repo, number: int, c: ReviewComment) -> dict[str, Any]:
+        """An inline comment as a pull request's list of them (and a reply's creation) shows it."""
+        obj = self.template("pull-request-review-comment", repo.full_name)
         return self.review_comment_fields(obj, repo, number, c)
 
     def check_run_fields(self, obj: dict[str, Any], repo: Repo, run: CheckRun) -> dict[str, Any]:

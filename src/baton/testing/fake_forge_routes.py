@@ -3,9 +3,10 @@ tour with ``curl``) calls, each taking a :class:`Call` and returning ``(status, 
 Paths, parameters and shapes are GitHub's (the server checks them against the description); refusals
 raise :class:`~baton.testing.fake_forge_core.ForgeRefused` with GitHub's words. Reads: the repository,
 its webhooks, a permission, issues, pull requests, comments, reviews, check runs and annotations, a
-job's logs (302 to a download URL), the combined status. Writes: a pull request (422 as GitHub), a
-comment and its edit; and, to drive the fake from outside its process, an issue, labels, assignees, a
-review, a commit status, a check run, and a merge (the PR closed merged, ``pull_request.closed`` sent).
+job's logs (302 to a download URL), the combined status, a pull request's inline comments. Writes: a
+pull request (422 as GitHub), a comment and its edit, a reply in an inline comment's thread; and, to
+drive the fake from outside its process, an issue, labels, assignees, a review, a commit status, a
+check run, and a merge (the PR closed merged, ``pull_request.closed`` sent).
 """
 
 from __future__ import annotations
@@ -287,6 +288,25 @@ def add_assignees(c: Call) -> Reply:
     return 201, c.fake.render.issue(repo, c.fake.issue(c.repo_name, number)), {}
 
 
+def list_pull_review_comments(c: Call) -> Reply:
+    """A pull request's inline comments, replies included (``since``: updated at or after)."""
+    number, since = int(c.params["pull_number"]), c.arg("since")
+    repo = c.fake.repo(c.repo_name)
+    found = [
+        x for x in c.fake.review_comments(c.repo_name, number)
+        if since is None or x.created_at >= int(parse_iso(since))
+    ]  # fmt: skip
+    page, headers = c.page(found)
+    return 200, [c.fake.render.pull_review_comment(repo, number, x) for x in page], headers
+
+
+def create_review_reply(c: Call) -> Reply:
+    number, comment_id = int(c.params["pull_number"]), int(c.params["comment_id"])
+    reply_id = c.fake.reply_to_review_comment(c.repo_name, number, comment_id, c.login, c.body["body"])
+    reply = next(x for x in c.fake.review_comments(c.repo_name, number) if x.id == reply_id)
+    return 201, c.fake.render.pull_review_comment(c.fake.repo(c.repo_name), number, reply), {}
+
+
 def create_review(c: Call) -> Reply:
     number = int(c.params["pull_number"])
     states = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
@@ -313,6 +333,20 @@ def merge_pull(c: Call) -> Reply:
         c.repo_name, int(c.params["pull_number"]), c.login, body.get("sha"), body.get("commit_title") or ""
     )
     return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}, {}
+
+
+def get_branch(c: Call) -> Reply:
+    repo = c.fake.repo(c.repo_name)
+    sha = repo.head(c.params["branch"])
+    if sha is None:
+        raise ForgeRefused(404, "Branch not found")
+    return 200, c.fake.render.branch(repo, c.params["branch"], sha), {}
+
+
+def branch_rules(c: Call) -> Reply:
+    """The rulesets' rules on a branch: the fake keeps its required checks in branch protection."""
+    c.fake.repo(c.repo_name)
+    return 200, [], {}
 
 
 def list_hooks(c: Call) -> Reply:
@@ -395,10 +429,14 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs", job_logs),
     ("GET", "/repos/{owner}/{repo}/commits/{ref}/status", combined_status),
     ("GET", "/repos/{owner}/{repo}/hooks", list_hooks),
+    ("GET", "/repos/{owner}/{repo}/branches/{branch}", get_branch),
+    ("GET", "/repos/{owner}/{repo}/rules/branches/{branch}", branch_rules),
     ("POST", "/repos/{owner}/{repo}/issues", create_issue),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/labels", add_labels),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/assignees", add_assignees),
     ("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews", create_review),
+    ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/comments", list_pull_review_comments),
+    ("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies", create_review_reply),
     ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge", merge_pull),
     ("POST", "/repos/{owner}/{repo}/statuses/{sha}", create_status),
     ("POST", "/repos/{owner}/{repo}/check-runs", create_check_run),

@@ -62,6 +62,8 @@ class PullPart:
     merged_at: float | None = None
     head_sha_at_close: str | None = None  # the head a closed PR keeps after its branch is deleted
     head_repo: str | None = None  # a fork's full name: the PR's head lives there (None: this repo)
+    auto_merge: str | None = None  # the merge method the forge's auto-merge waits to use (None: off)
+    auto_merge_by: str | None = None  # who enabled it
 
 
 @dataclass
@@ -104,6 +106,7 @@ class ReviewComment:
     commit_id: str
     author: str
     created_at: float
+    in_reply_to: int | None = None  # a reply: the id of its thread's first comment
 
 
 @dataclass
@@ -198,6 +201,9 @@ class Repo:
     statuses: list[Status] = field(default_factory=list)
     fork_of: str | None = None  # the full name of the repository this one is a fork of
     check_runs_refused: bool = False  # a fine-grained token on a private repository: check runs are 403
+    required_checks: list[str] = field(default_factory=list)  # the default branch's protection requires
+    allow_auto_merge: bool = True  # the repository's "Allow auto-merge" setting
+    required_approvals: int = 0  # the default branch's protection requires this many approvals
 
     @property
     def full_name(self) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from baton.testing.fake_forge_core import ForgeCore, ForgeRefused
 from baton.testing.fake_forge_hooks import Payloads
 from baton.testing.fake_forge_state import (
+    ROLES,
     Annotation,
     CheckRun,
     Issue,
@@ -268,6 +269,68 @@ class ForgeThreads(ForgeCore):
     def reviews(self, repo: str, pr: int) -> list[Review]:
         with self._change():
             return [self._reviews[i] for i in self.issue(repo, pr).reviews]
+
+    # -- threads of inline comments -------------------------------------------------------------------
+
+    def review_comments(self, repo: str, pr: int) -> list[ReviewComment]:
+        """Every inline comment of the pull request, replies included, in order."""
+        with self._change():
+            return [c for i in self.issue(repo, pr).reviews for c in self._reviews[i].comments]
+
+    def reply_to_review_comment(self, repo: str, pr: int, comment_id: int, login: str, body: str) -> int:
+        """A reply in the thread of inline comment ``comment_id`` (a reply to a reply joins the same
+        thread), as GitHub makes it: a review of its own holding the reply; sends
+        ``pull_request_review.submitted`` and ``pull_request_review_comment.created``. Its id."""
+        with self._change():
+            r, issue = self.repo(repo), self.issue(repo, pr)
+            target = next((c for c in self.review_comments(repo, pr) if c.id == comment_id), None)
+            if target is None:
+                raise ForgeRefused(404, "Not Found")
+            now = self.clock()
+            review = Review(
+                next(self._ids), repo, pr, self.user(login).login, "", "COMMENTED", target.commit_id, now
+            )
+            top = target.in_reply_to or target.id
+            reply = ReviewComment(
+                next(self._ids), review.id, target.path, target.line, body, target.diff_hunk,
+                target.commit_id, review.author, now, in_reply_to=top,
+            )  # fmt: skip
+            review.comments.append(reply)
+            self._reviews[review.id] = review
+            issue.reviews.append(review.id)
+            self._touch(issue)
+            self._emit("pull_request_review", "submitted", self.payloads.review(r, issue, review))
+            self._emit(
+                "pull_request_review_comment", "created", self.payloads.review_comment(r, issue, reply)
+            )
+            return reply.id
+
+    def find_review_comment(self, repo: str, comment_id: int) -> tuple[int, ReviewComment] | None:
+        """The pull request and the inline comment of id ``comment_id``, if there is one."""
+        with self._change():
+            for review in self._reviews.values():
+                for c in review.comments:
+                    if review.repo == repo and c.id == comment_id:
+                        return review.number, c
+            return None
+
+    def replies(self, repo: str, pr: int, comment_id: int) -> list[ReviewComment]:
+        """The replies in the thread that inline comment ``comment_id`` starts, in order."""
+        return [c for c in self.review_comments(repo, pr) if c.in_reply_to == comment_id]
+
+    def thread_resolved(self, repo: str, comment_id: int) -> bool:
+        """Whether the thread inline comment ``comment_id`` starts is resolved."""
+        with self._change():
+            return (repo, comment_id) in self.resolved_threads
+
+    def resolve_thread(self, repo: str, pr: int, comment_id: int, login: str) -> None:
+        """Resolve the thread ``comment_id`` starts (a user with write access, as GitHub asks)."""
+        with self._change():
+            if ROLES.index(self.repo(repo).permissions.get(login, "none")) < ROLES.index("write"):
+                raise ForgeRefused(403, f"{login} cannot resolve review threads on {repo}")
+            if not any(c.id == comment_id and c.in_reply_to is None for c in self.review_comments(repo, pr)):
+                raise ForgeRefused(404, "Not Found")
+            self.resolved_threads.add((repo, comment_id))
 
     # -- checks and statuses ------------------------------------------------------------------------------
 

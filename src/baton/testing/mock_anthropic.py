@@ -86,7 +86,10 @@ class MockAnthropic(MockServer[MockRequest]):
     """A running mock server; use as a context manager or call :meth:`start`/:meth:`stop`. Every
     request is kept in :attr:`requests` (what the agent sent: a recovered conversation's recap, a
     tool's result); ``delay`` holds each reply back before the first byte (a slow model, for
-    kill-mid-run tests); ``fail_status`` answers every request with that HTTP status."""
+    kill-mid-run tests); ``fail_status`` answers every request with that HTTP status; ``answer``, when
+    set, is every reply's text instead of the count (a test steering what the agent answers)."""
+
+    answer: str | None = None
 
     def handler_class(self) -> type[_Handler]:
         return _Handler
@@ -191,7 +194,7 @@ class _Handler(JsonHandler):
             self._error(400, "invalid_request_error", f"mock: {exc}")
             return
         count = len(request.messages)
-        content: list[Block] = [{"type": "text", "text": reply_text(number, count)}]
+        content: list[Block] = [{"type": "text", "text": self.owner.answer or reply_text(number, count)}]
         for index, call in enumerate(calls, 1):
             content.append({**call, "id": f"toolu_mock_{number}_{index}"})
         msg = _message(request.body, content, count)

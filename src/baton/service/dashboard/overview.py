@@ -1,11 +1,12 @@
 """Route: the overview (``/``): the disk card, the counters (with the forge's bound threads, and a link to
-each one that needs a human) and the usage quotas spent (each held credential and when it resets), where
-an admin may clear one whose quota was raised (``POST /quotas/clear``, a form with the CSRF value,
-audited). The page never walks the home itself: on a single machine the disk card shows the service's
-last disk measurement (:class:`baton.service.diskcache.DiskCache`, what ``baton du`` prints), refreshed
-in the background, and in a fleet the workers' reports (:func:`baton.housekeeping.fleetdisk.fleet_disk`,
-what ``baton du --fleet`` prints). Bars are inline SVG drawn here, no chart library. What the card and
-the counters show: docs/service.md (Dashboard).
+each one that needs a human), the forge loop's outcomes per repository and agent, and the usage quotas
+spent (each held credential and when it resets), where an admin may clear one whose quota was raised
+(``POST /quotas/clear``, a form with the CSRF value, audited). The page never walks the home itself: on
+a single machine the disk card shows the service's last disk measurement
+(:class:`baton.service.diskcache.DiskCache`, what ``baton du`` prints), refreshed in the background, and
+in a fleet the workers' reports (:func:`baton.housekeeping.fleetdisk.fleet_disk`, what ``baton du
+--fleet`` prints). Bars are inline SVG drawn here, no chart library. What the card and the counters
+show: docs/service.md (Dashboard).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from baton.forge.outcomes import outcomes
 from baton.forge.records import BindingStatus
 from baton.forge.tables import forge_store
 from baton.housekeeping.disk import DiskReport
@@ -154,13 +156,18 @@ def quota_card(store: QuotaStore, now: float | None = None) -> dict[str, Any]:
 
 
 def forge_threads(store: Transactions) -> dict[str, Any] | None:
-    """Bound threads by status and the first of those that need a human (None: nothing is bound)."""
+    """Bound threads by status, the first of those that need a human, and the loop's outcomes per
+    repository and agent (:func:`baton.forge.outcomes.outcomes`); None: nothing is bound."""
     forge = forge_store(store)
     bound = {status: int(n) for status, n in forge.forge_counts()["bindings"]}
     if not bound:
         return None
     waiting = forge.list_bindings(status=BindingStatus.NEEDS_HUMAN, limit=WAITING_SHOWN)
-    return {"counts": {s.value: bound.get(s.value, 0) for s in BindingStatus}, "needs_human": waiting}
+    return {
+        "counts": {s.value: bound.get(s.value, 0) for s in BindingStatus},
+        "needs_human": waiting,
+        "outcomes": outcomes(store, time.time()),
+    }
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -181,6 +181,16 @@ def seconds(value: float | None) -> str:
     return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
 
 
+def duration(value: float | None) -> str:
+    """A span for people: seconds, minutes, hours or days."""
+    if value is None:
+        return "—"
+    for unit, length in (("d", 86400), ("h", 3600), ("min", 60)):
+        if value >= length:
+            return f"{value / length:.1f} {unit}"
+    return f"{value:.0f} s"
+
+
 def clean_error_of(text: str, agent: str) -> str:
     """The ``clean_error`` filter: ``text`` without the agent CLI's noise lines (:func:`clean_error`)."""
     return clean_error(agent, text)
@@ -201,7 +211,14 @@ def key_query(agent: str, repo: str, thread: str, **extra: str) -> str:
 
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters.update(
-    size=size, ago=ago, when=when, seconds=seconds, q=quote, clean_error=clean_error_of, http_url=http_url
+    size=size,
+    ago=ago,
+    when=when,
+    seconds=seconds,
+    duration=duration,
+    q=quote,
+    clean_error=clean_error_of,
+    http_url=http_url,
 )
 templates.env.globals.update(key_query=key_query)
 
