@@ -1,7 +1,7 @@
 """The cost of the spending-cap check before a turn (``baton.caps.check.reached``), over a store holding
 10,000 runs: one repository, 100 threads of 100 runs each, every run a job, one in ten submitted by the
-API token ``ci`` (the rest by seven others), and caps set in all four measures for the thread, the repository and the token (so the check runs its
-three spend queries and three raise look-ups). Standalone, not part of bench/run.py's suite:
+API token ``ci`` (the rest by seven others), and caps set in all four measures for the thread, the
+repository and the token (so the check runs its three spend queries and three raise look-ups). Standalone, not part of bench/run.py's suite:
 
     .venv/bin/python bench/caps_check.py [--runs 10000] [--repeat 200]
 
@@ -80,8 +80,12 @@ def main() -> None:
         rows = {
             "the whole check (3 scopes)": timed(lambda: reached(store, holds), args.repeat),
             "thread spend (100 runs)": timed(lambda: spent(store, Scope.THREAD, subject), args.repeat),
-            f"repository spend ({args.runs} runs)": timed(lambda: spent(store, Scope.REPO, "acme/api"), args.repeat),
-            f"token spend ({args.runs // 10} of {args.runs} jobs)": timed(lambda: spent(store, Scope.TOKEN, "ci"), args.repeat),
+            f"repository spend ({args.runs} runs)": timed(
+                lambda: spent(store, Scope.REPO, "acme/api"), args.repeat
+            ),
+            f"token spend ({args.runs // 10} of {args.runs} jobs)": timed(
+                lambda: spent(store, Scope.TOKEN, "ci"), args.repeat
+            ),
         }
         store.close()
     for name, took in rows.items():
