@@ -1,7 +1,8 @@
 """The cost of the spending-cap check before a turn (``baton.caps.check.reached``), over a store holding
 10,000 runs: one repository, 100 threads of 100 runs each, every run a job, one in ten submitted by the
 API token ``ci`` (the rest by seven others), and caps set in all four measures for the thread, the
-repository and the token (so the check runs its three spend queries and three raise look-ups). Standalone, not part of bench/run.py's suite:
+repository and the token (so the check runs its three spend queries and three raise look-ups).
+Standalone, not part of bench/run.py's suite:
 
     .venv/bin/python bench/caps_check.py [--runs 10000] [--repeat 200]
 
