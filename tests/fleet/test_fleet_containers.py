@@ -249,9 +249,17 @@ def mid_turn_on_worker_0(fleet: Fleet) -> RunRecord | None:
     twice: once before the kill, once by the retry)."""
     held = fleet.model.unanswered(margin=1.0)
     pending = {m.group(0) for r in held if (m := TOKEN.search(r.latest_user_text()))}
-    for run in fleet.store.list_runs(agent="claude", limit=50, outcome=Outcome.RUNNING):
+    asked = {m.group(0) for r in fleet.model.conversation() if (m := TOKEN.search(r.latest_user_text()))}
+    on_0 = [r for r in fleet.store.list_runs(agent="claude", limit=50, outcome=Outcome.RUNNING)]
+    on_0 = [r for r in on_0 if r.host == "baton-worker-0"]
+    tokens = [t for r in on_0 if (t := TOKEN.search(r.prompt))]
+    # another turn of the worker answered but not ended yet (its CLI still closing) would be answered
+    # twice as well, by its own retry: kill only when none is
+    if any(t.group(0) in asked and t.group(0) not in pending for t in tokens):
+        return None
+    for run in on_0:
         token = TOKEN.search(run.prompt)
-        if run.host == "baton-worker-0" and token and token.group(2) != "0" and token.group(0) in pending:
+        if token and token.group(2) != "0" and token.group(0) in pending:
             return run
     return None
 

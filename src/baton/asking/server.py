@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +116,22 @@ def answer(path: Path, message: Any) -> dict[str, Any] | None:
     return reply
 
 
+def die_with_parent(every: float = 0.1) -> None:
+    """End this process when the agent CLI that started it is gone (its runner killed with SIGKILL, say):
+    it is reparented, and a thread that watches its parent's id ends it — at once, not when the last
+    holder of its stdin closes it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def serve(path: Path) -> None:
+    die_with_parent()
     for line in sys.stdin.buffer:
         try:
             message = json.loads(line)
