@@ -16,6 +16,7 @@ from typing import Any
 
 from baton.agents.base import McpServer
 from baton.asking import server as _server
+from baton.workspace.nofollow import read_regular
 
 FILE = "baton-question.json"  # in the key's temp dir (the agent's TMPDIR, inside its walls)
 MAX_FILE = 256 * 1024  # a question file larger than this was not written by the server: ignored
@@ -82,9 +83,10 @@ def take(tmp: Path) -> Question | None:
     the server could have written (too large, not JSON, a link) counts as none."""
     found = path(tmp)
     try:
-        if found.is_symlink() or not found.is_file() or found.stat().st_size > MAX_FILE:
+        if found.lstat().st_size > MAX_FILE:
             return None
-        data = json.loads(found.read_bytes())
+        raw = read_regular(found)  # never through a link the agent swapped in: baton reads it, not the agent
+        data = json.loads(raw) if len(raw) <= MAX_FILE else None
     except (OSError, ValueError):
         return None
     finally:
