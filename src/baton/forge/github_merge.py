@@ -138,16 +138,16 @@ class GitHubMerge:
             return None
 
     def mark_ready(self, repo: str, number: int) -> None:
-        self._graphql(READY, {"id": self._node_id(repo, number)})
+        self._graphql(repo, READY, {"id": self._node_id(repo, number)})
 
     def enable_auto_merge(self, repo: str, number: int, head_sha: str) -> str:
         owner, _, name = repo.partition("/")
-        found = self._graphql(REPO, {"owner": owner, "name": name}).get("repository") or {}
+        found = self._graphql(repo, REPO, {"owner": owner, "name": name}).get("repository") or {}
         if not found.get("autoMergeAllowed"):
             raise ForgeError(f"auto-merge is not allowed on {repo} (the repository's settings)", 422)
         method = _method(found)
         try:
-            self._graphql(AUTO, {"id": self._node_id(repo, number), "method": method, "head": head_sha})
+            self._graphql(repo, AUTO, {"id": self._node_id(repo, number), "method": method, "head": head_sha})
         except ForgeError as exc:
             if not CLEAN.search(str(exc)):
                 raise
@@ -166,11 +166,13 @@ class GitHubMerge:
             self._nodes[(repo, int(number))] = str(pull["node_id"])
         return self._nodes[(repo, int(number))]
 
-    def _graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        """One GraphQL request; its ``data``, or a ForgeError with GitHub's words (GraphQL answers 200
-        with ``errors`` for a refusal: read as a 422, not worth retrying)."""
-        url = graphql_url(str(self.http.api_url))
-        answer = self.http.json("POST", url, json={"query": query, "variables": variables}) or {}
+    def _graphql(self, repo: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """One GraphQL request about ``repo`` (whose credentials it takes); its ``data``, or a ForgeError
+        with GitHub's words (GraphQL answers 200 with ``errors`` for a refusal: read as a 422, not
+        worth retrying)."""
+        url, scope = graphql_url(str(self.http.api_url)), repo_path(repo, "GitHub")
+        body = {"query": query, "variables": variables}
+        answer = self.http.json("POST", url, json=body, scope=scope) or {}
         errors = answer.get("errors") if isinstance(answer, dict) else None
         if errors:
             words = "; ".join(str(e.get("message") if isinstance(e, dict) else e) for e in errors[:3])

@@ -16,7 +16,8 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import httpx
 
@@ -32,6 +33,48 @@ _LINK = re.compile(r'<([^>]*)>\s*;[^,]*?\brel="?([^",;]*)"?')
 _MAX_ERROR_BODY = 64 * 1024  # what an error's body is read for its words
 _MAX_REDIRECTS = 5
 _SECONDARY_WAIT = 60.0  # GitHub: "wait at least one minute" when a secondary rate limit names no time
+
+
+class Auth(Protocol):
+    """Where each request's ``Authorization`` comes from, asked per request: a fixed token
+    (:class:`TokenAuth`), or tokens that change (a GitHub App's installation tokens,
+    :mod:`baton.forge.github_app`)."""
+
+    def authorization(self, scope: str) -> str:
+        """The header's value for a request to the API path ``scope`` (``/repos/a/b/...``); "" for none."""
+        ...
+
+    def refused(self, authorization: str) -> bool:
+        """The forge answered 401 to ``authorization``: whether a renewed one is worth one more try."""
+        ...
+
+    def secrets(self) -> Iterable[str]:
+        """Every value an error message must not show (the tokens in use, recently used)."""
+        ...
+
+    def who(self) -> str:
+        """What a refusal (401) names as the credentials ("" for a token: the forge's words suffice)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """One token for every request, as ``<scheme> <token>``."""
+
+    token: str = field(repr=False)
+    scheme: str = "Bearer"
+
+    def authorization(self, scope: str) -> str:
+        return f"{self.scheme} {self.token}" if self.token else ""
+
+    def refused(self, authorization: str) -> bool:
+        return False
+
+    def secrets(self) -> Iterable[str]:
+        return (self.token,) if self.token else ()
+
+    def who(self) -> str:
+        return ""
 
 
 class RateLimited(ForgeError):
@@ -109,7 +152,9 @@ def _retry_after(value: str | None, now: float) -> float | None:
 class ForgeHTTP:
     """A forge's REST API at ``api_url`` (``https://api.github.com``,
     ``https://ghes.example.com/api/v3``, ``https://gitea.example.com/api/v1``), authenticated with
-    ``token`` (``Authorization: <auth_scheme> <token>``). ``retries`` re-sends after the first try;
+    ``token`` (``Authorization: <auth_scheme> <token>``), or with an :class:`Auth` asked for each
+    request's header (a 401 to a header it renews is sent once more with the new one, then said).
+    ``retries`` re-sends after the first try;
     ``sleep``, ``clock`` and ``jitter`` are injectable so the tests do not wait.
 
     - **Bounded retries** of what is worth retrying: no answer (a refused connection, a timeout), 429
@@ -137,7 +182,7 @@ class ForgeHTTP:
     def __init__(
         self,
         api_url: str,
-        token: str,
+        token: str | Auth,
         *,
         name: str = "the forge",
         auth_scheme: str = "Bearer",
@@ -158,8 +203,7 @@ class ForgeHTTP:
             raise ForgeError(f"{name}: {api_url!r} is not an http(s) URL", 0)
         if self.api_url.userinfo:
             raise ForgeError(f"{name}: the API URL must not carry credentials; give the token apart", 0)
-        self._token = token
-        self._authorization = f"{auth_scheme} {token}" if token else ""
+        self._auth: Auth = TokenAuth(token, auth_scheme) if isinstance(token, str) else token
         self.retries = max(0, retries)
         self.backoff, self.max_backoff, self.max_wait = backoff, max_backoff, max_wait
         self._sleep, self._clock, self._jitter = sleep, clock, jitter
@@ -182,12 +226,15 @@ class ForgeHTTP:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         allow: Iterable[int] = (),
+        scope: str | None = None,
     ) -> httpx.Response:
         """One request (retried as the class says), its response read: a 2xx or 3xx, or a status in
         ``allow`` (404 when "not there" is an answer); any other answer is a :class:`ForgeError`.
-        ``url`` is a path under the API (``/repos/a/b``) or an absolute URL (a ``Link``)."""
+        ``url`` is a path under the API (``/repos/a/b``) or an absolute URL (a ``Link``); ``scope``,
+        the API path whose credentials it takes when the URL does not name its repository (a GraphQL
+        request, a ``Link`` to ``/repositories/ID``)."""
         with self._send(
-            method, url, params=params, json=json, headers=headers, allow=allow, read=True
+            method, url, params=params, json=json, headers=headers, allow=allow, read=True, scope=scope
         ) as response:
             return response
 
@@ -207,10 +254,11 @@ class ForgeHTTP:
         list in an object page (``check_runs``). One page is held at a time."""
         next_url: str | None = url
         query = params
+        scope = httpx.URL(url).path  # the next pages' links may name the repository by its id
         for _ in range(max_pages):
             if next_url is None:
                 return
-            response = self.request("GET", next_url, params=query)
+            response = self.request("GET", next_url, params=query, scope=scope)
             data = self._parse("GET", response)
             items = data.get(key) if key and isinstance(data, dict) else data
             if not isinstance(items, list):
@@ -274,16 +322,23 @@ class ForgeHTTP:
         allow: Iterable[int] = (),
         read: bool = False,
         follow: bool = True,
+        scope: str | None = None,
     ) -> Iterator[httpx.Response]:
         """The response of the first try that is not worth retrying (its body ``read``, or streamed),
         closed on leaving; an error's words are read here. ``follow``: redirects (a renamed
-        repository's 301), the token kept to the API's origin."""
-        allowed, tries = set(allow), itertools.count()
+        repository's 301), the token kept to the API's origin. A 401 to credentials the :class:`Auth`
+        renews is sent once more at once (the forge did not act on it), then said."""
+        allowed, tries, renewals = set(allow), itertools.count(), [True]
 
         def one() -> httpx.Response:
             attempt = next(tries)
-            request = self._build(method, url, params, json, headers)
+            request = self._build(method, url, params, json, headers, scope)
             response = self._attempt(request, attempt, read=read, follow=follow)
+            if response.status_code == 401 and renewals and self._renewed(request):
+                renewals.clear()
+                response.close()
+                request = self._build(method, url, params, json, headers, scope)
+                response = self._attempt(request, attempt, read=read, follow=follow)
             if response.status_code < 400 or response.status_code in allowed:
                 return response
             try:
@@ -312,11 +367,21 @@ class ForgeHTTP:
         params: Mapping[str, Any] | None,
         json: Any,
         headers: Mapping[str, str] | None,
+        scope: str | None = None,
     ) -> httpx.Request:
         request = self._client.build_request(method, url, params=params, json=json, headers=headers)
-        if self._authorization and self._same_origin(request.url):
-            request.headers["Authorization"] = self._authorization
+        if self._same_origin(request.url):
+            base = self.api_url.path.rstrip("/")
+            path = scope if scope is not None else request.url.path
+            authorization = self._auth.authorization(path.removeprefix(base) if base else path)
+            if authorization:
+                request.headers["Authorization"] = authorization
         return request
+
+    def _renewed(self, request: httpx.Request) -> bool:
+        """Whether the credentials refused (401) were renewed: worth one more try."""
+        sent = request.headers.get("Authorization")
+        return bool(sent) and self._auth.refused(sent)
 
     def _attempt(self, request: httpx.Request, attempt: int, *, read: bool, follow: bool) -> httpx.Response:
         """One try: its response; :class:`_Again` after a failure worth another try."""
@@ -421,8 +486,10 @@ class ForgeHTTP:
             pass  # the status is the message then
         words = forge_words(response, bytes(body))
         where = self._where(request.url)
+        who = self._auth.who() if response.status_code == 401 else ""
         return self._scrub(
             f"{self.name} answered {response.status_code} to {request.method} {where}: {words}"
+            + (f" ({who})" if who else "")
         )
 
     @staticmethod
@@ -452,7 +519,10 @@ class ForgeHTTP:
         return url.path if self._same_origin(url) else f"{url.host}{url.path}"
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
+        for secret in self._auth.secrets():
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
 
 def _whole_lines(data: bytes, tail_bytes: int) -> bytes:

@@ -85,7 +85,7 @@ class GitHubInline:
                 continue  # not the first comment of a thread (or past the pages read): left as it is
             thread, done = found
             if not done:
-                data = self._graphql(RESOLVE_MUTATION, {"thread": thread})
+                data = self._graphql(repo, RESOLVE_MUTATION, {"thread": thread})
                 if not ((data.get("resolveReviewThread") or {}).get("thread") or {}).get("isResolved"):
                     raise ForgeError(f"GitHub did not resolve the thread of comment {comment_id}", 422)
             resolved.append(comment_id)
@@ -98,7 +98,7 @@ class GitHubInline:
         after: str | None = None
         for _ in range(THREAD_PAGES):
             variables = {"owner": owner, "name": name, "number": int(number), "after": after}
-            data = self._graphql(THREADS_QUERY, variables)
+            data = self._graphql(repo, THREADS_QUERY, variables)
             pull = (data.get("repository") or {}).get("pullRequest")
             if not isinstance(pull, Mapping):
                 raise ForgeError(f"GitHub's GraphQL knows no pull request {repo}#{number}", 404)
@@ -114,10 +114,12 @@ class GitHubInline:
                 return
             after = str(page.get("endCursor") or "")
 
-    def _graphql(self, query: str, variables: Mapping[str, Any]) -> Mapping[str, Any]:
-        """GraphQL's ``data``; a ForgeError carrying GitHub's words when it answers ``errors``."""
+    def _graphql(self, repo: str, query: str, variables: Mapping[str, Any]) -> Mapping[str, Any]:
+        """GraphQL's ``data`` (a request about ``repo``, whose credentials it takes); a ForgeError
+        carrying GitHub's words when it answers ``errors``."""
         body = {"query": query, "variables": variables}
-        answer = self.http.json("POST", graphql_url(str(self.http.api_url)), json=body)
+        scope = repo_path(repo, "GitHub")
+        answer = self.http.json("POST", graphql_url(str(self.http.api_url)), json=body, scope=scope)
         errors = answer.get("errors") if isinstance(answer, Mapping) else None
         if errors or not isinstance(answer, Mapping) or not isinstance(answer.get("data"), Mapping):
             first = (

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Self
 
 import httpx
 
-from baton.forge.http import ForgeHTTP
+from baton.forge.http import Auth, ForgeHTTP
 from baton.forge.model import ForgeError
 
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
@@ -37,7 +37,8 @@ def iso(seconds: float) -> str:
 
 class RestForge:
     """A forge's REST client: ``NAME`` (for errors), ``AUTH`` (the ``Authorization`` scheme) and
-    ``HEADERS`` are the subclass's. ``retries``, ``timeout`` and ``transport`` go to the shared HTTP
+    ``HEADERS`` are the subclass's; ``token`` is a token, or an :class:`~baton.forge.http.Auth` asked
+    per request (a GitHub App's). ``retries``, ``timeout`` and ``transport`` go to the shared HTTP
     client; ``sleep`` and ``clock`` are injectable for tests."""
 
     NAME: ClassVar[str]
@@ -47,7 +48,7 @@ class RestForge:
     def __init__(
         self,
         api_url: str,
-        token: str,
+        token: str | Auth,
         *,
         timeout: float = 10.0,
         retries: int = 4,
