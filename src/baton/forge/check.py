@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from baton.errors import BadInput, GitError
+from baton.forge import app_check, gitauth
 from baton.forge.config import ForgeConfig, RepoConfig
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import ForgeError, ForgeKind
+from baton.forge.model import ForgeError
 from baton.workspace.gitcmd import redact, run_git
 from baton.workspace.workdirs import Workdirs
 
@@ -44,15 +45,20 @@ def check_forges(loop: ForgeLoop) -> list[dict[str, Any]]:
     usable: set[str] = set()
     for name, forge in sorted(loop.config.forges.items()):
         try:
-            forge.token()
+            if forge.app is None:
+                forge.token()
             loop.client(name)
-        except BadInput as exc:
+            forge = loop.forge(name)  # a GitHub App's own login: its JWT works (GET /app)
+            detail = (
+                app_check.forge_detail(forge)
+                if forge.app is not None
+                else f"{forge.kind.value} at {forge.api_url}, as {forge.user}"
+            )
+        except (BadInput, ForgeError) as exc:
             checks.append(_check(f"forge {name}", False, str(exc)))
             continue
         usable.add(name)
-        checks.append(
-            _check(f"forge {name}", True, f"{forge.kind.value} at {forge.api_url}, as {forge.user}")
-        )
+        checks.append(_check(f"forge {name}", True, detail))
     for (forge_name, _), repo in sorted(loop.config.repos.items()):
         if forge_name in usable:
             checks += _repo(loop, forge_name, repo)
@@ -63,25 +69,36 @@ def _repo(loop: ForgeLoop, forge_name: str, repo: RepoConfig) -> list[dict[str, 
     client, forge = loop.client(forge_name), loop.forge(forge_name)
     what = f"repo {forge_name}:{repo.name}"
     try:
-        branch = client.default_branch(repo.name)
-        permission = client.permission(repo.name, forge.user)
+        if forge.app is not None:  # the installation, a token minted, its permissions
+            checks, minted = app_check.repo_checks(what, forge, repo.name)
+            if not minted:
+                return checks
+            branch = client.default_branch(repo.name)
+            checks.insert(0, _check(what, True, f"default branch {branch}"))
+        else:
+            branch = client.default_branch(repo.name)
+            checks = [_access(what, forge, branch, client.permission(repo.name, forge.user))]
     except ForgeError as exc:
         return [_check(what, False, f"the forge answered: {exc}")]
-    if permission not in PUSHERS:
-        found = _check(
-            what, False, f"{forge.user} has {permission} access: baton needs write to push and comment"
-        )
-    else:
-        found = _check(what, True, f"default branch {branch}; {forge.user} has {permission} access")
-    checks = [found]
     refusal = getattr(client, "check_runs_refusal", None)
     if callable(refusal):
         checks.append(_check_runs(what, refusal, repo.name, branch))
     url = repo.repo_url(forge)
-    checks.append(_clone(loop, what, url))
-    checks.append(_push(loop, what, url, forge))
-    checks.append(_hooks(loop, what, forge_name, forge, repo.name))
+    checks.append(_clone(loop, what, url, forge, repo.name))
+    checks.append(_push(loop, what, url, forge, repo.name))
+    if forge.app is not None:
+        checks.append(app_check.webhook_check(what, forge, GITHUB_EVENTS))
+    else:
+        checks.append(_hooks(loop, what, forge_name, forge, repo.name))
     return checks
+
+
+def _access(what: str, forge: ForgeConfig, branch: str, permission: str) -> dict[str, Any]:
+    if permission not in PUSHERS:
+        return _check(
+            what, False, f"{forge.user} has {permission} access: baton needs write to push and comment"
+        )
+    return _check(what, True, f"default branch {branch}; {forge.user} has {permission} access")
 
 
 def _check_runs(what: str, refusal: Any, repo: str, branch: str) -> dict[str, Any]:
@@ -100,33 +117,30 @@ def _check_runs(what: str, refusal: Any, repo: str, branch: str) -> dict[str, An
     return _check(f"{what} checks", True, "check runs and commit statuses can be read")
 
 
-def _clone(loop: ForgeLoop, what: str, url: str) -> dict[str, Any]:
-    """``git ls-remote`` as a turn's clone authenticates: BATON_GIT_TOKEN through GIT_ASKPASS."""
+def _clone(loop: ForgeLoop, what: str, url: str, forge: ForgeConfig, repo: str) -> dict[str, Any]:
+    """``git ls-remote`` as a turn's clone authenticates: BATON_GIT_TOKEN through GIT_ASKPASS (a GitHub
+    App's installation token)."""
     env = Workdirs(loop.settings).process_env("baton")
+    given = "BATON_GIT_TOKEN"
+    if forge.app is not None:
+        env, given = {**env, **gitauth.push_env(forge, repo)}, "the App's installation token"
     try:
         heads = run_git([*SAFE_GIT, "ls-remote", "--heads", "--", url], cwd=loop.settings.home, env=env)
     except GitError as exc:
-        hint = (
-            ""
-            if os.environ.get("BATON_GIT_TOKEN")
-            else " (BATON_GIT_TOKEN, the clone credential, is not set)"
-        )
+        hint = "" if env.get("BATON_GIT_TOKEN") else " (BATON_GIT_TOKEN, the clone credential, is not set)"
         return _check(f"{what} clone", False, f"git cannot read {url}{hint}: {_words(exc)}")
     count = len([line for line in heads.splitlines() if line.strip()])
-    return _check(f"{what} clone", True, f"{url} can be cloned with BATON_GIT_TOKEN ({count} branches)")
+    return _check(f"{what} clone", True, f"{url} can be cloned with {given} ({count} branches)")
 
 
-def _push(loop: ForgeLoop, what: str, url: str, forge: ForgeConfig) -> dict[str, Any]:
+def _push(loop: ForgeLoop, what: str, url: str, forge: ForgeConfig, repo: str) -> dict[str, Any]:
     """A dry-run push with the forge's token, as baton's pushes authenticate; nothing is written.
 
     A throw-away commit to a branch that does not exist: ``git push --dry-run`` still authenticates to
     the forge's receive-pack as a real push would, so a refused token shows here."""
     workdirs = Workdirs(loop.settings)
-    env = {
-        **workdirs.process_env("baton"),
-        "BATON_GIT_TOKEN": forge.token(),
-        "BATON_GIT_USERNAME": "x-access-token" if forge.kind == ForgeKind.GITHUB else forge.user,
-    }
+    env = {**workdirs.process_env("baton"), **gitauth.push_env(forge, repo)}
+    given = "the App's installation token" if forge.app is not None else forge.token_env
     with tempfile.TemporaryDirectory(prefix="baton-forge-test-") as tmp:
         scratch = Path(tmp)
         try:
@@ -147,8 +161,8 @@ def _push(loop: ForgeLoop, what: str, url: str, forge: ForgeConfig) -> dict[str,
                 env={**env, "GIT_DIR": tmp},
             )
         except GitError as exc:
-            return _check(f"{what} push", False, f"a push with {forge.token_env} is refused: {_words(exc)}")
-    return _check(f"{what} push", True, f"{forge.user} can push to {url} with {forge.token_env} (dry run)")
+            return _check(f"{what} push", False, f"a push with {given} is refused: {_words(exc)}")
+    return _check(f"{what} push", True, f"{forge.user} can push to {url} with {given} (dry run)")
 
 
 def _hooks(loop: ForgeLoop, what: str, forge_name: str, forge: ForgeConfig, repo: str) -> dict[str, Any]:

@@ -4,7 +4,9 @@ names), typed strictly. The file comes from :func:`baton.settings.read_config`, 
 ``config.toml``; this module types its two tables, and every refusal is a :class:`BadInput` naming the
 file and the key (``repo."acme/api".triggers.label.access``), a value that may be a secret never echoed.
 The token is never in the file nor in these objects: ``token_env`` names its variable, read by
-:meth:`ForgeConfig.token` only when a client needs it, so no repr, log or error message can carry it.
+:meth:`ForgeConfig.token` only when a client needs it, so no repr, log or error message can carry it; a
+GitHub App's key is named the same way (``app_id`` with ``private_key_file`` or ``private_key_env``:
+:class:`~baton.forge.appkey.AppKey`), its tokens minted by :mod:`baton.forge.github_app`.
 The keys, their defaults and what is refused: docs/configuration.md (Forges and repositories).
 """
 
@@ -23,6 +25,7 @@ from urllib.parse import urlsplit
 
 from baton.caps.model import NAMES, Caps, check_cap
 from baton.errors import BadInput
+from baton.forge.appkey import AppKey
 from baton.forge.model import Budget, ForgeKind, Trigger
 from baton.models import Access, OnPermission
 from baton.settings import FORGE_TABLES as TABLES  # the tables of config.toml this module owns
@@ -83,7 +86,9 @@ class Untrusted(StrEnum):
 
 @dataclass(frozen=True)
 class ForgeConfig:
-    """One ``[forge.<name>]`` table. Holds the *name* of the token's variable, never the token."""
+    """One ``[forge.<name>]`` table. Holds the *name* of the token's variable, never the token. A
+    GitHub App (``app``) has no token variable; its ``user`` and ``mention`` may be "" until read from
+    GitHub (the App's bot, ``<slug>[bot]``, and ``@<slug>``: :func:`baton.forge.github_app.identified`)."""
 
     name: str
     kind: ForgeKind
@@ -92,9 +97,15 @@ class ForgeConfig:
     token_env: str
     user: str  # baton's own login there: its comments and pushes never trigger anything
     mention: str  # "@baton"
+    app: AppKey | None = None  # a GitHub App: tokens minted with its key instead of token_env's
 
     def token(self, environ: Mapping[str, str] = os.environ) -> str:
         """The token from the environment; BadInput naming the variable when it is unset or empty."""
+        if self.app is not None:
+            raise BadInput(
+                f"forge {self.name!r} authenticates as a GitHub App (app_id {self.app.app_id}): "
+                "it has no token variable"
+            )
         value = environ.get(self.token_env, "")
         if not value.strip():
             raise BadInput(
@@ -225,7 +236,7 @@ def load_forges(
     known_agents = tuple(agents)
     forges = {}
     for name, table in _table(data.get("forge", {}), "forge", source).items():
-        forges[name] = _forge(name, table, source)
+        forges[name] = _forge(name, table, source, home)
     repos: dict[tuple[str, str], RepoConfig] = {}
     for name, table in _table(data.get("repo", {}), "repo", source).items():
         repo = _repo(name, table, source, forges, known_agents)
@@ -373,10 +384,15 @@ class _Fields:
         return value.rstrip("/")
 
 
-def _forge(name: str, data: Any, source: Path) -> ForgeConfig:
-    fields = _Fields(
-        data, source, ("forge", name), ("kind", "api_url", "web_url", "token_env", "user", "mention")
-    )
+_FORGE_KEYS = (
+    "kind", "api_url", "web_url", "token_env", "user", "mention",
+    "app_id", "private_key_file", "private_key_env",
+)  # fmt: skip
+_APP_KEYS = ("app_id", "private_key_file", "private_key_env")
+
+
+def _forge(name: str, data: Any, source: Path, home: Path) -> ForgeConfig:
+    fields = _Fields(data, source, ("forge", name), _FORGE_KEYS)
     if not _NAME_RE.fullmatch(name):
         raise BadInput(
             f"{source}: {_key('forge', name)}: a forge's name is 1-64 letters, digits, '_' or '-' "
@@ -385,6 +401,8 @@ def _forge(name: str, data: Any, source: Path) -> ForgeConfig:
     kinds = [k.value for k in ForgeKind]
     kind = ForgeKind(fields.choice("kind", kinds, name if name in kinds else ""))
     api_url, web_url = _urls(fields, kind)
+    if any(fields.has(key) for key in _APP_KEYS):
+        return _app_forge(fields, name, kind, api_url, web_url, home)
     token_env = fields.text("token_env", f"BATON_{kind.value.upper()}_TOKEN") or ""
     if not _ENV_NAME_RE.fullmatch(token_env):
         # never echoed: it may be the token itself, pasted in the wrong place
@@ -403,6 +421,67 @@ def _forge(name: str, data: Any, source: Path) -> ForgeConfig:
     if not mention.startswith("@") or not _LOGIN_RE.fullmatch(mention[1:]):
         raise fields.error("mention", f"must be '@' and a name, such as '@baton', not {_shown(mention)}")
     return ForgeConfig(name, kind, api_url, web_url, token_env, user, mention)
+
+
+def _app_forge(
+    fields: _Fields, name: str, kind: ForgeKind, api_url: str, web_url: str, home: Path
+) -> ForgeConfig:
+    """A GitHub App: ``app_id`` and exactly one of ``private_key_file`` and ``private_key_env``, no
+    ``token_env``; ``user`` and ``mention`` optional (read from GitHub: the App's bot and its slug)."""
+    if kind is not ForgeKind.GITHUB:
+        raise fields.error("app_id", f"is a GitHub App's: a {kind.value} forge authenticates with token_env")
+    if fields.has("token_env"):
+        raise fields.error(
+            "token_env", "and app_id: a forge authenticates with a token or as a GitHub App, not both"
+        )
+    app_id = fields.data.get("app_id")
+    if isinstance(app_id, str) and app_id.isdigit() and len(app_id) <= 18:
+        app_id = int(app_id)
+    if isinstance(app_id, bool) or not isinstance(app_id, int) or not 0 < app_id < 2**63:
+        raise fields.error("app_id", "must be the App's id, a whole number > 0 (its settings page: App ID)")
+    has_file, has_env = fields.has("private_key_file"), fields.has("private_key_env")
+    if has_file == has_env:
+        raise fields.error(
+            "private_key_file",
+            "or private_key_env (not both) is required with app_id: where the App's private key is — "
+            "a file (a path) or the NAME of an environment variable holding the PEM",
+        )
+    key = (
+        AppKey(app_id, key_file=_key_file(fields, home))
+        if has_file
+        else AppKey(app_id, key_env=_key_env(fields))
+    )
+    user = fields.text("user") or ""
+    if user:
+        fields.login("user", user)
+    mention = fields.text("mention") or ""
+    if mention and (not mention.startswith("@") or not _LOGIN_RE.fullmatch(mention[1:])):
+        raise fields.error("mention", f"must be '@' and a name, such as '@baton', not {_shown(mention)}")
+    return ForgeConfig(name, kind, api_url, web_url, "", user, mention, app=key)
+
+
+def _key_file(fields: _Fields, home: Path) -> Path:
+    """``private_key_file``: a path (never echoed: a pasted key is refused without being shown)."""
+    value = fields.text("private_key_file") or ""
+    if not value or len(value) > 4096 or "\x00" in value or "\n" in value or "-----BEGIN" in value:
+        raise fields.error(
+            "private_key_file",
+            "must be the path of the App's private key file (.pem), never the key itself",
+        )
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else home / path
+
+
+def _key_env(fields: _Fields) -> str:
+    value = fields.text("private_key_env") or ""
+    if not _ENV_NAME_RE.fullmatch(value):
+        # never echoed: it may be the key itself, pasted in the wrong place
+        raise fields.error(
+            "private_key_env",
+            "must be the NAME of the environment variable holding the App's private key "
+            "(upper-case letters, digits and '_'), never the key itself",
+        )
+    return value
 
 
 def _urls(fields: _Fields, kind: ForgeKind) -> tuple[str, str]:

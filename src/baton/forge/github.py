@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from baton.forge.http import RateLimited, head_clone_url
+from baton.forge.http import Auth, RateLimited, head_clone_url
 from baton.forge.inline import GitHubInline
 from baton.forge.model import (
     Actor,
@@ -225,7 +225,7 @@ class GitHubClient(RestForge, GitHubInline):
 
     # -- checks ---------------------------------------------------------------------------------------
 
-    def __init__(self, api_url: str, token: str, **kwargs: Any) -> None:
+    def __init__(self, api_url: str, token: str | Auth, **kwargs: Any) -> None:
         super().__init__(api_url, token, **kwargs)
         # Repositories whose check runs the forge refused: its words and when. GitHub may answer 403 to a
         # fine-grained token's check-run reads on a private repository (check runs are an App

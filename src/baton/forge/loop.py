@@ -10,6 +10,8 @@ merged or closed PR stops its thread's turns).
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -22,10 +24,16 @@ from baton.forge.trust import Permissions
 from baton.settings import Settings
 from baton.store import Store
 
+log = logging.getLogger("baton.forge")
+
 
 def make_client(forge: ForgeConfig) -> ForgeClient:
     """The client of a configured forge, with its token from the environment (BadInput naming the
-    variable when it is not set)."""
+    variable when it is not set), or a GitHub App's installation tokens."""
+    if forge.app is not None:
+        from baton.forge.github_app import app_client
+
+        return app_client(forge)
     token = forge.token()
     if forge.kind == ForgeKind.GITEA:
         from baton.forge.gitea import GiteaClient
@@ -53,10 +61,29 @@ class ForgeLoop:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def forge(self, name: str) -> ForgeConfig:
+        """The forge's configuration; a GitHub App's with its own login and mention read from GitHub
+        (once; ForgeError when GitHub does not answer)."""
         try:
-            return self.config.forges[name]
+            config = self.config.forges[name]
         except KeyError:
             raise BadInput(f"no forge named {name!r} in the configuration") from None
+        if config.app is not None and not (config.user and config.mention):
+            from baton.forge.github_app import identified
+
+            config = identified(config)
+            with self._lock:  # what the webhooks' reader sees from now on
+                self.config = dataclasses.replace(self.config, forges={**self.config.forges, name: config})
+        return config
+
+    def identify(self) -> None:
+        """Read each GitHub App's own login now (the service's start: before its first webhook is read);
+        a GitHub that does not answer is said, and asked again when the login is next needed."""
+        for name, config in list(self.config.forges.items()):
+            if config.app is not None and not (config.user and config.mention):
+                try:
+                    self.forge(name)
+                except Exception as exc:  # said; the first event that needs it asks again
+                    log.warning("forge %s: the GitHub App's own login could not be read yet: %s", name, exc)
 
     def client(self, name: str) -> ForgeClient:
         with self._lock:

@@ -18,10 +18,10 @@ from typing import Any
 from baton.asking.questions import Question
 from baton.errors import BatonError, GitError
 from baton.fleet.execute import AFTER_JOB
-from baton.forge import answers, dispatch, merging, replies
+from baton.forge import answers, dispatch, gitauth, merging, replies
 from baton.forge.config import ForgeSettings, Reply
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import ForgeError, ForgeEvent, ForgeKind
+from baton.forge.model import ForgeError, ForgeEvent
 from baton.forge.records import Binding, BindingStatus
 from baton.forge.tables import forge_store
 from baton.forge.threads import STATUS_HEAD
@@ -54,7 +54,9 @@ def compose(
     (:func:`install`). A loop that only reads and stores (``baton forge ls``, a reconcile whose turns
     the service runs) publishes nothing. ``cancel``: the executor's, which stops a closed PR's turns."""
     loop = ForgeLoop(settings, store, config, submit, cancel=cancel)
+    gitauth.provide(config)  # a GitHub App's repositories are cloned with its installation tokens
     if publishing:
+        loop.identify()  # a GitHub App's own login, before the first webhook is read
         install(loop)
     return loop
 
@@ -72,6 +74,7 @@ def install_per_process(settings: Settings, config: ForgeSettings) -> None:
     """Like :func:`install`, for a worker whose jobs run in forked processes: each process opens its
     own store (a connection must not cross a fork) and submits next turns through the fleet's queue."""
     loops: dict[int, ForgeLoop] = {}
+    gitauth.provide(config)  # before the first turn's clone: each process then mints its own tokens
 
     def hook(job_id: str, outcome: str, fields: dict[str, Any]) -> None:
         loop = loops.get(os.getpid())
@@ -218,12 +221,7 @@ def _push(loop: ForgeLoop, binding: Binding, job: JobRecord) -> dict[str, Any]:
     if head is None or head == binding.head_sha:
         return {"pushed": False, "committed": committed, "why": "nothing new to push"}
     branch = binding.branch or session.branch
-    forge = loop.forge(binding.forge)
-    push_env = {
-        **env,
-        "BATON_GIT_TOKEN": forge.token(),
-        "BATON_GIT_USERNAME": "x-access-token" if forge.kind == ForgeKind.GITHUB else forge.user,
-    }
+    push_env = {**env, **gitauth.push_env(loop.forge(binding.forge), binding.repo)}
     try:
         run_git(
             [*SAFE_GIT, "push", "--porcelain", binding.repo_url, f"{head}:refs/heads/{branch}"],

@@ -54,7 +54,7 @@ class SyncGit:
     def __init__(self, workdirs: Workdirs, key: Key, wt: WorktreeGit, branch: str) -> None:
         self.workdirs, self.key, self.wt, self.branch = workdirs, key, wt, branch
         self.worktree, self.gitdir, self.cache = wt.path, wt.admin, wt.common
-        self.git_env = workdirs.git_env(key.agent)
+        self.git_env = workdirs.git_env(key.agent, key.repo.url)  # the remote's credentials: baton's git
         self.env = {**os.environ, **self.git_env, **_EDITORS}
         self.index_before: bytes | None = None  # the index file before the sync touched anything
         self.pending: list[bytes] = []  # commit objects made here, written with the next hash-object

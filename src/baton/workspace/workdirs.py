@@ -22,7 +22,7 @@ from baton.errors import BadInput, GitError
 from baton.files import atomic_write_bytes, atomic_write_text
 from baton.keys import Key, Repo
 from baton.settings import Settings
-from baton.workspace import badrefs, checkpoints, gitlinks, nofollow, wtpaths
+from baton.workspace import badrefs, checkpoints, credentials, gitlinks, nofollow, wtpaths
 from baton.workspace.cow import gitindex, pristine
 from baton.workspace.du import disk_usage
 from baton.workspace.gitcmd import (
@@ -115,8 +115,10 @@ class Workdirs:
     def shared_ref(self, key: Key) -> str:
         return f"refs/baton/shared/{key.agent}/{key.thread}"
 
-    def git_env(self, agent: str) -> dict[str, str]:
-        """Environment for git and for the agent: identity per agent, credentials via askpass."""
+    def git_env(self, agent: str, url: str | None = None) -> dict[str, str]:
+        """Environment for git and for the agent: identity per agent, credentials via askpass; with the
+        remote's ``url``, baton's own git gets the credentials a source gives for it
+        (:mod:`baton.workspace.credentials`: a GitHub App's token), never the agent."""
         askpass = self.home / "bin" / "git-askpass"
         if not askpass.is_file():
             atomic_write_text(askpass, ASKPASS, mode=0o700)
@@ -129,18 +131,20 @@ class Workdirs:
             "GIT_COMMITTER_EMAIL": email,
             "GIT_ASKPASS": str(askpass),
             "GIT_TERMINAL_PROMPT": "0",
+            **(credentials.env_for(url) if url else {}),
         }
 
-    def process_env(self, agent: str) -> dict[str, str]:
-        """The environment of baton's own git processes for ``agent``'s keys."""
-        return {**os.environ, **self.git_env(agent)}
+    def process_env(self, agent: str, url: str | None = None) -> dict[str, str]:
+        """The environment of baton's own git processes for ``agent``'s keys (with the remote ``url``'s
+        credentials, when a source gives them)."""
+        return {**os.environ, **self.git_env(agent, url)}
 
     # -- cache clones -------------------------------------------------------------------------------
 
     def ensure_cache(self, repo: Repo, agent: str, fetch: bool = True) -> Path:
         """Clone the repo into the cache if needed, else fetch it (under the repo's lock)."""
         path = self.cache_path(repo)
-        env = self.process_env(agent)
+        env = self.process_env(agent, repo.url)
         with file_lock(self.home, f"repo:{repo.slug}"):
             if not (path / "HEAD").is_file():
                 self._clone(repo, path, env)
@@ -206,7 +210,7 @@ class Workdirs:
             gitlinks.ensure_head(wt, branch)
             return Worktree(path, built=False)
         cache = self.ensure_cache(key.repo, key.agent, fetch=fetch)
-        env = self.process_env(key.agent)
+        env = self.process_env(key.agent, key.repo.url)  # a partial clone fetches blobs on checkout
         with file_lock(self.home, f"repo:{key.repo.slug}"):
             note = self._salvage(key, cache, branch, env)
             # a half-made directory without .git, salvaged just now, or not a directory at all

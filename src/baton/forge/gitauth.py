@@ -1,0 +1,58 @@
+"""baton's git credentials for a forge's repositories: a push (:func:`push_env`) takes the forge's token
+(a GitHub App's: its installation token for the repository), and the clones and fetches of the
+repositories a GitHub App forge serves take the same installation token (:func:`provide`, the source
+:mod:`baton.workspace.credentials` asks for each remote). Through ``GIT_ASKPASS`` or a sync's up-front
+header, as always: never in a URL, an argv, git config or a log. Other forges' clones keep
+``$BATON_GIT_TOKEN``.
+"""
+
+from __future__ import annotations
+
+from baton.errors import BadInput, GitError
+from baton.forge.config import ForgeConfig, ForgeSettings
+from baton.forge.model import ForgeError, ForgeKind
+from baton.workspace import credentials
+
+SOURCE = "forge-apps"
+
+
+def push_env(forge: ForgeConfig, repo: str) -> dict[str, str]:
+    """The variables of a push to ``repo`` on ``forge``: its token (BadInput naming the variable when it
+    is not set; a GitHub App's installation token, ForgeError when it cannot be minted) and the user
+    name GitHub (``x-access-token``) or Gitea (baton's login) wants with it."""
+    if forge.app is not None:
+        from baton.forge.github_app import app_of
+
+        return {"BATON_GIT_TOKEN": app_of(forge).token(repo), "BATON_GIT_USERNAME": "x-access-token"}
+    user = "x-access-token" if forge.kind == ForgeKind.GITHUB else forge.user
+    return {"BATON_GIT_TOKEN": forge.token(), "BATON_GIT_USERNAME": user}
+
+
+def _bare(url: str) -> str:
+    return url.strip().rstrip("/").removesuffix(".git").casefold()
+
+
+def provide(config: ForgeSettings) -> None:
+    """Give baton's clones and fetches of each GitHub App forge's configured repositories that App's
+    installation token (in every process that runs turns: the service, a worker). Replaces what an
+    earlier configuration provided; with no App forge, provides nothing."""
+    apps = {
+        _bare(repo.repo_url(config.forges[forge])): (config.forges[forge], repo.name)
+        for (forge, _), repo in config.repos.items()
+        if config.forges[forge].app is not None
+    }
+    if not apps:
+        credentials.provide(SOURCE, None)
+        return
+
+    def source(url: str) -> dict[str, str] | None:
+        found = apps.get(_bare(url))
+        if found is None:
+            return None
+        forge, repo = found
+        try:
+            return push_env(forge, repo)
+        except (ForgeError, BadInput) as exc:
+            raise GitError(f"forge {forge.name}: no installation token for {repo}: {exc}") from None
+
+    credentials.provide(SOURCE, source)
