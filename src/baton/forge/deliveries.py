@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+from baton.forge import app_events
 from baton.forge import webhook as feedback
 from baton.forge.delivery import Delivery
 from baton.forge.events import Target
@@ -154,6 +155,8 @@ class Worker:
                 done["marker"] = feedback.act_on_pushed(self.loop, work.pushed)
             if work.settled:
                 done["merge"] = feedback.act_on_settled(self.loop, work.settled)
+            if work.installed:
+                done.update(app_events.act(self.loop.config, work.installed))
         stored = self.deliveries.get_delivery(forge, delivery_id)
         result = {**(stored.result if stored and work.target else {}), **done}
         if work.target is None:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, TypeGuard
 
-from baton.forge import intake
+from baton.forge import app_events, intake
+from baton.forge.app_events import Installed
 from baton.forge.config import ForgeConfig, ForgeSettings, MergePolicy
 from baton.forge.events import GITEA, GITHUB, Forge, Ignored, Target, classify
 from baton.forge.model import ForgeEvent, ForgeKind
@@ -30,6 +31,7 @@ class DeliveryKind(StrEnum):
     CLOSED = "closed"  # an issue or PR closed: its binding closes
     BASE_PUSHED = "base_pushed"  # a branch pushed to: the bound PRs onto it are checked for conflicts
     SETTLED = "settled"  # an approval, or a check that succeeded: the merge policy looks at the PR
+    INSTALLED = "installed"  # a GitHub App's installation changed: its repositories, its permissions
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class Delivery:
     closed: Closed | None = None
     pushed: BasePushed | None = None
     settled: Settled | None = None
+    installed: Installed | None = None
 
     @property
     def kinds(self) -> tuple[DeliveryKind, ...]:
@@ -112,6 +115,7 @@ class Delivery:
             (self.closed, DeliveryKind.CLOSED),
             (self.pushed, DeliveryKind.BASE_PUSHED),
             (self.settled, DeliveryKind.SETTLED),
+            (self.installed, DeliveryKind.INSTALLED),
         )
         return tuple(kind for part, kind in parts if part)
 
@@ -119,7 +123,7 @@ class Delivery:
     def feedback(self) -> bool:
         """Whether the forge loop has work in it (events, a closed thread, a moved base, a PR that may be
         ready)."""
-        return bool(self.events or self.closed or self.pushed or self.settled)
+        return bool(self.events or self.closed or self.pushed or self.settled or self.installed)
 
     def to_json(self) -> dict[str, Any]:
         """What a pending delivery stores, so a restarted service finds its work again."""
@@ -132,6 +136,8 @@ class Delivery:
             data["base_pushed"] = self.pushed.to_json()
         if self.settled:
             data["settled"] = self.settled.to_json()
+        if self.installed:
+            data["installed"] = self.installed.to_json()
         return data
 
     @classmethod
@@ -144,9 +150,10 @@ class Delivery:
         closed = Closed.from_json(data["closes"]) if "closes" in data else None
         pushed = BasePushed.from_json(data["base_pushed"]) if "base_pushed" in data else None
         settled = Settled.from_json(data["settled"]) if "settled" in data else None
+        installed = Installed.from_json(data["installed"]) if "installed" in data else None
         if "marker" in data:  # stored pending by an earlier version, as a string marker
             closed, pushed = _legacy_marker(str(data["marker"]))
-        return cls(target, events, closed, pushed, settled)
+        return cls(target, events, closed, pushed, settled, installed)
 
 
 def _legacy_marker(marker: str) -> tuple[Closed | None, BasePushed | None]:
@@ -216,14 +223,19 @@ class Reader:
         target = cleanup if isinstance(cleanup, Target) else None
         found = self.feedback(config, event, payload) if config is not None else Delivery()
         if isinstance(found, Delivery) and (target or found.feedback):
-            return Delivery(target, found.events, found.closed, found.pushed, found.settled)
+            return Delivery(target, found.events, found.closed, found.pushed, found.settled, found.installed)
         return Ignored(f"{cleanup}; {found}" if isinstance(found, Ignored) else str(cleanup))
 
     def feedback(self, config: ForgeSettings, event: str, payload: dict[str, Any]) -> Delivery | Ignored:
         """The forge loop's part of a delivery: a closed thread, a moved base, or feedback events.
 
         A closed or pushed-to part whose fields are missing or malformed is no such part (as before
-        this module): the intake then reads the same payload and says why it asks nothing."""
+        this module): the intake then reads the same payload and says why it asks nothing. A GitHub
+        App's installation delivery names no repository: it goes to the App's forge
+        (:mod:`baton.forge.app_events`)."""
+        if self.kind is ForgeKind.GITHUB and event in app_events.EVENTS:
+            installed = app_events.read(config, event, payload)
+            return Delivery(installed=installed) if isinstance(installed, Installed) else installed
         forge = config.forge_of_kind(self.kind, _html_url(payload))
         if forge is None:
             return Ignored(f"no {self.kind.value} forge is configured for this delivery")

@@ -108,7 +108,7 @@ class TokenCache(Generic[K]):
                         self._spawn(lambda: self._renew(key, quiet=True))
                     return minted
                 if not slot.minting:
-                    slot.minting = True
+                    slot.minting, slot.read_at = True, now  # read: the keeper renews what it mints
                     self.waits += 1
                     break
                 self._cond.wait(1.0)  # another caller's mint: its token, or its failure

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import signal
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from urllib.parse import parse_qs
 
 from baton.testing._http import BackgroundServer, QuietHandler, QuietServer
 from baton.testing.fake_forge_api import ApiHandler
+from baton.testing.fake_forge_app import ForgeApp
 from baton.testing.fake_forge_core import ApiRequest, ForgeRefused, Violation
 from baton.testing.fake_forge_hooks import Delivery
 from baton.testing.fake_forge_merge import ForgeMerge
@@ -96,7 +98,7 @@ class _ForgeGit(GitHttpServer):
         return None if user is None else user.login
 
 
-class FakeForge(ForgeMerge, BackgroundServer):
+class FakeForge(ForgeMerge, ForgeApp, BackgroundServer):
     """The fake GitHub; ``with FakeForge(tmp_path) as fake:`` or :meth:`start`/:meth:`stop`.
 
     - **State**: users and their role per repository, repositories (a bare git repository each, under
@@ -122,6 +124,8 @@ class FakeForge(ForgeMerge, BackgroundServer):
       dedupe and signature tests.
     - **Merging** (:mod:`fake_forge_merge`): a draft marked ready and auto-merge enabled through
       GitHub's GraphQL (``/api/graphql``), the default branch's required checks, "Allow auto-merge".
+    - **A GitHub App** (:mod:`fake_forge_app`): :meth:`make_app`, its installations, the JWT routes,
+      installation tokens that expire, installation webhooks.
     - **Faults**: :meth:`fail_next` and :meth:`stall_next` (the API only).
     """
 
@@ -195,6 +199,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         "repo, and optionally its token (repeatable); a login ending in [bot] is a Bot",
     )
     parser.add_argument("--root", type=Path, help="where the bare repositories live (default: a temp dir)")
+    parser.add_argument(
+        "--app-key",
+        type=Path,
+        metavar="FILE",
+        help="also be a GitHub App installed on every --repo: write its private key (PEM) to FILE "
+        "(mode 0600) and print its id",
+    )
+    parser.add_argument(
+        "--app-slug", default="baton", help="the App's slug: its bot is SLUG[bot] (default: baton)"
+    )
+    parser.add_argument(
+        "--app-token-lifetime",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="how long the App's installation tokens live (default: 3600, as GitHub's)",
+    )
     args = parser.parse_args(argv)
     root = args.root or Path(tempfile.mkdtemp(prefix="fake-forge-"))
     fake = FakeForge(
@@ -218,6 +239,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         fake.add_user(login, "Bot" if login.endswith("[bot]") else "User", token or None)
         for full_name in args.repo:
             fake.set_permission(full_name, login, role or "write")
+    if args.app_key is not None:
+        app = fake.make_app(args.app_slug, token_lifetime=args.app_token_lifetime)
+        if args.repo:
+            fake.install_app(args.repo)
+        args.app_key.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(args.app_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as key:
+            key.write(fake.private_key_pem())
+        print(f"app: {app.id} {app.slug} (its bot {app.bot}; private key in {args.app_key})", flush=True)
     print(f"api: {fake.api_url}", flush=True)
     for full_name in args.repo:
         print(f"clone: {fake.clone_url(full_name)}", flush=True)

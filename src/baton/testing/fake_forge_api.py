@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, quote
 
 from baton.testing import fake_forge_graphql
 from baton.testing._http import QuietHandler
+from baton.testing.fake_forge_app import ForgeApp, app_route
 from baton.testing.fake_forge_core import ApiRequest, ForgeRefused, Violation
 from baton.testing.fake_forge_merge import GRAPHQL_PATH, ForgeMerge, graphql
 from baton.testing.fake_forge_routes import Call, Handler, Reply, route
@@ -96,11 +97,23 @@ class ApiHandler(QuietHandler):
             # a rate limit says when to come back, as GitHub's secondary limits do
             limited = {"Retry-After": "1", "X-RateLimit-Remaining": "0"} if status in (403, 429) else {}
             return status, fake.render.error(f"injected {status}", status), limited
-        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        authorization = self.headers.get("Authorization") or ""
+        scheme, _, token = authorization.partition(" ")
+        api_path = path.removeprefix("/api/v3") if path.startswith("/api/v3/") else None
+        app_found = app_route(self.command, api_path) if api_path and isinstance(fake, ForgeApp) else None
+        if app_found is not None and isinstance(fake, ForgeApp):  # a GitHub App's own routes: its JWT
+            try:
+                login = fake.verify_jwt(authorization)
+            except ForgeRefused as exc:
+                return exc.status, fake.render.error(exc.message, exc.status), {}
+            return self._checked(api_path or "", query, body, login, *app_found)
         user = fake.user_by_token(token.strip()) if scheme.lower() in ("bearer", "token") else None
-        found = route(self.command, path.removeprefix("/api/v3")) if path.startswith("/api/v3/") else None
-        if user is None:
-            return 401, fake.render.error("Requires authentication", 401), {}
+        found = route(self.command, api_path) if api_path else None
+        if user is None:  # GitHub's words: no token, or one it does not know (expired, revoked)
+            words = "Bad credentials" if token.strip() else "Requires authentication"
+            return 401, fake.render.error(words, 401), {}
+        if api_path and isinstance(fake, ForgeApp) and fake.installation_refuses(user.login, api_path):
+            return 404, fake.render.error("Not Found", 404), {}
         if path == GRAPHQL_PATH and self.command == "POST":  # the merge policy's operations, or the threads'
             merging = isinstance(fake, ForgeMerge) and any(op in body for op in MERGE_OPERATIONS)
             answer = graphql if merging else fake_forge_graphql.answer
