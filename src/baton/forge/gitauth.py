@@ -8,12 +8,21 @@ header, as always: never in a URL, an argv, git config or a log. Other forges' c
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
 from baton.errors import BadInput, GitError
 from baton.forge.config import ForgeConfig, ForgeSettings
 from baton.forge.model import ForgeError, ForgeKind
 from baton.workspace import credentials
 
 SOURCE = "forge-apps"
+T = TypeVar("T")
+# what git says when the server refused its credentials (HTTP 401/403)
+REFUSED = re.compile(
+    r"Authentication failed|returned error: 40[13]|Invalid username or password|Bad credentials"
+)
 
 
 def push_env(forge: ForgeConfig, repo: str) -> dict[str, str]:
@@ -26,6 +35,26 @@ def push_env(forge: ForgeConfig, repo: str) -> dict[str, str]:
         return {"BATON_GIT_TOKEN": app_of(forge).token(repo), "BATON_GIT_USERNAME": "x-access-token"}
     user = "x-access-token" if forge.kind == ForgeKind.GITHUB else forge.user
     return {"BATON_GIT_TOKEN": forge.token(), "BATON_GIT_USERNAME": user}
+
+
+def with_push_env(
+    forge: ForgeConfig, repo: str, env: Mapping[str, str], run: Callable[[dict[str, str]], T]
+) -> T:
+    """``run(env with the push's credentials)``; a GitHub App's token git says was refused is renewed
+    once and ``run`` tried again with the new one (the forge did not act on a refused push)."""
+    pushing = {**env, **push_env(forge, repo)}
+    try:
+        return run(pushing)
+    except GitError as exc:
+        if forge.app is None or not REFUSED.search(str(exc)):
+            raise
+        from baton.forge.github_app import app_of
+
+        app, token = app_of(forge), pushing["BATON_GIT_TOKEN"]
+        installation = app.tokens.owner(token)
+        if installation is None or not app.tokens.refused(installation, token):
+            raise
+    return run({**env, **push_env(forge, repo)})
 
 
 def _bare(url: str) -> str:

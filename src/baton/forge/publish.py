@@ -221,12 +221,16 @@ def _push(loop: ForgeLoop, binding: Binding, job: JobRecord) -> dict[str, Any]:
     if head is None or head == binding.head_sha:
         return {"pushed": False, "committed": committed, "why": "nothing new to push"}
     branch = binding.branch or session.branch
-    push_env = {**env, **gitauth.push_env(loop.forge(binding.forge), binding.repo)}
     try:
-        run_git(
-            [*SAFE_GIT, "push", "--porcelain", binding.repo_url, f"{head}:refs/heads/{branch}"],
-            cwd=workdirs.cache_path(key.repo),
-            env=push_env,
+        gitauth.with_push_env(
+            loop.forge(binding.forge),
+            binding.repo,
+            env,
+            lambda push_env: run_git(
+                [*SAFE_GIT, "push", "--porcelain", binding.repo_url, f"{head}:refs/heads/{branch}"],
+                cwd=workdirs.cache_path(key.repo),
+                env=push_env,
+            ),
         )
     except GitError as exc:
         words = redact(str(exc))

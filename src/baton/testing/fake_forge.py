@@ -209,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--app-slug", default="baton", help="the App's slug: its bot is SLUG[bot] (default: baton)"
     )
+    parser.add_argument("--app-id", type=int, default=None, help="the App's id (default: the next free id)")
     parser.add_argument(
         "--app-token-lifetime",
         type=float,
@@ -240,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for full_name in args.repo:
             fake.set_permission(full_name, login, role or "write")
     if args.app_key is not None:
-        app = fake.make_app(args.app_slug, token_lifetime=args.app_token_lifetime)
+        app = fake.make_app(args.app_slug, token_lifetime=args.app_token_lifetime, app_id=args.app_id)
         if args.repo:
             fake.install_app(args.repo)
         args.app_key.parent.mkdir(parents=True, exist_ok=True)

@@ -96,12 +96,13 @@ class ForgeApp(ForgeCore):
         events: list[str] | None = None,
         token_lifetime: float = 3600.0,
         name: str | None = None,
+        app_id: int | None = None,
     ) -> App:
         """The App (one per fake), its bot user ``<slug>[bot]`` made; its tokens live ``token_lifetime``."""
         pem, public = new_key()
         with self.lock:
             self.app = App(
-                next(self._ids),
+                app_id or next(self._ids),
                 slug,
                 name or slug.capitalize(),
                 pem,
@@ -397,6 +398,10 @@ def list_installations(c: Call) -> Reply:
     fake = _fake(c)
     with fake.lock:
         items = [fake.render_installation(i) for i in fake._app().installations.values()]
+    for item in items:  # GitHub's description says the account is a user *and* an enterprise (allOf)
+        account = item["account"]
+        at = item["created_at"]
+        account.update(name=account["login"], slug=account["login"], created_at=at, updated_at=at)
     page, headers = c.page(items)
     return 200, page, headers
 
