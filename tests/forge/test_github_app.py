@@ -264,7 +264,7 @@ def test_a_git_credential_that_cannot_be_minted_is_a_git_error(fake: FakeForge, 
     repo = RepoConfig("acme/web", "github")
     gitauth.provide(ForgeSettings({"github": forge}, {("github", "acme/web"): repo}))
     try:
-        with pytest.raises(GitError, match="no installation token for acme/web: .*not installed"):
+        with pytest.raises(GitError, match=r"no installation token for acme/web: .*not installed"):
             credentials.env_for(repo.repo_url(forge))
     finally:
         gitauth.provide(ForgeSettings())
