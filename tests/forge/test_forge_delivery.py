@@ -62,11 +62,11 @@ def test_a_merged_pr_closed_is_a_cleanup_and_a_closed_thread(reader: Reader) -> 
     assert isinstance(read, Delivery)
     assert read.kinds == (DeliveryKind.CLEANUP, DeliveryKind.CLOSED)
     forge = "gh" if reader is GITHUB else "gt"
-    assert read.closed == Closed(forge, "acme/api", 7, merged=True)  # an outcome: the PR was merged
+    assert read.closed == Closed(forge, "acme/api", 7, merged=True, pr=True)  # an outcome: the PR was merged
     assert read.target == Target(("x/acme/api",), "feature", merged=True)
     assert Delivery.from_json(read.to_json()) == read
     unmerged = reader.read(CONFIG, "pull_request", pr_closed(merged=False))
-    assert isinstance(unmerged, Delivery) and unmerged.closed == Closed(forge, "acme/api", 7)
+    assert isinstance(unmerged, Delivery) and unmerged.closed == Closed(forge, "acme/api", 7, pr=True)
     said = pr_closed()
     said["pull_request"]["merged"] = "true"  # only the forge's boolean says merged
     assert isinstance(read := reader.read(CONFIG, "pull_request", said), Delivery)
@@ -99,8 +99,8 @@ def test_a_repository_name_a_marker_could_not_carry_is_kept_whole() -> None:
     payload = pr_closed(merged=False)
     payload["repository"]["full_name"] = "ev:il/a#1"
     read = GITHUB.read(CONFIG, "pull_request", payload)
-    assert isinstance(read, Delivery) and read.closed == Closed("gh", "ev:il/a#1", 7)
-    assert Delivery.from_json(read.to_json()).closed == Closed("gh", "ev:il/a#1", 7)
+    assert isinstance(read, Delivery) and read.closed == Closed("gh", "ev:il/a#1", 7, pr=True)
+    assert Delivery.from_json(read.to_json()).closed == Closed("gh", "ev:il/a#1", 7, pr=True)
 
 
 @pytest.mark.parametrize(

@@ -41,14 +41,17 @@ class Closed:
     repo: str
     number: int
     merged: bool = False  # a pull request merged (the forge's ``pull_request.merged``)
+    pr: bool = False  # ``number`` is a pull request's (told apart where a forge numbers them apart)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"forge": self.forge, "repo": self.repo, "number": self.number}
-        return {**data, "merged": True} if self.merged else data
+        data |= {"merged": True} if self.merged else {}
+        return {**data, "pr": True} if self.pr else data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Closed:
-        return cls(str(data["forge"]), str(data["repo"]), int(data["number"]), data.get("merged") is True)
+        merged, pr = data.get("merged") is True, data.get("pr") is True
+        return cls(str(data["forge"]), str(data["repo"]), int(data["number"]), merged, pr)
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ def _closed(forge: ForgeConfig, event: str, payload: Mapping[str, Any]) -> Close
     if type(number) is not int or not 0 < number < 2**63 or repo is None:  # a store's BIGINT
         return None
     merged = event == "pull_request" and isinstance(item, dict) and item.get("merged") is True
-    return Closed(forge.name, repo, number, merged)
+    return Closed(forge.name, repo, number, merged, pr=event == "pull_request")
 
 
 def _pushed(forge: ForgeConfig, event: str, payload: Mapping[str, Any]) -> BasePushed | None:

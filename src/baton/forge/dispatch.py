@@ -77,9 +77,10 @@ def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> O
         if found is None or found.pr is None:
             return Outcome("ignored", f"no bound pull request of {event.repo} is at {event.head_sha}")
         event = replace(event, number=found.pr)
-    binding = forge_store(loop.store).get_binding(event.forge, event.repo, event.number) or _bind(
-        loop, event, repo, decision
+    found = forge_store(loop.store).get_binding(
+        event.forge, event.repo, event.number, loop.which(event.forge, event.is_pr)
     )
+    binding = found or _bind(loop, event, repo, decision)
     if isinstance(binding, Unbound):
         return Outcome("ignored", binding.reason)
     if binding.status == BindingStatus.CLOSED:
@@ -95,7 +96,11 @@ def _known(loop: ForgeLoop, event: ForgeEvent) -> bool:
     forge is asked anything (a permission, a review's inline comments) — the store's unique key still
     decides for the events that race past this."""
     binding = (
-        forge_store(loop.store).get_binding(event.forge, event.repo, event.number) if event.number else None
+        forge_store(loop.store).get_binding(
+            event.forge, event.repo, event.number, loop.which(event.forge, event.is_pr)
+        )
+        if event.number
+        else None
     )
     if binding is None:
         return False
@@ -181,15 +186,19 @@ def _bind(loop: ForgeLoop, event: ForgeEvent, repo: RepoConfig, decision: Decisi
     if event.trigger == Trigger.LABEL and not trigger.matches_label(event.signature or ""):
         names = ", ".join(trigger.names) or "the trigger labels"
         return Unbound(f"label {event.signature!r} is not one of {names}")
-    return bind_thread(
-        loop,
-        event.forge,
-        event.repo,
-        event.number,
-        trigger.agent,
-        actor=decisions.who(event),
-        access=trigger.access,
-    )
+    try:
+        return bind_thread(
+            loop,
+            event.forge,
+            event.repo,
+            event.number,
+            trigger.agent,
+            actor=decisions.who(event),
+            access=trigger.access,
+            pr=event.is_pr,
+        )
+    except BadInput as exc:  # a key or (GitLab) a number taken: said, never a failed delivery
+        return Unbound(str(exc))
 
 
 # -- making an event ready -----------------------------------------------------------------------------
@@ -206,7 +215,7 @@ def _prepare(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent
     """The event as a turn needs it (re-read from the forge), or why it is dropped."""
     client = loop.client(event.forge)
     if event.kind in STALE_KINDS and binding.pr is not None:
-        now = client.thread(event.repo, binding.pr)
+        now = client.thread(event.repo, binding.pr, pr=True)
         head = now.head_sha
         if head and binding.head_sha != head:
             binding.head_sha, binding.updated_at = head, loop.clock()
@@ -294,7 +303,10 @@ def kick(loop: ForgeLoop, binding: Binding, finishing: str | None = None) -> Out
 
 
 def _kick(loop: ForgeLoop, binding: Binding, finishing: str | None) -> Outcome | None:
-    current = forge_store(loop.store).get_binding(binding.forge, binding.repo, binding.number) or binding
+    which = loop.which(binding.forge, binding.on_pr)
+    current = (
+        forge_store(loop.store).get_binding(binding.forge, binding.repo, binding.number, which) or binding
+    )
     if current.status != BindingStatus.ACTIVE or busy(loop, current, finishing):
         return None
     waiting = forge_store(loop.store).forge_events(
