@@ -15,7 +15,7 @@ from typing import Any
 from baton.errors import BadInput, GitError
 from baton.forge.config import ForgeConfig, RepoConfig
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import ForgeError, ForgeKind
+from baton.forge.model import ForgeError
 from baton.workspace.gitcmd import redact, run_git
 from baton.workspace.workdirs import Workdirs
 
@@ -125,7 +125,7 @@ def _push(loop: ForgeLoop, what: str, url: str, forge: ForgeConfig) -> dict[str,
     env = {
         **workdirs.process_env("baton"),
         "BATON_GIT_TOKEN": forge.token(),
-        "BATON_GIT_USERNAME": "x-access-token" if forge.kind == ForgeKind.GITHUB else forge.user,
+        "BATON_GIT_USERNAME": forge.git_username,
     }
     with tempfile.TemporaryDirectory(prefix="baton-forge-test-") as tmp:
         scratch = Path(tmp)

@@ -109,6 +109,13 @@ class ForgeConfig:
             )
         return value.strip()
 
+    @property
+    def git_username(self) -> str:
+        """The user name baton's git sends with the token: GitHub's ``x-access-token`` (any token),
+        GitLab's ``oauth2`` (any access token), baton's own login on Gitea and Forgejo."""
+        names = {ForgeKind.GITHUB: "x-access-token", ForgeKind.GITLAB: "oauth2"}
+        return names.get(self.kind, self.user)
+
     def clone_url(self, repo: str) -> str:
         """What baton clones and pushes for ``owner/name`` (no credentials: GIT_ASKPASS gives them)."""
         return f"{self.web_url}/{repo}.git"

@@ -16,7 +16,7 @@ from baton.asking.pending import answer_to, waiting
 from baton.caps.words import parked_text
 from baton.errors import BadInput, Busy
 from baton.fleet import jobs
-from baton.forge import budget, decisions, merging, prompts
+from baton.forge import budget, decisions, gathering, merging, prompts
 from baton.forge.config import RepoConfig
 from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
@@ -120,6 +120,8 @@ def _accept(
     stored = _store(loop, event, binding, decision, status, why, delivery)
     if stored.status == "duplicate":
         return stored
+    for companion in gathering.companions(event):  # one review's other notes: answered by this turn
+        _store(loop, companion, binding, decision, EventStatus.DROPPED, f"in the turn of {event.identity}")
     if resumes:  # stored once: a trusted `@baton budget +5` raises the thread's spending cap once
         budget.raised(loop, binding, event)
     if only:
@@ -266,7 +268,14 @@ def _review(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent:
     """A review with all its inline comments (a webhook of one inline comment names only that one)."""
     assert binding.pr is not None
     kind = loop.forge(event.forge).kind
-    for review in loop.client(event.forge).reviews(event.repo, binding.pr):
+    reviews = loop.client(event.forge).reviews(event.repo, binding.pr)
+    if kind.numbers_apart:  # GitLab: a note each, no review id; the author's unanswered ones gathered
+        known = {
+            r.identity
+            for r in forge_store(loop.store).forge_events(binding.forge, binding.repo, binding.number)
+        }
+        return gathering.gather(event, reviews, known)
+    for review in reviews:
         if review_identity(kind, binding.pr, review) == event.identity:
             return replace(
                 event,

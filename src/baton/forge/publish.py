@@ -21,7 +21,7 @@ from baton.fleet.execute import AFTER_JOB
 from baton.forge import answers, dispatch, merging, replies
 from baton.forge.config import ForgeSettings, Reply
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import ForgeError, ForgeEvent, ForgeKind
+from baton.forge.model import ForgeError, ForgeEvent
 from baton.forge.records import Binding, BindingStatus
 from baton.forge.tables import forge_store
 from baton.forge.threads import STATUS_HEAD
@@ -222,7 +222,7 @@ def _push(loop: ForgeLoop, binding: Binding, job: JobRecord) -> dict[str, Any]:
     push_env = {
         **env,
         "BATON_GIT_TOKEN": forge.token(),
-        "BATON_GIT_USERNAME": "x-access-token" if forge.kind == ForgeKind.GITHUB else forge.user,
+        "BATON_GIT_USERNAME": forge.git_username,
     }
     try:
         run_git(
