@@ -240,3 +240,21 @@ def test_pending_deliveries_old_and_new_are_acted_on_after_a_restart(
             assert stored is not None and stored.status == BindingStatus.CLOSED
     finally:
         worker.stop()
+
+
+@pytest.mark.parametrize("reader", [GITHUB, GITEA], ids=["github", "gitea"])
+def test_a_branch_deleted_is_cleaned_up_while_a_forge_loop_runs(reader: Reader) -> None:
+    """The forge loop finds nothing in a branch's deletion: its cleanup is still the delivery's work
+    (it was once read as ignored whenever a forge was configured)."""
+    deleted = reader.read(
+        CONFIG, "delete", {"ref_type": "branch", "ref": "feature", "repository": repository()}
+    )
+    assert isinstance(deleted, Delivery) and deleted.target == Target(("x/acme/api",), "feature")
+    push = {
+        "ref": "refs/heads/feature",
+        "deleted": True,
+        "repository": repository(),
+        "sender": {"login": "a"},
+    }
+    pushed = reader.read(CONFIG, "push", push)
+    assert isinstance(pushed, Delivery) and pushed.kinds == (DeliveryKind.CLEANUP,)

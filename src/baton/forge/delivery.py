@@ -204,6 +204,16 @@ def _pushed(forge: ForgeConfig, event: str, payload: Mapping[str, Any]) -> BaseP
     return BasePushed(forge.name, repo, branch)
 
 
+def joined(target: Target | None, cleanup: Target | Ignored, found: Delivery | Ignored) -> Delivery | Ignored:
+    """A delivery's cleanup and its forge loop's part, one delivery (a branch deleted is cleaned up
+    even when the loop finds nothing in it), or why it asks nothing."""
+    if isinstance(found, Ignored):
+        return Delivery(target) if target else Ignored(f"{cleanup}; {found}")
+    if target or found.feedback:
+        return Delivery(target, found.events, found.closed, found.pushed, found.settled)
+    return Ignored(str(cleanup))
+
+
 @dataclass(frozen=True)
 class Reader:
     """One forge's reading of its deliveries: its headers (:class:`~baton.forge.events.Forge`) and its
@@ -218,9 +228,7 @@ class Reader:
         cleanup = classify(event, payload)
         target = cleanup if isinstance(cleanup, Target) else None
         found = self.feedback(config, event, payload) if config is not None else Delivery()
-        if isinstance(found, Delivery) and (target or found.feedback):
-            return Delivery(target, found.events, found.closed, found.pushed, found.settled)
-        return Ignored(f"{cleanup}; {found}" if isinstance(found, Ignored) else str(cleanup))
+        return joined(target, cleanup, found)
 
     def feedback(self, config: ForgeSettings, event: str, payload: dict[str, Any]) -> Delivery | Ignored:
         """The forge loop's part of a delivery: a closed thread, a moved base, or feedback events.

@@ -18,7 +18,7 @@ from typing import Any
 
 from baton.forge import payload as read
 from baton.forge.config import ForgeConfig, ForgeSettings, MergePolicy
-from baton.forge.delivery import BasePushed, Closed, Delivery, Settled
+from baton.forge.delivery import BasePushed, Closed, Delivery, Settled, joined
 from baton.forge.events import GITLAB, Forge, Ignored, Malformed, Target, branch_name, repo_slugs
 from baton.forge.model import Actor, FailedCheck, ForgeEvent, ForgeKind, ReviewComment, Trigger
 from baton.forge.payload import Payload, mentions
@@ -384,9 +384,7 @@ class GitLabReader:
         target = _target(event, payload)
         cleanup = target if isinstance(target, Target) else None
         found = self.feedback(config, event, payload) if config is not None else Delivery()
-        if isinstance(found, Delivery) and (cleanup or found.feedback):
-            return Delivery(cleanup, found.events, found.closed, found.pushed, found.settled)
-        return Ignored(f"{target}; {found}" if isinstance(found, Ignored) else str(target))
+        return joined(cleanup, target, found)
 
     def feedback(self, config: ForgeSettings, event: str, payload: dict[str, Any]) -> Delivery | Ignored:
         project = payload.get("project")
