@@ -418,14 +418,26 @@ def test_a_wrong_or_missing_token_is_401_and_stores_nothing(
     assert delivery_store(service.store).list_deliveries() == []
 
 
-def test_a_delivery_is_stored_by_its_event_uuid_and_a_resend_answers_from_the_first(
+def test_a_delivery_is_stored_by_its_idempotency_key_and_a_resend_answers_from_the_first(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """GitLab 17.4+ keeps ``Idempotency-Key`` across a delivery's retries and resends (each of which has
+    an ``X-Gitlab-Event-UUID`` of its own); older GitLab sends only the UUID (the next test)."""
     monkeypatch.setenv("BATON_WEBHOOK_SECRET", SECRET)
     body, uid = json.dumps(note("@baton fix it")).encode(), str(uuid.uuid4())
-    first = httpx.post(f"{service.url}/webhooks/gitlab", content=body, headers=headers("Note Hook", uid=uid))
-    again = httpx.post(f"{service.url}/webhooks/gitlab", content=body, headers=headers("Note Hook", uid=uid))
+    sent = [headers("Note Hook") | {"Idempotency-Key": uid} for _ in range(2)]
+    first = httpx.post(f"{service.url}/webhooks/gitlab", content=body, headers=sent[0])
+    again = httpx.post(f"{service.url}/webhooks/gitlab", content=body, headers=sent[1])
     assert first.status_code == again.status_code == 202, first.text
     assert first.json()["delivery"] == again.json()["delivery"] == uid
     stored = delivery_store(service.store).list_deliveries()
     assert [(d.forge, d.delivery_id, d.event) for d in stored] == [("gitlab", uid, "Note Hook")]
+
+
+def test_an_older_gitlabs_delivery_is_stored_by_its_event_uuid(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_WEBHOOK_SECRET", SECRET)
+    body, uid = json.dumps(note("@baton fix it")).encode(), str(uuid.uuid4())
+    answer = httpx.post(f"{service.url}/webhooks/gitlab", content=body, headers=headers("Note Hook", uid=uid))
+    assert answer.status_code == 202 and answer.json()["delivery"] == uid

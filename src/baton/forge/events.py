@@ -42,8 +42,15 @@ GITEA = Forge(
     ("x-gitea-signature", "x-forgejo-signature"),
 )
 
-# GitLab sends the hook's secret token as it is, and a UUID per event (a resend repeats it)
-GITLAB = Forge("gitlab", ("x-gitlab-event",), ("x-gitlab-event-uuid",), (), token_header="x-gitlab-token")
+# GitLab sends the hook's secret token as it is; its Idempotency-Key (17.4+) stays the same across a
+# delivery's retries and resends, its X-Gitlab-Event-UUID (older GitLab's only id) names the event
+GITLAB = Forge(
+    "gitlab",
+    ("x-gitlab-event",),
+    ("idempotency-key", "x-gitlab-event-uuid"),
+    (),
+    token_header="x-gitlab-token",
+)
 
 
 @dataclass(frozen=True)
