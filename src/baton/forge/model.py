@@ -25,6 +25,7 @@ class ForgeKind(StrEnum):
 
     GITHUB = "github"  # github.com or GitHub Enterprise Server (REST v3)
     GITEA = "gitea"  # Gitea or Forgejo (Gitea's REST API v1)
+    GITLAB = "gitlab"  # gitlab.com or self-managed GitLab (REST API v4)
 
 
 class Trigger(StrEnum):
