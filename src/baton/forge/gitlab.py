@@ -194,7 +194,9 @@ class GitLabClient(GitLabInline):
             return 0
         data = response.json()
         if not isinstance(data, Mapping) or data.get("state", "active") != "active":
-            return 0  # blocked, or awaiting an administrator's approval
+            return 0  # a blocked or deactivated user
+        if data.get("membership_state", "active") != "active":
+            return 0  # an invitation not taken, a membership awaiting an administrator's approval
         return int(data.get("access_level") or 0)
 
     def _user_id(self, login: str) -> int | None:
