@@ -19,7 +19,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from baton.forge.gitlab import GitLabClient, mergeable, pipelines_etag, role
+from baton.forge.gitlab import GitLabClient, mergeable, role
+from baton.forge.gitlab_pipelines import pipelines_etag
 from baton.forge.gitlab_rest import actor, project_path
 from baton.forge.gitlab_text import hunk_around, log_text
 from baton.forge.http import RateLimited
