@@ -20,7 +20,7 @@ from typing import Any
 from baton.forge.gitlab_inline import GitLabInline
 from baton.forge.gitlab_pipelines import GitLabPipelines
 from baton.forge.gitlab_rest import PER_PAGE, actor, is_diff_note, project_path
-from baton.forge.gitlab_text import hunk_around
+from baton.forge.gitlab_text import hunk_around, is_draft
 from baton.forge.model import Comment, ForgeError, Review, ReviewComment, ThreadInfo
 from baton.forge.rest import epoch, iso
 
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 # sees nothing of a project's code)
 ROLES = {50: "admin", 40: "maintain", 30: "write", 20: "triage", 15: "triage", 10: "read", 5: "none"}
 DRAFT = "Draft: "
-_DRAFT_PREFIXES = ("draft:", "[draft]", "(draft)")
 DIFF_PAGES = 10  # a merge request's diffs read for the hunks of its diff notes: 1,000 files
 MAX_USERS = 4096  # logins -> user ids remembered
 NOTES_KEPT = 30.0  # seconds a comments() read's diff notes wait for the reviews() of the same look
@@ -77,10 +76,6 @@ def mergeable(mr: Mapping[str, Any]) -> bool | None:
         return None
     conflict = detailed in CONFLICT_MERGE or (not detailed and status == "cannot_be_merged")
     return not (conflict or mr.get("has_conflicts"))
-
-
-def is_draft(title: str) -> bool:
-    return title.strip().lower().startswith(_DRAFT_PREFIXES)
 
 
 def _labels(item: Mapping[str, Any]) -> tuple[str, ...]:

@@ -63,7 +63,7 @@ class GitLabPipelines(GitLabREST):
         pipelines = self.http.json("GET", self._pipelines_path(repo), params=_pipelines_query(sha)) or []
         jobs: dict[str, tuple[FailedCheck, int]] = {}
         bare, waiting = [], []
-        for pipeline in _latest(pipelines, sha):
+        for pipeline in latest_pipelines(pipelines, sha):
             name = f"pipeline #{pipeline.get('iid') or pipeline.get('id')}"
             url = str(pipeline.get("web_url") or "")
             if pipeline.get("status") == "manual":
@@ -122,7 +122,7 @@ def _pipelines_query(sha: str) -> dict[str, Any]:
     return {"sha": sha, "per_page": PIPELINES}
 
 
-def _latest(pipelines: Any, sha: str) -> list[Mapping[str, Any]]:
+def latest_pipelines(pipelines: Any, sha: str) -> list[Mapping[str, Any]]:
     """The newest pipeline of each ref and source on ``sha`` (a retried or re-run pipeline replaces
     the one before it)."""
     newest: dict[tuple[str, str], Mapping[str, Any]] = {}

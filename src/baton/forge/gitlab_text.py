@@ -1,7 +1,8 @@
 """GitLab's texts made fit for a prompt: a job's log as a person reads it on the job's page
 (:func:`log_text`: without the runner's ANSI colours, its collapsible sections' markers, the lines a
-``\\r`` overwrote and the runner's time stamps), and the lines of a merge request's diff that end at a
-diff note's line (:func:`hunk_around`, as GitHub's ``diff_hunk`` does). Pure functions.
+``\\r`` overwrote and the runner's time stamps), the lines of a merge request's diff that end at a
+diff note's line (:func:`hunk_around`, as GitHub's ``diff_hunk`` does), and a draft's title
+(:func:`is_draft`, :func:`ready_title`). Pure functions.
 """
 
 from __future__ import annotations
@@ -18,6 +19,20 @@ _ANSI = re.compile(rb"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)
 # a line continued)
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z [0-9a-f]{2}[OE]\+? ?", re.MULTILINE)
 _HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
+# GitLab's draft prefixes (MergeRequest::DRAFT_REGEX), any case, any number of them
+_DRAFT = re.compile(r"^\s*(?:\[draft\]|draft:|\(draft\)|draft\s+-)\s*", re.IGNORECASE)
+
+
+def is_draft(title: str) -> bool:
+    """A merge request's title that makes it a draft."""
+    return _DRAFT.match(title) is not None
+
+
+def ready_title(title: str) -> str:
+    """The title without its draft prefixes."""
+    while (match := _DRAFT.match(title)) is not None and match.end() > 0:
+        title = title[match.end() :]
+    return title.strip() or "Untitled"
 
 
 def log_text(data: bytes) -> str:
