@@ -1,6 +1,6 @@
 """The merge policy's seam on GitLab (:mod:`baton.forge.gitlab_merge`): a merge request's readiness read
 from the merge request, its reviewers, its approvals and its head's pipelines; a draft marked ready by
-its title; auto-merge asked with ``auto_merge`` (or, on an older GitLab, ``merge_when_pipeline_succeeds``).
+its title; auto-merge asked with ``auto_merge`` and ``merge_when_pipeline_succeeds`` at once.
 Answers in the shapes of GitLab's documentation (``merge_requests.md``: reviewers, merge;
 ``merge_request_approvals.md``: approvals)."""
 
@@ -147,25 +147,12 @@ def test_draft_titles(title: str, draft: bool, ready: str) -> None:
     assert is_draft(title) is draft and ready_title(title) == ready
 
 
-def test_auto_merge_with_the_new_parameter_or_the_old_one(gitlab: GitLab) -> None:
-    sent: list[dict[str, Any]] = []
-
-    def merge(request: httpx.Request) -> httpx.Response:
-        sent.append(json.loads(request.content))
-        if "auto_merge" in sent[-1] and len(sent) > 1:
-            return httpx.Response(400, json={"error": "auto_merge does not have a valid value"})
-        return httpx.Response(200, json=merge_request(7, merge_when_pipeline_succeeds=True))
-
-    gitlab.routes[("PUT", f"{MR}/merge")] = merge
+def test_auto_merge_is_asked_by_both_of_its_names_in_one_request(gitlab: GitLab) -> None:
+    gitlab.routes[("PUT", f"{MR}/merge")] = merge_request(7, merge_when_pipeline_succeeds=True)
     with gitlab.client() as client:
-        merge_api = GitLabMerge(client)
-        assert merge_api.enable_auto_merge(REPO, 7, SHA) == "merge when the pipeline succeeds"
-        assert merge_api.enable_auto_merge(REPO, 7, SHA) == "merge when the pipeline succeeds"
-    assert sent == [
-        {"sha": SHA, "auto_merge": True},
-        {"sha": SHA, "auto_merge": True},
-        {"sha": SHA, "merge_when_pipeline_succeeds": True},
-    ]
+        assert GitLabMerge(client).enable_auto_merge(REPO, 7, SHA) == "merge when the pipeline succeeds"
+    (put,) = gitlab.requests
+    assert json.loads(put.content) == {"sha": SHA, "auto_merge": True, "merge_when_pipeline_succeeds": True}
 
 
 def test_auto_merge_that_merges_at_once_or_is_refused(gitlab: GitLab) -> None:

@@ -5,7 +5,7 @@ them for the merge request, not a commit: a push drops them only where the proje
 approvals when commits are added"); a reviewer who requested changes (GitLab 17.x) is read from
 ``…/reviewers``. The checks are the head's newest pipelines, each by its source; a project that only
 merges after a successful pipeline waits for one. Auto-merge is ``PUT …/merge`` with ``auto_merge``
-(GitLab 17.11 and later), else the older ``merge_when_pipeline_succeeds``.
+(GitLab 17.11 and later) and the older ``merge_when_pipeline_succeeds`` both.
 """
 
 from __future__ import annotations
@@ -98,16 +98,14 @@ class GitLabMerge:
             self.http.request("PUT", path, json={"title": ready_title(title)})
 
     def enable_auto_merge(self, repo: str, number: int, head_sha: str) -> str:
-        """GitLab's auto-merge at ``head_sha`` (GitLab refuses a merge of another head: 409). A GitLab
-        that does not know ``auto_merge`` (before 17.11) and says so is asked with
-        ``merge_when_pipeline_succeeds``; one that ignores it merges now what is ready now."""
+        """GitLab's auto-merge at ``head_sha`` (a merge of another head GitLab refuses: 409), asked with
+        both of its names: ``auto_merge`` (GitLab 17.11 and later) and the older
+        ``merge_when_pipeline_succeeds``. GitLab reads them as one (``lib/api/merge_requests.rb``: either
+        one true), and a GitLab that knows only the older name ignores the newer one instead of refusing
+        it — so one request serves every version, and none merges at once for want of the other name."""
         path = f"{self.client.thread_path(repo, number, True)}/merge"
-        try:
-            mr = self.http.json("PUT", path, json={"sha": head_sha, "auto_merge": True})
-        except ForgeError as exc:
-            if exc.status != 400 or "auto_merge" not in str(exc):
-                raise
-            mr = self.http.json("PUT", path, json={"sha": head_sha, "merge_when_pipeline_succeeds": True})
+        body = {"sha": head_sha, "auto_merge": True, "merge_when_pipeline_succeeds": True}
+        mr = self.http.json("PUT", path, json=body)
         if isinstance(mr, Mapping) and mr.get("state") == "merged":
             return "merge; nothing was left to wait for, so GitLab merged it at once"
         return "merge when the pipeline succeeds"
