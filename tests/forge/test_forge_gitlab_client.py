@@ -437,6 +437,22 @@ def test_no_member_no_user_or_no_active_membership_is_none(gitlab: GitLab) -> No
     assert f"{P}/members/all/None" not in gitlab.paths() and gitlab.paths().count("/api/v4/users") == 2
 
 
+def test_a_users_id_is_asked_again_after_a_minute_a_renamed_name_is_anothers(gitlab: GitLab) -> None:
+    now = [T0_EPOCH]
+    holder = [user("alice", 12)]
+    gitlab.routes[("GET", "/api/v4/users")] = lambda r: httpx.Response(200, json=holder)
+    gitlab.routes[("GET", f"{P}/members/all/12")] = member(12, 40)
+    gitlab.routes[("GET", f"{P}/members/all/99")] = httpx.Response(404, json={"message": "404 Not found"})
+    with gitlab.client(clock=lambda: now[0]) as client:
+        assert client.permission(REPO, "alice") == "maintain"
+        holder[0] = user("alice", 99)  # alice renamed herself; someone else took the name
+        now[0] += 30
+        assert client.permission(REPO, "alice") == "maintain"  # within the trust policy's own minute
+        now[0] += 31
+        assert client.permission(REPO, "alice") == "none"
+    assert gitlab.paths().count("/api/v4/users") == 2
+
+
 def test_a_project_that_is_not_there_is_an_error_not_a_stranger(gitlab: GitLab) -> None:
     gitlab.routes[("GET", "/api/v4/users")] = [user("carol", 12)]
     gitlab.routes[("GET", f"{P}/members/all/12")] = httpx.Response(

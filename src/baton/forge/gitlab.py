@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 ROLES = {50: "admin", 40: "maintain", 30: "write", 20: "triage", 15: "triage", 10: "read", 5: "none"}
 DRAFT = "Draft: "
 DIFF_PAGES = 10  # a merge request's diffs read for the hunks of its diff notes: 1,000 files
-MAX_USERS = 4096  # logins -> user ids remembered
+MAX_USERS = 4096  # logins -> user ids remembered (then those expired are dropped)
+USER_IDS_KEPT = 60.0  # seconds: as long as the trust policy keeps a permission
 NOTES_KEPT = 30.0  # seconds a comments() read's diff notes wait for the reviews() of the same look
 UNKNOWN_MERGE = frozenset({"checking", "unchecked", "preparing", "approvals_syncing", "not_open"})
 CONFLICT_MERGE = frozenset({"conflict", "broken_status"})
@@ -130,7 +131,8 @@ class GitLabClient(GitLabInline, GitLabPipelines):
 
     def __init__(self, api_url: str, token: str, **kwargs: Any) -> None:
         super().__init__(api_url, token, **kwargs)
-        self._user_ids: dict[str, int | None] = {}
+        self._clock: Callable[[], float] = kwargs.get("clock", time.time)
+        self._user_ids: dict[str, tuple[float, int]] = {}  # login -> (when asked, its id)
         self._lock = threading.Lock()
         # (repo, merge request, since) -> (when, the diff notes a comments() read passed over)
         self._diff_notes: dict[tuple[str, int, float], tuple[float, list[dict[str, Any]]]] = {}
@@ -181,22 +183,28 @@ class GitLabClient(GitLabInline, GitLabPipelines):
         return int(data.get("access_level") or 0)
 
     def _user_id(self, login: str) -> int | None:
-        key = login.casefold()
-        if key not in self._user_ids:
-            users = self.http.json("GET", "/users", params={"username": login}) or []
-            found = next(
-                (
-                    int(u["id"])
-                    for u in users
-                    if isinstance(u, Mapping) and str(u.get("username")).casefold() == key
-                ),
-                None,
-            )
+        """The user's id, remembered :data:`USER_IDS_KEPT` seconds only: GitLab lets a user rename
+        themselves and another take the old name, and an id kept longer would lend the new holder of a
+        name the old one's role. An unknown name is not remembered."""
+        key, now = login.casefold(), self._clock()
+        kept = self._user_ids.get(key)
+        if kept is not None and now - kept[0] < USER_IDS_KEPT:
+            return kept[1]
+        users = self.http.json("GET", "/users", params={"username": login}) or []
+        found = next(
+            (
+                int(u["id"])
+                for u in users
+                if isinstance(u, Mapping) and str(u.get("username")).casefold() == key
+            ),
+            None,
+        )
+        if found is not None:
             with self._lock:
                 if len(self._user_ids) >= MAX_USERS:
-                    self._user_ids.clear()
-                self._user_ids[key] = found
-        return self._user_ids[key]
+                    self._user_ids = {k: v for k, v in self._user_ids.items() if now - v[0] < USER_IDS_KEPT}
+                self._user_ids[key] = (now, found)
+        return found
 
     # -- threads ------------------------------------------------------------------------------------------
 
@@ -313,7 +321,7 @@ class GitLabClient(GitLabInline, GitLabPipelines):
                 yield note
 
     def _keep_diff_notes(self, repo: str, number: int, since: float, notes: list[dict[str, Any]]) -> None:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             self._diff_notes = {k: v for k, v in self._diff_notes.items() if now - v[0] < NOTES_KEPT}
             self._diff_notes[(repo.casefold(), int(number), since)] = (now, notes)
@@ -323,7 +331,7 @@ class GitLabClient(GitLabInline, GitLabPipelines):
             return None
         with self._lock:
             kept = self._diff_notes.pop((repo.casefold(), int(number), since), None)
-        return kept[1] if kept is not None and time.monotonic() - kept[0] < NOTES_KEPT else None
+        return kept[1] if kept is not None and self._clock() - kept[0] < NOTES_KEPT else None
 
     def _diffs(self, repo: str, number: int, wanted: set[str]) -> dict[str, str]:
         """The merge request's diff of each wanted file (``/diffs``, GitLab 15.7 and later; an older
