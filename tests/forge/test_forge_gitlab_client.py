@@ -491,6 +491,66 @@ def test_whoami_and_the_tokens_scopes(gitlab: GitLab) -> None:
     assert token.scopes == ("api", "write_repository") and token.expires_at == "2027-11-26" and token.active
 
 
+def hook(hid: int, url: str, **flags: Any) -> dict[str, Any]:
+    """A project hook as ``GET /projects/:id/hooks`` lists it (``doc/api/project_webhooks.md``)."""
+    events = {
+        "push_events": False,
+        "tag_push_events": False,
+        "merge_requests_events": False,
+        "repository_update_events": False,
+        "enable_ssl_verification": True,
+        "issues_events": False,
+        "confidential_issues_events": False,
+        "note_events": False,
+        "confidential_note_events": None,
+        "pipeline_events": False,
+        "wiki_page_events": False,
+        "deployment_events": False,
+        "job_events": False,
+        "releases_events": False,
+        "emoji_events": False,
+        "resource_access_token_events": False,
+    }
+    return {
+        "id": hid,
+        "url": url,
+        "name": "baton",
+        "description": "",
+        "project_id": PID,
+        "push_events_branch_filter": "",
+        "branch_filter_strategy": "wildcard",
+        "custom_webhook_template": "",
+        "alert_status": "executable",
+        "disabled_until": None,
+        "url_variables": [],
+        "created_at": T0,
+        **events,
+        **flags,
+    }
+
+
+def test_the_projects_webhooks_and_their_event_flags(gitlab: GitLab) -> None:
+    on = {"note_events": True, "issues_events": True, "pipeline_events": True}
+    gitlab.routes[("GET", f"{P}/hooks")] = [
+        hook(
+            1, "https://baton.example.com/webhooks/gitlab", merge_requests_events=True, push_events=True, **on
+        ),
+        hook(2, "https://old.example.com/webhooks/gitlab", alert_status="disabled", **on),
+        hook(3, "https://chat.example.com/hook", push_events=True),
+    ]
+    with gitlab.client() as client:
+        hooks = client.webhooks(REPO)
+    assert hooks == [
+        (
+            "https://baton.example.com/webhooks/gitlab",
+            frozenset(
+                {"push_events", "merge_requests_events", "issues_events", "note_events", "pipeline_events"}
+            ),
+        ),
+        ("https://chat.example.com/hook", frozenset({"push_events"})),
+    ]
+
+
 @pytest.mark.parametrize(
     ("who", "bot"),
     [
@@ -503,6 +563,7 @@ def test_whoami_and_the_tokens_scopes(gitlab: GitLab) -> None:
         (user("GitLab-Security-Bot"), True),
         (user("support-bot1"), True),
         (user("renovate", bot=True), True),  # /user's and /users' flag
+        (user("renovate-bot"), True),  # as the webhook intake reads it
         (user("project_manager"), False),
         (None, True),
     ],

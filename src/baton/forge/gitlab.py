@@ -206,6 +206,20 @@ class GitLabClient(GitLabInline, GitLabPipelines):
                 self._user_ids[key] = (now, found)
         return found
 
+    def webhooks(self, repo: str) -> list[tuple[str, frozenset[str]]]:
+        """The project's webhooks (``baton forge test``): each one's URL and the event flags it has on
+        (``note_events``, ``pipeline_events``, ...). GitLab shows them to a Maintainer (403 otherwise)."""
+        found = []
+        for hook in self.pages(f"{project_path(repo)}/hooks", {"per_page": PER_PAGE}):
+            # a hook GitLab disabled after failing deliveries delivers nothing
+            if isinstance(hook, Mapping) and hook.get("alert_status") not in (
+                "disabled",
+                "temporarily_disabled",
+            ):
+                flags = frozenset(str(k) for k, v in hook.items() if k.endswith("_events") and v is True)
+                found.append((str(hook.get("url") or ""), flags))
+        return found
+
     # -- threads ------------------------------------------------------------------------------------------
 
     def thread(self, repo: str, number: int, *, pr: bool = False) -> ThreadInfo:

@@ -68,6 +68,12 @@ class ForgeLoop:
                 self.clients[name] = make_client(self.forge(name))
             return self.clients[name]
 
+    def which(self, forge: str, pr: bool) -> bool | None:
+        """``pr`` where the forge numbers issues and PRs apart (GitLab), else None: one sequence, a
+        number is either (what :meth:`~baton.forge.tables.ForgeStore.get_binding` takes)."""
+        config = self.config.forges.get(forge)
+        return pr if config is not None and config.kind.numbers_apart else None
+
     def repo(self, forge: str, repo: str) -> RepoConfig | None:
         return self.config.repo(forge, repo)
 
