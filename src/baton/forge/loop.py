@@ -31,6 +31,10 @@ def make_client(forge: ForgeConfig) -> ForgeClient:
         from baton.forge.gitea import GiteaClient
 
         return GiteaClient(forge.api_url, token)
+    if forge.kind == ForgeKind.GITLAB:
+        from baton.forge.gitlab import GitLabClient
+
+        return GitLabClient(forge.api_url, token)
     from baton.forge.github import GitHubClient
 
     return GitHubClient(forge.api_url, token)

@@ -45,6 +45,12 @@ def merge_client(client: ForgeClient) -> MergeClient:
         from baton.forge.gitea_merge import GiteaMerge
 
         return GiteaMerge(client)
+    from baton.forge.gitlab import GitLabClient
+
+    if isinstance(client, GitLabClient):
+        from baton.forge.gitlab_merge import GitLabMerge
+
+        return GitLabMerge(client)
     if isinstance(client, MergeClient):
         return client
     raise ForgeError(f"{type(client).__name__} cannot read a pull request's readiness", 0)
