@@ -268,7 +268,8 @@ def _review(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent:
     """A review with all its inline comments (a webhook of one inline comment names only that one)."""
     assert binding.pr is not None
     kind = loop.forge(event.forge).kind
-    reviews = loop.client(event.forge).reviews(event.repo, binding.pr)
+    since = event.at - gathering.WINDOW if kind.numbers_apart and event.at else None
+    reviews = loop.client(event.forge).reviews(event.repo, binding.pr, since=since)
     if kind.numbers_apart:  # GitLab: a note each, no review id; the author's unanswered ones gathered
         known = {
             r.identity

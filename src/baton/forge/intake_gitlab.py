@@ -20,6 +20,7 @@ from baton.forge import payload as read
 from baton.forge.config import ForgeConfig, ForgeSettings, MergePolicy
 from baton.forge.delivery import BasePushed, Closed, Delivery, Settled, joined
 from baton.forge.events import GITLAB, Forge, Ignored, Malformed, Target, branch_name, repo_slugs
+from baton.forge.gitlab_rest import is_bot_login
 from baton.forge.model import Actor, FailedCheck, ForgeEvent, ForgeKind, ReviewComment, Trigger
 from baton.forge.payload import Payload, mentions
 from baton.forge.records import FeedbackKind
@@ -27,19 +28,18 @@ from baton.forge.records import FeedbackKind
 ZERO_SHA = "0" * 40  # a push's ``after`` when it deleted the branch
 MAX_CHANGED = 100  # labels or assignees read from one change
 MAX_PATH = 255 * 21  # a project's full path: up to 20 groups and a name
-_BOTS = re.compile(r"(?:project|group)_\d+_bot(?:_[0-9a-f]+)?|.*\[bot\]|.*-bot|ghost", re.IGNORECASE)
 _PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)+")
 CONFLICTED = frozenset({"conflict", "cannot_be_merged"})
 CONFLICT_ACTIONS = frozenset({"open", "reopen", "update"})
 
 
 def actor(user: Any, where: str) -> Actor:
-    """Who a payload's ``user`` is: GitLab names them by ``username``; its bots are the project's and
-    group's access-token users (``project_12_bot_<hex>``) and its internal ones (``*-bot``, ``ghost``)."""
+    """Who a payload's ``user`` is: GitLab names them by ``username``; its bots by their names
+    (:func:`baton.forge.gitlab_rest.is_bot_login`, as the client judges them)."""
     if not isinstance(user, dict):
         raise Malformed(f"{where} is missing or not an object")
     login = read.string(user, "username", where, required=True, limit=255)
-    return Actor(login, bot=user.get("bot") is True or _BOTS.fullmatch(login) is not None)
+    return Actor(login, bot=user.get("bot") is True or is_bot_login(login))
 
 
 def time(data: Payload, *names: str) -> float:
