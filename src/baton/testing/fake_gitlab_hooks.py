@@ -1,0 +1,549 @@
+"""The fake GitLab's webhooks: bodies shaped as GitLab's "Webhook events" documentation shows them
+(:class:`Payloads`: Note, Issue, Merge Request, Pipeline and Push Hook), and their delivery with
+GitLab's headers (:func:`post`): ``X-Gitlab-Event``, ``X-Gitlab-Token`` (the hook's secret token, sent
+as it is), ``X-Gitlab-Event-UUID`` (one per event, shared by the hooks it goes to), ``X-Gitlab-Webhook-
+UUID`` (the hook's), ``X-Gitlab-Instance``, ``Idempotency-Key`` (one per delivery, kept by a resend) and
+``User-Agent: GitLab/<version>``. A resend repeats the delivery's UUIDs and body.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from baton.testing.fake_gitlab_render import SHARED_RUNNER, Render
+from baton.testing.fake_gitlab_state import (
+    ZERO_SHA,
+    Hook,
+    Issue,
+    Job,
+    MergeRequest,
+    Note,
+    Pipeline,
+    Project,
+    hook_time,
+    iso,
+)
+
+VERSION = "17.11.0"  # the GitLab release the fake says it is (User-Agent, GET /version)
+# the hook setting each event needs (a project hook's push_events, note_events, …)
+EVENTS = {
+    "Push Hook": "push",
+    "Note Hook": "note",
+    "Issue Hook": "issues",
+    "Merge Request Hook": "merge_requests",
+    "Pipeline Hook": "pipeline",
+    "Job Hook": "job",
+}
+_STATE_ID = {"opened": 1, "closed": 2, "merged": 3, "locked": 4}
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened and the webhook body it makes (whether or not a hook wants it)."""
+
+    uuid: str  # X-Gitlab-Event-UUID
+    event: str  # X-Gitlab-Event: "Note Hook"
+    body: dict[str, Any]
+
+
+@dataclass
+class Delivery:
+    """One webhook request to one hook, and the receiver's status for each attempt (0: no answer)."""
+
+    event_uuid: str
+    event: str  # the X-Gitlab-Event header: "Note Hook"
+    hook: Hook
+    body: bytes
+    idempotency_key: str
+    url: str = ""  # where it went (the hook's URL when it was made)
+    statuses: list[int] = field(default_factory=list)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return json.loads(self.body)  # type: ignore[no-any-return]
+
+    @property
+    def status(self) -> int | None:
+        return self.statuses[-1] if self.statuses else None
+
+
+def headers(delivery: Delivery, instance: str, *, token: str | None = None) -> dict[str, str]:
+    """The request headers GitLab sends with ``delivery`` (``token``: another secret token, forged)."""
+    secret = delivery.hook.token if token is None else token
+    sent = {
+        "Content-Type": "application/json",
+        "User-Agent": f"GitLab/{VERSION}",
+        "Idempotency-Key": delivery.idempotency_key,
+        "X-Gitlab-Event": delivery.event,
+        "X-Gitlab-Webhook-UUID": delivery.hook.uuid,
+        "X-Gitlab-Instance": instance,
+        "X-Gitlab-Event-UUID": delivery.event_uuid,
+    }
+    if secret:
+        sent["X-Gitlab-Token"] = secret
+    return sent
+
+
+def post(delivery: Delivery, instance: str, *, token: str | None = None, timeout: float = 10.0) -> int:
+    """One attempt at ``delivery``; the receiver's HTTP status (0 when it did not answer)."""
+    request = urllib.request.Request(
+        delivery.url, data=delivery.body, headers=headers(delivery, instance, token=token), method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (OSError, TimeoutError, ValueError):
+        return 0
+
+
+class Payloads:
+    """GitLab's webhook bodies of the fake's state (``render`` knows the URLs and the users)."""
+
+    def __init__(self, render: Render) -> None:
+        self.render = render
+
+    # -- the parts every event shares -------------------------------------------------------------------
+
+    def user(self, name: str) -> dict[str, Any]:
+        """A webhook's ``user``: no public email shows as ``[REDACTED]`` (GitLab's note on the page)."""
+        basic = self.render.user_basic(name)
+        return {k: basic[k] for k in ("id", "name", "username", "avatar_url")} | {"email": "[REDACTED]"}
+
+    def short_user(self, name: str) -> dict[str, Any]:
+        """An assignee or reviewer: ``id``, ``name``, ``username``, ``avatar_url``."""
+        basic = self.render.user_basic(name)
+        return {k: basic[k] for k in ("id", "name", "username", "avatar_url")}
+
+    def project(self, project: Project) -> dict[str, Any]:
+        web = f"{self.render.web}/{project.path}"
+        ssh = f"git@127.0.0.1:{project.path}.git"
+        return {
+            "id": project.id,
+            "name": project.name,
+            "description": project.description,
+            "web_url": web,
+            "avatar_url": None,
+            "git_ssh_url": ssh,
+            "git_http_url": f"{web}.git",
+            "namespace": project.namespace.rpartition("/")[2],
+            "visibility_level": {"private": 0, "internal": 10, "public": 20}[project.visibility],
+            "path_with_namespace": project.path,
+            "default_branch": project.default_branch,
+            "homepage": web,
+            "url": f"{web}.git",
+            "ssh_url": ssh,
+            "http_url": f"{web}.git",
+        }
+
+    def repository(self, project: Project, *, full: bool = False) -> dict[str, Any]:
+        """The event's ``repository``; ``full`` adds the git URLs and visibility (push and MR events)."""
+        proj = self.project(project)
+        short = {"name": project.name, "url": proj["url"], "description": project.description, "homepage": proj["homepage"]}
+        if not full:
+            return short
+        return short | {k: proj[k] for k in ("git_http_url", "git_ssh_url", "visibility_level")}
+
+    def label(self, project: Project, title: str) -> dict[str, Any]:
+        label_id = project.labels.get(title, 0)
+        created = iso(project.created_at)
+        return {
+            "id": label_id,
+            "title": title,
+            "color": "#6699cc",
+            "project_id": project.id,
+            "created_at": created,
+            "updated_at": created,
+            "template": False,
+            "description": "",
+            "type": "ProjectLabel",
+            "group_id": None,
+        }
+
+    def commit(self, project: Project, sha: str) -> dict[str, Any]:
+        """A commit as push, merge request and pipeline events show it."""
+        out = project.repo.git("log", "-1", "--format=%B%x00%s%x00%cI%x00%an%x00%ae", sha, check=False)
+        message, title, when, name, email = (out.split("\x00") + [""] * 5)[:5]
+        return {
+            "id": sha,
+            "message": message.strip("\n") + "\n" if message else "",
+            "title": title,
+            "timestamp": when,
+            "url": f"{self.render.web}/{project.path}/-/commit/{sha}",
+            "author": {"name": name, "email": email},
+        }
+
+    # -- notes ------------------------------------------------------------------------------------------------
+
+    def note(self, project: Project, note: Note, noteable: Issue | MergeRequest) -> dict[str, Any]:
+        kind = "issues" if note.noteable_type == "Issue" else "merge_requests"
+        attributes: dict[str, Any] = {
+            "id": note.id,
+            "note": note.body,
+            "noteable_type": note.noteable_type,
+            "author_id": self.render.user(note.author).id,
+            "created_at": hook_time(note.created_at),
+            "updated_at": hook_time(note.updated_at),
+            "project_id": project.id,
+            "attachment": None,
+            "line_code": None,
+            "commit_id": "",
+            "discussion_id": note.discussion_id,
+            "noteable_id": note.noteable_id,
+            "system": note.system,
+            "st_diff": None,
+            "type": note.type,
+            "action": "create" if note.created_at == note.updated_at else "update",
+            "description": note.body,
+            "updated_by_id": None,
+            "resolved_at": None if note.resolved_at is None else hook_time(note.resolved_at),
+            "resolved_by_id": None if note.resolved_by is None else self.render.user(note.resolved_by).id,
+            "resolved_by_push": None,
+            "url": f"{self.render.web}/{project.path}/-/{kind}/{noteable.iid}#note_{note.id}",
+        }
+        if note.position is not None:
+            attributes["position"] = dict(note.position)
+            attributes["original_position"] = dict(note.position)
+            attributes["line_code"] = str(note.position.get("line_code") or "") or None
+        body: dict[str, Any] = {
+            "object_kind": "note",
+            "event_type": "note",
+            "user": self.user(note.author),
+            "project_id": project.id,
+            "project": self.project(project),
+            "object_attributes": attributes,
+            "repository": self.repository(project),
+        }
+        if isinstance(noteable, Issue):
+            body["issue"] = self._note_issue(project, noteable)
+        else:
+            body["merge_request"] = self._note_mr(project, noteable)
+        return body
+
+    def _note_issue(self, project: Project, issue: Issue) -> dict[str, Any]:
+        assignees = [self.render.user(a).id for a in issue.assignees]
+        return {
+            "id": issue.id,
+            "title": issue.title,
+            "assignee_ids": assignees,
+            "assignee_id": assignees[0] if assignees else None,
+            "author_id": self.render.user(issue.author).id,
+            "project_id": project.id,
+            "created_at": hook_time(issue.created_at),
+            "updated_at": hook_time(issue.updated_at),
+            "position": 0,
+            "branch_name": None,
+            "description": issue.description,
+            "milestone_id": None,
+            "state": issue.state,
+            "iid": issue.iid,
+            "labels": [self.label(project, t) for t in issue.labels],
+        }
+
+    def _note_mr(self, project: Project, mr: MergeRequest) -> dict[str, Any]:
+        merge_status, detailed, _ = self.render.mergeability(project, mr)
+        assignees = [self.render.user(a).id for a in mr.assignees]
+        source = self.render.project_id(mr.source_project) if mr.source_project else project.id
+        last = self.commit(project, self.render.mr_sha(project, mr))
+        last.pop("title")
+        return {
+            "id": mr.id,
+            "target_branch": mr.target_branch,
+            "source_branch": mr.source_branch,
+            "source_project_id": source,
+            "author_id": self.render.user(mr.author).id,
+            "assignee_id": assignees[0] if assignees else None,
+            "title": mr.title,
+            "created_at": hook_time(mr.created_at),
+            "updated_at": hook_time(mr.updated_at),
+            "milestone_id": None,
+            "state": mr.state,
+            "merge_status": merge_status,
+            "target_project_id": project.id,
+            "iid": mr.iid,
+            "description": mr.description,
+            "position": 0,
+            "labels": [self.label(project, t) for t in mr.labels],
+            "source": self.project(project),
+            "target": self.project(project),
+            "last_commit": last,
+            "work_in_progress": mr.draft,
+            "draft": mr.draft,
+            "assignee": self.short_user(mr.assignees[0]) if mr.assignees else None,
+            "detailed_merge_status": detailed,
+            "url": f"{self.render.web}/{project.path}/-/merge_requests/{mr.iid}",
+        }
+
+    # -- issues -------------------------------------------------------------------------------------------------
+
+    def issue(
+        self, project: Project, issue: Issue, action: str, actor: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        """An Issue Hook: ``action`` open, close, reopen or update; ``changes`` what moved."""
+        assignees = [self.render.user(a).id for a in issue.assignees]
+        attributes = {
+            "id": issue.id,
+            "title": issue.title,
+            "assignee_ids": assignees,
+            "assignee_id": assignees[0] if assignees else None,
+            "author_id": self.render.user(issue.author).id,
+            "project_id": project.id,
+            "created_at": hook_time(issue.created_at),
+            "updated_at": hook_time(issue.updated_at),
+            "updated_by_id": self.render.user(actor).id,
+            "last_edited_at": None,
+            "last_edited_by_id": None,
+            "relative_position": 0,
+            "description": issue.description,
+            "milestone_id": None,
+            "state_id": _STATE_ID[issue.state],
+            "confidential": False,
+            "discussion_locked": None,
+            "due_date": None,
+            "moved_to_id": None,
+            "duplicated_to_id": None,
+            "time_estimate": 0,
+            "total_time_spent": 0,
+            "time_change": 0,
+            "human_total_time_spent": None,
+            "human_time_estimate": None,
+            "human_time_change": None,
+            "weight": None,
+            "health_status": None,
+            "type": "Issue",
+            "iid": issue.iid,
+            "url": f"{self.render.web}/{project.path}/-/issues/{issue.iid}",
+            "state": issue.state,
+            "action": action,
+            "severity": "unknown",
+            "labels": [self.label(project, t) for t in issue.labels],
+        }
+        return {
+            "object_kind": "issue",
+            "event_type": "issue",
+            "user": self.user(actor),
+            "project": self.project(project),
+            "object_attributes": attributes,
+            "repository": self.repository(project),
+            "assignees": [self.short_user(a) for a in issue.assignees],
+            "assignee": self.short_user(issue.assignees[0]) if issue.assignees else None,
+            "labels": [self.label(project, t) for t in issue.labels],
+            "changes": changes,
+        }
+
+    # -- merge requests -----------------------------------------------------------------------------------------
+
+    def merge_request(
+        self,
+        project: Project,
+        mr: MergeRequest,
+        action: str,
+        actor: str,
+        changes: dict[str, Any],
+        oldrev: str | None = None,
+    ) -> dict[str, Any]:
+        """A Merge Request Hook: ``action`` open, close, reopen, update, merge, approved, …; ``oldrev``
+        the source branch's previous head when a push moved it."""
+        merge_status, detailed, _ = self.render.mergeability(project, mr)
+        source_project = project if mr.source_project is None else None
+        source = self.project(source_project) if source_project else self._fork(mr.source_project or "")
+        attributes: dict[str, Any] = {
+            "id": mr.id,
+            "iid": mr.iid,
+            "target_branch": mr.target_branch,
+            "source_branch": mr.source_branch,
+            "source_project_id": source["id"],
+            "author_id": self.render.user(mr.author).id,
+            "assignee_ids": [self.render.user(a).id for a in mr.assignees],
+            "assignee_id": self.render.user(mr.assignees[0]).id if mr.assignees else None,
+            "reviewer_ids": [self.render.user(r).id for r in mr.reviewers],
+            "title": mr.title,
+            "created_at": hook_time(mr.created_at),
+            "updated_at": hook_time(mr.updated_at),
+            "last_edited_at": None,
+            "last_edited_by_id": None,
+            "milestone_id": None,
+            "state_id": _STATE_ID[mr.state],
+            "state": mr.state,
+            "blocking_discussions_resolved": self.render.discussions_resolved(project, mr),
+            "work_in_progress": mr.draft,
+            "draft": mr.draft,
+            "first_contribution": False,
+            "merge_status": merge_status,
+            "target_project_id": project.id,
+            "description": mr.description,
+            "prepared_at": hook_time(mr.created_at),
+            "merge_commit_sha": mr.merge_commit_sha,
+            "total_time_spent": 0,
+            "time_change": 0,
+            "human_total_time_spent": None,
+            "human_time_change": None,
+            "human_time_estimate": None,
+            "url": f"{self.render.web}/{project.path}/-/merge_requests/{mr.iid}",
+            "source": source,
+            "target": self.project(project),
+            "last_commit": self.commit(project, self.render.mr_sha(project, mr)),
+            "labels": [self.label(project, t) for t in mr.labels],
+            "action": action,
+            "detailed_merge_status": detailed,
+        }
+        if oldrev is not None:
+            attributes["oldrev"] = oldrev
+        return {
+            "object_kind": "merge_request",
+            "event_type": "merge_request",
+            "user": self.user(actor),
+            "project": self.project(project),
+            "object_attributes": attributes,
+            "repository": self.repository(project, full=True),
+            "labels": [self.label(project, t) for t in mr.labels],
+            "changes": changes,
+            "assignees": [self.short_user(a) for a in mr.assignees],
+            "reviewers": [self.short_user(r) for r in mr.reviewers],
+        }
+
+    def _fork(self, path: str) -> dict[str, Any]:
+        """A fork's ``source`` project (its id and URLs; the fork's own record is the core's)."""
+        web = f"{self.render.web}/{path}"
+        return {
+            "id": self.render.project_id(path),
+            "name": path.rpartition("/")[2],
+            "description": "",
+            "web_url": web,
+            "avatar_url": None,
+            "git_ssh_url": f"git@127.0.0.1:{path}.git",
+            "git_http_url": f"{web}.git",
+            "namespace": path.rpartition("/")[0].rpartition("/")[2],
+            "visibility_level": 0,
+            "path_with_namespace": path,
+            "default_branch": "main",
+            "homepage": web,
+            "url": f"{web}.git",
+            "ssh_url": f"git@127.0.0.1:{path}.git",
+            "http_url": f"{web}.git",
+        }
+
+    # -- pipelines ----------------------------------------------------------------------------------------------
+
+    def pipeline(
+        self, project: Project, pipeline: Pipeline, jobs: list[Job], mr: MergeRequest | None
+    ) -> dict[str, Any]:
+        started, finished = pipeline.started_at, pipeline.finished_at
+        detailed = self.render.detailed_status(project, pipeline)["label"]
+        stages = list(dict.fromkeys(j.stage for j in jobs))
+        merge_request = None
+        if mr is not None:
+            merge_status, detailed_merge, _ = self.render.mergeability(project, mr)
+            merge_request = {
+                "id": mr.id,
+                "iid": mr.iid,
+                "title": mr.title,
+                "source_branch": mr.source_branch,
+                "source_project_id": project.id,
+                "target_branch": mr.target_branch,
+                "target_project_id": project.id,
+                "state": mr.state,
+                "merge_status": merge_status,
+                "detailed_merge_status": detailed_merge,
+                "url": f"{self.render.web}/{project.path}/-/merge_requests/{mr.iid}",
+            }
+        return {
+            "object_kind": "pipeline",
+            "object_attributes": {
+                "id": pipeline.id,
+                "iid": pipeline.iid,
+                "name": None,
+                "ref": pipeline.ref,
+                "tag": False,
+                "sha": pipeline.sha,
+                "before_sha": pipeline.before_sha,
+                "source": pipeline.source,
+                "status": pipeline.status,
+                "detailed_status": detailed,
+                "stages": stages,
+                "created_at": hook_time(pipeline.created_at),
+                "finished_at": None if finished is None else hook_time(finished),
+                "duration": None if started is None or finished is None else int(finished - started),
+                "queued_duration": None,
+                "variables": [],
+                "url": f"{self.render.web}/{project.path}/-/pipelines/{pipeline.id}",
+            },
+            "merge_request": merge_request,
+            "user": self.user(pipeline.user),
+            "project": self.project(project),
+            "commit": self._pipeline_commit(project, pipeline.sha),
+            "builds": [self._build(pipeline, job) for job in jobs],
+        }
+
+    def _pipeline_commit(self, project: Project, sha: str) -> dict[str, Any]:
+        commit = self.commit(project, sha)
+        commit.pop("title")
+        return commit
+
+    def _build(self, pipeline: Pipeline, job: Job) -> dict[str, Any]:
+        started, finished = job.started_at, job.finished_at
+        return {
+            "id": job.id,
+            "stage": job.stage,
+            "name": job.name,
+            "status": job.status,
+            "created_at": hook_time(job.created_at),
+            "started_at": None if started is None else hook_time(started),
+            "finished_at": None if finished is None else hook_time(finished),
+            "duration": None if started is None or finished is None else float(finished - started),
+            "queued_duration": 0.5 if started is not None else None,
+            "failure_reason": (job.failure_reason or "script_failure") if job.status == "failed" else None,
+            "when": "on_success",
+            "manual": False,
+            "allow_failure": job.allow_failure,
+            "user": self.user(pipeline.user),
+            "runner": None if started is None else {k: SHARED_RUNNER[k] for k in _RUNNER_KEYS},
+            "artifacts_file": {"filename": None, "size": None},
+            "environment": None,
+        }
+
+    # -- pushes ---------------------------------------------------------------------------------------------------
+
+    def push(self, project: Project, ref: str, before: str, after: str, pusher: str, shas: list[str]) -> dict[str, Any]:
+        """A Push Hook; ``after`` is 40 zeros when the branch was deleted, ``shas`` the new commits
+        (newest first; the body carries at most 20, ``total_commits_count`` all of them)."""
+        user = self.render.user(pusher)
+        commits = []
+        for sha in shas[:20]:
+            commit = self.commit(project, sha)
+            changes = project.repo.git("diff-tree", "--no-commit-id", "--name-status", "-r", "--root", sha, check=False)
+            status: dict[str, list[str]] = {"A": [], "M": [], "D": []}
+            for line in changes.splitlines():
+                kind, _, path = line.partition("\t")
+                status.setdefault(kind[:1], []).append(path)
+            commits.append(commit | {"added": status["A"], "modified": status["M"], "removed": status["D"]})
+        return {
+            "object_kind": "push",
+            "event_name": "push",
+            "before": before,
+            "after": after,
+            "ref": ref,
+            "ref_protected": ref == f"refs/heads/{project.default_branch}",
+            "checkout_sha": None if after == ZERO_SHA else after,
+            "message": None,
+            "user_id": user.id,
+            "user_name": user.name,
+            "user_username": user.username,
+            "user_email": "[REDACTED]",
+            "user_avatar": self.render.avatar(user),
+            "project_id": project.id,
+            "project": self.project(project),
+            "commits": commits,
+            "total_commits_count": len(shas),
+            "push_options": {},
+            "repository": self.repository(project, full=True),
+        }
+
+
+_RUNNER_KEYS = ("id", "description", "runner_type", "active", "is_shared", "tags")
