@@ -22,9 +22,10 @@ from typing import Any, Self
 
 from baton.testing._http import BackgroundServer, QuietHandler, QuietServer
 from baton.testing.fake_gitlab_api import GitLabHandler
-from baton.testing.fake_gitlab_core import Checker, GitLabRefused, SpecViolation, install_checker
+from baton.testing.fake_gitlab_core import GitLabRefused
 from baton.testing.fake_gitlab_hooks import Delivery
 from baton.testing.fake_gitlab_merge import GitLabMerge
+from baton.testing.fake_gitlab_outbox import Checker, SpecViolation, install_checker
 from baton.testing.fake_gitlab_state import ACCESS, ApiRequest, Violation
 from baton.testing.git_http import GitHttpRequest
 
@@ -90,7 +91,9 @@ class FakeGitLab(GitLabMerge, BackgroundServer):
         self._server.block_on_close = self.block_on_close
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=functools.partial(self._server.serve_forever, 0.05), name=f"fake-gitlab-{self.port}", daemon=True
+            target=functools.partial(self._server.serve_forever, 0.05),
+            name=f"fake-gitlab-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         for project in list(self.projects.values()):
@@ -101,7 +104,7 @@ class FakeGitLab(GitLabMerge, BackgroundServer):
         super().stop()
         self.stop_deliveries()
 
-    # -- what git's http-backend needs of its server (baton.testing.git_http) ------------------------------------
+    # -- what git's http-backend needs of its server (baton.testing.git_http) --------------------------------
 
     def backend_env(self) -> dict[str, str]:
         env = {
@@ -135,7 +138,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--port", type=int, default=0, help="the port (default: any free one)")
     parser.add_argument(
-        "--project", action="append", default=[], metavar="GROUP/NAME", help="a project to create (repeatable)"
+        "--project",
+        action="append",
+        default=[],
+        metavar="GROUP/NAME",
+        help="a project to create (repeatable)",
     )
     parser.add_argument(
         "--user",
@@ -157,7 +164,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         fake.start()
     except OSError as exc:  # a port in use: one line and a non-zero exit, never a traceback
-        print(f"{parser.prog}: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"{parser.prog}: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr
+        )
         sys.exit(1)
     for path in args.project:
         fake.add_project(path)

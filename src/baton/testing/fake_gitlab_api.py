@@ -14,10 +14,20 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
-from baton.testing.fake_gitlab_core import GitLabRefused, SpecViolation
+from baton.testing.fake_gitlab_core import GitLabRefused
 from baton.testing.fake_gitlab_merge import GitLabMerge
+from baton.testing.fake_gitlab_outbox import SpecViolation
 from baton.testing.fake_gitlab_routes import TRACE, TRACE_PATTERN, Call, Reply, allowed, route
-from baton.testing.fake_gitlab_state import ACCESS, READ_API, READ_GIT, WRITE_API, WRITE_GIT, ApiRequest, Token, Violation
+from baton.testing.fake_gitlab_state import (
+    ACCESS,
+    READ_API,
+    READ_GIT,
+    WRITE_API,
+    WRITE_GIT,
+    ApiRequest,
+    Token,
+    Violation,
+)
 from baton.testing.git_http import GitHttpRequest, _basic_credentials
 from baton.testing.git_http import _Handler as GitHandler
 
@@ -31,7 +41,7 @@ _SCOPE = {
 
 
 def etag(body: bytes) -> str:
-    return 'W/"' + hashlib.md5(body).hexdigest() + '"'  # noqa: S324 (Rack::ETag's digest, not a secret)
+    return 'W/"' + hashlib.md5(body).hexdigest() + '"'  # Rack::ETag's digest, not a secret
 
 
 class GitLabHandler(GitHandler):
@@ -113,7 +123,14 @@ class GitLabHandler(GitHandler):
         fake: GitLabMerge = self.owner
         what = f"{self.command} {template}"
         try:
-            call = Call(fake, token, params, parse_qs(query, keep_blank_values=True), self._params(body), self._url(template, params))
+            call = Call(
+                fake,
+                token,
+                params,
+                parse_qs(query, keep_blank_values=True),
+                self._params(body),
+                self._url(template, params),
+            )
             status, obj, headers = handler(call)
         except GitLabRefused as exc:
             status, obj, headers = exc.status, exc.body, {}
@@ -127,7 +144,11 @@ class GitLabHandler(GitHandler):
                 fake.checker.answer(self.command, template, status, obj)
             except AssertionError as exc:
                 fake.violations.append(Violation("response", f"{what} → {status}", (str(exc),)))
-                return 500, {"message": f"500 the fake GitLab's answer does not match GitLab's types: {exc}"}, {}
+                return (
+                    500,
+                    {"message": f"500 the fake GitLab's answer does not match GitLab's types: {exc}"},
+                    {},
+                )
         return status, obj, headers
 
     def _token(self) -> str:
@@ -196,7 +217,9 @@ class GitLabHandler(GitHandler):
         if span is not None and span[0] >= span[1]:
             return 416, b"", "text/plain", {"Content-Range": f"bytes */{size}"}
         start, end = span or (0, size)
-        headers = {"Accept-Ranges": "bytes"} | ({"Content-Range": f"bytes {start}-{end - 1}/{size}"} if span else {})
+        headers = {"Accept-Ranges": "bytes"} | (
+            {"Content-Range": f"bytes {start}-{end - 1}/{size}"} if span else {}
+        )
         return 206 if span else 200, job.log_slice(start, end), "text/plain; charset=utf-8", headers
 
     # -- git ------------------------------------------------------------------------------------------------
@@ -222,18 +245,23 @@ class GitLabHandler(GitHandler):
             ):
                 raise GitLabRefused(403)
         except GitLabRefused as exc:
-            fake.git_requests.append(GitHttpRequest(self.command, path, False, None, None, chunked, exc.status))
+            fake.git_requests.append(
+                GitHttpRequest(self.command, path, False, None, None, chunked, exc.status)
+            )
             self._git_refused(exc.status)
             return
         body = self._read_body(chunked)
         status = self._run_backend(path, query, token.username, body)
-        fake.git_requests.append(GitHttpRequest(self.command, path, True, token.username, None, chunked, status))
+        fake.git_requests.append(
+            GitHttpRequest(self.command, path, True, token.username, None, chunked, status)
+        )
 
     def _git_refused(self, status: int) -> None:
         text = {
             401: b"HTTP Basic: Access denied.\n",
             403: b"You are not allowed to push code to this project.\n",
-            404: b"The project you were looking for could not be found or you don't have permission to view it.\n",
+            404: b"The project you were looking for could not be found "
+            b"or you don't have permission to view it.\n",
         }[status]
         headers = {"WWW-Authenticate": 'Basic realm="GitLab"'} if status == 401 else {}
         self._send(status, text, "text/plain", {**headers, "Connection": "close"})

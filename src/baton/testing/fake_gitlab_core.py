@@ -1,29 +1,27 @@
 """The fake GitLab's core (:class:`GitLabCore`): its state under one lock — users and their tokens,
 projects (a bare git repository each) and members' access levels — what git says of a merge request
-(its head, ``diff_refs``, conflicts through ``git merge-tree``, its diffs), and the webhook deliveries
-a change makes, sent once the change has released the lock (after the response, for an API request).
-:class:`~baton.testing.fake_gitlab_drive.GitLabDrive` adds what happens on it.
+(its head, ``diff_refs``, conflicts through ``git merge-tree``, its diffs) and the project hooks; the
+deliveries are :mod:`fake_gitlab_outbox`'s, what happens on it :mod:`fake_gitlab_drive`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import queue
 import re
 import secrets
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from baton.testing.fake_forge_state import Repo, init_bare
-from baton.testing.fake_gitlab_hooks import EVENTS, Delivery, Event, Payloads, post
-from baton.testing.fake_gitlab_render import Render
+from baton.testing.fake_gitlab_hooks import EVENTS
+from baton.testing.fake_gitlab_outbox import Outbox
+from baton.testing.fake_gitlab_payloads import ThreadPayloads
+from baton.testing.fake_gitlab_render_threads import ThreadsRender
 from baton.testing.fake_gitlab_state import (
     ACCESS,
     ApiRequest,
@@ -45,55 +43,16 @@ class GitLabRefused(Exception):
         self.body = body if body is not None else {"message": message}
 
 
-class SpecViolation(AssertionError):
-    """A body the fake made that GitLab's published types reject (raised by a checker)."""
-
-
-class Checker(Protocol):
-    """What checks the fake's answers and webhook bodies (the tests install GitLab's published types);
-    each raises :class:`AssertionError` with the reasons when a body does not match."""
-
-    def answer(self, method: str, template: str, status: int, body: Any) -> None: ...
-
-    def webhook(self, event: str, body: dict[str, Any]) -> None: ...
-
-
-_CHECKER: list[Checker] = []
-
-
-def install_checker(checker: Checker | None) -> None:
-    """Every fake GitLab made from now on checks its answers and webhooks with ``checker``."""
-    _CHECKER[:] = [] if checker is None else [checker]
-
-
-class _Pending:
-    """API requests in flight (until their deliveries are sent), for :meth:`GitLabCore.settle`."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._count = 0
-
-    def __enter__(self) -> None:
-        with self._cond:
-            self._count += 1
-
-    def __exit__(self, *exc: object) -> None:
-        with self._cond:
-            self._count -= 1
-            self._cond.notify_all()
-
-    def wait(self, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._count == 0, timeout)
-
-
-class GitLabCore:
-    """State, users, tokens, projects, git, deliveries; the URLs come from the server's port."""
+class GitLabCore(Outbox):
+    """State, users, tokens, projects, what git says; the URLs come from the server's port."""
 
     port: int = 0
 
-    def __init__(self, root: Path, *, secret: str = "", deliver_to: str | None = None, clock: Any = time.time) -> None:
-        self.root, self.secret, self.deliver_to, self.clock = Path(root), secret, deliver_to, clock
+    def __init__(
+        self, root: Path, *, secret: str = "", deliver_to: str | None = None, clock: Any = time.time
+    ) -> None:
+        super().__init__(secret, deliver_to)
+        self.root, self.clock = Path(root), clock
         self.lock = threading.RLock()
         self._ids = itertools.count(1001)
         self.users: dict[str, User] = {}
@@ -101,23 +60,12 @@ class GitLabCore:
         self.projects: dict[str, Project] = {}
         self.requests: list[ApiRequest] = []
         self.violations: list[Violation] = []
-        self.deliveries: list[Delivery] = []
-        self.events: list[Event] = []  # every webhook event, sent to a hook or not
-        self.checker: Checker | None = _CHECKER[0] if _CHECKER else None
-        # the hook every project has when ``deliver_to`` is set (as a group's hook: one uuid for all)
-        self.default_hook = Hook(next(self._ids), str(uuid.uuid4()), "", "", frozenset(EVENTS.values()))
         self.log_key = secrets.token_hex(8)  # what the repositories' git hooks report to the fake with
-        self.hold = False  # True: deliveries wait in ``held`` until flush()
-        self.held: list[Delivery] = []
-        self._local = threading.local()
-        self.pending = _Pending()
-        self._queue: queue.Queue[list[Delivery] | None] = queue.Queue()
-        self._sender: threading.Thread | None = None
         self._conflicts: dict[tuple[str, str], bool] = {}
-        self.render = Render(
+        self.render = ThreadsRender(
             lambda: self.web_url, self.user, self.mergeability, self.diff_refs, self.mr_sha, self._project_id
         )
-        self.payloads = Payloads(self.render)
+        self.payloads = ThreadPayloads(self.render)
         self.users["root"] = User(1, "root", "Administrator", created_at=self.clock())
 
     @property
@@ -236,7 +184,9 @@ class GitLabCore:
             if token is None:
                 raise GitLabRefused(401, "401 Unauthorized")
             if token.revoked:
-                raise GitLabRefused(401, body=_invalid("Token was revoked. You have to re-authorize from the user."))
+                raise GitLabRefused(
+                    401, body=_invalid("Token was revoked. You have to re-authorize from the user.")
+                )
             if not token.active(self.clock()):
                 raise GitLabRefused(401, body=_invalid("Token has expired."))
             token.last_used_at = self.clock()
@@ -261,7 +211,9 @@ class GitLabCore:
                 raise ValueError(f"cannot make a project at {path!r}")
             now = self.clock()
             where = self.root / f"{path}.git"
-            init_bare(where, default_branch, files or {"README.md": f"# {path.rpartition('/')[2]}\n"}, "root", now)
+            init_bare(
+                where, default_branch, files or {"README.md": f"# {path.rpartition('/')[2]}\n"}, "root", now
+            )
             pid = next(self._ids)
             repo = Repo(path.rpartition("/")[0], path.rpartition("/")[2], pid, where, default_branch, now)
             project = Project(pid, path, repo, now, description=description, visibility=visibility)
@@ -296,7 +248,7 @@ class GitLabCore:
                 members[username] = _level(access)
 
     def access(self, project: Project, username: str) -> int:
-        return 0 if username not in project.members else project.members[username]
+        return project.members.get(username, 0)
 
     def protect(self, project: str, branch: str, *, push: int | str = 40, merge: int | str = 40) -> None:
         """Protect ``branch``: who may push to it and merge into it (force pushes are refused)."""
@@ -307,11 +259,22 @@ class GitLabCore:
         with self.lock:
             self.project(project).protected.pop(branch, None)
 
+    def add_hook(
+        self, project: str, url: str, token: str = "", events: tuple[str, ...] | None = None
+    ) -> Hook:
+        """A project hook posting ``events`` (push, note, issues, merge_requests, pipeline, job: all by
+        default) to ``url`` with ``token`` as its ``X-Gitlab-Token``."""
+        with self.lock:
+            hook = Hook(next(self._ids), str(uuid.uuid4()), url, token, frozenset(events or EVENTS.values()))
+            self.project(project).hooks.append(hook)
+            return hook
+
     def install_hooks(self, project: Project) -> None:
         """The repository's git hooks, which ask the fake before a push and tell it after (again once
         the server has its port)."""
         if not self.port:
             return
+
         def where(kind: str) -> str:
             return f"{self.web_url}/_fake/{kind}/{quote(project.path, safe='')}?key={self.log_key}"
 
@@ -343,7 +306,9 @@ class GitLabCore:
                 project.repo.git("update-ref", ref, sha)
             return
         fork = self.project(mr.source_project)
-        project.repo.git("fetch", "-q", "--no-tags", str(fork.repo.path), f"+refs/heads/{mr.source_branch}:{ref}")
+        project.repo.git(
+            "fetch", "-q", "--no-tags", str(fork.repo.path), f"+refs/heads/{mr.source_branch}:{ref}"
+        )
 
     def diff_refs(self, project: Project, mr: MergeRequest) -> dict[str, str]:
         if mr.frozen_refs is not None:
@@ -357,7 +322,16 @@ class GitLabCore:
         key = (target, source)
         if key not in self._conflicts:
             proc = subprocess.run(
-                ["git", "-C", str(project.repo.path), "merge-tree", "--write-tree", "--no-messages", target, source],
+                [
+                    "git",
+                    "-C",
+                    str(project.repo.path),
+                    "merge-tree",
+                    "--write-tree",
+                    "--no-messages",
+                    target,
+                    source,
+                ],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -401,141 +375,6 @@ class GitLabCore:
         text = project.repo.git("diff", "-M", "--full-index", refs["base_sha"], refs["head_sha"], check=False)
         return [_file_diff(chunk) for chunk in re.split(r"^diff --git ", text, flags=re.MULTILINE) if chunk]
 
-    # -- webhooks -----------------------------------------------------------------------------------------
-
-    def hooks_of(self, project: Project, event: str) -> list[Hook]:
-        wanted = EVENTS[event]
-        hooks = [h for h in project.hooks if wanted in h.events]
-        if self.deliver_to and wanted in self.default_hook.events:
-            hooks.append(self.default_hook)
-        return hooks
-
-    def add_hook(self, project: str, url: str, token: str = "", events: tuple[str, ...] | None = None) -> Hook:
-        """A project hook posting ``events`` (push, note, issues, merge_requests, pipeline, job: all by
-        default) to ``url`` with ``token`` as its ``X-Gitlab-Token``."""
-        with self.lock:
-            hook = Hook(next(self._ids), str(uuid.uuid4()), url, token, frozenset(events or EVENTS.values()))
-            self.project(project).hooks.append(hook)
-            return hook
-
-    def emit(self, project: Project, event: str, body: dict[str, Any]) -> None:
-        """A webhook event: checked (a body GitLab's types reject raises, loudly), then one delivery per
-        hook that wants it, all with one ``X-Gitlab-Event-UUID``."""
-        if self.checker is not None:
-            try:
-                self.checker.webhook(event, body)
-            except AssertionError as exc:
-                self.violations.append(Violation("webhook", event, (str(exc),)))
-                raise SpecViolation(f"the fake GitLab's {event} does not match GitLab's types: {exc}") from exc
-        event_uuid, data = str(uuid.uuid4()), _json(body)
-        with self.lock:
-            self.events.append(Event(event_uuid, event, body))
-        for hook in self.hooks_of(project, event):
-            delivery = Delivery(event_uuid, event, hook, data, str(uuid.uuid4()), hook.url or self.deliver_to or "")
-            with self.lock:
-                self.deliveries.append(delivery)
-            outbox = getattr(self._local, "outbox", None)
-            if outbox is not None:
-                outbox.append(delivery)
-            else:
-                self._dispatch([delivery])
-
-    @contextlib.contextmanager
-    def change(self) -> Iterator[None]:
-        """Hold the lock for a change; its deliveries go once the lock is released (a receiver that
-        calls the API back while handling one must not wait on this change)."""
-        outer = getattr(self._local, "outbox", None) is None
-        if outer:
-            self._local.outbox = []
-        try:
-            with self.lock:
-                yield
-        finally:
-            if outer:
-                outbox, self._local.outbox = self._local.outbox, None
-                self._dispatch(outbox)
-
-    def _dispatch(self, deliveries: list[Delivery]) -> None:
-        deferred = getattr(self._local, "deferred", None)
-        if deferred is not None:  # inside an API request: sent once its response has gone
-            deferred.extend(deliveries)
-        elif self.hold:
-            with self.lock:
-                self.held.extend(deliveries)
-        else:
-            for delivery in deliveries:
-                self.send(delivery)
-
-    def send_later(self, deliveries: list[Delivery]) -> None:
-        """An API request's deliveries, sent in order from the fake's delivery thread (:meth:`settle`)."""
-        if not deliveries:
-            return
-        self.pending.__enter__()
-        with self.lock:
-            if self._sender is None:
-                self._sender = threading.Thread(target=self._send_queued, name="fake-gitlab-hooks", daemon=True)
-                self._sender.start()
-        self._queue.put(deliveries)
-
-    def _send_queued(self) -> None:
-        while (batch := self._queue.get()) is not None:
-            try:
-                if self.hold:
-                    with self.lock:
-                        self.held.extend(batch)
-                else:
-                    for delivery in batch:
-                        self.send(delivery)
-            finally:
-                self.pending.__exit__()
-
-    def stop_deliveries(self) -> None:
-        if self._sender is not None:
-            self._queue.put(None)
-            self._sender.join(timeout=30)
-            self._sender = None
-
-    def send(self, delivery: Delivery, *, token: str | None = None) -> int:
-        """One attempt at ``delivery`` (``token``: another secret, a forged one); the receiver's status."""
-        if not delivery.url:
-            return 0
-        secret = token if token is not None else (delivery.hook.token or self.secret)
-        status = post(delivery, self.web_url, token=secret)
-        with self.lock:
-            delivery.statuses.append(status)
-        return status
-
-    def flush(self) -> list[int]:
-        """Send the deliveries held back (``hold = True``), in order; the receiver's statuses."""
-        with self.lock:
-            held, self.held = self.held, []
-        return [self.send(d) for d in held]
-
-    def settle(self, timeout: float = 10.0) -> None:
-        """Wait until every API request in flight has answered and its deliveries are sent."""
-        if not self.pending.wait(timeout):
-            raise TimeoutError(f"API requests still in flight after {timeout} s")
-
-    def resend(self, event_uuid: str) -> list[int]:
-        """Redeliver an event (GitLab's "Resend request"): the same UUIDs and body, to each hook."""
-        with self.lock:
-            again = [d for d in self.deliveries if d.event_uuid == event_uuid]
-        if not again:
-            raise KeyError(f"no delivery of event {event_uuid}")
-        return [self.send(d) for d in again]
-
-    def deliver_forged(self, delivery: Delivery | None = None, token: str = "not-the-secret") -> int:
-        """Send a delivery (the last one by default) with the wrong ``X-Gitlab-Token``."""
-        return self.send(delivery or self.deliveries[-1], token=token)
-
-    def last_delivery(self, event: str | None = None) -> Delivery:
-        with self.lock:
-            return next(d for d in reversed(self.deliveries) if event in (None, d.event))
-
-    def last_event(self, event: str | None = None) -> Event:
-        with self.lock:
-            return next(e for e in reversed(self.events) if event in (None, e.event))
-
 
 def _level(access: int | str) -> int:
     return access if isinstance(access, int) else ACCESS[access]
@@ -543,12 +382,6 @@ def _level(access: int | str) -> int:
 
 def _invalid(description: str) -> dict[str, str]:
     return {"error": "invalid_token", "error_description": description}
-
-
-def _json(body: dict[str, Any]) -> bytes:
-    import json
-
-    return json.dumps(body).encode()
 
 
 def _python() -> str:

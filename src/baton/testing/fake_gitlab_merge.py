@@ -16,7 +16,9 @@ from baton.testing.fake_gitlab_core import GitLabRefused
 from baton.testing.fake_gitlab_drive import GitLabDrive
 from baton.testing.fake_gitlab_state import ACCESS, Job, MergeRequest, Pipeline, Project
 
-_CLOSES = re.compile(r"(?i)\b(?:clos(?:e|es|ed|ing)|fix(?:|es|ed|ing)|resolv(?:e|es|ed|ing)|implement(?:s|ed|ing)?)\s*:?\s+#(\d+)\b")
+_CLOSES = re.compile(
+    r"(?i)\b(?:clos(?:e|es|ed|ing)|fix(?:|es|ed|ing)|resolv(?:e|es|ed|ing)|implement(?:s|ed|ing)?)\s*:?\s+#(\d+)\b"
+)
 FINAL = ("success", "failed", "canceled", "skipped")
 
 
@@ -50,15 +52,23 @@ class GitLabMerge(GitLabDrive):
             source = self.project(source_project) if source_project else proj
             target = target_branch or proj.default_branch
             for other in proj.mrs.values():
-                if other.state == "opened" and other.source_branch == source_branch and (other.source_project or proj.path) == source.path:
-                    message = f"Another open merge request already exists for this source branch: !{other.iid}"
+                if (
+                    other.state == "opened"
+                    and other.source_branch == source_branch
+                    and (other.source_project or proj.path) == source.path
+                ):
+                    message = (
+                        f"Another open merge request already exists for this source branch: !{other.iid}"
+                    )
                     raise GitLabRefused(409, [message])
             if source.head(source_branch) is None:
                 raise GitLabRefused(422, [f'Source branch "{source_branch}" does not exist'])
             if proj.head(target) is None:
                 raise GitLabRefused(422, [f'Target branch "{target}" does not exist'])
             now = self.clock()
-            mr = MergeRequest(next(self._ids), proj.next_mr, title, description, author, source_branch, target, now, now)
+            mr = MergeRequest(
+                next(self._ids), proj.next_mr, title, description, author, source_branch, target, now, now
+            )
             mr.source_project = None if source is proj else source.path
             mr.remove_source_branch = remove_source_branch
             proj.next_mr += 1
@@ -97,11 +107,19 @@ class GitLabMerge(GitLabDrive):
                 mr.sha_at_close, mr.frozen_refs = self.mr_sha(proj, mr), self.diff_refs(proj, mr)
                 mr.state, mr.closed_at, mr.closed_by, action = "closed", self.clock(), by, "close"
             elif state_event == "reopen" and mr.state == "closed":
-                mr.state, mr.closed_at, mr.closed_by, mr.frozen_refs, action = "opened", None, None, None, "reopen"
+                mr.state, mr.closed_at, mr.closed_by, mr.frozen_refs, action = (
+                    "opened",
+                    None,
+                    None,
+                    None,
+                    "reopen",
+                )
             old = self._touch(mr)
             if changes or action != "update":
                 changes |= self._stamp(old, mr.updated_at, by)
-                self.emit(proj, "Merge Request Hook", self.payloads.merge_request(proj, mr, action, by, changes))
+                self.emit(
+                    proj, "Merge Request Hook", self.payloads.merge_request(proj, mr, action, by, changes)
+                )
             return mr
 
     def approve(self, project: str, iid: int, username: str) -> None:
@@ -113,11 +131,19 @@ class GitLabMerge(GitLabDrive):
             if username not in mr.approved_by:
                 mr.approved_by.append(username)
             self._touch(mr)
-            self.emit(proj, "Merge Request Hook", self.payloads.merge_request(proj, mr, "approval", username, {}))
+            self.emit(
+                proj, "Merge Request Hook", self.payloads.merge_request(proj, mr, "approval", username, {})
+            )
             if len(mr.approved_by) >= mr.approvals_required:
-                self.emit(proj, "Merge Request Hook", self.payloads.merge_request(proj, mr, "approved", username, {}))
+                self.emit(
+                    proj,
+                    "Merge Request Hook",
+                    self.payloads.merge_request(proj, mr, "approved", username, {}),
+                )
 
-    def merge_mr(self, project: str, iid: int, *, by: str, sha: str | None = None, auto_merge: bool = False) -> MergeRequest:
+    def merge_mr(
+        self, project: str, iid: int, *, by: str, sha: str | None = None, auto_merge: bool = False
+    ) -> MergeRequest:
         """Merge as GitLab's merge API decides: 405 when it cannot be merged yet, 409 when ``sha`` is
         not the head, 401 for who may not merge into the target, 422 on conflicts; ``auto_merge``
         waits for the head's pipeline when it has not succeeded yet (then merged by :meth:`pass_pipeline`)."""
@@ -158,9 +184,17 @@ class GitLabMerge(GitLabDrive):
         repo = proj.repo.path
         tree = _run(repo, "merge-tree", "--write-tree", "--no-messages", target, head).splitlines()[0]
         source = mr.source_project or proj.path
-        message = f"Merge branch '{mr.source_branch}' into '{mr.target_branch}'\n\n{mr.title}\n\nSee merge request {proj.path}!{mr.iid}"
+        message = (
+            f"Merge branch '{mr.source_branch}' into '{mr.target_branch}'\n\n{mr.title}\n\n"
+            f"See merge request {proj.path}!{mr.iid}"
+        )
         user = self.user(by)
-        env = {"GIT_AUTHOR_NAME": user.name, "GIT_AUTHOR_EMAIL": user.email, "GIT_COMMITTER_NAME": user.name, "GIT_COMMITTER_EMAIL": user.email}
+        env = {
+            "GIT_AUTHOR_NAME": user.name,
+            "GIT_AUTHOR_EMAIL": user.email,
+            "GIT_COMMITTER_NAME": user.name,
+            "GIT_COMMITTER_EMAIL": user.email,
+        }
         merge = _run(repo, "commit-tree", tree, "-p", target, "-p", head, "-m", message, env=env)
         proj.repo.git("update-ref", f"refs/heads/{mr.target_branch}", merge, target)
         mr.state, mr.merged_at, mr.merged_by, mr.merge_commit_sha = "merged", self.clock(), by, merge
@@ -194,14 +228,18 @@ class GitLabMerge(GitLabDrive):
             branch = ref or self._branch_of(proj, sha) or proj.default_branch
             sha = sha or proj.head(branch) or ""
             now = self.clock()
-            pipeline = Pipeline(next(self._ids), proj.next_pipeline, sha, branch, status, source, user, now, now)
+            pipeline = Pipeline(
+                next(self._ids), proj.next_pipeline, sha, branch, status, source, user, now, now
+            )
             pipeline.started_at = now if status != "created" else None
             proj.next_pipeline += 1
             proj.pipelines[pipeline.id] = pipeline
             for name, stage, job_status, log in jobs or [("test", "test", status, b"")]:
                 data = log.encode() if isinstance(log, str) else log
                 job = Job(next(self._ids), pipeline.id, name, stage, job_status, now, log=data)
-                job.started_at = now if job_status not in ("created", "pending", "manual", "skipped") else None
+                job.started_at = (
+                    now if job_status not in ("created", "pending", "manual", "skipped") else None
+                )
                 job.finished_at = now + 1 if job_status in FINAL else None
                 job.failure_reason = "script_failure" if job_status == "failed" else None
                 proj.jobs[job.id] = job
@@ -215,10 +253,16 @@ class GitLabMerge(GitLabDrive):
         if sha is None:
             return None
         heads = proj.repo.branches()
-        mrs = [mr.source_branch for mr in proj.mrs.values() if mr.state == "opened" and heads.get(mr.source_branch) == sha]
+        mrs = [
+            mr.source_branch
+            for mr in proj.mrs.values()
+            if mr.state == "opened" and heads.get(mr.source_branch) == sha
+        ]
         return mrs[0] if mrs else next((b for b, s in heads.items() if s == sha), None)
 
-    def finish_pipeline(self, project: str, pipeline_id: int, status: str, *, job_status: str | None = None) -> Pipeline:
+    def finish_pipeline(
+        self, project: str, pipeline_id: int, status: str, *, job_status: str | None = None
+    ) -> Pipeline:
         """A pipeline ends with ``status`` (its unfinished jobs too, or with ``job_status``); a
         Pipeline Hook; a success merges the MRs set to auto-merge on its commit."""
         with self.change():
@@ -242,16 +286,25 @@ class GitLabMerge(GitLabDrive):
             return pipeline
 
     def fail_pipeline(
-        self, project: str, sha: str | None = None, jobs: list[tuple[str, str | bytes | Path]] | None = None, *, ref: str | None = None
+        self,
+        project: str,
+        sha: str | None = None,
+        jobs: list[tuple[str, str | bytes | Path]] | None = None,
+        *,
+        ref: str | None = None,
     ) -> Pipeline:
         """A finished, failed pipeline on ``sha`` whose ``jobs`` ``(name, log)`` failed (a job named
         ``build`` passed before them)."""
         failing = [(name, "test", "failed", log) for name, log in (jobs or [("test", "FAILED\n")])]
-        return self.add_pipeline(project, sha, ref=ref, status="failed", jobs=[("build", "build", "success", b"ok\n"), *failing])  # type: ignore[list-item]
+        return self.add_pipeline(
+            project, sha, ref=ref, status="failed", jobs=[("build", "build", "success", b"ok\n"), *failing]
+        )
 
     def pass_pipeline(self, project: str, sha: str | None = None, *, ref: str | None = None) -> Pipeline:
         """A finished pipeline that succeeded; an MR set to auto-merge on ``sha`` is merged."""
-        pipeline = self.add_pipeline(project, sha, ref=ref, status="running", jobs=[("test", "test", "running", b"ok\n")])
+        pipeline = self.add_pipeline(
+            project, sha, ref=ref, status="running", jobs=[("test", "test", "running", b"ok\n")]
+        )
         return self.finish_pipeline(project, pipeline.id, "success")
 
     def _pipeline_hook(self, proj: Project, pipeline: Pipeline) -> None:
@@ -295,6 +348,10 @@ def _run(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
     import os
 
     proc = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}
+        ["git", "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
     )
     return proc.stdout.strip()

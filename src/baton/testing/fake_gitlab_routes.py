@@ -25,9 +25,22 @@ class Call:
     the query and the body's parameters, and the request's own URL (for ``Link``)."""
 
     def __init__(
-        self, fake: GitLabMerge, token: Token, params: dict[str, str], query: dict[str, list[str]], body: dict[str, Any], url: str
+        self,
+        fake: GitLabMerge,
+        token: Token,
+        params: dict[str, str],
+        query: dict[str, list[str]],
+        body: dict[str, Any],
+        url: str,
     ) -> None:
-        self.fake, self.token, self.params, self.query, self.body, self.url = fake, token, params, query, body, url
+        self.fake, self.token, self.params, self.query, self.body, self.url = (
+            fake,
+            token,
+            params,
+            query,
+            body,
+            url,
+        )
         self.login = token.username
 
     def arg(self, name: str, default: str | None = None) -> str | None:
@@ -94,7 +107,9 @@ def _int(text: str | None, default: int) -> int:
         raise GitLabRefused(400, "400 Bad request - per_page, page is invalid") from None
 
 
-def _sorted(c: Call, items: list[Any], default_order: str = "created_at", default_sort: str = "desc") -> list[Any]:
+def _sorted(
+    c: Call, items: list[Any], default_order: str = "created_at", default_sort: str = "desc"
+) -> list[Any]:
     order = c.arg("order_by", default_order) or default_order
     key = {"updated_at": lambda i: i.updated_at, "id": lambda i: i.id}.get(order, lambda i: i.created_at)
     return sorted(items, key=key, reverse=(c.arg("sort", default_sort) or default_sort) == "desc")
@@ -132,7 +147,7 @@ def get_project(c: Call) -> Reply:
     return 200, c.fake.render.project(project, c.level(project) or None, c.fake.clock()), {}
 
 
-# -- issues ---------------------------------------------------------------------------------------------------
+# -- issues --------------------------------------------------------------------------------------------------
 
 
 def _filtered(c: Call, items: list[Any]) -> list[Any]:
@@ -158,7 +173,7 @@ def get_issue(c: Call) -> Reply:
     return 200, c.fake.render.issue(project, c.fake.issue(project, c.iid("issue_iid"))), {}
 
 
-# -- merge requests -------------------------------------------------------------------------------------------
+# -- merge requests ------------------------------------------------------------------------------------------
 
 
 def _mr_reads(c: Call) -> None:
@@ -210,7 +225,12 @@ def update_mr(c: Call) -> Reply:
     if state_event not in (None, "close", "reopen"):
         raise GitLabRefused(400, body={"error": "state_event does not have a valid value"})
     mr = c.fake.update_mr(
-        project.path, mr.iid, by=c.login, title=c.arg("title"), description=c.arg("description"), state_event=state_event
+        project.path,
+        mr.iid,
+        by=c.login,
+        title=c.arg("title"),
+        description=c.arg("description"),
+        state_event=state_event,
     )
     return 200, c.fake.render.mr(project, mr, expanded=True, viewer_level=c.level(project)), {}
 
@@ -218,7 +238,9 @@ def update_mr(c: Call) -> Reply:
 def merge_mr(c: Call) -> Reply:
     project = c.project(ACCESS["reporter"])
     auto = c.arg("auto_merge") == "true" or c.arg("merge_when_pipeline_succeeds") == "true"
-    mr = c.fake.merge_mr(project.path, c.iid("merge_request_iid"), by=c.login, sha=c.arg("sha"), auto_merge=auto)
+    mr = c.fake.merge_mr(
+        project.path, c.iid("merge_request_iid"), by=c.login, sha=c.arg("sha"), auto_merge=auto
+    )
     return 200, c.fake.render.mr(project, mr, expanded=True, viewer_level=c.level(project)), {}
 
 
@@ -234,7 +256,7 @@ def get_approvals(c: Call) -> Reply:
     return 200, c.fake.render.approvals(project, c.fake.mr(project, c.iid("merge_request_iid"))), {}
 
 
-# -- notes and discussions ----------------------------------------------------------------------------------------
+# -- notes and discussions -----------------------------------------------------------------------------------
 
 
 def _noteable(c: Call) -> tuple[Project, Issue | MergeRequest, bool]:
@@ -277,7 +299,9 @@ def edit_note(c: Call) -> Reply:
 def list_discussions(c: Call) -> Reply:
     project, target, _ = _noteable(c)
     with c.fake.lock:
-        items, headers = c.page([c.fake.render.discussion(project, project.discussions[d]) for d in target.discussions])
+        items, headers = c.page(
+            [c.fake.render.discussion(project, project.discussions[d]) for d in target.discussions]
+        )
     return 200, items, headers
 
 
@@ -298,17 +322,23 @@ def resolve_discussion(c: Call) -> Reply:
     resolved = c.arg("resolved")
     if resolved not in ("true", "false"):
         raise GitLabRefused(400, body={"error": "resolved is missing"})
-    discussion = c.fake.resolve(project.path, target.iid, c.params["discussion_id"], resolved == "true", by=c.login)
+    discussion = c.fake.resolve(
+        project.path, target.iid, c.params["discussion_id"], resolved == "true", by=c.login
+    )
     return 200, c.fake.render.discussion(project, discussion), {}
 
 
-# -- pipelines and jobs ---------------------------------------------------------------------------------------
+# -- pipelines and jobs --------------------------------------------------------------------------------------
 
 
 def list_pipelines(c: Call) -> Reply:
     project = c.project(ACCESS["reporter"])
     with c.fake.lock:
-        found = [p for p in project.pipelines.values() if c.arg("sha") in (None, p.sha) and c.arg("ref") in (None, p.ref)]
+        found = [
+            p
+            for p in project.pipelines.values()
+            if c.arg("sha") in (None, p.sha) and c.arg("ref") in (None, p.ref)
+        ]
         found = _sorted(c, found, "id")
         items, headers = c.page([c.fake.render.pipeline(project, p) for p in found])
     return 200, items, headers
@@ -345,7 +375,11 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/projects/:id/merge_requests/:merge_request_iid/notes", create_note),
     ("PUT", "/projects/:id/merge_requests/:merge_request_iid/notes/:note_id", edit_note),
     ("GET", "/projects/:id/merge_requests/:merge_request_iid/discussions", list_discussions),
-    ("POST", "/projects/:id/merge_requests/:merge_request_iid/discussions/:discussion_id/notes", reply_discussion),
+    (
+        "POST",
+        "/projects/:id/merge_requests/:merge_request_iid/discussions/:discussion_id/notes",
+        reply_discussion,
+    ),
     ("PUT", "/projects/:id/merge_requests/:merge_request_iid/discussions/:discussion_id", resolve_discussion),
     ("GET", "/projects/:id/merge_requests/:merge_request_iid/diffs", list_diffs),
     ("GET", "/projects/:id/merge_requests/:merge_request_iid/approvals", get_approvals),
