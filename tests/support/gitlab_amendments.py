@@ -147,7 +147,12 @@ AMENDMENTS: list[Amendment] = [
         Amendment(GB + name, "detailed_merge_status", "values", "GitLab's list of merge statuses", DETAILED)
         for name in ("MergeRequestSchemaWithBasicLabels", "ExpandedMergeRequestSchema")
     ),
-    Amendment(GB + "ExpandedMergeRequestSchema", "head_pipeline.committed_at", "nullable", "null unless set"),
+    *(
+        Amendment(
+            GB + "ExpandedMergeRequestSchema", f"head_pipeline.{name}", "nullable", "null while it runs"
+        )
+        for name in ("committed_at", "started_at", "finished_at", "duration")
+    ),
     Amendment(
         GB + "MergeRequestDiscussionNoteSchema",
         "resolved_by",

@@ -340,14 +340,44 @@ LIMIT = 5  # the errors a SpecError names
 
 def check(type_name: str, value: Any, where: str = "") -> None:
     """``value`` is what the published type ``type_name`` (``gitbeaker:IssueNoteSchema[]``) allows."""
-    errors = []
-    for error in _validator(type_name).iter_errors(value):
-        at = "/".join(str(p) for p in error.instance_path)
-        errors.append(f"at /{at}: {error.message[:200]}")
-        if len(errors) == LIMIT:
-            break
+    many = type_name.endswith("[]")
+    schema = ERROR if type_name == "error" else types()[type_name.removesuffix("[]")]
+    errors = _errors({"type": "array", "items": schema} if many else schema, value, _validator(type_name))
     if errors:
-        raise SpecError(f"{where or type_name} is not {type_name}: " + "; ".join(errors))
+        raise SpecError(f"{where or type_name} is not {type_name}: " + "; ".join(errors[:LIMIT]))
+
+
+def _errors(schema: dict[str, Any], value: Any, validator: Any = None, at: str = "") -> list[str]:
+    """What is wrong with ``value``; where a choice (``anyOf``: a type or null) fails as a whole, what
+    is wrong inside the branch of the value's own kind."""
+    found = []
+    for error in (validator or jsonschema_rs.Draft202012Validator(schema)).iter_errors(value):
+        path = [str(p) for p in error.instance_path]
+        inner = _branch(schema, error.instance_path, value)
+        if inner is not None:
+            found += _errors(inner[0], inner[1], None, f"{at}/{'/'.join(path)}".rstrip("/"))
+        else:
+            found.append(f"at {at}/{'/'.join(path)}: {error.message[:200]}")
+        if len(found) >= LIMIT:
+            break
+    return found
+
+
+def _branch(schema: dict[str, Any], path: Any, value: Any) -> tuple[dict[str, Any], Any] | None:
+    """The ``anyOf`` branch of the failing value's kind (an object's, an array's), if that is the choice
+    that failed; None when the error is plain."""
+    node, here = schema, value
+    try:
+        for part in path:
+            node = _items(node) if isinstance(here, list) else _object(node)["properties"][part]
+            here = here[part]
+    except (KeyError, IndexError, TypeError):
+        return None
+    kind = "object" if isinstance(here, dict) else "array" if isinstance(here, list) else None
+    for option in node.get("anyOf", []) if kind else []:
+        if option.get("type") == kind or (kind == "object" and "properties" in option):
+            return option, here
+    return None
 
 
 def check_answer(method: str, template: str, status: int, body: Any) -> None:

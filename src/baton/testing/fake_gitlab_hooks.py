@@ -8,11 +8,11 @@ merge requests are :mod:`fake_gitlab_payloads`'.
 
 from __future__ import annotations
 
+import http.client
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from baton.testing.fake_gitlab_render_threads import SHARED_RUNNER, ThreadsRender
 from baton.testing.fake_gitlab_state import (
@@ -87,17 +87,22 @@ def headers(delivery: Delivery, instance: str, *, token: str | None = None) -> d
 
 
 def post(delivery: Delivery, instance: str, *, token: str | None = None, timeout: float = 10.0) -> int:
-    """One attempt at ``delivery``; the receiver's HTTP status (0 when it did not answer)."""
-    request = urllib.request.Request(
-        delivery.url, data=delivery.body, headers=headers(delivery, instance, token=token), method="POST"
-    )
+    """One attempt at ``delivery``; the receiver's HTTP status (0 when it did not answer). Sent with
+    ``http.client``, which keeps the headers' case as GitLab writes them (urllib would not)."""
+    url = urlsplit(delivery.url)
+    kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    path = (url.path or "/") + (f"?{url.query}" if url.query else "")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        connection = kind(url.hostname or "127.0.0.1", url.port, timeout=timeout)
+        try:
+            sent = headers(delivery, instance, token=token)
+            connection.request("POST", path, body=delivery.body, headers=sent)
+            response = connection.getresponse()
             response.read()
             return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (OSError, TimeoutError, ValueError):
+        finally:
+            connection.close()
+    except (OSError, TimeoutError, ValueError, http.client.HTTPException):
         return 0
 
 
