@@ -28,8 +28,9 @@ class Answer:
 class Api:
     """Requests to the fake's REST API with one token (``Authorization: Bearer``, or ``PRIVATE-TOKEN``)."""
 
-    def __init__(self, fake: FakeGitLab, token: str, *, private_token: bool = False) -> None:
-        self.fake, self.token, self.private_token = fake, token, private_token
+    def __init__(self, fake: FakeGitLab | str, token: str, *, private_token: bool = False) -> None:
+        self.base = fake if isinstance(fake, str) else fake.api_url  # the fake, or its API URL
+        self.token, self.private_token = token, private_token
 
     def __call__(
         self,
@@ -42,7 +43,7 @@ class Api:
         data = None if body is None else json.dumps(body).encode()
         if data is not None:
             sent["Content-Type"] = "application/json"
-        url = path if path.startswith("http") else f"{self.fake.api_url}{path}"
+        url = path if path.startswith("http") else f"{self.base}{path}"
         request = urllib.request.Request(url, data=data, headers=sent, method=method)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:

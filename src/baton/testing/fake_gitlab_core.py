@@ -161,12 +161,13 @@ class GitLabCore(Outbox):
             return self.add_token(username, scopes=scopes, expires_at=expires_at, name=name)
 
     def token(self, username: str) -> str:
-        """The value of ``username``'s newest token."""
+        """The value of ``username``'s first token (the one :meth:`add_user` made; :meth:`add_token`
+        returns the others)."""
         with self.lock:
             found = [t for t in self.tokens.values() if t.username == username]
             if not found:
                 raise KeyError(f"{username} has no token")
-            return found[-1].value
+            return found[0].value
 
     def revoke(self, value: str) -> None:
         with self.lock:
