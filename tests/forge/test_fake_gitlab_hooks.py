@@ -282,3 +282,26 @@ def test_the_command_line_serves_a_project_and_a_token(tmp_path: Path) -> None:
         finally:
             proc.terminate()
     assert proc.returncode == 0
+
+
+def test_a_merge_request_from_a_fork(fake: FakeGitLab, receiver: Receiver) -> None:
+    fork = fake.fork(PROJECT, "mallory")
+    first = fake.commit(fork.path, "feature", {"app.py": "print('fork')\n"}, author="mallory")
+    fake.open_mr(PROJECT, "feature", "from a fork", author="mallory", source_project=fork.path)
+    api = Api(fake, fake.token("baton-bot"))
+    mr = api.get(f"{P}/merge_requests/1").body
+    assert (mr["sha"], mr["source_project_id"], mr["target_project_id"]) == (
+        first,
+        fork.id,
+        fake.project(PROJECT).id,
+    )
+    assert [d["new_path"] for d in api.get(f"{P}/merge_requests/1/diffs").body] == ["app.py"]
+    second = fake.commit(fork.path, "feature", {"app.py": "print('fork 2')\n"}, author="mallory")
+    assert api.get(f"{P}/merge_requests/1").body["sha"] == second
+    update = receiver.events("Merge Request Hook")[-1].body["object_attributes"]
+    assert (update["action"], update["oldrev"], update["source"]["path_with_namespace"]) == (
+        "update",
+        first,
+        fork.path,
+    )
+    assert api.get(f"/projects/{fork.id}").status == 404  # baton is no member of the fork (private)

@@ -62,7 +62,7 @@ class _Pending:
 
 class Outbox:
     """Webhook events and their deliveries; ``deliver_to`` (with ``secret`` its token) is a hook on
-    every project, as a group's hook is (one ``X-Gitlab-Webhook-UUID`` for all)."""
+    every project but forks, as a group's hook is (one ``X-Gitlab-Webhook-UUID`` for all)."""
 
     lock: threading.RLock
     violations: list[Violation]
@@ -87,7 +87,7 @@ class Outbox:
     def hooks_of(self, project: Project, event: str) -> list[Hook]:
         wanted = EVENTS[event]
         hooks = [h for h in project.hooks if wanted in h.events]
-        if self.deliver_to and wanted in self.default_hook.events:
+        if self.deliver_to and wanted in self.default_hook.events and project.forked_from is None:
             hooks.append(self.default_hook)
         return hooks
 

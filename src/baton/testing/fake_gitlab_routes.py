@@ -153,7 +153,7 @@ def get_project(c: Call) -> Reply:
 def _filtered(c: Call, items: list[Any]) -> list[Any]:
     if after := c.arg("updated_after"):
         since = parse_time(after)
-        items = [i for i in items if i.updated_at > since]
+        items = [i for i in items if i.updated_at >= since]  # "on or after"
     state = c.arg("state", "all")
     if state not in (None, "all"):
         items = [i for i in items if i.state == state]
