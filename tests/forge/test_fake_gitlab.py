@@ -269,11 +269,13 @@ def test_paging_as_gitlab_pages(fake: FakeGitLab, api: Api) -> None:
         "X-Total-Pages": "3",
     }
     assert 'rel="next"' in (first.header("Link") or "") and 'rel="last"' in (first.header("Link") or "")
-    seen, url = [], f"{fake.api_url}{P}/issues?scope=all&per_page=20"
+    seen: list[int] = []
+    url = f"{fake.api_url}{P}/issues?scope=all&per_page=20"
     while url:
         page = api.get(url)
         seen += [i["iid"] for i in page.body]
-        links = dict(reversed(part.split("; ")) for part in (page.header("Link") or "").split(", "))
+        parts = (p.split("; ") for p in (page.header("Link") or "").split(", "))
+        links = {rel: target for target, rel in parts}
         url = links.get('rel="next"', "").strip("<>")
     assert sorted(seen) == list(range(1, 46))
     assert api.get(f"{P}/issues?per_page=20&page=3").header("X-Next-Page") == ""

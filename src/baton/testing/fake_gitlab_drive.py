@@ -31,14 +31,14 @@ class GitLabDrive(GitLabGit):
         proj = project if isinstance(project, Project) else self.project(project)
         with self.lock:
             if iid not in proj.issues:
-                raise GitLabRefused(404, "404 Not found")
+                raise GitLabRefused(404, "404 Issue Not Found")
             return proj.issues[iid]
 
     def mr(self, project: str | Project, iid: int) -> MergeRequest:
         proj = project if isinstance(project, Project) else self.project(project)
         with self.lock:
             if iid not in proj.mrs:
-                raise GitLabRefused(404, "404 Not found")
+                raise GitLabRefused(404, "404 Merge Request Not Found")
             return proj.mrs[iid]
 
     def notes(self, project: str, iid: int, *, mr: bool = False) -> list[Note]:
@@ -221,7 +221,7 @@ class GitLabDrive(GitLabGit):
             proj = self.project(project)
             note = proj.notes.get(note_id)
             if note is None:
-                raise GitLabRefused(404, "404 Not found")
+                raise GitLabRefused(404, "404 Note Not Found")
             if by is not None and by != note.author:
                 raise GitLabRefused(403, "403 Forbidden")
             note.body, note.updated_at = body, max(self.clock(), note.updated_at + 0.001)
@@ -261,7 +261,7 @@ class GitLabDrive(GitLabGit):
             target: Issue | MergeRequest = self.mr(proj, iid) if mr else self.issue(proj, iid)
             discussion = proj.discussions.get(discussion_id)
             if discussion is None or discussion_id not in target.discussions:
-                raise GitLabRefused(404, "404 Not found")
+                raise GitLabRefused(404, "404 Discussion Not Found")
             first = proj.notes[discussion.notes[0]]
             if discussion.individual_note:
                 discussion.individual_note = False
@@ -280,7 +280,7 @@ class GitLabDrive(GitLabGit):
             mr = self.mr(proj, iid)
             discussion = proj.discussions.get(discussion_id)
             if discussion is None or discussion_id not in mr.discussions:
-                raise GitLabRefused(404, "404 Not found")
+                raise GitLabRefused(404, "404 Discussion Not Found")
             notes = [proj.notes[n] for n in discussion.notes]
             if not any(n.resolvable for n in notes):
                 raise GitLabRefused(403, "403 Forbidden")

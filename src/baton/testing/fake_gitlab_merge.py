@@ -318,7 +318,7 @@ class GitLabMerge(GitLabDrive):
         proj = self.project(project)
         with self.lock:
             if job_id not in proj.jobs:
-                raise GitLabRefused(404, "404 Not found")
+                raise GitLabRefused(404, "404 Job Not Found")
             return proj.jobs[job_id]
 
     # -- faults -------------------------------------------------------------------------------------------

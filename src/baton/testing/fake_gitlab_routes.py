@@ -348,7 +348,7 @@ def list_jobs(c: Call) -> Reply:
     project = c.project(ACCESS["reporter"])
     pipeline = project.pipelines.get(int(c.params["pipeline_id"]) if c.params["pipeline_id"].isdigit() else 0)
     if pipeline is None:
-        raise GitLabRefused(404, "404 Not found")
+        raise GitLabRefused(404, "404 Pipeline Not Found")
     scopes = set(c.query.get("scope[]", []) + c.query.get("scope", []))
     with c.fake.lock:
         jobs = [project.jobs[j] for j in pipeline.jobs if not scopes or project.jobs[j].status in scopes]
