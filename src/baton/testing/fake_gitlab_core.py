@@ -12,7 +12,6 @@ import secrets
 import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -266,7 +265,7 @@ class GitLabCore(Outbox):
         """A project hook posting ``events`` (push, note, issues, merge_requests, pipeline, job: all by
         default) to ``url`` with ``token`` as its ``X-Gitlab-Token``."""
         with self.lock:
-            hook = Hook(next(self._ids), str(uuid.uuid4()), url, token, frozenset(events or EVENTS.values()))
+            hook = Hook(next(self._ids), url, token, frozenset(events or EVENTS.values()))
             self.project(project).hooks.append(hook)
             return hook
 

@@ -1,15 +1,16 @@
-"""The fake GitLab's webhooks: their delivery with GitLab's headers (:func:`post`) — ``X-Gitlab-Event``,
-``X-Gitlab-Token`` (the hook's secret token, as it is), ``X-Gitlab-Event-UUID`` (one per event, shared
-by the hooks it goes to), ``X-Gitlab-Webhook-UUID`` (the hook's), ``X-Gitlab-Instance``,
-``Idempotency-Key`` (one per delivery, kept by a resend), ``User-Agent: GitLab/<version>`` — and the
-parts every body shares, with the Pipeline and Push Hook bodies (:class:`Payloads`); notes, issues and
-merge requests are :mod:`fake_gitlab_payloads`'.
+"""The fake GitLab's webhooks: their delivery with the headers GitLab's WebHookService sends
+(:func:`headers`, :func:`post`) — ``X-Gitlab-Event``, ``X-Gitlab-Token`` (the hook's secret token, as it
+is), ``X-Gitlab-Event-UUID`` (one per event, shared by its hooks), ``X-Gitlab-Webhook-UUID`` (a new one
+per request), ``X-Gitlab-Instance``, ``Idempotency-Key`` (one per delivery, kept by a resend: the one
+to deduplicate on), ``User-Agent: GitLab/<version>`` — and the parts every body shares, with the
+Pipeline and Push Hook bodies (:class:`Payloads`); notes, issues and MRs are :mod:`fake_gitlab_payloads`'.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,15 +51,19 @@ class Event:
 
 @dataclass
 class Delivery:
-    """One webhook request to one hook, and the receiver's status for each attempt (0: no answer)."""
+    """One webhook request to one hook: each attempt's headers and the receiver's status (0: no
+    answer). A resend is a new Delivery with the same body and ``Idempotency-Key`` (``resent``: the
+    ``X-Gitlab-Event-UUID`` it repeats)."""
 
-    event_uuid: str
+    event_uuid: str  # X-Gitlab-Event-UUID
     event: str  # the X-Gitlab-Event header: "Note Hook"
     hook: Hook
     body: bytes
     idempotency_key: str
     url: str = ""  # where it went (the hook's URL when it was made)
+    resent: str | None = None
     statuses: list[int] = field(default_factory=list)
+    sent: list[dict[str, str]] = field(default_factory=list)  # each attempt's headers
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -69,15 +74,14 @@ class Delivery:
         return self.statuses[-1] if self.statuses else None
 
 
-def headers(delivery: Delivery, instance: str, *, token: str | None = None) -> dict[str, str]:
-    """The request headers GitLab sends with ``delivery`` (``token``: another secret token, forged)."""
-    secret = delivery.hook.token if token is None else token
+def headers(delivery: Delivery, instance: str, secret: str) -> dict[str, str]:
+    """The request headers GitLab sends with ``delivery`` and its hook's ``secret`` token."""
     sent = {
         "Content-Type": "application/json",
         "User-Agent": f"GitLab/{VERSION}",
         "Idempotency-Key": delivery.idempotency_key,
         "X-Gitlab-Event": delivery.event,
-        "X-Gitlab-Webhook-UUID": delivery.hook.uuid,
+        "X-Gitlab-Webhook-UUID": str(uuid.uuid4()),
         "X-Gitlab-Instance": instance,
         "X-Gitlab-Event-UUID": delivery.event_uuid,
     }
@@ -86,16 +90,15 @@ def headers(delivery: Delivery, instance: str, *, token: str | None = None) -> d
     return sent
 
 
-def post(delivery: Delivery, instance: str, *, token: str | None = None, timeout: float = 10.0) -> int:
-    """One attempt at ``delivery``; the receiver's HTTP status (0 when it did not answer). Sent with
-    ``http.client``, which keeps the headers' case as GitLab writes them (urllib would not)."""
+def post(delivery: Delivery, sent: dict[str, str], *, timeout: float = 10.0) -> int:
+    """One attempt at ``delivery`` with the headers ``sent``; the receiver's HTTP status (0 when it did
+    not answer). Sent with ``http.client``: it keeps the headers' case as GitLab writes them."""
     url = urlsplit(delivery.url)
     kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
     path = (url.path or "/") + (f"?{url.query}" if url.query else "")
     try:
         connection = kind(url.hostname or "127.0.0.1", url.port, timeout=timeout)
         try:
-            sent = headers(delivery, instance, token=token)
             connection.request("POST", path, body=delivery.body, headers=sent)
             response = connection.getresponse()
             response.read()

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from baton.testing.fake_gitlab_hooks import EVENTS, Delivery, Event, post
+from baton.testing.fake_gitlab_hooks import EVENTS, Delivery, Event, headers, post
 from baton.testing.fake_gitlab_state import Hook, Project, Violation
 
 
@@ -62,7 +62,7 @@ class _Pending:
 
 class Outbox:
     """Webhook events and their deliveries; ``deliver_to`` (with ``secret`` its token) is a hook on
-    every project but forks, as a group's hook is (one ``X-Gitlab-Webhook-UUID`` for all)."""
+    every project but forks, as a group's hook is."""
 
     lock: threading.RLock
     violations: list[Violation]
@@ -72,7 +72,7 @@ class Outbox:
         self.deliveries: list[Delivery] = []
         self.events: list[Event] = []  # every webhook event, sent to a hook or not
         self.checker: Checker | None = _CHECKER[0] if _CHECKER else None
-        self.default_hook = Hook(0, str(uuid.uuid4()), "", "", frozenset(EVENTS.values()))
+        self.default_hook = Hook(0, "", "", frozenset(EVENTS.values()))
         self.hold = False  # True: deliveries wait in ``held`` until flush()
         self.held: list[Delivery] = []
         self._local = threading.local()
@@ -178,9 +178,12 @@ class Outbox:
         """One attempt at ``delivery`` (``token``: another secret, a forged one); the receiver's status."""
         if not delivery.url:
             return 0
-        secret = token if token is not None else (delivery.hook.token or self.secret)
-        status = post(delivery, self.web_url, token=secret)
+        sent = headers(
+            delivery, self.web_url, token if token is not None else (delivery.hook.token or self.secret)
+        )
+        status = post(delivery, sent)
         with self.lock:
+            delivery.sent.append(sent)
             delivery.statuses.append(status)
         return status
 
@@ -196,11 +199,20 @@ class Outbox:
             raise TimeoutError(f"API requests still in flight after {timeout} s")
 
     def resend(self, event_uuid: str) -> list[int]:
-        """Redeliver an event (GitLab's "Resend request"): the same UUIDs and body, to each hook."""
+        """Redeliver an event to each of its hooks, as GitLab's "Resend request" does: the same body and
+        ``Idempotency-Key``, but a new ``X-Gitlab-Event-UUID`` (the resend is a request of its own) and
+        ``X-Gitlab-Webhook-UUID``; the receiver's statuses."""
         with self.lock:
-            again = [d for d in self.deliveries if d.event_uuid == event_uuid]
-        if not again:
-            raise KeyError(f"no delivery of event {event_uuid}")
+            first = [d for d in self.deliveries if d.event_uuid == event_uuid and d.resent is None]
+            if not first:
+                raise KeyError(f"no delivery of event {event_uuid}")
+            again = [
+                Delivery(
+                    str(uuid.uuid4()), d.event, d.hook, d.body, d.idempotency_key, d.url, resent=event_uuid
+                )
+                for d in first
+            ]
+            self.deliveries.extend(again)
         return [self.send(d) for d in again]
 
     def deliver_forged(self, delivery: Delivery | None = None, token: str = "not-the-secret") -> int:

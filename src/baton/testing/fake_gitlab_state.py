@@ -98,10 +98,9 @@ class Token:
 
 @dataclass
 class Hook:
-    """A project webhook: where it posts, its secret token, its uuid (``X-Gitlab-Webhook-UUID``)."""
+    """A project webhook: where it posts, its secret token, the events it wants."""
 
     id: int
-    uuid: str
     url: str
     token: str
     events: frozenset[str]  # note, issues, merge_requests, pipeline, push, job
