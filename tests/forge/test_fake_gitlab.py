@@ -75,7 +75,10 @@ def test_tokens_refused_as_gitlab_refuses_them(fake: FakeGitLab, api: Api) -> No
     assert Api(fake, expiring.value).get("/user").status == 200
     fake.expire(expiring.value)
     expired = Api(fake, expiring.value).get("/user")
-    assert (expired.status, expired.body["error_description"]) == (401, "Token has expired.")
+    assert (expired.status, expired.body["error_description"]) == (
+        401,
+        "Token is expired. You can either do re-authorization or token refresh.",
+    )
     fake.revoke(fake.token("alice"))
     revoked = Api(fake, fake.token("alice")).get("/user")
     assert revoked.status == 401 and revoked.body["error"] == "invalid_token"

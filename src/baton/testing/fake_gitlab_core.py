@@ -188,7 +188,10 @@ class GitLabCore(Outbox):
                     401, body=_invalid("Token was revoked. You have to re-authorize from the user.")
                 )
             if not token.active(self.clock()):
-                raise GitLabRefused(401, body=_invalid("Token has expired."))
+                raise GitLabRefused(
+                    401,
+                    body=_invalid("Token is expired. You can either do re-authorization or token refresh."),
+                )
             token.last_used_at = self.clock()
             return token
 
