@@ -5,6 +5,7 @@ calls and baton's pushes make; a resend repeating an event), and its command lin
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -145,6 +146,7 @@ def test_a_note_with_gitlabs_headers(fake: FakeGitLab, receiver: Receiver) -> No
         note.id, "@baton please fix", "Issue", None,
     )  # fmt: skip
     assert body["issue"]["iid"] == 1 and body["user"]["username"] == "alice"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", attributes["created_at"])
     for name in ("X-Gitlab-Event-UUID", "X-Gitlab-Webhook-UUID", "Idempotency-Key"):
         assert len({h.header(name) for h in receiver.hits}) == len(receiver.hits) == 2  # one each
 
@@ -176,6 +178,9 @@ def test_issue_labels_and_assignees_say_what_changed(fake: FakeGitLab, receiver:
     assignees = assigned["changes"]["assignees"]
     assert (assignees["previous"], [a["username"] for a in assignees["current"]]) == ([], ["baton-bot"])
     assert assigned["object_attributes"]["assignee_ids"] == [fake.users["baton-bot"].id]
+    # the times as GitLab's examples write them: the issue's own in ISO 8601, a change's in Ruby's to_s
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", assigned["object_attributes"]["updated_at"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", assigned["changes"]["updated_at"]["current"])
 
 
 def test_a_review_is_several_diff_notes(fake: FakeGitLab, receiver: Receiver) -> None:

@@ -1,6 +1,7 @@
 """The fake GitLab's webhook bodies of notes, issues and merge requests (:class:`ThreadPayloads`): Note,
 Issue and Merge Request Hook as GitLab's "Webhook events" documentation shows them, times written as
-its examples write them (``2026-11-26 10:00:00 UTC``).
+its examples write them: a note's and a ``changes`` entry's ``2026-11-26 10:00:00 UTC``, an issue's and
+a merge request's own ``2026-11-26T10:00:00Z``.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from baton.testing.fake_gitlab_hooks import Payloads
-from baton.testing.fake_gitlab_state import Issue, MergeRequest, Note, Project, hook_time
+from baton.testing.fake_gitlab_state import Issue, MergeRequest, Note, Project, hook_iso, hook_time
 
 _STATE_ID = {"opened": 1, "closed": 2, "merged": 3, "locked": 4}
 
@@ -130,8 +131,8 @@ class ThreadPayloads(Payloads):
             "assignee_id": assignees[0] if assignees else None,
             "author_id": self.render.user(issue.author).id,
             "project_id": project.id,
-            "created_at": hook_time(issue.created_at),
-            "updated_at": hook_time(issue.updated_at),
+            "created_at": hook_iso(issue.created_at),
+            "updated_at": hook_iso(issue.updated_at),
             "updated_by_id": self.render.user(actor).id,
             "last_edited_at": None,
             "last_edited_by_id": None,
@@ -200,8 +201,8 @@ class ThreadPayloads(Payloads):
             "assignee_id": self.render.user(mr.assignees[0]).id if mr.assignees else None,
             "reviewer_ids": [self.render.user(r).id for r in mr.reviewers],
             "title": mr.title,
-            "created_at": hook_time(mr.created_at),
-            "updated_at": hook_time(mr.updated_at),
+            "created_at": hook_iso(mr.created_at),
+            "updated_at": hook_iso(mr.updated_at),
             "last_edited_at": None,
             "last_edited_by_id": None,
             "milestone_id": None,
@@ -214,7 +215,7 @@ class ThreadPayloads(Payloads):
             "merge_status": merge_status,
             "target_project_id": project.id,
             "description": mr.description,
-            "prepared_at": hook_time(mr.created_at),
+            "prepared_at": hook_iso(mr.created_at),
             "merge_commit_sha": mr.merge_commit_sha,
             "total_time_spent": 0,
             "time_change": 0,

@@ -36,6 +36,11 @@ def hook_time(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
 
 
+def hook_iso(at: float) -> str:
+    """An issue's and a merge request's own times in their webhooks: ``2026-11-26T10:00:00Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
 def parse_time(text: str) -> float:
     """The seconds of an ISO 8601 time (``…Z``, an offset or none: UTC), as ``updated_after`` takes it."""
     moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
