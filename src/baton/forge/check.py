@@ -39,6 +39,11 @@ GITHUB_EVENTS = frozenset(
     }
 )
 
+# GitLab's hook flags the loop needs: notes, issues (labels, assignees, closes), MRs, pipelines, pushes
+GITLAB_EVENTS = frozenset(
+    {"note_events", "issues_events", "merge_requests_events", "pipeline_events", "push_events"}
+)
+
 
 def check_forges(loop: ForgeLoop) -> list[dict[str, Any]]:
     checks = [_check("webhook secret", bool(os.environ.get("BATON_WEBHOOK_SECRET")), _secret_detail())]
@@ -59,6 +64,7 @@ def check_forges(loop: ForgeLoop) -> list[dict[str, Any]]:
             continue
         usable.add(name)
         checks.append(_check(f"forge {name}", True, detail))
+        checks += _token(loop, name, forge)
     for (forge_name, _), repo in sorted(loop.config.repos.items()):
         if forge_name in usable:
             checks += _repo(loop, forge_name, repo)
@@ -99,6 +105,36 @@ def _access(what: str, forge: ForgeConfig, branch: str, permission: str) -> dict
             what, False, f"{forge.user} has {permission} access: baton needs write to push and comment"
         )
     return _check(what, True, f"default branch {branch}; {forge.user} has {permission} access")
+
+
+def _token(loop: ForgeLoop, name: str, forge: ForgeConfig) -> list[dict[str, Any]]:
+    """Where the forge tells (GitLab): whom the token acts as — baton's ``user``, or its own notes would
+    be someone else's — and whether its scopes let it comment and push (``api``), active, not expiring."""
+    client = loop.client(name)
+    whoami, scopes = getattr(client, "whoami", None), getattr(client, "token_scopes", None)
+    if not callable(whoami) or not callable(scopes):
+        return []
+    what = f"forge {name} token"
+    try:
+        me, info = whoami(), scopes()
+    except ForgeError as exc:
+        return [_check(what, False, f"the forge refused {forge.token_env}: {exc}")]
+    if str(me.login).casefold() != forge.user.casefold():
+        return [
+            _check(
+                what,
+                False,
+                f"{forge.token_env} acts as {me.login}, not as user {forge.user!r}: set user = "
+                f"{str(me.login)!r} (baton must know its own notes, which never trigger it)",
+            )
+        ]
+    if not info.active or "api" not in info.scopes:
+        held = ", ".join(info.scopes) or "none"
+        return [
+            _check(what, False, f"{forge.token_env} needs the api scope and to be active (scopes: {held})")
+        ]
+    expiry = f", expires {info.expires_at}" if info.expires_at else ""
+    return [_check(what, True, f"acts as {me.login}; scopes {', '.join(info.scopes)}{expiry}")]
 
 
 def _check_runs(what: str, refusal: Any, repo: str, branch: str) -> dict[str, Any]:
@@ -183,7 +219,8 @@ def _hooks(loop: ForgeLoop, what: str, forge_name: str, forge: ForgeConfig, repo
         return _check(
             f"{what} webhooks", False, f"no webhook delivers to …{path}: only the reconcile finds events"
         )
-    missing = sorted(GITHUB_EVENTS - ours[0]) if "*" not in ours[0] else []
+    needed = GITLAB_EVENTS if forge.kind is ForgeKind.GITLAB else GITHUB_EVENTS
+    missing = sorted(needed - ours[0]) if "*" not in ours[0] else []
     if missing:
         return _check(
             f"{what} webhooks", False, f"the webhook to …{path} lacks the events {', '.join(missing)}"

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from baton.errors import BadInput, GitError
 from baton.forge.config import ForgeConfig, ForgeSettings
-from baton.forge.model import ForgeError, ForgeKind
+from baton.forge.model import ForgeError
 from baton.workspace import credentials
 
 SOURCE = "forge-apps"
@@ -28,13 +28,12 @@ REFUSED = re.compile(
 def push_env(forge: ForgeConfig, repo: str) -> dict[str, str]:
     """The variables of a push to ``repo`` on ``forge``: its token (BadInput naming the variable when it
     is not set; a GitHub App's installation token, ForgeError when it cannot be minted) and the user
-    name GitHub (``x-access-token``) or Gitea (baton's login) wants with it."""
+    name the forge wants with it (:attr:`~baton.forge.config.ForgeConfig.git_username`)."""
     if forge.app is not None:
         from baton.forge.github_app import app_of
 
         return {"BATON_GIT_TOKEN": app_of(forge).token(repo), "BATON_GIT_USERNAME": "x-access-token"}
-    user = "x-access-token" if forge.kind == ForgeKind.GITHUB else forge.user
-    return {"BATON_GIT_TOKEN": forge.token(), "BATON_GIT_USERNAME": user}
+    return {"BATON_GIT_TOKEN": forge.token(), "BATON_GIT_USERNAME": forge.git_username}
 
 
 def with_push_env(
