@@ -357,8 +357,10 @@ class ForgeApp(ForgeCore):
         removed: list[str] | None = None,
     ) -> None:
         payload = self.payloads.hook_template(event, action)
-        for key in ("organization", "enterprise", "requester"):
+        for key in ("organization", "enterprise"):
             payload.pop(key, None)
+        if event == "installation_repositories":
+            payload["requester"] = None  # required: who asked for the change (None: the account's owner)
         inst = payload["installation"]
         self.render.user_fields(inst["account"], installation.account)
         inst.update(
@@ -371,6 +373,8 @@ class ForgeApp(ForgeCore):
             target_id=self.user(installation.account).id,
             access_tokens_url=f"{self.api_url}/app/installations/{installation.id}/access_tokens",
             html_url=f"{self.web_url}/settings/installations/{installation.id}",
+            created_at=iso(installation.created_at),
+            updated_at=iso(self.clock()),
         )
         self.render.user_fields(payload["sender"], installation.account)
         if event == "installation":
