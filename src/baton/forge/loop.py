@@ -67,10 +67,7 @@ class ForgeLoop:
     def forge(self, name: str) -> ForgeConfig:
         """The forge's configuration; a GitHub App's with its own login and mention read from GitHub
         (once; ForgeError when GitHub does not answer)."""
-        try:
-            config = self.config.forges[name]
-        except KeyError:
-            raise BadInput(f"no forge named {name!r} in the configuration") from None
+        config = self._configured(name)
         if config.app is not None and not (config.user and config.mention):
             from baton.forge.github_app import identified
 
@@ -78,6 +75,12 @@ class ForgeLoop:
             with self._lock:  # what the webhooks' reader sees from now on
                 self.config = dataclasses.replace(self.config, forges={**self.config.forges, name: config})
         return config
+
+    def _configured(self, name: str) -> ForgeConfig:
+        try:
+            return self.config.forges[name]
+        except KeyError:
+            raise BadInput(f"no forge named {name!r} in the configuration") from None
 
     def identify(self) -> None:
         """Read each GitHub App's own login now (the service's start: before its first webhook is read);
@@ -92,7 +95,7 @@ class ForgeLoop:
     def client(self, name: str) -> ForgeClient:
         with self._lock:
             if name not in self.clients:
-                self.clients[name] = make_client(self.forge(name))
+                self.clients[name] = make_client(self._configured(name))  # an App's login: not needed
             return self.clients[name]
 
     def which(self, forge: str, pr: bool) -> bool | None:
