@@ -96,6 +96,8 @@ def fake_github(root: Path) -> Iterator[dict[str, Any]]:
     finally:
         server.terminate()
         server.wait(30)
+        if server.stdout is not None:
+            server.stdout.close()
 
 
 def turn(

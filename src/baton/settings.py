@@ -344,7 +344,8 @@ ENV_ONLY = (
         "the model Gemini runs (`-m`); else the CLI's own choice (`GEMINI_MODEL`, its `settings.json`), "
         "else its `pro` alias; `auto` lets the CLI route")),
     EnvSetting("BATON_GIT_TOKEN", "git_user_email", About(
-        "token for HTTPS git remotes (never passed to agents)")),
+        "token for HTTPS git remotes (never passed to agents); a GitHub App forge's repositories take "
+        "its installation tokens instead ([forge.md](forge.md#setting-up-github-as-an-app))")),
     EnvSetting("BATON_GIT_USERNAME", "git_user_email", About(
         "the user name sent with `BATON_GIT_TOKEN`", default="`x-access-token`")),
     EnvSetting("BATON_AGENTS_EXTRA", "git_user_email", About(
