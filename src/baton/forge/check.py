@@ -16,7 +16,7 @@ from baton.errors import BadInput, GitError
 from baton.forge import app_check, gitauth
 from baton.forge.config import ForgeConfig, RepoConfig
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import ForgeError
+from baton.forge.model import ForgeError, ForgeKind
 from baton.workspace.gitcmd import redact, run_git
 from baton.workspace.workdirs import Workdirs
 
