@@ -165,15 +165,18 @@ def _thread(loop: ForgeLoop, forge: str, repo: str, number: int, pr: bool = Fals
         return loop.client(forge).thread(repo, number, pr=pr)
     except ForgeError as exc:
         config = loop.forge(forge)
+        token = f"{config.token_env} (the token of {config.user})"
+        if config.app is not None:  # a GitHub App's: its words say which installation, or none
+            token = f"GitHub App {config.app.app_id}'s installation and its private key"
         if exc.status == 404:
             raise NotFound(
                 f"{forge}:{repo}#{number}: the forge has no issue or pull request #{number} in {repo} "
-                f"(or {config.user} cannot see it)"
+                f"(or {config.user} cannot see it)" + (f" — {exc}" if config.app is not None else "")
             ) from None
         if exc.status in (401, 403) and not isinstance(exc, RateLimited):
             raise ForgeUnreachable(
                 f"{forge}:{repo}#{number}: the forge refused baton's token ({exc.status}): check "
-                f"{config.token_env} (the token of {config.user}) — {exc}"
+                f"{token} — {exc}"
             ) from None
         raise ForgeUnreachable(f"{forge}:{repo}#{number}: {exc}") from None
 
