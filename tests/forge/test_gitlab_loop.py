@@ -155,3 +155,20 @@ def _base_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("BATON_")}
+
+
+def test_a_base_that_moved_into_a_conflict_is_a_conflict_turn(
+    gitlab: FakeGitLab, service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person's push to main that conflicts with baton's MR: GitLab says so only when asked, so the
+    Push Hook makes baton ask, and the conflict is the thread's next turn."""
+    monkeypatch.setenv("FAKE_AGENT_WRITE", "notes.md")
+    issue = gitlab.open_issue(REPO, "Notes", "Write notes.", author="alice")
+    gitlab.comment(REPO, issue.iid, "@baton please write notes", author="alice")
+    settled(service, gitlab, 1)
+    gitlab.commit(REPO, "main", {"notes.md": "a person's own notes\n"}, "notes on main", author="alice")
+    settled(service, gitlab, 2)
+    events = forge_store(service.store).forge_events("gitlab", REPO, issue.iid)
+    assert [e.kind.value for e in events][-1] == "conflict", [(e.identity, e.status) for e in events]
+    conflict_turn = service.store.list_jobs(limit=1)[0]
+    assert "conflict" in conflict_turn.request["prompt"].lower()
