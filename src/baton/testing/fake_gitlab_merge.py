@@ -122,6 +122,18 @@ class GitLabMerge(GitLabDrive):
                 )
             return mr
 
+    def set_reviewer(self, project: str, iid: int, username: str, state: str = "unreviewed") -> None:
+        """``username`` reviews the merge request; its review's ``state`` (unreviewed, reviewed,
+        requested_changes, approved, review_started) as ``GET …/reviewers`` shows it."""
+        with self.change():
+            proj = self.project(project)
+            mr = self.mr(proj, iid)
+            self.user(username)
+            if username not in mr.reviewers:
+                mr.reviewers.append(username)
+            mr.review_states[username] = (state, self.clock())
+            self._touch(mr)
+
     def approve(self, project: str, iid: int, username: str) -> None:
         """``username`` approves the merge request (Merge Request Hook ``approval``, and ``approved``
         once no approval is left)."""
