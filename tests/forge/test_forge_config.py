@@ -337,10 +337,10 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
         ('[forge]\ngithub = "x"\n', ("forge.github must be a table",)),
         (GITHUB + "colour = 1\n", ("unknown key forge.github.colour", "known: kind, api_url")),
         (
-            GITHUB.replace('"github"\napi', '"gitlab"\napi'),
-            ("forge.github.kind must be one of github, gitea",),
+            GITHUB.replace('"github"\napi', '"bitbucket"\napi'),
+            ("forge.github.kind must be one of github, gitea, gitlab",),
         ),
-        ('[forge.mine]\nuser = "me"\n', ("forge.mine.kind must be one of github, gitea, not ''",)),
+        ('[forge.mine]\nuser = "me"\n', ("forge.mine.kind must be one of github, gitea, gitlab, not ''",)),
         ("[forge.github]\nkind = 3\n", ("forge.github.kind must be a string, not 3",)),
         ('[forge.github]\nkind = "github"\n', ("forge.github.user is required",)),
         ('[forge.github]\nuser = "bad login"\n', ("forge.github.user must be a login",)),

@@ -62,11 +62,11 @@ def test_a_merged_pr_closed_is_a_cleanup_and_a_closed_thread(reader: Reader) -> 
     assert isinstance(read, Delivery)
     assert read.kinds == (DeliveryKind.CLEANUP, DeliveryKind.CLOSED)
     forge = "gh" if reader is GITHUB else "gt"
-    assert read.closed == Closed(forge, "acme/api", 7, merged=True)  # an outcome: the PR was merged
+    assert read.closed == Closed(forge, "acme/api", 7, merged=True, pr=True)  # an outcome: the PR was merged
     assert read.target == Target(("x/acme/api",), "feature", merged=True)
     assert Delivery.from_json(read.to_json()) == read
     unmerged = reader.read(CONFIG, "pull_request", pr_closed(merged=False))
-    assert isinstance(unmerged, Delivery) and unmerged.closed == Closed(forge, "acme/api", 7)
+    assert isinstance(unmerged, Delivery) and unmerged.closed == Closed(forge, "acme/api", 7, pr=True)
     said = pr_closed()
     said["pull_request"]["merged"] = "true"  # only the forge's boolean says merged
     assert isinstance(read := reader.read(CONFIG, "pull_request", said), Delivery)
@@ -99,8 +99,8 @@ def test_a_repository_name_a_marker_could_not_carry_is_kept_whole() -> None:
     payload = pr_closed(merged=False)
     payload["repository"]["full_name"] = "ev:il/a#1"
     read = GITHUB.read(CONFIG, "pull_request", payload)
-    assert isinstance(read, Delivery) and read.closed == Closed("gh", "ev:il/a#1", 7)
-    assert Delivery.from_json(read.to_json()).closed == Closed("gh", "ev:il/a#1", 7)
+    assert isinstance(read, Delivery) and read.closed == Closed("gh", "ev:il/a#1", 7, pr=True)
+    assert Delivery.from_json(read.to_json()).closed == Closed("gh", "ev:il/a#1", 7, pr=True)
 
 
 @pytest.mark.parametrize(
@@ -240,3 +240,21 @@ def test_pending_deliveries_old_and_new_are_acted_on_after_a_restart(
             assert stored is not None and stored.status == BindingStatus.CLOSED
     finally:
         worker.stop()
+
+
+@pytest.mark.parametrize("reader", [GITHUB, GITEA], ids=["github", "gitea"])
+def test_a_branch_deleted_is_cleaned_up_while_a_forge_loop_runs(reader: Reader) -> None:
+    """The forge loop finds nothing in a branch's deletion: its cleanup is still the delivery's work
+    (it was once read as ignored whenever a forge was configured)."""
+    deleted = reader.read(
+        CONFIG, "delete", {"ref_type": "branch", "ref": "feature", "repository": repository()}
+    )
+    assert isinstance(deleted, Delivery) and deleted.target == Target(("x/acme/api",), "feature")
+    push = {
+        "ref": "refs/heads/feature",
+        "deleted": True,
+        "repository": repository(),
+        "sender": {"login": "a"},
+    }
+    pushed = reader.read(CONFIG, "push", push)
+    assert isinstance(pushed, Delivery) and pushed.kinds == (DeliveryKind.CLEANUP,)

@@ -64,7 +64,7 @@ class MemoryForge:
     def permission(self, repo: str, login: str) -> str:
         return self.permissions.get(login, "none")
 
-    def thread(self, repo: str, number: int) -> ThreadInfo:
+    def thread(self, repo: str, number: int, *, pr: bool = False) -> ThreadInfo:
         if number == 7:
             mergeable = self.mergeable.pop(0) if len(self.mergeable) > 1 else self.mergeable[0]
             return ThreadInfo(
@@ -99,7 +99,9 @@ class MemoryForge:
         """The agent's answers baton posted (``reply = "comment"``, the default)."""
         return [c for c in self.posted.values() if c.startswith("<sub>`")]
 
-    def comments(self, repo: str, number: int, since: float | None = None) -> list[Comment]:
+    def comments(
+        self, repo: str, number: int, since: float | None = None, *, pr: bool = False
+    ) -> list[Comment]:
         return []
 
     def reviews(self, repo: str, number: int, since: float | None = None) -> list[Review]:
@@ -115,13 +117,15 @@ class MemoryForge:
     def default_branch(self, repo: str) -> str:
         return "main"
 
-    def post_comment(self, repo: str, number: int, body: str) -> int:
+    def post_comment(self, repo: str, number: int, body: str, *, pr: bool = False) -> int:
         with self.lock:
             comment_id = next(self.ids)
             self.posted[comment_id] = body
         return comment_id
 
-    def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
+    def edit_comment(
+        self, repo: str, comment_id: int, body: str, *, number: int = 0, pr: bool = False
+    ) -> None:
         self.posted[comment_id] = body
 
 
@@ -483,7 +487,7 @@ def test_a_turn_published_again_posts_its_answer_once(
     idle(loop)
     [job] = loop.store.list_jobs(limit=5)
     said = [Comment(i, Actor("baton-bot"), body, "u") for i, body in forge.posted.items()]
-    monkeypatch.setattr(forge, "comments", lambda repo, number, since=None: said)
+    monkeypatch.setattr(forge, "comments", lambda repo, number, since=None, pr=False: said)
     fields = {"result": job.result, "error": job.error}
     published = publish.after_job(loop, job.id, str(job.outcome), fields, again=True)
     assert published is not None and published["reply"] == "posted before"

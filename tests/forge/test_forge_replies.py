@@ -148,7 +148,7 @@ class ThreadedForge(MemoryForge):
         self.resolved.extend(comment_ids)
         return list(comment_ids)
 
-    def post_comment(self, repo: str, number: int, body: str) -> int:
+    def post_comment(self, repo: str, number: int, body: str, *, pr: bool = False) -> int:
         if number == 7:
             self.pr_comments.append(body)
         return super().post_comment(repo, number, body)

@@ -38,6 +38,11 @@ GITHUB_EVENTS = frozenset(
     }
 )
 
+# GitLab's hook flags the loop needs: notes, issues (labels, assignees, closes), MRs, pipelines, pushes
+GITLAB_EVENTS = frozenset(
+    {"note_events", "issues_events", "merge_requests_events", "pipeline_events", "push_events"}
+)
+
 
 def check_forges(loop: ForgeLoop) -> list[dict[str, Any]]:
     checks = [_check("webhook secret", bool(os.environ.get("BATON_WEBHOOK_SECRET")), _secret_detail())]
@@ -53,6 +58,7 @@ def check_forges(loop: ForgeLoop) -> list[dict[str, Any]]:
         checks.append(
             _check(f"forge {name}", True, f"{forge.kind.value} at {forge.api_url}, as {forge.user}")
         )
+        checks += _token(loop, name, forge)
     for (forge_name, _), repo in sorted(loop.config.repos.items()):
         if forge_name in usable:
             checks += _repo(loop, forge_name, repo)
@@ -82,6 +88,36 @@ def _repo(loop: ForgeLoop, forge_name: str, repo: RepoConfig) -> list[dict[str, 
     checks.append(_push(loop, what, url, forge))
     checks.append(_hooks(loop, what, forge_name, forge, repo.name))
     return checks
+
+
+def _token(loop: ForgeLoop, name: str, forge: ForgeConfig) -> list[dict[str, Any]]:
+    """Where the forge tells (GitLab): whom the token acts as — baton's ``user``, or its own notes would
+    be someone else's — and whether its scopes let it comment and push (``api``), active, not expiring."""
+    client = loop.client(name)
+    whoami, scopes = getattr(client, "whoami", None), getattr(client, "token_scopes", None)
+    if not callable(whoami) or not callable(scopes):
+        return []
+    what = f"forge {name} token"
+    try:
+        me, info = whoami(), scopes()
+    except ForgeError as exc:
+        return [_check(what, False, f"the forge refused {forge.token_env}: {exc}")]
+    if str(me.login).casefold() != forge.user.casefold():
+        return [
+            _check(
+                what,
+                False,
+                f"{forge.token_env} acts as {me.login}, not as user {forge.user!r}: set user = "
+                f"{str(me.login)!r} (baton must know its own notes, which never trigger it)",
+            )
+        ]
+    if not info.active or "api" not in info.scopes:
+        held = ", ".join(info.scopes) or "none"
+        return [
+            _check(what, False, f"{forge.token_env} needs the api scope and to be active (scopes: {held})")
+        ]
+    expiry = f", expires {info.expires_at}" if info.expires_at else ""
+    return [_check(what, True, f"acts as {me.login}; scopes {', '.join(info.scopes)}{expiry}")]
 
 
 def _check_runs(what: str, refusal: Any, repo: str, branch: str) -> dict[str, Any]:
@@ -125,7 +161,7 @@ def _push(loop: ForgeLoop, what: str, url: str, forge: ForgeConfig) -> dict[str,
     env = {
         **workdirs.process_env("baton"),
         "BATON_GIT_TOKEN": forge.token(),
-        "BATON_GIT_USERNAME": "x-access-token" if forge.kind == ForgeKind.GITHUB else forge.user,
+        "BATON_GIT_USERNAME": forge.git_username,
     }
     with tempfile.TemporaryDirectory(prefix="baton-forge-test-") as tmp:
         scratch = Path(tmp)
@@ -169,7 +205,8 @@ def _hooks(loop: ForgeLoop, what: str, forge_name: str, forge: ForgeConfig, repo
         return _check(
             f"{what} webhooks", False, f"no webhook delivers to …{path}: only the reconcile finds events"
         )
-    missing = sorted(GITHUB_EVENTS - ours[0]) if "*" not in ours[0] else []
+    needed = GITLAB_EVENTS if forge.kind is ForgeKind.GITLAB else GITHUB_EVENTS
+    missing = sorted(needed - ours[0]) if "*" not in ours[0] else []
     if missing:
         return _check(
             f"{what} webhooks", False, f"the webhook to …{path} lacks the events {', '.join(missing)}"

@@ -46,8 +46,14 @@ _LABEL_RE = re.compile(rf"[^\x00-\x1f\x7f]{{1,{_MAX_LABEL}}}")
 _SCP_RE = re.compile(r"(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+:(?!//)[^\s:]\S*")  # git@host:owner/name.git
 _MAX_URL = 2048
 
-_DEFAULT_URLS = {ForgeKind.GITHUB: ("https://api.github.com", "https://github.com")}
-_API_SUFFIX = {ForgeKind.GITHUB: "/api/v3", ForgeKind.GITEA: "/api/v1"}  # GHES's and Gitea's
+_DEFAULT_URLS = {
+    ForgeKind.GITHUB: ("https://api.github.com", "https://github.com"),
+    ForgeKind.GITLAB: ("https://gitlab.com/api/v4", "https://gitlab.com"),
+}
+_API_SUFFIX = {ForgeKind.GITHUB: "/api/v3", ForgeKind.GITEA: "/api/v1", ForgeKind.GITLAB: "/api/v4"}
+_MAX_GROUPS = 20  # GitLab's subgroups nest at most 20 deep
+# GitLab's role names, as its members are given them, for ``trusted``: the permission each maps to
+_ROLES = {"developer": "write", "maintainer": "maintain", "owner": "admin"}
 
 
 class BotPolicy(StrEnum):
@@ -102,6 +108,13 @@ class ForgeConfig:
                 "is not set or is empty"
             )
         return value.strip()
+
+    @property
+    def git_username(self) -> str:
+        """The user name baton's git sends with the token: GitHub's ``x-access-token`` (any token),
+        GitLab's ``oauth2`` (any access token), baton's own login on Gitea and Forgejo."""
+        names = {ForgeKind.GITHUB: "x-access-token", ForgeKind.GITLAB: "oauth2"}
+        return names.get(self.kind, self.user)
 
     def clone_url(self, repo: str) -> str:
         """What baton clones and pushes for ``owner/name`` (no credentials: GIT_ASKPASS gives them)."""
@@ -437,19 +450,16 @@ def _repo(
     name: str, data: Any, source: Path, forges: dict[str, ForgeConfig], agents: tuple[str, ...]
 ) -> RepoConfig:
     fields = _Fields(data, source, ("repo", name), _REPO_KEYS)
-    owner, _, repo_name = name.partition("/")
-    if not _OWNER_RE.fullmatch(owner) or not _REPO_NAME_RE.fullmatch(repo_name) or repo_name in (".", ".."):
-        raise BadInput(
-            f"{source}: {_key('repo', name)}: a repository is 'owner/name' (letters, digits, '.', '_', "
-            "'-'; at most 100 each), as the forge names it"
-        )
+    forge = _repo_forge(fields, forges)
+    _repo_name(name, source, forges[forge].kind)
     access = Access(fields.choice("access", [a.value for a in Access], Access.EDIT.value))
+    trusted = fields.choice("trusted", (*TRUSTED_LEVELS, *_ROLES), "write")
     return RepoConfig(
         name=name,
-        forge=_repo_forge(fields, forges),
+        forge=forge,
         agent=_agent(fields, "agent", fields.text("agent", "claude") or "", agents),
         access=access,
-        trusted=fields.choice("trusted", TRUSTED_LEVELS, "write"),
+        trusted=_ROLES.get(trusted, trusted),
         allow=fields.words("allow", _LOGIN_RE, "logins"),
         deny=fields.words("deny", _LOGIN_RE, "logins"),
         only_allow=fields.flag("only_allow", False),
@@ -482,6 +492,24 @@ def _caps(fields: _Fields) -> Caps:
             except BadInput as exc:
                 raise fields.error(name, str(exc).removeprefix(f"{name} ")) from None
     return Caps(**found)
+
+
+def _repo_name(name: str, source: Path, kind: ForgeKind) -> None:
+    """``owner/name``; on GitLab also ``group/subgroup/.../name`` (a project's full path)."""
+    *owners, repo_name = name.split("/")
+    nested = kind is ForgeKind.GITLAB and len(owners) <= _MAX_GROUPS
+    if (
+        not owners
+        or (len(owners) > 1 and not nested)
+        or not all(_OWNER_RE.fullmatch(owner) for owner in owners)
+        or not _REPO_NAME_RE.fullmatch(repo_name)
+        or repo_name in (".", "..")
+    ):
+        groups = " (on GitLab: 'group/subgroup/name')" if kind is ForgeKind.GITLAB else ""
+        raise BadInput(
+            f"{source}: {_key('repo', name)}: a repository is 'owner/name'{groups} (letters, digits, '.', "
+            "'_', '-'; at most 100 each), as the forge names it"
+        )
 
 
 def _repo_forge(fields: _Fields, forges: dict[str, ForgeConfig]) -> str:

@@ -34,7 +34,7 @@ def base_moved(
         nonlocal undecided
         waiting: list[int] = []
         for number in undecided:
-            info = client.thread(repo, number)
+            info = client.thread(repo, number, pr=True)
             if info.state != "open" or info.base_ref != branch:
                 continue
             if info.mergeable is None:

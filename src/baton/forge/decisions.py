@@ -33,7 +33,8 @@ def say_once(loop: ForgeLoop, binding: Binding, identity: str, text: str) -> Non
     if forge_store(loop.store).add_forge_event(marker) is None:
         return
     try:
-        loop.client(binding.forge).post_comment(binding.repo, binding.pr or binding.number, text)
+        on_pr = binding.pr is not None or binding.on_pr
+        loop.client(binding.forge).post_comment(binding.repo, binding.pr or binding.number, text, pr=on_pr)
     except ForgeError as exc:
         log.warning("forge %s: could not comment: %s", binding.conversation, exc)
 
@@ -59,7 +60,11 @@ def refuse(loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str
     """A refused event, kept (dropped, with the reason: ``baton forge show`` lists it) and audited once
     per identity: a redelivery or the reconcile's find of it is no second refusal."""
     bound = (
-        forge_store(loop.store).get_binding(event.forge, event.repo, event.number) if event.number else None
+        forge_store(loop.store).get_binding(
+            event.forge, event.repo, event.number, loop.which(event.forge, event.is_pr)
+        )
+        if event.number
+        else None
     )
     record = EventRecord(
         forge=event.forge,

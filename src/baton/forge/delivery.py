@@ -41,14 +41,17 @@ class Closed:
     repo: str
     number: int
     merged: bool = False  # a pull request merged (the forge's ``pull_request.merged``)
+    pr: bool = False  # ``number`` is a pull request's (told apart where a forge numbers them apart)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"forge": self.forge, "repo": self.repo, "number": self.number}
-        return {**data, "merged": True} if self.merged else data
+        data |= {"merged": True} if self.merged else {}
+        return {**data, "pr": True} if self.pr else data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Closed:
-        return cls(str(data["forge"]), str(data["repo"]), int(data["number"]), data.get("merged") is True)
+        merged, pr = data.get("merged") is True, data.get("pr") is True
+        return cls(str(data["forge"]), str(data["repo"]), int(data["number"]), merged, pr)
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ def _closed(forge: ForgeConfig, event: str, payload: Mapping[str, Any]) -> Close
     if type(number) is not int or not 0 < number < 2**63 or repo is None:  # a store's BIGINT
         return None
     merged = event == "pull_request" and isinstance(item, dict) and item.get("merged") is True
-    return Closed(forge.name, repo, number, merged)
+    return Closed(forge.name, repo, number, merged, pr=event == "pull_request")
 
 
 def _pushed(forge: ForgeConfig, event: str, payload: Mapping[str, Any]) -> BasePushed | None:
@@ -201,6 +204,16 @@ def _pushed(forge: ForgeConfig, event: str, payload: Mapping[str, Any]) -> BaseP
     return BasePushed(forge.name, repo, branch)
 
 
+def joined(target: Target | None, cleanup: Target | Ignored, found: Delivery | Ignored) -> Delivery | Ignored:
+    """A delivery's cleanup and its forge loop's part, one delivery (a branch deleted is cleaned up
+    even when the loop finds nothing in it), or why it asks nothing."""
+    if isinstance(found, Ignored):
+        return Delivery(target) if target else Ignored(f"{cleanup}; {found}")
+    if target or found.feedback:
+        return Delivery(target, found.events, found.closed, found.pushed, found.settled)
+    return Ignored(str(cleanup))
+
+
 @dataclass(frozen=True)
 class Reader:
     """One forge's reading of its deliveries: its headers (:class:`~baton.forge.events.Forge`) and its
@@ -215,9 +228,7 @@ class Reader:
         cleanup = classify(event, payload)
         target = cleanup if isinstance(cleanup, Target) else None
         found = self.feedback(config, event, payload) if config is not None else Delivery()
-        if isinstance(found, Delivery) and (target or found.feedback):
-            return Delivery(target, found.events, found.closed, found.pushed, found.settled)
-        return Ignored(f"{cleanup}; {found}" if isinstance(found, Ignored) else str(cleanup))
+        return joined(target, cleanup, found)
 
     def feedback(self, config: ForgeSettings, event: str, payload: dict[str, Any]) -> Delivery | Ignored:
         """The forge loop's part of a delivery: a closed thread, a moved base, or feedback events.

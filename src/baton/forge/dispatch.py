@@ -16,7 +16,7 @@ from baton.asking.pending import answer_to, waiting
 from baton.caps.words import parked_text
 from baton.errors import BadInput, Busy
 from baton.fleet import jobs
-from baton.forge import budget, decisions, merging, prompts
+from baton.forge import budget, decisions, gathering, merging, prompts
 from baton.forge.config import RepoConfig
 from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
@@ -77,9 +77,10 @@ def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> O
         if found is None or found.pr is None:
             return Outcome("ignored", f"no bound pull request of {event.repo} is at {event.head_sha}")
         event = replace(event, number=found.pr)
-    binding = forge_store(loop.store).get_binding(event.forge, event.repo, event.number) or _bind(
-        loop, event, repo, decision
+    found = forge_store(loop.store).get_binding(
+        event.forge, event.repo, event.number, loop.which(event.forge, event.is_pr)
     )
+    binding = found or _bind(loop, event, repo, decision)
     if isinstance(binding, Unbound):
         return Outcome("ignored", binding.reason)
     if binding.status == BindingStatus.CLOSED:
@@ -95,7 +96,11 @@ def _known(loop: ForgeLoop, event: ForgeEvent) -> bool:
     forge is asked anything (a permission, a review's inline comments) — the store's unique key still
     decides for the events that race past this."""
     binding = (
-        forge_store(loop.store).get_binding(event.forge, event.repo, event.number) if event.number else None
+        forge_store(loop.store).get_binding(
+            event.forge, event.repo, event.number, loop.which(event.forge, event.is_pr)
+        )
+        if event.number
+        else None
     )
     if binding is None:
         return False
@@ -115,6 +120,8 @@ def _accept(
     stored = _store(loop, event, binding, decision, status, why, delivery)
     if stored.status == "duplicate":
         return stored
+    for companion in gathering.companions(event):  # one review's other notes: answered by this turn
+        _store(loop, companion, binding, decision, EventStatus.DROPPED, f"in the turn of {event.identity}")
     if resumes:  # stored once: a trusted `@baton budget +5` raises the thread's spending cap once
         budget.raised(loop, binding, event)
     if only:
@@ -181,15 +188,19 @@ def _bind(loop: ForgeLoop, event: ForgeEvent, repo: RepoConfig, decision: Decisi
     if event.trigger == Trigger.LABEL and not trigger.matches_label(event.signature or ""):
         names = ", ".join(trigger.names) or "the trigger labels"
         return Unbound(f"label {event.signature!r} is not one of {names}")
-    return bind_thread(
-        loop,
-        event.forge,
-        event.repo,
-        event.number,
-        trigger.agent,
-        actor=decisions.who(event),
-        access=trigger.access,
-    )
+    try:
+        return bind_thread(
+            loop,
+            event.forge,
+            event.repo,
+            event.number,
+            trigger.agent,
+            actor=decisions.who(event),
+            access=trigger.access,
+            pr=event.is_pr,
+        )
+    except BadInput as exc:  # a key or (GitLab) a number taken: said, never a failed delivery
+        return Unbound(str(exc))
 
 
 # -- making an event ready -----------------------------------------------------------------------------
@@ -206,7 +217,7 @@ def _prepare(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent
     """The event as a turn needs it (re-read from the forge), or why it is dropped."""
     client = loop.client(event.forge)
     if event.kind in STALE_KINDS and binding.pr is not None:
-        now = client.thread(event.repo, binding.pr)
+        now = client.thread(event.repo, binding.pr, pr=True)
         head = now.head_sha
         if head and binding.head_sha != head:
             binding.head_sha, binding.updated_at = head, loop.clock()
@@ -257,7 +268,15 @@ def _review(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent:
     """A review with all its inline comments (a webhook of one inline comment names only that one)."""
     assert binding.pr is not None
     kind = loop.forge(event.forge).kind
-    for review in loop.client(event.forge).reviews(event.repo, binding.pr):
+    since = event.at - gathering.WINDOW if kind.numbers_apart and event.at else None
+    reviews = loop.client(event.forge).reviews(event.repo, binding.pr, since=since)
+    if kind.numbers_apart:  # GitLab: a note each, no review id; the author's unanswered ones gathered
+        known = {
+            r.identity
+            for r in forge_store(loop.store).forge_events(binding.forge, binding.repo, binding.number)
+        }
+        return gathering.gather(event, reviews, known)
+    for review in reviews:
         if review_identity(kind, binding.pr, review) == event.identity:
             return replace(
                 event,
@@ -294,7 +313,10 @@ def kick(loop: ForgeLoop, binding: Binding, finishing: str | None = None) -> Out
 
 
 def _kick(loop: ForgeLoop, binding: Binding, finishing: str | None) -> Outcome | None:
-    current = forge_store(loop.store).get_binding(binding.forge, binding.repo, binding.number) or binding
+    which = loop.which(binding.forge, binding.on_pr)
+    current = (
+        forge_store(loop.store).get_binding(binding.forge, binding.repo, binding.number, which) or binding
+    )
     if current.status != BindingStatus.ACTIVE or busy(loop, current, finishing):
         return None
     waiting = forge_store(loop.store).forge_events(

@@ -30,6 +30,7 @@ class Forge:
     event_headers: tuple[str, ...]
     delivery_headers: tuple[str, ...]
     plain_signatures: tuple[str, ...]  # headers carrying the bare hex digest (Gitea's, Forgejo's)
+    token_header: str | None = None  # GitLab's: the secret itself (X-Gitlab-Token), not a signature
 
 
 GITHUB = Forge("github", ("x-github-event",), ("x-github-delivery",), ())
@@ -39,6 +40,16 @@ GITEA = Forge(
     ("x-gitea-event", "x-forgejo-event", "x-gogs-event", "x-github-event"),
     ("x-gitea-delivery", "x-forgejo-delivery", "x-gogs-delivery", "x-github-delivery"),
     ("x-gitea-signature", "x-forgejo-signature"),
+)
+
+# GitLab sends the hook's secret token as it is; its Idempotency-Key (17.4+) stays the same across a
+# delivery's retries and resends, its X-Gitlab-Event-UUID (older GitLab's only id) names the event
+GITLAB = Forge(
+    "gitlab",
+    ("x-gitlab-event",),
+    ("idempotency-key", "x-gitlab-event-uuid"),
+    (),
+    token_header="x-gitlab-token",
 )
 
 
@@ -92,6 +103,20 @@ def verified(secret: str, body: bytes, claims: list[str]) -> bool:
     # every claim is compared (no early exit), and bytes avoid compare_digest's TypeError on non-ASCII
     results = [hmac.compare_digest(expected, c.strip().lower().encode("latin-1", "replace")) for c in claims]
     return any(results)
+
+
+def token_verified(secret: str, claim: str | None) -> bool:
+    """GitLab's ``X-Gitlab-Token`` equals the secret, compared in constant time (bytes: any claim)."""
+    if claim is None:
+        return False
+    return hmac.compare_digest(secret.encode(), claim.encode("utf-8", "replace"))
+
+
+def authentic(forge: Forge, secret: str, body: bytes, headers: Mapping[str, str]) -> bool:
+    """The delivery is the forge's: its token (GitLab) or its signature over ``body`` (the others)."""
+    if forge.token_header is not None:
+        return token_verified(secret, headers.get(forge.token_header))
+    return verified(secret, body, claimed_signatures(forge, headers))
 
 
 # -- reading the payload ----------------------------------------------------------------------------

@@ -241,7 +241,7 @@ class GiteaClient(RestForge, GiteaInline):
         data = self._json(response) or {}
         return _PERMISSIONS.get(str(data.get("permission") or "none"), "none")
 
-    def thread(self, repo: str, number: int) -> ThreadInfo:
+    def thread(self, repo: str, number: int, *, pr: bool = False) -> ThreadInfo:
         issue = self.http.json("GET", f"{_repo_path(repo)}/issues/{int(number)}")
         if issue.get("pull_request") is None:
             return _issue_info(issue)
@@ -254,7 +254,9 @@ class GiteaClient(RestForge, GiteaInline):
 
     # -- conversation ---------------------------------------------------------------------------------
 
-    def comments(self, repo: str, number: int, since: float | None = None) -> list[Comment]:
+    def comments(
+        self, repo: str, number: int, since: float | None = None, *, pr: bool = False
+    ) -> list[Comment]:
         params = {"since": iso(since)} if since is not None else None
         return [
             Comment(

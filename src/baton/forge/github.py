@@ -146,7 +146,7 @@ class GitHubClient(RestForge, GitHubInline):
         role = str(data.get("role_name") or "")
         return role if role in ROLES else str(data.get("permission") or "none")
 
-    def thread(self, repo: str, number: int) -> ThreadInfo:
+    def thread(self, repo: str, number: int, *, pr: bool = False) -> ThreadInfo:
         issue = self.http.json("GET", f"{_repo_path(repo)}/issues/{int(number)}")
         if issue.get("pull_request") is None:
             return _issue_info(issue)
@@ -165,7 +165,9 @@ class GitHubClient(RestForge, GitHubInline):
 
     # -- conversation ---------------------------------------------------------------------------------
 
-    def comments(self, repo: str, number: int, since: float | None = None) -> list[Comment]:
+    def comments(
+        self, repo: str, number: int, since: float | None = None, *, pr: bool = False
+    ) -> list[Comment]:
         params: dict[str, Any] = {"per_page": PER_PAGE}
         if since is not None:
             params["since"] = iso(since)

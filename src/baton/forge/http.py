@@ -65,7 +65,9 @@ def forge_words(response: httpx.Response, body: bytes) -> str:
     if not isinstance(data, dict):
         text = body[:300].decode("utf-8", "replace").strip()
         return " ".join(text.split()) or response.reason_phrase
-    words = [str(data.get("message") or "").strip()]
+    words = [_message_words(data.get("message") or data.get("error") or "")]
+    if data.get("error_description"):  # GitLab's OAuth-style refusal of a token
+        words.append(str(data["error_description"]).strip())
     errors = data.get("errors")
     for error in errors if isinstance(errors, list) else []:
         if isinstance(error, dict):
@@ -76,6 +78,16 @@ def forge_words(response: httpx.Response, body: bytes) -> str:
         else:
             words.append(str(error))
     return ": ".join(w for w in words if w) or response.reason_phrase
+
+
+def _message_words(message: Any) -> str:
+    """A ``message`` as words: GitLab also answers a list of them, or a field's list of them
+    (``{"title": ["can't be blank"]}``)."""
+    if isinstance(message, list):
+        return "; ".join(_message_words(m) for m in message[:10])
+    if isinstance(message, dict):
+        return "; ".join(f"{k} {_message_words(v)}".strip() for k, v in list(message.items())[:10])
+    return str(message).strip()
 
 
 class _Again(Exception):
@@ -360,7 +372,8 @@ class ForgeHTTP:
 
     def _rate_limit_wait(self, response: httpx.Response, message: str) -> float | None:
         """Seconds until a spent rate limit resets, or ``None`` when the answer is not a rate limit:
-        ``Retry-After``; else ``x-ratelimit-reset`` when ``x-ratelimit-remaining`` is 0; else, for
+        ``Retry-After``; else ``x-ratelimit-reset`` when ``x-ratelimit-remaining`` is 0 (GitLab's
+        ``RateLimit-Reset`` and ``RateLimit-Remaining`` alike); else, for
         GitHub's secondary limit that gives neither, the minute its documentation asks for."""
         status, headers = response.status_code, response.headers
         if status not in (403, 429):
@@ -368,12 +381,13 @@ class ForgeHTTP:
         after = _retry_after(headers.get("retry-after"), self._clock())
         if after is not None:
             return after
-        if headers.get("x-ratelimit-remaining") == "0":
-            try:
-                reset = float(headers.get("x-ratelimit-reset", ""))
-            except ValueError:
-                return _SECONDARY_WAIT
-            return max(0.0, reset - self._clock()) + 1.0  # the reset's second, passed
+        for prefix in ("x-ratelimit", "ratelimit"):  # GitHub's and Gitea's; GitLab's (no x-)
+            if headers.get(f"{prefix}-remaining") == "0":
+                try:
+                    reset = float(headers.get(f"{prefix}-reset", ""))
+                except ValueError:
+                    return _SECONDARY_WAIT
+                return max(0.0, reset - self._clock()) + 1.0  # the reset's second, passed
         if any(words in message.lower() for words in ("secondary rate limit", "abuse detection")):
             return _SECONDARY_WAIT
         return None

@@ -503,4 +503,6 @@ def review_identity(kind: ForgeKind, number: int, review: Review) -> str:
     agree on its PR, commit and text (:func:`gitea_review_identity`)."""
     if kind == ForgeKind.GITEA:
         return gitea_review_identity(number, review.commit or "", review.body)
+    if kind == ForgeKind.GITLAB:  # no review id: a diff note each (baton.forge.gathering)
+        return f"review:note-{review.id}"
     return f"review:{review.id}"

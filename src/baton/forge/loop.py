@@ -31,6 +31,10 @@ def make_client(forge: ForgeConfig) -> ForgeClient:
         from baton.forge.gitea import GiteaClient
 
         return GiteaClient(forge.api_url, token)
+    if forge.kind == ForgeKind.GITLAB:
+        from baton.forge.gitlab import GitLabClient
+
+        return GitLabClient(forge.api_url, token)
     from baton.forge.github import GitHubClient
 
     return GitHubClient(forge.api_url, token)
@@ -63,6 +67,12 @@ class ForgeLoop:
             if name not in self.clients:
                 self.clients[name] = make_client(self.forge(name))
             return self.clients[name]
+
+    def which(self, forge: str, pr: bool) -> bool | None:
+        """``pr`` where the forge numbers issues and PRs apart (GitLab), else None: one sequence, a
+        number is either (what :meth:`~baton.forge.tables.ForgeStore.get_binding` takes)."""
+        config = self.config.forges.get(forge)
+        return pr if config is not None and config.kind.numbers_apart else None
 
     def repo(self, forge: str, repo: str) -> RepoConfig | None:
         return self.config.repo(forge, repo)

@@ -45,6 +45,12 @@ def merge_client(client: ForgeClient) -> MergeClient:
         from baton.forge.gitea_merge import GiteaMerge
 
         return GiteaMerge(client)
+    from baton.forge.gitlab import GitLabClient
+
+    if isinstance(client, GitLabClient):
+        from baton.forge.gitlab_merge import GitLabMerge
+
+        return GitLabMerge(client)
     if isinstance(client, MergeClient):
         return client
     raise ForgeError(f"{type(client).__name__} cannot read a pull request's readiness", 0)
@@ -53,7 +59,8 @@ def merge_client(client: ForgeClient) -> MergeClient:
 def act_on_settled(loop: ForgeLoop, settled: Settled) -> dict[str, Any]:
     """The PRs a settled delivery names (or the one at its head), each considered."""
     store = forge_store(loop.store)
-    found = [store.get_binding(settled.forge, settled.repo, n) for n in settled.numbers]
+    which = loop.which(settled.forge, True)
+    found = [store.get_binding(settled.forge, settled.repo, n, which) for n in settled.numbers]
     if not settled.numbers and settled.head_sha:
         found = [by_head(loop, settled.forge, settled.repo, settled.head_sha)]
     done = [consider(loop, b, "a review or a check") for b in found if b is not None]

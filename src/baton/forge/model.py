@@ -25,6 +25,13 @@ class ForgeKind(StrEnum):
 
     GITHUB = "github"  # github.com or GitHub Enterprise Server (REST v3)
     GITEA = "gitea"  # Gitea or Forgejo (Gitea's REST API v1)
+    GITLAB = "gitlab"  # gitlab.com or self-managed GitLab (REST API v4)
+
+    @property
+    def numbers_apart(self) -> bool:
+        """Whether issues and pull (merge) requests are numbered apart (GitLab's ``#3`` and ``!3`` are two
+        things; GitHub's and Gitea's share one sequence): every read and write then says which it means."""
+        return self is ForgeKind.GITLAB
 
 
 class Trigger(StrEnum):
@@ -195,7 +202,10 @@ class ForgeClient(Protocol):
         """The actor's permission on the repo: admin, maintain, write, triage, read or none."""
         ...
 
-    def thread(self, repo: str, number: int) -> ThreadInfo: ...
+    def thread(self, repo: str, number: int, *, pr: bool = False) -> ThreadInfo:
+        """The issue (``pr`` False) or pull request ``number``; the flag matters where the two are
+        numbered apart (:attr:`ForgeKind.numbers_apart`), the other forges tell them by the number."""
+        ...
 
     def updated_since(self, repo: str, since: float) -> list[ThreadInfo]:
         """Issues and PRs of the repo updated at or after ``since`` (every page): the reconcile's one
@@ -207,7 +217,11 @@ class ForgeClient(Protocol):
         status): False when the forge answers 304 Not Modified to ``etag``."""
         ...
 
-    def comments(self, repo: str, number: int, since: float | None = None) -> list[Comment]: ...
+    def comments(
+        self, repo: str, number: int, since: float | None = None, *, pr: bool = False
+    ) -> list[Comment]:
+        """The comments on the issue or (``pr``) pull request, oldest first."""
+        ...
 
     def reviews(self, repo: str, number: int, since: float | None = None) -> list[Review]:
         """Submitted reviews (those submitted at or after ``since`` when given), each with its inline
@@ -225,11 +239,15 @@ class ForgeClient(Protocol):
 
     def default_branch(self, repo: str) -> str: ...
 
-    def post_comment(self, repo: str, number: int, body: str) -> int:
-        """A new comment on the issue or PR; its id."""
+    def post_comment(self, repo: str, number: int, body: str, *, pr: bool = False) -> int:
+        """A new comment on the issue or (``pr``) PR; its id."""
         ...
 
-    def edit_comment(self, repo: str, comment_id: int, body: str) -> None: ...
+    def edit_comment(
+        self, repo: str, comment_id: int, body: str, *, number: int = 0, pr: bool = False
+    ) -> None:
+        """Edit a comment (GitLab names a note under its issue or MR: ``number``, ``pr``)."""
+        ...
 
 
 @dataclass(frozen=True)

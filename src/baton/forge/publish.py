@@ -21,7 +21,7 @@ from baton.fleet.execute import AFTER_JOB
 from baton.forge import answers, dispatch, merging, replies
 from baton.forge.config import ForgeSettings, Reply
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import ForgeError, ForgeEvent, ForgeKind
+from baton.forge.model import ForgeError, ForgeEvent
 from baton.forge.records import Binding, BindingStatus
 from baton.forge.tables import forge_store
 from baton.forge.threads import STATUS_HEAD
@@ -222,7 +222,7 @@ def _push(loop: ForgeLoop, binding: Binding, job: JobRecord) -> dict[str, Any]:
     push_env = {
         **env,
         "BATON_GIT_TOKEN": forge.token(),
-        "BATON_GIT_USERNAME": "x-access-token" if forge.kind == ForgeKind.GITHUB else forge.user,
+        "BATON_GIT_USERNAME": forge.git_username,
     }
     try:
         run_git(
@@ -270,7 +270,7 @@ def _open_pr(loop: ForgeLoop, binding: Binding) -> dict[str, Any]:
     client, repo = loop.client(binding.forge), loop.repo(binding.forge, binding.repo)
     assert binding.branch is not None
     try:
-        issue = client.thread(binding.repo, binding.number)
+        issue = client.thread(binding.repo, binding.number, pr=binding.on_pr)
         base = (repo.base if repo else None) or client.default_branch(binding.repo)
         body = (
             f"Closes #{binding.number}.\n\nOpened by baton for {binding.agent}'s thread `{binding.thread}`."
@@ -291,7 +291,9 @@ def _answered(loop: ForgeLoop, binding: Binding, job: JobRecord) -> bool:
     forge = loop.forge(binding.forge)
     mark = answers.attribution(binding, job)
     try:
-        said = loop.client(binding.forge).comments(binding.repo, binding.number, since=job.started_at)
+        said = loop.client(binding.forge).comments(
+            binding.repo, binding.number, since=job.started_at, pr=binding.on_pr
+        )
     except ForgeError:
         return False  # cannot tell: post it (twice at worst, never lost)
     return any(is_own(c.author.login, forge) and c.body.startswith(mark) for c in said)
@@ -343,7 +345,7 @@ def _park(loop: ForgeLoop, binding: Binding, question: str, note: str = ASKED) -
 def _post(loop: ForgeLoop, binding: Binding, text: str) -> str:
     """A comment of baton's in the thread's conversation: "posted", or why not (the turn is kept)."""
     try:
-        loop.client(binding.forge).post_comment(binding.repo, binding.number, text)
+        loop.client(binding.forge).post_comment(binding.repo, binding.number, text, pr=binding.on_pr)
     except ForgeError as exc:
         log.warning("forge %s: the agent's answer was not posted: %s", binding.conversation, exc)
         return f"failed: {exc}"
@@ -359,9 +361,11 @@ def _status_comment(
         text += "\n".join(lines) + "\n"
     try:
         if binding.status_comment is not None:
-            client.edit_comment(binding.repo, binding.status_comment, text)
+            client.edit_comment(
+                binding.repo, binding.status_comment, text, number=binding.number, pr=binding.on_pr
+            )
             return "edited"
-        binding.status_comment = client.post_comment(binding.repo, binding.number, text)
+        binding.status_comment = client.post_comment(binding.repo, binding.number, text, pr=binding.on_pr)
         return "posted"
     except ForgeError as exc:
         log.warning("forge %s: status comment failed: %s", binding.conversation, exc)

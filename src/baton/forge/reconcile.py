@@ -88,12 +88,15 @@ def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report) -> None:
     bindings = bound_threads(loop, forge, repo)
     report.repos += 1
     report.threads += len(bindings)
-    by_number = {b.number: b for b in bindings} | {b.pr: b for b in bindings if b.pr is not None}
+    apart = loop.forge(forge).kind.numbers_apart  # GitLab: issue #3 and MR !3 are two threads
+    by_number = {(apart and b.on_pr, b.number): b for b in bindings} | {
+        (apart, b.pr): b for b in bindings if b.pr is not None
+    }
     since = min((b.seen_at for b in bindings), default=started - FIRST_LOOK) - SKEW
     unread: set[int] = set()  # bindings a read failed for: not marked seen, so the next pass reads them
     touched: set[int] = set()  # bound PRs updated or whose checks changed: the merge policy looks
     for info in client.updated_since(repo, since):
-        binding = by_number.get(info.number)
+        binding = by_number.get((apart and info.is_pr, info.number))
         if binding is not None and info.number == binding.pr and info.state == "open":
             touched.add(binding.number)
         try:
@@ -175,10 +178,10 @@ def _bound(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, binding: Bi
     if info.is_pr and info.head_sha is None:
         # GitHub's issue list says nothing of a PR's head or mergeability: the pull request does (a
         # person's push, or a base that moved, found without their webhooks)
-        info = client.thread(repo, info.number)
+        info = client.thread(repo, info.number, pr=True)
     if info.is_pr and info.head_sha and info.head_sha != binding.head_sha:
         binding.head_sha, binding.etag = info.head_sha, None  # a push: its checks are new
-    comments = client.comments(repo, info.number, binding.seen_at - SKEW)
+    comments = client.comments(repo, info.number, binding.seen_at - SKEW, pr=info.is_pr)
     events = [comment_event(loop, forge, repo, info, c) for c in comments if not _own(loop, forge, c)]
     if info.is_pr:
         kind = loop.forge(forge).kind
@@ -195,7 +198,7 @@ def _bound(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, binding: Bi
 def _triggers(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, since: float) -> list[ForgeEvent]:
     """Mentions on an unbound thread that a webhook should have delivered."""
     mention = loop.forge(forge).mention
-    comments = loop.client(forge).comments(repo, info.number, since)
+    comments = loop.client(forge).comments(repo, info.number, since, pr=info.is_pr)
     return [
         comment_event(loop, forge, repo, info, c)
         for c in comments

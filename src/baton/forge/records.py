@@ -88,6 +88,7 @@ class Binding:
     note: str | None = None  # why it needs a human, what happened last
     created_at: float = 0.0
     updated_at: float = 0.0
+    on_pr: bool = False  # ``number`` is a PR's (the thread started on one), not an issue's
 
     @property
     def conversation(self) -> str:

@@ -247,7 +247,7 @@ def _overflow(
     if len(text) > answers.MAX_CHARS:
         text = text[: answers.MAX_CHARS] + f"\n\n*… {len(text) - answers.MAX_CHARS:,} more characters*"
     try:
-        loop.client(binding.forge).post_comment(binding.repo, binding.pr, text + "\n")
+        loop.client(binding.forge).post_comment(binding.repo, binding.pr, text + "\n", pr=True)
         said["overflow"] = "posted"
     except ForgeError as exc:
         log.warning("forge %s: the replies' comment was not posted: %s", binding.conversation, exc)
@@ -287,7 +287,7 @@ def _posted_before(loop: ForgeLoop, binding: Binding, job: JobRecord, head: str)
     assert binding.pr is not None
     forge = loop.forge(binding.forge)
     try:
-        said = loop.client(binding.forge).comments(binding.repo, binding.pr, since=job.started_at)
+        said = loop.client(binding.forge).comments(binding.repo, binding.pr, since=job.started_at, pr=True)
     except ForgeError:
         return False
     return any(is_own(c.author.login, forge) and c.body.startswith(head) for c in said)

@@ -85,12 +85,14 @@ class RestForge:
     def default_branch(self, repo: str) -> str:
         return str(self.http.json("GET", self.repo_path(repo))["default_branch"])
 
-    def post_comment(self, repo: str, number: int, body: str) -> int:
+    def post_comment(self, repo: str, number: int, body: str, *, pr: bool = False) -> int:
         path = f"{self.repo_path(repo)}/issues/{int(number)}/comments"
         data: Any = self.http.json("POST", path, json={"body": body})
         return int(data["id"])
 
-    def edit_comment(self, repo: str, comment_id: int, body: str) -> None:
+    def edit_comment(
+        self, repo: str, comment_id: int, body: str, *, number: int = 0, pr: bool = False
+    ) -> None:
         path = f"{self.repo_path(repo)}/issues/comments/{int(comment_id)}"
         self.http.request("PATCH", path, json={"body": body})
 

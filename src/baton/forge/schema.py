@@ -49,6 +49,7 @@ forge_bindings = sa.Table(
     sa.Column("note", Text),
     sa.Column("created_at", Real, nullable=False),
     sa.Column("updated_at", Real, nullable=False),
+    sa.Column("on_pr", Int, nullable=False, server_default="0"),  # 1: ``number`` is a PR's (migration 19)
     # the outcome facts (baton.forge.outcomes), kept by the store, not on the Binding record:
     sa.Column("pr_opened_at", Real),  # when baton opened the thread's PR (None: it did not)
     sa.Column("closed_at", Real),  # when it was seen closed (None while open)

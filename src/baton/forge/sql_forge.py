@@ -42,7 +42,7 @@ class SQLForge:
 
     # -- bindings -----------------------------------------------------------------------------------
 
-    def bind(self, binding: Binding) -> tuple[Binding, bool]:
+    def bind(self, binding: Binding, pr: bool | None = None) -> tuple[Binding, bool]:
         """Store a new binding: ``(binding, True)``; when the conversation is bound already (by its
         number, or as the PR of an issue's binding) the stored one and False, unchanged. A key bound to
         another conversation is :class:`BadInput`."""
@@ -57,7 +57,7 @@ class SQLForge:
             """One try in its own transaction; None: a row blocked the insert and was unbound before
             it could be read (tried again)."""
             with self._store.transaction() as conn:
-                stored = _binding_row(conn, binding.forge, binding.repo, binding.number)
+                stored = _binding_row(conn, binding.forge, binding.repo, binding.number, pr)
                 if stored is not None:
                     return binding_of(stored), False
                 # DO NOTHING on either unique key (the conversation's, the thread's): a concurrent
@@ -65,7 +65,7 @@ class SQLForge:
                 insert = insert_for(conn, forge_bindings).values(values).on_conflict_do_nothing()
                 if conn.execute(insert.returning(forge_bindings.c.number)).first() is not None:
                     return dataclasses.replace(binding), True
-                stored = _binding_row(conn, binding.forge, binding.repo, binding.number)
+                stored = _binding_row(conn, binding.forge, binding.repo, binding.number, pr)
                 if stored is not None:
                     return binding_of(stored), False
                 owner = conn.execute(sa.select(forge_bindings).where(_key_where(binding))).first()
@@ -83,10 +83,11 @@ class SQLForge:
             return bound
         raise StoreError(f"could not bind {binding.conversation}: its rows kept changing; retry")
 
-    def get_binding(self, forge: str, repo: str, number: int) -> Binding | None:
-        """The binding of ``number``, or the binding whose PR ``number`` is (an issue's thread)."""
+    def get_binding(self, forge: str, repo: str, number: int, pr: bool | None = None) -> Binding | None:
+        """The binding of ``number``, or the binding whose PR ``number`` is (an issue's thread); ``pr``
+        says which ``number`` is where a forge numbers them apart (:func:`_binding_row`)."""
         with self._store.transaction() as conn:
-            row = _binding_row(conn, forge, repo, number)
+            row = _binding_row(conn, forge, repo, number, pr)
         return binding_of(row) if row is not None else None
 
     def binding_for_key(self, agent: str, repo_slug: str, thread: str) -> Binding | None:
@@ -390,13 +391,20 @@ def _key_where(binding: Binding) -> sa.ColumnElement[bool]:
     return sa.and_(c.agent == binding.agent, c.repo_slug == binding.repo_slug, c.thread == binding.thread)
 
 
-def _binding_row(conn: Connection, forge: str, repo: str, number: int) -> Any:
-    """The row bound to ``number`` itself, else the one whose PR it is."""
+def _binding_row(conn: Connection, forge: str, repo: str, number: int, pr: bool | None = None) -> Any:
+    """The row bound to ``number`` itself, else the one whose PR it is. ``pr`` says which ``number`` is
+    where a forge numbers issues and PRs apart (GitLab): True, a PR (a thread started on it, or the
+    issue's thread whose PR it is); False, an issue; None, either (one sequence)."""
     c = forge_bindings.c
     itself = sa.case((c.number == number, 0), else_=1)
+    matches = {
+        None: sa.or_(c.number == number, c.pr == number),
+        True: sa.or_(sa.and_(c.on_pr == 1, c.number == number), sa.and_(c.on_pr == 0, c.pr == number)),
+        False: sa.and_(c.number == number, c.on_pr == 0),
+    }[pr]
     query = (
         sa.select(forge_bindings)
-        .where(c.forge == forge, c.repo == repo, sa.or_(c.number == number, c.pr == number))
+        .where(c.forge == forge, c.repo == repo, matches)
         .order_by(itself, c.number)
         .limit(1)
     )
@@ -441,13 +449,15 @@ def _key_taken(binding: Binding, owner: Binding) -> str:
 
 
 def binding_values(binding: Binding) -> dict[str, Any]:
-    return {**binding.__dict__, "status": binding.status.value, "access": binding.access.value}
+    values = {**binding.__dict__, "status": binding.status.value, "access": binding.access.value}
+    return {**values, "on_pr": int(binding.on_pr)}
 
 
 def binding_of(row: Any) -> Binding:
     data = {k: v for k, v in dict(row).items() if k not in OUTCOME_COLUMNS}
     data["status"] = BindingStatus(data["status"])
     data["access"] = Access(data["access"])
+    data["on_pr"] = bool(data.get("on_pr"))
     return Binding(**data)
 
 

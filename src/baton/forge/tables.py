@@ -62,14 +62,15 @@ class ForgeStore(Protocol):
     transaction, and what must happen once across machines (an event acted on, a row claimed, a turn
     published, a budget spent) is decided by the database."""
 
-    def bind(self, binding: Binding) -> tuple[Binding, bool]:
+    def bind(self, binding: Binding, pr: bool | None = None) -> tuple[Binding, bool]:
         """Store a new binding: ``(binding, True)``; a conversation bound already (by its number or
         as an issue's PR) gives the stored one and False, unchanged. A key (agent, repo slug, thread)
         bound to another conversation is :class:`baton.errors.BadInput`."""
         ...
 
-    def get_binding(self, forge: str, repo: str, number: int) -> Binding | None:
-        """The binding of ``number``, or the one whose ``pr`` it is."""
+    def get_binding(self, forge: str, repo: str, number: int, pr: bool | None = None) -> Binding | None:
+        """The binding of ``number``, or the one whose ``pr`` it is (``pr``: which ``number`` is, where
+        a forge numbers issues and PRs apart; None, either)."""
         ...
 
     def binding_for_key(self, agent: str, repo_slug: str, thread: str) -> Binding | None: ...

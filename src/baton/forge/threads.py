@@ -40,8 +40,10 @@ def bind_thread(
     thread: str | None = None,
     actor: str = "cli",
     access: Access | None = None,
+    pr: bool = False,
 ) -> Binding:
-    """Bind the issue or PR to a thread (the forge is asked what it is); the stored binding when it is
+    """Bind the issue or PR to a thread (the forge is asked what it is; ``pr``: a PR's number, where a
+    forge numbers issues and PRs apart); the stored binding when it is
     bound already as asked. BadInput for a repository that is not configured, an agent baton does not
     know (as ``baton run -a``), a key bound elsewhere, or an issue bound already to another agent or
     thread (:class:`AlreadyBound`); NotFound when the forge has no such issue or PR;
@@ -55,7 +57,8 @@ def bind_thread(
         validate_agent(agent, AGENTS)
     if thread is not None:
         validate_thread(thread)
-    existing = forge_store(loop.store).get_binding(forge, repo, number)
+    existing = forge_store(loop.store).get_binding(forge, repo, number, loop.which(forge, pr))
+    _number_free(loop, forge, repo, number, pr, existing)
     if existing is not None:
         existing = follow_config(loop, existing)
         differs = [
@@ -69,7 +72,7 @@ def bind_thread(
                 f"unbind it first (baton forge unbind {existing.conversation})"
             )
         return existing
-    info = _thread(loop, forge, repo, number)
+    info = _thread(loop, forge, repo, number, pr)
     url = config.repo_url(loop.forge(forge))
     fork = info.is_pr and info.from_fork
     if fork and info.head_clone_url:  # a fork's PR: its code is in the fork, read there, never pushed
@@ -84,27 +87,44 @@ def bind_thread(
         thread=validate_thread(thread or f"{'pr' if info.is_pr else 'issue'}-{number}"),
         repo_url=url,
         pr=number if info.is_pr else None,
+        on_pr=info.is_pr,
         head_sha=info.head_sha,
         branch=info.head_ref if info.is_pr and (not fork or info.head_clone_url) else None,
         access=Access.READ if fork else access or config.access,
-        status_comment=_status_comment_of(loop, forge, repo, number),
+        status_comment=_status_comment_of(loop, forge, repo, number, info.is_pr),
         created_at=now,
         updated_at=now,
     )
-    stored, _new = forge_store(loop.store).bind(binding)
+    stored, _new = forge_store(loop.store).bind(binding, loop.which(forge, info.is_pr))
     loop.store.audit(
         "forge.bind", stored.conversation, actor, {"thread": stored.thread, "agent": stored.agent}
     )
     return stored
 
 
-def _status_comment_of(loop: ForgeLoop, forge: str, repo: str, number: int) -> int | None:
+def _number_free(
+    loop: ForgeLoop, forge: str, repo: str, number: int, pr: bool, existing: Binding | None
+) -> None:
+    """Where a forge numbers issues and PRs apart (GitLab), a thread is still keyed by its number: MR
+    ``!3`` cannot be bound while issue ``#3`` is (or the other way), said before anything is written."""
+    if existing is not None or not loop.forge(forge).kind.numbers_apart:
+        return
+    other = forge_store(loop.store).get_binding(forge, repo, number)
+    if other is not None and other.number == number:
+        mine, theirs = ("merge request !", "issue #") if pr else ("issue #", "merge request !")
+        raise BadInput(
+            f"{forge}:{repo}: {mine}{number} cannot be bound while {theirs}{number} is ({other.conversation},"
+            " thread " + other.thread + "): baton keys a forge thread by its number; unbind that one first"
+        )
+
+
+def _status_comment_of(loop: ForgeLoop, forge: str, repo: str, number: int, pr: bool = False) -> int | None:
     """baton's status comment on the issue from an earlier binding of it (unbound, then bound again):
     kept up to date from now on, so a thread never has two. None when there is none (or the forge
     cannot say: then a new one is posted)."""
     config = loop.forge(forge)
     try:
-        comments = loop.client(forge).comments(repo, number)
+        comments = loop.client(forge).comments(repo, number, pr=pr)
     except ForgeError as exc:
         log.warning("forge %s:%s#%d: its comments cannot be read: %s", forge, repo, number, exc)
         return None
@@ -139,10 +159,10 @@ class AlreadyBound(BadInput):
     """The issue or PR is bound already, to another agent or thread than asked."""
 
 
-def _thread(loop: ForgeLoop, forge: str, repo: str, number: int) -> ThreadInfo:
+def _thread(loop: ForgeLoop, forge: str, repo: str, number: int, pr: bool = False) -> ThreadInfo:
     """The issue or PR as the forge describes it, its failures as a person reads them."""
     try:
-        return loop.client(forge).thread(repo, number)
+        return loop.client(forge).thread(repo, number, pr=pr)
     except ForgeError as exc:
         config = loop.forge(forge)
         if exc.status == 404:
@@ -315,7 +335,7 @@ def by_head(loop: ForgeLoop, forge: str, repo: str, sha: str, asked: int = 20) -
         return known
     for binding in sorted(prs, key=lambda b: b.updated_at, reverse=True)[:asked]:
         assert binding.pr is not None
-        if loop.client(forge).thread(repo, binding.pr).head_sha == sha:
+        if loop.client(forge).thread(repo, binding.pr, pr=True).head_sha == sha:
             binding.head_sha, binding.updated_at = sha, loop.clock()
             forge_store(loop.store).save_binding(binding)
             return binding

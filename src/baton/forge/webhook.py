@@ -39,7 +39,8 @@ def act_on_pushed(loop: ForgeLoop, pushed: BasePushed) -> dict[str, Any]:
 def act_on_closed(loop: ForgeLoop, closed: Closed) -> dict[str, Any]:
     """An issue or PR closed: close the binding it names and stop its turns
     (:func:`baton.forge.closing.close_thread`: nothing more runs for it, its work stays checkpointed)."""
-    binding = forge_store(loop.store).get_binding(closed.forge, closed.repo, closed.number)
+    which = loop.which(closed.forge, closed.pr)
+    binding = forge_store(loop.store).get_binding(closed.forge, closed.repo, closed.number, which)
     if binding is not None and closed.merged:  # an outcome, also after the issue's close closed it
         forge_store(loop.store).mark_merged(closed.forge, closed.repo, closed.number)
     if binding is None or binding.status == BindingStatus.CLOSED:

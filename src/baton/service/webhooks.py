@@ -1,5 +1,6 @@
-"""Routes: signed webhooks from GitHub (``POST /webhooks/github``) and Gitea (``POST /webhooks/gitea``),
-and the list of deliveries (``GET /v1/webhooks/deliveries``). HTTP in, a status code out: the domain
+"""Routes: signed webhooks from GitHub (``POST /webhooks/github``), Gitea (``POST /webhooks/gitea``) and
+GitLab (``POST /webhooks/gitlab``, its secret token), and the list of deliveries
+(``GET /v1/webhooks/deliveries``). HTTP in, a status code out: the domain
 code is in the forge room. A delivery goes through the gates of :func:`receive` in order (the secret,
 the signature, the headers and payload, read once into a typed delivery by its forge's
 :class:`~baton.forge.delivery.Reader`) and is stored keyed by (forge, delivery id), the atomic "act
@@ -28,7 +29,8 @@ from starlette.datastructures import Headers
 from baton.forge.deliveries import Intake, Worker
 from baton.forge.delivery import READERS, Reader
 from baton.forge.delivery import Delivery as Work  # Delivery: the route's response model, below
-from baton.forge.events import Ignored, Malformed, claimed_signatures, payload_of, verified
+from baton.forge.events import Ignored, Malformed, authentic, payload_of
+from baton.forge.intake_gitlab import GITLAB_READER, GitLabReader
 from baton.forge.model import ForgeKind
 from baton.forge.records import DeliveryRecord, DeliveryStatus
 from baton.forge.tables import delivery_store
@@ -39,7 +41,7 @@ from baton.settings import Settings
 
 SECRET_ENV = "BATON_WEBHOOK_SECRET"
 DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-EVENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+EVENT_NAME = re.compile(r"[A-Za-z0-9_.-][A-Za-z0-9_. -]{0,63}")  # GitLab's are "Note Hook", ...
 log = logging.getLogger("baton.webhooks")
 
 
@@ -120,7 +122,7 @@ def _header(headers: Headers, names: tuple[str, ...], pattern: re.Pattern[str], 
     return value
 
 
-async def receive(request: Request, reader: Reader) -> JSONResponse:
+async def receive(request: Request, reader: Reader | GitLabReader) -> JSONResponse:
     """One delivery through the gates, in order, stopping at the first that fails (a body over 25 MB is
     refused before, with 413, by :mod:`baton.service.limits`):
 
@@ -129,9 +131,11 @@ async def receive(request: Request, reader: Reader) -> JSONResponse:
        a 5xx would say the service is failing).
     2. The HMAC-SHA256 of the *raw* body under the secret equals the signature header, compared in
        constant time (GitHub ``X-Hub-Signature-256: sha256=<hex>``; Gitea ``X-Gitea-Signature: <hex>``,
-       or the GitHub header it also sends; :mod:`baton.forge.events`) — else 401, nothing done.
-    3. A delivery id (``X-GitHub-Delivery`` / ``X-Gitea-Delivery``) and an event name are present, the
-       body is a JSON object, and an event that cleans up has the fields it needs — else 400.
+       or the GitHub header it also sends; :mod:`baton.forge.events`), or GitLab's ``X-Gitlab-Token``
+       equals the secret (constant time) — else 401, nothing done.
+    3. A delivery id (``X-GitHub-Delivery`` / ``X-Gitea-Delivery`` / ``X-Gitlab-Event-UUID``) and an
+       event name are present, the body is a JSON object, and an event that cleans up has the fields
+       it needs — else 400.
     4. The delivery is inserted into the store, keyed by (forge, delivery id): a redelivery finds the
        first record and is answered from it, doing nothing. Inserts are group-committed by one thread
        (:class:`baton.forge.deliveries.Intake`).
@@ -151,7 +155,7 @@ async def receive(request: Request, reader: Reader) -> JSONResponse:
         log.error("webhook %s refused: %s is not set, so no signature can be checked", forge.name, SECRET_ENV)
         raise HTTPException(403, f"webhooks are disabled: set {SECRET_ENV} on the service")
     body = await request.body()  # bounded by baton.service.limits (GitHub's 25 MB)
-    if not verified(secret, body, claimed_signatures(forge, request.headers)):
+    if not authentic(forge, secret, body, request.headers):
         client = request.client.host if request.client else "?"
         log.warning("webhook %s from %s refused: missing or wrong signature", forge.name, client)
         raise HTTPException(401, "missing or wrong signature")
@@ -200,6 +204,19 @@ async def github(request: Request) -> JSONResponse:
 )
 async def gitea(request: Request) -> JSONResponse:
     return await receive(request, READERS[ForgeKind.GITEA])
+
+
+@router.post(
+    "/webhooks/gitlab",
+    tags=["webhooks"],
+    status_code=202,
+    response_model=DeliveryAnswer,
+    responses={**RESPONSES, 401: {"model": Problem, "description": "missing or wrong X-Gitlab-Token"}},
+    openapi_extra=BODY,
+    summary="A GitLab webhook (X-Gitlab-Token, X-Gitlab-Event-UUID): notes, issues, MRs, pipelines, pushes",
+)
+async def gitlab(request: Request) -> JSONResponse:
+    return await receive(request, GITLAB_READER)
 
 
 class Delivery(BaseModel):

@@ -256,6 +256,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX jobs_actor ON jobs (actor)",  # a token's spend: the runs of the jobs it submitted
         ],
     ),
+    (
+        19,
+        "forge bindings say whether their own number is a pull request (GitLab numbers MRs apart)",
+        [
+            "ALTER TABLE forge_bindings ADD COLUMN on_pr INTEGER NOT NULL DEFAULT 0",
+            "UPDATE forge_bindings SET on_pr = 1 WHERE pr = number",
+        ],
+    ),
 ]
 
 DIALECT_TYPES = {
