@@ -28,8 +28,14 @@ def fake_fixture(tmp_path: Path) -> Iterator[FakeGitLab]:
     assert fake.violations == [], fake.violations
 
 
-def test_the_client_through_a_whole_loop(fake: FakeGitLab) -> None:
+@pytest.fixture(name="client")
+def client_fixture(fake: FakeGitLab) -> Iterator[GitLabClient]:
     client = GitLabClient(fake.api_url, fake.token("baton-bot"))
+    yield client
+    client.close()
+
+
+def test_the_client_through_a_whole_loop(fake: FakeGitLab, client: GitLabClient) -> None:
     since = time.time() - 5
     fake.open_issue(REPO, "Bug", "@baton fix it", labels=("bug",))
     fake.comment(REPO, 1, "@baton please")

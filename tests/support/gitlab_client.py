@@ -49,7 +49,8 @@ class Api:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return _answer(response.status, dict(response.headers), response.read())
         except urllib.error.HTTPError as exc:
-            return _answer(exc.code, dict(exc.headers), exc.read())
+            with exc:  # its socket closed, not left to the collector
+                return _answer(exc.code, dict(exc.headers), exc.read())
 
     def _auth(self) -> str:
         return self.token if self.private_token else f"Bearer {self.token}"
