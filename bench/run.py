@@ -26,6 +26,7 @@ import bench_diskwatch
 import bench_fake
 import bench_forge
 import bench_git
+import bench_gitlab
 import bench_hydrate
 import bench_landlock
 import bench_leases
@@ -56,6 +57,7 @@ GROUPS = {
         bench_cli.GROUP,
         bench_service.GROUP,
         bench_forge.GROUP,
+        bench_gitlab.GROUP,
         bench_dashboard.GROUP,
         bench_leases.GROUP,
         bench_quota.GROUP,
@@ -71,7 +73,8 @@ GROUPS = {
 }
 # The order they run in: those that need only the small repository first.
 RUN_ORDER = (
-    *("claude", "codex", "gemini", "hydrate", "cli", "service", "forge", "dashboard", "leases", "workers"),
+    *("claude", "codex", "gemini", "hydrate", "cli", "service", "forge", "gitlab", "dashboard", "leases"),
+    "workers",
     "quota",
     "landlock",
     "contain",
