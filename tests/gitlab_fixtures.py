@@ -7,19 +7,16 @@ published. Use: ``from tests.gitlab_fixtures import REPO, gitlab_fixture, servic
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from baton.forge.records import DeliveryStatus
-from baton.forge.tables import delivery_store, forge_store
+from baton.forge.tables import forge_store
 from baton.forge.threads import STATUS_HEAD
-from baton.models import JobStatus
 from baton.settings import Settings
 from baton.testing.fake_gitlab import FakeGitLab
-from tests.conftest import wait_for
+from tests.forge_fixtures import settled  # noqa: F401 (one wait for every fake forge)
 from tests.service_fixtures import Service, run_service
 
 SECRET = "gl-webhook-secret"
@@ -74,32 +71,6 @@ def service_fixture(
     with run_service(dataclasses.replace(settings, forge_reconcile=0)) as service:
         gitlab.deliver_to = f"{service.url}/webhooks/gitlab"
         yield service
-
-
-def settled(service: Service, fake: FakeGitLab, turns: int) -> None:
-    """``turns`` turns submitted, each ended and published, no event or delivery waiting."""
-    fake.settle()
-
-    def done() -> bool:
-        jobs = service.store.list_jobs(limit=100)
-        return (
-            len(jobs) >= turns
-            and all(j.status == JobStatus.DONE for j in jobs)
-            and not forge_store(service.store).unpublished_turns()
-            and not forge_store(service.store).pending_forge_threads()
-            and not delivery_store(service.store).list_deliveries_by_status(DeliveryStatus.PENDING)
-        )
-
-    try:
-        wait_for(done, timeout=float(os.environ.get("FORGE_E2E_WAIT", "180")), what=f"{turns} turns")
-    except AssertionError as exc:
-        deliveries = [
-            (d.event, d.status.value, d.result)
-            for d in delivery_store(service.store).list_deliveries(limit=10)
-        ]
-        jobs = [(j.id, j.status.value, j.outcome, j.error) for j in service.store.list_jobs(limit=10)]
-        raise AssertionError(f"{exc}\ndeliveries: {deliveries}\njobs: {jobs}") from None
-    assert len(service.store.list_jobs(limit=100)) == turns
 
 
 def statuses(fake: FakeGitLab, iid: int, mr: bool = False) -> list[str]:
