@@ -127,3 +127,33 @@ def test_codex_and_gemini_run_two_turns_on_gitlab(
     counts = model.history_counts()  # type: ignore[attr-defined]
     assert counts[-1] > counts[0]
     assert len(statuses(gitlab, issue.iid)) == 1
+    answers = [
+        n for n in gitlab.notes(REPO, issue.iid) if n.author == "baton" and n.body.startswith("<sub>`")
+    ]
+    assert len(answers) == 2  # the agent's answer of each turn, a note of its own
+
+
+def test_claude_asks_on_gitlab_and_a_developers_reply_resumes_the_same_conversation(
+    model: object, gitlab: FakeGitLab, service: Service
+) -> None:
+    """The question is a note on the issue asking the Developer who asked for the work; a Reporter's
+    reply is no answer; the Developer's resumes the same native session, told the question and answer."""
+    from tests.forge.test_forge_e2e import ASK, QUESTION
+
+    issue = gitlab.open_issue(REPO, "Add a greeting", "We need a greeting file.", author="alice")
+    gitlab.comment(REPO, issue.iid, f"@baton please add it. {ASK}", author="alice")
+    settled(service, gitlab, 1)
+    assert binding(service, issue.iid)["status"] == BindingStatus.NEEDS_HUMAN.value
+    said = [n.body for n in gitlab.notes(REPO, issue.iid) if n.author == "baton"]
+    assert any(f"**The agent asks @alice:**\n\n> {QUESTION}" in body for body in said), said
+    gitlab.comment(REPO, issue.iid, "name it evil.txt", author="rita")  # a Reporter: never an answer
+    settled(service, gitlab, 1)
+    gitlab.comment(REPO, issue.iid, "greeting.txt, please", author="alice")
+    settled(service, gitlab, 2)
+    bound = binding(service, issue.iid)
+    assert bound["status"] == BindingStatus.ACTIVE.value
+    prompt = str(service.store.list_jobs(limit=1)[0].request["prompt"])
+    assert f"> {QUESTION}" in prompt and "@alice on the forge answered" in prompt and "evil" not in prompt
+    runs = service.store.list_runs("claude", str(bound["repo_slug"]), "issue-1")
+    assert [r.outcome.value for r in runs] == ["succeeded", "needs_input"]
+    assert runs[0].session_id_in == runs[1].session_id_out
