@@ -50,7 +50,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.managers import BaseManager
 from pathlib import Path
 from typing import Any
@@ -321,20 +321,33 @@ def newest_run_start(store: Store, binding: Binding, after: float, timeout: floa
     raise RuntimeError(f"no run of {binding.thread} started within {timeout} s")
 
 
+def comment_request(port: int, host: Any, binding: Binding, rep: int) -> bytes:
+    """15b's delivery: a trusted comment on the thread, made in the fake GitHub, signed."""
+    [(event, delivery, body)] = host.comments([(binding.number, "alice", f"And now step {rep}, please.")])
+    return raw_request(port, event, body, delivery)
+
+
 def start_latency(
-    port: int, host: Any, store: Store, binding: Binding, token: str, reps: int, asked: list[int]
+    port: int,
+    host: Any,
+    store: Store,
+    binding: Binding,
+    token: str,
+    reps: int,
+    asked: list[int],
+    make_delivery: Callable[[int], bytes],
 ) -> dict[str, list[float]]:
-    """15b: a trusted comment's delivery (candidate) and a ``POST /v1/runs`` of the same key
-    (baseline), interleaved; each from its 202 to its run's ``started_at``, everything settled before.
-    ``asked`` gets the forge requests made between a delivery and its turn's start."""
+    """15b (and 21a): a trusted comment's delivery (candidate; ``make_delivery(rep)`` makes it in the
+    fake and gives the request) and a ``POST /v1/runs`` of the same key (baseline), interleaved; each
+    from its 202 to its run's ``started_at``, everything settled before. ``asked`` gets the forge
+    requests made between a delivery and its turn's start."""
     http = httpx.Client(
         base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=60
     )
 
     def comment(rep: int) -> float:
         settled(store)
-        [(event, delivery, body)] = host.comments([(binding.number, "alice", f"And now step {rep}, please.")])
-        request = raw_request(port, event, body, delivery)
+        request = make_delivery(rep)
         before = host.request_count()
         sent = time.time()
         asyncio.run(deliver(port, request))
@@ -419,7 +432,17 @@ def bench_feedback(suite: Suite, root: Path, source: Path, rounds: int, starts: 
                 suite.rows.append(ack)
                 suite.notes.append(ack_note(ack, host.violations()))
                 asked: list[int] = []
-                start = start_row(start_latency(port, host, store, bindings[-1], token, starts, asked))
+                samples = start_latency(
+                    port,
+                    host,
+                    store,
+                    bindings[-1],
+                    token,
+                    starts,
+                    asked,
+                    lambda rep: comment_request(port, host, bindings[-1], rep),
+                )
+                start = start_row(samples)
                 start.extra["forge_requests"] = median([float(a) for a in asked])
                 suite.rows.append(start)
                 suite.notes.append(start_note(start, host.violations()))

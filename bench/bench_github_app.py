@@ -1,4 +1,4 @@
-"""Benchmarks 21a-21b, the ``app`` group: a token renewal never delays a turn. baton as a GitHub App
+"""Benchmarks 22a-22b, the ``app`` group: a token renewal never delays a turn. baton as a GitHub App
 (:mod:`baton.forge.github_app`) renews each installation token ahead of its expiry, in the background;
 a turn reads the token at hand and never waits for a mint while that token is merely close to expiry.
 
@@ -13,8 +13,8 @@ reads it), the clone credentials for the repository's URL and a ``git ls-remote`
 publish). The two variants are interleaved turn by turn, a pause between turns, so the run spans many
 lifetimes of the App's tokens: they expire mid-run, over and over.
 
-- **21a** a turn's forge work as the App ÷ with the fixed token: medians (goal: at most 1.1 times).
-- **21b** turns that waited for a mint (no good token at hand), after the very first turn's, ÷ turns
+- **22a** a turn's forge work as the App ÷ with the fixed token: medians (goal: at most 1.1 times).
+- **22b** turns that waited for a mint (no good token at hand), after the very first turn's, ÷ turns
   (goal 0: a renewal never delays a turn). The notes give the tokens minted during the run, each
   variant's slowest turn and the cost of one mint (what a turn would wait without the renewal ahead).
 """
@@ -159,7 +159,7 @@ def bench_app(root: Path, turns: int) -> tuple[list[Row], list[str]]:
     span = sum(samples["app"]) + sum(samples["pat"]) + 2 * turns * PAUSE
     rows: list[Row] = [
         Row(
-            name=f"21a a turn's forge work as a GitHub App, tokens living {LIFETIME} s ÷ with a fixed token",
+            name=f"22a a turn's forge work as a GitHub App, tokens living {LIFETIME} s ÷ with a fixed token",
             kind="ratio",
             candidate=median(samples["app"]),
             baseline=median(samples["pat"]),
@@ -168,7 +168,7 @@ def bench_app(root: Path, turns: int) -> tuple[list[Row], list[str]]:
             samples={"candidate": samples["app"], "baseline": samples["pat"]},
         ),
         CountRow(
-            name="21b turns that waited for a token's mint ÷ turns",
+            name="22b turns that waited for a token's mint ÷ turns",
             kind="ratio",
             candidate=float(waited),
             baseline=float(turns),
@@ -178,7 +178,7 @@ def bench_app(root: Path, turns: int) -> tuple[list[Row], list[str]]:
         ),
     ]
     notes = [
-        f"21a-21b (the App's tokens living {LIFETIME} s): over the {span:.0f} s of the run the App's "
+        f"22a-22b (the App's tokens living {LIFETIME} s): over the {span:.0f} s of the run the App's "
         f"{minted} installation tokens were each minted ahead of the last one's expiry "
         f"({waited} turns waited for one); the slowest turn: {ms(max(samples['app']))} as the App, "
         f"{ms(max(samples['pat']))} with the fixed token; one mint (a JWT signed, POST "
@@ -197,16 +197,16 @@ def _timed_mint(app: github_app.GitHubApp) -> float:
 
 def run_group(suite: Suite, repos: Repos) -> None:
     def work() -> None:
-        rows, notes = bench_app(suite.scratch / "b21", suite.pick(TURNS))
+        rows, notes = bench_app(suite.scratch / "b22", suite.pick(TURNS))
         suite.rows.extend(rows)
         suite.notes.extend(notes)
 
-    suite.step("21 a GitHub App's token renewal vs a fixed token", work)
+    suite.step("22 a GitHub App's token renewal vs a fixed token", work)
 
 
 GROUP = Group(
     "app",
-    f"21a-21b: a turn's forge work as a GitHub App whose tokens live 3 s ÷ with a fixed token "
+    f"22a-22b: a turn's forge work as a GitHub App whose tokens live 3 s ÷ with a fixed token "
     f"(≤ 1.1{TIMES}); turns that waited for a mint (0)",
     run_group,
 )

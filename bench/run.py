@@ -27,6 +27,7 @@ import bench_fake
 import bench_forge
 import bench_git
 import bench_github_app
+import bench_gitlab
 import bench_hydrate
 import bench_landlock
 import bench_leases
@@ -58,6 +59,7 @@ GROUPS = {
         bench_service.GROUP,
         bench_forge.GROUP,
         bench_github_app.GROUP,
+        bench_gitlab.GROUP,
         bench_dashboard.GROUP,
         bench_leases.GROUP,
         bench_quota.GROUP,
@@ -73,19 +75,8 @@ GROUPS = {
 }
 # The order they run in: those that need only the small repository first.
 RUN_ORDER = (
-    *(
-        "claude",
-        "codex",
-        "gemini",
-        "hydrate",
-        "cli",
-        "service",
-        "forge",
-        "app",
-        "dashboard",
-        "leases",
-        "workers",
-    ),
+    *("claude", "codex", "gemini", "hydrate", "cli", "service", "forge", "gitlab", "app", "dashboard"),
+    *("leases", "workers"),
     "quota",
     "landlock",
     "contain",

@@ -24,6 +24,7 @@ from baton.forge.threads import STATUS_HEAD
 from baton.models import JobStatus
 from baton.settings import Settings
 from baton.testing.fake_forge import FakeForge
+from baton.testing.fake_gitlab import FakeGitLab
 from tests.conftest import MOCKS, wait_for
 from tests.service_fixtures import Service, run_service
 from tests.support.fake_gitea import FakeGitea
@@ -90,8 +91,9 @@ def forge_service_fixture(
         yield service
 
 
-def settled(service: Service, fake: FakeForge, turns: int) -> None:
-    """``turns`` turns submitted, every one ended and published, no event waiting."""
+def settled(service: Service, fake: FakeForge | FakeGitLab, turns: int) -> None:
+    """``turns`` turns submitted, every one ended and published, no event waiting (any fake forge:
+    its webhooks delivered first)."""
     fake.settle()
 
     def done() -> bool:

@@ -103,6 +103,16 @@ def test_a_project_access_token_is_a_bot_member(fake: FakeGitLab) -> None:
     assert bot.get(f"{P}/members/all/{me['id']}").body["access_level"] == 30
 
 
+def test_the_projects_hooks_show_to_a_maintainer(fake: FakeGitLab, api: Api) -> None:
+    fake.add_hook(PROJECT, "https://baton.example/webhooks/gitlab", "s3cret", events=("note", "pipeline"))
+    assert api.get(f"{P}/hooks").status == 403  # a Developer
+    hooks = Api(fake, fake.token("alice")).get(f"{P}/hooks?per_page=100").body
+    assert [(h["url"], h["note_events"], h["pipeline_events"], h["push_events"]) for h in hooks] == [
+        ("https://baton.example/webhooks/gitlab", True, True, False)
+    ]
+    assert "token" not in hooks[0] and hooks[0]["alert_status"] == "executable"
+
+
 def test_issues_and_notes(fake: FakeGitLab, api: Api) -> None:
     fake.open_issue(PROJECT, "Bug", "it breaks", labels=("bug",))
     fake.comment(PROJECT, 1, "@baton please")
@@ -174,6 +184,18 @@ def test_merge_requests_follow_git(fake: FakeGitLab, api: Api) -> None:
     assert [m["iid"] for m in listed] == [1] and "diff_refs" not in listed[0]
     approvals = api.get(f"{P}/merge_requests/1/approvals").body
     assert (approvals["approvals_left"], approvals["approved_by"]) == (0, [])
+    fake.set_reviewer(PROJECT, 1, "alice", "requested_changes")
+    fake.approve(PROJECT, 1, "rita")
+    reviewers = api.get(f"{P}/merge_requests/1/reviewers").body
+    assert [(r["user"]["username"], r["state"]) for r in reviewers] == [("alice", "requested_changes")]
+    assert [
+        a["user"]["username"] for a in api.get(f"{P}/merge_requests/1/approvals").body["approved_by"]
+    ] == ["rita"]
+    found = api.get(
+        f"{P}/merge_requests?source_branch=baton/issue-1&target_branch=main&state=opened&per_page=1"
+    )
+    assert [m["iid"] for m in found.body] == [1]
+    assert api.get(f"{P}/merge_requests?source_branch=other").body == []
 
 
 def test_conflicts_come_from_git(fake: FakeGitLab, api: Api) -> None:

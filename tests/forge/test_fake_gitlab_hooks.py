@@ -312,3 +312,17 @@ def test_a_merge_request_from_a_fork(fake: FakeGitLab, receiver: Receiver) -> No
         fork.path,
     )
     assert api.get(f"/projects/{fork.id}").status == 404  # baton is no member of the fork (private)
+
+
+def test_a_merge_request_pipeline_names_its_merge_request(fake: FakeGitLab, receiver: Receiver) -> None:
+    sha = fake.commit(PROJECT, "fix", {"app.py": "print('fixed')\n"}, author="baton-bot")
+    fake.open_mr(PROJECT, "fix", "Draft: fix", author="baton-bot")
+    fake.fail_pipeline(PROJECT, sha, [("test", "boom\n")], source="merge_request_event")
+    body = receiver.events("Pipeline Hook")[-1].body
+    assert (body["object_attributes"]["ref"], body["object_attributes"]["source"]) == (
+        "refs/merge-requests/1/head",
+        "merge_request_event",
+    )
+    assert (body["merge_request"]["iid"], body["merge_request"]["source_branch"]) == (1, "fix")
+    fake.pass_pipeline(PROJECT, sha)
+    assert receiver.events("Pipeline Hook")[-1].body["merge_request"] is None  # a branch pipeline

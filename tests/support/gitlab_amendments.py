@@ -205,6 +205,17 @@ AMENDMENTS: list[Amendment] = [
         Amendment(GB + "JobSchema", name, "nullable", "the jobs API's example says null when unset")
         for name in ("coverage", "erased_at", "artifacts_expire_at", "started_at", "finished_at", "duration")
     ),
+    Amendment(
+        GB + "ProjectHookSchema", "projectId", "optional", "GitLab names it project_id (gitbeaker's typo)"
+    ),
+    Amendment(
+        GB + "ProjectHookSchema",
+        "project_id",
+        "add",
+        "the project hooks API's project_id",
+        {"type": "integer"},
+    ),
+    Amendment(GB + "ProjectHookSchema", "disabled_until", "nullable", "null while the hook is enabled"),
     # -- gitbeaker's webhooks --------------------------------------------------------------------------------
     *(
         Amendment(GB + name, "event_name", "optional", "these events carry event_type, not event_name")

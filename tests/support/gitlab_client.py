@@ -4,6 +4,7 @@ headers and body, answering ``status``)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import urllib.error
@@ -11,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from baton.testing._http import BackgroundServer, QuietHandler
+from baton.testing._http import BackgroundServer, QuietHandler, QuietServer
 from baton.testing.fake_gitlab import FakeGitLab
 
 
@@ -49,7 +50,8 @@ class Api:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return _answer(response.status, dict(response.headers), response.read())
         except urllib.error.HTTPError as exc:
-            return _answer(exc.code, dict(exc.headers), exc.read())
+            with exc:  # its socket closed, not left to the collector
+                return _answer(exc.code, dict(exc.headers), exc.read())
 
     def _auth(self) -> str:
         return self.token if self.private_token else f"Bearer {self.token}"
@@ -95,6 +97,18 @@ class Receiver(BackgroundServer):
 
     def handler_class(self) -> type[QuietHandler]:
         return _Receive
+
+    def start(self) -> Receiver:
+        """Listen, polling for the shutdown every 50 ms (stop() returns at once, not after 0.5 s)."""
+        if self._server is None:
+            bound = type("ReceiverHandler", (_Receive,), {"owner": self})
+            self._server = QuietServer(self.port, bound)
+            self.port = self._server.server_address[1]
+            self._thread = threading.Thread(
+                target=functools.partial(self._server.serve_forever, 0.05), name=self.thread_name, daemon=True
+            )
+            self._thread.start()
+        return self
 
     def events(self, event: str | None = None) -> list[Hit]:
         with self._lock:

@@ -63,6 +63,7 @@ ROUTES: dict[tuple[str, str], tuple[int, str]] = {
     ("GET", "/users"): (200, "gitbeaker:SimpleUserSchema[]"),
     ("GET", "/projects/:id"): (200, "gitbeaker:ProjectSchema"),
     ("GET", "/projects/:id/members/all/:user_id"): (200, "gitbeaker:MemberSchema"),
+    ("GET", "/projects/:id/hooks"): (200, "gitbeaker:ProjectHookSchema[]"),
     ("GET", "/projects/:id/issues"): (200, "gitbeaker:IssueSchemaWithBasicLabels[]"),
     ("GET", "/projects/:id/issues/:issue_iid"): (200, "gitbeaker:IssueSchemaWithBasicLabels"),
     ("GET", "/projects/:id/issues/:issue_iid/notes"): (200, "gitbeaker:IssueNoteSchema[]"),
@@ -100,6 +101,10 @@ ROUTES: dict[tuple[str, str], tuple[int, str]] = {
     ("GET", "/projects/:id/merge_requests/:merge_request_iid/approvals"): (
         200,
         "gitbeaker:MergeRequestLevelMergeRequestApprovalSchema",
+    ),
+    ("GET", "/projects/:id/merge_requests/:merge_request_iid/reviewers"): (
+        200,
+        "gitbeaker:MergeRequestReviewerSchema[]",
     ),
     ("PUT", "/projects/:id/merge_requests/:merge_request_iid/merge"): (
         200,

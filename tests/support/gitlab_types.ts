@@ -14,9 +14,11 @@ import type {
   MergeRequestDiscussionNoteSchema,
   MergeRequestLevelMergeRequestApprovalSchema,
   MergeRequestNoteSchema,
+  MergeRequestReviewerSchema,
   MergeRequestSchemaWithBasicLabels,
   PersonalAccessTokenSchema,
   PipelineSchema,
+  ProjectHookSchema,
   ProjectSchema,
   SimpleUserSchema,
   UserSchema,
@@ -41,9 +43,11 @@ export interface Types {
   "gitbeaker:MergeRequestDiscussionNoteSchema": MergeRequestDiscussionNoteSchema;
   "gitbeaker:MergeRequestLevelMergeRequestApprovalSchema": MergeRequestLevelMergeRequestApprovalSchema;
   "gitbeaker:MergeRequestNoteSchema": MergeRequestNoteSchema;
+  "gitbeaker:MergeRequestReviewerSchema": MergeRequestReviewerSchema;
   "gitbeaker:MergeRequestSchemaWithBasicLabels": MergeRequestSchemaWithBasicLabels;
   "gitbeaker:PersonalAccessTokenSchema": PersonalAccessTokenSchema;
   "gitbeaker:PipelineSchema": PipelineSchema;
+  "gitbeaker:ProjectHookSchema": ProjectHookSchema;
   "gitbeaker:ProjectSchema": ProjectSchema;
   "gitbeaker:SimpleUserSchema": SimpleUserSchema;
   "gitbeaker:UserSchema": UserSchema;

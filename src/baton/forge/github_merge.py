@@ -117,25 +117,16 @@ class GitHubMerge:
         neither names one (or the forge refuses to say)."""
         names: set[str] = set()
         branch = quote(base, safe="")
-        protection = self._optional(f"{path}/branches/{branch}")
+        protection = self.http.optional(f"{path}/branches/{branch}")
         required = ((protection or {}).get("protection") or {}).get("required_status_checks") or {}
         names.update(str(c) for c in required.get("contexts") or ())
         names.update(str(c.get("context")) for c in required.get("checks") or () if isinstance(c, dict))
-        for rule in self._optional(f"{path}/rules/branches/{branch}") or ():
+        for rule in self.http.optional(f"{path}/rules/branches/{branch}") or ():
             if isinstance(rule, dict) and rule.get("type") == "required_status_checks":
                 checks = (rule.get("parameters") or {}).get("required_status_checks") or ()
                 names.update(str(c.get("context")) for c in checks if isinstance(c, dict))
         names.discard("None")
         return tuple(sorted(names)) or None
-
-    def _optional(self, url: str) -> Any:
-        """A read the forge may refuse (403, 404): None then; no answer is still an error."""
-        try:
-            return self.http.json("GET", url)
-        except ForgeError as exc:
-            if exc.transient:
-                raise
-            return None
 
     def mark_ready(self, repo: str, number: int) -> None:
         self._graphql(repo, READY, {"id": self._node_id(repo, number)})

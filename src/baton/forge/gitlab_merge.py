@@ -17,7 +17,7 @@ from baton.forge.gitlab import GitLabClient
 from baton.forge.gitlab_pipelines import latest_pipelines
 from baton.forge.gitlab_rest import actor, project_path
 from baton.forge.gitlab_text import is_draft, ready_title
-from baton.forge.model import ForgeError, Review
+from baton.forge.model import Review
 from baton.forge.readiness import GREEN, PENDING, RED, CheckState, PullState
 from baton.forge.rest import epoch
 
@@ -55,7 +55,7 @@ class GitLabMerge:
     def _reviews(self, path: str, head: str) -> list[Review]:
         """Those who requested changes, then the approvals (read as approvals of the head)."""
         found = []
-        for reviewer in self._optional(f"{path}/reviewers") or ():
+        for reviewer in self.http.optional(f"{path}/reviewers") or ():
             state = REVIEWER_STATES.get(str((reviewer or {}).get("state") or ""))
             if state and isinstance(reviewer.get("user"), Mapping):
                 found.append(_review(reviewer["user"], state, None, reviewer.get("created_at")))
@@ -77,17 +77,8 @@ class GitLabMerge:
         ]
 
     def _pipeline_required(self, repo: str) -> bool:
-        project = self._optional(project_path(repo)) or {}
+        project = self.http.optional(project_path(repo)) or {}
         return bool(project.get("only_allow_merge_if_pipeline_succeeds"))
-
-    def _optional(self, url: str) -> Any:
-        """A read the forge may refuse or not know (an older GitLab): None then; no answer is an error."""
-        try:
-            return self.http.json("GET", url)
-        except ForgeError as exc:
-            if exc.transient:
-                raise
-            return None
 
     def mark_ready(self, repo: str, number: int) -> None:
         path = self.client.thread_path(repo, number, True)

@@ -254,6 +254,16 @@ class ForgeHTTP:
         """:meth:`request`'s answer, parsed (``None`` for an empty body)."""
         return self._parse(method, self.request(method, url, **kwargs))
 
+    def optional(self, url: str) -> Any:
+        """A GET the forge may refuse or not know (403, 404, an older server): None then; no answer,
+        a 429 or a 5xx is still an error."""
+        try:
+            return self.json("GET", url)
+        except ForgeError as exc:
+            if exc.transient:
+                raise
+            return None
+
     def pages(
         self,
         url: str,

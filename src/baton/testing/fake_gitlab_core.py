@@ -59,6 +59,7 @@ class GitLabCore(Outbox):
         self.projects: dict[str, Project] = {}
         self.requests: list[ApiRequest] = []
         self.violations: list[Violation] = []
+        self.default_hook.id = next(self._ids)
         self.log_key = secrets.token_hex(8)  # what the repositories' git hooks report to the fake with
         self._conflicts: dict[tuple[str, str], bool] = {}
         self.render = ThreadsRender(

@@ -122,6 +122,18 @@ class GitLabMerge(GitLabDrive):
                 )
             return mr
 
+    def set_reviewer(self, project: str, iid: int, username: str, state: str = "unreviewed") -> None:
+        """``username`` reviews the merge request; its review's ``state`` (unreviewed, reviewed,
+        requested_changes, approved, review_started) as ``GET …/reviewers`` shows it."""
+        with self.change():
+            proj = self.project(project)
+            mr = self.mr(proj, iid)
+            self.user(username)
+            if username not in mr.reviewers:
+                mr.reviewers.append(username)
+            mr.review_states[username] = (state, self.clock())
+            self._touch(mr)
+
     def approve(self, project: str, iid: int, username: str) -> None:
         """``username`` approves the merge request (Merge Request Hook ``approval``, and ``approved``
         once no approval is left)."""
@@ -222,10 +234,17 @@ class GitLabMerge(GitLabDrive):
         source: str = "push",
     ) -> Pipeline:
         """A pipeline on ``sha`` (default: the head of ``ref``, default the default branch) with
-        ``jobs`` ``(name, stage, status, log)``; a Pipeline Hook."""
+        ``jobs`` ``(name, stage, status, log)``; a Pipeline Hook (with its MR for a ``source``
+        ``merge_request_event`` pipeline, which runs on ``refs/merge-requests/<iid>/head``)."""
         with self.change():
             proj = self.project(project)
             branch = ref or self._branch_of(proj, sha) or proj.default_branch
+            if source == "merge_request_event" and ref is None:  # GitLab runs it on the MR's ref
+                mr = next(
+                    (m for m in proj.mrs.values() if m.state == "opened" and self.mr_sha(proj, m) == sha),
+                    None,
+                )
+                branch = f"refs/merge-requests/{mr.iid}/head" if mr else branch
             sha = sha or proj.head(branch) or ""
             now = self.clock()
             pipeline = Pipeline(
@@ -292,18 +311,27 @@ class GitLabMerge(GitLabDrive):
         jobs: list[tuple[str, str | bytes | Path]] | None = None,
         *,
         ref: str | None = None,
+        source: str = "push",
     ) -> Pipeline:
         """A finished, failed pipeline on ``sha`` whose ``jobs`` ``(name, log)`` failed (a job named
-        ``build`` passed before them)."""
+        ``build`` passed before them); ``source`` ``merge_request_event`` makes it the MR's pipeline."""
         failing = [(name, "test", "failed", log) for name, log in (jobs or [("test", "FAILED\n")])]
+        jobs_run: list[tuple[str, str, str, bytes | str | Path]] = [("build", "build", "success", b"ok\n")]
         return self.add_pipeline(
-            project, sha, ref=ref, status="failed", jobs=[("build", "build", "success", b"ok\n"), *failing]
+            project, sha, ref=ref, status="failed", jobs=jobs_run + failing, source=source
         )
 
-    def pass_pipeline(self, project: str, sha: str | None = None, *, ref: str | None = None) -> Pipeline:
+    def pass_pipeline(
+        self, project: str, sha: str | None = None, *, ref: str | None = None, source: str = "push"
+    ) -> Pipeline:
         """A finished pipeline that succeeded; an MR set to auto-merge on ``sha`` is merged."""
         pipeline = self.add_pipeline(
-            project, sha, ref=ref, status="running", jobs=[("test", "test", "running", b"ok\n")]
+            project,
+            sha,
+            ref=ref,
+            status="running",
+            jobs=[("test", "test", "running", b"ok\n")],
+            source=source,
         )
         return self.finish_pipeline(project, pipeline.id, "success")
 

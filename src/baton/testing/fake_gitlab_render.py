@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from baton.testing.fake_gitlab_state import (
+    Hook,
     MergeRequest,
     Project,
     Token,
@@ -296,4 +297,39 @@ class Render:
                 "project_access": None if level is None else {"access_level": level, "notification_level": 3},
                 "group_access": None,
             },
+        }
+
+    def hook(self, project: Project, hook: Hook, now: float) -> dict[str, Any]:
+        """A project hook as the hooks API shows it to a Maintainer (never its token)."""
+        events = {
+            f"{name}_events": name in hook.events for name in ("push", "issues", "merge_requests", "note")
+        }
+        return {
+            "id": hook.id,
+            "url": hook.url,
+            "name": "",
+            "description": "",
+            "project_id": project.id,
+            "created_at": iso(project.created_at),
+            **events,
+            "push_events_branch_filter": "",
+            "branch_filter_strategy": "wildcard",
+            "tag_push_events": False,
+            "confidential_issues_events": "issues" in hook.events,
+            "confidential_note_events": "note" in hook.events,
+            "job_events": "job" in hook.events,
+            "pipeline_events": "pipeline" in hook.events,
+            "wiki_page_events": False,
+            "deployment_events": False,
+            "feature_flag_events": False,
+            "releases_events": False,
+            "emoji_events": False,
+            "resource_access_token_events": False,
+            "repository_update_events": False,
+            "enable_ssl_verification": True,
+            "alert_status": "executable",
+            "disabled_until": None,
+            "url_variables": [],
+            "custom_webhook_template": "",
+            "custom_headers": [],
         }

@@ -198,6 +198,14 @@ class ThreadsRender(Render):
         names = project.repo.git("diff", "--name-only", refs["base_sha"], refs["head_sha"], check=False)
         return [n for n in names.splitlines() if n]
 
+    def reviewers(self, mr: MergeRequest) -> list[dict[str, Any]]:
+        """``GET …/reviewers``: each reviewer, its review's state and since when."""
+        found = []
+        for name in mr.reviewers:
+            state, since = mr.review_states.get(name, ("unreviewed", mr.created_at))
+            found.append({"user": self.user_basic(name), "state": state, "created_at": iso(since)})
+        return found
+
     def approvals(self, project: Project, mr: MergeRequest) -> dict[str, Any]:
         left = max(0, mr.approvals_required - len(mr.approved_by))
         merge_status, _, _ = self.mergeability(project, mr)

@@ -1,14 +1,16 @@
-"""The fake GitLab's REST routes: exactly the endpoints baton's GitLab client calls, each a handler taking
-a :class:`Call` and answering ``(status, JSON body, headers)`` in GitLab's shapes, or raising
-:class:`~baton.testing.fake_gitlab_core.GitLabRefused` with GitLab's words. Access follows GitLab's
-roles (a non-member of a private project gets 404; Guests read issues, Reporters merge requests and
-pipelines; Developers open merge requests); paging is GitLab's offset paging (:meth:`Call.page`).
+"""The fake GitLab's REST routes: the endpoints baton's GitLab client calls (the contract's, and the
+project's hooks and an MR's reviewers), each a handler taking a :class:`Call` and answering ``(status,
+JSON body, headers)`` in GitLab's shapes, or raising :class:`~baton.testing.fake_gitlab_core.GitLabRefused`
+with GitLab's words. Access follows GitLab's roles (a non-member of a private project gets 404; Guests
+read issues, Reporters MRs and pipelines, Developers open MRs, Maintainers see hooks); paging is
+GitLab's offset paging (:meth:`Call.page`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote, urlencode
 
@@ -142,6 +144,17 @@ def get_member(c: Call) -> Reply:
     return 200, c.fake.render.member(project, user.username, project.members[user.username]), {}
 
 
+def list_hooks(c: Call) -> Reply:
+    """The project's hooks, to a Maintainer (the hook every project has with ``deliver_to`` too)."""
+    project = c.project(ACCESS["maintainer"])
+    with c.fake.lock:
+        hooks = list(project.hooks)
+        if c.fake.deliver_to and project.forked_from is None:
+            hooks.append(replace(c.fake.default_hook, url=c.fake.deliver_to))
+        items, headers = c.page([c.fake.render.hook(project, h, c.fake.clock()) for h in hooks])
+    return 200, items, headers
+
+
 def get_project(c: Call) -> Reply:
     project = c.project()
     return 200, c.fake.render.project(project, c.level(project) or None, c.fake.clock()), {}
@@ -184,7 +197,13 @@ def _mr_reads(c: Call) -> None:
 def list_mrs(c: Call) -> Reply:
     project = c.project(ACCESS["reporter"])
     with c.fake.lock:
-        mrs = _sorted(c, _filtered(c, list(project.mrs.values())))
+        mrs = [
+            m
+            for m in project.mrs.values()
+            if c.arg("source_branch") in (None, m.source_branch)
+            and c.arg("target_branch") in (None, m.target_branch)
+        ]
+        mrs = _sorted(c, _filtered(c, mrs))
         items, headers = c.page([c.fake.render.mr(project, m, expanded=False) for m in mrs])
     _mr_reads(c)
     return 200, items, headers
@@ -249,6 +268,12 @@ def list_diffs(c: Call) -> Reply:
     mr = c.fake.mr(project, c.iid("merge_request_iid"))
     items, headers = c.page(c.fake.diffs(project, mr))
     return 200, items, headers
+
+
+def list_reviewers(c: Call) -> Reply:
+    project = c.project(ACCESS["reporter"])
+    with c.fake.lock:
+        return 200, c.fake.render.reviewers(c.fake.mr(project, c.iid("merge_request_iid"))), {}
 
 
 def get_approvals(c: Call) -> Reply:
@@ -362,6 +387,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/users", list_users),
     ("GET", "/projects/:id", get_project),
     ("GET", "/projects/:id/members/all/:user_id", get_member),
+    ("GET", "/projects/:id/hooks", list_hooks),
     ("GET", "/projects/:id/issues", list_issues),
     ("GET", "/projects/:id/issues/:issue_iid", get_issue),
     ("GET", "/projects/:id/issues/:issue_iid/notes", list_notes),
@@ -382,6 +408,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ),
     ("PUT", "/projects/:id/merge_requests/:merge_request_iid/discussions/:discussion_id", resolve_discussion),
     ("GET", "/projects/:id/merge_requests/:merge_request_iid/diffs", list_diffs),
+    ("GET", "/projects/:id/merge_requests/:merge_request_iid/reviewers", list_reviewers),
     ("GET", "/projects/:id/merge_requests/:merge_request_iid/approvals", get_approvals),
     ("PUT", "/projects/:id/merge_requests/:merge_request_iid/merge", merge_mr),
     ("GET", "/projects/:id/pipelines", list_pipelines),

@@ -170,6 +170,7 @@ class MergeRequest:
     labels: list[str] = field(default_factory=list)
     assignees: list[str] = field(default_factory=list)
     reviewers: list[str] = field(default_factory=list)
+    review_states: dict[str, tuple[str, float]] = field(default_factory=dict)  # reviewer -> (state, since)
     source_project: str | None = None  # a fork's path: the source branch lives there (None: this project)
     remove_source_branch: bool = False
     merged_at: float | None = None
