@@ -114,7 +114,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME[,NAME]",
         type=parse_only,
         default=None,
-        help="run only these groups: " + "; ".join(f"{k} ({v.about})" for k, v in GROUPS.items()),
+        # argparse formats help with %: a group's "1 % of a core" must be written %%
+        help="run only these groups: "
+        + "; ".join(f"{k} ({v.about})" for k, v in GROUPS.items()).replace("%", "%%"),
     )
     return parser.parse_args(argv)
 
