@@ -16,7 +16,7 @@ from baton.forge.tables import forge_store
 from baton.forge.threads import STATUS_HEAD
 from baton.settings import Settings
 from baton.testing.fake_gitlab import FakeGitLab
-from tests.forge_fixtures import settled  # noqa: F401 (one wait for every fake forge)
+from tests.forge_fixtures import settled as settled  # one wait for every fake forge (re-exported)
 from tests.service_fixtures import Service, run_service
 
 SECRET = "gl-webhook-secret"

@@ -202,7 +202,7 @@ def diff_note(
         "new_line": new_line,
         "line_range": None,
     }
-    fields = {
+    fields: dict[str, Any] = {
         "type": "DiffNote",
         "noteable_id": 91_007,
         "noteable_type": "MergeRequest",

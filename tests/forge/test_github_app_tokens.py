@@ -171,7 +171,7 @@ def test_forget_drops_a_token_and_a_fork_starts_empty(
     found.forget(1)
     assert found.peek(1) is None and "t1" in found.secrets()
     found.get(1)
-    monkeypatch.setattr(tokens.os, "getpid", lambda: -1)  # as in a forked worker process
+    monkeypatch.setattr("baton.forge.tokens.os.getpid", lambda: -1)  # as in a forked worker process
     assert found.peek(1) is None and found.get(1).token == "t3"
 
 
