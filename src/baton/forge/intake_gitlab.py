@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from baton.forge import payload as read
@@ -40,18 +39,6 @@ def actor(user: Any, where: str) -> Actor:
         raise Malformed(f"{where} is missing or not an object")
     login = read.string(user, "username", where, required=True, limit=255)
     return Actor(login, bot=user.get("bot") is True or is_bot_login(login))
-
-
-def time(data: Payload, *names: str) -> float:
-    """GitLab writes ``2024-05-01T12:00:00.000Z`` and, in older hooks, ``2024-05-01 12:00:00 UTC``."""
-    for name in names:
-        value = data.get(name)
-        if isinstance(value, str) and len(value) <= 64:
-            try:
-                return datetime.fromisoformat(value.replace(" UTC", "+00:00")).timestamp()
-            except ValueError:
-                continue
-    return 0.0
 
 
 def project_path(p: Payload) -> str:
@@ -110,7 +97,7 @@ def _note(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
         "actor": actor(p.get("user"), "payload.user"),
         "url": read.link(note, "url"),
         "body": body,
-        "at": time(note, "created_at"),
+        "at": read.time(note, "created_at"),
     }
     if kind == "Issue":
         issue = read.obj(p, "issue", "payload")
@@ -170,7 +157,7 @@ def _issue(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
             title=read.string(issue, "title", where),
             body=read.text(issue, "description", where),
             signature=signature,
-            at=time(issue, "updated_at", "created_at"),
+            at=read.time(issue, "updated_at", "created_at"),
         )
 
     if action == "open":
@@ -232,7 +219,7 @@ def _merge_request(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
             identity=f"conflict:{fields['head_sha']}:{base}",
             actor=actor(p.get("user"), "payload.user"),
             url=read.link(mr, "url"),
-            at=time(mr, "updated_at"),
+            at=read.time(mr, "updated_at"),
             **fields,
         )
     ]
@@ -273,7 +260,7 @@ def _pipeline(p: Payload, c: _Ctx) -> list[ForgeEvent] | Ignored:
             is_pr=True,
             head_sha=head,
             checks=checks,
-            at=time(run, "finished_at", "created_at"),
+            at=read.time(run, "finished_at", "created_at"),
         )
     ]
 

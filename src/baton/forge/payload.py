@@ -69,12 +69,13 @@ def link(data: Payload, name: str) -> str:
 
 
 def time(data: Payload, *names: str) -> float:
-    """The first of ``names`` that is an ISO 8601 time, in seconds since the epoch (0.0: none)."""
+    """The first of ``names`` that is an ISO 8601 time, in seconds since the epoch (0.0: none); also
+    GitLab's older webhook spelling, ``2024-05-01 12:00:00 UTC``."""
     for name in names:
         value = data.get(name)
         if isinstance(value, str) and len(value) <= 64:
             try:
-                return datetime.fromisoformat(value).timestamp()
+                return datetime.fromisoformat(value.replace(" UTC", "+00:00")).timestamp()
             except ValueError:
                 continue
     return 0.0
