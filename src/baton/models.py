@@ -312,6 +312,7 @@ class JobRecord:
     cancel_requested_at: float | None = None  # a cancel was asked for; whoever runs it stops it
     seq: int | None = None  # its place among its key's jobs, numbered by the store at commit (None: older)
     not_before: float | None = None  # queued again to wait for a usage quota's reset: not started before
+    queue: str | None = None  # the broker queue its messages go to (None: the store's own queue)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -20,15 +20,17 @@ import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from baton.errors import BadInput
+from baton.fleet import celery as celery_module
 from baton.fleet import jobs, queued
 from baton.fleet.celery import CeleryExecutor
 from baton.fleet.executor import make_executor
 from baton.fleet.local import LocalExecutor
+from baton.fleet.routing import store_tag
 from baton.keys import parse_repo
 from baton.models import JobRecord, JobStatus, Outcome, PromptKind, RunRecord
 from baton.runner.request import RunRequest
@@ -204,6 +206,9 @@ class Kicks(list[tuple[str, float]]):
     def __call__(self, job_id: str, countdown: float) -> None:
         self.append((job_id, countdown))
 
+    def resend(self, job: JobRecord, countdown: float) -> None:  # the janitor's, to the job's queue
+        self.append((job.id, countdown))
+
 
 def test_messages_are_idempotent(settings: Settings, store: Store, src_repo: Path) -> None:
     """An ended job's message does nothing but kick its successor; a job held by a live worker is
@@ -301,12 +306,31 @@ def test_janitor_kicks_what_no_message_brings_back(
     assert store.start_job(live.id, time.time())
     lease = queued.job_lease(store, settings, live.id)
     lease.acquire(0)
-    assert queued.heal(settings, store, kicks, seen) == [running.id], "a fresh queued job has its message"
+    assert queued.heal(settings, store, kicks.resend, seen) == [running.id], "a fresh queued job has its message"
     ahead[0] += queued.STALE * settings.lease_ttl + 1  # the queued jobs are stale now
-    assert queued.heal(settings, store, kicks, seen) == [running.id, lost.id], "only the oldest of a key"
-    assert queued.heal(settings, store, kicks, seen) == [running.id], "kicked once per stale period"
+    assert queued.heal(settings, store, kicks.resend, seen) == [running.id, lost.id], "only the oldest of a key"
+    assert queued.heal(settings, store, kicks.resend, seen) == [running.id], "kicked once per stale period"
     assert later.id not in [k for k, _ in kicks]
     lease.release()
+
+
+def test_the_janitor_sends_a_job_back_to_its_own_queue(
+    settings: Settings, store: Store, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job remembers the queue it was submitted to; a janitor's kick goes there, never to the
+    janitor's own queue (a worker of another credential, reading another queue, would run it with its
+    own quota). A job submitted without BATON_QUEUE goes to the store's own queue."""
+    theirs = jobs.submit(store, settings.with_(queue="credential-b"), body(src_repo, "t1", "b's"), "test")
+    ours = jobs.submit(store, settings.with_(queue=""), body(src_repo, "t2", "default"), "test")
+    assert (job_of(store, theirs.id).queue, job_of(store, ours.id).queue) == ("credential-b", None)
+    for job in (theirs, ours):  # both waited for a reset that has passed: the janitor kicks them now
+        store.update_job(job.id, not_before=time.time() - 1)
+    sent: list[tuple[str, str]] = []
+    monkeypatch.setattr(celery_module, "enqueue", lambda _app, job_id, queue, *_: sent.append((job_id, queue)))
+    tag = store_tag(settings, store)
+    janitor = celery_module._Janitor(cast(Any, None), settings, ["credential-a"], "w@here", tag)
+    assert sorted(queued.heal(settings, store, janitor._kick, {})) == sorted([theirs.id, ours.id])
+    assert sorted(sent) == sorted([(theirs.id, "credential-b"), (ours.id, f"baton.{tag.id}")])
 
 
 def test_choosing_the_executor(settings: Settings, store: Store) -> None:

@@ -24,10 +24,10 @@ from urllib.parse import urlsplit
 from baton.errors import BadInput, BatonError
 from baton.fleet import drain, queued
 from baton.fleet.health import BrokerCheck, Monitor
-from baton.fleet.routing import StoreTag, bounce_delay, misrouted, queue_for, store_tag
+from baton.fleet.routing import StoreTag, bounce_delay, job_queue, misrouted, queue_for, store_tag
 from baton.housekeeping.sweep import sweep_periodically
 from baton.install import extra_hint
-from baton.models import WorkerRecord
+from baton.models import JobRecord, WorkerRecord
 from baton.settings import Settings
 from baton.store import Store, open_store
 from baton.store.redis import safe_url
@@ -245,7 +245,6 @@ class _Janitor:
 
     def __init__(self, app: Celery, settings: Settings, queues: list[str], name: str, tag: StoreTag) -> None:
         self.app, self.settings, self.queues, self.tag = app, settings, queues, tag
-        self.queue = queues[0]  # where the janitor's kicks go
         self.name = name  # the worker's node name (``baton-<pid>@<host>``): its row in the store's workers
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="baton-janitor", daemon=True)
@@ -296,8 +295,9 @@ class _Janitor:
         if sent:
             log.warning("janitor: sent %d lost job(s) again: %s", len(sent), sent)
 
-    def _kick(self, job_id: str, countdown: float) -> None:
-        enqueue(self.app, job_id, self.queue, self.tag, countdown)
+    def _kick(self, job: JobRecord, countdown: float) -> None:
+        """To the job's own queue: this worker's may be another credential's."""
+        enqueue(self.app, job.id, job_queue(job.queue, self.tag), self.tag, countdown)
 
 
 def _drain(janitor: _Janitor, settings: Settings) -> None:

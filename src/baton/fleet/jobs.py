@@ -57,6 +57,7 @@ def submit(
         status=JobStatus.QUEUED,
         actor=actor,
         submitted_at=time.time(),
+        queue=settings.queue or None,  # where this side's executor sends it (None: the store's own queue)
     )
     store.add_job(job)
     return job

@@ -34,6 +34,7 @@ from baton.store.redis import connect
 log = logging.getLogger("baton.worker")
 
 Kick = Callable[[str, float], None]  # send a message for a job id, after a countdown in seconds
+Resend = Callable[[JobRecord, float], None]  # the janitor's: a job's message again, to the job's own queue
 ALL = 10**9
 STALE = 4  # lease TTLs a key's oldest queued job waits, with nothing of its key running, before a kick
 # seconds at most a job waiting for a usage quota's reset is sent a delayed message for (a Celery
@@ -305,7 +306,7 @@ class _Handler:
         return what
 
 
-def heal(settings: Settings, store: Store, kick: Kick, kicked: dict[str, float]) -> list[str]:
+def heal(settings: Settings, store: Store, kick: Resend, kicked: dict[str, float]) -> list[str]:
     """One janitor pass (every worker, every ``lease_ttl`` seconds); the job ids it kicked. ``kicked``
     remembers when this janitor last kicked a queued job, so a long queue is not flooded with copies.
 
@@ -313,12 +314,14 @@ def heal(settings: Settings, store: Store, kick: Kick, kicked: dict[str, float])
     the broker holds its message for the visibility timeout, or a copy was dropped), the oldest queued
     job of a key with nothing running that has waited :data:`STALE` lease TTLs (its message was lost:
     the broker was down when it was sent), and a job whose wait for a usage quota's reset is over. A
-    kick that was not needed finds the job held or ended and does nothing."""
+    kick that was not needed finds the job held or ended and does nothing. Each kick goes to the
+    job's own queue (``kick`` gets the job): a janitor of another queue (another credential's workers)
+    must not take it."""
     now, sent = time.time(), []
     running = store.list_jobs(status=JobStatus.RUNNING, limit=ALL)
     for job in running:
         if _unheld(store, settings, job.id):
-            kick(job.id, 0.0)
+            kick(job, 0.0)
             sent.append(job.id)
     busy = {(j.agent, j.repo, j.thread) for j in running}
     stale = STALE * settings.lease_ttl
@@ -333,7 +336,7 @@ def heal(settings: Settings, store: Store, kick: Kick, kicked: dict[str, float])
         since = max(job.submitted_at, job.not_before or 0.0)
         if due or (since < now - stale and kicked.get(job.id, 0.0) < now - stale):
             kicked[job.id] = now
-            kick(job.id, 0.0)
+            kick(job, 0.0)
             sent.append(job.id)
     for job_id in [j for j, at in kicked.items() if at < now - 10 * stale]:
         del kicked[job_id]

@@ -58,7 +58,12 @@ def store_tag(settings: Settings, store: Store) -> StoreTag:
 
 def queue_for(settings: Settings, tag: StoreTag) -> str:
     """``BATON_QUEUE`` when set, else the store's own queue ``baton.<id>``."""
-    return settings.queue or f"{QUEUE_PREFIX}{tag.id}"
+    return job_queue(settings.queue, tag)
+
+
+def job_queue(queue: str | None, tag: StoreTag) -> str:
+    """Where a job's messages go: the queue it was submitted to (``jobs.queue``), else the store's own."""
+    return queue or f"{QUEUE_PREFIX}{tag.id}"
 
 
 def bounce_delay(bounces: int) -> float:

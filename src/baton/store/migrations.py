@@ -264,6 +264,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "UPDATE forge_bindings SET on_pr = 1 WHERE pr = number",
         ],
     ),
+    (
+        20,
+        "a job remembers its broker queue (jobs.queue): a janitor sends a lost or waiting job back there",
+        ["ALTER TABLE jobs ADD COLUMN queue TEXT"],
+    ),
 ]
 
 DIALECT_TYPES = {

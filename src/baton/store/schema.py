@@ -150,6 +150,7 @@ jobs = sa.Table(
     sa.Column("cancel_requested_at", Real),  # set by a cancel; the worker running it polls for it
     sa.Column("seq", Int),  # the order of a key's jobs, assigned under the store's write lock
     sa.Column("not_before", Real),  # waiting for a usage quota's reset: not started before this
+    sa.Column("queue", Text),  # the broker queue it was submitted to (BATON_QUEUE; None: the store's own)
     sa.Index("jobs_key", "agent", "repo", "thread", "submitted_at"),
     sa.Index("jobs_status", "status", "submitted_at"),
     sa.Index("jobs_key_seq", "agent", "repo", "thread", "seq"),
