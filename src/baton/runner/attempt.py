@@ -25,7 +25,7 @@ from baton.asking import questions
 from baton.asking.questions import Question
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, OnPermission, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
-from baton.runner import quota
+from baton.runner import quarantine, quota
 from baton.runner.modelwatch import ModelWatch
 from baton.runner.process import ProcessResult, RunLog, run_process
 from baton.runner.prompts import INTERRUPTED_NEW, recap, render
@@ -79,7 +79,7 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
             watch = _watch(ctx, record, env, log)
             result = _launch(ctx, prepared, decision, launch, record, turn, env, watch)
         except AgentError as exc:  # the agent could not even be started
-            return _finish(ctx, prepared, record, turn, Ending(Outcome.FAILED, str(exc)))
+            return _finish(ctx, prepared, record, turn, Ending(Outcome.FAILED, str(exc)))  # (no strike)
         except BaseException as exc:
             _abandon(ctx, session, record, exc)
             translated = _translate(exc)
@@ -100,7 +100,11 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
     if trouble:  # the agent ran, but baton could not keep everything it said: say so on the run
         record.note = "; ".join(filter(None, [record.note, *trouble]))
         ctx.store.update_run(record.id, fence=ctx.fence, note=record.note)
-    return _finish(ctx, prepared, record, turn, ending)
+    record = _finish(ctx, prepared, record, turn, ending)
+    # a resume that failed at once is a strike on its conversation, unless baton or the machine stopped it
+    stopped = result.stopped or result.cancelled or result.timed_out or ending.limit or ctx.lost.is_set()
+    quarantine.after(ctx, record, bool(stopped))
+    return record
 
 
 def _prompt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt) -> str:
@@ -401,9 +405,8 @@ def _limited(agent: Agent, outcome: Outcome, result: ProcessResult, turn: Turn) 
     if outcome == Outcome.SUCCEEDED:
         return None
     said = f": {limit.detail}" if limit.detail else ""
-    return Ending(
-        Outcome.FAILED, f"rate limited (a transient limit, retried with backoff){said}", result.exit_code
-    )
+    why = f"rate limited (a transient limit, retried with backoff){said}"
+    return Ending(Outcome.FAILED, why, result.exit_code, limit=limit)
 
 
 def _quota(ctx: Context, record: RunRecord, ending: Ending) -> None:

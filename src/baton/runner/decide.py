@@ -16,6 +16,7 @@ from typing import Any
 from baton.errors import BadInput, BatonError
 from baton.keys import Key
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, Snapshot
+from baton.runner import quarantine
 from baton.runner.state import KEPT, Attempt, Context, Decision, ForkSource, Prepared
 from baton.sessions.snapshots import hydrate, in_step
 from baton.workspace import nofollow
@@ -43,7 +44,9 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
       machine's copy was in step with an earlier snapshot: another machine ran a turn since), or
       unreadable → hydrate it from the snapshot, then ``resume``;
     - gone everywhere, or the snapshot itself is corrupt or missing blobs, or the agent says "not
-      found" → ``recover``: fresh, with a recap of earlier runs. The run's ``note`` says why.
+      found", or the conversation is quarantined (its resume failed at once twice in a row:
+      :mod:`baton.runner.quarantine`) → ``recover``: fresh, with a recap of earlier runs. The run's
+      ``note`` says why.
 
     Everything here looks in the key's own agent home (:mod:`baton.workspace.keyspace`). A resumed turn
     after an interrupted one (crashed, timed out, cancelled, or a failed attempt being retried) gets
@@ -60,14 +63,16 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
     if mode == Mode.FRESH:
         return Decision(Mode.FRESH, None, PromptKind.FULL, **told)
     if mode == Mode.RECOVER:
-        why = f"the agent could not resume the conversation: {attempt.lost}" if attempt.lost else None
-        note = why or "the agent could not find the conversation"
+        note = attempt.lost or "the agent could not find the conversation"
         return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=note, **told)
     if mode == Mode.CONTINUE:
         kind = follow.kind if session.agent_session_id else PromptKind.FULL
         return Decision(Mode.CONTINUE, None, kind, **told)
     if not session.agent_session_id:
         return Decision(Mode.FRESH, None, PromptKind.FULL, note=follow.fresh_note, **told)
+    held = quarantine.check(ctx, session.agent_session_id)
+    if held:  # its resume failed at once twice in a row: never resumed again
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=_notes(held, follow.fresh_note), **told)
     local = ensure_local(ctx, ctx.key, session.agent_session_id, prepared.worktree)
     if not local.ok:
         return Decision(

@@ -21,7 +21,7 @@ from baton import retry
 from baton.agents import get_agent
 from baton.errors import Cancelled, DiskFull, NotWaiting, QuotaHeld
 from baton.models import Mode, Outcome, PromptKind, RunRecord
-from baton.runner import capped, onspent, quota
+from baton.runner import capped, onspent, quarantine, quota
 from baton.runner.attempt import new_run_id, record_conflict, run_attempt, usage_delta
 from baton.runner.crashed import mark_crashed, settle
 from baton.runner.decide import decide, follow_up, told_new
@@ -235,9 +235,13 @@ def _attempts(ctx: Context, prepared: Prepared, attempt: Attempt) -> list[RunRec
             )
             attempts.append(record)
             decision = None
-            if record.outcome != Outcome.SESSION_LOST or attempt.forced == Mode.RECOVER:
+            # a lost conversation, or one this attempt quarantined, is recovered at once
+            quarantined = _quarantined(ctx, record)
+            if (record.outcome != Outcome.SESSION_LOST and not quarantined) or attempt.forced == Mode.RECOVER:
                 return record
             attempt = attempt.retry(record, forced=Mode.RECOVER)
+            if quarantined:
+                attempt = dataclasses.replace(attempt, lost=quarantined)
 
     def again(record: RunRecord) -> bool:
         if not record.outcome.retryable or request.cancel.is_set():
@@ -259,6 +263,13 @@ def _attempts(ctx: Context, prepared: Prepared, attempt: Attempt) -> list[RunRec
             retry_error_callback=lambda _state: None,  # out of retries: the last attempt stands
         )(one)
     return attempts
+
+
+def _quarantined(ctx: Context, record: RunRecord) -> str | None:
+    """The note when ``record`` (a resume that failed at once) quarantined its conversation."""
+    if record.mode != Mode.RESUME or record.session_id_in is None or record.outcome != Outcome.FAILED:
+        return None
+    return quarantine.check(ctx, record.session_id_in)
 
 
 def _opening(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision | None:

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from baton.agents import Agent
 from baton.keys import Key
@@ -22,7 +22,7 @@ from baton.runner.quota import Breaker
 from baton.runner.request import RunRequest
 from baton.runner.resolve import Resolved
 from baton.settings import Settings
-from baton.store.base import KeyStore
+from baton.store.base import KeyStore, Transactions
 from baton.workspace.workdirs import Workdirs
 
 
@@ -54,6 +54,12 @@ class Context:
     @property
     def access(self) -> Access:
         return self.resolved.access
+
+    @property
+    def tables(self) -> Transactions:
+        """The store's transactions, for the rooms' own tables (caps, strikes): the runner's store is
+        the whole Store; ``store`` names only what runs use."""
+        return cast(Transactions, self.store)
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ class Attempt:
     start: Start
     interrupted: RunRecord | None = None  # the turn cut short before this one: the prompt says so
     forced: Mode | None = None  # RECOVER once this run lost the conversation (never undone)
-    lost: str | None = None  # why it was lost (the lost attempt's error): the recover attempt's note
+    lost: str | None = None  # why it was lost or quarantined: the recover attempt's note
     left_running: str | None = None  # what the turn before this one left running, stopped at its end
 
     @property
@@ -109,7 +115,8 @@ class Attempt:
         """The next attempt after ``after``: a retry of a retryable outcome is told it was
         interrupted; one forced to recover a lost conversation keeps what this one was told."""
         interrupted = self.interrupted if forced else after
-        lost = after.error if forced == Mode.RECOVER else self.lost
+        lost = f"the agent could not resume the conversation: {after.error}" if after.error else None
+        lost = lost if forced == Mode.RECOVER else self.lost
         left = after.left_running
         return Attempt(self.number + 1, Start.RETRY, interrupted, forced or self.forced, lost, left)
 

@@ -269,6 +269,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "a job remembers its broker queue (jobs.queue): a janitor sends a lost or waiting job back there",
         ["ALTER TABLE jobs ADD COLUMN queue TEXT"],
     ),
+    (
+        21,
+        "quarantine: a conversation's resumes in a row that failed at once, quarantined at the second "
+        "(baton.sessions.tables)",
+        [
+            """CREATE TABLE session_strikes (
+                agent TEXT NOT NULL, repo TEXT NOT NULL, thread TEXT NOT NULL, session_id TEXT NOT NULL,
+                strikes INTEGER NOT NULL, run_id TEXT NOT NULL, why TEXT NOT NULL, at {real} NOT NULL,
+                quarantined_at {real}, PRIMARY KEY (agent, repo, thread, session_id))""",
+            "CREATE INDEX session_strikes_quarantined ON session_strikes (quarantined_at)",
+        ],
+    ),
 ]
 
 DIALECT_TYPES = {
