@@ -144,6 +144,11 @@ def _print_lineage(family: dict[str, Any]) -> None:
         f"conversation {c['session_id']}: began {c['began']} ({ago(c['at'])})"
         for c in family["conversations"]
     ]
+    lines += [
+        f"quarantined {q['session_id']} ({ago(q['quarantined_at'])}): its resume failed at once "
+        f"{q['strikes']} times in a row (last, run {q['run_id']}: {q['why']}); never resumed again"
+        for q in family["quarantined"]
+    ]
     if not lines:
         return
     out().print("[bold]lineage[/bold]:", highlight=False)
