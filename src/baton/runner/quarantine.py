@@ -1,15 +1,12 @@
 """Quarantine: a conversation whose resume fails at once twice in a row is never resumed again.
 
-A resume that "fails at once" (:func:`failed_at_once`) is an attempt in mode ``resume`` that ended
-``failed`` or ``session_lost`` within :data:`QUICK` seconds without a model answer (no output tokens:
-a request the model's API refused counts as none), when neither baton nor the machine stopped it (a
-cancel, a lost lease, an agent that could not even start, a model API that could not be reached, a
-usage limit: those would fail a new conversation the same way). Each such failure is a strike on the
-conversation's id (:mod:`baton.sessions.tables`); a resume that reaches the model clears them. At
-:data:`LIMIT` strikes in a row the id is quarantined: the run recovers at once with a recap in a new
-conversation (no retry used up: the agent did no work), every later decision of the key does the
-same (:func:`check`), and the old id's transcript and snapshot are kept for export. So no key resumes
-one id more than twice, across runs, retries and machines.
+A resume "fails at once" (:func:`failed_at_once`) when it ends ``failed`` or ``session_lost`` within
+:data:`QUICK` seconds without output tokens (a request the model's API refused counts), unless baton
+or the machine stopped it (a cancel, a lost lease, an agent that could not start, an unreachable model
+API, a usage limit: a new conversation would fail the same way). Each is a strike on the id, in the
+store (:mod:`baton.sessions.tables`); a resume that reaches the model clears them. At :data:`LIMIT`
+in a row the id is quarantined: the run recovers at once with a recap, every later decision does the
+same (:func:`check`), the old transcript and snapshot are kept for export.
 """
 
 from __future__ import annotations
