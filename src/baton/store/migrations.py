@@ -269,6 +269,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "a job remembers its broker queue (jobs.queue): a janitor sends a lost or waiting job back there",
         ["ALTER TABLE jobs ADD COLUMN queue TEXT"],
     ),
+    (
+        21,
+        "what a key's conversation knows of its agent's instruction files (CLAUDE.md, AGENTS.md, ...): "
+        "a resumed turn is told when they changed under it (instructions)",
+        [
+            """CREATE TABLE instructions (
+                agent TEXT NOT NULL, repo TEXT NOT NULL, thread TEXT NOT NULL, session_id TEXT NOT NULL,
+                recorded_at {real} NOT NULL, files TEXT NOT NULL, PRIMARY KEY (agent, repo, thread))""",
+        ],
+    ),
 ]
 
 DIALECT_TYPES = {
