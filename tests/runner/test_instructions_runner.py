@@ -4,11 +4,14 @@ worktree adds nothing; a link out of the worktree is never read."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from baton import Mode, OnInstructions, PromptKind, RunRequest, RunResult, open_store, run
 from baton.settings import Settings
+from tests.conftest import commit_file
 from tests.runner.test_runner import sent_prompts
 
 
@@ -41,9 +44,7 @@ def test_a_changed_claude_md_is_told_on_the_next_resumed_turn(settings: Settings
 
 
 def test_unchanged_files_add_nothing(settings: Settings, src_repo: Path) -> None:
-    (src_repo / "CLAUDE.md").write_text("Use tabs.\n")
-    subprocess.run(["git", "-C", str(src_repo), "add", "CLAUDE.md"], check=True)
-    subprocess.run(["git", "-C", str(src_repo), "commit", "-qm", "instructions"], check=True)
+    commit_file(src_repo, "CLAUDE.md", "Use tabs.\n", "instructions")
     first = go(settings, src_repo, "step one")
     second = go(settings, src_repo, "step two")
     assert second.run.mode == Mode.RESUME and second.run.note is None
@@ -107,3 +108,20 @@ def test_a_huge_claude_md_is_bounded_in_the_prompt(settings: Settings, src_repo:
     told = sent_prompts(settings, str(first.session.agent_session_id))[1]
     assert "+rule 0: be brief" in told and "more lines of this diff not shown" in told
     assert len(told) < 40_000
+
+
+def test_sessions_show_lists_the_recorded_files(
+    settings: Settings, src_repo: Path, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    first = go(settings, src_repo, "one")
+    (worktree(first) / "CLAUDE.md").write_text("Use tabs.\n")
+    (worktree(first) / ".mcp.json").write_bytes(b"\xff\xfe")
+    go(settings, src_repo, "two")
+    args = ("sessions", "show", "-a", "fake", "-r", first.run.repo, "-t", "t1")
+    shown = json.loads(cli(*args, "--json").stdout)["instructions"]
+    assert shown["session_id"] == first.session.agent_session_id
+    assert shown["files"]["CLAUDE.md"]["kind"] == "text" and shown["files"]["CLAUDE.md"]["size"] == 10
+    assert shown["files"][".mcp.json"]["kind"] == "binary"
+    assert all("text" not in entry for entry in shown["files"].values())  # digests, never the texts
+    text = cli(*args).stdout
+    assert "instructions (recorded" in text and "CLAUDE.md: text, 10 B sha256 " in text
