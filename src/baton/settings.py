@@ -197,8 +197,8 @@ class Settings:
         "what a resumed turn does when its agent's instruction files in the worktree (`CLAUDE.md`, "
         "`AGENTS.md`, `.claude/`, `.mcp.json`, ...) changed since its conversation last saw them: `tell`: "
         "its prompt says which changed and how (a bounded diff); `fresh`: a new conversation with a recap, "
-        "which reads them itself; a run's `--on-instructions-change` wins "
-        "([architecture.md](architecture.md#how-a-run-works))"))
+        "which reads them itself; a run's `--on-instructions-change` and a forge repo's "
+        "`on_instructions_change` win ([below](#instruction-files-that-change-under-a-thread))"))
     git_user_name: str = field(default="baton ({agent})", metadata=about(
         "the git name of each agent's commits and of baton's checkpoints (`{agent}` is replaced)"))
     git_user_email: str = field(default="{agent}@baton.invalid", metadata=about(
