@@ -169,3 +169,24 @@ def test_no_room_names_the_files_only(tmp_path: Path) -> None:
     change = describe(before, scan(tmp_path, CLAUDE, before), 0)
     assert change is not None and "Changed: CLAUDE.md" in change.text
     assert "+b" not in change.text and "does not fit in this prompt" in change.text
+
+
+def test_configuration_is_hashed_never_kept(tmp_path: Path) -> None:
+    (tmp_path / ".mcp.json").write_text('{"mcpServers": {"gh": {"env": {"TOKEN": "ghp_old"}}}}')
+    before = scan(tmp_path, CLAUDE, {})
+    assert before[".mcp.json"]["text"] is None and before[".mcp.json"]["config"] is True
+    (tmp_path / ".mcp.json").write_text('{"mcpServers": {"gh": {"env": {"TOKEN": "ghp_new"}}}}')
+    after = scan(tmp_path, CLAUDE, before)
+    change = describe(before, after, 10_000)
+    assert change is not None and change.changed == (".mcp.json",)
+    assert "configuration, whose text baton does not keep" in change.text
+    assert "ghp_" not in change.text and "ghp_" not in repr(after)
+
+
+def test_names_with_control_characters_are_skipped(tmp_path: Path) -> None:
+    commands = tmp_path / ".claude" / "commands"
+    commands.mkdir(parents=True)
+    (commands / "ok.md").write_text("fine\n")
+    (commands / "evil\n+++ CLAUDE.md").write_text("x\n")
+    (commands / os.fsdecode(b"bad\xff.md")).write_text("x\n")
+    assert list(scan(tmp_path, CLAUDE, {})) == [".claude/commands/ok.md"]

@@ -125,3 +125,11 @@ def test_sessions_show_lists_the_recorded_files(
     assert all("text" not in entry for entry in shown["files"].values())  # digests, never the texts
     text = cli(*args).stdout
     assert "instructions (recorded" in text and "CLAUDE.md: text, 10 B sha256 " in text
+
+
+def test_an_explicit_resume_is_told_even_when_fresh_is_set(settings: Settings, src_repo: Path) -> None:
+    first = go(settings, src_repo, "one")
+    (worktree(first) / "CLAUDE.md").write_text("New rules.\n")
+    second = go(settings, src_repo, "two", mode=Mode.RESUME, on_instructions_change=OnInstructions.FRESH)
+    assert second.run.mode == Mode.RESUME
+    assert "+New rules." in sent_prompts(settings, str(first.session.agent_session_id))[1]

@@ -117,6 +117,8 @@ def _why_not(path: str, entry: Mapping[str, Any]) -> str | None:
         return f"# {path}: {entry.get('size', 0)} bytes, too long to compare whole: not shown"
     if kind != "text":
         return f"# {path}: not a regular file: not read"
+    if entry.get("config"):
+        return f"# {path}: configuration, whose text baton does not keep (it may hold credentials): read it"
     if not isinstance(entry.get("text"), str):
         return f"# {path}: too much instruction text to keep it all: not shown"
     return None

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from baton.models import InstructionsRecord, OnInstructions
+from baton.models import InstructionsRecord, Mode, OnInstructions
 from baton.runner.instructiondiff import Change, describe
 from baton.runner.state import Context
 from baton.store.base import InstructionStore
@@ -64,7 +64,8 @@ def check(ctx: Context, worktree: Path, session_id: str) -> Checked:
     if change is None:
         return Checked()
     how = ctx.request.on_instructions_change or OnInstructions(ctx.settings.on_instructions_change)
-    return Checked(change, fresh=how == OnInstructions.FRESH)
+    # a run that asked to resume (--mode resume) resumes: it is told instead
+    return Checked(change, fresh=how == OnInstructions.FRESH and ctx.request.mode == Mode.AUTO)
 
 
 def record(ctx: Context, worktree: Path, session_id: str | None) -> None:
@@ -146,7 +147,7 @@ def _one(
     elif walk and depth == 0:
         return  # a file where a directory was expected: not what the agent reads
     elif stat.S_ISREG(st.st_mode):
-        found[rel] = _file(fd, name, st, before.get(rel), kept)
+        found[rel] = _file(fd, name, rel, st, before.get(rel), kept)
     else:
         found[rel] = _odd("other", rel, st.st_size)  # a FIFO, a socket, a device: never opened
 
@@ -165,6 +166,8 @@ def _walk(
         for child in names:
             if len(found) >= MAX_FILES:
                 return
+            if not child.isprintable():
+                continue  # a control character or bytes that are not UTF-8: never in a prompt or a table
             _one(inner, child, f"{rel}/{child}", True, before, found, kept, depth + 1)
     except OSError:
         return
@@ -178,30 +181,42 @@ def _stamp(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
+# the files whose text is kept: instructions in prose. Configuration (settings.json, .mcp.json, a
+# config.toml) may hold credentials (an MCP server's env, an API key), which never reach the database:
+# its changes are named, never shown
+PROSE = (".md", ".mdc", ".markdown", ".txt")
+
+
 def _file(
-    fd: int, name: str, st: os.stat_result, old: Mapping[str, Any] | None, kept: list[int]
+    fd: int, name: str, rel: str, st: os.stat_result, old: Mapping[str, Any] | None, kept: list[int]
 ) -> dict[str, Any]:
-    """A regular file's entry: its digest and, while there is room, its text."""
+    """A regular file's entry: its digest and, for prose while there is room, its text."""
     if old is not None and old.get("stamp") == _stamp(st) and old.get("kind") in ("text", "binary", "big"):
         return _kept(dict(old), kept)
     try:
         digest, size, head, more, st = _read(fd, name)
     except OSError:
         return _odd("other", name, st.st_size)  # swapped for something else: not read
-    entry: dict[str, Any] = {"kind": "text", "size": size, "stamp": _stamp(st), "sha256": digest}
+    entry: dict[str, Any] = {
+        "kind": "text",
+        "size": size,
+        "stamp": _stamp(st),
+        "sha256": digest,
+        "text": None,
+    }
     if more:
         entry["kind"] = "big"
+        return entry
     text = _text(head[:MAX_TEXT], cut=len(head) > MAX_TEXT)
     if text is None:
-        entry["kind"] = "binary" if not more else "big"
-        entry["text"] = None
+        entry["kind"] = "binary"
         return entry
-    room = MAX_KEPT - kept[0]
-    if len(head[:MAX_TEXT]) <= room:
+    if not rel.lower().endswith(PROSE):
+        entry["config"] = True
+        return entry
+    if len(head[:MAX_TEXT]) <= MAX_KEPT - kept[0]:
         entry["text"], entry["cut"] = text, len(head) > MAX_TEXT
         kept[0] += len(head[:MAX_TEXT])
-    else:
-        entry["text"] = None
     return entry
 
 
