@@ -25,7 +25,7 @@ from baton.asking import questions
 from baton.asking.questions import Question
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, OnPermission, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
-from baton.runner import quarantine, quota
+from baton.runner import instructions, quarantine, quota
 from baton.runner.modelwatch import ModelWatch
 from baton.runner.process import ProcessResult, RunLog, run_process
 from baton.runner.prompts import INTERRUPTED_NEW, recap, render
@@ -132,6 +132,8 @@ def _prompt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attem
         kept = [r for r in reversed(earlier) if r.outcome != Outcome.SESSION_LOST and r.id not in skip]
         values["recap"] = recap(kept)
     text = decision.told + render(decision.kind, ctx.settings.home, **values)
+    if decision.instructions:  # its instruction files changed under the conversation: how, first
+        text = decision.instructions.strip() + "\n\n" + text
     if prepared.sync_text:  # the code under the conversation moved: say so before the instruction
         text = prepared.sync_text.strip() + "\n\n" + text
     if attempt.left_running:  # its server or watcher is gone: it must not be surprised
@@ -472,6 +474,10 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
     if trouble:  # the run did its work; only other machines cannot rebuild it: say so on the run
         record.note = "; ".join(filter(None, [record.note, trouble]))
         ctx.store.update_run(record.id, fence=ctx.fence, note=record.note)
+    if not lost and not (ending.exit_code is None and ending.outcome == Outcome.FAILED):
+        # the agent ran: what its conversation now knows of its instruction files
+        with contextlib.suppress(BatonError, OSError):  # unrecorded: the next turn compares nothing
+            instructions.record(ctx, prepared.worktree, session.agent_session_id)
     waits = ending.outcome == Outcome.RATE_LIMITED
     session.status = SessionStatus.WAITING if waits else SessionStatus.ACTIVE
     session.last_outcome = ending.outcome

@@ -16,7 +16,7 @@ from typing import Any
 from baton.errors import BadInput, BatonError
 from baton.keys import Key
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, Snapshot
-from baton.runner import quarantine
+from baton.runner import instructions, quarantine
 from baton.runner.state import KEPT, Attempt, Context, Decision, ForkSource, Prepared
 from baton.sessions.snapshots import hydrate, in_step
 from baton.workspace import nofollow
@@ -47,6 +47,9 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
       found", or the conversation is quarantined (its resume failed at once twice in a row:
       :mod:`baton.runner.quarantine`) → ``recover``: fresh, with a recap of earlier runs. The run's
       ``note`` says why.
+    - resumable, but the agent's instruction files changed since the conversation last saw them
+      (:mod:`baton.runner.instructions`) → ``resume`` told how, or with ``on_instructions_change =
+      fresh`` → ``recover``.
 
     Everything here looks in the key's own agent home (:mod:`baton.workspace.keyspace`). A resumed turn
     after an interrupted one (crashed, timed out, cancelled, or a failed attempt being retried) gets
@@ -92,8 +95,26 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
         follow.told,
     )
     if follow.kind == PromptKind.DELTA and not follow.told:  # (a carried instruction is not asked again)
-        return _after_unanswered(ctx, resume)
-    return resume
+        resume = _after_unanswered(ctx, resume)
+    return _instructions(ctx, prepared, resume, _notes(local.note, follow.fresh_note), told)
+
+
+def _instructions(
+    ctx: Context, prepared: Prepared, resume: Decision, fresh_note: str | None, told: dict[str, Any]
+) -> Decision:
+    """A resumed turn whose agent's instruction files changed since its conversation last saw them
+    (:mod:`baton.runner.instructions`): told how, or (``on_instructions_change = fresh``) a new
+    conversation with a recap, which reads them itself."""
+    assert resume.session_id is not None
+    checked = instructions.check(ctx, prepared.worktree, resume.session_id)
+    if checked.change is None:
+        return resume
+    said = f"the instruction files changed since the conversation last saw them ({checked.change.summary})"
+    if checked.fresh:
+        fresh = f"{said}: on_instructions_change is fresh, so a new conversation starts with a recap"
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=_notes(fresh, fresh_note), **told)
+    note = _notes(resume.note, f"{said}: this turn is told how")
+    return replace(resume, instructions=checked.change.text, note=note)
 
 
 # bytes of a transcript's end read for its last turn: every resume pays for them, not for the whole

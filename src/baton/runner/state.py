@@ -81,6 +81,7 @@ class Decision:
     note: str | None = None  # why: recorded on the run
     told: str = ""  # said before the instruction: the interrupted turn's instruction was carried elsewhere
     cut_short: tuple[str, ...] = ()  # runs whose instructions a new conversation is told whole (not recapped)
+    instructions: str = ""  # said before the instruction: the agent's instruction files changed under it
 
 
 # What every interrupted turn's message ends with: what happens to the conversation next.

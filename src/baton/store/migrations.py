@@ -281,6 +281,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX session_strikes_quarantined ON session_strikes (quarantined_at)",
         ],
     ),
+    (
+        22,
+        "what a key's conversation knows of its agent's instruction files (CLAUDE.md, AGENTS.md, ...): "
+        "a resumed turn is told when they changed under it (instructions)",
+        [
+            """CREATE TABLE instructions (
+                agent TEXT NOT NULL, repo TEXT NOT NULL, thread TEXT NOT NULL, session_id TEXT NOT NULL,
+                recorded_at {real} NOT NULL, files TEXT NOT NULL, PRIMARY KEY (agent, repo, thread))""",
+        ],
+    ),
 ]
 
 DIALECT_TYPES = {
