@@ -18,6 +18,7 @@ two runs cannot each hold what the other waits for.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 from baton.errors import BranchBusy, Busy
@@ -34,7 +35,7 @@ SEP = "|"  # never in a host name nor a run id; the key, which comes last, may h
 def branch_lease_name(repo: str, branch: str) -> str:
     """The lease name of ``branch`` in the repository ``repo`` (its slug): a hash of both, so hostile
     bytes in a branch name reach no key of any backend."""
-    data = f"baton-branch\0{repo}\0{branch}".encode("utf-8", "surrogateescape")
+    data = json.dumps(["baton-branch", repo, branch]).encode()  # unambiguous, whatever the bytes
     return PREFIX + hashlib.sha256(data).hexdigest()[:40]
 
 
@@ -66,9 +67,9 @@ class BranchLease(LeaseHolder):
 
     def busy(self, blocker: Lease) -> Busy:
         writer = writer_of(blocker)
-        who = f"key {writer[1]} (run {writer[0]}" if writer is not None else "another run ("
+        who = f"key {writer[1]} (run {writer[0]}, " if writer is not None else "another run ("
         return BranchBusy(
-            f"branch {self.branch!r} of {self.repo} is being written by {who}, host {blocker.host}, "
+            f"branch {self.branch!r} of {self.repo} is being written by {who}host {blocker.host}, "
             f"pid {blocker.pid}, since {since(blocker)}); a branch has one writer at a time: try again "
             "later or pass --wait SECONDS"
         )
