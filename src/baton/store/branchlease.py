@@ -1,18 +1,12 @@
 """One writer per branch: the lease a run holds beside its key's, so that two keys whose worktrees are on
-the same git branch of the same repository (two threads given one ``--branch``, a forge PR thread and a
-manual ``baton run`` on its head branch, two agents on one branch) never write it at once, on one
-machine or across many. It is an ordinary lease (:class:`~baton.store.leases.LeaseHolder`, granted by
-the configured backend, renewed by :func:`~baton.store.leases.held`), with three differences:
-
-- its name is a hash of the repository's slug and the branch (:func:`branch_lease_name`), so a branch
-  name, whatever its bytes, is never part of a store key or a Redis key;
-- its holder string also carries the run id and the key that holds it (:func:`writer_of`), so the run
-  refused, or made to wait, is told which key writes the branch (:class:`~baton.errors.BranchBusy`);
-- a grant held by the *same key* may be taken at once: the caller holds that key's lease, so the
-  earlier run of the key that left it is gone (the key's lease was taken over from it).
-
-Always taken after the key's lease, never before (:func:`baton.runner.run._run_once`): one order, so
-two runs cannot each hold what the other waits for.
+one branch of one repository (two threads given one ``--branch``, a forge PR thread and a manual run
+on its head branch) never write it at once, on one machine or many. An ordinary lease
+(:class:`~baton.store.leases.LeaseHolder`, from the configured backend, kept by
+:func:`~baton.store.leases.held`) but for its name, a hash of repository and branch
+(:func:`branch_lease_name`: a branch's bytes reach no backend key), and its holder string, which also
+carries the run and key holding it (:func:`writer_of`), so a second key is told who writes the branch
+(:class:`~baton.errors.BranchBusy`). Always taken after the key's lease, never before
+(:func:`baton.runner.run._run_once`): one order, so two runs never wait on each other in a circle.
 """
 
 from __future__ import annotations
@@ -49,7 +43,9 @@ def writer_of(lease: Lease) -> tuple[str, str] | None:
 
 @dataclass
 class BranchLease(LeaseHolder):
-    """The lease of one branch of one repository, held for the run ``run_id`` of the key ``writer``."""
+    """The lease of one branch of one repository, held for the run ``run_id`` of the key ``writer``. A
+    grant left by the same key may be taken at once: the caller holds that key's lease, so the earlier
+    run of the key that left it is gone (its key's lease was taken over from it)."""
 
     repo: str = ""  # the repository's slug
     branch: str = ""
