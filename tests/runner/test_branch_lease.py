@@ -23,13 +23,14 @@ from baton.agents import register_agent, unregister_agent
 from baton.agents.claude import ClaudeAgent
 from baton.errors import BranchBusy, Busy
 from baton.keys import Key, make_key
-from baton.models import Outcome, RunRecord
+from baton.models import Outcome, RunRecord, SyncHow
 from baton.runner import run as runner
 from baton.settings import Settings, load_settings
 from baton.store import Store, open_store
 from baton.store.branchlease import branch_lease_name
 from baton.store.leases import LeaseHolder
 from baton.store.schema import leases
+from baton.sync.upstream import sync_key
 from baton.testing.fake import FakeAgent, fake_agent_bin
 from baton.workspace.workdirs import Workdirs
 from tests.conftest import FAST, wait_for
@@ -271,3 +272,26 @@ def test_a_fallback_runs_after_the_original_let_go_of_its_leases_on_its_own_bran
     again = go(settings, src_repo, "t1", branch="feat", on_limit=f"fallback:{fake2}", wait=0)
     assert again.ok and again.run.agent == fake2  # the breaker holds: the fallback again, no refusal
     assert again.session.branch == f"baton/{fake2}/t1"
+
+
+@pytest.mark.usefixtures("gated")
+def test_baton_sync_of_a_key_waits_for_the_branch_another_key_writes(
+    settings: Settings, src_repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``baton sync`` moves the key's branch: a writer too, refused while another key's run writes it."""
+    monkeypatch.delenv("FAKE_AGENT_RUN")
+    assert go(settings, src_repo, "t2", branch="feat-2").ok  # t2 works on feat-2
+    monkeypatch.setenv("FAKE_AGENT_RUN", GATE)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(go, settings, src_repo, "t1", branch="feat")
+        record = running(store, src_repo, "t1")
+        # t2's session moved to feat by hand: as if it had been made on it on another machine
+        session = store.get_session("fake", record.repo, "t2")
+        assert session is not None
+        session.branch = "feat"
+        store.save_session(session)
+        with pytest.raises(BranchBusy) as info:
+            sync_key(settings, store, key_of(src_repo, "t2"), SyncHow.REBASE)
+        assert str(info.value).startswith(refused_by(record, src_repo, "feat")), str(info.value)
+        open_gate(settings, src_repo)
+        assert first.result(timeout=120).ok
