@@ -18,7 +18,8 @@ from baton.keys import Key
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, Snapshot
 from baton.runner import instructions, quarantine
 from baton.runner.state import KEPT, Attempt, Context, Decision, ForkSource, Prepared
-from baton.sessions.snapshots import hydrate, in_step
+from baton.sessions.marks import out_of_step
+from baton.sessions.snapshots import hydrate
 from baton.workspace import nofollow
 from baton.workspace.keyspace import copy_conversation
 
@@ -383,8 +384,8 @@ def ensure_local(ctx: Context, key: Key, session_id: str, cwd: Path) -> Local:
     if snapshot is not None and snapshot.agent_session_id != session_id:
         snapshot = None
     damage = _damage(files, snapshot)
-    if damage is None and files and snapshot is not None and in_step(agent, snapshot) is False:
-        damage = "this machine's copy is older: the store's snapshot was taken on another machine since"
+    if damage is None and files and snapshot is not None:
+        damage = out_of_step(agent, snapshot)  # older than the snapshot, or rewritten since
     if files and damage is None:
         return Local(True)
     if snapshot is None:  # nothing better to offer: the agent judges a damaged local transcript

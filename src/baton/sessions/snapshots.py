@@ -3,14 +3,13 @@ machine (or the same machine after its agent home was wiped) can resume the conv
 each file's path relative to the agent home to the SHA-256 digests of its chunks, each stored once,
 zlib-compressed (:func:`chunks`), so a turn costs only what it appended; only the latest snapshot of a
 key is kept. :func:`take_snapshot` and :func:`hydrate` never follow a link in the agent's home
-(:mod:`baton.workspace.nofollow`), and :func:`mark` records beside the home which snapshot its copy is
-in step with (:func:`in_step`).
+(:mod:`baton.workspace.nofollow`), and both mark beside the home which snapshot its copy is in step
+with (:mod:`baton.sessions.marks`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -21,10 +20,10 @@ from baton.agents.base import Agent
 from baton.errors import StoreError
 from baton.keys import Key
 from baton.models import Fence, Snapshot
+from baton.sessions.marks import mark
 from baton.store.base import BlobStore, SnapshotStore
 from baton.workspace import nofollow
 
-MARK = ".snapshot-mark"  # the agent home's name + this: which snapshot the local copy is in step with
 CHUNK = 256 * 1024
 # zlib's fastest level: the last chunk is compressed again every turn (256 KiB of JSONL: ~2 ms at level
 # 1, ~4.5 ms at 6, for 8 % more bytes); smaller chunks would cost a hydration more blobs to read
@@ -80,42 +79,6 @@ def take_snapshot(
     store.save_snapshot(snapshot, fence=fence)
     mark(agent, snapshot)
     return snapshot
-
-
-def identity(snapshot: Snapshot) -> str:
-    """What names a snapshot's content: its conversation and every file's chunk digests."""
-    body = json.dumps([snapshot.agent_session_id, snapshot.files], sort_keys=True)
-    return hashlib.sha256(body.encode()).hexdigest()
-
-
-def _mark_path(agent: Agent) -> Path:
-    return agent.home.with_name(agent.home.name + MARK)
-
-
-def mark(agent: Agent, snapshot: Snapshot) -> None:
-    """Remember that the agent home's copy of the conversation is ``snapshot`` (just taken or hydrated),
-    in a file beside the agent home that the agent's walls do not reach. A conversation kept in a file
-    that does not only grow (OpenCode's database, Copilot's session state) cannot be judged by its size,
-    and a machine that ran turn one, while another ran turn two, must hydrate turn two rather than
-    resume its own older copy. A mark that cannot be written is only logged: the next decision then
-    trusts the local copy, as before marks existed."""
-    path = _mark_path(agent)
-    try:
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(identity(snapshot), encoding="ascii")
-        temporary.replace(path)
-    except OSError as exc:
-        log.warning("could not mark %s as in step with its snapshot: %s", agent.home, exc)
-
-
-def in_step(agent: Agent, snapshot: Snapshot) -> bool | None:
-    """Whether the agent home's copy was last in step with ``snapshot`` (False: the store's snapshot
-    was taken elsewhere since, so the local copy is older); None when no mark was ever written."""
-    try:
-        marked = _mark_path(agent).read_text(encoding="ascii")
-    except (OSError, ValueError):
-        return None
-    return marked == identity(snapshot)
 
 
 def _read_transcript(agent: Agent, key: Key, path: Path) -> bytes | None:
