@@ -20,6 +20,7 @@ from typing import Any
 
 from baton.agents.base import Agent
 from baton.models import Snapshot
+from baton.sessions.chunking import CHUNK, chunks
 from baton.workspace import nofollow
 
 MARK = ".snapshot-mark"  # the agent home's name + this
@@ -108,11 +109,9 @@ def _stat(path: Path) -> list[int] | None:
 
 def _begins_with(agent: Agent, rel: str, digests: list[str]) -> bool:
     """Whether the file's bytes begin with the chunks ``digests`` names. Chunks end at a newline
-    (:func:`baton.sessions.snapshots.chunks`): every chunk but the last is the local file's own chunk;
+    (:func:`baton.sessions.chunking.chunks`): every chunk but the last is the local file's own chunk;
     the last, cut at the snapshot's end, is one of the local bytes' prefixes ending at a newline or at
     the file's end."""
-    from baton.sessions.snapshots import CHUNK, chunks
-
     try:
         data = nofollow.read_beneath(agent.home, Path(rel))
     except (OSError, ValueError):

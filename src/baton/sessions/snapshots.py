@@ -20,30 +20,16 @@ from baton.agents.base import Agent
 from baton.errors import StoreError
 from baton.keys import Key
 from baton.models import Fence, Snapshot
+from baton.sessions.chunking import CHUNK as CHUNK
+from baton.sessions.chunking import chunks
 from baton.sessions.marks import mark
 from baton.store.base import BlobStore, SnapshotStore
 from baton.workspace import nofollow
 
-CHUNK = 256 * 1024
 # zlib's fastest level: the last chunk is compressed again every turn (256 KiB of JSONL: ~2 ms at level
 # 1, ~4.5 ms at 6, for 8 % more bytes); smaller chunks would cost a hydration more blobs to read
 LEVEL = 1
 log = logging.getLogger("baton.sessions")
-
-
-def chunks(data: bytes) -> list[memoryview]:
-    """Split at the first newline after every 256 KiB. Transcripts are append-mostly JSONL, so every
-    chunk but the last stays byte-identical from turn to turn and is stored once. Views of ``data``,
-    not copies: a long transcript is hashed whole every turn, and copied only where it is new."""
-    out: list[memoryview] = []
-    view = memoryview(data)
-    start = 0
-    while start < len(data):
-        cut = data.find(b"\n", start + CHUNK)
-        end = len(data) if cut < 0 else cut + 1
-        out.append(view[start:end])
-        start = end
-    return out
 
 
 def take_snapshot(
