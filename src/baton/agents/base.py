@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self
 
-from baton.agents import limits
+from baton.agents import limits, window
 from baton.agents.limits import Limit
 from baton.agents.signals import Signal
 from baton.agents.versions import cached_version, known_version, remember_version
@@ -67,6 +67,8 @@ class Turn:
     events: int = 0
     limit: Limit | None = None  # a usage limit its events reported (:mod:`baton.agents.limits`)
     refused: list[str] = field(default_factory=list)  # the permissions it asked for and was refused
+    model: str | None = None  # the model it said it ran (None: its events name none)
+    context_tokens: int | None = None  # the context its last model request held, where its events say it
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,11 @@ class Agent(Protocol):
         its words when it failed; None when it ran into none."""
         ...
 
+    def context_full(self, exit_code: int, turn: Turn, stderr: str) -> str | None:
+        """The model's refusal of the conversation as longer than its context window, in the agent's
+        words (:mod:`baton.agents.window`); None when the turn met no such refusal."""
+        ...
+
     def model_url(self, env: Mapping[str, str]) -> str | None:
         """The model API's address the CLI connects to with the environment ``env`` (read on the
         operator's base home); None when baton cannot tell (a cloud provider's own endpoint)."""
@@ -330,6 +337,11 @@ class AgentBase:
         if exit_code == 0 and not turn.is_error:
             return None
         return limits.from_words("\n".join([*turn.errors, turn.result or "", stderr[-4000:]]))
+
+    def context_full(self, exit_code: int, turn: Turn, stderr: str) -> str | None:
+        if exit_code == 0 and not turn.is_error:
+            return None
+        return window.too_long("\n".join([*turn.errors, turn.result or "", stderr[-4000:]]))
 
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
         raise NotImplementedError

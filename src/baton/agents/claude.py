@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from baton.agents import limits, signals
+from baton.agents import limits, signals, window
 from baton.agents.base import (
     AgentBase,
     Capabilities,
@@ -185,7 +185,14 @@ class ClaudeAgent(AgentBase):
         kind = event.get("type")
         if kind == "system" and event.get("subtype") == "init":
             turn.version = event.get("claude_code_version") or turn.version
+            turn.model = event["model"] if isinstance(event.get("model"), str) else turn.model
+        elif kind == "assistant":
+            _on_request(event, turn)
         elif kind == "result":
+            if event.get("terminal_reason") == "prompt_too_long":  # the API refused the conversation's size
+                turn.errors.append(
+                    f"{event.get('result') or 'Prompt is too long'} (terminal_reason prompt_too_long)"
+                )
             turn.is_error = bool(event.get("is_error"))
             if isinstance(event.get("result"), str):
                 turn.result = event["result"]
@@ -246,6 +253,20 @@ class ClaudeAgent(AgentBase):
             if found is not None:
                 return found or None
         return None
+
+
+def _on_request(event: dict[str, Any], turn: Turn) -> None:
+    """An ``assistant`` event: one model request's answer, whose usage says how much context the
+    conversation held then (the last request's is the turn's). A synthetic message (an API error Claude
+    Code shows as an answer) says nothing of it."""
+    message = event.get("message")
+    if not isinstance(message, dict) or message.get("model") == "<synthetic>" or event.get("error"):
+        return
+    usage = message.get("usage")
+    if isinstance(usage, dict) and (held := window.request_tokens(usage)):
+        turn.context_tokens = held
+    if isinstance(message.get("model"), str):
+        turn.model = message["model"]
 
 
 def mcp_flags(servers: tuple[McpServer, ...]) -> list[str]:

@@ -140,15 +140,25 @@ def _print_lineage(family: dict[str, Any]) -> None:
         lines.append(f"stacked on thread: {family['stacked_on']}")
     if family["stacked_below"]:
         lines.append(f"stacked below it: {', '.join(family['stacked_below'])}")
-    lines += [
-        f"conversation {c['session_id']}: began {c['began']} ({ago(c['at'])})"
-        for c in family["conversations"]
-    ]
+    lines += [_conversation(c) for c in family["conversations"]]
     if not lines:
         return
     out().print("[bold]lineage[/bold]:", highlight=False)
     for line in lines:
         out().print(f"  {esc(line)}", highlight=False)
+
+
+def _conversation(c: dict[str, Any]) -> str:
+    """One conversation of the key: how and when it began, after which and why, what it held."""
+    line = f"conversation {c['session_id']}: began {c['began']} ({ago(c['at'])})"
+    if c.get("after"):
+        line += f" after {c['after']}" + (f" ({c['why']})" if c.get("why") else "")
+    held = c.get("held")
+    if held:
+        line += f", held {held['tokens']}" + (
+            f" of {held['window']} tokens" if held.get("window") else " tokens"
+        )
+    return line
 
 
 def _link(link: dict[str, Any]) -> str:

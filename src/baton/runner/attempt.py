@@ -25,7 +25,7 @@ from baton.asking import questions
 from baton.asking.questions import Question
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, OnPermission, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
-from baton.runner import quota
+from baton.runner import quota, window
 from baton.runner.modelwatch import ModelWatch
 from baton.runner.process import ProcessResult, RunLog, run_process
 from baton.runner.prompts import INTERRUPTED_NEW, recap, render
@@ -125,7 +125,8 @@ def _prompt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attem
         earlier = ctx.store.list_runs(key.agent, key.repo.slug, key.thread, limit=20)
         # the turns cut short are told in full with the instruction, not clipped in the recap as well
         skip = decision.cut_short if told_before else ()
-        kept = [r for r in reversed(earlier) if r.outcome != Outcome.SESSION_LOST and r.id not in skip]
+        gone = (Outcome.SESSION_LOST, Outcome.CONTEXT_FULL)  # turns that did nothing: not recapped
+        kept = [r for r in reversed(earlier) if r.outcome not in gone and r.id not in skip]
         values["recap"] = recap(kept)
     text = decision.told + render(decision.kind, ctx.settings.home, **values)
     if prepared.sync_text:  # the code under the conversation moved: say so before the instruction
@@ -170,6 +171,7 @@ def _record(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attem
         note="; ".join(filter(None, [decision.note, prepared.note if attempt.first else None])) or None,
         sync=prepared.sync if attempt.first else None,
         access=ctx.access,
+        lineage=decision.lineage,
     )
 
 
@@ -348,6 +350,9 @@ def _classify(
     if result.cancelled:
         return Ending(Outcome.CANCELLED, f"cancelled; {KEPT}", result.exit_code)
     outcome = agent.classify(result.exit_code, turn, result.stderr)
+    if outcome == Outcome.FAILED and (refused := agent.context_full(result.exit_code, turn, result.stderr)):
+        error = f"the model refused the conversation as longer than its context window: {refused}"
+        return Ending(Outcome.CONTEXT_FULL, error, result.exit_code)  # the run rolls over (baton.runner.run)
     limited = _limited(agent, outcome, result, turn)
     if limited is not None:
         return limited
@@ -437,6 +442,8 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
         continued = record.mode in (Mode.RESUME, Mode.FORK)
         before = _last_usage_total(ctx, record.session_id_in, source) if continued else {}
         usage = usage_delta(usage, before)
+    if (context := window.held(ctx.settings, ctx.key, turn, usage)) is not None:
+        usage = {**usage, "context": context}  # what the conversation held: the next turn may roll it over
     ended = time.time()
     final: dict[str, Any] = {
         "outcome": ending.outcome,

@@ -16,6 +16,7 @@ from typing import Any
 from baton.errors import BadInput, BatonError
 from baton.keys import Key
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, Snapshot
+from baton.runner import window
 from baton.runner.state import KEPT, Attempt, Context, Decision, ForkSource, Prepared
 from baton.sessions.snapshots import hydrate, in_step
 from baton.workspace import nofollow
@@ -60,23 +61,25 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
     if mode == Mode.FRESH:
         return Decision(Mode.FRESH, None, PromptKind.FULL, **told)
     if mode == Mode.RECOVER:
-        why = f"the agent could not resume the conversation: {attempt.lost}" if attempt.lost else None
-        note = why or "the agent could not find the conversation"
-        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=note, **told)
+        return _recover(attempt, told)
     if mode == Mode.CONTINUE:
         kind = follow.kind if session.agent_session_id else PromptKind.FULL
         return Decision(Mode.CONTINUE, None, kind, **told)
     if not session.agent_session_id:
         return Decision(Mode.FRESH, None, PromptKind.FULL, note=follow.fresh_note, **told)
+    # the conversation outgrew its model's window: a new one with a recap, before anything is hydrated
+    full = window.rollover(ctx.settings, ctx.store, ctx.key, session.agent_session_id)
+    if full is not None:
+        notes = _notes(full.note, follow.fresh_note)
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, lineage=full.lineage, **told)
     local = ensure_local(ctx, ctx.key, session.agent_session_id, prepared.worktree)
     if not local.ok:
-        return Decision(
-            Mode.RECOVER, None, PromptKind.RECAP, note=_notes(local.note, follow.fresh_note), **told
-        )
+        notes = _notes(local.note, follow.fresh_note)
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, lineage="lost", **told)
     unreadable = unreadable_format(ctx, session.agent_session_id)
     if unreadable:
         notes = _notes(local.note, unreadable, follow.fresh_note)
-        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, **told)
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, lineage="unreadable", **told)
     resume = Decision(
         Mode.RESUME,
         session.agent_session_id,
@@ -89,6 +92,20 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
     if follow.kind == PromptKind.DELTA and not follow.told:  # (a carried instruction is not asked again)
         return _after_unanswered(ctx, resume)
     return resume
+
+
+def _recover(attempt: Attempt, told: dict[str, Any]) -> Decision:
+    """A recovery this run was forced into (its conversation lost, or refused by the model as longer
+    than its window: a rollover, once), or one the request asked for."""
+    if attempt.cause == Outcome.CONTEXT_FULL:
+        note = (
+            f"rolled over: {attempt.lost}" if attempt.lost else "rolled over: the conversation was too long"
+        )
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=note, lineage=window.TOO_LONG, **told)
+    why = f"the agent could not resume the conversation: {attempt.lost}" if attempt.lost else None
+    note = why or "the agent could not find the conversation"
+    lineage = "lost" if attempt.lost else "asked"
+    return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=note, lineage=lineage, **told)
 
 
 # bytes of a transcript's end read for its last turn: every resume pays for them, not for the whole

@@ -17,7 +17,7 @@ from typing import Any
 
 from baton.agents import Agent
 from baton.keys import Key
-from baton.models import Access, Fence, Mode, PromptKind, RunRecord, SessionRecord
+from baton.models import Access, Fence, Mode, Outcome, PromptKind, RunRecord, SessionRecord
 from baton.runner.quota import Breaker
 from baton.runner.request import RunRequest
 from baton.runner.resolve import Resolved
@@ -75,6 +75,7 @@ class Decision:
     note: str | None = None  # why: recorded on the run
     told: str = ""  # said before the instruction: the interrupted turn's instruction was carried elsewhere
     cut_short: tuple[str, ...] = ()  # runs whose instructions a new conversation is told whole (not recapped)
+    lineage: str | None = None  # a new conversation in place of the key's last: why (rollover, lost, ...)
 
 
 # What every interrupted turn's message ends with: what happens to the conversation next.
@@ -99,6 +100,9 @@ class Attempt:
     forced: Mode | None = None  # RECOVER once this run lost the conversation (never undone)
     lost: str | None = None  # why it was lost (the lost attempt's error): the recover attempt's note
     left_running: str | None = None  # what the turn before this one left running, stopped at its end
+    cause: Outcome | None = (
+        None  # what forced RECOVER: a lost conversation, or one the model refused as too long
+    )
 
     @property
     def first(self) -> bool:
@@ -110,8 +114,8 @@ class Attempt:
         interrupted; one forced to recover a lost conversation keeps what this one was told."""
         interrupted = self.interrupted if forced else after
         lost = after.error if forced == Mode.RECOVER else self.lost
-        left = after.left_running
-        return Attempt(self.number + 1, Start.RETRY, interrupted, forced or self.forced, lost, left)
+        left, cause = after.left_running, after.outcome if forced else self.cause
+        return Attempt(self.number + 1, Start.RETRY, interrupted, forced or self.forced, lost, left, cause)
 
 
 @dataclass(frozen=True)

@@ -269,6 +269,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "a job remembers its broker queue (jobs.queue): a janitor sends a lost or waiting job back there",
         ["ALTER TABLE jobs ADD COLUMN queue TEXT"],
     ),
+    (
+        22,
+        "a conversation's lineage: why a run began a new native conversation (runs.lineage: rollover when "
+        "the context window filled, too_long when the model refused it, lost, unreadable)",
+        ["ALTER TABLE runs ADD COLUMN lineage TEXT"],
+    ),
 ]
 
 DIALECT_TYPES = {

@@ -103,6 +103,36 @@ def limited(session_id: str) -> None:
     sys.exit(1)
 
 
+def per_message() -> int:
+    """Prompt tokens each message of the history counts (``FAKE_AGENT_TOKENS``; 10 by default)."""
+    return int(os.environ.get("FAKE_AGENT_TOKENS", "10") or 10)
+
+
+def too_long(session_id: str, count: int) -> None:
+    """Refuse a conversation longer than ``FAKE_AGENT_WINDOW`` tokens as Claude Code relays Anthropic's
+    HTTP 400 ``prompt is too long`` (a synthetic assistant message, the error result with
+    ``terminal_reason: prompt_too_long``, exit 1), measured against the mock model."""
+    window = int(os.environ.get("FAKE_AGENT_WINDOW", "0") or 0)
+    if not window or per_message() * count <= window:
+        return
+    text = "Prompt is too long"
+    message = {"model": "<synthetic>", "content": [{"type": "text", "text": text}]}
+    emit({"type": "assistant", "session_id": session_id, "error": "invalid_request", "message": message})
+    emit(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": True,
+            "api_error_status": 400,
+            "terminal_reason": "prompt_too_long",
+            "session_id": session_id,
+            "result": text,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+    )
+    sys.exit(1)
+
+
 VALUED = ("--session-id", "--resume", "--output-format", "--settings", "--mcp-config")
 ASK = re.compile(r"\[\[tool:ask_human (\{.*?\})\]\]", re.DOTALL)  # a marker the fake answers as a model would
 
@@ -243,6 +273,9 @@ def main(argv: list[str]) -> None:
     - a prompt holding ``[[tool:ask_human {JSON}]]`` calls baton's ``ask_human`` through the MCP server
       ``--mcp-config`` gives it (:func:`ask_human`), as a model asking a person would, then sleeps
       ``FAKE_AGENT_AFTER_ASK`` seconds (an agent that does not end its turn when told to);
+    - ``FAKE_AGENT_TOKENS`` = N: the prompt tokens each message of the history counts in the usage it
+      reports (10 by default); ``FAKE_AGENT_WINDOW`` = N: refuse a conversation counting more as
+      Claude Code relays a prompt too long for the model's window (:func:`too_long`);
     - ``FAKE_AGENT_LIMIT_UNTIL`` = EPOCH: until then, meet a spent five-hour usage limit as Claude Code
       does under a subscription login (a rejected ``rate_limit_event`` with ``resetsAt``, the 429 error
       result, exit 1); ``FAKE_AGENT_LIMIT_SAYS`` = EPOCH or ``garbled``: the ``resetsAt`` it reports
@@ -284,6 +317,7 @@ def main(argv: list[str]) -> None:
         )
         time.sleep(0.3)
     limited(session_id)
+    too_long(session_id, len(history) + 2)
     if should_fail():
         fail(session_id, "fake failure (FAKE_AGENT_FAIL)")
     if os.environ.get("FAKE_AGENT_RUN"):  # the test's command, as a tool call (stdout: not the event stream)
@@ -298,7 +332,8 @@ def main(argv: list[str]) -> None:
         "assistant", user["uuid"], session_id, cwd, says + (f"; asked a person: {asked}" if asked else "")
     )
     append(transcript, reply)
-    emit({"type": "assistant", "session_id": session_id, "message": reply["message"]})
+    usage = {"input_tokens": per_message() * count, "output_tokens": 5}
+    emit({"type": "assistant", "session_id": session_id, "message": {**reply["message"], "usage": usage}})
     if os.environ.get("FAKE_AGENT_EXIT"):
         sys.exit(int(os.environ["FAKE_AGENT_EXIT"]))
     emit(
@@ -309,7 +344,7 @@ def main(argv: list[str]) -> None:
             "session_id": session_id,
             "result": reply["message"]["content"],
             "total_cost_usd": 0.0001 * count,
-            "usage": {"input_tokens": 10 * count, "output_tokens": 5},
+            "usage": usage,
         }
     )
 
