@@ -133,6 +133,7 @@ def too_long(session_id: str, count: int) -> None:
     sys.exit(1)
 
 
+MODEL = "claude-fake"  # the model its init event names: a claude-* model's window (200,000 tokens)
 VALUED = ("--session-id", "--resume", "--output-format", "--settings", "--mcp-config")
 ASK = re.compile(r"\[\[tool:ask_human (\{.*?\})\]\]", re.DOTALL)  # a marker the fake answers as a model would
 
@@ -297,7 +298,7 @@ def main(argv: list[str]) -> None:
     if args["fork"] and history:
         transcript.write_text("")  # a fork starts a fresh file holding a copy of the history
         append(transcript, *({**entry, "sessionId": session_id} for entry in history))
-    init = {"type": "system", "subtype": "init", "session_id": session_id, "cwd": cwd}
+    init = {"type": "system", "subtype": "init", "session_id": session_id, "cwd": cwd, "model": MODEL}
     if not os.environ.get("FAKE_AGENT_NO_VERSION"):  # as a CLI whose events never say its version
         init["claude_code_version"] = VERSION
     emit(init)
