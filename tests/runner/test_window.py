@@ -6,6 +6,8 @@ agent reports ``FAKE_AGENT_TOKENS`` prompt tokens per message and refuses a conv
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,15 @@ def test_a_rollover_refused_too_ends_the_run_after_one_rollover_and_is_not_retri
     third = go(settings, src_repo, "write the docs")  # the conversation it left was refused: rolled over
     assert third.ok and third.run.mode == Mode.RECOVER and third.run.lineage == "too_long"
     assert len(third.attempts) == 1
+
+
+def test_sessions_show_lists_which_conversation_followed_which_and_why(
+    small: Settings, src_repo: Path, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    results = [go(small, src_repo, f"step {n}") for n in range(3)]  # the third rolls over
+    old, new = results[1].session.agent_session_id, results[2].session.agent_session_id
+    done = cli("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", "t1", "--wide", timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert f"conversation {old}: began fresh" in text and "held 4005 of 5000 tokens" in text
+    assert f"conversation {new}: began recover" in text and f"after {old} (rollover)" in text
