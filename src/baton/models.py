@@ -211,7 +211,8 @@ class RunRecord:
     limit_kind: str | None = None  # rate_limited: which quota (five_hour, seven_day, daily…; "" unknown)
     question: dict[str, Any] | None = None  # needs_input: what the agent asked ({"text", "options"})
     # why this attempt began a new native conversation in place of the key's last one (rollover: the
-    # context window filled; too_long: the model refused it; lost; unreadable); None: it did not
+    # context window filled; too_long: the model refused it; lost; unreadable; asked), or that it had the
+    # CLI compact its conversation in place first (compacted, compact_failed); None: neither
     lineage: str | None = None
 
     @property

@@ -149,7 +149,8 @@ class Settings:
     context_threshold: float = field(default=0.8, metadata=about(
         "the share of its model's window a conversation may hold: a turn that ends above it makes the "
         "thread's next turn start a new conversation with a recap (a rollover, noted on the run and in "
-        "the key's lineage); 0: only when the model refuses the conversation as too long"))
+        "the key's lineage), or compact it in place first where the CLI can (Claude Code's `/compact`); "
+        "0: only when the model refuses the conversation as too long"))
     cgroups: AutoOff = field(default="auto", metadata=about(
         "`auto`: a control group per run where the host lets baton make one (cgroup v1 or v2, as root or "
         "in a delegated subtree), holding every process the run starts, with the limits above; `off`: none "

@@ -10,8 +10,9 @@ import pytest
 
 from baton.agents import AGENTS, Turn, get_agent
 from baton.agents.window import known_window, measured, refused_sizes, request_tokens, too_long
-from baton.errors import BadInput
+from baton.errors import AgentError, BadInput
 from baton.keys import make_key
+from baton.models import Access
 from baton.runner.window import window_of
 from baton.settings import Settings, load_settings
 from baton.testing.mock_anthropic import prompt_too_long
@@ -138,3 +139,33 @@ def test_a_failed_turn_that_says_nothing_of_the_window_is_no_context_full(settin
     assert agent.context_full(1, turn, "") is None
     assert agent.context_full(0, Turn(result="Prompt is too long, said the user"), "") is None  # a success
     assert agent.context_full(1, Turn(is_error=True, result="Prompt is too long"), "") == "Prompt is too long"
+
+
+def test_claude_compacts_headlessly_and_says_what_the_conversation_held_after(settings: Settings) -> None:
+    agent = get_agent("claude", settings)
+    assert agent.capabilities.compacts
+    launch = agent.compact_launch("0b5c6f4e-8d1d-4a59-9f0a-3c1b2d4e5f60", Access.EDIT)
+    assert launch.stdin == b"/compact", "baton's own slash command, not rewritten as an instruction"
+    assert launch.argv[launch.argv.index("--resume") + 1] == "0b5c6f4e-8d1d-4a59-9f0a-3c1b2d4e5f60"
+    assert "-p" in launch.argv and launch.new_session_id is None
+    turn = Turn()
+    meta = {"trigger": "manual", "pre_tokens": 180_000, "post_tokens": 9_000}
+    for event in (
+        {"type": "system", "subtype": "status", "status": "compacting"},
+        {"type": "system", "subtype": "status", "status": None, "compact_result": "success"},
+        {"type": "system", "subtype": "compact_boundary", "compact_metadata": meta},
+    ):
+        agent.read_event(json.dumps(event), turn)
+    assert turn.compacted and turn.context_tokens == 9_000
+    failed = Turn()
+    said = {"type": "system", "subtype": "status", "compact_result": "failed", "compact_error": "exhausted"}
+    agent.read_event(json.dumps(said), failed)
+    assert not failed.compacted and failed.errors == ["compaction failed: exhausted"]
+
+
+@pytest.mark.parametrize("name", ["codex", "gemini"])
+def test_codex_and_gemini_cannot_compact_headlessly(settings: Settings, name: str) -> None:
+    agent = get_agent(name, settings)
+    assert not agent.capabilities.compacts
+    with pytest.raises(AgentError, match="cannot compact"):
+        agent.compact_launch("0b5c6f4e-8d1d-4a59-9f0a-3c1b2d4e5f60", Access.EDIT)

@@ -44,6 +44,7 @@ class Capabilities:
     max_prompt_chars: int | None = None  # the CLI refuses longer prompts (characters)
     max_prompt_bytes: int | None = None  # the CLI cuts its stdin beyond this many UTF-8 bytes
     prompt_before_answer: bool = False  # writes an instruction to its transcript before the model answers
+    compacts: bool = False  # can compact a conversation in place, headlessly (:meth:`Agent.compact_launch`)
 
     def supports(self, mode: Mode) -> bool:
         return {
@@ -69,6 +70,7 @@ class Turn:
     refused: list[str] = field(default_factory=list)  # the permissions it asked for and was refused
     model: str | None = None  # the model it said it ran (None: its events name none)
     context_tokens: int | None = None  # the context its last model request held, where its events say it
+    compacted: bool = False  # it compacted the conversation (its events said so)
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,11 @@ class Agent(Protocol):
         agent at that level whatever the CLI allows (a CLI whose own sandbox cannot run inside them
         switches it off); ``servers``: MCP servers the agent is given, each tool allowed at every
         access level (they run inside the same walls)."""
+        ...
+
+    def compact_launch(self, session_id: str, access: Access, walled: bool = False) -> Launch:
+        """How to have the CLI compact conversation ``session_id`` in place (its own summary replacing
+        the history, the id kept), for an agent whose ``capabilities.compacts``; AgentError otherwise."""
         ...
 
     def read_event(self, line: str, turn: Turn) -> dict[str, Any] | None:
@@ -337,6 +344,9 @@ class AgentBase:
         if exit_code == 0 and not turn.is_error:
             return None
         return limits.from_words("\n".join([*turn.errors, turn.result or "", stderr[-4000:]]))
+
+    def compact_launch(self, session_id: str, access: Access, walled: bool = False) -> Launch:
+        raise AgentError(f"{self.name} cannot compact a conversation headlessly")
 
     def context_full(self, exit_code: int, turn: Turn, stderr: str) -> str | None:
         if exit_code == 0 and not turn.is_error:

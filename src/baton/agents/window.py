@@ -3,7 +3,8 @@ of model name patterns, :data:`WINDOWS`), how much of it a turn's conversation h
 records it in :attr:`baton.agents.base.Turn.context_tokens` where its events say it per model request;
 :func:`measured` otherwise), and the words with which a model API refuses a conversation longer than its
 window, as each CLI relays them (:func:`too_long`). The runner decides what to do about it
-(:mod:`baton.runner.window`: a rollover into a new conversation with a recap). What each CLI reports,
+(:mod:`baton.runner.window`: a rollover into a new conversation with a recap, or a compaction in place
+where the CLI can). What each CLI reports,
 measured against the mock models: docs/agent-clis.md, "Conversations that outgrow the window".
 """
 

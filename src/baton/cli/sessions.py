@@ -158,6 +158,9 @@ def _conversation(c: dict[str, Any]) -> str:
         line += f", held {held['tokens']}" + (
             f" of {held['window']} tokens" if held.get("window") else " tokens"
         )
+    if c.get("compacted"):
+        times = "once" if c["compacted"] == 1 else f"{c['compacted']} times"
+        line += f", compacted in place {times}"
     return line
 
 

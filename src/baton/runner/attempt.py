@@ -77,7 +77,13 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
             _start(ctx, session, record, launch)
             env = _agent_env(ctx, launch, record)
             watch = _watch(ctx, record, env, log)
-            result = _launch(ctx, prepared, decision, launch, record, turn, env, watch)
+            stopped = None
+            if decision.compact:  # the conversation outgrew the threshold: the CLI compacts it first
+                stopped = _compact(ctx, prepared, decision, record, turn, env, watch)
+            if stopped is not None:  # stopped while compacting (a timeout, a cancel): the turn ends so
+                result, turn = stopped
+            else:
+                result = _launch(ctx, prepared, decision, launch, record, turn, env, watch)
         except AgentError as exc:  # the agent could not even be started
             return _finish(ctx, prepared, record, turn, Ending(Outcome.FAILED, str(exc)))
         except BaseException as exc:
@@ -243,9 +249,10 @@ def _launch(
     turn: Turn,
     env: dict[str, str],
     watch: ModelWatch,
+    part: str = "",
 ) -> ProcessResult:
     """Run the agent to its end, streaming its events into ``turn``, the watch and the request's
-    subscriber."""
+    subscriber; ``part``: a process of the attempt before its turn (a compaction), contained apart."""
     store, agent, session = ctx.store, ctx.agent, prepared.session
 
     def on_line(line: str) -> None:
@@ -267,7 +274,8 @@ def _launch(
 
     walls = _walls(ctx, prepared, env) if record.confined else None
     watched = [prepared.worktree, Path(env["TMPDIR"]), Path(env["HOME"])]
-    with Enclosure.open(ctx.settings, record.id, ctx.resolved.limits, walls, watched) as box:
+    name = f"{record.id}-{part}" if part else record.id
+    with Enclosure.open(ctx.settings, name, ctx.resolved.limits, walls, watched) as box:
         result = run_process(
             launch.argv,
             env,
@@ -289,6 +297,39 @@ def _launch(
         )
         box.final(result.reaped)  # the key's disk once more, now the agent is gone
     return result
+
+
+def _compact(
+    ctx: Context,
+    prepared: Prepared,
+    decision: Decision,
+    record: RunRecord,
+    turn: Turn,
+    env: dict[str, str],
+    watch: ModelWatch,
+) -> tuple[ProcessResult, Turn] | None:
+    """Have the CLI compact the conversation in place before the turn (it outgrew the threshold of its
+    window: :mod:`baton.runner.window`), as a process of its own in the same walls; the run's note and
+    lineage say whether it did. None when it ended by itself, compacted or not (the turn then resumes
+    the conversation as it is: a model that refuses it as too long makes the run roll over); the
+    compaction's own result and turn when it was stopped (a timeout, a cancel, a limit), which ends
+    the turn before its instruction is sent."""
+    assert decision.session_id is not None
+    launch = ctx.agent.compact_launch(decision.session_id, ctx.access, bool(record.confined))
+    compaction = Turn()
+    result = _launch(ctx, prepared, decision, launch, record, compaction, env, watch, part="compact")
+    if result.timed_out or result.cancelled or result.stopped or result.reaped.limit or ctx.lost.is_set():
+        return result, compaction
+    if compaction.compacted:
+        turn.context_tokens, turn.model = compaction.context_tokens, compaction.model
+        said = "compacted it in place first (the CLI's /compact)"
+    else:
+        why = "; ".join(compaction.errors) or f"exit {result.exit_code}"
+        said = f"the CLI's /compact failed ({why}): resumed the conversation as it was"
+        record.lineage = window.COMPACT_FAILED
+    record.note = "; ".join(filter(None, [record.note, said]))
+    _fenced_update(ctx, record.id, {"note": record.note, "lineage": record.lineage})
+    return None
 
 
 def _agent_env(ctx: Context, launch: Launch, record: RunRecord) -> dict[str, str]:

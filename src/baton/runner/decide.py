@@ -68,10 +68,23 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
     if not session.agent_session_id:
         return Decision(Mode.FRESH, None, PromptKind.FULL, note=follow.fresh_note, **told)
     # the conversation outgrew its model's window: a new one with a recap, before anything is hydrated
+    # (or, where the CLI can, compacted in place first: the resume below says so)
     full = window.rollover(ctx.settings, ctx.store, ctx.key, session.agent_session_id)
-    if full is not None:
+    if full is not None and not full.compacts(ctx.agent.capabilities):
         notes = _notes(full.note, follow.fresh_note)
         return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, lineage=full.lineage, **told)
+    decision = _resume(ctx, prepared, follow, told)
+    if full is None or decision.mode != Mode.RESUME:
+        return decision
+    note = f"compacting first: {full.held}"
+    return replace(decision, compact=True, note=_notes(note, decision.note), lineage=window.COMPACTED)
+
+
+def _resume(ctx: Context, prepared: Prepared, follow: FollowUp, told: dict[str, Any]) -> Decision:
+    """Resume the key's conversation: from local disk (hydrated from the snapshot where it must be),
+    or recover it with a recap when it is lost or in a format baton cannot read."""
+    session = prepared.session
+    assert session.agent_session_id is not None
     local = ensure_local(ctx, ctx.key, session.agent_session_id, prepared.worktree)
     if not local.ok:
         notes = _notes(local.note, follow.fresh_note)

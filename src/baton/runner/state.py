@@ -76,6 +76,7 @@ class Decision:
     told: str = ""  # said before the instruction: the interrupted turn's instruction was carried elsewhere
     cut_short: tuple[str, ...] = ()  # runs whose instructions a new conversation is told whole (not recapped)
     lineage: str | None = None  # a new conversation in place of the key's last: why (rollover, lost, ...)
+    compact: bool = False  # the CLI compacts the conversation in place first (it outgrew the threshold)
 
 
 # What every interrupted turn's message ends with: what happens to the conversation next.

@@ -1,11 +1,11 @@
 """Conversations that outgrow their model's context window: what a turn's conversation held, recorded on
-its run (:func:`held`, as ``usage.context``), and the one decision made of it (:func:`rollover`): the
-key's next turn starts a new native conversation with a recap of the earlier runs — a rollover, Mode
-``recover`` with the lineage ``rollover`` — when its last turn held more than ``context_threshold`` of
-its model's window, or ``too_long`` when the model refused the conversation (that turn ended
-``context_full``, and the run rolled over and ran the instruction again, once:
-:func:`baton.runner.run._attempts`). The windows come from the ``context_window`` setting, else the
-table of known models (:mod:`baton.agents.window`).
+its run (:func:`held`, ``usage.context``), and the one decision made of it (:func:`rollover`). Over
+``context_threshold`` of the window, the next turn starts a new native conversation with a recap (Mode
+``recover``, lineage ``rollover``), or, where the CLI compacts headlessly (Claude Code's ``/compact``:
+``Capabilities.compacts``), compacts it in place first (lineage ``compacted``; still over after that: a
+rollover). A conversation the model refused (``context_full``) rolls over (``too_long``) and the run
+runs the instruction again, once (:func:`baton.runner.run._attempts`). Windows: the ``context_window``
+setting, else the table of known models (:mod:`baton.agents.window`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-from baton.agents import Turn
+from baton.agents import Capabilities, Turn
 from baton.agents.window import known_window, measured
 from baton.keys import Key
 from baton.models import Outcome, RunRecord
@@ -23,6 +23,8 @@ from baton.store.base import RunStore
 
 ROLLOVER = "rollover"  # lineage: the last turn held more than the threshold of the window
 TOO_LONG = "too_long"  # lineage: the model refused the conversation as longer than its window
+COMPACTED = "compacted"  # a run's lineage: it compacted its conversation in place first (the id kept)
+COMPACT_FAILED = "compact_failed"  # ...tried to, and the CLI could not: it resumed the conversation as it was
 LOOK_BACK = 10  # the key's latest runs searched for its conversation's last measure
 
 
@@ -52,6 +54,13 @@ class Rollover:
 
     lineage: str
     note: str
+    held: str = ""  # over the threshold: "the conversation held N of M tokens (…)"
+    compacted: bool = False  # ...at a turn that compacted it first: compacting again would not do
+
+    def compacts(self, capabilities: Capabilities) -> bool:
+        """Whether the CLI compacts the conversation in place instead (Claude Code's ``/compact``):
+        over the threshold, where it can, unless the turn over it had compacted it already."""
+        return self.lineage == ROLLOVER and capabilities.compacts and not self.compacted
 
 
 def rollover(settings: Settings, store: RunStore, key: Key, session_id: str) -> Rollover | None:
@@ -80,5 +89,8 @@ def _over(settings: Settings, key: Key, run: RunRecord) -> Rollover | None:
         return None
     if tokens < settings.context_threshold * window:
         return None
-    share = f"{tokens / window:.0%} ≥ {settings.context_threshold:.0%}"
-    return Rollover(ROLLOVER, f"rolled over: the conversation held {tokens} of {window} tokens ({share})")
+    held = f"the conversation held {tokens} of {window} tokens ({tokens / window:.0%} ≥ "
+    held += f"{settings.context_threshold:.0%})"
+    compacted = run.lineage in (COMPACTED, COMPACT_FAILED)
+    after = " after it was compacted" if run.lineage == COMPACTED else ""
+    return Rollover(ROLLOVER, f"rolled over: {held}{after}", held, compacted)

@@ -104,7 +104,8 @@ def conversations(store: RunStore, session: SessionRecord) -> list[dict[str, Any
     began it (fresh, fork, recover, ...), when, which conversation it followed (``after``) and why
     (``why``: rollover — the last turn held more than the threshold of the model's window —, too_long —
     the model refused it —, lost, unreadable, asked; None for the key's first or a run from before
-    lineage was recorded), and the context it held at its last measured turn (``held``: tokens, window)."""
+    lineage was recorded), the context it held at its last measured turn (``held``: tokens, window), and
+    how many times its CLI compacted it in place (``compacted``)."""
     runs = store.list_runs(session.agent, session.repo, session.thread, limit=1000)
     seen: dict[str, dict[str, Any]] = {}
     previous: str | None = None
@@ -112,6 +113,7 @@ def conversations(store: RunStore, session: SessionRecord) -> list[dict[str, Any
         sid = run.session_id_out
         if sid and sid in seen:
             _measure(seen[sid], run)
+            seen[sid]["compacted"] += run.lineage == "compacted"  # compacted in place by this run
         if not sid or sid in seen:
             continue
         began = run.mode.value if run.session_id_in != sid else Mode.RESUME.value
@@ -123,6 +125,7 @@ def conversations(store: RunStore, session: SessionRecord) -> list[dict[str, Any
             "after": previous,
             "why": run.lineage,
             "held": None,
+            "compacted": 0,  # times the CLI compacted it in place (its id kept)
         }
         _measure(seen[sid], run)
         previous = sid

@@ -272,7 +272,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         22,
         "a conversation's lineage: why a run began a new native conversation (runs.lineage: rollover when "
-        "the context window filled, too_long when the model refused it, lost, unreadable)",
+        "the context window filled, too_long when the model refused it, lost, unreadable), or compacted it",
         ["ALTER TABLE runs ADD COLUMN lineage TEXT"],
     ),
 ]

@@ -29,12 +29,14 @@ def emit(obj: dict[str, Any]) -> None:
 
 
 def load(path: Path) -> list[dict[str, Any]]:
-    entries = []
+    entries: list[dict[str, Any]] = []
     for line in path.read_text(errors="replace").splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(entry, dict) and entry.get("subtype") == "compact_boundary":
+            entries = []  # compacted: the history resumed starts at its summary
         if isinstance(entry, dict) and entry.get("type") in ("user", "assistant"):
             entries.append(entry)
     return entries
@@ -134,6 +136,48 @@ def too_long(session_id: str, count: int) -> None:
 
 
 MODEL = "claude-fake"  # the model its init event names: a claude-* model's window (200,000 tokens)
+
+
+def compact(
+    prompt: str, transcript: Path | None, session_id: str, cwd: str, history: list[dict[str, Any]]
+) -> None:
+    """``/compact`` on a resumed conversation, as Claude Code 2.1 does it headlessly: a ``status``
+    ``compacting``, the history replaced by one summary message in the same transcript (after a
+    ``compact_boundary`` line), ``compact_result: success``, a ``compact_boundary`` event with the tokens
+    before and after, a result without an answer; exit 0. ``FAKE_AGENT_COMPACT_FAILS``: it fails as
+    Claude Code does when the summary request is refused (``compact_result: failed``)."""
+    if transcript is None or prompt.strip() != "/compact":
+        return
+    emit({"type": "system", "subtype": "status", "status": "compacting", "session_id": session_id})
+    if os.environ.get("FAKE_AGENT_COMPACT_FAILS"):
+        failed = {"compact_result": "failed", "compact_error": "exhausted"}
+        emit({"type": "system", "subtype": "status", "status": None, **failed, "session_id": session_id})
+        fail(session_id, "Error: compaction failed")
+    before, after = per_message() * (len(history) + 1), per_message()
+    boundary = {"type": "system", "subtype": "compact_boundary", "sessionId": session_id, "cwd": cwd}
+    summary = record(
+        "user", None, session_id, cwd, f"Summary of the conversation so far ({len(history)} messages)"
+    )
+    append(transcript, boundary, summary)
+    done = {"status": None, "compact_result": "success", "session_id": session_id}
+    emit({"type": "system", "subtype": "status", **done})
+    meta = {"trigger": "manual", "pre_tokens": before, "post_tokens": after}
+    emit(
+        {"type": "system", "subtype": "compact_boundary", "session_id": session_id, "compact_metadata": meta}
+    )
+    emit(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": False,
+            "num_turns": 0,
+            "session_id": session_id,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+    )
+    sys.exit(0)
+
+
 VALUED = ("--session-id", "--resume", "--output-format", "--settings", "--mcp-config")
 ASK = re.compile(r"\[\[tool:ask_human (\{.*?\})\]\]", re.DOTALL)  # a marker the fake answers as a model would
 
@@ -277,6 +321,7 @@ def main(argv: list[str]) -> None:
     - ``FAKE_AGENT_TOKENS`` = N: the prompt tokens each message of the history counts in the usage it
       reports (10 by default); ``FAKE_AGENT_WINDOW`` = N: refuse a conversation counting more as
       Claude Code relays a prompt too long for the model's window (:func:`too_long`);
+    - ``/compact`` as the prompt of a resumed conversation compacts it (:func:`compact`);
     - ``FAKE_AGENT_LIMIT_UNTIL`` = EPOCH: until then, meet a spent five-hour usage limit as Claude Code
       does under a subscription login (a rejected ``rate_limit_event`` with ``resetsAt``, the 429 error
       result, exit 1); ``FAKE_AGENT_LIMIT_SAYS`` = EPOCH or ``garbled``: the ``resetsAt`` it reports
@@ -302,6 +347,7 @@ def main(argv: list[str]) -> None:
     if not os.environ.get("FAKE_AGENT_NO_VERSION"):  # as a CLI whose events never say its version
         init["claude_code_version"] = VERSION
     emit(init)
+    compact(args.get("prompt", ""), resumed, session_id, cwd, history)
     parent = history[-1]["uuid"] if history else None
     user = record("user", parent, session_id, cwd, args.get("prompt", ""))
     append(transcript, user)
