@@ -133,7 +133,12 @@ def client_fixture(
 ) -> Settings:
     """This process's settings: its own home, the shared store, the broker (and its queue)."""
     monkeypatch.setenv("BATON_QUEUE", broker.queue)
-    overrides = {"home": str(tmp_path / "client"), "store_url": shared_store_url, "broker_url": broker.url}
+    overrides = {
+        "home": str(tmp_path / "client"),
+        "store_url": shared_store_url,
+        "broker_url": broker.url,
+        "queue": broker.queue,  # the workers' (a job remembers it: a janitor sends it nowhere else)
+    }
     settings = load_settings(overrides={**overrides, **FAST}, environ={})
     settings.home.mkdir(parents=True, exist_ok=True)
     return settings

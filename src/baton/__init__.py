@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from baton.models import (
         Mode,
         OnConflict,
+        OnInstructions,
         Outcome,
         PromptKind,
         QuotaRecord,
@@ -94,6 +95,7 @@ _EXPORTS = {
         [
             "Mode",
             "OnConflict",
+            "OnInstructions",
             "Outcome",
             "PromptKind",
             "QuotaRecord",
@@ -142,6 +144,7 @@ __all__ = [
     "Mode",
     "NotFound",
     "OnConflict",
+    "OnInstructions",
     "Outcome",
     "Plan",
     "PlanResult",

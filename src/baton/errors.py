@@ -58,6 +58,11 @@ class Busy(BatonError):
     exit_code = 3
 
 
+class BranchBusy(Busy):
+    """Another key's run writes the same branch of the same repository (it holds the branch's lease)
+    and the wait ran out: one writer per branch, across machines."""
+
+
 class Fenced(Busy):
     """A write by a runner whose lease was taken over (its fencing token is older than the store's):
     refused, and the runner stops."""

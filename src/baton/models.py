@@ -105,6 +105,14 @@ class OnConflict(StrEnum):
     AGENT = "agent"  # leave the conflict markers and tell the agent which files conflict
 
 
+class OnInstructions(StrEnum):
+    """What a resumed turn does when its agent's instruction files (CLAUDE.md, AGENTS.md, ...) changed
+    since its conversation last saw them (:mod:`baton.runner.instructions`)."""
+
+    TELL = "tell"  # resume, and the prompt says which files changed and how (a bounded diff)
+    FRESH = "fresh"  # start a new conversation, with a recap, which reads the new files itself
+
+
 def plain_fields(record: Any) -> dict[str, Any]:
     """``asdict(record)`` for a flat record (no dataclass among its values), without deep-copying
     every value: strings, numbers and enums are shared, a dict or list is copied. ``asdict`` took
@@ -263,6 +271,28 @@ class CheckpointRecord:
     size: int
     created_at: float
     fence: int = 0
+
+
+@dataclass
+class InstructionsRecord:
+    """What a key's conversation knows of its agent's instruction files: each file's digest and a
+    bounded copy of its text as they were when the conversation started, or when a later turn last saw
+    them (:mod:`baton.runner.instructions` makes and reads ``files``)."""
+
+    agent: str
+    repo: str  # slug
+    thread: str
+    session_id: str  # the agent's conversation this is about (another's record is not compared)
+    recorded_at: float
+    files: dict[str, dict[str, Any]]  # path relative to the worktree → its entry
+
+    def summary(self) -> dict[str, Any]:
+        """For people and ``--json``: each file's kind, size and digest, without its text."""
+        listed = {
+            path: {k: entry.get(k) for k in ("kind", "size", "sha256") if entry.get(k) is not None}
+            for path, entry in sorted(self.files.items())
+        }
+        return {"session_id": self.session_id, "recorded_at": iso(self.recorded_at), "files": listed}
 
 
 @dataclass

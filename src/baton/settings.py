@@ -24,7 +24,7 @@ from typing import Any, Literal, get_args
 import platformdirs
 
 from baton.errors import BadInput
-from baton.models import Access, Confine, OnConflict, SyncHow
+from baton.models import Access, Confine, OnConflict, OnInstructions, SyncHow
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,12 @@ class Settings:
     on_conflict: str = field(default="stop", metadata=about(
         "`stop`: a sync's conflict ends the turn (outcome `conflict`, the worktree untouched); `agent`: "
         "leave the conflict markers for the agent, with a note, instead of stopping"))
+    on_instructions_change: str = field(default="tell", metadata=about(
+        "what a resumed turn does when its agent's instruction files in the worktree (`CLAUDE.md`, "
+        "`AGENTS.md`, `.claude/`, `.mcp.json`, ...) changed since its conversation last saw them: `tell`: "
+        "its prompt says which changed and how (a bounded diff); `fresh`: a new conversation with a recap, "
+        "which reads them itself; a run's `--on-instructions-change` and a forge repo's "
+        "`on_instructions_change` win ([below](#instruction-files-that-change-under-a-thread))"))
     git_user_name: str = field(default="baton ({agent})", metadata=about(
         "the git name of each agent's commits and of baton's checkpoints (`{agent}` is replaced)"))
     git_user_email: str = field(default="{agent}@baton.invalid", metadata=about(
@@ -334,6 +340,7 @@ LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
 CHOICES: dict[str, tuple[str, ...]] = {
     "sync": tuple(m.value for m in SyncHow),
     "on_conflict": tuple(c.value for c in OnConflict),
+    "on_instructions_change": tuple(o.value for o in OnInstructions),
     "log_level": LOG_LEVELS,
     "log_format": LOG_FORMATS,
     "access": tuple(a.value for a in Access),

@@ -306,9 +306,13 @@ def test_janitor_kicks_what_no_message_brings_back(
     assert store.start_job(live.id, time.time())
     lease = queued.job_lease(store, settings, live.id)
     lease.acquire(0)
-    assert queued.heal(settings, store, kicks.resend, seen) == [running.id], "a fresh queued job has its message"
+    assert queued.heal(settings, store, kicks.resend, seen) == [running.id], (
+        "a fresh queued job has its message"
+    )
     ahead[0] += queued.STALE * settings.lease_ttl + 1  # the queued jobs are stale now
-    assert queued.heal(settings, store, kicks.resend, seen) == [running.id, lost.id], "only the oldest of a key"
+    assert queued.heal(settings, store, kicks.resend, seen) == [running.id, lost.id], (
+        "only the oldest of a key"
+    )
     assert queued.heal(settings, store, kicks.resend, seen) == [running.id], "kicked once per stale period"
     assert later.id not in [k for k, _ in kicks]
     lease.release()
@@ -326,7 +330,9 @@ def test_the_janitor_sends_a_job_back_to_its_own_queue(
     for job in (theirs, ours):  # both waited for a reset that has passed: the janitor kicks them now
         store.update_job(job.id, not_before=time.time() - 1)
     sent: list[tuple[str, str]] = []
-    monkeypatch.setattr(celery_module, "enqueue", lambda _app, job_id, queue, *_: sent.append((job_id, queue)))
+    monkeypatch.setattr(
+        celery_module, "enqueue", lambda _app, job_id, queue, *_: sent.append((job_id, queue))
+    )
     tag = store_tag(settings, store)
     janitor = celery_module._Janitor(cast(Any, None), settings, ["credential-a"], "w@here", tag)
     assert sorted(queued.heal(settings, store, janitor._kick, {})) == sorted([theirs.id, ours.id])

@@ -19,7 +19,7 @@ from baton.forge.config import (
     load_forges,
 )
 from baton.forge.model import Budget, ForgeKind, Trigger
-from baton.models import Access, OnPermission
+from baton.models import Access, OnInstructions, OnPermission
 
 AGENTS = ("claude", "codex", "gemini")
 
@@ -186,6 +186,21 @@ def test_on_permission_is_refuse_unless_the_repo_asks_and_nothing_else_is_taken(
     assert asking is not None and asking.on_permission is OnPermission.ASK
     _refused(
         tmp_path, GITHUB + '[repo."acme/api"]\non_permission = "allow"\n', "on_permission", "refuse, ask"
+    )
+
+
+def test_on_instructions_change_is_the_settings_unless_the_repo_says(tmp_path: Path) -> None:
+    plain = _load(tmp_path, GITHUB + '[repo."acme/api"]\n').repo("github", "acme/api")
+    fresh = _load(tmp_path, GITHUB + '[repo."acme/api"]\non_instructions_change = "fresh"\n').repo(
+        "github", "acme/api"
+    )
+    assert plain is not None and plain.on_instructions_change is None
+    assert fresh is not None and fresh.on_instructions_change is OnInstructions.FRESH
+    _refused(
+        tmp_path,
+        GITHUB + '[repo."acme/api"]\non_instructions_change = "ignore"\n',
+        "on_instructions_change",
+        "tell, fresh",
     )
 
 

@@ -292,9 +292,11 @@ def test_held_lease_reports_a_takeover(settings: Settings) -> None:
     store.close()
 
 
+@pytest.mark.parametrize("which", ["key", "branch"])
 def test_lost_lease_stops_the_agent_and_says_why(
-    settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch, which: str
 ) -> None:
+    """The key's lease, or its branch's (one writer per branch), taken over mid-run."""
     monkeypatch.setenv("FAKE_AGENT_DELAY", "30")
     quick = settings.with_(heartbeat=0.1)
     store = open_store(settings.resolved_store_url)
@@ -306,7 +308,7 @@ def test_lost_lease_stops_the_agent_and_says_why(
     worker = threading.Thread(target=lambda: box.append(run(request, settings=quick)))
     worker.start()
     assert started.wait(30)
-    [lease] = _leases(store)
+    [lease] = [k for k in _leases(store) if k.startswith("branch:") == (which == "branch")]
     store.release_lease(lease, _holder(store, lease))
     LeaseHolder(store, lease, ttl=30).acquire(0)
     worker.join(30)

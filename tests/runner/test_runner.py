@@ -13,6 +13,7 @@ import pytest
 from baton import BadInput, Busy, Mode, Outcome, PromptKind, RunRequest, RunResult, open_store, run
 from baton.keys import key_of, make_key
 from baton.models import SessionStatus
+from baton.runner import quarantine
 from baton.settings import Settings
 from baton.store.leases import LeaseHolder
 from baton.testing.fake import find_transcripts
@@ -197,6 +198,8 @@ def test_retries_resume_the_same_conversation(
 ) -> None:
     first = go(settings, src_repo)
     monkeypatch.setenv("FAKE_AGENT_FAIL_FIRST", "2")
+    # failures after a while, not at once: two at once would quarantine the conversation (test_quarantine)
+    monkeypatch.setattr(quarantine, "QUICK", 0.0)
     result = go(settings, src_repo, "flaky", retries=3)
     assert [a.outcome for a in result.attempts] == [Outcome.FAILED, Outcome.FAILED, Outcome.SUCCEEDED]
     assert [a.attempt for a in result.attempts] == [1, 2, 3]

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 import baton.caps.tables
 import baton.forge.tables
 import baton.plans.tables
-import baton.service.tables  # noqa: F401
+import baton.service.tables
+import baton.sessions.tables  # noqa: F401
 from baton.store.migrations import MIGRATIONS
 from baton.store.schema import metadata
 from baton.store.sql import SQLStore

@@ -14,12 +14,12 @@ import pytest
 import sqlalchemy as sa
 
 from baton.errors import BadInput, StoreError
-from baton.models import Outcome, SessionStatus
+from baton.models import InstructionsRecord, Outcome, SessionStatus
 from baton.store import SQLStore, open_store
 from baton.store.base import Lease
 from baton.store.engine import migrate
 from baton.store.migrations import MIGRATIONS
-from tests.store_contract import count, make_lease, make_run, make_session, make_snapshot
+from tests.store_contract import REPO, count, make_lease, make_run, make_session, make_snapshot
 
 
 @pytest.fixture
@@ -376,3 +376,29 @@ def test_audit_entries_newest_first(store: SQLStore) -> None:
     ]
     assert all(e["at"] >= before for e in entries)
     assert len(store.list_audit(limit=1)) == 1
+
+
+# -- instructions ---------------------------------------------------------------------------------
+
+
+def test_instructions_are_one_row_per_key_replaced_and_deleted_with_the_session(store: SQLStore) -> None:
+    assert store.get_instructions("fake", REPO, "issue-1") is None
+    files = {"CLAUDE.md": {"kind": "text", "size": 4, "sha256": "ab", "text": "use\u00e9\n"}}
+    store.save_instructions(InstructionsRecord("fake", REPO, "issue-1", "s1", 5.0, files))
+    got = store.get_instructions("fake", REPO, "issue-1")
+    assert got == InstructionsRecord("fake", REPO, "issue-1", "s1", 5.0, files)
+    store.save_instructions(InstructionsRecord("fake", REPO, "issue-1", "s2", 6.0, {}))
+    again = store.get_instructions("fake", REPO, "issue-1")
+    assert again is not None and (again.session_id, again.files) == ("s2", {})
+    store.save_instructions(InstructionsRecord("fake", REPO, "issue-2", "s3", 6.0, {}))
+    store.save_session(make_session())
+    store.delete_session("fake", REPO, "issue-1")
+    assert store.get_instructions("fake", REPO, "issue-1") is None
+    assert store.get_instructions("fake", REPO, "issue-2") is not None  # another key's stays
+
+
+def test_a_damaged_instructions_row_is_a_missing_one(store: SQLStore) -> None:
+    store.save_instructions(InstructionsRecord("fake", REPO, "issue-1", "s1", 5.0, {}))
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE instructions SET files = '[1, 2'"))
+    assert store.get_instructions("fake", REPO, "issue-1") is None

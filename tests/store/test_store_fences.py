@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from baton.errors import Busy, Fenced
-from baton.models import Fence
+from baton.models import Fence, InstructionsRecord
 from baton.plans.records import PlanRecord, PlanStatus
 from baton.plans.tables import plan_store
 from baton.store import SQLStore
@@ -86,6 +86,18 @@ def _snapshot_version(store: SQLStore) -> int:
     return int(snapshot.files["a.jsonl"][0][1:]) if snapshot else 0
 
 
+def _save_instructions(store: SQLStore, fence: Fence | None, version: int) -> None:
+    files = {"CLAUDE.md": {"kind": "text", "sha256": str(version)}}
+    store.save_instructions(
+        InstructionsRecord("fake", REPO, "issue-1", "s", float(version), files), fence=fence
+    )
+
+
+def _instructions_version(store: SQLStore) -> int:
+    record = store.get_instructions("fake", REPO, "issue-1")
+    return int(record.recorded_at) if record else 0
+
+
 def _plan(version: int, plan_id: str = "p1") -> PlanRecord:
     return PlanRecord(
         plan_id, "fake", REPO, f"plan-{plan_id}", "plan.yml", PlanStatus.RUNNING, [], updated_at=version
@@ -112,6 +124,7 @@ WRITES = [
         _run_attempt,
     ),
     Write("save_snapshot", _nothing, _save_snapshot, _snapshot_version),
+    Write("save_instructions", _nothing, _save_instructions, _instructions_version),
     Write("save_plan", _nothing, lambda s, f, v: plan_store(s).save_plan(_plan(v), fence=f), _plan_version),
 ]
 

@@ -140,6 +140,7 @@ class Agent(Protocol):
     credentials: tuple[str, ...]  # environment variables that authenticate the CLI (any one will do)
     auth_hint: str  # how to set them up, for `doctor` and for a "not logged in" run
     config_files: tuple[str, ...]  # the operator's files of the base home a key's home gets copies of
+    instruction_files: tuple[str, ...]  # what it reads of its worktree as instructions (``dir/``: all within)
 
     @property
     def command(self) -> list[str]:
@@ -298,6 +299,10 @@ class AgentBase:
     # Files of the base home (relative paths: the operator's configuration and credentials) that a
     # key's home is given copies of (see :mod:`baton.workspace.keyspace`).
     config_files: tuple[str, ...] = ()
+    # What the CLI reads of its worktree before it answers, as instructions and configuration (paths
+    # relative to the worktree; one ending in ``/`` is a directory, read whole): a resumed conversation
+    # whose files changed since it last saw them is told how (:mod:`baton.runner.instructions`).
+    instruction_files: tuple[str, ...] = ()
     # Where the CLI's version is remembered per binary (``BATON_HOME/cache``, set by
     # :func:`baton.agents.get_agent`); None asks the CLI every time (see :mod:`baton.agents.versions`).
     version_cache: Path | None = None

@@ -113,6 +113,13 @@ class ClaudeAgent(AgentBase):
         "MCP_TOOL_TIMEOUT",
     )
     config_files: tuple[str, ...] = ("settings.json", ".credentials.json", "CLAUDE.md")
+    # its memory files and project configuration (nested CLAUDE.md files are read only when it works in
+    # their directory: not here); .mcp.json: the project's MCP servers
+    instruction_files: tuple[str, ...] = (
+        *("CLAUDE.md", "CLAUDE.local.md", ".claude/CLAUDE.md", ".claude/settings.json"),
+        *(".claude/settings.local.json", ".claude/agents/", ".claude/commands/", ".claude/skills/"),
+        ".mcp.json",
+    )
 
     def __init__(self, name: str, home: Path, binary: str | list[str] | None) -> None:
         super().__init__(home)

@@ -100,6 +100,7 @@ class CodexAgent(AgentBase):
     # model providers name (``env_key``, ``env_http_headers``).
     env_patterns: tuple[str, ...] = ("OPENAI_*", "CODEX_*")
     config_files: tuple[str, ...] = ("config.toml", "auth.json", "AGENTS.md")
+    instruction_files: tuple[str, ...] = ("AGENTS.override.md", "AGENTS.md", ".codex/")
     other_credentials = ("CODEX_ACCESS_TOKEN",)
     credential_files = ("auth.json",)  # a `codex login` made with CODEX_HOME set to the base home
 

@@ -41,6 +41,10 @@ class CopilotAgent(AcpAgent):
         "or a GitHub token"
     )
     env_patterns = ("COPILOT_*", "GH_TOKEN", "GITHUB_TOKEN", "GH_HOST")
+    instruction_files = (
+        *(".github/copilot-instructions.md", ".github/instructions/", "AGENTS.md", "CLAUDE.md"),
+        *("GEMINI.md", ".mcp.json", ".github/mcp.json"),
+    )
 
     def __init__(self, name: str, home: Path, binary: str = "") -> None:
         super().__init__(name, home)

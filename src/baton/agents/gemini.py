@@ -150,6 +150,7 @@ class GeminiAgent(AgentBase):
         ".gemini/google_accounts.json",
         ".gemini/GEMINI.md",
     )
+    instruction_files: tuple[str, ...] = ("GEMINI.md", "AGENTS.md", ".gemini/")
 
     def __init__(self, home: Path, binary_setting: str = "") -> None:
         super().__init__(home)

@@ -77,6 +77,7 @@ class OpenCodeAgent(AcpAgent):
     server_secret_env = "OPENCODE_SERVER_PASSWORD"
     auth_hint = "a model provider in the OpenCode config (homes/opencode/config/opencode/opencode.json)"
     config_files = (CONFIG, LOGINS)
+    instruction_files = ("AGENTS.md", "CLAUDE.md", "opencode.json", "opencode.jsonc", ".opencode/")
     # a provider's key in the environment (OpenCode finds those providers itself), or its config or
     # `opencode auth login`'s file: a local model's provider needs no key at all
     credentials = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "OPENROUTER_API_KEY")

@@ -30,6 +30,7 @@ from baton.cli.common import (
 from baton.cli.listing import list_sessions_page, page_limit
 from baton.cli.render import say
 from baton.cli.runs import AllOpt, LimitOpt, runs_table
+from baton.settings import format_size
 
 sessions_app = group("List, show, reset, export and import sessions.")
 # The values of ``baton.sessions.manage.Scope``, spelled here so building the CLI does not import the
@@ -76,6 +77,8 @@ def sessions_show(
         )
         asked = waiting(store, key.agent, key.repo.slug, key.thread)
         question = asked.to_json() if asked else None
+        recorded = store.get_instructions(key.agent, key.repo.slug, key.thread)
+        instructions = recorded.summary() if recorded else None
         if as_json:
             runs_json = [r.to_json() for r in runs]
             emit_json(
@@ -84,6 +87,7 @@ def sessions_show(
                     "lineage": family,
                     "forge": forge,
                     "question": question,
+                    "instructions": instructions,
                     "runs": runs_json,
                 }
             )
@@ -92,6 +96,8 @@ def sessions_show(
         if asked is not None:
             say(f"waiting for an answer (baton answer) to: {asked.question.shown()}")
         _print_lineage(family)
+        if instructions is not None:
+            _print_instructions(instructions, session.agent_session_id)
         if forge is not None:
             _print_forge(forge)
         runs_table(store, runs, wide)
@@ -141,6 +147,11 @@ def _print_lineage(family: dict[str, Any]) -> None:
     if family["stacked_below"]:
         lines.append(f"stacked below it: {', '.join(family['stacked_below'])}")
     lines += [_conversation(c) for c in family["conversations"]]
+    lines += [
+        f"quarantined {q['session_id']} ({ago(q['quarantined_at'])}): its resume failed at once "
+        f"{q['strikes']} times in a row (last, run {q['run_id']}: {q['why']}); never resumed again"
+        for q in family["quarantined"]
+    ]
     if not lines:
         return
     out().print("[bold]lineage[/bold]:", highlight=False)
@@ -162,6 +173,19 @@ def _conversation(c: dict[str, Any]) -> str:
         times = "once" if c["compacted"] == 1 else f"{c['compacted']} times"
         line += f", compacted in place {times}"
     return line
+
+
+def _print_instructions(recorded: dict[str, Any], session_id: str | None) -> None:
+    """The agent's instruction files as the conversation last saw them: one line each, no text."""
+    whose = "" if recorded["session_id"] == session_id else f", for conversation {recorded['session_id']}"
+    files = recorded["files"]
+    out().print(f"[bold]instructions[/bold] (recorded {esc(str(recorded['recorded_at']))}{esc(whose)}):")
+    if not files:
+        out().print("  (no instruction files in the worktree)", highlight=False)
+    for path, entry in files.items():
+        digest = f" sha256 {entry['sha256'][:12]}" if entry.get("sha256") else ""
+        line = f"{path}: {entry.get('kind')}, {format_size(entry.get('size'))}{digest}"
+        out().print(f"  {esc(line)}", highlight=False)
 
 
 def _link(link: dict[str, Any]) -> str:

@@ -23,7 +23,9 @@ from baton.settings import Settings
 from baton.store import Store
 
 log = logging.getLogger("baton.executor")
-LEASE_WAIT = 3600.0  # seconds a started job waits for its key's lease (a CLI run, a dead process's lease)
+# seconds a started job waits for its key's lease (a CLI run, a dead process's lease), and its branch's
+# (a run of another key on the same branch): both waits together
+LEASE_WAIT = 3600.0
 POLL = 1.0  # seconds between looks at the store's queued jobs when nothing wakes the dispatcher
 STOP_WAIT = 10.0  # seconds stop() waits for running jobs
 ALL = 10**9
@@ -66,8 +68,9 @@ class LocalExecutor:
     running, so the runs of a key start in submission order, even with several executors on one store).
     In memory it skips keys it is already running, so a pass asks the store about at most one job per
     idle key. A started job runs in its own daemon thread (at most ``settings.concurrency`` at once); the
-    key's lease is still the real serialisation against runs from the CLI or other machines, so a job
-    waits for it up to :data:`LEASE_WAIT` seconds. A job whose credential's usage quota is spent is
+    key's lease is still the real serialisation against runs from the CLI or other machines, and the
+    branch's lease against runs of other keys on the same branch, so a job waits for them up to
+    :data:`LEASE_WAIT` seconds. A job whose credential's usage quota is spent is
     queued again, first of its key, and not started before the reset (:meth:`_wait_quota`). The
     dispatcher wakes when a job is submitted or ends, and at least every :data:`POLL` seconds (for jobs
     another process queued or finished, and jobs whose wait for a quota is over)."""

@@ -53,7 +53,7 @@ UNKNOWN, ENDED, HELD, WAITING, CANCELLED, RAN, RECORDED, DEFERRED, LOST, QUOTA =
     "cancelled",  # a queued job with a cancel request: ended without running
     "ran",  # started (or taken over) and ran
     "recorded",  # taken over after its last attempt had ended: only its end was recorded
-    "deferred",  # the key's lease was held elsewhere (a CLI run) too long: queued again, retried later
+    "deferred",  # the key's (or branch's) lease was held elsewhere too long: queued again, retried later
     "lost",  # this worker lost the job's lease mid-run (paused too long): the new holder records the end
     "quota",  # its credential's usage quota is spent: queued again, a message for it after the reset
 )
@@ -225,8 +225,8 @@ class _Handler:
             )
             try:
                 ended = execute(self.settings, self.store, self.job_id, how)
-            except Busy:
-                return self._defer(job)
+            except Busy as busy:  # its key's lease, or its branch's (another key writes it)
+                return self._defer(job, busy)
             except QuotaHeld as spent:
                 return self._wait_quota(job, spent)
         if ended is None and back.due:
@@ -263,12 +263,13 @@ class _Handler:
             }
         return RunResult(run=last, attempts=records, session=session).to_json()
 
-    def _defer(self, job: JobRecord) -> str:
-        """The key's lease stayed held (a long CLI run): back to queued (still first of its key), and
-        a message for it later; the slot is free meanwhile."""
+    def _defer(self, job: JobRecord, busy: Busy) -> str:
+        """The key's lease stayed held (a long CLI run), or its branch's (a run of another key on the
+        same branch, :class:`~baton.errors.BranchBusy`): back to queued (still first of its key), and a
+        message for it later; the slot is free meanwhile."""
         self.store.update_job(self.job_id, status=JobStatus.QUEUED.value, started_at=None)
         self.kick(self.job_id, self.settings.lease_ttl)
-        log.info("job %s: its key is held elsewhere; retrying in %.0f s", job.id, self.settings.lease_ttl)
+        log.info("job %s: %s; retrying in %.0f s", job.id, busy, self.settings.lease_ttl)
         return DEFERRED
 
     def _hand_back(self, job: JobRecord) -> str:

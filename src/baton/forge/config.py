@@ -27,7 +27,7 @@ from baton.caps.model import NAMES, Caps, check_cap
 from baton.errors import BadInput
 from baton.forge.appkey import AppKey
 from baton.forge.model import Budget, ForgeKind, Trigger
-from baton.models import Access, OnPermission
+from baton.models import Access, OnInstructions, OnPermission
 from baton.settings import FORGE_TABLES as TABLES  # the tables of config.toml this module owns
 from baton.settings import read_config
 
@@ -169,6 +169,8 @@ class RepoConfig:
     draft: bool = True  # baton's pull requests open as drafts
     reply: Reply = Reply.COMMENT  # where the agent's answer of each turn is posted
     on_permission: OnPermission = OnPermission.REFUSE  # an ACP agent's permission above access: ask?
+    # its instruction files changed under a resumed thread: tell it how, or start fresh (None: the setting)
+    on_instructions_change: OnInstructions | None = None
     resolve_threads: bool = False  # resolve the inline comments' threads the agent accounted done
     merge: MergePolicy = MergePolicy.OFF  # baton's PR, approved and green: ready, auto-merge, or nothing
     base: str | None = None  # the branch PRs target; None: the repository's default branch
@@ -519,6 +521,7 @@ _REPO_KEYS = (
     "forge", "agent", "access", "trusted", "allow", "deny", "only_allow", "bots", "bot_allow",
     "untrusted", "ci_budget", "daily_turns", "draft", "reply", "base", "clone_url", "timeout", "triggers",
     "on_permission",
+    "on_instructions_change",
     "resolve_threads",
     "merge",
     "max_usd", "max_tokens", "max_minutes", "max_turns",
@@ -551,6 +554,7 @@ def _repo(
         on_permission=OnPermission(
             fields.choice("on_permission", [p.value for p in OnPermission], OnPermission.REFUSE.value)
         ),
+        on_instructions_change=_on_instructions(fields),
         resolve_threads=fields.flag("resolve_threads", False),
         merge=MergePolicy(fields.choice("merge", [m.value for m in MergePolicy], MergePolicy.OFF.value)),
         base=_branch(fields),
@@ -559,6 +563,13 @@ def _repo(
         caps=_caps(fields),
         triggers=_triggers(fields, access, agents),
     )
+
+
+def _on_instructions(fields: _Fields) -> OnInstructions | None:
+    """``on_instructions_change``: ``tell`` or ``fresh``; None (the setting's) when absent."""
+    if not fields.has("on_instructions_change"):
+        return None
+    return OnInstructions(fields.choice("on_instructions_change", [o.value for o in OnInstructions], "tell"))
 
 
 def _caps(fields: _Fields) -> Caps:

@@ -391,6 +391,7 @@ def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Ou
         sync=SyncHow.MERGE,
         on_conflict=OnConflict.AGENT,
         on_permission=repo.on_permission if repo else OnPermission.REFUSE,
+        on_instructions_change=repo.on_instructions_change if repo else None,
     )
     try:
         job = jobs.submit(loop.store, loop.settings, request, actor=f"forge:{binding.forge}")

@@ -25,7 +25,7 @@ from baton.asking import questions
 from baton.asking.questions import Question
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, OnPermission, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
-from baton.runner import quota, window
+from baton.runner import instructions, quarantine, quota, window
 from baton.runner.modelwatch import ModelWatch
 from baton.runner.process import ProcessResult, RunLog, run_process
 from baton.runner.prompts import INTERRUPTED_NEW, recap, render
@@ -77,15 +77,15 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
             _start(ctx, session, record, launch)
             env = _agent_env(ctx, launch, record)
             watch = _watch(ctx, record, env, log)
-            stopped = None
+            halted = None
             if decision.compact:  # the conversation outgrew the threshold: the CLI compacts it first
-                stopped = _compact(ctx, prepared, decision, record, turn, env, watch)
-            if stopped is not None:  # stopped while compacting (a timeout, a cancel): the turn ends so
-                result, turn = stopped
+                halted = _compact(ctx, prepared, decision, record, turn, env, watch)
+            if halted is not None:  # stopped while compacting (a timeout, a cancel): the turn ends so
+                result, turn = halted
             else:
                 result = _launch(ctx, prepared, decision, launch, record, turn, env, watch)
         except AgentError as exc:  # the agent could not even be started
-            return _finish(ctx, prepared, record, turn, Ending(Outcome.FAILED, str(exc)))
+            return _finish(ctx, prepared, record, turn, Ending(Outcome.FAILED, str(exc)))  # (no strike)
         except BaseException as exc:
             _abandon(ctx, session, record, exc)
             translated = _translate(exc)
@@ -106,7 +106,11 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
     if trouble:  # the agent ran, but baton could not keep everything it said: say so on the run
         record.note = "; ".join(filter(None, [record.note, *trouble]))
         ctx.store.update_run(record.id, fence=ctx.fence, note=record.note)
-    return _finish(ctx, prepared, record, turn, ending)
+    record = _finish(ctx, prepared, record, turn, ending)
+    # a resume that failed at once is a strike on its conversation, unless baton or the machine stopped it
+    stopped = result.stopped or result.cancelled or result.timed_out or ending.limit or ctx.lost.is_set()
+    quarantine.after(ctx, record, bool(stopped))
+    return record
 
 
 def _prompt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt) -> str:
@@ -135,6 +139,8 @@ def _prompt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attem
         kept = [r for r in reversed(earlier) if r.outcome not in gone and r.id not in skip]
         values["recap"] = recap(kept)
     text = decision.told + render(decision.kind, ctx.settings.home, **values)
+    if decision.instructions:  # its instruction files changed under the conversation: how, first
+        text = decision.instructions.strip() + "\n\n" + text
     if prepared.sync_text:  # the code under the conversation moved: say so before the instruction
         text = prepared.sync_text.strip() + "\n\n" + text
     if attempt.left_running:  # its server or watcher is gone: it must not be surprised
@@ -447,9 +453,8 @@ def _limited(agent: Agent, outcome: Outcome, result: ProcessResult, turn: Turn) 
     if outcome == Outcome.SUCCEEDED:
         return None
     said = f": {limit.detail}" if limit.detail else ""
-    return Ending(
-        Outcome.FAILED, f"rate limited (a transient limit, retried with backoff){said}", result.exit_code
-    )
+    why = f"rate limited (a transient limit, retried with backoff){said}"
+    return Ending(Outcome.FAILED, why, result.exit_code, limit=limit)
 
 
 def _quota(ctx: Context, record: RunRecord, ending: Ending) -> None:
@@ -517,6 +522,10 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
     if trouble:  # the run did its work; only other machines cannot rebuild it: say so on the run
         record.note = "; ".join(filter(None, [record.note, trouble]))
         ctx.store.update_run(record.id, fence=ctx.fence, note=record.note)
+    if not lost and not (ending.exit_code is None and ending.outcome == Outcome.FAILED):
+        # the agent ran: what its conversation now knows of its instruction files
+        with contextlib.suppress(BatonError, OSError):  # unrecorded: the next turn compares nothing
+            instructions.record(ctx, prepared.worktree, session.agent_session_id)
     waits = ending.outcome == Outcome.RATE_LIMITED
     session.status = SessionStatus.WAITING if waits else SessionStatus.ACTIVE
     session.last_outcome = ending.outcome

@@ -8,7 +8,7 @@ a cap ends as it ends; :func:`crossed` says so on its result, and the next turn 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from baton.caps import words
 from baton.caps.model import Caps, Reached, Scope, thread_subject
@@ -50,14 +50,9 @@ def blocking(settings: Settings, store: Transactions, key: Key, request: RunRequ
     return reached(store, holds(settings, store, key, request))
 
 
-def _store(ctx: Context) -> Transactions:
-    # the runner's store is the whole Store, its transactions too; Context names only what runs use
-    return cast(Transactions, ctx.store)
-
-
 def park(ctx: Context, prepared: Prepared, attempt: Attempt) -> RunRecord | None:
     """The parked turn when a cap of the key is reached (its agent not started), else None."""
-    found = blocking(ctx.settings, _store(ctx), ctx.key, ctx.request)
+    found = blocking(ctx.settings, ctx.tables, ctx.key, ctx.request)
     if found is None:
         return None
     return record_parked(ctx, prepared, attempt, words.question(found, run_caps(ctx.request)))
@@ -70,7 +65,7 @@ def crossed(ctx: Context, last: RunRecord) -> list[str]:
         return []
     found: Reached | None = None
     with contextlib.suppress(BatonError):
-        found = blocking(ctx.settings, _store(ctx), ctx.key, ctx.request)
+        found = blocking(ctx.settings, ctx.tables, ctx.key, ctx.request)
     if found is None:
         return []
     return [f"{words.spent_words(found)}: the next turn of the thread parks until it is raised"]

@@ -16,7 +16,7 @@ from typing import Any
 from baton.errors import BadInput, BatonError
 from baton.keys import Key
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, Snapshot
-from baton.runner import window
+from baton.runner import instructions, quarantine, window
 from baton.runner.state import KEPT, Attempt, Context, Decision, ForkSource, Prepared
 from baton.sessions.snapshots import hydrate, in_step
 from baton.workspace import nofollow
@@ -44,7 +44,12 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
       machine's copy was in step with an earlier snapshot: another machine ran a turn since), or
       unreadable → hydrate it from the snapshot, then ``resume``;
     - gone everywhere, or the snapshot itself is corrupt or missing blobs, or the agent says "not
-      found" → ``recover``: fresh, with a recap of earlier runs. The run's ``note`` says why.
+      found", or the conversation is quarantined (its resume failed at once twice in a row:
+      :mod:`baton.runner.quarantine`) → ``recover``: fresh, with a recap of earlier runs. The run's
+      ``note`` says why.
+    - resumable, but the agent's instruction files changed since the conversation last saw them
+      (:mod:`baton.runner.instructions`) → ``resume`` told how, or with ``on_instructions_change =
+      fresh`` → ``recover``.
 
     Everything here looks in the key's own agent home (:mod:`baton.workspace.keyspace`). A resumed turn
     after an interrupted one (crashed, timed out, cancelled, or a failed attempt being retried) gets
@@ -67,6 +72,10 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
         return Decision(Mode.CONTINUE, None, kind, **told)
     if not session.agent_session_id:
         return Decision(Mode.FRESH, None, PromptKind.FULL, note=follow.fresh_note, **told)
+    held = quarantine.check(ctx, session.agent_session_id)
+    if held:  # its resume failed at once twice in a row: never resumed again
+        notes = _notes(held, follow.fresh_note)
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, lineage="quarantine", **told)
     # the conversation outgrew its model's window: a new one with a recap, before anything is hydrated
     # (or, where the CLI can, compacted in place first: the resume below says so)
     full = window.rollover(ctx.settings, ctx.store, ctx.key, session.agent_session_id)
@@ -82,7 +91,8 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
 
 def _resume(ctx: Context, prepared: Prepared, follow: FollowUp, told: dict[str, Any]) -> Decision:
     """Resume the key's conversation: from local disk (hydrated from the snapshot where it must be),
-    or recover it with a recap when it is lost or in a format baton cannot read."""
+    or recover it with a recap when it is lost or in a format baton cannot read, or a new one when its
+    agent's instruction files changed and the setting says so."""
     session = prepared.session
     assert session.agent_session_id is not None
     local = ensure_local(ctx, ctx.key, session.agent_session_id, prepared.worktree)
@@ -103,21 +113,38 @@ def _resume(ctx: Context, prepared: Prepared, follow: FollowUp, told: dict[str, 
         follow.told,
     )
     if follow.kind == PromptKind.DELTA and not follow.told:  # (a carried instruction is not asked again)
-        return _after_unanswered(ctx, resume)
-    return resume
+        resume = _after_unanswered(ctx, resume)
+    return _instructions(ctx, prepared, resume, _notes(local.note, follow.fresh_note), told)
+
+
+def _instructions(
+    ctx: Context, prepared: Prepared, resume: Decision, fresh_note: str | None, told: dict[str, Any]
+) -> Decision:
+    """A resumed turn whose agent's instruction files changed since its conversation last saw them
+    (:mod:`baton.runner.instructions`): told how, or (``on_instructions_change = fresh``) a new
+    conversation with a recap, which reads them itself."""
+    assert resume.session_id is not None
+    checked = instructions.check(ctx, prepared.worktree, resume.session_id)
+    if checked.change is None:
+        return resume
+    said = f"the instruction files changed since the conversation last saw them ({checked.change.summary})"
+    if checked.fresh:
+        fresh = f"{said}: on_instructions_change is fresh, so a new conversation starts with a recap"
+        notes = _notes(fresh, fresh_note)
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, lineage="instructions", **told)
+    note = _notes(resume.note, f"{said}: this turn is told how")
+    return replace(resume, instructions=checked.change.text, note=note)
 
 
 def _recover(attempt: Attempt, told: dict[str, Any]) -> Decision:
-    """A recovery this run was forced into (its conversation lost, or refused by the model as longer
-    than its window: a rollover, once), or one the request asked for."""
+    """A recovery this run was forced into — its conversation lost, quarantined, or refused by the
+    model as longer than its window (a rollover, once) — or one the request asked for."""
     if attempt.cause == Outcome.CONTEXT_FULL:
-        note = (
-            f"rolled over: {attempt.lost}" if attempt.lost else "rolled over: the conversation was too long"
-        )
+        note = f"rolled over: {attempt.lost or 'the conversation was too long'}"
         return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=note, lineage=window.TOO_LONG, **told)
-    why = f"the agent could not resume the conversation: {attempt.lost}" if attempt.lost else None
-    note = why or "the agent could not find the conversation"
-    lineage = "lost" if attempt.lost else "asked"
+    note = attempt.lost or "the agent could not find the conversation"
+    lineage = "lost" if attempt.cause == Outcome.SESSION_LOST else "quarantine"  # (it failed at once)
+    lineage = "asked" if attempt.cause is None else lineage
     return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=note, lineage=lineage, **told)
 
 

@@ -16,6 +16,7 @@ from baton.errors import BadInput
 from baton.keys import Key
 from baton.models import Access, Mode, Outcome, PromptKind, SessionRecord
 from baton.runner.decide import decide_fork, fork_source
+from baton.runner.request import RunRequest
 from baton.runner.state import Context, Decision, ForkSource, Prepared
 from baton.sync.engine import SyncReport
 from baton.sync.handoff import (
@@ -72,7 +73,7 @@ def prepare(ctx: Context) -> Prepared:
     key = ctx.key
     stored = ctx.store.get_session(key.agent, key.repo.slug, key.thread)
     lineage = _refuse(ctx, stored)
-    branch = stored.branch if stored else (ctx.request.branch or branch_for(key))
+    branch = key_branch(ctx.request, key, stored)
     base = stored.base if stored else (lineage.upstream.branch if lineage.upstream else ctx.request.base)
     seeded = _seed(ctx, lineage, branch) if stored is None else None
     caught = _catch_up(ctx, stored, branch) if stored is not None else None
@@ -113,6 +114,13 @@ def prepare(ctx: Context) -> Prepared:
         source=opening.source,
         warnings=warnings,
     )
+
+
+def key_branch(request: RunRequest, key: Key, stored: SessionRecord | None) -> str:
+    """The branch the key's worktree is on: its session's once it has one (a request naming another is
+    refused: :func:`_refuse`), else the request's, else ``baton/<agent>/<thread>``. The runner takes
+    this branch's lease before :func:`prepare` (:mod:`baton.store.branchlease`)."""
+    return stored.branch if stored else (request.branch or branch_for(key))
 
 
 def _catch_up(ctx: Context, stored: SessionRecord, branch: str) -> CaughtUp | None:

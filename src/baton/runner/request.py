@@ -20,6 +20,7 @@ from baton.models import (
     Access,
     Mode,
     OnConflict,
+    OnInstructions,
     OnPermission,
     Outcome,
     RunRecord,
@@ -112,6 +113,16 @@ class RunRequest:
         metadata=option(
             "stop: outcome conflict, worktree untouched (default); agent: markers + a note",
             doc="stop or agent (markers + a note)",
+        ),
+    )
+    # what a resumed turn does when its agent's instruction files changed under it (None: the setting)
+    on_instructions_change: OnInstructions | None = field(
+        default=None,
+        metadata=option(
+            "tell: the prompt says which instruction files (CLAUDE.md, AGENTS.md, ...) changed and how;"
+            " fresh: a new conversation with a recap; default: setting on_instructions_change (tell)",
+            doc="tell (a diff in the prompt) or fresh (a new conversation with a recap): what a resumed "
+            "turn does when its agent's instruction files changed (default: the setting)",
         ),
     )
     # an ACP agent's permission request above the access level: refused, or also asked of a person

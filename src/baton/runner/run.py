@@ -1,10 +1,11 @@
 """The runner: one call of :func:`run` runs one instruction on one key — validate once
 (:func:`~baton.runner.resolve.check_request`, nothing written yet) → hold the key's lease
-(:func:`baton.store.leases.held`) → settle the runs dead runners left (:func:`~baton.runner.crashed.settle`)
-→ prepare the key (:func:`~baton.runner.prepare.prepare`) → per attempt, choose the mode
-(:mod:`~baton.runner.decide`) and run it (:mod:`~baton.runner.attempt`), retrying retryable outcomes
-on the same conversation → release the lease. Each step hands the next a frozen value
-(:mod:`baton.runner.state`); a spent quota's consequence is :mod:`baton.runner.onspent`'s.
+(:func:`baton.store.leases.held`), then its branch's (:mod:`baton.store.branchlease`) → settle the runs
+dead runners left (:func:`~baton.runner.crashed.settle`) → prepare the key
+(:func:`~baton.runner.prepare.prepare`) → per attempt, choose the mode (:mod:`~baton.runner.decide`) and
+run it (:mod:`~baton.runner.attempt`), retrying retryable outcomes on the same conversation → release
+the leases. Each step hands the next a frozen value (:mod:`baton.runner.state`); a spent quota's
+consequence is :mod:`baton.runner.onspent`'s.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 import functools
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 
@@ -21,16 +23,17 @@ from baton import retry
 from baton.agents import get_agent
 from baton.errors import Cancelled, DiskFull, NotWaiting, QuotaHeld
 from baton.models import Mode, Outcome, PromptKind, RunRecord
-from baton.runner import capped, onspent, quota
+from baton.runner import capped, onspent, quarantine, quota
 from baton.runner.attempt import new_run_id, record_conflict, run_attempt, usage_delta
 from baton.runner.crashed import mark_crashed, settle
 from baton.runner.decide import decide, follow_up, told_new
-from baton.runner.prepare import prepare
+from baton.runner.prepare import key_branch, prepare
 from baton.runner.request import RunRequest, RunResult
 from baton.runner.resolve import Resolved, check_request
 from baton.runner.state import Attempt, Context, Decision, Prepared, Start
 from baton.settings import Settings, check_on_limit, load_settings
 from baton.store import Store, open_store
+from baton.store.branchlease import branch_lease
 from baton.store.leases import held, key_lease
 from baton.workspace.workdirs import Workdirs
 
@@ -38,7 +41,8 @@ __all__ = ["Resolved", "check_request", "mark_crashed", "new_run_id", "run", "us
 
 
 def run(request: RunRequest, settings: Settings | None = None, store: Store | None = None) -> RunResult:
-    """Run one instruction on one key. Raises BadInput (nothing written), Busy, DiskFull or QuotaHeld
+    """Run one instruction on one key. Raises BadInput (nothing written), Busy (BranchBusy: another key
+    writes its branch), DiskFull or QuotaHeld
     (its credential's usage quota is spent: nothing started); agent failures are outcomes in the
     result, not exceptions. A spent quota (the run ended ``rate_limited``, or its breaker holds) is, by
     ``on_limit``, the result (``wait``), or the thread's turn carried by the fallback agent in its own
@@ -104,8 +108,16 @@ def _fall_back(
     fallback's later work (:func:`_run_once`'s ``partner``). A spent quota of the fallback's too
     raises QuotaHeld (``--wait-quota`` waits for it, a queued run is queued again)."""
     carried = f"carried for {request.agent}, whose usage quota is spent (on_limit fallback:{fallback})"
+    # on a branch of its own (baton/<fallback>/<thread>), never the request's: git checks a branch out
+    # in one worktree only, and the original key's next run takes the fallback's work from it
     carrier = dataclasses.replace(
-        request, agent=fallback, on_limit="wait", handoff_from=None, mode=Mode.AUTO, carried_for=carried
+        request,
+        agent=fallback,
+        on_limit="wait",
+        handoff_from=None,
+        mode=Mode.AUTO,
+        carried_for=carried,
+        branch=None,
     )
     result = _run_once(carrier, settings, store, partner=request.agent, first_from=True)
     note = (
@@ -148,16 +160,36 @@ def _run_once(
         if partner is not None:
             resolved = _partnered(store, resolved, partner, first_from)
         lease = key_lease(settings, store, resolved.key.id)
+        deadline = time.monotonic() + resolved.request.wait  # for both leases together
         with held(lease, resolved.request.wait, settings.heartbeat, resolved.request.cancel) as lost:
-            last = settle(store, resolved.key, lease.proof)
-            if request.answers is not None:
-                still_waits(last, request.answers)
             run_id = request.job_id or new_run_id()  # a job's id, or the first attempt's own
-            ctx = Context(resolved, settings, store, Workdirs(settings), lost, lease.proof, run_id, breaker)
-            return _execute(ctx, last)
+            with _branch_held(settings, store, resolved, run_id, deadline, lost):
+                last = settle(store, resolved.key, lease.proof)
+                if request.answers is not None:
+                    still_waits(last, request.answers)
+                workdirs = Workdirs(settings)
+                ctx = Context(resolved, settings, store, workdirs, lost, lease.proof, run_id, breaker)
+                return _execute(ctx, last)
     finally:
         if own_store:
             store.close()
+
+
+def _branch_held(
+    settings: Settings, store: Store, resolved: Resolved, run_id: str, deadline: float, lost: threading.Event
+) -> contextlib.AbstractContextManager[threading.Event]:
+    """Hold the lease of the branch the key's worktree is on (:func:`~baton.runner.prepare.key_branch`)
+    for the rest of the run, under the key's lease: one writer per branch across keys and machines
+    (:mod:`baton.store.branchlease`). Always after the key's lease, so two runs never wait on each other
+    in a circle; waits what is left of ``request.wait`` (else :class:`~baton.errors.BranchBusy` naming
+    the key that writes the branch), and a renewal that finds it taken over sets ``lost``, which stops
+    the agent as the loss of the key's lease does."""
+    key = resolved.key
+    session = store.get_session(key.agent, key.repo.slug, key.thread)
+    branch = key_branch(resolved.request, key, session)
+    lease = branch_lease(settings, store, key.repo.slug, branch, key.id, run_id)
+    wait = max(0.0, deadline - time.monotonic())
+    return held(lease, wait, settings.heartbeat, resolved.request.cancel, on_loss=lost)
 
 
 def still_waits(last: RunRecord | None, answers: str) -> None:
@@ -239,10 +271,14 @@ def _attempts(ctx: Context, prepared: Prepared, attempt: Attempt) -> list[RunRec
             )
             attempts.append(record)
             decision = None
-            # a lost conversation, or one the model refused as too long, starts anew with a recap, once
-            if record.outcome not in ROLLS_OVER or attempt.forced == Mode.RECOVER:
+            # a lost conversation, one this attempt quarantined, or one the model refused as too long
+            # starts anew with a recap, once
+            quarantined = _quarantined(ctx, record)
+            if (record.outcome not in ROLLS_OVER and not quarantined) or attempt.forced == Mode.RECOVER:
                 return record
             attempt = attempt.retry(record, forced=Mode.RECOVER)
+            if quarantined:
+                attempt = dataclasses.replace(attempt, lost=quarantined)
 
     def again(record: RunRecord) -> bool:
         if not record.outcome.retryable or request.cancel.is_set():
@@ -264,6 +300,13 @@ def _attempts(ctx: Context, prepared: Prepared, attempt: Attempt) -> list[RunRec
             retry_error_callback=lambda _state: None,  # out of retries: the last attempt stands
         )(one)
     return attempts
+
+
+def _quarantined(ctx: Context, record: RunRecord) -> str | None:
+    """The note when ``record`` (a resume that failed at once) quarantined its conversation."""
+    if record.mode != Mode.RESUME or record.session_id_in is None or record.outcome != Outcome.FAILED:
+        return None
+    return quarantine.check(ctx, record.session_id_in)
 
 
 def _opening(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision | None:

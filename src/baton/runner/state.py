@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from baton.agents import Agent
 from baton.keys import Key
@@ -22,7 +22,7 @@ from baton.runner.quota import Breaker
 from baton.runner.request import RunRequest
 from baton.runner.resolve import Resolved
 from baton.settings import Settings
-from baton.store.base import KeyStore
+from baton.store.base import KeyStore, Transactions
 from baton.workspace.workdirs import Workdirs
 
 
@@ -55,6 +55,12 @@ class Context:
     def access(self) -> Access:
         return self.resolved.access
 
+    @property
+    def tables(self) -> Transactions:
+        """The store's transactions, for the rooms' own tables (caps, strikes): the runner's store is
+        the whole Store; ``store`` names only what runs use."""
+        return cast(Transactions, self.store)
+
 
 @dataclass(frozen=True)
 class ForkSource:
@@ -75,6 +81,7 @@ class Decision:
     note: str | None = None  # why: recorded on the run
     told: str = ""  # said before the instruction: the interrupted turn's instruction was carried elsewhere
     cut_short: tuple[str, ...] = ()  # runs whose instructions a new conversation is told whole (not recapped)
+    instructions: str = ""  # said before the instruction: the agent's instruction files changed under it
     lineage: str | None = None  # a new conversation in place of the key's last: why (rollover, lost, ...)
     compact: bool = False  # the CLI compacts the conversation in place first (it outgrew the threshold)
 
@@ -99,11 +106,9 @@ class Attempt:
     start: Start
     interrupted: RunRecord | None = None  # the turn cut short before this one: the prompt says so
     forced: Mode | None = None  # RECOVER once this run lost the conversation (never undone)
-    lost: str | None = None  # why it was lost (the lost attempt's error): the recover attempt's note
+    lost: str | None = None  # why it was lost or quarantined: the recover attempt's note
     left_running: str | None = None  # what the turn before this one left running, stopped at its end
-    cause: Outcome | None = (
-        None  # what forced RECOVER: a lost conversation, or one the model refused as too long
-    )
+    cause: Outcome | None = None  # what forced RECOVER: the outcome of the attempt before it
 
     @property
     def first(self) -> bool:
@@ -114,7 +119,10 @@ class Attempt:
         """The next attempt after ``after``: a retry of a retryable outcome is told it was
         interrupted; one forced to recover a lost conversation keeps what this one was told."""
         interrupted = self.interrupted if forced else after
-        lost = after.error if forced == Mode.RECOVER else self.lost
+        lost = self.lost
+        if forced == Mode.RECOVER:  # why, as the recover attempt's note (a refused one says so itself)
+            said = after.outcome == Outcome.CONTEXT_FULL or not after.error
+            lost = after.error if said else f"the agent could not resume the conversation: {after.error}"
         left, cause = after.left_running, after.outcome if forced else self.cause
         return Attempt(self.number + 1, Start.RETRY, interrupted, forced or self.forced, lost, left, cause)
 

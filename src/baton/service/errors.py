@@ -61,8 +61,8 @@ ERROR_DOCS: dict[int | str, str] = {
     401: "missing, unknown or revoked token",
     403: "the token's scope is too small",
     404: "no such session, run or token",
-    409: "a conflict with what is stored: a run holds the key, a name is taken, a short id fits several "
-    "runs, an answer to a thread that waits on no question",
+    409: "a conflict with what is stored: a run holds the key (or another key's run writes its branch), a "
+    "name is taken, a short id fits several runs, an answer to a thread that waits on no question",
     413: "the request body is larger than 32 MiB",
     422: "bad input (the message says what); nothing was written",
     500: "an error baton did not expect",

@@ -29,6 +29,7 @@ from baton.housekeeping.disk import DiskReport
 from baton.housekeeping.fleetdisk import FleetDisk, WorkerDisk, fleet_disk
 from baton.models import JobStatus, Mode, Outcome, QuotaRecord, QuotaState, SessionStatus
 from baton.service.diskcache import DiskCache
+from baton.sessions.tables import strike_store
 from baton.store.base import QuotaStore, Transactions, ViewStore, WorkerStore
 
 BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -266,9 +267,9 @@ class StoreCollector(Collector):
     :meth:`~baton.forge.tables.ForgeStore.forge_turn_counts`; ``baton_forge_refused_total`` counts the
     audit log's ``forge.refused`` rows, a scan of the audit table, which has no index on its action),
     the forge outcomes' four (:func:`baton.forge.outcomes.outcomes`: a row per bound thread, per turn
-    and per CI failure) and the quota breakers' one (one store read of ``quotas``). Counters are
-    counts of stored rows: a reset that deletes a key's runs lowers them, which Prometheus treats as a
-    counter reset."""
+    and per CI failure), the quota breakers' one (one store read of ``quotas``) and the quarantined
+    conversations' one (``session_strikes``). Counters are counts of stored rows: a reset that deletes
+    a key's runs lowers them, which Prometheus treats as a counter reset."""
 
     def __init__(self, store: MetricsStore, disk: DiskCache) -> None:
         self.store, self.disk = store, disk
@@ -286,7 +287,20 @@ class StoreCollector(Collector):
         yield from forge_metrics(forge.forge_counts(), forge.forge_turn_counts())
         yield from outcome_metrics(outcomes(self.store, time.time()))
         yield from quota_metrics(self.store.list_quotas(), time.time())
+        yield quarantine_metric(strike_store(self.store).quarantined_by_agent())
         yield from disk_metrics(by_kind(self.disk.get(wait=DISK_FIRST_WAIT)), fleet_disk(self.store))
+
+
+def quarantine_metric(by_agent: dict[str, int]) -> Metric:
+    """Conversations never resumed again: their resume failed at once twice in a row."""
+    gauge = GaugeMetricFamily(
+        "baton_sessions_quarantined",
+        "Conversations quarantined: their resume failed at once twice in a row",
+        labels=["agent"],
+    )
+    for agent, n in sorted(by_agent.items()):
+        gauge.add_metric([agent], n)
+    return gauge
 
 
 def disk_metrics(local: dict[str, int], fleet: FleetDisk) -> Iterator[Metric]:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 from baton.models import Mode, RunRecord, SessionRecord
-from baton.store.base import RunStore
+from baton.store.base import RunStore, Transactions
 
 MAX_DEPTH = 50  # an origin chain longer than this is cut (origins are data: never trust them to end)
 
@@ -34,7 +34,8 @@ class Link:
 def lineage(store: RunStore, session: SessionRecord) -> dict[str, Any]:
     """The lineage of ``session``'s key as JSON: ``from`` (ancestors, nearest first), ``to`` (sessions
     whose origin is this key), ``stacked_on`` and ``stacked_below`` (threads), ``conversations`` (the agent
-    session ids the key went through, oldest first, with how each began)."""
+    session ids the key went through, oldest first, with how each began), ``quarantined`` (those
+    never resumed again)."""
     others = store.list_sessions(repo=session.repo)
     return {
         "from": [asdict(link) for link in ancestors(store, session)],
@@ -44,7 +45,18 @@ def lineage(store: RunStore, session: SessionRecord) -> dict[str, Any]:
             f"{s.agent}/{s.thread}" for s in others if s.base_thread == session.thread and s is not session
         ),
         "conversations": conversations(store, session),
+        "quarantined": quarantined(store, session),
     }
+
+
+def quarantined(store: RunStore, session: SessionRecord) -> list[dict[str, Any]]:
+    """The key's conversations that are never resumed again (:mod:`baton.runner.quarantine`), each
+    with its strikes and the last failure, oldest first."""
+    from baton.keys import key_of
+    from baton.sessions.tables import strike_store  # (SQLAlchemy: only once a store is opened)
+
+    found = strike_store(cast(Transactions, store)).of_key(key_of(session))
+    return [s.to_json() for s in found if s.quarantined]
 
 
 def ancestors(store: RunStore, session: SessionRecord) -> list[Link]:
@@ -103,9 +115,9 @@ def conversations(store: RunStore, session: SessionRecord) -> list[dict[str, Any
     """The agent session ids the key's runs went through, oldest first, each with the mode of the run that
     began it (fresh, fork, recover, ...), when, which conversation it followed (``after``) and why
     (``why``: rollover — the last turn held more than the threshold of the model's window —, too_long —
-    the model refused it —, lost, unreadable, asked; None for the key's first or a run from before
-    lineage was recorded), the context it held at its last measured turn (``held``: tokens, window), and
-    how many times its CLI compacted it in place (``compacted``)."""
+    the model refused it —, lost, quarantine, unreadable, instructions, asked; None for the key's first
+    or a run from before lineage was recorded), the context it held at its last measured turn
+    (``held``: tokens, window), and how many times its CLI compacted it in place (``compacted``)."""
     runs = store.list_runs(session.agent, session.repo, session.thread, limit=1000)
     seen: dict[str, dict[str, Any]] = {}
     previous: str | None = None

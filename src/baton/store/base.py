@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from baton.models import (
     CheckpointRecord,
     Fence,
+    InstructionsRecord,
     JobRecord,
     JobStatus,
     Outcome,
@@ -88,6 +89,15 @@ class RunStore(Protocol):
     def find_run_ids(self, fragment: str, limit: int = 20) -> list[str]:
         """Ids that are, start with or end with ``fragment``, newest first (for short ids)."""
         ...
+
+
+class InstructionStore(Protocol):
+    """What each key's conversation knows of its agent's instruction files (``sql_instructions.py``;
+    :mod:`baton.runner.instructions`). Deleted with the key's session."""
+
+    def save_instructions(self, record: InstructionsRecord, *, fence: Fence | None = None) -> None: ...
+    def get_instructions(self, agent: str, repo: str, thread: str) -> InstructionsRecord | None: ...
+    def delete_instructions(self, agent: str, repo: str, thread: str) -> None: ...
 
 
 class BlobStore(Protocol):
@@ -225,7 +235,9 @@ class ListingStore(Protocol):
         ...
 
 
-class KeyStore(RunStore, SnapshotStore, CheckpointStore, LeaseStore, AuditStore, QuotaStore, Protocol):
+class KeyStore(
+    RunStore, SnapshotStore, CheckpointStore, LeaseStore, AuditStore, QuotaStore, InstructionStore, Protocol
+):
     """Everything the store keeps about keys: what a run, a reset, a close or a sweep of a key needs
     (the roles above it, together)."""
 

@@ -24,7 +24,7 @@ from baton.models import Fence
 from baton.settings import Settings
 from baton.store.base import Lease, LeaseBackend, LeaseStore
 
-__all__ = ["HOST", "LeaseBackend", "LeaseHolder", "held", "key_lease", "lease_backend", "pid_alive"]
+__all__ = ["HOST", "LeaseBackend", "LeaseHolder", "held", "key_lease", "lease_backend", "pid_alive", "since"]
 
 HOST = socket.gethostname()
 
@@ -104,11 +104,14 @@ class LeaseHolder:
         except retry.Stopped:
             raise Cancelled(f"cancelled while waiting for {self.key}, which a run holds") from None
         if blocker is not None:
-            raise Busy(
-                f"{self.key} is busy: a run holds it (host {blocker.host}, pid {blocker.pid}, "
-                f"since {time.strftime('%H:%M:%S', time.localtime(blocker.acquired_at))}); "
-                "try again later or pass --wait SECONDS"
-            )
+            raise self.busy(blocker)
+
+    def busy(self, blocker: Lease) -> Busy:
+        """The error when ``blocker`` still holds the lease after the wait: it names the holder."""
+        return Busy(
+            f"{self.key} is busy: a run holds it (host {blocker.host}, pid {blocker.pid}, "
+            f"since {since(blocker)}); try again later or pass --wait SECONDS"
+        )
 
     def _try(self) -> Lease | None:
         """One try at the lease: None when it is ours now, else the lease that holds the key."""
@@ -126,6 +129,11 @@ class LeaseHolder:
         if self.held:
             self.grants.release_lease(self.key, self.holder)
             self.held = False
+
+
+def since(lease: Lease) -> str:
+    """When ``lease`` was granted, as a local clock time for a message."""
+    return time.strftime("%H:%M:%S", time.localtime(lease.acquired_at))
 
 
 def key_lease(settings: Settings, store: LeaseStore, key: str) -> LeaseHolder:

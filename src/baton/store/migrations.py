@@ -270,7 +270,29 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         ["ALTER TABLE jobs ADD COLUMN queue TEXT"],
     ),
     (
+        21,
+        "quarantine: a conversation's resumes in a row that failed at once, quarantined at the second "
+        "(baton.sessions.tables)",
+        [
+            """CREATE TABLE session_strikes (
+                agent TEXT NOT NULL, repo TEXT NOT NULL, thread TEXT NOT NULL, session_id TEXT NOT NULL,
+                strikes INTEGER NOT NULL, run_id TEXT NOT NULL, why TEXT NOT NULL, at {real} NOT NULL,
+                quarantined_at {real}, PRIMARY KEY (agent, repo, thread, session_id))""",
+            "CREATE INDEX session_strikes_quarantined ON session_strikes (quarantined_at)",
+        ],
+    ),
+    (
         22,
+        "what a key's conversation knows of its agent's instruction files (CLAUDE.md, AGENTS.md, ...): "
+        "a resumed turn is told when they changed under it (instructions)",
+        [
+            """CREATE TABLE instructions (
+                agent TEXT NOT NULL, repo TEXT NOT NULL, thread TEXT NOT NULL, session_id TEXT NOT NULL,
+                recorded_at {real} NOT NULL, files TEXT NOT NULL, PRIMARY KEY (agent, repo, thread))""",
+        ],
+    ),
+    (
+        23,
         "a conversation's lineage: why a run began a new native conversation (runs.lineage: rollover when "
         "the context window filled, too_long when the model refused it, lost, unreadable), or compacted it",
         ["ALTER TABLE runs ADD COLUMN lineage TEXT"],

@@ -122,6 +122,18 @@ snapshots = sa.Table(
     sa.PrimaryKeyConstraint("agent", "repo", "thread"),
 )
 
+# what a key's conversation knows of its agent's instruction files (baton.runner.instructions): one row
+# per key, apart from sessions so that listing sessions never reads the files' kept texts (up to 256 KiB)
+instructions = sa.Table(
+    "instructions",
+    metadata,
+    *key_columns(),
+    sa.Column("session_id", Text, nullable=False),
+    sa.Column("recorded_at", Real, nullable=False),
+    sa.Column("files", Text, nullable=False),
+    sa.PrimaryKeyConstraint("agent", "repo", "thread"),
+)
+
 audit = sa.Table(
     "audit",
     metadata,

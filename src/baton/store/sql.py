@@ -26,7 +26,9 @@ from baton.models import Fence, Outcome, RunRecord, SessionRecord, SessionStatus
 from baton.store.base import Lease
 from baton.store.engine import engine_for, migrate, redact, store_error
 from baton.store.rows import session_values, snapshot_digests, snapshot_of
+from baton.store.schema import instructions
 from baton.store.sql_checkpoints import CheckpointTables
+from baton.store.sql_instructions import InstructionTables
 from baton.store.sql_listing import ListingQueries
 from baton.store.sql_quota import QuotaTables
 from baton.store.sql_sdk import SdkEntryTables
@@ -60,6 +62,7 @@ class SQLStore(
     ViewQueries,
     ListingQueries,
     CheckpointTables,
+    InstructionTables,
     SdkEntryTables,
     WorkerTables,
     QuotaTables,
@@ -162,6 +165,8 @@ class SQLStore(
     def delete_session(self, agent: str, repo: str, thread: str) -> None:
         with self._tx() as conn:
             conn.execute(sa.delete(sessions).where(key_where(sessions, agent, repo, thread)))
+            # what its conversation knew of its instruction files goes with it
+            conn.execute(sa.delete(instructions).where(key_where(instructions, agent, repo, thread)))
 
     # -- runs ---------------------------------------------------------------------------------------
 

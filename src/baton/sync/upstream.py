@@ -9,7 +9,9 @@ commit it started from (``base_sha``, where a later rebase replays from).
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from dataclasses import dataclass
 
 from baton.errors import BadInput, BatonError
@@ -17,6 +19,7 @@ from baton.keys import Key, key_of
 from baton.models import OnConflict, SessionRecord, SessionStatus, SyncHow
 from baton.settings import Settings
 from baton.store.base import KeyStore, RunStore
+from baton.store.branchlease import branch_lease
 from baton.store.leases import held, key_lease
 from baton.sync.engine import SyncReport, recover_interrupted_sync, sync_worktree
 from baton.workspace import portable
@@ -161,14 +164,21 @@ def _guarded(
 def sync_key(
     settings: Settings, store: KeyStore, key: Key, how: SyncHow, onto_default: bool = False, wait: float = 0.0
 ) -> SyncReport | None:
-    """Sync one key's worktree with upstream between turns, under its lease (``onto_default``: its stacked
+    """Sync one key's worktree with upstream between turns, under its lease and its branch's (``wait``
+    seconds for both; BranchBusy while another key's run writes the branch) (``onto_default``: its stacked
     upstream was merged, so rebase it onto the default branch and make that its base). A conflict leaves
     the worktree as it was. The report waits in the session for the next turn's prompt."""
     lease = key_lease(settings, store, key.id)
-    with held(lease, wait, settings.heartbeat, threading.Event()):
+    deadline = time.monotonic() + wait
+    with contextlib.ExitStack() as leases:
+        lost = leases.enter_context(held(lease, wait, settings.heartbeat, threading.Event()))
         session = store.get_session(key.agent, key.repo.slug, key.thread)
         if session is None:
             return None  # reset meanwhile
+        # it moves the key's branch: one writer per branch, as a run (baton.store.branchlease)
+        branch = branch_lease(settings, store, key.repo.slug, session.branch, key.id, "sync")
+        left = max(0.0, deadline - time.monotonic())
+        leases.enter_context(held(branch, left, settings.heartbeat, threading.Event(), on_loss=lost))
         workdirs = Workdirs(settings)
         made, _note = portable.worktree_from_store(store, workdirs, key, session.branch, session.base)
         ref = base_ref(session)

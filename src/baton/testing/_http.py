@@ -13,7 +13,7 @@ import json
 import shlex
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -170,6 +170,7 @@ class Refusal:
     headers: dict[str, str] = field(default_factory=dict)
     times: int | None = None
     given: int = 0
+    when: Callable[[Any], bool] | None = None  # only the requests it holds for (None: every one)
 
 
 @dataclass
@@ -239,6 +240,8 @@ class MockServer(BackgroundServer, Generic[R]):
         with self._lock:
             refusal = self.refusal
             if refusal is None or not request.is_conversation:
+                return None
+            if refusal.when is not None and not refusal.when(request):
                 return None
             if refusal.times is not None and refusal.given >= refusal.times:
                 return None

@@ -21,6 +21,11 @@ from typing import Any, NoReturn
 
 VERSION = "2.1.0-fake"
 NOT_FOUND = "No conversation found with session ID"
+# what Anthropic's API says of a history it cannot take (a resume of it fails at once, every time)
+REFUSED = {
+    "type": "error",
+    "error": {"type": "invalid_request_error", "message": "messages.1.content.0: unexpected `tool_use_id`"},
+}
 
 
 def emit(obj: dict[str, Any]) -> None:
@@ -263,6 +268,8 @@ def choose_session(
         history = load(found[0])
         if args["fork"]:
             return args.get("session-id") or str(uuid.uuid4()), history, None
+        if os.environ.get("FAKE_AGENT_RESUME_FAIL"):  # a history the model's API refuses
+            fail(resume, f"API Error: 400 {json.dumps(REFUSED)}")
         return resume, history, found[0]  # as Claude does: it appends to the transcript it resumed
     if args["continue"]:
         candidates = (
@@ -303,6 +310,8 @@ def main(argv: list[str]) -> None:
 
     - ``FAKE_AGENT_DELAY``: seconds to think before replying;
     - ``FAKE_AGENT_FAIL``: reply with an error result and exit 1;
+    - ``FAKE_AGENT_RESUME_FAIL``: a resume fails at once, before the prompt is written, as a history
+      the model's API refuses does (a poisoned conversation); a new one goes through;
     - ``FAKE_AGENT_FAIL_FIRST`` = N: fail the first N runs, counted in ``FAKE_AGENT_STATE`` (a directory;
       default ``$HOME``, the key's home under baton);
     - ``FAKE_AGENT_NO_VERSION``: leave the version out of the ``init`` event (as Codex and Gemini do);

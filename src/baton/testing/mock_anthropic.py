@@ -149,6 +149,15 @@ def rate_limit(retry_after: int = 30, times: int | None = None) -> Refusal:
     return Refusal(429, _refusal_body(), {"retry-after": str(retry_after)}, times)
 
 
+def poisoned_history(fresh: int = 2) -> Refusal:
+    """Anthropic's refusal of a history it cannot take (HTTP 400 ``invalid_request_error``, as for a
+    ``tool_result`` without its ``tool_use``), for every request carrying more than a new conversation's
+    ``fresh`` messages: a resume of such a conversation fails at once, every time; a new one goes on."""
+    message = "messages.1.content.0: unexpected `tool_use_id` found in `tool_result` blocks"
+    body = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+    return Refusal(400, body, when=lambda request: len(request.messages) > fresh)
+
+
 def _refusal_body() -> dict[str, Any]:
     message = "This request would exceed your account's rate limit. Please try again later."
     return {"type": "error", "error": {"type": "rate_limit_error", "message": message}}

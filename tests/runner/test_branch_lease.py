@@ -1,0 +1,297 @@
+"""One writer per branch through :func:`baton.run` with the fake agent: two keys on one branch never run
+at once — the second is refused naming the key and run that write it, or, asked to wait, runs when the
+first has ended — on one machine and across two ``BATON_HOME``s on one store (SQL leases and Redis
+leases); keys on different branches run side by side; a hostile branch name; a hand-off and an
+``on_limit`` fallback on one thread neither deadlock nor wait on each other.
+
+The first run is held inside its agent by a gate: the fake agent's ``FAKE_AGENT_RUN`` command waits for
+a file ``.gate`` in the worktree of the key ``fake``/``t1`` (only that key's), which the test creates."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from baton import RunRequest, RunResult, run
+from baton.agents import register_agent, unregister_agent
+from baton.agents.claude import ClaudeAgent
+from baton.errors import BranchBusy, Busy
+from baton.keys import Key, make_key
+from baton.models import Outcome, RunRecord, SyncHow
+from baton.runner import run as runner
+from baton.settings import Settings, load_settings
+from baton.store import Store, open_store
+from baton.store.branchlease import branch_lease_name
+from baton.store.leases import LeaseHolder
+from baton.store.schema import leases
+from baton.sync.upstream import sync_key
+from baton.testing.fake import FakeAgent, fake_agent_bin
+from baton.workspace.workdirs import Workdirs
+from tests.conftest import FAST, wait_for
+from tests.store.test_redis import RedisServer
+
+SERVICE_FIXTURES = {"redis_server": "redis"}  # marks the tests that reach it (conftest)
+GATE = (  # at most a minute: a broken test ends instead of hanging
+    'case "$PWD" in */worktrees/fake/*/t1) i=0; '
+    "while [ ! -e .gate ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done;; esac"
+)
+HOSTILE = "x|y/$(touch${IFS}pwned);'\"`id`\u202e\u00e9{a}%s&<>!"  # a valid branch name, every byte hostile
+
+
+class UnlimitedFake(FakeAgent):
+    """A second fake agent (``fake2``) that never meets the usage limit ``FAKE_AGENT_LIMIT_UNTIL`` sets
+    for ``fake``: it is given only ``FAKE_AGENT_RUN`` of the fake's switches."""
+
+    env_patterns = (*ClaudeAgent.env_patterns, "FAKE_AGENT_RUN")
+
+
+def unlimited_fake(name: str, settings: Settings) -> ClaudeAgent:
+    return UnlimitedFake(name, settings.home / "homes" / name, fake_agent_bin())
+
+
+@pytest.fixture
+def fake2() -> Iterator[str]:
+    register_agent("fake2", f"{__name__}:unlimited_fake")
+    yield "fake2"
+    unregister_agent("fake2")
+
+
+@pytest.fixture
+def gated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_AGENT_RUN", GATE)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    running = RedisServer(tmp_path_factory.mktemp("redis"))
+    running.start()
+    yield running
+    running.stop()
+
+
+def go(settings: Settings, repo: Path, thread: str, agent: str = "fake", **kw: Any) -> RunResult:
+    request = RunRequest(agent=agent, repo=str(repo), thread=thread, prompt=f"work on {thread}", **kw)
+    return run(request, settings=settings)
+
+
+def key_of(repo: Path, thread: str, agent: str = "fake") -> Key:
+    return make_key(agent, str(repo), thread, [agent])
+
+
+def running(store: Store, repo: Path, thread: str, agent: str = "fake") -> RunRecord:
+    """The run of the key once its agent has started (it holds both leases then)."""
+    slug = key_of(repo, thread, agent).repo.slug
+    found: list[RunRecord] = []
+
+    def started() -> bool:
+        found[:] = [r for r in store.list_runs(agent, slug, thread) if r.outcome == Outcome.RUNNING]
+        return bool(found)
+
+    wait_for(started, 60, 0.05, f"{agent}'s run of {thread} to start its agent")
+    return found[0]
+
+
+def open_gate(settings: Settings, repo: Path, agent: str = "fake") -> None:
+    (Workdirs(settings).worktree_path(key_of(repo, "t1", agent)) / ".gate").write_text("go\n")
+
+
+def lease_held(store: Store, name: str) -> bool:
+    """Whether a runner holds the lease ``name`` now (the SQL backend's row)."""
+    with store.engine.connect() as conn:  # type: ignore[attr-defined]
+        holder = conn.execute(sa.select(leases.c.holder).where(leases.c.key == name)).scalar()
+    return bool(holder)
+
+
+def refused_by(first: RunRecord, repo: Path, branch: str) -> str:
+    """The start of the message that refuses a second key on ``first``'s branch."""
+    slug = key_of(repo, "t1").repo.slug
+    return (
+        f"branch {branch!r} of {slug} is being written by key {key_of(repo, 't1').id} (run {first.run_id}, "
+    )
+
+
+@pytest.mark.usefixtures("gated")
+def test_a_second_key_on_a_branch_being_written_is_refused_naming_the_writer(
+    settings: Settings, src_repo: Path, store: Store
+) -> None:
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(go, settings, src_repo, "t1", branch="feat")
+        record = running(store, src_repo, "t1")
+        with pytest.raises(BranchBusy) as info:
+            go(settings, src_repo, "t2", branch="refs/heads/feat")  # the same branch, spelt in full
+        assert str(info.value).startswith(refused_by(record, src_repo, "feat")), str(info.value)
+        slug = key_of(src_repo, "t2").repo.slug
+        assert store.get_session("fake", slug, "t2") is None and store.list_runs("fake", slug, "t2") == []
+        assert not Workdirs(settings).worktree_path(key_of(src_repo, "t2")).exists()  # nothing written
+        open_gate(settings, src_repo)
+        result = first.result(timeout=120)
+    assert result.ok and result.session.branch == "feat", result.run.error
+    assert not lease_held(store, branch_lease_name(slug, "feat"))  # released with the key's lease
+
+
+@pytest.mark.usefixtures("gated")
+def test_keys_on_different_branches_run_side_by_side(
+    settings: Settings, src_repo: Path, store: Store
+) -> None:
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(go, settings, src_repo, "t1")
+        running(store, src_repo, "t1")
+        other = go(settings, src_repo, "t2", wait=0)  # baton/fake/t2 beside baton/fake/t1: at once
+        assert other.ok and not first.done()
+        own = go(settings, src_repo, "t3", branch="feat-3", wait=0)
+        assert own.ok and not first.done()
+        open_gate(settings, src_repo)
+        assert first.result(timeout=120).ok
+
+
+@pytest.mark.parametrize("backend", ["sql", "redis"])
+@pytest.mark.usefixtures("gated")
+def test_on_two_machines_the_second_key_is_refused_or_waits_then_runs(
+    tmp_path: Path, src_repo: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Two BATON_HOMEs on one store (each its own cache clone, so git itself would let both check the
+    branch out): the lease is what keeps them apart, granted by the store or by Redis."""
+    url = f"sqlite:///{tmp_path / 'shared' / 'baton.db'}"
+    (tmp_path / "shared").mkdir()
+    extra: dict[str, Any] = {}
+    if backend == "redis":
+        extra = {"lease_backend": "redis", "redis_url": request.getfixturevalue("redis_server").url}
+    a, b = (
+        load_settings(overrides={"home": str(tmp_path / n), "store_url": url, **FAST, **extra}, environ={})
+        for n in ("machine-a", "machine-b")
+    )
+    store = open_store(url)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(go, a, src_repo, "t1", branch="feat")
+            record = running(store, src_repo, "t1")
+            with pytest.raises(BranchBusy) as info:
+                go(b, src_repo, "t2", branch="feat")
+            assert str(info.value).startswith(refused_by(record, src_repo, "feat")), str(info.value)
+            waiting: Future[RunResult] = pool.submit(go, b, src_repo, "t2", branch="feat", wait=120)
+            key_t2 = key_of(src_repo, "t2").id
+            if backend == "sql":  # it holds its key's lease while it waits for the branch's
+                wait_for(lambda: lease_held(store, key_t2), 60, 0.05, "t2 to hold its key's lease")
+            time.sleep(0.5)  # time passes on purpose: the second must still be waiting after it
+            slug = key_of(src_repo, "t2").repo.slug
+            assert not waiting.done() and store.list_runs("fake", slug, "t2") == []
+            open_gate(a, src_repo)
+            one, two = first.result(timeout=120), waiting.result(timeout=120)
+    finally:
+        store.close()
+    assert one.ok and two.ok, (one.run.error, two.run.error)
+    assert one.session.branch == two.session.branch == "feat"
+    assert one.run.ended_at is not None and two.run.started_at >= one.run.ended_at  # never at once
+    assert Path(two.session.worktree).is_relative_to(b.home)
+
+
+@pytest.mark.usefixtures("gated")
+def test_a_hostile_branch_name_is_leased_by_its_hash_and_quoted(
+    settings: Settings, src_repo: Path, store: Store, tmp_path: Path
+) -> None:
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(go, settings, src_repo, "t1", branch=HOSTILE)
+        record = running(store, src_repo, "t1")
+        slug = key_of(src_repo, "t1").repo.slug
+        assert lease_held(store, branch_lease_name(slug, HOSTILE))
+        with pytest.raises(BranchBusy) as info:
+            go(settings, src_repo, "t2", branch=HOSTILE)
+        said = str(info.value)
+        assert said.startswith(refused_by(record, src_repo, HOSTILE)) and "\\u202e" in said, said
+        open_gate(settings, src_repo)
+        result = first.result(timeout=120)
+    assert result.ok and result.session.branch == HOSTILE, result.run.error
+    with store.engine.connect() as conn:  # type: ignore[attr-defined]
+        names = list(conn.execute(sa.select(leases.c.key)).scalars())
+    assert all(HOSTILE not in n and "pwned" not in n for n in names)  # no lease is named by the branch
+    assert not list(tmp_path.rglob("pwned")) and not list(Path.cwd().glob("pwned"))
+
+
+def test_a_hand_off_runs_beside_its_running_source_and_onto_its_branch_is_refused(
+    settings: Settings, src_repo: Path, store: Store, fake2: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The target of a hand-off works on a branch of its own: it neither waits for the source's run
+    nor blocks it; a hand-off asking for the branch the source writes now is refused naming it."""
+    assert go(settings, src_repo, "t1", branch="feat").ok  # a conversation to hand off
+    monkeypatch.setenv("FAKE_AGENT_RUN", GATE)
+    with ThreadPoolExecutor(1) as pool:
+        source = pool.submit(go, settings, src_repo, "t1", branch="feat")
+        record = running(store, src_repo, "t1")
+        with pytest.raises(BranchBusy) as info:  # onto the branch the source writes now
+            go(settings, src_repo, "t1", agent=fake2, handoff_from="fake", branch="feat", wait=0)
+        assert str(info.value).startswith(refused_by(record, src_repo, "feat"))
+        handed = go(settings, src_repo, "t1", agent=fake2, handoff_from="fake", wait=0)
+        assert handed.ok and handed.session.branch == "baton/fake2/t1", handed.run.error
+        assert not source.done()
+        open_gate(settings, src_repo)
+        assert source.result(timeout=120).ok
+
+
+def test_a_fallback_runs_after_the_original_let_go_of_its_leases_on_its_own_branch(
+    settings: Settings, src_repo: Path, store: Store, fake2: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``on_limit = fallback:fake2`` on a run with ``--branch``: the original meets its spent quota,
+    its run ends (both its leases released), and only then the fallback carries the turn, on its own
+    branch (the request's is the original key's, which git checks out in one worktree only)."""
+    assert go(settings, src_repo, "t1", branch="feat").ok
+    monkeypatch.setenv("FAKE_AGENT_LIMIT_UNTIL", str(int(time.time()) + 600))
+    slug = key_of(src_repo, "t1").repo.slug
+    seen: dict[str, bool] = {}
+    real = runner._run_once
+
+    def watched(request: RunRequest, *args: Any, **kw: Any) -> RunResult:
+        if request.agent == fake2:  # the fallback's turn: are the original's leases free by now?
+            for what, name in (
+                ("key", key_of(src_repo, "t1").id),
+                ("branch", branch_lease_name(slug, "feat")),
+            ):
+                probe = LeaseHolder(store, name, 5.0)
+                try:
+                    probe.acquire(0)
+                    seen[what] = True
+                    probe.release()
+                except Busy:
+                    seen[what] = False
+        return real(request, *args, **kw)
+
+    monkeypatch.setattr(runner, "_run_once", watched)
+    started = time.monotonic()
+    result = go(settings, src_repo, "t1", branch="feat", on_limit=f"fallback:{fake2}", wait=30)
+    assert time.monotonic() - started < 60  # no wait on a lease of its own (a busy machine's margin)
+    assert seen == {"key": True, "branch": True}
+    assert result.ok and result.run.agent == fake2, result.run.error
+    assert result.session.branch == f"baton/{fake2}/t1"
+    assert [r.agent for r in result.attempts] == ["fake", fake2]
+    assert result.attempts[0].outcome == Outcome.RATE_LIMITED
+    again = go(settings, src_repo, "t1", branch="feat", on_limit=f"fallback:{fake2}", wait=0)
+    assert again.ok and again.run.agent == fake2  # the breaker holds: the fallback again, no refusal
+    assert again.session.branch == f"baton/{fake2}/t1"
+
+
+@pytest.mark.usefixtures("gated")
+def test_baton_sync_of_a_key_waits_for_the_branch_another_key_writes(
+    settings: Settings, src_repo: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``baton sync`` moves the key's branch: a writer too, refused while another key's run writes it."""
+    monkeypatch.delenv("FAKE_AGENT_RUN")
+    assert go(settings, src_repo, "t2", branch="feat-2").ok  # t2 works on feat-2
+    monkeypatch.setenv("FAKE_AGENT_RUN", GATE)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(go, settings, src_repo, "t1", branch="feat")
+        record = running(store, src_repo, "t1")
+        # t2's session moved to feat by hand: as if it had been made on it on another machine
+        session = store.get_session("fake", record.repo, "t2")
+        assert session is not None
+        session.branch = "feat"
+        store.save_session(session)
+        with pytest.raises(BranchBusy) as info:
+            sync_key(settings, store, key_of(src_repo, "t2"), SyncHow.REBASE)
+        assert str(info.value).startswith(refused_by(record, src_repo, "feat")), str(info.value)
+        open_gate(settings, src_repo)
+        assert first.result(timeout=120).ok
