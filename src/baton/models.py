@@ -66,6 +66,7 @@ class Outcome(StrEnum):
     LIMITED = "limited"  # baton stopped it at one of the run's limits (memory, processes, disk)
     RATE_LIMITED = "rate_limited"  # the agent's usage quota is spent: the thread waits for its reset
     NEEDS_INPUT = "needs_input"  # the agent asked a person (``ask_human``): the thread waits for an answer
+    CONTEXT_FULL = "context_full"  # the model refused the conversation as longer than its window; rolled over
 
     @property
     def interrupted(self) -> bool:
@@ -217,6 +218,10 @@ class RunRecord:
     resets_at: float | None = None  # rate_limited: when the agent's quota resets (None: not said)
     limit_kind: str | None = None  # rate_limited: which quota (five_hour, seven_day, daily…; "" unknown)
     question: dict[str, Any] | None = None  # needs_input: what the agent asked ({"text", "options"})
+    # why this attempt began a new native conversation in place of the key's last one (rollover: the
+    # context window filled; too_long: the model refused it; lost; unreadable; asked), or that it had the
+    # CLI compact its conversation in place first (compacted, compact_failed); None: neither
+    lineage: str | None = None
 
     @property
     def run_id(self) -> str:

@@ -139,6 +139,18 @@ class Settings:
         "wall-clock minutes all threads of one repository may run together; 0: no cap"))
     repo_max_turns: int = field(default=0, metadata=about(
         "turns all threads of one repository may have together; 0: no cap"))
+    context_window: str = field(default="", metadata=about(
+        "tokens a model's context holds, where baton's table of known windows (by model name: `claude-*` "
+        "200k, `gpt-5*` 400k, `gemini-*` 1M) is wrong for you: `N` for every agent, or `NAME=N,NAME=N` "
+        "where NAME is an agent (`codex=272000`) or a repository's slug, `*` allowed "
+        "(`github.com/acme/*=100000`; a repository's wins over an agent's, an agent's over a bare `N`) "
+        "([agent-clis.md](agent-clis.md#conversations-that-outgrow-the-window))",
+        default="the table's window of the model the agent reported", kind="`N` or `NAME=N,NAME=N`"))
+    context_threshold: float = field(default=0.8, metadata=about(
+        "the share of its model's window a conversation may hold: a turn that ends above it makes the "
+        "thread's next turn start a new conversation with a recap (a rollover, noted on the run and in "
+        "the key's lineage), or compact it in place first where the CLI can (Claude Code's `/compact`); "
+        "0: only when the model refuses the conversation as too long"))
     cgroups: AutoOff = field(default="auto", metadata=about(
         "`auto`: a control group per run where the host lets baton make one (cgroup v1 or v2, as root or "
         "in a delegated subtree), holding every process the run starts, with the limits above; `off`: none "
@@ -294,6 +306,20 @@ class Settings:
             else:
                 names.add(word)
         return frozenset(names)
+
+    @property
+    def context_windows(self) -> dict[str, int]:
+        """``context_window`` parsed: a name (an agent, a repository slug pattern) → tokens, ``""`` for
+        a bare ``N``; BadInput naming the part that is no ``N`` or ``NAME=N``."""
+        windows: dict[str, int] = {}
+        for part in (p.strip() for p in self.context_window.split(",") if p.strip()):
+            name, _, number = part.rpartition("=")
+            if not number.strip().isdigit() or int(number) <= 0 or ("=" in part and not name.strip()):
+                raise BadInput(
+                    f"setting context_window: {part!r} is not N or NAME=N (tokens, as codex=272000)"
+                )
+            windows[name.strip()] = int(number)
+        return windows
 
     @property
     def db_path(self) -> Path:
@@ -454,18 +480,25 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     settings.min_free_bytes, settings.disk_quota_bytes, settings.key_disk_bytes  # noqa: B018
     settings.run_memory_bytes  # noqa: B018
     settings.agent_env_names, settings.agent_port_numbers  # noqa: B018
-    settings.prune_kind_names  # noqa: B018
+    settings.prune_kind_names, settings.context_windows  # noqa: B018
     for name, choices in CHOICES.items():
         value = getattr(settings, name)
         if not (name == "log_level" and value.upper() in choices):  # any case, as --loglevel takes it
             _check_choice(name, value, list(choices))
     check_on_limit(settings.on_limit, "setting 'on_limit'")
+    _check_bounds(settings)
+    return settings
+
+
+def _check_bounds(settings: Settings) -> None:
+    """BadInput for a number out of its setting's range (the types were checked as they were read)."""
     for name in CAPS:
         if not getattr(settings, name) <= MAX_CAP:  # also infinity (1e309)
             raise BadInput(f"setting {name!r} must be a finite number from 0 to {MAX_CAP:g}")
+    if settings.context_threshold > 1:
+        raise BadInput("setting 'context_threshold' is a share of the window: from 0 (off) to 1")
     if settings.quota_wait < 1 or settings.quota_max_wait < settings.quota_wait:
         raise BadInput("settings quota_wait (at least 1 s) and quota_max_wait (at least quota_wait) disagree")
-    return settings
 
 
 # the spending caps (baton.caps): finite, and at most this (a larger one is a typo)

@@ -44,7 +44,9 @@ def test_a_conversation_is_created_loaded_by_id_and_grows(settings: Settings, sr
     assert first.ok, first.run.error
     assert first.run.mode == Mode.FRESH and first.session.agent_session_id
     assert first.run.result == "fake acp reply: received 2 messages"
-    assert first.run.usage == {"input_tokens": 20, "output_tokens": 5}
+    # what the conversation held (its agent names no model: no window known)
+    context = {"tokens": 25, "window": None, "model": None}
+    assert first.run.usage == {"input_tokens": 20, "output_tokens": 5, "context": context}
     second = go(settings, src_repo, "write it")
     assert second.ok and second.run.mode == Mode.RESUME
     assert second.run.session_id_in == first.session.agent_session_id == second.session.agent_session_id

@@ -49,7 +49,8 @@ def test_fresh_then_resume_keeps_one_conversation(settings: Settings, src_repo: 
     assert "durable thread" in prompts[0] and "step 0" in prompts[0]  # full prompt carries context
     assert prompts[1].strip() == "step 1"  # delta carries only the instruction
     assert results[2].session.attempts == 3
-    assert results[2].run.usage == {"input_tokens": 60, "output_tokens": 5}
+    context = {"tokens": 65, "window": 200_000, "model": "claude-fake"}  # what the conversation held
+    assert results[2].run.usage == {"input_tokens": 60, "output_tokens": 5, "context": context}
     assert results[2].run.cost_usd == pytest.approx(0.0006)
 
 

@@ -296,3 +296,26 @@ def test_bad_agent_arguments_are_usage_errors(args: list[str], said: str) -> Non
     out = printed(*args)
     assert out.returncode == 2 and out.stdout == ""
     assert said in out.stderr and "Traceback" not in out.stderr
+
+
+# what each vendor's refusal of a prompt over the window says (status 400 for all three)
+TOO_LONG = {
+    "mock_anthropic": "prompt is too long: 3000 tokens > 2000 maximum",
+    "mock_openai": "context_length_exceeded",
+    "mock_gemini": "The input token count (3000) exceeds the maximum number of tokens allowed (2000).",
+}
+
+
+@EACH
+def test_item_tokens_and_max_prompt_tokens_make_it_refuse_a_prompt_over_the_window(
+    mock: Mock, served: list[Served]
+) -> None:
+    port = free_port()
+    window = ("--item-tokens", "3000", "--max-prompt-tokens", "2000")
+    server = Served(command(mock, "--port", str(port), *window))
+    served.append(server)
+    env = exported("\n".join(server.printed_until_export()[1:]))
+    reply = httpx.post(env[mock.url_var] + mock.path, json=mock.body, timeout=TIMEOUT)
+    assert reply.status_code == 400
+    assert TOO_LONG[mock.module] in reply.text
+    server.stop(signal.SIGTERM)

@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self
 
-from baton.agents import limits
+from baton.agents import limits, window
 from baton.agents.limits import Limit
 from baton.agents.signals import Signal
 from baton.agents.versions import cached_version, known_version, remember_version
@@ -44,6 +44,7 @@ class Capabilities:
     max_prompt_chars: int | None = None  # the CLI refuses longer prompts (characters)
     max_prompt_bytes: int | None = None  # the CLI cuts its stdin beyond this many UTF-8 bytes
     prompt_before_answer: bool = False  # writes an instruction to its transcript before the model answers
+    compacts: bool = False  # can compact a conversation in place, headlessly (:meth:`Agent.compact_launch`)
 
     def supports(self, mode: Mode) -> bool:
         return {
@@ -67,6 +68,9 @@ class Turn:
     events: int = 0
     limit: Limit | None = None  # a usage limit its events reported (:mod:`baton.agents.limits`)
     refused: list[str] = field(default_factory=list)  # the permissions it asked for and was refused
+    model: str | None = None  # the model it said it ran (None: its events name none)
+    context_tokens: int | None = None  # the context its last model request held, where its events say it
+    compacted: bool = False  # it compacted the conversation (its events said so)
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,11 @@ class Agent(Protocol):
         access level (they run inside the same walls)."""
         ...
 
+    def compact_launch(self, session_id: str, access: Access, walled: bool = False) -> Launch:
+        """How to have the CLI compact conversation ``session_id`` in place (its own summary replacing
+        the history, the id kept), for an agent whose ``capabilities.compacts``; AgentError otherwise."""
+        ...
+
     def read_event(self, line: str, turn: Turn) -> dict[str, Any] | None:
         """Parse one stdout line into ``turn``; returns the event object, or None if not JSON."""
         ...
@@ -230,6 +239,11 @@ class Agent(Protocol):
     def usage_limit(self, exit_code: int, turn: Turn, stderr: str) -> Limit | None:
         """The usage limit the turn ran into (:mod:`baton.agents.limits`): what its events said, else
         its words when it failed; None when it ran into none."""
+        ...
+
+    def context_full(self, exit_code: int, turn: Turn, stderr: str) -> str | None:
+        """The model's refusal of the conversation as longer than its context window, in the agent's
+        words (:mod:`baton.agents.window`); None when the turn met no such refusal."""
         ...
 
     def model_url(self, env: Mapping[str, str]) -> str | None:
@@ -335,6 +349,14 @@ class AgentBase:
         if exit_code == 0 and not turn.is_error:
             return None
         return limits.from_words("\n".join([*turn.errors, turn.result or "", stderr[-4000:]]))
+
+    def compact_launch(self, session_id: str, access: Access, walled: bool = False) -> Launch:
+        raise AgentError(f"{self.name} cannot compact a conversation headlessly")
+
+    def context_full(self, exit_code: int, turn: Turn, stderr: str) -> str | None:
+        if exit_code == 0 and not turn.is_error:
+            return None
+        return window.too_long("\n".join([*turn.errors, turn.result or "", stderr[-4000:]]))
 
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
         raise NotImplementedError

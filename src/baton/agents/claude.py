@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from baton.agents import limits, signals
+from baton.agents import limits, signals, window
 from baton.agents.base import (
     AgentBase,
     Capabilities,
@@ -41,6 +41,7 @@ NOT_FOUND = "No conversation found with session ID"
 USAGE_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 INSTALL = "pip install claude-agent-sdk (it bundles the CLI)"
 SLASH = ("/",)  # a slash command, even on stdin
+COMPACT = b"/compact"  # Claude Code's slash command that compacts the conversation (stdin of -p)
 
 
 def bundled_claude() -> str | None:
@@ -74,6 +75,7 @@ class ClaudeAgent(AgentBase):
         reports_cost=True,
         not_found=NOT_FOUND,
         prompt_before_answer=True,  # a turn that fails before the answer leaves it unanswered
+        compacts=True,  # `-p` takes `/compact` (measured: docs/agent-clis.md)
     )
     credentials: tuple[str, ...] = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
     auth_hint = "an API key, or a long-lived token from `claude setup-token`"
@@ -186,25 +188,27 @@ class ClaudeAgent(AgentBase):
         env = {"CLAUDE_CONFIG_DIR": str(self._home)}
         return Launch(argv=argv, env=env, new_session_id=new_id, stdin=stdin)
 
+    def compact_launch(self, session_id: str, access: Access, walled: bool = False) -> Launch:
+        """``claude -p --resume <id>`` with ``/compact`` on stdin: Claude Code's own summary replaces the
+        history in the same transcript, the id kept (a ``compact_boundary`` event says how much it held
+        before and after). The slash command is baton's own, never a prompt's: no guard rewrites it."""
+        argv = [*self.command, "-p", "--output-format", "stream-json", "--verbose"]
+        argv += [*self.access_flags[access], "--resume", need_session(session_id, Mode.RESUME)]
+        return Launch(argv=argv, env={"CLAUDE_CONFIG_DIR": str(self._home)}, stdin=COMPACT)
+
     def on_event(self, event: dict[str, Any], turn: Turn) -> None:
         if isinstance(event.get("session_id"), str):
             turn.session_id = event["session_id"]
         kind = event.get("type")
         if kind == "system" and event.get("subtype") == "init":
             turn.version = event.get("claude_code_version") or turn.version
+            turn.model = event["model"] if isinstance(event.get("model"), str) else turn.model
+        elif kind == "assistant":
+            _on_request(event, turn)
+        elif kind == "system" and event.get("subtype") in ("compact_boundary", "status"):
+            _on_compact(event, turn)
         elif kind == "result":
-            turn.is_error = bool(event.get("is_error"))
-            if isinstance(event.get("result"), str):
-                turn.result = event["result"]
-            errors = event.get("errors")
-            if isinstance(errors, list):
-                turn.errors.extend(str(e) for e in errors)
-            usage = event.get("usage")
-            if isinstance(usage, dict):
-                turn.usage = {k: usage[k] for k in USAGE_KEYS if isinstance(usage.get(k), int)}
-            cost = event.get("total_cost_usd")
-            if isinstance(cost, int | float):
-                turn.cost_usd = float(cost)
+            _on_result(event, turn)
 
     def signal(self, event: dict[str, Any]) -> Signal | None:
         return signals.claude(event)
@@ -253,6 +257,53 @@ class ClaudeAgent(AgentBase):
             if found is not None:
                 return found or None
         return None
+
+
+def _on_result(event: dict[str, Any], turn: Turn) -> None:
+    """The turn's ``result``: how it ended, its answer, errors, usage and cost."""
+    if event.get("terminal_reason") == "prompt_too_long":  # the API refused the conversation's size
+        said = event.get("result") or "Prompt is too long"
+        turn.errors.append(f"{said} (terminal_reason prompt_too_long)")
+    turn.is_error = bool(event.get("is_error"))
+    if isinstance(event.get("result"), str):
+        turn.result = event["result"]
+    errors = event.get("errors")
+    if isinstance(errors, list):
+        turn.errors.extend(str(e) for e in errors)
+    usage = event.get("usage")
+    if isinstance(usage, dict):
+        turn.usage = {k: usage[k] for k in USAGE_KEYS if isinstance(usage.get(k), int)}
+    cost = event.get("total_cost_usd")
+    if isinstance(cost, int | float):
+        turn.cost_usd = float(cost)
+
+
+def _on_compact(event: dict[str, Any], turn: Turn) -> None:
+    """Claude Code compacting the conversation (``/compact``, or on its own): ``status`` says
+    ``compact_result`` (``success``, or ``failed`` with a ``compact_error``), ``compact_boundary`` what
+    the conversation held after it (``compact_metadata.post_tokens``)."""
+    if event.get("subtype") == "compact_boundary":
+        turn.compacted = True
+        meta = event.get("compact_metadata")
+        after = meta.get("post_tokens") if isinstance(meta, dict) else None
+        if isinstance(after, int) and not isinstance(after, bool) and after > 0:
+            turn.context_tokens = after
+    elif event.get("compact_result") == "failed":
+        turn.errors.append(f"compaction failed: {event.get('compact_error') or 'no reason given'}")
+
+
+def _on_request(event: dict[str, Any], turn: Turn) -> None:
+    """An ``assistant`` event: one model request's answer, whose usage says how much context the
+    conversation held then (the last request's is the turn's). A synthetic message (an API error Claude
+    Code shows as an answer) says nothing of it."""
+    message = event.get("message")
+    if not isinstance(message, dict) or message.get("model") == "<synthetic>" or event.get("error"):
+        return
+    usage = message.get("usage")
+    if isinstance(usage, dict) and (held := window.request_tokens(usage)):
+        turn.context_tokens = held
+    if isinstance(message.get("model"), str):
+        turn.model = message["model"]
 
 
 def mcp_flags(servers: tuple[McpServer, ...]) -> list[str]:

@@ -275,6 +275,10 @@ class CodexAgent(AgentBase):
         handler = _EVENT_HANDLERS.get(str(event.get("type")))
         if handler is not None:
             handler(event, turn)
+        if event.get("type") == "thread.started" and turn.model is None:
+            # its events never name the model: the home's config.toml does (the key's copy, as it ran)
+            model = codex_config.config(self._home / "config.toml").get("model")
+            turn.model = model if isinstance(model, str) else None
 
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
         """A missing or unreadable rollout, and a thread made under another model provider, are lost

@@ -383,6 +383,8 @@ class GeminiAgent(AgentBase):
 def _on_init(event: dict[str, Any], turn: Turn) -> None:
     if isinstance(event.get("session_id"), str):
         turn.session_id = event["session_id"]
+    if isinstance(event.get("model"), str):
+        turn.model = event["model"]  # often an alias ("pro"): the result's stats name the model itself
     turn.is_error = True  # not done until a successful `result`
 
 
@@ -415,6 +417,9 @@ def _on_result(event: dict[str, Any], turn: Turn) -> None:
     stats = event.get("stats")
     if isinstance(stats, dict):
         turn.usage = usage_from_stats(stats)
+        models = stats.get("models")
+        if isinstance(models, dict) and len(models) == 1:
+            turn.model = str(next(iter(models)))
 
 
 _EVENT_HANDLERS: dict[str, Callable[[dict[str, Any], Turn], None]] = {

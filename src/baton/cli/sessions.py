@@ -146,10 +146,7 @@ def _print_lineage(family: dict[str, Any]) -> None:
         lines.append(f"stacked on thread: {family['stacked_on']}")
     if family["stacked_below"]:
         lines.append(f"stacked below it: {', '.join(family['stacked_below'])}")
-    lines += [
-        f"conversation {c['session_id']}: began {c['began']} ({ago(c['at'])})"
-        for c in family["conversations"]
-    ]
+    lines += [_conversation(c) for c in family["conversations"]]
     lines += [
         f"quarantined {q['session_id']} ({ago(q['quarantined_at'])}): its resume failed at once "
         f"{q['strikes']} times in a row (last, run {q['run_id']}: {q['why']}); never resumed again"
@@ -160,6 +157,22 @@ def _print_lineage(family: dict[str, Any]) -> None:
     out().print("[bold]lineage[/bold]:", highlight=False)
     for line in lines:
         out().print(f"  {esc(line)}", highlight=False)
+
+
+def _conversation(c: dict[str, Any]) -> str:
+    """One conversation of the key: how and when it began, after which and why, what it held."""
+    line = f"conversation {c['session_id']}: began {c['began']} ({ago(c['at'])})"
+    if c.get("after"):
+        line += f" after {c['after']}" + (f" ({c['why']})" if c.get("why") else "")
+    held = c.get("held")
+    if held:
+        line += f", held {held['tokens']}" + (
+            f" of {held['window']} tokens" if held.get("window") else " tokens"
+        )
+    if c.get("compacted"):
+        times = "once" if c["compacted"] == 1 else f"{c['compacted']} times"
+        line += f", compacted in place {times}"
+    return line
 
 
 def _print_instructions(recorded: dict[str, Any], session_id: str | None) -> None:

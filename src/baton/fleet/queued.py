@@ -41,7 +41,8 @@ STALE = 4  # lease TTLs a key's oldest queued job waits, with nothing of its key
 # countdown is held unacknowledged by a worker until it is due: RabbitMQ closes a channel whose message
 # waits past its consumer_timeout, 30 min by default); a longer wait is the janitor's, once it is due
 COUNTDOWN_MAX = 600.0
-UNFINISHED = (Outcome.RUNNING, Outcome.CRASHED, Outcome.SESSION_LOST)  # a takeover runs these again
+# a takeover runs these again (a lost or too-long conversation's run was to go on with a recover)
+UNFINISHED = (Outcome.RUNNING, Outcome.CRASHED, Outcome.SESSION_LOST, Outcome.CONTEXT_FULL)
 
 # What handle() did with a message (logged, and returned by the Celery task).
 UNKNOWN, ENDED, HELD, WAITING, CANCELLED, RAN, RECORDED, DEFERRED, LOST, QUOTA = (

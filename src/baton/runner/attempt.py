@@ -25,7 +25,7 @@ from baton.asking import questions
 from baton.asking.questions import Question
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, OnPermission, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
-from baton.runner import instructions, quarantine, quota
+from baton.runner import instructions, quarantine, quota, window
 from baton.runner.modelwatch import ModelWatch
 from baton.runner.process import ProcessResult, RunLog, run_process
 from baton.runner.prompts import INTERRUPTED_NEW, recap, render
@@ -77,7 +77,13 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
             _start(ctx, session, record, launch)
             env = _agent_env(ctx, launch, record)
             watch = _watch(ctx, record, env, log)
-            result = _launch(ctx, prepared, decision, launch, record, turn, env, watch)
+            halted = None
+            if decision.compact:  # the conversation outgrew the threshold: the CLI compacts it first
+                halted = _compact(ctx, prepared, decision, record, turn, env, watch)
+            if halted is not None:  # stopped while compacting (a timeout, a cancel): the turn ends so
+                result, turn = halted
+            else:
+                result = _launch(ctx, prepared, decision, launch, record, turn, env, watch)
         except AgentError as exc:  # the agent could not even be started
             return _finish(ctx, prepared, record, turn, Ending(Outcome.FAILED, str(exc)))  # (no strike)
         except BaseException as exc:
@@ -129,7 +135,8 @@ def _prompt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attem
         earlier = ctx.store.list_runs(key.agent, key.repo.slug, key.thread, limit=20)
         # the turns cut short are told in full with the instruction, not clipped in the recap as well
         skip = decision.cut_short if told_before else ()
-        kept = [r for r in reversed(earlier) if r.outcome != Outcome.SESSION_LOST and r.id not in skip]
+        gone = (Outcome.SESSION_LOST, Outcome.CONTEXT_FULL)  # turns that did nothing: not recapped
+        kept = [r for r in reversed(earlier) if r.outcome not in gone and r.id not in skip]
         values["recap"] = recap(kept)
     text = decision.told + render(decision.kind, ctx.settings.home, **values)
     if decision.instructions:  # its instruction files changed under the conversation: how, first
@@ -176,6 +183,7 @@ def _record(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attem
         note="; ".join(filter(None, [decision.note, prepared.note if attempt.first else None])) or None,
         sync=prepared.sync if attempt.first else None,
         access=ctx.access,
+        lineage=decision.lineage,
     )
 
 
@@ -247,9 +255,10 @@ def _launch(
     turn: Turn,
     env: dict[str, str],
     watch: ModelWatch,
+    part: str = "",
 ) -> ProcessResult:
     """Run the agent to its end, streaming its events into ``turn``, the watch and the request's
-    subscriber."""
+    subscriber; ``part``: a process of the attempt before its turn (a compaction), contained apart."""
     store, agent, session = ctx.store, ctx.agent, prepared.session
 
     def on_line(line: str) -> None:
@@ -271,7 +280,8 @@ def _launch(
 
     walls = _walls(ctx, prepared, env) if record.confined else None
     watched = [prepared.worktree, Path(env["TMPDIR"]), Path(env["HOME"])]
-    with Enclosure.open(ctx.settings, record.id, ctx.resolved.limits, walls, watched) as box:
+    name = f"{record.id}-{part}" if part else record.id
+    with Enclosure.open(ctx.settings, name, ctx.resolved.limits, walls, watched) as box:
         result = run_process(
             launch.argv,
             env,
@@ -293,6 +303,39 @@ def _launch(
         )
         box.final(result.reaped)  # the key's disk once more, now the agent is gone
     return result
+
+
+def _compact(
+    ctx: Context,
+    prepared: Prepared,
+    decision: Decision,
+    record: RunRecord,
+    turn: Turn,
+    env: dict[str, str],
+    watch: ModelWatch,
+) -> tuple[ProcessResult, Turn] | None:
+    """Have the CLI compact the conversation in place before the turn (it outgrew the threshold of its
+    window: :mod:`baton.runner.window`), as a process of its own in the same walls; the run's note and
+    lineage say whether it did. None when it ended by itself, compacted or not (the turn then resumes
+    the conversation as it is: a model that refuses it as too long makes the run roll over); the
+    compaction's own result and turn when it was stopped (a timeout, a cancel, a limit), which ends
+    the turn before its instruction is sent."""
+    assert decision.session_id is not None
+    launch = ctx.agent.compact_launch(decision.session_id, ctx.access, bool(record.confined))
+    compaction = Turn()
+    result = _launch(ctx, prepared, decision, launch, record, compaction, env, watch, part="compact")
+    if result.timed_out or result.cancelled or result.stopped or result.reaped.limit or ctx.lost.is_set():
+        return result, compaction
+    if compaction.compacted:
+        turn.context_tokens, turn.model = compaction.context_tokens, compaction.model
+        said = "compacted it in place first (the CLI's /compact)"
+    else:
+        why = "; ".join(compaction.errors) or f"exit {result.exit_code}"
+        said = f"the CLI's /compact failed ({why}): resumed the conversation as it was"
+        record.lineage = window.COMPACT_FAILED
+    record.note = "; ".join(filter(None, [record.note, said]))
+    _fenced_update(ctx, record.id, {"note": record.note, "lineage": record.lineage})
+    return None
 
 
 def _agent_env(ctx: Context, launch: Launch, record: RunRecord) -> dict[str, str]:
@@ -354,6 +397,9 @@ def _classify(
     if result.cancelled:
         return Ending(Outcome.CANCELLED, f"cancelled; {KEPT}", result.exit_code)
     outcome = agent.classify(result.exit_code, turn, result.stderr)
+    if outcome == Outcome.FAILED and (refused := agent.context_full(result.exit_code, turn, result.stderr)):
+        error = f"the model refused the conversation as longer than its context window: {refused}"
+        return Ending(Outcome.CONTEXT_FULL, error, result.exit_code)  # the run rolls over (baton.runner.run)
     limited = _limited(agent, outcome, result, turn)
     if limited is not None:
         return limited
@@ -442,6 +488,8 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
         continued = record.mode in (Mode.RESUME, Mode.FORK)
         before = _last_usage_total(ctx, record.session_id_in, source) if continued else {}
         usage = usage_delta(usage, before)
+    if (context := window.held(ctx.settings, ctx.key, turn, usage)) is not None:
+        usage = {**usage, "context": context}  # what the conversation held: the next turn may roll it over
     ended = time.time()
     final: dict[str, Any] = {
         "outcome": ending.outcome,

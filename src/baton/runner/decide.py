@@ -16,7 +16,7 @@ from typing import Any
 from baton.errors import BadInput, BatonError
 from baton.keys import Key
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, Snapshot
-from baton.runner import instructions, quarantine
+from baton.runner import instructions, quarantine, window
 from baton.runner.state import KEPT, Attempt, Context, Decision, ForkSource, Prepared
 from baton.sessions.marks import out_of_step
 from baton.sessions.snapshots import hydrate
@@ -67,8 +67,7 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
     if mode == Mode.FRESH:
         return Decision(Mode.FRESH, None, PromptKind.FULL, **told)
     if mode == Mode.RECOVER:
-        note = attempt.lost or "the agent could not find the conversation"
-        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=note, **told)
+        return _recover(attempt, told)
     if mode == Mode.CONTINUE:
         kind = follow.kind if session.agent_session_id else PromptKind.FULL
         return Decision(Mode.CONTINUE, None, kind, **told)
@@ -76,16 +75,35 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
         return Decision(Mode.FRESH, None, PromptKind.FULL, note=follow.fresh_note, **told)
     held = quarantine.check(ctx, session.agent_session_id)
     if held:  # its resume failed at once twice in a row: never resumed again
-        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=_notes(held, follow.fresh_note), **told)
+        notes = _notes(held, follow.fresh_note)
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, lineage="quarantine", **told)
+    # the conversation outgrew its model's window: a new one with a recap, before anything is hydrated
+    # (or, where the CLI can, compacted in place first: the resume below says so)
+    full = window.rollover(ctx.settings, ctx.store, ctx.key, session.agent_session_id)
+    if full is not None and not full.compacts(ctx.agent.capabilities):
+        notes = _notes(full.note, follow.fresh_note)
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, lineage=full.lineage, **told)
+    decision = _resume(ctx, prepared, follow, told)
+    if full is None or decision.mode != Mode.RESUME:
+        return decision
+    note = f"compacting first: {full.held}"
+    return replace(decision, compact=True, note=_notes(note, decision.note), lineage=window.COMPACTED)
+
+
+def _resume(ctx: Context, prepared: Prepared, follow: FollowUp, told: dict[str, Any]) -> Decision:
+    """Resume the key's conversation: from local disk (hydrated from the snapshot where it must be),
+    or recover it with a recap when it is lost or in a format baton cannot read, or a new one when its
+    agent's instruction files changed and the setting says so."""
+    session = prepared.session
+    assert session.agent_session_id is not None
     local = ensure_local(ctx, ctx.key, session.agent_session_id, prepared.worktree)
     if not local.ok:
-        return Decision(
-            Mode.RECOVER, None, PromptKind.RECAP, note=_notes(local.note, follow.fresh_note), **told
-        )
+        notes = _notes(local.note, follow.fresh_note)
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, lineage="lost", **told)
     unreadable = unreadable_format(ctx, session.agent_session_id)
     if unreadable:
         notes = _notes(local.note, unreadable, follow.fresh_note)
-        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, **told)
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, lineage="unreadable", **told)
     resume = Decision(
         Mode.RESUME,
         session.agent_session_id,
@@ -113,9 +131,22 @@ def _instructions(
     said = f"the instruction files changed since the conversation last saw them ({checked.change.summary})"
     if checked.fresh:
         fresh = f"{said}: on_instructions_change is fresh, so a new conversation starts with a recap"
-        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=_notes(fresh, fresh_note), **told)
+        notes = _notes(fresh, fresh_note)
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, lineage="instructions", **told)
     note = _notes(resume.note, f"{said}: this turn is told how")
     return replace(resume, instructions=checked.change.text, note=note)
+
+
+def _recover(attempt: Attempt, told: dict[str, Any]) -> Decision:
+    """A recovery this run was forced into — its conversation lost, quarantined, or refused by the
+    model as longer than its window (a rollover, once) — or one the request asked for."""
+    if attempt.cause == Outcome.CONTEXT_FULL:
+        note = f"rolled over: {attempt.lost or 'the conversation was too long'}"
+        return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=note, lineage=window.TOO_LONG, **told)
+    note = attempt.lost or "the agent could not find the conversation"
+    lineage = "lost" if attempt.cause == Outcome.SESSION_LOST else "quarantine"  # (it failed at once)
+    lineage = "asked" if attempt.cause is None else lineage
+    return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=note, lineage=lineage, **told)
 
 
 # bytes of a transcript's end read for its last turn: every resume pays for them, not for the whole

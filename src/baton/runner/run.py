@@ -250,10 +250,14 @@ def _execute(ctx: Context, last: RunRecord | None) -> RunResult:
     return RunResult(run=attempts[-1], attempts=attempts, session=prepared.session, warnings=warnings)
 
 
+ROLLS_OVER = (Outcome.SESSION_LOST, Outcome.CONTEXT_FULL)  # attempts followed at once by a recover
+
+
 def _attempts(ctx: Context, prepared: Prepared, attempt: Attempt) -> list[RunRecord]:
-    """Attempts until one ends for good: a lost conversation is recovered at once (no retry used up:
-    the agent did no work), a retryable outcome is retried after a growing delay (``retry_backoff``,
-    doubling; :mod:`baton.retry`), ``request.retries`` times at most; a cancel ends the wait."""
+    """Attempts until one ends for good: a lost conversation, or one the model refused as longer than
+    its window, is recovered at once, once (no retry used up: the agent did no work), a retryable
+    outcome is retried after a growing delay (``retry_backoff``, doubling; :mod:`baton.retry`),
+    ``request.retries`` times at most; a cancel ends the wait."""
     request = ctx.request
     attempts: list[RunRecord] = []
     decision = _opening(ctx, prepared, attempt)
@@ -267,9 +271,10 @@ def _attempts(ctx: Context, prepared: Prepared, attempt: Attempt) -> list[RunRec
             )
             attempts.append(record)
             decision = None
-            # a lost conversation, or one this attempt quarantined, is recovered at once
+            # a lost conversation, one this attempt quarantined, or one the model refused as too long
+            # starts anew with a recap, once
             quarantined = _quarantined(ctx, record)
-            if (record.outcome != Outcome.SESSION_LOST and not quarantined) or attempt.forced == Mode.RECOVER:
+            if (record.outcome not in ROLLS_OVER and not quarantined) or attempt.forced == Mode.RECOVER:
                 return record
             attempt = attempt.retry(record, forced=Mode.RECOVER)
             if quarantined:

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from baton.agents import Agent
 from baton.keys import Key
-from baton.models import Access, Fence, Mode, PromptKind, RunRecord, SessionRecord
+from baton.models import Access, Fence, Mode, Outcome, PromptKind, RunRecord, SessionRecord
 from baton.runner.quota import Breaker
 from baton.runner.request import RunRequest
 from baton.runner.resolve import Resolved
@@ -82,6 +82,8 @@ class Decision:
     told: str = ""  # said before the instruction: the interrupted turn's instruction was carried elsewhere
     cut_short: tuple[str, ...] = ()  # runs whose instructions a new conversation is told whole (not recapped)
     instructions: str = ""  # said before the instruction: the agent's instruction files changed under it
+    lineage: str | None = None  # a new conversation in place of the key's last: why (rollover, lost, ...)
+    compact: bool = False  # the CLI compacts the conversation in place first (it outgrew the threshold)
 
 
 # What every interrupted turn's message ends with: what happens to the conversation next.
@@ -106,6 +108,7 @@ class Attempt:
     forced: Mode | None = None  # RECOVER once this run lost the conversation (never undone)
     lost: str | None = None  # why it was lost or quarantined: the recover attempt's note
     left_running: str | None = None  # what the turn before this one left running, stopped at its end
+    cause: Outcome | None = None  # what forced RECOVER: the outcome of the attempt before it
 
     @property
     def first(self) -> bool:
@@ -116,10 +119,12 @@ class Attempt:
         """The next attempt after ``after``: a retry of a retryable outcome is told it was
         interrupted; one forced to recover a lost conversation keeps what this one was told."""
         interrupted = self.interrupted if forced else after
-        lost = f"the agent could not resume the conversation: {after.error}" if after.error else None
-        lost = lost if forced == Mode.RECOVER else self.lost
-        left = after.left_running
-        return Attempt(self.number + 1, Start.RETRY, interrupted, forced or self.forced, lost, left)
+        lost = self.lost
+        if forced == Mode.RECOVER:  # why, as the recover attempt's note (a refused one says so itself)
+            said = after.outcome == Outcome.CONTEXT_FULL or not after.error
+            lost = after.error if said else f"the agent could not resume the conversation: {after.error}"
+        left, cause = after.left_running, after.outcome if forced else self.cause
+        return Attempt(self.number + 1, Start.RETRY, interrupted, forced or self.forced, lost, left, cause)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ A session records where its conversation came from (``origin``: a fork of a thre
 hand-off from another agent's) and, when stacked, the thread its branch follows (``base_thread``).
 :func:`lineage` follows origins back (ancestors, nearest first), finds the sessions that came from this
 key (descendants), the threads stacked on it, and the conversations the key itself went through (a
-fork in place or a recovery gives the key a new agent session id; its runs say when and why).
+fork in place, a recovery or a rollover gives the key a new agent session id; its runs say when and why:
+``runs.lineage``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
-from baton.models import Mode, SessionRecord
+from baton.models import Mode, RunRecord, SessionRecord
 from baton.store.base import RunStore, Transactions
 
 MAX_DEPTH = 50  # an origin chain longer than this is cut (origins are data: never trust them to end)
@@ -112,13 +113,43 @@ def _time(value: object) -> float | None:
 
 def conversations(store: RunStore, session: SessionRecord) -> list[dict[str, Any]]:
     """The agent session ids the key's runs went through, oldest first, each with the mode of the run that
-    began it (fresh, fork, recover, ...) and when."""
+    began it (fresh, fork, recover, ...), when, which conversation it followed (``after``) and why
+    (``why``: rollover — the last turn held more than the threshold of the model's window —, too_long —
+    the model refused it —, lost, quarantine, unreadable, instructions, asked; None for the key's first
+    or a run from before lineage was recorded), the context it held at its last measured turn
+    (``held``: tokens, window), and how many times its CLI compacted it in place (``compacted``)."""
     runs = store.list_runs(session.agent, session.repo, session.thread, limit=1000)
     seen: dict[str, dict[str, Any]] = {}
+    previous: str | None = None
     for run in reversed(runs):
         sid = run.session_id_out
+        if sid and sid in seen:
+            _measure(seen[sid], run)
+            seen[sid]["compacted"] += run.lineage == "compacted"  # compacted in place by this run
         if not sid or sid in seen:
             continue
         began = run.mode.value if run.session_id_in != sid else Mode.RESUME.value
-        seen[sid] = {"session_id": sid, "began": began, "run_id": run.id, "at": run.started_at}
+        seen[sid] = {
+            "session_id": sid,
+            "began": began,
+            "run_id": run.id,
+            "at": run.started_at,
+            "after": previous,
+            "why": run.lineage,
+            "held": None,
+            "compacted": 0,  # times the CLI compacted it in place (its id kept)
+        }
+        _measure(seen[sid], run)
+        previous = sid
     return list(seen.values())
+
+
+def _measure(conversation: dict[str, Any], run: RunRecord) -> None:
+    """The conversation's context as ``run`` measured it, when it did (the later run's wins)."""
+    context = run.usage.get("context") if isinstance(run.usage, dict) else None
+    if isinstance(context, dict) and isinstance(context.get("tokens"), int):
+        window = context.get("window")
+        conversation["held"] = {
+            "tokens": context["tokens"],
+            "window": window if isinstance(window, int) else None,
+        }

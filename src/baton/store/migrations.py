@@ -291,6 +291,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 recorded_at {real} NOT NULL, files TEXT NOT NULL, PRIMARY KEY (agent, repo, thread))""",
         ],
     ),
+    (
+        23,
+        "a conversation's lineage: why a run began a new native conversation (runs.lineage: rollover when "
+        "the context window filled, too_long when the model refused it, lost, unreadable), or compacted it",
+        ["ALTER TABLE runs ADD COLUMN lineage TEXT"],
+    ),
 ]
 
 DIALECT_TYPES = {

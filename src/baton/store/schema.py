@@ -83,6 +83,7 @@ runs = sa.Table(
     sa.Column("resets_at", Real),  # rate_limited: when the agent's quota resets
     sa.Column("limit_kind", Text),  # rate_limited: which quota
     sa.Column("question", Text),  # needs_input: what the agent asked (JSON)
+    sa.Column("lineage", Text),  # why it began a new conversation (rollover, too_long, lost...) or compacted
     sa.Index("runs_key", "agent", "repo", "thread", "started_at"),
     sa.Index("runs_outcome", "outcome"),
     sa.Index("runs_started", "started_at"),

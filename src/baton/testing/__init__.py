@@ -11,11 +11,15 @@ May import: the ground floor, agents and (the demo) the runner.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 
 class MockModel(Protocol):
     delay: float  # seconds to hold each reply back (a slow model, for kill-mid-run tests)
+    ITEM_TOKENS: ClassVar[int]  # prompt tokens a history item counts by default
+    item_tokens: int | None  # ...when set instead: a small conversation reported as a large one
+    max_prompt_tokens: int | None  # a longer prompt is refused as the vendor refuses one over the window
+    refused_too_long: int  # conversation requests refused so
 
     def env(self) -> dict[str, str]:
         """Environment that points the agent CLI at this server, with the CLI's own traffic off."""

@@ -180,13 +180,24 @@ class MockServer(BackgroundServer, Generic[R]):
     ``delay`` holds each reply back for that many seconds before the first byte (a slow model, for
     kill-mid-run tests); ``fail_status`` answers requests with that HTTP status; ``refusal`` answers
     conversation requests with a vendor's limit reply (:class:`Refusal`); every request is kept in
-    :attr:`requests`."""
+    :attr:`requests`.
+
+    A model's context window, for the rollover tests: a conversation request counts ``item_tokens``
+    prompt tokens per history item (None: the mock's own small number, :attr:`ITEM_TOKENS`), reported
+    in its usage, so a test can make a small conversation look large; one counting more than
+    ``max_prompt_tokens`` is refused the way the vendor refuses a prompt longer than the model's window
+    (:meth:`too_long`)."""
+
+    ITEM_TOKENS: ClassVar[int] = 10  # prompt tokens a history item counts unless ``item_tokens`` says
 
     port: int = 0
     delay: float = 0.0
     fail_status: int | None = None
     refusal: Refusal | None = None
+    item_tokens: int | None = None
+    max_prompt_tokens: int | None = None
     requests: list[R] = field(default_factory=list)
+    refused_too_long: int = 0  # conversation requests refused as longer than the window
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _turns: int = field(default=0, repr=False)
 
@@ -236,6 +247,24 @@ class MockServer(BackgroundServer, Generic[R]):
                 return None
             refusal.given += 1
             return refusal
+
+    def prompt_tokens(self, items: int) -> int:
+        """The prompt tokens a conversation request of ``items`` history items counts."""
+        per = self.ITEM_TOKENS if self.item_tokens is None else self.item_tokens
+        return per * max(items, 1)
+
+    def over_window(self, request: R, items: int) -> Refusal | None:
+        """The vendor's refusal of a prompt longer than the window (``max_prompt_tokens``), or None."""
+        tokens = self.prompt_tokens(items)
+        if self.max_prompt_tokens is None or not request.is_conversation or tokens <= self.max_prompt_tokens:
+            return None
+        with self._lock:
+            self.refused_too_long += 1
+        return self.too_long(tokens, self.max_prompt_tokens)
+
+    def too_long(self, tokens: int, maximum: int) -> Refusal:
+        """How the vendor's API refuses a prompt of ``tokens`` over a window of ``maximum``."""
+        raise NotImplementedError
 
     def record(self, request: R) -> int:
         """Keep a request; returns its 1-based turn number if it is a conversation request, else 0."""

@@ -34,12 +34,14 @@ def emit(obj: dict[str, Any]) -> None:
 
 
 def load(path: Path) -> list[dict[str, Any]]:
-    entries = []
+    entries: list[dict[str, Any]] = []
     for line in path.read_text(errors="replace").splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(entry, dict) and entry.get("subtype") == "compact_boundary":
+            entries = []  # compacted: the history resumed starts at its summary
         if isinstance(entry, dict) and entry.get("type") in ("user", "assistant"):
             entries.append(entry)
     return entries
@@ -106,6 +108,79 @@ def limited(session_id: str) -> None:
         }
     )
     sys.exit(1)
+
+
+def per_message() -> int:
+    """Prompt tokens each message of the history counts (``FAKE_AGENT_TOKENS``; 10 by default)."""
+    return int(os.environ.get("FAKE_AGENT_TOKENS", "10") or 10)
+
+
+def too_long(session_id: str, count: int) -> None:
+    """Refuse a conversation longer than ``FAKE_AGENT_WINDOW`` tokens as Claude Code relays Anthropic's
+    HTTP 400 ``prompt is too long`` (a synthetic assistant message, the error result with
+    ``terminal_reason: prompt_too_long``, exit 1), measured against the mock model."""
+    window = int(os.environ.get("FAKE_AGENT_WINDOW", "0") or 0)
+    if not window or per_message() * count <= window:
+        return
+    text = "Prompt is too long"
+    message = {"model": "<synthetic>", "content": [{"type": "text", "text": text}]}
+    emit({"type": "assistant", "session_id": session_id, "error": "invalid_request", "message": message})
+    emit(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": True,
+            "api_error_status": 400,
+            "terminal_reason": "prompt_too_long",
+            "session_id": session_id,
+            "result": text,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+    )
+    sys.exit(1)
+
+
+MODEL = "claude-fake"  # the model its init event names: a claude-* model's window (200,000 tokens)
+
+
+def compact(
+    prompt: str, transcript: Path | None, session_id: str, cwd: str, history: list[dict[str, Any]]
+) -> None:
+    """``/compact`` on a resumed conversation, as Claude Code 2.1 does it headlessly: a ``status``
+    ``compacting``, the history replaced by one summary message in the same transcript (after a
+    ``compact_boundary`` line), ``compact_result: success``, a ``compact_boundary`` event with the tokens
+    before and after, a result without an answer; exit 0. ``FAKE_AGENT_COMPACT_FAILS``: it fails as
+    Claude Code does when the summary request is refused (``compact_result: failed``)."""
+    if transcript is None or prompt.strip() != "/compact":
+        return
+    emit({"type": "system", "subtype": "status", "status": "compacting", "session_id": session_id})
+    if os.environ.get("FAKE_AGENT_COMPACT_FAILS"):
+        failed = {"compact_result": "failed", "compact_error": "exhausted"}
+        emit({"type": "system", "subtype": "status", "status": None, **failed, "session_id": session_id})
+        fail(session_id, "Error: compaction failed")
+    before, after = per_message() * (len(history) + 1), per_message()
+    boundary = {"type": "system", "subtype": "compact_boundary", "sessionId": session_id, "cwd": cwd}
+    summary = record(
+        "user", None, session_id, cwd, f"Summary of the conversation so far ({len(history)} messages)"
+    )
+    append(transcript, boundary, summary)
+    done = {"status": None, "compact_result": "success", "session_id": session_id}
+    emit({"type": "system", "subtype": "status", **done})
+    meta = {"trigger": "manual", "pre_tokens": before, "post_tokens": after}
+    emit(
+        {"type": "system", "subtype": "compact_boundary", "session_id": session_id, "compact_metadata": meta}
+    )
+    emit(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": False,
+            "num_turns": 0,
+            "session_id": session_id,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+    )
+    sys.exit(0)
 
 
 VALUED = ("--session-id", "--resume", "--output-format", "--settings", "--mcp-config")
@@ -252,6 +327,10 @@ def main(argv: list[str]) -> None:
     - a prompt holding ``[[tool:ask_human {JSON}]]`` calls baton's ``ask_human`` through the MCP server
       ``--mcp-config`` gives it (:func:`ask_human`), as a model asking a person would, then sleeps
       ``FAKE_AGENT_AFTER_ASK`` seconds (an agent that does not end its turn when told to);
+    - ``FAKE_AGENT_TOKENS`` = N: the prompt tokens each message of the history counts in the usage it
+      reports (10 by default); ``FAKE_AGENT_WINDOW`` = N: refuse a conversation counting more as
+      Claude Code relays a prompt too long for the model's window (:func:`too_long`);
+    - ``/compact`` as the prompt of a resumed conversation compacts it (:func:`compact`);
     - ``FAKE_AGENT_LIMIT_UNTIL`` = EPOCH: until then, meet a spent five-hour usage limit as Claude Code
       does under a subscription login (a rejected ``rate_limit_event`` with ``resetsAt``, the 429 error
       result, exit 1); ``FAKE_AGENT_LIMIT_SAYS`` = EPOCH or ``garbled``: the ``resetsAt`` it reports
@@ -273,10 +352,11 @@ def main(argv: list[str]) -> None:
     if args["fork"] and history:
         transcript.write_text("")  # a fork starts a fresh file holding a copy of the history
         append(transcript, *({**entry, "sessionId": session_id} for entry in history))
-    init = {"type": "system", "subtype": "init", "session_id": session_id, "cwd": cwd}
+    init = {"type": "system", "subtype": "init", "session_id": session_id, "cwd": cwd, "model": MODEL}
     if not os.environ.get("FAKE_AGENT_NO_VERSION"):  # as a CLI whose events never say its version
         init["claude_code_version"] = VERSION
     emit(init)
+    compact(args.get("prompt", ""), resumed, session_id, cwd, history)
     parent = history[-1]["uuid"] if history else None
     user = record("user", parent, session_id, cwd, args.get("prompt", ""))
     append(transcript, user)
@@ -293,6 +373,7 @@ def main(argv: list[str]) -> None:
         )
         time.sleep(0.3)
     limited(session_id)
+    too_long(session_id, len(history) + 2)
     if should_fail():
         fail(session_id, "fake failure (FAKE_AGENT_FAIL)")
     if os.environ.get("FAKE_AGENT_RUN"):  # the test's command, as a tool call (stdout: not the event stream)
@@ -307,7 +388,8 @@ def main(argv: list[str]) -> None:
         "assistant", user["uuid"], session_id, cwd, says + (f"; asked a person: {asked}" if asked else "")
     )
     append(transcript, reply)
-    emit({"type": "assistant", "session_id": session_id, "message": reply["message"]})
+    usage = {"input_tokens": per_message() * count, "output_tokens": 5}
+    emit({"type": "assistant", "session_id": session_id, "message": {**reply["message"], "usage": usage}})
     if os.environ.get("FAKE_AGENT_EXIT"):
         sys.exit(int(os.environ["FAKE_AGENT_EXIT"]))
     emit(
@@ -318,7 +400,7 @@ def main(argv: list[str]) -> None:
             "session_id": session_id,
             "result": reply["message"]["content"],
             "total_cost_usd": 0.0001 * count,
-            "usage": {"input_tokens": 10 * count, "output_tokens": 5},
+            "usage": usage,
         }
     )
 

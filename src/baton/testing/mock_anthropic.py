@@ -114,6 +114,11 @@ class MockAnthropic(MockServer[MockRequest]):
         }
         return ["# point Claude Code (and baton run -a claude) at this mock:", export_line(values)]
 
+    def too_long(self, tokens: int, maximum: int) -> Refusal:
+        """Anthropic's refusal of a prompt longer than the model's window: HTTP 400
+        ``invalid_request_error``, ``prompt is too long: N tokens > M maximum``."""
+        return prompt_too_long(tokens, maximum)
+
     def message_counts(self) -> list[int]:
         """How many messages each conversation request carried, in order."""
         return [len(r.messages) for r in self.conversation()]
@@ -158,6 +163,12 @@ def _refusal_body() -> dict[str, Any]:
     return {"type": "error", "error": {"type": "rate_limit_error", "message": message}}
 
 
+def prompt_too_long(tokens: int, maximum: int) -> Refusal:
+    """Anthropic's HTTP 400 for a prompt over the model's context window (as its API words it)."""
+    message = f"prompt is too long: {tokens} tokens > {maximum} maximum"
+    return Refusal(400, {"type": "error", "error": {"type": "invalid_request_error", "message": message}})
+
+
 def reply_text(number: int, count: int) -> str:
     return f"mock reply #{number}: received {count} messages"
 
@@ -188,7 +199,8 @@ class _Handler(JsonHandler):
         if self.owner.fail_status is not None:
             self._error(self.owner.fail_status, "api_error", "mock failure")
             return
-        if (refusal := self.owner.refusing(request)) is not None:
+        refusal = self.owner.refusing(request) or self.owner.over_window(request, len(request.messages))
+        if refusal is not None:
             self._send(refusal.status, json.dumps(refusal.body).encode(), "application/json", refusal.headers)
             return
         self._reply(request, number)
@@ -206,14 +218,14 @@ class _Handler(JsonHandler):
         content: list[Block] = [{"type": "text", "text": self.owner.answer or reply_text(number, count)}]
         for index, call in enumerate(calls, 1):
             content.append({**call, "id": f"toolu_mock_{number}_{index}"})
-        msg = _message(request.body, content, count)
+        msg = _message(request.body, content, count, self.owner.prompt_tokens(count))
         if request.body.get("stream"):
             self._sse(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in _stream_events(msg))
         else:
             self._json(200, msg)
 
 
-def _message(body: dict[str, Any], content: list[Block], count: int) -> dict[str, Any]:
+def _message(body: dict[str, Any], content: list[Block], count: int, tokens: int) -> dict[str, Any]:
     calls = any(block["type"] == "tool_use" for block in content)
     return {
         "id": f"msg_mock_{count}",
@@ -223,7 +235,7 @@ def _message(body: dict[str, Any], content: list[Block], count: int) -> dict[str
         "content": content,
         "stop_reason": "tool_use" if calls else "end_turn",
         "stop_sequence": None,
-        "usage": {"input_tokens": 10 * max(count, 1), "output_tokens": 12},
+        "usage": {"input_tokens": tokens, "output_tokens": 12},
     }
 
 

@@ -5,6 +5,8 @@ traceback; on start it prints its URL alone on the first line (a script can read
 shell lines that point the agent CLI at it. ``--print-env`` prints only those lines for ``--port`` and
 exits, for ``eval "$(… --port N --print-env)"``; a mock serving several agents (the OpenAI mock) prints a
 block per agent, or one with ``--agent NAME``, and ``--print-config`` that agent's config file.
+``--item-tokens N`` and ``--max-prompt-tokens N`` make it report large usage and refuse an over-long
+prompt the way its vendor does (:class:`baton.testing._http.MockServer`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ def _port(text: str) -> int:
     return port
 
 
+def _tokens(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a number of tokens: {text!r}")
+    return int(text)
+
+
 Agents = Mapping[str, type[MockServer[Any]]]
 
 
@@ -52,6 +60,18 @@ def parser(module: str, description: str, agents: Agents | None = None) -> argpa
         "--print-env",
         action="store_true",
         help="print only the shell lines for --port and exit, without serving (for eval)",
+    )
+    p.add_argument(
+        "--item-tokens",
+        type=_tokens,
+        metavar="N",
+        help="report N prompt tokens per history item in each reply's usage (a small window is soon crossed)",
+    )
+    p.add_argument(
+        "--max-prompt-tokens",
+        type=_tokens,
+        metavar="N",
+        help="refuse a request counting more prompt tokens, as the vendor refuses a prompt over the window",
     )
     if agents:
         p.add_argument(
@@ -119,7 +139,7 @@ def main(
     # Python, which then keeps it: Ctrl-C would do nothing. Set both handlers, whatever was inherited.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
-    mock = server(port=args.port)
+    mock = server(port=args.port, item_tokens=args.item_tokens, max_prompt_tokens=args.max_prompt_tokens)
     try:
         try:
             mock.start()

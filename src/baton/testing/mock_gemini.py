@@ -161,6 +161,12 @@ class MockGemini(MockServer[MockRequest]):
             '# ~/.gemini/settings.json: {"security": {"auth": {"selectedType": "gemini-api-key"}}}',
         ]
 
+    def too_long(self, tokens: int, maximum: int) -> Refusal:
+        """The Gemini API's refusal of an input longer than the model's window: HTTP 400
+        ``INVALID_ARGUMENT``, ``The input token count (N) exceeds the maximum number of tokens allowed
+        (M).``"""
+        return input_too_long(tokens, maximum)
+
     def content_counts(self) -> list[int]:
         """How many ``contents`` each conversation request carried, in order."""
         return [len(r.contents) for r in self.conversation()]
@@ -237,6 +243,12 @@ def _quota_body(quota_id: str, limit: int, retry_delay_s: int | None) -> dict[st
     return {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED", "details": details}}
 
 
+def input_too_long(tokens: int, maximum: int) -> Refusal:
+    """The Gemini API's HTTP 400 for an input over the model's context window (as its API words it)."""
+    message = f"The input token count ({tokens}) exceeds the maximum number of tokens allowed ({maximum})."
+    return Refusal(400, _error(400, "INVALID_ARGUMENT", message))
+
+
 def reply_text(number: int, count: int) -> str:
     return f"mock reply #{number}: received {count} contents"
 
@@ -265,7 +277,7 @@ def fill_schema(schema: dict[str, Any]) -> Any:
 
 
 def _response(
-    text: str, count: int, model: str, finished: bool, calls: list[Part] | None = None
+    text: str, count: int, model: str, finished: bool, calls: list[Part] | None = None, tokens: int = 0
 ) -> dict[str, Any]:
     parts: list[Part] = [{"text": text}] if text or not calls else []
     chunk: dict[str, Any] = {
@@ -274,10 +286,11 @@ def _response(
     }
     if finished:
         chunk["candidates"][0]["finishReason"] = "STOP"
+        prompt = tokens or 10 * max(count, 1)
         chunk["usageMetadata"] = {
-            "promptTokenCount": 10 * max(count, 1),
+            "promptTokenCount": prompt,
             "candidatesTokenCount": 12,
-            "totalTokenCount": 10 * max(count, 1) + 12,
+            "totalTokenCount": prompt + 12,
         }
     return chunk
 
@@ -306,7 +319,8 @@ class _Handler(JsonHandler):
         if self.owner.fail_status is not None:
             self._json(self.owner.fail_status, _error(self.owner.fail_status, "INTERNAL", "mock failure"))
             return
-        if (refusal := self.owner.refusing(request)) is not None:
+        refusal = self.owner.refusing(request) or self.owner.over_window(request, len(request.contents))
+        if refusal is not None:
             self._send(refusal.status, json.dumps(refusal.body).encode(), "application/json", refusal.headers)
             return
         if request.method == "countTokens":
@@ -339,16 +353,17 @@ class _Handler(JsonHandler):
             text = reply_text(number, count)
         else:
             text = "Mock session title"
+        tokens = self.owner.prompt_tokens(count) if number else 0
         if request.method == "streamGenerateContent":
             # two chunks, as the real API streams: the text, then the tool calls (or an empty text part)
             # with the finish reason
             chunks = [
                 _response(text, count, request.model, False),
-                _response("", count, request.model, True, calls),
+                _response("", count, request.model, True, calls, tokens),
             ]
             self._sse(f"data: {json.dumps(chunk)}\r\n\r\n" for chunk in chunks)
         else:
-            self._json(200, _response(text, count, request.model, True, calls))
+            self._json(200, _response(text, count, request.model, True, calls, tokens))
 
 
 def _error(code: int, status: str, message: str) -> dict[str, Any]:

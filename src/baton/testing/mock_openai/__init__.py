@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from baton.agents.codex import merge_toml
 from baton.testing._http import JsonHandler, MockServer, RecordedRequest, Refusal, export_line
@@ -257,6 +257,13 @@ class MockOpenAI(MockServer[MockRequest]):
         forced = {"model_providers": {"mock": self.provider()}, "model_provider": "mock", "model": MODEL}
         merge_toml(home / "config.toml", forced)
 
+    ITEM_TOKENS: ClassVar[int] = 100
+
+    def too_long(self, tokens: int, maximum: int) -> Refusal:
+        """OpenAI's refusal of an input longer than the model's window: HTTP 400,
+        ``code: context_length_exceeded``."""
+        return context_length_exceeded()
+
     def conversation_requests(self) -> list[MockRequest]:
         return self.conversation()
 
@@ -328,13 +335,26 @@ def rate_limit_headers(primary: Window, secondary: Window | None = None) -> dict
     return headers
 
 
+def context_length_exceeded() -> Refusal:
+    """The Responses API's HTTP 400 for an input over the model's context window (as its API words it)."""
+    error = {
+        "message": (
+            "Your input exceeds the context window of this model. Please adjust your input and try again."
+        ),
+        "type": "invalid_request_error",
+        "param": "input",
+        "code": "context_length_exceeded",
+    }
+    return Refusal(400, {"error": error})
+
+
 def reply_text(number: int, count: int) -> str:
     return f"mock reply #{number}: received {count} items"
 
 
-def usage(count: int) -> dict[str, Any]:
+def usage(count: int, input_tokens: int | None = None) -> dict[str, Any]:
     """Per-request usage: input grows with the history, so cumulative totals are easy to tell apart."""
-    input_tokens, output_tokens = 100 * max(count, 1), 12
+    input_tokens, output_tokens = input_tokens or 100 * max(count, 1), 12
     return {
         "input_tokens": input_tokens,
         "input_tokens_details": {"cached_tokens": 0},
@@ -345,7 +365,12 @@ def usage(count: int) -> dict[str, Any]:
 
 
 def events(
-    body: dict[str, Any], text: str, number: int, count: int, calls: list[Item] | None = None
+    body: dict[str, Any],
+    text: str,
+    number: int,
+    count: int,
+    calls: list[Item] | None = None,
+    tokens: int | None = None,
 ) -> list[dict[str, Any]]:
     """The Responses API streaming events for one reply: an assistant message with ``text``, then one
     output item per tool call (``calls``, from :meth:`MockRequest.tool_calls`)."""
@@ -375,7 +400,7 @@ def events(
             "output": output,
         }
         if with_usage:
-            obj["usage"] = usage(count)
+            obj["usage"] = usage(count, tokens)
         return obj
 
     seq: list[dict[str, Any]] = [
@@ -445,7 +470,8 @@ class _Handler(JsonHandler):
         if self.owner.fail_status is not None:
             self._json(self.owner.fail_status, {"error": {"message": "mock failure", "type": "server_error"}})
             return
-        if (refusal := self.owner.refusing(request)) is not None:
+        refusal = self.owner.refusing(request) or self.owner.over_window(request, len(request.input))
+        if refusal is not None:
             self._send(refusal.status, json.dumps(refusal.body).encode(), "application/json", refusal.headers)
             return
         try:
@@ -454,7 +480,9 @@ class _Handler(JsonHandler):
             self._json(400, {"error": {"message": f"mock: {exc}", "type": "invalid_request_error"}})
             return
         count = len(request.input)
-        stream = events(body, reply_text(number, count), number, count, calls)
+        stream = events(
+            body, reply_text(number, count), number, count, calls, self.owner.prompt_tokens(count)
+        )
         headers = self.owner.reply_headers
         if body.get("stream"):
             frames = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in stream)
