@@ -13,7 +13,7 @@ from pathlib import Path
 from baton import Mode, RunRequest, RunResult, run
 from baton.models import Snapshot
 from baton.sessions import marks
-from baton.sessions.snapshots import CHUNK, chunks
+from baton.sessions.chunking import CHUNK, chunks
 from baton.settings import Settings
 from baton.workspace.keyspace import session_agent
 

@@ -196,7 +196,7 @@ def test_symlink_out_of_the_home_is_rejected(store: SQLStore, agent: Agent, tmp_
 def test_long_transcript_is_chunked_and_unchanged_chunks_are_not_rewritten(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from baton.sessions.snapshots import CHUNK, chunks
+    from baton.sessions.chunking import CHUNK, chunks
 
     line = b'{"type":"user","message":"' + b"x" * 1000 + b'"}\n'
     data = line * (2 * CHUNK // len(line) + 5)
@@ -232,7 +232,7 @@ def test_long_transcript_is_chunked_and_unchanged_chunks_are_not_rewritten(
 def test_hydrate_takes_the_chunks_an_older_local_copy_holds_from_it(
     store: SQLStore, agent: Agent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from baton.sessions.snapshots import CHUNK
+    from baton.sessions.chunking import CHUNK
 
     line = b'{"type":"user","message":"' + b"y" * 1000 + b'"}\n'
     older = line * (2 * CHUNK // len(line) + 5)  # three chunks, the last one partial

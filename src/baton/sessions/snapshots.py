@@ -20,7 +20,6 @@ from baton.agents.base import Agent
 from baton.errors import StoreError
 from baton.keys import Key
 from baton.models import Fence, Snapshot
-from baton.sessions.chunking import CHUNK as CHUNK
 from baton.sessions.chunking import chunks
 from baton.sessions.marks import mark
 from baton.store.base import BlobStore, SnapshotStore
