@@ -267,7 +267,9 @@ def refusal(agent: str) -> Refusal:
     if agent == "gemini":
         return mock_gemini.quota_exhausted(43)
     body = {"error": {"message": QUOTA, "type": "insufficient_quota", "code": "insufficient_quota"}}
-    return Refusal(429, body)
+    # the ACP CLIs retry a 429 five times before they give up (~60 s by their own backoff): told to
+    # retry at once, they give up as soon (the words baton reads are the same)
+    return Refusal(429, body, {"retry-after": "0", "retry-after-ms": "0"})
 
 
 def usage_limit(chain: Chain) -> Cell:
