@@ -76,8 +76,14 @@ class Cell:
     reason: str = ""  # a fail's why (and what baton did instead); an ok's detail
 
 
-# What each cell is today (pinned column). A ✘ here is measured, with its reason in docs/compat.md.
+# What each cell is today (pinned column). A ✘ here is measured, with its reason in docs/compat.md:
+# baton judges a local transcript by its size and first line (runner/decide.py, ``_damage``), so
+# garbage further in, or a database cut short (OpenCode's: the header is intact), is resumed as it
+# is: Codex then drops the history before the garbage, Copilot and OpenCode fail to load it.
 EXPECTED: dict[str, dict[str, str]] = {agent: dict.fromkeys(EVENTS, "ok") for agent in MOCKS}
+EXPECTED["codex"]["corrupted"] = "fail"
+EXPECTED["copilot"]["corrupted"] = "fail"
+EXPECTED["opencode"]["truncated"] = EXPECTED["opencode"]["corrupted"] = "fail"
 EXPECTED_NA = {"upgrade"}  # n/a in a column without an upgrade (FROM and TO the same binary)
 
 
@@ -109,12 +115,13 @@ class Chain:
         return run(self.request(prompt), settings=settings)
 
     def transcript(self) -> Path:
-        """The conversation's log: the largest of its transcript files (Copilot's events.jsonl beside
-        its workspace.yaml; OpenCode's database)."""
+        """The conversation's log: the largest of its transcript files that is one (JSON lines, or
+        OpenCode's database itself: not Copilot's workspace.yaml, nor OpenCode's WAL beside it)."""
         key = make_key(self.agent, str(self.repo), self.thread, AGENTS)
         assert self.session
         files = agent_for(key, self.settings).transcript_files(self.session)
-        return max(files, key=lambda p: p.stat().st_size)
+        logs = [p for p in files if p.suffix in (".jsonl", ".json", ".db")]
+        return max(logs, key=lambda p: p.stat().st_size)
 
     def key_home(self) -> Path:
         return key_home(self.settings, make_key(self.agent, str(self.repo), self.thread, AGENTS))

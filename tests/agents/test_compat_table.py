@@ -49,3 +49,23 @@ def test_a_section_s_failure_table_is_replaced_and_its_scenarios_kept() -> None:
     after = cf.with_section(before, "### Failure events\n\nnew table")
     assert "| scenarios |" in after and "new table" in after and "old table" not in after
     assert cf.with_section("## codex\n\n| scenarios |\n", "### Failure events\n\nt").endswith("t\n")
+
+
+def test_the_invariant_catches_a_silent_fresh_start_and_passes_a_recap() -> None:
+    from baton.models import Mode, PromptKind, RunRecord
+    from tests.agents.test_compat_failures import MARK, never_silently_fresh
+
+    def record(n: int, mode: Mode, kind: PromptKind, into: str | None, out: str, note: str = "") -> RunRecord:
+        return RunRecord(
+            f"r{n}", "codex", "repo", "t", 1, mode, kind, f"turn {n}",
+            started_at=float(n), session_id_in=into, session_id_out=out, note=note or None,
+        )  # fmt: skip
+
+    first = record(0, Mode.FRESH, PromptKind.FULL, None, "a")
+    resumed = record(1, Mode.RESUME, PromptKind.DELTA, "a", "a")
+    recovered = record(2, Mode.RECOVER, PromptKind.RECAP, None, "b", note="gone everywhere")
+    texts = [f"{MARK} turn 0", f"{MARK} turn 1", f"recap: {MARK} … turn 2"]
+    assert never_silently_fresh([recovered, first, resumed], texts) == []
+    silent = record(2, Mode.FRESH, PromptKind.FULL, None, "b")
+    breaches = never_silently_fresh([first, resumed, silent], [*texts[:2], "turn 2"])
+    assert breaches == ["run r2 (fresh) left a without a note", "run r2 (fresh) left a without the recap"]
