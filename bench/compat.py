@@ -179,11 +179,6 @@ project's mock model servers: *older* → pinned is an operator upgrading to thi
 *newest* is the next pin bump. A scenario passes when every turn succeeded and the carried-on
 turn's request held the first turn's words (the history was whole). CI runs the pinned column
 (`tests/agents/test_compat.py`). Pin bumps: docs/release.md.
-
-Each agent's second table, *failure events*, is the resume-fidelity matrix: what the turn after each
-failure did (`tests/agents/test_compat_failures.py`, also in CI for the pinned column). `make compat`
-writes both tables; `make compat-failures` only the second (the pinned column unless
-`COLUMNS=all`).
 """
 
 
@@ -215,7 +210,7 @@ def write_table(columns: list[Column], path: Path) -> None:
             for c in columns
             if c.agent == agent
         ]
-        sections[agent] = "\n".join(lines) + "\n\n" + compat_failures.section(rows, today)
+        sections[agent] = "\n".join(lines) + "\n\n" + compat_failures.section(agent, rows, today)
     write_sections(sections, path)
 
 
@@ -223,7 +218,8 @@ def write_sections(sections: dict[str, str], path: Path) -> None:
     """The table: the header, then each agent's section in the order of ``CLIS``."""
     order = [cli.agent for cli in CLIS]
     agents = sorted(sections, key=lambda a: order.index(a) if a in order else len(order))
-    path.write_text(HEADER + "".join(f"\n{sections[a].strip()}\n" for a in agents))
+    body = "".join(f"\n{sections[a].strip()}\n" for a in agents)
+    path.write_text(f"{HEADER}\n{compat_failures.ABOUT}\n{body}")
 
 
 def kept_sections(path: Path) -> dict[str, str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -42,12 +43,50 @@ EVENTS = {
 }
 HEADING = "### Failure events"
 ABOUT = """\
-One conversation lives through every event in turn (tests/agents/test_compat_failures.py); each cell
-judges the turn after its event. ✔: it resumed the same conversation (session id in = out) and its
-request held every earlier turn's words, with the mode baton chose (`resume`, or `hydrate+resume` from
-the store's snapshot); ↻ recap: baton recovered into a new conversation with a recap on purpose and
-said why on the run's note; ✘: neither (the reason below). In every column no run that left a
-conversation did so without a note and a recap (asserted)."""
+Each agent's second table, *failure events*, is the resume-fidelity matrix
+(`tests/agents/test_compat_failures.py`, in CI for the pinned column): one conversation per agent
+lives through every event in turn, and each cell judges the turn after its event. The events: the
+`baton run` process killed -9 while the model holds the turn, then the next turn; the key's agent home
+removed; the next turn on a second `BATON_HOME` sharing the store; the next turn against another mock
+server (the provider's address changed); two `baton run --wait 0` of the key at once; the model
+refusing the turn with its vendor's spent-quota reply, then the next turn after the reset; the
+conversation's log (its JSONL file, OpenCode's database) cut in the middle of its last line (the
+database: in half), and, separately, its middle third overwritten with garbage; *CLI upgraded*: the
+next turn under the column's other release (the pinned column has none). ✔: the turn resumed the same
+conversation (session id in = out), its request held every earlier turn's words, and the mode baton
+chose is shown (`resume`, or `hydrate+resume` from the store's snapshot); ↻ recap: baton recovered
+into a new conversation with a recap on purpose and said why on the run's note (the promised degraded
+path); ✘: neither, with the measured reason and what baton did instead. In every column, no run that
+left the key's conversation did so without a note and a recap (asserted). `make compat` writes both
+tables; `make compat-failures` only this one (the pinned column unless `COLUMNS=all`)."""
+# (agent, event) → why the cell fails and what baton does instead, as found by reading the run: the
+# table prints it under the measured reason while the pinned column's cell fails
+WHY = {
+    ("codex", "corrupted"): (
+        "baton judges a local transcript by its size and its first line (`runner/decide.py`, `_damage`); "
+        "garbage of the same length in the middle passes, so baton resumes the damaged rollout instead "
+        "of hydrating the store's intact snapshot, and Codex resumes it with exit 0 but without the turns "
+        "before the garbage: the history is cut silently (nothing on the run's note)"
+    ),
+    ("copilot", "corrupted"): (
+        "the damaged events.jsonl keeps its size and first line, so baton resumes it (`_damage`) "
+        "instead of hydrating the store's intact snapshot; Copilot refuses to load the journal and the "
+        "turn ends `failed` with its words; baton neither hydrates nor recovers with a recap (only an "
+        'agent\'s "not found" recovers), so the next turn meets the same file (not measured here) until '
+        "`baton sessions reset --scope conversation`"
+    ),
+    ("opencode", "truncated"): (
+        "a database cut short keeps its SQLite header, which is all baton checks (`_damage`), so baton "
+        "does not hydrate the store's intact snapshot; OpenCode exits at start (`database disk image is "
+        "malformed`) and the turn ends `failed`; baton neither hydrates nor recovers, so the next turn "
+        "meets the same file (not measured here) until `baton sessions reset --scope conversation`"
+    ),
+    ("opencode", "corrupted"): (
+        "as when truncated: the header is intact, baton resumes the damaged database, OpenCode exits "
+        "(`database disk image is malformed`), the turn ends `failed`, no hydrate and no recap"
+    ),
+}
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 @dataclass
@@ -89,8 +128,9 @@ def cell_text(cell: dict[str, Any], note: int | None) -> str:
     return f"✘ {mode}{mark}".replace("✘  ", "✘ ")
 
 
-def section(rows: Sequence[Row], today: str, measured_all: bool = True) -> str:
-    """The failure-events table of one agent, with a numbered reason under it for each ✘ and ↻."""
+def section(agent: str, rows: Sequence[Row], today: str, measured_all: bool = True) -> str:
+    """The failure-events table of one agent, with a numbered reason under it for each ✘ and ↻ (and
+    for a ✘ what :data:`WHY` says of it)."""
     lines = [HEADING, "", f"Measured {today}.", ""]
     lines.append("| column | " + " | ".join(EVENTS.values()) + " |")
     lines.append("|---|" + "---|" * len(EVENTS))
@@ -101,15 +141,16 @@ def section(rows: Sequence[Row], today: str, measured_all: bool = True) -> str:
             cell = row.events.get(event, {"status": "not run"})
             note = None
             if cell.get("status") not in ("ok", "n/a"):
-                reasons.append(f"{row.label}, {EVENTS[event].lower()}: {why(cell)}")
+                said = WHY.get((agent, event)) if cell.get("status") == "fail" else None
+                more = f". Why: {said}." if said else ""
+                reasons.append(f"{row.label}, {EVENTS[event].lower()}: {why(cell)}{more}")
                 note = len(reasons)
             cells.append(cell_text(cell, note))
         lines.append(
             f"| {row.label} ({row.cli_version}) {row.start} → {row.carry} | " + " | ".join(cells) + " |"
         )
     if not measured_all:
-        lines.append("| older, newest | " + " | ".join(["not measured"] * len(EVENTS)) + " |")
-    lines += ["", ABOUT]
+        lines.append("| the other columns | " + " | ".join(["not measured"] * len(EVENTS)) + " |")
     if reasons:
         lines.append("")
     lines += [f"{n}. {text}" for n, text in enumerate(reasons, 1)]
@@ -118,7 +159,8 @@ def section(rows: Sequence[Row], today: str, measured_all: bool = True) -> str:
 
 def why(cell: dict[str, Any]) -> str:
     text = str(cell.get("reason") or cell.get("note") or "no reason recorded").replace("|", "/")
-    text = " ".join(text.split())
+    text = " ".join(ANSI.sub("", text).split())
+    text = text if len(text) <= 300 else text[:299] + "…"
     sessions = ""
     if cell.get("session_in") or cell.get("session_out"):
         sessions = f" (session {cell.get('session_in')} → {cell.get('session_out')})"
@@ -200,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed |= any(c.get("status") not in ("ok", "n/a", "recap") for c in row.events.values())
             rows.append(row)
         old = sections.get(cli.agent, f"## {cli.agent}\n")
-        sections[cli.agent] = with_section(old, section(rows, today, args.columns == "all"))
+        sections[cli.agent] = with_section(old, section(cli.agent, rows, today, args.columns == "all"))
     compat.write_sections(sections, table)
     return 1 if failed else 0
 

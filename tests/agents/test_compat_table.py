@@ -35,13 +35,16 @@ def test_the_table_numbers_each_fail_and_recap_with_its_reason() -> None:
     events["upgrade"] = {"status": "n/a"}
     events["truncated"] = {"status": "recap", "mode": "recover", "reason": "gone | everywhere"}
     events["corrupted"] = {"status": "fail", "mode": "resume", "reason": "lost", "session_in": "a"}
-    text = cf.section([cf.Row("pinned", "1.0", "1.0", "1.0", events)], "2026-11-26", measured_all=False)
+    events["race"] = {"status": "fail", "reason": "\x1b[91mError:\x1b[0m malformed"}
+    rows = [cf.Row("pinned", "1.0", "1.0", "1.0", events)]
+    text = cf.section("codex", rows, "2026-11-26", measured_all=False)
     row = next(line for line in text.splitlines() if line.startswith("| pinned"))
-    assert row.count("✔ resume") == 6 and "— (same release)" in row
-    assert "↻ recap [1]" in row and "✘ resume [2]" in row
-    assert "1. pinned, transcript truncated: gone / everywhere" in text  # a | would split the table
-    assert "2. pinned, transcript corrupted: lost (session a → None)" in text
-    assert "| older, newest | not measured" in text
+    assert row.count("✔ resume") == 5 and "— (same release)" in row
+    assert "✘ [1]" in row and "↻ recap [2]" in row and "✘ resume [3]" in row
+    assert "1. pinned, two resumes racing: Error: malformed\n" in text  # no terminal colours
+    assert "2. pinned, transcript truncated: gone / everywhere\n" in text  # a | would split the table
+    assert "3. pinned, transcript corrupted: lost (session a → None). Why: baton judges" in text
+    assert "| the other columns | not measured" in text
 
 
 def test_a_section_s_failure_table_is_replaced_and_its_scenarios_kept() -> None:
