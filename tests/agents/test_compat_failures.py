@@ -6,7 +6,7 @@ One key per agent lives through every event in turn (the set-up is shared: one f
 event and the turn after it), and each event's turn is judged on its own (:func:`judge`):
 
 - ✔ ``ok``: the turn resumed the key's conversation (the same session id in and out) and its request to
-  the model held the first turn's words (the history was whole);
+  the model held the words of every earlier turn answered (the history was whole);
 - ↻ ``recap``: baton recovered into a new conversation on purpose, said why on the run's note, and the
   request carried the recap (the first turn's words): the promised degraded path;
 - ✘ ``fail``: anything else, with the reason.
