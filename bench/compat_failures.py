@@ -178,7 +178,8 @@ def with_section(agent_section: str, failures: str) -> str:
 
 def run_events(agent: str, label: str, start: Path | None, carry: Path | None, reports: Path) -> Row:
     """The failure events of one column (``start``/``carry`` None: the pinned CLI as settings find it)."""
-    ends = [path.parent.name if path else "pinned" for path in (start, carry)]
+    # an install's directory, <agent>-<version> (bench/compat.py's install: its binary is 3 levels in)
+    ends = [path.parents[2].name if path else "pinned" for path in (start, carry)]
     tag = "-".join([agent, label, *ends])
     report = reports / f"failures-{tag}.xml"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + str(ROOT)}
