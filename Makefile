@@ -127,9 +127,15 @@ bench: setup
 # `baton doctor` accepts (src/baton/agents/tested.json). Installs the releases under .compat/ (npm and
 # PyPI). CI runs only the pinned column (`make test`). AGENTS=claude,codex to run fewer.
 AGENTS ?= claude,codex,gemini,copilot,opencode
-.PHONY: compat bump-agents
+.PHONY: compat compat-failures bump-agents
 compat: $(VENV)/.installed
 	$(PY) bench/compat.py --agents $(AGENTS)
+
+# Only the failure events (the resume-fidelity matrix: tests/agents/test_compat_failures.py), the
+# second table of each agent in docs/compat.md: the pinned column, or every column with COLUMNS=all.
+COLUMNS ?= pinned
+compat-failures: $(VENV)/.installed
+	$(PY) bench/compat_failures.py --agents $(AGENTS) --columns $(COLUMNS)
 
 # Moving the pins is the checklist in docs/release.md ("Agent CLI pins"); this prints it.
 bump-agents:

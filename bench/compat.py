@@ -33,6 +33,9 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import compat_failures
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("fresh", "resume", "hydrate", "fork", "handoff", "tool")
@@ -81,6 +84,7 @@ class Column:
     carry: str  # package version that carries it on
     cli_version: str = ""  # what the column's tested CLI reports (`--version`)
     results: dict[str, str] = field(default_factory=dict)  # scenario → "" (passed) or the reason
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)  # failure event → its cell
 
     @property
     def tested(self) -> str:
@@ -126,17 +130,22 @@ def version_of(agent: str, binary: Path) -> str:
 
 def run_column(column: Column, start: Path, carry: Path, reports: Path) -> None:
     report = reports / f"{column.agent}-{column.label}-{column.start}-{column.carry}.xml"
+    events = reports / f"events-{column.agent}-{column.label}-{column.start}-{column.carry}"
+    (events / f"{column.agent}.json").unlink(missing_ok=True)
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT / "src"),
+        "BATON_COMPAT_EVENTS": str(events),
         f"BATON_COMPAT_FROM_{column.agent.upper()}": str(start),
         f"BATON_COMPAT_TO_{column.agent.upper()}": str(carry),
     }
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
-               "tests/agents/test_compat.py", "-k", f"[{column.agent}]", f"--junitxml={report}"]  # fmt: skip
+               "tests/agents/test_compat.py", compat_failures.TEST, "-k", f"[{column.agent}]",
+               f"--junitxml={report}"]  # fmt: skip
     began = time.monotonic()
     subprocess.run(command, cwd=ROOT, env=env, check=False)
     column.results = read_report(report)
+    column.events = compat_failures.read_events(events / f"{column.agent}.json", report)
     passed = sum(not r for r in column.results.values())
     took = time.monotonic() - began
     print(f"compat: {column.agent} {column.label} {column.start} → {column.carry}: "
@@ -196,10 +205,21 @@ def write_table(columns: list[Column], path: Path) -> None:
         if failed:
             lines.append("")
         lines += [f"- Why *{c.label} {c.tested}* fails: {reason}." for c, reason in failed]
-        sections[agent] = "\n".join(lines)
+        rows = [
+            compat_failures.Row(c.label, c.cli_version, c.start, c.carry, c.events)
+            for c in columns
+            if c.agent == agent
+        ]
+        sections[agent] = "\n".join(lines) + "\n\n" + compat_failures.section(agent, rows, today)
+    write_sections(sections, path)
+
+
+def write_sections(sections: dict[str, str], path: Path) -> None:
+    """The table: the header, then each agent's section in the order of ``CLIS``."""
     order = [cli.agent for cli in CLIS]
     agents = sorted(sections, key=lambda a: order.index(a) if a in order else len(order))
-    path.write_text(HEADER + "".join(f"\n{sections[a].strip()}\n" for a in agents))
+    body = "".join(f"\n{sections[a].strip()}\n" for a in agents)
+    path.write_text(f"{HEADER}\n{compat_failures.ABOUT}\n{body}")
 
 
 def kept_sections(path: Path) -> dict[str, str]:
