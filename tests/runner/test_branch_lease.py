@@ -34,9 +34,9 @@ from baton.sync.upstream import sync_key
 from baton.testing.fake import FakeAgent, fake_agent_bin
 from baton.workspace.workdirs import Workdirs
 from tests.conftest import FAST, wait_for
-from tests.store.test_redis import RedisServer
+from tests.redis_fixtures import RedisServer, server_fixture  # noqa: F401 (the `server` fixture)
 
-SERVICE_FIXTURES = {"redis_server": "redis"}  # marks the tests that reach it (conftest)
+SERVICE_FIXTURES = {"server": "redis"}  # marks the tests that reach it (conftest)
 GATE = (  # at most a minute: a broken test ends instead of hanging
     'case "$PWD" in */worktrees/fake/*/t1) i=0; '
     "while [ ! -e .gate ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done;; esac"
@@ -65,14 +65,6 @@ def fake2() -> Iterator[str]:
 @pytest.fixture
 def gated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_AGENT_RUN", GATE)
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    running = RedisServer(tmp_path_factory.mktemp("redis"))
-    running.start()
-    yield running
-    running.stop()
 
 
 def go(settings: Settings, repo: Path, thread: str, agent: str = "fake", **kw: Any) -> RunResult:
@@ -161,7 +153,7 @@ def test_on_two_machines_the_second_key_is_refused_or_waits_then_runs(
     (tmp_path / "shared").mkdir()
     extra: dict[str, Any] = {}
     if backend == "redis":
-        extra = {"lease_backend": "redis", "redis_url": request.getfixturevalue("redis_server").url}
+        extra = {"lease_backend": "redis", "redis_url": request.getfixturevalue("server").url}
     a, b = (
         load_settings(overrides={"home": str(tmp_path / n), "store_url": url, **FAST, **extra}, environ={})
         for n in ("machine-a", "machine-b")

@@ -21,19 +21,11 @@ from baton.store.branchlease import BranchLease, branch_lease_name, writer_of
 from baton.store.leases import HOST
 from baton.store.redis import open_redis
 from baton.store.redis_leases import RedisLeases
-from tests.store.test_redis import RedisServer
+from tests.redis_fixtures import RedisServer, server_fixture  # noqa: F401 (the `server` fixture)
 
 SERVICE_FIXTURES = {"server": "redis"}  # marks the tests that reach it (conftest)
 REPO = "github.com/acme/api"
 HOSTILE = "x|y/$(touch${IFS}pwned);'\"`id`\u202e\u00e9{a}%s&<>!"  # a valid branch name, every byte hostile
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    running = RedisServer(tmp_path_factory.mktemp("redis"))
-    running.start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -29,65 +27,10 @@ from baton.store.leases import HOST, LeaseHolder, held, lease_backend, pid_alive
 from baton.store.redis import RedisConn, open_redis, prefix_for, store_identity
 from baton.store.redis_leases import RedisLeases
 from tests.conftest import wait_for
+from tests.redis_fixtures import RedisServer, free_port, server_fixture  # noqa: F401 (the `server` fixture)
 
 KEY = "fake/github.com/acme/api/issue-1"
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 SERVICE_FIXTURES = {"server": "redis"}  # marks the tests that use it (conftest)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A private redis-server without persistence: killing it and starting it again empties it."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no"]
-        proc = self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def answers() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return True
-            except OSError:
-                pass
-            assert proc.poll() is None, f"redis-server exited with {proc.returncode}"
-            return False
-
-        wait_for(answers, timeout=30, what=f"redis-server to answer on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def restart_empty(self) -> None:
-        self.stop()
-        self.start()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    running = RedisServer(tmp_path_factory.mktemp("redis"))
-    running.start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture
@@ -149,7 +92,7 @@ def test_namespace_is_one_per_store_and_ignores_driver_and_password() -> None:
 
 
 def test_unreachable_redis_is_a_store_error_naming_it_without_password(store: SQLStore) -> None:
-    conn = open_redis(f"redis://:hunter2@127.0.0.1:{_free_port()}/0", str(store.engine.url))
+    conn = open_redis(f"redis://:hunter2@127.0.0.1:{free_port()}/0", str(store.engine.url))
     with pytest.raises(StoreError, match=r"Redis at redis://:\*\*\*@127\.0\.0\.1") as info:
         RedisLeases(conn, store).renew_lease(KEY, "someone", 30)
     assert "hunter2" not in str(info.value)
