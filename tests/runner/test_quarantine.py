@@ -150,6 +150,8 @@ def test_a_quarantined_id_is_never_resumed_from_another_machine(
         ({"mode": Mode.FRESH}, False),  # not a resume
         ({"outcome": Outcome.TIMED_OUT}, False),  # baton stopped it
         ({"usage": {"output_tokens": 3}}, False),  # the model answered
+        ({"usage": {"outputTokens": 3}}, False),  # (as the ACP agents count it)
+        ({"usage": {"output_tokens": 0, "input_tokens": 900}}, True),  # refused: no output
         ({"ended_at": 130.0}, False),  # took 30 s: not at once
         ({"outcome": Outcome.SESSION_LOST}, True),
     ],

@@ -29,8 +29,16 @@ def failed_at_once(record: RunRecord, stopped_by_baton: bool) -> bool:
         return False
     if record.outcome not in (Outcome.FAILED, Outcome.SESSION_LOST) or record.ended_at is None:
         return False
-    answered = bool(record.usage.get("output_tokens"))
-    return not answered and record.ended_at - record.started_at < QUICK
+    return not answered(record) and record.ended_at - record.started_at < QUICK
+
+
+def answered(record: RunRecord) -> bool:
+    """Whether the model produced output in the attempt: any output counter of its usage above zero
+    (``output_tokens``; the ACP agents' ``outputTokens``)."""
+    return any(
+        "output" in name.lower() and isinstance(n, int | float) and not isinstance(n, bool) and n > 0
+        for name, n in record.usage.items()
+    )
 
 
 def check(ctx: Context, session_id: str) -> str | None:
@@ -54,7 +62,7 @@ def after(ctx: Context, record: RunRecord, stopped_by_baton: bool) -> str | None
     strikes = strike_store(ctx.tables)
     with contextlib.suppress(BatonError):
         if not failed_at_once(record, stopped_by_baton):
-            if record.usage.get("output_tokens") or record.outcome == Outcome.SUCCEEDED:
+            if answered(record) or record.outcome == Outcome.SUCCEEDED:
                 strikes.clear(ctx.key, sid)
             return None
         why = record.error or f"the agent exited with code {record.exit_code}"
