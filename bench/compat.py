@@ -64,11 +64,6 @@ CLIS = (
         "1.0.102",
         "1.0.102",
         ("1.0.92", "1.0.83"),
-        why=dict.fromkeys(
-            ("1.0.92", "1.0.83"),
-            "it refuses `--disable-client-telemetry` (added in 1.0.100), which the adapter passes, and exits "
-            "before ACP's `initialize`; without that flag its six scenarios pass (measured 2026-11-25)",
-        ),
     ),
     # releases whose opencode-linux-x64 package the registry serves (docs/release.md): without it the
     # install fails; 1.18.33 is `latest` (2026-09-28), 1.18.30 from 2026-09-09, 1.18.18 from 2026-08-14
