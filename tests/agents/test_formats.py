@@ -12,9 +12,12 @@ import pytest
 
 from baton import Mode, Outcome, PromptKind, RunRequest, RunResult, run
 from baton.agents.formats import claude_problem, codex_problem, gemini_problem
+from baton.keys import key_of
+from baton.sessions.snapshots import take_snapshot
 from baton.settings import Settings
 from baton.store import open_store
 from baton.testing.fake import FakeAgent, find_transcripts
+from baton.workspace.keyspace import session_agent
 
 Edit = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -147,7 +150,9 @@ def test_a_changed_transcript_recovers_with_a_recap_and_says_so(
     rewrite(path, edit)  # what another release of the CLI would have written
     edited = path.read_bytes()
     store = open_store(settings.resolved_store_url)
-    store.update_run(second.run.id, cli_version=OLDER)  # ... and that release ran the last turn
+    store.update_run(second.run.id, cli_version=OLDER)  # ... and that release ran the last turn,
+    # whose end snapshotted (and marked) the transcript as it wrote it
+    take_snapshot(store, session_agent(second.session, settings), key_of(second.session), old_id)
     third = go(settings, src_repo, "step three")
     assert third.run.outcome == Outcome.SUCCEEDED
     assert (third.run.mode, third.run.prompt_kind) == (Mode.RECOVER, PromptKind.RECAP)

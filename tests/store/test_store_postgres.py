@@ -118,7 +118,7 @@ def test_baton_runs_on_postgresql(cli: Cli, src_repo: Path, pg_store: SQLStore) 
     assert session is not None and session.agent_session_id == first["session_id"]
     snapshot = pg_store.get_snapshot("fake", runs[0].repo, "pg")
     assert snapshot is not None and all(pg_store.get_blob(d) for d in snapshot.digests())
-    assert count(pg_store, "leases") == 1  # a released lease keeps its row and token
+    assert count(pg_store, "leases") == 2  # the key's and its branch's: released, each keeps its row
     listed = cli("sessions", "ls", "--json", env=env)
     assert [s["thread"] for s in json.loads(listed.stdout)] == ["pg"], listed.stderr
 

@@ -172,7 +172,7 @@ def print_fields(data: dict[str, Any]) -> None:
 
 def field_text(value: Any) -> str:
     """A value as a person reads it, never a Python repr: ``-`` for none, ``yes``/``no``, a float to
-    6 significant digits, ``a=1, b=2`` for a mapping (nested values as JSON), ``a, b`` for a list."""
+    6 significant digits, ``a=1, b.c=2`` for a mapping (a nested one's keys dotted), ``a, b`` for a list."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -180,10 +180,19 @@ def field_text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={_flat(v)}" for k, v in value.items()) or "-"
+        return ", ".join(f"{k}={_flat(v)}" for k, v in _dotted(value)) or "-"
     if isinstance(value, list | tuple):
         return ", ".join(map(_flat, value)) or "-"
     return str(value)
+
+
+def _dotted(mapping: dict[Any, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """A mapping's items, a nested mapping's keys joined with dots (``context.tokens``)."""
+    items: list[tuple[str, Any]] = []
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        items += _dotted(value, f"{name}.") if isinstance(value, dict) and value else [(name, value)]
+    return items
 
 
 def _flat(value: Any) -> str:

@@ -12,11 +12,14 @@ same (:func:`check`), the old transcript and snapshot are kept for export.
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 from baton.errors import BatonError
 from baton.models import Mode, Outcome, RunRecord
 from baton.runner.state import Context
-from baton.sessions.tables import Strikes, strike_store
+
+if TYPE_CHECKING:
+    from baton.sessions.tables import Strikes, StrikeStore
 
 QUICK = 20.0  # seconds: a resume that ends failed sooner than this, without an answer, failed at once
 LIMIT = 2  # strikes in a row that quarantine a conversation
@@ -46,7 +49,7 @@ def check(ctx: Context, session_id: str) -> str | None:
     resumed: the decision recovers), else None. One primary-key read; an unreadable store resumes
     (the agent judges)."""
     try:
-        found = strike_store(ctx.tables).strikes(ctx.key, session_id)
+        found = _strikes(ctx).strikes(ctx.key, session_id)
     except BatonError:
         return None
     return note(found) if found is not None and found.quarantined else None
@@ -59,7 +62,7 @@ def after(ctx: Context, record: RunRecord, stopped_by_baton: bool) -> str | None
     sid = record.session_id_in
     if record.mode != Mode.RESUME or sid is None:
         return None
-    strikes = strike_store(ctx.tables)
+    strikes = _strikes(ctx)
     with contextlib.suppress(BatonError):
         if not failed_at_once(record, stopped_by_baton):
             if answered(record) or record.outcome == Outcome.SUCCEEDED:
@@ -83,3 +86,9 @@ def note(found: Strikes) -> str:
         f"in a row (last, run {found.run_id}: {found.why}); a new conversation starts with a recap, and the "
         "old one is kept for export but never resumed again"
     )
+
+
+def _strikes(ctx: Context) -> StrikeStore:
+    from baton.sessions.tables import strike_store  # (SQLAlchemy: only once a store is opened)
+
+    return strike_store(ctx.tables)

@@ -91,9 +91,9 @@ def altered(agent: Agent, snapshot: Snapshot) -> str | None:
     if not isinstance(files, dict):
         return None
     for rel, digests in snapshot.files.items():
-        was = files.get(rel)
-        if not isinstance(was, list) or _stat(agent.home / rel) == was:
-            continue  # (a mark of an older baton has no stats: trusted, as before)
+        was, now = files.get(rel), _stat(agent.home / rel)
+        if not isinstance(was, list) or now is None or now == was:
+            continue  # unchanged; or moved (the size check judges); or marked by an older baton
         if not _begins_with(agent, rel, [digests] if isinstance(digests, str) else digests):
             return f"{Path(rel).name} was rewritten since its snapshot (it no longer begins with its bytes)"
     return None
