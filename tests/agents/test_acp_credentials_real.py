@@ -58,8 +58,12 @@ def test_a_spent_quota_holds_the_agents_own_credential(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-for-claude-code")
+    # told to retry at once, the ACP CLIs give up on their five retries as soon (~60 s by their own
+    # backoff otherwise); the words baton reads are the same
     model.refusal = Refusal(
-        429, {"error": {"message": QUOTA, "type": "insufficient_quota", "code": "insufficient_quota"}}
+        429,
+        {"error": {"message": QUOTA, "type": "insufficient_quota", "code": "insufficient_quota"}},
+        {"retry-after": "0", "retry-after-ms": "0"},
     )
     limited = ask(settings, agent, str(src_repo), "first")
     assert limited.run.outcome == Outcome.RATE_LIMITED, (limited.run.outcome, limited.run.error)
