@@ -99,7 +99,8 @@ def test_everything_detached_ends_with_a_successful_run(
     notes = Path(result.session.worktree) / "prompts.txt"
     assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
     assert alive(sleeping) == [], "a process of the run outlived it"
-    assert result.run.reaped == 25, (result.run.reaped, result.run.left_running)
+    # 25, or 24 when the detached `sh -c` was stopped before it had started its own `sleep` (under load)
+    assert result.run.reaped in (24, 25), (result.run.reaped, result.run.left_running)
     assert result.run.left_running and f"sleep {sleeping}" in result.run.left_running
     assert not (Path(result.session.worktree) / "late.txt").exists()
 
