@@ -97,8 +97,8 @@ def test_a_spent_quota_ends_the_turn_rate_limited(
     model: MockOpenAI, settings: Settings, src_repo: Path
 ) -> None:
     """An OpenAI-compatible provider's spent quota (HTTP 429, ``insufficient_quota``): Copilot retries
-    five times (at once here: ``retry-after: 0``) and says so in its words, which baton reads as an exhausted quota (no reset
-    said: its own wait), never a failure."""
+    five times (at once here: ``retry-after: 0``) and says so in its words, which baton reads as an
+    exhausted quota (no reset said: its own wait), never a failure."""
     # told to retry at once, the ACP CLIs give up on their five retries as soon (~60 s by their own
     # backoff otherwise); the words baton reads are the same
     model.refusal = Refusal(
