@@ -72,13 +72,16 @@ def listen(host: str, port: int) -> socket.socket:
 
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on an accepted connection only when its socket
+        # says TCP; without it every kept-alive response waited for Nagle + delayed ACK (~40 ms)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     except OSError as exc:
         raise CannotListen(
             f"cannot listen on {host!r}: {exc.strerror or exc}; pass --host 127.0.0.1"
         ) from exc
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # (Linux: accepted sockets inherit it)
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
