@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ import pytest
 from baton.settings import Settings, load_settings
 from baton.store import Store, open_store
 from tests.conftest import BATON, FAST, wait_for
+from tests.redis_fixtures import free_port, wait_redis
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -51,30 +51,9 @@ class Broker:
         return {"BATON_BROKER_URL": self.url, "BATON_QUEUE": self.queue}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_redis(port: int, proc: subprocess.Popen[bytes]) -> None:
-    def answers() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return True
-        except OSError:
-            pass
-        assert proc.poll() is None, f"redis-server exited with {proc.returncode}"
-        return False
-
-    wait_for(answers, timeout=30, what=f"redis-server to answer on port {port}")
-
-
 @pytest.fixture(name="redis_broker")
 def redis_broker_fixture(tmp_path: Path) -> Iterator[Broker]:
-    port = _free_port()
+    port = free_port()
     workdir = tmp_path / "redis"
     workdir.mkdir()
     args = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
@@ -82,7 +61,7 @@ def redis_broker_fixture(tmp_path: Path) -> Iterator[Broker]:
         [*args, "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        _wait_redis(port, proc)
+        wait_redis(port, proc)
         yield Broker("redis", f"redis://127.0.0.1:{port}/0", "baton")
     finally:
         proc.kill()

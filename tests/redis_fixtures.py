@@ -28,6 +28,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_redis(port: int, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until the redis-server ``proc`` answers PING on ``port`` (fails if it exited)."""
+
+    def answers() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return True
+        except OSError:
+            pass
+        assert proc.poll() is None, f"redis-server exited with {proc.returncode}"
+        return False
+
+    wait_for(answers, timeout=30, what=f"redis-server to answer on port {port}")
+
+
 class RedisServer:
     """A private redis-server without persistence: killing it and starting it again empties it."""
 
@@ -45,18 +62,7 @@ class RedisServer:
         args += ["--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no"]
         proc = self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-        def answers() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return True
-            except OSError:
-                pass
-            assert proc.poll() is None, f"redis-server exited with {proc.returncode}"
-            return False
-
-        wait_for(answers, timeout=30, what=f"redis-server to answer on port {self.port}")
+        wait_redis(self.port, proc)
 
     def stop(self) -> None:
         if self.proc is not None:
