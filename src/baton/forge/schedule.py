@@ -72,7 +72,7 @@ class Schedule:
 
     def __init__(self, loop: ForgeLoop, every: float) -> None:
         self.loop, self.every = loop, every
-        self.duty = Duty(loop.settings, "forge")
+        self.duty = Duty(loop.settings, "forge", loop.store)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="baton-forge", daemon=True)
 
@@ -89,7 +89,7 @@ class Schedule:
         next_reconcile = self.loop.clock() if self.every > 0 else float("inf")
         while not self.stopping.is_set():
             try:
-                mine = self.duty.mine(self.loop.store)
+                mine = self.duty.mine()
                 if mine and self.loop.clock() >= next_reconcile:
                     report = reconcile(self.loop)
                     next_reconcile = self.loop.clock() + self.every
