@@ -7,7 +7,7 @@ Two halves, each small:
 - :func:`build` is the part of kustomize these manifests use, so no kustomize binary is needed:
   ``resources`` (files and directories of other kustomizations, recursively), ``namespace``,
   ``labels`` (on objects' metadata), ``images``, ``secretGenerator`` and ``configMapGenerator`` from
-  ``envs`` files (``behavior: create | replace | merge``), and ``patches`` written as JSON 6902
+  ``envs`` and ``files`` (``behavior: create | replace | merge``), and ``patches`` written as JSON 6902
   operations (add, replace, remove) with a ``target`` kind and name. Anything else in a
   kustomization is refused by name, never ignored. Generated names get no content hash (podman's
   objects are referenced by their plain names).
@@ -23,12 +23,16 @@ Two halves, each small:
   ``secretRef`` read). What podman cannot express — Namespace, ServiceAccount, Service,
   PodDisruptionBudget, NetworkPolicy, CronJob — is left out and listed in :attr:`Podman.skipped`.
   Probes are left out too: podman runs them as commands inside the container (``curl``, which the
-  images lack) on systemd timers this kind of host does not have.
+  images lack) on systemd timers this kind of host does not have. ``terminationGracePeriodSeconds``
+  is ignored by 4.3's ``kube play`` (every container stops after 10 s): each pod is played with a
+  containers.conf of its own whose ``stop_timeout`` is that grace (:func:`play_conf`), which podman
+  stores on the containers, so ``podman pod stop`` and ``pod rm --force`` give it.
 
-The pods come in two files: the backing services (pods not named ``baton``) first, so PostgreSQL
-and the broker answer before baton's pods start (``fleet.sh`` waits for their ports between).
+Each pod comes in a file of its own with its containers.conf; the backing services (pods not named
+``baton``) are listed apart, so PostgreSQL and the broker answer before baton's pods start
+(``fleet.sh`` waits for their ports between).
 
-    render.py podman DIR --secrets SECRETS --out OUT     (OUT: services.yaml, baton.yaml, secrets/, …)
+    render.py podman DIR --secrets SECRETS --out OUT     (OUT: play/POD.yaml, play/POD.conf, secrets/, …)
     render.py secrets SECRETS [--broker amqp|redis]      (make missing env files, random passwords)
     render.py build DIR --secrets SECRETS                 (print the built manifests)
 """
@@ -66,6 +70,8 @@ CLUSTER_SCOPED = {"Namespace", "PersistentVolume", "ClusterRole", "ClusterRoleBi
 SKIPPED = {"Namespace", "ServiceAccount", "Service", "PodDisruptionBudget", "NetworkPolicy", "CronJob"}
 WORKLOADS = {"Deployment", "StatefulSet"}
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+CONTAINERS_CONF = Path(__file__).with_name("containers.conf")  # podman's settings for the pods
+DEFAULT_GRACE = 30  # Kubernetes' terminationGracePeriodSeconds when a pod names none
 
 
 class RenderError(Exception):
@@ -139,15 +145,16 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def _generate(docs: list[Doc], kind: str, generator: Doc, directory: Path, secrets_dir: Path | None) -> None:
-    unknown = set(generator) - {"name", "envs", "behavior"}
+    unknown = set(generator) - {"name", "envs", "files", "behavior"}
     if unknown:
         raise RenderError(f"{generator.get('name')}: generator fields not supported here: {sorted(unknown)}")
     data: dict[str, str] = {}
     for env in generator.get("envs", []):
-        path = directory / env
-        if secrets_dir is not None and Path(env).parts[:1] == ("secrets",):
-            path = secrets_dir.joinpath(*Path(env).parts[1:])
-        data |= read_env_file(path)
+        data |= read_env_file(_source(env, directory, secrets_dir))
+    for entry in generator.get("files", []):  # ``path`` (its key: the file's name) or ``key=path``
+        key, _, name = entry.rpartition("=")
+        path = _source(name, directory, secrets_dir)
+        data[key or path.name] = path.read_text()
     name, behavior = generator["name"], generator.get("behavior", "create")
     existing = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
     if behavior == "create" and existing:
@@ -165,6 +172,13 @@ def _generate(docs: list[Doc], kind: str, generator: Doc, directory: Path, secre
     else:
         made["data"] = data
     docs.append(made)
+
+
+def _source(name: str, directory: Path, secrets_dir: Path | None) -> Path:
+    """A generator's file: ``secrets/…`` from ``secrets_dir`` when one is given."""
+    if secrets_dir is not None and Path(name).parts[:1] == ("secrets",):
+        return secrets_dir.joinpath(*Path(name).parts[1:])
+    return directory / name
 
 
 def _plain_data(doc: Doc) -> dict[str, str]:
@@ -364,7 +378,7 @@ PORTS = {"postgres": 25432, "redis": 26379, "rabbitmq": 35672}
 def make_secrets(directory: Path, broker: str = "amqp") -> list[str]:
     """Write the env files the trial fleet's generators read that are missing in ``directory``:
     random passwords for the services, the URLs baton uses built from them, a random webhook secret,
-    and empty credentials (from their examples). Existing files are kept. The names written."""
+    random tokens on the fake GitHub, and empty credentials. Existing files are kept. The names written."""
     directory.mkdir(parents=True, exist_ok=True)
     services = directory / "services.env"
     written = [] if services.exists() else ["services.env"]
@@ -388,6 +402,9 @@ def make_secrets(directory: Path, broker: str = "amqp") -> list[str]:
         "webhook.env": {"BATON_WEBHOOK_SECRET": random.token_hex(32)},
         "credentials.env": {},
         "model.env": {},
+        # baton's token on the fake GitHub fleet.sh runs, and its person's (fake_github.py)
+        "forge.env": {"BATON_GITHUB_TOKEN": random.token_hex(20)},
+        "fake-github.env": {"FAKE_GITHUB_TOKEN": random.token_hex(20)},
     }
     for name, values in wanted.items():
         if not (directory / name).exists():
@@ -404,14 +421,19 @@ def _write(path: Path, values: dict[str, str]) -> None:
 # -- the command line ---------------------------------------------------------------------------------
 
 
-def write_podman(fleet: Podman, out: Path) -> None:
-    """OUT/services.yaml and OUT/baton.yaml (each with the ConfigMaps: kube play reads them from the
-    same file), OUT/secrets/NAME.json (0600), OUT/volumes, OUT/pods (and OUT/service-pods,
+def write_podman(fleet: Podman, out: Path, conf: str | None = None) -> None:
+    """OUT/play/POD.yaml (the ConfigMaps, which kube play reads from the same file, and the pod) and
+    OUT/play/POD.conf (``conf``, deploy/fleet/containers.conf by default, with the pod's grace:
+    :func:`play_conf`), OUT/secrets/NAME.json (0600), OUT/volumes, OUT/pods (and OUT/service-pods,
     OUT/baton-pods), OUT/ports (the services' ``127.0.0.1:PORT`` to wait for), OUT/api (the API's
     URL): one name a line, for fleet.sh."""
+    base = CONTAINERS_CONF.read_text() if conf is None else conf
     (out / "secrets").mkdir(parents=True, exist_ok=True)
-    for name, pods in (("services", fleet.services), ("baton", fleet.baton)):
-        (out / f"{name}.yaml").write_text(yaml.safe_dump_all([*fleet.config_maps, *pods], sort_keys=False))
+    (out / "play").mkdir(exist_ok=True)
+    for pod in fleet.pods:
+        name = pod["metadata"]["name"]
+        (out / "play" / f"{name}.yaml").write_text(yaml.safe_dump_all([*fleet.config_maps, pod], sort_keys=False))
+        (out / "play" / f"{name}.conf").write_text(play_conf(base, grace(pod)))
     for name, data in fleet.secrets.items():
         path = out / "secrets" / f"{name}.json"
         path.touch(mode=0o600)
@@ -422,6 +444,22 @@ def write_podman(fleet: Podman, out: Path) -> None:
         (out / name).write_text("".join(f"{p['metadata']['name']}\n" for p in pods))
     (out / "ports").write_text("".join(f"127.0.0.1:{p}\n" for p in fleet.ports))
     (out / "api").write_text(api_url(fleet) + "\n")
+
+
+def grace(pod: Doc) -> int:
+    """The pod's ``terminationGracePeriodSeconds`` (Kubernetes' default: 30)."""
+    return int(pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE))
+
+
+def play_conf(base: str, seconds: int) -> str:
+    """containers.conf for one pod's ``kube play``: ``base`` with ``[engine] stop_timeout`` its grace.
+    podman 4.3 ignores ``terminationGracePeriodSeconds`` (and any annotation for it), but stores this
+    default on each container it creates: ``podman pod stop``, ``pod rm --force`` and ``kube play
+    --replace`` then wait that long after SIGTERM (measured: docs/deploy.md)."""
+    tables = re.findall(r"^\[([^\]]+)\]", base, re.MULTILINE)
+    if tables[-1:] != ["engine"] or re.search(r"^\s*stop_timeout\b", base, re.MULTILINE):
+        raise RenderError("containers.conf: [engine] must be its last table, without a stop_timeout")
+    return base.rstrip("\n") + f"\nstop_timeout = {seconds}\n"
 
 
 def api_url(fleet: Podman) -> str:
