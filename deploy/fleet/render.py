@@ -403,7 +403,7 @@ def make_secrets(directory: Path, broker: str = "amqp") -> list[str]:
         "credentials.env": {},
         "model.env": {},
         # baton's token on the fake GitHub fleet.sh runs, and its person's (fake_github.py)
-        "forge.env": {"BATON_GITHUB_TOKEN": random.token_hex(20)},
+        "forge.env": {"BATON_GIT_TOKEN": random.token_hex(20)},
         "fake-github.env": {"FAKE_GITHUB_TOKEN": random.token_hex(20)},
     }
     for name, values in wanted.items():
