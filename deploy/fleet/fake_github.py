@@ -38,8 +38,8 @@ def fake_argv(config: dict[str, Any], secrets: Path, deliver_to: str, root: Path
     argv += ["--root", str(root), "--deliver-to", deliver_to]
     argv += ["--secret", read_env_file(secrets / "webhook.env")["BATON_WEBHOOK_SECRET"]]
     argv += [arg for name in repos for arg in ("--repo", name)]
-    argv += ["--user", f"{forge['user']}:write:{token}"]
-    return argv + ["--user", f"{PERSON}:admin:{read_env_file(secrets / 'fake-github.env')['FAKE_GITHUB_TOKEN']}"]
+    person = read_env_file(secrets / "fake-github.env")["FAKE_GITHUB_TOKEN"]
+    return [*argv, "--user", f"{forge['user']}:write:{token}", "--user", f"{PERSON}:admin:{person}"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     config = tomllib.loads(args.config.read_text())
     with tempfile.TemporaryDirectory(prefix="fleet-fake-github-") as root:
         command = fake_argv(config, args.secrets, args.deliver_to, Path(root))
-        print(f"fake GitHub: {', '.join(config.get('repo', {}))}; {PERSON}'s token in fake-github.env", flush=True)
+        print(
+            f"fake GitHub: {', '.join(config.get('repo', {}))}; {PERSON}'s token in fake-github.env",
+            flush=True,
+        )
         with contextlib.redirect_stdout(io.StringIO()):  # it prints every user's token
             fake_forge.main(command)
     return 0

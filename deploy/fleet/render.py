@@ -432,7 +432,9 @@ def write_podman(fleet: Podman, out: Path, conf: str | None = None) -> None:
     (out / "play").mkdir(exist_ok=True)
     for pod in fleet.pods:
         name = pod["metadata"]["name"]
-        (out / "play" / f"{name}.yaml").write_text(yaml.safe_dump_all([*fleet.config_maps, pod], sort_keys=False))
+        (out / "play" / f"{name}.yaml").write_text(
+            yaml.safe_dump_all([*fleet.config_maps, pod], sort_keys=False)
+        )
         (out / "play" / f"{name}.conf").write_text(play_conf(base, grace(pod)))
     for name, data in fleet.secrets.items():
         path = out / "secrets" / f"{name}.json"

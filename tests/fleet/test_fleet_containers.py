@@ -20,6 +20,7 @@ The images are built when missing (about 4.5 minutes the first time); with them,
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -29,6 +30,7 @@ import signal
 import socket
 import subprocess
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +80,7 @@ class Fleet:
     store: Store
     model: TimedMock
     repo: str
+    secrets: Path
     token: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -168,7 +171,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, git_daemon: str) -> Iterator
         timings = {"fleet_up_s": time.monotonic() - began}
         store = open_store(env_file(secrets / "store.env")["BATON_STORE_URL"])
         try:
-            yield Fleet(store, model, git_daemon, timings=timings)
+            yield Fleet(store, model, git_daemon, secrets, timings=timings)
         finally:
             began = time.monotonic()
             down = fleet_sh("down", secrets)
@@ -279,6 +282,12 @@ def kill_a_worker_mid_turn(fleet: Fleet) -> RunRecord:
     return found[0]
 
 
+def ensure_token(fleet: Fleet) -> None:
+    if not fleet.token:
+        create = ["podman", "exec", SERVICE, "baton", "tokens", "create", "--name", "fault-test"]
+        fleet.token = json.loads(subprocess.check_output([*create, "--scope", "run", "--json"]))["token"]
+
+
 def progress(fleet: Fleet, more: int) -> Callable[[], bool]:
     seen = len(fleet.model.conversation())
     return lambda: len(fleet.model.conversation()) >= seen + more
@@ -291,23 +300,7 @@ def test_forty_real_claude_runs_survive_a_killed_worker_and_restarts_of_the_brok
     fleet: Fleet,
 ) -> None:
     began = time.monotonic()
-    fleet.token = json.loads(
-        subprocess.check_output(
-            [
-                "podman",
-                "exec",
-                SERVICE,
-                "baton",
-                "tokens",
-                "create",
-                "--name",
-                "fault-test",
-                "--scope",
-                "run",
-                "--json",
-            ]
-        )
-    )["token"]
+    ensure_token(fleet)
     jobs: dict[str, str] = {}
     for turn in range(TURNS - 1):
         jobs |= submit(fleet, turn)
@@ -415,3 +408,145 @@ def check_histories(fleet: Fleet, jobs: dict[str, str], killed: RunRecord) -> No
     assert retried
     last_before = [len(r.messages) for r in by_key[retried.group(1)] if retried.group(0) not in r.text()]
     assert last_before and len(by_key[retried.group(1)][-1].messages) > max(last_before)
+
+
+# -- the forge loop: a webhook while the API restarts --------------------------------------------------
+
+FORGE = tomllib.loads((FLEET / "forge.toml").read_text())
+(FORGE_REPO,) = FORGE["repo"]
+GITHUB = FORGE["forge"]["github"]["api_url"]  # the fake GitHub fleet.sh runs on the host
+STATUS_HEAD = "**baton** · "  # how baton's status comment starts (baton.forge.threads)
+
+
+def github(fleet: Fleet, method: str, path: str, body: dict[str, object] | None = None) -> object:
+    """A request to the fake GitHub as its person (alice, an admin; her token: the fleet's secrets)."""
+    token = env_file(fleet.secrets / "fake-github.env")["FAKE_GITHUB_TOKEN"]
+    answer = httpx.request(
+        method, f"{GITHUB}{path}", json=body, headers={"Authorization": f"token {token}"}, timeout=30
+    )
+    assert answer.status_code < 300, answer.text
+    return answer.json()
+
+
+def statuses(fleet: Fleet, issue: int) -> list[str]:
+    """baton's status comments on the issue (one a thread)."""
+    found = github(fleet, "GET", f"/repos/{FORGE_REPO}/issues/{issue}/comments?per_page=100")
+    assert isinstance(found, list)
+    user = FORGE["forge"]["github"]["user"]
+    return [c["body"] for c in found if c["user"]["login"] == user and c["body"].startswith(STATUS_HEAD)]
+
+
+def forge_runs(fleet: Fleet, marker: str) -> list[RunRecord]:
+    return [r for r in fleet.store.list_runs(agent="claude", limit=200) if marker in r.prompt]
+
+
+def stop_pod(name: str) -> float:
+    """``podman pod stop NAME`` as a person types it (no --time); seconds until podman sees it exited."""
+    began = time.monotonic()
+    podman("pod", "stop", name)
+
+    def state() -> str:
+        inspect = ["podman", "pod", "inspect", name, "--format", "{{.State}}"]
+        return subprocess.run(inspect, capture_output=True, text=True, check=True).stdout.strip()
+
+    until(lambda: state() == "Exited", 400, f"pod {name} to stop")
+    return time.monotonic() - began
+
+
+def test_a_mention_sent_while_the_api_restarts_is_not_lost_and_a_worker_runs_and_publishes_it_once(
+    fleet: Fleet,
+) -> None:
+    """The fleet's forge loop (ConfigMap and Secret baton-forge in the API and worker pods) against the
+    fake GitHub: the comment's webhook is sent while the API's pod is down (refused: GitHub does not
+    send it again), and the restarted API's reconcile finds the mention; the turn runs on a worker
+    and is published there: one status comment, succeeded. Another reconcile makes no second turn."""
+    began = time.monotonic()
+    marker = "[forge] restart"
+    issue = github(fleet, "POST", f"/repos/{FORGE_REPO}/issues", {"title": "Notes", "body": "Write notes."})
+    assert isinstance(issue, dict)
+    number = int(issue["number"])
+    stop_pod(SERVICE_POD)
+    github(
+        fleet, "POST", f"/repos/{FORGE_REPO}/issues/{number}/comments", {"body": f"@baton {marker}: say done"}
+    )
+    assert not answers(f"{API}/readyz")  # the delivery went to a pod that was down
+    podman("pod", "start", SERVICE_POD)
+    until(lambda: answers(f"{API}/readyz"), 120, "the service back after its restart")
+
+    def published() -> bool:
+        return any("**succeeded**" in s for s in statuses(fleet, number))
+
+    until(published, 240, "the forge turn run and published", interval=1.0)
+    fleet.timings["forge_turn_s"] = time.monotonic() - began
+    [run] = forge_runs(fleet, marker)
+    assert run.outcome == Outcome.SUCCEEDED and run.host.startswith("baton-worker-"), run
+    reconcile = ["podman", "exec", SERVICE, "baton", "forge", "reconcile"]
+    subprocess.run(reconcile, capture_output=True, text=True, check=True, timeout=120)
+    time.sleep(5)  # a second turn, if the reconcile made one, would be queued by now
+    assert len(forge_runs(fleet, marker)) == 1
+    assert len(statuses(fleet, number)) == 1
+    asked = [r for r in fleet.model.conversation() if marker in r.text()]
+    assert asked, "the mock model never saw the forge turn"
+
+
+# -- draining: a pod stop and fleet-down give a running turn the pod's grace ------------------------------
+
+HOLD = 20.0  # seconds the mock holds the drained turn's reply: longer than podman's default 10 s stop
+
+
+def a_turn_held_by_the_model(fleet: Fleet, thread: str) -> RunRecord:
+    """Submit one run and wait until its agent is waiting on the mock's held reply; its attempt."""
+    ensure_token(fleet)
+    token = f"[{thread}] turn 0"
+    body = {"agent": "claude", "repo": fleet.repo, "thread": thread, "prompt": f"{token}: say done"}
+    answer = httpx.post(f"{API}/v1/runs", json=body, headers=fleet.headers(), timeout=30)
+    assert answer.status_code == 202, answer.text
+    until(
+        lambda: any(token in r.latest_user_text() for r in fleet.model.conversation()), 120, f"{thread} asked"
+    )
+    [run] = fleet.store.list_runs(agent="claude", thread=thread, limit=5)
+    assert run.outcome == Outcome.RUNNING and run.host.startswith("baton-worker-"), run
+    return run
+
+
+def ended(fleet: Fleet, run: RunRecord) -> RunRecord | None:
+    found = [r for r in fleet.store.list_runs(agent="claude", thread=run.thread, limit=5) if r.id == run.id]
+    return found[0] if found and found[0].outcome != Outcome.RUNNING else None
+
+
+def test_a_stopped_worker_and_fleet_down_let_a_running_turn_finish(fleet: Fleet) -> None:
+    """podman 4.3 ignores terminationGracePeriodSeconds (10 s, then SIGKILL); the fleet plays each pod
+    with its grace as podman's stop timeout. A plain `podman pod stop` of the worker running a turn,
+    then `fleet.sh down` (what `make fleet-down` runs) with another turn running: each turn ends
+    ``succeeded``, well past 10 s after the stop began."""
+    fleet.model.delay = HOLD
+    run = a_turn_held_by_the_model(fleet, "drain-stop")
+    stop_wall = time.time()
+    fleet.timings["worker_stop_s"] = stop_pod(run.host)
+    done = ended(fleet, run)
+    assert done is not None and done.outcome == Outcome.SUCCEEDED, done
+    fleet.timings["stop_turn_past_s"] = (done.ended_at or 0) - stop_wall
+    assert fleet.timings["stop_turn_past_s"] > 10.5, fleet.timings
+    podman("pod", "start", run.host)
+
+    run = a_turn_held_by_the_model(fleet, "drain-down")
+    down_wall = time.time()
+    env = {**os.environ, "FLEET_SECRETS": str(fleet.secrets), "PY": str(ROOT / ".venv" / "bin" / "python")}
+    down = subprocess.Popen(
+        [str(FLEET / "fleet.sh"), "down"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen: list[RunRecord] = []
+    while down.poll() is None and not seen:  # the store goes down after baton's pods: read it meanwhile
+        with contextlib.suppress(Exception):
+            seen += [r for r in [ended(fleet, run)] if r is not None]
+        time.sleep(0.1)
+    output, _ = down.communicate(timeout=600)
+    assert down.returncode == 0, output[-3000:]
+    fleet.timings["fleet_down_with_a_turn_s"] = time.time() - down_wall
+    assert seen and seen[0].outcome == Outcome.SUCCEEDED, seen
+    fleet.timings["down_turn_past_s"] = (seen[0].ended_at or 0) - down_wall
+    assert fleet.timings["down_turn_past_s"] > 10.5, fleet.timings

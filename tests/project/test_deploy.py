@@ -8,14 +8,17 @@ the workers get one PersistentVolumeClaim each. A typo in a manifest fails one o
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
+import importlib
 import importlib.util
 import json
 import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,8 @@ from baton.agents.claude import ClaudeAgent
 from baton.agents.codex import CodexAgent
 from baton.agents.gemini import GeminiAgent
 from baton.cli.app import app as cli_app
+from baton.forge.config import FORGE_CONFIG_ENV, load_forges
+from baton.forge.model import ForgeKind
 from baton.service import webhooks
 from baton.service.app import create_app
 from baton.settings import Settings, load_settings, parse_size
@@ -112,6 +117,15 @@ def env_file(path: Path) -> dict[str, str]:
             assert sep, f"{path.name}: {line!r} is not KEY=VALUE"
             pairs[key.strip()] = value
     return pairs
+
+
+def generated_config_maps() -> dict[str, dict[str, str]]:
+    """ConfigMap name → its data, from the committed files the kustomization's generator reads."""
+    maps: dict[str, dict[str, str]] = {}
+    for gen in kustomization().get("configMapGenerator", []):
+        assert set(gen) == {"name", "files"}, gen
+        maps[gen["name"]] = {Path(f).name: (DEPLOY / f).read_text() for f in gen["files"]}
+    return maps
 
 
 def generated_secrets() -> dict[str, dict[str, str]]:
@@ -222,7 +236,7 @@ def test_validation_refuses_a_typo(path: list[Any], value: Any) -> None:
 def baton_env_names() -> set[str]:
     """Every variable baton reads: its settings, the webhook secret, git's askpass, agent credentials."""
     names = {f"BATON_{f.name.upper()}" for f in dataclasses.fields(Settings) if f.name != "extra"}
-    names.add(webhooks.SECRET_ENV)
+    names |= {webhooks.SECRET_ENV, FORGE_CONFIG_ENV}
     names |= set(re.findall(r"\$\{(BATON_[A-Z_]+)", ASKPASS))
     names |= {name for agent in (ClaudeAgent, CodexAgent, GeminiAgent) for name in agent.credentials}
     return names
@@ -237,7 +251,14 @@ def test_every_env_var_the_manifests_set_is_one_baton_reads() -> None:
     for name, data in config_maps().items():
         assert set(data) <= baton_env_names(), f"ConfigMap {name}: {sorted(set(data) - baton_env_names())}"
     for name, keys in generated_secrets().items():
-        assert set(keys) <= baton_env_names(), f"Secret {name}: {sorted(set(keys) - baton_env_names())}"
+        known = FORGE_CREDENTIALS if name == "baton-forge" else baton_env_names()
+        assert set(keys) <= known, f"Secret {name}: {sorted(set(keys) - known)}"
+
+
+# The forges' credentials (secrets/forge.env): each kind's default token_env, and the variable the
+# example names for a GitHub App's key (private_key_env). forge.toml may name others: they go in the
+# same Secret, which reaches the pods whole (envFrom).
+FORGE_CREDENTIALS = {f"BATON_{kind.value.upper()}_TOKEN" for kind in ForgeKind} | {"BATON_GITHUB_APP_KEY"}
 
 
 def test_baton_accepts_every_value_the_manifests_set() -> None:
@@ -274,7 +295,7 @@ def references(container: Doc, spec: Doc) -> Iterator[tuple[str, str, str | None
 
 
 def test_every_secret_and_config_map_reference_names_an_object_and_key_the_kustomization_defines() -> None:
-    defined = {"Secret": generated_secrets(), "ConfigMap": config_maps()}
+    defined = {"Secret": generated_secrets(), "ConfigMap": config_maps() | generated_config_maps()}
     count = 0
     for doc, spec, container in containers():
         for kind, name, key, _ in references(container, spec):
@@ -541,6 +562,42 @@ def test_shutdown_gives_runs_time_to_checkpoint_and_the_api_time_to_drain() -> N
     assert api["terminationGracePeriodSeconds"] > sleep + uvicorn_grace
 
 
+# -- the forge loop ----------------------------------------------------------------------------------
+
+
+def test_the_forge_configuration_and_credentials_reach_the_api_and_the_workers() -> None:
+    """ConfigMap baton-forge (forge.toml) mounted read-only where BATON_FORGE_CONFIG points, and every key
+    of Secret baton-forge (forge.env) in the environment, in the API's pods and the workers' alike."""
+    (key,) = generated_config_maps()["baton-forge"]
+    for component in ("api", "worker"):
+        _, spec = by_component(component)
+        container = spec["containers"][0]
+        path = Path(container_env(container)[FORGE_CONFIG_ENV])
+        assert path.is_absolute() and path.name == key, component
+        [volume] = [v for v in spec["volumes"] if v.get("configMap", {}).get("name") == "baton-forge"]
+        mount = mounts(container)[str(path.parent)]
+        assert mount["name"] == volume["name"] and mount.get("readOnly") is True, component
+        assert {"secretRef": {"name": "baton-forge", "optional": True}} in container["envFrom"], component
+        git = {var["name"] for var in container["env"] if "valueFrom" in var}
+        assert {"BATON_GIT_TOKEN", "BATON_GIT_USERNAME"} <= git, f"{component}: git's clone credentials"
+    _, sweep = by_component("sweep")
+    assert FORGE_CONFIG_ENV not in container_env(sweep["containers"][0])  # nothing mounted there
+
+
+def test_forge_toml_loads_as_committed_and_as_its_example_pasted(tmp_path: Path) -> None:
+    text = (DEPLOY / "forge.toml").read_text()
+    empty = load_forges(tmp_path, environ={FORGE_CONFIG_ENV: str(DEPLOY / "forge.toml")})
+    assert empty.forges == {} and empty.repos == {}  # as committed: no forge, and no error
+    pasted = tmp_path / "pasted.toml"
+    pasted.write_text(re.sub(r"^# (\[|[a-z_]+ = )", r"\1", text, flags=re.MULTILINE))
+    loaded = load_forges(tmp_path, environ={FORGE_CONFIG_ENV: str(pasted)})
+    assert set(loaded.forges) == {"github"} and len(loaded.repos) == 1
+    assert loaded.forges["github"].token_env in FORGE_CREDENTIALS
+    app = tmp_path / "app.toml"  # a GitHub App whose key is forge.env's BATON_GITHUB_APP_KEY
+    app.write_text('[forge.github]\napp_id = 1\nprivate_key_env = "BATON_GITHUB_APP_KEY"\n')
+    assert load_forges(tmp_path, environ={FORGE_CONFIG_ENV: str(app)}).forges["github"].app is not None
+
+
 # -- selectors --------------------------------------------------------------------------------------
 
 
@@ -642,7 +699,7 @@ def test_the_renderer_builds_the_base_as_these_tests_read_it(tmp_path: Path) -> 
     names = {(d["kind"], d["metadata"]["name"]) for d in built}
     assert names == {(d["kind"], d["metadata"]["name"]) for _, d in manifests()} | {
         ("Secret", name) for name in generated_secrets()
-    }
+    } | {("ConfigMap", name) for name in generated_config_maps()}
     assert all(d["metadata"].get("namespace") == "baton" for d in built if d["kind"] != "Namespace")
     assert all(d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "baton" for d in built)
 
@@ -685,6 +742,8 @@ def test_podman_gets_one_pod_per_replica_with_volumes_of_its_own(fleet_docs: lis
         spec = pod["spec"]
         assert spec["hostname"] == name and spec["restartPolicy"] == "Always" and spec["hostNetwork"] is True
         for volume in spec["volumes"]:
+            if "configMap" in volume:  # podman 4.3 mounts a ConfigMap of the play's file as it is
+                continue
             assert set(volume) == {"name", "persistentVolumeClaim"}, f"{name}: {volume}"  # no emptyDir
             claim = volume["persistentVolumeClaim"]["claimName"]
             assert claims.setdefault(claim, name) == name or name.startswith("never"), f"{claim} is shared"
@@ -729,21 +788,31 @@ def test_podman_secrets_are_the_flat_base64_maps_podman_4_3_reads(
         "baton-credentials",
         "baton-fleet-services",
         "baton-model",
+        "baton-forge",
     }
     store = json.loads(fleet.secrets["baton-store"])
     assert set(store) == {"BATON_STORE_URL", "BATON_BROKER_URL", "BATON_REDIS_URL"}
     render.write_podman(fleet, tmp_path / "out")
     for name in fleet.secrets:
         assert (tmp_path / "out" / "secrets" / f"{name}.json").stat().st_mode & 0o077 == 0
-    played = list(yaml.safe_load_all((tmp_path / "out" / "baton.yaml").read_text()))
-    assert {d["kind"] for d in played} == {"ConfigMap", "Pod"} and not any(
-        d["kind"] == "Secret" for d in played
-    )
+    for pod in fleet.pods:
+        played = list(
+            yaml.safe_load_all((tmp_path / "out" / "play" / f"{pod['metadata']['name']}.yaml").read_text())
+        )
+        assert [d["kind"] for d in played] == ["ConfigMap"] * len(fleet.config_maps) + ["Pod"]
 
 
 def test_generated_secrets_point_at_the_services_ports_with_their_passwords(tmp_path: Path) -> None:
     made = render.make_secrets(tmp_path)
-    assert sorted(made) == ["credentials.env", "model.env", "services.env", "store.env", "webhook.env"]
+    assert sorted(made) == [
+        "credentials.env",
+        "fake-github.env",
+        "forge.env",
+        "model.env",
+        "services.env",
+        "store.env",
+        "webhook.env",
+    ]
     assert render.make_secrets(tmp_path) == []  # kept: a second fleet-up keeps the passwords
     passwords = render.read_env_file(tmp_path / "services.env")
     urls = render.read_env_file(tmp_path / "store.env")
@@ -814,3 +883,60 @@ def test_kubernetes_variable_expansion() -> None:
     env = {"N": "4"}
     assert render.expand("--concurrency=$(N)", env) == "--concurrency=4"
     assert render.expand("$$(N) $(UNSET)", env) == "$(N) $(UNSET)"
+
+
+def test_the_fleet_runs_the_forge_loop_against_its_fake_github(tmp_path: Path) -> None:
+    """The fleet's forge.toml reaches the API and both workers, its token_env is in the made forge.env,
+    and fake_github.py serves what it names (ports, repository, baton's user with that token)."""
+    render.make_secrets(tmp_path / "secrets")
+    fleet = render.to_podman(render.build(FLEET, tmp_path / "secrets"))
+    pods = {p["metadata"]["name"]: p for p in fleet.baton}
+    assert set(pods) == {"baton-api-0", "baton-worker-0", "baton-worker-1"}
+    for name, pod in pods.items():
+        assert {"name": "forge", "configMap": {"name": "baton-forge"}} in pod["spec"]["volumes"], name
+        envs = pod["spec"]["containers"][0]["envFrom"]
+        assert {"secretRef": {"name": "baton-forge", "optional": True}} in envs, name
+    [forge_map] = [m for m in fleet.config_maps if m["metadata"]["name"] == "baton-forge"]
+    assert forge_map["data"] == {"forge.toml": (FLEET / "forge.toml").read_text()}
+    config = load_forges(tmp_path, environ={FORGE_CONFIG_ENV: str(FLEET / "forge.toml")})
+    forge = config.forges["github"]
+    credentials = json.loads(fleet.secrets["baton-forge"])
+    token = base64.b64decode(credentials[forge.token_env]).decode()
+    assert len(token) == 40
+    sys.path.insert(0, str(FLEET))
+    try:
+        fake = importlib.import_module("fake_github")
+    finally:
+        sys.path.remove(str(FLEET))
+    argv = fake.fake_argv(
+        tomllib.loads((FLEET / "forge.toml").read_text()), tmp_path / "secrets", "U", tmp_path
+    )
+    assert argv[:4] == ["--port", "28780", "--git-port", "28781"]
+    (repo,) = config.repos.values()
+    assert ["--repo", repo.name] == argv[argv.index("--repo") : argv.index("--repo") + 2]
+    assert f"{forge.user}:write:{token}" in argv and "--deliver-to" in argv
+    assert (
+        forge.api_url == "http://127.0.0.1:28780/api/v3"
+        and repo.clone_url == "http://127.0.0.1:28781/acme/demo.git"
+    )
+    assert "28780" in (FLEET / "fleet.sh").read_text()  # FAKE_PORT: the port fleet.sh waits for
+
+
+def test_each_pod_is_played_with_its_grace_as_podman_s_stop_timeout(
+    fleet_docs: list[Doc], tmp_path: Path
+) -> None:
+    """podman 4.3's kube play ignores terminationGracePeriodSeconds (10 s, then SIGKILL): each pod gets a
+    containers.conf of its own whose stop_timeout is its grace (the worker's 300 s)."""
+    fleet = render.to_podman(fleet_docs)
+    render.write_podman(fleet, tmp_path / "out")
+    base = (FLEET / "containers.conf").read_text()
+    for pod in fleet.pods:
+        conf = (tmp_path / "out" / "play" / f"{pod['metadata']['name']}.conf").read_text()
+        grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
+        assert conf == base.rstrip("\n") + f"\nstop_timeout = {grace}\n"
+        assert tomllib.loads(conf)["engine"]["stop_timeout"] == grace
+    assert render.grace(next(p for p in fleet.pods if p["metadata"]["name"] == "baton-worker-0")) == 300
+    with pytest.raises(render.RenderError, match="last table"):
+        render.play_conf("[engine]\nruntime = 'runc'\n[containers]\n", 5)
+    with pytest.raises(render.RenderError, match="stop_timeout"):
+        render.play_conf("[engine]\nstop_timeout = 10\n", 5)
