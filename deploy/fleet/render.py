@@ -342,11 +342,11 @@ def workload_pods(doc: Doc, config_maps: dict[str, dict[str, str]]) -> list[Doc]
 
 
 def pod_volumes(pod: Doc) -> list[str]:
-    """The named volumes (claims) a pod mounts."""
-    return [
-        v["persistentVolumeClaim"]["claimName"]
-        for v in pod["spec"]["volumes"]
-        if "persistentVolumeClaim" in v
+    """The named volumes a pod mounts: its claims, and its ConfigMaps (podman 4.3 keeps each in a
+    volume of the ConfigMap's name, shared by the pods, its files written again at each play)."""
+    volumes = pod["spec"]["volumes"]
+    return [v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v] + [
+        v["configMap"]["name"] for v in volumes if "configMap" in v
     ]
 
 

@@ -742,7 +742,8 @@ def test_podman_gets_one_pod_per_replica_with_volumes_of_its_own(fleet_docs: lis
         spec = pod["spec"]
         assert spec["hostname"] == name and spec["restartPolicy"] == "Always" and spec["hostNetwork"] is True
         for volume in spec["volumes"]:
-            if "configMap" in volume:  # podman 4.3 mounts a ConfigMap of the play's file as it is
+            if "configMap" in volume:  # podman 4.3: a volume of the ConfigMap's name, shared
+                assert set(volume) == {"name", "configMap"} and volume["configMap"]["name"] in fleet.volumes
                 continue
             assert set(volume) == {"name", "persistentVolumeClaim"}, f"{name}: {volume}"  # no emptyDir
             claim = volume["persistentVolumeClaim"]["claimName"]
@@ -752,7 +753,7 @@ def test_podman_gets_one_pod_per_replica_with_volumes_of_its_own(fleet_docs: lis
             assert not any("$(" in arg for arg in container.get("args", [])), name
     assert claims["home-baton-worker-1"] == "baton-worker-1"  # Kubernetes' claim name for the pod
     assert claims["baton-api-0-tmp"] == "baton-api-0"
-    assert sorted(fleet.volumes) == sorted(claims)
+    assert sorted(fleet.volumes) == sorted([*claims, "baton-forge"])  # and the ConfigMap's (shared)
     worker = pods["baton-worker-0"]["spec"]["containers"][0]
     assert worker["args"] == ["worker", "--concurrency", "2"]
     assert {"secretRef": {"name": "baton-model", "optional": True}} in worker["envFrom"]
