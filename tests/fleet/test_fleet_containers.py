@@ -12,7 +12,11 @@ Afterwards: every run ended ``succeeded`` (none queued or running); the killed t
 the "interrupted" prompt, and the mock saw that key's history grow, never restart; every instruction
 was answered exactly once in its key's final history; runs of a key never overlapped (the store's
 records: no key had two agents at once); each key has five succeeded runs, one conversation, and the
-counts add up. Timings are printed (``-s``) for docs/deploy.md.
+counts add up. Then the forge loop (the fleet's fake GitHub, on the host): a mention made while the
+API's pod is down is found by the restarted API's reconcile, run on a worker and published once; and
+the drain: a turn running on a worker finishes ``succeeded`` through a plain ``podman pod stop`` of its
+pod and through ``fleet.sh down``, well past podman's default 10 s. Timings are printed (``-s``) for
+docs/deploy.md.
 
 Needs root and podman (``make setup`` installs podman; CI runs as root); fails, never skips, without.
 The images are built when missing (about 4.5 minutes the first time); with them, about two minutes.
