@@ -93,7 +93,9 @@ image:
 # baton serve, two baton workers, PostgreSQL, Redis and RabbitMQ as pods of `podman kube play`, on the
 # host's network (API http://127.0.0.1:28765). As root; builds the images that are missing (from
 # Debian's packages, no registry) and makes missing secrets (random passwords) in FLEET_SECRETS
-# (deploy/fleet/secrets). fleet-down removes the pods, their volumes and secrets; both are idempotent.
+# (deploy/fleet/secrets); a fake GitHub on the host runs the forge loop (deploy/fleet/fake_github.py).
+# fleet-down removes the pods (each given its grace), their volumes and secrets, and stops the fake
+# GitHub; both are idempotent.
 # docs/deploy.md, "A trial fleet with podman".
 FLEET_SECRETS ?= deploy/fleet/secrets
 .PHONY: fleet-up fleet-down
