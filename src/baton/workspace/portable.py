@@ -37,6 +37,7 @@ from baton.workspace.gitcmd import (
 from baton.workspace.locks import file_lock
 from baton.workspace.workdirs import Workdirs, Worktree
 
+NOT_SHARED = "the worktree's checkpoint stays on this machine"  # a run's note: its state is not shared
 MAX_BUNDLE = 100 * 2**20  # larger states are kept locally only (mostly untracked build output)
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
@@ -63,7 +64,7 @@ def publish_checkpoint(
     except Fenced:
         raise
     except (BatonError, OSError) as exc:
-        return f"the worktree's checkpoint stays on this machine (not shared through the store): {exc}"
+        return f"{NOT_SHARED} (not shared through the store): {exc}"
     return None
 
 
