@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from baton import tracing
 from baton.errors import BadInput, BatonError
 from baton.fleet import drain, queued
 from baton.fleet.health import BrokerCheck, Monitor
@@ -182,6 +183,7 @@ def _here() -> _Process:
             from baton.settings import load_settings
 
             settings = load_settings()
+        tracing.configure(settings)  # in each worker process: BatchSpanProcessor's thread is its own
         store = open_store(settings.resolved_store_url)
         _process = _Process(os.getpid(), settings, store, store_tag(settings, store))
     return _process
