@@ -4,50 +4,23 @@ OTLP/HTTP export, and nothing of OpenTelemetry imported while it is off."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import http.server
+import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from baton import RunRequest, run, tracing
 from baton.settings import Settings
+from tests.tracing_fixtures import by_name, only, parent_of, spans_fixture  # noqa: F401 (the spans fixture)
 
 PHASES = ["run.lease", "run.branch_lease", "run.prepare", "run.attempt"]
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.install(provider)
-    try:
-        yield exporter
-    finally:
-        tracing.install(None)
-        provider.shutdown()
-
-
-def by_name(exporter: InMemorySpanExporter) -> dict[str, list[ReadableSpan]]:
-    found: dict[str, list[ReadableSpan]] = {}
-    for one in exporter.get_finished_spans():
-        found.setdefault(one.name, []).append(one)
-    return found
-
-
-def only(found: dict[str, list[ReadableSpan]], name: str) -> ReadableSpan:
-    assert len(found.get(name, [])) == 1, (name, sorted(found))
-    return found[name][0]
-
-
-def parent_of(found: dict[str, list[ReadableSpan]], name: str) -> str:
-    child = only(found, name)
-    assert child.parent is not None, name
-    names = [n for n, ss in found.items() for s in ss if s.context.span_id == child.parent.span_id]
-    return names[0] if names else "?"
 
 
 def test_a_run_is_one_trace_of_its_phases(
@@ -70,3 +43,90 @@ def test_a_run_is_one_trace_of_its_phases(
     assert agent["gen_ai.usage.output_tokens"] == result.run.usage["output_tokens"] > 0
     assert agent["gen_ai.request.model"] == "claude-fake"
     assert agent["gen_ai.provider.name"] == "fake" and agent["gen_ai.operation.name"] == "invoke_agent"
+
+
+def test_the_agent_is_given_its_span_as_traceparent(
+    settings: Settings, src_repo: Path, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    said = 'printf \'%s %s\' "$TRACEPARENT" "$COPILOT_TRACEPARENT" > traceparent.txt'
+    monkeypatch.setenv("FAKE_AGENT_RUN", said)
+    result = run(RunRequest(agent="fake", repo=str(src_repo), thread="t1", prompt="go"), settings=settings)
+    agent = only(by_name(spans), "run.agent").context
+    given, copilots = (Path(result.session.worktree) / "traceparent.txt").read_text().split(" ")
+    assert given == copilots and tracing.TRACEPARENT.fullmatch(given), given
+    assert given.startswith(f"00-{agent.trace_id:032x}-{agent.span_id:016x}-")  # sampled: 01, or 03
+
+
+def test_off_the_agent_gets_no_traceparent(
+    settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACEPARENT", "00-" + "1" * 32 + "-" + "2" * 16 + "-01")  # baton's own: not passed on
+    monkeypatch.setenv("FAKE_AGENT_RUN", "printf '%s' \"${TRACEPARENT-unset}\" > traceparent.txt")
+    result = run(RunRequest(agent="fake", repo=str(src_repo), thread="t1", prompt="go"), settings=settings)
+    assert (Path(result.session.worktree) / "traceparent.txt").read_text() == "unset"
+
+
+WATCH = (
+    "import sys, atexit\n"
+    "atexit.register(lambda: print('otel:', 'opentelemetry' in sys.modules, file=sys.stderr))\n"
+    "from baton.cli import main\n"
+    "main(sys.argv[1:])\n"
+)
+
+
+def baton_run(src_repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``baton run`` of the fake agent as its own process, saying at exit whether OpenTelemetry was loaded."""
+    argv = [sys.executable, "-c", WATCH, "run", "-a", "fake", "-r", str(src_repo), "-t", "t1", "go"]
+    return subprocess.run(
+        argv, env={**os.environ, **env}, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+
+
+def test_off_a_run_never_imports_opentelemetry(src_repo: Path, baton_env: dict[str, str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}  # only BATON_OTEL turns it on
+    done = baton_run(src_repo, {**env, **baton_env})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "otel: False", done.stderr
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """A collector's OTLP/HTTP endpoint: each POST to /v1/traces kept, decoded from protobuf."""
+
+    received: ClassVar[list[ExportTraceServiceRequest]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/v1/traces" and self.headers["Content-Type"] == "application/x-protobuf":
+            self.received.append(ExportTraceServiceRequest.FromString(body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_on_a_run_exports_its_trace_over_otlp_http(src_repo: Path, baton_env: dict[str, str]) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        done = baton_run(src_repo, {**baton_env, "BATON_OTEL": "on", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "otel: True", done.stderr
+    spans = [
+        (resource.resource, span)
+        for request in Receiver.received
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    names = {span.name for _, span in spans}
+    assert {"run", "run.lease", "run.prepare", "run.attempt", "run.agent", "run.checkpoint"} <= names, names
+    assert len({span.trace_id for _, span in spans}) == 1  # the exit flushed the batch: one trace, whole
+    services = {a.value.string_value for r, _ in spans for a in r.attributes if a.key == "service.name"}
+    assert services == {"baton"}
