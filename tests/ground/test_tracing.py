@@ -4,21 +4,17 @@ OTLP/HTTP export, and nothing of OpenTelemetry imported while it is off."""
 
 from __future__ import annotations
 
-import http.server
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from baton import RunRequest, run, tracing
 from baton.settings import Settings
-from tests.tracing_fixtures import by_name, only, parent_of, spans_fixture  # noqa: F401 (the spans fixture)
+from tests.tracing_fixtures import Receiver, by_name, only, parent_of, spans_fixture  # noqa: F401 (the spans fixture)
 
 PHASES = ["run.lease", "run.branch_lease", "run.prepare", "run.attempt"]
 
@@ -89,42 +85,13 @@ def test_off_a_run_never_imports_opentelemetry(src_repo: Path, baton_env: dict[s
     assert done.stderr.strip().splitlines()[-1] == "otel: False", done.stderr
 
 
-class Receiver(http.server.BaseHTTPRequestHandler):
-    """A collector's OTLP/HTTP endpoint: each POST to /v1/traces kept, decoded from protobuf."""
-
-    received: ClassVar[list[ExportTraceServiceRequest]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.path == "/v1/traces" and self.headers["Content-Type"] == "application/x-protobuf":
-            self.received.append(ExportTraceServiceRequest.FromString(body))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 def test_on_a_run_exports_its_trace_over_otlp_http(src_repo: Path, baton_env: dict[str, str]) -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-        done = baton_run(src_repo, {**baton_env, "BATON_OTEL": "on", "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
-    finally:
-        server.shutdown()
-        server.server_close()
+    with Receiver.serving() as receiver:
+        env = {**baton_env, "BATON_OTEL": "on", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
+        done = baton_run(src_repo, env)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1] == "otel: True", done.stderr
-    spans = [
-        (resource.resource, span)
-        for request in Receiver.received
-        for resource in request.resource_spans
-        for scope in resource.scope_spans
-        for span in scope.spans
-    ]
+    spans = receiver.spans()
     names = {span.name for _, span in spans}
     assert {"run", "run.lease", "run.prepare", "run.attempt", "run.agent", "run.checkpoint"} <= names, names
     assert len({span.trace_id for _, span in spans}) == 1  # the exit flushed the batch: one trace, whole
