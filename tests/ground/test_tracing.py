@@ -1,6 +1,8 @@
-"""Tracing (baton.tracing), opt-in: a run's phases as one trace with the right parents, the agent
-given its span as TRACEPARENT, a job's run continuing its submitter's trace across the queue, a real
-OTLP/HTTP export, and nothing of OpenTelemetry imported while it is off."""
+"""Tracing (baton.tracing), opt-in: a run's phases as one trace with the right parents and the GenAI
+usage on the agent's span, the agent given that span as TRACEPARENT, a real ``baton run`` exporting its
+trace over OTLP/HTTP, nothing of OpenTelemetry imported while it is off, and the install command when
+the extra is missing. Across the queue: tests/fleet/test_celery_tracing.py and
+tests/forge/test_forge_tracing.py."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from baton import RunRequest, run, tracing
+from baton.errors import BadInput
 from baton.settings import Settings
 from tests.tracing_fixtures import Receiver, by_name, only, parent_of, spans_fixture  # noqa: F401 (the spans fixture)
 
@@ -97,3 +100,25 @@ def test_on_a_run_exports_its_trace_over_otlp_http(src_repo: Path, baton_env: di
     assert len({span.trace_id for _, span in spans}) == 1  # the exit flushed the batch: one trace, whole
     services = {a.value.string_value for r, _ in spans for a in r.attributes if a.key == "service.name"}
     assert services == {"baton"}
+
+
+def test_on_without_the_extra_says_how_to_install_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # as if the otel extra were missing
+    with pytest.raises(BadInput, match=r"pip install 'agent-baton\[otel\]'"):
+        tracing.configure(settings.with_(otel="on"))
+    assert not tracing.on()
+    tracing.configure(settings)  # off: nothing to import, nothing said
+    assert not tracing.on()
+
+
+def test_off_spans_cost_nothing_and_carry_nothing() -> None:
+    assert not tracing.on()
+    with tracing.span("x", {"a": 1}) as inside:
+        assert inside is None
+        assert tracing.traceparent() is None and tracing.agent_env() == {}
+        assert tracing.carry({"prompt": "p"}) == {"prompt": "p"}
+    stored = {"prompt": "p", tracing.CARRIED: "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}
+    assert tracing.carried(stored) == ({"prompt": "p"}, stored[tracing.CARRIED])  # a worker with it off
+    assert tracing.carried({"prompt": "p", tracing.CARRIED: "00-evil"}) == ({"prompt": "p"}, None)
