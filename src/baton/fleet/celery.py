@@ -366,6 +366,7 @@ def run_worker(
     options = broker_options(settings)
     app.task(name=TASK, bind=True)(run_job)
     _settings = settings
+    tracing.configure(settings)  # before the pool forks: each child keeps the provider (the SDK re-arms it)
     store = open_store(settings.resolved_store_url)
     try:
         tag = store_tag(settings, store)
