@@ -99,11 +99,6 @@ class StoreError(BatonError):
     """The store could not be opened, migrated or written."""
 
 
-class StoreUnreachable(StoreError):
-    """The store did not answer (its server refused, dropped or timed out the connection): it may come
-    back, so work that is done waits for it (:mod:`baton.runner.patience`)."""
-
-
 class RemoteError(GitError):
     """A remote repository could not be reached: the network, the URL's host or the credentials."""
 

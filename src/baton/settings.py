@@ -174,9 +174,6 @@ class Settings:
     store_url: str = field(default="", metadata=about(
         "the store; `postgresql+psycopg://...` for many machines (the `postgres` extra)",
         default="`sqlite:///$BATON_HOME/baton.db`"))
-    store_wait: float = field(default=300.0, metadata=about(
-        "seconds a finished turn waits for an unreachable store to take its outcome and snapshot, "
-        "holding its lease (0: it fails at once)"))
     redis_url: str = field(default="", metadata=about(
         "`redis://...`: fast cancel flags, and Redis leases (optional)"))
     broker_url: str = field(default="", metadata=about(

@@ -27,7 +27,6 @@ from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, OnPermission, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
 from baton.runner import instructions, quarantine, quota, window
 from baton.runner.modelwatch import ModelWatch
-from baton.runner.patience import patiently
 from baton.runner.process import ProcessResult, RunLog, run_process
 from baton.runner.prompts import INTERRUPTED_NEW, recap, render
 from baton.runner.state import KEPT, Attempt, Context, Decision, Prepared, Start
@@ -107,8 +106,7 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
     if trouble:  # the agent ran, but baton could not keep everything it said: say so on the run
         record.note = "; ".join(filter(None, [record.note, *trouble]))
         ctx.store.update_run(record.id, fence=ctx.fence, note=record.note)
-    done = record
-    record = patiently(ctx, lambda: _finish(ctx, prepared, done, turn, ending))  # outlives an outage
+    record = _finish(ctx, prepared, record, turn, ending)
     # a resume that failed at once is a strike on its conversation, unless baton or the machine stopped it
     stopped = result.stopped or result.cancelled or result.timed_out or ending.limit or ctx.lost.is_set()
     quarantine.after(ctx, record, bool(stopped))
@@ -521,8 +519,8 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
         trouble = publish_checkpoint(
             ctx.store, ctx.workdirs, ctx.key, prepared.worktree, session.branch, ctx.fence, made
         )
-    if trouble and trouble not in (record.note or ""):  # the run did its work; other machines cannot
-        record.note = "; ".join(filter(None, [record.note, trouble]))  # rebuild it: say so on the run
+    if trouble:  # the run did its work; only other machines cannot rebuild it: say so on the run
+        record.note = "; ".join(filter(None, [record.note, trouble]))
         ctx.store.update_run(record.id, fence=ctx.fence, note=record.note)
     if not lost and not (ending.exit_code is None and ending.outcome == Outcome.FAILED):
         # the agent ran: what its conversation now knows of its instruction files

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from baton.errors import BatonError, DiskFull, StoreError, StoreUnreachable
+from baton.errors import BatonError, DiskFull, StoreError
 from baton.store.migrations import DIALECT_TYPES, MIGRATIONS
 from baton.store.sqlitefile import SQLITE_MIN_FREE, check_room, configure
 
@@ -92,9 +92,6 @@ def _connect_args(url: str) -> dict[str, Any]:
 
 
 CONNECT_TIMEOUT = 10
-# a server that did not answer: no SQLSTATE (psycopg's own failure), a connection exception (class 08),
-# or a server shutting down or starting (57P01-57P03): it may come back
-GONE = {None, "08000", "08001", "08003", "08004", "08006", "08007", "57P01", "57P02", "57P03"}
 _HINTS = (
     (("authentication failed", "no password supplied", 'role "'), "check the user and password"),
     (("does not exist",), "create the database or correct the URL"),
@@ -114,10 +111,9 @@ def store_error(exc: sa.exc.DBAPIError, url: str) -> BatonError:
             full = shutil.disk_usage(Path(database).parent).free < SQLITE_MIN_FREE
     if full:
         return DiskFull(f"the disk holding the store is full ({words}); free some space and retry")
-    if not url.startswith("sqlite") and getattr(exc.orig, "sqlstate", "") in GONE:
+    if not url.startswith("sqlite") and getattr(exc.orig, "sqlstate", "") is None:
         hint = next((h for needles, h in _HINTS if any(n in words for n in needles)), "")
-        said = f"cannot reach the store at {redact(url)}: {words}" + (f"; {hint}" if hint else "")
-        return StoreUnreachable(said)
+        return StoreError(f"cannot reach the store at {redact(url)}: {words}" + (f"; {hint}" if hint else ""))
     return StoreError(f"store error: {words}")
 
 
