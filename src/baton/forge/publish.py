@@ -16,6 +16,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from baton import tracing
 from baton.asking.questions import Question
 from baton.errors import BatonError, Busy, GitError
 from baton.fleet.execute import AFTER_JOB
@@ -96,6 +97,7 @@ def install_per_process(settings: Settings, config: ForgeSettings) -> None:
     AFTER_JOB["forge"] = hook
 
 
+@tracing.traced("run.publish")
 def after_job(
     loop: ForgeLoop,
     job_id: str,

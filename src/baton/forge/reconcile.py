@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from baton import tracing
 from baton.errors import Fenced
 from baton.forge import dispatch, merge
 from baton.forge.closing import close_thread
@@ -54,6 +55,7 @@ class Report:
         }
 
 
+@tracing.traced("forge.reconcile")
 def reconcile(loop: ForgeLoop, still: Callable[[], bool] = lambda: True) -> Report:
     """One pass over every configured repository; a forge that fails is reported, the others go on.
 
