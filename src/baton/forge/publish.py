@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from baton.asking.questions import Question
-from baton.errors import BatonError, GitError
+from baton.errors import BatonError, Busy, GitError
 from baton.fleet.execute import AFTER_JOB
 from baton.forge import answers, dispatch, gitauth, merging, replies
 from baton.forge.config import ForgeSettings, Reply
@@ -30,6 +30,8 @@ from baton.keys import Key, parse_repo
 from baton.models import Access, JobRecord, Outcome
 from baton.settings import Settings
 from baton.store import Store
+from baton.store.base import LeaseBackend
+from baton.store.leases import LeaseHolder, held, lease_backend
 from baton.workspace.gitcmd import WorktreeGit, redact, run_git, worktree_status
 from baton.workspace.workdirs import Workdirs
 
@@ -37,6 +39,7 @@ log = logging.getLogger("baton.forge")
 SAFE_GIT = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
 ASKED = "the agent asked a question and waits for an answer"  # a parked thread's note
 CAPPED = "the thread is at a spending cap and waits for a raise"  # the note of one parked at a cap
+CLAIM = "publish:"  # the lease a turn's publisher holds before its first write to the forge
 
 
 def compose(
@@ -97,10 +100,13 @@ def after_job(
 ) -> dict[str, Any] | None:
     """Publish a forge turn that ended with ``outcome`` (``fields``: the job's ``result`` and
     ``error``); what was written (also kept with the turn in the store), or None when the job is not a
-    forge turn. Never raises: a failure is what it returns. The turn is marked published once (the
-    store decides), and only then are the events that waited for it started as the next turn
-    (:func:`baton.forge.dispatch.kick`). ``again``: the heal publishes a turn whose publisher died, which
-    may have posted its answer already."""
+    forge turn. Never raises: a failure is what it returns. The turn is **claimed** in the store before
+    any write to the forge (the lease ``publish:<job>``, renewed while it publishes; one that died
+    lets it expire), and published by the one process holding the claim only if it is not published
+    yet: one status comment, one PR, one push, whoever heals. It is marked published once, and only
+    then are the events that waited for it started as the next turn (:func:`baton.forge.dispatch.kick`).
+    ``again``: the heal publishes a turn whose publisher died, which may have posted its answer already.
+    A turn another process is publishing now is theirs: what it wrote, or None while it writes."""
     events = forge_store(loop.store).events_of_job(job_id)
     job = loop.store.get_job(job_id)
     if not events or job is None:
@@ -111,6 +117,20 @@ def after_job(
     binding = forge_store(loop.store).get_binding(first.forge, first.repo, first.number)
     if binding is None:
         return {"error": f"{first.forge}:{first.repo}#{first.number} is no longer bound"}
+    lease = LeaseHolder(loop.store, CLAIM + job.id, loop.settings.lease_ttl, backend=backend(loop))
+    try:
+        with held(lease, 0.0, loop.settings.heartbeat):
+            return _claimed(loop, binding, job, outcome, again)
+    except Busy:  # another process publishes it now (a heal beside its executor): it is theirs
+        return forge_store(loop.store).published(job.id)
+
+
+def _claimed(loop: ForgeLoop, binding: Binding, job: JobRecord, outcome: str, again: bool) -> dict[str, Any]:
+    """Publish under the turn's claim: once, whoever claims it (one published before the claim was
+    taken is left as it is), then mark it published and start what waited."""
+    done = forge_store(loop.store).published(job.id)
+    if done is not None:
+        return done
     try:
         result = publish(loop, binding, job, outcome, again)
     except Exception as exc:  # the run's end must be recorded whatever the forge did
@@ -119,6 +139,11 @@ def after_job(
     if forge_store(loop.store).mark_published(job.id, result, loop.clock()):
         dispatch.kick(loop, binding, finishing=job.id)
     return result
+
+
+def backend(loop: ForgeLoop) -> LeaseBackend:
+    """Where the claims of this loop's turns are granted: where the keys' leases are."""
+    return lease_backend(loop.settings, loop.store)
 
 
 def publish(

@@ -296,6 +296,14 @@ class SQLForge:
         with self._store.transaction() as conn:
             return [turn_of(r._mapping) for r in conn.execute(query)]
 
+    def published(self, job_id: str) -> dict[str, Any] | None:
+        query = sa.select(forge_turns.c.publish).where(
+            forge_turns.c.job_id == job_id, forge_turns.c.published_at.is_not(None)
+        )
+        with self._store.transaction() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else json.loads(row[0]) if row[0] else {}
+
     def mark_published(self, job_id: str, publish: dict[str, Any], at: float) -> bool:
         """Record what was written back for the turn; False when it was published already (or is not
         a turn): the caller that gets True is the one that publishes (``published_at`` is set only

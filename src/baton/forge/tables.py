@@ -145,6 +145,10 @@ class ForgeStore(Protocol):
         """Turns not published yet, oldest first."""
         ...
 
+    def published(self, job_id: str) -> dict[str, Any] | None:
+        """What was written back for the turn, once it is published; None before (or not a turn)."""
+        ...
+
     def mark_published(self, job_id: str, publish: dict[str, Any], at: float) -> bool:
         """True for the one caller that publishes the turn; False when it was published already. What
         it pushed and whether it answered are kept beside it (:mod:`baton.forge.outcomes`)."""

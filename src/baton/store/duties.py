@@ -1,0 +1,91 @@
+"""Duties: the periodic store-wide work of a fleet (the forge's reconcile and heal, the expiry of
+sessions, the workers' janitor) done by one process at a time, however many replicas run. A duty is a
+lease named ``duty:<name>`` (:class:`~baton.store.leases.LeaseHolder`, from the configured backend, with
+its fencing token), taken with no wait when a round is due and kept by a heartbeat for as long as its
+holder lives, so the same process does the duty round after round; when it dies another takes it over
+after ``lease_ttl`` seconds (at once on the same host, where a dead pid is seen).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from baton.errors import BatonError, Busy
+from baton.settings import Settings
+from baton.store.base import LeaseStore
+from baton.store.leases import LeaseHolder, lease_backend
+
+__all__ = ["Duty"]
+
+log = logging.getLogger("baton.duties")
+PREFIX = "duty:"
+
+
+@dataclass
+class Duty:
+    """One duty of this process: :meth:`mine` says, at each round, whether this process does it now."""
+
+    settings: Settings
+    name: str
+    _lease: LeaseHolder | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _beat: threading.Thread | None = None
+
+    def mine(self, store: LeaseStore) -> bool:
+        """Whether this process holds the duty now: still held (renewed now), or free and taken. A
+        store that does not answer is no: the duty waits for a round that can prove it."""
+        lease = self._lease_of(store)
+        try:
+            if lease.held and lease.renew():
+                return True
+            lease.held = False
+            lease.acquire(0.0)
+        except Busy:
+            return False
+        except BatonError as exc:
+            log.warning("duty %s: the store did not answer: %s", self.name, exc)
+            return False
+        log.info("duty %s: this process holds it (fence %d)", self.name, lease.fence)
+        self._keep(lease)
+        return True
+
+    @property
+    def fence(self) -> int:
+        """The fencing token of the grant held (0: none)."""
+        return self._lease.fence if self._lease is not None and self._lease.held else 0
+
+    def release(self) -> None:
+        """Give the duty up (a process that stops): another takes it at its next round."""
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=5.0)
+        if self._lease is not None:
+            try:
+                self._lease.release()
+            except BatonError as exc:  # it expires on its own
+                log.warning("duty %s: not released: %s", self.name, exc)
+
+    def _lease_of(self, store: LeaseStore) -> LeaseHolder:
+        if self._lease is None:
+            backend = lease_backend(self.settings, store)
+            self._lease = LeaseHolder(store, PREFIX + self.name, self.settings.lease_ttl, backend=backend)
+        return self._lease
+
+    def _keep(self, lease: LeaseHolder) -> None:
+        """Renew the lease between rounds too (a round may be rarer than the lease's life)."""
+        if self._beat is not None and self._beat.is_alive():
+            return
+        every = max(0.2, self.settings.lease_ttl / 3)
+
+        def beat() -> None:
+            while not self._stop.wait(every) and lease.held:
+                try:
+                    if not lease.renew():
+                        lease.held = False  # taken over: the next round finds out and stops
+                except BatonError:
+                    continue  # the store hiccuped: the TTL is several beats long
+
+        self._beat = threading.Thread(target=beat, name=f"baton-duty:{self.name}", daemon=True)
+        self._beat.start()
