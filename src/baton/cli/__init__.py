@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 def _dispatch(args: list[str], as_json: bool) -> Any:
     """The command's exit code: the fast path's (:mod:`baton.cli.fast`: ``sessions ls`` without Typer or
-    SQLAlchemy) when it covers ``args``, else the Typer app's."""
+    SQLAlchemy) when it covers ``args``, else the Typer app's (``run``'s alone for ``baton run``)."""
     from baton.cli.fast import try_fast
 
     code = try_fast(args)
@@ -68,8 +68,12 @@ def _dispatch(args: list[str], as_json: bool) -> Any:
         return code
     import typer.main
 
-    from baton.cli.app import app
+    if args[0] == "run":  # the command alone: no other command module imported nor built
+        from baton.cli.shell import run_app
 
+        app = run_app()
+    else:
+        from baton.cli.app import app
     try:
         return typer.main.get_command(app).main(args, prog_name="baton", standalone_mode=False)
     except typer.Abort:
