@@ -511,6 +511,7 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
         setattr(record, name, value)
     if ctx.lost.is_set() or not _fenced_update(ctx, record.id, final):
         return _stale(ctx, record, final)
+    _tell_ended(ctx, record, session)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baton-checkpoint") as pool:
         # git looks at the worktree while the transcript is snapshotted
         made = pool.submit(ctx.workdirs.checkpoint, ctx.key, prepared.worktree)
@@ -533,6 +534,15 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
     session.expires_at = ended + ctx.settings.ttl_days * 86400
     ctx.store.save_session(session, fence=ctx.fence)
     return record
+
+
+def _tell_ended(ctx: Context, record: RunRecord, session: SessionRecord) -> None:
+    """A success is its run's last attempt, recorded: its answer is told now (``on_ended``), while its
+    snapshot and checkpoint are still to be taken under the lease. A crash from here leaves the run
+    recorded as it ended; the next turn takes the snapshot and the checkpoint."""
+    told = ctx.request.on_ended
+    if told is not None and record.outcome == Outcome.SUCCEEDED and ctx.request.carried_for is None:
+        told(record, session)
 
 
 def _cli_version(agent: Agent, reported: str | None) -> str | None:
