@@ -200,9 +200,8 @@ def record_conflict(ctx: Context, prepared: Prepared) -> RunRecord:
         f"syncing with upstream conflicted in {files}; the agent did not run and the worktree is exactly as "
         "it was (run with --on-conflict agent to let the agent resolve it, or resolve it yourself)"
     )
-    ctx.store.add_run(record, fence=ctx.fence)
     session.last_outcome, session.last_used_at = Outcome.CONFLICT, record.started_at
-    ctx.store.save_session(session, fence=ctx.fence)
+    ctx.store.add_run(record, fence=ctx.fence, session=session)
     return record
 
 
@@ -214,10 +213,9 @@ def record_parked(ctx: Context, prepared: Prepared, attempt: Attempt, question: 
     mode = Mode.RESUME if session.agent_session_id else Mode.FRESH
     record = _record(ctx, prepared, Decision(mode, session.agent_session_id, PromptKind.DELTA), attempt)
     record.outcome, record.ended_at, record.question = Outcome.NEEDS_INPUT, record.started_at, question
-    ctx.store.add_run(record, fence=ctx.fence)
     session.status, session.last_outcome = SessionStatus.ACTIVE, Outcome.NEEDS_INPUT
     session.last_used_at = record.started_at
-    ctx.store.save_session(session, fence=ctx.fence)
+    ctx.store.add_run(record, fence=ctx.fence, session=session)
     return record
 
 
@@ -230,8 +228,7 @@ def _start(ctx: Context, session: SessionRecord, record: RunRecord, launch: Laun
     session.status = SessionStatus.RUNNING
     session.attempts += 1
     session.last_used_at = record.started_at
-    ctx.store.add_run(record, fence=ctx.fence)
-    ctx.store.save_session(session, fence=ctx.fence)
+    ctx.store.add_run(record, fence=ctx.fence, session=session)  # one transaction
     if ctx.request.on_start:
         ctx.request.on_start(record)
 
