@@ -51,3 +51,13 @@ def test_a_running_thread_is_waited_for(tmp_path: Path) -> None:
     assert (tmp_path / "mark.thread").read_text() == "done"  # the ordinary exit joined it
     assert (tmp_path / "mark.teardown").read_text() == "torn down"
     assert (tmp_path / "mark").read_text() == "atexit ran"
+
+
+def test_the_store_is_closed_before_the_quick_exit(tmp_path: Path) -> None:
+    """A command that opened the SQL store (``sessions ls`` on a new home: Typer's, which creates it)
+    leaves it closed as the ordinary exit did: SQLite's WAL and shared-memory files removed."""
+    done = baton(tmp_path, "plain", "sessions", "ls")
+    assert done.returncode == 0, done.stderr
+    home = tmp_path / "home"
+    assert (home / "baton.db").exists()
+    assert not (home / "baton.db-wal").exists() and not (home / "baton.db-shm").exists()
