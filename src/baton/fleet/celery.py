@@ -30,6 +30,7 @@ from baton.install import extra_hint
 from baton.models import JobRecord, WorkerRecord
 from baton.settings import Settings
 from baton.store import Store, open_store
+from baton.store.duties import Duty
 from baton.store.redis import safe_url
 
 if TYPE_CHECKING:
@@ -239,7 +240,8 @@ def _after_fork(**_: Any) -> None:
 class _Janitor:
     """The worker's heartbeat into the store's ``workers`` every ``heartbeat`` seconds (``baton
     doctor`` lists the workers seen) and
-    :func:`baton.fleet.queued.heal` every ``lease_ttl`` seconds, in the worker's main process,
+    :func:`baton.fleet.queued.heal` every ``lease_ttl`` seconds in the one worker holding the duty
+    ``janitor`` (:mod:`baton.store.duties`), in the worker's main process,
     and the sweeper of this worker's own ``BATON_HOME`` (its worktrees, transcripts and quota, which
     no other machine sees) every ``sweep_interval``, as ``baton serve`` sweeps its own."""
 
@@ -265,16 +267,18 @@ class _Janitor:
 
     def _loop(self) -> None:
         store = open_store(self.settings.resolved_store_url)
+        duty = Duty(self.settings, "janitor", store)  # one worker of the fleet heals at a time
         started = healed = time.time()
         tick = max(0.5, min(self.settings.heartbeat, self.settings.lease_ttl))
         try:
             self._beat(store, started)
             while not self.stop.wait(tick):
                 self._beat(store, started)
-                if time.time() - healed >= self.settings.lease_ttl:
+                if time.time() - healed >= self.settings.lease_ttl and duty.mine():
                     healed = time.time()
                     self._heal(store)
         finally:
+            duty.release()
             store.close()
 
     def _beat(self, store: Store, started: float) -> None:

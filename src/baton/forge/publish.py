@@ -24,7 +24,7 @@ from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeError, ForgeEvent
 from baton.forge.records import Binding, BindingStatus
 from baton.forge.tables import forge_store
-from baton.forge.threads import STATUS_HEAD
+from baton.forge.threads import STATUS_HEAD, status_comment_of
 from baton.forge.trust import is_own
 from baton.keys import Key, parse_repo
 from baton.models import Access, JobRecord, Outcome
@@ -187,6 +187,10 @@ def publish(
     question = answers.question_of(job) if outcome == Outcome.NEEDS_INPUT.value else None
     if question is not None:
         result["asked"] = True
+    if again and binding.status_comment is None:  # its publisher may have posted it and died
+        binding.status_comment = status_comment_of(
+            loop, binding.forge, binding.repo, binding.number, binding.on_pr
+        )
     result["comment"] = _status_comment(loop, binding, job, result, reply is Reply.STATUS)
     _reply(loop, binding, job, result, reply, question, again)
     binding.updated_at = loop.clock()
