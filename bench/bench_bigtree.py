@@ -1,4 +1,4 @@
-"""What a large worktree costs a turn (issue 48): a fake-agent turn on a 20,000-file worktree beside one
+"""What a large worktree costs a turn: a fake-agent turn on a 20,000-file worktree beside one
 on a 1,600-file worktree, the checkpoint (``Workdirs.checkpoint``) of each alone, and the checkpoint's
 ``git status`` under the git settings that might make it cheaper. Standalone, not a suite group:
 

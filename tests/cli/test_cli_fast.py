@@ -233,7 +233,7 @@ def test_help_imports_no_store(baton_env: dict[str, str]) -> None:
 # the standard library: nothing heavy (SQLAlchemy loads when a store is opened, pydantic when Typer parses).
 RUN_PATH_PACKAGES = {"annotated_doc", "baton", "platformdirs", "shellingham", "tenacity", "typer"}
 # Modules they add to a bare interpreter, counted rather than timed (a loaded CI machine times
-# anything): 278 and 97 of baton's on 2026-11-26 (issue 48), with some room for growth. A new module on
+# anything): 278 and 97 of baton's on 2026-11-26, with some room for growth. A new module on
 # this path costs every `baton run`; defer it into the function that needs it, or raise this on purpose.
 RUN_PATH_MODULES, RUN_PATH_BATON_MODULES = 300, 105
 SERVICE_PACKAGES = {"fastapi", "starlette", "httpx", "celery", "kombu", "uvicorn", "redis", "jinja2"}

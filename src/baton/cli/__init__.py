@@ -65,7 +65,7 @@ def _leave(code: int) -> None:
     """Exit the ``baton`` program with ``code`` the quick way: what exiting must do, done (the atexit
     functions — logging's flush, ``weakref.finalize``'s — and the standard streams flushed), then
     ``os._exit``, without the interpreter's teardown of every module and object it loaded: 50-170 ms
-    of a ``baton run`` (SQLAlchemy's, Typer's; issue 48), for nothing a store or a file keeps: the
+    of a ``baton run`` (SQLAlchemy's, Typer's), for nothing a store or a file keeps: the
     store's engines are closed first (SQLite's WAL and shared memory removed, PostgreSQL's sessions
     ended). Returns (to the ordinary exit) when another thread still runs, which that exit waits for,
     or a stream cannot be flushed."""
