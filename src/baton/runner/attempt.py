@@ -202,9 +202,8 @@ def record_conflict(ctx: Context, prepared: Prepared) -> RunRecord:
         f"syncing with upstream conflicted in {files}; the agent did not run and the worktree is exactly as "
         "it was (run with --on-conflict agent to let the agent resolve it, or resolve it yourself)"
     )
-    ctx.store.add_run(record, fence=ctx.fence)
     session.last_outcome, session.last_used_at = Outcome.CONFLICT, record.started_at
-    ctx.store.save_session(session, fence=ctx.fence)
+    ctx.store.add_run(record, fence=ctx.fence, session=session)
     return record
 
 
@@ -216,10 +215,9 @@ def record_parked(ctx: Context, prepared: Prepared, attempt: Attempt, question: 
     mode = Mode.RESUME if session.agent_session_id else Mode.FRESH
     record = _record(ctx, prepared, Decision(mode, session.agent_session_id, PromptKind.DELTA), attempt)
     record.outcome, record.ended_at, record.question = Outcome.NEEDS_INPUT, record.started_at, question
-    ctx.store.add_run(record, fence=ctx.fence)
     session.status, session.last_outcome = SessionStatus.ACTIVE, Outcome.NEEDS_INPUT
     session.last_used_at = record.started_at
-    ctx.store.save_session(session, fence=ctx.fence)
+    ctx.store.add_run(record, fence=ctx.fence, session=session)
     return record
 
 
@@ -232,8 +230,7 @@ def _start(ctx: Context, session: SessionRecord, record: RunRecord, launch: Laun
     session.status = SessionStatus.RUNNING
     session.attempts += 1
     session.last_used_at = record.started_at
-    ctx.store.add_run(record, fence=ctx.fence)
-    ctx.store.save_session(session, fence=ctx.fence)
+    ctx.store.add_run(record, fence=ctx.fence, session=session)  # one transaction
     if ctx.request.on_start:
         ctx.request.on_start(record)
 
@@ -516,6 +513,7 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
         setattr(record, name, value)
     if ctx.lost.is_set() or not _fenced_update(ctx, record.id, final):
         return _stale(ctx, record, final)
+    _tell_ended(ctx, record, session)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baton-checkpoint") as pool:
         # git looks at the worktree while the transcript is snapshotted
         made = pool.submit(ctx.workdirs.checkpoint, ctx.key, prepared.worktree)
@@ -538,6 +536,15 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
     session.expires_at = ended + ctx.settings.ttl_days * 86400
     ctx.store.save_session(session, fence=ctx.fence)
     return record
+
+
+def _tell_ended(ctx: Context, record: RunRecord, session: SessionRecord) -> None:
+    """A success is its run's last attempt, recorded: its answer is told now (``on_ended``), while its
+    snapshot and checkpoint are still to be taken under the lease. A crash from here leaves the run
+    recorded as it ended; the next turn takes the snapshot and the checkpoint."""
+    told = ctx.request.on_ended
+    if told is not None and record.outcome == Outcome.SUCCEEDED and ctx.request.carried_for is None:
+        told(record, session)
 
 
 def _cli_version(agent: Agent, reported: str | None) -> str | None:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from baton import retry, tracing
 from baton.agents import get_agent
 from baton.errors import Cancelled, DiskFull, NotWaiting, QuotaHeld
-from baton.models import Mode, Outcome, PromptKind, RunRecord
+from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord
 from baton.runner import capped, onspent, quarantine, quota
 from baton.runner.attempt import new_run_id, record_conflict, run_attempt, usage_delta
 from baton.runner.crashed import mark_crashed, settle
@@ -167,29 +167,38 @@ def _run_once(
         waited = held(lease, resolved.request.wait, settings.heartbeat, resolved.request.cancel)
         with tracing.entered("run.lease", waited) as lost:
             run_id = request.job_id or new_run_id()  # a job's id, or the first attempt's own
-            with _branch_held(settings, store, resolved, run_id, deadline, lost):
-                last = settle(store, resolved.key, lease.proof)
+            key = resolved.key
+            stored = store.get_session(key.agent, key.repo.slug, key.thread)  # read once, under the lease
+            with _branch_held(settings, store, resolved, stored, run_id, deadline, lost):
+                last, crashed = settle(store, key, lease.proof)
+                if crashed:  # settling wrote the session
+                    stored = store.get_session(key.agent, key.repo.slug, key.thread)
                 if request.answers is not None:
                     still_waits(last, request.answers)
                 workdirs = Workdirs(settings)
                 ctx = Context(resolved, settings, store, workdirs, lost, lease.proof, run_id, breaker)
-                return _execute(ctx, last)
+                return _execute(ctx, last, stored)
     finally:
         if own_store:
             store.close()
 
 
 def _branch_held(
-    settings: Settings, store: Store, resolved: Resolved, run_id: str, deadline: float, lost: threading.Event
+    settings: Settings,
+    store: Store,
+    resolved: Resolved,
+    session: SessionRecord | None,
+    run_id: str,
+    deadline: float,
+    lost: threading.Event,
 ) -> contextlib.AbstractContextManager[threading.Event]:
     """Hold the lease of the branch the key's worktree is on (:func:`~baton.runner.prepare.key_branch`)
     for the rest of the run, under the key's lease: one writer per branch across keys and machines
     (:mod:`baton.store.branchlease`). Always after the key's lease, so two runs never wait on each other
     in a circle; waits what is left of ``request.wait`` (else :class:`~baton.errors.BranchBusy` naming
     the key that writes the branch), and a renewal that finds it taken over sets ``lost``, which stops
-    the agent as the loss of the key's lease does."""
+    the agent as the loss of the key's lease does. ``session``: the key's record, read under its lease."""
     key = resolved.key
-    session = store.get_session(key.agent, key.repo.slug, key.thread)
     branch = key_branch(resolved.request, key, session)
     lease = branch_lease(settings, store, key.repo.slug, branch, key.id, run_id)
     wait = max(0.0, deadline - time.monotonic())
@@ -240,10 +249,11 @@ def check_free_space(settings: Settings) -> None:
         )
 
 
-def _execute(ctx: Context, last: RunRecord | None) -> RunResult:
+def _execute(ctx: Context, last: RunRecord | None, stored: SessionRecord | None) -> RunResult:
     """Prepare the key, then its attempts; ``last``: the key's last turn (the first attempt is told
-    when it did not end, and what of it was left running and stopped)."""
-    prepared = prepare(ctx)
+    when it did not end, and what of it was left running and stopped); ``stored``: its session record
+    as read under the lease."""
+    prepared = prepare(ctx, stored)
     warnings = list(prepared.warnings)
     if prepared.conflicted:
         record = record_conflict(ctx, prepared)  # the agent does not start: nothing to resume on
