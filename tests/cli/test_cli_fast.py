@@ -229,8 +229,49 @@ def test_help_imports_no_store(baton_env: dict[str, str]) -> None:
     assert "'sqlalchemy'" not in done.stderr.strip().splitlines()[-1]
 
 
-def test_importing_the_run_path_does_not_import_sqlalchemy() -> None:
-    """SQLAlchemy loads when a store is opened (``baton.store.open_store``), not with the modules."""
-    code = "import sys, baton.runner.run, baton.cli.app; print('sqlalchemy' in sys.modules)"
+# What the modules of the run path (``baton run``'s app, command and runner) may import of what is not
+# the standard library: nothing heavy (SQLAlchemy loads when a store is opened, pydantic when Typer parses).
+RUN_PATH_PACKAGES = {"annotated_doc", "baton", "platformdirs", "shellingham", "tenacity", "typer"}
+# Modules they add to a bare interpreter, counted rather than timed (a loaded CI machine times
+# anything): 278 and 97 of baton's on 2026-11-26, with some room for growth. A new module on
+# this path costs every `baton run`; defer it into the function that needs it, or raise this on purpose.
+RUN_PATH_MODULES, RUN_PATH_BATON_MODULES = 300, 105
+SERVICE_PACKAGES = {"fastapi", "starlette", "httpx", "celery", "kombu", "uvicorn", "redis", "jinja2"}
+
+
+def test_importing_the_run_path_imports_nothing_heavy_and_few_modules() -> None:
+    """``import`` of the run path's modules, in a fresh interpreter: no third-party package beyond
+    :data:`RUN_PATH_PACKAGES` (SQLAlchemy loads when a store is opened, ``baton.store.open_store``), and
+    at most :data:`RUN_PATH_MODULES` modules."""
+    code = (
+        "import json, sys\n"
+        "before = set(sys.modules)\n"
+        "import baton.cli.shell, baton.cli.run, baton.runner.run\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))\n"
+    )
     done = run([sys.executable, "-c", code], {})
-    assert done.stdout.strip() == "False", done.stderr
+    added = json.loads(done.stdout)
+    packages = {name.split(".")[0] for name in added if not name.startswith("_")} - sys.stdlib_module_names
+    assert packages <= RUN_PATH_PACKAGES, packages - RUN_PATH_PACKAGES
+    assert len(added) <= RUN_PATH_MODULES, len(added)
+    assert sum(name.startswith("baton") for name in added) <= RUN_PATH_BATON_MODULES
+
+
+def test_baton_run_builds_its_command_alone_and_loads_no_service(
+    baton_env: dict[str, str], src_repo: Path
+) -> None:
+    """A whole ``baton run`` (the fake agent, the SQLite store): the other command modules are not
+    imported (:func:`baton.cli.shell.run_app`), nor anything of the service, the workers or Redis."""
+    code = (
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+        "from baton.cli import main\n"
+        f"main(['run', '--agent', 'fake', '--repo', {str(src_repo)!r}, '--thread', 't1', 'hi'])\n"
+    )
+    env = {**baton_env, "BATON_AGENTS_EXTRA": "fake=baton.testing.fake:from_settings"}
+    done = run([sys.executable, "-c", code], env)
+    assert done.returncode == 0 and "succeeded" in done.stdout, done.stderr
+    loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
+    assert "baton.runner.run" in loaded and "sqlalchemy" in loaded  # it ran, on the SQL store
+    assert not loaded & {"baton.cli.app", "baton.cli.serve", "baton.cli.sessions", "baton.service"}
+    assert not {name.split(".")[0] for name in loaded} & SERVICE_PACKAGES

@@ -78,3 +78,18 @@ def test_a_duty_with_no_store_of_its_own_opens_and_closes_one(settings: Settings
     after = Duty(settings, "sessions")
     assert duty._own is not None and after.mine()
     after.release()
+
+
+def test_a_holder_whose_duty_moved_may_not_write_mid_round(settings: Settings, shared: Store) -> None:
+    """:meth:`Duty.still`, asked before each write of a round: false once another holds the duty, and
+    false for a holder frozen past its TTL even before its heartbeat could tell it."""
+    first, second = duties(settings, shared, 2, ttl=0.6)
+    assert not first.still() and first.mine() and first.still()
+    first._stop.set()  # frozen: no heartbeat, no round
+    assert first._beat is not None
+    first._beat.join(timeout=5)
+    time.sleep(0.8)
+    assert not first.still()  # past its TTL: it cannot know it still holds it
+    assert second.mine() and second.still() and second.fence > first.fence
+    assert not first.mine() and not first.still()
+    second.release()

@@ -117,6 +117,12 @@ WRITES = [
         _session_attempts,
     ),
     Write("add_run", _nothing, lambda s, f, v: s.add_run(make_run(f"r{v}"), fence=f), _latest_run),
+    Write(  # a run's start: its record and the key's session in one transaction, both or neither
+        "add_run_with_session",
+        _nothing,
+        lambda s, f, v: s.add_run(make_run(f"r{v}"), fence=f, session=make_session(attempts=v)),
+        lambda s: _latest_run(s) if _latest_run(s) == _session_attempts(s) else -1,
+    ),
     Write(
         "update_run",
         lambda s: s.add_run(make_run("r0", attempt=0)),

@@ -21,7 +21,7 @@ from baton.cli.render import emit_json, err, esc, out, say
 from baton.runner.request import RunRequest
 
 if TYPE_CHECKING:
-    from baton.models import RunRecord
+    from baton.models import RunRecord, SessionRecord
     from baton.runner.request import EventCallback, RunResult
     from baton.settings import Settings
 
@@ -61,12 +61,15 @@ def execute(request: RunRequest, as_json: bool) -> int:
     from baton.settings import load_settings
 
     settings = load_settings()
+    told: list[str] = []  # the attempt whose answer was printed as soon as its run was recorded
+    if not as_json:
+        request.on_ended = _answer_early(request.on_ended, settings, told)
     try:
         result = _with_cancel(request.cancel, lambda: _run_with_status(request, as_json, settings))
         if as_json:
             emit_json(result.to_json())
         else:
-            _print_result(result, settings)
+            _print_result(result, settings, answered=result.run.id in told)
     finally:
         engine = sys.modules.get("baton.store.engine")  # not imported: no store was opened
         if engine is not None:
@@ -100,6 +103,14 @@ def _run_with_status(request: RunRequest, quiet: bool, settings: Settings) -> Ru
             esc(f"{r.agent} on {r.thread}: {r.mode.value} run {r.run_id[-8:]}, attempt {r.attempt}")
         )
         request.on_event = _model_line(status.update, request.on_event)
+        then = request.on_ended
+        if then is not None:  # the spinner goes before the answer is printed under it
+
+            def ended(record: RunRecord, session: SessionRecord) -> None:
+                status.stop()
+                then(record, session)
+
+            request.on_ended = ended
         return run(request, settings)
 
 
@@ -117,32 +128,30 @@ def _model_line(show: Callable[[str], None], then: EventCallback | None) -> Even
     return on_event
 
 
-def _print_result(result: RunResult, settings: Settings) -> None:
-    from baton.models import Outcome, iso
-    from baton.runner.runids import short_id
-    from baton.store import open_store
+def _answer_early(
+    then: Callable[[RunRecord, SessionRecord], None] | None, settings: Settings, told: list[str]
+) -> Callable[[RunRecord, SessionRecord], None]:
+    """An ``on_ended`` that prints a success's answer (standard output's part of the result) as soon
+    as its run is recorded, before its snapshot and checkpoint; the notes and warnings follow at the
+    end (:func:`_print_result` with ``answered``)."""
+
+    def ended(record: RunRecord, session: SessionRecord) -> None:
+        _print_answer(record, session, record.run_id, settings)
+        sys.stdout.flush()
+        told.append(record.id)
+        if then is not None:
+            then(record, session)
+
+    return ended
+
+
+def _print_result(result: RunResult, settings: Settings, answered: bool = False) -> None:
+    """The result as people read it; ``answered``: its standard output's part was printed already."""
+    from baton.models import Outcome
 
     r = result.run
-    store = open_store(settings.resolved_store_url)  # the run's engine, opened already
-    try:
-        run_id = short_id(store, result.run_id)
-    finally:
-        store.close()
-    rest = (
-        f"  run {run_id}  {r.agent}:{r.repo}:{r.thread}  mode={r.mode.value} attempt={r.attempt} "
-        f"session={result.session.agent_session_id}"
-    )
-    if sys.stdout.isatty():  # the outcome in colour
-        colors = {Outcome.SUCCEEDED: "green", Outcome.RATE_LIMITED: "blue"}  # waiting is no failure
-        color = colors.get(r.outcome, "red")
-        out().print(f"[{color}]{r.outcome.value}[/{color}]{esc(rest)}", highlight=False)
-    else:
-        say(r.outcome.value + rest)
-    say(f"worktree: {result.session.worktree}  ({r.duration_s} s)")
-    if r.outcome == Outcome.RATE_LIMITED and r.resets_at:
-        say(f"resets at: {iso(r.resets_at)} (exit 75; --wait-quota waits for it)")
-    if r.result:
-        say(r.result)
+    if not answered:
+        _print_answer(r, result.session, result.run_id, settings)
     if r.outcome == Outcome.NEEDS_INPUT:
         _print_question(r)
     if r.note:
@@ -151,6 +160,34 @@ def _print_result(result: RunResult, settings: Settings) -> None:
         say(f"error: {r.error}", to_err=True)
     for warning in result.warnings:
         say(f"warning: {warning}", to_err=True)
+
+
+def _print_answer(r: RunRecord, session: SessionRecord, run_id: str, settings: Settings) -> None:
+    """The outcome line, the worktree and the agent's answer (standard output)."""
+    from baton.models import Outcome, iso
+    from baton.runner.runids import short_id
+    from baton.store import open_store
+
+    store = open_store(settings.resolved_store_url)  # the run's engine, opened already
+    try:
+        shown = short_id(store, run_id)
+    finally:
+        store.close()
+    rest = (
+        f"  run {shown}  {r.agent}:{r.repo}:{r.thread}  mode={r.mode.value} attempt={r.attempt} "
+        f"session={session.agent_session_id}"
+    )
+    if sys.stdout.isatty():  # the outcome in colour
+        colors = {Outcome.SUCCEEDED: "green", Outcome.RATE_LIMITED: "blue"}  # waiting is no failure
+        color = colors.get(r.outcome, "red")
+        out().print(f"[{color}]{r.outcome.value}[/{color}]{esc(rest)}", highlight=False)
+    else:
+        say(r.outcome.value + rest)
+    say(f"worktree: {session.worktree}  ({r.duration_s} s)")
+    if r.outcome == Outcome.RATE_LIMITED and r.resets_at:
+        say(f"resets at: {iso(r.resets_at)} (exit 75; --wait-quota waits for it)")
+    if r.result:
+        say(r.result)
 
 
 def _print_question(r: RunRecord) -> None:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from baton import tracing
 from baton.asking.questions import Question
 from baton.errors import BatonError, Busy, GitError
 from baton.fleet.execute import AFTER_JOB
@@ -95,8 +97,14 @@ def install_per_process(settings: Settings, config: ForgeSettings) -> None:
     AFTER_JOB["forge"] = hook
 
 
+@tracing.traced("run.publish")
 def after_job(
-    loop: ForgeLoop, job_id: str, outcome: str, fields: dict[str, Any], again: bool = False
+    loop: ForgeLoop,
+    job_id: str,
+    outcome: str,
+    fields: dict[str, Any],
+    again: bool = False,
+    within: Callable[[], AbstractContextManager[object]] | None = None,
 ) -> dict[str, Any] | None:
     """Publish a forge turn that ended with ``outcome`` (``fields``: the job's ``result`` and
     ``error``); what was written (also kept with the turn in the store), or None when the job is not a
@@ -106,7 +114,9 @@ def after_job(
     yet: one status comment, one PR, one push, whoever heals. It is marked published once, and only
     then are the events that waited for it started as the next turn (:func:`baton.forge.dispatch.kick`).
     ``again``: the heal publishes a turn whose publisher died, which may have posted its answer already.
-    A turn another process is publishing now is theirs: what it wrote, or None while it writes."""
+    A turn another process is publishing now is theirs: what it wrote, or None while it writes.
+    ``within``: what the writes run in, under the claim (:func:`baton.forge.adopt.from_checkpoint`);
+    what it raises is raised, and the turn stays unpublished."""
     events = forge_store(loop.store).events_of_job(job_id)
     job = loop.store.get_job(job_id)
     if not events or job is None:
@@ -120,22 +130,30 @@ def after_job(
     lease = LeaseHolder(loop.store, CLAIM + job.id, loop.settings.lease_ttl, backend=backend(loop))
     try:
         with held(lease, 0.0, loop.settings.heartbeat):
-            return _claimed(loop, binding, job, outcome, again)
+            return _claimed(loop, binding, job, outcome, again, within or nullcontext)
     except Busy:  # another process publishes it now (a heal beside its executor): it is theirs
         return forge_store(loop.store).published(job.id)
 
 
-def _claimed(loop: ForgeLoop, binding: Binding, job: JobRecord, outcome: str, again: bool) -> dict[str, Any]:
+def _claimed(
+    loop: ForgeLoop,
+    binding: Binding,
+    job: JobRecord,
+    outcome: str,
+    again: bool,
+    within: Callable[[], AbstractContextManager[object]],
+) -> dict[str, Any]:
     """Publish under the turn's claim: once, whoever claims it (one published before the claim was
     taken is left as it is), then mark it published and start what waited."""
     done = forge_store(loop.store).published(job.id)
     if done is not None:
         return done
-    try:
-        result = publish(loop, binding, job, outcome, again)
-    except Exception as exc:  # the run's end must be recorded whatever the forge did
-        log.exception("forge %s: publishing turn %s failed", binding.conversation, job.id)
-        result = {"error": f"{type(exc).__name__}: {redact(str(exc))}"}
+    with within():
+        try:
+            result = publish(loop, binding, job, outcome, again)
+        except Exception as exc:  # the run's end must be recorded whatever the forge did
+            log.exception("forge %s: publishing turn %s failed", binding.conversation, job.id)
+            result = {"error": f"{type(exc).__name__}: {redact(str(exc))}"}
     if forge_store(loop.store).mark_published(job.id, result, loop.clock()):
         dispatch.kick(loop, binding, finishing=job.id)
     return result

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from baton import tracing
+from baton.errors import Fenced
 from baton.forge import dispatch, merge
 from baton.forge.closing import close_thread
 from baton.forge.conflicts import conflict_event
@@ -52,7 +55,8 @@ class Report:
         }
 
 
-def reconcile(loop: ForgeLoop) -> Report:
+@tracing.traced("forge.reconcile")
+def reconcile(loop: ForgeLoop, still: Callable[[], bool] = lambda: True) -> Report:
     """One pass over every configured repository; a forge that fails is reported, the others go on.
 
     Per repository (a failure to read one thread, or one PR's checks, is reported and the pass goes on;
@@ -67,6 +71,9 @@ def reconcile(loop: ForgeLoop) -> Report:
     - for each bound, open PR: **one** conditional request for its head's checks (GitHub answers 304
       when nothing changed, which costs no rate limit); a change is read as a ``ci_failure`` event.
 
+    ``still``: whether this process still holds the duty ``forge`` (:mod:`baton.store.duties`); asked
+    before each write, and a pass whose duty moved to another replica stops there (:class:`Fenced`).
+
     "Since" is :data:`SKEW` seconds before the last pass (the forge's clock and index lag behind
     baton's), so a thread touched in that window (often by baton's own status comment) is read again;
     what that finds is known on the thread already and answered ``duplicate`` from the store, before
@@ -75,14 +82,14 @@ def reconcile(loop: ForgeLoop) -> Report:
     for (forge, _), config in list(loop.config.repos.items()):
         repo = config.name
         try:
-            _repo(loop, forge, repo, report)
+            _repo(loop, forge, repo, report, still)
         except ForgeError as exc:
             report.errors.append(f"{forge}:{repo}: {exc}")
             log.warning("forge reconcile of %s:%s: %s", forge, repo, exc)
     return report
 
 
-def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report) -> None:
+def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report, still: Callable[[], bool]) -> None:
     started = loop.clock()
     client = loop.client(forge)
     bindings = bound_threads(loop, forge, repo)
@@ -96,6 +103,7 @@ def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report) -> None:
     unread: set[int] = set()  # bindings a read failed for: not marked seen, so the next pass reads them
     touched: set[int] = set()  # bound PRs updated or whose checks changed: the merge policy looks
     for info in client.updated_since(repo, since):
+        _fenced(still)  # a thread's reading may close its binding
         binding = by_number.get((apart and info.is_pr, info.number))
         if binding is not None and info.number == binding.pr and info.state == "open":
             touched.add(binding.number)
@@ -110,7 +118,7 @@ def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report) -> None:
             if binding is not None:
                 unread.add(binding.number)
             continue
-        _handle(loop, events, report)
+        _handle(loop, events, report, still)
     prs = [b for b in bindings if b.pr is not None and b.head_sha and b.status != BindingStatus.CLOSED]
     # a round trip each (~100 ms to github.com): a few at once, so 1,000 PRs stay well within the pass
     with ThreadPoolExecutor(CHECKS_AT_ONCE, thread_name_prefix="baton-reconcile") as pool:
@@ -122,7 +130,8 @@ def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report) -> None:
             continue
         if answer:
             touched.add(pr.number)
-        _handle(loop, answer, report)
+        _handle(loop, answer, report, still)
+    _fenced(still)
     _merge_policy(loop, forge, repo, touched, report)
     seen = [(b.number, b.etag) for b in bindings if b.number not in unread]
     forge_store(loop.store).mark_seen(forge, repo, seen, started)
@@ -154,8 +163,14 @@ def _checks_of(loop: ForgeLoop, forge: str, binding: Binding) -> list[ForgeEvent
         return exc
 
 
-def _handle(loop: ForgeLoop, events: list[ForgeEvent], report: Report) -> None:
+def _fenced(still: Callable[[], bool]) -> None:
+    if not still():
+        raise Fenced("the forge duty moved to another replica: this reconcile pass stops")
+
+
+def _handle(loop: ForgeLoop, events: list[ForgeEvent], report: Report, still: Callable[[], bool]) -> None:
     for event in events:
+        _fenced(still)
         report.found += 1
         try:
             outcome = dispatch.handle(loop, event, delivery="reconcile")

@@ -4,8 +4,9 @@ process died before it was published (kill -9 between the agent's end and the fo
 published, and the turn of any thread with events left ``pending`` and no turn under way starts — an
 event that arrived while the thread's last turn was publishing is picked up within seconds instead of
 at the next reconcile. Both are the duty ``forge`` (:mod:`baton.store.duties`): one replica of a fleet
-does them, so N replicas make the forge traffic of one, and a turn is healed only by the process that
-has its worktree (:func:`here`). A daemon thread: stopping the service does not wait for a slow forge.
+does them, so N replicas make the forge traffic of one; a turn is healed where its worktree is, or from
+its checkpoint in the store (:mod:`baton.forge.adopt`). A daemon thread: stopping the service does not
+wait for a slow forge.
 """
 
 from __future__ import annotations
@@ -13,48 +14,34 @@ from __future__ import annotations
 import logging
 import threading
 
-from baton.forge import dispatch, publish
+from baton.errors import Fenced
+from baton.forge import adopt, dispatch, publish
 from baton.forge.loop import ForgeLoop
 from baton.forge.reconcile import reconcile
 from baton.forge.tables import forge_store
-from baton.keys import Key, parse_repo
-from baton.models import JobRecord, JobStatus
+from baton.models import JobStatus
 from baton.store.duties import Duty
-from baton.store.leases import HOST
-from baton.workspace.workdirs import Workdirs
 
 log = logging.getLogger("baton.forge")
 HEAL_EVERY = 5.0
 
 
-def heal(loop: ForgeLoop, kick: bool = True) -> int:
-    """Publish the turns that ended unpublished (their process died between the agent's end and the
-    forge's writes) whose worktree is here, then (``kick``) start the turn of every thread with pending
-    events; how many turns started."""
+def heal(loop: ForgeLoop, duty: bool = True) -> int:
+    """Publish the turns that ended unpublished (no publisher where they ran, or it died between the
+    agent's end and the forge's writes): those whose worktree is here, and (``duty``: this process holds
+    the duty ``forge``) those of other machines from the store's checkpoint (:mod:`baton.forge.adopt`);
+    then (``duty``) start the turn of every thread with pending events; how many turns started."""
     for turn in forge_store(loop.store).unpublished_turns():
         job = loop.store.get_job(turn["job_id"])
         if job is None or job.status != JobStatus.DONE:
             continue  # queued or running: its own executor publishes it
-        if not here(loop, job):
-            continue  # another machine's turn: published there (its worker heals it), never from here
         fields = {"result": job.result, "error": job.error}
-        log.info("forge: publishing turn %s, which ended unpublished", job.id)
-        publish.after_job(loop, job.id, job.outcome or "crashed", fields, again=True)
-    return kick_pending(loop) if kick else 0
-
-
-def here(loop: ForgeLoop, job: JobRecord) -> bool:
-    """Whether this process has the worktree ``job``'s turn left: its run (the key's last, when the
-    job ended without a result) ran on this host, and the key's worktree is this home's and is there.
-    A replica without it must not publish the turn: it would push nothing, or an older state."""
-    run_id = (job.result or {}).get("attempt_id")  # the last attempt's run record
-    store = loop.store
-    runs = [store.get_run(run_id)] if run_id else store.list_runs(job.agent, job.repo, job.thread, 1)
-    session = loop.store.get_session(job.agent, job.repo, job.thread)
-    if not runs or runs[0] is None or runs[0].host != HOST or session is None:
-        return False
-    path = Workdirs(loop.settings).worktree_path(Key(job.agent, parse_repo(session.repo_url), job.thread))
-    return session.worktree == str(path) and path.is_dir()
+        if adopt.here(loop, job):
+            log.info("forge: publishing turn %s, which ended unpublished", job.id)
+            publish.after_job(loop, job.id, job.outcome or "crashed", fields, again=True)
+        elif duty and adopt.shared(loop, job):
+            adopt.publish_elsewhere(loop, job, fields)
+    return kick_pending(loop) if duty else 0
 
 
 def kick_pending(loop: ForgeLoop) -> int:
@@ -91,10 +78,12 @@ class Schedule:
             try:
                 mine = self.duty.mine()
                 if mine and self.loop.clock() >= next_reconcile:
-                    report = reconcile(self.loop)
+                    report = reconcile(self.loop, self.duty.still)
                     next_reconcile = self.loop.clock() + self.every
                     log.info("forge reconcile: %s", report.to_json())
-                heal(self.loop, kick=mine)  # every replica publishes what only it can
+                heal(self.loop, duty=mine)  # every replica publishes what only it can
+            except Fenced as exc:  # another replica holds the duty now: it does the rest
+                log.info("forge: %s", exc)
             except Exception:  # the store or a forge hiccuped: the next round tries again
                 log.exception("forge: background round failed")
             self.stopping.wait(HEAL_EVERY)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from baton import tracing
 from baton.agents import Agent, Launch, Turn, clean_error, get_agent
 from baton.agents.base import version_or_none
 from baton.agents.limits import Limit, LimitKind
@@ -60,6 +61,7 @@ def new_run_id() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
 
 
+@tracing.traced("run.attempt")
 def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt) -> RunRecord:
     """One attempt, decided by ``decision``, to its end in the store (see the module docstring)."""
     session = prepared.session
@@ -200,9 +202,8 @@ def record_conflict(ctx: Context, prepared: Prepared) -> RunRecord:
         f"syncing with upstream conflicted in {files}; the agent did not run and the worktree is exactly as "
         "it was (run with --on-conflict agent to let the agent resolve it, or resolve it yourself)"
     )
-    ctx.store.add_run(record, fence=ctx.fence)
     session.last_outcome, session.last_used_at = Outcome.CONFLICT, record.started_at
-    ctx.store.save_session(session, fence=ctx.fence)
+    ctx.store.add_run(record, fence=ctx.fence, session=session)
     return record
 
 
@@ -214,10 +215,9 @@ def record_parked(ctx: Context, prepared: Prepared, attempt: Attempt, question: 
     mode = Mode.RESUME if session.agent_session_id else Mode.FRESH
     record = _record(ctx, prepared, Decision(mode, session.agent_session_id, PromptKind.DELTA), attempt)
     record.outcome, record.ended_at, record.question = Outcome.NEEDS_INPUT, record.started_at, question
-    ctx.store.add_run(record, fence=ctx.fence)
     session.status, session.last_outcome = SessionStatus.ACTIVE, Outcome.NEEDS_INPUT
     session.last_used_at = record.started_at
-    ctx.store.save_session(session, fence=ctx.fence)
+    ctx.store.add_run(record, fence=ctx.fence, session=session)
     return record
 
 
@@ -230,8 +230,7 @@ def _start(ctx: Context, session: SessionRecord, record: RunRecord, launch: Laun
     session.status = SessionStatus.RUNNING
     session.attempts += 1
     session.last_used_at = record.started_at
-    ctx.store.add_run(record, fence=ctx.fence)
-    ctx.store.save_session(session, fence=ctx.fence)
+    ctx.store.add_run(record, fence=ctx.fence, session=session)  # one transaction
     if ctx.request.on_start:
         ctx.request.on_start(record)
 
@@ -246,6 +245,7 @@ def _watch(ctx: Context, record: RunRecord, env: dict[str, str], log: RunLog) ->
     return ModelWatch(ctx.agent, url, ctx.settings.unreachable_grace, env, log, publish)
 
 
+@tracing.traced("run.agent")
 def _launch(
     ctx: Context,
     prepared: Prepared,
@@ -278,6 +278,7 @@ def _launch(
             _fenced_update(ctx, record.id, {"heartbeat_at": time.time()})  # refused: lost, stop the agent
         return not ctx.lost.is_set()  # the lease keeps itself alive; a lost one stops the agent
 
+    env = {**env, **tracing.agent_env()}  # the agent's own spans join this trace (docs/deploy.md#tracing)
     walls = _walls(ctx, prepared, env) if record.confined else None
     watched = [prepared.worktree, Path(env["TMPDIR"]), Path(env["HOME"])]
     name = f"{record.id}-{part}" if part else record.id
@@ -302,6 +303,7 @@ def _launch(
             contain=box.contain,
         )
         box.final(result.reaped)  # the key's disk once more, now the agent is gone
+    tracing.usage(agent.name, turn.model, turn.usage)  # the GenAI attributes of the agent's span
     return result
 
 
@@ -511,6 +513,7 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
         setattr(record, name, value)
     if ctx.lost.is_set() or not _fenced_update(ctx, record.id, final):
         return _stale(ctx, record, final)
+    _tell_ended(ctx, record, session)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baton-checkpoint") as pool:
         # git looks at the worktree while the transcript is snapshotted
         made = pool.submit(ctx.workdirs.checkpoint, ctx.key, prepared.worktree)
@@ -533,6 +536,15 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
     session.expires_at = ended + ctx.settings.ttl_days * 86400
     ctx.store.save_session(session, fence=ctx.fence)
     return record
+
+
+def _tell_ended(ctx: Context, record: RunRecord, session: SessionRecord) -> None:
+    """A success is its run's last attempt, recorded: its answer is told now (``on_ended``), while its
+    snapshot and checkpoint are still to be taken under the lease. A crash from here leaves the run
+    recorded as it ended; the next turn takes the snapshot and the checkpoint."""
+    told = ctx.request.on_ended
+    if told is not None and record.outcome == Outcome.SUCCEEDED and ctx.request.carried_for is None:
+        told(record, session)
 
 
 def _cli_version(agent: Agent, reported: str | None) -> str | None:

@@ -23,11 +23,12 @@ CRASHED = (
 )
 
 
-def settle(store: RunStore, key: Key, fence: Fence | None = None) -> RunRecord | None:
-    """Mark the key's dead runs crashed (:func:`mark_crashed`); the key's last run (None: none yet)."""
-    mark_crashed(store, key, fence)
+def settle(store: RunStore, key: Key, fence: Fence | None = None) -> tuple[RunRecord | None, bool]:
+    """Mark the key's dead runs crashed (:func:`mark_crashed`); the key's last run (None: none yet),
+    and whether any was marked (then the key's session record was written too)."""
+    crashed = mark_crashed(store, key, fence)
     last = store.list_runs(key.agent, key.repo.slug, key.thread, limit=1)
-    return last[0] if last else None
+    return (last[0] if last else None), bool(crashed)
 
 
 def mark_crashed(store: RunStore, key: Key, fence: Fence | None = None) -> list[RunRecord]:

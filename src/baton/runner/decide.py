@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from baton import tracing
 from baton.errors import BadInput, BatonError
 from baton.keys import Key
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, Snapshot
@@ -36,6 +37,7 @@ JSON_TEXT = (".jsonl", ".json")  # transcripts as JSON lines (Claude, Codex, Gem
 SQLITE = b"SQLite format 3\x00"  # the first bytes of a SQLite database (OpenCode's)
 
 
+@tracing.traced("run.decide")
 def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
     """How ``attempt`` starts its conversation. ``mode=auto``:
 
@@ -79,28 +81,32 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
         return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, lineage="quarantine", **told)
     # the conversation outgrew its model's window: a new one with a recap, before anything is hydrated
     # (or, where the CLI can, compacted in place first: the resume below says so)
-    full = window.rollover(ctx.settings, ctx.store, ctx.key, session.agent_session_id)
+    key = ctx.key  # its latest runs, read once for both looks back (the window's, the format's)
+    recent = ctx.store.list_runs(key.agent, key.repo.slug, key.thread, limit=window.LOOK_BACK)
+    full = window.rollover(ctx.settings, recent, key, session.agent_session_id)
     if full is not None and not full.compacts(ctx.agent.capabilities):
         notes = _notes(full.note, follow.fresh_note)
         return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, lineage=full.lineage, **told)
-    decision = _resume(ctx, prepared, follow, told)
+    decision = _resume(ctx, prepared, follow, told, recent[0] if recent else None)
     if full is None or decision.mode != Mode.RESUME:
         return decision
     note = f"compacting first: {full.held}"
     return replace(decision, compact=True, note=_notes(note, decision.note), lineage=window.COMPACTED)
 
 
-def _resume(ctx: Context, prepared: Prepared, follow: FollowUp, told: dict[str, Any]) -> Decision:
+def _resume(
+    ctx: Context, prepared: Prepared, follow: FollowUp, told: dict[str, Any], last: RunRecord | None
+) -> Decision:
     """Resume the key's conversation: from local disk (hydrated from the snapshot where it must be),
     or recover it with a recap when it is lost or in a format baton cannot read, or a new one when its
-    agent's instruction files changed and the setting says so."""
+    agent's instruction files changed and the setting says so. ``last``: the key's last run."""
     session = prepared.session
     assert session.agent_session_id is not None
     local = ensure_local(ctx, ctx.key, session.agent_session_id, prepared.worktree)
     if not local.ok:
         notes = _notes(local.note, follow.fresh_note)
         return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, lineage="lost", **told)
-    unreadable = unreadable_format(ctx, session.agent_session_id)
+    unreadable = unreadable_format(ctx, session.agent_session_id, last)
     if unreadable:
         notes = _notes(local.note, unreadable, follow.fresh_note)
         return Decision(Mode.RECOVER, None, PromptKind.RECAP, note=notes, lineage="unreadable", **told)
@@ -191,7 +197,7 @@ def _after_unanswered(ctx: Context, resume: Decision) -> Decision:
 FORMAT_TAIL = 16 * 1024 * 1024
 
 
-def unreadable_format(ctx: Context, session_id: str) -> str | None:
+def unreadable_format(ctx: Context, session_id: str, last: RunRecord | None) -> str | None:
     """Why the conversation's transcript is in a format baton cannot read, as the run's note, or None.
     A CLI that meets entries of another release's format skips them and resumes half a history with
     exit 0; baton recovers with a recap instead, and keeps the transcript where it is
@@ -201,10 +207,10 @@ def unreadable_format(ctx: Context, session_id: str) -> str | None:
     a JSON parse of every line: tens of ms for a long Gemini chat) only when the CLI about to resume
     is not the release that ran the last turn, or either is unknown; a turn under the same release
     costs one look at the version cache. The installed CLI is never run for its version here (a
-    ``--version`` costs up to 2 s, before the agent starts): one not remembered yet is unknown."""
+    ``--version`` costs up to 2 s, before the agent starts): one not remembered yet is unknown.
+    ``last``: the key's last run (None: none yet)."""
     agent = ctx.agent
-    last = ctx.store.list_runs(ctx.key.agent, ctx.key.repo.slug, ctx.key.thread, limit=1)
-    wrote = last[0].cli_version if last else None
+    wrote = last.cli_version if last else None
     if wrote is not None and wrote == agent.known_version():
         return None
     for path in agent.transcript_files(session_id):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from baton import tracing
 from baton.errors import BadInput
 from baton.keys import Key
 from baton.models import Access, Mode, Outcome, PromptKind, SessionRecord
@@ -63,15 +64,15 @@ class _Synced:
     conflicted: bool = False
 
 
-def prepare(ctx: Context) -> Prepared:
+@tracing.traced("run.prepare")
+def prepare(ctx: Context, stored: SessionRecord | None) -> Prepared:
     """The worktree and the session record; a worktree made now is removed again if the run is
     refused before its first attempt starts. The lineage is a fork's source, a hand-off's source or a
     stacked key's upstream; the worktree is a hand-off's seeded from its source's work, or a key known
     to the store brought to its checkpoint; the key's space gets its agent home seeded from the base
     home (a conversation still in the base home moved in); the sync runs for a key that already had a
-    session."""
+    session. ``stored``: the key's session record (None: a new key), read under its lease."""
     key = ctx.key
-    stored = ctx.store.get_session(key.agent, key.repo.slug, key.thread)
     lineage = _refuse(ctx, stored)
     branch = key_branch(ctx.request, key, stored)
     base = stored.base if stored else (lineage.upstream.branch if lineage.upstream else ctx.request.base)

@@ -52,6 +52,8 @@ def check(ctx: Context, session_id: str) -> str | None:
         found = _strikes(ctx).strikes(ctx.key, session_id)
     except BatonError:
         return None
+    if found is None:
+        ctx.unstruck.add(session_id)
     return note(found) if found is not None and found.quarantined else None
 
 
@@ -65,9 +67,10 @@ def after(ctx: Context, record: RunRecord, stopped_by_baton: bool) -> str | None
     strikes = _strikes(ctx)
     with contextlib.suppress(BatonError):
         if not failed_at_once(record, stopped_by_baton):
-            if answered(record) or record.outcome == Outcome.SUCCEEDED:
+            if (answered(record) or record.outcome == Outcome.SUCCEEDED) and sid not in ctx.unstruck:
                 strikes.clear(ctx.key, sid)
             return None
+        ctx.unstruck.discard(sid)
         why = record.error or f"the agent exited with code {record.exit_code}"
         found = strikes.strike(ctx.key, sid, record.id, why, LIMIT)
         if not found.quarantined:

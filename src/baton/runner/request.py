@@ -247,6 +247,10 @@ class RunRequest:
     cancel: threading.Event = field(default_factory=threading.Event)
     on_event: EventCallback | None = None  # live subscriber: every agent event as it arrives
     on_start: Callable[[RunRecord], None] | None = None
+    # a success's answer as soon as its run is recorded, before the transcript's snapshot and the
+    # worktree's checkpoint (which still finish under the lease before run returns): the record and
+    # the session (not a fallback's turn, whose result carries the original key's attempts too)
+    on_ended: Callable[[RunRecord, SessionRecord], None] | None = None
     job_id: str | None = None  # the submitted run (job) this call runs: its attempts carry its id
     wait_quota: bool = False  # a spent usage quota: wait for its reset and run again (``baton run``)
     # the other agent of an on_limit fallback pair worked on the thread since this key last did: its

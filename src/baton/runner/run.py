@@ -19,10 +19,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from baton import retry
+from baton import retry, tracing
 from baton.agents import get_agent
 from baton.errors import Cancelled, DiskFull, NotWaiting, QuotaHeld
-from baton.models import Mode, Outcome, PromptKind, RunRecord
+from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord
 from baton.runner import capped, onspent, quarantine, quota
 from baton.runner.attempt import new_run_id, record_conflict, run_attempt, usage_delta
 from baton.runner.crashed import mark_crashed, settle
@@ -50,6 +50,7 @@ def run(request: RunRequest, settings: Settings | None = None, store: Store | No
     for, and the run made again after the reset (the next turn delivers the instruction). Which of
     these is :func:`baton.runner.onspent.consequence`'s decision, as for the executors."""
     settings = settings or load_settings()
+    tracing.configure(settings)
     can = onspent.Can(
         fall_back_to=check_on_limit(request.on_limit or settings.on_limit, "on_limit"),
         wait=request.wait_quota,
@@ -140,6 +141,7 @@ def _wait_for_quota(request: RunRequest, then: onspent.Consequence) -> None:
         raise Cancelled("cancelled while waiting for the usage quota to reset")
 
 
+@tracing.traced("run")
 def _run_once(
     request: RunRequest,
     settings: Settings,
@@ -151,6 +153,7 @@ def _run_once(
     work on the thread this key takes first (``first_from``: by a hand-off when this key has no
     conversation yet)."""
     resolved = check_request(request, settings)
+    tracing.note({"baton.key": str(resolved.key), "baton.agent": resolved.key.agent})
     check_free_space(settings)
     own_store = store is None
     store = store or open_store(settings.resolved_store_url)
@@ -161,35 +164,47 @@ def _run_once(
             resolved = _partnered(store, resolved, partner, first_from)
         lease = key_lease(settings, store, resolved.key.id)
         deadline = time.monotonic() + resolved.request.wait  # for both leases together
-        with held(lease, resolved.request.wait, settings.heartbeat, resolved.request.cancel) as lost:
+        waited = held(lease, resolved.request.wait, settings.heartbeat, resolved.request.cancel)
+        with tracing.entered("run.lease", waited) as lost:
             run_id = request.job_id or new_run_id()  # a job's id, or the first attempt's own
-            with _branch_held(settings, store, resolved, run_id, deadline, lost):
-                last = settle(store, resolved.key, lease.proof)
+            key = resolved.key
+            stored = store.get_session(key.agent, key.repo.slug, key.thread)  # read once, under the lease
+            with _branch_held(settings, store, resolved, stored, run_id, deadline, lost):
+                last, crashed = settle(store, key, lease.proof)
+                if crashed:  # settling wrote the session
+                    stored = store.get_session(key.agent, key.repo.slug, key.thread)
                 if request.answers is not None:
                     still_waits(last, request.answers)
                 workdirs = Workdirs(settings)
                 ctx = Context(resolved, settings, store, workdirs, lost, lease.proof, run_id, breaker)
-                return _execute(ctx, last)
+                return _execute(ctx, last, stored)
     finally:
         if own_store:
             store.close()
 
 
 def _branch_held(
-    settings: Settings, store: Store, resolved: Resolved, run_id: str, deadline: float, lost: threading.Event
+    settings: Settings,
+    store: Store,
+    resolved: Resolved,
+    session: SessionRecord | None,
+    run_id: str,
+    deadline: float,
+    lost: threading.Event,
 ) -> contextlib.AbstractContextManager[threading.Event]:
     """Hold the lease of the branch the key's worktree is on (:func:`~baton.runner.prepare.key_branch`)
     for the rest of the run, under the key's lease: one writer per branch across keys and machines
     (:mod:`baton.store.branchlease`). Always after the key's lease, so two runs never wait on each other
     in a circle; waits what is left of ``request.wait`` (else :class:`~baton.errors.BranchBusy` naming
     the key that writes the branch), and a renewal that finds it taken over sets ``lost``, which stops
-    the agent as the loss of the key's lease does."""
+    the agent as the loss of the key's lease does. ``session``: the key's record, read under its lease."""
     key = resolved.key
-    session = store.get_session(key.agent, key.repo.slug, key.thread)
     branch = key_branch(resolved.request, key, session)
     lease = branch_lease(settings, store, key.repo.slug, branch, key.id, run_id)
     wait = max(0.0, deadline - time.monotonic())
-    return held(lease, wait, settings.heartbeat, resolved.request.cancel, on_loss=lost)
+    return tracing.entered(
+        "run.branch_lease", held(lease, wait, settings.heartbeat, resolved.request.cancel, on_loss=lost)
+    )
 
 
 def still_waits(last: RunRecord | None, answers: str) -> None:
@@ -234,10 +249,11 @@ def check_free_space(settings: Settings) -> None:
         )
 
 
-def _execute(ctx: Context, last: RunRecord | None) -> RunResult:
+def _execute(ctx: Context, last: RunRecord | None, stored: SessionRecord | None) -> RunResult:
     """Prepare the key, then its attempts; ``last``: the key's last turn (the first attempt is told
-    when it did not end, and what of it was left running and stopped)."""
-    prepared = prepare(ctx)
+    when it did not end, and what of it was left running and stopped); ``stored``: its session record
+    as read under the lease."""
+    prepared = prepare(ctx, stored)
     warnings = list(prepared.warnings)
     if prepared.conflicted:
         record = record_conflict(ctx, prepared)  # the agent does not start: nothing to resume on

@@ -2,15 +2,15 @@
 :class:`~baton.runner.resolve.Resolved` (the request checked), :class:`Context` (the run's surroundings
 once the key's lease is held), :class:`Prepared` (the key made ready: worktree, session, lineage, sync),
 :class:`Attempt` (which attempt this is and what came before it) and :class:`Decision` (how that attempt
-starts its conversation). The one mutable thing a run carries is the key's
+starts its conversation). The mutable things a run carries are the key's
 :class:`~baton.models.SessionRecord` (:attr:`Prepared.session`): the store's record, which every attempt
-writes as it goes.
+writes as it goes, and :attr:`Context.unstruck`, what the run learnt of its strikes (a read saved).
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, cast
@@ -38,6 +38,9 @@ class Context:
     fence: Fence | None = None  # the lease's proof: the store refuses this run's writes after a takeover
     run_id: str = ""  # the run's id, on each attempt's record (a job's id, else the first attempt's)
     breaker: Breaker | None = None  # its credential's usage-quota breaker, checked before the lease
+    # conversations of the key read with no strikes under this lease (only its holder writes them): a
+    # turn that reached the model has nothing to clear there (:mod:`baton.runner.quarantine`)
+    unstruck: set[str] = field(default_factory=set, compare=False)
 
     @property
     def request(self) -> RunRequest:

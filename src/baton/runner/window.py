@@ -19,7 +19,6 @@ from baton.agents.window import known_window, measured
 from baton.keys import Key
 from baton.models import Outcome, RunRecord
 from baton.settings import Settings
-from baton.store.base import RunStore
 
 ROLLOVER = "rollover"  # lineage: the last turn held more than the threshold of the window
 TOO_LONG = "too_long"  # lineage: the model refused the conversation as longer than its window
@@ -63,11 +62,12 @@ class Rollover:
         return self.lineage == ROLLOVER and capabilities.compacts and not self.compacted
 
 
-def rollover(settings: Settings, store: RunStore, key: Key, session_id: str) -> Rollover | None:
+def rollover(settings: Settings, recent: list[RunRecord], key: Key, session_id: str) -> Rollover | None:
     """Whether the turn about to resume conversation ``session_id`` rolls it over instead: its last
     measured turn held more than the threshold of the window, or was refused as too long (and the run
-    ended before it rolled over, or its rollover was refused too). None: resume it."""
-    for run in store.list_runs(key.agent, key.repo.slug, key.thread, limit=LOOK_BACK):
+    ended before it rolled over, or its rollover was refused too). None: resume it. ``recent``: the
+    key's latest runs, the newest first (``LOOK_BACK`` of them)."""
+    for run in recent:
         if session_id not in (run.session_id_out, run.session_id_in):
             continue
         if run.outcome == Outcome.CONTEXT_FULL:

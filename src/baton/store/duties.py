@@ -3,13 +3,15 @@ sessions, the workers' janitor) done by one process at a time, however many repl
 lease named ``duty:<name>`` (:class:`~baton.store.leases.LeaseHolder`, from the configured backend, with
 its fencing token), taken with no wait when a round is due and kept by a heartbeat for as long as its
 holder lives, so the same process does the duty round after round; when it dies another takes it over
-after ``lease_ttl`` seconds (at once on the same host, where a dead pid is seen).
+after ``lease_ttl`` seconds (at once on the same host, where a dead pid is seen). A holder that lost
+it (its fence moved) stops the round in flight at its next write (:meth:`Duty.still`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from baton.errors import BatonError, Busy
@@ -36,6 +38,7 @@ class Duty:
     _lease: LeaseHolder | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _beat: threading.Thread | None = None
+    _renewed: float = 0.0  # when its lease was last taken or renewed (monotonic)
 
     def mine(self) -> bool:
         """Whether this process holds the duty now: still held (renewed now), or free and taken. A
@@ -43,9 +46,11 @@ class Duty:
         try:
             lease = self._lease_of()
             if lease.held and lease.renew():
+                self._renewed = time.monotonic()
                 return True
             lease.held = False
             lease.acquire(0.0)
+            self._renewed = time.monotonic()
         except Busy:
             return False
         except BatonError as exc:
@@ -54,6 +59,14 @@ class Duty:
         log.info("duty %s: this process holds it (fence %d)", self.name, lease.fence)
         self._keep(lease)
         return True
+
+    def still(self) -> bool:
+        """Whether this process may still write as the duty's holder, in the middle of a round: its
+        lease held and renewed less than a TTL ago (a holder frozen past its TTL may have been replaced
+        already, and its heartbeat has not told it yet). No store round trip: asked before each write."""
+        lease = self._lease
+        fresh = time.monotonic() - self._renewed < self.settings.lease_ttl
+        return lease is not None and lease.held and fresh
 
     @property
     def fence(self) -> int:
@@ -93,8 +106,10 @@ class Duty:
         def beat() -> None:
             while not self._stop.wait(every) and lease.held:
                 try:
-                    if not lease.renew():
-                        lease.held = False  # taken over: the next round finds out and stops
+                    if lease.renew():
+                        self._renewed = time.monotonic()
+                    else:
+                        lease.held = False  # taken over: the round in flight stops at its next write
                 except BatonError:
                     continue  # the store hiccuped: the TTL is several beats long
 

@@ -144,6 +144,17 @@ def dispose_engine(url: str) -> None:
         engine.dispose()
 
 
+def dispose_engines() -> None:
+    """Close every engine of this process (their pooled connections): SQLite's last connection to
+    close removes its WAL and shared-memory files, PostgreSQL's sessions end cleanly. Before a quick
+    exit (:func:`baton.cli._leave`), which closes nothing itself."""
+    with _ENGINES_LOCK:
+        engines = list(_ENGINES.values())
+        _ENGINES.clear()
+    for engine in engines:
+        engine.dispose()
+
+
 def after_fork() -> None:
     """In a forked child (a Celery worker process): forget the parent's pooled connections without
     closing them (they are the parent's sockets); the child opens its own."""

@@ -170,10 +170,14 @@ class SQLStore(
 
     # -- runs ---------------------------------------------------------------------------------------
 
-    def add_run(self, run: RunRecord, *, fence: Fence | None = None) -> None:
+    def add_run(
+        self, run: RunRecord, *, fence: Fence | None = None, session: SessionRecord | None = None
+    ) -> None:
         with self._tx() as conn:
             check_fence(conn, fence)
             conn.execute(sa.insert(runs).values(run_values(run)))
+            if session is not None:
+                upsert(conn, sessions, session_values(session), KEY)
 
     def update_run(self, run_id: str, *, fence: Fence | None = None, **fields: Any) -> None:
         values = {k: db_value(k, v) for k, v in fields.items()}

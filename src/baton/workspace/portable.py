@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from baton import tracing
 from baton.errors import BadInput, BatonError, Fenced, GitError, StoreError
 from baton.keys import Key
 from baton.models import CheckpointRecord, Fence
@@ -37,6 +38,7 @@ from baton.workspace.gitcmd import (
 from baton.workspace.locks import file_lock
 from baton.workspace.workdirs import Workdirs, Worktree
 
+NOT_SHARED = "the worktree's checkpoint stays on this machine"  # a run's note: its state is not shared
 MAX_BUNDLE = 100 * 2**20  # larger states are kept locally only (mostly untracked build output)
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
@@ -44,6 +46,7 @@ _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # -- after a run: share the worktree's state ---------------------------------------------------------
 
 
+@tracing.traced("run.checkpoint")
 def publish_checkpoint(
     store: CheckpointStore,
     workdirs: Workdirs,
@@ -63,7 +66,7 @@ def publish_checkpoint(
     except Fenced:
         raise
     except (BatonError, OSError) as exc:
-        return f"the worktree's checkpoint stays on this machine (not shared through the store): {exc}"
+        return f"{NOT_SHARED} (not shared through the store): {exc}"
     return None
 
 
