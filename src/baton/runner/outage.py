@@ -24,13 +24,18 @@ from baton.store.base import KeyStore
 
 log = logging.getLogger(__name__)
 
-FIRST_RETRY, LAST_RETRY = 0.2, 5.0  # seconds: the first delay, doubling up to the last
+FIRST_RETRY, LAST_RETRY = 0.2, 2.0  # seconds: the first delay, doubling up to the last
 
 
 def patient(ctx: Context, run_id: str, outcome: str) -> Context:
     """``ctx`` whose store waits out an outage, for the end of run ``run_id``, which ended ``outcome``."""
-    store = _Patient(ctx.store, ctx.settings.store_outage_wait, run_id, outcome)
-    return dataclasses.replace(ctx, store=cast(KeyStore, store))
+    store = waits_out(ctx.store, ctx.settings.store_outage_wait, run_id, outcome)
+    return dataclasses.replace(ctx, store=store)
+
+
+def waits_out(store: KeyStore, wait: float, run_id: str, outcome: str) -> KeyStore:
+    """``store``, its calls tried again while it cannot be reached, until ``wait`` seconds from now."""
+    return cast(KeyStore, _Patient(store, wait, run_id, outcome))
 
 
 class _Patient:
