@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from baton import tracing
 from baton.errors import BadInput, BatonError
 from baton.fleet import drain, queued
 from baton.fleet.health import BrokerCheck, Monitor
@@ -183,6 +184,7 @@ def _here() -> _Process:
             from baton.settings import load_settings
 
             settings = load_settings()
+        tracing.configure(settings)  # in each worker process: BatchSpanProcessor's thread is its own
         store = open_store(settings.resolved_store_url)
         _process = _Process(os.getpid(), settings, store, store_tag(settings, store))
     return _process
@@ -364,6 +366,7 @@ def run_worker(
     options = broker_options(settings)
     app.task(name=TASK, bind=True)(run_job)
     _settings = settings
+    tracing.configure(settings)  # before the pool forks: each child keeps the provider (the SDK re-arms it)
     store = open_store(settings.resolved_store_url)
     try:
         tag = store_tag(settings, store)

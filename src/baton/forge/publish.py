@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from baton import tracing
 from baton.asking.questions import Question
 from baton.errors import BatonError, Busy, GitError
 from baton.fleet.execute import AFTER_JOB
@@ -95,6 +96,7 @@ def install_per_process(settings: Settings, config: ForgeSettings) -> None:
     AFTER_JOB["forge"] = hook
 
 
+@tracing.traced("run.publish")
 def after_job(
     loop: ForgeLoop, job_id: str, outcome: str, fields: dict[str, Any], again: bool = False
 ) -> dict[str, Any] | None:
