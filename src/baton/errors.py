@@ -99,6 +99,12 @@ class StoreError(BatonError):
     """The store could not be opened, migrated or written."""
 
 
+class StoreUnavailable(StoreError):
+    """The store (or the Redis that grants its leases) could not be reached: a server down, restarting,
+    or cut off from this machine. The same call may succeed once it is back; the end of a turn waits for
+    it a bounded time (setting ``store_outage_wait``, :mod:`baton.runner.outage`)."""
+
+
 class RemoteError(GitError):
     """A remote repository could not be reached: the network, the URL's host or the credentials."""
 

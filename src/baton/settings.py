@@ -67,6 +67,11 @@ class Settings:
     heartbeat: float = field(default=5.0, metadata=about("seconds between heartbeats of a running run"))
     retry_backoff: float = field(default=2.0, metadata=about(
         "seconds the first retry of a run waits, doubling each time"))
+    store_outage_wait: float = field(default=300.0, metadata=about(
+        "seconds the end of a turn waits for a store that cannot be reached (a restart, a failover) to "
+        "record its outcome, snapshot and checkpoint, the key's lease renewed as soon as the store answers; "
+        "past it the run fails, its work kept on this machine: the key's next run marks it `crashed` and "
+        "resumes its conversation"))
     kill_grace: float = field(default=3.0, metadata=about(
         "seconds between SIGTERM and SIGKILL of an agent being stopped"))
     run_timeout: float = field(default=3600.0, metadata=about(

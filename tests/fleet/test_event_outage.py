@@ -39,7 +39,7 @@ def test_a_store_outage_mid_turn_delays_events_and_drops_none(
 ) -> None:
     """``freeze``: every write waits 20 s, past the agent's end; ``stop``: every write is refused for
     6 s while the agent streams (the server stopped and started again on its port, its data kept;
-    the turn's own end writes come after it: a store that refuses them fails the turn)."""
+    the turn's own end writes come after it, and would wait for the store: baton.runner.outage)."""
     overrides = {
         "home": str(tmp_path / "client"),
         "store_url": private_pg.url,

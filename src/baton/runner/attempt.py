@@ -4,6 +4,8 @@ ended → finish (record, snapshot, checkpoint, session).
 A run always ends in the store with its real outcome: an agent that cannot even be started (E2BIG, a
 missing binary, no permission) is recorded ``failed`` with the reason at once, and any other error
 after the record was written (a full disk, a broken store) is recorded on the run before it is raised.
+Once the agent's turn is over, its end waits out a store that cannot be reached (bounded:
+:mod:`baton.runner.outage`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from baton.errors import AgentError, BatonError, DiskFull, Fenced
 from baton.models import Mode, OnPermission, Outcome, PromptKind, RunRecord, SessionRecord, SessionStatus
 from baton.runner import instructions, quarantine, quota, window
 from baton.runner.modelwatch import ModelWatch
+from baton.runner.outage import patient
 from baton.runner.process import ProcessResult, RunLog, run_process
 from baton.runner.prompts import INTERRUPTED_NEW, recap, render
 from baton.runner.state import KEPT, Attempt, Context, Decision, Prepared, Start
@@ -104,6 +107,7 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
         # why it ended, for `runs logs` (a success's log ends with the agent's own result)
         if ending.outcome != Outcome.SUCCEEDED:
             log.note({"type": "baton.ended", "outcome": ending.outcome.value, "error": ending.error})
+    ctx = patient(ctx, record.id, ending.outcome)  # the turn is over: its end waits out a store outage
     trouble = [e for e in (result.log_error, result.callback_error) if e]
     if trouble:  # the agent ran, but baton could not keep everything it said: say so on the run
         record.note = "; ".join(filter(None, [record.note, *trouble]))

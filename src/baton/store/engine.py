@@ -3,7 +3,7 @@ connection settings (WAL, ``BEGIN IMMEDIATE``, no memory-mapped I/O), the migrat
 PostgreSQL under an advisory lock, so machines starting together migrate once), and the translation of
 database errors into baton's: a full disk is :class:`DiskFull`; a PostgreSQL server that cannot be
 reached, refuses the credentials or lacks the database is a :class:`StoreError` naming the URL (its
-password hidden)."""
+password hidden), one that is away (down, restarting, cut off) a :class:`StoreUnavailable`."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from baton.errors import BatonError, DiskFull, StoreError
+from baton.errors import BatonError, DiskFull, StoreError, StoreUnavailable
 from baton.store.migrations import DIALECT_TYPES, MIGRATIONS
 from baton.store.sqlitefile import SQLITE_MIN_FREE, check_room, configure
 
-__all__ = ["SQLITE_MIN_FREE", "check_room", "engine_for", "migrate", "redact", "store_error"]
+__all__ = ["SQLITE_MIN_FREE", "check_room", "engine_for", "migrate", "redact", "store_error", "unreachable"]
 
 
 def migrate(engine: Engine) -> None:
@@ -111,10 +111,25 @@ def store_error(exc: sa.exc.DBAPIError, url: str) -> BatonError:
             full = shutil.disk_usage(Path(database).parent).free < SQLITE_MIN_FREE
     if full:
         return DiskFull(f"the disk holding the store is full ({words}); free some space and retry")
-    if not url.startswith("sqlite") and getattr(exc.orig, "sqlstate", "") is None:
+    if not url.startswith("sqlite") and unreachable(exc):
         hint = next((h for needles, h in _HINTS if any(n in words for n in needles)), "")
-        return StoreError(f"cannot reach the store at {redact(url)}: {words}" + (f"; {hint}" if hint else ""))
+        said = f"cannot reach the store at {redact(url)}: {words}" + (f"; {hint}" if hint else "")
+        return StoreUnavailable(said)
     return StoreError(f"store error: {words}")
+
+
+# SQLSTATEs of a server that is away: a connection exception (class 08), a server shutting down
+# (admin or crash) or starting up
+_AWAY = ("08", "57P01", "57P02", "57P03")
+
+
+def unreachable(exc: sa.exc.DBAPIError) -> bool:
+    """Whether a PostgreSQL error says the server could not be reached (a :class:`StoreUnavailable`,
+    which a caller may try again), rather than refusing the statement: a connection that failed or
+    dropped (psycopg gives no SQLSTATE then, and SQLAlchemy marks the connection invalidated), or a
+    server shutting down or starting up. A SQLite file is never away (a lock waits 30 s already)."""
+    state = getattr(exc.orig, "sqlstate", "")
+    return exc.connection_invalidated or state is None or str(state).startswith(_AWAY)
 
 
 def _one_line(text: str, url: str) -> str:

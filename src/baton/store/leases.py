@@ -9,6 +9,7 @@ fencing token in the store, so the store's fenced writes refuse older grants eit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from baton import retry
-from baton.errors import BadInput, BatonError, Busy, Cancelled
+from baton.errors import BadInput, BatonError, Busy, Cancelled, StoreUnavailable
 from baton.models import Fence
 from baton.settings import Settings
 from baton.store.base import Lease, LeaseBackend, LeaseStore
@@ -27,6 +28,7 @@ from baton.store.base import Lease, LeaseBackend, LeaseStore
 __all__ = ["HOST", "LeaseBackend", "LeaseHolder", "held", "key_lease", "lease_backend", "pid_alive", "since"]
 
 HOST = socket.gethostname()
+AWAY_EVERY = 0.5  # seconds between renewals of a lease while its store cannot be reached
 
 
 def pid_alive(pid: int) -> bool:
@@ -157,17 +159,23 @@ def held(
 
     The lease is renewed from a background thread through every step of the work (clone, hydrate,
     agent, snapshot, checkpoint), so a slow step can never let another runner take the key; when a
-    renewal finds the lease taken over, the holder must stop."""
+    renewal finds the lease taken over, the holder must stop. While the store cannot be reached the
+    renewal is tried every :data:`AWAY_EVERY` seconds, so that it renews the lease as soon as the store
+    is back (an expired lease nobody took is still this holder's); the release at the end is skipped
+    then (the lease expires by its TTL), never raised over the work's own outcome."""
     lease.acquire(wait, cancel)
     lost = threading.Event()
     stop = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(every):
+        pause = every
+        while not stop.wait(pause):
             try:
                 renewed = lease.renew()
             except BatonError:
-                continue  # the store hiccuped: try again; the TTL is several beats long
+                pause = min(every, AWAY_EVERY)  # the store hiccuped or is away: try again soon
+                continue
+            pause = every
             if not renewed:
                 lost.set()
                 if on_loss is not None:
@@ -181,4 +189,5 @@ def held(
     finally:
         stop.set()
         thread.join()
-        lease.release()
+        with contextlib.suppress(StoreUnavailable):
+            lease.release()

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import make_url
 
-from baton.errors import BadInput, StoreError
+from baton.errors import BadInput, StoreError, StoreUnavailable
 from baton.install import extra_hint
 from baton.settings import Settings
 
@@ -74,11 +74,14 @@ class RedisConn:
 
     @contextlib.contextmanager
     def errors(self, doing: str) -> Iterator[None]:
-        """Translate Redis's errors (unreachable, timed out, refused) into :class:`StoreError`."""
+        """Translate Redis's errors into :class:`StoreError`; unreachable or timed out:
+        :class:`StoreUnavailable`, which a caller may try again."""
         import redis
 
         try:
             yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable(f"Redis at {self.url}: {doing} failed: {exc}") from exc
         except redis.RedisError as exc:
             raise StoreError(f"Redis at {self.url}: {doing} failed: {exc}") from exc
 
