@@ -216,7 +216,7 @@ class SQLDeliveries:
         ]
 
     def get_delivery(self, forge: str, delivery_id: str) -> DeliveryRecord | None:
-        with self._store.transaction() as conn:
+        with self._store.reading() as conn:
             row = conn.execute(
                 sa.select(deliveries).where(
                     deliveries.c.forge == forge, deliveries.c.delivery_id == delivery_id
@@ -236,7 +236,7 @@ class SQLDeliveries:
 
     def list_deliveries(self, limit: int = 100) -> list[DeliveryRecord]:
         query = sa.select(deliveries).order_by(deliveries.c.received_at.desc()).limit(limit)
-        with self._store.transaction() as conn:
+        with self._store.reading() as conn:
             return [_delivery(r._mapping) for r in conn.execute(query)]
 
     def list_deliveries_by_status(self, status: DeliveryStatus, limit: int = 1000) -> list[DeliveryRecord]:
@@ -246,13 +246,13 @@ class SQLDeliveries:
             .order_by(deliveries.c.received_at.asc())
             .limit(limit)
         )
-        with self._store.transaction() as conn:
+        with self._store.reading() as conn:
             return [_delivery(r._mapping) for r in conn.execute(query)]
 
     def delivery_counts(self) -> list[tuple[str, str, str, int]]:
         c = deliveries.c
         query = sa.select(c.forge, c.event, c.status, sa.func.count()).group_by(c.forge, c.event, c.status)
-        with self._store.transaction() as conn:
+        with self._store.reading() as conn:
             return [(forge, event, status, int(n)) for forge, event, status, n in conn.execute(query)]
 
 

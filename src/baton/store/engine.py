@@ -12,6 +12,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,40 @@ def engine_for(url: str) -> Engine:
         return engine
 
 
+class Writers:
+    """This process's writers of one SQLite store, one at a time. A thread that would wait for SQLite's
+    write lock waits here instead, and is handed the turn the moment the writer before it commits;
+    SQLite's busy handler sleeps 1, 2, 5, 10, ... 100 ms between its tries, the lock idle meanwhile
+    (under 4 runs at once, BEGIN IMMEDIATE was 37% of a run's time). Re-entrant, as a nested write
+    transaction meets SQLite's lock as before; after :data:`WRITER_WAIT` s a writer goes on to SQLite's
+    own wait. Other processes' writers meet SQLite's lock only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        got = self._lock.acquire(timeout=WRITER_WAIT)
+        try:
+            yield
+        finally:
+            if got:
+                self._lock.release()
+
+
+WRITER_WAIT = 30.0
+_WRITERS: dict[str, Writers] = {}
+
+
+def writers_for(url: str) -> Writers | None:
+    """The :class:`Writers` of a SQLite store's URL (one per process); None for PostgreSQL (its row locks
+    queue writers already)."""
+    if not url.startswith("sqlite"):
+        return None
+    with _ENGINES_LOCK:
+        return _WRITERS.setdefault(url, Writers())
+
+
 def _connect_args(url: str) -> dict[str, Any]:
     # an unreachable host fails in seconds, not after the operating system's TCP timeout (minutes)
     query = sa.engine.make_url(url).query
@@ -131,8 +166,13 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     configure(dbapi_conn)
 
 
+READ_ONLY = "baton_read_only"  # an execution option: the transaction only reads (SQLStore.reading)
+
+
 def _sqlite_on_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # a writer takes the write lock at BEGIN (two writers never both read a free lease); a reader
+    # takes none: under WAL it reads the last commit and neither waits for a writer nor holds one up
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def dispose_engine(url: str) -> None:
