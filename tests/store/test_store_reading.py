@@ -5,6 +5,7 @@ intake's multi-row insert keeps dedupe by (forge, delivery id) on both backends.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -94,3 +95,27 @@ def test_the_intake_insert_dedupes_on_both_backends(store_url: str) -> None:
         assert stored is not None and stored.result == {"n": 2} and stored.received_at == 2.0
     finally:
         opened.close()
+
+
+def test_a_forked_child_starts_with_no_writer_holding_the_turn(store: Store) -> None:
+    writers = writers_for(store.url)  # type: ignore[attr-defined]
+    assert writers is not None
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with writers.turn():
+            holding.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert holding.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's holder is not here, the turn is free
+            os._exit(0 if writers._lock.acquire(timeout=2) else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        done.set()
+        thread.join(10)
+    assert os.waitstatus_to_exitcode(status) == 0

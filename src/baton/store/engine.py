@@ -8,6 +8,7 @@ password hidden)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import threading
 import time
@@ -97,6 +98,10 @@ class Writers:
     def __init__(self) -> None:
         self._lock = threading.RLock()
 
+    def reset(self) -> None:
+        """No writer (a forked child's: :func:`_writers_after_fork`)."""
+        self._lock = threading.RLock()
+
     @contextlib.contextmanager
     def turn(self) -> Iterator[None]:
         got = self._lock.acquire(timeout=WRITER_WAIT)
@@ -109,6 +114,16 @@ class Writers:
 
 WRITER_WAIT = 30.0
 _WRITERS: dict[str, Writers] = {}
+
+
+def _writers_after_fork() -> None:
+    """A forked child (a Celery worker process) starts with no writer: a lock a parent's thread held
+    at the fork would stay held in the child, where that thread does not exist."""
+    for writers in _WRITERS.values():
+        writers.reset()
+
+
+os.register_at_fork(after_in_child=_writers_after_fork)
 
 
 def writers_for(url: str) -> Writers | None:
