@@ -220,6 +220,11 @@ class Settings:
     log_format: LogFormat = field(default="text", metadata=about(
         "`text`: `TIME LEVEL LOGGER: MESSAGE` lines; `json`: one JSON object per line (`time`, `level`, "
         "`logger`, `message`, and `exc_info` with a traceback), uvicorn's and Celery's lines included"))
+    otel: OnOff = field(default="off", metadata=about(
+        "`on`: one OpenTelemetry trace per event — a webhook, the reconcile, the dispatch, a job's queue "
+        "wait, its run's phases and the agent (given `TRACEPARENT`) — exported over OTLP/HTTP to "
+        "`OTEL_EXPORTER_OTLP_ENDPOINT` (the `otel` extra; [deploy.md](deploy.md#tracing)); `off`: "
+        "OpenTelemetry is not even imported"))
     access: str = field(default="edit", metadata=about(
         "what an agent may do: `read`, `edit` or `full` (a run's `--access` wins)"))
     confine: str = field(default="auto", metadata=about(
@@ -347,6 +352,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "confine": tuple(c.value for c in Confine),
     "reflink": get_args(AutoOff),
     "shared_caches": get_args(OnOff),
+    "otel": get_args(OnOff),
     "cgroups": get_args(AutoOff),
     "mount_ns": get_args(AutoOff),
 }

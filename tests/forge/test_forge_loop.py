@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from baton.fleet.execute import AFTER_JOB
 from baton.fleet.local import LocalExecutor
@@ -39,6 +40,7 @@ from baton.forge.model import (
 from baton.forge.reconcile import reconcile
 from baton.forge.records import BindingStatus, EventStatus, FeedbackKind
 from baton.forge.schedule import heal
+from baton.forge.schema import forge_turns
 from baton.forge.tables import forge_store
 from baton.forge.threads import STATUS_HEAD, bind_thread
 from baton.models import Access, JobStatus
@@ -478,6 +480,14 @@ def test_the_repos_reply_puts_the_answer_in_the_status_comment_or_nowhere(
     assert ("**The agent's answer:**\n\nfake reply: received 2 messages" in status) is (reply is Reply.STATUS)
 
 
+def unmark(loop: ForgeLoop, job_id: str) -> None:
+    """As if the turn's publisher died after its writes to the forge, before it marked it published:
+    a heal publishes it again (a published turn is never published twice)."""
+    with loop.store.transaction() as conn:
+        turn = sa.update(forge_turns).where(forge_turns.c.job_id == job_id)
+        conn.execute(turn.values(published_at=None, publish=None))
+
+
 def test_a_turn_published_again_posts_its_answer_once(
     loop: ForgeLoop, forge: MemoryForge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -486,6 +496,7 @@ def test_a_turn_published_again_posts_its_answer_once(
     assert dispatch.handle(loop, comment(1, "@baton start")).status == "accepted"
     idle(loop)
     [job] = loop.store.list_jobs(limit=5)
+    unmark(loop, job.id)  # the writes were done; the mark was not
     said = [Comment(i, Actor("baton-bot"), body, "u") for i, body in forge.posted.items()]
     monkeypatch.setattr(forge, "comments", lambda repo, number, since=None, pr=False: said)
     fields = {"result": job.result, "error": job.error}

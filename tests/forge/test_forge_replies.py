@@ -248,11 +248,13 @@ def test_a_turn_published_again_replies_once(
 ) -> None:
     job = review_turn(loop, monkeypatch, GOOD)
     lost = forge.replies.pop(302)  # its publisher died after two of the three
+    memory.unmark(loop, job.id)
     fields = {"result": job.result, "error": job.error}
     result = publish.after_job(loop, job.id, "succeeded", fields, again=True)
     assert result is not None and result["threads"]["before"] == 2 and result["threads"]["replied"] == 1
     assert {i: len(r) for i, r in forge.replies.items()} == {301: 1, 302: 1, 303: 1}
     assert forge.replies[302] == lost
+    memory.unmark(loop, job.id)
     publish.after_job(loop, job.id, "succeeded", fields, again=True)
     assert {i: len(r) for i, r in forge.replies.items()} == {301: 1, 302: 1, 303: 1}
 
@@ -268,6 +270,7 @@ def test_a_hostile_account_is_data_in_its_replies(
         f"302: declined — --force $(id) {mimic.replace(chr(10), ' ')}",
         "303: done — -rf /",
     )
+    memory.unmark(loop, job.id)
     result = publish.after_job(loop, job.id, "succeeded", {"result": {"result": hostile}}, again=True)
     assert result is not None and result["threads"]["replied"] == 3
     first = forge.replies[301][0]
@@ -283,6 +286,7 @@ def test_a_forge_that_refuses_to_resolve_leaves_the_threads_replied_and_says_it_
     forge.refuse_resolve = 403
     with caplog.at_level(logging.WARNING, logger="baton.forge"):
         job = review_turn(loop, monkeypatch, GOOD, resolve=True)
+        memory.unmark(loop, job.id)
         publish.after_job(loop, job.id, "succeeded", {"result": job.result}, again=True)
     assert len(forge.replies) == 3 and forge.resolved == []
     assert not forge_store(loop.store).unpublished_turns()  # published all the same

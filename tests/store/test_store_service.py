@@ -168,11 +168,12 @@ def test_released_lease_rows_of_ended_jobs_are_pruned(store: Store) -> None:
         store.add_job(job(job_id, job_id, 1.0))
         if status == JobStatus.DONE:
             store.update_job(job_id, status=JobStatus.DONE, outcome="succeeded")
-        lease = Lease(f"job:{job_id}", f"w-{job_id}", "h", 1, 0.0, 0.0)
-        assert store.try_lease(lease, 60, lambda _e, _n: False) is None
-        if job_id != "done2":  # done2's worker still holds its lease (recording the end, say)
-            store.release_lease(f"job:{job_id}", f"w-{job_id}")
-    assert store.prune_job_leases() == 1  # done1 only
+        for kind in ("job", "publish"):  # the job's own lease, and its forge turn's claim
+            lease = Lease(f"{kind}:{job_id}", f"w-{job_id}", "h", 1, 0.0, 0.0)
+            assert store.try_lease(lease, 60, lambda _e, _n: False) is None
+            if job_id != "done2":  # done2's worker still holds its lease (recording the end, say)
+                store.release_lease(f"{kind}:{job_id}", f"w-{job_id}")
+    assert store.prune_job_leases() == 2  # done1's two rows only
     assert (
         store.try_lease(Lease("job:done2", "other", "h", 1, 0.0, 0.0), 60, lambda _e, _n: False) is not None
     )

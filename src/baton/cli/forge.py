@@ -59,12 +59,14 @@ def parse_conversation(loop: ForgeLoop, text: str) -> tuple[str, str, int]:
 def forge_loop(run_turns: bool = False) -> Iterator[ForgeLoop]:
     """The operator's forge loop; with ``run_turns``, an executor in this process runs (and publishes)
     the turns it starts, and is waited for at the end."""
+    from baton import tracing
     from baton.errors import BadInput
     from baton.fleet.executor import make_executor
     from baton.forge import publish
     from baton.forge.config import load_forges
 
     with cli_store() as (settings, store):
+        tracing.configure(settings)  # BATON_OTEL=on: a reconcile is a trace, its turns in it
         config = load_forges(settings.home)
         if not config.forges:
             raise BadInput(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from baton import tracing
 from baton.errors import BadInput, BatonError
 from baton.fleet import drain, queued
 from baton.fleet.health import BrokerCheck, Monitor
@@ -30,6 +31,7 @@ from baton.install import extra_hint
 from baton.models import JobRecord, WorkerRecord
 from baton.settings import Settings
 from baton.store import Store, open_store
+from baton.store.duties import Duty
 from baton.store.redis import safe_url
 
 if TYPE_CHECKING:
@@ -182,6 +184,7 @@ def _here() -> _Process:
             from baton.settings import load_settings
 
             settings = load_settings()
+        tracing.configure(settings)  # in each worker process: BatchSpanProcessor's thread is its own
         store = open_store(settings.resolved_store_url)
         _process = _Process(os.getpid(), settings, store, store_tag(settings, store))
     return _process
@@ -239,7 +242,8 @@ def _after_fork(**_: Any) -> None:
 class _Janitor:
     """The worker's heartbeat into the store's ``workers`` every ``heartbeat`` seconds (``baton
     doctor`` lists the workers seen) and
-    :func:`baton.fleet.queued.heal` every ``lease_ttl`` seconds, in the worker's main process,
+    :func:`baton.fleet.queued.heal` every ``lease_ttl`` seconds in the one worker holding the duty
+    ``janitor`` (:mod:`baton.store.duties`), in the worker's main process,
     and the sweeper of this worker's own ``BATON_HOME`` (its worktrees, transcripts and quota, which
     no other machine sees) every ``sweep_interval``, as ``baton serve`` sweeps its own."""
 
@@ -265,16 +269,18 @@ class _Janitor:
 
     def _loop(self) -> None:
         store = open_store(self.settings.resolved_store_url)
+        duty = Duty(self.settings, "janitor", store)  # one worker of the fleet heals at a time
         started = healed = time.time()
         tick = max(0.5, min(self.settings.heartbeat, self.settings.lease_ttl))
         try:
             self._beat(store, started)
             while not self.stop.wait(tick):
                 self._beat(store, started)
-                if time.time() - healed >= self.settings.lease_ttl:
+                if time.time() - healed >= self.settings.lease_ttl and duty.mine():
                     healed = time.time()
                     self._heal(store)
         finally:
+            duty.release()
             store.close()
 
     def _beat(self, store: Store, started: float) -> None:
@@ -360,6 +366,7 @@ def run_worker(
     options = broker_options(settings)
     app.task(name=TASK, bind=True)(run_job)
     _settings = settings
+    tracing.configure(settings)  # before the pool forks: each child keeps the provider (the SDK re-arms it)
     store = open_store(settings.resolved_store_url)
     try:
         tag = store_tag(settings, store)

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from baton import retry
+from baton import retry, tracing
 from baton.errors import BatonError, Busy, Cancelled, QuotaHeld, StoreError
 from baton.fleet import jobs
 from baton.fleet.eventsink import DRAIN, FIRST_RETRY, LAST_RETRY
@@ -65,9 +65,25 @@ def execute(settings: Settings, store: Store, job_id: str, how: JobRun) -> str |
     except OSError as exc:  # a full disk: the job cannot even stream its events
         fields: dict[str, Any] = {"error": f"cannot write its event stream: {exc}"}
         return _end(settings, store, job_id, how, Outcome.FAILED.value, None, fields)
-    with events:
+    with events, _traced(store, job_id):
         outcome, fields = _outcome(settings, store, job_id, how, events)
+        tracing.note({"baton.outcome": outcome})
         return _end(settings, store, job_id, how, outcome, events, fields)
+
+
+def _traced(store: Store, job_id: str) -> AbstractContextManager[Any]:
+    """With tracing on, the job's span (``job``), in the trace of whoever submitted it (the context its
+    stored request carries: :func:`baton.tracing.carry`), after a span of its wait in the queue."""
+    if not tracing.on():
+        return nullcontext()
+    try:
+        job = store.get_job(job_id)
+    except BatonError:  # the store away: the run says so, the trace starts here
+        job = None
+    parent = tracing.carried(job.request)[1] if job is not None else None
+    if job is not None:
+        tracing.waited("job.queued", job.submitted_at, parent, {"baton.job": job_id})
+    return tracing.span("job", {"baton.job": job_id}, parent)
 
 
 def _outcome(
@@ -125,7 +141,7 @@ def _run(
         raise BatonError(f"job {job_id} vanished from the store")
     if how.cancel.is_set():
         return None
-    request = jobs.build_request(job.request)
+    request = jobs.build_request(tracing.carried(job.request)[0])
     request.wait, request.cancel, request.on_event = how.wait, how.cancel, events.on_event
     request.on_start, request.job_id, request.submitted_by = how.on_start, job_id, job.actor
     with how.watch():

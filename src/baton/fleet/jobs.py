@@ -20,6 +20,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from baton import tracing
 from baton.errors import BadInput
 from baton.fleet.eventsink import StoreSink
 from baton.models import JobRecord, JobStatus, RunRecord
@@ -53,7 +54,8 @@ def submit(
         repo=key.repo.slug,
         thread=key.thread,
         # a local path resolved: the job runs the same repo whatever the service's cwd after a restart
-        request=plain_request(dataclasses.replace(resolved.request, repo=key.repo.url)),
+        # with tracing on, the trace context of its submitter too: its run continues that trace
+        request=tracing.carry(plain_request(dataclasses.replace(resolved.request, repo=key.repo.url))),
         status=JobStatus.QUEUED,
         actor=actor,
         submitted_at=time.time(),

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+from baton import tracing
 from baton.forge import app_events
 from baton.forge import webhook as feedback
 from baton.forge.delivery import Delivery
@@ -104,6 +105,7 @@ class Worker:
             thread.start()
 
     def submit(self, forge: str, delivery_id: str, work: Delivery) -> None:
+        tracing.hand(f"webhook:{forge}:{delivery_id}")  # its handling continues the acknowledgement's trace
         self.jobs.put((forge, delivery_id, work))
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -116,15 +118,21 @@ class Worker:
     def _drain(self) -> None:
         while (job := self.jobs.get()) is not None:
             forge, delivery_id, work = job
+            parent = tracing.handed(f"webhook:{forge}:{delivery_id}")
+            attributes = {"baton.forge": forge, "baton.delivery": delivery_id}
             try:
-                # a closed thread's turns are stopped first: the cleanup waits for a running one to end
-                closed = self._closed(work)
-                if work.target is not None:
-                    close_target(self.store, self.settings, forge, delivery_id, work.target)
-                if work.feedback:
-                    self._feedback(forge, delivery_id, work, closed)
+                with tracing.span("webhook.handle", attributes, parent):
+                    self._handle(forge, delivery_id, work)
             except Exception:  # even storing the failure failed (store gone): it stays pending
                 log.exception("webhook %s %s: could not record the result", forge, delivery_id)
+
+    def _handle(self, forge: str, delivery_id: str, work: Delivery) -> None:
+        # a closed thread's turns are stopped first: the cleanup waits for a running one to end
+        closed = self._closed(work)
+        if work.target is not None:
+            close_target(self.store, self.settings, forge, delivery_id, work.target)
+        if work.feedback:
+            self._feedback(forge, delivery_id, work, closed)
 
     def _closed(self, work: Delivery) -> dict[str, Any] | None:
         """The delivery's closed thread, closed and its turns stopped (None: it names none)."""

@@ -12,6 +12,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, replace
 
+from baton import tracing
 from baton.asking.pending import answer_to, waiting
 from baton.caps.words import parked_text
 from baton.errors import BadInput, Busy
@@ -36,6 +37,7 @@ ACCESS_RANK = {Access.READ: 0, Access.EDIT: 1, Access.FULL: 2}
 CHECKS_REFUSED = "the forge refused to read check runs, so CI failures are read from commit statuses only"
 
 
+@tracing.traced("forge.dispatch")
 def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> Outcome:
     """Act on one event; what was done, for the delivery's record. Raises :class:`ForgeError` when the
     forge could not be asked (the caller retries; nothing was stored).
@@ -292,6 +294,7 @@ def _review(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent:
 # -- starting the next turn ----------------------------------------------------------------------------
 
 
+@tracing.traced("forge.kick")
 def kick(loop: ForgeLoop, binding: Binding, finishing: str | None = None) -> Outcome | None:
     """Start the thread's next turn from every pending event, unless a turn is queued or running (other
     than ``finishing``, the one publishing now). None when nothing was started.

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from baton import tracing
 from baton.asking.questions import Question
 from baton.errors import BatonError, Busy, GitError
 from baton.fleet.execute import AFTER_JOB
@@ -24,7 +25,7 @@ from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeError, ForgeEvent
 from baton.forge.records import Binding, BindingStatus
 from baton.forge.tables import forge_store
-from baton.forge.threads import STATUS_HEAD
+from baton.forge.threads import STATUS_HEAD, status_comment_of
 from baton.forge.trust import is_own
 from baton.keys import Key, parse_repo
 from baton.models import Access, JobRecord, Outcome
@@ -95,6 +96,7 @@ def install_per_process(settings: Settings, config: ForgeSettings) -> None:
     AFTER_JOB["forge"] = hook
 
 
+@tracing.traced("run.publish")
 def after_job(
     loop: ForgeLoop, job_id: str, outcome: str, fields: dict[str, Any], again: bool = False
 ) -> dict[str, Any] | None:
@@ -187,6 +189,10 @@ def publish(
     question = answers.question_of(job) if outcome == Outcome.NEEDS_INPUT.value else None
     if question is not None:
         result["asked"] = True
+    if again and binding.status_comment is None:  # its publisher may have posted it and died
+        binding.status_comment = status_comment_of(
+            loop, binding.forge, binding.repo, binding.number, binding.on_pr
+        )
     result["comment"] = _status_comment(loop, binding, job, result, reply is Reply.STATUS)
     _reply(loop, binding, job, result, reply, question, again)
     binding.updated_at = loop.clock()

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from baton import tracing
 from baton.forge import dispatch, merge
 from baton.forge.closing import close_thread
 from baton.forge.conflicts import conflict_event
@@ -52,6 +53,7 @@ class Report:
         }
 
 
+@tracing.traced("forge.reconcile")
 def reconcile(loop: ForgeLoop) -> Report:
     """One pass over every configured repository; a forge that fails is reported, the others go on.
 

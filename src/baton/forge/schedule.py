@@ -47,7 +47,7 @@ def here(loop: ForgeLoop, job: JobRecord) -> bool:
     """Whether this process has the worktree ``job``'s turn left: its run (the key's last, when the
     job ended without a result) ran on this host, and the key's worktree is this home's and is there.
     A replica without it must not publish the turn: it would push nothing, or an older state."""
-    run_id = (job.result or {}).get("run_id")
+    run_id = (job.result or {}).get("attempt_id")  # the last attempt's run record
     store = loop.store
     runs = [store.get_run(run_id)] if run_id else store.list_runs(job.agent, job.repo, job.thread, 1)
     session = loop.store.get_session(job.agent, job.repo, job.thread)
@@ -72,7 +72,7 @@ class Schedule:
 
     def __init__(self, loop: ForgeLoop, every: float) -> None:
         self.loop, self.every = loop, every
-        self.duty = Duty(loop.settings, "forge")
+        self.duty = Duty(loop.settings, "forge", loop.store)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="baton-forge", daemon=True)
 
@@ -89,7 +89,7 @@ class Schedule:
         next_reconcile = self.loop.clock() if self.every > 0 else float("inf")
         while not self.stopping.is_set():
             try:
-                mine = self.duty.mine(self.loop.store)
+                mine = self.duty.mine()
                 if mine and self.loop.clock() >= next_reconcile:
                     report = reconcile(self.loop)
                     next_reconcile = self.loop.clock() + self.every

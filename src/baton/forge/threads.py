@@ -91,7 +91,7 @@ def bind_thread(
         head_sha=info.head_sha,
         branch=info.head_ref if info.is_pr and (not fork or info.head_clone_url) else None,
         access=Access.READ if fork else access or config.access,
-        status_comment=_status_comment_of(loop, forge, repo, number, info.is_pr),
+        status_comment=status_comment_of(loop, forge, repo, number, info.is_pr),
         created_at=now,
         updated_at=now,
     )
@@ -118,7 +118,7 @@ def _number_free(
         )
 
 
-def _status_comment_of(loop: ForgeLoop, forge: str, repo: str, number: int, pr: bool = False) -> int | None:
+def status_comment_of(loop: ForgeLoop, forge: str, repo: str, number: int, pr: bool = False) -> int | None:
     """baton's status comment on the issue from an earlier binding of it (unbound, then bound again):
     kept up to date from now on, so a thread never has two. None when there is none (or the forge
     cannot say: then a new one is posted)."""

@@ -29,6 +29,7 @@ from baton.sandbox.contain import end_unsupervised
 from baton.settings import Settings
 from baton.store import open_store
 from baton.store.base import KeyStore, Store
+from baton.store.duties import Duty
 from baton.store.leases import held, key_lease
 from baton.workspace.gitcmd import run_git
 from baton.workspace.keyspace import remove_repo_caches, remove_space, repo_caches
@@ -66,7 +67,9 @@ class SweepReport:
         return {**asdict(self), "freed_total": self.freed_total}
 
 
-def sweep(store: Store, settings: Settings, dry_run: bool = False, now: float | None = None) -> SweepReport:
+def sweep(
+    store: Store, settings: Settings, dry_run: bool = False, now: float | None = None, sessions: bool = True
+) -> SweepReport:
     """One sweep. Never raises for one key: its error is in the report. Two stages, so that expiry
     never loses work at once:
 
@@ -85,9 +88,11 @@ def sweep(store: Store, settings: Settings, dry_run: bool = False, now: float | 
     run is building before it saves its session). Last, what a dead runner's run left running in its
     control group (:mod:`baton.sandbox.cgroups`: its runner was killed, and no run of its key came
     since) is ended, counted per run in ``leftovers``. Freed bytes are measured before removal
-    (allocated bytes, as in :mod:`baton.housekeeping.disk`), by category."""
+    (allocated bytes, as in :mod:`baton.housekeeping.disk`), by category. ``sessions=False``: this
+    home's part only (its orphans, caches and leftovers): the store's sessions are another process's
+    duty (:func:`sweep_periodically`)."""
     sweeper = _Sweeper(store, settings, SweepReport(dry_run=dry_run), time.time() if now is None else now)
-    for session in store.list_sessions():
+    for session in store.list_sessions() if sessions else ():
         if 0 < session.expires_at < sweeper.now:
             closed = session.status == SessionStatus.CLOSED
             sweeper.guarded(key_of(session), sweeper.purge if closed else sweeper.expire)
@@ -282,19 +287,21 @@ def sweep_periodically(settings: Settings, stop: threading.Event, worker: str = 
     use to the store (:mod:`baton.housekeeping.fleetdisk`): at start, then every
     :meth:`~baton.housekeeping.fleetdisk.DiskReporter.period` (after the sweep when one is due), so the
     dashboard and ``baton du --fleet`` see its disk within minutes, not once a day."""
-    interval = settings.sweep_interval
+    interval, duty = settings.sweep_interval, Duty(settings, "sessions")
     if not worker:
         while interval > 0 and not stop.wait(interval):
-            sweep_once(settings)
+            sweep_once(settings, duty=duty)
+        duty.release()
         return
     reporter = DiskReporter(settings, worker, queue)
     due = time.monotonic() + interval
     report_once(settings, reporter)
     while not stop.wait(reporter.period()):
         if interval > 0 and time.monotonic() >= due:
-            sweep_once(settings)
+            sweep_once(settings, duty=duty)
             due = time.monotonic() + interval
         report_once(settings, reporter)
+    duty.release()
 
 
 def report_once(settings: Settings, reporter: DiskReporter) -> None:
@@ -312,7 +319,12 @@ def report_once(settings: Settings, reporter: DiskReporter) -> None:
 
 
 def sweep_and_enforce(
-    store: Store, settings: Settings, actor: str, dry_run: bool = False, prune: bool = False
+    store: Store,
+    settings: Settings,
+    actor: str,
+    dry_run: bool = False,
+    prune: bool = False,
+    sessions: bool = True,
 ) -> dict[str, Any]:
     """A sweep, then the disk's limits (:func:`baton.housekeeping.disk.relieve`: over ``disk_quota`` or
     under ``min_free``, idle keys' rebuildable artefacts are pruned first, and only then whole idle
@@ -320,7 +332,7 @@ def sweep_and_enforce(
     bytes, and why; listed by a dry run too), their bytes counted as freed ``artefacts``, and
     ``evictions`` (none in a dry run); ``prune``: every idle key's artefacts, pressure or not. A real
     run is audited as ``sweep`` with ``actor`` (the CLI, an admin token, the sweeper thread)."""
-    data = sweep(store, settings, dry_run=dry_run).to_json()
+    data = sweep(store, settings, dry_run=dry_run, sessions=sessions).to_json()
     relief = relieve(store, settings, actor, prune_all=prune, dry_run=dry_run)
     data["prunings"] = [p.to_json() for p in relief.pruned.prunings]
     data["freed"]["artefacts"] = relief.pruned.freed
@@ -333,12 +345,14 @@ def sweep_and_enforce(
     return data
 
 
-def sweep_once(settings: Settings, actor: str = "sweeper") -> dict[str, Any] | None:
-    """One sweep and quota check with its own store connection, audited; None when it failed."""
+def sweep_once(settings: Settings, actor: str = "sweeper", duty: Duty | None = None) -> dict[str, Any] | None:
+    """One sweep and quota check with its own store connection, audited; None when it failed. With a
+    ``duty``, the store's sessions are expired and purged only by the process holding it."""
     try:
         store = open_store(settings.resolved_store_url)
         try:
-            return sweep_and_enforce(store, settings, actor)
+            sessions = duty is None or duty.mine()
+            return sweep_and_enforce(store, settings, actor, sessions=sessions)
         finally:
             store.close()
     except Exception:  # the sweeper thread must outlive any one failed sweep

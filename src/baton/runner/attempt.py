@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from baton import tracing
 from baton.agents import Agent, Launch, Turn, clean_error, get_agent
 from baton.agents.base import version_or_none
 from baton.agents.limits import Limit, LimitKind
@@ -60,6 +61,7 @@ def new_run_id() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
 
 
+@tracing.traced("run.attempt")
 def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt) -> RunRecord:
     """One attempt, decided by ``decision``, to its end in the store (see the module docstring)."""
     session = prepared.session
@@ -246,6 +248,7 @@ def _watch(ctx: Context, record: RunRecord, env: dict[str, str], log: RunLog) ->
     return ModelWatch(ctx.agent, url, ctx.settings.unreachable_grace, env, log, publish)
 
 
+@tracing.traced("run.agent")
 def _launch(
     ctx: Context,
     prepared: Prepared,
@@ -278,6 +281,7 @@ def _launch(
             _fenced_update(ctx, record.id, {"heartbeat_at": time.time()})  # refused: lost, stop the agent
         return not ctx.lost.is_set()  # the lease keeps itself alive; a lost one stops the agent
 
+    env = {**env, **tracing.agent_env()}  # the agent's own spans join this trace (docs/deploy.md#tracing)
     walls = _walls(ctx, prepared, env) if record.confined else None
     watched = [prepared.worktree, Path(env["TMPDIR"]), Path(env["HOME"])]
     name = f"{record.id}-{part}" if part else record.id
@@ -302,6 +306,7 @@ def _launch(
             contain=box.contain,
         )
         box.final(result.reaped)  # the key's disk once more, now the agent is gone
+    tracing.usage(agent.name, turn.model, turn.usage)  # the GenAI attributes of the agent's span
     return result
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from baton import tracing
 from baton.errors import BadInput, BatonError
 from baton.keys import Key
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, Snapshot
@@ -36,6 +37,7 @@ JSON_TEXT = (".jsonl", ".json")  # transcripts as JSON lines (Claude, Codex, Gem
 SQLITE = b"SQLite format 3\x00"  # the first bytes of a SQLite database (OpenCode's)
 
 
+@tracing.traced("run.decide")
 def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
     """How ``attempt`` starts its conversation. ``mode=auto``:
 

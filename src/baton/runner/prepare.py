@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from baton import tracing
 from baton.errors import BadInput
 from baton.keys import Key
 from baton.models import Access, Mode, Outcome, PromptKind, SessionRecord
@@ -63,6 +64,7 @@ class _Synced:
     conflicted: bool = False
 
 
+@tracing.traced("run.prepare")
 def prepare(ctx: Context) -> Prepared:
     """The worktree and the session record; a worktree made now is removed again if the run is
     refused before its first attempt starts. The lineage is a fork's source, a hand-off's source or a

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from baton import tracing
 from baton.errors import AgentError
 from baton.sandbox.enclosure import Containment, Reaped, Spawn
 
@@ -178,6 +179,7 @@ def _check_executable(program: str, env: dict[str, str]) -> None:
         raise AgentError(f"cannot start {program}: Permission denied")
 
 
+@tracing.traced("run.launch")
 def _start(
     argv: list[str],
     env: dict[str, str],
@@ -328,6 +330,7 @@ class _Limits:
         return self.idle_hit or self.stopped is not None
 
 
+@tracing.traced("run.stream")
 def _supervise(
     proc: subprocess.Popen[bytes],
     heartbeat: Callable[[], bool],

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from baton import retry
+from baton import retry, tracing
 from baton.agents import get_agent
 from baton.errors import Cancelled, DiskFull, NotWaiting, QuotaHeld
 from baton.models import Mode, Outcome, PromptKind, RunRecord
@@ -50,6 +50,7 @@ def run(request: RunRequest, settings: Settings | None = None, store: Store | No
     for, and the run made again after the reset (the next turn delivers the instruction). Which of
     these is :func:`baton.runner.onspent.consequence`'s decision, as for the executors."""
     settings = settings or load_settings()
+    tracing.configure(settings)
     can = onspent.Can(
         fall_back_to=check_on_limit(request.on_limit or settings.on_limit, "on_limit"),
         wait=request.wait_quota,
@@ -140,6 +141,7 @@ def _wait_for_quota(request: RunRequest, then: onspent.Consequence) -> None:
         raise Cancelled("cancelled while waiting for the usage quota to reset")
 
 
+@tracing.traced("run")
 def _run_once(
     request: RunRequest,
     settings: Settings,
@@ -151,6 +153,7 @@ def _run_once(
     work on the thread this key takes first (``first_from``: by a hand-off when this key has no
     conversation yet)."""
     resolved = check_request(request, settings)
+    tracing.note({"baton.key": str(resolved.key), "baton.agent": resolved.key.agent})
     check_free_space(settings)
     own_store = store is None
     store = store or open_store(settings.resolved_store_url)
@@ -161,7 +164,8 @@ def _run_once(
             resolved = _partnered(store, resolved, partner, first_from)
         lease = key_lease(settings, store, resolved.key.id)
         deadline = time.monotonic() + resolved.request.wait  # for both leases together
-        with held(lease, resolved.request.wait, settings.heartbeat, resolved.request.cancel) as lost:
+        waited = held(lease, resolved.request.wait, settings.heartbeat, resolved.request.cancel)
+        with tracing.entered("run.lease", waited) as lost:
             run_id = request.job_id or new_run_id()  # a job's id, or the first attempt's own
             with _branch_held(settings, store, resolved, run_id, deadline, lost):
                 last = settle(store, resolved.key, lease.proof)
@@ -189,7 +193,9 @@ def _branch_held(
     branch = key_branch(resolved.request, key, session)
     lease = branch_lease(settings, store, key.repo.slug, branch, key.id, run_id)
     wait = max(0.0, deadline - time.monotonic())
-    return held(lease, wait, settings.heartbeat, resolved.request.cancel, on_loss=lost)
+    return tracing.entered(
+        "run.branch_lease", held(lease, wait, settings.heartbeat, resolved.request.cancel, on_loss=lost)
+    )
 
 
 def still_waits(last: RunRecord | None, answers: str) -> None:

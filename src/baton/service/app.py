@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
+from baton import tracing
 from baton.errors import BatonError
 from baton.fleet.executor import check_executor, make_executor
 from baton.forge.config import load_forges
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     thread. Shut-down stops them in reverse."""
     settings = settings or load_settings()
     check_executor(settings)  # a bad broker URL or a missing extra: the CLI's message, before serving
+    tracing.configure(settings)  # BATON_OTEL=on: traces from here on (a missing extra: said before serving)
     forges = load_forges(settings.home)  # a bad [forge.*] or [repo.*] table: named, before serving
 
     @asynccontextmanager

@@ -20,6 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
+from baton import tracing
 from baton.errors import BadInput, NotFound
 from baton.fleet import jobs
 from baton.fleet.executor import Executor
@@ -180,6 +181,7 @@ Job = Annotated[JobRecord, Depends(_job)]
 
 
 @router.post("", status_code=202, response_model=RunState, responses=SUBMITTED)
+@tracing.traced("api.submit")
 def submit_run(
     body: RunBody,
     actor: Runner,

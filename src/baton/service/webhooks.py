@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.datastructures import Headers
 
+from baton import tracing
 from baton.forge.deliveries import Intake, Worker
 from baton.forge.delivery import READERS, Reader
 from baton.forge.delivery import Delivery as Work  # Delivery: the route's response model, below
@@ -122,6 +123,7 @@ def _header(headers: Headers, names: tuple[str, ...], pattern: re.Pattern[str], 
     return value
 
 
+@tracing.traced("webhook.ack")
 async def receive(request: Request, reader: Reader | GitLabReader) -> JSONResponse:
     """One delivery through the gates, in order, stopping at the first that fails (a body over 25 MB is
     refused before, with 413, by :mod:`baton.service.limits`):

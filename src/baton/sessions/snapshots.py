@@ -16,6 +16,7 @@ import time
 import zlib
 from pathlib import Path
 
+from baton import tracing
 from baton.agents.base import Agent
 from baton.errors import StoreError
 from baton.keys import Key
@@ -31,6 +32,7 @@ LEVEL = 1
 log = logging.getLogger("baton.sessions")
 
 
+@tracing.traced("run.snapshot")
 def take_snapshot(
     store: SnapshotStore, agent: Agent, key: Key, session_id: str, fence: Fence | None = None
 ) -> Snapshot | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from baton.errors import BatonError, Busy
 from baton.settings import Settings
-from baton.store.base import LeaseStore
+from baton.store.base import LeaseStore, Store
 from baton.store.leases import LeaseHolder, lease_backend
 
 __all__ = ["Duty"]
@@ -25,19 +25,23 @@ PREFIX = "duty:"
 
 @dataclass
 class Duty:
-    """One duty of this process: :meth:`mine` says, at each round, whether this process does it now."""
+    """One duty of this process: :meth:`mine` says, at each round, whether this process does it now.
+    ``store``: where its lease lives (None: a connection of its own, opened when first needed, closed
+    by :meth:`release`)."""
 
     settings: Settings
     name: str
+    store: LeaseStore | None = None
+    _own: Store | None = None
     _lease: LeaseHolder | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _beat: threading.Thread | None = None
 
-    def mine(self, store: LeaseStore) -> bool:
+    def mine(self) -> bool:
         """Whether this process holds the duty now: still held (renewed now), or free and taken. A
         store that does not answer is no: the duty waits for a round that can prove it."""
-        lease = self._lease_of(store)
         try:
+            lease = self._lease_of()
             if lease.held and lease.renew():
                 return True
             lease.held = False
@@ -66,9 +70,16 @@ class Duty:
                 self._lease.release()
             except BatonError as exc:  # it expires on its own
                 log.warning("duty %s: not released: %s", self.name, exc)
+        if self._own is not None:
+            self._own.close()
 
-    def _lease_of(self, store: LeaseStore) -> LeaseHolder:
+    def _lease_of(self) -> LeaseHolder:
         if self._lease is None:
+            store = self.store
+            if store is None:
+                from baton.store import open_store
+
+                store = self._own = open_store(self.settings.resolved_store_url)
             backend = lease_backend(self.settings, store)
             self._lease = LeaseHolder(store, PREFIX + self.name, self.settings.lease_ttl, backend=backend)
         return self._lease

@@ -120,10 +120,14 @@ class ServiceTables:
 
     def prune_job_leases(self) -> int:
         """Delete the released ``job:<id>`` lease rows of jobs that ended (one is left per job by
-        whoever ran it); a job still queued or running keeps its row. Returns how many went."""
-        done = sa.select(sa.literal("job:") + jobs.c.id).where(jobs.c.status == JobStatus.DONE.value)
+        whoever ran it), and the released claims ``publish:<id>`` of the forge turns they were; a job
+        still queued or running keeps its rows. Returns how many went."""
+        ended = jobs.c.status == JobStatus.DONE.value
+        done = [sa.select(sa.literal(prefix) + jobs.c.id).where(ended) for prefix in ("job:", "publish:")]
         with self._tx() as conn:
-            gone = conn.execute(sa.delete(_leases).where(_leases.c.holder == "", _leases.c.key.in_(done)))
+            gone = conn.execute(
+                sa.delete(_leases).where(_leases.c.holder == "", _leases.c.key.in_(sa.union_all(*done)))
+            )
             return int(gone.rowcount or 0)
 
     def request_cancel(self, job_id: str, at: float) -> bool:

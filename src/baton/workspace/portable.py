@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from baton import tracing
 from baton.errors import BadInput, BatonError, Fenced, GitError, StoreError
 from baton.keys import Key
 from baton.models import CheckpointRecord, Fence
@@ -44,6 +45,7 @@ _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # -- after a run: share the worktree's state ---------------------------------------------------------
 
 
+@tracing.traced("run.checkpoint")
 def publish_checkpoint(
     store: CheckpointStore,
     workdirs: Workdirs,
