@@ -123,7 +123,6 @@ def _header(headers: Headers, names: tuple[str, ...], pattern: re.Pattern[str], 
     return value
 
 
-@tracing.traced("webhook.ack")
 async def receive(request: Request, reader: Reader | GitLabReader) -> JSONResponse:
     """One delivery through the gates, in order, stopping at the first that fails (a body over 25 MB is
     refused before, with 413, by :mod:`baton.service.limits`):
@@ -157,6 +156,7 @@ async def receive(request: Request, reader: Reader | GitLabReader) -> JSONRespon
     return JSONResponse(answered, status_code=status)
 
 
+@tracing.traced("webhook.ack")  # the gate's path and the route's alike
 async def acknowledge(
     state: Any, reader: Reader | GitLabReader, headers: Headers, body: bytes, client: str
 ) -> tuple[int, dict[str, Any]]:
