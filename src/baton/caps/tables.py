@@ -98,7 +98,7 @@ class SQLCaps:
 
     def stored_caps(self, scope: Scope, subject: str) -> Caps:
         query = sa.select(cap_limits.c.measure, cap_limits.c.amount).where(_subject(scope, subject))
-        with self._store.transaction() as conn:
+        with self._store.reading() as conn:
             rows = conn.execute(query).all()
         return Caps(**{row.measure: float(row.amount) for row in rows if row.measure in MEASURES})
 

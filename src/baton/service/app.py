@@ -37,6 +37,7 @@ from baton.service import (
 from baton.service.diskcache import DiskCache
 from baton.service.errors import ERROR_RESPONSES, baton_error_handler, http_error_handler, problems
 from baton.service.limits import BodyLimit
+from baton.service.webhook_gate import WebhookGate
 from baton.settings import Settings, load_settings
 from baton.store import open_store
 
@@ -108,5 +109,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(BatonError, baton_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error_handler)  # type: ignore[arg-type]
     dashboard.install(app)
+    app.add_middleware(WebhookGate)  # webhooks' POSTs, before the router (inside the body limit)
     app.add_middleware(BodyLimit)
     return app

@@ -82,12 +82,12 @@ class SQLTokens:
             conn.execute(sa.insert(tokens).values(values))
 
     def get_token(self, name: str) -> TokenRecord | None:
-        with self._store.transaction() as conn:
+        with self._store.reading() as conn:
             row = conn.execute(sa.select(tokens).where(tokens.c.name == name)).first()
         return _token(row._mapping) if row else None
 
     def find_token(self, digest: str) -> TokenRecord | None:
-        with self._store.transaction() as conn:
+        with self._store.reading() as conn:
             row = conn.execute(sa.select(tokens).where(tokens.c.digest == digest)).first()
         return _token(row._mapping) if row else None
 

@@ -85,14 +85,14 @@ router = APIRouter(lifespan=lifespan)
 # -- the routes -------------------------------------------------------------------------------------
 
 
-def answer(record: DeliveryRecord) -> JSONResponse:
-    """The 202 of a delivery (a :class:`DeliveryAnswer`), built directly: validating our own dict again
-    through the response model costs more than the rest of the acknowledgement."""
+def answer(record: DeliveryRecord) -> dict[str, Any]:
+    """The 202's body of a delivery (a :class:`DeliveryAnswer`), built directly: validating our own dict
+    again through the response model costs more than the rest of the acknowledgement."""
     body: dict[str, Any] = {"delivery": record.delivery_id, "status": record.status.value}
     if record.status == DeliveryStatus.IGNORED:
         body["ignored"] = record.result.get("ignored")
     body["result"] = record.result
-    return JSONResponse(body, status_code=202)
+    return body
 
 
 async def accept(
@@ -123,7 +123,6 @@ def _header(headers: Headers, names: tuple[str, ...], pattern: re.Pattern[str], 
     return value
 
 
-@tracing.traced("webhook.ack")
 async def receive(request: Request, reader: Reader | GitLabReader) -> JSONResponse:
     """One delivery through the gates, in order, stopping at the first that fails (a body over 25 MB is
     refused before, with 413, by :mod:`baton.service.limits`):
@@ -151,26 +150,36 @@ async def receive(request: Request, reader: Reader | GitLabReader) -> JSONRespon
     repository by ``clone_url``, ``ssh_url`` and ``html_url``; each one's slug
     (:func:`baton.keys.parse_repo`, URL forms only, so no filesystem or network is touched) is matched,
     since a self-hosted forge's HTTP and SSH URLs give different slugs."""
+    body = await request.body()  # bounded by baton.service.limits (GitHub's 25 MB)
+    client = request.client.host if request.client else "?"
+    status, answered = await acknowledge(request.app.state, reader, request.headers, body, client)
+    return JSONResponse(answered, status_code=status)
+
+
+@tracing.traced("webhook.ack")  # the gate's path and the route's alike
+async def acknowledge(
+    state: Any, reader: Reader | GitLabReader, headers: Headers, body: bytes, client: str
+) -> tuple[int, dict[str, Any]]:
+    """:func:`receive`'s gates on a read body: the 202 and its body, or an HTTPException (4xx). The
+    service's own path is :mod:`baton.service.webhook_gate` (plain ASGI, before FastAPI's router)."""
     forge = reader.forge
     secret = os.environ.get(SECRET_ENV)
     if not secret:
         log.error("webhook %s refused: %s is not set, so no signature can be checked", forge.name, SECRET_ENV)
         raise HTTPException(403, f"webhooks are disabled: set {SECRET_ENV} on the service")
-    body = await request.body()  # bounded by baton.service.limits (GitHub's 25 MB)
-    if not authentic(forge, secret, body, request.headers):
-        client = request.client.host if request.client else "?"
+    if not authentic(forge, secret, body, headers):
         log.warning("webhook %s from %s refused: missing or wrong signature", forge.name, client)
         raise HTTPException(401, "missing or wrong signature")
-    delivery_id = _header(request.headers, forge.delivery_headers, DELIVERY_ID, "delivery id")
-    event = _header(request.headers, forge.event_headers, EVENT_NAME, "event")
+    delivery_id = _header(headers, forge.delivery_headers, DELIVERY_ID, "delivery id")
+    event = _header(headers, forge.event_headers, EVENT_NAME, "event")
     try:
-        payload = payload_of(body, request.headers.get("content-type", ""))
-        loop = request.app.state.forge_loop
+        payload = payload_of(body, headers.get("content-type", ""))
+        loop = state.forge_loop
         work = reader.read(loop.config if loop else None, event, payload)
     except Malformed as exc:
         raise HTTPException(400, str(exc)) from exc
-    record = await accept(request.app.state, forge.name, delivery_id, event, work)
-    return answer(record)
+    record = await accept(state, forge.name, delivery_id, event, work)
+    return 202, answer(record)
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -91,7 +91,7 @@ class SQLStrikes:
 
     def strikes(self, key: Key, session_id: str) -> Strikes | None:
         """The conversation's strikes (None: its last resume did not fail at once)."""
-        with self._store.transaction() as conn:
+        with self._store.reading() as conn:
             row = conn.execute(sa.select(session_strikes).where(_row(key, session_id))).first()
         return _strikes(row._mapping) if row is not None else None
 

@@ -350,6 +350,10 @@ class Transactions(Protocol):
         raises; database errors come out as :class:`baton.errors.StoreError`."""
         ...
 
+    def reading(self) -> AbstractContextManager[Connection]:
+        """A transaction that only reads: on SQLite it waits for no writer and holds none up."""
+        ...
+
 
 class Store(
     Transactions,

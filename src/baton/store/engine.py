@@ -8,10 +8,12 @@ password hidden), one that is away (down, restarting, cut off) a :class:`StoreUn
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +87,54 @@ def engine_for(url: str) -> Engine:
         return engine
 
 
+class Writers:
+    """This process's writers of one SQLite store, one at a time. A thread that would wait for SQLite's
+    write lock waits here instead, and is handed the turn the moment the writer before it commits;
+    SQLite's busy handler sleeps 1, 2, 5, 10, ... 100 ms between its tries, the lock idle meanwhile
+    (under 4 runs at once, BEGIN IMMEDIATE was 37% of a run's time). Re-entrant, as a nested write
+    transaction meets SQLite's lock as before; after :data:`WRITER_WAIT` s a writer goes on to SQLite's
+    own wait. Other processes' writers meet SQLite's lock only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    def reset(self) -> None:
+        """No writer (a forked child's: :func:`_writers_after_fork`)."""
+        self._lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        got = self._lock.acquire(timeout=WRITER_WAIT)
+        try:
+            yield
+        finally:
+            if got:
+                self._lock.release()
+
+
+WRITER_WAIT = 30.0
+_WRITERS: dict[str, Writers] = {}
+
+
+def _writers_after_fork() -> None:
+    """A forked child (a Celery worker process) starts with no writer: a lock a parent's thread held
+    at the fork would stay held in the child, where that thread does not exist."""
+    for writers in _WRITERS.values():
+        writers.reset()
+
+
+os.register_at_fork(after_in_child=_writers_after_fork)
+
+
+def writers_for(url: str) -> Writers | None:
+    """The :class:`Writers` of a SQLite store's URL (one per process); None for PostgreSQL (its row locks
+    queue writers already)."""
+    if not url.startswith("sqlite"):
+        return None
+    with _ENGINES_LOCK:
+        return _WRITERS.setdefault(url, Writers())
+
+
 def _connect_args(url: str) -> dict[str, Any]:
     # an unreachable host fails in seconds, not after the operating system's TCP timeout (minutes)
     query = sa.engine.make_url(url).query
@@ -146,8 +196,13 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     configure(dbapi_conn)
 
 
+READ_ONLY = "baton_read_only"  # an execution option: the transaction only reads (SQLStore.reading)
+
+
 def _sqlite_on_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # a writer takes the write lock at BEGIN (two writers never both read a free lease); a reader
+    # takes none: under WAL it reads the last commit and neither waits for a writer nor holds one up
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def dispose_engine(url: str) -> None:

@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from baton.errors import StoreError
 from baton.models import Fence, Outcome, RunRecord, SessionRecord, SessionStatus, Snapshot
 from baton.store.base import Lease
-from baton.store.engine import engine_for, migrate, redact, store_error
+from baton.store.engine import READ_ONLY, engine_for, migrate, redact, store_error, writers_for
 from baton.store.rows import session_values, snapshot_digests, snapshot_of
 from baton.store.schema import instructions
 from baton.store.sql_checkpoints import CheckpointTables
@@ -72,6 +72,7 @@ class SQLStore(
     def __init__(self, url: str) -> None:
         self.url = url
         self._identity: str | None = None
+        self._writers = writers_for(url)
         try:
             self.engine: Engine = engine_for(url)
         except sa.exc.DBAPIError as exc:
@@ -91,17 +92,33 @@ class SQLStore(
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
         try:
-            with self.engine.begin() as conn:
+            with self._writers.turn() if self._writers else nullcontext(), self.engine.begin() as conn:
                 yield conn
         except sa.exc.DBAPIError as exc:
             raise store_error(exc, self.url) from exc
         except sa.exc.SQLAlchemyError as exc:  # no connection free in the pool in time, ...
             raise StoreError(f"store error: {exc.__class__.__name__}: {exc}") from exc
 
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A transaction that only reads (SQLite: a deferred BEGIN, no write lock taken or waited for)."""
+        try:
+            with self.engine.connect() as conn, conn.execution_options(**{READ_ONLY: True}).begin():
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            raise store_error(exc, self.url) from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"store error: {exc.__class__.__name__}: {exc}") from exc
+
     def transaction(self) -> AbstractContextManager[Connection]:
         """One transaction on the store's engine, its errors translated as every other write's: what a
         room that owns its data (:mod:`baton.plans.tables`, ...) reads and writes its tables in."""
         return self._tx()
+
+    def reading(self) -> AbstractContextManager[Connection]:
+        """:meth:`transaction` for one that only reads: on SQLite it neither waits for the writer of the
+        moment nor makes writers wait (under load a read waited in SQLite's busy handler for tens of ms)."""
+        return self._read()
 
     # -- migrations ---------------------------------------------------------------------------------
 
@@ -130,7 +147,7 @@ class SQLStore(
     # -- sessions -----------------------------------------------------------------------------------
 
     def get_session(self, agent: str, repo: str, thread: str) -> SessionRecord | None:
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(sessions).where(key_where(sessions, agent, repo, thread))).first()
         return session_of(row._mapping) if row else None
 
@@ -186,7 +203,7 @@ class SQLStore(
             conn.execute(sa.update(runs).where(runs.c.id == run_id).values(values))
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
             if row is None:  # allow a unique prefix, as people copy short ids
                 found = conn.execute(
@@ -223,7 +240,7 @@ class SQLStore(
         for name, value in (("agent", agent), ("repo", repo), ("thread", thread), ("outcome", outcome)):
             if value is not None:
                 query = query.where(runs.c[name] == value)
-        with self._tx() as conn:
+        with self._read() as conn:
             return [run_of(r._mapping) for r in conn.execute(query)]
 
     def delete_runs(self, agent: str, repo: str, thread: str) -> list[RunRecord]:
@@ -285,7 +302,7 @@ class SQLStore(
                 upsert(conn, blobs, {"digest": digest, "data": data, "size": size}, ["digest"], update=False)
 
     def get_blob(self, digest: str) -> bytes | None:
-        with self._tx() as conn:
+        with self._read() as conn:
             data = conn.execute(sa.select(blobs.c.data).where(blobs.c.digest == digest)).scalar()
         return bytes(data) if data is not None else None
 
@@ -309,7 +326,7 @@ class SQLStore(
                 self._drop_unused_blobs(conn, snapshot_digests(previous) - snapshot.digests())
 
     def get_snapshot(self, agent: str, repo: str, thread: str) -> Snapshot | None:
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(snapshots).where(key_where(snapshots, agent, repo, thread))).first()
         return snapshot_of(row._mapping) if row is not None else None
 

@@ -20,9 +20,12 @@ from baton.store.tables import KEY, check_fence, key_where, upsert
 
 
 class CheckpointTables:
-    """Mixed into :class:`baton.store.sql.SQLStore`, which provides ``_tx``."""
+    """Mixed into :class:`baton.store.sql.SQLStore`, which provides ``_tx`` and ``_read``."""
 
     def _tx(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
 
     def save_checkpoint(self, record: CheckpointRecord, data: bytes, fence: Fence | None = None) -> None:
@@ -47,7 +50,7 @@ class CheckpointTables:
                 _drop_if_unused(conn, previous)
 
     def get_checkpoint(self, agent: str, repo: str, thread: str) -> CheckpointRecord | None:
-        with self._tx() as conn:
+        with self._read() as conn:
             where = key_where(checkpoints, agent, repo, thread)
             row = conn.execute(sa.select(checkpoints).where(where)).first()
         return CheckpointRecord(**row._mapping) if row is not None else None

@@ -17,9 +17,12 @@ from baton.store.tables import KEY, check_fence, key_where, upsert
 
 
 class InstructionTables:
-    """Mixed into :class:`baton.store.sql.SQLStore`, which provides ``_tx``."""
+    """Mixed into :class:`baton.store.sql.SQLStore`, which provides ``_tx`` and ``_read``."""
 
     def _tx(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
 
     def save_instructions(self, record: InstructionsRecord, *, fence: Fence | None = None) -> None:
@@ -40,7 +43,7 @@ class InstructionTables:
     def get_instructions(self, agent: str, repo: str, thread: str) -> InstructionsRecord | None:
         """The key's record; None when there is none, or it does not parse (a damaged row is a record
         missing: the next turn records the files again, it never wedges the key)."""
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 sa.select(instructions).where(key_where(instructions, agent, repo, thread))
             ).first()

@@ -23,14 +23,17 @@ from baton.store.tables import upsert
 
 
 class QuotaTables:
-    """Mixed into :class:`baton.store.sql.SQLStore`, which provides ``_tx``."""
+    """Mixed into :class:`baton.store.sql.SQLStore`, which provides ``_tx`` and ``_read``."""
 
     def _tx(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
 
+    def _read(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
     def quota(self, credential: str) -> QuotaRecord | None:
         """The breaker of ``credential`` (None: it never met a limit)."""
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(quotas).where(quotas.c.credential == credential)).first()
         return _record(row._mapping) if row is not None else None
 

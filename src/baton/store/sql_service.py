@@ -28,9 +28,12 @@ from baton.store.tables import id_like, lock_key, upsert
 
 
 class ServiceTables:
-    """Mixed into :class:`baton.store.sql.SQLStore`, which provides ``_tx``."""
+    """Mixed into :class:`baton.store.sql.SQLStore`, which provides ``_tx`` and ``_read``."""
 
     def _tx(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
 
     # -- jobs ---------------------------------------------------------------------------------------
@@ -47,7 +50,7 @@ class ServiceTables:
             conn.execute(sa.insert(jobs).values(_job_values(job)))
 
     def get_job(self, job_id: str) -> JobRecord | None:
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
         return _job(row._mapping) if row else None
 
@@ -87,7 +90,7 @@ class ServiceTables:
         for column, value in (("agent", agent), ("repo", repo), ("thread", thread), ("status", status)):
             if value is not None:
                 query = query.where(jobs.c[column] == str(value))
-        with self._tx() as conn:
+        with self._read() as conn:
             return [_job(r._mapping) for r in conn.execute(query)]
 
     def add_job_event(self, job_id: str, seq: int, line: str) -> None:

@@ -1,0 +1,73 @@
+"""The webhooks' fast path: ``POST /webhooks/{github,gitea,gitlab}`` answered by plain ASGI, before
+FastAPI's router, its route matching over every route and its per-request machinery; the gates are
+:func:`baton.service.webhooks.acknowledge`'s (the FastAPI routes stay for the OpenAPI document and
+answer alike). Under 50 deliveries at once each request's own cost is what the last one waits for.
+Inside :class:`baton.service.limits.BodyLimit`: the body is bounded before it is read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from baton.errors import BatonError
+from baton.forge.delivery import READERS, Reader
+from baton.forge.intake_gitlab import GITLAB_READER, GitLabReader
+from baton.forge.model import ForgeKind
+from baton.service.errors import status_of
+from baton.service.webhooks import acknowledge
+
+ROUTES: dict[str, Reader | GitLabReader] = {
+    "/webhooks/github": READERS[ForgeKind.GITHUB],
+    "/webhooks/gitea": READERS[ForgeKind.GITEA],
+    "/webhooks/gitlab": GITLAB_READER,
+}
+
+
+class WebhookGate:
+    """Takes a webhook's POST; anything else goes on to ``app``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reader = ROUTES.get(scope["path"]) if scope["type"] == "http" else None
+        if reader is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        body = await _body(receive)
+        if body is None:  # the sender went away
+            return
+        client = scope["client"][0] if scope.get("client") else "?"
+        headers: list[tuple[bytes, bytes]] = []
+        try:
+            status, answer = await acknowledge(scope["app"].state, reader, Headers(scope=scope), body, client)
+        except HTTPException as exc:
+            status, answer = exc.status_code, {"detail": exc.detail}
+            headers = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+        except BatonError as exc:  # the store failed (as baton.service.errors answers it)
+            status, answer = status_of(exc), {"detail": str(exc)}
+        await _send(send, status, answer, headers)
+
+
+async def _body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send(send: Send, status: int, answer: dict[str, Any], extra: list[tuple[bytes, bytes]]) -> None:
+    """As Starlette's JSONResponse encodes it."""
+    data = json.dumps(answer, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    headers = [(b"content-length", str(len(data)).encode()), (b"content-type", b"application/json"), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
