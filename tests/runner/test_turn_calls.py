@@ -56,5 +56,5 @@ def test_a_resumed_turn_stays_within_its_store_calls(settings: Settings, src_rep
     assert sum(calls.values()) <= BUDGET, calls
     assert calls["get_session"] == 1, calls  # read once under the lease, for the branch and the turn
     assert calls["list_runs"] == 3, calls  # the dead runs, the last run, the window's and format's look back
-    # the strikes read (in a read transaction); nothing to clear on a conversation without
+    # the strikes read (a read transaction now); nothing to clear on a conversation without strikes
     assert calls["transaction"] + calls["reading"] == 1, calls
