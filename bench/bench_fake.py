@@ -1,6 +1,6 @@
 """Benchmark 2: baton's own cost per run, measured with the fake agent on an existing worktree.
 
-The fake agent (``python -S src/baton/testing/fake_agent.py``) starts in a few tens of milliseconds,
+The fake agent (``python -S src/baton/testing/fake_agent_run.py``) starts in a few tens of milliseconds,
 so what is left when its direct run is subtracted is baton's overhead: key validation, the SQLite
 store, the lease, the crash sweep, the worktree fast path, the agent home, streaming the events to the
 log, the transcript snapshot and the worktree checkpoint.

@@ -83,6 +83,39 @@ def summary(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {**result, "status": DeliveryStatus.IGNORED.value, "ignored": why}
 
 
+class Acknowledging:
+    """The webhook acknowledgements in flight (``with acks:`` around one). A delivery's handling first
+    waits until none is, for at most :data:`YIELD_S`: under a burst of deliveries the handling of the
+    first ones would otherwise take the interpreter from the event loop that still has to answer the
+    rest (50 at once with their feedback handled: p99 101 -> N ms)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._count += 1
+            self._idle.clear()
+
+    def __exit__(self, *_exc: object) -> None:
+        with self._lock:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.set()
+
+    def wait_idle(self, most: float) -> None:
+        self._idle.wait(most)
+
+    def in_flight(self) -> int:
+        return self._count
+
+
+YIELD_S = 0.25  # the longest a delivery's handling waits for the acknowledgements in flight
+
+
 class Worker:
     """A bounded pool of daemon threads draining a queue of (forge, delivery id, work). The work
     (checkpoint, free, close, after a running run ends; then the feedback) can take long and forges give
@@ -91,8 +124,15 @@ class Worker:
     shutting down must not wait for it (the delivery stays ``pending`` in the store and the next start
     re-queues it)."""
 
-    def __init__(self, store: Store, settings: Settings, threads: int, loop: ForgeLoop | None = None) -> None:
-        self.store, self.settings, self.loop = store, settings, loop
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        threads: int,
+        loop: ForgeLoop | None = None,
+        acks: Acknowledging | None = None,
+    ) -> None:
+        self.store, self.settings, self.loop, self.acks = store, settings, loop, acks
         self.deliveries = delivery_store(store)
         self.jobs: queue.Queue[tuple[str, str, Delivery] | None] = queue.Queue()
         self.threads = [
@@ -118,6 +158,8 @@ class Worker:
     def _drain(self) -> None:
         while (job := self.jobs.get()) is not None:
             forge, delivery_id, work = job
+            if self.acks is not None:
+                self.acks.wait_idle(YIELD_S)
             parent = tracing.handed(f"webhook:{forge}:{delivery_id}")
             attributes = {"baton.forge": forge, "baton.delivery": delivery_id}
             try:

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from starlette.datastructures import Headers
 
 from baton import tracing
-from baton.forge.deliveries import Intake, Worker
+from baton.forge.deliveries import Acknowledging, Intake, Worker
 from baton.forge.delivery import READERS, Reader
 from baton.forge.delivery import Delivery as Work  # Delivery: the route's response model, below
 from baton.forge.events import Ignored, Malformed, authentic, payload_of
@@ -61,11 +61,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     schedule = getattr(app.state, "forge", None)
     app.state.forge_loop = schedule.loop if schedule is not None else None
+    acks = Acknowledging()
     worker = Worker(
-        app.state.store, settings, threads=max(2, settings.concurrency), loop=app.state.forge_loop
+        app.state.store, settings, threads=max(2, settings.concurrency), loop=app.state.forge_loop, acks=acks
     )
     intake = Intake(delivery_store(app.state.store))
-    app.state.webhooks, app.state.webhook_intake = worker, intake
+    app.state.webhooks, app.state.webhook_intake, app.state.webhook_acks = worker, intake, acks
     worker.start()
     intake.start()
     if not os.environ.get(SECRET_ENV):
@@ -161,7 +162,15 @@ async def acknowledge(
     state: Any, reader: Reader | GitLabReader, headers: Headers, body: bytes, client: str
 ) -> tuple[int, dict[str, Any]]:
     """:func:`receive`'s gates on a read body: the 202 and its body, or an HTTPException (4xx). The
-    service's own path is :mod:`baton.service.webhook_gate` (plain ASGI, before FastAPI's router)."""
+    service's own path is :mod:`baton.service.webhook_gate` (plain ASGI, before FastAPI's router).
+    The deliveries' handling waits while acknowledgements are in flight (:class:`Acknowledging`)."""
+    with state.webhook_acks:
+        return await _acknowledge(state, reader, headers, body, client)
+
+
+async def _acknowledge(
+    state: Any, reader: Reader | GitLabReader, headers: Headers, body: bytes, client: str
+) -> tuple[int, dict[str, Any]]:
     forge = reader.forge
     secret = os.environ.get(SECRET_ENV)
     if not secret:

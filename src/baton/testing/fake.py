@@ -21,8 +21,12 @@ FACTORY = "baton.testing.fake:from_settings"
 
 
 def fake_agent_bin() -> list[str]:
-    """Run the fake agent with this interpreter, without site-packages: it needs only the stdlib."""
-    return [sys.executable, "-S", str(Path(__file__).parent / "fake_agent.py")]
+    """Run the fake agent with this interpreter, without site-packages: it needs only the stdlib. Its
+    module is imported here once, so that its compiled form is in ``__pycache__`` before an agent
+    walled in (which may not write there) starts it."""
+    import baton.testing.fake_agent  # noqa: F401
+
+    return [sys.executable, "-S", str(Path(__file__).parent / "fake_agent_run.py")]
 
 
 class FakeAgent(ClaudeAgent):

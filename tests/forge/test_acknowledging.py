@@ -1,0 +1,105 @@
+"""A delivery's handling waits while webhook acknowledgements are in flight (``Acknowledging``), and
+never longer than ``YIELD_S``; the service's acknowledgement holds it for its whole length."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from baton.forge import deliveries
+from baton.forge.deliveries import Acknowledging, Worker
+from baton.forge.delivery import Delivery
+from baton.settings import Settings
+from baton.store import Store
+
+
+@pytest.fixture
+def handled(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
+    """When each delivery's handling began (the handling itself replaced: only its start is timed)."""
+    times: list[float] = []
+    monkeypatch.setattr(Worker, "_handle", lambda _self, *_args: times.append(time.monotonic()))
+    yield times
+
+
+def _wait(times: list[float], n: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(times) < n and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_handling_waits_for_the_acknowledgements_in_flight(
+    settings: Settings, store: Store, handled: list[float]
+) -> None:
+    acks = Acknowledging()
+    worker = Worker(store, settings, threads=1, acks=acks)
+    worker.start()
+    try:
+        with acks, acks:  # two in flight
+            worker.submit("github", "d1", Delivery())
+            time.sleep(0.15)
+            assert handled == []  # not while they are answered
+        released = time.monotonic()
+        _wait(handled, 1)
+        assert len(handled) == 1 and handled[0] - released < 0.1
+    finally:
+        worker.stop()
+
+
+def test_handling_waits_no_longer_than_yield_s(
+    settings: Settings, store: Store, handled: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(deliveries, "YIELD_S", 0.2)
+    acks = Acknowledging()
+    worker = Worker(store, settings, threads=1, acks=acks)
+    worker.start()
+    try:
+        with acks:  # a service that is never without an acknowledgement in flight
+            submitted = time.monotonic()
+            worker.submit("github", "d1", Delivery())
+            _wait(handled, 1)
+        assert len(handled) == 1 and 0.18 <= handled[0] - submitted < 1.0
+    finally:
+        worker.stop()
+
+
+def test_without_acknowledgements_handling_starts_at_once(
+    settings: Settings, store: Store, handled: list[float]
+) -> None:
+    worker = Worker(store, settings, threads=1, acks=Acknowledging())
+    worker.start()
+    try:
+        submitted = time.monotonic()
+        worker.submit("github", "d1", Delivery())
+        _wait(handled, 1)
+        assert len(handled) == 1 and handled[0] - submitted < 0.1
+    finally:
+        worker.stop()
+
+
+def test_the_acknowledgement_holds_the_handling_for_its_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``acknowledge`` counts itself in flight from its first gate to its answer, refusals included."""
+    import asyncio
+
+    from starlette.datastructures import Headers
+    from starlette.exceptions import HTTPException
+
+    from baton.forge.delivery import READERS
+    from baton.forge.model import ForgeKind
+    from baton.service import webhooks
+
+    acks = Acknowledging()
+    seen: list[bool] = []
+    state: Any = type("State", (), {"webhook_acks": acks})()
+
+    def authentic(*_args: Any) -> bool:
+        seen.append(acks.in_flight() == 1)
+        return False
+
+    monkeypatch.setenv(webhooks.SECRET_ENV, "s")
+    monkeypatch.setattr(webhooks, "authentic", authentic)
+    with pytest.raises(HTTPException):
+        asyncio.run(webhooks.acknowledge(state, READERS[ForgeKind.GITHUB], Headers({}), b"{}", "c"))
+    assert seen == [True] and acks.in_flight() == 0
