@@ -56,7 +56,8 @@ def path(tmp: Path) -> Path:
 def server(tmp: Path) -> McpServer:
     """The ``baton`` MCP server for a turn of the key whose temp dir is ``tmp``: baton's Python running
     the server's file isolated (``-I -S``: no site, no user paths, no baton package import)."""
-    return McpServer(_server.NAME, sys.executable, ("-I", "-S", str(Path(_server.__file__)), str(path(tmp))))
+    program = Path(_server.__file__).with_name("server_run.py")  # the module compiled: imported above
+    return McpServer(_server.NAME, sys.executable, ("-I", "-S", str(program), str(path(tmp))))
 
 
 def overdue(tmp: Path, now: float | None = None) -> str | None:
