@@ -207,3 +207,36 @@ def test_with_on_permission_ask_a_refused_permission_becomes_the_question_of_the
     assert question is not None and "touch ran.txt (execute)" in question.text and "(edit)" in question.text
     went_on = go(settings, src_repo, "[[acp:execute touch ran.txt]]", access=Access.EDIT)
     assert went_on.run.outcome == Outcome.SUCCEEDED and went_on.run.question is None
+
+
+@pytest.mark.parametrize(
+    ("reported", "kept"),
+    [
+        ("1.18.33", "1.18.33"),
+        ("2.0.0-beta.1+build", "2.0.0-beta.1+build"),
+        ("--version", None),  # data from the agent: only what looks like a version
+        ("1.0 && rm -rf /", None),
+        ("9" * 65, None),
+        (12, None),
+        (None, None),
+    ],
+)
+def test_opencode_reports_its_version_in_initialize_and_nothing_else_is_taken(
+    tmp_path: Path, reported: object, kept: str | None
+) -> None:
+    """OpenCode's ``initialize`` answer names its version (``agentInfo``, as ``--version`` prints it):
+    the turn takes it, so the CLI is never started only to be asked; an agent that does not say it
+    reports that (Copilot's ``agentInfo`` is not its ``--version``) keeps asking."""
+    from baton.agents.base import Turn
+    from baton.agents.copilot import CopilotAgent
+    from baton.agents.opencode import OpenCodeAgent
+
+    event = {"type": "acp.session", "session_id": "ses_1", "agent": {"agentInfo": {"version": reported}}}
+    turn = Turn()
+    OpenCodeAgent("opencode", tmp_path, ["opencode"]).on_event(event, turn)
+    assert turn.session_id == "ses_1" and turn.version == kept
+    other = Turn()
+    CopilotAgent("copilot", tmp_path, ["copilot"]).on_event(
+        {**event, "agent": {"agentInfo": {"version": "1.0"}}}, other
+    )
+    assert other.session_id == "ses_1" and other.version is None

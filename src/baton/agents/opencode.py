@@ -74,6 +74,7 @@ class OpenCodeAgent(AcpAgent):
     # (without it any local user read its config, a provider's apiKey, and the worktree's files)
     acp_args = ("acp", "--hostname", LOOPBACK, "--mdns=false")
     bound_to_cwd = True
+    reports_version = True  # initialize: {"agentInfo": {"name": "OpenCode", "version": "1.18.33"}}
     server_secret_env = "OPENCODE_SERVER_PASSWORD"
     auth_hint = "a model provider in the OpenCode config (homes/opencode/config/opencode/opencode.json)"
     config_files = (CONFIG, LOGINS)
