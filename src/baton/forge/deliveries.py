@@ -87,7 +87,7 @@ class Acknowledging:
     """The webhook acknowledgements in flight (``with acks:`` around one). A delivery's handling first
     waits until none is, for at most :data:`YIELD_S`: under a burst of deliveries the handling of the
     first ones would otherwise take the interpreter from the event loop that still has to answer the
-    rest (50 at once with their feedback handled: p99 101 -> N ms)."""
+    rest (bench 15a, two pairs of 3 rounds of 50: p50 66 -> 60 ms, p99 87 -> 79 ms)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
