@@ -233,10 +233,10 @@ def test_opencode_reports_its_version_in_initialize_and_nothing_else_is_taken(
 
     event = {"type": "acp.session", "session_id": "ses_1", "agent": {"agentInfo": {"version": reported}}}
     turn = Turn()
-    OpenCodeAgent("opencode", tmp_path, ["opencode"]).on_event(event, turn)
+    OpenCodeAgent("opencode", tmp_path, "opencode").on_event(event, turn)
     assert turn.session_id == "ses_1" and turn.version == kept
     other = Turn()
-    CopilotAgent("copilot", tmp_path, ["copilot"]).on_event(
+    CopilotAgent("copilot", tmp_path, "copilot").on_event(
         {**event, "agent": {"agentInfo": {"version": "1.0"}}}, other
     )
     assert other.session_id == "ses_1" and other.version is None

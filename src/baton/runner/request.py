@@ -9,7 +9,6 @@ it (mypy checks every key) and the API's ``RunView`` is derived from it.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -288,16 +287,21 @@ class RequestField:
         return kind
 
 
-@functools.cache
 def request_fields(schema: type[RunRequest] = RunRequest, queued: bool = False) -> tuple[RequestField, ...]:
     """The options of ``schema`` in its order (only a queued run's with ``queued``); worked out once per
     schema (``get_type_hints`` evaluates every annotation anew: ~0.5 ms a call, twice a queued run)."""
-    hints = get_type_hints(schema)
-    return tuple(
-        RequestField(f.name, hints[f.name], f.default, f.metadata["option"])
-        for f in dataclasses.fields(schema)
-        if "option" in f.metadata and (f.metadata["option"].queued or not queued)
-    )
+    found = _FIELDS.get((schema, queued))
+    if found is None:
+        hints = get_type_hints(schema)
+        found = _FIELDS[schema, queued] = tuple(
+            RequestField(f.name, hints[f.name], f.default, f.metadata["option"])
+            for f in dataclasses.fields(schema)
+            if "option" in f.metadata and (f.metadata["option"].queued or not queued)
+        )
+    return found
+
+
+_FIELDS: dict[tuple[type[RunRequest], bool], tuple[RequestField, ...]] = {}
 
 
 @dataclass(frozen=True)
