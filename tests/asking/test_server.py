@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +122,24 @@ def test_a_question_file_the_server_could_not_have_written_is_no_question(tmp_pa
     questions.path(tmp_path).write_text(json.dumps({"question": "fine", "options": ["a"]}))
     questions.clear(tmp_path)  # an earlier turn's question is never the next one's
     assert questions.take(tmp_path) is None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_the_server_ends_at_once_when_its_agent_stops_it(tmp_path: Path, signum: int) -> None:
+    """Claude Code stops its MCP servers with SIGINT and looks again 10 ms, then every 50 ms, later: the
+    server is gone at once (no KeyboardInterrupt traceback, no interpreter teardown to wait for)."""
+    server = questions.server(tmp_path)
+    pipe = subprocess.PIPE
+    with subprocess.Popen([server.command, *server.args], stdin=pipe, stdout=pipe, stderr=pipe) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+        proc.stdin.write(json.dumps(init).encode() + b"\n")
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["id"] == 1  # up and serving
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        code = proc.wait(10)
+        took = time.monotonic() - sent
+        stderr = proc.stderr.read()
+    assert code == 0 and stderr == b"", (code, stderr[-500:])
+    assert took < 0.5, took
