@@ -21,6 +21,9 @@ from pathlib import Path
 from baton import retry
 
 V1_CONTROLLERS = ("memory", "pids", "cpu", "freezer")
+# walks of the agent's tree when it is moved in: each moves what the last found; they stop when one finds
+# nothing new (a busy host's slow moves let the agent fork between two walks)
+PLACING_WALKS = 10
 PARENT = "baton"  # v1: the runs' groups live in <own group>/baton/; v2: <own group>/baton-<run id>
 
 
@@ -246,15 +249,18 @@ class RunGroup:
         for the kernel's cgroup lock, ~10 ms on a busy host (an RCU grace period), which the agent's
         start must not wait for. A CLI starts nothing of the model's asking in its first milliseconds; a
         process it detached in that instant is left to the subreaper, which ends it when it carries the
-        run's ``BATON_RUN_ID`` (:mod:`baton.sandbox.reaper`). (Moving the starting *thread* into the v1
-        groups first would have the agent born in them, but costs that wait on the agent's start.)"""
+        run's ``BATON_RUN_ID`` or the run is the process's only one (:mod:`baton.sandbox.reaper`).
+        (Moving the starting *thread* into the v1 groups first would have the agent born in them, but
+        costs that wait on the agent's start.)"""
         moved: set[int] = set()
-        for _ in range(2):  # what it started while it was being moved, too
-            for found in [pid, *descendants(pid)]:
-                if found not in moved:
-                    moved.add(found)
-                    for name in self.dirs:
-                        self._write(name, "cgroup.procs", str(found))
+        for _ in range(PLACING_WALKS):  # what it started while it was being moved, until nothing is new
+            new = [found for found in [pid, *descendants(pid)] if found not in moved]
+            if not new and moved:
+                return
+            for found in new:
+                moved.add(found)
+                for name in self.dirs:
+                    self._write(name, "cgroup.procs", str(found))
 
     def _tracker(self) -> Path | None:
         for name in ("v2", "freezer", "pids", "memory", "cpu"):
