@@ -79,8 +79,12 @@ def test_without_acknowledgements_handling_starts_at_once(
         worker.stop()
 
 
-def test_the_acknowledgement_holds_the_handling_for_its_length(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``acknowledge`` counts itself in flight from its first gate to its answer, refusals included."""
+def test_a_signed_acknowledgement_holds_the_handling_and_an_unsigned_one_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``acknowledge`` counts itself in flight from its signature's check to its answer, a refusal after
+    it included; a POST without the right signature is refused without being counted (a flood of them
+    must not delay the real deliveries' handling)."""
     import asyncio
 
     from starlette.datastructures import Headers
@@ -91,15 +95,22 @@ def test_the_acknowledgement_holds_the_handling_for_its_length(monkeypatch: pyte
     from baton.service import webhooks
 
     acks = Acknowledging()
-    seen: list[bool] = []
+    seen: list[int] = []
     state: Any = type("State", (), {"webhook_acks": acks})()
 
     def authentic(*_args: Any) -> bool:
-        seen.append(acks.in_flight() == 1)
-        return False
+        seen.append(acks.in_flight())
+        return signatures.pop(0)
+
+    def header(*_args: Any) -> str:  # past the signature: the next gate refuses (no delivery id)
+        seen.append(acks.in_flight())
+        raise HTTPException(400, "no delivery id")
 
     monkeypatch.setenv(webhooks.SECRET_ENV, "s")
     monkeypatch.setattr(webhooks, "authentic", authentic)
-    with pytest.raises(HTTPException):
-        asyncio.run(webhooks.acknowledge(state, READERS[ForgeKind.GITHUB], Headers({}), b"{}", "c"))
-    assert seen == [True] and acks.in_flight() == 0
+    monkeypatch.setattr(webhooks, "_header", header)
+    signatures = [False, True]
+    for _ in range(2):
+        with pytest.raises(HTTPException):
+            asyncio.run(webhooks.acknowledge(state, READERS[ForgeKind.GITHUB], Headers({}), b"{}", "c"))
+    assert seen == [0, 0, 1] and acks.in_flight() == 0

@@ -163,14 +163,8 @@ async def acknowledge(
 ) -> tuple[int, dict[str, Any]]:
     """:func:`receive`'s gates on a read body: the 202 and its body, or an HTTPException (4xx). The
     service's own path is :mod:`baton.service.webhook_gate` (plain ASGI, before FastAPI's router).
-    The deliveries' handling waits while acknowledgements are in flight (:class:`Acknowledging`)."""
-    with state.webhook_acks:
-        return await _acknowledge(state, reader, headers, body, client)
-
-
-async def _acknowledge(
-    state: Any, reader: Reader | GitLabReader, headers: Headers, body: bytes, client: str
-) -> tuple[int, dict[str, Any]]:
+    The deliveries' handling waits while *signed* acknowledgements are in flight
+    (:class:`Acknowledging`): a flood of unsigned POSTs, refused here, holds nothing up."""
     forge = reader.forge
     secret = os.environ.get(SECRET_ENV)
     if not secret:
@@ -179,6 +173,14 @@ async def _acknowledge(
     if not authentic(forge, secret, body, headers):
         log.warning("webhook %s from %s refused: missing or wrong signature", forge.name, client)
         raise HTTPException(401, "missing or wrong signature")
+    with state.webhook_acks:
+        return await _accept_signed(state, reader, headers, body)
+
+
+async def _accept_signed(
+    state: Any, reader: Reader | GitLabReader, headers: Headers, body: bytes
+) -> tuple[int, dict[str, Any]]:
+    forge = reader.forge
     delivery_id = _header(headers, forge.delivery_headers, DELIVERY_ID, "delivery id")
     event = _header(headers, forge.event_headers, EVENT_NAME, "event")
     try:
