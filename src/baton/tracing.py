@@ -202,6 +202,12 @@ def carried(request: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
     return fields, value if isinstance(value, str) and TRACEPARENT.fullmatch(value) else None
 
 
+def incoming(value: str | None) -> str | None:
+    """A caller's ``traceparent`` header when it is one (W3C, version 00, lowercase hex), else None:
+    a malformed or hostile value starts a trace of baton's own instead of failing the request."""
+    return value if value is not None and TRACEPARENT.fullmatch(value) else None
+
+
 def hand(key: str) -> None:
     """Keep the current trace context for the thread that takes ``key`` over (:func:`handed`)."""
     value = traceparent()

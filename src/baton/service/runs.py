@@ -181,7 +181,6 @@ Job = Annotated[JobRecord, Depends(_job)]
 
 
 @router.post("", status_code=202, response_model=RunState, responses=SUBMITTED)
-@tracing.traced("api.submit")
 def submit_run(
     body: RunBody,
     actor: Runner,
@@ -189,11 +188,14 @@ def submit_run(
     settings: SettingsDep,
     executor: ExecutorDep,
     after: BackgroundTasks,
+    traceparent: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> dict[str, Any]:
     """Queue a run. It is stored before this answers, so a restart of the service loses nothing;
-    the runs of one key start in the order they were submitted."""
+    the runs of one key start in the order they were submitted. With tracing on, a caller's W3C
+    ``traceparent`` header makes the run a part of the caller's trace."""
     request = RunRequest(**dict(body))  # typed by pydantic already: no second check
-    job = jobs.submit(store, settings, request, actor.name)  # BadInput: 422, nothing written
+    with tracing.span("api.submit", parent=tracing.incoming(traceparent)):
+        job = jobs.submit(store, settings, request, actor.name)  # BadInput: 422, nothing written
     # handed to the executor once the 202 is sent: the run's start does not compete with the answer
     after.add_task(executor.submit, job.id)
     return {"run_id": job.id, "status": job.status}
