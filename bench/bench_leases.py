@@ -159,7 +159,7 @@ def bench_leases(root: Path, reps: int = 1000) -> list[Row]:
     root.mkdir(parents=True, exist_ok=True)
     with scratch_pg() as pg_url, private_redis(root / "redis") as redis_url:
         lite, pg = SQLStore(f"sqlite:///{root / 'baton.db'}"), SQLStore(pg_url)
-        conn = open_redis(redis_url, pg_url)
+        conn = open_redis(redis_url, pg)
         redis_leases = RedisLeases(conn, pg)
         beating = [
             LeaseHolder(pg, KEY + "-beat", 30.0),

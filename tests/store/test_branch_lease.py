@@ -41,7 +41,7 @@ def backend(request: pytest.FixtureRequest, store: SQLStore) -> LeaseBackend:
     if request.param == "sql":
         return store
     server: RedisServer = request.getfixturevalue("server")
-    return RedisLeases(open_redis(server.url, str(store.engine.url)), store)
+    return RedisLeases(open_redis(server.url, store), store)
 
 
 def lease_of(

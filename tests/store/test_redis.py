@@ -24,7 +24,7 @@ from baton.settings import Settings
 from baton.store import SQLStore
 from baton.store.base import Lease
 from baton.store.leases import HOST, LeaseHolder, held, lease_backend, pid_alive
-from baton.store.redis import RedisConn, open_redis, prefix_for, store_identity
+from baton.store.redis import RedisConn, open_redis, prefix_for
 from baton.store.redis_leases import RedisLeases
 from tests.conftest import wait_for
 from tests.redis_fixtures import RedisServer, free_port, server_fixture  # noqa: F401 (the `server` fixture)
@@ -42,8 +42,8 @@ def store(tmp_path: Path) -> Iterator[SQLStore]:
 
 @pytest.fixture
 def conn(server: RedisServer, store: SQLStore) -> RedisConn:
-    """This test's namespace: the prefix is a hash of its own store's URL, so tests never share keys."""
-    return open_redis(server.url, str(store.engine.url))
+    """This test's namespace: its own store's identity, so tests never share keys."""
+    return open_redis(server.url, store)
 
 
 @pytest.fixture
@@ -71,28 +71,44 @@ def _session(thread: str = "issue-1", expires_in: float = 3600.0, **changes: obj
 # -- the connection ------------------------------------------------------------------------------------
 
 
-def test_missing_redis_package_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_redis_package_names_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, store: SQLStore
+) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(BadInput, match=re.escape(extra_hint("redis"))):
-        open_redis("redis://127.0.0.1:1/0", "sqlite:////tmp/x.db")
+        open_redis("redis://127.0.0.1:1/0", store)
 
 
-def test_bad_url_is_refused_naming_the_setting() -> None:
+def test_bad_url_is_refused_naming_the_setting(store: SQLStore) -> None:
     with pytest.raises(BadInput, match="redis_url"):
-        open_redis("http://127.0.0.1:6379", "sqlite:////tmp/x.db")
+        open_redis("http://127.0.0.1:6379", store)
 
 
-def test_namespace_is_one_per_store_and_ignores_driver_and_password() -> None:
-    pg = "postgresql+psycopg://baton:secret@db.internal:5432/baton"
-    assert prefix_for(pg) == prefix_for("postgres://baton:other@db.internal:5432/baton")
-    assert prefix_for(pg) != prefix_for("postgresql://baton@db.internal:5432/baton2")
-    assert prefix_for("sqlite:////a/baton.db") != prefix_for("sqlite:////b/baton.db")
-    assert "secret" not in store_identity(pg)
-    assert prefix_for(pg).startswith("baton:") and len(prefix_for(pg)) == len("baton:") + 13
+def test_namespace_is_the_stores_own_whatever_url_names_it(
+    pg_url: str, server: RedisServer, tmp_path: Path
+) -> None:
+    """One PostgreSQL store named by two host names is one namespace: a lease taken through one name
+    holds against the other (a hash of the URL gave two, and each of two processes one key's lease); two
+    stores are two namespaces."""
+    host = "@127.0.0.1:" if "@127.0.0.1:" in pg_url else "@localhost:"
+    assert host in pg_url, f"this test spells the store's host two ways: {pg_url.split('@')[-1]}"
+    alias = pg_url.replace(host, "@localhost:" if host == "@127.0.0.1:" else "@127.0.0.1:")
+    one, other, elsewhere = SQLStore(pg_url), SQLStore(alias), SQLStore(f"sqlite:///{tmp_path / 'b.db'}")
+    try:
+        conns = [open_redis(server.url, s) for s in (one, other, elsewhere)]
+        assert conns[0].prefix == conns[1].prefix == f"baton:{one.identity()}:" != conns[2].prefix
+        first = LeaseHolder(one, KEY, 30, backend=RedisLeases(conns[0], one))
+        first.acquire(wait=0)
+        with pytest.raises(Busy):
+            LeaseHolder(other, KEY, 30, backend=RedisLeases(conns[1], other)).acquire(wait=0)
+        first.release()
+    finally:
+        for store in (one, other, elsewhere):
+            store.close()
 
 
 def test_unreachable_redis_is_a_store_error_naming_it_without_password(store: SQLStore) -> None:
-    conn = open_redis(f"redis://:hunter2@127.0.0.1:{free_port()}/0", str(store.engine.url))
+    conn = open_redis(f"redis://:hunter2@127.0.0.1:{free_port()}/0", store)
     with pytest.raises(StoreError, match=r"Redis at redis://:\*\*\*@127\.0\.0\.1") as info:
         RedisLeases(conn, store).renew_lease(KEY, "someone", 30)
     assert "hunter2" not in str(info.value)
@@ -196,7 +212,7 @@ def test_stale_redis_holder_cannot_write_on_either_store(server: RedisServer, st
     expired and was granted again has its fenced writes refused (nothing written), the new holder's pass."""
     sql = SQLStore(store_url)
     try:
-        leases = RedisLeases(open_redis(server.url, store_url), sql)
+        leases = RedisLeases(open_redis(server.url, sql), sql)
         stale = LeaseHolder(sql, KEY, 0.1, backend=leases)
         stale.acquire(wait=0)
         sql.save_session(_session(agent_session_id="from-stale"), fence=Fence(KEY, stale.fence))
@@ -289,7 +305,7 @@ def test_lease_backend_from_settings(tmp_path: Path, store: SQLStore, server: Re
         lease_backend(base.with_(lease_backend="zookeeper"), store)
     backend = lease_backend(base.with_(lease_backend="redis", redis_url=server.url), store)
     assert isinstance(backend, RedisLeases)
-    assert backend.conn.prefix == prefix_for(base.resolved_store_url)
+    assert backend.conn.prefix == prefix_for(store) == f"baton:{store.identity()}:"
     holder = LeaseHolder(store, KEY, 30, backend=backend)
     holder.acquire(wait=0)
     assert holder.fence == 1 and backend.conn.client.exists(backend.conn.key("lease", "{" + KEY + "}"))
@@ -325,7 +341,7 @@ from baton.store.redis import open_redis
 from baton.store.redis_leases import RedisLeases
 from baton.store import SQLStore
 store = SQLStore(sys.argv[2])
-leases = RedisLeases(open_redis(sys.argv[1], sys.argv[2]), store)
+leases = RedisLeases(open_redis(sys.argv[1], store), store)
 for _ in range(15):
     holder = LeaseHolder(store, "k", 30, backend=leases)
     holder.acquire(wait=60)
@@ -397,7 +413,7 @@ def test_cancel_watch_without_redis_reads_the_store(store: SQLStore) -> None:
 
 def test_cancel_watch_stops_cleanly_without_a_cancel(store: SQLStore, server: RedisServer) -> None:
     job = _job(store)
-    conn = open_redis(server.url, str(store.engine.url))
+    conn = open_redis(server.url, store)
     watch = CancelWatch(store, conn, job).start()
     time.sleep(0.25)  # the watch is polling when it is stopped
     started = time.monotonic()
@@ -412,7 +428,7 @@ def test_two_deployments_on_one_redis_never_mix(server: RedisServer, tmp_path: P
     is granted in both and a cancel flag of one is not the other's."""
     one, two = (SQLStore(f"sqlite:///{tmp_path / name / 'baton.db'}") for name in ("a", "b"))
     try:
-        conn_one, conn_two = (open_redis(server.url, str(s.engine.url)) for s in (one, two))
+        conn_one, conn_two = (open_redis(server.url, s) for s in (one, two))
         assert conn_one.prefix != conn_two.prefix
         first = LeaseHolder(one, KEY, 30, backend=RedisLeases(conn_one, one))
         second = LeaseHolder(two, KEY, 30, backend=RedisLeases(conn_two, two))
@@ -443,9 +459,9 @@ def test_runs_and_resets_with_redis_leases(
     result = run(RunRequest(agent="fake", repo=str(src_repo), thread="t1", prompt="go"), settings=settings)
     assert result.ok, result.run.error
     key = make_key("fake", str(src_repo), "t1", ["fake"])
-    conn = open_redis(server.url, settings.resolved_store_url)
-    assert int(str(conn.client.get(conn.key("fence", "{" + key.id + "}")))) == 1
     store = SQLStore(settings.resolved_store_url)
+    conn = open_redis(server.url, store)
+    assert int(str(conn.client.get(conn.key("fence", "{" + key.id + "}")))) == 1
     try:
         with pytest.raises(Fenced):
             store.advance_fence(key.id, 0)  # the store recorded Redis's grant

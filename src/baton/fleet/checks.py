@@ -20,7 +20,7 @@ from baton.fleet.routing import queue_for, store_tag
 from baton.housekeeping.doctor import Check, CheckStatus
 from baton.settings import Settings
 from baton.store import open_store
-from baton.store.redis import connect, ping, safe_url
+from baton.store.redis import ping_url, safe_url
 
 TIMEOUT = 3.0  # seconds a broker gets to answer
 
@@ -58,9 +58,8 @@ def check_broker(settings: Settings, timeout: float = TIMEOUT) -> Check:
 def check_redis(settings: Settings) -> Check:
     where = safe_url(settings.redis_url)
     try:
-        conn = connect(settings)
-        if conn is not None:
-            ping(conn)
+        if settings.redis_url:
+            ping_url(settings.redis_url)
     except BatonError as exc:
         return Check("redis", CheckStatus.ERROR, f"{where}: {exc}")
     return Check("redis", CheckStatus.OK, f"{where} answers PING")

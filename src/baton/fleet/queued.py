@@ -134,7 +134,7 @@ def cancel(settings: Settings, store: Store, job_id: str, kick: Kick, wait: floa
     runner stops the agent. A queued one is ended here once its
     lease is had (a worker holds a queued job's lease only for a moment; ``wait`` seconds at most, else
     the worker that holds it sees the flag)."""
-    if not request_cancel(store, job_id, connect(settings)):
+    if not request_cancel(store, job_id, connect(settings, store)):
         return False
     job = store.get_job(job_id)
     if job is None or job.status == JobStatus.DONE:
@@ -217,7 +217,9 @@ class _Handler:
                 key_wait(self.settings),
                 log,
                 on_start=self.started,
-                watch=lambda: CancelWatch(self.store, connect(self.settings), self.job_id, self.lease.stop),
+                watch=lambda: CancelWatch(
+                    self.store, connect(self.settings, self.store), self.job_id, self.lease.stop
+                ),
                 earlier=lambda: [self._attempt(r) for r in self.prior],
                 defer_busy=True,
                 defer_quota=True,

@@ -170,6 +170,10 @@ class LeaseStore(LeaseBackend, Protocol):
     token: larger in the store → :class:`baton.errors.Fenced` and nothing written; smaller (a Redis grant
     not recorded yet) → the store's is advanced to it. Without a fence the write is not checked."""
 
+    def identity(self) -> str:
+        """The store's own id (:meth:`Store.identity`): the namespace of its leases granted elsewhere."""
+        ...
+
     def advance_fence(self, key: str, token: int) -> None:
         """Record that a grant with ``token`` holds ``key`` (a lease granted outside the store, by
         Redis); raise :class:`baton.errors.Fenced` when the store has seen a larger token."""

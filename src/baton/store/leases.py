@@ -61,7 +61,7 @@ def lease_backend(settings: Settings, store: LeaseStore) -> LeaseBackend:
     from baton.store.redis import connect
     from baton.store.redis_leases import RedisLeases
 
-    conn = connect(settings)
+    conn = connect(settings, store)
     assert conn is not None
     return RedisLeases(conn, store)
 

@@ -1,25 +1,19 @@
 """The connection to Redis: one client per URL per process, keys namespaced per deployment, and Redis's
 errors translated into baton's.
 
-Two deployments may share one Redis. Every key baton writes starts with ``baton:<12 hex>:``, the hex
-being a hash of the SQL store's identity (dialect, host, port, database; a SQLite file also by this
-machine's name), so their leases and cancel flags never mix. The password is not part
-of the identity: rotating it keeps the namespace.
+Two deployments may share one Redis. Every key baton writes starts with ``baton:<12 hex>:``, the
+SQL store's own identity (read from the store, not from its URL: every process of a deployment gets
+the same namespace however it spells the store's address), so their leases and cancel flags never mix.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
-
-from sqlalchemy.engine import make_url
 
 from baton.errors import BadInput, StoreError, StoreUnavailable
 from baton.install import extra_hint
@@ -32,23 +26,16 @@ if TYPE_CHECKING:
 TIMEOUT = 5.0
 
 
-def store_identity(store_url: str) -> str:
-    """What makes two store URLs the same store: dialect, host, port, database (not the driver, not the
-    password). A SQLite file is only the same store on the same machine."""
-    url = make_url(store_url.replace("postgres://", "postgresql://", 1))
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        path = url.database or ""
-        if path and path != ":memory:":
-            path = str(Path(path).resolve())
-        return f"sqlite://{socket.gethostname()}/{path}"
-    return f"{backend}://{url.username or ''}@{url.host or ''}:{url.port or ''}/{url.database or ''}"
+class Identified(Protocol):
+    def identity(self) -> str: ...
 
 
-def prefix_for(store_url: str) -> str:
-    """``baton:<12 hex>:``, the namespace of one deployment (one SQL store) on a shared Redis."""
-    digest = hashlib.sha256(store_identity(store_url).encode()).hexdigest()[:12]
-    return f"baton:{digest}:"
+def prefix_for(store: Identified) -> str:
+    """``baton:<12 hex>:``, the namespace of one deployment (one SQL store) on a shared Redis: the
+    store's own identity (:meth:`baton.store.base.Store.identity`), which every process reads alike
+    whatever URL it spells the store with (a host alias, an IP, another user). Two processes that named
+    one PostgreSQL by two host names once took one key's lease each, in two namespaces."""
+    return f"baton:{store.identity()}:"
 
 
 def safe_url(url: str) -> str:
@@ -98,10 +85,10 @@ _CLIENTS: dict[str, redis.Redis] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
-def open_redis(redis_url: str, store_url: str) -> RedisConn:
-    """The Redis at ``redis_url`` (``redis://``, ``rediss://`` or ``unix://``) for the deployment whose
-    SQL store is at ``store_url``. Clients (and their connection pools, which reset themselves in a
-    forked child) are shared per URL; nothing is sent until the first command."""
+def client_for(redis_url: str) -> redis.Redis:
+    """The client of the Redis at ``redis_url`` (``redis://``, ``rediss://`` or ``unix://``), shared
+    per URL (its connection pool resets itself in a forked child); nothing is sent until the first
+    command."""
     module = _import_redis()
     if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
         raise BadInput(f"setting 'redis_url' must be a redis://, rediss:// or unix:// URL, not {redis_url!r}")
@@ -120,15 +107,20 @@ def open_redis(redis_url: str, store_url: str) -> RedisConn:
                 raise BadInput(f"setting 'redis_url' is not a usable Redis URL: {exc}") from None
             _CLIENTS[redis_url] = client
     assert client is not None
-    return RedisConn(client, prefix_for(store_url), safe_url(redis_url))
+    return client
 
 
-def connect(settings: Settings) -> RedisConn | None:
+def open_redis(redis_url: str, store: Identified) -> RedisConn:
+    """The Redis at ``redis_url`` for the deployment whose SQL store is ``store`` (:func:`client_for`)."""
+    return RedisConn(client_for(redis_url), prefix_for(store), safe_url(redis_url))
+
+
+def connect(settings: Settings, store: Identified) -> RedisConn | None:
     """The deployment's Redis from :class:`baton.settings.Settings`, or None when ``redis_url`` is
     empty (Redis is optional: everything works from the SQL store alone)."""
     if not settings.redis_url:
         return None
-    return open_redis(settings.redis_url, settings.resolved_store_url)
+    return open_redis(settings.redis_url, store)
 
 
 def ping(conn: RedisConn) -> None:
@@ -137,4 +129,9 @@ def ping(conn: RedisConn) -> None:
         conn.client.ping()
 
 
-__all__ = ["RedisConn", "connect", "open_redis", "ping", "prefix_for", "store_identity"]
+def ping_url(redis_url: str) -> None:
+    """:func:`ping` the Redis at ``redis_url``, no deployment's namespace needed."""
+    ping(RedisConn(client_for(redis_url), "", safe_url(redis_url)))
+
+
+__all__ = ["Identified", "RedisConn", "client_for", "connect", "open_redis", "ping", "ping_url", "prefix_for"]
