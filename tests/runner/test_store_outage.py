@@ -245,3 +245,36 @@ def test_past_the_bound_the_error_says_what_became_of_the_turn() -> None:
     with pytest.raises(StoreUnavailable, match=r"run r1 ended succeeded, but the store stayed unreachable"):
         patient_store(flaky, wait=1.0).update_run("r1", outcome="succeeded")
     assert time.monotonic() - began <= 1.1 and flaky.updated == 0
+
+
+class FlakyStrikes:
+    """A room's store (the strikes') whose first ``failures`` calls find the store away."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures, self.calls = failures, 0
+
+    def strike(self, key: str) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise StoreUnavailable("cannot reach the store at postgresql://db/baton: refused")
+        return f"struck {key}"
+
+
+def test_the_strikes_wait_out_the_outage_as_the_turns_end_does() -> None:
+    """quarantine.after writes the strikes through outage.alike: tried again like the run's own end,
+    until the same deadline; before the end (a store that does not wait) the role is used as it is."""
+    from types import SimpleNamespace
+
+    from baton.runner.outage import alike
+
+    strikes = FlakyStrikes(failures=2)
+    ending: Any = SimpleNamespace(store=patient_store(Flaky(0), wait=30))
+    assert alike(ending, strikes).strike("k") == "struck k" and strikes.calls == 3
+    running: Any = SimpleNamespace(store=Flaky(0))
+    assert alike(running, strikes) is strikes
+    late: Any = SimpleNamespace(store=patient_store(Flaky(0), wait=0.3))
+    time.sleep(0.35)  # the end's deadline has passed: the strikes get no time of their own
+    away = FlakyStrikes(failures=1000)
+    with pytest.raises(StoreUnavailable, match="run r1 ended succeeded"):
+        alike(late, away).strike("k")
+    assert away.calls == 1

@@ -1,5 +1,6 @@
 """A turn's end through a store outage: once the agent's turn is over, every store call that records it
-(its outcome, snapshot, checkpoint, session, strikes) is tried again while the store cannot be reached
+(its outcome, snapshot, checkpoint, session; the strikes through :func:`alike`) is tried again while
+the store cannot be reached
 (:class:`~baton.errors.StoreUnavailable`: a restart, a failover, a cut network), with a growing delay
 (:mod:`baton.retry`), up to ``store_outage_wait`` seconds for the whole end. Each call is one
 transaction, rolled back when it fails, so trying it again is safe; the key's lease is renewed meanwhile
@@ -15,7 +16,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from baton import retry
 from baton.errors import StoreUnavailable
@@ -23,6 +24,7 @@ from baton.runner.state import Context
 from baton.store.base import KeyStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FIRST_RETRY, LAST_RETRY = 0.2, 2.0  # seconds: the first delay, doubling up to the last
 
@@ -38,12 +40,25 @@ def waits_out(store: KeyStore, wait: float, run_id: str, outcome: str) -> KeySto
     return cast(KeyStore, _Patient(store, wait, run_id, outcome))
 
 
+def alike(ctx: Context, role: T) -> T:
+    """``role`` (a room's store over ``ctx.tables``, each of its calls one transaction) waiting out an
+    outage as ``ctx.store`` does, until the same deadline; ``role`` itself before the turn's end."""
+    store: Any = ctx.store
+    return cast(T, store.alike(role)) if isinstance(store, _Patient) else role
+
+
 class _Patient:
     """A store whose calls are tried again while it cannot be reached, until one deadline for all."""
 
     def __init__(self, store: KeyStore, wait: float, run_id: str, outcome: str) -> None:
         self._store, self._wait, self._run_id, self._outcome = store, wait, run_id, outcome
         self._deadline = time.monotonic() + wait
+
+    def alike(self, other: Any) -> _Patient:
+        """``other``'s calls tried again as this store's, until this store's deadline."""
+        twin = _Patient(other, self._wait, self._run_id, self._outcome)
+        twin._deadline = self._deadline
+        return twin
 
     def __getattr__(self, name: str) -> Any:
         found = getattr(self._store, name)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from baton.errors import BatonError
 from baton.models import Mode, Outcome, RunRecord
+from baton.runner import outage
 from baton.runner.state import Context
 
 if TYPE_CHECKING:
@@ -60,11 +61,12 @@ def check(ctx: Context, session_id: str) -> str | None:
 def after(ctx: Context, record: RunRecord, stopped_by_baton: bool) -> str | None:
     """Count an ended attempt against its conversation: a strike when it failed at once, cleared when
     a resume reached the model. The note (also written on the run) when this attempt quarantined the
-    conversation, else None. Best effort: a store hiccup leaves the strikes as they were."""
+    conversation, else None. Through a store outage each write waits as the turn's end does
+    (:func:`baton.runner.outage.alike`); past its bound the strikes stay as they were."""
     sid = record.session_id_in
     if record.mode != Mode.RESUME or sid is None:
         return None
-    strikes = _strikes(ctx)
+    strikes = outage.alike(ctx, _strikes(ctx))
     with contextlib.suppress(BatonError):
         if not failed_at_once(record, stopped_by_baton):
             if (answered(record) or record.outcome == Outcome.SUCCEEDED) and sid not in ctx.unstruck:
