@@ -55,8 +55,12 @@ def volume(tmp_path: Path) -> Iterator[Path]:
     yield home
 
 
-def run_in_image(volume: Path, *argv: str, entrypoint: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_in_image(
+    volume: Path, *argv: str, entrypoint: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     flags = [*RUN_FLAGS, "--read-only", "--tmpfs", "/tmp", "-v", f"{volume}:/var/lib/baton"]
+    for name, value in (env or {}).items():
+        flags += ["-e", f"{name}={value}"]
     if entrypoint is not None:
         flags += ["--entrypoint", entrypoint]
     return subprocess.run(
@@ -126,3 +130,14 @@ def test_baton_version_in_the_image_is_the_checkouts(built_image: str, volume: P
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     done = run_in_image(volume, "baton", "--version")
     assert done.stdout.strip() == f"baton {version}", done.stdout + done.stderr
+
+
+def test_tracing_can_be_switched_on_in_the_image(built_image: str, volume: Path) -> None:
+    """The image carries the otel extra: ``BATON_OTEL=on`` configures an exporter instead of refusing
+    to start (its endpoint need not answer until spans are sent)."""
+    script = "from baton import tracing; from baton.settings import load_settings; " + (
+        "tracing.configure(load_settings()); print('tracing on:', tracing.on())"
+    )
+    env = {"BATON_OTEL": "on", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    done = run_in_image(volume, "-c", script, entrypoint="/opt/baton/bin/python", env=env)
+    assert done.stdout.strip() == "tracing on: True", done.stdout + done.stderr
