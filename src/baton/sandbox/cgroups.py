@@ -249,7 +249,7 @@ class RunGroup:
         for the kernel's cgroup lock, ~10 ms on a busy host (an RCU grace period), which the agent's
         start must not wait for. A CLI starts nothing of the model's asking in its first milliseconds; a
         process it detached in that instant is left to the subreaper, which ends it when it carries the
-        run's ``BATON_RUN_ID`` or the run is the process's only one (:mod:`baton.sandbox.reaper`).
+        run's ``BATON_RUN_ID`` (:mod:`baton.sandbox.reaper`).
         (Moving the starting *thread* into the v1 groups first would have the agent born in them, but
         costs that wait on the agent's start.)"""
         moved: set[int] = set()

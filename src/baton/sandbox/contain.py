@@ -152,9 +152,7 @@ class Containment:
             count, shown = len(pids), [reaper.command(pid) for pid in pids[:SHOWN]]
             self.group.end()
         # without a group, the run's tree; with one, what detached before the agent was moved into it
-        # alone (no other agent of this process runs): any re-parented process younger than the agent
-        # and not baton's own is the run's, even one that escaped the group with a cleared environment
-        found = self.tree.end(alone=len(reaper.LIVE) == 0, killed=group)
+        found = self.tree.end(alone=self.group is None and len(reaper.LIVE) == 0, killed=group)
         count, shown = count + len(found), shown + [text for _, text in found[:SHOWN]]
         limit = self._reason(self.struck) if self.struck else None
         return Reaped(count, [text for text in shown if text], limit)
