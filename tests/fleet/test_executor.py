@@ -60,7 +60,11 @@ def test_fifo_per_key_under_concurrency(
         ended = wait_done(store, [j.id for j in submitted])
     finally:
         executor.stop()
-    assert all(j.outcome == Outcome.SUCCEEDED for j in ended), [j.error for j in ended]
+    assert all(j.outcome == Outcome.SUCCEEDED for j in ended), [
+        (j.outcome, j.error, j.result and j.result.get("error"))
+        for j in ended
+        if j.outcome != Outcome.SUCCEEDED
+    ]
     for k in range(3):
         mine = [j for j in ended if j.thread == f"k{k}"]  # in submission order
         starts = [j.started_at or 0 for j in mine]
@@ -159,6 +163,46 @@ def test_restart_marks_running_crashed_and_runs_queued(
     assert [json.loads(line) for line in lines] == [{"seq": 1, "end": "crashed"}]
 
 
+def test_a_second_replica_leaves_the_first_ones_running_job_alone(
+    settings: Settings, store: Store, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two in-process executors on one store (two replicas): the second one's start does not take the
+    first one's running job for a dead process's (its job lease is held), which then ends succeeded."""
+    monkeypatch.setenv("FAKE_AGENT_DELAY", "2")
+    first = LocalExecutor(settings, store)
+    first.start()
+    job = jobs.submit(store, settings, body(src_repo), "test")
+    first.submit(job.id)
+    second = LocalExecutor(settings, store)
+    try:
+        wait_for(lambda: done(store, job.id).status == JobStatus.RUNNING, 30)
+        second.start()
+        (ended,) = wait_done(store, [job.id])
+    finally:
+        second.stop()
+        first.stop()
+    assert ended.outcome == Outcome.SUCCEEDED, ended.error
+
+
+def test_a_job_whose_runner_died_is_marked_crashed_and_its_key_goes_on(
+    settings: Settings, store: Store, src_repo: Path
+) -> None:
+    """A replica that died for good left a job ``running`` (its lease free): a live executor, started
+    long before, marks it crashed within a lease TTL and runs the key's next job: no key stays blocked."""
+    executor = LocalExecutor(settings, store)
+    executor.start()
+    try:
+        orphan = jobs.submit(store, settings, body(src_repo, prompt="a"), "test")
+        assert store.start_job(orphan.id, time.time())  # as a process that is gone left it
+        after = jobs.submit(store, settings, body(src_repo, prompt="b"), "test")
+        executor.submit(after.id)
+        crashed, ran = wait_done(store, [orphan.id, after.id], timeout=settings.lease_ttl * 4 + 30)
+    finally:
+        executor.stop()
+    assert crashed.outcome == "crashed" and "service stopped mid-run" in (crashed.error or "")
+    assert ran.outcome == "succeeded" and (ran.started_at or 0) >= (crashed.ended_at or 0)
+
+
 def test_failed_job_is_never_left_running(settings: Settings, store: Store, src_repo: Path) -> None:
     """A refusal only the runner can make (resume without a conversation) ends the job failed."""
     job = jobs.submit(store, settings, body(src_repo, mode="resume"), "test")
@@ -254,7 +298,7 @@ def test_other_repo_key_runs_alongside(settings: Settings, tmp_path: Path) -> No
     with run_service(settings) as service, service.client("run") as http:
         ids = [http.post("/v1/runs", json=body(r)).json()["run_id"] for r in repos]
         ended = wait_done(service.store, ids)
-    assert [j.outcome for j in ended] == ["succeeded", "succeeded"]
+    assert [j.outcome for j in ended] == ["succeeded", "succeeded"], [j.error for j in ended]
     assert ended[0].repo != ended[1].repo
 
 

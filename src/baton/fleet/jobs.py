@@ -29,10 +29,17 @@ from baton.runner.request import RequestField, RunRequest, request_fields
 from baton.runner.run import check_request
 from baton.settings import Settings
 from baton.store import Store
-from baton.store.base import JobStore
+from baton.store.base import JobStore, LeaseBackend
+from baton.store.leases import LeaseHolder
 
 E = TypeVar("E", bound=StrEnum)
 END = "end"  # the key of the last line of an event stream: the job's outcome
+
+
+def job_lease(store: LeaseBackend, settings: Settings, job_id: str) -> LeaseHolder:
+    """The lease whoever runs ``job_id`` holds while it does (always in the SQL store): a Celery
+    worker or the in-process pool. A ``running`` job whose lease is free has lost its runner."""
+    return LeaseHolder(store, f"job:{job_id}", settings.lease_ttl)
 
 
 def submit(

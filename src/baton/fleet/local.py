@@ -2,7 +2,9 @@
 jobs with :func:`baton.fleet.execute.execute`, as a Celery worker does. One dispatcher thread owns
 every start and starts a job only through :meth:`Store.start_job`, so the runs of a key start in
 submission order, one at a time, even with several executors on one store; each started job runs in
-a daemon thread of its own, at most ``settings.concurrency`` at once (:class:`LocalExecutor`).
+a daemon thread of its own, at most ``settings.concurrency`` at once, holding the job's lease
+(:func:`baton.fleet.jobs.job_lease`), so another replica on the store tells its jobs from a dead
+process's (:class:`LocalExecutor`).
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from baton.errors import QuotaHeld
+from baton.errors import Busy, QuotaHeld
 from baton.fleet import jobs
 from baton.fleet.execute import NOT_STARTED, JobRun, execute
+from baton.fleet.jobs import job_lease
 from baton.models import JobRecord, JobStatus, Outcome
 from baton.runner import quota
 from baton.runner.onspent import requeue_at
 from baton.settings import Settings
 from baton.store import Store
+from baton.store.leases import LeaseHolder, held
 
 log = logging.getLogger("baton.executor")
 # seconds a started job waits for its key's lease (a CLI run, a dead process's lease), and its branch's
@@ -54,6 +58,7 @@ class _Running:
     key: KeyId
     cancel: threading.Event
     thread: threading.Thread
+    lease: LeaseHolder  # the job's: taken before it is started, renewed while it runs
 
 
 def _key(job: JobRecord) -> KeyId:
@@ -88,11 +93,9 @@ class LocalExecutor:
     # -- the Executor protocol ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Mark jobs left running by a previous process crashed, queue the stored queued jobs, and
-        start dispatching."""
-        for job in self.store.list_jobs(status=JobStatus.RUNNING, limit=ALL):
-            log.warning("job %s was running when the service stopped: marked crashed", job.id)
-            jobs.finish(self.store, self.settings, job.id, Outcome.CRASHED.value, error=CRASHED)
+        """Mark jobs left running by a dead process crashed (:meth:`_end_orphans`), queue the stored
+        queued jobs, and start dispatching."""
+        self._end_orphans()
         with self._lock:
             for job in self.store.list_jobs(status=JobStatus.QUEUED, limit=ALL, oldest_first=True):
                 self._queue(job)
@@ -155,6 +158,7 @@ class LocalExecutor:
             self._queued_ids.discard(job_id)
 
     def _dispatch(self) -> None:
+        orphans_at = time.monotonic() + self.settings.lease_ttl
         while not self._stopping.is_set():
             woken = self._wake.wait(POLL)
             self._wake.clear()
@@ -163,9 +167,37 @@ class LocalExecutor:
             try:
                 if not woken:
                     self._rescan()
+                if time.monotonic() >= orphans_at:
+                    orphans_at = time.monotonic() + self.settings.lease_ttl
+                    self._end_orphans()
                 self._pump()
             except Exception:  # a store hiccup: try again on the next wake
                 log.exception("dispatching jobs failed")
+
+    def _end_orphans(self) -> None:
+        """Mark crashed each ``running`` job of the store whose runner is gone: not one of this
+        executor's, and its job lease free (a live runner — another replica, a worker — renews it; a
+        dead one's expires, at once when it was this host's). Checked at start and every lease TTL, so
+        a replica that died for good leaves no key blocked behind a job that will never end. Each one
+        is marked under its lease: two replicas never both end it."""
+        with self._lock:
+            mine = set(self._running)
+        for job in self.store.list_jobs(status=JobStatus.RUNNING, limit=ALL):
+            if job.id in mine:
+                continue
+            lease = job_lease(self.store, self.settings, job.id)
+            try:
+                lease.acquire(0.0)
+            except Busy:
+                continue  # its runner is alive
+            try:
+                current = self.store.get_job(job.id)
+                if current is not None and current.status == JobStatus.RUNNING:
+                    log.warning("job %s was running in a process that is gone: marked crashed", job.id)
+                    jobs.finish(self.store, self.settings, job.id, Outcome.CRASHED.value, error=CRASHED)
+            finally:
+                lease.release()
+            self._wake.set()  # the next job of its key may start now
 
     def _rescan(self) -> None:
         """Queue stored jobs this executor was never handed (a submit lost between the store and the
@@ -195,28 +227,41 @@ class LocalExecutor:
                     self._try_start(first[entry.key])
 
     def _try_start(self, entry: _Queued) -> None:
+        """Start the job under its lease, taken first: no other replica ever sees it running unheld."""
+        lease = job_lease(self.store, self.settings, entry.job_id)
+        try:
+            lease.acquire(0.0)
+        except Busy:
+            return  # another executor is starting it, or ending it: the next pass looks again
         if self.store.start_job(entry.job_id, time.time()):
             self._unqueue(entry.job_id)
             cancel = threading.Event()
             thread = threading.Thread(
-                target=self._work, args=(entry.job_id, cancel), name=f"baton-job:{entry.job_id}", daemon=True
+                target=self._work,
+                args=(entry.job_id, cancel, lease),
+                name=f"baton-job:{entry.job_id}",
+                daemon=True,
             )
-            self._running[entry.job_id] = _Running(entry.key, cancel, thread)
+            self._running[entry.job_id] = _Running(entry.key, cancel, thread, lease)
             thread.start()
             return
+        lease.release()
         job = self.store.get_job(entry.job_id)
         if job is None or job.status != JobStatus.QUEUED:  # ended elsewhere (cancelled, another executor)
             self._unqueue(entry.job_id)
 
     # -- running one job ----------------------------------------------------------------------------
 
-    def _work(self, job_id: str, cancel: threading.Event) -> None:
-        """Run one job and record how it ended (:func:`execute`); never leaves it running here."""
+    def _work(self, job_id: str, cancel: threading.Event, lease: LeaseHolder) -> None:
+        """Run one job and record how it ended (:func:`execute`), its lease renewed meanwhile (taken
+        over — this process was taken for dead — the run stops); never leaves it running here."""
         how = JobRun(cancel, self.lease_wait, log, defer_quota=True, may_end=lambda: self._forget(job_id))
         try:
-            execute(self.settings, self.store, job_id, how)
-        except QuotaHeld as spent:
-            self._wait_quota(job_id, spent, cancel)
+            with held(lease, 0.0, self.settings.heartbeat, on_loss=cancel):  # held: taken again at once
+                try:
+                    execute(self.settings, self.store, job_id, how)
+                except QuotaHeld as spent:  # queued again before its lease is given back
+                    self._wait_quota(job_id, spent, cancel)
         except Exception:
             log.exception("could not record the end of job %s", job_id)
         finally:

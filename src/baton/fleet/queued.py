@@ -22,6 +22,7 @@ from baton.fleet import jobs
 from baton.fleet.cancel import CancelWatch, request_cancel
 from baton.fleet.drain import HandBack
 from baton.fleet.execute import NOT_STARTED, JobRun, execute
+from baton.fleet.jobs import job_lease
 from baton.models import JobRecord, JobStatus, Outcome, RunRecord
 from baton.runner import quota
 from baton.runner.onspent import requeue_at
@@ -60,11 +61,6 @@ UNKNOWN, ENDED, HELD, WAITING, CANCELLED, RAN, RECORDED, DEFERRED, LOST, QUOTA =
 
 
 HANDED_BACK = "handed back"  # the worker stopped past its drain's deadline: its turn stopped, queued again
-
-
-def job_lease(store: LeaseBackend, settings: Settings, job_id: str) -> LeaseHolder:
-    """The lease a worker holds while it handles ``job_id`` (always in the SQL store)."""
-    return LeaseHolder(store, f"job:{job_id}", settings.lease_ttl)
 
 
 def key_wait(settings: Settings) -> float:
