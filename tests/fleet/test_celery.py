@@ -218,7 +218,7 @@ def test_messages_are_idempotent(settings: Settings, store: Store, src_repo: Pat
     one = jobs.submit(store, settings, body(src_repo, "t1", "one"), "test")
     two = jobs.submit(store, settings, body(src_repo, "t1", "two"), "test")
     assert queued.handle(two.id, settings, store, kicks) == queued.WAITING  # one is queued before it
-    lease = queued.job_lease(store, settings, one.id)
+    lease = jobs.job_lease(store, settings, one.id)
     lease.acquire(0)
     assert queued.handle(one.id, settings, store, kicks) == queued.HELD
     lease.release()
@@ -248,7 +248,7 @@ def test_a_worker_that_lost_the_job_records_nothing(
     monkeypatch.setenv("FAKE_AGENT_DELAY", "1.5")
     settings = settings.with_(lease_ttl=0.5, heartbeat=60)
     job = jobs.submit(store, settings, body(src_repo, "t1", "slow"), "test")
-    thief = queued.job_lease(store, settings, job.id)
+    thief = jobs.job_lease(store, settings, job.id)
 
     def steal() -> None:
         wait_for(lambda: job_of(store, job.id).status == JobStatus.RUNNING, 10)
@@ -304,7 +304,7 @@ def test_janitor_kicks_what_no_message_brings_back(
     assert store.start_job(running.id, time.time())
     live = jobs.submit(store, settings, body(src_repo, "t3", "worker alive"), "test")
     assert store.start_job(live.id, time.time())
-    lease = queued.job_lease(store, settings, live.id)
+    lease = jobs.job_lease(store, settings, live.id)
     lease.acquire(0)
     assert queued.heal(settings, store, kicks.resend, seen) == [running.id], (
         "a fresh queued job has its message"
