@@ -270,6 +270,42 @@ def test_a_v2_group_holds_and_ends_what_is_moved_into_it() -> None:
     assert alive(sleeping) == [] and len(ended) == 3 and not path.exists()
 
 
+def test_a_run_that_ends_alone_leaves_an_agent_being_started_beside_it(home: Path) -> None:
+    """Without run groups, a run that is its process's only one ends every younger child re-parented to
+    it. Another run's agent that has been started but not yet registered (``reaper.LIVE``) is such a
+    child: the end waits for its start to be registered (``reaper.STARTING``), so it is never ended."""
+    from baton.sandbox import reaper
+    from baton.sandbox.contain import Containment, limits_of
+
+    settings = load_settings(overrides={"home": str(home), **FAST, "cgroups": "off"}, environ={})
+    ending = Containment(settings, f"t{uuid.uuid4().hex[:8]}", limits_of(settings))
+    first = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    ending.start(first.pid)
+    spawned = threading.Event()
+    beside: list[subprocess.Popen[bytes]] = []
+
+    def start_beside() -> None:  # as run_process starts an agent: under the lock, registered before it ends
+        with reaper.STARTING:
+            beside.append(subprocess.Popen(["sleep", "30"], start_new_session=True))
+            spawned.set()
+            time.sleep(0.3)
+            reaper.LIVE.add(beside[0].pid)
+
+    starter = threading.Thread(target=start_beside)
+    starter.start()
+    spawned.wait(10)
+    first.kill()
+    first.wait()
+    try:
+        ending.end()
+        starter.join()
+        assert beside[0].poll() is None, "the other run's agent was ended"
+    finally:
+        reaper.LIVE.discard(beside[0].pid)
+        beside[0].kill()
+        beside[0].wait()
+
+
 def test_a_sweep_ends_what_a_killed_runner_left(home: Path, src_repo: Path) -> None:
     """No run of the key comes after the killed one: ``baton sweep`` ends what it left in its group."""
     settings = load_settings(overrides={"home": str(home), **FAST}, environ={})

@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from baton import tracing
 from baton.errors import AgentError
+from baton.sandbox import reaper
 from baton.sandbox.enclosure import Containment, Reaped, Spawn
 
 _PR_SET_PDEATHSIG = 1
@@ -244,13 +245,14 @@ def run_process(
     pumps = _Pumps(log, on_line, on_stderr)
     limits = _Limits(timeout, idle_timeout, lambda: pumps.last_output, stop_when)
     try:
-        proc = _start(argv, env, cwd, stdin, spawn)
+        with reaper.STARTING:  # registered before a run that ends alone looks (baton.sandbox.reaper)
+            proc = _start(argv, env, cwd, stdin, spawn)
+            if contain is not None:
+                contain.start(proc.pid)
     except BaseException:
         if contain is not None:
             contain.end()  # its group is made, empty: removed
         raise
-    if contain is not None:
-        contain.start(proc.pid)
     threads = _pump(proc, pumps, stdin)
     killed = True  # the agent's process group, until the agent is found to have ended on its own
     try:

@@ -152,7 +152,11 @@ class Containment:
             count, shown = len(pids), [reaper.command(pid) for pid in pids[:SHOWN]]
             self.group.end()
         # without a group, the run's tree; with one, what detached before the agent was moved into it
-        found = self.tree.end(alone=self.group is None and len(reaper.LIVE) == 0, killed=group)
+        if self.group is None:
+            with reaper.STARTING:  # no agent starts while a run that may be alone ends what it left
+                found = self.tree.end(alone=len(reaper.LIVE) == 0, killed=group)
+        else:
+            found = self.tree.end(alone=False, killed=group)
         count, shown = count + len(found), shown + [text for _, text in found[:SHOWN]]
         limit = self._reason(self.struck) if self.struck else None
         return Reaped(count, [text for text in shown if text], limit)

@@ -19,6 +19,9 @@ from baton.sandbox.cgroups import children, descendants
 
 _PR_SET_CHILD_SUBREAPER = 36
 LIVE: set[int] = set()  # agents started by this process and not yet waited for (never reaped here)
+# held while an agent is started and registered in LIVE, and while a run that may be this process's only
+# one ends what it left: a run that judged itself alone must not end an agent started meanwhile
+STARTING = threading.Lock()
 _lock = threading.Lock()
 _subreaper: bool | None = None
 
