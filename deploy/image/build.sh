@@ -52,7 +52,12 @@ echo "make image: $ENGINE build on $BASE"
 "$ENGINE" build "$@" .
 # The build stage's image (1.5 GB, untagged) is of no use after the build: remove it (the next build
 # builds that stage again).
-"$ENGINE" image prune --force --filter label=baton.stage=build >/dev/null
+# An interrupted earlier build can leave the engine's working containers on that stage (`podman ps
+# --external`): the image built is fine, so the clean-up only says so.
+if ! "$ENGINE" image prune --force --filter label=baton.stage=build >/dev/null; then
+	echo "make image: the build stage's image is kept: a container left by an interrupted build uses it" \
+		"(see \`$ENGINE ps --all --external\`, then \`$ENGINE rm --force ID\`)" >&2
+fi
 
 size=$("$ENGINE" image inspect --format '{{.Size}}' "$IMAGE")
 echo "make image: $IMAGE, $((size / 1048576)) MiB unpacked"

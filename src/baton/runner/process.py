@@ -27,8 +27,7 @@ from typing import IO, Any
 
 from baton import tracing
 from baton.errors import AgentError
-from baton.sandbox import reaper
-from baton.sandbox.enclosure import Containment, Reaped, Spawn
+from baton.sandbox.enclosure import STARTING, Containment, Reaped, Spawn
 
 _PR_SET_PDEATHSIG = 1
 
@@ -245,7 +244,7 @@ def run_process(
     pumps = _Pumps(log, on_line, on_stderr)
     limits = _Limits(timeout, idle_timeout, lambda: pumps.last_output, stop_when)
     try:
-        with reaper.STARTING:  # registered before a run that ends alone looks (baton.sandbox.reaper)
+        with STARTING:  # registered before a run that ends alone looks (baton.sandbox.reaper)
             proc = _start(argv, env, cwd, stdin, spawn)
             if contain is not None:
                 contain.start(proc.pid)

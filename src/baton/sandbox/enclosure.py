@@ -25,10 +25,12 @@ from baton.sandbox.confine import check_confine, walls_for
 from baton.sandbox.contain import Containment, Reaped, end_stale, limits_of
 from baton.sandbox.diskwatch import DiskWatch
 from baton.sandbox.landlock import Ruleset
+from baton.sandbox.reaper import STARTING
 from baton.sandbox.walls import GitParts, Walls, ruleset
 from baton.settings import Settings
 
 __all__ = [
+    "STARTING",
     "Containment",
     "Enclosure",
     "GitParts",
