@@ -58,7 +58,6 @@ class _Running:
     key: KeyId
     cancel: threading.Event
     thread: threading.Thread
-    lease: LeaseHolder  # the job's: taken before it is started, renewed while it runs
 
 
 def _key(job: JobRecord) -> KeyId:
@@ -242,7 +241,7 @@ class LocalExecutor:
                 name=f"baton-job:{entry.job_id}",
                 daemon=True,
             )
-            self._running[entry.job_id] = _Running(entry.key, cancel, thread, lease)
+            self._running[entry.job_id] = _Running(entry.key, cancel, thread)
             thread.start()
             return
         lease.release()
