@@ -1,11 +1,12 @@
 """A turn's end through a store outage: once the agent's turn is over, every store call that records it
 (its outcome, snapshot, checkpoint, session; the strikes through :func:`alike`) is tried again while
 the store cannot be reached (:class:`~baton.errors.StoreUnavailable`: a restart, a failover, a cut
-network), with a growing delay (:mod:`baton.retry`), up to ``store_outage_wait`` seconds for the whole end. Each call is one
-transaction, rolled back when it fails, so trying it again is safe; the key's lease is renewed meanwhile
-(:func:`baton.store.leases.held`) and every write stays fenced. Past the bound the run raises a
-``StoreUnavailable`` that says what happened to the turn: its run stays ``running`` in the store, and
-the key's next run marks it ``crashed`` and resumes its conversation, the worktree as the agent left it.
+network), with a growing delay (:mod:`baton.retry`), up to ``store_outage_wait`` seconds for the
+whole end. Each call is one transaction, rolled back when it fails, so trying it again is safe; the
+key's lease is renewed meanwhile (:func:`baton.store.leases.held`) and every write stays fenced. Past
+the bound the run raises a ``StoreUnavailable`` that says what happened to the turn: its run stays
+``running`` in the store, and the key's next run marks it ``crashed`` and resumes its conversation, the
+worktree as the agent left it.
 """
 
 from __future__ import annotations
