@@ -199,7 +199,7 @@ def carried(request: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
     """A stored request without its trace context, and that context (None: none, or malformed)."""
     fields = dict(request)
     value = fields.pop(CARRIED, None)
-    return fields, value if isinstance(value, str) and TRACEPARENT.fullmatch(value) else None
+    return fields, incoming(value) if isinstance(value, str) else None
 
 
 def incoming(value: str | None) -> str | None:
