@@ -348,6 +348,7 @@ class JobRecord:
     seq: int | None = None  # its place among its key's jobs, numbered by the store at commit (None: older)
     not_before: float | None = None  # queued again to wait for a usage quota's reset: not started before
     queue: str | None = None  # the broker queue its messages go to (None: the store's own queue)
+    reruns: int = 0  # times it was run again after its process died mid-turn (baton.fleet.orphans)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -161,6 +161,10 @@ class Settings:
         "in a delegated subtree), holding every process the run starts, with the limits above; `off`: none "
         "(the runner's subreaper still ends what a run leaves running). `baton doctor` says which applies"))
     concurrency: int = field(default=4, metadata=about("runs `baton serve` or a worker executes at once"))
+    job_reruns: int = field(default=2, metadata=about(
+        "times a submitted run (an API job, a forge turn) is run again, resuming its conversation, when "
+        "the process running it died mid-turn (kill -9, a lost machine); then it ends `crashed` and a "
+        "forge thread waits for a person. A job's own `retries` raises it; 0: never again"))
     closed_grace_days: float = field(default=7.0, metadata=about(
         "a closed session (expired, or cleaned up by a webhook) can still be resumed this long; then a "
         "sweep purges it"))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -16,11 +18,13 @@ import httpx
 import pytest
 
 from baton.errors import BadInput
-from baton.fleet import jobs
+from baton.fleet import jobs, orphans
 from baton.fleet.local import LocalExecutor
-from baton.models import JobRecord, JobStatus, Outcome
+from baton.models import JobRecord, JobStatus, Mode, Outcome, PromptKind, RunRecord
+from baton.runner.attempt import new_run_id
 from baton.settings import Settings
 from baton.store import Store
+from baton.store.leases import HOST
 from tests.conftest import make_repo, wait_for
 from tests.service_fixtures import Service, run_service
 
@@ -145,22 +149,24 @@ def test_cancel_queued_and_running(
         executor.stop()
 
 
-def test_restart_marks_running_crashed_and_runs_queued(
+def test_restart_runs_again_a_job_its_process_left_then_the_next(
     settings: Settings, store: Store, src_repo: Path
 ) -> None:
+    """A job a dead process left running (it died before the job's run started) runs again, counted,
+    before the next job of its key: a person's submission is never dropped."""
     a = jobs.submit(store, settings, body(src_repo, prompt="a"), "test")
     b = jobs.submit(store, settings, body(src_repo, prompt="b"), "test")
     assert store.start_job(a.id, time.time())  # as if a dead process had started it
     executor = LocalExecutor(settings, store)
     executor.start()
     try:
-        crashed, ran = wait_done(store, [a.id, b.id])
+        again, ran = wait_done(store, [a.id, b.id])
     finally:
         executor.stop()
-    assert crashed.outcome == "crashed" and "service stopped mid-run" in (crashed.error or "")
-    assert ran.outcome == "succeeded"
-    lines = jobs.events_path(settings, a.id).read_text().splitlines()
-    assert [json.loads(line) for line in lines] == [{"seq": 1, "end": "crashed"}]
+    assert again.outcome == "succeeded" and again.reruns == 1, again.error
+    assert ran.outcome == "succeeded" and (ran.started_at or 0) >= (again.ended_at or 0)
+    lines = [json.loads(line) for line in jobs.events_path(settings, a.id).read_text().splitlines()]
+    assert lines[-1] == {"seq": len(lines), "end": "succeeded"}
 
 
 def test_a_second_replica_leaves_the_first_ones_running_job_alone(
@@ -184,23 +190,117 @@ def test_a_second_replica_leaves_the_first_ones_running_job_alone(
     assert ended.outcome == Outcome.SUCCEEDED, ended.error
 
 
-def test_a_job_whose_runner_died_is_marked_crashed_and_its_key_goes_on(
+def test_a_job_whose_runner_died_mid_turn_runs_again_resumed(
     settings: Settings, store: Store, src_repo: Path
 ) -> None:
-    """A replica that died for good left a job ``running`` (its lease free): a live executor, started
-    long before, marks it crashed within a lease TTL and runs the key's next job: no key stays blocked."""
+    """A replica that died for good left a job ``running`` mid-turn (its attempt ``running``, its lease
+    free): a live executor, started long before, takes it over within a lease TTL: the dead attempt is
+    marked crashed and the job runs again, resuming the key's conversation, before the key's next job."""
+    first = jobs.submit(store, settings, body(src_repo, prompt="turn 1"), "test")
     executor = LocalExecutor(settings, store)
     executor.start()
     try:
-        orphan = jobs.submit(store, settings, body(src_repo, prompt="a"), "test")
+        executor.submit(first.id)
+        wait_done(store, [first.id])
+        orphan = jobs.submit(store, settings, body(src_repo, prompt="turn 2"), "test")
         assert store.start_job(orphan.id, time.time())  # as a process that is gone left it
-        after = jobs.submit(store, settings, body(src_repo, prompt="b"), "test")
+        dead = dead_attempt(store, orphan)
+        after = jobs.submit(store, settings, body(src_repo, prompt="turn 3"), "test")
         executor.submit(after.id)
-        crashed, ran = wait_done(store, [orphan.id, after.id], timeout=settings.lease_ttl * 4 + 30)
+        again, ran = wait_done(store, [orphan.id, after.id], timeout=settings.lease_ttl * 4 + 30)
     finally:
         executor.stop()
-    assert crashed.outcome == "crashed" and "service stopped mid-run" in (crashed.error or "")
-    assert ran.outcome == "succeeded" and (ran.started_at or 0) >= (crashed.ended_at or 0)
+    assert again.outcome == "succeeded" and again.reruns == 1, again.error
+    assert again.result is not None
+    outcomes = [(a["attempt_id"], a["outcome"]) for a in again.result["attempts"]]
+    assert outcomes[0] == (dead.id, "crashed") and outcomes[-1][1] == "succeeded"
+    retry = store.get_run(outcomes[-1][0])
+    assert retry is not None and retry.mode == "resume" and retry.prompt_kind == "interrupted"
+    assert ran.outcome == "succeeded" and (ran.started_at or 0) >= (again.ended_at or 0)
+
+
+def test_a_job_run_again_too_often_ends_crashed_and_says_why(
+    settings: Settings, store: Store, src_repo: Path
+) -> None:
+    """With ``job_reruns`` 0 (or once a job has run again that often) a job whose process died ends
+    crashed, its error saying why; its key goes on."""
+    settings = dataclasses.replace(settings, job_reruns=0)
+    orphan = jobs.submit(store, settings, body(src_repo, prompt="a"), "test")
+    assert store.start_job(orphan.id, time.time())
+    after = jobs.submit(store, settings, body(src_repo, prompt="b"), "test")
+    executor = LocalExecutor(settings, store)
+    executor.start()
+    try:
+        crashed, ran = wait_done(store, [orphan.id, after.id])
+    finally:
+        executor.stop()
+    assert crashed.outcome == "crashed" and (crashed.error or "").startswith(orphans.GAVE_UP)
+    assert "job_reruns" in (crashed.error or "") and crashed.reruns == 0
+    assert ran.outcome == "succeeded"
+
+
+def test_a_job_whose_turn_had_ended_is_recorded_not_run_again(
+    settings: Settings, store: Store, src_repo: Path
+) -> None:
+    """The process died after its job's turn ended (publishing it, or recording its end): the job ends
+    with the turn's own outcome and result, never ``crashed``, and the agent is not run again."""
+    job = jobs.submit(store, settings, body(src_repo, prompt="a"), "test")
+    executor = LocalExecutor(settings, store)
+    executor.start()
+    try:
+        executor.submit(job.id)
+        (ended,) = wait_done(store, [job.id])
+        runs = store.run_attempts(job.id)
+        # as if the process had died between the turn's end and the job's: running, its lease free
+        store.update_job(job.id, status=JobStatus.RUNNING.value, outcome=None, result=None, ended_at=None)
+        wait_for(lambda: done(store, job.id).status == JobStatus.DONE, settings.lease_ttl * 4 + 30)
+    finally:
+        executor.stop()
+    recorded = done(store, job.id)
+    assert recorded.outcome == "succeeded" and recorded.reruns == 0
+    assert recorded.result is not None and recorded.result["result"] == (ended.result or {})["result"]
+    assert [r.id for r in store.run_attempts(job.id)] == [r.id for r in runs], "not run again"
+
+
+def test_the_sweep_marks_a_dead_runners_run_crashed(settings: Settings, store: Store, src_repo: Path) -> None:
+    """A run left ``running`` by a runner that is gone (a CLI run killed: no job, nothing runs its key
+    next) is marked crashed by the executor's sweep, its session too; one whose runner lives is not."""
+    job = jobs.submit(store, settings, body(src_repo, prompt="a"), "test")
+    assert store.start_job(job.id, time.time())
+    dead = dead_attempt(store, job)
+    alive = dataclasses.replace(dead, id="a" * 32, thread="t2", runner_pid=os.getpid())
+    store.add_run(alive)
+    store.update_job(job.id, status=JobStatus.DONE.value, outcome="cancelled")  # no job to take over
+    executor = LocalExecutor(settings, store)
+    executor.start()
+    try:
+        wait_for(lambda: (store.get_run(dead.id) or dead).outcome == Outcome.CRASHED, 10)
+    finally:
+        executor.stop()
+    assert (store.get_run(alive.id) or alive).outcome == Outcome.RUNNING
+
+
+def dead_attempt(store: Store, job: JobRecord) -> RunRecord:
+    """The attempt a runner that is gone left ``running`` for ``job`` (a pid of this host, ended)."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # reaped: its pid names no process now
+    record = RunRecord(
+        id=new_run_id(),
+        agent=job.agent,
+        repo=job.repo,
+        thread=job.thread,
+        attempt=1,
+        mode=Mode.RESUME,
+        prompt_kind=PromptKind.DELTA,
+        prompt=str(job.request["prompt"]),
+        started_at=time.time(),
+        heartbeat_at=time.time(),
+        host=HOST,
+        runner_pid=gone.pid,
+        job_id=job.id,
+    )
+    store.add_run(record)
+    return record
 
 
 def test_failed_job_is_never_left_running(settings: Settings, store: Store, src_repo: Path) -> None:

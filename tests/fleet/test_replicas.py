@@ -2,7 +2,9 @@
 own: the forge's background duty (reconcile, kicks) is one replica's at a time, so three make the forge
 traffic of one; kill -9 of the duty's holder hands it over; kill -9 of the replica that runs the
 turns mid-publish loses nothing and doubles nothing once it is back (its home holds the worktrees:
-no other replica publishes them)."""
+no other replica publishes them). Two replicas that die for good (the duty's holder mid-turn, another
+mid-publish) leave nothing undone: the survivor runs their interrupted turns again and publishes their
+finished ones from the store's checkpoints — every mention answered once, no run left running."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import sqlalchemy as sa
 
 from baton.forge.records import Binding
 from baton.forge.tables import forge_store
-from baton.models import JobStatus
+from baton.models import JobStatus, Outcome
 from baton.settings import Settings
 from baton.store import Store, open_store
 from baton.testing.fake_forge import FakeForge
@@ -153,6 +155,66 @@ def test_three_replicas_share_the_forge_duty_and_publish_each_turn_once(
         store.close()
 
 
+def test_two_replicas_dead_for_good_lose_no_mention(
+    replicas: list[Replica], fake: FakeForge, pg_url: str
+) -> None:
+    """10 mentions over three replicas; the duty's holder is killed while turns run, then another
+    replica just after it pushed a turn (mid-publish); neither comes back. The survivor takes over what
+    they left: every issue gets exactly one status comment saying ``succeeded`` and one PR, each job
+    ends ``succeeded``, and no run is left ``running``."""
+    for replica in replicas:
+        replica.start()
+    wait_for(lambda: duty_holder(pg_url) is not None, timeout=30, what="a holder of the forge duty")
+    holder = next(r for r in replicas if r.pid == duty_holder(pg_url))
+    others = [r for r in replicas if r is not holder]
+    issues = []
+    for n in range(10):  # the webhooks spread over the replicas (each one's executor takes any job)
+        fake.deliver_to = f"http://127.0.0.1:{replicas[n % 3].port}/webhooks/github"
+        issues.append(fake.open_issue(REPO, "alice", f"Task {n}", f"@baton write notes {n}"))
+    store = open_store(pg_url)
+    try:
+        wait_for(lambda: _running_in(store, holder), timeout=60, what="a turn running in the holder")
+        holder.kill()  # mid-turn: its turns never end there
+        pushes = len(fake.git.requests)
+        wait_for(lambda: _pushed_since(fake, pushes), timeout=120, what="a push")
+        fake.stall_next(4, 3.0)  # the pusher's next forge writes (its PR, its comment) wait
+        victim = next((r for r in others if _publishing_in(store, r)), others[0])
+        victim.kill()  # mid-publish: pushed, its PR or status comment not written
+        survivor = next(r for r in others if r is not victim)
+        fake.deliver_to = f"http://127.0.0.1:{survivor.port}/webhooks/github"
+        wait_for(lambda: _settled(store, 10), timeout=300, what="every turn ended and published")
+        for number in issues:
+            said = statuses(fake, number)
+            assert len(said) == 1 and "**succeeded**" in said[0], (number, said)
+        jobs = store.list_jobs(limit=50)
+        assert sorted(j.outcome or "" for j in jobs) == ["succeeded"] * 10, [(j.id, j.error) for j in jobs]
+        heads = [p.pr.head_ref for p in fake.pulls(REPO) if p.pr is not None]
+        assert sorted(heads) == sorted({f"baton/fake/{j.thread}" for j in jobs}), [statuses(fake, n) for n in issues]
+        assert store.list_runs(limit=100, outcome=Outcome.RUNNING) == []
+        assert any(j.reruns for j in jobs), "the holder's turns ran again"
+    finally:
+        store.close()
+
+
+def _running_in(store: Store, replica: Replica) -> bool:
+    """Whether a turn's agent runs in ``replica`` now (its runs' logs are in its home)."""
+    running = store.list_runs(limit=100, outcome=Outcome.RUNNING)
+    return any(r.agent_pid and r.log_path.startswith(str(replica.home)) for r in running)
+
+
+def _publishing_in(store: Store, replica: Replica) -> bool:
+    """Whether ``replica`` has a job whose turn ended and which it has not recorded ended yet."""
+    for job in store.list_jobs(status=JobStatus.RUNNING, limit=50):
+        runs = store.run_attempts(job.id)
+        if runs and runs[-1].outcome == Outcome.SUCCEEDED and runs[-1].log_path.startswith(str(replica.home)):
+            return True
+    return False
+
+
+def _pushed_since(fake: FakeForge, before: int) -> bool:
+    return any("git-receive-pack" in r.path and r.method == "POST" for r in fake.git.requests[before:])
+
+
 def _published(store: Store) -> int:
     """How many of the turns are published."""
     turns = [t for b in forge_store(store).list_bindings() for t in forge_store(store).forge_turns(*_of(b))]
@@ -163,10 +225,10 @@ def _of(binding: Binding) -> tuple[str, str, int]:
     return binding.forge, binding.repo, binding.number
 
 
-def _settled(store: Store) -> bool:
+def _settled(store: Store, turns: int = 4) -> bool:
     jobs = store.list_jobs(limit=50)
     return (
-        len(jobs) >= 4
+        len(jobs) >= turns
         and all(j.status == JobStatus.DONE for j in jobs)
         and not forge_store(store).unpublished_turns()
     )

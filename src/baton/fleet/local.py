@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from baton.errors import Busy, QuotaHeld
-from baton.fleet import jobs
+from baton.fleet import jobs, orphans
 from baton.fleet.execute import NOT_STARTED, JobRun, execute
 from baton.fleet.jobs import job_lease
 from baton.models import JobRecord, JobStatus, Outcome
@@ -33,7 +33,6 @@ LEASE_WAIT = 3600.0
 POLL = 1.0  # seconds between looks at the store's queued jobs when nothing wakes the dispatcher
 STOP_WAIT = 10.0  # seconds stop() waits for running jobs
 ALL = 10**9
-CRASHED = "the service stopped mid-run (killed or crashed); the next run of the key resumes the conversation"
 KeyId = tuple[str, str, str]
 
 
@@ -92,9 +91,9 @@ class LocalExecutor:
     # -- the Executor protocol ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Mark jobs left running by a dead process crashed (:meth:`_end_orphans`), queue the stored
-        queued jobs, and start dispatching."""
-        self._end_orphans()
+        """Take over the jobs a dead process left running (:meth:`_take_over_orphans`), queue the
+        stored queued jobs, and start dispatching."""
+        self._take_over_orphans()
         with self._lock:
             for job in self.store.list_jobs(status=JobStatus.QUEUED, limit=ALL, oldest_first=True):
                 self._queue(job)
@@ -130,9 +129,9 @@ class LocalExecutor:
         """Stop dispatching and wait up to :data:`STOP_WAIT` seconds for running jobs; cancel nothing.
 
         The jobs' threads are daemons, on purpose: after the bounded wait the process may exit; a job it
-        leaves behind is ``running`` in the store, and :meth:`start` of the next process marks it
-        ``crashed`` (the runner relabels its attempt when the key runs next, and that run resumes the
-        conversation with the interruption note)."""
+        leaves behind is ``running`` in the store, and the next process (or another replica) takes it
+        over (:meth:`_take_over_orphans`): it runs again, and the runner marks the attempt it left
+        ``crashed`` and resumes the conversation with the interruption note."""
         self._stopping.set()
         self._wake.set()
         if self._dispatcher is not None:
@@ -168,17 +167,19 @@ class LocalExecutor:
                     self._rescan()
                 if time.monotonic() >= orphans_at:
                     orphans_at = time.monotonic() + self.settings.lease_ttl
-                    self._end_orphans()
+                    self._take_over_orphans()
                 self._pump()
             except Exception:  # a store hiccup: try again on the next wake
                 log.exception("dispatching jobs failed")
 
-    def _end_orphans(self) -> None:
-        """Mark crashed each ``running`` job of the store whose runner is gone: not one of this
+    def _take_over_orphans(self) -> None:
+        """Take over each ``running`` job of the store whose process is gone: not one of this
         executor's, and its job lease free (a live runner — another replica, a worker — renews it; a
-        dead one's expires, at once when it was this host's). Checked at start and every lease TTL, so
-        a replica that died for good leaves no key blocked behind a job that will never end. Each one
-        is marked under its lease: two replicas never both end it."""
+        dead one's expires, at once when it was this host's). Under that lease (so two replicas never
+        both take it) it is queued again, or ended, as :func:`baton.fleet.orphans.decide` says; then
+        the runs dead runners left are marked crashed (:func:`baton.fleet.orphans.settle_runs`).
+        Checked at start and every lease TTL: a replica that died for good leaves no turn undone and
+        no key blocked behind a job that will never end."""
         with self._lock:
             mine = set(self._running)
         for job in self.store.list_jobs(status=JobStatus.RUNNING, limit=ALL):
@@ -190,13 +191,28 @@ class LocalExecutor:
             except Busy:
                 continue  # its runner is alive
             try:
-                current = self.store.get_job(job.id)
-                if current is not None and current.status == JobStatus.RUNNING:
-                    log.warning("job %s was running in a process that is gone: marked crashed", job.id)
-                    jobs.finish(self.store, self.settings, job.id, Outcome.CRASHED.value, error=CRASHED)
+                self._take_over(job.id)
             finally:
                 lease.release()
-            self._wake.set()  # the next job of its key may start now
+            self._wake.set()  # it, or the next job of its key, may start now
+        orphans.settle_runs(self.settings, self.store)
+
+    def _take_over(self, job_id: str) -> None:
+        """One job whose process is gone, under its lease: queued again (first of its key, its count of
+        reruns one higher), or ended as its last attempt ended, or crashed (run again too often)."""
+        job = self.store.get_job(job_id)
+        if job is None or job.status != JobStatus.RUNNING:
+            return
+        decision = orphans.decide(self.settings, self.store, job)
+        log.warning("job %s was running in a process that is gone: %s", job_id, decision.then.value)
+        if decision.then != orphans.Then.RERUN:
+            jobs.finish(self.store, self.settings, job_id, decision.outcome, **decision.fields)
+            return
+        self.store.update_job(job_id, status=JobStatus.QUEUED.value, started_at=None, reruns=job.reruns + 1)
+        with self._lock:
+            requeued = self.store.get_job(job_id)
+            if requeued is not None and requeued.status == JobStatus.QUEUED:
+                self._queue(requeued)
 
     def _rescan(self) -> None:
         """Queue stored jobs this executor was never handed (a submit lost between the store and the
@@ -255,6 +271,9 @@ class LocalExecutor:
         """Run one job and record how it ended (:func:`execute`), its lease renewed meanwhile (taken
         over — this process was taken for dead — the run stops); never leaves it running here."""
         how = JobRun(cancel, self.lease_wait, log, defer_quota=True, may_end=lambda: self._forget(job_id))
+        prior = [r.id for r in self.store.run_attempts(job_id)]  # a job run again: its earlier attempts
+        if prior:
+            how.earlier = lambda: [orphans.attempt_of(self.store, r) for r in prior]
         try:
             with held(lease, 0.0, self.settings.heartbeat, on_loss=cancel):  # held: taken again at once
                 try:

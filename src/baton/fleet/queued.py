@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from baton.errors import Busy, QuotaHeld
-from baton.fleet import jobs
+from baton.fleet import jobs, orphans
 from baton.fleet.cancel import CancelWatch, request_cancel
 from baton.fleet.drain import HandBack
 from baton.fleet.execute import NOT_STARTED, JobRun, execute
@@ -26,7 +26,7 @@ from baton.fleet.jobs import job_lease
 from baton.models import JobRecord, JobStatus, Outcome, RunRecord
 from baton.runner import quota
 from baton.runner.onspent import requeue_at
-from baton.runner.request import AttemptJson, RunResult, attempt_json
+from baton.runner.request import AttemptJson, attempt_json
 from baton.settings import Settings
 from baton.store.base import JobStore, LeaseBackend, Store
 from baton.store.leases import LeaseHolder, held
@@ -42,8 +42,6 @@ STALE = 4  # lease TTLs a key's oldest queued job waits, with nothing of its key
 # countdown is held unacknowledged by a worker until it is due: RabbitMQ closes a channel whose message
 # waits past its consumer_timeout, 30 min by default); a longer wait is the janitor's, once it is due
 COUNTDOWN_MAX = 600.0
-# a takeover runs these again (a lost or too-long conversation's run was to go on with a recover)
-UNFINISHED = (Outcome.RUNNING, Outcome.CRASHED, Outcome.SESSION_LOST, Outcome.CONTEXT_FULL)
 
 # What handle() did with a message (logged, and returned by the Celery task).
 UNKNOWN, ENDED, HELD, WAITING, CANCELLED, RAN, RECORDED, DEFERRED, LOST, QUOTA = (
@@ -58,6 +56,7 @@ UNKNOWN, ENDED, HELD, WAITING, CANCELLED, RAN, RECORDED, DEFERRED, LOST, QUOTA =
     "lost",  # this worker lost the job's lease mid-run (paused too long): the new holder records the end
     "quota",  # its credential's usage quota is spent: queued again, a message for it after the reset
 )
+GAVE_UP = "gave up"  # taken over once too often (its workers died mid-turn): ended crashed
 
 
 HANDED_BACK = "handed back"  # the worker stopped past its drain's deadline: its turn stopped, queued again
@@ -80,11 +79,12 @@ def handle(job_id: str, settings: Settings, store: Store, kick: Kick) -> str:
       own for the job, unacknowledged until it is done (``acks_late``), which the broker redelivers if
       it dies;
     - a job ``running`` whose lease is free was being handled by a worker that died: the message (its
-      own redelivery, or the janitor's kick) takes it over (:meth:`_Handler._take_over`): when the last
-      attempt the dead worker recorded in the job (:meth:`_Handler.started`) had ended, only the job's
-      end went unrecorded, and it is recorded now (a turn never runs twice); otherwise the job runs
-      again, and the runner marks the dead attempt ``crashed`` once the key's lease is free and resumes
-      the conversation with the interruption note;
+      own redelivery, or the janitor's kick) takes it over (:meth:`_Handler._take_over`, as
+      :func:`baton.fleet.orphans.decide` says): when the last attempt of the job had ended and its
+      runner finished it, only the job's end went unrecorded, and it is recorded now (a turn never runs
+      twice); otherwise the job runs again (at most the setting ``job_reruns`` times, then it ends
+      ``crashed``), and the runner marks the dead attempt ``crashed`` once the key's lease is free and
+      resumes the conversation with the interruption note;
     - a worker whose renewal finds the job's lease taken (it was paused past the TTL) stops its run at
       once (the renewal sets the run's cancel event) and records nothing: the new holder records the end.
 
@@ -196,14 +196,15 @@ class _Handler:
         return self._take_over(job)
 
     def _take_over(self, job: JobRecord) -> str:
-        """A running job nobody holds: its worker died. Record its end if its last turn had ended,
-        else run it again."""
-        records = [r for r in map(self.store.get_run, self.prior) if r is not None]
-        log.warning("job %s was running on a worker that stopped: taking it over", self.job_id)
-        if records and records[-1].outcome not in UNFINISHED:
-            last = records[-1]
-            fields = {"result": self._result(records), "error": last.error}
-            return self._end(job, last.outcome.value, fields, RECORDED)
+        """A running job nobody holds: its worker died. Record its end if its last turn had ended, else
+        run it again, counted, up to its bound (:func:`baton.fleet.orphans.decide`), then end it crashed."""
+        decision = orphans.decide(self.settings, self.store, job)
+        log.warning("job %s was running on a worker that stopped: %s", self.job_id, decision.then.value)
+        if decision.then == orphans.Then.RECORD:
+            return self._end(job, decision.outcome, decision.fields, RECORDED)
+        if decision.then == orphans.Then.CRASH:
+            return self._end(job, decision.outcome, decision.fields, GAVE_UP)
+        self.store.update_job(self.job_id, reruns=job.reruns + 1)
         return self._run(job)
 
     def _run(self, job: JobRecord) -> str:
@@ -243,23 +244,7 @@ class _Handler:
         self.store.update_job(self.job_id, result={"attempts": attempts})
 
     def _attempt(self, run_id: str) -> AttemptJson:
-        record = self.store.get_run(run_id)
-        if record is None:
-            return {"attempt_id": run_id, "attempt": 0, "mode": "", "outcome": Outcome.CRASHED.value}
-        return attempt_json(record)
-
-    def _result(self, records: list[RunRecord]) -> dict[str, Any]:
-        """``baton run --json``'s object for attempts a dead worker made (their session as it is now)."""
-        last = records[-1]
-        session = self.store.get_session(last.agent, last.repo, last.thread)
-        if session is None:
-            return {
-                "run_id": self.job_id,
-                "attempt_id": last.id,
-                "outcome": last.outcome.value,
-                "attempts": [attempt_json(r) for r in records],
-            }
-        return RunResult(run=last, attempts=records, session=session).to_json()
+        return orphans.attempt_of(self.store, run_id)
 
     def _defer(self, job: JobRecord, busy: Busy) -> str:
         """The key's lease stayed held (a long CLI run), or its branch's (a run of another key on the
@@ -316,7 +301,8 @@ def heal(settings: Settings, store: Store, kick: Resend, kicked: dict[str, float
     the broker was down when it was sent), and a job whose wait for a usage quota's reset is over. A
     kick that was not needed finds the job held or ended and does nothing. Each kick goes to the
     job's own queue (``kick`` gets the job): a janitor of another queue (another credential's workers)
-    must not take it."""
+    must not take it. Last, the runs whose runner is gone are marked crashed
+    (:func:`baton.fleet.orphans.settle_runs`)."""
     now, sent = time.time(), []
     running = store.list_jobs(status=JobStatus.RUNNING, limit=ALL)
     for job in running:
@@ -340,6 +326,7 @@ def heal(settings: Settings, store: Store, kick: Resend, kicked: dict[str, float
             sent.append(job.id)
     for job_id in [j for j, at in kicked.items() if at < now - 10 * stale]:
         del kicked[job_id]
+    orphans.settle_runs(settings, store)
     return sent
 
 

@@ -19,11 +19,13 @@ from typing import Any
 from baton import tracing
 from baton.asking.questions import Question
 from baton.errors import BatonError, Busy, GitError
+from baton.fleet import orphans
 from baton.fleet.execute import AFTER_JOB
-from baton.forge import answers, dispatch, gitauth, merging, replies
+from baton.forge import answers, dispatch, gitauth, merging, pushed, replies
 from baton.forge.config import ForgeSettings, Reply
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeError, ForgeEvent
+from baton.forge.pushed import SAFE_GIT
 from baton.forge.records import Binding, BindingStatus
 from baton.forge.tables import forge_store
 from baton.forge.threads import STATUS_HEAD, status_comment_of
@@ -38,9 +40,13 @@ from baton.workspace.gitcmd import WorktreeGit, redact, run_git, worktree_status
 from baton.workspace.workdirs import Workdirs
 
 log = logging.getLogger("baton.forge")
-SAFE_GIT = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
 ASKED = "the agent asked a question and waits for an answer"  # a parked thread's note
 CAPPED = "the thread is at a spending cap and waits for a raise"  # the note of one parked at a cap
+# the status line of a turn whose process died as often as it may run again (baton.fleet.orphans)
+STOPPED = (
+    "baton stopped working on this on its own: the turn was interrupted each time it ran; a comment "
+    "from someone with write access resumes it"
+)
 CLAIM = "publish:"  # the lease a turn's publisher holds before its first write to the forge
 
 
@@ -197,7 +203,7 @@ def publish(
     elif outcome == Outcome.SUCCEEDED.value:
         if binding.note and binding.note.startswith(merging.OPEN):
             binding.note = None  # resolved now: the commit below concludes the merge
-        result.update(_push(loop, binding, job))
+        result.update(_push(loop, binding, job, again))
     if result.get("pushed") and binding.pr is None:
         result.update(_open_pr(loop, binding))
     repo = loop.repo(binding.forge, binding.repo)
@@ -205,6 +211,10 @@ def publish(
     question = answers.question_of(job) if outcome == Outcome.NEEDS_INPUT.value else None
     if question is not None:
         result["asked"] = True
+    if outcome == Outcome.CRASHED.value and (job.error or "").startswith(orphans.GAVE_UP):
+        result["stopped"] = STOPPED  # run again as often as it may be: a person decides what next
+        binding.status, binding.note = BindingStatus.NEEDS_HUMAN, job.error
+        loop.store.audit("forge.needs_human", binding.conversation, "baton", {"reason": job.error})
     if again and binding.status_comment is None:  # its publisher may have posted it and died
         binding.status_comment = status_comment_of(
             loop, binding.forge, binding.repo, binding.number, binding.on_pr
@@ -255,7 +265,7 @@ def _open_merge(loop: ForgeLoop, binding: Binding) -> merging.OpenMerge | None:
     return merging.open_merge(wt, workdirs.process_env(binding.agent), binding.head_sha)
 
 
-def _push(loop: ForgeLoop, binding: Binding, job: JobRecord) -> dict[str, Any]:
+def _push(loop: ForgeLoop, binding: Binding, job: JobRecord, again: bool) -> dict[str, Any]:
     workdirs = Workdirs(loop.settings)
     key = Key(binding.agent, parse_repo(binding.repo_url), binding.thread)
     session = loop.store.get_session(binding.agent, binding.repo_slug, binding.thread)
@@ -280,14 +290,32 @@ def _push(loop: ForgeLoop, binding: Binding, job: JobRecord) -> dict[str, Any]:
             ),
         )
     except GitError as exc:
-        words = redact(str(exc))
-        loop.store.audit(
-            "forge.push_refused", binding.conversation, "baton", {"branch": branch, "error": words}
-        )
-        return {"pushed": False, "committed": committed, "refused": words, "branch": branch, "head": head}
+        theirs = _pushed_before(loop, binding, wt, key, branch, head, env) if again else None
+        if theirs is None:
+            words = redact(str(exc))
+            loop.store.audit(
+                "forge.push_refused", binding.conversation, "baton", {"branch": branch, "error": words}
+            )
+            return {"pushed": False, "committed": committed, "refused": words, "branch": branch, "head": head}
+        head = theirs
     stat = _diffstat(wt, env, binding.head_sha, head)
     binding.head_sha, binding.branch = head, branch
     return {"pushed": True, "committed": committed, "branch": branch, "head": head, "changes": stat}
+
+
+def _pushed_before(
+    loop: ForgeLoop, binding: Binding, wt: WorktreeGit, key: Key, branch: str, head: str, env: dict[str, str]
+) -> str | None:
+    """The commit its dead publisher pushed of this turn, when the forge's branch holds it
+    (:func:`baton.forge.pushed.twin`); None when the refusal stands."""
+    cache = Workdirs(loop.settings).cache_path(key.repo)
+
+    def fetch(args: list[str]) -> str:
+        return gitauth.with_push_env(
+            loop.forge(binding.forge), binding.repo, env, lambda e: run_git(args, cwd=cache, env=e)
+        )
+
+    return pushed.twin(wt, cache, binding.repo_url, branch, head, fetch)
 
 
 def _commit(wt: WorktreeGit, env: dict[str, str], binding: Binding, job: JobRecord) -> bool:
@@ -445,8 +473,7 @@ def status_text(binding: Binding, job: JobRecord, result: dict[str, Any], public
         )
     elif result.get("why"):
         lines.append(f"- {result['why']}")
-    if result.get("asked"):
-        lines.append(f"- {CAPPED if answers.cap_of(job) else ASKED}: its question is below")
+    lines += _waiting(job, result)
     if result.get("pr"):
         lines.append(f"- opened #{result['pr']}")
     if isinstance(cost, (int, float)):
@@ -456,3 +483,10 @@ def status_text(binding: Binding, job: JobRecord, result: dict[str, Any], public
     if public_url:
         lines.append(f"- [the run on the dashboard]({public_url.rstrip('/')}/runs/{job.id})")
     return "\n".join(lines) + "\n"
+
+
+def _waiting(job: JobRecord, result: dict[str, Any]) -> list[str]:
+    """The status comment's line saying the thread waits for a person, and why (if it does)."""
+    if result.get("asked"):
+        return [f"- {CAPPED if answers.cap_of(job) else ASKED}: its question is below"]
+    return [f"- {result['stopped']}"] if result.get("stopped") else []

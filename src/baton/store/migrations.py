@@ -297,6 +297,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "the context window filled, too_long when the model refused it, lost, unreadable), or compacted it",
         ["ALTER TABLE runs ADD COLUMN lineage TEXT"],
     ),
+    (
+        24,
+        "a job counts the times it was run again after its process died mid-turn (jobs.reruns): bounded by "
+        "the setting job_reruns (baton.fleet.orphans)",
+        ["ALTER TABLE jobs ADD COLUMN reruns INTEGER NOT NULL DEFAULT 0"],
+    ),
 ]
 
 DIALECT_TYPES = {

@@ -164,6 +164,7 @@ jobs = sa.Table(
     sa.Column("seq", Int),  # the order of a key's jobs, assigned under the store's write lock
     sa.Column("not_before", Real),  # waiting for a usage quota's reset: not started before this
     sa.Column("queue", Text),  # the broker queue it was submitted to (BATON_QUEUE; None: the store's own)
+    sa.Column("reruns", Int, nullable=False, server_default="0"),  # run again after its process died (24)
     sa.Index("jobs_key", "agent", "repo", "thread", "submitted_at"),
     sa.Index("jobs_status", "status", "submitted_at"),
     sa.Index("jobs_key_seq", "agent", "repo", "thread", "seq"),
