@@ -48,6 +48,18 @@ UNREADABLE = "failed to read session metadata"  # empty, non-UTF-8 or header-les
 PROVIDER_CHANGED = re.compile(
     r"Cannot change this thread's model provider from `?([^`\s]+)`? to `?([^`\s]+)`?"
 )
+# A thread whose model provider the configuration no longer defines at all (its table removed or
+# renamed; baton's ``openai-base-url`` once OPENAI_BASE_URL is unset or config.toml names a provider of
+# its own), measured on 0.169.0: exit 1, nothing on stdout, on stderr `Error: thread/resume: thread/resume
+# failed: This chat uses model provider “openai-base-url”, which is no longer configured. Restore this
+# provider's configuration to continue. (code -32600), data: {"type":"modelProviderNotConfigured",
+# "modelProvider":"openai-base-url"}` (its quotes typographic). Known by its code or its sentence
+# (any quotes), never by a fresh turn's `Model provider `x` not found`; lost too: the runner recovers.
+NOT_CONFIGURED_CODE = re.compile(r'"type"\s*:\s*"modelProviderNotConfigured"')
+NOT_CONFIGURED = re.compile(
+    r"uses model provider [“”\"'`]?([^“”\"'`\s]+?)[“”\"'`]?,? which is no longer configured"
+)
+NOT_CONFIGURED_NAME = re.compile(r'"modelProvider"\s*:\s*"([^"\\]+)"')
 INSTALL = npm_hint("@openai/codex@0.169.0")  # `make setup` in a checkout, npm for a pip install
 EXEC = ["exec", "--json", "--skip-git-repo-check"]
 STDIN = "-"  # the prompt argument that makes Codex read the prompt from stdin
@@ -281,23 +293,19 @@ class CodexAgent(AgentBase):
             turn.model = model if isinstance(model, str) else None
 
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
-        """A missing or unreadable rollout, and a thread made under another model provider, are lost
-        conversations (the runner recovers with a recap; for the provider, baton's sentence first, which
-        the recovery gets as its note); no credentials (``401 Unauthorized``, ``Missing environment
+        """A missing or unreadable rollout, and a thread made under a model provider the configuration
+        no longer names or defines (:func:`provider_refusal`), are lost conversations (the runner
+        recovers with a recap; for the provider, baton's sentence first, which the recovery gets as its
+        note); no credentials (``401 Unauthorized``, ``Missing environment
         variable``) FAILED with baton's message."""
         said = "\n".join([*turn.errors, stderr])
         # A turn the model API refused over a limit had found its thread: never lost, whatever it said.
         found = turn.limit is not None
         if not found and (NOT_FOUND in said or UNREADABLE in said):
             return Outcome.SESSION_LOST
-        if not found and (changed := PROVIDER_CHANGED.search(said)) is not None:
-            cli_said = next(line.strip() for line in said.splitlines() if changed[0] in line)
-            turn.errors[:] = [
-                f"the conversation was made with model provider {changed[1]!r} and Codex cannot resume "
-                f"it with {changed[2]!r}, the one its configuration names now",
-                *[e for e in turn.errors if e != cli_said],
-                cli_said,
-            ]
+        if not found and (refused := provider_refusal(said)) is not None:
+            why, cli_said = refused
+            turn.errors[:] = [why, *[e for e in turn.errors if e != cli_said], cli_said]
             return Outcome.SESSION_LOST
         if exit_code == 0 and not turn.is_error and turn.result is not None and turn.events:
             return Outcome.SUCCEEDED
@@ -317,6 +325,41 @@ class CodexAgent(AgentBase):
     def after_hydrate(self, session_id: str, cwd: Path) -> None:
         """Make the hydrated rollout the one Codex's indexes point at (see :func:`repair_index`)."""
         repair_index(self._home, session_id, projection=True)
+
+
+def provider_refusal(said: str) -> tuple[str, str] | None:
+    """Codex's refusal to resume a thread over its model provider, in ``said`` (the turn's errors and
+    stderr): baton's sentence saying why, and the line Codex said it in; None for anything else. Two
+    refusals, both for ever (measured on 0.169.0): the configuration names another provider
+    (:data:`PROVIDER_CHANGED`), or defines the thread's no more (``modelProviderNotConfigured``,
+    :data:`NOT_CONFIGURED`)."""
+    lines = said.splitlines()
+    if (changed := PROVIDER_CHANGED.search(said)) is not None:
+        cli_said = next(line.strip() for line in lines if changed[0] in line)
+        return (
+            f"the conversation was made with model provider {_provider(changed[1])} and Codex cannot "
+            f"resume it with {_provider(changed[2])}, the one its configuration names now",
+            cli_said,
+        )
+    for line in lines:
+        sentence = NOT_CONFIGURED.search(line)
+        if sentence is None and NOT_CONFIGURED_CODE.search(line) is None:
+            continue
+        named = NOT_CONFIGURED_NAME.search(line) or sentence
+        name = _provider(named[1]) if named is not None else "it was made with"
+        return (
+            f"the conversation was made with model provider {name}, which Codex's configuration no "
+            "longer defines, so Codex cannot resume it",
+            line.strip(),
+        )
+    return None
+
+
+def _provider(name: str) -> str:
+    """A model provider's name as baton says it: the one baton makes of ``OPENAI_BASE_URL`` says so."""
+    if name == BASE_URL_PROVIDER:
+        return f"{name!r} (the one baton makes of OPENAI_BASE_URL)"
+    return repr(name)
 
 
 # -- events -----------------------------------------------------------------------------------------
