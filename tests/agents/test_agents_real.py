@@ -291,6 +291,46 @@ def test_transcript_gone_everywhere_recovers_with_recap(
     assert model.history_counts()[-1] == FIRST[agent] + 2
 
 
+# Each CLI's words, measured on the pinned releases, when asked to resume a conversation it does not have
+# (an id it never made, in a directory with none): a lost conversation, which the runner recovers at once
+# with a recap. Gemini answers so in a directory with no session at all (with one: "Invalid session
+# identifier", tests/agents/test_gemini.py); OpenCode's load error says nothing of the id, and the bridge
+# knows it is lost because session/list does not list it either.
+REFUSED = {
+    "claude": "No conversation found with session ID: {id}",
+    "codex": "no rollout found for thread id {id}",
+    "gemini": "No previous sessions found for this project.",
+    "copilot": "Resource not found: Session {id} not found",
+    "opencode": "Internal error: OpenCode service failure",
+}
+
+
+def test_a_conversation_the_cli_does_not_have_is_lost_in_its_own_words(
+    agent: str, settings: Settings, model: MockModel, tmp_path: Path
+) -> None:
+    cli = get_agent(agent, settings)
+    cli.prepare_home(settings.ttl_days)
+    cwd = tmp_path / "nowhere"
+    cwd.mkdir()
+    missing = f"ses_{uuid.uuid4().hex[:26]}" if agent == "opencode" else str(uuid.uuid4())
+    launch = cli.launch(Mode.RESUME, "hello", missing)
+    done = subprocess.run(
+        launch.argv,
+        cwd=cwd,
+        env={**os.environ, **launch.env},
+        input=launch.stdin,
+        capture_output=True,
+        timeout=180,
+    )
+    turn, stderr = Turn(), done.stderr.decode()
+    for line in done.stdout.decode().splitlines():
+        cli.read_event(line, turn)
+    said = "\n".join([*turn.errors, stderr])
+    assert cli.classify(done.returncode, turn, stderr) == Outcome.SESSION_LOST, said
+    assert REFUSED[agent].format(id=missing) in said, said
+    assert model.history_counts() == [], "refused before the model was asked"
+
+
 @pytest.fixture
 def started(baton_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """:func:`start`, with every process it started stopped at the end even when the test failed (a run

@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import pytest
 
 from baton import Mode, Outcome, PromptKind, RunRequest, open_store, run
 from baton.agents import AGENTS, Turn, clean_error, get_agent
-from baton.agents.gemini import MANAGED, NOT_FOUND, POLICY_FILE, GeminiAgent, read_chat
+from baton.agents.gemini import IMPORT_FAILED, MANAGED, NOT_FOUND, POLICY_FILE, GeminiAgent, read_chat
 from baton.errors import AgentError, BadInput
 from baton.keys import make_key
 from baton.settings import Settings
@@ -635,8 +635,11 @@ def test_real_cli_lost_session_messages_classify(
     empty = tmp_path / "nothing-here"
     empty.mkdir()
 
-    def turn_of(mode: Mode, session_id: str | None) -> tuple[Outcome, str]:
+    def turn_of(
+        mode: Mode, session_id: str | None, before: Callable[[], object] = str
+    ) -> tuple[Outcome, str]:
         launch = agent.launch(mode, "hello", session_id)
+        before()  # what changes between baton's launch and the CLI's start
         done = subprocess.run(
             launch.argv,
             cwd=empty,
@@ -664,6 +667,13 @@ def test_real_cli_lost_session_messages_classify(
     # a session exists now; an id that is not one of them
     outcome, stderr = turn_of(Mode.RESUME, TWIN)
     assert outcome == Outcome.SESSION_LOST and NOT_FOUND in stderr
+    # a fork whose source chat file Gemini cannot import (baton read it; it changed before Gemini did):
+    # exit 42, "Error importing session from file: File not found or invalid format: <path>"
+    chats = (read_chat(path) for path in agent.gemini_dir.glob("tmp/*/chats/*.jsonl"))
+    [made] = {str(chat.session_id) for chat in chats if chat is not None and chat.resumable}
+    [source] = agent.transcript_files(made)
+    outcome, stderr = turn_of(Mode.FORK, made, lambda: source.write_bytes(b"\x00\xff garbled\n"))
+    assert outcome == Outcome.SESSION_LOST and f"{IMPORT_FAILED}: File not found or invalid format" in stderr
     assert gemini.history_counts() == [1]
 
 
