@@ -56,6 +56,14 @@ def test_a_provider_no_longer_configured_is_lost_with_baton_saying_why(agent: Co
         "OPENAI_BASE_URL), which Codex's configuration no longer defines, so Codex cannot resume it",
         NOT_CONFIGURED.strip(),
     ]
+    unnamed = Turn()
+    assert agent.classify(1, unnamed, 'failed, data: {"type":"modelProviderNotConfigured"}') == (
+        Outcome.SESSION_LOST
+    )
+    assert unnamed.errors[0] == (
+        "the conversation was made with a model provider Codex's configuration no longer defines, so "
+        "Codex cannot resume it"
+    )
     renamed = Turn()
     assert agent.classify(1, renamed, RENAMED) == Outcome.SESSION_LOST
     assert renamed.errors[0].startswith("the conversation was made with model provider 'mock', which")

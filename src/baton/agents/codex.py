@@ -54,7 +54,7 @@ PROVIDER_CHANGED = re.compile(
 # failed: This chat uses model provider “openai-base-url”, which is no longer configured. Restore this
 # provider's configuration to continue. (code -32600), data: {"type":"modelProviderNotConfigured",
 # "modelProvider":"openai-base-url"}` (its quotes typographic). Known by its code or its sentence
-# (any quotes), never by a fresh turn's `Model provider `x` not found`; lost too: the runner recovers.
+# (any quotes), never by a fresh turn's "Model provider `x` not found"; lost too: the runner recovers.
 NOT_CONFIGURED_CODE = re.compile(r'"type"\s*:\s*"modelProviderNotConfigured"')
 NOT_CONFIGURED = re.compile(
     r"uses model provider [“”\"'`]?([^“”\"'`\s]+?)[“”\"'`]?,? which is no longer configured"
@@ -296,8 +296,8 @@ class CodexAgent(AgentBase):
         """A missing or unreadable rollout, and a thread made under a model provider the configuration
         no longer names or defines (:func:`provider_refusal`), are lost conversations (the runner
         recovers with a recap; for the provider, baton's sentence first, which the recovery gets as its
-        note); no credentials (``401 Unauthorized``, ``Missing environment
-        variable``) FAILED with baton's message."""
+        note); no credentials (``401 Unauthorized``, ``Missing environment variable``) FAILED with
+        baton's message."""
         said = "\n".join([*turn.errors, stderr])
         # A turn the model API refused over a limit had found its thread: never lost, whatever it said.
         found = turn.limit is not None
@@ -346,10 +346,10 @@ def provider_refusal(said: str) -> tuple[str, str] | None:
         if sentence is None and NOT_CONFIGURED_CODE.search(line) is None:
             continue
         named = NOT_CONFIGURED_NAME.search(line) or sentence
-        name = _provider(named[1]) if named is not None else "it was made with"
+        made = f"model provider {_provider(named[1])}, which" if named is not None else "a model provider"
         return (
-            f"the conversation was made with model provider {name}, which Codex's configuration no "
-            "longer defines, so Codex cannot resume it",
+            f"the conversation was made with {made} Codex's configuration no longer defines, so Codex "
+            "cannot resume it",
             line.strip(),
         )
     return None
