@@ -364,6 +364,7 @@ class JobRecord:
             "outcome": self.outcome,
             "error": self.error,
             "not_before": iso(self.not_before),
+            "reruns": self.reruns,
         }
         return {**data, **(self.result or {}), "run_id": self.id, "status": self.status.value}
 

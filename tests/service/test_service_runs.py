@@ -113,23 +113,28 @@ def test_sigkill_with_a_running_and_a_queued_run(
     try:
         wait_http(url + "/healthz")
         wait_for(lambda: http.get(f"/v1/runs/{queued}").json()["status"] == "done")
-        crashed, after = (http.get(f"/v1/runs/{i}").json() for i in (running, queued))
+        again, after = (http.get(f"/v1/runs/{i}").json() for i in (running, queued))
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
         http.close()
-    assert crashed["status"] == "done" and crashed["outcome"] == "crashed"
-    assert "service stopped mid-run" in crashed["error"]
+    # the killed turn ran again first, resuming the conversation with the interruption note
+    assert again["status"] == "done" and again["outcome"] == "succeeded", again
+    assert again["reruns"] == 1 and again["attempts"][0]["attempt_id"] == attempt.id
+    assert (again["mode"], again["prompt_kind"]) == ("resume", "interrupted")
+    assert again["session_id"] == first.session.agent_session_id
+    # the first turn (2 messages), the interrupted prompt, and its run again: the conversation went on
+    assert again["result"] == "fake reply: received 5 messages"
     assert after["outcome"] == "succeeded", after
-    assert (after["mode"], after["prompt_kind"]) == ("resume", "interrupted")
-    assert after["session_id"] == first.session.agent_session_id
-    # the first turn (2 messages), the interrupted prompt, and this one: the conversation went on
-    assert after["result"] == "fake reply: received 5 messages"
+    assert after["result"] == "fake reply: received 7 messages"
     relabelled = store.get_run(attempt.id)
     store.close()
     assert relabelled is not None and relabelled.outcome.value == "crashed"
     lines = [json.loads(line) for line in stream.read_text().splitlines()]
-    assert lines[0]["event"]["type"] == "system" and lines[-1] == {"seq": len(lines), "end": "crashed"}
+    assert lines[0]["event"]["type"] == "system" and lines[-1] == {"seq": len(lines), "end": "succeeded"}
+    # one stream, numbered on: the dead attempt's events, then those of its run again
+    assert [line["seq"] for line in lines] == list(range(1, len(lines) + 1))
+    assert {line.get("attempt_id") for line in lines[:-1]} == {attempt.id, again["attempt_id"]}
 
 
 def test_a_get_with_wait_answers_when_the_run_is_done(

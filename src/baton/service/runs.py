@@ -76,6 +76,11 @@ class JobView(BaseModel):
         description="queued again to wait for its credential's usage quota to reset: not started before "
         "this (its last attempt, rate_limited, says why)",
     )
+    reruns: int = Field(
+        0,
+        description="times it was run again, resuming its conversation, because the process running it "
+        "died mid-turn (at most the setting job_reruns, or its retries)",
+    )
 
 
 # Both derived from the runner's schema (baton.service.schemas); mypy sees the plain models.
