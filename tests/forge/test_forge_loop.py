@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from baton.fleet import orphans
 from baton.fleet.execute import AFTER_JOB
 from baton.fleet.local import LocalExecutor
 from baton.forge import dispatch, publish
@@ -666,3 +667,27 @@ def test_a_binding_follows_its_fixed_configuration_with_one_status_comment(
     assert len(statuses) == 1 and "**succeeded**" in statuses[0]  # the one comment, edited
     moved = [a for a in loop.store.list_audit(50) if a["action"] == "forge.moved"]
     assert len(moved) == 1 and moved[0]["detail"]["to"] == str(origin)
+
+
+def test_a_turn_whose_process_died_too_often_parks_the_thread_and_says_so(
+    loop: ForgeLoop, forge: MemoryForge
+) -> None:
+    """A turn ended ``crashed`` because its process died each time it ran (:mod:`baton.fleet.orphans`)
+    is never silence: its status comment says baton stopped and why, the thread needs a human, and a
+    trusted comment resumes it."""
+    hook = AFTER_JOB.pop("forge")  # its publisher died with it: the heal publishes the crashed end
+    assert dispatch.handle(loop, comment(1, "@baton start")).status == "accepted"
+    wait_for(lambda: all(j.status == JobStatus.DONE for j in loop.store.list_jobs()), timeout=60)
+    [job] = loop.store.list_jobs(limit=5)
+    error = f"{orphans.GAVE_UP} 3 times (its machine stopped or was killed); not run again"
+    loop.store.update_job(job.id, outcome="crashed", error=error, result=None, reruns=2)
+    AFTER_JOB["forge"] = hook
+    heal(loop)
+    [status] = forge.statuses()
+    assert "**crashed**" in status and publish.STOPPED in status and error in status
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
+    assert binding is not None and binding.status == BindingStatus.NEEDS_HUMAN and binding.note == error
+    assert dispatch.handle(loop, comment(2, "@baton try again")).status == "accepted"
+    idle(loop)
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
+    assert binding is not None and binding.status == BindingStatus.ACTIVE
