@@ -1,28 +1,11 @@
-"""What a dead process left running, found and handed on: submitted runs (jobs) and their attempts. Both
-executors decide alike here; each applies the decision its own way (the in-process pool queues the job
-again in the store, a queue's worker runs it under the message it holds).
-
-**A job is at-least-once until it ends.** A ``running`` job whose job lease is free lost its process
-(kill -9, a machine gone, a replica scaled away): :func:`decide` says what becomes of it.
-
-- Its last attempt had ended and the runner had finished it (snapshot, checkpoint and session written:
-  :func:`_finished`): only the job's end went unrecorded (the process died publishing it, or recording
-  it). The job ends with that attempt's outcome and result (:data:`Then.RECORD`): a turn whose agent
-  succeeded is never recorded ``crashed``, and a forge turn is then published from the checkpoint the
-  run shared (``baton.forge.adopt``), wherever its machine is.
-- Otherwise (it died mid-turn, before its run started, or before the run's state was shared) it runs
-  again (:data:`Then.RERUN`): the same request, queued first of its key; the runner marks the dead
-  attempt ``crashed`` and resumes the conversation with the interruption note. Counted in the job's
-  ``reruns``, at most :func:`bound` times.
-- Then it ends ``crashed`` (:data:`Then.CRASH`), its error saying why (:data:`GAVE_UP`): a turn that
-  kills its machine every time (memory, a kernel bug) is not run for ever, and a forge thread waits for a
-  person and says so.
-
-**Runs whose runner is gone** are marked ``crashed`` by :func:`settle_runs`, which both executors' sweeps
-call: a ``running`` run whose runner's pid is gone on this host, or whose heartbeat is older than the
-lease TTL on another, is marked under its key's lease (taken at once or not at all: a key held by a live
-run is that run's to settle), by the runner's own :func:`baton.runner.crashed.mark_crashed`. So ``baton
-runs ls`` and the dashboard never show work that is not happening for longer than a sweep's period.
+"""What a dead process left running, found and handed on: submitted runs (jobs) and their attempts. A job
+is at-least-once until it ends: a ``running`` job whose job lease is free lost its process (kill -9, a
+machine gone, a replica scaled away), and :func:`decide` says, for both executors alike, whether its end
+is recorded (its turn had ended), it runs again (resumed, counted in ``reruns``, at most :func:`bound`
+times) or it ends ``crashed`` (:data:`GAVE_UP`; a forge thread then waits for a person). Each executor
+applies that its own way (the in-process pool queues the job again, a queue's worker runs it under the
+message it holds). :func:`settle_runs` marks ``crashed`` the runs whose runner is gone, so ``baton runs
+ls`` and the dashboard never show work that is not happening for longer than a sweep's period.
 """
 
 from __future__ import annotations
@@ -72,7 +55,16 @@ def bound(settings: Settings, job: JobRecord) -> int:
 
 
 def decide(settings: Settings, store: Store, job: JobRecord) -> Decision:
-    """What becomes of ``job``, ``running`` with its job lease free (held by the caller now)."""
+    """What becomes of ``job``, ``running`` with its job lease free (held by the caller now):
+
+    - its last attempt had ended and the runner had finished it (:func:`_finished`): only the job's end
+      went unrecorded (the process died publishing it, or recording it): :data:`Then.RECORD`, with that
+      attempt's outcome and result. A turn whose agent succeeded is never recorded ``crashed``, and a
+      forge turn is then published from the checkpoint its run shared (``baton.forge.adopt``);
+    - else (it died mid-turn, before its run started, or before the run's state was shared), while its
+      ``reruns`` are below :func:`bound`: :data:`Then.RERUN`, the same request, first of its key; the
+      runner marks the dead attempt ``crashed`` and resumes the conversation with the interruption note;
+    - then :data:`Then.CRASH`: a turn that kills its machine each time is not run for ever."""
     records = store.run_attempts(job.id)
     last = records[-1] if records else None
     if last is not None and last.outcome not in UNFINISHED and _finished(store, last):
@@ -120,7 +112,10 @@ def attempt_of(store: Store, run_id: str) -> AttemptJson:
 
 
 def settle_runs(settings: Settings, store: Store) -> list[RunRecord]:
-    """Mark ``crashed`` the runs whose runner is gone (see the module's docstring); those marked."""
+    """Mark ``crashed`` the runs whose runner is gone; those marked. A ``running`` run whose runner's
+    pid is gone on this host, or whose heartbeat is older than the lease TTL on another, is marked under
+    its key's lease (taken at once or not at all: a key held by a live run is that run's to settle), by
+    the runner's own :func:`baton.runner.crashed.mark_crashed`. Both executors' sweeps call it."""
     stale = time.time() - settings.lease_ttl
     dead: dict[tuple[str, str, str], None] = {}
     for record in store.list_runs(limit=ALL, outcome=Outcome.RUNNING):
