@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from baton.fleet import jobs
@@ -34,7 +37,9 @@ from baton.testing.fake import register_fake
 BATON = [sys.executable, "-m", "baton.cli"]
 
 
-def replica(home: Path, store_url: str, ttl: float, delay: str, host: str | None) -> subprocess.Popen[bytes]:
+def replica(
+    home: Path, store_url: str, ttl: float, delay: str, host: str | None, port: int = 0
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "BATON_HOME": str(home),
@@ -43,7 +48,7 @@ def replica(home: Path, store_url: str, ttl: float, delay: str, host: str | None
         "FAKE_AGENT_DELAY": delay,
         "BATON_FORGE_RECONCILE": "0",
     }
-    argv = [*BATON, "serve", "--port", "0"]
+    argv = [*BATON, "serve", "--port", str(port)]
     if host is not None:  # another machine: its own host name
         argv = ["unshare", "--uts", "sh", "-c", f'hostname {host} && exec "$@"', "sh", *argv]
     home.mkdir(parents=True, exist_ok=True)
@@ -62,8 +67,10 @@ def sample(root: Path, repo: Path, ttl: float, other_host: bool) -> float:
         body = {"agent": "fake", "repo": str(repo), "thread": "t1", "prompt": "a long turn"}
         job = jobs.submit(store, settings, body, "bench")
         _wait(lambda: bool([r for r in store.run_attempts(job.id) if r.agent_pid]), 60)
-        survivor = replica(root / "b", store_url, ttl, "0", None)
-        time.sleep(2)  # the survivor is up (its first look found the job held)
+        port = free_port()
+        survivor = replica(root / "b", store_url, ttl, "0", None, port)
+        _wait(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 120)  # up: its first look found it held
+        time.sleep(random.uniform(0, ttl))  # the kill comes anywhere between two of its looks
         doomed.send_signal(signal.SIGKILL)
         killed = time.time()
         doomed.wait()
@@ -77,6 +84,20 @@ def sample(root: Path, repo: Path, ttl: float, other_host: bool) -> float:
         if doomed.poll() is None:
             doomed.kill()
         store.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def _wait(check: object, timeout: float) -> None:
