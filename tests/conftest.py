@@ -223,6 +223,15 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask (022), for this process and what it starts: what baton makes is private only
+    because baton makes it so."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+@pytest.fixture
 def settings(home: Path) -> Settings:
     return load_settings(overrides={"home": str(home), **FAST}, environ={})
 

@@ -6,6 +6,13 @@ alike. :func:`merge` forces baton's keys into the user's, key by key into nested
 other key a user (or a mock's provider table) set is kept. :func:`atomic_write_text` writes to a
 temporary file next to the target (``.<name>.*.baton-tmp``, so it is on the same file system and
 recognisably baton's) and renames it over the target.
+
+What baton keeps of its runs is private to its user: :func:`make_private_dir` makes every directory it
+has to make 0700 (so whichever writer makes ``BATON_HOME`` first makes it private, whatever the
+umask), and :func:`create_private` and :func:`open_private_append` make the store's file and the event
+logs 0600. Neither ever changes the mode of what exists already: an operator who widened a home on
+purpose (to share it with a group) is told by ``baton doctor``, and ``baton doctor --fix`` tightens it
+(:mod:`baton.housekeeping.privacy`).
 """
 
 from __future__ import annotations
@@ -16,7 +23,10 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+PRIVATE_DIR = 0o700  # BATON_HOME and what baton makes inside it for its store and logs
+PRIVATE_FILE = 0o600  # the SQLite store (its -wal and -shm follow it) and every event log
 
 
 def merge(base: dict[str, Any], forced: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +59,42 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        raise
+
+
+def make_private_dir(path: Path) -> None:
+    """``path`` as a directory: each missing directory on the way to it (``path`` included) is made
+    :data:`PRIVATE_DIR`, which the umask can only narrow. One that exists is left as it is.
+    FileExistsError when something that is not a directory is in the way."""
+    missing: list[Path] = []
+    probe = path.absolute()
+    while not probe.is_dir() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, PRIVATE_DIR)
+        except FileExistsError:  # made meanwhile by another writer, or a file in the way
+            if not directory.is_dir():
+                raise
+
+
+def create_private(path: Path) -> None:
+    """``path`` as an empty file made :data:`PRIVATE_FILE` (its directory by :func:`make_private_dir`),
+    unless it exists: then it is left as it is."""
+    make_private_dir(path.parent)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+
+
+def open_private_append(path: Path) -> IO[str]:
+    """``path`` opened to append UTF-8 text, made :data:`PRIVATE_FILE` when it is new (its directory by
+    :func:`make_private_dir`)."""
+    make_private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
+    try:
+        return os.fdopen(fd, "a", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
         raise
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 import os
+import stat
 import subprocess
 import threading
 import time
@@ -23,7 +24,7 @@ from baton.fleet.local import LocalExecutor
 from baton.models import JobRecord, JobStatus, Mode, Outcome, PromptKind, RunRecord
 from baton.runner.attempt import new_run_id
 from baton.settings import Settings
-from baton.store import Store
+from baton.store import Store, open_store
 from baton.store.leases import HOST
 from tests.conftest import make_repo, wait_for
 from tests.service_fixtures import Service, run_service
@@ -117,6 +118,27 @@ def test_bad_input_writes_nothing(settings: Settings, store: Store, src_repo: Pa
             jobs.submit(store, settings, fields, "test")
     assert store.list_jobs() == []
     assert not (settings.home / "worktrees").exists()
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_a_jobs_event_stream_is_0600_in_a_0700_home(settings: Settings, src_repo: Path) -> None:
+    """Every event of a job's turns, kept private under the usual umask (022) in a home baton made."""
+    store = open_store(settings.resolved_store_url)  # the home's first write
+    try:
+        job = jobs.submit(store, settings, body(src_repo), "test")
+        executor = LocalExecutor(settings, store)
+        executor.start()
+        executor.submit(job.id)
+        try:
+            (ended,) = wait_done(store, [job.id], timeout=60)
+        finally:
+            executor.stop()
+    finally:
+        store.close()
+    events = jobs.events_path(settings, job.id)
+    assert ended.outcome == Outcome.SUCCEEDED and events.stat().st_size
+    modes = [stat.S_IMODE(p.stat().st_mode) for p in (settings.home, events.parent, events)]
+    assert modes == [0o700, 0o700, 0o600]
 
 
 def test_cancel_queued_and_running(

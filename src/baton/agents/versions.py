@@ -17,7 +17,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from baton.files import write_json
+from baton.files import make_private_dir, write_json
 
 Probe = Callable[[tuple[str, ...]], str | None]
 KEEP = 64  # fingerprints kept in the cache file: enough for every binary a machine has had lately
@@ -77,6 +77,7 @@ def remember_version(command: tuple[str, ...], cache_file: Path | None, version:
     known[key] = version
     kept = dict(list(known.items())[-KEEP:])
     with contextlib.suppress(OSError):  # a read-only or full disk: right, only not remembered
+        make_private_dir(cache_file.parent)  # BATON_HOME 0700 when this cache is what makes it
         write_json(cache_file, kept)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import Annotated
+
 import typer
 
 from baton.cli.common import JsonOpt, WideOpt, emit_json, esc, out
@@ -28,20 +31,37 @@ def agents_cmd(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     print_table(table, wide)
 
 
-def doctor_cmd(as_json: JsonOpt = False) -> None:
-    """Check that conversations will survive here; exit 1 when something is wrong."""
+FIX_HELP = "first make BATON_HOME 0700, its store and logs 0600, where they are wider"
+FixOpt = Annotated[bool, typer.Option("--fix", help=FIX_HELP)]
+SHOWN = 5  # lines of what --fix changed; --json lists every one
+
+
+def doctor_cmd(as_json: JsonOpt = False, fix: FixOpt = False) -> None:
+    """Check that conversations will survive here; exit 1 when something is wrong (or --fix failed)."""
     from baton.fleet.checks import fleet_checks
+    from baton.housekeeping.doctor import fix as fix_home
     from baton.housekeeping.doctor import run_doctor
     from baton.housekeeping.doctor import to_json as doctor_json
     from baton.settings import load_settings
 
     settings = load_settings()
+    fixed = fix_home(settings) if fix else []
     checks = run_doctor(settings, fleet=fleet_checks(settings))
     report = doctor_json(checks, settings)
+    failed = [t for t in fixed if t.error]
+    if fix:
+        report["fixed"] = [asdict(t) for t in fixed]
+        report["ok"] = report["ok"] and not failed
     if as_json:
         emit_json(report)
     else:
+        done = [t for t in fixed if not t.error]
+        lines = [f"[green]fixed[/green] {esc(t.path)}: {t.was} → {t.now}" for t in done[:SHOWN]]
+        if len(done) > SHOWN:
+            lines.append(f"[green]fixed[/green] {len(done) - SHOWN} more (--json lists them)")
+        lines += [f"[red]FAIL[/red]  {esc(t.path)} is still {t.was}: {esc(t.error or '')}" for t in failed]
         marks = {"ok": "[green]ok[/green]  ", "warn": "[yellow]warn[/yellow]", "error": "[red]FAIL[/red]"}
-        for check in checks:
-            out().print(f"{marks[check.status]}  {esc(check.name)}: {esc(check.detail)}", highlight=False)
+        lines += [f"{marks[check.status]}  {esc(check.name)}: {esc(check.detail)}" for check in checks]
+        for line in lines:
+            out().print(line, highlight=False)
     raise typer.Exit(0 if report["ok"] else 1)

@@ -39,12 +39,13 @@ def serve_cmd(
     `baton tokens` for access."""
     uvicorn = _server_modules()
     from baton.cli.logsetup import announce, setup_logging
+    from baton.files import make_private_dir
     from baton.service.app import create_app
     from baton.settings import load_settings
 
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format)
-    settings.home.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.home)  # 0700 if this is what makes it
     sock = listen(host, port)
     url = f"http://{host}:{sock.getsockname()[1]}"
     text = f"baton serve: {url} (dashboard {url}/, API docs {url}/docs; home {settings.home})"

@@ -60,13 +60,14 @@ def worker_cmd(
         _check(live)
         return
     from baton.cli.logsetup import announce, setup_logging
+    from baton.files import make_private_dir
     from baton.fleet.celery import make_app, run_worker
     from baton.settings import load_settings
 
     settings = load_settings({"log_level": loglevel})
     make_app(settings)  # the broker URL and the extra are checked before anything starts
     setup_logging(settings.log_level, settings.log_format)  # Celery's loggers go through it too
-    settings.home.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.home)  # 0700 if this is what makes it
     names = [q.strip() for q in (queues or "").split(",") if q.strip()] or None
     announce(f"baton worker: home {settings.home}", settings.log_format)
     from baton.forge.config import load_forges

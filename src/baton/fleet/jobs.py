@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from baton import tracing
 from baton.errors import BadInput
+from baton.files import make_private_dir, open_private_append
 from baton.fleet.eventsink import StoreSink
 from baton.models import JobRecord, JobStatus, RunRecord
 from baton.runner.attempt import new_run_id
@@ -200,7 +201,7 @@ class EventLog:
 
     def __init__(self, settings: Settings, job_id: str, store: Store | None = None) -> None:
         path = events_path(settings, job_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         self._lock = threading.Lock()
         self._job_id = job_id
         earlier = _lines(path, 0)[0]
@@ -209,7 +210,7 @@ class EventLog:
         if store is not None and shared(settings):
             self._seq = max(self._seq, store.last_job_event(job_id))
             self._sink = StoreSink(store, job_id)  # the store's writes off the agent's reader thread
-        self._file = path.open("a", encoding="utf-8")
+        self._file = open_private_append(path)  # 0600: every event of the job's turns
 
     def __enter__(self) -> EventLog:
         return self

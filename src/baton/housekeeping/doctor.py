@@ -1,6 +1,7 @@
 """``baton doctor``: is this machine set up so conversations survive? Each check is ``ok``, ``warn``
 (works, but something a person should know) or ``error`` (baton's promises do not hold here: doctor
-exits 1). :func:`run_doctor` makes them in order: the data dir's filesystem and free space, worktrees,
+exits 1). :func:`run_doctor` makes them in order: the data dir's filesystem, who else can read it
+(:mod:`baton.housekeeping.privacy`; ``baton doctor --fix`` is :func:`fix`), its free space, worktrees,
 git, the store, the fleet's checks when a broker or Redis is configured (:mod:`baton.fleet.checks`),
 transcripts that no stored session owns, spent usage quotas, confinement and containment, and each
 agent (its CLI and version, its home, its retention, how it authenticates under baton).
@@ -22,6 +23,7 @@ from baton.agents.acp import AcpAgent
 from baton.agents.base import Agent
 from baton.agents.versions import tested_note
 from baton.errors import BatonError
+from baton.housekeeping import privacy
 from baton.housekeeping.quotas import held_lines
 from baton.install import agents_hint
 from baton.models import SessionRecord
@@ -100,6 +102,18 @@ def check_home(settings: Settings) -> Check:
             f"{where}: a container's writable layer is lost on redeploy; mount a volume for BATON_HOME",
         )
     return Check("data dir persistent", CheckStatus.OK, where)
+
+
+def check_private(settings: Settings) -> Check:
+    """A warning when other users can reach what BATON_HOME holds (:mod:`baton.housekeeping.privacy`)."""
+    private, detail = privacy.describe(settings)
+    return Check("data dir private", CheckStatus.OK if private else CheckStatus.WARN, detail)
+
+
+def fix(settings: Settings) -> list[privacy.Tightened]:
+    """``baton doctor --fix``: the group and other permissions taken off BATON_HOME, the store's files
+    and the logs (:func:`baton.housekeeping.privacy.tighten`); what it changed, or could not."""
+    return privacy.tighten(settings)
 
 
 def check_worktrees(settings: Settings) -> Check:
@@ -295,19 +309,21 @@ def run_doctor(
     shown after the store's.
 
     The checks: ``BATON_HOME`` on a persistent filesystem (tmpfs/ramfs is an error, an overlay root, a
-    container's writable layer, a warning); free space on its volume; whether worktrees are reflinked;
-    git new enough for worktrees, partial clone and ``git restore``; the store reachable and migrated;
-    agent transcripts on disk that no stored session owns (in the key spaces of keys the store does not
-    know, or in a base home: the store was deleted or replaced, and the next run of those keys would
-    start a new conversation); the usage quotas spent (a warning per credential whose breaker holds:
-    its runs wait until the reset); how agents are walled in and runs contained; and per agent, its
-    CLI found and its version, its home inside ``BATON_HOME``, its own retention at least baton's TTL,
-    and how it authenticates under baton (which relocates the agent homes, so a login in
+    container's writable layer, a warning); private to baton's user (a warning when its group or every
+    local user can reach it, or a SQLite store outside it); free space on its volume; whether worktrees
+    are reflinked; git new enough for worktrees, partial clone and ``git restore``; the store reachable
+    and migrated; agent transcripts on disk that no stored session owns (in the key spaces of keys the
+    store does not know, or in a base home: the store was deleted or replaced, and the next run of those
+    keys would start a new conversation); the usage quotas spent (a warning per credential whose
+    breaker holds: its runs wait until the reset); how agents are walled in and runs contained; and per
+    agent, its CLI found and its version, its home inside ``BATON_HOME``, its own retention at least
+    baton's TTL, and how it authenticates under baton (which relocates the agent homes, so a login in
     ``~/.claude`` is not used: an API key or token in the environment is)."""
     environ = os.environ if environ is None else environ
     agents = check_agents(settings, environ)
     return [
         check_home(settings),
+        check_private(settings),
         check_free_space(settings),
         check_worktrees(settings),
         check_git(),

@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from baton.errors import BadInput
-from baton.files import atomic_write_text
+from baton.files import atomic_write_text, make_private_dir
 
 ENTRIES = [".claude", ".claude.json", ".codex", ".gemini"]
 MANIFEST = ".baton-homes.json"
@@ -104,7 +104,7 @@ def link(directory: Path, home: Path | None = None, dry_run: bool = False) -> li
         actions.append(act)
         if dry_run or act.action in (Did.SKIPPED, Did.ALREADY, Did.BLOCKED):
             continue
-        directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(directory)  # 0700 when made here (BATON_HOME too, when it is first)
         _apply(act)
         # saved after every entry, so an interrupted link leaves a manifest unlink can follow
         manifest[name] = {"action": act.action, "source": act.source, "backup": act.backup}

@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from baton import tracing
 from baton.errors import AgentError
+from baton.files import open_private_append
 from baton.sandbox.enclosure import STARTING, Containment, Reaped, Spawn
 
 _PR_SET_PDEATHSIG = 1
@@ -72,8 +73,7 @@ class RunLog:
         self._lock = threading.Lock()
         self._file: IO[str] | None = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("a", encoding="utf-8")
+            self._file = open_private_append(path)  # 0600: the agent's whole conversation
         except OSError as exc:
             self._failed(exc)
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from baton import retry, tracing
 from baton.agents import get_agent
 from baton.errors import Cancelled, DiskFull, NotWaiting, QuotaHeld
+from baton.files import make_private_dir
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord
 from baton.runner import capped, onspent, quarantine, quota
 from baton.runner.attempt import new_run_id, record_conflict, run_attempt, usage_delta
@@ -155,6 +156,7 @@ def _run_once(
     resolved = check_request(request, settings)
     tracing.note({"baton.key": str(resolved.key), "baton.agent": resolved.key.agent})
     check_free_space(settings)
+    make_private_dir(settings.home)  # the first write: BATON_HOME 0700 if this run makes it
     own_store = store is None
     store = store or open_store(settings.resolved_store_url)
     try:

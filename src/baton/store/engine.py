@@ -22,6 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from baton.errors import BatonError, DiskFull, StoreError, StoreUnavailable
+from baton.files import create_private, make_private_dir
 from baton.store.migrations import DIALECT_TYPES, MIGRATIONS
 from baton.store.sqlitefile import SQLITE_MIN_FREE, check_room, configure
 
@@ -69,8 +70,11 @@ def engine_for(url: str) -> Engine:
             _ENGINES.move_to_end(url)
             return engine
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # private before SQLite makes it (its -wal and -shm take the database file's mode), and its
+            # directory too when baton makes that (BATON_HOME, for the default store)
+            make_private_dir(Path(database).parent)
             check_room(Path(database))
+            create_private(Path(database))
         if url.startswith("sqlite"):
             engine = sa.create_engine(url, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_on_connect)

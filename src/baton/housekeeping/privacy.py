@@ -1,0 +1,181 @@
+"""Whether what baton keeps of its runs is private to its user: ``baton doctor``'s "data dir private"
+line, and what ``baton doctor --fix`` tightens.
+
+``BATON_HOME`` holds every run's prompt, result and event log (the store, ``logs/``, ``jobs/``), the
+agents' transcripts and credentials and the worktrees. baton makes the home 0700 and the store and the
+logs 0600 whatever the umask (:mod:`baton.files`), but never changes the mode of a home that exists:
+one made by an older baton is 0755, and an operator may share one with a group on purpose. So doctor
+names a home with any group or other permission (a warning: whoever it lets in can reach everything
+inside), and a SQLite store outside the home that others can read; files in a private home that are
+wider than 0600 are out of reach, and only noted.
+
+``--fix`` takes the group and other permissions off: the home, the SQLite store and its ``-wal`` and
+``-shm`` (wherever the store is), the ``logs/`` and ``jobs/`` directories and every file in them.
+Nothing deeper: the worktrees, clones and agent homes are behind the home. A symbolic link is never
+followed into (its target may be anyone's).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from baton.files import PRIVATE_DIR, PRIVATE_FILE
+from baton.settings import Settings
+
+OTHERS = 0o077  # the permissions of the group and of everyone else
+LOG_DIRS = ("logs", "jobs")  # the event logs: logs/<run>.jsonl, jobs/<job>.events.jsonl
+
+
+@dataclass(frozen=True)
+class Wide:
+    """A path that lets more than its owner in: its permission bits and what baton makes of it."""
+
+    path: Path
+    mode: int
+    private: int  # PRIVATE_DIR or PRIVATE_FILE
+
+    @property
+    def tightened(self) -> int:
+        return self.mode & ~OTHERS
+
+
+@dataclass(frozen=True)
+class Tightened:
+    """One path ``--fix`` changed (or could not change: ``error``)."""
+
+    path: str
+    was: str  # octal, as ``ls -l`` users say it: 0755
+    now: str
+    error: str | None = None
+
+
+def store_file(settings: Settings) -> Path | None:
+    """The SQLite store's database file (None for PostgreSQL or an in-memory store)."""
+    url = settings.resolved_store_url
+    if not url.startswith("sqlite"):
+        return None
+    database = sa.engine.make_url(url).database
+    return Path(database).absolute() if database and database != ":memory:" else None
+
+
+def wide_paths(settings: Settings) -> tuple[Wide | None, list[Wide]]:
+    """The home when it is wider than 0700 (None: private, or not made yet), and the store's files, the
+    log directories and the logs that are wider than baton makes them."""
+    home = _wide(settings.home, PRIVATE_DIR)
+    return home, [w for path, private in _parts(settings) if (w := _wide(path, private, follow=False))]
+
+
+def describe(settings: Settings) -> tuple[bool, str]:
+    """(private, what doctor says): not private when the home lets anyone else in, or a store outside
+    the home does."""
+    home = settings.home
+    try:
+        mode = stat.S_IMODE(home.stat().st_mode)
+    except OSError:
+        return True, f"{home} is not made yet: baton makes it 0700, its store and logs 0600"
+    wide_home, wide = wide_paths(settings)
+    inside = [w for w in wide if _under(w.path, home) is not None]
+    outside = [w for w in wide if w not in inside]
+    fix = "`baton doctor --fix` takes the group and other permissions off"
+    wider = f"{_some(inside, home)} wider than baton makes {'it' if len(inside) == 1 else 'them'}"
+    if wide_home is None and not outside:
+        if not inside:
+            return True, f"{home} is {mode:04o}, its store and logs 0600: no other user can reach them"
+        return True, f"{home} is {mode:04o}, so no other user can reach what is in it; {wider} ({fix})"
+    said = []
+    if wide_home is not None:
+        said.append(
+            f"{home} is {mode:04o}: {_who(home, mode)} can reach it, and in it every run's prompt, result "
+            "and event log (the store, logs/, jobs/), the agents' transcripts and credentials"
+            + (f"; {wider}" if inside else "")
+        )
+    said += [f"the store's {w.path} is {w.mode:04o}: {_who(w.path, w.mode)} can read it" for w in outside]
+    return False, "; ".join(said) + f"; {fix} (the home 0700, the store and logs 0600)"
+
+
+def tighten(settings: Settings) -> list[Tightened]:
+    """Take the group and other permissions off the home, the store's files, the log directories and
+    the logs (the module's docstring says why these); what was changed, in that order."""
+    if not settings.home.is_dir():
+        return []
+    wide_home, wide = wide_paths(settings)
+    done = []
+    for w in [*([wide_home] if wide_home else []), *wide]:
+        error = None
+        try:
+            os.chmod(w.path, w.tightened)
+        except OSError as exc:
+            error = exc.strerror or str(exc)
+        done.append(Tightened(str(w.path), f"{w.mode:04o}", f"{w.tightened:04o}", error))
+    return done
+
+
+def _parts(settings: Settings) -> Iterator[tuple[Path, int]]:
+    """The store's files (where SQLite makes them), the log directories and the files in them."""
+    database = store_file(settings)
+    if database is not None:
+        database = database.resolve()  # a link to a volume: SQLite writes where it points
+        for suffix in ("", "-wal", "-shm"):
+            yield Path(f"{database}{suffix}"), PRIVATE_FILE
+    for name in LOG_DIRS:
+        folder = settings.home / name
+        if folder.is_symlink():
+            continue
+        yield folder, PRIVATE_DIR
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # not made yet, or not a directory (then _wide says nothing of it either)
+            continue
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                yield Path(entry.path), PRIVATE_FILE
+
+
+def _wide(path: Path, private: int, follow: bool = True) -> Wide | None:
+    """``path`` when it lets more than its owner in; a link is followed only with ``follow`` (the home
+    may be a link to a volume; in it, a link is no file of baton's)."""
+    try:
+        st = path.stat() if follow else path.lstat()
+    except OSError:
+        return None
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        return None
+    mode = stat.S_IMODE(st.st_mode)
+    return Wide(path, mode, private) if mode & OTHERS else None
+
+
+def _who(path: Path, mode: int) -> str:
+    """Who besides its owner the permission bits let in."""
+    if not mode & 0o070:
+        return "every local user"
+    try:
+        gid = path.stat().st_gid
+        group = grp.getgrgid(gid).gr_name
+    except OSError:
+        group = "?"
+    except KeyError:
+        group = str(gid)
+    return f"group {group}" + (" and every local user" if mode & 0o007 else "")
+
+
+def _some(wide: list[Wide], home: Path) -> str:
+    """``baton.db 0644, logs/x.jsonl 0644 and 10 more are`` (the first few, by path under the home)."""
+    shown = [f"{_under(w.path, home)} {w.mode:04o}" for w in wide[:3]]
+    more = len(wide) - len(shown)
+    verb = "is" if len(wide) == 1 else "are"
+    return ", ".join(shown) + (f" and {more} more" if more else "") + f" {verb}"
+
+
+def _under(path: Path, home: Path) -> Path | None:
+    """``path`` relative to the home (or to where the home's link points); None: outside it."""
+    for root in (home, home.resolve()):
+        if path.is_relative_to(root):
+            return path.relative_to(root)
+    return None
