@@ -11,6 +11,7 @@ import pytest
 
 from baton import Outcome, RunRequest, open_store, run
 from baton.settings import Settings
+from baton.testing.mock_anthropic import MockAnthropic
 
 pytestmark = pytest.mark.usefixtures("umask_022")
 
@@ -58,3 +59,19 @@ def test_a_home_that_exists_keeps_the_mode_its_operator_gave_it(settings: Settin
     go(settings, src_repo)
     assert mode(settings.home) == 0o750
     assert mode(settings.home / "baton.db") == 0o600  # what baton makes in it is still private
+
+
+@pytest.mark.slow
+def test_the_real_claude_cli_walled_in_works_in_a_private_home(
+    settings: Settings, src_repo: Path, mock: MockAnthropic
+) -> None:
+    """The agent (baton's own user, behind its walls, in its own mount namespace where baton may make
+    one) reaches its worktree and home through a 0700 BATON_HOME: a conversation, resumed."""
+    results = [
+        run(RunRequest(agent="claude", repo=str(src_repo), thread="t1", prompt=p), settings=settings)
+        for p in ("one", "two")
+    ]
+    assert [r.run.outcome for r in results] == [Outcome.SUCCEEDED] * 2, [r.run.error for r in results]
+    assert [r.run.mode for r in results] == ["fresh", "resume"] and all(r.run.confined for r in results)
+    assert mock.message_counts() == [2, 4]
+    assert mode(settings.home) == 0o700
