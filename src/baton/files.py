@@ -1,18 +1,13 @@
-"""Settings files that baton shares with an agent CLI: read them, force baton's keys into them, and
-write them back so that neither a crash nor a concurrent reader ever sees half a file.
+"""Files baton writes: settings files it shares with an agent CLI, merged and written atomically, and
+what it keeps of its runs, private to its user.
 
-Each adapter owns its file's format and its own error messages; this module holds what they all do
-alike. :func:`merge` forces baton's keys into the user's, key by key into nested tables, so every
-other key a user (or a mock's provider table) set is kept. :func:`atomic_write_text` writes to a
-temporary file next to the target (``.<name>.*.baton-tmp``, so it is on the same file system and
-recognisably baton's) and renames it over the target.
-
-What baton keeps of its runs is private to its user: :func:`make_private_dir` makes every directory it
-has to make 0700 (so whichever writer makes ``BATON_HOME`` first makes it private, whatever the
-umask), and :func:`create_private` and :func:`open_private_append` make the store's file and the event
-logs 0600. Neither ever changes the mode of what exists already: an operator who widened a home on
-purpose (to share it with a group) is told by ``baton doctor``, and ``baton doctor --fix`` tightens it
-(:mod:`baton.housekeeping.privacy`).
+:func:`merge` forces baton's keys into the user's, key by key into nested tables, so every other key
+a user (or a mock's provider table) set is kept; :func:`atomic_write_text` writes a temporary file
+next to the target (``.<name>.*.baton-tmp``: same file system, recognisably baton's) and renames it
+over the target. :func:`make_private_dir` makes each directory it has to make 0700, so whichever writer
+makes ``BATON_HOME`` first makes it private under any umask; :func:`create_private` and
+:func:`open_private_append` make the store's file and the event logs 0600. None changes the mode of
+what exists (a home shared on purpose is ``baton doctor``'s to name: :mod:`baton.housekeeping.privacy`).
 """
 
 from __future__ import annotations

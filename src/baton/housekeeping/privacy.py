@@ -1,18 +1,12 @@
 """Whether what baton keeps of its runs is private to its user: ``baton doctor``'s "data dir private"
-line, and what ``baton doctor --fix`` tightens.
-
-``BATON_HOME`` holds every run's prompt, result and event log (the store, ``logs/``, ``jobs/``), the
-agents' transcripts and credentials and the worktrees. baton makes the home 0700 and the store and the
-logs 0600 whatever the umask (:mod:`baton.files`), but never changes the mode of a home that exists:
-one made by an older baton is 0755, and an operator may share one with a group on purpose. So doctor
-names a home with any group or other permission (a warning: whoever it lets in can reach everything
-inside), and a SQLite store outside the home that others can read; files in a private home that are
-wider than 0600 are out of reach, and only noted.
-
-``--fix`` takes the group and other permissions off: the home, the SQLite store and its ``-wal`` and
-``-shm`` (wherever the store is), the ``logs/`` and ``jobs/`` directories and every file in them.
-Nothing deeper: the worktrees, clones and agent homes are behind the home. A symbolic link is never
-followed into (its target may be anyone's).
+line, and what ``baton doctor --fix`` tightens. baton makes the home 0700, its store and logs 0600
+(:mod:`baton.files`), but never changes a home that exists: an older baton's is 0755, and an operator
+may share one with a group on purpose. Doctor warns about a home with any group or other permission
+(whoever it lets in reaches every prompt, result, log, transcript and credential inside), and about a
+SQLite store outside the home that others can read; wider files in a private home are only noted.
+``--fix`` takes the group and other permissions off the home, the SQLite store and its ``-wal`` and
+``-shm`` (wherever it is), ``logs/`` and ``jobs/`` and every file in them; nothing deeper (the
+worktrees, clones and agent homes are behind the home), and never through a link inside the home.
 """
 
 from __future__ import annotations
