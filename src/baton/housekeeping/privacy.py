@@ -20,7 +20,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from baton.files import PRIVATE_DIR, PRIVATE_FILE
 from baton.settings import Settings
 
 OTHERS = 0o077  # the permissions of the group and of everyone else
@@ -29,11 +28,10 @@ LOG_DIRS = ("logs", "jobs")  # the event logs: logs/<run>.jsonl, jobs/<job>.even
 
 @dataclass(frozen=True)
 class Wide:
-    """A path that lets more than its owner in: its permission bits and what baton makes of it."""
+    """A path that lets more than its owner in, and its permission bits."""
 
     path: Path
     mode: int
-    private: int  # PRIVATE_DIR or PRIVATE_FILE
 
     @property
     def tightened(self) -> int:
@@ -62,8 +60,7 @@ def store_file(settings: Settings) -> Path | None:
 def wide_paths(settings: Settings) -> tuple[Wide | None, list[Wide]]:
     """The home when it is wider than 0700 (None: private, or not made yet), and the store's files, the
     log directories and the logs that are wider than baton makes them."""
-    home = _wide(settings.home, PRIVATE_DIR)
-    return home, [w for path, private in _parts(settings) if (w := _wide(path, private, follow=False))]
+    return _wide(settings.home), [w for path in _parts(settings) if (w := _wide(path, follow=False))]
 
 
 def describe(settings: Settings) -> tuple[bool, str]:
@@ -111,28 +108,28 @@ def tighten(settings: Settings) -> list[Tightened]:
     return done
 
 
-def _parts(settings: Settings) -> Iterator[tuple[Path, int]]:
+def _parts(settings: Settings) -> Iterator[Path]:
     """The store's files (where SQLite makes them), the log directories and the files in them."""
     database = store_file(settings)
     if database is not None:
         database = database.resolve()  # a link to a volume: SQLite writes where it points
         for suffix in ("", "-wal", "-shm"):
-            yield Path(f"{database}{suffix}"), PRIVATE_FILE
+            yield Path(f"{database}{suffix}")
     for name in LOG_DIRS:
         folder = settings.home / name
         if folder.is_symlink():
             continue
-        yield folder, PRIVATE_DIR
+        yield folder
         try:
             entries = list(os.scandir(folder))
         except OSError:  # not made yet, or not a directory (then _wide says nothing of it either)
             continue
         for entry in entries:
             if entry.is_file(follow_symlinks=False):
-                yield Path(entry.path), PRIVATE_FILE
+                yield Path(entry.path)
 
 
-def _wide(path: Path, private: int, follow: bool = True) -> Wide | None:
+def _wide(path: Path, follow: bool = True) -> Wide | None:
     """``path`` when it lets more than its owner in; a link is followed only with ``follow`` (the home
     may be a link to a volume; in it, a link is no file of baton's)."""
     try:
@@ -142,7 +139,7 @@ def _wide(path: Path, private: int, follow: bool = True) -> Wide | None:
     if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
         return None
     mode = stat.S_IMODE(st.st_mode)
-    return Wide(path, mode, private) if mode & OTHERS else None
+    return Wide(path, mode) if mode & OTHERS else None
 
 
 def _who(path: Path, mode: int) -> str:
