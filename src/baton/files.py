@@ -110,7 +110,7 @@ def archive_path(
     (``parts``), named ``<prefix><stamp><suffix>``, with ``-2``, ``-3``, ... after the stamp when that
     is taken; its directory is made."""
     folder = home.joinpath("archive", *parts)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_dir(folder)
     path, n = folder / f"{prefix}{stamp}{suffix}", 1
     while os.path.lexists(path):
         n += 1

@@ -55,3 +55,15 @@ def test_the_store_file_and_a_log_are_made_0600_and_an_old_ones_mode_is_kept(tmp
     with open_private_append(old) as out:
         out.write("more\n")
     assert mode(old) == 0o644 and old.read_text() == "kept\nmore\n"
+
+
+def test_the_writers_that_can_come_first_make_the_home_0700(tmp_path: Path) -> None:
+    """An archive (a reset on a machine that never ran the key) and a file lock (a sweep, a sync) can be
+    the first thing written to a home: they make it private too."""
+    from baton.files import archive_path
+    from baton.workspace.locks import file_lock
+
+    archived = archive_path(tmp_path / "a", ("fake", "local/r", "t1"), "20261127T000000Z", suffix=".json")
+    with file_lock(tmp_path / "b", "repo"):
+        pass
+    assert archived.parent.is_dir() and mode(tmp_path / "a") == 0o700 and mode(tmp_path / "b") == 0o700

@@ -22,6 +22,7 @@ from typing import Any
 
 from baton.agents import Agent, get_agent
 from baton.errors import AgentError, BatonError
+from baton.files import make_private_dir
 from baton.keys import Key, key_of
 from baton.models import Access, SessionRecord
 from baton.settings import Settings
@@ -87,8 +88,8 @@ def shared_cache(settings: Settings, key: Key, access: Access) -> Path | None:
 
 
 def _make_private(root: Path, path: Path) -> None:
-    """``path`` and its missing parents below ``root``, each 0700."""
-    root.mkdir(parents=True, exist_ok=True)
+    """``path`` and its missing parents below ``root``, each 0700 (and ``root``'s, BATON_HOME's)."""
+    make_private_dir(root)
     missing = [path, *(p for p in path.parents if p != root and root in p.parents)]
     for directory in reversed(missing):
         with contextlib.suppress(FileExistsError):

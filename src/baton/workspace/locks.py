@@ -17,6 +17,7 @@ from pathlib import Path
 
 from baton import retry
 from baton.errors import Busy
+from baton.files import make_private_dir
 
 
 @contextmanager
@@ -24,7 +25,7 @@ def file_lock(home: Path, name: str, timeout: float | None = None) -> Iterator[N
     """Hold the named lock; wait up to ``timeout`` seconds (forever when None), else raise Busy."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:80] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
     directory = home / "locks"
-    directory.mkdir(parents=True, exist_ok=True)
+    make_private_dir(directory)  # BATON_HOME 0700 too, when a lock is the first thing it holds
     fd = os.open(directory / f"{safe}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         if timeout is None:

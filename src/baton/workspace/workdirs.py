@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from baton.errors import BadInput, GitError
-from baton.files import atomic_write_bytes, atomic_write_text
+from baton.files import atomic_write_bytes, atomic_write_text, make_private_dir
 from baton.keys import Key, Repo
 from baton.settings import Settings
 from baton.workspace import badrefs, checkpoints, credentials, gitlinks, nofollow, wtpaths
@@ -164,7 +164,7 @@ class Workdirs:
             raise remote_error(repo, "fetch", exc) from exc
 
     def _clone(self, repo: Repo, path: Path, env: dict[str, str]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)  # BATON_HOME 0700 too, when this clone is the first thing in it
         tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=path.parent))
         try:
             args = ["clone", "--bare", "--quiet"]
