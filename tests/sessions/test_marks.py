@@ -1,7 +1,9 @@
 """Marks (:mod:`baton.sessions.marks`): a transcript rewritten in the middle since its snapshot, at the
 same size (which the size and first-line checks cannot see, and which Codex resumes silently without
-the turns before the damage), is hydrated from the store; one appended to since (a turn killed after
-the last snapshot) is resumed as it is; a mark written by an older baton is trusted as before."""
+the turns before the damage), is hydrated from the store, and so is one damaged in place with its
+size, mtime and inode kept (found by the digest kept with the marks); one appended to since (a turn
+killed after the last snapshot) is resumed as it is; a mark written by an older baton is trusted as
+before."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from baton import Mode, RunRequest, RunResult, run
+from baton import Mode, Outcome, RunRequest, RunResult, run
 from baton.models import Snapshot
 from baton.sessions import marks
 from baton.sessions.chunking import CHUNK, chunks
@@ -39,6 +41,58 @@ def test_a_transcript_rewritten_in_the_middle_is_hydrated(settings: Settings, sr
     again = go(settings, src_repo, "step 3")
     assert again.run.mode == Mode.RESUME and "rewritten since its snapshot" in str(again.run.note)
     assert again.run.result == "fake reply: received 8 messages"  # the whole history
+
+
+def overwrite_in_place(path: Path, at: int, data: bytes) -> None:
+    """Damage that the marks cannot see: bytes written into the file itself (same inode), its size
+    unchanged and its mtime set back to the nanosecond (as bit rot, or a restore that keeps mtimes)."""
+    before = os.stat(path)
+    with path.open("r+b") as fh:
+        fh.seek(at)
+        fh.write(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    marks_of = [(st.st_size, st.st_mtime_ns, st.st_ino) for st in (before, os.stat(path))]
+    assert marks_of[0] == marks_of[1]
+
+
+def test_a_transcript_damaged_in_place_with_its_marks_kept_is_hydrated(
+    settings: Settings, src_repo: Path
+) -> None:
+    _, path = three_turns(settings, src_repo)
+    third = path.stat().st_size // 3
+    overwrite_in_place(path, third, b"\x00" * third)  # its middle third
+    again = go(settings, src_repo, "step 3")
+    assert again.run.mode == Mode.RESUME, again.run.note
+    assert "changed in place since its snapshot (its bytes differ" in str(again.run.note)
+    assert "its bytes match the digest taken when the last turn ended" in str(again.run.note)
+    assert again.run.result == "fake reply: received 8 messages"  # the whole history
+    assert path.read_bytes().count(b"\x00") == 0
+    assert "hydrated" not in str(go(settings, src_repo, "step 4").run.note)  # marked again: in step
+
+
+def test_a_transcript_untouched_since_its_snapshot_is_resumed_without_hydrating(
+    settings: Settings, src_repo: Path
+) -> None:
+    _, path = three_turns(settings, src_repo)
+    os.chmod(path, 0o600)  # its ctime moves, its bytes do not: checked whole, found intact
+    again = go(settings, src_repo, "step 3")
+    assert again.run.mode == Mode.RESUME and "hydrated" not in str(again.run.note), again.run.note
+    assert again.run.result == "fake reply: received 8 messages"
+
+
+def test_a_mark_without_digests_is_judged_by_its_stat_alone(settings: Settings, src_repo: Path) -> None:
+    """A session marked by a baton before digests: damage in place is not seen, as before."""
+    last, path = three_turns(settings, src_repo)
+    agent = session_agent(last.session, settings)
+    mark = agent.home.with_name(agent.home.name + marks.MARK)
+    found = json.loads(mark.read_text())
+    found.pop("content", None)
+    mark.write_text(json.dumps(found))
+    third = path.stat().st_size // 3
+    overwrite_in_place(path, third, b"\x00" * third)
+    again = go(settings, src_repo, "step 3")
+    assert again.run.mode == Mode.RESUME and "hydrated" not in str(again.run.note)
+    assert again.run.outcome == Outcome.SUCCEEDED
 
 
 def test_a_transcript_appended_to_since_its_snapshot_is_resumed_as_it_is(

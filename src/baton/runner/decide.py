@@ -19,7 +19,7 @@ from baton.keys import Key
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, Snapshot
 from baton.runner import instructions, quarantine, window
 from baton.runner.state import KEPT, Attempt, Context, Decision, ForkSource, Prepared
-from baton.sessions.marks import out_of_step
+from baton.sessions.marks import confirmed, out_of_step, read_mark
 from baton.sessions.snapshots import hydrate
 from baton.workspace import nofollow
 from baton.workspace.keyspace import copy_conversation
@@ -45,7 +45,9 @@ def decide(ctx: Context, prepared: Prepared, attempt: Attempt) -> Decision:
     - transcript on local disk and intact → ``resume`` by id;
     - transcript missing locally, or shorter than the store's snapshot, or older than it (this
       machine's copy was in step with an earlier snapshot: another machine ran a turn since), or
-      unreadable → hydrate it from the snapshot, then ``resume``;
+      unreadable, or changed since the end of its last turn without a turn to explain it (rewritten;
+      or damaged in place, its size, mtime and inode kept, found by the digest kept with its marks:
+      :mod:`baton.sessions.marks`) → hydrate it from the snapshot, then ``resume``;
     - gone everywhere, or the snapshot itself is corrupt or missing blobs, or the agent says "not
       found", or the conversation is quarantined (its resume failed at once twice in a row:
       :mod:`baton.runner.quarantine`) → ``recover``: fresh, with a recap of earlier runs. The run's
@@ -408,7 +410,9 @@ def _notes(*notes: str | None) -> str | None:
 
 def ensure_local(ctx: Context, key: Key, session_id: str, cwd: Path) -> Local:
     """Make the conversation resumable from local disk, hydrating it from the store's snapshot when the
-    local transcript is missing, shorter than the snapshot, or unreadable. Never raises for a broken
+    local transcript is missing, shorter than the snapshot, unreadable, older than the snapshot, or
+    changed since its mark without a turn to explain it (:func:`baton.sessions.marks.out_of_step`:
+    rewritten, or damaged in place with its size, mtime and inode kept). Never raises for a broken
     snapshot: that is a lost conversation (recover), not a wedged key."""
     agent, store = ctx.agent, ctx.store
     files = agent.transcript_files(session_id)
@@ -429,6 +433,7 @@ def ensure_local(ctx: Context, key: Key, session_id: str, cwd: Path) -> Local:
         return Local(
             bool(files), None if files else "no transcript on this machine and no snapshot in the store"
         )
+    before = read_mark(agent)  # what the local copy was when its last turn ended
     try:
         hydrate(store, agent, key, session_id, cwd, overwrite=True)
     except (BatonError, OSError, ValueError) as exc:
@@ -439,7 +444,9 @@ def ensure_local(ctx: Context, key: Key, session_id: str, cwd: Path) -> Local:
         return Local(False, f"no local transcript and the snapshot is unusable: {exc}")
     if not agent.transcript_files(session_id):
         return Local(False, "the snapshot held no usable transcript")
-    return Local(True, f"hydrated from the store's snapshot ({damage or 'no transcript on this machine'})")
+    why = damage or "no transcript on this machine"
+    checked = confirmed(agent, snapshot, before)  # the snapshot against the digests of the last turn's end
+    return Local(True, f"hydrated from the store's snapshot ({why}{'; ' + checked if checked else ''})")
 
 
 def _damage(files: list[Path], snapshot: Snapshot | None) -> str | None:

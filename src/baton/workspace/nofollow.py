@@ -101,6 +101,27 @@ def read_beneath(root: Path, rel: Path | str, tail: int | None = None) -> bytes:
         return _read(parts[-1], fd, tail)[0]
 
 
+@contextlib.contextmanager
+def opened_beneath(root: Path, rel: Path | str) -> Iterator[tuple[int, os.stat_result]]:
+    """A read-only descriptor of regular file ``root/rel`` and its stat, no component below ``root``
+    followed (:class:`Unsafe`): for reading parts of a file (``os.pread``) rather than all of it."""
+    parts = parts_of(rel)
+    with directory(root, parts[:-1]) as dir_fd:
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise Unsafe(exc.errno, "a symbolic link", parts[-1]) from exc
+            raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Unsafe(errno.EINVAL, "not a regular file", parts[-1])
+        yield fd, st
+    finally:
+        os.close(fd)
+
+
 def write_beneath(
     root: Path,
     rel: Path | str,
