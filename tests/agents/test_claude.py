@@ -4,6 +4,7 @@ real CLI's "No conversation found" path (a corrupt transcript) ending in a recov
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,38 @@ def test_real_cli_a_turn_that_failed_before_the_model_answered_is_not_repeated_s
     # an answered turn is followed by the bare instruction, as always
     after = go("and the tests")
     assert after.ok and after.run.prompt_kind == PromptKind.DELTA and after.run.note is None
+
+
+@pytest.mark.slow
+def test_real_cli_a_transcript_damaged_in_place_is_hydrated(
+    settings: Settings, src_repo: Path, mock: MockAnthropic, claude_bin: str
+) -> None:
+    """A transcript whose middle third is overwritten in place (same length, same inode, its mtime set
+    back: bit rot, a restore that keeps mtimes), which its size, mtime and inode cannot tell, is found by
+    its digest and hydrated from the store's snapshot: the model gets the whole history. Resumed as it
+    was, Claude skips the garbage and silently sends only the turns after it."""
+
+    def go(prompt: str) -> Any:
+        return run(
+            RunRequest(agent="claude", repo=str(src_repo), thread="t", prompt=prompt), settings=settings
+        )
+
+    first, second = go("remember the word heron"), go("and the word otter")
+    assert first.ok and second.ok and second.run.mode == Mode.RESUME
+    [path] = session_agent(second.session, settings).transcript_files(str(second.session.agent_session_id))
+    before = path.stat()
+    third = before.st_size // 3
+    with path.open("r+b") as fh:
+        fh.seek(third)
+        fh.write(b"\x00" * third)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    marks = [(st.st_size, st.st_mtime_ns, st.st_ino) for st in (before, path.stat())]
+    assert marks[0] == marks[1], "size, mtime and inode as they were"
+    third_turn = go("which words?")
+    assert third_turn.ok and third_turn.run.mode == Mode.RESUME, third_turn.run.note
+    # the whole history reached the model (resumed as it was, Claude sent 4: the damaged turns lost)
+    assert mock.message_counts() == [2, 4, 6]
+    assert "hydrated from the store's snapshot" in str(third_turn.run.note)
+    assert "changed in place since its snapshot" in str(third_turn.run.note)
+    assert "heron" in mock.texts()[-1] and "otter" in mock.texts()[-1]
+    assert b"\x00" not in path.read_bytes()
