@@ -1,20 +1,11 @@
-"""What a transcript file held at the end of a turn, kept with its marks (:mod:`baton.sessions.marks`)
+"""What a transcript file held at the end of a turn, kept with its marks (:mod:`baton.sessions.marks`),
 so that damage which leaves its size, mtime and inode as they were (bit rot, a restore or an in-place
-write that puts the mtime back) is found by content before the next resume.
-
-:func:`take` reads the file once, through one descriptor (no link below the agent home followed), and
-gives its stat, its ctime, the SHA-256 of all of it and, for a file longer than :data:`FULL`, a
-*sample*: the SHA-256 of its size and :data:`BLOCKS` blocks of :data:`BLOCK` bytes (the head, the tail
-and evenly spaced ones between), ~1 MiB read whatever the file's length. The end of a turn pays for the
-whole hash (the snapshot has just read and hashed the same bytes); a resume checks (:func:`check`):
-
-- a file of at most :data:`FULL` bytes (a Claude transcript of a few hundred turns, ~4 MB) is hashed
-  whole: ~2 ms for 4 MB;
-- a longer one (a Gemini chat, tens of MiB) is sampled: ~1 ms. A sample misses damage that lies wholly
-  between its blocks; any damaged run longer than the gap between them (the size / 15: 2 MiB of a
-  30 MiB file) always meets one. A write through the filesystem also moves the ctime, which no one can
-  set back: then the file is hashed whole. What a sample can miss is what reaches the bytes but not
-  the inode: bit rot, a block device restored under the filesystem, a few bytes between two blocks.
+write that puts the mtime back) is found by content before the next resume. :func:`take` reads a file
+once through one descriptor (no link below the agent home followed): its stat, its ctime, the SHA-256
+of all of it and, for one longer than :data:`FULL`, a sample (the SHA-256 of its size and
+:data:`BLOCKS` blocks of :data:`BLOCK` bytes: head, tail, evenly spaced between; ~1 MiB whatever its
+length). The end of a turn pays for the whole hash, where the snapshot has just read the same bytes;
+a resume pays for :func:`check`: ~2 ms for a 4 MiB file hashed whole, ~0.6 ms for a 30 MiB one sampled.
 """
 
 from __future__ import annotations
@@ -95,9 +86,14 @@ def check(root: Path, rel: str, marked: list[int], kept: object) -> str | None:
     """Why ``root/rel``, whose size, mtime and inode are still ``marked``, no longer holds the bytes
     ``kept`` describes (what :func:`take` gave at the end of the last turn); None when it does, or when
     it cannot be told (``kept`` by an older baton, a file unreadable or changing now: then the mark's
-    stat alone judges, as before). Hashed whole when it is at most :data:`FULL` bytes, when its ctime
-    moved (something wrote it and set its mtime back), or when its sample was taken under another rule;
-    else sampled."""
+    stat alone judges, as before).
+
+    Hashed whole when it is at most :data:`FULL` bytes (a Claude transcript of a few hundred turns is
+    ~4 MB), when its ctime moved (something wrote it and set its mtime back: no one can set a ctime
+    back), or when its sample was taken under another rule; else sampled (a Gemini chat, tens of MiB).
+    A sample misses only damage that lies wholly between its blocks and left the ctime alone (bit rot,
+    a block device restored under the filesystem); any damaged run longer than the gap between blocks
+    (the size / 15: 2 MiB of a 30 MiB file) meets one."""
     if not isinstance(kept, dict) or not isinstance(kept.get("sha256"), str):
         return None
     sampled = kept.get("sample")

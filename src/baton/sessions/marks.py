@@ -1,15 +1,12 @@
 """Marks: beside each agent home, which snapshot its copy of the conversation is in step with, and what
-its transcript files looked like then (size, mtime, inode, and a digest of their bytes:
-:mod:`baton.sessions.digest`), written when a snapshot is taken or hydrated (:func:`mark`), in a file
-the agent's walls do not reach.
-
+its transcript files were then (size, mtime, inode, and a digest of their bytes: :mod:`.digest`),
+written when a snapshot is taken or hydrated (:func:`mark`), in a file the agent's walls do not reach.
 A turn's decision reads it (:func:`in_step`: another machine took a snapshot since, so this copy is
-older) and checks each file (:func:`altered`). One that changed since the mark without a turn to
-explain it must still begin with the snapshot's bytes: an append (a turn killed after the snapshot of
-the last) is kept, a rewrite in the middle (a damaged disk, an edit) is not. One whose size, mtime and
-inode did not change must still hold the bytes its digest names (hashed whole, or sampled when long):
-damage in place that kept them (bit rot, a restore that keeps mtimes) is found too. Either way the
-conversation is hydrated from the store instead of resumed with a history the CLI would silently cut.
+older) and checks each file (:func:`altered`): one changed since the mark without a turn to explain it
+must still begin with the snapshot's bytes (an append, a turn killed after the last snapshot, is kept;
+a rewrite in the middle is not); one whose size, mtime and inode did not change must still match its
+digest (damage in place: bit rot, a restore that keeps mtimes). Either way the conversation is hydrated
+from the store instead of resumed with a history the CLI would silently cut.
 """
 
 from __future__ import annotations
