@@ -213,5 +213,6 @@ def test_real_cli_a_transcript_damaged_in_place_is_hydrated(
     assert mock.message_counts() == [2, 4, 6]
     assert "hydrated from the store's snapshot" in str(third_turn.run.note)
     assert "changed in place since its snapshot" in str(third_turn.run.note)
+    assert "the snapshot holds the bytes the last turn left" in str(third_turn.run.note)
     assert "heron" in mock.texts()[-1] and "otter" in mock.texts()[-1]
     assert b"\x00" not in path.read_bytes()

@@ -4,10 +4,12 @@ blocks but not one wholly between them, unless its ctime moved (then it is hashe
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 from baton.sessions import digest
+from baton.sessions.chunking import CHUNK, chunks
 
 
 def write(path: Path, data: bytes) -> list[int]:
@@ -61,6 +63,18 @@ def test_a_long_file_is_sampled(tmp_path: Path) -> None:
 
     damage(path, offsets[7] + 5, b"\xff")  # inside a block: the sample sees it, whatever the ctime
     assert digest.check(tmp_path, "t.jsonl", marked, blind) == "its sampled blocks differ"
+
+
+def test_the_whole_digest_is_the_snapshots_own(tmp_path: Path) -> None:
+    """The digest of a whole file comes from its chunks' digests, as a snapshot lists them: a mark
+    tells whether a snapshot holds the bytes it saw without reading the snapshot."""
+    data = b"".join(b'{"n": %d, "pad": "%s"}\n' % (i, b"x" * 300) for i in range(3000))
+    assert len(chunks(data)) > 2 and len(data) > 2 * CHUNK
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(data)
+    listed = [hashlib.sha256(chunk).hexdigest() for chunk in chunks(data)]
+    assert kept(path)["whole"] == digest.root(listed)
+    assert kept(path)["whole"] != digest.root(listed[:-1])
 
 
 def test_what_cannot_be_told_is_trusted(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def test_a_transcript_damaged_in_place_with_its_marks_kept_is_hydrated(
     again = go(settings, src_repo, "step 3")
     assert again.run.mode == Mode.RESUME, again.run.note
     assert "changed in place since its snapshot (its bytes differ" in str(again.run.note)
-    assert "its bytes match the digest taken when the last turn ended" in str(again.run.note)
+    assert "the snapshot holds the bytes the last turn left (their digest agrees)" in str(again.run.note)
     assert again.run.result == "fake reply: received 8 messages"  # the whole history
     assert path.read_bytes().count(b"\x00") == 0
     assert "hydrated" not in str(go(settings, src_repo, "step 4").run.note)  # marked again: in step

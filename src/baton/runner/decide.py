@@ -19,7 +19,7 @@ from baton.keys import Key
 from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord, Snapshot
 from baton.runner import instructions, quarantine, window
 from baton.runner.state import KEPT, Attempt, Context, Decision, ForkSource, Prepared
-from baton.sessions.marks import confirmed, out_of_step, read_mark
+from baton.sessions.marks import confirmed, out_of_step
 from baton.sessions.snapshots import hydrate
 from baton.workspace import nofollow
 from baton.workspace.keyspace import copy_conversation
@@ -433,7 +433,7 @@ def ensure_local(ctx: Context, key: Key, session_id: str, cwd: Path) -> Local:
         return Local(
             bool(files), None if files else "no transcript on this machine and no snapshot in the store"
         )
-    before = read_mark(agent)  # what the local copy was when its last turn ended
+    checked = confirmed(agent, snapshot)  # the snapshot against the digests of the last turn's end
     try:
         hydrate(store, agent, key, session_id, cwd, overwrite=True)
     except (BatonError, OSError, ValueError) as exc:
@@ -445,7 +445,6 @@ def ensure_local(ctx: Context, key: Key, session_id: str, cwd: Path) -> Local:
     if not agent.transcript_files(session_id):
         return Local(False, "the snapshot held no usable transcript")
     why = damage or "no transcript on this machine"
-    checked = confirmed(agent, snapshot, before)  # the snapshot against the digests of the last turn's end
     return Local(True, f"hydrated from the store's snapshot ({why}{'; ' + checked if checked else ''})")
 
 

@@ -1,8 +1,9 @@
 """What a transcript file held at the end of a turn, kept with its marks (:mod:`baton.sessions.marks`),
 so that damage which leaves its size, mtime and inode as they were (bit rot, a restore or an in-place
 write that puts the mtime back) is found by content before the next resume. :func:`take` reads a file
-once through one descriptor (no link below the agent home followed): its stat, its ctime, the SHA-256
-of all of it and, for one longer than :data:`FULL`, a sample (the SHA-256 of its size and
+once through one descriptor (no link below the agent home followed): its stat, its ctime, the digest
+of all of it (:func:`root`, the snapshot's own when it holds the same bytes) and, for one longer than
+:data:`FULL`, a sample (the SHA-256 of its size and
 :data:`BLOCKS` blocks of :data:`BLOCK` bytes: head, tail, evenly spaced between; ~1 MiB whatever its
 length). The end of a turn pays for the whole hash, where the snapshot has just read the same bytes;
 a resume pays for :func:`check`: ~2 ms for a 4 MiB file hashed whole, ~0.6 ms for a 30 MiB one sampled.
@@ -15,27 +16,36 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from baton.sessions.chunking import chunks
 from baton.workspace import nofollow
 
 FULL = 8 * 1024 * 1024  # files up to this are hashed whole before a resume; longer ones are sampled
 BLOCK = 64 * 1024
 BLOCKS = 16  # head, tail and 14 between
 SAMPLE = f"{BLOCK}x{BLOCKS}"  # names the sampling rule a sample was taken under
-READ = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Seen:
     """A transcript file as read once: its size, mtime and inode (a mark's stat), its ctime, and the
-    digests of its bytes (``sample``: ``"<rule>:<hex>"``, only for one longer than :data:`FULL`)."""
+    digests of its bytes (``whole``: :func:`root`; ``sample``: ``"<rule>:<hex>"``, only for one longer
+    than :data:`FULL`)."""
 
     stat: list[int]
     ctime: int
-    sha256: str | None
+    whole: str | None
     sample: str | None
 
     def to_json(self) -> dict[str, object]:
-        return {"ctime": self.ctime, "sha256": self.sha256, "sample": self.sample}
+        return {"ctime": self.ctime, "whole": self.whole, "sample": self.sample}
+
+
+def root(digests: list[str] | str) -> str:
+    """The digest of a whole file: the SHA-256 of its chunks' SHA-256 digests, cut as a snapshot cuts
+    them (:func:`baton.sessions.chunking.chunks`). So a mark's digest and a snapshot's file (the digests
+    it lists) tell, without a byte read, whether the snapshot holds the bytes the mark saw."""
+    listed = [digests] if isinstance(digests, str) else digests
+    return hashlib.sha256("".join(listed).encode("ascii")).hexdigest()
 
 
 def offsets(size: int) -> list[int]:
@@ -50,7 +60,7 @@ def take(root: Path, rel: str, whole: bool = True, sample: bool = True) -> Seen 
     :data:`FULL`."""
     try:
         with nofollow.opened_beneath(root, rel) as (fd, before):
-            sha = _whole(fd, before.st_size) if whole else None
+            everything = _whole(fd, before.st_size) if whole else None
             sampled = _sample(fd, before.st_size) if sample and before.st_size > FULL else None
             after = os.fstat(fd)
     except (OSError, ValueError):
@@ -58,18 +68,18 @@ def take(root: Path, rel: str, whole: bool = True, sample: bool = True) -> Seen 
     marks = [before.st_size, before.st_mtime_ns, before.st_ino]
     if [after.st_size, after.st_mtime_ns, after.st_ino] != marks or after.st_ctime_ns != before.st_ctime_ns:
         return None  # written to while it was read: nothing true to say of it
-    return Seen(marks, before.st_ctime_ns, sha, sampled)
+    return Seen(marks, before.st_ctime_ns, everything, sampled)
 
 
 def _whole(fd: int, size: int) -> str | None:
-    digest, at = hashlib.sha256(), 0
+    parts, at = [], 0
     while at < size:
-        part = os.pread(fd, min(READ, size - at), at)
+        part = os.pread(fd, size - at, at)
         if not part:
             return None  # shorter than it said: changed while read
-        digest.update(part)
+        parts.append(part)
         at += len(part)
-    return digest.hexdigest()
+    return root([hashlib.sha256(chunk).hexdigest() for chunk in chunks(b"".join(parts))])
 
 
 def _sample(fd: int, size: int) -> str | None:
@@ -94,7 +104,7 @@ def check(root: Path, rel: str, marked: list[int], kept: object) -> str | None:
     A sample misses only damage that lies wholly between its blocks and left the ctime alone (bit rot,
     a block device restored under the filesystem); any damaged run longer than the gap between blocks
     (the size / 15: 2 MiB of a 30 MiB file) meets one."""
-    if not isinstance(kept, dict) or not isinstance(kept.get("sha256"), str):
+    if not isinstance(kept, dict) or not isinstance(kept.get("whole"), str):
         return None
     sampled = kept.get("sample")
     cheap = isinstance(sampled, str) and sampled.startswith(f"{SAMPLE}:")
@@ -105,6 +115,6 @@ def check(root: Path, rel: str, marked: list[int], kept: object) -> str | None:
         if now.ctime == kept.get("ctime"):
             return None  # the sample agrees, and nothing wrote to it through the filesystem
     now = take(root, rel, whole=True, sample=False)
-    if now is not None and now.stat == marked and now.sha256 != kept["sha256"]:
+    if now is not None and now.stat == marked and now.whole != kept["whole"]:
         return "its bytes differ"
     return None

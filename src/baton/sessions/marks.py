@@ -121,29 +121,28 @@ def altered(agent: Agent, snapshot: Snapshot) -> str | None:
     return None
 
 
-def confirmed(agent: Agent, snapshot: Snapshot, before: dict[str, Any] | None) -> str | None:
-    """After hydrating ``snapshot`` over a copy whose mark (``before``) was in step with it: whether
-    the files now hold the bytes the digests of the end of the last turn name (the snapshot holds what
-    that turn left), as words for the run's note; None when nothing can be told (another snapshot,
-    a mark without digests)."""
-    now = read_mark(agent)
-    if not before or not now or before.get("identity") != identity(snapshot):
+def confirmed(agent: Agent, snapshot: Snapshot) -> str | None:
+    """Whether ``snapshot`` holds the bytes the agent home's copy had when its mark was taken (the end
+    of its last turn), by their digests (:func:`baton.sessions.digest.root`), no byte read: words for
+    the note of a run that hydrates it over a damaged copy; None when nothing can be told (the mark is
+    of another snapshot, or has no digests)."""
+    found = read_mark(agent)
+    kept = found.get("content") if found and found.get("identity") == identity(snapshot) else None
+    if not isinstance(kept, dict):
         return None
-    was, got = before.get("content"), now.get("content")
-    if not isinstance(was, dict) or not isinstance(got, dict):
+    told = {rel: _whole(kept.get(rel)) for rel in snapshot.files}
+    differ = [
+        Path(rel).name for rel, whole in told.items() if whole and whole != digest.root(snapshot.files[rel])
+    ]
+    if not any(told.values()):
         return None
-    pairs = {rel: (_sha(was.get(rel)), _sha(got.get(rel))) for rel in snapshot.files}
-    told = {rel: pair for rel, pair in pairs.items() if pair[0] is not None}
-    if not told:
-        return None
-    differ = [Path(rel).name for rel, (a, b) in told.items() if a != b]
     if not differ:
-        return "its bytes match the digest taken when the last turn ended"
-    return f"{', '.join(differ)} differ from the digest taken when the last turn ended"
+        return "the snapshot holds the bytes the last turn left (their digest agrees)"
+    return f"the snapshot's {', '.join(differ)} differ from the bytes the last turn left (by their digest)"
 
 
-def _sha(kept: object) -> str | None:
-    value = kept.get("sha256") if isinstance(kept, dict) else None
+def _whole(kept: object) -> str | None:
+    value = kept.get("whole") if isinstance(kept, dict) else None
     return value if isinstance(value, str) else None
 
 
