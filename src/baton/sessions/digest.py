@@ -2,11 +2,10 @@
 so that damage which leaves its size, mtime and inode as they were (bit rot, a restore or an in-place
 write that puts the mtime back) is found by content before the next resume. :func:`take` reads a file
 once through one descriptor (no link below the agent home followed): its stat, its ctime, the digest
-of all of it (:func:`root`, the snapshot's own when it holds the same bytes) and, for one longer than
-:data:`FULL`, a sample (the SHA-256 of its size and
-:data:`BLOCKS` blocks of :data:`BLOCK` bytes: head, tail, evenly spaced between; ~1 MiB whatever its
-length). The end of a turn pays for the whole hash, where the snapshot has just read the same bytes;
-a resume pays for :func:`check`: ~2 ms for a 4 MiB file hashed whole, ~0.6 ms for a 30 MiB one sampled.
+of all of it (:func:`root`: the snapshot's own when it holds the same bytes) and, for one longer than
+:data:`FULL`, a sample (the SHA-256 of its size and :data:`BLOCKS` blocks of :data:`BLOCK` bytes:
+head, tail, evenly spaced between; 1 MiB read whatever its length). The end of a turn pays for the
+whole digest, as the snapshot just did; a resume for :func:`check`, whole up to 8 MiB, else sampled.
 """
 
 from __future__ import annotations
@@ -54,12 +53,12 @@ def offsets(size: int) -> list[int]:
     return [last * i // (BLOCKS - 1) for i in range(BLOCKS)]
 
 
-def take(root: Path, rel: str, whole: bool = True, sample: bool = True) -> Seen | None:
-    """``root/rel`` as it is now; None when it is missing, a link or below one, not a regular file, or
+def take(home: Path, rel: str, whole: bool = True, sample: bool = True) -> Seen | None:
+    """``home/rel`` as it is now; None when it is missing, a link or below one, not a regular file, or
     changed while it was read. ``whole``: hash all of it; ``sample``: sample one longer than
     :data:`FULL`."""
     try:
-        with nofollow.opened_beneath(root, rel) as (fd, before):
+        with nofollow.opened_beneath(home, rel) as (fd, before):
             everything = _whole(fd, before.st_size) if whole else None
             sampled = _sample(fd, before.st_size) if sample and before.st_size > FULL else None
             after = os.fstat(fd)
@@ -92,8 +91,8 @@ def _sample(fd: int, size: int) -> str | None:
     return f"{SAMPLE}:{digest.hexdigest()}"
 
 
-def check(root: Path, rel: str, marked: list[int], kept: object) -> str | None:
-    """Why ``root/rel``, whose size, mtime and inode are still ``marked``, no longer holds the bytes
+def check(home: Path, rel: str, marked: list[int], kept: object) -> str | None:
+    """Why ``home/rel``, whose size, mtime and inode are still ``marked``, no longer holds the bytes
     ``kept`` describes (what :func:`take` gave at the end of the last turn); None when it does, or when
     it cannot be told (``kept`` by an older baton, a file unreadable or changing now: then the mark's
     stat alone judges, as before).
@@ -108,13 +107,13 @@ def check(root: Path, rel: str, marked: list[int], kept: object) -> str | None:
         return None
     sampled = kept.get("sample")
     cheap = isinstance(sampled, str) and sampled.startswith(f"{SAMPLE}:")
-    now = take(root, rel, whole=False, sample=True) if cheap else None
+    now = take(home, rel, whole=False, sample=True) if cheap else None
     if now is not None and now.stat == marked:
         if now.sample != sampled:
             return "its sampled blocks differ"
         if now.ctime == kept.get("ctime"):
             return None  # the sample agrees, and nothing wrote to it through the filesystem
-    now = take(root, rel, whole=True, sample=False)
+    now = take(home, rel, whole=True, sample=False)
     if now is not None and now.stat == marked and now.whole != kept["whole"]:
         return "its bytes differ"
     return None
