@@ -261,6 +261,22 @@ def test_a_job_run_again_too_often_ends_crashed_and_says_why(
     assert ran.outcome == "succeeded"
 
 
+def test_a_job_whose_cancel_was_asked_ends_cancelled_not_run_again(
+    settings: Settings, store: Store, src_repo: Path
+) -> None:
+    """Its caller asked for it to stop before its process died: it ends cancelled, not run again."""
+    orphan = jobs.submit(store, settings, body(src_repo, prompt="a"), "test")
+    assert store.start_job(orphan.id, time.time())
+    store.update_job(orphan.id, cancel_requested_at=time.time())
+    executor = LocalExecutor(settings, store)
+    executor.start()
+    try:
+        (ended,) = wait_done(store, [orphan.id])
+    finally:
+        executor.stop()
+    assert ended.outcome == "cancelled" and ended.reruns == 0 and store.run_attempts(orphan.id) == []
+
+
 def test_a_job_whose_turn_had_ended_is_recorded_not_run_again(
     settings: Settings, store: Store, src_repo: Path
 ) -> None:

@@ -64,12 +64,15 @@ def decide(settings: Settings, store: Store, job: JobRecord) -> Decision:
     - else (it died mid-turn, before its run started, or before the run's state was shared), while its
       ``reruns`` are below :func:`bound`: :data:`Then.RERUN`, the same request, first of its key; the
       runner marks the dead attempt ``crashed`` and resumes the conversation with the interruption note;
-    - then :data:`Then.CRASH`: a turn that kills its machine each time is not run for ever."""
+    - then :data:`Then.CRASH`: a turn that kills its machine each time is not run for ever; one whose
+      cancel was asked for ends ``cancelled`` instead of running again."""
     records = store.run_attempts(job.id)
     last = records[-1] if records else None
     if last is not None and last.outcome not in UNFINISHED and _finished(store, last):
         fields = {"result": result_of(store, job.id, records), "error": last.error}
         return Decision(Then.RECORD, last.outcome.value, fields)
+    if job.cancel_requested_at is not None:  # its caller wants it stopped: it is, for good
+        return Decision(Then.CRASH, Outcome.CANCELLED.value, {"error": f"cancelled; {GAVE_UP}"})
     if job.reruns < bound(settings, job):
         return Decision(Then.RERUN)
     times = "once" if job.reruns == 0 else f"{job.reruns + 1} times"
