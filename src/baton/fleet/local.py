@@ -271,10 +271,11 @@ class LocalExecutor:
         """Run one job and record how it ended (:func:`execute`), its lease renewed meanwhile (taken
         over — this process was taken for dead — the run stops); never leaves it running here."""
         how = JobRun(cancel, self.lease_wait, log, defer_quota=True, may_end=lambda: self._forget(job_id))
-        prior = [r.id for r in self.store.run_attempts(job_id)]  # a job run again: its earlier attempts
-        if prior:
-            how.earlier = lambda: [orphans.attempt_of(self.store, r) for r in prior]
         try:
+            job = self.store.get_job(job_id)
+            if job is not None and job.reruns:  # run again after its process died: its attempts before
+                prior = [r.id for r in self.store.run_attempts(job_id)]
+                how.earlier = lambda: [orphans.attempt_of(self.store, r) for r in prior]
             with held(lease, 0.0, self.settings.heartbeat, on_loss=cancel):  # held: taken again at once
                 try:
                     execute(self.settings, self.store, job_id, how)
