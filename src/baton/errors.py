@@ -63,6 +63,16 @@ class BranchBusy(Busy):
     and the wait ran out: one writer per branch, across machines."""
 
 
+class BranchConflict(BatonError):
+    """Two keys of one machine share a branch, and the one about to write it cannot take it: its own
+    worktree, parked while the other key wrote the branch, cannot be brought onto the branch's new tip
+    (its uncommitted work conflicts with the new commits, or it holds commits the branch lacks), or
+    another worktree holds the branch in a state baton does not take over (a merge or rebase in
+    progress, or a worktree of no key on that branch). The agent did not start; nothing was changed."""
+
+    exit_code = 5
+
+
 class Fenced(Busy):
     """A write by a runner whose lease was taken over (its fencing token is older than the store's):
     refused, and the runner stops."""

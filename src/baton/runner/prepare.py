@@ -29,6 +29,7 @@ from baton.sync.handoff import (
     recap_budget,
     seed_worktree,
 )
+from baton.sync.sharing import take_branch
 from baton.sync.upstream import sync_before_turn, upstream_session
 from baton.workspace import keyspace, portable
 from baton.workspace.gitcmd import ref_exists
@@ -75,6 +76,7 @@ def prepare(ctx: Context, stored: SessionRecord | None) -> Prepared:
     key = ctx.key
     lineage = _refuse(ctx, stored)
     branch = key_branch(ctx.request, key, stored)
+    taken = take_branch(ctx.workdirs, ctx.store, key, branch)  # another key of this machine had it
     base = stored.base if stored else (lineage.upstream.branch if lineage.upstream else ctx.request.base)
     seeded = _seed(ctx, lineage, branch) if stored is None else None
     caught = _catch_up(ctx, stored, branch) if stored is not None else None
@@ -104,10 +106,16 @@ def prepare(ctx: Context, stored: SessionRecord | None) -> Prepared:
         session=session,
         worktree=made.path,
         note=_notes(
-            ctx.request.carried_for, seeded, caught.note if caught else None, note, moved, synced.note
+            ctx.request.carried_for,
+            taken.note,
+            seeded,
+            caught.note if caught else None,
+            note,
+            moved,
+            synced.note,
         ),
         sync=synced.record,
-        sync_text="\n\n".join(t for t in (_caught_text(ctx, stored, caught), synced.text) if t),
+        sync_text="\n\n".join(t for t in (taken.text, _caught_text(ctx, stored, caught), synced.text) if t),
         conflicted=synced.conflicted,
         fork=lineage.fork,
         first=opening.decision,

@@ -22,6 +22,8 @@ from baton.store.base import KeyStore, RunStore
 from baton.store.branchlease import branch_lease
 from baton.store.leases import held, key_lease
 from baton.sync.engine import SyncReport, recover_interrupted_sync, sync_worktree
+from baton.sync.report import join_notes
+from baton.sync.sharing import take_branch
 from baton.workspace import portable
 from baton.workspace.workdirs import Workdirs
 
@@ -180,6 +182,7 @@ def sync_key(
         left = max(0.0, deadline - time.monotonic())
         leases.enter_context(held(branch, left, settings.heartbeat, threading.Event(), on_loss=lost))
         workdirs = Workdirs(settings)
+        taken = take_branch(workdirs, store, key, session.branch)  # another key of this machine had it
         made, _note = portable.worktree_from_store(store, workdirs, key, session.branch, session.base)
         ref = base_ref(session)
         if onto_default:
@@ -191,6 +194,7 @@ def sync_key(
             workdirs, key, made.path, session.branch, ref, session.base_sha, how, OnConflict.STOP
         )
         session.base_sha = report.base_sha or session.base_sha
+        report.note = join_notes(taken.note, report.note)
         if report.result != "unchanged":
             session.pending_sync = report.to_json()
         store.save_session(session, fence=lease.proof)

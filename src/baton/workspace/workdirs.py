@@ -87,6 +87,9 @@ class Workdirs:
       commit on top of HEAD, under ``refs/baton/checkpoints/<agent>/<thread>`` in the cache, built
       with a throw-away index so the worktree's own index is untouched
       (:mod:`baton.workspace.checkpoints`).
+    - Parked: ``refs/baton/parked/<agent>/<thread>`` names the commit where the key's worktree was
+      detached from its branch because another key of this home writes that branch now
+      (:mod:`baton.workspace.parking`, :mod:`baton.sync.sharing`).
     - Shared checkpoint: ``refs/baton/shared/<agent>/<thread>`` in the cache names the key's state as
       the store last had it from or gave to this home (:mod:`baton.workspace.portable`): a store record
       naming another commit means another machine has run the key since. The bundles that carry a
@@ -114,6 +117,11 @@ class Workdirs:
 
     def shared_ref(self, key: Key) -> str:
         return f"refs/baton/shared/{key.agent}/{key.thread}"
+
+    def parked_ref(self, key: Key) -> str:
+        """Where the key's worktree was parked off its branch for another key
+        (:mod:`~baton.workspace.parking`)."""
+        return f"refs/baton/parked/{key.agent}/{key.thread}"
 
     def git_env(self, agent: str, url: str | None = None) -> dict[str, str]:
         """Environment for git and for the agent: identity per agent, credentials via askpass; with the
@@ -380,6 +388,8 @@ class Workdirs:
             if (cache / "HEAD").is_file():
                 run_git(["worktree", "prune"], cwd=cache)
                 gitlinks.drop(cache, key)  # pruned unless its gitdir was made to name something else
+                if self.read_ref(cache, self.parked_ref(key)) is not None:  # a rebuilt one is on its branch
+                    run_git(["update-ref", "-d", self.parked_ref(key)], cwd=cache)
         remove_empty_parents(path.parent, self.home / "worktrees")
         return existed
 
