@@ -4,11 +4,22 @@ first has ended — on one machine and across two ``BATON_HOME``s on one store (
 leases); keys on different branches run side by side; a hostile branch name; a hand-off and an
 ``on_limit`` fallback on one thread neither deadlock nor wait on each other.
 
+Two keys on one branch of ONE machine share its one cache clone, where git checks a branch out in one
+worktree only: each key's turn takes the branch (:mod:`baton.sync.sharing`), the other's worktree parked
+off it, so both run — one after the other, in both orders, and started together (the second waits on
+the lease, then runs); after a run killed with SIGKILL mid-turn; on SQLite and PostgreSQL — each
+resuming its own conversation in its own worktree, seeing the other's commits, its own uncommitted work
+kept, the branch pushed fast-forward each time.
+
 The first run is held inside its agent by a gate: the fake agent's ``FAKE_AGENT_RUN`` command waits for
-a file ``.gate`` in the worktree of the key ``fake``/``t1`` (only that key's), which the test creates."""
+a file ``.gate`` in the worktree of the key ``fake``/``t1`` (only that key's; :func:`gate` for another
+thread's), which the test creates."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +34,7 @@ from baton.agents import register_agent, unregister_agent
 from baton.agents.claude import ClaudeAgent
 from baton.errors import BranchBusy, Busy
 from baton.keys import Key, make_key
-from baton.models import Outcome, RunRecord, SyncHow
+from baton.models import Access, Mode, Outcome, RunRecord, SyncHow
 from baton.runner import run as runner
 from baton.settings import Settings, load_settings
 from baton.store import Store, open_store
@@ -33,13 +44,27 @@ from baton.store.schema import leases
 from baton.sync.upstream import sync_key
 from baton.testing.fake import FakeAgent, fake_agent_bin
 from baton.workspace.workdirs import Workdirs
-from tests.conftest import FAST, wait_for
+from tests.conftest import BATON, FAST, git, wait_for
 from tests.redis_fixtures import RedisServer, server_fixture  # noqa: F401 (the `server` fixture)
 
 SERVICE_FIXTURES = {"server": "redis"}  # marks the tests that reach it (conftest)
-GATE = (  # at most a minute: a broken test ends instead of hanging
-    'case "$PWD" in */worktrees/fake/*/t1) i=0; '
-    "while [ ! -e .gate ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done;; esac"
+
+
+def gate(thread: str) -> str:
+    """The fake agent's command that holds the key ``fake``/``thread`` until ``.gate`` is in its
+    worktree (at most a minute: a broken test ends instead of hanging)."""
+    return (
+        f'case "$PWD" in */worktrees/fake/*/{thread}) i=0; '
+        "while [ ! -e .gate ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done;; esac"
+    )
+
+
+GATE = gate("t1")
+# an agent's turn at access full: a commit of its own (a line more in log-<thread>.txt) and uncommitted
+# work left behind (a line more in draft-<thread>.txt, untracked)
+WORK = (
+    't=$(basename "$PWD"); echo "$t turn" >> "log-$t.txt"; git add "log-$t.txt"; '
+    'git commit -qm "$t: turn $(grep -c . "log-$t.txt")"; echo "$t draft" >> "draft-$t.txt"'
 )
 HOSTILE = "x|y/$(touch${IFS}pwned);'\"`id`\u202e\u00e9{a}%s&<>!"  # a valid branch name, every byte hostile
 
@@ -89,8 +114,8 @@ def running(store: Store, repo: Path, thread: str, agent: str = "fake") -> RunRe
     return found[0]
 
 
-def open_gate(settings: Settings, repo: Path, agent: str = "fake") -> None:
-    (Workdirs(settings).worktree_path(key_of(repo, "t1", agent)) / ".gate").write_text("go\n")
+def open_gate(settings: Settings, repo: Path, agent: str = "fake", thread: str = "t1") -> None:
+    (Workdirs(settings).worktree_path(key_of(repo, thread, agent)) / ".gate").write_text("go\n")
 
 
 def lease_held(store: Store, name: str) -> bool:
@@ -181,6 +206,183 @@ def test_on_two_machines_the_second_key_is_refused_or_waits_then_runs(
     assert one.session.branch == two.session.branch == "feat"
     assert one.run.ended_at is not None and two.run.started_at >= one.run.ended_at  # never at once
     assert Path(two.session.worktree).is_relative_to(b.home)
+
+
+# -- two keys on one branch of one machine ----------------------------------------------------------------
+
+
+@pytest.fixture
+def one_machine(home: Path, store_url: str) -> Settings:
+    """One BATON_HOME on the store of ``store_url`` (SQLite, then PostgreSQL)."""
+    home.mkdir(parents=True, exist_ok=True)
+    return load_settings(overrides={"home": str(home), "store_url": store_url, **FAST}, environ={})
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    """A bare repository the cache clone's ``feat`` is pushed to after every turn: fast-forward only."""
+    path = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(path)], check=True)
+    return path
+
+
+def push(settings: Settings, repo: Path, origin: Path) -> None:
+    """Push ``feat`` from the cache clone, as the forge's publish does; git refuses a non-fast-forward."""
+    cache = Workdirs(settings).cache_path(key_of(repo, "t1").repo)
+    done = subprocess.run(
+        ["git", "push", "--porcelain", str(origin), "refs/heads/feat:refs/heads/feat"],
+        cwd=cache,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr  # a non-fast-forward is "[rejected]", exit 1
+    assert git(origin, "rev-parse", "feat") == git(cache, "rev-parse", "feat")
+
+
+def tree_of(settings: Settings, repo: Path, thread: str) -> Path:
+    return Workdirs(settings).worktree_path(key_of(repo, thread))
+
+
+def subjects(worktree: Path) -> list[str]:
+    """The subjects of the commits the worktree has checked out, newest first."""
+    return git(worktree, "log", "--format=%s").splitlines()
+
+
+def on_feat(worktree: Path) -> bool:
+    return git(worktree, "rev-parse", "--symbolic-full-name", "HEAD") == "refs/heads/feat"
+
+
+def own(result: RunResult, first: RunResult) -> None:
+    """``result`` resumed the conversation ``first`` started (its key's own), and succeeded."""
+    assert result.ok, result.run.error
+    assert result.run.mode == Mode.RESUME and result.run.session_id_in == first.session.agent_session_id
+    assert result.session.worktree == first.session.worktree  # the stable path: never moved
+
+
+def test_two_keys_on_one_branch_take_turns_on_one_machine(
+    one_machine: Settings, src_repo: Path, origin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`baton run -t t1 --branch feat && baton run -t t2 --branch feat --wait 60`, then each again: the
+    second key's worktree gets the branch (the first's parked off it), each turn sees the other's
+    commits, keeps its own uncommitted work and resumes its own conversation; pushes fast-forward."""
+    monkeypatch.setenv("FAKE_AGENT_RUN", WORK)
+    settings, full = one_machine, {"access": Access.FULL}
+    a1 = go(settings, src_repo, "t1", branch="feat", **full)
+    assert a1.ok, a1.run.error
+    push(settings, src_repo, origin)
+    b1 = go(settings, src_repo, "t2", branch="feat", wait=60, **full)  # the reproduction: it failed here
+    assert b1.ok and b1.run.mode == Mode.FRESH, b1.run.error
+    assert b1.session.agent_session_id != a1.session.agent_session_id
+    t1, t2 = tree_of(settings, src_repo, "t1"), tree_of(settings, src_repo, "t2")
+    assert subjects(t2) == ["t2: turn 1", "t1: turn 1", "initial"]  # the first key's commit is here
+    assert b1.run.note and f"parked the worktree of {key_of(src_repo, 't1')}" in b1.run.note
+    assert on_feat(t2) and not on_feat(t1) and (t1 / "draft-t1.txt").read_text() == "t1 draft\n"
+    push(settings, src_repo, origin)
+
+    a2 = go(settings, src_repo, "t1", **full)  # the other order, without --wait (its session has feat)
+    own(a2, a1)
+    assert subjects(t1) == ["t1: turn 2", "t2: turn 1", "t1: turn 1", "initial"]
+    assert (t1 / "draft-t1.txt").read_text() == "t1 draft\nt1 draft\n"  # its uncommitted work, kept
+    assert not (t1 / "draft-t2.txt").exists() and on_feat(t1) and not on_feat(t2)
+    assert a2.run.note and "gained 1 commit while this worktree was parked" in a2.run.note, a2.run.note
+    push(settings, src_repo, origin)
+
+    b2 = go(settings, src_repo, "t2", branch="feat", wait=60, **full)
+    own(b2, b1)
+    assert subjects(t2)[:2] == ["t2: turn 2", "t1: turn 2"]
+    assert (t2 / "draft-t2.txt").read_text() == "t2 draft\nt2 draft\n"
+    push(settings, src_repo, origin)
+    assert subjects(t2) == git(origin, "log", "--format=%s", "feat").splitlines()
+    listing = git(Workdirs(settings).cache_path(key_of(src_repo, "t1").repo), "worktree", "list")
+    assert listing.count("[feat]") == 1, listing  # checked out once, in t2's worktree
+
+
+def test_two_keys_on_one_branch_started_together_the_second_waits_then_runs(
+    one_machine: Settings, src_repo: Path, origin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs of two keys on one branch started together, in both orders: the second waits on the
+    branch's lease (--wait), then runs on the first's work, in its own conversation."""
+    settings, full = one_machine, {"access": Access.FULL}
+    store = open_store(settings.resolved_store_url)
+    firsts: dict[str, RunResult] = {}
+    try:
+        for number, (first, second) in enumerate((("t1", "t2"), ("t2", "t1")), start=1):
+            monkeypatch.setenv("FAKE_AGENT_RUN", f"{gate(first)}; {WORK}")
+            with ThreadPoolExecutor(2) as pool:
+                held_run = pool.submit(go, settings, src_repo, first, branch="feat", **full)
+                running(store, src_repo, first)
+                waiting = pool.submit(go, settings, src_repo, second, branch="feat", wait=120, **full)
+                time.sleep(0.5)  # time passes on purpose: the second must still be waiting after it
+                slug = key_of(src_repo, second).repo.slug
+                assert not waiting.done()
+                assert len(store.list_runs("fake", slug, second)) == number - 1  # it has not started
+                open_gate(settings, src_repo, thread=first)
+                one, two = held_run.result(timeout=120), waiting.result(timeout=120)
+            (tree_of(settings, src_repo, first) / ".gate").unlink()
+            for result in (one, two):
+                if number == 1:
+                    assert result.ok and result.run.mode == Mode.FRESH, result.run.error
+                    firsts[result.session.thread] = result
+                else:
+                    own(result, firsts[result.session.thread])
+            assert one.run.ended_at is not None and two.run.started_at >= one.run.ended_at  # never at once
+            seen = subjects(tree_of(settings, src_repo, second))
+            assert seen[:2] == [f"{second}: turn {number}", f"{first}: turn {number}"], seen
+            push(settings, src_repo, origin)
+    finally:
+        store.close()
+    assert (tree_of(settings, src_repo, "t1") / "draft-t1.txt").read_text() == "t1 draft\nt1 draft\n"
+    assert (tree_of(settings, src_repo, "t2") / "draft-t2.txt").read_text() == "t2 draft\nt2 draft\n"
+
+
+def test_a_key_killed_mid_turn_on_a_shared_branch_loses_nothing_and_the_other_runs(
+    one_machine: Settings,
+    src_repo: Path,
+    origin: Path,
+    store_url: str,
+    baton_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``baton run -t t1 --branch feat`` killed with SIGKILL mid-turn leaves its worktree on the branch,
+    a commit made and uncommitted work: the next key takes the branch once t1's leases expire (its
+    worktree parked, checkpointed first), and t1's next turn resumes on top of it with nothing lost."""
+    settings, store = one_machine, open_store(store_url)
+    env = {**os.environ, **baton_env, "BATON_STORE_URL": store_url, "FAKE_AGENT_RUN": f"{WORK}; {GATE}"}
+    args = ["run", "-a", "fake", "-r", str(src_repo), "-t", "t1", "--branch", "feat", "--access", "full"]
+    killed = subprocess.Popen(
+        [*BATON, *args, "work"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        t1 = tree_of(settings, src_repo, "t1")
+        running(store, src_repo, "t1")
+        wait_for(lambda: (t1 / "draft-t1.txt").exists(), 60, 0.05, "t1's agent to leave its draft")
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait(timeout=30)
+        assert on_feat(t1)  # left on the branch mid-turn
+
+        monkeypatch.setenv("FAKE_AGENT_RUN", WORK)
+        b1 = go(
+            settings, src_repo, "t2", branch="feat", wait=60, access=Access.FULL
+        )  # after t1's leases expire
+        assert b1.ok, b1.run.error
+        t2 = tree_of(settings, src_repo, "t2")
+        assert subjects(t2) == ["t2: turn 1", "t1: turn 1", "initial"]
+        assert not on_feat(t1) and (t1 / "draft-t1.txt").read_text() == "t1 draft\n"  # parked, untouched
+        cache = Workdirs(settings).cache_path(key_of(src_repo, "t1").repo)
+        checkpoint = git(cache, "rev-parse", Workdirs(settings).checkpoint_ref(key_of(src_repo, "t1")))
+        assert git(cache, "show", f"{checkpoint}:draft-t1.txt") == "t1 draft"  # checkpointed first
+        push(settings, src_repo, origin)
+
+        a2 = go(settings, src_repo, "t1", access=Access.FULL)
+        assert a2.ok and a2.run.mode == Mode.RESUME, a2.run.error
+        assert [r.outcome for r in store.list_runs("fake", a2.run.repo, "t1")][-1] == Outcome.CRASHED
+        assert subjects(t1)[:3] == ["t1: turn 2", "t2: turn 1", "t1: turn 1"]
+        assert (t1 / "draft-t1.txt").read_text() == "t1 draft\nt1 draft\n"
+        push(settings, src_repo, origin)
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+        store.close()
 
 
 @pytest.mark.usefixtures("gated")

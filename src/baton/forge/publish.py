@@ -18,7 +18,7 @@ from typing import Any
 
 from baton import tracing
 from baton.asking.questions import Question
-from baton.errors import BatonError, Busy, GitError
+from baton.errors import BatonError, BranchBusy, BranchConflict, Busy, GitError
 from baton.fleet import orphans
 from baton.fleet.execute import AFTER_JOB
 from baton.forge import answers, dispatch, gitauth, merging, pushed, replies
@@ -35,7 +35,9 @@ from baton.models import Access, JobRecord, Outcome
 from baton.settings import Settings
 from baton.store import Store
 from baton.store.base import LeaseBackend
+from baton.store.branchlease import branch_lease
 from baton.store.leases import LeaseHolder, held, lease_backend
+from baton.sync.sharing import take_branch
 from baton.workspace.gitcmd import WorktreeGit, redact, run_git, worktree_status
 from baton.workspace.workdirs import Workdirs
 
@@ -266,18 +268,37 @@ def _open_merge(loop: ForgeLoop, binding: Binding) -> merging.OpenMerge | None:
 
 
 def _push(loop: ForgeLoop, binding: Binding, job: JobRecord, again: bool) -> dict[str, Any]:
+    """Commit and push under the lease of the branch the thread's worktree is on, the branch taken back
+    first if another key of this machine wrote it since (:func:`baton.sync.sharing.take_branch`): the
+    turn's run has released that lease, and a run of another key on the same branch (a manual
+    ``baton run --branch`` on the PR's head) may hold it now; then this turn's work stays in the
+    worktree, and the thread's next turn commits and pushes it with its own."""
     workdirs = Workdirs(loop.settings)
     key = Key(binding.agent, parse_repo(binding.repo_url), binding.thread)
     session = loop.store.get_session(binding.agent, binding.repo_slug, binding.thread)
+    if session is None or workdirs.worktree_git(key) is None:
+        return {"pushed": False, "why": "the thread has no worktree"}
+    lease = branch_lease(loop.settings, loop.store, key.repo.slug, session.branch, key.id, job.id)
+    try:
+        with held(lease, 0.0, loop.settings.heartbeat):
+            take_branch(workdirs, loop.store, key, session.branch)
+            return _commit_and_push(loop, binding, job, workdirs, key, session.branch, again)
+    except (BranchBusy, BranchConflict) as exc:
+        return {"pushed": False, "why": f"{exc} (the work stays in the thread's worktree)"}
+
+
+def _commit_and_push(
+    loop: ForgeLoop, binding: Binding, job: JobRecord, workdirs: Workdirs, key: Key, local: str, again: bool
+) -> dict[str, Any]:
     wt = workdirs.worktree_git(key)
-    if session is None or wt is None:
+    if wt is None:
         return {"pushed": False, "why": "the thread has no worktree"}
     env = workdirs.process_env(binding.agent)
     committed = _commit(wt, env, binding, job)
     head = wt.commit_of("HEAD")
     if head is None or head == binding.head_sha:
         return {"pushed": False, "committed": committed, "why": "nothing new to push"}
-    branch = binding.branch or session.branch
+    branch = binding.branch or local
     try:
         gitauth.with_push_env(
             loop.forge(binding.forge),
