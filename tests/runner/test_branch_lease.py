@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import sqlalchemy as sa
 
@@ -335,6 +336,18 @@ def test_two_keys_on_one_branch_started_together_the_second_waits_then_runs(
     assert (tree_of(settings, src_repo, "t2") / "draft-t2.txt").read_text() == "t2 draft\nt2 draft\n"
 
 
+def agents_of(record: RunRecord) -> list[int]:
+    """The live processes of a run's agent (tagged with its ``BATON_RUN_ID``, as baton tags them)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("BATON_RUN_ID") == record.id and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
 def test_a_key_killed_mid_turn_on_a_shared_branch_loses_nothing_and_the_other_runs(
     one_machine: Settings,
     src_repo: Path,
@@ -359,6 +372,8 @@ def test_a_key_killed_mid_turn_on_a_shared_branch_loses_nothing_and_the_other_ru
         os.kill(killed.pid, signal.SIGKILL)
         killed.wait(timeout=30)
         assert on_feat(t1)  # left on the branch mid-turn
+        (dead,) = store.list_runs("fake", key_of(src_repo, "t1").repo.slug, "t1")
+        assert agents_of(dead)  # its agent outlived its runner
 
         monkeypatch.setenv("FAKE_AGENT_RUN", WORK)
         b1 = go(
@@ -368,6 +383,7 @@ def test_a_key_killed_mid_turn_on_a_shared_branch_loses_nothing_and_the_other_ru
         t2 = tree_of(settings, src_repo, "t2")
         assert subjects(t2) == ["t2: turn 1", "t1: turn 1", "initial"]
         assert not on_feat(t1) and (t1 / "draft-t1.txt").read_text() == "t1 draft\n"  # parked, untouched
+        assert not agents_of(dead)  # ended before its worktree was parked: it writes no more
         cache = Workdirs(settings).cache_path(key_of(src_repo, "t1").repo)
         checkpoint = git(cache, "rev-parse", Workdirs(settings).checkpoint_ref(key_of(src_repo, "t1")))
         assert git(cache, "show", f"{checkpoint}:draft-t1.txt") == "t1 draft"  # checkpointed first

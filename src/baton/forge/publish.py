@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from functools import partial
 from typing import Any
 
 from baton import tracing
@@ -32,6 +33,7 @@ from baton.forge.threads import STATUS_HEAD, status_comment_of
 from baton.forge.trust import is_own
 from baton.keys import Key, parse_repo
 from baton.models import Access, JobRecord, Outcome
+from baton.runner.crashed import stop_left_running
 from baton.settings import Settings
 from baton.store import Store
 from baton.store.base import LeaseBackend
@@ -281,7 +283,7 @@ def _push(loop: ForgeLoop, binding: Binding, job: JobRecord, again: bool) -> dic
     lease = branch_lease(loop.settings, loop.store, key.repo.slug, session.branch, key.id, job.id)
     try:
         with held(lease, 0.0, loop.settings.heartbeat):
-            take_branch(workdirs, loop.store, key, session.branch)
+            take_branch(workdirs, loop.store, key, session.branch, partial(stop_left_running, loop.store))
             return _commit_and_push(loop, binding, job, workdirs, key, session.branch, again)
     except (BranchBusy, BranchConflict) as exc:
         return {"pushed": False, "why": f"{exc} (the work stays in the thread's worktree)"}

@@ -36,10 +36,7 @@ def mark_crashed(store: RunStore, key: Key, fence: Fence | None = None) -> list[
     ``crashed`` and kill whatever of their agent outlived its runner on this host: what is left in the
     run's group, and (where there was none) processes tagged with its ``BATON_RUN_ID``."""
     crashed = []
-    for record in store.list_runs(key.agent, key.repo.slug, key.thread, limit=100, outcome=Outcome.RUNNING):
-        if record.host == HOST:
-            end_stale(record.id)
-            kill_tagged("BATON_RUN_ID", record.id)
+    for record in stop_left_running(store, key):
         store.update_run(
             record.id,
             fence=fence,
@@ -55,3 +52,16 @@ def mark_crashed(store: RunStore, key: Key, fence: Fence | None = None) -> list[
             session.last_outcome = Outcome.CRASHED
             store.save_session(session, fence=fence)
     return crashed
+
+
+def stop_left_running(store: RunStore, key: Key) -> list[RunRecord]:
+    """Kill whatever of the key's runs still ``running`` outlived its runner on this host; those runs.
+    Unmarked here: :func:`mark_crashed` marks them under the key's lease. Also for a run of another key
+    about to park this key's worktree (:mod:`baton.sync.sharing`): it holds the lease of the branch
+    those runs wrote, which proves their runners gone, and their agents must not write on meanwhile."""
+    records = store.list_runs(key.agent, key.repo.slug, key.thread, limit=100, outcome=Outcome.RUNNING)
+    for record in records:
+        if record.host == HOST:
+            end_stale(record.id)
+            kill_tagged("BATON_RUN_ID", record.id)
+    return records

@@ -7,6 +7,7 @@ with upstream. Nothing here is decided again by an attempt.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from baton import tracing
 from baton.errors import BadInput
 from baton.keys import Key
 from baton.models import Access, Mode, Outcome, PromptKind, SessionRecord
+from baton.runner.crashed import stop_left_running
 from baton.runner.decide import decide_fork, fork_source
 from baton.runner.request import RunRequest
 from baton.runner.state import Context, Decision, ForkSource, Prepared
@@ -76,7 +78,8 @@ def prepare(ctx: Context, stored: SessionRecord | None) -> Prepared:
     key = ctx.key
     lineage = _refuse(ctx, stored)
     branch = key_branch(ctx.request, key, stored)
-    taken = take_branch(ctx.workdirs, ctx.store, key, branch)  # another key of this machine had it
+    # another key of this machine may have the branch checked out: parked (its dead runs' agents ended)
+    taken = take_branch(ctx.workdirs, ctx.store, key, branch, functools.partial(stop_left_running, ctx.store))
     base = stored.base if stored else (lineage.upstream.branch if lineage.upstream else ctx.request.base)
     seeded = _seed(ctx, lineage, branch) if stored is None else None
     caught = _catch_up(ctx, stored, branch) if stored is not None else None

@@ -25,7 +25,7 @@ index and HEAD at the tip, then HEAD on the branch, then the parked ref dropped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,6 +47,9 @@ log = logging.getLogger("baton.sync")
 SHOWN = 20  # the new commits a turn is told about, at most
 
 
+Stop = Callable[[Key], object]
+
+
 class Sessions(Protocol):
     def list_sessions(self, agent: str | None = None, repo: str | None = None) -> list[SessionRecord]: ...
 
@@ -60,16 +63,20 @@ class Taken:
     text: str = ""
 
 
-def take_branch(workdirs: Workdirs, store: Sessions, key: Key, branch: str) -> Taken:
+def take_branch(
+    workdirs: Workdirs, store: Sessions, key: Key, branch: str, stop: Stop | None = None
+) -> Taken:
     """Make ``branch`` the key's: park every other worktree of this machine on it, and bring the key's
     own worktree back onto it if it was parked. The caller holds the branch's lease.
-    :class:`BranchConflict` when it cannot (nothing changed)."""
+    :class:`BranchConflict` when it cannot (nothing changed). ``stop``: called with each key whose
+    worktree is about to be parked, to end what its dead runs left running there (the runner's
+    :func:`~baton.runner.crashed.stop_left_running`); without it, that key's next run ends them."""
     cache = workdirs.cache_path(key.repo)
     if not (cache / "HEAD").is_file():
         return Taken()  # no cache clone yet: no worktree of the repo either
     own = gitlinks.admin_name(key)
     others = [name for name in parking.holders(cache, branch) if name != own]
-    parked = _park_others(workdirs, store, key, branch, others) if others else []
+    parked = _park_others(workdirs, store, key, branch, others, stop) if others else []
     wt = workdirs.worktree_git(key)
     taken = _unpark(workdirs, key, wt, branch) if wt is not None else Taken()
     if parked:
@@ -81,7 +88,9 @@ def take_branch(workdirs: Workdirs, store: Sessions, key: Key, branch: str) -> T
 # -- 1. the other holders ---------------------------------------------------------------------------------
 
 
-def _park_others(workdirs: Workdirs, store: Sessions, key: Key, branch: str, names: list[str]) -> list[str]:
+def _park_others(
+    workdirs: Workdirs, store: Sessions, key: Key, branch: str, names: list[str], stop: Stop | None
+) -> list[str]:
     """Park the keys' worktrees ``names`` (admin dirs holding ``branch``); the keys parked."""
     keys = {gitlinks.admin_name(k): k for k in _keys_on(store, key, branch)}
     strangers = [name for name in names if name not in keys]
@@ -99,7 +108,7 @@ def _park_others(workdirs: Workdirs, store: Sessions, key: Key, branch: str, nam
     done = []
     for name in names:
         holder = keys.get(name)
-        if holder is not None and _park_one(workdirs, holder, branch):
+        if holder is not None and _park_one(workdirs, holder, branch, stop):
             done.append(str(holder))
     return done
 
@@ -111,12 +120,14 @@ def _keys_on(store: Sessions, key: Key, branch: str) -> Iterable[Key]:
             yield key_of(session)
 
 
-def _park_one(workdirs: Workdirs, holder: Key, branch: str) -> bool:
-    """Park one holder's worktree: a sync of it that was killed is undone first; one with an
-    operation in progress is refused."""
+def _park_one(workdirs: Workdirs, holder: Key, branch: str, stop: Stop | None) -> bool:
+    """Park one holder's worktree: what its dead runs left running is ended and a sync of it that was
+    killed is undone first; one with an operation in progress is refused."""
     wt = workdirs.worktree_git(holder)
     if wt is None:
         return False  # missing or broken: git worktree prune drops its claim before a worktree is added
+    if stop is not None:
+        stop(holder)  # an agent whose runner was killed mid-turn must not write on in a parked worktree
     note = recover_interrupted_sync(workdirs, holder, wt.path)
     if note:
         log.warning("%s, before parking the worktree of %s", note, holder)
