@@ -1,25 +1,12 @@
-"""One branch, several keys, one machine: the key about to write a branch takes it, under the branch's
-lease (:mod:`baton.store.branchlease`), with :func:`take_branch` — the runner before it prepares a
-turn, ``baton sync`` and the forge's publish before they move the branch.
-
-1. **Other holders parked.** Every other key's worktree still on the branch (the last key that wrote
-   it, or one whose run was killed mid-turn) is parked (:func:`baton.workspace.parking.park`: its
-   uncommitted state checkpointed, its HEAD detached at the same commit, no file changed). A holder
-   that is no key working on this branch (its agent switched there, a worktree made by hand), or one
-   with a merge, rebase, cherry-pick or bisect in progress, is not touched: :class:`BranchConflict`.
-2. **The key's own worktree back on the branch** when it was parked: at the branch's tip, which the
-   other key may have moved, with its uncommitted work re-applied on top (a 3-way merge whose base is
-   the commit it was parked at, :func:`baton.sync.plan.reapply`); only the files that differ are
-   written. Commits made on a parked worktree (by hand) fast-forward the branch when they descend from
-   its tip. A branch rewritten since (a rebase, a reset) is followed, the worktree's old state kept
-   first under an archive ref. Uncommitted work that conflicts with the new commits, or commits the
-   branch lacks while it moved on too: :class:`BranchConflict`, the worktree left exactly as it was.
-
-A worktree a turn left on its branch stays on it (a key alone on its branch never sees a change), and
-nothing happens at the end of a turn: a run killed with SIGKILL leaves its worktree on the branch,
-which the next writer parks like any other. The order of the steps in (2) makes a kill harmless: the
-files first (HEAD still detached where it was parked, so the next take merges again from there), then
-index and HEAD at the tip, then HEAD on the branch, then the parked ref dropped.
+"""One branch, several keys, one machine: the key about to write a branch takes it under the branch's
+lease (:func:`take_branch`; the runner before it prepares a turn, ``baton sync`` and the forge's
+publish before they move the branch): every other key's worktree still on the branch is parked
+(:mod:`baton.workspace.parking`), and the key's own worktree, if it was parked, is brought back onto the
+branch's tip — which the other key may have moved — with its uncommitted work re-applied on top
+(a 3-way merge from where it was parked), or refused with nothing changed (:class:`BranchConflict`).
+Nothing happens at the end of a turn: a worktree a turn left on its branch stays on it (a key alone on
+its branch sees no change), and one a run killed with SIGKILL left there is parked like any other.
+The order of the writes makes a take killed at any step finished by the next (:func:`_follow`).
 """
 
 from __future__ import annotations
@@ -68,6 +55,19 @@ def take_branch(
 ) -> Taken:
     """Make ``branch`` the key's: park every other worktree of this machine on it, and bring the key's
     own worktree back onto it if it was parked. The caller holds the branch's lease.
+
+    1. **Other holders parked** (:func:`baton.workspace.parking.park`: checkpointed, HEAD detached at the
+       same commit, no file changed). A holder that is no key working on this branch (its agent switched
+       there, a worktree made by hand), or one with a merge, rebase, cherry-pick or bisect in progress,
+       is not touched: :class:`BranchConflict`.
+    2. **The key's own worktree back on the branch** when it was parked: at the branch's tip with its
+       uncommitted work re-applied on top (:func:`baton.sync.plan.reapply`, whose merge base is the
+       commit it was parked at); only the files that differ are written. Commits made in a parked
+       worktree (by hand) fast-forward the branch when they descend from its tip. A branch rewritten
+       since (a rebase, a reset) is followed, the worktree's old state archived first. Uncommitted work
+       that conflicts with the new commits, or commits the branch lacks while it moved on too:
+       :class:`BranchConflict`, the worktree left as it was.
+
     :class:`BranchConflict` when it cannot (nothing changed). ``stop``: called with each key whose
     worktree is about to be parked, to end what its dead runs left running there (the runner's
     :func:`~baton.runner.crashed.stop_left_running`); without it, that key's next run ends them."""
@@ -183,7 +183,10 @@ def _unpark(workdirs: Workdirs, key: Key, wt: WorktreeGit, branch: str) -> Taken
 
 
 def _follow(g: SyncGit, workdirs: Workdirs, key: Key, branch: str, head: str, tip: str) -> Taken:
-    """The parked worktree at ``head`` brought to the branch's ``tip``, its uncommitted work kept."""
+    """The parked worktree at ``head`` brought to the branch's ``tip``, its uncommitted work kept. The
+    files first (HEAD still detached where it was parked, so a take killed here merges again from
+    there), then index and HEAD at the tip (killed here: HEAD is at the tip, the next take attaches or
+    follows from it), then HEAD on the branch, then the parked ref dropped."""
     checkpoint = workdirs.checkpoint(key)
     tree = g.tree_of(tip)
     if checkpoint is not None:

@@ -1,16 +1,11 @@
 """Parking: how two keys of one machine share one branch. git checks a branch out in one worktree of a
-repository at a time, and every key's worktree is a linked worktree of the repo's one cache clone, so
-while key A's worktree is on ``feat`` key B's cannot be. Under the branch's lease
-(:mod:`baton.store.branchlease`), the key about to write the branch **parks** every other key's
-worktree that still has it checked out (:func:`park`): that worktree's uncommitted state is
-checkpointed first (nothing is lost), then its HEAD is detached at the very commit it was on, which
-changes no file, and ``refs/baton/parked/<agent>/<thread>`` in the cache clone
-(:meth:`~baton.workspace.workdirs.Workdirs.parked_ref`) records where it was parked. The parked key
-takes the branch back at its own next turn, under the lease in turn (:mod:`baton.sync.sharing`). A key
-alone on its branch is never parked: its worktree stays on it between turns, as it always did.
-
-The holders of a branch are read from the admin dirs of the cache clone as git itself counts them
-(:func:`holders`): a HEAD naming the branch, or a rebase or bisect of it in progress.
+repository at a time, and every key's worktree is a linked worktree of the repo's one cache clone. Under
+the branch's lease (:mod:`baton.store.branchlease`), the key about to write the branch parks every other
+key's worktree still on it (:func:`park`): its uncommitted state checkpointed first, its HEAD detached
+at the commit it was on (no file changes), and ``refs/baton/parked/<agent>/<thread>`` in the cache
+clone recording where. The parked key takes the branch back at its own next turn
+(:mod:`baton.sync.sharing`); a key alone on its branch is never parked, its worktree stays on it between
+turns. A branch's holders are read from the cache clone's admin dirs as git counts them (:func:`holders`).
 """
 
 from __future__ import annotations
