@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from baton import RunRequest, run
 from baton.fleet import orphans
 from baton.fleet.execute import AFTER_JOB
 from baton.fleet.local import LocalExecutor
@@ -44,9 +45,10 @@ from baton.forge.schedule import heal
 from baton.forge.schema import forge_turns
 from baton.forge.tables import forge_store
 from baton.forge.threads import STATUS_HEAD, bind_thread
-from baton.models import Access, JobStatus
+from baton.models import Access, JobRecord, JobStatus
 from baton.settings import Settings
 from baton.store import Store
+from baton.store.branchlease import branch_lease
 from baton.testing.fake import register_fake
 from tests.conftest import git, make_repo, wait_for
 
@@ -236,6 +238,66 @@ def test_a_mention_binds_the_issue_and_baton_pushes_and_opens_the_pr(
     assert {r.session_id_out for r in sessions} == {sessions[0].session_id_out}  # one conversation
     audit = [a["action"] for a in loop.store.list_audit(50)]
     assert "forge.accepted" in audit and "forge.bind" in audit and "forge.pr_opened" in audit
+
+
+def test_a_manual_run_on_the_threads_branch_shares_it_and_the_next_turn_pushes_both(
+    loop: ForgeLoop, origin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forge thread and a manual `baton run --branch` on its head, one machine, one cache clone: the
+    manual key's worktree gets the branch (the thread's parked off it), and the thread's next turn takes
+    it back on the manual commit, its publish pushing both fast-forward."""
+    assert dispatch.handle(loop, comment(1, "@baton please add a greeting")).status == "accepted"
+    idle(loop)
+    branch = "baton/fake/issue-42"
+    first = git(origin, "rev-parse", branch)
+    monkeypatch.setenv(
+        "FAKE_AGENT_RUN", 'echo by hand > manual.txt && git add manual.txt && git commit -qm "manual"'
+    )
+    monkeypatch.delenv("FAKE_AGENT_WRITE")
+    manual = run(
+        RunRequest(
+            agent="fake", repo=str(origin), thread="manual", prompt="go", branch=branch, access=Access.FULL
+        ),
+        settings=loop.settings,
+        store=loop.store,
+    )
+    assert manual.ok, manual.run.error
+    assert manual.run.note and "parked the worktree of fake:" in manual.run.note
+    monkeypatch.delenv("FAKE_AGENT_RUN")
+    monkeypatch.setenv("FAKE_AGENT_WRITE", "notes.md")
+    assert dispatch.handle(loop, comment(2, "now make it louder")).status == "accepted"
+    idle(loop)
+    log = git(origin, "log", "--format=%s", branch).splitlines()
+    assert log[1] == "manual" and log[0].startswith("baton: fake on"), log  # pushed: no force needed
+    assert git(origin, "merge-base", "--is-ancestor", first, branch) == ""  # fast-forward from the first
+    assert "turn 2" in git(origin, "show", f"{branch}:notes.md")
+
+
+def test_a_turn_is_not_pushed_while_another_key_writes_its_branch_and_its_work_is_kept(
+    loop: ForgeLoop, origin: Path
+) -> None:
+    """The publish after a turn commits and pushes under the branch's lease: while another key's run
+    writes the branch (it started between the turn's end and its publish), nothing is committed or
+    pushed, and the work waits in the thread's worktree for the next publish."""
+    assert dispatch.handle(loop, comment(1, "@baton please add a greeting")).status == "accepted"
+    idle(loop)
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
+    assert binding is not None
+    branch, pushed = "baton/fake/issue-42", git(origin, "rev-parse", "baton/fake/issue-42")
+    worktree = Path(loop.store.get_session("fake", binding.repo_slug, "issue-42").worktree)  # type: ignore[union-attr]
+    (worktree / "later.md").write_text("left by the agent\n")
+    other = branch_lease(loop.settings, loop.store, binding.repo_slug, branch, "fake/x/manual", "run-m")
+    other.acquire(0)
+    job = JobRecord(id="j-probe", agent="fake", repo=binding.repo_slug, thread="issue-42", request={})
+    try:
+        held_off = publish._push(loop, binding, job)
+    finally:
+        other.release()
+    assert held_off["pushed"] is False and "is being written by key fake/x/manual" in held_off["why"]
+    assert git(origin, "rev-parse", branch) == pushed and (worktree / "later.md").exists()
+    assert git(worktree, "status", "--porcelain") == "?? later.md"  # not committed either
+    assert publish._push(loop, binding, job)["pushed"] is True
+    assert git(origin, "show", f"{branch}:later.md") == "left by the agent"
 
 
 def test_a_duplicate_makes_no_second_turn_and_events_behind_a_turn_coalesce(
