@@ -42,7 +42,8 @@ EXIT_CODES = {
     2: "bad input (nothing was written)",
     3: "busy: another run holds the key",
     4: "a git remote is unreachable (network or credentials)",
-    5: "syncing with upstream conflicted: the agent did not run, the worktree is as it was",
+    5: "syncing with upstream conflicted, or the key's worktree cannot take back a branch another key"
+    " wrote: the agent did not run, the worktree is as it was",
     6: "baton serve cannot listen: its port is in use or not allowed",
     7: "the thread waits on a person (needs_input): the agent asked a question (`baton answer` answers it),"
     " or it is at a spending cap (`baton budget` raises it)",

@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Match, Mount
 from baton.errors import (
     BadInput,
     BatonError,
+    BranchConflict,
     Busy,
     DiskFull,
     NotFound,
@@ -52,6 +53,7 @@ STATUS: tuple[tuple[type[BatonError], int], ...] = (
     (NotWaiting, 409),
     (BadInput, 422),
     (Busy, 409),
+    (BranchConflict, 409),
     (DiskFull, 507),
     (RemoteError, 502),
     (Unconfined, 503),
@@ -61,8 +63,9 @@ ERROR_DOCS: dict[int | str, str] = {
     401: "missing, unknown or revoked token",
     403: "the token's scope is too small",
     404: "no such session, run or token",
-    409: "a conflict with what is stored: a run holds the key (or another key's run writes its branch), a "
-    "name is taken, a short id fits several runs, an answer to a thread that waits on no question",
+    409: "a conflict with what is stored: a run holds the key (or another key's run writes its branch, or "
+    "the key's worktree cannot take its branch back from another key's), a name is taken, a short id fits "
+    "several runs, an answer to a thread that waits on no question",
     413: "the request body is larger than 32 MiB",
     422: "bad input (the message says what); nothing was written",
     500: "an error baton did not expect",
