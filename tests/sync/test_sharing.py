@@ -96,6 +96,10 @@ def state(worktree: Path) -> dict[str, object]:
     }
 
 
+def subjects(worktree: Path) -> list[str]:
+    return git(worktree, "log", "--format=%s").splitlines()
+
+
 def edit(worktree: Path, line: int, text: str) -> None:
     """Replace line ``line`` (from 1) of shared.txt."""
     lines = (worktree / "shared.txt").read_text().splitlines()
@@ -166,7 +170,7 @@ def test_uncommitted_work_that_conflicts_with_the_others_commits_is_refused_unto
     said = str(info.value)
     assert "its uncommitted changes conflict with those commits in shared.txt" in said, said
     assert state(wa) == before  # exactly as it was: parked, its change in place
-    git(wa, "checkout", "--", "shared.txt")  # what the message says to do: undo (or commit) it
+    git(wa, "stash", "--quiet")  # what the message says to do: put them aside (or undo them)
     wa, _ = take(workdirs, sessions, a)
     assert head(wa) == "refs/heads/feat" and (wa / "shared.txt").read_text().startswith("ONE by b\n")
 
@@ -196,6 +200,9 @@ def test_commits_in_a_parked_worktree_while_the_branch_moved_on_are_refused_unto
         take(workdirs, sessions, a)
     assert "with commits made since it was parked" in str(info.value)
     assert state(wa) == before
+    git(wa, "rebase", "--quiet", "feat")  # what the message says to do
+    wa, _ = take(workdirs, sessions, a)
+    assert head(wa) == "refs/heads/feat" and subjects(wa)[:2] == ["by hand, detached", "b: its file"]
 
 
 def test_a_rewritten_branch_is_followed_and_the_old_state_archived(

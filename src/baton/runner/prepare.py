@@ -1,6 +1,7 @@
 """Preparing a key for its attempts, under its lease: one call of :func:`prepare` returns a frozen
 :class:`~baton.runner.state.Prepared`. In order: every refusal that needs only the store (the lineage
-the request names looked up once) → the worktree → the key's own space → the session record and a
+the request names looked up once) → the branch taken from another key of this machine
+(:mod:`baton.sync.sharing`) → the worktree → the key's own space → the session record and a
 fork's or hand-off's first decision (so a refusal there still removes what was made now) → the sync
 with upstream. Nothing here is decided again by an attempt.
 """

@@ -12,6 +12,7 @@ The order of the writes makes a take killed at any step finished by the next (:f
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -176,8 +177,8 @@ def _unpark(workdirs: Workdirs, key: Key, wt: WorktreeGit, branch: str) -> Taken
         raise BranchConflict(
             f"the worktree of {key} is at {head[:12]}, with commits made since it was parked at "
             f"{parked[:12]} that branch {branch!r} lacks, and the branch moved on to {tip[:12]} meanwhile: "
-            f"merge or rebase them by hand in {wt.path} (then `git switch {branch}` there), or reset the "
-            "key's worktree; nothing was changed"
+            f"rebase them onto it there (`git -C {shlex.quote(str(wt.path))} rebase {shlex.quote(branch)}`), "
+            "then run again; nothing was changed"
         )
     return _follow(g, workdirs, key, branch, head, tip)
 
@@ -196,8 +197,9 @@ def _follow(g: SyncGit, workdirs: Workdirs, key: Key, branch: str, head: str, ti
             raise BranchConflict(
                 f"another key moved branch {branch!r} from {head[:12]} to {tip[:12]} while the worktree "
                 f"of {key} was parked, and its uncommitted changes conflict with those commits in "
-                f"{shown}: commit, stash or undo them in {g.worktree} (its uncommitted work is also in "
-                f"{workdirs.checkpoint_ref(key)}), then run again; nothing was changed"
+                f"{shown}: undo them there, or put them aside (`git -C {shlex.quote(str(g.worktree))} "
+                f"stash`; they are also kept in {workdirs.checkpoint_ref(key)}), then run again; nothing was "
+                "changed"
             )
     rewritten = not is_ancestor(g, head, tip)
     kept = archive_worktree(workdirs, key, branch, archive_stamp()) if rewritten else None
