@@ -8,6 +8,7 @@ tests/runner/test_branch_lease.py."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -310,3 +311,15 @@ def test_a_removed_worktree_forgets_where_it_was_parked(
     assert git(cache, "for-each-ref", "refs/baton/parked/") == ""
     wa, _ = take(workdirs, sessions, a)  # rebuilt on the branch, b parked in turn
     assert head(wa) == "refs/heads/feat" and head(workdirs.worktree_path(b)) == "HEAD"
+
+
+def test_a_holder_whose_worktree_is_gone_lets_go_of_the_branch(
+    workdirs: Workdirs, sessions: Sessions, a: Key, b: Key
+) -> None:
+    take(workdirs, sessions, a)
+    wb, _ = take(workdirs, sessions, b)  # a parked, b on feat
+    shutil.rmtree(wb)  # gone without git knowing: its admin dir still claims feat
+    wa, _ = take(workdirs, sessions, a)
+    assert head(wa) == "refs/heads/feat"
+    wb, _ = take(workdirs, sessions, b)  # rebuilt on the branch, a parked in turn
+    assert head(wb) == "refs/heads/feat" and head(wa) == "HEAD"

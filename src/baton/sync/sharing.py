@@ -125,8 +125,10 @@ def _park_one(workdirs: Workdirs, holder: Key, branch: str, stop: Stop | None) -
     """Park one holder's worktree: what its dead runs left running is ended and a sync of it that was
     killed is undone first; one with an operation in progress is refused."""
     wt = workdirs.worktree_git(holder)
-    if wt is None:
-        return False  # missing or broken: git worktree prune drops its claim before a worktree is added
+    if wt is None:  # its directory is gone (or broken): git's record of it, which claims the branch, too
+        with file_lock(workdirs.home, f"repo:{holder.repo.slug}"):
+            run_git(["worktree", "prune"], cwd=workdirs.cache_path(holder.repo))
+        return False
     if stop is not None:
         stop(holder)  # an agent whose runner was killed mid-turn must not write on in a parked worktree
     note = recover_interrupted_sync(workdirs, holder, wt.path)
