@@ -298,19 +298,23 @@ def test_a_take_killed_midway_is_finished_by_the_next(
     assert status(wa) == {"M shared.txt", "?? notes.md"}
 
 
-def test_a_removed_worktree_forgets_where_it_was_parked(
+def test_a_parked_worktree_removed_and_rebuilt_is_on_the_branch_and_parked_no_more(
     workdirs: Workdirs, sessions: Sessions, a: Key, b: Key
 ) -> None:
     take(workdirs, sessions, a)
     take(workdirs, sessions, b)
     cache = workdirs.cache_path(a.repo)
-    assert (
-        git(cache, "for-each-ref", "--format=%(refname)", "refs/baton/parked/") == "refs/baton/parked/fake/t1"
-    )
-    workdirs.remove_worktree_dir(a)
-    assert git(cache, "for-each-ref", "refs/baton/parked/") == ""
+    parked = "refs/baton/parked/fake/t1"
+    assert git(cache, "for-each-ref", "--format=%(refname)", "refs/baton/parked/") == parked
+    workdirs.remove_worktree_dir(a)  # closed or evicted: where it was parked is kept with its checkpoint
+    assert git(cache, "for-each-ref", "--format=%(refname)", "refs/baton/parked/") == parked
     wa, _ = take(workdirs, sessions, a)  # rebuilt on the branch, b parked in turn
     assert head(wa) == "refs/heads/feat" and head(workdirs.worktree_path(b)) == "HEAD"
+    assert (
+        git(cache, "for-each-ref", "--format=%(refname)", "refs/baton/parked/") == "refs/baton/parked/fake/t2"
+    )
+    workdirs.drop_checkpoint(b)  # a reset drops it with the checkpoint
+    assert git(cache, "for-each-ref", "refs/baton/parked/") == ""
 
 
 def test_a_holder_whose_worktree_is_gone_lets_go_of_the_branch(
@@ -323,3 +327,36 @@ def test_a_holder_whose_worktree_is_gone_lets_go_of_the_branch(
     assert head(wa) == "refs/heads/feat"
     wb, _ = take(workdirs, sessions, b)  # rebuilt on the branch, a parked in turn
     assert head(wb) == "refs/heads/feat" and head(wa) == "HEAD"
+
+
+def test_a_parked_worktree_removed_then_rebuilt_gets_its_work_back_on_the_new_tip(
+    workdirs: Workdirs, sessions: Sessions, a: Key, b: Key
+) -> None:
+    """A parked key's worktree removed (closed, evicted: its checkpoint stays) and rebuilt after the
+    other key moved the branch: its checkpoint, taken on the old tip, is re-applied on the new one —
+    or, when it conflicts there, kept under an archive ref, never dropped."""
+    wa, _ = take(workdirs, sessions, a)
+    edit(wa, 5, "FIVE by a")
+    (wa / "notes.md").write_text("a's notes\n")
+    wb, _ = take(workdirs, sessions, b)
+    workdirs.remove_worktree_dir(a)  # as a close does: the checkpoint ref stays
+    edit(wb, 1, "ONE by b")
+    git(wb, "commit", "-qam", "b: line one")
+
+    take_branch(workdirs, sessions, a, "feat")
+    made = workdirs.prepare_worktree(a, "feat", None)
+    assert made.note and "re-applied on the branch's new tip" in made.note
+    assert (made.path / "shared.txt").read_text() == "ONE by b\ntwo\nthree\nfour\nFIVE by a\n"
+    assert status(made.path) == {"M shared.txt", "?? notes.md"}
+
+    edit(made.path, 1, "ONE by a")  # now a conflict with b's next commit
+    take(workdirs, sessions, b)
+    workdirs.remove_worktree_dir(a)
+    edit(wb, 1, "ONE by b, again")
+    git(wb, "commit", "-qam", "b: line one again")
+    take_branch(workdirs, sessions, a, "feat")
+    made = workdirs.prepare_worktree(a, "feat", None)
+    assert made.note and "conflicts with the branch's commits since: not re-applied, kept at" in made.note
+    (kept,) = list_archives(workdirs, a)
+    assert git(workdirs.cache_path(a.repo), "show", f"{kept}:shared.txt").startswith("ONE by a\n")
+    assert status(made.path) == set()  # the branch's tip, clean

@@ -1,5 +1,6 @@
-"""A key's checkpoint, and a worktree brought to one: the two git jobs
-:class:`~baton.workspace.workdirs.Workdirs` hands over (its ``checkpoint`` and ``catch_up`` are these).
+"""A key's checkpoint, and a worktree brought to one: the git jobs
+:class:`~baton.workspace.workdirs.Workdirs` hands over (its ``checkpoint`` and ``catch_up`` are these;
+:func:`reapply`, a checkpoint re-applied on a branch that moved on while the worktree was gone).
 
 - :func:`take`: the worktree's uncommitted state (tracked and untracked, .gitignore respected) as a commit
   on top of HEAD, under ``refs/baton/checkpoints/<agent>/<thread>`` in the cache clone, staged into a copy
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from baton.errors import GitError
+from baton.files import archive_stamp
 from baton.keys import Key, Repo
 from baton.workspace import checkmemo
 from baton.workspace.gitcmd import (
@@ -167,3 +169,28 @@ def _target(dirs: Dirs, key: Key, branch: str) -> tuple[str, str]:
         raise GitError(f"branch {branch!r} is missing")
     checkpoint = dirs.read_ref(cache, dirs.checkpoint_ref(key))
     return tip, checkpoint if checkpoint and commit_of(cache, f"{checkpoint}^") == tip else tip
+
+
+def reapply(dirs: Dirs, key: Key, wt: WorktreeGit, head: str, checkpoint: str, parent: str) -> str:
+    """A worktree just rebuilt at ``head``, whose branch moved on from ``parent`` since the key's
+    ``checkpoint`` was taken there: the checkpoint's changes written on top (a 3-way merge whose base
+    is ``parent``, of a throw-away commit of ``head``'s tree on ``parent`` and the checkpoint) and the
+    checkpoint ref moved onto ``head``; when they conflict, the worktree stays ``head``'s and the
+    checkpoint is kept under ``refs/baton/archive/...`` (the next checkpoint of a clean worktree drops
+    the checkpoint ref). The note that says which. The caller holds the repo's lock."""
+    cache, env = dirs.cache_path(key.repo), dirs.process_env(key.agent)
+    message = ["-m", f"baton checkpoint of {key}"]
+    try:
+        ours = run_git(["commit-tree", f"{head}^{{tree}}", "-p", parent, *message], cwd=cache, env=env)
+        tree = run_git(["merge-tree", "--write-tree", "--no-messages", ours, checkpoint], cwd=cache)
+    except GitError:  # exit 1: a conflict (or a git failure): kept, not applied
+        ref = f"refs/baton/archive/{key.agent}/{key.thread}/{archive_stamp()}-checkpoint"
+        run_git(["update-ref", ref, checkpoint], cwd=cache)
+        return (
+            f"the last checkpoint {checkpoint[:12]} (taken on {parent[:12]}) conflicts with the branch's "
+            f"commits since: not re-applied, kept at {ref}"
+        )
+    checkout_changes(wt, head, tree.splitlines()[0])
+    moved = run_git(["commit-tree", tree.splitlines()[0], "-p", head, *message], cwd=cache, env=env)
+    run_git(["update-ref", dirs.checkpoint_ref(key), moved, checkpoint], cwd=cache)
+    return f"the last checkpoint (taken on {parent[:12]}) re-applied on the branch's new tip {head[:12]}"

@@ -89,7 +89,8 @@ class Workdirs:
       (:mod:`baton.workspace.checkpoints`).
     - Parked: ``refs/baton/parked/<agent>/<thread>`` names the commit where the key's worktree was
       detached from its branch because another key of this home writes that branch now
-      (:mod:`baton.workspace.parking`, :mod:`baton.sync.sharing`).
+      (:mod:`baton.workspace.parking`, :mod:`baton.sync.sharing`); kept when the worktree is removed
+      with its checkpoint, so that a rebuild re-applies that checkpoint on the branch's new tip.
     - Shared checkpoint: ``refs/baton/shared/<agent>/<thread>`` in the cache names the key's state as
       the store last had it from or gave to this home (:mod:`baton.workspace.portable`): a store record
       naming another commit means another machine has run the key since. The bundles that carry a
@@ -228,7 +229,7 @@ class Workdirs:
             gitlinks.drop(cache, key)  # a stale one would claim the branch
             path.parent.mkdir(parents=True, exist_ok=True)
             made, wt, head = self._add_worktree(key, cache, branch, base, env)
-            self._restore_checkpoint(key, wt, head)
+            note = _joined(note, self._restore_checkpoint(key, wt, head))
         return dataclasses.replace(made, note=note)
 
     def _add_worktree(
@@ -360,13 +361,24 @@ class Workdirs:
                 return found
         return wt.commit_of("HEAD")
 
-    def _restore_checkpoint(self, key: Key, wt: WorktreeGit, head: str) -> None:
-        """Re-apply the key's checkpoint to its worktree, a fresh checkout of ``head``, when it sits on
-        ``head`` (a checkpoint ref naming anything else is left alone)."""
+    def _restore_checkpoint(self, key: Key, wt: WorktreeGit, head: str) -> str | None:
+        """Re-apply the key's checkpoint to its worktree, a fresh checkout of ``head``: as it is when it
+        sits on ``head``; on top of ``head`` when it was taken where the worktree was parked (another key
+        of this home wrote the shared branch on while it was parked and then removed: closed, evicted;
+        :func:`~baton.workspace.checkpoints.reapply`); else not (the key's own history moved on since,
+        so it no longer applies). A note when it was re-applied on a new tip, or could not be."""
         checkpoint = self.read_ref(wt.common, self.checkpoint_ref(key))
-        if checkpoint is None or commit_of(wt.common, f"{checkpoint}^") != head:
-            return  # none, or the branch moved on since: that checkpoint no longer applies
-        checkout_changes(wt, head, checkpoint)  # a fresh checkout of HEAD: only what differs
+        parked = self.read_ref(wt.common, self.parked_ref(key))
+        parent = commit_of(wt.common, f"{checkpoint}^") if checkpoint else None
+        note = None
+        if checkpoint is not None and parent == head:
+            checkout_changes(wt, head, checkpoint)  # a fresh checkout of HEAD: only what differs
+        elif checkpoint is not None and parent is not None and parent == parked:
+            note = checkpoints.reapply(self, key, wt, head, checkpoint, parent)
+        # else none, or the key's own history moved on since: that checkpoint no longer applies
+        if parked is not None:  # rebuilt on its branch: parked no more
+            run_git(["update-ref", "-d", self.parked_ref(key), parked], cwd=wt.common)
+        return note
 
     def remove_worktree(self, key: Key, branch: str | None = None) -> bool:
         """Remove the key's worktree (and ``branch`` and the checkpoint, when a branch is given); True if a
@@ -388,8 +400,6 @@ class Workdirs:
             if (cache / "HEAD").is_file():
                 run_git(["worktree", "prune"], cwd=cache)
                 gitlinks.drop(cache, key)  # pruned unless its gitdir was made to name something else
-                if self.read_ref(cache, self.parked_ref(key)) is not None:  # a rebuilt one is on its branch
-                    run_git(["update-ref", "-d", self.parked_ref(key)], cwd=cache)
         remove_empty_parents(path.parent, self.home / "worktrees")
         return existed
 
@@ -406,10 +416,13 @@ class Workdirs:
         return True
 
     def drop_checkpoint(self, key: Key) -> bool:
-        """Delete the key's checkpoint ref (and its shared one); True if there was a checkpoint."""
+        """Delete the key's checkpoint ref (and its shared and parked ones); True if there was a
+        checkpoint."""
         cache = self.cache_path(key.repo)
         if not (cache / "HEAD").is_file():
             return False
+        if commit_of(cache, self.parked_ref(key)) is not None:
+            run_git(["update-ref", "-d", self.parked_ref(key)], cwd=cache)
         if commit_of(cache, self.shared_ref(key)) is not None:
             run_git(["update-ref", "-d", self.shared_ref(key)], cwd=cache)
         if commit_of(cache, self.checkpoint_ref(key)) is None:
