@@ -21,7 +21,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -399,6 +399,30 @@ def test_a_key_killed_mid_turn_on_a_shared_branch_loses_nothing_and_the_other_ru
         if killed.poll() is None:
             killed.kill()
         store.close()
+
+
+def test_uncommitted_work_that_conflicts_with_the_other_keys_commits_is_refused_with_exit_5(
+    cli: Callable[..., subprocess.CompletedProcess[str]], src_repo: Path, settings: Settings
+) -> None:
+    """t1 leaves README.md changed, uncommitted; t2 commits another change to it on the same branch:
+    t1's next turn is refused (exit 5) before its agent starts, saying where and what to do, its
+    worktree as it was; once the change is put aside it runs on t2's commit."""
+    key = ["-a", "fake", "-r", str(src_repo), "--branch", "feat", "--access", "full"]
+    left = {"FAKE_AGENT_RUN": "echo mine > README.md"}
+    assert cli("run", *key, "-t", "t1", "go", env=left).returncode == 0
+    commits = {"FAKE_AGENT_RUN": 'echo theirs > README.md && git commit -qam "t2: readme"'}
+    assert cli("run", *key, "-t", "t2", "go", env=commits).returncode == 0
+    t1 = tree_of(settings, src_repo, "t1")
+    refused = cli("run", *key, "-t", "t1", "again", env=left)
+    assert refused.returncode == 5, refused.stderr
+    said = " ".join(refused.stderr.split())
+    assert "its uncommitted changes conflict with those commits in README.md" in said, said
+    assert f"git -C {t1} stash" in said and "nothing was changed" in said
+    assert (t1 / "README.md").read_text() == "mine\n" and not on_feat(t1)
+    git(t1, "stash", "--quiet")
+    again = cli("run", *key, "-t", "t1", "--json", "again", env={"FAKE_AGENT_RUN": "true"})
+    assert again.returncode == 0, again.stderr
+    assert subjects(t1)[0] == "t2: readme" and on_feat(t1)
 
 
 @pytest.mark.usefixtures("gated")
