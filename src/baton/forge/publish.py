@@ -269,7 +269,7 @@ def _open_merge(loop: ForgeLoop, binding: Binding) -> merging.OpenMerge | None:
     return merging.open_merge(wt, workdirs.process_env(binding.agent), binding.head_sha)
 
 
-def _push(loop: ForgeLoop, binding: Binding, job: JobRecord, again: bool) -> dict[str, Any]:
+def _push(loop: ForgeLoop, binding: Binding, job: JobRecord, again: bool = False) -> dict[str, Any]:
     """Commit and push under the lease of the branch the thread's worktree is on, the branch taken back
     first if another key of this machine wrote it since (:func:`baton.sync.sharing.take_branch`): the
     turn's run has released that lease, and a run of another key on the same branch (a manual
