@@ -311,6 +311,47 @@ def test_a_turn_under_way_holds_the_policy_back(
     idle(loop)
 
 
+def test_an_approval_with_words_is_looked_at_again_when_its_turn_is_published(
+    loop: ForgeLoop, forge: MergingForge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binding = opened(loop, forge)
+    monkeypatch.delenv("FAKE_AGENT_WRITE")  # the review's turn answers and changes nothing
+    monkeypatch.setenv("FAKE_AGENT_DELAY", "1")
+    forge.approvals, forge.checks = [approval("alice", forge.head)], [CheckState("ci", GREEN)]
+    # an approval that says something: its words are a turn, and the policy waits for it
+    assert dispatch.handle(loop, comment(2, "looks good, thanks")).status == "accepted"
+    assert merge.consider(loop, binding, "a review")["merge"].startswith("a turn of the thread is under way")
+    assert forge.draft is True
+    idle(loop)
+    # the turn pushed nothing: the approval is on the head still, and the PR is ready now
+    assert forge.draft is False and "mark_ready" in forge.calls
+    [row] = audited(loop, "forge.ready")
+    assert row["detail"]["after"] == "a turn"
+
+
+def test_an_event_waiting_for_its_turn_holds_the_policy_back_and_is_started(
+    loop: ForgeLoop, forge: MergingForge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binding = opened(loop, forge)
+    policy(loop, MergePolicy.AUTO)
+    forge.approvals, forge.checks = [approval("alice", forge.head)], [CheckState("ci", GREEN)]
+    kick = dispatch.kick
+    # the review's event is stored, and its turn not started yet (its kick comes a moment later)
+    monkeypatch.setattr(dispatch, "kick", lambda *_a, **_k: None)
+    assert dispatch.handle(loop, comment(2, "approved, and rename it please")).status == "coalesced"
+    monkeypatch.setattr(dispatch, "kick", kick)
+    done = merge.consider(loop, binding, "a review")
+    assert done["merge"].startswith("an event of the thread waits for its turn"), done
+    assert "mark_ready" not in forge.calls and "enable_auto_merge" not in forge.calls
+    assert forge.draft is True and forge.auto is False
+    # ... and the policy started the turn the event waited for
+    [event] = [
+        e for e in forge_store(loop.store).forge_events("gh", "acme/api", 42) if e.identity == "comment:2"
+    ]
+    assert event.job_id is not None
+    idle(loop)
+
+
 def test_readiness_rules_read_the_latest_word_of_each_reviewer() -> None:
     def pull(*reviews: Review, checks: tuple[CheckState, ...] = ()) -> PullState:
         return PullState(7, True, True, HEAD, "main", reviews, checks, None)

@@ -2,9 +2,10 @@
 baton opened for an issue's thread is approved and green on its current head
 (:func:`baton.forge.readiness.not_ready`), it is marked ready for review, and with ``auto`` the forge's
 own auto-merge is enabled. :func:`consider` is asked after an approving review or a green check
-(:func:`act_on_settled`) and by the reconcile; each step is taken once per head (recorded on the thread
-as ``merge:<step>:<head>``, audited ``forge.ready`` / ``forge.auto_merge``), a refusal said once and
-never raised, a forge that does not answer asked again next time, and a quiet thread costs no request.
+(:func:`act_on_settled`), after each published turn and by the reconcile; never while a turn is queued
+or running or an event waits for one (no turn starts while it acts); each step is taken once per head
+(``merge:<step>:<head>`` on the thread, audited ``forge.ready`` / ``forge.auto_merge``), a refusal said
+once and never raised, a forge that does not answer asked again, and a quiet thread costs no request.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from baton.store.leases import key_lease
 
 log = logging.getLogger("baton.forge")
 READY, AUTO = "ready", "auto_merge"  # the steps, in order; their audit rows are forge.<step>
+WAITING = "an event of the thread waits for its turn: its push may move the head"
 
 
 def merge_client(client: ForgeClient) -> MergeClient:
@@ -67,28 +69,56 @@ def act_on_settled(loop: ForgeLoop, settled: Settled) -> dict[str, Any]:
     return {"merge": done} if done else {"merge": "no bound pull request"}
 
 
-def consider(loop: ForgeLoop, binding: Binding, why: str) -> dict[str, Any]:
+def consider(loop: ForgeLoop, binding: Binding, why: str, finishing: str | None = None) -> dict[str, Any]:
     """Take the next steps of the repository's merge policy for the thread's PR, if it is ready; what
-    was done or why nothing (never raises: a forge's failure is said in what it returns)."""
+    was done or why nothing (never raises: a forge's failure is said in what it returns). ``finishing``:
+    the turn being published now (:mod:`baton.forge.publish` asks again after each turn).
+
+    It acts holding the lease :func:`baton.forge.dispatch.kick` starts a turn under, and asks again
+    under it whether a turn is queued or running or an event waits for one: no turn starts while the
+    PR is marked ready or handed to the forge's auto-merge, and none is under way when it is. An event
+    whose turn could not start meanwhile is started when it is done."""
     config = loop.repo(binding.forge, binding.repo)
-    skip = _skip(loop, binding, config)
+    skip = _skip(loop, binding, config, finishing)
     if skip or config is None:
+        if skip == WAITING:  # its turn starts (kicked twice at worst: a kick starts one turn)
+            dispatch.kick(loop, binding, finishing)
         return {"merge": skip or "not configured"}
     lease = key_lease(loop.settings, loop.store, f"forge-merge:{binding.conversation}")
     try:
         lease.acquire(wait=0.0)
     except Busy:
         return {"merge": "another process is looking at it"}
+    turns = key_lease(loop.settings, loop.store, f"forge:{binding.conversation}")  # kick's own
     try:
+        turns.acquire(wait=10.0)
+    except Busy:
+        lease.release()
+        return {"merge": "a turn of the thread is being started"}
+    try:
+        skip = _skip(loop, binding, config, finishing)  # again, now that no turn can start
+        if skip:
+            return {"merge": skip}
         return _consider(loop, binding, config, why)
     except (ForgeError, BatonError) as exc:  # no answer: asked again by the next event or reconcile
         log.warning("forge %s: the merge policy could not read the PR: %s", binding.conversation, exc)
         return {"merge": "error", "error": str(exc)}
     finally:
+        turns.release()
         lease.release()
+        if _waiting(loop, binding):  # its kick found the lease held: it starts now
+            dispatch.kick(loop, binding, finishing)
 
 
-def _skip(loop: ForgeLoop, binding: Binding, config: RepoConfig | None) -> str | None:
+def _waiting(loop: ForgeLoop, binding: Binding) -> bool:
+    """Whether an event of the thread waits for its turn (stored ``pending``, not started yet)."""
+    store = forge_store(loop.store)
+    return bool(store.forge_events(binding.forge, binding.repo, binding.number, status=EventStatus.PENDING))
+
+
+def _skip(
+    loop: ForgeLoop, binding: Binding, config: RepoConfig | None, finishing: str | None = None
+) -> str | None:
     """Why the thread's PR is not considered at all (no forge request): None when it is."""
     if config is None or config.merge is MergePolicy.OFF:
         return "off"
@@ -96,8 +126,10 @@ def _skip(loop: ForgeLoop, binding: Binding, config: RepoConfig | None) -> str |
         return "not a pull request baton opened"
     if binding.status == BindingStatus.CLOSED:
         return "the thread is closed"
-    if dispatch.busy(loop, binding):
+    if dispatch.busy(loop, binding, finishing):
         return "a turn of the thread is under way: its push moves the head"
+    if _waiting(loop, binding):
+        return WAITING
     if binding.head_sha and all(_recorded(loop, binding, step, binding.head_sha) for step in _steps(config)):
         return "done for this head"
     return None

@@ -4,7 +4,8 @@ walls and environment allow-list are unchanged). When a turn of a bound thread e
 cannot start meanwhile) commits what the agent left (after a turn that succeeded, and never a merge with
 a conflict left: :mod:`baton.forge.merging`), pushes the thread's branch from baton's own cache clone,
 opens the issue's pull request the first time, posts or edits the thread's one status comment, marks
-the turn published and starts the events that waited as the next turn. Each step and why:
+the turn published and starts the events that waited as the next turn (none: the merge policy looks
+at the PR again, :mod:`baton.forge.merge`). Each step and why:
 :func:`publish` and docs/forge.md (What baton writes on the forge).
 """
 
@@ -22,7 +23,7 @@ from baton.asking.questions import Question
 from baton.errors import BatonError, BranchBusy, BranchConflict, Busy, GitError
 from baton.fleet import orphans
 from baton.fleet.execute import AFTER_JOB
-from baton.forge import answers, dispatch, gitauth, merging, pushed, replies
+from baton.forge import answers, dispatch, gitauth, merge, merging, pushed, replies
 from baton.forge.config import ForgeSettings, Reply
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeError, ForgeEvent
@@ -164,8 +165,9 @@ def _claimed(
         except Exception as exc:  # the run's end must be recorded whatever the forge did
             log.exception("forge %s: publishing turn %s failed", binding.conversation, job.id)
             result = {"error": f"{type(exc).__name__}: {redact(str(exc))}"}
-    if forge_store(loop.store).mark_published(job.id, result, loop.clock()):
-        dispatch.kick(loop, binding, finishing=job.id)
+    published = forge_store(loop.store).mark_published(job.id, result, loop.clock())
+    if published and dispatch.kick(loop, binding, finishing=job.id) is None:  # no next turn: the PR
+        merge.consider(loop, binding, "a turn", finishing=job.id)  # may be ready now
     return result
 
 
