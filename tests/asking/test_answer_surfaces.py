@@ -44,7 +44,14 @@ def test_baton_run_prints_the_question_exits_7_and_baton_answer_resumes_the_conv
         shown["last_outcome"] == "needs_input" and shown["runs"][0]["question"]["text"] == "Tabs or spaces?"
     )
     (tmp_path / "answer.txt").write_text(HOSTILE)  # a NUL cannot be in argv: the answer from a file
-    answered = cli("answer", *key(src_repo), "--json", "--prompt-file", str(tmp_path / "answer.txt"))
+    # answered with the command ``baton run`` printed: the repository named by its slug (local/<name>-…)
+    hint = asked.stderr[asked.stderr.index("baton answer -a") :].split()
+    slug = hint[hint.index("-r") + 1]
+    assert slug.startswith("local/") and slug != str(src_repo)
+    answer_file = str(tmp_path / "answer.txt")
+    answered = cli(
+        "answer", "-a", "claude", "-r", slug, "-t", "issue-1", "--json", "--prompt-file", answer_file
+    )
     assert answered.returncode == 0, answered.stderr
     result = json.loads(answered.stdout)
     assert result["outcome"] == "succeeded" and result["mode"] == "resume"

@@ -25,6 +25,8 @@ def answer_cmd(request: RunRequest, as_json: JsonOpt = False) -> None:
     with cli_store() as (_settings, store):
         key = resolve_key(store, request.agent, request.repo, request.thread)
         found = answering(store, key.agent, key.repo.slug, key.thread, request.prompt, _who())
+    # the key as named: a URL, a path, or its slug (``baton run`` prints the slug), run where it lives
+    request.repo = key.repo.url
     request.prompt, request.answers = found.prompt, found.answers
     raise typer.Exit(execute(request, as_json))
 
