@@ -437,10 +437,11 @@ def test_read_and_run_tokens_cannot_reset(fleet: Fleet, tabs: Tabs) -> None:
 
 
 def test_a_waiting_question_is_shown_and_answered_from_the_session_page(
-    fleet: Fleet, tabs: Tabs, tmp_path: Path
+    fleet: Fleet, tabs: Tabs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The fake agent asks through baton's MCP server; the page shows the question (escaped) and, to a
-    run token, the answer form, whose POST queues the run that resumes the same conversation."""
+    run token, the answer form, whose POST queues the run that resumes the same conversation. While that
+    run is on its way the page says so instead of offering the form, and a second answer is refused."""
     repo = make_repo(tmp_path / "asks")
     ask = '[[tool:ask_human {"question": "<b>Which</b> one?", "options": ["left", "right"]}]]'
     asked = run(RunRequest("fake", str(repo), "asks", f"choose {ask}"), fleet.settings)
@@ -453,10 +454,21 @@ def test_a_waiting_question_is_shown_and_answered_from_the_session_page(
     assert reader.page.locator("#answer-form").count() == 0  # a read token may not answer
     tab = fleet.signed_in(tabs, "run")
     tab.goto(sess.page)
+    csrf = tab.page.input_value("#answer-form input[name=csrf]")
+    monkeypatch.setenv("FAKE_AGENT_DELAY", "4")  # the answer's run takes a moment
     tab.page.fill("#answer-text", "right, please")
     with tab.page.expect_navigation():
         tab.page.click("#answer-button")
     assert tab.path().startswith("/session?")
+    # while the answer's run is queued or running: no form, the run named; a second answer is a 409
+    assert tab.page.locator("#answer-form").count() == 0
+    assert "An answer is on its way" in tab.page.inner_text("#answer-under-way")
+    form = {"csrf": csrf, "agent": "fake", "repo": sess.slug, "thread": "asks", "answer": "left"}
+    cookie = tab.cookie()
+    assert cookie
+    headers = {"Cookie": f"baton_session={cookie}", "Origin": fleet.url}
+    again = httpx.post(f"{fleet.url}/session/answer", data=form, headers=headers, timeout=30)
+    assert again.status_code == 409 and "waiting" in again.text, again.text
     store = fleet.service.store
     wait_for(lambda: store.list_runs("fake", sess.slug, "asks", limit=1)[0].outcome == Outcome.SUCCEEDED)
     answered = store.list_runs("fake", sess.slug, "asks", limit=1)[0]

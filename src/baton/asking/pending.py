@@ -1,7 +1,8 @@
 """The question a thread waits on: its key's last turn ended ``needs_input`` and no turn has run since
 (:func:`waiting`), and the turn that answers it (:func:`answering`), which every surface (the CLI's
 ``baton answer``, the API, the dashboard) makes the same way: the same key, resuming its conversation,
-the question and the answer as the prompt (:func:`answer_to`), refused by the runner unless the thread
+the question and the answer as the prompt (:func:`answer_to`), refused at once while a run of the key
+is queued or running (:func:`under_way`: an answer on its way), and by the runner unless the thread
 still waits on that question (``RunRequest.answers``), so one answer resumes it. A thread parked at a
 spending cap waits on baton's question (:mod:`baton.caps.parked`): its answer resumes the capped turn's
 instruction with the answer after it, and the cap is checked again first, so only a raise lets it run.
@@ -15,8 +16,8 @@ from typing import Any
 from baton.asking.questions import Question, answer_prompt
 from baton.caps.parked import of_run, resume_prompt
 from baton.errors import BadInput, NotWaiting
-from baton.models import Outcome, RunRecord, SessionStatus, iso
-from baton.store.base import RunStore
+from baton.models import JobRecord, JobStatus, Outcome, RunRecord, SessionStatus, iso
+from baton.store.base import RunLookup, RunStore
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,31 @@ class Answer:
     answers: str
 
 
-def answering(store: RunStore, agent: str, repo: str, thread: str, answer: str, by: str) -> Answer:
-    """The turn that answers the key's question; NotWaiting when it waits on none, BadInput for an
-    empty answer (nothing is written either way)."""
+def under_way(store: RunLookup, agent: str, repo: str, thread: str) -> JobRecord | None:
+    """A submitted run of the key that is queued or running (an answer on its way, or another turn):
+    while there is one, the thread does not wait for an answer."""
+    for status in (JobStatus.QUEUED, JobStatus.RUNNING):
+        found = store.list_jobs(agent, repo, thread, status=status, limit=1)
+        if found:
+            return found[0]
+    return None
+
+
+def answering(store: RunLookup, agent: str, repo: str, thread: str, answer: str, by: str) -> Answer:
+    """The turn that answers the key's question; NotWaiting when it waits on none or a run of the key
+    is queued or running (:func:`under_way`), BadInput for an empty answer (nothing is written)."""
     if not answer.strip():
         raise BadInput("the answer is empty")
     found = waiting(store, agent, repo, thread)
     if found is None:
         raise NotWaiting(
             f"{agent}:{repo}:{thread} is not waiting for an answer (its last turn asked nothing)"
+        )
+    busy = under_way(store, agent, repo, thread)
+    if busy is not None:
+        raise NotWaiting(
+            f"{agent}:{repo}:{thread} has a run {busy.status.value} already (run {busy.id}): an answer is "
+            "on its way, and the thread is not waiting"
         )
     return Answer(answer_to(found, answer, by), found.run.run_id)
 

@@ -20,11 +20,13 @@ def answer_cmd(request: RunRequest, as_json: JsonOpt = False) -> None:
     """Answer the question a thread waits on (the instruction is the answer) and run the turn that
     resumes its conversation with it; exit 2 when the thread waits on no question."""
     from baton.asking.pending import answering
+    from baton.forge.answered import answered_elsewhere
     from baton.sessions.manage import resolve_key
 
     with cli_store() as (_settings, store):
         key = resolve_key(store, request.agent, request.repo, request.thread)
         found = answering(store, key.agent, key.repo.slug, key.thread, request.prompt, _who())
+        answered_elsewhere(store, key.agent, key.repo.slug, key.thread, _who())  # a forge thread's too
     # the key as named: a URL, a path, or its slug (``baton run`` prints the slug), run where it lives
     request.repo = key.repo.url
     request.prompt, request.answers = found.prompt, found.answers

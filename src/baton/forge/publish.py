@@ -131,6 +131,8 @@ def after_job(
     events = forge_store(loop.store).events_of_job(job_id)
     job = loop.store.get_job(job_id)
     if not events or job is None:
+        if job is not None:  # a run of a bound thread's key submitted off the forge (an answer's)
+            _elsewhere(loop, job)
         return None
     job.outcome, job.error = outcome, fields.get("error")
     job.result = fields.get("result") if isinstance(fields.get("result"), dict) else None
@@ -144,6 +146,17 @@ def after_job(
             return _claimed(loop, binding, job, outcome, again, within or nullcontext)
     except Busy:  # another process publishes it now (a heal beside its executor): it is theirs
         return forge_store(loop.store).published(job.id)
+
+
+def _elsewhere(loop: ForgeLoop, job: JobRecord) -> None:
+    """A submitted run of a bound thread's key that no forge event made (an answer given through the
+    API or the dashboard) has ended: what the forge said meanwhile, which waited for it, starts now."""
+    try:
+        binding = forge_store(loop.store).binding_for_key(job.agent, job.repo, job.thread)
+        if binding is not None and binding.status == BindingStatus.ACTIVE:
+            dispatch.kick(loop, binding, finishing=job.id)
+    except Exception:  # the run's end is recorded whatever: the reconcile or the next event kicks it
+        log.exception("forge: starting what waited after run %s failed", job.id)
 
 
 def _claimed(

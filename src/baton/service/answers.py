@@ -1,7 +1,8 @@
 """Routes: answers. ``POST /v1/answers`` answers the question a thread waits on (its last turn ended
 ``needs_input``): the answer becomes the prompt of a run queued on the same key, which resumes its
 conversation told the question and the answer (:func:`baton.asking.pending.answering`, as ``baton
-answer`` does); 409 when the thread waits on no question, nothing written.
+answer`` does); 409 when the thread waits on no question or an answer's run is queued or running
+already, nothing written.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pydantic import BaseModel, Field
 
 from baton.asking.pending import answering
 from baton.asking.questions import MAX_ANSWER
-from baton.errors import NotWaiting
+from baton.errors import Busy, NotWaiting
 from baton.fleet import jobs
-from baton.models import JobRecord, JobStatus
+from baton.forge.answered import answered_elsewhere
+from baton.models import JobRecord
 from baton.runner.request import RunRequest
 from baton.service.auth import Actor, require
 from baton.service.fields import Agent, Thread
@@ -25,9 +27,11 @@ from baton.service.runs import SUBMITTED, ExecutorDep, RunState, SettingsDep, St
 from baton.sessions.manage import get_session, resolve_key
 from baton.settings import Settings
 from baton.store import Store
+from baton.store.leases import key_lease
 
 router = APIRouter(tags=["runs"])
 Runner = Annotated[Actor, Depends(require(TokenScope.RUN))]
+ANSWER_WAIT = 5.0  # seconds an answer waits for another one of the key being taken
 
 
 class AnswerIn(BaseModel):
@@ -77,15 +81,28 @@ def submit_answer(
 ) -> JobRecord:
     """Queue the run that answers the question ``named``'s thread waits on (the API's and the
     dashboard's one way); NotFound, NotWaiting or BadInput with nothing written. The caller hands the
-    job to its executor."""
+    job to its executor. Under the key's answer lease, so of two answers at once the second sees the
+    first's run queued and is refused (409) at once; a forge thread bound to the key waits no more
+    (:func:`baton.forge.answered.answered_elsewhere`)."""
     key = resolve_key(store, named.agent, named.repo, named.thread)
     session = get_session(store, key)
     by = f"{actor} (through baton's {where})"
-    found = answering(store, key.agent, key.repo.slug, key.thread, answer, by)
-    queued = store.list_jobs(key.agent, key.repo.slug, key.thread, status=JobStatus.QUEUED, limit=1)
-    if queued:  # an answer (or another run) is on its way: this one would answer a question twice
-        raise NotWaiting(f"{key} has a run queued already (run {queued[0].id}): the thread is not waiting")
-    request = RunRequest(
-        agent=key.agent, repo=session.repo_url, thread=key.thread, prompt=found.prompt, answers=found.answers
-    )
-    return jobs.submit(store, settings, request, actor)
+    lease = key_lease(settings, store, f"answer:{key}")
+    try:
+        lease.acquire(wait=ANSWER_WAIT)
+    except Busy:
+        raise NotWaiting(f"{key} is being answered now: the thread is not waiting") from None
+    try:
+        found = answering(store, key.agent, key.repo.slug, key.thread, answer, by)
+        request = RunRequest(
+            agent=key.agent,
+            repo=session.repo_url,
+            thread=key.thread,
+            prompt=found.prompt,
+            answers=found.answers,
+        )
+        job = jobs.submit(store, settings, request, actor)
+    finally:
+        lease.release()
+    answered_elsewhere(store, key.agent, key.repo.slug, key.thread, actor)
+    return job

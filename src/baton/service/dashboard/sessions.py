@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from baton.asking.pending import waiting
+from baton.asking.pending import under_way, waiting
 from baton.errors import BadInput
 from baton.forge.threads import key_state
 from baton.housekeeping.disk import DiskReport, SessionUsage
@@ -158,6 +158,10 @@ def session_page(
 ) -> HTMLResponse:
     _settings, store = state(request)
     session = get_session(store, resolve_key(store, agent, repo, thread))
+    question = waiting(store, session.agent, session.repo, session.thread)
+    busy = under_way(store, session.agent, session.repo, session.thread)
+    # an answer on its way (a run queued while the question waits, or an answer's run): no form
+    answering = busy if busy is not None and (question or busy.request.get("answers")) else None
     report = request.app.state.disk.get()
     sizes = sizes_of(report)
     return page(
@@ -173,7 +177,8 @@ def session_page(
         forge=key_state(
             store, session.agent, session.repo, session.thread, forge_config(request), last=FORGE_EVENTS
         ),
-        question=waiting(store, session.agent, session.repo, session.thread),
+        question=question,
+        answering=answering,
         can_answer=viewer.scope.allows(TokenScope.RUN),
         **key_runs(store, session),
     )

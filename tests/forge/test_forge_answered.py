@@ -1,0 +1,60 @@
+"""A forge thread's question answered off the forge (``POST /v1/answers`` and the dashboard through
+:func:`baton.service.answers.submit_answer`, ``baton answer`` through the same check): the thread waits
+no more at once (active, counted as waiting nowhere), a second answer while the first's run is queued
+is refused at once, and what the forge said meanwhile starts when the answer's run has ended."""
+
+from __future__ import annotations
+
+import pytest
+
+from baton.asking.pending import answering, waiting
+from baton.errors import NotWaiting
+from baton.forge import dispatch, publish
+from baton.forge.loop import ForgeLoop
+from baton.forge.records import BindingStatus
+from baton.forge.tables import forge_store
+from baton.models import JobStatus
+from baton.service.answers import Key3, submit_answer
+from tests.forge.test_forge_loop import (  # noqa: F401 (fixtures)
+    ASK,
+    comment,
+    forge,
+    idle,
+    loop,
+    origin,
+)
+
+
+def test_an_answer_off_the_forge_clears_the_wait_and_a_second_is_refused_at_once(
+    loop: ForgeLoop,  # noqa: F811 (the fixture)
+) -> None:
+    assert dispatch.handle(loop, comment(1, f"@baton add a greeting {ASK}")).status == "accepted"
+    idle(loop)
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
+    assert binding is not None and binding.status == BindingStatus.NEEDS_HUMAN
+    assert binding.note == publish.ASKED
+    slug = binding.repo_slug
+    # the answer's run is queued (its executor is handed it below)
+    job = submit_answer(loop.store, loop.settings, Key3("fake", slug, "issue-42"), "hi", "bob", "API")
+    # the forge's thread waits no more, at once: active, and counted as waiting nowhere
+    binding = forge_store(loop.store).get_binding("gh", "acme/api", 42)
+    assert binding is not None and binding.status == BindingStatus.ACTIVE and binding.note is None
+    assert forge_store(loop.store).list_bindings(status=BindingStatus.NEEDS_HUMAN) == []
+    assert next(a for a in loop.store.list_audit(50) if a["action"] == "forge.resumed")["actor"] == "bob"
+    # the question still reads as asked (no run has answered it), but a second answer is refused now
+    assert waiting(loop.store, "fake", slug, "issue-42") is not None
+    with pytest.raises(NotWaiting, match="an answer is on its way"):
+        submit_answer(
+            loop.store, loop.settings, Key3("fake", slug, "issue-42"), "hello", "carol", "dashboard"
+        )
+    with pytest.raises(NotWaiting, match="an answer is on its way"):  # baton answer's check
+        answering(loop.store, "fake", slug, "issue-42", "hello", "dave (at the command line)")
+    assert len(loop.store.list_jobs(limit=10)) == 2
+    # a comment on the forge meanwhile waits for the answer's run, and starts when it has ended
+    assert dispatch.handle(loop, comment(5, "and add a test")).status == "coalesced"
+    loop.submit(job.id)
+    idle(loop)
+    jobs = loop.store.list_jobs(limit=10, oldest_first=True)
+    assert [j.status for j in jobs] == [JobStatus.DONE] * 3, jobs
+    assert [j.outcome for j in jobs] == ["needs_input", "succeeded", "succeeded"], jobs
+    assert "hi" in jobs[1].request["prompt"] and "and add a test" in jobs[2].request["prompt"]
