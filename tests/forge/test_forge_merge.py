@@ -25,7 +25,7 @@ from baton.forge.config import ForgeConfig, ForgeSettings, MergePolicy, RepoConf
 from baton.forge.delivery import READERS, Closed, Delivery, Settled
 from baton.forge.events import Ignored, Target
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import Actor, Budget, ForgeError, ForgeKind, Review, ThreadInfo
+from baton.forge.model import Actor, Budget, FeedbackKind, ForgeError, ForgeKind, Review, ThreadInfo
 from baton.forge.readiness import GREEN, PENDING, RED, CheckState, PullState, not_ready
 from baton.forge.reconcile import reconcile
 from baton.forge.records import Binding, BindingStatus, EventStatus
@@ -327,6 +327,26 @@ def test_an_approval_with_words_is_looked_at_again_when_its_turn_is_published(
     assert forge.draft is False and "mark_ready" in forge.calls
     [row] = audited(loop, "forge.ready")
     assert row["detail"]["after"] == "a turn"
+
+
+def test_an_approval_with_words_read_before_its_webhook_waits_for_its_turn(
+    loop: ForgeLoop, forge: MergingForge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binding = opened(loop, forge)
+    policy(loop, MergePolicy.AUTO)
+    monkeypatch.delenv("FAKE_AGENT_WRITE")
+    words = Review(5, Actor("alice"), "APPROVED", "LGTM, but rename it to greet()", forge.head, "u")
+    forge.approvals, forge.checks = [words], [CheckState("ci", GREEN)]
+    # the reconcile (or a green check's webhook) looks first: the approval's words are an instruction
+    done = merge.consider(loop, binding, "reconcile")
+    assert done["merge"] == "not ready" and "says something: its turn comes first" in done["why"], done
+    assert "mark_ready" not in forge.calls and "enable_auto_merge" not in forge.calls
+    # its webhook comes: a turn answers it, pushes nothing, and the policy acts once it is published
+    review = replace(comment(5, words.body), kind=FeedbackKind.REVIEW, identity="review:5", number=7)
+    assert dispatch.handle(loop, review).status == "accepted"
+    idle(loop)
+    assert forge.draft is False and forge.auto is True
+    assert [a["detail"]["after"] for a in audited(loop, "forge.auto_merge")] == ["a turn"]
 
 
 def test_an_event_waiting_for_its_turn_holds_the_policy_back_and_is_started(

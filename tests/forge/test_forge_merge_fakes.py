@@ -206,3 +206,28 @@ def test_the_reconcile_finds_an_approval_the_webhooks_missed(
     assert row["detail"]["after"] == "reconcile" and row["detail"]["head"] == head
     reconcile(loop)  # the next pass: done for this head, nothing written
     assert len(audited(loop, "forge.ready")) == 1
+
+
+@pytest.mark.parametrize("forge_kind", ["github", "gitea"])
+def test_an_approval_with_words_is_a_turn_the_policy_waits_for(
+    policy: Callable[[str], ForgeLoop], fake: FakeForge
+) -> None:
+    """An approval that says something is an instruction: the PR is not handed to the forge's auto-merge
+    before its words are on the thread (however the policy is asked first) nor while their turn is
+    queued; the forge's list and its webhook agree on which review it is."""
+    loop = policy("auto")
+    _binding, pr, head = baton_pr(loop, fake)
+    fake.add_check_run(REPO, head, "test", "success")
+    fake.review(REPO, pr, "alice", "LGTM, but rename it to greet()", state="APPROVED")
+    delivery = fake.deliveries[-1]
+    read = READERS[ForgeKind(kind_of(fake))].read(loop.config, delivery.event, delivery.payload)
+    assert isinstance(read, Delivery) and read.settled is not None and read.events, read
+    # the settled part (or a reconcile, a green check) looks before the events are handled
+    [result] = webhook.act_on_settled(loop, read.settled)["merge"]
+    assert result["merge"] == "not ready" and "its turn comes first" in result["why"], result
+    assert "error" not in webhook.act(loop, list(read.events), "d1")
+    [result] = webhook.act_on_settled(loop, read.settled)["merge"]
+    assert result["merge"].startswith(("a turn of the thread is under way", "an event of the thread waits"))
+    issue = fake.issue(REPO, pr)
+    assert issue.pr is not None and issue.pr.draft is True and issue.state == "open"
+    assert not audited(loop, "forge.ready") and not audited(loop, "forge.auto_merge")

@@ -79,7 +79,7 @@ class GiteaMerge:
                     id=int(r["id"]),
                     author=actor(r.get("user")),
                     state=state,
-                    body="",
+                    body=str(r.get("body") or ""),  # an approval's words are a turn the policy waits for
                     commit=r.get("commit_id") or None,
                     url=str(r.get("html_url") or ""),
                     at=epoch(r.get("submitted_at")),

@@ -83,7 +83,7 @@ class GitHubMerge:
                 id=int(r["id"]),
                 author=actor(r.get("user"), r.get("author_association")),
                 state=str(r.get("state") or ""),
-                body="",
+                body=str(r.get("body") or ""),  # an approval's words are a turn the policy waits for
                 commit=r.get("commit_id"),
                 url=str(r.get("html_url") or ""),
                 at=epoch(r.get("submitted_at")),

@@ -18,6 +18,7 @@ from baton.errors import BatonError, Busy
 from baton.forge import dispatch
 from baton.forge.config import MergePolicy, RepoConfig
 from baton.forge.delivery import Settled
+from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import Actor, ForgeClient, ForgeError, ForgeEvent
 from baton.forge.readiness import MergeClient, PullState, not_ready
@@ -146,7 +147,7 @@ def _consider(loop: ForgeLoop, binding: Binding, config: RepoConfig, why: str) -
     todo = [s for s in _steps(config) if not _recorded(loop, binding, s, pull.head_sha) and _wanted(s, pull)]
     if not pull.head_sha or not todo:
         return {"merge": "nothing to do", "head": pull.head_sha}
-    reason = not_ready(pull, _trusted(loop, binding, config))
+    reason = not_ready(pull, _trusted(loop, binding, config)) or _unread(loop, binding, pull)
     if reason is not None:
         return {"merge": "not ready", "why": reason, "head": pull.head_sha}
     done: dict[str, Any] = {"merge": "ready", "head": pull.head_sha}
@@ -156,6 +157,23 @@ def _consider(loop: ForgeLoop, binding: Binding, config: RepoConfig, why: str) -
         if said.startswith("refused"):
             break  # a PR still in draft cannot be auto-merged
     return done
+
+
+def _unread(loop: ForgeLoop, binding: Binding, pull: PullState) -> str | None:
+    """An approval on the head that says something is an instruction, a turn of its own: until its
+    event is on the thread (its turn then holds the policy back, and the policy looks again when it is
+    published), the PR is not ready — the forge's list may show it before its webhook is read."""
+    assert binding.pr is not None
+    kind = loop.forge(binding.forge).kind
+    stored = {
+        r.identity for r in forge_store(loop.store).forge_events(binding.forge, binding.repo, binding.number)
+    }
+    for review in pull.reviews:
+        if review.state != "APPROVED" or review.commit != pull.head_sha or not review.body.strip():
+            continue
+        if review_identity(kind, binding.pr, review) not in stored:
+            return f"the approval of {review.author.login} says something: its turn comes first"
+    return None
 
 
 def _wanted(step: str, pull: PullState) -> bool:
