@@ -25,10 +25,10 @@ from baton.forge.config import ForgeConfig, ForgeSettings, MergePolicy, RepoConf
 from baton.forge.delivery import READERS, Closed, Delivery, Settled
 from baton.forge.events import Ignored, Target
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import Actor, Budget, FeedbackKind, ForgeError, ForgeKind, Review, ThreadInfo
+from baton.forge.model import Actor, Budget, ForgeError, ForgeKind, Review, ThreadInfo
 from baton.forge.readiness import GREEN, PENDING, RED, CheckState, PullState, not_ready
 from baton.forge.reconcile import reconcile
-from baton.forge.records import Binding, BindingStatus, EventStatus
+from baton.forge.records import Binding, BindingStatus, EventStatus, FeedbackKind
 from baton.forge.schedule import heal
 from baton.forge.tables import forge_store
 from baton.keys import Key, parse_repo
