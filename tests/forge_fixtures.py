@@ -54,7 +54,7 @@ def fake_fixture(tmp_path: Path, forge_kind: str) -> Iterator[FakeForge]:
     assert forge.violations == [], forge.violations
 
 
-def configure(settings: Settings, fake: FakeForge, agent: str, ci_budget: int = 2) -> None:
+def configure(settings: Settings, fake: FakeForge, agent: str, ci_budget: int = 2, extra: str = "") -> None:
     """The forge tables of config.toml for the fake (the forge is named after its kind)."""
     kind = kind_of(fake)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -74,17 +74,24 @@ agent = "{agent}"
 access = "edit"
 ci_budget = {ci_budget}
 clone_url = "{fake.clone_url(REPO)}"
-"""
+{extra}"""
     )
 
 
 @pytest.fixture(name="forge_service")
 def forge_service_fixture(
-    settings: Settings, fake: FakeForge, monkeypatch: pytest.MonkeyPatch, agent: str
+    settings: Settings,
+    fake: FakeForge,
+    monkeypatch: pytest.MonkeyPatch,
+    agent: str,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Service]:
+    """``baton serve`` over the fake; a test parametrized with ``forge_extra`` (and taking it) adds
+    that text to config.toml after the repository's table (triggers, ...)."""
     monkeypatch.setenv("BATON_WEBHOOK_SECRET", SECRET)
     monkeypatch.setenv("BATON_GIT_TOKEN", fake.token("baton-bot"))
-    configure(settings, fake, agent)
+    extra = request.getfixturevalue("forge_extra") if "forge_extra" in request.fixturenames else ""
+    configure(settings, fake, agent, extra=extra)
     settings = dataclasses.replace(settings, forge_reconcile=0)  # the test reconciles when it wants
     with run_service(settings) as service:
         fake.deliver_to = f"{service.url}/webhooks/{kind_of(fake)}"

@@ -9,10 +9,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
 
+from baton.forge.reconcile import SKEW
+from baton.forge.rest import epoch
 from baton.forge.tables import delivery_store, forge_store
 from baton.models import Access
 from baton.settings import Settings
@@ -49,6 +52,22 @@ def test_a_label_and_an_assignment_bind_issues(gitlab: FakeGitLab, service: Serv
     assert binding(service, assigned.iid)["thread"] == f"issue-{assigned.iid}"
 
 
+@pytest.mark.parametrize("repo_extra", ['[repo."acme/api".triggers.label]\nnames = ["baton"]\n'])
+def test_a_label_that_is_no_trigger_never_reruns_a_bound_issues_task(
+    gitlab: FakeGitLab, service: Service
+) -> None:
+    """``~bug`` on an issue bound by ``~baton`` is no event: one task turn, the delivery ignored."""
+    issue = gitlab.open_issue(REPO, "Labelled", "Fix it.", author="alice")
+    gitlab.label(REPO, issue.iid, "baton", by="alice")
+    settled(service, gitlab, 1)
+    gitlab.label(REPO, issue.iid, "bug", by="alice")
+    settled(service, gitlab, 1)  # no second turn
+    events = forge_store(service.store).forge_events("gitlab", REPO, issue.iid)
+    assert [e.identity.split(":")[2] for e in events if e.identity.startswith("label:")] == ["baton"]
+    said = [json.dumps(d.result) for d in delivery_store(service.store).list_deliveries(limit=5)]
+    assert any("label 'bug' is not one of baton" in r for r in said), said
+
+
 def test_the_reconcile_finds_a_mention_no_webhook_brought(gitlab: FakeGitLab, service: Service) -> None:
     gitlab.deliver_to = None  # the service was down: nothing delivered
     issue = gitlab.open_issue(REPO, "Quiet", "Nobody told baton.", author="alice")
@@ -57,6 +76,21 @@ def test_the_reconcile_finds_a_mention_no_webhook_brought(gitlab: FakeGitLab, se
         report = http.post("/v1/forge/reconcile").json()
     settled(service, gitlab, 1)
     assert binding(service, issue.iid)["status"] == "active", report
+
+
+def test_a_new_bindings_first_reconcile_starts_at_its_binding(gitlab: FakeGitLab, service: Service) -> None:
+    """Not ``updated_after=1969-12-31``: a binding made by a webhook is read from its binding time."""
+    issue = gitlab.open_issue(REPO, "Mentioned", "Fix it.", author="alice")
+    gitlab.comment(REPO, issue.iid, "@baton please fix", author="alice")
+    settled(service, gitlab, 1)
+    bound = forge_store(service.store).get_binding("gitlab", REPO, issue.iid, False)
+    assert bound is not None and bound.seen_at >= bound.created_at
+    before = len(gitlab.requests)
+    with service.client("run") as http:
+        http.post("/v1/forge/reconcile").raise_for_status()
+    asked = [parse_qs(r.query) for r in gitlab.requests[before:] if "updated_after" in r.query]
+    assert asked, gitlab.requests[before:]
+    assert all(epoch(q["updated_after"][0]) >= bound.created_at - SKEW - 1 for q in asked), asked
 
 
 def test_batons_own_note_triggers_nothing_and_is_no_refusal(gitlab: FakeGitLab, service: Service) -> None:

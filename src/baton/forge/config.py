@@ -192,6 +192,19 @@ class RepoConfig:
             return TriggerConfig(Trigger.FEEDBACK, self.access)
         return self.triggers.get(trigger)
 
+    def refuses(self, trigger: Trigger, label: str | None = None) -> str | None:
+        """Why an issue's label or assignment is no trigger here (its trigger is not enabled, or the
+        label is not one of its ``names``), bound or not: it is no event, so it never re-runs a bound
+        issue's task. None for one that is, and for mentions and feedback (comments on a bound thread)."""
+        if trigger not in (Trigger.LABEL, Trigger.ASSIGN):
+            return None
+        config = self.triggers.get(trigger)
+        if config is None:
+            return f"the {trigger.value} trigger is not enabled for {self.name}"
+        if trigger is Trigger.LABEL and not config.matches_label(label or ""):
+            return f"label {label!r} is not one of {', '.join(config.names) or 'the trigger labels'}"
+        return None
+
     def agent_for(self, trigger: Trigger) -> str:
         """The agent a thread started by ``trigger`` runs: the trigger's own, else the repository's."""
         config = self.trigger(trigger)

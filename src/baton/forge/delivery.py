@@ -254,7 +254,7 @@ class Reader:
         pushed = None if closed else _pushed(forge, event, payload)
         if closed or pushed:
             return Delivery(closed=closed, pushed=pushed)
-        events = self.events(forge, event, payload)
+        events = admitted(config, forge, self.events(forge, event, payload))
         settled = _settled(config, forge, event, payload)
         if isinstance(events, Ignored):
             return Delivery(settled=settled) if settled else events
@@ -264,6 +264,26 @@ class Reader:
         return intake.read_event(
             self.kind, forge.name, event, payload, mention=forge.mention, user=forge.user
         )
+
+
+def admitted(
+    config: ForgeSettings, forge: ForgeConfig, events: list[ForgeEvent] | Ignored
+) -> list[ForgeEvent] | Ignored:
+    """The events a delivery carries, less the labels and assignments that are no trigger of their
+    repository (:meth:`~baton.forge.config.RepoConfig.refuses`: ``bug`` where the label trigger names
+    ``baton``): none left, the delivery is ignored with why. Every forge's reader filters its own."""
+    if isinstance(events, Ignored):
+        return events
+    kept: list[ForgeEvent] = []
+    refused: list[str] = []
+    for found in events:
+        repo = config.repo(forge.name, found.repo)
+        why = repo.refuses(found.trigger, found.signature) if repo is not None else None
+        if why is None:
+            kept.append(found)
+        elif why not in refused:
+            refused.append(why)
+    return kept if kept or not refused else Ignored("; ".join(refused))
 
 
 APPROVALS = frozenset({"pull_request_approved", "pull_request_review_approved"})  # Gitea's event names

@@ -44,7 +44,8 @@ def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> O
 
     The gates, in order:
 
-    1. the repository is configured (else ``ignored``);
+    1. the repository is configured, and a label or assignment is one of its triggers
+       (:meth:`~baton.forge.config.RepoConfig.refuses`; else ``ignored``, bound or not);
     2. the trust policy (:func:`baton.forge.trust.judge`, code, never the prompt) accepts the actor: as
        an instruction, or as quoted context at ``read`` access — else ``dropped``;
     3. the conversation is bound, or the event is a trigger (mention, label, assignment) that binds it
@@ -63,9 +64,9 @@ def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> O
     so a redelivery, a second webhook or the reconcile's find of it adds no row. An accepted event that
     is not acted on (not a trigger, no bound thread) is not audited, and neither are baton's own
     comments (refused by rule): they are no one's attempt to steer it."""
-    repo = loop.repo(event.forge, event.repo)
-    if repo is None:
-        return Outcome("ignored", f"{event.forge}:{event.repo} is not a configured repository")
+    repo = _configured(loop, event)
+    if isinstance(repo, Outcome):
+        return repo
     forge = loop.forge(event.forge)
     if _known(loop, event):  # found again (a redelivery, the reconcile's look-back): nothing to ask
         return Outcome("duplicate", f"{event.identity} was acted on already")
@@ -91,6 +92,16 @@ def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> O
     if isinstance(ready, Dropped):
         return _store(loop, event, binding, decision, EventStatus.DROPPED, ready.reason, delivery)
     return _accept(loop, ready, binding, decision, delivery)
+
+
+def _configured(loop: ForgeLoop, event: ForgeEvent) -> RepoConfig | Outcome:
+    """The event's repository, or why it is ignored: not configured, or a label or assignment that is
+    no trigger of it (no event, bound or not: ``~bug`` never re-runs an issue bound by ``~baton``)."""
+    repo = loop.repo(event.forge, event.repo)
+    if repo is None:
+        return Outcome("ignored", f"{event.forge}:{event.repo} is not a configured repository")
+    refused = repo.refuses(event.trigger, event.signature)
+    return repo if refused is None else Outcome("ignored", refused)
 
 
 def _known(loop: ForgeLoop, event: ForgeEvent) -> bool:
@@ -187,9 +198,6 @@ def _bind(loop: ForgeLoop, event: ForgeEvent, repo: RepoConfig, decision: Decisi
     trigger = repo.trigger(event.trigger)
     if trigger is None:
         return Unbound(f"the {event.trigger.value} trigger is not enabled for {event.repo}")
-    if event.trigger == Trigger.LABEL and not trigger.matches_label(event.signature or ""):
-        names = ", ".join(trigger.names) or "the trigger labels"
-        return Unbound(f"label {event.signature!r} is not one of {names}")
     try:
         return bind_thread(
             loop,

@@ -17,7 +17,7 @@ from typing import Any
 
 from baton.forge import payload as read
 from baton.forge.config import ForgeConfig, ForgeSettings, MergePolicy
-from baton.forge.delivery import BasePushed, Closed, Delivery, Settled, joined
+from baton.forge.delivery import BasePushed, Closed, Delivery, Settled, admitted, joined
 from baton.forge.events import GITLAB, Forge, Ignored, Malformed, Target, branch_name, repo_slugs
 from baton.forge.gitlab_rest import is_bot_login
 from baton.forge.model import Actor, FailedCheck, ForgeEvent, ForgeKind, ReviewComment, Trigger
@@ -383,7 +383,9 @@ class GitLabReader:
         pushed = None if closed else _pushed(forge, event, payload)
         if closed or pushed:
             return Delivery(closed=closed, pushed=pushed)
-        events = read_event(forge.name, event, payload, mention=forge.mention, user=forge.user)
+        events = admitted(
+            config, forge, read_event(forge.name, event, payload, mention=forge.mention, user=forge.user)
+        )
         settled = _settled(config, forge, event, payload)
         if isinstance(events, Ignored):
             return Delivery(settled=settled) if settled else events

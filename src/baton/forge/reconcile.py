@@ -63,7 +63,8 @@ def reconcile(loop: ForgeLoop, still: Callable[[], bool] = lambda: True) -> Repo
     what it read is recorded, and what it could not is read again by the next pass):
 
     - **one** request lists the issues and PRs updated since the oldest of the repo's bound threads was
-      last looked at (every page; nothing updated: one request for the whole repository);
+      last looked at, or bound (a new binding's first pass starts at its binding time, never at the
+      project's beginning; every page; nothing updated: one request for the whole repository);
     - for each updated thread that is bound: its new comments and submitted reviews become events, a
       closed or merged one closes its binding, a PR the forge cannot merge becomes a ``conflict`` event
       (a PR the list does not describe — GitHub's issue list gives no head or mergeability — is read
@@ -99,7 +100,7 @@ def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report, still: Callabl
     by_number = {(apart and b.on_pr, b.number): b for b in bindings} | {
         (apart, b.pr): b for b in bindings if b.pr is not None
     }
-    since = min((b.seen_at for b in bindings), default=started - FIRST_LOOK) - SKEW
+    since = min((b.seen for b in bindings), default=started - FIRST_LOOK) - SKEW
     unread: set[int] = set()  # bindings a read failed for: not marked seen, so the next pass reads them
     touched: set[int] = set()  # bound PRs updated or whose checks changed: the merge policy looks
     for info in client.updated_since(repo, since):
@@ -196,13 +197,13 @@ def _bound(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, binding: Bi
         info = client.thread(repo, info.number, pr=True)
     if info.is_pr and info.head_sha and info.head_sha != binding.head_sha:
         binding.head_sha, binding.etag = info.head_sha, None  # a push: its checks are new
-    comments = client.comments(repo, info.number, binding.seen_at - SKEW, pr=info.is_pr)
+    comments = client.comments(repo, info.number, binding.seen - SKEW, pr=info.is_pr)
     events = [comment_event(loop, forge, repo, info, c) for c in comments if not _own(loop, forge, c)]
     if info.is_pr:
         kind = loop.forge(forge).kind
         events += [
             review_event(kind, forge, repo, info, r)
-            for r in client.reviews(repo, info.number, since=binding.seen_at - SKEW)
+            for r in client.reviews(repo, info.number, since=binding.seen - SKEW)
             if r.body.strip() or r.comments
         ]
         if info.mergeable is False and info.head_sha:

@@ -84,11 +84,17 @@ class Binding:
     access: Access = Access.EDIT  # what its trusted turns run at
     status_comment: int | None = None  # the one comment baton keeps up to date
     etag: str | None = None  # the reconcile's conditional request: unchanged since
-    seen_at: float = 0.0  # the reconcile looked at everything up to here
+    seen_at: float = 0.0  # the reconcile looked at everything up to here (bound: the binding's time)
     note: str | None = None  # why it needs a human, what happened last
     created_at: float = 0.0
     updated_at: float = 0.0
     on_pr: bool = False  # ``number`` is a PR's (the thread started on one), not an issue's
+
+    @property
+    def seen(self) -> float:
+        """Where the reconcile reads this thread from: ``seen_at``, else (a binding stored before it
+        was set at binding time) when it was bound — never the forge's whole history."""
+        return self.seen_at or self.created_at
 
     @property
     def conversation(self) -> str:

@@ -92,6 +92,7 @@ def bind_thread(
         branch=info.head_ref if info.is_pr and (not fork or info.head_clone_url) else None,
         access=Access.READ if fork else access or config.access,
         status_comment=status_comment_of(loop, forge, repo, number, info.is_pr),
+        seen_at=now,  # what came before the binding is the trigger's: the reconcile reads from here
         created_at=now,
         updated_at=now,
     )
