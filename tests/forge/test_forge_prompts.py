@@ -26,8 +26,9 @@ from baton.forge.prompts import (
     quote,
     render_turn,
 )
-from baton.forge.records import FeedbackKind
-from baton.models import Access
+from baton.forge.publish import status_text
+from baton.forge.records import Binding, FeedbackKind
+from baton.models import Access, JobRecord
 
 EXAMPLES = (
     Path(__file__).resolve().parents[2] / "node_modules/@octokit/webhooks-examples/api.github.com/index.json"
@@ -337,3 +338,21 @@ def test_every_kind_has_a_packaged_template(home: Path) -> None:
     for kind in FeedbackKind:
         text = render_turn(home, [replace(base, kind=kind)])
         assert "$" not in text.replace("$HOME", ""), (kind, text)
+
+
+def test_a_gitlab_merge_request_is_named_as_gitlab_writes_it(home: Path) -> None:
+    """GitLab's ``#1`` is issue 1: a merge request is ``!1`` in its prompt, and in the status comment."""
+    on_mr = replace(comment(), forge="gl", is_pr=True)
+    assert "Hello-World merge request !1 (" in render_turn(home, [on_mr], forge_kind=ForgeKind.GITLAB)
+    assert "Hello-World issue #1 (" in render_turn(
+        home, [replace(on_mr, is_pr=False)], forge_kind=ForgeKind.GITLAB
+    )
+    assert "Hello-World pull request #1 (" in render_turn(home, [on_mr])  # GitHub's
+
+
+def test_the_status_comment_names_the_opened_pr_as_its_forge_writes_it() -> None:
+    binding = Binding("gl", "acme/api", 5, "fake", "s", "issue-5", "u", pr=20)
+    job = JobRecord(id="j1", agent="fake", repo="u", thread="issue-5", request={})
+    result = {"outcome": "succeeded", "pr": 20}
+    assert "- opened !20" in status_text(binding, job, result, kind=ForgeKind.GITLAB)
+    assert "- opened #20" in status_text(binding, job, result, kind=ForgeKind.GITEA)

@@ -384,7 +384,8 @@ def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Ou
     events = [ForgeEvent.from_json(record.event) for record in pending]
     quoted = any(record.reason == "quoted" for record in pending)  # then all are (see _kick)
     access = Access.READ if quoted else _access(binding, pending)
-    body = prompts.render_turn(loop.settings.home, events, quoted=quoted, access=access)
+    kind = loop.forge(binding.forge).kind
+    body = prompts.render_turn(loop.settings.home, events, quoted=quoted, access=access, forge_kind=kind)
     prompt = merging.told(binding.note) + _answering(loop, binding, body, events)
     repo = loop.repo(binding.forge, binding.repo)
     request = RunRequest(

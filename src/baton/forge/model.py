@@ -33,6 +33,16 @@ class ForgeKind(StrEnum):
         things; GitHub's and Gitea's share one sequence): every read and write then says which it means."""
         return self is ForgeKind.GITLAB
 
+    def ref(self, number: int, pr: bool) -> str:
+        """How the forge writes a reference to issue or pull request ``number``: GitLab's merge request
+        is ``!N`` (its ``#N`` links to the issue of that number); the others' ``#N`` is either."""
+        return f"!{number}" if pr and self.numbers_apart else f"#{number}"
+
+    @property
+    def pr_noun(self) -> str:
+        """What the forge calls a pull request."""
+        return "merge request" if self is ForgeKind.GITLAB else "pull request"
+
 
 class Trigger(StrEnum):
     """How an actor starts (or steers) a thread."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from string import Template
 
 from baton.forge import accounts
-from baton.forge.model import FailedCheck, ForgeEvent, ReviewComment, Trigger
+from baton.forge.model import FailedCheck, ForgeEvent, ForgeKind, ReviewComment, Trigger
 from baton.forge.payload import BODY_CHARS, clean
 from baton.forge.records import FeedbackKind
 from baton.models import Access
@@ -71,13 +71,19 @@ def load_template(kind: FeedbackKind, home: Path) -> Template:
 
 
 def render_turn(
-    home: Path, events: list[ForgeEvent], *, quoted: bool = False, access: Access = Access.EDIT
+    home: Path,
+    events: list[ForgeEvent],
+    *,
+    quoted: bool = False,
+    access: Access = Access.EDIT,
+    forge_kind: ForgeKind = ForgeKind.GITHUB,
 ) -> str:
     """One prompt for a turn of coalesced events (arrival order). ``quoted``: the turn runs read-only
     for an untrusted actor, and every event is presented as quoted context, not as an instruction.
     ``access``: the turn's, so that it is asked only what it can do. A turn with a review's inline
     comments ends asking for the agent's account of each (:func:`baton.forge.accounts.request`), which
-    baton posts in each comment's thread; a quoted turn is asked none."""
+    baton posts in each comment's thread; a quoted turn is asked none. ``forge_kind``: the forge's, which
+    names a pull request as it does (GitLab's merge request ``!N``)."""
     if not events:
         raise ValueError("a turn needs at least one event")
     ids = () if quoted else accounts.inline_ids(events)[0]
@@ -85,7 +91,7 @@ def render_turn(
     parts: list[str] = []
     room = PROMPT_CHARS - (len(ask) + 7 if ask else 0)
     for number, event in enumerate(events, 1):
-        part = render_event(home, event, quoted=quoted, access=access)
+        part = render_event(home, event, quoted=quoted, access=access, forge_kind=forge_kind)
         if len(part) > room:
             parts.append(cut(part, max(room, 0), "this event was cut: the prompt is full"))
             if left := len(events) - number:
@@ -104,9 +110,16 @@ def render_turn(
     return text
 
 
-def render_event(home: Path, event: ForgeEvent, *, quoted: bool = False, access: Access = Access.EDIT) -> str:
+def render_event(
+    home: Path,
+    event: ForgeEvent,
+    *,
+    quoted: bool = False,
+    access: Access = Access.EDIT,
+    forge_kind: ForgeKind = ForgeKind.GITHUB,
+) -> str:
     """One event with its kind's template (the ``context`` one when ``quoted``)."""
-    where = _where(event)
+    where = _where(event, forge_kind)
     values = {
         "who": _who(event),
         "where": where,
@@ -166,11 +179,11 @@ def _who(event: ForgeEvent) -> str:
     return f"{login} ({', '.join(notes)})" if notes else login
 
 
-def _where(event: ForgeEvent) -> str:
+def _where(event: ForgeEvent, kind: ForgeKind) -> str:
     repo = _line(event.repo)
     if event.number <= 0:  # a commit status whose pull request is not known yet: its commit says
         return repo
-    return f"{repo} {'pull request' if event.is_pr else 'issue'} #{event.number}"
+    return f"{repo} {kind.pr_noun if event.is_pr else 'issue'} {kind.ref(event.number, event.is_pr)}"
 
 
 def _how(event: ForgeEvent) -> str:

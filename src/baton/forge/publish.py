@@ -26,7 +26,7 @@ from baton.fleet.execute import AFTER_JOB
 from baton.forge import answers, dispatch, gitauth, merge, merging, pushed, replies
 from baton.forge.config import ForgeSettings, Reply
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import ForgeError, ForgeEvent
+from baton.forge.model import ForgeError, ForgeEvent, ForgeKind
 from baton.forge.pushed import SAFE_GIT
 from baton.forge.records import Binding, BindingStatus
 from baton.forge.tables import forge_store
@@ -471,7 +471,7 @@ def _status_comment(
     loop: ForgeLoop, binding: Binding, job: JobRecord, result: dict[str, Any], with_answer: bool
 ) -> str:
     client = loop.client(binding.forge)
-    text = status_text(binding, job, result, loop.settings.public_url)
+    text = status_text(binding, job, result, loop.settings.public_url, loop.forge(binding.forge).kind)
     if with_answer and (lines := answers.section(job)):
         text += "\n".join(lines) + "\n"
     try:
@@ -487,8 +487,15 @@ def _status_comment(
         return f"failed: {exc}"
 
 
-def status_text(binding: Binding, job: JobRecord, result: dict[str, Any], public_url: str = "") -> str:
-    """The one status comment of a thread, as it reads after this turn."""
+def status_text(
+    binding: Binding,
+    job: JobRecord,
+    result: dict[str, Any],
+    public_url: str = "",
+    kind: ForgeKind = ForgeKind.GITHUB,
+) -> str:
+    """The one status comment of a thread, as it reads after this turn (its PR named as ``kind``'s
+    forge writes it: GitLab's ``!N``)."""
     cost = (job.result or {}).get("cost_usd")
     lines = [
         f"{STATUS_HEAD}`{binding.agent}` on thread `{binding.thread}`",
@@ -513,7 +520,7 @@ def status_text(binding: Binding, job: JobRecord, result: dict[str, Any], public
         lines.append(f"- {result['why']}")
     lines += _waiting(job, result)
     if result.get("pr"):
-        lines.append(f"- opened #{result['pr']}")
+        lines.append(f"- opened {kind.ref(int(result['pr']), pr=True)}")
     if isinstance(cost, (int, float)):
         lines.append(f"- cost: ${cost:.4f}")
     if job.error:
