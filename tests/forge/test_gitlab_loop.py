@@ -134,6 +134,14 @@ def test_issue_n_and_mr_n_are_two_things(gitlab: FakeGitLab, service: Service) -
     assert any("cannot be bound while issue #1 is" in r for r in said), said
     events = forge_store(service.store).forge_events("gitlab", REPO, issue.iid)
     assert all("look at this MR" not in json.dumps(e.event) for e in events)
+    # said where it was asked, in the audit, and in `baton forge show` of the thread holding the number
+    said_on_mr = [n.body for n in gitlab.notes(REPO, mr.iid, mr=True) if n.author == "baton"]
+    assert any("cannot be bound while issue #1 is" in b for b in said_on_mr), said_on_mr
+    refused = [a for a in service.store.list_audit(100) if a["action"] == "forge.refused"]
+    assert [a["detail"]["url"] for a in refused] == [
+        e.event["url"] for e in events if e.reason and "cannot be bound" in e.reason
+    ]
+    assert refused and "cannot be bound while issue #1 is" in refused[0]["detail"]["reason"], refused
 
 
 def test_a_wrong_token_is_401_and_stores_nothing(gitlab: FakeGitLab, service: Service) -> None:

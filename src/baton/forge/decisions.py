@@ -2,11 +2,12 @@
 (:func:`audit`, :func:`refuse`: a refused event is kept ``dropped`` under its identity, so the store's
 unique key makes its refusal audited once however often it arrives), and what baton says or notes on a
 thread once (:func:`say_once`: a comment posted on the forge; :func:`note_once`: a note ``baton forge
-show`` lists, nothing posted), each once per identity by the same key."""
+show`` lists, nothing posted; :func:`unbindable`: a trigger that cannot bind), once per identity."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import Decision, ForgeError, ForgeEvent
@@ -80,6 +81,35 @@ def refuse(loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str
     )
     if forge_store(loop.store).add_forge_event(record) is not None:
         audit(loop, event, decision, delivery)
+
+
+def unbindable(loop: ForgeLoop, event: ForgeEvent, reason: str, delivery: str | None) -> None:
+    """A trusted trigger that cannot bind its issue or PR (its thread's key bound elsewhere, or on
+    GitLab its number held by the issue or MR of the same number): kept ``dropped`` with the reason on
+    the thread holding the number (``baton forge show`` lists it; its words are not kept there),
+    audited ``forge.refused``, and said where it was asked — each once per event, by the store's key."""
+    holder = forge_store(loop.store).get_binding(event.forge, event.repo, event.number)
+    record = EventRecord(
+        forge=event.forge,
+        repo=event.repo,
+        number=holder.number if holder else event.number,
+        identity=event.identity,
+        kind=event.kind,
+        status=EventStatus.DROPPED,
+        event=replace(event, body="", comments=()).to_json(),  # never the other thread's words
+        received_at=loop.clock(),
+        access=Access.READ,
+        reason=reason[:1000],
+    )
+    if forge_store(loop.store).add_forge_event(record) is None:
+        return
+    audit(loop, event, Decision(False, None, False, reason), delivery)
+    kind = loop.forge(event.forge).kind
+    text = f"baton cannot take this {kind.pr_noun if event.is_pr else 'issue'}'s request: {reason}"
+    try:
+        loop.client(event.forge).post_comment(event.repo, event.number, text, pr=event.is_pr)
+    except ForgeError as exc:
+        log.warning("forge %s:%s#%d: could not say why: %s", event.forge, event.repo, event.number, exc)
 
 
 def audit(loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str | None) -> None:

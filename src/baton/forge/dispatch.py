@@ -83,7 +83,7 @@ def handle(loop: ForgeLoop, event: ForgeEvent, delivery: str | None = None) -> O
     found = forge_store(loop.store).get_binding(
         event.forge, event.repo, event.number, loop.which(event.forge, event.is_pr)
     )
-    binding = found or _bind(loop, event, repo, decision)
+    binding = found or _bind(loop, event, repo, decision, delivery)
     if isinstance(binding, Unbound):
         return Outcome("ignored", binding.reason)
     if binding.status == BindingStatus.CLOSED:
@@ -187,8 +187,11 @@ class Unbound:
     reason: str
 
 
-def _bind(loop: ForgeLoop, event: ForgeEvent, repo: RepoConfig, decision: Decision) -> Binding | Unbound:
-    """A trigger binds its issue or PR to a new thread; anything else on an unbound one is ignored."""
+def _bind(
+    loop: ForgeLoop, event: ForgeEvent, repo: RepoConfig, decision: Decision, delivery: str | None
+) -> Binding | Unbound:
+    """A trigger binds its issue or PR to a new thread; anything else on an unbound one is ignored. A
+    trigger that cannot bind is said where it was asked, audited and kept (:func:`decisions.unbindable`)."""
     if event.trigger == Trigger.FEEDBACK:
         return Unbound(
             f"{event.forge}:{event.repo}#{event.number} is not bound to a thread, and this is no trigger"
@@ -210,6 +213,7 @@ def _bind(loop: ForgeLoop, event: ForgeEvent, repo: RepoConfig, decision: Decisi
             pr=event.is_pr,
         )
     except BadInput as exc:  # a key or (GitLab) a number taken: said, never a failed delivery
+        decisions.unbindable(loop, event, str(exc), delivery)
         return Unbound(str(exc))
 
 
