@@ -83,6 +83,14 @@ def test_links_follow_the_forge_kind() -> None:
     # a thread that started on its PR has no issue; one without a PR yet has no PR link
     assert links(a_binding(9, pr=9), github) == {"issue": None, "pr": "https://github.com/acme/api/pull/9"}
     assert links(a_binding(7), github) == {"issue": "https://github.com/acme/api/issues/7", "pr": None}
+    # GitLab: issue #7 and merge request !7 are two things, each at its own address
+    gitlab = forge_config(ForgeKind.GITLAB, "https://gitlab.example.com")
+    assert links(a_binding(7, pr=7), gitlab) == {
+        "issue": "https://gitlab.example.com/acme/api/-/issues/7",
+        "pr": "https://gitlab.example.com/acme/api/-/merge_requests/7",
+    }
+    started_on_mr = links(a_binding(7, pr=7, on_pr=True), gitlab)
+    assert started_on_mr == {"issue": None, "pr": "https://gitlab.example.com/acme/api/-/merge_requests/7"}
     # no forge configured here, or one whose address is not http(s): no links at all
     assert links(issue_with_pr, None) == {"issue": None, "pr": None}
     assert links(issue_with_pr, forge_config(ForgeKind.GITHUB, "javascript:x")) == {"issue": None, "pr": None}

@@ -154,7 +154,8 @@ def forge_show(conversation: ConvArg, as_json: JsonOpt = False) -> None:
     if b.get("note"):
         console.print(esc(f"  {b['note']}"))
     if b.get("pr"):
-        console.print(esc(f"  PR #{b['pr']} on {b.get('branch')} at {str(b.get('head_sha'))[:12]}"))
+        pr = state.get("pr_ref") or f"#{b['pr']}"
+        console.print(esc(f"  PR {pr} on {b.get('branch')} at {str(b.get('head_sha'))[:12]}"))
     budget = state["budget"]
     console.print(esc(f"  turns today: {budget['turns_today']} of {budget['per_day']}"))
     for failure in budget["failures"]:

@@ -258,6 +258,8 @@ def state_from_store(
         "binding": binding.to_json(),
         "needs_human": binding.status == BindingStatus.NEEDS_HUMAN,
         "links": links(binding, forge),
+        # the thread's PR as its forge writes it (GitLab's merge request: !N)
+        "pr_ref": (forge.kind if forge else ForgeKind.GITHUB).ref(binding.pr, True) if binding.pr else None,
         "events_total": len(records),
         "events": [_event(e.event, e.kind.value, e.status, e.reason, e.job_id, e.identity) for e in shown],
         "turns": turns,
@@ -276,10 +278,13 @@ def links(binding: Binding, forge: ForgeConfig | None) -> dict[str, str | None]:
     if forge is None or not forge.web_url.startswith(("https://", "http://")):
         return {"issue": None, "pr": None}
     base = f"{forge.web_url}/{binding.repo}"
-    pulls = "pulls" if forge.kind == ForgeKind.GITEA else "pull"
-    started_on_pr = binding.pr is not None and binding.pr == binding.number
+    issues, pulls = {
+        ForgeKind.GITEA: ("issues", "pulls"),
+        ForgeKind.GITLAB: ("-/issues", "-/merge_requests"),  # GitLab's issue #N and MR !N are two things
+    }.get(forge.kind, ("issues", "pull"))
+    started_on_pr = binding.on_pr or (not forge.kind.numbers_apart and binding.pr == binding.number)
     return {
-        "issue": None if started_on_pr else f"{base}/issues/{binding.number}",
+        "issue": None if started_on_pr else f"{base}/{issues}/{binding.number}",
         "pr": f"{base}/{pulls}/{binding.pr}" if binding.pr is not None else None,
     }
 
