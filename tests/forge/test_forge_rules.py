@@ -13,10 +13,13 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from baton.forge.config import RepoConfig, TriggerConfig
+from baton.forge.model import Trigger
 from baton.forge.reconcile import SKEW
 from baton.forge.records import Binding
 from baton.forge.rest import epoch
 from baton.forge.tables import delivery_store, forge_store
+from baton.models import Access
 from baton.testing.fake import register_fake
 from baton.testing.fake_forge import FakeForge
 from tests.forge_fixtures import (  # noqa: F401 (fixtures)
@@ -84,3 +87,12 @@ def test_a_binding_stored_without_seen_at_is_read_from_its_binding_time() -> Non
     old = Binding("github", REPO, 1, "fake", "s", "issue-1", "u", seen_at=0.0, created_at=1_700_000_000.0)
     assert old.seen == 1_700_000_000.0
     assert replace(old, seen_at=1_800_000_000.0).seen == 1_800_000_000.0
+
+
+def test_a_repositorys_rule_says_which_labels_and_assignments_are_triggers() -> None:
+    labels = {Trigger.LABEL: TriggerConfig(Trigger.LABEL, Access.EDIT, names=("baton",))}
+    repo = RepoConfig(REPO, "github", triggers=labels)
+    assert repo.refuses(Trigger.LABEL, "BATON") is None  # labels compare in any case
+    assert repo.refuses(Trigger.LABEL, "bug") == "label 'bug' is not one of baton"
+    assert repo.refuses(Trigger.ASSIGN) == f"the assign trigger is not enabled for {REPO}"
+    assert repo.refuses(Trigger.MENTION) is None and repo.refuses(Trigger.FEEDBACK) is None
