@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from baton import tracing
@@ -41,7 +42,7 @@ from baton.store.base import LeaseBackend
 from baton.store.branchlease import branch_lease
 from baton.store.leases import LeaseHolder, held, lease_backend
 from baton.sync.sharing import take_branch
-from baton.workspace.gitcmd import WorktreeGit, redact, run_git, worktree_status
+from baton.workspace.gitcmd import WorktreeGit, commit_of, redact, run_git, worktree_status
 from baton.workspace.workdirs import Workdirs
 
 log = logging.getLogger("baton.forge")
@@ -52,6 +53,7 @@ STOPPED = (
     "baton stopped working on this on its own: the turn was interrupted each time it ran; a comment "
     "from someone with write access resumes it"
 )
+NO_CHANGE = "no change: the turn left nothing to push"  # the status line of a turn that changed nothing
 CLAIM = "publish:"  # the lease a turn's publisher holds before its first write to the forge
 
 
@@ -299,22 +301,34 @@ def _push(loop: ForgeLoop, binding: Binding, job: JobRecord, again: bool = False
     try:
         with held(lease, 0.0, loop.settings.heartbeat):
             take_branch(workdirs, loop.store, key, session.branch, partial(stop_left_running, loop.store))
-            return _commit_and_push(loop, binding, job, workdirs, key, session.branch, again)
+            return _commit_and_push(loop, binding, job, workdirs, key, session.branch, again, session.base)
     except (BranchBusy, BranchConflict) as exc:
         return {"pushed": False, "why": f"{exc} (the work stays in the thread's worktree)"}
 
 
 def _commit_and_push(
-    loop: ForgeLoop, binding: Binding, job: JobRecord, workdirs: Workdirs, key: Key, local: str, again: bool
+    loop: ForgeLoop,
+    binding: Binding,
+    job: JobRecord,
+    workdirs: Workdirs,
+    key: Key,
+    local: str,
+    again: bool,
+    base: str | None = None,
 ) -> dict[str, Any]:
+    """Commit what the turn left and push the branch, unless it holds no change: no commit ``base``
+    (the session's; None: the repository's default branch) lacks, or where baton last pushed it."""
     wt = workdirs.worktree_git(key)
     if wt is None:
         return {"pushed": False, "why": "the thread has no worktree"}
     env = workdirs.process_env(binding.agent)
     committed = _commit(wt, env, binding, job)
     head = wt.commit_of("HEAD")
-    if head is None or head == binding.head_sha:
-        return {"pushed": False, "committed": committed, "why": "nothing new to push"}
+    cache = workdirs.cache_path(key.repo)
+    start = _base_of(cache, base or workdirs.default_base(cache), head)
+    if head is None or head == binding.head_sha or head == start:
+        # nothing the base lacks: no branch pushed at the base, no empty PR that would close the issue
+        return {"pushed": False, "committed": committed, "why": NO_CHANGE}
     branch = binding.branch or local
     try:
         gitauth.with_push_env(
@@ -336,9 +350,24 @@ def _commit_and_push(
             )
             return {"pushed": False, "committed": committed, "refused": words, "branch": branch, "head": head}
         head = theirs
-    stat = _diffstat(wt, env, binding.head_sha, head)
+    stat = _diffstat(wt, env, binding.head_sha or start, head)
     binding.head_sha, binding.branch = head, branch
     return {"pushed": True, "committed": committed, "branch": branch, "head": head, "changes": stat}
+
+
+def _base_of(cache: Path, base: str, head: str | None) -> str | None:
+    """Where ``head`` left ``base`` (the remote's branch of that name as last fetched, else the ref or
+    commit it names in the cache): their merge base, which is ``head`` itself when the branch has no
+    commit the base lacks; None when that cannot be told (the base unknown here)."""
+    if head is None or base.startswith("-"):
+        return None
+    tip = commit_of(cache, f"refs/remotes/origin/{base}") or commit_of(cache, base)
+    if tip is None:
+        return None
+    try:
+        return run_git(["merge-base", head, tip], cwd=cache) or None
+    except GitError:  # unrelated histories
+        return None
 
 
 def _pushed_before(
