@@ -1,8 +1,9 @@
 """What a turn pushes, on each forge (the fake GitHub, the fake Gitea, the fake GitLab; a real
 ``baton serve`` and the fake agent): a turn that changes nothing pushes no branch and opens no PR, its
-status comment saying so (never the diff stat of someone else's commit); the next turn that changes
-something pushes and opens the PR. A person's PR bound by a mention after baton's cache clone of the
-repository exists gets baton's commit on the PR's own head, not on the base."""
+status comment saying so (never the diff stat of someone else's commit), also the turn after an
+answered question; the next turn that changes something pushes and opens the PR. A person's PR bound
+by a mention after baton's cache clone of the repository exists gets baton's commit on the PR's own
+head, not on the base."""
 
 from __future__ import annotations
 
@@ -71,6 +72,28 @@ def test_a_turn_that_changes_nothing_pushes_nothing_and_opens_no_pr(
     assert f"opened #{pr.number}" in status, status
 
 
+ASK = '[[tool:ask_human {"question": "Which greeting: hello or hi?", "options": ["hello", "hi"]}]]'
+
+
+@pytest.mark.parametrize("forge_kind", ["github", "gitea"])
+def test_an_answered_question_that_changes_nothing_opens_no_pr(
+    forge_kind: str, fake: FakeForge, forge_service: Service
+) -> None:
+    service = forge_service
+    issue = fake.open_issue(REPO, "alice", "A greeting", "Which one?")
+    fake.comment(REPO, issue, "alice", f"@baton please decide {ASK}")
+    settled(service, fake, 1)
+    fake.comment(REPO, issue, "alice", "hi, and nothing to change")
+    settled(service, fake, 2)
+    assert [j.outcome for j in service.store.list_jobs(limit=5, oldest_first=True)] == [
+        "needs_input",
+        "succeeded",
+    ]
+    assert BRANCH not in fake.branches(REPO) and fake.pulls(REPO) == []
+    [status] = statuses(fake, issue)
+    said_no_change(status)
+
+
 @pytest.mark.parametrize("forge_kind", ["github", "gitea"])
 def test_a_persons_pr_gets_batons_commit_on_its_own_head(
     forge_kind: str, fake: FakeForge, forge_service: Service, monkeypatch: pytest.MonkeyPatch
@@ -115,6 +138,22 @@ def test_a_turn_that_changes_nothing_opens_no_mr_on_gitlab(
     assert head is not None
     [status] = gitlab_statuses(gitlab, issue.iid)
     assert f"pushed `{head[:12]}`" in status and "1 file changed" in status, status
+
+
+def test_an_answered_question_that_changes_nothing_opens_no_mr_on_gitlab(
+    gitlab: FakeGitLab, service: Service
+) -> None:
+    issue = gitlab.open_issue(REPO, "A greeting", "Which one?", author="alice")
+    gitlab.comment(REPO, issue.iid, f"@baton please decide {ASK}", author="alice")
+    settled(service, gitlab, 1)
+    gitlab.comment(REPO, issue.iid, "hi, and nothing to change", author="alice")
+    settled(service, gitlab, 2)
+    assert [j.outcome for j in service.store.list_jobs(limit=5, oldest_first=True)] == [
+        "needs_input",
+        "succeeded",
+    ]
+    assert gitlab.project(REPO).head(BRANCH) is None and gitlab.project(REPO).mrs == {}
+    said_no_change(gitlab_statuses(gitlab, issue.iid)[0])
 
 
 def test_a_persons_mr_gets_batons_commit_on_its_own_head_on_gitlab(
