@@ -205,9 +205,10 @@ def publish(
     2. The branch is pushed from baton's own cache clone (not from the worktree, whose git files the
        agent could write), with the forge's token through ``GIT_ASKPASS`` (never in a URL, an argv or a
        log); a push the forge refuses (protected branch, rules, a non-fast-forward) is reported with
-       the forge's words and nothing is lost.
+       the forge's words and nothing is lost. A branch with no commit its base lacks, or where baton
+       last pushed it, is not pushed: the status says :data:`NO_CHANGE`.
     3. An issue's thread gets its pull request (draft by default, closing the issue) the first time it
-       pushes; a PR's thread just moves the PR's head.
+       pushes, so never an empty one; a PR's thread just moves the PR's head.
     4. The thread's **one** status comment (run id, outcome, what changed, cost) is posted or edited.
     5. The agent's answer (its final message) is posted as a reply of its own, attributed and bounded
        (:mod:`baton.forge.answers`), or shown in the status comment, or nowhere: the repository's
