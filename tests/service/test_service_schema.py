@@ -497,3 +497,40 @@ def test_numbers_are_numbers_as_the_schema_says(
     with service.client("admin") as http:
         answer = http.post("/v1/runs", json=body)
     assert (answer.status_code, answer.json()) == (422, {"detail": said})
+
+
+def test_a_whole_number_written_with_a_zero_fraction_is_that_integer(
+    service: Service, src_repo: Path
+) -> None:
+    """JSON Schema's ``integer`` takes 38950163.0 (a number whose fraction is zero): Schemathesis sent it
+    to ``/v1/runs`` and ``/v1/budget*`` and the API refused it ("tokens takes a whole number"). It is the
+    integer; a fraction is still refused, and false is still not 0."""
+    body = {"agent": "fake", "repo": str(src_repo), "thread": "t", "prompt": "p"}
+    whole = {**body, "retries": 2.0, "pids": 64.0, "max_tokens": 38950163.0, "max_turns": 3.0}
+    assert RUN_BODY.is_valid(whole)
+    with service.client("admin") as http:
+        queued = http.post("/v1/runs", json=whole)
+        assert queued.status_code == 202, queued.text
+        job = service.store.get_job(queued.json()["run_id"])
+        assert job is not None
+        asked = job.request
+        assert (asked["retries"], asked["max_tokens"], asked["max_turns"]) == (2, 38950163, 3)
+        assert type(asked["max_tokens"]) is int
+        half = http.post("/v1/runs", json={**body, "max_tokens": 2.5})
+        assert (half.status_code, half.json()) == (
+            422,
+            {"detail": "max_tokens takes a whole number, not 2.5"},
+        )
+        raised = http.post(
+            "/v1/budget/repo", json={"repo": str(src_repo), "tokens": 38950163.0, "turns": 4.0}
+        )
+        assert raised.status_code == 200, raised.text
+        caps = {c["measure"]: c for c in raised.json()["caps"]}
+        assert raised.json()["raised"] == 2 and caps["tokens"]["raised"] == 38950163
+        refused = http.post("/v1/budget/repo", json={"repo": str(src_repo), "turns": 1.5})
+        assert (refused.status_code, refused.json()) == (
+            422,
+            {"detail": "turns takes a whole number, not 1.5"},
+        )
+        made = http.post("/v1/tokens", json={"name": "ci", "scope": "run", "max_tokens": 1000.0})
+        assert made.status_code in (200, 201), made.text

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import BeforeValidator, GetCoreSchemaHandler, GetJsonSchemaHandler, Strict
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
@@ -181,6 +181,17 @@ TokenName = Annotated[
     str, Rule({"pattern": TOKEN_NAME_PATTERN, "minLength": 1, "maxLength": 64}, check_token_name)
 ]
 OnLimit = Annotated[str, Rule({"pattern": ON_LIMIT_PATTERN, "maxLength": 41}, check_on_limit_option)]
+
+
+def _integral(value: Any) -> Any:
+    """A float with no fraction (``38950163.0``) as the integer it is: JSON Schema's ``integer`` takes
+    it (a number whose fractional part is zero), so a client may send it; any other value as given."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+# A whole number, strictly: false is not 0 and "3" is not 3 (the schema's integer refuses both), but
+# 3.0 is 3; 3.5 is refused ("a whole number"). Bounds go in a Field after it.
+Whole = Annotated[int, Strict(), BeforeValidator(_integral)]
 
 
 def run_rules(agents: list[str]) -> list[dict[str, Any]]:
