@@ -54,7 +54,7 @@ def test_an_app_with_what_the_loop_needs_passes(fake: FakeForge, checks: Any) ->
     )
     assert found[f"{W} permissions"]["detail"] == "the installation has every permission the loop needs"
     assert found[f"{W} clone"]["detail"].endswith(
-        "can be cloned with the App's installation token (1 branches)"
+        "can be cloned with the App's installation token (1 branch)"
     )
     assert found[f"{W} push"]["detail"] == (
         f"baton[bot] can push to {fake.clone_url(REPO)} with the App's installation token (dry run)"

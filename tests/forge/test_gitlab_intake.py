@@ -8,6 +8,7 @@ secret (a wrong one is 401 and stores nothing), the event's UUID the delivery's 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -408,12 +409,19 @@ def headers(event: str, token: str | None = SECRET, uid: str | None = None) -> d
 
 @pytest.mark.parametrize("token", [None, "wrong", SECRET[:-1], SECRET.upper()])
 def test_a_wrong_or_missing_token_is_401_and_stores_nothing(
-    service: Service, monkeypatch: pytest.MonkeyPatch, token: str | None
+    service: Service, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, token: str | None
 ) -> None:
+    """Said as what it is, in the answer and the log: GitLab sends a token, not a signature."""
     monkeypatch.setenv("BATON_WEBHOOK_SECRET", SECRET)
     body = json.dumps(note("@baton fix it")).encode()
-    answer = httpx.post(f"{service.url}/webhooks/gitlab", content=body, headers=headers("Note Hook", token))
-    assert answer.status_code == 401, answer.text
+    with caplog.at_level(logging.WARNING, logger="baton"):
+        answer = httpx.post(
+            f"{service.url}/webhooks/gitlab", content=body, headers=headers("Note Hook", token)
+        )
+    said = "missing or wrong X-Gitlab-Token (it must be the webhook secret)"
+    assert (answer.status_code, answer.json()) == (401, {"detail": said}), answer.text
+    logged = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert logged and all(said in line and "signature" not in line for line in logged)
     time.sleep(0.2)  # background work, had any been queued, would have written a delivery by now
     assert delivery_store(service.store).list_deliveries() == []
 

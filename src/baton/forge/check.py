@@ -166,7 +166,8 @@ def _clone(loop: ForgeLoop, what: str, url: str, forge: ForgeConfig, repo: str) 
         hint = "" if env.get("BATON_GIT_TOKEN") else " (BATON_GIT_TOKEN, the clone credential, is not set)"
         return _check(f"{what} clone", False, f"git cannot read {url}{hint}: {_words(exc)}")
     count = len([line for line in heads.splitlines() if line.strip()])
-    return _check(f"{what} clone", True, f"{url} can be cloned with {given} ({count} branches)")
+    branches = "1 branch" if count == 1 else f"{count} branches"
+    return _check(f"{what} clone", True, f"{url} can be cloned with {given} ({branches})")
 
 
 def _push(loop: ForgeLoop, what: str, url: str, forge: ForgeConfig, repo: str) -> dict[str, Any]:

@@ -119,6 +119,15 @@ def authentic(forge: Forge, secret: str, body: bytes, headers: Mapping[str, str]
     return verified(secret, body, claimed_signatures(forge, headers))
 
 
+def refused(forge: Forge) -> str:
+    """Why a delivery :func:`authentic` refused is refused, in the forge's terms: GitLab sends a token
+    (the secret itself), not a signature."""
+    if forge.token_header is not None:
+        header = "-".join(word.capitalize() for word in forge.token_header.split("-"))  # X-Gitlab-Token
+        return f"missing or wrong {header} (it must be the webhook secret)"
+    return "missing or wrong signature"
+
+
 # -- reading the payload ----------------------------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ from baton import tracing
 from baton.forge.deliveries import Acknowledging, Intake, Worker
 from baton.forge.delivery import READERS, Reader
 from baton.forge.delivery import Delivery as Work  # Delivery: the route's response model, below
-from baton.forge.events import Ignored, Malformed, authentic, payload_of
+from baton.forge.events import Ignored, Malformed, authentic, payload_of, refused
 from baton.forge.intake_gitlab import GITLAB_READER, GitLabReader
 from baton.forge.model import ForgeKind
 from baton.forge.records import DeliveryRecord, DeliveryStatus
@@ -171,8 +171,9 @@ async def acknowledge(
         log.error("webhook %s refused: %s is not set, so no signature can be checked", forge.name, SECRET_ENV)
         raise HTTPException(403, f"webhooks are disabled: set {SECRET_ENV} on the service")
     if not authentic(forge, secret, body, headers):
-        log.warning("webhook %s from %s refused: missing or wrong signature", forge.name, client)
-        raise HTTPException(401, "missing or wrong signature")
+        why = refused(forge)
+        log.warning("webhook %s from %s refused: %s", forge.name, client, why)
+        raise HTTPException(401, why)
     with state.webhook_acks:
         return await _accept_signed(state, reader, headers, body)
 
@@ -195,7 +196,10 @@ async def _accept_signed(
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "signed, but no delivery id or event, or a malformed payload"},
-    401: {"model": Problem, "description": "missing or wrong signature: nothing done"},
+    401: {
+        "model": Problem,
+        "description": "missing or wrong signature (GitLab: X-Gitlab-Token): nothing done",
+    },
     413: {"model": Problem, "description": "payload larger than 25 MB"},
     403: {"model": Problem, "description": f"{SECRET_ENV} is not set: webhooks are refused"},
 }
