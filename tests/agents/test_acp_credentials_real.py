@@ -6,6 +6,7 @@ lets the next run through (issue 42, item 6; the labels: tests/agents/test_acp_c
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from baton.errors import QuotaHeld
 from baton.settings import Settings
 from baton.store import Store
 from baton.testing._http import Refusal
-from baton.testing.mock_openai import MockOpenAI
+from baton.testing.mock_openai import MockOpenAI, usage_limit
 from baton.testing.mock_openai_agents import OPENCODE_CONFIG
 
 pytestmark = pytest.mark.slow
@@ -82,3 +83,19 @@ def test_a_spent_quota_holds_the_agents_own_credential(
     after = ask(settings, agent, str(src_repo), "second")
     assert after.ok, after.run.error
     assert len(store.list_quotas()) == 1, "the rotated key never met a limit"
+
+
+def test_a_spent_plan_in_the_chatgpt_backends_shape_ends_the_turn_rate_limited(
+    agent: str, model: MockOpenAI, settings: Settings, store: Store, src_repo: Path
+) -> None:
+    """The ChatGPT backend's refusal of a spent plan (HTTP 429 ``usage_limit_reached``, "The usage limit
+    has been reached"), which the ACP CLIs relay by its words alone (Copilot after its five retries):
+    a spent quota, ``rate_limited`` with baton's own wait, its credential held — never ``failed``."""
+    spent = usage_limit(int(time.time()) + 3 * 3600)
+    model.refusal = Refusal(429, spent.body, {**spent.headers, "retry-after": "0", "retry-after-ms": "0"})
+    limited = ask(settings, agent, str(src_repo), "plan")
+    assert limited.run.outcome == Outcome.RATE_LIMITED, (limited.run.outcome, limited.run.error)
+    assert limited.run.resets_at is not None
+    assert "usage limit has been reached" in str(limited.run.error).lower()
+    (held,) = store.list_quotas()
+    assert held.label.startswith(LABEL[agent]), held.label

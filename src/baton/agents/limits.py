@@ -101,13 +101,18 @@ def from_words(text: str, now: float | None = None) -> Limit | None:
 # An OpenAI-compatible provider's 429, as an agent that calls it directly relays it (Copilot CLI 1.0's own
 # provider: "Error: Failed to get response from the AI model; retried 5 times … Last error: 429 You
 # exceeded your current quota, …"): the spent quota (billing: no reset said) and a per-minute limit.
-_SPENT_QUOTA = re.compile(r"insufficient_quota|exceeded your current quota", re.IGNORECASE)
+# The ChatGPT backend's spent plan (429 usage_limit_reached, "The usage limit has been reached") is
+# relayed by its words alone, its resets_at dropped: spent too, baton's own wait.
+_SPENT_QUOTA = re.compile(
+    r"insufficient_quota|exceeded your current quota|usage_limit_reached|\busage limit has been reached",
+    re.IGNORECASE,
+)
 _RATE_LIMITED = re.compile(r"\b429\b.{0,40}rate limit|rate_limit_exceeded", re.IGNORECASE)
 
 
 def from_api_words(text: str) -> Limit | None:
-    """A provider's refusal relayed in an agent's words: an exhausted quota (no reset said: baton's
-    own wait), a transient rate limit; None when the words say neither."""
+    """A provider's refusal relayed in an agent's words: an exhausted quota or plan limit (no reset
+    said: baton's own wait), a transient rate limit; None when the words say neither."""
     if _SPENT_QUOTA.search(text):
         return Limit(LimitKind.EXHAUSTED, None, "quota", one_line(text))
     if _RATE_LIMITED.search(text):
