@@ -391,6 +391,10 @@ ENV_ONLY = (
     EnvSetting("BATON_GEMINI_MODEL", "opencode_bin", About(
         "the model Gemini runs (`-m`); else the CLI's own choice (`GEMINI_MODEL`, its `settings.json`), "
         "else its `pro` alias; `auto` lets the CLI route")),
+    EnvSetting("BATON_CODEX_MODEL", "opencode_bin", About(
+        "the model Codex runs (`-c model=`); else its `config.toml`'s `model`, else Codex's default, "
+        "which under a provider of `OPENAI_BASE_URL` is offered no tools (not baton's `ask_human`): name "
+        "the server's model")),
     EnvSetting("BATON_GIT_TOKEN", "git_user_email", About(
         "token for HTTPS git remotes (never passed to agents); a GitHub App forge's repositories take "
         "its installation tokens instead ([forge.md](forge.md#setting-up-github-as-an-app))")),

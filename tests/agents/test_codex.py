@@ -778,3 +778,16 @@ def test_repair_index_never_follows_a_link_out_of_the_home(agent: CodexAgent, tm
         (agent.home / name).symlink_to(elsewhere / name)
     assert not repair_index(agent.home, THREAD, projection=True)
     assert index_rows(elsewhere) == before
+
+
+def test_baton_codex_model_names_each_turns_model_and_nothing_else() -> None:
+    """``BATON_CODEX_MODEL`` becomes ``-c model="..."`` (a TOML string, quoted as such); unset or blank:
+    no flag (config.toml's model, else Codex's own); a value that names no model is refused."""
+    from baton.agents.codex import model_flags
+
+    assert model_flags({}) == [] and model_flags({"BATON_CODEX_MODEL": "  "}) == []
+    assert model_flags({"BATON_CODEX_MODEL": "gpt-5.5"}) == ["-c", 'model="gpt-5.5"']
+    assert model_flags({"BATON_CODEX_MODEL": 'a"b'}) == ["-c", 'model="a\\"b"']
+    for bad in ("two words", "x\ny", "m" * 201):
+        with pytest.raises(AgentError, match="BATON_CODEX_MODEL"):
+            model_flags({"BATON_CODEX_MODEL": bad})

@@ -6,6 +6,7 @@ its history) with the question and the answer as the next turn's prompt."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from baton.asking.questions import Question, answer_prompt
 from baton.models import Access
 from baton.settings import Settings
 from baton.testing import MockModel
+from baton.testing.mock_openai import MODEL, MockOpenAI
 from tests.conftest import FIRST, MOCKS, make_repo
 
 pytestmark = pytest.mark.slow
@@ -64,3 +66,27 @@ def test_the_agent_may_ask_at_read_access(
     asked = run(request, settings)
     assert asked.run.outcome == Outcome.NEEDS_INPUT, asked.to_json()
     assert asked.run.question is not None and asked.run.question["options"] == ["red", "blue"]
+
+
+def test_codex_set_up_from_the_environment_alone_asks(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Codex as docs/agents.md's offline block sets it up: the mock's ``--print-env`` exports, eval'd, and
+    no config.toml. Under Codex's default model its request offered no tool (only "Deferred tool
+    namespaces: mcp__baton", no tool_search), so it never asked; the exports name the model."""
+    with MockOpenAI() as mock:
+        [line] = [x for x in mock.shell_lines() if x.startswith("export ")]
+        for word in shlex.split(line.removeprefix("export ")):
+            name, _, value = word.partition("=")
+            monkeypatch.setenv(name, value)
+        repo = make_repo(tmp_path / "src")
+        asked = run(
+            RunRequest(agent="codex", repo=str(repo), thread="env", prompt=f"Decide. {ASK}"), settings
+        )
+        assert asked.run.outcome == Outcome.NEEDS_INPUT, asked.to_json()
+        assert Question.from_json(asked.run.question).text == QUESTION
+        assert mock.conversation()[-1].body["model"] == MODEL
+        assert (
+            not (settings.home / "homes" / "codex" / "config.toml").exists()
+            or "model =" not in (settings.home / "homes" / "codex" / "config.toml").read_text()
+        )

@@ -67,6 +67,10 @@ MAX_PROMPT_CHARS = 1_048_576  # "Input exceeds the maximum length of 1048576 cha
 LOCAL_PROVIDERS = ("oss", "ollama", "lmstudio")  # Codex's built-in providers that need no key
 DEFAULT_API = "https://api.openai.com/v1"
 BASE_URL_PROVIDER = "openai-base-url"  # the provider baton makes of OPENAI_BASE_URL
+# The model each turn runs (-c model=...), over config.toml's: Codex 0.169's default under a provider of
+# OPENAI_BASE_URL offers the model no tool at all (not even tool_search, behind which it defers MCP
+# tools such as ask_human), so an environment-only setup names one here.
+MODEL_ENV = "BATON_CODEX_MODEL"
 # Lines Codex prints on stderr that are never the error (see baton.agents.clean_error). It warns when
 # its home is under a temporary directory, before every error of such a run (measured on 0.169.0).
 NOISE = (r"WARNING: proceeding, even though we could not create PATH aliases\b.*",)
@@ -175,7 +179,7 @@ class CodexAgent(AgentBase):
         flags = self.access_flags[Access.FULL if walled else access]
         provider = self.base_url_provider(os.environ)  # checked before the fork's copy is written
         argv, new_id = [*command, *EXEC, *flags, *(provider_flags(provider) if provider else [])], None
-        argv += mcp_flags(servers)
+        argv += model_flags(os.environ) + mcp_flags(servers)
         if mode in (Mode.FRESH, Mode.RECOVER):
             argv += [STDIN]
         elif mode == Mode.RESUME:
@@ -288,8 +292,9 @@ class CodexAgent(AgentBase):
         if handler is not None:
             handler(event, turn)
         if event.get("type") == "thread.started" and turn.model is None:
-            # its events never name the model: the home's config.toml does (the key's copy, as it ran)
-            model = codex_config.config(self._home / "config.toml").get("model")
+            # its events never name the model: BATON_CODEX_MODEL or the home's config.toml does (the
+            # key's copy, as it ran)
+            model = chosen_model(os.environ) or codex_config.config(self._home / "config.toml").get("model")
             turn.model = model if isinstance(model, str) else None
 
     def classify(self, exit_code: int, turn: Turn, stderr: str) -> Outcome:
@@ -473,6 +478,22 @@ def provider_flags(provider: dict[str, str]) -> list[str]:
         "-c",
         f"model_providers.{BASE_URL_PROVIDER}={table.as_string()}",
     ]
+
+
+def chosen_model(env: Mapping[str, str]) -> str | None:
+    """``BATON_CODEX_MODEL``; None when unset or blank. AgentError for a value no model is named."""
+    model = env.get(MODEL_ENV, "").strip()
+    if not model:
+        return None
+    if len(model) > 200 or not all(c.isprintable() and not c.isspace() for c in model):
+        raise AgentError(f"{MODEL_ENV} is not a model's name: {model[:60]!r}")
+    return model
+
+
+def model_flags(env: Mapping[str, str]) -> list[str]:
+    """``-c model="..."`` for this turn when ``BATON_CODEX_MODEL`` names one (config.toml untouched)."""
+    model = chosen_model(env)
+    return [] if model is None else ["-c", f"model={tomlkit.string(model).as_string()}"]
 
 
 def mcp_flags(servers: tuple[McpServer, ...]) -> list[str]:

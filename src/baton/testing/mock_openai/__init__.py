@@ -225,9 +225,14 @@ class MockOpenAI(MockServer[MockRequest]):
     def shell_lines(self) -> list[str]:
         """The export line baton reads for Codex, and, as comments, the config.toml lines plain
         ``codex`` needs instead (it ignores ``OPENAI_BASE_URL``)."""
-        values = {"OPENAI_BASE_URL": f"{self.url}/v1", "OPENAI_API_KEY": "mock-key"}
+        values = {
+            "OPENAI_BASE_URL": f"{self.url}/v1",
+            "OPENAI_API_KEY": "mock-key",
+            "BATON_CODEX_MODEL": MODEL,
+        }
         return [
-            "# point baton run -a codex at this mock (baton makes it each turn's model provider):",
+            "# point baton run -a codex at this mock (baton makes it each turn's model provider; the model",
+            "# named, as under Codex's default one it is offered no tools, baton's ask_human among them):",
             export_line(values),
             "# plain `codex` ignores OPENAI_BASE_URL: put these lines in $CODEX_HOME/config.toml (default",
             "# ~/.codex/config.toml), the first two above any [table], and export OPENAI_API_KEY as above",
