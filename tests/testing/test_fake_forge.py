@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,7 @@ from baton.forge.events import GITHUB, claimed_signatures, verified
 from baton.testing._http import BackgroundServer, QuietHandler
 from baton.testing.fake_forge import FakeForge, main, serve_quickly
 from baton.testing.fake_forge_openapi import rest_description, webhook_description
+from tests.conftest import wait_for
 
 SECRET = "hook-secret"
 REPO = "acme/api"
@@ -678,3 +680,63 @@ def test_the_command_line_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -
                 f"python -m baton.testing.fake_forge: cannot listen on 127.0.0.1:{port} ({flag}): "
                 "Address already in use"
             )
+
+
+def test_it_starts_from_a_plain_server_install_checking_nothing(tmp_path: Path) -> None:
+    """``pip install '.[server]'`` has neither of the referee's checkers (openapi-core, jsonschema-rs:
+    the test extra's): ``python -m baton.testing.fake_forge`` still serves — an issue made over its API
+    is delivered, signed — and says on stderr that it checks nothing; from this environment (both
+    there) the library's fake still checks, as the tests need."""
+    got: list[bytes] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(202)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    blocked = "import sys; sys.modules.update(openapi_core=None, jsonschema_rs=None); "
+    run_main = "from baton.testing.fake_forge import main; main(sys.argv[1:])"
+    argv = [
+        "--repo",
+        "acme/api",
+        "--user",
+        "alice:write:tok-a",
+        "--secret",
+        "s3cret",
+        "--root",
+        str(tmp_path),
+    ]
+    argv += ["--deliver-to", f"http://127.0.0.1:{receiver.server_port}/webhooks/github"]
+    server = subprocess.Popen(
+        [sys.executable, "-c", blocked + run_main, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stderr is not None
+        api = server.stdout.readline().strip().removeprefix("api: ")
+        assert api.startswith("http://127.0.0.1:"), api + server.stderr.read()
+        made = httpx.post(
+            f"{api}/repos/acme/api/issues", json={"title": "t"}, headers={"Authorization": "token tok-a"}
+        )
+        assert made.status_code == 201, made.text
+        wait_for(lambda: bool(got), timeout=10)
+        assert json.loads(got[0])["issue"]["title"] == "t"
+    finally:
+        server.terminate()
+        server.wait(30)
+        receiver.shutdown()
+        receiver.server_close()
+    assert server.stdout is not None and server.stderr is not None
+    said = server.stderr.read()
+    server.stdout.close()
+    server.stderr.close()
+    assert "not checking" in said and "openapi_core, jsonschema_rs" in said and "Traceback" not in said
+    assert rest_description().checked and webhook_description().checked

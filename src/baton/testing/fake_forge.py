@@ -27,6 +27,7 @@ from baton.testing.fake_forge_app import ForgeApp
 from baton.testing.fake_forge_core import ApiRequest, ForgeRefused, Violation
 from baton.testing.fake_forge_hooks import Delivery
 from baton.testing.fake_forge_merge import ForgeMerge
+from baton.testing.fake_forge_openapi import missing_checkers
 from baton.testing.git_http import GitHttpServer
 from baton.testing.git_http import _Handler as _GitHttpHandler
 
@@ -142,9 +143,12 @@ class FakeForge(ForgeMerge, ForgeApp, BackgroundServer):
         git_port: int = 0,
         description: str = "ghes-3.19",
         clock: Callable[[], float] = time.time,
+        checked: bool = True,
     ) -> None:
         self.port, self.git_port = port, git_port
-        super().__init__(root, secret=secret, deliver_to=deliver_to, description=description, clock=clock)
+        super().__init__(
+            root, secret=secret, deliver_to=deliver_to, description=description, clock=clock, checked=checked
+        )
         self.git = _ForgeGit(root=self.root / "git", token="", port=git_port)
         self.git.forge = self
 
@@ -168,6 +172,20 @@ class FakeForge(ForgeMerge, ForgeApp, BackgroundServer):
         super().stop()
         git.join()
         self.stop_deliveries()
+
+
+def _checking(prog: str) -> bool:
+    """Whether the referee's checkers are here; a plain install lacks them: it serves, checking nothing
+    against the descriptions, and says so."""
+    missing = missing_checkers()
+    if missing:
+        print(
+            f"{prog}: not checking requests and deliveries against GitHub's OpenAPI "
+            f"({', '.join(missing)} not installed: pip install '.[test]')",
+            file=sys.stderr,
+            flush=True,
+        )
+    return not missing
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -220,7 +238,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     root = args.root or Path(tempfile.mkdtemp(prefix="fake-forge-"))
     fake = FakeForge(
-        root, secret=args.secret, deliver_to=args.deliver_to, port=args.port, git_port=args.git_port
+        root,
+        secret=args.secret,
+        deliver_to=args.deliver_to,
+        port=args.port,
+        git_port=args.git_port,
+        checked=_checking(parser.prog),
     )
     try:
         fake.start()

@@ -87,11 +87,12 @@ class ForgeCore:
         deliver_to: str | None = None,
         description: str = "ghes-3.19",
         clock: Callable[[], float] = time.time,
+        checked: bool = True,
     ) -> None:
         self.root, self.secret, self.deliver_to = Path(root), secret, deliver_to
         self.description, self.clock = description, clock
-        self.rest = rest_description(description)
-        self.hooks = webhook_description(description)
+        self.rest = rest_description(description, checked)
+        self.hooks = webhook_description(description, checked)
         self.lock = threading.RLock()
         self.users: dict[str, User] = {}
         self.repos: dict[str, Repo] = {}

@@ -6,11 +6,14 @@ setup`` installed them (``node_modules/@octokit/…``), never copied into the tr
 ``{protocol}://{hostname}/api/v3``: the fake's own ``http://127.0.0.1:PORT/api/v3`` matches it as it
 is, and a baton configured with an ``api_url`` is exactly a GHES client; ``description="api.github.com"``
 works too), and ``@octokit/openapi-webhooks`` with ``@octokit/webhooks-examples`` for the webhooks.
+The referee's checkers (openapi-core, jsonschema-rs) are the ``test`` extra's: without them
+(``unchecked``) the fake still answers from the same descriptions, checking nothing.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 import threading
@@ -18,9 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jsonschema_rs
-
 NODE_MODULES_ENV = "BATON_NODE_MODULES"
+CHECKERS = ("openapi_core", "jsonschema_rs")  # the test extra's (openapi-core, jsonschema-rs)
+
+
+def missing_checkers() -> list[str]:
+    """The referee's modules this Python cannot import (a plain ``pip install '.[server]'``)."""
+    missing = []
+    for name in CHECKERS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
 
 
 def node_modules() -> Path:
@@ -123,14 +136,16 @@ class RestDescription:
       ~10-90 ms to compile each operation's schema once per process.
     """
 
-    def __init__(self, name: str) -> None:
-        from openapi_core import Config, OpenAPI
-
-        self.name = name
+    def __init__(self, name: str, checked: bool = True) -> None:
+        self.name, self.checked = name, checked
         self.path = node_modules() / "@octokit" / "openapi" / "generated" / f"{name}.json"
         self.doc: dict[str, Any] = json.loads(self.path.read_bytes())
         self.ghes = not name.startswith("api.github.com")  # GHES and GHEC-style bases under /api/v3
-        self._openapi = OpenAPI.from_dict(self.doc, config=Config(spec_validator_cls=None))
+        self._openapi: Any = None
+        if checked:
+            from openapi_core import Config, OpenAPI
+
+            self._openapi = OpenAPI.from_dict(self.doc, config=Config(spec_validator_cls=None))
         self._schemas = self.doc["components"]["schemas"]
         self._compiled: dict[tuple[str, str, str], Any] = {}
         self._lock = threading.Lock()
@@ -163,6 +178,8 @@ class RestDescription:
         body: bytes,
         content_type: str,
     ) -> Checked:
+        if not self.checked:
+            return Checked()
         from openapi_core.testing import MockRequest
         from werkzeug.datastructures import ImmutableMultiDict
 
@@ -211,12 +228,16 @@ class RestDescription:
                 k: _openapi30_to_jsonschema(v) for k, v in _reachable(schema, self._schemas).items()
             }
             root = {**_openapi30_to_jsonschema(schema), "components": {"schemas": components}}
+            import jsonschema_rs
+
             validator = jsonschema_rs.Draft4Validator(root)
         with self._lock:
             self._compiled[key] = validator
         return validator
 
     def check_response(self, template: str, method: str, status: int, body: bytes) -> Checked:
+        if not self.checked:
+            return Checked()
         validator = self._validator(template, method, status)
         if validator is False:
             return Checked((f"status {status} is not a response of {method.upper()} {template}",))
@@ -233,7 +254,8 @@ class WebhookDescription:
     """The webhooks' description (OpenAPI 3.1, so its schemas are JSON Schema 2020-12) and GitHub's
     example payloads."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, checked: bool = True) -> None:
+        self.checked = checked
         base = node_modules() / "@octokit"
         self.doc: dict[str, Any] = json.loads(
             (base / "openapi-webhooks" / "generated" / f"{name}.json").read_bytes()
@@ -267,26 +289,30 @@ class WebhookDescription:
         body = self.doc["webhooks"][key]["post"]["requestBody"]["content"]["application/json"]["schema"]
         schemas = self.doc["components"]["schemas"]
         root = {**body, "components": {"schemas": _reachable(body, schemas)}}
+        import jsonschema_rs
+
         validator = jsonschema_rs.Draft202012Validator(root)
         with self._lock:
             self._compiled[key] = validator
         return validator
 
     def check(self, event: str, action: str | None, payload: Any) -> Checked:
+        if not self.checked:
+            return Checked()
         return Checked(tuple(_errors(self._validator(self.key(event, action)), payload)))
 
 
-def rest_description(name: str = "ghes-3.19") -> RestDescription:
+def rest_description(name: str = "ghes-3.19", checked: bool = True) -> RestDescription:
     """The REST description, loaded once per process (a second fake starts in well under a millisecond
-    of validation cost)."""
-    return _rest(name)
+    of validation cost); ``checked=False``: it answers, checking nothing."""
+    return _rest(name, checked)
 
 
-def webhook_description(name: str = "ghes-3.19") -> WebhookDescription:
+def webhook_description(name: str = "ghes-3.19", checked: bool = True) -> WebhookDescription:
     """The webhooks' description and examples, loaded once per process."""
-    return _webhooks(name)
+    return _webhooks(name, checked)
 
 
-# cached on the name alone: functools.cache keys f() and f("ghes-3.19") apart
+# cached on (name, checked), always passed both: functools.cache keys f() and f("ghes-3.19") apart
 _rest = functools.cache(RestDescription)
 _webhooks = functools.cache(WebhookDescription)
