@@ -15,9 +15,8 @@ import argparse
 import errno
 import signal
 import sys
-import time
+import threading
 from collections.abc import Mapping, Sequence
-from types import FrameType
 from typing import Any
 
 from baton.testing._http import MockServer
@@ -87,10 +86,6 @@ def parser(module: str, description: str, agents: Agents | None = None) -> argpa
     return p
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM ends the serving loop the way Ctrl-C does
-
-
 def _listen_error(port: int, exc: OSError) -> str:
     if exc.errno == errno.EADDRINUSE:
         return (
@@ -137,20 +132,22 @@ def main(
         return 0
     # A parent that ignores SIGINT (`nohup … &`, a background `make test`) passes the ignore on to
     # Python, which then keeps it: Ctrl-C would do nothing. Set both handlers, whatever was inherited.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
+    # They only set an event, never raise: a signal that lands while it starts or prints (where a
+    # KeyboardInterrupt could be lost) is still seen, and the wait below ends at once.
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     mock = server(port=args.port, item_tokens=args.item_tokens, max_prompt_tokens=args.max_prompt_tokens)
     try:
-        try:
-            mock.start()
-        except OSError as exc:
-            print(f"{module}: {_listen_error(args.port, exc)}", file=sys.stderr)
-            return 1
-        try:
+        mock.start()
+    except OSError as exc:
+        print(f"{module}: {_listen_error(args.port, exc)}", file=sys.stderr)
+        return 1
+    try:
+        if not stop.is_set():
             print("\n".join([mock.url, *shell_lines(chosen, mock.port)]), flush=True)
-            while True:
-                time.sleep(3600)
-        finally:
-            mock.stop()
-    except KeyboardInterrupt:
-        return 0
+        while not stop.wait(0.5):  # a timed wait: the handlers run between its waits, whatever happens
+            pass
+    finally:
+        mock.stop()
+    return 0
