@@ -22,7 +22,8 @@ def run_pasted(script: str, tmp_path: Path, timeout: float = 600) -> tuple[int, 
     work.mkdir()
     (tmp_path / "user").mkdir()
     venv_bin = str(Path(sys.executable).parent)
-    keep = ("PATH", "LANG", "LC_ALL", "TERM", "USER", "LOGNAME", "SHELL")
+    # PYTHONPATH: a worktree's checkout, where its engineer points it, is the baton the blocks run
+    keep = ("PATH", "LANG", "LC_ALL", "TERM", "USER", "LOGNAME", "SHELL", "PYTHONPATH")
     env = {k: v for k, v in os.environ.items() if k in keep}
     env |= {
         "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', os.defpath)}",
