@@ -1,24 +1,19 @@
-"""docs/forge.md's "Setting up GitHub as an App", as written: its fake GitHub command (``python -m
-baton.testing.fake_forge`` as an App, its key written where the configuration says) and its pasted
-configuration make ``baton forge test`` pass, with no token in the environment; the section's general
+"""docs/forge.md's "Setting up GitHub as an App", as written: its trial block, pasted (the fake GitHub as
+an App, its key written where the configuration says), makes ``baton forge test`` pass with no token in
+the environment and starts ``baton serve`` where the fake delivers; the section's general
 configuration reads as it says (its key relative to $BATON_HOME, the App's login left to GitHub)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+import re
 from pathlib import Path
-
-import pytest
 
 from baton.forge.appkey import AppKey
 from baton.forge.config import load_forges
+from tests.pasted import leftovers, run_pasted  # noqa: F401 (leftovers: the fixture)
+from tests.private_services import free_port
 
-Cli = Callable[..., subprocess.CompletedProcess[str]]
 DOCS = Path(__file__).parents[2] / "docs" / "forge.md"
 
 
@@ -38,53 +33,34 @@ def blocks(kind: str) -> list[str]:
     return found
 
 
-@pytest.fixture
-def fake_app(home: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The section's command, on free ports (its own are 9180 and 9181), started as written."""
-    [command] = blocks("sh")
-    words = shlex.split(command.replace("\\\n", " "))
-    assert words[:3] == ["python", "-m", "baton.testing.fake_forge"], words
-    words[0] = sys.executable
-    for flag in ("--port", "--git-port"):
-        words[words.index(flag) + 1] = "0"
-    words = [w.replace("$BATON_HOME", str(home)) for w in words] + ["--root", str(tmp_path / "fake")]
-    server = subprocess.Popen(words, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
-    printed: dict[str, str] = {}
-    assert server.stdout is not None
-    for line in server.stdout:
-        kind, _, rest = line.strip().partition(": ")
-        printed.setdefault(kind, rest)
-        if kind == "token":
-            break
-    try:
-        yield printed
-    finally:
-        server.terminate()
-        server.wait(30)
-        server.stdout.close()
-
-
-def test_the_pasted_configuration_passes_forge_test_against_the_fake_app(
-    cli: Cli, home: Path, fake_app: dict[str, str]
-) -> None:
-    assert fake_app["app"].startswith("123456 baton (its bot baton[bot]")
-    assert (home / "github-app.pem").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
-    config = blocks("toml")[1]
-    api, clone = fake_app["api"], fake_app["clone"]
-    web, git = api.removesuffix("/api/v3"), clone.removesuffix("/acme/api.git")
-    for written, there in (("http://127.0.0.1:9180", web), ("http://127.0.0.1:9181", git)):
-        assert written in config
-        config = config.replace(written, there)
-    (home / "config.toml").write_text(config)
-    done = cli("forge", "test", "--json", env={"BATON_WEBHOOK_SECRET": "s3cret", "BATON_GIT_TOKEN": ""})
-    checks = {c["what"]: c for c in json.loads(done.stdout)}
-    assert done.returncode == 0, checks
-    assert checks["forge github"]["detail"].startswith("GitHub App baton (id 123456)")
+def test_the_app_trial_runs_as_pasted(tmp_path: Path, leftovers: None) -> None:  # noqa: F811
+    """The block as pasted (only its fixed ports swapped for free ones): the fake App up, its key where
+    the configuration says, ``baton forge test`` passing with no token in the environment, and
+    ``baton serve`` ready on the port the fake delivers to."""
+    [script] = blocks("sh")
+    assert "--deliver-to http://127.0.0.1:8765/webhooks/github" in script
+    assert re.search(r"^baton serve --port 8765 &", script, re.MULTILINE)
+    for port in ("9180", "9181", "8765"):
+        script = re.sub(rf"\b{port}\b", str(free_port()), script)
+    serve = re.search(r"baton serve --port (\d+)", script)
+    assert serve is not None
+    script += f"""
+for i in $(seq 150); do curl -sf http://127.0.0.1:{serve[1]}/readyz >/dev/null && break; sleep 0.2; done
+curl -sf http://127.0.0.1:{serve[1]}/readyz >/dev/null && echo "the service is ready"
+baton forge test --json
+"""
+    returncode, out = run_pasted(script, tmp_path, timeout=300)
+    assert returncode == 0, out[-6000:]
+    assert "app: 123456 baton (its bot baton[bot]" in out and "the service is ready" in out, out[-4000:]
+    checks, _ = json.JSONDecoder().raw_decode(out[out.rindex("\n[") + 1 :])  # the service logs after it
+    assert all(c["ok"] for c in checks), checks
+    found = {c["what"]: c for c in checks}
+    assert found["forge github"]["detail"].startswith("GitHub App baton (id 123456)")
     assert {
         "repo github:acme/api app",
         "repo github:acme/api permissions",
         "repo github:acme/api push",
-    } <= set(checks)
+    } <= set(found)
 
 
 def test_the_sections_configuration_reads_as_it_says(home: Path) -> None:
