@@ -443,6 +443,13 @@ def test_a_refused_body_or_query_is_said_in_batons_words(service: Service, src_r
             assert not_object.json() == {"detail": f"the request body must be a JSON object, not {shown}"}
         limit = http.get("/v1/audit", params={"limit": "many"}).json()["detail"]
         assert limit == "limit takes a whole number, not 'many'"
+        # curl -d without -H 'Content-Type: application/json': said as such, never b'...' repr'd
+        as_form = {"content-type": "application/x-www-form-urlencoded"}
+        form = http.post("/v1/runs", content=json.dumps(body).encode(), headers=as_form)
+        assert (form.status_code, form.json()) == (
+            422,
+            {"detail": "the request body must be sent as JSON (Content-Type: application/json)"},
+        )
 
 
 def test_each_run_draws_its_seed_and_every_case_uses_it(monkeypatch: pytest.MonkeyPatch) -> None:

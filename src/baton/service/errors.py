@@ -114,6 +114,10 @@ def _words(error: Any) -> str:
         where = f" at character {error['loc'][1]}" if len(error["loc"]) > 1 else ""
         reason = (error.get("ctx") or {}).get("error", "unreadable")
         return f"the request body is not valid JSON ({reason}{where})"
+    if error["type"] in _NOT_AN_OBJECT and len(error["loc"]) == 1 and isinstance(error.get("input"), bytes):
+        # a body not sent as JSON (curl -d alone says application/x-www-form-urlencoded): FastAPI
+        # hands over its bytes unread
+        return f"the request {error['loc'][0]} must be sent as JSON (Content-Type: application/json)"
     if error["type"] in _NOT_AN_OBJECT and len(error["loc"]) == 1:
         # valid JSON that is not an object (9, [1], "x", null): say what the body must be, in JSON
         given = json.dumps(error.get("input"), default=str)
