@@ -14,8 +14,13 @@ from baton.cli.options import request_command
 from baton.cli.run import execute
 from baton.runner.request import RunRequest
 
+# What an answer cannot choose: it resumes the thread's own conversation in its worktree (no other mode,
+# no fork, handoff or new branch, no first prompt's context), and the question it answers is the
+# thread's own (--answers is baton's, set here).
+NOT_AN_ANSWERS = ("mode", "branch", "base", "context", "fork_from", "answers", "base_thread", "handoff_from")
 
-@request_command()
+
+@request_command(omit=NOT_AN_ANSWERS)
 def answer_cmd(request: RunRequest, as_json: JsonOpt = False) -> None:
     """Answer the question a thread waits on (the instruction is the answer) and run the turn that
     resumes its conversation with it; exit 2 when the thread waits on no question."""

@@ -8,7 +8,7 @@ resumes it (:func:`baton.forge.owners.owner`).
 from __future__ import annotations
 
 import getpass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,17 +20,27 @@ if TYPE_CHECKING:
     from baton.keys import Key
     from baton.store import Store
 
-Amount = Annotated[str | None, typer.Option(metavar="+N", show_default=False)]
+
+def _raise(cap: str, example: str) -> Any:
+    """A raise's option: by how much the cap grows (each raise is recorded; none given: only shown)."""
+    said = f"raise the cap on {cap} by N, such as {example}"
+    return typer.Option(metavar="+N", show_default=False, help=said)
+
+
+Usd = Annotated[str | None, _raise("USD spent (as the agent reports cost)", "+5 or +2.5")]
+Tokens = Annotated[str | None, _raise("input+output tokens", "+100000 (a whole number)")]
+Minutes = Annotated[str | None, _raise("wall-clock minutes of turns", "+30")]
+Turns = Annotated[str | None, _raise("turns", "+3 (a whole number)")]
 
 
 def budget_cmd(
     agent: Annotated[str | None, typer.Option("--agent", "-a", help="the thread's agent")] = None,
     repo: Annotated[str | None, typer.Option("--repo", "-r", help="git URL, local path or slug")] = None,
     thread: Annotated[str | None, typer.Option("--thread", "-t", help="the thread")] = None,
-    usd: Amount = None,
-    tokens: Amount = None,
-    minutes: Amount = None,
-    turns: Amount = None,
+    usd: Usd = None,
+    tokens: Tokens = None,
+    minutes: Minutes = None,
+    turns: Turns = None,
     repo_wide: Annotated[
         bool, typer.Option("--repo-wide", help="the repository's caps (all its threads), not the thread's")
     ] = False,

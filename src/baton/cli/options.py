@@ -31,13 +31,15 @@ def _option(f: RequestField) -> Any:
 
 
 def request_command(
-    queued: bool = False, schema: type[RunRequest] = RunRequest
+    queued: bool = False, schema: type[RunRequest] = RunRequest, omit: tuple[str, ...] = ()
 ) -> Callable[[Command], Command]:
     """Decorate ``command(request, *own)``: the command Typer sees takes the request's options (only
-    a queued run's with ``queued``; flags, help, type, default from each field's ``Option``) and then the
-    command's own, and hands the request over built, its instruction read from the argument or the file
-    (``-``: standard input, :mod:`baton.cli.inputs`)."""
-    fields = request_fields(schema, queued)
+    a queued run's with ``queued``; none named in ``omit``, which keep their defaults; flags, help, type,
+    default from each field's ``Option``) and then the command's own, and hands the request over built,
+    its instruction read from the argument or the file (``-``: standard input, :mod:`baton.cli.inputs`)."""
+    unknown = set(omit) - {f.name for f in request_fields(schema, queued)}
+    assert not unknown, f"no such option of a run: {sorted(unknown)}"
+    fields = tuple(f for f in request_fields(schema, queued) if f.name not in omit)
 
     def wrap(command: Command) -> Command:
         own = [p.replace(kind=KEYWORD) for p in inspect.signature(command, eval_str=True).parameters.values()]

@@ -40,7 +40,9 @@ ScopeName = Literal["conversation", "worktree", "all"]
 
 @sessions_app.command("ls")
 def sessions_ls(
-    agent: Annotated[str | None, typer.Option("--agent", "-a")] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", "-a", help="only this agent's (claude, codex, ...)")
+    ] = None,
     repo: Annotated[str | None, typer.Option("--repo", "-r", help=REPO_FILTER)] = None,
     limit: LimitOpt = None,
     every: AllOpt = False,
