@@ -235,14 +235,17 @@ class Workdirs:
     def _add_worktree(
         self, key: Key, cache: Path, branch: str, base: str | None, env: dict[str, str]
     ) -> tuple[Worktree, WorktreeGit, str]:
-        """Make the key's worktree on ``branch`` (created from ``base`` when missing): a reflinked copy
+        """Make the key's worktree on ``branch`` (created when missing: from the remote's branch of that
+        name, a person's PR, as a fresh clone has it; else from ``base``): a reflinked copy
         of a pristine checkout where the file system allows it (:mod:`baton.workspace.cow.pristine`),
         else ``git worktree add``. Returns what was made, its git and the commit checked out."""
         path = self.worktree_path(key)
         made = Worktree(path, built=True)
         commit = commit_of(cache, f"refs/heads/{branch}")
         if commit is None:
-            commit = run_git(["rev-parse", f"{self._resolve_base(cache, base)}^{{commit}}"], cwd=cache)
+            commit = _remote_head(cache, branch) or run_git(
+                ["rev-parse", f"{self._resolve_base(cache, base)}^{{commit}}"], cwd=cache
+            )
             run_git(["branch", "--no-track", branch, commit], cwd=cache, env=env)
             made = Worktree(path, built=True, new_branch=branch, start=commit)
         adopt = False
@@ -455,6 +458,13 @@ def _settle_index(wt: WorktreeGit, oid_size: int) -> None:
             atomic_write_bytes(index, settled, mode=stat.S_IMODE(st.st_mode))
     except (OSError, ValueError) as exc:
         log.debug("the index of %s stays as git wrote it: %s", wt.path, exc)
+
+
+def _remote_head(cache: Path, branch: str) -> str | None:
+    """The commit the remote's ``branch`` is at, as the cache last fetched it (None: the remote has no
+    such branch). A bare clone copies the remote's branches as its own, a fetch only into
+    ``refs/remotes/origin/*``: a branch made after the clone is there, and starts there."""
+    return commit_of(cache, f"refs/remotes/origin/{branch}")
 
 
 def _joined(*notes: str | None) -> str | None:
