@@ -84,7 +84,8 @@ def test_codex_set_up_from_the_environment_alone_asks(
             RunRequest(agent="codex", repo=str(repo), thread="env", prompt=f"Decide. {ASK}"), settings
         )
         assert asked.run.outcome == Outcome.NEEDS_INPUT, asked.to_json()
-        assert Question.from_json(asked.run.question).text == QUESTION
+        question = Question.from_json(asked.run.question)
+        assert question is not None and question.text == QUESTION
         assert mock.conversation()[-1].body["model"] == MODEL
         assert (
             not (settings.home / "homes" / "codex" / "config.toml").exists()
