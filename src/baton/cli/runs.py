@@ -71,9 +71,7 @@ def runs_table(store: Store, runs: Iterable[RunRecord], wide: bool = False, atte
 
 @runs_app.command("ls")
 def runs_ls(
-    agent: Annotated[
-        str | None, typer.Option("--agent", "-a", help="only this agent's (claude, codex, ...)")
-    ] = None,
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="only this agent's runs")] = None,
     repo: Annotated[str | None, typer.Option("--repo", "-r", help=REPO_FILTER)] = None,
     thread: Annotated[str | None, typer.Option("--thread", "-t", help="only this thread's")] = None,
     limit: LimitOpt = None,

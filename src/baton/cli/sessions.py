@@ -40,9 +40,7 @@ ScopeName = Literal["conversation", "worktree", "all"]
 
 @sessions_app.command("ls")
 def sessions_ls(
-    agent: Annotated[
-        str | None, typer.Option("--agent", "-a", help="only this agent's (claude, codex, ...)")
-    ] = None,
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="only this agent's sessions")] = None,
     repo: Annotated[str | None, typer.Option("--repo", "-r", help=REPO_FILTER)] = None,
     limit: LimitOpt = None,
     every: AllOpt = False,

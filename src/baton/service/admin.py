@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, Strict
 from baton.caps.model import MAXIMA, Caps, Measure
 from baton.models import iso
 from baton.service.auth import Actor, TokenAdmin, issue_token, require, revoke_token
-from baton.service.fields import TokenName, Whole
+from baton.service.fields import INTEGRAL, TokenName
 from baton.service.records import TokenRecord, TokenScope
 from baton.service.tables import token_store
 
@@ -29,9 +29,9 @@ class TokenIn(BaseModel):
     scope: TokenScope
     # what the runs it submits may spend together before each parks (0 or absent: no cap)
     max_usd: Annotated[float, Strict(), Field(ge=0, le=MAXIMA[Measure.USD])] | None = None
-    max_tokens: Annotated[Whole, Field(ge=0, le=int(MAXIMA[Measure.TOKENS]))] | None = None
+    max_tokens: Annotated[int, Strict(), Field(ge=0, le=int(MAXIMA[Measure.TOKENS])), INTEGRAL] | None = None
     max_minutes: Annotated[float, Strict(), Field(ge=0, le=MAXIMA[Measure.MINUTES])] | None = None
-    max_turns: Annotated[Whole, Field(ge=0, le=int(MAXIMA[Measure.TURNS]))] | None = None
+    max_turns: Annotated[int, Strict(), Field(ge=0, le=int(MAXIMA[Measure.TURNS])), INTEGRAL] | None = None
 
     def caps(self) -> Caps:
         return Caps(self.max_usd, self.max_tokens, self.max_minutes, self.max_turns)

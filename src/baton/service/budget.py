@@ -25,7 +25,7 @@ from baton.keys import Key, parse_repo
 from baton.runner.capped import blocking, resume_request
 from baton.service.auth import Actor, require
 from baton.service.errors import Problem
-from baton.service.fields import Agent, Thread, TokenName, Whole
+from baton.service.fields import INTEGRAL, Agent, Thread, TokenName
 from baton.service.records import TokenScope
 from baton.service.runs import ExecutorDep, SettingsDep, StoreDep
 from baton.service.sessions import AgentQ, ThreadQ
@@ -64,9 +64,9 @@ class BudgetOut(BaseModel):
 
 # a raise: a positive number up to the cap's maximum (never NaN or infinite), tokens and turns whole
 Usd = Annotated[float, Strict(), Field(gt=0, le=MAXIMA[Measure.USD])]
-Tokens = Annotated[Whole, Field(gt=0, le=int(MAXIMA[Measure.TOKENS]))]
+Tokens = Annotated[int, Strict(), Field(gt=0, le=int(MAXIMA[Measure.TOKENS])), INTEGRAL]
 Minutes = Annotated[float, Strict(), Field(gt=0, le=MAXIMA[Measure.MINUTES])]
-Turns = Annotated[Whole, Field(gt=0, le=int(MAXIMA[Measure.TURNS]))]
+Turns = Annotated[int, Strict(), Field(gt=0, le=int(MAXIMA[Measure.TURNS])), INTEGRAL]
 
 
 class Amounts(BaseModel):

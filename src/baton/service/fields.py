@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, GetCoreSchemaHandler, GetJsonSchemaHandler, Strict
+from pydantic import BeforeValidator, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
@@ -190,8 +190,10 @@ def _integral(value: Any) -> Any:
 
 
 # A whole number, strictly: false is not 0 and "3" is not 3 (the schema's integer refuses both), but
-# 3.0 is 3; 3.5 is refused ("a whole number"). Bounds go in a Field after it.
-Whole = Annotated[int, Strict(), BeforeValidator(_integral)]
+# 3.0 is 3; 3.5 is refused ("a whole number"): ``Annotated[int, Strict(), Field(<bounds>), INTEGRAL]``.
+# The bounds come before INTEGRAL: after a validator pydantic states them in /openapi.json under its own
+# names (``ge``, ``le``), which JSON Schema does not know, in place of ``minimum`` and ``maximum``.
+INTEGRAL = BeforeValidator(_integral)
 
 
 def run_rules(agents: list[str]) -> list[dict[str, Any]]:

@@ -31,19 +31,19 @@ RULES: dict[str, Any] = {
     "handoff_from": rule.Agent,
     "on_limit": rule.OnLimit,
     "answers": Annotated[str, Field(pattern=r"^[0-9a-f]{1,64}$", max_length=64)],  # a run's id
-    # numbers strictly (Strict, Whole): pydantic would take false for 0 and "3" for 3, which the schema's
+    # numbers strictly (Strict, INTEGRAL): pydantic would take false for 0 and "3" for 3, which the schema's
     # integer and number refuse (Schemathesis: "retries": false accepted, a schema-violating body)
     "timeout": Annotated[float, Strict(), Field(gt=0, le=int(MAX_SECONDS))],
-    "retries": Annotated[rule.Whole, Field(ge=0, le=MAX_RETRIES)],
+    "retries": Annotated[int, Strict(), Field(ge=0, le=MAX_RETRIES), rule.INTEGRAL],
     # a size as the settings take it (settings.parse_size): 1073741824, 512M, 4G, 1.5GiB; 0: no limit
     "memory": Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*[KMGTkmgt]?([iI]?[bB])?\s*$", max_length=32)],
-    "pids": Annotated[rule.Whole, Field(ge=0, le=MAX_PIDS)],
+    "pids": Annotated[int, Strict(), Field(ge=0, le=MAX_PIDS), rule.INTEGRAL],
     "cpu": Annotated[float, Strict(), Field(ge=0, le=MAX_CPU)],
     # spending caps: 0 (none) up to the caps' maxima (baton.caps.model), never NaN or infinite
     "max_usd": Annotated[float, Strict(), Field(ge=0, le=MAXIMA[Measure.USD])],
-    "max_tokens": Annotated[rule.Whole, Field(ge=0, le=int(MAXIMA[Measure.TOKENS]))],
+    "max_tokens": Annotated[int, Strict(), Field(ge=0, le=int(MAXIMA[Measure.TOKENS])), rule.INTEGRAL],
     "max_minutes": Annotated[float, Strict(), Field(ge=0, le=MAXIMA[Measure.MINUTES])],
-    "max_turns": Annotated[rule.Whole, Field(ge=0, le=int(MAXIMA[Measure.TURNS]))],
+    "max_turns": Annotated[int, Strict(), Field(ge=0, le=int(MAXIMA[Measure.TURNS])), rule.INTEGRAL],
 }
 
 
