@@ -26,7 +26,7 @@ from baton.fleet.jobs import job_lease
 from baton.models import JobRecord, JobStatus, Outcome, RunRecord
 from baton.runner import quota
 from baton.runner.onspent import requeue_at
-from baton.runner.request import AttemptJson, attempt_json
+from baton.runner.request import attempt_json
 from baton.settings import Settings
 from baton.store.base import JobStore, LeaseBackend, Store
 from baton.store.leases import LeaseHolder, held
@@ -217,7 +217,7 @@ class _Handler:
                 watch=lambda: CancelWatch(
                     self.store, connect(self.settings, self.store), self.job_id, self.lease.stop
                 ),
-                earlier=lambda: [self._attempt(r) for r in self.prior],
+                earlier=lambda: [orphans.attempt_of(self.store, r) for r in self.prior],
                 defer_busy=True,
                 defer_quota=True,
                 may_end=lambda: not back.due and self.lease.still(),  # handed back: not ended
@@ -240,11 +240,10 @@ class _Handler:
         """The runner's ``on_start``: the job lists its attempts as they start, so a worker taking it
         over knows whether its last turn ended."""
         self.attempts.append(record)
-        attempts = [self._attempt(r) for r in self.prior] + [attempt_json(r) for r in self.attempts]
+        attempts = [orphans.attempt_of(self.store, r) for r in self.prior] + [
+            attempt_json(r) for r in self.attempts
+        ]
         self.store.update_job(self.job_id, result={"attempts": attempts})
-
-    def _attempt(self, run_id: str) -> AttemptJson:
-        return orphans.attempt_of(self.store, run_id)
 
     def _defer(self, job: JobRecord, busy: Busy) -> str:
         """The key's lease stayed held (a long CLI run), or its branch's (a run of another key on the

@@ -343,7 +343,7 @@ def _commit_and_push(
             ),
         )
     except GitError as exc:
-        theirs = _pushed_before(loop, binding, wt, key, branch, head, env) if again else None
+        theirs = _pushed_before(loop, binding, wt, cache, branch, head, env) if again else None
         if theirs is None:
             words = redact(str(exc))
             loop.store.audit(
@@ -372,11 +372,16 @@ def _base_of(cache: Path, base: str, head: str | None) -> str | None:
 
 
 def _pushed_before(
-    loop: ForgeLoop, binding: Binding, wt: WorktreeGit, key: Key, branch: str, head: str, env: dict[str, str]
+    loop: ForgeLoop,
+    binding: Binding,
+    wt: WorktreeGit,
+    cache: Path,
+    branch: str,
+    head: str,
+    env: dict[str, str],
 ) -> str | None:
     """The commit its dead publisher pushed of this turn, when the forge's branch holds it
     (:func:`baton.forge.pushed.twin`); None when the refusal stands."""
-    cache = Workdirs(loop.settings).cache_path(key.repo)
 
     def fetch(args: list[str]) -> str:
         return gitauth.with_push_env(

@@ -28,7 +28,7 @@ def twin(wt: WorktreeGit, cache: Path, url: str, branch: str, head: str, fetch: 
         tip = run_git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=cache)
         if not tip or _shape(cache, tip) != _shape(cache, head):
             return None
-        wt.run(["reset", "--quiet", "--soft", tip])
+        wt.run([*SAFE_GIT, "reset", "--quiet", "--soft", tip])
         return tip
     except GitError:
         return None
