@@ -347,7 +347,9 @@ def check(fleet: Fleet, jobs: dict[str, str], killed: RunRecord) -> None:
     assert retry.outcome == Outcome.SUCCEEDED and retry.session_id_in == dead.session_id_in, retry
     for thread, attempts in runs.items():
         ok = [r for r in attempts if r.outcome == Outcome.SUCCEEDED]
-        assert len(ok) == TURNS and len({r.job_id for r in ok}) == TURNS, f"{thread}: {len(ok)} succeeded"
+        assert len(ok) == TURNS and len({r.job_id for r in ok}) == TURNS, (
+            f"{thread}: {len(ok)} succeeded: {describe(fleet, thread)}"
+        )
         assert len({r.session_id_out for r in ok}) == 1, f"{thread}: more than one conversation"
         assert all(r.outcome in (Outcome.SUCCEEDED, Outcome.CRASHED) for r in attempts), [
             (r.outcome, r.error) for r in attempts

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from baton.errors import Busy
+from baton.fleet import unshared
 from baton.keys import Key, Repo
 from baton.models import JobRecord, Outcome, RunRecord
 from baton.runner.crashed import mark_crashed
@@ -60,7 +61,10 @@ def decide(settings: Settings, store: Store, job: JobRecord) -> Decision:
     - its last attempt had ended and the runner had finished it (:func:`_finished`): only the job's end
       went unrecorded (the process died publishing it, or recording it): :data:`Then.RECORD`, with that
       attempt's outcome and result. A turn whose agent succeeded is never recorded ``crashed``, and a
-      forge turn is then published from the checkpoint its run shared (``baton.forge.adopt``);
+      forge turn is then published from the checkpoint its run shared (``baton.forge.adopt``). So too
+      when its runner died before sharing the turn's state and this home has it (shared now:
+      :func:`baton.fleet.unshared.share_here`), or when the job may not run again; else that attempt
+      is marked ``crashed`` and the turn runs again (:func:`baton.fleet.unshared.disown`);
     - else (it died mid-turn, before its run started, or before the run's state was shared), while its
       ``reruns`` are below :func:`bound`: :data:`Then.RERUN`, the same request, first of its key; the
       runner marks the dead attempt ``crashed`` and resumes the conversation with the interruption note;
@@ -68,12 +72,17 @@ def decide(settings: Settings, store: Store, job: JobRecord) -> Decision:
       cancel was asked for ends ``cancelled`` instead of running again."""
     records = store.run_attempts(job.id)
     last = records[-1] if records else None
-    if last is not None and last.outcome not in UNFINISHED and _finished(store, last):
-        fields = {"result": result_of(store, job.id, records), "error": last.error}
-        return Decision(Then.RECORD, last.outcome.value, fields)
+    ended = last is not None and last.outcome not in UNFINISHED
+    may_rerun = job.cancel_requested_at is None and job.reruns < bound(settings, job)
+    if last is not None and ended:
+        if _finished(store, last) or not may_rerun or unshared.share_here(settings, store, last):
+            fields = {"result": result_of(store, job.id, records), "error": last.error}
+            return Decision(Then.RECORD, last.outcome.value, fields)
+        unshared.disown(store, last)  # its state is on another machine: the turn runs again
+        return Decision(Then.RERUN)
     if job.cancel_requested_at is not None:  # its caller wants it stopped: it is, for good
         return Decision(Then.CRASH, Outcome.CANCELLED.value, {"error": f"cancelled; {GAVE_UP}"})
-    if job.reruns < bound(settings, job):
+    if may_rerun:
         return Decision(Then.RERUN)
     times = "once" if job.reruns == 0 else f"{job.reruns + 1} times"
     why = (

@@ -81,8 +81,8 @@ def handle(job_id: str, settings: Settings, store: Store, kick: Kick) -> str:
     - a job ``running`` whose lease is free was being handled by a worker that died: the message (its
       own redelivery, or the janitor's kick) takes it over (:meth:`_Handler._take_over`, as
       :func:`baton.fleet.orphans.decide` says): when the last attempt of the job had ended and its
-      runner finished it, only the job's end went unrecorded, and it is recorded now (a turn never runs
-      twice); otherwise the job runs again (at most the setting ``job_reruns`` times, then it ends
+      runner finished it (or this worker's home has what it left, shared now), only the job's end went
+      unrecorded, and it is recorded now (a turn never succeeds twice); otherwise the job runs again (at most the setting ``job_reruns`` times, then it ends
       ``crashed``), and the runner marks the dead attempt ``crashed`` once the key's lease is free and
       resumes the conversation with the interruption note;
     - a worker whose renewal finds the job's lease taken (it was paused past the TTL) stops its run at
