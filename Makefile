@@ -110,7 +110,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 test: lint
-	$(PY) -m pytest -n 2 --dist worksteal
+	$(PY) -m pytest -n 2 --dist worksteal --durations=20
 
 # The inner loop: no `slow` test (a real agent CLI, a large git repo) and no test that needs a service
 # beyond SQLite and git (`services`: PostgreSQL, Redis, RabbitMQ, the browser; conftest marks them), and
