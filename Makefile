@@ -8,8 +8,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup chromium servers image-tools services demo test test-fast lint bench image
-setup: $(VENV)/.installed chromium servers image-tools services
+.PHONY: setup chromium servers image-tools shell-tools services demo test test-fast lint bench image
+setup: $(VENV)/.installed chromium servers image-tools shell-tools services
 
 # The services the tests talk to: PostgreSQL, Redis, RabbitMQ on 127.0.0.1. One that does not answer is
 # started with the machine's own command (see the machine's notes) and waited for (up to 60 s); when all
@@ -70,6 +70,17 @@ image-tools:
 		if [ "$$(id -u)" = 0 ]; then sh -c '$(APT_IMAGE_TOOLS)'; \
 		elif command -v sudo >/dev/null; then sudo sh -c '$(APT_IMAGE_TOOLS)'; \
 		else echo "make setup: podman or debootstrap is missing and this is not root: run as root: $(APT_IMAGE_TOOLS)" >&2; exit 1; fi; \
+	fi
+
+# What the docs' pasted blocks call beside baton (the README's tour, docs/service.md's curl examples, run
+# as pasted by tests/project/test_readme_tour.py and tests/service/test_service_doc.py): curl and jq.
+# Installed as for the servers.
+APT_SHELL_TOOLS := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y curl jq
+shell-tools:
+	@if ! command -v curl >/dev/null || ! command -v jq >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then sh -c '$(APT_SHELL_TOOLS)'; \
+		elif command -v sudo >/dev/null; then sudo sh -c '$(APT_SHELL_TOOLS)'; \
+		else echo "make setup: curl or jq is missing and this is not root: run as root: $(APT_SHELL_TOOLS)" >&2; exit 1; fi; \
 	fi
 
 $(VENV)/.installed: pyproject.toml package.json package-lock.json

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -119,6 +120,7 @@ def fake(tmp_path: Path) -> Iterator[FakeForge]:
         forge.open_issue("acme/api", "baton-bot", f"issue {n + 1}")
     yield forge
     forge.stop()
+    assert forge.violations == [], forge.violations
 
 
 @pytest.fixture
@@ -153,6 +155,7 @@ def world(tmp_path: Path, fake: FakeForge) -> Iterator[World]:
 @contextmanager
 def reader(world: World, tmp_path: Path) -> Iterator[Shell]:
     """The reader's shell: baton on PATH, its BATON_HOME, the tokens the page's variables name."""
+    assert shutil.which("jq"), "the page's blocks use jq: `make setup` installs it (shell-tools)"
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env = {"PATH": path, "HOME": str(tmp_path), "BATON_HOME": str(world.home), "LANG": "C.UTF-8"}
     env |= {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}
