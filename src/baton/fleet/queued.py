@@ -82,9 +82,10 @@ def handle(job_id: str, settings: Settings, store: Store, kick: Kick) -> str:
       own redelivery, or the janitor's kick) takes it over (:meth:`_Handler._take_over`, as
       :func:`baton.fleet.orphans.decide` says): when the last attempt of the job had ended and its
       runner finished it (or this worker's home has what it left, shared now), only the job's end went
-      unrecorded, and it is recorded now (a turn never succeeds twice); otherwise the job runs again (at most the setting ``job_reruns`` times, then it ends
-      ``crashed``), and the runner marks the dead attempt ``crashed`` once the key's lease is free and
-      resumes the conversation with the interruption note;
+      unrecorded, and it is recorded now (a turn never succeeds twice); otherwise the job runs again
+      (at most the setting ``job_reruns`` times, then it ends ``crashed``), and the runner marks the
+      dead attempt ``crashed`` once the key's lease is free and resumes the conversation with the
+      interruption note;
     - a worker whose renewal finds the job's lease taken (it was paused past the TTL) stops its run at
       once (the renewal sets the run's cancel event) and records nothing: the new holder records the end.
 
