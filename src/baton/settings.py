@@ -79,6 +79,10 @@ class Settings:
         "`--timeout` wins; 0: no limit"))
     idle_timeout: float = field(default=900.0, metadata=about(
         "seconds an agent may go without a line of output before it is stopped the same way; 0: no limit"))
+    setup_timeout: float = field(default=900.0, metadata=about(
+        "seconds a repository's environment setup (`.baton/setup.sh`, devcontainer lifecycle commands, "
+        "copilot-setup-steps' `run:` steps, a configured `setup`) may run, all its commands together, "
+        "before it is stopped and the turn ends `failed` ([environment.md](environment.md)); 0: no limit"))
     unreachable_grace: float = field(default=20.0, metadata=about(
         "seconds an agent may report nothing but failed connections to its model API (a wrong "
         "`ANTHROPIC_BASE_URL`, a server that is down) before the turn ends `failed`, naming the address "

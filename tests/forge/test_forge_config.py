@@ -537,3 +537,11 @@ def test_a_bad_merge_policy_is_refused_naming_the_key_and_the_choices(
     message = _refused(tmp_path, GITHUB + f'[repo."acme/api"]\nmerge = {value}\n', 'repo."acme/api".merge')
     assert "off, ready, auto" in message or "must be a string" in message, message
     assert shown in message, message
+
+
+def test_a_repo_may_name_its_environment_setup(tmp_path: Path) -> None:
+    plain = _load(tmp_path, GITHUB + '[repo."acme/api"]\n').repo("github", "acme/api")
+    named = _load(tmp_path, GITHUB + '[repo."acme/api"]\nsetup = "make deps"\n').repo("github", "acme/api")
+    assert plain is not None and plain.setup is None
+    assert named is not None and named.setup == "make deps"
+    _refused(tmp_path, GITHUB + '[repo."acme/api"]\nsetup = ["make"]\n', "setup")

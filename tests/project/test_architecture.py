@@ -15,7 +15,7 @@ GROUND = {"errors", "models", "install", "files", "keys", "settings", "retry", "
 LAYERS: list[set[str]] = [
     {"agents", "store"},
     {"workspace", "caps"},
-    {"sessions", "asking"},
+    {"sessions", "asking", "environment"},
     {"sync"},
     {"sandbox"},
     {"runner"},

@@ -176,6 +176,9 @@ class RepoConfig:
     base: str | None = None  # the branch PRs target; None: the repository's default branch
     clone_url: str | None = None  # None: the forge's <web_url>/<owner>/<name>.git
     timeout: float | None = None  # a turn's timeout in seconds; None: the settings' run_timeout
+    setup: str | None = (
+        None  # the environment's setup command, over the repository's own (docs/environment.md)
+    )
     caps: Caps = field(default_factory=Caps)  # each thread's spending caps (max_usd, ...; the settings' too)
     triggers: dict[Trigger, TriggerConfig] = field(default_factory=_DefaultTriggers)
 
@@ -537,6 +540,7 @@ _REPO_KEYS = (
     "on_instructions_change",
     "resolve_threads",
     "merge",
+    "setup",
     "max_usd", "max_tokens", "max_minutes", "max_turns",
 )  # fmt: skip
 
@@ -573,6 +577,7 @@ def _repo(
         base=_branch(fields),
         clone_url=_clone_url(fields),
         timeout=fields.seconds("timeout"),
+        setup=fields.text("setup") or None,
         caps=_caps(fields),
         triggers=_triggers(fields, access, agents),
     )

@@ -132,6 +132,8 @@ def _prompt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attem
         text = decision.instructions.strip() + "\n\n" + text
     if prepared.sync_text:  # the code under the conversation moved: say so before the instruction
         text = prepared.sync_text.strip() + "\n\n" + text
+    if prepared.setup_text and (attempt.first or decision.kind in NEW_CONVERSATION):
+        text = prepared.setup_text.strip() + "\n\n" + text  # its room was prepared: how to test in it
     if attempt.left_running:  # its server or watcher is gone: it must not be surprised
         text = LEFT_RUNNING.format(attempt.left_running) + "\n\n" + text
     return text
@@ -179,17 +181,26 @@ def _record(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attem
 def record_conflict(ctx: Context, prepared: Prepared) -> RunRecord:
     """A run that ends before its agent starts: syncing with upstream conflicted, and the worktree was
     left exactly as it was (``--on-conflict stop``). Recorded like any run, with what conflicted."""
+    files = ", ".join((prepared.sync or {}).get("conflicts") or []) or "some files"
+    error = (
+        f"syncing with upstream conflicted in {files}; the agent did not run and the worktree is exactly as "
+        "it was (run with --on-conflict agent to let the agent resolve it, or resolve it yourself)"
+    )
+    return record_unstarted(ctx, prepared, Outcome.CONFLICT, error)
+
+
+def record_unstarted(
+    ctx: Context, prepared: Prepared, outcome: Outcome, error: str, note: str | None = None
+) -> RunRecord:
+    """A run that ends ``outcome`` before its agent starts (a sync's conflict, a failed setup), recorded
+    like any run with ``error`` and, after preparing's own note, ``note``."""
     session = prepared.session
     mode = Mode.RESUME if session.agent_session_id else Mode.FRESH
     decision = Decision(mode, session.agent_session_id, PromptKind.DELTA)
     record = _record(ctx, prepared, decision, Attempt(1, Start.FIRST))
-    files = ", ".join((prepared.sync or {}).get("conflicts") or []) or "some files"
-    record.outcome, record.ended_at = Outcome.CONFLICT, record.started_at
-    record.error = (
-        f"syncing with upstream conflicted in {files}; the agent did not run and the worktree is exactly as "
-        "it was (run with --on-conflict agent to let the agent resolve it, or resolve it yourself)"
-    )
-    session.last_outcome, session.last_used_at = Outcome.CONFLICT, record.started_at
+    record.outcome, record.ended_at, record.error = outcome, record.started_at, error
+    record.note = "; ".join(filter(None, [record.note, note])) or None
+    session.last_outcome, session.last_used_at = outcome, record.started_at
     ctx.store.add_run(record, fence=ctx.fence, session=session)
     return record
 

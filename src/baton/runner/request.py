@@ -125,6 +125,16 @@ class RunRequest:
             "turn does when its agent's instruction files changed (default: the setting)",
         ),
     )
+    # the repository's environment setup, over its own (.baton/setup.sh, devcontainer, copilot steps)
+    setup: str | None = field(
+        default=None,
+        metadata=option(
+            "a shell command that prepares the key's worktree (run once, in the agent's walls at full), "
+            "over the repository's own setup (.baton/setup.sh, devcontainer.json, copilot-setup-steps)",
+            doc="a shell command preparing the worktree before the agent's turn, over the repository's "
+            "own setup; run when the key is new or its setup or lock files changed",
+        ),
+    )
     # an ACP agent's permission request above the access level: refused, or also asked of a person
     on_permission: OnPermission = field(
         default=OnPermission.REFUSE,

@@ -31,6 +31,7 @@ from baton.runner.decide import decide, follow_up, told_new
 from baton.runner.prepare import key_branch, prepare
 from baton.runner.request import RunRequest, RunResult
 from baton.runner.resolve import Resolved, check_request
+from baton.runner.setup import prepare_environment, record_failed
 from baton.runner.state import Attempt, Context, Decision, Prepared, Start
 from baton.settings import Settings, check_on_limit, load_settings
 from baton.store import Store, open_store
@@ -260,12 +261,25 @@ def _execute(ctx: Context, last: RunRecord | None, stored: SessionRecord | None)
     if prepared.conflicted:
         record = record_conflict(ctx, prepared)  # the agent does not start: nothing to resume on
         return RunResult(run=record, attempts=[record], session=prepared.session, warnings=warnings)
+    prepared, failed = _environment(ctx, prepared)
+    if failed is not None:  # its setup did not succeed: the agent does not start in an empty room
+        return RunResult(run=failed, attempts=[failed], session=prepared.session, warnings=warnings)
     interrupted = last if last is not None and last.outcome.interrupted else None
     start = Start.AFTER_INTERRUPTION if interrupted else Start.FIRST
     left = last.left_running if last is not None else None
     attempts = _attempts(ctx, prepared, Attempt(1, start, interrupted, left_running=left))
     warnings += capped.crossed(ctx, attempts[-1])  # a cap this turn reached: the next one parks
     return RunResult(run=attempts[-1], attempts=attempts, session=prepared.session, warnings=warnings)
+
+
+def _environment(ctx: Context, prepared: Prepared) -> tuple[Prepared, RunRecord | None]:
+    """The key's environment prepared when it needs it (:mod:`baton.runner.setup`): what it did goes
+    on the first attempt's note and prompt; a setup that did not succeed is the turn's recorded end."""
+    done = prepare_environment(ctx, prepared)
+    if done.error is not None:
+        return prepared, record_failed(ctx, prepared, done)
+    note = "; ".join(filter(None, [prepared.note, done.note])) or None
+    return dataclasses.replace(prepared, note=note, setup_text=done.text), None
 
 
 ROLLS_OVER = (Outcome.SESSION_LOST, Outcome.CONTEXT_FULL)  # attempts followed at once by a recover

@@ -1,0 +1,228 @@
+"""Finding a key's setup in its worktree (:func:`discover`), in this order: a configured ``setup``
+(``[repo."owner/name"] setup``, a request's), which overrides the rest; ``.baton/setup.sh`` (with
+``.baton/maintain.sh`` as its maintenance); a devcontainer's lifecycle commands (``onCreateCommand``,
+``updateContentCommand``, ``postCreateCommand``; ``containerEnv``/``remoteEnv``); the ``run:`` steps
+of copilot-setup-steps' job. The worktree is the agent's to write: every file is read without
+following a link (:mod:`baton.workspace.nofollow`), and what a source says is data, run only inside
+the agent's walls. The lock files the preparation key hashes are the root's (:data:`LOCK_FILES`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from baton.environment import jsonc
+from baton.environment.plan import (
+    BATON_MAINTAIN,
+    BATON_SETUP,
+    CONFIG,
+    COPILOT,
+    DEVCONTAINER,
+    DEVCONTAINER_ROOT,
+    Command,
+    SetupPlan,
+)
+from baton.workspace import nofollow
+
+LOCK_FILES = (
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "pnpm-lock.yaml",
+    "yarn.lock",
+    "uv.lock",
+    "poetry.lock",
+    "Pipfile.lock",
+    "Cargo.lock",
+    "go.sum",
+    "Gemfile.lock",
+    "composer.lock",
+)
+MAX_FILE = 1 << 20  # a setup's own file: larger is refused (a lock file is hashed whatever its size)
+LIFECYCLE = ("onCreateCommand", "updateContentCommand", "postCreateCommand")
+NOT_RUN = {
+    "initializeCommand": "runs on the host before a container is made",
+    "postStartCommand": "runs at each container start",
+    "postAttachCommand": "runs when a tool attaches",
+}
+COPILOT_JOB = "copilot-setup-steps"
+BASH = ("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c")  # GitHub Actions' default shell
+SH = ("/bin/sh", "-c")
+
+
+class Unreadable(ValueError):
+    """A setup file that exists but cannot be used (a link, not UTF-8, malformed): said on the run."""
+
+
+def discover(worktree: Path, configured: str | None = None) -> SetupPlan | None:
+    """The key's setup, or None when neither its configuration nor its repository has one."""
+    found = [
+        name for name in (BATON_SETUP, DEVCONTAINER, DEVCONTAINER_ROOT, COPILOT) if _exists(worktree, name)
+    ]
+    inputs = lock_inputs(worktree)
+    if configured is not None and configured.strip():
+        why = "the configured setup" + (f" (over the repository's {', '.join(found)})" if found else "")
+        command = Command("setup", (*SH, configured))
+        return SetupPlan(CONFIG, why, (command,), text=configured.encode(), inputs=inputs)
+    if not found:
+        return None
+    source = found[0]
+    why = f"{source}, the first baton looks for" + (
+        f" (set aside: {', '.join(found[1:])})" if found[1:] else ""
+    )
+    if source == BATON_SETUP:
+        return _baton(worktree, why, inputs)
+    if source in (DEVCONTAINER, DEVCONTAINER_ROOT):
+        return _devcontainer(worktree, source, why, inputs)
+    return _copilot(worktree, why, inputs)
+
+
+def _exists(worktree: Path, name: str) -> bool:
+    return os.path.lexists(worktree / name)
+
+
+def read(worktree: Path, name: str, limit: int = MAX_FILE) -> bytes:
+    """A setup file's bytes; :class:`Unreadable` for a link, a non-file or one over ``limit``."""
+    try:
+        data = nofollow.read_beneath(worktree, name)
+    except OSError as exc:
+        raise Unreadable(f"{name} cannot be read ({exc.strerror or exc}): it must be a regular file") from exc
+    if len(data) > limit:
+        raise Unreadable(f"{name} is larger than {limit // 1024} KiB")
+    return data
+
+
+def lock_inputs(worktree: Path) -> tuple[tuple[str, str], ...]:
+    """The root's lock files and ``requirements*.txt`` that are regular files, with their sha256."""
+    try:
+        names = sorted(os.listdir(worktree))
+    except OSError:
+        return ()
+    wanted = [n for n in names if n in LOCK_FILES or (n.startswith("requirements") and n.endswith(".txt"))]
+    found = []
+    for name in wanted:
+        try:
+            found.append((name, hashlib.sha256(nofollow.read_beneath(worktree, name)).hexdigest()))
+        except OSError:  # a link or a directory: not an input (never followed)
+            continue
+    return tuple(found)
+
+
+def _baton(worktree: Path, why: str, inputs: tuple[tuple[str, str], ...]) -> SetupPlan:
+    text = read(worktree, BATON_SETUP)
+    maintenance: tuple[Command, ...] = ()
+    if _exists(worktree, BATON_MAINTAIN):
+        text += b"\0" + read(worktree, BATON_MAINTAIN)
+        maintenance = (Command("maintain.sh", ("bash", BATON_MAINTAIN)),)
+    setup = Command("setup.sh", ("bash", BATON_SETUP))
+    return SetupPlan(BATON_SETUP, why, (setup,), maintenance=maintenance, text=text, inputs=inputs)
+
+
+def _devcontainer(worktree: Path, source: str, why: str, inputs: tuple[tuple[str, str], ...]) -> SetupPlan:
+    text = read(worktree, source)
+    try:
+        data = jsonc.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Unreadable(f"{source} is not JSON with comments: {exc}") from exc
+    if not isinstance(data, dict):
+        raise Unreadable(f"{source} must hold a JSON object")
+    commands: list[Command] = []
+    for name in LIFECYCLE:
+        if name in data:
+            commands += lifecycle(name, data[name], source)
+    skipped = [f"{name} ({why})" for name, why in NOT_RUN.items() if name in data]
+    if "image" in data or "build" in data or "dockerComposeFile" in data:
+        skipped.append("the container itself (image, build, compose: run on this host, in the walls)")
+    env = {**_env(data, "containerEnv", source), **_env(data, "remoteEnv", source)}
+    update = (
+        lifecycle("updateContentCommand", data["updateContentCommand"], source)
+        if "updateContentCommand" in data
+        else []
+    )
+    return SetupPlan(source, why, tuple(commands), env, tuple(skipped), tuple(update), text, inputs)
+
+
+def lifecycle(name: str, value: Any, source: str) -> list[Command]:
+    """One lifecycle command in the spec's three forms: a string (run by ``/bin/sh``), an array (an
+    argv, no shell) or an object of named commands, each a string or an array (run in order here)."""
+    if isinstance(value, str):
+        return [Command(name, (*SH, value))] if value.strip() else []
+    if isinstance(value, list):
+        return [Command(name, _argv(value, f"{source}: {name}"))] if value else []
+    if isinstance(value, dict):
+        found = []
+        for label, item in value.items():
+            found += [Command(f"{name}.{c.name}", c.argv) for c in lifecycle(str(label), item, source)]
+        return found
+    raise Unreadable(f"{source}: {name} must be a string, an array of strings or an object of them")
+
+
+def _argv(value: list[Any], where: str) -> tuple[str, ...]:
+    if not all(isinstance(item, str) for item in value):
+        raise Unreadable(f"{where}: an array command must hold strings only")
+    return tuple(value)
+
+
+def _env(data: dict[str, Any], name: str, where: str) -> dict[str, str]:
+    value = data.get(name) or {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise Unreadable(f"{where}: {name} must be an object of strings")
+    return {str(k): v for k, v in value.items()}
+
+
+def _copilot(worktree: Path, why: str, inputs: tuple[tuple[str, str], ...]) -> SetupPlan:
+    text = read(worktree, COPILOT)
+    try:
+        data = yaml.safe_load(text.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise Unreadable(f"{COPILOT} is not YAML: {exc}") from exc
+    job = ((data or {}).get("jobs") or {}).get(COPILOT_JOB) if isinstance(data, dict) else None
+    if not isinstance(job, dict):
+        raise Unreadable(f"{COPILOT} has no job {COPILOT_JOB!r}")
+    env = {**_workflow_env(data.get("env")), **_workflow_env(job.get("env"))}
+    commands, skipped = [], []
+    for number, step in enumerate(job.get("steps") or [], 1):
+        command, why_not = _step(number, step)
+        if command is not None:
+            commands.append(command)
+        else:
+            skipped.append(why_not)
+    return SetupPlan(COPILOT, why, tuple(commands), env, tuple(skipped), text=text, inputs=inputs)
+
+
+def _step(number: int, step: Any) -> tuple[Command | None, str]:
+    """A ``run:`` step as a command, or None and why it is skipped (``uses:``, another shell, an
+    expression only GitHub can evaluate)."""
+    if not isinstance(step, dict):
+        return None, f"step {number} (not a mapping)"
+    name = str(step.get("name") or f"step {number}")
+    if "uses" in step:
+        return None, f"{name} (uses: {step['uses']}; actions are not run)"
+    run = step.get("run")
+    if not isinstance(run, str):
+        return None, f"{name} (no run:)"
+    if "${{" in run:
+        return None, f"{name} (a ${{{{ }}}} expression only GitHub evaluates)"
+    shell = step.get("shell") or "bash"
+    if shell not in ("bash", "sh"):
+        return None, f"{name} (shell {shell}: only bash and sh are run)"
+    cwd = step.get("working-directory") or ""
+    if not isinstance(cwd, str) or "${{" in cwd:
+        return None, f"{name} (a working-directory only GitHub evaluates)"
+    argv = (*BASH, run) if shell == "bash" else ("/bin/sh", "-e", "-c", run)
+    if not isinstance(step.get("env") or {}, dict):
+        return None, f"{name} (env: is not a mapping)"
+    return Command(name, argv, cwd, _workflow_env(step.get("env"))), ""
+
+
+def _workflow_env(env: Any) -> dict[str, str]:
+    """A workflow's ``env:``: YAML numbers and booleans as GitHub passes them (``true``, ``3``); an
+    expression only GitHub evaluates is left out."""
+    if not isinstance(env, dict):
+        return {}
+    found = {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in env.items()}
+    return {k: v for k, v in found.items() if "${{" not in v}
