@@ -16,13 +16,13 @@ import json
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from baton.agents import get_agent
 from baton.environment.discover import Unreadable, discover
-from baton.environment.plan import Command, SetupPlan, setup_env
+from baton.environment.plan import DEVCONTAINER, DEVCONTAINER_ROOT, Command, SetupPlan, expand, setup_env
 from baton.environment.testcmd import test_command
 from baton.errors import AgentError
 from baton.files import atomic_write_text
@@ -137,6 +137,8 @@ def _run_all(
             try:
                 cwd = _cwd(prepared.worktree, command.cwd)
                 left = None if deadline is None else max(0.1, deadline - time.monotonic())
+                if plan.source in (DEVCONTAINER, DEVCONTAINER_ROOT):  # the spec's variables, in commands too
+                    command = replace(command, argv=tuple(expand(a, env, workspace) for a in command.argv))
                 result = _run_one(
                     ctx,
                     prepared,

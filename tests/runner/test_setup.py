@@ -1,0 +1,223 @@
+"""A repository's environment setup before the agent's turn, through ``baton.run`` with the fake agent:
+run on a key's first turn and when its inputs change, never twice for the same ones; its failure and
+its timeout end the turn ``failed`` with its output's tail and no agent run; it runs in the agent's
+walls without baton's environment; a devcontainer's and copilot-setup-steps' commands apply; the prompt
+after a setup says what was prepared."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from baton import Outcome, RunRequest, RunResult, run
+from baton.sandbox.walls import support
+from baton.settings import Settings
+from baton.testing.fake import find_transcripts
+from tests.conftest import git, make_repo
+from tests.support.wheels import installed_wheels, tiny_wheel
+
+COUNT = 'echo ran >> "$HOME/setup-count"\n'  # the key's home: out of the worktree's checkpoint
+walled = pytest.mark.skipif(not support().ok, reason="Landlock is needed to wall the setup in")
+
+
+def go(settings: Settings, repo: Path, prompt: str = "do it", **kw: object) -> RunResult:
+    request = RunRequest(agent="fake", repo=str(repo), thread="t1", prompt=prompt, **kw)  # type: ignore[arg-type]
+    return run(request, settings=settings)
+
+
+def setup_count(settings: Settings) -> int:
+    found = list((settings.home / "keys" / "fake").rglob("setup-count"))
+    return len(found[0].read_text().splitlines()) if found else 0
+
+
+def prompts(settings: Settings, result: RunResult) -> list[str]:
+    files = find_transcripts(settings, str(result.session.agent_session_id))
+    entries = [json.loads(line) for line in files[0].read_text().splitlines()]
+    return [e["message"]["content"] for e in entries if e["type"] == "user"]
+
+
+TINY_TEST = "import tinypkg\n\n\ndef test_answer() -> None:\n    assert tinypkg.answer() == 42\n"
+
+
+def python_repo(path: Path) -> Path:
+    """A project whose setup makes ``.venv`` and installs its package and pytest from wheels it ships."""
+    repo = make_repo(
+        path,
+        {
+            ".baton/setup.sh": f"set -e\n{COUNT}{sys.base_prefix}/bin/python3 -m venv .venv\n"
+            ".venv/bin/pip install -q --no-index --find-links wheels tinypkg pytest\n",
+            "tests/test_tiny.py": TINY_TEST,
+            "AGENTS.md": "# Working here\n\nRun the tests with `.venv/bin/python -m pytest -q tests`.\n",
+            ".gitignore": ".venv/\n",
+        },
+    )
+    tiny_wheel(repo / "wheels")
+    installed_wheels(repo / "wheels", "pytest")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "wheels")
+    return repo
+
+
+def test_the_agent_runs_the_projects_tests_in_its_prepared_room(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = python_repo(tmp_path / "py")
+    monkeypatch.setenv("FAKE_AGENT_RUN", ".venv/bin/python -m pytest -q tests > pytest.out 2>&1")
+    first = go(settings, repo)
+    assert first.run.outcome == Outcome.SUCCEEDED, first.run.error
+    worktree = Path(first.session.worktree)
+    assert "1 passed" in (worktree / "pytest.out").read_text()
+    assert first.run.note and "environment: setup from .baton/setup.sh (setup.sh)" in first.run.note
+    assert "the key's first setup" in first.run.note
+    said = prompts(settings, first)[0]
+    assert "baton prepared your working directory" in said
+    assert "AGENTS.md names the test command `.venv/bin/python -m pytest -q tests`" in said
+    second = go(settings, repo, "again")
+    assert second.run.outcome == Outcome.SUCCEEDED and setup_count(settings) == 1
+    assert "environment" not in (second.run.note or "")
+    assert "prepared your working directory" not in prompts(settings, second)[1]
+
+
+def test_a_changed_lock_file_on_the_key_runs_the_setup_again(settings: Settings, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": COUNT, "requirements.txt": "a==1\n"})
+    assert go(settings, repo).run.outcome == Outcome.SUCCEEDED
+    second = go(settings, repo)
+    assert setup_count(settings) == 1 and "environment" not in (second.run.note or "")
+    (Path(second.session.worktree) / "requirements.txt").write_text("a==2\n")  # as the agent would
+    third = go(settings, repo)
+    assert setup_count(settings) == 2
+    assert third.run.note and "changed since the key's last setup: requirements.txt" in third.run.note
+    go(settings, repo)
+    assert setup_count(settings) == 2
+
+
+def test_only_the_maintenance_runs_when_only_the_inputs_changed(settings: Settings, tmp_path: Path) -> None:
+    maintain = 'echo kept >> "$HOME/maintain-count"\n'
+    repo = make_repo(
+        tmp_path / "r", {".baton/setup.sh": COUNT, ".baton/maintain.sh": maintain, "uv.lock": "1"}
+    )
+    first = go(settings, repo)
+    (Path(first.session.worktree) / "uv.lock").write_text("2")
+    again = go(settings, repo)
+    assert again.run.note and "environment: maintenance" in again.run.note
+    assert setup_count(settings) == 1
+    assert len(list((settings.home / "keys").rglob("maintain-count"))) == 1
+
+
+def test_a_failing_setup_ends_the_turn_failed_with_its_tail_and_no_agent(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = "".join(f"echo line {i}\n" for i in range(40))
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": f"{COUNT}{lines}echo boom >&2\nexit 3\n"})
+    monkeypatch.setenv("FAKE_AGENT_WRITE", "agent-ran.txt")
+    first = go(settings, repo)
+    assert first.run.outcome == Outcome.FAILED and first.run.exit_code is None
+    error = first.run.error or ""
+    assert "the repository's setup did not succeed (.baton/setup.sh: setup.sh exited 3)" in error
+    assert error.endswith("line 39\nboom") and "line 14\n" not in error  # the tail, stderr in order
+    assert not (Path(first.session.worktree) / "agent-ran.txt").exists()
+    assert first.session.agent_session_id is None
+    assert "boom" in Path(first.run.log_path).read_text()  # `baton runs logs` shows it
+    second = go(settings, repo)
+    assert second.run.outcome == Outcome.FAILED and setup_count(settings) == 2  # tried again
+
+
+def test_a_setup_past_setup_timeout_is_stopped(settings: Settings, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": "echo waiting\nsleep 60\n"})
+    quick = dataclasses.replace(settings, setup_timeout=1.0)
+    result = go(quick, repo)
+    assert result.run.outcome == Outcome.FAILED
+    assert "setup.sh was stopped at setup_timeout (1 s)" in (result.run.error or "")
+    assert (result.run.duration_s or 0) < 30
+
+
+@walled
+def test_the_setup_is_walled_in_as_the_agent_is(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-the-model-credential")
+    monkeypatch.setenv("BATON_WEBHOOK_SECRET", "the-webhook-secret")
+    db = settings.home / "baton.db"
+    other = tmp_path / "outside.txt"
+    other.write_text("not the setup's\n")
+    script = (
+        "env > env.txt\n"
+        f"cat {db} > /dev/null 2>&1 && echo READ-THE-STORE\n"
+        f"cat {other} > /dev/null 2>&1 && echo READ-OUTSIDE\n"
+        "echo ok > made-here.txt\n"
+    )
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": script})
+    result = go(settings, repo)
+    assert result.run.outcome == Outcome.SUCCEEDED and result.run.confined
+    worktree = Path(result.session.worktree)
+    assert (worktree / "made-here.txt").read_text() == "ok\n"
+    said = (settings.home / "logs").glob("*-setup.jsonl")
+    output = "".join(p.read_text() for p in said)
+    assert "READ-THE-STORE" not in output and "READ-OUTSIDE" not in output
+    env = (worktree / "env.txt").read_text()
+    for secret in ("sk-the-model-credential", "the-webhook-secret", "GIT_ASKPASS", "BATON_HOME"):
+        assert secret not in env
+
+
+@walled
+def test_a_setup_that_reads_the_store_fails_as_the_agent_would(settings: Settings, tmp_path: Path) -> None:
+    db = settings.home / "baton.db"
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": f"cat {db} > /dev/null\n"})
+    result = go(settings, repo)
+    assert result.run.outcome == Outcome.FAILED and db.is_file()
+    # refused by Landlock, or not even there in the setup's own mount namespace (as for the agent)
+    error = result.run.error or ""
+    assert f"cat: {db}: Permission denied" in error or f"cat: {db}: No such file or directory" in error
+
+
+def test_devcontainer_post_create_command_applies(settings: Settings, tmp_path: Path) -> None:
+    devcontainer = (
+        '{\n  // the team\'s dev container\n  "image": "python:3.12",\n'
+        '  "containerEnv": {"GREETING": "hello"},\n'
+        '  "postCreateCommand": "echo $GREETING from ${containerWorkspaceFolder} > made.txt",\n}\n'
+    )
+    repo = make_repo(tmp_path / "r", {".devcontainer/devcontainer.json": devcontainer})
+    result = go(settings, repo)
+    assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+    worktree = Path(result.session.worktree)
+    assert (worktree / "made.txt").read_text() == f"hello from {worktree}\n"
+    assert "environment: setup from .devcontainer/devcontainer.json (postCreateCommand)" in (
+        result.run.note or ""
+    )
+
+
+def test_copilot_setup_steps_run_steps_apply(settings: Settings, tmp_path: Path) -> None:
+    workflow = (
+        "jobs:\n  copilot-setup-steps:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - uses: actions/checkout@v5\n"
+        "      - name: Build\n        run: |\n          echo built > built.txt\n"
+        "        env:\n          MODE: dev\n"
+        "      - name: Mode\n        run: echo $MODE-$CI > mode.txt\n        env:\n          CI: true\n"
+    )
+    repo = make_repo(tmp_path / "r", {".github/workflows/copilot-setup-steps.yml": workflow})
+    result = go(settings, repo)
+    assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+    worktree = Path(result.session.worktree)
+    assert (worktree / "built.txt").read_text() == "built\n"
+    assert (worktree / "mode.txt").read_text() == "-true\n"  # a step's env is its own
+    note = result.run.note or ""
+    assert "(Build, Mode); skipped: step 1 (uses: actions/checkout@v5" in note
+
+
+def test_a_requests_setup_overrides_the_repositorys(settings: Settings, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": "echo repo > by.txt\n"})
+    result = go(settings, repo, setup="echo config > by.txt")
+    assert result.run.outcome == Outcome.SUCCEEDED
+    assert (Path(result.session.worktree) / "by.txt").read_text() == "config\n"
+    assert "environment: setup from config" in (result.run.note or "")
+    assert "over the repository's .baton/setup.sh" in (result.run.note or "")
+
+
+def test_no_setup_runs_at_read(settings: Settings, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": COUNT})
+    result = go(settings, repo, access="read")
+    assert result.run.outcome == Outcome.SUCCEEDED and setup_count(settings) == 0
