@@ -129,8 +129,9 @@ class RunRequest:
     setup: str | None = field(
         default=None,
         metadata=option(
-            "a shell command that prepares the key's worktree (run once, in the agent's walls at full), "
-            "over the repository's own setup (.baton/setup.sh, devcontainer.json, copilot-setup-steps)",
+            "a shell command that prepares the key's worktree (in the agent's walls at full, when it is "
+            "new or its inputs changed), over the repository's own setup (.baton/setup.sh, devcontainer.json,"
+            " copilot-setup-steps)",
             doc="a shell command preparing the worktree before the agent's turn, over the repository's "
             "own setup; run when the key is new or its setup or lock files changed",
         ),

@@ -30,6 +30,8 @@ RULES: dict[str, Any] = {
     "base_thread": rule.Thread,
     "handoff_from": rule.Agent,
     "on_limit": rule.OnLimit,
+    # a shell command, run by /bin/sh in the agent's walls (docs/environment.md): any text but NUL
+    "setup": Annotated[str, Field(pattern=r"^[^\u0000]*$", max_length=16384)],
     "answers": Annotated[str, Field(pattern=r"^[0-9a-f]{1,64}$", max_length=64)],  # a run's id
     # numbers strictly (Strict, INTEGRAL): pydantic would take false for 0 and "3" for 3, which the schema's
     # integer and number refuse (Schemathesis: "retries": false accepted, a schema-violating body)
