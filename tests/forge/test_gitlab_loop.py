@@ -1,36 +1,52 @@
 """The GitLab loop's edges with the fake agent (fast): the label and assignment triggers, a mention
 found by the reconcile when no webhook came, baton's own note (no trigger, no refusal), a fork's MR
-(read access, nothing pushed), issue ``#N`` and MR ``!N`` told apart, a webhook with a wrong token, and
-``baton forge test`` against the fake with the documented configuration."""
+(read access, nothing pushed), issue ``#N`` and MR ``!N`` two threads worked at once (and a binding
+from before they were keyed apart), a webhook with a wrong token, and ``baton forge test`` against the
+fake with the documented configuration."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from subprocess import CompletedProcess
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from baton.forge.config import load_forges
 from baton.forge.reconcile import SKEW
 from baton.forge.rest import epoch
 from baton.forge.tables import delivery_store, forge_store
+from baton.keys import parse_repo
 from baton.models import Access
 from baton.settings import Settings
+from baton.store import engine as store_engine
+from baton.store.engine import dispose_engine
+from baton.store.migrations import MIGRATIONS
+from baton.store.sql import SQLStore
 from baton.testing.fake import register_fake
 from baton.testing.fake_gitlab import FakeGitLab
 from tests.gitlab_fixtures import (  # noqa: F401 (fixtures)
     REPO,
     SECRET,
     binding,
+    configure,
     gitlab_fixture,
     repo_extra_fixture,
     service_fixture,
     settled,
+    statuses,
 )
-from tests.service_fixtures import Service
+from tests.service_fixtures import Service, run_service
+
+Cli = Callable[..., CompletedProcess[str]]
 
 
 @pytest.fixture(name="agent")
@@ -119,29 +135,80 @@ def test_a_forks_mr_is_read_never_pushed(gitlab: FakeGitLab, service: Service) -
     assert gitlab.project(fork.path).head("feature") == gitlab.project(fork.path).head("feature")
 
 
-def test_issue_n_and_mr_n_are_two_things(gitlab: FakeGitLab, service: Service) -> None:
-    """A person's MR !1 and issue #1: a mention on the issue binds the issue; one on the MR then cannot
-    take its number (said, nothing bound), and feedback on the MR never reaches the issue's thread."""
+def test_issue_n_and_mr_n_are_two_threads_worked_at_once(
+    gitlab: FakeGitLab, service: Service, cli: Cli
+) -> None:
+    """A person's MR !1 and issue #1: a mention on the issue binds and works the issue's thread; one on
+    the MR then binds and works a thread of its own (its key, its branch, its status note on the MR),
+    and from then on each one's feedback is a turn of its own thread only."""
     gitlab.commit(REPO, "human", {"x.txt": "x\n"}, "a person's branch", author="alice")
     mr = gitlab.open_mr(REPO, "human", "A person's MR", author="alice")
     issue = gitlab.open_issue(REPO, "An issue", "Fix it.", author="alice")
     assert issue.iid == mr.iid == 1
-    gitlab.comment(REPO, issue.iid, "@baton please fix", author="alice")
+    gitlab.comment(REPO, issue.iid, "@baton please fix the issue", author="alice")
     settled(service, gitlab, 1)
     gitlab.comment(REPO, mr.iid, "@baton and look at this MR", author="alice", mr=True)
-    settled(service, gitlab, 1)  # no second turn: the MR's note is not the issue's
+    settled(service, gitlab, 2)
+
+    store = forge_store(service.store)
+    on_issue, on_mr = store.get_binding("gitlab", REPO, 1, False), store.get_binding("gitlab", REPO, 1, True)
+    assert on_issue is not None and on_mr is not None
+    assert (on_issue.conversation, on_issue.thread, on_issue.on_pr) == (f"gitlab:{REPO}#1", "issue-1", False)
+    assert (on_mr.conversation, on_mr.thread, on_mr.on_pr, on_mr.branch) == (
+        f"gitlab:{REPO}!1",
+        "pr-1",
+        True,
+        "human",
+    )
+    mr_turn, issue_turn = service.store.list_jobs(limit=2)
+    assert (issue_turn.thread, mr_turn.thread) == ("issue-1", "pr-1")
+    assert "please fix the issue" in issue_turn.request["prompt"]
+    assert "look at this MR" in mr_turn.request["prompt"] and "fix the issue" not in mr_turn.request["prompt"]
+    # each answered where it was asked: one status note on the issue, one on the MR
+    assert len(statuses(gitlab, issue.iid)) == 1 and len(statuses(gitlab, mr.iid, mr=True)) == 1
     said = [json.dumps(d.result) for d in delivery_store(service.store).list_deliveries(limit=20)]
-    assert any("cannot be bound while issue #1 is" in r for r in said), said
-    events = forge_store(service.store).forge_events("gitlab", REPO, issue.iid)
-    assert all("look at this MR" not in json.dumps(e.event) for e in events)
-    # said where it was asked, in the audit, and in `baton forge show` of the thread holding the number
-    said_on_mr = [n.body for n in gitlab.notes(REPO, mr.iid, mr=True) if n.author == "baton"]
-    assert any("cannot be bound while issue #1 is" in b for b in said_on_mr), said_on_mr
-    refused = [a for a in service.store.list_audit(100) if a["action"] == "forge.refused"]
-    assert [a["detail"]["url"] for a in refused] == [
-        e.event["url"] for e in events if e.reason and "cannot be bound" in e.reason
+    assert not any("cannot be bound" in r for r in said), said
+
+    # both worked at once: a note on each is a turn of its own thread
+    gitlab.comment(REPO, issue.iid, "the issue again", author="alice")
+    gitlab.comment(REPO, mr.iid, "the MR again", author="alice", mr=True)
+    settled(service, gitlab, 4)
+    later = {j.thread: j.request["prompt"] for j in service.store.list_jobs(limit=2)}
+    assert set(later) == {"issue-1", "pr-1"}
+    assert "the issue again" in later["issue-1"] and "the MR again" not in later["issue-1"]
+    assert "the MR again" in later["pr-1"] and "the issue again" not in later["pr-1"]
+    issue_events = store.forge_events("gitlab", REPO, 1, pr=False)
+    mr_events = store.forge_events("gitlab", REPO, 1, pr=True)
+    assert {e.event.get("is_pr") or False for e in issue_events if e.event} == {False}
+    assert {e.event.get("is_pr") for e in mr_events if e.event} == {True}
+    assert len(statuses(gitlab, issue.iid)) == 1 and len(statuses(gitlab, mr.iid, mr=True)) == 1
+
+    # each shown by its own name: #1 the issue's, !1 (?pr=true) the MR's
+    with service.client("read") as http:
+        shown = {
+            ref: http.get(f"/v1/forge/threads/gitlab/{REPO}/1", params=params).json()
+            for ref, params in (("#", {}), ("!", {"pr": "true"}))
+        }
+    assert shown["#"]["binding"]["thread"] == "issue-1" and shown["!"]["binding"]["thread"] == "pr-1"
+    assert shown["!"]["binding"]["conversation"] == f"gitlab:{REPO}!1"
+    assert shown["!"]["links"]["pr"].endswith("/-/merge_requests/1") and shown["!"]["links"]["issue"] is None
+    assert {e["identity"] for e in shown["#"]["events"]}.isdisjoint(
+        e["identity"] for e in shown["!"]["events"]
+    )
+    # and so on the command line: `baton forge show` of each, `unbind` of the MR's alone
+    for ref, thread in (("#", "issue-1"), ("!", "pr-1")):
+        done = cli("forge", "show", f"gitlab:{REPO}{ref}1", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["binding"]["thread"] == thread
+    listed = cli("forge", "ls", "--json")
+    assert sorted(b["conversation"] for b in json.loads(listed.stdout)) == [
+        f"gitlab:{REPO}!1",
+        f"gitlab:{REPO}#1",
     ]
-    assert refused and "cannot be bound while issue #1 is" in refused[0]["detail"]["reason"], refused
+    assert cli("forge", "unbind", f"gitlab:{REPO}!1").returncode == 0
+    assert store.get_binding("gitlab", REPO, 1, True) is None
+    kept = store.get_binding("gitlab", REPO, 1, False)
+    assert kept is not None and kept.thread == "issue-1"
 
 
 def test_a_wrong_token_is_401_and_stores_nothing(gitlab: FakeGitLab, service: Service) -> None:
@@ -214,3 +281,51 @@ def test_a_base_that_moved_into_a_conflict_is_a_conflict_turn(
     assert [e.kind.value for e in events][-1] == "conflict", [(e.identity, e.status) for e in events]
     conflict_turn = service.store.list_jobs(limit=1)[0]
     assert "conflict" in conflict_turn.request["prompt"].lower()
+
+
+def test_a_merge_requests_binding_from_before_the_kinds_were_apart_still_routes(
+    gitlab: FakeGitLab, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store at migration 24 holding a person's MR !1 bound (its thread pr-1, named ``#1`` then):
+    ``baton serve`` migrates it, a note on the MR is a turn of that thread (its name kept), and issue
+    #1 then binds a thread of its own beside it."""
+    gitlab.commit(REPO, "human", {"x.txt": "x\n"}, "a person's branch", author="alice")
+    mr = gitlab.open_mr(REPO, "human", "A person's MR", author="alice")
+    configure(settings, gitlab, "fake")
+    config = load_forges(settings.home)
+    url = config.repos["gitlab", REPO].repo_url(config.forges["gitlab"])
+    store_url = settings.resolved_store_url
+    with monkeypatch.context() as patched:
+        patched.setattr(store_engine, "MIGRATIONS", [m for m in MIGRATIONS if m[0] <= 24])
+        old = SQLStore(store_url)
+        with old.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO forge_bindings (forge, repo, number, agent, repo_slug, thread, repo_url, "
+                    "status, pr, branch, access, seen_at, created_at, updated_at, on_pr) VALUES ('gitlab', "
+                    ":repo, :n, 'fake', :slug, 'pr-1', :url, 'active', :n, 'human', 'edit', :t, :t, :t, 1)"
+                ),
+                {"repo": REPO, "n": mr.iid, "slug": parse_repo(url).slug, "url": url, "t": time.time()},
+            )
+        old.close()
+        dispose_engine(store_url)
+    monkeypatch.setenv("BATON_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("BATON_GIT_TOKEN", gitlab.token("baton"))
+    with run_service(dataclasses.replace(settings, forge_reconcile=0)) as service:
+        gitlab.deliver_to = f"{service.url}/webhooks/gitlab"
+        gitlab.comment(REPO, mr.iid, "@baton look at this MR again", author="alice", mr=True)
+        settled(service, gitlab, 1)
+        [turn] = service.store.list_jobs(limit=5)
+        assert turn.thread == "pr-1" and "look at this MR again" in turn.request["prompt"]
+        kept = forge_store(service.store).get_binding("gitlab", REPO, mr.iid, True)
+        assert kept is not None and kept.conversation == f"gitlab:{REPO}#1" and kept.thread == "pr-1"
+        assert len(statuses(gitlab, mr.iid, mr=True)) == 1
+
+        issue = gitlab.open_issue(REPO, "An issue", "Fix it.", author="alice")
+        assert issue.iid == mr.iid
+        gitlab.comment(REPO, issue.iid, "@baton please fix the issue", author="alice")
+        settled(service, gitlab, 2)
+        on_issue = forge_store(service.store).get_binding("gitlab", REPO, issue.iid, False)
+        assert on_issue is not None and on_issue.thread == "issue-1" and not on_issue.on_pr
+        assert service.store.list_jobs(limit=1)[0].thread == "issue-1"
+        assert len(statuses(gitlab, issue.iid)) == 1 and len(statuses(gitlab, mr.iid, mr=True)) == 1

@@ -260,7 +260,7 @@ def test_pending_forge_threads_names_each_conversation_waiting_once(store: SQLSt
     (d,) = forge_store(store).forge_events("gh", "acme/api", 9)
     assert d.id is not None
     forge_store(store).set_forge_events([d.id], EventStatus.HELD, "needs a human")
-    waiting = [("gh", "acme/api", 7), ("gh", "acme/api", 42), ("gh", "acme/web", 1)]
+    waiting = [("gh", "acme/api", 7, False), ("gh", "acme/api", 42, False), ("gh", "acme/web", 1, False)]
     assert forge_store(store).pending_forge_threads() == waiting
     assert forge_store(store).pending_forge_threads(limit=2) == waiting[:2]
 
@@ -422,3 +422,123 @@ def test_mark_seen_writes_a_repositorys_bindings_at_once_and_nothing_else(store:
     kept = forge_store(store).get_binding("gh", "acme/other", 4)
     assert kept is not None and kept.seen_at == 0.0
     forge_store(store).mark_seen("gh", "acme/api", [], at=5.0)  # nothing to write: nothing written
+
+
+# -- a thread's kind (GitLab numbers issues and merge requests apart) --------------------------------
+
+
+def test_an_issue_and_a_merge_request_of_one_number_are_two_threads(store: SQLStore) -> None:
+    """Issue #5 and MR !5 bound at once: each found by its kind, with its own events, turns and
+    budgets; an MR's lookup takes the MR's own thread before an issue's whose MR it is."""
+    forges = forge_store(store)
+    issue = binding(5, forge="gl", pr=7)  # issue #5, whose MR baton opened is !7
+    mr = binding(5, forge="gl", thread="pr-5", on_pr=True, pr=5, sign="!")
+    assert forges.bind(issue, False)[1] and forges.bind(mr, True)[1]
+    assert forges.bind(binding(5, forge="gl", thread="issue-5b"), False) == (issue, False)  # bound already
+    found = {pr: forges.get_binding("gl", "acme/api", n, pr) for pr, n in ((False, 5), (True, 5))}
+    assert found == {False: issue, True: mr}
+    assert mr.conversation == "gl:acme/api!5" and issue.conversation == "gl:acme/api#5"
+    assert forges.get_binding("gl", "acme/api", 7, True) == issue  # !7 is the issue's MR
+    assert forges.get_binding("gl", "acme/api", 5) == issue  # a person's #5: the issue's first
+
+    forges.add_forge_event(event("comment:1", forge="gl", number=5))
+    forges.add_forge_event(event("comment:2", forge="gl", number=5, on_pr=True))
+    assert [e.identity for e in forges.forge_events("gl", "acme/api", 5, pr=False)] == ["comment:1"]
+    assert [e.identity for e in forges.forge_events("gl", "acme/api", 5, pr=True)] == ["comment:2"]
+    assert forges.pending_forge_threads() == [("gl", "acme/api", 5, False), ("gl", "acme/api", 5, True)]
+    assert forges.add_forge_turn("j1", "gl", "acme/api", 5, ["comment"], 300.0, pr=True)
+    assert [t["job_id"] for t in forges.forge_turns("gl", "acme/api", 5, pr=True)] == ["j1"]
+    assert forges.forge_turns("gl", "acme/api", 5, pr=False) == []
+    assert forges.spend_budget("gl", "acme/api", 5, "sig", 1.0, pr=True) == 1
+    assert forges.spend_budget("gl", "acme/api", 5, "sig", 1.0) == 1  # the issue's own count
+    assert forges.budget_spent("gl", "acme/api", 5, "sig", pr=True) == 1
+    assert forges.reset_budgets("gl", "acme/api", 5, pr=False) == 1
+    assert forges.budget_spent("gl", "acme/api", 5, "sig", pr=True) == 1
+
+    forges.mark_seen("gl", "acme/api", [(5, 'W/"m"', True)], at=9.0)
+    forges.mark_merged("gl", "acme/api", 5, True)
+    after = {pr: forges.get_binding("gl", "acme/api", 5, pr) for pr in (False, True)}
+    assert [(b.seen_at, b.etag) for b in after.values() if b] == [(0.0, None), (9.0, 'W/"m"')]
+    page = forges.list_bindings(limit=1)
+    assert page == [issue] and forges.list_bindings(after=("gl", "acme/api", 5, False)) == [after[True]]
+    assert forges.unbind("gl", "acme/api", 5, True)
+    assert forges.get_binding("gl", "acme/api", 5, True) is None
+    assert forges.get_binding("gl", "acme/api", 5, False) == issue
+
+
+def _old_rows(store: SQLStore) -> None:
+    """Rows as a store at migration 24 held them (one binding a number: no kind in any key)."""
+    columns = (
+        "forge, repo, number, agent, repo_slug, thread, repo_url, status, pr, access, seen_at, created_at, "
+        "updated_at, on_pr"
+    )
+    rows = [  # a GitLab MR's thread, a GitHub issue's whose PR is #8, an issue's of another repo
+        ("gl", "acme/api", 5, "claude", "gl/acme/api", "pr-5", "u", "active", 5, "edit", 0.0, 1.0, 1.0, 1),
+        ("gh", "acme/api", 6, "claude", "gh/acme/api", "issue-6", "u", "active", 8, "edit", 0.0, 1.0, 1.0, 0),
+    ]
+    with store.engine.begin() as conn:
+        for row in rows:
+            marks = ", ".join(f":v{i}" for i in range(len(row)))
+            conn.execute(
+                sa.text(f"INSERT INTO forge_bindings ({columns}) VALUES ({marks})"),
+                {f"v{i}": v for i, v in enumerate(row)},
+            )
+        for forge, number, identity in (("gl", 5, "note:1"), ("gh", 6, "c:1"), ("gl", 9, "note:gone")):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO forge_events (forge, repo, number, identity, kind, status, event, access, "
+                    "received_at) VALUES (:f, 'acme/api', :n, :i, 'comment', 'pending', '{}', 'edit', 2.0)"
+                ),
+                {"f": forge, "n": number, "i": identity},
+            )
+        for forge, number in (("gl", 5), ("gh", 6)):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO forge_turns (job_id, forge, repo, number, kinds, submitted_at) "
+                    "VALUES (:j, :f, 'acme/api', :n, '[\"comment\"]', 3.0)"
+                ),
+                {"j": f"job-{forge}", "f": forge, "n": number},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO forge_budgets (forge, repo, number, signature, spent, updated_at) "
+                    "VALUES (:f, 'acme/api', :n, 'sig', 2, 3.0)"
+                ),
+                {"f": forge, "n": number},
+            )
+
+
+def test_migration_25_keys_old_rows_by_their_bindings_kind(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store at 24 with a GitLab MR's binding (!5) and a GitHub issue's: after 25 each keeps its name
+    and is found as before; their events, turns and budgets take the binding's kind; and GitLab's issue
+    #5 can now be bound beside MR !5."""
+    with monkeypatch.context() as patched:
+        patched.setattr(store_engine, "MIGRATIONS", [m for m in MIGRATIONS if m[0] <= 24])
+        old = SQLStore(store_url)
+        assert old.schema_version() == 24
+        _old_rows(old)
+        old.close()
+        dispose_engine(store_url)
+
+    new = SQLStore(store_url)  # opening migrates
+    try:
+        assert new.schema_version() == MIGRATIONS[-1][0] >= 25
+        forges = forge_store(new)
+        mr, issue = forges.get_binding("gl", "acme/api", 5, True), forges.get_binding("gh", "acme/api", 8)
+        assert mr is not None and mr.on_pr and mr.thread == "pr-5"
+        assert mr.conversation == "gl:acme/api#5"  # its name kept: bound before the kinds were apart
+        assert issue is not None and issue.number == 6 and issue.conversation == "gh:acme/api#6"
+        assert [e.identity for e in forges.forge_events("gl", "acme/api", 5, pr=True)] == ["note:1"]
+        assert forges.forge_events("gl", "acme/api", 5, pr=False) == []
+        assert [e.on_pr for e in forges.forge_events("gl", "acme/api", 9)] == [False]  # its binding gone
+        assert [e.identity for e in forges.forge_events("gh", "acme/api", 6, pr=False)] == ["c:1"]
+        assert [t["job_id"] for t in forges.forge_turns("gl", "acme/api", 5, pr=True)] == ["job-gl"]
+        assert forges.budget_spent("gl", "acme/api", 5, "sig", pr=True) == 2
+        assert forges.budget_spent("gh", "acme/api", 6, "sig", pr=False) == 2
+        assert forges.spend_budget("gl", "acme/api", 5, "sig", 4.0, pr=True) == 3
+        assert forges.bind(binding(5, forge="gl", thread="issue-5"), False)[1]  # issue #5 beside !5
+        assert forges.get_binding("gl", "acme/api", 5, True) == mr
+    finally:
+        new.close()

@@ -1,7 +1,8 @@
 """``baton forge ls|show|bind|unbind|reconcile|test``: threads bound to issues and pull requests.
 
 A conversation is written as the forge names it: ``github:acme/api#42`` (the configured forge's name,
-the repository's full name, the issue's or PR's number); ``acme/api#42`` when one forge is configured.
+the repository's full name, the issue's or PR's number; GitLab's merge request ``gitlab:group/api!7``, a
+thread apart from issue ``#7``'s); ``acme/api#42`` when one forge is configured.
 ``reconcile`` runs the turns it starts in this process (the in-process executor, or the fleet's workers
 when a broker is configured) and waits for them, so it is complete when it returns.
 """
@@ -35,24 +36,32 @@ if TYPE_CHECKING:
 
 forge_app = group("Threads bound to forge issues and pull requests: the feedback loop.")
 CONVERSATION = re.compile(
-    r"(?:(?P<forge>[A-Za-z0-9][A-Za-z0-9_-]{0,63}):)?(?P<repo>[^#\s:]+/[^#\s:]+)#(?P<number>[0-9]{1,10})"
+    r"(?:(?P<forge>[A-Za-z0-9][A-Za-z0-9_-]{0,63}):)?(?P<repo>[^#!\s:]+/[^#!\s:]+)(?P<sign>[#!])"
+    r"(?P<number>[0-9]{1,10})"
 )
-ConvArg = Annotated[str, typer.Argument(help="FORGE:OWNER/NAME#N, e.g. github:acme/api#42")]
+ConvArg = Annotated[
+    str, typer.Argument(help="FORGE:OWNER/NAME#N, e.g. github:acme/api#42 (a GitLab merge request: !N)")
+]
 
 
-def parse_conversation(loop: ForgeLoop, text: str) -> tuple[str, str, int]:
+def parse_conversation(loop: ForgeLoop, text: str) -> tuple[str, str, int, bool | None]:
+    """(forge, repo, number, kind): ``!N`` is a merge request's thread (True), ``#N`` an issue's or,
+    where no issue's is bound by that number, the PR's (None: either)."""
     from baton.errors import BadInput
 
     found = CONVERSATION.fullmatch(text.strip())
     if found is None:
-        raise BadInput(f"{text!r} is not a conversation: write FORGE:OWNER/NAME#N, e.g. github:acme/api#42")
+        raise BadInput(
+            f"{text!r} is not a conversation: write FORGE:OWNER/NAME#N, e.g. github:acme/api#42 "
+            "(a GitLab merge request: gitlab:group/api!7)"
+        )
     forge = found["forge"]
     if forge is None:
         if len(loop.config.forges) != 1:
             raise BadInput(f"name the forge: {', '.join(sorted(loop.config.forges)) or 'none is configured'}")
         forge = next(iter(loop.config.forges))
     loop.forge(forge)
-    return forge, found["repo"], int(found["number"])
+    return forge, found["repo"], int(found["number"]), True if found["sign"] == "!" else None
 
 
 @contextmanager
@@ -130,7 +139,8 @@ def forge_ls(
         return
     table = new_table("conversation", "thread", "agent", "status", "pr", "updated")
     for b in rows:
-        pr = f"#{b.pr}" if b.pr else "-"
+        forge = loop.config.forges.get(b.forge)
+        pr = (forge.kind.ref(b.pr, True) if forge else f"#{b.pr}") if b.pr else "-"  # GitLab's: !N
         table.add_row(*map(esc, (b.conversation, b.thread, b.agent, b.status.value, pr, ago(b.updated_at))))
     print_table(table, wide)
 
@@ -192,8 +202,10 @@ def forge_bind(
     from baton.forge.threads import bind_thread
 
     with forge_loop() as loop:
-        forge, repo, number = parse_conversation(loop, conversation)
-        binding = bind_thread(loop, forge, repo, number, agent, thread, f"cli:{getpass.getuser()}")
+        forge, repo, number, pr = parse_conversation(loop, conversation)
+        binding = bind_thread(
+            loop, forge, repo, number, agent, thread, f"cli:{getpass.getuser()}", pr=bool(pr)
+        )
     if as_json:
         emit_json(binding.to_json())
         return
@@ -211,7 +223,8 @@ def forge_unbind(conversation: ConvArg) -> None:
     from baton.forge.threads import unbind_thread
 
     with forge_loop() as loop:
-        done = unbind_thread(loop, *parse_conversation(loop, conversation), actor=f"cli:{getpass.getuser()}")
+        forge, repo, number, pr = parse_conversation(loop, conversation)
+        done = unbind_thread(loop, forge, repo, number, actor=f"cli:{getpass.getuser()}", pr=pr)
     if not done:
         raise NotFound(f"{conversation} is not bound to a thread")
     out().print(esc(f"{conversation} unbound"))

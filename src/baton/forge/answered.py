@@ -25,8 +25,10 @@ def answered_elsewhere(store: Store, agent: str, repo: str, thread: str, by: str
         return None  # a thread stopped for another reason (a budget spent) waits for the forge's word
     binding.status, binding.note, binding.updated_at = BindingStatus.ACTIVE, None, time.time()
     forge.save_binding(binding)
-    forge.reset_budgets(binding.forge, binding.repo, binding.number)
-    held = forge.forge_events(binding.forge, binding.repo, binding.number, status=EventStatus.HELD)
+    forge.reset_budgets(binding.forge, binding.repo, binding.number, pr=binding.on_pr)
+    held = forge.forge_events(
+        binding.forge, binding.repo, binding.number, status=EventStatus.HELD, pr=binding.on_pr
+    )
     # as after a reply on the forge: what waited while the thread did is superseded by the answer
     forge.set_forge_events([e.id for e in held if e.id is not None], EventStatus.DROPPED, "superseded")
     store.audit("forge.resumed", binding.conversation, by, {"by": "an answer off the forge"})

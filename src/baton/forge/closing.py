@@ -37,7 +37,7 @@ def stop_turns(loop: ForgeLoop, binding: Binding, why: str) -> dict[str, Any]:
     store = forge_store(loop.store)
     waiting = [
         e.id
-        for e in store.forge_events(binding.forge, binding.repo, binding.number)
+        for e in store.forge_events(binding.forge, binding.repo, binding.number, pr=binding.on_pr)
         if e.status in (EventStatus.PENDING, EventStatus.HELD) and e.id is not None
     ]
     store.set_forge_events(waiting, EventStatus.DROPPED, f"the thread is closed ({why})")

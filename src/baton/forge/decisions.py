@@ -24,6 +24,7 @@ def say_once(loop: ForgeLoop, binding: Binding, identity: str, text: str) -> Non
         forge=binding.forge,
         repo=binding.repo,
         number=binding.number,
+        on_pr=binding.on_pr,
         identity=f"said:{identity}",
         kind=FeedbackKind.COMMENT,
         status=EventStatus.DROPPED,
@@ -47,6 +48,7 @@ def note_once(loop: ForgeLoop, binding: Binding, identity: str, why: str) -> Non
             forge=binding.forge,
             repo=binding.repo,
             number=binding.number,
+            on_pr=binding.on_pr,
             identity=f"note:{identity}",
             kind=FeedbackKind.CI_FAILURE,
             status=EventStatus.DROPPED,
@@ -71,6 +73,7 @@ def refuse(loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str
         forge=event.forge,
         repo=event.repo,
         number=bound.number if bound else event.number,  # a PR's event is its issue's thread's
+        on_pr=bound.on_pr if bound else event.is_pr,
         identity=event.identity,
         kind=event.kind,
         status=EventStatus.DROPPED,
@@ -84,15 +87,18 @@ def refuse(loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str
 
 
 def unbindable(loop: ForgeLoop, event: ForgeEvent, reason: str, delivery: str | None) -> None:
-    """A trusted trigger that cannot bind its issue or PR (its thread's key bound elsewhere, or on
-    GitLab its number held by the issue or MR of the same number): kept ``dropped`` with the reason on
-    the thread holding the number (``baton forge show`` lists it; its words are not kept there),
-    audited ``forge.refused``, and said where it was asked — each once per event, by the store's key."""
-    holder = forge_store(loop.store).get_binding(event.forge, event.repo, event.number)
+    """A trusted trigger that cannot bind its issue or PR (its thread's key bound elsewhere): kept
+    ``dropped`` with the reason on the thread holding the number (``baton forge show`` lists it; its
+    words are not kept there), audited ``forge.refused``, and said where it was asked — each once per
+    event, by the store's key."""
+    holder = forge_store(loop.store).get_binding(
+        event.forge, event.repo, event.number, loop.which(event.forge, event.is_pr)
+    )
     record = EventRecord(
         forge=event.forge,
         repo=event.repo,
         number=holder.number if holder else event.number,
+        on_pr=holder.on_pr if holder else event.is_pr,
         identity=event.identity,
         kind=event.kind,
         status=EventStatus.DROPPED,
@@ -124,7 +130,8 @@ def audit(loop: ForgeLoop, event: ForgeEvent, decision: Decision, delivery: str 
         "url": event.url,
     }
     action = "forge.accepted" if decision.accepted else "forge.refused"
-    loop.store.audit(action, f"{event.forge}:{event.repo}#{event.number}", who(event), detail)
+    ref = loop.forge(event.forge).kind.ref(event.number, event.is_pr)  # GitLab's MR: !N, not issue #N
+    loop.store.audit(action, f"{event.forge}:{event.repo}{ref}", who(event), detail)
 
 
 def who(event: ForgeEvent) -> str:

@@ -117,7 +117,9 @@ def _known(loop: ForgeLoop, event: ForgeEvent) -> bool:
     )
     if binding is None:
         return False
-    stored = forge_store(loop.store).forge_events(binding.forge, binding.repo, binding.number)
+    stored = forge_store(loop.store).forge_events(
+        binding.forge, binding.repo, binding.number, pr=binding.on_pr
+    )
     return any(record.identity == event.identity for record in stored)
 
 
@@ -162,6 +164,7 @@ def _store(
         forge=event.forge,
         repo=event.repo,
         number=binding.number,
+        on_pr=binding.on_pr,
         identity=event.identity,
         kind=event.kind,
         status=status,
@@ -287,7 +290,9 @@ def _review(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent:
     if kind.numbers_apart:  # GitLab: a note each, no review id; the author's unanswered ones gathered
         known = {
             r.identity
-            for r in forge_store(loop.store).forge_events(binding.forge, binding.repo, binding.number)
+            for r in forge_store(loop.store).forge_events(
+                binding.forge, binding.repo, binding.number, pr=binding.on_pr
+            )
         }
         return gathering.gather(event, reviews, known)
     for review in reviews:
@@ -335,7 +340,7 @@ def _kick(loop: ForgeLoop, binding: Binding, finishing: str | None) -> Outcome |
     if current.status != BindingStatus.ACTIVE or busy(loop, current, finishing):
         return None
     waiting = forge_store(loop.store).forge_events(
-        current.forge, current.repo, current.number, status=EventStatus.PENDING
+        current.forge, current.repo, current.number, status=EventStatus.PENDING, pr=current.on_pr
     )
     # quoted words of untrusted actors never share a turn with instructions: that turn runs at read, so
     # instructions go first and the quoted ones wait for a turn of their own
@@ -368,7 +373,7 @@ def _over_budget(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) 
     if budget is None:
         return None
     today = forge_store(loop.store).forge_turns(
-        binding.forge, binding.repo, binding.number, since=loop.clock() - DAY
+        binding.forge, binding.repo, binding.number, since=loop.clock() - DAY, pr=binding.on_pr
     )
     if len(today) >= budget.per_day:
         return f"the thread's daily budget of {budget.per_day} turns is spent"
@@ -376,7 +381,9 @@ def _over_budget(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) 
         signature = record.event.get("signature")
         if record.kind != FeedbackKind.CI_FAILURE or not signature:
             continue
-        spent = forge_store(loop.store).budget_spent(binding.forge, binding.repo, binding.number, signature)
+        spent = forge_store(loop.store).budget_spent(
+            binding.forge, binding.repo, binding.number, signature, pr=binding.on_pr
+        )
         if spent >= budget.per_failure:
             names = ", ".join(sorted({c["name"] for c in record.event.get("checks", [])}))
             return f"the same CI failure ({names}) came back after {spent} turns: the budget is spent"
@@ -419,12 +426,17 @@ def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Ou
     forge_store(loop.store).claim_forge_events(ids, job.id)
     kinds = sorted({record.kind.value for record in pending})
     forge_store(loop.store).add_forge_turn(
-        job.id, binding.forge, binding.repo, binding.number, kinds, loop.clock()
+        job.id, binding.forge, binding.repo, binding.number, kinds, loop.clock(), pr=binding.on_pr
     )
     for record in pending:
         if record.kind == FeedbackKind.CI_FAILURE and record.event.get("signature"):
             forge_store(loop.store).spend_budget(
-                binding.forge, binding.repo, binding.number, record.event["signature"], loop.clock()
+                binding.forge,
+                binding.repo,
+                binding.number,
+                record.event["signature"],
+                loop.clock(),
+                pr=binding.on_pr,
             )
     loop.submit(job.id)
     log.info("forge %s: turn %s started from %d event(s): %s", binding.conversation, job.id, len(ids), kinds)
@@ -468,9 +480,9 @@ def _needs_human(loop: ForgeLoop, binding: Binding, why: str) -> None:
 def _resume(loop: ForgeLoop, binding: Binding, event: ForgeEvent) -> None:
     binding.status, binding.note, binding.updated_at = BindingStatus.ACTIVE, None, loop.clock()
     forge_store(loop.store).save_binding(binding)
-    forge_store(loop.store).reset_budgets(binding.forge, binding.repo, binding.number)
+    forge_store(loop.store).reset_budgets(binding.forge, binding.repo, binding.number, pr=binding.on_pr)
     held = forge_store(loop.store).forge_events(
-        binding.forge, binding.repo, binding.number, status=EventStatus.HELD
+        binding.forge, binding.repo, binding.number, status=EventStatus.HELD, pr=binding.on_pr
     )
     # what waited while the thread needed a human is stale by now: the person's comment says what next
     forge_store(loop.store).set_forge_events(

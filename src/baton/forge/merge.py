@@ -114,7 +114,10 @@ def consider(loop: ForgeLoop, binding: Binding, why: str, finishing: str | None 
 def _waiting(loop: ForgeLoop, binding: Binding) -> bool:
     """Whether an event of the thread waits for its turn (stored ``pending``, not started yet)."""
     store = forge_store(loop.store)
-    return bool(store.forge_events(binding.forge, binding.repo, binding.number, status=EventStatus.PENDING))
+    pending = store.forge_events(
+        binding.forge, binding.repo, binding.number, status=EventStatus.PENDING, pr=binding.on_pr
+    )
+    return bool(pending)
 
 
 def _skip(
@@ -166,7 +169,10 @@ def _unread(loop: ForgeLoop, binding: Binding, pull: PullState) -> str | None:
     assert binding.pr is not None
     kind = loop.forge(binding.forge).kind
     stored = {
-        r.identity for r in forge_store(loop.store).forge_events(binding.forge, binding.repo, binding.number)
+        r.identity
+        for r in forge_store(loop.store).forge_events(
+            binding.forge, binding.repo, binding.number, pr=binding.on_pr
+        )
     }
     for review in pull.reviews:
         if review.state != "APPROVED" or review.commit != pull.head_sha or not review.body.strip():
@@ -212,7 +218,9 @@ def _identity(step: str, head: str) -> str:
 
 def _recorded(loop: ForgeLoop, binding: Binding, step: str, head: str) -> bool:
     identity = _identity(step, head)
-    stored = forge_store(loop.store).forge_events(binding.forge, binding.repo, binding.number)
+    stored = forge_store(loop.store).forge_events(
+        binding.forge, binding.repo, binding.number, pr=binding.on_pr
+    )
     return any(record.identity == identity for record in stored)
 
 
@@ -223,6 +231,7 @@ def _record(loop: ForgeLoop, binding: Binding, step: str, head: str, said: str) 
         forge=binding.forge,
         repo=binding.repo,
         number=binding.number,
+        on_pr=binding.on_pr,
         identity=_identity(step, head),
         kind=FeedbackKind.REVIEW,
         status=EventStatus.DROPPED,

@@ -22,7 +22,7 @@ from baton.forge.schema import forge_bindings, forge_events, forge_turns
 from baton.store.base import Transactions
 
 Group = tuple[str, str, str]  # forge, repo, agent
-Conversation = tuple[str, str, int]  # forge, repo, number
+Conversation = tuple[str, str, int, int]  # forge, repo, number, kind (on_pr: GitLab's MR !N apart)
 Failure = tuple[float, str, str]  # received_at, head, signature
 Answers = dict[Group, tuple[int, int]]  # accepted, answered
 ANSWERS = ("posted", "posted before", "in the status comment")  # ``reply``: the answer reached the forge
@@ -211,18 +211,18 @@ def _read(store: Transactions, since: float | None) -> tuple[dict[Conversation, 
     window = b.created_at >= since if since is not None else sa.true()
     threads: dict[Conversation, _Thread] = {}
     with store.transaction() as conn:
-        for forge, repo, number, agent, *facts in conn.execute(_bindings(window)):
+        for forge, repo, number, on_pr, agent, *facts in conn.execute(_bindings(window)):
             status, created, updated, opened, closed, merged, waiting, first_push, rounds = facts
-            threads[forge, repo, number] = _Thread(
+            threads[forge, repo, number, on_pr] = _Thread(
                 (forge, repo, agent), status, created, updated, opened, closed, bool(merged), waiting,
                 first_push, int(rounds or 0),
             )  # fmt: skip
-        for forge, repo, number, received, identity in conn.execute(_failures(window)):
+        for forge, repo, number, on_pr, received, identity in conn.execute(_failures(window)):
             parsed = _failure(identity)
-            if parsed is not None and (thread := threads.get((forge, repo, number))):
+            if parsed is not None and (thread := threads.get((forge, repo, number, on_pr))):
                 thread.failures.append((received, *parsed))
-        for forge, repo, number, published, head in conn.execute(_pushes(window)):
-            if (thread := threads.get((forge, repo, number))) and thread.failures:
+        for forge, repo, number, on_pr, published, head in conn.execute(_pushes(window)):
+            if (thread := threads.get((forge, repo, number, on_pr))) and thread.failures:
                 thread.pushes.append(Push(published, head))
         answers = {(f, r, a): (int(n), int(yes)) for f, r, a, n, yes in conn.execute(_answers(window))}
     return threads, answers
@@ -239,10 +239,11 @@ def _bindings(window: sa.ColumnElement[bool]) -> sa.Select[Any]:
             t.forge,
             t.repo,
             t.number,
+            t.on_pr,
             sa.func.min(sa.case((pushing, t.published_at))).label("first_push"),
             sa.func.max(sa.case((pushing, t.submitted_at))).label("last_push"),
         )
-        .group_by(t.forge, t.repo, t.number)
+        .group_by(t.forge, t.repo, t.number, t.on_pr)
         .subquery()
     )
     p = per_thread.c
@@ -253,15 +254,25 @@ def _bindings(window: sa.ColumnElement[bool]) -> sa.Select[Any]:
             turn.c.forge == b.forge,
             turn.c.repo == b.repo,
             turn.c.number == b.number,
+            turn.c.on_pr == b.on_pr,
             turn.c.submitted_at > b.pr_opened_at,
             turn.c.submitted_at <= p.last_push,
         )
         .scalar_subquery()
     )
-    on_thread = sa.and_(p.forge == b.forge, p.repo == b.repo, p.number == b.number)
+    on_thread = sa.and_(p.forge == b.forge, p.repo == b.repo, p.number == b.number, p.on_pr == b.on_pr)
     facts = [b.status, b.created_at, b.updated_at, b.pr_opened_at, b.closed_at, b.merged, b.waiting_since]
     return (
-        sa.select(b.forge, b.repo, b.number, b.agent, *facts, p.first_push, sa.case((b.merged == 1, rounds)))
+        sa.select(
+            b.forge,
+            b.repo,
+            b.number,
+            b.on_pr,
+            b.agent,
+            *facts,
+            p.first_push,
+            sa.case((b.merged == 1, rounds)),
+        )
         .select_from(forge_bindings.outerjoin(per_thread, on_thread))
         .where(window)
     )
@@ -270,9 +281,9 @@ def _bindings(window: sa.ColumnElement[bool]) -> sa.Select[Any]:
 def _failures(window: sa.ColumnElement[bool]) -> sa.Select[Any]:
     """The CI failures of the threads, as stored for a turn (not dropped: stale, passing, ...)."""
     b, e = forge_bindings.c, forge_events.c
-    on_event = sa.and_(b.forge == e.forge, b.repo == e.repo, b.number == e.number)
+    on_event = sa.and_(b.forge == e.forge, b.repo == e.repo, b.number == e.number, b.on_pr == e.on_pr)
     return (
-        sa.select(e.forge, e.repo, e.number, e.received_at, e.identity)
+        sa.select(e.forge, e.repo, e.number, e.on_pr, e.received_at, e.identity)
         .select_from(forge_events.join(forge_bindings, on_event))
         .where(window, e.kind == FeedbackKind.CI_FAILURE.value, e.status != EventStatus.DROPPED.value)
     )
@@ -282,11 +293,15 @@ def _pushes(window: sa.ColumnElement[bool]) -> sa.Select[Any]:
     """The pushes of the threads that had a CI failure (the others' are not needed)."""
     b, t, e = forge_bindings.c, forge_turns.c, forge_events.c
     failed = sa.exists().where(
-        e.forge == t.forge, e.repo == t.repo, e.number == t.number, e.kind == FeedbackKind.CI_FAILURE.value
+        e.forge == t.forge,
+        e.repo == t.repo,
+        e.number == t.number,
+        e.on_pr == t.on_pr,
+        e.kind == FeedbackKind.CI_FAILURE.value,
     )
-    on_turn = sa.and_(b.forge == t.forge, b.repo == t.repo, b.number == t.number)
+    on_turn = sa.and_(b.forge == t.forge, b.repo == t.repo, b.number == t.number, b.on_pr == t.on_pr)
     return (
-        sa.select(t.forge, t.repo, t.number, t.published_at, t.pushed)
+        sa.select(t.forge, t.repo, t.number, t.on_pr, t.published_at, t.pushed)
         .select_from(forge_turns.join(forge_bindings, on_turn))
         .where(window, t.pushed.is_not(None), t.published_at.is_not(None), failed)
     )
@@ -295,7 +310,7 @@ def _pushes(window: sa.ColumnElement[bool]) -> sa.Select[Any]:
 def _answers(window: sa.ColumnElement[bool]) -> sa.Select[Any]:
     """Per (forge, repo, agent): the events accepted (not dropped), and those whose turn answered."""
     b, t, e = forge_bindings.c, forge_turns.c, forge_events.c
-    on_event = sa.and_(b.forge == e.forge, b.repo == e.repo, b.number == e.number)
+    on_event = sa.and_(b.forge == e.forge, b.repo == e.repo, b.number == e.number, b.on_pr == e.on_pr)
     answer = sa.case((t.answered == 1, 1), else_=0)
     return (
         sa.select(b.forge, b.repo, b.agent, sa.func.count(), sa.func.coalesce(sa.func.sum(answer), 0))

@@ -139,7 +139,8 @@ def after_job(
     job.outcome, job.error = outcome, fields.get("error")
     job.result = fields.get("result") if isinstance(fields.get("result"), dict) else None
     first = events[0]
-    binding = forge_store(loop.store).get_binding(first.forge, first.repo, first.number)
+    which = loop.which(first.forge, first.on_pr)  # its thread's kind, where a forge numbers them apart
+    binding = forge_store(loop.store).get_binding(first.forge, first.repo, first.number, which)
     if binding is None:
         return {"error": f"{first.forge}:{first.repo}#{first.number} is no longer bound"}
     lease = LeaseHolder(loop.store, CLAIM + job.id, loop.settings.lease_ttl, backend=backend(loop))
@@ -431,7 +432,9 @@ def _open_pr(loop: ForgeLoop, binding: Binding) -> dict[str, Any]:
         return {"pr_error": redact(str(exc))}
     binding.pr = number
     loop.store.audit("forge.pr_opened", binding.conversation, "baton", {"pr": number, "url": url})
-    forge_store(loop.store).mark_pr_opened(binding.forge, binding.repo, binding.number, loop.clock())
+    forge_store(loop.store).mark_pr_opened(
+        binding.forge, binding.repo, binding.number, loop.clock(), pr=binding.on_pr
+    )
     return {"pr": number, "pr_url": url}
 
 
@@ -472,7 +475,7 @@ def _asked_by(loop: ForgeLoop, binding: Binding, job: JobRecord) -> list[str]:
     store = forge_store(loop.store)
     for records in (
         store.events_of_job(job.id),
-        store.forge_events(binding.forge, binding.repo, binding.number, limit=1),
+        store.forge_events(binding.forge, binding.repo, binding.number, limit=1, pr=binding.on_pr),
     ):
         people = [
             event.actor.login

@@ -33,6 +33,7 @@ log = logging.getLogger("baton.forge")
 SKEW = 120.0  # seconds looked back beyond the last pass (clocks differ; the forge's index lags)
 FIRST_LOOK = 86_400.0  # a repository with no bound thread: triggers of the last day are found
 CHECKS_AT_ONCE = 8  # conditional check requests in flight at once
+Key = tuple[int, bool]  # a binding's number and kind (GitLab's issue #3 and MR !3 are two threads)
 
 
 @dataclass
@@ -101,13 +102,13 @@ def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report, still: Callabl
         (apart, b.pr): b for b in bindings if b.pr is not None
     }
     since = min((b.seen for b in bindings), default=started - FIRST_LOOK) - SKEW
-    unread: set[int] = set()  # bindings a read failed for: not marked seen, so the next pass reads them
-    touched: set[int] = set()  # bound PRs updated or whose checks changed: the merge policy looks
+    unread: set[Key] = set()  # bindings a read failed for: not marked seen, so the next pass reads them
+    touched: set[Key] = set()  # bound PRs updated or whose checks changed: the merge policy looks
     for info in client.updated_since(repo, since):
         _fenced(still)  # a thread's reading may close its binding
         binding = by_number.get((apart and info.is_pr, info.number))
         if binding is not None and info.number == binding.pr and info.state == "open":
-            touched.add(binding.number)
+            touched.add(_key(binding))
         try:
             events = (
                 _bound(loop, forge, repo, info, binding)
@@ -117,7 +118,7 @@ def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report, still: Callabl
         except ForgeError as exc:  # one thread's failure is that thread's: the pass goes on
             _failed(report, f"{forge}:{repo}#{info.number}", exc)
             if binding is not None:
-                unread.add(binding.number)
+                unread.add(_key(binding))
             continue
         _handle(loop, events, report, still)
     prs = [b for b in bindings if b.pr is not None and b.head_sha and b.status != BindingStatus.CLOSED]
@@ -127,22 +128,27 @@ def _repo(loop: ForgeLoop, forge: str, repo: str, report: Report, still: Callabl
     for pr, answer in zip(prs, found, strict=True):
         if isinstance(answer, ForgeError):
             _failed(report, f"{forge}:{repo}#{pr.pr} (checks)", answer)
-            unread.add(pr.number)
+            unread.add(_key(pr))
             continue
         if answer:
-            touched.add(pr.number)
+            touched.add(_key(pr))
         _handle(loop, answer, report, still)
     _fenced(still)
     _merge_policy(loop, forge, repo, touched, report)
-    seen = [(b.number, b.etag) for b in bindings if b.number not in unread]
+    seen = [(b.number, b.etag, b.on_pr) for b in bindings if _key(b) not in unread]
     forge_store(loop.store).mark_seen(forge, repo, seen, started)
 
 
-def _merge_policy(loop: ForgeLoop, forge: str, repo: str, touched: set[int], report: Report) -> None:
+def _key(binding: Binding) -> Key:
+    return binding.number, binding.on_pr
+
+
+def _merge_policy(loop: ForgeLoop, forge: str, repo: str, touched: set[Key], report: Report) -> None:
     """The merge policy's look at each PR the pass found updated or with changed checks (nothing is
     asked of the forge for a repository whose ``merge`` is off, or a head done already)."""
-    for number in sorted(touched):
-        binding = forge_store(loop.store).get_binding(forge, repo, number)  # as the events left it
+    for number, pr in sorted(touched):
+        which = loop.which(forge, pr)  # as the events left it
+        binding = forge_store(loop.store).get_binding(forge, repo, number, which)
         if binding is None:
             continue
         done = merge.consider(loop, binding, "reconcile")
@@ -189,7 +195,7 @@ def _bound(loop: ForgeLoop, forge: str, repo: str, info: ThreadInfo, binding: Bi
     if info.state == "closed":
         close_thread(loop, binding, "merged" if info.merged else "closed on the forge", "reconcile")
         if info.merged:  # kept apart from the note: the issue's close may be read after the PR's
-            forge_store(loop.store).mark_merged(forge, repo, info.number)
+            forge_store(loop.store).mark_merged(forge, repo, info.number, loop.which(forge, info.is_pr))
         return []
     if info.is_pr and info.head_sha is None:
         # GitHub's issue list says nothing of a PR's head or mergeability: the pull request does (a

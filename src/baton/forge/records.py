@@ -88,7 +88,8 @@ class Binding:
     note: str | None = None  # why it needs a human, what happened last
     created_at: float = 0.0
     updated_at: float = 0.0
-    on_pr: bool = False  # ``number`` is a PR's (the thread started on one), not an issue's
+    on_pr: bool = False  # ``number`` is a PR's (the thread started on one), not an issue's: a key with it
+    sign: str = "#"  # how the conversation writes its number: ``!`` for a GitLab merge request's thread
 
     @property
     def seen(self) -> float:
@@ -98,7 +99,8 @@ class Binding:
 
     @property
     def conversation(self) -> str:
-        return f"{self.forge}:{self.repo}#{self.number}"
+        """``forge:owner/name#N`` (``!N``: a GitLab merge request's thread, apart from issue ``#N``'s)."""
+        return f"{self.forge}:{self.repo}{self.sign}{self.number}"
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "conversation": self.conversation}
@@ -120,3 +122,4 @@ class EventRecord:
     job_id: str | None = None
     reason: str | None = None  # why it was dropped or held
     id: int | None = None  # the store's row number (arrival order)
+    on_pr: bool = False  # its thread's kind, with ``number``: the binding's ``on_pr``

@@ -47,8 +47,8 @@ def heal(loop: ForgeLoop, duty: bool = True) -> int:
 def kick_pending(loop: ForgeLoop) -> int:
     """Start the turn of every thread with events left pending and no turn under way; how many."""
     started = 0
-    for forge, repo, number in forge_store(loop.store).pending_forge_threads():
-        binding = forge_store(loop.store).get_binding(forge, repo, number)
+    for forge, repo, number, pr in forge_store(loop.store).pending_forge_threads():
+        binding = forge_store(loop.store).get_binding(forge, repo, number, loop.which(forge, pr))
         if binding is not None and dispatch.kick(loop, binding) is not None:
             started += 1
     return started

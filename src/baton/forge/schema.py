@@ -34,6 +34,9 @@ forge_bindings = sa.Table(
     sa.Column("forge", Text, nullable=False),  # the configured forge's name
     sa.Column("repo", Text, nullable=False),  # the forge's full name: acme/api
     sa.Column("number", Int, nullable=False),  # the issue (or the PR a thread started on)
+    # 1: ``number`` is a PR's (migration 19); a key with the number since migration 25, so GitLab's
+    # issue #3 and merge request !3 are two threads (GitHub's and Gitea's share one sequence)
+    sa.Column("on_pr", Int, nullable=False, server_default="0"),
     sa.Column("agent", Text, nullable=False),
     sa.Column("repo_slug", Text, nullable=False),  # baton's key: agent, repo slug, thread
     sa.Column("thread", Text, nullable=False),
@@ -49,13 +52,15 @@ forge_bindings = sa.Table(
     sa.Column("note", Text),
     sa.Column("created_at", Real, nullable=False),
     sa.Column("updated_at", Real, nullable=False),
-    sa.Column("on_pr", Int, nullable=False, server_default="0"),  # 1: ``number`` is a PR's (migration 19)
     # the outcome facts (baton.forge.outcomes), kept by the store, not on the Binding record:
     sa.Column("pr_opened_at", Real),  # when baton opened the thread's PR (None: it did not)
     sa.Column("closed_at", Real),  # when it was seen closed (None while open)
     sa.Column("merged", Int),  # 1: its PR was merged (set once, never undone)
     sa.Column("waiting_since", Real),  # when it went to needs_human (None while it does not wait)
-    sa.PrimaryKeyConstraint("forge", "repo", "number"),
+    # how its conversation writes its number: ``#``, or ``!`` for a GitLab merge request bound since
+    # migration 25 (a binding's name never changes: one bound before keeps its ``#``)
+    sa.Column("sign", Text, nullable=False, server_default="#"),
+    sa.PrimaryKeyConstraint("forge", "repo", "number", "on_pr"),
     sa.Index("forge_bindings_key", "agent", "repo_slug", "thread", unique=True),
     sa.Index("forge_bindings_pr", "forge", "repo", "pr"),
     sa.Index("forge_bindings_status", "status"),
@@ -68,6 +73,7 @@ forge_events = sa.Table(
     sa.Column("forge", Text, nullable=False),
     sa.Column("repo", Text, nullable=False),
     sa.Column("number", Int, nullable=False),
+    sa.Column("on_pr", Int, nullable=False, server_default="0"),  # with ``number``: its binding's
     sa.Column("identity", Text, nullable=False),  # the event itself: acted on once, however it arrives
     sa.Column("kind", Text, nullable=False),
     sa.Column("status", Text, nullable=False),
@@ -77,9 +83,11 @@ forge_events = sa.Table(
     sa.Column("reason", Text),  # why it was dropped or held
     sa.Column("received_at", Real, nullable=False),
     sa.Index("forge_events_identity", "forge", "repo", "identity", unique=True),
-    sa.Index("forge_events_thread", "forge", "repo", "number", "status"),
+    sa.Index("forge_events_thread", "forge", "repo", "number", "on_pr", "status"),
     sa.Index("forge_events_job", "job_id"),
-    sa.Index("forge_events_status", "status", "forge", "repo", "number"),  # the conversations waiting
+    sa.Index(
+        "forge_events_status", "status", "forge", "repo", "number", "on_pr"
+    ),  # the conversations waiting
     sa.Index("forge_events_kind", "kind"),  # the outcomes' CI failures
 )
 
@@ -90,13 +98,14 @@ forge_turns = sa.Table(
     sa.Column("forge", Text, nullable=False),
     sa.Column("repo", Text, nullable=False),
     sa.Column("number", Int, nullable=False),
+    sa.Column("on_pr", Int, nullable=False, server_default="0"),  # with ``number``: its binding's
     sa.Column("kinds", Text, nullable=False),  # JSON list of the feedback kinds the turn is about
     sa.Column("submitted_at", Real, nullable=False),
     sa.Column("published_at", Real),  # set once, when baton wrote the turn's outcome back
     sa.Column("publish", Text),  # JSON: what baton wrote back
     sa.Column("pushed", Text),  # the head the turn pushed (None: it pushed nothing)
     sa.Column("answered", Int),  # 1: it pushed, posted an answer or asked a question (set when published)
-    sa.Index("forge_turns_thread", "forge", "repo", "number", "submitted_at"),
+    sa.Index("forge_turns_thread", "forge", "repo", "number", "on_pr", "submitted_at"),
     sa.Index("forge_turns_published", "published_at"),
 )
 
@@ -106,8 +115,9 @@ forge_budgets = sa.Table(
     sa.Column("forge", Text, nullable=False),
     sa.Column("repo", Text, nullable=False),
     sa.Column("number", Int, nullable=False),
+    sa.Column("on_pr", Int, nullable=False, server_default="0"),  # with ``number``: its binding's
     sa.Column("signature", Text, nullable=False),  # what is counted (the caller names it: a failure, a day)
     sa.Column("spent", Int, nullable=False),
     sa.Column("updated_at", Real, nullable=False),
-    sa.PrimaryKeyConstraint("forge", "repo", "number", "signature"),
+    sa.PrimaryKeyConstraint("forge", "repo", "number", "on_pr", "signature"),
 )

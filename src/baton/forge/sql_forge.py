@@ -1,11 +1,12 @@
 """The forge room's :class:`~baton.forge.tables.ForgeStore` in the SQL store's transactions
 (:func:`baton.forge.tables.forge_store`): threads bound to issues and pull requests (``forge_bindings``),
 the events seen on them (``forge_events``), the turns submitted for them (``forge_turns``) and what their
-budgets have spent (``forge_budgets``). Several machines receive the same webhooks and run the same
-reconcile, so every decision that must be taken once (an event acted on, an event joining a turn, a turn
-published, a budget's spend) is taken by the database, in one statement (each method says which). Each
-method is one transaction; rows and records are converted by the functions at the end (JSON text for
-``event``, ``kinds`` and ``publish``; enums as their values).
+budgets have spent (``forge_budgets``), each keyed by its number and its kind (``on_pr``: GitLab's issue
+#3 and merge request !3 are two threads; a read given no kind takes either). Several machines receive
+the same webhooks and run the same reconcile, so every decision that must be taken once (an event acted
+on, an event joining a turn, a turn published, a budget's spend) is taken by the database, in one
+statement (each method says which). Each method is one transaction; rows and records are converted by
+the functions at the end (JSON text for ``event``, ``kinds`` and ``publish``; enums as their values).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from baton.store.base import Transactions
 from baton.store.schema import audit, jobs
 from baton.store.tables import insert_for
 
-CONVERSATION = ("forge", "repo", "number")
+CONVERSATION = ("forge", "repo", "number", "on_pr")
 OUTCOME_COLUMNS = frozenset({"pr_opened_at", "closed_at", "merged", "waiting_since"})  # not on Binding
 CLAIMABLE = (EventStatus.PENDING.value, EventStatus.HELD.value)
+Seen = tuple[int, str | None] | tuple[int, str | None, bool]  # number, ETag (and kind: GitLab's)
+After = tuple[str, str, int] | tuple[str, str, int, bool]  # forge, repo, number (and kind)
 
 
 class SQLForge:
@@ -114,37 +117,46 @@ class SQLForge:
             done = conn.execute(update.values({**values, **_transitions(binding)}))
         return bool(done.rowcount)
 
-    def mark_pr_opened(self, forge: str, repo: str, number: int, at: float) -> None:
+    def mark_pr_opened(
+        self, forge: str, repo: str, number: int, at: float, *, pr: bool | None = None
+    ) -> None:
         """baton opened the thread's PR at ``at`` (the first time only: a later call changes nothing)."""
         c = forge_bindings.c
         with self._store.transaction() as conn:
             conn.execute(
                 sa.update(forge_bindings)
-                .where(_conversation(forge_bindings, forge, repo, number), c.pr_opened_at.is_(None))
+                .where(_conversation(forge_bindings, forge, repo, number, pr), c.pr_opened_at.is_(None))
                 .values(pr_opened_at=at)
             )
 
-    def mark_merged(self, forge: str, repo: str, number: int) -> None:
-        """The thread's PR was merged (the binding of ``number``, or the one whose PR it is): set once,
-        never undone, whichever of the issue's and the PR's close is seen first."""
+    def mark_merged(self, forge: str, repo: str, number: int, pr: bool | None = None) -> None:
+        """The thread's PR was merged (the binding of ``number``, or the one whose PR it is; ``pr`` as
+        :meth:`get_binding`'s): set once, never undone, whichever of the issue's and the PR's close is
+        seen first."""
         with self._store.transaction() as conn:
-            row = _binding_row(conn, forge, repo, number)
+            row = _binding_row(conn, forge, repo, number, pr)
             if row is not None:
-                where = _conversation(forge_bindings, row["forge"], row["repo"], row["number"])
+                where = _conversation(forge_bindings, row["forge"], row["repo"], row["number"], row["on_pr"])
                 conn.execute(sa.update(forge_bindings).where(where).values(merged=1))
 
-    def mark_seen(self, forge: str, repo: str, seen: Sequence[tuple[int, str | None]], at: float) -> None:
-        """The reconcile looked at these bindings (number, its checks' ETag) up to ``at``: one
-        transaction for a whole repository's, whatever else changed on them meanwhile is kept."""
+    def mark_seen(self, forge: str, repo: str, seen: Sequence[Seen], at: float) -> None:
+        """The reconcile looked at these bindings (number, its checks' ETag, and its kind where the
+        forge numbers issues and PRs apart) up to ``at``: one transaction for a whole repository's,
+        whatever else changed on them meanwhile is kept."""
         c = forge_bindings.c
         statement = (
             sa.update(forge_bindings)
             .where(c.forge == forge, c.repo == repo, c.number == sa.bindparam("n"))
             .values(seen_at=at, etag=sa.bindparam("e"))
         )
+        kinds = [{"n": one[0], "e": one[1], "k": int(one[2])} for one in seen if len(one) > 2]
+        either = [{"n": one[0], "e": one[1]} for one in seen if len(one) == 2]
         if seen:
             with self._store.transaction() as conn:
-                conn.execute(statement, [{"n": number, "e": etag} for number, etag in seen])
+                if kinds:
+                    conn.execute(statement.where(c.on_pr == sa.bindparam("k")), kinds)
+                if either:
+                    conn.execute(statement, either)
 
     def list_bindings(
         self,
@@ -152,31 +164,34 @@ class SQLForge:
         status: BindingStatus | None = None,
         forge: str | None = None,
         limit: int = 1000,
-        after: tuple[str, str, int] | None = None,
+        after: After | None = None,
     ) -> list[Binding]:
-        """By (forge, repo, number); ``after`` (the last one's) pages on without an offset."""
+        """By (forge, repo, number, kind); ``after`` (the last one's, its kind too; without it, past
+        every kind of that number) pages on without an offset."""
         c = forge_bindings.c
-        query = sa.select(forge_bindings).order_by(c.forge, c.repo, c.number).limit(limit)
+        query = sa.select(forge_bindings).order_by(c.forge, c.repo, c.number, c.on_pr).limit(limit)
         if status is not None:
             query = query.where(c.status == status.value)
         if forge is not None:
             query = query.where(c.forge == forge)
         if after is not None:
-            f, r, n = after
+            f, r, n = after[:3]
+            kind = int(after[3]) if len(after) > 3 else 1
             query = query.where(
                 sa.or_(
                     c.forge > f,
                     sa.and_(c.forge == f, c.repo > r),
                     sa.and_(c.forge == f, c.repo == r, c.number > n),
+                    sa.and_(c.forge == f, c.repo == r, c.number == n, c.on_pr > kind),
                 )
             )
         with self._store.transaction() as conn:
             return [binding_of(r._mapping) for r in conn.execute(query)]
 
-    def unbind(self, forge: str, repo: str, number: int) -> bool:
+    def unbind(self, forge: str, repo: str, number: int, pr: bool | None = None) -> bool:
         with self._store.transaction() as conn:
             done = conn.execute(
-                sa.delete(forge_bindings).where(_conversation(forge_bindings, forge, repo, number))
+                sa.delete(forge_bindings).where(_conversation(forge_bindings, forge, repo, number, pr))
             )
         return bool(done.rowcount)
 
@@ -194,10 +209,17 @@ class SQLForge:
         return None if new_id is None else dataclasses.replace(record, id=int(new_id))
 
     def forge_events(
-        self, forge: str, repo: str, number: int, *, status: EventStatus | None = None, limit: int = 1000
+        self,
+        forge: str,
+        repo: str,
+        number: int,
+        *,
+        status: EventStatus | None = None,
+        limit: int = 1000,
+        pr: bool | None = None,
     ) -> list[EventRecord]:
-        """The conversation's events in arrival order (stored under ``number`` as given)."""
-        query = sa.select(forge_events).where(_conversation(forge_events, forge, repo, number))
+        """The conversation's events in arrival order (stored under ``number`` and kind as given)."""
+        query = sa.select(forge_events).where(_conversation(forge_events, forge, repo, number, pr))
         if status is not None:
             query = query.where(forge_events.c.status == status.value)
         with self._store.transaction() as conn:
@@ -239,17 +261,19 @@ class SQLForge:
             )
         return int(done.rowcount or 0)
 
-    def pending_forge_threads(self, limit: int = 1000) -> list[tuple[str, str, int]]:
-        """The conversations with events waiting for a turn (the heal's list; the status index)."""
+    def pending_forge_threads(self, limit: int = 1000) -> list[tuple[str, str, int, bool]]:
+        """The conversations (forge, repo, number, kind) with events waiting for a turn (the heal's
+        list; the status index)."""
+        e = forge_events.c
         query = (
-            sa.select(forge_events.c.forge, forge_events.c.repo, forge_events.c.number)
-            .where(forge_events.c.status == EventStatus.PENDING.value)
+            sa.select(e.forge, e.repo, e.number, e.on_pr)
+            .where(e.status == EventStatus.PENDING.value)
             .distinct()
-            .order_by(forge_events.c.forge, forge_events.c.repo, forge_events.c.number)
+            .order_by(e.forge, e.repo, e.number, e.on_pr)
             .limit(limit)
         )
         with self._store.transaction() as conn:
-            return [(r.forge, r.repo, r.number) for r in conn.execute(query)]
+            return [(r.forge, r.repo, r.number, bool(r.on_pr)) for r in conn.execute(query)]
 
     def recent_forge_events(self, limit: int = 100) -> list[EventRecord]:
         """Newest first, across conversations (the dashboard, the API)."""
@@ -260,7 +284,15 @@ class SQLForge:
     # -- turns --------------------------------------------------------------------------------------
 
     def add_forge_turn(
-        self, job_id: str, forge: str, repo: str, number: int, kinds: list[str], submitted_at: float
+        self,
+        job_id: str,
+        forge: str,
+        repo: str,
+        number: int,
+        kinds: list[str],
+        submitted_at: float,
+        *,
+        pr: bool = False,
     ) -> bool:
         """Record a submitted turn; False when ``job_id`` is recorded already (kept as it is)."""
         values = {
@@ -268,6 +300,7 @@ class SQLForge:
             "forge": forge,
             "repo": repo,
             "number": number,
+            "on_pr": int(pr),
             "kinds": json.dumps([str(k) for k in kinds]),
             "submitted_at": submitted_at,
         }
@@ -275,11 +308,13 @@ class SQLForge:
             insert = insert_for(conn, forge_turns).values(values).on_conflict_do_nothing()
             return conn.execute(insert.returning(forge_turns.c.job_id)).first() is not None
 
-    def forge_turns(self, forge: str, repo: str, number: int, since: float = 0) -> list[dict[str, Any]]:
+    def forge_turns(
+        self, forge: str, repo: str, number: int, since: float = 0, *, pr: bool | None = None
+    ) -> list[dict[str, Any]]:
         """The conversation's turns submitted at or after ``since``, oldest first."""
         query = (
             sa.select(forge_turns)
-            .where(_conversation(forge_turns, forge, repo, number), forge_turns.c.submitted_at >= since)
+            .where(_conversation(forge_turns, forge, repo, number, pr), forge_turns.c.submitted_at >= since)
             .order_by(forge_turns.c.submitted_at, forge_turns.c.job_id)
         )
         with self._store.transaction() as conn:
@@ -319,10 +354,13 @@ class SQLForge:
 
     # -- budgets ------------------------------------------------------------------------------------
 
-    def spend_budget(self, forge: str, repo: str, number: int, signature: str, at: float) -> int:
+    def spend_budget(
+        self, forge: str, repo: str, number: int, signature: str, at: float, *, pr: bool = False
+    ) -> int:
         """Count one more turn against ``signature``; the count now (1 for the first). Every spend
         counts: ``INSERT ... ON CONFLICT DO UPDATE SET spent = spent + 1 RETURNING``."""
-        values = {"forge": forge, "repo": repo, "number": number, "signature": signature, "spent": 1}
+        values = {"forge": forge, "repo": repo, "number": number, "on_pr": int(pr), "signature": signature}
+        values["spent"] = 1
         with self._store.transaction() as conn:
             insert = insert_for(conn, forge_budgets).values({**values, "updated_at": at})
             upsert = insert.on_conflict_do_update(
@@ -331,18 +369,20 @@ class SQLForge:
             )
             return int(conn.execute(upsert.returning(forge_budgets.c.spent)).scalar_one())
 
-    def budget_spent(self, forge: str, repo: str, number: int, signature: str) -> int:
-        query = sa.select(forge_budgets.c.spent).where(
-            _conversation(forge_budgets, forge, repo, number), forge_budgets.c.signature == signature
+    def budget_spent(
+        self, forge: str, repo: str, number: int, signature: str, *, pr: bool | None = None
+    ) -> int:
+        query = sa.select(sa.func.sum(forge_budgets.c.spent)).where(
+            _conversation(forge_budgets, forge, repo, number, pr), forge_budgets.c.signature == signature
         )
         with self._store.transaction() as conn:
             return int(conn.execute(query).scalar() or 0)
 
-    def reset_budgets(self, forge: str, repo: str, number: int) -> int:
+    def reset_budgets(self, forge: str, repo: str, number: int, *, pr: bool | None = None) -> int:
         """Forget what the conversation's budgets spent (a trusted resume); how many were reset."""
         with self._store.transaction() as conn:
             done = conn.execute(
-                sa.delete(forge_budgets).where(_conversation(forge_budgets, forge, repo, number))
+                sa.delete(forge_budgets).where(_conversation(forge_budgets, forge, repo, number, pr))
             )
         return int(done.rowcount or 0)
 
@@ -386,12 +426,16 @@ class SQLForge:
         return {"turns": sorted((k, o, n) for (k, o), n in counts.items()), "refused": refused_n}
 
 
-def _conversation(table: sa.Table, forge: str, repo: str, number: int) -> sa.ColumnElement[bool]:
-    return sa.and_(table.c.forge == forge, table.c.repo == repo, table.c.number == number)
+def _conversation(
+    table: sa.Table, forge: str, repo: str, number: int, pr: bool | int | None = None
+) -> sa.ColumnElement[bool]:
+    """The rows of the thread (forge, repo, number) of kind ``pr`` (None: of either kind)."""
+    where = sa.and_(table.c.forge == forge, table.c.repo == repo, table.c.number == number)
+    return where if pr is None else sa.and_(where, table.c.on_pr == int(pr))
 
 
 def _conversation_where(binding: Binding) -> sa.ColumnElement[bool]:
-    return _conversation(forge_bindings, binding.forge, binding.repo, binding.number)
+    return _conversation(forge_bindings, binding.forge, binding.repo, binding.number, binding.on_pr)
 
 
 def _key_where(binding: Binding) -> sa.ColumnElement[bool]:
@@ -401,10 +445,13 @@ def _key_where(binding: Binding) -> sa.ColumnElement[bool]:
 
 def _binding_row(conn: Connection, forge: str, repo: str, number: int, pr: bool | None = None) -> Any:
     """The row bound to ``number`` itself, else the one whose PR it is. ``pr`` says which ``number`` is
-    where a forge numbers issues and PRs apart (GitLab): True, a PR (a thread started on it, or the
-    issue's thread whose PR it is); False, an issue; None, either (one sequence)."""
+    where a forge numbers issues and PRs apart (GitLab): True, a PR (a thread started on it first, else
+    the issue's thread whose PR it is); False, an issue; None, either (one sequence; an issue's own
+    thread first)."""
     c = forge_bindings.c
-    itself = sa.case((c.number == number, 0), else_=1)
+    itself = sa.case(
+        (sa.and_(c.number == number, c.on_pr == int(bool(pr))), 0), (c.number == number, 1), else_=2
+    )
     matches = {
         None: sa.or_(c.number == number, c.pr == number),
         True: sa.or_(sa.and_(c.on_pr == 1, c.number == number), sa.and_(c.on_pr == 0, c.pr == number)),
@@ -472,6 +519,7 @@ def binding_of(row: Any) -> Binding:
 def event_values(record: EventRecord) -> dict[str, Any]:
     values = {
         **record.__dict__,
+        "on_pr": int(record.on_pr),
         "kind": record.kind.value,
         "status": record.status.value,
         "access": record.access.value,
@@ -488,11 +536,13 @@ def event_of(row: Any) -> EventRecord:
     data["status"] = EventStatus(data["status"])
     data["access"] = Access(data["access"])
     data["event"] = json.loads(data["event"])
+    data["on_pr"] = bool(data.get("on_pr"))
     return EventRecord(**data)
 
 
 def turn_of(row: Any) -> dict[str, Any]:
     data = dict(row)
     data["kinds"] = json.loads(data["kinds"])
+    data["on_pr"] = bool(data.get("on_pr"))
     data["publish"] = json.loads(data["publish"]) if data["publish"] else None
     return data

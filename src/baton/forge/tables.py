@@ -26,7 +26,7 @@ from baton.forge.records import (
     EventStatus,
 )
 from baton.forge.schema import deliveries
-from baton.forge.sql_forge import SQLForge
+from baton.forge.sql_forge import After, Seen, SQLForge
 from baton.store.base import Transactions
 from baton.store.tables import insert_for
 
@@ -58,7 +58,9 @@ class DeliveryStore(Protocol):
 
 class ForgeStore(Protocol):
     """The forge room's threads bound to issues and PRs, their events, turns and budgets (implemented
-    by :mod:`baton.forge.sql_forge`). A conversation is (forge, repo, number). Each write is one
+    by :mod:`baton.forge.sql_forge`). A conversation is (forge, repo, number, kind): ``pr`` says the
+    kind (a PR's number or an issue's; GitLab numbers them apart), and a read given None takes either
+    (one number sequence has one of them). Each write is one
     transaction, and what must happen once across machines (an event acted on, a row claimed, a turn
     published, a budget spent) is decided by the database."""
 
@@ -79,16 +81,19 @@ class ForgeStore(Protocol):
         another conversation is :class:`baton.errors.BadInput`."""
         ...
 
-    def mark_pr_opened(self, forge: str, repo: str, number: int, at: float) -> None:
+    def mark_pr_opened(
+        self, forge: str, repo: str, number: int, at: float, *, pr: bool | None = None
+    ) -> None:
         """baton opened the thread's PR at ``at`` (kept from the first call): an outcome fact."""
         ...
 
-    def mark_merged(self, forge: str, repo: str, number: int) -> None:
+    def mark_merged(self, forge: str, repo: str, number: int, pr: bool | None = None) -> None:
         """The PR of the binding of ``number`` (or whose PR it is) was merged: an outcome fact, set once."""
         ...
 
-    def mark_seen(self, forge: str, repo: str, seen: Sequence[tuple[int, str | None]], at: float) -> None:
-        """Set ``seen_at`` and the checks' ETag of the repo's bindings ``(number, etag)``, in one write."""
+    def mark_seen(self, forge: str, repo: str, seen: Sequence[Seen], at: float) -> None:
+        """Set ``seen_at`` and the checks' ETag of the repo's bindings ``(number, etag[, kind])``, in one
+        write."""
         ...
 
     def list_bindings(
@@ -97,18 +102,26 @@ class ForgeStore(Protocol):
         status: BindingStatus | None = None,
         forge: str | None = None,
         limit: int = 1000,
-        after: tuple[str, str, int] | None = None,
+        after: After | None = None,
     ) -> list[Binding]:
-        """By (forge, repo, number); ``after`` the last one's (forge, repo, number), for the next page."""
+        """By (forge, repo, number, kind); ``after`` the last one's (forge, repo, number, kind), for the
+        next page."""
         ...
 
-    def unbind(self, forge: str, repo: str, number: int) -> bool: ...
+    def unbind(self, forge: str, repo: str, number: int, pr: bool | None = None) -> bool: ...
     def add_forge_event(self, record: EventRecord) -> EventRecord | None:
         """The stored record (with its ``id``); None when (forge, repo, identity) is known already."""
         ...
 
     def forge_events(
-        self, forge: str, repo: str, number: int, *, status: EventStatus | None = None, limit: int = 1000
+        self,
+        forge: str,
+        repo: str,
+        number: int,
+        *,
+        status: EventStatus | None = None,
+        limit: int = 1000,
+        pr: bool | None = None,
     ) -> list[EventRecord]:
         """In arrival order."""
         ...
@@ -122,8 +135,8 @@ class ForgeStore(Protocol):
         """Set status and reason; how many rows."""
         ...
 
-    def pending_forge_threads(self, limit: int = 1000) -> list[tuple[str, str, int]]:
-        """(forge, repo, number) of the conversations with pending events."""
+    def pending_forge_threads(self, limit: int = 1000) -> list[tuple[str, str, int, bool]]:
+        """(forge, repo, number, kind) of the conversations with pending events."""
         ...
 
     def recent_forge_events(self, limit: int = 100) -> list[EventRecord]:
@@ -131,12 +144,22 @@ class ForgeStore(Protocol):
         ...
 
     def add_forge_turn(
-        self, job_id: str, forge: str, repo: str, number: int, kinds: list[str], submitted_at: float
+        self,
+        job_id: str,
+        forge: str,
+        repo: str,
+        number: int,
+        kinds: list[str],
+        submitted_at: float,
+        *,
+        pr: bool = False,
     ) -> bool:
         """False when ``job_id`` is recorded already."""
         ...
 
-    def forge_turns(self, forge: str, repo: str, number: int, since: float = 0) -> list[dict[str, Any]]:
+    def forge_turns(
+        self, forge: str, repo: str, number: int, since: float = 0, *, pr: bool | None = None
+    ) -> list[dict[str, Any]]:
         """Turns submitted at or after ``since``, oldest first: job_id, forge, repo, number, kinds
         (list), submitted_at, published_at, publish (dict or None)."""
         ...
@@ -154,12 +177,16 @@ class ForgeStore(Protocol):
         it pushed and whether it answered are kept beside it (:mod:`baton.forge.outcomes`)."""
         ...
 
-    def spend_budget(self, forge: str, repo: str, number: int, signature: str, at: float) -> int:
+    def spend_budget(
+        self, forge: str, repo: str, number: int, signature: str, at: float, *, pr: bool = False
+    ) -> int:
         """One more against ``signature`` (atomic); the count now."""
         ...
 
-    def budget_spent(self, forge: str, repo: str, number: int, signature: str) -> int: ...
-    def reset_budgets(self, forge: str, repo: str, number: int) -> int:
+    def budget_spent(
+        self, forge: str, repo: str, number: int, signature: str, *, pr: bool | None = None
+    ) -> int: ...
+    def reset_budgets(self, forge: str, repo: str, number: int, *, pr: bool | None = None) -> int:
         """Forget the conversation's spends; how many budgets were reset."""
         ...
 

@@ -58,7 +58,6 @@ def bind_thread(
     if thread is not None:
         validate_thread(thread)
     existing = forge_store(loop.store).get_binding(forge, repo, number, loop.which(forge, pr))
-    _number_free(loop, forge, repo, number, pr, existing)
     if existing is not None:
         existing = follow_config(loop, existing)
         differs = [
@@ -88,6 +87,8 @@ def bind_thread(
         repo_url=url,
         pr=number if info.is_pr else None,
         on_pr=info.is_pr,
+        # GitLab's merge request !N is a thread apart from issue #N: its conversation is written so
+        sign=loop.forge(forge).kind.ref(number, info.is_pr)[0],
         head_sha=info.head_sha,
         branch=info.head_ref if info.is_pr and (not fork or info.head_clone_url) else None,
         access=Access.READ if fork else access or config.access,
@@ -101,22 +102,6 @@ def bind_thread(
         "forge.bind", stored.conversation, actor, {"thread": stored.thread, "agent": stored.agent}
     )
     return stored
-
-
-def _number_free(
-    loop: ForgeLoop, forge: str, repo: str, number: int, pr: bool, existing: Binding | None
-) -> None:
-    """Where a forge numbers issues and PRs apart (GitLab), a thread is still keyed by its number: MR
-    ``!3`` cannot be bound while issue ``#3`` is (or the other way), said before anything is written."""
-    if existing is not None or not loop.forge(forge).kind.numbers_apart:
-        return
-    other = forge_store(loop.store).get_binding(forge, repo, number)
-    if other is not None and other.number == number:
-        mine, theirs = ("merge request !", "issue #") if pr else ("issue #", "merge request !")
-        raise BadInput(
-            f"{forge}:{repo}: {mine}{number} cannot be bound while {theirs}{number} is ({other.conversation},"
-            " thread " + other.thread + "): baton keys a forge thread by its number; unbind that one first"
-        )
 
 
 def status_comment_of(loop: ForgeLoop, forge: str, repo: str, number: int, pr: bool = False) -> int | None:
@@ -182,22 +167,34 @@ def _thread(loop: ForgeLoop, forge: str, repo: str, number: int, pr: bool = Fals
         raise ForgeUnreachable(f"{forge}:{repo}#{number}: {exc}") from None
 
 
-def unbind_thread(loop: ForgeLoop, forge: str, repo: str, number: int, actor: str = "cli") -> bool:
-    binding = forge_store(loop.store).get_binding(forge, repo, number)
+def unbind_thread(
+    loop: ForgeLoop, forge: str, repo: str, number: int, actor: str = "cli", pr: bool | None = None
+) -> bool:
+    """Unbind the thread of ``number`` (``pr``: a merge request's, where a forge numbers issues and PRs
+    apart; None: either, the issue's thread first); False when none is bound."""
+    binding = forge_store(loop.store).get_binding(forge, repo, number, _which(loop, forge, pr))
     if binding is None:
         return False
-    forge_store(loop.store).unbind(binding.forge, binding.repo, binding.number)
+    forge_store(loop.store).unbind(binding.forge, binding.repo, binding.number, binding.on_pr)
     loop.store.audit("forge.unbind", binding.conversation, actor, {"thread": binding.thread})
     return True
 
 
-def thread_state(loop: ForgeLoop, forge: str, repo: str, number: int) -> dict[str, Any] | None:
+def thread_state(
+    loop: ForgeLoop, forge: str, repo: str, number: int, pr: bool | None = None
+) -> dict[str, Any] | None:
     """The binding, its events (newest last, with who, where, what became of them), its turns and the
-    budgets it spent; None when the conversation is not bound."""
-    binding = forge_store(loop.store).get_binding(forge, repo, number)
+    budgets it spent; None when the conversation is not bound (``pr`` as :func:`unbind_thread`'s)."""
+    binding = forge_store(loop.store).get_binding(forge, repo, number, _which(loop, forge, pr))
     if binding is None:
         return None
     return state_of(loop, binding)
+
+
+def _which(loop: ForgeLoop, forge: str, pr: bool | None) -> bool | None:
+    """A person's ``#N`` (None) is either where one sequence numbers both; ``!N`` (True) is the merge
+    request's thread only where the forge numbers them apart."""
+    return None if pr is None else loop.which(forge, pr)
 
 
 def state_of(loop: ForgeLoop, binding: Binding) -> dict[str, Any]:
@@ -250,8 +247,8 @@ def state_from_store(
     when given, ``events_total`` says how many there are), its turns, what its budgets spent (against
     ``budget``'s limits when known) and its links (when the forge is known). No comment body is in it:
     whatever the forge sent is data to show (logins, URLs, reasons), never markup."""
-    records = store.forge_events(binding.forge, binding.repo, binding.number)
-    turns = store.forge_turns(binding.forge, binding.repo, binding.number)
+    records = store.forge_events(binding.forge, binding.repo, binding.number, pr=binding.on_pr)
+    turns = store.forge_turns(binding.forge, binding.repo, binding.number, pr=binding.on_pr)
     now = time.time() if now is None else now
     shown = records[-last:] if last else records
     return {
@@ -301,7 +298,9 @@ def _failures(store: ForgeStore, binding: Binding, records: list[EventRecord]) -
         {
             "signature": signature,
             "checks": sorted(n for n in checks if n),
-            "spent": store.budget_spent(binding.forge, binding.repo, binding.number, signature),
+            "spent": store.budget_spent(
+                binding.forge, binding.repo, binding.number, signature, pr=binding.on_pr
+            ),
         }
         for signature, checks in names.items()
     ]
@@ -326,13 +325,13 @@ def _event(
 def bound_threads(loop: ForgeLoop, forge: str, repo: str) -> list[Binding]:
     """The repo's bindings that are not closed (every page)."""
     found: list[Binding] = []
-    after: tuple[str, str, int] | None = None
+    after: tuple[str, str, int, bool] | None = None
     while True:
         page = forge_store(loop.store).list_bindings(forge=forge, after=after, limit=1000)
         found += [b for b in page if b.repo.lower() == repo.lower() and b.status != BindingStatus.CLOSED]
         if len(page) < 1000:
             return found
-        after = (page[-1].forge, page[-1].repo, page[-1].number)
+        after = (page[-1].forge, page[-1].repo, page[-1].number, page[-1].on_pr)
 
 
 def by_head(loop: ForgeLoop, forge: str, repo: str, sha: str, asked: int = 20) -> Binding | None:

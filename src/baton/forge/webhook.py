@@ -42,7 +42,7 @@ def act_on_closed(loop: ForgeLoop, closed: Closed) -> dict[str, Any]:
     which = loop.which(closed.forge, closed.pr)
     binding = forge_store(loop.store).get_binding(closed.forge, closed.repo, closed.number, which)
     if binding is not None and closed.merged:  # an outcome, also after the close closed it
-        forge_store(loop.store).mark_merged(closed.forge, closed.repo, closed.number)
+        forge_store(loop.store).mark_merged(closed.forge, closed.repo, closed.number, which)
     if binding is None or binding.status == BindingStatus.CLOSED:
         return {"ignored": f"{closed.forge}:{closed.repo}#{closed.number} is not an open bound thread"}
     return close_thread(

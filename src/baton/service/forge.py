@@ -4,7 +4,8 @@ and its start with the service (:func:`start`): the operator's forge
 configuration, the publisher of forge turns on this service's executor, and the schedule (a reconcile
 every ``forge_reconcile`` seconds, the heal of waiting events in between).
 
-A forge conversation is addressed as ``/v1/forge/threads/{forge}/{owner}/{name}/{number}``.
+A forge conversation is addressed as ``/v1/forge/threads/{forge}/{owner}/{name}/{number}``; GitLab's
+merge request ``!N`` (a thread apart from issue ``#N``'s) as the same with ``?pr=true``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ from baton.store import Store
 router = APIRouter(tags=["forge"])
 Reader = Annotated[Actor, Depends(require(TokenScope.READ))]
 Runner = Annotated[Actor, Depends(require(TokenScope.RUN))]
+MergeRequest = Annotated[
+    bool | None,
+    Query(
+        description="true: the thread of the merge request of that number, where a forge numbers issues "
+        "and merge requests apart (GitLab's !N); absent: the issue's thread, else the PR's (one sequence)"
+    ),
+]
 NO_FORGE = 'no forge is configured: add [forge.<name>] and [repo."owner/name"] to config.toml'
 PATH = "/v1/forge/threads/{forge}/{owner}/{name}/{number}"
 
@@ -64,6 +72,7 @@ class BindBody(BaseModel):
     number: int = Field(ge=1, description="the issue or pull request")
     agent: str | None = Field(None, description="default: the repository's agent")
     thread: str | None = Field(None, description="default: issue-N or pr-N")
+    pr: bool = Field(False, description="GitLab: the number is a merge request's (!N), not an issue's")
 
 
 @router.get("/v1/forge/threads", summary="Threads bound to issues and pull requests")
@@ -82,11 +91,13 @@ def threads(
     summary="A bound thread: its issue or PR, feedback events and their sources, turns, budgets",
 )
 def thread(
-    request: Request, _actor: Reader, forge: str, owner: str, name: str, number: int
+    request: Request, _actor: Reader, forge: str, owner: str, name: str, number: int, pr: MergeRequest = None
 ) -> dict[str, Any]:
-    state = thread_state(loop_of(request), forge, f"{owner}/{name}", number)
+    state = thread_state(loop_of(request), forge, f"{owner}/{name}", number, pr or None)
     if state is None:
-        raise HTTPException(404, f"{forge}:{owner}/{name}#{number} is not bound to a thread")
+        raise HTTPException(
+            404, f"{forge}:{owner}/{name}{'!' if pr else '#'}{number} is not bound to a thread"
+        )
     return state
 
 
@@ -107,7 +118,9 @@ def bind(request: Request, actor: Runner, body: BindBody) -> dict[str, Any]:
     binding, with another agent or thread is a 409."""
     loop = loop_of(request)
     try:
-        binding = bind_thread(loop, body.forge, body.repo, body.number, body.agent, body.thread, actor.name)
+        binding = bind_thread(
+            loop, body.forge, body.repo, body.number, body.agent, body.thread, actor.name, pr=body.pr
+        )
     except AlreadyBound as exc:
         raise HTTPException(409, str(exc)) from None
     except (ForgeUnreachable, ForgeError) as exc:
@@ -119,10 +132,13 @@ def bind(request: Request, actor: Runner, body: BindBody) -> dict[str, Any]:
     "/v1/forge/threads/{forge}/{owner}/{name}/{number}",
     summary="Unbind: feedback no longer reaches the thread",
 )
-def unbind(request: Request, actor: Runner, forge: str, owner: str, name: str, number: int) -> dict[str, Any]:
-    if not unbind_thread(loop_of(request), forge, f"{owner}/{name}", number, actor.name):
-        raise HTTPException(404, f"{forge}:{owner}/{name}#{number} is not bound to a thread")
-    return {"unbound": f"{forge}:{owner}/{name}#{number}"}
+def unbind(
+    request: Request, actor: Runner, forge: str, owner: str, name: str, number: int, pr: MergeRequest = None
+) -> dict[str, Any]:
+    conversation = f"{forge}:{owner}/{name}{'!' if pr else '#'}{number}"
+    if not unbind_thread(loop_of(request), forge, f"{owner}/{name}", number, actor.name, pr or None):
+        raise HTTPException(404, f"{conversation} is not bound to a thread")
+    return {"unbound": conversation}
 
 
 class SpreadOut(BaseModel):

@@ -7,6 +7,18 @@ spellings that differ).
 
 from __future__ import annotations
 
+# migration 25's: the columns a forge binding had at 24, and the kind (on_pr) of a row's binding (one
+# binding a number then), 0 (an issue's) for a row whose binding is gone
+_BINDING_COLUMNS = (
+    "forge, repo, number, agent, repo_slug, thread, repo_url, status, pr, head_sha, branch, access, "
+    "status_comment, etag, seen_at, note, created_at, updated_at, on_pr, pr_opened_at, closed_at, merged, "
+    "waiting_since"
+)
+_ITS_BINDINGS = (
+    "COALESCE((SELECT b.on_pr FROM forge_bindings b WHERE b.forge = {table}.forge AND b.repo = "
+    "{table}.repo AND b.number = {table}.number), 0)"
+)
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
@@ -302,6 +314,49 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "a job counts the times it was run again after its process died mid-turn (jobs.reruns): bounded by "
         "the setting job_reruns (baton.fleet.orphans)",
         ["ALTER TABLE jobs ADD COLUMN reruns INTEGER NOT NULL DEFAULT 0"],
+    ),
+    (
+        25,
+        "GitLab's issue #N and merge request !N are two threads: the forge room's tables key a thread by "
+        "its kind too (on_pr, beside the number: bindings, events, turns, budgets; existing rows take their "
+        "binding's), and a binding keeps how its conversation writes its number (sign: # or GitLab's !)",
+        [
+            # a primary key changes only by a rebuild on SQLite: a new table, its rows, the old one dropped
+            """CREATE TABLE forge_bindings_25 (
+                forge TEXT NOT NULL, repo TEXT NOT NULL, number INTEGER NOT NULL, agent TEXT NOT NULL,
+                repo_slug TEXT NOT NULL, thread TEXT NOT NULL, repo_url TEXT NOT NULL, status TEXT NOT NULL,
+                pr INTEGER, head_sha TEXT, branch TEXT, access TEXT NOT NULL, status_comment BIGINT,
+                etag TEXT, seen_at {real} NOT NULL, note TEXT, created_at {real} NOT NULL,
+                updated_at {real} NOT NULL, on_pr INTEGER NOT NULL DEFAULT 0, pr_opened_at {real},
+                closed_at {real}, merged INTEGER, waiting_since {real}, sign TEXT NOT NULL DEFAULT '#',
+                PRIMARY KEY (forge, repo, number, on_pr))""",
+            f"INSERT INTO forge_bindings_25 ({_BINDING_COLUMNS}) "
+            f"SELECT {_BINDING_COLUMNS} FROM forge_bindings",
+            "DROP TABLE forge_bindings",
+            "ALTER TABLE forge_bindings_25 RENAME TO forge_bindings",
+            "CREATE UNIQUE INDEX forge_bindings_key ON forge_bindings (agent, repo_slug, thread)",
+            "CREATE INDEX forge_bindings_pr ON forge_bindings (forge, repo, pr)",
+            "CREATE INDEX forge_bindings_status ON forge_bindings (status)",
+            "ALTER TABLE forge_events ADD COLUMN on_pr INTEGER NOT NULL DEFAULT 0",
+            f"UPDATE forge_events SET on_pr = {_ITS_BINDINGS.format(table='forge_events')}",
+            "DROP INDEX forge_events_thread",
+            "CREATE INDEX forge_events_thread ON forge_events (forge, repo, number, on_pr, status)",
+            "DROP INDEX forge_events_status",
+            "CREATE INDEX forge_events_status ON forge_events (status, forge, repo, number, on_pr)",
+            "ALTER TABLE forge_turns ADD COLUMN on_pr INTEGER NOT NULL DEFAULT 0",
+            f"UPDATE forge_turns SET on_pr = {_ITS_BINDINGS.format(table='forge_turns')}",
+            "DROP INDEX forge_turns_thread",
+            "CREATE INDEX forge_turns_thread ON forge_turns (forge, repo, number, on_pr, submitted_at)",
+            """CREATE TABLE forge_budgets_25 (
+                forge TEXT NOT NULL, repo TEXT NOT NULL, number INTEGER NOT NULL,
+                on_pr INTEGER NOT NULL DEFAULT 0, signature TEXT NOT NULL, spent INTEGER NOT NULL,
+                updated_at {real} NOT NULL, PRIMARY KEY (forge, repo, number, on_pr, signature))""",
+            "INSERT INTO forge_budgets_25 (forge, repo, number, on_pr, signature, spent, updated_at) "
+            f"SELECT forge, repo, number, {_ITS_BINDINGS.format(table='forge_budgets')}, signature, spent, "
+            "updated_at FROM forge_budgets",
+            "DROP TABLE forge_budgets",
+            "ALTER TABLE forge_budgets_25 RENAME TO forge_budgets",
+        ],
     ),
 ]
 
