@@ -20,6 +20,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from baton.forge import publish
 from baton.forge.config import load_forges
 from baton.forge.reconcile import SKEW
 from baton.forge.rest import epoch
@@ -329,3 +330,12 @@ def test_a_merge_requests_binding_from_before_the_kinds_were_apart_still_routes(
         assert on_issue is not None and on_issue.thread == "issue-1" and not on_issue.on_pr
         assert service.store.list_jobs(limit=1)[0].thread == "issue-1"
         assert len(statuses(gitlab, issue.iid)) == 1 and len(statuses(gitlab, mr.iid, mr=True)) == 1
+        # one name, two threads: their turns are started under leases of their own
+        loop = publish.compose(service.settings, service.store, config, lambda _job: None)
+        try:
+            assert (loop.lease_name(kept), loop.lease_name(on_issue)) == (
+                f"gitlab:{REPO}!1",
+                f"gitlab:{REPO}#1",
+            )
+        finally:
+            loop.close()

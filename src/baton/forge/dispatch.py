@@ -321,7 +321,7 @@ def kick(loop: ForgeLoop, binding: Binding, finishing: str | None = None) -> Out
     one next turn, started when the running turn has published (:mod:`baton.forge.publish`). Budgets
     (turns per CI failure signature, turns per thread per day) are counted in the store; when one is
     spent the thread goes to ``needs_human``, and baton says so on the forge once."""
-    lease = key_lease(loop.settings, loop.store, f"forge:{binding.conversation}")
+    lease = key_lease(loop.settings, loop.store, f"forge:{loop.lease_name(binding)}")
     try:
         lease.acquire(wait=10.0)
     except Busy:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from baton.errors import BadInput
 from baton.forge.config import ForgeConfig, ForgeSettings, RepoConfig
 from baton.forge.model import ForgeClient, ForgeKind
+from baton.forge.records import Binding
 from baton.forge.trust import Permissions
 from baton.settings import Settings
 from baton.store import Store
@@ -103,6 +104,14 @@ class ForgeLoop:
         number is either (what :meth:`~baton.forge.tables.ForgeStore.get_binding` takes)."""
         config = self.config.forges.get(forge)
         return pr if config is not None and config.kind.numbers_apart else None
+
+    def lease_name(self, binding: Binding) -> str:
+        """The thread's name in its store leases (its turns', its merge policy's): its conversation —
+        and a GitLab merge request's thread bound before the two kinds were told apart (still named
+        ``#N``) as ``!N``, so it never shares a lease with issue ``#N``'s."""
+        if binding.on_pr and binding.sign == "#" and self.which(binding.forge, True):
+            return f"{binding.forge}:{binding.repo}!{binding.number}"
+        return binding.conversation
 
     def repo(self, forge: str, repo: str) -> RepoConfig | None:
         return self.config.repo(forge, repo)

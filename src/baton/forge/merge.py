@@ -85,12 +85,12 @@ def consider(loop: ForgeLoop, binding: Binding, why: str, finishing: str | None 
         if skip == WAITING:  # its turn starts (kicked twice at worst: a kick starts one turn)
             dispatch.kick(loop, binding, finishing)
         return {"merge": skip or "not configured"}
-    lease = key_lease(loop.settings, loop.store, f"forge-merge:{binding.conversation}")
+    lease = key_lease(loop.settings, loop.store, f"forge-merge:{loop.lease_name(binding)}")
     try:
         lease.acquire(wait=0.0)
     except Busy:
         return {"merge": "another process is looking at it"}
-    turns = key_lease(loop.settings, loop.store, f"forge:{binding.conversation}")  # kick's own
+    turns = key_lease(loop.settings, loop.store, f"forge:{loop.lease_name(binding)}")  # kick's own
     try:
         turns.acquire(wait=10.0)
     except Busy:
