@@ -17,6 +17,7 @@ from baton.models import JobStatus
 from baton.service.answers import Key3, submit_answer
 from tests.forge.test_forge_loop import (  # noqa: F401 (fixtures)
     ASK,
+    MemoryForge,
     comment,
     forge,
     idle,
@@ -27,6 +28,7 @@ from tests.forge.test_forge_loop import (  # noqa: F401 (fixtures)
 
 def test_an_answer_off_the_forge_clears_the_wait_and_a_second_is_refused_at_once(
     loop: ForgeLoop,  # noqa: F811 (the fixture)
+    forge: MemoryForge,  # noqa: F811 (the fixture)
 ) -> None:
     assert dispatch.handle(loop, comment(1, f"@baton add a greeting {ASK}")).status == "accepted"
     idle(loop)
@@ -58,3 +60,9 @@ def test_an_answer_off_the_forge_clears_the_wait_and_a_second_is_refused_at_once
     assert [j.status for j in jobs] == [JobStatus.DONE] * 3, jobs
     assert [j.outcome for j in jobs] == ["needs_input", "succeeded", "succeeded"], jobs
     assert "hi" in jobs[1].request["prompt"] and "and add a test" in jobs[2].request["prompt"]
+    # the answer's run is the thread's turn, published on the forge as any other: its own answer posted
+    # and the one status comment says its run
+    published = forge_store(loop.store).published(job.id)
+    assert published is not None and published["outcome"] == "succeeded", published
+    assert any(job.id in c or (jobs[1].result or {}).get("attempt_id", "-") in c for c in forge.answers())
+    assert forge_store(loop.store).unpublished_turns() == []

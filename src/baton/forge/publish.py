@@ -132,23 +132,36 @@ def after_job(
     what it raises is raised, and the turn stays unpublished."""
     events = forge_store(loop.store).events_of_job(job_id)
     job = loop.store.get_job(job_id)
-    if not events or job is None:
-        if job is not None:  # a run of a bound thread's key submitted off the forge (an answer's)
-            _elsewhere(loop, job)
+    if job is None:
+        return None
+    if events:
+        first = events[0]
+        which = loop.which(first.forge, first.on_pr)  # its thread's kind, where a forge numbers them apart
+        binding = forge_store(loop.store).get_binding(first.forge, first.repo, first.number, which)
+        if binding is None:
+            return {"error": f"{first.forge}:{first.repo}#{first.number} is no longer bound"}
+    elif (binding := _answer_turn(loop, job)) is None:
+        _elsewhere(loop, job)  # a run of a bound thread's key submitted off the forge, not its turn
         return None
     job.outcome, job.error = outcome, fields.get("error")
     job.result = fields.get("result") if isinstance(fields.get("result"), dict) else None
-    first = events[0]
-    which = loop.which(first.forge, first.on_pr)  # its thread's kind, where a forge numbers them apart
-    binding = forge_store(loop.store).get_binding(first.forge, first.repo, first.number, which)
-    if binding is None:
-        return {"error": f"{first.forge}:{first.repo}#{first.number} is no longer bound"}
     lease = LeaseHolder(loop.store, CLAIM + job.id, loop.settings.lease_ttl, backend=backend(loop))
     try:
         with held(lease, 0.0, loop.settings.heartbeat):
             return _claimed(loop, binding, job, outcome, again, within or nullcontext)
     except Busy:  # another process publishes it now (a heal beside its executor): it is theirs
         return forge_store(loop.store).published(job.id)
+
+
+def _answer_turn(loop: ForgeLoop, job: JobRecord) -> Binding | None:
+    """The thread whose turn ``job`` is though no forge event made it: an answer given through the API
+    or the dashboard (:func:`baton.forge.answered.answered_elsewhere` recorded it as the turn)."""
+    store = forge_store(loop.store)
+    binding = store.binding_for_key(job.agent, job.repo, job.thread)
+    if binding is None:
+        return None
+    turns = store.forge_turns(binding.forge, binding.repo, binding.number, job.submitted_at, pr=binding.on_pr)
+    return binding if any(turn["job_id"] == job.id for turn in turns) else None
 
 
 def _elsewhere(loop: ForgeLoop, job: JobRecord) -> None:

@@ -104,5 +104,5 @@ def submit_answer(
         job = jobs.submit(store, settings, request, actor)
     finally:
         lease.release()
-    answered_elsewhere(store, key.agent, key.repo.slug, key.thread, actor)
+    answered_elsewhere(store, key.agent, key.repo.slug, key.thread, actor, job.id)
     return job
