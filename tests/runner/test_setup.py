@@ -30,8 +30,9 @@ def go(settings: Settings, repo: Path, prompt: str = "do it", **kw: object) -> R
 
 
 def setup_count(settings: Settings) -> int:
-    found = list((settings.home / "keys" / "fake").rglob("setup-count"))
-    return len(found[0].read_text().splitlines()) if found else 0
+    """How often the setup ran: in the keys' homes and in the prepared trees' own."""
+    found = [p for p in settings.home.rglob("setup-count") if "worktrees" not in p.parts]
+    return sum(len(p.read_text().splitlines()) for p in found)
 
 
 def prompts(settings: Settings, result: RunResult) -> list[str]:

@@ -1,0 +1,172 @@
+"""Running a setup's commands in a :class:`Room`: the tree it prepares (the key's worktree, or a prepared
+tree every thread of the repository is given: :mod:`baton.runner.sharedsetup`), its environment (the
+agent's allow-list without the agent CLI's own variables: no model credential, never baton's or the
+forge's; the plan's variables over it) and its walls (the agent's at ``full``:
+:func:`~baton.sandbox.enclosure.walls_for`), each command in its own enclosure, all of them together
+stopped at ``setup_timeout``; the first that does not succeed ends it, said with its output's tail.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from baton.agents import get_agent
+from baton.environment.plan import DEVCONTAINER, DEVCONTAINER_ROOT, Command, SetupPlan, expand, setup_env
+from baton.errors import AgentError
+from baton.models import Access, Outcome
+from baton.runner.process import ProcessResult, RunLog, run_process
+from baton.runner.state import Context, Prepared
+from baton.sandbox.enclosure import Enclosure, GitParts, Walls, agent_env, check_confine, walls_for
+from baton.workspace import keyspace, nofollow
+
+TAIL_LINES = 25
+TAIL_CHARS = 4000
+# stderr joins stdout, in order, so the tail of a failure is what a person would have seen
+JOINED = ("/bin/sh", "-c", 'exec "$@" 2>&1', "sh")
+
+
+@dataclass(frozen=True)
+class Room:
+    """Where a setup runs: the tree it prepares, its environment (``HOME``, ``TMPDIR``, ...), its walls."""
+
+    worktree: Path
+    env: dict[str, str]
+    walls: Walls | None
+
+
+def key_room(ctx: Context, prepared: Prepared) -> Room:
+    """The key's own worktree, home and temp dir, in the agent's walls at ``full``."""
+    base = base_env(ctx, ctx.agent.home, keyspace.key_tmp(ctx.settings, ctx.key))
+    walls = _walls(ctx, prepared, base) if check_confine(ctx.settings) else None
+    return Room(prepared.worktree, base, walls)
+
+
+def shared_room(ctx: Context, tree: Path, home: Path, tmp: Path, git: GitParts) -> Room:
+    """A prepared tree, with its own home and temp dir, in the walls the agent would get there at
+    ``full`` (its git detached: no branch of the key's is writable)."""
+    base = base_env(ctx, home, tmp)
+    walls = None
+    if check_confine(ctx.settings):
+        operators = get_agent(ctx.key.agent, ctx.settings)
+        walls = walls_for(ctx.settings, operators, Access.FULL, tree, git, base, ctx.key.repo.url)
+    return Room(tree, base, walls)
+
+
+def run_all(
+    ctx: Context, room: Room, plan: SetupPlan, commands: tuple[Command, ...], log_path: Path
+) -> tuple[Outcome, str] | None:
+    """Every command in order; the first that does not succeed ends it: (outcome, the run's error)."""
+    workspace = str(room.worktree)
+    env = setup_env(room.env, plan.env, workspace)
+    deadline = time.monotonic() + ctx.settings.setup_timeout if ctx.settings.setup_timeout else None
+    with RunLog(log_path) as log:
+        for number, command in enumerate(commands, 1):
+            log.note({"type": "baton.setup", "source": plan.source, "command": command.name})
+            tail: deque[str] = deque(maxlen=TAIL_LINES)
+            try:
+                cwd = _cwd(room.worktree, command.cwd)
+                left = None if deadline is None else max(0.1, deadline - time.monotonic())
+                if plan.source in (DEVCONTAINER, DEVCONTAINER_ROOT):  # the spec's variables, in commands too
+                    command = replace(command, argv=tuple(expand(a, env, workspace) for a in command.argv))
+                result = _run_one(
+                    ctx, room, command, setup_env(env, command.env, workspace), cwd, log, tail, left, number
+                )
+            except (AgentError, OSError) as exc:
+                return Outcome.FAILED, _failed(plan, command, f"could not start: {exc}", tail)
+            failed = _ending(ctx, plan, command, result, tail)
+            if failed is not None:
+                return failed
+    return None
+
+
+def _run_one(
+    ctx: Context,
+    room: Room,
+    command: Command,
+    env: dict[str, str],
+    cwd: Path,
+    log: RunLog,
+    tail: deque[str],
+    timeout: float | None,
+    number: int,
+) -> ProcessResult:
+    watched = [room.worktree, Path(env["TMPDIR"]), Path(env["HOME"])]
+    name = f"{ctx.run_id}-setup{number}"
+    with Enclosure.open(ctx.settings, name, ctx.resolved.limits, room.walls, watched) as box:
+        result = run_process(
+            [*JOINED, *command.argv],
+            env,
+            cwd,
+            log,
+            tail.append,
+            on_start=lambda _pid: None,
+            heartbeat=lambda: not ctx.lost.is_set(),
+            heartbeat_every=ctx.settings.heartbeat,
+            timeout=timeout,
+            cancel=ctx.request.cancel,
+            kill_grace=ctx.settings.kill_grace,
+            spawn=box.spawn,
+            stop_when=box.stop,
+            contain=box.contain,
+        )
+        box.final(result.reaped)
+    return result
+
+
+def _ending(
+    ctx: Context, plan: SetupPlan, command: Command, result: ProcessResult, tail: deque[str]
+) -> tuple[Outcome, str] | None:
+    if result.cancelled:
+        return Outcome.CANCELLED, _failed(plan, command, "was cancelled", tail)
+    if result.timed_out:
+        why = f"was stopped at setup_timeout ({ctx.settings.setup_timeout:g} s)"
+        return Outcome.FAILED, _failed(plan, command, why, tail)
+    if result.stopped or result.reaped.limit:
+        return Outcome.FAILED, _failed(
+            plan, command, f"was stopped: {result.stopped or result.reaped.limit}", tail
+        )
+    if result.exit_code != 0:
+        return Outcome.FAILED, _failed(plan, command, f"exited {result.exit_code}", tail)
+    return None
+
+
+def _failed(plan: SetupPlan, command: Command, how: str, tail: deque[str]) -> str:
+    lines = [line[:300] for line in tail]
+    shown = "\n".join(lines)[-TAIL_CHARS:]
+    said = f"; its output's last lines:\n{shown}" if shown else " (it printed nothing)"
+    return (
+        f"the repository's setup did not succeed ({plan.source}: {command.name} {how}); the agent did not "
+        f"run and the key's next turn runs the setup again{said}"
+    )
+
+
+def _cwd(worktree: Path, relative: str) -> Path:
+    """A command's directory: the worktree, or a plain relative path inside it that exists."""
+    if not relative:
+        return worktree
+    path = worktree.joinpath(*nofollow.parts_of(relative))
+    if not path.is_dir():
+        raise OSError(f"its working directory {relative!r} is not a directory of the worktree")
+    return path
+
+
+def base_env(ctx: Context, home: Path, tmp: Path) -> dict[str, str]:
+    """The agent's allow-list without the agent CLI's own variables (its model credential): the
+    system's basics, the operator's additions, git's identity, ``home`` and ``tmp``, the
+    repository's shared package caches."""
+    sets = {**ctx.workdirs.git_env(ctx.key.agent), "GIT_EDITOR": "true", "BATON_RUN_ID": ctx.run_id}
+    tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+    caches = keyspace.shared_cache(ctx.settings, ctx.key, Access.FULL)
+    return agent_env(os.environ, (), ctx.settings.agent_env_names, sets, home, tmp, caches)
+
+
+def _walls(ctx: Context, prepared: Prepared, env: dict[str, str]) -> Walls:
+    """The agent's walls at ``full``: built from baton's knowledge of the key, never the plan's env."""
+    found = ctx.workdirs.worktree_git(ctx.key)
+    git = GitParts(found.admin, found.common, f"refs/heads/{prepared.session.branch}") if found else None
+    operators = get_agent(ctx.key.agent, ctx.settings)
+    return walls_for(ctx.settings, operators, Access.FULL, prepared.worktree, git, env, ctx.key.repo.url)

@@ -1,0 +1,115 @@
+"""One preparation per repository and commit, shared by every thread that starts from it. A key's first
+setup (no stamp for its worktree) takes the prepared tree of its worktree's commit and configured setup
+(:mod:`baton.environment.prepared`), under that tree's lock so concurrent threads wait for one
+preparation: when it has none yet, the commit is checked out there and the plan found there runs in it
+(:func:`baton.runner.setuprun.run_all`, in the walls the agent would get in that tree, with the tree's
+own home and temp dir); then, made or found, its results are copied into the key's worktree and
+relocated (:func:`baton.environment.results.give`). What the key's branch changed beyond that commit is
+the caller's: its maintenance or its setup, in its own worktree. Counted per repository: preparations
+and hits.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from baton.environment import prepared as trees
+from baton.environment import results
+from baton.environment.discover import Unreadable, discover
+from baton.environment.plan import SetupPlan
+from baton.errors import BatonError, Busy
+from baton.models import Outcome
+from baton.runner.setuprun import run_all, shared_room
+from baton.runner.state import Context, Prepared
+from baton.sandbox.enclosure import GitParts
+
+WAIT_MARGIN = 120.0  # beyond setup_timeout, how long a turn waits for another's preparation
+
+
+@dataclass
+class Shared:
+    """What sharing did: the plan that ran in the prepared tree (as a stamp), what was said, a failure."""
+
+    stamp: dict[str, Any] = field(default_factory=dict)  # {} : nothing was shared
+    note: str = ""
+    error: tuple[Outcome, str] | None = None
+    ran: bool = False  # the preparation ran this turn (else it was ready: a hit)
+
+
+def plan_stamp(plan: SetupPlan) -> dict[str, Any]:
+    """What a stamp says of a plan (its preparation key, the setup's key, its source and inputs)."""
+    return {
+        "key": plan.key,
+        "text_key": plan.text_key,
+        "source": plan.source,
+        "inputs": [list(i) for i in plan.inputs],
+    }
+
+
+def share(ctx: Context, prepared: Prepared, log: Path) -> Shared:
+    """Give the key's worktree the results of its commit's preparation, made now if there is none."""
+    commit = ctx.workdirs.head_commit(ctx.key)
+    if commit is None:
+        return Shared()
+    home, slug = ctx.settings.home, ctx.key.repo.slug
+    tree = trees.PreparedTree.of(home, slug, trees.prepared_id(commit, ctx.request.setup))
+    timeout = ctx.settings.setup_timeout + WAIT_MARGIN if ctx.settings.setup_timeout else None
+    started = time.monotonic()
+    try:
+        with tree.locked(home, timeout):
+            shared = Shared(tree.meta().get("plan") or {})
+            if not shared.stamp:
+                shared = _prepare(ctx, tree, commit, log)
+                if not shared.stamp:
+                    return shared
+            made = time.monotonic()
+            given = results.give(tree.tree, prepared.worktree, list(tree.meta().get("results") or []))
+            trees.used(tree, hit=not shared.ran)
+    except Busy:
+        why = f"another turn has been preparing the repository at {commit[:12]} for over {timeout:g} s"
+        return Shared(error=(Outcome.FAILED, f"environment: {why}"))
+    except (BatonError, OSError) as exc:
+        return Shared(error=(Outcome.FAILED, f"environment: the repository's prepared tree: {exc}"))
+    counts = trees.count(home, slug, "preparations" if shared.ran else "hits")
+    how = f"ran in {made - started:.1f} s" if shared.ran else "was ready (a hit)"
+    shared.note = (
+        f"the preparation of {commit[:12]} {how}, copied into the worktree in "
+        f"{time.monotonic() - made:.1f} s: {given.summary()}; the repository's preparations "
+        f"{counts.get('preparations', 0)}, hits {counts.get('hits', 0)}"
+    )
+    return shared
+
+
+def _prepare(ctx: Context, tree: trees.PreparedTree, commit: str, log: Path) -> Shared:
+    """The commit checked out in ``tree`` and its plan run there (the caller holds the tree's lock);
+    nothing shared when the commit has no setup, a failure when it did not succeed (the tree removed)."""
+    cache = ctx.workdirs.cache_path(ctx.key.repo)
+    admin = trees.make(tree, ctx.settings.home, cache, commit, ctx.workdirs.git_env(ctx.key.agent))
+    try:
+        plan = discover(tree.tree, ctx.request.setup)
+    except Unreadable:
+        plan = None
+    if plan is None:  # the key's own setup is not its commit's: its worktree runs it
+        trees.reset(tree, ctx.settings.home, cache)
+        return Shared()
+    room = shared_room(ctx, tree.tree, tree.home, tree.tmp, GitParts(admin, cache, None))
+    failed = run_all(ctx, room, plan, plan.commands, log)
+    if failed is not None:  # its home stays: what it downloaded is there for the next try
+        trees.reset(tree, ctx.settings.home, cache)
+        return Shared(error=failed)
+    found = results.find(tree.tree, results.tracked(cache, commit))
+    now = time.time()
+    tree.write_meta(
+        {
+            "plan": plan_stamp(plan),
+            "commit": commit,
+            "results": found,
+            "made_at": now,
+            "used_at": now,
+            "hits": 0,
+        }
+    )
+    return Shared(plan_stamp(plan), ran=True)
