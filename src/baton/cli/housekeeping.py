@@ -60,6 +60,7 @@ def _print_sweep(data: dict[str, Any]) -> None:
     lines += [f"  purged {k}" for k in data["purged"]]
     lines += [f"  orphan {p}" for p in data["orphans"]]
     lines += [f"  package caches of {slug} (no session left)" for slug in data.get("package_caches", [])]
+    lines += [f"  prepared environment {p}" for p in data.get("prepared", [])]
     lines += [
         f"  ended {n} process(es) run {r} left (its runner died)"
         for r, n in data.get("leftovers", {}).items()
@@ -176,10 +177,17 @@ def _print_du(data: dict[str, Any], wide: bool) -> None:
             table.add_row(*map(esc, cells))
         print_table(table, wide)
     _print_split(data, wide)
-    table = new_table("cache clone / package caches / agent home", "size")
+    table = new_table("cache clone / package caches / prepared / agent home", "size")
     packages = (("packages " + slug, n) for slug, n in data.get("package_caches", {}).items())
+    ready = (
+        (
+            f"prepared {slug} ({p['trees']} tree(s); {p['preparations']} preparation(s), {p['hits']} hit(s))",
+            p["bytes"],
+        )
+        for slug, p in data.get("prepared", {}).items()
+    )
     homes = (("home " + a, b) for a, b in data["homes"].items())
-    for name, n in [*data["caches"].items(), *packages, *homes]:
+    for name, n in [*data["caches"].items(), *packages, *ready, *homes]:
         table.add_row(esc(name), size(n))
     table.add_row("store", size(data["store"]))
     print_table(table, wide)

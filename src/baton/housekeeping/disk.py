@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from baton.errors import BatonError, Busy
+from baton.housekeeping import prepared
 from baton.housekeeping.diskscan import Scan
 from baton.housekeeping.diskscan import SessionUsage as SessionUsage  # re-exported: callers import
 from baton.housekeeping.diskscan import files_bytes as files_bytes  # these from here
 from baton.housekeeping.diskscan import local_bytes as local_bytes
 from baton.housekeeping.diskscan import local_transcript as local_transcript
 from baton.housekeeping.diskscan import snapshot_bytes as snapshot_bytes
+from baton.housekeeping.prepared import Removed
 from baton.housekeeping.prune import PruneReport, PruneRules, prune_idle, rules
 from baton.keys import Key, key_of
 from baton.models import SessionRecord, SessionStatus
@@ -76,6 +78,8 @@ class DiskReport:
     )  # repo slug → its threads' shared package caches
     homes: dict[str, int] = field(default_factory=dict)  # agent → bytes of its base home and key homes
     store: int = 0  # bytes of the SQLite database (0 for a remote store)
+    # repo slug → its prepared environments: trees, bytes, preparations and hits so far
+    prepared: dict[str, dict[str, Any]] = field(default_factory=dict)
     worktrees_physical: int = 0  # the worktrees' bytes with each shared extent counted once
 
     def worktrees(self) -> dict[str, int]:
@@ -114,6 +118,7 @@ class DiskReport:
             "snapshots": sum(s.snapshot for s in self.sessions),
             "caches": sum(self.caches.values()),
             "package_caches": sum(self.package_caches.values()),
+            "prepared": sum(int(p["bytes"]) for p in self.prepared.values()),
             "homes": max(0, sum(self.homes.values()) - transcripts),
         }
 
@@ -131,6 +136,7 @@ class DiskReport:
             "repos": self.per("repo"),
             "caches": self.caches,
             "package_caches": self.package_caches,
+            "prepared": self.prepared,
             "homes": self.homes,
             "worktrees": self.worktrees(),
             "rebuildable": sum(s.rebuildable for s in self.sessions),
@@ -182,6 +188,7 @@ def usage(store: MeasuredStore, settings: Settings, snapshots: bool = True) -> D
                 report.caches[cache.relative_to(repos).as_posix().removesuffix(".git")] = disk_usage(cache)
     report.homes = home_bytes(settings)
     report.package_caches = {slug: disk_usage(path) for slug, path in repo_caches(settings).items()}
+    report.prepared = prepared.usage(settings)
     return report
 
 
@@ -247,23 +254,27 @@ def over_limit(settings: Settings) -> int:
 
 @dataclass
 class Relief:
-    """What :func:`relieve` did: the prunings first, then the evictions."""
+    """What :func:`relieve` did: the prepared environments first, the prunings, then the evictions."""
 
     pruned: PruneReport
     evictions: list[Eviction]
+    prepared: Removed = field(default_factory=Removed)  # the prepared environments removed, first
 
 
 def relieve(
     store: KeyStore, settings: Settings, actor: str, prune_all: bool = False, dry_run: bool = False
 ) -> Relief:
-    """Get the home within its limits: prune idle keys' artefacts (LRU; every idle key's with
+    """Get the home within its limits: remove the repositories' prepared environments no turn holds
+    (LRU), prune idle keys' artefacts (LRU; every idle key's with
     ``prune_all``), then evict idle worktrees (LRU) for what is still missing. A dry run lists the
     prunings and evicts nothing."""
     need = over_limit(settings)
+    ready = prepared.relieve(settings, need, dry_run)  # rebuildable for any thread: first to go
+    need -= ready.freed
     pruned = prune_idle(store, settings, need, actor, everything=prune_all, dry_run=dry_run)
     if dry_run:
-        return Relief(pruned, [])
-    return Relief(pruned, evict_lru(store, settings, need - pruned.freed, actor))
+        return Relief(pruned, [], ready)
+    return Relief(pruned, evict_lru(store, settings, need - pruned.freed, actor), ready)
 
 
 def enforce_quota(store: KeyStore, settings: Settings, actor: str) -> list[Eviction]:

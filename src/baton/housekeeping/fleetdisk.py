@@ -51,7 +51,8 @@ def worker_document(report: DiskReport, logs: int, every: float, volume: str = "
     ``"(others)"``, so a row stays small however many repos a worker has served."""
     local = [s for s in report.sessions if s.worktree + s.transcript]
     kinds = {k: n for k, n in report.kinds().items() if k != "snapshots"}
-    kinds["caches"] += kinds.pop("package_caches", 0)  # a worker's caches: clones and package caches
+    # a worker's caches: clones, package caches and prepared environments
+    kinds["caches"] += kinds.pop("package_caches", 0) + kinds.pop("prepared", 0)
     kinds |= {"logs": logs, "store": report.store}
     kinds["other"] = max(0, report.total - sum(kinds.values()))
     agents: dict[str, int] = {}

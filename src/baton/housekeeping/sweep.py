@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.errors import BatonError, Busy
+from baton.housekeeping import prepared
 from baton.housekeeping.cleanup import close_locked, would_checkpoint
 from baton.housekeeping.disk import files_bytes, local_bytes, local_transcript, relieve, snapshot_bytes
 from baton.housekeeping.fleetdisk import DiskReporter
@@ -37,7 +38,7 @@ from baton.workspace.locks import file_lock
 from baton.workspace.workdirs import Workdirs, disk_usage, remove_empty_parents
 
 log = logging.getLogger("baton.housekeeping")
-CATEGORIES = ("worktrees", "transcripts", "snapshots", "logs", "orphans", "package_caches")
+CATEGORIES = ("worktrees", "transcripts", "snapshots", "logs", "orphans", "package_caches", "prepared")
 
 
 @dataclass
@@ -56,6 +57,7 @@ class SweepReport:
     errors: dict[str, str] = field(default_factory=dict)
     job_leases: int = 0  # released lease rows of ended jobs deleted from the store
     package_caches: list[str] = field(default_factory=list)  # repos with no session left: caches removed
+    prepared: list[str] = field(default_factory=list)  # prepared environments removed (unused, or pressure)
     # run → the processes it left running, ended (its runner died)
     leftovers: dict[str, int] = field(default_factory=dict)
 
@@ -84,10 +86,11 @@ def sweep(
 
     Then directories under ``worktrees/`` that no session owns are removed, every cache clone gets a
     ``git worktree prune``, and the shared package caches of a repository no session is left of are
-    removed. A busy key is reported as skipped (an orphan directory too: it may be the worktree a new
-    run is building before it saves its session). Last, what a dead runner's run left running in its
-    control group (:mod:`baton.sandbox.cgroups`: its runner was killed, and no run of its key came
-    since) is ended, counted per run in ``leftovers``. Freed bytes are measured before removal
+    removed, and so are the repositories' prepared environments no thread was given for
+    ``prepared_idle_days``. A busy key is reported as skipped (an orphan directory too: it may be the
+    worktree a new run is building before it saves its session). Last, what a dead runner's run left
+    running in its control group (:mod:`baton.sandbox.cgroups`: its runner was killed, and no run of
+    its key came since) is ended, counted per run in ``leftovers``. Freed bytes are measured before removal
     (allocated bytes, as in :mod:`baton.housekeeping.disk`), by category. ``sessions=False``: this
     home's part only (its orphans, caches and leftovers): the store's sessions are another process's
     duty (:func:`sweep_periodically`)."""
@@ -99,6 +102,7 @@ def sweep(
     sweeper.orphans()
     sweeper.prune()
     _package_caches(store, settings, sweeper.report)
+    _prepared(sweeper.report, prepared.sweep_unused(settings, sweeper.now, dry_run))
     if not dry_run:
         sweeper.report.leftovers = end_unsupervised(store.get_run)
     return sweeper.report
@@ -256,6 +260,14 @@ def _package_caches(store: KeyStore, settings: Settings, report: SweepReport) ->
         report.freed["package_caches"] += size
 
 
+def _prepared(report: SweepReport, removed: prepared.Removed) -> None:
+    """Prepared environments removed: listed, their bytes freed, the busy ones skipped."""
+    report.prepared += removed.trees
+    report.freed["prepared"] += removed.freed
+    report.skipped.update(removed.skipped)
+    report.errors.update(removed.errors)
+
+
 def _prune(settings: Settings, report: SweepReport) -> None:
     """``git worktree prune`` in every cache clone (under its repo lock, as the runner does)."""
     repos = settings.home / "repos"
@@ -334,6 +346,9 @@ def sweep_and_enforce(
     run is audited as ``sweep`` with ``actor`` (the CLI, an admin token, the sweeper thread)."""
     data = sweep(store, settings, dry_run=dry_run, sessions=sessions).to_json()
     relief = relieve(store, settings, actor, prune_all=prune, dry_run=dry_run)
+    data["prepared"] += relief.prepared.trees
+    data["freed"]["prepared"] += relief.prepared.freed
+    data["freed_total"] += relief.prepared.freed
     data["prunings"] = [p.to_json() for p in relief.pruned.prunings]
     data["freed"]["artefacts"] = relief.pruned.freed
     data["freed_total"] += relief.pruned.freed
