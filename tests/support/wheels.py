@@ -21,10 +21,15 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
-def write_wheel(out: Path, name: str, version: str, files: dict[str, bytes], meta: str = "") -> Path:
-    """A pure-Python wheel of ``files`` (paths inside site-packages) with its dist-info."""
+def write_wheel(
+    out: Path, name: str, version: str, files: dict[str, bytes], meta: str = "", entry_points: str = ""
+) -> Path:
+    """A pure-Python wheel of ``files`` (paths inside site-packages) with its dist-info (and its
+    ``entry_points.txt``: pip makes the console scripts in the venv's ``bin/`` from it)."""
     norm = canonicalize_name(name).replace("-", "_")
     info = f"{norm}-{version}.dist-info"
+    if entry_points:
+        files = {**files, f"{info}/entry_points.txt": entry_points.encode()}
     files = {
         **files,
         f"{info}/METADATA": (meta or f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n").encode(),
@@ -70,4 +75,5 @@ def _repack(out: Path, dist: metadata.Distribution) -> Path:
             continue
         files[rel] = Path(str(dist.locate_file(file))).read_bytes()
     meta = dist.read_text("METADATA") or ""
-    return write_wheel(out, dist.metadata["Name"], dist.version, files, meta)
+    entry_points = dist.read_text("entry_points.txt") or ""
+    return write_wheel(out, dist.metadata["Name"], dist.version, files, meta, entry_points)

@@ -1,0 +1,207 @@
+"""One preparation per repository and commit, shared by its threads, through ``baton.run`` with the fake
+agent: the setup runs once in a prepared tree and each key's worktree gets its results, relocated, so
+its ``.venv``'s ``pytest`` runs and its editable install imports the key's own code; concurrent first
+turns wait for one preparation; a lock file changed on one key's branch runs that key's maintenance
+only; a sweep removes a prepared tree no thread used for ``prepared_idle_days``, and disk pressure
+removes it first; ``baton du`` counts preparations and hits."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from baton import Outcome, RunRequest, RunResult, run
+from baton.environment import prepared as trees
+from baton.housekeeping.disk import relieve, usage
+from baton.housekeeping.sweep import sweep
+from baton.settings import Settings
+from baton.store import open_store
+from tests.conftest import git, make_repo
+from tests.support.wheels import installed_wheels
+
+COUNT = 'echo ran >> "$HOME/setup-count"\n'
+MAINTAIN = 'echo kept >> "$HOME/maintain-count"\n'
+
+# A PEP 660 build backend of a few lines, in the repository (offline: no setuptools wheel needed): an
+# editable wheel is a ``.pth`` naming ``src/`` by its absolute path, as flit's and hatchling's are.
+BACKEND = '''import base64, hashlib, os, zipfile
+NAME, VERSION = "tinyproj", "0.1"
+INFO = f"{NAME}-{VERSION}.dist-info"
+def _line(name, data):
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+def get_requires_for_build_editable(config_settings=None):
+    return []
+def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
+    files = {
+        f"{NAME}.pth": (os.path.abspath("src") + "\\n").encode(),
+        f"{INFO}/METADATA": f"Metadata-Version: 2.1\\nName: {NAME}\\nVersion: {VERSION}\\n".encode(),
+        f"{INFO}/WHEEL": b"Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+    }
+    name = f"{NAME}-{VERSION}-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as wheel:
+        for path, data in files.items():
+            wheel.writestr(path, data)
+        wheel.writestr(f"{INFO}/RECORD", "\\n".join([_line(p, d) for p, d in files.items()] + [f"{INFO}/RECORD,,"]))
+    return name
+'''
+PYPROJECT = (
+    '[build-system]\nrequires = []\nbuild-backend = "tinybackend"\nbackend-path = ["_backend"]\n\n'
+    '[project]\nname = "tinyproj"\nversion = "0.1"\n'
+)
+OWN_CODE = (
+    "import os\n\nimport tinyproj\n\n\ndef test_own_code() -> None:\n"
+    "    assert tinyproj.__file__.startswith(os.getcwd() + '/src/')\n"
+    "    assert tinyproj.WHO == os.path.basename(os.getcwd())\n"
+)
+# the agent makes its key's code its own (WHO = its thread), then runs the tests and imports it
+AGENT = (
+    'printf \'WHO = "%s"\\n\' "$(basename "$PWD")" > src/tinyproj/__init__.py && '
+    ".venv/bin/pytest -q tests > pytest.out 2>&1; "
+    '.venv/bin/python -c "import tinyproj; print(tinyproj.WHO, tinyproj.__file__)" > who.out 2>&1'
+)
+
+
+def go(settings: Settings, repo: Path, thread: str, prompt: str = "do it") -> RunResult:
+    return run(RunRequest(agent="fake", repo=str(repo), thread=thread, prompt=prompt), settings=settings)
+
+
+def counted(settings: Settings, name: str) -> int:
+    """Lines appended to ``name`` in the keys' homes and the prepared trees' own (not in worktrees)."""
+    found = [p for p in settings.home.rglob(name) if "worktrees" not in p.parts]
+    return sum(len(p.read_text().splitlines()) for p in found)
+
+
+def python_project(path: Path, setup_extra: str = "") -> Path:
+    """A project whose setup makes ``.venv``, installs pytest from wheels it ships and itself editable."""
+    setup = (
+        f"set -e\n{COUNT}{setup_extra}{sys.base_prefix}/bin/python3 -m venv .venv\n"
+        ".venv/bin/pip install -q --no-index --find-links wheels pytest\n"
+        ".venv/bin/pip install -q --no-index --no-build-isolation -e .\n"
+    )
+    repo = make_repo(
+        path,
+        {
+            ".baton/setup.sh": setup,
+            "pyproject.toml": PYPROJECT,
+            "_backend/tinybackend.py": BACKEND,
+            "src/tinyproj/__init__.py": 'WHO = "base"\n',
+            "tests/test_own.py": OWN_CODE,
+            ".gitignore": ".venv/\n*.out\n__pycache__/\n",
+        },
+    )
+    installed_wheels(repo / "wheels", "pytest")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "wheels")
+    return repo
+
+
+def test_two_threads_share_one_preparation_and_each_runs_its_own_code(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = python_project(tmp_path / "py")
+    monkeypatch.setenv("FAKE_AGENT_RUN", AGENT)
+    first, second = go(settings, repo, "t1"), go(settings, repo, "t2")
+    for result in (first, second):
+        assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+    assert counted(settings, "setup-count") == 1  # the setup ran once, for both threads
+    assert "the preparation of" in (first.run.note or "") and " ran in " in (first.run.note or "")
+    assert "was ready (a hit)" in (second.run.note or "")
+    assert "preparations 1, hits 1" in (second.run.note or "")
+    for result, thread in ((first, "t1"), (second, "t2")):
+        worktree = Path(result.session.worktree)
+        assert "1 passed" in (worktree / "pytest.out").read_text(), (worktree / "pytest.out").read_text()
+        assert (worktree / "who.out").read_text().split() == [thread, f"{worktree}/src/tinyproj/__init__.py"]
+        script = (worktree / ".venv/bin/pytest").read_text()  # pip's shebang (or exec line, on a long path)
+        assert f"{worktree}/.venv/bin/python" in script and "/prepared/" not in script
+        assert (worktree / ".venv").is_dir() and not (worktree / ".venv").is_symlink()
+    [tree] = trees.trees(settings.home)
+    assert str(tree.tree) not in (Path(second.session.worktree) / ".venv/bin/pip").read_text()
+    store = open_store(settings.resolved_store_url)
+    try:
+        report = usage(store, settings).to_json(sessions=False)
+    finally:
+        store.close()
+    [(slug, row)] = report["prepared"].items()
+    assert row["trees"] == 1 and row["preparations"] == 1 and row["hits"] == 1 and row["bytes"] > 0
+
+
+def test_concurrent_first_turns_wait_for_one_preparation(settings: Settings, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": f"{COUNT}sleep 2\necho made > built.txt\n"})
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda thread: go(settings, repo, thread), ["t1", "t2"]))
+    for result in results:
+        assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+        assert (Path(result.session.worktree) / "built.txt").read_text() == "made\n"
+    assert counted(settings, "setup-count") == 1
+    notes = sorted(r.run.note or "" for r in results)
+    assert sum("was ready (a hit)" in n for n in notes) == 1
+
+
+def test_a_lock_file_changed_on_one_branch_runs_its_maintenance_only(
+    settings: Settings, tmp_path: Path
+) -> None:
+    files = {".baton/setup.sh": COUNT, ".baton/maintain.sh": MAINTAIN, "uv.lock": "1"}
+    repo = make_repo(tmp_path / "r", files)
+    one, two = go(settings, repo, "t1"), go(settings, repo, "t2")
+    assert counted(settings, "setup-count") == 1
+    (Path(one.session.worktree) / "uv.lock").write_text("2")  # as t1's agent would, on its branch
+    again_one, again_two = go(settings, repo, "t1"), go(settings, repo, "t2")
+    assert again_one.run.note and "environment: maintenance" in again_one.run.note
+    assert "changed since the key's last setup: uv.lock" in again_one.run.note
+    assert "environment" not in (again_two.run.note or "")
+    assert counted(settings, "setup-count") == 1 and counted(settings, "maintain-count") == 1
+    [maintained] = [p for p in settings.home.rglob("maintain-count")]
+    assert "t1" in str(maintained) and two.session.thread == "t2"  # in t1's own home
+
+
+def test_a_thread_whose_commit_differs_gets_its_own_preparation(settings: Settings, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": f"{COUNT}git rev-parse HEAD > at.txt\n"})
+    first = go(settings, repo, "t1")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "later")
+    second = go(settings, repo, "t2")
+    assert counted(settings, "setup-count") == 2 and len(trees.trees(settings.home)) == 2
+    at = [(Path(r.session.worktree) / "at.txt").read_text().strip() for r in (first, second)]
+    assert at == [git(repo, "rev-parse", "HEAD~1"), git(repo, "rev-parse", "HEAD")]  # git works there
+
+
+def test_the_sweep_removes_an_unused_prepared_tree(settings: Settings, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": f"{COUNT}echo made > built.txt\n"})
+    first = go(settings, repo, "t1")
+    [tree] = trees.trees(settings.home)
+    admin = tree.admin(settings.home / "repos" / f"{tree.slug}.git")
+    assert tree.tree.is_dir() and admin.is_dir()
+    store = open_store(settings.resolved_store_url)
+    try:
+        kept = sweep(store, settings, now=time.time() + 86400)  # used a day ago: kept (7 days)
+        assert kept.prepared == [] and tree.root.is_dir()
+        report = sweep(store, settings, now=time.time() + 8 * 86400)
+    finally:
+        store.close()
+    assert report.prepared == [str(tree.root)] and report.freed["prepared"] > 0
+    assert not tree.root.exists() and not admin.exists()
+    assert (Path(first.session.worktree) / "built.txt").is_file()  # the thread keeps its copy
+    go(settings, repo, "t2")  # prepared again for a new thread
+    assert counted(settings, "setup-count") == 1  # the first tree's home went with it
+    assert len(trees.trees(settings.home)) == 1
+
+
+def test_disk_pressure_removes_prepared_trees_first(settings: Settings, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": "head -c 200000 /dev/zero > big.bin\n"})
+    first = go(settings, repo, "t1")
+    [tree] = trees.trees(settings.home)
+    pressed = dataclasses.replace(settings, min_free="100T")  # always under: everything idle may go
+    store = open_store(settings.resolved_store_url)
+    try:
+        with tree.locked(settings.home, None):  # a turn copying from it: never removed
+            assert relieve(store, pressed, "test", dry_run=True).prepared.trees == []
+        relief = relieve(store, pressed, "test", dry_run=True)
+    finally:
+        store.close()
+    assert relief.prepared.trees == [str(tree.root)] and relief.prepared.freed >= 200000
+    assert tree.root.is_dir() and Path(first.session.worktree, "big.bin").is_file()  # a dry run
