@@ -29,7 +29,7 @@ MAINTAIN = 'echo kept >> "$HOME/maintain-count"\n'
 
 # A PEP 660 build backend of a few lines, in the repository (offline: no setuptools wheel needed): an
 # editable wheel is a ``.pth`` naming ``src/`` by its absolute path, as flit's and hatchling's are.
-BACKEND = '''import base64, hashlib, os, zipfile
+BACKEND = """import base64, hashlib, os, zipfile
 NAME, VERSION = "tinyproj", "0.1"
 INFO = f"{NAME}-{VERSION}.dist-info"
 def _line(name, data):
@@ -47,9 +47,10 @@ def build_editable(wheel_directory, config_settings=None, metadata_directory=Non
     with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as wheel:
         for path, data in files.items():
             wheel.writestr(path, data)
-        wheel.writestr(f"{INFO}/RECORD", "\\n".join([_line(p, d) for p, d in files.items()] + [f"{INFO}/RECORD,,"]))
+        record = [_line(p, d) for p, d in files.items()] + [f"{INFO}/RECORD,,"]
+        wheel.writestr(f"{INFO}/RECORD", "\\n".join(record))
     return name
-'''
+"""
 PYPROJECT = (
     '[build-system]\nrequires = []\nbuild-backend = "tinybackend"\nbackend-path = ["_backend"]\n\n'
     '[project]\nname = "tinyproj"\nversion = "0.1"\n'
@@ -127,7 +128,7 @@ def test_two_threads_share_one_preparation_and_each_runs_its_own_code(
         report = usage(store, settings).to_json(sessions=False)
     finally:
         store.close()
-    [(slug, row)] = report["prepared"].items()
+    [(_slug, row)] = report["prepared"].items()
     assert row["trees"] == 1 and row["preparations"] == 1 and row["hits"] == 1 and row["bytes"] > 0
 
 
