@@ -35,6 +35,7 @@ import bench_portable
 import bench_quota
 import bench_scale
 import bench_service
+import bench_setup
 import bench_sync
 import bench_workers
 from bench_agents import CODEX, GEMINI
@@ -68,6 +69,7 @@ GROUPS = {
         bench_sync.GROUP,
         bench_landlock.GROUP,
         bench_contain.GROUP,
+        bench_setup.GROUP,
         bench_diskwatch.GROUP,
         bench_cow.GROUP,
         bench_scale.GROUP,
@@ -80,6 +82,7 @@ RUN_ORDER = (
     "quota",
     "landlock",
     "contain",
+    "setup",
     "diskwatch",
     "scale",
     *("fake", "portable", "git", "sync", "cow"),

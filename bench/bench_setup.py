@@ -1,0 +1,208 @@
+"""Benchmark 23: what a prepared environment costs a new thread (the goal: its environment within 2 s of
+a plain turn). Two repositories: a plain one with no setup, and one whose ``.baton/setup.sh`` makes a
+``.venv`` (``python -m venv``, then a handful of local wheels this benchmark writes, 40 modules each,
+installed offline) and a ``node_modules`` of 300 small packages (each a ``package.json``, an
+``index.js`` and a ``lib/``), the way a Node and a Python project prepare. Its preparation runs once,
+before timing (the first thread); each repetition is then a **new key's first turn** of the fake agent
+in each repository, interleaved: the prepared one gets the preparation's results copied into its
+worktree (``cp -a --reflink=auto``: a plain copy on a file system without reflinks, which the row says)
+and relocated. 23a: the cost of that copy, the median of the per-pair differences.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from common import Group, Plan, Repos, Row, Suite, interleave, median, pair_differences, rmtree, sh
+
+REPS = Plan(full=9, quick=3)
+GOAL = 2.0
+WHEELS, MODULES, PACKAGES = 6, 40, 300
+IDENT = {
+    "GIT_AUTHOR_NAME": "b",
+    "GIT_AUTHOR_EMAIL": "b@x",
+    "GIT_COMMITTER_NAME": "b",
+    "GIT_COMMITTER_EMAIL": "b@x",
+}
+NODE_MODULES = """import json, pathlib, sys
+root = pathlib.Path("node_modules")
+for i in range(int(sys.argv[1])):
+    pkg = root / f"pkg{i:03d}"
+    (pkg / "lib").mkdir(parents=True, exist_ok=True)
+    meta = {"name": f"pkg{i:03d}", "version": "1.0.0", "main": "index.js"}
+    (pkg / "package.json").write_text(json.dumps(meta))
+    (pkg / "index.js").write_text(f"module.exports = require('./lib/util.js');\\n// pkg {i}\\n" * 20)
+    (pkg / "lib" / "util.js").write_text(f"exports.answer = () => {i};\\n" * 40)
+"""
+
+
+def _wheel(out: Path, number: int) -> None:
+    """A pure-Python wheel ``benchpkg<number>`` of :data:`MODULES` modules."""
+    name, version = f"benchpkg{number}", "1.0"
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/mod{m:02d}.py": (f"def f{m}(x):\n    return x + {m}\n" * 30).encode() for m in range(MODULES)
+    }
+    files[f"{name}/__init__.py"] = b""
+    files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    files[f"{info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
+
+    def line(path: str, data: bytes) -> str:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        return f"{path},sha256={digest},{len(data)}"
+
+    with zipfile.ZipFile(out / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, data in files.items():
+            wheel.writestr(path, data)
+        wheel.writestr(
+            f"{info}/RECORD", "\n".join([*(line(p, d) for p, d in files.items()), f"{info}/RECORD,,"])
+        )
+
+
+def _repo(path: Path, files: dict[str, str]) -> Path:
+    path.mkdir(parents=True)
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    sh(["git", "init", "-q", "-b", "main"], cwd=path)
+    sh(["git", "add", "-A"], cwd=path)
+    sh(["git", "commit", "-qm", "init"], cwd=path, env={**os.environ, **IDENT})
+    return path
+
+
+def prepared_repo(root: Path) -> Path:
+    """The project whose setup makes a ``.venv`` of local wheels and a ``node_modules``."""
+    wheels = root / "wheels-src"
+    wheels.mkdir(parents=True)
+    for number in range(WHEELS):
+        _wheel(wheels, number)
+    names = " ".join(f"benchpkg{n}" for n in range(WHEELS))
+    setup = (
+        f"set -e\n{sys.base_prefix}/bin/python3 -m venv .venv\n"
+        f".venv/bin/pip install -q --no-index --find-links wheels {names}\n"
+        f".venv/bin/python tools/node_modules.py {PACKAGES}\n"
+    )
+    files = {
+        ".baton/setup.sh": setup,
+        "tools/node_modules.py": NODE_MODULES,
+        ".gitignore": ".venv/\nnode_modules/\n",
+    }
+    repo = _repo(root / "prepared-repo", {**files, "README.md": "bench\n"})
+    (repo / "wheels").mkdir()
+    for wheel in wheels.iterdir():
+        (repo / "wheels" / wheel.name).write_bytes(wheel.read_bytes())
+    sh(["git", "add", "-A"], cwd=repo)
+    sh(["git", "commit", "-qm", "wheels"], cwd=repo, env={**os.environ, **IDENT})
+    return repo
+
+
+def bench_setup(root: Path, reps: int) -> tuple[list[Row], list[str]]:
+    from baton import RunRequest, run
+    from baton.settings import load_settings
+    from baton.testing.fake import register_fake
+    from baton.workspace.cow import reflink
+    from baton.workspace.du import disk_usage
+
+    register_fake()
+    root.mkdir(parents=True, exist_ok=True)
+    plain = _repo(root / "plain-repo", {"README.md": "bench\n"})
+    ready = prepared_repo(root)
+    settings = load_settings(overrides={"home": str(root / "home")})
+
+    def turn(repo: Path, thread: str, want: str | None) -> tuple[float, str]:
+        request = RunRequest(agent="fake", repo=str(repo), thread=thread, prompt="go")
+        t0 = time.perf_counter()
+        result = run(request, settings=settings)
+        elapsed = time.perf_counter() - t0
+        note = result.run.note or ""
+        if not result.ok or (want is not None and want not in note):
+            raise RuntimeError(f"23: turn of {thread} in {repo.name}: {result.run.error or note}")
+        return elapsed, note
+
+    took_first, first_note = turn(ready, "first", " ran in ")  # the preparation, once, not timed
+    turn(plain, "first", None)  # the plain repository's cache clone exists too
+    notes: list[str] = []
+
+    def prepared_turn(rep: int) -> float:
+        elapsed, note = turn(ready, f"b{rep}-{time.monotonic_ns()}", "was ready (a hit)")
+        notes.append(note)
+        return elapsed
+
+    samples = interleave(
+        {
+            "plain": lambda rep: turn(plain, f"a{rep}-{time.monotonic_ns()}", None)[0],
+            "prepared": prepared_turn,
+        },
+        reps,
+    )
+    home = settings.home
+    worktree = next(p for p in (home / "worktrees" / "fake").rglob("b0-*") if p.is_dir())
+    copy = "reflinks" if reflink.supported(home, home) else "a plain copy (no reflinks here)"
+    size = disk_usage(worktree / ".venv") + disk_usage(worktree / "node_modules")
+    files = sum(len(f) for _d, _s, f in os.walk(worktree / "node_modules")) + sum(
+        len(f) for _d, _s, f in os.walk(worktree / ".venv")
+    )
+    row = Row(
+        name=f"23a a new key's first turn, its repository prepared (.venv of {WHEELS} local wheels + "
+        f"{PACKAGES}-package node_modules: {files} files copied) ÷ a new key's plain turn, no setup",
+        kind="overhead",
+        candidate=median(samples["prepared"]),
+        baseline=median(samples["plain"]),
+        goal=GOAL,
+        n=reps,
+        overhead=median(pair_differences(samples["prepared"], samples["plain"])),
+        samples={"candidate": samples["prepared"], "baseline": samples["plain"]},
+        agent="fake",
+        extra={"copy": copy, "first_preparation_s": took_first, "results_bytes": size, "files": files},
+    )
+    said = [
+        f"23a: the results ({files} files, {size / 2**20:.1f} MiB) given by {copy}; the first "
+        f"preparation's turn took {took_first:.1f} s; a hit's note: {notes[-1] if notes else first_note}"
+    ]
+    return [row], said
+
+
+def run_group(suite: Suite, repos: Repos) -> None:
+    def work() -> None:
+        rows, notes = bench_setup(suite.scratch / "b23", suite.pick(REPS))
+        suite.rows.extend(rows)
+        suite.notes.extend(notes)
+
+    suite.step("23 a prepared environment given to a new thread vs a plain turn", work)
+
+
+GROUP = Group(
+    "setup",
+    "23a: a new key's first turn in a repository whose preparation exists (the copy) ÷ a plain turn (≤ 2 s)",
+    run_group,
+)
+
+
+if __name__ == "__main__":
+    import _venv  # noqa: F401  (re-runs with .venv's interpreter when baton is missing)
+
+    scratch = Path(tempfile.mkdtemp(prefix="baton-bench-setup-"))
+    try:
+        rows, notes = bench_setup(scratch, int(sys.argv[1]) if len(sys.argv) > 1 else REPS.full)
+        for row in rows:
+            assert row.overhead is not None
+            sides = f"prepared {row.candidate * 1000:.0f} ms, plain {row.baseline * 1000:.0f} ms"
+            print(f"{row.name}: {sides}, cost {row.overhead * 1000:+.0f} ms (n={row.n})")
+            print(
+                json.dumps(
+                    {k: row.extra[k] for k in ("copy", "first_preparation_s", "results_bytes", "files")}
+                )
+            )
+        print("\n".join(notes))
+    finally:
+        rmtree(scratch)
