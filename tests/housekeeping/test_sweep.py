@@ -13,6 +13,7 @@ from subprocess import CompletedProcess
 from typing import Any
 
 from baton import Mode
+from baton.environment import prepared as trees
 from baton.housekeeping.cleanup import close_session
 from baton.housekeeping.disk import files_bytes, snapshot_bytes
 from baton.housekeeping.sweep import sweep, sweep_periodically
@@ -65,6 +66,11 @@ class World:
         self.gone_caches = cache_dir(settings, "local/gone-repo")  # a repository no session is left of
         (self.gone_caches / "npm").mkdir(parents=True)
         (self.gone_caches / "npm" / "blob").write_bytes(b"x" * 8192)
+        # a prepared environment no thread was given for longer than prepared_idle_days
+        self.prepared = trees.PreparedTree.of(settings.home, self.repo, "0" * 32)
+        (self.prepared.tree / ".venv").mkdir(parents=True)
+        (self.prepared.tree / ".venv" / "lib.bin").write_bytes(b"x" * 8192)
+        self.prepared.write_meta({"used_at": 1.0, "hits": 3})
 
     def worktree(self, thread: str) -> Path:
         return Path(self.sessions[thread].worktree)
@@ -82,6 +88,7 @@ class World:
             "logs": files_bytes(logs),
             "orphans": sum(disk_usage(p) for p in self.orphans),
             "package_caches": disk_usage(self.gone_caches),
+            "prepared": disk_usage(self.prepared.root),
         }
 
 
@@ -97,6 +104,7 @@ def test_sweep_expires_purges_and_removes_orphans(settings: Settings, store: Sto
     dry = sweep(store, settings, dry_run=True)
     assert dry.dry_run
     assert world.worktree("t1").is_dir() and all(p.is_dir() for p in world.orphans)  # nothing changed
+    assert world.prepared.tree.is_dir()
     assert store.get_session("fake", world.repo, "t4") is not None
     real = sweep(store, settings)
     assert _without_flag(dry.to_json()) == _without_flag(real.to_json())
@@ -108,6 +116,7 @@ def test_sweep_expires_purges_and_removes_orphans(settings: Settings, store: Sto
     assert real.freed == expected
     assert real.freed_total == sum(expected.values())
     assert real.pruned == [world.repo] and real.errors == {}
+    assert real.prepared == [str(world.prepared.root)] and not world.prepared.root.exists()
 
     # t1: closed, worktree and transcript freed, conversation and checkpoint kept
     t1 = store.get_session("fake", world.repo, "t1")

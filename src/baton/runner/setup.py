@@ -1,13 +1,12 @@
 """Preparing a key's environment before its agent's turn: the repository's setup
-(:func:`baton.environment.discover.discover`) runs in the key's worktree, in the walls the agent gets at
-``full`` (:func:`~baton.sandbox.enclosure.walls_for`: no store, no other key, nothing of
-``BATON_HOME`` but the key's own parts), with an environment that is the agent's allow-list without the
-agent CLI's own variables (no model credential, never baton's or the forge's), the plan's variables
-over it, each command stopped at ``setup_timeout`` (all of them together). It runs when needed only: the
-key's stamp (``setup.json`` in its space, out of the agent's reach) holds the preparation key of its last
-successful setup and the worktree it ran in; the same key skips it, changed lock files alone run the
-maintenance when the plan has one. A failure is the turn's end (:func:`record_failed`), said with the
-tail of its output; the next turn tries again.
+(:func:`baton.environment.discover.discover`) runs when needed only. The key's stamp (``setup.json`` in
+its space, out of the agent's reach) holds the preparation key of its last successful setup and the
+worktree it ran in; the same key skips it. A key's first setup takes its commit's shared preparation
+(:mod:`baton.runner.sharedsetup`: run once per repository and commit, its results copied in); what its
+branch changed beyond that, and every later change, runs in its own worktree
+(:mod:`baton.runner.setuprun`): changed lock files alone run the maintenance when the plan has one. A
+failure is the turn's end (:func:`record_failed`), said with the tail of its output; the next turn
+tries again.
 """
 
 from __future__ import annotations
