@@ -14,8 +14,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from baton.environment import jsonc
 from baton.environment.plan import (
     BATON_MAINTAIN,
@@ -24,6 +22,7 @@ from baton.environment.plan import (
     COPILOT,
     DEVCONTAINER,
     DEVCONTAINER_ROOT,
+    SOURCES,
     Command,
     SetupPlan,
 )
@@ -60,9 +59,7 @@ class Unreadable(ValueError):
 
 def discover(worktree: Path, configured: str | None = None) -> SetupPlan | None:
     """The key's setup, or None when neither its configuration nor its repository has one."""
-    found = [
-        name for name in (BATON_SETUP, DEVCONTAINER, DEVCONTAINER_ROOT, COPILOT) if _exists(worktree, name)
-    ]
+    found = [name for name in SOURCES if _exists(worktree, name)]
     inputs = lock_inputs(worktree)
     if configured is not None and configured.strip():
         why = "the configured setup" + (f" (over the repository's {', '.join(found)})" if found else "")
@@ -175,6 +172,8 @@ def _env(data: dict[str, Any], name: str, where: str) -> dict[str, str]:
 
 
 def _copilot(worktree: Path, why: str, inputs: tuple[tuple[str, str], ...]) -> SetupPlan:
+    import yaml  # only for a repository that has the workflow: the cold CLI's run path imports no YAML
+
     text = read(worktree, COPILOT)
     try:
         data = yaml.safe_load(text.decode("utf-8"))

@@ -21,9 +21,10 @@ from collections.abc import Callable
 
 from baton import retry, tracing
 from baton.agents import get_agent
+from baton.environment import plan
 from baton.errors import Cancelled, DiskFull, NotWaiting, QuotaHeld
 from baton.files import make_private_dir
-from baton.models import Mode, Outcome, PromptKind, RunRecord, SessionRecord
+from baton.models import Access, Mode, Outcome, PromptKind, RunRecord, SessionRecord
 from baton.runner import capped, onspent, quarantine, quota
 from baton.runner.attempt import new_run_id, record_conflict, run_attempt, usage_delta
 from baton.runner.crashed import mark_crashed, settle
@@ -31,7 +32,6 @@ from baton.runner.decide import decide, follow_up, told_new
 from baton.runner.prepare import key_branch, prepare
 from baton.runner.request import RunRequest, RunResult
 from baton.runner.resolve import Resolved, check_request
-from baton.runner.setup import prepare_environment, record_failed
 from baton.runner.state import Attempt, Context, Decision, Prepared, Start
 from baton.settings import Settings, check_on_limit, load_settings
 from baton.store import Store, open_store
@@ -275,6 +275,10 @@ def _execute(ctx: Context, last: RunRecord | None, stored: SessionRecord | None)
 def _environment(ctx: Context, prepared: Prepared) -> tuple[Prepared, RunRecord | None]:
     """The key's environment prepared when it needs it (:mod:`baton.runner.setup`): what it did goes
     on the first attempt's note and prompt; a setup that did not succeed is the turn's recorded end."""
+    if ctx.access == Access.READ or not plan.wanted(prepared.worktree, ctx.request.setup):
+        return prepared, None  # (a turn at read changes nothing; no setup: none of it is imported)
+    from baton.runner.setup import prepare_environment, record_failed
+
     done = prepare_environment(ctx, prepared)
     if done.error is not None:
         return prepared, record_failed(ctx, prepared, done)
