@@ -23,6 +23,7 @@ from typing import Any, Literal, get_args
 
 import platformdirs
 
+from baton import allowlist
 from baton.errors import BadInput
 from baton.models import Access, Confine, OnConflict, OnInstructions, SyncHow
 
@@ -260,6 +261,17 @@ class Settings:
         "its `/proc` shows only its own run's processes; `/etc/shadow` & co are empty files), where the "
         "host lets baton make one (root, or `CAP_SYS_ADMIN` in its user namespace); `off`: never. `baton "
         "doctor` says which applies ([security.md](security.md#what-the-walls-add))"))
+    egress: str = field(default="open", metadata=about(
+        "where a walled agent may connect, through baton's egress proxy: `open` (anywhere on the walls' "
+        "ports, as before), `none`, `registries` (the package registries), or hosts (`pypi.org`, "
+        "`*.example.com`, `host:8443`, `api.example.com GET HEAD`) and presets, comma-separated (a list "
+        "in config.toml); a forge repository's `egress` and a run's `--egress` win. A refusal is HTTP "
+        "403, an audit row and a run event ([security.md](security.md#the-network))", kind="list"))
+    net_ns: AutoOff = field(default="auto", metadata=about(
+        "`auto`: with `egress` not `open`, a walled agent gets its own network namespace holding only "
+        "loopback, reaching out through baton's proxy alone, where the host lets baton make one (root, or "
+        "`CAP_SYS_ADMIN` in its user namespace); `off` (or where it cannot): the walls' TCP rule allows "
+        "only the proxy's port and the model APIs' ([security.md](security.md#the-network))"))
     shared_caches: OnOff = field(default="on", metadata=about(
         "`on`: the threads of a repository share its package managers' caches, in `BATON_HOME/caches/<repo "
         "slug>/@shared/` (npm, pnpm, yarn, pip, uv, cargo's `CARGO_HOME`, Go's module and build caches, "
@@ -373,6 +385,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "otel": get_args(OnOff),
     "cgroups": get_args(AutoOff),
     "mount_ns": get_args(AutoOff),
+    "net_ns": get_args(AutoOff),
 }
 
 
@@ -467,6 +480,8 @@ def format_size(n: int | None, missing: str = "-") -> str:
 
 def _coerce(name: str, value: Any, source: str) -> Any:
     kind = _FIELDS[name].type
+    if name == "egress" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = ",".join(value)  # config.toml's list of hosts and presets
     if kind == "int":
         if isinstance(value, bool) or not str(value).strip().isdigit():
             raise BadInput(f"setting {name!r} from {source} must be a whole number ≥ 0, not {value!r}")
@@ -509,6 +524,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     settings.run_memory_bytes  # noqa: B018
     settings.agent_env_names, settings.agent_port_numbers  # noqa: B018
     settings.prune_kind_names, settings.context_windows  # noqa: B018
+    allowlist.parse(settings.egress)
     for name, choices in CHOICES.items():
         value = getattr(settings, name)
         if not (name == "log_level" and value.upper() in choices):  # any case, as --loglevel takes it

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from baton import allowlist
 from baton.caps.model import NAMES, Caps, check_cap
 from baton.errors import BadInput
 from baton.forge.appkey import AppKey
@@ -180,6 +181,7 @@ class RepoConfig:
         None  # the environment's setup command, over the repository's own (docs/environment.md)
     )
     caps: Caps = field(default_factory=Caps)  # each thread's spending caps (max_usd, ...; the settings' too)
+    egress: str | None = None  # where its agents may connect (baton.allowlist); None: the setting egress
     triggers: dict[Trigger, TriggerConfig] = field(default_factory=_DefaultTriggers)
 
     def __post_init__(self) -> None:
@@ -542,6 +544,7 @@ _REPO_KEYS = (
     "merge",
     "setup",
     "max_usd", "max_tokens", "max_minutes", "max_turns",
+    "egress",
 )  # fmt: skip
 
 
@@ -579,8 +582,25 @@ def _repo(
         timeout=fields.seconds("timeout"),
         setup=fields.text("setup") or None,
         caps=_caps(fields),
+        egress=_egress(fields),
         triggers=_triggers(fields, access, agents),
     )
+
+
+def _egress(fields: _Fields) -> str | None:
+    """``egress``: hosts and presets (a list, or one comma-separated string), checked; None: the
+    setting's."""
+    if not fields.has("egress"):
+        return None
+    value = fields.data.get("egress")
+    if not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+        raise fields.error(
+            "egress", 'must be a list of hosts and presets, such as ["registries", "pypi.org"]'
+        )
+    try:
+        return allowlist.parse(value, "egress").text
+    except BadInput as exc:
+        raise fields.error("egress", str(exc).removeprefix("egress: ")) from None
 
 
 def _on_instructions(fields: _Fields) -> OnInstructions | None:

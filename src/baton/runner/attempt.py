@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from baton import tracing
+from baton import allowlist, tracing
 from baton.agents import Agent, Launch, Turn, get_agent
 from baton.agents.base import version_or_none
 from baton.asking import questions
@@ -32,7 +32,19 @@ from baton.runner.outage import patient
 from baton.runner.process import ProcessResult, RunLog, run_process
 from baton.runner.prompts import INTERRUPTED_NEW, recap, render
 from baton.runner.state import Attempt, Context, Decision, Prepared, Start
-from baton.sandbox.enclosure import Enclosure, GitParts, Walls, agent_env, check_confine, walls_for
+from baton.sandbox.enclosure import (
+    Egress,
+    Enclosure,
+    GitParts,
+    Refusal,
+    Walls,
+    agent_env,
+    check_confine,
+    denied_ports,
+    model_endpoints,
+    netns_applies,
+    walls_for,
+)
 from baton.sessions.snapshots import take_snapshot
 from baton.store.leases import HOST
 from baton.workspace import keyspace
@@ -277,10 +289,12 @@ def _launch(
         return not ctx.lost.is_set()  # the lease keeps itself alive; a lost one stops the agent
 
     env = {**env, **tracing.agent_env()}  # the agent's own spans join this trace (docs/deploy.md#tracing)
+    out = _egress(ctx, record, env, watch)
+    env = {**env, **out.env} if out is not None else env
     walls = _walls(ctx, prepared, env) if record.confined else None
     watched = [prepared.worktree, Path(env["TMPDIR"]), Path(env["HOME"])]
     name = f"{record.id}-{part}" if part else record.id
-    with Enclosure.open(ctx.settings, name, ctx.resolved.limits, walls, watched) as box:
+    with Enclosure.open(ctx.settings, name, ctx.resolved.limits, walls, watched, out) as box:
         result = run_process(
             launch.argv,
             env,
@@ -303,6 +317,31 @@ def _launch(
         box.final(result.reaped)  # the key's disk once more, now the agent is gone
     tracing.usage(agent.name, turn.model, turn.usage)  # the GenAI attributes of the agent's span
     return result
+
+
+def _egress(ctx: Context, record: RunRecord, env: dict[str, str], watch: ModelWatch) -> Egress | None:
+    """The agent's way out under its egress allow-list (the run's, else the setting's); None when it is
+    ``open``. Its own network namespace where the run is walled in and the host allows one; every
+    refusal an audit row and an event of the run (its log, its subscriber)."""
+    policy = allowlist.parse(ctx.request.egress or ctx.settings.egress)
+    if policy.open:
+        return None
+    on_event = ctx.request.on_event
+
+    def refused(refusal: Refusal) -> None:
+        detail = {"host": refusal.host, "port": refusal.port, "method": refusal.method, "run_id": record.id}
+        with contextlib.suppress(BatonError):  # the event below still says it
+            ctx.store.audit(
+                "egress.refused", str(ctx.key), f"run:{record.id}", {**detail, "reason": refusal.reason}
+            )
+        event = {"type": "baton.egress_refused", **detail, "reason": refusal.reason}
+        watch.log.note(event)
+        if on_event is not None:
+            on_event(record, event)
+
+    namespaced = bool(record.confined) and netns_applies(ctx.settings.net_ns)
+    endpoints = model_endpoints(env, _operators(ctx).endpoints())
+    return Egress.open(policy, namespaced, endpoints, denied_ports(ctx.settings), refused)
 
 
 def _compact(

@@ -178,6 +178,16 @@ class RunRequest:
             doc="read, edit or full: what the agent may do in its worktree (default: the setting access)",
         ),
     )
+    # where the agent may connect through baton's egress proxy (None: the setting egress)
+    egress: str | None = field(
+        default=None,
+        metadata=option(
+            "hosts and presets the agent may reach, comma-separated: open, none, registries, pypi.org, "
+            "*.example.com, host:8443 (default: setting egress)",
+            doc="where the agent may connect through baton's egress proxy: open, none, registries, or "
+            "hosts, comma-separated (default: the setting egress)",
+        ),
+    )
     timeout: float | None = field(
         default=None,
         metadata=option(

@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from baton import allowlist
 from baton.agents import AGENTS, Agent, get_agent
 from baton.agents.base import check_limit, check_text
 from baton.caps.model import NAMES, Measure, check_cap
@@ -78,6 +79,8 @@ def check_request(
     if credentials:
         check_credentials(key.agent, settings, os.environ if environ is None else environ)
     check_confine(settings)  # BATON_CONFINE=required where agents cannot be walled in: refused now
+    if request.egress is not None:
+        allowlist.parse(request.egress, "egress")  # a malformed allow-list is refused now, named
     instruction = "\n".join(filter(None, [request.context, request.prompt]))
     check_limit(agent.name, agent.capabilities, instruction)  # its text was checked in validate()
     timeout = request.timeout or settings.run_timeout or None

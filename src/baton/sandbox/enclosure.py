@@ -2,7 +2,8 @@
 process of one attempt, opened before the agent starts and closed once it has ended — the walls it
 starts behind (:attr:`Enclosure.spawn`, in a mount namespace of its own where allowed), its containment
 (:attr:`Enclosure.contain`: told the agent's pid as it starts, asked at its end what outlived it) and
-the key's disk budget (:meth:`Enclosure.stop` while it runs, :meth:`Enclosure.final` at its end). The
+the key's disk budget (:meth:`Enclosure.stop` while it runs, :meth:`Enclosure.final` at its end), and
+its way out (:class:`~baton.sandbox.egress.Egress`: a network namespace, baton's egress proxy). The
 process itself is the runner's (:func:`baton.runner.process.run_process`): reading it, heartbeats,
 timeouts and cancels are about a run, which the sandbox knows nothing of. The rest the runner needs of
 the sandbox is re-exported here (:data:`__all__`), so this is the only sandbox module it imports
@@ -11,6 +12,7 @@ the sandbox is re-exported here (:data:`__all__`), so this is the only sandbox m
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,32 +20,41 @@ from pathlib import Path
 from types import TracebackType
 
 from baton.errors import AgentError
-from baton.sandbox import mountns
+from baton.sandbox import egress, mountns
 from baton.sandbox.agentenv import agent_env
 from baton.sandbox.cgroups import Limits
 from baton.sandbox.confine import check_confine, walls_for
 from baton.sandbox.contain import Containment, Reaped, end_stale, limits_of
 from baton.sandbox.diskwatch import DiskWatch
+from baton.sandbox.egress import Egress, model_endpoints
 from baton.sandbox.landlock import Ruleset
+from baton.sandbox.proxy import Refusal
 from baton.sandbox.reaper import STARTING
-from baton.sandbox.walls import GitParts, Walls, ruleset
+from baton.sandbox.walls import GitParts, Walls, denied_ports, ruleset
 from baton.settings import Settings
 
 __all__ = [
     "STARTING",
     "Containment",
+    "Egress",
     "Enclosure",
     "GitParts",
     "Limits",
     "Reaped",
+    "Refusal",
     "Spawn",
     "Walls",
     "agent_env",
     "check_confine",
+    "denied_ports",
     "end_stale",
     "limits_of",
+    "model_endpoints",
+    "netns_applies",
     "walls_for",
 ]
+
+netns_applies = egress.applies
 
 # A wrapper around the start of the agent's process: called with the function that starts it and a
 # function to call first in the thread that will (the walls are entered in that thread, never in the
@@ -64,26 +75,44 @@ class Enclosure:
     disk: DiskWatch
     ruleset: Ruleset | None  # None: the agent is not walled in (BATON_CONFINE=off, or no Landlock)
     spawn: Spawn | None  # how the agent starts behind the walls; None: as any process
+    out: Egress | None = None  # its way out; None: egress open
 
     @classmethod
     def open(
-        cls, settings: Settings, run_id: str, limits: Limits, walls: Walls | None, watched: Sequence[Path]
+        cls,
+        settings: Settings,
+        run_id: str,
+        limits: Limits,
+        walls: Walls | None,
+        watched: Sequence[Path],
+        out: Egress | None = None,
     ) -> Enclosure:
         """The enclosure of run ``run_id``'s agent: behind ``walls`` (None: unwalled), within
-        ``limits``, with the key's disk budget over ``watched`` (its worktree, temp dir and home).
+        ``limits``, with the key's disk budget over ``watched`` (its worktree, temp dir and home), out
+        through ``out`` only (its ports the walls' only ones; the enclosure closes it).
         :class:`~baton.errors.AgentError` when the walls cannot be built: the agent is never started
         unwalled in their place."""
-        built, spawn = _walled(settings, walls) if walls is not None else (None, None)
+        built: Ruleset | None = None
         try:
+            if walls is not None and out is not None:  # in its own namespace nothing else listens
+                walls = dataclasses.replace(
+                    walls, ports=out.ports | (walls.ports if out.namespaced else set())
+                )
+            built, spawn = _walled(settings, walls) if walls is not None else (None, None)
+            if spawn is not None and out is not None and out.namespaced:
+                spawn = _namespaced(spawn, out)
             return cls(
                 Containment(settings, run_id, limits),
                 DiskWatch.from_settings(settings, watched),
                 built,
                 spawn,
+                out,
             )
         except BaseException:
             if built is not None:
                 built.close()
+            if out is not None:
+                out.close()
             raise
 
     def stop(self) -> str | None:
@@ -102,6 +131,8 @@ class Enclosure:
         self.disk.close()
         if self.ruleset is not None:
             self.ruleset.close()
+        if self.out is not None:
+            self.out.close()
 
     def __enter__(self) -> Enclosure:
         return self
@@ -110,6 +141,22 @@ class Enclosure:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _namespaced(spawn: Spawn, out: Egress) -> Spawn:
+    """``spawn`` with the agent in its own network namespace, entered after ``before`` (a run group's)."""
+
+    def started(
+        start: Callable[[], subprocess.Popen[bytes]], before: Callable[[], None] | None
+    ) -> subprocess.Popen[bytes]:
+        def first() -> None:
+            if before is not None:
+                before()
+            out.enter()
+
+        return spawn(start, first)
+
+    return started
 
 
 def _walled(settings: Settings, walls: Walls) -> tuple[Ruleset, Spawn]:

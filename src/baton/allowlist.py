@@ -1,0 +1,101 @@
+"""Where a walled agent may connect through baton's egress proxy: the ``egress`` setting (global, a
+repository's ``[repo."…"] egress``, a run's own) parsed into a :class:`Policy`. Each entry is a preset
+(``open``: no proxy, as before; ``none``: nothing; ``registries``: the package registries), or a host
+(``pypi.org``, ``*.example.com``: any name beneath it), optionally with a port (``host:8443``; without
+one, 80 and 443) and the HTTP methods plain HTTP may use (``api.example.com GET HEAD``; a CONNECT tunnel
+carries HTTPS, whose methods the proxy cannot see). What is refused and why: docs/security.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from baton.errors import BadInput
+
+OPEN, NONE, REGISTRIES = "open", "none", "registries"
+WEB_PORTS = (80, 443)
+# The package registries an install reaches (pip/uv, npm/pnpm/yarn, cargo, Go, RubyGems, Maven, NuGet).
+REGISTRY_HOSTS = (
+    *("pypi.org", "files.pythonhosted.org", "registry.npmjs.org", "registry.yarnpkg.com"),
+    *("crates.io", "index.crates.io", "static.crates.io", "proxy.golang.org", "sum.golang.org"),
+    *("rubygems.org", "index.rubygems.org", "repo.maven.apache.org", "repo1.maven.org"),
+    *("api.nuget.org", "registry.bower.io"),
+)
+_HOST = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+_METHOD = re.compile(r"[A-Z]{1,20}")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One allowed host: a name, or ``*.name`` for any name beneath it."""
+
+    host: str
+    ports: tuple[int, ...] = WEB_PORTS
+    methods: frozenset[str] = frozenset()  # plain HTTP's allowed methods; empty: any
+
+    def matches(self, host: str, port: int) -> bool:
+        if port not in self.ports:
+            return False
+        if self.host.startswith("*."):
+            return host.endswith(self.host[1:])
+        return host == self.host
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A run's egress: ``open`` (no proxy at all) or the rules of its allow-list."""
+
+    open: bool
+    rules: tuple[Rule, ...] = ()
+    text: str = ""  # as the operator wrote it, for messages
+
+    def refusal(self, host: str, port: int, method: str) -> str | None:
+        """Why a connection to ``host``:``port`` with ``method`` (``CONNECT`` for a tunnel) is refused,
+        None when it is allowed."""
+        host = host.lower().rstrip(".")
+        found = [rule for rule in self.rules if rule.matches(host, port)]
+        if not found:
+            return f"{host}:{port} is not on this run's egress allow-list ({self.text or NONE})"
+        if method != "CONNECT" and all(rule.methods and method not in rule.methods for rule in found):
+            return f"{method} to {host}:{port} is not allowed by this run's egress allow-list ({self.text})"
+        return None
+
+    def names(self, host: str) -> bool:
+        """Whether an entry names ``host`` itself (an address written out: the operator meant it)."""
+        return any(rule.host == host.lower() for rule in self.rules)
+
+
+def parse(value: str | Iterable[str], where: str = "setting 'egress'") -> Policy:
+    """The policy of an ``egress`` value: a comma-separated string or a list of entries (see the
+    module); BadInput naming ``where`` and the entry that is none."""
+    items = [value] if isinstance(value, str) else list(value)
+    entries = [e.strip() for item in items for e in str(item).split(",") if e.strip()]
+    text = ", ".join(entries)
+    if not entries or OPEN in entries:
+        if len(entries) > 1:
+            raise BadInput(f"{where}: 'open' allows everything and takes no other entry, not {text!r}")
+        return Policy(True, text=OPEN)
+    rules: list[Rule] = []
+    for entry in entries:
+        if entry == NONE:
+            continue
+        if entry == REGISTRIES:
+            rules += [Rule(host) for host in REGISTRY_HOSTS]
+            continue
+        rules.append(_rule(entry, where))
+    return Policy(False, tuple(rules), text)
+
+
+def _rule(entry: str, where: str) -> Rule:
+    words = entry.split()
+    host, _, port = words[0].lower().rpartition(":") if ":" in words[0] else (words[0].lower(), "", "")
+    methods = frozenset(w.upper() for w in words[1:])
+    bad = not _HOST.fullmatch(host) or any(not _METHOD.fullmatch(m) for m in methods)
+    if bad or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise BadInput(
+            f"{where}: {entry!r} is no egress entry (a preset: open, none, registries; or a host such "
+            "as pypi.org or *.example.com, optionally :PORT and HTTP methods: 'api.example.com GET HEAD')"
+        )
+    return Rule(host, (int(port),) if port else WEB_PORTS, methods)

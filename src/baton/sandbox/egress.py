@@ -1,0 +1,130 @@
+"""One agent start's way out (:class:`Egress`): where the host allows, the agent's own network namespace
+with only loopback (:mod:`baton.sandbox.netns`), in which baton listens for it — the egress proxy
+(:mod:`baton.sandbox.proxy`, under the run's :mod:`~baton.allowlist`) and a relay to each model
+API on the host's loopback (the mock servers, a local gateway); elsewhere a proxy listener on the host's
+loopback and the walls' TCP rule allowing only its port and the model APIs'. The agent is told the
+proxy through ``HTTP(S)_PROXY``; a model API elsewhere is added to the list. ``egress = "open"``: none
+of this (the walls' ports as before). What each host gets: docs/security.md, "The network".
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from baton.allowlist import Policy, Rule
+from baton.sandbox import netns, proxy
+from baton.sandbox.proxy import Gate, Refusal
+from baton.sandbox.walls import url_port
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+PROXY_PORT = 3128  # the proxy's port inside the agent's namespace (the first one no relay takes)
+
+
+def applies(mode: str) -> bool:
+    """Whether agents get their own network namespace: ``BATON_NET_NS`` against this host
+    (:func:`netns.probe`)."""
+    return mode != "off" and netns.probe() is None
+
+
+def model_endpoints(env: Mapping[str, str], urls: Iterable[str]) -> list[tuple[str, int]]:
+    """(host, port) of the agent's model APIs: its base URLs (``ANTHROPIC_BASE_URL``, …) and ``urls``."""
+    found: dict[tuple[str, int], None] = {}
+    named = [v for k, v in env.items() if k.upper().endswith("_BASE_URL")]
+    for url in (*named, *urls):
+        port, host = url_port(url), urlsplit(url.strip()).hostname
+        if port and host:
+            found[host.lower(), port] = None
+    return list(found)
+
+
+@dataclass
+class Egress:
+    """One agent start's network way out; :meth:`close` it once the agent has ended."""
+
+    env: dict[str, str]  # what the agent is told (the proxy variables)
+    ports: frozenset[int]  # the TCP ports the walls allow
+    namespaced: bool  # the agent runs in its own network namespace (else the walls' port rule alone)
+    gate: Gate
+    relays: dict[int, tuple[str, int]] = field(default_factory=dict)  # namespace port → host address
+    proxy_port: int = 0
+    served: list[proxy.Served] = field(default_factory=list)
+    sockets: list[socket.socket] = field(default_factory=list)
+
+    @classmethod
+    def open(
+        cls,
+        policy: Policy,
+        namespaced: bool,
+        endpoints: list[tuple[str, int]],
+        denied: frozenset[int],
+        on_refused: Callable[[Refusal], None],
+    ) -> Egress:
+        """The way out of an agent under ``policy`` (not open): ``namespaced`` where the agent starts in
+        a namespace of its own (:meth:`enter`, in its spawn thread), its model APIs at ``endpoints``."""
+        local = {port: (host, port) for host, port in endpoints if host in LOOPBACK and port not in denied}
+        remote = tuple(Rule(host, (port,)) for host, port in endpoints if host not in LOOPBACK)
+        gate = Gate(Policy(False, policy.rules + remote, policy.text), denied, on_refused)
+        found = cls({}, frozenset(), namespaced, gate, local if namespaced else {})
+        proxy.start()  # here, in baton's network namespace, not in the agent's spawn thread
+        if namespaced:
+            found.proxy_port = next(p for p in range(PROXY_PORT, 65536) if p not in local)
+        else:  # served now, on the host's loopback: the walls allow its port and the model APIs'
+            sock = netns.listener()
+            found.sockets.append(sock)
+            found.proxy_port = sock.getsockname()[1]
+            found.served.append(proxy.serve(sock, gate))
+        found.ports = frozenset({found.proxy_port, *local})
+        found.env = _proxy_env(found.proxy_port)
+        return found
+
+    def enter(self) -> None:
+        """In the thread that starts the agent, before it is walled in: into a network namespace of
+        its own, where baton listens for the proxy and the relays. OSError when that fails."""
+        netns.enter()
+        sock = netns.listener(self.proxy_port)
+        self.sockets.append(sock)
+        self.served.append(proxy.serve(sock, self.gate))
+        for port, (host, target) in self.relays.items():
+            relay = netns.listener(port)
+            self.sockets.append(relay)
+            self.served.append(proxy.forward(relay, "127.0.0.1" if host == "localhost" else host, target))
+
+    def close(self) -> None:
+        for served in self.served:
+            served.close()
+        for sock in self.sockets:
+            sock.close()
+        self.served, self.sockets = [], []
+
+
+def _proxy_env(port: int) -> dict[str, str]:
+    """The proxy variables every tool reads (curl only the lower-case ``http_proxy``; git, pip, npm,
+    Node ≥ 24 with ``NODE_USE_ENV_PROXY``, Python's and Rust's HTTP clients either), the model APIs
+    on loopback spared."""
+    url = f"http://127.0.0.1:{port}"
+    spared = ",".join(LOOPBACK)
+    names = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+    return {
+        **dict.fromkeys(names, url),
+        "NO_PROXY": spared,
+        "no_proxy": spared,
+        "NODE_USE_ENV_PROXY": "1",
+        "npm_config_proxy": url,
+        "npm_config_https_proxy": url,
+    }
+
+
+def describe(mode: str, walled: bool) -> str:
+    """For ``baton doctor``: what keeps a walled agent's network to the proxy here."""
+    if not walled:
+        return "not enforced (agents are not walled in): the proxy variables are a request, not a wall"
+    if applies(mode):
+        return "own network namespace, only loopback: out through baton's egress proxy alone"
+    why = "BATON_NET_NS=off" if mode == "off" else f"no network namespace: {netns.probe()}"
+    return (
+        f"the walls' TCP rule allows only the proxy's port and the model APIs' ({why}); UDP (DNS) "
+        "and a connection to a model API's port on another host stay open"
+    )

@@ -1,0 +1,152 @@
+"""The agent's one way out (baton.sandbox.egress, proxy, netns; the allow-list of baton.allowlist):
+through ``baton.run`` with the fake agent, whose ``FAKE_AGENT_RUN`` command stands for its shell tool,
+at access ``full``. A local HTTP server named ``allowed.test`` (the proxy's test-only resolution maps
+the name to 127.0.0.1) is on the run's list: ``curl`` reaches it through the proxy; another name is
+refused with 403, its reason, an audit row and an event of the run; a raw TCP connection to any port
+(the test server's own, PostgreSQL's) fails — in the agent's network namespace, and where there is none
+(``net_ns = off``) by the walls' TCP rule. ``egress = "open"`` keeps what the agent reached before.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shlex
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from baton import RunRequest, run
+from baton.allowlist import parse
+from baton.errors import BadInput
+from baton.models import Access, Outcome
+from baton.sandbox import proxy
+from baton.sandbox.egress import applies
+from baton.settings import Settings, load_settings
+from baton.store import open_store
+from tests.conftest import FAST
+
+BODY = "hello from the allowed host"
+PROBE = """
+import socket, sys
+for port in sys.argv[1:]:
+    try:
+        socket.create_connection(("127.0.0.1", int(port)), timeout=3).close()
+        print(port, "connected")
+    except OSError as exc:
+        print(port, "failed", type(exc).__name__)
+"""
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        body = BODY.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.do_GET()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def web() -> Iterator[int]:
+    """A local HTTP server (the "allowed host"): its port."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(proxy.RESOLVE, "allowed.test", "127.0.0.1")
+    monkeypatch.setitem(proxy.RESOLVE, "blocked.test", "127.0.0.1")
+
+
+def egress_settings(home: Path, egress: str, net_ns: str = "auto", ports: str = "") -> Settings:
+    values = {"home": str(home), **FAST, "egress": egress, "net_ns": net_ns, "agent_ports": ports}
+    return load_settings(overrides=values, environ={})
+
+
+def scene(port: int) -> str:
+    """What the agent runs: each line of ``out.txt`` one probe's answer."""
+    probe = shlex.join([sys.executable, "-c", PROBE, str(port), "5432"])
+    return "; ".join(
+        [
+            f"curl -sS --max-time 10 http://allowed.test:{port}/ > out.txt 2>&1; echo >> out.txt",
+            f"curl -s --max-time 10 -w ' %{{http_code}}' http://blocked.test:{port}/x >> out.txt; echo >> out.txt",
+            "curl -s --max-time 10 -o /dev/null -w '%{http_connect}' https://blocked.test/ >> out.txt; "
+            "echo >> out.txt",
+            f"{probe} >> out.txt 2>&1",
+            "env | grep -c '^https_proxy=' >> out.txt",
+        ]
+    )
+
+
+def ask(settings: Settings, repo: Path, monkeypatch: pytest.MonkeyPatch, port: int) -> list[str]:
+    monkeypatch.setenv("FAKE_AGENT_RUN", scene(port))
+    request = RunRequest(agent="fake", repo=str(repo), thread="out", prompt="work", access=Access.FULL)
+    result = run(request, settings=settings)
+    assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+    assert result.run.confined
+    return (Path(result.session.worktree) / "out.txt").read_text().splitlines()
+
+
+@pytest.mark.parametrize("net_ns", ["auto", "off"])
+def test_the_agent_reaches_only_its_allow_list_through_the_proxy(
+    net_ns: str, home: Path, src_repo: Path, web: int, named: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if net_ns == "auto" and not applies("auto"):
+        pytest.skip("this host gives no network namespace")
+    settings = egress_settings(home, f"allowed.test:{web}", net_ns, ports=str(web))
+    lines = ask(settings, src_repo, monkeypatch, web)
+    assert lines[0] == BODY, lines
+    assert lines[1].startswith(f"baton egress refused: blocked.test:{web} is not on"), lines
+    assert lines[2:4] == [" 403", "403"], lines  # and the CONNECT tunnel refused as plainly
+    # raw TCP: neither the test server's port (named in agent_ports) nor PostgreSQL's; in its own
+    # namespace nothing listens there (the walls allow the agent_ports), else the walls refuse them
+    why = "ConnectionRefusedError" if net_ns == "auto" else "PermissionError"
+    assert lines[4] == f"{web} failed {why}" and lines[5].startswith("5432 failed"), lines
+    assert lines[6] == "1", lines  # told the proxy
+    store = open_store(settings.resolved_store_url)
+    rows = [r for r in store.list_audit() if r["action"] == "egress.refused"]
+    store.close()
+    refused = sorted((r["detail"]["host"], r["detail"]["port"], r["detail"]["method"]) for r in rows)
+    assert refused == [("blocked.test", 443, "CONNECT"), ("blocked.test", web, "GET")], rows
+    assert all(r["actor"].startswith("run:") and r["detail"]["run_id"] for r in rows)
+    log = (home / "logs" / f"{rows[0]['detail']['run_id']}.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in log if "baton.egress_refused" in line]
+    assert {(e["host"], e["port"]) for e in events} == {("blocked.test", 443), ("blocked.test", web)}
+
+
+def test_open_egress_keeps_what_the_agent_reached_before(
+    home: Path, src_repo: Path, web: int, named: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No proxy, no namespace: the port ``agent_ports`` names is reached directly, as on main."""
+    lines = ask(egress_settings(home, "open", ports=str(web)), src_repo, monkeypatch, web)
+    assert lines[-3] == f"{web} connected" and lines[-2].startswith("5432 failed"), lines
+    assert lines[-1] == "0", lines
+
+
+def test_the_allow_list_is_parsed_and_checked() -> None:
+    policy = parse(["registries", "*.example.com", "api.test:8443 GET HEAD"])
+    assert policy.refusal("pypi.org", 443, "CONNECT") is None
+    assert policy.refusal("a.b.example.com", 80, "POST") is None
+    assert policy.refusal("example.com", 443, "CONNECT") is not None  # only names beneath it
+    assert policy.refusal("pypi.org", 22, "CONNECT") is not None  # 80 and 443 unless a port is named
+    assert policy.refusal("api.test", 8443, "GET") is None
+    assert "POST" in (policy.refusal("api.test", 8443, "POST") or "")
+    assert parse("open").open and not parse("none").open and parse("none").rules == ()
+    for bad in ("open, pypi.org", "bad_host!", "pypi.org:99999", "x.org G3T"):
+        with pytest.raises(BadInput, match="egress"):
+            parse(bad)
