@@ -42,14 +42,14 @@ for port in sys.argv[1:]:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+    def do_GET(self) -> None:
         body = BODY.encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.do_GET()
 
     def log_message(self, *args: object) -> None:
@@ -84,7 +84,8 @@ def scene(port: int) -> str:
     return "; ".join(
         [
             f"curl -sS --max-time 10 http://allowed.test:{port}/ > out.txt 2>&1; echo >> out.txt",
-            f"curl -s --max-time 10 -w ' %{{http_code}}' http://blocked.test:{port}/x >> out.txt; echo >> out.txt",
+            f"curl -s --max-time 10 -w ' %{{http_code}}' http://blocked.test:{port}/x >> out.txt",
+            "echo >> out.txt",
             "curl -s --max-time 10 -o /dev/null -w '%{http_connect}' https://blocked.test/ >> out.txt; "
             "echo >> out.txt",
             f"{probe} >> out.txt 2>&1",
