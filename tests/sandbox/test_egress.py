@@ -5,11 +5,14 @@ the name to 127.0.0.1) is on the run's list: ``curl`` reaches it through the pro
 refused with 403, its reason, an audit row and an event of the run; a raw TCP connection to any port
 (the test server's own, PostgreSQL's) fails — in the agent's network namespace, and where there is none
 (``net_ns = off``) by the walls' TCP rule. ``egress = "open"`` keeps what the agent reached before.
+The real Claude Code CLI, egress on, still reaches its mock model on the host's loopback (relayed into
+its namespace) while its Bash tool's ``curl`` goes through the proxy.
 """
 
 from __future__ import annotations
 
 import http.server
+import importlib
 import json
 import shlex
 import sys
@@ -27,7 +30,9 @@ from baton.sandbox import proxy
 from baton.sandbox.egress import applies
 from baton.settings import Settings, load_settings
 from baton.store import open_store
-from tests.conftest import FAST
+from baton.testing import MockModel
+from baton.testing.tools import tool_marker
+from tests.conftest import FAST, MOCKS
 
 BODY = "hello from the allowed host"
 PROBE = """
@@ -151,3 +156,40 @@ def test_the_allow_list_is_parsed_and_checked() -> None:
     for bad in ("open, pypi.org", "bad_host!", "pypi.org:99999", "x.org G3T"):
         with pytest.raises(BadInput, match="egress"):
             parse(bad)
+
+
+@pytest.fixture
+def claude(home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[MockModel]:
+    (tmp_path / "user-home").mkdir()  # as test_access_real: the CLI's shells skip this machine's ~/.bashrc
+    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
+    module, name = MOCKS["claude"]
+    with getattr(importlib.import_module(module), name)() as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        server.configure_home(home / "homes" / "claude")
+        yield server
+
+
+@pytest.mark.slow
+def test_the_real_claude_cli_reaches_its_model_and_only_its_list(
+    home: Path, src_repo: Path, web: int, named: None, claude: MockModel
+) -> None:
+    """Claude Code at ``full``, egress on: its turn reaches the mock model (on the host's 127.0.0.1),
+    and the ``curl`` its Bash tool runs gets the allowed host and a 403 for another."""
+    command = (
+        f"curl -sS --max-time 10 http://allowed.test:{web}/; echo; "
+        f"curl -s --max-time 10 -w ' %{{http_code}}' http://blocked.test:{web}/"
+    )
+    request = RunRequest(
+        agent="claude",
+        repo=str(src_repo),
+        thread="egress",
+        prompt=f"fetch it {tool_marker('Bash', command=command)}",
+        access=Access.FULL,
+    )
+    result = run(request, settings=egress_settings(home, f"allowed.test:{web}"))
+    assert result.run.outcome == Outcome.SUCCEEDED and result.run.confined, result.run.error
+    last = claude.conversation()[-1]  # type: ignore[attr-defined]
+    blocks = [b for b in last.messages[-1]["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
+    output = str(blocks[0].get("content"))
+    assert BODY in output and f"baton egress refused: blocked.test:{web}" in output and " 403" in output, output
