@@ -190,6 +190,19 @@ def test_the_real_claude_cli_reaches_its_model_and_only_its_list(
     result = run(request, settings=egress_settings(home, f"allowed.test:{web}"))
     assert result.run.outcome == Outcome.SUCCEEDED and result.run.confined, result.run.error
     last = claude.conversation()[-1]  # type: ignore[attr-defined]
-    blocks = [b for b in last.messages[-1]["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
+    blocks = [
+        b for b in last.messages[-1]["content"] if isinstance(b, dict) and b.get("type") == "tool_result"
+    ]
     output = str(blocks[0].get("content"))
-    assert BODY in output and f"baton egress refused: blocked.test:{web}" in output and " 403" in output, output
+    assert BODY in output and f"baton egress refused: blocked.test:{web}" in output and " 403" in output, (
+        output
+    )
+
+
+def test_doctor_says_loudly_when_egress_is_open(home: Path) -> None:
+    from baton.housekeeping.doctor import check_egress
+
+    opened = check_egress(egress_settings(home, "open"))
+    assert opened.status.value == "warn" and opened.detail.startswith("OPEN (egress = open)")
+    fallback = check_egress(egress_settings(home, "registries", net_ns="off"))
+    assert "allows only the proxy's port" in fallback.detail and "BATON_NET_NS=off" in fallback.detail

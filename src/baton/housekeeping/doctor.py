@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from baton import allowlist
 from baton.agents import AGENTS, get_agent
 from baton.agents.acp import AcpAgent
 from baton.agents.base import Agent
@@ -27,7 +28,7 @@ from baton.housekeeping import privacy
 from baton.housekeeping.quotas import held_lines
 from baton.install import agents_hint
 from baton.models import SessionRecord
-from baton.sandbox import contain
+from baton.sandbox import contain, egress
 from baton.sandbox.confine import describe
 from baton.settings import Settings
 from baton.store import open_store
@@ -332,6 +333,7 @@ def run_doctor(
         check_orphans(settings),
         *check_quotas(settings),
         check_confinement(settings),
+        check_egress(settings),
         check_containment(settings),
         *agents,
     ]
@@ -360,6 +362,23 @@ def check_confinement(settings: Settings) -> Check:
     found = describe(settings)
     status = CheckStatus.OK if found.walled else CheckStatus.WARN if found.ok else CheckStatus.ERROR
     return Check("agent confinement", status, found.detail)
+
+
+def check_egress(settings: Settings) -> Check:
+    """Where a walled agent may connect (the setting ``egress``; a forge repository's or a run's wins):
+    a warning, said loudly, while it is ``open``, or where no network namespace holds the agent."""
+    policy = allowlist.parse(settings.egress)
+    if policy.open:
+        return Check(
+            "agent egress",
+            CheckStatus.WARN,
+            "OPEN (egress = open): a walled agent connects to any host on ports 80, 443, 22, 9418 and its "
+            "base URLs' — it can send what it reads anywhere; set egress (registries, hosts) to let it out "
+            "through baton's proxy only",
+        )
+    how = egress.describe(settings.net_ns, describe(settings).walled)
+    status = CheckStatus.OK if how.startswith("own network namespace") else CheckStatus.WARN
+    return Check("agent egress", status, f"allow-list {policy.text}: {how}")
 
 
 def check_containment(settings: Settings) -> Check:
