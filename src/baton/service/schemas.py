@@ -40,6 +40,8 @@ RULES: dict[str, Any] = {
     # a size as the settings take it (settings.parse_size): 1073741824, 512M, 4G, 1.5GiB; 0: no limit
     "memory": Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*[KMGTkmgt]?([iI]?[bB])?\s*$", max_length=32)],
     "pids": Annotated[int, Strict(), Field(ge=0, le=MAX_PIDS), rule.INTEGRAL],
+    # an egress allow-list as the setting takes it (baton.allowlist): presets and hosts, comma-separated
+    "egress": Annotated[str, Field(pattern=r"^[A-Za-z0-9.*:, -]+$", min_length=1, max_length=4096)],
     "cpu": Annotated[float, Strict(), Field(ge=0, le=MAX_CPU)],
     # spending caps: 0 (none) up to the caps' maxima (baton.caps.model), never NaN or infinite
     "max_usd": Annotated[float, Strict(), Field(ge=0, le=MAXIMA[Measure.USD])],
