@@ -28,6 +28,16 @@ _METHOD = re.compile(r"[A-Z]{1,20}")
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """One refused connection, for the audit log and the run's events."""
+
+    host: str
+    port: int
+    method: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Rule:
     """One allowed host: a name, or ``*.name`` for any name beneath it."""
 

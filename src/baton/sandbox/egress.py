@@ -9,15 +9,18 @@ of this (the walls' ports as before). What each host gets: docs/security.md, "Th
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from baton.allowlist import Policy, Rule
-from baton.sandbox import netns, proxy
-from baton.sandbox.proxy import Gate, Refusal
+from baton.allowlist import Policy, Refusal, Rule
 from baton.sandbox.walls import url_port
+
+if TYPE_CHECKING:  # the proxy (asyncio) and the namespace load only for a run whose egress is not open
+    import socket
+
+    from baton.sandbox.proxy import Gate, Served
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PROXY_PORT = 3128  # the proxy's port inside the agent's namespace (the first one no relay takes)
@@ -26,6 +29,8 @@ PROXY_PORT = 3128  # the proxy's port inside the agent's namespace (the first on
 def applies(mode: str) -> bool:
     """Whether agents get their own network namespace: ``BATON_NET_NS`` against this host
     (:func:`netns.probe`)."""
+    from baton.sandbox import netns
+
     return mode != "off" and netns.probe() is None
 
 
@@ -50,7 +55,7 @@ class Egress:
     gate: Gate
     relays: dict[int, tuple[str, int]] = field(default_factory=dict)  # namespace port → host address
     proxy_port: int = 0
-    served: list[proxy.Served] = field(default_factory=list)
+    served: list[Served] = field(default_factory=list)
     sockets: list[socket.socket] = field(default_factory=list)
 
     @classmethod
@@ -64,6 +69,9 @@ class Egress:
     ) -> Egress:
         """The way out of an agent under ``policy`` (not open): ``namespaced`` where the agent starts in
         a namespace of its own (:meth:`enter`, in its spawn thread), its model APIs at ``endpoints``."""
+        from baton.sandbox import netns, proxy
+        from baton.sandbox.proxy import Gate
+
         local = {port: (host, port) for host, port in endpoints if host in LOOPBACK and port not in denied}
         remote = tuple(Rule(host, (port,)) for host, port in endpoints if host not in LOOPBACK)
         gate = Gate(Policy(False, policy.rules + remote, policy.text), denied, on_refused)
@@ -83,6 +91,8 @@ class Egress:
     def enter(self) -> None:
         """In the thread that starts the agent, before it is walled in: into a network namespace of
         its own, where baton listens for the proxy and the relays. OSError when that fails."""
+        from baton.sandbox import netns, proxy
+
         netns.enter()
         sock = netns.listener(self.proxy_port)
         self.sockets.append(sock)
@@ -123,6 +133,8 @@ def describe(mode: str, walled: bool) -> str:
         return "not enforced (agents are not walled in): the proxy variables are a request, not a wall"
     if applies(mode):
         return "own network namespace, only loopback: out through baton's egress proxy alone"
+    from baton.sandbox import netns
+
     why = "BATON_NET_NS=off" if mode == "off" else f"no network namespace: {netns.probe()}"
     return (
         f"the walls' TCP rule allows only the proxy's port and the model APIs' ({why}); UDP (DNS) "

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from baton.allowlist import Refusal
 from baton.errors import AgentError
 from baton.sandbox import egress, mountns
 from baton.sandbox.agentenv import agent_env
@@ -28,7 +29,6 @@ from baton.sandbox.contain import Containment, Reaped, end_stale, limits_of
 from baton.sandbox.diskwatch import DiskWatch
 from baton.sandbox.egress import Egress, model_endpoints
 from baton.sandbox.landlock import Ruleset
-from baton.sandbox.proxy import Refusal
 from baton.sandbox.reaper import STARTING
 from baton.sandbox.walls import GitParts, Walls, denied_ports, ruleset
 from baton.settings import Settings

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from baton.allowlist import Policy
+from baton.allowlist import Policy, Refusal
 
 HEAD_LIMIT = 64 * 1024  # a request head larger than this is refused
 HEAD_TIMEOUT = 30.0  # seconds a client may take to send its request head
@@ -28,16 +28,6 @@ CONNECT_TIMEOUT = 15.0
 # Test-only: a name the proxy resolves to this address instead of asking DNS (tests name a local server
 # as if it were a remote host). Never set outside tests.
 RESOLVE: dict[str, str] = {}
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """One refused connection, for the audit log and the run's events."""
-
-    host: str
-    port: int
-    method: str
-    reason: str
 
 
 @dataclass(frozen=True)
