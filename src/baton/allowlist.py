@@ -72,6 +72,13 @@ class Policy:
             return f"{method} to {host}:{port} is not allowed by this run's egress allow-list ({self.text})"
         return None
 
+    def within(self, outer: Policy) -> bool:
+        """Whether this policy allows nothing ``outer`` refuses: each of its hosts (a wildcard only under
+        one of ``outer``'s as wide), on each of its ports, and no method ``outer`` refuses."""
+        if outer.open:
+            return True
+        return not self.open and all(_covered(rule, outer.rules) for rule in self.rules)
+
     def names(self, host: str) -> bool:
         """Whether an entry names ``host`` itself (an address written out: the operator meant it)."""
         return any(rule.host == host.lower() for rule in self.rules)
@@ -109,3 +116,22 @@ def _rule(entry: str, where: str) -> Rule:
             "as pypi.org or *.example.com, optionally :PORT and HTTP methods: 'api.example.com GET HEAD')"
         )
     return Rule(host, (int(port),) if port else WEB_PORTS, methods)
+
+
+def _covered(rule: Rule, outer: tuple[Rule, ...]) -> bool:
+    """Whether the rules ``outer`` allow all that ``rule`` does."""
+    for port in rule.ports:
+        found = [o for o in outer if port in o.ports and _wider(o.host, rule.host)]
+        if not found or (all(o.methods for o in found) and not rule.methods):
+            return False
+        methods = frozenset().union(*(o.methods for o in found)) if all(o.methods for o in found) else None
+        if methods is not None and not rule.methods <= methods:
+            return False
+    return True
+
+
+def _wider(outer: str, host: str) -> bool:
+    """Whether the host entry ``outer`` matches every name the entry ``host`` does."""
+    if outer == host:
+        return True
+    return outer.startswith("*.") and host.removeprefix("*.").endswith(outer[1:])

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from baton import RunRequest, run
+from baton import RunRequest, allowlist, run
 from baton.allowlist import parse
 from baton.errors import BadInput
 from baton.models import Access, Outcome
@@ -32,7 +32,8 @@ from baton.settings import Settings, load_settings
 from baton.store import open_store
 from baton.testing import MockModel
 from baton.testing.tools import tool_marker
-from tests.conftest import FAST, MOCKS
+from tests.conftest import FAST, MOCKS, make_repo
+from tests.service_fixtures import run_service
 
 BODY = "hello from the allowed host"
 PROBE = """
@@ -206,3 +207,33 @@ def test_doctor_says_loudly_when_egress_is_open(home: Path) -> None:
     assert opened.status.value == "warn" and opened.detail.startswith("OPEN (egress = open)")
     fallback = check_egress(egress_settings(home, "registries", net_ns="off"))
     assert "allows only the proxy's port" in fallback.detail and "BATON_NET_NS=off" in fallback.detail
+
+
+def test_a_run_may_narrow_the_allow_list_never_widen_it() -> None:
+    """What an API caller asks for is held within the operator's setting (``Policy.within``)."""
+    outer = allowlist.parse("registries, *.example.com, api.acme.test GET")
+    assert allowlist.parse("pypi.org").within(outer)
+    assert allowlist.parse("docs.example.com, *.cdn.example.com").within(outer)
+    assert allowlist.parse("api.acme.test GET").within(outer)
+    assert allowlist.parse("none").within(outer)
+    assert not allowlist.parse("open").within(outer)
+    assert not allowlist.parse("evil.test").within(outer)
+    assert not allowlist.parse("*.com").within(outer)
+    assert not allowlist.parse("pypi.org:22").within(outer)
+    assert not allowlist.parse("api.acme.test").within(outer), "any method, where GET only is allowed"
+    assert not allowlist.parse("api.acme.test POST").within(outer)
+    assert allowlist.parse("open").within(allowlist.parse("open"))
+
+
+def test_the_api_refuses_a_run_that_widens_the_services_egress(tmp_path: Path) -> None:
+    settings = load_settings(
+        overrides={"home": str(tmp_path / "home"), **FAST, "egress": "registries"}, environ={}
+    )
+    with run_service(settings) as running, running.client("run") as http:
+        body = {"agent": "fake", "repo": str(make_repo(tmp_path / "src")), "thread": "t"}
+        refused = http.post("/v1/runs", json={**body, "prompt": "hi", "egress": "open"})
+        assert refused.status_code == 422, refused.text
+        assert "a run may narrow it, never widen it" in refused.text
+        assert http.get("/v1/runs").json()["runs"] == [], "nothing written"
+        narrowed = http.post("/v1/runs", json={**body, "prompt": "hi", "egress": "pypi.org"})
+        assert narrowed.status_code == 202, narrowed.text

@@ -20,7 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
-from baton import tracing
+from baton import allowlist, tracing
 from baton.errors import BadInput, NotFound
 from baton.fleet import jobs
 from baton.fleet.executor import Executor
@@ -199,6 +199,7 @@ def submit_run(
     the runs of one key start in the order they were submitted. With tracing on, a caller's W3C
     ``traceparent`` header makes the run a part of the caller's trace."""
     request = RunRequest(**dict(body))  # typed by pydantic already: no second check
+    narrower(settings, request.egress)
     with tracing.span("api.submit", parent=tracing.incoming(traceparent)):
         job = jobs.submit(store, settings, request, actor.name)  # BadInput: 422, nothing written
     # handed to the executor once the 202 is sent: the run's start does not compete with the answer
@@ -229,6 +230,19 @@ def list_runs(
         "offset": offset,
         "next_offset": offset + limit if len(found) > limit else None,
     }
+
+
+def narrower(settings: Settings, egress: str | None) -> None:
+    """A caller of the API may narrow the operator's egress allow-list (the setting), never widen it:
+    BadInput (422, nothing written) naming what it would open."""
+    if egress is None:
+        return
+    asked, allowed = allowlist.parse(egress, "egress"), allowlist.parse(settings.egress)
+    if not asked.within(allowed):
+        raise BadInput(
+            f"egress: {asked.text!r} allows more than the service's egress setting ({allowed.text!r}); "
+            "a run may narrow it, never widen it"
+        )
 
 
 def _slug(repo: str | None) -> str | None:
