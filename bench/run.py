@@ -40,8 +40,9 @@ import bench_sync
 import bench_workers
 from bench_agents import CODEX, GEMINI
 from common import Repos, Suite, fmt_bytes, log, markdown_table, row_order
-from environment import agent_versions, file_creation_cost, versions
 from repogen import RepoShape, generate_repo
+
+from environment import agent_versions, file_creation_cost, versions
 
 HERE = Path(__file__).resolve().parent
 

@@ -268,6 +268,7 @@ def test_disk_card_equals_baton_du(fleet: Fleet, tabs: Tabs) -> None:
         "snapshots": sum(s["snapshot"] for s in sessions),
         "caches": sum(du["caches"].values()),
         "package_caches": sum(du["package_caches"].values()),
+        "prepared": sum(int(p["bytes"]) for p in du["prepared"].values()),
         "homes": max(0, sum(du["homes"].values()) - transcripts),
     }
     links = tab.page.eval_on_selector_all("#largest a", "els => els.map(e => e.getAttribute('href'))")

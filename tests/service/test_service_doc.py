@@ -325,9 +325,18 @@ def caps_checks() -> list[tuple[str, str, int, Check | None]]:
 
 def forge_checks() -> list[tuple[str, str, int, Check | None]]:
     one = "/v1/forge/threads/github/acme/api/42"
+    unbound = "gitlab:acme/api!7 is not bound to a thread"
     return [
         ("GET", r"/v1/forge/threads\?status=needs_human", 200, lambda c: assert_in(str(c.json()), {"[]"})),
         ("GET", one, 200, keys("binding", "needs_human", "links", "events", "turns", "budget")),
+        # GitLab's merge request !7: this world has no GitLab, so no such thread (the route and its
+        # ?pr=true are taken: a 404 naming the thread, not a 422)
+        (
+            "GET",
+            r"/v1/forge/threads/gitlab/acme/api/7\?pr=true",
+            404,
+            lambda c: assert_in(c.json()["detail"], {unbound}),
+        ),
         ("POST", "/v1/forge/threads", 201, keys("forge", "repo", "number", "agent", "thread")),
         ("DELETE", one, 200, keys("unbound")),
         ("POST", "/v1/forge/reconcile", 200, keys("repos", "threads", "found", "outcomes", "errors")),

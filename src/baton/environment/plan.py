@@ -6,24 +6,28 @@ repository's lock files, so a preparation is made again exactly when one of them
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
-# where a plan comes from, in the order baton looks (a configured ``setup`` wins over all of them)
-CONFIG = "config"
-BATON_SETUP = ".baton/setup.sh"
-BATON_MAINTAIN = ".baton/maintain.sh"
-DEVCONTAINER = ".devcontainer/devcontainer.json"
-DEVCONTAINER_ROOT = ".devcontainer.json"
-COPILOT = ".github/workflows/copilot-setup-steps.yml"
-SOURCES = (BATON_SETUP, DEVCONTAINER, DEVCONTAINER_ROOT, COPILOT)  # the repository's, in that order
+from baton.environment import (  # where a plan comes from, in the order baton looks
+    BATON_MAINTAIN,
+    BATON_SETUP,
+    CONFIG,
+    COPILOT,
+    DEVCONTAINER,
+    DEVCONTAINER_ROOT,
+    SOURCES,
+)
 
-
-def wanted(worktree: Path, configured: str | None) -> bool:
-    """Whether a key may have a setup: one configured, or a source in its worktree (no file read)."""
-    return bool(configured and configured.strip()) or any(os.path.lexists(worktree / n) for n in SOURCES)
+__all__ = [
+    "BATON_MAINTAIN",
+    "BATON_SETUP",
+    "CONFIG",
+    "COPILOT",
+    "DEVCONTAINER",
+    "DEVCONTAINER_ROOT",
+    "SOURCES",
+]
 
 
 @dataclass(frozen=True)

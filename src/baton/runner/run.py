@@ -19,9 +19,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from baton import retry, tracing
+from baton import environment, retry, tracing
 from baton.agents import get_agent
-from baton.environment import plan
 from baton.errors import Cancelled, DiskFull, NotWaiting, QuotaHeld
 from baton.files import make_private_dir
 from baton.models import Access, Mode, Outcome, PromptKind, RunRecord, SessionRecord
@@ -275,7 +274,7 @@ def _execute(ctx: Context, last: RunRecord | None, stored: SessionRecord | None)
 def _environment(ctx: Context, prepared: Prepared) -> tuple[Prepared, RunRecord | None]:
     """The key's environment prepared when it needs it (:mod:`baton.runner.setup`): what it did goes
     on the first attempt's note and prompt; a setup that did not succeed is the turn's recorded end."""
-    if ctx.access == Access.READ or not plan.wanted(prepared.worktree, ctx.request.setup):
+    if ctx.access == Access.READ or not environment.wanted(prepared.worktree, ctx.request.setup):
         return prepared, None  # (a turn at read changes nothing; no setup: none of it is imported)
     from baton.runner.setup import prepare_environment, record_failed
 
