@@ -8,17 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from baton.environment import jsonc
+from baton.environment import BATON_SETUP, CONFIG, COPILOT, DEVCONTAINER, jsonc
 from baton.environment.discover import BASH, SH, Unreadable, discover
-from baton.environment.plan import (
-    BATON_SETUP,
-    CONFIG,
-    COPILOT,
-    DEVCONTAINER,
-    Command,
-    expand,
-    setup_env,
-)
+from baton.environment.plan import Command, expand, setup_env
 from baton.environment.testcmd import test_command as find_test_command
 
 DEVCONTAINER_JSON = """{

@@ -14,8 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from baton.environment import jsonc
-from baton.environment.plan import (
+from baton.environment import (
     BATON_MAINTAIN,
     BATON_SETUP,
     CONFIG,
@@ -23,9 +22,9 @@ from baton.environment.plan import (
     DEVCONTAINER,
     DEVCONTAINER_ROOT,
     SOURCES,
-    Command,
-    SetupPlan,
+    jsonc,
 )
+from baton.environment.plan import Command, SetupPlan
 from baton.workspace import nofollow
 
 LOCK_FILES = (

@@ -9,26 +9,6 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from baton.environment import (  # where a plan comes from, in the order baton looks
-    BATON_MAINTAIN,
-    BATON_SETUP,
-    CONFIG,
-    COPILOT,
-    DEVCONTAINER,
-    DEVCONTAINER_ROOT,
-    SOURCES,
-)
-
-__all__ = [
-    "BATON_MAINTAIN",
-    "BATON_SETUP",
-    "CONFIG",
-    "COPILOT",
-    "DEVCONTAINER",
-    "DEVCONTAINER_ROOT",
-    "SOURCES",
-]
-
 
 @dataclass(frozen=True)
 class Command:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from baton.agents import get_agent
-from baton.environment.plan import DEVCONTAINER, DEVCONTAINER_ROOT, Command, SetupPlan, expand, setup_env
+from baton.environment import DEVCONTAINER, DEVCONTAINER_ROOT
+from baton.environment.plan import Command, SetupPlan, expand, setup_env
 from baton.errors import AgentError
 from baton.models import Access, Outcome
 from baton.runner.process import ProcessResult, RunLog, run_process
