@@ -90,7 +90,7 @@ class Settings:
         "`container_engine`); a forge repository's `environment` and a run's `--environment` win "
         "([environment.md](environment.md#containers))"))
     container_engine: str = field(default="podman", metadata=about(
-        "`podman` or `docker`: the engine that runs `environment = \"container\"`"))
+        "the engine that runs `environment = \"container\"` ([environment.md](environment.md#containers))"))
     unreachable_grace: float = field(default=20.0, metadata=about(
         "seconds an agent may report nothing but failed connections to its model API (a wrong "
         "`ANTHROPIC_BASE_URL`, a server that is down) before the turn ends `failed`, naming the address "

@@ -1,19 +1,12 @@
 """The agent (and its repository's setup) inside the repository's own image, for ``environment =
-"container"``: another way to start it, chosen by :meth:`baton.sandbox.enclosure.Enclosure.open`. The
-process baton starts and watches is ``podman run --rm -i --init`` (or docker's): its stdout is the
-agent's, a SIGTERM to its group reaches the agent through the engine's signal proxy and the init, and
-whatever is left when the enclosure closes is removed by name (``rm -f``), so a cancel, a timeout or a
-kill never leaves a container behind.
-
-The same promises as the walls (:mod:`baton.sandbox.walls`), kept by the container's own means: only
-the key's parts are mounted, at their own paths (its worktree, writable at ``edit``; its home, temp dir
-and shared caches; the git data a commit on its branch writes, the rest of the cache clone read-only;
-the CLI's installation and baton's interpreter read-only) — never the store, another key or
-``BATON_HOME`` itself; a read-only root, no capabilities, no new privileges, its own PID namespace, the
-run's limits as ``--memory``, ``--pids-limit`` and ``--cpus``. Secrets never reach the argv: a variable
-of the agent's environment goes as ``-e NAME``, its value in the engine's own environment. The network is
-the host's (the model's base URL on loopback stays reachable): the walls' TCP rule does not apply
-inside, and an egress allow-list is refused rather than not enforced (docs/security.md).
+"container"``: another way to start it, chosen by :meth:`baton.sandbox.enclosure.Enclosure.open`. baton
+starts and watches ``podman run --rm -i --init`` (or docker's): its stdout is the agent's, a SIGTERM to
+its group reaches the agent through the engine's signal proxy and the init, and the enclosure removes
+by name (``rm -f``) whatever a kill left. The walls' promises, by the container's means: only the key's
+parts mounted, at their own paths (:func:`mounts`), a read-only root, no capabilities, its own PID
+namespace, the run's limits as flags; a variable goes as ``-e NAME``, its value in the engine's own
+environment, never on the argv. The network is the host's (the model's base URL on loopback): the
+walls' TCP rule does not apply inside, so an egress allow-list is refused (docs/security.md).
 """
 
 from __future__ import annotations
@@ -126,7 +119,9 @@ class Container:
             else:
                 options += ["-e", key]
                 passed[key] = value
-        program = os.path.realpath(argv[0]) if os.path.isabs(argv[0]) else argv[0]
+        program = argv[0]  # a mounted installation's by its resolved path; the image's system's as named
+        if os.path.isabs(program) and not _system(program):
+            program = os.path.realpath(program)
         return [self.engine, *options, self.image, program, *argv[1:]], passed
 
     def remove(self, name: str) -> None:
