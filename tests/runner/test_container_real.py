@@ -3,7 +3,8 @@ from a Containerfile on the Debian base image (``localhost/baton-base:trixie``, 
 deploy/image/base.sh as the image test makes it: no registry here) runs its setup and the fake agent
 inside it. The agent sees the image's own file, its writes land in the key's worktree on the host, it
 cannot see the store or another key's worktree, a variable of its environment reaches it but not the
-run's log, and a cancel leaves no container behind (``podman ps -a``).
+run's log, and a cancel leaves no container behind (``podman ps -a``). Then the real Claude Code CLI,
+in the base image itself, against the mock model on the host's loopback: its Bash tool runs there.
 
 Needs root and podman (``make setup`` installs podman, runc and debootstrap); fails, never skips,
 without. The engine's settings are the fleet's (deploy/fleet/containers.conf: runc, the rlimits).
@@ -11,20 +12,24 @@ without. The engine's settings are the fleet's (deploy/fleet/containers.conf: ru
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from baton import Outcome, RunRequest, RunResult, run
-from baton.models import Environment
-from baton.settings import Settings
-from tests.conftest import make_repo
+from baton.models import Access, Environment
+from baton.settings import Settings, load_settings
+from baton.testing import MockModel
+from baton.testing.tools import tool_marker
+from tests.conftest import FAST, MOCKS, make_repo
 
 pytestmark = pytest.mark.slow
 SERVICE_FIXTURES = {"base_image": "image"}  # podman as root, like the image's own test
@@ -163,3 +168,43 @@ def _agent_up(settings: Settings) -> bool:
         ):
             return True
     return False
+
+
+@pytest.fixture
+def claude(home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[MockModel]:
+    """The mock Anthropic API on the host's loopback, Claude Code's home configured for it."""
+    (tmp_path / "user-home").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
+    module, name = MOCKS["claude"]
+    with getattr(importlib.import_module(module), name)() as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        server.configure_home(home / "homes" / "claude")
+        yield server
+
+
+def test_the_real_claude_cli_runs_its_bash_tool_in_the_image(
+    engine: str, home: Path, tmp_path: Path, claude: MockModel
+) -> None:
+    """Claude Code (its native binary, mounted read-only) in the Debian trixie image on this bookworm
+    host: its turn reaches the mock model on the host's loopback, and its Bash tool runs in the image."""
+    repo = make_repo(tmp_path / "r", {".devcontainer.json": f'{{"image": "{BASE}"}}', "README.md": "# r\n"})
+    command = "cat /etc/debian_version > inside.txt; echo wrote"
+    request = RunRequest(
+        agent="claude",
+        repo=str(repo),
+        thread="t1",
+        prompt=f"look {tool_marker('Bash', command=command)}",
+        access=Access.FULL,
+        environment=Environment.CONTAINER,
+    )
+    result = run(request, settings=load_settings(overrides={"home": str(home), **FAST}, environ={}))
+    assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+    inside = (Path(result.session.worktree) / "inside.txt").read_text()
+    assert inside.startswith("13") and inside != Path("/etc/debian_version").read_text()  # trixie's
+    last = claude.conversation()[-1]  # type: ignore[attr-defined]
+    results = [
+        b for b in last.messages[-1]["content"] if isinstance(b, dict) and b.get("type") == "tool_result"
+    ]
+    assert "wrote" in str(results[0].get("content"))
+    assert left_containers() == []
