@@ -118,7 +118,7 @@ def test_the_agent_runs_in_the_repositorys_image_and_writes_its_worktree(
     assert (worktree / "uid.txt").read_text().strip() == str(os.getuid())
     note = result.run.note or ""
     assert "environment: in the container localhost/baton-env:" in note
-    assert "set aside: remoteUser" in note
+    assert "set aside: remoteUser" in note and "run on this host" not in note
     logged = Path(result.run.log_path).read_text()
     assert "s3cret" not in logged
     assert left_containers() == []

@@ -91,7 +91,8 @@ def _prepare(ctx: Context, tree: trees.PreparedTree, commit: str, log: Path, pre
     cache = ctx.workdirs.cache_path(ctx.key.repo)
     admin = trees.make(tree, ctx.settings.home, cache, commit, ctx.workdirs.git_env(ctx.key.agent))
     try:
-        plan = discover(tree.tree, ctx.request.setup)
+        image = prepared.container.image if prepared.container is not None else None
+        plan = discover(tree.tree, ctx.request.setup, image)
     except Unreadable:
         plan = None
     if plan is None:  # the key's own setup is not its commit's: its worktree runs it
