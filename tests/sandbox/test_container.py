@@ -50,12 +50,13 @@ def test_a_secret_goes_to_the_engine_by_name_only(tmp_path: Path) -> None:
     box = Container("/usr/bin/podman", "localhost/app:1", {"FROM_IMAGE": "x"})
     env = {"API_KEY": "s3cret", "HOME": str(home / "keys/k1/home"), "PATH": "/usr/bin:/bin"}
     argv, engine_env = box.command(
-        "baton-r1", ["/bin/true"], env, home / "wt/k1", walls(home), Limits(1 << 28, 64)
+        "baton-r1", ["/bin/true"], env, home / "wt/k1", walls(home), Limits(1 << 28, 64), timeout=100
     )
     assert "s3cret" not in " ".join(argv) and engine_env["API_KEY"] == "s3cret"
     assert argv[argv.index("API_KEY") - 1] == "-e"
     assert f"HOME={home / 'keys/k1/home'}" in argv and "FROM_IMAGE=x" in argv  # no secret: said openly
     assert engine_env.get("HOME") != str(home / "keys/k1/home")  # the engine keeps its own home
+    assert argv[argv.index("--timeout") + 1] == "160"  # a container its runner left ends by itself
     assert argv[argv.index("--memory") + 1] == str(1 << 28) and argv[argv.index("--pids-limit") + 1] == "64"
     assert {"--rm", "-i", "--init", "--read-only"} <= set(argv) and argv[-2:] == [
         "localhost/app:1",

@@ -296,7 +296,7 @@ def _launch(
     watched = [prepared.worktree, Path(env["TMPDIR"]), Path(env["HOME"])]
     name = f"{record.id}-{part}" if part else record.id
     with Enclosure.open(ctx.settings, name, ctx.resolved.limits, walls, watched, out, inside) as box:
-        argv, started_env = box.command(launch.argv, env, prepared.worktree)
+        argv, started_env = box.command(launch.argv, env, prepared.worktree, ctx.resolved.timeout)
         result = run_process(
             argv,
             started_env,

@@ -109,7 +109,7 @@ def _run_one(
     with Enclosure.open(
         ctx.settings, name, ctx.resolved.limits, room.walls, watched, inside=room.container
     ) as box:
-        argv, started_env = box.command([*JOINED, *command.argv], env, cwd)
+        argv, started_env = box.command([*JOINED, *command.argv], env, cwd, timeout)
         result = run_process(
             argv,
             started_env,

@@ -30,6 +30,7 @@ ENGINE_ENV = ("PATH", "HOME", "TMPDIR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "X
 PASSED_OPENLY = frozenset({"PATH", "HOME", "TMPDIR", "TMP", "TEMP", "LANG", "LC_ALL", "TERM", "USER"})
 LABEL = "baton.run"
 QUICK = 60.0  # seconds for an engine command that is not a build
+OUTLIVED = 60  # seconds past the run's timeout after which the engine kills a container baton left
 
 
 def engine_path(name: str) -> str:
@@ -94,10 +95,18 @@ class Container:
     env: dict[str, str] = field(default_factory=dict)  # the image's containerEnv (data, no secret)
 
     def command(
-        self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path, walls: Walls, limits: Limits
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: Path,
+        walls: Walls,
+        limits: Limits,
+        timeout: float | None = None,
     ) -> tuple[list[str], dict[str, str]]:
         """The engine's argv and environment that run ``argv`` in the container named ``name``, in ``cwd``,
-        with ``env``, behind what ``walls`` allow, within ``limits``."""
+        with ``env``, behind what ``walls`` allow, within ``limits``; podman ends it by itself
+        :data:`OUTLIVED` seconds after ``timeout`` (a runner killed with SIGKILL cannot)."""
         prepare(walls)
         options = [
             *("run", "--rm", "-i", "--init", "--pull", "never", "--name", name, "--label", f"{LABEL}={name}"),
@@ -106,6 +115,8 @@ class Container:
         ]
         if Path(self.engine).name == "podman" and os.getuid() != 0:
             options += ["--userns", "keep-id"]  # rootless: the container's user is baton's on the host
+        if Path(self.engine).name == "podman" and timeout:
+            options += ["--timeout", str(int(timeout + OUTLIVED))]
         options += _limits(limits)
         for host, inside, mode in mounts(walls):
             options += ["-v", f"{host}:{inside}:{mode}"]

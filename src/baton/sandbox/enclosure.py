@@ -152,12 +152,14 @@ class Enclosure:
         box.inside, box.name, box.walls, box.limits = inside, f"baton-{run_id}", walls, limits
         return box
 
-    def command(self, argv: list[str], env: dict[str, str], cwd: Path) -> tuple[list[str], dict[str, str]]:
-        """What to start for ``argv`` in ``cwd`` with ``env``: itself on the host, the container's engine
-        running it inside (:meth:`baton.sandbox.container.Container.command`)."""
+    def command(
+        self, argv: list[str], env: dict[str, str], cwd: Path, timeout: float | None = None
+    ) -> tuple[list[str], dict[str, str]]:
+        """What to start for ``argv`` in ``cwd`` with ``env`` (stopped at ``timeout``): itself on the
+        host, the container's engine running it inside (:meth:`.container.Container.command`)."""
         if self.inside is None or self.walls is None or self.limits is None:
             return argv, env
-        return self.inside.command(self.name, argv, env, cwd, self.walls, self.limits)
+        return self.inside.command(self.name, argv, env, cwd, self.walls, self.limits, timeout)
 
     def stop(self) -> str | None:
         """While the agent runs: a reason to stop it now (a limit of the run struck, the key's disk
