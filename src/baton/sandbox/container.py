@@ -59,7 +59,7 @@ def ensure_image(
 ) -> bool:
     """``tag`` present in the engine: built from ``dockerfile`` when it is missing (never pulled); True
     when it was built now. :class:`AgentError` with the output's tail when it cannot be had."""
-    if _run([engine, "image", "exists", tag], QUICK).returncode == 0:
+    if _run([engine, "image", "inspect", "--format", "{{.Id}}", tag], QUICK).returncode == 0:  # docker's too
         return False
     if dockerfile is None or context is None:
         raise AgentError(f"the image {tag} is not in {Path(engine).name}'s storage (baton never pulls)")
@@ -137,7 +137,8 @@ class Container:
 
     def remove(self, name: str) -> None:
         """The container ``name`` gone (killed first), whether or not it still exists."""
-        _run([self.engine, "rm", "--force", "--ignore", "--time", "0", name], QUICK)
+        podman = Path(self.engine).name == "podman"  # docker's rm has neither flag (a missing one: exit 1)
+        _run([self.engine, "rm", "--force", *(("--ignore", "--time", "0") if podman else ()), name], QUICK)
 
 
 def _limits(limits: Limits) -> list[str]:
