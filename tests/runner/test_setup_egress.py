@@ -18,7 +18,10 @@ from baton.settings import load_settings
 from baton.store import open_store
 from tests.conftest import FAST, make_repo
 from tests.runner.test_setup import walled
-from tests.sandbox.test_egress import BODY, named, web  # noqa: F401  (fixtures)
+from tests.sandbox import test_egress
+from tests.sandbox.test_egress import BODY
+
+web, named = test_egress.web, test_egress.named  # its fixtures: a local HTTP server, the proxy's names
 
 SETUP = (
     "curl -sS --max-time 10 http://allowed.test:{port}/ > got.txt 2>&1; echo >> got.txt\n"
@@ -40,7 +43,7 @@ def test_the_setup_reaches_only_its_own_list(
     home: Path,
     tmp_path: Path,
     web: int,
-    named: None,  # noqa: F811
+    named: None,
 ) -> None:
     setup = SETUP.format(port=web, other="blocked.test")
     repo = make_repo(tmp_path / "r", {".baton/setup.sh": setup, ".gitignore": "got.txt\n"})
@@ -60,7 +63,7 @@ def test_with_egress_open_the_setup_reaches_anything_as_before(
     home: Path,
     tmp_path: Path,
     web: int,
-    named: None,  # noqa: F811
+    named: None,
 ) -> None:
     setup = SETUP.format(port=web, other="127.0.0.1").replace("allowed.test", "127.0.0.1")
     repo = make_repo(tmp_path / "r", {".baton/setup.sh": setup, ".gitignore": "got.txt\n"})

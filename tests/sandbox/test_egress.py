@@ -5,8 +5,8 @@ the name to 127.0.0.1) is on the run's list: ``curl`` reaches it through the pro
 refused with 403, its reason, an audit row and an event of the run; a raw TCP connection to any port
 (the test server's own, PostgreSQL's) fails — in the agent's network namespace, and where there is none
 (``net_ns = off``) by the walls' TCP rule. ``egress = "open"`` keeps what the agent reached before.
-The real Claude Code CLI, egress on, still reaches its mock model on the host's loopback (relayed into
-its namespace) while its Bash tool's ``curl`` goes through the proxy.
+Each of the five real CLIs, egress on, still reaches its mock model on the host's loopback (relayed into
+its namespace) while its shell tool's ``curl`` goes through the proxy.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from baton.sandbox.egress import applies
 from baton.settings import Settings, load_settings
 from baton.store import open_store
 from baton.testing import MockModel
-from baton.testing.tools import tool_marker
 from tests.conftest import FAST, MOCKS, make_repo
+from tests.sandbox.test_access_real import shell_marker, tool_results
 from tests.service_fixtures import run_service
 
 BODY = "hello from the allowed host"
@@ -159,42 +159,46 @@ def test_the_allow_list_is_parsed_and_checked() -> None:
             parse(bad)
 
 
-@pytest.fixture
-def claude(home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[MockModel]:
+@pytest.fixture(params=sorted(MOCKS))
+def agent_model(
+    request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[tuple[str, MockModel]]:
+    """Each real CLI with its mock model, as test_access_real starts them."""
+    agent = str(request.param)
     (tmp_path / "user-home").mkdir()  # as test_access_real: the CLI's shells skip this machine's ~/.bashrc
     monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
-    module, name = MOCKS["claude"]
+    monkeypatch.delenv("BATON_GEMINI_MODEL", raising=False)
+    monkeypatch.delenv("GEMINI_MODEL", raising=False)
+    module, name = MOCKS[agent]
     with getattr(importlib.import_module(module), name)() as server:
         for key, value in server.env().items():
             monkeypatch.setenv(key, value)
-        server.configure_home(home / "homes" / "claude")
-        yield server
+        server.configure_home(home / "homes" / agent)
+        yield agent, server
 
 
 @pytest.mark.slow
-def test_the_real_claude_cli_reaches_its_model_and_only_its_list(
-    home: Path, src_repo: Path, web: int, named: None, claude: MockModel
+def test_each_real_cli_reaches_its_model_and_only_its_list(
+    home: Path, src_repo: Path, web: int, named: None, agent_model: tuple[str, MockModel]
 ) -> None:
-    """Claude Code at ``full``, egress on: its turn reaches the mock model (on the host's 127.0.0.1),
-    and the ``curl`` its Bash tool runs gets the allowed host and a 403 for another."""
+    """Each real CLI at ``full``, egress on: its turn reaches the mock model (on the host's 127.0.0.1,
+    relayed into its namespace), and the ``curl`` its shell tool runs gets the allowed host and a 403
+    for another."""
+    agent, model = agent_model
     command = (
         f"curl -sS --max-time 10 http://allowed.test:{web}/; echo; "
         f"curl -s --max-time 10 -w ' %{{http_code}}' http://blocked.test:{web}/"
     )
     request = RunRequest(
-        agent="claude",
+        agent=agent,
         repo=str(src_repo),
         thread="egress",
-        prompt=f"fetch it {tool_marker('Bash', command=command)}",
+        prompt=f"fetch it {shell_marker(agent, command)}",
         access=Access.FULL,
     )
     result = run(request, settings=egress_settings(home, f"allowed.test:{web}"))
     assert result.run.outcome == Outcome.SUCCEEDED and result.run.confined, result.run.error
-    last = claude.conversation()[-1]  # type: ignore[attr-defined]
-    blocks = [
-        b for b in last.messages[-1]["content"] if isinstance(b, dict) and b.get("type") == "tool_result"
-    ]
-    output = str(blocks[0].get("content"))
+    output = "\n".join(tool_results(agent, model))
     assert BODY in output and f"baton egress refused: blocked.test:{web}" in output and " 403" in output, (
         output
     )

@@ -17,6 +17,7 @@ from baton.allowlist import Policy, Rule
 from baton.errors import BatonError
 from baton.runner.state import Context
 from baton.sandbox.enclosure import Egress, Refusal, denied_ports, model_endpoints, netns_applies
+from baton.sandbox.walls import own_ports
 
 
 def agent_policy(ctx: Context) -> Policy:
@@ -61,4 +62,4 @@ def open_way(
     namespaced = confined and netns_applies(ctx.settings.net_ns)
     operators = get_agent(ctx.key.agent, ctx.settings)
     endpoints = model_endpoints(env, operators.endpoints()) if models else []
-    return Egress.open(policy, namespaced, endpoints, denied_ports(ctx.settings), refused)
+    return Egress.open(policy, namespaced, endpoints, denied_ports(ctx.settings), refused, own_ports(env))

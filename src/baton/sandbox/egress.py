@@ -66,13 +66,19 @@ class Egress:
         endpoints: list[tuple[str, int]],
         denied: frozenset[int],
         on_refused: Callable[[Refusal], None],
+        own: frozenset[int] = frozenset(),
     ) -> Egress:
         """The way out of an agent under ``policy`` (not open): ``namespaced`` where the agent starts in
-        a namespace of its own (:meth:`enter`, in its spawn thread), its model APIs at ``endpoints``."""
+        a namespace of its own (:meth:`enter`, in its spawn thread), its model APIs at ``endpoints``,
+        ``own`` the ports of the servers it listens on itself (granted, never relayed)."""
         from baton.sandbox import netns, proxy
         from baton.sandbox.proxy import Gate
 
-        local = {port: (host, port) for host, port in endpoints if host in LOOPBACK and port not in denied}
+        local = {
+            port: (host, port)
+            for host, port in endpoints
+            if host in LOOPBACK and port not in denied and port not in own
+        }
         remote = tuple(Rule(host, (port,)) for host, port in endpoints if host not in LOOPBACK)
         gate = Gate(Policy(False, policy.rules + remote, policy.text), denied, on_refused)
         found = cls({}, frozenset(), namespaced, gate, local if namespaced else {})
@@ -84,7 +90,7 @@ class Egress:
             found.sockets.append(sock)
             found.proxy_port = sock.getsockname()[1]
             found.served.append(proxy.serve(sock, gate))
-        found.ports = frozenset({found.proxy_port, *local})
+        found.ports = frozenset({found.proxy_port, *local, *own})
         found.env = _proxy_env(found.proxy_port)
         return found
 
