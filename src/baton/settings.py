@@ -272,6 +272,12 @@ class Settings:
         "so is the setup's): hosts and presets as `egress` takes them, and always the host of the "
         "repository's HTTP(S) remote; never the agent's model APIs ([environment.md](environment.md#the-"
         "setups-walls))", kind="list"))
+    egress_upstream: str = field(default="", metadata=about(
+        "the operator's HTTP proxy that baton's egress proxy connects through, for a host that reaches "
+        "the internet only that way: `http://[user:password@]host:port`; empty: `HTTPS_PROXY` (else "
+        "`HTTP_PROXY`) of baton's own environment, minus the hosts its `NO_PROXY` spares; `direct`: "
+        "never. Only connections baton's allow-list allowed reach it ([security.md](security.md#the-"
+        "network))"))
     net_ns: AutoOff = field(default="auto", metadata=about(
         "`auto`: with `egress` not `open`, a walled agent gets its own network namespace holding only "
         "loopback, reaching out through baton's proxy alone, where the host lets baton make one (root, or "
@@ -531,6 +537,8 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     settings.agent_env_names, settings.agent_port_numbers  # noqa: B018
     settings.prune_kind_names, settings.context_windows  # noqa: B018
     allowlist.parse(settings.egress)
+    if not allowlist.parse(settings.egress).open:  # a malformed proxy URL fails here, named
+        allowlist.upstream_of(settings.egress_upstream, env)
     allowlist.parse(settings.setup_egress, "setting 'setup_egress'")
     for name, choices in CHOICES.items():
         value = getattr(settings, name)

@@ -62,4 +62,6 @@ def open_way(
     namespaced = confined and netns_applies(ctx.settings.net_ns)
     operators = get_agent(ctx.key.agent, ctx.settings)
     endpoints = model_endpoints(env, operators.endpoints()) if models else []
-    return Egress.open(policy, namespaced, endpoints, denied_ports(ctx.settings), refused, own_ports(env))
+    through = allowlist.upstream_of(ctx.settings.egress_upstream)
+    denied = denied_ports(ctx.settings)
+    return Egress.open(policy, namespaced, endpoints, denied, refused, own_ports(env), through)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from baton.allowlist import Policy, Refusal, Rule
+from baton.allowlist import Policy, Refusal, Rule, Upstream
 from baton.sandbox.walls import url_port
 
 if TYPE_CHECKING:  # the proxy (asyncio) and the namespace load only for a run whose egress is not open
@@ -67,10 +67,12 @@ class Egress:
         denied: frozenset[int],
         on_refused: Callable[[Refusal], None],
         own: frozenset[int] = frozenset(),
+        upstream: Upstream | None = None,
     ) -> Egress:
         """The way out of an agent under ``policy`` (not open): ``namespaced`` where the agent starts in
         a namespace of its own (:meth:`enter`, in its spawn thread), its model APIs at ``endpoints``,
-        ``own`` the ports of the servers it listens on itself (granted, never relayed)."""
+        ``own`` the ports of the servers it listens on itself (granted, never relayed), ``upstream`` the
+        operator's proxy its allowed connections go through."""
         from baton.sandbox import netns, proxy
         from baton.sandbox.proxy import Gate
 
@@ -80,7 +82,7 @@ class Egress:
             if host in LOOPBACK and port not in denied and port not in own
         }
         remote = tuple(Rule(host, (port,)) for host, port in endpoints if host not in LOOPBACK)
-        gate = Gate(Policy(False, policy.rules + remote, policy.text), denied, on_refused)
+        gate = Gate(Policy(False, policy.rules + remote, policy.text), denied, on_refused, upstream)
         found = cls({}, frozenset(), namespaced, gate, local if namespaced else {})
         proxy.start()  # here, in baton's network namespace, not in the agent's spawn thread
         if namespaced:
