@@ -1,8 +1,8 @@
-"""Benchmark 24: what the agent's way out costs a turn (the goal: ≤ 20 ms). A resumed ``baton.run``
+"""Benchmark 25: what the agent's way out costs a turn (the goal: ≤ 20 ms). A resumed ``baton.run``
 turn of the fake agent, walled in, ``egress = "registries"`` ÷ ``"open"``: the allow-list parsed, baton's
 egress proxy listening for the run and, where the host allows one (as root here), the agent started in
-its own network namespace with the proxy and the model relays listening inside it (24a); the same
-without a namespace (``net_ns = off``: the proxy on the host's loopback, the walls' TCP rule) (24b).
+its own network namespace with the proxy and the model relays listening inside it (25a); the same
+without a namespace (``net_ns = off``: the proxy on the host's loopback, the walls' TCP rule) (25b).
 Interleaved turns of one key (rotating order, one warm-up turn); the cost is the median of the
 per-repetition differences.
 """
@@ -27,7 +27,7 @@ def _check(result: Any, _changes: dict[str, Any]) -> str | None:
 def bench_egress(root: Path, reps: int) -> list[Row]:
     root.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name, net_ns in (("24a", "auto"), ("24b", "off")):
+    for name, net_ns in (("25a", "auto"), ("25b", "off")):
         (root / name).mkdir()
         where = "its own network namespace" if net_ns == "auto" else "no namespace (net_ns = off)"
         rows.append(
@@ -46,14 +46,14 @@ def bench_egress(root: Path, reps: int) -> list[Row]:
 
 def run_group(suite: Suite, repos: Repos) -> None:
     def work() -> None:
-        suite.rows.extend(bench_egress(suite.scratch / "b24", suite.pick(REPS)))
+        suite.rows.extend(bench_egress(suite.scratch / "b25", suite.pick(REPS)))
 
-    suite.step("24 egress: the proxy and the agent's own network namespace vs open", work)
+    suite.step("25 egress: the proxy and the agent's own network namespace vs open", work)
 
 
 GROUP = Group(
     "egress",
-    "24a, 24b: a turn with egress on (proxy, own network namespace or not) ÷ open (≤ 20 ms)",
+    "25a, 25b: a turn with egress on (proxy, own network namespace or not) ÷ open (≤ 20 ms)",
     run_group,
 )
 
