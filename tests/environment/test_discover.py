@@ -145,6 +145,29 @@ def test_the_preparation_key_follows_the_setup_and_the_lock_files(tmp_path: Path
     assert changed is not None and changed.text_key != first.text_key
 
 
+def test_a_monorepos_lock_files_below_the_root_are_inputs_too(tmp_path: Path) -> None:
+    """Two levels below the root (``web/package-lock.json``, ``services/api/uv.lock``); never in what a
+    setup makes (``node_modules``, ``.venv``) nor deeper, nor through a linked directory."""
+    write(
+        tmp_path,
+        {
+            BATON_SETUP: "make deps\n",
+            "web/package-lock.json": "{}",
+            "services/api/uv.lock": "a",
+            "services/api/deep/er/Cargo.lock": "too deep",
+            "web/node_modules/left-pad/package-lock.json": "made by npm",
+            ".venv/lib/requirements.txt": "made",
+        },
+    )
+    (tmp_path / "linked").symlink_to(tmp_path / "services")
+    first = discover(tmp_path)
+    assert first is not None
+    assert [name for name, _ in first.inputs] == ["services/api/uv.lock", "web/package-lock.json"]
+    (tmp_path / "services/api/uv.lock").write_text("b")
+    relocked = discover(tmp_path)
+    assert relocked is not None and relocked.key != first.key and relocked.text_key == first.text_key
+
+
 def test_links_are_never_followed(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text("token\n")

@@ -4,7 +4,8 @@
 ``updateContentCommand``, ``postCreateCommand``; ``containerEnv``/``remoteEnv``); the ``run:`` steps
 of copilot-setup-steps' job. The worktree is the agent's to write: every file is read without
 following a link (:mod:`baton.workspace.nofollow`), and what a source says is data, run only inside
-the agent's walls. The lock files the preparation key hashes are the root's (:data:`LOCK_FILES`).
+the agent's walls. The lock files the preparation key hashes (:data:`LOCK_FILES`) are found at the root
+and two levels below it (:func:`lock_inputs`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ LOCK_FILES = (
     "go.sum",
     "Gemfile.lock",
     "composer.lock",
+)
+LOCK_DEPTH = 3  # the root, and two levels of directories below it
+MAX_LOCKS = 64
+# what a setup makes or a package manager keeps: never where a project's own lock files are
+NOT_SOURCE = frozenset(
+    {"node_modules", "vendor", "target", "dist", "build", "venv", "__pycache__", "site-packages"}
 )
 MAX_FILE = 1 << 20  # a setup's own file: larger is refused (a lock file is hashed whatever its size)
 LIFECYCLE = ("onCreateCommand", "updateContentCommand", "postCreateCommand")
@@ -104,19 +111,42 @@ def read(worktree: Path, name: str, limit: int = MAX_FILE) -> bytes:
 
 
 def lock_inputs(worktree: Path) -> tuple[tuple[str, str], ...]:
-    """The root's lock files and ``requirements*.txt`` that are regular files, with their sha256."""
-    try:
-        names = sorted(os.listdir(worktree))
-    except OSError:
-        return ()
-    wanted = [n for n in names if n in LOCK_FILES or (n.startswith("requirements") and n.endswith(".txt"))]
+    """The lock files and ``requirements*.txt`` that are regular files, at the root and in directories
+    down to :data:`LOCK_DEPTH` (a monorepo's ``web/package-lock.json``), with their sha256."""
     found = []
-    for name in wanted:
+    for name in _lock_names(worktree):
         try:
             found.append((name, hashlib.sha256(nofollow.read_beneath(worktree, name)).hexdigest()))
         except OSError:  # a link or a directory: not an input (never followed)
             continue
     return tuple(found)
+
+
+def _lock_names(worktree: Path) -> list[str]:
+    """The lock files' relative paths, breadth first, no link followed, none under a directory of
+    :data:`NOT_SOURCE` or a dot-directory; at most :data:`MAX_LOCKS`."""
+    found: list[str] = []
+    level = [""]
+    for _depth in range(LOCK_DEPTH):
+        below = []
+        for rel in level:
+            try:
+                entries = sorted(
+                    os.scandir(worktree / rel) if rel else os.scandir(worktree), key=lambda e: e.name
+                )
+            except OSError:
+                continue
+            for entry in entries:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    if not entry.name.startswith(".") and entry.name not in NOT_SOURCE:
+                        below.append(path)
+                elif entry.name in LOCK_FILES or (
+                    entry.name.startswith("requirements") and entry.name.endswith(".txt")
+                ):
+                    found.append(path)
+        level = below
+    return sorted(found[:MAX_LOCKS])  # the shallowest first, when there are more
 
 
 def _baton(worktree: Path, why: str, inputs: tuple[tuple[str, str], ...]) -> SetupPlan:

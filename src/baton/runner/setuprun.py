@@ -1,9 +1,10 @@
 """Running a setup's commands in a :class:`Room`: the tree it prepares (the key's worktree, or a prepared
 tree every thread of the repository is given: :mod:`baton.runner.sharedsetup`), its environment (the
 agent's allow-list without the agent CLI's own variables: no model credential, never baton's or the
-forge's; the plan's variables over it) and its walls (the agent's at ``full``:
-:func:`~baton.sandbox.enclosure.walls_for`), each command in its own enclosure, all of them together
-stopped at ``setup_timeout``; the first that does not succeed ends it, said with its output's tail.
+forge's; the plan's variables over it), its walls (the agent's at ``full``:
+:func:`~baton.sandbox.enclosure.walls_for`) and its way out (:func:`baton.runner.wayout.setup_policy`),
+each command in its own enclosure, all of them together stopped at ``setup_timeout``; the first that
+does not succeed ends it, said with its output's tail.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from baton.agents import get_agent
+from baton.allowlist import Policy
 from baton.environment import DEVCONTAINER, DEVCONTAINER_ROOT
 from baton.environment.plan import Command, SetupPlan, expand, setup_env
 from baton.errors import AgentError
 from baton.models import Access, Outcome
+from baton.runner import wayout
 from baton.runner.process import ProcessResult, RunLog, run_process
 from baton.runner.state import Context, Prepared
 from baton.sandbox.enclosure import Enclosure, GitParts, Walls, agent_env, check_confine, walls_for
@@ -72,6 +75,7 @@ def run_all(
     """Every command in order; the first that does not succeed ends it: (outcome, the run's error)."""
     workspace = str(room.worktree)
     env = setup_env(room.env, plan.env, workspace)
+    policy = wayout.setup_policy(ctx)
     deadline = time.monotonic() + ctx.settings.setup_timeout if ctx.settings.setup_timeout else None
     with RunLog(log_path) as log:
         for number, command in enumerate(commands, 1):
@@ -82,9 +86,8 @@ def run_all(
                 left = None if deadline is None else max(0.1, deadline - time.monotonic())
                 if plan.source in (DEVCONTAINER, DEVCONTAINER_ROOT):  # the spec's variables, in commands too
                     command = replace(command, argv=tuple(expand(a, env, workspace) for a in command.argv))
-                result = _run_one(
-                    ctx, room, command, setup_env(env, command.env, workspace), cwd, log, tail, left, number
-                )
+                own = setup_env(env, command.env, workspace)
+                result = _run_one(ctx, room, command, own, cwd, log, tail, left, number, policy)
             except (AgentError, OSError) as exc:
                 return Outcome.FAILED, _failed(plan, command, f"could not start: {exc}", tail)
             failed = _ending(ctx, plan, command, result, tail)
@@ -103,12 +106,14 @@ def _run_one(
     tail: deque[str],
     timeout: float | None,
     number: int,
+    policy: Policy,
 ) -> ProcessResult:
     watched = [room.worktree, Path(env["TMPDIR"]), Path(env["HOME"])]
     name = f"{ctx.run_id}-setup{number}"
-    with Enclosure.open(
-        ctx.settings, name, ctx.resolved.limits, room.walls, watched, inside=room.container
-    ) as box:
+    out = wayout.open_way(ctx, ctx.run_id, policy, env, room.walls is not None, log.note, models=False)
+    env = {**env, **out.env} if out is not None else env
+    limits, inside = ctx.resolved.limits, room.container
+    with Enclosure.open(ctx.settings, name, limits, room.walls, watched, out, inside) as box:
         argv, started_env = box.command([*JOINED, *command.argv], env, cwd, timeout)
         result = run_process(
             argv,
