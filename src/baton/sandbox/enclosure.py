@@ -31,7 +31,7 @@ from baton.sandbox.diskwatch import DiskWatch
 from baton.sandbox.egress import Egress, model_endpoints
 from baton.sandbox.landlock import Ruleset
 from baton.sandbox.reaper import STARTING
-from baton.sandbox.walls import GitParts, Walls, denied_ports, ruleset
+from baton.sandbox.walls import GitParts, Walls, denied_ports, own_ports, ruleset
 from baton.settings import Settings
 
 if TYPE_CHECKING:  # loaded only for a run whose environment is a container (container_for)
@@ -56,6 +56,7 @@ __all__ = [
     "limits_of",
     "model_endpoints",
     "netns_applies",
+    "own_ports",
     "walls_for",
 ]
 
