@@ -25,7 +25,7 @@ import platformdirs
 
 from baton import allowlist
 from baton.errors import BadInput
-from baton.models import Access, Confine, OnConflict, OnInstructions, SyncHow
+from baton.models import Access, Confine, Environment, OnConflict, OnInstructions, SyncHow
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,13 @@ class Settings:
         "seconds a repository's environment setup (`.baton/setup.sh`, devcontainer lifecycle commands, "
         "copilot-setup-steps' `run:` steps, a configured `setup`) may run, all its commands together, "
         "before it is stopped and the turn ends `failed` ([environment.md](environment.md)); 0: no limit"))
+    environment: str = field(default="host", metadata=about(
+        "where a repository's setup and its agent run: `host` (baton's host, in the walls) or `container` "
+        "(the image its devcontainer.json names, or builds from its Dockerfile, through "
+        "`container_engine`); a forge repository's `environment` and a run's `--environment` win "
+        "([environment.md](environment.md#containers))"))
+    container_engine: str = field(default="podman", metadata=about(
+        "the engine that runs `environment = \"container\"` ([environment.md](environment.md#containers))"))
     unreachable_grace: float = field(default=20.0, metadata=about(
         "seconds an agent may report nothing but failed connections to its model API (a wrong "
         "`ANTHROPIC_BASE_URL`, a server that is down) before the turn ends `failed`, naming the address "
@@ -387,6 +394,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "sync": tuple(m.value for m in SyncHow),
     "on_conflict": tuple(c.value for c in OnConflict),
     "on_instructions_change": tuple(o.value for o in OnInstructions),
+    "environment": tuple(e.value for e in Environment),
+    "container_engine": ("podman", "docker"),
     "log_level": LOG_LEVELS,
     "log_format": LOG_FORMATS,
     "access": tuple(a.value for a in Access),

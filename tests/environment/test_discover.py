@@ -224,3 +224,13 @@ def test_the_test_command_named_in_the_instruction_files(tmp_path: Path) -> None
     assert find_test_command(tmp_path) == ("CLAUDE.md", "uv run pytest -q")
     write(tmp_path, {"AGENTS.md": "Lint with `ruff check`; test with `npm test`.\n"})
     assert find_test_command(tmp_path) == ("AGENTS.md", "npm test")
+
+
+def test_a_setup_in_a_container_keys_on_its_image_and_skips_nothing_of_it(tmp_path: Path) -> None:
+    root = write(tmp_path, {DEVCONTAINER: '{"image": "localhost/app:1", "postCreateCommand": "make"}'})
+    host, inside = discover(root), discover(root, image="localhost/app:1")
+    assert host is not None and inside is not None and host.commands == inside.commands
+    assert any("the container itself" in s for s in host.skipped)
+    assert not any("the container itself" in s for s in inside.skipped)
+    other = discover(root, image="localhost/app:2")
+    assert other is not None and len({host.key, inside.key, other.key}) == 3  # a new image: set up again

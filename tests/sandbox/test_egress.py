@@ -281,3 +281,15 @@ def test_exfiltration_attempts_are_refused_and_audited(
     assert ("blocked.test", web, "POST") in seen and ("blocked.test", 443, "CONNECT") in seen, seen
     assert ("blocked.test", web, "GET") in seen, seen  # the WebSocket's upgrade request
     assert seen.count(("blocked.test", 443, "CONNECT")) >= 2, seen  # curl's and git's tunnels
+
+
+def test_the_api_refuses_a_container_the_operator_did_not_choose(tmp_path: Path) -> None:
+    settings = load_settings(overrides={"home": str(tmp_path / "home"), **FAST}, environ={})
+    with run_service(settings) as running, running.client("run") as http:
+        body = {"agent": "fake", "repo": str(make_repo(tmp_path / "src")), "thread": "t", "prompt": "hi"}
+        refused = http.post("/v1/runs", json={**body, "environment": "container"})
+        assert refused.status_code == 422, refused.text
+        assert "only the operator chooses it" in refused.text
+        assert http.get("/v1/runs").json()["runs"] == [], "nothing written"
+        kept = http.post("/v1/runs", json={**body, "environment": "host"})
+        assert kept.status_code == 202, kept.text

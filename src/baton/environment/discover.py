@@ -10,6 +10,7 @@ and two levels below it (:func:`lock_inputs`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -55,6 +56,7 @@ NOT_RUN = {
     "postAttachCommand": "runs when a tool attaches",
 }
 COPILOT_JOB = "copilot-setup-steps"
+CONTAINER_SKIPPED = "the container itself (image, build, compose: run on this host, in the walls)"
 BASH = ("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c")  # GitHub Actions' default shell
 SH = ("/bin/sh", "-c")
 
@@ -63,8 +65,17 @@ class Unreadable(ValueError):
     """A setup file that exists but cannot be used (a link, not UTF-8, malformed): said on the run."""
 
 
-def discover(worktree: Path, configured: str | None = None) -> SetupPlan | None:
-    """The key's setup, or None when neither its configuration nor its repository has one."""
+def discover(worktree: Path, configured: str | None = None, image: str | None = None) -> SetupPlan | None:
+    """The key's setup, or None when neither its configuration nor its repository has one; ``image``:
+    it runs in that container (environment container), which is then part of its preparation key."""
+    plan = _discover(worktree, configured)
+    if plan is None or image is None:
+        return plan
+    skipped = tuple(s for s in plan.skipped if s != CONTAINER_SKIPPED)
+    return dataclasses.replace(plan, skipped=skipped, text=plan.text + b"\0image " + image.encode())
+
+
+def _discover(worktree: Path, configured: str | None) -> SetupPlan | None:
     found = [name for name in SOURCES if _exists(worktree, name)]
     inputs = lock_inputs(worktree)
     if configured is not None and configured.strip():
@@ -162,7 +173,7 @@ def _devcontainer(worktree: Path, source: str, why: str, inputs: tuple[tuple[str
             commands += lifecycle(name, data[name], source)
     skipped = [f"{name} ({why})" for name, why in NOT_RUN.items() if name in data]
     if "image" in data or "build" in data or "dockerComposeFile" in data:
-        skipped.append("the container itself (image, build, compose: run on this host, in the walls)")
+        skipped.append(CONTAINER_SKIPPED)
     env = {**_env(data, "containerEnv", source), **_env(data, "remoteEnv", source)}
     update = (
         lifecycle("updateContentCommand", data["updateContentCommand"], source)

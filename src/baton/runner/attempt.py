@@ -287,13 +287,15 @@ def _launch(
     env = {**env, **tracing.agent_env()}  # the agent's own spans join this trace (docs/deploy.md#tracing)
     out = _egress(ctx, record, env, watch)
     env = {**env, **out.env} if out is not None else env
-    walls = _walls(ctx, prepared, env) if record.confined else None
+    inside = prepared.container  # environment container: its walls say what is mounted
+    walls = _walls(ctx, prepared, env) if record.confined or inside else None
     watched = [prepared.worktree, Path(env["TMPDIR"]), Path(env["HOME"])]
     name = f"{record.id}-{part}" if part else record.id
-    with Enclosure.open(ctx.settings, name, ctx.resolved.limits, walls, watched, out) as box:
+    with Enclosure.open(ctx.settings, name, ctx.resolved.limits, walls, watched, out, inside) as box:
+        argv, started_env = box.command(launch.argv, env, prepared.worktree, ctx.resolved.timeout)
         result = run_process(
-            launch.argv,
-            env,
+            argv,
+            started_env,
             prepared.worktree,
             watch.log,
             on_line,

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from baton.agents import get_agent
 from baton.allowlist import Policy
@@ -27,6 +28,9 @@ from baton.runner.state import Context, Prepared
 from baton.sandbox.enclosure import Enclosure, GitParts, Walls, agent_env, check_confine, walls_for
 from baton.workspace import keyspace, nofollow
 
+if TYPE_CHECKING:
+    from baton.sandbox.enclosure import Container
+
 TAIL_LINES = 25
 TAIL_CHARS = 4000
 # stderr joins stdout, in order, so the tail of a failure is what a person would have seen
@@ -35,29 +39,34 @@ JOINED = ("/bin/sh", "-c", 'exec "$@" 2>&1', "sh")
 
 @dataclass(frozen=True)
 class Room:
-    """Where a setup runs: the tree it prepares, its environment (``HOME``, ``TMPDIR``, ...), its walls."""
+    """Where a setup runs: the tree it prepares, its environment (``HOME``, ``TMPDIR``, ...), its walls
+    (in a container: what is mounted), its container (None: the host)."""
 
     worktree: Path
     env: dict[str, str]
     walls: Walls | None
+    container: Container | None = None
 
 
 def key_room(ctx: Context, prepared: Prepared) -> Room:
     """The key's own worktree, home and temp dir, in the agent's walls at ``full``."""
     base = base_env(ctx, ctx.agent.home, keyspace.key_tmp(ctx.settings, ctx.key))
-    walls = _walls(ctx, prepared, base) if check_confine(ctx.settings) else None
-    return Room(prepared.worktree, base, walls)
+    inside = prepared.container
+    walls = _walls(ctx, prepared, base) if check_confine(ctx.settings) or inside else None
+    return Room(prepared.worktree, base, walls, inside)
 
 
-def shared_room(ctx: Context, tree: Path, home: Path, tmp: Path, git: GitParts) -> Room:
+def shared_room(
+    ctx: Context, tree: Path, home: Path, tmp: Path, git: GitParts, inside: Container | None = None
+) -> Room:
     """A prepared tree, with its own home and temp dir, in the walls the agent would get there at
-    ``full`` (its git detached: no branch of the key's is writable)."""
+    ``full`` (its git detached: no branch of the key's is writable); ``inside``: in that container."""
     base = base_env(ctx, home, tmp)
     walls = None
-    if check_confine(ctx.settings):
+    if check_confine(ctx.settings) or inside is not None:
         operators = get_agent(ctx.key.agent, ctx.settings)
         walls = walls_for(ctx.settings, operators, Access.FULL, tree, git, base, ctx.key.repo.url)
-    return Room(tree, base, walls)
+    return Room(tree, base, walls, inside)
 
 
 def run_all(
@@ -103,10 +112,12 @@ def _run_one(
     name = f"{ctx.run_id}-setup{number}"
     out = wayout.open_way(ctx, ctx.run_id, policy, env, room.walls is not None, log.note, models=False)
     env = {**env, **out.env} if out is not None else env
-    with Enclosure.open(ctx.settings, name, ctx.resolved.limits, room.walls, watched, out) as box:
+    limits, inside = ctx.resolved.limits, room.container
+    with Enclosure.open(ctx.settings, name, limits, room.walls, watched, out, inside) as box:
+        argv, started_env = box.command([*JOINED, *command.argv], env, cwd, timeout)
         result = run_process(
-            [*JOINED, *command.argv],
-            env,
+            argv,
+            started_env,
             cwd,
             log,
             tail.append,

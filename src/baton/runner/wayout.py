@@ -16,8 +16,7 @@ from baton.agents import get_agent
 from baton.allowlist import Policy, Rule
 from baton.errors import BatonError
 from baton.runner.state import Context
-from baton.sandbox.enclosure import Egress, Refusal, denied_ports, model_endpoints, netns_applies
-from baton.sandbox.walls import own_ports
+from baton.sandbox.enclosure import Egress, Refusal, denied_ports, model_endpoints, netns_applies, own_ports
 
 
 def agent_policy(ctx: Context) -> Policy:
