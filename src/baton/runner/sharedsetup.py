@@ -62,7 +62,7 @@ def share(ctx: Context, prepared: Prepared, log: Path) -> Shared:
         with tree.locked(home, timeout):
             shared = Shared(tree.meta().get("plan") or {})
             if not shared.stamp:
-                shared = _prepare(ctx, tree, commit, log)
+                shared = _prepare(ctx, tree, commit, log, prepared.services)
                 if not shared.stamp:
                     return shared
             made = time.monotonic()
@@ -83,9 +83,12 @@ def share(ctx: Context, prepared: Prepared, log: Path) -> Shared:
     return shared
 
 
-def _prepare(ctx: Context, tree: trees.PreparedTree, commit: str, log: Path) -> Shared:
-    """The commit checked out in ``tree`` and its plan run there (the caller holds the tree's lock);
-    nothing shared when the commit has no setup, a failure when it did not succeed (the tree removed)."""
+def _prepare(
+    ctx: Context, tree: trees.PreparedTree, commit: str, log: Path, services: dict[str, str]
+) -> Shared:
+    """The commit checked out in ``tree`` and its plan run there (the caller holds the tree's lock), with
+    the variables of the key's ``services``; nothing shared when the commit has no setup, a failure
+    when it did not succeed (the tree removed)."""
     cache = ctx.workdirs.cache_path(ctx.key.repo)
     admin = trees.make(tree, ctx.settings.home, cache, commit, ctx.workdirs.git_env(ctx.key.agent))
     try:
@@ -95,7 +98,8 @@ def _prepare(ctx: Context, tree: trees.PreparedTree, commit: str, log: Path) -> 
     if plan is None:  # the key's own setup is not its commit's: its worktree runs it
         trees.reset(tree, ctx.settings.home, cache)
         return Shared()
-    room = shared_room(ctx, tree.tree, tree.home, tree.tmp, GitParts(admin, cache, None))
+    git = GitParts(admin, cache, None)
+    room = shared_room(ctx, tree.tree, tree.home, tree.tmp, git, services)
     failed = run_all(ctx, room, plan, plan.commands, log)
     if failed is not None:  # its home stays: what it downloaded is there for the next try
         trees.reset(tree, ctx.settings.home, cache)
