@@ -52,6 +52,10 @@ def engine(settings: Settings) -> str | None:
     return next((found for name in names if (found := shutil.which(name))), None)
 
 
+def _wanted(settings: Settings) -> str:
+    return "podman or docker" if settings.services_engine == "auto" else settings.services_engine
+
+
 def start(settings: Settings, space: Path, services: tuple[Service, ...]) -> Started:
     """Start (or reuse) each of ``services`` for the key whose space is ``space``."""
     if not services:
@@ -59,7 +63,11 @@ def start(settings: Settings, space: Path, services: tuple[Service, ...]) -> Sta
     program = engine(settings)
     names = ", ".join(s.name for s in services)
     if program is None:
-        why = "services_engine = off" if settings.services_engine == "off" else "no podman or docker here"
+        why = (
+            "services_engine = off"
+            if settings.services_engine == "off"
+            else f"no {_wanted(settings)} on PATH"
+        )
         return Started(note=f"services: {names} skipped ({why}; `baton doctor` says so)")
     env: dict[str, str] = {}
     ports: list[int] = []
