@@ -29,7 +29,7 @@ export = { DATABASE_URL = "postgresql://baton@${host}:${port}/baton" }
 def test_a_host_without_the_engine_runs_the_turn_saying_the_services_were_skipped(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(servicerun.shutil, "which", lambda name, path=None: None)  # no podman, no docker
+    monkeypatch.setattr(servicerun, "engine", lambda settings: None)  # a host with no podman, no docker
     repo = make_repo(tmp_path / "r", {".baton/services.toml": SERVICES})
     monkeypatch.setenv("FAKE_AGENT_RUN", 'echo "url=${DATABASE_URL:-none}" > seen.out')
     result = go(settings, repo)
