@@ -52,7 +52,7 @@ PGPORT = "${port}"
 # the agent's command: one row more each turn, the count and the server's port
 PSQL = (
     'psql "$DATABASE_URL" -Atq -c "create table if not exists turns (n int)" '
-    '-c "insert into turns values (1)" -c "select count(*) from turns" -c "show port" > psql.out 2>&1'
+    '-c "insert into turns values (1)" -c "select count(*) from turns" -c "show port" > psql.out 2> psql.err'
 )
 
 
@@ -96,8 +96,9 @@ def turn(settings: Settings, repo: Path, thread: str) -> RunResult:
 
 def said(result: RunResult) -> tuple[str, str]:
     """(rows, the server's port) as the agent's psql printed them."""
-    lines = (Path(result.session.worktree) / "psql.out").read_text().split()
-    assert len(lines) == 2, lines
+    worktree = Path(result.session.worktree)
+    lines = (worktree / "psql.out").read_text().split()
+    assert len(lines) == 2, (lines, (worktree / "psql.err").read_text())
     return lines[0], lines[1]
 
 
