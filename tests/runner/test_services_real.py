@@ -1,10 +1,10 @@
 """Real services through real podman: a repository whose ``.baton/services.toml`` declares a PostgreSQL
 (``localhost/baton-postgres:dev``, built from Debian's packages by deploy/fleet/images.sh, as the fleet's
 test gets it). Each key gets its own server on its own port of 127.0.0.1 (two keys: two ports, two
-databases); the agent's ``psql`` reaches it through ``DATABASE_URL`` from inside its walls; the key's
-next turn reuses it, one stopped is started again with its data kept in the key's space; the key's
-removal and the idle sweep stop it. The real Claude Code CLI's Bash tool reaches it too, from its own
-network namespace (egress ``none``: a relay per service port).
+databases); the setup and the agent's ``psql`` reach it through ``DATABASE_URL`` from inside their
+walls; the key's next turn reuses it; one stopped is started again with its data kept in the key's
+space; the key's removal and the idle sweep stop it. The real Claude Code CLI's Bash tool reaches it
+too, from its own network namespace (egress ``none``: a relay per service port).
 
 Needs root and podman (``make setup``); this machine's podman needs runc and lower rlimits, given
 through ``CONTAINERS_CONF=deploy/fleet/containers.conf`` as the fleet's are.
@@ -105,7 +105,8 @@ def said(result: RunResult) -> tuple[str, str]:
 def test_each_key_gets_its_own_postgres_reused_restarted_and_stopped(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, podman: None
 ) -> None:
-    repo = make_repo(tmp_path / "r", {".baton/services.toml": SERVICES})
+    setup = 'psql "$DATABASE_URL" -Atc "select 1"\n'  # the setup reaches the key's server too
+    repo = make_repo(tmp_path / "r", {".baton/services.toml": SERVICES, ".baton/setup.sh": setup})
     monkeypatch.setenv("FAKE_AGENT_RUN", PSQL)
     began = time.monotonic()
     one = turn(settings, repo, "one")
@@ -114,6 +115,7 @@ def test_each_key_gets_its_own_postgres_reused_restarted_and_stopped(
     (rows1, port1), (rows2, port2) = said(one), said(two)
     assert rows1 == rows2 == "1"  # two databases: each saw only its own row
     assert port1 != port2 and f"db on 127.0.0.1:{port1} (started in" in (one.run.note or "")
+    assert "environment: setup from .baton/setup.sh" in (one.run.note or "")
     again = turn(settings, repo, "one")
     assert said(again) == ("2", port1) and f"db on 127.0.0.1:{port1} (reused)" in (again.run.note or "")
     [mine] = [s for s in containers.states(settings) if s.port == int(port1)]
