@@ -10,7 +10,7 @@ import pytest
 
 from baton.environment.discover import Unreadable
 from baton.environment.servicerun import ServiceFailed, _container_env, _run_argv
-from baton.environment.services import Service, fill, read_services
+from baton.environment.services import Service, compose_services, fill, read_services
 
 GOOD = """
 [services.db]
@@ -144,3 +144,64 @@ def test_the_engines_argv_names_the_image_after_a_double_dash_and_holds_no_varia
     published = _run_argv("/usr/bin/docker", "baton-svc-x-db", tmp_path, db, 41234, "publish")
     assert "127.0.0.1:41234:5432" in published and "--network" not in published
     assert f"{tmp_path}/services/db/data:/var/lib/postgresql/data" in published  # docker: no :U
+
+
+COMPOSE = """
+services:
+  app:
+    build: .
+  db:
+    image: postgres:16
+    environment:
+      POSTGRES_PASSWORD: pw
+      POSTGRES_DB: app
+    ports: ["127.0.0.1:5432:5432"]
+  cache_1:
+    image: redis:7
+    ports:
+      - target: 6379
+  built:
+    build: ./x
+  interpolated:
+    image: mysql:8
+    environment: ["MYSQL_ROOT_PASSWORD=${SECRET}"]
+    ports: ["3306"]
+  portless:
+    image: busybox
+  unlisted:
+    image: nginx
+    ports: ["80"]
+"""
+
+
+def test_a_dev_containers_compose_services_read_image_environment_and_port() -> None:
+    devcontainer = {
+        "dockerComposeFile": "../compose.yml",
+        "service": "app",
+        "runServices": ["app", "db", "cache_1", "built", "interpolated", "portless"],
+    }
+    read: list[str] = []
+
+    def reader(path: str) -> bytes:
+        read.append(path)
+        return COMPOSE.encode()
+
+    found = compose_services(devcontainer, reader, ".devcontainer")
+    assert read == ["compose.yml"]  # relative to the devcontainer's directory, normalised
+    db, cache = found.services
+    assert (db.name, db.image, db.port, db.port_env, db.source) == (
+        "db",
+        "postgres:16",
+        5432,
+        None,
+        "compose.yml",
+    )
+    assert db.env == {"POSTGRES_PASSWORD": "pw", "POSTGRES_DB": "app"}
+    assert db.export == {"DB_HOST": "${host}", "DB_PORT": "${port}"}
+    assert (cache.name, cache.port, cache.export["CACHE_1_PORT"]) == ("cache-1", 6379, "${port}")
+    assert [s.split(" ")[0] for s in found.skipped] == ["built", "interpolated", "portless"]
+
+
+def test_a_compose_file_that_is_not_yaml_is_refused_naming_it() -> None:
+    with pytest.raises(Unreadable, match=r"compose\.yml is not YAML"):
+        compose_services({"dockerComposeFile": ["compose.yml"]}, lambda _p: b"services: [", "")

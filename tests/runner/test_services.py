@@ -1,6 +1,7 @@
 """A repository's ``.baton/services.toml`` through ``baton.run`` with the fake agent, where no container
 starts: a host without the engine runs the turn with a note saying the services were skipped; a bad
-file ends the turn ``failed`` before its agent, naming the file and the field. The walls let a key's
+file ends the turn ``failed`` before its agent, naming the file and the field; a dev container's
+compose services are set aside under host networking, saying so. The walls let a key's
 agent reach its services' ports (and, in its own network namespace, relay them). Real containers:
 tests/runner/test_services_real.py."""
 
@@ -60,3 +61,15 @@ def test_the_walls_and_the_egress_reach_the_services_ports_only(settings: Settin
     assert {41234, 41235} <= tcp_ports(settings, env)
     assert 41234 not in tcp_ports(settings, {"PATH": "/usr/bin"})
     assert service_endpoints(env) == [("127.0.0.1", 41234), ("127.0.0.1", 41235)]
+
+
+def test_compose_services_are_set_aside_under_host_networking_saying_so(
+    settings: Settings, tmp_path: Path
+) -> None:
+    compose = "services:\n  db:\n    image: postgres:16\n    ports: ['5432']\n"
+    devcontainer = '{"dockerComposeFile": "../compose.yml", "service": "app", "postCreateCommand": "true"}'
+    files = {".devcontainer/devcontainer.json": devcontainer, "compose.yml": compose}
+    result = go(settings, make_repo(tmp_path / "r", files))
+    assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+    said = "services set aside: db of .devcontainer/devcontainer.json's dockerComposeFile (services_network"
+    assert said in (result.run.note or "")

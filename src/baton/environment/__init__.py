@@ -31,5 +31,6 @@ def wanted(worktree: Path, configured: str | None) -> bool:
 
 
 def has_services(worktree: Path) -> bool:
-    """Whether a key's repository declares services (no file read)."""
-    return os.path.lexists(worktree / SERVICES)
+    """Whether a key's repository may declare services: a services file, or a dev container that may
+    name a compose file (no file read)."""
+    return any(os.path.lexists(worktree / n) for n in (SERVICES, DEVCONTAINER, DEVCONTAINER_ROOT))

@@ -8,8 +8,10 @@ the file and the field. Running them is :mod:`baton.environment.containers`'.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -167,3 +169,85 @@ def _timeout(where: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 600:
         raise Unreadable(f"{where} must be seconds (more than 0, at most 600), not {value!r}")
     return float(value)
+
+
+# -- a dev container's compose file ---------------------------------------------------------------------
+
+COMPOSE_MAX = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Compose:
+    """The services a dev container's ``dockerComposeFile`` declares, and the ones set aside (why)."""
+
+    services: tuple[Service, ...]
+    skipped: tuple[str, ...] = ()
+
+
+def compose_services(devcontainer: dict[str, Any], read: Callable[[str], bytes], base: str) -> Compose:
+    """The services of the compose files a devcontainer.json names (``dockerComposeFile``, relative to
+    its directory ``base``), but the dev container's own (``service``) and those ``runServices`` leaves
+    out: each one's ``image``, ``environment`` and its first port (``ports``); given ``<NAME>_HOST``
+    and ``<NAME>_PORT`` (its name upper-cased, ``-`` as ``_``). ``read`` reads a worktree file."""
+    import yaml  # only for a repository whose dev container names a compose file
+
+    files = devcontainer.get("dockerComposeFile")
+    names = [files] if isinstance(files, str) else files if isinstance(files, list) else []
+    found: dict[str, Service] = {}
+    skipped: list[str] = []
+    for name in names:
+        path = posixpath.normpath(posixpath.join(base, str(name)))  # "../compose.yml": the root's
+        try:
+            data = yaml.safe_load(read(path).decode("utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise Unreadable(f"{path} is not YAML: {exc}") from exc
+        table = data.get("services") if isinstance(data, dict) else None
+        for service, body in (table or {}).items() if isinstance(table, dict) else ():
+            if service == devcontainer.get("service") or not _wanted(devcontainer, service):
+                continue
+            made = _compose_service(path, str(service), body)
+            if isinstance(made, str):
+                skipped.append(made)
+            else:
+                found[made.name] = made
+    return Compose(tuple(found.values())[:MAX_SERVICES], tuple(skipped))
+
+
+def _wanted(devcontainer: dict[str, Any], service: str) -> bool:
+    only = devcontainer.get("runServices")
+    return not isinstance(only, list) or service in only
+
+
+def _compose_service(path: str, name: str, body: Any) -> Service | str:
+    """One compose service as a :class:`Service`, or why it is set aside."""
+    if not isinstance(body, dict) or not isinstance(body.get("image"), str):
+        return f"{name} in {path} (no image: a build is not run)"
+    port = _compose_port(body.get("ports"))
+    if port is None:
+        return f"{name} in {path} (no port in its ports)"
+    env = body.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(str(item).partition("=")[::2] for item in env)
+    if not isinstance(env, dict) or any("$" in str(v) for v in env.values()):
+        return f"{name} in {path} (its environment is not plain NAME: value pairs)"
+    key = re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+    text = {
+        "image": body["image"],
+        "port": port,
+        "env": {str(k): "" if v is None else v for k, v in env.items()},
+        "export": {f"{key}_HOST": "${host}", f"{key}_PORT": "${port}"},
+    }
+    try:
+        return _service(path, name.lower().replace("_", "-"), text)
+    except Unreadable as exc:
+        return f"{name} in {path} ({exc})"
+
+
+def _compose_port(ports: Any) -> int | None:
+    """The container port of a service's first ``ports`` entry (``5432``, ``"127.0.0.1:5432:5432"``,
+    ``"5432/tcp"``, ``{target: 5432}``)."""
+    first = ports[0] if isinstance(ports, list) and ports else None
+    if isinstance(first, dict):
+        first = first.get("target")
+    text = str(first).rpartition(":")[2].partition("/")[0] if first is not None else ""
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
