@@ -17,7 +17,7 @@ from baton.workspace.keyspace import key_dir, remove_space
 
 def fake_engine(tmp_path: Path) -> tuple[str, Path]:
     called = tmp_path / "called"
-    engine = tmp_path / "engine"
+    engine = tmp_path / "podman"
     engine.write_text(f'#!/bin/sh\necho "$@" >> {called}\n')
     engine.chmod(0o755)
     return str(engine), called
@@ -43,6 +43,7 @@ def test_the_sweep_stops_idle_services_and_those_of_a_gone_key(settings: Setting
     assert sorted(stopped) == sorted([idle.container, orphan.container]) and errors == {}
     assert [s.container for s in states(settings)] == [fresh.container]
     assert f"rm -f -t 10 {idle.container}" in called.read_text()
+    assert containers.remove_argv("/usr/bin/docker", "c") == ["/usr/bin/docker", "rm", "-f", "c"]  # no -t
     never = settings.with_(services_idle_minutes=0)
     assert sweep_idle(never, now + 10**6) == ([], {})  # 0: only when the key goes
 

@@ -98,7 +98,7 @@ def _ensure(settings: Settings, program: str, space: Path, service: Service) -> 
         containers.write_state(settings, _used(state))
         return state.port, "reused"
     began = time.monotonic()
-    _run(program, ["rm", "-f", "-t", str(containers.STOP_SECONDS), name], check=False)
+    _run(program, containers.remove_argv(program, name)[1:], check=False)
     port = state.port if state is not None and _free(state.port) else _free_port()
     argv = _run_argv(program, name, space, service, port, network)
     fresh = State(name, program, str(space), service.name, port, spec, time.time())

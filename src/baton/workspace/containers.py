@@ -76,11 +76,18 @@ def states(settings: Settings) -> list[State]:
     return found
 
 
+def remove_argv(engine: str, container: str) -> list[str]:
+    """The engine's argv that stops and removes ``container`` (podman's ``rm`` waits ``-t``; docker's
+    has no such flag and kills at once)."""
+    wait = ["-t", str(STOP_SECONDS)] if Path(engine).name == "podman" else []
+    return [engine, "rm", "-f", *wait, container]
+
+
 def stop(settings: Settings, state: State) -> str | None:
     """Remove the container (its data stays in the key's space) and its state; the error, if any."""
     try:
         done = subprocess.run(
-            [state.engine, "rm", "-f", "-t", str(STOP_SECONDS), state.container],
+            remove_argv(state.engine, state.container),
             capture_output=True,
             text=True,
             timeout=STOP_SECONDS + 60,
