@@ -121,6 +121,7 @@ def test_each_key_gets_its_own_postgres_reused_restarted_and_stopped(
     [mine] = [s for s in containers.states(settings) if s.port == int(port1)]
     subprocess.run(["podman", "rm", "-f", "-t", "0", mine.container], check=True, capture_output=True)
     restarted = turn(settings, repo, "one")  # its data was in the key's space: still there
+    print(f"reused: {again.run.note}\nrestarted on its data: {restarted.run.note}")
     assert said(restarted) == ("3", port1) and "(started in" in (restarted.run.note or "")
     remove_space(settings, key_of(restarted.session))  # the key goes: its server with it
     assert mine.container not in _ours()
