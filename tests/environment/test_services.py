@@ -65,7 +65,8 @@ BAD = [
     ('[services.db]\nimage = "x"\nport = 1\nprivileged = true\n', "services.db: unknown field 'privileged'"),
     ('[services.db]\nimage = "--privileged"\nport = 1\n', "services.db.image must be an image name"),
     ('[services.db]\nimage = "x; rm -rf /"\nport = 1\n', "services.db.image must be an image name"),
-    ('[services.db]\nimage = "x"\n', "needs port (its port in the container) or port_env"),
+    ('[services.db]\nimage = "x"\n', "needs port (its port in the container), port_env or a ${port}"),
+    ('[services.db]\nimage = "x"\nenv = { P = "${host}" }\n', "needs port (its port in the container)"),
     ('[services.db]\nimage = "x"\nport = 70000\n', "services.db.port must be a TCP port"),
     ('[services.db]\nimage = "x"\nport = true\n', "services.db.port must be a TCP port"),
     ('[services.db]\nimage = "x"\nport_env = "A B"\n', "services.db.port_env: 'A B' is not a variable"),
@@ -205,3 +206,9 @@ def test_a_dev_containers_compose_services_read_image_environment_and_port() -> 
 def test_a_compose_file_that_is_not_yaml_is_refused_naming_it() -> None:
     with pytest.raises(Unreadable, match=r"compose\.yml is not YAML"):
         compose_services({"dockerComposeFile": ["compose.yml"]}, lambda _p: b"services: [", "")
+
+
+def test_the_docs_example_reads() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "environment.md").read_text()
+    example = page.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert [s.name for s in read_services(example)] == ["db", "cache"]

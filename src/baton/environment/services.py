@@ -90,15 +90,17 @@ def _service(source: str, name: str, body: Any) -> Service:
     port, port_env = _port(where, body.get("port")), body.get("port_env")
     if port_env is not None:
         _variable(f"{where}.port_env", port_env, deny=False)
-    if port is None and port_env is None:
-        raise Unreadable(f"{where}: needs port (its port in the container) or port_env (or both)")
+    env = _variables(f"{where}.env", body.get("env", {}), deny=False)
+    if port is None and port_env is None and not any("${port}" in v for v in env.values()):
+        why = "port (its port in the container), port_env or a ${port} in its env"
+        raise Unreadable(f"{where}: needs {why}")
     return Service(
         name=name,
         image=_image(f"{where}.image", body.get("image")),
         source=source,
         port=port,
         port_env=port_env,
-        env=_variables(f"{where}.env", body.get("env", {}), deny=False),
+        env=env,
         data=_data(f"{where}.data", body.get("data")),
         ready=_ready(f"{where}.ready", body.get("ready", [])),
         ready_timeout=_timeout(f"{where}.ready_timeout", body.get("ready_timeout", 60)),
