@@ -4,7 +4,8 @@ test gets it). Each key gets its own server on its own port of 127.0.0.1 (two ke
 databases); the setup and the agent's ``psql`` reach it through ``DATABASE_URL`` from inside their
 walls; the key's next turn reuses it; one stopped is started again with its data kept in the key's
 space; the key's removal and the idle sweep stop it. The real Claude Code CLI's Bash tool reaches it
-too, from its own network namespace (egress ``none``: a relay per service port).
+too, from its own network namespace (egress ``none``: a relay per service port). A Redis with
+``services_network = "publish"``: its port published on the free one.
 
 Needs root and podman (``make setup``); this machine's podman needs runc and lower rlimits, given
 through ``CONTAINERS_CONF=deploy/fleet/containers.conf`` as the fleet's are.
@@ -150,3 +151,26 @@ def test_claude_reaches_its_postgres_from_its_own_network_namespace(
     assert len(results) == 1 and "42" in results[0], results
     first = model.conversation()[0]  # type: ignore[attr-defined]
     assert "This thread has its own services for the tests" in str(first.messages)
+
+
+REDIS_PUBLISHED = """
+[services.cache]
+image = "localhost/baton-redis:dev"
+port = 6379
+env = { REDIS_PASSWORD = "pw", LISTEN_ADDRESS = "0.0.0.0" }
+export = { REDIS_URL = "redis://default:pw@${host}:${port}/0" }
+"""
+
+
+def test_a_published_redis_answers_the_agent_on_its_own_port(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, podman: None
+) -> None:
+    repo = make_repo(tmp_path / "r", {".baton/services.toml": REDIS_PUBLISHED})
+    monkeypatch.setenv("FAKE_AGENT_RUN", 'redis-cli --no-auth-warning -u "$REDIS_URL" ping > ping.out 2>&1')
+    result = turn(settings.with_(services_network="publish"), repo, "cache")
+    print(f"published: {result.run.note}")
+    assert (Path(result.session.worktree) / "ping.out").read_text() == "PONG\n"
+    [state] = containers.states(settings)
+    assert f"cache on 127.0.0.1:{state.port} (started in" in (result.run.note or "")
+    ports = subprocess.run(["podman", "port", state.container], capture_output=True, text=True, check=True)
+    assert f"127.0.0.1:{state.port}" in ports.stdout  # published, not the host's network
