@@ -49,6 +49,8 @@ def about(meaning: str, **how: Any) -> dict[str, About]:
 AutoOff = Literal["auto", "off"]  # auto: where the host allows it (probed); off: never
 OnOff = Literal["on", "off"]
 LogFormat = Literal["text", "json"]
+ServicesEngine = Literal["auto", "podman", "docker", "off"]
+ServicesNetwork = Literal["host", "publish"]
 
 _SIZE = "size"  # bytes, or 512M, 5G: parse_size
 _CLI = "next to baton's Python (its platform package's native binary beside it is run)"
@@ -185,6 +187,17 @@ class Settings:
         "thread: [environment.md](environment.md)) no thread was given for this long is removed by a "
         "sweep; under disk pressure the prepared environments go first, before any pruning; 0: never "
         "by age"))
+    services_engine: ServicesEngine = field(default="auto", metadata=about(
+        "what starts the services a repository's tests need (`.baton/services.toml`: "
+        "[environment.md](environment.md#services)): `auto`: podman, else docker, whichever is on `PATH`; "
+        "`podman`, `docker`; `off`: none (each turn's note says its services were skipped)"))
+    services_network: ServicesNetwork = field(default="host", metadata=about(
+        "how a service's port is reached: `host`: the container shares the host's network and is told "
+        "its own free port on 127.0.0.1 through its `port_env`; `publish`: its `port` is published on a "
+        "free port of 127.0.0.1 (needs the engine's network helper)"))
+    services_idle_minutes: float = field(default=30.0, metadata=about(
+        "a key's services no turn used for this long are stopped by a sweep (their data stays in the "
+        "key's space; the next turn starts them again); 0: only when the key is removed"))
     sweep_interval: float = field(default=86400.0, metadata=about(
         "seconds between the service's sweeps; 0: never"))
     prune_kinds: str = field(default="default", metadata=about(
@@ -406,6 +419,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "cgroups": get_args(AutoOff),
     "mount_ns": get_args(AutoOff),
     "net_ns": get_args(AutoOff),
+    "services_engine": get_args(ServicesEngine),
+    "services_network": get_args(ServicesNetwork),
 }
 
 

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from baton.environment import servicerun
 from baton.housekeeping.doctor import (
     CheckStatus,
     check_containment,
     check_git,
     check_home,
+    check_services,
     mount_of,
     run_doctor,
 )
@@ -221,3 +223,17 @@ def test_doctor_says_what_each_acp_agent_needs_for_its_model(settings: Settings)
     assert checks["opencode model"].status == "ok"
     assert checks["opencode model"].detail.startswith("mock/gpt-5.5 at http://127.0.0.1:41236/v1")
     assert "claude model" not in checks  # Claude Code, Codex and Gemini take their model from baton's env
+
+
+def test_doctor_says_what_starts_a_repositorys_services(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    off = check_services(settings.with_(services_engine="off"))
+    assert off.status == "ok" and off.detail.startswith("off (services_engine = off)")
+    monkeypatch.setattr(servicerun, "engine", lambda _settings: None)  # a host with neither engine
+    none = check_services(settings)
+    assert none.status == "warn" and "no podman or docker on PATH" in none.detail
+    assert "services (.baton/services.toml) are skipped" in none.detail
+    monkeypatch.setattr(servicerun, "engine", lambda _settings: "/usr/bin/podman")
+    found = check_services(settings)
+    assert found.status == "ok" and found.detail.startswith("/usr/bin/podman (network host")

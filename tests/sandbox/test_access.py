@@ -119,6 +119,6 @@ def test_what_a_codex_key_home_declares_never_widens_its_environment_or_ports(
     workdirs = SimpleNamespace(git_env=lambda agent: {})
     ctx = SimpleNamespace(key=key, settings=settings, agent=mine, workdirs=workdirs, access=Access.EDIT)
     launch = SimpleNamespace(env={})
-    env = attempt._agent_env(ctx, launch, SimpleNamespace(id="r1"))  # type: ignore[arg-type]
+    env = attempt._agent_env(ctx, launch, SimpleNamespace(id="r1"), {})  # type: ignore[arg-type]
     assert env["MOCK_API_KEY"] == "mock" and "HOST_SECRET" not in env
     assert attempt._operators(ctx).endpoints() == ("http://127.0.0.1:4010/v1",)  # type: ignore[arg-type]

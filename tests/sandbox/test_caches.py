@@ -54,7 +54,7 @@ def ctx(settings: Settings, k: Key, access: Access = Access.EDIT) -> Any:
 
 
 def env_of(settings: Settings, k: Key, access: Access = Access.EDIT) -> dict[str, str]:
-    return attempt._agent_env(ctx(settings, k, access), SimpleNamespace(env={}), SimpleNamespace(id="r1"))  # type: ignore[arg-type]
+    return attempt._agent_env(ctx(settings, k, access), SimpleNamespace(env={}), SimpleNamespace(id="r1"), {})  # type: ignore[arg-type]
 
 
 def walls_of(settings: Settings, k: Key, env: dict[str, str], access: Access = Access.EDIT) -> Walls:

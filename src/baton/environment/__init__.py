@@ -2,7 +2,8 @@
 finds the setup a repository keeps (``.baton/setup.sh``, a devcontainer's lifecycle commands,
 copilot-setup-steps' ``run:`` steps) or the one its configuration names, as a typed
 :class:`~baton.environment.plan.SetupPlan` keyed by what it depends on; :mod:`.jsonc` reads JSON with
-comments; :mod:`.testcmd` finds the test command the agent's instruction files name. Running a plan is
+comments; :mod:`.testcmd` finds the test command the agent's instruction files name;
+:mod:`.services` reads the services its tests need and :mod:`.containers` runs them. Running a plan is
 the runner's (:mod:`baton.runner.setup`). May import the ground floor and ``workspace`` (reading files
 that an agent may have replaced by links: :mod:`baton.workspace.nofollow`).
 """
@@ -21,8 +22,15 @@ DEVCONTAINER = ".devcontainer/devcontainer.json"
 DEVCONTAINER_ROOT = ".devcontainer.json"
 COPILOT = ".github/workflows/copilot-setup-steps.yml"
 SOURCES = (BATON_SETUP, DEVCONTAINER, DEVCONTAINER_ROOT, COPILOT)  # the repository's, in that order
+SERVICES = ".baton/services.toml"  # the services its tests need (:mod:`.services`)
 
 
 def wanted(worktree: Path, configured: str | None) -> bool:
     """Whether a key may have a setup: one configured, or a source in its worktree (no file read)."""
     return bool(configured and configured.strip()) or any(os.path.lexists(worktree / n) for n in SOURCES)
+
+
+def has_services(worktree: Path) -> bool:
+    """Whether a key's repository may declare services: a services file, or a dev container that may
+    name a compose file (no file read)."""
+    return any(os.path.lexists(worktree / n) for n in (SERVICES, DEVCONTAINER, DEVCONTAINER_ROOT))

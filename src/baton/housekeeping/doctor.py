@@ -335,6 +335,7 @@ def run_doctor(
         check_confinement(settings),
         check_egress(settings),
         check_containment(settings),
+        check_services(settings),
         *agents,
     ]
 
@@ -386,6 +387,28 @@ def check_containment(settings: Settings) -> Check:
     limits), or only the subreaper: a warning, since then only the timeout bounds a run."""
     grouped, detail = contain.describe(settings)
     return Check("run containment", CheckStatus.OK if grouped else CheckStatus.WARN, detail)
+
+
+def check_services(settings: Settings) -> Check:
+    """What starts the services a repository declares (``.baton/services.toml``): the container engine
+    found, or a warning that a repository's services are skipped here (its turns run without them)."""
+    from baton.environment.servicerun import engine
+
+    found = engine(settings)
+    if found is not None:
+        how = settings.services_network
+        idle = f"stopped after {settings.services_idle_minutes:g} min idle"
+        return Check("services", CheckStatus.OK, f"{found} (network {how}; per key, {idle})")
+    if settings.services_engine == "off":
+        said = "off (services_engine = off): a repository's services are skipped"
+        return Check("services", CheckStatus.OK, said)
+    wanted = "podman or docker" if settings.services_engine == "auto" else settings.services_engine
+    return Check(
+        "services",
+        CheckStatus.WARN,
+        f"no {wanted} on PATH: a repository's services (.baton/services.toml) are skipped, its turns run "
+        "without them, saying so (apt-get install podman runc)",
+    )
 
 
 def to_json(checks: list[Check], settings: Settings) -> dict[str, Any]:

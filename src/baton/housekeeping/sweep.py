@@ -32,6 +32,7 @@ from baton.store import open_store
 from baton.store.base import KeyStore, Store
 from baton.store.duties import Duty
 from baton.store.leases import held, key_lease
+from baton.workspace import containers
 from baton.workspace.gitcmd import run_git
 from baton.workspace.keyspace import remove_repo_caches, remove_space, repo_caches
 from baton.workspace.locks import file_lock
@@ -58,6 +59,7 @@ class SweepReport:
     job_leases: int = 0  # released lease rows of ended jobs deleted from the store
     package_caches: list[str] = field(default_factory=list)  # repos with no session left: caches removed
     prepared: list[str] = field(default_factory=list)  # prepared environments removed (unused, or pressure)
+    services: list[str] = field(default_factory=list)  # keys' service containers stopped (idle, or key gone)
     # run → the processes it left running, ended (its runner died)
     leftovers: dict[str, int] = field(default_factory=dict)
 
@@ -87,12 +89,13 @@ def sweep(
     Then directories under ``worktrees/`` that no session owns are removed, every cache clone gets a
     ``git worktree prune``, and the shared package caches of a repository no session is left of are
     removed, and so are the repositories' prepared environments no thread was given for
-    ``prepared_idle_days``. A busy key is reported as skipped (an orphan directory too: it may be the
-    worktree a new run is building before it saves its session). Last, what a dead runner's run left
-    running in its control group (:mod:`baton.sandbox.cgroups`: its runner was killed, and no run of
-    its key came since) is ended, counted per run in ``leftovers``. Freed bytes are measured before removal
-    (allocated bytes, as in :mod:`baton.housekeeping.disk`), by category. ``sessions=False``: this
-    home's part only (its orphans, caches and leftovers): the store's sessions are another process's
+    ``prepared_idle_days``; the keys' service containers no turn used for ``services_idle_minutes`` (or
+    whose key is gone) are stopped. A busy key is reported as skipped (an orphan directory too: it may be
+    the worktree a new run is building before it saves its session). Last, what a dead runner's run left
+    running in its control group (:mod:`baton.sandbox.cgroups`: its runner was killed, and no run of its key
+    came since) is ended, counted per run in ``leftovers``. Freed bytes are measured before removal
+    (allocated bytes, as in :mod:`baton.housekeeping.disk`), by category. ``sessions=False``: this home's
+    part only (its orphans, caches and leftovers): the store's sessions are another process's
     duty (:func:`sweep_periodically`)."""
     sweeper = _Sweeper(store, settings, SweepReport(dry_run=dry_run), time.time() if now is None else now)
     for session in store.list_sessions() if sessions else ():
@@ -103,6 +106,7 @@ def sweep(
     sweeper.prune()
     _package_caches(store, settings, sweeper.report)
     _prepared(sweeper.report, prepared.sweep_unused(settings, sweeper.now, dry_run))
+    _services(sweeper.report, settings, sweeper.now, dry_run)
     if not dry_run:
         sweeper.report.leftovers = end_unsupervised(store.get_run)
     return sweeper.report
@@ -193,6 +197,13 @@ class _Sweeper:
                 self.report.job_leases = self.store.prune_job_leases()
             except BatonError as exc:
                 self.report.errors["job leases"] = str(exc)
+
+
+def _services(report: SweepReport, settings: Settings, now: float, dry_run: bool) -> None:
+    """The keys' service containers idle for ``services_idle_minutes``, or whose key is gone, stopped."""
+    stopped, errors = containers.sweep_idle(settings, now, dry_run)
+    report.services += stopped
+    report.errors.update(errors)
 
 
 # -- orphans and prune ----------------------------------------------------------------------------------
@@ -298,22 +309,51 @@ def sweep_periodically(settings: Settings, stop: threading.Event, worker: str = 
     A fleet worker (``worker``: its node name, ``queue`` the one it consumes) also reports its volume's
     use to the store (:mod:`baton.housekeeping.fleetdisk`): at start, then every
     :meth:`~baton.housekeeping.fleetdisk.DiskReporter.period` (after the sweep when one is due), so the
-    dashboard and ``baton du --fleet`` see its disk within minutes, not once a day."""
+    dashboard and ``baton du --fleet`` see its disk within minutes, not once a day. Between sweeps,
+    the keys' idle services are stopped every half ``services_idle_minutes`` (at most every minute)."""
     interval, duty = settings.sweep_interval, Duty(settings, "sessions")
+    due = time.monotonic() + interval
     if not worker:
-        while interval > 0 and not stop.wait(interval):
-            sweep_once(settings, duty=duty)
+        tick = _tick(settings, interval)
+        while tick > 0 and not stop.wait(tick):
+            if interval > 0 and time.monotonic() >= due:
+                sweep_once(settings, duty=duty)
+                due = time.monotonic() + interval
+            else:
+                stop_idle_services(settings)
         duty.release()
         return
     reporter = DiskReporter(settings, worker, queue)
-    due = time.monotonic() + interval
     report_once(settings, reporter)
     while not stop.wait(reporter.period()):
         if interval > 0 and time.monotonic() >= due:
             sweep_once(settings, duty=duty)
             due = time.monotonic() + interval
+        stop_idle_services(settings)
         report_once(settings, reporter)
     duty.release()
+
+
+def _tick(settings: Settings, interval: float) -> float:
+    """How often the sweeper thread wakes: every sweep, and every half ``services_idle_minutes``
+    between them (0: never, as the sweeps)."""
+    idle = settings.services_idle_minutes * 60
+    if interval <= 0:
+        return 0.0
+    return min(interval, max(60.0, idle / 2)) if idle > 0 else interval
+
+
+def stop_idle_services(settings: Settings) -> None:
+    """The keys' idle services stopped (:func:`~baton.workspace.containers.sweep_idle`); never raises."""
+    try:
+        stopped, errors = containers.sweep_idle(settings, time.time())
+    except Exception:  # the sweeper thread must outlive any one failure
+        log.exception("stopping the keys' idle services failed; the next tick tries again")
+        return
+    for name in stopped:
+        log.info("stopped the idle service container %s", name)
+    for name, error in errors.items():
+        log.warning("could not stop the idle service container %s: %s", name, error)
 
 
 def report_once(settings: Settings, reporter: DiskReporter) -> None:

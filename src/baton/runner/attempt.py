@@ -38,6 +38,7 @@ from baton.sandbox.enclosure import (
     GitParts,
     Walls,
     agent_env,
+    allowed,
     check_confine,
     walls_for,
 )
@@ -71,7 +72,7 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
     with RunLog(Path(record.log_path)) as log:
         try:
             _start(ctx, session, record, launch)
-            env = _agent_env(ctx, launch, record)
+            env = _agent_env(ctx, launch, record, prepared.services)
             watch = _watch(ctx, record, env, log)
             halted = None
             if decision.compact:  # the conversation outgrew the threshold: the CLI compacts it first
@@ -142,6 +143,8 @@ def _prompt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attem
         text = prepared.sync_text.strip() + "\n\n" + text
     if prepared.setup_text and (attempt.first or decision.kind in NEW_CONVERSATION):
         text = prepared.setup_text.strip() + "\n\n" + text  # its room was prepared: how to test in it
+    if prepared.services_text and (attempt.first or decision.kind in NEW_CONVERSATION):
+        text = prepared.services_text.strip() + "\n\n" + text  # where its tests' services are now
     if attempt.left_running:  # its server or watcher is gone: it must not be surprised
         text = LEFT_RUNNING.format(attempt.left_running) + "\n\n" + text
     return text
@@ -368,10 +371,14 @@ def _compact(
     return None
 
 
-def _agent_env(ctx: Context, launch: Launch, record: RunRecord) -> dict[str, str]:
+def _agent_env(ctx: Context, launch: Launch, record: RunRecord, services: dict[str, str]) -> dict[str, str]:
     """The agent's environment: an allow-list of baton's (:mod:`baton.sandbox.agentenv`), with the
-    key's own home and temp dir, and its repository's shared package caches (none at ``read``)."""
+    key's own home and temp dir, its services' variables (never one of the CLI's own), and its
+    repository's shared package caches (none at ``read``)."""
+    names = _operators(ctx).env_names()
+    theirs = allowed(services, names)
     baton_sets = {
+        **{name: value for name, value in services.items() if name not in theirs},
         **ctx.workdirs.git_env(ctx.key.agent),
         # headless: a git command of the agent's that wants an editor (`rebase --continue` after a sync
         # conflict left for it, a merge commit) must not wait for one
@@ -382,7 +389,6 @@ def _agent_env(ctx: Context, launch: Launch, record: RunRecord) -> dict[str, str
     }
     home, tmp = ctx.agent.home, keyspace.key_tmp(ctx.settings, ctx.key)
     caches = keyspace.shared_cache(ctx.settings, ctx.key, ctx.access)
-    names = _operators(ctx).env_names()
     return agent_env(os.environ, names, ctx.settings.agent_env_names, baton_sets, home, tmp, caches)
 
 

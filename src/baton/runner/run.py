@@ -272,17 +272,26 @@ def _execute(ctx: Context, last: RunRecord | None, stored: SessionRecord | None)
 
 
 def _environment(ctx: Context, prepared: Prepared) -> tuple[Prepared, RunRecord | None]:
-    """The key's environment prepared when it needs it (:mod:`baton.runner.setup`): what it did goes
-    on the first attempt's note and prompt; a setup that did not succeed is the turn's recorded end.
-    With ``environment = "container"`` both run in the repository's image (:mod:`baton.runner.inside`)."""
+    """The key's environment prepared when it needs it: its services started (:mod:`baton.runner.services`),
+    then its setup (:mod:`baton.runner.setup`); what they did goes on the first attempt's note and
+    prompt; a service or a setup that did not succeed is the turn's recorded end. With ``environment =
+    "container"`` the setup and the agent run in the repository's image (:mod:`baton.runner.inside`)."""
     if (ctx.request.environment or Environment(ctx.settings.environment)) == Environment.CONTAINER:
         from baton.runner.inside import inside
 
         prepared, failed = inside(ctx, prepared)
         if failed is not None:
             return prepared, failed
-    if ctx.access == Access.READ or not environment.wanted(prepared.worktree, ctx.request.setup):
-        return prepared, None  # (a turn at read changes nothing; no setup: none of it is imported)
+    if ctx.access == Access.READ:
+        return prepared, None  # (a turn at read changes nothing)
+    if environment.has_services(prepared.worktree):  # before the setup: it may need them
+        from baton.runner.services import start_services
+
+        prepared, failed = start_services(ctx, prepared)
+        if failed is not None:
+            return prepared, failed
+    if not environment.wanted(prepared.worktree, ctx.request.setup):
+        return prepared, None  # (no setup: none of it is imported)
     from baton.runner.setup import prepare_environment, record_failed
 
     done = prepare_environment(ctx, prepared)

@@ -50,18 +50,25 @@ class Room:
 
 def key_room(ctx: Context, prepared: Prepared) -> Room:
     """The key's own worktree, home and temp dir, in the agent's walls at ``full``."""
-    base = base_env(ctx, ctx.agent.home, keyspace.key_tmp(ctx.settings, ctx.key))
+    base = base_env(ctx, ctx.agent.home, keyspace.key_tmp(ctx.settings, ctx.key), prepared.services)
     inside = prepared.container
     walls = _walls(ctx, prepared, base) if check_confine(ctx.settings) or inside else None
     return Room(prepared.worktree, base, walls, inside)
 
 
 def shared_room(
-    ctx: Context, tree: Path, home: Path, tmp: Path, git: GitParts, inside: Container | None = None
+    ctx: Context,
+    tree: Path,
+    home: Path,
+    tmp: Path,
+    git: GitParts,
+    services: dict[str, str],
+    inside: Container | None = None,
 ) -> Room:
     """A prepared tree, with its own home and temp dir, in the walls the agent would get there at
-    ``full`` (its git detached: no branch of the key's is writable); ``inside``: in that container."""
-    base = base_env(ctx, home, tmp)
+    ``full`` (its git detached: no branch of the key's is writable); ``services``: the variables of
+    the services of the key whose turn prepares it; ``inside``: in that container."""
+    base = base_env(ctx, home, tmp, services)
     walls = None
     if check_confine(ctx.settings) or inside is not None:
         operators = get_agent(ctx.key.agent, ctx.settings)
@@ -172,11 +179,12 @@ def _cwd(worktree: Path, relative: str) -> Path:
     return path
 
 
-def base_env(ctx: Context, home: Path, tmp: Path) -> dict[str, str]:
+def base_env(ctx: Context, home: Path, tmp: Path, services: dict[str, str]) -> dict[str, str]:
     """The agent's allow-list without the agent CLI's own variables (its model credential): the
-    system's basics, the operator's additions, git's identity, ``home`` and ``tmp``, the
-    repository's shared package caches."""
-    sets = {**ctx.workdirs.git_env(ctx.key.agent), "GIT_EDITOR": "true", "BATON_RUN_ID": ctx.run_id}
+    system's basics, the operator's additions, the key's services' variables, git's identity,
+    ``home`` and ``tmp``, the repository's shared package caches."""
+    git = ctx.workdirs.git_env(ctx.key.agent)
+    sets = {**services, **git, "GIT_EDITOR": "true", "BATON_RUN_ID": ctx.run_id}
     tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
     caches = keyspace.shared_cache(ctx.settings, ctx.key, Access.FULL)
     return agent_env(os.environ, (), ctx.settings.agent_env_names, sets, home, tmp, caches)

@@ -98,7 +98,8 @@ def _prepare(ctx: Context, tree: trees.PreparedTree, commit: str, log: Path, pre
     if plan is None:  # the key's own setup is not its commit's: its worktree runs it
         trees.reset(tree, ctx.settings.home, cache)
         return Shared()
-    room = shared_room(ctx, tree.tree, tree.home, tree.tmp, GitParts(admin, cache, None), prepared.container)
+    git = GitParts(admin, cache, None)
+    room = shared_room(ctx, tree.tree, tree.home, tree.tmp, git, prepared.services, prepared.container)
     failed = run_all(ctx, room, plan, plan.commands, log)
     if failed is not None:  # its home stays: what it downloaded is there for the next try
         trees.reset(tree, ctx.settings.home, cache)

@@ -143,6 +143,9 @@ class Prepared:
     sync: dict[str, Any] | None = None  # what syncing with upstream brought in: on the first attempt
     sync_text: str = ""  # ...and what every attempt's prompt tells the agent about it, first thing
     setup_text: str = ""  # the environment's setup ran this turn: what the prompt says was prepared
+    # the key's services (:mod:`baton.runner.services`): their variables, for the setup and the agent
+    services: dict[str, str] = field(default_factory=dict)
+    services_text: str = ""  # ...and what the prompt says about them
     conflicted: bool = False  # the sync conflicted and left the worktree as it was: no agent runs
     fork: ForkSource | None = None  # mode fork: the conversation it branches from
     first: Decision | None = None  # a fork's or hand-off's first attempt, decided before it was kept

@@ -16,7 +16,15 @@ from baton.agents import get_agent
 from baton.allowlist import Policy, Rule
 from baton.errors import BatonError
 from baton.runner.state import Context
-from baton.sandbox.enclosure import Egress, Refusal, denied_ports, model_endpoints, netns_applies, own_ports
+from baton.sandbox.enclosure import (
+    Egress,
+    Refusal,
+    denied_ports,
+    model_endpoints,
+    netns_applies,
+    own_ports,
+    service_endpoints,
+)
 
 
 def agent_policy(ctx: Context) -> Policy:
@@ -61,6 +69,7 @@ def open_way(
     namespaced = confined and netns_applies(ctx.settings.net_ns)
     operators = get_agent(ctx.key.agent, ctx.settings)
     endpoints = model_endpoints(env, operators.endpoints()) if models else []
+    endpoints += service_endpoints(env)  # the key's services on the host's loopback, relayed too
     through = allowlist.upstream_of(ctx.settings.egress_upstream)
     denied = denied_ports(ctx.settings)
     return Egress.open(policy, namespaced, endpoints, denied, refused, own_ports(env), through)

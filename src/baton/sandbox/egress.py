@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from baton.allowlist import Policy, Refusal, Rule, Upstream
-from baton.sandbox.walls import url_port
+from baton.sandbox.walls import service_ports, url_port
 
 if TYPE_CHECKING:  # the proxy (asyncio) and the namespace load only for a run whose egress is not open
     import socket
@@ -43,6 +43,12 @@ def model_endpoints(env: Mapping[str, str], urls: Iterable[str]) -> list[tuple[s
         if port and host:
             found[host.lower(), port] = None
     return list(found)
+
+
+def service_endpoints(env: Mapping[str, str]) -> list[tuple[str, int]]:
+    """(127.0.0.1, port) of the key's services (``BATON_SERVICE_PORTS``): relayed into the agent's
+    namespace as its model APIs on loopback are, or allowed by the walls' TCP rule."""
+    return [("127.0.0.1", port) for port in service_ports(env)]
 
 
 @dataclass

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 from baton.allowlist import Refusal
 from baton.errors import AgentError
 from baton.sandbox import egress, mountns
-from baton.sandbox.agentenv import agent_env
+from baton.sandbox.agentenv import agent_env, allowed
 from baton.sandbox.cgroups import Limits
 from baton.sandbox.confine import check_confine, walls_for
 from baton.sandbox.contain import Containment, Reaped, end_stale, limits_of
 from baton.sandbox.diskwatch import DiskWatch
-from baton.sandbox.egress import Egress, model_endpoints
+from baton.sandbox.egress import Egress, model_endpoints, service_endpoints
 from baton.sandbox.landlock import Ruleset
 from baton.sandbox.reaper import STARTING
 from baton.sandbox.walls import GitParts, Walls, denied_ports, own_ports, ruleset
@@ -49,6 +49,7 @@ __all__ = [
     "Spawn",
     "Walls",
     "agent_env",
+    "allowed",
     "check_confine",
     "container_for",
     "denied_ports",
@@ -57,6 +58,7 @@ __all__ = [
     "model_endpoints",
     "netns_applies",
     "own_ports",
+    "service_endpoints",
     "walls_for",
 ]
 

@@ -361,14 +361,16 @@ def denied_ports(settings: Settings) -> frozenset[int]:
 def tcp_ports(settings: Settings, env: Mapping[str, str], urls: Iterable[str] = ()) -> frozenset[int]:
     """The TCP ports an agent may connect to: HTTP(S), SSH and git; the ports of its environment's
     base URLs and proxies (``ANTHROPIC_BASE_URL``, ``GOOGLE_GEMINI_BASE_URL``, ``HTTPS_PROXY``, ...),
-    of its own servers (:data:`OWN_URL`) and of ``urls`` (the key's repository);
-    ``settings.agent_ports`` — minus :func:`denied_ports`."""
+    of its own servers (:data:`OWN_URL`) and of ``urls`` (the key's repository); its services'
+    (``BATON_SERVICE_PORTS``, which only baton sets); ``settings.agent_ports`` — minus
+    :func:`denied_ports`."""
     found = set(AGENT_PORTS)
     for name, value in env.items():
         upper = name.upper()
         if upper.endswith(("_BASE_URL", "_PROXY", OWN_URL)) and upper != "NO_PROXY":
             found.add(url_port(value) or 0)
     found.update(url_port(url) or 0 for url in urls)
+    found.update(service_ports(env))
     found.update(_setting_ports(settings.agent_ports))
     return frozenset(found - {0}) - denied_ports(settings)
 
@@ -376,6 +378,12 @@ def tcp_ports(settings: Settings, env: Mapping[str, str], urls: Iterable[str] = 
 def own_ports(env: Mapping[str, str]) -> frozenset[int]:
     """The ports of the servers the agent listens on itself (its ``…_OWN_URL`` variables)."""
     return frozenset(url_port(v) or 0 for k, v in env.items() if k.upper().endswith(OWN_URL)) - {0}
+
+
+def service_ports(env: Mapping[str, str]) -> set[int]:
+    """The ports of the key's services, as baton told the agent (:mod:`baton.runner.services`)."""
+    items = env.get("BATON_SERVICE_PORTS", "").split(",")
+    return {int(i) for i in items if i.isdigit() and 0 < int(i) < 65536}
 
 
 def _setting_ports(text: str) -> set[int]:

@@ -212,13 +212,17 @@ def _empty(directory: Path) -> None:
 
 
 def remove_space(settings: Settings, key: Key) -> bool:
-    """Delete the key's space (its agent home and temp dir) and the empty directories above it, and
-    its checkpoint memo; True if the space existed. The caller holds the key's lease and has
-    snapshotted what it wants to keep."""
+    """Delete the key's space (its agent home and temp dir, its services' data: their containers
+    stopped) and the empty directories above it, and its checkpoint memo; True if the space existed.
+    The caller holds the key's lease and has snapshotted what it wants to keep."""
     checkmemo.forget(settings.home, key)
     path = key_dir(settings, key)
     if not path.exists():
         return False
+    if (path / "services").is_dir():  # its services' data: their containers go first
+        from baton.workspace.containers import stop_space
+
+        stop_space(settings, path)
     _rmtree(path)
     remove_empty_parents(path.parent, settings.home / KEYS)
     return True

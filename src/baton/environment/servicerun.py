@@ -1,0 +1,232 @@
+"""Starting a key's services (:func:`start`): each in its own container of podman (rootless where baton
+is not root) or docker, on its own free port of 127.0.0.1, its data in the key's space, reused by the
+key's later turns while it runs (:mod:`baton.workspace.containers` keeps their state and stops them).
+``services_network = "host"``: the container shares the host's network and is told its port through
+the service's ``port_env`` (or a ``${port}`` in its ``env``); ``"publish"``: its ``port`` is published
+on the free port. Nothing from the repository reaches a shell: the engine gets argv, and the
+container's variables go through an ``--env-file`` in the key's space (0600), never its argv.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from baton.environment.services import HOST, Service, fill
+from baton.settings import Settings
+from baton.workspace import containers
+from baton.workspace.containers import State
+
+RUN_SECONDS = 300  # `run` may unpack an image first
+TAIL = 600
+
+
+class ServiceFailed(RuntimeError):
+    """A service that could not be started or did not become ready: said on the run."""
+
+
+@dataclass(frozen=True)
+class Started:
+    """What starting a key's services gave: the variables the agent and its setup get, the ports they
+    may connect to, the run's note; ``error`` when one failed (the turn ends with it)."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    ports: tuple[int, ...] = ()
+    note: str | None = None
+    error: str | None = None
+    fresh: bool = False  # one was started this turn (not all reused): its port may be new
+
+
+def engine(settings: Settings) -> str | None:
+    """The container engine's program: the setting's, or podman else docker on ``PATH``; None."""
+    if settings.services_engine == "off":
+        return None
+    names = ("podman", "docker") if settings.services_engine == "auto" else (settings.services_engine,)
+    return next((found for name in names if (found := shutil.which(name))), None)
+
+
+def _wanted(settings: Settings) -> str:
+    return "podman or docker" if settings.services_engine == "auto" else settings.services_engine
+
+
+def start(settings: Settings, space: Path, services: tuple[Service, ...]) -> Started:
+    """Start (or reuse) each of ``services`` for the key whose space is ``space``."""
+    if not services:
+        return Started()
+    program = engine(settings)
+    names = ", ".join(s.name for s in services)
+    if program is None:
+        why = (
+            "services_engine = off"
+            if settings.services_engine == "off"
+            else f"no {_wanted(settings)} on PATH"
+        )
+        return Started(note=f"services: {names} skipped ({why}; `baton doctor` says so)")
+    env: dict[str, str] = {}
+    ports: list[int] = []
+    said: list[str] = []
+    for service in services:
+        try:
+            port, how = _ensure(settings, program, space, service)
+        except ServiceFailed as exc:
+            note = f"services: {service.name} did not start"
+            return Started(
+                note=note, error=f"environment: service {service.name!r} ({service.source}): {exc}"
+            )
+        ports.append(port)
+        env.update({name: fill(value, port) for name, value in service.export.items()})
+        said.append(f"{service.name} on {HOST}:{port} ({how})")
+    env["BATON_SERVICE_PORTS"] = ",".join(map(str, ports))
+    fresh = any("reused" not in s for s in said)
+    return Started(env, tuple(ports), f"services: {'; '.join(said)}", fresh=fresh)
+
+
+def _ensure(settings: Settings, program: str, space: Path, service: Service) -> tuple[int, str]:
+    """The service's port, and how it got there: reused, or started in so many seconds."""
+    network = settings.services_network
+    name = containers.container_name(space, service.name)
+    spec = _spec(service, network, program)
+    state = containers.read_state(settings, name)
+    if state is not None and state.spec == spec and _running(program, name) and _answers(state.port):
+        containers.write_state(settings, _used(state))
+        return state.port, "reused"
+    began = time.monotonic()
+    _run(program, containers.remove_argv(program, name)[1:], check=False)
+    port = state.port if state is not None and _free(state.port) else _free_port()
+    argv = _run_argv(program, name, space, service, port, network)
+    fresh = State(name, program, str(space), service.name, port, spec, time.time())
+    containers.write_state(settings, fresh)  # before it runs: the key's removal finds it either way
+    _run(program, argv)
+    _ready(program, name, service, port)
+    return port, f"started in {time.monotonic() - began:.1f} s"
+
+
+def _used(state: State) -> State:
+    return State(**{**state.to_json(), "used": time.time()})
+
+
+def _spec(service: Service, network: str, program: str) -> str:
+    text = json.dumps([service.__dict__, network, program], sort_keys=True, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _run_argv(program: str, name: str, space: Path, service: Service, port: int, network: str) -> list[str]:
+    """``run -d`` of the service's container: its name, labels, variables (a file), network, data."""
+    home = space / containers.SERVICES
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env_file = home / f"{service.name}.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in _container_env(service, port, network).items()))
+    os.chmod(env_file, 0o600)
+    argv = [
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        "baton.service=" + service.name,
+        "--env-file",
+        str(env_file),
+    ]
+    if network == "host":
+        argv += ["--network", "host"]
+    else:
+        argv += ["-p", f"{HOST}:{port}:{service.port}"]
+    if service.data is not None:
+        data = home / service.name / "data"
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)
+        chown = ":U" if Path(program).name == "podman" else ""  # owned by the container's user
+        argv += ["-v", f"{data}:{service.data}{chown}"]
+    return [*argv, "--", service.image]
+
+
+def _container_env(service: Service, port: int, network: str) -> dict[str, str]:
+    """The container's variables: the service's ``env`` with its port filled in, and its ``port_env``
+    (the free port with host networking, its own ``port`` when published)."""
+    if (
+        network == "host"
+        and service.port_env is None
+        and not any("${port}" in v for v in service.env.values())
+    ):
+        raise ServiceFailed("with services_network = host it needs port_env (or ${port} in its env)")
+    if network == "publish" and service.port is None:
+        raise ServiceFailed("with services_network = publish it needs port (its port in the container)")
+    inside = port if network == "host" else service.port
+    assert inside is not None
+    env = {name: fill(value, inside) for name, value in service.env.items()}
+    if service.port_env is not None:
+        env[service.port_env] = str(inside)
+    return env
+
+
+def _ready(program: str, name: str, service: Service, port: int) -> None:
+    """Wait until the service answers: its ``ready`` command in its container exits 0, else a TCP
+    connection to its port succeeds; ServiceFailed when it stopped or ``ready_timeout`` passed."""
+    deadline = time.monotonic() + service.ready_timeout
+    command = [fill(a, port) for a in service.ready]
+    while time.monotonic() < deadline:
+        if command:
+            done = _run(program, ["exec", name, *command], check=False, timeout=30)
+            if done.returncode == 0:
+                return
+        elif _answers(port):
+            return
+        if not _running(program, name):
+            raise ServiceFailed(f"its container stopped; its last output:\n{_logs(program, name)}")
+        time.sleep(0.2)
+    raise ServiceFailed(
+        f"not ready after {service.ready_timeout:g} s; its last output:\n{_logs(program, name)}"
+    )
+
+
+def _run(
+    program: str, argv: list[str], check: bool = True, timeout: float = RUN_SECONDS
+) -> subprocess.CompletedProcess[str]:
+    try:
+        done = subprocess.run([program, *argv], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ServiceFailed(f"{Path(program).name} {argv[0]}: {exc}") from exc
+    if check and done.returncode != 0:
+        said = (done.stderr or done.stdout).strip()[-TAIL:]
+        raise ServiceFailed(f"{Path(program).name} {argv[0]} exited {done.returncode}: {said}")
+    return done
+
+
+def _running(program: str, name: str) -> bool:
+    done = _run(program, ["container", "inspect", "--format", "{{.State.Running}}", name], check=False)
+    return done.returncode == 0 and done.stdout.strip() == "true"
+
+
+def _logs(program: str, name: str) -> str:
+    done = _run(program, ["logs", "--tail", "15", name], check=False)
+    return (done.stdout + done.stderr).strip()[-TAIL:]
+
+
+def _answers(port: int) -> bool:
+    try:
+        socket.create_connection((HOST, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
