@@ -106,12 +106,14 @@ class RunLog:
         self.write(json.dumps(event, ensure_ascii=False))
 
     def close(self) -> None:
+        """Closed: a line written later (a refusal told after its process ended) is dropped."""
         with self._lock:
             if self._file is not None:
                 try:
                     self._file.close()
                 except OSError as exc:
                     self._failed(exc)
+                self._file = None
 
 
 class _Pumps:

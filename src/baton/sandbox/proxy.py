@@ -167,10 +167,10 @@ async def _proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gat
         reason = f"{host} resolves to no address this run may reach"
     if reason is None and address is not None and _internal(address, host, gate.policy):
         reason = f"{host} resolves to {address}, an internal address not on the allow-list"
-    if reason is not None:
-        await _answer(writer, 403, f"baton egress refused: {reason}")
+    if reason is not None:  # told (an audit row, an event) before the agent hears it: never after its end
         loop = asyncio.get_running_loop()
-        loop.run_in_executor(None, gate.on_refused, Refusal(host, port, method, reason))
+        await loop.run_in_executor(None, gate.on_refused, Refusal(host, port, method, reason))
+        await _answer(writer, 403, f"baton egress refused: {reason}")
         return
     try:
         if through is not None:  # the upstream resolves the name (a host may reach DNS only that way)
