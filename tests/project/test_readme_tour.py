@@ -60,8 +60,8 @@ def test_the_readme_tour_runs_as_pasted(tmp_path: Path, leftovers: None) -> None
         "mock reply #1: received 2 messages",  # the first claude run
         "?? NOTES.md",  # the agent wrote the file
         "hydrated from the store's snapshot",  # after the redeploy
-        "note: environment: setup from .baton/setup.sh",  # the project's setup ran before the agent
-        "▶ Bash .venv/bin/python -m unittest -v test_calc",  # the agent ran the project's tests
+        "▶ Bash .venv/bin/python -m unittest -v",  # the agent ran the project's tests, in the .venv
+        "test_add (test_add.T",  # that .baton/setup.sh made before its turn
         "... ok\n",
         "Ran 1 test in",
         "mock reply #7: received 10 messages",
