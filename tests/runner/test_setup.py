@@ -46,12 +46,12 @@ def prompts(settings: Settings, result: RunResult) -> list[str]:
 TINY_TEST = "import tinypkg\n\n\ndef test_answer() -> None:\n    assert tinypkg.answer() == 42\n"
 
 
-# The venv without a pip of its own, pip installing into it from outside: about 6 s instead of 26 s on
-# a busy machine (ensurepip and a second pip's start-up are most of a venv's cost).
+# The venv without a pip of its own, the suite's pip installing into it from outside (a base Python may
+# have none): about 6 s instead of 26 s on a busy machine (ensurepip is most of a venv's cost).
 SITE = "$(.venv/bin/python -c \"import sysconfig; print(sysconfig.get_path('purelib'))\")"
 PY_SETUP = (
     f"set -e\n{COUNT}{sys.base_prefix}/bin/python3 -m venv --without-pip .venv\n"
-    f"{sys.base_prefix}/bin/python3 -m pip install -q --disable-pip-version-check --no-compile --no-index "
+    f"{sys.executable} -m pip install -q --disable-pip-version-check --no-compile --no-index "
     f"--find-links wheels --target {SITE} tinypkg pytest\n"
 )
 
