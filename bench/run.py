@@ -23,6 +23,7 @@ import bench_contain
 import bench_cow
 import bench_dashboard
 import bench_diskwatch
+import bench_egress
 import bench_fake
 import bench_forge
 import bench_git
@@ -70,6 +71,7 @@ GROUPS = {
         bench_sync.GROUP,
         bench_landlock.GROUP,
         bench_contain.GROUP,
+        bench_egress.GROUP,
         bench_setup.GROUP,
         bench_diskwatch.GROUP,
         bench_cow.GROUP,
@@ -83,6 +85,7 @@ RUN_ORDER = (
     "quota",
     "landlock",
     "contain",
+    "egress",
     "setup",
     "diskwatch",
     "scale",

@@ -4,13 +4,19 @@ repository's ``[repo."…"] egress``, a run's own) parsed into a :class:`Policy`
 (``pypi.org``, ``*.example.com``: any name beneath it), optionally with a port (``host:8443``; without
 one, 80 and 443) and the HTTP methods plain HTTP may use (``api.example.com GET HEAD``; a CONNECT tunnel
 carries HTTPS, whose methods the proxy cannot see). What is refused and why: docs/security.md.
+:class:`Upstream`: the operator's own HTTP proxy the egress proxy connects through (``egress_upstream``,
+else ``HTTPS_PROXY``/``HTTP_PROXY`` of baton's environment minus ``NO_PROXY``; ``direct``: never),
+every allowed connection a ``CONNECT`` tunnel through it (:func:`baton.sandbox.proxy.tunnel`).
 """
 
 from __future__ import annotations
 
+import base64
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 from baton.errors import BadInput
 
@@ -135,3 +141,62 @@ def _wider(outer: str, host: str) -> bool:
     if outer == host:
         return True
     return outer.startswith("*.") and host.removeprefix("*.").endswith(outer[1:])
+
+
+# The operator's own proxy (egress_upstream), which the egress proxy connects through.
+DIRECT = "direct"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """An HTTP proxy to tunnel through, and the hosts that go around it."""
+
+    host: str
+    port: int
+    auth: str | None = None  # the Proxy-Authorization value; never logged
+    bypass: str = ""  # NO_PROXY's value (when it came from the environment)
+
+    def applies(self, host: str) -> bool:
+        """Whether a connection to ``host`` goes through this proxy: not when ``NO_PROXY`` spares it (as
+        curl reads it: ``*``, or a name that is the host or a domain above it; a port is ignored)."""
+        host = host.lower().rstrip(".")
+        for entry in self.bypass.lower().split(","):
+            name = entry.strip().rsplit(":", 1)[0] if entry.count(":") == 1 else entry.strip()
+            name = name.lstrip("*").lstrip(".")
+            if entry.strip() == "*" or (name and (host == name or host.endswith("." + name))):
+                return False
+        return True
+
+    def __repr__(self) -> str:  # the credential never shows in a log or a traceback
+        return f"Upstream({self.host}:{self.port})"
+
+
+def parse_upstream(url: str, where: str = "setting 'egress_upstream'", bypass: str = "") -> Upstream:
+    """An ``http://[user:password@]host:port`` URL; BadInput naming ``where`` otherwise (without the
+    URL, which may hold a password)."""
+    url = url.strip() if "://" in url else f"http://{url.strip()}"  # `proxy.corp:3128`, as curl takes it
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 80
+    except ValueError:
+        raise BadInput(f"{where}: not a URL of the form http://[user:password@]host:port") from None
+    if parts.scheme != "http" or not parts.hostname:
+        raise BadInput(f"{where}: must be an http:// proxy URL (http://[user:password@]host:port)")
+    auth = None
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        auth = "Basic " + base64.b64encode(pair.encode()).decode()
+    return Upstream(parts.hostname, port, auth, bypass)
+
+
+def upstream_of(setting: str, environ: Mapping[str, str] = os.environ) -> Upstream | None:
+    """The upstream of ``egress_upstream`` (see the module); None: connect directly."""
+    if setting.strip() == DIRECT:
+        return None
+    if setting.strip():
+        return parse_upstream(setting)
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        if environ.get(name, "").strip():
+            bypass = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
+            return parse_upstream(environ[name], f"{name} of baton's environment", bypass)
+    return None

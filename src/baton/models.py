@@ -113,6 +113,13 @@ class OnInstructions(StrEnum):
     FRESH = "fresh"  # start a new conversation, with a recap, which reads the new files itself
 
 
+class Environment(StrEnum):
+    """Where a key's setup and agent run (docs/environment.md)."""
+
+    HOST = "host"  # on baton's host, in its walls
+    CONTAINER = "container"  # in the image the repository's devcontainer.json names, through podman
+
+
 def plain_fields(record: Any) -> dict[str, Any]:
     """``asdict(record)`` for a flat record (no dataclass among its values), without deep-copying
     every value: strings, numbers and enums are shared, a dict or list is copied. ``asdict`` took

@@ -25,7 +25,7 @@ import platformdirs
 
 from baton import allowlist
 from baton.errors import BadInput
-from baton.models import Access, Confine, OnConflict, OnInstructions, SyncHow
+from baton.models import Access, Confine, Environment, OnConflict, OnInstructions, SyncHow
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,13 @@ class Settings:
         "seconds a repository's environment setup (`.baton/setup.sh`, devcontainer lifecycle commands, "
         "copilot-setup-steps' `run:` steps, a configured `setup`) may run, all its commands together, "
         "before it is stopped and the turn ends `failed` ([environment.md](environment.md)); 0: no limit"))
+    environment: str = field(default="host", metadata=about(
+        "where a repository's setup and its agent run: `host` (baton's host, in the walls) or `container` "
+        "(the image its devcontainer.json names, or builds from its Dockerfile, through "
+        "`container_engine`); a forge repository's `environment` and a run's `--environment` win "
+        "([environment.md](environment.md#containers))"))
+    container_engine: str = field(default="podman", metadata=about(
+        "the engine that runs `environment = \"container\"` ([environment.md](environment.md#containers))"))
     unreachable_grace: float = field(default=20.0, metadata=about(
         "seconds an agent may report nothing but failed connections to its model API (a wrong "
         "`ANTHROPIC_BASE_URL`, a server that is down) before the turn ends `failed`, naming the address "
@@ -267,6 +274,17 @@ class Settings:
         "`*.example.com`, `host:8443`, `api.example.com GET HEAD`) and presets, comma-separated (a list "
         "in config.toml); a forge repository's `egress` and a run's `--egress` win. A refusal is HTTP "
         "403, an audit row and a run event ([security.md](security.md#the-network))", kind="list"))
+    setup_egress: str = field(default="registries", metadata=about(
+        "where a repository's setup may connect when the agent's `egress` is not `open` (with it `open`, "
+        "so is the setup's): hosts and presets as `egress` takes them, and always the host of the "
+        "repository's HTTP(S) remote; never the agent's model APIs ([environment.md](environment.md#the-"
+        "setups-walls))", kind="list"))
+    egress_upstream: str = field(default="", metadata=about(
+        "the operator's HTTP proxy that baton's egress proxy connects through, for a host that reaches "
+        "the internet only that way: `http://[user:password@]host:port`; empty: `HTTPS_PROXY` (else "
+        "`HTTP_PROXY`) of baton's own environment, minus the hosts its `NO_PROXY` spares; `direct`: "
+        "never. Only connections baton's allow-list allowed reach it ([security.md](security.md#the-"
+        "network))"))
     net_ns: AutoOff = field(default="auto", metadata=about(
         "`auto`: with `egress` not `open`, a walled agent gets its own network namespace holding only "
         "loopback, reaching out through baton's proxy alone, where the host lets baton make one (root, or "
@@ -376,6 +394,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "sync": tuple(m.value for m in SyncHow),
     "on_conflict": tuple(c.value for c in OnConflict),
     "on_instructions_change": tuple(o.value for o in OnInstructions),
+    "environment": tuple(e.value for e in Environment),
+    "container_engine": ("podman", "docker"),
     "log_level": LOG_LEVELS,
     "log_format": LOG_FORMATS,
     "access": tuple(a.value for a in Access),
@@ -480,7 +500,8 @@ def format_size(n: int | None, missing: str = "-") -> str:
 
 def _coerce(name: str, value: Any, source: str) -> Any:
     kind = _FIELDS[name].type
-    if name == "egress" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+    listed = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if name in ("egress", "setup_egress") and listed:
         value = ",".join(value)  # config.toml's list of hosts and presets
     if kind == "int":
         if isinstance(value, bool) or not str(value).strip().isdigit():
@@ -525,6 +546,9 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     settings.agent_env_names, settings.agent_port_numbers  # noqa: B018
     settings.prune_kind_names, settings.context_windows  # noqa: B018
     allowlist.parse(settings.egress)
+    if not allowlist.parse(settings.egress).open:  # a malformed proxy URL fails here, named
+        allowlist.upstream_of(settings.egress_upstream, env)
+    allowlist.parse(settings.setup_egress, "setting 'setup_egress'")
     for name, choices in CHOICES.items():
         value = getattr(settings, name)
         if not (name == "log_level" and value.upper() in choices):  # any case, as --loglevel takes it

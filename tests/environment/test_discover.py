@@ -145,6 +145,29 @@ def test_the_preparation_key_follows_the_setup_and_the_lock_files(tmp_path: Path
     assert changed is not None and changed.text_key != first.text_key
 
 
+def test_a_monorepos_lock_files_below_the_root_are_inputs_too(tmp_path: Path) -> None:
+    """Two levels below the root (``web/package-lock.json``, ``services/api/uv.lock``); never in what a
+    setup makes (``node_modules``, ``.venv``) nor deeper, nor through a linked directory."""
+    write(
+        tmp_path,
+        {
+            BATON_SETUP: "make deps\n",
+            "web/package-lock.json": "{}",
+            "services/api/uv.lock": "a",
+            "services/api/deep/er/Cargo.lock": "too deep",
+            "web/node_modules/left-pad/package-lock.json": "made by npm",
+            ".venv/lib/requirements.txt": "made",
+        },
+    )
+    (tmp_path / "linked").symlink_to(tmp_path / "services")
+    first = discover(tmp_path)
+    assert first is not None
+    assert [name for name, _ in first.inputs] == ["services/api/uv.lock", "web/package-lock.json"]
+    (tmp_path / "services/api/uv.lock").write_text("b")
+    relocked = discover(tmp_path)
+    assert relocked is not None and relocked.key != first.key and relocked.text_key == first.text_key
+
+
 def test_links_are_never_followed(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text("token\n")
@@ -201,3 +224,13 @@ def test_the_test_command_named_in_the_instruction_files(tmp_path: Path) -> None
     assert find_test_command(tmp_path) == ("CLAUDE.md", "uv run pytest -q")
     write(tmp_path, {"AGENTS.md": "Lint with `ruff check`; test with `npm test`.\n"})
     assert find_test_command(tmp_path) == ("AGENTS.md", "npm test")
+
+
+def test_a_setup_in_a_container_keys_on_its_image_and_skips_nothing_of_it(tmp_path: Path) -> None:
+    root = write(tmp_path, {DEVCONTAINER: '{"image": "localhost/app:1", "postCreateCommand": "make"}'})
+    host, inside = discover(root), discover(root, image="localhost/app:1")
+    assert host is not None and inside is not None and host.commands == inside.commands
+    assert any("the container itself" in s for s in host.skipped)
+    assert not any("the container itself" in s for s in inside.skipped)
+    other = discover(root, image="localhost/app:2")
+    assert other is not None and len({host.key, inside.key, other.key}) == 3  # a new image: set up again

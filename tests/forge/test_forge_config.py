@@ -19,7 +19,7 @@ from baton.forge.config import (
     load_forges,
 )
 from baton.forge.model import Budget, ForgeKind, Trigger
-from baton.models import Access, OnInstructions, OnPermission
+from baton.models import Access, Environment, OnInstructions, OnPermission
 
 AGENTS = ("claude", "codex", "gemini")
 
@@ -545,3 +545,13 @@ def test_a_repo_may_name_its_environment_setup(tmp_path: Path) -> None:
     assert plain is not None and plain.setup is None
     assert named is not None and named.setup == "make deps"
     _refused(tmp_path, GITHUB + '[repo."acme/api"]\nsetup = ["make"]\n', "setup")
+
+
+def test_environment_is_the_settings_unless_the_repo_says(tmp_path: Path) -> None:
+    inside = _load(tmp_path, GITHUB + '[repo."acme/api"]\nenvironment = "container"\n').repo(
+        "github", "acme/api"
+    )
+    plain = _load(tmp_path, GITHUB + '[repo."acme/api"]\n').repo("github", "acme/api")
+    assert inside is not None and inside.environment is Environment.CONTAINER
+    assert plain is not None and plain.environment is None
+    _refused(tmp_path, GITHUB + '[repo."acme/api"]\nenvironment = "vm"\n', "environment", "host, container")

@@ -63,8 +63,9 @@ LOOPBACK = "127.0.0.1"
 UNREACHABLE = "Cannot connect to API"  # its words for a provider it could not reach
 # the session updates that come from the model (ACP's): any other (available_commands_update…) is OpenCode's
 MODEL_UPDATES = {"agent_message_chunk", "agent_thought_chunk", "tool_call", "tool_call_update", "plan"}
-# baton's name, not one OpenCode reads: where its server listens, a base URL the walls grant the port of
-SERVER_URL = "OPENCODE_ACP_SERVER_BASE_URL"
+# baton's name, not one OpenCode reads: where its own server listens, a port the walls grant
+# (baton.sandbox.walls.OWN_URL), never a model API's (no relay of baton's takes it in the agent's namespace)
+SERVER_URL = "OPENCODE_ACP_SERVER_OWN_URL"
 
 
 class OpenCodeAgent(AcpAgent):
@@ -233,7 +234,7 @@ class OpenCodeAgent(AcpAgent):
         if walled:
             # its ACP side calls its own HTTP server (127.0.0.1:4096, else any port), which walls refuse
             # (session/new fails "OpenCode service failure", service: directory): the walls grant the
-            # port named here as a base URL (SERVER_URL, baton.sandbox.walls.tcp_ports), chosen free a
+            # port named here (SERVER_URL, baton.sandbox.walls.tcp_ports), chosen free a
             # moment before (another process could take it meanwhile: then OpenCode cannot listen and
             # the turn fails), that port only, for this launch only. Its model provider's baseURL is in
             # its config, not its environment: endpoints().

@@ -4,11 +4,13 @@
 ``updateContentCommand``, ``postCreateCommand``; ``containerEnv``/``remoteEnv``); the ``run:`` steps
 of copilot-setup-steps' job. The worktree is the agent's to write: every file is read without
 following a link (:mod:`baton.workspace.nofollow`), and what a source says is data, run only inside
-the agent's walls. The lock files the preparation key hashes are the root's (:data:`LOCK_FILES`).
+the agent's walls. The lock files the preparation key hashes (:data:`LOCK_FILES`) are found at the root
+and two levels below it (:func:`lock_inputs`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -40,6 +42,12 @@ LOCK_FILES = (
     "Gemfile.lock",
     "composer.lock",
 )
+LOCK_DEPTH = 3  # the root, and two levels of directories below it
+MAX_LOCKS = 64
+# what a setup makes or a package manager keeps: never where a project's own lock files are
+NOT_SOURCE = frozenset(
+    {"node_modules", "vendor", "target", "dist", "build", "venv", "__pycache__", "site-packages"}
+)
 MAX_FILE = 1 << 20  # a setup's own file: larger is refused (a lock file is hashed whatever its size)
 LIFECYCLE = ("onCreateCommand", "updateContentCommand", "postCreateCommand")
 NOT_RUN = {
@@ -48,6 +56,7 @@ NOT_RUN = {
     "postAttachCommand": "runs when a tool attaches",
 }
 COPILOT_JOB = "copilot-setup-steps"
+CONTAINER_SKIPPED = "the container itself (image, build, compose: run on this host, in the walls)"
 BASH = ("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c")  # GitHub Actions' default shell
 SH = ("/bin/sh", "-c")
 
@@ -56,8 +65,17 @@ class Unreadable(ValueError):
     """A setup file that exists but cannot be used (a link, not UTF-8, malformed): said on the run."""
 
 
-def discover(worktree: Path, configured: str | None = None) -> SetupPlan | None:
-    """The key's setup, or None when neither its configuration nor its repository has one."""
+def discover(worktree: Path, configured: str | None = None, image: str | None = None) -> SetupPlan | None:
+    """The key's setup, or None when neither its configuration nor its repository has one; ``image``:
+    it runs in that container (environment container), which is then part of its preparation key."""
+    plan = _discover(worktree, configured)
+    if plan is None or image is None:
+        return plan
+    skipped = tuple(s for s in plan.skipped if s != CONTAINER_SKIPPED)
+    return dataclasses.replace(plan, skipped=skipped, text=plan.text + b"\0image " + image.encode())
+
+
+def _discover(worktree: Path, configured: str | None) -> SetupPlan | None:
     found = [name for name in SOURCES if _exists(worktree, name)]
     inputs = lock_inputs(worktree)
     if configured is not None and configured.strip():
@@ -93,19 +111,42 @@ def read(worktree: Path, name: str, limit: int = MAX_FILE) -> bytes:
 
 
 def lock_inputs(worktree: Path) -> tuple[tuple[str, str], ...]:
-    """The root's lock files and ``requirements*.txt`` that are regular files, with their sha256."""
-    try:
-        names = sorted(os.listdir(worktree))
-    except OSError:
-        return ()
-    wanted = [n for n in names if n in LOCK_FILES or (n.startswith("requirements") and n.endswith(".txt"))]
+    """The lock files and ``requirements*.txt`` that are regular files, at the root and in directories
+    down to :data:`LOCK_DEPTH` (a monorepo's ``web/package-lock.json``), with their sha256."""
     found = []
-    for name in wanted:
+    for name in _lock_names(worktree):
         try:
             found.append((name, hashlib.sha256(nofollow.read_beneath(worktree, name)).hexdigest()))
         except OSError:  # a link or a directory: not an input (never followed)
             continue
     return tuple(found)
+
+
+def _lock_names(worktree: Path) -> list[str]:
+    """The lock files' relative paths, breadth first, no link followed, none under a directory of
+    :data:`NOT_SOURCE` or a dot-directory; at most :data:`MAX_LOCKS`."""
+    found: list[str] = []
+    level = [""]
+    for _depth in range(LOCK_DEPTH):
+        below = []
+        for rel in level:
+            try:
+                entries = sorted(
+                    os.scandir(worktree / rel) if rel else os.scandir(worktree), key=lambda e: e.name
+                )
+            except OSError:
+                continue
+            for entry in entries:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    if not entry.name.startswith(".") and entry.name not in NOT_SOURCE:
+                        below.append(path)
+                elif entry.name in LOCK_FILES or (
+                    entry.name.startswith("requirements") and entry.name.endswith(".txt")
+                ):
+                    found.append(path)
+        level = below
+    return sorted(found[:MAX_LOCKS])  # the shallowest first, when there are more
 
 
 def _baton(worktree: Path, why: str, inputs: tuple[tuple[str, str], ...]) -> SetupPlan:
@@ -132,7 +173,7 @@ def _devcontainer(worktree: Path, source: str, why: str, inputs: tuple[tuple[str
             commands += lifecycle(name, data[name], source)
     skipped = [f"{name} ({why})" for name, why in NOT_RUN.items() if name in data]
     if "image" in data or "build" in data or "dockerComposeFile" in data:
-        skipped.append("the container itself (image, build, compose: run on this host, in the walls)")
+        skipped.append(CONTAINER_SKIPPED)
     env = {**_env(data, "containerEnv", source), **_env(data, "remoteEnv", source)}
     update = (
         lifecycle("updateContentCommand", data["updateContentCommand"], source)

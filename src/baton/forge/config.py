@@ -28,7 +28,7 @@ from baton.caps.model import NAMES, Caps, check_cap
 from baton.errors import BadInput
 from baton.forge.appkey import AppKey
 from baton.forge.model import Budget, ForgeKind, Trigger
-from baton.models import Access, OnInstructions, OnPermission
+from baton.models import Access, Environment, OnInstructions, OnPermission
 from baton.settings import FORGE_TABLES as TABLES  # the tables of config.toml this module owns
 from baton.settings import read_config
 
@@ -182,6 +182,7 @@ class RepoConfig:
     )
     caps: Caps = field(default_factory=Caps)  # each thread's spending caps (max_usd, ...; the settings' too)
     egress: str | None = None  # where its agents may connect (baton.allowlist); None: the setting egress
+    environment: Environment | None = None  # host or container (its devcontainer's image); None: the setting
     triggers: dict[Trigger, TriggerConfig] = field(default_factory=_DefaultTriggers)
 
     def __post_init__(self) -> None:
@@ -545,6 +546,7 @@ _REPO_KEYS = (
     "setup",
     "max_usd", "max_tokens", "max_minutes", "max_turns",
     "egress",
+    "environment",
 )  # fmt: skip
 
 
@@ -583,6 +585,7 @@ def _repo(
         setup=fields.text("setup") or None,
         caps=_caps(fields),
         egress=_egress(fields),
+        environment=_environment(fields),
         triggers=_triggers(fields, access, agents),
     )
 
@@ -601,6 +604,13 @@ def _egress(fields: _Fields) -> str | None:
         return allowlist.parse(value, "egress").text
     except BadInput as exc:
         raise fields.error("egress", str(exc).removeprefix("egress: ")) from None
+
+
+def _environment(fields: _Fields) -> Environment | None:
+    """``environment``: ``host`` or ``container``; None (the setting's) when absent."""
+    if not fields.has("environment"):
+        return None
+    return Environment(fields.choice("environment", [e.value for e in Environment], "host"))
 
 
 def _on_instructions(fields: _Fields) -> OnInstructions | None:

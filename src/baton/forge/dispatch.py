@@ -410,6 +410,7 @@ def _submit(loop: ForgeLoop, binding: Binding, pending: list[EventRecord]) -> Ou
         timeout=repo.timeout if repo else None,
         setup=repo.setup if repo else None,
         egress=repo.egress if repo else None,
+        environment=repo.environment if repo else None,
         **(repo.caps.as_fields() if repo else {}),  # each thread's spending caps (max_usd, ...)
         # people push to the PR's branch and its base moves: bring both in first; a conflict is left
         # to the agent to resolve (markers and a note), which is what a ``conflict`` turn asks for

@@ -36,13 +36,9 @@ from baton.sandbox.enclosure import (
     Egress,
     Enclosure,
     GitParts,
-    Refusal,
     Walls,
     agent_env,
     check_confine,
-    denied_ports,
-    model_endpoints,
-    netns_applies,
     walls_for,
 )
 from baton.sessions.snapshots import take_snapshot
@@ -291,13 +287,15 @@ def _launch(
     env = {**env, **tracing.agent_env()}  # the agent's own spans join this trace (docs/deploy.md#tracing)
     out = _egress(ctx, record, env, watch)
     env = {**env, **out.env} if out is not None else env
-    walls = _walls(ctx, prepared, env) if record.confined else None
+    inside = prepared.container  # environment container: its walls say what is mounted
+    walls = _walls(ctx, prepared, env) if record.confined or inside else None
     watched = [prepared.worktree, Path(env["TMPDIR"]), Path(env["HOME"])]
     name = f"{record.id}-{part}" if part else record.id
-    with Enclosure.open(ctx.settings, name, ctx.resolved.limits, walls, watched, out) as box:
+    with Enclosure.open(ctx.settings, name, ctx.resolved.limits, walls, watched, out, inside) as box:
+        argv, started_env = box.command(launch.argv, env, prepared.worktree, ctx.resolved.timeout)
         result = run_process(
-            launch.argv,
-            env,
+            argv,
+            started_env,
             prepared.worktree,
             watch.log,
             on_line,
@@ -320,28 +318,21 @@ def _launch(
 
 
 def _egress(ctx: Context, record: RunRecord, env: dict[str, str], watch: ModelWatch) -> Egress | None:
-    """The agent's way out under its egress allow-list (the run's, else the setting's); None when it is
-    ``open``. Its own network namespace where the run is walled in and the host allows one; every
-    refusal an audit row and an event of the run (its log, its subscriber)."""
+    """The agent's way out under its egress allow-list (:mod:`baton.runner.wayout`); every refusal a
+    line of its log and an event of its subscriber."""
     policy = allowlist.parse(ctx.request.egress or ctx.settings.egress)
     if policy.open:
         return None
+    from baton.runner import wayout  # here: the run path's module budget (tests/cli/test_cli_fast.py)
+
     on_event = ctx.request.on_event
 
-    def refused(refusal: Refusal) -> None:
-        detail = {"host": refusal.host, "port": refusal.port, "method": refusal.method, "run_id": record.id}
-        with contextlib.suppress(BatonError):  # the event below still says it
-            ctx.store.audit(
-                "egress.refused", str(ctx.key), f"run:{record.id}", {**detail, "reason": refusal.reason}
-            )
-        event = {"type": "baton.egress_refused", **detail, "reason": refusal.reason}
+    def note(event: dict[str, Any]) -> None:
         watch.log.note(event)
         if on_event is not None:
             on_event(record, event)
 
-    namespaced = bool(record.confined) and netns_applies(ctx.settings.net_ns)
-    endpoints = model_endpoints(env, _operators(ctx).endpoints())
-    return Egress.open(policy, namespaced, endpoints, denied_ports(ctx.settings), refused)
+    return wayout.open_way(ctx, record.id, policy, env, bool(record.confined), note)
 
 
 def _compact(

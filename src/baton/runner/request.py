@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypedDict, get_args, get_type_hints
 from baton.agents import listed
 from baton.models import (
     Access,
+    Environment,
     Mode,
     OnConflict,
     OnInstructions,
@@ -134,6 +135,16 @@ class RunRequest:
             " copilot-setup-steps)",
             doc="a shell command preparing the worktree before the agent's turn, over the repository's "
             "own setup; run when the key is new or its setup or lock files changed",
+        ),
+    )
+    # where the setup and the agent run (None: the setting environment)
+    environment: Environment | None = field(
+        default=None,
+        metadata=option(
+            "host, or container: the image the repository's devcontainer.json names (default: setting "
+            "environment, host)",
+            doc="host or container (the devcontainer's image): where the setup and the agent run "
+            "(default: the setting environment)",
         ),
     )
     # an ACP agent's permission request above the access level: refused, or also asked of a person

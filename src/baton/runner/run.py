@@ -23,7 +23,7 @@ from baton import environment, retry, tracing
 from baton.agents import get_agent
 from baton.errors import Cancelled, DiskFull, NotWaiting, QuotaHeld
 from baton.files import make_private_dir
-from baton.models import Access, Mode, Outcome, PromptKind, RunRecord, SessionRecord
+from baton.models import Access, Environment, Mode, Outcome, PromptKind, RunRecord, SessionRecord
 from baton.runner import capped, onspent, quarantine, quota
 from baton.runner.attempt import new_run_id, record_conflict, run_attempt, usage_delta
 from baton.runner.crashed import mark_crashed, settle
@@ -273,7 +273,14 @@ def _execute(ctx: Context, last: RunRecord | None, stored: SessionRecord | None)
 
 def _environment(ctx: Context, prepared: Prepared) -> tuple[Prepared, RunRecord | None]:
     """The key's environment prepared when it needs it (:mod:`baton.runner.setup`): what it did goes
-    on the first attempt's note and prompt; a setup that did not succeed is the turn's recorded end."""
+    on the first attempt's note and prompt; a setup that did not succeed is the turn's recorded end.
+    With ``environment = "container"`` both run in the repository's image (:mod:`baton.runner.inside`)."""
+    if (ctx.request.environment or Environment(ctx.settings.environment)) == Environment.CONTAINER:
+        from baton.runner.inside import inside
+
+        prepared, failed = inside(ctx, prepared)
+        if failed is not None:
+            return prepared, failed
     if ctx.access == Access.READ or not environment.wanted(prepared.worktree, ctx.request.setup):
         return prepared, None  # (a turn at read changes nothing; no setup: none of it is imported)
     from baton.runner.setup import prepare_environment, record_failed

@@ -1,9 +1,10 @@
 """Running a setup's commands in a :class:`Room`: the tree it prepares (the key's worktree, or a prepared
 tree every thread of the repository is given: :mod:`baton.runner.sharedsetup`), its environment (the
 agent's allow-list without the agent CLI's own variables: no model credential, never baton's or the
-forge's; the plan's variables over it) and its walls (the agent's at ``full``:
-:func:`~baton.sandbox.enclosure.walls_for`), each command in its own enclosure, all of them together
-stopped at ``setup_timeout``; the first that does not succeed ends it, said with its output's tail.
+forge's; the plan's variables over it), its walls (the agent's at ``full``:
+:func:`~baton.sandbox.enclosure.walls_for`) and its way out (:func:`baton.runner.wayout.setup_policy`),
+each command in its own enclosure, all of them together stopped at ``setup_timeout``; the first that
+does not succeed ends it, said with its output's tail.
 """
 
 from __future__ import annotations
@@ -13,16 +14,22 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from baton.agents import get_agent
+from baton.allowlist import Policy
 from baton.environment import DEVCONTAINER, DEVCONTAINER_ROOT
 from baton.environment.plan import Command, SetupPlan, expand, setup_env
 from baton.errors import AgentError
 from baton.models import Access, Outcome
+from baton.runner import wayout
 from baton.runner.process import ProcessResult, RunLog, run_process
 from baton.runner.state import Context, Prepared
 from baton.sandbox.enclosure import Enclosure, GitParts, Walls, agent_env, check_confine, walls_for
 from baton.workspace import keyspace, nofollow
+
+if TYPE_CHECKING:
+    from baton.sandbox.enclosure import Container
 
 TAIL_LINES = 25
 TAIL_CHARS = 4000
@@ -32,29 +39,34 @@ JOINED = ("/bin/sh", "-c", 'exec "$@" 2>&1', "sh")
 
 @dataclass(frozen=True)
 class Room:
-    """Where a setup runs: the tree it prepares, its environment (``HOME``, ``TMPDIR``, ...), its walls."""
+    """Where a setup runs: the tree it prepares, its environment (``HOME``, ``TMPDIR``, ...), its walls
+    (in a container: what is mounted), its container (None: the host)."""
 
     worktree: Path
     env: dict[str, str]
     walls: Walls | None
+    container: Container | None = None
 
 
 def key_room(ctx: Context, prepared: Prepared) -> Room:
     """The key's own worktree, home and temp dir, in the agent's walls at ``full``."""
     base = base_env(ctx, ctx.agent.home, keyspace.key_tmp(ctx.settings, ctx.key))
-    walls = _walls(ctx, prepared, base) if check_confine(ctx.settings) else None
-    return Room(prepared.worktree, base, walls)
+    inside = prepared.container
+    walls = _walls(ctx, prepared, base) if check_confine(ctx.settings) or inside else None
+    return Room(prepared.worktree, base, walls, inside)
 
 
-def shared_room(ctx: Context, tree: Path, home: Path, tmp: Path, git: GitParts) -> Room:
+def shared_room(
+    ctx: Context, tree: Path, home: Path, tmp: Path, git: GitParts, inside: Container | None = None
+) -> Room:
     """A prepared tree, with its own home and temp dir, in the walls the agent would get there at
-    ``full`` (its git detached: no branch of the key's is writable)."""
+    ``full`` (its git detached: no branch of the key's is writable); ``inside``: in that container."""
     base = base_env(ctx, home, tmp)
     walls = None
-    if check_confine(ctx.settings):
+    if check_confine(ctx.settings) or inside is not None:
         operators = get_agent(ctx.key.agent, ctx.settings)
         walls = walls_for(ctx.settings, operators, Access.FULL, tree, git, base, ctx.key.repo.url)
-    return Room(tree, base, walls)
+    return Room(tree, base, walls, inside)
 
 
 def run_all(
@@ -63,6 +75,7 @@ def run_all(
     """Every command in order; the first that does not succeed ends it: (outcome, the run's error)."""
     workspace = str(room.worktree)
     env = setup_env(room.env, plan.env, workspace)
+    policy = wayout.setup_policy(ctx)
     deadline = time.monotonic() + ctx.settings.setup_timeout if ctx.settings.setup_timeout else None
     with RunLog(log_path) as log:
         for number, command in enumerate(commands, 1):
@@ -73,9 +86,8 @@ def run_all(
                 left = None if deadline is None else max(0.1, deadline - time.monotonic())
                 if plan.source in (DEVCONTAINER, DEVCONTAINER_ROOT):  # the spec's variables, in commands too
                     command = replace(command, argv=tuple(expand(a, env, workspace) for a in command.argv))
-                result = _run_one(
-                    ctx, room, command, setup_env(env, command.env, workspace), cwd, log, tail, left, number
-                )
+                own = setup_env(env, command.env, workspace)
+                result = _run_one(ctx, room, command, own, cwd, log, tail, left, number, policy)
             except (AgentError, OSError) as exc:
                 return Outcome.FAILED, _failed(plan, command, f"could not start: {exc}", tail)
             failed = _ending(ctx, plan, command, result, tail)
@@ -94,13 +106,18 @@ def _run_one(
     tail: deque[str],
     timeout: float | None,
     number: int,
+    policy: Policy,
 ) -> ProcessResult:
     watched = [room.worktree, Path(env["TMPDIR"]), Path(env["HOME"])]
     name = f"{ctx.run_id}-setup{number}"
-    with Enclosure.open(ctx.settings, name, ctx.resolved.limits, room.walls, watched) as box:
+    out = wayout.open_way(ctx, ctx.run_id, policy, env, room.walls is not None, log.note, models=False)
+    env = {**env, **out.env} if out is not None else env
+    limits, inside = ctx.resolved.limits, room.container
+    with Enclosure.open(ctx.settings, name, limits, room.walls, watched, out, inside) as box:
+        argv, started_env = box.command([*JOINED, *command.argv], env, cwd, timeout)
         result = run_process(
-            [*JOINED, *command.argv],
-            env,
+            argv,
+            started_env,
             cwd,
             log,
             tail.append,

@@ -55,14 +55,16 @@ def share(ctx: Context, prepared: Prepared, log: Path) -> Shared:
     if commit is None:
         return Shared()
     home, slug = ctx.settings.home, ctx.key.repo.slug
-    tree = trees.PreparedTree.of(home, slug, trees.prepared_id(commit, ctx.request.setup))
+    # a container's preparation is its image's: never one made on the host, nor in another image
+    image = f"\0image {prepared.container.image}" if prepared.container is not None else ""
+    tree = trees.PreparedTree.of(home, slug, trees.prepared_id(commit, (ctx.request.setup or "") + image))
     timeout = ctx.settings.setup_timeout + WAIT_MARGIN if ctx.settings.setup_timeout else None
     started = time.monotonic()
     try:
         with tree.locked(home, timeout):
             shared = Shared(tree.meta().get("plan") or {})
             if not shared.stamp:
-                shared = _prepare(ctx, tree, commit, log)
+                shared = _prepare(ctx, tree, commit, log, prepared)
                 if not shared.stamp:
                     return shared
             made = time.monotonic()
@@ -84,19 +86,20 @@ def share(ctx: Context, prepared: Prepared, log: Path) -> Shared:
     return shared
 
 
-def _prepare(ctx: Context, tree: trees.PreparedTree, commit: str, log: Path) -> Shared:
+def _prepare(ctx: Context, tree: trees.PreparedTree, commit: str, log: Path, prepared: Prepared) -> Shared:
     """The commit checked out in ``tree`` and its plan run there (the caller holds the tree's lock);
     nothing shared when the commit has no setup, a failure when it did not succeed (the tree removed)."""
     cache = ctx.workdirs.cache_path(ctx.key.repo)
     admin = trees.make(tree, ctx.settings.home, cache, commit, ctx.workdirs.git_env(ctx.key.agent))
     try:
-        plan = discover(tree.tree, ctx.request.setup)
+        image = prepared.container.image if prepared.container is not None else None
+        plan = discover(tree.tree, ctx.request.setup, image)
     except Unreadable:
         plan = None
     if plan is None:  # the key's own setup is not its commit's: its worktree runs it
         trees.reset(tree, ctx.settings.home, cache)
         return Shared()
-    room = shared_room(ctx, tree.tree, tree.home, tree.tmp, GitParts(admin, cache, None))
+    room = shared_room(ctx, tree.tree, tree.home, tree.tmp, GitParts(admin, cache, None), prepared.container)
     failed = run_all(ctx, room, plan, plan.commands, log)
     if failed is not None:  # its home stays: what it downloaded is there for the next try
         trees.reset(tree, ctx.settings.home, cache)

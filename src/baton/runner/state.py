@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from baton.agents import Agent
 from baton.keys import Key
@@ -24,6 +24,9 @@ from baton.runner.resolve import Resolved
 from baton.settings import Settings
 from baton.store.base import KeyStore, Transactions
 from baton.workspace.workdirs import Workdirs
+
+if TYPE_CHECKING:
+    from baton.sandbox.enclosure import Container
 
 
 @dataclass(frozen=True)
@@ -146,3 +149,4 @@ class Prepared:
     recap: str = ""  # a hand-off's recap of the other agent's conversation
     source: str = ""  # the agent a hand-off came from
     warnings: tuple[str, ...] = ()  # things the caller should know
+    container: Container | None = None  # environment container: the image its setup and agent run in

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from baton.allowlist import Policy, Refusal, Rule
+from baton.allowlist import Policy, Refusal, Rule, Upstream
 from baton.sandbox.walls import url_port
 
 if TYPE_CHECKING:  # the proxy (asyncio) and the namespace load only for a run whose egress is not open
@@ -66,15 +66,23 @@ class Egress:
         endpoints: list[tuple[str, int]],
         denied: frozenset[int],
         on_refused: Callable[[Refusal], None],
+        own: frozenset[int] = frozenset(),
+        upstream: Upstream | None = None,
     ) -> Egress:
         """The way out of an agent under ``policy`` (not open): ``namespaced`` where the agent starts in
-        a namespace of its own (:meth:`enter`, in its spawn thread), its model APIs at ``endpoints``."""
+        a namespace of its own (:meth:`enter`, in its spawn thread), its model APIs at ``endpoints``,
+        ``own`` the ports of the servers it listens on itself (granted, never relayed), ``upstream`` the
+        operator's proxy its allowed connections go through."""
         from baton.sandbox import netns, proxy
         from baton.sandbox.proxy import Gate
 
-        local = {port: (host, port) for host, port in endpoints if host in LOOPBACK and port not in denied}
+        local = {
+            port: (host, port)
+            for host, port in endpoints
+            if host in LOOPBACK and port not in denied and port not in own
+        }
         remote = tuple(Rule(host, (port,)) for host, port in endpoints if host not in LOOPBACK)
-        gate = Gate(Policy(False, policy.rules + remote, policy.text), denied, on_refused)
+        gate = Gate(Policy(False, policy.rules + remote, policy.text), denied, on_refused, upstream)
         found = cls({}, frozenset(), namespaced, gate, local if namespaced else {})
         proxy.start()  # here, in baton's network namespace, not in the agent's spawn thread
         if namespaced:
@@ -84,7 +92,7 @@ class Egress:
             found.sockets.append(sock)
             found.proxy_port = sock.getsockname()[1]
             found.served.append(proxy.serve(sock, gate))
-        found.ports = frozenset({found.proxy_port, *local})
+        found.ports = frozenset({found.proxy_port, *local, *own})
         found.env = _proxy_env(found.proxy_port)
         return found
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from baton.allowlist import Refusal
 from baton.errors import AgentError
@@ -30,8 +31,11 @@ from baton.sandbox.diskwatch import DiskWatch
 from baton.sandbox.egress import Egress, model_endpoints
 from baton.sandbox.landlock import Ruleset
 from baton.sandbox.reaper import STARTING
-from baton.sandbox.walls import GitParts, Walls, denied_ports, ruleset
+from baton.sandbox.walls import GitParts, Walls, denied_ports, own_ports, ruleset
 from baton.settings import Settings
+
+if TYPE_CHECKING:  # loaded only for a run whose environment is a container (container_for)
+    from baton.sandbox.container import Container as Container
 
 __all__ = [
     "STARTING",
@@ -46,11 +50,13 @@ __all__ = [
     "Walls",
     "agent_env",
     "check_confine",
+    "container_for",
     "denied_ports",
     "end_stale",
     "limits_of",
     "model_endpoints",
     "netns_applies",
+    "own_ports",
     "walls_for",
 ]
 
@@ -76,6 +82,10 @@ class Enclosure:
     ruleset: Ruleset | None  # None: the agent is not walled in (BATON_CONFINE=off, or no Landlock)
     spawn: Spawn | None  # how the agent starts behind the walls; None: as any process
     out: Egress | None = None  # its way out; None: egress open
+    inside: Container | None = None  # the image it runs in (environment container); None: the host
+    name: str = ""  # the run's name: its container's
+    walls: Walls | None = None  # what it may reach (inside a container: what is mounted)
+    limits: Limits | None = None
 
     @classmethod
     def open(
@@ -86,14 +96,18 @@ class Enclosure:
         walls: Walls | None,
         watched: Sequence[Path],
         out: Egress | None = None,
+        inside: Container | None = None,
     ) -> Enclosure:
         """The enclosure of run ``run_id``'s agent: behind ``walls`` (None: unwalled), within
         ``limits``, with the key's disk budget over ``watched`` (its worktree, temp dir and home), out
-        through ``out`` only (its ports the walls' only ones; the enclosure closes it).
+        through ``out`` only (its ports the walls' only ones; the enclosure closes it); ``inside``:
+        in that container instead, ``walls`` what is mounted (:meth:`command`).
         :class:`~baton.errors.AgentError` when the walls cannot be built: the agent is never started
         unwalled in their place."""
         built: Ruleset | None = None
         try:
+            if inside is not None:
+                return cls._contained(settings, run_id, limits, walls, watched, out, inside)
             if walls is not None and out is not None:  # in its own namespace nothing else listens
                 walls = dataclasses.replace(
                     walls, ports=out.ports | (walls.ports if out.namespaced else set())
@@ -115,6 +129,39 @@ class Enclosure:
                 out.close()
             raise
 
+    @classmethod
+    def _contained(
+        cls,
+        settings: Settings,
+        run_id: str,
+        limits: Limits,
+        walls: Walls | None,
+        watched: Sequence[Path],
+        out: Egress | None,
+        inside: Container,
+    ) -> Enclosure:
+        if walls is None:
+            raise AgentError("an agent in a container needs its walls: they say what is mounted")
+        if out is not None:  # on the host's network, nothing would hold the allow-list
+            raise AgentError(
+                "an egress allow-list is not enforced inside a container (it shares the host's network): "
+                "set egress open for this repository, or environment host"
+            )
+        box = cls(
+            Containment(settings, run_id, limits), DiskWatch.from_settings(settings, watched), None, None
+        )
+        box.inside, box.name, box.walls, box.limits = inside, f"baton-{run_id}", walls, limits
+        return box
+
+    def command(
+        self, argv: list[str], env: dict[str, str], cwd: Path, timeout: float | None = None
+    ) -> tuple[list[str], dict[str, str]]:
+        """What to start for ``argv`` in ``cwd`` with ``env`` (stopped at ``timeout``): itself on the
+        host, the container's engine running it inside (:meth:`.container.Container.command`)."""
+        if self.inside is None or self.walls is None or self.limits is None:
+            return argv, env
+        return self.inside.command(self.name, argv, env, cwd, self.walls, self.limits, timeout)
+
     def stop(self) -> str | None:
         """While the agent runs: a reason to stop it now (a limit of the run struck, the key's disk
         budget or the volume's free space), or None."""
@@ -128,6 +175,8 @@ class Enclosure:
             reaped.limit = reaped.limit or self.disk.reason
 
     def close(self) -> None:
+        if self.inside is not None:  # whatever a kill left of it (the engine's run was stopped)
+            self.inside.remove(self.name)
         self.disk.close()
         if self.ruleset is not None:
             self.ruleset.close()
@@ -141,6 +190,24 @@ class Enclosure:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def container_for(
+    engine: str,
+    tag: str,
+    env: dict[str, str],
+    dockerfile: Path | None = None,
+    context: Path | None = None,
+    args: dict[str, str] | None = None,
+    timeout: float | None = None,
+) -> tuple[Container, bool]:
+    """The container an agent of ``environment = "container"`` runs in, its image ``tag`` built from
+    ``dockerfile`` when missing (and whether it was, now); loaded for such a run only."""
+    from baton.sandbox import container
+
+    path = container.engine_path(engine)
+    built = container.ensure_image(path, tag, dockerfile, context, args or {}, timeout)
+    return container.Container(path, tag, env), built
 
 
 def _namespaced(spawn: Spawn, out: Egress) -> Spawn:

@@ -1,7 +1,8 @@
 """baton's egress proxy, outside the walls: an HTTP proxy (``CONNECT`` tunnels for HTTPS, plain HTTP in
 the absolute-URI form) serving one listener per agent start, each with its run's
 :class:`~baton.allowlist.Policy`. A refused connection is answered at once with HTTP 403 and
-the reason, and told to the listener's ``on_refused`` (the runner's audit row and event). One asyncio
+the reason, and told to the listener's ``on_refused`` (the runner's audit row and event); an allowed
+one goes directly, or through the operator's own proxy (:class:`~baton.allowlist.Upstream`). One asyncio
 loop per process, in a daemon thread, serves every run's listeners. Our own ~200 lines rather than a
 library: proxy.py and mitmproxy are whole frameworks (TLS interception, plugins) for what is a
 request-line parse and two pipes, and neither hands a listener made in another network namespace over.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from baton.allowlist import Policy, Refusal
+from baton.allowlist import Policy, Refusal, Upstream
 
 HEAD_LIMIT = 64 * 1024  # a request head larger than this is refused
 HEAD_TIMEOUT = 30.0  # seconds a client may take to send its request head
@@ -37,6 +38,7 @@ class Gate:
     policy: Policy
     denied_ports: frozenset[int]  # baton's own services' ports: never, whatever the list says
     on_refused: Callable[[Refusal], None]
+    upstream: Upstream | None = None  # the operator's proxy to connect through (None: directly)
 
 
 class _Loop:
@@ -158,23 +160,56 @@ async def _proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gat
         await _answer(writer, 400, "baton's egress proxy takes CONNECT host:port or an absolute http:// URI")
         return
     host, port, path = where
+    through = gate.upstream if gate.upstream is not None and gate.upstream.applies(host) else None
     reason = _refused(gate, host, port, method)
     address = None if reason else await _resolve(host, port)
-    if reason is None and (address is None or _internal(address, host, gate.policy)):
-        reason = f"{host} resolves to no address this run may reach" if address is None else None
-        reason = reason or f"{host} resolves to {address}, an internal address not on the allow-list"
+    if reason is None and address is None and through is None:
+        reason = f"{host} resolves to no address this run may reach"
+    if reason is None and address is not None and _internal(address, host, gate.policy):
+        reason = f"{host} resolves to {address}, an internal address not on the allow-list"
     if reason is not None:
         await _answer(writer, 403, f"baton egress refused: {reason}")
         loop = asyncio.get_running_loop()
         loop.run_in_executor(None, gate.on_refused, Refusal(host, port, method, reason))
         return
-    assert address is not None
-    up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(address, port), CONNECT_TIMEOUT)
+    try:
+        if through is not None:  # the upstream resolves the name (a host may reach DNS only that way)
+            up_reader, up_writer = await tunnel(through, host, port, CONNECT_TIMEOUT)
+        else:
+            assert address is not None
+            opening = asyncio.open_connection(address, port)
+            up_reader, up_writer = await asyncio.wait_for(opening, CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        await _answer(writer, 502, f"baton egress: {host}:{port} could not be reached: {exc or 'timed out'}")
+        return
     if method == "CONNECT":
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
     else:
         up_writer.write(_origin_head(method, path, version, rest).encode("latin-1"))
     await _pipes(reader, writer, up_reader, up_writer)
+
+
+async def tunnel(
+    upstream: Upstream, host: str, port: int, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to ``host``:``port`` through ``upstream`` (``CONNECT``); OSError naming the
+    upstream's answer when it refuses."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(upstream.host, upstream.port), timeout)
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    head = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+    if upstream.auth:
+        head += f"Proxy-Authorization: {upstream.auth}\r\n"
+    writer.write((head + "\r\n").encode("latin-1"))
+    try:
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        writer.close()
+        raise OSError(f"the upstream proxy {upstream.host}:{upstream.port} gave no answer") from exc
+    status = answer.split(b"\r\n", 1)[0].decode("latin-1", "replace")
+    if status.split(" ")[1:2] != ["200"]:
+        writer.close()
+        raise OSError(f"the upstream proxy {upstream.host}:{upstream.port} answered {status[:120]!r}")
+    return reader, writer
 
 
 def _target(method: str, target: str) -> tuple[str, int, str] | None:
@@ -225,7 +260,7 @@ def _origin_head(method: str, path: str, version: str, rest: str) -> str:
 
 
 async def _answer(writer: asyncio.StreamWriter, status: int, text: str) -> None:
-    words = {400: "Bad Request", 403: "Forbidden"}[status]
+    words = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway"}[status]
     body = (text + "\n").encode()
     writer.write(
         f"HTTP/1.1 {status} {words}\r\nContent-Type: text/plain; charset=utf-8\r\n"

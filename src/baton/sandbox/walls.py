@@ -76,6 +76,9 @@ DEVICES = (
     "/dev/pts",
 )
 AGENT_PORTS = frozenset({80, 443, 22, 9418})  # HTTP(S), SSH and git's own protocol
+# an agent's variable naming a server it listens on itself (OpenCode's own HTTP server): its port is
+# granted, and in the agent's own network namespace nothing of baton's listens there
+OWN_URL = "_OWN_URL"
 DEFAULT_PORTS = {
     "http": 80,
     "https": 443,
@@ -357,16 +360,22 @@ def denied_ports(settings: Settings) -> frozenset[int]:
 
 def tcp_ports(settings: Settings, env: Mapping[str, str], urls: Iterable[str] = ()) -> frozenset[int]:
     """The TCP ports an agent may connect to: HTTP(S), SSH and git; the ports of its environment's
-    base URLs and proxies (``ANTHROPIC_BASE_URL``, ``GOOGLE_GEMINI_BASE_URL``, ``HTTPS_PROXY``, ...)
-    and of ``urls`` (the key's repository); ``settings.agent_ports`` — minus :func:`denied_ports`."""
+    base URLs and proxies (``ANTHROPIC_BASE_URL``, ``GOOGLE_GEMINI_BASE_URL``, ``HTTPS_PROXY``, ...),
+    of its own servers (:data:`OWN_URL`) and of ``urls`` (the key's repository);
+    ``settings.agent_ports`` — minus :func:`denied_ports`."""
     found = set(AGENT_PORTS)
     for name, value in env.items():
         upper = name.upper()
-        if upper.endswith(("_BASE_URL", "_PROXY")) and upper != "NO_PROXY":
+        if upper.endswith(("_BASE_URL", "_PROXY", OWN_URL)) and upper != "NO_PROXY":
             found.add(url_port(value) or 0)
     found.update(url_port(url) or 0 for url in urls)
     found.update(_setting_ports(settings.agent_ports))
     return frozenset(found - {0}) - denied_ports(settings)
+
+
+def own_ports(env: Mapping[str, str]) -> frozenset[int]:
+    """The ports of the servers the agent listens on itself (its ``…_OWN_URL`` variables)."""
+    return frozenset(url_port(v) or 0 for k, v in env.items() if k.upper().endswith(OWN_URL)) - {0}
 
 
 def _setting_ports(text: str) -> set[int]:

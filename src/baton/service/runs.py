@@ -25,7 +25,7 @@ from baton.errors import BadInput, NotFound
 from baton.fleet import jobs
 from baton.fleet.executor import Executor
 from baton.keys import parse_repo
-from baton.models import JobRecord, JobStatus
+from baton.models import Environment, JobRecord, JobStatus
 from baton.runner.request import RunRequest
 from baton.runner.runids import RunRef, resolve
 from baton.service.auth import Actor, require
@@ -200,6 +200,7 @@ def submit_run(
     ``traceparent`` header makes the run a part of the caller's trace."""
     request = RunRequest(**dict(body))  # typed by pydantic already: no second check
     narrower(settings, request.egress)
+    operators_own(settings, request.environment)
     with tracing.span("api.submit", parent=tracing.incoming(traceparent)):
         job = jobs.submit(store, settings, request, actor.name)  # BadInput: 422, nothing written
     # handed to the executor once the 202 is sent: the run's start does not compete with the answer
@@ -242,6 +243,17 @@ def narrower(settings: Settings, egress: str | None) -> None:
         raise BadInput(
             f"egress: {asked.text!r} allows more than the service's egress setting ({allowed.text!r}); "
             "a run may narrow it, never widen it"
+        )
+
+
+def operators_own(settings: Settings, environment: Environment | None) -> None:
+    """A caller of the API may keep the agent on the host, never move it into a container the
+    operator did not choose: inside one it shares the host's network, past the walls' port rule."""
+    if environment == Environment.CONTAINER and settings.environment != Environment.CONTAINER.value:
+        raise BadInput(
+            "environment: container runs the agent on the host's network, past the walls' port rule: "
+            "only the operator chooses it (the setting environment, or a forge repository's); a run may "
+            "ask for host"
         )
 
 

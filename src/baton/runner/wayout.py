@@ -1,0 +1,66 @@
+"""A walled process's way out under an egress allow-list: the agent's (the run's ``egress``, else the
+setting's) and its setup's (``setup_egress`` and the repository's remote, applied only when the agent's
+is not ``open``: a setup the agent could change on its branch gets no wider way out than the agent).
+Each refusal is an audit row and a line of the process's log (and the run's subscriber's event).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from baton import allowlist
+from baton.agents import get_agent
+from baton.allowlist import Policy, Rule
+from baton.errors import BatonError
+from baton.runner.state import Context
+from baton.sandbox.enclosure import Egress, Refusal, denied_ports, model_endpoints, netns_applies, own_ports
+
+
+def agent_policy(ctx: Context) -> Policy:
+    """The agent's allow-list: the run's own, else the setting's."""
+    return allowlist.parse(ctx.request.egress or ctx.settings.egress)
+
+
+def setup_policy(ctx: Context) -> Policy:
+    """The setup's allow-list: ``open`` when the agent's is; else ``setup_egress`` and the host of the
+    repository's remote (an HTTP(S) one: the proxy carries HTTP), never the agent's model APIs."""
+    if agent_policy(ctx).open:
+        return agent_policy(ctx)
+    policy = allowlist.parse(ctx.settings.setup_egress, "setting 'setup_egress'")
+    parts = urlsplit(ctx.key.repo.url) if "://" in ctx.key.repo.url else None
+    if policy.open or parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return policy
+    remote = Rule(parts.hostname.lower(), (parts.port,) if parts.port else allowlist.WEB_PORTS)
+    return Policy(False, (*policy.rules, remote), policy.text)
+
+
+def open_way(
+    ctx: Context,
+    run_id: str,
+    policy: Policy,
+    env: dict[str, str],
+    confined: bool,
+    note: Callable[[dict[str, Any]], None],
+    models: bool = True,
+) -> Egress | None:
+    """The way out under ``policy``; None when it is ``open``. Its own network namespace where the
+    process is walled in and the host allows one; ``models``: the agent's model APIs reachable too."""
+    if policy.open:
+        return None
+
+    def refused(refusal: Refusal) -> None:
+        detail = {"host": refusal.host, "port": refusal.port, "method": refusal.method, "run_id": run_id}
+        with contextlib.suppress(BatonError):  # the note below still says it
+            why = {**detail, "reason": refusal.reason}
+            ctx.store.audit("egress.refused", str(ctx.key), f"run:{run_id}", why)
+        note({"type": "baton.egress_refused", **detail, "reason": refusal.reason})
+
+    namespaced = confined and netns_applies(ctx.settings.net_ns)
+    operators = get_agent(ctx.key.agent, ctx.settings)
+    endpoints = model_endpoints(env, operators.endpoints()) if models else []
+    through = allowlist.upstream_of(ctx.settings.egress_upstream)
+    denied = denied_ports(ctx.settings)
+    return Egress.open(policy, namespaced, endpoints, denied, refused, own_ports(env), through)
