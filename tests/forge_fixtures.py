@@ -54,7 +54,9 @@ def fake_fixture(tmp_path: Path, forge_kind: str) -> Iterator[FakeForge]:
     assert forge.violations == [], forge.violations
 
 
-def configure(settings: Settings, fake: FakeForge, agent: str, ci_budget: int = 2, extra: str = "") -> None:
+def configure(
+    settings: Settings, fake: FakeForge, agent: str, ci_budget: int = 2, extra: str = "", access: str = "edit"
+) -> None:
     """The forge tables of config.toml for the fake (the forge is named after its kind)."""
     kind = kind_of(fake)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -71,7 +73,7 @@ mention = "@baton"
 [repo."{REPO}"]
 forge = "{kind}"
 agent = "{agent}"
-access = "edit"
+access = "{access}"
 ci_budget = {ci_budget}
 clone_url = "{fake.clone_url(REPO)}"
 {extra}"""
@@ -87,11 +89,13 @@ def forge_service_fixture(
     request: pytest.FixtureRequest,
 ) -> Iterator[Service]:
     """``baton serve`` over the fake; a test parametrized with ``forge_extra`` (and taking it) adds
-    that text to config.toml after the repository's table (triggers, ...)."""
+    that text to config.toml after the repository's table (triggers, ...); one with ``forge_access``
+    sets the repository's access (default ``edit``)."""
     monkeypatch.setenv("BATON_WEBHOOK_SECRET", SECRET)
     monkeypatch.setenv("BATON_GIT_TOKEN", fake.token("baton-bot"))
     extra = request.getfixturevalue("forge_extra") if "forge_extra" in request.fixturenames else ""
-    configure(settings, fake, agent, extra=extra)
+    access = request.getfixturevalue("forge_access") if "forge_access" in request.fixturenames else "edit"
+    configure(settings, fake, agent, extra=extra, access=access)
     settings = dataclasses.replace(settings, forge_reconcile=0)  # the test reconciles when it wants
     with run_service(settings) as service:
         fake.deliver_to = f"{service.url}/webhooks/{kind_of(fake)}"

@@ -116,6 +116,28 @@ def test_a_persons_pr_gets_batons_commit_on_its_own_head(
     assert [pr.number for pr in fake.pulls(REPO)] == [number]  # no PR of baton's own
 
 
+def test_what_the_repositorys_setup_made_is_never_pushed(
+    fake: FakeForge, forge_service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The setup's results (here a build directory the repository does not ignore) are the thread's
+    environment, not its work: a turn that changes nothing else pushes nothing, and the next turn's
+    commit holds the agent's file alone."""
+    service = forge_service
+    fake.commit(REPO, "main", {".baton/setup.sh": "mkdir -p build && echo made > build/out.txt\n"}, "setup")
+    issue = fake.open_issue(REPO, "alice", "A question", "What does app.py print?")
+    fake.comment(REPO, issue, "alice", "@baton please tell me")
+    settled(service, fake, 1)
+    assert "environment: setup from .baton/setup.sh" in str(service.store.list_jobs(limit=1)[0].result)
+    assert BRANCH not in fake.branches(REPO) and fake.pulls(REPO) == []
+    said_no_change(statuses(fake, issue)[0])
+
+    monkeypatch.setenv("FAKE_AGENT_WRITE", "notes.md")
+    fake.comment(REPO, issue, "alice", "now write it down in notes.md")
+    settled(service, fake, 2)
+    head = fake.branches(REPO)[BRANCH]
+    assert fake.repo(REPO).git("show", "--name-only", "--format=", head).split() == ["notes.md"]
+
+
 # -- GitLab --------------------------------------------------------------------------------------------
 
 

@@ -1,9 +1,10 @@
 """The README's tour, run as a newcomer pastes it: its shell blocks (steps 1 to 4), extracted from
 README.md itself (never a copy, so the two cannot drift), run in order as one bash script with
 ``set -euo pipefail`` on a fresh home, in a directory of their own, with baton on ``PATH`` as
-``. .venv/bin/activate`` puts it — the real Claude Code, Codex and Gemini CLIs against the mocks,
-then the service, then the forge loop against the fake GitHub. Only the fixed ports are swapped for
-free ones (another test may hold them)."""
+``. .venv/bin/activate`` puts it — the real Claude Code, Codex and Gemini CLIs against the mocks (and
+Claude Code running a project's tests after its ``.baton/setup.sh``), then the service, then the
+forge loop against the fake GitHub. Only the fixed ports are swapped for free ones (another test may
+hold them)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ def test_the_tour_has_the_steps_it_promises() -> None:
         "baton run -a claude",
         "baton run -a codex",
         "baton run -a gemini",
+        ".baton/setup.sh",
+        "--access full",
         "baton serve",
         "curl",
         "python -m baton.testing.fake_forge",
@@ -57,7 +60,11 @@ def test_the_readme_tour_runs_as_pasted(tmp_path: Path, leftovers: None) -> None
         "mock reply #1: received 2 messages",  # the first claude run
         "?? NOTES.md",  # the agent wrote the file
         "hydrated from the store's snapshot",  # after the redeploy
-        "mock reply #5: received 10 messages",
+        "▶ Bash .venv/bin/python -m unittest -v",  # the agent ran the project's tests, in the .venv
+        "test_add (test_add.T",  # that .baton/setup.sh made before its turn
+        "... ok\n",
+        "Ran 1 test in",
+        "mock reply #7: received 10 messages",
         "done\nresume\nsucceeded",  # the service's run, waited for
         "ok   repo github:acme/api",  # baton forge test
         "true\nbaton/claude/issue-1\nCloses #1.",  # the draft PR baton opened for the issue

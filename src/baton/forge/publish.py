@@ -36,6 +36,7 @@ from baton.forge.trust import is_own
 from baton.keys import Key, parse_repo
 from baton.models import Access, JobRecord, Outcome
 from baton.runner.crashed import stop_left_running
+from baton.runner.setup import setup_results
 from baton.settings import Settings
 from baton.store import Store
 from baton.store.base import LeaseBackend
@@ -337,7 +338,7 @@ def _commit_and_push(
     if wt is None:
         return {"pushed": False, "why": "the thread has no worktree"}
     env = workdirs.process_env(binding.agent)
-    committed = _commit(wt, env, binding, job)
+    committed = _commit(wt, env, binding, job, setup_results(loop.settings, key, wt.path))
     head = wt.commit_of("HEAD")
     cache = workdirs.cache_path(key.repo)
     start = _base_of(cache, base or workdirs.default_base(cache), head)
@@ -405,16 +406,32 @@ def _pushed_before(
     return pushed.twin(wt, cache, binding.repo_url, branch, head, fetch)
 
 
-def _commit(wt: WorktreeGit, env: dict[str, str], binding: Binding, job: JobRecord) -> bool:
-    """Commit what the agent left in the worktree; whether there was anything."""
+def _commit(wt: WorktreeGit, env: dict[str, str], binding: Binding, job: JobRecord, setup: list[str]) -> bool:
+    """Commit what the agent left in the worktree, without what the repository's ``setup`` made there
+    (its ``.venv``, ``node_modules``: paths the worktree's commit does not track); whether there was
+    anything."""
     if not worktree_status(wt):
         return False
     message = (
         f"baton: {binding.agent} on {binding.conversation}\n\nTurn {job.id} of thread {binding.thread}.\n"
     )
     wt.run([*SAFE_GIT, "add", "-A"], env=env)
+    _unstage_untracked(wt, env, setup)
+    if not wt.run([*SAFE_GIT, "diff", "--cached", "--name-only"], env=env).strip():
+        return False
     wt.run([*SAFE_GIT, "commit", "--no-verify", "--quiet", "-F", "-"], env=env, stdin=message)
     return True
+
+
+def _unstage_untracked(wt: WorktreeGit, env: dict[str, str], paths: list[str]) -> None:
+    """Take ``paths`` that HEAD does not track out of the index again (literal pathspecs)."""
+    if not paths:
+        return
+    literal = {**env, "GIT_LITERAL_PATHSPECS": "1"}
+    tracked = set(wt.run(["ls-tree", "-z", "--name-only", "HEAD", "--", *paths], env=literal).split("\0"))
+    new = [p for p in paths if p not in tracked]
+    if new:
+        wt.run(["rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *new], env=literal)
 
 
 def _diffstat(wt: WorktreeGit, env: dict[str, str], old: str | None, new: str) -> str:

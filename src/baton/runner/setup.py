@@ -18,15 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from baton.environment import results
 from baton.environment.discover import Unreadable, discover
 from baton.environment.plan import SetupPlan
 from baton.environment.testcmd import test_command
+from baton.errors import BatonError
 from baton.files import atomic_write_text
+from baton.keys import Key
 from baton.models import Access, Outcome, RunRecord
 from baton.runner.attempt import record_unstarted
 from baton.runner.setuprun import key_room, run_all
 from baton.runner.sharedsetup import Shared, plan_stamp, share
 from baton.runner.state import Context, Prepared
+from baton.settings import Settings
 from baton.workspace import keyspace
 
 STAMP = "setup.json"  # in the key's space, beside its home and temp dir
@@ -81,6 +85,7 @@ def _own(
     what, why = ("maintenance", _changed(plan, stamp)) if maintain else ("setup", _why(plan, stamp))
     started = time.monotonic()
     commands = plan.maintenance if maintain else plan.commands
+    had = _untracked(ctx, prepared.worktree)
     failed = run_all(ctx, key_room(ctx, prepared), plan, commands, log)
     took = f"{time.monotonic() - started:.1f} s"
     said = (
@@ -89,8 +94,28 @@ def _own(
     if failed is not None:
         outcome, error = failed
         return Setup(f"{said} did not succeed", error=error, outcome=outcome, log=log)
-    _write_stamp(ctx, prepared.worktree, plan_stamp(plan))
+    made = (_untracked(ctx, prepared.worktree) - had) | set(stamp.get("results") or [])
+    _write_stamp(ctx, prepared.worktree, {**plan_stamp(plan), "results": sorted(made)})
     return Setup(f"{said} ran in {took}", _block(plan, what, prepared.worktree), log=log)
+
+
+def setup_results(settings: Settings, key: Key, worktree: Path) -> list[str]:
+    """What the key's setups made in ``worktree`` that its commit did not track (``.venv``,
+    ``node_modules``, build directories), from its stamp: the environment, never the agent's work, so
+    a forge's commit leaves them out. None when the stamp is another worktree's."""
+    found = _read_stamp(keyspace.key_dir(settings, key) / STAMP, worktree).get("results")
+    return [str(p) for p in found] if isinstance(found, list) else []
+
+
+def _untracked(ctx: Context, worktree: Path) -> set[str]:
+    """The worktree's paths its HEAD does not track, each as high up as possible; none when unknown."""
+    commit = ctx.workdirs.head_commit(ctx.key)
+    if commit is None:
+        return set()
+    try:
+        return set(results.find(worktree, results.tracked(ctx.workdirs.cache_path(ctx.key.repo), commit)))
+    except (BatonError, OSError):
+        return set()
 
 
 def record_failed(ctx: Context, prepared: Prepared, setup: Setup) -> RunRecord:
@@ -146,11 +171,16 @@ def _identity(worktree: Path) -> list[int]:
 
 def _stamp(ctx: Context, worktree: Path) -> dict[str, Any]:
     """The key's last successful setup, if it was in this worktree ({} otherwise)."""
+    return _read_stamp(_stamp_path(ctx), worktree)
+
+
+def _read_stamp(path: Path, worktree: Path) -> dict[str, Any]:
     try:
-        data = json.loads(_stamp_path(ctx).read_text())
+        data = json.loads(path.read_text())
+        here = _identity(worktree)
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) and data.get("worktree") == _identity(worktree) else {}
+    return data if isinstance(data, dict) and data.get("worktree") == here else {}
 
 
 def _write_stamp(ctx: Context, worktree: Path, plan: dict[str, Any]) -> None:

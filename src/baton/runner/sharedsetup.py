@@ -70,6 +70,7 @@ def share(ctx: Context, prepared: Prepared, log: Path) -> Shared:
             made = time.monotonic()
             given = results.give(tree.tree, prepared.worktree, list(tree.meta().get("results") or []))
             trees.used(tree, hit=not shared.ran)
+            shared.stamp = {**shared.stamp, "results": given.copied}  # the setup's, never the agent's work
     except Busy:
         why = f"another turn has been preparing the repository at {commit[:12]} for over {timeout:g} s"
         return Shared(error=(Outcome.FAILED, f"environment: {why}"))
