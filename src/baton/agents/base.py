@@ -71,6 +71,7 @@ class Turn:
     model: str | None = None  # the model it said it ran (None: its events name none)
     context_tokens: int | None = None  # the context its last model request held, where its events say it
     compacted: bool = False  # it compacted the conversation (its events said so)
+    wire: dict[str, int] | None = None  # its usage as baton's model gateway read it on the wire
 
 
 @dataclass(frozen=True)
@@ -134,9 +135,21 @@ def _nonempty(path: Path) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class ModelKey:
+    """How baton's model gateway stands in for the CLI's model credential (docs/security.md, "The model
+    credential"): the variable the CLI reads its base URL from, and the variables of the keys it can
+    take, each with the header the model API wants it in (``x-api-key``, ``authorization`` as a Bearer
+    token, ``x-goog-api-key``), the first one set winning."""
+
+    base_url: str
+    keys: tuple[tuple[str, str], ...]
+
+
 class Agent(Protocol):
     name: str
     capabilities: Capabilities
+    model_key: ModelKey | None  # None: no model gateway can stand in for its credential
     credentials: tuple[str, ...]  # environment variables that authenticate the CLI (any one will do)
     auth_hint: str  # how to set them up, for `doctor` and for a "not logged in" run
     config_files: tuple[str, ...]  # the operator's files of the base home a key's home gets copies of
@@ -286,6 +299,7 @@ class AgentBase:
     name: str
     capabilities: Capabilities
     credentials: tuple[str, ...] = ()
+    model_key: ModelKey | None = None
     auth_hint: str = ""
     # Words the CLI uses when it has no (valid) credentials, matched against its errors and stderr.
     auth_failures: tuple[str, ...] = ()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from baton.allowlist import Refusal
 from baton.errors import AgentError
@@ -32,6 +33,10 @@ from baton.sandbox.landlock import Ruleset
 from baton.sandbox.reaper import STARTING
 from baton.sandbox.walls import GitParts, Walls, denied_ports, ruleset
 from baton.settings import Settings
+
+if TYPE_CHECKING:  # the gateway (asyncio, httpx) loads only for a run with model_gateway on
+    from baton.agents import Agent
+    from baton.sandbox.gateway import Pass
 
 __all__ = [
     "STARTING",
@@ -50,11 +55,26 @@ __all__ = [
     "end_stale",
     "limits_of",
     "model_endpoints",
+    "model_gateway",
     "netns_applies",
     "walls_for",
 ]
 
 netns_applies = egress.applies
+
+
+def model_gateway(agent: Agent, env: dict[str, str], run_id: str) -> tuple[dict[str, str], Pass] | None:
+    """``env`` with baton's model gateway standing in for ``agent``'s model API and credential (read on
+    the operator's base home), and the run's pass to close at its end; None when it cannot stand in
+    (:func:`baton.sandbox.gateway.stand_in`)."""
+    if agent.model_key is None:
+        return None
+    from baton.sandbox import gateway
+
+    key = agent.model_key
+    dropped = (*agent.credentials, *(name for name, _ in key.keys))
+    return gateway.stand_in(key.keys, key.base_url, dropped, agent.model_url(env), env, run_id)
+
 
 # A wrapper around the start of the agent's process: called with the function that starts it and a
 # function to call first in the thread that will (the walls are entered in that thread, never in the

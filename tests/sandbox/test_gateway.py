@@ -1,0 +1,229 @@
+"""baton's model gateway (baton.sandbox.gateway, upstream, wire): the agent holds a token of its run,
+the model API gets the real key; a token not the run's, or of a run that ended, is refused with 401; a
+streamed reply passes through chunk by chunk as the model API sends it; the usage the replies count is
+read on the wire in each vendor's format. The real Claude Code CLI, ``model_gateway = on``: the
+environment its Bash tool prints holds the token and not the key, the mock saw the key, and the usage
+read on the wire is the usage the CLI reported.
+"""
+
+from __future__ import annotations
+
+import http.server
+import importlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from baton import RunRequest, run
+from baton.models import Access, Outcome
+from baton.sandbox import gateway, wire
+from baton.settings import Settings, load_settings
+from baton.testing import MockModel
+from baton.testing.mock_anthropic import MockAnthropic
+from baton.testing.tools import tool_marker
+from tests.conftest import FAST, MOCKS
+
+REAL_KEY = "sk-real-key-that-must-stay-outside"
+PIECES, PIECE, GAP = 16, 65536, 0.1  # a 1 MiB reply in 64 KiB pieces, 0.1 s apart
+
+
+def _split(text: str, every: int = 7) -> list[bytes]:
+    """``text`` cut into pieces that split lines and JSON, as a network would."""
+    data = text.encode()
+    return [data[i : i + every] for i in range(0, len(data), every)]
+
+
+def _metered(content_type: str, text: str) -> dict[str, int]:
+    meter = wire.Meter(content_type)
+    for piece in _split(text):
+        meter.feed(piece)
+    return meter.usage()
+
+
+def test_usage_is_read_on_the_wire_in_each_vendors_format() -> None:
+    start = {"type": "message_start", "message": {"usage": {"input_tokens": 5, "output_tokens": 1,
+             "cache_read_input_tokens": 100, "cache_creation_input_tokens": 7}}}  # fmt: skip
+    delta = {"type": "message_delta", "usage": {"output_tokens": 42}}
+    anthropic = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in (start, delta))
+    assert _metered("text/event-stream", anthropic) == {
+        "input_tokens": 5, "output_tokens": 42, "cache_read_tokens": 100, "cache_write_tokens": 7}  # fmt: skip
+    usage = {"input_tokens": 30, "output_tokens": 9, "input_tokens_details": {"cached_tokens": 20}}
+    done = {"type": "response.completed", "response": {"usage": usage}}
+    responses = (
+        f"data: {json.dumps({'type': 'response.created', 'response': {}})}\n\ndata: {json.dumps(done)}\n\n"
+    )
+    assert _metered("text/event-stream; charset=utf-8", responses) == {
+        "input_tokens": 30, "output_tokens": 9, "cache_read_tokens": 20}  # fmt: skip
+    chunk = {"object": "chat.completion.chunk", "usage": {"prompt_tokens": 3, "completion_tokens": 4}}
+    chat = f"data: {json.dumps({'object': 'chat.completion.chunk', 'usage': None})}\n\ndata: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
+    assert _metered("text/event-stream", chat) == {"input_tokens": 3, "output_tokens": 4}
+    parts = [{"usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": n}} for n in (1, 6)]
+    gemini = "".join(f"data: {json.dumps(p)}\r\n\r\n" for p in parts)
+    assert _metered("text/event-stream", gemini) == {"input_tokens": 8, "output_tokens": 6}
+    assert _metered("application/json", json.dumps(parts)) == {"input_tokens": 8, "output_tokens": 6}
+    whole = {"type": "message", "usage": {"input_tokens": 2, "output_tokens": 3}}
+    assert _metered("application/json", json.dumps(whole)) == {"input_tokens": 2, "output_tokens": 3}
+    assert _metered("application/json", "not json") == {}
+
+
+MESSAGE = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_the_gateway_swaps_the_runs_token_for_the_key() -> None:
+    with MockAnthropic() as mock:
+        mine = gateway.admit("run-a", gateway.Upstream(mock.url, "x-api-key", REAL_KEY))
+        other = gateway.admit("run-b", gateway.Upstream(mock.url, "x-api-key", "other-key"))
+        with httpx.Client() as http:
+            send = lambda url, token, **kw: http.post(
+                f"{url}/v1/messages", headers={"x-api-key": token}, **kw
+            )  # noqa: E731
+            streamed = send(mine.url, mine.token, json={**MESSAGE, "stream": True})
+            assert streamed.status_code == 200 and "message_stop" in streamed.text
+            assert send(mine.url, mine.token, json=MESSAGE).json()["type"] == "message"
+            assert mock.keys_seen == [REAL_KEY, REAL_KEY]
+            assert mine.usage() == {"input_tokens": 20, "output_tokens": 24, "requests": 2}
+            for url, token in ((mine.url, other.token), (mine.url, "forged"), (other.url, mine.token)):
+                refused = send(url, token, json=MESSAGE)
+                assert refused.status_code == 401, refused.text
+                assert refused.json()["error"]["type"] == "authentication_error"
+            mine.close()
+            assert send(mine.url, mine.token, json=MESSAGE).status_code == 401, "the run has ended"
+            bearer = http.post(f"{other.url}/v1/messages", headers={"authorization": f"Bearer {other.token}"}, json=MESSAGE)  # fmt: skip
+            assert bearer.status_code == 200
+            other.close()
+        assert len(mock.keys_seen) == 3 and mock.keys_seen[-1] == "other-key", "no refused request went on"
+
+
+class _Slow(http.server.BaseHTTPRequestHandler):
+    """1 MiB of server-sent events in pieces, ``GAP`` seconds apart (a model streaming its answer)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for index in range(PIECES):
+            piece = f"data: {index:04d}".encode().ljust(PIECE - 2, b"x") + b"\n\n"
+            self.wfile.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+            self.wfile.flush()
+            time.sleep(GAP)
+        self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_streamed_reply_arrives_as_the_model_sends_it(slow: str) -> None:
+    """The first bytes arrive long before the model API has finished, the pieces keep its pace, and
+    the whole 1 MiB arrives intact."""
+    admitted = gateway.admit("run-slow", gateway.Upstream(slow, "x-api-key", REAL_KEY))
+    arrived: list[tuple[float, int]] = []
+    body = bytearray()
+    started = time.monotonic()
+    with httpx.Client() as http, http.stream("POST", f"{admitted.url}/v1/messages", headers={"x-api-key": admitted.token}, json=MESSAGE) as reply:  # fmt: skip
+        assert reply.status_code == 200
+        for piece in reply.iter_raw():
+            arrived.append((time.monotonic() - started, len(piece)))
+            body += piece
+    admitted.close()
+    total = arrived[-1][0]
+    assert total >= (PIECES - 1) * GAP * 0.9
+    assert arrived[0][0] < GAP * 3, f"first byte after {arrived[0][0]:.2f}s of {total:.2f}s"
+    halfway = next(t for t, _ in _running(arrived) if _ >= len(body) // 2)
+    assert total * 0.3 < halfway < total * 0.8, "half the reply arrived at half time"
+    expected = b"".join(f"data: {i:04d}".encode().ljust(PIECE - 2, b"x") + b"\n\n" for i in range(PIECES))
+    assert bytes(body) == expected
+
+
+def _running(arrived: list[tuple[float, int]]) -> Iterator[tuple[float, int]]:
+    seen = 0
+    for when, size in arrived:
+        seen += size
+        yield when, seen
+
+
+def test_a_model_api_that_cannot_be_reached_is_a_502() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    admitted = gateway.admit("run-down", gateway.Upstream(f"http://127.0.0.1:{port}", "x-api-key", "k"))
+    reply = httpx.post(f"{admitted.url}/v1/messages", headers={"x-api-key": admitted.token}, json=MESSAGE)
+    admitted.close()
+    assert reply.status_code == 502 and "could not reach the model API" in reply.text
+
+
+# -- the real Claude Code CLI --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def claude(home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[MockModel]:
+    (tmp_path / "user-home").mkdir()  # the CLI's shells skip this machine's ~/.bashrc
+    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
+    module, name = MOCKS["claude"]
+    with getattr(importlib.import_module(module), name)() as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", REAL_KEY)
+        server.configure_home(home / "homes" / "claude")
+        yield server
+
+
+def gateway_settings(home: Path, egress: str) -> Settings:
+    values = {"home": str(home), **FAST, "egress": egress, "model_gateway": "on"}
+    return load_settings(overrides=values, environ={})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("egress", ["open", "none"])
+def test_the_real_claude_cli_holds_only_its_runs_token(
+    home: Path, src_repo: Path, claude: MockAnthropic, egress: str
+) -> None:
+    """Claude Code at ``full`` runs ``env`` through its Bash tool: the key is not there, the run's
+    token and the gateway's URL are; every request reached the mock with the real key; the token is
+    refused once the run has ended; the wire's usage is the CLI's."""
+    request = RunRequest(
+        agent="claude",
+        repo=str(src_repo),
+        thread=f"gateway-{egress}",
+        prompt=f"show me {tool_marker('Bash', command='env')}",
+        access=Access.FULL,
+    )
+    result = run(request, settings=gateway_settings(home, egress))
+    assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+    blocks = claude.conversation()[-1].messages[-1]["content"]
+    output = "".join(
+        str(b.get("content")) for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"
+    )
+    variables = dict(line.partition("=")[::2] for line in output.splitlines() if "=" in line)
+    assert REAL_KEY not in output and variables["ANTHROPIC_API_KEY"].startswith("baton-run-"), output
+    assert variables["ANTHROPIC_BASE_URL"].endswith(f"/run/{result.run.id}"), output
+    assert claude.keys_seen and set(claude.keys_seen) == {REAL_KEY}
+    ended = httpx.post(
+        variables["ANTHROPIC_BASE_URL"] + "/v1/messages",
+        headers={"x-api-key": variables["ANTHROPIC_API_KEY"]},
+        json=MESSAGE,
+    )
+    assert ended.status_code == 401, "the run has ended"
+    usage = result.run.usage
+    wire_usage = usage["wire"]
+    assert wire_usage["requests"] == len(claude.conversation()) >= 2
+    assert wire_usage["input_tokens"] == usage["input_tokens"] and usage["input_tokens"] > 0, usage
+    assert wire_usage["output_tokens"] == usage["output_tokens"] > 0, usage
