@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,8 +52,8 @@ def test_usage_is_read_on_the_wire_in_each_vendors_format() -> None:
              "cache_read_input_tokens": 100, "cache_creation_input_tokens": 7}}}  # fmt: skip
     delta = {"type": "message_delta", "usage": {"output_tokens": 42}}
     anthropic = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in (start, delta))
-    assert _metered("text/event-stream", anthropic) == {
-        "input_tokens": 5, "output_tokens": 42, "cache_read_tokens": 100, "cache_write_tokens": 7}  # fmt: skip
+    counted = {"input_tokens": 5, "output_tokens": 42, "cache_read_tokens": 100, "cache_write_tokens": 7}
+    assert _metered("text/event-stream", anthropic) == counted
     usage = {"input_tokens": 30, "output_tokens": 9, "input_tokens_details": {"cached_tokens": 20}}
     done = {"type": "response.completed", "response": {"usage": usage}}
     responses = (
@@ -61,7 +62,8 @@ def test_usage_is_read_on_the_wire_in_each_vendors_format() -> None:
     assert _metered("text/event-stream; charset=utf-8", responses) == {
         "input_tokens": 30, "output_tokens": 9, "cache_read_tokens": 20}  # fmt: skip
     chunk = {"object": "chat.completion.chunk", "usage": {"prompt_tokens": 3, "completion_tokens": 4}}
-    chat = f"data: {json.dumps({'object': 'chat.completion.chunk', 'usage': None})}\n\ndata: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
+    first = {"object": "chat.completion.chunk", "usage": None}
+    chat = f"data: {json.dumps(first)}\n\ndata: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
     assert _metered("text/event-stream", chat) == {"input_tokens": 3, "output_tokens": 4}
     parts = [{"usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": n}} for n in (1, 6)]
     gemini = "".join(f"data: {json.dumps(p)}\r\n\r\n" for p in parts)
@@ -80,9 +82,10 @@ def test_the_gateway_swaps_the_runs_token_for_the_key() -> None:
         mine = gateway.admit("run-a", gateway.Upstream(mock.url, "x-api-key", REAL_KEY))
         other = gateway.admit("run-b", gateway.Upstream(mock.url, "x-api-key", "other-key"))
         with httpx.Client() as http:
-            send = lambda url, token, **kw: http.post(
-                f"{url}/v1/messages", headers={"x-api-key": token}, **kw
-            )  # noqa: E731
+
+            def send(url: str, token: str, **kw: Any) -> httpx.Response:
+                return http.post(f"{url}/v1/messages", headers={"x-api-key": token}, **kw)
+
             streamed = send(mine.url, mine.token, json={**MESSAGE, "stream": True})
             assert streamed.status_code == 200 and "message_stop" in streamed.text
             assert send(mine.url, mine.token, json=MESSAGE).json()["type"] == "message"
@@ -94,7 +97,8 @@ def test_the_gateway_swaps_the_runs_token_for_the_key() -> None:
                 assert refused.json()["error"]["type"] == "authentication_error"
             mine.close()
             assert send(mine.url, mine.token, json=MESSAGE).status_code == 401, "the run has ended"
-            bearer = http.post(f"{other.url}/v1/messages", headers={"authorization": f"Bearer {other.token}"}, json=MESSAGE)  # fmt: skip
+            bearer_auth = {"authorization": f"Bearer {other.token}"}
+            bearer = http.post(f"{other.url}/v1/messages", headers=bearer_auth, json=MESSAGE)
             assert bearer.status_code == 200
             other.close()
         assert len(mock.keys_seen) == 3 and mock.keys_seen[-1] == "other-key", "no refused request went on"
@@ -138,7 +142,8 @@ def test_a_streamed_reply_arrives_as_the_model_sends_it(slow: str) -> None:
     arrived: list[tuple[float, int]] = []
     body = bytearray()
     started = time.monotonic()
-    with httpx.Client() as http, http.stream("POST", f"{admitted.url}/v1/messages", headers={"x-api-key": admitted.token}, json=MESSAGE) as reply:  # fmt: skip
+    url, auth = f"{admitted.url}/v1/messages", {"x-api-key": admitted.token}
+    with httpx.Client() as http, http.stream("POST", url, headers=auth, json=MESSAGE) as reply:
         assert reply.status_code == 200
         for piece in reply.iter_raw():
             arrived.append((time.monotonic() - started, len(piece)))

@@ -52,7 +52,7 @@ from baton.workspace import keyspace
 from baton.workspace.portable import publish_checkpoint
 
 if TYPE_CHECKING:
-    from baton.sandbox.gateway import Pass
+    from baton.sandbox.enclosure import Pass
 
 # What a rate-limited turn's message ends with: what happens to its instruction.
 WAITS = "the conversation is kept and the first turn after the reset delivers this turn's instruction"

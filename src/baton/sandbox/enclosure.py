@@ -36,7 +36,7 @@ from baton.settings import Settings
 
 if TYPE_CHECKING:  # the gateway (asyncio, httpx) loads only for a run with model_gateway on
     from baton.agents import Agent
-    from baton.sandbox.gateway import Pass
+    from baton.sandbox.gateway import Pass as Pass
 
 __all__ = [
     "STARTING",

@@ -1,16 +1,13 @@
 """baton's model gateway, outside the walls: the agent's model credential never enters them. A run's
-agent is told the gateway as its base URL (``http://127.0.0.1:PORT/run/<run id>``) and a per-run
-token as its key (:func:`admit` → :class:`Pass`); the gateway checks the token against the run named in
-the path (another run's, a forged one, or one whose run has ended: HTTP 401), puts the real
-credential in the header the upstream expects (``x-api-key``, ``Authorization: Bearer``,
-``x-goog-api-key``) and forwards to the upstream (the base URL the operator set, else the vendor's).
-Replies stream back chunk by chunk as they arrive, never buffered, while :mod:`baton.sandbox.wire`
-reads their usage, summed per run (:meth:`Pass.usage`).
-
-One listener per process on the host's loopback (an agent in its own network namespace reaches it
-through the egress relay, as any model API on loopback), served by one asyncio loop in a daemon
-thread; upstream connections kept alive (:mod:`baton.sandbox.upstream`). Imported only when
-``model_gateway`` is on. Why and what it covers: docs/security.md, "The model credential".
+agent is told the gateway as its base URL (``http://127.0.0.1:PORT/run/<run id>``) and a token of the
+run as its key (:func:`admit` → :class:`Pass`); a token that is not the run's, or whose run has ended,
+gets HTTP 401. The gateway puts the real credential in the header the model API expects
+(``x-api-key``, ``Authorization: Bearer``, ``x-goog-api-key``), forwards to the upstream (the base URL
+the operator set, else the vendor's) and streams the reply back chunk by chunk as it arrives, while
+:mod:`baton.sandbox.wire` reads its usage, summed per run. One listener per process on the host's
+loopback (an agent in its own network namespace reaches it through the egress relay), one asyncio loop
+in a daemon thread, upstream connections kept alive (:mod:`baton.sandbox.upstream`); imported only
+with ``model_gateway = on``. Why and what it covers: docs/security.md, "The model credential".
 """
 
 from __future__ import annotations

@@ -1,16 +1,12 @@
 """Spending read on the wire: the tokens a model API's reply says it counted, as baton's model gateway
 (:mod:`baton.sandbox.gateway`) passes it on, whatever the agent CLI reports. One :class:`Meter` per
 reply is fed its bytes as they stream; :meth:`Meter.usage` is the reply's usage once it ended. Four
-wire formats, told apart by their objects rather than by the URL:
-
-- Anthropic Messages: ``message_start`` (``message.usage``) then ``message_delta`` (``usage``, its
-  counts cumulative), or a whole ``message`` object;
-- OpenAI Responses: ``response.completed`` (``response.usage``), or a whole ``response`` object;
-- OpenAI Chat Completions: the chunk (or completion) carrying ``usage``;
-- Gemini: ``usageMetadata``, on each chunk, cumulative.
-
-Counts are the vendor's own: Anthropic's ``input_tokens`` leave the cache out, OpenAI's and Gemini's
-hold it. A later object of one reply replaces an earlier one's counts (they are cumulative).
+formats, told apart by their objects: Anthropic Messages (``message_start``'s ``message.usage``, then
+``message_delta``'s ``usage``, or a whole ``message``), OpenAI Responses (``response.completed``'s
+``response.usage``, or a whole ``response``), OpenAI Chat Completions (the chunk carrying ``usage``)
+and Gemini (``usageMetadata``). Counts are the vendor's own (Anthropic's ``input_tokens`` leave the
+cache out, OpenAI's and Gemini's hold it); within a reply, a later object's counts replace an earlier
+one's, as they are cumulative.
 """
 
 from __future__ import annotations
@@ -23,23 +19,24 @@ FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tok
 BODY_LIMIT = 16 * 1024 * 1024  # a reply (or one SSE line) longer than this is passed on, not metered
 
 # per format: our field -> the path of its count in the usage object
-_ANTHROPIC = {
+Paths = dict[str, tuple[str, ...]]
+_ANTHROPIC: Paths = {
     "input_tokens": ("input_tokens",),
     "output_tokens": ("output_tokens",),
     "cache_read_tokens": ("cache_read_input_tokens",),
     "cache_write_tokens": ("cache_creation_input_tokens",),
 }
-_RESPONSES = {
+_RESPONSES: Paths = {
     "input_tokens": ("input_tokens",),
     "output_tokens": ("output_tokens",),
     "cache_read_tokens": ("input_tokens_details", "cached_tokens"),
 }
-_CHAT = {
+_CHAT: Paths = {
     "input_tokens": ("prompt_tokens",),
     "output_tokens": ("completion_tokens",),
     "cache_read_tokens": ("prompt_tokens_details", "cached_tokens"),
 }
-_GEMINI = {
+_GEMINI: Paths = {
     "input_tokens": ("promptTokenCount",),
     "output_tokens": ("candidatesTokenCount",),
     "thoughts_tokens": ("thoughtsTokenCount",),
@@ -97,7 +94,7 @@ def _json(text: bytes) -> Any:
         return None
 
 
-def _usages(obj: Any) -> Iterator[tuple[Any, dict[str, tuple[str, ...]]]]:
+def _usages(obj: Any) -> Iterator[tuple[Any, Paths]]:
     """The usage objects ``obj`` carries, each with its format's paths."""
     if isinstance(obj, list):  # Gemini's streamGenerateContent without alt=sse: a JSON array
         for item in obj:
