@@ -25,6 +25,7 @@ import bench_dashboard
 import bench_diskwatch
 import bench_fake
 import bench_forge
+import bench_gateway
 import bench_git
 import bench_github_app
 import bench_gitlab
@@ -70,6 +71,7 @@ GROUPS = {
         bench_sync.GROUP,
         bench_landlock.GROUP,
         bench_contain.GROUP,
+        bench_gateway.GROUP,
         bench_setup.GROUP,
         bench_diskwatch.GROUP,
         bench_cow.GROUP,
@@ -83,6 +85,7 @@ RUN_ORDER = (
     "quota",
     "landlock",
     "contain",
+    "gateway",
     "setup",
     "diskwatch",
     "scale",

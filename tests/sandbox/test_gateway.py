@@ -27,8 +27,9 @@ from baton.sandbox import gateway, wire
 from baton.settings import Settings, load_settings
 from baton.testing import MockModel
 from baton.testing.mock_anthropic import MockAnthropic
-from baton.testing.tools import tool_marker
+from baton.testing.mock_openai import API_KEY_ENV
 from tests.conftest import FAST, MOCKS
+from tests.sandbox.test_access_real import shell_marker, tool_results
 
 REAL_KEY = "sk-real-key-that-must-stay-outside"
 PIECES, PIECE, GAP = 16, 65536, 0.1  # a 1 MiB reply in 64 KiB pieces, 0.1 s apart
@@ -175,19 +176,23 @@ def test_a_model_api_that_cannot_be_reached_is_a_502() -> None:
     assert reply.status_code == 502 and "could not reach the model API" in reply.text
 
 
-# -- the real Claude Code CLI --------------------------------------------------------------------------
+# -- the real CLIs -------------------------------------------------------------------------------------
+
+KEY_VARIABLE = {"claude": "ANTHROPIC_API_KEY", "codex": API_KEY_ENV, "gemini": "GEMINI_API_KEY"}
 
 
 @pytest.fixture
-def claude(home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[MockModel]:
+def model(agent: str, home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[MockModel]:
     (tmp_path / "user-home").mkdir()  # the CLI's shells skip this machine's ~/.bashrc
     monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
-    module, name = MOCKS["claude"]
+    monkeypatch.delenv("BATON_GEMINI_MODEL", raising=False)
+    monkeypatch.delenv("GEMINI_MODEL", raising=False)
+    module, name = MOCKS[agent]
     with getattr(importlib.import_module(module), name)() as server:
         for key, value in server.env().items():
             monkeypatch.setenv(key, value)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", REAL_KEY)
-        server.configure_home(home / "homes" / "claude")
+        monkeypatch.setenv(KEY_VARIABLE[agent], REAL_KEY)
+        server.configure_home(home / "homes" / agent)
         yield server
 
 
@@ -197,38 +202,39 @@ def gateway_settings(home: Path, egress: str) -> Settings:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("egress", ["open", "none"])
-def test_the_real_claude_cli_holds_only_its_runs_token(
-    home: Path, src_repo: Path, claude: MockAnthropic, egress: str
+@pytest.mark.parametrize(
+    ("agent", "egress"), [("claude", "open"), ("claude", "none"), ("codex", "none"), ("gemini", "open")]
+)
+def test_the_real_cli_holds_only_its_runs_token(
+    home: Path, src_repo: Path, agent: str, egress: str, model: MockModel
 ) -> None:
-    """Claude Code at ``full`` runs ``env`` through its Bash tool: the key is not there, the run's
-    token and the gateway's URL are; every request reached the mock with the real key; the token is
-    refused once the run has ended; the wire's usage is the CLI's."""
+    """The CLI at ``full`` runs ``env`` through its shell tool: the key is not there, the run's token
+    is; every request reached the mock with the real key; the token is refused once the run has
+    ended; the usage read on the wire is the usage the CLI reported."""
     request = RunRequest(
-        agent="claude",
+        agent=agent,
         repo=str(src_repo),
         thread=f"gateway-{egress}",
-        prompt=f"show me {tool_marker('Bash', command='env')}",
+        prompt=f"show me {shell_marker(agent, 'env')}",
         access=Access.FULL,
     )
     result = run(request, settings=gateway_settings(home, egress))
     assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
-    blocks = claude.conversation()[-1].messages[-1]["content"]
-    output = "".join(
-        str(b.get("content")) for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"
-    )
+    output = "\n".join(tool_results(agent, model))
     variables = dict(line.partition("=")[::2] for line in output.splitlines() if "=" in line)
-    assert REAL_KEY not in output and variables["ANTHROPIC_API_KEY"].startswith("baton-run-"), output
-    assert variables["ANTHROPIC_BASE_URL"].endswith(f"/run/{result.run.id}"), output
-    assert claude.keys_seen and set(claude.keys_seen) == {REAL_KEY}
-    ended = httpx.post(
-        variables["ANTHROPIC_BASE_URL"] + "/v1/messages",
-        headers={"x-api-key": variables["ANTHROPIC_API_KEY"]},
-        json=MESSAGE,
-    )
-    assert ended.status_code == 401, "the run has ended"
+    token = variables[KEY_VARIABLE[agent]]
+    assert REAL_KEY not in output and token.startswith("baton-run-"), output
+    assert model.keys_seen and set(model.keys_seen) == {REAL_KEY}  # type: ignore[attr-defined]
+    url = f"{gateway_url(result.run.id)}/v1/messages"
+    assert httpx.post(url, headers={"x-api-key": token}, json=MESSAGE).status_code == 401, "the run ended"
     usage = result.run.usage
+    print(agent, usage)
     wire_usage = usage["wire"]
-    assert wire_usage["requests"] == len(claude.conversation()) >= 2
-    assert wire_usage["input_tokens"] == usage["input_tokens"] and usage["input_tokens"] > 0, usage
+    assert wire_usage["requests"] == len(model.conversation()) >= 2
     assert wire_usage["output_tokens"] == usage["output_tokens"] > 0, usage
+    cached = usage.get("cache_read_input_tokens", 0) if agent == "gemini" else 0  # its input leaves it out
+    assert wire_usage["input_tokens"] == usage["input_tokens"] + cached > 0, usage
+
+
+def gateway_url(run_id: str) -> str:
+    return f"http://127.0.0.1:{gateway._gateway().port}{gateway.PREFIX}{run_id}"

@@ -81,7 +81,7 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
             _start(ctx, session, record, launch)
             env = _agent_env(ctx, launch, record)
             watch = _watch(ctx, record, env, log)  # on the model API itself, not the gateway
-            env = passes.stand_in(ctx, record, env)
+            env, launch = passes.stand_in(ctx, record, env, launch)
             halted = None
             if decision.compact:  # the conversation outgrew the threshold: the CLI compacts it first
                 halted = _compact(ctx, prepared, decision, record, turn, env, watch)
@@ -356,15 +356,18 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
     def __init__(self) -> None:
         self.passes: list[Pass] = []
 
-    def stand_in(self, ctx: Context, record: RunRecord, env: dict[str, str]) -> dict[str, str]:
-        """``env`` with the gateway standing in for the agent's model API and key, where it can."""
-        admitted = (
-            model_gateway(_operators(ctx), env, record.id) if ctx.settings.model_gateway == "on" else None
-        )
+    def stand_in(
+        self, ctx: Context, record: RunRecord, env: dict[str, str], launch: Launch
+    ) -> tuple[dict[str, str], Launch]:
+        """``env`` and ``launch`` with the gateway standing in for the agent's model API and key, where
+        it can (what it can is read on the operator's base home)."""
+        on = ctx.settings.model_gateway == "on"
+        admitted = model_gateway(_operators(ctx), env, record.id) if on else None
         if admitted is None:
-            return env
-        self.passes.append(admitted[1])
-        return admitted[0]
+            return env, launch
+        env, gate, setting = admitted
+        self.passes.append(gate)
+        return env, ctx.agent.behind_gateway(launch, setting, gate.url)
 
     def usage(self) -> dict[str, int] | None:
         """The run's usage as the gateway read it on the wire; None without a gateway."""

@@ -63,17 +63,19 @@ __all__ = [
 netns_applies = egress.applies
 
 
-def model_gateway(agent: Agent, env: dict[str, str], run_id: str) -> tuple[dict[str, str], Pass] | None:
+def model_gateway(agent: Agent, env: dict[str, str], run_id: str) -> tuple[dict[str, str], Pass, str] | None:
     """``env`` with baton's model gateway standing in for ``agent``'s model API and credential (read on
-    the operator's base home), and the run's pass to close at its end; None when it cannot stand in
+    the operator's base home), the run's pass to close at its end, and the setting of the CLI's argv
+    that names the base URL (``""``: a variable does); None when it cannot stand in
     (:func:`baton.sandbox.gateway.stand_in`)."""
-    if agent.model_key is None:
+    key = agent.gateway_key(env)
+    if key is None:
         return None
     from baton.sandbox import gateway
 
-    key = agent.model_key
     dropped = (*agent.credentials, *(name for name, _ in key.keys))
-    return gateway.stand_in(key.keys, key.base_url, dropped, agent.model_url(env), env, run_id)
+    found = gateway.stand_in(key.keys, key.base_url, dropped, agent.model_url(env), env, run_id)
+    return (*found, key.config) if found is not None else None
 
 
 # A wrapper around the start of the agent's process: called with the function that starts it and a

@@ -32,6 +32,7 @@ HEAD_TIMEOUT = 30.0  # seconds for a request's head
 IDLE_TIMEOUT = 120.0  # a kept-alive connection with no request for this long is closed
 BODY_LIMIT = 64 * 1024 * 1024  # a request body larger than this is refused (413)
 PREFIX = "/run/"
+GATEWAY_VARIABLE = "BATON_GATEWAY_BASE_URL"  # the agent's environment names the gateway's URL in it
 CREDENTIAL_HEADERS = ("x-api-key", "authorization", "x-goog-api-key", "api-key")
 HOP = ("connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "upgrade")
 HOP_REPLY = (*HOP, "transfer-encoding", "content-length")
@@ -292,7 +293,7 @@ def stand_in(
 ) -> tuple[dict[str, str], Pass] | None:
     """``env`` with the gateway in place of the model API and its credential: the first of ``keys``
     (variable, header) set in ``env`` is swapped for a token of the run, the others of the agent's
-    ``credentials`` dropped, ``base_var`` pointed at the gateway; its :class:`Pass` to close at the
+    ``credentials`` dropped, ``base_var`` (if any) pointed at the gateway; its :class:`Pass` to close at the
     run's end. None (``env`` as it is) without a key among ``keys`` or an ``upstream`` to send it to
     (a cloud provider's own endpoint, a login the gateway cannot stand in for)."""
     found = next(((name, header) for name, header in keys if env.get(name)), None)
@@ -301,7 +302,12 @@ def stand_in(
     name, header = found
     admitted = admit(run_id, Upstream(upstream, header, env[name]))
     swapped = {k: v for k, v in env.items() if k not in credentials}
-    swapped.update({name: admitted.token, base_var: admitted.url})
+    swapped[name] = admitted.token
+    # named for the walls and the egress relays (they allow every *_BASE_URL's port), and for a CLI
+    # told its base URL in argv (Codex)
+    swapped[GATEWAY_VARIABLE] = admitted.url
+    if base_var:
+        swapped[base_var] = admitted.url
     return swapped, admitted
 
 

@@ -126,7 +126,9 @@ def _dig(obj: Any, path: tuple[str, ...]) -> Any:
 
 
 def add(total: dict[str, int], reply: dict[str, int]) -> None:
-    """Add one reply's counts to a run's ``total`` (which also counts the replies metered)."""
+    """Add one reply's counts to a run's ``total`` (which also counts the replies that said any)."""
+    if not reply:
+        return
     for name, value in reply.items():
         total[name] = total.get(name, 0) + value
     total["requests"] = total.get("requests", 0) + 1
