@@ -147,7 +147,7 @@ def test_a_page_without_the_markers_is_refused() -> None:
 
 # Variables baton sets for others or reads for its own tests, not settings: the run's tag of the agent's
 # processes, the agent's key, the fake forge's node_modules.
-NOT_SETTINGS = {"BATON_RUN_ID", "BATON_KEY", "BATON_NODE_MODULES"}
+NOT_SETTINGS = {"BATON_RUN_ID", "BATON_KEY", "BATON_NODE_MODULES", "BATON_GATEWAY_BASE_URL"}
 
 
 def test_every_variable_baton_reads_is_documented() -> None:

@@ -238,3 +238,21 @@ def test_the_real_cli_holds_only_its_runs_token(
 
 def gateway_url(run_id: str) -> str:
     return f"http://127.0.0.1:{gateway._gateway().port}{gateway.PREFIX}{run_id}"
+
+
+def test_doctor_names_the_agents_that_keep_their_own_credential(home: Path) -> None:
+    from baton.housekeeping.doctor import check_model_gateway
+
+    settings = gateway_settings(home, "open")
+    environ = {"ANTHROPIC_API_KEY": "k", "GEMINI_API_KEY": "k", "CODEX_API_KEY": "k", "GH_TOKEN": "g"}
+    said = check_model_gateway(settings, environ)
+    assert said.status.value == "warn", said
+    assert "claude: ANTHROPIC_API_KEY held by the gateway" in said.detail
+    assert "gemini: GEMINI_API_KEY held by the gateway" in said.detail
+    assert "codex: keeps its own credential (CODEX_API_KEY" in said.detail  # the built-in openai provider
+    assert "copilot: keeps its own credential (GH_TOKEN" in said.detail
+    assert "opencode: keeps its own credential (ANTHROPIC_API_KEY" in said.detail  # not covered yet
+    none = check_model_gateway(settings, {})
+    assert none.status.value == "ok" and none.detail == "on: no agent has credentials here"
+    off = check_model_gateway(settings.with_(model_gateway="off"), environ)
+    assert off.status.value == "ok" and off.detail.startswith("off: ")
