@@ -256,3 +256,32 @@ def test_doctor_names_the_agents_that_keep_their_own_credential(home: Path) -> N
     assert none.status.value == "ok" and none.detail == "on: no agent has credentials here"
     off = check_model_gateway(settings.with_(model_gateway="off"), environ)
     assert off.status.value == "ok" and off.detail.startswith("off: ")
+
+
+def test_codex_is_pointed_at_the_gateway_by_its_model_providers_base_url(tmp_path: Path) -> None:
+    """The key of the provider baton makes of ``OPENAI_BASE_URL``, or of the home's own provider, is
+    stood in for; its ``base_url`` becomes the gateway's through a ``-c`` before ``resume``. The built-in
+    ``openai`` provider (a ChatGPT login, ``auth.json``) keeps its credential."""
+    from baton.agents.codex import BASE_URL_PROVIDER, CodexAgent
+    from baton.models import Mode
+
+    agent = CodexAgent(tmp_path / "codex-home", "/opt/codex/bin/codex")
+    assert agent.gateway_key({"CODEX_API_KEY": "k"}) is None
+    env = {"OPENAI_BASE_URL": "https://llm.example/v1", "OPENAI_API_KEY": "k"}
+    key = agent.gateway_key(env)
+    assert key is not None and key.keys == (("OPENAI_API_KEY", "authorization"),) and not key.base_url
+    assert key.config == f"model_providers.{BASE_URL_PROVIDER}.base_url"
+    thread = "0199a0b1-1111-7222-8333-444455556666"
+    resumed = agent.behind_gateway(agent.launch(Mode.RESUME, "go on", thread), key.config, "http://gw/run/r1")
+    at = resumed.argv.index("resume")
+    assert resumed.argv[at - 2 : at] == ["-c", f'{key.config}="http://gw/run/r1"']
+    assert resumed.argv[at:] == ["resume", thread, "-"]
+    agent.home.mkdir(parents=True)
+    provider = '[model_providers.acme]\nbase_url = "https://acme.example/v1"\nenv_key = "ACME_KEY"\n'
+    (agent.home / "config.toml").write_text('model_provider = "acme"\n' + provider)
+    own = agent.gateway_key({"ACME_KEY": "k"})
+    assert own is not None and own.keys == (("ACME_KEY", "authorization"),)
+    assert own.config == "model_providers.acme.base_url"
+    assert agent.model_url({}) == "https://acme.example/v1"
+    fresh = agent.behind_gateway(agent.launch(Mode.FRESH, "hi", None), own.config, "http://gw/run/r2")
+    assert fresh.argv[-3:] == ["-c", 'model_providers.acme.base_url="http://gw/run/r2"', "-"]
