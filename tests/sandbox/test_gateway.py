@@ -25,7 +25,7 @@ from baton import RunRequest, run
 from baton.models import Access, Outcome
 from baton.sandbox import gateway, wire
 from baton.settings import Settings, load_settings
-from baton.testing import MockModel
+from baton.testing._http import MockServer
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.testing.mock_openai import API_KEY_ENV
 from tests.conftest import FAST, MOCKS
@@ -182,7 +182,9 @@ KEY_VARIABLE = {"claude": "ANTHROPIC_API_KEY", "codex": API_KEY_ENV, "gemini": "
 
 
 @pytest.fixture
-def model(agent: str, home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[MockModel]:
+def model(
+    agent: str, home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[MockServer[Any]]:
     (tmp_path / "user-home").mkdir()  # the CLI's shells skip this machine's ~/.bashrc
     monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
     monkeypatch.delenv("BATON_GEMINI_MODEL", raising=False)
@@ -206,7 +208,7 @@ def gateway_settings(home: Path, egress: str) -> Settings:
     ("agent", "egress"), [("claude", "open"), ("claude", "none"), ("codex", "none"), ("gemini", "open")]
 )
 def test_the_real_cli_holds_only_its_runs_token(
-    home: Path, src_repo: Path, agent: str, egress: str, model: MockModel
+    home: Path, src_repo: Path, agent: str, egress: str, model: MockServer[Any]
 ) -> None:
     """The CLI at ``full`` runs ``env`` through its shell tool: the key is not there, the run's token
     is; every request reached the mock with the real key; the token is refused once the run has
@@ -224,7 +226,7 @@ def test_the_real_cli_holds_only_its_runs_token(
     variables = dict(line.partition("=")[::2] for line in output.splitlines() if "=" in line)
     token = variables[KEY_VARIABLE[agent]]
     assert REAL_KEY not in output and token.startswith("baton-run-"), output
-    assert model.keys_seen and set(model.keys_seen) == {REAL_KEY}  # type: ignore[attr-defined]
+    assert model.keys_seen and set(model.keys_seen) == {REAL_KEY}
     url = f"{gateway_url(result.run.id)}/v1/messages"
     assert httpx.post(url, headers={"x-api-key": token}, json=MESSAGE).status_code == 401, "the run ended"
     usage = result.run.usage

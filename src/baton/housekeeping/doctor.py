@@ -387,8 +387,8 @@ def check_model_gateway(settings: Settings, environ: Mapping[str, str]) -> Check
     baton's model gateway stands in for, or why the agent keeps its own (a login, a cloud's
     credentials, an agent the gateway does not cover yet); a warning when on and one keeps it."""
     if settings.model_gateway != "on":
-        said = "off: each agent's model key is in its environment (model_gateway = on keeps it outside)"
-        return Check("model gateway", CheckStatus.OK, said)
+        off = "off: each agent's model key is in its environment (model_gateway = on keeps it outside)"
+        return Check("model gateway", CheckStatus.OK, off)
     said = [_gateway_says(name, settings, environ) for name in REAL_AGENTS]
     found = [(text, kept) for text, kept in said if text]
     detail = "; ".join(text for text, _ in found) or "no agent has credentials here"
