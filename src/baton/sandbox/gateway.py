@@ -184,6 +184,8 @@ def _parse(head: bytes) -> _Request | None:
 
 
 async def _read_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: _Request) -> bool:
+    if request.header("expect").lower() == "100-continue":  # curl's, for a large body: go on at once
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     if "chunked" in request.header("transfer-encoding").lower():
         body = bytearray()
         while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
@@ -234,7 +236,8 @@ def _upstream_url(found: Pass, target: str) -> str:
 
 
 def _upstream_headers(found: Pass, request: _Request) -> dict[str, str]:
-    dropped = (*HOP, *CREDENTIAL_HEADERS, "host", "content-length", "transfer-encoding", "accept-encoding")
+    framing = ("host", "content-length", "transfer-encoding", "accept-encoding", "expect")
+    dropped = (*HOP, *CREDENTIAL_HEADERS, *framing)
     kept: dict[str, str] = {}
     for name, value in request.headers:
         if name.lower() not in dropped:

@@ -138,11 +138,16 @@ class Pool:
         try:
             writer.write(data)
             await writer.drain()
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+            status, reason, headers = _head(
+                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+            )
+            while 100 <= status < 200:  # an interim reply (100 Continue, 103 Early Hints): the final follows
+                status, reason, headers = _head(
+                    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+                )
         except BaseException:
             writer.close()
             raise
-        status, reason, headers = _head(head)
         return Reply(status, reason, headers, streams, origin, self)
 
     def give_back(self, origin: Origin, streams: Streams, keep: bool) -> None:
