@@ -227,7 +227,7 @@ def test_the_real_cli_holds_only_its_runs_token(
     output = "\n".join(tool_results(agent, model))
     variables = dict(line.partition("=")[::2] for line in output.splitlines() if "=" in line)
     token = variables[KEY_VARIABLE[agent]]
-    assert REAL_KEY not in output and token.startswith("baton-run-"), output
+    assert REAL_KEY not in output and token.startswith(f"baton-run-{result.run.id}."), output
     assert model.keys_seen and set(model.keys_seen) == {REAL_KEY}
     url = f"{gateway_url(result.run.id)}/v1/messages"
     assert httpx.post(url, headers={"x-api-key": token}, json=MESSAGE).status_code == 401, "the run ended"

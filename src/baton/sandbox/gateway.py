@@ -82,7 +82,7 @@ def admit(run_id: str, upstream: Upstream) -> Pass:
     """Let run ``run_id``'s agent reach ``upstream`` through the gateway (started on first use, from
     baton's own network namespace) with a token of its own."""
     port = _gateway().port
-    token = f"baton-run-{secrets.token_urlsafe(32)}"
+    token = f"baton-run-{run_id}.{secrets.token_urlsafe(32)}"  # names its run; the secret makes it
     found = Pass(run_id, token, f"http://127.0.0.1:{port}{PREFIX}{run_id}", upstream)
     with _LOCK:
         _PASSES[run_id] = found
