@@ -307,3 +307,40 @@ def test_curl_with_a_large_body_is_told_to_go_on_once(tmp_path: Path) -> None:
     reply, _, status = done.stdout.rpartition("\n")
     assert status == "200" and json.loads(reply)["type"] == "message", done.stdout[-300:] + done.stderr
     assert mock.keys_seen == [REAL_KEY]
+
+
+class _Broken(http.server.BaseHTTPRequestHandler):
+    """A model API that breaks its chunked reply after the first piece."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"6\r\ndata: \r\nzz\r\n")
+        self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_reply_broken_midway_is_cut_short_and_the_gateway_goes_on() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    upstream = gateway.Upstream(f"http://127.0.0.1:{server.server_address[1]}", "x-api-key", "k")
+    broken = gateway.admit("run-broken", upstream)
+    started = time.monotonic()
+    with pytest.raises(httpx.RemoteProtocolError):  # at once: no waiting out a timeout
+        httpx.post(f"{broken.url}/v1/messages", headers={"x-api-key": broken.token}, json=MESSAGE, timeout=20)
+    assert time.monotonic() - started < 5
+    broken.close()
+    server.shutdown()
+    server.server_close()
+    with MockAnthropic() as mock:
+        fine = gateway.admit("run-fine", gateway.Upstream(mock.url, "x-api-key", "k"))
+        reply = httpx.post(f"{fine.url}/v1/messages", headers={"x-api-key": fine.token}, json=MESSAGE)
+        fine.close()
+    assert reply.status_code == 200 and reply.json()["type"] == "message"

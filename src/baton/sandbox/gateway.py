@@ -35,6 +35,14 @@ PREFIX = "/run/"
 GATEWAY_VARIABLE = "BATON_GATEWAY_BASE_URL"  # the agent's environment names the gateway's URL in it
 CREDENTIAL_HEADERS = ("x-api-key", "authorization", "x-goog-api-key", "api-key")
 HOP = ("connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "upgrade")
+BROKEN = (
+    OSError,
+    asyncio.IncompleteReadError,
+    asyncio.LimitOverrunError,
+    TimeoutError,
+    ValueError,
+    UpstreamError,
+)
 HOP_REPLY = (*HOP, "transfer-encoding", "content-length")
 
 
@@ -117,9 +125,9 @@ class _Gateway:
         await asyncio.start_server(self._connection, sock=sock, limit=HEAD_LIMIT)
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(
-            OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError
-        ):
+        # a client or a model API that hangs up, stalls or speaks no HTTP ends the connection: a stream
+        # cut short arrives without its last chunk, which the agent's client takes as an error
+        with contextlib.suppress(*BROKEN):
             _nodelay(writer)
             first = True
             while await _request(self, reader, writer, HEAD_TIMEOUT if first else IDLE_TIMEOUT):
