@@ -276,8 +276,9 @@ class Settings:
         "`on`: an agent's model API key stays outside its walls: the agent is given a token of its run and "
         "baton's model gateway (on the host's loopback) as its base URL, which swaps the token for the key, "
         "forwards to the base URL the operator set (else the vendor's API) and records the tokens the "
-        "replies count as the run's `usage.wire`. Claude Code (an API key) and Gemini CLI (a Gemini API "
-        "key); the other agents and logins keep their credential, as `baton doctor` says "
+        "replies count as the run's `usage.wire`. Claude Code (an API key), Gemini CLI (a Gemini API key) "
+        "and Codex (its model provider's `env_key`); the other agents and logins keep their credential, "
+        "as `baton doctor` says "
         "([security.md](security.md#the-model-credential))"))
     shared_caches: OnOff = field(default="on", metadata=about(
         "`on`: the threads of a repository share its package managers' caches, in `BATON_HOME/caches/<repo "
