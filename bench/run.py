@@ -26,6 +26,7 @@ import bench_diskwatch
 import bench_egress
 import bench_fake
 import bench_forge
+import bench_gateway
 import bench_git
 import bench_github_app
 import bench_gitlab
@@ -72,6 +73,7 @@ GROUPS = {
         bench_landlock.GROUP,
         bench_contain.GROUP,
         bench_egress.GROUP,
+        bench_gateway.GROUP,
         bench_setup.GROUP,
         bench_diskwatch.GROUP,
         bench_cow.GROUP,
@@ -86,6 +88,7 @@ RUN_ORDER = (
     "landlock",
     "contain",
     "egress",
+    "gateway",
     "setup",
     "diskwatch",
     "scale",

@@ -303,6 +303,14 @@ class Settings:
         "loopback, reaching out through baton's proxy alone, where the host lets baton make one (root, or "
         "`CAP_SYS_ADMIN` in its user namespace); `off` (or where it cannot): the walls' TCP rule allows "
         "only the proxy's port and the model APIs' ([security.md](security.md#the-network))"))
+    model_gateway: OnOff = field(default="off", metadata=about(
+        "`on`: an agent's model API key stays outside its walls: the agent is given a token of its run and "
+        "baton's model gateway (on the host's loopback) as its base URL, which swaps the token for the key, "
+        "forwards to the base URL the operator set (else the vendor's API) and records the tokens the "
+        "replies count as the run's `usage.wire`. Claude Code (an API key), Gemini CLI (a Gemini API key) "
+        "and Codex (its model provider's `env_key`); the other agents and logins keep their credential, "
+        "as `baton doctor` says "
+        "([security.md](security.md#the-model-credential))"))
     shared_caches: OnOff = field(default="on", metadata=about(
         "`on`: the threads of a repository share its package managers' caches, in `BATON_HOME/caches/<repo "
         "slug>/@shared/` (npm, pnpm, yarn, pip, uv, cargo's `CARGO_HOME`, Go's module and build caches, "
@@ -421,6 +429,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "net_ns": get_args(AutoOff),
     "services_engine": get_args(ServicesEngine),
     "services_network": get_args(ServicesNetwork),
+    "model_gateway": get_args(OnOff),
 }
 
 

@@ -146,8 +146,15 @@ def test_a_page_without_the_markers_is_refused() -> None:
 
 
 # Variables baton sets for others or reads for its own tests, not settings: the run's tag of the agent's
-# processes, the agent's key, its services' ports (docs/environment.md), the fake forge's node_modules.
-NOT_SETTINGS = {"BATON_RUN_ID", "BATON_KEY", "BATON_SERVICE_PORTS", "BATON_NODE_MODULES"}
+# processes, the agent's key, its services' ports (docs/environment.md), the gateway's base URL (for the
+# walls), the fake forge's node_modules.
+NOT_SETTINGS = {
+    "BATON_RUN_ID",
+    "BATON_KEY",
+    "BATON_SERVICE_PORTS",
+    "BATON_NODE_MODULES",
+    "BATON_GATEWAY_BASE_URL",
+}
 
 
 def test_every_variable_baton_reads_is_documented() -> None:

@@ -134,7 +134,16 @@ def test_the_cli_names_a_bad_file_and_exits_2(
 def test_the_typed_switches_are_their_choices() -> None:
     aliases = {"AutoOff", "OnOff", "LogFormat"}
     typed = {f: t for f, t in Settings.__annotations__.items() if t in aliases}
-    assert set(typed) == {"cgroups", "mount_ns", "net_ns", "reflink", "shared_caches", "log_format", "otel"}
+    assert set(typed) == {
+        "cgroups",
+        "mount_ns",
+        "net_ns",
+        "reflink",
+        "shared_caches",
+        "log_format",
+        "otel",
+        "model_gateway",
+    }
     for name, alias in typed.items():
         assert CHOICES[name] == get_args(getattr(settings_module, alias)), name
 

@@ -31,12 +31,19 @@ from baton.testing.tools import tool_marker
 from baton.workspace import containers
 from baton.workspace.keyspace import remove_space
 from tests.conftest import make_repo
-from tests.runner.test_setup_real import model, tool_results
+from tests.sandbox.test_access_real import model, tool_results
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_FIXTURES = {"service_images": "image"}
-__all__ = ["model"]  # the real CLI's mock model server (a fixture)
+__all__ = ["model"]  # the real CLI's mock model server (a fixture), for the agent below
+
+
+@pytest.fixture
+def agent() -> str:
+    """The real CLI of this module's tests: Claude Code (``model`` starts its mock)."""
+    return "claude"
+
 
 SERVICES = """
 [services.db]
@@ -147,7 +154,7 @@ def test_claude_reaches_its_postgres_from_its_own_network_namespace(
     result = run(request, settings=settings)
     assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
     assert result.run.confined
-    results = tool_results(model)
+    results = tool_results("claude", model)
     assert len(results) == 1 and "42" in results[0], results
     first = model.conversation()[0]  # type: ignore[attr-defined]
     assert "This thread has its own services for the tests" in str(first.messages)

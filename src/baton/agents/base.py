@@ -71,6 +71,7 @@ class Turn:
     model: str | None = None  # the model it said it ran (None: its events name none)
     context_tokens: int | None = None  # the context its last model request held, where its events say it
     compacted: bool = False  # it compacted the conversation (its events said so)
+    wire: dict[str, int] | None = None  # its usage as baton's model gateway read it on the wire
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,19 @@ def _nonempty(path: Path) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class ModelKey:
+    """How baton's model gateway stands in for the CLI's model credential (docs/security.md, "The model
+    credential"): the variable the CLI reads its base URL from, and the variables of the keys it can
+    take, each with the header the model API wants it in (``x-api-key``, ``authorization`` as a Bearer
+    token, ``x-goog-api-key``), the first one set winning; or, for a CLI that reads its base URL from
+    its configuration, the key of the setting that holds it (``config``: Codex's ``-c`` path)."""
+
+    base_url: str  # "" when the base URL is no variable's
+    keys: tuple[tuple[str, str], ...]
+    config: str = ""
+
+
 class Agent(Protocol):
     name: str
     capabilities: Capabilities
@@ -172,6 +186,16 @@ class Agent(Protocol):
         """The credential the CLI authenticates with in ``env`` (read on the base home): where it is
         found, for people (a variable's name, a file), and the secret, which only a hash may keep (the
         key of its usage-limit breaker); None when it uses none."""
+        ...
+
+    def gateway_key(self, env: Mapping[str, str]) -> ModelKey | None:
+        """How baton's model gateway stands in for the CLI's model credential in ``env`` (read on the
+        operator's base home); None when it cannot (a login, a cloud provider's own credentials)."""
+        ...
+
+    def behind_gateway(self, launch: Launch, setting: str, url: str) -> Launch:
+        """``launch`` with ``setting`` (a :class:`ModelKey`'s ``config``) the gateway's ``url``, where the
+        CLI reads its base URL from its argv."""
         ...
 
     def env_names(self) -> tuple[str, ...]:
@@ -286,6 +310,7 @@ class AgentBase:
     name: str
     capabilities: Capabilities
     credentials: tuple[str, ...] = ()
+    model_key: ModelKey | None = None
     auth_hint: str = ""
     # Words the CLI uses when it has no (valid) credentials, matched against its errors and stderr.
     auth_failures: tuple[str, ...] = ()
@@ -405,6 +430,14 @@ class AgentBase:
 
     def env_names(self) -> tuple[str, ...]:
         return self.env_patterns
+
+    def gateway_key(self, env: Mapping[str, str]) -> ModelKey | None:
+        """The class's :attr:`model_key`, when the CLI's model API is one baton can tell."""
+        return self.model_key if self.model_url(env) is not None else None
+
+    def behind_gateway(self, launch: Launch, setting: str, url: str) -> Launch:
+        """As it is: the CLIs that read their base URL from a variable are told it there."""
+        return launch
 
     def signal(self, event: dict[str, Any]) -> Signal | None:
         """None by default: an adapter that knows its CLI's retry events reads them."""

@@ -24,6 +24,7 @@ from baton.agents.base import (
     Capabilities,
     Launch,
     McpServer,
+    ModelKey,
     Turn,
     find_binary,
     guard_prompt,
@@ -78,6 +79,10 @@ class ClaudeAgent(AgentBase):
         compacts=True,  # `-p` takes `/compact` (measured: docs/agent-clis.md)
     )
     credentials: tuple[str, ...] = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
+    # an API key (or a gateway's bearer token) can be stood in for; a subscription's OAuth token cannot
+    model_key = ModelKey(
+        "ANTHROPIC_BASE_URL", (("ANTHROPIC_API_KEY", "x-api-key"), ("ANTHROPIC_AUTH_TOKEN", "authorization"))
+    )
     auth_hint = "an API key, or a long-lived token from `claude setup-token`"
     auth_failures = ("Not logged in", "Invalid API key", "Please run /login", "OAuth token has expired")
     # Also documented: a gateway's bearer token, Bedrock and Vertex (their own cloud credentials), and

@@ -12,6 +12,7 @@ provider, usage cumulative per thread — are guarded where they are met (:meth:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -25,7 +26,17 @@ from urllib.parse import urlsplit
 import tomlkit
 
 from baton.agents import codex_config, limits, signals
-from baton.agents.base import AgentBase, Auth, Capabilities, Launch, McpServer, Turn, find_binary, need_uuid
+from baton.agents.base import (
+    AgentBase,
+    Auth,
+    Capabilities,
+    Launch,
+    McpServer,
+    ModelKey,
+    Turn,
+    find_binary,
+    need_uuid,
+)
 from baton.agents.codex_config import merge_toml as merge_toml  # re-exported for callers
 from baton.agents.codex_config import read_toml as read_toml
 from baton.agents.codex_threads import fork_rollout
@@ -248,6 +259,37 @@ class CodexAgent(AgentBase):
         key = next((name for name in ("OPENAI_API_KEY", "CODEX_API_KEY") if env.get(name)), "OPENAI_API_KEY")
         return {"name": "OPENAI_BASE_URL", "base_url": url, "env_key": key, "wire_api": "responses"}
 
+    def gateway_key(self, env: Mapping[str, str]) -> ModelKey | None:
+        """The model provider's key, where it is an ``env_key``: of the provider baton makes of
+        ``OPENAI_BASE_URL``, or of the home's own ``model_provider`` table; its ``base_url`` set in argv
+        (:meth:`behind_gateway`). None for the built-in ``openai`` provider (a ChatGPT login, or
+        ``auth.json``'s key) and the local ones: they keep their credential."""
+        with contextlib.suppress(AgentError):
+            if (provider := self.base_url_provider(env)) is not None:
+                return _provider_key(BASE_URL_PROVIDER, provider["env_key"])
+        config = codex_config.config(self._home / "config.toml")
+        name = config.get("model_provider", "openai")
+        tables = config.get("model_providers")
+        table = tables.get(name) if isinstance(tables, dict) else None
+        if not isinstance(table, dict) or table.get("requires_openai_auth") or not isinstance(name, str):
+            return None
+        key = table.get("env_key")
+        return (
+            _provider_key(name, key)
+            if isinstance(key, str) and isinstance(table.get("base_url"), str)
+            else None
+        )
+
+    def behind_gateway(self, launch: Launch, setting: str, url: str) -> Launch:
+        """``launch`` with ``setting`` (its model provider's ``base_url``: :meth:`gateway_key`) the
+        gateway's ``url``: a ``-c`` override after the others, before ``resume`` or the prompt's ``-``."""
+        if not setting:
+            return launch
+        argv = list(launch.argv)
+        at = argv.index("resume") if "resume" in argv else len(argv) - 1
+        argv[at:at] = ["-c", f"{setting}={tomlkit.string(url).as_string()}"]
+        return dataclasses.replace(launch, argv=argv)
+
     def model_url(self, env: Mapping[str, str]) -> str | None:
         """``OPENAI_BASE_URL`` (:meth:`base_url_provider`), else the ``base_url`` of the home's model
         provider, else ``openai_base_url``, else OpenAI's API; None for a built-in local provider."""
@@ -465,6 +507,14 @@ def _event_msg_type(line: bytes) -> str | None:
     payload = entry.get("payload") if isinstance(entry, dict) else None
     kind = payload.get("type") if isinstance(payload, dict) else None
     return kind if isinstance(kind, str) else None
+
+
+def _provider_key(name: str, env_key: str) -> ModelKey | None:
+    """The gateway's stand-in for model provider ``name``'s key ``env_key`` (a Bearer token); None for
+    a name a ``-c`` path cannot hold bare."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name) or not codex_config.ENV_NAME.fullmatch(env_key):
+        return None
+    return ModelKey("", ((env_key, "authorization"),), f"model_providers.{name}.base_url")
 
 
 def provider_flags(provider: dict[str, str]) -> list[str]:

@@ -29,6 +29,7 @@ from baton.agents.base import (
     Capabilities,
     Launch,
     McpServer,
+    ModelKey,
     Turn,
     find_binary,
     guard_prompt,
@@ -124,6 +125,7 @@ class GeminiAgent(AgentBase):
         max_prompt_bytes=min(MAX_PROMPT_BYTES, MAX_STDIN - len("Instruction: ")),
     )
     credentials: tuple[str, ...] = ("GEMINI_API_KEY",)
+    model_key = ModelKey("GOOGLE_GEMINI_BASE_URL", (("GEMINI_API_KEY", "x-goog-api-key"),))
     auth_hint = "a Gemini API key from Google AI Studio"
     auth_failures = ("must specify the GEMINI_API_KEY", "API key not valid", "Please set an Auth method")
     auth_exit_codes = (AUTH_EXIT,)

@@ -334,6 +334,7 @@ def run_doctor(
         *check_quotas(settings),
         check_confinement(settings),
         check_egress(settings),
+        check_model_gateway(settings, environ),
         check_containment(settings),
         check_services(settings),
         *agents,
@@ -380,6 +381,40 @@ def check_egress(settings: Settings) -> Check:
     how = egress.describe(settings.net_ns, describe(settings).walled)
     status = CheckStatus.OK if how.startswith("own network namespace") else CheckStatus.WARN
     return Check("agent egress", status, f"allow-list {policy.text}: {how}")
+
+
+def check_model_gateway(settings: Settings, environ: Mapping[str, str]) -> Check:
+    """Whether each agent's model key stays outside its walls (``model_gateway``): per agent, the key
+    baton's model gateway stands in for, or why the agent keeps its own (a login, a cloud's
+    credentials, an agent the gateway does not cover yet); a warning when on and one keeps it."""
+    if settings.model_gateway != "on":
+        off = "off: each agent's model key is in its environment (model_gateway = on keeps it outside)"
+        return Check("model gateway", CheckStatus.OK, off)
+    said = [_gateway_says(name, settings, environ) for name in REAL_AGENTS]
+    found = [(text, kept) for text, kept in said if text]
+    detail = "; ".join(text for text, _ in found) or "no agent has credentials here"
+    status = CheckStatus.WARN if any(kept for _, kept in found) else CheckStatus.OK
+    return Check("model gateway", status, f"on: {detail}")
+
+
+def _gateway_says(name: str, settings: Settings, environ: Mapping[str, str]) -> tuple[str, bool]:
+    """What the gateway does for agent ``name`` (``""``: it has no credential here), and whether the
+    agent keeps its own credential inside its walls."""
+    try:
+        agent = get_agent(name, settings)
+        key = agent.gateway_key(environ)
+        own = agent.auth().found(environ)
+    except BatonError as exc:
+        return f"{name}: not checked ({exc})", False
+    held = next((v for v, _ in key.keys if environ.get(v)), None) if key is not None else None
+    if held is not None:
+        return f"{name}: {held} held by the gateway", False
+    if own is None:
+        return "", False
+    return (
+        f"{name}: keeps its own credential ({own}: a login, or a key the gateway cannot stand in for)",
+        True,
+    )
 
 
 def check_containment(settings: Settings) -> Check:

@@ -17,7 +17,7 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baton import allowlist, tracing
 from baton.agents import Agent, Launch, Turn, get_agent
@@ -40,12 +40,16 @@ from baton.sandbox.enclosure import (
     agent_env,
     allowed,
     check_confine,
+    model_gateway,
     walls_for,
 )
 from baton.sessions.snapshots import take_snapshot
 from baton.store.leases import HOST
 from baton.workspace import keyspace
 from baton.workspace.portable import publish_checkpoint
+
+if TYPE_CHECKING:
+    from baton.sandbox.enclosure import Pass
 
 # What a rate-limited turn's message ends with: what happens to its instruction.
 WAITS = "the conversation is kept and the first turn after the reset delivers this turn's instruction"
@@ -68,12 +72,13 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
     launch = ctx.agent.launch(decision.mode, text, decision.session_id, ctx.access, walled, servers)
     record = _record(ctx, prepared, decision, attempt)
     record.confined = walled
-    turn = Turn()
-    with RunLog(Path(record.log_path)) as log:
+    turn, passes = Turn(), Passes()
+    with RunLog(Path(record.log_path)) as log, passes:
         try:
             _start(ctx, session, record, launch)
             env = _agent_env(ctx, launch, record, prepared.services)
-            watch = _watch(ctx, record, env, log)
+            watch = _watch(ctx, record, env, log)  # on the model API itself, not the gateway
+            env, launch = passes.stand_in(ctx, record, env, launch)
             halted = None
             if decision.compact:  # the conversation outgrew the threshold: the CLI compacts it first
                 halted = _compact(ctx, prepared, decision, record, turn, env, watch)
@@ -99,6 +104,7 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
         # why it ended, for `runs logs` (a success's log ends with the agent's own result)
         if ending.outcome != Outcome.SUCCEEDED:
             log.note({"type": "baton.ended", "outcome": ending.outcome.value, "error": ending.error})
+    turn.wire = passes.usage()
     ctx = patient(ctx, record.id, ending.outcome)  # the turn is over: its end waits out a store outage
     trouble = [e for e in (result.log_error, result.callback_error) if e]
     if trouble:  # the agent ran, but baton could not keep everything it said: say so on the run
@@ -338,6 +344,34 @@ def _egress(ctx: Context, record: RunRecord, env: dict[str, str], watch: ModelWa
     return wayout.open_way(ctx, record.id, policy, env, bool(record.confined), note)
 
 
+class Passes(contextlib.AbstractContextManager["Passes"]):
+    """The run's pass through baton's model gateway (``model_gateway = on``), revoked on leaving."""
+
+    def __init__(self) -> None:
+        self.passes: list[Pass] = []
+
+    def stand_in(
+        self, ctx: Context, record: RunRecord, env: dict[str, str], launch: Launch
+    ) -> tuple[dict[str, str], Launch]:
+        """``env`` and ``launch`` with the gateway standing in for the agent's model API and key, where
+        it can (what it can is read on the operator's base home)."""
+        on = ctx.settings.model_gateway == "on"
+        admitted = model_gateway(_operators(ctx), env, record.id) if on else None
+        if admitted is None:
+            return env, launch
+        env, gate, setting = admitted
+        self.passes.append(gate)
+        return env, ctx.agent.behind_gateway(launch, setting, gate.url)
+
+    def usage(self) -> dict[str, int] | None:
+        """The run's usage as the gateway read it on the wire; None without a gateway."""
+        return self.passes[0].usage() if self.passes else None
+
+    def __exit__(self, *exc: object) -> None:
+        for gate in self.passes:  # the run's token is refused from now on
+            gate.close()
+
+
 def _compact(
     ctx: Context,
     prepared: Prepared,
@@ -440,6 +474,8 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
         usage = usage_delta(usage, before)
     if (context := window.held(ctx.settings, ctx.key, turn, usage)) is not None:
         usage = {**usage, "context": context}  # what the conversation held: the next turn may roll it over
+    if turn.wire:  # what the model API's replies counted, beside what the CLI reported
+        usage = {**usage, "wire": turn.wire}
     ended = time.time()
     final: dict[str, Any] = {
         "outcome": ending.outcome,

@@ -34,8 +34,10 @@ from baton.sandbox.reaper import STARTING
 from baton.sandbox.walls import GitParts, Walls, denied_ports, own_ports, ruleset
 from baton.settings import Settings
 
-if TYPE_CHECKING:  # loaded only for a run whose environment is a container (container_for)
+if TYPE_CHECKING:  # loaded only for a run that uses them: a container (container_for), the gateway
+    from baton.agents import Agent
     from baton.sandbox.container import Container as Container
+    from baton.sandbox.gateway import Pass as Pass
 
 __all__ = [
     "STARTING",
@@ -56,6 +58,7 @@ __all__ = [
     "end_stale",
     "limits_of",
     "model_endpoints",
+    "model_gateway",
     "netns_applies",
     "own_ports",
     "service_endpoints",
@@ -63,6 +66,22 @@ __all__ = [
 ]
 
 netns_applies = egress.applies
+
+
+def model_gateway(agent: Agent, env: dict[str, str], run_id: str) -> tuple[dict[str, str], Pass, str] | None:
+    """``env`` with baton's model gateway standing in for ``agent``'s model API and credential (read on
+    the operator's base home), the run's pass to close at its end, and the setting of the CLI's argv
+    that names the base URL (``""``: a variable does); None when it cannot stand in
+    (:func:`baton.sandbox.gateway.stand_in`)."""
+    key = agent.gateway_key(env)
+    if key is None:
+        return None
+    from baton.sandbox import gateway
+
+    dropped = (*agent.credentials, *(name for name, _ in key.keys))
+    found = gateway.stand_in(key.keys, key.base_url, dropped, agent.model_url(env), env, run_id)
+    return (*found, key.config) if found is not None else None
+
 
 # A wrapper around the start of the agent's process: called with the function that starts it and a
 # function to call first in the thread that will (the walls are entered in that thread, never in the

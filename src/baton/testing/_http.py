@@ -78,7 +78,12 @@ class JsonHandler(QuietHandler):
         self.end_headers()
 
     def _json_body(self) -> Any:
-        """The request body parsed as JSON, ``{}`` when empty; raises :class:`json.JSONDecodeError`."""
+        """The request body parsed as JSON, ``{}`` when empty; raises :class:`json.JSONDecodeError`.
+        The credential the request carried is kept in the mock's ``keys_seen``."""
+        seen = getattr(self.owner, "keys_seen", None)
+        if seen is not None:
+            found = (self.headers.get(h) for h in ("x-api-key", "authorization", "x-goog-api-key"))
+            seen.append(next((v.removeprefix("Bearer ") for v in found if v), ""))
         return json.loads(self._body() or b"{}")
 
     def _json(self, status: int, obj: dict[str, Any]) -> None:
@@ -197,6 +202,7 @@ class MockServer(BackgroundServer, Generic[R]):
     item_tokens: int | None = None
     max_prompt_tokens: int | None = None
     requests: list[R] = field(default_factory=list)
+    keys_seen: list[str] = field(default_factory=list)  # the credential each request carried, in order
     refused_too_long: int = 0  # conversation requests refused as longer than the window
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _turns: int = field(default=0, repr=False)
