@@ -22,6 +22,13 @@ DEVCONTAINER_ROOT = ".devcontainer.json"
 COPILOT = ".github/workflows/copilot-setup-steps.yml"
 SOURCES = (BATON_SETUP, DEVCONTAINER, DEVCONTAINER_ROOT, COPILOT)  # the repository's, in that order
 
+# how the error of a turn whose setup did not succeed reads (the runner writes it, the forge reads it):
+# FAILED, "<source>: <command> <how>", NEXT, then TAIL and the output's last lines (or NOTHING)
+FAILED = "the repository's setup did not succeed ("
+NEXT = "); the agent did not run and the key's next turn runs the setup again"
+TAIL = "; its output's last lines:\n"
+NOTHING = " (it printed nothing)"
+
 
 def wanted(worktree: Path, configured: str | None) -> bool:
     """Whether a key may have a setup: one configured, or a source in its worktree (no file read)."""
