@@ -9,36 +9,15 @@ repository's: data, never markup.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from baton.environment import FAILED, NEXT, NOTHING, TAIL
+from baton.environment import SetupFailure, parse
 from baton.forge.answers import shown
 from baton.forge.prompts import fenced
+
+__all__ = ["SetupFailure", "parse", "status_lines"]
 
 MAX_WHAT = 300  # characters of "<source>: <command> <how>"
 MAX_TAIL = 4000  # characters of the output's tail (the runner keeps no more)
 ENVIRONMENT = "environment: "  # how the runner's other errors of preparing start
-
-
-@dataclass(frozen=True)
-class SetupFailure:
-    """A setup that did not succeed: ``what`` ("<source>: <command> <how>") and its output's tail."""
-
-    what: str
-    tail: str
-
-    @property
-    def timed_out(self) -> bool:
-        return "setup_timeout" in self.what
-
-
-def parse(error: str | None) -> SetupFailure | None:
-    """The failure a run's error describes; None when the error is not a setup's."""
-    if not error or not error.startswith(FAILED) or NEXT not in error:
-        return None
-    what, _, rest = error[len(FAILED) :].partition(NEXT)
-    tail = rest[len(TAIL) :] if rest.startswith(TAIL) else ""
-    return SetupFailure(what, tail if rest != NOTHING else "")
 
 
 def _code(text: str) -> str:
