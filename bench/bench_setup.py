@@ -261,6 +261,7 @@ def _first_row(samples: dict[str, list[float]], split: list[tuple[float, float]]
         },
         agent="fake",
         extra={
+            "pair_ratio": median([c / h for c, h in zip(cost, samples["hand"], strict=True)]),
             "first_turn_s": median(samples["first"]),
             "plain_turn_s": median(samples["plain"]),
             "preparation_s": median([p for p, _c in split]) if split else None,
