@@ -194,13 +194,18 @@ def _bump(repo: Path, rep: int) -> None:
 
 
 def _by_hand(repo: Path, scratch: Path, rep: int) -> float:
-    """``bash .baton/setup.sh`` in a fresh clone of the repository's head (the clone not timed)."""
-    where = scratch / f"hand-{rep}"
+    """``bash .baton/setup.sh`` in a fresh clone of the repository's head (the clone not timed), in a
+    fresh shell's environment with a home of its own, as baton's setup gets one: none of this
+    machine's ``PIP_*`` or ``PYTHON*`` settings (a ``PIP_FIND_LINKS`` here made pip scan more)."""
+    where, home = scratch / f"hand-{rep}", scratch / f"hand-home-{rep}"
     sh(["git", "clone", "-q", "--no-hardlinks", str(repo), str(where)])
+    home.mkdir()
+    env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(home), "LANG": "C.UTF-8"}
     t0 = time.perf_counter()
-    sh(["bash", ".baton/setup.sh"], cwd=where)
+    sh(["bash", ".baton/setup.sh"], cwd=where, env=env)
     elapsed = time.perf_counter() - t0
     rmtree(where)
+    rmtree(home)
     return elapsed
 
 
