@@ -34,10 +34,18 @@ def agents_cmd(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
 FIX_HELP = "first make BATON_HOME 0700, its store and logs 0600, where they are wider"
 FixOpt = Annotated[bool, typer.Option("--fix", help=FIX_HELP)]
 SHOWN = 5  # lines of what --fix changed; --json lists every one
+REPO_HELP = (
+    "instead: the setup this repository's threads would get (URL or path, as `run -r` takes it), "
+    "found on its default branch and not run; exit 1 when it cannot be used"
+)
+RepoCheckOpt = Annotated[str | None, typer.Option("--repo", "-r", help=REPO_HELP)]
 
 
-def doctor_cmd(as_json: JsonOpt = False, fix: FixOpt = False) -> None:
-    """Check that conversations will survive here; exit 1 when something is wrong (or --fix failed)."""
+def doctor_cmd(as_json: JsonOpt = False, fix: FixOpt = False, repo: RepoCheckOpt = None) -> None:
+    """Check that conversations will survive here; exit 1 when something is wrong (or --fix failed).
+    With ``-r REPO``: the repository's environment instead (:mod:`baton.cli.doctorrepo`)."""
+    if repo is not None:
+        _doctor_repo(repo, as_json)
     from baton.fleet.checks import fleet_checks
     from baton.housekeeping.doctor import fix as fix_home
     from baton.housekeeping.doctor import run_doctor
@@ -64,4 +72,18 @@ def doctor_cmd(as_json: JsonOpt = False, fix: FixOpt = False) -> None:
         lines += [f"{marks[check.status]}  {esc(check.name)}: {esc(check.detail)}" for check in checks]
         for line in lines:
             out().print(line, highlight=False)
+    raise typer.Exit(0 if report["ok"] else 1)
+
+
+def _doctor_repo(spec: str, as_json: bool) -> None:
+    """``doctor -r``: the report, then exit 0 (a usable setup, or none) or 1 (one that cannot be used)."""
+    from baton.cli.doctorrepo import repo_report, report_lines
+    from baton.settings import load_settings
+
+    report = repo_report(load_settings(), spec)
+    if as_json:
+        emit_json(report)
+    else:
+        for line in report_lines(report):
+            out().print(esc(line), highlight=False)
     raise typer.Exit(0 if report["ok"] else 1)

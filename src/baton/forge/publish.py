@@ -24,7 +24,7 @@ from baton.asking.questions import Question
 from baton.errors import BatonError, BranchBusy, BranchConflict, Busy, GitError
 from baton.fleet import orphans
 from baton.fleet.execute import AFTER_JOB
-from baton.forge import answers, dispatch, gitauth, merge, merging, pushed, replies
+from baton.forge import answers, dispatch, gitauth, merge, merging, pushed, replies, setupfail
 from baton.forge.config import ForgeSettings, Reply
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeError, ForgeEvent, ForgeKind
@@ -591,7 +591,9 @@ def status_text(
         lines.append(f"- opened {kind.ref(int(result['pr']), pr=True)}")
     if isinstance(cost, (int, float)):
         lines.append(f"- cost: ${cost:.4f}")
-    if job.error:
+    if (setup := setupfail.status_lines(job.error)) is not None:
+        lines += setup
+    elif job.error:
         lines.append(f"- error: {job.error[:500]}")
     if public_url:
         lines.append(f"- [the run on the dashboard]({public_url.rstrip('/')}/runs/{job.id})")

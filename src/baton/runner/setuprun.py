@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from baton.agents import get_agent
 from baton.allowlist import Policy
-from baton.environment import DEVCONTAINER, DEVCONTAINER_ROOT
+from baton.environment import DEVCONTAINER, DEVCONTAINER_ROOT, FAILED, NEXT, NOTHING, TAIL
 from baton.environment.plan import Command, SetupPlan, expand, setup_env
 from baton.errors import AgentError
 from baton.models import Access, Outcome
@@ -162,11 +162,8 @@ def _ending(
 def _failed(plan: SetupPlan, command: Command, how: str, tail: deque[str]) -> str:
     lines = [line[:300] for line in tail]
     shown = "\n".join(lines)[-TAIL_CHARS:]
-    said = f"; its output's last lines:\n{shown}" if shown else " (it printed nothing)"
-    return (
-        f"the repository's setup did not succeed ({plan.source}: {command.name} {how}); the agent did not "
-        f"run and the key's next turn runs the setup again{said}"
-    )
+    said = f"{TAIL}{shown}" if shown else NOTHING
+    return f"{FAILED}{plan.source}: {command.name} {how}{NEXT}{said}"
 
 
 def _cwd(worktree: Path, relative: str) -> Path:

@@ -19,10 +19,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from baton.asking.pending import under_way, waiting
+from baton.environment import split_note
 from baton.errors import BadInput
 from baton.forge.threads import key_state
 from baton.housekeeping.disk import DiskReport, SessionUsage
-from baton.models import JobStatus, SessionRecord, SessionStatus
+from baton.models import JobStatus, RunRecord, SessionRecord, SessionStatus
 from baton.service.answers import Key3, submit_answer
 from baton.service.dashboard.web import Viewer, form_of, page, signed_in, state, with_headers
 from baton.service.records import TokenScope
@@ -152,6 +153,15 @@ def key_runs(store: Store, session: SessionRecord, limit: int = 50) -> dict[str,
     return {"runs": runs, "queued": queued}
 
 
+def _environment(runs: list[RunRecord]) -> tuple[RunRecord, str] | None:
+    """The key's newest run that prepared (or tried to prepare) its environment, and what it said."""
+    for run in runs:
+        line, _rest = split_note(run.note)
+        if line is not None:
+            return run, line
+    return None
+
+
 @router.get("/session", response_class=HTMLResponse)
 def session_page(
     request: Request, viewer: Signed, agent: KeyPart, repo: KeyPart, thread: KeyPart
@@ -164,6 +174,7 @@ def session_page(
     answering = busy if busy is not None and (question or busy.request.get("answers")) else None
     report = request.app.state.disk.get()
     sizes = sizes_of(report)
+    timeline = key_runs(store, session)
     return page(
         request,
         "session.html",
@@ -180,7 +191,8 @@ def session_page(
         question=question,
         answering=answering,
         can_answer=viewer.scope.allows(TokenScope.RUN),
-        **key_runs(store, session),
+        environment=_environment(timeline["runs"]),
+        **timeline,
     )
 
 

@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from baton.agents import clean_error
+from baton.environment import parse, split_note
 from baton.service.auth import digest
 from baton.service.records import TokenRecord, TokenScope
 from baton.service.tables import token_store, web_session_store
@@ -220,7 +221,7 @@ templates.env.filters.update(
     clean_error=clean_error_of,
     http_url=http_url,
 )
-templates.env.globals.update(key_query=key_query)
+templates.env.globals.update(key_query=key_query, split_note=split_note, setup_failure=parse)
 
 
 def page(

@@ -1,0 +1,149 @@
+"""``baton doctor -r REPO``: the setup a repository's threads would get, found on its default branch's
+head in baton's cache clone (fetched first, as a run does) and never run: which source applies and
+why, its commands, what it skips, the test command its instruction files name, the configured
+``[repo] setup`` that overrides it, and its prepared trees. Everything shown is the repository's text:
+data, escaped, control characters made visible."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from baton.environment.plan import Command, SetupPlan
+from baton.keys import Repo
+from baton.settings import Settings
+
+SHOWN = 200  # characters of one command or reason in the human output (--json has them whole)
+AGENT = "doctor"  # the git identity of the cache's fetch (nothing is committed)
+
+
+def visible(text: str, limit: int = SHOWN) -> str:
+    """``text`` on one line, its control characters written as escapes, cut at ``limit``."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def configured_setup(settings: Settings, repo: Repo) -> tuple[str, str] | None:
+    """(the ``[repo."…"]`` table's name, its ``setup``) of the forge repository that is ``repo``."""
+    from baton.errors import BadInput
+    from baton.forge.config import load_forges
+    from baton.keys import parse_repo
+
+    forges = load_forges(settings.home)
+    for cfg in forges.repos.values():
+        forge = forges.forges.get(cfg.forge)
+        if forge is None or not cfg.setup:
+            continue
+        try:
+            if parse_repo(cfg.repo_url(forge)).slug == repo.slug:
+                return cfg.name, cfg.setup
+        except BadInput:
+            continue
+    return None
+
+
+def _commands(commands: tuple[Command, ...]) -> list[dict[str, Any]]:
+    return [{"name": c.name, "argv": list(c.argv), "cwd": c.cwd, "env": sorted(c.env)} for c in commands]
+
+
+def _plan(plan: SetupPlan | None) -> dict[str, Any] | None:
+    if plan is None:
+        return None
+    return {
+        "source": plan.source,
+        "why": plan.why,
+        "commands": _commands(plan.commands),
+        "maintenance": _commands(plan.maintenance),
+        "skipped": list(plan.skipped),
+        "env": sorted(plan.env),
+        "inputs": [name for name, _sha in plan.inputs],
+        "key": plan.key,
+    }
+
+
+def _prepared(settings: Settings, slug: str, commit: str, configured: str | None) -> dict[str, Any]:
+    """The repository's prepared trees (count, bytes), preparations and hits, and whether the commit's
+    own tree is ready."""
+    from baton.environment import prepared as trees
+    from baton.workspace.du import disk_usage
+
+    found = [t for t in trees.trees(settings.home) if t.slug == slug]
+    mine = trees.PreparedTree.of(settings.home, slug, trees.prepared_id(commit, configured))
+    return {
+        "trees": len(found),
+        "bytes": sum(disk_usage(t.root) for t in found),
+        **trees.counts_of(settings.home, slug),
+        "this_commit": bool(mine.meta().get("plan")),
+    }
+
+
+def repo_report(settings: Settings, spec: str) -> dict[str, Any]:
+    """Everything ``doctor -r`` says, as JSON; ``ok`` is False when the setup cannot be used."""
+    from baton.environment.survey import survey
+    from baton.keys import parse_repo
+    from baton.workspace.gitcmd import run_git
+    from baton.workspace.workdirs import Workdirs
+
+    repo = parse_repo(spec)
+    workdirs = Workdirs(settings)
+    cache = workdirs.ensure_cache(repo, AGENT)
+    base = workdirs.default_base(cache)
+    commit = run_git(["rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"], cwd=cache)
+    override = configured_setup(settings, repo)
+    configured = override[1] if override else None
+    found = survey(cache, commit, configured, workdirs.process_env(AGENT, repo.url))
+    return {
+        "repo": repo.slug,
+        "branch": base.removeprefix("refs/remotes/origin/").removeprefix("refs/heads/"),
+        "commit": commit,
+        "setup": _plan(found.plan),
+        "error": found.error,
+        "configured": {"table": override[0], "setup": override[1]} if override else None,
+        "tests": {"file": found.tests[0], "command": found.tests[1]} if found.tests else None,
+        "prepared": _prepared(settings, repo.slug, commit, configured),
+        "ok": found.error is None,
+    }
+
+
+def report_lines(data: dict[str, Any]) -> list[str]:
+    """The report as plain lines (the caller escapes them for Rich)."""
+    lines = [f"repository  {data['repo']} at {data['commit'][:12]} ({visible(data['branch'])})"]
+    setup = data["setup"]
+    if data["error"]:
+        lines.append(f"setup       cannot be used: {visible(data['error'])}")
+    elif setup is None:
+        lines.append(
+            "setup       none: no .baton/setup.sh, dev container or copilot-setup-steps, none configured"
+        )
+    else:
+        lines.append(f"setup       {visible(setup['why'])}")
+        lines += [
+            f"  runs      {visible(c['name'])}: {visible(' '.join(c['argv']))}" for c in setup["commands"]
+        ]
+        lines += [
+            f"  maintains {visible(c['name'])}: {visible(' '.join(c['argv']))}" for c in setup["maintenance"]
+        ]
+        lines += [f"  skips     {visible(s)}" for s in setup["skipped"]]
+        if setup["env"]:
+            lines.append(f"  env       {visible(', '.join(setup['env']))}")
+        lines.append(f"  inputs    {visible(', '.join(setup['inputs'])) or 'no lock files'}")
+    if data["configured"]:
+        cfg = data["configured"]
+        lines.append(f"configured [repo.{visible(cfg['table'])!r}] setup = {visible(cfg['setup'])!r}")
+    tests = data["tests"]
+    test_line = (
+        f"{tests['file']} names `{visible(tests['command'])}`"
+        if tests
+        else "none named (AGENTS.md, CLAUDE.md)"
+    )
+    lines.append(f"tests       {test_line}")
+    return [*lines, _prepared_line(data["prepared"])]
+
+
+def _prepared_line(p: dict[str, Any]) -> str:
+    from baton.cli.housekeeping import size
+
+    ready = "ready" if p["this_commit"] else "not prepared yet"
+    return (
+        f"prepared    {p['trees']} tree(s), {size(p['bytes'])}; {p.get('preparations', 0)} preparation(s), "
+        f"{p.get('hits', 0)} hit(s); this commit: {ready}"
+    )
