@@ -159,7 +159,8 @@ def _baton(worktree: Path, why: str, inputs: tuple[tuple[str, str], ...]) -> Set
     return SetupPlan(BATON_SETUP, why, (setup,), maintenance=maintenance, text=text, inputs=inputs)
 
 
-def _devcontainer(worktree: Path, source: str, why: str, inputs: tuple[tuple[str, str], ...]) -> SetupPlan:
+def read_devcontainer(worktree: Path, source: str) -> tuple[bytes, dict[str, Any]]:
+    """A devcontainer.json's bytes and its object; :class:`Unreadable` when it is no JSON object."""
     text = read(worktree, source)
     try:
         data = jsonc.loads(text.decode("utf-8"))
@@ -167,6 +168,11 @@ def _devcontainer(worktree: Path, source: str, why: str, inputs: tuple[tuple[str
         raise Unreadable(f"{source} is not JSON with comments: {exc}") from exc
     if not isinstance(data, dict):
         raise Unreadable(f"{source} must hold a JSON object")
+    return text, data
+
+
+def _devcontainer(worktree: Path, source: str, why: str, inputs: tuple[tuple[str, str], ...]) -> SetupPlan:
+    text, data = read_devcontainer(worktree, source)
     commands: list[Command] = []
     for name in LIFECYCLE:
         if name in data:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from baton.environment import DEVCONTAINER, DEVCONTAINER_ROOT, jsonc
-from baton.environment.discover import Unreadable, read
+from baton.environment import DEVCONTAINER, DEVCONTAINER_ROOT
+from baton.environment.discover import Unreadable, read, read_devcontainer
 from baton.environment.plan import KEPT
 
 # an image reference: registry/name:tag or @digest; never an option (no leading "-"), no spaces
@@ -60,13 +60,7 @@ def read_image(worktree: Path) -> ImageSpec:
     source = next((n for n in (DEVCONTAINER, DEVCONTAINER_ROOT) if os.path.lexists(worktree / n)), None)
     if source is None:
         raise Unreadable(f"no {DEVCONTAINER} or {DEVCONTAINER_ROOT} names the container to run in")
-    text = read(worktree, source)
-    try:
-        data = jsonc.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise Unreadable(f"{source} is not JSON with comments: {exc}") from exc
-    if not isinstance(data, dict):
-        raise Unreadable(f"{source} must hold a JSON object")
+    text, data = read_devcontainer(worktree, source)
     aside = tuple(f"{name} ({why})" for name, why in SET_ASIDE.items() if name in data)
     env = _strings(data, "containerEnv", source)
     env = {k: v for k, v in env.items() if k not in KEPT and not k.startswith("BATON_")}

@@ -14,8 +14,8 @@ import os
 import posixpath
 from pathlib import Path
 
-from baton.environment import DEVCONTAINER, DEVCONTAINER_ROOT, SERVICES, jsonc
-from baton.environment.discover import Unreadable, read
+from baton.environment import DEVCONTAINER, DEVCONTAINER_ROOT, SERVICES
+from baton.environment.discover import Unreadable, read, read_devcontainer
 from baton.environment.servicerun import start
 from baton.environment.services import COMPOSE_MAX, Service, compose_services, read_services
 from baton.models import Outcome, RunRecord
@@ -52,10 +52,10 @@ def declared(ctx: Context, worktree: Path) -> tuple[tuple[Service, ...], tuple[s
     if source is None:
         return (), ()
     try:
-        data = jsonc.loads(read(worktree, source).decode("utf-8"))
-    except (Unreadable, UnicodeDecodeError, ValueError):
+        _text, data = read_devcontainer(worktree, source)
+    except Unreadable:
         return (), ()  # the setup says what is wrong with it
-    if not isinstance(data, dict) or "dockerComposeFile" not in data:
+    if "dockerComposeFile" not in data:
         return (), ()
     compose = compose_services(data, lambda p: read(worktree, p, COMPOSE_MAX), posixpath.dirname(source))
     if compose.services and ctx.settings.services_network == "host":
