@@ -292,7 +292,7 @@ class Settings:
         "so is the setup's): hosts and presets as `egress` takes them, and always the host of the "
         "repository's HTTP(S) remote; never the agent's model APIs ([environment.md](environment.md#the-"
         "setups-walls))", kind="list"))
-    egress_upstream: str = field(default="", metadata=about(
+    egress_upstream: str = field(default="", repr=False, metadata=about(
         "the operator's HTTP proxy that baton's egress proxy connects through, for a host that reaches "
         "the internet only that way: `http://[user:password@]host:port`; empty: `HTTPS_PROXY` (else "
         "`HTTP_PROXY`) of baton's own environment, minus the hosts its `NO_PROXY` spares; `direct`: "
