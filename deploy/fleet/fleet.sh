@@ -71,7 +71,9 @@ down() {
 	done
 	if pid=$(fake_pid); then
 		kill "$pid"
-		wait_for "the fake GitHub to stop" "! kill -0 $pid" 30
+		# gone, or a zombie (its cmdline is empty) its parent has yet to reap: the pytest worker that
+		# ran `up` may be a child subreaper (baton's runner makes itself one) that never waits for it
+		wait_for "the fake GitHub to stop" "! grep -qs fake_github.py /proc/$pid/cmdline" 30
 	fi
 	rm -f "$SECRETS/fake-github.pid"
 }

@@ -43,6 +43,7 @@ import httpx
 import pytest
 
 from baton.models import JobStatus, Outcome, PromptKind, RunRecord
+from baton.sandbox import reaper
 from baton.store import Store, open_store
 from baton.testing.mock_anthropic import MockAnthropic, MockRequest
 
@@ -169,6 +170,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, git_daemon: str) -> Iterator
         (secrets / "credentials.env").write_text(f"ANTHROPIC_API_KEY={env.pop('ANTHROPIC_API_KEY')}\n")
         (secrets / "model.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         fleet_sh("down", secrets)  # a fleet left behind by an earlier run: its volumes would hold old runs
+        # as a worker that ran an in-process turn is (baton's runner makes itself one): the fake GitHub
+        # `up` leaves is re-parented to this process, which never reaps it; `down` must not wait on its
+        # zombie (CI's failure: "the fake GitHub to stop is not ready after 30 s")
+        assert reaper.become_subreaper()
         began = time.monotonic()
         up = fleet_sh("up", secrets)
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
