@@ -15,7 +15,6 @@ import argparse
 import errno
 import signal
 import sys
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -131,12 +130,14 @@ def main(
         print("\n".join(shell_lines(chosen, args.port)), flush=True)
         return 0
     # A parent that ignores SIGINT (`nohup … &`, a background `make test`) passes the ignore on to
-    # Python, which then keeps it: Ctrl-C would do nothing. Set both handlers, whatever was inherited.
-    # They only set an event, never raise: a signal that lands while it starts or prints (where a
-    # KeyboardInterrupt could be lost) is still seen, and the wait below ends at once.
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Python, and an ignored signal is discarded: give both a handler, whatever was inherited. Then
+    # block them before the server's threads exist (they inherit the mask) and take them with
+    # sigwait: one that lands while it starts or prints stays pending and ends the wait at once. (A
+    # handler that set an Event deadlocked when it ran inside the Event's own wait, holding its lock.)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    for signum in stop_signals:
+        signal.signal(signum, lambda *_: None)
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     mock = server(port=args.port, item_tokens=args.item_tokens, max_prompt_tokens=args.max_prompt_tokens)
     try:
         mock.start()
@@ -144,10 +145,9 @@ def main(
         print(f"{module}: {_listen_error(args.port, exc)}", file=sys.stderr)
         return 1
     try:
-        if not stop.is_set():
+        if not signal.sigpending() & stop_signals:
             print("\n".join([mock.url, *shell_lines(chosen, mock.port)]), flush=True)
-        while not stop.wait(0.5):  # a timed wait: the handlers run between its waits, whatever happens
-            pass
+        signal.sigwait(stop_signals)
     finally:
         mock.stop()
     return 0
