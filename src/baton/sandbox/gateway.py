@@ -287,11 +287,11 @@ async def _relay(found: Pass, reply: Reply, writer: asyncio.StreamWriter, method
         writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
         await writer.drain()
         meter.feed(chunk)
-    writer.write(b"0\r\n\r\n")
-    await writer.drain()
-    if reply.status < 400:
+    if reply.status < 400:  # counted before the reply ends: the run may end as soon as the agent has it
         with _LOCK:
             wire.add(found.total, meter.usage())
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
 
 
 def stand_in(
