@@ -247,7 +247,7 @@ def test_the_real_cli_holds_only_its_runs_token(
     wire_usage = usage["wire"]
     assert wire_usage["requests"] == len(model.conversation()) >= 2
     said = {
-        k: usage.get(k, usage.get(acp))
+        k: int(usage.get(k, usage.get(acp, 0)))
         for k, acp in (("input_tokens", "inputTokens"), ("output_tokens", "outputTokens"))
     }
     assert wire_usage["output_tokens"] == said["output_tokens"] > 0, usage
