@@ -3,7 +3,8 @@ key written into the operator's ``opencode.json`` and ``auth.json``: one turn at
 prints its environment and its home's config files and writes a file; neither they nor any file of
 the key's home hold the key, the run's token is there, the file is written, every request reached
 the upstream the setting names (not the config's own ``baseURL``) with the real key, and the token
-is refused once the run has ended. The setting's words are checked, a bad one refused naming it.
+is refused once the run has ended. The setting's words are checked, a bad one refused naming it;
+the key's copies of the config files lose the key and are copied whole again at the next seed.
 """
 
 from __future__ import annotations
@@ -102,3 +103,29 @@ def test_model_gateway_upstream_takes_urls_per_agent_and_refuses_anything_else(h
             upstreams(bad)
     with pytest.raises(BadInput, match="names 'claude' twice"):
         upstreams("claude=http://a,claude=http://b")
+
+
+def test_a_keys_copies_lose_the_key_and_are_copied_whole_again(tmp_path: Path) -> None:
+    """The key's copy of a config file loses the value the gateway holds and is dated 1970: the next
+    seed copies the operator's whole again (a gateway turned off finds the key). A link is not followed."""
+    from baton.workspace.keyspace import drop_secrets, seed_home
+
+    base, key = tmp_path / "base", tmp_path / "key"
+    config = {"provider": {"mock": {"options": {"apiKey": REAL_KEY, "baseURL": "http://m/v1"}}}}
+    (base / "config").mkdir(parents=True)
+    (base / "config" / "oc.json").write_text(json.dumps(config))
+    (base / "auth.json").write_text(json.dumps({"mock": {"type": "api", "key": REAL_KEY}, "other": {}}))
+    files = ("config/oc.json", "auth.json")
+    assert seed_home(base, key, files) == list(files)
+    secrets = (("config/oc.json", ("provider", "mock", "options", "apiKey")), ("auth.json", ("mock",)))
+    assert drop_secrets(key, secrets) == list(files)
+    assert json.loads((key / "config" / "oc.json").read_text())["provider"]["mock"]["options"] == {
+        "baseURL": "http://m/v1"
+    }
+    assert json.loads((key / "auth.json").read_text()) == {"other": {}}
+    assert drop_secrets(key, secrets) == []  # nothing left to drop
+    assert seed_home(base, key, files) == list(files)
+    assert REAL_KEY in (key / "auth.json").read_text()
+    (key / "auth.json").unlink()
+    (key / "auth.json").symlink_to(base / "auth.json")
+    assert drop_secrets(key, secrets[1:]) == [] and REAL_KEY in (base / "auth.json").read_text()
