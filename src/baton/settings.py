@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -307,10 +308,17 @@ class Settings:
         "`on`: an agent's model API key stays outside its walls: the agent is given a token of its run and "
         "baton's model gateway (on the host's loopback) as its base URL, which swaps the token for the key, "
         "forwards to the base URL the operator set (else the vendor's API) and records the tokens the "
-        "replies count as the run's `usage.wire`. Claude Code (an API key), Gemini CLI (a Gemini API key) "
-        "and Codex (its model provider's `env_key`); the other agents and logins keep their credential, "
-        "as `baton doctor` says "
-        "([security.md](security.md#the-model-credential))"))
+        "replies count as the run's `usage.wire`. Claude Code (an API key), Gemini CLI (a Gemini API key), "
+        "Codex (its model provider's `env_key`), Copilot CLI (its own provider's key) and OpenCode (its "
+        "model's provider, OpenAI- or Anthropic-compatible); logins keep their credential, as `baton "
+        "doctor` says ([security.md](security.md#the-model-credential))"))
+    model_gateway_upstream: str = field(default="", metadata=about(
+        "where baton's model gateway sends each agent's model requests (`model_gateway = on`): `URL` for "
+        "every agent, or `AGENT=URL` pairs (`claude=https://llm.example.com/anthropic,codex=https://llm."
+        "example.com/openai/v1`), comma-separated, an agent's own pair winning; a base URL as the agent's "
+        "CLI would take it, with no credentials in it. Empty: the base URL the agent's own configuration "
+        "names, else its vendor's API ([security.md](security.md#the-model-credential))",
+        default="each agent's own base URL", kind="`URL` or `AGENT=URL`, comma-separated"))
     shared_caches: OnOff = field(default="on", metadata=about(
         "`on`: the threads of a repository share its package managers' caches, in `BATON_HOME/caches/<repo "
         "slug>/@shared/` (npm, pnpm, yarn, pip, uv, cargo's `CARGO_HOME`, Go's module and build caches, "
@@ -394,6 +402,44 @@ class Settings:
                 )
             windows[name.strip()] = int(number)
         return windows
+
+    @property
+    def model_gateway_upstreams(self) -> dict[str, str]:
+        """``model_gateway_upstream`` parsed: an agent's name → its model API's base URL, ``""`` for a
+        bare URL (every agent's); BadInput naming the part that is no http(s) URL or no ``AGENT=URL``."""
+        found: dict[str, str] = {}
+        for part in (p.strip() for p in self.model_gateway_upstream.split(",") if p.strip()):
+            name, url = "", part
+            if "=" in part and not re.match(r"https?://", part):
+                name, _, url = (s.strip() for s in part.partition("="))
+                if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name):
+                    raise BadInput(
+                        f"setting model_gateway_upstream: {name!r} is no agent's name (in {part!r})"
+                    )
+            try:
+                parts = urlsplit(url)
+                parts.port  # noqa: B018  (a malformed port raises)
+            except ValueError:
+                parts = urlsplit("")
+            if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+                raise BadInput(
+                    f"setting model_gateway_upstream: {url!r} is not an http(s) URL (URL or AGENT=URL, as "
+                    "claude=https://llm.example.com/anthropic)"
+                )
+            if parts.username or parts.password:
+                raise BadInput(
+                    "setting model_gateway_upstream: a URL holds credentials (the gateway sends the key)"
+                )
+            if name in found:
+                raise BadInput(f"setting model_gateway_upstream names {name or 'every agent'!r} twice")
+            found[name] = url
+        return found
+
+    def gateway_upstream(self, agent: str) -> str | None:
+        """The base URL ``model_gateway_upstream`` names for ``agent`` (its own, else every agent's);
+        None: the agent's own."""
+        found = self.model_gateway_upstreams
+        return found.get(agent) or found.get("")
 
     @property
     def db_path(self) -> Path:
@@ -568,7 +614,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     settings.min_free_bytes, settings.disk_quota_bytes, settings.key_disk_bytes  # noqa: B018
     settings.run_memory_bytes  # noqa: B018
     settings.agent_env_names, settings.agent_port_numbers  # noqa: B018
-    settings.prune_kind_names, settings.context_windows  # noqa: B018
+    settings.prune_kind_names, settings.context_windows, settings.model_gateway_upstreams  # noqa: B018
     allowlist.parse(settings.egress)
     if not allowlist.parse(settings.egress).open:  # a malformed proxy URL fails here, named
         allowlist.upstream_of(settings.egress_upstream, env)

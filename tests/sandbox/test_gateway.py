@@ -1,9 +1,10 @@
 """baton's model gateway (baton.sandbox.gateway, upstream, wire): the agent holds a token of its run,
 the model API gets the real key; a token not the run's, or of a run that ended, is refused with 401; a
 streamed reply passes through chunk by chunk as the model API sends it; the usage the replies count is
-read on the wire in each vendor's format. The real Claude Code CLI, ``model_gateway = on``: the
-environment its Bash tool prints holds the token and not the key, the mock saw the key, and the usage
-read on the wire is the usage the CLI reported.
+read on the wire in each vendor's format. The real Claude Code, Codex, Gemini and Copilot CLIs,
+``model_gateway = on``: the environment their shell tool prints (Copilot's: its own process's) holds
+the token and not the key, the mock saw the key, and the usage read on the wire is the usage the CLI
+reported (OpenCode: test_gateway_acp.py).
 """
 
 from __future__ import annotations
@@ -180,7 +181,16 @@ def test_a_model_api_that_cannot_be_reached_is_a_502() -> None:
 
 # -- the real CLIs -------------------------------------------------------------------------------------
 
-KEY_VARIABLE = {"claude": "ANTHROPIC_API_KEY", "codex": API_KEY_ENV, "gemini": "GEMINI_API_KEY"}
+KEY_VARIABLE = {
+    "claude": "ANTHROPIC_API_KEY",
+    "codex": API_KEY_ENV,
+    "gemini": "GEMINI_API_KEY",
+    "copilot": "COPILOT_PROVIDER_API_KEY",
+}
+
+
+# Copilot keeps its own variables from its shell: its process's environment is read instead
+SHOW_ENV = {"copilot": "cat /proc/$PPID/cmdline; echo; tr '\\0' '\\n' < /proc/$PPID/environ"}
 
 
 @pytest.fixture
@@ -207,7 +217,8 @@ def gateway_settings(home: Path, egress: str) -> Settings:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("agent", "egress"), [("claude", "open"), ("claude", "none"), ("codex", "none"), ("gemini", "open")]
+    ("agent", "egress"),
+    [("claude", "open"), ("claude", "none"), ("codex", "none"), ("gemini", "open"), ("copilot", "none")],
 )
 def test_the_real_cli_holds_only_its_runs_token(
     home: Path, src_repo: Path, agent: str, egress: str, model: MockServer[Any]
@@ -219,7 +230,7 @@ def test_the_real_cli_holds_only_its_runs_token(
         agent=agent,
         repo=str(src_repo),
         thread=f"gateway-{egress}",
-        prompt=f"show me {shell_marker(agent, 'env')}",
+        prompt=f"show me {shell_marker(agent, SHOW_ENV.get(agent, 'env'))}",
         access=Access.FULL,
     )
     result = run(request, settings=gateway_settings(home, egress))
@@ -235,9 +246,13 @@ def test_the_real_cli_holds_only_its_runs_token(
     print(agent, usage)
     wire_usage = usage["wire"]
     assert wire_usage["requests"] == len(model.conversation()) >= 2
-    assert wire_usage["output_tokens"] == usage["output_tokens"] > 0, usage
+    said = {
+        k: int(usage.get(k, usage.get(acp, 0)))
+        for k, acp in (("input_tokens", "inputTokens"), ("output_tokens", "outputTokens"))
+    }
+    assert wire_usage["output_tokens"] == said["output_tokens"] > 0, usage
     cached = usage.get("cache_read_input_tokens", 0) if agent == "gemini" else 0  # its input leaves it out
-    assert wire_usage["input_tokens"] == usage["input_tokens"] + cached > 0, usage
+    assert wire_usage["input_tokens"] == said["input_tokens"] + cached > 0, usage
 
 
 def gateway_url(run_id: str) -> str:
@@ -254,8 +269,8 @@ def test_doctor_names_the_agents_that_keep_their_own_credential(home: Path) -> N
     assert "claude: ANTHROPIC_API_KEY held by the gateway" in said.detail
     assert "gemini: GEMINI_API_KEY held by the gateway" in said.detail
     assert "codex: keeps its own credential (CODEX_API_KEY" in said.detail  # the built-in openai provider
-    assert "copilot: keeps its own credential (GH_TOKEN" in said.detail
-    assert "opencode: keeps its own credential (ANTHROPIC_API_KEY" in said.detail  # not covered yet
+    assert "copilot: keeps its own credential (GH_TOKEN: a GitHub login, which only GitHub" in said.detail
+    assert "opencode: keeps its own credential (ANTHROPIC_API_KEY" in said.detail  # no model configured
     none = check_model_gateway(settings, {})
     assert none.status.value == "ok" and none.detail == "on: no agent has credentials here"
     off = check_model_gateway(settings.with_(model_gateway="off"), environ)
@@ -289,6 +304,51 @@ def test_codex_is_pointed_at_the_gateway_by_its_model_providers_base_url(tmp_pat
     assert agent.model_url({}) == "https://acme.example/v1"
     fresh = agent.behind_gateway(agent.launch(Mode.FRESH, "hi", None), own.config, "http://gw/run/r2")
     assert fresh.argv[-3:] == ["-c", 'model_providers.acme.base_url="http://gw/run/r2"', "-"]
+
+
+def test_copilot_and_opencode_keys_are_stood_in_for_where_they_can_be(home: Path) -> None:
+    """Copilot's own provider: its key in the header of the provider's type, a bearer token first;
+    a GitHub login, a key a command prints and the WebSocket transport keep their own. OpenCode: its
+    model's provider's key, OpenAI- or Anthropic-compatible, found where it finds it; ``doctor`` says
+    so, naming the upstream ``model_gateway_upstream`` sets."""
+    from baton.agents.copilot import CopilotAgent
+    from baton.agents.opencode import GATEWAY_KEY, OpenCodeAgent
+    from baton.housekeeping.doctor import check_model_gateway
+
+    copilot = CopilotAgent("copilot", home / "copilot")
+    own = {"COPILOT_PROVIDER_BASE_URL": "https://llm.example/v1", "COPILOT_PROVIDER_API_KEY": "k"}
+    key = copilot.gateway_key(own)
+    assert key is not None and key.base_url == "COPILOT_PROVIDER_BASE_URL"
+    assert key.keys == (
+        ("COPILOT_PROVIDER_BEARER_TOKEN", "authorization"),
+        ("COPILOT_PROVIDER_API_KEY", "authorization"),
+    )
+    anthropic = copilot.gateway_key({**own, "COPILOT_PROVIDER_TYPE": "anthropic"})
+    assert anthropic is not None and anthropic.keys[1] == ("COPILOT_PROVIDER_API_KEY", "x-api-key")
+    for kept in ({"GH_TOKEN": "g"}, {**own, "COPILOT_PROVIDER_API_KEY_COMMAND": "pass show k"}):
+        assert copilot.gateway_key(kept) is None
+    assert copilot.gateway_key({**own, "COPILOT_PROVIDER_TRANSPORT": "websockets"}) is None
+    base = home / "homes" / "opencode"
+    opencode = OpenCodeAgent("opencode", base)
+    config = base / "config" / "opencode" / "opencode.json"
+    config.parent.mkdir(parents=True)
+    provider = {
+        "npm": "@ai-sdk/anthropic",
+        "options": {"baseURL": "https://a.example/v1", "apiKey": "{env:ACME}"},
+    }
+    config.write_text(json.dumps({"model": "acme/m", "provider": {"acme": provider}}))
+    key = opencode.gateway_key({"ACME": "secret"})
+    assert key is not None and key.secret == "secret" and key.also == ("ACME",)
+    assert key.keys == ((GATEWAY_KEY, "x-api-key"),) and key.config == "acme"
+    config.write_text(json.dumps({"model": "g/m", "provider": {"g": {**provider, "npm": "@ai-sdk/google"}}}))
+    assert opencode.gateway_key({"ACME": "secret"}) is None  # Google's API: the gateway does not speak it
+    config.write_text(json.dumps({"model": "openai/gpt-5.5"}))  # its built-in provider, its variable
+    settings = gateway_settings(home, "open").with_(
+        model_gateway_upstream="opencode=https://llm.example:8443/v1"
+    )
+    said = check_model_gateway(settings, {**own, "OPENAI_API_KEY": "k"})
+    assert "opencode: OPENAI_API_KEY held by the gateway (to https://llm.example:8443)" in said.detail
+    assert "copilot: COPILOT_PROVIDER_API_KEY held by the gateway (to https://llm.example)" in said.detail
 
 
 def test_curl_with_a_large_body_is_told_to_go_on_once(tmp_path: Path) -> None:

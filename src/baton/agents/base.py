@@ -141,11 +141,14 @@ class ModelKey:
     credential"): the variable the CLI reads its base URL from, and the variables of the keys it can
     take, each with the header the model API wants it in (``x-api-key``, ``authorization`` as a Bearer
     token, ``x-goog-api-key``), the first one set winning; or, for a CLI that reads its base URL from
-    its configuration, the key of the setting that holds it (``config``: Codex's ``-c`` path)."""
+    its configuration, the key of the setting that holds it (``config``: Codex's ``-c`` path). A key no
+    variable holds (a config file's) is ``secret``: the first of ``keys`` is then where its token goes."""
 
     base_url: str  # "" when the base URL is no variable's
     keys: tuple[tuple[str, str], ...]
     config: str = ""
+    secret: str = field(default="", repr=False)
+    also: tuple[str, ...] = ()  # other variables that hold the key (a config's reference): dropped
 
 
 class Agent(Protocol):
@@ -196,6 +199,11 @@ class Agent(Protocol):
     def behind_gateway(self, launch: Launch, setting: str, url: str) -> Launch:
         """``launch`` with ``setting`` (a :class:`ModelKey`'s ``config``) the gateway's ``url``, where the
         CLI reads its base URL from its argv."""
+        ...
+
+    def gateway_secrets(self, setting: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """What of its home's config files holds the key the gateway stands in for (``setting``: its
+        :class:`ModelKey`'s ``config``): each a JSON file of the home and the path of the value to drop."""
         ...
 
     def env_names(self) -> tuple[str, ...]:
@@ -311,6 +319,7 @@ class AgentBase:
     capabilities: Capabilities
     credentials: tuple[str, ...] = ()
     model_key: ModelKey | None = None
+    gateway_hint: str = ""  # why the gateway cannot stand in for a credential it keeps (``baton doctor``)
     auth_hint: str = ""
     # Words the CLI uses when it has no (valid) credentials, matched against its errors and stderr.
     auth_failures: tuple[str, ...] = ()
@@ -438,6 +447,10 @@ class AgentBase:
     def behind_gateway(self, launch: Launch, setting: str, url: str) -> Launch:
         """As it is: the CLIs that read their base URL from a variable are told it there."""
         return launch
+
+    def gateway_secrets(self, setting: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """None: the key the gateway stands in for is a variable's."""
+        return ()
 
     def signal(self, event: dict[str, Any]) -> Signal | None:
         """None by default: an adapter that knows its CLI's retry events reads them."""

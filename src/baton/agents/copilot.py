@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.agents.acp import AcpAgent, platform_binary
-from baton.agents.base import McpServer, Turn, find_binary
+from baton.agents.base import McpServer, ModelKey, Turn, find_binary
 from baton.agents.signals import Signal, from_text
 from baton.models import Access
 from baton.settings import Settings
@@ -31,10 +31,16 @@ TOOL_RULES = {
 NO_TELEMETRY = ("--disable-client-telemetry",)
 GITHUB_TOKENS = ("COPILOT_GITHUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN")  # its order of precedence
 FAILED_CALL = re.compile(r"(?:^|\s|\.\.\.)Error: ")  # its words for a model call that failed
+# the header its provider's type sends the key in (COPILOT_PROVIDER_TYPE; "openai" by default: Bearer)
+PROVIDER_HEADER = {"anthropic": "x-api-key", "azure": "api-key"}
 
 
 class CopilotAgent(AcpAgent):
     acp_args = ("--acp", "--stdio", "--no-auto-update", "--disallow-temp-dir")
+    gateway_hint = (
+        "a GitHub login, which only GitHub's service takes; a provider of its own "
+        "(COPILOT_PROVIDER_BASE_URL, COPILOT_PROVIDER_API_KEY) is held by the gateway"
+    )
     credentials = ("COPILOT_PROVIDER_API_KEY", *GITHUB_TOKENS)
     auth_hint = (
         "a model provider's key (COPILOT_PROVIDER_BASE_URL, COPILOT_PROVIDER_API_KEY, COPILOT_MODEL) "
@@ -130,6 +136,19 @@ class CopilotAgent(AcpAgent):
     def model_url(self, env: Mapping[str, str]) -> str | None:
         """Its own provider's address; None for GitHub's service (a login: baton does not know where)."""
         return env.get("COPILOT_PROVIDER_BASE_URL") or None
+
+    def gateway_key(self, env: Mapping[str, str]) -> ModelKey | None:
+        """Its own provider's key (``COPILOT_PROVIDER_BEARER_TOKEN``, which wins, else ``_API_KEY``) in
+        the header of the provider's type. None for GitHub's service (a GitHub login, which only GitHub
+        takes), a key a command prints (``_API_KEY_COMMAND``: it would run inside the walls) and the
+        WebSocket transport (the gateway speaks HTTP only)."""
+        if not env.get("COPILOT_PROVIDER_BASE_URL") or env.get("COPILOT_PROVIDER_API_KEY_COMMAND"):
+            return None
+        if env.get("COPILOT_PROVIDER_TRANSPORT", "").lower() == "websockets":
+            return None
+        header = PROVIDER_HEADER.get(env.get("COPILOT_PROVIDER_TYPE", "").lower(), "authorization")
+        keys = (("COPILOT_PROVIDER_BEARER_TOKEN", "authorization"), ("COPILOT_PROVIDER_API_KEY", header))
+        return ModelKey("COPILOT_PROVIDER_BASE_URL", keys)
 
     def signal(self, event: dict[str, Any]) -> Signal | None:
         """Its retries, told in the turn's text ("Info: Response was interrupted due to a server error.

@@ -11,6 +11,7 @@ docs/agent-clis.md, "OpenCode"; the server's guarantees: docs/security.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.agents.acp import AcpAgent, platform_binary
-from baton.agents.base import Launch, McpServer, Turn, find_binary
+from baton.agents.base import Launch, McpServer, ModelKey, Turn, find_binary
 from baton.agents.opencode_db import rebind
 from baton.agents.signals import Signal, SignalKind
 from baton.models import Access, Mode
@@ -66,6 +67,16 @@ MODEL_UPDATES = {"agent_message_chunk", "agent_thought_chunk", "tool_call", "too
 # baton's name, not one OpenCode reads: where its own server listens, a port the walls grant
 # (baton.sandbox.walls.OWN_URL), never a model API's (no relay of baton's takes it in the agent's namespace)
 SERVER_URL = "OPENCODE_ACP_SERVER_OWN_URL"
+# baton's name, read by its config content ({env:…}) behind the model gateway: the run's token
+GATEWAY_KEY = "OPENCODE_GATEWAY_API_KEY"
+# the header each provider package sends its key in (its built-in providers' packages by their names):
+# the gateway stands in for these; another package's key (Google's, Bedrock's…) stays with OpenCode
+GATEWAY_HEADER = {
+    "@ai-sdk/openai": "authorization",
+    "@ai-sdk/openai-compatible": "authorization",
+    "@ai-sdk/anthropic": "x-api-key",
+}
+BUILT_IN = {"openai": "@ai-sdk/openai", "anthropic": "@ai-sdk/anthropic"}
 
 
 class OpenCodeAgent(AcpAgent):
@@ -143,6 +154,49 @@ class OpenCodeAgent(AcpAgent):
         if login:
             return f"{provider} login in auth.json", where + json.dumps(login, sort_keys=True)
         return None
+
+    def gateway_key(self, env: Mapping[str, str]) -> ModelKey | None:
+        """The key of its model's provider where that provider speaks OpenAI's or Anthropic's API (its
+        ``npm`` package): its config's ``apiKey`` (its references read), else the provider's variable,
+        else an API key of ``auth.json``; the run's token then goes in :data:`GATEWAY_KEY`, which its
+        config content names (:meth:`behind_gateway`). None for a login (OAuth) or another API."""
+        config = self._config()
+        provider = str(config.get("model", "")).partition("/")[0]
+        entry = _dict(_dict(config.get("provider")).get(provider))
+        header = GATEWAY_HEADER.get(str(entry.get("npm") or BUILT_IN.get(provider, "")))
+        if not provider or header is None:
+            return None
+        key, also = _dict(entry.get("options")).get("apiKey"), tuple[str, ...]()
+        secret: Any
+        if isinstance(key, str) and key:
+            also = tuple(ENV_REF.findall(key))
+            secret = FILE_REF.sub(
+                lambda m: self._key_file(m.group(1)) or "",
+                ENV_REF.sub(lambda m: env.get(m.group(1), ""), key),
+            )
+        elif name := next((n for n in PROVIDER_ENV.get(provider, ()) if env.get(n)), None):
+            secret, also = env[name], (name,)
+        else:
+            login = _dict(self._json(LOGINS).get(provider))
+            secret = login.get("key") if login.get("type") == "api" else None
+        if not isinstance(secret, str) or not secret:
+            return None
+        return ModelKey("", ((GATEWAY_KEY, header),), provider, secret, also)
+
+    def behind_gateway(self, launch: Launch, setting: str, url: str) -> Launch:
+        """``launch`` with provider ``setting``'s ``baseURL`` the gateway's ``url`` and its ``apiKey``
+        the run's token (:data:`GATEWAY_KEY`), in its config content (which wins over its files)."""
+        if not setting:
+            return launch
+        content = _dict(json.loads(launch.env.get("OPENCODE_CONFIG_CONTENT") or "{}"))
+        options = {"baseURL": url, "apiKey": f"{{env:{GATEWAY_KEY}}}"}
+        content["provider"] = {**_dict(content.get("provider")), setting: {"options": options}}
+        return dataclasses.replace(launch, env={**launch.env, "OPENCODE_CONFIG_CONTENT": json.dumps(content)})
+
+    def gateway_secrets(self, setting: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Provider ``setting``'s ``apiKey`` in the home's ``opencode.json`` and its entry in
+        ``auth.json``: the key's copies of the operator's files keep no key the gateway holds."""
+        return ((CONFIG, ("provider", setting, "options", "apiKey")), (LOGINS, (setting,)))
 
     def _key_file(self, name: str) -> str | None:
         """The text of a ``{file:…}`` reference (``~/`` the user's home, a relative path the config's

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from baton import allowlist
 from baton.agents import AGENTS, get_agent
@@ -404,17 +405,27 @@ def _gateway_says(name: str, settings: Settings, environ: Mapping[str, str]) -> 
         agent = get_agent(name, settings)
         key = agent.gateway_key(environ)
         own = agent.auth().found(environ)
+        upstream = settings.gateway_upstream(name) or agent.model_url(environ)
+        found = agent.credential(environ) if key is not None and key.secret else None
     except BatonError as exc:
         return f"{name}: not checked ({exc})", False
     held = next((v for v, _ in key.keys if environ.get(v)), None) if key is not None else None
-    if held is not None:
-        return f"{name}: {held} held by the gateway", False
+    held = found[0] if found is not None else held
+    if held is not None and upstream is not None:
+        return f"{name}: {held} held by the gateway (to {_origin(upstream)})", False
     if own is None:
         return "", False
-    return (
-        f"{name}: keeps its own credential ({own}: a login, or a key the gateway cannot stand in for)",
-        True,
-    )
+    why = getattr(agent, "gateway_hint", "") or "a login, or a key the gateway cannot stand in for"
+    return f"{name}: keeps its own credential ({own}: {why})", True
+
+
+def _origin(url: str) -> str:
+    """Where a base URL points, for people: its scheme, host and port (never a path's secrets)."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        return "an unreadable URL"
 
 
 def check_containment(settings: Settings) -> Check:

@@ -77,8 +77,8 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
         try:
             _start(ctx, session, record, launch)
             env = _agent_env(ctx, launch, record, prepared.services)
-            watch = _watch(ctx, record, env, log)  # on the model API itself, not the gateway
-            env, launch = passes.stand_in(ctx, record, env, launch)
+            own, (env, launch) = env, passes.stand_in(ctx, record, env, launch)
+            watch = _watch(ctx, record, own, log, passes.upstream())  # on the model API, not the gateway
             halted = None
             if decision.compact:  # the conversation outgrew the threshold: the CLI compacts it first
                 halted = _compact(ctx, prepared, decision, record, turn, env, watch)
@@ -250,13 +250,15 @@ def _start(ctx: Context, session: SessionRecord, record: RunRecord, launch: Laun
         ctx.request.on_start(record)
 
 
-def _watch(ctx: Context, record: RunRecord, env: dict[str, str], log: RunLog) -> ModelWatch:
+def _watch(
+    ctx: Context, record: RunRecord, env: dict[str, str], log: RunLog, upstream: str | None = None
+) -> ModelWatch:
     """The turn's watch on its model API (:mod:`baton.runner.modelwatch`), its address read on the
-    operator's base home (never the key's, which the agent may rewrite); its events go to the log and
-    to the request's subscriber."""
+    operator's base home (never the key's, which the agent may rewrite), or the gateway's ``upstream``;
+    its events go to the log and to the request's subscriber."""
     on_event = ctx.request.on_event
     publish = (lambda event: on_event(record, event)) if on_event else None
-    url = _operators(ctx).model_url(env)
+    url = upstream or _operators(ctx).model_url(env)
     return ModelWatch(ctx.agent, url, ctx.settings.unreachable_grace, env, log, publish)
 
 
@@ -356,12 +358,21 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
         """``env`` and ``launch`` with the gateway standing in for the agent's model API and key, where
         it can (what it can is read on the operator's base home)."""
         on = ctx.settings.model_gateway == "on"
-        admitted = model_gateway(_operators(ctx), env, record.id) if on else None
+        upstream = ctx.settings.gateway_upstream(ctx.key.agent)
+        admitted = model_gateway(_operators(ctx), env, record.id, upstream) if on else None
         if admitted is None:
             return env, launch
         env, gate, setting = admitted
         self.passes.append(gate)
-        return env, ctx.agent.behind_gateway(launch, setting, gate.url)
+        moved = ctx.agent.behind_gateway(launch, setting, gate.url)
+        keyspace.drop_secrets(ctx.agent.home, ctx.agent.gateway_secrets(setting))
+        # a CLI told the gateway in its launch's environment (OpenCode's config content) is told it so
+        env.update({k: v for k, v in moved.env.items() if launch.env.get(k) != v})
+        return env, moved
+
+    def upstream(self) -> str | None:
+        """The model API the gateway sends the run's requests to; None without a gateway."""
+        return self.passes[0].upstream.url if self.passes else None
 
     def usage(self) -> dict[str, int] | None:
         """The run's usage as the gateway read it on the wire; None without a gateway."""

@@ -68,18 +68,22 @@ __all__ = [
 netns_applies = egress.applies
 
 
-def model_gateway(agent: Agent, env: dict[str, str], run_id: str) -> tuple[dict[str, str], Pass, str] | None:
+def model_gateway(
+    agent: Agent, env: dict[str, str], run_id: str, upstream: str | None = None
+) -> tuple[dict[str, str], Pass, str] | None:
     """``env`` with baton's model gateway standing in for ``agent``'s model API and credential (read on
-    the operator's base home), the run's pass to close at its end, and the setting of the CLI's argv
-    that names the base URL (``""``: a variable does); None when it cannot stand in
-    (:func:`baton.sandbox.gateway.stand_in`)."""
+    the operator's base home), the run's pass to close at its end, and the setting of the CLI that
+    names the base URL (``""``: a variable does); None when it cannot stand in
+    (:func:`baton.sandbox.gateway.stand_in`). ``upstream``: the model API the operator named
+    (``model_gateway_upstream``), else the one the agent's own configuration names."""
     key = agent.gateway_key(env)
     if key is None:
         return None
     from baton.sandbox import gateway
 
-    dropped = (*agent.credentials, *(name for name, _ in key.keys))
-    found = gateway.stand_in(key.keys, key.base_url, dropped, agent.model_url(env), env, run_id)
+    dropped = (*agent.credentials, *(name for name, _ in key.keys), *key.also)
+    where = upstream or agent.model_url(env)
+    found = gateway.stand_in(key.keys, key.base_url, dropped, where, env, run_id, key.secret)
     return (*found, key.config) if found is not None else None
 
 

@@ -287,11 +287,11 @@ async def _relay(found: Pass, reply: Reply, writer: asyncio.StreamWriter, method
         writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
         await writer.drain()
         meter.feed(chunk)
-    writer.write(b"0\r\n\r\n")
-    await writer.drain()
-    if reply.status < 400:
+    if reply.status < 400:  # counted before the reply ends: the run may end as soon as the agent has it
         with _LOCK:
             wire.add(found.total, meter.usage())
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
 
 
 def stand_in(
@@ -301,17 +301,19 @@ def stand_in(
     upstream: str | None,
     env: dict[str, str],
     run_id: str,
+    secret: str = "",
 ) -> tuple[dict[str, str], Pass] | None:
     """``env`` with the gateway in place of the model API and its credential: the first of ``keys``
-    (variable, header) set in ``env`` is swapped for a token of the run, the others of the agent's
-    ``credentials`` dropped, ``base_var`` (if any) pointed at the gateway; its :class:`Pass` to close at the
-    run's end. None (``env`` as it is) without a key among ``keys`` or an ``upstream`` to send it to
-    (a cloud provider's own endpoint, a login the gateway cannot stand in for)."""
-    found = next(((name, header) for name, header in keys if env.get(name)), None)
+    (variable, header) set in ``env`` is swapped for a token of the run (with a ``secret`` no variable
+    holds, the first of ``keys`` is given the token), the others of the agent's ``credentials`` dropped,
+    ``base_var`` (if any) pointed at the gateway; its :class:`Pass` to close at the run's end. None
+    (``env`` as it is) without a key or an ``upstream`` to send it to (a cloud provider's own endpoint,
+    a login the gateway cannot stand in for)."""
+    found = keys[0] if secret and keys else next(((n, h) for n, h in keys if env.get(n)), None)
     if found is None or upstream is None:
         return None
     name, header = found
-    admitted = admit(run_id, Upstream(upstream, header, env[name]))
+    admitted = admit(run_id, Upstream(upstream, header, secret or env[name]))
     swapped = {k: v for k, v in env.items() if k not in credentials}
     swapped[name] = admitted.token
     # named for the walls and the egress relays (they allow every *_BASE_URL's port), and for a CLI

@@ -11,11 +11,12 @@ hierarchical), so every key has its own agent home, seeded from the operator's b
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,32 @@ def seed_home(base: Path, home: Path, files: tuple[str, ...]) -> list[str]:
             continue
         copied.append(rel)
     return copied
+
+
+def drop_secrets(home: Path, secrets: Sequence[tuple[str, tuple[str, ...]]]) -> list[str]:
+    """Delete from each JSON file of ``home`` (a relative path) the value at its path of keys, no link
+    followed; the files changed. A changed file is dated 1970, older than any base's: the next run
+    copies the operator's afresh (:func:`seed_home`), and drops it again only if the gateway still
+    stands in for that key. A file that is missing, no JSON or a link is left as it is; AgentError when
+    one cannot be written."""
+    changed = []
+    for rel, path in secrets:
+        try:
+            data = json.loads(nofollow.read_beneath(home, rel))
+        except (OSError, ValueError):
+            continue
+        parent = data
+        for part in path[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if not path or not isinstance(parent, dict) or path[-1] not in parent:
+            continue
+        del parent[path[-1]]
+        try:
+            nofollow.write_beneath(home, rel, json.dumps(data, indent=2).encode(), 0o600, (0, 0))
+        except OSError as exc:  # the agent would find the key there: it does not start
+            raise AgentError(f"cannot drop the model key from {home / rel}: {exc}") from exc
+        changed.append(rel)
+    return changed
 
 
 def _mtime(path: Path) -> int:
