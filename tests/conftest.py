@@ -270,6 +270,30 @@ def model(agent: str, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> It
         yield server
 
 
+@pytest.fixture(scope="module")
+def conversations() -> dict[object, object]:
+    """What :func:`shared_conversation` drove in this module, by name (on this worker)."""
+    return {}
+
+
+@contextlib.contextmanager
+def shared_conversation(
+    agent: str, name: str, factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, Path, MockModel]]:
+    """A conversation driven once and read by several tests (docs/development.md, "Slow tests"): the
+    ``settings``, ``src_repo`` and ``model`` fixtures' equivalents in a directory of its own, the
+    mock's variables set only inside the block. Its caller keeps what the tests read (in
+    :func:`conversations`), not the mock: it stops when the block ends."""
+    root = factory.mktemp(f"{name}-{agent}")
+    settings = load_settings(overrides={"home": str(root / "baton-home"), **FAST}, environ={})
+    module, cls = MOCKS[agent]
+    with getattr(importlib.import_module(module), cls)() as server, pytest.MonkeyPatch.context() as patch:
+        for key, value in server.env().items():
+            patch.setenv(key, value)
+        server.configure_home(settings.home / "homes" / agent)
+        yield settings, make_repo(root / "src-repo"), server
+
+
 @pytest.fixture
 def mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[MockAnthropic]:
     """The mock Anthropic API, with this process's environment pointing Claude Code at it."""

@@ -33,7 +33,8 @@ pytestmark = pytest.mark.slow
 
 NOBODY = 65534
 PYTHON = "/usr/bin/python3"  # the system's: another user cannot read the virtualenv's under /root
-HOLD = 12.0  # seconds the mock holds each reply back: the turn is running while it is probed
+HOLD = 60.0  # seconds the mock holds each reply back at most: the turn runs while it is probed (then
+# the test releases it: the hold costs only the probing)
 PATHS = ("/config", "/file/content?path=README.md", "/session", "/provider")
 # A GET of ``url`` with an optional ``user:password``: the status and the body's start, or why it failed.
 PROBE = """
@@ -169,6 +170,7 @@ def test_an_acp_agents_servers_serve_nobody_else(
             print(f"the neighbour reading the turn's environments: {environ!r}")
             assert "OPENCODE_SERVER_PASSWORD" not in environ, "another key's agent read the password"
     finally:
+        model.released.set()
         turn.join(timeout=300)
     print("\n".join(said))
     assert said or not tcp
@@ -241,6 +243,7 @@ def test_opencodes_password_is_its_turns_alone_and_never_written(
         request = RunRequest(agent="opencode", repo=str(src_repo), thread="served", prompt=f"turn {number}")
         turn, results = in_thread(request, settings)
         before = len(model.requests)
+        model.released.clear()
         turn.start()
         try:
             wait_for(partial(more, model, before), timeout=120, what="OpenCode's model request")
@@ -254,6 +257,7 @@ def test_opencodes_password_is_its_turns_alone_and_never_written(
                 with contextlib.suppress(OSError):
                     argvs.append((entry / "cmdline").read_bytes())
         finally:
+            model.released.set()
             turn.join(timeout=300)
         (result,) = results
         assert result.ok, result.run.error

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -35,7 +36,7 @@ from baton.testing.git_http import GitHttpServer
 from baton.testing.mock_openai import MockOpenAI
 from baton.testing.mock_openai_agents import OPENCODE_CONFIG
 from baton.workspace.keyspace import agent_for
-from tests.conftest import BATON, FIRST, MOCKS, gone, make_repo, wait_for
+from tests.conftest import BATON, FIRST, MOCKS, gone, make_repo, shared_conversation, wait_for
 from tests.private_services import free_port
 
 pytestmark = pytest.mark.slow
@@ -88,15 +89,53 @@ def test_cli_version(agent: str, settings: Settings) -> None:
     assert version and version[0].isdigit()
 
 
-def test_three_runs_one_conversation(
-    agent: str, settings: Settings, src_repo: Path, model: MockModel
-) -> None:
-    results = [go(settings, agent, src_repo, f"step {i}") for i in range(3)]
+@dataclasses.dataclass(frozen=True)
+class Conversation:
+    """What one conversation of six turns did (:func:`hostile`): each turn's result and, after it, the
+    model's last request text and the history counts of all its requests so far."""
+
+    prompts: list[str]
+    results: list[dict[str, object]]
+    last_texts: list[str]
+    counts: list[list[int]]
+    hooked: bool  # the hook payload's marker file exists: a prompt was read as an option
+
+
+def hook_prompt(marker: Path) -> str:
+    """Read as Claude's ``--settings``, this prompt runs ``touch marker`` (remote code execution)."""
+    hooks = {"SessionStart": [{"hooks": [{"type": "command", "command": f"touch {marker}"}]}]}
+    return "--settings=" + json.dumps({"hooks": hooks}, separators=(",", ":"))
+
+
+@pytest.fixture
+def hostile(
+    agent: str, conversations: dict[object, object], tmp_path_factory: pytest.TempPathFactory
+) -> Conversation:
+    """One conversation per agent, shared by the tests that only read what it did (a real CLI's turn
+    costs seconds, OpenCode's ~10): a fresh turn and five resumed ones whose prompts start like options
+    or commands."""
+    if ("hostile", agent) not in conversations:
+        with shared_conversation(agent, "hostile", tmp_path_factory) as (settings, repo, server):
+            marker = settings.home.parent / "pwned"
+            hook = hook_prompt(marker)
+            prompts = [hook, hook, "-p hello", "-- --resume x", "/clear the cache", "?why"]
+            results, last_texts, counts = [], [], []
+            for prompt in prompts:
+                results.append(go(settings, agent, repo, prompt))
+                last_texts.append(server.texts()[-1] if server.texts() else "")
+                counts.append(server.history_counts())
+        conversations["hostile", agent] = Conversation(prompts, results, last_texts, counts, marker.exists())
+    return cast(Conversation, conversations["hostile", agent])
+
+
+def test_three_runs_one_conversation(agent: str, hostile: Conversation) -> None:
+    """Its first three turns (:func:`hostile`): one conversation, resumed with its whole history."""
+    results = hostile.results[:3]
     assert [r["outcome"] for r in results] == ["succeeded"] * 3, results
     assert [r["mode"] for r in results] == ["fresh", "resume", "resume"]
     assert len({r["session_id"] for r in results}) == 1 and results[0]["session_id"]
     first = FIRST[agent]
-    assert model.history_counts() == [first, first + 2, first + 4]
+    assert hostile.counts[2] == [first, first + 2, first + 4]
     assert f"received {first + 4}" in str(results[2]["result"])
     assert results[0]["worktree"] == results[2]["worktree"]
 
@@ -481,29 +520,17 @@ def test_git_token_never_in_argv_logs_or_db(
 # -- prompts are never options, and any length arrives ----------------------------------------------
 
 
-def hook_prompt(marker: Path) -> str:
-    """Read as Claude's ``--settings``, this prompt runs ``touch marker`` (remote code execution)."""
-    hooks = {"SessionStart": [{"hooks": [{"type": "command", "command": f"touch {marker}"}]}]}
-    return "--settings=" + json.dumps({"hooks": hooks}, separators=(",", ":"))
-
-
-def test_hostile_prompts_reach_the_model_as_text(
-    agent: str, settings: Settings, src_repo: Path, model: MockModel, tmp_path: Path
-) -> None:
-    """A fresh turn and five resumed (delta) turns whose prompts start like options or commands: none
-    runs anything, each reaches the model verbatim (``/`` and, for Gemini, ``?`` behind
-    ``Instruction: ``), and the conversation keeps every turn."""
-    marker = tmp_path / "pwned"
-    hook = hook_prompt(marker)
-    prompts = [hook, hook, "-p hello", "-- --resume x", "/clear the cache", "?why"]
-    for number, prompt in enumerate(prompts):
-        result = go(settings, agent, src_repo, prompt)
+def test_hostile_prompts_reach_the_model_as_text(agent: str, hostile: Conversation) -> None:
+    """A fresh turn and five resumed (delta) turns whose prompts start like options or commands
+    (:func:`hostile`): none runs anything, each reaches the model verbatim (``/`` and, for Gemini, ``?``
+    behind ``Instruction: ``), and the conversation keeps every turn."""
+    for number, (prompt, result) in enumerate(zip(hostile.prompts, hostile.results, strict=True)):
         assert result["outcome"] == "succeeded", result
         assert result["mode"] == ("fresh" if number == 0 else "resume")
-        assert prompt in model.texts()[-1], f"the model did not get {prompt!r}"
-    assert not marker.exists(), "a prompt was read as an option and its hook ran"
+        assert prompt in hostile.last_texts[number], f"the model did not get {prompt!r}"
+    assert not hostile.hooked, "a prompt was read as an option and its hook ran"
     first = FIRST[agent]
-    assert model.history_counts() == [first + 2 * i for i in range(len(prompts))]
+    assert hostile.counts[-1] == [first + 2 * i for i in range(len(hostile.prompts))]
 
 
 def test_long_prompts_reach_the_model_whole(

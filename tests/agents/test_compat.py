@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -23,7 +25,7 @@ from baton.agents import get_agent
 from baton.errors import BadInput
 from baton.settings import Settings
 from baton.testing import MockModel
-from tests.conftest import MOCKS
+from tests.conftest import MOCKS, shared_conversation
 from tests.sandbox.test_access_real import write_marker
 
 pytestmark = [pytest.mark.slow, pytest.mark.compat]
@@ -76,20 +78,42 @@ def carried(model: MockModel, marker: str) -> None:
     assert marker in model.texts()[-1], f"{marker} missing from the request: the history was lost"
 
 
-def test_fresh(agent: str, settings: Settings, src_repo: Path, model: MockModel) -> None:
-    first = turn(under(settings, agent, "FROM"), agent, src_repo, "FRESH-MARK say hello")
+@dataclass(frozen=True)
+class CarriedOn:
+    """A conversation's first turn under FROM and the next under TO (:func:`carried_on`), and the text
+    of the model's last request."""
+
+    first: RunResult
+    second: RunResult
+    last_text: str
+
+
+@pytest.fixture
+def carried_on(
+    agent: str, conversations: dict[object, object], tmp_path_factory: pytest.TempPathFactory
+) -> CarriedOn:
+    """Two turns of one conversation, driven once per agent and read by :func:`test_fresh` and
+    :func:`test_resume` (each only reads what they did)."""
+    if ("carried_on", agent) not in conversations:
+        with shared_conversation(agent, "compat", tmp_path_factory) as (settings, repo, server):
+            first = turn(under(settings, agent, "FROM"), agent, repo, "FRESH-MARK RESUME-MARK remember this")
+            second = turn(under(settings, agent, "TO"), agent, repo, "what did I say?")
+            conversations["carried_on", agent] = CarriedOn(first, second, server.texts()[-1])
+    return cast(CarriedOn, conversations["carried_on", agent])
+
+
+def test_fresh(carried_on: CarriedOn) -> None:
+    first, after = carried_on.first, carried_on.second
     assert first.run.mode == Mode.FRESH and first.session.agent_session_id
     assert first.run.cli_version, "the run records the CLI's version"
-    after = turn(under(settings, agent, "TO"), agent, src_repo, "and again")
     assert after.run.mode == Mode.RESUME, after.run.note
 
 
-def test_resume(agent: str, settings: Settings, src_repo: Path, model: MockModel) -> None:
-    first = turn(under(settings, agent, "FROM"), agent, src_repo, "RESUME-MARK remember this")
-    second = turn(under(settings, agent, "TO"), agent, src_repo, "what did I say?")
+def test_resume(carried_on: CarriedOn) -> None:
+    first, second = carried_on.first, carried_on.second
     assert second.run.mode == Mode.RESUME, second.run.note
     assert second.session.agent_session_id == first.session.agent_session_id
-    carried(model, "RESUME-MARK")
+    assert "RESUME-MARK" in carried_on.last_text, "RESUME-MARK missing from the request: the history was lost"
 
 
 def test_hydrate(agent: str, settings: Settings, src_repo: Path, model: MockModel) -> None:

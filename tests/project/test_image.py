@@ -5,7 +5,8 @@ drives the real Claude Code CLI through a redeploy, ``baton doctor`` passes, and
 is there at its pinned version.
 
 Needs root and podman (``make setup`` installs podman, runc and debootstrap as root). The first build on
-a machine takes about three minutes; later ones reuse the engine's layer cache.
+a machine takes about three minutes; ``make image`` builds again only when its inputs changed (the image's
+``baton.inputs`` label is their key), so a later run with the same checkout reuses the image it left.
 """
 
 from __future__ import annotations
@@ -74,6 +75,58 @@ def test_make_image_leaves_the_image_and_reports_its_size(built_image: str) -> N
     size = int(subprocess.check_output(["podman", "image", "inspect", "--format", "{{.Size}}", IMAGE]))
     assert int(reported[1]) == size // 2**20
     assert size // 2**20 <= SIZE_BUDGET_MIB, f"the image grew to {size // 2**20} MiB"
+
+
+def inputs_key(root: Path) -> str:
+    """``build.sh --key``: the key of the inputs of the checkout at ``root``."""
+    done = subprocess.run(
+        ["sh", str(root / "deploy/image/build.sh"), "--key"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}\n", done.stdout), done.stdout + done.stderr
+    return done.stdout.strip()
+
+
+def image_label(name: str) -> str:
+    inspect = ["podman", "image", "inspect", "--format", '{{index .Config.Labels "baton.inputs"}}', name]
+    return subprocess.check_output(inspect, text=True).strip()
+
+
+def test_make_image_again_on_the_same_inputs_keeps_the_image(built_image: str) -> None:
+    """The image carries the key of the checkout's inputs, and a second ``make image`` reuses it."""
+    key = inputs_key(ROOT)
+    assert image_label(IMAGE) == key
+    before = subprocess.check_output(["podman", "image", "inspect", "--format", "{{.Id}}", IMAGE], text=True)
+    again = subprocess.run(["make", "-C", str(ROOT), "image"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"is already built from these inputs (baton.inputs={key}): not built again" in again.stdout
+    assert re.search(r"make image: localhost/baton:dev, \d+ MiB unpacked", again.stdout), again.stdout
+    after = subprocess.check_output(["podman", "image", "inspect", "--format", "{{.Id}}", IMAGE], text=True)
+    assert after == before
+
+
+def test_a_change_to_any_input_changes_the_key(built_image: str, tmp_path: Path) -> None:
+    """A copy of the build's inputs has the image's key; a change to the source, the Dockerfile, the
+    pins or a file's mode makes another (so ``make image`` builds again)."""
+    copy = tmp_path / "checkout"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    (copy / "deploy/image").mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "package.json", "package-lock.json", ".dockerignore"):
+        shutil.copy2(ROOT / name, copy / name)
+    shutil.copytree(ROOT / "src", copy / "src", ignore=skip)
+    shutil.copy2(ROOT / "deploy/Dockerfile", copy / "deploy/Dockerfile")
+    shutil.copy2(ROOT / "deploy/image/build.sh", copy / "deploy/image/build.sh")
+    keys = [inputs_key(copy)]
+    assert keys[0] == image_label(IMAGE)
+    (copy / "src/baton/__pycache__").mkdir(exist_ok=True)
+    (copy / "src/baton/__pycache__/x.cpython-313.pyc").write_bytes(b"not an input")
+    assert inputs_key(copy) == keys[0]
+    for change in ("src/baton/__init__.py", "deploy/Dockerfile", "package-lock.json"):
+        with (copy / change).open("a") as file:
+            file.write("\n")
+        keys.append(inputs_key(copy))
+    (copy / "src/baton/__init__.py").chmod(0o755)
+    keys.append(inputs_key(copy))
+    assert len(set(keys)) == len(keys), keys
 
 
 def test_make_image_leaves_no_build_stage_behind(built_image: str) -> None:

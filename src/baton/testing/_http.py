@@ -183,7 +183,8 @@ class MockServer(BackgroundServer, Generic[R]):
     """A mock model API: the part of :class:`baton.testing.MockModel` every mock implements alike.
 
     ``delay`` holds each reply back for that many seconds before the first byte (a slow model, for
-    kill-mid-run tests); ``fail_status`` answers requests with that HTTP status; ``refusal`` answers
+    kill-mid-run tests), or until :attr:`released` is set (a test done with the running turn ends the
+    hold at once); ``fail_status`` answers requests with that HTTP status; ``refusal`` answers
     conversation requests with a vendor's limit reply (:class:`Refusal`); every request is kept in
     :attr:`requests`.
 
@@ -197,6 +198,7 @@ class MockServer(BackgroundServer, Generic[R]):
 
     port: int = 0
     delay: float = 0.0
+    released: threading.Event = field(default_factory=threading.Event, repr=False)
     fail_status: int | None = None
     refusal: Refusal | None = None
     item_tokens: int | None = None

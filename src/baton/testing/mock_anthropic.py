@@ -195,7 +195,7 @@ class _Handler(JsonHandler):
         request = MockRequest(path, body)
         number = self.owner.record(request)
         if self.owner.delay:
-            time.sleep(self.owner.delay)
+            self.owner.released.wait(self.owner.delay)
         if self.owner.fail_status is not None:
             self._error(self.owner.fail_status, "api_error", "mock failure")
             return

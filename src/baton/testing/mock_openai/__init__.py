@@ -471,7 +471,7 @@ class _Handler(JsonHandler):
             self._json(404, {"error": {"message": f"no such path {path}", "type": "invalid_request_error"}})
             return
         if self.owner.delay:
-            time.sleep(self.owner.delay)
+            self.owner.released.wait(self.owner.delay)
         if self.owner.fail_status is not None:
             self._json(self.owner.fail_status, {"error": {"message": "mock failure", "type": "server_error"}})
             return
