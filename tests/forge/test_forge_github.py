@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from baton.forge.github import GitHubClient, log_text
+from baton.forge.github.client import GitHubClient, log_text
 from baton.forge.http import ForgeHTTP, RateLimited, next_link
 from baton.forge.model import Actor, Changed, ForgeClient, ForgeError
 from baton.forge.rest import epoch, iso

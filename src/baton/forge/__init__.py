@@ -1,7 +1,8 @@
-"""Forges (GitHub, Gitea/Forgejo): threads that listen to the issues and pull requests they work on. Owns:
-the webhooks (:mod:`events`: signatures, cleanup; :mod:`delivery`, :mod:`intake`, :mod:`payload`: a
+"""Forges (GitHub, Gitea/Forgejo, GitLab): threads that listen to the issues and pull requests they work
+on. Owns: the webhooks (:mod:`events`: signatures, cleanup; :mod:`delivery`, :mod:`intake`, :mod:`payload`: a
 delivery read once into typed events; :mod:`deliveries`, :mod:`webhook`: acted on, with retries), the
-REST clients (:mod:`http` shared; :mod:`github`, :mod:`gitea` behind :class:`model.ForgeClient`), the
+REST clients (:mod:`http`, :mod:`rest` shared; a package per forge, :mod:`github`, :mod:`gitea`,
+:mod:`gitlab`, behind :class:`model.ForgeClient`), the
 configuration and trust policy (:mod:`config`, :mod:`trust`), the loop (:mod:`loop`; :mod:`dispatch`:
 an event to the next turn; :mod:`conflicts`: a moved base; :mod:`decisions`: the audit; :mod:`publish`,
 :mod:`merging`: baton's writes after a turn; :mod:`reconcile`, :mod:`schedule`: what webhooks missed),

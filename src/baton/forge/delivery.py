@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, TypeGuard
 
-from baton.forge import app_events, intake
-from baton.forge.app_events import Installed
+from baton.forge import intake
 from baton.forge.config import ForgeConfig, ForgeSettings, MergePolicy
 from baton.forge.events import GITEA, GITHUB, Forge, Ignored, Target, classify
+from baton.forge.github import app_events
+from baton.forge.github.app_events import Installed
 from baton.forge.model import ForgeEvent, ForgeKind
 
 MAX_NAME = 255  # a repository's owner/name and a branch, as the intake's reading bounds them
@@ -243,7 +244,7 @@ class Reader:
         A closed or pushed-to part whose fields are missing or malformed is no such part (as before
         this module): the intake then reads the same payload and says why it asks nothing. A GitHub
         App's installation delivery names no repository: it goes to the App's forge
-        (:mod:`baton.forge.app_events`)."""
+        (:mod:`baton.forge.github.app_events`)."""
         if self.kind is ForgeKind.GITHUB and event in app_events.EVENTS:
             installed = app_events.read(config, event, payload)
             return Delivery(installed=installed) if isinstance(installed, Installed) else installed

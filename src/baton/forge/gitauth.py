@@ -30,7 +30,7 @@ def push_env(forge: ForgeConfig, repo: str) -> dict[str, str]:
     is not set; a GitHub App's installation token, ForgeError when it cannot be minted) and the user
     name the forge wants with it (:attr:`~baton.forge.config.ForgeConfig.git_username`)."""
     if forge.app is not None:
-        from baton.forge.github_app import app_of
+        from baton.forge.github.app import app_of
 
         return {"BATON_GIT_TOKEN": app_of(forge).token(repo), "BATON_GIT_USERNAME": "x-access-token"}
     return {"BATON_GIT_TOKEN": forge.token(), "BATON_GIT_USERNAME": forge.git_username}
@@ -47,7 +47,7 @@ def with_push_env(
     except GitError as exc:
         if forge.app is None or not REFUSED.search(str(exc)):
             raise
-        from baton.forge.github_app import app_of
+        from baton.forge.github.app import app_of
 
         app, token = app_of(forge), pushing["BATON_GIT_TOKEN"]
         installation = app.tokens.owner(token)

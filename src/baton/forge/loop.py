@@ -32,19 +32,19 @@ def make_client(forge: ForgeConfig) -> ForgeClient:
     """The client of a configured forge, with its token from the environment (BadInput naming the
     variable when it is not set), or a GitHub App's installation tokens."""
     if forge.app is not None:
-        from baton.forge.github_app import app_client
+        from baton.forge.github.app import app_client
 
         return app_client(forge)
     token = forge.token()
     if forge.kind == ForgeKind.GITEA:
-        from baton.forge.gitea import GiteaClient
+        from baton.forge.gitea.client import GiteaClient
 
         return GiteaClient(forge.api_url, token)
     if forge.kind == ForgeKind.GITLAB:
-        from baton.forge.gitlab import GitLabClient
+        from baton.forge.gitlab.client import GitLabClient
 
         return GitLabClient(forge.api_url, token)
-    from baton.forge.github import GitHubClient
+    from baton.forge.github.client import GitHubClient
 
     return GitHubClient(forge.api_url, token)
 
@@ -70,7 +70,7 @@ class ForgeLoop:
         (once; ForgeError when GitHub does not answer)."""
         config = self._configured(name)
         if config.app is not None and not (config.user and config.mention):
-            from baton.forge.github_app import identified
+            from baton.forge.github.app import identified
 
             config = identified(config)
             with self._lock:  # what the webhooks' reader sees from now on

@@ -37,21 +37,21 @@ WAITING = "an event of the thread waits for its turn: its push may move the head
 def merge_client(client: ForgeClient) -> MergeClient:
     """The merge policy's reading and writing of the forge ``client`` speaks (a client that is one
     already, such as a test's, is itself)."""
-    from baton.forge.gitea import GiteaClient
-    from baton.forge.github import GitHubClient
+    from baton.forge.gitea.client import GiteaClient
+    from baton.forge.github.client import GitHubClient
 
     if isinstance(client, GitHubClient):
-        from baton.forge.github_merge import GitHubMerge
+        from baton.forge.github.merge import GitHubMerge
 
         return GitHubMerge(client.http)
     if isinstance(client, GiteaClient):
-        from baton.forge.gitea_merge import GiteaMerge
+        from baton.forge.gitea.merge import GiteaMerge
 
         return GiteaMerge(client)
-    from baton.forge.gitlab import GitLabClient
+    from baton.forge.gitlab.client import GitLabClient
 
     if isinstance(client, GitLabClient):
-        from baton.forge.gitlab_merge import GitLabMerge
+        from baton.forge.gitlab.merge import GitLabMerge
 
         return GitLabMerge(client)
     if isinstance(client, MergeClient):

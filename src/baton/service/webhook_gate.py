@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from baton.errors import BatonError
 from baton.forge.delivery import READERS, Reader
-from baton.forge.intake_gitlab import GITLAB_READER, GitLabReader
+from baton.forge.gitlab.intake import GITLAB_READER, GitLabReader
 from baton.forge.model import ForgeKind
 from baton.service.errors import status_of
 from baton.service.webhooks import acknowledge

@@ -31,7 +31,7 @@ from baton.forge.deliveries import Acknowledging, Intake, Worker
 from baton.forge.delivery import READERS, Reader
 from baton.forge.delivery import Delivery as Work  # Delivery: the route's response model, below
 from baton.forge.events import Ignored, Malformed, authentic, payload_of, refused
-from baton.forge.intake_gitlab import GITLAB_READER, GitLabReader
+from baton.forge.gitlab.intake import GITLAB_READER, GitLabReader
 from baton.forge.model import ForgeKind
 from baton.forge.records import DeliveryRecord, DeliveryStatus
 from baton.forge.tables import delivery_store

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from baton.forge.github import log_text
+from baton.forge.github.client import log_text
 from baton.forge.http import head_clone_url, next_link
 from baton.forge.inline import GiteaInline
 from baton.forge.model import (
