@@ -14,9 +14,9 @@ import pytest
 
 from baton.forge.gitlab.merge import GitLabMerge
 from baton.forge.gitlab.text import is_draft, ready_title
-from baton.forge.merge import merge_client
 from baton.forge.model import Actor, ForgeError
 from baton.forge.readiness import GREEN, PENDING, RED, CheckState, not_ready
+from baton.forge.registry import merge_client
 from tests.forge.test_forge_gitlab_client import REPO, SHA, T0, GitLab, P, merge_request, pipeline, user
 
 MR = f"{P}/merge_requests/7"
