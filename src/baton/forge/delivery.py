@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, TypeGuard
+from typing import Any, ClassVar, Protocol, TypeGuard
 
 from baton.forge import intake
 from baton.forge.config import ForgeConfig, ForgeSettings, MergePolicy
@@ -220,6 +220,19 @@ def joined(target: Target | None, cleanup: Target | Ignored, found: Delivery | I
     if target or found.feedback:
         return Delivery(target, found.events, found.closed, found.pushed, found.settled, found.installed)
     return Ignored(str(cleanup))
+
+
+class DeliveryReader(Protocol):
+    """A forge's reading of its webhook deliveries (:class:`Reader` for GitHub's and Gitea's): its
+    headers and signature (``forge``), and what a delivery asks for."""
+
+    @property
+    def forge(self) -> Forge: ...
+
+    def read(self, config: ForgeSettings | None, event: str, payload: dict[str, Any]) -> Delivery | Ignored:
+        """What the delivery asks for, or why nothing (``config`` None: only its cleanup is read).
+        Raises :class:`~baton.forge.events.Malformed`."""
+        ...
 
 
 @dataclass(frozen=True)

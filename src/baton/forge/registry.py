@@ -2,7 +2,9 @@
 :class:`~baton.forge.model.ForgeKind` to its package (:data:`IMPLEMENTATIONS`). An implementation
 (:class:`Implementation`) makes the forge's :class:`~baton.forge.model.ForgeClient`, its merge policy's
 :class:`~baton.forge.readiness.MergeClient`, reads the forge's own login where the configuration leaves
-it to the forge, and gives a push its credentials. The loop asks here, never a forge's package.
+it to the forge, and gives a push its credentials. Its webhook deliveries are read by its
+:class:`~baton.forge.delivery.DeliveryReader` (:func:`reader`: the service's routes).
+The loop asks here, never a forge's package.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from baton.forge.config import ForgeConfig
+from baton.forge.delivery import DeliveryReader
 from baton.forge.gitea.forge import GITEA
 from baton.forge.github.forge import GITHUB
 from baton.forge.gitlab.forge import GITLAB
@@ -42,6 +45,11 @@ class Implementation(Protocol):
         """git said ``token`` was refused: whether a renewed one is worth one more push."""
         ...
 
+    @property
+    def reader(self) -> DeliveryReader:
+        """How its webhook deliveries are read."""
+        ...
+
 
 IMPLEMENTATIONS: dict[ForgeKind, Implementation] = {
     ForgeKind.GITHUB: GITHUB,
@@ -52,6 +60,11 @@ IMPLEMENTATIONS: dict[ForgeKind, Implementation] = {
 
 def implementation(kind: ForgeKind) -> Implementation:
     return IMPLEMENTATIONS[kind]
+
+
+def reader(kind: ForgeKind) -> DeliveryReader:
+    """The reader of a forge kind's webhook deliveries (:attr:`Implementation.reader`)."""
+    return implementation(kind).reader
 
 
 def make_client(forge: ForgeConfig) -> ForgeClient:

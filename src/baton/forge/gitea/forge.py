@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from baton.forge.config import ForgeConfig
-from baton.forge.model import ForgeClient
+from baton.forge.model import ForgeClient, ForgeKind
 from baton.forge.readiness import MergeClient
+
+if TYPE_CHECKING:
+    from baton.forge.delivery import DeliveryReader
 
 
 class Gitea:
@@ -30,6 +35,12 @@ class Gitea:
 
     def push_refused(self, forge: ForgeConfig, token: str) -> bool:
         return False
+
+    @property
+    def reader(self) -> DeliveryReader:
+        from baton.forge.delivery import READERS
+
+        return READERS[ForgeKind.GITEA]
 
 
 GITEA = Gitea()

@@ -3,9 +3,14 @@ App's (its installation tokens, its own login read from GitHub)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from baton.forge.config import ForgeConfig
-from baton.forge.model import ForgeClient
+from baton.forge.model import ForgeClient, ForgeKind
 from baton.forge.readiness import MergeClient
+
+if TYPE_CHECKING:
+    from baton.forge.delivery import DeliveryReader
 
 
 class GitHub:
@@ -49,6 +54,12 @@ class GitHub:
         app = app_of(forge)
         installation = app.tokens.owner(token)
         return installation is not None and app.tokens.refused(installation, token)
+
+    @property
+    def reader(self) -> DeliveryReader:
+        from baton.forge.delivery import READERS
+
+        return READERS[ForgeKind.GITHUB]
 
 
 GITHUB = GitHub()
