@@ -63,7 +63,7 @@ from common import TIMES, Group, Plan, Repos, Row, Suite, baton_serve, fmt_secon
 
 from baton import load_settings, open_store
 from baton.forge.config import load_forges
-from baton.forge.github import GitHubClient
+from baton.forge.github.client import GitHubClient
 from baton.forge.loop import ForgeLoop
 from baton.forge.reconcile import reconcile
 from baton.forge.records import Binding

@@ -56,7 +56,7 @@ from common import TIMES, Group, Repos, Row, Suite, baton_serve, fmt_seconds, lo
 
 from baton import load_settings, open_store
 from baton.forge.config import load_forges
-from baton.forge.gitlab import GitLabClient
+from baton.forge.gitlab.client import GitLabClient
 from baton.forge.loop import ForgeLoop
 from baton.forge.records import Binding
 from baton.forge.tables import forge_store

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from baton.forge.gitlab import GitLabClient
-from baton.forge.gitlab_merge import GitLabMerge
+from baton.forge.gitlab.client import GitLabClient
+from baton.forge.gitlab.merge import GitLabMerge
 from baton.testing.fake_gitlab import FakeGitLab
 
 REPO = "acme/api"

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from baton.forge.gitea import GiteaClient, actor, status_etag
+from baton.forge.gitea.client import GiteaClient, actor, status_etag
 from baton.forge.model import Actor, Changed, FailedCheck, ForgeError
 from tests.support import gitea_spec
 from tests.support.gitea_spec import SpecError

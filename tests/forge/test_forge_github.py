@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from baton.forge.github import GitHubClient, log_text
+from baton.forge.github.client import GitHubClient
 from baton.forge.http import ForgeHTTP, RateLimited, next_link
 from baton.forge.model import Actor, Changed, ForgeClient, ForgeError
-from baton.forge.rest import epoch, iso
+from baton.forge.rest import epoch, iso, log_text
 from baton.testing.fake_forge import FakeForge
 
 SPEC = Path(__file__).resolve().parents[2] / "node_modules/@octokit/openapi/generated/api.github.com.json"

@@ -19,10 +19,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from baton.forge.gitlab import GitLabClient, mergeable, role
-from baton.forge.gitlab_pipelines import pipelines_etag
-from baton.forge.gitlab_rest import actor, project_path
-from baton.forge.gitlab_text import hunk_around, log_text
+from baton.forge.gitlab.client import GitLabClient, mergeable, role
+from baton.forge.gitlab.pipelines import pipelines_etag
+from baton.forge.gitlab.rest import actor, project_path
+from baton.forge.gitlab.text import hunk_around, log_text
 from baton.forge.http import RateLimited
 from baton.forge.model import Actor, Changed, ForgeError
 

@@ -1,4 +1,4 @@
-"""GitLab's diff notes as threads (:mod:`baton.forge.gitlab_inline`): a reply goes into the note's
+"""GitLab's diff notes as threads (:mod:`baton.forge.gitlab.inline`): a reply goes into the note's
 discussion, resolving resolves the discussion, against ``/discussions`` answers shaped as GitLab's
 documentation shows them (``doc/api/discussions.md``: a 40-hex id, ``individual_note``, the notes with
 ``resolvable`` and ``resolved``)."""

@@ -1,4 +1,4 @@
-"""The merge policy's seam on GitLab (:mod:`baton.forge.gitlab_merge`): a merge request's readiness read
+"""The merge policy's seam on GitLab (:mod:`baton.forge.gitlab.merge`): a merge request's readiness read
 from the merge request, its reviewers, its approvals and its head's pipelines; a draft marked ready by
 its title; auto-merge asked with ``auto_merge`` and ``merge_when_pipeline_succeeds`` at once.
 Answers in the shapes of GitLab's documentation (``merge_requests.md``: reviewers, merge;
@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from baton.forge.gitlab_merge import GitLabMerge
-from baton.forge.gitlab_text import is_draft, ready_title
-from baton.forge.merge import merge_client
+from baton.forge.gitlab.merge import GitLabMerge
+from baton.forge.gitlab.text import is_draft, ready_title
 from baton.forge.model import Actor, ForgeError
 from baton.forge.readiness import GREEN, PENDING, RED, CheckState, not_ready
+from baton.forge.registry import merge_client
 from tests.forge.test_forge_gitlab_client import REPO, SHA, T0, GitLab, P, merge_request, pipeline, user
 
 MR = f"{P}/merge_requests/7"

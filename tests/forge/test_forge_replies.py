@@ -18,8 +18,8 @@ import pytest
 from baton.forge import dispatch, publish
 from baton.forge.accounts import INFO, Entry, Unreadable, Verdict
 from baton.forge.config import Reply
-from baton.forge.gitea import GiteaClient
-from baton.forge.github import GitHubClient
+from baton.forge.gitea.client import GiteaClient
+from baton.forge.github.client import GitHubClient
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import Actor, Comment, ForgeError, ForgeEvent, ReviewComment
 from baton.forge.records import Binding, FeedbackKind

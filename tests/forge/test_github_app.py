@@ -14,11 +14,12 @@ import jwt
 import pytest
 
 from baton.errors import BadInput, GitError
-from baton.forge import gitauth, github_app
+from baton.forge import gitauth
 from baton.forge.appkey import AppKey
 from baton.forge.config import ForgeConfig, ForgeSettings, RepoConfig
-from baton.forge.github import GitHubClient
-from baton.forge.github_app import AppAuth, GitHubApp, app_client, identified, missing
+from baton.forge.github import app as github_app
+from baton.forge.github.app import AppAuth, GitHubApp, app_client, identified, missing
+from baton.forge.github.client import GitHubClient
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeError, ForgeKind
 from baton.settings import Settings

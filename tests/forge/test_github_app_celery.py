@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from baton.fleet.celery import CeleryExecutor
-from baton.forge import dispatch, github_app
+from baton.forge import dispatch
 from baton.forge.config import load_forges
+from baton.forge.github import app as github_app
 from baton.forge.loop import ForgeLoop
 from baton.forge.tables import forge_store
 from baton.models import JobStatus

@@ -97,7 +97,7 @@ def test_a_wrong_key_or_an_unsubscribed_event_is_said(
     other = FakeForge(Path(settings.home) / "other")
     other.make_app()
     (settings.home / "app.pem").write_bytes(other.private_key_pem())
-    from baton.forge import github_app
+    from baton.forge.github import app as github_app
 
     github_app.forget_apps()  # a new process would read the new key; this one is told to
     found = checks()

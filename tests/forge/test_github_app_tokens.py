@@ -1,4 +1,4 @@
-"""The installation tokens' cache (baton.forge.tokens) on a fake clock: a token is reused while good,
+"""The installation tokens' cache (baton.forge.github.tokens) on a fake clock: a token is reused while good,
 renewed in the background when close to its expiry (the caller keeps the good one, never waiting), minted
 on the spot only when none is good enough, once for every caller waiting; a refused token is dropped; the
 keeper renews what was read recently and lets the rest lapse; a fork starts empty."""
@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from baton.forge import tokens
-from baton.forge.tokens import Minted, TokenCache, renew_ahead, usable_floor
+from baton.forge.github import tokens
+from baton.forge.github.tokens import Minted, TokenCache, renew_ahead, usable_floor
 
 
 class Clock:
@@ -171,7 +171,7 @@ def test_forget_drops_a_token_and_a_fork_starts_empty(
     found.forget(1)
     assert found.peek(1) is None and "t1" in found.secrets()
     found.get(1)
-    monkeypatch.setattr("baton.forge.tokens.os.getpid", lambda: -1)  # as in a forked worker process
+    monkeypatch.setattr("baton.forge.github.tokens.os.getpid", lambda: -1)  # as in a forked worker process
     assert found.peek(1) is None and found.get(1).token == "t3"
 
 

@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from baton.forge.app_events import Installed
 from baton.forge.config import load_forges
 from baton.forge.delivery import Delivery, DeliveryKind
-from baton.forge.github_app import GitHubApp, app_of
+from baton.forge.github.app import GitHubApp, app_of
+from baton.forge.github.app_events import Installed
 from baton.forge.model import ForgeError
 from baton.forge.records import DeliveryStatus
 from baton.forge.tables import delivery_store

@@ -1,4 +1,4 @@
-"""GitLab's webhook deliveries read once into typed parts (:mod:`baton.forge.intake_gitlab`): notes, diff
+"""GitLab's webhook deliveries read once into typed parts (:mod:`baton.forge.gitlab.intake`): notes, diff
 notes, issues' labels and assignees, MR conflicts, closes and merges, failed pipelines with their jobs,
 pushes; system notes and baton's own pushes asking nothing; any payload read into a delivery, a reason
 or :class:`Malformed` (never another exception); and the route: ``X-Gitlab-Token`` compared with the
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from baton.forge.config import ForgeConfig, ForgeSettings, MergePolicy, RepoConfig
 from baton.forge.delivery import BasePushed, Closed, Delivery, Settled
 from baton.forge.events import GITLAB, Ignored, Malformed, Target, authentic, token_verified
-from baton.forge.intake_gitlab import GITLAB_READER, actor
+from baton.forge.gitlab.intake import GITLAB_READER, actor
 from baton.forge.model import ForgeKind, Trigger
 from baton.forge.records import FeedbackKind
 from baton.forge.tables import delivery_store

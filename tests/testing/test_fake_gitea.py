@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from baton.forge.events import GITEA, claimed_signatures, verified
-from baton.forge.gitea import GiteaClient
+from baton.forge.gitea.client import GiteaClient
 from baton.forge.intake import read_event
 from baton.forge.model import Actor, ForgeError, ForgeKind
 from baton.forge.records import FeedbackKind

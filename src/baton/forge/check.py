@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from baton.errors import BadInput, GitError
-from baton.forge import app_check, gitauth
+from baton.forge import gitauth
 from baton.forge.config import ForgeConfig, RepoConfig
+from baton.forge.github import app_check
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import ForgeError, ForgeKind
 from baton.workspace.gitcmd import redact, run_git

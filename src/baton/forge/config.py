@@ -6,7 +6,7 @@ file and the key (``repo."acme/api".triggers.label.access``), a value that may b
 The token is never in the file nor in these objects: ``token_env`` names its variable, read by
 :meth:`ForgeConfig.token` only when a client needs it, so no repr, log or error message can carry it; a
 GitHub App's key is named the same way (``app_id`` with ``private_key_file`` or ``private_key_env``:
-:class:`~baton.forge.appkey.AppKey`), its tokens minted by :mod:`baton.forge.github_app`.
+:class:`~baton.forge.appkey.AppKey`), its tokens minted by :mod:`baton.forge.github.app`.
 The keys, their defaults and what is refused: docs/configuration.md (Forges and repositories).
 """
 
@@ -95,7 +95,7 @@ class Untrusted(StrEnum):
 class ForgeConfig:
     """One ``[forge.<name>]`` table. Holds the *name* of the token's variable, never the token. A
     GitHub App (``app``) has no token variable; its ``user`` and ``mention`` may be "" until read from
-    GitHub (the App's bot, ``<slug>[bot]``, and ``@<slug>``: :func:`baton.forge.github_app.identified`)."""
+    GitHub (the App's bot, ``<slug>[bot]``, and ``@<slug>``: :func:`baton.forge.github.app.identified`)."""
 
     name: str
     kind: ForgeKind

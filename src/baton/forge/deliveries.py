@@ -17,10 +17,10 @@ import time
 from typing import Any
 
 from baton import tracing
-from baton.forge import app_events
 from baton.forge import webhook as feedback
 from baton.forge.delivery import Delivery
 from baton.forge.events import Target
+from baton.forge.github import app_events
 from baton.forge.loop import ForgeLoop
 from baton.forge.records import DeliveryRecord, DeliveryStatus
 from baton.forge.tables import DeliveryStore, delivery_store

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, TypeGuard
+from typing import Any, ClassVar, Protocol, TypeGuard
 
-from baton.forge import app_events, intake
-from baton.forge.app_events import Installed
+from baton.forge import intake
 from baton.forge.config import ForgeConfig, ForgeSettings, MergePolicy
 from baton.forge.events import GITEA, GITHUB, Forge, Ignored, Target, classify
+from baton.forge.github import app_events
+from baton.forge.github.app_events import Installed
 from baton.forge.model import ForgeEvent, ForgeKind
 
 MAX_NAME = 255  # a repository's owner/name and a branch, as the intake's reading bounds them
@@ -221,6 +222,19 @@ def joined(target: Target | None, cleanup: Target | Ignored, found: Delivery | I
     return Ignored(str(cleanup))
 
 
+class DeliveryReader(Protocol):
+    """A forge's reading of its webhook deliveries (:class:`Reader` for GitHub's and Gitea's): its
+    headers and signature (``forge``), and what a delivery asks for."""
+
+    @property
+    def forge(self) -> Forge: ...
+
+    def read(self, config: ForgeSettings | None, event: str, payload: dict[str, Any]) -> Delivery | Ignored:
+        """What the delivery asks for, or why nothing (``config`` None: only its cleanup is read).
+        Raises :class:`~baton.forge.events.Malformed`."""
+        ...
+
+
 @dataclass(frozen=True)
 class Reader:
     """One forge's reading of its deliveries: its headers (:class:`~baton.forge.events.Forge`) and its
@@ -243,7 +257,7 @@ class Reader:
         A closed or pushed-to part whose fields are missing or malformed is no such part (as before
         this module): the intake then reads the same payload and says why it asks nothing. A GitHub
         App's installation delivery names no repository: it goes to the App's forge
-        (:mod:`baton.forge.app_events`)."""
+        (:mod:`baton.forge.github.app_events`)."""
         if self.kind is ForgeKind.GITHUB and event in app_events.EVENTS:
             installed = app_events.read(config, event, payload)
             return Delivery(installed=installed) if isinstance(installed, Installed) else installed

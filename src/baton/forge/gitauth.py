@@ -15,6 +15,7 @@ from typing import TypeVar
 from baton.errors import BadInput, GitError
 from baton.forge.config import ForgeConfig, ForgeSettings
 from baton.forge.model import ForgeError
+from baton.forge.registry import implementation
 from baton.workspace import credentials
 
 SOURCE = "forge-apps"
@@ -29,11 +30,7 @@ def push_env(forge: ForgeConfig, repo: str) -> dict[str, str]:
     """The variables of a push to ``repo`` on ``forge``: its token (BadInput naming the variable when it
     is not set; a GitHub App's installation token, ForgeError when it cannot be minted) and the user
     name the forge wants with it (:attr:`~baton.forge.config.ForgeConfig.git_username`)."""
-    if forge.app is not None:
-        from baton.forge.github_app import app_of
-
-        return {"BATON_GIT_TOKEN": app_of(forge).token(repo), "BATON_GIT_USERNAME": "x-access-token"}
-    return {"BATON_GIT_TOKEN": forge.token(), "BATON_GIT_USERNAME": forge.git_username}
+    return implementation(forge.kind).push_env(forge, repo)
 
 
 def with_push_env(
@@ -45,13 +42,9 @@ def with_push_env(
     try:
         return run(pushing)
     except GitError as exc:
-        if forge.app is None or not REFUSED.search(str(exc)):
+        if not REFUSED.search(str(exc)):
             raise
-        from baton.forge.github_app import app_of
-
-        app, token = app_of(forge), pushing["BATON_GIT_TOKEN"]
-        installation = app.tokens.owner(token)
-        if installation is None or not app.tokens.refused(installation, token):
+        if not implementation(forge.kind).push_refused(forge, pushing["BATON_GIT_TOKEN"]):
             raise
     return run({**env, **push_env(forge, repo)})
 

@@ -1,5 +1,6 @@
-"""What the forges' REST clients share (:mod:`baton.forge.github`, :mod:`baton.forge.gitea`): one
-``httpx.Client`` and the manners of a good API citizen (:class:`ForgeHTTP`): bounded retries of what is
+"""What the forges' REST clients share (:mod:`baton.forge.github.client`,
+:mod:`baton.forge.gitea.client`, :mod:`baton.forge.gitlab.client`): one ``httpx.Client`` and the
+manners of a good API citizen (:class:`ForgeHTTP`): bounded retries of what is
 worth retrying, rate limits waited for or raised as :class:`RateLimited`, a POST never sent twice where
 the forge may have acted on it, the token only to the API's own origin and never in a log line or an
 error, pagination one page at a time, conditional GETs, a log's tail without holding the log, and
@@ -38,7 +39,7 @@ _SECONDARY_WAIT = 60.0  # GitHub: "wait at least one minute" when a secondary ra
 class Auth(Protocol):
     """Where each request's ``Authorization`` comes from, asked per request: a fixed token
     (:class:`TokenAuth`), or tokens that change (a GitHub App's installation tokens,
-    :mod:`baton.forge.github_app`)."""
+    :mod:`baton.forge.github.app`)."""
 
     def authorization(self, scope: str) -> str:
         """The header's value for a request to the API path ``scope`` (``/repos/a/b/...``); "" for none."""

@@ -19,34 +19,14 @@ from dataclasses import dataclass, field
 
 from baton.errors import BadInput
 from baton.forge.config import ForgeConfig, ForgeSettings, RepoConfig
-from baton.forge.model import ForgeClient, ForgeKind
+from baton.forge.model import ForgeClient
 from baton.forge.records import Binding
+from baton.forge.registry import implementation, make_client
 from baton.forge.trust import Permissions
 from baton.settings import Settings
 from baton.store import Store
 
 log = logging.getLogger("baton.forge")
-
-
-def make_client(forge: ForgeConfig) -> ForgeClient:
-    """The client of a configured forge, with its token from the environment (BadInput naming the
-    variable when it is not set), or a GitHub App's installation tokens."""
-    if forge.app is not None:
-        from baton.forge.github_app import app_client
-
-        return app_client(forge)
-    token = forge.token()
-    if forge.kind == ForgeKind.GITEA:
-        from baton.forge.gitea import GiteaClient
-
-        return GiteaClient(forge.api_url, token)
-    if forge.kind == ForgeKind.GITLAB:
-        from baton.forge.gitlab import GitLabClient
-
-        return GitLabClient(forge.api_url, token)
-    from baton.forge.github import GitHubClient
-
-    return GitHubClient(forge.api_url, token)
 
 
 @dataclass
@@ -66,13 +46,11 @@ class ForgeLoop:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def forge(self, name: str) -> ForgeConfig:
-        """The forge's configuration; a GitHub App's with its own login and mention read from GitHub
-        (once; ForgeError when GitHub does not answer)."""
-        config = self._configured(name)
-        if config.app is not None and not (config.user and config.mention):
-            from baton.forge.github_app import identified
-
-            config = identified(config)
+        """The forge's configuration, with its own login and mention read from the forge where the
+        configuration leaves them to it (a GitHub App's: once; ForgeError when it does not answer)."""
+        configured = self._configured(name)
+        config = implementation(configured.kind).identified(configured)
+        if config is not configured:
             with self._lock:  # what the webhooks' reader sees from now on
                 self.config = dataclasses.replace(self.config, forges={**self.config.forges, name: config})
         return config
@@ -84,14 +62,14 @@ class ForgeLoop:
             raise BadInput(f"no forge named {name!r} in the configuration") from None
 
     def identify(self) -> None:
-        """Read each GitHub App's own login now (the service's start: before its first webhook is read);
-        a GitHub that does not answer is said, and asked again when the login is next needed."""
-        for name, config in list(self.config.forges.items()):
-            if config.app is not None and not (config.user and config.mention):
-                try:
-                    self.forge(name)
-                except Exception as exc:  # said; the first event that needs it asks again
-                    log.warning("forge %s: the GitHub App's own login could not be read yet: %s", name, exc)
+        """Read each forge's own login now where the forge is to say it (a GitHub App's; the service's
+        start: before its first webhook is read); a forge that does not answer is said, and asked again
+        when the login is next needed."""
+        for name in list(self.config.forges):
+            try:
+                self.forge(name)
+            except Exception as exc:  # said; the first event that needs it asks again
+                log.warning("forge %s: its own login could not be read yet: %s", name, exc)
 
     def client(self, name: str) -> ForgeClient:
         with self._lock:

@@ -20,9 +20,10 @@ from baton.forge.config import MergePolicy, RepoConfig
 from baton.forge.delivery import Settled
 from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import Actor, ForgeClient, ForgeError, ForgeEvent
+from baton.forge.model import Actor, ForgeError, ForgeEvent
 from baton.forge.readiness import MergeClient, PullState, not_ready
 from baton.forge.records import Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
+from baton.forge.registry import merge_client
 from baton.forge.tables import forge_store
 from baton.forge.threads import by_head
 from baton.forge.trust import judge
@@ -32,31 +33,6 @@ from baton.store.leases import key_lease
 log = logging.getLogger("baton.forge")
 READY, AUTO = "ready", "auto_merge"  # the steps, in order; their audit rows are forge.<step>
 WAITING = "an event of the thread waits for its turn: its push may move the head"
-
-
-def merge_client(client: ForgeClient) -> MergeClient:
-    """The merge policy's reading and writing of the forge ``client`` speaks (a client that is one
-    already, such as a test's, is itself)."""
-    from baton.forge.gitea import GiteaClient
-    from baton.forge.github import GitHubClient
-
-    if isinstance(client, GitHubClient):
-        from baton.forge.github_merge import GitHubMerge
-
-        return GitHubMerge(client.http)
-    if isinstance(client, GiteaClient):
-        from baton.forge.gitea_merge import GiteaMerge
-
-        return GiteaMerge(client)
-    from baton.forge.gitlab import GitLabClient
-
-    if isinstance(client, GitLabClient):
-        from baton.forge.gitlab_merge import GitLabMerge
-
-        return GitLabMerge(client)
-    if isinstance(client, MergeClient):
-        return client
-    raise ForgeError(f"{type(client).__name__} cannot read a pull request's readiness", 0)
 
 
 def act_on_settled(loop: ForgeLoop, settled: Settled) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Whether baton's pull request is ready — the merge policy's one question (:mod:`baton.forge.merge` acts
 on the answer). Pure: :class:`PullState` is what a forge says of the PR (read by a :class:`MergeClient`:
-:mod:`baton.forge.github_merge`, :mod:`baton.forge.gitea_merge`) and :func:`not_ready` decides, by the
+:mod:`baton.forge.github.merge`, :mod:`baton.forge.gitea.merge`) and :func:`not_ready` decides, by the
 rules in order: the PR is open; no reviewer's latest review requests changes; an approval on the
 current head from a reviewer the trust policy trusts; every required check green (when the forge names
 none, every check on the head; a head with no check has nothing to wait for). The rules in full:

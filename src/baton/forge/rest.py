@@ -1,21 +1,24 @@
 """What the GitHub and Gitea clients share beyond the transport (:mod:`http`): how one is made and
 closed, the repository's path (``/repos/owner/name``, checked), and the calls both forges spell alike —
-its default branch, posting and editing an issue or PR comment."""
+its default branch, posting and editing an issue or PR comment — and what both answer alike: an inline
+comment (:func:`inline_comment`) and an Actions log (:func:`log_text`)."""
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
 import httpx
 
 from baton.forge.http import Auth, ForgeHTTP
-from baton.forge.model import ForgeError
+from baton.forge.model import Actor, Comment, ForgeError
 
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+# GitHub Actions (and Gitea's) prefix each log line with its time: "2024-05-01T12:00:00.1234567Z "
+_STAMP = re.compile(r"^\ufeff?\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z ?", re.MULTILINE)
 
 
 def epoch(value: str | None) -> float:
@@ -103,3 +106,19 @@ def repo_path(repo: str, forge: str) -> str:
     if not _REPO.fullmatch(repo) or ".." in repo:
         raise ForgeError(f"{repo!r} is not a {forge} repository's full name (owner/name)", 0)
     return f"/repos/{repo}"
+
+
+def log_text(data: bytes) -> str:
+    """A log's bytes as text, without GitHub Actions' (and Gitea Actions') time prefixes."""
+    return _STAMP.sub("", data.decode("utf-8", "replace"))
+
+
+def inline_comment(data: Mapping[str, Any], author: Actor) -> Comment:
+    """A review's inline comment as GitHub and Gitea answer it."""
+    return Comment(
+        id=int(data["id"]),
+        author=author,
+        body=str(data.get("body") or ""),
+        url=str(data.get("html_url") or ""),
+        at=epoch(data.get("created_at")),
+    )

@@ -15,16 +15,16 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from baton.errors import BatonError
-from baton.forge.delivery import READERS, Reader
-from baton.forge.intake_gitlab import GITLAB_READER, GitLabReader
+from baton.forge.delivery import DeliveryReader
 from baton.forge.model import ForgeKind
+from baton.forge.registry import reader as reader_of
 from baton.service.errors import status_of
 from baton.service.webhooks import acknowledge
 
-ROUTES: dict[str, Reader | GitLabReader] = {
-    "/webhooks/github": READERS[ForgeKind.GITHUB],
-    "/webhooks/gitea": READERS[ForgeKind.GITEA],
-    "/webhooks/gitlab": GITLAB_READER,
+ROUTES: dict[str, DeliveryReader] = {
+    "/webhooks/github": reader_of(ForgeKind.GITHUB),
+    "/webhooks/gitea": reader_of(ForgeKind.GITEA),
+    "/webhooks/gitlab": reader_of(ForgeKind.GITLAB),
 }
 
 

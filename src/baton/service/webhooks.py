@@ -28,12 +28,12 @@ from starlette.datastructures import Headers
 
 from baton import tracing
 from baton.forge.deliveries import Acknowledging, Intake, Worker
-from baton.forge.delivery import READERS, Reader
 from baton.forge.delivery import Delivery as Work  # Delivery: the route's response model, below
+from baton.forge.delivery import DeliveryReader
 from baton.forge.events import Ignored, Malformed, authentic, payload_of, refused
-from baton.forge.intake_gitlab import GITLAB_READER, GitLabReader
 from baton.forge.model import ForgeKind
 from baton.forge.records import DeliveryRecord, DeliveryStatus
+from baton.forge.registry import reader as reader_of
 from baton.forge.tables import delivery_store
 from baton.service.auth import Actor, require
 from baton.service.errors import Problem
@@ -124,7 +124,7 @@ def _header(headers: Headers, names: tuple[str, ...], pattern: re.Pattern[str], 
     return value
 
 
-async def receive(request: Request, reader: Reader | GitLabReader) -> JSONResponse:
+async def receive(request: Request, reader: DeliveryReader) -> JSONResponse:
     """One delivery through the gates, in order, stopping at the first that fails (a body over 25 MB is
     refused before, with 413, by :mod:`baton.service.limits`):
 
@@ -159,7 +159,7 @@ async def receive(request: Request, reader: Reader | GitLabReader) -> JSONRespon
 
 @tracing.traced("webhook.ack")  # the gate's path and the route's alike
 async def acknowledge(
-    state: Any, reader: Reader | GitLabReader, headers: Headers, body: bytes, client: str
+    state: Any, reader: DeliveryReader, headers: Headers, body: bytes, client: str
 ) -> tuple[int, dict[str, Any]]:
     """:func:`receive`'s gates on a read body: the 202 and its body, or an HTTPException (4xx). The
     service's own path is :mod:`baton.service.webhook_gate` (plain ASGI, before FastAPI's router).
@@ -179,7 +179,7 @@ async def acknowledge(
 
 
 async def _accept_signed(
-    state: Any, reader: Reader | GitLabReader, headers: Headers, body: bytes
+    state: Any, reader: DeliveryReader, headers: Headers, body: bytes
 ) -> tuple[int, dict[str, Any]]:
     forge = reader.forge
     delivery_id = _header(headers, forge.delivery_headers, DELIVERY_ID, "delivery id")
@@ -216,7 +216,7 @@ BODY = {"requestBody": {"required": True, "content": {"application/json": {"sche
     summary="A GitHub webhook (X-Hub-Signature-256): branch deleted, PR closed, push deleting a branch",
 )
 async def github(request: Request) -> JSONResponse:
-    return await receive(request, READERS[ForgeKind.GITHUB])
+    return await receive(request, reader_of(ForgeKind.GITHUB))
 
 
 @router.post(
@@ -229,7 +229,7 @@ async def github(request: Request) -> JSONResponse:
     summary="A Gitea webhook (X-Gitea-Signature or X-Hub-Signature-256); same events as GitHub",
 )
 async def gitea(request: Request) -> JSONResponse:
-    return await receive(request, READERS[ForgeKind.GITEA])
+    return await receive(request, reader_of(ForgeKind.GITEA))
 
 
 @router.post(
@@ -242,7 +242,7 @@ async def gitea(request: Request) -> JSONResponse:
     summary="A GitLab webhook (X-Gitlab-Token, X-Gitlab-Event-UUID): notes, issues, MRs, pipelines, pushes",
 )
 async def gitlab(request: Request) -> JSONResponse:
-    return await receive(request, GITLAB_READER)
+    return await receive(request, reader_of(ForgeKind.GITLAB))
 
 
 class Delivery(BaseModel):

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from baton.forge.github.inline import GitHubInline
 from baton.forge.http import Auth, RateLimited, head_clone_url
-from baton.forge.inline import GitHubInline
 from baton.forge.model import (
     Actor,
     Changed,
@@ -28,7 +28,7 @@ from baton.forge.model import (
     ReviewComment,
     ThreadInfo,
 )
-from baton.forge.rest import RestForge, epoch, iso, repo_path
+from baton.forge.rest import RestForge, epoch, iso, log_text, repo_path
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,6 @@ MAX_ANNOTATIONS = 50  # per check run: the first page of them
 MAX_DETAILED = 20  # check runs whose job, annotations and log are read; the others are named and linked
 RETRY_REFUSED = 3600.0  # seconds before check runs the forge refused are asked again
 _JOB_URL = re.compile(r"/job/(\d+)(?:[/?#]|$)")
-# GitHub Actions prefixes each log line with its time: "2024-05-01T12:00:00.1234567Z "
-_STAMP = re.compile(r"^\ufeff?\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z ?", re.MULTILINE)
 
 
 def actor(user: dict[str, Any] | None, association: str | None = None) -> Actor:
@@ -52,11 +50,6 @@ def actor(user: dict[str, Any] | None, association: str | None = None) -> Actor:
         return Actor("ghost", association=association)
     login = str(user.get("login") or "ghost")
     return Actor(login, bot=user.get("type") == "Bot" or login.endswith("[bot]"), association=association)
-
-
-def log_text(data: bytes) -> str:
-    """A log's bytes as text, without GitHub Actions' time prefixes."""
-    return _STAMP.sub("", data.decode("utf-8", "replace"))
 
 
 def _issue_info(issue: dict[str, Any]) -> ThreadInfo:

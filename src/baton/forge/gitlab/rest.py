@@ -1,5 +1,5 @@
-"""What GitLab's client modules share (:mod:`baton.forge.gitlab`, :mod:`baton.forge.gitlab_inline`,
-:mod:`baton.forge.gitlab_merge`): a project's path in the API (its full path, checked, URL-encoded:
+"""What GitLab's client modules share (:mod:`baton.forge.gitlab.client`, :mod:`baton.forge.gitlab.inline`,
+:mod:`baton.forge.gitlab.merge`): a project's path in the API (its full path, checked, URL-encoded:
 ``/projects/grp%2Fsub%2Fapi``), GitLab's paging (``X-Next-Page``), its users as actors (bots by flag or
 by GitLab's own bot usernames), a thread's notes newest first, and where a note is seen on the web.
 """

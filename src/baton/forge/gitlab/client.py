@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from baton.forge.gitlab_inline import GitLabInline
-from baton.forge.gitlab_pipelines import GitLabPipelines
-from baton.forge.gitlab_rest import PER_PAGE, actor, is_diff_note, project_path
-from baton.forge.gitlab_text import hunk_around, is_draft
+from baton.forge.gitlab.inline import GitLabInline
+from baton.forge.gitlab.pipelines import GitLabPipelines
+from baton.forge.gitlab.rest import PER_PAGE, actor, is_diff_note, project_path
+from baton.forge.gitlab.text import hunk_around, is_draft
 from baton.forge.model import Comment, ForgeError, Review, ReviewComment, ThreadInfo
 from baton.forge.rest import epoch, iso
 

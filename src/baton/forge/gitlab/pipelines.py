@@ -1,4 +1,4 @@
-"""A head commit's pipelines as GitLab's checks (mixed into :class:`~baton.forge.gitlab.GitLabClient`):
+"""A head commit's pipelines as GitLab's checks (mixed into :class:`~baton.forge.gitlab.client.GitLabClient`):
 one conditional request tells whether they changed (GitLab's ETag, else baton's own), and the failing
 jobs of the newest pipelines are read with a bounded, cleaned tail of each job's log. A head may carry
 several pipelines (a branch's, a merge request's, a child's; a retried one replaces the one before it
@@ -12,8 +12,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from baton.forge.gitlab_rest import PER_PAGE, GitLabREST, project_path
-from baton.forge.gitlab_text import log_text
+from baton.forge.gitlab.rest import PER_PAGE, GitLabREST, project_path
+from baton.forge.gitlab.text import log_text
 from baton.forge.model import Changed, FailedCheck, ForgeError
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class GitLabPipelines(GitLabREST):
         """The failing jobs of the head's newest pipelines (the newest of each ref and source — a branch
         pipeline, a merge request pipeline, a child pipeline — whose status is failed or canceled): each
         ``"<stage> / <job>"``, failure (cancelled, timed_out), linked to the job's page, with the bounded
-        tail of its log as a person reads it (:func:`~baton.forge.gitlab_text.log_text`) for the first
+        tail of its log as a person reads it (:func:`~baton.forge.gitlab.text.log_text`) for the first
         :data:`MAX_DETAILED`. A job allowed to fail is none. A failed pipeline without a failed job (its
         configuration is invalid) is named itself; a pipeline blocked on a manual job is reported like
         GitHub's ``action_required``."""

@@ -5,7 +5,7 @@ deleted or suspended installation's token is dropped, and new permissions accept
 carry them. The payload is hostile even when signed: the installation's id, the action and each
 repository's full name are type- and length-checked; one missing or malformed is a
 :class:`~baton.forge.events.Malformed` (the route's 400). The service's process acts on them; other
-processes find the same within the hour they keep an installation (:mod:`baton.forge.github_app`).
+processes find the same within the hour they keep an installation (:mod:`baton.forge.github.app`).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def read(config: ForgeSettings, event: str, payload: Mapping[str, Any]) -> Insta
 
 def act(config: ForgeSettings, installed: Installed) -> dict[str, Any]:
     """Tell this process's App what changed; the delivery's result."""
-    from baton.forge.github_app import app_of
+    from baton.forge.github.app import app_of
 
     forge = config.forges.get(installed.forge)
     if forge is None or forge.app is None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from baton.forge.gitlab import GitLabClient
-from baton.forge.gitlab_pipelines import latest_pipelines
-from baton.forge.gitlab_rest import actor, project_path
-from baton.forge.gitlab_text import is_draft, ready_title
+from baton.forge.gitlab.client import GitLabClient
+from baton.forge.gitlab.pipelines import latest_pipelines
+from baton.forge.gitlab.rest import actor, project_path
+from baton.forge.gitlab.text import is_draft, ready_title
 from baton.forge.model import Review
 from baton.forge.readiness import GREEN, PENDING, RED, CheckState, PullState
 from baton.forge.rest import epoch

@@ -1,7 +1,7 @@
 """``baton forge test`` for a GitHub App (:mod:`baton.forge.check` calls these): the JWT works (``GET
 /app``: the App's slug, its bot, the events its webhook is subscribed to), each repository's
 installation is found, a token is minted for it, and the installation's permissions (what the minted
-token carries) are held against what the loop needs (:data:`~baton.forge.github_app.REQUIRED`), each
+token carries) are held against what the loop needs (:data:`~baton.forge.github.app.REQUIRED`), each
 one missing named. The clone and the push then run with that token.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from baton.forge.config import ForgeConfig
-from baton.forge.github_app import app_of, missing
+from baton.forge.github.app import app_of, missing
 
 
 def forge_detail(forge: ForgeConfig) -> str:

@@ -19,9 +19,8 @@ from urllib.parse import quote
 
 import httpx
 
-from baton.forge.github import log_text
+from baton.forge.gitea.inline import GiteaInline
 from baton.forge.http import head_clone_url, next_link
-from baton.forge.inline import GiteaInline
 from baton.forge.model import (
     Actor,
     Changed,
@@ -32,7 +31,7 @@ from baton.forge.model import (
     ReviewComment,
     ThreadInfo,
 )
-from baton.forge.rest import RestForge, epoch, iso, repo_path
+from baton.forge.rest import RestForge, epoch, iso, log_text, repo_path
 
 log = logging.getLogger(__name__)
 

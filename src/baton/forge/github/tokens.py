@@ -1,5 +1,5 @@
 """Tokens that expire, each renewed ahead of its expiry (:class:`TokenCache`): a GitHub App's
-installation tokens (:mod:`baton.forge.github_app`). Every request reads its token here. With less than
+installation tokens (:mod:`baton.forge.github.app`). Every request reads its token here. With less than
 :func:`renew_ahead` of its life left (5 minutes of GitHub's hour), a renewal starts in the background and
 the token at hand, still good, is returned: no request waits for a mint while its token is merely close
 to expiry. Only a token gone, or within :func:`usable_floor` of its end, is minted on the spot, once for

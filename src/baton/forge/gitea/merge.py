@@ -13,7 +13,7 @@ import fnmatch
 import re
 from typing import Any
 
-from baton.forge.gitea import GiteaClient, actor
+from baton.forge.gitea.client import GiteaClient, actor
 from baton.forge.model import ForgeError, Review
 from baton.forge.readiness import GREEN, PENDING, RED, CheckState, PullState
 from baton.forge.rest import epoch, repo_path

@@ -19,7 +19,7 @@ from baton.forge import payload as read
 from baton.forge.config import ForgeConfig, ForgeSettings, MergePolicy
 from baton.forge.delivery import BasePushed, Closed, Delivery, Settled, admitted, joined
 from baton.forge.events import GITLAB, Forge, Ignored, Malformed, Target, branch_name, repo_slugs
-from baton.forge.gitlab_rest import is_bot_login
+from baton.forge.gitlab.rest import is_bot_login
 from baton.forge.model import Actor, FailedCheck, ForgeEvent, ForgeKind, ReviewComment, Trigger
 from baton.forge.payload import Payload, mentions
 from baton.forge.records import FeedbackKind
@@ -34,7 +34,7 @@ CONFLICT_ACTIONS = frozenset({"open", "reopen", "update"})
 
 def actor(user: Any, where: str) -> Actor:
     """Who a payload's ``user`` is: GitLab names them by ``username``; its bots by their names
-    (:func:`baton.forge.gitlab_rest.is_bot_login`, as the client judges them)."""
+    (:func:`baton.forge.gitlab.rest.is_bot_login`, as the client judges them)."""
     if not isinstance(user, dict):
         raise Malformed(f"{where} is missing or not an object")
     login = read.string(user, "username", where, required=True, limit=255)

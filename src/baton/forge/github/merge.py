@@ -16,7 +16,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from baton.forge.github import actor
+from baton.forge.github.client import actor
 from baton.forge.http import ForgeHTTP
 from baton.forge.model import ForgeError, Review
 from baton.forge.readiness import GREEN, PENDING, RED, CheckState, PullState

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from baton.forge.gitlab_rest import PER_PAGE, GitLabREST, actor, is_diff_note
+from baton.forge.gitlab.rest import PER_PAGE, GitLabREST, actor, is_diff_note
 from baton.forge.model import Comment, ForgeError
 from baton.forge.rest import epoch
 

@@ -2,7 +2,7 @@
 App's private key (RS256, PyJWT; issued 60 s in the past for clock drift, expiring 9 minutes later,
 re-signed before that), the installation of each repository (``GET /repos/{owner}/{repo}/installation``,
 kept an hour; what ``installation`` webhooks say, at once), installation tokens minted for it (``POST
-/app/installations/{id}/access_tokens``) and renewed ahead of their expiry (:mod:`baton.forge.tokens`),
+/app/installations/{id}/access_tokens``) and renewed ahead of their expiry (:mod:`baton.forge.github.tokens`),
 and baton's own login: the App's bot, ``<slug>[bot]``, read once (``GET /app``). :class:`AppAuth`
 gives a REST client each request's token (the installation of the repository it names); a token
 GitHub refuses is renewed once and the request sent again (:class:`~baton.forge.http.ForgeHTTP`).
@@ -25,13 +25,13 @@ import httpx
 
 from baton.errors import BadInput
 from baton.forge.config import ForgeConfig
+from baton.forge.github.tokens import Minted, TokenCache
 from baton.forge.http import ForgeHTTP
 from baton.forge.model import ForgeError
 from baton.forge.rest import epoch, repo_path
-from baton.forge.tokens import Minted, TokenCache
 
 if TYPE_CHECKING:
-    from baton.forge.github import GitHubClient
+    from baton.forge.github.client import GitHubClient
 
 # what the loop needs of an installation (docs/forge.md: Setting up GitHub as an App)
 REQUIRED: dict[str, str] = {
@@ -409,6 +409,6 @@ def identified(forge: ForgeConfig) -> ForgeConfig:
 
 def app_client(forge: ForgeConfig) -> GitHubClient:
     """The GitHub client of an App forge: each request with its repository's installation token."""
-    from baton.forge.github import GitHubClient
+    from baton.forge.github.client import GitHubClient
 
     return GitHubClient(forge.api_url, AppAuth(app_of(forge)))

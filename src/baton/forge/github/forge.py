@@ -1,0 +1,65 @@
+"""GitHub as the loop's :class:`~baton.forge.registry.Implementation`: a token's client, or a GitHub
+App's (its installation tokens, its own login read from GitHub)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from baton.forge.config import ForgeConfig
+from baton.forge.model import ForgeClient, ForgeKind
+from baton.forge.readiness import MergeClient
+
+if TYPE_CHECKING:
+    from baton.forge.delivery import DeliveryReader
+
+
+class GitHub:
+    def client(self, forge: ForgeConfig) -> ForgeClient:
+        if forge.app is not None:
+            from baton.forge.github.app import app_client
+
+            return app_client(forge)
+        from baton.forge.github.client import GitHubClient
+
+        return GitHubClient(forge.api_url, forge.token())
+
+    def merge_client(self, client: ForgeClient) -> MergeClient | None:
+        from baton.forge.github.client import GitHubClient
+
+        if isinstance(client, GitHubClient):
+            from baton.forge.github.merge import GitHubMerge
+
+            return GitHubMerge(client.http)
+        return None
+
+    def identified(self, forge: ForgeConfig) -> ForgeConfig:
+        if forge.app is not None and not (forge.user and forge.mention):
+            from baton.forge.github.app import identified
+
+            return identified(forge)
+        return forge
+
+    def push_env(self, forge: ForgeConfig, repo: str) -> dict[str, str]:
+        if forge.app is not None:
+            from baton.forge.github.app import app_of
+
+            return {"BATON_GIT_TOKEN": app_of(forge).token(repo), "BATON_GIT_USERNAME": "x-access-token"}
+        return {"BATON_GIT_TOKEN": forge.token(), "BATON_GIT_USERNAME": forge.git_username}
+
+    def push_refused(self, forge: ForgeConfig, token: str) -> bool:
+        if forge.app is None:
+            return False
+        from baton.forge.github.app import app_of
+
+        app = app_of(forge)
+        installation = app.tokens.owner(token)
+        return installation is not None and app.tokens.refused(installation, token)
+
+    @property
+    def reader(self) -> DeliveryReader:
+        from baton.forge.delivery import READERS
+
+        return READERS[ForgeKind.GITHUB]
+
+
+GITHUB = GitHub()

@@ -1,0 +1,84 @@
+"""Which forge implementation serves a configured forge: the one place that maps a
+:class:`~baton.forge.model.ForgeKind` to its package (:data:`IMPLEMENTATIONS`). An implementation
+(:class:`Implementation`) makes the forge's :class:`~baton.forge.model.ForgeClient`, its merge policy's
+:class:`~baton.forge.readiness.MergeClient`, reads the forge's own login where the configuration leaves
+it to the forge, and gives a push its credentials. Its webhook deliveries are read by its
+:class:`~baton.forge.delivery.DeliveryReader` (:func:`reader`: the service's routes).
+The loop asks here, never a forge's package.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from baton.forge.config import ForgeConfig
+from baton.forge.delivery import DeliveryReader
+from baton.forge.gitea.forge import GITEA
+from baton.forge.github.forge import GITHUB
+from baton.forge.gitlab.forge import GITLAB
+from baton.forge.model import ForgeClient, ForgeError, ForgeKind
+from baton.forge.readiness import MergeClient
+
+
+class Implementation(Protocol):
+    """What a forge's package offers the loop (each in its ``forge`` module)."""
+
+    def client(self, forge: ForgeConfig) -> ForgeClient:
+        """The forge's client, with its token from the environment (BadInput naming the variable when
+        it is not set) or the credentials the configuration names."""
+        ...
+
+    def merge_client(self, client: ForgeClient) -> MergeClient | None:
+        """The merge policy's reads and writes over ``client``; None when it is not this forge's."""
+        ...
+
+    def identified(self, forge: ForgeConfig) -> ForgeConfig:
+        """``forge`` with its own login and mention, read from the forge where the configuration leaves
+        them to it (a GitHub App's); else ``forge`` itself. ForgeError when the forge does not answer."""
+        ...
+
+    def push_env(self, forge: ForgeConfig, repo: str) -> dict[str, str]:
+        """A push's ``BATON_GIT_TOKEN`` and ``BATON_GIT_USERNAME`` for ``repo``."""
+        ...
+
+    def push_refused(self, forge: ForgeConfig, token: str) -> bool:
+        """git said ``token`` was refused: whether a renewed one is worth one more push."""
+        ...
+
+    @property
+    def reader(self) -> DeliveryReader:
+        """How its webhook deliveries are read."""
+        ...
+
+
+IMPLEMENTATIONS: dict[ForgeKind, Implementation] = {
+    ForgeKind.GITHUB: GITHUB,
+    ForgeKind.GITEA: GITEA,
+    ForgeKind.GITLAB: GITLAB,
+}
+
+
+def implementation(kind: ForgeKind) -> Implementation:
+    return IMPLEMENTATIONS[kind]
+
+
+def reader(kind: ForgeKind) -> DeliveryReader:
+    """The reader of a forge kind's webhook deliveries (:attr:`Implementation.reader`)."""
+    return implementation(kind).reader
+
+
+def make_client(forge: ForgeConfig) -> ForgeClient:
+    """The client of a configured forge (:meth:`Implementation.client`)."""
+    return implementation(forge.kind).client(forge)
+
+
+def merge_client(client: ForgeClient) -> MergeClient:
+    """The merge policy's reading and writing of the forge ``client`` speaks (a client that is one
+    already, such as a test's, is itself)."""
+    for each in IMPLEMENTATIONS.values():
+        found = each.merge_client(client)
+        if found is not None:
+            return found
+    if isinstance(client, MergeClient):
+        return client
+    raise ForgeError(f"{type(client).__name__} cannot read a pull request's readiness", 0)
