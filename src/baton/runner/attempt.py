@@ -15,12 +15,13 @@ import errno
 import os
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from baton import allowlist, tracing
-from baton.agents import Agent, Launch, Turn, get_agent
+from baton.agents import Agent, Launch, Turn, get_agent, limits
 from baton.agents.base import version_or_none
 from baton.asking import questions
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
@@ -49,10 +50,14 @@ from baton.workspace import keyspace
 from baton.workspace.portable import publish_checkpoint
 
 if TYPE_CHECKING:
+    from baton.agents.limits import Limit
+    from baton.caps.model import Reached
     from baton.sandbox.enclosure import Pass
+    from baton.sandbox.gateway import Guard
 
 # What a rate-limited turn's message ends with: what happens to its instruction.
 WAITS = "the conversation is kept and the first turn after the reset delivers this turn's instruction"
+STOP_AFTER = 2.0  # seconds the agent's CLI has to say the gateway's refusal before it is stopped
 
 
 def new_run_id() -> str:
@@ -78,14 +83,14 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
             _start(ctx, session, record, launch)
             env = _agent_env(ctx, launch, record, prepared.services)
             watch = _watch(ctx, record, env, log)  # on the model API itself, not the gateway
-            env, launch = passes.stand_in(ctx, record, env, launch)
+            env, launch = passes.stand_in(ctx, record, env, launch, log)
             halted = None
             if decision.compact:  # the conversation outgrew the threshold: the CLI compacts it first
-                halted = _compact(ctx, prepared, decision, record, turn, env, watch)
+                halted = _compact(ctx, prepared, decision, record, turn, env, watch, passes.stop)
             if halted is not None:  # stopped while compacting (a timeout, a cancel): the turn ends so
                 result, turn = halted
             else:
-                result = _launch(ctx, prepared, decision, launch, record, turn, env, watch)
+                result = _launch(ctx, prepared, decision, launch, record, turn, env, watch, passes.stop)
         except AgentError as exc:  # the agent could not even be started
             return _finish(ctx, prepared, record, turn, Ending(Outcome.FAILED, str(exc)))  # (no strike)
         except BaseException as exc:
@@ -94,8 +99,9 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
             if translated is exc:
                 raise
             raise translated from exc
-        ending = asked(
-            classify(ctx, decision, result, turn, watch), questions.take(tmp) or refused_question(ctx, turn)
+        ending = passes.ending(ctx, result) or asked(
+            passes.limited(classify(ctx, decision, result, turn, watch)),
+            questions.take(tmp) or refused_question(ctx, turn),
         )
         _quota(ctx, record, ending)
         ending.reaped, ending.left_running = result.reaped.count, result.reaped.summary()
@@ -270,10 +276,12 @@ def _launch(
     turn: Turn,
     env: dict[str, str],
     watch: ModelWatch,
+    gate: Callable[[], str | None],
     part: str = "",
 ) -> ProcessResult:
     """Run the agent to its end, streaming its events into ``turn``, the watch and the request's
-    subscriber; ``part``: a process of the attempt before its turn (a compaction), contained apart."""
+    subscriber; ``gate``: why the model gateway stopped it (:meth:`Passes.stop`); ``part``: a process
+    of the attempt before its turn (a compaction), contained apart."""
     store, agent, session = ctx.store, ctx.agent, prepared.session
 
     def on_line(line: str) -> None:
@@ -318,7 +326,7 @@ def _launch(
             stdin=launch.stdin,
             spawn=box.spawn,
             on_stderr=watch.stderr,
-            stop_when=lambda: box.stop() or watch.stop() or questions.overdue(Path(env["TMPDIR"])),
+            stop_when=lambda: box.stop() or watch.stop() or gate() or questions.overdue(Path(env["TMPDIR"])),
             contain=box.contain,
         )
         box.final(result.reaped)  # the key's disk once more, now the agent is gone
@@ -345,13 +353,17 @@ def _egress(ctx: Context, record: RunRecord, env: dict[str, str], watch: ModelWa
 
 
 class Passes(contextlib.AbstractContextManager["Passes"]):
-    """The run's pass through baton's model gateway (``model_gateway = on``), revoked on leaving."""
+    """The run's pass through baton's model gateway (``model_gateway = on``), revoked on leaving; its
+    guard holds the turn to its tokens caps as the replies spend (:func:`baton.runner.capped.on_the_wire`)
+    and trips the credential's breaker on a usage limit the model API answers."""
 
     def __init__(self) -> None:
         self.passes: list[Pass] = []
+        self.reached: Reached | None = None  # the cap the turn's replies took it to
+        self.limit: Limit | None = None  # a spent quota the model API answered the turn
 
     def stand_in(
-        self, ctx: Context, record: RunRecord, env: dict[str, str], launch: Launch
+        self, ctx: Context, record: RunRecord, env: dict[str, str], launch: Launch, log: RunLog
     ) -> tuple[dict[str, str], Launch]:
         """``env`` and ``launch`` with the gateway standing in for the agent's model API and key, where
         it can (what it can is read on the operator's base home)."""
@@ -360,8 +372,58 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
         if admitted is None:
             return env, launch
         env, gate, setting = admitted
+        gate.guard = self._guard(ctx, record, log)
         self.passes.append(gate)
         return env, ctx.agent.behind_gateway(launch, setting, gate.url)
+
+    def _guard(self, ctx: Context, record: RunRecord, log: RunLog) -> Guard:
+        from baton.runner import capped  # here: capped starts turns through this module
+        from baton.sandbox.gateway import Guard
+
+        check = capped.on_the_wire(ctx)
+
+        def spend(total: dict[str, int]) -> str | None:
+            found = check(total)
+            if found is None:
+                return None
+            self.reached = found
+            return capped.refusal(found)
+
+        def limit(status: int, headers: dict[str, str], body: bytes) -> None:
+            found = limits.from_api_reply(status, headers, body)
+            if found is None or found.kind != limits.LimitKind.EXHAUSTED:
+                return
+            self.limit = found
+            log.note({"type": "baton.usage_limit", "status": status, "detail": found.detail})
+            if ctx.breaker is not None:
+                with contextlib.suppress(BatonError):  # the turn's end trips it again
+                    ctx.breaker.after(ctx.store, found, record.run_id, record.started_at, ctx.settings)
+
+        return Guard(spend, limit)
+
+    def stop(self) -> str | None:
+        """Why the agent is stopped now: the gateway has refused its requests for :data:`STOP_AFTER`
+        seconds (time for its CLI to say the refusal)."""
+        refused = next((gate for gate in self.passes if gate.refused is not None), None)
+        if refused is None or time.monotonic() - refused.refused_at < STOP_AFTER:
+            return None
+        return refused.refused
+
+    def ending(self, ctx: Context, result: ProcessResult) -> Ending | None:
+        """A turn the gateway stopped at a cap: ``needs_input``, parked as a turn that never started at
+        one is (:func:`baton.runner.capped.stopped`); None for any other end."""
+        if self.reached is None or not any(gate.refused is not None for gate in self.passes):
+            return None
+        from baton.runner import capped
+
+        return Ending(Outcome.NEEDS_INPUT, None, result.exit_code, parked=capped.stopped(ctx, self.reached))
+
+    def limited(self, ending: Ending) -> Ending:
+        """A turn that failed after the model API answered it a spent quota (its CLI may call the
+        refusal transient, or say nothing of it): ``rate_limited`` with that limit, as for every agent."""
+        if self.limit is None or ending.outcome != Outcome.FAILED:
+            return ending
+        return Ending(Outcome.RATE_LIMITED, self.limit.detail, ending.exit_code, limit=self.limit)
 
     def usage(self) -> dict[str, int] | None:
         """The run's usage as the gateway read it on the wire; None without a gateway."""
@@ -380,6 +442,7 @@ def _compact(
     turn: Turn,
     env: dict[str, str],
     watch: ModelWatch,
+    gate: Callable[[], str | None],
 ) -> tuple[ProcessResult, Turn] | None:
     """Have the CLI compact the conversation in place before the turn (it outgrew the threshold of its
     window: :mod:`baton.runner.window`), as a process of its own in the same walls; the run's note and
@@ -390,7 +453,7 @@ def _compact(
     assert decision.session_id is not None
     launch = ctx.agent.compact_launch(decision.session_id, ctx.access, bool(record.confined))
     compaction = Turn()
-    result = _launch(ctx, prepared, decision, launch, record, compaction, env, watch, part="compact")
+    result = _launch(ctx, prepared, decision, launch, record, compaction, env, watch, gate, part="compact")
     if result.timed_out or result.cancelled or result.stopped or result.reaped.limit or ctx.lost.is_set():
         return result, compaction
     if compaction.compacted:
@@ -491,7 +554,7 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
         "left_running": ending.left_running,
         "resets_at": ending.resets_at,
         "limit_kind": ending.limit.scope if ending.outcome == Outcome.RATE_LIMITED and ending.limit else None,
-        "question": ending.question.to_json() if ending.question else None,
+        "question": ending.parked or (ending.question.to_json() if ending.question else None),
     }
     for name, value in final.items():
         setattr(record, name, value)
