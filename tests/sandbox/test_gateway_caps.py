@@ -194,7 +194,8 @@ def test_a_usage_limit_the_model_api_answers_trips_the_breaker(
         assert record is not None and record.state == QuotaState.EXHAUSTED
         assert (record.resets_at, record.scope, record.run_id) == (RESET, "five_hour", result.run.run_id)
         assert result.run.resets_at == RESET and "five_hour" in (result.run.error or "")
-        log = Path(result.run.log_path).read_text()
-        assert '"baton.usage_limit"' in log and "rejected (five_hour)" in log
+        kinds = [json.loads(line).get("type") for line in Path(result.run.log_path).read_text().splitlines()]
+        assert "baton.usage_limit" in kinds and "result" in kinds, kinds
+        assert kinds.index("baton.usage_limit") < kinds.index("result"), "tripped before the CLI's report"
     finally:
         store.close()

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from baton import allowlist, tracing
 from baton.agents import Agent, Launch, Turn, get_agent, limits
@@ -51,9 +51,7 @@ from baton.workspace.portable import publish_checkpoint
 
 if TYPE_CHECKING:
     from baton.agents.limits import Limit
-    from baton.caps.model import Reached
     from baton.sandbox.enclosure import Pass
-    from baton.sandbox.gateway import Guard
 
 # What a rate-limited turn's message ends with: what happens to its instruction.
 WAITS = "the conversation is kept and the first turn after the reset delivers this turn's instruction"
@@ -66,8 +64,11 @@ def new_run_id() -> str:
 
 
 @tracing.traced("run.attempt")
-def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt) -> RunRecord:
-    """One attempt, decided by ``decision``, to its end in the store (see the module docstring)."""
+def run_attempt(
+    ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt, hold: Hold | None = None
+) -> RunRecord:
+    """One attempt, decided by ``decision``, to its end in the store (see the module docstring);
+    ``hold``: what holds it to its caps behind the model gateway as it spends."""
     session = prepared.session
     text = _prompt(ctx, prepared, decision, attempt)
     walled = check_confine(ctx.settings)
@@ -77,7 +78,7 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
     launch = ctx.agent.launch(decision.mode, text, decision.session_id, ctx.access, walled, servers)
     record = _record(ctx, prepared, decision, attempt)
     record.confined = walled
-    turn, passes = Turn(), Passes()
+    turn, passes = Turn(), Passes(hold)
     with RunLog(Path(record.log_path)) as log, passes:
         try:
             _start(ctx, session, record, launch)
@@ -99,7 +100,7 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
             if translated is exc:
                 raise
             raise translated from exc
-        ending = passes.ending(ctx, result) or asked(
+        ending = passes.ending(result) or asked(
             passes.limited(classify(ctx, decision, result, turn, watch)),
             questions.take(tmp) or refused_question(ctx, turn),
         )
@@ -352,14 +353,22 @@ def _egress(ctx: Context, record: RunRecord, env: dict[str, str], watch: ModelWa
     return wayout.open_way(ctx, record.id, policy, env, bool(record.confined), note)
 
 
+class Hold(Protocol):
+    """What holds a running turn to its caps as its model replies spend
+    (:class:`baton.runner.capped.WireHold`)."""
+
+    def spend(self, total: dict[str, int]) -> str | None: ...
+    def question(self) -> dict[str, Any] | None: ...
+
+
 class Passes(contextlib.AbstractContextManager["Passes"]):
     """The run's pass through baton's model gateway (``model_gateway = on``), revoked on leaving; its
-    guard holds the turn to its tokens caps as the replies spend (:func:`baton.runner.capped.on_the_wire`)
-    and trips the credential's breaker on a usage limit the model API answers."""
+    guard holds the turn to its caps as the replies spend (``hold``) and trips the credential's breaker
+    on a usage limit the model API answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold: Hold | None = None) -> None:
         self.passes: list[Pass] = []
-        self.reached: Reached | None = None  # the cap the turn's replies took it to
+        self.hold = hold
         self.limit: Limit | None = None  # a spent quota the model API answered the turn
 
     def stand_in(
@@ -367,27 +376,8 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
     ) -> tuple[dict[str, str], Launch]:
         """``env`` and ``launch`` with the gateway standing in for the agent's model API and key, where
         it can (what it can is read on the operator's base home)."""
-        on = ctx.settings.model_gateway == "on"
-        admitted = model_gateway(_operators(ctx), env, record.id) if on else None
-        if admitted is None:
+        if ctx.settings.model_gateway != "on":
             return env, launch
-        env, gate, setting = admitted
-        gate.guard = self._guard(ctx, record, log)
-        self.passes.append(gate)
-        return env, ctx.agent.behind_gateway(launch, setting, gate.url)
-
-    def _guard(self, ctx: Context, record: RunRecord, log: RunLog) -> Guard:
-        from baton.runner import capped  # here: capped starts turns through this module
-        from baton.sandbox.gateway import Guard
-
-        check = capped.on_the_wire(ctx)
-
-        def spend(total: dict[str, int]) -> str | None:
-            found = check(total)
-            if found is None:
-                return None
-            self.reached = found
-            return capped.refusal(found)
 
         def limit(status: int, headers: dict[str, str], body: bytes) -> None:
             found = limits.from_api_reply(status, headers, body)
@@ -399,7 +389,13 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
                 with contextlib.suppress(BatonError):  # the turn's end trips it again
                     ctx.breaker.after(ctx.store, found, record.run_id, record.started_at, ctx.settings)
 
-        return Guard(spend, limit)
+        spend = self.hold.spend if self.hold is not None else _goes_on
+        admitted = model_gateway(_operators(ctx), env, record.id, spend, limit)
+        if admitted is None:
+            return env, launch
+        env, gate, setting = admitted
+        self.passes.append(gate)
+        return env, ctx.agent.behind_gateway(launch, setting, gate.url)
 
     def stop(self) -> str | None:
         """Why the agent is stopped now: the gateway has refused its requests for :data:`STOP_AFTER`
@@ -409,14 +405,13 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
             return None
         return refused.refused
 
-    def ending(self, ctx: Context, result: ProcessResult) -> Ending | None:
+    def ending(self, result: ProcessResult) -> Ending | None:
         """A turn the gateway stopped at a cap: ``needs_input``, parked as a turn that never started at
-        one is (:func:`baton.runner.capped.stopped`); None for any other end."""
-        if self.reached is None or not any(gate.refused is not None for gate in self.passes):
+        one is; None for any other end."""
+        question = self.hold.question() if self.hold is not None else None
+        if question is None or not any(gate.refused is not None for gate in self.passes):
             return None
-        from baton.runner import capped
-
-        return Ending(Outcome.NEEDS_INPUT, None, result.exit_code, parked=capped.stopped(ctx, self.reached))
+        return Ending(Outcome.NEEDS_INPUT, None, result.exit_code, parked=question)
 
     def limited(self, ending: Ending) -> Ending:
         """A turn that failed after the model API answered it a spent quota (its CLI may call the
@@ -432,6 +427,10 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
     def __exit__(self, *exc: object) -> None:
         for gate in self.passes:  # the run's token is refused from now on
             gate.close()
+
+
+def _goes_on(total: dict[str, int]) -> str | None:
+    return None
 
 
 def _compact(

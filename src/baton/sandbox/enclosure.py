@@ -68,11 +68,18 @@ __all__ = [
 netns_applies = egress.applies
 
 
-def model_gateway(agent: Agent, env: dict[str, str], run_id: str) -> tuple[dict[str, str], Pass, str] | None:
+def model_gateway(
+    agent: Agent,
+    env: dict[str, str],
+    run_id: str,
+    spend: Callable[[dict[str, int]], str | None] | None = None,
+    limit: Callable[[int, dict[str, str], bytes], None] | None = None,
+) -> tuple[dict[str, str], Pass, str] | None:
     """``env`` with baton's model gateway standing in for ``agent``'s model API and credential (read on
     the operator's base home), the run's pass to close at its end, and the setting of the CLI's argv
     that names the base URL (``""``: a variable does); None when it cannot stand in
-    (:func:`baton.sandbox.gateway.stand_in`)."""
+    (:func:`baton.sandbox.gateway.stand_in`). ``spend`` and ``limit``: the pass's guard
+    (:class:`baton.sandbox.gateway.Guard`), when both are given."""
     key = agent.gateway_key(env)
     if key is None:
         return None
@@ -80,7 +87,11 @@ def model_gateway(agent: Agent, env: dict[str, str], run_id: str) -> tuple[dict[
 
     dropped = (*agent.credentials, *(name for name, _ in key.keys))
     found = gateway.stand_in(key.keys, key.base_url, dropped, agent.model_url(env), env, run_id)
-    return (*found, key.config) if found is not None else None
+    if found is None:
+        return None
+    if spend is not None and limit is not None:
+        found[1].guard = gateway.Guard(spend, limit)
+    return (*found, key.config)
 
 
 # A wrapper around the start of the agent's process: called with the function that starts it and a
