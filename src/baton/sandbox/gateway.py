@@ -201,7 +201,10 @@ async def _held(found: Pass) -> str | None:
     """Why the run's request is refused: what its guard said of the spend of its replies so far (the
     decision in flight since the last reply is waited for)."""
     if found.refused is None and found._verdict is not None:
-        why = await found._verdict
+        try:
+            why = await found._verdict
+        except Exception:  # the guard could not decide (its store): the run goes on, its end checks
+            found._verdict, why = None, None
         if why is not None and found.refused is None:
             found.refused, found.refused_at = why, time.monotonic()
     return found.refused
@@ -324,15 +327,16 @@ async def _relay(found: Pass, reply: Reply, writer: asyncio.StreamWriter, method
             refusal += chunk[: REFUSAL_LIMIT - len(refusal)]
     if limited and found.guard is not None:  # a usage limit: told before the agent's CLI has it whole
         headers = {k.lower(): v for k, v in reply.headers}
-        await asyncio.to_thread(found.guard.limit, reply.status, headers, bytes(refusal))
-    writer.write(b"0\r\n\r\n")
-    await writer.drain()
-    if reply.status < 400:
+        with contextlib.suppress(Exception):  # the reply goes on to the agent whatever the guard met
+            await asyncio.to_thread(found.guard.limit, reply.status, headers, bytes(refusal))
+    if reply.status < 400:  # counted before the reply's end reaches the agent, which may then exit
         with _LOCK:
             wire.add(found.total, meter.usage())
             total = dict(found.total)
         if found.guard is not None:  # decided while the agent works; its next request waits for it
             found._verdict = asyncio.ensure_future(asyncio.to_thread(found.guard.spend, total))
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
 
 
 def stand_in(
