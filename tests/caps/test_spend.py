@@ -146,6 +146,14 @@ def test_raises_and_caps_read_as_typed() -> None:
 
 
 def test_a_run_whose_agent_reported_no_tokens_spends_what_the_gateway_read(store: Store) -> None:
+    _wire_counts(store)
+
+
+def test_postgresql_reads_the_wire_tokens_too(pg_store: Store) -> None:
+    _wire_counts(pg_store)
+
+
+def _wire_counts(store: Store) -> None:
     wire = {"input_tokens": 40_000, "output_tokens": 12, "requests": 1}
     add_run(store, usage={"wire": wire})  # stopped before its CLI said its usage
     add_run(
