@@ -24,6 +24,7 @@ from baton.asking.pending import waiting
 from baton.caps.check import Holds, reached
 from baton.caps.model import Caps, Measure, Scope
 from baton.caps.parked import parked
+from baton.cli.run import _print_question
 from baton.models import Access, Outcome, QuotaState
 from baton.runner import quota
 from baton.sandbox import gateway
@@ -135,7 +136,7 @@ def work(agent: str) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("agent", ["claude", "codex", "gemini"])
 def test_a_turn_past_its_tokens_cap_is_stopped_at_its_next_request_and_parks(
-    home: Path, src_repo: Path, agent: str, model: MockServer[Any]
+    home: Path, src_repo: Path, agent: str, model: MockServer[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The first reply counts tens of thousands of tokens against a 5,000 cap: the CLI runs its two
     tools, its next request is refused and never reaches the model; the run ends parked at the cap with
@@ -172,6 +173,9 @@ def test_a_turn_past_its_tokens_cap_is_stopped_at_its_next_request_and_parks(
         assert asked is not None and asked.question.text == question["text"]
     finally:
         store.close()
+    _print_question(result.run)  # what `baton run` says of it
+    said = capsys.readouterr().out
+    assert said.startswith("the thread is parked at a spending cap (exit 7; its agent was stopped at a model")
     again = run(dataclasses.replace(request, prompt="more"), settings=settings)
     assert again.run.outcome == Outcome.NEEDS_INPUT and again.run.agent_pid is None, "the next turn parks"
     assert len(model.conversation()) == 1

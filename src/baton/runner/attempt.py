@@ -604,6 +604,7 @@ def _cli_version(agent: Agent, reported: str | None) -> str | None:
 
 
 def _started(ctx: Context, record: RunRecord, pid: int) -> None:
+    record.agent_pid = pid  # the record the caller is given says its agent started, as the store does
     _fenced_update(ctx, record.id, {"agent_pid": pid})  # refused: the lease is lost, the agent stops
 
 
