@@ -145,7 +145,8 @@ class Settings:
         "(`baton budget`, a forge reply `@baton budget +5`); a run's `--max-usd` and a forge repo's "
         "`max_usd` hold too (the smaller); 0: no cap ([cli.md](cli.md#spending-caps-baton-budget))"))
     max_tokens: int = field(default=0, metadata=about(
-        "input + output tokens one thread may use before it parks the same way; 0: no cap"))
+        "input + output tokens one thread may use before it parks the same way (behind the model "
+        "gateway, a turn past it is stopped at its next model request); 0: no cap"))
     max_minutes: float = field(default=0.0, metadata=about(
         "wall-clock minutes one thread's turns may run before it parks the same way; 0: no cap"))
     max_turns: int = field(default=0, metadata=about(

@@ -143,3 +143,20 @@ def test_raises_and_caps_read_as_typed() -> None:
         parse_raise(Measure.TURNS, "+2.5")
     assert check_cap(Measure.TOKENS, 0) is None
     assert check_cap(Measure.TOKENS, 1000) == 1000.0
+
+
+def test_a_run_whose_agent_reported_no_tokens_spends_what_the_gateway_read(store: Store) -> None:
+    _wire_counts(store)
+
+
+def test_postgresql_reads_the_wire_tokens_too(pg_store: Store) -> None:
+    _wire_counts(pg_store)
+
+
+def _wire_counts(store: Store) -> None:
+    wire = {"input_tokens": 40_000, "output_tokens": 12, "requests": 1}
+    add_run(store, usage={"wire": wire})  # stopped before its CLI said its usage
+    add_run(
+        store, usage={"input_tokens": 7, "output_tokens": 3, "wire": {"input_tokens": 9, "output_tokens": 3}}
+    )
+    assert spent(store, Scope.THREAD, thread_subject("claude", "acme/api", "t1")).tokens == 40_012 + 10

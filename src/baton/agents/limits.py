@@ -10,6 +10,7 @@ that refuse as the vendors' APIs do: docs/agent-clis.md, "Usage limits".
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -430,3 +431,48 @@ def _gemini_time(value: Any) -> float:
         except (ValueError, OverflowError, OSError):
             pass
     return time.time()
+
+
+# -- the model API's own refusal, as baton's model gateway reads it ----------------------------------
+
+
+def from_api_reply(
+    status: int, headers: dict[str, str], body: bytes, now: float | None = None
+) -> Limit | None:
+    """A model API's HTTP 429, whatever agent sent the request: Anthropic's ``rate_limit_error`` (a
+    spent subscription window when ``anthropic-ratelimit-unified-status`` is ``rejected``, its reset
+    and window in the headers), OpenAI's ``insufficient_quota`` or ``usage_limit_reached`` (spent, the
+    latter with its ``resets_at``) and ``rate_limit_exceeded``, Gemini's ``RESOURCE_EXHAUSTED`` (read as
+    Gemini CLI's words are); None for any other reply. ``headers``: names in lower case."""
+    if status != 429:
+        return None
+    error = _json_body(body).get("error")
+    error = error if isinstance(error, dict) else {}
+    message = one_line(str(error.get("message") or "")) or "HTTP 429"
+    if headers.get("anthropic-ratelimit-unified-status") == "rejected":
+        scope = headers.get("anthropic-ratelimit-unified-representative-claim", "")
+        reset = epoch(headers.get("anthropic-ratelimit-unified-reset"))
+        detail = f"HTTP 429 rejected ({scope or 'unified'}): {message}"
+        return Limit(LimitKind.EXHAUSTED, reset, scope, detail)
+    kinds = {error.get("type"), error.get("code")}
+    if kinds & {"usage_limit_reached", "insufficient_quota"}:
+        return Limit(LimitKind.EXHAUSTED, epoch(error.get("resets_at")), "quota", message)
+    if error.get("status") == "RESOURCE_EXHAUSTED":
+        quotas = [
+            str(v.get("quotaId", ""))
+            for d in error.get("details") or []
+            if isinstance(d, dict)
+            for v in d.get("violations") or []
+            if isinstance(v, dict)
+        ]
+        text = " ".join([str(error.get("message") or ""), *quotas])
+        return _gemini_limit(text, time.time() if now is None else now)
+    return Limit(LimitKind.TRANSIENT, None, "", message)
+
+
+def _json_body(body: bytes) -> dict[str, Any]:
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}

@@ -1,13 +1,15 @@
 """The one decision whether a turn may start: each scope's caps (the thread's, its repository's, the API
 token's that submitted the run), raised by what was raised since, against what the scope has spent
 (:mod:`baton.caps.spend`). A turn may start while every cap is above its spend; at or past one it does
-not (:func:`reached`, the runner parks the thread). A turn that crosses a cap ends as it ends: the next
-turn is the one that parks. :func:`standing` is the same reading, every cap of a scope, for people.
+not (:func:`reached`, the runner parks the thread). A turn that crosses a tokens cap behind baton's
+model gateway is stopped at its next model request (the same decision, with the tokens the gateway has
+read so far); one that crosses any other cap ends as it ends, and the next turn is the one that parks.
+:func:`standing` is the same reading, every cap of a scope, for people.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from baton.caps.model import Caps, Measure, Reached, Scope
@@ -65,13 +67,20 @@ class Standing:
         }
 
 
-def reached(store: Transactions, holds: Holds) -> Reached | None:
+def reached(store: Transactions, holds: Holds, running: float | None = None) -> Reached | None:
     """The first cap (thread, then repository, then token; USD, tokens, minutes, turns) whose spend has
-    reached it with its raises; None when the turn may start. Only scopes with a cap are queried."""
+    reached it with its raises; None when the turn may start. Only scopes with a cap are queried.
+    ``running``: the tokens a turn that is running has spent so far, as the model gateway read them on
+    the wire; only the tokens caps are held to then (the turn's cost is its agent's report at its end,
+    and its minutes and its count were held to as it started), each with the turn's tokens added."""
     for scope, subject, caps in holds.scopes(store):
-        if not caps.set():
+        if not caps.set() or (running is not None and caps.get(Measure.TOKENS) is None):
             continue
         for found in standing(store, scope, subject, caps):
+            if running is not None:
+                if found.measure != Measure.TOKENS:
+                    continue
+                found = replace(found, spent=found.spent + running)
             if found.reached:
                 assert found.limit is not None
                 return Reached(scope, subject, found.measure, found.spent, found.limit)

@@ -1,7 +1,8 @@
-"""A thread parked at a cap: its last turn ended ``needs_input`` before its agent started, the question
-baton's (it carries the reached cap: :func:`baton.caps.words.question`) and the turn's instruction kept
-on the run. :func:`parked` finds it; :func:`resume_prompt` is what the turn that resumes it runs: the
-capped turn's instruction, once (its agent never saw it), and whatever a person said meanwhile.
+"""A thread parked at a cap: its last turn ended ``needs_input`` before its agent started (or was
+stopped at a model request by baton's model gateway), the question baton's (it carries the reached cap:
+:func:`baton.caps.words.question`) and the turn's instruction kept on the run. :func:`parked` finds it;
+:func:`resume_prompt` is what the turn that resumes it runs: the capped turn's instruction, once, and
+whatever a person said meanwhile.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """What a thread, a repository or an API token has spent, computed from the store's runs on each check
 (one query per scope, its caps' raises read in the same query; never a running counter that could
-drift from what the runs say): USD from the
-cost each turn's agent reported, tokens as input plus output of each run's ``usage``, minutes from each
+drift from what the runs say): USD from the cost each turn's agent reported, tokens as input plus
+output of each run's ``usage`` (its ``wire`` counts when the agent reported none), minutes from each
 turn's start to its end (to its last heartbeat while it runs), and turns: the runs whose agent started
-(a turn parked at a cap or stopped by a conflict before its agent ran spends nothing).
-"""
+(a turn parked at a cap or stopped by a conflict before its agent ran spends nothing)."""
 
 from __future__ import annotations
 
@@ -84,13 +83,18 @@ def _query(conn: Connection, scope: Scope, subject: str) -> Any:
 
 
 def _tokens(conn: Connection) -> sa.ColumnElement[Any]:
-    """A run's input + output tokens, read from its ``usage`` JSON in the store's own dialect."""
-    parts: list[sa.ColumnElement[Any]]
+    """A run's input + output tokens, read from its ``usage`` JSON in the store's own dialect: as its
+    agent reported them, else as baton's model gateway read them on the wire (``usage.wire``: a turn
+    stopped before its CLI said its usage)."""
+    said: list[sa.ColumnElement[Any]]
+    wire: list[sa.ColumnElement[Any]]
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects import postgresql
 
         usage = sa.cast(runs.c.usage, postgresql.JSONB)
-        parts = [sa.cast(usage[name].astext, Real) for name in TOKENS]
+        said = [sa.cast(usage[name].astext, Real) for name in TOKENS]
+        wire = [sa.cast(usage["wire"][name].astext, Real) for name in TOKENS]
     else:
-        parts = [sa.func.json_extract(runs.c.usage, f"$.{name}") for name in TOKENS]
-    return sa.func.coalesce(parts[0], 0) + sa.func.coalesce(parts[1], 0)
+        said = [sa.func.json_extract(runs.c.usage, f"$.{name}") for name in TOKENS]
+        wire = [sa.func.json_extract(runs.c.usage, f"$.wire.{name}") for name in TOKENS]
+    return sa.func.coalesce(said[0], wire[0], 0) + sa.func.coalesce(said[1], wire[1], 0)

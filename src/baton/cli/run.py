@@ -198,7 +198,8 @@ def _print_question(r: RunRecord) -> None:
     question = Question.from_json(r.question)
     shown = question.shown() if question else "(the question could not be read)"
     if of_run(r) is not None:  # baton's question: the thread is at a spending cap (its text says how on)
-        say("the thread is parked at a spending cap (exit 7; its agent did not start):")
+        how = "its agent did not start" if r.agent_pid is None else "its agent was stopped at a model request"
+        say(f"the thread is parked at a spending cap (exit 7; {how}):")
         say(shown)
         return
     say("the agent asks (exit 7; the thread waits for an answer):")

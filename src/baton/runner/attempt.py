@@ -15,12 +15,13 @@ import errno
 import os
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from baton import allowlist, tracing
-from baton.agents import Agent, Launch, Turn, get_agent
+from baton.agents import Agent, Launch, Turn, get_agent, limits
 from baton.agents.base import version_or_none
 from baton.asking import questions
 from baton.errors import AgentError, BatonError, DiskFull, Fenced
@@ -49,10 +50,12 @@ from baton.workspace import keyspace
 from baton.workspace.portable import publish_checkpoint
 
 if TYPE_CHECKING:
+    from baton.agents.limits import Limit
     from baton.sandbox.enclosure import Pass
 
 # What a rate-limited turn's message ends with: what happens to its instruction.
 WAITS = "the conversation is kept and the first turn after the reset delivers this turn's instruction"
+STOP_AFTER = 2.0  # seconds the agent's CLI has to say the gateway's refusal before it is stopped
 
 
 def new_run_id() -> str:
@@ -61,8 +64,11 @@ def new_run_id() -> str:
 
 
 @tracing.traced("run.attempt")
-def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt) -> RunRecord:
-    """One attempt, decided by ``decision``, to its end in the store (see the module docstring)."""
+def run_attempt(
+    ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt, hold: Hold | None = None
+) -> RunRecord:
+    """One attempt, decided by ``decision``, to its end in the store (see the module docstring);
+    ``hold``: what holds it to its caps behind the model gateway as it spends."""
     session = prepared.session
     text = _prompt(ctx, prepared, decision, attempt)
     walled = check_confine(ctx.settings)
@@ -72,20 +78,20 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
     launch = ctx.agent.launch(decision.mode, text, decision.session_id, ctx.access, walled, servers)
     record = _record(ctx, prepared, decision, attempt)
     record.confined = walled
-    turn, passes = Turn(), Passes()
+    turn, passes = Turn(), Passes(hold)
     with RunLog(Path(record.log_path)) as log, passes:
         try:
             _start(ctx, session, record, launch)
             env = _agent_env(ctx, launch, record, prepared.services)
-            own, (env, launch) = env, passes.stand_in(ctx, record, env, launch)
+            own, (env, launch) = env, passes.stand_in(ctx, record, env, launch, log)
             watch = _watch(ctx, record, own, log, passes.upstream())  # on the model API, not the gateway
             halted = None
             if decision.compact:  # the conversation outgrew the threshold: the CLI compacts it first
-                halted = _compact(ctx, prepared, decision, record, turn, env, watch)
+                halted = _compact(ctx, prepared, decision, record, turn, env, watch, passes.stop)
             if halted is not None:  # stopped while compacting (a timeout, a cancel): the turn ends so
                 result, turn = halted
             else:
-                result = _launch(ctx, prepared, decision, launch, record, turn, env, watch)
+                result = _launch(ctx, prepared, decision, launch, record, turn, env, watch, passes.stop)
         except AgentError as exc:  # the agent could not even be started
             return _finish(ctx, prepared, record, turn, Ending(Outcome.FAILED, str(exc)))  # (no strike)
         except BaseException as exc:
@@ -94,8 +100,9 @@ def run_attempt(ctx: Context, prepared: Prepared, decision: Decision, attempt: A
             if translated is exc:
                 raise
             raise translated from exc
-        ending = asked(
-            classify(ctx, decision, result, turn, watch), questions.take(tmp) or refused_question(ctx, turn)
+        ending = passes.ending(result) or asked(
+            passes.limited(classify(ctx, decision, result, turn, watch)),
+            questions.take(tmp) or refused_question(ctx, turn),
         )
         _quota(ctx, record, ending)
         ending.reaped, ending.left_running = result.reaped.count, result.reaped.summary()
@@ -272,10 +279,12 @@ def _launch(
     turn: Turn,
     env: dict[str, str],
     watch: ModelWatch,
+    gate: Callable[[], str | None],
     part: str = "",
 ) -> ProcessResult:
     """Run the agent to its end, streaming its events into ``turn``, the watch and the request's
-    subscriber; ``part``: a process of the attempt before its turn (a compaction), contained apart."""
+    subscriber; ``gate``: why the model gateway stopped it (:meth:`Passes.stop`); ``part``: a process
+    of the attempt before its turn (a compaction), contained apart."""
     store, agent, session = ctx.store, ctx.agent, prepared.session
 
     def on_line(line: str) -> None:
@@ -320,7 +329,7 @@ def _launch(
             stdin=launch.stdin,
             spawn=box.spawn,
             on_stderr=watch.stderr,
-            stop_when=lambda: box.stop() or watch.stop() or questions.overdue(Path(env["TMPDIR"])),
+            stop_when=lambda: box.stop() or watch.stop() or gate() or questions.overdue(Path(env["TMPDIR"])),
             contain=box.contain,
         )
         box.final(result.reaped)  # the key's disk once more, now the agent is gone
@@ -346,20 +355,45 @@ def _egress(ctx: Context, record: RunRecord, env: dict[str, str], watch: ModelWa
     return wayout.open_way(ctx, record.id, policy, env, bool(record.confined), note)
 
 
-class Passes(contextlib.AbstractContextManager["Passes"]):
-    """The run's pass through baton's model gateway (``model_gateway = on``), revoked on leaving."""
+class Hold(Protocol):
+    """What holds a running turn to its caps as its model replies spend
+    (:class:`baton.runner.capped.WireHold`)."""
 
-    def __init__(self) -> None:
+    def spend(self, total: dict[str, int]) -> str | None: ...
+    def question(self) -> dict[str, Any] | None: ...
+
+
+class Passes(contextlib.AbstractContextManager["Passes"]):
+    """The run's pass through baton's model gateway (``model_gateway = on``), revoked on leaving; its
+    guard holds the turn to its caps as the replies spend (``hold``) and trips the credential's breaker
+    on a usage limit the model API answers."""
+
+    def __init__(self, hold: Hold | None = None) -> None:
         self.passes: list[Pass] = []
+        self.hold = hold
+        self.limit: Limit | None = None  # a spent quota the model API answered the turn
 
     def stand_in(
-        self, ctx: Context, record: RunRecord, env: dict[str, str], launch: Launch
+        self, ctx: Context, record: RunRecord, env: dict[str, str], launch: Launch, log: RunLog
     ) -> tuple[dict[str, str], Launch]:
         """``env`` and ``launch`` with the gateway standing in for the agent's model API and key, where
         it can (what it can is read on the operator's base home)."""
-        on = ctx.settings.model_gateway == "on"
+        if ctx.settings.model_gateway != "on":
+            return env, launch
+
+        def limit(status: int, headers: dict[str, str], body: bytes) -> None:
+            found = limits.from_api_reply(status, headers, body)
+            if found is None or found.kind != limits.LimitKind.EXHAUSTED:
+                return
+            self.limit = found
+            log.note({"type": "baton.usage_limit", "status": status, "detail": found.detail})
+            if ctx.breaker is not None:
+                with contextlib.suppress(BatonError):  # the turn's end trips it again
+                    ctx.breaker.after(ctx.store, found, record.run_id, record.started_at, ctx.settings)
+
+        spend = self.hold.spend if self.hold is not None else _goes_on
         upstream = ctx.settings.gateway_upstream(ctx.key.agent)
-        admitted = model_gateway(_operators(ctx), env, record.id, upstream) if on else None
+        admitted = model_gateway(_operators(ctx), env, record.id, upstream, spend, limit)
         if admitted is None:
             return env, launch
         env, gate, setting = admitted
@@ -374,6 +408,29 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
         """The model API the gateway sends the run's requests to; None without a gateway."""
         return self.passes[0].upstream.url if self.passes else None
 
+    def stop(self) -> str | None:
+        """Why the agent is stopped now: the gateway has refused its requests for :data:`STOP_AFTER`
+        seconds (time for its CLI to say the refusal)."""
+        refused = next((gate for gate in self.passes if gate.refused is not None), None)
+        if refused is None or time.monotonic() - refused.refused_at < STOP_AFTER:
+            return None
+        return refused.refused
+
+    def ending(self, result: ProcessResult) -> Ending | None:
+        """A turn the gateway stopped at a cap: ``needs_input``, parked as a turn that never started at
+        one is; None for any other end."""
+        question = self.hold.question() if self.hold is not None else None
+        if question is None or not any(gate.refused is not None for gate in self.passes):
+            return None
+        return Ending(Outcome.NEEDS_INPUT, None, result.exit_code, parked=question)
+
+    def limited(self, ending: Ending) -> Ending:
+        """A turn that failed after the model API answered it a spent quota (its CLI may call the
+        refusal transient, or say nothing of it): ``rate_limited`` with that limit, as for every agent."""
+        if self.limit is None or ending.outcome != Outcome.FAILED:
+            return ending
+        return Ending(Outcome.RATE_LIMITED, self.limit.detail, ending.exit_code, limit=self.limit)
+
     def usage(self) -> dict[str, int] | None:
         """The run's usage as the gateway read it on the wire; None without a gateway."""
         return self.passes[0].usage() if self.passes else None
@@ -381,6 +438,10 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
     def __exit__(self, *exc: object) -> None:
         for gate in self.passes:  # the run's token is refused from now on
             gate.close()
+
+
+def _goes_on(total: dict[str, int]) -> str | None:
+    return None
 
 
 def _compact(
@@ -391,6 +452,7 @@ def _compact(
     turn: Turn,
     env: dict[str, str],
     watch: ModelWatch,
+    gate: Callable[[], str | None],
 ) -> tuple[ProcessResult, Turn] | None:
     """Have the CLI compact the conversation in place before the turn (it outgrew the threshold of its
     window: :mod:`baton.runner.window`), as a process of its own in the same walls; the run's note and
@@ -401,7 +463,7 @@ def _compact(
     assert decision.session_id is not None
     launch = ctx.agent.compact_launch(decision.session_id, ctx.access, bool(record.confined))
     compaction = Turn()
-    result = _launch(ctx, prepared, decision, launch, record, compaction, env, watch, part="compact")
+    result = _launch(ctx, prepared, decision, launch, record, compaction, env, watch, gate, part="compact")
     if result.timed_out or result.cancelled or result.stopped or result.reaped.limit or ctx.lost.is_set():
         return result, compaction
     if compaction.compacted:
@@ -502,7 +564,7 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
         "left_running": ending.left_running,
         "resets_at": ending.resets_at,
         "limit_kind": ending.limit.scope if ending.outcome == Outcome.RATE_LIMITED and ending.limit else None,
-        "question": ending.question.to_json() if ending.question else None,
+        "question": ending.parked or (ending.question.to_json() if ending.question else None),
     }
     for name, value in final.items():
         setattr(record, name, value)
@@ -553,6 +615,7 @@ def _cli_version(agent: Agent, reported: str | None) -> str | None:
 
 
 def _started(ctx: Context, record: RunRecord, pid: int) -> None:
+    record.agent_pid = pid  # the record the caller is given says its agent started, as the store does
     _fenced_update(ctx, record.id, {"agent_pid": pid})  # refused: the lease is lost, the agent stops
 
 

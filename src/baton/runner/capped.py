@@ -1,14 +1,16 @@
 """Spending caps in the runner (:mod:`baton.caps`): before each turn, the key's thread, its repository
 and the API token that submitted the run are held to their caps (:func:`park`); a thread at one does
 not start its agent: the turn is recorded ``needs_input`` with baton's question (what was spent of which
-cap, how to raise it) and its instruction kept, which the turn that resumes it runs. A turn that crosses
-a cap ends as it ends; :func:`crossed` says so on its result, and the next turn parks.
+cap, how to raise it) and its instruction kept, which the turn that resumes it runs. Behind baton's
+model gateway, a turn whose tokens cross a cap is stopped at its next model request (:class:`WireHold`)
+and ends parked the same way. A turn that crosses another cap ends as it ends;
+:func:`crossed` says so on its result, and the next turn parks.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from baton.caps import words
 from baton.caps.model import Caps, Reached, Scope, thread_subject
@@ -56,6 +58,36 @@ def park(ctx: Context, prepared: Prepared, attempt: Attempt) -> RunRecord | None
     if found is None:
         return None
     return record_parked(ctx, prepared, attempt, words.question(found, run_caps(ctx.request)))
+
+
+class WireHold:
+    """A running turn held to its tokens caps as baton's model gateway reads its replies: :meth:`spend`
+    is asked with the run's usage so far after each reply (the key's spend and the turn's tokens
+    against the same decision: :func:`baton.caps.check.reached`), and says why the turn's next model
+    request is refused; :meth:`question` is the parked turn's question once it has. A store that cannot
+    say now lets the turn go on (its next reply, and the next turn, check again)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.held = holds(ctx.settings, ctx.tables, ctx.key, ctx.request)
+        self.reached: Reached | None = None
+
+    def spend(self, total: dict[str, int]) -> str | None:
+        from baton.caps.check import reached
+        from baton.caps.spend import TOKENS
+
+        tokens = float(sum(total.get(name, 0) for name in TOKENS))
+        with contextlib.suppress(BatonError):
+            self.reached = self.reached or reached(self.ctx.tables, self.held, tokens)
+        if self.reached is None:
+            return None
+        return (
+            f"baton stopped this turn: {words.spent_words(self.reached)}; the thread waits until it is raised"
+        )
+
+    def question(self) -> dict[str, Any] | None:
+        """The question of a turn stopped past its cap: a parked turn's (:func:`words.question`)."""
+        return None if self.reached is None else words.question(self.reached, run_caps(self.ctx.request))
 
 
 def crossed(ctx: Context, last: RunRecord) -> list[str]:

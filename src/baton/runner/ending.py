@@ -6,6 +6,7 @@ context window, a usage limit, a conversation it silently replaced), a question 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from baton.agents import Agent, Turn, clean_error
 from baton.agents.limits import Limit, LimitKind
@@ -29,6 +30,7 @@ class Ending:
     limit: Limit | None = None  # the usage limit the turn met (rate_limited; a transient one: failed)
     resets_at: float | None = None  # rate_limited: when runs of its credential may start again
     question: Question | None = None  # needs_input: what the agent asked
+    parked: dict[str, Any] | None = None  # needs_input at a spending cap: baton's question (caps.words)
 
 
 def classify(

@@ -318,7 +318,7 @@ def _attempts(ctx: Context, prepared: Prepared, attempt: Attempt) -> list[RunRec
         while True:
             # a thread at a spending cap parks before its agent starts (needs_input, never retried)
             record = capped.park(ctx, prepared, attempt) or run_attempt(
-                ctx, prepared, decision or decide(ctx, prepared, attempt), attempt
+                ctx, prepared, decision or decide(ctx, prepared, attempt), attempt, capped.WireHold(ctx)
             )
             attempts.append(record)
             decision = None

@@ -1,14 +1,13 @@
 """baton's model gateway, outside the walls: the agent's model credential never enters them. A run's
 agent is told the gateway as its base URL (``http://127.0.0.1:PORT/run/<run id>``) and a token of the
-run as its key (:func:`admit` → :class:`Pass`); a token that is not the run's, or whose run has ended,
-gets HTTP 401. The gateway puts the real credential in the header the model API expects
-(``x-api-key``, ``Authorization: Bearer``, ``x-goog-api-key``), forwards to the upstream (the base URL
-the operator set, else the vendor's) and streams the reply back chunk by chunk as it arrives, while
-:mod:`baton.sandbox.wire` reads its usage, summed per run. One listener per process on the host's
-loopback (an agent in its own network namespace reaches it through the egress relay), one asyncio loop
-in a daemon thread, upstream connections kept alive (:mod:`baton.sandbox.upstream`); imported only
-with ``model_gateway = on``. Why and what it covers: docs/security.md, "The model credential".
-"""
+run as its key (:func:`admit` → :class:`Pass`); a token not the run's, or whose run has ended, gets
+HTTP 401. The gateway puts the real credential in the header the model API expects, forwards to the
+upstream (the operator's base URL, else the vendor's) and streams the reply back as it arrives, while
+:mod:`baton.sandbox.wire` reads its usage, summed per run; a run's :class:`Guard` is asked after each
+reply whether its spend stops the run (its next request then gets 403) and told each 429 the model API
+answers. One listener per process on the host's loopback (reached from an agent's own network namespace
+through the egress relay), one asyncio loop in a daemon thread, upstream connections kept alive
+(:mod:`baton.sandbox.upstream`); imported only with ``model_gateway = on`` (docs/security.md)."""
 
 from __future__ import annotations
 
@@ -19,6 +18,8 @@ import json
 import secrets
 import socket
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,18 @@ BROKEN = (
     UpstreamError,
 )
 HOP_REPLY = (*HOP, "transfer-encoding", "content-length")
+REFUSAL_LIMIT = 64 * 1024  # the part of a model API's 429 body kept to read the limit it names
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What the runner holds a run's model requests to as its replies spend. ``spend`` is asked with
+    the run's usage so far after each metered reply, in a thread of its own: why the run's next request
+    is refused (None: it goes on). ``limit`` is told each 429 of the model API (its status, headers in
+    lower case, and the start of its body), in a thread of its own, before the reply's last byte."""
+
+    spend: Callable[[dict[str, int]], str | None]
+    limit: Callable[[int, dict[str, str], bytes], None]
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,10 @@ class Pass:
     url: str
     upstream: Upstream
     total: dict[str, int] = field(default_factory=dict)
+    guard: Guard | None = None
+    refused: str | None = None  # why the run's requests are refused since ``refused_at``
+    refused_at: float = 0.0  # time.monotonic()
+    _verdict: asyncio.Future[str | None] | None = field(default=None, repr=False)
 
     def usage(self) -> dict[str, int]:
         """The run's usage as the model API's replies said it (``requests``: the replies metered)."""
@@ -172,8 +189,25 @@ async def _request(
     if isinstance(found, str):
         await _error(writer, 401, found)
         return keep
+    why = await _held(found)
+    if why is not None:
+        await _error(writer, 403, why)
+        return keep
     await _forward(gw, found, request, writer)
     return keep
+
+
+async def _held(found: Pass) -> str | None:
+    """Why the run's request is refused: what its guard said of the spend of its replies so far (the
+    decision in flight since the last reply is waited for)."""
+    if found.refused is None and found._verdict is not None:
+        try:
+            why = await found._verdict
+        except Exception:  # the guard could not decide (its store): the run goes on, its end checks
+            found._verdict, why = None, None
+        if why is not None and found.refused is None:
+            found.refused, found.refused_at = why, time.monotonic()
+    return found.refused
 
 
 def _parse(head: bytes) -> _Request | None:
@@ -283,13 +317,24 @@ async def _relay(found: Pass, reply: Reply, writer: asyncio.StreamWriter, method
         return
     writer.write(f"{head}\r\nTransfer-Encoding: chunked\r\n\r\n".encode("latin-1"))
     meter = wire.Meter(reply.header("content-type"))
+    limited = reply.status == 429 and found.guard is not None
+    refusal = bytearray()
     async for chunk in reply.chunks(method):
         writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
         await writer.drain()
         meter.feed(chunk)
-    if reply.status < 400:  # counted before the reply ends: the run may end as soon as the agent has it
+        if limited:
+            refusal += chunk[: REFUSAL_LIMIT - len(refusal)]
+    if limited and found.guard is not None:  # a usage limit: told before the agent's CLI has it whole
+        headers = {k.lower(): v for k, v in reply.headers}
+        with contextlib.suppress(Exception):  # the reply goes on to the agent whatever the guard met
+            await asyncio.to_thread(found.guard.limit, reply.status, headers, bytes(refusal))
+    if reply.status < 400:  # counted before the reply's end reaches the agent, which may then exit
         with _LOCK:
             wire.add(found.total, meter.usage())
+            total = dict(found.total)
+        if found.guard is not None:  # decided while the agent works; its next request waits for it
+            found._verdict = asyncio.ensure_future(asyncio.to_thread(found.guard.spend, total))
     writer.write(b"0\r\n\r\n")
     await writer.drain()
 
@@ -326,10 +371,12 @@ def stand_in(
 
 async def _error(writer: asyncio.StreamWriter, status: int, text: str) -> None:
     """An error both vendors' clients show: Anthropic's shape, with OpenAI's and Google's keys."""
-    kind = {401: "authentication_error", 413: "request_too_large"}.get(status, "api_error")
+    kinds = {401: "authentication_error", 403: "permission_error", 413: "request_too_large"}
+    kind = kinds.get(status, "api_error")
     error = {"type": kind, "message": text, "code": status, "status": kind}
     body = json.dumps({"type": "error", "error": error}).encode()
-    words = {400: "Bad Request", 401: "Unauthorized", 413: "Payload Too Large", 502: "Bad Gateway"}
+    words = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 413: "Payload Too Large"}
+    words[502] = "Bad Gateway"
     writer.write(
         f"HTTP/1.1 {status} {words.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n".encode()
