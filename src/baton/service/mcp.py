@@ -61,16 +61,30 @@ AnswerText = Annotated[
 
 
 class Api:
-    """The HTTP API of one ``baton serve``, called with one bearer token; a refusal is a ToolError
-    carrying the service's own message."""
+    """The HTTP API of one ``baton serve``, called with one bearer token (``token``), or else with the
+    ``Authorization`` header of the MCP request being answered (``baton serve``'s own ``/mcp``); a
+    refusal is a ToolError carrying the service's own message."""
 
-    def __init__(self, url: str, token: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, url: str, token: str | None = None, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.url = url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self._token = token
         self._transport = transport
+
+    def _authorization(self, ctx: Context) -> str:
+        if self._token is not None:
+            return f"Bearer {self._token}"
+        request = ctx.request_context.request
+        headers = getattr(request, "headers", None)
+        said = headers.get("authorization") if headers is not None else None
+        if not isinstance(said, str):  # the gate in front of /mcp lets no such request through
+            raise ToolError("this MCP request carries no bearer token")
+        return said
 
     async def call(
         self,
+        ctx: Context,
         method: str,
         path: str,
         *,
@@ -78,9 +92,10 @@ class Api:
         body: Mapping[str, Any] | None = None,
         timeout: float = 30.0,
     ) -> dict[str, Any]:
+        headers = {"Authorization": self._authorization(ctx)}
         try:
             async with httpx.AsyncClient(
-                base_url=self.url, headers=self._headers, timeout=timeout, transport=self._transport
+                base_url=self.url, headers=headers, timeout=timeout, transport=self._transport
             ) as http:
                 response = await http.request(method, path, params=params, json=body)
         except httpx.HTTPError as exc:
@@ -137,14 +152,15 @@ def turn_view(run: Mapping[str, Any]) -> dict[str, Any]:
     return view
 
 
-async def follow(api: Api, run_id: str, wait: float, ctx: Context | None) -> dict[str, Any]:
+async def follow(api: Api, run_id: str, wait: float, ctx: Context) -> dict[str, Any]:
     """The run, once done or after ``wait`` seconds; a progress notification after each slice."""
     deadline = time.monotonic() + wait
-    run = await api.call("GET", f"/v1/runs/{run_id}")
+    run = await api.call(ctx, "GET", f"/v1/runs/{run_id}")
     while run.get("status") != "done" and (left := deadline - time.monotonic()) > 0:
         step = min(SLICE, left)
-        run = await api.call("GET", f"/v1/runs/{run_id}", params={"wait": round(step, 3)}, timeout=step + 30)
-        if ctx is not None and run.get("status") != "done":
+        params = {"wait": round(step, 3)}
+        run = await api.call(ctx, "GET", f"/v1/runs/{run_id}", params=params, timeout=step + 30)
+        if run.get("status") != "done":
             await ctx.report_progress(
                 wait - max(deadline - time.monotonic(), 0), wait, f"run {run_id}: {run['status']}"
             )
@@ -171,8 +187,10 @@ def thread_view(session: Mapping[str, Any], turns: int) -> dict[str, Any]:
     return view
 
 
-def build_server(url: str, token: str, transport: httpx.AsyncBaseTransport | None = None) -> MCPServer:
-    """The MCP server whose tools call the API at ``url`` with ``token``."""
+def build_server(
+    url: str, token: str | None = None, transport: httpx.AsyncBaseTransport | None = None
+) -> MCPServer:
+    """The MCP server whose tools call the API at ``url`` with ``token`` (None: each request's own)."""
     api = Api(url, token, transport)
     server: MCPServer = MCPServer(NAME, instructions=INSTRUCTIONS, version="1", log_level="WARNING")
 
@@ -191,7 +209,7 @@ def build_server(url: str, token: str, transport: httpx.AsyncBaseTransport | Non
         first turn starts both). Waits up to `wait` seconds: a turn that ended comes back with its
         outcome and result; one still running with its run_id, for get_run."""
         body = {"agent": agent, "repo": repo, "thread": thread, "prompt": prompt}
-        queued = await api.call("POST", "/v1/runs", body=body)
+        queued = await api.call(ctx, "POST", "/v1/runs", body=body)
         return await follow(api, queued["run_id"], wait, ctx)
 
     @server.tool()
@@ -207,16 +225,17 @@ def build_server(url: str, token: str, transport: httpx.AsyncBaseTransport | Non
         """Answer the question a thread waits on (its last turn ended needs_input): a turn carrying the
         question and the answer resumes the same conversation. Waits as start_turn does."""
         body = {"agent": agent, "repo": repo, "thread": thread, "answer": answer}
-        queued = await api.call("POST", "/v1/answers", body=body)
+        queued = await api.call(ctx, "POST", "/v1/answers", body=body)
         return await follow(api, queued["run_id"], wait, ctx)
 
     @server.tool()
-    async def cancel_run(run_id: RunIdArg) -> dict[str, Any]:
+    async def cancel_run(run_id: RunIdArg, ctx: Context) -> dict[str, Any]:
         """Cancel a queued or running turn (the conversation is kept)."""
-        return await api.call("POST", f"/v1/runs/{run_id}/cancel")
+        return await api.call(ctx, "POST", f"/v1/runs/{run_id}/cancel")
 
     @server.tool()
     async def list_threads(
+        ctx: Context,
         agent: Annotated[Agent | None, Field(description="only this agent's threads")] = None,
         repo: Annotated[str | None, Field(max_length=2048, description="only this repo's (its slug)")] = None,
         limit: Annotated[int, Field(ge=1, le=200)] = 50,
@@ -224,7 +243,7 @@ def build_server(url: str, token: str, transport: httpx.AsyncBaseTransport | Non
         """Threads, most recently used first: each key, its state (idle, running…) and its last outcome
         (needs_input: it waits on an answer)."""
         params = {k: v for k, v in {"agent": agent, "repo": repo, "limit": limit}.items() if v is not None}
-        page = await api.call("GET", "/v1/sessions", params=params)
+        page = await api.call(ctx, "GET", "/v1/sessions", params=params)
         keep = ("agent", "repo", "thread", "status", "last_outcome", "last_used_at", "branch")
         return {"threads": [{k: s.get(k) for k in keep} for s in page.get("sessions", [])]}
 
@@ -233,12 +252,13 @@ def build_server(url: str, token: str, transport: httpx.AsyncBaseTransport | Non
         agent: Agent,
         repo: Repo,
         thread: Thread,
+        ctx: Context,
         turns: Annotated[int, Field(ge=1, le=50, description="how many recent turns")] = 5,
     ) -> dict[str, Any]:
         """A thread's state, the question it waits on (if any) and its recent turns, newest first, each
         with its outcome and the agent's answer."""
         params = {"agent": agent, "repo": repo, "thread": thread, "runs": turns}
-        return thread_view(await api.call("GET", "/v1/session", params=params), turns)
+        return thread_view(await api.call(ctx, "GET", "/v1/session", params=params), turns)
 
     return server
 
