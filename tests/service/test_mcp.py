@@ -1,6 +1,6 @@
 """``baton mcp`` as an MCP client sees it: the command started over stdio (the SDK's own client), its tools
 calling a real ``baton serve`` (uvicorn, in this process) that runs the fake agent. A turn is started,
-comes back as a handle while it runs and is followed to its end; a question (needs_input) answered
+comes back as a handle while it runs and is followed to its end by another client, the first gone; a question (needs_input) answered
 through the tool resumes the same session; a read-scope token lists but is refused a turn; hostile
 arguments are refused by the API's own rules with a clear message and nothing submitted; without its
 environment the command says what to set."""
@@ -64,11 +64,21 @@ def fake_service(settings: Settings) -> Iterator[Service]:
 def test_a_turn_comes_back_as_a_handle_and_is_followed_to_its_end(
     fake_service: Service, src_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The client that started the turn is gone (its ``baton mcp`` ended) before the turn ends; another
+    one follows it by its handle."""
     monkeypatch.setenv("FAKE_AGENT_DELAY", "1.5")  # still running when the short wait is over
     key = {"agent": "fake", "repo": str(src_repo), "thread": "issue-7"}
-    started, followed, listed, read = follow_steps(fake_service, key)
+    token = fake_service.token("run")
+    [started] = calls(fake_service, token, ("start_turn", {**key, "prompt": "Fix it.", "wait": 0.2}))
     handle = data(started)
     assert handle["status"] != "done" and handle["run_id"] and "get_run" in handle["next"], handle
+    followed, listed, read = calls(
+        fake_service,
+        token,
+        ("get_run", {"run_id": handle["run_id"], "wait": 60}),
+        ("list_threads", {"agent": "fake"}),
+        ("read_thread", key),
+    )
     ended = data(followed)
     assert ended["run_id"] == handle["run_id"] and ended["status"] == "done", ended
     assert ended["outcome"] == "succeeded" and "fake reply: received" in ended["result"]
@@ -78,24 +88,6 @@ def test_a_turn_comes_back_as_a_handle_and_is_followed_to_its_end(
     assert thread["turns"][0]["run_id"] == ended["run_id"] and thread["question"] is None
     job = fake_service.store.get_job(handle["run_id"])
     assert job is not None and job.actor.endswith("-run")  # submitted with the token's name
-
-
-def follow_steps(service: Service, key: dict[str, str]) -> list[CallToolResult]:
-    """start_turn, then get_run on the handle it returned, list_threads and read_thread, in one session."""
-    params = StdioServerParameters(
-        command=BATON[0], args=[*BATON[1:], "mcp"], env=mcp_env(service, service.token("run"))
-    )
-
-    async def talk() -> list[CallToolResult]:
-        async with Client(params, read_timeout_seconds=90) as client:
-            started = await client.call_tool("start_turn", {**key, "prompt": "Fix it.", "wait": 0.2})
-            run_id = (started.structured_content or {}).get("run_id", "none")
-            followed = await client.call_tool("get_run", {"run_id": run_id, "wait": 60})
-            listed = await client.call_tool("list_threads", {"agent": "fake"})
-            read = await client.call_tool("read_thread", key)
-            return [started, followed, listed, read]
-
-    return anyio.run(talk)
 
 
 def test_a_question_answered_through_the_tool_resumes_the_same_session(
