@@ -1,9 +1,9 @@
 """``baton mcp`` as an MCP client sees it: the command started over stdio (the SDK's own client), its tools
 calling a real ``baton serve`` (uvicorn, in this process) that runs the fake agent. A turn is started,
-comes back as a handle while it runs and is followed to its end by another client, the first gone; a question (needs_input) answered
-through the tool resumes the same session; a read-scope token lists but is refused a turn; hostile
-arguments are refused by the API's own rules with a clear message and nothing submitted; without its
-environment the command says what to set."""
+comes back as a handle while it runs and is followed to its end by another client, the first gone; a
+question (needs_input) answered through the tool resumes the same session; a read-scope token lists but
+is refused a turn; hostile arguments are refused by the API's own rules with a clear message and nothing
+submitted; without its environment the command says what to set."""
 
 from __future__ import annotations
 
