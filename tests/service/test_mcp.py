@@ -21,7 +21,7 @@ from baton.settings import Settings
 from tests.conftest import BATON
 from tests.service_fixtures import Service, run_service
 
-Call = Callable[[str, dict[str, Any]], CallToolResult]
+pytestmark = pytest.mark.slow  # each test starts `baton mcp` processes (the MCP SDK: ~1 s to import)
 ASK = '[[tool:ask_human {"question": "Tabs or spaces?", "options": ["tabs", "spaces"]}]]'
 
 
