@@ -1,7 +1,7 @@
 """``/mcp`` of ``baton serve``: the same tools over MCP's streamable HTTP (the SDK's own client), behind
 the API's bearer tokens: no token or a revoked one is 401 before MCP is spoken; a ``run`` token starts a
 turn of the fake agent and follows it to its end, stored under the token's name; a ``read`` token
-lists threads but is refused a turn, with nothing submitted."""
+lists threads but is refused a turn, with nothing submitted; an app started twice serves it twice."""
 
 from __future__ import annotations
 
@@ -11,11 +11,16 @@ from typing import Any
 import anyio
 import httpx
 import httpx2
+from fastapi.testclient import TestClient
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
+from baton.service.app import create_app
+from baton.service.auth import create_token
+from baton.service.records import TokenScope
 from baton.settings import Settings
+from baton.store import open_store
 from tests.service_fixtures import Service, run_service
 
 
@@ -65,3 +70,18 @@ def test_mcp_over_http_behind_the_same_tokens(settings: Settings, src_repo: Path
         and (read_listed.structured_content or {})["threads"][0]["thread"] == "issue-12"
     )
     assert read_refused.is_error and "(403)" in text(read_refused), text(read_refused)
+
+
+def test_an_app_started_twice_serves_mcp_each_time(settings: Settings) -> None:
+    """A session manager runs once: each run of the app's lifespan gets its own."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.resolved_store_url)
+    token = create_token(store, "twice", TokenScope.READ)
+    store.close()
+    app = create_app(settings)
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+    for _ in range(2):
+        with TestClient(app) as http:
+            answered = http.post("/mcp", json=hello, headers=headers)
+            assert answered.status_code < 500, answered.text

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from mcp.server.mcpserver import MCPServer
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -34,17 +35,24 @@ class McpEndpoint:
 
     def __init__(self, app: FastAPI) -> None:
         self.server: MCPServer = build_server(INNER, None, httpx.ASGITransport(app=app))
+        self.manager: StreamableHTTPSessionManager | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """A session manager and its task group, for one run of the service's lifespan (a manager
+        runs once: an app started again gets a new one)."""
         self.server.streamable_http_app(
             streamable_http_path=PATH,
             stateless_http=True,
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         )
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        """The session manager's task group, for the service's lifespan."""
-        async with self.server.session_manager.run():
-            yield
+        manager = self.server.session_manager
+        async with manager.run():
+            self.manager = manager
+            try:
+                yield
+            finally:
+                self.manager = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope)
@@ -58,7 +66,11 @@ class McpEndpoint:
             answer = JSONResponse({"detail": refusal}, 401, headers={"WWW-Authenticate": "Bearer"})
             await answer(scope, receive, send)
             return
-        await self.server.session_manager.handle_request(scope, receive, send)
+        manager = self.manager
+        if manager is None:  # outside the lifespan (an app served without it)
+            await JSONResponse({"detail": "MCP is not running"}, 503)(scope, receive, send)
+            return
+        await manager.handle_request(scope, receive, send)
 
 
 def install(app: FastAPI) -> McpEndpoint:
