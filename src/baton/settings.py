@@ -498,6 +498,13 @@ ENV_ONLY = (
         "the addresses of the TLS proxies whose `X-Forwarded-Proto`/`-For` `baton serve` trusts, "
         "comma-separated (`*`: any); behind HTTPS the dashboard's cookie is then Secure (`baton serve "
         "--forwarded-allow-ips`)", default="`127.0.0.1,::1`")),
+    EnvSetting("BATON_URL", "public_url", About(
+        "`baton mcp`: the URL of the `baton serve` whose threads its tools start, follow and answer "
+        "([mcp.md](mcp.md))")),
+    EnvSetting("BATON_TOKEN", "public_url", About(
+        "`baton mcp`: the API token it calls `baton serve` with (`baton tokens create`); its scope is "
+        "what the MCP client may do: `read` lists and reads threads, `run` starts, answers and cancels "
+        "turns ([mcp.md](mcp.md))")),
     EnvSetting("BATON_FORGE_CONFIG", "public_url", About(
         "a TOML file (relative to `$BATON_HOME`) holding the `[forge.*]` and `[repo.*]` tables instead of "
         "`config.toml` ([below](#forges-and-repositories))")),

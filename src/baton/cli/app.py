@@ -15,6 +15,7 @@ from baton.cli.doctor import agents_cmd, doctor_cmd
 from baton.cli.forge import forge_app
 from baton.cli.homes import homes_app
 from baton.cli.housekeeping import du_cmd, sweep_cmd
+from baton.cli.mcp import mcp_cmd
 from baton.cli.plan import plan_app
 from baton.cli.quota import quota_app
 from baton.cli.run import run_cmd
@@ -41,6 +42,7 @@ app.add_typer(homes_app, name="homes")
 app.command("demo")(demo_cmd)
 app.command("serve")(serve_cmd)
 app.command("worker")(worker_cmd)
+app.command("mcp")(mcp_cmd)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(forge_app, name="forge")
 app.command("audit")(audit_cmd)

@@ -28,6 +28,7 @@ from baton.service import (
     disk,
     forge,
     health,
+    mcp_http,
     metrics,
     quotas,
     runs,
@@ -79,7 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if schedule is not None:
             schedule.start()
         try:
-            yield
+            async with mcp.running():  # /mcp's session manager
+                yield
         finally:
             if schedule is not None:
                 schedule.stop()
@@ -109,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(BatonError, baton_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error_handler)  # type: ignore[arg-type]
     dashboard.install(app)
+    mcp = mcp_http.install(app)  # /mcp: baton mcp's tools over streamable HTTP, behind the same tokens
     app.add_middleware(WebhookGate)  # webhooks' POSTs, before the router (inside the body limit)
     app.add_middleware(BodyLimit)
     return app
