@@ -19,6 +19,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
+from baton.agents import listed
 from baton.asking.questions import MAX_ANSWER
 from baton.errors import BadInput
 from baton.service.fields import Agent, RepoSpec, Thread
@@ -32,7 +33,7 @@ SLICE = 5.0  # seconds of each look at the run while waiting; a progress notific
 MAX_TEXT = 8000  # characters of a turn's result or an error shown; the run keeps it whole
 RUN_ID_MAX = 64
 INSTRUCTIONS = (
-    "baton runs coding agents (claude, codex, gemini…) on threads: one durable conversation and one git "
+    f"baton runs coding agents ({listed()}) on threads: one durable conversation and one git "
     "worktree per (agent, repo, thread). start_turn gives a thread an instruction and waits a while; a "
     "turn still running comes back as a run_id that get_run follows. A turn that ends needs_input asks "
     "a question: answer_question answers it and the same conversation resumes."
@@ -196,7 +197,7 @@ def build_server(
 
     @server.tool()
     async def start_turn(
-        agent: Annotated[Agent, Field(description="the agent CLI: claude, codex, gemini…")],
+        agent: Annotated[Agent, Field(description=f"the agent CLI: {listed()}")],
         repo: Repo,
         thread: Annotated[
             Thread, Field(description="the unit of work, e.g. issue-42 (the conversation's key)")
