@@ -359,7 +359,9 @@ class Hold(Protocol):
     """What holds a running turn to its caps as its model replies spend
     (:class:`baton.runner.capped.WireHold`)."""
 
-    def spend(self, total: dict[str, int]) -> str | None: ...
+    def spend(
+        self, total: dict[str, int], models: dict[str, dict[str, int]], note: Callable[[dict[str, Any]], None]
+    ) -> str | None: ...
     def question(self) -> dict[str, Any] | None: ...
 
 
@@ -391,7 +393,11 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
                 with contextlib.suppress(BatonError):  # the turn's end trips it again
                     ctx.breaker.after(ctx.store, found, record.run_id, record.started_at, ctx.settings)
 
-        spend = self.hold.spend if self.hold is not None else _goes_on
+        hold = self.hold
+
+        def spend(total: dict[str, int], models: dict[str, dict[str, int]]) -> str | None:
+            return None if hold is None else hold.spend(total, models, log.note)
+
         upstream = ctx.settings.gateway_upstream(ctx.key.agent)
         admitted = model_gateway(_operators(ctx), env, record.id, upstream, spend, limit)
         if admitted is None:
@@ -438,10 +444,6 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
     def __exit__(self, *exc: object) -> None:
         for gate in self.passes:  # the run's token is refused from now on
             gate.close()
-
-
-def _goes_on(total: dict[str, int]) -> str | None:
-    return None
 
 
 def _compact(
