@@ -144,7 +144,8 @@ class Settings:
         "USD one thread may spend (the cost its agent reports for each turn) before it parks: the next "
         "turn does not start its agent and ends `needs_input`, saying what was spent and how to raise it "
         "(`baton budget`, a forge reply `@baton budget +5`); a run's `--max-usd` and a forge repo's "
-        "`max_usd` hold too (the smaller); 0: no cap ([cli.md](cli.md#spending-caps-baton-budget))"))
+        "`max_usd` hold too (the smaller); behind the model gateway with `model_prices`, a turn past it is "
+        "stopped at its next model request; 0: no cap ([cli.md](cli.md#spending-caps-baton-budget))"))
     max_tokens: int = field(default=0, metadata=about(
         "input + output tokens one thread may use before it parks the same way (behind the model "
         "gateway, a turn past it is stopped at its next model request); 0: no cap"))

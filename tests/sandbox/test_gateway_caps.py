@@ -158,7 +158,8 @@ def test_the_gateway_refuses_the_next_request_once_the_turns_priced_cost_reaches
         holds = Holds("claude:o-r:t", "o-r", Caps(usd=1.0), Caps())
         with MockAnthropic() as mock, httpx.Client() as http:
             for name, model in (("run-priced", "claude-sonnet-4-5"), ("run-unpriced", "claude-opus-4-1")):
-                hold, events = _wire_hold(priced, store, holds), []
+                hold = _wire_hold(priced, store, holds)
+                events: list[dict[str, Any]] = []
                 mine = gateway.admit(name, gateway.Upstream(mock.url, "x-api-key", REAL_KEY))
                 mine.guard = gateway.Guard(partial(hold.spend, note=events.append), lambda *a: None)
                 body = {**MESSAGE, "model": model}
@@ -245,6 +246,49 @@ def test_a_turn_past_its_tokens_cap_is_stopped_at_its_next_request_and_parks(
     assert under.run.outcome == Outcome.SUCCEEDED, under.run.error
     assert under.run.question is None and len(model.conversation()) >= 3
     assert under.run.usage["wire"]["requests"] == len(model.conversation()) - 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", ["claude"])
+def test_a_turn_past_its_usd_cap_at_the_operators_prices_is_stopped_at_its_next_request_and_parks(
+    home: Path, src_repo: Path, agent: str, model: MockServer[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``model_prices`` prices the models Claude Code asks for (the mock replies as the model asked) at
+    $1,000 per million tokens: its first reply (tens of tokens) costs more than the thread's $0.01 cap,
+    so its next request is refused and never reaches the model; the run ends parked at the USD cap,
+    the file written before the stop kept, and no event says the cost was unknown."""
+    settings = gateway_settings(home, "open").with_(model_prices="claude-*=1000/1000/1000/1000")
+    request = RunRequest(
+        agent=agent,
+        repo=str(src_repo),
+        thread="usd-capped",
+        prompt=work(agent),
+        access=Access.FULL,
+        max_usd=0.01,
+    )
+    result = run(request, settings=settings)
+    assert result.run.outcome == Outcome.NEEDS_INPUT, result.run.error
+    assert len(model.conversation()) == 1, "the request after the cap was passed never reached the model"
+    assert str(model.conversation()[0].body["model"]).startswith("claude-")
+    question = result.run.question or {}
+    assert question["cap"]["measure"] == "usd" and question["cap"]["cap"] == 0.01
+    assert question["cap"]["spent"] >= 0.01
+    spent = f"this thread has spent ${question['cap']['spent']:,.2f} of its $0.01 cap"
+    assert question["text"].startswith(spent + ";") and "--usd +1" in question["text"]
+    worktree = Path(result.session.worktree)
+    assert (worktree / "made.txt").read_text() == "made by the agent\n"
+    log = Path(result.run.log_path).read_text()
+    assert f"baton stopped this turn: {spent}" in log, "the CLI was told why"
+    assert "baton.cost_unknown" not in log
+    store = open_store(settings.resolved_store_url)
+    try:
+        found = parked(store, agent, result.run.repo, "usd-capped")
+        assert found is not None and found.run.run_id == result.run.run_id
+    finally:
+        store.close()
+    _print_question(result.run)
+    said = capsys.readouterr().out
+    assert said.startswith("the thread is parked at a spending cap (exit 7; its agent was stopped at a model")
 
 
 SPENT = {  # each vendor's spent quota, and the event its CLI ends a refused turn with
