@@ -323,7 +323,8 @@ class Settings:
         "`claude-sonnet-4*=3/15/0.3/3.75,gpt-5*=1.25/10/0.125`; a cache price not given is the input's. "
         "baton has no table of its own (prices change: state yours). A reply of a model with no price "
         "leaves its turn's cost unknown: the USD caps are then held at the turn's end, from the cost its "
-        "agent reports, and the run's events say so once ([cli.md](cli.md#spending-caps-baton-budget))",
+        "agent reports, and the run's events say so once. A turn whose agent reports no cost (all but "
+        "Claude Code) is recorded at this one ([cli.md](cli.md#spending-caps-baton-budget))",
         kind="`MODEL=IN/OUT[/CR[/CW]]`, comma-separated"))
     model_gateway_upstream: str = field(default="", metadata=about(
         "where baton's model gateway sends each agent's model requests (`model_gateway = on`): `URL` for "

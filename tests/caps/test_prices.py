@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from baton.caps.prices import cost, price_of, unpriced
+from baton.caps.prices import cost, price_of, turn_cost, unpriced
 from baton.errors import BadInput
 from baton.settings import ModelPrice, load_settings
 
@@ -84,3 +84,14 @@ def test_a_turns_cost_sums_each_models_counts_times_its_prices() -> None:
     assert cost(table, {**models, "gemini-2.5-pro": {"input_tokens": 1}}) is None
     assert cost(table, {"": {"input_tokens": 1}}) is None, "a reply that named no model"
     assert unpriced(table, ["gemini-2.5-pro", "gpt-5", ""]) == ["gemini-2.5-pro", ""]
+
+
+def test_a_turn_is_recorded_at_its_agents_cost_else_at_the_operators_prices() -> None:
+    """Only Claude Code reports a cost: another agent's turn is recorded at the cost of its replies, so
+    the USD caps count its turns too; with neither, it has none."""
+    table = _prices(PRICES)
+    read = {"gpt-5-codex": {"input_tokens": 400_000, "output_tokens": 100_000}}
+    assert turn_cost(0.42, table, read) == 0.42, "the agent's own report wins"
+    assert turn_cost(None, table, read) == pytest.approx(0.5 + 1.0)
+    assert turn_cost(None, table, {}) is None and turn_cost(None, (), read) is None
+    assert turn_cost(None, table, {"gemini-2.5-pro": {"input_tokens": 1}}) is None

@@ -2,7 +2,8 @@
 own, prices change): each model's tokens, as baton's model gateway read its replies, times the price of
 that model (:func:`price_of`: its exact name, else the longest ``prefix*`` that matches). A reply of a
 model with no price leaves the turn's cost unknown (None), and its USD caps are held at its end, from
-the cost its agent reports (:mod:`baton.caps.check`)."""
+the cost its agent reports (:mod:`baton.caps.check`); a turn whose agent reports none is recorded at
+this cost (:func:`turn_cost`)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,17 @@ def cost(prices: Iterable[ModelPrice], models: Mapping[str, Mapping[str, int]]) 
             return None
         total += _of(price, counts)
     return total
+
+
+def turn_cost(
+    reported: float | None, prices: Iterable[ModelPrice], models: Mapping[str, Mapping[str, int]]
+) -> float | None:
+    """A turn's recorded cost: its agent's own report, else (only Claude Code reports one) its replies'
+    cost at the operator's prices, so that a USD cap counts the turns of every agent; None when
+    neither says (no reply read on the wire, or a model with no price)."""
+    if reported is not None or not models:
+        return reported
+    return cost(prices, models)
 
 
 def unpriced(prices: Iterable[ModelPrice], models: Iterable[str]) -> list[str]:

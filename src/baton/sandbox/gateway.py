@@ -94,6 +94,11 @@ class Pass:
         with _LOCK:
             return dict(self.total)
 
+    def billed(self) -> dict[str, dict[str, int]]:
+        """The run's counts per model its replies named, as they bill (``""``: none named)."""
+        with _LOCK:
+            return {k: dict(v) for k, v in self.models.items()}
+
     def close(self) -> None:
         """Revoke the token: the run's agent has ended; its next request is refused (401)."""
         with _LOCK:
