@@ -1,5 +1,6 @@
 """Spending held on the wire by baton's model gateway: a turn whose tokens, as the model API's replies
-count them, pass a tokens cap is refused its next model request (HTTP 403 in Anthropic's error shape),
+count them, pass a tokens cap (or whose cost, at the operator's ``model_prices``, passes a USD cap) is
+refused its next model request (HTTP 403 in Anthropic's error shape),
 stopped, and ends parked at the cap as a turn that never started at one does; a turn under its cap is
 untouched. A usage limit the model API answers (429) trips the credential's breaker as the gateway reads
 it, whatever the CLI makes of it. The real Claude Code CLI against the mock model API.
