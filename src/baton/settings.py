@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import math
 import os
 import re
 import tomllib
@@ -143,7 +144,8 @@ class Settings:
         "USD one thread may spend (the cost its agent reports for each turn) before it parks: the next "
         "turn does not start its agent and ends `needs_input`, saying what was spent and how to raise it "
         "(`baton budget`, a forge reply `@baton budget +5`); a run's `--max-usd` and a forge repo's "
-        "`max_usd` hold too (the smaller); 0: no cap ([cli.md](cli.md#spending-caps-baton-budget))"))
+        "`max_usd` hold too (the smaller); behind the model gateway with `model_prices`, a turn past it is "
+        "stopped at its next model request; 0: no cap ([cli.md](cli.md#spending-caps-baton-budget))"))
     max_tokens: int = field(default=0, metadata=about(
         "input + output tokens one thread may use before it parks the same way (behind the model "
         "gateway, a turn past it is stopped at its next model request); 0: no cap"))
@@ -313,6 +315,17 @@ class Settings:
         "Codex (its model provider's `env_key`), Copilot CLI (its own provider's key) and OpenCode (its "
         "model's provider, OpenAI- or Anthropic-compatible); logins keep their credential, as `baton "
         "doctor` says ([security.md](security.md#the-model-credential))"))
+    model_prices: str = field(default="", metadata=about(
+        "what your models cost you, in USD per million tokens, so that behind baton's model gateway "
+        "(`model_gateway = on`) a USD cap is held as the turn spends (its next model request refused past "
+        "it, as for a tokens cap): `MODEL=IN/OUT[/CACHE_READ[/CACHE_WRITE]]`, comma-separated, MODEL the "
+        "name a reply names (exact) or `prefix*` (an exact name wins, else the longest prefix), as "
+        "`claude-sonnet-4*=3/15/0.3/3.75,gpt-5*=1.25/10/0.125`; a cache price not given is the input's. "
+        "baton has no table of its own (prices change: state yours). A reply of a model with no price "
+        "leaves its turn's cost unknown: the USD caps are then held at the turn's end, from the cost its "
+        "agent reports, and the run's events say so once. A turn whose agent reports no cost (all but "
+        "Claude Code) is recorded at this one ([cli.md](cli.md#spending-caps-baton-budget))",
+        kind="`MODEL=IN/OUT[/CR[/CW]]`, comma-separated"))
     model_gateway_upstream: str = field(default="", metadata=about(
         "where baton's model gateway sends each agent's model requests (`model_gateway = on`): `URL` for "
         "every agent, or `AGENT=URL` pairs (`claude=https://llm.example.com/anthropic,codex=https://llm."
@@ -436,6 +449,30 @@ class Settings:
             found[name] = url
         return found
 
+    @functools.cached_property
+    def model_price_list(self) -> tuple[ModelPrice, ...]:
+        """``model_prices`` parsed once: one :class:`ModelPrice` per model or ``prefix*``; BadInput
+        naming the part that is no ``MODEL=IN/OUT[/CACHE_READ[/CACHE_WRITE]]`` of finite numbers ≥ 0."""
+        found: dict[str, ModelPrice] = {}
+        for part in (p.strip() for p in self.model_prices.split(",") if p.strip()):
+            name, sep, numbers = (s.strip() for s in part.partition("="))
+            if not sep or not name or any(c.isspace() for c in name) or "*" in name[:-1]:
+                raise BadInput(
+                    f"setting model_prices: {part!r} names no model (MODEL=IN/OUT or prefix*=IN/OUT, "
+                    "USD per million tokens, as claude-sonnet-4*=3/15/0.3/3.75)"
+                )
+            words = numbers.split("/")
+            if not 2 <= len(words) <= 4:
+                raise BadInput(
+                    f"setting model_prices: {part!r} must give 2 to 4 prices (input/output, then cache "
+                    "read and cache write), USD per million tokens"
+                )
+            prices = [_price(word, part) for word in words]
+            if name in found:
+                raise BadInput(f"setting model_prices prices {name!r} twice")
+            found[name] = ModelPrice(name, *prices)
+        return tuple(found.values())
+
     def gateway_upstream(self, agent: str) -> str | None:
         """The base URL ``model_gateway_upstream`` names for ``agent`` (its own, else every agent's);
         None: the agent's own."""
@@ -452,6 +489,34 @@ class Settings:
 
     def with_(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """What the operator pays for one model (``model_prices``): USD per million tokens of input (not
+    read from a cache), output, cache reads and cache writes (None: not given, the input's price)."""
+
+    model: str  # an exact name, or a prefix ending in ``*``
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+
+
+MAX_PRICE = 1e6  # USD per million tokens: more is a typo
+
+
+def _price(word: str, part: str) -> float:
+    try:
+        value = float(word.strip())
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= MAX_PRICE) or not word.strip():
+        raise BadInput(
+            f"setting model_prices: {word.strip()!r} in {part!r} is not a price (a number from 0 to "
+            f"{MAX_PRICE:g}, USD per million tokens)"
+        )
+    return value
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # log_level, in any case
@@ -623,6 +688,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     settings.run_memory_bytes  # noqa: B018
     settings.agent_env_names, settings.agent_port_numbers  # noqa: B018
     settings.prune_kind_names, settings.context_windows, settings.model_gateway_upstreams  # noqa: B018
+    settings.model_price_list  # noqa: B018
     allowlist.parse(settings.egress)
     if not allowlist.parse(settings.egress).open:  # a malformed proxy URL fails here, named
         allowlist.upstream_of(settings.egress_upstream, env)

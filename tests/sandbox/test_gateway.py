@@ -27,6 +27,7 @@ from baton import RunRequest, run
 from baton.models import Access, Outcome
 from baton.sandbox import gateway, wire
 from baton.settings import Settings, load_settings
+from baton.testing import mock_anthropic, mock_gemini, mock_openai
 from baton.testing._http import MockServer
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.testing.mock_openai import API_KEY_ENV
@@ -75,6 +76,70 @@ def test_usage_is_read_on_the_wire_in_each_vendors_format() -> None:
     whole = {"type": "message", "usage": {"input_tokens": 2, "output_tokens": 3}}
     assert _metered("application/json", json.dumps(whole)) == {"input_tokens": 2, "output_tokens": 3}
     assert _metered("application/json", "not json") == {}
+
+
+def _meter(content_type: str, text: str) -> wire.Meter:
+    meter = wire.Meter(content_type)
+    for piece in _split(text):
+        meter.feed(piece)
+    meter.usage()
+    return meter
+
+
+def _sse(objects: list[dict[str, Any]], end: str = "\n\n") -> str:
+    return "".join(f"data: {json.dumps(o)}{end}" for o in objects)
+
+
+def test_the_meter_reads_the_model_each_reply_names_and_its_billed_counts() -> None:
+    """The mocks' own reply shapes (a recorded Chat chunk's): the model the reply names, and the counts
+    as a price list bills them (OpenAI's and Gemini's input less its cached part, Gemini's thoughts as
+    output)."""
+    body = {"model": "claude-sonnet-4-5", "stream": True}
+    msg = mock_anthropic._message(body, [{"type": "text", "text": "hi"}], 1, 30)
+    msg["usage"] |= {"cache_read_input_tokens": 100, "cache_creation_input_tokens": 7}
+    streamed = "".join(
+        f"event: {n}\ndata: {json.dumps(d)}\n\n" for n, d in mock_anthropic._stream_events(msg)
+    )
+    meter = _meter("text/event-stream", streamed)
+    assert meter.model == "claude-sonnet-4-5"
+    billed = {"input_tokens": 30, "output_tokens": 12, "cache_read_tokens": 100, "cache_write_tokens": 7}
+    assert meter.billed() == billed
+    whole = _meter("application/json", json.dumps({**msg, "model": "claude-opus-4-1"}))
+    assert whole.model == "claude-opus-4-1" and whole.billed() == billed
+
+    responses = mock_openai.events({"model": "gpt-5-codex"}, "hi", 1, 2, tokens=50)
+    responses[-1]["response"]["usage"]["input_tokens_details"] = {"cached_tokens": 20}
+    meter = _meter("text/event-stream", _sse(responses))
+    assert meter.model == "gpt-5-codex"
+    assert meter.billed() == {"input_tokens": 30, "output_tokens": meter.found["output_tokens"],
+                              "cache_read_tokens": 20}  # fmt: skip
+    done = responses[-1]["response"]
+    assert _meter("application/json", json.dumps(done)).model == "gpt-5-codex"
+
+    chunk = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-4o-2024-08-06",
+        "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
+        "usage": None,
+    }
+    last = {**chunk, "choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 4,
+                                              "prompt_tokens_details": {"cached_tokens": 32}}}  # fmt: skip
+    meter = _meter("text/event-stream", _sse([chunk, last]) + "data: [DONE]\n\n")
+    assert meter.model == "gpt-4o-2024-08-06"
+    assert meter.billed() == {"input_tokens": 8, "output_tokens": 4, "cache_read_tokens": 32}
+
+    parts = [mock_gemini._response("h", 1, "gemini-2.5-pro", False),
+             mock_gemini._response("i", 1, "gemini-2.5-pro", True, tokens=70)]  # fmt: skip
+    parts[-1]["usageMetadata"] |= {"thoughtsTokenCount": 5, "cachedContentTokenCount": 60}
+    for meter in (
+        _meter("text/event-stream", _sse(parts, "\r\n\r\n")),
+        _meter("application/json", json.dumps(parts)),
+    ):
+        assert meter.model == "gemini-2.5-pro"
+        assert meter.billed() == {"input_tokens": 10, "output_tokens": 17, "cache_read_tokens": 60}
+    assert _meter("application/json", json.dumps({"type": "message", "model": 7})).model is None
 
 
 MESSAGE = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}

@@ -1,5 +1,6 @@
 """Spending held on the wire by baton's model gateway: a turn whose tokens, as the model API's replies
-count them, pass a tokens cap is refused its next model request (HTTP 403 in Anthropic's error shape),
+count them, pass a tokens cap (or whose cost, at the operator's ``model_prices``, passes a USD cap) is
+refused its next model request (HTTP 403 in Anthropic's error shape),
 stopped, and ends parked at the cap as a turn that never started at one does; a turn under its cap is
 untouched. A usage limit the model API answers (429) trips the credential's breaker as the gateway reads
 it, whatever the CLI makes of it. The real Claude Code CLI against the mock model API.
@@ -11,8 +12,10 @@ import dataclasses
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -21,12 +24,13 @@ from baton import RunRequest, open_store, run
 from baton.agents import get_agent
 from baton.agents.limits import LimitKind, from_api_reply
 from baton.asking.pending import waiting
-from baton.caps.check import Holds, reached
+from baton.caps.check import Holds, Running, reached
 from baton.caps.model import Caps, Measure, Scope
 from baton.caps.parked import parked
 from baton.cli.run import _print_question
 from baton.models import Access, Outcome, QuotaState
 from baton.runner import quota
+from baton.runner.capped import WireHold
 from baton.sandbox import gateway
 from baton.settings import Settings
 from baton.testing import mock_anthropic, mock_gemini, mock_openai
@@ -66,19 +70,28 @@ def test_a_model_apis_429_is_read_as_its_vendor_means_it() -> None:
     assert garbled is not None and garbled.kind == LimitKind.TRANSIENT
 
 
-def test_a_running_turn_is_held_to_its_tokens_caps_only(settings: Settings) -> None:
+def test_a_running_turn_is_held_to_its_tokens_caps_and_its_priced_usd_caps(settings: Settings) -> None:
     store = open_store(settings.resolved_store_url)
     try:
         caps = Caps(tokens=1000, turns=1, usd=0.01)
         holds = Holds("claude:o-r:t", "o-r", caps, Caps(tokens=5000))
-        assert reached(store, holds, running=999) is None, "its cost and its count were held at its start"
-        found = reached(store, holds, running=1000)
+        assert reached(store, holds, Running(999)) is None, "its cost unknown, its count held at its start"
+        found = reached(store, holds, Running(1000))
         assert found is not None and (found.scope, found.measure, found.spent, found.cap) == (
             Scope.THREAD, Measure.TOKENS, 1000, 1000)  # fmt: skip
         wide = Holds("claude:o-r:t", "o-r", Caps(turns=1), Caps(tokens=5000))
-        repo = reached(store, wide, running=6000)
+        repo = reached(store, wide, Running(6000))
         assert repo is not None and repo.scope == Scope.REPO
-        assert reached(store, Holds("claude:o-r:t", "o-r", Caps(usd=0.01), Caps()), running=10**9) is None
+        usd = Holds("claude:o-r:t", "o-r", Caps(usd=0.01), Caps())
+        assert reached(store, usd, Running(10**9)) is None, "no price: the USD cap is held at the end"
+        assert reached(store, usd, Running(10**9, 0.0099)) is None
+        past = reached(store, usd, Running(5, 0.01))
+        assert past is not None and (past.scope, past.measure, past.spent, past.cap) == (
+            Scope.THREAD, Measure.USD, 0.01, 0.01)  # fmt: skip
+        first = reached(store, holds, Running(10, 0.02))
+        assert first is not None and first.measure == Measure.USD, "USD is the first measure"
+        repo_usd = reached(store, Holds("claude:o-r:t", "o-r", Caps(), Caps(usd=1)), Running(1, 1.5))
+        assert repo_usd is not None and (repo_usd.scope, repo_usd.measure) == (Scope.REPO, Measure.USD)
     finally:
         store.close()
 
@@ -90,7 +103,7 @@ def test_the_gateway_refuses_the_next_request_once_the_guard_says_so() -> None:
     told: list[tuple[int, str]] = []
     got: list[bool] = []
 
-    def spend(total: dict[str, int]) -> str | None:
+    def spend(total: dict[str, int], models: dict[str, dict[str, int]]) -> str | None:
         seen.append(total)
         return "baton stopped this turn: over its cap" if total["input_tokens"] >= 10 else None
 
@@ -123,6 +136,56 @@ def test_the_gateway_refuses_the_next_request_once_the_guard_says_so() -> None:
         assert len(mock.conversation()) == 2 and seen == [
             {"input_tokens": 10, "output_tokens": 12, "requests": 1}
         ]
+
+
+def _wire_hold(settings: Settings, store: Any, holds: Holds) -> WireHold:
+    """A turn's :class:`WireHold` on ``holds``, without a run around it."""
+    hold = WireHold.__new__(WireHold)
+    hold.ctx = cast(Any, SimpleNamespace(settings=settings, tables=store))
+    hold.held, hold.reached, hold.unpriced_said = holds, None, False
+    return hold
+
+
+def test_the_gateway_refuses_the_next_request_once_the_turns_priced_cost_reaches_a_usd_cap(
+    settings: Settings,
+) -> None:
+    """Each reply of a priced model adds its tokens times its prices (the mock's: 10 input and 12 output
+    tokens) to the turn's cost: past the thread's $1 the next request is a 403 saying the USD cap. A
+    turn whose replies name a model with no price goes on (its cost is unknown, the cap held at its
+    end), and its events say so once."""
+    priced = settings.with_(model_prices="claude-sonnet-4*=10000/50000")  # $0.70 a reply
+    store = open_store(priced.resolved_store_url)
+    try:
+        holds = Holds("claude:o-r:t", "o-r", Caps(usd=1.0), Caps())
+        with MockAnthropic() as mock, httpx.Client() as http:
+            for name, model in (("run-priced", "claude-sonnet-4-5"), ("run-unpriced", "claude-opus-4-1")):
+                hold = _wire_hold(priced, store, holds)
+                events: list[dict[str, Any]] = []
+                mine = gateway.admit(name, gateway.Upstream(mock.url, "x-api-key", REAL_KEY))
+                mine.guard = gateway.Guard(partial(hold.spend, note=events.append), lambda *a: None)
+                body = {**MESSAGE, "model": model}
+                codes = [
+                    http.post(f"{mine.url}/v1/messages", headers={"x-api-key": mine.token}, json=body)
+                    for _ in range(3)
+                ]
+                mine.close()
+                if model == "claude-opus-4-1":
+                    assert [c.status_code for c in codes] == [200, 200, 200] and hold.reached is None
+                    assert [e["type"] for e in events] == ["baton.cost_unknown"], "said once"
+                    assert events[0]["models"] == ["claude-opus-4-1"]
+                    continue
+                assert [c.status_code for c in codes] == [200, 200, 403], codes[-1].text
+                assert events == [] and mine.models == {
+                    model: {"input_tokens": 20, "output_tokens": 24, "requests": 2}}  # fmt: skip
+                said = codes[-1].json()["error"]["message"]
+                assert said.startswith(
+                    "baton stopped this turn: this thread has spent $1.40 of its $1.00 cap"
+                )
+                assert hold.reached is not None and hold.reached.measure == Measure.USD
+                assert hold.reached.spent == pytest.approx(1.4)
+            assert len(mock.conversation()) == 5, "the refused request never reached the model"
+    finally:
+        store.close()
 
 
 # -- the real Claude Code CLI ------------------------------------------------------------------------
@@ -184,6 +247,49 @@ def test_a_turn_past_its_tokens_cap_is_stopped_at_its_next_request_and_parks(
     assert under.run.outcome == Outcome.SUCCEEDED, under.run.error
     assert under.run.question is None and len(model.conversation()) >= 3
     assert under.run.usage["wire"]["requests"] == len(model.conversation()) - 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", ["claude"])
+def test_a_turn_past_its_usd_cap_at_the_operators_prices_is_stopped_at_its_next_request_and_parks(
+    home: Path, src_repo: Path, agent: str, model: MockServer[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``model_prices`` prices the models Claude Code asks for (the mock replies as the model asked) at
+    $1,000 per million tokens: its first reply (tens of tokens) costs more than the thread's $0.01 cap,
+    so its next request is refused and never reaches the model; the run ends parked at the USD cap,
+    the file written before the stop kept, and no event says the cost was unknown."""
+    settings = gateway_settings(home, "open").with_(model_prices="claude-*=1000/1000/1000/1000")
+    request = RunRequest(
+        agent=agent,
+        repo=str(src_repo),
+        thread="usd-capped",
+        prompt=work(agent),
+        access=Access.FULL,
+        max_usd=0.01,
+    )
+    result = run(request, settings=settings)
+    assert result.run.outcome == Outcome.NEEDS_INPUT, result.run.error
+    assert len(model.conversation()) == 1, "the request after the cap was passed never reached the model"
+    assert str(model.conversation()[0].body["model"]).startswith("claude-")
+    question = result.run.question or {}
+    assert question["cap"]["measure"] == "usd" and question["cap"]["cap"] == 0.01
+    assert question["cap"]["spent"] >= 0.01
+    spent = f"this thread has spent ${question['cap']['spent']:,.2f} of its $0.01 cap"
+    assert question["text"].startswith(spent + ";") and "--usd +1" in question["text"]
+    worktree = Path(result.session.worktree)
+    assert (worktree / "made.txt").read_text() == "made by the agent\n"
+    log = Path(result.run.log_path).read_text()
+    assert f"baton stopped this turn: {spent}" in log, "the CLI was told why"
+    assert "baton.cost_unknown" not in log
+    store = open_store(settings.resolved_store_url)
+    try:
+        found = parked(store, agent, result.run.repo, "usd-capped")
+        assert found is not None and found.run.run_id == result.run.run_id
+    finally:
+        store.close()
+    _print_question(result.run)
+    said = capsys.readouterr().out
+    assert said.startswith("the thread is parked at a spending cap (exit 7; its agent was stopped at a model")
 
 
 SPENT = {  # each vendor's spent quota, and the event its CLI ends a refused turn with

@@ -3,7 +3,8 @@ token's that submitted the run), raised by what was raised since, against what t
 (:mod:`baton.caps.spend`). A turn may start while every cap is above its spend; at or past one it does
 not (:func:`reached`, the runner parks the thread). A turn that crosses a tokens cap behind baton's
 model gateway is stopped at its next model request (the same decision, with the tokens the gateway has
-read so far); one that crosses any other cap ends as it ends, and the next turn is the one that parks.
+read so far), and so is one that crosses a USD cap where ``model_prices`` prices its models
+(:mod:`baton.caps.prices`); one that crosses any other cap ends as it ends, and the next turn parks.
 :func:`standing` is the same reading, every cap of a scope, for people.
 """
 
@@ -67,20 +68,35 @@ class Standing:
         }
 
 
-def reached(store: Transactions, holds: Holds, running: float | None = None) -> Reached | None:
+@dataclass(frozen=True)
+class Running:
+    """What a turn that is running has spent so far, as baton's model gateway read its replies: their
+    tokens, and their cost priced by ``model_prices`` (None: unknown, a model with no price)."""
+
+    tokens: float
+    usd: float | None = None
+
+    def of(self, measure: Measure) -> float | None:
+        """The turn's spend in ``measure``; None for one that is not held as the turn spends."""
+        return self.tokens if measure == Measure.TOKENS else self.usd if measure == Measure.USD else None
+
+
+def reached(store: Transactions, holds: Holds, running: Running | None = None) -> Reached | None:
     """The first cap (thread, then repository, then token; USD, tokens, minutes, turns) whose spend has
     reached it with its raises; None when the turn may start. Only scopes with a cap are queried.
-    ``running``: the tokens a turn that is running has spent so far, as the model gateway read them on
-    the wire; only the tokens caps are held to then (the turn's cost is its agent's report at its end,
-    and its minutes and its count were held to as it started), each with the turn's tokens added."""
+    ``running``: what a turn that is running has spent so far (:class:`Running`); only the tokens caps,
+    and the USD caps when its cost is known, are held to then, each as the scope's spend plus the
+    turn's (its minutes and its count were held to as it started)."""
+    held = [] if running is None else [m for m in Measure if running.of(m) is not None]
     for scope, subject, caps in holds.scopes(store):
-        if not caps.set() or (running is not None and caps.get(Measure.TOKENS) is None):
+        if not caps.set() or (running is not None and all(caps.get(m) is None for m in held)):
             continue
         for found in standing(store, scope, subject, caps):
             if running is not None:
-                if found.measure != Measure.TOKENS:
+                turn = running.of(found.measure)
+                if turn is None:
                     continue
-                found = replace(found, spent=found.spent + running)
+                found = replace(found, spent=found.spent + turn)
             if found.reached:
                 assert found.limit is not None
                 return Reached(scope, subject, found.measure, found.spent, found.limit)

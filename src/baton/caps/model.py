@@ -18,7 +18,7 @@ from baton.errors import BadInput
 class Measure(StrEnum):
     """What a cap counts."""
 
-    USD = "usd"  # the cost the agent reported for its turns (runs.cost_usd)
+    USD = "usd"  # the cost of its turns (runs.cost_usd: the agent's report, else at model_prices)
     TOKENS = "tokens"  # input + output tokens, as runs record them in usage
     MINUTES = "minutes"  # the turns' wall-clock time
     TURNS = "turns"  # turns whose agent started

@@ -1,6 +1,7 @@
 """What a thread, a repository or an API token has spent, computed from the store's runs on each check
 (one query per scope, its caps' raises read in the same query; never a running counter that could
-drift from what the runs say): USD from the cost each turn's agent reported, tokens as input plus
+drift from what the runs say): USD from the cost each turn's agent reported (else its cost at the
+operator's ``model_prices``: :func:`baton.caps.prices.turn_cost`), tokens as input plus
 output of each run's ``usage`` (its ``wire`` counts when the agent reported none), minutes from each
 turn's start to its end (to its last heartbeat while it runs), and turns: the runs whose agent started
 (a turn parked at a cap or stopped by a conflict before its agent ran spends nothing)."""

@@ -52,6 +52,7 @@ from baton.workspace.portable import publish_checkpoint
 if TYPE_CHECKING:
     from baton.agents.limits import Limit
     from baton.sandbox.enclosure import Pass
+    from baton.settings import Settings
 
 # What a rate-limited turn's message ends with: what happens to its instruction.
 WAITS = "the conversation is kept and the first turn after the reset delivers this turn's instruction"
@@ -112,6 +113,7 @@ def run_attempt(
         if ending.outcome != Outcome.SUCCEEDED:
             log.note({"type": "baton.ended", "outcome": ending.outcome.value, "error": ending.error})
     turn.wire = passes.usage()
+    turn.cost_usd = passes.cost(turn.cost_usd, ctx.settings)
     ctx = patient(ctx, record.id, ending.outcome)  # the turn is over: its end waits out a store outage
     trouble = [e for e in (result.log_error, result.callback_error) if e]
     if trouble:  # the agent ran, but baton could not keep everything it said: say so on the run
@@ -359,7 +361,9 @@ class Hold(Protocol):
     """What holds a running turn to its caps as its model replies spend
     (:class:`baton.runner.capped.WireHold`)."""
 
-    def spend(self, total: dict[str, int]) -> str | None: ...
+    def spend(
+        self, total: dict[str, int], models: dict[str, dict[str, int]], note: Callable[[dict[str, Any]], None]
+    ) -> str | None: ...
     def question(self) -> dict[str, Any] | None: ...
 
 
@@ -391,7 +395,11 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
                 with contextlib.suppress(BatonError):  # the turn's end trips it again
                     ctx.breaker.after(ctx.store, found, record.run_id, record.started_at, ctx.settings)
 
-        spend = self.hold.spend if self.hold is not None else _goes_on
+        hold = self.hold
+
+        def spend(total: dict[str, int], models: dict[str, dict[str, int]]) -> str | None:
+            return None if hold is None else hold.spend(total, models, log.note)
+
         upstream = ctx.settings.gateway_upstream(ctx.key.agent)
         admitted = model_gateway(_operators(ctx), env, record.id, upstream, spend, limit)
         if admitted is None:
@@ -435,13 +443,18 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
         """The run's usage as the gateway read it on the wire; None without a gateway."""
         return self.passes[0].usage() if self.passes else None
 
+    def cost(self, reported: float | None, settings: Settings) -> float | None:
+        """The turn's cost: its agent's report (only Claude Code makes one), else its replies' as the
+        gateway read them at the operator's ``model_prices`` (:func:`baton.caps.prices.turn_cost`)."""
+        if reported is not None or not self.passes:
+            return reported
+        from baton.caps.prices import turn_cost  # here: the run path's module budget
+
+        return turn_cost(None, settings.model_price_list, self.passes[0].billed())
+
     def __exit__(self, *exc: object) -> None:
         for gate in self.passes:  # the run's token is refused from now on
             gate.close()
-
-
-def _goes_on(total: dict[str, int]) -> str | None:
-    return None
 
 
 def _compact(

@@ -2,18 +2,20 @@
 and the API token that submitted the run are held to their caps (:func:`park`); a thread at one does
 not start its agent: the turn is recorded ``needs_input`` with baton's question (what was spent of which
 cap, how to raise it) and its instruction kept, which the turn that resumes it runs. Behind baton's
-model gateway, a turn whose tokens cross a cap is stopped at its next model request (:class:`WireHold`)
-and ends parked the same way. A turn that crosses another cap ends as it ends;
-:func:`crossed` says so on its result, and the next turn parks.
+model gateway, a turn whose tokens cross a cap, or whose cost does where ``model_prices`` prices its
+models, is stopped at its next model request (:class:`WireHold`) and ends parked the same way. A turn
+that crosses another cap ends as it ends; :func:`crossed` says so on its result, and the next turn
+parks.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from baton.caps import words
-from baton.caps.model import Caps, Reached, Scope, thread_subject
+from baton.caps.model import Caps, Measure, Reached, Scope, thread_subject
 from baton.caps.parked import parked, resume_prompt
 from baton.errors import BatonError
 from baton.keys import Key
@@ -61,33 +63,56 @@ def park(ctx: Context, prepared: Prepared, attempt: Attempt) -> RunRecord | None
 
 
 class WireHold:
-    """A running turn held to its tokens caps as baton's model gateway reads its replies: :meth:`spend`
-    is asked with the run's usage so far after each reply (the key's spend and the turn's tokens
-    against the same decision: :func:`baton.caps.check.reached`), and says why the turn's next model
-    request is refused; :meth:`question` is the parked turn's question once it has. A store that cannot
-    say now lets the turn go on (its next reply, and the next turn, check again)."""
+    """A running turn held to its caps as baton's model gateway reads its replies: :meth:`spend` is
+    asked with the run's usage so far and its counts per model after each reply (the key's spend and
+    the turn's tokens, and its cost where ``model_prices`` prices every model, against the same
+    decision: :func:`baton.caps.check.reached`), and says why the turn's next model request is
+    refused; :meth:`question` is the parked turn's question once it has. A store that cannot say now
+    lets the turn go on (its next reply, and the next turn, check again)."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.held = holds(ctx.settings, ctx.tables, ctx.key, ctx.request)
         self.reached: Reached | None = None
+        self.unpriced_said = False  # the run's events said its cost is unknown
 
-    def spend(self, total: dict[str, int]) -> str | None:
-        from baton.caps.check import reached
+    def spend(
+        self, total: dict[str, int], models: dict[str, dict[str, int]], note: Callable[[dict[str, Any]], None]
+    ) -> str | None:
+        from baton.caps import prices
+        from baton.caps.check import Running, reached
         from baton.caps.spend import TOKENS
 
         tokens = float(sum(total.get(name, 0) for name in TOKENS))
+        price_list = self.ctx.settings.model_price_list
+        usd = prices.cost(price_list, models)
         with contextlib.suppress(BatonError):
-            self.reached = self.reached or reached(self.ctx.tables, self.held, tokens)
+            if usd is None and not self.unpriced_said and self._usd_capped():
+                self.unpriced_said = True
+                note(_unpriced(prices.unpriced(price_list, models)))
+            self.reached = self.reached or reached(self.ctx.tables, self.held, Running(tokens, usd))
         if self.reached is None:
             return None
         return (
             f"baton stopped this turn: {words.spent_words(self.reached)}; the thread waits until it is raised"
         )
 
+    def _usd_capped(self) -> bool:
+        return any(caps.get(Measure.USD) is not None for _, _, caps in self.held.scopes(self.ctx.tables))
+
     def question(self) -> dict[str, Any] | None:
         """The question of a turn stopped past its cap: a parked turn's (:func:`words.question`)."""
         return None if self.reached is None else words.question(self.reached, run_caps(self.ctx.request))
+
+
+def _unpriced(models: list[str]) -> dict[str, Any]:
+    named = ", ".join(m or "(a reply that named none)" for m in models[:5])
+    return {
+        "type": "baton.cost_unknown",
+        "models": models[:5],
+        "detail": f"model_prices gives no price for {named}: this turn's USD caps are held at its end, "
+        "from the cost its agent reports",
+    }
 
 
 def crossed(ctx: Context, last: RunRecord) -> list[str]:

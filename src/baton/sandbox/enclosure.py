@@ -73,7 +73,7 @@ def model_gateway(
     env: dict[str, str],
     run_id: str,
     upstream: str | None = None,
-    spend: Callable[[dict[str, int]], str | None] | None = None,
+    spend: Callable[[dict[str, int], dict[str, dict[str, int]]], str | None] | None = None,
     limit: Callable[[int, dict[str, str], bytes], None] | None = None,
 ) -> tuple[dict[str, str], Pass, str] | None:
     """``env`` with baton's model gateway standing in for ``agent``'s model API and credential (read on

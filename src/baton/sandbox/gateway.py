@@ -51,11 +51,13 @@ REFUSAL_LIMIT = 64 * 1024  # the part of a model API's 429 body kept to read the
 @dataclass(frozen=True)
 class Guard:
     """What the runner holds a run's model requests to as its replies spend. ``spend`` is asked with
-    the run's usage so far after each metered reply, in a thread of its own: why the run's next request
-    is refused (None: it goes on). ``limit`` is told each 429 of the model API (its status, headers in
-    lower case, and the start of its body), in a thread of its own, before the reply's last byte."""
+    the run's usage so far and its counts per model the replies named, as they bill
+    (:meth:`baton.sandbox.wire.Meter.billed`; ``""``: none named), after each metered reply, in a thread
+    of its own: why the run's next request is refused (None: it goes on). ``limit`` is told each 429
+    of the model API (its status, headers in lower case, and the start of its body), in a thread of its
+    own, before the reply's last byte."""
 
-    spend: Callable[[dict[str, int]], str | None]
+    spend: Callable[[dict[str, int], dict[str, dict[str, int]]], str | None]
     limit: Callable[[int, dict[str, str], bytes], None]
 
 
@@ -81,6 +83,7 @@ class Pass:
     url: str
     upstream: Upstream
     total: dict[str, int] = field(default_factory=dict)
+    models: dict[str, dict[str, int]] = field(default_factory=dict)  # per model named: billed counts
     guard: Guard | None = None
     refused: str | None = None  # why the run's requests are refused since ``refused_at``
     refused_at: float = 0.0  # time.monotonic()
@@ -90,6 +93,11 @@ class Pass:
         """The run's usage as the model API's replies said it (``requests``: the replies metered)."""
         with _LOCK:
             return dict(self.total)
+
+    def billed(self) -> dict[str, dict[str, int]]:
+        """The run's counts per model its replies named, as they bill (``""``: none named)."""
+        with _LOCK:
+            return {k: dict(v) for k, v in self.models.items()}
 
     def close(self) -> None:
         """Revoke the token: the run's agent has ended; its next request is refused (401)."""
@@ -331,10 +339,13 @@ async def _relay(found: Pass, reply: Reply, writer: asyncio.StreamWriter, method
             await asyncio.to_thread(found.guard.limit, reply.status, headers, bytes(refusal))
     if reply.status < 400:  # counted before the reply's end reaches the agent, which may then exit
         with _LOCK:
-            wire.add(found.total, meter.usage())
-            total = dict(found.total)
+            usage = meter.usage()
+            wire.add(found.total, usage)
+            if usage:
+                wire.add(found.models.setdefault(meter.model or "", {}), meter.billed())
+            total, models = dict(found.total), {k: dict(v) for k, v in found.models.items()}
         if found.guard is not None:  # decided while the agent works; its next request waits for it
-            found._verdict = asyncio.ensure_future(asyncio.to_thread(found.guard.spend, total))
+            found._verdict = asyncio.ensure_future(asyncio.to_thread(found.guard.spend, total, models))
     writer.write(b"0\r\n\r\n")
     await writer.drain()
 

@@ -6,7 +6,8 @@ formats, told apart by their objects: Anthropic Messages (``message_start``'s ``
 ``response.usage``, or a whole ``response``), OpenAI Chat Completions (the chunk carrying ``usage``)
 and Gemini (``usageMetadata``). Counts are the vendor's own (Anthropic's ``input_tokens`` leave the
 cache out, OpenAI's and Gemini's hold it); within a reply, a later object's counts replace an earlier
-one's, as they are cumulative.
+one's, as they are cumulative. The meter also reads the model the reply names (what was billed: an
+alias in the request, or Gemini's model in its URL, is not), for the cost of :mod:`baton.caps.prices`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class Meter:
         self.pending = bytearray()
         self.found: dict[str, int] = {}
         self.overflow = False
+        self.model: str | None = None  # the model the reply names, once it did
+        self.inclusive = False  # its input count holds the tokens read from a cache (OpenAI, Gemini)
 
     def feed(self, chunk: bytes) -> None:
         if self.overflow:
@@ -75,12 +78,26 @@ class Meter:
         self.pending = bytearray()
         return dict(self.found)
 
+    def billed(self) -> dict[str, int]:
+        """The reply's counts as a price list bills them (:mod:`baton.caps.prices`): input not read
+        from a cache, output with a model's thoughts, cache reads and writes; after :meth:`usage`."""
+        counts = {name: self.found[name] for name in FIELDS if name in self.found}
+        if self.inclusive and "input_tokens" in counts:
+            counts["input_tokens"] = max(0, counts["input_tokens"] - counts.get("cache_read_tokens", 0))
+        if "thoughts_tokens" in self.found:
+            counts["output_tokens"] = counts.get("output_tokens", 0) + self.found["thoughts_tokens"]
+        return counts
+
     def _line(self, line: bytes) -> None:
         if line.startswith(b"data:"):
             self._object(_json(line[5:]))
 
     def _object(self, obj: Any) -> None:
+        model = _model(obj)
+        if model is not None:
+            self.model = model
         for usage, paths in _usages(obj):
+            self.inclusive = paths is not _ANTHROPIC
             for name, path in paths.items():
                 value = _dig(usage, path)
                 if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -115,6 +132,31 @@ def _usages(obj: Any) -> Iterator[tuple[Any, Paths]]:
         yield obj.get("usage"), _RESPONSES
     elif str(obj.get("object", "")).startswith("chat.completion"):
         yield obj.get("usage"), _CHAT
+
+
+_WHOLE = ("response", "chat.completion")  # a whole Responses reply, a Chat reply or chunk
+
+
+def _model(obj: Any) -> str | None:
+    """The model an object of a reply names: Anthropic's ``message_start``'s ``message.model`` or a
+    whole message's ``model``, OpenAI Responses' ``response.model``, a Chat chunk's ``model``,
+    Gemini's ``modelVersion``; None when it names none."""
+    if isinstance(obj, list):
+        return next((m for m in map(_model, obj) if m is not None), None)
+    if not isinstance(obj, dict):
+        return None
+    found: Any = None
+    if "modelVersion" in obj:
+        found = obj["modelVersion"]
+    elif isinstance(obj.get("message"), dict) and obj.get("type") == "message_start":
+        found = obj["message"].get("model")
+    elif isinstance(obj.get("response"), dict) and str(obj.get("type", "")).startswith("response."):
+        found = obj["response"].get("model")
+    elif obj.get("type") == "message" or str(obj.get("object", "")).startswith(
+        ("response", "chat.completion")
+    ):
+        found = obj.get("model")
+    return found if isinstance(found, str) and 0 < len(found) <= 200 else None
 
 
 def _dig(obj: Any, path: tuple[str, ...]) -> Any:
