@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 from baton.forge.config import ForgeConfig
 from baton.forge.model import ForgeClient, ForgeKind
 from baton.forge.readiness import MergeClient
+from baton.forge.tokenforge import TokenForge
 
 if TYPE_CHECKING:
     from baton.forge.delivery import DeliveryReader
 
 
-class Gitea:
+class Gitea(TokenForge):
     def client(self, forge: ForgeConfig) -> ForgeClient:
         from baton.forge.gitea.client import GiteaClient
 
@@ -26,15 +27,6 @@ class Gitea:
 
             return GiteaMerge(client)
         return None
-
-    def identified(self, forge: ForgeConfig) -> ForgeConfig:
-        return forge
-
-    def push_env(self, forge: ForgeConfig, repo: str) -> dict[str, str]:
-        return {"BATON_GIT_TOKEN": forge.token(), "BATON_GIT_USERNAME": forge.git_username}
-
-    def push_refused(self, forge: ForgeConfig, token: str) -> bool:
-        return False
 
     @property
     def reader(self) -> DeliveryReader:

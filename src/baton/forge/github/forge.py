@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 from baton.forge.config import ForgeConfig
 from baton.forge.model import ForgeClient, ForgeKind
 from baton.forge.readiness import MergeClient
+from baton.forge.tokenforge import TokenForge
 
 if TYPE_CHECKING:
     from baton.forge.delivery import DeliveryReader
 
 
-class GitHub:
+class GitHub(TokenForge):
     def client(self, forge: ForgeConfig) -> ForgeClient:
         if forge.app is not None:
             from baton.forge.github.app import app_client
@@ -37,18 +38,18 @@ class GitHub:
             from baton.forge.github.app import identified
 
             return identified(forge)
-        return forge
+        return super().identified(forge)
 
     def push_env(self, forge: ForgeConfig, repo: str) -> dict[str, str]:
         if forge.app is not None:
             from baton.forge.github.app import app_of
 
             return {"BATON_GIT_TOKEN": app_of(forge).token(repo), "BATON_GIT_USERNAME": "x-access-token"}
-        return {"BATON_GIT_TOKEN": forge.token(), "BATON_GIT_USERNAME": forge.git_username}
+        return super().push_env(forge, repo)
 
     def push_refused(self, forge: ForgeConfig, token: str) -> bool:
         if forge.app is None:
-            return False
+            return super().push_refused(forge, token)
         from baton.forge.github.app import app_of
 
         app = app_of(forge)

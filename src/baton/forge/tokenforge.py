@@ -1,0 +1,18 @@
+"""What every forge reached with one configured token does alike (Gitea, GitLab, GitHub without an
+App): its login is the configured one, a push uses that token, and a refused token is not renewed.
+Each forge's ``forge`` module builds on it (:class:`~baton.forge.registry.Implementation`)."""
+
+from __future__ import annotations
+
+from baton.forge.config import ForgeConfig
+
+
+class TokenForge:
+    def identified(self, forge: ForgeConfig) -> ForgeConfig:
+        return forge
+
+    def push_env(self, forge: ForgeConfig, repo: str) -> dict[str, str]:
+        return {"BATON_GIT_TOKEN": forge.token(), "BATON_GIT_USERNAME": forge.git_username}
+
+    def push_refused(self, forge: ForgeConfig, token: str) -> bool:
+        return False
