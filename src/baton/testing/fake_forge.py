@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import signal
 import sys
 import tempfile
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import parse_qs
 
+from baton.testing import stopping
 from baton.testing._http import BackgroundServer, QuietHandler, QuietServer
 from baton.testing.fake_forge_api import ApiHandler
 from baton.testing.fake_forge_app import ForgeApp
@@ -236,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="how long the App's installation tokens live (default: 3600, as GitHub's)",
     )
     args = parser.parse_args(argv)
+    stopping.hold()  # before the fake's threads exist
     root = args.root or Path(tempfile.mkdtemp(prefix="fake-forge-"))
     fake = FakeForge(
         root,
@@ -277,12 +278,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"clone: {fake.clone_url(full_name)}", flush=True)
     for login, user in fake.users.items():
         print(f"token: {login} {user.token}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        stopping.wait()
     finally:
         fake.stop()
 

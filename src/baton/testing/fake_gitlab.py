@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import signal
 import sys
 import tempfile
 import threading
@@ -20,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
+from baton.testing import stopping
 from baton.testing._http import BackgroundServer, QuietHandler, QuietServer
 from baton.testing.fake_gitlab_api import GitLabHandler
 from baton.testing.fake_gitlab_core import GitLabRefused
@@ -159,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--secret", default="", help="that webhook's secret token (X-Gitlab-Token)")
     parser.add_argument("--root", type=Path, help="where the repositories live (default: a temp dir)")
     args = parser.parse_args(argv)
+    stopping.hold()  # before the fake's threads exist
     root = args.root or Path(tempfile.mkdtemp(prefix="fake-gitlab-"))
     fake = FakeGitLab(root, port=args.port, secret=args.secret, deliver_to=args.deliver_to)
     try:
@@ -184,12 +185,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for spec in args.user:
         login = spec.partition(":")[0]
         print(f"token: {login} {fake.token(login)}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        stopping.wait()
     finally:
         fake.stop()
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import errno
-import signal
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from baton.testing import stopping
 from baton.testing._http import MockServer
 
 EPILOG = """\
@@ -129,15 +129,7 @@ def main(
     if args.print_env:
         print("\n".join(shell_lines(chosen, args.port)), flush=True)
         return 0
-    # A parent that ignores SIGINT (`nohup … &`, a background `make test`) passes the ignore on to
-    # Python, and an ignored signal is discarded: give both a handler, whatever was inherited. Then
-    # block them before the server's threads exist (they inherit the mask) and take them with
-    # sigwait: one that lands while it starts or prints stays pending and ends the wait at once. (A
-    # handler that set an Event deadlocked when it ran inside the Event's own wait, holding its lock.)
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    for signum in stop_signals:
-        signal.signal(signum, lambda *_: None)
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    stopping.hold()  # before the server's threads exist
     mock = server(port=args.port, item_tokens=args.item_tokens, max_prompt_tokens=args.max_prompt_tokens)
     try:
         mock.start()
@@ -145,9 +137,9 @@ def main(
         print(f"{module}: {_listen_error(args.port, exc)}", file=sys.stderr)
         return 1
     try:
-        if not signal.sigpending() & stop_signals:
+        if not stopping.pending():
             print("\n".join([mock.url, *shell_lines(chosen, mock.port)]), flush=True)
-        signal.sigwait(stop_signals)
+        stopping.wait()
     finally:
         mock.stop()
     return 0
