@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 from baton.sessions import digest
@@ -19,12 +20,19 @@ def write(path: Path, data: bytes) -> list[int]:
 
 
 def damage(path: Path, at: int, data: bytes) -> None:
-    """Bytes written in place, the mtime set back: only the ctime tells."""
+    """Bytes written in place, the mtime set back: only the ctime tells. The kernel stamps a ctime
+    from a clock that moves once a tick (and less often on a loaded virtual machine), so the write is
+    repeated until the ctime has moved, as it would have between a turn's end and the next resume."""
     before = os.stat(path)
-    with path.open("r+b") as fh:
-        fh.seek(at)
-        fh.write(data)
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    for _ in range(500):
+        with path.open("r+b") as fh:
+            fh.seek(at)
+            fh.write(data)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        if os.stat(path).st_ctime_ns != before.st_ctime_ns:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the ctime did not move in five seconds")
 
 
 def kept(path: Path) -> dict[str, object]:
