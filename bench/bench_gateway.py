@@ -6,10 +6,12 @@ requests never share a process with it). The client keeps its connection alive, 
 
 - 24a a small request through the gateway ÷ straight to the model API: the median of the per-pair
   differences (goal ≤ 2 ms);
+- 24c 24a with the run held to a tokens cap in a SQLite store (the gateway asks the caps after each
+  reply; the next request waits for the answer): goal ≤ 2 ms;
 - 24b a streamed 1 MiB reply, request to its last byte, through the gateway ÷ straight (goal: ≤ 1 %
   longer).
 
-Each row interleaves the two variants (rotating order, one warm-up round).
+Each row interleaves its variants (rotating order, one warm-up round).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -71,6 +73,15 @@ GATEWAY = r"""
 import sys
 from baton.sandbox import gateway
 admitted = gateway.admit("bench", gateway.Upstream(sys.argv[1], "x-api-key", "the-real-key"))
+if len(sys.argv) > 2:  # held to a thread's tokens cap in a SQLite store, as a capped run is
+    from baton.caps.check import Holds, Running, reached
+    from baton.caps.model import Caps
+    from baton.store import open_store
+    store = open_store(f"sqlite:///{sys.argv[2]}")
+    held = Holds("claude:acme/api:t", "acme/api", Caps(tokens=1e12), Caps())
+    def spend(total, models):
+        return None if reached(store, held, Running(float(sum(total.values())))) is None else "capped"
+    admitted.guard = gateway.Guard(spend, lambda status, headers, body: None)
 print(admitted.url, admitted.token, flush=True)
 sys.stdin.read()
 """
@@ -116,15 +127,26 @@ class Client:
 
 
 def bench_gateway(small: int, streamed: int) -> list[Row]:
-    with process(UPSTREAM) as (port,), process(GATEWAY, f"http://127.0.0.1:{port}") as (url, token):
+    store = Path(tempfile.mkdtemp(prefix="baton-bench-gateway-")) / "baton.db"
+    with ExitStack() as stack:
+        (port,) = stack.enter_context(process(UPSTREAM))
+        url, token = stack.enter_context(process(GATEWAY, f"http://127.0.0.1:{port}"))
+        held_url, held_token = stack.enter_context(process(GATEWAY, f"http://127.0.0.1:{port}", str(store)))
         direct, through = Client(f"http://127.0.0.1:{port}", token), Client(url, token)
+        capped = Client(held_url, held_token)
         fast = interleave(
-            {"direct": lambda _: direct.post("/fast"), "gateway": lambda _: through.post("/fast")}, small
+            {
+                "direct": lambda _: direct.post("/fast"),
+                "gateway": lambda _: through.post("/fast"),
+                "capped": lambda _: capped.post("/fast"),
+            },
+            small,
         )
         slow = interleave(
             {"direct": lambda _: direct.post("/stream"), "gateway": lambda _: through.post("/stream")},
             streamed,
         )
+    rmtree(store.parent)
     return [
         Row(
             name="24a model gateway: a small request through it ÷ straight to the model API",
@@ -135,6 +157,17 @@ def bench_gateway(small: int, streamed: int) -> list[Row]:
             n=small,
             overhead=median(pair_differences(fast["gateway"], fast["direct"])),
             samples={"candidate": fast["gateway"], "baseline": fast["direct"]},
+        ),
+        Row(
+            name="24c model gateway, the run held to a tokens cap (its store asked after each reply, "
+            "the next request waiting for the answer): a small request ÷ straight to the model API",
+            kind="overhead",
+            candidate=median(fast["capped"]),
+            baseline=median(fast["direct"]),
+            goal=OVERHEAD_GOAL,
+            n=small,
+            overhead=median(pair_differences(fast["capped"], fast["direct"])),
+            samples={"candidate": fast["capped"], "baseline": fast["direct"]},
         ),
         Row(
             name="24b model gateway: a 1 MiB streamed reply (64 pieces, 10 ms apart) through it ÷ straight",
@@ -157,7 +190,8 @@ def run_group(suite: Suite, repos: Repos) -> None:
 
 GROUP = Group(
     "gateway",
-    "24a, 24b: a model request through baton's model gateway (≤ 2 ms) and a streamed reply (≤ 1 % longer)",
+    "24a-24c: a model request through baton's model gateway, also held to a cap (≤ 2 ms); 24b a streamed "
+    "reply (≤ 1 % longer)",
     run_group,
 )
 
