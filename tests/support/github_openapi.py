@@ -1,53 +1,22 @@
-"""GitHub's own machine-readable descriptions, as the fake forge's referee: every REST request and
-response and every webhook delivery it makes is checked against them (:class:`RestDescription`,
-:class:`WebhookDescription`). They come from npm, pinned in ``package.json`` and used where ``make
-setup`` installed them (``node_modules/@octokit/…``), never copied into the tree: ``@octokit/openapi``'s
-``generated/ghes-3.19.json`` for the REST API (GitHub Enterprise Server's, because its server is
-``{protocol}://{hostname}/api/v3``: the fake's own ``http://127.0.0.1:PORT/api/v3`` matches it as it
-is, and a baton configured with an ``api_url`` is exactly a GHES client; ``description="api.github.com"``
-works too), and ``@octokit/openapi-webhooks`` with ``@octokit/webhooks-examples`` for the webhooks.
-The referee's checkers (openapi-core, jsonschema-rs) are the ``test`` extra's: without them
-(``unchecked``) the fake still answers from the same descriptions, checking nothing.
+"""The fake GitHub's referee: every REST request and response and every webhook delivery the fake makes
+checked against GitHub's own descriptions (:mod:`baton.testing.fake_forge_openapi`, which only answers
+from them), with the test extra's checkers, openapi-core and jsonschema-rs. :func:`install` (the
+tests' conftest calls it) makes every fake forge made from then on answer from :class:`CheckedRest`
+and :class:`CheckedWebhooks`, whose violations the fake records (``fake.violations``).
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 import json
-import os
 import threading
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-NODE_MODULES_ENV = "BATON_NODE_MODULES"
-CHECKERS = ("openapi_core", "jsonschema_rs")  # the test extra's (openapi-core, jsonschema-rs)
+import jsonschema_rs
+from openapi_core import Config, OpenAPI
+from openapi_core.testing import MockRequest
+from werkzeug.datastructures import ImmutableMultiDict
 
-
-def missing_checkers() -> list[str]:
-    """The referee's modules this Python cannot import (a plain ``pip install '.[server]'``)."""
-    missing = []
-    for name in CHECKERS:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    return missing
-
-
-def node_modules() -> Path:
-    """Where npm installed the descriptions: ``$BATON_NODE_MODULES`` or the checkout's ``node_modules``."""
-    if env := os.environ.get(NODE_MODULES_ENV):
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "node_modules" / "@octokit").is_dir():
-            return parent / "node_modules"
-    raise FileNotFoundError(
-        "GitHub's OpenAPI descriptions are not installed: run `npm ci` in the checkout (or `make setup`), "
-        f"or point ${NODE_MODULES_ENV} at a node_modules holding @octokit/openapi"
-    )
+from baton.testing.fake_forge_openapi import Checked, RestDescription, WebhookDescription, install_checker
 
 
 def _openapi30_to_jsonschema(node: Any) -> Any:
@@ -110,60 +79,27 @@ def _errors(validator: Any, instance: Any, limit: int = 3) -> list[str]:
     return errors
 
 
-@dataclass(frozen=True)
-class Checked:
-    """A validation's verdict: ``errors`` empty when it conforms."""
-
-    errors: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-
-class RestDescription:
-    """One REST description, loaded once: request validation by openapi-core, response bodies by
+class CheckedRest(RestDescription):
+    """The REST description with its checks: request validation by openapi-core, response bodies by
     jsonschema_rs (compiled per operation and status, on first use). Measured on 2 cores:
 
     - Requests: ``openapi-core`` (parameters deserialised by their style, enums, the JSON body's
       schema), told the operation's path template so it never searches the thousand paths. Loading the
-      11 MB description takes ~0.2 s (``json.load``) plus ~0.65 s to import openapi-core, once per
-      process; a request then costs a few milliseconds (~0.1 s for the first of each operation).
-    - Responses: openapi-core validates a page of 100 issues in ~0.3 s (3 ms an issue), too slow for
-      the hostile tests (a review of 10,000 comments). So a response body is checked with
-      ``jsonschema_rs`` against the operation's schema for its status, translated from OpenAPI 3.0
-      (``nullable``) to JSON Schema with only the components it reaches: ~2 ms for the same page,
-      ~10-90 ms to compile each operation's schema once per process.
+      11 MB description takes ~0.2 s plus ~0.65 s to import openapi-core, once per process; a request
+      then costs a few milliseconds (~0.1 s for the first of each operation).
+    - Responses: openapi-core takes ~3 ms an issue, too slow for the hostile tests (a review of 10,000
+      comments); jsonschema_rs against the operation's schema, translated from OpenAPI 3.0 with only
+      the components it reaches: ~2 ms for a page of 100 issues, ~10-90 ms to compile each schema once.
     """
 
-    def __init__(self, name: str, checked: bool = True) -> None:
-        self.name, self.checked = name, checked
-        self.path = node_modules() / "@octokit" / "openapi" / "generated" / f"{name}.json"
-        self.doc: dict[str, Any] = json.loads(self.path.read_bytes())
-        self.ghes = not name.startswith("api.github.com")  # GHES and GHEC-style bases under /api/v3
-        self._openapi: Any = None
-        if checked:
-            from openapi_core import Config, OpenAPI
+    checked = True
 
-            self._openapi = OpenAPI.from_dict(self.doc, config=Config(spec_validator_cls=None))
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._openapi = OpenAPI.from_dict(self.doc, config=Config(spec_validator_cls=None))
         self._schemas = self.doc["components"]["schemas"]
         self._compiled: dict[tuple[str, str, str], Any] = {}
         self._lock = threading.Lock()
-
-    def operation(self, template: str, method: str) -> dict[str, Any]:
-        return self.doc["paths"][template][method.lower()]  # type: ignore[no-any-return]
-
-    def example(self, name: str) -> Any:
-        """A copy of one of the description's named examples (``components/examples``)."""
-        return json.loads(json.dumps(self.doc["components"]["examples"][name]["value"]))
-
-    def _resolve(self, node: dict[str, Any]) -> dict[str, Any]:
-        while "$ref" in node:
-            target: Any = self.doc
-            for part in node["$ref"][2:].split("/"):
-                target = target[part]
-            node = target
-        return node
 
     def check_request(
         self,
@@ -178,11 +114,6 @@ class RestDescription:
         body: bytes,
         content_type: str,
     ) -> Checked:
-        if not self.checked:
-            return Checked()
-        from openapi_core.testing import MockRequest
-        from werkzeug.datastructures import ImmutableMultiDict
-
         prefix = "/api/v3" if self.ghes else ""
         request = MockRequest(
             host_url if self.ghes else "https://api.github.com",
@@ -214,7 +145,7 @@ class RestDescription:
                 return self._compiled[key]
         responses = self.operation(template, method)["responses"]
         if str(status) in responses:
-            response = self._resolve(responses[str(status)])
+            response = self.resolve(responses[str(status)])
             content = response.get("content") or {}
             media = content.get("application/json") or next(iter(content.values()), None)
             schema = None if media is None else media.get("schema")
@@ -228,16 +159,12 @@ class RestDescription:
                 k: _openapi30_to_jsonschema(v) for k, v in _reachable(schema, self._schemas).items()
             }
             root = {**_openapi30_to_jsonschema(schema), "components": {"schemas": components}}
-            import jsonschema_rs
-
             validator = jsonschema_rs.Draft4Validator(root)
         with self._lock:
             self._compiled[key] = validator
         return validator
 
     def check_response(self, template: str, method: str, status: int, body: bytes) -> Checked:
-        if not self.checked:
-            return Checked()
         validator = self._validator(template, method, status)
         if validator is False:
             return Checked((f"status {status} is not a response of {method.upper()} {template}",))
@@ -250,37 +177,15 @@ class RestDescription:
         return Checked(tuple(_errors(validator, instance)))
 
 
-class WebhookDescription:
-    """The webhooks' description (OpenAPI 3.1, so its schemas are JSON Schema 2020-12) and GitHub's
-    example payloads."""
+class CheckedWebhooks(WebhookDescription):
+    """The webhooks' description with its check (its schemas are JSON Schema 2020-12)."""
 
-    def __init__(self, name: str, checked: bool = True) -> None:
-        self.checked = checked
-        base = node_modules() / "@octokit"
-        self.doc: dict[str, Any] = json.loads(
-            (base / "openapi-webhooks" / "generated" / f"{name}.json").read_bytes()
-        )
-        examples = json.loads((base / "webhooks-examples" / "api.github.com" / "index.json").read_bytes())
-        self._examples: dict[str, list[dict[str, Any]]] = {e["name"]: e["examples"] for e in examples}
+    checked = True
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
         self._compiled: dict[str, Any] = {}
         self._lock = threading.Lock()
-
-    @staticmethod
-    def key(event: str, action: str | None) -> str:
-        """The description's name of a delivery: ``pull-request-review-submitted``, ``status``."""
-        return event.replace("_", "-") + (f"-{action.replace('_', '-')}" if action else "")
-
-    def examples(self, event: str, action: str | None) -> list[dict[str, Any]]:
-        """Copies of GitHub's example payloads of the event (with that action, unless None)."""
-        found = [e for e in self._examples[event] if action is None or e.get("action") == action]
-        return json.loads(json.dumps(found))  # type: ignore[no-any-return]
-
-    def example(self, event: str, action: str | None) -> dict[str, Any]:
-        """A copy of GitHub's first example payload of the event with that action."""
-        found = self.examples(event, action)
-        if not found:
-            raise KeyError(f"no example of {event}.{action} in @octokit/webhooks-examples")
-        return found[0]
 
     def _validator(self, key: str) -> Any:
         with self._lock:
@@ -289,30 +194,15 @@ class WebhookDescription:
         body = self.doc["webhooks"][key]["post"]["requestBody"]["content"]["application/json"]["schema"]
         schemas = self.doc["components"]["schemas"]
         root = {**body, "components": {"schemas": _reachable(body, schemas)}}
-        import jsonschema_rs
-
         validator = jsonschema_rs.Draft202012Validator(root)
         with self._lock:
             self._compiled[key] = validator
         return validator
 
     def check(self, event: str, action: str | None, payload: Any) -> Checked:
-        if not self.checked:
-            return Checked()
         return Checked(tuple(_errors(self._validator(self.key(event, action)), payload)))
 
 
-def rest_description(name: str = "ghes-3.19", checked: bool = True) -> RestDescription:
-    """The REST description, loaded once per process (a second fake starts in well under a millisecond
-    of validation cost); ``checked=False``: it answers, checking nothing."""
-    return _rest(name, checked)
-
-
-def webhook_description(name: str = "ghes-3.19", checked: bool = True) -> WebhookDescription:
-    """The webhooks' description and examples, loaded once per process."""
-    return _webhooks(name, checked)
-
-
-# cached on (name, checked), always passed both: functools.cache keys f() and f("ghes-3.19") apart
-_rest = functools.cache(RestDescription)
-_webhooks = functools.cache(WebhookDescription)
+def install() -> None:
+    """Every fake forge made from now on checks its answers and deliveries against GitHub's descriptions."""
+    install_checker(CheckedRest, CheckedWebhooks)
