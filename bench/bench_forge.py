@@ -60,6 +60,7 @@ import httpx
 from bench_webhooks import SECRET, cleanup_service, deliver, percentile, raw_request
 from bench_webhooks import burst as cleanup_burst
 from common import TIMES, Group, Plan, Repos, Row, Suite, baton_serve, fmt_seconds, interleave, log, median
+from tests.support.github_openapi import install as install_github_openapi
 
 from baton import load_settings, open_store
 from baton.forge.config import load_forges
@@ -79,6 +80,7 @@ from baton.testing.fake import register_fake
 from baton.testing.fake_forge import FakeForge
 
 register_fake()
+install_github_openapi()  # the fake checks its answers and deliveries against GitHub's descriptions
 REPO = "acme/api"
 BOT = "baton-bot"
 GOAL_ACK_S = 0.100  # 15a: p99

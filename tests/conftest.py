@@ -31,10 +31,12 @@ from baton.testing.mock_anthropic import MockAnthropic
 from baton.testing.mock_openai import MockOpenAI
 from baton.workspace.cow import spares
 from tests.private_services import answers, private_postgres, private_rabbitmq
+from tests.support.github_openapi import install as install_github_openapi
 from tests.support.gitlab_spec import install as install_gitlab_spec
 
 register_fake()  # the fake agent, here and (BATON_AGENTS_EXTRA) in every `baton` process tests start
 install_gitlab_spec()  # every fake GitLab checks its answers and webhooks against GitLab's types
+install_github_openapi()  # every fake GitHub, its answers and webhooks against GitHub's descriptions
 
 GIT_ID = {
     "GIT_AUTHOR_NAME": "test",

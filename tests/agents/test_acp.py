@@ -1,5 +1,5 @@
 """The ACP adapter (:mod:`baton.agents.acp`) and its bridge (:mod:`baton.agents.acpbridge`) through the
-whole runner, driving the fake ACP agent (:mod:`baton.testing.fake_acp_agent`, newline-delimited JSON-RPC
+whole runner, driving the fake ACP agent (:mod:`tests.support.fake_acp_agent`, newline-delimited JSON-RPC
 as ``opencode acp`` speaks it): a conversation created, loaded by id and grown; the agent's permission
 requests answered from the access level (edits at ``edit``, commands only at ``full``) and done or
 refused for real; a wiped home hydrated from the store; a conversation gone everywhere recovered with a
@@ -22,7 +22,7 @@ from baton.asking.questions import Question
 from baton.models import Access, OnPermission
 from baton.settings import Settings
 from baton.store import Store
-from baton.testing.fake import ACP_FACTORY, ACP_NAME
+from tests.support.fake_acp import ACP_FACTORY, ACP_NAME
 
 
 @pytest.fixture(autouse=True)

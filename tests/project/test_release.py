@@ -5,8 +5,6 @@ fresh virtualenv (its dependencies from the package index, nothing from this che
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -14,6 +12,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.project.release import Built, clean_env, fresh_venv
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # builds, and installs ~480 MB of dependencies into a new virtualenv
@@ -29,28 +29,8 @@ def _data_files() -> set[str]:
     }
 
 
-def _clean_env() -> dict[str, str]:
-    """This environment without what would make the new virtualenv import this checkout."""
-    return {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"}}
-
-
-def _source(to: Path) -> Path:
-    """A copy of the checkout's sources (the build writes build/ and *.egg-info into its tree)."""
-    skip = shutil.ignore_patterns(
-        ".git", ".venv", "node_modules", "build", "dist", "*.egg-info", ".*_cache", "__pycache__"
-    )
-    shutil.copytree(ROOT, to, ignore=skip, symlinks=True)
-    return to
-
-
-def test_built_wheel_installs_into_a_fresh_venv_and_runs_the_demo(tmp_path: Path) -> None:
-    dist = tmp_path / "dist"
-    source = _source(tmp_path / "src")
-    build = [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(dist), str(source)]
-    built = subprocess.run(build, capture_output=True, text=True, timeout=600, env=_clean_env(), cwd=tmp_path)
-    assert built.returncode == 0, built.stderr[-3000:]
-    (wheel,) = dist.glob("*.whl")
-    (sdist,) = dist.glob("*.tar.gz")
+def test_built_wheel_installs_into_a_fresh_venv_and_runs_the_demo(tmp_path: Path, built: Built) -> None:
+    wheel, sdist = built.wheel, built.sdist
     twine = subprocess.run(
         [sys.executable, "-m", "twine", "check", "--strict", str(wheel), str(sdist)],
         capture_output=True,
@@ -64,11 +44,8 @@ def test_built_wheel_installs_into_a_fresh_venv_and_runs_the_demo(tmp_path: Path
     assert wanted <= in_sdist
 
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    install = [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", str(wheel)]
-    installed = subprocess.run(install, capture_output=True, text=True, timeout=900, env=_clean_env())
-    assert installed.returncode == 0, installed.stderr[-3000:]
-    env = {**_clean_env(), "BATON_HOME": str(tmp_path / "home"), "HOME": str(tmp_path / "user")}
+    fresh_venv(venv, str(wheel))
+    env = {**clean_env(), "BATON_HOME": str(tmp_path / "home"), "HOME": str(tmp_path / "user")}
     baton = str(venv / "bin" / "baton")
     version = subprocess.run([baton, "--version"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("baton "), version.stderr

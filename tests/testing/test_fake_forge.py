@@ -685,8 +685,8 @@ def test_the_command_line_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -
 def test_it_starts_from_a_plain_server_install_checking_nothing(tmp_path: Path) -> None:
     """``pip install '.[server]'`` has neither of the referee's checkers (openapi-core, jsonschema-rs:
     the test extra's): ``python -m baton.testing.fake_forge`` still serves — an issue made over its API
-    is delivered, signed — and says on stderr that it checks nothing; from this environment (both
-    there) the library's fake still checks, as the tests need."""
+    is delivered, signed — checking nothing; in the tests' process (their conftest installed the
+    checker) the library's fake still checks, as the tests need."""
     got: list[bytes] = []
 
     class Receiver(BaseHTTPRequestHandler):
@@ -738,5 +738,5 @@ def test_it_starts_from_a_plain_server_install_checking_nothing(tmp_path: Path) 
     said = server.stderr.read()
     server.stdout.close()
     server.stderr.close()
-    assert "not checking" in said and "openapi_core, jsonschema_rs" in said and "Traceback" not in said
+    assert "Traceback" not in said, said
     assert rest_description().checked and webhook_description().checked

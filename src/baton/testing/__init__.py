@@ -1,5 +1,6 @@
-"""Offline test harness: mock model servers (one per agent's API), the fake agent CLIs, a fake forge and an
-authenticated git smart-HTTP server, used by the test suite, the demo and the benchmarks. Every mock
+"""Offline test harness: mock model servers (one per agent's API), the fake agent, the fake GitHub and
+GitLab and an authenticated git smart-HTTP server, used by the test suite, the demo and the benchmarks,
+and what the docs tell a user to start (what only tests use is in ``tests/support``). Every mock
 implements :class:`MockModel`, so one test can drive any agent the same way: its replies (and
 :meth:`MockModel.history_counts`) reveal how much history each request carried, which is how a test
 proves that a conversation resumed rather than started over. Also here: the offline demo

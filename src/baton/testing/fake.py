@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from baton.agents import EXTRA_ENV, get_agent, register_agent
-from baton.agents.acp import AcpAgent
 from baton.agents.claude import ClaudeAgent
 from baton.settings import Settings
 from baton.workspace.keyspace import key_spaces
@@ -59,27 +58,3 @@ def find_transcripts(settings: Settings, session_id: str, agent: str = NAME) -> 
         for space in key_spaces(settings, agent)
         for path in adapter.with_home(space.home).transcript_files(session_id)
     ]
-
-
-# -- the fake ACP agent ------------------------------------------------------------------------------
-
-ACP_NAME = "fake-acp"
-ACP_FACTORY = "baton.testing.fake:acp_from_settings"
-
-
-class FakeAcpAgent(AcpAgent):
-    """The ACP adapter driving :mod:`baton.testing.fake_acp_agent`, its conversations in its home."""
-
-    env_patterns = ("FAKE_ACP_*",)
-
-    def home_env(self) -> dict[str, str]:
-        return {"FAKE_ACP_HOME": str(self._home)}
-
-    def transcript_files(self, session_id: str) -> list[Path]:
-        path = self._home / "sessions" / f"{session_id}.json"
-        return [path] if path.is_file() and "/" not in session_id else []
-
-
-def acp_from_settings(name: str, settings: Settings) -> AcpAgent:
-    program = [sys.executable, "-S", str(Path(__file__).parent / "fake_acp_agent.py")]
-    return FakeAcpAgent(name, settings.home / "homes" / name, program)

@@ -1,9 +1,10 @@
 """A stateful fake GitHub for the forge tests (:class:`FakeForge`): a real HTTP server on 127.0.0.1 speaking
-GitHub's REST API (GHES-style, at ``http://127.0.0.1:PORT/api/v3``, checked against GitHub's OpenAPI
-description: :mod:`fake_forge_api`), serving each repository's git over smart HTTP with token auth, and
-sending signed webhook deliveries when a test drives a change (:mod:`fake_forge_hooks`); its state and
-conversations are :mod:`fake_forge_core` and :mod:`fake_forge_threads`. Run it by hand for the README's
-offline tour: ``python -m baton.testing.fake_forge --help``.
+GitHub's REST API (GHES-style, at ``http://127.0.0.1:PORT/api/v3``, answered from GitHub's OpenAPI
+description and checked against it where the tests installed their checker: :mod:`fake_forge_api`),
+serving each repository's git over smart HTTP with token auth, and sending signed webhook deliveries
+when a test drives a change (:mod:`fake_forge_hooks`); its state and conversations are
+:mod:`fake_forge_core` and :mod:`fake_forge_threads`. Run it by hand for the README's offline tour:
+``python -m baton.testing.fake_forge --help``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from baton.testing.fake_forge_app import ForgeApp
 from baton.testing.fake_forge_core import ApiRequest, ForgeRefused, Violation
 from baton.testing.fake_forge_hooks import Delivery
 from baton.testing.fake_forge_merge import ForgeMerge
-from baton.testing.fake_forge_openapi import missing_checkers
 from baton.testing.git_http import GitHttpServer
 from baton.testing.git_http import _Handler as _GitHttpHandler
 
@@ -174,20 +174,6 @@ class FakeForge(ForgeMerge, ForgeApp, BackgroundServer):
         self.stop_deliveries()
 
 
-def _checking(prog: str) -> bool:
-    """Whether the referee's checkers are here; a plain install lacks them: it serves, checking nothing
-    against the descriptions, and says so."""
-    missing = missing_checkers()
-    if missing:
-        print(
-            f"{prog}: not checking requests and deliveries against GitHub's OpenAPI "
-            f"({', '.join(missing)} not installed: pip install '.[test]')",
-            file=sys.stderr,
-            flush=True,
-        )
-    return not missing
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m baton.testing.fake_forge",
@@ -244,7 +230,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         deliver_to=args.deliver_to,
         port=args.port,
         git_port=args.git_port,
-        checked=_checking(parser.prog),
     )
     try:
         fake.start()

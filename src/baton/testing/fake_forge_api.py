@@ -1,7 +1,7 @@
 """The fake forge's REST API: GitHub's routes under ``/api/v3``, each request and response checked against
-GitHub's OpenAPI description, its GraphQL endpoint's two operations baton uses (:mod:`fake_forge_graphql`),
-and the log downloads that ``…/actions/jobs/{id}/logs`` redirects to
-(:class:`ApiHandler`).
+GitHub's OpenAPI description (where the tests installed their checker), its GraphQL endpoint's two
+operations baton uses (:mod:`fake_forge_graphql`), and the log downloads that
+``…/actions/jobs/{id}/logs`` redirects to (:class:`ApiHandler`).
 """
 
 from __future__ import annotations
