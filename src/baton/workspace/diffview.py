@@ -1,7 +1,7 @@
 """A key's worktree as a diff: what its agent changed since the commit its branch is based on, committed
 or not, for a reader (``GET /v1/session/diff``, the ``diff`` resource of baton's MCP server). Read only:
 git's optional locks are off (no index refresh is written), its admin dir is found by the key's name and
-not repaired (:func:`baton.housekeeping.prune.readonly_git`), and no diff driver or text conversion the
+not repaired (:func:`baton.workspace.readonly.readonly_git`), and no diff driver or text conversion the
 worktree's attributes could name is run. New files git does not ignore are in the diff too, added
 "intent to add" to a copy of the index in a temporary directory (the worktree's own is not touched),
 and listed by name; the diff is cut at :data:`MAX_DIFF` characters, saying so.
@@ -10,15 +10,15 @@ and listed by name; the diff is cut at :data:`MAX_DIFF` characters, saying so.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from baton.housekeeping.prune import readonly_git
 from baton.keys import Key
 from baton.settings import Settings
+from baton.workspace import nofollow
+from baton.workspace.readonly import readonly_git
 
 MAX_DIFF = 200_000  # characters of a diff shown; its stat says what the rest holds
 MAX_UNTRACKED = 500  # untracked paths listed
@@ -41,7 +41,7 @@ class WorktreeDiff:
 
 def worktree_diff(settings: Settings, key: Key, base: str | None) -> WorktreeDiff | None:
     """The worktree's changes since ``base`` (a commit; HEAD when None or unknown there), None when the
-    key has no worktree on this machine."""
+    key has no worktree on this machine (or its index is not a regular file)."""
     wt = readonly_git(settings, key)
     if wt is None:
         return None
@@ -50,8 +50,12 @@ def worktree_diff(settings: Settings, key: Key, base: str | None) -> WorktreeDif
 
     with tempfile.TemporaryDirectory(prefix="baton-diff-") as scratch:
         index = Path(scratch) / "index"
-        if (wt.admin / "index").is_file():
-            shutil.copyfile(wt.admin / "index", index)
+        try:  # the agent may write its admin dir: its index is read as a regular file, not through a link
+            index.write_bytes(nofollow.read_regular(wt.admin / "index"))
+        except FileNotFoundError:
+            pass  # no index yet: git reads none
+        except OSError:
+            return None
         env = {**os.environ, "GIT_INDEX_FILE": str(index), "GIT_LITERAL_PATHSPECS": "1"}
 
         def out(args: list[str]) -> str:
@@ -60,7 +64,7 @@ def worktree_diff(settings: Settings, key: Key, base: str | None) -> WorktreeDif
 
         untracked = [p for p in out(["ls-files", "-z", "--others", "--exclude-standard"]).split("\0") if p]
         if untracked:
-            out(["add", "--intent-to-add", "--", *untracked[:MAX_UNTRACKED]])
+            out(["add", "--intent-to-add", "--ignore-errors", "--", *untracked[:MAX_UNTRACKED]])
         diff = out([*DIFF, since, "--"])
         stat = out([*DIFF, "--stat", since, "--"]).rstrip()
     truncated = len(diff) > MAX_DIFF or len(untracked) > MAX_UNTRACKED
