@@ -6,7 +6,8 @@ clients start 20 turns at once through ``/mcp`` and each gets its own."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,32 +59,46 @@ def test_a_waiting_tool_sends_the_turns_events_as_progress(
     assert any(m.startswith("done:") for m in said), said
 
 
+@asynccontextmanager
+async def client_on(transport: str, service: Service, token: str) -> AsyncIterator[Client]:
+    if transport == "stdio":
+        async with Client(stdio_params(service, token), read_timeout_seconds=90) as client:
+            yield client
+    else:
+        async with http_client(service, token) as client:
+            yield client
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_a_client_gone_mid_call_finds_its_turn_again_by_the_thread(
-    service: Service, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+    service: Service, src_repo: Path, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
-    """The client's ``baton mcp`` is stopped while start_turn waits: the client never got the run_id;
-    the thread's key it chose gives it back, and the turn, never cancelled, ends once."""
+    """The client goes away while start_turn waits (its ``baton mcp`` stopped; its HTTP connection
+    closed): it never got the run_id; the thread's key it chose gives it back, and the turn, never
+    cancelled, ends once. Over HTTP the call left is audited ``unanswered``."""
     monkeypatch.setenv("FAKE_AGENT_DELAY", "8")  # still running when the next client asks
-    key = {"agent": "fake", "repo": str(src_repo), "thread": "issue-gone"}
-    token = service.token("run")
+    thread = f"issue-gone-{transport}"
+    key = {"agent": "fake", "repo": str(src_repo), "thread": thread}
+    token = service.token("run", token_name(transport))
 
     async def gone() -> None:
-        async with Client(stdio_params(service, token), read_timeout_seconds=90) as client:
+        async with client_on(transport, service, token) as client:
             with anyio.move_on_after(60):
                 async with anyio.create_task_group() as group:
                     group.start_soon(client.call_tool, "start_turn", {**key, "prompt": "Fix it.", "wait": 60})
                     await anyio.to_thread.run_sync(
-                        lambda: wait_for(lambda: service.store.list_jobs(thread="issue-gone"), timeout=30)
+                        lambda: wait_for(lambda: service.store.list_jobs(thread=thread), timeout=30)
                     )
-                    group.cancel_scope.cancel()  # mid-call: then the client and its `baton mcp` go away
+                    group.cancel_scope.cancel()  # mid-call: then the client goes away
 
     anyio.run(gone)
-    [job] = service.store.list_jobs(thread="issue-gone")
+    [job] = service.store.list_jobs(thread=thread)
     assert job.status != "done"  # it was left mid-turn
 
     async def again() -> tuple[Any, Any]:
-        async with Client(stdio_params(service, token), read_timeout_seconds=90) as client:
+        async with client_on(transport, service, token) as client:
             read = await client.call_tool("read_thread", key)
+            assert not read.is_error, text(read)
             found = (read.structured_content or {})["in_flight"]
             assert len(found) == 1, text(read)
             handle = found[0]
@@ -93,7 +108,15 @@ def test_a_client_gone_mid_call_finds_its_turn_again_by_the_thread(
     assert handle["run_id"] == job.id and handle["status"] in ("queued", "running"), handle
     ended = followed.structured_content or {}
     assert ended["status"] == "done" and ended["outcome"] == "succeeded", text(followed)
-    assert [j.id for j in service.store.list_jobs(thread="issue-gone")] == [job.id]  # run once
+    assert [j.id for j in service.store.list_jobs(thread=thread)] == [job.id]  # run once
+    if transport == "http":
+        rows = [r for r in service.store.list_audit(50) if r["actor"] == token_name(transport)]
+        left = [r["detail"]["outcome"] for r in rows if r["action"] == "mcp.start_turn"]
+        assert left == ["unanswered"], rows
+
+
+def token_name(transport: str) -> str:
+    return f"leaver-{transport}"
 
 
 def test_twenty_clients_start_twenty_turns_at_once(service: Service, src_repo: Path) -> None:

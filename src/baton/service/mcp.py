@@ -26,7 +26,7 @@ from baton.service.fields import Agent, RepoSpec, Thread
 from baton.service.fields import Prompt as PromptText
 from baton.service.mcp_api import Api, EventSource
 from baton.service.mcp_audit import Audit
-from baton.service.mcp_follow import follow, thread_view
+from baton.service.mcp_follow import follow, thread_state
 from baton.service.mcp_resources import add_resources
 
 URL_ENV, TOKEN_ENV = "BATON_URL", "BATON_TOKEN"
@@ -34,12 +34,14 @@ NAME = "baton"
 MAX_WAIT = 120.0  # seconds one tool call may hold for a turn: clients time a call out (Claude Code: minutes)
 DEFAULT_WAIT = 20.0
 RUN_ID_MAX = 64
-IN_FLIGHT = 20  # the newest runs of a thread read_thread looks through for those not done
 INSTRUCTIONS = (
     f"baton runs coding agents ({listed()}) on threads: one durable conversation and one git "
     "worktree per (agent, repo, thread). start_turn gives a thread an instruction and waits a while; a "
     "turn still running comes back as a run_id that get_run follows. A turn that ends needs_input asks "
-    "a question: answer_question answers it and the same conversation resumes."
+    "a question: answer_question answers it and the same conversation resumes. A run_id lost (the call "
+    "ended before its answer) is in read_thread's in_flight. A thread parked at its spending cap resumes "
+    "when raise_budget raises it. Resources baton://threads/{agent}/{repo}/{thread}/summary and /diff "
+    "show a thread's recent turns and what its agent changed."
 )
 
 Repo = Annotated[
@@ -142,16 +144,8 @@ def build_server(
         """A thread's state, the question it waits on (if any), its turns not yet done (each run_id,
         for get_run or cancel_run: a client that lost a handle finds it here) and its recent turns,
         newest first, each with its outcome and the agent's answer."""
-        request = ctx.request_context.request
         key = {"agent": agent, "repo": repo, "thread": thread}
-        view = thread_view(
-            await api.call(request, "GET", "/v1/session", params={**key, "runs": turns}), turns
-        )
-        found = await api.call(request, "GET", "/v1/runs", params={**key, "limit": IN_FLIGHT})
-        view["in_flight"] = [
-            {"run_id": r["run_id"], "status": r["status"]} for r in found["runs"] if r.get("status") != "done"
-        ]
-        return view
+        return await thread_state(api, ctx.request_context.request, key, turns)
 
     @server.tool()
     async def raise_budget(

@@ -2,8 +2,9 @@
 (``POST /v1/mcp/calls``, :mod:`baton.service.mcp_calls`) under the name of the token that made it, so a
 row is the service's word on who called. Wrapped around the SDK's ``tools/call`` handler as an
 extension's interceptor (the SDK's one hook for it), so no tool can skip it, an unknown tool or a refused
-argument included. The row holds the tool, whether it answered or was refused (with the refusal's
-words), and the run and thread it was about: names and ids only, never a prompt, an answer or a secret.
+argument included. The row holds the tool, whether it answered, was refused (with the refusal's words)
+or ended unanswered (cancelled), and the run and thread it was about: names and ids only, never a
+prompt, an answer or a secret.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def audit_row(params: CallToolRequestParams, result: HandlerResult) -> dict[str,
     for name, room in NAMED.items():
         if (value := _plain(arguments.get(name), room)) is not None:
             row[name] = value
-    if isinstance(result, CallToolResult):
+    if result is None:
+        row |= {"outcome": "unanswered", "error": "the call ended without an answer (cancelled or failed)"}
+    elif isinstance(result, CallToolResult):
         if result.is_error:
             said = " ".join(c.text for c in result.content if isinstance(c, TextContent))
             row |= {"outcome": "refused", "error": _plain(said, ERROR_ROOM) or ""}
@@ -59,8 +62,6 @@ class Audit(Extension):
         result: HandlerResult = None
         try:
             result = await call_next(ctx)
-        finally:
-            if result is None:  # raised (a protocol error): still one row
-                result = CallToolResult(content=[TextContent(type="text", text="failed")], is_error=True)
+        finally:  # a call that raised (a protocol error, the client gone mid-call) is a row as well
             await self._api.audit(ctx.request, audit_row(params, result))
         return result

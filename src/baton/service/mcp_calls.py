@@ -23,7 +23,7 @@ class McpCall(BaseModel):
     """One tool call: which tool, how it ended, what it was about (names and ids, never a prompt)."""
 
     tool: str = Field(min_length=1, max_length=64, pattern="^[A-Za-z0-9_.?-]+$")
-    outcome: Literal["ok", "refused"]
+    outcome: Literal["ok", "refused", "unanswered"]
     error: str | None = Field(None, max_length=500, description="the refusal's words")
     agent: str | None = Field(None, max_length=64)
     repo: str | None = Field(None, max_length=2048)

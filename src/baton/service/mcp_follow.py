@@ -15,11 +15,13 @@ from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 
 from baton.agents.events import LogRenderer, clip
 from baton.service.mcp_api import Api
 
 MAX_TEXT = 8000  # characters of a turn's result or an error shown; the run keeps it whole
+IN_FLIGHT = 20  # the newest runs of a thread read_thread looks through for those not done
 SETTLE = 5.0  # seconds a read of the run may wait once its stream ended (its record is written last)
 RUN_FIELDS = (
     "run_id",
@@ -100,3 +102,20 @@ def thread_view(session: Mapping[str, Any], turns: int) -> dict[str, Any]:
         for r in (session.get("runs") or [])[:turns]
     ]
     return view
+
+
+async def thread_state(api: Api, request: Any, key: Mapping[str, str], turns: int) -> dict[str, Any]:
+    """``read_thread``'s answer: the thread as :func:`thread_view` shows it, and its runs not yet done
+    (``in_flight``), the handles a client that lost one finds again; a thread whose first turn is
+    still queued has no session yet, only those."""
+    found = await api.call(request, "GET", "/v1/runs", params={**key, "limit": IN_FLIGHT})
+    in_flight = [
+        {"run_id": r["run_id"], "status": r["status"]} for r in found["runs"] if r["status"] != "done"
+    ]
+    try:
+        session = await api.call(request, "GET", "/v1/session", params={**key, "runs": turns})
+    except ToolError as exc:
+        if not in_flight or "(404)" not in str(exc):
+            raise
+        session = {**key, "status": "queued"}
+    return {**thread_view(session, turns), "in_flight": in_flight}
