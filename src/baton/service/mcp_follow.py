@@ -22,7 +22,6 @@ from baton.service.mcp_api import Api
 
 MAX_TEXT = 8000  # characters of a turn's result or an error shown; the run keeps it whole
 IN_FLIGHT = 20  # the newest runs of a thread read_thread looks through for those not done
-SETTLE = 5.0  # seconds a read of the run may wait once its stream ended (its record is written last)
 RUN_FIELDS = (
     "run_id",
     "status",
@@ -67,7 +66,9 @@ async def follow(api: Api, run_id: str, wait: float, ctx: Context) -> dict[str, 
     deadline = time.monotonic() + wait
     with anyio.move_on_after(wait):
         await _progress(api, ctx, run)
-    left = min(max(deadline - time.monotonic(), 0), SETTLE)
+    # the rest of the wait, if any: the record is written after the stream's end, and a run with no
+    # stream of its own here (started by `baton run`) is still followed to its end or the deadline
+    left = max(deadline - time.monotonic(), 0)
     params = {"wait": round(left, 3)}
     run = await api.call(request, "GET", f"/v1/runs/{run['run_id']}", params=params, timeout=left + 30)
     return turn_view(run)
