@@ -16,12 +16,13 @@ import pytest
 
 from baton.errors import BadInput
 from baton.housekeeping.disk import relieve, usage
-from baton.housekeeping.prune import prune_idle, readonly_git, rules
+from baton.housekeeping.prune import prune_idle, rules
 from baton.keys import key_of
 from baton.settings import Settings, load_settings
 from baton.store import Store
 from baton.store.leases import LeaseHolder
 from baton.workspace import gitlinks
+from baton.workspace.readonly import readonly_git
 from baton.workspace.workdirs import Workdirs, disk_usage
 from tests.conftest import commit_file, git
 from tests.runner.test_runner import go

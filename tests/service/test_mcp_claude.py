@@ -2,7 +2,8 @@
 (``--mcp-config`` naming the command, ``BATON_URL``/``BATON_TOKEN`` in the environment Claude Code
 passes to it), its model (the mock Anthropic API) calls baton's ``start_turn``; the turn runs in a
 real ``baton serve``, is stored there under the token's name, and its result reaches the model as the
-tool's result."""
+tool's result. Through three runs of Claude Code, a turn asks a question, the answer resumes the same
+session, and a read-scope token is refused a turn and a raise of the thread's budget."""
 
 from __future__ import annotations
 
@@ -80,3 +81,77 @@ def test_claude_code_starts_a_turn_through_baton_mcp(
     assert turn["run_id"] == jobs[0].id and turn["outcome"] == "succeeded", turn
     assert "fake reply: received" in turn["result"]
     assert token not in done.stdout + done.stderr
+
+
+ASK = '[[tool:ask_human {"question": "Tabs or spaces?", "options": ["tabs", "spaces"]}]]'
+
+
+def marker(tool: str, args: dict[str, Any]) -> str:
+    """``[[tool:NAME {json}]]`` for Claude Code's model, a marker inside its arguments (the fake agent's
+    ask) written with JSON's escapes for ``]`` so that the outer marker does not end at it."""
+    return f"[[tool:{tool} {json.dumps(args).replace(']]', chr(92) + 'u005d' + chr(92) + 'u005d')}]]"
+
+
+def claude_calls(claude_bin: str, env: dict[str, str], cwd: Path, *calls: str) -> None:
+    """One ``claude -p`` whose model makes these tool calls (markers), baton its MCP server."""
+    server = {"type": "stdio", "command": BATON[0], "args": [*BATON[1:], "mcp"], "alwaysLoad": True}
+    config = json.dumps({"mcpServers": {"baton": server}})
+    flags = [
+        "--output-format=json",
+        f"--mcp-config={config}",
+        "--strict-mcp-config",
+        "--allowedTools=mcp__baton",
+    ]
+    done = subprocess.run(
+        [claude_bin, "-p", *flags],
+        input="Do it. " + " ".join(calls),
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+
+
+def test_claude_code_answers_a_question_and_a_read_token_is_refused(
+    settings: Settings, src_repo: Path, mock: MockAnthropic, claude_bin: str, tmp_path: Path
+) -> None:
+    key = {"agent": "fake", "repo": str(src_repo), "thread": "issue-13"}
+    with run_service(settings) as service:
+        env = {
+            **os.environ,
+            **mock.env(),
+            "CLAUDE_CONFIG_DIR": str(tmp_path / "claude-home"),
+            "BATON_HOME": str(settings.home),
+            "BATON_URL": service.url,
+        }
+        runner = {**env, "BATON_TOKEN": service.token("run", "claude-code")}
+        claude_calls(
+            claude_bin,
+            runner,
+            tmp_path,
+            marker("start_turn", {**key, "prompt": f"Format. {ASK}", "wait": 60}),
+        )
+        claude_calls(
+            claude_bin, runner, tmp_path, marker("answer_question", {**key, "answer": "spaces", "wait": 60})
+        )
+        reader = {**env, "BATON_TOKEN": service.token("read", "watcher")}
+        refused = [
+            marker("start_turn", {**key, "prompt": "Again.", "wait": 1}),
+            marker("raise_budget", {**key, "usd": 1}),
+        ]
+        claude_calls(claude_bin, reader, tmp_path, *refused)
+        jobs = service.store.list_jobs(thread="issue-13")
+    asked, answered, *refusals = tool_results(mock)
+    first, second = json.loads(asked), json.loads(answered)
+    assert first["outcome"] == "needs_input" and first["question"]["text"] == "Tabs or spaces?", first
+    assert second["outcome"] == "succeeded" and second["mode"] == "resume", second
+    assert second["session_id"] == first["session_id"]  # the same conversation went on
+    assert [(j.outcome, j.actor) for j in reversed(jobs)] == [
+        ("needs_input", "claude-code"),
+        ("succeeded", "claude-code"),
+    ]
+    assert len(refusals) == 2 and all("(403)" in r for r in refusals), refusals
+    assert any("this needs run" in r for r in refusals) and any("this needs admin" in r for r in refusals)

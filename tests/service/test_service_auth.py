@@ -33,8 +33,10 @@ ADMIN_WORDS = ("/tokens", "/audit", "/sweep", "/reset", "/quotas/clear")
 
 def needed(method: str, path: str) -> TokenScope:
     """The scope each route needs: admin for reset, sweep, tokens, audit, clearing a quota breaker and
-    raising a spending cap; read for other GETs; run
-    for the rest (submitting and cancelling runs)."""
+    raising a spending cap; read for other GETs and for an MCP call's audit row (every scope's calls
+    are audited); run for the rest (submitting and cancelling runs)."""
+    if (method, path) == ("POST", "/v1/mcp/calls"):
+        return READ
     if any(word in path for word in ADMIN_WORDS) or (method == "POST" and path.startswith("/v1/budget")):
         return ADMIN  # (raising a spending cap lets money be spent)
     return READ if method == "GET" else RUN
@@ -114,6 +116,9 @@ def valid_request(world: World, method: str, path: str) -> Request | None:
         ("POST", "/v1/runs/{run_id}/cancel"): (run + "/cancel", None, {202, 409}),
         ("GET", "/v1/sessions"): ("/v1/sessions", None, {200}),
         ("GET", "/v1/session"): ("/v1/session?" + urlencode(key), None, {200}),
+        # the key's worktree is on this service: its diff (empty)
+        ("GET", "/v1/session/diff"): ("/v1/session/diff?" + urlencode(key), None, {200}),
+        ("POST", "/v1/mcp/calls"): ("/v1/mcp/calls", {"tool": "list_threads", "outcome": "ok"}, {201}),
         ("POST", "/v1/sessions/reset"): ("/v1/sessions/reset", {**key, "scope": "conversation"}, {200}),
         ("GET", "/v1/tokens"): ("/v1/tokens", None, {200}),
         ("POST", "/v1/tokens"): ("/v1/tokens", {"name": f"made{n}", "scope": "read"}, {201}),

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 def mcp_cmd() -> None:
     """Serve baton's threads to an MCP client over stdio. Its tools (start_turn, get_run,
-    answer_question, cancel_run, list_threads, read_thread) act as a client of `baton serve`: set
-    BATON_URL (its URL) and BATON_TOKEN (a token from `baton tokens create`; its scope applies).
-    docs/mcp.md shows how to add it to Claude Code and Codex."""
+    answer_question, cancel_run, list_threads, read_thread, raise_budget) and resources (a thread's
+    summary and diff) act as a client of `baton serve`: set BATON_URL (its URL) and BATON_TOKEN (a
+    token from `baton tokens create`; its scope applies, each call is audited). docs/mcp.md shows how
+    to add it to Claude Code and Codex."""
     import os
 
     import anyio

@@ -10,7 +10,6 @@ docs/configuration.md, "Rebuildable artefacts: prune").
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,9 +21,9 @@ from baton.models import SessionStatus
 from baton.settings import PRUNE_TABLE, Settings, format_size, prune_kind_ok, read_config
 from baton.store.base import KeyStore
 from baton.store.leases import held, key_lease
-from baton.workspace import artefacts, gitlinks
+from baton.workspace import artefacts
 from baton.workspace.artefacts import Artefact
-from baton.workspace.gitcmd import WorktreeGit
+from baton.workspace.readonly import readonly_git
 from baton.workspace.workdirs import Workdirs
 
 log = logging.getLogger("baton.housekeeping")
@@ -94,31 +93,6 @@ class Pruning:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def readonly_git(settings: Settings, key: Key) -> WorktreeGit | None:
-    """The key's worktree's git for reads only (a measurement): its admin dir found by the key's name,
-    its links not repaired (nothing written); None without a worktree, an admin dir of that name, or
-    with a link or a FIFO in it."""
-    workdirs = Workdirs(settings)
-    path, cache = workdirs.worktree_path(key), workdirs.cache_path(key.repo)
-    if not gitlinks.is_real_dir(path):
-        return None
-    admin = gitlinks.find(cache, key)
-    if admin is None or not _plain(admin):
-        return None
-    return WorktreeGit(path, admin, cache)
-
-
-def _plain(admin: Path) -> bool:
-    """Whether the admin dir holds only files and directories: git would read a link's target as its
-    ``index`` and block on a FIFO; a run's repair (:func:`baton.workspace.gitlinks.repair`) removes
-    them, a measurement does not."""
-    try:
-        with os.scandir(admin) as entries:
-            return all(e.is_file(follow_symlinks=False) or e.is_dir(follow_symlinks=False) for e in entries)
-    except OSError:
-        return False
 
 
 def found_in(settings: Settings, key: Key, kinds: frozenset[str]) -> list[Artefact]:

@@ -2,15 +2,18 @@
 streamable HTTP, behind the API's bearer tokens. A request without a valid token is 401 before the MCP
 SDK reads it; each tool then calls the API in this process (httpx's ASGI transport, no socket) with the
 request's own ``Authorization``, so scopes, validation and the record of who submitted a turn are the
-API's, unchanged. Stateless (no MCP session is kept between requests): a request carries its token, and
-a turn is found again by its ``run_id`` from any replica. DNS-rebinding checks are off: a bearer token,
-not a cookie, is what a page in a browser would lack.
+API's, unchanged. Only a run's events, followed for progress once the API let the token read the run,
+are read here: that transport holds a streamed answer until its end. Stateless (no MCP session is kept
+between requests): a request carries its token, and a turn is found again by its ``run_id`` from any
+replica. DNS-rebinding checks are off: a bearer token, not a cookie, is what a browser's page would lack.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -23,6 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from baton.fleet import jobs
 from baton.service.auth import valid_token
 from baton.service.mcp import build_server
 
@@ -30,11 +34,21 @@ PATH = "/mcp"
 INNER = "http://baton.in-process"  # the base URL of the tools' in-process calls (never resolved)
 
 
+async def run_events(app: FastAPI, run_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
+    """A run's agent events as its SSE route streams them, read here: the ASGI transport the tools'
+    calls go through would hold a stream until its end."""
+    async for item in jobs.read_events(app.state.store, app.state.settings, run_id, after):
+        if item.end is not None:
+            return
+        yield {"seq": item.seq, **item.data}
+
+
 class McpEndpoint:
     """The ASGI endpoint at :data:`PATH`: the token checked, then the SDK's stateless session manager."""
 
     def __init__(self, app: FastAPI) -> None:
-        self.server: MCPServer = build_server(INNER, None, httpx.ASGITransport(app=app))
+        transport = httpx.ASGITransport(app=app)
+        self.server: MCPServer = build_server(INNER, None, transport, partial(run_events, app))
         self.manager: StreamableHTTPSessionManager | None = None
 
     @asynccontextmanager

@@ -223,7 +223,7 @@ def list_runs(
     last page), as ``GET /v1/sessions`` does."""
     # one row more than the page tells whether there is a next page without counting them all
     found = store.list_jobs(
-        agent=agent, repo=_slug(repo), thread=thread, status=status, limit=limit + 1, offset=offset
+        agent=agent, repo=slug_of(repo), thread=thread, status=status, limit=limit + 1, offset=offset
     )
     return {
         "runs": [job.to_json() for job in found[:limit]],
@@ -257,7 +257,7 @@ def operators_own(settings: Settings, environment: Environment | None) -> None:
         )
 
 
-def _slug(repo: str | None) -> str | None:
+def slug_of(repo: str | None) -> str | None:
     """A URL or a local path names the same repo as its slug; anything else is taken as a slug."""
     if repo is None:
         return None
