@@ -2,7 +2,7 @@
 that moves between them with its transcript, its branch's commits and its uncommitted and untracked files; the
 checkpoints in the store; the recovery steps when a bundle is corrupt or gone; checkpoints in
 ``sessions export``/``import``. The shared store is ``store_url`` (conftest): every test runs on SQLite and on
-a fresh PostgreSQL database, but the ACP agents' (:data:`ON_THE_FLEETS_STORE`)."""
+a fresh PostgreSQL database, but the ACP agents' run on PostgreSQL only (:data:`ON_THE_FLEETS_STORE`)."""
 
 from __future__ import annotations
 
