@@ -134,6 +134,10 @@ MOCKS = {
     "opencode": ("baton.testing.mock_openai_agents", "MockOpenCode"),
 }
 FIRST = {"claude": 2, "codex": 4, "gemini": 1, "copilot": 1, "opencode": 2}
+# One real CLI per protocol family (Claude Code's stream-json, Codex's exec JSON, Gemini's stream, ACP), for a
+# test of baton's own behaviour that each family's driver reaches alike: OpenCode shares the ACP driver
+# with Copilot, whose turn costs a few seconds less (docs/development.md, "Slow tests").
+FAMILIES = ["claude", "codex", "copilot", "gemini"]
 
 
 def wait_for(

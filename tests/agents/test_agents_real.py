@@ -36,7 +36,7 @@ from baton.testing.git_http import GitHttpServer
 from baton.testing.mock_openai import MockOpenAI
 from baton.testing.mock_openai_agents import OPENCODE_CONFIG
 from baton.workspace.keyspace import agent_for
-from tests.conftest import BATON, FIRST, MOCKS, gone, make_repo, shared_conversation, wait_for
+from tests.conftest import BATON, FAMILIES, FIRST, MOCKS, gone, make_repo, shared_conversation, wait_for
 from tests.private_services import free_port
 
 pytestmark = pytest.mark.slow
@@ -308,6 +308,8 @@ def test_agent_home_deleted_hydrates_from_store(
     assert "one" in model.texts()[-1] and "two" in model.texts()[-1]
 
 
+# with no transcript and no snapshot left, the recovery is baton's (a recap on a fresh turn): one per family
+@pytest.mark.parametrize("agent", FAMILIES)
 def test_transcript_gone_everywhere_recovers_with_recap(
     agent: str, settings: Settings, src_repo: Path, model: MockModel
 ) -> None:
@@ -387,6 +389,7 @@ def started(baton_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Pope
         proc.communicate()
 
 
+@pytest.mark.parametrize("agent", FAMILIES)  # the key's lease is baton's, whatever the CLI: one per family
 def test_concurrent_runs_of_one_key_never_overlap(
     agent: str, cli: Cli, src_repo: Path, model: MockModel, started: Callable[..., subprocess.Popen[str]]
 ) -> None:

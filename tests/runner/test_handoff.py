@@ -33,7 +33,7 @@ from baton.sync.handoff import (
 from baton.testing import MockModel
 from baton.testing.mock_anthropic import MockAnthropic
 from baton.workspace.workdirs import Workdirs, branch_for
-from tests.conftest import FAST, FIRST, MOCKS, agent_work, git, status
+from tests.conftest import FAMILIES, FAST, FIRST, MOCKS, agent_work, git, status
 
 # -- helpers -------------------------------------------------------------------------------------------
 
@@ -572,7 +572,8 @@ def test_the_template_carries_source_recap_context_and_instruction(tmp_path: Pat
 
 # -- end to end: the real CLIs against their mocks ----------------------------------------------------------
 
-TARGET_MOCKS = {agent: mock for agent, mock in MOCKS.items() if agent != "claude"}  # to and from Claude
+# to and from Claude; the hand-off's recap and the target's fresh turn are baton's: one target per family
+TARGET_MOCKS = {agent: MOCKS[agent] for agent in FAMILIES if agent != "claude"}
 
 
 @pytest.fixture(params=sorted(TARGET_MOCKS))

@@ -20,7 +20,7 @@ from baton import Outcome, RunRequest, RunResult, run
 from baton.models import Access
 from baton.settings import Settings
 from baton.testing import MockModel
-from tests.conftest import BATON, FAST, wait_for
+from tests.conftest import BATON, FAMILIES, FAST, wait_for
 from tests.sandbox import test_access_real
 from tests.sandbox.test_access_real import shell_marker, tool_results
 from tests.sandbox.test_contain import alive, detach, killed_midway, tag
@@ -80,6 +80,9 @@ def test_a_real_agents_detached_processes_end_with_its_turn(
     assert "memory limit of 300.0 MiB" in last_request(model)
 
 
+# what ends a run's processes on a timeout, a cancel or a killed runner is baton's, whatever the CLI: one
+# per family (OpenCode's own memory-limit path and its server's port are the test above's, and walls')
+@pytest.mark.parametrize("agent", FAMILIES)
 def test_a_real_agents_detached_processes_end_on_timeout_cancel_and_a_killed_runner(
     agent: str, settings: Settings, src_repo: Path, model: MockModel
 ) -> None:

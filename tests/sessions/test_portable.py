@@ -2,7 +2,7 @@
 that moves between them with its transcript, its branch's commits and its uncommitted and untracked files; the
 checkpoints in the store; the recovery steps when a bundle is corrupt or gone; checkpoints in
 ``sessions export``/``import``. The shared store is ``store_url`` (conftest): every test runs on SQLite and on
-a fresh PostgreSQL database."""
+a fresh PostgreSQL database, but the ACP agents' run on PostgreSQL only (:data:`ON_THE_FLEETS_STORE`)."""
 
 from __future__ import annotations
 
@@ -513,8 +513,13 @@ def test_claude_code_on_a_new_machine_with_the_same_mount_path(
 
 # -- the ACP agents (Copilot CLI, OpenCode) against their mocks ----------------------------------------
 
+# The store keeps an ACP agent's conversation as it keeps Claude's (the tests above, on both backends):
+# these run on the one a fleet of workers shares, PostgreSQL.
+ON_THE_FLEETS_STORE = pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+
 
 @pytest.mark.slow
+@ON_THE_FLEETS_STORE
 @pytest.mark.parametrize("agent", ["copilot", "opencode"])
 def test_an_acp_agent_on_a_new_machine_with_the_same_mount_path(
     agent: str, a: Settings, src_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -570,6 +575,7 @@ def acp_workers(
 
 
 @pytest.mark.slow
+@ON_THE_FLEETS_STORE
 @pytest.mark.parametrize("agent", ["copilot", "opencode"])
 def test_an_acp_agent_moves_to_another_baton_home(
     agent: str, a: Settings, b: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
@@ -592,6 +598,7 @@ def test_an_acp_agent_moves_to_another_baton_home(
 
 
 @pytest.mark.slow
+@ON_THE_FLEETS_STORE
 def test_an_opencode_conversation_that_cannot_move_is_recovered_not_wedged(
     a: Settings, b: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -626,6 +633,7 @@ def test_an_opencode_conversation_that_cannot_move_is_recovered_not_wedged(
 
 
 @pytest.mark.slow
+@ON_THE_FLEETS_STORE
 @pytest.mark.parametrize("agent", ["copilot", "opencode"])
 def test_back_on_worker_a_an_acp_agent_resumes_what_b_added(
     agent: str, a: Settings, b: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch

@@ -35,7 +35,7 @@ from baton.workspace.keyspace import (
     seed_home,
     session_agent,
 )
-from tests.conftest import FIRST, MOCKS
+from tests.conftest import FAMILIES, FIRST, MOCKS
 from tests.runner.test_runner import go
 
 # -- layout -------------------------------------------------------------------------------------------
@@ -331,6 +331,7 @@ def test_real_cli_conversation_in_the_base_home_moves_in_with_its_history(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("agent", FAMILIES)  # the ACP agents have no fork: one refusal, Copilot's, says so
 def test_real_cli_fork_of_a_thread_whose_home_is_gone(
     agent: str, settings: Settings, src_repo: Path, model: MockModel
 ) -> None:
