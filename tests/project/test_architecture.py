@@ -206,14 +206,12 @@ def test_each_room_says_what_it_owns_and_may_import(room: str) -> None:
 
 
 # The forge loop (every module of baton.forge outside a forge's package) reaches a forge's package only
-# through its registry; these still import the GitHub App's modules themselves (its installation
-# deliveries, its ``baton forge test`` checks): docs/architecture.md, Adding a forge.
+# through its registry; these still import the GitHub App's modules themselves (its ``baton forge test``
+# checks): docs/architecture.md, Adding a forge.
 FORGES = ("baton.forge.github", "baton.forge.gitea", "baton.forge.gitlab")
 FORGE_REGISTRY = "baton.forge.registry"
 FORGE_LOOP_REACHES = {
     "baton.forge.check": ["baton.forge.github.app_check"],
-    "baton.forge.deliveries": ["baton.forge.github.app_events"],
-    "baton.forge.delivery": ["baton.forge.github.app_events"],
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from baton.forge.config import ForgeConfig
-from baton.forge.delivery import DeliveryReader
+from baton.forge.delivery import DeliveryReader, PartReaders
 from baton.forge.gitea.forge import GITEA
 from baton.forge.github.forge import GITHUB
 from baton.forge.gitlab.forge import GITLAB
@@ -65,6 +65,12 @@ def implementation(kind: ForgeKind) -> Implementation:
 def reader(kind: ForgeKind) -> DeliveryReader:
     """The reader of a forge kind's webhook deliveries (:attr:`Implementation.reader`)."""
     return implementation(kind).reader
+
+
+def stored_parts() -> PartReaders:
+    """How each forge's own parts of a delivery are read back from a stored one
+    (:attr:`~baton.forge.delivery.DeliveryReader.parts`)."""
+    return {key: read for each in IMPLEMENTATIONS.values() for key, read in each.reader.parts.items()}
 
 
 def make_client(forge: ForgeConfig) -> ForgeClient:

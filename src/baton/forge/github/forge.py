@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from baton.forge.config import ForgeConfig
-from baton.forge.model import ForgeClient, ForgeKind
+from baton.forge.model import ForgeClient
 from baton.forge.readiness import MergeClient
 from baton.forge.tokenforge import TokenForge
 
@@ -58,9 +58,9 @@ class GitHub(TokenForge):
 
     @property
     def reader(self) -> DeliveryReader:
-        from baton.forge.delivery import READERS
+        from baton.forge.github.app_events import READER
 
-        return READERS[ForgeKind.GITHUB]
+        return READER
 
 
 GITHUB = GitHub()
