@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from baton.forge.appchecks import AppChecks
 from baton.forge.config import ForgeConfig
 from baton.forge.delivery import DeliveryReader, PartReaders
 from baton.forge.gitea.forge import GITEA
@@ -48,6 +49,15 @@ class Implementation(Protocol):
     @property
     def reader(self) -> DeliveryReader:
         """How its webhook deliveries are read."""
+        ...
+
+    @property
+    def hook_events(self) -> frozenset[str]:
+        """What a repository's webhook must deliver for the loop (``baton forge test`` checks it)."""
+        ...
+
+    def app_checks(self, forge: ForgeConfig) -> AppChecks | None:
+        """``baton forge test``'s checks of ``forge`` reached as an App; None for a token's."""
         ...
 
 

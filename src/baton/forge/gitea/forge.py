@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from baton.forge.config import ForgeConfig
+from baton.forge.events import HOOK_EVENTS
 from baton.forge.model import ForgeClient, ForgeKind
 from baton.forge.readiness import MergeClient
 from baton.forge.tokenforge import TokenForge
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
 
 
 class Gitea(TokenForge):
+    hook_events = HOOK_EVENTS
+
     def client(self, forge: ForgeConfig) -> ForgeClient:
         from baton.forge.gitea.client import GiteaClient
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from baton.forge.appchecks import AppChecks
 from baton.forge.config import ForgeConfig
+from baton.forge.events import HOOK_EVENTS
 from baton.forge.model import ForgeClient
 from baton.forge.readiness import MergeClient
 from baton.forge.tokenforge import TokenForge
@@ -15,6 +17,8 @@ if TYPE_CHECKING:
 
 
 class GitHub(TokenForge):
+    hook_events = HOOK_EVENTS
+
     def client(self, forge: ForgeConfig) -> ForgeClient:
         if forge.app is not None:
             from baton.forge.github.app import app_client
@@ -55,6 +59,13 @@ class GitHub(TokenForge):
         app = app_of(forge)
         installation = app.tokens.owner(token)
         return installation is not None and app.tokens.refused(installation, token)
+
+    def app_checks(self, forge: ForgeConfig) -> AppChecks | None:
+        if forge.app is None:
+            return super().app_checks(forge)
+        from baton.forge.github import app_check
+
+        return app_check
 
     @property
     def reader(self) -> DeliveryReader:

@@ -13,7 +13,15 @@ if TYPE_CHECKING:
     from baton.forge.delivery import DeliveryReader
 
 
+# the hook's flags the loop needs: notes, issues (labels, assignees, closes), MRs, pipelines, pushes
+HOOK_EVENTS = frozenset(
+    {"note_events", "issues_events", "merge_requests_events", "pipeline_events", "push_events"}
+)
+
+
 class GitLab(TokenForge):
+    hook_events = HOOK_EVENTS
+
     def client(self, forge: ForgeConfig) -> ForgeClient:
         from baton.forge.gitlab.client import GitLabClient
 
