@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from baton.cli.common import JsonOpt, cli_store, emit_json, err, esc, new_table, out, print_table
+from baton.errors import BadInput, NotFound
 
 if TYPE_CHECKING:
     from baton.caps.budget import Target
@@ -76,7 +77,6 @@ def _target(
     """Whose caps, and the thread named (a raise may resume it); BadInput for a mix that names none."""
     from baton.caps.budget import Target
     from baton.caps.model import Scope, thread_subject
-    from baton.errors import BadInput, NotFound
     from baton.keys import parse_repo
     from baton.service.tables import token_store
     from baton.sessions.manage import resolve_key

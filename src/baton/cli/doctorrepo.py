@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from baton.environment.plan import Command, SetupPlan
-from baton.keys import Repo
+from baton.errors import BadInput
+from baton.keys import Repo, parse_repo
 from baton.settings import Settings
 
 SHOWN = 200  # characters of one command or reason in the human output (--json has them whole)
@@ -24,9 +25,7 @@ def visible(text: str, limit: int = SHOWN) -> str:
 
 def configured_setup(settings: Settings, repo: Repo) -> tuple[str, str] | None:
     """(the ``[repo."…"]`` table's name, its ``setup``) of the forge repository that is ``repo``."""
-    from baton.errors import BadInput
     from baton.forge.config import load_forges
-    from baton.keys import parse_repo
 
     forges = load_forges(settings.home)
     for cfg in forges.repos.values():
@@ -79,7 +78,6 @@ def _prepared(settings: Settings, slug: str, commit: str, configured: str | None
 def repo_report(settings: Settings, spec: str) -> dict[str, Any]:
     """Everything ``doctor -r`` says, as JSON; ``ok`` is False when the setup cannot be used."""
     from baton.environment.survey import survey
-    from baton.keys import parse_repo
     from baton.workspace.gitcmd import run_git
     from baton.workspace.workdirs import Workdirs
 

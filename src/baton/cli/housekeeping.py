@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from baton.cli.common import JsonOpt, WideOpt, cli_store, emit_json, esc, new_table, out, print_table
+from baton.cli.common import JsonOpt, WideOpt, ago, cli_store, emit_json, esc, new_table, out, print_table
+from baton.settings import format_size
 
 if TYPE_CHECKING:
     from baton.housekeeping.fleetdisk import FleetDisk
@@ -24,8 +25,6 @@ ARTEFACTS_SHOWN = 20  # keys with rebuildable bytes in `baton du`'s table (all o
 
 
 def size(n: int | None) -> str:
-    from baton.settings import format_size
-
     return format_size(n)
 
 
@@ -132,8 +131,6 @@ def _du_fleet(as_json: bool, wide: bool) -> None:
 
 
 def _print_fleet(fleet: FleetDisk, wide: bool) -> None:
-    from baton.cli.common import ago
-
     console = out()
     table = new_table("worker", "reported", "used", "worktrees", "transcripts", "caches", "rest", "free")
     for row in [*fleet.workers, fleet.total]:

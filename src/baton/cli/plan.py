@@ -20,7 +20,7 @@ from baton.cli.common import (
     print_table,
 )
 from baton.cli.render import natural, wrap_between_words
-from baton.errors import exit_code_of
+from baton.errors import NotFound, exit_code_of
 from baton.models import Access
 from baton.plans.records import TaskStatus
 
@@ -129,7 +129,6 @@ def plan_run(
 @plan_app.command("show")
 def plan_show(plan_id: str, as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """Show a plan's progress, task by task."""
-    from baton.errors import NotFound
     from baton.plans.tables import plan_store  # (SQLAlchemy: only once a store is opened)
 
     with cli_store() as (_settings, store):

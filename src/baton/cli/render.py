@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -207,8 +208,6 @@ def emit_json(data: Any) -> None:
 
 def ago(ts: float | None) -> str:
     """A timestamp as a short age for tables: ``12s ago``, ``5m ago``, ``in 29d``."""
-    import time
-
     if not ts:
         return "-"
     delta = time.time() - ts

@@ -30,6 +30,8 @@ from baton.cli.common import (
 from baton.cli.listing import list_sessions_page, page_limit
 from baton.cli.render import say
 from baton.cli.runs import AllOpt, LimitOpt, runs_table
+from baton.errors import BadInput
+from baton.files import atomic_write_text
 from baton.settings import format_size
 
 sessions_app = group("List, show, reset, export and import sessions.")
@@ -230,8 +232,6 @@ def _confirm_reset(key: str, scope: str, yes: bool) -> None:
         return
     what = _RESET_REMOVES[scope]
     if not sys.stdin.isatty():
-        from baton.errors import BadInput
-
         raise BadInput(f"a reset of {key} removes {what}: pass --yes to confirm (stdin is not a terminal)")
     if not typer.confirm(f"Reset {key}: remove {what}? It is archived first.", default=False, err=True):
         err().print("Nothing was reset.")
@@ -254,8 +254,6 @@ def sessions_export(
     if output is None:
         sys.stdout.write(text + "\n")
     else:
-        from baton.files import atomic_write_text
-
         atomic_write_text(output, text)
         err().print(f"exported to {esc(output)}", highlight=False)
 
@@ -266,7 +264,6 @@ def sessions_import(
     replace: Annotated[bool, typer.Option(help="overwrite an existing session of the same key")] = False,
 ) -> None:
     """Import an exported session; the next run resumes its conversation here."""
-    from baton.errors import BadInput
     from baton.sessions.manage import import_session
 
     try:

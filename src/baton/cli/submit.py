@@ -17,7 +17,7 @@ import typer
 from baton.cli.common import cli_store, emit_json, err, esc, out
 from baton.cli.options import request_command
 from baton.errors import BadInput, BatonError, exit_code_of
-from baton.models import Outcome
+from baton.models import JobStatus, Outcome
 from baton.runner.request import RunRequest
 
 if TYPE_CHECKING:
@@ -140,7 +140,6 @@ async def _notice_if_unclaimed(settings: Settings, store: Store, job_id: str) ->
     import asyncio
 
     from baton.fleet.presence import unclaimed_notice
-    from baton.models import JobStatus
 
     if not settings.queued_notice:
         return

@@ -6,6 +6,7 @@ are audited with the local user as the actor (the API audits the calling token's
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 import typer
@@ -24,6 +25,7 @@ from baton.cli.common import (
     print_table,
 )
 from baton.cli.render import natural
+from baton.models import iso
 
 tokens_app = group("Create, list and revoke API tokens for `baton serve`.")
 # The values of ``baton.service.records.TokenScope``, spelled here so building the CLI stays import-light.
@@ -90,9 +92,6 @@ def audit_cmd(
     wide: WideOpt = False,
 ) -> None:
     """Show the audit log, newest first: resets, tokens, sweeps, webhook cleanups, with their actors."""
-    import json
-
-    from baton.models import iso
 
     with cli_store() as (_settings, store):
         rows = store.list_audit(limit)

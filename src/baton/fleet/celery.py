@@ -29,9 +29,10 @@ from baton.fleet.routing import StoreTag, bounce_delay, job_queue, misrouted, qu
 from baton.housekeeping.sweep import sweep_periodically
 from baton.install import extra_hint
 from baton.models import JobRecord, WorkerRecord
-from baton.settings import Settings
+from baton.settings import Settings, load_settings
 from baton.store import Store, open_store
 from baton.store.duties import Duty
+from baton.store.engine import after_fork
 from baton.store.redis import safe_url
 
 if TYPE_CHECKING:
@@ -181,8 +182,6 @@ def _here() -> _Process:
     if _process is None or _process.pid != os.getpid():
         settings = _settings
         if settings is None:
-            from baton.settings import load_settings
-
             settings = load_settings()
         tracing.configure(settings)  # in each worker process: BatchSpanProcessor's thread is its own
         store = open_store(settings.resolved_store_url)
@@ -233,7 +232,6 @@ def _send_back(
 def _after_fork(**_: Any) -> None:
     """A forked pool process must not use its parent's pooled database connections."""
     global _process
-    from baton.store.engine import after_fork
 
     after_fork()
     _process = None
