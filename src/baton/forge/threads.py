@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from baton.agents import AGENTS
 from baton.errors import BadInput, NotFound
 from baton.forge.config import ForgeConfig, ForgeSettings, load_forges
 from baton.forge.http import RateLimited
@@ -52,8 +53,6 @@ def bind_thread(
     if config is None:
         raise BadInput(f'{forge}:{repo} is not a configured repository ([repo."{repo}"] in config.toml)')
     if agent is not None:
-        from baton.agents import AGENTS
-
         validate_agent(agent, AGENTS)
     if thread is not None:
         validate_thread(thread)

@@ -25,6 +25,7 @@ import httpx
 
 from baton.errors import BadInput
 from baton.forge.config import ForgeConfig
+from baton.forge.github.client import GitHubClient
 from baton.forge.github.tokens import Minted, TokenCache
 from baton.forge.http import ForgeHTTP
 from baton.forge.model import ForgeError
@@ -409,6 +410,4 @@ def identified(forge: ForgeConfig) -> ForgeConfig:
 
 def app_client(forge: ForgeConfig) -> GitHubClient:
     """The GitHub client of an App forge: each request with its repository's installation token."""
-    from baton.forge.github.client import GitHubClient
-
     return GitHubClient(forge.api_url, AppAuth(app_of(forge)))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from baton.forge.config import ForgeConfig
+from baton.forge.delivery import DeliveryReader
+from baton.forge.gitlab.client import GitLabClient
+from baton.forge.gitlab.intake import GITLAB_READER
+from baton.forge.gitlab.merge import GitLabMerge
 from baton.forge.model import ForgeClient
 from baton.forge.readiness import MergeClient
 from baton.forge.tokenforge import TokenForge
-
-if TYPE_CHECKING:
-    from baton.forge.delivery import DeliveryReader
-
 
 # the hook's flags the loop needs: notes, issues (labels, assignees, closes), MRs, pipelines, pushes
 HOOK_EVENTS = frozenset(
@@ -23,23 +21,15 @@ class GitLab(TokenForge):
     hook_events = HOOK_EVENTS
 
     def client(self, forge: ForgeConfig) -> ForgeClient:
-        from baton.forge.gitlab.client import GitLabClient
-
         return GitLabClient(forge.api_url, forge.token())
 
     def merge_client(self, client: ForgeClient) -> MergeClient | None:
-        from baton.forge.gitlab.client import GitLabClient
-
         if isinstance(client, GitLabClient):
-            from baton.forge.gitlab.merge import GitLabMerge
-
             return GitLabMerge(client)
         return None
 
     @property
     def reader(self) -> DeliveryReader:
-        from baton.forge.gitlab.intake import GITLAB_READER
-
         return GITLAB_READER
 
 
