@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from baton.fleet.local import LocalExecutor
+
 if TYPE_CHECKING:
     from baton.settings import Settings
     from baton.store import Store
@@ -38,7 +40,6 @@ def make_executor(settings: Settings, store: Store) -> Executor:
         from baton.fleet.celery import CeleryExecutor
 
         return CeleryExecutor(settings, store)
-    from baton.fleet.local import LocalExecutor
 
     return LocalExecutor(settings, store)
 
