@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from baton.cli.common import JsonOpt, cli_store, emit_json, err, esc, new_table, out, print_table
+from baton.cli.plan import plan_run
+from baton.cli.run import execute
 from baton.errors import BadInput, NotFound
 
 if TYPE_CHECKING:
@@ -114,8 +116,6 @@ def _print(target: Target, rows: list[Standing]) -> None:
 def _resume(key: Key) -> int:
     """Resume the thread parked at its cap by whoever owns it; the exit code of what ran (0: nothing)."""
     from baton.caps.words import spent_words
-    from baton.cli.plan import plan_run
-    from baton.cli.run import execute
     from baton.forge.owners import Owner, owner
     from baton.runner.capped import blocking, resume_request
 

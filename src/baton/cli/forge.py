@@ -9,6 +9,7 @@ when a broker is configured) and waits for them, so it is complete when it retur
 
 from __future__ import annotations
 
+import getpass
 import re
 import time
 from collections.abc import Iterator
@@ -193,8 +194,6 @@ def forge_bind(
     as_json: JsonOpt = False,
 ) -> None:
     """Bind an issue or PR to a thread: its feedback becomes turns of the thread's conversation."""
-    import getpass
-
     from baton.forge.threads import bind_thread
 
     with forge_loop() as loop:
@@ -213,8 +212,6 @@ def forge_bind(
 @forge_app.command("unbind")
 def forge_unbind(conversation: ConvArg) -> None:
     """Unbind: the thread keeps its conversation and worktree; feedback no longer reaches it."""
-    import getpass
-
     from baton.forge.threads import unbind_thread
 
     with forge_loop() as loop:

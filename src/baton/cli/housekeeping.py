@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from baton.cli.common import JsonOpt, WideOpt, ago, cli_store, emit_json, esc, new_table, out, print_table
+from baton.cli.listing import emit_json_with
 from baton.settings import format_size
 
 if TYPE_CHECKING:
@@ -104,8 +105,6 @@ def du_cmd(as_json: JsonOpt = False, fleet: FleetOpt = False, wide: WideOpt = Fa
         workers = len(store.list_workers())
     data = report.to_json(sessions=False)
     if as_json:  # one session at a time: a list of 100,000 dicts is hundreds of MiB
-        from baton.cli.listing import emit_json_with
-
         emit_json_with(data, "sessions", (s.to_json() for s in report.sessions))
         return
     data["sessions"] = [s.to_json() for s in report.sessions if s.rebuildable]  # what the table shows

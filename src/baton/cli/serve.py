@@ -20,6 +20,10 @@ from typing import Annotated
 
 import typer
 
+from baton.errors import BatonError, CannotListen
+from baton.files import make_private_dir
+from baton.settings import load_settings
+
 SWITCH_INTERVAL = 0.0005  # seconds (Python's default: 0.005)
 
 
@@ -39,9 +43,7 @@ def serve_cmd(
     `baton tokens` for access."""
     uvicorn = _server_modules()
     from baton.cli.logsetup import announce, setup_logging
-    from baton.files import make_private_dir
     from baton.service.app import create_app
-    from baton.settings import load_settings
 
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format)
@@ -73,15 +75,11 @@ def serve_cmd(
     with sock:
         server.run(sockets=[sock])
     if not server.started:  # its start-up failed (the log above says why)
-        from baton.errors import BatonError
-
         raise BatonError("the service did not start; its log above says why")
 
 
 def listen(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host:port`` (uvicorn listens on it), or CannotListen saying why."""
-    from baton.errors import CannotListen
-
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on an accepted connection only when its socket

@@ -10,6 +10,9 @@ from typing import Annotated
 
 import typer
 
+from baton.files import make_private_dir
+from baton.settings import load_settings
+
 
 class Pool(StrEnum):
     PREFORK = "prefork"  # a process per slot (Celery's default): a run cannot take the others down
@@ -60,9 +63,7 @@ def worker_cmd(
         _check(live)
         return
     from baton.cli.logsetup import announce, setup_logging
-    from baton.files import make_private_dir
     from baton.fleet.celery import make_app, run_worker
-    from baton.settings import load_settings
 
     settings = load_settings({"log_level": loglevel})
     make_app(settings)  # the broker URL and the extra are checked before anything starts
@@ -84,7 +85,6 @@ def worker_cmd(
 def _check(live: bool) -> None:
     """The probe: reads the file the worker keeps fresh (:mod:`baton.fleet.health`), nothing else."""
     from baton.fleet.health import verdict
-    from baton.settings import load_settings
 
     found = verdict(load_settings(), live=live)
     typer.echo(found.message, err=not found.ok)
