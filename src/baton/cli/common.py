@@ -67,6 +67,7 @@ WideOpt = Annotated[
 
 @contextmanager
 def cli_store() -> Iterator[tuple[Settings, Store]]:
+    # lazy: cold CLI
     from baton.store import open_store
 
     settings = load_settings()

@@ -44,6 +44,7 @@ def doctor_cmd(as_json: JsonOpt = False, fix: FixOpt = False, repo: RepoCheckOpt
     With ``-r REPO``: the repository's environment instead (:mod:`baton.cli.doctorrepo`)."""
     if repo is not None:
         _doctor_repo(repo, as_json)
+    # lazy: cold CLI
     from baton.fleet.checks import fleet_checks
     from baton.housekeeping.doctor import fix as fix_home
     from baton.housekeeping.doctor import run_doctor
@@ -74,6 +75,7 @@ def doctor_cmd(as_json: JsonOpt = False, fix: FixOpt = False, repo: RepoCheckOpt
 
 def _doctor_repo(spec: str, as_json: bool) -> None:
     """``doctor -r``: the report, then exit 0 (a usable setup, or none) or 1 (one that cannot be used)."""
+    # lazy: cold CLI
     from baton.cli.doctorrepo import repo_report, report_lines
 
     report = repo_report(load_settings(), spec)

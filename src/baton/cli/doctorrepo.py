@@ -25,6 +25,7 @@ def visible(text: str, limit: int = SHOWN) -> str:
 
 def configured_setup(settings: Settings, repo: Repo) -> tuple[str, str] | None:
     """(the ``[repo."…"]`` table's name, its ``setup``) of the forge repository that is ``repo``."""
+    # lazy: cold CLI
     from baton.forge.config import load_forges
 
     forges = load_forges(settings.home)
@@ -62,6 +63,7 @@ def _plan(plan: SetupPlan | None) -> dict[str, Any] | None:
 def _prepared(settings: Settings, slug: str, commit: str, configured: str | None) -> dict[str, Any]:
     """The repository's prepared trees (count, bytes), preparations and hits, and whether the commit's
     own tree is ready."""
+    # lazy: cold CLI
     from baton.environment import prepared as trees
     from baton.workspace.du import disk_usage
 
@@ -77,6 +79,7 @@ def _prepared(settings: Settings, slug: str, commit: str, configured: str | None
 
 def repo_report(settings: Settings, spec: str) -> dict[str, Any]:
     """Everything ``doctor -r`` says, as JSON; ``ok`` is False when the setup cannot be used."""
+    # lazy: cold CLI
     from baton.environment.survey import survey
     from baton.workspace.gitcmd import run_git
     from baton.workspace.workdirs import Workdirs
@@ -138,6 +141,7 @@ def report_lines(data: dict[str, Any]) -> list[str]:
 
 
 def _prepared_line(p: dict[str, Any]) -> str:
+    # lazy: cold CLI
     from baton.cli.housekeeping import size
 
     ready = "ready" if p["this_commit"] else "not prepared yet"

@@ -33,6 +33,7 @@ def sweep_cmd(dry_run: DryRunOpt = False, prune: PruneOpt = False, as_json: Json
     """Expire sessions past their TTL, purge closed ones past their grace period, remove orphan
     worktrees, prune git's worktree records; then, over the quota or under min_free, prune idle keys'
     rebuildable artefacts and only then evict idle worktrees."""
+    # lazy: cold CLI
     from baton.housekeeping.sweep import sweep_and_enforce
     from baton.sessions.manage import local_actor
 
@@ -98,6 +99,7 @@ def du_cmd(as_json: JsonOpt = False, fleet: FleetOpt = False, wide: WideOpt = Fa
     space, age of its report) and the fleet's total, as the workers last reported them."""
     if fleet:
         return _du_fleet(as_json, wide)
+    # lazy: cold CLI
     from baton.housekeeping.disk import usage
 
     with cli_store() as (settings, store):
@@ -116,6 +118,7 @@ def du_cmd(as_json: JsonOpt = False, fleet: FleetOpt = False, wide: WideOpt = Fa
 
 
 def _du_fleet(as_json: bool, wide: bool) -> None:
+    # lazy: cold CLI
     from baton.housekeeping.fleetdisk import fleet_disk
 
     with cli_store() as (_settings, store):

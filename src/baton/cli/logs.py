@@ -29,6 +29,7 @@ STYLE = {
 
 def print_log(store: Store, record: RunRecord, follow: bool, raw: bool) -> None:
     """Print the log from the start; with ``follow``, keep printing until the run has ended."""
+    # lazy: cold CLI
     from baton.agents.events import LogRenderer
 
     renderer = LogRenderer(record.agent)
@@ -97,6 +98,7 @@ def _running(store: Store, run_id: str) -> bool:
 def _read_lines(path: Path, follow: bool, running: Callable[[], bool]) -> Iterator[list[str]]:
     """Whole lines appended to ``path`` since the last read. With ``follow``, one more read after the
     run has ended, so the tail it wrote just before the end is never missed."""
+    # lazy: cold CLI
     from baton.runner.logtail import LogTail
 
     tail = LogTail(path)

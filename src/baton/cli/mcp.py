@@ -14,6 +14,7 @@ def mcp_cmd() -> None:
     answer_question, cancel_run, list_threads, read_thread) act as a client of `baton serve`: set
     BATON_URL (its URL) and BATON_TOKEN (a token from `baton tokens create`; its scope applies).
     docs/mcp.md shows how to add it to Claude Code and Codex."""
+    # lazy: cold CLI
     import anyio
 
     from baton.service.mcp import from_environment

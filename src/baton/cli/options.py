@@ -89,6 +89,7 @@ def _take(f: RequestField, values: dict[str, Any]) -> Any:
 def _read_text(f: RequestField, value: str | None, path: str | None) -> str:
     """The argument, or the text of the file (``-``: standard input, see :mod:`baton.cli.inputs`);
     BadInput for both, neither or input that cannot be read."""
+    # lazy: cold CLI
     from baton.cli.inputs import read_input
 
     flag = _file_flag(f)

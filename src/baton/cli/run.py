@@ -92,6 +92,7 @@ def _with_cancel(cancel: threading.Event, work: Callable[[], T]) -> T:
 
 
 def _run_with_status(request: RunRequest, quiet: bool, settings: Settings) -> RunResult:
+    # lazy: cold CLI
     from baton.runner.run import run
 
     # isatty first: a pipe (a dispatcher's) never shows progress, and Rich is then not imported
@@ -162,6 +163,7 @@ def _print_result(result: RunResult, settings: Settings, answered: bool = False)
 
 def _print_answer(r: RunRecord, session: SessionRecord, run_id: str, settings: Settings) -> None:
     """The outcome line, the worktree and the agent's answer (standard output)."""
+    # lazy: cold CLI
     from baton.runner.runids import short_id
     from baton.store import open_store
 
@@ -189,6 +191,7 @@ def _print_answer(r: RunRecord, session: SessionRecord, run_id: str, settings: S
 
 def _print_question(r: RunRecord) -> None:
     """The question a turn asked, and how to answer it (exit 7)."""
+    # lazy: cold CLI
     from baton.asking.questions import Question
     from baton.caps.parked import of_run
 

@@ -48,6 +48,7 @@ def runs_table(store: Store, runs: Iterable[RunRecord], wide: bool = False, atte
     (``attempts``: the attempt's own id, for a run's list of its attempts). How many were printed.
     Only the cells are kept, not the records (``runs ls --all``), and the table is printed as
     :func:`~baton.cli.render.print_rows` prints one: Rich's layout of 100,000 rows took minutes."""
+    # lazy: cold CLI
     from baton.runner.runids import short_ids
 
     ids: list[tuple[str, str]] = []  # (the id whose short form is shown, its #N suffix)
@@ -83,6 +84,7 @@ def runs_ls(
 ) -> None:
     """List runs (each attempt), newest first: the last 30 unless --limit N or --all (a line on stderr
     says how many more there are)."""
+    # lazy: cold CLI
     from baton.keys import repo_slug
 
     shown = page_limit(limit, every)
@@ -100,6 +102,7 @@ def runs_ls(
 @runs_app.command("show")
 def runs_show(run_id: RunId, as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """Show one run and its attempts (the id may be the run's or an attempt's, whole or short)."""
+    # lazy: cold CLI
     from baton.runner.runids import resolve
 
     with cli_store() as (_settings, store):
@@ -144,6 +147,7 @@ def _with_reset(shown: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     """``shown`` with the quota's reset and kind right after the outcome of a ``rate_limited`` run."""
     resets = data.get("resets_at")
     if resets:
+        # lazy: cold CLI
         from baton.runner.quota import when
 
         at = datetime.fromisoformat(resets).timestamp()
@@ -162,6 +166,7 @@ def runs_logs(
 ) -> None:
     """Print a run's event log (assistant text, tool calls, results, errors), every attempt in turn
     (or only the attempt named by its id), optionally following it until the run ends."""
+    # lazy: cold CLI
     from baton.cli.logs import print_run_log
     from baton.runner.runids import resolve
 

@@ -42,6 +42,7 @@ def serve_cmd(
     """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs) and the web dashboard (/), with
     `baton tokens` for access."""
     uvicorn = _server_modules()
+    # lazy: cold CLI
     from baton.cli.logsetup import announce, setup_logging
     from baton.service.app import create_app
 
@@ -110,11 +111,13 @@ def _why_not(host: str, port: int, exc: OSError) -> str:
 def _server_modules() -> ModuleType:
     """uvicorn, once fastapi and uvicorn are known to be importable (else the install command)."""
     try:
+        # lazy: cold CLI
         import fastapi  # noqa: F401
         import fastapi_offline  # noqa: F401 (/docs without a CDN)
         import jinja2  # noqa: F401 (the dashboard's templates)
         import uvicorn
     except ImportError as exc:
+        # lazy: cold CLI
         from baton.errors import BadInput
         from baton.install import extra_hint
 

@@ -51,6 +51,7 @@ def sessions_ls(
 ) -> None:
     """List sessions, most recently used first: the first 30 unless --limit N or --all (a line on
     stderr says how many more there are)."""
+    # lazy: cold CLI
     from baton.keys import repo_slug
 
     shown = page_limit(limit, every)
@@ -64,6 +65,7 @@ def sessions_show(
 ) -> None:
     """Show one session, its lineage (forks, hand-offs, stacking), its forge thread when it is bound
     to an issue or PR, and its recent runs."""
+    # lazy: cold CLI
     from baton.asking.pending import waiting
     from baton.forge.threads import forge_settings, key_state
     from baton.sessions.lineage import lineage
@@ -206,6 +208,7 @@ def sessions_reset(
 ) -> None:
     """Reset a key: its conversation, its worktree, or all of it. What it removes is archived first (the
     worktree under a git ref, the conversation as an export file); it asks first, and is audited."""
+    # lazy: cold CLI
     from baton.sessions.manage import Scope, get_session, reset_session, resolve_key
 
     with cli_store() as (settings, store):
@@ -246,6 +249,7 @@ def sessions_export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file (default stdout)")] = None,
 ) -> None:
     """Export a session (record, runs, transcript snapshot) as one JSON document."""
+    # lazy: cold CLI
     from baton.sessions.manage import export_session, resolve_key
 
     with cli_store() as (_settings, store):
@@ -264,6 +268,7 @@ def sessions_import(
     replace: Annotated[bool, typer.Option(help="overwrite an existing session of the same key")] = False,
 ) -> None:
     """Import an exported session; the next run resumes its conversation here."""
+    # lazy: cold CLI
     from baton.sessions.manage import import_session
 
     try:

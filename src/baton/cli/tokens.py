@@ -44,6 +44,7 @@ def tokens_create(
 ) -> None:
     """Create a token and print its secret (shown once: store it now). --max-usd (--max-tokens,
     --max-minutes, --max-turns): past it, each run it submits parks (`baton budget --token` raises it)."""
+    # lazy: cold CLI
     from baton.caps.model import Caps, Measure, check_cap
     from baton.service.auth import issue_token
     from baton.service.records import TokenScope
@@ -63,6 +64,7 @@ def tokens_create(
 @tokens_app.command("ls")
 def tokens_ls(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """List tokens: name, scope, created, revoked (never the secrets)."""
+    # lazy: cold CLI
     from baton.service.tables import token_store  # (SQLAlchemy: only once a store is opened)
 
     with cli_store() as (_settings, store):
@@ -79,6 +81,7 @@ def tokens_ls(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
 @tokens_app.command("revoke")
 def tokens_revoke(name: Annotated[str, typer.Argument(help="the token's name")]) -> None:
     """Revoke a token: every request with it is refused (401) from now on. Exit 2 for an unknown name."""
+    # lazy: cold CLI
     from baton.service.auth import revoke_token
 
     with cli_store() as (_settings, store):

@@ -62,6 +62,7 @@ def worker_cmd(
     if check or live:
         _check(live)
         return
+    # lazy: cold CLI
     from baton.cli.logsetup import announce, setup_logging
     from baton.fleet.celery import make_app, run_worker
 
@@ -71,6 +72,7 @@ def worker_cmd(
     make_private_dir(settings.home)  # 0700 if this is what makes it
     names = [q.strip() for q in (queues or "").split(",") if q.strip()] or None
     announce(f"baton worker: home {settings.home}", settings.log_format)
+    # lazy: cold CLI
     from baton.forge.config import load_forges
     from baton.forge.publish import install_per_process
 
@@ -84,6 +86,7 @@ def worker_cmd(
 
 def _check(live: bool) -> None:
     """The probe: reads the file the worker keeps fresh (:mod:`baton.fleet.health`), nothing else."""
+    # lazy: cold CLI
     from baton.fleet.health import verdict
 
     found = verdict(load_settings(), live=live)

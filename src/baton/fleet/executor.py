@@ -37,6 +37,7 @@ class Executor(Protocol):
 def make_executor(settings: Settings, store: Store) -> Executor:
     """Celery workers when a broker is configured, else the in-process pool."""
     if settings.broker_url:
+        # lazy: the celery extra
         from baton.fleet.celery import CeleryExecutor
 
         return CeleryExecutor(settings, store)
@@ -48,6 +49,7 @@ def check_executor(settings: Settings) -> None:
     """Fail now (BadInput) when the configured executor cannot work: a broker URL of another kind, or
     the celery extra missing. Nothing is connected."""
     if settings.broker_url:
+        # lazy: the celery extra
         from baton.fleet.celery import make_app
 
         make_app(settings)

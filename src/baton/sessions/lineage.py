@@ -53,6 +53,7 @@ def lineage(store: RunStore, session: SessionRecord) -> dict[str, Any]:
 def quarantined(store: RunStore, session: SessionRecord) -> list[dict[str, Any]]:
     """The key's conversations that are never resumed again (:mod:`baton.runner.quarantine`), each
     with its strikes and the last failure, oldest first."""
+    # lazy: cold CLI
     from baton.sessions.tables import strike_store  # (SQLAlchemy: only once a store is opened)
 
     found = strike_store(cast(Transactions, store)).of_key(key_of(session))

@@ -175,6 +175,7 @@ class GitHubApp:
 
     def jwt(self) -> str:
         """A JWT for the App's own requests, signed again two minutes before it expires."""
+        # lazy: cost: PyJWT and cryptography, for an App's JWT only
         import jwt
 
         now = self._clock()
