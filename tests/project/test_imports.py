@@ -66,7 +66,8 @@ def test_an_import_inside_a_function_says_why() -> None:
 def test_the_reading_of_a_reason(tmp_path: Path) -> None:
     source = tmp_path / "m.py"
     source.write_text(
-        "import os\n\n\ndef f():\n    # lazy: cold CLI\n    import json\n    import re\n\n    x = 1\n    import ssl\n"
+        "import os\n\n\ndef f():\n    # lazy: cold CLI\n    import json\n    import re\n\n"
+        "    x = 1\n    import ssl\n"
         "    return os, json, re, ssl, x\n\n\ndef g():\n    import csv  # lazy: a cycle with m\n"
         "    return csv\n"
     )
