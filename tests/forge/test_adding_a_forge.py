@@ -113,6 +113,9 @@ class Tiny:
     def push_refused(self, forge: ForgeConfig, token: str) -> bool:
         return False
 
+    def review_identity(self, number: int, review: Review) -> str:
+        return f"review:{review.id}"
+
 
 @pytest.fixture
 def tiny(monkeypatch: pytest.MonkeyPatch) -> Tiny:

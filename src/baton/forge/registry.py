@@ -17,7 +17,7 @@ from baton.forge.delivery import DeliveryReader, PartReaders
 from baton.forge.gitea.forge import GITEA
 from baton.forge.github.forge import GITHUB
 from baton.forge.gitlab.forge import GITLAB
-from baton.forge.model import ForgeClient, ForgeError, ForgeKind
+from baton.forge.model import ForgeClient, ForgeError, ForgeKind, Review
 from baton.forge.readiness import MergeClient
 
 
@@ -60,6 +60,11 @@ class Implementation(Protocol):
         """``baton forge test``'s checks of ``forge`` reached as an App; None for a token's."""
         ...
 
+    def review_identity(self, number: int, review: Review) -> str:
+        """The identity a webhook of the same review of pull request ``number`` carries, for a review
+        read from the API (the reconcile's, the dispatcher's, the merge policy's)."""
+        ...
+
 
 IMPLEMENTATIONS: dict[ForgeKind, Implementation] = {
     ForgeKind.GITHUB: GITHUB,
@@ -81,6 +86,11 @@ def stored_parts() -> PartReaders:
     """How each forge's own parts of a delivery are read back from a stored one
     (:attr:`~baton.forge.delivery.DeliveryReader.parts`)."""
     return {key: read for each in IMPLEMENTATIONS.values() for key, read in each.reader.parts.items()}
+
+
+def review_identity(kind: ForgeKind, number: int, review: Review) -> str:
+    """A review's identity as its forge's webhook names it (:meth:`Implementation.review_identity`)."""
+    return implementation(kind).review_identity(number, review)
 
 
 def make_client(forge: ForgeConfig) -> ForgeClient:

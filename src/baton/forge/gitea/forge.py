@@ -7,7 +7,8 @@ from baton.forge.delivery import READERS, DeliveryReader
 from baton.forge.events import HOOK_EVENTS
 from baton.forge.gitea.client import GiteaClient
 from baton.forge.gitea.merge import GiteaMerge
-from baton.forge.model import ForgeClient, ForgeKind
+from baton.forge.intake import gitea_review_identity
+from baton.forge.model import ForgeClient, ForgeKind, Review
 from baton.forge.readiness import MergeClient
 from baton.forge.tokenforge import TokenForge
 
@@ -22,6 +23,10 @@ class Gitea(TokenForge):
         if isinstance(client, GiteaClient):
             return GiteaMerge(client)
         return None
+
+    def review_identity(self, number: int, review: Review) -> str:
+        # its payload has no review id: webhook and API agree on its PR, commit and text
+        return gitea_review_identity(number, review.commit or "", review.body)
 
     @property
     def reader(self) -> DeliveryReader:

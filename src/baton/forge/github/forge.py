@@ -12,7 +12,7 @@ from baton.forge.github.app import app_client, app_of, identified
 from baton.forge.github.app_events import READER
 from baton.forge.github.client import GitHubClient
 from baton.forge.github.merge import GitHubMerge
-from baton.forge.model import ForgeClient
+from baton.forge.model import ForgeClient, Review
 from baton.forge.readiness import MergeClient
 from baton.forge.tokenforge import TokenForge
 
@@ -53,6 +53,9 @@ class GitHub(TokenForge):
             return super().app_checks(forge)
 
         return app_check
+
+    def review_identity(self, number: int, review: Review) -> str:
+        return f"review:{review.id}"  # its webhook names the review's id
 
     @property
     def reader(self) -> DeliveryReader:

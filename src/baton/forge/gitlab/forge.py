@@ -7,7 +7,7 @@ from baton.forge.delivery import DeliveryReader
 from baton.forge.gitlab.client import GitLabClient
 from baton.forge.gitlab.intake import GITLAB_READER
 from baton.forge.gitlab.merge import GitLabMerge
-from baton.forge.model import ForgeClient
+from baton.forge.model import ForgeClient, Review
 from baton.forge.readiness import MergeClient
 from baton.forge.tokenforge import TokenForge
 
@@ -27,6 +27,9 @@ class GitLab(TokenForge):
         if isinstance(client, GitLabClient):
             return GitLabMerge(client)
         return None
+
+    def review_identity(self, number: int, review: Review) -> str:
+        return f"review:note-{review.id}"  # no review id: a diff note each (baton.forge.gathering)
 
     @property
     def reader(self) -> DeliveryReader:
