@@ -60,6 +60,11 @@ class Implementation(Protocol):
         """``baton forge test``'s checks of ``forge`` reached as an App; None for a token's."""
         ...
 
+    @property
+    def web_paths(self) -> tuple[str, str]:
+        """Where its issues and its pull requests are under a repository's web address."""
+        ...
+
     def review_identity(self, number: int, review: Review) -> str:
         """The identity a webhook of the same review of pull request ``number`` carries, for a review
         read from the API (the reconcile's, the dispatcher's, the merge policy's)."""

@@ -15,6 +15,7 @@ from baton.forge.tokenforge import TokenForge
 
 class Gitea(TokenForge):
     hook_events = HOOK_EVENTS
+    web_paths = ("issues", "pulls")
 
     def client(self, forge: ForgeConfig) -> ForgeClient:
         return GiteaClient(forge.api_url, forge.token())

@@ -19,6 +19,7 @@ from baton.forge.tokenforge import TokenForge
 
 class GitHub(TokenForge):
     hook_events = HOOK_EVENTS
+    web_paths = ("issues", "pull")
 
     def client(self, forge: ForgeConfig) -> ForgeClient:
         if forge.app is not None:

@@ -19,6 +19,7 @@ HOOK_EVENTS = frozenset(
 
 class GitLab(TokenForge):
     hook_events = HOOK_EVENTS
+    web_paths = ("-/issues", "-/merge_requests")  # its issue #N and MR !N are two things
 
     def client(self, forge: ForgeConfig) -> ForgeClient:
         return GitLabClient(forge.api_url, forge.token())
