@@ -15,7 +15,6 @@ May import: every room.
 from __future__ import annotations
 
 import _signal as signal  # type: ignore[import-not-found]  # signal.py without its enum: 3 ms sooner
-import json
 import os
 import sys
 
@@ -121,6 +120,8 @@ def fail(kind: str, message: str, exit_code: int, as_json: bool, quiet: bool = F
     """Report an error (a line on stderr, and an error object on stdout with ``--json``) and exit."""
     if as_json:
         error = {"type": kind, "message": message, "exit_code": exit_code}
+        import json  # lazy: cold CLI (the entry point every command starts from)
+
         sys.stdout.write(json.dumps({"error": error}, indent=2) + "\n")
     if not quiet:
         # not cli.common: it imports the agents, whose import may be what failed (BATON_AGENTS_EXTRA)
