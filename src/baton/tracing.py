@@ -56,6 +56,7 @@ def configure(settings: Settings) -> None:
     if settings.otel != "on" or _State.provider is not None:
         return
     try:
+        # lazy: the otel extra
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -176,6 +177,7 @@ def traceparent() -> str | None:
     """The current span's W3C traceparent (None: off, or no span)."""
     if _State.tracer is None:
         return None
+    # lazy: the otel extra
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     carrier: dict[str, str] = {}
@@ -227,12 +229,14 @@ def handed(key: str) -> str | None:
 
 
 def _context(parent: str) -> Any:
+    # lazy: the otel extra
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     return TraceContextTextMapPropagator().extract({"traceparent": parent})
 
 
 def _current() -> Span:
+    # lazy: the otel extra
     from opentelemetry import trace
 
     return trace.get_current_span()

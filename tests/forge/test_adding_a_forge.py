@@ -94,6 +94,7 @@ class Tiny:
     """The new forge's implementation (step 4): what the registry hands the loop."""
 
     client_made: TinyClient = field(default_factory=TinyClient)
+    web_paths: tuple[str, str] = ("issues", "pulls")
     asked: list[str] = field(default_factory=list)
 
     def client(self, forge: ForgeConfig) -> ForgeClient:
@@ -112,6 +113,9 @@ class Tiny:
 
     def push_refused(self, forge: ForgeConfig, token: str) -> bool:
         return False
+
+    def review_identity(self, number: int, review: Review) -> str:
+        return f"review:{review.id}"
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from baton.forge import registry
 from baton.forge.config import load_forges
 from baton.forge.delivery import Delivery, DeliveryKind
 from baton.forge.github.app import GitHubApp, app_of
@@ -129,5 +130,5 @@ def test_an_action_baton_does_not_act_on_is_ignored(fake: FakeForge, app_service
 
 def test_an_installed_part_survives_the_store() -> None:
     part = Installed("github", 12, "removed", (), ("acme/api",))
-    again = Delivery.from_json(json.loads(json.dumps(Delivery(installed=part).to_json())))
-    assert again.installed == part and again.kinds == (DeliveryKind.INSTALLED,) and again.feedback
+    again = Delivery.from_json(json.loads(json.dumps(Delivery(part=part).to_json())), registry.stored_parts())
+    assert again.part == part and again.kinds == (DeliveryKind.FORGE,) and again.feedback

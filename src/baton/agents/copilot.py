@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,6 @@ class CopilotAgent(AcpAgent):
 
     def probe_version(self, command: tuple[str, ...]) -> str | None:
         """``copilot --version``, its cache where runs find it (the first start unpacks it there)."""
-        import subprocess
-
         env = {**os.environ, "XDG_CACHE_HOME": str(self.cache_dir()), "COPILOT_OFFLINE": "true"}
         try:
             out = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=60, env=env)

@@ -90,6 +90,7 @@ def _tokens(conn: Connection) -> sa.ColumnElement[Any]:
     said: list[sa.ColumnElement[Any]]
     wire: list[sa.ColumnElement[Any]]
     if conn.dialect.name == "postgresql":
+        # lazy: the PostgreSQL dialect, on PostgreSQL only
         from sqlalchemy.dialects import postgresql
 
         usage = sa.cast(runs.c.usage, postgresql.JSONB)

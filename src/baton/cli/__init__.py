@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         try:
             code = _dispatch(args, as_json)
         except Exception as exc:
+            # lazy: cold CLI
             from baton.errors import BatonError
 
             if not isinstance(exc, BatonError):
@@ -69,6 +70,7 @@ def _leave(code: int) -> None:
     store's engines are closed first (SQLite's WAL and shared memory removed, PostgreSQL's sessions
     ended). Returns (to the ordinary exit) when another thread still runs, which that exit waits for,
     or a stream cannot be flushed."""
+    # lazy: cold CLI
     import atexit
     import threading
 
@@ -89,18 +91,22 @@ def _leave(code: int) -> None:
 def _dispatch(args: list[str], as_json: bool) -> Any:
     """The command's exit code: the fast path's (:mod:`baton.cli.fast`: ``sessions ls`` without Typer or
     SQLAlchemy) when it covers ``args``, else the Typer app's (``run``'s alone for ``baton run``)."""
+    # lazy: cold CLI
     from baton.cli.fast import try_fast
 
     code = try_fast(args)
     if code is not None:
         return code
+    # lazy: cold CLI
     import typer.main
 
     if args[0] == "run":  # the command alone: no other command module imported nor built
+        # lazy: cold CLI
         from baton.cli.shell import run_app
 
         app = run_app()
     else:
+        # lazy: cold CLI
         from baton.cli.app import app
     try:
         return typer.main.get_command(app).main(args, prog_name="baton", standalone_mode=False)
@@ -114,11 +120,12 @@ def fail(kind: str, message: str, exit_code: int, as_json: bool, quiet: bool = F
     """Report an error (a line on stderr, and an error object on stdout with ``--json``) and exit."""
     if as_json:
         error = {"type": kind, "message": message, "exit_code": exit_code}
-        import json
+        import json  # lazy: cold CLI (the entry point every command starts from)
 
         sys.stdout.write(json.dumps({"error": error}, indent=2) + "\n")
     if not quiet:
         # not cli.common: it imports the agents, whose import may be what failed (BATON_AGENTS_EXTRA)
+        # lazy: cold CLI
         from baton.cli.render import err, esc
 
         err().print(f"[red]error:[/red] {esc(message)}", highlight=False)
@@ -139,6 +146,7 @@ def _in_our_words(exc: Any) -> str | None:
     errors, param = getattr(exc.__cause__, "errors", None), getattr(exc, "param", None)
     if not callable(errors) or param is None:
         return None
+    # lazy: cold CLI
     from baton.errors import invalid_value
 
     is_option = getattr(param, "param_type_name", "") == "option"
@@ -149,6 +157,7 @@ def _in_our_words(exc: Any) -> str | None:
 def __getattr__(name: str) -> Any:
     """``baton.cli.app``: the Typer app, imported on first use."""
     if name == "app":
+        # lazy: cold CLI
         from baton.cli.app import app
 
         return app

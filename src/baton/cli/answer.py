@@ -24,6 +24,7 @@ NOT_AN_ANSWERS = ("mode", "branch", "base", "context", "fork_from", "answers", "
 def answer_cmd(request: RunRequest, as_json: JsonOpt = False) -> None:
     """Answer the question a thread waits on (the instruction is the answer) and run the turn that
     resumes its conversation with it; exit 2 when the thread waits on no question."""
+    # lazy: cold CLI
     from baton.asking.pending import answering
     from baton.forge.answered import answered_elsewhere
     from baton.sessions.manage import resolve_key

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from baton.cli.common import JsonOpt, cli_store, emit_json, err, esc, new_table, out, print_table
+from baton.cli.plan import plan_run
+from baton.cli.run import execute
+from baton.errors import BadInput, NotFound
 
 if TYPE_CHECKING:
     from baton.caps.budget import Target
@@ -50,6 +53,7 @@ def budget_cmd(
     """Show a thread's spending caps (-a -r -t), a repository's (-r --repo-wide) or an API token's
     (--token NAME): each cap, its spend and its raises; --usd +5 (--tokens, --minutes, --turns) raises
     one, and a thread parked at its cap resumes: its parked instruction runs once."""
+    # lazy: cold CLI
     from baton.caps.budget import parse_changes, raise_caps, show
     from baton.caps.model import Measure
     from baton.caps.parked import parked
@@ -74,9 +78,9 @@ def _target(
     store: Store, agent: str | None, repo: str | None, thread: str | None, repo_wide: bool, token: str | None
 ) -> tuple[Target, Key | None]:
     """Whose caps, and the thread named (a raise may resume it); BadInput for a mix that names none."""
+    # lazy: cold CLI
     from baton.caps.budget import Target
     from baton.caps.model import Scope, thread_subject
-    from baton.errors import BadInput, NotFound
     from baton.keys import parse_repo
     from baton.service.tables import token_store
     from baton.sessions.manage import resolve_key
@@ -98,6 +102,7 @@ def _target(
 
 
 def _print(target: Target, rows: list[Standing]) -> None:
+    # lazy: cold CLI
     from baton.caps.model import shown
 
     table = new_table(
@@ -113,9 +118,8 @@ def _print(target: Target, rows: list[Standing]) -> None:
 
 def _resume(key: Key) -> int:
     """Resume the thread parked at its cap by whoever owns it; the exit code of what ran (0: nothing)."""
+    # lazy: cold CLI
     from baton.caps.words import spent_words
-    from baton.cli.plan import plan_run
-    from baton.cli.run import execute
     from baton.forge.owners import Owner, owner
     from baton.runner.capped import blocking, resume_request
 

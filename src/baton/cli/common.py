@@ -16,6 +16,7 @@ import typer
 
 from baton.cli.options import key_option
 from baton.cli.render import ago, emit_json, err, esc, field_text, new_table, out, print_fields, print_table
+from baton.settings import load_settings
 
 if TYPE_CHECKING:
     from baton.settings import Settings
@@ -66,7 +67,7 @@ WideOpt = Annotated[
 
 @contextmanager
 def cli_store() -> Iterator[tuple[Settings, Store]]:
-    from baton.settings import load_settings
+    # lazy: cold CLI
     from baton.store import open_store
 
     settings = load_settings()

@@ -7,15 +7,13 @@ from typing import Annotated
 
 import typer
 
-from baton.cli.common import JsonOpt, WideOpt, emit_json, esc, out
+from baton.agents import AGENTS, describe_agent
+from baton.cli.common import JsonOpt, WideOpt, emit_json, esc, new_table, out, print_table
+from baton.settings import load_settings
 
 
 def agents_cmd(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """List the agents: installed or not, version, capabilities, home."""
-    from baton.agents import AGENTS, describe_agent
-    from baton.cli.common import new_table, print_table
-    from baton.settings import load_settings
-
     settings = load_settings()
     rows = [describe_agent(name, settings) for name in AGENTS]
     if as_json:
@@ -46,11 +44,11 @@ def doctor_cmd(as_json: JsonOpt = False, fix: FixOpt = False, repo: RepoCheckOpt
     With ``-r REPO``: the repository's environment instead (:mod:`baton.cli.doctorrepo`)."""
     if repo is not None:
         _doctor_repo(repo, as_json)
+    # lazy: cold CLI
     from baton.fleet.checks import fleet_checks
     from baton.housekeeping.doctor import fix as fix_home
     from baton.housekeeping.doctor import run_doctor
     from baton.housekeeping.doctor import to_json as doctor_json
-    from baton.settings import load_settings
 
     settings = load_settings()
     fixed = fix_home(settings) if fix else []
@@ -77,8 +75,8 @@ def doctor_cmd(as_json: JsonOpt = False, fix: FixOpt = False, repo: RepoCheckOpt
 
 def _doctor_repo(spec: str, as_json: bool) -> None:
     """``doctor -r``: the report, then exit 0 (a usable setup, or none) or 1 (one that cannot be used)."""
+    # lazy: cold CLI
     from baton.cli.doctorrepo import repo_report, report_lines
-    from baton.settings import load_settings
 
     report = repo_report(load_settings(), spec)
     if as_json:

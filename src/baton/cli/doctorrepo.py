@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from baton.environment.plan import Command, SetupPlan
-from baton.keys import Repo
+from baton.errors import BadInput
+from baton.keys import Repo, parse_repo
 from baton.settings import Settings
 
 SHOWN = 200  # characters of one command or reason in the human output (--json has them whole)
@@ -24,9 +25,8 @@ def visible(text: str, limit: int = SHOWN) -> str:
 
 def configured_setup(settings: Settings, repo: Repo) -> tuple[str, str] | None:
     """(the ``[repo."…"]`` table's name, its ``setup``) of the forge repository that is ``repo``."""
-    from baton.errors import BadInput
+    # lazy: cold CLI
     from baton.forge.config import load_forges
-    from baton.keys import parse_repo
 
     forges = load_forges(settings.home)
     for cfg in forges.repos.values():
@@ -63,6 +63,7 @@ def _plan(plan: SetupPlan | None) -> dict[str, Any] | None:
 def _prepared(settings: Settings, slug: str, commit: str, configured: str | None) -> dict[str, Any]:
     """The repository's prepared trees (count, bytes), preparations and hits, and whether the commit's
     own tree is ready."""
+    # lazy: cold CLI
     from baton.environment import prepared as trees
     from baton.workspace.du import disk_usage
 
@@ -78,8 +79,8 @@ def _prepared(settings: Settings, slug: str, commit: str, configured: str | None
 
 def repo_report(settings: Settings, spec: str) -> dict[str, Any]:
     """Everything ``doctor -r`` says, as JSON; ``ok`` is False when the setup cannot be used."""
+    # lazy: cold CLI
     from baton.environment.survey import survey
-    from baton.keys import parse_repo
     from baton.workspace.gitcmd import run_git
     from baton.workspace.workdirs import Workdirs
 
@@ -140,6 +141,7 @@ def report_lines(data: dict[str, Any]) -> list[str]:
 
 
 def _prepared_line(p: dict[str, Any]) -> str:
+    # lazy: cold CLI
     from baton.cli.housekeeping import size
 
     ready = "ready" if p["this_commit"] else "not prepared yet"

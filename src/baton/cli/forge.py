@@ -9,7 +9,9 @@ when a broker is configured) and waits for them, so it is complete when it retur
 
 from __future__ import annotations
 
+import getpass
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
@@ -29,6 +31,8 @@ from baton.cli.common import (
     out,
     print_table,
 )
+from baton.errors import BadInput, NotFound
+from baton.models import JobStatus
 
 if TYPE_CHECKING:
     from baton.forge.loop import ForgeLoop
@@ -47,8 +51,6 @@ ConvArg = Annotated[
 def parse_conversation(loop: ForgeLoop, text: str) -> tuple[str, str, int, bool | None]:
     """(forge, repo, number, kind): ``!N`` is a merge request's thread (True), ``#N`` an issue's or,
     where no issue's is bound by that number, the PR's (None: either)."""
-    from baton.errors import BadInput
-
     found = CONVERSATION.fullmatch(text.strip())
     if found is None:
         raise BadInput(
@@ -68,8 +70,8 @@ def parse_conversation(loop: ForgeLoop, text: str) -> tuple[str, str, int, bool 
 def forge_loop(run_turns: bool = False) -> Iterator[ForgeLoop]:
     """The operator's forge loop; with ``run_turns``, an executor in this process runs (and publishes)
     the turns it starts, and is waited for at the end."""
+    # lazy: cold CLI
     from baton import tracing
-    from baton.errors import BadInput
     from baton.fleet.executor import make_executor
     from baton.forge import publish
     from baton.forge.config import load_forges
@@ -108,10 +110,8 @@ def forge_loop(run_turns: bool = False) -> Iterator[ForgeLoop]:
 def _await_turns(store: Store, jobs: list[str], longest: float) -> None:
     """Until every job ``jobs`` names has ended and its turn is published (the executor's stop waits
     only 10 s, and on a busy machine a turn and its push take longer), or ``longest`` seconds."""
-    import time
-
+    # lazy: cold CLI
     from baton.forge.tables import forge_store
-    from baton.models import JobStatus
 
     deadline = time.monotonic() + longest + 60.0
     while time.monotonic() < deadline:
@@ -129,6 +129,7 @@ def forge_ls(
     wide: WideOpt = False,
 ) -> None:
     """List bound threads: the conversation, its key, status, PR and when it last changed."""
+    # lazy: cold CLI
     from baton.forge.records import BindingStatus
     from baton.forge.tables import forge_store
 
@@ -148,7 +149,7 @@ def forge_ls(
 @forge_app.command("show")
 def forge_show(conversation: ConvArg, as_json: JsonOpt = False) -> None:
     """A bound thread: its issue or PR, feedback events with their sources, turns and budget."""
-    from baton.errors import NotFound
+    # lazy: cold CLI
     from baton.forge.threads import thread_state
 
     with forge_loop() as loop:
@@ -197,8 +198,7 @@ def forge_bind(
     as_json: JsonOpt = False,
 ) -> None:
     """Bind an issue or PR to a thread: its feedback becomes turns of the thread's conversation."""
-    import getpass
-
+    # lazy: cold CLI
     from baton.forge.threads import bind_thread
 
     with forge_loop() as loop:
@@ -217,9 +217,7 @@ def forge_bind(
 @forge_app.command("unbind")
 def forge_unbind(conversation: ConvArg) -> None:
     """Unbind: the thread keeps its conversation and worktree; feedback no longer reaches it."""
-    import getpass
-
-    from baton.errors import NotFound
+    # lazy: cold CLI
     from baton.forge.threads import unbind_thread
 
     with forge_loop() as loop:
@@ -233,6 +231,7 @@ def forge_unbind(conversation: ConvArg) -> None:
 @forge_app.command("reconcile")
 def forge_reconcile(as_json: JsonOpt = False) -> None:
     """Ask every configured forge what webhooks missed, act on it, and run the turns it starts."""
+    # lazy: cold CLI
     from baton.forge.reconcile import reconcile
 
     with forge_loop(run_turns=True) as loop:
@@ -252,6 +251,7 @@ def forge_reconcile(as_json: JsonOpt = False) -> None:
 @forge_app.command("test")
 def forge_test(as_json: JsonOpt = False) -> None:
     """Check what a turn needs of each forge: the token and API, baton's access, clone and push, webhooks."""
+    # lazy: cold CLI
     from baton.forge.check import check_forges
 
     with forge_loop() as loop:

@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from baton.cli.common import JsonOpt, WideOpt, cli_store, emit_json, esc, new_table, out, print_table
+from baton.cli.common import JsonOpt, WideOpt, ago, cli_store, emit_json, esc, new_table, out, print_table
+from baton.cli.listing import emit_json_with
+from baton.settings import format_size
 
 if TYPE_CHECKING:
     from baton.housekeeping.fleetdisk import FleetDisk
@@ -24,8 +26,6 @@ ARTEFACTS_SHOWN = 20  # keys with rebuildable bytes in `baton du`'s table (all o
 
 
 def size(n: int | None) -> str:
-    from baton.settings import format_size
-
     return format_size(n)
 
 
@@ -33,6 +33,7 @@ def sweep_cmd(dry_run: DryRunOpt = False, prune: PruneOpt = False, as_json: Json
     """Expire sessions past their TTL, purge closed ones past their grace period, remove orphan
     worktrees, prune git's worktree records; then, over the quota or under min_free, prune idle keys'
     rebuildable artefacts and only then evict idle worktrees."""
+    # lazy: cold CLI
     from baton.housekeeping.sweep import sweep_and_enforce
     from baton.sessions.manage import local_actor
 
@@ -98,6 +99,7 @@ def du_cmd(as_json: JsonOpt = False, fleet: FleetOpt = False, wide: WideOpt = Fa
     space, age of its report) and the fleet's total, as the workers last reported them."""
     if fleet:
         return _du_fleet(as_json, wide)
+    # lazy: cold CLI
     from baton.housekeeping.disk import usage
 
     with cli_store() as (settings, store):
@@ -105,8 +107,6 @@ def du_cmd(as_json: JsonOpt = False, fleet: FleetOpt = False, wide: WideOpt = Fa
         workers = len(store.list_workers())
     data = report.to_json(sessions=False)
     if as_json:  # one session at a time: a list of 100,000 dicts is hundreds of MiB
-        from baton.cli.listing import emit_json_with
-
         emit_json_with(data, "sessions", (s.to_json() for s in report.sessions))
         return
     data["sessions"] = [s.to_json() for s in report.sessions if s.rebuildable]  # what the table shows
@@ -118,6 +118,7 @@ def du_cmd(as_json: JsonOpt = False, fleet: FleetOpt = False, wide: WideOpt = Fa
 
 
 def _du_fleet(as_json: bool, wide: bool) -> None:
+    # lazy: cold CLI
     from baton.housekeeping.fleetdisk import fleet_disk
 
     with cli_store() as (_settings, store):
@@ -132,8 +133,6 @@ def _du_fleet(as_json: bool, wide: bool) -> None:
 
 
 def _print_fleet(fleet: FleetDisk, wide: bool) -> None:
-    from baton.cli.common import ago
-
     console = out()
     table = new_table("worker", "reported", "used", "worktrees", "transcripts", "caches", "rest", "free")
     for row in [*fleet.workers, fleet.total]:

@@ -30,6 +30,7 @@ def read_input(path: str, what: str, flag: str) -> str:
     as Python's text files read them. Standard input must be piped in: a terminal is refused rather
     than read (the command would sit waiting for an end of file nobody types), and an empty stream is
     refused (the dispatcher piped nothing)."""
+    # lazy: cold CLI
     from baton.errors import BadInput
 
     if path == STDIN:
@@ -62,6 +63,7 @@ def read_input(path: str, what: str, flag: str) -> str:
 
 def _stdin(what: str, flag: str) -> bytes:
     """Up to one byte more than :data:`MAX_INPUT` of standard input, which must be a pipe or a file."""
+    # lazy: cold CLI
     from baton.errors import BadInput
 
     stream = getattr(sys.stdin, "buffer", None)

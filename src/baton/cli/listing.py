@@ -22,6 +22,7 @@ FLUSH_EVERY = 64 * 1024  # characters of JSON gathered before a write
 
 def page_limit(limit: int | None, every: bool) -> int | None:
     """The rows to show: ``limit``, or :data:`DEFAULT_LIMIT`; None (all of them) with ``--all``."""
+    # lazy: cold CLI
     from baton.errors import BadInput
 
     if every and limit is not None:
@@ -86,6 +87,7 @@ def say_more(shown: int, total: int, noun: str, order: str) -> None:
     """Print :func:`more_note` on stderr (a pipe reading stdout gets only the rows)."""
     note = more_note(shown, total, noun, order)
     if note is not None:
+        # lazy: cold CLI
         from baton.cli.render import say
 
         say(note, to_err=True)
@@ -109,6 +111,7 @@ def list_sessions_page(
 ) -> None:
     """Print one page of sessions (``limit``; every one, read a page at a time, for None) as a table
     or JSON, and the note of how many more there are."""
+    # lazy: cold CLI
     from baton.cli.render import print_rows, session_rows
 
     if limit is None:

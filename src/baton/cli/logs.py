@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from baton.cli.common import esc, out
+from baton.cli.common import err, esc, out
+from baton.models import JobStatus, Outcome, SessionStatus
 
 if TYPE_CHECKING:
     from baton.agents.events import Entry
@@ -28,6 +29,7 @@ STYLE = {
 
 def print_log(store: Store, record: RunRecord, follow: bool, raw: bool) -> None:
     """Print the log from the start; with ``follow``, keep printing until the run has ended."""
+    # lazy: cold CLI
     from baton.agents.events import LogRenderer
 
     renderer = LogRenderer(record.agent)
@@ -45,8 +47,6 @@ def print_log(store: Store, record: RunRecord, follow: bool, raw: bool) -> None:
 def print_run_log(store: Store, ref: RunRef, follow: bool, raw: bool) -> None:
     """The log of the attempt ``ref`` names, or of every attempt of the run in turn, each under a
     header when there are several; with ``follow``, attempts that start later too, until the run ends."""
-    from baton.cli.common import err
-
     if ref.named is not None:
         print_log(store, ref.named, follow, raw)
         return
@@ -72,8 +72,6 @@ def print_run_log(store: Store, ref: RunRef, follow: bool, raw: bool) -> None:
 def run_going(store: Store, ref: RunRef) -> bool:
     """Whether more of the run may come: its job has not ended, or (a ``baton run``) an attempt runs or
     its key is still held by it (between a failed attempt and its retry)."""
-    from baton.models import JobStatus, Outcome, SessionStatus
-
     if ref.job is not None:
         job = store.get_job(ref.id)
         return job is not None and job.status != JobStatus.DONE
@@ -93,8 +91,6 @@ def print_entry(entry: Entry) -> None:
 
 
 def _running(store: Store, run_id: str) -> bool:
-    from baton.models import Outcome
-
     current = store.get_run(run_id)
     return current is not None and current.outcome == Outcome.RUNNING
 
@@ -102,6 +98,7 @@ def _running(store: Store, run_id: str) -> bool:
 def _read_lines(path: Path, follow: bool, running: Callable[[], bool]) -> Iterator[list[str]]:
     """Whole lines appended to ``path`` since the last read. With ``follow``, one more read after the
     run has ended, so the tail it wrote just before the end is never missed."""
+    # lazy: cold CLI
     from baton.runner.logtail import LogTail
 
     tail = LogTail(path)

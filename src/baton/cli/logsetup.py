@@ -187,6 +187,7 @@ def announce(text: str, fmt: str) -> None:
     if fmt == "json":
         logging.getLogger("baton.cli").info("%s", text)
         return
+    # lazy: cold CLI
     from baton.cli.common import err, esc
 
     err().print(esc(text), highlight=False)

@@ -6,6 +6,8 @@ every process listing. Nothing but the protocol is written to stdout.
 
 from __future__ import annotations
 
+import os
+
 
 def mcp_cmd() -> None:
     """Serve baton's threads to an MCP client over stdio. Its tools (start_turn, get_run,
@@ -13,8 +15,7 @@ def mcp_cmd() -> None:
     summary and diff) act as a client of `baton serve`: set BATON_URL (its URL) and BATON_TOKEN (a
     token from `baton tokens create`; its scope applies, each call is audited). docs/mcp.md shows how
     to add it to Claude Code and Codex."""
-    import os
-
+    # lazy: cold CLI
     import anyio
 
     from baton.service.mcp import from_environment

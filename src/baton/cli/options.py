@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from baton.errors import BadInput
 from baton.runner.request import RequestField, RunRequest, request_fields
 
 Command = Callable[..., None]
@@ -88,8 +89,8 @@ def _take(f: RequestField, values: dict[str, Any]) -> Any:
 def _read_text(f: RequestField, value: str | None, path: str | None) -> str:
     """The argument, or the text of the file (``-``: standard input, see :mod:`baton.cli.inputs`);
     BadInput for both, neither or input that cannot be read."""
+    # lazy: cold CLI
     from baton.cli.inputs import read_input
-    from baton.errors import BadInput
 
     flag = _file_flag(f)
     if (value is None) == (path is None):

@@ -20,7 +20,7 @@ from baton.cli.common import (
     print_table,
 )
 from baton.cli.render import natural, wrap_between_words
-from baton.errors import exit_code_of
+from baton.errors import NotFound, exit_code_of
 from baton.models import Access
 from baton.plans.records import TaskStatus
 
@@ -44,6 +44,7 @@ MARKS = {
 def plan_table(store: Store, record: PlanRecord, current: str | None = None, whole: bool = True) -> Table:
     """The plan's tasks, one row each; run ids in the short form every command accepts. A task's
     result (or error) on one line, whole or (not ``whole``: for a terminal) its first 80 characters."""
+    # lazy: cold CLI
     from baton.runner.runids import short_ids
 
     shown = short_ids(store, [t.run_id for t in record.tasks if t.run_id])
@@ -80,6 +81,7 @@ def plan_run(
     A relative repo: is read from the plan file's directory (from standard input: the current one). A
     task that meets a spent usage quota stops the plan with exit 75 (re-run it after the reset), unless
     --wait-quota, or the plan's on_limit: names a fallback agent."""
+    # lazy: cold CLI
     from rich.live import Live
 
     from baton.cli.inputs import STDIN, read_input
@@ -129,7 +131,7 @@ def plan_run(
 @plan_app.command("show")
 def plan_show(plan_id: str, as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """Show a plan's progress, task by task."""
-    from baton.errors import NotFound
+    # lazy: cold CLI
     from baton.plans.tables import plan_store  # (SQLAlchemy: only once a store is opened)
 
     with cli_store() as (_settings, store):
@@ -145,6 +147,7 @@ def plan_show(plan_id: str, as_json: JsonOpt = False, wide: WideOpt = False) -> 
 @plan_app.command("ls")
 def plan_ls(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """List plans, most recently updated first; `--wide` shows sessions' whole ids."""
+    # lazy: cold CLI
     from baton.plans.tables import plan_store
 
     with cli_store() as (_settings, store):

@@ -8,6 +8,7 @@ knows the quota was raised; it is audited with the local user as the actor. The 
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -36,8 +37,7 @@ def quota_main(ctx: typer.Context, as_json: JsonOpt = False, wide: WideOpt = Fal
 @quota_app.command("ls")
 def quota_ls(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """List every credential's breaker: label, agent, state, when it resets, refusals in a row, detail."""
-    import time
-
+    # lazy: cold CLI
     from baton.housekeeping.quotas import quota_views
 
     now = time.time()
@@ -61,6 +61,7 @@ def quota_ls(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
 def quota_clear(credential: Credential, as_json: JsonOpt = False) -> None:
     """Close a credential's breaker by hand (its quota was raised): its runs start again at once.
     Audited. Exit 2 when nothing or several match."""
+    # lazy: cold CLI
     from baton.housekeeping.quotas import clear_breaker
     from baton.sessions.manage import local_actor
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 @cache
 def out() -> Console:
     """The console for results (stdout)."""
+    # lazy: cold CLI
     from rich.console import Console
 
     return Console(soft_wrap=True)
@@ -33,6 +35,7 @@ def out() -> Console:
 @cache
 def err() -> Console:
     """The console for progress, warnings and errors (stderr)."""
+    # lazy: cold CLI
     from rich.console import Console
 
     return Console(stderr=True, soft_wrap=True)
@@ -51,6 +54,7 @@ def say(text: str, to_err: bool = False) -> None:
 
 def esc(value: object) -> str:
     """``value`` as text Rich prints literally: ``[claude]`` stays ``[claude]``, never markup."""
+    # lazy: cold CLI
     from rich.markup import escape
 
     return escape(str(value))
@@ -60,6 +64,7 @@ def new_table(*columns: str, title: str | None = None) -> Table:
     """Every table the CLI prints, in one style: no box, two spaces between columns, a bold header
     (and a title above, left); a cell too long for its column wraps in it instead of being cut to
     ``…``. Print it with :func:`print_table`."""
+    # lazy: cold CLI
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold", title=title, title_justify="left")
@@ -89,6 +94,7 @@ def print_table(table: Table, wide: bool = False) -> None:
     if not natural(wide):
         console.print(wrap_between_words(table))
         return
+    # lazy: cold CLI
     from rich.segment import Segments
 
     # laid out with no width limit, as ``console.print`` would lay it out (``soft_wrap``: nothing
@@ -107,6 +113,7 @@ def wrap_between_words(table: Table) -> Table:
     size inside a word (``transcrip``/``ts``) even where every word could stay whole. When even the
     longest words do not fit, only the columns with the longest words are narrowed below them (a
     worker's long name folds, the short words stay whole)."""
+    # lazy: cold CLI
     from rich.measure import Measurement
 
     console = out()
@@ -207,8 +214,6 @@ def emit_json(data: Any) -> None:
 
 def ago(ts: float | None) -> str:
     """A timestamp as a short age for tables: ``12s ago``, ``5m ago``, ``in 29d``."""
-    import time
-
     if not ts:
         return "-"
     delta = time.time() - ts

@@ -18,7 +18,10 @@ import typer
 from baton.cli.common import JsonOpt
 from baton.cli.options import request_command
 from baton.cli.render import emit_json, err, esc, out, say
+from baton.errors import exit_code_of
+from baton.models import Outcome, iso
 from baton.runner.request import RunRequest
+from baton.settings import load_settings
 
 if TYPE_CHECKING:
     from baton.models import RunRecord, SessionRecord
@@ -57,9 +60,6 @@ def execute(request: RunRequest, as_json: bool) -> int:
     It opens no store of its own: :func:`baton.runner.run.run` opens the SQL store once the request is
     checked, and the printed result reads the run's short id from it again (one engine per URL and
     process). That engine's connections are closed before this returns."""
-    from baton.errors import exit_code_of
-    from baton.settings import load_settings
-
     settings = load_settings()
     told: list[str] = []  # the attempt whose answer was printed as soon as its run was recorded
     if not as_json:
@@ -92,6 +92,7 @@ def _with_cancel(cancel: threading.Event, work: Callable[[], T]) -> T:
 
 
 def _run_with_status(request: RunRequest, quiet: bool, settings: Settings) -> RunResult:
+    # lazy: cold CLI
     from baton.runner.run import run
 
     # isatty first: a pipe (a dispatcher's) never shows progress, and Rich is then not imported
@@ -147,8 +148,6 @@ def _answer_early(
 
 def _print_result(result: RunResult, settings: Settings, answered: bool = False) -> None:
     """The result as people read it; ``answered``: its standard output's part was printed already."""
-    from baton.models import Outcome
-
     r = result.run
     if not answered:
         _print_answer(r, result.session, result.run_id, settings)
@@ -164,7 +163,7 @@ def _print_result(result: RunResult, settings: Settings, answered: bool = False)
 
 def _print_answer(r: RunRecord, session: SessionRecord, run_id: str, settings: Settings) -> None:
     """The outcome line, the worktree and the agent's answer (standard output)."""
-    from baton.models import Outcome, iso
+    # lazy: cold CLI
     from baton.runner.runids import short_id
     from baton.store import open_store
 
@@ -192,6 +191,7 @@ def _print_answer(r: RunRecord, session: SessionRecord, run_id: str, settings: S
 
 def _print_question(r: RunRecord) -> None:
     """The question a turn asked, and how to answer it (exit 7)."""
+    # lazy: cold CLI
     from baton.asking.questions import Question
     from baton.caps.parked import of_run
 

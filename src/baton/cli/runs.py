@@ -7,10 +7,12 @@ a short form.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from baton.agents import clean_error
 from baton.cli.common import (
     REPO_FILTER,
     JsonOpt,
@@ -22,7 +24,8 @@ from baton.cli.common import (
     out,
     print_fields,
 )
-from baton.cli.listing import DEFAULT_LIMIT
+from baton.cli.listing import DEFAULT_LIMIT, emit_json_list, page_limit, say_more
+from baton.cli.render import print_rows
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -45,7 +48,7 @@ def runs_table(store: Store, runs: Iterable[RunRecord], wide: bool = False, atte
     (``attempts``: the attempt's own id, for a run's list of its attempts). How many were printed.
     Only the cells are kept, not the records (``runs ls --all``), and the table is printed as
     :func:`~baton.cli.render.print_rows` prints one: Rich's layout of 100,000 rows took minutes."""
-    from baton.cli.render import print_rows
+    # lazy: cold CLI
     from baton.runner.runids import short_ids
 
     ids: list[tuple[str, str]] = []  # (the id whose short form is shown, its #N suffix)
@@ -81,7 +84,7 @@ def runs_ls(
 ) -> None:
     """List runs (each attempt), newest first: the last 30 unless --limit N or --all (a line on stderr
     says how many more there are)."""
-    from baton.cli.listing import emit_json_list, page_limit, say_more
+    # lazy: cold CLI
     from baton.keys import repo_slug
 
     shown = page_limit(limit, every)
@@ -99,6 +102,7 @@ def runs_ls(
 @runs_app.command("show")
 def runs_show(run_id: RunId, as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """Show one run and its attempts (the id may be the run's or an attempt's, whole or short)."""
+    # lazy: cold CLI
     from baton.runner.runids import resolve
 
     with cli_store() as (_settings, store):
@@ -135,18 +139,15 @@ def print_run(data: dict[str, Any]) -> None:
     if not shown["actor"]:
         del shown["actor"]
     if shown["error"]:
-        from baton.agents import clean_error
-
         shown["error"] = clean_error(data["agent"], shown["error"])
     print_fields(shown)
 
 
 def _with_reset(shown: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     """``shown`` with the quota's reset and kind right after the outcome of a ``rate_limited`` run."""
-    from datetime import datetime
-
     resets = data.get("resets_at")
     if resets:
+        # lazy: cold CLI
         from baton.runner.quota import when
 
         at = datetime.fromisoformat(resets).timestamp()
@@ -165,6 +166,7 @@ def runs_logs(
 ) -> None:
     """Print a run's event log (assistant text, tool calls, results, errors), every attempt in turn
     (or only the attempt named by its id), optionally following it until the run ends."""
+    # lazy: cold CLI
     from baton.cli.logs import print_run_log
     from baton.runner.runids import resolve
 

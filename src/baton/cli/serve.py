@@ -20,6 +20,10 @@ from typing import Annotated
 
 import typer
 
+from baton.errors import BatonError, CannotListen
+from baton.files import make_private_dir
+from baton.settings import load_settings
+
 SWITCH_INTERVAL = 0.0005  # seconds (Python's default: 0.005)
 
 
@@ -38,10 +42,9 @@ def serve_cmd(
     """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs) and the web dashboard (/), with
     `baton tokens` for access."""
     uvicorn = _server_modules()
+    # lazy: cold CLI
     from baton.cli.logsetup import announce, setup_logging
-    from baton.files import make_private_dir
     from baton.service.app import create_app
-    from baton.settings import load_settings
 
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format)
@@ -73,15 +76,11 @@ def serve_cmd(
     with sock:
         server.run(sockets=[sock])
     if not server.started:  # its start-up failed (the log above says why)
-        from baton.errors import BatonError
-
         raise BatonError("the service did not start; its log above says why")
 
 
 def listen(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host:port`` (uvicorn listens on it), or CannotListen saying why."""
-    from baton.errors import CannotListen
-
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on an accepted connection only when its socket
@@ -112,11 +111,13 @@ def _why_not(host: str, port: int, exc: OSError) -> str:
 def _server_modules() -> ModuleType:
     """uvicorn, once fastapi and uvicorn are known to be importable (else the install command)."""
     try:
+        # lazy: cold CLI
         import fastapi  # noqa: F401
         import fastapi_offline  # noqa: F401 (/docs without a CDN)
         import jinja2  # noqa: F401 (the dashboard's templates)
         import uvicorn
     except ImportError as exc:
+        # lazy: cold CLI
         from baton.errors import BadInput
         from baton.install import extra_hint
 

@@ -30,6 +30,8 @@ from baton.cli.common import (
 from baton.cli.listing import list_sessions_page, page_limit
 from baton.cli.render import say
 from baton.cli.runs import AllOpt, LimitOpt, runs_table
+from baton.errors import BadInput
+from baton.files import atomic_write_text
 from baton.settings import format_size
 
 sessions_app = group("List, show, reset, export and import sessions.")
@@ -49,6 +51,7 @@ def sessions_ls(
 ) -> None:
     """List sessions, most recently used first: the first 30 unless --limit N or --all (a line on
     stderr says how many more there are)."""
+    # lazy: cold CLI
     from baton.keys import repo_slug
 
     shown = page_limit(limit, every)
@@ -62,6 +65,7 @@ def sessions_show(
 ) -> None:
     """Show one session, its lineage (forks, hand-offs, stacking), its forge thread when it is bound
     to an issue or PR, and its recent runs."""
+    # lazy: cold CLI
     from baton.asking.pending import waiting
     from baton.forge.threads import forge_settings, key_state
     from baton.sessions.lineage import lineage
@@ -204,6 +208,7 @@ def sessions_reset(
 ) -> None:
     """Reset a key: its conversation, its worktree, or all of it. What it removes is archived first (the
     worktree under a git ref, the conversation as an export file); it asks first, and is audited."""
+    # lazy: cold CLI
     from baton.sessions.manage import Scope, get_session, reset_session, resolve_key
 
     with cli_store() as (settings, store):
@@ -230,8 +235,6 @@ def _confirm_reset(key: str, scope: str, yes: bool) -> None:
         return
     what = _RESET_REMOVES[scope]
     if not sys.stdin.isatty():
-        from baton.errors import BadInput
-
         raise BadInput(f"a reset of {key} removes {what}: pass --yes to confirm (stdin is not a terminal)")
     if not typer.confirm(f"Reset {key}: remove {what}? It is archived first.", default=False, err=True):
         err().print("Nothing was reset.")
@@ -246,6 +249,7 @@ def sessions_export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file (default stdout)")] = None,
 ) -> None:
     """Export a session (record, runs, transcript snapshot) as one JSON document."""
+    # lazy: cold CLI
     from baton.sessions.manage import export_session, resolve_key
 
     with cli_store() as (_settings, store):
@@ -254,8 +258,6 @@ def sessions_export(
     if output is None:
         sys.stdout.write(text + "\n")
     else:
-        from baton.files import atomic_write_text
-
         atomic_write_text(output, text)
         err().print(f"exported to {esc(output)}", highlight=False)
 
@@ -266,7 +268,7 @@ def sessions_import(
     replace: Annotated[bool, typer.Option(help="overwrite an existing session of the same key")] = False,
 ) -> None:
     """Import an exported session; the next run resumes its conversation here."""
-    from baton.errors import BadInput
+    # lazy: cold CLI
     from baton.sessions.manage import import_session
 
     try:

@@ -59,6 +59,7 @@ def make_app() -> typer.Typer:
 
 def _version(value: bool) -> None:
     if value:
+        # lazy: cold CLI
         from importlib.metadata import version
 
         typer.echo(f"baton {version('agent-baton')}")
@@ -75,6 +76,7 @@ def _main(
 
 def run_app() -> typer.Typer:
     """The app with ``run`` alone, registered as :mod:`baton.cli.app` registers it."""
+    # lazy: cold CLI
     from baton.cli.run import run_cmd
 
     shell = make_app()

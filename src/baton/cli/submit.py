@@ -17,7 +17,7 @@ import typer
 from baton.cli.common import cli_store, emit_json, err, esc, out
 from baton.cli.options import request_command
 from baton.errors import BadInput, BatonError, exit_code_of
-from baton.models import Outcome
+from baton.models import JobStatus, Outcome
 from baton.runner.request import RunRequest
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ def submit_cmd(
 
 
 def _submit(settings: Settings, store: Store, request: RunRequest) -> JobRecord:
+    # lazy: cold CLI
     from baton.fleet import jobs
     from baton.fleet.celery import CeleryExecutor
     from baton.sessions.manage import local_actor
@@ -93,6 +94,7 @@ def _follow(settings: Settings, store: Store, job: JobRecord, as_json: bool) -> 
     ``{"seq", "run_id", "attempt", "attempt_id", "event"}`` per agent event (the API's ``event: agent``
     data: the run's id, the attempt's number and id, the agent's own event), then one
     ``{"outcome": {...}}`` (its ``event: outcome``): the run as it ended."""
+    # lazy: cold CLI
     import asyncio  # here: `baton --help` imports this module, and asyncio costs it ~20 ms
 
     try:
@@ -109,6 +111,7 @@ def _follow(settings: Settings, store: Store, job: JobRecord, as_json: bool) -> 
 
 
 async def _stream(settings: Settings, store: Store, job: JobRecord, as_json: bool) -> None:
+    # lazy: cold CLI
     import asyncio
 
     from baton.agents.events import LogRenderer
@@ -137,10 +140,10 @@ async def _stream(settings: Settings, store: Store, job: JobRecord, as_json: boo
 async def _notice_if_unclaimed(settings: Settings, store: Store, job_id: str) -> None:
     """Once, after ``queued_notice`` seconds (0: never): say so on stderr if no worker has taken the
     run yet (which queue and store it waits for, which workers were seen); the wait goes on."""
+    # lazy: cold CLI
     import asyncio
 
     from baton.fleet.presence import unclaimed_notice
-    from baton.models import JobStatus
 
     if not settings.queued_notice:
         return

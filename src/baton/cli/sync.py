@@ -46,6 +46,7 @@ def sync_cmd(
     """Sync every key of THREAD with upstream (a conflict leaves a worktree as it was), then its stacked
     threads; each key's next turn is told what came in. Exit 5 when a key conflicted (as `baton run`
     does), 1 when any failed."""
+    # lazy: cold CLI
     from baton.keys import parse_repo
     from baton.sync.upstream import sync_thread
 

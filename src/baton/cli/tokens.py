@@ -6,6 +6,7 @@ are audited with the local user as the actor (the API audits the calling token's
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 import typer
@@ -24,6 +25,7 @@ from baton.cli.common import (
     print_table,
 )
 from baton.cli.render import natural
+from baton.models import iso
 
 tokens_app = group("Create, list and revoke API tokens for `baton serve`.")
 # The values of ``baton.service.records.TokenScope``, spelled here so building the CLI stays import-light.
@@ -42,6 +44,7 @@ def tokens_create(
 ) -> None:
     """Create a token and print its secret (shown once: store it now). --max-usd (--max-tokens,
     --max-minutes, --max-turns): past it, each run it submits parks (`baton budget --token` raises it)."""
+    # lazy: cold CLI
     from baton.caps.model import Caps, Measure, check_cap
     from baton.service.auth import issue_token
     from baton.service.records import TokenScope
@@ -61,6 +64,7 @@ def tokens_create(
 @tokens_app.command("ls")
 def tokens_ls(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """List tokens: name, scope, created, revoked (never the secrets)."""
+    # lazy: cold CLI
     from baton.service.tables import token_store  # (SQLAlchemy: only once a store is opened)
 
     with cli_store() as (_settings, store):
@@ -77,6 +81,7 @@ def tokens_ls(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
 @tokens_app.command("revoke")
 def tokens_revoke(name: Annotated[str, typer.Argument(help="the token's name")]) -> None:
     """Revoke a token: every request with it is refused (401) from now on. Exit 2 for an unknown name."""
+    # lazy: cold CLI
     from baton.service.auth import revoke_token
 
     with cli_store() as (_settings, store):
@@ -90,9 +95,6 @@ def audit_cmd(
     wide: WideOpt = False,
 ) -> None:
     """Show the audit log, newest first: resets, tokens, sweeps, webhook cleanups, with their actors."""
-    import json
-
-    from baton.models import iso
 
     with cli_store() as (_settings, store):
         rows = store.list_audit(limit)

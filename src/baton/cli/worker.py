@@ -10,6 +10,9 @@ from typing import Annotated
 
 import typer
 
+from baton.files import make_private_dir
+from baton.settings import load_settings
+
 
 class Pool(StrEnum):
     PREFORK = "prefork"  # a process per slot (Celery's default): a run cannot take the others down
@@ -59,10 +62,9 @@ def worker_cmd(
     if check or live:
         _check(live)
         return
+    # lazy: cold CLI
     from baton.cli.logsetup import announce, setup_logging
-    from baton.files import make_private_dir
     from baton.fleet.celery import make_app, run_worker
-    from baton.settings import load_settings
 
     settings = load_settings({"log_level": loglevel})
     make_app(settings)  # the broker URL and the extra are checked before anything starts
@@ -70,6 +72,7 @@ def worker_cmd(
     make_private_dir(settings.home)  # 0700 if this is what makes it
     names = [q.strip() for q in (queues or "").split(",") if q.strip()] or None
     announce(f"baton worker: home {settings.home}", settings.log_format)
+    # lazy: cold CLI
     from baton.forge.config import load_forges
     from baton.forge.publish import install_per_process
 
@@ -83,8 +86,8 @@ def worker_cmd(
 
 def _check(live: bool) -> None:
     """The probe: reads the file the worker keeps fresh (:mod:`baton.fleet.health`), nothing else."""
+    # lazy: cold CLI
     from baton.fleet.health import verdict
-    from baton.settings import load_settings
 
     found = verdict(load_settings(), live=live)
     typer.echo(found.message, err=not found.ok)

@@ -218,6 +218,7 @@ def _env(data: dict[str, Any], name: str, where: str) -> dict[str, str]:
 
 
 def _copilot(worktree: Path, why: str, inputs: tuple[tuple[str, str], ...]) -> SetupPlan:
+    # lazy: cold CLI
     import yaml  # only for a repository that has the workflow: the cold CLI's run path imports no YAML
 
     text = read(worktree, COPILOT)

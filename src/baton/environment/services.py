@@ -191,6 +191,7 @@ def compose_services(devcontainer: dict[str, Any], read: Callable[[str], bytes],
     its directory ``base``), but the dev container's own (``service``) and those ``runServices`` leaves
     out: each one's ``image``, ``environment`` and its first port (``ports``); given ``<NAME>_HOST``
     and ``<NAME>_PORT`` (its name upper-cased, ``-`` as ``_``). ``read`` reads a worktree file."""
+    # lazy: cold CLI
     import yaml  # only for a repository whose dev container names a compose file
 
     files = devcontainer.get("dockerComposeFile")

@@ -29,9 +29,10 @@ from baton.fleet.routing import StoreTag, bounce_delay, job_queue, misrouted, qu
 from baton.housekeeping.sweep import sweep_periodically
 from baton.install import extra_hint
 from baton.models import JobRecord, WorkerRecord
-from baton.settings import Settings
+from baton.settings import Settings, load_settings
 from baton.store import Store, open_store
 from baton.store.duties import Duty
+from baton.store.engine import after_fork
 from baton.store.redis import safe_url
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ def broker_options(settings: Settings) -> BrokerOptions:
 def make_app(settings: Settings) -> Celery:
     """A Celery app for the configured broker; BadInput naming the install command without the extra."""
     try:
+        # lazy: the celery extra
         from celery import Celery
     except ImportError:
         hint = extra_hint("celery")
@@ -95,6 +97,7 @@ def make_app(settings: Settings) -> Celery:
         broker_transport_options=_transport_options(options),
     )
     if options.redis:  # kombu's, guarded: a broker restart mid-run no longer ends the worker
+        # lazy: the redis extra
         from baton.fleet.redis_transport import TRANSPORT
 
         app.conf.broker_transport = TRANSPORT
@@ -181,8 +184,6 @@ def _here() -> _Process:
     if _process is None or _process.pid != os.getpid():
         settings = _settings
         if settings is None:
-            from baton.settings import load_settings
-
             settings = load_settings()
         tracing.configure(settings)  # in each worker process: BatchSpanProcessor's thread is its own
         store = open_store(settings.resolved_store_url)
@@ -223,6 +224,7 @@ def _send_back(
     try:
         enqueue(task.app, job_id, queue, theirs, delay, bounces + 1)
     except BatonError as exc:
+        # lazy: the celery extra
         from celery.exceptions import Reject  # type: ignore[import-untyped]
 
         log.error("job %s: %s; giving the message back to the broker", job_id, exc)
@@ -233,7 +235,6 @@ def _send_back(
 def _after_fork(**_: Any) -> None:
     """A forked pool process must not use its parent's pooled database connections."""
     global _process
-    from baton.store.engine import after_fork
 
     after_fork()
     _process = None
@@ -316,6 +317,7 @@ def _stopping() -> bool:
     """Whether Celery's SIGTERM/SIGINT handler asked the worker to stop (its own flags, read from the
     health monitor's thread: nothing of baton runs in the signal handler, where a write could wait
     on a lock the interrupted code holds)."""
+    # lazy: the celery extra
     from celery.worker import state  # type: ignore[import-untyped]
 
     # Celery's own test (state.maybe_shutdown): a flag is set when it is neither None nor False; a
@@ -330,6 +332,7 @@ def _logging_as_configured(app: Celery) -> Callable[..., None]:
     (billiard's, ERROR and up) joins them, and stray writes to stdout/stderr become log lines."""
 
     def receiver(loglevel: int | str | None = None, **_: Any) -> None:
+        # lazy: the celery extra
         from celery.utils.log import get_multiprocessing_logger  # type: ignore[import-untyped]
 
         root = logging.getLogger()
@@ -359,6 +362,7 @@ def run_worker(
     Celery drops that status (``worker_main`` returns None whatever happened): it is read from the
     worker itself."""
     global _settings
+    # lazy: the celery extra
     from celery import signals
     from celery.utils.nodenames import host_format  # type: ignore[import-untyped]
 

@@ -40,6 +40,7 @@ def fleet_checks(settings: Settings) -> list[Check]:
 def check_broker(settings: Settings, timeout: float = TIMEOUT) -> Check:
     where = safe_url(settings.broker_url)
     try:
+        # lazy: the celery extra
         from kombu import Connection  # type: ignore[attr-defined]
     except ImportError:
         return Check("broker", CheckStatus.ERROR, f"{where}: not checked, the celery extra is not installed")

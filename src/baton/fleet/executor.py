@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from baton.fleet.local import LocalExecutor
+
 if TYPE_CHECKING:
     from baton.settings import Settings
     from baton.store import Store
@@ -35,10 +37,10 @@ class Executor(Protocol):
 def make_executor(settings: Settings, store: Store) -> Executor:
     """Celery workers when a broker is configured, else the in-process pool."""
     if settings.broker_url:
+        # lazy: the celery extra
         from baton.fleet.celery import CeleryExecutor
 
         return CeleryExecutor(settings, store)
-    from baton.fleet.local import LocalExecutor
 
     return LocalExecutor(settings, store)
 
@@ -47,6 +49,7 @@ def check_executor(settings: Settings) -> None:
     """Fail now (BadInput) when the configured executor cannot work: a broker URL of another kind, or
     the celery extra missing. Nothing is connected."""
     if settings.broker_url:
+        # lazy: the celery extra
         from baton.fleet.celery import make_app
 
         make_app(settings)

@@ -59,6 +59,7 @@ class AppKey:
 
     def private_key(self, environ: Mapping[str, str] = os.environ) -> RSAPrivateKey:
         """The App's RSA private key (GitHub Apps sign with RS256); BadInput when it is not one."""
+        # lazy: cost: cryptography, for an App's key only
         from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa

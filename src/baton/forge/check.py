@@ -13,37 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from baton.errors import BadInput, GitError
-from baton.forge import gitauth
+from baton.forge import gitauth, registry
 from baton.forge.config import ForgeConfig, RepoConfig
-from baton.forge.github import app_check
 from baton.forge.loop import ForgeLoop
-from baton.forge.model import ForgeError, ForgeKind
+from baton.forge.model import ForgeError
 from baton.workspace.gitcmd import redact, run_git
 from baton.workspace.workdirs import Workdirs
 
 PUSHERS = ("write", "maintain", "admin")
 SAFE_GIT = ["-c", "core.hooksPath=/dev/null", "-c", "credential.helper="]
-# what the loop needs delivered: comments, reviews, CI, conflicts (pushes) and closing (pull requests)
-GITHUB_EVENTS = frozenset(
-    {
-        "issues",
-        "issue_comment",
-        "pull_request",
-        "pull_request_review",
-        "pull_request_review_comment",
-        "check_run",
-        "check_suite",
-        "workflow_run",
-        "status",
-        "delete",
-        "push",
-    }
-)
-
-# GitLab's hook flags the loop needs: notes, issues (labels, assignees, closes), MRs, pipelines, pushes
-GITLAB_EVENTS = frozenset(
-    {"note_events", "issues_events", "merge_requests_events", "pipeline_events", "push_events"}
-)
 
 
 def check_forges(loop: ForgeLoop) -> list[dict[str, Any]]:
@@ -55,10 +33,9 @@ def check_forges(loop: ForgeLoop) -> list[dict[str, Any]]:
                 forge.token()
             loop.client(name)
             forge = loop.forge(name)  # a GitHub App's own login: its JWT works (GET /app)
+            app = registry.implementation(forge.kind).app_checks(forge)
             detail = (
-                app_check.forge_detail(forge)
-                if forge.app is not None
-                else f"{forge.kind.value} at {forge.api_url}, as {forge.user}"
+                app.forge_detail(forge) if app else f"{forge.kind.value} at {forge.api_url}, as {forge.user}"
             )
         except (BadInput, ForgeError) as exc:
             checks.append(_check(f"forge {name}", False, str(exc)))
@@ -75,9 +52,11 @@ def check_forges(loop: ForgeLoop) -> list[dict[str, Any]]:
 def _repo(loop: ForgeLoop, forge_name: str, repo: RepoConfig) -> list[dict[str, Any]]:
     client, forge = loop.client(forge_name), loop.forge(forge_name)
     what = f"repo {forge_name}:{repo.name}"
+    implementation = registry.implementation(forge.kind)
+    app = implementation.app_checks(forge)
     try:
-        if forge.app is not None:  # the installation, a token minted, its permissions
-            checks, minted = app_check.repo_checks(what, forge, repo.name)
+        if app is not None:  # the installation, a token minted, its permissions
+            checks, minted = app.repo_checks(what, forge, repo.name)
             if not minted:
                 return checks
             branch = client.default_branch(repo.name)
@@ -93,10 +72,10 @@ def _repo(loop: ForgeLoop, forge_name: str, repo: RepoConfig) -> list[dict[str, 
     url = repo.repo_url(forge)
     checks.append(_clone(loop, what, url, forge, repo.name))
     checks.append(_push(loop, what, url, forge, repo.name))
-    if forge.app is not None:
-        checks.append(app_check.webhook_check(what, forge, GITHUB_EVENTS))
+    if app is not None:
+        checks.append(app.webhook_check(what, forge, implementation.hook_events))
     else:
-        checks.append(_hooks(loop, what, forge_name, forge, repo.name))
+        checks.append(_hooks(loop, what, forge_name, forge, repo.name, implementation.hook_events))
     return checks
 
 
@@ -203,7 +182,9 @@ def _push(loop: ForgeLoop, what: str, url: str, forge: ForgeConfig, repo: str) -
     return _check(f"{what} push", True, f"{forge.user} can push to {url} with {given} (dry run)")
 
 
-def _hooks(loop: ForgeLoop, what: str, forge_name: str, forge: ForgeConfig, repo: str) -> dict[str, Any]:
+def _hooks(
+    loop: ForgeLoop, what: str, forge_name: str, forge: ForgeConfig, repo: str, needed: frozenset[str]
+) -> dict[str, Any]:
     hooks = getattr(loop.client(forge_name), "webhooks", None)
     if not callable(hooks):
         return _check(
@@ -221,7 +202,6 @@ def _hooks(loop: ForgeLoop, what: str, forge_name: str, forge: ForgeConfig, repo
         return _check(
             f"{what} webhooks", False, f"no webhook delivers to …{path}: only the reconcile finds events"
         )
-    needed = GITLAB_EVENTS if forge.kind is ForgeKind.GITLAB else GITHUB_EVENTS
     missing = sorted(needed - ours[0]) if "*" not in ours[0] else []
     if missing:
         return _check(

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from baton import allowlist
+from baton.agents import AGENTS
 from baton.caps.model import NAMES, Caps, check_cap
 from baton.errors import BadInput
 from baton.forge.appkey import AppKey
@@ -261,8 +262,6 @@ def load_forges(
     Nothing typed here is cached (the reader keeps only parses, by content): the service loads once at
     start and on reload, and each call types the tables afresh."""
     if agents is None:
-        from baton.agents import AGENTS
-
         agents = AGENTS
     source, data = _read(home, environ)
     if source is None:

@@ -17,10 +17,10 @@ import time
 from typing import Any
 
 from baton import tracing
+from baton.forge import registry
 from baton.forge import webhook as feedback
 from baton.forge.delivery import Delivery
 from baton.forge.events import Target
-from baton.forge.github import app_events
 from baton.forge.loop import ForgeLoop
 from baton.forge.records import DeliveryRecord, DeliveryStatus
 from baton.forge.tables import DeliveryStore, delivery_store
@@ -205,8 +205,8 @@ class Worker:
                 done["marker"] = feedback.act_on_pushed(self.loop, work.pushed)
             if work.settled:
                 done["merge"] = feedback.act_on_settled(self.loop, work.settled)
-            if work.installed:
-                done.update(app_events.act(self.loop.config, work.installed))
+            if work.part:
+                done.update(work.part.act(self.loop.config))
         stored = self.deliveries.get_delivery(forge, delivery_id)
         result = {**(stored.result if stored and work.target else {}), **done}
         if work.target is None:
@@ -222,7 +222,7 @@ class Worker:
         pending = self.deliveries.list_deliveries_by_status(DeliveryStatus.PENDING)
         for record in pending:
             try:
-                work = Delivery.from_json(record.result)
+                work = Delivery.from_json(record.result, registry.stored_parts())
             except (KeyError, TypeError, ValueError):
                 work = Delivery()
             if work.target is None and not work.feedback:

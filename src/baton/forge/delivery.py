@@ -9,7 +9,7 @@ length-checked here, and one its event needs but lacks raises :class:`~baton.for
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, TypeGuard
@@ -17,8 +17,6 @@ from typing import Any, ClassVar, Protocol, TypeGuard
 from baton.forge import intake
 from baton.forge.config import ForgeConfig, ForgeSettings, MergePolicy
 from baton.forge.events import GITEA, GITHUB, Forge, Ignored, Target, classify
-from baton.forge.github import app_events
-from baton.forge.github.app_events import Installed
 from baton.forge.model import ForgeEvent, ForgeKind
 
 MAX_NAME = 255  # a repository's owner/name and a branch, as the intake's reading bounds them
@@ -32,7 +30,24 @@ class DeliveryKind(StrEnum):
     CLOSED = "closed"  # an issue or PR closed: its binding closes
     BASE_PUSHED = "base_pushed"  # a branch pushed to: the bound PRs onto it are checked for conflicts
     SETTLED = "settled"  # an approval, or a check that succeeded: the merge policy looks at the PR
-    INSTALLED = "installed"  # a GitHub App's installation changed: its repositories, its permissions
+    FORGE = "forge"  # a part only its forge acts on (a GitHub App's installation changed)
+
+
+class ForgePart(Protocol):
+    """A part of a delivery that only one forge sends and acts on (a GitHub App's installation changed:
+    :mod:`baton.forge.github.app_events`), stored with a pending delivery under its ``key`` and read
+    back by its forge's reader (:attr:`DeliveryReader.parts`)."""
+
+    key: ClassVar[str]
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    def act(self, config: ForgeSettings) -> dict[str, Any]:
+        """Do what it asks; what the delivery's result says of it."""
+        ...
+
+
+PartReaders = Mapping[str, Callable[[Mapping[str, Any]], ForgePart]]  # a stored part's key: its reading
 
 
 @dataclass(frozen=True)
@@ -109,7 +124,7 @@ class Delivery:
     closed: Closed | None = None
     pushed: BasePushed | None = None
     settled: Settled | None = None
-    installed: Installed | None = None
+    part: ForgePart | None = None
 
     @property
     def kinds(self) -> tuple[DeliveryKind, ...]:
@@ -119,7 +134,7 @@ class Delivery:
             (self.closed, DeliveryKind.CLOSED),
             (self.pushed, DeliveryKind.BASE_PUSHED),
             (self.settled, DeliveryKind.SETTLED),
-            (self.installed, DeliveryKind.INSTALLED),
+            (self.part, DeliveryKind.FORGE),
         )
         return tuple(kind for part, kind in parts if part)
 
@@ -127,7 +142,7 @@ class Delivery:
     def feedback(self) -> bool:
         """Whether the forge loop has work in it (events, a closed thread, a moved base, a PR that may be
         ready)."""
-        return bool(self.events or self.closed or self.pushed or self.settled or self.installed)
+        return bool(self.events or self.closed or self.pushed or self.settled or self.part)
 
     def to_json(self) -> dict[str, Any]:
         """What a pending delivery stores, so a restarted service finds its work again."""
@@ -140,13 +155,15 @@ class Delivery:
             data["base_pushed"] = self.pushed.to_json()
         if self.settled:
             data["settled"] = self.settled.to_json()
-        if self.installed:
-            data["installed"] = self.installed.to_json()
+        if self.part:
+            data[self.part.key] = self.part.to_json()
         return data
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Delivery:
-        """Raises KeyError, TypeError or ValueError for a stored value that is not one."""
+    def from_json(cls, data: Mapping[str, Any], parts: PartReaders | None = None) -> Delivery:
+        """Raises KeyError, TypeError or ValueError for a stored value that is not one. ``parts``: how
+        each forge's own part is read back (:func:`baton.forge.registry.stored_parts`; without it, none
+        is)."""
         target = None
         if "repos" in data:
             target = Target(tuple(data["repos"]), str(data["branch"]), data.get("merged") is True)
@@ -154,10 +171,10 @@ class Delivery:
         closed = Closed.from_json(data["closes"]) if "closes" in data else None
         pushed = BasePushed.from_json(data["base_pushed"]) if "base_pushed" in data else None
         settled = Settled.from_json(data["settled"]) if "settled" in data else None
-        installed = Installed.from_json(data["installed"]) if "installed" in data else None
+        part = next((read(data[key]) for key, read in (parts or {}).items() if key in data), None)
         if "marker" in data:  # stored pending by an earlier version, as a string marker
             closed, pushed = _legacy_marker(str(data["marker"]))
-        return cls(target, events, closed, pushed, settled, installed)
+        return cls(target, events, closed, pushed, settled, part)
 
 
 def _legacy_marker(marker: str) -> tuple[Closed | None, BasePushed | None]:
@@ -218,7 +235,7 @@ def joined(target: Target | None, cleanup: Target | Ignored, found: Delivery | I
     if isinstance(found, Ignored):
         return Delivery(target) if target else Ignored(f"{cleanup}; {found}")
     if target or found.feedback:
-        return Delivery(target, found.events, found.closed, found.pushed, found.settled, found.installed)
+        return Delivery(target, found.events, found.closed, found.pushed, found.settled, found.part)
     return Ignored(str(cleanup))
 
 
@@ -228,6 +245,11 @@ class DeliveryReader(Protocol):
 
     @property
     def forge(self) -> Forge: ...
+
+    @property
+    def parts(self) -> PartReaders:
+        """How the parts only this forge sends are read back from a stored delivery (none: ``{}``)."""
+        ...
 
     def read(self, config: ForgeSettings | None, event: str, payload: dict[str, Any]) -> Delivery | Ignored:
         """What the delivery asks for, or why nothing (``config`` None: only its cleanup is read).
@@ -243,6 +265,10 @@ class Reader:
     forge: Forge
     kind: ForgeKind
 
+    @property
+    def parts(self) -> PartReaders:
+        return {}
+
     def read(self, config: ForgeSettings | None, event: str, payload: dict[str, Any]) -> Delivery | Ignored:
         """What the delivery asks for, or why nothing (with ``config`` None, no forge loop runs and
         only the cleanup is read). Raises :class:`~baton.forge.events.Malformed`."""
@@ -255,12 +281,7 @@ class Reader:
         """The forge loop's part of a delivery: a closed thread, a moved base, or feedback events.
 
         A closed or pushed-to part whose fields are missing or malformed is no such part (as before
-        this module): the intake then reads the same payload and says why it asks nothing. A GitHub
-        App's installation delivery names no repository: it goes to the App's forge
-        (:mod:`baton.forge.github.app_events`)."""
-        if self.kind is ForgeKind.GITHUB and event in app_events.EVENTS:
-            installed = app_events.read(config, event, payload)
-            return Delivery(installed=installed) if isinstance(installed, Installed) else installed
+        this module): the intake then reads the same payload and says why it asks nothing."""
         forge = config.forge_of_kind(self.kind, _html_url(payload))
         if forge is None:
             return Ignored(f"no {self.kind.value} forge is configured for this delivery")

@@ -17,9 +17,8 @@ from baton.asking.pending import answer_to, waiting
 from baton.caps.words import parked_text
 from baton.errors import BadInput, Busy
 from baton.fleet import jobs
-from baton.forge import budget, decisions, gathering, merging, prompts
+from baton.forge import budget, decisions, gathering, merging, prompts, registry
 from baton.forge.config import RepoConfig
-from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import Decision, ForgeEvent, Outcome, Trigger
 from baton.forge.records import Binding, BindingStatus, EventRecord, EventStatus, FeedbackKind
@@ -296,7 +295,7 @@ def _review(loop: ForgeLoop, event: ForgeEvent, binding: Binding) -> ForgeEvent:
         }
         return gathering.gather(event, reviews, known)
     for review in reviews:
-        if review_identity(kind, binding.pr, review) == event.identity:
+        if registry.review_identity(kind, binding.pr, review) == event.identity:
             return replace(
                 event,
                 body=review.body or event.body,

@@ -42,6 +42,24 @@ GITEA = Forge(
     ("x-gitea-signature", "x-forgejo-signature"),
 )
 
+# What the loop needs a GitHub-shaped webhook (GitHub's, Gitea's) to deliver: comments, reviews, CI,
+# conflicts (pushes) and closing (pull requests); ``baton forge test`` holds the webhooks to it
+HOOK_EVENTS = frozenset(
+    {
+        "issues",
+        "issue_comment",
+        "pull_request",
+        "pull_request_review",
+        "pull_request_review_comment",
+        "check_run",
+        "check_suite",
+        "workflow_run",
+        "status",
+        "delete",
+        "push",
+    }
+)
+
 # GitLab sends the hook's secret token as it is; its Idempotency-Key (17.4+) stays the same across a
 # delivery's retries and resends, its X-Gitlab-Event-UUID (older GitLab's only id) names the event
 GITLAB = Forge(

@@ -17,7 +17,7 @@ from typing import Any
 
 from baton.forge import payload as read
 from baton.forge.events import Ignored, Malformed
-from baton.forge.model import FailedCheck, ForgeEvent, ForgeKind, Review, ReviewComment, Trigger
+from baton.forge.model import FailedCheck, ForgeEvent, ForgeKind, ReviewComment, Trigger
 from baton.forge.payload import BODY_CHARS, Payload, mentions
 from baton.forge.records import FeedbackKind
 
@@ -495,14 +495,3 @@ def read_event(
     if handler is None:
         return Ignored(f"{kind} event {event[:64]!r} asks nothing of a thread")
     return handler(payload, _Ctx(forge, mention, user))
-
-
-def review_identity(kind: ForgeKind, number: int, review: Review) -> str:
-    """The identity a webhook of the same review carries, for a review read from the API (the
-    reconcile's, the dispatcher's): GitHub names the review's id; Gitea's payload has none, so both
-    agree on its PR, commit and text (:func:`gitea_review_identity`)."""
-    if kind == ForgeKind.GITEA:
-        return gitea_review_identity(number, review.commit or "", review.body)
-    if kind == ForgeKind.GITLAB:  # no review id: a diff note each (baton.forge.gathering)
-        return f"review:note-{review.id}"
-    return f"review:{review.id}"

@@ -15,10 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from baton.errors import BatonError, Busy
-from baton.forge import dispatch
+from baton.forge import dispatch, registry
 from baton.forge.config import MergePolicy, RepoConfig
 from baton.forge.delivery import Settled
-from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import Actor, ForgeError, ForgeEvent
 from baton.forge.readiness import MergeClient, PullState, not_ready
@@ -153,7 +152,7 @@ def _unread(loop: ForgeLoop, binding: Binding, pull: PullState) -> str | None:
     for review in pull.reviews:
         if review.state != "APPROVED" or review.commit != pull.head_sha or not review.body.strip():
             continue
-        if review_identity(kind, binding.pr, review) not in stored:
+        if registry.review_identity(kind, binding.pr, review) not in stored:
             return f"the approval of {review.author.login} says something: its turn comes first"
     return None
 

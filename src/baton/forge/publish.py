@@ -24,6 +24,7 @@ from baton.asking.questions import Question
 from baton.errors import BatonError, BranchBusy, BranchConflict, Busy, GitError
 from baton.fleet import orphans
 from baton.fleet.execute import AFTER_JOB
+from baton.fleet.executor import make_executor
 from baton.forge import answers, dispatch, gitauth, merge, merging, pushed, replies, setupfail
 from baton.forge.config import ForgeSettings, Reply
 from baton.forge.loop import ForgeLoop
@@ -38,7 +39,7 @@ from baton.models import Access, JobRecord, Outcome
 from baton.runner.crashed import stop_left_running
 from baton.runner.setup import setup_results
 from baton.settings import Settings
-from baton.store import Store
+from baton.store import Store, open_store
 from baton.store.base import LeaseBackend
 from baton.store.branchlease import branch_lease
 from baton.store.leases import LeaseHolder, held, lease_backend
@@ -98,9 +99,6 @@ def install_per_process(settings: Settings, config: ForgeSettings) -> None:
     def hook(job_id: str, outcome: str, fields: dict[str, Any]) -> None:
         loop = loops.get(os.getpid())
         if loop is None:
-            from baton.fleet.executor import make_executor
-            from baton.store import open_store
-
             store = open_store(settings.resolved_store_url)
             # this hook is the publisher already: installing another would replace it with itself
             loop = loops[os.getpid()] = compose(

@@ -18,10 +18,9 @@ from typing import Any
 
 from baton import tracing
 from baton.errors import Fenced
-from baton.forge import dispatch, merge
+from baton.forge import dispatch, merge, registry
 from baton.forge.closing import close_thread
 from baton.forge.conflicts import conflict_event
-from baton.forge.intake import review_identity
 from baton.forge.loop import ForgeLoop
 from baton.forge.model import Actor, Comment, ForgeError, ForgeEvent, ForgeKind, Review, ThreadInfo, Trigger
 from baton.forge.payload import mentions
@@ -260,7 +259,7 @@ def review_event(kind: ForgeKind, forge: str, repo: str, info: ThreadInfo, revie
         repo=repo,
         number=info.number,
         kind=FeedbackKind.REVIEW,
-        identity=review_identity(kind, info.number, review),
+        identity=registry.review_identity(kind, info.number, review),
         actor=review.author,
         url=review.url,
         is_pr=True,

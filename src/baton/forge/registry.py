@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from baton.forge.appchecks import AppChecks
 from baton.forge.config import ForgeConfig
-from baton.forge.delivery import DeliveryReader
+from baton.forge.delivery import DeliveryReader, PartReaders
 from baton.forge.gitea.forge import GITEA
 from baton.forge.github.forge import GITHUB
 from baton.forge.gitlab.forge import GITLAB
-from baton.forge.model import ForgeClient, ForgeError, ForgeKind
+from baton.forge.model import ForgeClient, ForgeError, ForgeKind, Review
 from baton.forge.readiness import MergeClient
 
 
@@ -50,6 +51,25 @@ class Implementation(Protocol):
         """How its webhook deliveries are read."""
         ...
 
+    @property
+    def hook_events(self) -> frozenset[str]:
+        """What a repository's webhook must deliver for the loop (``baton forge test`` checks it)."""
+        ...
+
+    def app_checks(self, forge: ForgeConfig) -> AppChecks | None:
+        """``baton forge test``'s checks of ``forge`` reached as an App; None for a token's."""
+        ...
+
+    @property
+    def web_paths(self) -> tuple[str, str]:
+        """Where its issues and its pull requests are under a repository's web address."""
+        ...
+
+    def review_identity(self, number: int, review: Review) -> str:
+        """The identity a webhook of the same review of pull request ``number`` carries, for a review
+        read from the API (the reconcile's, the dispatcher's, the merge policy's)."""
+        ...
+
 
 IMPLEMENTATIONS: dict[ForgeKind, Implementation] = {
     ForgeKind.GITHUB: GITHUB,
@@ -65,6 +85,17 @@ def implementation(kind: ForgeKind) -> Implementation:
 def reader(kind: ForgeKind) -> DeliveryReader:
     """The reader of a forge kind's webhook deliveries (:attr:`Implementation.reader`)."""
     return implementation(kind).reader
+
+
+def stored_parts() -> PartReaders:
+    """How each forge's own parts of a delivery are read back from a stored one
+    (:attr:`~baton.forge.delivery.DeliveryReader.parts`)."""
+    return {key: read for each in IMPLEMENTATIONS.values() for key, read in each.reader.parts.items()}
+
+
+def review_identity(kind: ForgeKind, number: int, review: Review) -> str:
+    """A review's identity as its forge's webhook names it (:meth:`Implementation.review_identity`)."""
+    return implementation(kind).review_identity(number, review)
 
 
 def make_client(forge: ForgeConfig) -> ForgeClient:

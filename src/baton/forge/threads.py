@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from baton.agents import AGENTS
 from baton.errors import BadInput, NotFound
+from baton.forge import registry
 from baton.forge.config import ForgeConfig, ForgeSettings, load_forges
 from baton.forge.http import RateLimited
 from baton.forge.loop import ForgeLoop
@@ -52,8 +54,6 @@ def bind_thread(
     if config is None:
         raise BadInput(f'{forge}:{repo} is not a configured repository ([repo."{repo}"] in config.toml)')
     if agent is not None:
-        from baton.agents import AGENTS
-
         validate_agent(agent, AGENTS)
     if thread is not None:
         validate_thread(thread)
@@ -275,10 +275,7 @@ def links(binding: Binding, forge: ForgeConfig | None) -> dict[str, str | None]:
     if forge is None or not forge.web_url.startswith(("https://", "http://")):
         return {"issue": None, "pr": None}
     base = f"{forge.web_url}/{binding.repo}"
-    issues, pulls = {
-        ForgeKind.GITEA: ("issues", "pulls"),
-        ForgeKind.GITLAB: ("-/issues", "-/merge_requests"),  # GitLab's issue #N and MR !N are two things
-    }.get(forge.kind, ("issues", "pull"))
+    issues, pulls = registry.implementation(forge.kind).web_paths
     started_on_pr = binding.on_pr or (not forge.kind.numbers_apart and binding.pr == binding.number)
     return {
         "issue": None if started_on_pr else f"{base}/{issues}/{binding.number}",

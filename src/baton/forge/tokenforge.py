@@ -1,9 +1,11 @@
 """What every forge reached with one configured token does alike (Gitea, GitLab, GitHub without an
-App): its login is the configured one, a push uses that token, and a refused token is not renewed.
+App): its login is the configured one, a push uses that token, a refused token is not renewed, and
+``baton forge test`` checks that token.
 Each forge's ``forge`` module builds on it (:class:`~baton.forge.registry.Implementation`)."""
 
 from __future__ import annotations
 
+from baton.forge.appchecks import AppChecks
 from baton.forge.config import ForgeConfig
 
 
@@ -16,3 +18,6 @@ class TokenForge:
 
     def push_refused(self, forge: ForgeConfig, token: str) -> bool:
         return False
+
+    def app_checks(self, forge: ForgeConfig) -> AppChecks | None:
+        return None

@@ -24,6 +24,7 @@ from baton.agents import AGENTS, get_agent
 from baton.agents.acp import AcpAgent
 from baton.agents.base import Agent
 from baton.agents.versions import tested_note
+from baton.environment import servicerun
 from baton.errors import BatonError
 from baton.housekeeping import privacy
 from baton.housekeeping.quotas import held_lines
@@ -438,9 +439,7 @@ def check_containment(settings: Settings) -> Check:
 def check_services(settings: Settings) -> Check:
     """What starts the services a repository declares (``.baton/services.toml``): the container engine
     found, or a warning that a repository's services are skipped here (its turns run without them)."""
-    from baton.environment.servicerun import engine
-
-    found = engine(settings)
+    found = servicerun.engine(settings)
     if found is not None:
         how = settings.services_network
         idle = f"stopped after {settings.services_idle_minutes:g} min idle"

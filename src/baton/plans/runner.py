@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from baton.agents import AGENTS
 from baton.errors import BadInput, BatonError
 from baton.keys import make_key
 from baton.models import Fence, Outcome, RunRecord
@@ -84,8 +85,6 @@ def run_plan(
     the file is reported, and re-run only when asked (``from_task``). A plan is held by one runner at a
     time: its own lease (``plan:<id>``), kept alive by :func:`baton.store.leases.held` for as long as
     the plan runs, on top of the key's lease each task's run takes."""
-    from baton.agents import AGENTS
-
     key = make_key(plan.agent, plan.repo, plan.thread, AGENTS)
     record = plan_store(store).get_plan(plan.id)
     if record is not None and (record.agent, record.repo) != (key.agent, key.repo.slug):

@@ -345,6 +345,7 @@ def _egress(ctx: Context, record: RunRecord, env: dict[str, str], watch: ModelWa
     policy = allowlist.parse(ctx.request.egress or ctx.settings.egress)
     if policy.open:
         return None
+    # lazy: cold CLI
     from baton.runner import wayout  # here: the run path's module budget (tests/cli/test_cli_fast.py)
 
     on_event = ctx.request.on_event
@@ -448,6 +449,7 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
         gateway read them at the operator's ``model_prices`` (:func:`baton.caps.prices.turn_cost`)."""
         if reported is not None or not self.passes:
             return reported
+        # lazy: cold CLI
         from baton.caps.prices import turn_cost  # here: the run path's module budget
 
         return turn_cost(None, settings.model_price_list, self.passes[0].billed())

@@ -38,6 +38,7 @@ def run_caps(request: RunRequest) -> Caps:
 def holds(settings: Settings, store: Transactions, key: Key, request: RunRequest) -> Holds:
     """The caps a turn of ``request`` on ``key`` is held to: the thread's (the settings' and the run's
     own, the smaller of each), its repository's (the settings'), the submitting API token's (stored)."""
+    # lazy: cold CLI
     from baton.caps.budget import Target, configured  # (SQLAlchemy: only once a store is opened)
     from baton.caps.check import Holds
 
@@ -49,6 +50,7 @@ def holds(settings: Settings, store: Transactions, key: Key, request: RunRequest
 
 def blocking(settings: Settings, store: Transactions, key: Key, request: RunRequest) -> Reached | None:
     """The cap a turn of ``request`` would park at now, or None (:func:`baton.caps.check.reached`)."""
+    # lazy: cold CLI
     from baton.caps.check import reached
 
     return reached(store, holds(settings, store, key, request))
@@ -79,6 +81,7 @@ class WireHold:
     def spend(
         self, total: dict[str, int], models: dict[str, dict[str, int]], note: Callable[[dict[str, Any]], None]
     ) -> str | None:
+        # lazy: cold CLI
         from baton.caps import prices
         from baton.caps.check import Running, reached
         from baton.caps.spend import TOKENS

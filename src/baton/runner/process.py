@@ -403,6 +403,7 @@ def kill_tagged(name: str, value: str) -> list[int]:
     ``BATON_RUN_ID``): catches an orphaned agent and anything it started, whatever their group, and
     never touches an unrelated process that reused a pid. Processes whose environment cannot be
     read (another user's) are skipped."""
+    # lazy: cold CLI
     import psutil  # (~20 ms of imports: only when a dead runner's agent may have survived)
 
     killed = []

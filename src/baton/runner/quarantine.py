@@ -94,6 +94,7 @@ def note(found: Strikes) -> str:
 
 
 def _strikes(ctx: Context) -> StrikeStore:
+    # lazy: cold CLI
     from baton.sessions.tables import strike_store  # (SQLAlchemy: only once a store is opened)
 
     return strike_store(ctx.tables)

@@ -277,6 +277,7 @@ def _environment(ctx: Context, prepared: Prepared) -> tuple[Prepared, RunRecord 
     prompt; a service or a setup that did not succeed is the turn's recorded end. With ``environment =
     "container"`` the setup and the agent run in the repository's image (:mod:`baton.runner.inside`)."""
     if (ctx.request.environment or Environment(ctx.settings.environment)) == Environment.CONTAINER:
+        # lazy: cold CLI
         from baton.runner.inside import inside
 
         prepared, failed = inside(ctx, prepared)
@@ -285,6 +286,7 @@ def _environment(ctx: Context, prepared: Prepared) -> tuple[Prepared, RunRecord 
     if ctx.access == Access.READ:
         return prepared, None  # (a turn at read changes nothing)
     if environment.has_services(prepared.worktree):  # before the setup: it may need them
+        # lazy: cold CLI
         from baton.runner.services import start_services
 
         prepared, failed = start_services(ctx, prepared)
@@ -292,6 +294,7 @@ def _environment(ctx: Context, prepared: Prepared) -> tuple[Prepared, RunRecord 
             return prepared, failed
     if not environment.wanted(prepared.worktree, ctx.request.setup):
         return prepared, None  # (no setup: none of it is imported)
+    # lazy: cold CLI
     from baton.runner.setup import prepare_environment, record_failed
 
     done = prepare_environment(ctx, prepared)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from baton.errors import BadInput, NotFound
 from baton.models import JobStatus, Outcome, iso
+from baton.runner.request import RunResult, attempt_json
 
 if TYPE_CHECKING:
     from baton.models import JobRecord, RunRecord
@@ -54,15 +55,11 @@ class RunRef:
         """The run as ``GET /v1/runs/ID`` answers: a job's record (with ``baton run --json``'s fields
         once it ran), or for a ``baton run`` the same fields from its attempts; ``attempts`` always
         from the store, so a running run lists the attempts made so far."""
-        from baton.runner.request import attempt_json
-
         data = self.job.to_json() if self.job else self._plain(store)
         data["attempts"] = [attempt_json(a) for a in self.attempts]
         return data
 
     def _plain(self, store: RunStore) -> dict[str, Any]:
-        from baton.runner.request import RunResult
-
         first, last = self.attempts[0], self.attempts[-1]
         data: dict[str, Any] = {
             "run_id": self.id,

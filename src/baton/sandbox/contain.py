@@ -167,6 +167,7 @@ def end_unsupervised(run: Callable[[str], RunRecord | None]) -> dict[str, int]:
     record of a run id): a run that ended, or whose runner on this host is gone. A group of a run this
     store does not know is another home's (its record is written before its group is made): left
     alone. The run id → how many processes were ended (for ``baton sweep``)."""
+    # lazy: cold CLI
     import psutil  # (~20 ms of imports: the sweep's, never a run's)
 
     ended = {}

@@ -29,6 +29,7 @@ PROXY_PORT = 3128  # the proxy's port inside the agent's namespace (the first on
 def applies(mode: str) -> bool:
     """Whether agents get their own network namespace: ``BATON_NET_NS`` against this host
     (:func:`netns.probe`)."""
+    # lazy: cold CLI
     from baton.sandbox import netns
 
     return mode != "off" and netns.probe() is None
@@ -79,6 +80,7 @@ class Egress:
         a namespace of its own (:meth:`enter`, in its spawn thread), its model APIs at ``endpoints``,
         ``own`` the ports of the servers it listens on itself (granted, never relayed), ``upstream`` the
         operator's proxy its allowed connections go through."""
+        # lazy: cold CLI
         from baton.sandbox import netns, proxy
         from baton.sandbox.proxy import Gate
 
@@ -105,6 +107,7 @@ class Egress:
     def enter(self) -> None:
         """In the thread that starts the agent, before it is walled in: into a network namespace of
         its own, where baton listens for the proxy and the relays. OSError when that fails."""
+        # lazy: cold CLI
         from baton.sandbox import netns, proxy
 
         netns.enter()
@@ -147,6 +150,7 @@ def describe(mode: str, walled: bool) -> str:
         return "not enforced (agents are not walled in): the proxy variables are a request, not a wall"
     if applies(mode):
         return "own network namespace, only loopback: out through baton's egress proxy alone"
+    # lazy: cold CLI
     from baton.sandbox import netns
 
     why = "BATON_NET_NS=off" if mode == "off" else f"no network namespace: {netns.probe()}"

@@ -85,6 +85,7 @@ def model_gateway(
     key = agent.gateway_key(env)
     if key is None:
         return None
+    # lazy: cold CLI
     from baton.sandbox import gateway
 
     dropped = (*agent.credentials, *(name for name, _ in key.keys), *key.also)
@@ -238,6 +239,7 @@ def container_for(
 ) -> tuple[Container, bool]:
     """The container an agent of ``environment = "container"`` runs in, its image ``tag`` built from
     ``dockerfile`` when missing (and whether it was, now); loaded for such a run only."""
+    # lazy: cold CLI
     from baton.sandbox import container
 
     path = container.engine_path(engine)

@@ -14,6 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
+from baton.keys import key_of
 from baton.models import Mode, RunRecord, SessionRecord
 from baton.store.base import RunStore, Transactions
 
@@ -52,7 +53,7 @@ def lineage(store: RunStore, session: SessionRecord) -> dict[str, Any]:
 def quarantined(store: RunStore, session: SessionRecord) -> list[dict[str, Any]]:
     """The key's conversations that are never resumed again (:mod:`baton.runner.quarantine`), each
     with its strikes and the last failure, oldest first."""
-    from baton.keys import key_of
+    # lazy: cold CLI
     from baton.sessions.tables import strike_store  # (SQLAlchemy: only once a store is opened)
 
     found = strike_store(cast(Transactions, store)).of_key(key_of(session))

@@ -36,6 +36,7 @@ def open_store(url: str) -> Store:
     # SQLAlchemy (~0.2 s of imports) loads here, not when this package is imported: the Protocols
     # above are what most modules need, and commands that read the store through
     # :mod:`baton.store.lite` never load it.
+    # lazy: cold CLI
     from baton.store.sql import SQLStore
 
     scheme = url.split(":", 1)[0]
@@ -43,8 +44,10 @@ def open_store(url: str) -> Store:
         return SQLStore(url)
     if scheme.startswith("postgres"):
         try:
+            # lazy: the postgres extra
             import psycopg  # noqa: F401
         except ImportError:
+            # lazy: cold CLI
             from baton.install import extra_hint  # (importlib.metadata: only on this error)
 
             raise BadInput(f"PostgreSQL support is not installed: {extra_hint('postgres')}") from None
@@ -59,6 +62,7 @@ def open_store(url: str) -> Store:
 def __getattr__(name: str) -> Any:
     """``baton.store.SQLStore``, imported on first use (PEP 562)."""
     if name == "SQLStore":
+        # lazy: cold CLI
         from baton.store.sql import SQLStore
 
         return SQLStore

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from baton.errors import BatonError, Busy
 from baton.settings import Settings
+from baton.store import open_store
 from baton.store.base import LeaseStore, Store
 from baton.store.leases import LeaseHolder, lease_backend
 
@@ -90,8 +91,6 @@ class Duty:
         if self._lease is None:
             store = self.store
             if store is None:
-                from baton.store import open_store
-
                 store = self._own = open_store(self.settings.resolved_store_url)
             backend = lease_backend(self.settings, store)
             self._lease = LeaseHolder(store, PREFIX + self.name, self.settings.lease_ttl, backend=backend)

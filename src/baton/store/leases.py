@@ -40,6 +40,7 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    # lazy: cold CLI
     import psutil  # (~20 ms of imports: only when a lease's holder on this host may be gone)
 
     try:
@@ -58,6 +59,7 @@ def lease_backend(settings: Settings, store: LeaseStore) -> LeaseBackend:
         raise BadInput(f"setting 'lease_backend' must be 'sql' or 'redis', not {settings.lease_backend!r}")
     if not settings.redis_url:
         raise BadInput("setting 'lease_backend' is 'redis' but 'redis_url' (BATON_REDIS_URL) is empty")
+    # lazy: the redis extra
     from baton.store.redis import connect
     from baton.store.redis_leases import RedisLeases
 

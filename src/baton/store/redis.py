@@ -63,6 +63,7 @@ class RedisConn:
     def errors(self, doing: str) -> Iterator[None]:
         """Translate Redis's errors into :class:`StoreError`; unreachable or timed out:
         :class:`StoreUnavailable`, which a caller may try again."""
+        # lazy: the redis extra
         import redis
 
         try:
@@ -75,6 +76,7 @@ class RedisConn:
 
 def _import_redis() -> Any:
     try:
+        # lazy: the redis extra
         import redis
     except ImportError:
         raise BadInput(f"Redis support is not installed: {extra_hint('redis')}") from None

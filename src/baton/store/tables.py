@@ -45,9 +45,11 @@ def insert_for(conn: Connection, table: sa.Table) -> Any:
     # imported here: the PostgreSQL dialect alone costs ~50 ms of imports, which a SQLite store
     # never needs
     if conn.dialect.name == "postgresql":
+        # lazy: the dialect in use only
         from sqlalchemy.dialects import postgresql
 
         return postgresql.insert(table)
+    # lazy: the dialect in use only
     from sqlalchemy.dialects import sqlite
 
     return sqlite.insert(table)

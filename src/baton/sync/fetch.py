@@ -151,6 +151,7 @@ def peek_http(
     if environ.get("BATON_GIT_TOKEN"):
         headers["Authorization"] = f"Basic {_basic(environ)}"
     body = _ls_refs(names)
+    # lazy: cold CLI
     import http.client  # here: http.client and ssl cost ~25 ms, and most turns never peek
 
     try:
@@ -175,6 +176,7 @@ def _connection(
 ) -> http.client.HTTPConnection:
     """A connection to the remote; over https verified against the certificates git would use
     (``GIT_SSL_CAINFO``/``GIT_SSL_CAPATH``, else the system's)."""
+    # lazy: cold CLI
     import http.client
     import ssl
 

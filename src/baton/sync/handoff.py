@@ -134,6 +134,7 @@ def _replace_leftover(store: AuditStore, workdirs: Workdirs, target: Key, branch
     archive = archive_worktree(workdirs, target, branch, archive_stamp())
     workdirs.remove_worktree_dir(target)
     ref = archive.ref if archive else None
+    # lazy: cold CLI
     from baton.sessions.manage import local_actor  # (the session layer: only for a hand-off)
 
     store.audit("handoff-replace", str(target), local_actor(), {"worktree": str(path), "archive": ref})
@@ -285,6 +286,7 @@ def catch_up(
     archive = archive_worktree(workdirs, target, branch, archive_stamp())
     workdirs.remove_worktree_dir(target)
     _point_refs(workdirs, target, branch, state, cache)
+    # lazy: cold CLI
     from baton.sessions.manage import local_actor  # (the session layer: only for a catch-up)
 
     ref = archive.ref if archive else None

@@ -247,6 +247,7 @@ def remove_space(settings: Settings, key: Key) -> bool:
     if not path.exists():
         return False
     if (path / "services").is_dir():  # its services' data: their containers go first
+        # lazy: cold CLI
         from baton.workspace.containers import stop_space
 
         stop_space(settings, path)

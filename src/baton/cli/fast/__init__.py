@@ -77,6 +77,7 @@ def sessions_ls(args: list[str]) -> int | None:
     text = given.get("limit")
     if text is not None and (given.get("all") or not str(text).isdigit() or int(str(text)) < 1):
         return None
+    # lazy: cold CLI
     from baton.cli.fast.lite import open_lite
     from baton.keys import repo_slug
     from baton.settings import load_settings
@@ -84,6 +85,7 @@ def sessions_ls(args: list[str]) -> int | None:
     store = open_lite(load_settings().resolved_store_url)
     if store is None:
         return None
+    # lazy: cold CLI
     from baton.cli.listing import list_sessions_page, page_limit
 
     agent, repo = given.get("agent"), given.get("repo")

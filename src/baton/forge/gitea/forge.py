@@ -2,36 +2,35 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from baton.forge.config import ForgeConfig
-from baton.forge.model import ForgeClient, ForgeKind
+from baton.forge.delivery import READERS, DeliveryReader
+from baton.forge.events import HOOK_EVENTS
+from baton.forge.gitea.client import GiteaClient
+from baton.forge.gitea.merge import GiteaMerge
+from baton.forge.intake import gitea_review_identity
+from baton.forge.model import ForgeClient, ForgeKind, Review
 from baton.forge.readiness import MergeClient
 from baton.forge.tokenforge import TokenForge
 
-if TYPE_CHECKING:
-    from baton.forge.delivery import DeliveryReader
-
 
 class Gitea(TokenForge):
-    def client(self, forge: ForgeConfig) -> ForgeClient:
-        from baton.forge.gitea.client import GiteaClient
+    hook_events = HOOK_EVENTS
+    web_paths = ("issues", "pulls")
 
+    def client(self, forge: ForgeConfig) -> ForgeClient:
         return GiteaClient(forge.api_url, forge.token())
 
     def merge_client(self, client: ForgeClient) -> MergeClient | None:
-        from baton.forge.gitea.client import GiteaClient
-
         if isinstance(client, GiteaClient):
-            from baton.forge.gitea.merge import GiteaMerge
-
             return GiteaMerge(client)
         return None
 
+    def review_identity(self, number: int, review: Review) -> str:
+        # its payload has no review id: webhook and API agree on its PR, commit and text
+        return gitea_review_identity(number, review.commit or "", review.body)
+
     @property
     def reader(self) -> DeliveryReader:
-        from baton.forge.delivery import READERS
-
         return READERS[ForgeKind.GITEA]
 
 

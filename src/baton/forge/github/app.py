@@ -25,6 +25,7 @@ import httpx
 
 from baton.errors import BadInput
 from baton.forge.config import ForgeConfig
+from baton.forge.github.client import GitHubClient
 from baton.forge.github.tokens import Minted, TokenCache
 from baton.forge.http import ForgeHTTP
 from baton.forge.model import ForgeError
@@ -174,6 +175,7 @@ class GitHubApp:
 
     def jwt(self) -> str:
         """A JWT for the App's own requests, signed again two minutes before it expires."""
+        # lazy: cost: PyJWT and cryptography, for an App's JWT only
         import jwt
 
         now = self._clock()
@@ -409,6 +411,4 @@ def identified(forge: ForgeConfig) -> ForgeConfig:
 
 def app_client(forge: ForgeConfig) -> GitHubClient:
     """The GitHub client of an App forge: each request with its repository's installation token."""
-    from baton.forge.github.client import GitHubClient
-
     return GitHubClient(forge.api_url, AppAuth(app_of(forge)))

@@ -4,8 +4,9 @@ gained are known at once (no look-up before their first token), those it lost mi
 deleted or suspended installation's token is dropped, and new permissions accepted make the next token
 carry them. The payload is hostile even when signed: the installation's id, the action and each
 repository's full name are type- and length-checked; one missing or malformed is a
-:class:`~baton.forge.events.Malformed` (the route's 400). The service's process acts on them; other
-processes find the same within the hour they keep an installation (:mod:`baton.forge.github.app`).
+:class:`~baton.forge.events.Malformed` (the route's 400). GitHub's reader (:data:`READER`) reads them;
+the service's process acts on them; other processes find the same within the hour they keep an
+installation (:mod:`baton.forge.github.app`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from baton.forge.config import ForgeSettings
-from baton.forge.events import Ignored, Malformed
+from baton.forge.delivery import Delivery, PartReaders, Reader
+from baton.forge.events import GITHUB, Ignored, Malformed
+from baton.forge.github.app import app_of
+from baton.forge.model import ForgeKind
 
 EVENTS = ("installation", "installation_repositories")
 ACTIONS = {
@@ -31,8 +35,10 @@ _FULL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
 class Installed:
     """What an installation delivery says: on the forge ``forge`` (a configured App's), the
     installation ``installation`` was ``action`` (created, deleted, suspend, unsuspend,
-    new_permissions_accepted, added, removed), with the repositories it gained and lost."""
+    new_permissions_accepted, added, removed), with the repositories it gained and lost: a delivery's
+    :class:`~baton.forge.delivery.ForgePart`."""
 
+    key: ClassVar[str] = "installed"
     forge: str
     installation: int
     action: str
@@ -57,6 +63,19 @@ class Installed:
             tuple(str(r) for r in data.get("added") or ()),
             tuple(str(r) for r in data.get("removed") or ()),
         )
+
+    def act(self, config: ForgeSettings) -> dict[str, Any]:
+        """Tell this process's App what changed; the delivery's result."""
+        forge = config.forges.get(self.forge)
+        if forge is None or forge.app is None:
+            return {"ignored": f"forge {self.forge} is no longer a configured GitHub App"}
+        app = app_of(forge)
+        if self.action in ("deleted", "suspend"):
+            app.uninstalled(self.installation)
+        if self.action == "new_permissions_accepted":
+            app.renewed_permissions(self.installation)
+        app.learned(self.installation, self.added, self.removed)
+        return {"installation": self.to_json()}
 
 
 def read(config: ForgeSettings, event: str, payload: Mapping[str, Any]) -> Installed | Ignored:
@@ -85,20 +104,23 @@ def read(config: ForgeSettings, event: str, payload: Mapping[str, Any]) -> Insta
     return Installed(apps[0].name, installation, action, added, removed)
 
 
-def act(config: ForgeSettings, installed: Installed) -> dict[str, Any]:
-    """Tell this process's App what changed; the delivery's result."""
-    from baton.forge.github.app import app_of
+@dataclass(frozen=True)
+class AppReader(Reader):
+    """GitHub's reading of its deliveries: an App's installation delivery names no repository and goes
+    to the App's forge as an :class:`Installed` part; every other is read as Gitea's are."""
 
-    forge = config.forges.get(installed.forge)
-    if forge is None or forge.app is None:
-        return {"ignored": f"forge {installed.forge} is no longer a configured GitHub App"}
-    app = app_of(forge)
-    if installed.action in ("deleted", "suspend"):
-        app.uninstalled(installed.installation)
-    if installed.action == "new_permissions_accepted":
-        app.renewed_permissions(installed.installation)
-    app.learned(installed.installation, installed.added, installed.removed)
-    return {"installation": installed.to_json()}
+    @property
+    def parts(self) -> PartReaders:
+        return {Installed.key: Installed.from_json}
+
+    def feedback(self, config: ForgeSettings, event: str, payload: dict[str, Any]) -> Delivery | Ignored:
+        if event in EVENTS:
+            installed = read(config, event, payload)
+            return Delivery(part=installed) if isinstance(installed, Installed) else installed
+        return super().feedback(config, event, payload)
+
+
+READER = AppReader(GITHUB, ForgeKind.GITHUB)
 
 
 def _positive(value: Any, where: str) -> int:

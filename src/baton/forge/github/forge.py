@@ -3,64 +3,64 @@ App's (its installation tokens, its own login read from GitHub)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from baton.forge.appchecks import AppChecks
 from baton.forge.config import ForgeConfig
-from baton.forge.model import ForgeClient, ForgeKind
+from baton.forge.delivery import DeliveryReader
+from baton.forge.events import HOOK_EVENTS
+from baton.forge.github import app_check
+from baton.forge.github.app import app_client, app_of, identified
+from baton.forge.github.app_events import READER
+from baton.forge.github.client import GitHubClient
+from baton.forge.github.merge import GitHubMerge
+from baton.forge.model import ForgeClient, Review
 from baton.forge.readiness import MergeClient
 from baton.forge.tokenforge import TokenForge
 
-if TYPE_CHECKING:
-    from baton.forge.delivery import DeliveryReader
-
 
 class GitHub(TokenForge):
+    hook_events = HOOK_EVENTS
+    web_paths = ("issues", "pull")
+
     def client(self, forge: ForgeConfig) -> ForgeClient:
         if forge.app is not None:
-            from baton.forge.github.app import app_client
-
             return app_client(forge)
-        from baton.forge.github.client import GitHubClient
-
         return GitHubClient(forge.api_url, forge.token())
 
     def merge_client(self, client: ForgeClient) -> MergeClient | None:
-        from baton.forge.github.client import GitHubClient
-
         if isinstance(client, GitHubClient):
-            from baton.forge.github.merge import GitHubMerge
-
             return GitHubMerge(client.http)
         return None
 
     def identified(self, forge: ForgeConfig) -> ForgeConfig:
         if forge.app is not None and not (forge.user and forge.mention):
-            from baton.forge.github.app import identified
-
             return identified(forge)
         return super().identified(forge)
 
     def push_env(self, forge: ForgeConfig, repo: str) -> dict[str, str]:
         if forge.app is not None:
-            from baton.forge.github.app import app_of
-
             return {"BATON_GIT_TOKEN": app_of(forge).token(repo), "BATON_GIT_USERNAME": "x-access-token"}
         return super().push_env(forge, repo)
 
     def push_refused(self, forge: ForgeConfig, token: str) -> bool:
         if forge.app is None:
             return super().push_refused(forge, token)
-        from baton.forge.github.app import app_of
 
         app = app_of(forge)
         installation = app.tokens.owner(token)
         return installation is not None and app.tokens.refused(installation, token)
 
+    def app_checks(self, forge: ForgeConfig) -> AppChecks | None:
+        if forge.app is None:
+            return super().app_checks(forge)
+
+        return app_check
+
+    def review_identity(self, number: int, review: Review) -> str:
+        return f"review:{review.id}"  # its webhook names the review's id
+
     @property
     def reader(self) -> DeliveryReader:
-        from baton.forge.delivery import READERS
-
-        return READERS[ForgeKind.GITHUB]
+        return READER
 
 
 GITHUB = GitHub()

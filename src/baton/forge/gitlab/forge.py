@@ -2,36 +2,38 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from baton.forge.config import ForgeConfig
-from baton.forge.model import ForgeClient
+from baton.forge.delivery import DeliveryReader
+from baton.forge.gitlab.client import GitLabClient
+from baton.forge.gitlab.intake import GITLAB_READER
+from baton.forge.gitlab.merge import GitLabMerge
+from baton.forge.model import ForgeClient, Review
 from baton.forge.readiness import MergeClient
 from baton.forge.tokenforge import TokenForge
 
-if TYPE_CHECKING:
-    from baton.forge.delivery import DeliveryReader
+# the hook's flags the loop needs: notes, issues (labels, assignees, closes), MRs, pipelines, pushes
+HOOK_EVENTS = frozenset(
+    {"note_events", "issues_events", "merge_requests_events", "pipeline_events", "push_events"}
+)
 
 
 class GitLab(TokenForge):
-    def client(self, forge: ForgeConfig) -> ForgeClient:
-        from baton.forge.gitlab.client import GitLabClient
+    hook_events = HOOK_EVENTS
+    web_paths = ("-/issues", "-/merge_requests")  # its issue #N and MR !N are two things
 
+    def client(self, forge: ForgeConfig) -> ForgeClient:
         return GitLabClient(forge.api_url, forge.token())
 
     def merge_client(self, client: ForgeClient) -> MergeClient | None:
-        from baton.forge.gitlab.client import GitLabClient
-
         if isinstance(client, GitLabClient):
-            from baton.forge.gitlab.merge import GitLabMerge
-
             return GitLabMerge(client)
         return None
 
+    def review_identity(self, number: int, review: Review) -> str:
+        return f"review:note-{review.id}"  # no review id: a diff note each (baton.forge.gathering)
+
     @property
     def reader(self) -> DeliveryReader:
-        from baton.forge.gitlab.intake import GITLAB_READER
-
         return GITLAB_READER
 
 

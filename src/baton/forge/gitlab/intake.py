@@ -17,7 +17,7 @@ from typing import Any
 
 from baton.forge import payload as read
 from baton.forge.config import ForgeConfig, ForgeSettings, MergePolicy
-from baton.forge.delivery import BasePushed, Closed, Delivery, Settled, admitted, joined
+from baton.forge.delivery import BasePushed, Closed, Delivery, PartReaders, Settled, admitted, joined
 from baton.forge.events import GITLAB, Forge, Ignored, Malformed, Target, branch_name, repo_slugs
 from baton.forge.gitlab.rest import is_bot_login
 from baton.forge.model import Actor, FailedCheck, ForgeEvent, ForgeKind, ReviewComment, Trigger
@@ -366,6 +366,10 @@ class GitLabReader:
 
     forge: Forge = GITLAB
     kind: ForgeKind = ForgeKind.GITLAB
+
+    @property
+    def parts(self) -> PartReaders:
+        return {}
 
     def read(self, config: ForgeSettings | None, event: str, payload: dict[str, Any]) -> Delivery | Ignored:
         target = _target(event, payload)

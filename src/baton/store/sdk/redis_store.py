@@ -24,6 +24,7 @@ from claude_agent_sdk.types import (
 
 from baton.errors import BadInput, StoreError
 from baton.install import extra_hint
+from baton.settings import load_settings
 from baton.store.sdk.common import decode, encode, fold, off_loop, parts, subpath
 
 try:
@@ -287,8 +288,6 @@ def _text(value: bytes | str) -> str:
 
 def _client(url_or_client: Any) -> redis.Redis:
     if url_or_client is None:
-        from baton.settings import load_settings
-
         url_or_client = load_settings().redis_url
         if not url_or_client:
             raise BadInput("RedisSessionStore needs a Redis URL or client (or BATON_REDIS_URL)")
