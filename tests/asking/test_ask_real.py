@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -92,35 +91,3 @@ def test_codex_set_up_from_the_environment_alone_asks(
             not (settings.home / "homes" / "codex" / "config.toml").exists()
             or "model =" not in (settings.home / "homes" / "codex" / "config.toml").read_text()
         )
-
-
-def test_claude_asks_through_baton_s_own_process_from_its_own_network_namespace(
-    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Claude Code spawns no server for the tool: its handshake and its call reach baton's process over
-    HTTP (relayed into the agent's network namespace, through the walls' TCP rule), and a turn that
-    does not ask costs no server's start or stop."""
-    from baton.asking import server as ask_server
-    from baton.testing.mock_anthropic import MockAnthropic
-
-    heard: list[str] = []
-    answer = ask_server.answer
-
-    def listening(path: str, message: Any) -> dict[str, Any] | None:
-        heard.append(str(message.get("method")))
-        return answer(path, message)
-
-    monkeypatch.setattr(ask_server, "answer", listening)
-    with MockAnthropic() as mock:
-        for key, value in mock.env().items():
-            monkeypatch.setenv(key, value)
-        mock.configure_home(settings.home / "homes" / "claude")
-        repo = make_repo(tmp_path / "src")
-        request = RunRequest(
-            agent="claude", repo=str(repo), thread="ns", prompt=f"Decide. {ASK}", egress="none"
-        )
-        asked = run(request, settings)
-    assert asked.run.outcome == Outcome.NEEDS_INPUT, asked.to_json()
-    assert asked.run.confined
-    assert Question.from_json(asked.run.question) == Question(QUESTION, ("red", "blue"))
-    assert {"initialize", "tools/list", "tools/call"} <= set(heard), heard

@@ -24,7 +24,7 @@ import pytest
 
 from baton.errors import BadInput
 from baton.runner.process import RunLog, run_process
-from baton.sandbox import egress, walls
+from baton.sandbox import walls
 from baton.sandbox.walls import Walls, git_parts, installation, rules, ruleset, support, tcp_ports, url_port
 from baton.settings import Settings
 from tests.conftest import GIT_ID
@@ -259,11 +259,9 @@ def test_the_ports() -> None:
         "HTTPS_PROXY": "http://proxy:3128",
         "no_proxy": "localhost:1234",
         "OTHER": "http://x:9999",
-        "BATON_ASK_URL": "http://127.0.0.1:41002/ask/x/y",  # baton's MCP server over HTTP
     }
     ports = tcp_ports(settings, env, urls=["http://git.example:3001/acme/api.git"])
-    assert ports == {80, 443, 22, 9418, 41001, 41002, 3128, 8080, 3000, 3001}
-    assert egress.service_endpoints(env) == [("127.0.0.1", 41002)]  # relayed into its namespace
+    assert ports == {80, 443, 22, 9418, 41001, 3128, 8080, 3000, 3001}
     assert walls.denied_ports(settings) == {5432, 5672, 6380}
     # a denied port is never allowed, whoever asks for it
     assert 5432 not in tcp_ports(settings.with_(agent_ports="5432"), {"OPENAI_BASE_URL": "http://h:5672"})

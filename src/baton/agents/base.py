@@ -91,22 +91,14 @@ class Launch:
     stdin: bytes | None = None  # written to the agent's stdin, then closed (None: /dev/null)
 
 
-# an agent's variable naming baton's MCP server it reaches over HTTP (on the host's loopback): the walls
-# allow its port, and the agent's own network namespace relays it
-ASK_URL = "BATON_ASK_URL"
-
-
 @dataclass(frozen=True)
 class McpServer:
     """A stdio MCP server a turn's agent is given (baton's own ``ask_human``: :mod:`baton.asking`),
-    configured through the CLI's own MCP configuration; ``url``: the same served over HTTP by baton's
-    process, for a CLI that takes one (it spawns nothing then). Never a secret in it: it may reach argv
-    (the URL's token only writes that turn's question)."""
+    configured through the CLI's own MCP configuration. Never a secret in it: it may reach argv."""
 
     name: str
     command: str
     args: tuple[str, ...] = ()
-    url: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,7 +158,6 @@ class Agent(Protocol):
     auth_hint: str  # how to set them up, for `doctor` and for a "not logged in" run
     config_files: tuple[str, ...]  # the operator's files of the base home a key's home gets copies of
     instruction_files: tuple[str, ...]  # what it reads of its worktree as instructions (``dir/``: all within)
-    mcp_over_http: bool  # takes an MCP server's URL (baton's ``ask_human`` then served by its process)
 
     @property
     def command(self) -> list[str]:
@@ -339,7 +330,6 @@ class AgentBase:
     # The CLI's own flags for each access level, in argv only (never a byte of the prompt).
     access_flags: ClassVar[dict[Access, tuple[str, ...]]] = {}
     env_patterns: tuple[str, ...] = ()  # what env_names() returns unless an adapter adds to it
-    mcp_over_http: bool = False  # given baton's MCP server as a URL (McpServer.url), not a process
     # Files of the base home (relative paths: the operator's configuration and credentials) that a
     # key's home is given copies of (see :mod:`baton.workspace.keyspace`).
     config_files: tuple[str, ...] = ()

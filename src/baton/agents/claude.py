@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 
 from baton.agents import limits, signals, window
 from baton.agents.base import (
-    ASK_URL,
     AgentBase,
     Capabilities,
     Launch,
@@ -99,9 +98,6 @@ class ClaudeAgent(AgentBase):
     # mode; bypassPermissions (--dangerously-skip-permissions) is refused as root, so it is not used. Each
     # flag is written --flag=value: the variadic tool lists then cannot swallow a following argument, and
     # the fake agent's parser skips them.
-    # Claude Code waits for a stdio server at a turn's start and, at its end, sends it SIGINT and looks
-    # again 50 ms later: over HTTP a turn that does not ask spawns and stops nothing
-    mcp_over_http = True
     access_flags: ClassVar[dict[Access, tuple[str, ...]]] = {
         Access.READ: ("--permission-mode=dontAsk", "--disallowedTools=Write,Edit,NotebookEdit"),
         Access.EDIT: ("--permission-mode=acceptEdits",),
@@ -194,7 +190,7 @@ class ClaudeAgent(AgentBase):
         else:
             raise AgentError(f"mode {mode.value!r} cannot be launched directly")
         stdin = self.prompt_stdin(guard_prompt(prompt, SLASH))
-        env = {"CLAUDE_CONFIG_DIR": str(self._home), **ask_env(servers)}
+        env = {"CLAUDE_CONFIG_DIR": str(self._home)}
         return Launch(argv=argv, env=env, new_session_id=new_id, stdin=stdin)
 
     def compact_launch(self, session_id: str, access: Access, walled: bool = False) -> Launch:
@@ -322,25 +318,14 @@ def mcp_flags(servers: tuple[McpServer, ...]) -> list[str]:
         return []
     # alwaysLoad: never deferred behind tool search (the model would have to search for a tool it
     # does not know it has), and the turn starts once the server is connected
-    config = {"mcpServers": {s.name: {**_transport(s), "alwaysLoad": True} for s in servers}}
+    config = {
+        "mcpServers": {
+            s.name: {"type": "stdio", "command": s.command, "args": list(s.args), "alwaysLoad": True}
+            for s in servers
+        }
+    }
     allowed = ",".join(f"mcp__{s.name}" for s in servers)
     return [f"--mcp-config={json.dumps(config)}", f"--allowedTools={allowed}"]
-
-
-def _transport(server: McpServer) -> dict[str, Any]:
-    """Over HTTP where baton serves it (Claude Code spawns nothing then, and at a turn's end has no
-    process to stop: a stdio server costs every turn its start, and its SIGINT and a look 50 ms later);
-    else stdio."""
-    if server.url:
-        return {"type": "http", "url": server.url}
-    return {"type": "stdio", "command": server.command, "args": list(server.args)}
-
-
-def ask_env(servers: tuple[McpServer, ...]) -> dict[str, str]:
-    """:data:`~baton.agents.base.ASK_URL` for the walls and the way out: the port of the servers
-    Claude Code reaches over HTTP (baton's, on the host's loopback)."""
-    urls = [s.url for s in servers if s.url]
-    return {ASK_URL: urls[0]} if urls else {}
 
 
 def _lines_from_end(data: bytes) -> Iterator[bytes]:

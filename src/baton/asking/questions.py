@@ -53,17 +53,11 @@ def path(tmp: Path) -> Path:
     return tmp / FILE
 
 
-def server(tmp: Path, http: bool = False) -> McpServer:
+def server(tmp: Path) -> McpServer:
     """The ``baton`` MCP server for a turn of the key whose temp dir is ``tmp``: baton's Python running
-    the server's file isolated (``-I -S``: no site, no user paths, no baton package import); ``http``:
-    its URL in this process too (:mod:`web`), for a CLI that takes one."""
+    the server's file isolated (``-I -S``: no site, no user paths, no baton package import)."""
     program = Path(_server.__file__).with_name("server_run.py")  # the module compiled: imported above
-    file = path(tmp)
-    if not http:
-        return McpServer(_server.NAME, sys.executable, ("-I", "-S", str(program), str(file)))
-    from baton.asking import web  # here: only a turn of a CLI that takes a URL serves it (the import budget)
-
-    return McpServer(_server.NAME, sys.executable, ("-I", "-S", str(program), str(file)), web.url(file))
+    return McpServer(_server.NAME, sys.executable, ("-I", "-S", str(program), str(path(tmp))))
 
 
 def overdue(tmp: Path, now: float | None = None) -> str | None:

@@ -75,7 +75,7 @@ def run_attempt(
     walled = check_confine(ctx.settings)
     tmp = keyspace.key_tmp(ctx.settings, ctx.key)
     questions.clear(tmp)  # an earlier turn's question is never this one's
-    servers = (questions.server(tmp, http=ctx.agent.mcp_over_http),)
+    servers = (questions.server(tmp),)
     launch = ctx.agent.launch(decision.mode, text, decision.session_id, ctx.access, walled, servers)
     record = _record(ctx, prepared, decision, attempt)
     record.confined = walled

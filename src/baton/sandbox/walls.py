@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from baton.agents.base import ASK_URL
 from baton.errors import BadInput
 from baton.sandbox import hostsecrets
 from baton.sandbox.landlock import Fs, Net, Ruleset, Scope, probe
@@ -382,11 +381,9 @@ def own_ports(env: Mapping[str, str]) -> frozenset[int]:
 
 
 def service_ports(env: Mapping[str, str]) -> set[int]:
-    """The ports of the key's services, as baton told the agent (:mod:`baton.runner.services`), and of
-    baton's MCP server it reaches over HTTP (:data:`~baton.agents.base.ASK_URL`)."""
+    """The ports of the key's services, as baton told the agent (:mod:`baton.runner.services`)."""
     items = env.get("BATON_SERVICE_PORTS", "").split(",")
-    found = {int(i) for i in items if i.isdigit() and 0 < int(i) < 65536}
-    return found | ({url_port(env[ASK_URL]) or 0} - {0} if env.get(ASK_URL) else set())
+    return {int(i) for i in items if i.isdigit() and 0 < int(i) < 65536}
 
 
 def _setting_ports(text: str) -> set[int]:

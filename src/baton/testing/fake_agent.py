@@ -205,10 +205,9 @@ ASK = re.compile(r"\[\[tool:ask_human (\{.*?\})\]\]", re.DOTALL)  # a marker the
 
 
 def ask_human(config: str | None, prompt: str) -> str | None:
-    """When ``prompt`` holds ``[[tool:ask_human {JSON}]]``: call the tool as Claude Code does — reach the
-    ``baton`` MCP server ``--mcp-config`` names (POST to its URL, or start its command), initialize,
-    list its tools, call ``ask_human`` with the JSON — and return the tool's text (None without a marker
-    or a server)."""
+    """When ``prompt`` holds ``[[tool:ask_human {JSON}]]``: call the tool as Claude Code does — start the
+    ``baton`` MCP server ``--mcp-config`` names, initialize, list its tools, call ``ask_human`` with the
+    JSON — and return the tool's text (None without a marker or a server)."""
     found = ASK.search(prompt)
     servers = json.loads(config).get("mcpServers", {}) if config else {}
     server = servers.get("baton")
@@ -225,37 +224,13 @@ def ask_human(config: str | None, prompt: str) -> str | None:
             "params": {"name": "ask_human", "arguments": json.loads(found[1])},
         },
     ]
-    if server.get("type") == "http":
-        answers, trouble = post_each(str(server["url"]), calls), ""
-    else:
-        lines = "".join(json.dumps(c) + "\n" for c in calls)
-        done = run_command(
-            [server["command"], *server.get("args", [])], input=lines, capture_output=True, text=True
-        )
-        answers = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-        trouble = done.stderr
+    lines = "".join(json.dumps(c) + "\n" for c in calls)
+    done = run_command(
+        [server["command"], *server.get("args", [])], input=lines, capture_output=True, text=True
+    )
     time.sleep(float(os.environ.get("FAKE_AGENT_AFTER_ASK", "0") or 0))  # going on after asking
-    return str(answers[-1]["result"]["content"][0]["text"]) if len(answers) == 3 else trouble
-
-
-def post_each(url: str, calls: list[Any]) -> list[Any]:
-    """MCP's Streamable HTTP as Claude Code speaks it: each message POSTed; the answers of requests
-    (a notification's 202 has none)."""
-    import http.client  # only when asking (a start of the fake agent does not)
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    answers = []
-    for message in calls:
-        link = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
-        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
-        link.request("POST", parts.path, json.dumps(message), headers)
-        response = link.getresponse()
-        body = response.read()
-        link.close()
-        if response.status == 200:
-            answers.append(json.loads(body))
-    return answers
+    answers = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    return str(answers[-1]["result"]["content"][0]["text"]) if len(answers) == 3 else done.stderr
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
