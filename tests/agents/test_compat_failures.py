@@ -177,6 +177,10 @@ def broken(reason: str) -> Cell:
 
 
 def upgrade(chain: Chain) -> Cell:
+    if not binary(chain.agent, "FROM") and not binary(chain.agent, "TO"):
+        # the pinned column: no upgrade to cross, so no turn (it would be an ordinary resume, which
+        # every later event's turn is judged on as well)
+        return Cell("n/a", reason="no upgrade in this column")
     prompt = "after the upgrade: what did I say first?"
     cell = judge(chain, chain.turn(prompt).run, prompt)
     same = binary(chain.agent, "FROM") == binary(chain.agent, "TO")

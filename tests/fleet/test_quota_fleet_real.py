@@ -131,7 +131,7 @@ def check(
 def test_twenty_queued_claude_runs_in_process_wait_for_the_reset_and_the_mock_sees_no_request_meanwhile(
     model: MockAnthropic, settings: Settings, store: Store, src_repo: Path
 ) -> None:
-    until = int(time.time() + 20)
+    until = int(time.time() + 12)  # both slots' first requests refused by then (the Celery test's window)
     seen = reset_at(model, until)
     settings = settings.with_(concurrency=2)
     executor = LocalExecutor(settings, store)

@@ -49,6 +49,10 @@ class Replica:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        self.spawn()
+        self.wait()
+
+    def spawn(self) -> None:
         with (self.home / "serve.log").open("ab") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(
                 [*BATON, "serve", "--port", str(self.port)],
@@ -57,6 +61,8 @@ class Replica:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def wait(self) -> None:
         wait_http(f"http://127.0.0.1:{self.port}/healthz", timeout=60)
 
     def kill(self) -> None:
@@ -94,6 +100,15 @@ def replicas_fixture(tmp_path: Path, fake: FakeForge, pg_url: str) -> Iterator[l
             replica.kill()
 
 
+def start_all(replicas: list[Replica]) -> None:
+    """The replicas started side by side (each one's start-up is its own process's), then each waited
+    for until it answers."""
+    for replica in replicas:
+        replica.spawn()
+    for replica in replicas:
+        replica.wait()
+
+
 def duty_holder(pg_url: str) -> int | None:
     """The pid holding the forge duty now (its lease's holder is ``host:pid:nonce``)."""
     engine = sa.create_engine(pg_url)
@@ -119,8 +134,7 @@ def traffic(fake: FakeForge, seconds: float) -> int:
 def test_three_replicas_share_the_forge_duty_and_publish_each_turn_once(
     replicas: list[Replica], fake: FakeForge, pg_url: str
 ) -> None:
-    for replica in replicas:
-        replica.start()
+    start_all(replicas)
     wait_for(lambda: duty_holder(pg_url) is not None, timeout=30, what="a holder of the forge duty")
     holder = next(r for r in replicas if r.pid == duty_holder(pg_url))
     runner = next(r for r in replicas if r is not holder)  # receives the webhooks, runs the turns
@@ -162,8 +176,7 @@ def test_two_replicas_dead_for_good_lose_no_mention(
     replica just after it pushed a turn (mid-publish); neither comes back. The survivor takes over what
     they left: every issue gets exactly one status comment saying ``succeeded`` and one PR, each job
     ends ``succeeded``, and no run is left ``running``."""
-    for replica in replicas:
-        replica.start()
+    start_all(replicas)
     wait_for(lambda: duty_holder(pg_url) is not None, timeout=30, what="a holder of the forge duty")
     holder = next(r for r in replicas if r.pid == duty_holder(pg_url))
     others = [r for r in replicas if r is not holder]

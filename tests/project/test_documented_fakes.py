@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.project.release import ROOT, Built, clean_env, fresh_venv
+from tests.project.release import ROOT, Installed, clean_env
 
 pytestmark = pytest.mark.slow  # installs the wheel and the server extra into a new virtualenv
 
@@ -64,8 +64,9 @@ def _first_line(process: subprocess.Popen[str], timeout: float) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def server_bin(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fresh_venv(tmp_path_factory.mktemp("server") / "venv", f"{built.wheel}[server]")
+def server_bin(installed: Installed) -> Path:
+    """The run's virtualenv: the wheel, then its server extra (shared with tests/project/test_release.py)."""
+    return installed.bin
 
 
 def test_the_docs_start_the_mocks_and_fakes() -> None:

@@ -1,7 +1,8 @@
 """The release path, as a user of a built package meets it: ``python -m build`` makes an sdist and a
 wheel that carry every template and static file, ``twine check`` passes, and the wheel installed into a
 fresh virtualenv (its dependencies from the package index, nothing from this checkout) runs
-``baton --version`` and the offline demo."""
+``baton --version`` and the offline demo (the virtualenv is the run's one, its commands run right after
+the plain install, before the ``server`` extra joined it: tests/project/release.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.project.release import Built, clean_env, fresh_venv
+from tests.project.release import Built, Installed
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # builds, and installs ~480 MB of dependencies into a new virtualenv
@@ -29,7 +30,7 @@ def _data_files() -> set[str]:
     }
 
 
-def test_built_wheel_installs_into_a_fresh_venv_and_runs_the_demo(tmp_path: Path, built: Built) -> None:
+def test_built_wheel_installs_into_a_fresh_venv_and_runs_the_demo(built: Built, installed: Installed) -> None:
     wheel, sdist = built.wheel, built.sdist
     twine = subprocess.run(
         [sys.executable, "-m", "twine", "check", "--strict", str(wheel), str(sdist)],
@@ -43,20 +44,11 @@ def test_built_wheel_installs_into_a_fresh_venv_and_runs_the_demo(tmp_path: Path
         in_sdist = {"/".join(name.split("/")[2:]) for name in tar.getnames()}  # agent_baton-X/src/...
     assert wanted <= in_sdist
 
-    venv = tmp_path / "venv"
-    fresh_venv(venv, str(wheel))
-    env = {**clean_env(), "BATON_HOME": str(tmp_path / "home"), "HOME": str(tmp_path / "user")}
-    baton = str(venv / "bin" / "baton")
-    version = subprocess.run([baton, "--version"], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert version.returncode == 0 and version.stdout.startswith("baton "), version.stderr
-    where = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import baton; print(baton.__file__)"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert where.stdout.startswith(str(venv)), where.stdout  # the wheel's baton, not this checkout's
-    demo = subprocess.run([baton, "demo"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
-    assert "same session id: True" in demo.stdout and "the conversation survived the redeploy" in demo.stdout
+    plain = installed.plain  # the plain wheel (no extra) in a fresh virtualenv: what it ran there
+    version, where, demo = plain["version"], plain["where"], plain["demo"]
+    assert version["returncode"] == 0 and str(version["stdout"]).startswith("baton "), version["stderr"]
+    venv = str(installed.bin.parent)
+    assert str(where["stdout"]).startswith(venv), where  # the wheel's baton, not this checkout's
+    said = str(demo["stdout"])
+    assert demo["returncode"] == 0, said[-2000:] + str(demo["stderr"])[-2000:]
+    assert "same session id: True" in said and "the conversation survived the redeploy" in said
