@@ -347,8 +347,12 @@ def cli_here(baton_env: dict[str, str]) -> Callable[..., subprocess.CompletedPro
     ) -> subprocess.CompletedProcess[str]:
         out, err = io.StringIO(), io.StringIO()
         code: object = 0
+        wanted = {**baton_env, **(env or {})}
+        for name, size in (("COLUMNS", "80"), ("LINES", "25")):  # a pipe's size, which Rich would
+            if name not in os.environ and name not in wanted:  # else read from a terminal on fd 0-2
+                wanted[name] = size
         with pytest.MonkeyPatch.context() as patch:
-            for name, value in {**baton_env, **(env or {})}.items():
+            for name, value in wanted.items():
                 patch.setenv(name, value)
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 try:
