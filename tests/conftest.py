@@ -5,13 +5,16 @@ the real Claude Code CLI, a way to run the ``baton`` command as a separate proce
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import io
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -44,6 +47,7 @@ GIT_ID = {
     "GIT_COMMITTER_NAME": "test",
     "GIT_COMMITTER_EMAIL": "test@example.invalid",
 }
+DEFAULT_FILES = {"README.md": "# demo\n", "src/app.py": "print('hi')\n"}  # make_repo's
 # Short timings so fault tests are quick; every value is still a real timer.
 FAST = {"heartbeat": 0.2, "retry_backoff": 0.01, "kill_grace": 1.0, "lease_ttl": 5.0}
 
@@ -176,14 +180,34 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
+    """A git repository at ``path``: ``files`` (a README and src/app.py by default) in one commit on
+    ``main``. The default one is a copy of one made once per process (and umask): three git processes
+    saved a repository, and the same commit, which no test tells apart from a new one."""
+    if files is None and not (path.exists() and any(path.iterdir())):
+        shutil.copytree(_default_repo(), path, symlinks=True, dirs_exist_ok=True, copy_function=shutil.copy)
+        return path
     path.mkdir(parents=True, exist_ok=True)
-    for name, text in (files or {"README.md": "# demo\n", "src/app.py": "print('hi')\n"}).items():
+    for name, text in (files or DEFAULT_FILES).items():
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text(text)
     env = {**os.environ, **GIT_ID}
     for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "initial"]):
         subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True)
     return path
+
+
+_DEFAULT_REPOS: dict[int, Path] = {}
+
+
+def _default_repo() -> Path:
+    """The default repository of this process under its current umask (made on first use, removed at exit)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    if umask not in _DEFAULT_REPOS:
+        root = Path(tempfile.mkdtemp(prefix="baton-test-repo-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        _DEFAULT_REPOS[umask] = make_repo(root / "repo", dict(DEFAULT_FILES))
+    return _DEFAULT_REPOS[umask]
 
 
 def commit_file(repo: Path, name: str, text: str, message: str) -> str:
