@@ -5,12 +5,16 @@ the real Claude Code CLI, a way to run the ``baton`` command as a separate proce
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
+import io
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from baton.agents.claude import bundled_claude
+from baton.cli import main as baton_main
 from baton.settings import Settings, load_settings
 from baton.store import SQLStore, Store, open_store
 from baton.store.engine import dispose_engine, redact
@@ -44,6 +49,7 @@ GIT_ID = {
     "GIT_COMMITTER_NAME": "test",
     "GIT_COMMITTER_EMAIL": "test@example.invalid",
 }
+DEFAULT_FILES = {"README.md": "# demo\n", "src/app.py": "print('hi')\n"}  # make_repo's
 # Short timings so fault tests are quick; every value is still a real timer.
 FAST = {"heartbeat": 0.2, "retry_backoff": 0.01, "kill_grace": 1.0, "lease_ttl": 5.0}
 
@@ -180,14 +186,34 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
+    """A git repository at ``path``: ``files`` (a README and src/app.py by default) in one commit on
+    ``main``. The default one is a copy of one made once per process (and umask): three git processes
+    saved a repository, and the same commit, which no test tells apart from a new one."""
+    if files is None and not (path.exists() and any(path.iterdir())):
+        shutil.copytree(_default_repo(), path, symlinks=True, dirs_exist_ok=True, copy_function=shutil.copy)
+        return path
     path.mkdir(parents=True, exist_ok=True)
-    for name, text in (files or {"README.md": "# demo\n", "src/app.py": "print('hi')\n"}).items():
+    for name, text in (files or DEFAULT_FILES).items():
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text(text)
     env = {**os.environ, **GIT_ID}
     for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "initial"]):
         subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True)
     return path
+
+
+_DEFAULT_REPOS: dict[int, Path] = {}
+
+
+def _default_repo() -> Path:
+    """The default repository of this process under its current umask (made on first use, removed at exit)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    if umask not in _DEFAULT_REPOS:
+        root = Path(tempfile.mkdtemp(prefix="baton-test-repo-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        _DEFAULT_REPOS[umask] = make_repo(root / "repo", dict(DEFAULT_FILES))
+    return _DEFAULT_REPOS[umask]
 
 
 def commit_file(repo: Path, name: str, text: str, message: str) -> str:
@@ -334,6 +360,37 @@ def cli(baton_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[
             timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
+
+    return invoke
+
+
+@pytest.fixture
+def cli_here(baton_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``cli``'s twin for commands that only read and print: ``baton ARGS`` run in this process
+    (``main([...])``), with the same environment (set for the call), its output and exit code in the
+    same ``CompletedProcess``. It skips a process's start (Python, Typer and SQLAlchemy imported again:
+    0.3 to 0.7 s of CPU each); ``cli`` stays for what only a process shows (signals, its exit, ``run``,
+    ``serve``). A ``baton`` that raises is the test's failure, traceback and all."""
+
+    def invoke(
+        *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        out, err = io.StringIO(), io.StringIO()
+        code: object = 0
+        wanted = {**baton_env, **(env or {})}
+        for name, size in (("COLUMNS", "80"), ("LINES", "25")):  # a pipe's size, which Rich would
+            if name not in os.environ and name not in wanted:  # else read from a terminal on fd 0-2
+                wanted[name] = size
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in wanted.items():
+                patch.setenv(name, value)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    baton_main(list(args))
+                except SystemExit as exc:
+                    code = exc.code
+        returncode = code if isinstance(code, int) else (0 if code is None else 1)
+        return subprocess.CompletedProcess([*BATON, *args], returncode, out.getvalue(), err.getvalue())
 
     return invoke
 

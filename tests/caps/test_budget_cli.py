@@ -27,7 +27,7 @@ def key(repo: Path) -> list[str]:
 
 
 def test_a_raise_resumes_the_parked_thread_and_runs_its_instruction_once(
-    cli: Cli, settings: Settings, src_repo: Path
+    cli: Cli, cli_here: Cli, settings: Settings, src_repo: Path
 ) -> None:
     first = cli("run", *key(src_repo), "--max-turns", "1", "first-instruction", env=WRITE)
     assert first.returncode == 0, first.stderr
@@ -37,23 +37,23 @@ def test_a_raise_resumes_the_parked_thread_and_runs_its_instruction_once(
     slug = make_key("fake", str(src_repo), "t1", AGENTS).repo.slug
     notes = settings.home / "worktrees" / "fake" / slug / "t1" / "turns.txt"
     assert len(notes.read_text().splitlines()) == 1
-    shown = json.loads(cli("budget", *key(src_repo), "--json").stdout)
+    shown = json.loads(cli_here("budget", *key(src_repo), "--json").stdout)
     [turns] = [c for c in shown["caps"] if c["measure"] == "turns"]
     assert (turns["limit"], turns["spent"], turns["reached"]) == (1.0, 1.0, True)
     for bad in ("-1", "nan", "1e309", "+abc", "inf", "+1e3"):
-        refused = cli("budget", *key(src_repo), "--turns", bad)
+        refused = cli_here("budget", *key(src_repo), "--turns", bad)
         assert refused.returncode == 2 and "--turns must be" in refused.stderr, (bad, refused.stderr)
     store = open_store(settings.resolved_store_url)
     try:
         assert cap_store(store).raises(Scope.THREAD, f"fake:{slug}:t1") == []  # nothing written
     finally:
         store.close()
-    raised = cli("budget", *key(src_repo), "--turns", "+1", env=WRITE)
+    raised = cli("budget", *key(src_repo), "--turns", "+1", env=WRITE)  # a raise runs the turn
     assert raised.returncode == 0, raised.stderr
     assert "fake reply" in raised.stdout
     ran = notes.read_text().splitlines()
     assert len(ran) == 2 and "second-instruction" in ran[1], ran
-    again = cli("budget", *key(src_repo), "--json")
+    again = cli_here("budget", *key(src_repo), "--json")
     assert [c["raised"] for c in json.loads(again.stdout)["caps"] if c["measure"] == "turns"] == [1.0]
 
 
@@ -65,6 +65,6 @@ def test_a_raise_resumes_the_parked_thread_and_runs_its_instruction_once(
         ([], "name the thread"),
     ],
 )
-def test_budget_names_whose_caps(cli: Cli, args: list[str], says: str) -> None:
-    done = cli("budget", *args)
+def test_budget_names_whose_caps(cli_here: Cli, args: list[str], says: str) -> None:
+    done = cli_here("budget", *args)
     assert done.returncode == 2 and says in done.stderr, done.stderr

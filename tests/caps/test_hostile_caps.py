@@ -68,16 +68,16 @@ def test_a_forge_repos_caps_are_each_threads(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e309"])
-def test_a_hostile_token_cap_creates_no_token(cli: Cli, home: Path, value: str) -> None:
-    done = cli("tokens", "create", "-n", "ci", "--scope", "run", "--max-usd", value)
+def test_a_hostile_token_cap_creates_no_token(cli_here: Cli, home: Path, value: str) -> None:
+    done = cli_here("tokens", "create", "-n", "ci", "--scope", "run", "--max-usd", value)
     assert done.returncode == 2 and "--max-usd must be" in done.stderr, done.stderr
-    assert "ci" not in cli("tokens", "ls", "--json").stdout
+    assert "ci" not in cli_here("tokens", "ls", "--json").stdout
 
 
-def test_a_tokens_caps_are_stored_with_it(cli: Cli, home: Path) -> None:
-    done = cli("tokens", "create", "-n", "ci", "--scope", "run", "--max-usd", "50", "--max-turns", "10")
+def test_a_tokens_caps_are_stored_with_it(cli_here: Cli, home: Path) -> None:
+    done = cli_here("tokens", "create", "-n", "ci", "--scope", "run", "--max-usd", "50", "--max-turns", "10")
     assert done.returncode == 0, done.stderr
-    shown = json.loads(cli("budget", "--token", "ci", "--json").stdout)
+    shown = json.loads(cli_here("budget", "--token", "ci", "--json").stdout)
     assert {c["measure"]: c["limit"] for c in shown["caps"]} == {
         "usd": 50.0,
         "tokens": None,

@@ -1,5 +1,7 @@
-"""``baton forge test|bind|ls|show|reconcile|unbind`` as their own processes, against the fake GitHub,
-with the fake agent: the commands a person runs, their tables, JSON and exit codes."""
+"""``baton forge test|bind|ls|show|reconcile|unbind`` against the fake GitHub, with the fake agent:
+the commands a person runs, their tables, JSON and exit codes. ``reconcile`` (it runs turns) runs as
+its own process; the commands that only ask the forge and the store run through ``baton``'s ``main``
+in this process (``cli_here``)."""
 
 from __future__ import annotations
 
@@ -34,22 +36,24 @@ def status_comments(fake: FakeForge, issue: int) -> list[IssueComment]:
 
 
 def test_forge_test_checks_the_token_the_api_and_batons_access(
-    cli: Cli, env: dict[str, str], fake: FakeForge
+    cli_here: Cli, env: dict[str, str], fake: FakeForge
 ) -> None:
-    done = cli("forge", "test", env={**env, "BATON_WEBHOOK_SECRET": SECRET})
+    done = cli_here("forge", "test", env={**env, "BATON_WEBHOOK_SECRET": SECRET})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ok   repo github:acme/api: default branch main; baton-bot has write access" in done.stdout
     fake.set_permission(REPO, "baton-bot", "read")
-    done = cli("forge", "test", "--json", env={**env, "BATON_GIT_TOKEN": ""})
+    done = cli_here("forge", "test", "--json", env={**env, "BATON_GIT_TOKEN": ""})
     assert done.returncode == 1
     checks = {c["what"]: c for c in json.loads(done.stdout)}
     assert not checks["forge github"]["ok"] and "BATON_GIT_TOKEN" in checks["forge github"]["detail"]
     assert not checks["webhook secret"]["ok"]
 
 
-def test_bind_show_reconcile_ls_and_unbind(cli: Cli, env: dict[str, str], fake: FakeForge) -> None:
+def test_bind_show_reconcile_ls_and_unbind(
+    cli: Cli, cli_here: Cli, env: dict[str, str], fake: FakeForge
+) -> None:
     issue = fake.open_issue(REPO, "alice", "Add notes", "Please.")
-    done = cli("forge", "bind", f"github:{REPO}#{issue}", env=env)
+    done = cli_here("forge", "bind", f"github:{REPO}#{issue}", env=env)
     assert done.returncode == 0, done.stderr
     assert f"github:{REPO}#{issue} is bound to fake" in done.stdout and f"issue-{issue}" in done.stdout
     # a comment no webhook delivered: the reconcile finds it, runs the turn and publishes it
@@ -58,33 +62,33 @@ def test_bind_show_reconcile_ls_and_unbind(cli: Cli, env: dict[str, str], fake: 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 accepted" in done.stdout
     assert "turn 1" in fake.repo(REPO).git("show", f"baton/fake/issue-{issue}:notes.md")
-    shown = json.loads(cli("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
+    shown = json.loads(cli_here("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
     assert shown["binding"]["pr"] is not None and [e["status"] for e in shown["events"]] == ["dispatched"]
-    text = cli("forge", "show", f"github:{REPO}#{issue}", env=env).stdout
+    text = cli_here("forge", "show", f"github:{REPO}#{issue}", env=env).stdout
     assert "turns today: 1 of 20" in text and "comment:" in text
-    table = cli("forge", "ls", env=env).stdout
+    table = cli_here("forge", "ls", env=env).stdout
     assert f"github:{REPO}#{issue}" in table and "active" in table
-    assert cli("forge", "unbind", f"github:{REPO}#{issue}", env=env).returncode == 0
-    missing = cli("forge", "show", f"github:{REPO}#{issue}", env=env)
+    assert cli_here("forge", "unbind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    missing = cli_here("forge", "show", f"github:{REPO}#{issue}", env=env)
     assert missing.returncode != 0 and "not bound" in missing.stderr
 
 
 @pytest.mark.parametrize("bad", ["acme/api", "github:acme#1", "github:acme/api#x", "-x"])
-def test_a_malformed_conversation_is_refused_by_name(cli: Cli, env: dict[str, str], bad: str) -> None:
-    done = cli("forge", "show", "--", bad, env=env)
+def test_a_malformed_conversation_is_refused_by_name(cli_here: Cli, env: dict[str, str], bad: str) -> None:
+    done = cli_here("forge", "show", "--", bad, env=env)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "is not a conversation" in done.stderr
 
 
-def test_without_forge_tables_the_commands_say_what_to_add(cli: Cli) -> None:
-    done = cli("forge", "ls")
+def test_without_forge_tables_the_commands_say_what_to_add(cli_here: Cli) -> None:
+    done = cli_here("forge", "ls")
     assert done.returncode == 2 and "no forge is configured" in done.stderr
 
 
 def test_forge_test_tries_the_clone_and_the_push_as_a_turn_does(
-    cli: Cli, env: dict[str, str], fake: FakeForge, home: Path
+    cli_here: Cli, env: dict[str, str], fake: FakeForge, home: Path
 ) -> None:
-    done = cli("forge", "test", env={**env, "BATON_WEBHOOK_SECRET": SECRET})
+    done = cli_here("forge", "test", env={**env, "BATON_WEBHOOK_SECRET": SECRET})
     assert done.returncode == 0, done.stdout + done.stderr
     assert (
         f"ok   repo github:{REPO} clone: {fake.clone_url(REPO)} can be cloned with BATON_GIT_TOKEN"
@@ -97,7 +101,7 @@ def test_forge_test_tries_the_clone_and_the_push_as_a_turn_does(
     bad["BATON_GIT_TOKEN"] = "not-a-token"
     config = home / "config.toml"
     config.write_text(config.read_text().replace('"BATON_GIT_TOKEN"', '"BATON_GITHUB_TOKEN"'))
-    done = cli("forge", "test", "--json", env=bad)
+    done = cli_here("forge", "test", "--json", env=bad)
     assert done.returncode == 1, done.stdout + done.stderr
     checks = {c["what"]: c for c in json.loads(done.stdout)}
     assert checks[f"repo github:{REPO}"]["ok"] and checks[f"repo github:{REPO} push"]["ok"]
@@ -106,14 +110,14 @@ def test_forge_test_tries_the_clone_and_the_push_as_a_turn_does(
 
 
 def test_refused_check_runs_degrade_to_commit_statuses(
-    cli: Cli, env: dict[str, str], fake: FakeForge
+    cli: Cli, cli_here: Cli, env: dict[str, str], fake: FakeForge
 ) -> None:
     fake.refuse_check_runs(REPO)
-    done = cli("forge", "test", env={**env, "BATON_WEBHOOK_SECRET": SECRET})
+    done = cli_here("forge", "test", env={**env, "BATON_WEBHOOK_SECRET": SECRET})
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"warn repo github:{REPO} checks: check runs cannot be read" in done.stdout
     issue = fake.open_issue(REPO, "alice", "Add notes", "Please.")
-    assert cli("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    assert cli_here("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
     fake.comment(REPO, issue, "alice", "write the notes")
     done = cli("forge", "reconcile", env=env, timeout=180)
     assert done.returncode == 0 and "1 accepted" in done.stdout, done.stdout + done.stderr
@@ -125,7 +129,7 @@ def test_refused_check_runs_degrade_to_commit_statuses(
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     assert report["errors"] == [] and report["outcomes"]["accepted"] == 1, report
-    shown = json.loads(cli("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
+    shown = json.loads(cli_here("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
     kinds = [(e["kind"], e["status"]) for e in shown["events"]]
     assert ("ci_failure", "dispatched") in kinds
     notes = [e for e in shown["events"] if e["identity"] == "note:check-runs-refused"]
@@ -134,33 +138,35 @@ def test_refused_check_runs_degrade_to_commit_statuses(
     assert pr.number == shown["binding"]["pr"]
 
 
-def test_bind_says_in_one_line_what_is_wrong(cli: Cli, env: dict[str, str], fake: FakeForge) -> None:
-    missing = cli("forge", "bind", f"github:{REPO}#999", env=env)
+def test_bind_says_in_one_line_what_is_wrong(cli_here: Cli, env: dict[str, str], fake: FakeForge) -> None:
+    missing = cli_here("forge", "bind", f"github:{REPO}#999", env=env)
     assert missing.returncode == 2, missing.stdout + missing.stderr
     assert "Traceback" not in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
     assert f"github:{REPO}#999: the forge has no issue or pull request #999" in missing.stderr
-    as_json = cli("forge", "bind", f"github:{REPO}#999", "--json", env=env)
+    as_json = cli_here("forge", "bind", f"github:{REPO}#999", "--json", env=env)
     error = json.loads(as_json.stdout)["error"]
     assert as_json.returncode == 2 and error["type"] == "NotFound" and error["exit_code"] == 2
     issue = fake.open_issue(REPO, "alice", "Add notes", "Please.")
-    refused = cli("forge", "bind", f"github:{REPO}#{issue}", env={**env, "BATON_GIT_TOKEN": "wrong-token"})
+    refused = cli_here(
+        "forge", "bind", f"github:{REPO}#{issue}", env={**env, "BATON_GIT_TOKEN": "wrong-token"}
+    )
     assert refused.returncode == 4, refused.stdout + refused.stderr
     assert "Traceback" not in refused.stderr and "BATON_GIT_TOKEN" in refused.stderr
     assert "wrong-token" not in refused.stderr
-    unknown = cli("forge", "bind", f"github:{REPO}#{issue}", "--agent", "nope", env=env)
+    unknown = cli_here("forge", "bind", f"github:{REPO}#{issue}", "--agent", "nope", env=env)
     assert unknown.returncode == 2 and "unknown agent 'nope'" in unknown.stderr, unknown.stderr
-    assert cli("forge", "ls", "--json", env=env).stdout.strip() == "[]"  # nothing was bound
-    assert cli("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
-    again = cli("forge", "bind", f"github:{REPO}#{issue}", env=env)  # as it is bound: fine
+    assert cli_here("forge", "ls", "--json", env=env).stdout.strip() == "[]"  # nothing was bound
+    assert cli_here("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    again = cli_here("forge", "bind", f"github:{REPO}#{issue}", env=env)  # as it is bound: fine
     assert again.returncode == 0 and "is bound to fake" in again.stdout
-    other = cli("forge", "bind", f"github:{REPO}#{issue}", "--agent", "codex", env=env)
+    other = cli_here("forge", "bind", f"github:{REPO}#{issue}", "--agent", "codex", env=env)
     assert other.returncode == 2 and "is already bound, to agent 'fake'" in other.stderr, other.stderr
-    shown = json.loads(cli("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
+    shown = json.loads(cli_here("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
     assert shown["binding"]["agent"] == "fake"
 
 
 def test_the_documented_example_configuration_works_as_pasted(
-    cli: Cli, env: dict[str, str], fake: FakeForge, home: Path
+    cli_here: Cli, env: dict[str, str], fake: FakeForge, home: Path
 ) -> None:
     """docs/forge.md's example, only its github.com addresses swapped for the fake's."""
     docs = (Path(__file__).parents[2] / "docs" / "forge.md").read_text()
@@ -176,23 +182,23 @@ def test_the_documented_example_configuration_works_as_pasted(
     (home / "config.toml").write_text(example)
     token = fake.token("baton-bot")
     variables = {"BATON_GITHUB_TOKEN": token, "BATON_GIT_TOKEN": token, "BATON_WEBHOOK_SECRET": SECRET}
-    done = cli("forge", "test", "--json", env={**env, **variables})
+    done = cli_here("forge", "test", "--json", env={**env, **variables})
     checks = json.loads(done.stdout)
     assert done.returncode == 0, checks
     whats = {c["what"] for c in checks}
     assert {f"repo github:{REPO} clone", f"repo github:{REPO} push"} <= whats
     # the variables the text names are the ones needed: without the clone token, the clone fails
-    done = cli("forge", "test", "--json", env={**env, **variables, "BATON_GIT_TOKEN": ""})
+    done = cli_here("forge", "test", "--json", env={**env, **variables, "BATON_GIT_TOKEN": ""})
     failed = [c["what"] for c in json.loads(done.stdout) if not c["ok"]]
     assert done.returncode == 1 and failed == [f"repo github:{REPO} clone"], failed
 
 
-def test_what_a_reconcile_pass_costs(cli: Cli, env: dict[str, str], fake: FakeForge) -> None:
+def test_what_a_reconcile_pass_costs(cli: Cli, cli_here: Cli, env: dict[str, str], fake: FakeForge) -> None:
     """The numbers docs/forge.md gives: a pass looks back 120 s before the last one, so a thread baton
     just worked on is read again (its new comments, its reviews); a quiet one costs the issue list and
     one conditional check request per bound PR."""
     issue = fake.open_issue(REPO, "alice", "Add notes", "Please.")
-    assert cli("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    assert cli_here("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
     fake.comment(REPO, issue, "alice", "write the notes")
     assert cli("forge", "reconcile", env=env, timeout=180).returncode == 0
     [pr] = fake.pulls(REPO)
@@ -219,43 +225,43 @@ def test_what_a_reconcile_pass_costs(cli: Cli, env: dict[str, str], fake: FakeFo
 
 
 def test_forge_test_checks_the_webhook_where_the_forge_tells(
-    cli: Cli, env: dict[str, str], fake: FakeForge
+    cli_here: Cli, env: dict[str, str], fake: FakeForge
 ) -> None:
     secret = {**env, "BATON_WEBHOOK_SECRET": SECRET}
-    done = cli("forge", "test", env=secret)  # baton-bot has write: GitHub tells hooks to admins only
+    done = cli_here("forge", "test", env=secret)  # baton-bot has write: GitHub tells hooks to admins only
     assert (
         done.returncode == 0 and f"warn repo github:{REPO} webhooks: the forge does not tell" in done.stdout
     )
     fake.set_permission(REPO, "baton-bot", "admin")
     try:
         fake.deliver_to = "https://baton.example.com/webhooks/github"
-        done = cli("forge", "test", env=secret)
+        done = cli_here("forge", "test", env=secret)
         assert done.returncode == 0, done.stdout
         assert (
             f"ok   repo github:{REPO} webhooks: a webhook delivers every event the loop needs" in done.stdout
         )
         fake.hook_events.remove("push")  # conflicts would go unnoticed
-        done = cli("forge", "test", env=secret)
+        done = cli_here("forge", "test", env=secret)
         assert done.returncode == 1 and "lacks the events push" in done.stdout, done.stdout
         fake.deliver_to = "https://elsewhere.example.com/hooks"
-        done = cli("forge", "test", env=secret)
+        done = cli_here("forge", "test", env=secret)
         assert done.returncode == 1 and "no webhook delivers to …/webhooks/github" in done.stdout
     finally:
         fake.deliver_to = None
 
 
 def test_unbind_and_bind_again_keep_one_status_comment(
-    cli: Cli, env: dict[str, str], fake: FakeForge
+    cli: Cli, cli_here: Cli, env: dict[str, str], fake: FakeForge
 ) -> None:
     issue = fake.open_issue(REPO, "alice", "Add notes", "Please.")
-    assert cli("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    assert cli_here("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
     fake.comment(REPO, issue, "alice", "write the notes")
     assert cli("forge", "reconcile", env=env, timeout=180).returncode == 0
     [status] = status_comments(fake, issue)
     first = status.body
-    assert cli("forge", "unbind", f"github:{REPO}#{issue}", env=env).returncode == 0
-    assert cli("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
-    shown = json.loads(cli("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
+    assert cli_here("forge", "unbind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    assert cli_here("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    shown = json.loads(cli_here("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
     assert shown["binding"]["status_comment"] == status.id  # the earlier binding's comment, adopted
     fake.comment(REPO, issue, "alice", "and a second line")
     done = cli("forge", "reconcile", env=env, timeout=180)
@@ -265,10 +271,10 @@ def test_unbind_and_bind_again_keep_one_status_comment(
 
 
 def test_the_reconcile_finds_a_conflict_no_webhook_told_and_pushes_nothing_unresolved(
-    cli: Cli, env: dict[str, str], fake: FakeForge
+    cli: Cli, cli_here: Cli, env: dict[str, str], fake: FakeForge
 ) -> None:
     issue = fake.open_issue(REPO, "alice", "Add notes", "Please.")
-    assert cli("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
+    assert cli_here("forge", "bind", f"github:{REPO}#{issue}", env=env).returncode == 0
     fake.comment(REPO, issue, "alice", "write the notes")
     assert cli("forge", "reconcile", env=env, timeout=180).returncode == 0
     [pr] = fake.pulls(REPO)
@@ -278,7 +284,7 @@ def test_the_reconcile_finds_a_conflict_no_webhook_told_and_pushes_nothing_unres
     head = fake.commit(REPO, branch, {"other.txt": "x\n"}, "a person's push", login="alice")
     done = cli("forge", "reconcile", "--json", env=env, timeout=180)  # no webhook: the reconcile finds it
     assert done.returncode == 0 and json.loads(done.stdout)["outcomes"].get("accepted") == 1, done.stdout
-    shown = json.loads(cli("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
+    shown = json.loads(cli_here("forge", "show", f"{REPO}#{issue}", "--json", env=env).stdout)
     assert [e["kind"] for e in shown["events"] if e["status"] == "dispatched"][-1] == "conflict"
     assert shown["binding"]["head_sha"] == head
     assert fake.branches(REPO)[branch] == head  # the fake agent left the markers: nothing pushed

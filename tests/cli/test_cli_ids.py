@@ -20,31 +20,31 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.mark.slow  # many `baton` processes: over 3 s of CPU
-def test_every_shown_id_works(cli: Cli, src_repo: Path) -> None:
+def test_every_shown_id_works(cli: Cli, cli_here: Cli, src_repo: Path) -> None:
     made = [
         json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", f"t{i}", "--json", "hi").stdout)
         for i in range(3)
     ]
-    table = cli("runs", "ls", env={"COLUMNS": "80"}).stdout
+    table = cli_here("runs", "ls", env={"COLUMNS": "80"}).stdout
     rows = table.splitlines()[1:]  # after the header
     shown = [line.split()[0] for line in rows if line.strip()]
     assert len(shown) == 3 and len(set(shown)) == 3, table
     for short, run in zip(shown, reversed(made), strict=True):
-        one = cli("runs", "show", short, "--json")
+        one = cli_here("runs", "show", short, "--json")
         assert one.returncode == 0, one.stderr
         assert json.loads(one.stdout)["run_id"] == run["run_id"]
-        assert cli("runs", "logs", short).returncode == 0
+        assert cli_here("runs", "logs", short).returncode == 0
     human = cli("run", "-a", "fake", "-r", str(src_repo), "-t", "t0", "hello again")
     said = re.search(r"run (\S+)", human.stdout)
     assert said, human.stdout
-    assert cli("runs", "show", said.group(1)).returncode == 0
+    assert cli_here("runs", "show", said.group(1)).returncode == 0
 
 
-def test_an_ambiguous_prefix_lists_the_candidates(cli: Cli, src_repo: Path) -> None:
+def test_an_ambiguous_prefix_lists_the_candidates(cli: Cli, cli_here: Cli, src_repo: Path) -> None:
     runs = [cli("run", "-a", "fake", "-r", str(src_repo), "-t", f"a{i}", "--json", "hi") for i in range(2)]
     ids = [json.loads(r.stdout)["run_id"] for r in runs]
     common = next(i for i in range(len(ids[0])) if ids[0][i] != ids[1][i])
-    result = cli("runs", "show", ids[0][:common])
+    result = cli_here("runs", "show", ids[0][:common])
     assert result.returncode == 2
     assert "ambiguous: 2 runs match" in result.stderr
     assert all(i in result.stderr for i in ids)

@@ -1,5 +1,7 @@
 """Tables: on a terminal they fit its width (--wide for every column, one line a row), through a pipe
-every cell is whole, one line a row; logs rendered for people; `baton --help` lists whole sentences."""
+every cell is whole, one line a row; logs rendered for people; `baton --help` lists whole sentences.
+The terminal is a pseudo-terminal of a ``baton`` process; the pipe, for Rich, is any stream that is not
+a terminal: ``baton``'s ``main`` in this process printing into a buffer (``cli_here``)."""
 
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ def on_a_terminal(baton_env: dict[str, str], *args: str, columns: int = 80) -> s
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
 
 
-def test_tables_fit_a_terminal(cli: Cli, baton_env: dict[str, str], src_repo: Path) -> None:
+def test_tables_fit_a_terminal(cli: Cli, cli_here: Cli, baton_env: dict[str, str], src_repo: Path) -> None:
     thread = "issue-4242"
     ran = json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", thread, "--json", "hi").stdout)
     sessions = on_a_terminal(baton_env, "sessions", "ls")
@@ -71,7 +73,7 @@ def test_tables_fit_a_terminal(cli: Cli, baton_env: dict[str, str], src_repo: Pa
     assert_readable(agents)
     assert all(name in agents for name in ("claude", "codex", "gemini"))
     wide = on_a_terminal(baton_env, "agents", "--wide")
-    home = str(json.loads(cli("agents", "--json").stdout)[0]["home"])
+    home = str(json.loads(cli_here("agents", "--json").stdout)[0]["home"])
     assert any(home in line for line in wide.splitlines()), wide  # one line a row, however long
 
 
@@ -80,7 +82,7 @@ def lines_with(text: str, cell: str) -> list[str]:
     return [line for line in text.splitlines() if cell in line]
 
 
-def test_piped_tables_keep_every_cell_whole(cli: Cli, tmp_path: Path, store: Store) -> None:
+def test_piped_tables_keep_every_cell_whole(cli: Cli, cli_here: Cli, tmp_path: Path, store: Store) -> None:
     """In a pipe (80 columns as far as Rich knows) a table prints one line a row with every cell whole,
     as ``gh`` and ``kubectl`` do: ``grep`` finds a path, a long thread or a worker's name on one line."""
     from tests.conftest import make_repo
@@ -89,10 +91,10 @@ def test_piped_tables_keep_every_cell_whole(cli: Cli, tmp_path: Path, store: Sto
     repo = make_repo(tmp_path / "a-repository-whose-directory-name-is-long-enough-to-crowd-a-table")
     ran = json.loads(cli("run", "-a", "fake", "-r", str(repo), "-t", LONG_THREAD, "--json", "hi").stdout)
     token = "the-nightly-dependency-upgrade-bot-of-the-platform-team"
-    assert cli("tokens", "create", "--name", token, "--scope", "read").returncode == 0
+    assert cli_here("tokens", "create", "--name", token, "--scope", "read").returncode == 0
     worker = "9db77ef2:acc-read-worker-with-a-name-longer-than-its-column@host-one"
     report(store, worker, 12_000_000, time.time())
-    agents = json.loads(cli("agents", "--json").stdout)
+    agents = json.loads(cli_here("agents", "--json").stdout)
     cases = [
         (("sessions", "ls"), [LONG_THREAD, str(ran["repo"])]),
         (("runs", "ls"), [LONG_THREAD]),
@@ -104,24 +106,24 @@ def test_piped_tables_keep_every_cell_whole(cli: Cli, tmp_path: Path, store: Sto
         (("du",), [str(ran["repo"])]),
     ]
     for args, cells in cases:
-        shown = cli(*args, env=NARROW)
+        shown = cli_here(*args, env=NARROW)
         assert shown.returncode == 0, (args, shown.stderr)
         table = shown.stdout.split("attempts\n")[-1]  # `runs show`: the table after the run's fields
         for cell in cells:
             assert lines_with(table, cell), (args, cell, shown.stdout)
         assert "…" not in shown.stdout, shown.stdout
-    lines = cli("runs", "ls", env=NARROW).stdout.splitlines()
+    lines = cli_here("runs", "ls", env=NARROW).stdout.splitlines()
     assert len(lines) == 2 and LONG_THREAD in lines[1], lines  # the header and the one run, one line
 
 
-def test_every_table_command_takes_wide(cli: Cli, src_repo: Path, tmp_path: Path) -> None:
+def test_every_table_command_takes_wide(cli: Cli, cli_here: Cli, src_repo: Path, tmp_path: Path) -> None:
     """``--wide`` (``-w``) is accepted by every command that prints a table, and prints one line a row."""
     from tests.plans.test_plans import plan_text
 
     ran = json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", "w", "--json", "hi").stdout)
     path = tmp_path / "plan.yaml"
     path.write_text(plan_text(src_repo))
-    assert cli("tokens", "create", "--name", "ci", "--scope", "read").returncode == 0
+    assert cli_here("tokens", "create", "--name", "ci", "--scope", "read").returncode == 0
     commands = [
         ("sessions", "ls"),
         ("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", "w"),
@@ -137,47 +139,49 @@ def test_every_table_command_takes_wide(cli: Cli, src_repo: Path, tmp_path: Path
         ("plan", "ls"),
     ]
     for args in commands:
-        for flag in ("--wide", "-w"):
-            shown = cli(*args, flag, env=NARROW)
+        for flag in ("--wide", "-w"):  # `plan run` runs its turns: a process
+            shown = (cli if args[:2] == ("plan", "run") else cli_here)(*args, flag, env=NARROW)
             assert shown.returncode == 0, (args, flag, shown.stderr)
     header = "agent  repo  thread  try  mode  prompt  outcome"  # the wide columns, one line
-    text = cli("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", "w", "--wide").stdout
+    text = cli_here("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", "w", "--wide").stdout
     assert re.search(r"^run +" + header.replace("  ", " +"), text, re.M), text
-    text = cli("runs", "show", str(ran["run_id"]), "--wide").stdout
+    text = cli_here("runs", "show", str(ran["run_id"]), "--wide").stdout
     assert re.search(r"^attempt +" + header.replace("  ", " +"), text, re.M), text
-    plan_session = str(json.loads(cli("plan", "show", "demo", "--json").stdout)["session_id"])
-    assert plan_session in cli("plan", "ls", "--wide").stdout
-    assert plan_session not in cli("plan", "ls").stdout and plan_session[:8] in cli("plan", "ls").stdout
+    plan_session = str(json.loads(cli_here("plan", "show", "demo", "--json").stdout)["session_id"])
+    assert plan_session in cli_here("plan", "ls", "--wide").stdout
+    assert (
+        plan_session not in cli_here("plan", "ls").stdout
+        and plan_session[:8] in cli_here("plan", "ls").stdout
+    )
 
 
-@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
-def test_wide_shows_every_column(cli: Cli, src_repo: Path) -> None:
+def test_wide_shows_every_column(cli: Cli, cli_here: Cli, src_repo: Path) -> None:
     ran = json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", "w", "--json", "hi").stdout)
-    sessions = cli("sessions", "ls", "--wide", env={"COLUMNS": "400"}).stdout
+    sessions = cli_here("sessions", "ls", "--wide", env={"COLUMNS": "400"}).stdout
     assert str(ran["session_id"]) in sessions and "expires" in sessions and str(ran["worktree"]) in sessions
-    runs = cli("runs", "ls", "--wide", env={"COLUMNS": "400"}).stdout
+    runs = cli_here("runs", "ls", "--wide", env={"COLUMNS": "400"}).stdout
     assert "prompt" in runs and str(ran["repo"]) in runs
-    agents = cli("agents", "--wide", env={"COLUMNS": "400"}).stdout
+    agents = cli_here("agents", "--wide", env={"COLUMNS": "400"}).stdout
     assert "capabilities" in agents and "fork" in agents
 
 
-def test_logs_are_rendered_and_raw_on_request(cli: Cli, src_repo: Path) -> None:
+def test_logs_are_rendered_and_raw_on_request(cli: Cli, cli_here: Cli, src_repo: Path) -> None:
     ran = json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", "l", "--json", "hi").stdout)
-    logs = cli("runs", "logs", str(ran["run_id"]))
+    logs = cli_here("runs", "logs", str(ran["run_id"]))
     assert logs.returncode == 0
     assert "fake reply: received 2 messages" in logs.stdout
     assert '"type"' not in logs.stdout and f"session {ran['session_id']}" in logs.stdout
-    raw = cli("runs", "logs", "--raw", str(ran["run_id"])).stdout.splitlines()
+    raw = cli_here("runs", "logs", "--raw", str(ran["run_id"])).stdout.splitlines()
     assert json.loads(raw[0])["type"] == "system" and json.loads(raw[-1])["type"] == "result"
 
 
-def test_wide_is_one_line_a_row_in_an_80_column_pipe(cli: Cli, src_repo: Path) -> None:
+def test_wide_is_one_line_a_row_in_an_80_column_pipe(cli: Cli, cli_here: Cli, src_repo: Path) -> None:
     """``--wide`` in a pipe (80 columns) never wraps a cell inside a word: each run is one line."""
     ran = json.loads(
         cli("run", "-a", "fake", "-r", str(src_repo), "-t", "pipe-thread", "--json", "hi").stdout
     )
     for args in (("runs", "ls", "--wide"), ("sessions", "ls", "--wide")):
-        lines = cli(*args, env=NARROW).stdout.splitlines()
+        lines = cli_here(*args, env=NARROW).stdout.splitlines()
         assert len(lines) == 2, lines  # the header and the one row
         assert str(ran["repo"]) in lines[1] and "pipe-thread" in lines[1], lines
 
@@ -185,7 +189,7 @@ def test_wide_is_one_line_a_row_in_an_80_column_pipe(cli: Cli, src_repo: Path) -
 BOX = set("│┃─━┏┓┗┛┡┩└┘┌┐╇╈┼")
 
 
-def test_every_table_has_one_style(cli: Cli, src_repo: Path, tmp_path: Path) -> None:
+def test_every_table_has_one_style(cli: Cli, cli_here: Cli, src_repo: Path, tmp_path: Path) -> None:
     """``plan show`` draws its table as ``runs ls`` and ``sessions ls`` do (no box), through the
     one helper every command uses."""
     from tests.plans.test_plans import plan_text
@@ -194,25 +198,25 @@ def test_every_table_has_one_style(cli: Cli, src_repo: Path, tmp_path: Path) -> 
     path.write_text(plan_text(src_repo))
     assert cli("plan", "run", str(path), "--json").returncode == 0
     for args in (("plan", "show", "demo"), ("runs", "ls"), ("sessions", "ls"), ("plan", "ls")):
-        shown = cli(*args, env=NARROW).stdout
+        shown = cli_here(*args, env=NARROW).stdout
         assert not BOX & set(shown), shown
-    assert "plan demo" in cli("plan", "show", "demo").stdout  # its title, above the table
+    assert "plan demo" in cli_here("plan", "show", "demo").stdout  # its title, above the table
     cli_src = Path(__file__).resolve().parents[2] / "src" / "baton" / "cli"
     drawn = [p.name for p in cli_src.glob("*.py") if "Table(" in p.read_text() and p.name != "render.py"]
     assert drawn == [], f"tables drawn outside render.new_table: {drawn}"
 
 
-def test_show_prints_values_for_people_not_python_reprs(cli: Cli, src_repo: Path) -> None:
+def test_show_prints_values_for_people_not_python_reprs(cli: Cli, cli_here: Cli, src_repo: Path) -> None:
     ran = json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", "s", "--json", "hi").stdout)
-    shown = cli("runs", "show", str(ran["run_id"])).stdout
+    shown = cli_here("runs", "show", str(ran["run_id"])).stdout
     assert "error: -\n" in shown and "confined: " in shown, shown
     assert "input_tokens=" in shown and "{" not in shown and "None" not in shown, shown
-    session = cli("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", "s").stdout
+    session = cli_here("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", "s").stdout
     assert "base: -\n" in session and "None" not in session, session
 
 
 def test_lists_filter_by_a_repository_path_as_show_accepts_it(
-    cli: Cli, src_repo: Path, tmp_path: Path
+    cli: Cli, cli_here: Cli, src_repo: Path, tmp_path: Path
 ) -> None:
     """``--repo`` takes what ``sessions show -r`` takes: a path (or URL) as well as the slug."""
     from tests.conftest import make_repo
@@ -221,10 +225,10 @@ def test_lists_filter_by_a_repository_path_as_show_accepts_it(
     for repo, thread in ((src_repo, "mine"), (other, "theirs")):
         assert cli("run", "-a", "fake", "-r", str(repo), "-t", thread, "hi").returncode == 0
     for args in (("sessions", "ls"), ("runs", "ls")):
-        by_path = cli(*args, "--repo", str(src_repo)).stdout
+        by_path = cli_here(*args, "--repo", str(src_repo)).stdout
         assert "mine" in by_path and "theirs" not in by_path, by_path
-        slug = json.loads(cli(*args, "--json").stdout)[0]["repo"]
-        by_slug = cli(*args, "--repo", slug).stdout
+        slug = json.loads(cli_here(*args, "--json").stdout)[0]["repo"]
+        by_slug = cli_here(*args, "--repo", slug).stdout
         assert ("mine" in by_slug) != ("theirs" in by_slug), by_slug
 
 
@@ -292,7 +296,7 @@ def test_a_pipe_or_wide_prints_one_line_a_row(
     assert len(lines[1]) > 80, shown
 
 
-def test_help_lists_each_command_with_its_first_sentence_whole(cli: Cli) -> None:
+def test_help_lists_each_command_with_its_first_sentence_whole(cli: Cli, cli_here: Cli) -> None:
     """``baton --help`` and every group's help: each command's first sentence, never cut to ``...``."""
     import typer.main
     from typer.core import TyperGroup
@@ -305,7 +309,7 @@ def test_help_lists_each_command_with_its_first_sentence_whole(cli: Cli) -> None
     groups.update({(name,): c for name, c in root.commands.items() if isinstance(c, TyperGroup)})
     assert len(groups) > 5  # the app and its groups: sessions, runs, plan, homes, tokens
     for path, group in groups.items():
-        shown = cli(*path, "--help", env=NARROW)
+        shown = cli_here(*path, "--help", env=NARROW)
         assert shown.returncode == 0, shown.stderr
         listed = " ".join(shown.stdout.split("Commands:")[1].split())
         assert "..." not in listed, shown.stdout
@@ -314,16 +318,16 @@ def test_help_lists_each_command_with_its_first_sentence_whole(cli: Cli) -> None
             first = re.match(r".*?\.(?= [^a-z]|$)", words)  # as Click ends a sentence
             assert first and f"{name} {first.group()}" in listed, (path, name, shown.stdout)
     submit = "Queue one instruction on one key for `baton worker`s and print its run id"
-    assert submit in " ".join(cli("--help").stdout.split())
+    assert submit in " ".join(cli_here("--help").stdout.split())
 
 
-def test_runs_show_leaves_out_an_actor_no_one_is(cli: Cli, src_repo: Path) -> None:
+def test_runs_show_leaves_out_an_actor_no_one_is(cli: Cli, cli_here: Cli, src_repo: Path) -> None:
     """A ``baton run`` has no actor: ``runs show`` prints no empty ``actor:`` line; ``--json`` keeps the
     field as the API answers it."""
     ran = json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", "a", "--json", "hi").stdout)
-    shown = cli("runs", "show", str(ran["run_id"])).stdout
+    shown = cli_here("runs", "show", str(ran["run_id"])).stdout
     assert "thread: a\n" in shown and not re.search(r"^actor:", shown, re.M), shown
-    assert json.loads(cli("runs", "show", str(ran["run_id"]), "--json").stdout)["actor"] == ""
+    assert json.loads(cli_here("runs", "show", str(ran["run_id"]), "--json").stdout)["actor"] == ""
 
 
 def test_runs_show_prints_an_actor_there_is(capsys: pytest.CaptureFixture[str]) -> None:

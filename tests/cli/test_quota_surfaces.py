@@ -65,7 +65,9 @@ def limited(cli: Cli, repo: Path, thread: str, until: float, *extra: str) -> sub
 # -- baton run -------------------------------------------------------------------------------------
 
 
-def test_a_spent_quota_exits_75_says_when_and_holds_the_credential(cli: Cli, src_repo: Path) -> None:
+def test_a_spent_quota_exits_75_says_when_and_holds_the_credential(
+    cli: Cli, cli_here: Cli, src_repo: Path
+) -> None:
     until = int(time.time()) + 3600
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
     # for people: the outcome, and when it resets on the error line
@@ -75,7 +77,7 @@ def test_a_spent_quota_exits_75_says_when_and_holds_the_credential(cli: Cli, src
     assert "Traceback" not in met.stderr
 
     # for scripts (the breaker cleared by hand first: the fake agent's credential is one)
-    assert cli("quota", "clear", "fake").returncode == 0
+    assert cli_here("quota", "clear", "fake").returncode == 0
     again = limited(cli, src_repo, "quota", until, "--json")
     assert again.returncode == 75, again.stderr
     shown = json.loads(again.stdout)
@@ -89,18 +91,18 @@ def test_a_spent_quota_exits_75_says_when_and_holds_the_credential(cli: Cli, src
     assert stamp in held.stderr and "Traceback" not in held.stderr
     as_json = json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", "other", "--json", "hi").stdout)
     assert as_json["error"]["type"] == "QuotaHeld" and as_json["error"]["exit_code"] == 75
-    assert "other" not in cli("sessions", "ls").stdout, "nothing written for the refused key"
+    assert "other" not in cli_here("sessions", "ls").stdout, "nothing written for the refused key"
 
-    shown_run = json.loads(cli("runs", "show", shown["run_id"], "--json").stdout)
+    shown_run = json.loads(cli_here("runs", "show", shown["run_id"], "--json").stdout)
     attempt = shown_run[0] if isinstance(shown_run, list) else shown_run
     assert "rate_limited" in json.dumps(attempt) and shown["resets_at"] in json.dumps(attempt)
-    lines = cli("runs", "show", shown["run_id"]).stdout.splitlines()
+    lines = cli_here("runs", "show", shown["run_id"]).stdout.splitlines()
     at = lines.index("outcome: rate_limited")
     assert lines[at + 1].startswith(f"resets_at: {stamp} (in ") and lines[at + 2] == "limit_kind: five_hour"
-    assert cli("quota", "clear", "fake").returncode == 0
+    assert cli_here("quota", "clear", "fake").returncode == 0
     ok = json.loads(cli("run", "-a", "fake", "-r", str(src_repo), "-t", "fine", "--json", "hi").stdout)
     assert ok["outcome"] == "succeeded" and ok["resets_at"] is None and ok["limit_kind"] is None
-    assert "resets_at" not in cli("runs", "show", ok["run_id"]).stdout
+    assert "resets_at" not in cli_here("runs", "show", ok["run_id"]).stdout
 
 
 def test_wait_quota_waits_for_a_held_breaker_then_runs(cli: Cli, src_repo: Path, store: Store) -> None:
@@ -133,37 +135,37 @@ def test_the_exit_code_is_documented(cli: Cli) -> None:
 # -- baton quota -----------------------------------------------------------------------------------
 
 
-def test_baton_quota_lists_and_clears_a_breaker_audited(cli: Cli, src_repo: Path) -> None:
-    assert cli("quota").stdout.strip() == "no credential has met a usage limit"
-    assert json.loads(cli("quota", "--json").stdout) == []
+def test_baton_quota_lists_and_clears_a_breaker_audited(cli: Cli, cli_here: Cli, src_repo: Path) -> None:
+    assert cli_here("quota").stdout.strip() == "no credential has met a usage limit"
+    assert json.loads(cli_here("quota", "--json").stdout) == []
     until = int(time.time()) + 7200
     assert limited(cli, src_repo, "q", until).returncode == 75
 
-    table = cli("quota", "--wide")
+    table = cli_here("quota", "--wide")
     assert table.returncode == 0, table.stderr
     row = next(line for line in table.stdout.splitlines() if line.startswith("fake no credential #"))
     assert " exhausted " in row and ("(in 1 h 59 min)" in row or "(in 2 h)" in row), row
     assert "rate_limit_event rejected (five_hour)" in row
-    (record,) = json.loads(cli("quota", "--json").stdout)
-    assert json.loads(cli("quota", "ls", "--json").stdout) == [{**record, "resets_in_s": ANY}]
+    (record,) = json.loads(cli_here("quota", "--json").stdout)
+    assert json.loads(cli_here("quota", "ls", "--json").stdout) == [{**record, "resets_in_s": ANY}]
     assert record["held"] is True and record["state"] == "exhausted" and record["agent"] == "fake"
     assert 7000 < record["resets_in_s"] <= 7200 and record["refusals"] == 0
     label = record["label"]
 
-    assert cli("quota", "clear", "nobody").returncode == 2
-    cleared = cli("quota", "clear", "fake no cred", "--json")
+    assert cli_here("quota", "clear", "nobody").returncode == 2
+    cleared = cli_here("quota", "clear", "fake no cred", "--json")
     assert cleared.returncode == 0, cleared.stderr
     done = json.loads(cleared.stdout)
     assert done["closed"] is True and done["was"] == "exhausted" and done["held"] is False
     assert done["state"] == "ok"
-    audit = json.loads(cli("audit", "--json").stdout)
+    audit = json.loads(cli_here("audit", "--json").stdout)
     entry = next(a for a in audit if a["action"] == "quota-clear")
     assert entry["key"] == label and entry["detail"]["closed"] is True and entry["detail"]["held"] is True
 
     # its runs start again at once (the agent's quota is back)
     ran = cli("run", "-a", "fake", "-r", str(src_repo), "-t", "after", "hello")
     assert ran.returncode == 0, ran.stderr
-    again = cli("quota", "clear", record["credential"][:8])
+    again = cli_here("quota", "clear", record["credential"][:8])
     assert again.returncode == 0 and "nothing to clear" in again.stdout
 
 
@@ -217,9 +219,9 @@ def test_doctor_warns_once_per_spent_credential(settings: Settings, store: Store
     assert all("baton quota clear" in c.detail for c in checks)
 
 
-def test_doctor_says_so_through_the_cli(cli: Cli, src_repo: Path) -> None:
+def test_doctor_says_so_through_the_cli(cli: Cli, cli_here: Cli, src_repo: Path) -> None:
     assert limited(cli, src_repo, "d", time.time() + 600).returncode == 75
-    report = json.loads(cli("doctor", "--json").stdout)
+    report = json.loads(cli_here("doctor", "--json").stdout)
     (check,) = [c for c in report["checks"] if c["name"].startswith("usage quota")]
     assert check["status"] == "warn" and check["detail"].startswith("usage quota of fake no credential #")
 

@@ -169,17 +169,17 @@ def a_session(settings: Settings, repo: Path, thread: str = "issue-42") -> tuple
 
 
 def test_sessions_show_prints_the_forge_thread(
-    settings: Settings, store: Store, src_repo: Path, cli: Cli
+    settings: Settings, store: Store, src_repo: Path, cli_here: Cli
 ) -> None:
     slug, run_id = a_session(settings, src_repo)
     config_toml(settings.home)
     key = ["--agent", "fake", "--repo", slug, "--thread", "issue-42"]
-    unbound = cli("sessions", "show", *key, "--json")
+    unbound = cli_here("sessions", "show", *key, "--json")
     assert unbound.returncode == 0, unbound.stderr
     assert json.loads(unbound.stdout)["forge"] is None
     seed_thread(store, "fake", slug, "issue-42", run_id)
 
-    shown = cli("sessions", "show", *key, "--json")
+    shown = cli_here("sessions", "show", *key, "--json")
     assert shown.returncode == 0, shown.stderr
     forge = json.loads(shown.stdout)["forge"]
     assert forge["binding"]["conversation"] == f"github:{REPO}#{NUMBER}"
@@ -195,7 +195,7 @@ def test_sessions_show_prints_the_forge_thread(
     assert forge["budget"]["failures"] == [{"signature": SIGNATURE, "checks": ["lint", "test"], "spent": 3}]
     assert BODY not in shown.stdout
 
-    table = cli("sessions", "show", *key, env={"COLUMNS": "200"})
+    table = cli_here("sessions", "show", *key, env={"COLUMNS": "200"})
     assert table.returncode == 0, table.stderr
     text = table.stdout
     assert f"forge: github:{REPO}#{NUMBER} (needs_human)" in text
@@ -208,12 +208,12 @@ def test_sessions_show_prints_the_forge_thread(
 
 
 def test_sessions_show_without_a_readable_forge_config_still_shows_the_thread(
-    settings: Settings, store: Store, src_repo: Path, cli: Cli
+    settings: Settings, store: Store, src_repo: Path, cli_here: Cli
 ) -> None:
     slug, run_id = a_session(settings, src_repo)
     (settings.home / "config.toml").write_text('[forge.github]\nkind = "nonsense"\n')
     seed_thread(store, "fake", slug, "issue-42", run_id)
-    shown = cli("sessions", "show", "--agent", "fake", "--repo", slug, "--thread", "issue-42", "--json")
+    shown = cli_here("sessions", "show", "--agent", "fake", "--repo", slug, "--thread", "issue-42", "--json")
     assert shown.returncode == 0, shown.stderr
     forge = json.loads(shown.stdout)["forge"]
     assert forge["links"] == {"issue": None, "pr": None} and forge["budget"]["per_day"] is None

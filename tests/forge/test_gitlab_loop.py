@@ -137,7 +137,7 @@ def test_a_forks_mr_is_read_never_pushed(gitlab: FakeGitLab, service: Service) -
 
 
 def test_issue_n_and_mr_n_are_two_threads_worked_at_once(
-    gitlab: FakeGitLab, service: Service, cli: Cli
+    gitlab: FakeGitLab, service: Service, cli_here: Cli
 ) -> None:
     """A person's MR !1 and issue #1: a mention on the issue binds and works the issue's thread; one on
     the MR then binds and works a thread of its own (its key, its branch, its status note on the MR),
@@ -198,15 +198,15 @@ def test_issue_n_and_mr_n_are_two_threads_worked_at_once(
     )
     # and so on the command line: `baton forge show` of each, `unbind` of the MR's alone
     for ref, thread in (("#", "issue-1"), ("!", "pr-1")):
-        done = cli("forge", "show", f"gitlab:{REPO}{ref}1", "--json")
+        done = cli_here("forge", "show", f"gitlab:{REPO}{ref}1", "--json")
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["binding"]["thread"] == thread
-    listed = cli("forge", "ls", "--json")
+    listed = cli_here("forge", "ls", "--json")
     assert sorted(b["conversation"] for b in json.loads(listed.stdout)) == [
         f"gitlab:{REPO}!1",
         f"gitlab:{REPO}#1",
     ]
-    assert cli("forge", "unbind", f"gitlab:{REPO}!1").returncode == 0
+    assert cli_here("forge", "unbind", f"gitlab:{REPO}!1").returncode == 0
     assert store.get_binding("gitlab", REPO, 1, True) is None
     kept = store.get_binding("gitlab", REPO, 1, False)
     assert kept is not None and kept.thread == "issue-1"

@@ -90,13 +90,15 @@ def test_min_free_triggers_eviction(settings: Settings, store: Store, src_repo: 
     assert len(evictions) == 2 and not old.exists() and not new.exists()  # every idle worktree
 
 
-def test_baton_du_json(settings: Settings, src_repo: Path, cli: Callable[..., CompletedProcess[str]]) -> None:
+def test_baton_du_json(
+    settings: Settings, src_repo: Path, cli_here: Callable[..., CompletedProcess[str]]
+) -> None:
     a = go(settings, src_repo, "one")
-    done = cli("du", "--json")
+    done = cli_here("du", "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["sessions"][0]["key"] == f"fake:{a.run.repo}:t1"
-    table = cli("du")
+    table = cli_here("du")
     assert table.returncode == 0 and "fake" in table.stdout and "free" in table.stdout
 
 

@@ -52,10 +52,10 @@ def test_git_is_new_enough() -> None:
     assert check_git().status == "ok"
 
 
-def test_doctor_json_reports_tmpfs_home(cli: Cli) -> None:
+def test_doctor_json_reports_tmpfs_home(cli_here: Cli) -> None:
     home = Path("/dev/shm") / f"baton-doctor-{uuid.uuid4().hex}"
     try:
-        result = cli("doctor", "--json", env={"BATON_HOME": str(home)})
+        result = cli_here("doctor", "--json", env={"BATON_HOME": str(home)})
         report = json.loads(result.stdout)
         assert result.returncode == 1
         assert report["ok"] is False
@@ -164,7 +164,7 @@ def test_every_agent_implements_the_whole_agent_protocol(settings: Settings) -> 
         assert not missing, f"{name} lacks {missing}"
 
 
-def test_doctor_after_every_agent_made_its_home(settings: Settings, cli: Cli) -> None:
+def test_doctor_after_every_agent_made_its_home(settings: Settings, cli_here: Cli) -> None:
     """Every agent's home exists (as after a run of each): doctor checks each one's retention, and
     neither the table nor --json is a traceback."""
     from baton.agents import get_agent
@@ -176,7 +176,7 @@ def test_doctor_after_every_agent_made_its_home(settings: Settings, cli: Cli) ->
     for name in REAL_AGENTS:
         assert checks[f"{name} retention"].status == "ok", checks[f"{name} retention"]
         assert "could not be checked" not in checks[f"{name} CLI"].detail
-    done = cli("doctor", "--json", env={"BATON_HOME": str(settings.home)})
+    done = cli_here("doctor", "--json", env={"BATON_HOME": str(settings.home)})
     assert "Traceback" not in done.stderr
     report = json.loads(done.stdout)
     assert {f"{name} retention" for name in REAL_AGENTS} <= {c["name"] for c in report["checks"]}

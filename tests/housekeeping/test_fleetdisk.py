@@ -148,19 +148,21 @@ def test_a_shared_volume_or_home_counts_once_in_the_total(store: Store) -> None:
     assert (total.used, total.free, total.size) == (1500, 16_000, 200_000)
 
 
-def test_baton_du_fleet(settings: Settings, store: Store, cli: Callable[..., CompletedProcess[str]]) -> None:
-    empty = cli("du", "--fleet")
+def test_baton_du_fleet(
+    settings: Settings, store: Store, cli_here: Callable[..., CompletedProcess[str]]
+) -> None:
+    empty = cli_here("du", "--fleet")
     assert empty.returncode == 0 and "no worker has reported" in empty.stdout
-    assert "--fleet" not in cli("du").stdout
+    assert "--fleet" not in cli_here("du").stdout
     seed_fleet(store)
-    assert "4 worker(s) report their own disk to this store: baton du --fleet" in cli("du").stdout
-    done = cli("du", "--fleet", "--json")
+    assert "4 worker(s) report their own disk to this store: baton du --fleet" in cli_here("du").stdout
+    done = cli_here("du", "--fleet", "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert [w["name"] for w in data["workers"]] == ["a@one", "b@two", "gone@three", "new@four"]
     assert data["total"]["used"] == 4000
     assert data == json.loads(json.dumps(fleet_disk(store).to_json()))
-    table = cli("du", "--fleet", env={"COLUMNS": "200"})
+    table = cli_here("du", "--fleet", env={"COLUMNS": "200"})
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     for name in ("a@one", "b@two", "gone@three", "new@four", "total"):

@@ -40,15 +40,15 @@ def old_home(settings: Settings, src_repo: Path) -> Path:
     return home
 
 
-def test_doctor_warns_about_a_0755_home_and_fix_makes_it_0700(cli: Cli, old_home: Path) -> None:
-    said = cli("doctor", "--json")
+def test_doctor_warns_about_a_0755_home_and_fix_makes_it_0700(cli_here: Cli, old_home: Path) -> None:
+    said = cli_here("doctor", "--json")
     check = {c["name"]: c for c in json.loads(said.stdout)["checks"]}["data dir private"]
     assert check["status"] == "warn"
     assert f"{old_home} is 0755" in check["detail"] and "every local user can reach it" in check["detail"]
     assert "baton.db 0644" in check["detail"] and "`baton doctor --fix`" in check["detail"]
     assert mode(old_home) == 0o755, "doctor alone changes nothing"
 
-    fixed = cli("doctor", "--fix", "--json")
+    fixed = cli_here("doctor", "--fix", "--json")
     report = json.loads(fixed.stdout)
     changed = {Path(t["path"]): (t["was"], t["now"], t["error"]) for t in report["fixed"]}
     logs = list((old_home / "logs").glob("*.jsonl"))
@@ -61,7 +61,7 @@ def test_doctor_warns_about_a_0755_home_and_fix_makes_it_0700(cli: Cli, old_home
     check = {c["name"]: c for c in report["checks"]}["data dir private"]
     assert check["status"] == "ok" and "no other user can reach them" in check["detail"]
 
-    again = cli("doctor", "--fix")
+    again = cli_here("doctor", "--fix")
     assert "fixed" not in again.stdout and "ok    data dir private" in again.stdout
 
 

@@ -141,10 +141,10 @@ def test_du_shows_rebuildable_and_unique(
 
 
 def test_sweep_dry_run_lists_and_removes_nothing(
-    settings: Settings, world: tuple[Path, Path, Path], cli: Callable[..., CompletedProcess[str]]
+    settings: Settings, world: tuple[Path, Path, Path], cli_here: Callable[..., CompletedProcess[str]]
 ) -> None:
     old, new, _ = world
-    done = cli("sweep", "--dry-run", "--prune", "--json")
+    done = cli_here("sweep", "--dry-run", "--prune", "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert [p["key"].rpartition(":")[2] for p in data["prunings"]] == ["t1", "t2"], (
@@ -155,13 +155,13 @@ def test_sweep_dry_run_lists_and_removes_nothing(
     assert {a["kind"] for a in first["artefacts"]} == {"node_modules", ".venv", "__pycache__", "dist"}
     assert data["freed"]["artefacts"] == sum(p["bytes"] for p in data["prunings"]) >= 2 * BIG
     assert all(os.path.lexists(w / rel) for w in (old, new) for rel in GONE), "a dry run removes nothing"
-    text = cli("sweep", "--dry-run", "--prune")
+    text = cli_here("sweep", "--dry-run", "--prune")
     assert text.returncode == 0 and "would prune" in text.stdout and "pkg/node_modules" in text.stdout
-    real = json.loads(cli("sweep", "--prune", "--json").stdout)
+    real = json.loads(cli_here("sweep", "--prune", "--json").stdout)
     assert real["prunings"][0]["artefacts"] == first["artefacts"], "the dry run said what the real one did"
     assert not any(os.path.lexists(w / rel) for w in (old, new) for rel in GONE)
     assert all((w / rel).is_file() for w in (old, new) for rel in KEPT)
-    du = cli("du")
+    du = cli_here("du")
     assert du.returncode == 0 and "rebuildable" in du.stdout
 
 

@@ -182,17 +182,17 @@ def test_a_zero_interval_never_sweeps(settings: Settings) -> None:
 
 
 def test_baton_sweep_cli(
-    settings: Settings, store: Store, src_repo: Path, cli: Callable[..., CompletedProcess[str]]
+    settings: Settings, store: Store, src_repo: Path, cli_here: Callable[..., CompletedProcess[str]]
 ) -> None:
     first = go(settings, src_repo, "one")
     _expire(store, "t1", first.run.repo)
-    dry = cli("sweep", "--dry-run", "--json")
+    dry = cli_here("sweep", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["expired"] == [f"fake:{first.run.repo}:t1"]
-    said = cli("sweep", "--dry-run").stdout
+    said = cli_here("sweep", "--dry-run").stdout
     assert said.startswith("would expire 1 session(s)") and "(dry run: nothing was removed)" in said
     assert Path(first.session.worktree).is_dir()
-    real = cli("sweep")
+    real = cli_here("sweep")
     assert real.returncode == 0, real.stderr
     assert "expired 1 session(s)" in real.stdout and not Path(first.session.worktree).exists()
     assert any(a["action"] == "sweep" and a["actor"] == getpass.getuser() for a in store.list_audit(limit=5))

@@ -57,7 +57,7 @@ def test_a_baton_run_with_a_retry_is_one_run_of_two_attempts(
         store.close()
 
 
-def test_cli_show_and_logs_take_the_run_id_and_list_attempts(cli: Cli, src_repo: Path) -> None:
+def test_cli_show_and_logs_take_the_run_id_and_list_attempts(cli: Cli, cli_here: Cli, src_repo: Path) -> None:
     env = RETRY
     made = cli(
         "run", "-a", "fake", "-r", str(src_repo), "-t", "t1", "--retries", "1", "--json", "hi", env=env
@@ -67,19 +67,19 @@ def test_cli_show_and_logs_take_the_run_id_and_list_attempts(cli: Cli, src_repo:
     run_id, attempts = data["run_id"], data["attempts"]
     assert len(attempts) == 2 and attempts[0]["attempt_id"] == run_id
     for given in (run_id, run_id[-8:], attempts[1]["attempt_id"][-8:]):
-        shown = cli("runs", "show", given, "--json")
+        shown = cli_here("runs", "show", given, "--json")
         assert shown.returncode == 0, shown.stderr
         got = json.loads(shown.stdout)
         assert got["run_id"] == run_id and [a["attempt_id"] for a in got["attempts"]] == [
             a["attempt_id"] for a in attempts
         ]
-    human = cli("runs", "show", run_id[-8:])
+    human = cli_here("runs", "show", run_id[-8:])
     assert human.returncode == 0 and f"run: {run_id}" in human.stdout and "attempts" in human.stdout
     assert "None" not in human.stdout and "{'" not in human.stdout  # no Python reprs
-    logs = cli("runs", "logs", run_id[-8:])
+    logs = cli_here("runs", "logs", run_id[-8:])
     assert logs.returncode == 0 and "attempt 1" in logs.stdout and "attempt 2" in logs.stdout, logs.stdout
     assert "fake failure" in logs.stdout
-    table = cli("runs", "ls", env={"COLUMNS": "200"}).stdout
+    table = cli_here("runs", "ls", env={"COLUMNS": "200"}).stdout
     assert f"{run_id[-8:]}#2" in table and f"{run_id[-8:]} " in table, table
 
 

@@ -116,12 +116,12 @@ def test_a_rollover_refused_too_ends_the_run_after_one_rollover_and_is_not_retri
 
 
 def test_sessions_show_lists_which_conversation_followed_which_and_why(
-    rolls: Settings, src_repo: Path, cli: Callable[..., subprocess.CompletedProcess[str]]
+    rolls: Settings, src_repo: Path, cli_here: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
     small = rolls
     results = [go(small, src_repo, f"step {n}") for n in range(3)]  # the third rolls over
     old, new = results[1].session.agent_session_id, results[2].session.agent_session_id
-    done = cli("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", "t1", "--wide", timeout=60)
+    done = cli_here("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", "t1", "--wide", timeout=60)
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())
     assert f"conversation {old}: began fresh" in text and "held 4005 of 5000 tokens" in text

@@ -219,36 +219,36 @@ def test_audit_limit_is_validated(service: Service) -> None:
 
 
 @pytest.mark.slow  # many `baton` processes: over 3 s of CPU
-def test_cli_tokens_create_ls_revoke_and_audit(service: Service, cli: Cli, settings: Settings) -> None:
-    made = cli("tokens", "create", "--name", "bot", "--scope", "read", "--json")
+def test_cli_tokens_create_ls_revoke_and_audit(service: Service, cli_here: Cli, settings: Settings) -> None:
+    made = cli_here("tokens", "create", "--name", "bot", "--scope", "read", "--json")
     assert made.returncode == 0, made.stderr
     data = json.loads(made.stdout)
     assert (data["name"], data["scope"]) == ("bot", "read") and data["token"].startswith("baton_")
     with service.client(data["token"]) as bot:
         assert bot.get("/v1/sessions").status_code == 200
         assert bot.post("/v1/sessions/reset", json={}).status_code == 403
-    listed = cli("tokens", "ls", "--json")
+    listed = cli_here("tokens", "ls", "--json")
     assert json.loads(listed.stdout)[0]["name"] == "bot" and data["token"] not in listed.stdout
-    assert "bot" in cli("tokens", "ls").stdout
-    assert cli("tokens", "revoke", "bot").returncode == 0
+    assert "bot" in cli_here("tokens", "ls").stdout
+    assert cli_here("tokens", "revoke", "bot").returncode == 0
     with service.client(data["token"]) as bot:
         assert bot.get("/v1/sessions").status_code == 401
-    unknown = cli("tokens", "revoke", "nobody")
+    unknown = cli_here("tokens", "revoke", "nobody")
     assert unknown.returncode == 2 and "no token named 'nobody'" in unknown.stderr
-    audit = json.loads(cli("audit", "--json", "--limit", "2").stdout)
+    audit = json.loads(cli_here("audit", "--json", "--limit", "2").stdout)
     assert [(e["action"], e["actor"]) for e in audit] == [
         ("token-revoke", getpass.getuser()),
         ("token-create", getpass.getuser()),
     ]
-    assert "token-create" in cli("audit").stdout
+    assert "token-create" in cli_here("audit").stdout
 
 
-def test_cli_token_printed_once_plain(cli: Cli, home: Path) -> None:
-    made = cli("tokens", "create", "--name", "plain", "--scope", "admin")
+def test_cli_token_printed_once_plain(cli_here: Cli, home: Path) -> None:
+    made = cli_here("tokens", "create", "--name", "plain", "--scope", "admin")
     assert made.returncode == 0
     assert re.fullmatch(r"baton_[A-Za-z0-9_-]{43}\n", made.stdout)
     assert "shown only this once" in made.stderr
-    again = cli("tokens", "create", "--name", "plain", "--scope", "read")
+    again = cli_here("tokens", "create", "--name", "plain", "--scope", "read")
     assert again.returncode == 2 and "exists" in again.stderr
-    bad = cli("tokens", "create", "--name", "x", "--scope", "root")
+    bad = cli_here("tokens", "create", "--name", "x", "--scope", "root")
     assert bad.returncode == 2

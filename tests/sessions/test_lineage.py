@@ -2,10 +2,11 @@
 ``to`` on its source, nearest ancestor first along a chain), stacking (``stacked_on`` / ``stacked_below``) and
 the agent conversations a key went through.
 
-Sessions come from real runs of the fake agent on a local repository, shown by ``baton`` as its own
-process. The ``origin`` column is data: a value that is not an object, lacks fields, has hostile types, is
-not JSON at all, or makes a cycle (A from B from A) must never crash ``show`` nor make it loop; those are
-written straight into the SQLite file, as a damaged or hostile store would hold them."""
+Sessions come from real runs of the fake agent on a local repository, shown by ``baton``'s own ``main`` in
+this process (what it prints is the point, not its start). The ``origin`` column is data: a value that is
+not an object, lacks fields, has hostile types, is not JSON at all, or makes a cycle (A from B from A) must
+never crash ``show`` nor make it loop; those are written straight into the SQLite file, as a damaged or
+hostile store would hold them."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def lineage_of(settings: Settings, thread: str) -> dict[str, Any]:
 
 
 def test_a_fork_shows_where_it_came_from_and_its_source_where_it_went(
-    settings: Settings, src_repo: Path, cli: Cli
+    settings: Settings, src_repo: Path, cli_here: Cli
 ) -> None:
     a = go(settings, src_repo, "A", "implement")
     b = go(settings, src_repo, "B", "review it", mode=Mode.FORK, fork_from="A")
@@ -70,7 +71,7 @@ def test_a_fork_shows_where_it_came_from_and_its_source_where_it_went(
     sid_a, sid_b, sid_c = (r.session.agent_session_id for r in (a, b, c))
     assert len({sid_a, sid_b, sid_c}) == 3
 
-    shown_b = show(cli, src_repo, "B")
+    shown_b = show(cli_here, src_repo, "B")
     [origin] = shown_b["lineage"]["from"]
     assert (origin["kind"], origin["agent"], origin["thread"]) == ("fork", "fake", "A")
     assert origin["session_id"] == sid_a and isinstance(origin["at"], float)
@@ -79,7 +80,7 @@ def test_a_fork_shows_where_it_came_from_and_its_source_where_it_went(
     ]
     assert [(c["session_id"], c["began"]) for c in shown_b["lineage"]["conversations"]] == [(sid_b, "fork")]
 
-    shown_a = show(cli, src_repo, "A")
+    shown_a = show(cli_here, src_repo, "A")
     assert shown_a["lineage"]["from"] == []
     assert [(t["kind"], t["agent"], t["thread"], t["session_id"]) for t in shown_a["lineage"]["to"]] == [
         ("fork", "fake", "B", sid_b)
@@ -87,10 +88,10 @@ def test_a_fork_shows_where_it_came_from_and_its_source_where_it_went(
     assert [(c["session_id"], c["began"]) for c in shown_a["lineage"]["conversations"]] == [(sid_a, "fresh")]
 
     # a chain: C came from B, which came from A — nearest first
-    chain = show(cli, src_repo, "C")["lineage"]["from"]
+    chain = show(cli_here, src_repo, "C")["lineage"]["from"]
     assert [(link["thread"], link["session_id"]) for link in chain] == [("B", sid_b), ("A", sid_a)]
 
-    text = cli("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", "B", timeout=60)
+    text = cli_here("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", "B", timeout=60)
     assert text.returncode == 0, text.stderr
     assert f"from: fork fake/A (conversation {sid_a})" in text.stdout
     assert f"to: fork fake/C (conversation {sid_c})" in text.stdout
@@ -107,19 +108,19 @@ def test_a_fork_in_place_lists_both_conversations_of_the_key(settings: Settings,
     assert family["to"] == []  # its own origin is not a descendant
 
 
-def test_stacked_threads_show_on_both_sides(settings: Settings, src_repo: Path, cli: Cli) -> None:
+def test_stacked_threads_show_on_both_sides(settings: Settings, src_repo: Path, cli_here: Cli) -> None:
     go(settings, src_repo, "A", "the parser")
     b = go(settings, src_repo, "B", "the CLI on the parser", base_thread="A")
     go(settings, src_repo, "C", "docs on the parser", base_thread="A")
     assert b.session.base_thread == "A"
-    shown_b = show(cli, src_repo, "B")
+    shown_b = show(cli_here, src_repo, "B")
     assert shown_b["base_thread"] == "A"
     assert shown_b["lineage"]["stacked_on"] == "A"
     assert shown_b["lineage"]["stacked_below"] == []
-    shown_a = show(cli, src_repo, "A")
+    shown_a = show(cli_here, src_repo, "A")
     assert shown_a["lineage"]["stacked_on"] is None
     assert shown_a["lineage"]["stacked_below"] == ["fake/B", "fake/C"]
-    text = cli("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", "A", timeout=60)
+    text = cli_here("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", "A", timeout=60)
     assert "stacked below it: fake/B, fake/C" in text.stdout
 
 
@@ -159,24 +160,22 @@ def test_a_hostile_origin_never_crashes_lineage(settings: Settings, src_repo: Pa
     assert of_a["conversations"][0]["session_id"] == a.session.agent_session_id
 
 
-@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
-def test_a_hostile_origin_never_crashes_show(settings: Settings, src_repo: Path, cli: Cli) -> None:
+def test_a_hostile_origin_never_crashes_show(settings: Settings, src_repo: Path, cli_here: Cli) -> None:
     """The same values through ``baton sessions show`` (JSON and text), each on B and on A."""
     go(settings, src_repo, "A", "implement")
     go(settings, src_repo, "B", "review", mode=Mode.FORK, fork_from="A")
     for name in ("a list", "not JSON", "wrong types", "huge integer time", "markup", "deeply nested"):
         set_origin(settings, "B", HOSTILE[name])
-        shown = show(cli, src_repo, "B")
+        shown = show(cli_here, src_repo, "B")
         assert shown["thread"] == "B", name
         for thread in ("A", "B"):
-            text = cli("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", thread, timeout=60)
+            text = cli_here("sessions", "show", "-a", "fake", "-r", str(src_repo), "-t", thread, timeout=60)
             assert text.returncode == 0 and "Traceback" not in text.stderr, (name, text.stderr)
         if name == "markup":  # printed as text, never read as Rich markup
             assert "from: [red]fork[/red] [bold]fake/../../A" in text.stdout
 
 
-@pytest.mark.slow  # many `baton` processes: over 3 s of CPU
-def test_an_origin_cycle_ends(settings: Settings, src_repo: Path, cli: Cli) -> None:
+def test_an_origin_cycle_ends(settings: Settings, src_repo: Path, cli_here: Cli) -> None:
     """A from B from A (as a hostile store may say): each side lists the other once, nothing loops."""
     a = go(settings, src_repo, "A", "implement")
     b = go(settings, src_repo, "B", "review", mode=Mode.FORK, fork_from="A")
@@ -193,10 +192,10 @@ def test_an_origin_cycle_ends(settings: Settings, src_repo: Path, cli: Cli) -> N
             settings, "B", json.dumps({"kind": "fork", "agent": "fake", "thread": "A", "session_id": to_a})
         )
         for thread, other in (("A", "B"), ("B", "A")):
-            family = show(cli, src_repo, thread)["lineage"]
+            family = show(cli_here, src_repo, thread)["lineage"]
             assert 1 <= len(family["from"]) <= 2 < MAX_DEPTH
             assert family["from"][0]["thread"] == other
             assert [link["thread"] for link in family["to"]] == [other]
     # a key that names itself as its origin
     set_origin(settings, "A", json.dumps({"kind": "fork", "agent": "fake", "thread": "A", "session_id": "x"}))
-    assert [link["thread"] for link in show(cli, src_repo, "A")["lineage"]["from"]] == ["A"]
+    assert [link["thread"] for link in show(cli_here, src_repo, "A")["lineage"]["from"]] == ["A"]

@@ -102,7 +102,7 @@ def test_connections_the_server_dropped_are_replaced(pg_store: SQLStore, pg_admi
     assert pg_store.get_session("fake", "github.com/acme/api", "issue-1") == make_session()
 
 
-def test_baton_runs_on_postgresql(cli: Cli, src_repo: Path, pg_store: SQLStore) -> None:
+def test_baton_runs_on_postgresql(cli: Cli, cli_here: Cli, src_repo: Path, pg_store: SQLStore) -> None:
     """The runner through the PostgreSQL store (``BATON_STORE_URL``): a turn, a resumed turn, and
     everything they recorded (runs, session, snapshot, lease and its token)."""
     env = {"BATON_STORE_URL": pg_store.url}
@@ -119,7 +119,7 @@ def test_baton_runs_on_postgresql(cli: Cli, src_repo: Path, pg_store: SQLStore) 
     snapshot = pg_store.get_snapshot("fake", runs[0].repo, "pg")
     assert snapshot is not None and all(pg_store.get_blob(d) for d in snapshot.digests())
     assert count(pg_store, "leases") == 2  # the key's and its branch's: released, each keeps its row
-    listed = cli("sessions", "ls", "--json", env=env)
+    listed = cli_here("sessions", "ls", "--json", env=env)
     assert [s["thread"] for s in json.loads(listed.stdout)] == ["pg"], listed.stderr
 
 

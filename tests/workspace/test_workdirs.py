@@ -159,14 +159,16 @@ def test_credentials_in_a_url_never_reach_the_message(workdirs: Workdirs) -> Non
 
 
 def test_baton_run_on_an_unreachable_remote_exits_4_and_writes_nothing(
-    cli: Callable[..., subprocess.CompletedProcess[str]], home: Path
+    cli: Callable[..., subprocess.CompletedProcess[str]],
+    cli_here: Callable[..., subprocess.CompletedProcess[str]],
+    home: Path,
 ) -> None:
     url = f"http://127.0.0.1:{closed_port()}/api.git"
     out = cli("run", "-a", "fake", "-r", url, "-t", "issue-1", "hello")
     assert out.returncode == 4, out.stderr
     assert url in out.stderr and "Failed to connect" in out.stderr
     assert "Traceback" not in out.stderr
-    assert cli("sessions", "ls", "--json").stdout.strip() == "[]"
+    assert cli_here("sessions", "ls", "--json").stdout.strip() == "[]"
     assert not (home / "worktrees").exists()
 
 
