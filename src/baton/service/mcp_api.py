@@ -23,6 +23,14 @@ AUDIT_TIMEOUT = 10.0  # seconds an audit row may take before the call is answere
 log = logging.getLogger(__name__)
 
 
+class Refused(ToolError):
+    """The service's refusal of a call (its HTTP ``status``), in its own words."""
+
+    def __init__(self, status: int, said: str) -> None:
+        super().__init__(f"baton refused ({status}): {said}")
+        self.status = status
+
+
 def bearer(request: Any) -> str:
     """The ``Authorization`` header of the HTTP request an MCP message came in (``/mcp``)."""
     headers = getattr(request, "headers", None)
@@ -82,7 +90,7 @@ class Api:
         if response.status_code >= 400:
             detail = data.get("detail") if isinstance(data, dict) else None
             said = detail if isinstance(detail, str) else response.text[:500] or response.reason_phrase
-            raise ToolError(f"baton refused ({response.status_code}): {said}")
+            raise Refused(response.status_code, said)
         if not isinstance(data, dict):
             raise ToolError(
                 f"baton serve at {self.url} answered {response.status_code} without a JSON object"

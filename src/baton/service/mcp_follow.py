@@ -15,10 +15,9 @@ from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
 
 from baton.agents.events import LogRenderer, clip
-from baton.service.mcp_api import Api
+from baton.service.mcp_api import Api, Refused
 
 MAX_TEXT = 8000  # characters of a turn's result or an error shown; the run keeps it whole
 IN_FLIGHT = 20  # the newest runs of a thread read_thread looks through for those not done
@@ -115,8 +114,8 @@ async def thread_state(api: Api, request: Any, key: Mapping[str, str], turns: in
     ]
     try:
         session = await api.call(request, "GET", "/v1/session", params={**key, "runs": turns})
-    except ToolError as exc:
-        if not in_flight or "(404)" not in str(exc):
+    except Refused as exc:
+        if not in_flight or exc.status != 404:
             raise
         session = {**key, "status": "queued"}
     return {**thread_view(session, turns), "in_flight": in_flight}
