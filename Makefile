@@ -8,7 +8,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup chromium servers image-tools shell-tools services demo test test-fast lint bench image
+.PHONY: setup chromium servers image-tools shell-tools services demo test test-warm test-fast lint bench image
 setup: $(VENV)/.installed chromium servers image-tools shell-tools services
 
 # The services the tests talk to: PostgreSQL, Redis, RabbitMQ on 127.0.0.1. One that does not answer is
@@ -120,21 +120,29 @@ lint: setup
 	$(VENV)/bin/ruff format --check src tests bench deploy
 	$(VENV)/bin/mypy
 
-# baton's modules compiled once before the tests: with PYTHONDONTWRITEBYTECODE set (as on CI machines),
-# every `baton`, fake agent and mock process the tests start would compile them again from source
-# (~0.17 s of CPU each on the run path); a .pyc is read whatever that variable says.
-test: lint
+# The suite: lint and the tests' warm-up side by side (mypy keeps one core busy), then pytest on
+# TEST_WORKERS workers (docs/development.md, "Slow tests").
+TEST_WORKERS ?= 2
+test: setup
+	@$(MAKE) --no-print-directory -j2 lint test-warm
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=20
+
+# Compiled once before the tests, whatever PYTHONDONTWRITEBYTECODE says (it is set on CI machines; a
+# .pyc is read either way): baton's modules (every `baton`, fake agent and mock process the tests start
+# would compile them again: ~0.17 s of CPU each on the run path), and the test modules with pytest's
+# rewritten asserts, which each xdist worker would rewrite again (~20 s of CPU a worker).
+test-warm: $(VENV)/.installed
 	$(PY) -m compileall -q src > /dev/null
-	$(PY) -m pytest -n 2 --dist worksteal --durations=20
+	@out=$$(PYTHONDONTWRITEBYTECODE= $(PY) -m pytest --collect-only -q -p no:cacheprovider 2>&1) \
+		|| { echo "$$out"; exit 1; }; echo "$$out" | tail -1
 
 # The inner loop: no `slow` test (a real agent CLI, a large git repo) and no test that needs a service
 # beyond SQLite and git (`services`: PostgreSQL, Redis, RabbitMQ, the browser; conftest marks them), and
 # ruff only (mypy is `make lint`). Needs the virtualenv, not the services. pytest exits 5 (a failure)
 # should the selection ever be empty. `make test` runs everything.
 FAST_TESTS ?= not slow and not services
-test-fast: $(VENV)/.installed
+test-fast: test-warm
 	$(VENV)/bin/ruff check src tests bench deploy
-	$(PY) -m compileall -q src > /dev/null
 	$(PY) -m pytest -n 2 --dist worksteal -m "$(FAST_TESTS)"
 
 bench: setup
