@@ -27,6 +27,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,14 @@ class Workers:
         except AssertionError as exc:
             raise AssertionError(f"{exc}; its log:\n{worker.text()}") from None
         return worker
+
+    def start_together(self, specs: list[tuple[str, dict[str, Any]]]) -> list[Worker]:
+        """Start several workers side by side, each waiting for its own ``ready``: one start-up's wait
+        instead of one each, for workers whose order of start the test does not depend on.
+        ``specs``: each worker's name and keyword arguments of :meth:`start`."""
+        with ThreadPoolExecutor(len(specs)) as pool:
+            started = [pool.submit(self.start, name, **kwargs) for name, kwargs in specs]
+            return [future.result() for future in started]
 
     def stop_all(self) -> None:
         """SIGTERM every worker at once (a warm shutdown each), then wait for them."""

@@ -88,7 +88,8 @@ def test_forty_runs_over_ten_keys_across_two_workers(
     client: Settings, shared_store: Store, workers: Workers, src_repo: Path
 ) -> None:
     store = shared_store
-    homes = [workers.start(name, env={"FAKE_AGENT_DELAY": "0.2"}).home for name in ("a", "b")]
+    slow = {"env": {"FAKE_AGENT_DELAY": "0.2"}}
+    homes = [w.home for w in workers.start_together([("a", slow), ("b", slow)])]
     executor = CeleryExecutor(client, store)
     submitted = []
     for i, k in itertools.product(range(4), range(10)):  # all at once: 4 rounds over the 10 keys

@@ -1,7 +1,8 @@
 """A store outage mid-turn delays a job's events, never drops them: a REAL ``baton worker`` on a private
 PostgreSQL (``tests.restartable``) that is frozen (SIGSTOP of every server process: connections stay
-open, nothing answers) for 20 s while the fake agent streams events 0.3 s apart; and
-:class:`baton.fleet.eventsink.StoreSink` on its own against a store that fails and then answers.
+open, nothing answers) from the turn's first events until past the agent's end, or stopped for 6 s
+while the fake agent streams events 0.3 s apart; and :class:`baton.fleet.eventsink.StoreSink` on its
+own against a store that fails and then answers.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from baton.errors import StoreError
-from baton.fleet import jobs
+from baton.fleet import eventsink, jobs
 from baton.fleet.celery import CeleryExecutor
 from baton.fleet.eventsink import StoreSink
 from baton.models import JobStatus
@@ -24,7 +25,9 @@ from tests.conftest import FAST, wait_for
 from tests.fleet.test_celery import body, job_of
 from tests.restartable import RestartablePostgres, RestartableRedis, private_pg_fixture, private_redis_fixture  # noqa: F401 (fixtures)
 
-RETRIES = 60  # the fake agent's events, 0.3 s apart
+# the fake agent's events, 0.3 s apart: 6 s of them under a freeze held until the agent has ended; 12 s
+# under a 6 s stop, so that the turn's end writes come after the store is back
+RETRIES = {"freeze": 20, "stop": 40}
 SERVICE_FIXTURES = {"private_pg": "postgres", "private_redis": "redis"}
 
 
@@ -37,9 +40,10 @@ def test_a_store_outage_mid_turn_delays_events_and_drops_none(
     src_repo: Path,
     outage: str,
 ) -> None:
-    """``freeze``: every write waits 20 s, past the agent's end; ``stop``: every write is refused for
-    6 s while the agent streams (the server stopped and started again on its port, its data kept;
-    the turn's own end writes come after it, and would wait for the store: baton.runner.outage)."""
+    """``freeze``: every write waits until past the agent's end (its result in the worker's own file of
+    the job's events), the turn's end writes too; ``stop``: every write is refused for 6 s while the
+    agent streams (the server stopped and started again on its port, its data kept; the turn's own
+    end writes come after it, and would wait for the store: baton.runner.outage)."""
     overrides = {
         "home": str(tmp_path / "client"),
         "store_url": private_pg.url,
@@ -52,7 +56,7 @@ def test_a_store_outage_mid_turn_delays_events_and_drops_none(
         # a lease that outlives the freeze: this test is about the stream, not about fencing
         env = {
             "FAKE_AGENT_DELAY": "1",
-            "FAKE_AGENT_RETRIES": str(RETRIES),
+            "FAKE_AGENT_RETRIES": str(RETRIES[outage]),
             "BATON_LEASE_TTL": "90",
             "BATON_HEARTBEAT": "1",
         }
@@ -62,16 +66,22 @@ def test_a_store_outage_mid_turn_delays_events_and_drops_none(
         executor.submit(job.id)
         executor.stop()
         wait_for(lambda: len(store.job_events(job.id)) >= 3, timeout=60, what="the first events")
-        away, back = (
-            (private_pg.freeze, private_pg.thaw)
-            if outage == "freeze"
-            else (private_pg.stop, private_pg.start)
-        )
-        away()
-        try:
-            time.sleep(20 if outage == "freeze" else 6)  # the agent streams 18 s of events
-        finally:
-            back()
+        local = jobs.events_path(load_settings(overrides={"home": str(worker.home)}, environ={}), job.id)
+        if outage == "freeze":
+            private_pg.freeze()
+            try:
+                wait_for(lambda: agent_ended(local), timeout=60, what="the agent's end, the store frozen")
+                # the turn's end writes (its run's end, its events' flush) now wait on the frozen store:
+                # nothing shows them waiting but the store itself, which is what is frozen
+                time.sleep(2)
+            finally:
+                private_pg.thaw()
+        else:
+            private_pg.stop()
+            try:
+                time.sleep(6)  # writes refused meanwhile: the agent streams for 12 s
+            finally:
+                private_pg.start()
         wait_for(lambda: job_of(store, job.id).status == JobStatus.DONE, timeout=120, what="the job's end")
         done = job_of(store, job.id)
         assert done.outcome == "succeeded", done.error
@@ -80,9 +90,9 @@ def test_a_store_outage_mid_turn_delays_events_and_drops_none(
         seqs = [line["seq"] for line in stored]
         assert seqs == list(range(1, len(seqs) + 1)), f"seqs missing, doubled or out of order: {seqs}"
         retries = [line for line in stored if line.get("event", {}).get("subtype") == "api_retry"]
-        assert len(retries) == RETRIES, f"{len(retries)} of the agent's {RETRIES} retry events are stored"
+        wanted = RETRIES[outage]
+        assert len(retries) == wanted, f"{len(retries)} of the agent's {wanted} retry events are stored"
         assert stored[-1].get(jobs.END) == "succeeded"
-        local = jobs.events_path(load_settings(overrides={"home": str(worker.home)}, environ={}), job.id)
         assert [json.loads(line) for line in local.read_text().splitlines()] == stored, (
             "the file and store agree"
         )
@@ -93,6 +103,15 @@ def test_a_store_outage_mid_turn_delays_events_and_drops_none(
     finally:
         workers.stop_all()
         store.close()
+
+
+def agent_ended(local: Path) -> bool:
+    """Whether the worker's own file of the job's events holds the agent's result (its last event)."""
+    try:
+        lines = [json.loads(line) for line in local.read_text().splitlines() if line.endswith("}")]
+    except (OSError, ValueError):  # not made yet, or a line half written
+        return False
+    return any(line.get("event", {}).get("type") == "result" for line in lines)
 
 
 class FlakyStore:
@@ -109,7 +128,12 @@ class FlakyStore:
         self.lines.append((seq, line))
 
 
-def test_the_sink_retries_in_order_and_flush_waits(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_sink_retries_in_order_and_flush_waits(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the back-off's first pause a tenth of the product's (4 failures: 0.3 s of pauses, not 3 s); what
+    # is tested is the order, the once-each and the flush's wait, not the pauses' length
+    monkeypatch.setattr(eventsink, "FIRST_RETRY", eventsink.FIRST_RETRY / 10)
     flaky = FlakyStore(failures=4)
     sink = StoreSink(flaky, "job-1")  # type: ignore[arg-type]  # only add_job_event is used
     began = time.monotonic()

@@ -29,6 +29,11 @@ from baton.store.leases import HOST
 from tests.conftest import make_repo, wait_for
 from tests.service_fixtures import Service, run_service
 
+# A live executor looks for orphaned jobs every lease TTL, the first time a TTL after it starts: the
+# tests of a takeover wait out one, so theirs is shorter than conftest's FAST (a live turn's lease,
+# renewed every 0.2 s, still has ten renewals' margin)
+TAKEOVER_TTL = 2.0
+
 
 def body(repo: Path, thread: str = "t1", prompt: str = "do it", **kw: Any) -> dict[str, Any]:
     return {"agent": "fake", "repo": str(repo), "thread": thread, "prompt": prompt, **kw}
@@ -218,6 +223,7 @@ def test_a_job_whose_runner_died_mid_turn_runs_again_resumed(
     """A replica that died for good left a job ``running`` mid-turn (its attempt ``running``, its lease
     free): a live executor, started long before, takes it over within a lease TTL: the dead attempt is
     marked crashed and the job runs again, resuming the key's conversation, before the key's next job."""
+    settings = settings.with_(lease_ttl=TAKEOVER_TTL)
     first = jobs.submit(store, settings, body(src_repo, prompt="turn 1"), "test")
     executor = LocalExecutor(settings, store)
     executor.start()
@@ -282,6 +288,7 @@ def test_a_job_whose_turn_had_ended_is_recorded_not_run_again(
 ) -> None:
     """The process died after its job's turn ended (publishing it, or recording its end): the job ends
     with the turn's own outcome and result, never ``crashed``, and the agent is not run again."""
+    settings = settings.with_(lease_ttl=TAKEOVER_TTL)
     job = jobs.submit(store, settings, body(src_repo, prompt="a"), "test")
     executor = LocalExecutor(settings, store)
     executor.start()

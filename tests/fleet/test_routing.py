@@ -112,7 +112,7 @@ def ran_in(job: JobRecord, home: Path) -> bool:
 @pytest.mark.parametrize("broker", ["redis"], indirect=True)
 def test_jobs_reach_only_workers_of_their_store(sides: tuple[Side, Side], src_repo: Path) -> None:
     a, b = sides
-    a1, a2 = (a.workers.start(n, env=DEFAULT_QUEUES) for n in ("a1", "a2"))
+    a1, a2 = a.workers.start_together([(n, {"env": DEFAULT_QUEUES}) for n in ("a1", "a2")])
     waiting = b.submit(src_repo, "tb")  # no worker of B is up
     done = a.wait_done(a.submit(src_repo, "ta").id)
     assert done.outcome == "succeeded", done.error
@@ -140,10 +140,12 @@ def test_jobs_reach_only_workers_of_their_store(sides: tuple[Side, Side], src_re
     (seen_b,) = (c for c in fleet_checks(b.settings) if c.name == "workers")
     assert seen_b.status == CheckStatus.OK and rows_b[0].name in seen_b.detail and "a1-" not in seen_b.detail
 
-    # a stopped worker stops counting once its heartbeat is older than a lease TTL
+    # a stopped worker stops counting once its heartbeat is older than a lease TTL: the reader's, here
+    # 1 s (the workers beat every 0.5 s) rather than waiting out FAST's 5 s
     b.workers.stop_all()
+    short = b.settings.with_(lease_ttl=1.0)
     wait_for(
-        lambda: next(c for c in fleet_checks(b.settings) if c.name == "workers").status == CheckStatus.WARN,
+        lambda: next(c for c in fleet_checks(short) if c.name == "workers").status == CheckStatus.WARN,
         20,
     )
 

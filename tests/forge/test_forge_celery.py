@@ -121,8 +121,12 @@ def test_a_worker_killed_mid_turn_loses_no_mention(
     register_fake()
     env = _forge_env(fake, tmp_path, monkeypatch)
     timings = {"BATON_LEASE_TTL": "2", "BATON_VISIBILITY_TIMEOUT": "6"}
-    doomed = workers.start("a", concurrency=3, env={**env, **timings, "FAKE_AGENT_DELAY": "30"})
-    workers.start("b", concurrency=3, env={**env, **timings, "FAKE_AGENT_DELAY": "1"})
+    doomed, _ = workers.start_together(
+        [
+            ("a", {"concurrency": 3, "env": {**env, **timings, "FAKE_AGENT_DELAY": "30"}}),
+            ("b", {"concurrency": 3, "env": {**env, **timings, "FAKE_AGENT_DELAY": "1"}}),
+        ]
+    )
     executor = CeleryExecutor(client, shared_store)
     loop = ForgeLoop(client, shared_store, load_forges(client.home, environ=env), executor.submit)
     issues = [fake.open_issue(REPO, "alice", f"Task {n}", f"Notes {n}.") for n in range(10)]

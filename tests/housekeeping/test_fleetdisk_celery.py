@@ -6,9 +6,9 @@ stale and left out of the total."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,13 @@ from tests.celery_fixtures import (  # noqa: F401 (fixtures)
     shared_store_url_fixture,
     workers_fixture,
 )
-from tests.conftest import BATON, FAST, wait_for
+from tests.conftest import FAST, wait_for
 from tests.service_fixtures import Service, run_service
 from tests.workspace.test_du import du
 
 FLEET = pytest.mark.parametrize(("broker", "shared_store_url"), [("amqp", "postgresql")], indirect=True)
 REPORT_EVERY_SECOND = {"BATON_SWEEP_INTERVAL": "1"}
+CliHere = Callable[..., subprocess.CompletedProcess[str]]  # conftest's cli_here
 
 
 def seed(workers: Workers, client: Settings, name: str, repo: Path) -> str:
@@ -59,24 +60,25 @@ def reported(store: Store, name: str) -> dict[str, Any]:
     return (rows[0].disk or {}) if rows else {}
 
 
-def baton_cli(client: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        **{f"BATON_{k.upper()}": str(v) for k, v in FAST.items()},
-        "BATON_HOME": str(client.home),
-        "BATON_STORE_URL": client.store_url,
-        "COLUMNS": "200",
-    }
-    return subprocess.run([*BATON, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+def baton_cli(cli_here: CliHere, client: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``baton ARGS`` on the client's home and store, in this process (``du`` only reads and prints)."""
+    env = {"BATON_HOME": str(client.home), "BATON_STORE_URL": client.store_url, "COLUMNS": "200"}
+    return cli_here(*args, env=env)
 
 
 @FLEET
 def test_two_workers_report_and_every_surface_shows_both_and_the_total(
-    client: Settings, shared_store: Store, workers: Workers, src_repo: Path, tabs: Tabs
+    client: Settings,
+    shared_store: Store,
+    workers: Workers,
+    src_repo: Path,
+    tabs: Tabs,
+    cli_here: CliHere,
 ) -> None:
     store = shared_store
     trees = {name: seed(workers, client, name, src_repo) for name in ("a", "b")}  # a worktree on each
-    started = [workers.start(name, concurrency=1, env=REPORT_EVERY_SECOND) for name in ("a", "b")]
+    each = {"concurrency": 1, "env": REPORT_EVERY_SECOND}
+    started = workers.start_together([("a", each), ("b", each)])
     for worker in started:
         assert Path(trees[worker.name]).is_relative_to(worker.home)
     wait_for(lambda: all(reported(store, w.name).get("sessions") == 1 for w in started), 60)
@@ -99,23 +101,23 @@ def test_two_workers_report_and_every_surface_shows_both_and_the_total(
     assert fleet.total.used == sum(w.used for w in fresh) > 0
     assert fleet.total.kinds["worktrees"] == sum(w.kinds["worktrees"] for w in fresh)
 
-    check_du_fleet(client, fleet)
+    check_du_fleet(cli_here, client, fleet)
     with run_service(client) as service:
         check_metrics(service.url, fleet, now - 3600)
         check_card(tabs, service, fleet)
 
 
-def check_du_fleet(client: Settings, fleet: FleetDisk) -> None:
+def check_du_fleet(cli_here: CliHere, client: Settings, fleet: FleetDisk) -> None:
     """``baton du --fleet``: the same rows and total, as JSON and as a table."""
     names = [w.name for w in fleet.workers]
-    answer = baton_cli(client, "du", "--fleet", "--json")
+    answer = baton_cli(cli_here, client, "du", "--fleet", "--json")
     assert answer.returncode == 0, answer.stderr
     data = json.loads(answer.stdout)
     assert [(w["name"], w["used"], w["stale"]) for w in data["workers"]] == [
         (w.name, w.used, w.stale) for w in fleet.workers
     ]
     assert data["total"] == fleet.total.to_json()
-    table = baton_cli(client, "du", "--fleet")
+    table = baton_cli(cli_here, client, "du", "--fleet")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     for name in [*names, "total"]:
