@@ -1,10 +1,10 @@
 """Two keys on one branch of one machine with the REAL Claude Code CLI on the mock Anthropic API, through
 ``baton run`` processes: the issue's reproduction (``baton run -t t1 --branch feat && baton run -t t2
 --branch feat --wait 60``), then each key again, then both started together (the second waits on the
-branch's lease, then runs), on SQLite and PostgreSQL. Each turn's Bash tool call commits in its own
+branch's lease, then runs), on SQLite. Each turn's Bash tool call commits in its own
 worktree; each key resumes its own conversation (the mock's replies count the history it received),
 sees the other's commits, and ``feat`` is pushed from the cache clone fast-forward after every turn.
-The same with the fake agent, and a run killed mid-turn: test_branch_lease.py."""
+The same with the fake agent, and a run killed mid-turn: test_branch_lease.py (both stores there)."""
 
 from __future__ import annotations
 
@@ -75,6 +75,10 @@ def env(store_url: str, claude_bin: str) -> dict[str, str]:
     return {"BATON_STORE_URL": store_url}
 
 
+# the branch's lease on each store is baton's, whatever the agent: test_branch_lease.py's
+# test_two_keys_on_one_branch_take_turns_on_one_machine and ..._started_together_the_second_waits_then_runs
+# run both orders on SQLite and PostgreSQL; here the real CLI's side, on the default store
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_two_claude_keys_share_one_branch_in_turns_and_started_together(
     cli: Cli,
     env: dict[str, str],
@@ -114,6 +118,7 @@ def test_two_claude_keys_share_one_branch_in_turns_and_started_together(
         text=True,
     )
     store = open_store(env["BATON_STORE_URL"])
+    waiting: subprocess.Popen[str] | None = None
     try:
         slug = make_key("claude", str(src_repo), "t1", ["claude"]).repo.slug
         wait_for(
@@ -122,13 +127,25 @@ def test_two_claude_keys_share_one_branch_in_turns_and_started_together(
             0.05,
             "t1's third turn to start its agent",
         )
-        second = cli(*args(src_repo, "t2", 2, "--wait", "120"), env=env, timeout=240)
+        waiting = subprocess.Popen(
+            [*BATON, *args(src_repo, "t2", 2, "--wait", "120")],
+            env={**os.environ, **baton_env, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
         out, err = first.communicate(timeout=240)
+        mock.released.set()  # t1's turn is over: t2's own turn needs no slow model
+        out2, err2 = waiting.communicate(timeout=240)
     finally:
-        if first.poll() is None:
-            first.kill()
+        for proc in (first, waiting):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
         store.close()
-    a3, b2 = result(subprocess.CompletedProcess(first.args, first.returncode, out, err)), result(second)
+    a3 = result(subprocess.CompletedProcess(first.args, first.returncode, out, err))
+    assert waiting is not None
+    b2 = result(subprocess.CompletedProcess(waiting.args, waiting.returncode, out2, err2))
     for later, earlier in ((a3, a1), (b2, b1)):
         assert (later["mode"], later["session_id"]) == ("resume", earlier["session_id"])
     own_history(mock, "t2", 2)

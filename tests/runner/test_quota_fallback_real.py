@@ -8,6 +8,7 @@ non-idempotent instruction would run twice); both conversations stay resumable. 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -92,7 +93,13 @@ tasks:
     assert "outline the parser" in openai.conversation()[0].text(), "the hand-off's recap of claude's turn"
 
     anthropic.refusal = None
-    time.sleep(max(0.0, resets_at - time.time()) + 0.5)
+    # the reset is not waited for: the breaker is told it has passed (its record's reset moved to now, as
+    # test_quota_real.py does for Gemini's midnight); waiting out a real reset, then resuming, is
+    # test_quota_real.py's test_a_spent_quota_waits_and_the_conversation_resumes_after_the_reset (Claude
+    # Code and Codex). RESET_IN only has to outlast the plan's turns.
+    (held,) = store.list_quotas()
+    assert held.agent == "claude" and held.resets_at is not None, held
+    store.save_quota(dataclasses.replace(held, resets_at=time.time()))
     back = run(
         RunRequest(
             agent="claude",

@@ -346,8 +346,12 @@ def test_a_disk_filler_ends_its_run_limited_and_other_keys_go_on(
             RunRequest(agent="fake", repo=str(other_repo), thread="beside", prompt="hi"), settings=settings
         )
     )
+    # 1 MiB files, each its own (a line naming it, then zeros, written: every block allocated as with
+    # random bytes), which the turn's checkpoint and its bundle compress in milliseconds (40 MiB of
+    # random bytes cost them ~10 s of CPU, which proves nothing about the budget)
     filler = (
-        "i=0; while [ $i -lt 400 ]; do head -c 1048576 /dev/urandom > fill-$i; i=$((i+1)); sleep 0.01; done"
+        "i=0; while [ $i -lt 400 ]; do { echo $i; head -c 1048570 /dev/zero; } > fill-$i; i=$((i+1)); "
+        "sleep 0.01; done"
     )
     result = ask(settings, src_repo, monkeypatch, filler, timeout=60)
     beside.join()
@@ -365,16 +369,17 @@ def test_a_disk_filler_ends_its_run_limited_and_other_keys_go_on(
 def test_a_write_at_the_very_end_of_a_turn_still_ends_it_limited(
     home: Path, src_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """200 MB allocated in milliseconds as the agent's last act, and the agent gone at once: the
-    watch's samples may never see it, the exact measure when the turn ends does. The turn ends
-    ``limited`` with the reason, the 200 MB stay, and the next turn is told (three turns: every one)."""
-    settings = load_settings(overrides={"home": str(home), **FAST, "key_disk": "50M"}, environ={})
+    """80 MB allocated in milliseconds as the agent's last act (four times the budget), and the agent
+    gone at once: the watch's samples may never see it, the exact measure when the turn ends does. The
+    turn ends ``limited`` with the reason, the 80 MB stay, and the next turn is told (three turns: every
+    one). (Not 200 MB: each turn's checkpoint hashes and compresses the file, then its bundle again.)"""
+    settings = load_settings(overrides={"home": str(home), **FAST, "key_disk": "20M"}, environ={})
     for n in range(3):
-        result = ask(settings, src_repo, monkeypatch, f"fallocate -l 200M big-{n}.bin", retries=0)
+        result = ask(settings, src_repo, monkeypatch, f"fallocate -l 80M big-{n}.bin", retries=0)
         big = Path(result.session.worktree) / f"big-{n}.bin"
         assert result.run.outcome == Outcome.LIMITED, (n, result.run.outcome, result.run.error)
-        assert result.run.error and "over its disk budget of 50 MiB (BATON_KEY_DISK)" in result.run.error
-        assert big.stat().st_size == 200 * 2**20, "the agent's files are kept"
+        assert result.run.error and "over its disk budget of 20 MiB (BATON_KEY_DISK)" in result.run.error
+        assert big.stat().st_size == 80 * 2**20, "the agent's files are kept"
         big.unlink()
     told = ask(settings, src_repo, monkeypatch, "true")
     assert told.run.outcome == Outcome.SUCCEEDED and told.run.prompt_kind.value == "interrupted"

@@ -27,7 +27,6 @@ from tests.sandbox.test_contain import alive, detach, killed_midway, tag
 
 pytestmark = pytest.mark.slow
 agent, model = test_access_real.agent, test_access_real.model  # the fixtures: each real CLI, its mock
-STARTS = {"opencode": 30}  # seconds a turn's timeout leaves a slow-starting CLI
 
 
 def last_request(model: MockModel) -> str:
@@ -80,23 +79,35 @@ def test_a_real_agents_detached_processes_end_with_its_turn(
     assert "memory limit of 300.0 MiB" in last_request(model)
 
 
-# what ends a run's processes on a timeout, a cancel or a killed runner is baton's, whatever the CLI: one
-# per family (OpenCode's own memory-limit path and its server's port are the test above's, and walls')
-@pytest.mark.parametrize("agent", FAMILIES)
-def test_a_real_agents_detached_processes_end_on_timeout_cancel_and_a_killed_runner(
+# what ends a run's processes on a timeout is what ends them on a cancel (the supervision loop's same
+# kill_group, then the same reaping: baton.runner.process._supervise), so the CLI's side of a stop is
+# each family's cancel below; the timeout's own side (its outcome, with the fake agent, run groups or
+# the subreaper alone) is test_contain.py's test_a_timed_out_run_ends_its_detached_processes. One real
+# CLI times out here, the cheapest to start.
+@pytest.mark.parametrize("agent", ["claude"])
+def test_a_real_agents_detached_processes_end_on_its_timeout(
     agent: str, settings: Settings, src_repo: Path, model: MockModel
 ) -> None:
-    """The same detaching command, then ``sleep 60`` in the same tool call: the turn is stopped by its
-    timeout, then cancelled, then its runner (``baton run``, a process of its own) is SIGKILLed; each
-    time nothing of what the agent started is left once the run (or the key's next run) is over."""
-    # a thread each: a turn after an interrupted one is told its instruction again, markers included
+    """The detaching command, then ``sleep 60`` in the same tool call: the turn is stopped by its
+    timeout, and nothing of what the agent started is left once the run is over."""
     sleeping = tag()
     serve = f"serve {shell_marker(agent, detach(sleeping) + '; sleep 60')}"
-    # long enough for the CLI to start and call its tool (OpenCode's start alone takes ~7-15 s)
-    timed = turn(agent, settings, src_repo, serve, thread="timeout", timeout=STARTS.get(agent, 8))
+    # long enough for the CLI to start and call its tool
+    timed = turn(agent, settings, src_repo, serve, thread="timeout", timeout=8)
     assert timed.run.outcome == Outcome.TIMED_OUT, (timed.run.outcome, timed.run.error)
     assert alive(sleeping) == [] and timed.run.reaped is not None and timed.run.reaped >= 3
 
+
+# what ends a run's processes on a cancel or a killed runner is baton's, whatever the CLI: one per
+# family (OpenCode's own memory-limit path and its server's port are the test above's, and walls')
+@pytest.mark.parametrize("agent", FAMILIES)
+def test_a_real_agents_detached_processes_end_on_cancel_and_a_killed_runner(
+    agent: str, settings: Settings, src_repo: Path, model: MockModel
+) -> None:
+    """The same detaching command, then ``sleep 60`` in the same tool call: the turn is cancelled, then
+    its runner (``baton run``, a process of its own) is SIGKILLed; each time nothing of what the agent
+    started is left once the run (or the key's next run) is over."""
+    # a thread each: a turn after an interrupted one is told its instruction again, markers included
     sleeping = tag()
     request = RunRequest(
         agent=agent,

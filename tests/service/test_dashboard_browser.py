@@ -456,7 +456,12 @@ def test_a_waiting_question_is_shown_and_answered_from_the_session_page(
     tab = fleet.signed_in(tabs, "run")
     tab.goto(sess.page)
     csrf = tab.page.input_value("#answer-form input[name=csrf]")
-    monkeypatch.setenv("FAKE_AGENT_DELAY", "4")  # the answer's run takes a moment
+    # the answer's run is held until the test has looked (at most a minute: a broken test ends instead
+    # of hanging): its agent waits for `.gate` in its worktree
+    gate = Path(sess.worktree) / ".gate"
+    monkeypatch.setenv(
+        "FAKE_AGENT_RUN", "i=0; while [ ! -e .gate ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
+    )
     tab.page.fill("#answer-text", "right, please")
     with tab.page.expect_navigation():
         tab.page.click("#answer-button")
@@ -470,6 +475,7 @@ def test_a_waiting_question_is_shown_and_answered_from_the_session_page(
     headers = {"Cookie": f"baton_session={cookie}", "Origin": fleet.url}
     again = httpx.post(f"{fleet.url}/session/answer", data=form, headers=headers, timeout=30)
     assert again.status_code == 409 and "waiting" in again.text, again.text
+    gate.write_text("go\n")
     store = fleet.service.store
     wait_for(lambda: store.list_runs("fake", sess.slug, "asks", limit=1)[0].outcome == Outcome.SUCCEEDED)
     answered = store.list_runs("fake", sess.slug, "asks", limit=1)[0]

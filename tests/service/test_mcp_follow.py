@@ -6,6 +6,7 @@ clients start 20 turns at once through ``/mcp`` and each gets its own."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +16,9 @@ import anyio
 import pytest
 from mcp import Client
 
+from baton.keys import make_key
 from baton.settings import Settings
+from baton.workspace.workdirs import Workdirs
 from tests.conftest import wait_for
 from tests.service.mcp_clients import Progress, http_client, stdio_params, text
 from tests.service_fixtures import Service, run_service
@@ -76,9 +79,14 @@ def test_a_client_gone_mid_call_finds_its_turn_again_by_the_thread(
     """The client goes away while start_turn waits (its ``baton mcp`` stopped; its HTTP connection
     closed): it never got the run_id; the thread's key it chose gives it back, and the turn, never
     cancelled, ends once. Over HTTP the call left is audited ``unanswered``."""
-    monkeypatch.setenv("FAKE_AGENT_DELAY", "8")  # still running when the next client asks
+    # still running when the next client asks: the agent waits for `.gate` in its worktree (at most a
+    # minute: a broken test ends instead of hanging), which the test writes once that client has asked
+    monkeypatch.setenv(
+        "FAKE_AGENT_RUN", "i=0; while [ ! -e .gate ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
+    )
     thread = f"issue-gone-{transport}"
     key = {"agent": "fake", "repo": str(src_repo), "thread": thread}
+    worktree = Workdirs(service.settings).worktree_path(make_key("fake", str(src_repo), thread, ["fake"]))
     token = service.token("run", token_name(transport))
 
     async def gone() -> None:
@@ -95,6 +103,10 @@ def test_a_client_gone_mid_call_finds_its_turn_again_by_the_thread(
     [job] = service.store.list_jobs(thread=thread)
     assert job.status != "done"  # it was left mid-turn
 
+    def open_gate() -> None:
+        wait_for(worktree.is_dir, 60, 0.02, "the turn's worktree")
+        (worktree / ".gate").write_text("go\n")
+
     async def again() -> tuple[Any, Any]:
         async with client_on(transport, service, token) as client:
             read = await client.call_tool("read_thread", key)
@@ -102,6 +114,8 @@ def test_a_client_gone_mid_call_finds_its_turn_again_by_the_thread(
             found = (read.structured_content or {})["in_flight"]
             assert len(found) == 1, text(read)
             handle = found[0]
+            # asked while it was queued or running: now it may end (its worktree made once it starts)
+            threading.Thread(target=open_gate, daemon=True).start()
             return handle, await client.call_tool("get_run", {"run_id": handle["run_id"], "wait": 60})
 
     handle, followed = anyio.run(again)
