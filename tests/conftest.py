@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import importlib
 import io
 import os
+import pickle
 import random
 import shutil
 import subprocess
@@ -19,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
 import pytest
@@ -304,8 +307,35 @@ def model(agent: str, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> It
 
 @pytest.fixture(scope="module")
 def conversations() -> dict[object, object]:
-    """What :func:`shared_conversation` drove in this module, by name (on this worker)."""
+    """What :func:`shared_conversation` drove, by name, as this worker read it in this module
+    (:func:`once`)."""
     return {}
+
+
+T = TypeVar("T")
+
+
+def once(
+    conversations: dict[object, object], factory: pytest.TempPathFactory, name: str, drive: Callable[[], T]
+) -> T:
+    """What ``drive()`` returns (a shared conversation's results), driven once per test run: kept in
+    ``conversations`` and, pickled, in a directory xdist's workers share, where the first worker to ask
+    drives it under a lock and a later one waits and reads it (less than driving it again beside it).
+    ``name`` is unique in the run (its module's scenario and the agent)."""
+    if name not in conversations:
+        base = factory.getbasetemp()
+        where = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+        kept = where / f"conversation-{name}.pickle"
+        with (where / f"conversation-{name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if kept.exists():
+                conversations[name] = pickle.loads(kept.read_bytes())
+            else:
+                conversations[name] = drive()
+                part = kept.with_suffix(".part")
+                part.write_bytes(pickle.dumps(conversations[name]))
+                part.replace(kept)
+    return cast(T, conversations[name])
 
 
 @contextlib.contextmanager

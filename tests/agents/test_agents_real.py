@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import cast
 
 import pytest
 
@@ -36,7 +35,7 @@ from baton.testing.git_http import GitHttpServer
 from baton.testing.mock_openai import MockOpenAI
 from baton.testing.mock_openai_agents import OPENCODE_CONFIG
 from baton.workspace.keyspace import agent_for
-from tests.conftest import BATON, FAMILIES, FIRST, MOCKS, gone, make_repo, shared_conversation, wait_for
+from tests.conftest import BATON, FAMILIES, FIRST, MOCKS, gone, make_repo, once, shared_conversation, wait_for
 from tests.private_services import free_port
 
 pytestmark = pytest.mark.slow
@@ -114,7 +113,8 @@ def hostile(
     """One conversation per agent, shared by the tests that only read what it did (a real CLI's turn
     costs seconds, OpenCode's ~10): a fresh turn and five resumed ones whose prompts start like options
     or commands."""
-    if ("hostile", agent) not in conversations:
+
+    def drive() -> Conversation:
         with shared_conversation(agent, "hostile", tmp_path_factory) as (settings, repo, server):
             marker = settings.home.parent / "pwned"
             hook = hook_prompt(marker)
@@ -124,8 +124,9 @@ def hostile(
                 results.append(go(settings, agent, repo, prompt))
                 last_texts.append(server.texts()[-1] if server.texts() else "")
                 counts.append(server.history_counts())
-        conversations["hostile", agent] = Conversation(prompts, results, last_texts, counts, marker.exists())
-    return cast(Conversation, conversations["hostile", agent])
+        return Conversation(prompts, results, last_texts, counts, marker.exists())
+
+    return once(conversations, tmp_path_factory, f"hostile-{agent}", drive)
 
 
 def test_three_runs_one_conversation(agent: str, hostile: Conversation) -> None:
@@ -147,7 +148,7 @@ BASE_URL = {
     "copilot": "COPILOT_PROVIDER_BASE_URL",
 }
 GRACE = (
-    5.0  # BATON_UNREACHABLE_GRACE for these runs (20 by default; the logic: tests/agents/test_modelwatch.py)
+    1.0  # BATON_UNREACHABLE_GRACE for these runs (20 by default; the logic: tests/agents/test_modelwatch.py)
 )
 # Copilot's retry notices do not tell a refused connection from a server error, so baton shows them and
 # lets it give up by itself: after five retries, ~28 s, naming the provider's address. OpenCode says
@@ -391,10 +392,15 @@ def started(baton_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Pope
 
 @pytest.mark.parametrize("agent", FAMILIES)  # the key's lease is baton's, whatever the CLI: one per family
 def test_concurrent_runs_of_one_key_never_overlap(
-    agent: str, cli: Cli, src_repo: Path, model: MockModel, started: Callable[..., subprocess.Popen[str]]
+    agent: str,
+    cli: Cli,
+    home: Path,
+    src_repo: Path,
+    model: MockModel,
+    started: Callable[..., subprocess.Popen[str]],
 ) -> None:
     assert cli("run", "-a", agent, "-r", str(src_repo), "-t", "k", "--json", "first").returncode == 0
-    model.delay = 8.0  # long enough for the busy run's Python to start and ask on a loaded machine
+    model.delay = 120  # the slow turn is held until the waiter has started on the key (released below)
     slow = started("run", "-a", agent, "-r", str(src_repo), "-t", "k", "--json", "slow one")
     wait_for(lambda: any("slow one" in t for t in model.texts()))
     busy = cli("run", "-a", agent, "-r", str(src_repo), "-t", "k", "--wait", "0", "busy one")
@@ -413,8 +419,12 @@ def test_concurrent_runs_of_one_key_never_overlap(
         "--json",
         "patient one",
     )
+    # it opens the store just before it asks for the key's lease, which the slow run holds until its
+    # turn's reply and its own ending (a snapshot, a checkpoint) are done
+    wait_for(lambda: opened(waiter.pid, home / "baton.db"), what="the waiter to open the store")
+    assert waiter.poll() is None and not any("patient one" in t for t in model.texts())
+    model.released.set()
     code_slow, slow_result = finish(slow)
-    model.delay = 0
     code_wait, wait_result = finish(waiter)
     assert code_slow == code_wait == 0
     assert slow_result["session_id"] == wait_result["session_id"]
@@ -423,6 +433,14 @@ def test_concurrent_runs_of_one_key_never_overlap(
     assert model.history_counts() == [first, first + 2, first + 4]
     assert not any("busy one" in t for t in model.texts())
     assert "slow one" in model.texts()[-1]
+
+
+def opened(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has ``path`` open."""
+    try:
+        return any(os.readlink(fd) == os.path.realpath(path) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:  # a descriptor closed while it was read
+        return False
 
 
 BAD_INPUTS = [

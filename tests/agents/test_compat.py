@@ -16,7 +16,6 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import pytest
 
@@ -25,7 +24,7 @@ from baton.agents import get_agent
 from baton.errors import BadInput
 from baton.settings import Settings
 from baton.testing import MockModel
-from tests.conftest import MOCKS, shared_conversation
+from tests.conftest import MOCKS, once, shared_conversation
 from tests.sandbox.test_access_real import write_marker
 
 pytestmark = [pytest.mark.slow, pytest.mark.compat]
@@ -94,12 +93,14 @@ def carried_on(
 ) -> CarriedOn:
     """Two turns of one conversation, driven once per agent and read by :func:`test_fresh` and
     :func:`test_resume` (each only reads what they did)."""
-    if ("carried_on", agent) not in conversations:
+
+    def drive() -> CarriedOn:
         with shared_conversation(agent, "compat", tmp_path_factory) as (settings, repo, server):
             first = turn(under(settings, agent, "FROM"), agent, repo, "FRESH-MARK RESUME-MARK remember this")
             second = turn(under(settings, agent, "TO"), agent, repo, "what did I say?")
-            conversations["carried_on", agent] = CarriedOn(first, second, server.texts()[-1])
-    return cast(CarriedOn, conversations["carried_on", agent])
+            return CarriedOn(first, second, server.texts()[-1])
+
+    return once(conversations, tmp_path_factory, f"compat-carried-on-{agent}", drive)
 
 
 def test_fresh(carried_on: CarriedOn) -> None:

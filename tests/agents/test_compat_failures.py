@@ -240,12 +240,20 @@ def provider(chain: Chain, other: MockModel) -> Cell:
 
 
 def race(chain: Chain) -> Cell:
-    chain.model.delay = 3.0  # the winner holds the key's lease that long at least
+    chain.model.delay = 120  # the winner holds the key's lease until the other run has ended
     procs = {w: chain.start("--wait", "0", f"RACER-{w} what did I say first?") for w in ("a", "b")}
     try:
+        wait_for(lambda: any(p.poll() is not None for p in procs.values()), 90, what="a run to end")
+        chain.model.released.set()
         outs = {w: p.communicate(timeout=180) for w, p in procs.items()}
     finally:
+        chain.model.released.set()
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
         chain.model.delay = 0
+        chain.model.released.clear()
     codes = {w: procs[w].returncode for w in procs}
     ran = [w for w in procs if codes[w] == 0]
     refused = [w for w in procs if codes[w] == 3 and "busy" in outs[w][1]]

@@ -11,12 +11,14 @@ May import: the ground floor, agents and (the demo) the runner.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import ClassVar, Protocol
 
 
 class MockModel(Protocol):
     delay: float  # seconds to hold each reply back (a slow model, for kill-mid-run tests)
+    released: threading.Event  # ...or until this is set (a test done with the held turn ends the hold)
     ITEM_TOKENS: ClassVar[int]  # prompt tokens a history item counts by default
     item_tokens: int | None  # ...when set instead: a small conversation reported as a large one
     max_prompt_tokens: int | None  # a longer prompt is refused as the vendor refuses one over the window

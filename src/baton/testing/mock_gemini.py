@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
@@ -183,6 +184,18 @@ class MockGemini(MockServer[MockRequest]):
         self._stopping.set()  # wakes replies still waiting out ``delay``
         super().stop()
 
+    def held(self) -> bool:
+        """Hold a reply ``delay`` seconds, or until :attr:`released` is set; True when the server
+        stopped meanwhile (the reply is not given)."""
+        deadline = time.monotonic() + self.delay
+        while not self.released.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if self._stopping.wait(min(left, 0.05)):  # the sampling period of ``released``
+                return True
+        return self._stopping.is_set()
+
 
 # -- refusals ---------------------------------------------------------------------------------------
 # The Gemini API (generativelanguage v1beta) refuses a request over a quota with HTTP 429
@@ -347,7 +360,7 @@ class _Handler(JsonHandler):
         if request.schema is not None:
             text = json.dumps(fill_schema(request.schema))
         elif number:
-            if self.owner.delay and self.owner._stopping.wait(self.owner.delay):
+            if self.owner.delay and self.owner.held():
                 self.close_connection = True
                 return
             text = reply_text(number, count)
