@@ -31,6 +31,17 @@ from tests.support.fake_gitea import FakeGitea
 
 SECRET = "webhook-secret"
 REPO = "acme/api"
+# the fake agent's FAKE_AGENT_RUN that holds each turn until ``.gate`` is in its worktree (a minute at
+# most: a broken test ends instead of hanging); :func:`open_gate` writes it
+HELD = "i=0; while [ ! -e .gate ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
+
+
+def open_gate(home: Path, number: int, agent: str = "fake") -> None:
+    """Let the held turns of the thread of issue or PR ``number`` in ``home`` go on (this one, the next)."""
+    pattern = f"worktrees/{agent}/**/*-{number}"
+    wait_for(lambda: list(home.glob(pattern)), timeout=30, what=f"the worktree of #{number}")
+    [worktree] = home.glob(pattern)
+    (worktree / ".gate").write_text("go\n")
 
 
 @pytest.fixture(name="forge_kind")

@@ -76,7 +76,9 @@ def test_a_worker_runs_and_publishes_forge_turns(
 ) -> None:
     register_fake()
     env = _forge_env(fake, tmp_path, monkeypatch)
-    workers.start("w", env={**env, "FAKE_AGENT_DELAY": "1"})
+    # the first turn is held by a gate (``.gate`` in its worktree) until the test has coalesced two comments
+    held = "i=0; while [ ! -e .gate ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
+    worker = workers.start("w", env={**env, "FAKE_AGENT_RUN": held})
     executor = CeleryExecutor(client, shared_store)
     loop = ForgeLoop(client, shared_store, load_forges(client.home, environ=env), executor.submit)
     issue = fake.open_issue(REPO, "alice", "Notes", "Write notes.")
@@ -85,6 +87,9 @@ def test_a_worker_runs_and_publishes_forge_turns(
     wait_for(lambda: any(j.status == JobStatus.RUNNING for j in shared_store.list_jobs()), timeout=60)
     # two comments while the turn runs on the worker: they wait, and the worker starts them as one turn
     assert [dispatch.handle(loop, comment(issue, n, f"also {n}")).status for n in (2, 3)] == ["coalesced"] * 2
+    wait_for(lambda: list(worker.home.glob(f"worktrees/fake/**/issue-{issue}")), timeout=30)
+    [worktree] = worker.home.glob(f"worktrees/fake/**/issue-{issue}")
+    (worktree / ".gate").write_text("go\n")
 
     def published() -> bool:
         jobs = shared_store.list_jobs(limit=10)

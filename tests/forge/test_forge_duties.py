@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -102,7 +101,9 @@ def test_two_heals_at_once_publish_a_turn_once(
 
     def slow(*args: Any, **kwargs: Any) -> dict[str, Any]:
         writers.append(threading.current_thread().name)
-        time.sleep(1.0)  # the other heal comes while this one writes
+        # the other heal comes while this one writes: it finds the turn taken and ends first
+        others = [t for t in threads if t is not threading.current_thread()]
+        wait_for(lambda: not any(t.is_alive() for t in others), timeout=30, what="the other heal")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(publish, "publish", slow)

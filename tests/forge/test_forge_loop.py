@@ -51,6 +51,7 @@ from baton.store import Store
 from baton.store.branchlease import branch_lease
 from baton.testing.fake import register_fake
 from tests.conftest import git, make_repo, wait_for
+from tests.forge_fixtures import HELD, open_gate
 
 
 @dataclass
@@ -303,7 +304,7 @@ def test_a_turn_is_not_pushed_while_another_key_writes_its_branch_and_its_work_i
 def test_a_duplicate_makes_no_second_turn_and_events_behind_a_turn_coalesce(
     loop: ForgeLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FAKE_AGENT_DELAY", "1.5")
+    monkeypatch.setenv("FAKE_AGENT_RUN", HELD)  # the first turn, until the comments came behind it
     first = comment(1, "@baton start")
     assert dispatch.handle(loop, first).status == "accepted"
     assert dispatch.handle(loop, first).status == "duplicate"
@@ -311,6 +312,7 @@ def test_a_duplicate_makes_no_second_turn_and_events_behind_a_turn_coalesce(
     outcomes = [dispatch.handle(loop, comment(n, f"and also {n}")).status for n in (2, 3)]
     assert outcomes == ["coalesced", "coalesced"]
     assert dispatch.handle(loop, comment(3, "and also 3")).status == "duplicate"
+    open_gate(loop.settings.home, 42)
     idle(loop)
     jobs = loop.store.list_jobs(limit=10, oldest_first=True)
     assert len(jobs) == 2  # the first, then one for both coalesced comments
@@ -589,7 +591,7 @@ def test_quoted_words_never_share_a_turn_with_instructions(
     loop.config.repos[("gh", "acme/api")] = replace(
         loop.config.repos[("gh", "acme/api")], untrusted=Untrusted.QUOTE
     )
-    monkeypatch.setenv("FAKE_AGENT_DELAY", "1.5")
+    monkeypatch.setenv("FAKE_AGENT_RUN", HELD)  # the first turn, until the comments came behind it
     assert dispatch.handle(loop, comment(1, "@baton start")).status == "accepted"
     wait_for(lambda: any(j.status == JobStatus.RUNNING for j in loop.store.list_jobs()), timeout=20)
     assert (
@@ -597,7 +599,8 @@ def test_quoted_words_never_share_a_turn_with_instructions(
         == "coalesced"
     )
     assert dispatch.handle(loop, comment(3, "and add a test")).status == "coalesced"
-    monkeypatch.delenv("FAKE_AGENT_DELAY")
+    open_gate(loop.settings.home, 42)
+    monkeypatch.delenv("FAKE_AGENT_RUN")
     idle(loop)
     _first, trusted, quoted = loop.store.list_jobs(limit=10, oldest_first=True)
     assert trusted.request["access"] == Access.EDIT.value and "and add a test" in trusted.request["prompt"]

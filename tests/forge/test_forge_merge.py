@@ -39,6 +39,7 @@ from baton.testing.fake import register_fake
 from baton.workspace.workdirs import Workdirs
 from tests.conftest import git, make_repo, wait_for
 from tests.forge.test_forge_loop import MemoryForge, comment, idle
+from tests.forge_fixtures import HELD, open_gate
 
 HEAD = "c0ffee" + "0" * 34
 
@@ -304,10 +305,11 @@ def test_a_turn_under_way_holds_the_policy_back(
 ) -> None:
     binding = opened(loop, forge)
     forge.approvals, forge.checks = [approval("alice", forge.head)], [CheckState("ci", GREEN)]
-    monkeypatch.setenv("FAKE_AGENT_DELAY", "3")
+    monkeypatch.setenv("FAKE_AGENT_RUN", HELD)  # the turn, until the policy was considered
     assert dispatch.handle(loop, comment(2, "one more thing")).status == "accepted"
     assert merge.consider(loop, binding, "a test")["merge"].startswith("a turn of the thread is under way")
     assert forge.calls == []
+    open_gate(loop.settings.home, 42)
     idle(loop)
 
 
@@ -316,12 +318,13 @@ def test_an_approval_with_words_is_looked_at_again_when_its_turn_is_published(
 ) -> None:
     binding = opened(loop, forge)
     monkeypatch.delenv("FAKE_AGENT_WRITE")  # the review's turn answers and changes nothing
-    monkeypatch.setenv("FAKE_AGENT_DELAY", "1")
+    monkeypatch.setenv("FAKE_AGENT_RUN", HELD)  # the review's turn, until the policy was considered
     forge.approvals, forge.checks = [approval("alice", forge.head)], [CheckState("ci", GREEN)]
     # an approval that says something: its words are a turn, and the policy waits for it
     assert dispatch.handle(loop, comment(2, "looks good, thanks")).status == "accepted"
     assert merge.consider(loop, binding, "a review")["merge"].startswith("a turn of the thread is under way")
     assert forge.draft is True
+    open_gate(loop.settings.home, 42)
     idle(loop)
     # the turn pushed nothing: the approval is on the head still, and the PR is ready now
     assert forge.draft is False and "mark_ready" in forge.calls

@@ -28,7 +28,8 @@ SLOW = "echo starting the slow setup\nsleep 60\n"
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, setup_timeout=4.0)
+    # SLOW's setup is stopped at it; HOSTILE's ends at once
+    return dataclasses.replace(settings, setup_timeout=1.5)
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def test_a_setup_stopped_at_setup_timeout_is_said(loop: ForgeLoop, forge: Memory
     idle(loop)
     [status] = forge.statuses()
     assert "- **the repository's setup was stopped at its time limit (`setup_timeout`)**: " in status
-    assert "`.baton/setup.sh: setup.sh was stopped at setup_timeout (4 s)`" in status
+    assert "`.baton/setup.sh: setup.sh was stopped at setup_timeout (1.5 s)`" in status
     assert "starting the slow setup" in status and not forge.answers()
 
 

@@ -1,7 +1,9 @@
 """Forge turns as a GitHub App on the fleet: a REAL ``baton worker`` (Celery over a private redis-server,
 its own process and BATON_HOME) runs the fake agent and publishes the turns itself, cloning and pushing
 with installation tokens its own process mints from the configuration — no token in any environment —
-while the fake GitHub's tokens live three seconds and a turn takes longer than that."""
+while the fake GitHub's tokens live three seconds and a turn takes longer than that: the first turn is
+held by a gate (``.gate`` in its worktree, which the test writes) until the token its clone used has
+expired."""
 
 from __future__ import annotations
 
@@ -81,13 +83,20 @@ clone_url = "{fake.clone_url(REPO)}"
     )
     monkeypatch.delenv("BATON_GIT_TOKEN", raising=False)
     env = {"BATON_FORGE_CONFIG": str(forges), "FAKE_AGENT_WRITE": "notes.md"}
-    workers.start("w", env={**env, "BATON_GIT_TOKEN": "", "FAKE_AGENT_DELAY": "4"})
+    held = "i=0; while [ ! -e .gate ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
+    worker = workers.start("w", env={**env, "BATON_GIT_TOKEN": "", "FAKE_AGENT_RUN": held})
     executor = CeleryExecutor(client, shared_store)
     loop = ForgeLoop(client, shared_store, load_forges(client.home, environ=env), executor.submit)
     issue = fake.open_issue(REPO, "alice", "Notes", "Write notes.")
     assert dispatch.handle(loop, comment(issue, 1, "@baton write the notes")).status == "accepted"
     wait_for(lambda: any(j.status == JobStatus.RUNNING for j in shared_store.list_jobs()), timeout=60)
     assert dispatch.handle(loop, comment(issue, 2, "and more")).status == "coalesced"
+    # the turn goes on past the expiry of the token minted for its clone (the first), then ends
+    first_expiry = min(expires for _, expires in fake.app.tokens.values())
+    wait_for(lambda: fake.clock() > first_expiry, timeout=30, what="the first token expired")
+    wait_for(lambda: list(worker.home.glob(f"worktrees/fake/**/issue-{issue}")), timeout=30)
+    [worktree] = worker.home.glob(f"worktrees/fake/**/issue-{issue}")
+    (worktree / ".gate").write_text("go\n")
 
     def published() -> bool:
         jobs = shared_store.list_jobs(limit=10)

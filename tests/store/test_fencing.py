@@ -24,7 +24,7 @@ from baton.store import Store, open_store
 from baton.store.leases import pid_alive
 from tests.conftest import BATON, FAST, wait_for
 
-LEASE_TTL = 2.0
+LEASE_TTL = 1.0  # short: the test waits it out, paused (A renews every 0.2 s while it runs)
 
 
 def home(tmp_path: Path, name: str, store_url: str) -> Settings:
@@ -60,7 +60,7 @@ def key_state(store: Store, repo_slug: str) -> tuple[object, ...]:
 # "finished": A's agent ends while A is paused, and A renews rarely (every 20 s, its lease long
 # expired): on SIGCONT its first writes (the run's end, the snapshot, the checkpoint, the session)
 # come before any renewal could tell it, so only the fencing token stands between them and the store.
-CASES = {"running": (60.0, 0.2), "finished": (2.0, 20.0)}
+CASES = {"running": (60.0, 0.2), "finished": (1.0, 20.0)}  # (the agent's delay, A's heartbeat)
 
 
 @pytest.mark.slow
@@ -81,7 +81,7 @@ def test_a_stale_holder_cannot_write_and_stops_its_agent(
             agent_pid = stale.agent_pid
             assert agent_pid is not None
             os.kill(proc.pid, signal.SIGSTOP)
-            time.sleep(LEASE_TTL + 1.0)  # time passes (the database's clock): A's lease expires, A paused
+            time.sleep(LEASE_TTL + 0.5)  # time passes (the database's clock): A's lease expires, A paused
 
             monkeypatch.setattr("baton.runner.crashed.HOST", "machine-b")  # B is another machine
             takeover = RunRequest(agent="fake", repo=str(src_repo), thread="t1", prompt="turn 3", wait=30)
