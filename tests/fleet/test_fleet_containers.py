@@ -33,6 +33,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -55,6 +56,7 @@ FLEET = ROOT / "deploy" / "fleet"
 API = "http://127.0.0.1:28765"
 KEYS, TURNS = 8, 5
 DELAY = 2.0  # seconds the mock holds each reply: a turn is long enough to be killed in the middle
+QUICK = 0.2  # once the kill and the restarts are behind: the turns left only have to end
 WORKER, SERVICE = "baton-worker-0-worker", "baton-api-0-api"  # containers (pod baton-worker-0: its worker)
 # Restarted as pods: a pod of `kube play` has the exit policy "stop" (its infra container stops once its
 # last container has), so `podman restart` of its one container fails ("cannot get namespace path ...
@@ -286,9 +288,16 @@ def kill_a_worker_mid_turn(fleet: Fleet) -> RunRecord:
 
     until(in_flight, 120, "a turn in flight on baton-worker-0", interval=0.05)
     podman("kill", WORKER)
-    time.sleep(2)  # the kubelet's restart back-off; podman itself restarts no container it killed
+    # started again once podman sees it dead (a kubelet's back-off would wait longer, for nothing the
+    # test reads: the killed turn's record and its retry); podman restarts no container it killed
+    until(lambda: container_state(WORKER) in ("exited", "stopped"), 60, f"{WORKER} to end", interval=0.1)
     podman("start", WORKER)
     return found[0]
+
+
+def container_state(name: str) -> str:
+    inspect = ["podman", "container", "inspect", name, "--format", "{{.State.Status}}"]
+    return subprocess.run(inspect, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def ensure_token(fleet: Fleet) -> None:
@@ -320,12 +329,18 @@ def test_forty_real_claude_runs_survive_a_killed_worker_and_restarts_of_the_brok
     until(progress(fleet, 4), 180, "turns after the broker's restart")
     restart_pod(SERVICE_POD, 28765)
     until(lambda: answers(f"{API}/readyz"), 120, "the service back after its restart")
-    jobs |= submit(fleet, TURNS - 1)  # the restarted service takes runs again
+    fleet.model.delay = QUICK  # no fault is left to happen mid-turn: the rest need no held reply
+    try:
+        jobs |= submit(fleet, TURNS - 1)  # the restarted service takes runs again
 
-    def ended() -> bool:
-        return all((job := fleet.store.get_job(j)) is not None and job.status == JobStatus.DONE for j in jobs)
+        def ended() -> bool:
+            return all(
+                (job := fleet.store.get_job(j)) is not None and job.status == JobStatus.DONE for j in jobs
+            )
 
-    until(ended, 300, "every run to end")
+        until(ended, 300, "every run to end")
+    finally:
+        fleet.model.delay = DELAY
     fleet.timings["runs_s"] = time.monotonic() - began
     check(fleet, jobs, killed)
 
@@ -492,8 +507,9 @@ def test_a_mention_sent_while_the_api_restarts_is_not_lost_and_a_worker_runs_and
     [run] = forge_runs(fleet, marker)
     assert run.outcome == Outcome.SUCCEEDED and run.host.startswith("baton-worker-"), run
     reconcile = ["podman", "exec", SERVICE, "baton", "forge", "reconcile"]
+    # it returns once every turn it started has ended and is published (baton.cli.forge's
+    # `_await_turns`): a second turn, had it made one, would be in the store and on the issue now
     subprocess.run(reconcile, capture_output=True, text=True, check=True, timeout=120)
-    time.sleep(5)  # a second turn, if the reconcile made one, would be queued by now
     assert len(forge_runs(fleet, marker)) == 1
     assert len(statuses(fleet, number)) == 1
     asked = [r for r in fleet.model.conversation() if marker in r.text()]
@@ -502,7 +518,16 @@ def test_a_mention_sent_while_the_api_restarts_is_not_lost_and_a_worker_runs_and
 
 # -- draining: a pod stop and fleet-down give a running turn the pod's grace ------------------------------
 
-HOLD = 20.0  # seconds the mock holds the drained turn's reply: longer than podman's default 10 s stop
+HOLD = 60.0  # the most the mock holds the drained turn's reply: `release_after` ends the hold sooner
+PAST = 12.0  # seconds after the stop began that the reply is released: past podman's default 10 s stop
+
+
+def release_after(fleet: Fleet, seconds: float) -> threading.Timer:
+    """End the mock's hold ``seconds`` from now: a turn that replies then outlived podman's default
+    stop (a SIGKILL at 10 s would have ended it first), with no longer wait than that."""
+    timer = threading.Timer(seconds, fleet.model.released.set)
+    timer.start()
+    return timer
 
 
 def a_turn_held_by_the_model(fleet: Fleet, thread: str) -> RunRecord:
@@ -531,8 +556,10 @@ def test_a_stopped_worker_and_fleet_down_let_a_running_turn_finish(fleet: Fleet)
     then `fleet.sh down` (what `make fleet-down` runs) with another turn running: each turn ends
     ``succeeded``, well past 10 s after the stop began."""
     fleet.model.delay = HOLD
+    fleet.model.released.clear()
     run = a_turn_held_by_the_model(fleet, "drain-stop")
     stop_wall = time.time()
+    release_after(fleet, PAST)
     fleet.timings["worker_stop_s"] = stop_pod(run.host)
     done = ended(fleet, run)
     assert done is not None and done.outcome == Outcome.SUCCEEDED, done
@@ -540,8 +567,10 @@ def test_a_stopped_worker_and_fleet_down_let_a_running_turn_finish(fleet: Fleet)
     assert fleet.timings["stop_turn_past_s"] > 10.5, fleet.timings
     podman("pod", "start", run.host)
 
+    fleet.model.released.clear()
     run = a_turn_held_by_the_model(fleet, "drain-down")
     down_wall = time.time()
+    release_after(fleet, PAST)
     env = {**os.environ, "FLEET_SECRETS": str(fleet.secrets), "PY": str(ROOT / ".venv" / "bin" / "python")}
     down = subprocess.Popen(
         [str(FLEET / "fleet.sh"), "down"],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -46,6 +47,47 @@ def test_verdicts_on_the_file(settings: Settings) -> None:
     assert not verdict(settings).ok and "cannot read" in verdict(settings).message
     health_path(settings).write_text(json.dumps({"at": "soon"}))
     assert not verdict(settings, live=True).ok
+
+
+class Answers:
+    """A broker check that answers at once, or (``hang``) not until released."""
+
+    def __init__(self, hang: bool = False) -> None:
+        self.hang, self.released = hang, threading.Event()
+
+    def __call__(self) -> None:
+        if self.hang:
+            self.released.wait(30)
+
+    def close(self) -> None:
+        pass
+
+
+def checks_alive() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("baton-health")]
+
+
+def test_a_closed_monitor_leaves_no_thread_unless_a_check_hangs(settings: Settings) -> None:
+    """A stopped worker closes its monitor: with no thread left, ``baton worker`` leaves the quick way
+    (``baton.cli``'s ``_leave``); a check that hangs is not waited for past the close's timeout."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    monitor = Monitor(settings, Answers())  # type: ignore[arg-type]  # a broker check's shape
+    monitor.start()
+    wait_for(lambda: health_path(settings).exists(), timeout=10, what="the health file")
+    assert checks_alive()
+    monitor.close()
+    assert checks_alive() == []
+
+    hung = Answers(hang=True)
+    monitor = Monitor(settings, hung)  # type: ignore[arg-type]
+    monitor.start()
+    wait_for(lambda: any("check" in n for n in checks_alive()), timeout=10, what="the check to start")
+    began = time.monotonic()
+    monitor.close(timeout=0.5)  # the loop itself waits on the check (up to ANSWER): the close does not
+    assert time.monotonic() - began < 2, "the close waited for the hung check"
+    assert any("check" in n for n in checks_alive()), "the hung check's thread is left running"
+    hung.released.set()
+    monitor.thread.join(10)
 
 
 def test_the_manifest_probes_are_real_commands() -> None:

@@ -139,6 +139,14 @@ class Monitor:
     def halt(self) -> None:
         self.stop.set()
 
+    def close(self, timeout: float = 2.0) -> None:
+        """The worker stopped: end the thread (and its checks' threads when none hangs), so the process
+        leaves the quick way (``baton.cli``'s ``_leave``, taken only when no other thread runs). A hung
+        check's thread stays, and the process then exits the ordinary way, as before."""
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+
     def _loop(self) -> None:
         try:
             due = 0.0
@@ -153,7 +161,9 @@ class Monitor:
                     due = time.monotonic() + interval(self.settings)
                 self.stop.wait(min(1.0, interval(self.settings)))  # a drain is seen within a second
         finally:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            # idle checks' threads are joined (at once); a check that hangs is not waited for here
+            hung = any(not future.done() for future in self.pending.values())
+            self.pool.shutdown(wait=not hung, cancel_futures=True)
             self.broker.close()
             if self.store is not None:
                 self.store.close()
