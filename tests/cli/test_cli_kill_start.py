@@ -96,7 +96,9 @@ def test_kill_9_during_start_up_then_a_normal_run_resumes(
     first = normal([*key, "first turn"], env)
     assert first["mode"] == "fresh"
     session = first["session_id"]
-    window = seconds_to_agent([*key, "calibration turn"], env)
+    # the calibration's agent thinks half a second, so it is seen running however busy the machine (a
+    # quick one could come and go between two looks); its think time is after the window measured
+    window = seconds_to_agent([*key, "calibration turn"], {**env, "FAKE_AGENT_DELAY": "0.5"})
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     killed = 0
