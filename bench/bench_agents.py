@@ -85,10 +85,11 @@ def check_launch(name: str, ours: list[str], launch: Launch, env: dict[str, str]
 
 
 def codex_direct(settings: Settings, home: Path) -> Direct:
-    """``codex exec --json --skip-git-repo-check resume <id> -`` (prompt on stdin), CODEX_HOME=``home``."""
+    """``codex exec --json --skip-git-repo-check --sandbox workspace-write resume <id> -`` (prompt on
+    stdin, the sandbox of baton's default access level, edit), CODEX_HOME=``home``."""
     agent = CodexAgent(home, settings.codex_bin)
     command = agent.command  # the native binary baton runs, not npm's node wrapper
-    exec_ = [*command, "exec", "--json", "--skip-git-repo-check"]
+    exec_ = [*command, "exec", "--json", "--skip-git-repo-check", "--sandbox", "workspace-write"]
     probe = agent.launch(Mode.RESUME, PROMPT, PROBE_ID)
     managed = {k: v for k, v in probe.env.items() if k.startswith("CODEX_MANAGED_")}  # npm's, if native
     env = {**managed, "CODEX_HOME": str(home), "RUST_BACKTRACE": "0"}
@@ -116,8 +117,9 @@ def codex_direct(settings: Settings, home: Path) -> Direct:
 
 
 def gemini_direct(settings: Settings, home: Path) -> Direct:
-    """``gemini --prompt=PROMPT -o stream-json -m MODEL --resume <id>`` with GEMINI_CLI_HOME=``home``,
-    MODEL being the one baton passes (read from baton's own Gemini home)."""
+    """``gemini -o stream-json --approval-mode=auto_edit --policy=POLICY -m MODEL --resume <id>`` (the
+    prompt on stdin; baton's default access level, edit, with the read-only shell policy baton writes
+    into the home) with GEMINI_CLI_HOME=``home``, MODEL the one baton passes (read from its own home)."""
     ours = get_agent("gemini", settings)
     assert isinstance(ours, GeminiAgent)
     model = ours.model()
@@ -129,8 +131,11 @@ def gemini_direct(settings: Settings, home: Path) -> Direct:
         "GEMINI_CLI_NO_RELAUNCH": "true",
     }
 
+    policy = home / ".gemini" / "baton-read-only-shell.toml"  # written by the adapter's launch below
+    edit = ["--approval-mode=auto_edit", f"--policy={policy}"]
+
     def args(prompt: str) -> list[str]:
-        return [*base, "-o", "stream-json", *(["-m", model] if model else [])]  # the prompt on stdin
+        return [*base, "-o", "stream-json", *edit, *(["-m", model] if model else [])]  # prompt on stdin
 
     def resume(session_id: str, prompt: str) -> list[str]:
         return [*args(prompt), "--resume", session_id]
