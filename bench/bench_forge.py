@@ -552,12 +552,12 @@ def one_pass(loop: ForgeLoop, host: Any) -> tuple[float, list[tuple[str, str, in
 
 
 def request_kinds(requests: list[tuple[str, str, int]]) -> str:
-    """``GET /repos/acme/api/issues 200 x1, ...``: a pass's requests by route shape and status."""
+    """``GET /repos/acme/api/issues → 200 x1, ...``: a pass's requests by route shape and status."""
     shapes: Counter[str] = Counter()
     for method, path, status in requests:
         parts = path.split("/")
         shape = "/".join("{n}" if p.isdigit() else ("{sha}" if len(p) == 40 else p) for p in parts)
-        shapes[f"{method} {shape} {status}"] += 1
+        shapes[f"{method} {shape} → {status}"] += 1  # "issues → 200": no "issues 200"
     return ", ".join(f"{k} {TIMES}{v}" for k, v in shapes.most_common())
 
 
