@@ -31,9 +31,6 @@ from tests.support.fake_gitea import FakeGitea
 
 SECRET = "webhook-secret"
 REPO = "acme/api"
-# the fake agent's FAKE_AGENT_RUN that holds each turn until ``.gate`` is in its worktree (a minute at
-# most: a broken test ends instead of hanging); :func:`open_gate` writes it
-HELD = "i=0; while [ ! -e .gate ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
 
 
 def open_gate(home: Path, number: int, agent: str = "fake") -> None:

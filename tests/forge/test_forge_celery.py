@@ -33,7 +33,7 @@ from tests.celery_fixtures import (  # noqa: F401 (fixtures)
     shared_store_url_fixture,
     workers_fixture,
 )
-from tests.conftest import wait_for
+from tests.conftest import HELD, wait_for
 from tests.forge_fixtures import REPO, SECRET, statuses
 
 pytestmark = pytest.mark.slow
@@ -77,8 +77,7 @@ def test_a_worker_runs_and_publishes_forge_turns(
     register_fake()
     env = _forge_env(fake, tmp_path, monkeypatch)
     # the first turn is held by a gate (``.gate`` in its worktree) until the test has coalesced two comments
-    held = "i=0; while [ ! -e .gate ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
-    worker = workers.start("w", env={**env, "FAKE_AGENT_RUN": held})
+    worker = workers.start("w", env={**env, "FAKE_AGENT_RUN": HELD})
     executor = CeleryExecutor(client, shared_store)
     loop = ForgeLoop(client, shared_store, load_forges(client.home, environ=env), executor.submit)
     issue = fake.open_issue(REPO, "alice", "Notes", "Write notes.")

@@ -50,8 +50,8 @@ from baton.settings import Settings
 from baton.store import Store
 from baton.store.branchlease import branch_lease
 from baton.testing.fake import register_fake
-from tests.conftest import git, make_repo, wait_for
-from tests.forge_fixtures import HELD, open_gate
+from tests.conftest import HELD, git, make_repo, wait_for
+from tests.forge_fixtures import open_gate
 
 
 @dataclass

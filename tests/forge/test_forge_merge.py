@@ -37,9 +37,9 @@ from baton.settings import Settings
 from baton.store import Store
 from baton.testing.fake import register_fake
 from baton.workspace.workdirs import Workdirs
-from tests.conftest import git, make_repo, wait_for
+from tests.conftest import HELD, git, make_repo, wait_for
 from tests.forge.test_forge_loop import MemoryForge, comment, idle
-from tests.forge_fixtures import HELD, open_gate
+from tests.forge_fixtures import open_gate
 
 HEAD = "c0ffee" + "0" * 34
 

@@ -32,7 +32,7 @@ from tests.celery_fixtures import (  # noqa: F401 (fixtures)
     shared_store_url_fixture,
     workers_fixture,
 )
-from tests.conftest import wait_for
+from tests.conftest import HELD, wait_for
 from tests.forge.test_forge_celery import comment
 from tests.forge_fixtures import REPO, SECRET
 
@@ -83,8 +83,7 @@ clone_url = "{fake.clone_url(REPO)}"
     )
     monkeypatch.delenv("BATON_GIT_TOKEN", raising=False)
     env = {"BATON_FORGE_CONFIG": str(forges), "FAKE_AGENT_WRITE": "notes.md"}
-    held = "i=0; while [ ! -e .gate ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
-    worker = workers.start("w", env={**env, "BATON_GIT_TOKEN": "", "FAKE_AGENT_RUN": held})
+    worker = workers.start("w", env={**env, "BATON_GIT_TOKEN": "", "FAKE_AGENT_RUN": HELD})
     executor = CeleryExecutor(client, shared_store)
     loop = ForgeLoop(client, shared_store, load_forges(client.home, environ=env), executor.submit)
     issue = fake.open_issue(REPO, "alice", "Notes", "Write notes.")

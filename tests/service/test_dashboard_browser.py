@@ -41,7 +41,7 @@ from baton.plans.runner import run_plan
 from baton.settings import Settings, load_settings
 from baton.testing.mock_anthropic import MockAnthropic, tool_marker
 from tests.browser_fixtures import PHONE, Tab, Tabs, browser_fixture, tabs_fixture  # noqa: F401 (fixtures)
-from tests.conftest import BATON, FAST, make_repo, wait_for
+from tests.conftest import BATON, FAST, HELD, make_repo, wait_for
 from tests.service_fixtures import Service, run_service
 
 pytestmark = pytest.mark.slow  # drives the real Claude Code CLI
@@ -459,9 +459,7 @@ def test_a_waiting_question_is_shown_and_answered_from_the_session_page(
     # the answer's run is held until the test has looked (at most a minute: a broken test ends instead
     # of hanging): its agent waits for `.gate` in its worktree
     gate = Path(sess.worktree) / ".gate"
-    monkeypatch.setenv(
-        "FAKE_AGENT_RUN", "i=0; while [ ! -e .gate ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
-    )
+    monkeypatch.setenv("FAKE_AGENT_RUN", HELD)
     tab.page.fill("#answer-text", "right, please")
     with tab.page.expect_navigation():
         tab.page.click("#answer-button")

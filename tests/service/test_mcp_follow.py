@@ -19,7 +19,7 @@ from mcp import Client
 from baton.keys import make_key
 from baton.settings import Settings
 from baton.workspace.workdirs import Workdirs
-from tests.conftest import wait_for
+from tests.conftest import HELD, wait_for
 from tests.service.mcp_clients import Progress, http_client, stdio_params, text
 from tests.service_fixtures import Service, run_service
 
@@ -81,9 +81,7 @@ def test_a_client_gone_mid_call_finds_its_turn_again_by_the_thread(
     cancelled, ends once. Over HTTP the call left is audited ``unanswered``."""
     # still running when the next client asks: the agent waits for `.gate` in its worktree (at most a
     # minute: a broken test ends instead of hanging), which the test writes once that client has asked
-    monkeypatch.setenv(
-        "FAKE_AGENT_RUN", "i=0; while [ ! -e .gate ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
-    )
+    monkeypatch.setenv("FAKE_AGENT_RUN", HELD)
     thread = f"issue-gone-{transport}"
     key = {"agent": "fake", "repo": str(src_repo), "thread": thread}
     worktree = Workdirs(service.settings).worktree_path(make_key("fake", str(src_repo), thread, ["fake"]))
