@@ -614,5 +614,6 @@ def drive(adapter: Agent, mode: Mode, prompt: str, session: str | None, cwd: Pat
     # all of how the process ended (exit code, timeout, what was reaped, a callback's error): a rare
     # failure in the full suite (Gemini's long prompt: no result event) must say which it was
     ended = dataclasses.replace(result, stderr=result.stderr[-2000:])
-    assert outcome == Outcome.SUCCEEDED, (mode, turn, ended)
+    events = [line[:300] for line in (tmp / "log.jsonl").read_text(errors="replace").splitlines()[-6:]]
+    assert outcome == Outcome.SUCCEEDED, f"{mode} {turn} {ended} {events}"  # pytest cuts a repr short
     return turn
