@@ -560,11 +560,24 @@ def test_long_prompts_reach_the_model_whole(
     """300 KB on a fresh turn, 2 MB on a resumed one, each beginning with the hook payload: they reach
     the model byte for byte, where one argv string would stop at 128 KiB. What a CLI cannot take is
     refused up front (BadInput, exit 2) and the largest it takes arrives whole: Codex takes at most
-    1,048,576 characters, Gemini 256,000 bytes (it gives no reply beyond ~262,000 characters)."""
-    marker = tmp_path / "pwned"
+    1,048,576 characters, Gemini 256,000 bytes (it gives no reply beyond ~262,000 characters).
+    Gemini under heavy load at times ends a long-prompt turn early (:class:`EndedEarly`): the scenario
+    then runs once more, in a new conversation, and must pass whole."""
     adapter = get_agent(agent, settings)
     adapter.prepare_home(settings.ttl_days)
     model.configure_home(adapter.home)
+    try:
+        long_prompt_turns(adapter, model, src_repo, tmp_path / "first")
+    except EndedEarly:
+        if agent != "gemini":
+            raise
+        long_prompt_turns(adapter, model, src_repo, tmp_path / "again")
+
+
+def long_prompt_turns(adapter: Agent, model: MockModel, src_repo: Path, tmp: Path) -> None:
+    """:func:`test_long_prompts_reach_the_model_whole`'s two turns, asserted on what the model got."""
+    tmp.mkdir()
+    agent, marker, counted = adapter.name, tmp / "pwned", len(model.history_counts())
     body = "log line with ünïcödé and a tab\t\n"
     big = hook_prompt(marker) + "\n" + body * (2_000_000 // len(body))
     first = hook_prompt(marker) + "\n" + body * (300_000 // len(body))
@@ -574,11 +587,11 @@ def test_long_prompts_reach_the_model_whole(
             adapter.launch(Mode.RESUME, big, str(uuid.uuid4()))
         big = big[:limit]
         first = first[: min(len(first), limit)]
-    turn = drive(adapter, Mode.FRESH, first, None, src_repo, tmp_path)
+    turn = drive(adapter, Mode.FRESH, first, None, src_repo, tmp)
     assert prompt_in(first, model.texts()[-1]) and turn.session_id
-    drive(adapter, Mode.RESUME, big, turn.session_id, src_repo, tmp_path)
+    drive(adapter, Mode.RESUME, big, turn.session_id, src_repo, tmp)
     assert prompt_in(big, model.texts()[-1])
-    assert model.history_counts() == [FIRST[agent], FIRST[agent] + 2]
+    assert model.history_counts()[counted:] == [FIRST[agent], FIRST[agent] + 2]
     assert not marker.exists()
 
 
@@ -611,9 +624,19 @@ def drive(adapter: Agent, mode: Mode, prompt: str, session: str | None, cwd: Pat
             stdin=launch.stdin,
         )
     outcome = adapter.classify(result.exit_code, turn, result.stderr)
-    # all of how the process ended (exit code, timeout, what was reaped, a callback's error): a rare
-    # failure in the full suite (Gemini's long prompt: no result event) must say which it was
+    # all of how the process ended (exit code, timeout, what was reaped, a callback's error) and its last
+    # events: a failure must say which it was
     ended = dataclasses.replace(result, stderr=result.stderr[-2000:])
     events = [line[:300] for line in (tmp / "log.jsonl").read_text(errors="replace").splitlines()[-6:]]
-    assert outcome == Outcome.SUCCEEDED, f"{mode} {turn} {ended} {events}"  # pytest cuts a repr short
+    said = f"{mode} {turn} {ended} {events}"  # a string: pytest cuts a repr short
+    if outcome != Outcome.SUCCEEDED and result.exit_code == 0 and turn.result is None and not turn.errors:
+        raise EndedEarly(said)
+    assert outcome == Outcome.SUCCEEDED, said
     return turn
+
+
+class EndedEarly(AssertionError):
+    """The CLI exited 0 with neither a result nor an error event. Gemini does at times under heavy
+    load, right after its ``init`` and user ``message`` events (seen 1 in 14 long-prompt scenarios at a
+    load of 5 on 2 cores, never alone in 80): baton records such a turn as failed
+    (docs/agent-clis.md)."""
