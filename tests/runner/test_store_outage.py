@@ -28,14 +28,15 @@ from baton.store import Store
 from baton.store.engine import dispose_engine
 from baton.store.sql import SQLStore
 from baton.testing.fake import find_transcripts
-from tests.conftest import FAST, wait_for
+from tests.conftest import FAST, HELD, wait_for
 from tests.redis_fixtures import server_fixture  # noqa: F401 (a private redis-server, for the leases)
 from tests.tcpproxy import Proxy, proxied
 
 SERVICE_FIXTURES = {"server": "redis"}  # marks the tests that reach it (conftest)
 
-# the agent's last step: a file in its worktree (the test's cue to cut the store), then 1.5 s more
-LAST_STEP = "echo done > work.txt && sleep 1.5"
+# the agent's last step: its work written, it ends once the store is cut off (`.cut`, written by
+# cut_at_last_step; a minute at most), so the outage meets the turn's end however slow the machine
+LAST_STEP = "echo done > work.txt; " + HELD.replace(".gate", ".cut")
 
 
 @pytest.fixture
@@ -63,6 +64,8 @@ def cut_at_last_step(settings: Settings, proxy: Proxy, outage: float) -> dict[st
         wait_for(lambda: list((settings.home / "worktrees").rglob("work.txt")), 60, 0.01, "the last step")
         times["dropped"] = time.time()
         proxy.drop()
+        [work] = list((settings.home / "worktrees").rglob("work.txt"))
+        (work.parent / ".cut").touch()  # the agent ends now
         time.sleep(outage)
         proxy.restore()
         times["restored"] = time.time()
@@ -113,7 +116,7 @@ def test_a_turn_ending_in_a_store_outage_is_recorded_when_the_store_is_back(
         executor.submit(job.id)
         times = cut_at_last_step(settings, proxy, outage=5.0)
         wait_for(proxy.down.is_set, 60, 0.01, "the store cut off")
-        time.sleep(3.5)  # the agent's turn is over now (1.5 s), its end waits for the store
+        time.sleep(3.5)  # the agent ended at the cut: its end waits for the store, 3.5 s into the outage
         # another machine, reaching the store: the key is still held. (Its settings name the store by the
         # proxy's URL: Redis namespaces leases by the store URL's host and port, baton.store.redis.)
         other = settings_for(tmp_path / "b", url, **extra)
