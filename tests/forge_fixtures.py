@@ -133,7 +133,9 @@ def settled(service: Service, fake: FakeForge | FakeGitLab, turns: int) -> None:
             for d in delivery_store(service.store).list_deliveries(limit=10)
         ]
         jobs = [(j.id, j.status.value, j.outcome, j.error) for j in service.store.list_jobs(limit=10)]
-        raise AssertionError(f"{exc}\ndeliveries: {deliveries}\njobs: {jobs}") from None
+        # what the fake sent and the answers it got (0: none within its timeout), where it keeps them
+        sent = [(d.event, d.statuses) for d in getattr(fake, "deliveries", [])[-10:]]
+        raise AssertionError(f"{exc}\ndeliveries: {deliveries}\njobs: {jobs}\nsent: {sent}") from None
     assert len(service.store.list_jobs(limit=100)) == turns
 
 
