@@ -62,9 +62,10 @@ def test_a_holder_that_stops_renewing_loses_the_duty_after_its_ttl(settings: Set
 
 
 def test_the_heartbeat_keeps_the_duty_between_rare_rounds(settings: Settings, shared: Store) -> None:
-    first, second = duties(settings, shared, 2, ttl=0.6)
+    # a TTL of 2 s (its heartbeat a third of it): at 0.6 s a loaded 2-core machine starved the heartbeat
+    first, second = duties(settings, shared, 2, ttl=2.0)
     assert first.mine()
-    time.sleep(1.5)  # longer than the TTL, no round: the heartbeat renewed it
+    time.sleep(2.5)  # longer than the TTL, no round: the heartbeat renewed it
     assert not second.mine() and first.mine()
     first.release()
     second.release()
