@@ -147,9 +147,16 @@ FIRST = {"claude": 2, "codex": 4, "gemini": 1, "copilot": 1, "opencode": 2}
 # test of baton's own behaviour that each family's driver reaches alike: OpenCode shares the ACP driver
 # with Copilot, whose turn costs a few seconds less (docs/development.md, "Slow tests").
 FAMILIES = ["claude", "codex", "copilot", "gemini"]
-# the fake agent's FAKE_AGENT_RUN that holds each turn until ``.gate`` is in its worktree, which the test
-# writes once it has looked (a minute at most: a broken test ends instead of hanging)
-HELD = "i=0; while [ ! -e .gate ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
+
+
+def held_until(name: str) -> str:
+    """A fake agent's FAKE_AGENT_RUN that holds its turn until ``name`` is in its worktree, which the
+    test writes when it is ready (a minute at most: a broken test ends instead of hanging)."""
+    return f"i=0; while [ ! -e {name} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
+
+
+# each turn held until ``.gate``, which the test writes once it has looked
+HELD = held_until(".gate")
 
 
 def wait_for(

@@ -623,16 +623,16 @@ def drive(adapter: Agent, mode: Mode, prompt: str, session: str | None, cwd: Pat
             kill_grace=1,
             stdin=launch.stdin,
         )
-    outcome = adapter.classify(result.exit_code, turn, result.stderr)
+    if adapter.classify(result.exit_code, turn, result.stderr) == Outcome.SUCCEEDED:
+        return turn
     # all of how the process ended (exit code, timeout, what was reaped, a callback's error) and its last
-    # events: a failure must say which it was
+    # events: a failure must say which it was (a string: pytest cuts a repr short)
     ended = dataclasses.replace(result, stderr=result.stderr[-2000:])
     events = [line[:300] for line in (tmp / "log.jsonl").read_text(errors="replace").splitlines()[-6:]]
-    said = f"{mode} {turn} {ended} {events}"  # a string: pytest cuts a repr short
-    if outcome != Outcome.SUCCEEDED and result.exit_code == 0 and turn.result is None and not turn.errors:
+    said = f"{mode} {turn} {ended} {events}"
+    if result.exit_code == 0 and turn.result is None and not turn.errors:
         raise EndedEarly(said)
-    assert outcome == Outcome.SUCCEEDED, said
-    return turn
+    raise AssertionError(f"the turn did not succeed: {said}")
 
 
 class EndedEarly(AssertionError):

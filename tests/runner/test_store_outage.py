@@ -28,7 +28,7 @@ from baton.store import Store
 from baton.store.engine import dispose_engine
 from baton.store.sql import SQLStore
 from baton.testing.fake import find_transcripts
-from tests.conftest import FAST, HELD, wait_for
+from tests.conftest import FAST, held_until, wait_for
 from tests.redis_fixtures import server_fixture  # noqa: F401 (a private redis-server, for the leases)
 from tests.tcpproxy import Proxy, proxied
 
@@ -36,7 +36,7 @@ SERVICE_FIXTURES = {"server": "redis"}  # marks the tests that reach it (conftes
 
 # the agent's last step: its work written, it ends once the store is cut off (`.cut`, written by
 # cut_at_last_step; a minute at most), so the outage meets the turn's end however slow the machine
-LAST_STEP = "echo done > work.txt; " + HELD.replace(".gate", ".cut")
+LAST_STEP = "echo done > work.txt; " + held_until(".cut")
 
 
 @pytest.fixture
