@@ -62,10 +62,16 @@ def test_a_holder_that_stops_renewing_loses_the_duty_after_its_ttl(settings: Set
 
 
 def test_the_heartbeat_keeps_the_duty_between_rare_rounds(settings: Settings, shared: Store) -> None:
-    # a TTL of 2 s (its heartbeat a third of it): at 0.6 s a loaded 2-core machine starved the heartbeat
+    """No round for longer than the TTL, and the duty is still the first holder's: its heartbeat renewed
+    it. Asked just after a renewal made past the grant's own expiry (a fixed sleep failed twice in full
+    runs on a loaded 2-core machine, where three beats in a row came late)."""
     first, second = duties(settings, shared, 2, ttl=2.0)
     assert first.mine()
-    time.sleep(2.5)  # longer than the TTL, no round: the heartbeat renewed it
+    expiry = first._renewed + 2.0  # the grant's, had nothing renewed it
+    deadline = time.monotonic() + 60
+    while first._renewed <= expiry:  # set by the heartbeat thread after each renewal
+        assert time.monotonic() < deadline, "the heartbeat renewed nothing in 60 s"
+        time.sleep(0.05)
     assert not second.mine() and first.mine()
     first.release()
     second.release()
