@@ -110,6 +110,20 @@ def test_agent_that_cannot_start_is_recorded_failed(
     assert again.run.outcome == Outcome.SUCCEEDED and again.run.prompt_kind != PromptKind.INTERRUPTED
 
 
+def test_agent_that_exits_0_without_ending_its_turn_is_failed_and_says_so(
+    settings: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 0 with no result (Gemini CLI does so, rarely, under load): a failure whose error says what
+    happened first, not only the CLI's stderr (often its noise lines)."""
+    monkeypatch.setenv("FAKE_AGENT_EXIT", "0")
+    monkeypatch.setenv("FAKE_AGENT_RUN", "echo 'some warning the CLI prints' >&2")
+    result = go(settings, src_repo)
+    assert result.run.outcome == Outcome.FAILED and result.run.exit_code == 0
+    assert str(result.run.error) == (
+        "the agent exited with code 0 without ending its turn (no result); some warning the CLI prints"
+    )
+
+
 # -- 3d: recover means recover ---------------------------------------------------------------------
 
 

@@ -77,12 +77,18 @@ def classify(
         return Ending(Outcome.SESSION_LOST, error, result.exit_code)
     if outcome == Outcome.SUCCEEDED:
         return Ending(outcome, None, result.exit_code)
-    # the last stderr lines that are not the CLI's noise (which would push the real cause out)
-    stderr = clean_error(ctx.key.agent, result.stderr)
+    return Ending(outcome, failure(ctx.key.agent, result, turn), result.exit_code)
+
+
+def failure(agent: str, result: ProcessResult, turn: Turn) -> str:
+    """Why a turn failed: the errors it reported, else the last stderr lines that are not the CLI's
+    noise (which would push the real cause out); a clean exit that never ended its turn says so first
+    (its stderr is then often only the CLI's noise)."""
+    stderr = clean_error(agent, result.stderr)
     lines = turn.errors or [line for line in stderr.splitlines() if line.strip()][-3:]
-    return Ending(
-        outcome, "; ".join(lines) or f"the agent exited with code {result.exit_code}", result.exit_code
-    )
+    if result.exit_code == 0 and not turn.errors:
+        lines = ["the agent exited with code 0 without ending its turn (no result)", *lines]
+    return "; ".join(lines) or f"the agent exited with code {result.exit_code}"
 
 
 def asked(ending: Ending, question: Question | None) -> Ending:
