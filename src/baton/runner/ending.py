@@ -86,7 +86,7 @@ def failure(agent: str, result: ProcessResult, turn: Turn) -> str:
     (its stderr is then often only the CLI's noise)."""
     stderr = clean_error(agent, result.stderr)
     lines = turn.errors or [line for line in stderr.splitlines() if line.strip()][-3:]
-    if result.exit_code == 0 and not turn.errors:
+    if result.exit_code == 0 and turn.result is None and not turn.errors:
         lines = ["the agent exited with code 0 without ending its turn (no result)", *lines]
     return "; ".join(lines) or f"the agent exited with code {result.exit_code}"
 
