@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -23,19 +22,17 @@ from pathlib import Path
 
 import pytest
 
-from baton import Mode, Outcome, PromptKind, RunRequest, open_store, run
-from baton.agents import AGENTS, Agent, Turn, get_agent
+from baton import Mode, Outcome, RunRequest, open_store, run
+from baton.agents import Agent, Turn, get_agent
 from baton.agents.codex_config import merge_toml
 from baton.errors import BadInput
-from baton.keys import make_key
 from baton.runner.process import RunLog, run_process
 from baton.settings import Settings
 from baton.testing import MockModel
 from baton.testing.git_http import GitHttpServer
 from baton.testing.mock_openai import MockOpenAI
 from baton.testing.mock_openai_agents import OPENCODE_CONFIG
-from baton.workspace.keyspace import agent_for
-from tests.conftest import BATON, FAMILIES, FIRST, MOCKS, gone, make_repo, once, shared_conversation, wait_for
+from tests.conftest import BATON, FAMILIES, FIRST, MOCKS, make_repo, once, shared_conversation, wait_for
 from tests.private_services import free_port
 
 pytestmark = pytest.mark.slow
@@ -50,11 +47,6 @@ def agent(request: pytest.FixtureRequest) -> str:
 def go(settings: Settings, agent: str, repo: Path, prompt: str, thread: str = "issue-1") -> dict[str, object]:
     result = run(RunRequest(agent=agent, repo=str(repo), thread=thread, prompt=prompt), settings=settings)
     return result.to_json()
-
-
-def key_agent(settings: Settings, agent: str, repo: Path, thread: str = "issue-1") -> Agent:
-    """The adapter of the key, working in the key's own agent home."""
-    return agent_for(make_key(agent, str(repo), thread, AGENTS), settings)
 
 
 def wipe_homes(settings: Settings, agent: str) -> None:
@@ -243,70 +235,6 @@ def test_two_threads_at_once_do_not_cross(
         last = max(i for i, t in enumerate(texts) if f"marker-{thread}-1" in t)
         assert f"marker-{thread}-0" in texts[last]
         assert counts[last] == FIRST[agent] + 2
-
-
-def test_sigkill_mid_run_then_resume_with_interrupted_prompt(
-    agent: str, baton_env: dict[str, str], settings: Settings, src_repo: Path, model: MockModel
-) -> None:
-    first = go(settings, agent, src_repo, "first task")
-    assert first["outcome"] == "succeeded"
-    model.delay = 120
-    runner = start(
-        baton_env,
-        "run",
-        "-a",
-        agent,
-        "-r",
-        str(src_repo),
-        "-t",
-        "issue-1",
-        "--json",
-        "interrupted-task-zebra",
-    )
-    wait_for(lambda: any("interrupted-task-zebra" in t for t in model.texts()))
-    # mid-turn: the CLI has written the prompt to its transcript, as it would have by then
-    adapter, session_id = key_agent(settings, agent, src_repo), str(first["session_id"])
-    wait_for(
-        lambda: any(
-            "interrupted-task-zebra" in p.read_text(errors="replace")
-            for p in adapter.transcript_files(session_id)
-        ),
-        60,
-        what="the prompt in the CLI's transcript",
-    )
-    store = open_store(settings.resolved_store_url)
-    running = store.list_runs(limit=1)[0]
-    assert running.outcome == Outcome.RUNNING and running.agent_pid
-    os.kill(runner.pid, signal.SIGKILL)
-    runner.communicate(timeout=10)
-    # the agent dies with its runner (PR_SET_PDEATHSIG): nothing keeps writing the transcript
-    wait_for(lambda: gone(running.agent_pid or 0), 10)
-    model.delay = 0
-    after = go(settings, agent, src_repo, "carry on")
-    assert after["outcome"] == "succeeded" and after["mode"] == "resume"
-    assert after["prompt_kind"] == PromptKind.INTERRUPTED.value
-    crashed = store.get_run(running.id)
-    store.close()
-    assert crashed is not None and crashed.outcome == Outcome.CRASHED
-    assert after["session_id"] == crashed.session_id_in
-    last = model.texts()[-1]
-    assert "interrupted-task-zebra" in last and "interrupted (crashed)" in last and "carry on" in last
-    # the resumed request carries the first task's turn: one conversation, not a fresh start
-    assert "first task" in last and model.history_counts()[-1] > FIRST[agent]
-
-
-def test_agent_home_deleted_hydrates_from_store(
-    agent: str, settings: Settings, src_repo: Path, model: MockModel
-) -> None:
-    first = go(settings, agent, src_repo, "one")
-    go(settings, agent, src_repo, "two")
-    wipe_homes(settings, agent)
-    model.configure_home(settings.home / "homes" / agent)  # the user's own provider config, not baton's
-    after = go(settings, agent, src_repo, "three")
-    assert after["mode"] == "resume" and after["outcome"] == "succeeded", after
-    assert after["session_id"] == first["session_id"]
-    assert model.history_counts() == [FIRST[agent], FIRST[agent] + 2, FIRST[agent] + 4]
-    assert "one" in model.texts()[-1] and "two" in model.texts()[-1]
 
 
 # with no transcript and no snapshot left, the recovery is baton's (a recap on a fresh turn): one per family

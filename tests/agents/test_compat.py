@@ -79,26 +79,30 @@ def carried(model: MockModel, marker: str) -> None:
 
 @dataclass(frozen=True)
 class CarriedOn:
-    """A conversation's first turn under FROM and the next under TO (:func:`carried_on`), and the text
-    of the model's last request."""
+    """A conversation's first turn under FROM, which writes a file through the CLI's own tool, and the
+    next under TO (:func:`carried_on`); the text of the model's last request, and the file written."""
 
     first: RunResult
     second: RunResult
     last_text: str
+    made: str | None  # made.txt in the worktree after the first turn (None: not written)
 
 
 @pytest.fixture
 def carried_on(
     agent: str, conversations: dict[object, object], tmp_path_factory: pytest.TempPathFactory
 ) -> CarriedOn:
-    """Two turns of one conversation, driven once per agent and read by :func:`test_fresh` and
-    :func:`test_resume` (each only reads what they did)."""
+    """Two turns of one conversation, driven once per agent and read by :func:`test_fresh`,
+    :func:`test_resume` and :func:`test_tool` (each only reads what they did)."""
 
     def drive() -> CarriedOn:
         with shared_conversation(agent, "compat", tmp_path_factory) as (settings, repo, server):
-            first = turn(under(settings, agent, "FROM"), agent, repo, "FRESH-MARK RESUME-MARK remember this")
-            second = turn(under(settings, agent, "TO"), agent, repo, "what did I say?")
-            return CarriedOn(first, second, server.texts()[-1])
+            prompt = f"FRESH-MARK RESUME-MARK TOOL-MARK remember this, write it {write_marker(agent)}"
+            first = turn(under(settings, agent, "FROM"), agent, repo, prompt)
+            made = Path(first.session.worktree) / "made.txt"
+            written = made.read_text() if made.is_file() else None
+            second = turn(under(settings, agent, "TO"), agent, repo, "what did I say, what did you write?")
+            return CarriedOn(first, second, server.texts()[-1], written)
 
     return once(conversations, tmp_path_factory, f"compat-carried-on-{agent}", drive)
 
@@ -115,6 +119,13 @@ def test_resume(carried_on: CarriedOn) -> None:
     assert second.run.mode == Mode.RESUME, second.run.note
     assert second.session.agent_session_id == first.session.agent_session_id
     assert "RESUME-MARK" in carried_on.last_text, "RESUME-MARK missing from the request: the history was lost"
+
+
+def test_tool(carried_on: CarriedOn) -> None:
+    """The first turn's tool call edited the worktree, and the resumed turn carried that turn on."""
+    assert carried_on.made == "made by the agent\n", "the tool call edited the file"
+    assert carried_on.second.run.mode == Mode.RESUME, carried_on.second.run.note
+    assert "TOOL-MARK" in carried_on.last_text, "TOOL-MARK missing from the request: the history was lost"
 
 
 def test_hydrate(agent: str, settings: Settings, src_repo: Path, model: MockModel) -> None:
@@ -159,12 +170,3 @@ def test_handoff(agent: str, settings: Settings, src_repo: Path, model: MockMode
     after = turn(under(settings, agent, "TO"), agent, src_repo, "go on")
     assert after.run.mode == Mode.RESUME and after.session.agent_session_id == handed.session.agent_session_id
     carried(model, "HANDOFF-MARK")
-
-
-def test_tool(agent: str, settings: Settings, src_repo: Path, model: MockModel) -> None:
-    first = turn(under(settings, agent, "FROM"), agent, src_repo, f"TOOL-MARK write it {write_marker(agent)}")
-    made = Path(first.session.worktree) / "made.txt"
-    assert made.read_text() == "made by the agent\n", "the tool call edited the file"
-    second = turn(under(settings, agent, "TO"), agent, src_repo, "what did you write?")
-    assert second.run.mode == Mode.RESUME, second.run.note
-    carried(model, "TOOL-MARK")

@@ -120,6 +120,29 @@ class Chain:
         logs = [p for p in files if p.suffix in (".jsonl", ".json", ".db")]
         return max(logs, key=lambda p: p.stat().st_size)
 
+    def transcript_holds(self, words: str) -> bool:
+        """Whether any of the conversation's files holds ``words`` (a database: its bytes)."""
+        key = make_key(self.agent, str(self.repo), self.thread, AGENTS)
+        assert self.session
+        files = agent_for(key, self.settings).transcript_files(self.session)
+        return any(words in p.read_text(errors="replace") for p in files if p.is_file())
+
+    def last_run(self) -> RunRecord:
+        store = open_store(self.settings.resolved_store_url)
+        try:
+            return store.list_runs(self.agent, limit=1)[0]
+        finally:
+            store.close()
+
+    def run_record(self, run_id: str) -> RunRecord:
+        store = open_store(self.settings.resolved_store_url)
+        try:
+            record = store.get_run(run_id)
+        finally:
+            store.close()
+        assert record is not None, run_id
+        return record
+
     def key_home(self) -> Path:
         return key_home(self.settings, make_key(self.agent, str(self.repo), self.thread, AGENTS))
 
@@ -192,15 +215,16 @@ def upgrade(chain: Chain) -> Cell:
 
 
 def sigkill(chain: Chain) -> Cell:
+    """``baton run`` killed -9 mid-turn, once the CLI has written the prompt to its transcript (as it
+    has by then): the run is ``crashed``, the agent dies with it, and the next turn resumes the same
+    conversation telling the agent which turn was cut short."""
     chain.model.delay = 120
     runner = chain.start("KILLED-TURN-zebra")
     try:
         wait_for(lambda: sent(chain.model, "KILLED-TURN-zebra"), 90, what="the killed turn's request")
-        store = open_store(chain.settings.resolved_store_url)
-        try:
-            running = store.list_runs(chain.agent, limit=1)[0]
-        finally:
-            store.close()
+        wait_for(lambda: chain.transcript_holds("KILLED-TURN-zebra"), 60, what="the prompt in the transcript")
+        running = chain.last_run()
+        assert running.outcome == Outcome.RUNNING and running.agent_pid, running
         os.kill(runner.pid, signal.SIGKILL)
     finally:
         runner.kill()
@@ -210,8 +234,19 @@ def sigkill(chain: Chain) -> Cell:
     prompt = "after the kill: carry on"
     result = chain.turn(prompt)
     cell = judge(chain, result.run, prompt)
-    if cell.status == "ok" and result.run.prompt_kind != PromptKind.INTERRUPTED:
-        return replace(cell, status="fail", reason="resumed without telling the agent its turn was cut short")
+    crashed = chain.run_record(running.id)
+    told = sent(chain.model, prompt) or ""
+    wrong = []
+    if crashed.outcome != Outcome.CRASHED:
+        wrong.append(f"the killed run ended {crashed.outcome.value}, not crashed")
+    if result.run.prompt_kind != PromptKind.INTERRUPTED or not all(
+        words in told for words in ("KILLED-TURN-zebra", "interrupted (crashed)")
+    ):
+        wrong.append("resumed without telling the agent its turn was cut short")
+    if result.run.session_id_in != crashed.session_id_in:
+        wrong.append("the resumed conversation is not the killed run's")
+    if cell.status == "ok" and wrong:
+        return replace(cell, status="fail", reason="; ".join(wrong))
     return cell
 
 
@@ -263,13 +298,7 @@ def race(chain: Chain) -> Cell:
     (winner,), (loser,) = ran, refused
     if sent(chain.model, f"RACER-{loser}"):
         return broken("the refused run's instruction reached the model")
-    data = json.loads(outs[winner][0])
-    store = open_store(chain.settings.resolved_store_url)
-    try:
-        record = store.get_run(str(data["attempt_id"]))
-    finally:
-        store.close()
-    assert record is not None
+    record = chain.run_record(str(json.loads(outs[winner][0])["attempt_id"]))
     cell = judge(chain, record, f"RACER-{winner}")
     return replace(cell, reason=f"the other run exited 3: {outs[loser][1].strip().splitlines()[-1][:120]}")
 

@@ -518,37 +518,6 @@ def test_claude_code_on_a_new_machine_with_the_same_mount_path(
 ON_THE_FLEETS_STORE = pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 
 
-@pytest.mark.slow
-@ON_THE_FLEETS_STORE
-@pytest.mark.parametrize("agent", ["copilot", "opencode"])
-def test_an_acp_agent_on_a_new_machine_with_the_same_mount_path(
-    agent: str, a: Settings, src_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The same move for the agents driven over ACP: their conversation (Copilot's session directory,
-    OpenCode's database) hydrated from the store on the empty machine, loaded by id with its history."""
-    module, name = MOCKS[agent]
-    with getattr(importlib.import_module(module), name)() as model:
-        for variable, value in model.env().items():
-            monkeypatch.setenv(variable, value)
-        model.configure_home(a.home / "homes" / agent)
-
-        def turn(prompt: str) -> RunResult:
-            result = run(RunRequest(agent=agent, repo=str(src_repo), thread="t1", prompt=prompt), settings=a)
-            assert result.ok, result.run.error
-            return result
-
-        first = turn("turn 1")
-        (worktree(first) / "notes.md").write_text("untracked on A\n")
-        turn("turn 2")
-        a.home.rename(tmp_path / "machine-a-is-gone")
-        model.configure_home(a.home / "homes" / agent)  # the operator's config, on every machine
-        third = turn("turn 3")
-    assert third.run.mode == Mode.RESUME and third.run.note and "hydrated" in third.run.note
-    assert third.session.agent_session_id == first.session.agent_session_id
-    assert model.history_counts() == [FIRST[agent] + 2 * i for i in range(3)]
-    assert "turn 1" in model.texts()[-1] and (worktree(third) / "notes.md").read_text() == "untracked on A\n"
-
-
 Turn = Callable[[Settings, str], RunResult]
 
 
@@ -577,24 +546,44 @@ def acp_workers(
 @pytest.mark.slow
 @ON_THE_FLEETS_STORE
 @pytest.mark.parametrize("agent", ["copilot", "opencode"])
-def test_an_acp_agent_moves_to_another_baton_home(
-    agent: str, a: Settings, b: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+def test_an_acp_agent_moves_to_another_home_back_and_to_a_new_machine(
+    agent: str, a: Settings, b: Settings, src_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Turn three on worker B, whose ``BATON_HOME`` is another path (the fleet docs give each worker
-    its own): the conversation hydrated there is loaded by id with its whole history, in B's worktree.
-    OpenCode binds a session to the directory and project it was made in: baton rewrites them on
-    hydrate (:meth:`baton.agents.opencode.OpenCodeAgent.after_hydrate`)."""
+    """One conversation of an agent driven over ACP (Copilot's session directory, OpenCode's database)
+    on the moves a fleet makes, each turn loaded by id with the whole history (one journey: each turn
+    of these CLIs costs seconds):
+
+    - turns 1 and 2 on worker A, turns 3 and 4 on worker B, whose ``BATON_HOME`` is another path (the
+      fleet docs give each worker its own): hydrated in B's worktree. OpenCode binds a session to the
+      directory and project it was made in: baton rewrites them on hydrate
+      (:meth:`baton.agents.opencode.OpenCodeAgent.after_hydrate`);
+    - turn 5 back on A, whose own copy of the conversation is two turns behind the store's snapshot.
+      Neither format only grows, so size cannot tell: A must hydrate B's turns, not resume its stale
+      copy and silently lose them;
+    - turn 6 on a new machine with the same mount path (every pod mounts its own volume at one
+      ``BATON_HOME`` path): A's home goes away with its machine, the new one starts empty."""
     with acp_workers(agent, src_repo, monkeypatch, a, b) as (model, turn):
         first = turn(a, "turn 1")
         (worktree(first) / "notes.md").write_text("untracked on A\n")
         turn(a, "turn 2")
         third = turn(b, "turn 3")
-        fourth = turn(b, "turn 4")
+        fourth = turn(b, "turn 4 on B")
+        fifth = turn(a, "turn 5")
+        a.home.rename(tmp_path / "machine-a-is-gone")
+        model.configure_home(a.home / "homes" / agent)  # the operator's config, on every machine
+        sixth = turn(a, "turn 6")
+    moved = (third, fifth, sixth)
     assert worktree(third) != worktree(first) and str(b.home) in str(worktree(third))
-    assert third.run.mode == fourth.run.mode == Mode.RESUME, third.run.note
-    assert third.session.agent_session_id == fourth.session.agent_session_id == first.session.agent_session_id
-    assert model.history_counts() == [FIRST[agent] + 2 * i for i in range(4)]
-    assert "turn 1" in model.texts()[-1] and (worktree(third) / "notes.md").read_text() == "untracked on A\n"
+    assert all(x.run.mode == Mode.RESUME for x in (third, fourth, fifth, sixth))
+    assert all(x.run.note and "hydrated" in x.run.note for x in moved), [x.run.note for x in moved]
+    assert "hydrated" not in str(fourth.run.note), "B's own copy is current: resumed as it is"
+    sessions = {x.session.agent_session_id for x in (third, fourth, fifth, sixth)}
+    assert sessions == {first.session.agent_session_id}
+    assert model.history_counts() == [FIRST[agent] + 2 * i for i in range(6)]
+    back_on_a = next(text for text in model.texts() if "turn 5" in text)
+    assert "turn 4 on B" in back_on_a, "B's turns are in A's request after them"
+    assert "turn 1" in model.texts()[-1] and "turn 4 on B" in model.texts()[-1]
+    assert all((worktree(x) / "notes.md").read_text() == "untracked on A\n" for x in moved)
 
 
 @pytest.mark.slow
@@ -630,21 +619,3 @@ def test_an_opencode_conversation_that_cannot_move_is_recovered_not_wedged(
     assert moved.session.agent_session_id != first.session.agent_session_id
     assert after.run.mode == Mode.RESUME and after.session.agent_session_id == moved.session.agent_session_id
     assert "turn 1" in model.texts()[-1], "the recap carried the first turn"
-
-
-@pytest.mark.slow
-@ON_THE_FLEETS_STORE
-@pytest.mark.parametrize("agent", ["copilot", "opencode"])
-def test_back_on_worker_a_an_acp_agent_resumes_what_b_added(
-    agent: str, a: Settings, b: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Turn one on A, turn two on B, turn three on A again: A's own copy of the conversation (OpenCode's
-    database, Copilot's session files) is a turn behind the store's snapshot. Neither format only grows,
-    so size cannot tell; A must hydrate B's turn, not resume its stale copy and silently lose it."""
-    with acp_workers(agent, src_repo, monkeypatch, a, b) as (model, turn):
-        turn(a, "turn 1")
-        turn(b, "turn 2 on B")
-        third = turn(a, "turn 3")
-    assert third.run.mode == Mode.RESUME and third.run.note and "hydrated" in third.run.note, third.run.note
-    assert model.history_counts() == [FIRST[agent] + 2 * i for i in range(3)]
-    assert any("turn 2 on B" in text for text in model.texts()[-1:]), "B's turn is in A's third request"
