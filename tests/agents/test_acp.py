@@ -15,13 +15,15 @@ from pathlib import Path
 import pytest
 
 from baton import Mode, Outcome, PromptKind, RunRequest, RunResult, run
-from baton.agents import register_agent, unregister_agent
+from baton.agents import AGENTS, register_agent, unregister_agent
 from baton.agents.acpbridge import decide
 from baton.agents.events import LogRenderer
 from baton.asking.questions import Question
+from baton.keys import make_key
 from baton.models import Access, OnPermission
 from baton.settings import Settings
 from baton.store import Store
+from baton.workspace.keyspace import agent_for, key_home
 from tests.support.fake_acp import ACP_FACTORY, ACP_NAME
 
 
@@ -240,3 +242,14 @@ def test_opencode_reports_its_version_in_initialize_and_nothing_else_is_taken(
         {**event, "agent": {"agentInfo": {"version": "1.0"}}}, other
     )
     assert other.session_id == "ses_1" and other.version is None
+
+
+def test_each_opencode_key_keeps_all_its_state_in_its_own_home(settings: Settings) -> None:
+    """What keeps two threads' OpenCode conversations apart (the real CLIs' two-threads test runs the
+    ACP family on Copilot): every XDG directory OpenCode is launched with lies in its own key's home."""
+    keys = [make_key("opencode", "https://example.com/acme/app.git", t, AGENTS) for t in ("alpha", "beta")]
+    envs = [agent_for(key, settings).launch(Mode.FRESH, "hi", None).env for key in keys]
+    for key, env in zip(keys, envs, strict=True):
+        dirs = [Path(env[f"XDG_{part}_HOME"]) for part in ("DATA", "CONFIG", "CACHE", "STATE")]
+        assert all(d.is_relative_to(key_home(settings, key)) for d in dirs), (key, dirs)
+    assert not key_home(settings, keys[0]).is_relative_to(key_home(settings, keys[1]))

@@ -208,6 +208,9 @@ def test_codex_takes_openai_base_url_like_the_other_clis_base_urls(
     assert "model_provider" not in (settings.home / "homes" / "codex" / "config.toml").read_text()
 
 
+# two keys' conversations live in two keys' homes, whatever the CLI (OpenCode's every XDG directory: in its
+# key's home, tests/agents/test_acp.py): one per family
+@pytest.mark.parametrize("agent", FAMILIES)
 def test_two_threads_at_once_do_not_cross(
     agent: str, baton_env: dict[str, str], src_repo: Path, model: MockModel
 ) -> None:
@@ -421,6 +424,7 @@ def test_repo_url_that_does_not_exist_writes_nothing(cli: Cli, home: Path, tmp_p
     store.close()
 
 
+@pytest.mark.parametrize("agent", FAMILIES)  # the token is baton's (its askpass): one per family
 def test_git_token_never_in_argv_logs_or_db(
     agent: str, baton_env: dict[str, str], home: Path, tmp_path: Path, model: MockModel
 ) -> None:

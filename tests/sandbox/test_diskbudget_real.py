@@ -18,6 +18,7 @@ from baton import Mode, Outcome, RunRequest, RunResult, run
 from baton.models import Access, PromptKind
 from baton.settings import Settings
 from baton.testing import MockModel
+from tests.conftest import FAMILIES
 from tests.sandbox import test_access_real
 from tests.sandbox.test_access_real import shell_marker
 
@@ -35,6 +36,8 @@ def turn(agent: str, settings: Settings, repo: Path, prompt: str) -> RunResult:
     return run(request, settings=settings.with_(key_disk="20M"))
 
 
+# the budget is baton's watch on the key's disk, whatever process writes: one CLI per family
+@pytest.mark.parametrize("agent", FAMILIES)
 def test_a_fast_write_past_the_disk_budget_ends_the_turn_limited(
     agent: str, settings: Settings, src_repo: Path, model: MockModel
 ) -> None:

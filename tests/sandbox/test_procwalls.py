@@ -39,7 +39,7 @@ from baton import Outcome, RunRequest, run
 from baton.models import Access
 from baton.sandbox import confine, hostsecrets, mountns, walls
 from baton.settings import Settings, load_settings
-from tests.conftest import FAST, MOCKS
+from tests.conftest import FAMILIES, FAST
 from tests.sandbox import test_walls_real
 from tests.sandbox.test_walls_real import TOOLS, real_cli, results_by_call
 
@@ -194,10 +194,11 @@ def test_doctor_says_what_agents_see(home: Path, monkeypatch: pytest.MonkeyPatch
 # -- the real CLIs ------------------------------------------------------------------------------------
 
 
-# Every CLI at full; at read those that reach /proc at all: Gemini at read refuses its shell ("denied
-# by policy") and any path outside the workspace to its file tools (measured), so it proves nothing there.
-CASES = [(agent, Access.FULL) for agent in sorted(MOCKS)]
-CASES += [(agent, Access.READ) for agent in sorted(MOCKS) if agent != "gemini"]
+# One CLI per family at full (the process namespace is baton's, around whatever the CLI runs); at read
+# those that reach /proc at all: Gemini at read refuses its shell ("denied by policy") and any path
+# outside the workspace to its file tools (measured), so it proves nothing there.
+CASES = [(agent, Access.FULL) for agent in FAMILIES]
+CASES += [(agent, Access.READ) for agent in FAMILIES if agent != "gemini"]
 
 
 @pytest.mark.parametrize(("agent", "access"), CASES, ids=lambda v: str(getattr(v, "value", v)))
