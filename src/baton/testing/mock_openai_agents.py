@@ -13,6 +13,11 @@ from pathlib import Path
 from baton.testing._http import export_line
 from baton.testing.mock_openai import MODEL, MockOpenAI
 
+# OpenCode's catalogue of every provider's models, which it parses at each start unless pointed at
+# another (~1.9 s of a turn's ~4.8 s of CPU, 1.18.33): the mock's provider needs none of it (its config
+# names its one model), so the mock points OpenCode at an empty one, readable inside the walls (beside
+# baton's own code).
+EMPTY_CATALOGUE = Path(__file__).with_name("opencode_models.json")
 OPENCODE_CONFIG = "config/opencode/opencode.json"  # under the agent's base home: copied into each key's
 
 
@@ -43,11 +48,12 @@ class MockCopilot(MockOpenAI):
 
 @dataclass
 class MockOpenCode(MockOpenAI):
-    """OpenCode's model is a provider in its config file (nothing in the environment): a ``mock``
-    provider through its bundled ``@ai-sdk/openai``, the model ``mock/<MODEL>``."""
+    """OpenCode's model is a provider in its config file: a ``mock`` provider through its bundled
+    ``@ai-sdk/openai``, the model ``mock/<MODEL>``; the environment only spares it its catalogue of
+    every provider's models (:data:`EMPTY_CATALOGUE`)."""
 
     def env(self) -> dict[str, str]:
-        return {}
+        return {"OPENCODE_MODELS_PATH": str(EMPTY_CATALOGUE)}
 
     def config(self) -> dict[str, object]:
         return {
@@ -86,4 +92,6 @@ class MockOpenCode(MockOpenAI):
             f'#   mkdir -p "$BATON_HOME/homes/opencode/{OPENCODE_CONFIG.rsplit("/", 1)[0]}"',
             f'#   {command} > "$BATON_HOME/homes/opencode/{OPENCODE_CONFIG}"',
             f"# it holds: {json.dumps(self.config())}",
+            "# and spare it its catalogue of every provider's models at each start (the mock needs none):",
+            export_line(self.env()),
         ]
