@@ -1,10 +1,11 @@
-"""Twenty queued runs of one credential with the real Claude Code CLI (a subscription login) against the
-mock model refusing as Anthropic refuses a spent five-hour window, through the service's in-process
-executor with two slots: the mock's requests are counted. Before the reset it sees only the requests of
-the runs that were in flight when the first met the limit (one per slot at most, each refused once);
-none after the breaker tripped; after the reset all twenty succeed, in order per key, each key one
-conversation. The same across two Celery workers (PostgreSQL, Redis), four slots. With the fake agent,
-a cancel, an early message and another credential meanwhile: tests/fleet/test_quota_fleet.py."""
+"""Eight queued runs (four keys, two each) of one credential with the real Claude Code CLI (a
+subscription login) against the mock model refusing as Anthropic refuses a spent five-hour window, through
+the service's in-process executor with two slots: the mock's requests are counted. Before the reset it
+sees only the requests of the runs that were in flight when the first met the limit (one per slot at
+most, each refused once); none after the breaker tripped; after the reset all eight succeed, in order
+per key, each key one conversation. The same across two Celery workers (PostgreSQL, Redis), four slots.
+With the fake agent, twenty runs, a cancel, an early message and another credential meanwhile:
+tests/fleet/test_quota_fleet.py."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ from tests.conftest import wait_for
 
 pytestmark = pytest.mark.slow
 
-KEYS, ROUNDS = 5, 4
+# enough keys to fill the Celery test's four slots, two runs each to keep their order (each a real turn)
+KEYS, ROUNDS = 4, 2
 
 
 @pytest.fixture
@@ -73,7 +75,7 @@ def reset_at(model: MockAnthropic, until: int) -> list[int]:
 
 
 def submit(store: Store, settings: Settings, repo: Path, executor: Executor) -> dict[str, list[str]]:
-    """Five keys x four runs, handed over interleaved as they come: the job ids by key, in order."""
+    """The keys' runs, handed over interleaved as they come: the job ids by key, in order."""
     mine: dict[str, list[str]] = {f"k{k}": [] for k in range(KEYS)}
     for i, k in itertools.product(range(ROUNDS), range(KEYS)):
         job = jobs.submit(
@@ -128,7 +130,7 @@ def check(
     assert len(model.conversation()) >= KEYS * ROUNDS + len(limited)
 
 
-def test_twenty_queued_claude_runs_in_process_wait_for_the_reset_and_the_mock_sees_no_request_meanwhile(
+def test_queued_claude_runs_in_process_wait_for_the_reset_and_the_mock_sees_no_request_meanwhile(
     model: MockAnthropic, settings: Settings, store: Store, src_repo: Path
 ) -> None:
     until = int(time.time() + 12)  # both slots' first requests refused by then (the Celery test's window)
@@ -144,7 +146,7 @@ def test_twenty_queued_claude_runs_in_process_wait_for_the_reset_and_the_mock_se
 
 
 @pytest.mark.parametrize(("broker", "shared_store_url"), [("redis", "postgresql")], indirect=True)
-def test_twenty_queued_claude_runs_on_two_celery_workers_wait_for_the_reset(
+def test_queued_claude_runs_on_two_celery_workers_wait_for_the_reset(
     model: MockAnthropic,
     client: Settings,
     shared_store: Store,

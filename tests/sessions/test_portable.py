@@ -600,6 +600,8 @@ def test_an_opencode_conversation_that_cannot_move_is_recovered_not_wedged(
     from baton.testing.mock_openai_agents import MockOpenCode
 
     with MockOpenCode() as model:
+        for variable, value in model.env().items():
+            monkeypatch.setenv(variable, value)
         for home in (a.home, b.home):
             model.configure_home(home / "homes" / "opencode")
 
