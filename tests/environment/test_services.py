@@ -4,10 +4,14 @@ the container's variables and the engine's argv built from them (the variables i
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from baton.environment import servicerun
 from baton.environment.discover import Unreadable
 from baton.environment.servicerun import ServiceFailed, _container_env, _run_argv
 from baton.environment.services import Service, compose_services, fill, read_services
@@ -212,3 +216,19 @@ def test_the_docs_example_reads() -> None:
     page = (Path(__file__).resolve().parents[2] / "docs" / "environment.md").read_text()
     example = page.split("```toml\n", 1)[1].split("```", 1)[0]
     assert [s.name for s in read_services(example)] == ["db", "cache"]
+
+
+def test_a_restart_waits_a_moment_for_its_old_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old port of a service restarted on its data is kept when it frees within the wait (a
+    container just removed may hold it a moment), and given up when something else keeps it."""
+    monkeypatch.setattr(servicerun, "OLD_PORT_WAIT", 1.0)
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    port = held.getsockname()[1]
+    assert not servicerun._free(port)
+    assert not servicerun._free_soon(port), "a listener kept for the whole wait keeps its port"
+    threading.Timer(0.3, held.close).start()
+    began = time.monotonic()
+    assert servicerun._free_soon(port), "freed within the wait: the old port is taken again"
+    assert time.monotonic() - began < 1.0

@@ -48,6 +48,15 @@ def detach(tag: str) -> str:
     )
 
 
+# A real CLI starts nothing of the model's asking before baton has moved it into its run's group (from
+# a thread of its own, right after the start: cgroups.RunGroup.add); the fake agent, which runs its
+# command at once, first waits for that as a CLI's own start would (ten seconds at most). Where only the
+# group can end what a killed runner left, a process detached before the move would be out of reach.
+PLACED = (
+    'i=0; while ! grep -q "$BATON_RUN_ID" /proc/$$/cgroup && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done'
+)
+
+
 def alive(tag: str) -> list[int]:
     """Processes whose command line holds ``sleep TAG``."""
     found = []
@@ -147,13 +156,13 @@ def test_what_a_killed_runner_left_is_ended_by_the_next_run_of_its_key(
     parent-death signal), what the agent detached survives until the key's next run, which ends it
     (the run's group; without one, the processes tagged with the run's id: the one that cleared its
     environment escapes, as docs/security.md says)."""
-    sleeping = tag()
+    sleeping, placed = tag(), PLACED if contained.cgroups == "auto" else "true"
     env = {
         **os.environ,
         "BATON_HOME": str(contained.home),
         "BATON_CGROUPS": contained.cgroups,
         "BATON_WARM": "off",
-        "FAKE_AGENT_RUN": f"{detach(sleeping)}; sleep 120",
+        "FAKE_AGENT_RUN": f"{placed}; {detach(sleeping)}; sleep 120",
         **{f"BATON_{k.upper()}": str(v) for k, v in FAST.items()},
     }
     args = [*BATON, "run", "--agent", "fake", "--repo", str(src_repo), "--thread", "killed", "work"]
@@ -314,7 +323,7 @@ def test_a_sweep_ends_what_a_killed_runner_left(home: Path, src_repo: Path) -> N
         **os.environ,
         "BATON_HOME": str(home),
         "BATON_WARM": "off",
-        "FAKE_AGENT_RUN": f"{detach(sleeping)}; sleep 120",
+        "FAKE_AGENT_RUN": f"{PLACED}; {detach(sleeping)}; sleep 120",
         **{f"BATON_{k.upper()}": str(v) for k, v in FAST.items()},
     }
     args = [*BATON, "run", "--agent", "fake", "--repo", str(src_repo), "--thread", "swept", "work"]

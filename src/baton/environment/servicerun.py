@@ -99,7 +99,7 @@ def _ensure(settings: Settings, program: str, space: Path, service: Service) -> 
         return state.port, "reused"
     began = time.monotonic()
     _run(program, containers.remove_argv(program, name)[1:], check=False)
-    port = state.port if state is not None and _free(state.port) else _free_port()
+    port = state.port if state is not None and _free_soon(state.port) else _free_port()
     argv = _run_argv(program, name, space, service, port, network)
     fresh = State(name, program, str(space), service.name, port, spec, time.time())
     containers.write_state(settings, fresh)  # before it runs: the key's removal finds it either way
@@ -216,8 +216,26 @@ def _answers(port: int) -> bool:
     return True
 
 
+# How long a restart waits for its service's old port (a container just removed may hold it a moment
+# longer) before it takes a new one: the agent's conversation already knows the old address.
+OLD_PORT_WAIT = 3.0
+
+
+def _free_soon(port: int) -> bool:
+    """Whether a server can listen on ``port`` now or within :data:`OLD_PORT_WAIT`."""
+    deadline = time.monotonic() + OLD_PORT_WAIT
+    while not _free(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def _free(port: int) -> bool:
+    """Whether a server can listen on ``port``: probed as servers bind (``SO_REUSEADDR``), so the
+    closed connections of a server just stopped do not count as in use."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
