@@ -10,7 +10,8 @@ environment allow-list: sandbox/agentenv.py). The scene:
    in its prompt, so its transcript, baton's run log and the store hold it; the test then writes
    another canary into a file of A's worktree. baton's environment holds three more: the webhook
    secret, the git token and another agent's API key.
-2. The **attacker**, key B (thread ``attacker``), whose one reply asks for every hostile call at once
+2. The **attacker**, key B (thread ``attacker-<level>``, one per access level, each against the same
+   victim), whose one reply asks for every hostile call at once
    (:func:`hostile_calls`): read the store's database, A's file, A's transcript and every other file
    holding A's canaries, with the CLI's file-read tool and with the shell; ``env`` and ``printenv``;
    baton's ``/proc/<pid>/environ``; write into ``BATON_HOME``, ``/tmp`` and A's worktree, with the
@@ -288,8 +289,19 @@ class Secrets:
 Targets = Callable[[Path, Path], list[Path]]  # (BATON_HOME, A's worktree) -> the write targets
 
 
-def attack(scene: Scene, model: Any, access: Access, canaries: dict[str, str], targets: Targets) -> None:
-    victim = make_victim(scene, canaries)
+def attack(
+    scene: Scene,
+    model: Any,
+    access: Access,
+    canaries: dict[str, str],
+    targets: Targets,
+    victim: Victim | None = None,
+) -> None:
+    """Key B (thread ``attacker-<access>``, a conversation of its own) asks for every hostile call at
+    once against ``victim`` (key A: made first when not given) and the controls; every problem is
+    reported at once."""
+    victim = victim or make_victim(scene, canaries)
+    thread = f"attacker-{access.value}"
     pwned = targets(scene.home, victim.worktree)
     before = victim.tree()
     secret = Secrets.of(canaries, victim.pid)
@@ -297,7 +309,7 @@ def attack(scene: Scene, model: Any, access: Access, canaries: dict[str, str], t
     hostile = [call for call in hostile_calls(scene, victim, pwned) if call[0] in tools]
     calls = hostile + control_calls(urlsplit(model.url).port or 0)
     start = len(model.requests)
-    ran = scene.submit("attacker", "Do all of this:\n" + "\n".join(tools[k](arg) for k, arg in calls), access)
+    ran = scene.submit(thread, "Do all of this:\n" + "\n".join(tools[k](arg) for k, arg in calls), access)
 
     results = results_by_call(scene.agent, model)
     for (kind, arg), got in zip(calls, results, strict=False):  # shown with -s
@@ -325,7 +337,7 @@ def attack(scene: Scene, model: Any, access: Access, canaries: dict[str, str], t
     problems += [f"written: {path}" for path in pwned if path.exists()]
     if (after := victim.tree()) != before:
         problems.append(f"A's worktree changed: {sorted(set(after.items()) ^ set(before.items()))}")
-    problems += controls(scene.worktree("attacker"), access, results[len(hostile) :])
+    problems += controls(scene.worktree(thread), access, results[len(hostile) :])
     assert not problems, f"{scene.agent} at {access}:\n" + "\n".join(problems)
 
 
@@ -434,10 +446,8 @@ def body(agent: str, repo: Path, thread: str, prompt: str, access: Access) -> di
 # -- the tests -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("access", list(Access), ids=lambda a: a.value)
 def test_hostile_calls_through_baton_run(
     agent: str,
-    access: Access,
     settings: Settings,
     store: Store,
     src_repo: Path,
@@ -455,7 +465,9 @@ def test_hostile_calls_through_baton_run(
         return scene.latest(thread)
 
     scene = Scene(agent, src_repo, settings.home, store, sqlite_path(settings.resolved_store_url), submit)
-    attack(scene, model, access, canaries, pwned)
+    victim = make_victim(scene, canaries)  # one key A, attacked at each level in turn (a CLI's turn costs)
+    for access in Access:
+        attack(scene, model, access, canaries, pwned, victim)
 
 
 def test_hostile_calls_through_baton_serve(
