@@ -37,7 +37,7 @@ import pytest
 
 from baton import Mode, Outcome, PromptKind, RunRequest, RunResult, open_store, run
 from baton.agents import AGENTS
-from baton.keys import make_key
+from baton.keys import Key, make_key
 from baton.models import RunRecord
 from baton.settings import Settings
 from baton.testing import MockModel, mock_anthropic, mock_gemini, mock_openai
@@ -111,21 +111,23 @@ class Chain:
         settings = self.settings.with_(**{f"{self.agent}_bin": binary(self.agent, end)})
         return run(self.request(prompt), settings=settings)
 
+    def key(self) -> Key:
+        return make_key(self.agent, str(self.repo), self.thread, AGENTS)
+
+    def transcript_files(self) -> list[Path]:
+        """The files of the key's conversation, as its agent lists them."""
+        assert self.session
+        return agent_for(self.key(), self.settings).transcript_files(self.session)
+
     def transcript(self) -> Path:
         """The conversation's log: the largest of its transcript files that is one (JSON lines, or
         OpenCode's database itself: not Copilot's workspace.yaml, nor OpenCode's WAL beside it)."""
-        key = make_key(self.agent, str(self.repo), self.thread, AGENTS)
-        assert self.session
-        files = agent_for(key, self.settings).transcript_files(self.session)
-        logs = [p for p in files if p.suffix in (".jsonl", ".json", ".db")]
+        logs = [p for p in self.transcript_files() if p.suffix in (".jsonl", ".json", ".db")]
         return max(logs, key=lambda p: p.stat().st_size)
 
     def transcript_holds(self, words: str) -> bool:
         """Whether any of the conversation's files holds ``words`` (a database: its bytes)."""
-        key = make_key(self.agent, str(self.repo), self.thread, AGENTS)
-        assert self.session
-        files = agent_for(key, self.settings).transcript_files(self.session)
-        return any(words in p.read_text(errors="replace") for p in files if p.is_file())
+        return any(words in p.read_text(errors="replace") for p in self.transcript_files() if p.is_file())
 
     def last_run(self) -> RunRecord:
         store = open_store(self.settings.resolved_store_url)
@@ -144,7 +146,7 @@ class Chain:
         return record
 
     def key_home(self) -> Path:
-        return key_home(self.settings, make_key(self.agent, str(self.repo), self.thread, AGENTS))
+        return key_home(self.settings, self.key())
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         command = [*BATON, "run", "-a", self.agent, "-r", str(self.repo), "-t", self.thread, "--json", *args]

@@ -597,20 +597,8 @@ def test_an_opencode_conversation_that_cannot_move_is_recovered_not_wedged(
     ``session_lost`` and recovered with a recap, and the next turn resumes the new conversation."""
     from baton.agents import opencode
     from baton.models import Outcome, PromptKind
-    from baton.testing.mock_openai_agents import MockOpenCode
 
-    with MockOpenCode() as model:
-        for variable, value in model.env().items():
-            monkeypatch.setenv(variable, value)
-        for home in (a.home, b.home):
-            model.configure_home(home / "homes" / "opencode")
-
-        def turn(settings: Settings, prompt: str) -> RunResult:
-            request = RunRequest(agent="opencode", repo=str(src_repo), thread="t1", prompt=prompt)
-            result = run(request, settings=settings)
-            assert result.ok, (result.run.mode, result.run.error)
-            return result
-
+    with acp_workers("opencode", src_repo, monkeypatch, a, b) as (model, turn):
         first = turn(a, "turn 1")
         monkeypatch.setattr(opencode, "rebind", lambda *args: False)
         moved = turn(b, "turn 2")
