@@ -121,10 +121,10 @@ lint: setup
 	$(VENV)/bin/mypy
 
 # The suite: lint and the tests' warm-up side by side (mypy keeps one core busy), then pytest on
-# TEST_WORKERS workers: one more than this 2-core machine's cores, as a third of the tests' time is
-# spent waiting (a model's held reply, a process's start, a lease's TTL): with 2 workers the cores
-# were idle ~35 % of the run (docs/development.md, "The test suite").
-TEST_WORKERS ?= 3
+# TEST_WORKERS workers: twice this 2-core machine's cores, as two fifths of the tests' time is spent
+# waiting (a model's held reply, a process's start, a lease's TTL): with 2 workers the cores were idle
+# ~35 % of the run, with 3 ~10 %, with 4 ~1 % (docs/development.md, "The test suite").
+TEST_WORKERS ?= 4
 test: setup
 	@$(MAKE) --no-print-directory -j2 lint test-warm
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=20

@@ -524,29 +524,6 @@ def test_gemini_version_is_printed(settings: Settings) -> None:
 
 
 @pytest.mark.slow
-def test_three_runs_one_conversation(
-    settings: Settings, src_repo: Path, gemini: MockGemini, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("GEMINI_CLI_TRUST_WORKSPACE")  # baton trusts the worktrees it makes (else exit 55)
-    results = [go(settings, src_repo, f"step {i}") for i in range(3)]
-    assert [r["outcome"] for r in results] == ["succeeded"] * 3, results
-    assert [r["mode"] for r in results] == ["fresh", "resume", "resume"]
-    assert len({r["session_id"] for r in results}) == 1
-    assert gemini.history_counts() == [1, 3, 5]
-    assert results[2]["result"] == "mock reply #3: received 5 contents"
-    assert results[2]["usage"]["input_tokens"] == 50 and results[2]["cost_usd"] is None
-    assert all(r.is_conversation for r in gemini.requests), "-m skips the routing call"
-    assert "step 0" in gemini.texts()[2] and "step 1" in gemini.texts()[2]
-    agent = agent_of(settings, src_repo)
-    settings_json = json.loads((agent.gemini_dir / "settings.json").read_text())
-    assert settings_json["general"]["sessionRetention"] == {"enabled": False}
-    [chat] = agent.transcript_files(str(results[0]["session_id"]))
-    assert chat.parent.parent.name == "issue-1"
-    projects = json.loads((agent.gemini_dir / "projects.json").read_text())["projects"]
-    assert projects[os.path.realpath(str(results[0]["worktree"]))] == "issue-1"
-
-
-@pytest.mark.slow
 def test_agent_home_wiped_hydrates_into_the_right_project(
     settings: Settings, tmp_path: Path, gemini: MockGemini
 ) -> None:
@@ -607,23 +584,6 @@ def test_retention_bug_is_neutralised_and_reproduced_when_on(
     after = go(settings, src_repo, "still there?")
     assert (after["mode"], after["outcome"], after["session_id"]) == ("resume", "succeeded", sid)
     assert gemini.history_counts()[-1] == 5 and "keep me" in gemini.texts()[-1]
-
-
-@pytest.mark.slow
-def test_transcript_gone_everywhere_recovers(settings: Settings, src_repo: Path, gemini: MockGemini) -> None:
-    first = go(settings, src_repo, "implement the parser")
-    go(settings, src_repo, "add error messages")
-    shutil.rmtree(agent_of(settings, src_repo).home)
-    store = open_store(settings.resolved_store_url)
-    store.delete_snapshot("gemini", str(first["repo"]), "issue-1")
-    store.close()
-    after = go(settings, src_repo, "write the docs")
-    assert (after["mode"], after["prompt_kind"], after["outcome"]) == ("recover", "recap", "succeeded")
-    assert after["session_id"] != first["session_id"]
-    assert gemini.history_counts() == [1, 3, 1], "a recovered conversation starts fresh"
-    sent = gemini.texts()[-1]
-    assert "implement the parser" in sent and "add error messages" in sent and "write the docs" in sent
-    assert "mock reply #2: received 3 contents" in sent, "the recap carries earlier answers"
 
 
 @pytest.mark.slow
@@ -764,9 +724,26 @@ def _pids_with_env(name: str, value: str) -> list[int]:
     return found
 
 
+# A conversation gone from every home and the store is recovered with a recap: Gemini's turn of it is
+# tests/agents/test_agents_real.py's test_transcript_gone_everywhere_recovers_with_recap.
+
+
 @pytest.mark.slow
-def test_fork_branches_a_conversation(settings: Settings, src_repo: Path, gemini: MockGemini) -> None:
+def test_fork_branches_a_conversation(
+    settings: Settings, src_repo: Path, gemini: MockGemini, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two turns of one conversation (in the key's own project, retention off), then a fork of it."""
+    monkeypatch.delenv("GEMINI_CLI_TRUST_WORKSPACE")  # baton trusts the worktrees it makes (else exit 55)
     dev = [go(settings, src_repo, f"dev step {i}", thread="dev") for i in range(2)]
+    assert [(r["outcome"], r["mode"]) for r in dev] == [("succeeded", "fresh"), ("succeeded", "resume")]
+    assert dev[0]["session_id"] and dev[0]["session_id"] == dev[1]["session_id"]
+    assert dev[1]["result"] == "mock reply #2: received 3 contents"
+    assert dev[1]["usage"]["input_tokens"] == 30 and dev[1]["cost_usd"] is None
+    assert all(r.is_conversation for r in gemini.requests), "-m skips the routing call"
+    settings_json = json.loads((agent_of(settings, src_repo, "dev").gemini_dir / "settings.json").read_text())
+    assert settings_json["general"]["sessionRetention"] == {"enabled": False}
+    [dev_chat] = agent_of(settings, src_repo, "dev").transcript_files(str(dev[0]["session_id"]))
+    assert dev_chat.parent.parent.name == "dev", "the chat is in the worktree's own project"
     review = go(settings, src_repo, "review it", thread="review", mode=Mode.FORK, fork_from="dev")
     assert (review["mode"], review["outcome"]) == ("fork", "succeeded"), review
     assert review["session_id"] not in (None, dev[0]["session_id"])

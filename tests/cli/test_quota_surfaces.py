@@ -280,7 +280,7 @@ def test_the_api_lists_and_clears_breakers_and_shows_the_reset(
 
 
 def test_the_openapi_document_shows_quotas_on_limit_and_the_reset(service: Service) -> None:
-    document = httpx.get(service.url + "/openapi.json").json()
+    document = httpx.get(service.url + "/openapi.json", timeout=30).json()
     schemas = document["components"]["schemas"]
     assert "on_limit" in schemas["RunBody"]["properties"]
     assert "fallback:" in schemas["RunBody"]["properties"]["on_limit"]["description"]

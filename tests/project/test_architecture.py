@@ -4,6 +4,7 @@ and no circle between modules. docs/architecture.md draws the same picture."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,11 @@ def _imports(module: str, path: Path) -> set[str]:
     return found
 
 
-GRAPH = {module: _imports(module, path) for module, path in MODULES.items()}
+@functools.cache
+def graph() -> dict[str, set[str]]:
+    """Each module's imports of baton's modules: parsed once, when a test first asks (at collection
+    every xdist worker would parse every module, for the one worker that runs these tests)."""
+    return {module: _imports(module, path) for module, path in MODULES.items()}
 
 
 def _room(module: str) -> str:
@@ -108,7 +113,7 @@ def test_the_ground_floor_is_small() -> None:
 
 def test_no_import_runs_up_or_sideways() -> None:
     wrong = []
-    for module, deps in GRAPH.items():
+    for module, deps in graph().items():
         room = _room(module)
         for dep in deps:
             other = _room(dep)
@@ -128,7 +133,7 @@ def _cycle() -> list[str] | None:
     def visit(node: str) -> list[str] | None:
         state[node] = 1
         path.append(node)
-        for dep in sorted(GRAPH[node]):
+        for dep in sorted(graph()[node]):
             if state.get(dep) == 1:
                 return [*path[path.index(dep) :], dep]
             if dep not in state and (found := visit(dep)):
@@ -137,7 +142,7 @@ def _cycle() -> list[str] | None:
         state[node] = 2
         return None
 
-    for module in sorted(GRAPH):
+    for module in sorted(graph()):
         if module not in state and (found := visit(module)):
             return found
     return None
@@ -149,13 +154,13 @@ def test_no_circle_between_modules() -> None:
 
 def test_only_the_runner_starts_agents_through_the_sandbox() -> None:
     users = {
-        m for m, deps in GRAPH.items() if _room(m) != "sandbox" and any(_room(d) == "sandbox" for d in deps)
+        m for m, deps in graph().items() if _room(m) != "sandbox" and any(_room(d) == "sandbox" for d in deps)
     }
     others = {m for m in users if _room(m) not in {"runner", *API}} - SANDBOX_USERS
     assert not others, f"modules other than the runner's that import baton.sandbox: {sorted(others)}"
     assert {m for m in users if _room(m) == "runner"}, "the runner no longer imports the sandbox"
     # the runner's one entry to the sandbox: what it needs beyond it, the entry re-exports
-    entered = {d for m in users if _room(m) == "runner" for d in GRAPH[m] if _room(d) == "sandbox"}
+    entered = {d for m in users if _room(m) == "runner" for d in graph()[m] if _room(d) == "sandbox"}
     assert entered == {SANDBOX_ENTRY}, (
         f"the runner goes into the sandbox past {SANDBOX_ENTRY}: {sorted(entered)}"
     )
@@ -179,12 +184,12 @@ def test_speed_code_lives_in_one_box_off_every_other_import_path() -> None:
     """The fast path (``sessions ls`` without Typer or SQLAlchemy) is one package, ``baton.cli.fast``,
     and only ``baton.cli``'s entry point imports it: no other module pays for it or depends on it."""
     box = "baton.cli.fast"
-    users = {m for m, deps in GRAPH.items() if not m.startswith(box) and any(d.startswith(box) for d in deps)}
+    users = {m for m, ds in graph().items() if not m.startswith(box) and any(d.startswith(box) for d in ds)}
     assert users == {"baton.cli"}, f"modules outside the fast path's box that import it: {sorted(users)}"
 
 
 def test_the_sandbox_needs_no_run() -> None:
-    below = {_room(d) for m, deps in GRAPH.items() if _room(m) == "sandbox" for d in deps}
+    below = {_room(d) for m, deps in graph().items() if _room(m) == "sandbox" for d in deps}
     extra = below - {"sandbox"} - GROUND - SANDBOX_NEEDS
     assert not extra, f"the sandbox imports rooms it should not need: {sorted(extra)}"
 
@@ -194,7 +199,7 @@ def test_a_sub_room_sits_below_the_rest_of_its_room(sub: str) -> None:
     room = sub.split(".")[1]
     inside = {m for m in MODULES if m == sub or m.startswith(f"{sub}.")}
     assert inside, f"{sub} has no modules"
-    used = {d for m in inside for d in GRAPH[m] if _room(d) == room and d not in inside}
+    used = {d for m in inside for d in graph()[m] if _room(d) == room and d not in inside}
     extra = used - SUBROOMS[sub]
     assert not extra, f"{sub} imports of {room} more than its git primitives: {sorted(extra)}"
 
@@ -217,11 +222,11 @@ def _forge_of(module: str) -> str | None:
 
 def test_the_forge_loop_reaches_a_forge_only_through_its_registry() -> None:
     loop = {m for m in MODULES if m.startswith("baton.forge.") and _forge_of(m) is None} - {FORGE_REGISTRY}
-    reaching = {m: sorted(d for d in GRAPH[m] if _forge_of(d)) for m in loop}
+    reaching = {m: sorted(d for d in graph()[m] if _forge_of(d)) for m in loop}
     reached = {m: ds for m, ds in reaching.items() if ds}
     assert not reached, f"the forge loop imports a forge's package: {reached}"
     crossing = {
-        m: d for m in MODULES if _forge_of(m) for d in GRAPH[m] if _forge_of(d) not in (None, _forge_of(m))
+        m: d for m in MODULES if _forge_of(m) for d in graph()[m] if _forge_of(d) not in (None, _forge_of(m))
     }
     assert not crossing, f"a forge's package imports another's: {crossing}"
 
@@ -280,7 +285,7 @@ def test_a_room_that_owns_data_keeps_it_in_records_and_tables(room: str) -> None
     moved = records & _classes("baton.models")
     assert not moved, f"{room}'s records are stated twice (models.py too): {sorted(moved)}"
     # the store below knows nothing of the room's data
-    below = {m for m, deps in GRAPH.items() if _room(m) == "store" for d in deps if _room(d) == room}
+    below = {m for m, deps in graph().items() if _room(m) == "store" for d in deps if _room(d) == room}
     assert not below, f"store modules import {room}: {sorted(below)}"
 
 

@@ -273,7 +273,8 @@ def test_webhooks_without_a_secret_answer_the_documented_403(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("BATON_WEBHOOK_SECRET", raising=False)
-    documented = httpx.get(service.url + "/openapi.json").json()["paths"]["/webhooks/github"]["post"]
+    document = httpx.get(service.url + "/openapi.json", timeout=30).json()
+    documented = document["paths"]["/webhooks/github"]["post"]
     answer = httpx.post(service.url + "/webhooks/github", content=b"{}")
     assert answer.status_code == 403 and "403" in documented["responses"]
     assert "503" not in documented["responses"], "not a server error: the request cannot be authenticated"

@@ -252,7 +252,7 @@ def test_the_links_are_followed_statefully(api: Api) -> None:
 
 
 def test_the_served_document_is_the_one_tested(api: Api) -> None:
-    assert httpx.get(api.url + "/openapi.json").json() == DOCUMENT
+    assert httpx.get(api.url + "/openapi.json", timeout=30).json() == DOCUMENT
 
 
 def _follow(document: dict[str, Any], link: dict[str, Any], answer: dict[str, Any]) -> tuple[str, str]:
@@ -272,7 +272,7 @@ def _follow(document: dict[str, Any], link: dict[str, Any], answer: dict[str, An
 def test_the_links_of_a_submitted_run_lead_to_it(service: Service, src_repo: Path) -> None:
     """A client follows the 202's links with nothing but the document: the run, its cancel, its events
     (the stream Schemathesis leaves out, which ends with the run's outcome)."""
-    document = httpx.get(service.url + "/openapi.json").json()
+    document = httpx.get(service.url + "/openapi.json", timeout=30).json()
     links = document["paths"]["/v1/runs"]["post"]["responses"]["202"]["links"]
     assert set(links) == {"GetRun", "RunEvents", "CancelRun"}
     body = {"agent": "fake", "repo": str(src_repo), "thread": "linked", "prompt": "go"}
@@ -303,7 +303,7 @@ def test_the_links_of_a_submitted_run_lead_to_it(service: Service, src_repo: Pat
 
 
 def test_openapi_and_docs(service: Service) -> None:
-    document = httpx.get(service.url + "/openapi.json").json()
+    document = httpx.get(service.url + "/openapi.json", timeout=30).json()
     assert document["info"]["title"] == "baton"
     assert {"/v1/sessions", "/v1/session", "/v1/sessions/reset", "/healthz", "/readyz"} <= set(
         document["paths"]
