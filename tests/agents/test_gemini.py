@@ -742,8 +742,8 @@ def test_fork_branches_a_conversation(
     assert all(r.is_conversation for r in gemini.requests), "-m skips the routing call"
     settings_json = json.loads((agent_of(settings, src_repo, "dev").gemini_dir / "settings.json").read_text())
     assert settings_json["general"]["sessionRetention"] == {"enabled": False}
-    [dev_chat] = agent_of(settings, src_repo, "dev").transcript_files(str(dev[0]["session_id"]))
-    assert dev_chat.parent.parent.name == "dev", "the chat is in the worktree's own project"
+    [chat] = agent_of(settings, src_repo, "dev").transcript_files(str(dev[0]["session_id"]))
+    assert chat.parent.parent.name == "dev", "the chat is in the worktree's own project"
     review = go(settings, src_repo, "review it", thread="review", mode=Mode.FORK, fork_from="dev")
     assert (review["mode"], review["outcome"]) == ("fork", "succeeded"), review
     assert review["session_id"] not in (None, dev[0]["session_id"])
