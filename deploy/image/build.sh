@@ -57,10 +57,10 @@ inputs_key() {
 	{
 		printf 'base %s\n' "$("$ENGINE" image inspect --format '{{.Id}}' "$BASE")"
 		find deploy/Dockerfile deploy/image/build.sh .dockerignore pyproject.toml README.md src bin \
-			package.json package-lock.json -type f ! -name '*.pyc' ! -path '*/__pycache__/*' \
+			package.json package-lock.json -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -path '*.egg-info/*' \
 			-printf '%m %p\n' 2>/dev/null | LC_ALL=C sort
 		find deploy/Dockerfile deploy/image/build.sh .dockerignore pyproject.toml README.md src bin \
-			package.json package-lock.json -type f ! -name '*.pyc' ! -path '*/__pycache__/*' \
+			package.json package-lock.json -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -path '*.egg-info/*' \
 			-print0 2>/dev/null | LC_ALL=C sort -z | xargs -0 sha256sum
 	} | sha256sum | cut -c1-64
 }

@@ -105,8 +105,9 @@ def test_make_image_again_on_the_same_inputs_keeps_the_image(built_image: str) -
 
 
 def test_a_change_to_any_input_changes_the_key(built_image: str, tmp_path: Path) -> None:
-    """A copy of the build's inputs has the image's key; a change to the source, the Dockerfile, the
-    pins or a file's mode makes another (so ``make image`` builds again)."""
+    """A copy of the build's inputs has the image's key, whatever compiled files or an editable
+    install's metadata lie beside them; a change to the source, the Dockerfile, the pins or a file's
+    mode makes another (so ``make image`` builds again)."""
     copy = tmp_path / "checkout"
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
     (copy / "deploy/image").mkdir(parents=True)
@@ -119,6 +120,8 @@ def test_a_change_to_any_input_changes_the_key(built_image: str, tmp_path: Path)
     assert keys[0] == image_label(IMAGE)
     (copy / "src/baton/__pycache__").mkdir(exist_ok=True)
     (copy / "src/baton/__pycache__/x.cpython-313.pyc").write_bytes(b"not an input")
+    (copy / "src/agent_baton.egg-info").mkdir(exist_ok=True)  # `pip install -e`'s, as make setup leaves
+    (copy / "src/agent_baton.egg-info/SOURCES.txt").write_text("not an input either\n")
     assert inputs_key(copy) == keys[0]
     for change in ("src/baton/__init__.py", "deploy/Dockerfile", "package-lock.json"):
         with (copy / change).open("a") as file:
