@@ -114,16 +114,18 @@ def test_a_fresh_checkout_settled_is_trusted_and_any_later_edit_is_still_seen(
     (repo / "d1" / "f1.txt").write_text("changed before, a longer file\n")  # not the file its entry names
     (repo / "d3" / "f3.txt").unlink()  # gone (or never checked out: a sparse checkout)
     index = repo / ".git" / "index"
-    newest = max(os.lstat(p).st_mtime_ns for p in repo.rglob("*") if ".git" not in p.parts)
-    os.utime(index, ns=(newest, newest))  # the index written in its files' second: every entry racy
+    # the index as written in the second its checkout began, so that every entry is racy however many
+    # seconds the checkout took (under a loaded machine's four test workers, up to several)
+    checked_out = [p for p in repo.rglob("*") if ".git" not in p.parts and not p.is_dir()]
+    began = min(os.lstat(p).st_mtime_ns for p in checked_out)
+    os.utime(index, ns=(began, began))
     before = racy(repo)
-    assert len(before) >= 30
-    data, moved = backdate(index.read_bytes(), repo, newest)
+    assert len(before) == 31  # the 30 files and the link
+    data, moved = backdate(index.read_bytes(), repo, began)
     index.write_bytes(data)
-    os.utime(index, ns=(newest, newest))  # as written in that second (a later one would settle them all)
-    # every racy entry but the changed file and the missing one: 28 files and the link, or one fewer
-    # when the clone's checkout crossed a second (an entry of the second before is not racy: git trusts it)
-    assert moved == len(set(before) - {"d1/f1.txt", "d3/f3.txt"}) >= 28
+    os.utime(index, ns=(began, began))  # as written in that second (a later one would settle them all)
+    # every racy entry but the changed file and the missing one: 28 files and the link
+    assert moved == len(set(before) - {"d1/f1.txt", "d3/f3.txt"}) == 29
     assert racy(repo) == ["d1/f1.txt", "d3/f3.txt"]  # git reads those, as it should
     assert diff_files(repo) == ["d1/f1.txt", "d3/f3.txt"]  # the others pass its stat check unread
     assert os.readlink(repo / "link") == "d0/f0.txt"
