@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from baton import retry
 from baton.environment.services import HOST, Service, fill
 from baton.settings import Settings
 from baton.workspace import containers
@@ -223,12 +224,14 @@ OLD_PORT_WAIT = 3.0
 
 def _free_soon(port: int) -> bool:
     """Whether a server can listen on ``port`` now or within :data:`OLD_PORT_WAIT`."""
-    deadline = time.monotonic() + OLD_PORT_WAIT
-    while not _free(port):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    return bool(
+        retry.Retrying(
+            retry=retry.retry_if_result(lambda free: not free),
+            wait=retry.wait_fixed(0.1),
+            stop=retry.stop_before_delay(OLD_PORT_WAIT),
+            retry_error_callback=lambda _state: False,
+        )(_free, port)
+    )
 
 
 def _free(port: int) -> bool:
