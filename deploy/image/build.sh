@@ -53,15 +53,16 @@ fi
 
 # The key of what goes into the image: the files the context holds (as .dockerignore lets them in), their
 # modes, the Dockerfile, this script and the base's id.
+inputs() {  # $@: what find prints of each input file
+	find deploy/Dockerfile deploy/image/build.sh .dockerignore pyproject.toml README.md src bin \
+		package.json package-lock.json -type f ! -name '*.pyc' ! -path '*/__pycache__/*' \
+		! -path '*.egg-info/*' "$@" 2>/dev/null
+}
 inputs_key() {
 	{
 		printf 'base %s\n' "$("$ENGINE" image inspect --format '{{.Id}}' "$BASE")"
-		find deploy/Dockerfile deploy/image/build.sh .dockerignore pyproject.toml README.md src bin \
-			package.json package-lock.json -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -path '*.egg-info/*' \
-			-printf '%m %p\n' 2>/dev/null | LC_ALL=C sort
-		find deploy/Dockerfile deploy/image/build.sh .dockerignore pyproject.toml README.md src bin \
-			package.json package-lock.json -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -path '*.egg-info/*' \
-			-print0 2>/dev/null | LC_ALL=C sort -z | xargs -0 sha256sum
+		inputs -printf '%m %p\n' | LC_ALL=C sort
+		inputs -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
 	} | sha256sum | cut -c1-64
 }
 KEY=$(inputs_key)
