@@ -67,11 +67,23 @@ def alive(tag: str) -> list[int]:
     return found
 
 
+def settled(tag: str) -> bool:
+    """Whether every detaching way of :func:`detach` is done: its 24 ``sleep TAG`` are each ``sleep``
+    itself (``setsid`` and ``nohup`` exec it once they have done their part; the ``sh -c`` around one
+    has started it). Counting every command line that names the sleep would count a wrapper not yet
+    detached: cancelled then (under load), it is still in the agent's group, and fewer were reaped."""
+    sleeps = 0
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["cmdline"] == ["sleep", tag] and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            sleeps += 1
+    return sleeps >= 24
+
+
 def killed_midway(args: list[str], env: dict[str, str], sleeping: str) -> None:
     """Start ``baton ARGS`` as its own process and SIGKILL it once its agent has detached its 25."""
     runner = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: len(alive(sleeping)) >= 25)
+        wait_for(lambda: settled(sleeping))
     finally:
         runner.send_signal(signal.SIGKILL)
         runner.wait()
@@ -139,7 +151,7 @@ def test_a_cancelled_run_ends_its_detached_processes(
     monkeypatch.setenv("FAKE_AGENT_RUN", f"{detach(sleeping)}; sleep 60")
 
     def cancel_when_started() -> None:
-        wait_for(lambda: len(alive(sleeping)) >= 25)
+        wait_for(lambda: settled(sleeping))
         request.cancel.set()
 
     threading.Thread(target=cancel_when_started).start()
