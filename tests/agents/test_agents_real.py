@@ -497,16 +497,21 @@ def test_long_prompts_reach_the_model_whole(
     refused up front (BadInput, exit 2) and the largest it takes arrives whole: Codex takes at most
     1,048,576 characters, Gemini 256,000 bytes (it gives no reply beyond ~262,000 characters).
     Gemini under heavy load at times ends a long-prompt turn early (:class:`EndedEarly`): the scenario
-    then runs once more, in a new conversation, and must pass whole."""
+    then runs again, in a new conversation, up to three times more, and must once pass whole (under
+    four workers on two cores both the first and the second ended early, four seconds apart)."""
     adapter = get_agent(agent, settings)
     adapter.prepare_home(settings.ttl_days)
     model.configure_home(adapter.home)
-    try:
-        long_prompt_turns(adapter, model, src_repo, tmp_path / "first")
-    except EndedEarly:
-        if agent != "gemini":
-            raise
-        long_prompt_turns(adapter, model, src_repo, tmp_path / "again")
+    for attempt in range(1, GEMINI_ATTEMPTS + 1):
+        try:
+            long_prompt_turns(adapter, model, src_repo, tmp_path / f"attempt-{attempt}")
+            return
+        except EndedEarly:
+            if agent != "gemini" or attempt == GEMINI_ATTEMPTS:
+                raise
+
+
+GEMINI_ATTEMPTS = 4  # each ending early (:class:`EndedEarly`); any other failure fails at once
 
 
 def long_prompt_turns(adapter: Agent, model: MockModel, src_repo: Path, tmp: Path) -> None:
