@@ -126,7 +126,7 @@ def test_a_turn_ending_in_a_store_outage_is_recorded_when_the_store_is_back(
         wait_for(lambda: (direct.get_job(job.id) or job).status == JobStatus.DONE, 60, 0.05, "the job's end")
         ended = time.time()
         done = direct.get_job(job.id)
-        assert done is not None and done.outcome == Outcome.SUCCEEDED.value, done
+        assert done is not None and done.outcome == Outcome.SUCCEEDED.value, done and done.error
         runs = direct.list_runs()
         assert [r.outcome for r in runs] == [Outcome.SUCCEEDED], [(r.outcome, r.error) for r in runs]
         record = runs[0]
@@ -281,3 +281,30 @@ def test_the_strikes_wait_out_the_outage_as_the_turns_end_does() -> None:
     with pytest.raises(StoreUnavailable, match="run r1 ended succeeded"):
         alike(late, away).strike("k")
     assert away.calls == 1
+
+
+def test_a_store_away_when_the_agent_starts_does_not_end_its_turn(
+    tmp_path: Path, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write that records the agent's start (its pid) meets the store away (under load, an outage
+    began just then: the test above cut the store there): the turn goes on, as a heartbeat meeting it
+    does, and its end records the pid."""
+    settings = settings_for(tmp_path / "a", "")
+    settings.home.mkdir(parents=True)
+    store = open_store(settings.resolved_store_url)
+    update_run, refused = store.update_run, []
+
+    def away_at_the_start(run_id: str, **fields: Any) -> None:
+        if "agent_pid" in fields and "outcome" not in fields:
+            refused.append(fields["agent_pid"])
+            raise StoreUnavailable("cannot reach the store at postgresql://db/baton: connection closed")
+        update_run(run_id, **fields)
+
+    monkeypatch.setattr(store, "update_run", away_at_the_start)
+    try:
+        result = go(settings, src_repo, store)
+        assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+        [record] = store.list_runs()
+        assert refused and record.agent_pid == refused[0] == result.run.agent_pid
+    finally:
+        store.close()

@@ -568,6 +568,7 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
     final: dict[str, Any] = {
         "outcome": ending.outcome,
         "ended_at": ended,
+        "agent_pid": record.agent_pid,  # written at its start too, unless the store was away then
         "exit_code": ending.exit_code,
         "session_id_out": None if lost else session.agent_session_id,
         "result": turn.result,
@@ -630,8 +631,11 @@ def _cli_version(agent: Agent, reported: str | None) -> str | None:
 
 
 def _started(ctx: Context, record: RunRecord, pid: int) -> None:
+    """Record that the agent started. A store hiccup here (an outage just begun) must not end a turn
+    under way: the heartbeat's next write says the run is alive, and its end writes the pid too."""
     record.agent_pid = pid  # the record the caller is given says its agent started, as the store does
-    _fenced_update(ctx, record.id, {"agent_pid": pid})  # refused: the lease is lost, the agent stops
+    with contextlib.suppress(BatonError):
+        _fenced_update(ctx, record.id, {"agent_pid": pid})  # refused: the lease is lost, the agent stops
 
 
 def _fenced_update(ctx: Context, run_id: str, fields: dict[str, Any]) -> bool:
