@@ -130,7 +130,9 @@ def test_kill_9_during_the_first_start_up_of_a_key(
 ) -> None:
     """A key's first run killed while it makes the worktree and the session: the next one succeeds."""
     env = {**os.environ, **baton_env}
-    window = seconds_to_agent(["run", "-a", "fake", "-r", str(src_repo), "-t", "calibrate", "hi"], env)
+    # the agent held half a second, as in the test above: a reply in 46 ms went unseen under load
+    calibrate = ["run", "-a", "fake", "-r", str(src_repo), "-t", "calibrate", "hi"]
+    window = seconds_to_agent(calibrate, {**env, "FAKE_AGENT_DELAY": "0.5"})
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     for i in range(6):
