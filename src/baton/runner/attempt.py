@@ -302,8 +302,7 @@ def _launch(
         watch.event(event)  # last: its note follows the event it is about, and nothing above waits on it
 
     def heartbeat() -> bool:
-        with contextlib.suppress(BatonError):  # a store hiccup (a full disk) must not orphan the agent
-            _fenced_update(ctx, record.id, {"heartbeat_at": time.time()})  # refused: lost, stop the agent
+        _noted(ctx, record.id, {"heartbeat_at": time.time()})  # a store hiccup must not orphan the agent
         return not ctx.lost.is_set()  # the lease keeps itself alive; a lost one stops the agent
 
     env = {**env, **tracing.agent_env()}  # the agent's own spans join this trace (docs/deploy.md#tracing)
@@ -631,11 +630,16 @@ def _cli_version(agent: Agent, reported: str | None) -> str | None:
 
 
 def _started(ctx: Context, record: RunRecord, pid: int) -> None:
-    """Record that the agent started. A store hiccup here (an outage just begun) must not end a turn
-    under way: the heartbeat's next write says the run is alive, and its end writes the pid too."""
+    """Record that the agent started (the run's end writes the pid too, should the store miss it now)."""
     record.agent_pid = pid  # the record the caller is given says its agent started, as the store does
+    _noted(ctx, record.id, {"agent_pid": pid})
+
+
+def _noted(ctx: Context, run_id: str, fields: dict[str, Any]) -> None:
+    """A fenced update while the agent runs, which a store hiccup (an outage just begun, a full disk)
+    may miss: the turn goes on. A refused fence still marks the run lost, which stops the agent."""
     with contextlib.suppress(BatonError):
-        _fenced_update(ctx, record.id, {"agent_pid": pid})  # refused: the lease is lost, the agent stops
+        _fenced_update(ctx, run_id, fields)
 
 
 def _fenced_update(ctx: Context, run_id: str, fields: dict[str, Any]) -> bool:
