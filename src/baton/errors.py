@@ -115,6 +115,13 @@ class StoreUnavailable(StoreError):
     it a bounded time (setting ``store_outage_wait``, :mod:`baton.runner.outage`)."""
 
 
+class StoreBusy(StoreUnavailable):
+    """A statement waited its bound for a lock another connection holds, or ran past its time limit
+    (settings ``store_lock_timeout``, ``store_statement_timeout``): the holder may be a process frozen
+    mid-transaction, whose transaction the store ends within ``store_idle_timeout``. Tried again as a
+    store that was away (:mod:`baton.store.limits`)."""
+
+
 class RemoteError(GitError):
     """A remote repository could not be reached: the network, the URL's host or the credentials."""
 

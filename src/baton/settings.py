@@ -217,6 +217,21 @@ class Settings:
     store_url: str = field(default="", metadata=about(
         "the store; `postgresql+psycopg://...` for many machines (the `postgres` extra)",
         default="`sqlite:///$BATON_HOME/baton.db`"))
+    store_lock_timeout: float = field(default=10.0, metadata=about(
+        "seconds a store statement waits for a lock another connection holds (PostgreSQL's `lock_timeout`, "
+        "SQLite's busy wait) before it fails, tried again by its caller; a lease never queues for its row: "
+        "it tries again within its `--wait` ([fleet.md](fleet.md#a-paused-machine))"))
+    store_idle_timeout: float = field(default=10.0, metadata=about(
+        "seconds a PostgreSQL transaction of baton's may sit idle (`idle_in_transaction_session_timeout`): "
+        "a process frozen mid-transaction (a paused VM, SIGSTOP, a swap storm) loses it, and its locks, "
+        "then ([fleet.md](fleet.md#a-paused-machine))"))
+    store_statement_timeout: float = field(default=30.0, metadata=about(
+        "seconds a PostgreSQL statement of baton's may run (`statement_timeout`); migrations and the "
+        "writes of transcript chunks and checkpoints are not limited"))
+    store_keepalive: float = field(default=30.0, metadata=about(
+        "seconds a PostgreSQL connection may be silent before TCP keepalive probes it, from both ends (3 "
+        "probes a third of that apart): a peer cut off by the network is dropped within about twice this "
+        "([fleet.md](fleet.md#a-paused-machine))"))
     redis_url: str = field(default="", metadata=about(
         "`redis://...`: fast cancel flags, and Redis leases (optional)"))
     broker_url: str = field(default="", metadata=about(
@@ -711,11 +726,21 @@ def _check_bounds(settings: Settings) -> None:
         raise BadInput("setting 'context_threshold' is a share of the window: from 0 (off) to 1")
     if settings.quota_wait < 1 or settings.quota_max_wait < settings.quota_wait:
         raise BadInput("settings quota_wait (at least 1 s) and quota_max_wait (at least quota_wait) disagree")
+    for name in STORE_LIMITS:
+        if not STORE_LIMIT_MIN <= getattr(settings, name) <= STORE_LIMIT_MAX:
+            raise BadInput(
+                f"setting {name!r} must be from {STORE_LIMIT_MIN:g} to {STORE_LIMIT_MAX:g} seconds: a store "
+                "wait without a bound lets one frozen process hold a key on every machine"
+            )
 
 
 # the spending caps (baton.caps): finite, and at most this (a larger one is a typo)
 CAPS = tuple(f"{scope}max_{m}" for scope in ("", "repo_") for m in ("usd", "tokens", "minutes", "turns"))
 MAX_CAP = 1e15
+
+# the store's time limits (baton.store.limits): never 0, which PostgreSQL reads as "no limit"
+STORE_LIMITS = ("store_lock_timeout", "store_idle_timeout", "store_statement_timeout", "store_keepalive")
+STORE_LIMIT_MIN, STORE_LIMIT_MAX = 0.1, 86400.0
 
 
 # settings that were, and are now read and ignored: a config.toml written when they existed keeps working

@@ -22,6 +22,8 @@ from baton.settings import Settings
 from baton.store import Store
 from baton.store.migrations import MIGRATIONS
 
+BUSY = 10.0  # seconds the lite store waits for a lock (the setting store_lock_timeout)
+
 # The Typer app itself, without main()'s fast path: what the fast path must equal.
 TYPER = [
     sys.executable,
@@ -146,26 +148,26 @@ def test_open_lite_declines_what_the_full_store_must_handle(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:
     url = settings.resolved_store_url
-    lite = open_lite(url)
+    lite = open_lite(url, BUSY)
     assert lite is not None
     lite.close()
-    assert open_lite("postgresql://u@h/db") is None
-    assert open_lite(url + "?timeout=5") is None
-    assert open_lite(f"sqlite:///{tmp_path / 'missing.db'}") is None
+    assert open_lite("postgresql://u@h/db", BUSY) is None
+    assert open_lite(url + "?timeout=5", BUSY) is None
+    assert open_lite(f"sqlite:///{tmp_path / 'missing.db'}", BUSY) is None
     assert not (tmp_path / "missing.db").exists()  # never created
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"not a database" * 100)
-    assert open_lite(f"sqlite:///{garbage}") is None
+    assert open_lite(f"sqlite:///{garbage}", BUSY) is None
     older = tmp_path / "older.db"
     with sqlite3.connect(url.removeprefix("sqlite:///")) as source, sqlite3.connect(older) as conn:
         source.backup(conn)  # a copy with what the WAL holds
         conn.execute("DELETE FROM schema_migrations WHERE version = ?", (MIGRATIONS[-1][0],))
-    assert open_lite(f"sqlite:///{older}") is None  # the full store migrates it first
+    assert open_lite(f"sqlite:///{older}", BUSY) is None  # the full store migrates it first
 
 
 def test_lite_lists_sessions_as_the_sql_store_does(store: Store, home: Path, settings: Settings) -> None:
     seed(store, home)
-    lite = open_lite(settings.resolved_store_url)
+    lite = open_lite(settings.resolved_store_url, BUSY)
     assert lite is not None
     with lite:
         for query in (

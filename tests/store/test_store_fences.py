@@ -21,6 +21,7 @@ from baton.plans.tables import plan_store
 from baton.store import SQLStore
 from baton.store.base import Lease
 from baton.store.leases import LeaseHolder
+from baton.store.sql import LEASE_TRY_WAIT
 from baton.store.schema import leases
 from baton.store.tables import check_fence
 from tests.store_contract import REPO, count, make_lease, make_run, make_session, make_snapshot, race
@@ -186,21 +187,31 @@ def test_a_fence_for_a_key_the_store_never_granted_is_recorded(store: SQLStore) 
     assert grant(store, "a", key="granted-by-redis") == 4
 
 
-def test_a_takeover_waits_for_a_fenced_write_in_progress(store: SQLStore) -> None:
+def test_a_takeover_cannot_slip_into_a_fenced_write_in_progress(store: SQLStore) -> None:
     """The check locks the key's lease row until the write commits: a takeover cannot slip in between
-    the check and the write (it lands after, and its grant is then the larger)."""
+    the check and the write. Its try does not queue behind the write either (the writer might be frozen
+    there): it is told "not yet" (the row locked, its last committed grant), and tries again; after the
+    write it lands, and its grant is then the larger."""
     holder = grant(store, "a")
     store.add_run(make_run("r1"))
-    taken: list[int] = []
-    takeover = threading.Thread(target=lambda: taken.append(grant(store, "b")))
+    tried: list[tuple[Lease | None, float]] = []
+
+    def takeover() -> None:
+        began = time.monotonic()
+        tried.append(
+            (store.try_lease(make_lease("b", key=KEY), 60, lambda _e, _n: True), time.monotonic() - began)
+        )
+
     with store._tx() as conn:
         check_fence(conn, Fence(KEY, holder))
-        takeover.start()
-        time.sleep(0.5)  # that the takeover stays blocked has no condition to wait for: it had this time
-        assert takeover.is_alive() and not taken  # blocked by the write's transaction
+        thread = threading.Thread(target=takeover)
+        thread.start()
+        thread.join(30)
         conn.execute(sa.text("UPDATE runs SET note = 'written under the fence' WHERE id = 'r1'"))
-    takeover.join(30)
-    assert taken == [holder + 1]
+    [(blocker, took)] = tried
+    assert blocker is not None and blocker.locked and blocker.holder == "a" and blocker.fence == holder
+    assert took < LEASE_TRY_WAIT + 5  # never store_lock_timeout, let alone the writer's whole life
+    assert grant(store, "b") == holder + 1
     run = store.get_run("r1")
     assert run is not None and run.note == "written under the fence"
     with pytest.raises(Fenced):
@@ -271,8 +282,16 @@ def test_writers_racing_on_a_new_row_never_collide(store: SQLStore, what: str) -
         assert count(store, "plans") == 6
 
 
+def take(store: SQLStore, holder: str, key: str) -> int:
+    """Take ``key`` from anyone, trying again while another try holds its row; the grant's token."""
+    lease = make_lease(holder, key=key)
+    while (blocker := store.try_lease(lease, 60, lambda _e, _n: True)) is not None:
+        assert blocker.locked  # nothing else stops a taker that may replace anyone
+    return lease.fence
+
+
 def test_a_lease_row_is_one_row_per_key(store: SQLStore) -> None:
-    race(4, lambda i: store.try_lease(make_lease(f"h{i}", key="once"), 60, lambda _e, _n: True))
+    race(4, lambda i: take(store, f"h{i}", "once"))
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(leases).where(leases.c.key == "once")).all()
     assert len(rows) == 1 and Lease(**rows[0]._mapping).fence == 4  # every grant took it over

@@ -103,7 +103,7 @@ def test_a_forked_child_starts_with_no_writer_holding_the_turn(store: Store) -> 
     holding, done = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with writers.turn():
+        with writers.turn(10.0):
             holding.set()
             done.wait(10)
 

@@ -68,10 +68,10 @@ WideOpt = Annotated[
 @contextmanager
 def cli_store() -> Iterator[tuple[Settings, Store]]:
     # lazy: cold CLI
-    from baton.store import open_store
+    from baton.store import store_for
 
     settings = load_settings()
-    store = open_store(settings.resolved_store_url)
+    store = store_for(settings)
     try:
         yield settings, store
     finally:

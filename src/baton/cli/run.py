@@ -165,9 +165,9 @@ def _print_answer(r: RunRecord, session: SessionRecord, run_id: str, settings: S
     """The outcome line, the worktree and the agent's answer (standard output)."""
     # lazy: cold CLI
     from baton.runner.runids import short_id
-    from baton.store import open_store
+    from baton.store import store_for
 
-    store = open_store(settings.resolved_store_url)  # the run's engine, opened already
+    store = store_for(settings)  # the run's engine, opened already
     try:
         shown = short_id(store, run_id)
     finally:

@@ -30,7 +30,7 @@ from baton.housekeeping.sweep import sweep_periodically
 from baton.install import extra_hint
 from baton.models import JobRecord, WorkerRecord
 from baton.settings import Settings, load_settings
-from baton.store import Store, open_store
+from baton.store import Store, store_for
 from baton.store.duties import Duty
 from baton.store.engine import after_fork
 from baton.store.redis import safe_url
@@ -186,7 +186,7 @@ def _here() -> _Process:
         if settings is None:
             settings = load_settings()
         tracing.configure(settings)  # in each worker process: BatchSpanProcessor's thread is its own
-        store = open_store(settings.resolved_store_url)
+        store = store_for(settings)
         _process = _Process(os.getpid(), settings, store, store_tag(settings, store))
     return _process
 
@@ -276,7 +276,7 @@ class _Janitor:
                 thread.join(timeout)
 
     def _loop(self) -> None:
-        store = open_store(self.settings.resolved_store_url)
+        store = store_for(self.settings)
         duty = Duty(self.settings, "janitor", store)  # one worker of the fleet heals at a time
         started = healed = time.time()
         tick = max(0.5, min(self.settings.heartbeat, self.settings.lease_ttl))
@@ -378,7 +378,7 @@ def run_worker(
     app.task(name=TASK, bind=True)(run_job)
     _settings = settings
     tracing.configure(settings)  # before the pool forks: each child keeps the provider (the SDK re-arms it)
-    store = open_store(settings.resolved_store_url)
+    store = store_for(settings)
     try:
         tag = store_tag(settings, store)
     finally:

@@ -19,7 +19,7 @@ from baton.fleet.presence import alive_window, describe, reads, recent_workers
 from baton.fleet.routing import queue_for, store_tag
 from baton.housekeeping.doctor import Check, CheckStatus
 from baton.settings import Settings
-from baton.store import open_store
+from baton.store import store_for
 from baton.store.redis import ping_url, safe_url
 
 TIMEOUT = 3.0  # seconds a broker gets to answer
@@ -69,7 +69,7 @@ def check_redis(settings: Settings) -> Check:
 def check_workers(settings: Settings) -> Check:
     """The workers of this store seen recently, and whether one reads this machine's queue."""
     try:
-        store = open_store(settings.resolved_store_url)
+        store = store_for(settings)
     except BatonError as exc:
         return Check("workers", CheckStatus.WARN, f"not checked: {exc}")
     try:

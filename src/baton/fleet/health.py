@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.settings import Settings
-from baton.store import Store, open_store
+from baton.store import Store, store_for
 
 log = logging.getLogger("baton.worker")
 
@@ -176,7 +176,7 @@ class Monitor:
 
     def _store(self) -> None:
         if self.store is None:
-            self.store = open_store(self.settings.resolved_store_url)
+            self.store = store_for(self.settings)
         self.store.list_sessions(limit=1)
 
     def _ask(self, name: str, check: Any) -> str | None:

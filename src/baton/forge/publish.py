@@ -39,7 +39,7 @@ from baton.models import Access, JobRecord, Outcome
 from baton.runner.crashed import stop_left_running
 from baton.runner.setup import setup_results
 from baton.settings import Settings
-from baton.store import Store, open_store
+from baton.store import Store, store_for
 from baton.store.base import LeaseBackend
 from baton.store.branchlease import branch_lease
 from baton.store.leases import LeaseHolder, held, lease_backend
@@ -99,7 +99,7 @@ def install_per_process(settings: Settings, config: ForgeSettings) -> None:
     def hook(job_id: str, outcome: str, fields: dict[str, Any]) -> None:
         loop = loops.get(os.getpid())
         if loop is None:
-            store = open_store(settings.resolved_store_url)
+            store = store_for(settings)
             # this hook is the publisher already: installing another would replace it with itself
             loop = loops[os.getpid()] = compose(
                 settings, store, config, make_executor(settings, store).submit

@@ -33,7 +33,7 @@ from baton.models import SessionRecord
 from baton.sandbox import contain, egress
 from baton.sandbox.confine import describe
 from baton.settings import Settings
-from baton.store import open_store
+from baton.store import store_for
 from baton.store.migrations import MIGRATIONS
 from baton.workspace.cow import reflink
 from baton.workspace.keyspace import key_spaces
@@ -154,7 +154,7 @@ def check_git() -> Check:
 
 def check_store(settings: Settings) -> Check:
     try:
-        store = open_store(settings.resolved_store_url)
+        store = store_for(settings)
     except BatonError as exc:
         return Check("store", CheckStatus.ERROR, str(exc))
     try:
@@ -258,7 +258,7 @@ def check_orphans(settings: Settings) -> Check:
     (all of them for a key the store does not know); in the agents' base homes (from before key
     spaces), those with an id no session has."""
     try:
-        store = open_store(settings.resolved_store_url)
+        store = store_for(settings)
     except BatonError as exc:
         return Check("orphan transcripts", CheckStatus.WARN, f"not checked: {exc}")
     try:
@@ -347,7 +347,7 @@ def check_quotas(settings: Settings, now: float | None = None) -> list[Check]:
     """A warning per credential whose usage quota is spent (its breaker holds: its runs wait until the
     reset, :mod:`baton.housekeeping.quotas`), or one line saying none is."""
     try:
-        store = open_store(settings.resolved_store_url)
+        store = store_for(settings)
     except BatonError as exc:
         return [Check("usage quotas", CheckStatus.WARN, f"not checked: {exc}")]
     try:

@@ -28,7 +28,7 @@ from baton.keys import Key, key_of
 from baton.models import Fence, SessionRecord, SessionStatus
 from baton.sandbox.contain import end_unsupervised
 from baton.settings import Settings
-from baton.store import open_store
+from baton.store import store_for
 from baton.store.base import KeyStore, Store
 from baton.store.duties import Duty
 from baton.store.leases import held, key_lease
@@ -359,7 +359,7 @@ def stop_idle_services(settings: Settings) -> None:
 def report_once(settings: Settings, reporter: DiskReporter) -> None:
     """One disk report with its own store connection; a failure is logged (the next one tries again)."""
     try:
-        store = open_store(settings.resolved_store_url)
+        store = store_for(settings)
         try:
             reporter.report(store)
         finally:
@@ -404,7 +404,7 @@ def sweep_once(settings: Settings, actor: str = "sweeper", duty: Duty | None = N
     """One sweep and quota check with its own store connection, audited; None when it failed. With a
     ``duty``, the store's sessions are expired and purged only by the process holding it."""
     try:
-        store = open_store(settings.resolved_store_url)
+        store = store_for(settings)
         try:
             sessions = duty is None or duty.mine()
             return sweep_and_enforce(store, settings, actor, sessions=sessions)

@@ -33,7 +33,7 @@ from baton.runner.request import RunRequest, RunResult
 from baton.runner.resolve import Resolved, check_request
 from baton.runner.state import Attempt, Context, Decision, Prepared, Start
 from baton.settings import Settings, check_on_limit, load_settings
-from baton.store import Store, open_store
+from baton.store import Store, store_for
 from baton.store.branchlease import branch_lease
 from baton.store.leases import held, key_lease
 from baton.workspace.workdirs import Workdirs
@@ -158,7 +158,7 @@ def _run_once(
     check_free_space(settings)
     make_private_dir(settings.home)  # the first write: BATON_HOME 0700 if this run makes it
     own_store = store is None
-    store = store or open_store(settings.resolved_store_url)
+    store = store or store_for(settings)
     try:
         operators = get_agent(resolved.key.agent, settings)  # its credential as the operator set it
         breaker = quota.Breaker.check(store, operators, os.environ)

@@ -42,7 +42,7 @@ from baton.service.errors import ERROR_RESPONSES, baton_error_handler, http_erro
 from baton.service.limits import BodyLimit
 from baton.service.webhook_gate import WebhookGate
 from baton.settings import Settings, load_settings
-from baton.store import open_store
+from baton.store import store_for
 
 DESCRIPTION = """Durable conversations and durable workdirs for coding agents, over HTTP.
 
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = open_store(settings.resolved_store_url)
+        store = store_for(settings)
         app.state.settings, app.state.store = settings, store
         app.state.executor = executor = make_executor(settings, store)  # Celery when a broker is set
         app.state.disk = DiskCache(store, settings)  # the last disk measurement (metrics, dashboard)

@@ -2,8 +2,9 @@
 
 Owns: the :class:`Store` Protocol and its roles (:mod:`base`: a consumer names the role it calls),
 the SQL store over SQLite or PostgreSQL (:mod:`sql` and its parts, :mod:`schema`, :mod:`tables`,
-:mod:`migrations`, :mod:`engine`), leases and their backends (:mod:`leases`, :mod:`redis_leases`), the
-Redis connection (:mod:`redis`) and the SDK's session stores (:mod:`baton.store.sdk`).
+:mod:`migrations`, :mod:`engine`, its time limits :mod:`limits`), leases and their backends
+(:mod:`leases`, :mod:`redis_leases`), the Redis connection (:mod:`redis`) and the SDK's session
+stores (:mod:`baton.store.sdk`).
 
 May import: the ground floor only.
 """
@@ -28,11 +29,22 @@ from baton.store.base import (
 )
 
 if TYPE_CHECKING:
+    from baton.settings import Settings
+    from baton.store.limits import StoreLimits
     from baton.store.sql import SQLStore
 
 
-def open_store(url: str) -> Store:
-    """``sqlite:///path`` or ``postgresql://...``; anything else is a clear error."""
+def store_for(settings: Settings) -> Store:
+    """The store ``settings`` name, with their time limits (:mod:`baton.store.limits`)."""
+    # lazy: cold CLI
+    from baton.store.limits import StoreLimits
+
+    return open_store(settings.resolved_store_url, StoreLimits.of(settings))
+
+
+def open_store(url: str, limits: StoreLimits | None = None) -> Store:
+    """``sqlite:///path`` or ``postgresql://...``; anything else is a clear error. ``limits``: the
+    store's time limits (None: the settings' defaults)."""
     # SQLAlchemy (~0.2 s of imports) loads here, not when this package is imported: the Protocols
     # above are what most modules need, and commands that read the store through
     # :mod:`baton.store.lite` never load it.
@@ -41,7 +53,7 @@ def open_store(url: str) -> Store:
 
     scheme = url.split(":", 1)[0]
     if scheme.startswith("sqlite"):
-        return SQLStore(url)
+        return SQLStore(url, limits)
     if scheme.startswith("postgres"):
         try:
             # lazy: the postgres extra
@@ -54,7 +66,8 @@ def open_store(url: str) -> Store:
         return SQLStore(
             url.replace("postgres://", "postgresql+psycopg://", 1).replace(
                 "postgresql://", "postgresql+psycopg://", 1
-            )
+            ),
+            limits,
         )
     raise BadInput(f"store URL scheme {scheme!r} is not supported (use sqlite:/// or postgresql://)")
 
@@ -83,4 +96,5 @@ __all__ = [
     "Store",
     "ViewStore",
     "open_store",
+    "store_for",
 ]

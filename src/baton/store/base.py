@@ -47,6 +47,9 @@ class Lease:
     acquired_at: float
     expires_at: float
     fence: int = 0  # the grant's fencing token: every grant of a key gets a larger one
+    # its row was held by another transaction when read (a grant, a renewal, or a holder frozen
+    # mid-renewal, whose transaction the store ends): as last committed, not judged this try
+    locked: bool = False
 
 
 class RunStore(Protocol):

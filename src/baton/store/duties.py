@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from baton.errors import BatonError, Busy
 from baton.settings import Settings
-from baton.store import open_store
+from baton.store import store_for
 from baton.store.base import LeaseStore, Store
 from baton.store.leases import LeaseHolder, lease_backend
 
@@ -91,7 +91,7 @@ class Duty:
         if self._lease is None:
             store = self.store
             if store is None:
-                store = self._own = open_store(self.settings.resolved_store_url)
+                store = self._own = store_for(self.settings)
             backend = lease_backend(self.settings, store)
             self._lease = LeaseHolder(store, PREFIX + self.name, self.settings.lease_ttl, backend=backend)
         return self._lease

@@ -3,7 +3,9 @@ connection settings (WAL, ``BEGIN IMMEDIATE``, no memory-mapped I/O), the migrat
 PostgreSQL under an advisory lock, so machines starting together migrate once), and the translation of
 database errors into baton's: a full disk is :class:`DiskFull`; a PostgreSQL server that cannot be
 reached, refuses the credentials or lacks the database is a :class:`StoreError` naming the URL (its
-password hidden), one that is away (down, restarting, cut off) a :class:`StoreUnavailable`."""
+password hidden), one that is away (down, restarting, cut off) a :class:`StoreUnavailable`, a lock not
+granted in time a :class:`StoreBusy`. Every connection carries the store's time limits
+(:mod:`baton.store.limits`)."""
 
 from __future__ import annotations
 
@@ -21,19 +23,32 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from baton.errors import BatonError, DiskFull, StoreError, StoreUnavailable
+from baton.errors import BatonError, DiskFull, StoreBusy, StoreError, StoreUnavailable
 from baton.files import create_private, make_private_dir
+from baton.store.limits import MIGRATION_LOCK_WAIT, StoreLimits
 from baton.store.migrations import DIALECT_TYPES, MIGRATIONS
 from baton.store.sqlitefile import SQLITE_MIN_FREE, check_room, configure
 
-__all__ = ["SQLITE_MIN_FREE", "check_room", "engine_for", "migrate", "redact", "store_error", "unreachable"]
+__all__ = [
+    "LOCK_WAIT",
+    "SQLITE_MIN_FREE",
+    "check_room",
+    "engine_for",
+    "migrate",
+    "redact",
+    "store_error",
+    "unreachable",
+]
 
 
 def migrate(engine: Engine) -> None:
-    """Apply pending migrations, in order, in one transaction (PostgreSQL: under an advisory lock)."""
+    """Apply pending migrations, in order, in one transaction (PostgreSQL: under an advisory lock, which
+    machines starting together wait for up to :data:`MIGRATION_LOCK_WAIT`, with no statement limit)."""
     types = DIALECT_TYPES[engine.dialect.name]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
+            conn.execute(sa.text(f"SET LOCAL lock_timeout = {round(MIGRATION_LOCK_WAIT * 1000)}"))
+            conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
         conn.execute(
             sa.text(
@@ -55,19 +70,20 @@ def migrate(engine: Engine) -> None:
             )
 
 
-_ENGINES: OrderedDict[str, Engine] = OrderedDict()
+_ENGINES: OrderedDict[tuple[str, StoreLimits], Engine] = OrderedDict()
 _ENGINES_MAX = 8
 _ENGINES_LOCK = threading.Lock()
 
 
-def engine_for(url: str) -> Engine:
-    """One engine per URL per process, created and migrated once: each ``run()`` opens the store, and a
-    new engine would recompile every statement and re-check the schema (about 10 ms a run)."""
+def engine_for(url: str, limits: StoreLimits) -> Engine:
+    """One engine per URL (and limits) per process, created and migrated once: each ``run()`` opens the
+    store, and a new engine would recompile every statement and re-check the schema (about 10 ms a run)."""
     database = sa.engine.make_url(url).database if url.startswith("sqlite") else None
+    cached = (url, limits)
     with _ENGINES_LOCK:
-        engine = _ENGINES.get(url)
+        engine = _ENGINES.get(cached)
         if engine is not None and (database is None or database == ":memory:" or Path(database).exists()):
-            _ENGINES.move_to_end(url)
+            _ENGINES.move_to_end(cached)
             return engine
         if database and database != ":memory:":
             # private before SQLite makes it (its -wal and -shm take the database file's mode), and its
@@ -76,14 +92,14 @@ def engine_for(url: str) -> Engine:
             check_room(Path(database))
             create_private(Path(database))
         if url.startswith("sqlite"):
-            engine = sa.create_engine(url, connect_args={"timeout": 30})
-            event.listen(engine, "connect", _sqlite_on_connect)
-            event.listen(engine, "begin", _sqlite_on_begin)
+            engine = sa.create_engine(url, connect_args={"timeout": limits.lock})
+            _sqlite_events(engine, limits.lock)
         else:
-            engine = sa.create_engine(url, pool_pre_ping=True, connect_args=_connect_args(url))
+            args = limits.postgres_args(sa.engine.make_url(url))
+            engine = sa.create_engine(url, pool_pre_ping=True, connect_args=args)
         migrate(engine)
-        stale = _ENGINES.pop(url, None)
-        _ENGINES[url] = engine
+        stale = _ENGINES.pop(cached, None)
+        _ENGINES[cached] = engine
         if stale is not None:
             stale.dispose()
         while len(_ENGINES) > _ENGINES_MAX:
@@ -96,8 +112,8 @@ class Writers:
     write lock waits here instead, and is handed the turn the moment the writer before it commits;
     SQLite's busy handler sleeps 1, 2, 5, 10, ... 100 ms between its tries, the lock idle meanwhile
     (under 4 runs at once, BEGIN IMMEDIATE was 37% of a run's time). Re-entrant, as a nested write
-    transaction meets SQLite's lock as before; after :data:`WRITER_WAIT` s a writer goes on to SQLite's
-    own wait. Other processes' writers meet SQLite's lock only."""
+    transaction meets SQLite's lock as before; after its ``wait`` (the store's lock timeout) a writer goes
+    on to SQLite's own wait. Other processes' writers meet SQLite's lock only."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -107,8 +123,8 @@ class Writers:
         self._lock = threading.RLock()
 
     @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
-        got = self._lock.acquire(timeout=WRITER_WAIT)
+    def turn(self, wait: float) -> Iterator[None]:
+        got = self._lock.acquire(timeout=wait)
         try:
             yield
         finally:
@@ -116,7 +132,6 @@ class Writers:
                 self._lock.release()
 
 
-WRITER_WAIT = 30.0
 _WRITERS: dict[str, Writers] = {}
 
 
@@ -139,13 +154,6 @@ def writers_for(url: str) -> Writers | None:
         return _WRITERS.setdefault(url, Writers())
 
 
-def _connect_args(url: str) -> dict[str, Any]:
-    # an unreachable host fails in seconds, not after the operating system's TCP timeout (minutes)
-    query = sa.engine.make_url(url).query
-    return {} if "connect_timeout" in query else {"connect_timeout": CONNECT_TIMEOUT}
-
-
-CONNECT_TIMEOUT = 10
 _HINTS = (
     (("authentication failed", "no password supplied", 'role "'), "check the user and password"),
     (("does not exist",), "create the database or correct the URL"),
@@ -165,11 +173,45 @@ def store_error(exc: sa.exc.DBAPIError, url: str) -> BatonError:
             full = shutil.disk_usage(Path(database).parent).free < SQLITE_MIN_FREE
     if full:
         return DiskFull(f"the disk holding the store is full ({words}); free some space and retry")
+    busy = _busy(exc, url, words)
+    if busy is not None:
+        return busy
     if not url.startswith("sqlite") and unreachable(exc):
         hint = next((h for needles, h in _HINTS if any(n in words for n in needles)), "")
         said = f"cannot reach the store at {redact(url)}: {words}" + (f"; {hint}" if hint else "")
         return StoreUnavailable(said)
     return StoreError(f"store error: {words}")
+
+
+# SQLSTATEs of a lock not granted in time (lock_timeout, NOWAIT) and of a statement cancelled
+# (statement_timeout), and of a session the server ended for sitting idle in a transaction
+_LOCKED, _CANCELLED, _IDLE = "55P03", "57014", "25P03"
+
+
+def _busy(exc: sa.exc.DBAPIError, url: str, words: str) -> StoreError | None:
+    """The store's own time limits reached (:mod:`baton.store.limits`): a :class:`StoreBusy`, or the
+    :class:`StoreUnavailable` of a transaction the server ended; None for any other error."""
+    if url.startswith("sqlite"):
+        if "database is locked" in words:
+            return StoreBusy(
+                f"the store is busy: another connection held its write lock too long "
+                f"(setting store_lock_timeout): {words}"
+            )
+        return None
+    state = str(getattr(exc.orig, "sqlstate", "") or "")
+    if state == _LOCKED:
+        return StoreBusy(
+            f"the store is busy: a lock another connection holds was not granted in time "
+            f"(setting store_lock_timeout): {words}"
+        )
+    if state == _CANCELLED:
+        return StoreBusy(f"a store statement was stopped (setting store_statement_timeout): {words}")
+    if state == _IDLE:
+        return StoreUnavailable(
+            f"the store ended this connection's transaction, idle too long (setting "
+            f"store_idle_timeout; was this process paused?): {words}"
+        )
+    return None
 
 
 # SQLSTATEs of a server that is away: a connection exception (class 08), a server shutting down
@@ -181,7 +223,8 @@ def unreachable(exc: sa.exc.DBAPIError) -> bool:
     """Whether a PostgreSQL error says the server could not be reached (a :class:`StoreUnavailable`,
     which a caller may try again), rather than refusing the statement: a connection that failed or
     dropped (psycopg gives no SQLSTATE then, and SQLAlchemy marks the connection invalidated), or a
-    server shutting down or starting up. A SQLite file is never away (a lock waits 30 s already)."""
+    server shutting down or starting up. A SQLite file is never away (a lock it waits for is
+    :class:`StoreBusy`)."""
     state = getattr(exc.orig, "sqlstate", "")
     return exc.connection_invalidated or state is None or str(state).startswith(_AWAY)
 
@@ -196,25 +239,37 @@ def _one_line(text: str, url: str) -> str:
     return words
 
 
-def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
-    configure(dbapi_conn)
-
-
 READ_ONLY = "baton_read_only"  # an execution option: the transaction only reads (SQLStore.reading)
+LOCK_WAIT = "baton_lock_wait"  # an execution option: SQLite's busy wait for this transaction (seconds)
 
 
-def _sqlite_on_begin(conn: Connection) -> None:
-    # a writer takes the write lock at BEGIN (two writers never both read a free lease); a reader
-    # takes none: under WAL it reads the last commit and neither waits for a writer nor holds one up
-    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+def _sqlite_events(engine: Engine, busy: float) -> None:
+    """Every connection of a SQLite engine configured (:func:`configure`: waits ``busy`` s for a lock),
+    and every transaction begun as below."""
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        configure(dbapi_conn, busy)
+
+    def on_begin(conn: Connection) -> None:
+        # a writer takes the write lock at BEGIN (two writers never both read a free lease); a reader
+        # takes none: under WAL it reads the last commit and neither waits for a writer nor holds one up
+        options = conn.get_execution_options()
+        wait, info = float(options.get(LOCK_WAIT, busy)), conn.connection.info
+        if info.get(LOCK_WAIT, busy) != wait:  # a lease's shorter wait, or back to the store's
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={max(1, round(wait * 1000))}")
+            info[LOCK_WAIT] = wait
+        conn.exec_driver_sql("BEGIN" if options.get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "begin", on_begin)
 
 
 def dispose_engine(url: str) -> None:
-    """Close this process's engine for ``url`` (its pooled connections): before the database is
+    """Close this process's engines for ``url`` (their pooled connections): before the database is
     dropped (tests), or when a store URL is done with."""
     with _ENGINES_LOCK:
-        engine = _ENGINES.pop(url, None)
-    if engine is not None:
+        engines = [_ENGINES.pop(cached) for cached in list(_ENGINES) if cached[0] == url]
+    for engine in engines:
         engine.dispose()
 
 

@@ -112,6 +112,13 @@ class LeaseHolder:
 
     def busy(self, blocker: Lease) -> Busy:
         """The error when ``blocker`` still holds the lease after the wait: it names the holder."""
+        if blocker.locked:
+            return Busy(
+                f"{self.key} is busy: its lease was being written by another connection all the while "
+                f"(last granted to host {blocker.host or '-'}, pid {blocker.pid}): a takeover, or a "
+                "holder frozen mid-renewal, which the store lets go within its idle timeout "
+                "(store_idle_timeout); try again later or pass --wait SECONDS"
+            )
         return Busy(
             f"{self.key} is busy: a run holds it (host {blocker.host}, pid {blocker.pid}, "
             f"since {since(blocker)}); try again later or pass --wait SECONDS"

@@ -104,6 +104,7 @@ def client_for(redis_url: str) -> redis.Redis:
                     socket_timeout=TIMEOUT,
                     socket_connect_timeout=TIMEOUT,
                     health_check_interval=30,
+                    socket_keepalive=True,  # a Redis cut off by the network is noticed, not waited on
                 )
             except ValueError as exc:
                 raise BadInput(f"setting 'redis_url' is not a usable Redis URL: {exc}") from None

@@ -5,8 +5,11 @@ Queries are built from the typed tables of :mod:`baton.store.schema`; the DDL li
 update-then-insert, so two machines saving one key never race into a duplicate key. Leases rely on the
 database for atomicity: SQLite takes its write lock up front (``BEGIN IMMEDIATE``), PostgreSQL a row
 lock (``SELECT ... FOR UPDATE``) inside one transaction, so two runners on one key can never both win;
-their expiry is judged by the database's clock. The writes a run makes about its key accept a
-:class:`~baton.models.Fence`, checked in the write's transaction (:func:`baton.store.tables.check_fence`).
+their expiry is judged by the database's clock. A lease's try never queues for its row (PostgreSQL's
+``NOWAIT``; on SQLite a short busy wait): a row another connection holds, perhaps a holder frozen
+mid-renewal, is "not yet", tried again within the caller's wait (:mod:`baton.store.limits`). The
+writes a run makes about its key accept a :class:`~baton.models.Fence`, checked in the write's
+transaction (:func:`baton.store.tables.check_fence`).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from baton.errors import StoreError
+from baton.errors import StoreBusy, StoreError
 from baton.models import Fence, Outcome, RunRecord, SessionRecord, SessionStatus, Snapshot
 from baton.store.base import Lease
-from baton.store.engine import READ_ONLY, engine_for, migrate, redact, store_error, writers_for
+from baton.store.engine import LOCK_WAIT, READ_ONLY, engine_for, migrate, redact, store_error, writers_for
+from baton.store.limits import StoreLimits
 from baton.store.rows import session_values, snapshot_digests, snapshot_of
 from baton.store.schema import instructions
 from baton.store.sql_checkpoints import CheckpointTables
@@ -56,6 +60,8 @@ from baton.store.tables import (
     upsert,
 )
 
+LEASE_TRY_WAIT = 1.0  # seconds a lease's try waits for SQLite's write lock (every key's, not its own)
+
 
 class SQLStore(
     ServiceTables,
@@ -69,12 +75,13 @@ class SQLStore(
 ):
     """A :class:`baton.store.base.Store` over one SQLAlchemy engine."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, limits: StoreLimits | None = None) -> None:
         self.url = url
+        self.limits = limits or StoreLimits.default()
         self._identity: str | None = None
         self._writers = writers_for(url)
         try:
-            self.engine: Engine = engine_for(url)
+            self.engine: Engine = engine_for(url, self.limits)
         except sa.exc.DBAPIError as exc:
             error = store_error(exc, url)
             if redact(url) in str(error):  # it names the store already (could not reach it)
@@ -90,14 +97,28 @@ class SQLStore(
         return self.engine.dialect.name
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def _tx(self, lock_wait: float | None = None, *, bulk: bool = False) -> Iterator[Connection]:
+        """A write transaction. ``lock_wait``: SQLite's wait for its write lock, when shorter than the
+        store's (a lease's try); ``bulk``: PostgreSQL's statement limit lifted (a blob's write)."""
+        wait = self.limits.lock if lock_wait is None else lock_wait
         try:
-            with self._writers.turn() if self._writers else nullcontext(), self.engine.begin() as conn:
+            with self._writers.turn(wait) if self._writers else nullcontext(), self._begin(wait) as conn:
+                if bulk and self.dialect == "postgresql":
+                    conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
                 yield conn
         except sa.exc.DBAPIError as exc:
             raise store_error(exc, self.url) from exc
         except sa.exc.SQLAlchemyError as exc:  # no connection free in the pool in time, ...
             raise StoreError(f"store error: {exc.__class__.__name__}: {exc}") from exc
+
+    @contextmanager
+    def _begin(self, lock_wait: float) -> Iterator[Connection]:
+        if self._writers is None or lock_wait == self.limits.lock:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn, conn.execution_options(**{LOCK_WAIT: lock_wait}).begin():
+            yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -259,8 +280,18 @@ class SQLStore(
         return float(conn.execute(sa.text("SELECT (julianday('now') - 2440587.5) * 86400.0")).scalar_one())
 
     def try_lease(self, lease: Lease, ttl: float, can_take: Callable[[Lease, float], bool]) -> Lease | None:
-        with self._tx() as conn:
-            existing = Lease(**locked_lease_row(conn, lease.key)._mapping)
+        try:
+            return self._try_lease(lease, ttl, can_take)
+        except StoreBusy:  # its row held by another transaction: "not yet", as last committed
+            with self._read() as conn:
+                row = conn.execute(sa.select(leases).where(leases.c.key == lease.key)).first()
+            found = Lease(**row._mapping) if row is not None else Lease(lease.key, "", "", 0, 0.0, 0.0)
+            found.locked = True
+            return found
+
+    def _try_lease(self, lease: Lease, ttl: float, can_take: Callable[[Lease, float], bool]) -> Lease | None:
+        with self._tx(min(LEASE_TRY_WAIT, self.limits.lock)) as conn:
+            existing = Lease(**locked_lease_row(conn, lease.key, nowait=True)._mapping)
             now = self.db_now(conn)
             if existing.holder and existing.holder != lease.holder and not can_take(existing, now):
                 return existing
@@ -268,7 +299,8 @@ class SQLStore(
             # a new grant gets the next token (a free row's is 0); the same holder taking it again
             # keeps its own
             lease.fence = existing.fence if existing.holder == lease.holder else existing.fence + 1
-            conn.execute(sa.update(leases).where(leases.c.key == lease.key).values(lease.__dict__))
+            granted = {name: value for name, value in lease.__dict__.items() if name != "locked"}
+            conn.execute(sa.update(leases).where(leases.c.key == lease.key).values(granted))
             return None
 
     def renew_lease(self, key: str, holder: str, ttl: float) -> bool:
@@ -296,7 +328,7 @@ class SQLStore(
     # -- blobs and snapshots ------------------------------------------------------------------------
 
     def put_blob(self, digest: str, data: bytes, size: int) -> None:
-        with self._tx() as conn:
+        with self._tx(bulk=True) as conn:
             # looked up first, so a blob the store has (the usual case) is not sent again
             if conn.execute(sa.select(blobs.c.digest).where(blobs.c.digest == digest)).first() is None:
                 upsert(conn, blobs, {"digest": digest, "data": data, "size": size}, ["digest"], update=False)

@@ -22,7 +22,9 @@ from baton.store.tables import KEY, check_fence, key_where, upsert
 class CheckpointTables:
     """Mixed into :class:`baton.store.sql.SQLStore`, which provides ``_tx`` and ``_read``."""
 
-    def _tx(self) -> AbstractContextManager[Connection]:
+    def _tx(
+        self, lock_wait: float | None = None, *, bulk: bool = False
+    ) -> AbstractContextManager[Connection]:
         raise NotImplementedError
 
     def _read(self) -> AbstractContextManager[Connection]:
@@ -35,7 +37,7 @@ class CheckpointTables:
         if fence is not None:
             record.fence = fence.token
         where = key_where(checkpoints, record.agent, record.repo, record.thread)
-        with self._tx() as conn:
+        with self._tx(bulk=True) as conn:
             check_fence(conn, fence)
             query = sa.select(checkpoints.c.digest).where(where)
             if conn.dialect.name == "postgresql":

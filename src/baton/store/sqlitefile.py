@@ -29,15 +29,16 @@ def check_room(database: Path) -> None:
             )
 
 
-def configure(dbapi_conn: Any) -> None:
-    """Every SQLite connection baton opens, SQLAlchemy's or :mod:`baton.store.lite`'s."""
+def configure(dbapi_conn: Any, busy: float) -> None:
+    """Every SQLite connection baton opens, SQLAlchemy's or :mod:`baton.cli.fast.lite`'s: a lock another
+    connection holds is waited for ``busy`` seconds (the setting ``store_lock_timeout``)."""
     # Take transactions into our own hands (pysqlite's implicit BEGIN is deferred, which lets two
     # writers both read a free lease); WAL lets readers run beside the one writer.
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={max(1, round(busy * 1000))}")
     # No memory-mapped I/O of the database file: on a full disk a write into a mapping that cannot be
     # backed is a SIGBUS that kills the process without a word; read()/write() get ENOSPC instead.
     cursor.execute("PRAGMA mmap_size=0")

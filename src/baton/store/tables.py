@@ -88,12 +88,18 @@ def lock_key(conn: Connection, space: int, agent: str, repo: str, thread: str) -
 # millisecond to coerce and key for its cache before the database sees it.
 _LEASE_ROW = sa.select(leases).where(leases.c.key == sa.bindparam("lease_key"))
 _LEASE_ROW_LOCKED = _LEASE_ROW.with_for_update()
+_LEASE_ROW_NOWAIT = _LEASE_ROW.with_for_update(nowait=True)
 
 
-def locked_lease_row(conn: Connection, key: str) -> Row[Any]:
+def locked_lease_row(conn: Connection, key: str, *, nowait: bool = False) -> Row[Any]:
     """The key's lease row, locked until the transaction ends; a free one (no holder, token 0) is
-    made first when the key has none, so there is always a row to lock."""
-    query = _LEASE_ROW_LOCKED if conn.dialect.name == "postgresql" else _LEASE_ROW
+    made first when the key has none, so there is always a row to lock. ``nowait``: PostgreSQL fails
+    at once (:class:`~baton.errors.StoreBusy`) when another transaction holds it, rather than waiting
+    up to ``store_lock_timeout``."""
+    if conn.dialect.name != "postgresql":
+        query = _LEASE_ROW
+    else:
+        query = _LEASE_ROW_NOWAIT if nowait else _LEASE_ROW_LOCKED
     row = conn.execute(query, {"lease_key": key}).first()
     if row is None:
         free = {"key": key, "holder": "", "host": "", "pid": 0, "acquired_at": 0.0, "expires_at": 0.0}

@@ -82,7 +82,8 @@ def sessions_ls(args: list[str]) -> int | None:
     from baton.keys import repo_slug
     from baton.settings import load_settings
 
-    store = open_lite(load_settings().resolved_store_url)
+    settings = load_settings()
+    store = open_lite(settings.resolved_store_url, settings.store_lock_timeout)
     if store is None:
         return None
     # lazy: cold CLI

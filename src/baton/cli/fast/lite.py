@@ -102,13 +102,14 @@ def _filter(agent: str | None, repo: str | None, status: SessionStatus | None) -
     return (" WHERE " + " AND ".join(where) if where else ""), params
 
 
-def open_lite(url: str) -> LiteStore | None:
-    """A :class:`LiteStore` for ``url``; None when the full store must answer (see the module)."""
-    conn = connect_current(url)
+def open_lite(url: str, busy: float) -> LiteStore | None:
+    """A :class:`LiteStore` for ``url`` (waiting ``busy`` seconds for a lock, as the setting
+    ``store_lock_timeout`` says); None when the full store must answer (see the module)."""
+    conn = connect_current(url, busy)
     return LiteStore(conn) if conn is not None else None
 
 
-def connect_current(url: str) -> sqlite3.Connection | None:
+def connect_current(url: str, busy: float) -> sqlite3.Connection | None:
     """A connection to the SQLite store of ``url`` when it exists and its schema is at the last
     migration; None otherwise (the full store creates, migrates or explains). DiskFull when its disk
     is too full to open it (:func:`~baton.store.sqlitefile.check_room`)."""
@@ -119,7 +120,7 @@ def connect_current(url: str) -> sqlite3.Connection | None:
         return None
     check_room(path)  # DiskFull, as the SQL store refuses a full disk before SQLite maps the -shm
     try:
-        conn = connect_file(path)
+        conn = connect_file(path, busy)
     except sqlite3.Error:
         return None
     try:
@@ -133,13 +134,13 @@ def connect_current(url: str) -> sqlite3.Connection | None:
     return conn
 
 
-def connect_file(path: Path) -> sqlite3.Connection:
+def connect_file(path: Path, busy: float) -> sqlite3.Connection:
     """A connection to the existing SQLite database ``path``, configured as the SQL store's are."""
     # mode=rw: never creates the file. Not mode=ro: a WAL database whose -wal and -shm files are
     # gone (the last connection closed cleanly) cannot be opened read-only.
-    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=30)
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=busy)
     try:
-        configure(conn)  # as every connection of the SQL store
+        configure(conn, busy)  # as every connection of the SQL store
     except sqlite3.Error:
         conn.close()
         raise
