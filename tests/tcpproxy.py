@@ -1,21 +1,28 @@
 """A TCP forwarder a test controls, to cut one client off a shared server (PostgreSQL) without
 disturbing the server or other tests: :meth:`Proxy.drop` closes every forwarded connection and, until
 :meth:`Proxy.restore`, closes each new one at once (the client sees the server vanish: "server closed
-the connection unexpectedly"); the server itself never notices more than clients going away."""
+the connection unexpectedly"); the server itself never notices more than clients going away. With
+``watch``, what each client sends goes through a watcher of its connection first (which may hold it:
+:mod:`tests.pgwire`)."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+# what a client sends, as it arrives, to the bytes to forward (called before they are; it may block)
+Watcher = Callable[[bytes], bytes]
 
 
 class Proxy:
-    """Forwards ``127.0.0.1:<port>`` to ``host:port`` while up."""
+    """Forwards ``127.0.0.1:<port>`` to ``host:port`` while up; ``watch`` makes each connection's
+    :data:`Watcher` of what its client sends."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, watch: Callable[[], Watcher] | None = None) -> None:
         self.upstream = (host, port)
+        self.watch = watch
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
         self.down = threading.Event()
@@ -61,13 +68,14 @@ class Proxy:
             server.settimeout(None)
             with self._lock:
                 self._open.update((client, server))
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            watcher = self.watch() if self.watch is not None else None
+            for a, b, w in ((client, server, watcher), (server, client, None)):
+                threading.Thread(target=self._pump, args=(a, b, w), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, watcher: Watcher | None) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
-                sink.sendall(data)
+                sink.sendall(watcher(data) if watcher is not None else data)
         for sock in (source, sink):
             _close(sock)
             with self._lock:
@@ -82,8 +90,8 @@ def _close(sock: socket.socket) -> None:
 
 
 @contextlib.contextmanager
-def proxied(host: str, port: int) -> Iterator[Proxy]:
-    proxy = Proxy(host, port)
+def proxied(host: str, port: int, watch: Callable[[], Watcher] | None = None) -> Iterator[Proxy]:
+    proxy = Proxy(host, port, watch)
     try:
         yield proxy
     finally:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from baton import retry
-from baton.errors import BadInput, BatonError, Busy, Cancelled, StoreUnavailable
+from baton.errors import BadInput, BatonError, Busy, Cancelled, StoreBusy, StoreUnavailable
 from baton.models import Fence
 from baton.settings import Settings
 from baton.store.base import Lease, LeaseBackend, LeaseStore
@@ -127,7 +127,10 @@ class LeaseHolder:
     def _try(self) -> Lease | None:
         """One try at the lease: None when it is ours now, else the lease that holds the key."""
         lease = Lease(self.key, self.holder, HOST, os.getpid(), 0.0, 0.0)
-        blocker = self.grants.try_lease(lease, self.ttl, self._can_take)
+        try:
+            blocker = self.grants.try_lease(lease, self.ttl, self._can_take)
+        except StoreBusy:  # a Redis grant's record in the store met a row another transaction holds
+            return Lease(self.key, "", "", 0, 0.0, 0.0, locked=True)
         if blocker is None:
             self.held, self.fence = True, lease.fence
         return blocker

@@ -313,8 +313,10 @@ class SQLStore(
             return bool(result.rowcount)
 
     def advance_fence(self, key: str, token: int) -> None:
-        with self._tx() as conn:
-            check_fence(conn, Fence(key, token))
+        # a Redis grant's record never queues behind another transaction on the row (its try fails
+        # with StoreBusy, and the grant is tried again within the caller's wait)
+        with self._tx(min(LEASE_TRY_WAIT, self.limits.lock)) as conn:
+            check_fence(conn, Fence(key, token), nowait=True)
 
     def release_lease(self, key: str, holder: str) -> None:
         """Free the key; its row stays with its fencing token, so the next grant's is larger."""
