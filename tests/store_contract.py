@@ -1,14 +1,18 @@
 """What the store contract tests share (``test_store*.py``, ``test_schema.py``): records to save, a
-row count, and a race of threads released together. The backends come from ``conftest``: ``store_url``
+row count, a race of threads released together, and a transaction of another process left open on a
+key's lease row. The backends come from ``conftest``: ``store_url``
 runs a test on SQLite and on PostgreSQL, ``pg_url`` gives a fresh PostgreSQL database."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
 
 from baton.models import Mode, PromptKind, RunRecord, SessionRecord, Snapshot
 from baton.store import SQLStore
@@ -87,3 +91,26 @@ def race(workers: int, action: Callable[[int], Any]) -> list[Any]:
         thread.join(30)
         assert not thread.is_alive(), "a racing thread hangs"
     return results
+
+
+@contextmanager
+def foreign_lock(url: str, key: str) -> Iterator[None]:
+    """Another process's transaction holding ``key``'s lease row (on SQLite: the database's one write
+    lock), left open as by a process frozen in it."""
+    if url.startswith("sqlite"):
+        raw = sqlite3.connect(str(sa.engine.make_url(url).database), isolation_level=None)
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            raw.rollback()
+            raw.close()
+        return
+    engine = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT key FROM leases WHERE key = :k FOR UPDATE"), {"k": key})
+            yield
+            conn.rollback()
+    finally:
+        engine.dispose()

@@ -48,7 +48,7 @@ from baton.sandbox import reaper
 from baton.store import Store, open_store
 from baton.testing.mock_anthropic import MockAnthropic, MockRequest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800 + 120)]  # fleet.sh (its images) is given 1800 s
 SERVICE_FIXTURES = {"fleet": "image"}  # podman as root, like the image's own test
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,8 @@ import pytest
 
 from tests.project.release import ROOT, Installed, clean_env
 
-pytestmark = pytest.mark.slow  # installs the wheel and the server extra into a new virtualenv
+# installs the wheel and the server extra into a new virtualenv (pip is given 900 s: release.py)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600 + 900 + 120)]
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 COMMAND = re.compile(r"python -m (baton\.testing\.\w+)(.*)")

@@ -17,7 +17,8 @@ import pytest
 from tests.project.release import Built, Installed
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow  # builds, and installs ~480 MB of dependencies into a new virtualenv
+# builds, and installs ~480 MB of dependencies into a new virtualenv (pip is given 900 s: release.py)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600 + 900 + 120)]
 
 
 def _data_files() -> set[str]:

@@ -31,7 +31,7 @@ from baton.testing import MockModel
 from baton.testing.tools import tool_marker
 from tests.conftest import FAST, MOCKS, make_repo
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800 + 120)]  # the base image's build is given 1800 s
 SERVICE_FIXTURES = {"base_image": "image"}  # podman as root, like the image's own test
 
 ROOT = Path(__file__).resolve().parents[2]

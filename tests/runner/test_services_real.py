@@ -33,7 +33,7 @@ from baton.workspace.keyspace import remove_space
 from tests.conftest import make_repo
 from tests.sandbox.test_access_real import model, tool_results
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600 + 120)]  # the service images' build: 3600 s
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_FIXTURES = {"service_images": "image"}
 __all__ = ["model"]  # the real CLI's mock model server (a fixture), for the agent below

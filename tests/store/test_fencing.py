@@ -83,6 +83,7 @@ CASES = {"running": (60.0, 0.2), "finished": (1.0, 20.0)}  # (the agent's delay,
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)  # its own waits: A's start 60 s, the takeover 30, A's end 30
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_stale_holder_cannot_write_and_stops_its_agent(
     tmp_path: Path, store_url: str, src_repo: Path, monkeypatch: pytest.MonkeyPatch, case: str
@@ -142,6 +143,7 @@ def _sessions(pg_admin: sa.Engine, name: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)  # its own waits: A's start 60 s, the takeover 30, A's end 30
 def test_a_holder_frozen_between_its_renewal_and_its_commit_holds_nothing(
     tmp_path: Path, pg_url: str, pg_admin: sa.Engine, src_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,8 +26,10 @@ from baton.store.base import Lease
 from baton.store.leases import HOST, LeaseHolder, held, lease_backend, pid_alive
 from baton.store.redis import RedisConn, open_redis, prefix_for
 from baton.store.redis_leases import RedisLeases
+from baton.store.sql import LEASE_TRY_WAIT
 from tests.conftest import wait_for
 from tests.redis_fixtures import RedisServer, free_port, server_fixture  # noqa: F401 (the `server` fixture)
+from tests.store_contract import foreign_lock
 
 KEY = "fake/github.com/acme/api/issue-1"
 SERVICE_FIXTURES = {"server": "redis"}  # marks the tests that use it (conftest)
@@ -233,6 +235,29 @@ def test_stale_redis_holder_cannot_write_on_either_store(server: RedisServer, st
         sql.close()
 
 
+def test_a_redis_grant_never_queues_behind_a_frozen_holder_of_the_stores_row(
+    server: RedisServer, store_url: str
+) -> None:
+    """The grant is Redis's, but its token is recorded in the store's row of the key, which a process
+    frozen mid-write may hold: the grant is told "not yet" at once (not after ``store_lock_timeout``),
+    Redis's lease given back, and tried again within the caller's wait; once the row is free it lands."""
+    sql = SQLStore(store_url)
+    try:
+        leases = RedisLeases(open_redis(server.url, sql), sql)
+        sql.advance_fence(KEY, 1)  # the key's row in the store
+        with foreign_lock(store_url, KEY):
+            began = time.monotonic()
+            with pytest.raises(Busy, match="being written by another connection"):
+                LeaseHolder(sql, KEY, 30, backend=leases).acquire(wait=1.0)
+            assert time.monotonic() - began < 1.0 + LEASE_TRY_WAIT + 2
+            assert not leases.conn.client.exists(leases.conn.key("lease", "{" + KEY + "}"))  # given back
+        holder = LeaseHolder(sql, KEY, 30, backend=leases)
+        holder.acquire(wait=0)
+        assert holder.fence > 1
+    finally:
+        sql.close()
+
+
 def test_dead_process_on_this_host_is_taken_over_at_once(store: SQLStore, leases: RedisLeases) -> None:
     _foreign(leases, _dead_pid())
     holder = _holder(store, leases)
@@ -339,6 +364,7 @@ import sys, time
 from baton.store.leases import LeaseHolder
 from baton.store.redis import open_redis
 from baton.store.redis_leases import RedisLeases
+from baton.store.sql import LEASE_TRY_WAIT
 from baton.store import SQLStore
 store = SQLStore(sys.argv[2])
 leases = RedisLeases(open_redis(sys.argv[1], store), store)

@@ -21,8 +21,8 @@ from baton.plans.tables import plan_store
 from baton.store import SQLStore
 from baton.store.base import Lease
 from baton.store.leases import LeaseHolder
-from baton.store.sql import LEASE_TRY_WAIT
 from baton.store.schema import leases
+from baton.store.sql import LEASE_TRY_WAIT
 from baton.store.tables import check_fence
 from tests.store_contract import REPO, count, make_lease, make_run, make_session, make_snapshot, race
 
