@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,8 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from baton.models import Mode, PromptKind, RunRecord, SessionRecord, Snapshot
-from baton.store import SQLStore
+from baton.store import SQLStore, Store
 from baton.store.base import Lease
+from baton.store.schema import leases
 
 REPO = "github.com/acme/api"
 
@@ -114,3 +116,33 @@ def foreign_lock(url: str, key: str) -> Iterator[None]:
             conn.rollback()
     finally:
         engine.dispose()
+
+
+@contextmanager
+def frozen_renewal(store: Store, key: str) -> Iterator[list[BaseException]]:
+    """A holder's renewal of ``key``'s lease frozen before its commit, on ``store``'s connection (with
+    its limits): the UPDATE made, the transaction left idle with the row locked, until the server ends
+    it (``store_idle_timeout``) or the block ends. Yields the errors its transaction met by then."""
+    renewing, ended = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def renewal() -> None:
+        try:
+            with store.transaction() as conn:
+                update = sa.update(leases).where(leases.c.key == key).values(expires_at=time.time() + 3600)
+                conn.execute(update)
+                renewing.set()
+                ended.wait(60)  # frozen here
+                conn.execute(sa.text("SELECT 1"))
+        except BaseException as exc:
+            errors.append(exc)
+            renewing.set()
+
+    thread = threading.Thread(target=renewal, name="frozen-renewal")
+    thread.start()
+    try:
+        assert renewing.wait(10) and not errors, errors
+        yield errors
+    finally:
+        ended.set()
+        thread.join(60)

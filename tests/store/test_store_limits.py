@@ -5,7 +5,6 @@ process frozen in it), after which the key is taken as if its holder had died. O
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -19,9 +18,8 @@ from baton.settings import Settings, load_settings
 from baton.store import SQLStore, open_store
 from baton.store.leases import LeaseHolder
 from baton.store.limits import StoreLimits
-from baton.store.schema import leases
 from baton.store.sql import LEASE_TRY_WAIT
-from tests.store_contract import REPO, foreign_lock, make_session
+from tests.store_contract import REPO, foreign_lock, frozen_renewal, make_session
 
 KEY = "fake/github.com/acme/api/issue-1"  # make_session's key (its lease's name)
 SHOWN = "fake:github.com/acme/api:issue-1"  # as a sweep's report shows it
@@ -70,33 +68,13 @@ def test_a_transaction_frozen_past_the_idle_timeout_loses_the_key_to_a_sweep(
     holder.acquire(wait=0)
     store = open_store(pg_url)
     store.save_session(make_session(expires_at=time.time() - 60), fence=holder.proof)
-    renewing, ended = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
-
-    def frozen_renewal() -> None:
-        try:
-            with frozen_store.transaction() as conn:
-                update = sa.update(leases).where(leases.c.key == KEY).values(expires_at=time.time() + 3600)
-                conn.execute(update)
-                renewing.set()
-                ended.wait(30)  # frozen here: the transaction idle, the row locked
-                conn.execute(sa.text("SELECT 1"))
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=frozen_renewal)
-    thread.start()
-    try:
-        assert renewing.wait(10)
+    with frozen_renewal(frozen_store, KEY) as errors:
         began = time.monotonic()
         first = sweep(store, settings)
         assert time.monotonic() - began < 5 and list(first.skipped) == [SHOWN], first.skipped
         time.sleep(QUICK.idle + 0.5)  # the server's idle timeout passes (and the lease's TTL)
         second = sweep(store, settings)
         assert second.expired == [SHOWN] and not second.skipped, second
-    finally:
-        ended.set()
-        thread.join(30)
     [error] = errors
     assert isinstance(error, StoreUnavailable) and "store_idle_timeout" in str(error), error
     assert holder.renew() is False  # the key went on without it
