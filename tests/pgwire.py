@@ -49,14 +49,15 @@ def _cstring(data: bytes) -> tuple[bytes, bytes]:
 
 
 class CommitStall:
-    """A :class:`~tests.tcpproxy.Proxy`'s ``watch``: on the first connection that runs a statement
-    starting with ``after`` and then ``COMMIT``, ``on_stall()`` is called as that ``COMMIT`` arrives and
-    the ``COMMIT`` is held (the server sees the transaction idle, its locks held) until
-    :meth:`release`. Once only."""
+    """A :class:`~tests.tcpproxy.Proxy`'s ``watch``: once :attr:`watching` is set, on the first
+    connection that runs a statement starting with ``after`` and then ``COMMIT``, ``on_stall()`` is
+    called as that ``COMMIT`` arrives and the ``COMMIT`` is held (the server sees the transaction idle,
+    its locks held) until :meth:`release`. Once only."""
 
     def __init__(self, after: bytes, on_stall: Callable[[], None]) -> None:
         self.after = after
         self.on_stall = on_stall
+        self.watching = threading.Event()
         self.stalled = threading.Event()
         self.released = threading.Event()
         self._lock = threading.Lock()
@@ -73,7 +74,7 @@ class CommitStall:
             nonlocal armed
             for message in frames.feed(data):
                 statement = self._statement(message, statements)
-                if statement is None:
+                if statement is None or not self.watching.is_set():
                     continue
                 if statement.startswith(self.after):
                     armed = True

@@ -61,6 +61,14 @@ def key_state(store: Store, repo_slug: str) -> tuple[object, ...]:
     return session, snapshot.digests(), dataclasses.astuple(checkpoint)
 
 
+def running(store: Store) -> RunRecord:
+    """A's run, once its agent runs (its pid recorded)."""
+    wait_for(lambda: any(r.agent_pid for r in store.list_runs(outcome=Outcome.RUNNING)), 60)
+    (stale,) = store.list_runs(outcome=Outcome.RUNNING)
+    assert stale.agent_pid is not None
+    return stale
+
+
 def gave_way(
     store: Store, proc: subprocess.Popen[str], stale: RunRecord, after_b: tuple[object, ...]
 ) -> None:
@@ -96,10 +104,8 @@ def test_a_stale_holder_cannot_write_and_stops_its_agent(
         agent_delay, heartbeat = CASES[case]
         proc = runner_a(a, src_repo, agent_delay, heartbeat)
         try:
-            wait_for(lambda: any(r.agent_pid for r in store.list_runs(outcome=Outcome.RUNNING)), 60)
-            (stale,) = store.list_runs(outcome=Outcome.RUNNING)
+            stale = running(store)
             agent_pid = stale.agent_pid
-            assert agent_pid is not None
             os.kill(proc.pid, signal.SIGSTOP)
             time.sleep(LEASE_TTL + 0.5)  # time passes (the database's clock): A's lease expires, A paused
 
@@ -110,7 +116,7 @@ def test_a_stale_holder_cannot_write_and_stops_its_agent(
             assert second.session.agent_session_id == first.session.agent_session_id
             assert second.run.prompt_kind == PromptKind.INTERRUPTED  # A's turn was cut: B says so
             if case == "running":
-                assert psutil.pid_exists(agent_pid)  # B did not touch A's agent: A must stop it itself
+                assert psutil.pid_exists(agent_pid or 0)  # B did not touch A's agent: A must stop it itself
             after_b = key_state(store, slug)
 
             os.kill(proc.pid, signal.SIGCONT)
@@ -167,10 +173,10 @@ def test_a_holder_frozen_between_its_renewal_and_its_commit_holds_nothing(
             proc = runner_a(a, src_repo, 60.0, 0.2, **env, BATON_STORE_IDLE_TIMEOUT=str(IDLE))
             frozen.append(proc.pid)
             try:
+                stale = running(store)
+                stall.watching.set()  # A's agent runs: its next renewal is frozen before its commit
                 assert stall.stalled.wait(60), "A never renewed its lease through the proxy"
-                (stale,) = store.list_runs(outcome=Outcome.RUNNING)
                 agent_pid = stale.agent_pid
-                assert agent_pid is not None
                 held = [q for state, q in _sessions(pg_admin, name) if "idle in" in state]
                 assert any(q.startswith("UPDATE leases SET expires_at") for q in held), held
 
@@ -184,7 +190,7 @@ def test_a_holder_frozen_between_its_renewal_and_its_commit_holds_nothing(
                 assert took < 25, f"the takeover took {took:.1f} s"  # within its wait, not behind A
                 states = [state for state, _ in _sessions(pg_admin, name)]
                 assert not any("idle in" in state for state in states), states  # the server ended A's
-                assert psutil.pid_exists(agent_pid)  # B did not touch A's agent: A must stop it itself
+                assert psutil.pid_exists(agent_pid or 0)  # B did not touch A's agent: A must stop it itself
                 after_b = key_state(store, slug)
 
                 stall.release()

@@ -1,21 +1,9 @@
-"""The store's time limits: no wait on the store outlives its moment, so one frozen process (a paused VM,
-a container throttled to zero, SIGSTOP, a swap storm, a network partition that leaves its session open)
-can never hold a key, a branch or a duty on every other machine.
-
-- A statement waits at most ``lock`` seconds for a lock another connection holds (PostgreSQL's
-  ``lock_timeout``, SQLite's busy wait), then fails with :class:`~baton.errors.StoreBusy`, which its
-  caller tries again as it would a store that was away. A lease's try never waits for its row at all
-  (``NOWAIT``): it tries again on its own schedule, within its ``--wait``.
-- PostgreSQL ends a session whose transaction sits idle for ``idle`` seconds
-  (``idle_in_transaction_session_timeout``): a holder frozen between a statement and its commit loses
-  that transaction and its row locks then, not when TCP notices hours later.
-- A statement runs at most ``statement`` seconds (``statement_timeout``), but for the migrations and the
-  bulk writes (transcript chunks, checkpoint bundles), which lift it for their own transaction.
-- TCP keepalive from both ends (libpq's ``keepalives_*``, the server's ``tcp_keepalives_*``) and a TCP
-  user timeout: a peer the network cut off is dropped within about twice ``keepalive`` seconds.
-
-All of it travels in the connection's startup packet (``options``), costing no round trip; settings a
-store URL gives itself (``?options=-c lock_timeout=...``, ``?keepalives_idle=...``) win over these.
+"""The store's time limits (:class:`StoreLimits`): no wait on the store outlives its moment, so one frozen
+process (a paused VM, a container throttled to zero, SIGSTOP, a swap storm, a network partition that
+leaves its session open) can never hold a key, a branch or a duty on every other machine. PostgreSQL
+ends a transaction left idle, a statement waits a bounded time for a lock (SQLite's busy wait too) and
+runs a bounded time, and TCP keepalive drops a peer cut off; all of it travels in the connection's
+startup packet (``options``), at no round trip, and what a store URL says itself wins.
 """
 
 from __future__ import annotations
@@ -40,7 +28,22 @@ MIGRATION_LOCK_WAIT = 120.0
 class StoreLimits:
     """How long baton waits on its store, and how long its store keeps an idle transaction for it
     (seconds; the settings ``store_lock_timeout``, ``store_idle_timeout``, ``store_statement_timeout``,
-    ``store_keepalive``)."""
+    ``store_keepalive``):
+
+    - ``lock``: a statement waits at most this long for a lock another connection holds (PostgreSQL's
+      ``lock_timeout``, SQLite's busy wait), then fails with :class:`~baton.errors.StoreBusy`, which
+      its caller tries again as it would a store that was away. A lease's try never waits for its row
+      (``NOWAIT``): it tries again on its own schedule, within its ``--wait``.
+    - ``idle``: PostgreSQL ends a session whose transaction sits idle this long
+      (``idle_in_transaction_session_timeout``): a holder frozen between a statement and its commit
+      loses that transaction and its row locks then, not when TCP notices hours later.
+    - ``statement``: a statement runs at most this long (``statement_timeout``), but for the migrations
+      and the bulk writes (transcript chunks, checkpoint bundles), which lift it for their transaction.
+    - ``keepalive``: TCP keepalive from both ends (libpq's ``keepalives_*``, the server's
+      ``tcp_keepalives_*``) and a TCP user timeout: a peer the network cut off is dropped within about
+      twice this.
+
+    Settings a store URL gives itself (``?options=-c lock_timeout=...``, ``?keepalives_idle=...``) win."""
 
     lock: float
     idle: float

@@ -3,13 +3,10 @@
 Queries are built from the typed tables of :mod:`baton.store.schema`; the DDL lives in
 :mod:`baton.store.migrations`. Writes of one row are real upserts (``ON CONFLICT``), never
 update-then-insert, so two machines saving one key never race into a duplicate key. Leases rely on the
-database for atomicity: SQLite takes its write lock up front (``BEGIN IMMEDIATE``), PostgreSQL a row
-lock (``SELECT ... FOR UPDATE``) inside one transaction, so two runners on one key can never both win;
-their expiry is judged by the database's clock. A lease's try never queues for its row (PostgreSQL's
-``NOWAIT``; on SQLite a short busy wait): a row another connection holds, perhaps a holder frozen
-mid-renewal, is "not yet", tried again within the caller's wait (:mod:`baton.store.limits`). The
-writes a run makes about its key accept a :class:`~baton.models.Fence`, checked in the write's
-transaction (:func:`baton.store.tables.check_fence`).
+database for atomicity (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's row lock), their expiry judged by
+its clock; a lease's try never queues for its row (:meth:`SQLStore.try_lease`). The writes a run makes
+about its key accept a :class:`~baton.models.Fence`, checked in the write's transaction
+(:func:`baton.store.tables.check_fence`).
 """
 
 from __future__ import annotations
@@ -60,7 +57,16 @@ from baton.store.tables import (
     upsert,
 )
 
-LEASE_TRY_WAIT = 1.0  # seconds a lease's try waits for SQLite's write lock (every key's, not its own)
+LEASE_TRY_WAIT = 1.0  # seconds a lease's try (a grant's record) waits for a lock: SQLite's, every key's
+
+
+def _set_local(conn: Connection, lock_wait: float | None, bulk: bool) -> None:
+    """PostgreSQL: this transaction's own lock wait (None: the store's), no statement limit for a bulk
+    write."""
+    if lock_wait is not None:
+        conn.execute(sa.text(f"SET LOCAL lock_timeout = {max(1, round(lock_wait * 1000))}"))
+    if bulk:
+        conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
 
 
 class SQLStore(
@@ -98,13 +104,13 @@ class SQLStore(
 
     @contextmanager
     def _tx(self, lock_wait: float | None = None, *, bulk: bool = False) -> Iterator[Connection]:
-        """A write transaction. ``lock_wait``: SQLite's wait for its write lock, when shorter than the
-        store's (a lease's try); ``bulk``: PostgreSQL's statement limit lifted (a blob's write)."""
+        """A write transaction. ``lock_wait``: its wait for a lock, when shorter than the store's (a
+        lease's try, a grant's record); ``bulk``: PostgreSQL's statement limit lifted (a blob's write)."""
         wait = self.limits.lock if lock_wait is None else lock_wait
         try:
             with self._writers.turn(wait) if self._writers else nullcontext(), self._begin(wait) as conn:
-                if bulk and self.dialect == "postgresql":
-                    conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
+                if self.dialect == "postgresql" and (bulk or lock_wait is not None):
+                    _set_local(conn, lock_wait, bulk)
                 yield conn
         except sa.exc.DBAPIError as exc:
             raise store_error(exc, self.url) from exc
@@ -280,6 +286,11 @@ class SQLStore(
         return float(conn.execute(sa.text("SELECT (julianday('now') - 2440587.5) * 86400.0")).scalar_one())
 
     def try_lease(self, lease: Lease, ttl: float, can_take: Callable[[Lease, float], bool]) -> Lease | None:
+        """SQLite takes its write lock up front (``BEGIN IMMEDIATE``), PostgreSQL the key's row
+        (``SELECT ... FOR UPDATE``), so two runners on one key never both win. The try never queues for
+        that row (PostgreSQL's ``NOWAIT``; SQLite waits :data:`LEASE_TRY_WAIT` for its lock, every
+        key's): a row another transaction holds, perhaps a holder frozen mid-renewal, is "not yet" (the
+        lease as last committed, ``locked``), tried again within the caller's wait."""
         try:
             return self._try_lease(lease, ttl, can_take)
         except StoreBusy:  # its row held by another transaction: "not yet", as last committed
@@ -313,10 +324,10 @@ class SQLStore(
             return bool(result.rowcount)
 
     def advance_fence(self, key: str, token: int) -> None:
-        # a Redis grant's record never queues behind another transaction on the row (its try fails
-        # with StoreBusy, and the grant is tried again within the caller's wait)
+        # a Redis grant's record waits for the row at most LEASE_TRY_WAIT (a holder frozen on it:
+        # StoreBusy, and the grant is tried again within the caller's wait)
         with self._tx(min(LEASE_TRY_WAIT, self.limits.lock)) as conn:
-            check_fence(conn, Fence(key, token), nowait=True)
+            check_fence(conn, Fence(key, token))
 
     def release_lease(self, key: str, holder: str) -> None:
         """Free the key; its row stays with its fencing token, so the next grant's is larger."""

@@ -108,14 +108,13 @@ def locked_lease_row(conn: Connection, key: str, *, nowait: bool = False) -> Row
     return row
 
 
-def check_fence(conn: Connection, fence: Fence | None, *, nowait: bool = False) -> None:
+def check_fence(conn: Connection, fence: Fence | None) -> None:
     """Refuse a write whose token is older than the key's (raise :class:`Fenced`; the caller's
     transaction rolls back, so nothing is written); record a newer one (a grant made outside the
-    store, by Redis). Call it first in the write's transaction; ``None`` checks nothing. ``nowait``:
-    as :func:`locked_lease_row`'s."""
+    store, by Redis). Call it first in the write's transaction; ``None`` checks nothing."""
     if fence is None:
         return
-    seen = int(locked_lease_row(conn, fence.key, nowait=nowait).fence)
+    seen = int(locked_lease_row(conn, fence.key).fence)
     if seen > fence.token:
         raise Fenced(f"{fence.key}: the lease was granted again (token {seen} > {fence.token}); stopping")
     if seen < fence.token:
