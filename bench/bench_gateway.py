@@ -1,8 +1,9 @@
 """Benchmark 24: what baton's model gateway (``model_gateway = on``: ``sandbox/gateway.py``) costs a model
-request. A model API stand-in (asyncio, a process of its own) answers ``POST /fast`` with a small
-Messages reply and ``POST /stream`` with 1 MiB of server-sent events in 64 pieces, 10 ms apart (a
-model streaming its answer); the gateway runs in a process of its own too, as in baton's (the agent's
-requests never share a process with it). The client keeps its connection alive, as the CLIs do.
+request. A model API stand-in (asyncio, a process of its own) answers ``POST /v1/messages`` with a
+small Messages reply and ``POST /v1/messages?stream=1`` with 1 MiB of server-sent events in 64 pieces,
+10 ms apart (a model streaming its answer); the gateway runs in a process of its own too, as in
+baton's (the agent's requests never share a process with it). The client keeps its connection alive,
+as the CLIs do.
 
 - 24a a small request through the gateway ÷ straight to the model API: the median of the per-pair
   differences (goal ≤ 2 ms);
@@ -32,6 +33,8 @@ SMALL = Plan(full=400, quick=60)
 STREAMED = Plan(full=21, quick=5)
 OVERHEAD_GOAL = 0.002
 STREAM_GOAL = 1.01
+# model calls: the gateway lends the key for no other
+FAST, STREAM = "/v1/messages", "/v1/messages?stream=1"
 BODY = b'{"model":"m","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
 
 UPSTREAM = r"""
@@ -46,7 +49,7 @@ async def handle(reader, writer):
             lines = head.decode("latin-1").split("\r\n")
             length = next(int(l.split(":")[1]) for l in lines if l.lower().startswith("content-length"))
             await reader.readexactly(length)
-            if " /stream " in lines[0]:
+            if "?stream=1 " in lines[0]:
                 writer.write(HEAD + b"Content-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
                 for index in range(64):
                     event = json.dumps({"type": "ping", "n": index}).encode().ljust(16375, b" ")
@@ -71,8 +74,10 @@ asyncio.run(main())
 
 GATEWAY = r"""
 import sys
+from baton.agents.base import ModelApi
 from baton.sandbox import gateway
-admitted = gateway.admit("bench", gateway.Upstream(sys.argv[1], "x-api-key", "the-real-key"))
+upstream = gateway.Upstream(sys.argv[1], "x-api-key", "the-real-key", ModelApi.ANTHROPIC)
+admitted = gateway.admit("bench", upstream)
 if len(sys.argv) > 2:  # held to a thread's tokens cap in a SQLite store, as a capped run is
     from baton.caps.check import Holds, Running, reached
     from baton.caps.model import Caps
@@ -136,14 +141,14 @@ def bench_gateway(small: int, streamed: int) -> list[Row]:
         capped = Client(held_url, held_token)
         fast = interleave(
             {
-                "direct": lambda _: direct.post("/fast"),
-                "gateway": lambda _: through.post("/fast"),
-                "capped": lambda _: capped.post("/fast"),
+                "direct": lambda _: direct.post(FAST),
+                "gateway": lambda _: through.post(FAST),
+                "capped": lambda _: capped.post(FAST),
             },
             small,
         )
         slow = interleave(
-            {"direct": lambda _: direct.post("/stream"), "gateway": lambda _: through.post("/stream")},
+            {"direct": lambda _: direct.post(STREAM), "gateway": lambda _: through.post(STREAM)},
             streamed,
         )
     rmtree(store.parent)

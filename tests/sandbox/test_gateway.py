@@ -17,16 +17,20 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from baton import RunRequest, run
+from baton.agents.base import ModelApi
 from baton.models import Access, Outcome
-from baton.sandbox import gateway, wire
+from baton.sandbox import gateway, routes, wire
 from baton.settings import Settings, load_settings
+from baton.store import open_store
 from baton.testing import mock_anthropic, mock_gemini, mock_openai
 from baton.testing._http import MockServer
 from baton.testing.mock_anthropic import MockAnthropic
@@ -36,6 +40,8 @@ from tests.sandbox.test_access_real import shell_marker, tool_results
 
 REAL_KEY = "sk-real-key-that-must-stay-outside"
 PIECES, PIECE, GAP = 16, 65536, 0.1  # a 1 MiB reply in 64 KiB pieces, 0.1 s apart
+
+ANTHROPIC = ModelApi.ANTHROPIC  # what the mock's calls speak
 
 
 def _split(text: str, every: int = 7) -> list[bytes]:
@@ -147,8 +153,8 @@ MESSAGE = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "conten
 
 def test_the_gateway_swaps_the_runs_token_for_the_key() -> None:
     with MockAnthropic() as mock:
-        mine = gateway.admit("run-a", gateway.Upstream(mock.url, "x-api-key", REAL_KEY))
-        other = gateway.admit("run-b", gateway.Upstream(mock.url, "x-api-key", "other-key"))
+        mine = gateway.admit("run-a", gateway.Upstream(mock.url, "x-api-key", REAL_KEY, ANTHROPIC))
+        other = gateway.admit("run-b", gateway.Upstream(mock.url, "x-api-key", "other-key", ANTHROPIC))
         with httpx.Client() as http:
 
             def send(url: str, token: str, **kw: Any) -> httpx.Response:
@@ -206,7 +212,7 @@ def slow() -> Iterator[str]:
 def test_a_streamed_reply_arrives_as_the_model_sends_it(slow: str) -> None:
     """The first bytes arrive long before the model API has finished, the pieces keep its pace, and
     the whole 1 MiB arrives intact."""
-    admitted = gateway.admit("run-slow", gateway.Upstream(slow, "x-api-key", REAL_KEY))
+    admitted = gateway.admit("run-slow", gateway.Upstream(slow, "x-api-key", REAL_KEY, ANTHROPIC))
     arrived: list[tuple[float, int]] = []
     body = bytearray()
     started = time.monotonic()
@@ -234,11 +240,69 @@ def _running(arrived: list[tuple[float, int]]) -> Iterator[tuple[float, int]]:
         yield when, seen
 
 
+# what a prompt-injected agent would use the key for: none is a model call
+OFF_ROUTE = (
+    ("POST", "/v1/files"),
+    ("POST", "/v1/messages/batches"),
+    ("GET", "/v1/organizations/me"),
+    ("DELETE", "/v1/messages"),
+    ("POST", "/v1/../v1/files"),
+    ("POST", "/v1/messages/../files"),
+    ("POST", "/v1/%2e%2e/admin"),
+    ("POST", "/v1/messages/%2E%2E%2Ffiles"),
+    ("POST", "/v1//messages"),
+    ("POST", "/v1/messages\\..\\files"),
+)
+
+
+def test_the_key_is_lent_only_for_the_models_own_calls() -> None:
+    told: list[tuple[str, str]] = []
+    guard = gateway.Guard(
+        lambda _t, _m: None, lambda _s, _h, _b: None, lambda m, p, _why: told.append((m, p))
+    )
+    with MockAnthropic() as mock:
+        mine = gateway.admit("run-routes", gateway.Upstream(mock.url, "x-api-key", REAL_KEY, ANTHROPIC))
+        mine.guard = guard
+        where = urlsplit(mine.url)
+        http = HTTPConnection(where.hostname or "", where.port)  # sends a path as it is (httpx folds "..")
+        for method, path in OFF_ROUTE:
+            http.request(method, where.path + path, json.dumps(MESSAGE), {"x-api-key": mine.token})
+            refused = http.getresponse()
+            body = json.loads(refused.read())
+            assert refused.status == 403 and body["error"]["type"] == "permission_error", (path, body)
+        http.close()
+        assert mock.keys_seen == [], "no refused request reached the model API"
+        assert told == list(OFF_ROUTE)  # each one told to the run's guard (which audits it)
+    for api, method, path in (
+        (ModelApi.ANTHROPIC, "POST", "/v1/messages"),
+        (ModelApi.ANTHROPIC, "POST", "/v1/messages/count_tokens"),
+        (ModelApi.OPENAI, "POST", "/responses"),
+        (ModelApi.OPENAI, "POST", "/v1/chat/completions"),
+        (ModelApi.OPENAI, "GET", "/models"),
+        (ModelApi.GEMINI, "POST", "/v1beta/models/gemini-2.5-pro:streamGenerateContent"),
+        (ModelApi.GEMINI, "POST", "/v1beta/models/gemini-2.5-pro%3AcountTokens"),
+        (ModelApi.GEMINI, "GET", "/v1beta/models"),
+    ):
+        assert routes.refusal(api, method, path) is None, (api, method, path)
+    for api, method, path in (
+        (ModelApi.OPENAI, "POST", "/v1/messages"),  # another vendor's call
+        (ModelApi.OPENAI, "POST", "/files"),
+        (ModelApi.OPENAI, "POST", "/batches"),
+        (ModelApi.OPENAI, "GET", "/responses"),
+        (ModelApi.GEMINI, "POST", "/v1beta/files"),
+        (ModelApi.GEMINI, "POST", "/v1beta/models/m:batchGenerateContent"),
+        (ModelApi.GEMINI, "POST", "/v1beta/tunedModels"),
+    ):
+        assert routes.refusal(api, method, path) is not None, (api, method, path)
+
+
 def test_a_model_api_that_cannot_be_reached_is_a_502() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    admitted = gateway.admit("run-down", gateway.Upstream(f"http://127.0.0.1:{port}", "x-api-key", "k"))
+    admitted = gateway.admit(
+        "run-down", gateway.Upstream(f"http://127.0.0.1:{port}", "x-api-key", "k", ANTHROPIC)
+    )
     reply = httpx.post(f"{admitted.url}/v1/messages", headers={"x-api-key": admitted.token}, json=MESSAGE)
     admitted.close()
     assert reply.status_code == 502 and "could not reach the model API" in reply.text
@@ -298,8 +362,10 @@ def test_the_real_cli_holds_only_its_runs_token(
         prompt=f"show me {shell_marker(agent, SHOW_ENV.get(agent, 'env'))}",
         access=Access.FULL,
     )
-    result = run(request, settings=gateway_settings(home, egress))
+    settings = gateway_settings(home, egress)
+    result = run(request, settings=settings)
     assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+    assert refused_calls(settings) == [], "every call the CLI made is a model call the key is lent for"
     output = "\n".join(tool_results(agent, model))
     variables = dict(line.partition("=")[::2] for line in output.splitlines() if "=" in line)
     token = variables[KEY_VARIABLE[agent]]
@@ -318,6 +384,45 @@ def test_the_real_cli_holds_only_its_runs_token(
     assert wire_usage["output_tokens"] == said["output_tokens"] > 0, usage
     cached = usage.get("cache_read_input_tokens", 0) if agent == "gemini" else 0  # its input leaves it out
     assert wire_usage["input_tokens"] == said["input_tokens"] + cached > 0, usage
+
+
+def refused_calls(settings: Settings) -> list[tuple[str, str]]:
+    """The calls the gateway refused as no model call (their audit rows): method and path."""
+    store = open_store(settings.resolved_store_url)
+    try:
+        rows = [a["detail"] for a in store.list_audit(500) if a["action"] == "gateway.refused"]
+    finally:
+        store.close()
+    return [(d["method"], d["path"]) for d in reversed(rows)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", ["claude"])
+def test_an_agent_cannot_use_its_token_for_more_than_its_models_calls(
+    home: Path, src_repo: Path, agent: str, model: MockServer[Any]
+) -> None:
+    """Claude Code at ``full``, told by its prompt to try the key for other calls of the vendor's API
+    (its files, batches, the organisation, a path climbing out of the base): each is refused with 403
+    by the gateway, audited, and none reaches the model API; its own turn goes on."""
+    calls = " ".join(f'"{method} {path}"' for method, path in OFF_ROUTE[:6])
+    command = (  # each call's status on a line of its own
+        f"for call in {calls}; do set -- $call; curl -s --path-as-is -o /dev/null -w '%{{http_code}}\\n' "
+        '-X "$1" -H "x-api-key: $ANTHROPIC_API_KEY" -d "{}" "$ANTHROPIC_BASE_URL$2"; done'
+    )
+    settings = gateway_settings(home, "none")
+    request = RunRequest(
+        agent=agent,
+        repo=str(src_repo),
+        thread="greedy",
+        prompt=f"try {shell_marker(agent, command)}",
+        access=Access.FULL,
+    )
+    result = run(request, settings=settings)
+    assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+    output = "\n".join(tool_results(agent, model))
+    assert output.split() == ["403"] * 6, output
+    assert refused_calls(settings) == list(OFF_ROUTE[:6])
+    assert set(model.keys_seen) == {REAL_KEY} and len(model.keys_seen) == len(model.conversation())
 
 
 def gateway_url(run_id: str) -> str:
@@ -422,7 +527,7 @@ def test_curl_with_a_large_body_is_told_to_go_on_once(tmp_path: Path) -> None:
     body = tmp_path / "body.json"
     body.write_text(json.dumps({**MESSAGE, "messages": [{"role": "user", "content": "x" * 2_000_000}]}))
     with MockAnthropic() as mock:
-        admitted = gateway.admit("run-curl", gateway.Upstream(mock.url, "x-api-key", REAL_KEY))
+        admitted = gateway.admit("run-curl", gateway.Upstream(mock.url, "x-api-key", REAL_KEY, ANTHROPIC))
         auth = ["-H", f"x-api-key: {admitted.token}", "-H", "content-type: application/json"]
         args = ["curl", "-sS", "-w", "\n%{http_code}", *auth, "--data-binary", f"@{body}"]
         done = subprocess.run(
@@ -455,7 +560,7 @@ class _Broken(http.server.BaseHTTPRequestHandler):
 def test_a_reply_broken_midway_is_cut_short_and_the_gateway_goes_on() -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Broken)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    upstream = gateway.Upstream(f"http://127.0.0.1:{server.server_address[1]}", "x-api-key", "k")
+    upstream = gateway.Upstream(f"http://127.0.0.1:{server.server_address[1]}", "x-api-key", "k", ANTHROPIC)
     broken = gateway.admit("run-broken", upstream)
     started = time.monotonic()
     with pytest.raises(httpx.RemoteProtocolError):  # at once: no waiting out a timeout
@@ -465,7 +570,7 @@ def test_a_reply_broken_midway_is_cut_short_and_the_gateway_goes_on() -> None:
     server.shutdown()
     server.server_close()
     with MockAnthropic() as mock:
-        fine = gateway.admit("run-fine", gateway.Upstream(mock.url, "x-api-key", "k"))
+        fine = gateway.admit("run-fine", gateway.Upstream(mock.url, "x-api-key", "k", ANTHROPIC))
         reply = httpx.post(f"{fine.url}/v1/messages", headers={"x-api-key": fine.token}, json=MESSAGE)
         fine.close()
     assert reply.status_code == 200 and reply.json()["type"] == "message"

@@ -37,7 +37,7 @@ from baton.testing import mock_anthropic, mock_gemini, mock_openai
 from baton.testing._http import MockServer, Refusal
 from baton.testing.mock_anthropic import MockAnthropic
 from tests.sandbox.test_access_real import shell_marker, write_marker
-from tests.sandbox.test_gateway import MESSAGE, REAL_KEY, gateway_settings
+from tests.sandbox.test_gateway import ANTHROPIC, MESSAGE, REAL_KEY, gateway_settings
 from tests.sandbox.test_gateway import model as model  # the fixture: the agent's mock, the real key set
 
 RESET = int(time.time()) + 3 * 3600
@@ -114,7 +114,7 @@ def test_the_gateway_refuses_the_next_request_once_the_guard_says_so() -> None:
 
     replies: list[httpx.Response] = []
     with MockAnthropic() as mock:
-        mine = gateway.admit("run-guarded", gateway.Upstream(mock.url, "x-api-key", REAL_KEY))
+        mine = gateway.admit("run-guarded", gateway.Upstream(mock.url, "x-api-key", REAL_KEY, ANTHROPIC))
         mine.guard = gateway.Guard(spend, limit)
         with httpx.Client() as http:
 
@@ -161,7 +161,7 @@ def test_the_gateway_refuses_the_next_request_once_the_turns_priced_cost_reaches
             for name, model in (("run-priced", "claude-sonnet-4-5"), ("run-unpriced", "claude-opus-4-1")):
                 hold = _wire_hold(priced, store, holds)
                 events: list[dict[str, Any]] = []
-                mine = gateway.admit(name, gateway.Upstream(mock.url, "x-api-key", REAL_KEY))
+                mine = gateway.admit(name, gateway.Upstream(mock.url, "x-api-key", REAL_KEY, ANTHROPIC))
                 mine.guard = gateway.Guard(partial(hold.spend, note=events.append), lambda *a: None)
                 body = {**MESSAGE, "model": model}
                 codes = [

@@ -17,6 +17,7 @@ import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self
@@ -135,6 +136,15 @@ def _nonempty(path: Path) -> bool:
         return False
 
 
+class ModelApi(StrEnum):
+    """The model API a CLI's requests speak (what baton's model gateway lends the key for:
+    :mod:`baton.sandbox.routes`)."""
+
+    ANTHROPIC = "anthropic"  # Messages
+    OPENAI = "openai"  # Responses and Chat Completions, and the APIs compatible with them
+    GEMINI = "gemini"  # generateContent
+
+
 @dataclass(frozen=True)
 class ModelKey:
     """How baton's model gateway stands in for the CLI's model credential (docs/security.md, "The model
@@ -149,6 +159,7 @@ class ModelKey:
     config: str = ""
     secret: str = field(default="", repr=False)
     also: tuple[str, ...] = ()  # other variables that hold the key (a config's reference): dropped
+    api: ModelApi = ModelApi.OPENAI  # what its requests speak: the calls the key is lent for
 
 
 class Agent(Protocol):

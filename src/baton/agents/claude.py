@@ -24,6 +24,7 @@ from baton.agents.base import (
     Capabilities,
     Launch,
     McpServer,
+    ModelApi,
     ModelKey,
     Turn,
     find_binary,
@@ -81,7 +82,9 @@ class ClaudeAgent(AgentBase):
     credentials: tuple[str, ...] = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
     # an API key (or a gateway's bearer token) can be stood in for; a subscription's OAuth token cannot
     model_key = ModelKey(
-        "ANTHROPIC_BASE_URL", (("ANTHROPIC_API_KEY", "x-api-key"), ("ANTHROPIC_AUTH_TOKEN", "authorization"))
+        "ANTHROPIC_BASE_URL",
+        (("ANTHROPIC_API_KEY", "x-api-key"), ("ANTHROPIC_AUTH_TOKEN", "authorization")),
+        api=ModelApi.ANTHROPIC,
     )
     auth_hint = "an API key, or a long-lived token from `claude setup-token`"
     auth_failures = ("Not logged in", "Invalid API key", "Please run /login", "OAuth token has expired")

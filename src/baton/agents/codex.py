@@ -32,6 +32,7 @@ from baton.agents.base import (
     Capabilities,
     Launch,
     McpServer,
+    ModelApi,
     ModelKey,
     Turn,
     find_binary,
@@ -514,7 +515,9 @@ def _provider_key(name: str, env_key: str) -> ModelKey | None:
     a name a ``-c`` path cannot hold bare."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name) or not codex_config.ENV_NAME.fullmatch(env_key):
         return None
-    return ModelKey("", ((env_key, "authorization"),), f"model_providers.{name}.base_url")
+    return ModelKey(
+        "", ((env_key, "authorization"),), f"model_providers.{name}.base_url", api=ModelApi.OPENAI
+    )
 
 
 def provider_flags(provider: dict[str, str]) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.agents.acp import AcpAgent, platform_binary
-from baton.agents.base import McpServer, ModelKey, Turn, find_binary
+from baton.agents.base import McpServer, ModelApi, ModelKey, Turn, find_binary
 from baton.agents.signals import Signal, from_text
 from baton.models import Access
 from baton.settings import Settings
@@ -145,9 +145,13 @@ class CopilotAgent(AcpAgent):
             return None
         if env.get("COPILOT_PROVIDER_TRANSPORT", "").lower() == "websockets":
             return None
-        header = PROVIDER_HEADER.get(env.get("COPILOT_PROVIDER_TYPE", "").lower(), "authorization")
-        keys = (("COPILOT_PROVIDER_BEARER_TOKEN", "authorization"), ("COPILOT_PROVIDER_API_KEY", header))
-        return ModelKey("COPILOT_PROVIDER_BASE_URL", keys)
+        kind = env.get("COPILOT_PROVIDER_TYPE", "").lower()
+        keys = (
+            ("COPILOT_PROVIDER_BEARER_TOKEN", "authorization"),
+            ("COPILOT_PROVIDER_API_KEY", PROVIDER_HEADER.get(kind, "authorization")),
+        )
+        api = ModelApi.ANTHROPIC if kind == "anthropic" else ModelApi.OPENAI  # azure speaks OpenAI's
+        return ModelKey("COPILOT_PROVIDER_BASE_URL", keys, api=api)
 
     def signal(self, event: dict[str, Any]) -> Signal | None:
         """Its retries, told in the turn's text ("Info: Response was interrupted due to a server error.

@@ -29,6 +29,7 @@ from baton.agents.base import (
     Capabilities,
     Launch,
     McpServer,
+    ModelApi,
     ModelKey,
     Turn,
     find_binary,
@@ -125,7 +126,9 @@ class GeminiAgent(AgentBase):
         max_prompt_bytes=min(MAX_PROMPT_BYTES, MAX_STDIN - len("Instruction: ")),
     )
     credentials: tuple[str, ...] = ("GEMINI_API_KEY",)
-    model_key = ModelKey("GOOGLE_GEMINI_BASE_URL", (("GEMINI_API_KEY", "x-goog-api-key"),))
+    model_key = ModelKey(
+        "GOOGLE_GEMINI_BASE_URL", (("GEMINI_API_KEY", "x-goog-api-key"),), api=ModelApi.GEMINI
+    )
     auth_hint = "a Gemini API key from Google AI Studio"
     auth_failures = ("must specify the GEMINI_API_KEY", "API key not valid", "Please set an Auth method")
     auth_exit_codes = (AUTH_EXIT,)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from baton.agents.acp import AcpAgent, platform_binary
-from baton.agents.base import Launch, McpServer, ModelKey, Turn, find_binary
+from baton.agents.base import Launch, McpServer, ModelApi, ModelKey, Turn, find_binary
 from baton.agents.opencode_db import rebind
 from baton.agents.signals import Signal, SignalKind
 from baton.models import Access, Mode
@@ -181,7 +181,8 @@ class OpenCodeAgent(AcpAgent):
             secret = login.get("key") if login.get("type") == "api" else None
         if not isinstance(secret, str) or not secret:
             return None
-        return ModelKey("", ((GATEWAY_KEY, header),), provider, secret, also)
+        api = ModelApi.ANTHROPIC if header == "x-api-key" else ModelApi.OPENAI  # @ai-sdk/anthropic's
+        return ModelKey("", ((GATEWAY_KEY, header),), provider, secret, also, api)
 
     def behind_gateway(self, launch: Launch, setting: str, url: str) -> Launch:
         """``launch`` with provider ``setting``'s ``baseURL`` the gateway's ``url`` and its ``apiKey``

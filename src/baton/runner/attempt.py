@@ -400,8 +400,16 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
         def spend(total: dict[str, int], models: dict[str, dict[str, int]]) -> str | None:
             return None if hold is None else hold.spend(total, models, log.note)
 
+        def refused(method: str, path: str, reason: str) -> None:
+            detail = {"method": method, "path": path[:300], "run_id": record.id}
+            with contextlib.suppress(BatonError):  # the note below still says it
+                ctx.store.audit(
+                    "gateway.refused", str(ctx.key), f"run:{record.id}", {**detail, "reason": reason}
+                )
+            log.note({"type": "baton.gateway_refused", **detail, "reason": reason})
+
         upstream = ctx.settings.gateway_upstream(ctx.key.agent)
-        admitted = model_gateway(_operators(ctx), env, record.id, upstream, spend, limit)
+        admitted = model_gateway(_operators(ctx), env, record.id, upstream, spend, limit, refused)
         if admitted is None:
             return env, launch
         env, gate, setting = admitted

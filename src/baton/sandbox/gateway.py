@@ -7,7 +7,9 @@ upstream (the operator's base URL, else the vendor's) and streams the reply back
 reply whether its spend stops the run (its next request then gets 403) and told each 429 the model API
 answers. One listener per process on the host's loopback (reached from an agent's own network namespace
 through the egress relay), one asyncio loop in a daemon thread, upstream connections kept alive
-(:mod:`baton.sandbox.upstream`); imported only with ``model_gateway = on`` (docs/security.md)."""
+(:mod:`baton.sandbox.upstream`); imported only with ``model_gateway = on`` (docs/security.md). The key
+is lent only for the model API's own calls (:mod:`baton.sandbox.routes`): any other method or path is
+refused (403) and the run's guard told, which audits it."""
 
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from baton.sandbox import wire
+from baton.agents.base import ModelApi
+from baton.sandbox import routes, wire
 from baton.sandbox.upstream import Pool, Reply, UpstreamError
 
 HEAD_LIMIT = 64 * 1024
@@ -55,10 +58,12 @@ class Guard:
     (:meth:`baton.sandbox.wire.Meter.billed`; ``""``: none named), after each metered reply, in a thread
     of its own: why the run's next request is refused (None: it goes on). ``limit`` is told each 429
     of the model API (its status, headers in lower case, and the start of its body), in a thread of its
-    own, before the reply's last byte."""
+    own, before the reply's last byte. ``refused`` is told each request refused as no model call
+    (its method, its path under the base URL and why), in a thread of its own."""
 
     spend: Callable[[dict[str, int], dict[str, dict[str, int]]], str | None]
     limit: Callable[[int, dict[str, str], bytes], None]
+    refused: Callable[[str, str, str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class Upstream:
     url: str  # the base URL (a path of its own is kept: ``http://host/v1``)
     header: str  # "x-api-key", "authorization" (sent as a Bearer token) or "x-goog-api-key"
     secret: str = field(repr=False)
+    api: ModelApi  # what its calls speak: the only ones the key is lent for
 
     def headers(self) -> dict[str, str]:
         value = f"Bearer {self.secret}" if self.header == "authorization" else self.secret
@@ -197,12 +203,27 @@ async def _request(
     if isinstance(found, str):
         await _error(writer, 401, found)
         return keep
+    why = await _off_route(found, request)
+    if why is not None:
+        await _error(writer, 403, why)
+        return keep
     why = await _held(found)
     if why is not None:
         await _error(writer, 403, why)
         return keep
     await _forward(gw, found, request, writer)
     return keep
+
+
+async def _off_route(found: Pass, request: _Request) -> str | None:
+    """Why the request is no model call the key is lent for (:mod:`baton.sandbox.routes`); the run's
+    guard is told (an audit row) before the refusal is answered."""
+    rest = _rest(found, request.target)
+    why = routes.refusal(found.upstream.api, request.method, rest)
+    if why is not None and found.guard is not None and found.guard.refused is not None:
+        with contextlib.suppress(Exception):  # refused whatever the audit met
+            await asyncio.to_thread(found.guard.refused, request.method, rest, why)
+    return why
 
 
 async def _held(found: Pass) -> str | None:
@@ -278,11 +299,15 @@ def _token(request: _Request) -> str | None:
     return query.get("key")
 
 
+def _rest(found: Pass, target: str) -> str:
+    """The request's path under the run's base URL (what goes after the upstream's)."""
+    return urlsplit(target).path[len(PREFIX) + len(found.run_id) :]
+
+
 def _upstream_url(found: Pass, target: str) -> str:
     parts = urlsplit(target)
-    rest = parts.path[len(PREFIX) + len(found.run_id) :]
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "key"])
-    return found.upstream.url.rstrip("/") + rest + (f"?{query}" if query else "")
+    return found.upstream.url.rstrip("/") + _rest(found, target) + (f"?{query}" if query else "")
 
 
 def _upstream_headers(found: Pass, request: _Request) -> dict[str, str]:
@@ -357,19 +382,21 @@ def stand_in(
     upstream: str | None,
     env: dict[str, str],
     run_id: str,
-    secret: str = "",
+    secret: str,
+    api: ModelApi,
 ) -> tuple[dict[str, str], Pass] | None:
     """``env`` with the gateway in place of the model API and its credential: the first of ``keys``
     (variable, header) set in ``env`` is swapped for a token of the run (with a ``secret`` no variable
     holds, the first of ``keys`` is given the token), the others of the agent's ``credentials`` dropped,
     ``base_var`` (if any) pointed at the gateway; its :class:`Pass` to close at the run's end. None
     (``env`` as it is) without a key or an ``upstream`` to send it to (a cloud provider's own endpoint,
-    a login the gateway cannot stand in for)."""
+    a login the gateway cannot stand in for). ``api``: what the model API speaks, the only calls the
+    key is lent for."""
     found = keys[0] if secret and keys else next(((n, h) for n, h in keys if env.get(n)), None)
     if found is None or upstream is None:
         return None
     name, header = found
-    admitted = admit(run_id, Upstream(upstream, header, secret or env[name]))
+    admitted = admit(run_id, Upstream(upstream, header, secret or env[name], api))
     swapped = {k: v for k, v in env.items() if k not in credentials}
     swapped[name] = admitted.token
     # named for the walls and the egress relays (they allow every *_BASE_URL's port), and for a CLI
