@@ -22,6 +22,7 @@ from baton.errors import BadInput
 
 OPEN, NONE, REGISTRIES = "open", "none", "registries"
 WEB_PORTS = (80, 443)
+TLS_PORT = 443  # the one port a method-restricted entry may be tunnelled to (HTTPS)
 # The package registries an install reaches (pip/uv, npm/pnpm/yarn, cargo, Go, RubyGems, Maven, NuGet).
 REGISTRY_HOSTS = (
     *("pypi.org", "files.pythonhosted.org", "registry.npmjs.org", "registry.yarnpkg.com"),
@@ -69,11 +70,19 @@ class Policy:
 
     def refusal(self, host: str, port: int, method: str) -> str | None:
         """Why a connection to ``host``:``port`` with ``method`` (``CONNECT`` for a tunnel) is refused,
-        None when it is allowed."""
+        None when it is allowed. Under entries that all name methods, a tunnel goes only to
+        :data:`TLS_PORT`: one to another port (80) would carry plain HTTP whose methods the proxy never
+        sees (plain HTTP goes through the proxy in the absolute-URI form, its method judged)."""
         host = host.lower().rstrip(".")
         found = [rule for rule in self.rules if rule.matches(host, port)]
         if not found:
             return f"{host}:{port} is not on this run's egress allow-list ({self.text or NONE})"
+        restricted = all(rule.methods for rule in found)
+        if method == "CONNECT" and restricted and port != TLS_PORT:
+            return (
+                f"a tunnel to {host}:{port} would carry methods this run's egress allow-list does not "
+                f"allow ({self.text}): send plain HTTP through the proxy instead"
+            )
         if method != "CONNECT" and all(rule.methods and method not in rule.methods for rule in found):
             return f"{method} to {host}:{port} is not allowed by this run's egress allow-list ({self.text})"
         return None

@@ -15,6 +15,7 @@ import http.server
 import importlib
 import json
 import shlex
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from baton import RunRequest, allowlist, run
-from baton.allowlist import parse
+from baton.allowlist import Refusal, parse
 from baton.errors import BadInput
 from baton.models import Access, Outcome
 from baton.sandbox import proxy
@@ -154,6 +155,13 @@ def test_the_allow_list_is_parsed_and_checked() -> None:
     assert policy.refusal("api.test", 8443, "GET") is None
     assert "POST" in (policy.refusal("api.test", 8443, "POST") or "")
     assert parse("open").open and not parse("none").open and parse("none").rules == ()
+    # under entries that all name methods, a tunnel goes to 443 only: one to 80 would carry any method
+    methods = parse("api.test GET HEAD")
+    assert "tunnel" in (methods.refusal("api.test", 80, "CONNECT") or "")
+    assert (
+        methods.refusal("api.test", 443, "CONNECT") is None and methods.refusal("api.test", 80, "GET") is None
+    )
+    assert parse("api.test GET, api.test").refusal("api.test", 80, "CONNECT") is None  # one entry allows all
     for bad in ("open, pypi.org", "bad_host!", "pypi.org:99999", "x.org G3T"):
         with pytest.raises(BadInput, match="egress"):
             parse(bad)
@@ -293,3 +301,37 @@ def test_the_api_refuses_a_container_the_operator_did_not_choose(tmp_path: Path)
         assert http.get("/v1/runs").json()["runs"] == [], "nothing written"
         kept = http.post("/v1/runs", json={**body, "environment": "host"})
         assert kept.status_code == 202, kept.text
+
+
+def _ask_proxy(gate: proxy.Gate, line: str) -> str:
+    """The status line baton's proxy answers ``line`` (a request's first line) with."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        served = proxy.serve(listener, gate)
+        try:
+            with socket.create_connection(listener.getsockname(), timeout=10) as client:
+                client.sendall(f"{line}\r\nHost: x\r\n\r\n".encode())
+                return client.recv(65536).decode("latin-1").split("\r\n", 1)[0]
+        finally:
+            served.close()
+
+
+def test_an_ipv4_mapped_internal_address_and_a_tunnel_past_a_method_list_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answers = {"mapped.test": "::ffff:127.0.0.1", "metadata.test": "::ffff:169.254.169.254"}
+
+    async def resolve(host: str, port: int) -> str | None:
+        return answers.get(host, "127.0.0.1")
+
+    monkeypatch.setattr(proxy, "_resolve", resolve)
+    monkeypatch.setitem(proxy.RESOLVE, "api.test", "127.0.0.1")  # named by the test: not internal
+    refused: list[Refusal] = []
+    gate = proxy.Gate(parse("mapped.test, metadata.test, api.test GET HEAD"), frozenset(), refused.append)
+    for host in answers:
+        assert " 403 " in _ask_proxy(gate, f"CONNECT {host}:443 HTTP/1.1")
+    assert " 403 " in _ask_proxy(gate, "CONNECT api.test:80 HTTP/1.1")
+    assert " 403 " not in _ask_proxy(gate, "CONNECT api.test:443 HTTP/1.1")  # allowed (nothing listens: 502)
+    reasons = [r.reason for r in refused]
+    assert "an internal address" in reasons[0] and "an internal address" in reasons[1], reasons
+    assert "tunnel" in reasons[2] and len(reasons) == 3, reasons
+    assert not proxy._internal("::ffff:93.184.216.34", "example.test", parse("example.test"))

@@ -245,8 +245,11 @@ async def _resolve(host: str, port: int) -> str | None:
 
 def _internal(address: str, host: str, policy: Policy) -> bool:
     """A loopback or link-local address (cloud metadata: 169.254.169.254) reached through a name:
-    refused unless the list names that address itself (or a test resolved it)."""
+    refused unless the list names that address itself (or a test resolved it). An IPv4-mapped IPv6
+    address (``::ffff:127.0.0.1``) is judged as the IPv4 address it reaches."""
     ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
     named = policy.names(address) or host in RESOLVE
     return (ip.is_loopback or ip.is_link_local or ip.is_unspecified) and not named
 
