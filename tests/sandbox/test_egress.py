@@ -137,6 +137,42 @@ def test_the_agent_reaches_only_its_allow_list_through_the_proxy(
     assert {(e["host"], e["port"]) for e in events} == {("blocked.test", 443), ("blocked.test", web)}
 
 
+BURST = """
+import os, socket, sys
+from urllib.parse import urlsplit
+proxy = urlsplit(os.environ["http_proxy"])
+for host, times in (("blocked.test", 300), ("other.test", 1)):
+    for _ in range(times):
+        with socket.create_connection((proxy.hostname, proxy.port), timeout=10) as conn:
+            conn.sendall(f"GET http://{host}:{sys.argv[1]}/ HTTP/1.1\\r\\nHost: {host}\\r\\n\\r\\n".encode())
+            assert b" 403 " in conn.recv(200)
+print("burst done")
+"""
+
+
+def test_a_burst_of_refusals_is_coalesced_per_destination(
+    home: Path, src_repo: Path, web: int, named: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 refusals of one destination in a burst: told at the 1st, 10th and 100th, and its last count
+    at the end (each row with the count and the time of the last), not 300 rows pushing out the
+    others; another destination refused once is told once."""
+    monkeypatch.setitem(proxy.RESOLVE, "other.test", "127.0.0.1")
+    settings = egress_settings(home, f"allowed.test:{web}", ports=str(web))
+    monkeypatch.setenv("FAKE_AGENT_RUN", shlex.join([sys.executable, "-c", BURST, str(web)]) + " > out.txt")
+    request = RunRequest(agent="fake", repo=str(src_repo), thread="burst", prompt="work", access=Access.FULL)
+    result = run(request, settings=settings)
+    assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+    assert (Path(result.session.worktree) / "out.txt").read_text() == "burst done\n"
+    store = open_store(settings.resolved_store_url)
+    rows = [r["detail"] for r in store.list_audit(100) if r["action"] == "egress.refused"]
+    store.close()
+    counts = sorted((d["host"], d["count"]) for d in rows)
+    assert counts == [("blocked.test", 1), ("blocked.test", 10), ("blocked.test", 100), ("blocked.test", 300),
+                      ("other.test", 1)], counts  # fmt: skip
+    last = max(d["last"] for d in rows if d["host"] == "blocked.test")
+    assert [d["last"] for d in rows if d.get("count") == 300] == [last]
+
+
 def test_open_egress_keeps_what_the_agent_reached_before(
     home: Path, src_repo: Path, web: int, named: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -64,6 +64,7 @@ class Egress:
     proxy_port: int = 0
     served: list[Served] = field(default_factory=list)
     sockets: list[socket.socket] = field(default_factory=list)
+    on_close: Callable[[], None] | None = None  # told once the agent has ended (the refusals' counts)
 
     @classmethod
     def open(
@@ -125,6 +126,9 @@ class Egress:
         for sock in self.sockets:
             sock.close()
         self.served, self.sockets = [], []
+        told, self.on_close = self.on_close, None
+        if told is not None:
+            told()
 
 
 def _proxy_env(port: int) -> dict[str, str]:
