@@ -1,15 +1,13 @@
 """baton's model gateway, outside the walls: the agent's model credential never enters them. A run's
 agent is told the gateway as its base URL (``http://127.0.0.1:PORT/run/<run id>``) and a token of the
 run as its key (:func:`admit` → :class:`Pass`); a token not the run's, or whose run has ended, gets
-HTTP 401. The gateway puts the real credential in the header the model API expects, forwards to the
+HTTP 401. The gateway puts the real credential in the header the model API expects, forwards the model
+API's own calls only (:mod:`baton.sandbox.routes`; any other is 403, told to the run's guard) to the
 upstream (the operator's base URL, else the vendor's) and streams the reply back as it arrives, while
 :mod:`baton.sandbox.wire` reads its usage, summed per run; a run's :class:`Guard` is asked after each
 reply whether its spend stops the run (its next request then gets 403) and told each 429 the model API
-answers. One listener per process on the host's loopback (reached from an agent's own network namespace
-through the egress relay), one asyncio loop in a daemon thread, upstream connections kept alive
-(:mod:`baton.sandbox.upstream`); imported only with ``model_gateway = on`` (docs/security.md). The key
-is lent only for the model API's own calls (:mod:`baton.sandbox.routes`): any other method or path is
-refused (403) and the run's guard told, which audits it."""
+answers. One listener per process on the host's loopback, one asyncio loop in a daemon thread, upstream
+connections kept alive (:mod:`baton.sandbox.upstream`); only with ``model_gateway = on``."""
 
 from __future__ import annotations
 
