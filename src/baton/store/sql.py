@@ -301,7 +301,10 @@ class SQLStore(
             return found
 
     def _try_lease(self, lease: Lease, ttl: float, can_take: Callable[[Lease, float], bool]) -> Lease | None:
-        with self._tx(min(LEASE_TRY_WAIT, self.limits.lock)) as conn:
+        # SQLite: a short wait for its one write lock; PostgreSQL: NOWAIT on the row, no SET LOCAL (a
+        # round trip a grant need not pay)
+        wait = min(LEASE_TRY_WAIT, self.limits.lock) if self._writers is not None else None
+        with self._tx(wait) as conn:
             existing = Lease(**locked_lease_row(conn, lease.key, nowait=True)._mapping)
             now = self.db_now(conn)
             if existing.holder and existing.holder != lease.holder and not can_take(existing, now):
