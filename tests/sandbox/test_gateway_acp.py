@@ -24,7 +24,7 @@ from baton.models import Access, Outcome
 from baton.settings import load_settings
 from baton.testing.mock_openai_agents import OPENCODE_CONFIG, MockOpenCode
 from tests.sandbox.test_access_real import shell_marker, tool_results
-from tests.sandbox.test_gateway import REAL_KEY, gateway_settings, gateway_url
+from tests.sandbox.test_gateway import REAL_KEY, gateway_settings, gateway_url, refused_calls
 
 
 @pytest.fixture
@@ -78,6 +78,7 @@ def test_opencode_holds_only_its_runs_token_and_the_named_upstream_is_asked(
     assert not own.keys_seen, "the config's own baseURL is not asked: the setting's upstream is"
     assert upstream.keys_seen and set(upstream.keys_seen) == {REAL_KEY}
     assert result.run.usage["wire"]["requests"] >= 2
+    assert refused_calls(settings) == [], "every call OpenCode made is a model call the key is lent for"
     url = f"{gateway_url(result.run.id)}/responses"
     ask = {"model": "m", "input": "hi"}
     assert httpx.post(url, headers={"authorization": f"Bearer {token}"}, json=ask).status_code == 401
