@@ -97,7 +97,7 @@ SESSIONS_ORDER = "most recently used first"
 
 
 class SessionLister(Protocol):
-    """What a sessions listing reads: the SQL store, or the fast path's :mod:`baton.store.lite`."""
+    """What a sessions listing reads: the SQL store, or the fast path's :mod:`baton.cli.fast.lite`."""
 
     def list_sessions(
         self, agent: str | None = None, repo: str | None = None, *, limit: int | None = None

@@ -47,7 +47,7 @@ def open_store(url: str, limits: StoreLimits | None = None) -> Store:
     store's time limits (None: the settings' defaults)."""
     # SQLAlchemy (~0.2 s of imports) loads here, not when this package is imported: the Protocols
     # above are what most modules need, and commands that read the store through
-    # :mod:`baton.store.lite` never load it.
+    # :mod:`baton.cli.fast.lite` never load it.
     # lazy: cold CLI
     from baton.store.sql import SQLStore
 

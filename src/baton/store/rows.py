@@ -1,7 +1,7 @@
 """Rows and records, both ways, without SQLAlchemy: what the SQL store writes for a record
 (:func:`run_values`, :func:`db_value`) and the record a row holds (:func:`run_of`, :func:`session_of`).
 
-Apart from :mod:`baton.store.tables` so that :mod:`baton.store.lite`, which reads the SQLite store
+Apart from :mod:`baton.store.tables` so that :mod:`baton.cli.fast.lite`, which reads the SQLite store
 through the standard library's ``sqlite3`` for fast commands, turns rows into records exactly as the
 SQL store does.
 """

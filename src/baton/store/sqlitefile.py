@@ -1,6 +1,6 @@
 """A SQLite store's file and connections, without SQLAlchemy: the room its disk must have before it is
 opened, and the settings of every connection to it (shared by :mod:`baton.store.engine` and
-:mod:`baton.store.lite`)."""
+:mod:`baton.cli.fast.lite`)."""
 
 from __future__ import annotations
 
