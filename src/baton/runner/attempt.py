@@ -51,6 +51,7 @@ from baton.workspace.portable import publish_checkpoint
 
 if TYPE_CHECKING:
     from baton.agents.limits import Limit
+    from baton.runner.refusals import Refusals
     from baton.sandbox.enclosure import Pass
     from baton.settings import Settings
 
@@ -374,6 +375,9 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
 
     def __init__(self, hold: Hold | None = None) -> None:
         self.passes: list[Pass] = []
+        self.refusals: list[
+            Refusals[tuple[str, str], str]
+        ] = []  # the gateway's refusals of the run's calls, coalesced
         self.hold = hold
         self.limit: Limit | None = None  # a spent quota the model API answered the turn
 
@@ -400,13 +404,25 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
         def spend(total: dict[str, int], models: dict[str, dict[str, int]]) -> str | None:
             return None if hold is None else hold.spend(total, models, log.note)
 
-        def refused(method: str, path: str, reason: str) -> None:
-            detail = {"method": method, "path": path[:300], "run_id": record.id}
+        def tell(where: tuple[str, str], reason: str, count: int, last: float) -> None:
+            method, path = where
+            detail = {"method": method, "path": path, "run_id": record.id, "count": count, "last": last}
             with contextlib.suppress(BatonError):  # the note below still says it
                 ctx.store.audit(
                     "gateway.refused", str(ctx.key), f"run:{record.id}", {**detail, "reason": reason}
                 )
             log.note({"type": "baton.gateway_refused", **detail, "reason": reason})
+
+        # lazy: the gateway's runs only
+        from baton.runner.refusals import Refusals
+
+        told = Refusals[tuple[str, str], str](
+            tell, others=("*", "*")
+        )  # a burst of refusals: a few rows (as egress's)
+        self.refusals.append(told)
+
+        def refused(method: str, path: str, reason: str) -> None:
+            told((method, path[:300]), reason)
 
         upstream = ctx.settings.gateway_upstream(ctx.key.agent)
         admitted = model_gateway(_operators(ctx), env, record.id, upstream, spend, limit, refused)
@@ -464,6 +480,8 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
     def __exit__(self, *exc: object) -> None:
         for gate in self.passes:  # the run's token is refused from now on
             gate.close()
+        for told in self.refusals:  # each refused call's last count, once no more can come
+            told.flush()
 
 
 def _compact(

@@ -14,27 +14,27 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from baton.agents.base import ModelApi as Api
+from baton.agents.base import ModelApi
 
-__all__ = ["Api", "refusal"]
+__all__ = ["refusal"]
 
 _V1 = r"(?:/v1)?"  # a base URL of ``https://api.openai.com/v1`` or of ``https://api.openai.com``
 _GEMINI = r"/v1(?:beta|alpha)?"
 _GENERATE = "generateContent|streamGenerateContent|countTokens"
-_CALLS: dict[Api, tuple[tuple[str, re.Pattern[str]], ...]] = {
-    Api.ANTHROPIC: (
+_CALLS: dict[ModelApi, tuple[tuple[str, re.Pattern[str]], ...]] = {
+    ModelApi.ANTHROPIC: (
         ("POST", re.compile(rf"{_V1}/messages(?:/count_tokens)?")),
         ("GET", re.compile(rf"{_V1}/models(?:/[^/]+)?")),
     ),
-    Api.OPENAI: (
+    ModelApi.OPENAI: (
         ("POST", re.compile(rf"{_V1}/responses(?:/compact)?")),
         ("POST", re.compile(rf"{_V1}/chat/completions")),
         ("GET", re.compile(rf"{_V1}/models(?:/[^/]+)?")),
     ),
-    Api.GEMINI: (
+    ModelApi.GEMINI: (
         (
             "POST",
-            re.compile(rf"{_GEMINI}/models/[^/:]+:(?:generateContent|streamGenerateContent|countTokens)"),
+            re.compile(rf"{_GEMINI}/models/[^/:]+:(?:{_GENERATE})"),
         ),
         ("GET", re.compile(rf"{_GEMINI}/models(?:/[^/:]+)?")),
     ),
@@ -42,7 +42,7 @@ _CALLS: dict[Api, tuple[tuple[str, re.Pattern[str]], ...]] = {
 _CLIMBS = re.compile(r"%(?:2e|2f|5c)|\\", re.IGNORECASE)
 
 
-def refusal(api: Api, method: str, path: str) -> str | None:
+def refusal(api: ModelApi, method: str, path: str) -> str | None:
     """Why the gateway refuses ``method`` on ``path`` (relative to the upstream's base) for ``api``;
     None for one of the API's model calls."""
     if _CLIMBS.search(path) or any(s in ("", ".", "..") for s in path.split("/")[1:]):
