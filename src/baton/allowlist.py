@@ -1,6 +1,7 @@
 """Where a walled agent may connect through baton's egress proxy: the ``egress`` setting (global, a
 repository's ``[repo."…"] egress``, a run's own) parsed into a :class:`Policy`. Each entry is a preset
-(``open``: no proxy, as before; ``none``: nothing; ``registries``: the package registries), or a host
+(``open``: no proxy, as before; ``none``: nothing; ``registries``: the package registries; ``remote``:
+the host of the run's repository's HTTP(S) remote, resolved per run by :func:`with_remote`), or a host
 (``pypi.org``, ``*.example.com``: any name beneath it), optionally with a port (``host:8443``; without
 one, 80 and 443) and the HTTP methods plain HTTP may use (``api.example.com GET HEAD``; a CONNECT tunnel
 carries HTTPS, whose methods the proxy cannot see). What is refused and why: docs/security.md.
@@ -20,7 +21,8 @@ from urllib.parse import unquote, urlsplit
 
 from baton.errors import BadInput
 
-OPEN, NONE, REGISTRIES = "open", "none", "registries"
+OPEN, NONE, REGISTRIES, REMOTE = "open", "none", "registries", "remote"
+DEFAULT = f"{REGISTRIES}, {REMOTE}"  # the setting's default: closed, yet ordinary work succeeds
 WEB_PORTS = (80, 443)
 TLS_PORT = 443  # the one port a method-restricted entry may be tunnelled to (HTTPS)
 # The package registries an install reaches (pip/uv, npm/pnpm/yarn, cargo, Go, RubyGems, Maven, NuGet).
@@ -67,6 +69,7 @@ class Policy:
     open: bool
     rules: tuple[Rule, ...] = ()
     text: str = ""  # as the operator wrote it, for messages
+    remote: bool = False  # ``remote`` is listed: the run's repository's host joins (:func:`with_remote`)
 
     def refusal(self, host: str, port: int, method: str) -> str | None:
         """Why a connection to ``host``:``port`` with ``method`` (``CONNECT`` for a tunnel) is refused,
@@ -92,7 +95,9 @@ class Policy:
         one of ``outer``'s as wide), on each of its ports, and no method ``outer`` refuses."""
         if outer.open:
             return True
-        return not self.open and all(_covered(rule, outer.rules) for rule in self.rules)
+        if self.open or (self.remote and not outer.remote):
+            return False
+        return all(_covered(rule, outer.rules) for rule in self.rules)
 
     def names(self, host: str) -> bool:
         """Whether an entry names ``host`` itself (an address written out: the operator meant it)."""
@@ -111,13 +116,35 @@ def parse(value: str | Iterable[str], where: str = "setting 'egress'") -> Policy
         return Policy(True, text=OPEN)
     rules: list[Rule] = []
     for entry in entries:
-        if entry == NONE:
+        if entry in (NONE, REMOTE):
             continue
         if entry == REGISTRIES:
             rules += [Rule(host) for host in REGISTRY_HOSTS]
             continue
         rules.append(_rule(entry, where))
-    return Policy(False, tuple(rules), text)
+    return Policy(False, tuple(rules), text, REMOTE in entries)
+
+
+def remote_rule(url: str) -> Rule | None:
+    """The entry for the host of a repository's remote ``url``: an HTTP(S) one (the proxy carries HTTP),
+    on its own port, else 80 and 443; None for any other remote (a path, SSH)."""
+    parts = urlsplit(url) if "://" in url else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    return Rule(parts.hostname.lower(), (port,) if port else WEB_PORTS)
+
+
+def with_remote(policy: Policy, url: str, always: bool = False) -> Policy:
+    """``policy`` with the host of the repository's remote ``url`` among its rules, where it lists
+    ``remote`` (or ``always``)."""
+    rule = remote_rule(url) if (policy.remote or always) and not policy.open else None
+    if rule is None:
+        return policy
+    return Policy(False, (*policy.rules, rule), policy.text, policy.remote)
 
 
 def _rule(entry: str, where: str) -> Rule:
@@ -127,8 +154,9 @@ def _rule(entry: str, where: str) -> Rule:
     bad = not _HOST.fullmatch(host) or any(not _METHOD.fullmatch(m) for m in methods)
     if bad or (port and not (port.isdigit() and 0 < int(port) < 65536)):
         raise BadInput(
-            f"{where}: {entry!r} is no egress entry (a preset: open, none, registries; or a host such "
-            "as pypi.org or *.example.com, optionally :PORT and HTTP methods: 'api.example.com GET HEAD')"
+            f"{where}: {entry!r} is no egress entry (a preset: open, none, registries, remote; or a host "
+            "such as pypi.org or *.example.com, optionally :PORT and HTTP methods: 'api.example.com GET "
+            "HEAD')"
         )
     return Rule(host, (int(port),) if port else WEB_PORTS, methods)
 

@@ -300,12 +300,14 @@ class Settings:
         "its `/proc` shows only its own run's processes; `/etc/shadow` & co are empty files), where the "
         "host lets baton make one (root, or `CAP_SYS_ADMIN` in its user namespace); `off`: never. `baton "
         "doctor` says which applies ([security.md](security.md#what-the-walls-add))"))
-    egress: str = field(default="open", metadata=about(
-        "where a walled agent may connect, through baton's egress proxy: `open` (anywhere on the walls' "
-        "ports, as before), `none`, `registries` (the package registries), or hosts (`pypi.org`, "
-        "`*.example.com`, `host:8443`, `api.example.com GET HEAD`) and presets, comma-separated (a list "
-        "in config.toml); a forge repository's `egress` and a run's `--egress` win. A refusal is HTTP "
-        "403, an audit row and a run event ([security.md](security.md#the-network))", kind="list"))
+    egress: str = field(default=allowlist.DEFAULT, metadata=about(
+        "where a walled agent may connect, through baton's egress proxy: by default the package registries "
+        "and the host of its repository's remote (`registries, remote`); `none`; hosts (`pypi.org`, "
+        "`*.example.com`, `host:8443`, `localhost:8080`, `api.example.com GET HEAD`) and presets, "
+        "comma-separated (a list in config.toml); `open`: anywhere on the walls' ports (an opt-out `baton "
+        "doctor` and each run's note say). A forge repository's `egress` and a run's `--egress` win. A "
+        "refusal is HTTP 403, an audit row and a run event ([security.md](security.md#the-network))",
+        kind="list"))
     setup_egress: str = field(default="registries", metadata=about(
         "where a repository's setup may connect when the agent's `egress` is not `open` (with it `open`, "
         "so is the setup's): hosts and presets as `egress` takes them, and always the host of the "
@@ -322,14 +324,16 @@ class Settings:
         "loopback, reaching out through baton's proxy alone, where the host lets baton make one (root, or "
         "`CAP_SYS_ADMIN` in its user namespace); `off` (or where it cannot): the walls' TCP rule allows "
         "only the proxy's port and the model APIs' ([security.md](security.md#the-network))"))
-    model_gateway: OnOff = field(default="off", metadata=about(
-        "`on`: an agent's model API key stays outside its walls: the agent is given a token of its run and "
-        "baton's model gateway (on the host's loopback) as its base URL, which swaps the token for the key, "
-        "forwards to the base URL the operator set (else the vendor's API) and records the tokens the "
-        "replies count as the run's `usage.wire`. Claude Code (an API key), Gemini CLI (a Gemini API key), "
-        "Codex (its model provider's `env_key`), Copilot CLI (its own provider's key) and OpenCode (its "
-        "model's provider, OpenAI- or Anthropic-compatible); logins keep their credential, as `baton "
-        "doctor` says ([security.md](security.md#the-model-credential))"))
+    model_gateway: OnOff = field(default="on", metadata=about(
+        "`on` (the default): an agent's model API key stays outside its walls: the agent is given a token "
+        "of its run and baton's model gateway (on the host's loopback) as its base URL, which swaps the "
+        "token for the key, lends it only for the model API's own calls, forwards them to the base URL the "
+        "operator set (else the vendor's API) and records the tokens the replies count as the run's "
+        "`usage.wire`. Claude Code (an API key), Gemini CLI (a Gemini API key), Codex (its model "
+        "provider's `env_key`), Copilot CLI (its own provider's key) and OpenCode (its model's provider, "
+        "OpenAI- or Anthropic-compatible); logins keep their credential, as `baton doctor` says. `off`: the "
+        "key is in the agent's environment (an opt-out `baton doctor` and each run's note say) "
+        "([security.md](security.md#the-model-credential))"))
     model_prices: str = field(default="", metadata=about(
         "what your models cost you, in USD per million tokens, so that behind baton's model gateway "
         "(`model_gateway = on`) a USD cap is held as the turn spends (its next model request refused past "

@@ -444,7 +444,7 @@ def test_doctor_names_the_agents_that_keep_their_own_credential(home: Path) -> N
     none = check_model_gateway(settings, {})
     assert none.status.value == "ok" and none.detail == "on: no agent has credentials here"
     off = check_model_gateway(settings.with_(model_gateway="off"), environ)
-    assert off.status.value == "ok" and off.detail.startswith("off: ")
+    assert off.status.value == "warn" and off.detail.startswith("OFF (model_gateway = off)"), off  # loudly
 
 
 def test_codex_is_pointed_at_the_gateway_by_its_model_providers_base_url(tmp_path: Path) -> None:

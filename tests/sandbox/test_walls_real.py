@@ -124,12 +124,18 @@ TOOLS: dict[str, dict[str, Callable[[str], str]]] = {
 Call = tuple[str, str]  # (tool kind, its argument: a path or a command)
 
 
-def connect(ports: tuple[int, ...], word: str) -> str:
+def connect(ports: tuple[int, ...], word: str, base_urls: bool = False) -> str:
     """A command connecting to each TCP port on 127.0.0.1 that prints ``word`` for each connection made
-    (spelled in two pieces, so that the command itself does not hold it)."""
+    (spelled in two pieces, so that the command itself does not hold it); ``base_urls``: also to the
+    port of each ``*_BASE_URL`` of its environment (behind baton's model gateway, the agent's model
+    API is the gateway, on its port, and the mock's own is closed to it)."""
     head, tail = word.split("-")
+    more = (
+        "import os, urllib.parse\nports += tuple(urllib.parse.urlsplit(v).port or 0 for k, v in "
+        "os.environ.items() if k.endswith('_BASE_URL'))\n"
+    )
     code = (
-        f"import socket\nfor port in {ports!r}:\n    try:\n"
+        f"import socket\nports = {ports!r}\n{more if base_urls else ''}for port in ports:\n    try:\n"
         "        socket.create_connection(('127.0.0.1', port), 3)\n"
         f"        print(port, {head!r} + {'-' + tail!r})\n"
         "    except OSError as exc:\n        print(port, exc)"
@@ -233,11 +239,11 @@ def hostile_calls(scene: Scene, victim: Victim, pwned: list[Path]) -> list[Call]
 
 def control_calls(mock_port: int) -> list[Call]:
     """Legitimate calls in the same reply: a file write and a shell write in B's own worktree, a
-    connection to the model's port."""
+    connection to the model's port (the gateway's, behind it)."""
     return [
         ("write", OWN_FILE),
         ("shell", f"printf 'shell-%s\\n' ok > {OWN_SHELL}"),
-        ("shell", connect((mock_port,), REACHED)),
+        ("shell", connect((mock_port,), REACHED, base_urls=True)),
     ]
 
 

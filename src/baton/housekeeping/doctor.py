@@ -377,8 +377,8 @@ def check_egress(settings: Settings) -> Check:
             "agent egress",
             CheckStatus.WARN,
             "OPEN (egress = open): a walled agent connects to any host on ports 80, 443, 22, 9418 and its "
-            "base URLs' — it can send what it reads anywhere; set egress (registries, hosts) to let it out "
-            "through baton's proxy only",
+            "base URLs' — it can send what it reads anywhere; remove the setting (the default: registries, "
+            "remote) or list hosts to let it out through baton's proxy only",
         )
     how = egress.describe(settings.net_ns, describe(settings).walled)
     status = CheckStatus.OK if how.startswith("own network namespace") else CheckStatus.WARN
@@ -388,10 +388,14 @@ def check_egress(settings: Settings) -> Check:
 def check_model_gateway(settings: Settings, environ: Mapping[str, str]) -> Check:
     """Whether each agent's model key stays outside its walls (``model_gateway``): per agent, the key
     baton's model gateway stands in for, or why the agent keeps its own (a login, a cloud's
-    credentials, an agent the gateway does not cover yet); a warning when on and one keeps it."""
+    credentials, an agent the gateway does not cover yet); a warning, said loudly, when it is off, or
+    when one keeps its own."""
     if settings.model_gateway != "on":
-        off = "off: each agent's model key is in its environment (model_gateway = on keeps it outside)"
-        return Check("model gateway", CheckStatus.OK, off)
+        off = (
+            "OFF (model_gateway = off): each agent's model key is in its environment — an agent can read "
+            "it and spend it past its caps; remove the setting to keep the key outside its walls"
+        )
+        return Check("model gateway", CheckStatus.WARN, off)
     said = [_gateway_says(name, settings, environ) for name in REAL_AGENTS]
     found = [(text, kept) for text, kept in said if text]
     detail = "; ".join(text for text, _ in found) or "no agent has credentials here"

@@ -175,6 +175,17 @@ LEFT_RUNNING = (
 )
 
 
+def opened(ctx: Context) -> str | None:
+    """What the run's settings open that baton keeps closed by default, said in its note: an ``open``
+    egress, a model key left in the agent's environment (``model_gateway = off``)."""
+    said = []
+    if allowlist.parse(ctx.request.egress or ctx.settings.egress).open:
+        said.append("egress is OPEN (egress = open): the agent could connect to any host")
+    if ctx.settings.model_gateway != "on":
+        said.append("the model key was in the agent's environment (model_gateway = off)")
+    return "; ".join(said) or None
+
+
 def _record(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attempt) -> RunRecord:
     """The attempt's run record, ``running``; the first attempt carries what preparing the key did.
     The first attempt of a ``baton run`` is the run: its id is the run's (a job's attempts all have
@@ -198,7 +209,8 @@ def _record(ctx: Context, prepared: Prepared, decision: Decision, attempt: Attem
         log_path=str(ctx.settings.home / "logs" / f"{run_id}.jsonl"),
         host=HOST,
         runner_pid=os.getpid(),
-        note="; ".join(filter(None, [decision.note, prepared.note if attempt.first else None])) or None,
+        note="; ".join(filter(None, [decision.note, prepared.note if attempt.first else None, opened(ctx)]))
+        or None,
         sync=prepared.sync if attempt.first else None,
         access=ctx.access,
         lineage=decision.lineage,
@@ -342,11 +354,12 @@ def _launch(
 def _egress(ctx: Context, record: RunRecord, env: dict[str, str], watch: ModelWatch) -> Egress | None:
     """The agent's way out under its egress allow-list (:mod:`baton.runner.wayout`); every refusal a
     line of its log and an event of its subscriber."""
-    policy = allowlist.parse(ctx.request.egress or ctx.settings.egress)
-    if policy.open:
-        return None
     # lazy: cold CLI
     from baton.runner import wayout  # here: the run path's module budget (tests/cli/test_cli_fast.py)
+
+    policy = wayout.agent_policy(ctx)
+    if policy.open:
+        return None
 
     on_event = ctx.request.on_event
 

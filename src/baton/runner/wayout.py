@@ -10,11 +10,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from baton import allowlist
 from baton.agents import get_agent
-from baton.allowlist import Policy, Rule
+from baton.allowlist import Policy
 from baton.errors import BatonError
 from baton.runner.refusals import Refusals
 from baton.runner.state import Context
@@ -22,6 +21,7 @@ from baton.sandbox.enclosure import (
     Egress,
     Refusal,
     denied_ports,
+    loopback_entries,
     model_endpoints,
     netns_applies,
     own_ports,
@@ -30,8 +30,9 @@ from baton.sandbox.enclosure import (
 
 
 def agent_policy(ctx: Context) -> Policy:
-    """The agent's allow-list: the run's own, else the setting's."""
-    return allowlist.parse(ctx.request.egress or ctx.settings.egress)
+    """The agent's allow-list: the run's own, else the setting's; ``remote`` is the host of the key's
+    repository's remote."""
+    return allowlist.with_remote(allowlist.parse(ctx.request.egress or ctx.settings.egress), ctx.key.repo.url)
 
 
 def setup_policy(ctx: Context) -> Policy:
@@ -40,11 +41,7 @@ def setup_policy(ctx: Context) -> Policy:
     if agent_policy(ctx).open:
         return agent_policy(ctx)
     policy = allowlist.parse(ctx.settings.setup_egress, "setting 'setup_egress'")
-    parts = urlsplit(ctx.key.repo.url) if "://" in ctx.key.repo.url else None
-    if policy.open or parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        return policy
-    remote = Rule(parts.hostname.lower(), (parts.port,) if parts.port else allowlist.WEB_PORTS)
-    return Policy(False, (*policy.rules, remote), policy.text)
+    return allowlist.with_remote(policy, ctx.key.repo.url, always=True)
 
 
 def open_way(
@@ -75,6 +72,7 @@ def open_way(
     operators = get_agent(ctx.key.agent, ctx.settings)
     endpoints = model_endpoints(env, operators.endpoints()) if models else []
     endpoints += service_endpoints(env)  # the key's services on the host's loopback, relayed too
+    endpoints += loopback_entries(policy)  # and an entry the operator wrote for the host's loopback
     through = allowlist.upstream_of(ctx.settings.egress_upstream)
     denied = denied_ports(ctx.settings)
 

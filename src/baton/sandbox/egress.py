@@ -52,6 +52,13 @@ def service_endpoints(env: Mapping[str, str]) -> list[tuple[str, int]]:
     return [("127.0.0.1", port) for port in service_ports(env)]
 
 
+def loopback_entries(policy: Policy) -> list[tuple[str, int]]:
+    """(host, port) of the entries of ``policy`` on the host's loopback (``localhost:8080``, a mock
+    forge's remote): relayed into the agent's namespace as its model APIs are, so plain tools reach
+    them (``NO_PROXY`` sends loopback direct), or allowed by the walls' TCP rule."""
+    return [(rule.host, port) for rule in policy.rules if rule.host in LOOPBACK for port in rule.ports]
+
+
 @dataclass
 class Egress:
     """One agent start's network way out; :meth:`close` it once the agent has ended."""

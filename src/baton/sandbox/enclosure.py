@@ -28,7 +28,7 @@ from baton.sandbox.cgroups import Limits
 from baton.sandbox.confine import check_confine, walls_for
 from baton.sandbox.contain import Containment, Reaped, end_stale, limits_of
 from baton.sandbox.diskwatch import DiskWatch
-from baton.sandbox.egress import Egress, model_endpoints, service_endpoints
+from baton.sandbox.egress import Egress, loopback_entries, model_endpoints, service_endpoints
 from baton.sandbox.landlock import Ruleset
 from baton.sandbox.reaper import STARTING
 from baton.sandbox.walls import GitParts, Walls, denied_ports, own_ports, ruleset
@@ -57,6 +57,7 @@ __all__ = [
     "denied_ports",
     "end_stale",
     "limits_of",
+    "loopback_entries",
     "model_endpoints",
     "model_gateway",
     "netns_applies",
