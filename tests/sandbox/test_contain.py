@@ -26,7 +26,7 @@ import pytest
 from baton import Outcome, RunRequest, RunResult, run
 from baton.sandbox import cgroups
 from baton.settings import Settings, load_settings
-from tests.conftest import BATON, FAST, wait_for
+from tests.conftest import BATON, FAST, make_repo, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -48,18 +48,9 @@ def detach(tag: str) -> str:
     )
 
 
-# A real CLI starts nothing of the model's asking before baton has moved it into its run's group (from
-# a thread of its own, right after the start: cgroups.RunGroup.add); the fake agent, which runs its
-# command at once, first waits for that as a CLI's own start would (ten seconds at most). Where only the
-# group can end what a killed runner left, a process detached before the move would be out of reach.
-PLACED = (
-    'i=0; while ! grep -q "$BATON_RUN_ID" /proc/$$/cgroup && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done'
-)
-
-
-def placed(settings: Settings) -> str:
-    """The fake agent's start: :data:`PLACED` where the run has a group, else nothing to wait for."""
-    return PLACED if settings.cgroups == "auto" else "true"
+# The agent is born in its run's group (its child enters it between fork and exec: cgroups.RunGroup.doors):
+# the fake agent detaches its processes at its very first instant, before any move after the start could
+# have caught one, and a killed runner's next run, or the sweep, still ends every one.
 
 
 def alive(tag: str) -> list[int]:
@@ -110,7 +101,6 @@ def ask(
     settings: Settings, repo: Path, monkeypatch: pytest.MonkeyPatch, command: str, **how: object
 ) -> RunResult:
     # only in this test's own key: a run beside it (another thread, another key) runs nothing
-    command = f"{placed(settings)}; {command}"
     monkeypatch.setenv("FAKE_AGENT_RUN", f'case "$BATON_KEY" in *beside*) ;; *) {command} ;; esac')
     thread = str(how.pop("thread", "contain"))
     request = RunRequest(agent="fake", repo=str(repo), thread=thread, prompt="work", **how)  # type: ignore[arg-type]
@@ -138,6 +128,26 @@ def test_everything_detached_ends_with_a_successful_run(
     assert told.startswith("turn 2: Processes you left running in your previous turn were stopped"), told
 
 
+def test_a_setup_that_detaches_at_its_first_line_leaves_nothing(contained: Settings, tmp_path: Path) -> None:
+    """``setsid -f``, a double fork and a cleared environment as the first line of a setup: born in its
+    run's group, nothing of it outlives the setup."""
+    sleeping = tag()
+    quiet = ">/dev/null 2>&1"
+    first = f"setsid -f sleep {sleeping} {quiet}; (sleep {sleeping} {quiet} &); "
+    first += f"env -i /bin/sh -c '(setsid sleep {sleeping} {quiet} &)'\n"
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": first + "echo set up\n"})
+    request = RunRequest(agent="fake", repo=str(repo), thread="setup-first", prompt="work")
+    result = run(request, settings=contained)
+    assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+    left = alive(sleeping)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    if contained.cgroups == "auto":
+        assert left == [], "a process the setup detached at once outlived it"
+    else:  # the subreaper alone: only the one whose environment was cleared is beyond its reach
+        assert len(left) <= 1, left
+
+
 def test_a_timed_out_run_ends_its_detached_processes(
     contained: Settings, src_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,7 +164,7 @@ def test_a_cancelled_run_ends_its_detached_processes(
 ) -> None:
     sleeping = tag()
     request = RunRequest(agent="fake", repo=str(src_repo), thread="cancel", prompt="work")
-    monkeypatch.setenv("FAKE_AGENT_RUN", f"{placed(contained)}; {detach(sleeping)}; sleep 60")
+    monkeypatch.setenv("FAKE_AGENT_RUN", f"{detach(sleeping)}; sleep 60")
 
     def cancel_when_started() -> None:
         wait_for(lambda: settled(sleeping))
@@ -187,7 +197,7 @@ def test_what_a_killed_runner_left_is_ended_by_the_next_run_of_its_key(
         "BATON_HOME": str(contained.home),
         "BATON_CGROUPS": contained.cgroups,
         "BATON_WARM": "off",
-        "FAKE_AGENT_RUN": f"{placed(contained)}; {detach(sleeping)}; sleep 120",
+        "FAKE_AGENT_RUN": f"{detach(sleeping)}; sleep 120",
         **{f"BATON_{k.upper()}": str(v) for k, v in FAST.items()},
     }
     args = [*BATON, "run", "--agent", "fake", "--repo", str(src_repo), "--thread", "killed", "work"]
@@ -348,7 +358,7 @@ def test_a_sweep_ends_what_a_killed_runner_left(home: Path, src_repo: Path) -> N
         **os.environ,
         "BATON_HOME": str(home),
         "BATON_WARM": "off",
-        "FAKE_AGENT_RUN": f"{PLACED}; {detach(sleeping)}; sleep 120",
+        "FAKE_AGENT_RUN": f"{detach(sleeping)}; sleep 120",
         **{f"BATON_{k.upper()}": str(v) for k, v in FAST.items()},
     }
     args = [*BATON, "run", "--agent", "fake", "--repo", str(src_repo), "--thread", "swept", "work"]

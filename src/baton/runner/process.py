@@ -28,7 +28,7 @@ from typing import IO, Any
 from baton import tracing
 from baton.errors import AgentError
 from baton.files import open_private_append
-from baton.sandbox.enclosure import STARTING, Containment, Reaped, Spawn
+from baton.sandbox.enclosure import STARTING, Containment, Reaped, Spawn, enter_groups
 
 _PR_SET_PDEATHSIG = 1
 
@@ -47,6 +47,21 @@ def _with_death_signal(argv: list[str]) -> tuple[list[str], Callable[[], None] |
     if SETPRIV:
         return [SETPRIV, "--pdeathsig", "KILL", "--", *argv], None
     return argv, _die_with_parent
+
+
+def _born_in(doors: list[int], then: Callable[[], None] | None) -> Callable[[], None] | None:
+    """The child's ``preexec_fn``: into the run's groups through ``doors`` (so nothing it forks, however
+    early, is outside them), then ``then``. It costs the start a fork of the runner instead of a
+    ``vfork`` (bench/bench_spawn.py); without a group, nothing."""
+    if not doors:
+        return then
+
+    def preexec() -> None:
+        enter_groups(doors)
+        if then is not None:
+            then()
+
+    return preexec
 
 
 @dataclass
@@ -188,12 +203,14 @@ def _start(
     cwd: Path,
     stdin: bytes | None,
     spawn: Spawn | None = None,
+    doors: list[int] | None = None,
 ) -> subprocess.Popen[bytes]:
     _check_executable(argv[0], env)
     if os.path.isabs(argv[0]) and ".." in argv[0].split("/"):  # the agent's mount namespace may
         head, name = os.path.split(argv[0])  # hold `/a/x` and not `/a/b` of `/a/b/../x`
         argv = [os.path.join(os.path.realpath(head), name), *argv[1:]]
-    command, preexec = _with_death_signal(argv)
+    command, then = _with_death_signal(argv)
+    preexec = _born_in(doors or [], then)
 
     def popen() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -247,7 +264,12 @@ def run_process(
     limits = _Limits(timeout, idle_timeout, lambda: pumps.last_output, stop_when)
     try:
         with STARTING:  # registered before a run that ends alone looks (baton.sandbox.reaper)
-            proc = _start(argv, env, cwd, stdin, spawn)
+            doors = contain.doors() if contain is not None else []
+            try:
+                proc = _start(argv, env, cwd, stdin, spawn, doors)
+            finally:
+                for door in doors:
+                    os.close(door)
             if contain is not None:
                 contain.start(proc.pid)
     except BaseException:

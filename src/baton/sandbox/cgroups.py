@@ -241,17 +241,24 @@ class RunGroup:
             elif self._write("cpu", "cpu.cfs_period_us", str(period)):
                 self._write("cpu", "cpu.cfs_quota_us", str(quota))
 
-    def add(self, pid: int) -> None:
-        """Move ``pid``, then every descendant it has by then, into the run's groups.
+    def doors(self) -> list[int]:
+        """Each of the run's ``cgroup.procs``, opened for writing now, by the runner (the walled child
+        could not open them; the kernel judges a move by the opener's credentials): the child writes
+        ``0`` to each between its fork and its exec (:func:`enter`), so the agent or setup is born in the
+        run's groups and nothing it forks, however early, is outside them. Close-on-exec: the process
+        never holds them. The caller closes them once the child has started."""
+        found = []
+        for path in self.dirs.values():
+            with contextlib.suppress(OSError):
+                found.append(os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+        return found
 
-        Python cannot start a process inside a group (``CLONE_INTO_CGROUP``), so the agent is moved in
-        right after it starts, then whatever it started by then, from a thread of its own: a move waits
-        for the kernel's cgroup lock, ~10 ms on a busy host (an RCU grace period), which the agent's
-        start must not wait for. A CLI starts nothing of the model's asking in its first milliseconds; a
-        process it detached in that instant is left to the subreaper, which ends it when it carries the
-        run's ``BATON_RUN_ID`` (:mod:`baton.sandbox.reaper`).
-        (Moving the starting *thread* into the v1 groups first would have the agent born in them, but
-        costs that wait on the agent's start.)"""
+    def add(self, pid: int) -> None:
+        """Move ``pid``, then every descendant it has by then, into the run's groups: behind
+        :meth:`doors` (the child entered them itself before its exec), where one was refused.
+
+        Python cannot start a process inside a group (``CLONE_INTO_CGROUP``); a child that entered
+        before its exec needs no move, so this finds nothing new (one walk of its tree) and returns."""
         moved: set[int] = set()
         for _ in range(PLACING_WALKS):  # what it started while it was being moved, until nothing is new
             new = [found for found in [pid, *descendants(pid)] if found not in moved]
@@ -319,6 +326,15 @@ class RunGroup:
         ended = kill_all(self.dirs)
         remove(self.dirs)
         return ended
+
+
+def enter(doors: list[int]) -> None:
+    """In the child between its fork and its exec: into the run's groups (:meth:`RunGroup.doors`). Only
+    ``write``: the child of a threaded runner may take no lock. A refused door is left to the move
+    after the start (:meth:`RunGroup.add`)."""
+    for door in doors:
+        with contextlib.suppress(OSError):
+            os.write(door, b"0")
 
 
 def kill_all(dirs: dict[str, Path]) -> list[int]:

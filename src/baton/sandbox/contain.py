@@ -105,9 +105,15 @@ class Containment:
         self.agent = 0
         self.struck: str | None = None
 
+    def doors(self) -> list[int]:
+        """What the agent's child enters its run's groups through before its exec
+        (:meth:`baton.sandbox.cgroups.RunGroup.doors`); none without a group. The caller closes them."""
+        return self.group.doors() if self.group is not None else []
+
     def start(self, pid: int) -> None:
-        """The agent exists: into its group, from a thread of its own (:mod:`baton.sandbox.cgroups`:
-        a move waits for the kernel's cgroup lock, which the agent's start must not)."""
+        """The agent exists (born in its group where the doors let it in): its tree walked into the
+        group once more, from a thread of its own (:mod:`baton.sandbox.cgroups`: a move waits for the
+        kernel's cgroup lock, which nothing of the run must wait for)."""
         self.agent = pid
         reaper.LIVE.add(pid)
         self.tree.add(pid)

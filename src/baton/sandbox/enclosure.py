@@ -25,6 +25,7 @@ from baton.errors import AgentError
 from baton.sandbox import egress, mountns
 from baton.sandbox.agentenv import agent_env, allowed
 from baton.sandbox.cgroups import Limits
+from baton.sandbox.cgroups import enter as enter_groups
 from baton.sandbox.confine import check_confine, walls_for
 from baton.sandbox.contain import Containment, Reaped, end_stale, limits_of
 from baton.sandbox.diskwatch import DiskWatch
@@ -56,6 +57,7 @@ __all__ = [
     "container_for",
     "denied_ports",
     "end_stale",
+    "enter_groups",
     "limits_of",
     "loopback_entries",
     "model_endpoints",
