@@ -26,12 +26,14 @@ from baton.errors import BatonError
 from baton.files import atomic_write_text
 from baton.keys import Key
 from baton.models import Access, Outcome, RunRecord
+from baton.runner import setupundo
 from baton.runner.attempt import record_unstarted
 from baton.runner.setuprun import key_room, run_all
 from baton.runner.sharedsetup import Shared, plan_stamp, share
 from baton.runner.state import Context, Prepared
 from baton.settings import Settings
 from baton.workspace import keyspace
+from baton.workspace.gitcmd import WorktreeGit
 
 STAMP = "setup.json"  # in the key's space, beside its home and temp dir
 
@@ -86,17 +88,31 @@ def _own(
     started = time.monotonic()
     commands = plan.maintenance if maintain else plan.commands
     had = _untracked(ctx, prepared.worktree)
+    wt = ctx.workdirs.worktree_git(ctx.key)
+    was = setupundo.before(wt) if wt is not None else None
     failed = run_all(ctx, key_room(ctx, prepared), plan, commands, log)
     took = f"{time.monotonic() - started:.1f} s"
     said = (
         f"environment: {before + '; then ' if before else ''}{what} from {plan.summary()} ({plan.why}; {why})"
     )
+    undone = _undo(wt, was, what)
+    said += f" ({undone})" if undone else ""
     if failed is not None:
         outcome, error = failed
         return Setup(f"{said} did not succeed", error=error, outcome=outcome, log=log)
     made = (_untracked(ctx, prepared.worktree) - had) | set(stamp.get("results") or [])
     _write_stamp(ctx, prepared.worktree, {**plan_stamp(plan), "results": sorted(made)})
     return Setup(f"{said} ran in {took}", _block(plan, what, prepared.worktree), log=log)
+
+
+def _undo(wt: WorktreeGit | None, was: setupundo.Before | None, what: str) -> str | None:
+    """What the setup changed of the worktree's commit, HEAD and tracked files, put back; said."""
+    if wt is None or was is None:
+        return None
+    try:
+        return setupundo.undo(wt, was)
+    except BatonError as exc:
+        return f"its changes to the worktree's git could not all be undone: {exc}"
 
 
 def setup_results(settings: Settings, key: Key, worktree: Path) -> list[str]:

@@ -46,14 +46,25 @@ class Room:
     env: dict[str, str]
     walls: Walls | None
     container: Container | None = None
+    trusted: bool = False  # what runs is the default branch's: ``setup_egress`` (else the agent's egress)
 
 
 def key_room(ctx: Context, prepared: Prepared) -> Room:
-    """The key's own worktree, home and temp dir, in the agent's walls at ``full``."""
-    base = base_env(ctx, ctx.agent.home, keyspace.key_tmp(ctx.settings, ctx.key), prepared.services)
+    """The key's own worktree, with a home and temp dir of the setup's own (never the agent's home: no
+    credential, no transcript), in the agent's walls at ``full`` but for its branch, which it may not
+    commit to; never trusted (the agent could have written what runs: its egress)."""
+    home = setup_home(ctx)
+    base = base_env(ctx, home / "home", home / "tmp", prepared.services)
     inside = prepared.container
     walls = _walls(ctx, prepared, base) if check_confine(ctx.settings) or inside else None
     return Room(prepared.worktree, base, walls, inside)
+
+
+def setup_home(ctx: Context) -> Path:
+    """The key's setups' own space (``setup/home``, ``setup/tmp`` beside the agent's home), made."""
+    space = keyspace.key_dir(ctx.settings, ctx.key) / "setup"
+    (space / "home").mkdir(mode=0o700, parents=True, exist_ok=True)
+    return space
 
 
 def shared_room(
@@ -64,16 +75,18 @@ def shared_room(
     git: GitParts,
     services: dict[str, str],
     inside: Container | None = None,
+    trusted: bool = False,
 ) -> Room:
     """A prepared tree, with its own home and temp dir, in the walls the agent would get there at
     ``full`` (its git detached: no branch of the key's is writable); ``services``: the variables of
-    the services of the key whose turn prepares it; ``inside``: in that container."""
+    the services of the key whose turn prepares it; ``inside``: in that container; ``trusted``: its
+    commit is on the repository's default branch."""
     base = base_env(ctx, home, tmp, services)
     walls = None
     if check_confine(ctx.settings) or inside is not None:
         operators = get_agent(ctx.key.agent, ctx.settings)
         walls = walls_for(ctx.settings, operators, Access.FULL, tree, git, base, ctx.key.repo.url)
-    return Room(tree, base, walls, inside)
+    return Room(tree, base, walls, inside, trusted)
 
 
 def run_all(
@@ -82,7 +95,7 @@ def run_all(
     """Every command in order; the first that does not succeed ends it: (outcome, the run's error)."""
     workspace = str(room.worktree)
     env = setup_env(room.env, plan.env, workspace)
-    policy = wayout.setup_policy(ctx)
+    policy = wayout.setup_policy(ctx, room.trusted)
     deadline = time.monotonic() + ctx.settings.setup_timeout if ctx.settings.setup_timeout else None
     with RunLog(log_path) as log:
         for number, command in enumerate(commands, 1):
@@ -188,8 +201,9 @@ def base_env(ctx: Context, home: Path, tmp: Path, services: dict[str, str]) -> d
 
 
 def _walls(ctx: Context, prepared: Prepared, env: dict[str, str]) -> Walls:
-    """The agent's walls at ``full``: built from baton's knowledge of the key, never the plan's env."""
+    """The agent's walls at ``full`` but for its branch (no commit of the setup's lands on it): built
+    from baton's knowledge of the key, never the plan's env."""
     found = ctx.workdirs.worktree_git(ctx.key)
-    git = GitParts(found.admin, found.common, f"refs/heads/{prepared.session.branch}") if found else None
+    git = GitParts(found.admin, found.common, None) if found else None
     operators = get_agent(ctx.key.agent, ctx.settings)
     return walls_for(ctx.settings, operators, Access.FULL, prepared.worktree, git, env, ctx.key.repo.url)

@@ -3,10 +3,11 @@ setup (no stamp for its worktree) takes the prepared tree of its worktree's comm
 (:mod:`baton.environment.prepared`), under that tree's lock so concurrent threads wait for one
 preparation: when it has none yet, the commit is checked out there and the plan found there runs in it
 (:func:`baton.runner.setuprun.run_all`, in the walls the agent would get in that tree, with the tree's
-own home and temp dir); then, made or found, its results are copied into the key's worktree and
-relocated (:func:`baton.environment.results.give`). What the key's branch changed beyond that commit is
-the caller's: its maintenance or its setup, in its own worktree. Counted per repository: preparations
-and hits.
+own home and temp dir, under ``setup_egress`` only when the commit is on the repository's default
+branch: else the agent could have written it, and it gets the agent's egress); then, made or found,
+its results are copied into the key's worktree and relocated (:func:`baton.environment.results.give`).
+What the key's branch changed beyond that commit is the caller's: its maintenance or its setup, in its
+own worktree. Counted per repository: preparations and hits.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from baton.models import Outcome
 from baton.runner.setuprun import run_all, shared_room
 from baton.runner.state import Context, Prepared
 from baton.sandbox.enclosure import GitParts
+from baton.workspace.gitcmd import is_ancestor
 
 WAIT_MARGIN = 120.0  # beyond setup_timeout, how long a turn waits for another's preparation
 
@@ -100,7 +102,10 @@ def _prepare(ctx: Context, tree: trees.PreparedTree, commit: str, log: Path, pre
         trees.reset(tree, ctx.settings.home, cache)
         return Shared()
     git = GitParts(admin, cache, None)
-    room = shared_room(ctx, tree.tree, tree.home, tree.tmp, git, prepared.services, prepared.container)
+    trusted = is_ancestor(cache, commit, ctx.workdirs.default_base(cache))  # else: the agent's egress
+    room = shared_room(
+        ctx, tree.tree, tree.home, tree.tmp, git, prepared.services, prepared.container, trusted
+    )
     failed = run_all(ctx, room, plan, plan.commands, log)
     if failed is not None:  # its home stays: what it downloaded is there for the next try
         trees.reset(tree, ctx.settings.home, cache)

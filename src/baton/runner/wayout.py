@@ -1,6 +1,7 @@
 """A walled process's way out under an egress allow-list: the agent's (the run's ``egress``, else the
-setting's) and its setup's (``setup_egress`` and the repository's remote, applied only when the agent's
-is not ``open``: a setup the agent could change on its branch gets no wider way out than the agent).
+setting's) and its setup's (``setup_egress`` and the repository's remote, for a setup of the default
+branch's commit only, when the agent's is not ``open``: a setup the agent could have changed on its
+branch gets no wider way out than the agent).
 Each refusal is an audit row and a line of the process's log (and the run's subscriber's event),
 coalesced per destination (:mod:`baton.runner.refusals`).
 """
@@ -35,10 +36,12 @@ def agent_policy(ctx: Context) -> Policy:
     return allowlist.with_remote(allowlist.parse(ctx.request.egress or ctx.settings.egress), ctx.key.repo.url)
 
 
-def setup_policy(ctx: Context) -> Policy:
-    """The setup's allow-list: ``open`` when the agent's is; else ``setup_egress`` and the host of the
-    repository's remote (an HTTP(S) one: the proxy carries HTTP), never the agent's model APIs."""
-    if agent_policy(ctx).open:
+def setup_policy(ctx: Context, trusted: bool) -> Policy:
+    """The setup's allow-list: the agent's when what runs is not ``trusted`` (not the default branch's:
+    the agent could have written it, so it goes no wider than the agent), or when the agent's is
+    ``open``; else ``setup_egress`` and the host of the repository's remote (an HTTP(S) one: the proxy
+    carries HTTP). Never the agent's model APIs (:func:`open_way` with ``models`` False)."""
+    if not trusted or agent_policy(ctx).open:
         return agent_policy(ctx)
     policy = allowlist.parse(ctx.settings.setup_egress, "setting 'setup_egress'")
     return allowlist.with_remote(policy, ctx.key.repo.url, always=True)
