@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,6 +28,7 @@ from baton.asking.pending import waiting
 from baton.caps.check import Holds, Running, reached
 from baton.caps.model import Caps, Measure, Scope
 from baton.caps.parked import parked
+from baton.caps.spend import reconciled
 from baton.cli.run import _print_question
 from baton.models import Access, Outcome, QuotaState
 from baton.runner import quota
@@ -186,6 +188,55 @@ def test_the_gateway_refuses_the_next_request_once_the_turns_priced_cost_reaches
             assert len(mock.conversation()) == 5, "the refused request never reached the model"
     finally:
         store.close()
+
+
+def test_ten_requests_fired_at_once_past_a_small_cap_forward_at_most_one(settings: Settings) -> None:
+    """A thread with a tokens cap of 30 (each request's body alone is estimated past it): ten requests
+    the agent fires at once with its run's token are admitted against what is spent plus what is in
+    flight, so one reaches the model API and nine are 403 saying the cap; then, sequentially, the
+    spend (22 tokens) is under the cap and the next request goes, and after it (44) none does."""
+    store = open_store(settings.resolved_store_url)
+    try:
+        hold = _wire_hold(settings, store, Holds("claude:o-r:t", "o-r", Caps(tokens=30), Caps()))
+        with MockAnthropic(delay=0.5) as mock, httpx.Client() as http:
+            mine = gateway.admit("run-burst", gateway.Upstream(mock.url, "x-api-key", REAL_KEY, ANTHROPIC))
+            mine.guard = gateway.Guard(
+                partial(hold.spend, note=lambda e: None), lambda *a: None, None, hold.admit
+            )
+
+            body = {**MESSAGE, "system": "You are a careful engineer. " * 8}  # ~60 tokens by its size
+
+            def send(_: object = None) -> httpx.Response:
+                headers = {"x-api-key": mine.token}
+                return http.post(f"{mine.url}/v1/messages", headers=headers, json=body, timeout=30)
+
+            with ThreadPoolExecutor(10) as pool:
+                codes = list(pool.map(send, range(10)))
+            assert sorted(c.status_code for c in codes) == [200] + [403] * 9, [c.text for c in codes]
+            assert len(mock.conversation()) == 1, "the refused requests never reached the model"
+            said = next(c for c in codes if c.status_code == 403).json()["error"]["message"]
+            assert said.startswith("baton refused this model request: with the turn's requests in flight")
+            assert "tokens" in said and hold.reached is None  # an estimate refuses; it stops nothing
+            assert mine.usage()["input_tokens"] == 10
+            assert send().status_code == 200  # 22 spent, under 30: it goes
+            assert send().status_code == 403 and hold.reached is not None  # 44: stopped
+            assert len(mock.conversation()) == 2
+            mine.close()
+    finally:
+        store.close()
+
+
+def test_the_wire_count_wins_where_the_agent_reported_less() -> None:
+    """What a run spent is the larger of its agent's and the wire's counts, field by field; the agent's
+    own is kept beside it when the wire's was more."""
+    said = {"input_tokens": 30, "output_tokens": 14, "cache_read_tokens": 5}
+    wire = {"input_tokens": 120, "output_tokens": 144, "requests": 12}
+    found = reconciled(said, wire)
+    assert found["input_tokens"] == 120 and found["output_tokens"] == 144
+    assert found["reported"] == {"input_tokens": 30, "output_tokens": 14} and found["wire"] == wire
+    assert found["cache_read_tokens"] == 5
+    assert reconciled({"input_tokens": 500, "output_tokens": 200}, wire) == {
+        "input_tokens": 500, "output_tokens": 200, "wire": wire}  # fmt: skip
 
 
 # -- the real Claude Code CLI ------------------------------------------------------------------------

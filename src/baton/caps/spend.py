@@ -2,7 +2,8 @@
 (one query per scope, its caps' raises read in the same query; never a running counter that could
 drift from what the runs say): USD from the cost each turn's agent reported (else its cost at the
 operator's ``model_prices``: :func:`baton.caps.prices.turn_cost`), tokens as input plus
-output of each run's ``usage`` (its ``wire`` counts when the agent reported none), minutes from each
+output of each run's ``usage`` (each the larger of its agent's count and the wire's: :func:`reconciled`;
+its ``wire`` counts when the agent reported none), minutes from each
 turn's start to its end (to its last heartbeat while it runs), and turns: the runs whose agent started
 (a turn parked at a cap or stopped by a conflict before its agent ran spends nothing)."""
 
@@ -20,6 +21,18 @@ from baton.store.base import Transactions
 from baton.store.schema import Real, jobs, runs
 
 TOKENS = ("input_tokens", "output_tokens")  # the usage counters a tokens cap counts (never cached reads)
+
+
+def reconciled(usage: dict[str, Any], wire: dict[str, int]) -> dict[str, Any]:
+    """A run's usage as recorded: what its agent reported, each counter a tokens cap counts raised to
+    what baton's model gateway read on the wire where that is more (an agent can under-report, or never
+    count a request its tool fired with the run's token), the wire's own counts kept as ``wire`` and,
+    when one was raised, the agent's as ``reported``."""
+    raised = {n: wire[n] for n in TOKENS if isinstance(wire.get(n), int) and wire[n] > (usage.get(n) or 0)}
+    found = {**usage, **raised, "wire": wire}
+    if raised:
+        found["reported"] = {n: usage.get(n) for n in TOKENS}
+    return found
 
 
 @dataclass(frozen=True)

@@ -379,6 +379,7 @@ class Hold(Protocol):
         self, total: dict[str, int], models: dict[str, dict[str, int]], note: Callable[[dict[str, Any]], None]
     ) -> str | None: ...
     def question(self) -> dict[str, Any] | None: ...
+    def admit(self, total: dict[str, int], models: dict[str, dict[str, int]]) -> str | None: ...
 
 
 class Passes(contextlib.AbstractContextManager["Passes"]):
@@ -417,6 +418,8 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
         def spend(total: dict[str, int], models: dict[str, dict[str, int]]) -> str | None:
             return None if hold is None else hold.spend(total, models, log.note)
 
+        admit = None if hold is None else hold.admit
+
         def tell(where: tuple[str, str], reason: str, count: int, last: float) -> None:
             method, path = where
             detail = {"method": method, "path": path, "run_id": record.id, "count": count, "last": last}
@@ -438,7 +441,7 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
             told((method, path[:300]), reason)
 
         upstream = ctx.settings.gateway_upstream(ctx.key.agent)
-        admitted = model_gateway(_operators(ctx), env, record.id, upstream, spend, limit, refused)
+        admitted = model_gateway(_operators(ctx), env, record.id, upstream, spend, limit, refused, admit)
         if admitted is None:
             return env, launch
         env, gate, setting = admitted
@@ -600,8 +603,11 @@ def _finish(ctx: Context, prepared: Prepared, record: RunRecord, turn: Turn, end
         usage = usage_delta(usage, before)
     if (context := window.held(ctx.settings, ctx.key, turn, usage)) is not None:
         usage = {**usage, "context": context}  # what the conversation held: the next turn may roll it over
-    if turn.wire:  # what the model API's replies counted, beside what the CLI reported
-        usage = {**usage, "wire": turn.wire}
+    if turn.wire:  # what the model API's replies counted: the larger of it and what the CLI reported
+        # lazy: the gateway's runs only
+        from baton.caps.spend import reconciled
+
+        usage = reconciled(usage or {}, turn.wire)
     ended = time.time()
     final: dict[str, Any] = {
         "outcome": ending.outcome,

@@ -100,6 +100,28 @@ class WireHold:
             f"baton stopped this turn: {words.spent_words(self.reached)}; the thread waits until it is raised"
         )
 
+    def admit(self, total: dict[str, int], models: dict[str, dict[str, int]]) -> str | None:
+        """Why a model request is refused before it is forwarded: the run's usage so far with the
+        requests in flight (estimated) added reaches a cap (:meth:`spend`'s decision, which this does
+        not keep: the requests in flight may spend less). None: it goes; also when the store cannot
+        say now (the reply's check holds)."""
+        # lazy: cold CLI
+        from baton.caps import prices
+        from baton.caps.check import Running, reached
+        from baton.caps.spend import TOKENS
+
+        tokens = float(sum(total.get(name, 0) for name in TOKENS))
+        found = None
+        with contextlib.suppress(BatonError):
+            usd = prices.cost(self.ctx.settings.model_price_list, models)
+            found = reached(self.ctx.tables, self.held, Running(tokens, usd))
+        if found is None:
+            return None
+        return (
+            f"baton refused this model request: with the turn's requests in flight, "
+            f"{words.spent_words(found)}"
+        )
+
     def _usd_capped(self) -> bool:
         return any(caps.get(Measure.USD) is not None for _, _, caps in self.held.scopes(self.ctx.tables))
 

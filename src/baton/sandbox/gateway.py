@@ -57,11 +57,15 @@ class Guard:
     of its own: why the run's next request is refused (None: it goes on). ``limit`` is told each 429
     of the model API (its status, headers in lower case, and the start of its body), in a thread of its
     own, before the reply's last byte. ``refused`` is told each request refused as no model call
-    (its method, its path under the base URL and why), in a thread of its own."""
+    (its method, its path under the base URL and why), in a thread of its own. ``admit`` is asked
+    before each request is forwarded, with the run's usage so far plus what the other requests in
+    flight are estimated to spend (:func:`estimate`), in a thread of its own: why it is refused (None:
+    it goes). So requests fired at once cannot pass a cap by more than one request's spend."""
 
     spend: Callable[[dict[str, int], dict[str, dict[str, int]]], str | None]
     limit: Callable[[int, dict[str, str], bytes], None]
     refused: Callable[[str, str, str], None] | None = None
+    admit: Callable[[dict[str, int], dict[str, dict[str, int]]], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class Pass:
     guard: Guard | None = None
     refused: str | None = None  # why the run's requests are refused since ``refused_at``
     refused_at: float = 0.0  # time.monotonic()
+    flying: list[tuple[str, int]] = field(default_factory=list)  # requests in flight: (model, tokens)
     _verdict: asyncio.Future[str | None] | None = field(default=None, repr=False)
 
     def usage(self) -> dict[str, int]:
@@ -209,8 +214,50 @@ async def _request(
     if why is not None:
         await _error(writer, 403, why)
         return keep
-    await _forward(gw, found, request, writer)
+    flight = estimate(found.upstream.api, _rest(found, request.target), request.body)
+    others = list(found.flying)
+    found.flying.append(flight)  # before any wait: a request beside it counts this one
+    try:
+        why = await _admitted(found, others)
+        if why is not None:
+            await _error(writer, 403, why)
+            return keep
+        await _forward(gw, found, request, writer)
+    finally:
+        found.flying.remove(flight)
     return keep
+
+
+def estimate(api: ModelApi, path: str, body: bytes) -> tuple[str, int]:
+    """What a request may spend, estimated from it: its model (the body's ``model``, Gemini's path's)
+    and its input tokens (a token for each 4 bytes of its body: JSON's overhead makes it high)."""
+    model = ""
+    if api == ModelApi.GEMINI:
+        model = path.rsplit("/models/", 1)[-1].split(":", 1)[0] if "/models/" in path else ""
+    else:
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            found = json.loads(body).get("model") if body.startswith(b"{") else None
+            model = found if isinstance(found, str) else ""
+    return model, max(1, len(body) // 4)
+
+
+async def _admitted(found: Pass, others: list[tuple[str, int]]) -> str | None:
+    """Why the run's guard refuses the request while ``others`` are in flight: the run's usage so far
+    with their estimates added, as input tokens of their models. None at once when none is: the
+    verdict on the last reply (:func:`_held`) has judged the usage so far."""
+    guard = found.guard
+    if guard is None or guard.admit is None or not others:
+        return None
+    with _LOCK:
+        total, models = dict(found.total), {k: dict(v) for k, v in found.models.items()}
+    for model, tokens in others:
+        total["input_tokens"] = total.get("input_tokens", 0) + tokens
+        counts = models.setdefault(model, {})
+        counts["input_tokens"] = counts.get("input_tokens", 0) + tokens
+    try:
+        return await asyncio.to_thread(guard.admit, total, models)
+    except Exception:  # the guard could not decide (its store): the request goes, the reply's check holds
+        return None
 
 
 async def _off_route(found: Pass, request: _Request) -> str | None:
