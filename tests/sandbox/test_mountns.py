@@ -108,6 +108,32 @@ def test_a_walled_agent_reaches_no_socket_outside_its_walls(
     assert os.path.exists(listening) and os.getcwd() == cwd, "the runner's own view is the host's"
 
 
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_the_shared_clones_alternates_are_no_agents_to_write(
+    mode: str, home: Path, src_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent at ``full`` (it may write the cache clone's ``objects/``) tries to point every key's
+    git at objects elsewhere: in its mount namespace ``objects/info`` is read-only (its write fails, and
+    its commit still works); without one the walls let the write through, and baton removes the file
+    before its own git reads the clone (the next turn's preparation, any repair of the worktree)."""
+    info = '"$(git rev-parse --git-common-dir)/objects/info"'
+    work = "; ".join(
+        [
+            f"echo /tmp > {info}/alternates 2> /dev/null && echo wrote > alt.txt || echo refused > alt.txt",
+            "git add alt.txt && git commit -qm alt && echo committed >> alt.txt",
+        ]
+    )
+    settings = mode_settings(home, mode)
+    result = ask(settings, src_repo, monkeypatch, work)
+    worktree = Path(result.session.worktree)
+    said = (worktree / "alt.txt").read_text().split()
+    assert said == ["refused" if mode == "auto" else "wrote", "committed"], said
+    cache = next((home / "repos").rglob("*.git"))
+    again = ask(settings, src_repo, monkeypatch, "true")
+    assert again.run.outcome == Outcome.SUCCEEDED
+    assert not (cache / "objects" / "info" / "alternates").exists()
+
+
 def test_the_namespace_holds_only_the_walls_paths(home: Path, tmp_path: Path, listening: str) -> None:
     """Straight through :class:`mountns.Spawner`: the agent sees its worktree at its own path, the
     system, its CLI; not BATON_HOME's other parts, /var, /tmp's other files; the runner's thread that

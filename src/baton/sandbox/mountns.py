@@ -25,7 +25,8 @@ from baton.sandbox.landlock import Ruleset
 from baton.sandbox.walls import READ, Rules, Walls, named, prepare, rules, ruleset
 
 _CLONE_NEWNS = 0x00020000
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT = 1, 2, 4, 8, 32
+_MS_BIND, _MS_REC, _MS_PRIVATE = 4096, 16384, 1 << 18
 _MNT_DETACH = 2
 _HIDEPID = b"hidepid=ptraceable"  # Linux 5.8: hide every process the reader may not ptrace
 _WHAT = "the agent's mount namespace: "
@@ -53,6 +54,9 @@ class Layout:
     base: str = ""
     proc: bool = False  # /proc is a fresh procfs with hidepid=ptraceable (else bound, or absent)
     masks: tuple[str, ...] = ()  # secrets an empty file or directory is bound over (after the binds)
+    # writable by the walls, yet read-only here: the cache clone's objects/info, whose alternates would
+    # point every key's git (and baton's) at objects elsewhere (Landlock cannot carve it out of objects/)
+    readonly: tuple[str, ...] = ()
 
 
 def _bound(path: str, binds: set[str]) -> bool:
@@ -117,6 +121,8 @@ def layout(walls: Walls, found: Rules | None = None, proc: bool | None = None) -
         dirs.update(_parents(path))
     base = os.path.join(walls.home, BASE)
     masks = tuple(sorted(p for p in hostsecrets.readable() if _bound(p, binds)))
+    info = str(walls.git.common / "objects" / "info") if walls.git is not None else ""
+    readonly = (info,) if info and os.path.isdir(info) and _bound(info, binds) else ()
     return Layout(
         tuple(sorted(dirs)),
         tuple(sorted(files)),
@@ -125,6 +131,7 @@ def layout(walls: Walls, found: Rules | None = None, proc: bool | None = None) -
         base,
         proc,
         masks,
+        readonly,
     )
 
 
@@ -191,6 +198,11 @@ def enter(found: Layout) -> None:
         flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
         _check(libc.mount(b"proc", base.encode() + b"/proc", b"proc", flags, _HIDEPID), "procfs")
     _mask(libc, base, found.masks)
+    for path in found.readonly:
+        where = (base + path).encode()
+        _check(libc.mount(where, where, None, _MS_BIND, None), f"binding {path}")
+        flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+        _check(libc.mount(None, where, None, flags, None), f"making {path} read-only")
     os.chdir(base)
     _check(libc.syscall(ctypes.c_long(number), b".", b"."), "pivot_root")
     _check(libc.umount2(b".", _MNT_DETACH), "detaching the old root")

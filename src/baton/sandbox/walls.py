@@ -319,6 +319,8 @@ def prepare(walls: Walls) -> None:
     if parts is not None and walls.commit:
         for path in parts.writable()[2:]:
             path.mkdir(parents=True, exist_ok=True)
+    if parts is not None:  # there to be bound read-only in the agent's mount namespace (mountns.layout)
+        (parts.common / "objects" / "info").mkdir(parents=True, exist_ok=True)
 
 
 def ruleset(walls: Walls, found: Rules | None = None) -> Ruleset:

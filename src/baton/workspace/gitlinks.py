@@ -9,6 +9,7 @@ the key's name (:func:`admin_name`, given by :func:`claim` right after ``git wor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -148,6 +149,7 @@ def repair(wt: WorktreeGit) -> WorktreeGit:
     ``logs/HEAD`` and locks ``index`` through a link, which would write wherever it points). A ``HEAD``
     that names no commit or branch is pointed at the key's branch by :func:`ensure_head`."""
     fixed = [f"{name} (not a file or directory)" for name in nofollow.scrub(wt.admin)]
+    fixed += drop_alternates(wt.common)
     wanted = {
         wt.path / ".git": f"gitdir: {wt.admin}\n",
         wt.admin / "gitdir": f"{wt.path.resolve() / '.git'}\n",
@@ -160,6 +162,29 @@ def repair(wt: WorktreeGit) -> WorktreeGit:
     if fixed:
         log.warning("repaired the git links of worktree %s: %s", wt.path, ", ".join(fixed))
     return wt
+
+
+# Where git finds objects of other repositories: baton never writes one, so one is an agent's (an agent at
+# `full` writes objects/; its mount namespace holds objects/info read-only, the walls alone do not).
+ALTERNATES = ("alternates", "http-alternates")
+
+
+def drop_alternates(cache: Path) -> list[str]:
+    """Remove the alternates files of the cache clone ``cache`` before baton's git reads it (they would
+    point it at another key's, or another repository's, objects); what was removed, logged."""
+    removed = []
+    for name in ALTERNATES:
+        path = cache / "objects" / "info" / name
+        if os.path.lexists(path):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            removed.append(str(path))
+    if removed:
+        log.warning("removed what no clone of baton's has: %s", ", ".join(removed))
+    return removed
 
 
 def ensure_head(wt: WorktreeGit, branch: str) -> bool:

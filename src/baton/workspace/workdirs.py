@@ -159,6 +159,7 @@ class Workdirs:
                 self._clone(repo, path, env)
                 return path
             gitlinks.drop_unfinished(path, self.home / "worktrees")
+            gitlinks.drop_alternates(path)
             if fetch:
                 self._fetch(repo, path, env, "--prune")
         return path
