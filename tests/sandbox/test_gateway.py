@@ -574,3 +574,25 @@ def test_a_reply_broken_midway_is_cut_short_and_the_gateway_goes_on() -> None:
         reply = httpx.post(f"{fine.url}/v1/messages", headers={"x-api-key": fine.token}, json=MESSAGE)
         fine.close()
     assert reply.status_code == 200 and reply.json()["type"] == "message"
+
+
+def test_the_gateway_and_the_proxy_listen_on_loopback_alone() -> None:
+    """Where the agent has no network namespace, the walls allow the gateway's and the proxy's ports on
+    any address: they answer on 127.0.0.1 alone, never on the host's other addresses."""
+    import psutil
+
+    from baton.sandbox import netns
+
+    sock = netns.listener()
+    try:
+        ports = {gateway._gateway().port, sock.getsockname()[1]}
+        found = [
+            c.laddr
+            for c in psutil.Process().net_connections(kind="tcp")
+            if c.status == "LISTEN" and c.laddr.port in ports
+        ]
+        assert sorted(a.port for a in found) == sorted(ports) and {a.ip for a in found} == {"127.0.0.1"}, (
+            found
+        )
+    finally:
+        sock.close()
