@@ -611,6 +611,7 @@ ENV_ONLY = (
 
 Table = Literal["forge", "repo", "prune"]  # the tables of config.toml that other rooms own and type
 FORGE_TABLES: tuple[Table, ...] = ("forge", "repo")  # [forge.<name>], [repo."owner/name"]: baton.forge.config
+FORGE_CONFIG_ENV = "BATON_FORGE_CONFIG"  # another file holding those tables
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in ("home", "extra")}
 
 

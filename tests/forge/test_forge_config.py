@@ -555,3 +555,14 @@ def test_environment_is_the_settings_unless_the_repo_says(tmp_path: Path) -> Non
     assert inside is not None and inside.environment is Environment.CONTAINER
     assert plain is not None and plain.environment is None
     _refused(tmp_path, GITHUB + '[repo."acme/api"]\nenvironment = "vm"\n', "environment", "host, container")
+
+
+def test_a_repositorys_egress_is_found_by_its_url_in_any_spelling(tmp_path: Path) -> None:
+    """``egress_of``: a run of the repository a table names, through the CLI or the API, gets its list;
+    a URL in any spelling of the same repository (``.git`` or not, another case of the host) finds it."""
+    forges = _load(tmp_path, GITHUB + '[repo."acme/api"]\negress = ["registries"]\n[repo."acme/web"]\n')
+    assert forges.egress_of("https://github.com/acme/api.git") == "registries"
+    assert forges.egress_of("https://GitHub.com/acme/api") == "registries"
+    assert forges.egress_of("https://github.com/acme/web.git") is None  # its table sets none
+    assert forges.egress_of("https://github.com/other/api.git") is None
+    assert forges.egress_of("not a repository at all\n") is None

@@ -287,6 +287,46 @@ def test_the_api_refuses_a_run_that_widens_the_services_egress(tmp_path: Path) -
         assert narrowed.status_code == 202, narrowed.text
 
 
+REPO_TABLE = """
+[forge.github]
+kind = "github"
+api_url = "https://api.github.com"
+web_url = "https://github.com"
+token_env = "BATON_GITHUB_TOKEN"
+user = "baton-bot"
+
+[repo."acme/api"]
+egress = ["pypi.org"]
+"""
+
+
+def test_a_repositorys_egress_holds_for_its_runs_through_every_door(tmp_path: Path) -> None:
+    """A ``[repo."…"]`` table's ``egress`` is its runs' through the API (and MCP, which calls it) and the
+    CLI, not only the forge's turns: a run asking for nothing gets it; the API refuses what widens it
+    (the setting's own list is wider); the CLI's helper fills it in."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(REPO_TABLE)
+    settings = load_settings(overrides={"home": str(home), **FAST}, environ={})
+    url = "https://github.com/acme/api.git"
+    with run_service(settings) as running, running.client("run") as http:
+        body = {"agent": "fake", "repo": url, "thread": "t", "prompt": "hi"}
+        refused = http.post("/v1/runs", json={**body, "egress": "registries"})
+        assert refused.status_code == 422 and "the repository's egress ('pypi.org')" in refused.text
+        assert http.get("/v1/runs").json()["runs"] == [], "nothing written"
+    from baton.cli.common import repository_egress
+
+    asked = RunRequest(agent="fake", repo=url, thread="t", prompt="hi")
+    repository_egress(settings, asked)
+    assert asked.egress == "pypi.org"
+    own = RunRequest(agent="fake", repo=url, thread="t", prompt="hi", egress="none")
+    repository_egress(settings, own)
+    assert own.egress == "none", "a run's own list wins"
+    other = RunRequest(agent="fake", repo="https://github.com/acme/web.git", thread="t", prompt="hi")
+    repository_egress(settings, other)
+    assert other.egress is None
+
+
 CURL = "curl -s --max-time 10 -o /dev/null -w"
 UPGRADE = "-H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13'"
 EXFILTRATE = f"""

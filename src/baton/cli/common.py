@@ -8,6 +8,7 @@ imported only when a command first uses them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
@@ -16,9 +17,10 @@ import typer
 
 from baton.cli.options import key_option
 from baton.cli.render import ago, emit_json, err, esc, field_text, new_table, out, print_fields, print_table
-from baton.settings import load_settings
+from baton.settings import FORGE_CONFIG_ENV, load_settings, read_config
 
 if TYPE_CHECKING:
+    from baton.runner.request import RunRequest
     from baton.settings import Settings
     from baton.store import Store
 
@@ -63,6 +65,20 @@ REPO_FILTER = "a repository: its URL, its local path or its slug (as tables show
 WideOpt = Annotated[
     bool, typer.Option("--wide", "-w", help="every column, one line a row, no cell wrapped (as in a pipe)")
 ]
+
+
+def repository_egress(settings: Settings, request: RunRequest) -> None:
+    """A run that asks for no ``egress`` of its own gets the one a ``[repo."…"]`` table gives its
+    repository, as that repository's forge turns do (the forge's tables are read only when there are
+    some: a cold ``baton run`` stays cold)."""
+    if request.egress is not None:
+        return
+    if not (read_config(settings.home / "config.toml").data.get("repo") or os.environ.get(FORGE_CONFIG_ENV)):
+        return
+    # lazy: cold CLI
+    from baton.forge.config import repo_egress
+
+    request.egress = repo_egress(settings.home, request.repo)
 
 
 @contextmanager

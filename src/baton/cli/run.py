@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from baton.cli.common import JsonOpt
+from baton.cli.common import JsonOpt, repository_egress
 from baton.cli.options import request_command
 from baton.cli.render import emit_json, err, esc, out, say
 from baton.errors import exit_code_of
@@ -61,6 +61,7 @@ def execute(request: RunRequest, as_json: bool) -> int:
     checked, and the printed result reads the run's short id from it again (one engine per URL and
     process). That engine's connections are closed before this returns."""
     settings = load_settings()
+    repository_egress(settings, request)
     told: list[str] = []  # the attempt whose answer was printed as soon as its run was recorded
     if not as_json:
         request.on_ended = _answer_early(request.on_ended, settings, told)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from baton.cli.common import cli_store, emit_json, err, esc, out
+from baton.cli.common import cli_store, emit_json, err, esc, out, repository_egress
 from baton.cli.options import request_command
 from baton.errors import BadInput, BatonError, exit_code_of
 from baton.models import JobStatus, Outcome
@@ -68,6 +68,7 @@ def _submit(settings: Settings, store: Store, request: RunRequest) -> JobRecord:
     from baton.fleet.celery import CeleryExecutor
     from baton.sessions.manage import local_actor
 
+    repository_egress(settings, request)
     executor = CeleryExecutor(settings, store)  # the extra and the URL are checked before writing
     try:
         job = jobs.submit(store, settings, request, local_actor())

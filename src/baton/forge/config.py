@@ -12,6 +12,7 @@ The keys, their defaults and what is refused: docs/configuration.md (Forges and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,11 +30,10 @@ from baton.caps.model import NAMES, Caps, check_cap
 from baton.errors import BadInput
 from baton.forge.appkey import AppKey
 from baton.forge.model import Budget, ForgeKind, Trigger
+from baton.keys import parse_repo
 from baton.models import Access, Environment, OnInstructions, OnPermission
+from baton.settings import FORGE_CONFIG_ENV, read_config
 from baton.settings import FORGE_TABLES as TABLES  # the tables of config.toml this module owns
-from baton.settings import read_config
-
-FORGE_CONFIG_ENV = "BATON_FORGE_CONFIG"
 
 PERMISSIONS = ("none", "read", "triage", "write", "maintain", "admin")  # a forge's, lowest first
 TRUSTED_LEVELS = ("write", "maintain", "admin")  # what ``trusted`` may ask for
@@ -238,6 +238,22 @@ class ForgeSettings:
     def forges_of_kind(self, kind: ForgeKind | str) -> list[ForgeConfig]:
         return [f for f in self.forges.values() if f.kind == kind]
 
+    def egress_of(self, repo: str) -> str | None:
+        """The ``egress`` of the repository table whose clone URL is the repository ``repo`` (a URL,
+        compared by slug), so a run of it through any door (the CLI, the API, MCP) gets the list the
+        forge's turns do; None when no table names it, or it sets none."""
+        try:
+            wanted = parse_repo(repo).slug
+        except BadInput:
+            return None
+        for config in self.repos.values():
+            forge = self.forges.get(config.forge)
+            if config.egress is not None and forge is not None:
+                with contextlib.suppress(BadInput):
+                    if parse_repo(config.repo_url(forge)).slug == wanted:
+                        return config.egress
+        return None
+
     def forge_of_kind(self, kind: ForgeKind | str, html_url: str | None = None) -> ForgeConfig | None:
         """The forge a delivery to ``/webhooks/<kind>`` came from: the only one of that kind, or, with
         several, the one whose ``web_url`` the delivery's repository URL (``html_url``) starts with;
@@ -281,6 +297,12 @@ def load_forges(
             )
         repos[ident] = repo
     return ForgeSettings(forges, repos, source)
+
+
+def repo_egress(home: Path, repo: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The ``egress`` a repository table gives the repository ``repo`` (:meth:`ForgeSettings.egress_of`),
+    for a run submitted through the CLI or the API; None when none does."""
+    return load_forges(home, environ).egress_of(repo)
 
 
 def _read(home: Path, environ: Mapping[str, str]) -> tuple[Path | None, dict[str, Any]]:

@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = store_for(settings)
-        app.state.settings, app.state.store = settings, store
+        app.state.settings, app.state.store, app.state.forges = settings, store, forges
         app.state.executor = executor = make_executor(settings, store)  # Celery when a broker is set
         app.state.disk = DiskCache(store, settings)  # the last disk measurement (metrics, dashboard)
         # before the executor starts: the forge turns it runs (queued ones too) are published

@@ -187,6 +187,7 @@ Job = Annotated[JobRecord, Depends(_job)]
 
 @router.post("", status_code=202, response_model=RunState, responses=SUBMITTED)
 def submit_run(
+    http: Request,
     body: RunBody,
     actor: Runner,
     store: StoreDep,
@@ -199,7 +200,10 @@ def submit_run(
     the runs of one key start in the order they were submitted. With tracing on, a caller's W3C
     ``traceparent`` header makes the run a part of the caller's trace."""
     request = RunRequest(**dict(body))  # typed by pydantic already: no second check
-    narrower(settings, request.egress)
+    forges = getattr(http.app.state, "forges", None)
+    repository = forges.egress_of(request.repo) if forges is not None else None
+    narrower(settings, request.egress, repository)
+    request.egress = request.egress or repository  # the repository's list, as its forge turns get
     operators_own(settings, request.environment)
     with tracing.span("api.submit", parent=tracing.incoming(traceparent)):
         job = jobs.submit(store, settings, request, actor.name)  # BadInput: 422, nothing written
@@ -233,15 +237,17 @@ def list_runs(
     }
 
 
-def narrower(settings: Settings, egress: str | None) -> None:
-    """A caller of the API may narrow the operator's egress allow-list (the setting), never widen it:
-    BadInput (422, nothing written) naming what it would open."""
+def narrower(settings: Settings, egress: str | None, repository: str | None = None) -> None:
+    """A caller of the API may narrow the operator's egress allow-list (the repository's ``egress``
+    where a repository table gives one, else the setting), never widen it: BadInput (422, nothing
+    written) naming what it would open."""
     if egress is None:
         return
-    asked, allowed = allowlist.parse(egress, "egress"), allowlist.parse(settings.egress)
+    asked, allowed = allowlist.parse(egress, "egress"), allowlist.parse(repository or settings.egress)
     if not asked.within(allowed):
+        whose = "the repository's egress" if repository else "the service's egress setting"
         raise BadInput(
-            f"egress: {asked.text!r} allows more than the service's egress setting ({allowed.text!r}); "
+            f"egress: {asked.text!r} allows more than {whose} ({allowed.text!r}); "
             "a run may narrow it, never widen it"
         )
 
