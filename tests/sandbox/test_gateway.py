@@ -386,6 +386,43 @@ def test_the_real_cli_holds_only_its_runs_token(
     assert wire_usage["input_tokens"] == said["input_tokens"] + cached > 0, usage
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", ["claude"])
+def test_with_no_setting_the_agent_holds_a_token_and_reaches_no_unlisted_host(
+    home: Path, src_repo: Path, agent: str, model: MockServer[Any]
+) -> None:
+    """A new install's defaults (no ``egress``, no ``model_gateway``): Claude Code at ``full`` finds a
+    token of its run in its environment, never the key; its ``curl`` to a host off the default list
+    (the registries and its repository's remote) gets the proxy's 403, audited; its turn goes on."""
+    command = f"env; curl -s -o /dev/null -w 'status %{{http_code}}\\n' http://{UNLISTED}/x"
+    request = RunRequest(
+        agent=agent,
+        repo=str(src_repo),
+        thread="defaults",
+        prompt=f"show me {shell_marker(agent, command)}",
+        access=Access.FULL,
+    )
+    settings = load_settings(overrides={"home": str(home), **FAST}, environ={})
+    assert settings.egress == "registries, remote" and settings.model_gateway == "on"
+    result = run(request, settings=settings)
+    assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+    output = "\n".join(tool_results(agent, model))
+    variables = dict(line.partition("=")[::2] for line in output.splitlines() if "=" in line)
+    assert REAL_KEY not in output and variables[KEY_VARIABLE[agent]].startswith(f"baton-run-{result.run.id}.")
+    assert "status 403" in output, output
+    assert set(model.keys_seen) == {REAL_KEY}
+    store = open_store(settings.resolved_store_url)
+    try:
+        rows = [a["detail"] for a in store.list_audit(500) if a["action"] == "egress.refused"]
+    finally:
+        store.close()
+    assert [(d["host"], d["run_id"]) for d in rows] == [(UNLISTED, result.run.id)], rows
+    assert "OPEN" not in (result.run.note or "") and "model_gateway = off" not in (result.run.note or "")
+
+
+UNLISTED = "unlisted.example"
+
+
 def refused_calls(settings: Settings) -> list[tuple[str, str]]:
     """The calls the gateway refused as no model call (their audit rows): method and path."""
     store = open_store(settings.resolved_store_url)
