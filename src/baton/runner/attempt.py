@@ -87,6 +87,7 @@ def run_attempt(
             env = _agent_env(ctx, launch, record, prepared.services)
             own, (env, launch) = env, passes.stand_in(ctx, record, env, launch, log)
             watch = _watch(ctx, record, own, log, passes.upstream())  # on the model API, not the gateway
+            passes.watch = watch
             halted = None
             if decision.compact:  # the conversation outgrew the threshold: the CLI compacts it first
                 halted = _compact(ctx, prepared, decision, record, turn, env, watch, passes.stop)
@@ -394,6 +395,7 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
         ] = []  # the gateway's refusals of the run's calls, coalesced
         self.hold = hold
         self.limit: Limit | None = None  # a spent quota the model API answered the turn
+        self.watch: ModelWatch | None = None  # the turn's watch on the model API, told what the gateway met
 
     def stand_in(
         self, ctx: Context, record: RunRecord, env: dict[str, str], launch: Launch, log: RunLog
@@ -420,6 +422,29 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
 
         admit = None if hold is None else hold.admit
 
+        def unreachable(said: str) -> None:
+            if self.watch is not None:
+                self.watch.unreachable(said)
+
+        refused = self._refusals(ctx, record, log)
+        upstream = ctx.settings.gateway_upstream(ctx.key.agent)
+        admitted = model_gateway(
+            _operators(ctx), env, record.id, upstream, spend, limit, refused, admit, unreachable
+        )
+        if admitted is None:
+            return env, launch
+        env, gate, setting = admitted
+        self.passes.append(gate)
+        moved = ctx.agent.behind_gateway(launch, setting, gate.url)
+        keyspace.drop_secrets(ctx.agent.home, ctx.agent.gateway_secrets(setting))
+        # a CLI told the gateway in its launch's environment (OpenCode's config content) is told it so
+        env.update({k: v for k, v in moved.env.items() if launch.env.get(k) != v})
+        return env, moved
+
+    def _refusals(self, ctx: Context, record: RunRecord, log: RunLog) -> Callable[[str, str, str], None]:
+        """What the gateway calls with each call it refused as no model call: an audit row and a note,
+        coalesced per call (a burst of refusals: a few rows, as egress's)."""
+
         def tell(where: tuple[str, str], reason: str, count: int, last: float) -> None:
             method, path = where
             detail = {"method": method, "path": path, "run_id": record.id, "count": count, "last": last}
@@ -432,25 +457,13 @@ class Passes(contextlib.AbstractContextManager["Passes"]):
         # lazy: the gateway's runs only
         from baton.runner.refusals import Refusals
 
-        told = Refusals[tuple[str, str], str](
-            tell, others=("*", "*")
-        )  # a burst of refusals: a few rows (as egress's)
+        told = Refusals[tuple[str, str], str](tell, others=("*", "*"))
         self.refusals.append(told)
 
         def refused(method: str, path: str, reason: str) -> None:
             told((method, path[:300]), reason)
 
-        upstream = ctx.settings.gateway_upstream(ctx.key.agent)
-        admitted = model_gateway(_operators(ctx), env, record.id, upstream, spend, limit, refused, admit)
-        if admitted is None:
-            return env, launch
-        env, gate, setting = admitted
-        self.passes.append(gate)
-        moved = ctx.agent.behind_gateway(launch, setting, gate.url)
-        keyspace.drop_secrets(ctx.agent.home, ctx.agent.gateway_secrets(setting))
-        # a CLI told the gateway in its launch's environment (OpenCode's config content) is told it so
-        env.update({k: v for k, v in moved.env.items() if launch.env.get(k) != v})
-        return env, moved
+        return refused
 
     def upstream(self) -> str | None:
         """The model API the gateway sends the run's requests to; None without a gateway."""

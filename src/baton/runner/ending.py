@@ -77,7 +77,8 @@ def classify(
         return Ending(Outcome.SESSION_LOST, error, result.exit_code)
     if outcome == Outcome.SUCCEEDED:
         return Ending(outcome, None, result.exit_code)
-    return Ending(outcome, failure(ctx.key.agent, result, turn), result.exit_code)
+    unreached = watch.unreached() if outcome == Outcome.FAILED else None  # behind baton's model gateway
+    return Ending(outcome, unreached or failure(ctx.key.agent, result, turn), result.exit_code)
 
 
 def failure(agent: str, result: ProcessResult, turn: Turn) -> str:

@@ -45,6 +45,7 @@ class ModelWatch:
         self.last: Signal | None = None  # the last signal of the turn
         self._since: float | None = None  # the first "no connection" of the current streak
         self._probe: _Probe | None = None
+        self._gateway = False  # baton's model gateway said it: the CLI's retries are of the gateway's 502s
 
     @property
     def last_error(self) -> str | None:
@@ -60,16 +61,23 @@ class ModelWatch:
             self._saw(signal)
             return
         with self._lock:
-            self._since = None
+            if not self._gateway:  # behind the gateway, baton's own probe says whether it can be reached
+                self._since = None
 
     def stderr(self, line: str) -> None:
         if (signal := self.agent.stderr_signal(line)) is not None:
             self._saw(signal)
 
+    def unreachable(self, detail: str) -> None:
+        """baton's model gateway could not reach the model API (the agent, behind it, sees only its
+        502s and retries them): a "no connection" the CLI's retries do not end."""
+        self._gateway = True
+        self._saw(Signal(SignalKind.UNREACHABLE, detail))
+
     def _saw(self, signal: Signal) -> None:
         with self._lock:
             self.last = signal
-            if signal.kind != SignalKind.UNREACHABLE:
+            if signal.kind != SignalKind.UNREACHABLE and not self._gateway:
                 self._since = None  # the server answered: it can be reached
             elif self._since is None:
                 self._since = self._clock()
@@ -110,10 +118,23 @@ class ModelWatch:
             with self._lock:
                 self._since = self._clock() if self._since is not None else None
             return None
+        return self._unreached(cause, f"no answer for {self.grace:g} s")
+
+    def unreached(self) -> str | None:
+        """Why a turn that failed while baton's model gateway could not reach the model API failed (the
+        CLI gave up on the gateway's 502s before the grace: Codex does), when baton cannot connect
+        either; None otherwise."""
+        with self._lock:
+            streak = self._gateway and self._since is not None
+        if not streak or self.url is None or (cause := reach(self.url, self.env)) is None:
+            return None
+        return self._unreached(cause, "the agent gave up")
+
+    def _unreached(self, cause: str, how: str) -> str:
         said = f"; the agent said: {self.last.detail}" if self.last else ""
         return (
             f"the model API at {self.url} could not be reached: {cause} "
-            f"(no answer for {self.grace:g} s{said}; BATON_UNREACHABLE_GRACE sets how long)"
+            f"({how}{said}; BATON_UNREACHABLE_GRACE sets how long)"
         )
 
 

@@ -80,14 +80,15 @@ def model_gateway(
     limit: Callable[[int, dict[str, str], bytes], None] | None = None,
     refused: Callable[[str, str, str], None] | None = None,
     admit: Callable[[dict[str, int], dict[str, dict[str, int]]], str | None] | None = None,
+    unreachable: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, str], Pass, str] | None:
     """``env`` with baton's model gateway standing in for ``agent``'s model API and credential (read on
     the operator's base home), the run's pass to close at its end, and the setting of the CLI that
     names the base URL (``""``: a variable does); None when it cannot stand in
     (:func:`baton.sandbox.gateway.stand_in`). ``upstream``: the model API the operator named
     (``model_gateway_upstream``), else the one the agent's own configuration names. ``spend`` and
-    ``limit`` (and ``refused``, ``admit``): the pass's guard (:class:`baton.sandbox.gateway.Guard`), when
-    both are given."""
+    ``limit`` (and ``refused``, ``admit``, ``unreachable``): the pass's guard
+    (:class:`baton.sandbox.gateway.Guard`), when both are given."""
     key = agent.gateway_key(env)
     if key is None:
         return None
@@ -100,7 +101,7 @@ def model_gateway(
     if found is None:
         return None
     if spend is not None and limit is not None:
-        found[1].guard = gateway.Guard(spend, limit, refused, admit)
+        found[1].guard = gateway.Guard(spend, limit, refused, admit, unreachable)
     return (*found, key.config)
 
 

@@ -60,12 +60,14 @@ class Guard:
     (its method, its path under the base URL and why), in a thread of its own. ``admit`` is asked
     before each request is forwarded, with the run's usage so far plus what the other requests in
     flight are estimated to spend (:func:`estimate`), in a thread of its own: why it is refused (None:
-    it goes). So requests fired at once cannot pass a cap by more than one request's spend."""
+    it goes). So requests fired at once cannot pass a cap by more than one request's spend.
+    ``unreachable`` is told why a request could not reach the model API (its agent gets a 502)."""
 
     spend: Callable[[dict[str, int], dict[str, dict[str, int]]], str | None]
     limit: Callable[[int, dict[str, str], bytes], None]
     refused: Callable[[str, str, str], None] | None = None
     admit: Callable[[dict[str, int], dict[str, dict[str, int]]], str | None] | None = None
+    unreachable: Callable[[str], None] | None = None  # told why the model API could not be reached
 
 
 @dataclass(frozen=True)
@@ -378,7 +380,11 @@ async def _forward(gw: _Gateway, found: Pass, request: _Request, writer: asyncio
         asyncio.LimitOverrunError,
         TimeoutError,
     ) as exc:
-        await _error(writer, 502, f"baton's model gateway could not reach the model API: {exc}")
+        said = f"baton's model gateway could not reach the model API: {exc}"
+        if found.guard is not None and found.guard.unreachable is not None:
+            with contextlib.suppress(Exception):  # the agent is answered whatever the guard met
+                await asyncio.to_thread(found.guard.unreachable, said)
+        await _error(writer, 502, said)
         return
     try:
         await _relay(found, reply, writer, request.method)
