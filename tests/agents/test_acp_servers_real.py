@@ -6,6 +6,10 @@ Each real ACP CLI runs a turn against its mock model, which holds the reply back
 the turn's processes listen on is found (``/proc``) and probed: as another uid (``nobody``), without a
 password and with another one, and from another key's agent (the fake agent inside its own walls). None
 reads anything, and the turn itself succeeds (the agent's own client has the turn's password).
+
+These turns run with ``egress = "open"``, where the agent shares the host's network and its servers
+are on the host's loopback: the case the password and the walls must hold. By default the agent is in
+a network namespace of its own, and no one outside it reaches its servers at all.
 """
 
 from __future__ import annotations
@@ -50,6 +54,12 @@ except urllib.error.HTTPError as error:
 except OSError as error:
     print("unreachable", error)
 """
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The turns share the host's network (see the module)."""
+    return settings.with_(egress="open")
 
 
 @pytest.fixture(params=["copilot", "opencode"])
@@ -252,7 +262,9 @@ def test_opencodes_password_is_its_turns_alone_and_never_written(
             assert len(password) >= 40, "no password made for the turn"
             (port,) = {port for _, port in listening(pids)[0]}
             served = probe(probe_script, f"http://127.0.0.1:{port}/config", f"opencode:{password}")
-            assert served.startswith("200") and "mock-key" in served, served
+            # the provider's apiKey is what the password guards: the run's token behind the gateway
+            assert served.startswith("200") and '"apiKey":"baton-run-' in served, served
+            assert "mock-key" not in served, "the real key is outside the walls"
             for entry in Path("/proc").iterdir():
                 with contextlib.suppress(OSError):
                     argvs.append((entry / "cmdline").read_bytes())

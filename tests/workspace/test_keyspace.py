@@ -313,6 +313,9 @@ def test_real_cli_conversation_in_the_base_home_moves_in_with_its_history(
 ) -> None:
     """A whole legacy shared home (transcripts, Codex's SQLite indexes, Gemini's projects.json): the
     key's next run moves its conversation in and resumes it with the full history — no snapshot."""
+    # the gateway's key homes lose the operator's credential (OpenCode's apiKey): a key home made the
+    # base home, as this test makes it, would have none; a base home from before key spaces has its own
+    settings = settings.with_(model_gateway="off")
     first = real(settings, agent, src_repo, "step zero")
     sid = str(first.session.agent_session_id)
     _make_legacy(settings, first)
