@@ -34,11 +34,11 @@ from baton.agents.claude import ClaudeAgent
 from baton.agents.codex import CodexAgent
 from baton.agents.gemini import GeminiAgent
 from baton.cli.app import app as cli_app
-from baton.forge.config import FORGE_CONFIG_ENV, load_forges
+from baton.forge.config import load_forges
 from baton.forge.model import ForgeKind
 from baton.service import webhooks
 from baton.service.app import create_app
-from baton.settings import Settings, load_settings, parse_size
+from baton.settings import FORGE_CONFIG_ENV, Settings, load_settings, parse_size
 from baton.workspace.workdirs import ASKPASS
 from tests.service_fixtures import Service, service_fixture  # noqa: F401 (the `service` fixture)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -209,7 +210,8 @@ def test_the_api_body_is_type_checked_once_by_pydantic(
     monkeypatch.setattr(jobs, "build_request", not_again)
     body: BaseModel = runs.RunBody.model_validate({**BASE, "repo": str(src_repo), "retries": 2})
     actor = Actor("ci", TokenScope.RUN)
-    made = runs.submit_run(body, actor, store, settings, Executor(), BackgroundTasks())  # type: ignore[arg-type]
+    http = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace()))  # no repository tables
+    made = runs.submit_run(body, actor, store, settings, Executor(), BackgroundTasks(), http)  # type: ignore[arg-type]
     assert made["status"] == JobStatus.QUEUED
     job = store.get_job(made["run_id"])
     assert job is not None and job.request["retries"] == 2 and job.request["mode"] == "auto"

@@ -187,13 +187,13 @@ Job = Annotated[JobRecord, Depends(_job)]
 
 @router.post("", status_code=202, response_model=RunState, responses=SUBMITTED)
 def submit_run(
-    http: Request,
     body: RunBody,
     actor: Runner,
     store: StoreDep,
     settings: SettingsDep,
     executor: ExecutorDep,
     after: BackgroundTasks,
+    http: Request,
     traceparent: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> dict[str, Any]:
     """Queue a run. It is stored before this answers, so a restart of the service loses nothing;
