@@ -33,6 +33,7 @@ from baton.settings import Settings, load_settings
 from baton.store import open_store
 from baton.testing import MockModel
 from tests.conftest import FAST, MOCKS, make_repo
+from tests.forge.test_forge_config import GITHUB
 from tests.sandbox.test_access_real import shell_marker, tool_results
 from tests.service_fixtures import run_service
 
@@ -287,17 +288,7 @@ def test_the_api_refuses_a_run_that_widens_the_services_egress(tmp_path: Path) -
         assert narrowed.status_code == 202, narrowed.text
 
 
-REPO_TABLE = """
-[forge.github]
-kind = "github"
-api_url = "https://api.github.com"
-web_url = "https://github.com"
-token_env = "BATON_GITHUB_TOKEN"
-user = "baton-bot"
-
-[repo."acme/api"]
-egress = ["pypi.org"]
-"""
+REPO_TABLE = GITHUB + '[repo."acme/api"]\negress = ["pypi.org"]\n'
 
 
 def test_a_repositorys_egress_holds_for_its_runs_through_every_door(tmp_path: Path) -> None:
