@@ -15,6 +15,7 @@ import pytest
 
 from baton import Outcome, RunRequest, RunResult, run
 from baton.keys import key_of
+from baton.models import Access
 from baton.runner.setup import setup_results
 from baton.sandbox.walls import support
 from baton.settings import Settings
@@ -118,6 +119,39 @@ def test_only_the_maintenance_runs_when_only_the_inputs_changed(settings: Settin
     assert again.run.note and "environment: maintenance" in again.run.note
     assert setup_count(settings) == 1
     assert len(list((settings.home / "keys").rglob("maintain-count"))) == 1
+
+
+def test_a_thread_never_wedges_behind_a_maintenance_its_agent_broke(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent commits a bad line in a lock file: the next turn's maintenance fails, and the turn goes
+    on in the last good environment, the agent told what failed at the top of its prompt (so it can fix
+    it) and the run's note saying so; once it is fixed, the maintenance runs again and succeeds."""
+    maintain = 'grep -q bad uv.lock && { echo "cannot resolve bad==9" >&2; exit 1; }\n'
+    maintain += 'cat uv.lock >> "$HOME/maintained"\n'
+    repo = make_repo(
+        tmp_path / "r", {".baton/setup.sh": COUNT, ".baton/maintain.sh": maintain, "uv.lock": "1\n"}
+    )
+    first = go(settings, repo)
+    assert first.run.outcome == Outcome.SUCCEEDED, first.run.error
+    monkeypatch.setenv("FAKE_AGENT_RUN", "echo bad >> uv.lock && git add uv.lock && git commit -qm dep")
+    assert go(settings, repo, "add a dependency", access=Access.FULL).run.outcome == Outcome.SUCCEEDED
+    monkeypatch.delenv("FAKE_AGENT_RUN")
+    broken = go(settings, repo, "go on")
+    assert broken.run.outcome == Outcome.SUCCEEDED, broken.run.error  # the agent ran
+    note = broken.run.note or ""
+    assert "environment: maintenance" in note and "maintain.sh exited 1" in note, note
+    assert "went on in the key's last good environment" in note
+    said = prompts(settings, broken)[-1]
+    assert said.startswith("Before this turn, baton ran the repository's maintenance"), said
+    assert "FAILED" in said and "cannot resolve bad==9" in said and "go on" in said
+    monkeypatch.setenv("FAKE_AGENT_RUN", "printf '2\\n' > uv.lock && git add uv.lock && git commit -qm fix")
+    assert go(settings, repo, "fix it", access=Access.FULL).run.outcome == Outcome.SUCCEEDED
+    monkeypatch.delenv("FAKE_AGENT_RUN")
+    fixed = go(settings, repo, "and now")
+    assert fixed.run.outcome == Outcome.SUCCEEDED and "did not succeed" not in (fixed.run.note or "")
+    found = list((settings.home / "keys").rglob("maintained"))
+    assert len(found) == 1 and found[0].read_text().split() == ["2"], "the fixed maintenance ran"
 
 
 def test_a_failing_setup_ends_the_turn_failed_with_its_tail_and_no_agent(

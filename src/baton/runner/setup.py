@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from baton import environment
 from baton.environment import results
 from baton.environment.discover import Unreadable, discover
 from baton.environment.plan import SetupPlan
@@ -99,10 +100,33 @@ def _own(
     said += f" ({undone})" if undone else ""
     if failed is not None:
         outcome, error = failed
+        if outcome == Outcome.FAILED and stamp.get("key"):  # a good environment to go on in
+            return _went_on(plan, what, said, error, log)
         return Setup(f"{said} did not succeed", error=error, outcome=outcome, log=log)
     made = (_untracked(ctx, prepared.worktree) - had) | set(stamp.get("results") or [])
     _write_stamp(ctx, prepared.worktree, {**plan_stamp(plan), "results": sorted(made)})
     return Setup(f"{said} ran in {took}", _block(plan, what, prepared.worktree), log=log)
+
+
+WENT_ON = "the turn went on in the key's last good environment"
+
+
+def _went_on(plan: SetupPlan, what: str, said: str, error: str, log: Path) -> Setup:
+    """A setup or maintenance that failed on a key whose last one succeeded: the turn goes on in the
+    environment that one made, the agent told at the top of its prompt what failed and how (it may be
+    what it broke: a dependency it added), so a thread never wedges behind its own setup. The stamp is
+    kept, so its next turn runs it again."""
+    found = environment.parse(error)
+    how = found.what if found is not None else error
+    tail = f" Its output's last lines:\n{found.tail}\n" if found is not None and found.tail else " "
+    text = (
+        f"Before this turn, baton ran the repository's {what} ({how}) and it FAILED, so your working "
+        f"directory still has the environment its last successful setup made.{tail}If your changes "
+        f"caused this (a dependency you added, a lock file or a setup script you edited), fix them: baton "
+        f"runs the {what} again before your next turn."
+    )
+    note = f"{said} did not succeed ({how}): {WENT_ON}, the agent told"
+    return Setup(note, text, log=log)
 
 
 def _undo(wt: WorktreeGit | None, was: setupundo.Before | None, what: str) -> str | None:
