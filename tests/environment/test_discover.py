@@ -234,3 +234,18 @@ def test_a_setup_in_a_container_keys_on_its_image_and_skips_nothing_of_it(tmp_pa
     assert not any("the container itself" in s for s in inside.skipped)
     other = discover(root, image="localhost/app:2")
     assert other is not None and len({host.key, inside.key, other.key}) == 3  # a new image: set up again
+
+
+def test_the_environments_inputs_are_found_wherever_projects_keep_them() -> None:
+    """Lock files, their manifests and pip's requirements files in every place projects keep them; no
+    other file (a README, a requirements file's neighbour, a source file)."""
+    from baton.environment.discover import is_input
+
+    inputs = [
+        "uv.lock", "web/package-lock.json", "pyproject.toml", "package.json", "services/api/go.mod",
+        "requirements.txt", "requirements-dev.txt", "dev-requirements.txt", "test_requirements.txt",
+        "constraints.txt", "requirements/tests.txt", "requirements/base.in", "api/requirements/prod.txt",
+    ]  # fmt: skip
+    others = ["README.md", "requirements/README.md", "src/app.py", "docs/requirements.md", "setup.txt"]
+    assert [p for p in inputs if not is_input(p)] == []
+    assert [p for p in others if is_input(p)] == []

@@ -108,6 +108,19 @@ def test_a_changed_lock_file_on_the_key_runs_the_setup_again(settings: Settings,
     assert setup_count(settings) == 2
 
 
+def test_a_dependency_added_under_requirements_prepares_the_key_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """pip's requirements kept in ``requirements/`` (one file per purpose) are inputs: a line added to
+    ``requirements/tests.txt`` runs the key's setup again, as a changed root ``requirements.txt`` does."""
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": COUNT, "requirements/tests.txt": "pytest\n"})
+    first = go(settings, repo)
+    assert first.run.outcome == Outcome.SUCCEEDED and setup_count(settings) == 1
+    (Path(first.session.worktree) / "requirements" / "tests.txt").write_text("pytest\nhypothesis\n")
+    again = go(settings, repo)
+    assert setup_count(settings) == 2 and "requirements/tests.txt" in (again.run.note or ""), again.run.note
+
+
 def test_only_the_maintenance_runs_when_only_the_inputs_changed(settings: Settings, tmp_path: Path) -> None:
     maintain = 'echo kept >> "$HOME/maintain-count"\n'
     repo = make_repo(

@@ -4,8 +4,8 @@
 ``updateContentCommand``, ``postCreateCommand``; ``containerEnv``/``remoteEnv``); the ``run:`` steps
 of copilot-setup-steps' job. The worktree is the agent's to write: every file is read without
 following a link (:mod:`baton.workspace.nofollow`), and what a source says is data, run only inside
-the agent's walls. The lock files the preparation key hashes (:data:`LOCK_FILES`) are found at the root
-and two levels below it (:func:`lock_inputs`).
+the agent's walls. The inputs the preparation key hashes (:func:`is_input`: the lock files, their
+manifests, pip's requirements) are found at the root and two levels below it (:func:`lock_inputs`).
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ LOCK_FILES = (
     "Gemfile.lock",
     "composer.lock",
 )
+# the manifests the lock files come from: a change to one is a change of the environment's inputs
+MANIFESTS = ("pyproject.toml", "Pipfile", "package.json", "go.mod", "Gemfile", "Cargo.toml")
+REQUIREMENTS_DIRS = ("requirements", "reqs")  # a project's pip requirements, one file per purpose
 LOCK_DEPTH = 3  # the root, and two levels of directories below it
 MAX_LOCKS = 64
 # what a setup makes or a package manager keeps: never where a project's own lock files are
@@ -122,6 +125,19 @@ def lock_inputs(worktree: Path) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
+def is_input(path: str) -> bool:
+    """Whether the repository's file ``path`` is one of the environment's inputs: a lock file, a
+    manifest, a pip requirements file (``requirements*.txt``, ``dev-requirements.txt``,
+    ``constraints.txt``, any ``.txt`` or ``.in`` under ``requirements/``)."""
+    parent, _, name = path.rpartition("/")
+    if name in LOCK_FILES or name in MANIFESTS:
+        return True
+    if name.endswith((".txt", ".in")) and parent.rpartition("/")[2] in REQUIREMENTS_DIRS:
+        return True
+    stem = name.removesuffix(".txt")
+    return stem != name and ("requirements" in stem or stem.startswith("constraints"))
+
+
 def _lock_names(worktree: Path) -> list[str]:
     """The lock files' relative paths, breadth first, no link followed, none under a directory of
     :data:`NOT_SOURCE` or a dot-directory; at most :data:`MAX_LOCKS`."""
@@ -141,9 +157,7 @@ def _lock_names(worktree: Path) -> list[str]:
                 if entry.is_dir(follow_symlinks=False):
                     if not entry.name.startswith(".") and entry.name not in NOT_SOURCE:
                         below.append(path)
-                elif entry.name in LOCK_FILES or (
-                    entry.name.startswith("requirements") and entry.name.endswith(".txt")
-                ):
+                elif is_input(path):
                     found.append(path)
         level = below
     return sorted(found[:MAX_LOCKS])  # the shallowest first, when there are more

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from baton.environment import BATON_MAINTAIN, SOURCES
-from baton.environment.discover import LOCK_FILES, MAX_FILE, Unreadable, discover
+from baton.environment.discover import MAX_FILE, Unreadable, discover, is_input
 from baton.environment.plan import SetupPlan
 from baton.environment.testcmd import FILES, HEAD, test_command
 from baton.workspace.gitcmd import run_git
@@ -46,15 +46,11 @@ def survey(cache: Path, commit: str, configured: str | None, env: dict[str, str]
             return Survey(commit, None, str(exc), tests)
 
 
-def _wanted(name: str) -> bool:
-    return name in LOCK_FILES or (name.startswith("requirements") and name.endswith(".txt"))
-
-
 def materialize(cache: Path, commit: str, root: Path, env: dict[str, str] | None = None) -> None:
     """Write the files discover and the test command read, as ``commit`` has them, under ``root``."""
     paths = [*SOURCES, BATON_MAINTAIN, *FILES]
     entries = _entries(cache, commit, paths, env)
-    entries += [e for e in _entries(cache, commit, [], env) if _wanted(e[3]) and e[3] not in paths]
+    entries += [e for e in _entries(cache, commit, [], env) if is_input(e[3]) and e[3] not in paths]
     for mode, kind, oid, path in entries:
         target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)
