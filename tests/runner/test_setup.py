@@ -129,7 +129,7 @@ def test_only_the_maintenance_runs_when_only_the_inputs_changed(settings: Settin
     first = go(settings, repo)
     (Path(first.session.worktree) / "uv.lock").write_text("2")
     again = go(settings, repo)
-    assert again.run.note and "environment: maintenance" in again.run.note
+    assert again.run.note and "environment: maintenance from .baton/setup.sh (maintain.sh)" in again.run.note
     assert setup_count(settings) == 1
     assert len(list((settings.home / "keys").rglob("maintain-count"))) == 1
 

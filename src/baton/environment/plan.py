@@ -48,9 +48,11 @@ class SetupPlan:
             digest.update(f"\0{name}\0{sha}".encode())
         return digest.hexdigest()
 
-    def summary(self) -> str:
-        """One line: the source, its commands and what was skipped."""
-        names = ", ".join(c.name for c in self.commands) or "nothing to run"
+    def summary(self, maintenance: bool = False) -> str:
+        """One line: the source, its commands (``maintenance``: those of its maintenance, which ran)
+        and what was skipped."""
+        names = ", ".join(c.name for c in (self.maintenance if maintenance else self.commands))
+        names = names or "nothing to run"
         skipped = f"; skipped: {'; '.join(self.skipped)}" if self.skipped else ""
         return f"{self.source} ({names}){skipped}"
 

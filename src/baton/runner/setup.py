@@ -94,7 +94,8 @@ def _own(
     failed = run_all(ctx, key_room(ctx, prepared), plan, commands, log)
     took = f"{time.monotonic() - started:.1f} s"
     said = (
-        f"environment: {before + '; then ' if before else ''}{what} from {plan.summary()} ({plan.why}; {why})"
+        f"environment: {before + '; then ' if before else ''}{what} from {plan.summary(maintain)} "
+        f"({plan.why}; {why})"
     )
     undone = _undo(wt, was, what)
     said += f" ({undone})" if undone else ""
