@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
+from baton.sandbox.toolchains import toolchains
+
 # Every program's basics, and how to reach the network (proxies, CA bundles).
 BASE_NAMES = (
     "PATH",
@@ -93,11 +95,14 @@ def agent_env(
 ) -> dict[str, str]:
     """The agent's whole environment: ``environ`` filtered through the allow-list, then what baton sets
     (``baton_sets``: git identity, the adapter's launch variables, the run's ids), ``HOME`` and
-    ``TMPDIR`` last; with ``caches`` (the repo's shared cache dir), the package managers' cache variables
-    where the operator passed none."""
+    ``TMPDIR`` last (the version managers its ``PATH`` uses told their roots:
+    :mod:`baton.sandbox.toolchains`); with ``caches`` (the repo's shared cache dir), the package
+    managers' cache variables where the operator passed none."""
     env = allowed(environ, (*BASE_NAMES, *agent_names, *operator))
     env.update({k: v for k, v in baton_sets.items() if k not in NOT_FOR_AGENTS})
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    for name, value in toolchains(env["PATH"], environ).env.items():  # a manager's root, not under HOME
+        env.setdefault(name, value)
     env["HOME"] = str(home)
     for name in ("TMPDIR", "TMP", "TEMP"):
         env[name] = str(tmp)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from baton.errors import BadInput
 from baton.sandbox import hostsecrets
 from baton.sandbox.landlock import Fs, Net, Ruleset, Scope, probe
+from baton.sandbox.toolchains import toolchains
 from baton.settings import Settings
 
 READ = Fs.EXECUTE | Fs.READ_FILE | Fs.READ_DIR
@@ -214,6 +215,7 @@ def _readable(walls: Walls) -> list[str]:
     found += [
         p for p in walls.path.split(os.pathsep) if os.path.isabs(p) and os.path.realpath(p) not in broad
     ]
+    found += toolchains(walls.path).roots  # what a shim or a prefix's bin on PATH runs
     return found + [str(installation(c)) for c in walls.commands]
 
 

@@ -1,0 +1,83 @@
+"""The operator's toolchains inside the walls (baton.sandbox.toolchains): on a machine whose ``PATH``
+starts with a pyenv-style shim directory, a rustup-style ``cargo`` proxy and an nvm-style Node prefix
+(made here, under a home the walls do not open: the shims exec tools under their managers' roots), a
+repository's setup and the agent's shell run each of them inside the walls."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from baton import Outcome, RunRequest, run
+from baton.models import Access
+from baton.sandbox.toolchains import toolchains
+from baton.settings import Settings
+from tests.conftest import make_repo
+from tests.runner.test_setup import walled
+
+
+def script(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\n{text}\n")
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A user's home with pyenv, rustup and nvm as they lay themselves out, first on ``PATH``."""
+    home = tmp_path / "user"
+    pyenv = home / ".pyenv"
+    script(pyenv / "libexec" / "pyenv", f'shift; program="$1"; shift; exec {sys.executable} "$@"')
+    script(
+        pyenv / "shims" / "python3",
+        f'export PYENV_ROOT="{pyenv}"\nexec "{pyenv}/libexec/pyenv" exec python3 "$@"',
+    )
+    script(home / ".rustup" / "toolchains" / "stable" / "bin" / "cargo", 'echo "cargo 1.99 (the toolchain)"')
+    script(
+        home / ".cargo" / "bin" / "cargo",
+        'exec "${RUSTUP_HOME:-$HOME/.rustup}/toolchains/stable/bin/cargo" "$@"',
+    )
+    node = home / ".nvm" / "versions" / "node" / "v20.0.0"
+    script(
+        node / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js", 'echo "npm 10 (from the prefix lib)"'
+    )
+    (node / "bin").mkdir(parents=True)
+    os.symlink("../lib/node_modules/npm/bin/npm-cli.js", node / "bin" / "npm")
+    entries = [pyenv / "shims", home / ".cargo" / "bin", node / "bin"]
+    monkeypatch.setenv("PATH", os.pathsep.join([*map(str, entries), os.environ["PATH"]]))
+    for name in ("RUSTUP_HOME", "PYENV_ROOT"):  # this machine's own
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+def test_the_roots_a_path_needs_are_named(machine: Path) -> None:
+    found = toolchains(os.environ["PATH"])
+    node = machine / ".nvm" / "versions" / "node" / "v20.0.0"
+    assert {str(machine / ".pyenv"), str(machine / ".rustup"), str(node)} <= set(found.roots)
+    assert found.env["PYENV_ROOT"] == str(machine / ".pyenv")
+    assert found.env["RUSTUP_HOME"] == str(machine / ".rustup")
+    assert str(machine) not in found.roots
+    assert str(machine / ".cargo") not in found.roots, "CARGO_HOME holds a registry token"
+
+
+USE = 'python3 -c "print(6 * 7)" > tools.txt 2>&1; cargo --version >> tools.txt 2>&1; npm >> tools.txt 2>&1'
+
+
+@walled
+def test_a_setup_and_the_agent_run_the_operators_toolchains_inside_the_walls(
+    machine: Path, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": USE.replace("tools.txt", "setup.txt") + "\n"})
+    (repo / ".gitignore").write_text("*.txt\n")
+    monkeypatch.setenv("FAKE_AGENT_RUN", USE)
+    request = RunRequest(agent="fake", repo=str(repo), thread="t", prompt="go", access=Access.FULL)
+    result = run(request, settings=settings)
+    assert result.run.outcome == Outcome.SUCCEEDED, result.run.error
+    assert result.run.confined
+    worktree = Path(result.session.worktree)
+    want = ["42", "cargo 1.99 (the toolchain)", "npm 10 (from the prefix lib)"]
+    assert (worktree / "tools.txt").read_text().splitlines() == want  # the agent's shell
+    assert (worktree / "setup.txt").read_text().splitlines() == want  # the setup, in its own home
