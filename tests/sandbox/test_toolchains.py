@@ -81,3 +81,19 @@ def test_a_setup_and_the_agent_run_the_operators_toolchains_inside_the_walls(
     want = ["42", "cargo 1.99 (the toolchain)", "npm 10 (from the prefix lib)"]
     assert (worktree / "tools.txt").read_text().splitlines() == want  # the agent's shell
     assert (worktree / "setup.txt").read_text().splitlines() == want  # the setup, in its own home
+
+
+def test_batons_own_virtualenv_never_reaches_the_agents_path(tmp_path: Path) -> None:
+    """An operator who activated baton's virtualenv before starting it: the agent's (and the setup's)
+    ``PATH`` has every other entry, in order, and not baton's ``bin``."""
+    from baton.sandbox.agentenv import agent_env
+
+    own = os.path.join(sys.prefix, "bin")
+    assert sys.prefix != sys.base_prefix, "the suite runs in baton's virtualenv"
+    environ = {
+        "PATH": os.pathsep.join(["/opt/tools/bin", own, "/usr/bin", "/bin"]),
+        "VIRTUAL_ENV": sys.prefix,
+    }
+    env = agent_env(environ, (), (), {}, tmp_path / "home", tmp_path / "tmp")
+    assert env["PATH"] == os.pathsep.join(["/opt/tools/bin", "/usr/bin", "/bin"])
+    assert "VIRTUAL_ENV" not in env

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -84,6 +85,17 @@ def _matcher(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]
     return re.compile("|".join(fnmatch.translate(p) for p in patterns) or "(?!)").match
 
 
+def without_baton(path: str) -> str:
+    """``path`` without baton's own virtualenv's ``bin`` (an operator who activated it before starting
+    baton): the setup's and the agent's ``python`` and ``pip`` are the machine's or the project's,
+    never baton's (a ``pip install`` would write into baton's installation)."""
+    if sys.prefix == sys.base_prefix:
+        return path
+    own = os.path.realpath(os.path.join(sys.prefix, "bin"))
+    kept = [p for p in path.split(os.pathsep) if p and os.path.realpath(p) != own]
+    return os.pathsep.join(kept) or "/usr/local/bin:/usr/bin:/bin"
+
+
 def agent_env(
     environ: Mapping[str, str],
     agent_names: Iterable[str],
@@ -100,7 +112,7 @@ def agent_env(
     managers' cache variables where the operator passed none."""
     env = allowed(environ, (*BASE_NAMES, *agent_names, *operator))
     env.update({k: v for k, v in baton_sets.items() if k not in NOT_FOR_AGENTS})
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env["PATH"] = without_baton(env.get("PATH") or "/usr/local/bin:/usr/bin:/bin")
     for name, value in toolchains(env["PATH"], environ).env.items():  # a manager's root, not under HOME
         env.setdefault(name, value)
     env["HOME"] = str(home)
