@@ -299,3 +299,28 @@ def test_the_key_keeps_what_its_setups_made_apart_from_the_agents_work(
     assert second.run.note and "the setup changed since the key's last one" in second.run.note
     assert setup_results(settings, key, worktree) == ["build", "dist"]
     assert setup_results(settings, key, tmp_path) == []  # another worktree's stamp names nothing
+
+
+def test_what_the_setup_made_stays_out_of_checkpoints_and_the_agents_own_commits(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repository shipped without a ``.gitignore``: the setup's ``.venv`` and ``build`` are listed in the
+    cache clone's ``info/exclude``, so the key's checkpoint holds the agent's new file and none of them,
+    and the agent's own ``git add -A`` commits its work alone."""
+    setup = "mkdir -p .venv/bin build && echo py > .venv/bin/python && echo o > build/out.o\n"
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": setup, "README.md": "# r\n"})
+    monkeypatch.setenv("FAKE_AGENT_RUN", "echo work > work.py")
+    first = go(settings, repo)
+    assert first.run.outcome == Outcome.SUCCEEDED, first.run.error
+    worktree = Path(first.session.worktree)
+    assert (worktree / ".venv" / "bin" / "python").is_file()
+    cache = next((settings.home / "repos").rglob("*.git"))
+    checkpoints = git(cache, "for-each-ref", "--format=%(objectname)", "refs/baton/checkpoints")
+    assert checkpoints, "the agent's new file made a checkpoint"
+    held = git(cache, "ls-tree", "-r", "--name-only", checkpoints.split()[0]).split()
+    assert "work.py" in held and not any(p.startswith((".venv", "build")) for p in held), held
+    monkeypatch.setenv("FAKE_AGENT_RUN", "git add -A && git commit -qm mine")
+    again = go(settings, repo, "commit it", access=Access.FULL)
+    assert again.run.outcome == Outcome.SUCCEEDED, again.run.error
+    committed = git(worktree, "show", "--name-only", "--format=", "HEAD").split()
+    assert committed == ["work.py"], committed

@@ -11,6 +11,7 @@ tries again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -33,7 +34,7 @@ from baton.runner.setuprun import key_room, run_all
 from baton.runner.sharedsetup import Shared, plan_stamp, share
 from baton.runner.state import Context, Prepared
 from baton.settings import Settings
-from baton.workspace import keyspace
+from baton.workspace import excluded, keyspace
 from baton.workspace.gitcmd import WorktreeGit
 
 STAMP = "setup.json"  # in the key's space, beside its home and temp dir
@@ -228,3 +229,6 @@ def _write_stamp(ctx: Context, worktree: Path, plan: dict[str, Any]) -> None:
     """The key's stamp: the plan that prepared ``worktree`` (:func:`~baton.runner.sharedsetup.plan_stamp`)."""
     data = {**plan, "worktree": _identity(worktree), "at": time.time()}
     atomic_write_text(_stamp_path(ctx), json.dumps(data), mode=0o600)
+    made = [str(p) for p in plan.get("results") or []]
+    with contextlib.suppress(BatonError, OSError):  # kept out of git next time (checkpoints, git add -A)
+        excluded.exclude(ctx.settings.home, ctx.workdirs.cache_path(ctx.key.repo), ctx.key.repo.slug, made)
