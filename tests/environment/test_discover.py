@@ -224,6 +224,9 @@ def test_the_test_command_named_in_the_instruction_files(tmp_path: Path) -> None
     assert find_test_command(tmp_path) == ("CLAUDE.md", "uv run pytest -q")
     write(tmp_path, {"AGENTS.md": "Lint with `ruff check`; test with `npm test`.\n"})
     assert find_test_command(tmp_path) == ("AGENTS.md", "npm test")
+    for command in ("python3 -m unittest discover -s tests", "python3.12 -m pytest", "go test ./..."):
+        write(tmp_path, {"AGENTS.md": f"Test with `{command}`.\n"})
+        assert find_test_command(tmp_path) == ("AGENTS.md", command)
 
 
 def test_a_setup_in_a_container_keys_on_its_image_and_skips_nothing_of_it(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ _CODE = re.compile(r"`([^`\n]{2,200})`")
 _RUNNER = re.compile(
     r"(^|[\s/])(pytest|tox|nox|npm (run )?test|pnpm (run )?test|yarn (run )?test|cargo test|go test|"
     r"make (check|test)|bundle exec rspec|rspec|rake test|mvn test|gradle test|\./gradlew test|"
-    r"python -m unittest|deno test|bun test|mix test|dotnet test)\b"
+    r"python[0-9.]* -m (unittest|pytest)|deno test|bun test|mix test|dotnet test)\b"
 )
 
 
