@@ -185,6 +185,21 @@ def test_a_failing_setup_ends_the_turn_failed_with_its_tail_and_no_agent(
     assert second.run.outcome == Outcome.FAILED and setup_count(settings) == 2  # tried again
 
 
+def test_a_thread_whose_first_setup_failed_takes_a_setup_fixed_on_the_default_branch(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Its agent never ran, so nothing of its own is on its branch: the next turn brings the base's fix
+    in (without ``sync`` set) and its setup succeeds, instead of failing again at the old commit."""
+    repo = make_repo(tmp_path / "r", {".baton/setup.sh": "echo broken >&2\nexit 3\n"})
+    first = go(settings, repo)
+    assert first.run.outcome == Outcome.FAILED and "setup.sh exited 3" in (first.run.error or "")
+    (repo / ".baton" / "setup.sh").write_text(COUNT)
+    git(repo, "commit", "-qam", "fix the setup")
+    again = go(settings, repo, "try again")
+    assert again.run.outcome == Outcome.SUCCEEDED, again.run.error
+    assert setup_count(settings) == 1 and again.session.agent_session_id is not None
+
+
 def test_a_setup_past_setup_timeout_is_stopped(settings: Settings, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r", {".baton/setup.sh": "echo waiting\nsleep 60\n"})
     quick = dataclasses.replace(settings, setup_timeout=1.0)

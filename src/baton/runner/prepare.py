@@ -17,7 +17,7 @@ from typing import Any
 from baton import tracing
 from baton.errors import BadInput
 from baton.keys import Key
-from baton.models import Access, Mode, Outcome, PromptKind, SessionRecord
+from baton.models import Access, Mode, Outcome, PromptKind, SessionRecord, SyncHow
 from baton.runner.crashed import stop_left_running
 from baton.runner.decide import decide_fork, fork_source
 from baton.runner.request import RunRequest
@@ -265,8 +265,12 @@ def _opening(ctx: Context, lineage: Lineage, session: SessionRecord) -> _Opening
 
 def _sync(ctx: Context, session: SessionRecord) -> _Synced:
     """Bring upstream in before the first attempt (and tell it what a sync between turns did)."""
-    resolved = ctx.resolved
-    report, note = sync_before_turn(ctx.workdirs, ctx.key, session, resolved.sync, resolved.on_conflict)
+    resolved, how = ctx.resolved, ctx.resolved.sync
+    if how == SyncHow.OFF and session.agent_session_id is None and session.last_outcome == Outcome.FAILED:
+        # its agent never ran (its first setup failed, say): nothing of its own to keep apart, so it
+        # takes the base's fixes (a setup repaired on the default branch) instead of failing again
+        how = SyncHow.MERGE
+    report, note = sync_before_turn(ctx.workdirs, ctx.key, session, how, resolved.on_conflict)
     reports = [r for r in (SyncReport.from_json(session.pending_sync), report) if r is not None]
     conflicted = report is not None and report.result == "conflict" and not report.left_for_agent
     record = report.to_json() if report is not None else (session.pending_sync or None)
